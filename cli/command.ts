@@ -1,0 +1,98 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { SdcError } from '../core/errors/index.js';
+
+type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
+
+/** What a command may touch: its streams, and a way to read stdin. Tests pass fakes. */
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  readStdin: () => Promise<string>;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+export interface ParsedCommandArgs {
+  values: Record<string, string | boolean | string[] | boolean[] | undefined>;
+  positionals: string[];
+}
+
+/** A leaf command: `sdc <group> <name>` or `sdc <name>`. */
+export interface Command {
+  name: string;
+  summary: string;
+  /** Usage line after `sdc <path>`, e.g. `--dir D --csr FILE --out FILE`. */
+  usage: string;
+  /** Option help lines, in display order: [flag, description]. */
+  optionHelp?: ReadonlyArray<readonly [string, string]>;
+  options?: OptionsConfig;
+  allowPositionals?: boolean;
+  run: (args: ParsedCommandArgs, io: CliIo) => Promise<number>;
+}
+
+/** A group of subcommands: `sdc pki init|issue|revoke|crl`. */
+export interface CommandGroup {
+  name: string;
+  summary: string;
+  commands: readonly Command[];
+}
+
+export type CommandEntry = Command | CommandGroup;
+
+export function isGroup(entry: CommandEntry): entry is CommandGroup {
+  return 'commands' in entry;
+}
+
+export function renderCommandHelp(path: string, command: Command): string {
+  const lines = [`Usage: sdc ${path} ${command.usage}`.trimEnd(), '', command.summary, ''];
+  const optionHelp = [...(command.optionHelp ?? []), ['-h, --help', 'Show this help'] as const];
+  lines.push('Options:');
+  const width = Math.max(...optionHelp.map(([flag]) => flag.length));
+  for (const [flag, text] of optionHelp) lines.push(`  ${flag.padEnd(width)}  ${text}`);
+  return lines.join('\n') + '\n';
+}
+
+export function renderGroupHelp(path: string, entries: readonly CommandEntry[], summary: string): string {
+  const lines = [`Usage: sdc ${path ? path + ' ' : ''}<command> [options]`, '', summary, '', 'Commands:'];
+  const width = Math.max(...entries.map((e) => e.name.length));
+  for (const e of entries) lines.push(`  ${e.name.padEnd(width)}  ${e.summary}`);
+  lines.push('', `Run 'sdc ${path ? path + ' ' : ''}<command> --help' for a command's options.`);
+  return lines.join('\n') + '\n';
+}
+
+/** Parses a command's arguments strictly; a user mistake becomes CLI_USAGE, not a stack trace. */
+export function parseCommandArgs(command: Command, argv: string[]): ParsedCommandArgs {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { ...command.options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: command.allowPositionals ?? false,
+      strict: true,
+    });
+    return { values: values as ParsedCommandArgs['values'], positionals };
+  } catch (error) {
+    throw new SdcError('CLI_USAGE', (error as Error).message);
+  }
+}
+
+/** Reads a required string option or throws CLI_USAGE naming it. */
+export function requireOption(args: ParsedCommandArgs, name: string): string {
+  const value = args.values[name];
+  if (typeof value !== 'string' || value.length === 0) throw new SdcError('CLI_USAGE', `missing required option --${name}`);
+  return value;
+}
+
+export function stringOption(args: ParsedCommandArgs, name: string, fallback: string): string {
+  const value = args.values[name];
+  return typeof value === 'string' ? value : fallback;
+}
+
+/** Parses a positive integer option within [min, max]; refuses anything else with CLI_USAGE. */
+export function integerOption(args: ParsedCommandArgs, name: string, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = args.values[name];
+  if (raw === undefined) return fallback;
+  const value = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new SdcError('CLI_USAGE', `--${name} must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}

@@ -1,0 +1,67 @@
+import { SdcError } from '../core/errors/index.js';
+import {
+  isGroup, parseCommandArgs, renderCommandHelp, renderGroupHelp,
+  type CliIo, type Command, type CommandEntry,
+} from './command.js';
+
+// Every command module registers here, one line each.
+const entries: CommandEntry[] = [
+];
+
+const topSummary = 'Secure Device Control: control plane, gateway, agent, simulator and tools.';
+
+export function defaultIo(): CliIo {
+  return {
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+    readStdin: async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks).toString('utf8');
+    },
+    env: process.env,
+  };
+}
+
+/** Runs `sdc` with argv (without node and script); returns the exit code. Never throws. */
+export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (error) {
+    if (error instanceof SdcError) {
+      // User-facing refusals are one line: the code and the message, no stack.
+      io.stderr(`sdc: ${error.code}: ${error.message}\n`);
+      return error.code === 'CLI_USAGE' ? 2 : 1;
+    }
+    io.stderr(`sdc: internal error: ${(error as Error)?.stack ?? String(error)}\n`);
+    return 70;
+  }
+}
+
+async function dispatch(argv: string[], io: CliIo): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+    io.stdout(renderGroupHelp('', entries, topSummary));
+    return first === undefined ? 2 : 0;
+  }
+  const entry = entries.find((e) => e.name === first);
+  if (!entry) throw new SdcError('CLI_USAGE', `unknown command '${first}' (see 'sdc --help')`);
+  if (!isGroup(entry)) return runCommand(entry.name, entry, rest, io);
+  const [sub, ...subRest] = rest;
+  if (sub === undefined || sub === '--help' || sub === '-h') {
+    io.stdout(renderGroupHelp(entry.name, entry.commands, entry.summary));
+    return sub === undefined ? 2 : 0;
+  }
+  const command = entry.commands.find((c) => c.name === sub);
+  if (!command) throw new SdcError('CLI_USAGE', `unknown command '${entry.name} ${sub}' (see 'sdc ${entry.name} --help')`);
+  return runCommand(`${entry.name} ${command.name}`, command, subRest, io);
+}
+
+async function runCommand(path: string, command: Command, argv: string[], io: CliIo): Promise<number> {
+  const args = parseCommandArgs(command, argv);
+  if (args.values.help === true) {
+    io.stdout(renderCommandHelp(path, command));
+    return 0;
+  }
+  return command.run(args, io);
+}

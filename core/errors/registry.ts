@@ -1,0 +1,33 @@
+import type { ErrorSpec } from './error-spec.js';
+import { protocolErrors } from './codes/protocol.js';
+import { cryptoErrors } from './codes/crypto.js';
+import { trustErrors } from './codes/trust.js';
+import { jwtErrors } from './codes/jwt.js';
+import { cliErrors } from './codes/cli.js';
+
+/**
+ * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
+ * docs/errors.md is generated from this object (`npm run docs:errors`) and a test pins the two.
+ */
+export const errorRegistry = {
+  ...protocolErrors,
+  ...cryptoErrors,
+  ...trustErrors,
+  ...jwtErrors,
+  ...cliErrors,
+} as const;
+
+export type ErrorCode = keyof typeof errorRegistry;
+
+/** Domain tables, in documentation order; the test checks no code is defined twice. */
+export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<string, ErrorSpec>> }> = [
+  { name: 'protocol', table: protocolErrors },
+  { name: 'crypto', table: cryptoErrors },
+  { name: 'trust', table: trustErrors },
+  { name: 'jwt', table: jwtErrors },
+  { name: 'cli', table: cliErrors },
+];
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(errorRegistry, value);
+}

@@ -29,3 +29,14 @@ export interface Ed25519Provider {
   /** False for a signature that does not verify; throws CRYPTO_BAD_KEY / CRYPTO_BAD_SIGNATURE_ENCODING for malformed inputs. */
   verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
 }
+
+/** Timers as a port, so the simulator can run every timeout on virtual time. */
+export interface Scheduler {
+  /** Calls `callback` once after `delayMs`; returns a handle for `cancel`. */
+  schedule(delayMs: number, callback: () => void): TimerHandle;
+  cancel(handle: TimerHandle): void;
+}
+
+export interface TimerHandle {
+  readonly id: number;
+}

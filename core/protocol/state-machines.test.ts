@@ -1,0 +1,91 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { SdcError } from '../errors/index.js';
+import { StateMachine, checkTable, nextState, renderMermaid, type TransitionTable } from './state-machine.js';
+import { sessionTable } from './session-machine.js';
+import { commandTable, commandTerminalStates } from './command-machine.js';
+
+const tables = [sessionTable, commandTable] as TransitionTable<string, string>[];
+
+for (const table of tables) {
+  test(`${table.name}: the table is consistent`, () => {
+    assert.deepEqual(checkTable(table), []);
+  });
+
+  test(`${table.name}: random event sequences never reach an undeclared state`, () => {
+    fc.assert(fc.property(fc.array(fc.constantFrom(...table.events), { maxLength: 60 }), (events) => {
+      const machine = new StateMachine(table, { historyEntriesMax: 8 });
+      let atMs = 0;
+      for (const event of events) {
+        const before = machine.state;
+        try {
+          machine.apply(event, atMs++);
+          assert.equal(machine.state, nextState(table, before, event));
+        } catch (error) {
+          assert.ok(SdcError.is(error), 'only typed errors escape');
+          assert.ok(error.code === 'PROTO_ILLEGAL_TRANSITION' || error.code === 'PROTO_STATE_ERROR');
+          assert.equal(nextState(table, before, event), undefined, 'a legal event never throws');
+          // Without an error state the machine stays where it was; with one, it is there.
+          assert.equal(machine.state, table.errorState ?? before);
+        }
+        assert.ok(table.states.includes(machine.state), `undeclared state ${machine.state}`);
+        assert.ok(machine.history.length <= 8, 'history is bounded');
+      }
+    }), { numRuns: 500 });
+  });
+
+  test(`${table.name}: terminal states accept no event`, () => {
+    for (const state of table.terminal) {
+      for (const event of table.events) {
+        const machine = new StateMachine(table, { state });
+        assert.throws(() => machine.apply(event, 0), (e) => SdcError.is(e, 'PROTO_ILLEGAL_TRANSITION'));
+      }
+    }
+  });
+
+  test(`${table.name}: the Mermaid diagram lists every transition`, () => {
+    const diagram = renderMermaid(table);
+    const count = table.states.reduce((n, s) => n + Object.keys(table.transitions[s]).length, 0);
+    assert.equal(diagram.split('\n').filter((l) => l.includes(': ')).length, count);
+  });
+}
+
+test('session: the error state is sticky', () => {
+  const machine = new StateMachine(sessionTable);
+  assert.throws(() => machine.apply('frame', 1), (e) => SdcError.is(e, 'PROTO_ILLEGAL_TRANSITION'));
+  assert.equal(machine.state, 'error');
+  for (const event of sessionTable.events) {
+    assert.throws(() => machine.apply(event, 2), (e) => SdcError.is(e, 'PROTO_STATE_ERROR'));
+    assert.equal(machine.state, 'error');
+  }
+});
+
+test('session: the happy path', () => {
+  const machine = new StateMachine(sessionTable);
+  for (const event of ['challenge', 'auth_ok', 'frame', 'frame', 'close'] as const) machine.apply(event, 0);
+  assert.equal(machine.state, 'closed');
+});
+
+test('command: the full lifecycle is recorded in order with times', () => {
+  const machine = new StateMachine(commandTable);
+  const path = [['deliver', 10], ['ack', 20], ['start', 30], ['succeed', 40]] as const;
+  for (const [event, atMs] of path) machine.apply(event, atMs);
+  assert.deepEqual(machine.history.map((r) => [r.to, r.atMs]), [['sent', 10], ['ack_received', 20], ['executing', 30], ['succeeded', 40]]);
+  assert.ok(machine.isTerminal);
+  assert.ok(commandTerminalStates.includes(machine.state));
+});
+
+test('command: an illegal event leaves the state unchanged and names it', () => {
+  const machine = new StateMachine(commandTable);
+  assert.throws(() => machine.apply('succeed', 0), (e) => {
+    assert.ok(SdcError.is(e, 'PROTO_ILLEGAL_TRANSITION'));
+    assert.deepEqual(e.details, { machine: 'command', state: 'queued', event: 'succeed' });
+    return true;
+  });
+  assert.equal(machine.state, 'queued');
+});
+
+test('a machine refuses an undeclared starting state', () => {
+  assert.throws(() => new StateMachine(commandTable, { state: 'bogus' as never }), (e) => SdcError.is(e, 'PROTO_INVALID_ARGUMENT'));
+});

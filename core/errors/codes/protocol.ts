@@ -15,6 +15,7 @@ export const protocolErrors = defineErrors({
   PROTO_JCS_UNSUPPORTED_VALUE: { fault: 'remote', status: 400, summary: 'Value has no JSON representation (undefined, function, bigint, symbol, non-plain object)' },
   PROTO_SCHEMA_INVALID: { fault: 'remote', status: 400, summary: 'Message does not match the schema for its type' },
   PROTO_UNKNOWN_TYPE: { fault: 'remote', status: 400, summary: 'Message type is not part of the protocol' },
+  PROTO_UNKNOWN_OPCODE: { fault: 'remote', status: 400, summary: 'Command opcode is not part of the protocol' },
   PROTO_UNSUPPORTED_VERSION: { fault: 'remote', status: 400, summary: 'Protocol version is not supported' },
   PROTO_REPLAY: { fault: 'remote', status: 409, summary: 'Frame id or sequence number was already seen' },
   PROTO_SEQ_OUT_OF_ORDER: { fault: 'remote', status: 409, summary: 'Sequence number is not greater than the last accepted one' },

@@ -1,0 +1,139 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Base64Url, DeviceId, DurationMs, EpochMs, ErrorCodeField, FrameId, Kid, Nonce, Seq, SessionId, ShortText } from './fields.js';
+import { CommandOutcomeError, CommandResultStatus, SignedCommandSchema } from './command.js';
+
+/**
+ * Every agent-gateway message body, one schema each. The envelope (envelope.ts) carries
+ * v, type, id, device_id, session_id, seq, ts and the signature; these are the `body`s.
+ * The schemas are the single source for validation (compiled once in validate.ts), the
+ * TypeScript types (`MessageBody<T>`) and docs/protocol-messages.md (generated).
+ */
+export type Direction = 'gateway->agent' | 'agent->gateway' | 'both';
+
+interface MessageSpec {
+  readonly direction: Direction;
+  readonly summary: string;
+  readonly body: TSchema;
+}
+
+const strict = { additionalProperties: false } as const;
+const Percent = Type.Number({ minimum: 0, maximum: 100 });
+const Rate = Type.Number({ minimum: 0, maximum: 1e15 });
+
+export const messageCatalog = {
+  AUTH_CHALLENGE: {
+    direction: 'gateway->agent',
+    summary: 'First frame on a new connection: a fresh nonce the agent must sign, and the session id the rest of the session uses.',
+    body: Type.Object({
+      nonce: Nonce,
+      gateway_id: ShortText(64),
+      server_time_ms: EpochMs,
+    }, strict),
+  },
+  AUTH: {
+    direction: 'agent->gateway',
+    summary: "The agent's answer: its envelope signature, made with the device key, covers the challenge nonce.",
+    body: Type.Object({
+      nonce: Nonce,
+      agent_version: ShortText(64),
+      /** Highest command device_seq the agent has executed, so the gateway can skip what is done. */
+      last_command_seq: Seq,
+    }, strict),
+  },
+  AUTH_ACK: {
+    direction: 'gateway->agent',
+    summary: 'Authentication succeeded: the session token, heartbeat interval and the seq each side starts from.',
+    body: Type.Object({
+      session_id: SessionId,
+      session_token: ShortText(2048),
+      heartbeat_interval_ms: DurationMs(3_600_000),
+      seq_start: Seq,
+      server_time_ms: EpochMs,
+    }, strict),
+  },
+  AUTH_ERROR: {
+    direction: 'gateway->agent',
+    summary: 'Authentication refused; the gateway closes the connection after sending it.',
+    body: Type.Object({ code: ErrorCodeField, message: ShortText(512) }, strict),
+  },
+  HEARTBEAT: {
+    direction: 'both',
+    summary: 'Liveness. The agent sends one every heartbeat interval; the gateway refreshes presence and echoes it.',
+    body: Type.Object({
+      uptime_ms: DurationMs(Number.MAX_SAFE_INTEGER),
+      queue_depth: Type.Integer({ minimum: 0, maximum: 1_000_000 }),
+    }, strict),
+  },
+  TELEMETRY: {
+    direction: 'agent->gateway',
+    summary: 'A host metrics sample. `prev_hash` chains samples so that a later version can sign checkpoints instead of every frame.',
+    body: Type.Object({
+      sampled_at: EpochMs,
+      metrics: Type.Object({
+        cpu_pct: Percent,
+        mem_pct: Percent,
+        disk_pct: Percent,
+        net_rx_bytes_per_sec: Rate,
+        net_tx_bytes_per_sec: Rate,
+        process_count: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000 })),
+      }, strict),
+      prev_hash: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+    }, strict),
+  },
+  COMMAND_DELIVERY: {
+    direction: 'gateway->agent',
+    summary: 'A command signed by the control plane, with the delivery attempt number.',
+    body: Type.Object({ command: SignedCommandSchema, attempt: Type.Integer({ minimum: 1, maximum: 100 }) }, strict),
+  },
+  COMMAND_ACK: {
+    direction: 'agent->gateway',
+    summary: 'The agent took the command (`received`, after persisting it) or started it (`executing`).',
+    body: Type.Object({
+      command_id: FrameId,
+      device_seq: Seq,
+      stage: Type.Union([Type.Literal('received'), Type.Literal('executing')]),
+    }, strict),
+  },
+  COMMAND_RESULT: {
+    direction: 'agent->gateway',
+    summary: "The command's outcome, signed by the device; stored verbatim in the audit log.",
+    body: Type.Object({
+      command_id: FrameId,
+      device_seq: Seq,
+      status: CommandResultStatus,
+      output: Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 64 }),
+      error: Type.Optional(CommandOutcomeError),
+      finished_at: EpochMs,
+    }, strict),
+  },
+  ALERT: {
+    direction: 'both',
+    summary: 'Something an operator should see: a high risk score, a kernel fault, a tamper signal.',
+    body: Type.Object({
+      severity: Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('critical')]),
+      kind: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }),
+      message: ShortText(1024),
+      risk_score: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
+    }, strict),
+  },
+  ERROR: {
+    direction: 'both',
+    summary: 'A refused frame: the code from docs/errors.md and the id of the frame it refers to, if any.',
+    body: Type.Object({
+      code: ErrorCodeField,
+      message: ShortText(512),
+      ref_id: Type.Optional(FrameId),
+    }, strict),
+  },
+} as const satisfies Record<string, MessageSpec>;
+
+export type MessageType = keyof typeof messageCatalog;
+export const messageTypes = Object.keys(messageCatalog) as MessageType[];
+export type MessageBody<T extends MessageType> = Static<(typeof messageCatalog)[T]['body']>;
+
+export function isMessageType(value: unknown): value is MessageType {
+  return typeof value === 'string' && Object.hasOwn(messageCatalog, value);
+}
+
+// Re-exported so callers name fields from one place.
+export { Base64Url, DeviceId, Kid, FrameId, SessionId };

@@ -1,0 +1,31 @@
+import type { MessageBody, MessageType } from './catalog.js';
+
+/**
+ * One valid body per message type. Used by the docs generator (as the example shown for each
+ * message) and by tests (as the starting point for mutations). Not used at run time.
+ */
+const sig = { alg: 'Ed25519', kid: 'cp-2026-11', value: 'A'.repeat(86) } as const;
+const nonce = 'n'.repeat(43);
+
+export const exampleBodies: { [T in MessageType]: MessageBody<T> } = {
+  AUTH_CHALLENGE: { nonce, gateway_id: 'gw-1', server_time_ms: 1_764_000_000_000 },
+  AUTH: { nonce, agent_version: '0.1.0', last_command_seq: 41 },
+  AUTH_ACK: { session_id: 'sess_7f3a', session_token: 'eyJ...', heartbeat_interval_ms: 10_000, seq_start: 0, server_time_ms: 1_764_000_000_050 },
+  AUTH_ERROR: { code: 'TRUST_CERT_REVOKED', message: 'device certificate is revoked' },
+  HEARTBEAT: { uptime_ms: 3_600_000, queue_depth: 0 },
+  TELEMETRY: {
+    sampled_at: 1_764_000_000_000,
+    metrics: { cpu_pct: 12.5, mem_pct: 40, disk_pct: 71.2, net_rx_bytes_per_sec: 2048, net_tx_bytes_per_sec: 512, process_count: 183 },
+  },
+  COMMAND_DELIVERY: {
+    command: {
+      id: 'cmd_01', device_id: 'dev-0001', opcode: 'EXEC_GET_PROCESS_LIST', args: { limit: 50 },
+      issued_at: 1_764_000_000_000, expires_at: 1_764_000_300_000, device_seq: 42, issuer: 'control-plane', sig,
+    },
+    attempt: 1,
+  },
+  COMMAND_ACK: { command_id: 'cmd_01', device_seq: 42, stage: 'received' },
+  COMMAND_RESULT: { command_id: 'cmd_01', device_seq: 42, status: 'succeeded', output: { processes: [] }, finished_at: 1_764_000_000_900 },
+  ALERT: { severity: 'warning', kind: 'risk_score', message: 'risk score 83 above threshold 80', risk_score: 83 },
+  ERROR: { code: 'PROTO_REPLAY', message: 'seq 7 was already accepted', ref_id: 'f_19' },
+};

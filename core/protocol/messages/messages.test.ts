@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { SdcError } from '../../errors/index.js';
+import { messageTypes } from './catalog.js';
+import { exampleBodies } from './examples.js';
+import { validateMessageBody, validateOpcodeArgs } from './validate.js';
+import { opcodes } from './opcodes.js';
+
+test('every example body validates for its type', () => {
+  for (const type of messageTypes) assert.doesNotThrow(() => validateMessageBody(type, exampleBodies[type]), type);
+});
+
+test('unknown members, missing members and wrong types are refused with PROTO_SCHEMA_INVALID', () => {
+  for (const type of messageTypes) {
+    const body = exampleBodies[type] as Record<string, unknown>;
+    assert.throws(() => validateMessageBody(type, { ...body, extra: 1 }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'), type);
+    for (const key of Object.keys(body)) {
+      const without = { ...body };
+      delete without[key];
+      const optional = (type === 'TELEMETRY' && key === 'prev_hash') || (type === 'ERROR' && key === 'ref_id') || (type === 'ALERT' && key === 'risk_score');
+      if (!optional) assert.throws(() => validateMessageBody(type, without), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'), `${type}.${key}`);
+      assert.throws(() => validateMessageBody(type, { ...body, [key]: null }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'), `${type}.${key}`);
+    }
+  }
+});
+
+test('an unknown type is PROTO_UNKNOWN_TYPE', () => {
+  assert.throws(() => validateMessageBody('REBOOT_NOW', {}), (e) => SdcError.is(e, 'PROTO_UNKNOWN_TYPE'));
+  assert.throws(() => validateMessageBody('__proto__', {}), (e) => SdcError.is(e, 'PROTO_UNKNOWN_TYPE'));
+});
+
+test('arbitrary JSON values never throw anything but typed protocol errors', () => {
+  fc.assert(fc.property(fc.constantFrom(...messageTypes, 'BOGUS'), fc.jsonValue(), (type, body) => {
+    try {
+      validateMessageBody(type, body);
+    } catch (error) {
+      assert.ok(SdcError.is(error));
+      assert.ok(['PROTO_SCHEMA_INVALID', 'PROTO_UNKNOWN_TYPE'].includes(error.code));
+    }
+  }), { numRuns: 2000 });
+});
+
+test('opcode arguments: known opcodes validate their args, unknown opcodes are refused', () => {
+  for (const opcode of opcodes) {
+    if (opcode === 'EXEC_STAGE_UPDATE') {
+      validateOpcodeArgs(opcode, { version: '1.2.3', sha256: 'a'.repeat(64), size_bytes: 10 });
+      assert.throws(() => validateOpcodeArgs(opcode, { version: '1.2.3' }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'));
+    } else if (opcode === 'EXEC_COMMIT_UPDATE') {
+      validateOpcodeArgs(opcode, { version: '1.2.3' });
+    } else {
+      validateOpcodeArgs(opcode, {});
+      assert.throws(() => validateOpcodeArgs(opcode, { rm: '-rf /' }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'));
+    }
+  }
+  assert.throws(() => validateOpcodeArgs('EXEC_FORMAT_DISK', {}), (e) => SdcError.is(e, 'PROTO_UNKNOWN_OPCODE'));
+  assert.throws(() => validateOpcodeArgs(42, {}), (e) => SdcError.is(e, 'PROTO_UNKNOWN_OPCODE'));
+});

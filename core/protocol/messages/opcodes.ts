@@ -1,0 +1,33 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/**
+ * Command opcodes and their argument schemas. The kernel contract (kernel/contract.json)
+ * defines how each opcode crosses the kernel boundary; this is the operator-facing side.
+ */
+const NoArgs = Type.Object({}, { additionalProperties: false });
+const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const Version = Type.String({ pattern: '^[0-9A-Za-z.+_-]{1,64}$' });
+
+export const opcodeArgs = {
+  EXEC_PING_KERNEL: NoArgs,
+  EXEC_LOCK_SCREEN: NoArgs,
+  EXEC_GET_PROCESS_LIST: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096 })) }, { additionalProperties: false }),
+  EXEC_GET_STATUS: NoArgs,
+  EXEC_STAGE_UPDATE: Type.Object({
+    version: Version,
+    sha256: Sha256Hex,
+    size_bytes: Type.Integer({ minimum: 1, maximum: 2 ** 32 - 1 }),
+    url: Type.Optional(Type.String({ maxLength: 2048 })),
+  }, { additionalProperties: false }),
+  EXEC_COMMIT_UPDATE: Type.Object({ version: Version }, { additionalProperties: false }),
+  EXEC_ROLLBACK_UPDATE: NoArgs,
+} as const satisfies Record<string, TSchema>;
+
+export type Opcode = keyof typeof opcodeArgs;
+export const opcodes = Object.keys(opcodeArgs) as Opcode[];
+export type OpcodeArgs<O extends Opcode> = Static<(typeof opcodeArgs)[O]>;
+export const OpcodeSchema = Type.Union(opcodes.map((o) => Type.Literal(o)));
+
+export function isOpcode(value: unknown): value is Opcode {
+  return typeof value === 'string' && Object.hasOwn(opcodeArgs, value);
+}

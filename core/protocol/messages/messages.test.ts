@@ -56,3 +56,10 @@ test('opcode arguments: known opcodes validate their args, unknown opcodes are r
   assert.throws(() => validateOpcodeArgs('EXEC_FORMAT_DISK', {}), (e) => SdcError.is(e, 'PROTO_UNKNOWN_OPCODE'));
   assert.throws(() => validateOpcodeArgs(42, {}), (e) => SdcError.is(e, 'PROTO_UNKNOWN_OPCODE'));
 });
+
+test('docs/protocol-messages.md is generated from the schemas (run `npm run docs:protocol`)', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { renderMessageDocs } = await import('./message-docs.js');
+  const onDisk = readFileSync(new URL('../../../docs/protocol-messages.md', import.meta.url), 'utf8');
+  assert.equal(onDisk, renderMessageDocs());
+});

@@ -4,6 +4,10 @@ import { cryptoErrors } from './codes/crypto.js';
 import { trustErrors } from './codes/trust.js';
 import { jwtErrors } from './codes/jwt.js';
 import { cliErrors } from './codes/cli.js';
+import { commandErrors } from './codes/command.js';
+import { policyErrors } from './codes/policy.js';
+import { auditErrors } from './codes/audit.js';
+import { storeErrors } from './codes/store.js';
 
 /**
  * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
@@ -15,6 +19,10 @@ export const errorRegistry = {
   ...trustErrors,
   ...jwtErrors,
   ...cliErrors,
+  ...commandErrors,
+  ...policyErrors,
+  ...auditErrors,
+  ...storeErrors,
 } as const;
 
 export type ErrorCode = keyof typeof errorRegistry;
@@ -26,6 +34,10 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'trust', table: trustErrors },
   { name: 'jwt', table: jwtErrors },
   { name: 'cli', table: cliErrors },
+  { name: 'command', table: commandErrors },
+  { name: 'policy', table: policyErrors },
+  { name: 'audit', table: auditErrors },
+  { name: 'store', table: storeErrors },
 ];
 
 export function isErrorCode(value: unknown): value is ErrorCode {

@@ -1,0 +1,16 @@
+import { defineErrors } from '../error-spec.js';
+
+/** Storage ports and their adapters (core/stores): SQL, stream bus, key/value. */
+export const storeErrors = defineErrors({
+  STORE_UNAVAILABLE: { fault: 'local', status: 503, summary: 'Store cannot be reached or refused the connection' },
+  STORE_UNIQUE_VIOLATION: { fault: 'remote', status: 409, summary: 'Write would duplicate a unique key' },
+  STORE_CONFLICT: { fault: 'local', status: 409, summary: 'Operation conflicts with the stored state (deadlock, lock timeout, wrong value type)' },
+  STORE_CORRUPT: { fault: 'local', status: 500, summary: 'Stored data is not readable (damaged database file or malformed reply)' },
+  STORE_LIMIT: { fault: 'local', status: 503, summary: 'A store limit was reached (streams, groups, consumers, waiters, entry or value size)' },
+  STORE_SAVE_FAILED: { fault: 'local', status: 503, summary: 'Writing the database file failed; recent commits are in memory but not durable' },
+  STORE_CLOSED: { fault: 'local', status: 503, summary: 'Store was used after close' },
+  STORE_NO_GROUP: { fault: 'local', status: 500, summary: 'Consumer group does not exist on the stream (call ensureGroup first)' },
+  STORE_QUERY_FAILED: { fault: 'local', status: 500, summary: 'Store rejected a statement (syntax, missing table, constraint other than unique)' },
+  STORE_MIGRATION_FAILED: { fault: 'local', status: 500, summary: 'A schema migration failed or the migration list is inconsistent' },
+  STORE_INVALID_ARGUMENT: { fault: 'local', status: 500, summary: 'A store function was called with an invalid argument (a bug in the caller)' },
+});

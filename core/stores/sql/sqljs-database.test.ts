@@ -1,0 +1,123 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SdcError } from '../../errors/index.js';
+import type { Scheduler, TimerHandle } from '../../protocol/ports.js';
+import { runSqlContract } from './sql-contract.js';
+import { openSqlJsDatabase } from './sqljs-database.js';
+
+const roots: string[] = [];
+async function freshDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-sqljs-'));
+  roots.push(dir);
+  return dir;
+}
+after(async () => {
+  await Promise.all(roots.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+let dataDir = '';
+runSqlContract('sql.js (embedded file)', {
+  create: () => openSqlJsDatabase({ dataDir }),
+  reset: async () => { dataDir = await freshDir(); },
+});
+
+/** Timers that fire only when the test says so. */
+function manualScheduler(): Scheduler & { fireAll(): void; pending(): number } {
+  const timers = new Map<number, () => void>();
+  let nextId = 1;
+  return {
+    schedule(_delayMs, callback): TimerHandle {
+      const id = nextId++;
+      timers.set(id, callback);
+      return { id };
+    },
+    cancel(handle) { timers.delete(handle.id); },
+    fireAll() {
+      const due = [...timers.values()];
+      timers.clear();
+      for (const callback of due) callback();
+    },
+    pending: () => timers.size,
+  };
+}
+
+describe('sql.js adapter specifics', () => {
+  it('every-commit durability: a second opener sees a write before the first closes', async () => {
+    const dir = await freshDir();
+    const writer = await openSqlJsDatabase({ dataDir: dir });
+    await writer.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
+    await writer.execute('INSERT INTO t (id) VALUES (?)', ['a']);
+    const reader = await openSqlJsDatabase({ dataDir: dir });
+    assert.deepEqual(await reader.query('SELECT id FROM t'), [{ id: 'a' }]);
+    await reader.close();
+    await writer.close();
+    assert.deepEqual((await readdir(dir)).sort(), ['control-plane.sqlite'], 'no temporary file is left behind');
+  });
+
+  it('interval durability saves on the scheduler tick or on flush, not on commit', async () => {
+    const dir = await freshDir();
+    const scheduler = manualScheduler();
+    const db = await openSqlJsDatabase({ dataDir: dir, durability: { mode: 'interval', intervalMs: 1000 }, scheduler });
+    await db.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
+    await db.execute('INSERT INTO t (id) VALUES (?)', ['a']);
+    assert.equal(scheduler.pending(), 1, 'one save is scheduled however many commits');
+    assert.deepEqual(await readdir(dir), [], 'nothing written before the interval');
+    scheduler.fireAll();
+    await db.query('SELECT 1 AS one'); // queued behind the save on the mutex
+    const reader = await openSqlJsDatabase({ dataDir: dir });
+    assert.deepEqual(await reader.query('SELECT id FROM t'), [{ id: 'a' }]);
+    await reader.close();
+    await db.execute('INSERT INTO t (id) VALUES (?)', ['b']);
+    await db.flush();
+    const again = await openSqlJsDatabase({ dataDir: dir });
+    assert.equal((await again.query('SELECT id FROM t')).length, 2);
+    await again.close();
+    await db.close();
+    assert.equal(scheduler.pending(), 0);
+  });
+
+  it('a failed save is STORE_SAVE_FAILED, refuses later writes and close, and recovers once the file can be written', async () => {
+    const dir = await freshDir();
+    const db = await openSqlJsDatabase({ dataDir: dir, fileName: 'db.sqlite' });
+    await db.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
+    // A directory where the temp file must go makes the write fail on any user, root included.
+    await rm(join(dir, `.db.sqlite.${process.pid}.tmp`), { force: true });
+    await mkdir(join(dir, `.db.sqlite.${process.pid}.tmp`));
+    await assert.rejects(db.execute('INSERT INTO t (id) VALUES (?)', ['a']), (e) => SdcError.is(e, 'STORE_SAVE_FAILED'));
+    await assert.rejects(db.execute('INSERT INTO t (id) VALUES (?)', ['b']), (e) => SdcError.is(e, 'STORE_SAVE_FAILED'));
+    await assert.rejects(db.close(), (e) => SdcError.is(e, 'STORE_SAVE_FAILED'), 'close does not drop unsaved data quietly');
+    await rm(join(dir, `.db.sqlite.${process.pid}.tmp`), { recursive: true });
+    await db.close();
+    const reopened = await openSqlJsDatabase({ dataDir: dir, fileName: 'db.sqlite' });
+    assert.deepEqual(await reopened.query('SELECT id FROM t'), [{ id: 'a' }]);
+    await reopened.close();
+  });
+
+  it('refuses a damaged file with STORE_CORRUPT and leaves it untouched', async () => {
+    const dir = await freshDir();
+    const garbage = 'this is not a database, just text that is long enough to matter';
+    await writeFile(join(dir, 'control-plane.sqlite'), garbage);
+    await assert.rejects(openSqlJsDatabase({ dataDir: dir }), (e) => SdcError.is(e, 'STORE_CORRUPT'));
+    assert.equal(await readFile(join(dir, 'control-plane.sqlite'), 'utf8'), garbage);
+  });
+
+  it('refuses database calls from inside its own transaction instead of deadlocking', async () => {
+    const db = await openSqlJsDatabase({ dataDir: await freshDir() });
+    await assert.rejects(db.transaction(async () => db.query('SELECT 1 AS one')), (e) => SdcError.is(e, 'STORE_INVALID_ARGUMENT'));
+    assert.deepEqual(await db.query('SELECT 1 AS one'), [{ one: 1 }]);
+    await db.close();
+  });
+
+  it('bounds the callers waiting for the connection', async () => {
+    const db = await openSqlJsDatabase({ dataDir: await freshDir(), waitersMax: 2 });
+    const calls = Array.from({ length: 4 }, () => db.query('SELECT 1 AS one'));
+    const results = await Promise.allSettled(calls);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected']);
+    const rejected = results[3];
+    assert.ok(rejected?.status === 'rejected' && SdcError.is(rejected.reason, 'STORE_LIMIT'));
+    await db.close();
+  });
+});

@@ -1,0 +1,203 @@
+import { SdcError } from '../errors/index.js';
+import { base64urlFromBytes, bytesFromBase64url, concatBytes } from '../crypto/bytes.js';
+import { canonicalBytes } from './canonical-json.js';
+import type { JsonObject, JsonValue } from './json-value.js';
+import type { ProtocolLimits } from './limits.js';
+import type { Ed25519Provider } from './ports.js';
+import { parseStrictJson } from './strict-json.js';
+
+/**
+ * The signed envelope every frame travels in (docs/protocol.md). Sans-IO: bytes in, typed
+ * values or SdcErrors out; the Ed25519 provider is a parameter.
+ */
+
+export const envelopeVersion = 1;
+export const envelopeSignatureAlg = 'Ed25519';
+
+/** The signed part of an envelope. */
+export interface EnvelopeFields {
+  v: 1;
+  type: string;
+  id: string;
+  device_id: string;
+  session_id: string;
+  seq: number;
+  ts: number;
+  body: JsonObject;
+}
+
+export interface EnvelopeSignature {
+  alg: typeof envelopeSignatureAlg;
+  kid: string;
+  /** 64-byte Ed25519 signature, unpadded base64url. */
+  value: string;
+}
+
+export interface SignedEnvelope extends EnvelopeFields {
+  sig: EnvelopeSignature;
+}
+
+/**
+ * Domain separation: the signature covers this ASCII prefix followed by the canonical fields.
+ * Other signed objects in the system (commands, audit entries) are also canonical JSON signed
+ * with Ed25519, possibly by the same key; without a distinct prefix per kind, a signature over
+ * one kind of object could be replayed as a valid signature over another that happens to have
+ * the same canonical bytes. The version in the prefix does the same across envelope versions.
+ */
+export const envelopeSigningPrefix = 'sdc-envelope-v1\n';
+const signingPrefixBytes = new TextEncoder().encode(envelopeSigningPrefix);
+
+const fieldNames = ['v', 'type', 'id', 'device_id', 'session_id', 'seq', 'ts', 'body'] as const;
+const signedEnvelopeNames: ReadonlySet<string> = new Set([...fieldNames, 'sig']);
+const signatureNames: ReadonlySet<string> = new Set(['alg', 'kid', 'value']);
+
+// Patterns shared with the message schemas (core/protocol/messages/fields.ts).
+const typePattern = /^[A-Z][A-Z0-9_]{0,63}$/;
+const idPattern = /^[A-Za-z0-9_-]{1,64}$/;
+const deviceIdPattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const sessionIdPattern = /^[A-Za-z0-9_-]{0,64}$/;
+const kidPattern = /^[A-Za-z0-9_.:-]{1,128}$/;
+/** alg is compared with the supported value in verifyEnvelope; here it only has to be a short string. */
+const algLengthMax = 32;
+/** Generous bound on the signature text; its exact form is checked when it is decoded. */
+const signatureValueLengthMax = 128;
+
+function schemaError(field: string, message: string): SdcError {
+  return new SdcError('PROTO_SCHEMA_INVALID', `envelope ${field}: ${message}`, { field });
+}
+
+function isObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function checkString(object: JsonObject, name: string, pattern: RegExp, what: string, path = name): string {
+  const value = object[name];
+  if (typeof value !== 'string' || !pattern.test(value)) throw schemaError(path, `must be ${what}`);
+  return value;
+}
+
+function checkCount(object: JsonObject, name: string): number {
+  const value = object[name];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw schemaError(name, 'must be a non-negative safe integer');
+  }
+  return value;
+}
+
+function checkNames(object: JsonObject, allowed: ReadonlySet<string>, where: string): void {
+  for (const name of Object.keys(object)) {
+    if (!allowed.has(name)) throw schemaError(where === '' ? name : `${where}.${name}`, 'is not an envelope field');
+  }
+}
+
+/** Checks v..body (the signed fields); extra members are the caller's concern. */
+function checkFields(value: JsonObject): EnvelopeFields {
+  if (!Object.hasOwn(value, 'v')) throw schemaError('v', 'is missing');
+  if (value.v !== envelopeVersion) {
+    throw new SdcError('PROTO_UNSUPPORTED_VERSION', `envelope version ${JSON.stringify(value.v)} is not supported (expected ${envelopeVersion})`, { field: 'v' });
+  }
+  const body = value.body;
+  const fields: EnvelopeFields = {
+    v: envelopeVersion,
+    type: checkString(value, 'type', typePattern, 'an upper-case message type of 1-64 characters'),
+    id: checkString(value, 'id', idPattern, '1-64 characters of [A-Za-z0-9_-]'),
+    device_id: checkString(value, 'device_id', deviceIdPattern, 'a device id matching ^[a-z0-9][a-z0-9._-]{0,63}$'),
+    session_id: checkString(value, 'session_id', sessionIdPattern, '0-64 characters of [A-Za-z0-9_-]'),
+    seq: checkCount(value, 'seq'),
+    ts: checkCount(value, 'ts'),
+    body: isObject(body) ? body : (() => { throw schemaError('body', 'must be a JSON object'); })(),
+  };
+  return fields;
+}
+
+/**
+ * Structural check of the unsigned fields, as given to `signEnvelope` (no `sig`, no extra members).
+ * Throws PROTO_UNSUPPORTED_VERSION or PROTO_SCHEMA_INVALID with `details.field`.
+ */
+export function parseEnvelopeFields(value: JsonValue): EnvelopeFields {
+  if (!isObject(value)) throw schemaError('(root)', 'must be a JSON object');
+  checkNames(value, new Set(fieldNames), '');
+  return checkFields(value);
+}
+
+/** Structural check of a whole signed envelope; the signature itself is checked by verifyEnvelope. */
+export function parseSignedEnvelope(value: JsonValue): SignedEnvelope {
+  if (!isObject(value)) throw schemaError('(root)', 'must be a JSON object');
+  checkNames(value, signedEnvelopeNames, '');
+  const fields = checkFields(value);
+  const sig = value.sig;
+  if (!isObject(sig)) throw schemaError('sig', 'must be an object {alg, kid, value}');
+  checkNames(sig, signatureNames, 'sig');
+  const alg = sig.alg;
+  if (typeof alg !== 'string' || alg.length === 0 || alg.length > algLengthMax) {
+    throw schemaError('sig.alg', `must be a string of 1-${algLengthMax} characters`);
+  }
+  const kid = checkString(sig, 'kid', kidPattern, '1-128 characters of [A-Za-z0-9_.:-]', 'sig.kid');
+  const signatureValue = sig.value;
+  if (typeof signatureValue !== 'string' || signatureValue.length > signatureValueLengthMax) {
+    throw schemaError('sig.value', `must be a string of at most ${signatureValueLengthMax} characters`);
+  }
+  return { ...fields, sig: { alg: alg as EnvelopeSignature['alg'], kid, value: signatureValue } };
+}
+
+/** The exact bytes an envelope signature covers: the prefix, then the canonical signed fields. */
+export function envelopeSigningInput(fields: EnvelopeFields): Uint8Array {
+  const { v, type, id, device_id, session_id, seq, ts, body } = fields;
+  return concatBytes(signingPrefixBytes, canonicalBytes({ v, type, id, device_id, session_id, seq, ts, body }));
+}
+
+export interface SignEnvelopeInput {
+  fields: EnvelopeFields;
+  kid: string;
+  /** 32-byte Ed25519 private seed. */
+  seed: Uint8Array;
+  provider: Ed25519Provider;
+}
+
+/** Signs the fields. Refuses fields that `decodeEnvelope` would refuse, so every envelope we make can be read back. */
+export function signEnvelope({ fields, kid, seed, provider }: SignEnvelopeInput): SignedEnvelope {
+  const checked = parseEnvelopeFields(fields as unknown as JsonValue);
+  if (typeof kid !== 'string' || !kidPattern.test(kid)) throw schemaError('sig.kid', 'must be 1-128 characters of [A-Za-z0-9_.:-]');
+  const signature = provider.sign(seed, envelopeSigningInput(checked));
+  return { ...checked, sig: { alg: envelopeSignatureAlg, kid, value: base64urlFromBytes(signature) } };
+}
+
+export interface VerifyEnvelopeInput {
+  envelope: SignedEnvelope;
+  /** The 32-byte public key for a key id, or undefined if the id is unknown (or not allowed here). */
+  resolveKey: (kid: string) => Uint8Array | undefined;
+  provider: Ed25519Provider;
+}
+
+/**
+ * Checks the signature; returns the envelope when it verifies. Throws CRYPTO_UNSUPPORTED_ALG,
+ * CRYPTO_UNKNOWN_KID, CRYPTO_BAD_SIGNATURE_ENCODING or CRYPTO_SIGNATURE_INVALID (and
+ * PROTO_SCHEMA_INVALID for an envelope that did not come through decodeEnvelope and is malformed).
+ */
+export function verifyEnvelope({ envelope, resolveKey, provider }: VerifyEnvelopeInput): SignedEnvelope {
+  const checked = parseSignedEnvelope(envelope as unknown as JsonValue);
+  const { alg, kid, value } = checked.sig;
+  if (alg !== envelopeSignatureAlg) {
+    throw new SdcError('CRYPTO_UNSUPPORTED_ALG', `signature algorithm ${JSON.stringify(alg)} is not supported (expected ${envelopeSignatureAlg})`, { alg });
+  }
+  const publicKey = resolveKey(kid);
+  if (publicKey === undefined) throw new SdcError('CRYPTO_UNKNOWN_KID', `no key is known for kid ${JSON.stringify(kid)}`, { kid });
+  const signature = bytesFromBase64url(value, { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', name: 'sig.value', length: 64 });
+  if (!provider.verify(publicKey, envelopeSigningInput(checked), signature)) {
+    throw new SdcError('CRYPTO_SIGNATURE_INVALID', `envelope ${checked.id} signature does not verify with kid ${JSON.stringify(kid)}`, { kid, id: checked.id });
+  }
+  return checked;
+}
+
+/**
+ * Frame bytes to a structurally valid envelope: strict JSON within the limits, then the envelope
+ * shape. The signature is not checked here (see verifyEnvelope), nor the body's per-type schema.
+ */
+export function decodeEnvelope(frameBytes: Uint8Array | string, limits?: Partial<ProtocolLimits>): SignedEnvelope {
+  return parseSignedEnvelope(parseStrictJson(frameBytes, limits));
+}
+
+/** Canonical bytes of the whole envelope: what goes on the wire. */
+export function encodeEnvelope(envelope: SignedEnvelope): Uint8Array {
+  return canonicalBytes(envelope);
+}

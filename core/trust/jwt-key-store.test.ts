@@ -1,0 +1,73 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryJwtKeyStore, parseStoredKeyRing, type JwtKeyStore, type StoredKeyRing } from './jwt-key-store.js';
+import { FileJwtKeyStore } from './jwt-file-key-store.js';
+import { generatePrivateJwk, jwkThumbprint } from './jwt-keys.js';
+import { rejectionCode, seededRandom } from './jwt-test-support.js';
+
+async function ringOf(count: number, seed: string): Promise<StoredKeyRing> {
+  const random = seededRandom(seed);
+  const keys = [];
+  for (let i = 0; i < count; i++) {
+    const privateJwk = generatePrivateJwk(random);
+    keys.push({ kid: await jwkThumbprint(privateJwk), createdAtMs: 1000 * (count - i), retiredAtMs: i === 0 ? null : 1000 * (count - i + 1), privateJwk });
+  }
+  return { version: 1, keys };
+}
+
+/** The JwtKeyStore contract; each adapter supplies a fresh store and its cleanup. */
+function contract(name: string, open: () => Promise<{ store: JwtKeyStore; close: () => Promise<void> }>): void {
+  test(`${name}: empty, round trip, replace, and a copy the caller cannot mutate`, async () => {
+    const { store, close } = await open();
+    try {
+      assert.equal(await store.load(), undefined);
+      const first = await ringOf(2, 'a');
+      await store.save(first);
+      assert.deepEqual(await store.load(), first);
+      const second = await ringOf(3, 'b');
+      await store.save(second);
+      assert.deepEqual(await store.load(), second);
+      const loaded = (await store.load()) as unknown as { keys: unknown[] };
+      loaded.keys.length = 0;
+      assert.deepEqual(await store.load(), second);
+    } finally {
+      await close();
+    }
+  });
+
+  test(`${name}: refuses to save a ring with two active keys`, async () => {
+    const { store, close } = await open();
+    try {
+      const ring = await ringOf(2, 'c');
+      const bad = { version: 1 as const, keys: ring.keys.map((k) => ({ ...k, retiredAtMs: null })) };
+      assert.equal(await rejectionCode(store.save(bad)), 'JWT_KEY_STORE_INVALID');
+    } finally {
+      await close();
+    }
+  });
+}
+
+contract('memory', async () => ({ store: new MemoryJwtKeyStore(), close: async () => undefined }));
+contract('file', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-jwt-store-'));
+  return { store: new FileJwtKeyStore({ path: join(dir, 'ring.json') }), close: () => rm(dir, { recursive: true, force: true }) };
+});
+
+test('parseStoredKeyRing refuses malformed rings', async () => {
+  const [key] = (await ringOf(1, 'd')).keys;
+  assert.ok(key);
+  const cases: unknown[] = [
+    null,
+    { version: 2, keys: [] },
+    { version: 1, keys: [{ ...key, kid: 'short' }] },
+    { version: 1, keys: [{ ...key, createdAtMs: -1 }] },
+    { version: 1, keys: [{ ...key, retiredAtMs: key.createdAtMs - 1 }] },
+    { version: 1, keys: [{ ...key, privateJwk: { ...key.privateJwk, crv: 'Ed448' } }] },
+    { version: 1, keys: [key, { ...key, retiredAtMs: key.createdAtMs }] },
+    { version: 1, keys: Array(65).fill(key) },
+  ];
+  for (const value of cases) assert.throws(() => parseStoredKeyRing(value), { code: 'JWT_KEY_STORE_INVALID' });
+});

@@ -1,0 +1,416 @@
+import { SdcError, assert } from '../errors/index.js';
+import { canonicalize } from './canonical-json.js';
+import type { JsonObject } from './json-value.js';
+import { defaultProtocolLimits } from './limits.js';
+import type { Clock } from './ports.js';
+
+/**
+ * The hash-chained audit log (docs/audit.md). Each entry commits to the one before it:
+ *
+ *   hash = hex(sha256(utf8("sdc-audit-v1\n" + canonicalize(entry without `hash`))))
+ *
+ * with RFC 8785 canonical JSON and `prev_hash` of entry 1 = 64 zeros. Changing, removing or
+ * reordering any entry breaks a link that `verifyAuditChain` names; cutting off the tail is only
+ * visible against a head the caller anchored elsewhere (`expectedHead`). Pure: the hash function
+ * is injected and the clock is a port.
+ */
+
+/** SHA-256 as a function, so the core runs on node:crypto or @noble/hashes alike. */
+export type Sha256 = (bytes: Uint8Array) => Uint8Array;
+
+export const auditHashDomain = 'sdc-audit-v1\n';
+export const auditGenesisHash = '0'.repeat(64);
+
+export const auditLimits = Object.freeze({
+  /** `kind` is a short dotted event name such as `command.result`. */
+  kindLengthMax: 64,
+  /** `actor` and `subject` are ids such as `user:alice` or `command:01HV…`. */
+  nameLengthMax: 256,
+  /**
+   * Canonical payload size. A payload may hold a device's signed RESULT envelope verbatim,
+   * and an envelope is bounded by the 64 KiB frame limit; 256 KiB leaves room for a few.
+   */
+  payloadBytesMax: 262_144,
+  /** Envelope nesting limit plus the two levels the entry and payload objects add. */
+  depthMax: defaultProtocolLimits.depthMax + 2,
+});
+
+export interface AuditEntryInput {
+  /** Unix milliseconds when the audited event was recorded. */
+  readonly ts: number;
+  /** Lower-case dotted event name, e.g. `command.sent`, `policy.denied`. */
+  readonly kind: string;
+  /** Who caused the event, e.g. `user:alice`, `device:lab-1`, `system`. */
+  readonly actor: string;
+  /** What the event is about, e.g. `command:01HV…`, `device:lab-1`. */
+  readonly subject: string;
+  readonly payload: JsonObject;
+}
+
+export interface AuditEntry extends AuditEntryInput {
+  readonly seq: number;
+  readonly prev_hash: string;
+  readonly hash: string;
+}
+
+const entryKeys = ['seq', 'ts', 'kind', 'actor', 'subject', 'payload', 'prev_hash', 'hash'] as const;
+const kindPattern = /^[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*$/;
+const hashPattern = /^[0-9a-f]{64}$/;
+const utf8 = new TextEncoder();
+
+/** The chain hash of an entry, computed over every field except `hash` itself. */
+export function auditEntryHash(entry: Omit<AuditEntry, 'hash'>, sha256: Sha256): string {
+  const unsigned = {
+    seq: entry.seq, ts: entry.ts, kind: entry.kind, actor: entry.actor,
+    subject: entry.subject, payload: entry.payload, prev_hash: entry.prev_hash,
+  };
+  const digest = sha256(utf8.encode(auditHashDomain + canonicalize(unsigned, { limits: { depthMax: auditLimits.depthMax } })));
+  assert(digest instanceof Uint8Array && digest.length === 32, 'sha256 must return 32 bytes');
+  return toHex(digest);
+}
+
+/**
+ * The entry that follows `prev` (or the first entry when `prev` is undefined). The payload is
+ * stored as its canonical JSON parsed back and frozen, so later mutation of the caller's object
+ * cannot make the stored entry disagree with its hash.
+ */
+export function appendAuditEntry(prev: AuditEntry | undefined, input: AuditEntryInput, sha256: Sha256): AuditEntry {
+  if (prev !== undefined) {
+    assert(Number.isSafeInteger(prev.seq) && prev.seq >= 1 && hashPattern.test(prev.hash), 'previous audit entry must have a positive seq and a hex hash');
+  }
+  checkInput(input);
+  let payloadText: string;
+  try {
+    payloadText = canonicalize(input.payload, { limits: { depthMax: auditLimits.depthMax - 1 } });
+  } catch (error) {
+    const cause = SdcError.is(error) ? error.code : 'unknown';
+    throw new SdcError('AUDIT_ENTRY_INVALID', 'audit payload is not representable as canonical JSON', { path: 'payload', cause }, { cause: error });
+  }
+  const payloadBytes = utf8.encode(payloadText).length;
+  if (payloadBytes > auditLimits.payloadBytesMax) {
+    throw new SdcError('AUDIT_PAYLOAD_TOO_LARGE', `audit payload is ${payloadBytes} bytes, more than ${auditLimits.payloadBytesMax}`, { payloadBytes });
+  }
+  const unsigned = {
+    seq: prev === undefined ? 1 : prev.seq + 1,
+    ts: input.ts,
+    kind: input.kind,
+    actor: input.actor,
+    subject: input.subject,
+    payload: deepFreeze(JSON.parse(payloadText) as JsonObject),
+    prev_hash: prev === undefined ? auditGenesisHash : prev.hash,
+  };
+  return Object.freeze({ ...unsigned, hash: auditEntryHash(unsigned, sha256) });
+}
+
+function checkInput(input: AuditEntryInput): void {
+  const bad = (path: string, problem: string): never => {
+    throw new SdcError('AUDIT_ENTRY_INVALID', `audit entry ${path} ${problem}`, { path });
+  };
+  if (!isPlainObject(input)) bad('$', 'must be an object');
+  if (!Number.isSafeInteger(input.ts) || input.ts < 0) bad('ts', 'must be a non-negative integer of Unix milliseconds');
+  if (!isKind(input.kind)) bad('kind', `must be a lower-case dotted name of at most ${auditLimits.kindLengthMax} characters`);
+  if (!isName(input.actor)) bad('actor', `must be a non-empty printable string of at most ${auditLimits.nameLengthMax} characters`);
+  if (!isName(input.subject)) bad('subject', `must be a non-empty printable string of at most ${auditLimits.nameLengthMax} characters`);
+  if (!isPlainObject(input.payload)) bad('payload', 'must be a JSON object');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification
+
+export type AuditBreak = 'hash_mismatch' | 'prev_hash_mismatch' | 'seq_gap' | 'seq_out_of_order' | 'bad_genesis' | 'malformed' | 'head_mismatch';
+
+export type AuditVerifyResult =
+  | { readonly ok: true; readonly count: number; readonly headSeq: number; readonly headHash: string }
+  | { readonly ok: false; readonly firstBrokenSeq: number; readonly reason: AuditBreak; readonly detail: string };
+
+export interface AuditAnchor {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+export interface VerifyAuditChainOptions {
+  /**
+   * The head recorded somewhere the log's writer cannot rewrite (a signed checkpoint, another
+   * system). Without it a chain with its tail cut off verifies as a shorter, valid chain.
+   */
+  readonly expectedHead?: AuditAnchor;
+  /**
+   * A trusted entry just before the first one given, to verify a suffix of the log from a
+   * checkpoint instead of from the genesis entry.
+   */
+  readonly after?: AuditAnchor;
+}
+
+/**
+ * Walks the entries in order, keeping only the previous hash and seq (O(1) memory, so it can
+ * stream a log of any length), and stops at the first broken link. `firstBrokenSeq` is the seq
+ * the chain should have had at that position: for a changed entry its own seq, for a removed
+ * entry the missing seq, for two swapped entries the earlier position.
+ */
+export async function verifyAuditChain(
+  entries: Iterable<unknown> | AsyncIterable<unknown>,
+  sha256: Sha256,
+  options: VerifyAuditChainOptions = {},
+): Promise<AuditVerifyResult> {
+  const { after, expectedHead } = options;
+  for (const [name, anchor] of [['after', after], ['expectedHead', expectedHead]] as const) {
+    if (anchor !== undefined) {
+      assert(Number.isSafeInteger(anchor.seq) && anchor.seq >= (name === 'after' ? 1 : 0) && (hashPattern.test(anchor.hash)), `${name} must be a seq and a lower-case hex sha256`);
+    }
+  }
+  let expectedSeq = after === undefined ? 1 : after.seq + 1;
+  let prevHash = after === undefined ? auditGenesisHash : after.hash;
+  let count = 0;
+  const broken = (reason: AuditBreak, detail: string): AuditVerifyResult => ({ ok: false, firstBrokenSeq: expectedSeq, reason, detail });
+
+  for await (const candidate of entries) {
+    const problem = malformation(candidate);
+    if (problem !== undefined) return broken('malformed', problem);
+    const entry = candidate as AuditEntry;
+    const genesis = expectedSeq === 1;
+    if (entry.seq !== expectedSeq) {
+      if (genesis) return broken('bad_genesis', `the first entry has seq ${entry.seq}, not 1`);
+      return entry.seq > expectedSeq
+        ? broken('seq_gap', `expected seq ${expectedSeq}, found ${entry.seq}`)
+        : broken('seq_out_of_order', `expected seq ${expectedSeq}, found ${entry.seq}`);
+    }
+    const computed = hashOrUndefined(entry, sha256);
+    if (computed === undefined) return broken('malformed', `entry ${entry.seq} is not representable as canonical JSON`);
+    if (computed !== entry.hash) return broken('hash_mismatch', `entry ${entry.seq} hashes to ${computed}, but records ${entry.hash}`);
+    if (entry.prev_hash !== prevHash) {
+      return genesis
+        ? broken('bad_genesis', `the first entry has prev_hash ${entry.prev_hash}, not 64 zeros`)
+        : broken('prev_hash_mismatch', `entry ${entry.seq} has prev_hash ${entry.prev_hash}, but entry ${entry.seq - 1} hashes to ${prevHash}`);
+    }
+    prevHash = entry.hash;
+    expectedSeq += 1;
+    count += 1;
+  }
+
+  const headSeq = expectedSeq - 1;
+  if (expectedHead !== undefined) {
+    if (headSeq < expectedHead.seq) {
+      return broken('head_mismatch', `the chain ends at seq ${headSeq}, before the anchored head ${expectedHead.seq}: its tail was removed`);
+    }
+    if (headSeq > expectedHead.seq) {
+      return { ok: false, firstBrokenSeq: expectedHead.seq + 1, reason: 'head_mismatch', detail: `the chain continues past the anchored head ${expectedHead.seq} to seq ${headSeq}` };
+    }
+    if (prevHash !== expectedHead.hash) {
+      return { ok: false, firstBrokenSeq: headSeq, reason: 'head_mismatch', detail: `entry ${headSeq} hashes to ${prevHash}, the anchor says ${expectedHead.hash}: the chain was rewritten at or before it` };
+    }
+  }
+  return { ok: true, count, headSeq, headHash: prevHash };
+}
+
+/** The entry's chain hash, or undefined when a stored payload has no canonical JSON form. */
+function hashOrUndefined(entry: AuditEntry, sha256: Sha256): string | undefined {
+  try {
+    return auditEntryHash(entry, sha256);
+  } catch (error) {
+    if (SdcError.is(error) && (error.code.startsWith('PROTO_JCS_') || error.code === 'PROTO_JSON_TOO_DEEP')) return undefined;
+    throw error;
+  }
+}
+
+/** Why `value` is not a well-formed entry, or undefined. A field outside the hash is malformed too. */
+function malformation(value: unknown): string | undefined {
+  if (!isPlainObject(value)) return 'entry is not an object';
+  const keys = Object.keys(value);
+  const extra = keys.find((key) => !(entryKeys as readonly string[]).includes(key));
+  if (extra !== undefined) return `entry has a field outside the chain hash: ${extra}`;
+  const missing = entryKeys.find((key) => !keys.includes(key));
+  if (missing !== undefined) return `entry lacks ${missing}`;
+  if (!Number.isSafeInteger(value.seq) || (value.seq as number) < 1) return 'seq is not a positive integer';
+  if (!Number.isSafeInteger(value.ts) || (value.ts as number) < 0) return 'ts is not a non-negative integer';
+  if (!isKind(value.kind)) return 'kind is not a dotted event name';
+  if (!isName(value.actor)) return 'actor is not a printable name';
+  if (!isName(value.subject)) return 'subject is not a printable name';
+  if (!isPlainObject(value.payload)) return 'payload is not an object';
+  if (typeof value.prev_hash !== 'string' || !hashPattern.test(value.prev_hash)) return 'prev_hash is not lower-case hex sha256';
+  if (typeof value.hash !== 'string' || !hashPattern.test(value.hash)) return 'hash is not lower-case hex sha256';
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The log over a store
+
+/** Where audit entries live. Adapters: InMemoryAuditStore here; SQL adapters elsewhere. */
+export interface AuditStore {
+  /** The entry with the highest seq, or undefined for an empty log. */
+  head(): Promise<AuditEntry | undefined>;
+  /** Stores `entry`; must refuse a seq that already exists with AUDIT_CONFLICT (a unique key). */
+  append(entry: AuditEntry): Promise<void>;
+  /** Up to `limit` entries with seq >= fromSeq, in ascending seq order. */
+  scan(fromSeq: number, limit: number): Promise<AuditEntry[]>;
+}
+
+export const auditScanLimitMax = 10_000;
+
+/** An AuditStore in memory, for tests, the simulator and single-process demos. */
+export class InMemoryAuditStore implements AuditStore {
+  private readonly entries: AuditEntry[] = [];
+  private readonly entriesMax: number;
+
+  constructor(options: { entriesMax?: number } = {}) {
+    this.entriesMax = options.entriesMax ?? 1_000_000;
+    assert(Number.isSafeInteger(this.entriesMax) && this.entriesMax > 0, 'entriesMax must be a positive integer');
+  }
+
+  async head(): Promise<AuditEntry | undefined> {
+    return this.entries.at(-1);
+  }
+
+  async append(entry: AuditEntry): Promise<void> {
+    assert(Number.isSafeInteger(entry.seq) && entry.seq >= 1, 'audit entry seq must be a positive integer');
+    const index = this.lowerBound(entry.seq);
+    if (this.entries[index]?.seq === entry.seq) {
+      throw new SdcError('AUDIT_CONFLICT', `audit entry ${entry.seq} already exists`, { seq: entry.seq });
+    }
+    if (this.entries.length >= this.entriesMax) {
+      throw new SdcError('AUDIT_STORE_FULL', `the in-memory audit store holds its maximum of ${this.entriesMax} entries`, { entriesMax: this.entriesMax });
+    }
+    this.entries.splice(index, 0, entry);
+  }
+
+  async scan(fromSeq: number, limit: number): Promise<AuditEntry[]> {
+    assert(Number.isSafeInteger(fromSeq) && Number.isSafeInteger(limit) && limit >= 1 && limit <= auditScanLimitMax,
+      `scan needs an integer fromSeq and a limit in 1..${auditScanLimitMax}`);
+    const start = this.lowerBound(fromSeq);
+    return this.entries.slice(start, start + limit);
+  }
+
+  /** Index of the first entry whose seq is >= `seq`. */
+  private lowerBound(seq: number): number {
+    let low = 0;
+    let high = this.entries.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.entries[middle]!.seq < seq) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+}
+
+export interface AuditLogOptions {
+  readonly store: AuditStore;
+  readonly sha256: Sha256;
+  readonly clock: Clock;
+  /** Appends waiting for the lock before new ones are refused with AUDIT_BUSY. */
+  readonly pendingAppendsMax?: number;
+  /** Entries read per store call while verifying. */
+  readonly verifyPageEntries?: number;
+}
+
+/**
+ * Appends to and verifies one audit chain in a store. Appends run one at a time (a promise-chain
+ * mutex): two concurrent appends reading the same head would otherwise both write seq n+1 and
+ * fork the chain. Across processes the store's unique seq (AUDIT_CONFLICT) is the guard.
+ */
+export class AuditLog {
+  private readonly store: AuditStore;
+  private readonly sha256: Sha256;
+  private readonly clock: Clock;
+  private readonly pendingAppendsMax: number;
+  private readonly verifyPageEntries: number;
+  private tail: Promise<unknown> = Promise.resolve();
+  private pending = 0;
+
+  constructor(options: AuditLogOptions) {
+    this.store = options.store;
+    this.sha256 = options.sha256;
+    this.clock = options.clock;
+    this.pendingAppendsMax = options.pendingAppendsMax ?? 1_024;
+    this.verifyPageEntries = options.verifyPageEntries ?? 1_000;
+    assert(Number.isSafeInteger(this.pendingAppendsMax) && this.pendingAppendsMax >= 1, 'pendingAppendsMax must be a positive integer');
+    assert(Number.isSafeInteger(this.verifyPageEntries) && this.verifyPageEntries >= 1 && this.verifyPageEntries <= auditScanLimitMax,
+      `verifyPageEntries must be an integer in 1..${auditScanLimitMax}`);
+  }
+
+  /** Appends an entry stamped with the clock's time; resolves to the stored entry. */
+  append(input: Omit<AuditEntryInput, 'ts'>): Promise<AuditEntry> {
+    if (this.pending >= this.pendingAppendsMax) {
+      return Promise.reject(new SdcError('AUDIT_BUSY', `${this.pending} audit appends are already waiting`, { pending: this.pending }));
+    }
+    this.pending += 1;
+    const run = async (): Promise<AuditEntry> => {
+      try {
+        return await this.appendNow(input);
+      } finally {
+        this.pending -= 1;
+      }
+    };
+    const result = this.tail.then(run, run);
+    // The next append waits for this one whether it succeeds or fails.
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  private async appendNow(input: Omit<AuditEntryInput, 'ts'>): Promise<AuditEntry> {
+    const head = await this.store.head();
+    if (head !== undefined) {
+      // Extending a tampered head would bury the tampering under a valid-looking link.
+      const problem = malformation(head);
+      if (problem !== undefined || hashOrUndefined(head, this.sha256) !== head.hash) {
+        throw new SdcError('AUDIT_CHAIN_BROKEN', `the audit head does not verify: ${problem ?? 'hash mismatch'}`, { seq: head.seq });
+      }
+    }
+    const entry = appendAuditEntry(head, { ...input, ts: this.clock.nowMs() }, this.sha256);
+    await this.store.append(entry);
+    return entry;
+  }
+
+  async head(): Promise<AuditEntry | undefined> {
+    return this.store.head();
+  }
+
+  /** Verifies the whole stored chain page by page (memory bounded by one page). */
+  async verify(options: Pick<VerifyAuditChainOptions, 'expectedHead'> = {}): Promise<AuditVerifyResult> {
+    return verifyAuditChain(this.scanAll(), this.sha256, options);
+  }
+
+  private async *scanAll(): AsyncGenerator<AuditEntry> {
+    let fromSeq = 1;
+    for (;;) {
+      const page = await this.store.scan(fromSeq, this.verifyPageEntries);
+      yield* page;
+      const last = page.at(-1);
+      // A page that does not advance would loop forever; the verifier has already flagged it.
+      if (page.length < this.verifyPageEntries || last === undefined || !Number.isSafeInteger(last.seq) || last.seq < fromSeq) return;
+      fromSeq = last.seq + 1;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  return prototype === Object.prototype || prototype === null;
+}
+
+function isKind(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= auditLimits.kindLengthMax && kindPattern.test(value);
+}
+
+function isName(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= auditLimits.nameLengthMax && !/[\u0000-\u001f\u007f]/.test(value);
+}
+
+const hexDigits = '0123456789abcdef';
+
+function toHex(bytes: Uint8Array): string {
+  let out = '';
+  for (const byte of bytes) out += hexDigits[byte >> 4]! + hexDigits[byte & 15]!;
+  return out;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const member of Object.values(value)) deepFreeze(member);
+    Object.freeze(value);
+  }
+  return value;
+}

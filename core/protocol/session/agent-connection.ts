@@ -1,0 +1,116 @@
+import { SdcError } from '../../errors/index.js';
+import { decodeEnvelope, verifyEnvelope } from '../envelope.js';
+import type { MessageBody } from '../messages/catalog.js';
+import { ConnectionCore, type ConnectionCoreOptions, type ConnectionEvent } from './connection-core.js';
+import { checkBody } from './codec.js';
+
+export type AgentEvent =
+  | ConnectionEvent
+  | { kind: 'ready'; sessionId: string; sessionToken: string; heartbeatIntervalMs: number; serverTimeMs: number }
+  | { kind: 'auth_error'; code: string; message: string };
+
+export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'frameIdPrefix'> {
+  /** Gateway keys pinned at enrollment; frames signed by any other key are refused. */
+  resolveGatewayKey: (kid: string) => Uint8Array | undefined;
+  agentVersion: string;
+  /** Highest command device_seq executed, reported in AUTH so the gateway can skip done work. */
+  lastCommandSeq: number;
+}
+
+/**
+ * The agent's end of a session, sans-IO. The first frame must be a gateway-signed
+ * AUTH_CHALLENGE; it fixes the session id. The agent answers with AUTH signed by the device
+ * key and becomes ready on AUTH_ACK. Command signatures are checked by the agent's command
+ * handling (verifyCommand), not here: this layer authenticates frames, not their contents.
+ */
+export class AgentConnection extends ConnectionCore {
+  readonly #options: AgentConnectionOptions;
+
+  constructor(options: AgentConnectionOptions) {
+    super({ ...options, frameIdPrefix: 'a' });
+    this.#options = options;
+  }
+
+  receive(bytes: Uint8Array, nowMs: number): AgentEvent[] {
+    if (!this.isOpen) return [];
+    if (this.state === 'connecting') return this.#receiveChallenge(bytes, nowMs);
+    let message;
+    try {
+      message = this.authenticate(bytes, nowMs, this.#options.resolveGatewayKey);
+    } catch (error) {
+      return this.refuse(error, nowMs);
+    }
+    if (this.state === 'authenticating') {
+      if (message.type === 'AUTH_ACK') {
+        const ack = message.body as MessageBody<'AUTH_ACK'>;
+        this.applyEvent('auth_ok', nowMs);
+        return [{ kind: 'ready', sessionId: ack.session_id, sessionToken: ack.session_token, heartbeatIntervalMs: ack.heartbeat_interval_ms, serverTimeMs: ack.server_time_ms }];
+      }
+      if (message.type === 'AUTH_ERROR') {
+        const refusal = message.body as MessageBody<'AUTH_ERROR'>;
+        this.applyEvent('auth_failed', nowMs);
+        return [{ kind: 'auth_error', code: refusal.code, message: refusal.message }, { kind: 'closed', reason: 'authentication refused', }];
+      }
+      return this.refuse(new SdcError('PROTO_ILLEGAL_TRANSITION', `expected AUTH_ACK, got ${message.type}`), nowMs, message.envelope.id);
+    }
+    switch (message.type) {
+      case 'COMMAND_DELIVERY':
+      case 'HEARTBEAT':
+      case 'ALERT':
+      case 'ERROR':
+        this.applyEvent('frame', nowMs);
+        return [{ kind: 'message', message }];
+      default:
+        return this.refuse(new SdcError('PROTO_ILLEGAL_TRANSITION', `${message.type} is not accepted from a gateway`), nowMs, message.envelope.id);
+    }
+  }
+
+  sendHeartbeat(body: MessageBody<'HEARTBEAT'>, nowMs: number): void {
+    this.requireReady('HEARTBEAT');
+    this.sendFrame('HEARTBEAT', body, nowMs);
+  }
+
+  sendTelemetry(body: MessageBody<'TELEMETRY'>, nowMs: number): void {
+    this.requireReady('TELEMETRY');
+    this.sendFrame('TELEMETRY', body, nowMs);
+  }
+
+  sendCommandAck(body: MessageBody<'COMMAND_ACK'>, nowMs: number): void {
+    this.requireReady('COMMAND_ACK');
+    this.sendFrame('COMMAND_ACK', body, nowMs);
+  }
+
+  sendCommandResult(body: MessageBody<'COMMAND_RESULT'>, nowMs: number): void {
+    this.requireReady('COMMAND_RESULT');
+    this.sendFrame('COMMAND_RESULT', body, nowMs);
+  }
+
+  sendAlert(body: MessageBody<'ALERT'>, nowMs: number): void {
+    this.requireReady('ALERT');
+    this.sendFrame('ALERT', body, nowMs);
+  }
+
+  /** The challenge names the session; it must be signed by a pinned gateway key and be fresh. */
+  #receiveChallenge(bytes: Uint8Array, nowMs: number): AgentEvent[] {
+    try {
+      const envelope = verifyEnvelope({ envelope: decodeEnvelope(bytes, undefined), resolveKey: this.#options.resolveGatewayKey, provider: this.signerProvider });
+      if (envelope.device_id !== this.deviceId) throw new SdcError('PROTO_SESSION_MISMATCH', 'challenge is for another device');
+      if (envelope.type !== 'AUTH_CHALLENGE') throw new SdcError('PROTO_ILLEGAL_TRANSITION', `expected AUTH_CHALLENGE, got ${envelope.type}`);
+      this.sessionId = envelope.session_id;
+      this.replay.open(this.sessionId, 0);
+      this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: envelope.ts }, nowMs);
+      const challenge = checkBody(envelope).body as MessageBody<'AUTH_CHALLENGE'>;
+      this.applyEvent('challenge', nowMs);
+      this.lastHeardMs = nowMs;
+      this.sendFrame('AUTH', { nonce: challenge.nonce, agent_version: this.#options.agentVersion, last_command_seq: this.#options.lastCommandSeq }, nowMs);
+      return [];
+    } catch (error) {
+      const typed = SdcError.is(error) ? error : new SdcError('PROTO_INVALID_ARGUMENT', String(error));
+      this.applyEvent('close', nowMs);
+      return [{ kind: 'refused', error: typed }, { kind: 'closed', reason: 'invalid challenge', code: typed.code }];
+    }
+  }
+
+  // The agent has no frame to send when the gateway's challenge is bad: it just closes.
+  protected onRefusedBeforeReady(): void {}
+}

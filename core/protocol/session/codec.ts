@@ -1,0 +1,66 @@
+import { SdcError } from '../../errors/index.js';
+import { decodeEnvelope, encodeEnvelope, signEnvelope, verifyEnvelope, type SignedEnvelope } from '../envelope.js';
+import type { JsonObject } from '../json-value.js';
+import type { ProtocolLimits } from '../limits.js';
+import { isMessageType, type MessageBody, type MessageType } from '../messages/catalog.js';
+import { validateMessageBody } from '../messages/validate.js';
+import type { Ed25519Provider } from '../ports.js';
+
+/** Who signs the frames one side sends. */
+export interface FrameSigner {
+  readonly kid: string;
+  /** 32-byte Ed25519 private seed. */
+  readonly seed: Uint8Array;
+  readonly provider: Ed25519Provider;
+}
+
+export interface FrameAddress {
+  readonly id: string;
+  readonly deviceId: string;
+  readonly sessionId: string;
+  readonly seq: number;
+  readonly ts: number;
+}
+
+/** A received frame after every check: a known type whose body matches its schema. */
+export interface DecodedMessage<T extends MessageType = MessageType> {
+  readonly type: T;
+  readonly body: MessageBody<T>;
+  readonly envelope: SignedEnvelope;
+}
+
+/** Builds, signs and encodes one frame. The body is validated first: we never send what we would refuse. */
+export function encodeMessage<T extends MessageType>(type: T, body: MessageBody<T>, address: FrameAddress, signer: FrameSigner): { envelope: SignedEnvelope; bytes: Uint8Array } {
+  validateMessageBody(type, body);
+  const envelope = signEnvelope({
+    fields: { v: 1, type, id: address.id, device_id: address.deviceId, session_id: address.sessionId, seq: address.seq, ts: address.ts, body: body as unknown as JsonObject },
+    kid: signer.kid, seed: signer.seed, provider: signer.provider,
+  });
+  return { envelope, bytes: encodeEnvelope(envelope) };
+}
+
+/**
+ * Decodes and authenticates a frame in the order docs/protocol.md gives: limits and syntax,
+ * envelope shape, session binding, signature, then the body schema. The replay guard runs
+ * between signature and schema, in the session (it needs the session's state).
+ */
+export function decodeAndVerify(options: {
+  bytes: Uint8Array;
+  limits?: Partial<ProtocolLimits>;
+  expectDeviceId: string;
+  expectSessionId: string;
+  resolveKey: (kid: string) => Uint8Array | undefined;
+  provider: Ed25519Provider;
+}): SignedEnvelope {
+  const envelope = decodeEnvelope(options.bytes, options.limits);
+  if (envelope.device_id !== options.expectDeviceId || envelope.session_id !== options.expectSessionId) {
+    throw new SdcError('PROTO_SESSION_MISMATCH', 'frame is addressed to another device or session', { refId: envelope.id });
+  }
+  return verifyEnvelope({ envelope, resolveKey: options.resolveKey, provider: options.provider });
+}
+
+export function checkBody(envelope: SignedEnvelope): DecodedMessage {
+  if (!isMessageType(envelope.type)) throw new SdcError('PROTO_UNKNOWN_TYPE', `unknown message type ${envelope.type}`, { refId: envelope.id });
+  const body = validateMessageBody(envelope.type, envelope.body);
+  return { type: envelope.type, body, envelope } as DecodedMessage;
+}

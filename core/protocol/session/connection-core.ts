@@ -1,0 +1,144 @@
+import { SdcError, type ErrorCode } from '../../errors/index.js';
+import type { ProtocolLimits } from '../limits.js';
+import type { MessageBody, MessageType } from '../messages/catalog.js';
+import { ReplayGuard, type ReplayGuardOptions } from '../replay-guard.js';
+import { sessionTable, type SessionEvent, type SessionState } from '../session-machine.js';
+import { StateMachine } from '../state-machine.js';
+import { checkBody, decodeAndVerify, encodeMessage, type DecodedMessage, type FrameSigner } from './codec.js';
+
+/** What either end reports to its driver after `receive` or `handleTimeout`. */
+export type ConnectionEvent =
+  | { kind: 'message'; message: DecodedMessage }
+  | { kind: 'refused'; error: SdcError }
+  | { kind: 'closed'; reason: string; code?: ErrorCode };
+
+export interface ConnectionCoreOptions {
+  deviceId: string;
+  signer: FrameSigner;
+  /** Prefix of the ids of frames this side sends ('g' gateway, 'a' agent), so ids never collide. */
+  frameIdPrefix: string;
+  limits?: Partial<ProtocolLimits>;
+  replay?: Partial<ReplayGuardOptions>;
+  /** Refused frames tolerated in one session before closing it: a peer that keeps sending junk is cut off. */
+  refusalsMax?: number;
+  /** Frames waiting for the driver to take; the driver drains after every call, so this is a bug guard. */
+  outgoingFramesMax?: number;
+}
+
+/**
+ * The part both ends share (h11's Connection): a session state machine, a replay guard for the
+ * peer's frames, this side's sequence numbers, and an outgoing frame queue the driver drains.
+ * No sockets and no clock: every call takes `nowMs`.
+ */
+export abstract class ConnectionCore {
+  protected readonly machine = new StateMachine(sessionTable);
+  protected readonly replay: ReplayGuard;
+  protected sessionId = '';
+  protected lastHeardMs = 0;
+  readonly #outgoing: Uint8Array[] = [];
+  readonly #options: Required<Omit<ConnectionCoreOptions, 'limits' | 'replay'>> & Pick<ConnectionCoreOptions, 'limits'>;
+  #nextSeq = 0;
+  #refusals = 0;
+
+  protected constructor(options: ConnectionCoreOptions) {
+    this.#options = { refusalsMax: 8, outgoingFramesMax: 1024, ...options };
+    this.replay = new ReplayGuard({ sessionsMax: 1, ...options.replay });
+  }
+
+  get state(): SessionState {
+    return this.machine.state;
+  }
+
+  get id(): string {
+    return this.sessionId;
+  }
+
+  get deviceId(): string {
+    return this.#options.deviceId;
+  }
+
+  protected get signerProvider() {
+    return this.#options.signer.provider;
+  }
+
+  get isOpen(): boolean {
+    return this.machine.state !== 'closed' && this.machine.state !== 'error';
+  }
+
+  /** Frames to write to the transport, in order. */
+  takeOutgoing(): Uint8Array[] {
+    return this.#outgoing.splice(0, this.#outgoing.length);
+  }
+
+  /** Orderly close by this side's driver. */
+  close(reason: string, nowMs: number): ConnectionEvent[] {
+    if (!this.isOpen) return [];
+    this.machine.apply('close', nowMs);
+    return [{ kind: 'closed', reason }];
+  }
+
+  /** The transport went away. */
+  transportLost(nowMs: number): ConnectionEvent[] {
+    if (!this.isOpen) return [];
+    this.machine.apply('transport_lost', nowMs);
+    return [{ kind: 'closed', reason: 'transport lost' }];
+  }
+
+  protected sendFrame<T extends MessageType>(type: T, body: MessageBody<T>, nowMs: number): void {
+    if (this.#outgoing.length >= this.#options.outgoingFramesMax) {
+      throw new SdcError('PROTO_INVALID_ARGUMENT', 'outgoing frames not drained by the driver');
+    }
+    const seq = this.#nextSeq++;
+    const { bytes } = encodeMessage(type, body, {
+      id: `${this.#options.frameIdPrefix}${seq}`, deviceId: this.#options.deviceId, sessionId: this.sessionId, seq, ts: nowMs,
+    }, this.#options.signer);
+    this.#outgoing.push(bytes);
+  }
+
+  protected requireReady(type: string): void {
+    if (this.machine.state !== 'ready') throw new SdcError('PROTO_ILLEGAL_TRANSITION', `cannot send ${type} in state ${this.machine.state}`);
+  }
+
+  /** Authenticates a frame of the current session and checks it against the replay guard. */
+  protected authenticate(bytes: Uint8Array, nowMs: number, resolveKey: (kid: string) => Uint8Array | undefined): DecodedMessage {
+    const envelope = decodeAndVerify({
+      bytes, limits: this.#options.limits, expectDeviceId: this.#options.deviceId, expectSessionId: this.sessionId,
+      resolveKey, provider: this.#options.signer.provider,
+    });
+    this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: envelope.ts }, nowMs);
+    const message = checkBody(envelope);
+    this.lastHeardMs = nowMs;
+    return message;
+  }
+
+  protected applyEvent(event: SessionEvent, nowMs: number): void {
+    this.machine.apply(event, nowMs);
+  }
+
+  /**
+   * A refused frame. Before the session is ready, a refusal ends it (the side sends its
+   * auth-failure frame first, via `onRefusedBeforeReady`). After, the peer gets an ERROR frame
+   * and the session survives until `refusalsMax` refusals.
+   */
+  protected refuse(error: unknown, nowMs: number, refId?: string): ConnectionEvent[] {
+    const typed = SdcError.is(error) ? error : new SdcError('PROTO_INVALID_ARGUMENT', `internal error: ${String(error)}`);
+    const events: ConnectionEvent[] = [{ kind: 'refused', error: typed }];
+    if (this.machine.state !== 'ready') {
+      this.onRefusedBeforeReady(typed, nowMs);
+      if (this.isOpen) this.machine.apply(this.machine.can('auth_failed') ? 'auth_failed' : 'close', nowMs);
+      events.push({ kind: 'closed', reason: 'refused before the session was ready', code: typed.code });
+      return events;
+    }
+    this.#refusals += 1;
+    const ref = refId ?? (typeof typed.details.refId === 'string' ? typed.details.refId : undefined);
+    this.sendFrame('ERROR', { code: typed.code, message: typed.message.slice(0, 512), ...(ref && /^[A-Za-z0-9_-]{1,64}$/.test(ref) ? { ref_id: ref } : {}) }, nowMs);
+    if (this.#refusals > this.#options.refusalsMax) {
+      this.machine.apply('close', nowMs);
+      events.push({ kind: 'closed', reason: `more than ${this.#options.refusalsMax} refused frames`, code: typed.code });
+    }
+    return events;
+  }
+
+  /** Sends the side's auth-failure frame, if it has one. */
+  protected abstract onRefusedBeforeReady(error: SdcError, nowMs: number): void;
+}

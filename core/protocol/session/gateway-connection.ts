@@ -1,0 +1,122 @@
+import { SdcError } from '../../errors/index.js';
+import { base64urlFromBytes } from '../../crypto/bytes.js';
+import type { MessageBody } from '../messages/catalog.js';
+import type { SignedCommand } from '../messages/command.js';
+import type { RandomSource } from '../ports.js';
+import { ConnectionCore, type ConnectionCoreOptions, type ConnectionEvent } from './connection-core.js';
+
+export const deviceKid = (deviceId: string): string => `device:${deviceId}`;
+export const gatewayKid = (gatewayId: string): string => `gateway:${gatewayId}`;
+
+export type GatewayEvent =
+  | ConnectionEvent
+  | { kind: 'authenticated'; deviceId: string; sessionId: string; lastCommandSeq: number; agentVersion: string };
+
+export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'frameIdPrefix'> {
+  gatewayId: string;
+  /** Allocated by the gateway (random, unique); also names the replay-guard session. */
+  sessionId: string;
+  /** The device key from the verified client certificate: AUTH must be signed with it. */
+  devicePublicKey: Uint8Array;
+  random: RandomSource;
+  heartbeatIntervalMs: number;
+  /** Time allowed between the challenge and a valid AUTH. */
+  authTimeoutMs: number;
+  /** Token handed out in AUTH_ACK, minted by the caller (it may need async signing). */
+  sessionToken: string;
+}
+
+/**
+ * The gateway's end of one device session, sans-IO. The driver (core/gateway) calls `start`
+ * when the TLS handshake has verified the client certificate, feeds every received frame to
+ * `receive`, writes `takeOutgoing()` to the socket, and calls `handleTimeout` at
+ * `pollTimeoutMs()`. Presence is lost after 1.5 heartbeat intervals of silence.
+ */
+export class GatewayConnection extends ConnectionCore {
+  readonly #options: GatewayConnectionOptions;
+  #nonce = '';
+  #challengedAtMs = 0;
+
+  constructor(options: GatewayConnectionOptions) {
+    super({ ...options, frameIdPrefix: 'g' });
+    this.#options = options;
+    this.sessionId = options.sessionId;
+  }
+
+  /** Sends AUTH_CHALLENGE and starts the authentication timer. */
+  start(nowMs: number): void {
+    this.applyEvent('challenge', nowMs);
+    this.#nonce = base64urlFromBytes(this.#options.random.bytes(32));
+    this.#challengedAtMs = nowMs;
+    this.replay.open(this.sessionId, 0);
+    this.sendFrame('AUTH_CHALLENGE', { nonce: this.#nonce, gateway_id: this.#options.gatewayId, server_time_ms: nowMs }, nowMs);
+  }
+
+  /** The time at which `handleTimeout` must be called, or undefined when no timer runs. */
+  pollTimeoutMs(): number | undefined {
+    if (this.state === 'authenticating') return this.#challengedAtMs + this.#options.authTimeoutMs;
+    if (this.state === 'ready') return this.lastHeardMs + Math.ceil(this.#options.heartbeatIntervalMs * 1.5);
+    return undefined;
+  }
+
+  handleTimeout(nowMs: number): GatewayEvent[] {
+    const deadline = this.pollTimeoutMs();
+    if (deadline === undefined || nowMs < deadline) return [];
+    if (this.state === 'authenticating') this.onRefusedBeforeReady(new SdcError('PROTO_TS_TOO_OLD', 'no AUTH before the authentication timeout'), nowMs);
+    this.applyEvent('heartbeat_timeout', nowMs);
+    return [{ kind: 'closed', reason: this.state === 'closed' ? 'peer silent past its deadline' : 'timeout' }];
+  }
+
+  receive(bytes: Uint8Array, nowMs: number): GatewayEvent[] {
+    if (!this.isOpen || this.state === 'connecting') return [];
+    const resolveKey = (kid: string) => (kid === deviceKid(this.deviceId) ? this.#options.devicePublicKey : undefined);
+    let message;
+    try {
+      message = this.authenticate(bytes, nowMs, resolveKey);
+    } catch (error) {
+      return this.refuse(error, nowMs);
+    }
+    if (this.state === 'authenticating') {
+      if (message.type !== 'AUTH') {
+        return this.refuse(new SdcError('PROTO_ILLEGAL_TRANSITION', `expected AUTH, got ${message.type}`), nowMs, message.envelope.id);
+      }
+      const auth = message.body as MessageBody<'AUTH'>;
+      if (auth.nonce !== this.#nonce) return this.refuse(new SdcError('PROTO_REPLAY', 'AUTH does not answer this challenge'), nowMs);
+      this.applyEvent('auth_ok', nowMs);
+      this.sendFrame('AUTH_ACK', {
+        session_id: this.sessionId, session_token: this.#options.sessionToken,
+        heartbeat_interval_ms: this.#options.heartbeatIntervalMs, seq_start: message.envelope.seq + 1, server_time_ms: nowMs,
+      }, nowMs);
+      return [{ kind: 'authenticated', deviceId: this.deviceId, sessionId: this.sessionId, lastCommandSeq: auth.last_command_seq, agentVersion: auth.agent_version }];
+    }
+    switch (message.type) {
+      case 'HEARTBEAT':
+        this.applyEvent('frame', nowMs);
+        this.sendFrame('HEARTBEAT', message.body as MessageBody<'HEARTBEAT'>, nowMs);
+        return [{ kind: 'message', message }];
+      case 'TELEMETRY':
+      case 'COMMAND_ACK':
+      case 'COMMAND_RESULT':
+      case 'ALERT':
+      case 'ERROR':
+        this.applyEvent('frame', nowMs);
+        return [{ kind: 'message', message }];
+      default:
+        return this.refuse(new SdcError('PROTO_ILLEGAL_TRANSITION', `${message.type} is not accepted from an agent`), nowMs, message.envelope.id);
+    }
+  }
+
+  deliverCommand(command: SignedCommand, attempt: number, nowMs: number): void {
+    this.requireReady('COMMAND_DELIVERY');
+    this.sendFrame('COMMAND_DELIVERY', { command, attempt }, nowMs);
+  }
+
+  sendAlert(body: MessageBody<'ALERT'>, nowMs: number): void {
+    this.requireReady('ALERT');
+    this.sendFrame('ALERT', body, nowMs);
+  }
+
+  protected onRefusedBeforeReady(error: SdcError, nowMs: number): void {
+    this.sendFrame('AUTH_ERROR', { code: error.code, message: error.message.slice(0, 512) }, nowMs);
+  }
+}

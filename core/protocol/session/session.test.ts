@@ -1,0 +1,157 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { SdcError } from '../../errors/index.js';
+import { createNodeEd25519Provider } from '../../crypto/ed25519-node.js';
+import { systemRandom } from '../../runtime/system.js';
+import { signCommand } from '../signed-command.js';
+import { AgentConnection, type AgentEvent } from './agent-connection.js';
+import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from './gateway-connection.js';
+
+const provider = createNodeEd25519Provider();
+const seed = () => new Uint8Array(randomBytes(32));
+const deviceSeed = seed();
+const gatewaySeed = seed();
+const cpSeed = seed();
+const t0 = 1_764_000_000_000;
+
+function pair(options: { devicePublicKey?: Uint8Array; agentSeed?: Uint8Array } = {}) {
+  const gateway = new GatewayConnection({
+    gatewayId: 'gw-1', sessionId: 'sess_1', deviceId: 'dev-1', devicePublicKey: options.devicePublicKey ?? provider.publicKeyFromSeed(deviceSeed),
+    signer: { kid: gatewayKid('gw-1'), seed: gatewaySeed, provider }, random: systemRandom,
+    heartbeatIntervalMs: 10_000, authTimeoutMs: 5_000, sessionToken: 'token-1',
+  });
+  const agent = new AgentConnection({
+    deviceId: 'dev-1', signer: { kid: deviceKid('dev-1'), seed: options.agentSeed ?? deviceSeed, provider },
+    resolveGatewayKey: (kid) => (kid === gatewayKid('gw-1') ? provider.publicKeyFromSeed(gatewaySeed) : undefined),
+    agentVersion: '0.1.0', lastCommandSeq: 0,
+  });
+  return { gateway, agent };
+}
+
+/** Moves frames both ways until neither side has anything to send. */
+function pump(gateway: GatewayConnection, agent: AgentConnection, nowMs: number) {
+  const gatewayEvents: GatewayEvent[] = [];
+  const agentEvents: AgentEvent[] = [];
+  for (let round = 0; round < 10; round++) {
+    const toAgent = gateway.takeOutgoing();
+    const toGateway = agent.takeOutgoing();
+    if (toAgent.length === 0 && toGateway.length === 0) break;
+    for (const frame of toAgent) agentEvents.push(...agent.receive(frame, nowMs));
+    for (const frame of toGateway) gatewayEvents.push(...gateway.receive(frame, nowMs));
+  }
+  return { gatewayEvents, agentEvents };
+}
+
+function connected() {
+  const { gateway, agent } = pair();
+  gateway.start(t0);
+  const events = pump(gateway, agent, t0);
+  return { gateway, agent, ...events };
+}
+
+test('challenge, AUTH and AUTH_ACK make both ends ready', () => {
+  const { gateway, agent, gatewayEvents, agentEvents } = connected();
+  assert.equal(gateway.state, 'ready');
+  assert.equal(agent.state, 'ready');
+  assert.deepEqual(gatewayEvents.map((e) => e.kind), ['authenticated']);
+  assert.deepEqual(agentEvents.map((e) => e.kind), ['ready']);
+  assert.equal(agent.id, 'sess_1');
+});
+
+test('a device key other than the certificate key gets AUTH_ERROR and both ends close', () => {
+  const { gateway, agent } = pair({ agentSeed: seed() });
+  gateway.start(t0);
+  const { gatewayEvents, agentEvents } = pump(gateway, agent, t0);
+  assert.ok(gatewayEvents.some((e) => e.kind === 'refused' && e.error.code === 'CRYPTO_SIGNATURE_INVALID'));
+  assert.equal(gateway.state, 'closed');
+  assert.deepEqual(agentEvents.filter((e) => e.kind === 'auth_error').map((e) => (e as { code: string }).code), ['CRYPTO_SIGNATURE_INVALID']);
+  assert.equal(agent.state, 'closed');
+});
+
+test('a challenge signed by an unpinned gateway key is refused by the agent', () => {
+  const { agent } = pair();
+  const rogue = new GatewayConnection({
+    gatewayId: 'gw-1', sessionId: 'sess_1', deviceId: 'dev-1', devicePublicKey: provider.publicKeyFromSeed(deviceSeed),
+    signer: { kid: gatewayKid('gw-1'), seed: seed(), provider }, random: systemRandom,
+    heartbeatIntervalMs: 10_000, authTimeoutMs: 5_000, sessionToken: 'x',
+  });
+  rogue.start(t0);
+  const events = agent.receive(rogue.takeOutgoing()[0]!, t0);
+  assert.ok(events.some((e) => e.kind === 'refused' && e.error.code === 'CRYPTO_SIGNATURE_INVALID'));
+  assert.equal(agent.state, 'closed');
+  assert.deepEqual(agent.takeOutgoing(), [], 'the agent answers a bad challenge with nothing');
+});
+
+test('commands, ACKs, results, telemetry and heartbeats flow once ready', () => {
+  const { gateway, agent } = connected();
+  const command = signCommand({
+    command: { id: 'cmd_1', device_id: 'dev-1', opcode: 'EXEC_PING_KERNEL', args: {}, issued_at: t0, expires_at: t0 + 60_000, device_seq: 1, issuer: 'cp' },
+    kid: 'cp-1', seed: cpSeed, provider,
+  });
+  gateway.deliverCommand(command, 1, t0 + 1);
+  let { agentEvents } = pump(gateway, agent, t0 + 1);
+  const delivered = agentEvents.find((e) => e.kind === 'message');
+  assert.ok(delivered && delivered.kind === 'message' && delivered.message.type === 'COMMAND_DELIVERY');
+  agent.sendCommandAck({ command_id: 'cmd_1', device_seq: 1, stage: 'received' }, t0 + 2);
+  agent.sendCommandResult({ command_id: 'cmd_1', device_seq: 1, status: 'succeeded', output: { pong: true }, finished_at: t0 + 3 }, t0 + 3);
+  agent.sendTelemetry({ sampled_at: t0 + 3, metrics: { cpu_pct: 1, mem_pct: 2, disk_pct: 3, net_rx_bytes_per_sec: 4, net_tx_bytes_per_sec: 5 } }, t0 + 3);
+  agent.sendHeartbeat({ uptime_ms: 1000, queue_depth: 0 }, t0 + 4);
+  const { gatewayEvents } = pump(gateway, agent, t0 + 4);
+  assert.deepEqual(gatewayEvents.map((e) => (e.kind === 'message' ? e.message.type : e.kind)), ['COMMAND_ACK', 'COMMAND_RESULT', 'TELEMETRY', 'HEARTBEAT']);
+  ({ agentEvents } = pump(gateway, agent, t0 + 4));
+  assert.equal(gateway.state, 'ready');
+});
+
+test('a replayed agent frame gets an ERROR frame with PROTO_REPLAY and the session survives', () => {
+  const { gateway, agent } = connected();
+  agent.sendHeartbeat({ uptime_ms: 1, queue_depth: 0 }, t0 + 10);
+  const [frame] = agent.takeOutgoing();
+  assert.equal(gateway.receive(frame!, t0 + 10)[0]!.kind, 'message');
+  const events = gateway.receive(frame!, t0 + 11);
+  assert.ok(events[0]!.kind === 'refused' && events[0]!.error.code === 'PROTO_REPLAY');
+  assert.equal(gateway.state, 'ready');
+  const errors = gateway.takeOutgoing().map((b) => JSON.parse(new TextDecoder().decode(b))).filter((f) => f.type === 'ERROR');
+  assert.equal(errors[0].body.code, 'PROTO_REPLAY');
+});
+
+test('arbitrary bytes never throw from receive, and enough junk closes the session', () => {
+  fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { minLength: 1, maxLength: 12 }), (frames) => {
+    const { gateway } = connected();
+    gateway.takeOutgoing();
+    for (const frame of frames) {
+      for (const event of gateway.receive(frame, t0 + 1)) {
+        if (event.kind === 'refused') assert.ok(SdcError.is(event.error));
+      }
+    }
+    assert.equal(gateway.state, frames.length > 8 ? 'closed' : 'ready');
+  }), { numRuns: 200 });
+});
+
+test('silence past 1.5 heartbeat intervals closes the gateway session; no AUTH within the timeout too', () => {
+  const { gateway } = connected();
+  assert.equal(gateway.pollTimeoutMs(), t0 + 15_000);
+  assert.deepEqual(gateway.handleTimeout(t0 + 14_999), []);
+  assert.equal(gateway.handleTimeout(t0 + 15_000)[0]!.kind, 'closed');
+  assert.equal(gateway.state, 'closed');
+
+  const { gateway: waiting } = pair();
+  waiting.start(t0);
+  waiting.takeOutgoing();
+  assert.equal(waiting.handleTimeout(t0 + 5_000)[0]!.kind, 'closed');
+  const sent = waiting.takeOutgoing().map((b) => JSON.parse(new TextDecoder().decode(b)).type);
+  assert.deepEqual(sent, ['AUTH_ERROR']);
+});
+
+test('a frame type that only gateways send is refused when an agent sends it', () => {
+  const { gateway, agent } = connected();
+  // Reach the protected sender: an agent that misbehaves on purpose.
+  (agent as unknown as { sendFrame: (t: string, b: unknown, n: number) => void }).sendFrame('AUTH_ACK', {
+    session_id: 'sess_1', session_token: 'x', heartbeat_interval_ms: 1, seq_start: 0, server_time_ms: t0,
+  }, t0 + 1);
+  const events = gateway.receive(agent.takeOutgoing()[0]!, t0 + 1);
+  assert.ok(events[0]!.kind === 'refused');
+  assert.equal((events[0] as { error: SdcError }).error.code, 'PROTO_ILLEGAL_TRANSITION');
+  assert.equal(gateway.state, 'ready');
+});

@@ -3,9 +3,15 @@ import {
   isGroup, parseCommandArgs, renderCommandHelp, renderGroupHelp,
   type CliIo, type Command, type CommandEntry,
 } from './command.js';
+import { envelopeGroup } from './commands/envelope.js';
+import { benchGroup } from './commands/bench.js';
+import { pkiCommands } from './commands/pki.js';
 
 // Every command module registers here, one line each.
 const entries: CommandEntry[] = [
+  envelopeGroup,
+  benchGroup,
+  pkiCommands,
 ];
 
 const topSummary = 'Secure Device Control: control plane, gateway, agent, simulator and tools.';

@@ -1,0 +1,11 @@
+import type { CommandGroup } from '../command.js';
+import { ed25519BenchCommand } from '../../bench/ed25519.js';
+
+/** `sdc bench <name>`: each benchmark module exports its Command; add one import and one entry. */
+export const benchGroup: CommandGroup = {
+  name: 'bench',
+  summary: 'Benchmarks with report-ready output (tables or --json)',
+  commands: [
+    ed25519BenchCommand,
+  ],
+};

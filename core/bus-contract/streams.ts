@@ -1,0 +1,46 @@
+/**
+ * Names of the streams and keys that connect the control plane and the gateways. One place, so
+ * that both services (and the simulator) agree. Everything lives under the `sdc:` prefix, which
+ * the stores may extend with a per-deployment namespace.
+ *
+ * Flow:
+ * - control plane -> gateway: `gatewayCommandStream(gw)`, consumer group `gatewayGroup`. The
+ *   control plane appends a command to the stream of the gateway that holds the device's session
+ *   (from the presence key); a gateway acks the entry only when the command reached a terminal
+ *   state or was handed back, so a gateway that dies leaves it pending for another to claim.
+ * - gateway -> control plane: `eventsStream` (presence, command progress, results, alerts),
+ *   consumer group `controlPlaneGroup`. This is the authenticated path for presence: only
+ *   services holding store credentials can write it; there is no unauthenticated webhook.
+ * - gateway -> telemetry writer: `telemetryStream`, consumer group `telemetryGroup`.
+ */
+export const streamNames = {
+  events: 'sdc:events',
+  telemetry: 'sdc:telemetry',
+} as const;
+
+export const groups = {
+  gateway: 'gateways',
+  controlPlane: 'control-plane',
+  telemetry: 'telemetry-writer',
+} as const;
+
+export const gatewayCommandStream = (gatewayId: string): string => `sdc:gw:${gatewayId}:commands`;
+
+/** Key/value keys. Presence keys expire after 1.5 heartbeat intervals unless refreshed. */
+export const kvKeys = {
+  presence: (deviceId: string): string => `sdc:presence:${deviceId}`,
+  gatewayAlive: (gatewayId: string): string => `sdc:gw:alive:${gatewayId}`,
+  /** Set of gateway ids ever seen, so a survivor can find a dead gateway's stream. Stored as JSON array. */
+  gatewayIds: 'sdc:gw:ids',
+  revoked: (serialHex: string): string => `sdc:revoked:${serialHex}`,
+} as const;
+
+/** Pub/sub channel for live operator updates (command states, presence, alerts). */
+export const liveChannel = 'sdc:live';
+
+/** Bounds on stream lengths: the bus trims beyond these (see AppendOptions.maxLen). */
+export const streamMaxLen = {
+  events: 1_000_000,
+  telemetry: 1_000_000,
+  gatewayCommands: 100_000,
+} as const;

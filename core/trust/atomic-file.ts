@@ -1,0 +1,53 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+/** Owner read/write only: private keys and trust stores. */
+export const privateFileMode = 0o600;
+/** Owner only: the directories that hold them. */
+export const privateDirectoryMode = 0o700;
+
+/**
+ * Replaces `path` with `data` so a reader sees either the old or the new content, never a torn
+ * file: write a temp file in the same directory (created exclusively, with `mode` from the first
+ * byte, so a secret is never briefly world-readable), fsync it, then rename over the target.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode: number }): Promise<void> {
+  const directory = dirname(path);
+  const temporary = join(directory, `.${basename(path)}.${randomBytes(8).toString('hex')}.tmp`);
+  const handle = await open(temporary, 'wx', options.mode);
+  try {
+    try {
+      await handle.writeFile(data);
+      // open() applies the umask; chmod makes the mode exact either way.
+      await handle.chmod(options.mode);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, path);
+  } catch (error) {
+    await unlink(temporary).catch(() => undefined);
+    throw error;
+  }
+  await syncDirectory(directory);
+}
+
+/** Creates `path` (and missing parents) and sets `path` itself to owner-only access. */
+export async function ensurePrivateDirectory(path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: privateDirectoryMode });
+  await chmod(path, privateDirectoryMode);
+}
+
+/** Makes the rename durable; some platforms refuse to fsync a directory, which only weakens durability. */
+async function syncDirectory(directory: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(directory, 'r');
+    await handle.sync();
+  } catch {
+    // Durability best effort only (see above); atomicity comes from rename.
+  } finally {
+    await handle?.close();
+  }
+}

@@ -285,3 +285,21 @@ describe('policy properties', () => {
     }), { numRuns: 300 });
   });
 });
+
+describe('docs/policy.md', () => {
+  it('its example document parses and behaves as described', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const text = await readFile(new URL('../../docs/policy.md', import.meta.url), 'utf8');
+    const example = /```json\n([\s\S]*?)\n```/.exec(text)?.[1];
+    assert.ok(example);
+    const policy = parsePolicy(example);
+    // Wednesday 10:00 in Berlin winter time (UTC+1) = 09:00 UTC.
+    const tenAm = Date.UTC(2024, 0, 3, 9, 0);
+    const base = { actor: { id: 'alice', role: 'operator' as const }, device: { id: 'lab-1' }, nowMs: tenAm, argsBytes: 10 };
+    assert.equal(evaluatePolicy(policy, { ...base, opcode: 'EXEC_PING_KERNEL' }).decision, 'allow');
+    assert.equal(evaluatePolicy(policy, { ...base, opcode: 'EXEC_PING_KERNEL', nowMs: Date.UTC(2024, 0, 6, 9, 0) }).decision, 'deny');
+    assert.equal(evaluatePolicy(policy, { ...base, opcode: 'EXEC_COMMIT_UPDATE' }).approval?.count, 2);
+    const night = { ...base, opcode: 'EXEC_PING_KERNEL', device: { id: 'lab-1', tags: ['prod'] }, nowMs: Date.UTC(2024, 0, 3, 23, 0) };
+    assert.deepEqual(evaluatePolicy(policy, night), { decision: 'deny', ruleId: 'freeze-prod-nights', reason: 'denied by rule freeze-prod-nights' });
+  });
+});

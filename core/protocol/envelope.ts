@@ -48,6 +48,7 @@ export const envelopeSigningPrefix = 'sdc-envelope-v1\n';
 const signingPrefixBytes = new TextEncoder().encode(envelopeSigningPrefix);
 
 const fieldNames = ['v', 'type', 'id', 'device_id', 'session_id', 'seq', 'ts', 'body'] as const;
+const fieldNameSet: ReadonlySet<string> = new Set(fieldNames);
 const signedEnvelopeNames: ReadonlySet<string> = new Set([...fieldNames, 'sig']);
 const signatureNames: ReadonlySet<string> = new Set(['alg', 'kid', 'value']);
 
@@ -97,7 +98,8 @@ function checkFields(value: JsonObject): EnvelopeFields {
     throw new SdcError('PROTO_UNSUPPORTED_VERSION', `envelope version ${JSON.stringify(value.v)} is not supported (expected ${envelopeVersion})`, { field: 'v' });
   }
   const body = value.body;
-  const fields: EnvelopeFields = {
+  if (!isObject(body)) throw schemaError('body', 'must be a JSON object');
+  return {
     v: envelopeVersion,
     type: checkString(value, 'type', typePattern, 'an upper-case message type of 1-64 characters'),
     id: checkString(value, 'id', idPattern, '1-64 characters of [A-Za-z0-9_-]'),
@@ -105,9 +107,8 @@ function checkFields(value: JsonObject): EnvelopeFields {
     session_id: checkString(value, 'session_id', sessionIdPattern, '0-64 characters of [A-Za-z0-9_-]'),
     seq: checkCount(value, 'seq'),
     ts: checkCount(value, 'ts'),
-    body: isObject(body) ? body : (() => { throw schemaError('body', 'must be a JSON object'); })(),
+    body,
   };
-  return fields;
 }
 
 /**
@@ -116,7 +117,7 @@ function checkFields(value: JsonObject): EnvelopeFields {
  */
 export function parseEnvelopeFields(value: JsonValue): EnvelopeFields {
   if (!isObject(value)) throw schemaError('(root)', 'must be a JSON object');
-  checkNames(value, new Set(fieldNames), '');
+  checkNames(value, fieldNameSet, '');
   return checkFields(value);
 }
 

@@ -1,0 +1,82 @@
+/**
+ * The stream bus port: append-only streams read through consumer groups with at-least-once
+ * delivery, after Redis Streams (the real adapter) and implemented in memory on virtual time
+ * (the embedded adapter). Consumers ack what they processed; entries left unacked become
+ * claimable by another consumer once idle, and poison entries are moved to `<stream>:dead`.
+ */
+
+export interface BusEntry {
+  /** `<ms>-<seq>`, increasing within a stream. */
+  readonly id: string;
+  readonly fields: Readonly<Record<string, string>>;
+  /** 1 on first delivery; each claim adds one. */
+  readonly deliveryCount: number;
+}
+
+export interface PendingEntry {
+  readonly id: string;
+  readonly consumer: string;
+  /** Milliseconds since the entry was last delivered. */
+  readonly idleMs: number;
+  readonly deliveryCount: number;
+}
+
+export interface AppendOptions {
+  /**
+   * Keep about the newest `maxLen` entries. The bound is approximate on Redis (`MAXLEN ~`, it
+   * trims whole internal nodes, so the length can stay above maxLen by up to a node) and exact in
+   * memory. Entries newer than the newest `maxLen` are never removed.
+   */
+  readonly maxLen?: number;
+}
+
+export interface ReadGroupOptions {
+  readonly count: number;
+  /** Wait up to this long for a new entry when none is ready. 0 or absent: return at once (unlike Redis, 0 never means forever). */
+  readonly blockMs?: number;
+}
+
+export interface PendingOptions {
+  /** At most this many entries, oldest first (default 100). */
+  readonly count?: number;
+  readonly idleMsMin?: number;
+}
+
+export interface ClaimOptions {
+  readonly minIdleMs: number;
+  readonly count: number;
+}
+
+export interface StreamBus {
+  append(stream: string, fields: Record<string, string>, opts?: AppendOptions): Promise<string>;
+  /** Creates the group (and the stream) if missing; an existing group is left as it is. `'0'`: from the start, `'$'`: only new entries. */
+  ensureGroup(stream: string, group: string, startId: '0' | '$'): Promise<void>;
+  /** New entries (never delivered to the group) for this consumer; STORE_NO_GROUP if the group does not exist. */
+  readGroup(stream: string, group: string, consumer: string, opts: ReadGroupOptions): Promise<BusEntry[]>;
+  /** Returns how many of `ids` were pending and are now acknowledged. */
+  ack(stream: string, group: string, ids: readonly string[]): Promise<number>;
+  pending(stream: string, group: string, opts?: PendingOptions): Promise<PendingEntry[]>;
+  /** XAUTOCLAIM: entries idle at least `minIdleMs`, oldest first, move to `consumer` with deliveryCount + 1. Pending entries whose data was trimmed are dropped from the pending list. */
+  claim(stream: string, group: string, consumer: string, opts: ClaimOptions): Promise<BusEntry[]>;
+  /**
+   * Copies a pending entry to `<stream>:dead` with `dead.*` fields (reason, source id, group,
+   * delivery count) and acks it. Returns the dead entry's id, or null if `id` was not pending.
+   */
+  deadLetter(stream: string, group: string, id: string, reason: string): Promise<string | null>;
+  length(stream: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+export const deadLetterSuffix = ':dead';
+
+export function deadLetterStream(stream: string): string {
+  return `${stream}${deadLetterSuffix}`;
+}
+
+/** Field names added to a dead-lettered entry; the original fields are kept beside them. */
+export const deadFields = {
+  reason: 'dead.reason',
+  sourceId: 'dead.sourceId',
+  group: 'dead.group',
+  deliveryCount: 'dead.deliveryCount',
+} as const;

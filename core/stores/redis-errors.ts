@@ -1,0 +1,17 @@
+import { SdcError } from '../errors/index.js';
+
+/** Maps an ioredis (or ioredis-mock) error to the store's codes. */
+export function mapRedisError(error: unknown): SdcError {
+  if (error instanceof SdcError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const name = error instanceof Error ? error.name : '';
+  if (message.startsWith('NOGROUP')) return new SdcError('STORE_NO_GROUP', message, {}, { cause: error });
+  if (message.startsWith('WRONGTYPE') || /not an integer|out of range/i.test(message)) {
+    return new SdcError('STORE_CONFLICT', message, {}, { cause: error });
+  }
+  if (message.startsWith('OOM')) return new SdcError('STORE_LIMIT', message, {}, { cause: error });
+  if (name === 'MaxRetriesPerRequestError' || /Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|Stream isn't writeable|LOADING/.test(message)) {
+    return new SdcError('STORE_UNAVAILABLE', message, {}, { cause: error });
+  }
+  return new SdcError('STORE_QUERY_FAILED', message, {}, { cause: error });
+}

@@ -1,0 +1,32 @@
+/**
+ * The key/value port: strings with optional TTL, counters, and fire-and-forget pub/sub (after
+ * Redis). Used for short-lived state shared between processes: rate-limit counters, nonces,
+ * presence, and change notifications. Nothing here is durable; durable state lives in SQL.
+ */
+
+export interface SetOptions {
+  readonly ttlMs?: number;
+  /** Only write if the key does not exist (SET NX). */
+  readonly onlyIfAbsent?: boolean;
+}
+
+export type MessageHandler = (message: string) => void;
+
+export interface KeyValueStore {
+  get(key: string): Promise<string | null>;
+  /** True if written; false only when onlyIfAbsent found the key present. A write without ttlMs removes any TTL. */
+  set(key: string, value: string, opts?: SetOptions): Promise<boolean>;
+  /** True if the key existed. */
+  del(key: string): Promise<boolean>;
+  /** Adds `by` (default 1) to an integer value, creating it at 0; STORE_CONFLICT if the value is not an integer. */
+  incr(key: string, by?: number): Promise<number>;
+  /** True if the key exists and now expires in ttlMs. */
+  expire(key: string, ttlMs: number): Promise<boolean>;
+  /** Remaining milliseconds, or null when the key is missing or has no TTL. */
+  ttlMs(key: string): Promise<number | null>;
+  /** Returns how many subscribers received the message (at most once, only those subscribed now). */
+  publish(channel: string, message: string): Promise<number>;
+  /** Resolves once subscribed; the result unsubscribes this handler. */
+  subscribe(channel: string, handler: MessageHandler): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}

@@ -94,7 +94,7 @@ describe('DeviceCertificateIssuer', () => {
     const csrPem = await makeCsrPem('dev-1');
     assert.equal(await codeOf(pki.issuer.issueDeviceCertificate({ csrPem, deviceId: 'dev-2', now: fixedNow })), 'TRUST_CSR_SUBJECT_MISMATCH');
     const der = Buffer.from(new x509.Pkcs10CertificateRequest(csrPem).rawData);
-    der[der.length - 1] ^= 0x01; // flips a bit of the signature
+    der.writeUInt8(der.readUInt8(der.length - 1) ^ 0x01, der.length - 1); // flips a bit of the signature
     const tampered = new x509.Pkcs10CertificateRequest(new Uint8Array(der)).toString('pem');
     assert.equal(await codeOf(pki.issuer.issueDeviceCertificate({ csrPem: tampered, deviceId: 'dev-1', now: fixedNow })), 'TRUST_CSR_INVALID');
     assert.equal(await codeOf(pki.issuer.issueDeviceCertificate({ csrPem: 'garbage', deviceId: 'dev-1', now: fixedNow })), 'TRUST_CSR_INVALID');

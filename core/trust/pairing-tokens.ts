@@ -8,7 +8,7 @@ import { isValidDeviceId, requireDeviceId } from './device-profile.js';
 /**
  * One-time pairing tokens: an operator creates one for a device id and hands it to whoever
  * sets the device up; the device presents it once, with its CSR, to enroll. The token is 256
- * random bits shown once as base64url; stores keep only its SHA-256, so a leaked store does not
+ * random bits shown once as base64url (after a fixed prefix); stores keep only its SHA-256, so a leaked store does not
  * leak usable tokens. Lookup is by hash, so no secret is ever compared byte by byte.
  */
 export const pairingTokenBytes = 32;
@@ -19,7 +19,13 @@ export const pairingTokensMaxDefault = 10_000;
 /** Spent and expired records are kept this long after expiry so a late attempt is told "used"/"expired", not "unknown". */
 export const pairingRecordRetentionMs = 24 * 60 * 60 * 1000;
 
-const tokenPattern = /^[A-Za-z0-9_-]{43}$/;
+/**
+ * Tokens read `sdcpt_<43 base64url characters>`. The prefix lets secret scanners recognise a leaked
+ * token (as GitHub's `ghp_` does) and keeps a token from starting with '-', which command-line
+ * parsers would take for a flag (1 in 64 bare base64url tokens would).
+ */
+export const pairingTokenPrefix = 'sdcpt_';
+const tokenPattern = /^sdcpt_[A-Za-z0-9_-]{43}$/;
 
 export interface PairingTokenRecord {
   readonly tokenHashHex: string;
@@ -42,7 +48,7 @@ export interface PairingTokenStore {
 
 /** SHA-256 of a well-formed token, as lowercase hex; a malformed token is TRUST_PAIRING_TOKEN_INVALID. */
 export function hashPairingToken(token: string): string {
-  if (!tokenPattern.test(token)) throw new SdcError('TRUST_PAIRING_TOKEN_INVALID', 'pairing token is not 43 base64url characters');
+  if (!tokenPattern.test(token)) throw new SdcError('TRUST_PAIRING_TOKEN_INVALID', `pairing token is not ${pairingTokenPrefix} and 43 base64url characters`);
   return createHash('sha256').update(token, 'ascii').digest('hex');
 }
 
@@ -69,7 +75,7 @@ export async function createPairingToken(options: CreatePairingTokenOptions): Pr
   }
   const secret = options.random.bytes(pairingTokenBytes);
   if (secret.length !== pairingTokenBytes) throw new SdcError('TRUST_INVALID_ARGUMENT', 'RandomSource returned the wrong number of bytes');
-  const token = Buffer.from(secret).toString('base64url');
+  const token = pairingTokenPrefix + Buffer.from(secret).toString('base64url');
   secret.fill(0);
   const createdAtMs = options.now.getTime();
   const record: PairingTokenRecord = {

@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { openssl, withTempDir } from '../../core/trust/test-fixtures.js';
+import type { CliIo } from '../command.js';
+import { main } from '../main.js';
+
+interface Run { code: number; stdout: string; stderr: string }
+
+async function sdc(argv: string[], env: Record<string, string> = {}): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, readStdin: async () => '', env };
+  const code = await main(argv, io);
+  return { code, stdout, stderr };
+}
+
+function opensslCsr(dir: string, name: string, cn: string): string {
+  assert.equal(openssl(['genpkey', '-algorithm', 'ed25519', '-out', `${name}.key`], dir).status, 0);
+  const req = openssl(['req', '-new', '-key', `${name}.key`, '-subj', `/CN=${cn}`, '-out', `${name}.csr`], dir);
+  assert.equal(req.status, 0, req.stderr);
+  return join(dir, `${name}.csr`);
+}
+
+describe('sdc pki', () => {
+  it('init, issue (OpenSSL CSR), revoke and crl: OpenSSL verifies the chain, then reports the certificate revoked', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      const init = await sdc(['pki', 'init', '--dir', data]);
+      assert.equal(init.code, 0, init.stderr);
+      for (const key of ['root-ca.key', 'intermediate-ca.key']) assert.equal((await stat(join(data, 'pki', key))).mode & 0o777, 0o600);
+      assert.equal((await stat(join(data, 'pki'))).mode & 0o777, 0o700);
+      const again = await sdc(['pki', 'init', '--dir', data]);
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /TRUST_PKI_EXISTS/);
+
+      const csr = opensslCsr(dir, 'dev', 'dev-1');
+      const out = join(dir, 'dev.pem');
+      const issued = await sdc(['pki', 'issue', '--dir', data, '--csr', csr, '--out', out, '--days', '7']);
+      assert.equal(issued.code, 0, issued.stderr);
+      const chainArgs = ['-CAfile', join(data, 'pki', 'root-ca.pem'), '-untrusted', join(data, 'pki', 'intermediate-ca.pem')];
+      const verified = openssl(['verify', ...chainArgs, out]);
+      assert.equal(verified.status, 0, verified.stdout + verified.stderr);
+      assert.match(verified.stdout, /OK/);
+
+      assert.equal((await sdc(['pki', 'revoke', '--dir', data, '--cert', out, '--reason', 'bogus'])).code, 2);
+      const revoked = await sdc(['pki', 'revoke', '--dir', data, '--cert', out, '--reason', 'keyCompromise']);
+      assert.equal(revoked.code, 0, revoked.stderr);
+      const crlPath = join(dir, 'crl.pem');
+      const crl = await sdc(['pki', 'crl', '--dir', data, '--out', crlPath]);
+      assert.equal(crl.code, 0, crl.stderr);
+      assert.match(await readFile(crlPath, 'utf8'), /^-----BEGIN X509 CRL-----/);
+      assert.equal(openssl(['crl', '-in', crlPath, '-noout', '-text']).status, 0);
+      const checked = openssl(['verify', '-crl_check', '-CRLfile', crlPath, ...chainArgs, out]);
+      assert.notEqual(checked.status, 0);
+      assert.match(checked.stdout + checked.stderr, /certificate revoked/);
+    });
+  });
+
+  it('refuses to issue for a non-Ed25519 CSR and to revoke a foreign certificate', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      assert.equal((await sdc(['pki', 'init', '--dir', data])).code, 0);
+      assert.equal(openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'ec.key'], dir).status, 0);
+      assert.equal(openssl(['req', '-new', '-key', 'ec.key', '-subj', '/CN=dev-1', '-out', 'ec.csr'], dir).status, 0);
+      const ec = await sdc(['pki', 'issue', '--dir', data, '--csr', join(dir, 'ec.csr'), '--out', join(dir, 'x.pem')]);
+      assert.equal(ec.code, 1);
+      assert.match(ec.stderr, /TRUST_CSR_KEY_ALGORITHM/);
+      const foreign = await sdc(['pki', 'revoke', '--dir', data, '--cert', join(data, 'pki', 'root-ca.pem')]);
+      assert.match(foreign.stderr, /TRUST_CERT_UNTRUSTED/);
+      const missing = await sdc(['pki', 'issue', '--dir', join(dir, 'nothing'), '--csr', join(dir, 'ec.csr'), '--out', join(dir, 'x.pem')]);
+      assert.match(missing.stderr, /TRUST_PKI_MISSING/);
+    });
+  });
+
+  it('pairing-token and enroll: one use only, bound to the device', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      assert.equal((await sdc(['pki', 'init', '--dir', data])).code, 0);
+      const created = await sdc(['pki', 'pairing-token', '--dir', data, '--device', 'dev-2', '--ttl-minutes', '5']);
+      assert.equal(created.code, 0, created.stderr);
+      const token = created.stdout.trim();
+      assert.match(token, /^sdcpt_[A-Za-z0-9_-]{43}$/);
+      assert.ok(!(await readFile(join(data, 'pki', 'pairing-tokens.json'), 'utf8')).includes(token));
+
+      const wrong = await sdc(['pki', 'enroll', '--dir', data, '--token', token, '--csr', opensslCsr(dir, 'other', 'dev-3'), '--out', join(dir, 'o.pem')]);
+      assert.match(wrong.stderr, /TRUST_PAIRING_DEVICE_MISMATCH/);
+
+      const second = await sdc(['pki', 'pairing-token', '--dir', data, '--device', 'dev-2']);
+      const token2 = second.stdout.trim();
+      const csr = opensslCsr(dir, 'dev2', 'dev-2');
+      const out = join(dir, 'dev2.pem');
+      const chainOut = join(dir, 'chain.pem');
+      const enrolled = await sdc(['pki', 'enroll', '--dir', data, '--token', token2, '--csr', csr, '--out', out, '--chain-out', chainOut]);
+      assert.equal(enrolled.code, 0, enrolled.stderr);
+      const verified = openssl(['verify', '-CAfile', join(data, 'pki', 'root-ca.pem'), '-untrusted', chainOut, out]);
+      assert.equal(verified.status, 0, verified.stdout + verified.stderr);
+      const reused = await sdc(['pki', 'enroll', '--dir', data, '--token', token2, '--csr', csr, '--out', out]);
+      assert.match(reused.stderr, /TRUST_PAIRING_TOKEN_USED/);
+    });
+  });
+
+  it('encrypts the root key when SDC_ROOT_KEY_PASSPHRASE is set', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      const init = await sdc(['pki', 'init', '--dir', data], { SDC_ROOT_KEY_PASSPHRASE: 'a long enough passphrase' });
+      assert.equal(init.code, 0, init.stderr);
+      assert.match(await readFile(join(data, 'pki', 'root-ca.key'), 'utf8'), /BEGIN ENCRYPTED PRIVATE KEY/);
+      assert.match(await readFile(join(data, 'pki', 'intermediate-ca.key'), 'utf8'), /BEGIN PRIVATE KEY/);
+      const weak = await sdc(['pki', 'init', '--dir', data, '--force'], { SDC_ROOT_KEY_PASSPHRASE: 'short' });
+      assert.match(weak.stderr, /TRUST_KEY_PASSPHRASE_WEAK/);
+    });
+  });
+});

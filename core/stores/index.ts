@@ -1,0 +1,83 @@
+import type { Clock, Scheduler } from '../protocol/ports.js';
+import type { StreamBus } from './bus/bus-port.js';
+import { MemoryStreamBus } from './bus/memory-stream-bus.js';
+import { RedisStreamBus } from './bus/redis-stream-bus.js';
+import type { KeyValueStore } from './kv/kv-port.js';
+import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from './kv/redis-key-value-store.js';
+import { controlPlaneMigrations } from './sql/control-plane-migrations.js';
+import { migrate } from './sql/migrate.js';
+import { createMysqlDatabase } from './sql/mysql-database.js';
+import type { SqlDatabase } from './sql/sql-port.js';
+import { openSqlJsDatabase, type SqlJsDurability } from './sql/sqljs-database.js';
+
+export type { SqlDatabase, SqlExecutor, SqlDialect, SqlValue, ExecuteResult } from './sql/sql-port.js';
+export type { StreamBus, BusEntry, PendingEntry } from './bus/bus-port.js';
+export { deadLetterStream, deadFields } from './bus/bus-port.js';
+export type { KeyValueStore, SetOptions, MessageHandler } from './kv/kv-port.js';
+export { migrate, type Migration } from './sql/migrate.js';
+export { controlPlaneMigrations, controlPlaneTables } from './sql/control-plane-migrations.js';
+export { openSqlJsDatabase, type SqlJsDatabase, type SqlJsDurability } from './sql/sqljs-database.js';
+export { createMysqlDatabase } from './sql/mysql-database.js';
+export { MemoryStreamBus } from './bus/memory-stream-bus.js';
+export { RedisStreamBus } from './bus/redis-stream-bus.js';
+export { RedisKeyValueStore, createEmbeddedKeyValueStore, createRedisKeyValueStore } from './kv/redis-key-value-store.js';
+
+export interface OpenStoresOptions {
+  /** Holds the embedded SQL file when no mysqlUrl is given. */
+  readonly dataDir: string;
+  /** Real Redis for the bus and the key/value store; without it both are embedded. */
+  readonly redisUrl?: string;
+  /** Real MySQL/MariaDB; without it SQL is sql.js in dataDir. */
+  readonly mysqlUrl?: string;
+  readonly clock: Clock;
+  readonly scheduler: Scheduler;
+  /** Prefix for Redis keys and channels (default `sdc:`), so several deployments can share a server. */
+  readonly keyPrefix?: string;
+  readonly sqlDurability?: SqlJsDurability;
+  /** Apply controlPlaneMigrations on open (default true). */
+  readonly migrate?: boolean;
+}
+
+export interface Stores {
+  readonly sql: SqlDatabase;
+  readonly bus: StreamBus;
+  readonly kv: KeyValueStore;
+  readonly embedded: { readonly sql: boolean; readonly redis: boolean };
+  /** Closes all three; the first failure (e.g. a final save that failed) is rethrown after all were tried. */
+  close(): Promise<void>;
+}
+
+/** Opens the three stores, real where a URL is given and embedded otherwise, and migrates the SQL schema. */
+export async function openStores(options: OpenStoresOptions): Promise<Stores> {
+  const keyPrefix = options.keyPrefix ?? 'sdc:';
+  const sql = options.mysqlUrl !== undefined
+    ? await createMysqlDatabase({ url: options.mysqlUrl })
+    : await openSqlJsDatabase({
+      dataDir: options.dataDir,
+      scheduler: options.scheduler,
+      ...(options.sqlDurability === undefined ? {} : { durability: options.sqlDurability }),
+    });
+  try {
+    if (options.migrate !== false) await migrate(sql, controlPlaneMigrations, { clock: options.clock });
+  } catch (error) {
+    await sql.close().catch(() => undefined);
+    throw error;
+  }
+  const bus: StreamBus = options.redisUrl !== undefined
+    ? new RedisStreamBus({ url: options.redisUrl, keyPrefix: `${keyPrefix}bus:` })
+    : new MemoryStreamBus({ clock: options.clock, scheduler: options.scheduler });
+  const kv = options.redisUrl !== undefined
+    ? createRedisKeyValueStore({ url: options.redisUrl, keyPrefix: `${keyPrefix}kv:` })
+    : createEmbeddedKeyValueStore({ keyPrefix: `${keyPrefix}kv:` });
+  return {
+    sql,
+    bus,
+    kv,
+    embedded: { sql: options.mysqlUrl === undefined, redis: options.redisUrl === undefined },
+    async close() {
+      const results = await Promise.allSettled([bus.close(), kv.close(), sql.close()]);
+      const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failure !== undefined) throw failure.reason;
+    },
+  };
+}

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, stat } from 'node:fs/promises';
+import { copyFile, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openssl, withTempDir } from '../../core/trust/test-fixtures.js';
@@ -69,6 +69,10 @@ describe('sdc pki', () => {
       assert.match(ec.stderr, /TRUST_CSR_KEY_ALGORITHM/);
       const foreign = await sdc(['pki', 'revoke', '--dir', data, '--cert', join(data, 'pki', 'root-ca.pem')]);
       assert.match(foreign.stderr, /TRUST_CERT_UNTRUSTED/);
+      // A key file that does not belong to the intermediate certificate is refused before any issuance.
+      await copyFile(join(data, 'pki', 'root-ca.key'), join(data, 'pki', 'intermediate-ca.key'));
+      const swapped = await sdc(['pki', 'issue', '--dir', data, '--csr', opensslCsr(dir, 'ok', 'dev-1'), '--out', join(dir, 'x.pem')]);
+      assert.match(swapped.stderr, /TRUST_KEY_FILE_INVALID/);
       const missing = await sdc(['pki', 'issue', '--dir', join(dir, 'nothing'), '--csr', join(dir, 'ec.csr'), '--out', join(dir, 'x.pem')]);
       assert.match(missing.stderr, /TRUST_PKI_MISSING/);
     });

@@ -72,6 +72,7 @@ export interface CustomDeviceCertOptions {
   notAfter: Date;
   extendedKeyUsages?: string[];
   keyUsages?: x509.KeyUsageFlags;
+  extraExtensions?: x509.Extension[];
 }
 
 /** Signs a device-like certificate with any CA and any profile, to test what the verifier refuses. */
@@ -91,6 +92,7 @@ export async function signCustomDeviceCertificate(options: CustomDeviceCertOptio
       new x509.KeyUsagesExtension(options.keyUsages ?? x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension(options.extendedKeyUsages ?? [x509.ExtendedKeyUsage.clientAuth]),
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: options.sanUri ?? `urn:sdc:device:${options.commonName}` }]),
+      ...(options.extraExtensions ?? []),
     ],
   });
   return certificate.toString('pem');

@@ -4,7 +4,7 @@ import { SdcError } from '../errors/index.js';
 import { createIntermediateCa, createRootCa } from './ca.js';
 import { systemRandom } from '../runtime/system.js';
 import { dayMs, fixedNow, makeCsrPem, makeTestPki, signCustomDeviceCertificate, type TestPki } from './test-fixtures.js';
-import { verifyDeviceCertificate } from './verify-device-certificate.js';
+import { chainCertificatesMax, verifyDeviceCertificate } from './verify-device-certificate.js';
 import { x509 } from './x509-provider.js';
 
 const notRevoked = (): boolean => false;
@@ -74,6 +74,16 @@ describe('verifyDeviceCertificate', () => {
     assert.equal(await refusal({ certPem: both }), 'TRUST_CERT_PROFILE');
     const certSign = await signCustomDeviceCertificate({ ...base, keyUsages: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign });
     assert.equal(await refusal({ certPem: certSign }), 'TRUST_CERT_PROFILE');
+  });
+
+  it('refuses an unknown critical extension, and more chain certificates than the bound', async () => {
+    const base = { issuer: pki.intermediate, commonName: 'dev-1', notBefore: fixedNow, notAfter: new Date(fixedNow.getTime() + dayMs) };
+    const unknownCritical = await signCustomDeviceCertificate({ ...base, extraExtensions: [new x509.Extension('1.3.6.1.4.1.99999.1', true, new Uint8Array([0x05, 0x00]))] });
+    assert.equal(await refusal({ certPem: unknownCritical }), 'TRUST_CERT_PROFILE');
+    const unknownNonCritical = await signCustomDeviceCertificate({ ...base, extraExtensions: [new x509.Extension('1.3.6.1.4.1.99999.1', false, new Uint8Array([0x05, 0x00]))] });
+    assert.equal((await verifyDeviceCertificate({ certPem: unknownNonCritical, trustAnchors: pki.anchors, now: fixedNow, isRevoked: notRevoked })).deviceId, 'dev-1');
+    const intermediatePem = pki.intermediate.certificate.toString('pem');
+    assert.equal(await refusal({ chainPems: Array.from({ length: chainCertificatesMax + 1 }, () => intermediatePem) }), 'TRUST_CERT_UNTRUSTED');
   });
 
   it('refuses a CN/SAN mismatch', async () => {

@@ -194,30 +194,53 @@ describe('decodeEnvelope', () => {
 });
 
 describe('tamper evidence', () => {
-  /** Flips one bit; the receiver must refuse with a typed error (decode or signature). */
-  function assertRefused(frame: Uint8Array, bit: number): void {
+  /**
+   * Flips one bit. The receiver must refuse the frame with a typed error (decode or signature),
+   * unless the flipped text parses to exactly the same values: JSON allows `E` for `e` in an
+   * exponent (`1e+21` -> `1E+21`), and a 17-digit number's last digit can change without changing
+   * the double it denotes (`...562e-24` -> `...563e-24`). The signature covers the canonical
+   * form, so such a frame verifies, and it carries exactly the signed content: its canonical
+   * bytes are the original frame. No flip may ever change what the receiver accepts.
+   */
+  function assertFlipRefused(frame: Uint8Array, bit: number): 'refused' | 'same-content' {
     const tampered = frame.slice();
     tampered[bit >> 3]! ^= 1 << (bit & 7);
-    let accepted: SignedEnvelope | undefined;
+    let accepted: SignedEnvelope;
     try {
       accepted = receive(tampered);
     } catch (error) {
       assert.ok(SdcError.is(error), `bit ${bit}: untyped error ${String(error)}`);
-      return;
+      return 'refused';
     }
-    assert.fail(`bit ${bit} flipped and the frame was accepted: ${JSON.stringify(accepted)}`);
+    assert.deepEqual(encodeEnvelope(accepted), frame, `bit ${bit} flipped and a different envelope was accepted: ${JSON.stringify(accepted)}`);
+    return 'same-content';
   }
 
   test('every single-bit flip of one small frame is refused (exhaustive)', () => {
     const frame = encodeEnvelope(signed({ v: 1, type: 'HEARTBEAT', id: 'h1', device_id: 'd1', session_id: 's', seq: 1, ts: 2, body: {} }));
     assert.ok(receive(frame), 'the untampered frame is accepted');
-    for (let bit = 0; bit < frame.length * 8; bit++) assertRefused(frame, bit);
+    for (let bit = 0; bit < frame.length * 8; bit++) assert.equal(assertFlipRefused(frame, bit), 'refused', `bit ${bit}`);
   });
 
-  test('a single-bit flip anywhere in any signed frame is refused (property)', () => {
+  test('in a frame with an exponent, the only accepted flip is e -> E, which changes nothing signed (exhaustive)', () => {
+    // 1e21 is the only number, and has one significant digit, so no digit flip keeps its value.
+    const frame = encodeEnvelope(signed({ v: 1, type: 'TELEMETRY', id: 't1', device_id: 'd1', session_id: 's', seq: 1, ts: 2, body: { n: 1e21 } }));
+    assert.ok(new TextDecoder().decode(frame).includes('"n":1e+21'));
+    const outcomes = new Map<string, number>();
+    for (let bit = 0; bit < frame.length * 8; bit++) {
+      const outcome = assertFlipRefused(frame, bit);
+      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    }
+    assert.equal(outcomes.get('same-content'), 1);
+    const frameText = new TextDecoder().decode(frame);
+    const upper = utf8.encode(frameText.replace('1e+21', '1E+21'));
+    assert.deepEqual(encodeEnvelope(receive(upper)), frame, 'the accepted flip is e -> E');
+  });
+
+  test('a single-bit flip anywhere in any signed frame is refused or changes nothing signed (property)', () => {
     fc.assert(fc.property(fieldsArbitrary, fc.nat(), (fields, position) => {
       const frame = encodeEnvelope(signed(fields));
-      assertRefused(frame, position % (frame.length * 8));
+      assertFlipRefused(frame, position % (frame.length * 8));
     }), { numRuns: 500 });
   });
 });

@@ -49,6 +49,9 @@ describe('key files', () => {
       const opened = openssl(['pkey', '-in', path, '-passin', `pass:${passphrase}`, '-noout', '-text']);
       assert.equal(opened.status, 0, opened.stderr);
       assert.match(opened.stdout, /ED25519 Private-Key/);
+      // PBES2 with PBKDF2-HMAC-SHA256 at 600 000 (0x0927C0) iterations and AES-256-CBC.
+      const structure = openssl(['asn1parse', '-in', path]).stdout;
+      for (const part of [/:PBES2/, /:PBKDF2/, /INTEGER\s+:0927C0/, /:hmacWithSHA256/, /:aes-256-cbc/]) assert.match(structure, part);
     });
   });
 

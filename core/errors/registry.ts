@@ -8,6 +8,7 @@ import { commandErrors } from './codes/command.js';
 import { policyErrors } from './codes/policy.js';
 import { auditErrors } from './codes/audit.js';
 import { storeErrors } from './codes/store.js';
+import { agentErrors } from './codes/agent.js';
 
 /**
  * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
@@ -23,6 +24,7 @@ export const errorRegistry = {
   ...policyErrors,
   ...auditErrors,
   ...storeErrors,
+  ...agentErrors,
 } as const;
 
 export type ErrorCode = keyof typeof errorRegistry;
@@ -38,6 +40,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'policy', table: policyErrors },
   { name: 'audit', table: auditErrors },
   { name: 'store', table: storeErrors },
+  { name: 'agent', table: agentErrors },
 ];
 
 export function isErrorCode(value: unknown): value is ErrorCode {

@@ -1,0 +1,340 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createNodeEd25519Provider } from '../core/crypto/ed25519-node.js';
+import type { MessageBody } from '../core/protocol/messages/catalog.js';
+import type { SignedCommand } from '../core/protocol/messages/command.js';
+import type { Opcode } from '../core/protocol/messages/opcodes.js';
+import { decodeEnvelope } from '../core/protocol/envelope.js';
+import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from '../core/protocol/session/gateway-connection.js';
+import { signCommand } from '../core/protocol/signed-command.js';
+import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
+import { SeededRandom } from '../sim/prng.js';
+import { VirtualTime } from '../sim/virtual-time.js';
+import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreEvent } from './agent-core.js';
+import { MemoryCommandJournal, type CommandJournal } from './command-journal.js';
+import { IoctlKernelBridge, type KernelBridge } from './kernel-bridge/kernel-bridge.js';
+import { createSyntheticMetricsSource } from './telemetry/synthetic-metrics.js';
+
+const provider = createNodeEd25519Provider();
+const deviceId = 'dev-1';
+const heartbeatIntervalMs = 10_000;
+const telemetryIntervalMs = 5_000;
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+interface Keys { device: Uint8Array; gateway: Uint8Array; commands: Uint8Array }
+
+/** A kernel bridge over the mock kernel that counts calls; `hang` makes pings never complete. */
+function countingKernel(time: VirtualTime, random: SeededRandom, options: { hang?: boolean } = {}): { kernel: KernelBridge; calls: () => number } {
+  const agentSeed = random.bytes(32);
+  const serviceSeed = random.bytes(32);
+  const device = new MockIoctlDevice({ ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock: time });
+  const bridge = new IoctlKernelBridge({ device, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: 1n });
+  let calls = 0;
+  const kernel: KernelBridge = {
+    backend: bridge.backend,
+    pingKernel: (nonce) => {
+      calls += 1;
+      return options.hang ? new Promise(() => {}) : bridge.pingKernel(nonce);
+    },
+    lockScreen: () => { calls += 1; return bridge.lockScreen(); },
+    getProcessList: (n) => { calls += 1; return bridge.getProcessList(n); },
+    stageUpdate: (a) => { calls += 1; return bridge.stageUpdate(a); },
+    commitUpdate: (v) => { calls += 1; return bridge.commitUpdate(v); },
+    rollbackUpdate: () => { calls += 1; return bridge.rollbackUpdate(); },
+    getStatus: () => { calls += 1; return bridge.getStatus(); },
+    close: () => bridge.close(),
+  };
+  return { kernel, calls: () => calls };
+}
+
+class Harness {
+  readonly time = new VirtualTime(1_800_000_000_000);
+  readonly random = new SeededRandom(7);
+  readonly keys: Keys = { device: this.random.bytes(32), gateway: this.random.bytes(32), commands: this.random.bytes(32) };
+  readonly events: AgentCoreEvent[] = [];
+  journal: CommandJournal = new MemoryCommandJournal();
+  kernel = countingKernel(this.time, this.random);
+  core!: AgentCore;
+  gateway!: GatewayConnection;
+  handle!: AgentConnectionHandle;
+  /** Frames the gateway received and what it made of them, in order. */
+  received: Array<{ bytes: Uint8Array; events: GatewayEvent[] }> = [];
+  transportClosed = false;
+  #sessions = 0;
+  #seq = 0;
+
+  createCore(kernel: KernelBridge = this.kernel.kernel): AgentCore {
+    this.core = createAgentCore({
+      deviceId, signer: { kid: deviceKid(deviceId), seed: this.keys.device, provider },
+      resolveGatewayKey: (kid) => (kid === gatewayKid('gw-1') ? provider.publicKeyFromSeed(this.keys.gateway) : undefined),
+      resolveCommandKey: (kid) => (kid === 'cp:test' ? provider.publicKeyFromSeed(this.keys.commands) : undefined),
+      kernel, journal: this.journal, clock: this.time, random: this.random, scheduler: this.time,
+      telemetrySource: createSyntheticMetricsSource({ random: this.random }), telemetryIntervalMs, agentVersion: 'test/1',
+      onEvent: (event) => this.events.push(event),
+    });
+    this.core.start();
+    return this.core;
+  }
+
+  /** An in-memory link: frames go straight to the peer, in order. */
+  connect(): void {
+    this.#sessions += 1;
+    this.received = [];
+    this.transportClosed = false;
+    const gateway = new GatewayConnection({
+      deviceId, signer: { kid: gatewayKid('gw-1'), seed: this.keys.gateway, provider }, gatewayId: 'gw-1', sessionId: `session-${this.#sessions}`,
+      devicePublicKey: provider.publicKeyFromSeed(this.keys.device), random: this.random, heartbeatIntervalMs, authTimeoutMs: 5_000, sessionToken: 'token',
+    });
+    this.gateway = gateway;
+    this.handle = this.core.onConnected({
+      send: (bytes) => {
+        if (this.gateway !== gateway) return;
+        this.received.push({ bytes, events: gateway.receive(bytes, this.time.nowMs()) });
+        this.pump();
+      },
+      close: () => { this.transportClosed = true; },
+    });
+    gateway.start(this.time.nowMs());
+    this.pump();
+  }
+
+  pump(): void {
+    if (!this.gateway) return;
+    for (const frame of this.gateway.takeOutgoing()) this.handle.receive(frame);
+  }
+
+  disconnect(): void {
+    this.gateway.transportLost(this.time.nowMs());
+    this.handle.transportClosed();
+  }
+
+  command(opcode: Opcode = 'EXEC_PING_KERNEL', overrides: Partial<SignedCommand> = {}, seed = this.keys.commands): SignedCommand {
+    this.#seq += 1;
+    const issuedAt = this.time.nowMs();
+    const unsigned = {
+      id: `cmd-${this.#seq}`, device_id: deviceId, opcode, args: {}, issued_at: issuedAt, expires_at: issuedAt + 60_000,
+      device_seq: this.#seq, issuer: 'operator:alice', ...overrides,
+    };
+    return signCommand({ command: unsigned, kid: 'cp:test', seed, provider });
+  }
+
+  async deliver(command: SignedCommand, attempt = 1): Promise<void> {
+    this.gateway.deliverCommand(command, attempt, this.time.nowMs());
+    this.pump();
+    await this.core.idle();
+  }
+
+  async advance(ms: number): Promise<void> {
+    await this.time.runUntil(this.time.nowMs() + ms, async () => { await settle(); this.pump(); });
+    await settle();
+    await this.core.idle();
+  }
+
+  messages<T extends 'HEARTBEAT' | 'TELEMETRY' | 'COMMAND_ACK' | 'COMMAND_RESULT'>(type: T): Array<{ bytes: Uint8Array; body: MessageBody<T> }> {
+    const out: Array<{ bytes: Uint8Array; body: MessageBody<T> }> = [];
+    for (const { bytes, events } of this.received) {
+      for (const event of events) {
+        if (event.kind === 'message' && event.message.type === type) out.push({ bytes, body: event.message.body as MessageBody<T> });
+      }
+    }
+    return out;
+  }
+}
+
+async function readyHarness(): Promise<Harness> {
+  const h = new Harness();
+  h.createCore();
+  await h.core.idle();
+  h.connect();
+  return h;
+}
+
+describe('agent core', () => {
+  it('authenticates with the device key and reports the journal high-water mark', async () => {
+    const h = await readyHarness();
+    const auth = h.received.flatMap((r) => r.events).find((e) => e.kind === 'authenticated');
+    assert.deepEqual(auth, { kind: 'authenticated', deviceId, sessionId: 'session-1', lastCommandSeq: 0, agentVersion: 'test/1' });
+    assert.equal(h.core.isReady, true);
+    assert.equal(h.gateway.state, 'ready');
+  });
+
+  it('sends a heartbeat every heartbeat_interval_ms and the gateway keeps the session', async () => {
+    const h = await readyHarness();
+    await h.advance(heartbeatIntervalMs - 1);
+    assert.equal(h.messages('HEARTBEAT').length, 0);
+    await h.advance(1);
+    assert.equal(h.messages('HEARTBEAT').length, 1);
+    await h.advance(3 * heartbeatIntervalMs);
+    const beats = h.messages('HEARTBEAT').map((m) => m.body.uptime_ms);
+    assert.equal(beats.length, 4);
+    assert.ok(beats.every((u, i) => i === 0 || u > beats[i - 1]!), 'uptime strictly increases');
+    assert.deepEqual(h.gateway.handleTimeout(h.time.nowMs()), []);
+    assert.equal(h.gateway.state, 'ready');
+  });
+
+  it('sends telemetry every telemetryIntervalMs, each prev_hash the sha256 of the previous TELEMETRY frame', async () => {
+    const h = await readyHarness();
+    await h.advance(4 * telemetryIntervalMs);
+    const samples = h.messages('TELEMETRY');
+    assert.ok(samples.length >= 3, `got ${samples.length} samples`);
+    assert.equal(samples[0]!.body.prev_hash, undefined);
+    for (let i = 1; i < samples.length; i++) {
+      assert.equal(samples[i]!.body.prev_hash, createHash('sha256').update(samples[i - 1]!.bytes).digest('hex'));
+    }
+  });
+
+  it('buffers telemetry while disconnected (bounded) and sends it after AUTH_ACK', async () => {
+    const h = await readyHarness();
+    h.disconnect();
+    await h.advance(3 * telemetryIntervalMs);
+    h.connect();
+    await h.core.idle();
+    assert.ok(h.messages('TELEMETRY').length >= 2);
+  });
+
+  it('executes a command delivered twice exactly once and answers the second from the journal', async () => {
+    const h = await readyHarness();
+    const command = h.command();
+    await h.deliver(command, 1);
+    await h.deliver(command, 2);
+    assert.equal(h.kernel.calls(), 1);
+    const acks = h.messages('COMMAND_ACK').map((m) => m.body.stage);
+    assert.deepEqual(acks, ['received', 'executing']);
+    const results = h.messages('COMMAND_RESULT').map((m) => m.body);
+    assert.equal(results.length, 2);
+    assert.equal(results[0]!.status, 'succeeded');
+    assert.deepEqual(results[1], results[0]);
+    assert.equal(h.journal.get(command.id)?.stage, 'finished');
+  });
+
+  it('rejects a command with a bad signature without executing or journaling it', async () => {
+    const h = await readyHarness();
+    const forged = h.command('EXEC_LOCK_SCREEN', {}, h.random.bytes(32));
+    await h.deliver(forged);
+    assert.equal(h.kernel.calls(), 0);
+    const [result] = h.messages('COMMAND_RESULT').map((m) => m.body);
+    assert.equal(result?.status, 'rejected');
+    assert.equal(result?.error?.code, 'CRYPTO_SIGNATURE_INVALID');
+    assert.equal(h.journal.get(forged.id), undefined);
+    assert.deepEqual(h.messages('COMMAND_ACK'), []);
+  });
+
+  it('rejects an expired command', async () => {
+    const h = await readyHarness();
+    const now = h.time.nowMs();
+    const expired = h.command('EXEC_PING_KERNEL', { issued_at: now - 120_000, expires_at: now - 60_000 });
+    await h.deliver(expired);
+    assert.equal(h.kernel.calls(), 0);
+    assert.equal(h.messages('COMMAND_RESULT')[0]?.body.error?.code, 'COMMAND_EXPIRED');
+  });
+
+  it('rejects an unknown command whose device_seq is not above the highest executed', async () => {
+    const h = await readyHarness();
+    await h.deliver(h.command('EXEC_PING_KERNEL', { device_seq: 5 }));
+    const stale = h.command('EXEC_PING_KERNEL', { device_seq: 5 });
+    await h.deliver(stale);
+    assert.equal(h.kernel.calls(), 1);
+    const last = h.messages('COMMAND_RESULT').at(-1)!.body;
+    assert.equal(last.command_id, stale.id);
+    assert.equal(last.error?.code, 'COMMAND_SEQ_STALE');
+  });
+
+  it('reports kernel refusals as failed results', async () => {
+    const h = await readyHarness();
+    await h.deliver(h.command('EXEC_COMMIT_UPDATE', { args: { version: '9.9.9' } }));
+    const result = h.messages('COMMAND_RESULT')[0]!.body;
+    assert.equal(result.status, 'failed');
+    assert.match(result.error?.code ?? '', /^KERNEL_/);
+  });
+
+  it('does not re-execute a command a crash left executing: it is reported AGENT_INTERRUPTED', async () => {
+    const h = new Harness();
+    const hanging = countingKernel(h.time, h.random, { hang: true });
+    h.createCore(hanging.kernel);
+    await h.core.idle();
+    h.connect();
+    const command = h.command();
+    h.gateway.deliverCommand(command, 1, h.time.nowMs());
+    h.pump();
+    for (let i = 0; i < 10; i++) await settle();
+    assert.deepEqual(h.messages('COMMAND_ACK').map((m) => m.body.stage), ['received', 'executing']);
+    assert.equal(h.journal.get(command.id)?.stage, 'executing');
+    assert.equal(hanging.calls(), 1);
+
+    // The process dies here; a new core starts over the same journal.
+    h.createCore();
+    await h.core.idle();
+    assert.equal(h.journal.get(command.id)?.result?.error?.code, 'AGENT_INTERRUPTED');
+    assert.deepEqual(h.events.filter((e) => e.kind === 'interrupted'), [{ kind: 'interrupted', commandId: command.id }]);
+    h.connect();
+    await h.core.idle();
+    const auth = h.received.flatMap((r) => r.events).find((e) => e.kind === 'authenticated');
+    assert.equal(auth?.kind === 'authenticated' && auth.lastCommandSeq, command.device_seq);
+    const resent = h.messages('COMMAND_RESULT').map((m) => m.body);
+    assert.equal(resent.length, 1);
+    assert.equal(resent[0]!.status, 'failed');
+    assert.equal(resent[0]!.error?.code, 'AGENT_INTERRUPTED');
+    await h.deliver(command, 2);
+    assert.equal(h.kernel.calls(), 0);
+    assert.equal(h.messages('COMMAND_RESULT').at(-1)!.body.error?.code, 'AGENT_INTERRUPTED');
+  });
+
+  it('executes a command a crash left received but not started', async () => {
+    const h = new Harness();
+    const command = h.command();
+    await h.journal.received(command);
+    h.createCore();
+    await h.core.idle();
+    assert.equal(h.kernel.calls(), 1);
+    assert.equal(h.journal.get(command.id)?.result?.status, 'succeeded');
+  });
+
+  it('re-sends unconfirmed results after reconnecting, and stops once a heartbeat echo confirms them', async () => {
+    const h = await readyHarness();
+    const command = h.command();
+    await h.deliver(command);
+    assert.equal(h.messages('COMMAND_RESULT').length, 1);
+    h.disconnect();
+    assert.equal(h.core.isReady, false);
+
+    h.connect();
+    await h.core.idle();
+    assert.deepEqual(h.messages('COMMAND_RESULT').map((m) => m.body.command_id), [command.id]);
+    assert.equal(h.journal.get(command.id)?.confirmed, false);
+    // The next heartbeat follows the re-sent result; its echo proves the gateway read it.
+    await h.advance(heartbeatIntervalMs);
+    assert.equal(h.journal.get(command.id)?.confirmed, true);
+
+    h.disconnect();
+    h.connect();
+    await h.core.idle();
+    assert.deepEqual(h.messages('COMMAND_RESULT'), []);
+    assert.equal(h.kernel.calls(), 1);
+  });
+
+  it('drops a connection whose gateway goes silent', async () => {
+    const h = await readyHarness();
+    // Swallow the gateway's echoes: from the agent's side the gateway is silent.
+    const silentHandle = h.handle;
+    h.handle = { receive() {}, transportClosed: () => silentHandle.transportClosed() };
+    await h.advance(5 * heartbeatIntervalMs);
+    assert.equal(h.transportClosed, true);
+    assert.equal(h.core.isReady, false);
+    assert.ok(h.events.some((e) => e.kind === 'closed'));
+  });
+
+  it('closes a connection that never authenticates', async () => {
+    const h = new Harness();
+    h.createCore();
+    h.core.onConnected({ send() {}, close: () => { h.transportClosed = true; } });
+    await h.advance(30_000);
+    assert.equal(h.transportClosed, true);
+  });
+
+  it('frames it sends are valid envelopes signed by the device key id', async () => {
+    const h = await readyHarness();
+    await h.deliver(h.command());
+    for (const { bytes } of h.received) assert.equal(decodeEnvelope(bytes).sig.kid, deviceKid(deviceId));
+  });
+});

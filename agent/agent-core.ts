@@ -1,0 +1,520 @@
+import { createHash } from 'node:crypto';
+import { SdcError, type ErrorCode } from '../core/errors/index.js';
+import type { MessageBody } from '../core/protocol/messages/catalog.js';
+import type { SignedCommand } from '../core/protocol/messages/command.js';
+import type { Clock, RandomSource, Scheduler, TimerHandle } from '../core/protocol/ports.js';
+import { AgentConnection, type AgentEvent } from '../core/protocol/session/agent-connection.js';
+import type { FrameSigner } from '../core/protocol/session/codec.js';
+import { verifyCommand } from '../core/protocol/signed-command.js';
+import type { CommandJournal, CommandResultBody } from './command-journal.js';
+import type { KernelBridge } from './kernel-bridge/kernel-bridge.js';
+import { executeOpcode, processEntriesMaxDefault, type OpcodeExecutorOptions } from './opcode-executor.js';
+
+export type TelemetryMetrics = MessageBody<'TELEMETRY'>['metrics'];
+
+/** Where telemetry samples come from: the host (host-metrics.ts) or a seeded synthetic source. */
+export interface TelemetrySource {
+  sample(): Promise<TelemetryMetrics>;
+}
+
+/** One connection's byte pipe, supplied by the driver (ws-transport.ts, or the simulator's in-memory link). */
+export interface AgentTransport {
+  send(bytes: Uint8Array): void;
+  close(): void;
+}
+
+/** What the driver calls for one connection. */
+export interface AgentConnectionHandle {
+  receive(bytes: Uint8Array): void;
+  transportClosed(): void;
+}
+
+/** pino-compatible; the default is silent. */
+export interface AgentLogger {
+  debug(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+/** What the core reports to an observer (the simulator's oracle, tests). */
+export type AgentCoreEvent =
+  | { kind: 'ready'; sessionId: string }
+  | { kind: 'closed'; reason: string }
+  | { kind: 'executed'; commandId: string; status: CommandResultBody['status'] }
+  | { kind: 'rejected'; commandId: string; code: string }
+  | { kind: 'interrupted'; commandId: string };
+
+export interface AgentCoreOptions {
+  deviceId: string;
+  /** The device key: kid deviceKid(deviceId). */
+  signer: FrameSigner;
+  resolveGatewayKey: (kid: string) => Uint8Array | undefined;
+  resolveCommandKey: (kid: string) => Uint8Array | undefined;
+  kernel: KernelBridge;
+  journal: CommandJournal;
+  clock: Clock;
+  random: RandomSource;
+  scheduler: Scheduler;
+  logger?: AgentLogger;
+  telemetrySource: TelemetrySource;
+  telemetryIntervalMs: number;
+  agentVersion: string;
+  /** Samples kept while disconnected; the oldest is dropped first. */
+  telemetryBufferMax?: number;
+  /** Deliveries waiting behind the command being processed; more are dropped (the gateway retries). */
+  deliveriesMax?: number;
+  /** Time allowed from connection to AUTH_ACK. */
+  authTimeoutMs?: number;
+  /** Heartbeat intervals without any frame from the gateway before the connection is dropped. */
+  silenceIntervalsMax?: number;
+  artifactPath?: OpcodeExecutorOptions['artifactPath'];
+  processEntriesMax?: number;
+  onEvent?: (event: AgentCoreEvent) => void;
+}
+
+export interface AgentCore {
+  /** Starts telemetry sampling and recovers the journal (entries left by a previous run). */
+  start(): void;
+  /** A new connection: the previous one, if any, is closed first. */
+  onConnected(transport: AgentTransport): AgentConnectionHandle;
+  /** Stops timers, closes the connection and waits for the command in progress. */
+  stop(): Promise<void>;
+  /** Resolves when no command work is queued (tests, the simulator). */
+  idle(): Promise<void>;
+  readonly isReady: boolean;
+}
+
+const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
+const heartbeatsInFlightMax = 16;
+
+interface LiveConnection {
+  readonly connection: AgentConnection;
+  readonly transport: AgentTransport;
+  heartbeatIntervalMs: number;
+  heartbeatTimer?: TimerHandle;
+  authTimer?: TimerHandle;
+  /** Results sent since the last heartbeat. */
+  resultsSinceHeartbeat: string[];
+  lastHeardMs: number;
+  /** Heartbeats not yet echoed, with the results sent before each (see #onHeartbeatEcho). */
+  heartbeatsInFlight: Array<{ uptimeMs: number; commandIds: string[] }>;
+}
+
+export function createAgentCore(options: AgentCoreOptions): AgentCore {
+  return new DefaultAgentCore(options);
+}
+
+/**
+ * The device agent without I/O: one AgentConnection per transport, the command pipeline over
+ * the journal and the kernel bridge, heartbeats and telemetry on the Scheduler. Time, randomness
+ * and bytes come in through ports, so the simulator runs thousands of these on virtual time.
+ *
+ * At most once: a command id is journaled (fsync) before it is acknowledged, marked executing
+ * before the kernel sees it, and never executed again once marked: a redelivery is answered from
+ * the journal, and an entry a crash left `executing` is reported as AGENT_INTERRUPTED.
+ */
+class DefaultAgentCore implements AgentCore {
+  readonly #o: AgentCoreOptions;
+  readonly #log: AgentLogger;
+  readonly #startedAtMs: number;
+  #live: LiveConnection | undefined;
+  #work: Promise<void> = Promise.resolve();
+  #queued = 0;
+  #telemetryTimer: TimerHandle | undefined;
+  #sampling = false;
+  #telemetryBuffer: Array<{ sampledAtMs: number; metrics: TelemetryMetrics }> = [];
+  #telemetryPrevHash: string | undefined;
+  #lastUptimeMs = -1;
+  #started = false;
+  #stopped = false;
+
+  constructor(options: AgentCoreOptions) {
+    if (!(options.telemetryIntervalMs > 0)) throw new SdcError('PROTO_INVALID_ARGUMENT', 'telemetryIntervalMs must be positive');
+    this.#o = options;
+    this.#log = options.logger ?? silentLogger;
+    this.#startedAtMs = options.clock.nowMs();
+  }
+
+  get isReady(): boolean {
+    return this.#live?.connection.state === 'ready';
+  }
+
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.#enqueue(() => this.#recover(), true);
+    // A random phase, so a fleet started together does not sample in lockstep.
+    this.#scheduleTelemetry(this.#o.random.intBelow(this.#o.telemetryIntervalMs) + 1);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#telemetryTimer) this.#o.scheduler.cancel(this.#telemetryTimer);
+    this.#telemetryTimer = undefined;
+    if (this.#live) this.#closeLive(this.#live, 'agent stopping', true);
+    await this.idle();
+  }
+
+  async idle(): Promise<void> {
+    for (;;) {
+      const work = this.#work;
+      await work;
+      if (work === this.#work) return;
+    }
+  }
+
+  onConnected(transport: AgentTransport): AgentConnectionHandle {
+    if (this.#live) this.#closeLive(this.#live, 'replaced by a new connection', true);
+    const connection = new AgentConnection({
+      deviceId: this.#o.deviceId, signer: this.#o.signer, resolveGatewayKey: this.#o.resolveGatewayKey,
+      agentVersion: this.#o.agentVersion, lastCommandSeq: this.#o.journal.highestExecutedSeq(),
+    });
+    const live: LiveConnection = {
+      connection, transport, heartbeatIntervalMs: 0, resultsSinceHeartbeat: [], heartbeatsInFlight: [], lastHeardMs: this.#o.clock.nowMs(),
+    };
+    this.#live = live;
+    live.authTimer = this.#o.scheduler.schedule(this.#o.authTimeoutMs ?? 30_000, () => {
+      live.authTimer = undefined;
+      if (this.#live === live && !this.isReady) this.#closeLive(live, 'no AUTH_ACK before the authentication timeout', true);
+    });
+    return {
+      receive: (bytes) => this.#receive(live, bytes),
+      transportClosed: () => {
+        if (this.#live !== live) return;
+        live.connection.transportLost(this.#o.clock.nowMs());
+        this.#closeLive(live, 'transport closed', false);
+      },
+    };
+  }
+
+  #receive(live: LiveConnection, bytes: Uint8Array): void {
+    if (this.#live !== live) return;
+    live.lastHeardMs = this.#o.clock.nowMs();
+    let events: AgentEvent[];
+    try {
+      events = live.connection.receive(bytes, this.#o.clock.nowMs());
+    } catch (error) {
+      this.#log.error({ err: error }, 'session layer failed on a received frame');
+      this.#closeLive(live, 'internal error', true);
+      return;
+    }
+    this.#handleEvents(live, events);
+  }
+
+  #handleEvents(live: LiveConnection, events: AgentEvent[]): void {
+    this.#flush(live);
+    for (const event of events) {
+      switch (event.kind) {
+        case 'ready':
+          this.#onReady(live, event.sessionId, event.heartbeatIntervalMs);
+          break;
+        case 'auth_error':
+          this.#log.warn({ code: event.code }, `gateway refused authentication: ${event.message}`);
+          break;
+        case 'refused':
+          this.#log.warn({ code: event.error.code }, `refused a gateway frame: ${event.error.message}`);
+          break;
+        case 'closed':
+          this.#closeLive(live, event.reason, true);
+          break;
+        case 'message':
+          this.#onMessage(live, event.message.type, event.message.body);
+          break;
+      }
+    }
+  }
+
+  #onMessage(live: LiveConnection, type: string, body: unknown): void {
+    switch (type) {
+      case 'COMMAND_DELIVERY': {
+        const delivery = body as MessageBody<'COMMAND_DELIVERY'>;
+        const command = delivery.command;
+        if (!this.#enqueue(() => this.#handleDelivery(command))) {
+          this.#log.warn({ commandId: command.id, code: 'AGENT_BUSY' }, 'delivery dropped: too many waiting');
+        }
+        return;
+      }
+      case 'HEARTBEAT':
+        this.#onHeartbeatEcho(live, (body as MessageBody<'HEARTBEAT'>).uptime_ms);
+        return;
+      case 'ALERT': {
+        const alert = body as MessageBody<'ALERT'>;
+        this.#log.warn({ kind: alert.kind, severity: alert.severity }, alert.message);
+        return;
+      }
+      case 'ERROR': {
+        const error = body as MessageBody<'ERROR'>;
+        this.#log.warn({ code: error.code, refId: error.ref_id }, `gateway refused a frame: ${error.message}`);
+        return;
+      }
+    }
+  }
+
+  #onReady(live: LiveConnection, sessionId: string, heartbeatIntervalMs: number): void {
+    if (live.authTimer) this.#o.scheduler.cancel(live.authTimer);
+    live.authTimer = undefined;
+    live.heartbeatIntervalMs = heartbeatIntervalMs;
+    this.#o.onEvent?.({ kind: 'ready', sessionId });
+    this.#log.info({ sessionId }, 'session ready');
+    this.#scheduleHeartbeat(live);
+    for (const sample of this.#telemetryBuffer.splice(0)) this.#sendTelemetry(live, sample.sampledAtMs, sample.metrics);
+    // Results the gateway may not have received: re-sent; the control plane takes duplicates idempotently.
+    this.#enqueue(async () => {
+      for (const entry of this.#o.journal.entries()) {
+        if (entry.stage === 'finished' && !entry.confirmed && entry.result) this.#sendResult(entry.result);
+      }
+    }, true);
+  }
+
+  #scheduleHeartbeat(live: LiveConnection): void {
+    live.heartbeatTimer = this.#o.scheduler.schedule(live.heartbeatIntervalMs, () => {
+      live.heartbeatTimer = undefined;
+      if (this.#live !== live || !this.isReady) return;
+      const nowMs = this.#o.clock.nowMs();
+      const silenceMs = nowMs - live.lastHeardMs;
+      if (silenceMs > (this.#o.silenceIntervalsMax ?? 3) * live.heartbeatIntervalMs) {
+        this.#closeLive(live, `gateway silent for ${silenceMs} ms`, true);
+        return;
+      }
+      // Strictly increasing, so an echo names exactly one heartbeat.
+      const uptimeMs = Math.max(nowMs - this.#startedAtMs, this.#lastUptimeMs + 1);
+      this.#lastUptimeMs = uptimeMs;
+      // Recorded before sending: an in-memory transport may deliver the echo within the send.
+      const inFlight = { uptimeMs, commandIds: live.resultsSinceHeartbeat.splice(0) };
+      live.heartbeatsInFlight.push(inFlight);
+      if (live.heartbeatsInFlight.length > heartbeatsInFlightMax) live.heartbeatsInFlight.shift();
+      if (!this.#trySend(live, (c) => c.sendHeartbeat({ uptime_ms: uptimeMs, queue_depth: this.#queued }, nowMs))) {
+        live.heartbeatsInFlight = live.heartbeatsInFlight.filter((h) => h !== inFlight);
+        live.resultsSinceHeartbeat.unshift(...inFlight.commandIds);
+      }
+      this.#scheduleHeartbeat(live);
+    });
+  }
+
+  /**
+   * The gateway echoes heartbeats in order on the same ordered stream, so an echo proves it read
+   * every frame sent before that heartbeat, including those results: they are confirmed. A result
+   * the gateway read but lost (crash before forwarding) comes back as a redelivery, answered from
+   * the journal; an unconfirmed one is re-sent after the next AUTH_ACK.
+   */
+  #onHeartbeatEcho(live: LiveConnection, uptimeMs: number): void {
+    const confirmed: string[] = [];
+    while (live.heartbeatsInFlight.length > 0 && live.heartbeatsInFlight[0]!.uptimeMs <= uptimeMs) {
+      confirmed.push(...live.heartbeatsInFlight.shift()!.commandIds);
+    }
+    if (confirmed.length === 0) return;
+    this.#enqueue(() => this.#o.journal.confirmed(confirmed), true);
+  }
+
+  #scheduleTelemetry(delayMs: number): void {
+    if (this.#stopped) return;
+    this.#telemetryTimer = this.#o.scheduler.schedule(delayMs, () => {
+      this.#telemetryTimer = undefined;
+      this.#scheduleTelemetry(this.#o.telemetryIntervalMs);
+      // A slow source skips a tick rather than piling up samples.
+      if (this.#sampling) return;
+      this.#sampling = true;
+      const sampledAtMs = this.#o.clock.nowMs();
+      this.#o.telemetrySource.sample().then((metrics) => {
+        const live = this.#live;
+        if (live && this.isReady) {
+          this.#sendTelemetry(live, sampledAtMs, metrics);
+        } else {
+          this.#telemetryBuffer.push({ sampledAtMs, metrics });
+          if (this.#telemetryBuffer.length > (this.#o.telemetryBufferMax ?? 64)) this.#telemetryBuffer.shift();
+        }
+      }, (error: unknown) => {
+        this.#log.warn({ err: error }, 'telemetry sample failed');
+      }).finally(() => {
+        this.#sampling = false;
+      });
+    });
+  }
+
+  /** prev_hash is the SHA-256 of the previous TELEMETRY frame's bytes as sent (canonical JSON). */
+  #sendTelemetry(live: LiveConnection, sampledAtMs: number, metrics: TelemetryMetrics): void {
+    const body: MessageBody<'TELEMETRY'> = { sampled_at: sampledAtMs, metrics, ...(this.#telemetryPrevHash ? { prev_hash: this.#telemetryPrevHash } : {}) };
+    try {
+      live.connection.sendTelemetry(body, this.#o.clock.nowMs());
+    } catch (error) {
+      this.#log.warn({ err: error }, 'telemetry not sent');
+      return;
+    }
+    const frames = live.connection.takeOutgoing();
+    const frame = frames[frames.length - 1];
+    if (frame) this.#telemetryPrevHash = createHash('sha256').update(frame).digest('hex');
+    this.#write(live, frames);
+  }
+
+  #enqueue(work: () => Promise<void>, internal = false): boolean {
+    if (!internal && this.#queued >= (this.#o.deliveriesMax ?? 64)) return false;
+    this.#queued += 1;
+    this.#work = this.#work.then(work).catch((error: unknown) => {
+      this.#log.error({ err: error }, 'agent work failed');
+    }).finally(() => {
+      this.#queued -= 1;
+    });
+    return true;
+  }
+
+  /** Entries a previous run left behind: `executing` ones are not run again; `received` ones may be. */
+  async #recover(): Promise<void> {
+    for (const entry of this.#o.journal.entries()) {
+      if (entry.stage === 'executing') {
+        const result = this.#result(entry.command, 'failed', {}, { code: 'AGENT_INTERRUPTED', message: 'the agent stopped while the command was executing; it was not run again' });
+        await this.#o.journal.finished(entry.command.id, result);
+        this.#o.onEvent?.({ kind: 'interrupted', commandId: entry.command.id });
+        this.#log.warn({ commandId: entry.command.id }, 'command interrupted by a restart; reported failed');
+      } else if (entry.stage === 'received') {
+        await this.#executeJournaled(entry.command, true);
+      }
+    }
+  }
+
+  async #handleDelivery(command: SignedCommand): Promise<void> {
+    const known = this.#o.journal.get(command.id);
+    if (known && known.command.sig.value === command.sig.value) {
+      // A redelivery: answered from the record, never executed again.
+      if (known.result) this.#sendResult(known.result);
+      else this.#sendAck(command, known.stage === 'received' ? 'received' : 'executing');
+      return;
+    }
+    const refusal = this.#check(command, known !== undefined);
+    if (refusal) return this.#reject(command, refusal);
+    try {
+      await this.#o.journal.received(command);
+    } catch (error) {
+      if (SdcError.is(error) && error.code === 'AGENT_JOURNAL_FULL') return this.#reject(command, error);
+      throw error;
+    }
+    this.#sendAck(command, 'received');
+    await this.#executeJournaled(command, false);
+  }
+
+  /** The device-side checks; undefined when the command may run. */
+  #check(command: SignedCommand, idTaken: boolean): SdcError | undefined {
+    try {
+      verifyCommand({
+        command, deviceId: this.#o.deviceId, resolveKey: this.#o.resolveCommandKey, provider: this.#o.signer.provider, nowMs: this.#o.clock.nowMs(),
+      });
+    } catch (error) {
+      return SdcError.is(error) ? error : new SdcError('AGENT_EXECUTION_FAILED', String(error));
+    }
+    if (idTaken) return new SdcError('COMMAND_IDEMPOTENCY_CONFLICT', `command id ${command.id} was already used for a different command`);
+    const highest = this.#o.journal.highestExecutedSeq();
+    if (command.device_seq <= highest) return new SdcError('COMMAND_SEQ_STALE', `device_seq ${command.device_seq} is not above ${highest}`);
+    return undefined;
+  }
+
+  /** Refused commands are answered but not journaled: an attacker's junk must not fill the journal. */
+  #reject(command: SignedCommand, error: SdcError): void {
+    this.#o.onEvent?.({ kind: 'rejected', commandId: command.id, code: error.code });
+    this.#log.warn({ commandId: command.id, code: error.code }, `command rejected: ${error.message}`);
+    this.#sendResult(this.#result(command, 'rejected', {}, { code: error.code, message: error.message.slice(0, 512) }));
+  }
+
+  async #executeJournaled(command: SignedCommand, recovered: boolean): Promise<void> {
+    // An entry recovered after a restart is checked again: it may have expired meanwhile. Its
+    // device_seq is not: it was above the high-water mark when taken, and it has not run.
+    const refusal = recovered ? this.#check(command, false) : undefined;
+    if (refusal && refusal.code !== 'COMMAND_SEQ_STALE') {
+      await this.#finish(command, this.#result(command, 'rejected', {}, { code: refusal.code, message: refusal.message.slice(0, 512) }));
+      return;
+    }
+    // From here on the command counts as run, whatever happens next.
+    await this.#o.journal.executing(command.id);
+    this.#sendAck(command, 'executing');
+    let result: CommandResultBody;
+    try {
+      const output = await executeOpcode(command, {
+        kernel: this.#o.kernel,
+        artifactPath: this.#o.artifactPath ?? ((args) => `updates/${args.version}.bin`),
+        processEntriesMax: this.#o.processEntriesMax ?? processEntriesMaxDefault,
+      });
+      result = this.#result(command, 'succeeded', output);
+    } catch (error) {
+      const typed = SdcError.is(error) ? error : new SdcError('AGENT_EXECUTION_FAILED', String(error));
+      result = this.#result(command, 'failed', {}, { code: typed.code, message: typed.message.slice(0, 512) });
+    }
+    await this.#finish(command, result);
+  }
+
+  async #finish(command: SignedCommand, result: CommandResultBody): Promise<void> {
+    await this.#o.journal.finished(command.id, result);
+    this.#o.onEvent?.(result.status === 'rejected'
+      ? { kind: 'rejected', commandId: command.id, code: result.error?.code ?? 'AGENT_EXECUTION_FAILED' }
+      : { kind: 'executed', commandId: command.id, status: result.status });
+    this.#sendResult(result);
+  }
+
+  #result(command: SignedCommand, status: CommandResultBody['status'], output: Record<string, unknown>, error?: { code: ErrorCode | string; message: string }): CommandResultBody {
+    return {
+      command_id: command.id, device_seq: command.device_seq, status, output,
+      ...(error ? { error: { code: error.code, message: error.message } } : {}), finished_at: this.#o.clock.nowMs(),
+    };
+  }
+
+  #sendAck(command: SignedCommand, stage: 'received' | 'executing'): void {
+    const live = this.#live;
+    if (!live || !this.isReady) return;
+    this.#trySend(live, (c) => c.sendCommandAck({ command_id: command.id, device_seq: command.device_seq, stage }, this.#o.clock.nowMs()));
+  }
+
+  /** Sent now if a session is ready; otherwise (or if lost in flight) re-sent after the next AUTH_ACK. */
+  #sendResult(result: CommandResultBody): void {
+    const live = this.#live;
+    if (!live || !this.isReady) return;
+    const tracked = result.status !== 'rejected';
+    if (tracked) live.resultsSinceHeartbeat.push(result.command_id);
+    if (!this.#trySend(live, (c) => c.sendCommandResult(result, this.#o.clock.nowMs())) && tracked) live.resultsSinceHeartbeat.pop();
+  }
+
+  #trySend(live: LiveConnection, send: (connection: AgentConnection) => void): boolean {
+    try {
+      send(live.connection);
+    } catch (error) {
+      this.#log.warn({ err: error }, 'frame not sent');
+      return false;
+    }
+    this.#flush(live);
+    return true;
+  }
+
+  #flush(live: LiveConnection): void {
+    this.#write(live, live.connection.takeOutgoing());
+  }
+
+  #write(live: LiveConnection, frames: Uint8Array[]): void {
+    for (const frame of frames) {
+      try {
+        live.transport.send(frame);
+      } catch (error) {
+        this.#log.warn({ err: error }, 'transport refused a frame');
+        this.#closeLive(live, 'transport send failed', true);
+        return;
+      }
+    }
+  }
+
+  #closeLive(live: LiveConnection, reason: string, closeTransport: boolean): void {
+    if (live.heartbeatTimer) this.#o.scheduler.cancel(live.heartbeatTimer);
+    if (live.authTimer) this.#o.scheduler.cancel(live.authTimer);
+    live.heartbeatTimer = undefined;
+    live.authTimer = undefined;
+    if (this.#live !== live) return;
+    this.#live = undefined;
+    const nowMs = this.#o.clock.nowMs();
+    live.connection.close(reason, nowMs);
+    this.#write(live, live.connection.takeOutgoing());
+    if (closeTransport) {
+      try {
+        live.transport.close();
+      } catch (error) {
+        this.#log.debug({ err: error }, 'transport close failed');
+      }
+    }
+    this.#o.onEvent?.({ kind: 'closed', reason });
+    this.#log.info({ reason }, 'session closed');
+  }
+}

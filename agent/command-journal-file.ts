@@ -1,0 +1,199 @@
+import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { SdcError } from '../core/errors/index.js';
+import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../core/trust/atomic-file.js';
+import { AsyncMutex } from '../core/stores/sql/async-mutex.js';
+import { dirname } from 'node:path';
+import type { SignedCommand } from '../core/protocol/messages/command.js';
+import {
+  JournalState, defaultJournalLimits,
+  type CommandJournal, type CommandResultBody, type JournalEntry, type JournalLimits, type JournalRecord,
+} from './command-journal.js';
+
+export interface FileJournalOptions extends Partial<JournalLimits> {
+  path: string;
+  /**
+   * Records in the file before it is rewritten from the live state. Compaction also waits until
+   * the file holds twice the live snapshot, so it always shrinks the file by at least half.
+   */
+  compactionRecords?: number;
+  /** Calls waiting for the file; a stuck disk must not queue work without bound. */
+  waitersMax?: number;
+  /** Told when a torn last line was dropped on open. */
+  onTornTail?: (bytes: number) => void;
+}
+
+const journalBytesMax = 64 * 1024 * 1024;
+
+/**
+ * The command journal as an append-only JSON-lines file. Each mutation appends one record and
+ * fsyncs before its promise resolves. On open the records are replayed; an unreadable last line
+ * is a write torn by a crash (it was never acknowledged, because acknowledgement follows fsync)
+ * and is dropped; an unreadable line before it is corruption (AGENT_JOURNAL_CORRUPT).
+ */
+export class FileCommandJournal implements CommandJournal {
+  readonly #state: JournalState;
+  readonly #mutex: AsyncMutex;
+  readonly #options: FileJournalOptions & { compactionRecords: number };
+  #handle: FileHandle | undefined;
+  #recordsInFile: number;
+
+  private constructor(options: FileJournalOptions & { compactionRecords: number }, state: JournalState, handle: FileHandle, records: number) {
+    this.#options = options;
+    this.#state = state;
+    this.#handle = handle;
+    this.#recordsInFile = records;
+    this.#mutex = new AsyncMutex(options.waitersMax ?? 1024);
+  }
+
+  static async open(options: FileJournalOptions): Promise<FileCommandJournal> {
+    const limits: JournalLimits = {
+      unfinishedMax: options.unfinishedMax ?? defaultJournalLimits.unfinishedMax,
+      finishedRetain: options.finishedRetain ?? defaultJournalLimits.finishedRetain,
+    };
+    const compactionRecords = options.compactionRecords ?? 4 * (limits.unfinishedMax + limits.finishedRetain) + 64;
+    await ensurePrivateDirectory(dirname(options.path));
+    const state = new JournalState(limits);
+    let text = '';
+    try {
+      text = await readFile(options.path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new SdcError('AGENT_STATE_INVALID', `cannot read the command journal ${options.path}`, {}, { cause: error });
+      }
+    }
+    if (text.length > journalBytesMax) throw new SdcError('AGENT_JOURNAL_CORRUPT', `${options.path} is larger than ${journalBytesMax} bytes`);
+    const { records, tornBytes } = parseJournal(text, options.path);
+    for (const [index, record] of records.entries()) {
+      try {
+        state.apply(record);
+      } catch (error) {
+        throw new SdcError('AGENT_JOURNAL_CORRUPT', `${options.path} line ${index + 1}: ${(error as Error).message}`);
+      }
+    }
+    if (tornBytes > 0) options.onTornTail?.(tornBytes);
+    // Rewrite from the replayed state: drops a torn tail and starts the file compact.
+    const snapshot = state.snapshot();
+    await writeFileAtomic(options.path, serialize(snapshot), { mode: privateFileMode });
+    const handle = await open(options.path, 'a', privateFileMode);
+    return new FileCommandJournal({ ...options, compactionRecords }, state, handle, snapshot.length);
+  }
+
+  get(commandId: string): JournalEntry | undefined {
+    return this.#state.get(commandId);
+  }
+
+  entries(): JournalEntry[] {
+    return this.#state.entries();
+  }
+
+  highestExecutedSeq(): number {
+    return this.#state.highestExecutedSeq();
+  }
+
+  received(command: SignedCommand): Promise<void> {
+    return this.#append({ r: 'received', command });
+  }
+
+  executing(commandId: string): Promise<void> {
+    return this.#append({ r: 'executing', id: commandId });
+  }
+
+  finished(commandId: string, result: CommandResultBody): Promise<void> {
+    return this.#append({ r: 'finished', id: commandId, result });
+  }
+
+  confirmed(commandIds: readonly string[]): Promise<void> {
+    if (commandIds.length === 0) return Promise.resolve();
+    return this.#append({ r: 'confirmed', ids: [...commandIds] });
+  }
+
+  close(): Promise<void> {
+    return this.#mutex.run(async () => {
+      const handle = this.#handle;
+      this.#handle = undefined;
+      await handle?.close();
+    });
+  }
+
+  #append(record: JournalRecord): Promise<void> {
+    return this.#mutex.run(async () => {
+      const handle = this.#handle;
+      if (!handle) throw new SdcError('AGENT_STATE_INVALID', 'command journal is closed');
+      this.#state.check(record);
+      await handle.appendFile(JSON.stringify(record) + '\n');
+      await handle.sync();
+      // Applied only once durable: memory never runs ahead of the disk.
+      this.#state.apply(record);
+      this.#recordsInFile += 1;
+      await this.#compactIfDue();
+    });
+  }
+
+  async #compactIfDue(): Promise<void> {
+    if (this.#recordsInFile < this.#options.compactionRecords) return;
+    const snapshot = this.#state.snapshot();
+    if (this.#recordsInFile < 2 * snapshot.length) return;
+    await this.#handle?.close();
+    this.#handle = undefined;
+    await writeFileAtomic(this.#options.path, serialize(snapshot), { mode: privateFileMode });
+    this.#handle = await open(this.#options.path, 'a', privateFileMode);
+    this.#recordsInFile = snapshot.length;
+  }
+}
+
+function serialize(records: readonly JournalRecord[]): string {
+  return records.map((r) => JSON.stringify(r) + '\n').join('');
+}
+
+/** Splits the file into records; only the last line may be unreadable (a torn write). */
+export function parseJournal(text: string, path: string): { records: JournalRecord[]; tornBytes: number } {
+  const lines = text.split('\n');
+  // After the final newline, split yields '' (clean end) or the start of a torn line.
+  const tail = lines.pop() ?? '';
+  const records: JournalRecord[] = [];
+  let tornBytes = tail.length;
+  for (const [index, line] of lines.entries()) {
+    const record = parseRecord(line);
+    if (record) {
+      records.push(record);
+      continue;
+    }
+    const isLast = index === lines.length - 1 && tail.length === 0;
+    if (!isLast) throw new SdcError('AGENT_JOURNAL_CORRUPT', `${path} line ${index + 1} is not a journal record`);
+    tornBytes += line.length + 1;
+  }
+  return { records, tornBytes };
+}
+
+function parseRecord(line: string): JournalRecord | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const record = value as Record<string, unknown>;
+  switch (record.r) {
+    case 'received':
+      return isCommandLike(record.command) ? (record as JournalRecord) : undefined;
+    case 'executing':
+      return typeof record.id === 'string' ? (record as JournalRecord) : undefined;
+    case 'finished':
+      return typeof record.id === 'string' && typeof record.result === 'object' && record.result !== null ? (record as JournalRecord) : undefined;
+    case 'confirmed':
+      return Array.isArray(record.ids) && record.ids.every((id) => typeof id === 'string') ? (record as JournalRecord) : undefined;
+    case 'watermark':
+      return typeof record.seq === 'number' ? (record as JournalRecord) : undefined;
+    default:
+      return undefined;
+  }
+}
+
+// Records are written by this agent after verifying the command; the shape check guards against
+// a file damaged on disk, not against an attacker (who could write the file could do anything).
+function isCommandLike(value: unknown): value is SignedCommand {
+  if (typeof value !== 'object' || value === null) return false;
+  const command = value as Record<string, unknown>;
+  return typeof command.id === 'string' && typeof command.device_seq === 'number' && typeof command.opcode === 'string';
+}

@@ -1,0 +1,76 @@
+import { SdcError } from '../core/errors/index.js';
+import { bytesFromHex, hexFromBytes } from '../core/crypto/bytes.js';
+import type { SignedCommand } from '../core/protocol/messages/command.js';
+import type { OpcodeArgs } from '../core/protocol/messages/opcodes.js';
+import type { KernelBridge } from './kernel-bridge/kernel-bridge.js';
+
+export interface OpcodeExecutorOptions {
+  kernel: KernelBridge;
+  /** Where the kernel service finds the artifact of a staged update (it reads files, not URLs). */
+  artifactPath: (args: OpcodeArgs<'EXEC_STAGE_UPDATE'>) => string;
+  /**
+   * Process entries returned at most: a result must fit one frame (64 KiB), and one entry
+   * takes about 70 bytes of JSON.
+   */
+  processEntriesMax: number;
+}
+
+export const processEntriesMaxDefault = 256;
+
+/**
+ * Runs a verified command through the kernel bridge and returns the result's `output`. Every
+ * value is plain JSON (the kernel's bigints become numbers or decimal strings). Refusals from
+ * the bridge propagate as SdcErrors and become a `failed` result.
+ */
+export async function executeOpcode(command: SignedCommand, options: OpcodeExecutorOptions): Promise<Record<string, unknown>> {
+  const { kernel } = options;
+  switch (command.opcode) {
+    case 'EXEC_PING_KERNEL': {
+      const ping = await kernel.pingKernel();
+      return { contract_version: ping.contractVersion, lock_screen_supported: ping.lockScreenSupported, backend: kernel.backend };
+    }
+    case 'EXEC_LOCK_SCREEN':
+      await kernel.lockScreen();
+      return { locked: true };
+    case 'EXEC_GET_PROCESS_LIST': {
+      const args = command.args as OpcodeArgs<'EXEC_GET_PROCESS_LIST'>;
+      const limit = Math.min(args.limit ?? options.processEntriesMax, options.processEntriesMax);
+      const list = await kernel.getProcessList(limit);
+      return {
+        total_count: list.totalCount,
+        processes: list.entries.map((p) => ({ pid: p.pid, ppid: p.ppid, rss_kib: jsonInteger(p.rssKib), name: p.name })),
+      };
+    }
+    case 'EXEC_GET_STATUS': {
+      const s = await kernel.getStatus();
+      return {
+        current_version: s.currentVersion, previous_version: s.previousVersion, staged_version: s.stagedVersion,
+        last_counter: s.lastCounter.toString(), requests_accepted: jsonInteger(s.requestsAccepted), requests_refused: jsonInteger(s.requestsRefused),
+        commits: s.commits, rollbacks: s.rollbacks, stage_failures: s.stageFailures, current_size_bytes: jsonInteger(s.currentSizeBytes),
+      };
+    }
+    case 'EXEC_STAGE_UPDATE': {
+      const args = command.args as OpcodeArgs<'EXEC_STAGE_UPDATE'>;
+      const sha256 = bytesFromHex(args.sha256, { code: 'PROTO_SCHEMA_INVALID', name: 'sha256', length: 32 });
+      const staged = await kernel.stageUpdate({ path: options.artifactPath(args), version: args.version, sha256 });
+      // The kernel checked the digest; the size is the operator's claim, checked here.
+      if (staged.sizeBytes !== BigInt(args.size_bytes)) {
+        throw new SdcError('AGENT_EXECUTION_FAILED', `staged artifact has ${staged.sizeBytes} bytes, the command says ${args.size_bytes}`);
+      }
+      return { version: staged.version, size_bytes: jsonInteger(staged.sizeBytes), sha256: hexFromBytes(staged.sha256) };
+    }
+    case 'EXEC_COMMIT_UPDATE': {
+      const args = command.args as OpcodeArgs<'EXEC_COMMIT_UPDATE'>;
+      const slots = await kernel.commitUpdate(args.version);
+      return { current_version: slots.currentVersion, previous_version: slots.previousVersion };
+    }
+    case 'EXEC_ROLLBACK_UPDATE': {
+      const slots = await kernel.rollbackUpdate();
+      return { current_version: slots.currentVersion, previous_version: slots.previousVersion };
+    }
+  }
+}
+
+function jsonInteger(value: bigint): number | string {
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
+}

@@ -1,0 +1,13 @@
+import { defineErrors } from '../error-spec.js';
+
+/** The device agent (agent/): local state, enrollment, the command journal and execution. */
+export const agentErrors = defineErrors({
+  AGENT_NOT_ENROLLED: { fault: 'local', status: 400, summary: 'The agent directory holds no enrollment and no pairing token was given' },
+  AGENT_STATE_INVALID: { fault: 'local', status: 500, summary: 'A file in the agent directory is missing, malformed or has unsafe permissions' },
+  AGENT_ENROLL_FAILED: { fault: 'remote', status: 502, summary: 'The control plane refused or could not answer the enrollment or renewal request' },
+  AGENT_INTERRUPTED: { fault: 'local', status: 500, summary: 'The agent stopped while the command was executing; it is not re-executed (at most once)' },
+  AGENT_EXECUTION_FAILED: { fault: 'local', status: 500, summary: 'The command failed on the device for a reason without a more specific code' },
+  AGENT_JOURNAL_CORRUPT: { fault: 'local', status: 500, summary: 'The command journal has an unreadable record before its last line' },
+  AGENT_JOURNAL_FULL: { fault: 'local', status: 503, summary: 'The command journal holds its maximum of unfinished commands; the command was not taken' },
+  AGENT_BUSY: { fault: 'local', status: 503, summary: 'Too many command deliveries are waiting to be processed; the delivery was dropped' },
+});

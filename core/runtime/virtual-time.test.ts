@@ -1,37 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { SeededRandom } from './prng.js';
 import { VirtualTime } from './virtual-time.js';
-
-test('the same seed gives the same stream; different seeds differ', () => {
-  const a = new SeededRandom(42);
-  const b = new SeededRandom(42);
-  const c = new SeededRandom(43);
-  const draw = (r: SeededRandom) => Array.from({ length: 16 }, () => r.nextUint32());
-  assert.deepEqual(draw(a), draw(b));
-  assert.notDeepEqual(draw(new SeededRandom(42)), draw(c));
-});
-
-test('intBelow stays in range and chance is exact at its extremes', () => {
-  fc.assert(fc.property(fc.nat(), fc.integer({ min: 1, max: 2 ** 32 }), (seed, bound) => {
-    const r = new SeededRandom(seed);
-    for (let i = 0; i < 20; i++) {
-      const v = r.intBelow(bound);
-      assert.ok(Number.isInteger(v) && v >= 0 && v < bound);
-    }
-    assert.equal(r.chance(0, 7), false);
-    assert.equal(r.chance(7, 7), true);
-  }), { numRuns: 300 });
-});
-
-test('intBelow is roughly uniform (chi-square over 10 buckets)', () => {
-  const r = new SeededRandom(7);
-  const counts = new Array(10).fill(0);
-  for (let i = 0; i < 100_000; i++) counts[r.intBelow(10)] += 1;
-  const chi = counts.reduce((s, c) => s + (c - 10_000) ** 2 / 10_000, 0);
-  assert.ok(chi < 27.9, `chi-square ${chi} (p=0.001 critical value for 9 df is 27.9)`);
-});
 
 test('timers fire in due order, ties in creation order, and the clock follows them', async () => {
   const time = new VirtualTime(1000);
@@ -57,4 +27,14 @@ test('random schedules fire sorted by (due, creation)', async () => {
     const expected = delays.map((d, i) => [d, i] as const).sort((x, y) => x[0] - y[0] || x[1] - y[1]).map(([, i]) => i);
     assert.deepEqual(order, expected);
   }), { numRuns: 200 });
+});
+
+test('advance fires due timers synchronously', () => {
+  const time = new VirtualTime(0);
+  const seen: number[] = [];
+  time.schedule(5, () => seen.push(time.nowMs()));
+  time.schedule(15, () => seen.push(time.nowMs()));
+  assert.equal(time.advance(10), 1);
+  assert.deepEqual(seen, [5]);
+  assert.equal(time.nowMs(), 10);
 });

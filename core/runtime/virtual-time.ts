@@ -1,4 +1,4 @@
-import type { Clock, Scheduler, TimerHandle } from '../core/protocol/ports.js';
+import type { Clock, Scheduler, TimerHandle } from '../protocol/ports.js';
 
 interface Timer {
   readonly id: number;
@@ -67,6 +67,24 @@ export class VirtualTime implements Clock, Scheduler {
       top.callback();
       fired += 1;
       await afterEach();
+    }
+    this.#nowMs = Math.max(this.#nowMs, untilMs);
+    return fired;
+  }
+
+  /** Synchronous form of runUntil for tests and code without promise continuations: advances by `ms`. */
+  advance(ms: number): number {
+    const untilMs = this.#nowMs + ms;
+    let fired = 0;
+    for (;;) {
+      this.#dropCancelledTop();
+      const top = this.#heap[0];
+      if (top === undefined || top.dueMs > untilMs) break;
+      this.#pop();
+      this.#live.delete(top.id);
+      this.#nowMs = Math.max(this.#nowMs, top.dueMs);
+      top.callback();
+      fired += 1;
     }
     this.#nowMs = Math.max(this.#nowMs, untilMs);
     return fired;

@@ -10,7 +10,7 @@ import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from '../
 import { signCommand } from '../core/protocol/signed-command.js';
 import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
 import { SeededRandom } from '../sim/prng.js';
-import { VirtualTime } from '../sim/virtual-time.js';
+import { VirtualTime } from '../core/runtime/virtual-time.js';
 import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreEvent } from './agent-core.js';
 import { MemoryCommandJournal, type CommandJournal } from './command-journal.js';
 import { IoctlKernelBridge, type KernelBridge } from './kernel-bridge/kernel-bridge.js';

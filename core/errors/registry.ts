@@ -8,7 +8,10 @@ import { commandErrors } from './codes/command.js';
 import { policyErrors } from './codes/policy.js';
 import { auditErrors } from './codes/audit.js';
 import { storeErrors } from './codes/store.js';
+import { kernelErrors } from './codes/kernel.js';
+import { apiErrors } from './codes/api.js';
 import { agentErrors } from './codes/agent.js';
+import { gatewayErrors } from './codes/gateway.js';
 
 /**
  * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
@@ -24,7 +27,10 @@ export const errorRegistry = {
   ...policyErrors,
   ...auditErrors,
   ...storeErrors,
+  ...kernelErrors,
+  ...apiErrors,
   ...agentErrors,
+  ...gatewayErrors,
 } as const;
 
 export type ErrorCode = keyof typeof errorRegistry;
@@ -40,7 +46,10 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'policy', table: policyErrors },
   { name: 'audit', table: auditErrors },
   { name: 'store', table: storeErrors },
+  { name: 'kernel', table: kernelErrors },
+  { name: 'api', table: apiErrors },
   { name: 'agent', table: agentErrors },
+  { name: 'gateway', table: gatewayErrors },
 ];
 
 export function isErrorCode(value: unknown): value is ErrorCode {

@@ -84,20 +84,24 @@ export async function writeAgentFile(paths: AgentPaths, path: string, data: stri
  * PEM, 0600) on first run. A key file others can read is refused: it may have leaked.
  */
 export async function loadOrCreateDeviceKey(paths: AgentPaths, random: RandomSource): Promise<{ seed: Uint8Array; created: boolean }> {
-  if (await fileExists(paths.deviceKey)) {
-    const info = await stat(paths.deviceKey);
-    if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
-      throw new SdcError('AGENT_STATE_INVALID', `${paths.deviceKey} has mode ${(info.mode & 0o777).toString(8)}; run chmod 600 on it`);
-    }
-    try {
-      return { seed: privateSeedFromPem(await readTextFile(paths.deviceKey)), created: false };
-    } catch (error) {
-      throw new SdcError('AGENT_STATE_INVALID', `${paths.deviceKey} is not an Ed25519 PKCS#8 key`, {}, { cause: error });
-    }
-  }
+  if (await fileExists(paths.deviceKey)) return { seed: await readDeviceKey(paths), created: false };
   const seed = random.bytes(32);
   await writeAgentFile(paths, paths.deviceKey, pemFromPrivateSeed(seed));
   return { seed, created: true };
+}
+
+export async function readDeviceKey(paths: AgentPaths): Promise<Uint8Array> {
+  const info = await stat(paths.deviceKey).catch((error: unknown) => {
+    throw new SdcError('AGENT_STATE_INVALID', `${paths.deviceKey} cannot be read`, {}, { cause: error });
+  });
+  if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
+    throw new SdcError('AGENT_STATE_INVALID', `${paths.deviceKey} has mode ${(info.mode & 0o777).toString(8)}; run chmod 600 on it`);
+  }
+  try {
+    return privateSeedFromPem(await readTextFile(paths.deviceKey));
+  } catch (error) {
+    throw new SdcError('AGENT_STATE_INVALID', `${paths.deviceKey} is not an Ed25519 PKCS#8 key`, {}, { cause: error });
+  }
 }
 
 export async function readTrustConfig(paths: AgentPaths): Promise<TrustConfig> {

@@ -1,0 +1,199 @@
+import { request } from 'node:https';
+import { SdcError } from '../core/errors/index.js';
+import { createNodeEd25519Provider, pemFromPrivateSeed } from '../core/crypto/ed25519-node.js';
+import type { Clock, RandomSource } from '../core/protocol/ports.js';
+import { importEd25519PrivateKey, publicKeyOf } from '../core/trust/ed25519-keys.js';
+import { oidCommonName, requireDeviceId } from '../core/trust/device-profile.js';
+import { ed25519Algorithm, parseCertificate, x509 } from '../core/trust/x509-provider.js';
+import { createPrivateKey } from 'node:crypto';
+import {
+  agentPaths, fileExists, loadOrCreateDeviceKey, parseTrustConfig, readDeviceKey, readTextFile, readTrustConfig, writeAgentFile, writeTrustConfig,
+  type AgentPaths, type PinnedKey, type TrustConfig,
+} from './state/agent-state.js';
+
+/** What a running agent needs from its directory. */
+export interface AgentIdentity {
+  readonly paths: AgentPaths;
+  readonly deviceId: string;
+  /** The device's Ed25519 private seed (device.key). */
+  readonly seed: Uint8Array;
+  readonly keyPem: string;
+  /** device.pem: the device certificate; chain.pem: intermediate then root. */
+  readonly certPem: string;
+  readonly chainPem: string;
+  readonly trust: TrustConfig;
+}
+
+/** The control plane's answer to POST /v1/enroll (and, by contract, to renewal). */
+export interface EnrollmentAnswer {
+  certificate_pem: string;
+  chain_pems: string[];
+  command_keys: PinnedKey[];
+  gateway_keys: PinnedKey[];
+  gateway_urls: string[];
+}
+
+export interface EnsureEnrolledOptions {
+  dir: string;
+  /** Control plane base URL (https). Required for a first enrollment; later runs use trust.json. */
+  serverUrl?: string;
+  deviceId?: string;
+  pairingToken?: string;
+  /** PEM of the deployment's root CA, trusted for HTTPS and WSS. */
+  caPem?: string;
+  random: RandomSource;
+  clock: Clock;
+  requestTimeoutMs?: number;
+}
+
+const answerBytesMax = 256 * 1024;
+
+/**
+ * First run (no trust.json): needs a device id, a pairing token, the server URL and the CA; makes
+ * the key, sends the CSR, stores the chain and the pinned keys. Later runs load what is there;
+ * a token given again is ignored (the device is enrolled already), a different device id is refused.
+ */
+export async function ensureEnrolled(options: EnsureEnrolledOptions): Promise<{ identity: AgentIdentity; enrolledNow: boolean }> {
+  const paths = agentPaths(options.dir);
+  if (await fileExists(paths.trust)) {
+    const identity = await loadIdentity(paths);
+    if (options.deviceId !== undefined && options.deviceId !== identity.deviceId) {
+      throw new SdcError('AGENT_STATE_INVALID', `${options.dir} is enrolled as ${identity.deviceId}, not ${options.deviceId}`);
+    }
+    return { identity, enrolledNow: false };
+  }
+  if (options.deviceId === undefined || options.pairingToken === undefined) {
+    throw new SdcError('AGENT_NOT_ENROLLED', `${options.dir} holds no enrollment: pass --device ID and --pairing-token T`);
+  }
+  if (options.serverUrl === undefined || options.caPem === undefined) {
+    throw new SdcError('AGENT_NOT_ENROLLED', 'a first enrollment needs --server URL and --ca FILE (the deployment root CA)');
+  }
+  const deviceId = requireDeviceId(options.deviceId);
+  const { seed } = await loadOrCreateDeviceKey(paths, options.random);
+  const csrPem = await createCsrPem(seed, deviceId);
+  const answer = await postJson<EnrollmentAnswer>({
+    url: new URL('/v1/enroll', options.serverUrl), body: { device_id: deviceId, token: options.pairingToken, csr_pem: csrPem },
+    caPem: options.caPem, timeoutMs: options.requestTimeoutMs ?? 30_000,
+  });
+  await storeAnswer(paths, answer, { deviceId, controlPlaneUrl: options.serverUrl, caPem: options.caPem, seed });
+  return { identity: await loadIdentity(paths), enrolledNow: true };
+}
+
+export async function loadIdentity(paths: AgentPaths): Promise<AgentIdentity> {
+  const trust = await readTrustConfig(paths);
+  const seed = await readDeviceKey(paths);
+  const certPem = await readTextFile(paths.deviceCert);
+  const chainPem = await readTextFile(paths.chain);
+  return { paths, deviceId: trust.device_id, seed, keyPem: pemFromPrivateSeed(seed), certPem, chainPem, trust };
+}
+
+/** True when less than a third of the certificate's validity is left (renew early, well before expiry). */
+export function renewalDue(certPem: string, nowMs: number): boolean {
+  const cert = parseCertificate(certPem);
+  const notBefore = cert.notBefore.getTime();
+  const notAfter = cert.notAfter.getTime();
+  return notAfter - nowMs < (notAfter - notBefore) / 3;
+}
+
+/**
+ * Renews the device certificate with the same key: `POST {control plane}/v1/devices/{id}/renew`
+ * with body `{ csr_pem }`, authenticated by the current certificate as the TLS client
+ * certificate; the answer has the enrollment shape. (Contract only: see docs/agent.md.)
+ */
+export async function renewCertificate(identity: AgentIdentity, options: { timeoutMs?: number } = {}): Promise<AgentIdentity> {
+  const csrPem = await createCsrPem(identity.seed, identity.deviceId);
+  const answer = await postJson<EnrollmentAnswer>({
+    url: new URL(`/v1/devices/${encodeURIComponent(identity.deviceId)}/renew`, identity.trust.control_plane_url),
+    body: { csr_pem: csrPem }, caPem: identity.trust.ca_pem, timeoutMs: options.timeoutMs ?? 30_000,
+    clientCert: { certPem: identity.certPem + identity.chainPem, keyPem: identity.keyPem },
+  });
+  await storeAnswer(identity.paths, answer, {
+    deviceId: identity.deviceId, controlPlaneUrl: identity.trust.control_plane_url, caPem: identity.trust.ca_pem, seed: identity.seed,
+  });
+  return loadIdentity(identity.paths);
+}
+
+/** A PKCS#10 request for the device key with CN = device id. */
+export async function createCsrPem(seed: Uint8Array, deviceId: string): Promise<string> {
+  const der = new Uint8Array(createPrivateKey({ key: pemFromPrivateSeed(seed), format: 'pem' }).export({ format: 'der', type: 'pkcs8' }));
+  const privateKey = await importEd25519PrivateKey(der);
+  der.fill(0);
+  const keys = { privateKey, publicKey: await publicKeyOf(privateKey) };
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: [{ [oidCommonName]: [deviceId] }], keys, signingAlgorithm: ed25519Algorithm });
+  return csr.toString('pem');
+}
+
+/** Checks the answer before anything is written: the certificate must be for this key and device. */
+async function storeAnswer(paths: AgentPaths, answer: EnrollmentAnswer, context: { deviceId: string; controlPlaneUrl: string; caPem: string; seed: Uint8Array }): Promise<void> {
+  if (typeof answer?.certificate_pem !== 'string' || !Array.isArray(answer.chain_pems) || !answer.chain_pems.every((p) => typeof p === 'string')) {
+    throw new SdcError('AGENT_ENROLL_FAILED', 'enrollment answer lacks certificate_pem or chain_pems');
+  }
+  let cert;
+  try {
+    cert = parseCertificate(answer.certificate_pem);
+  } catch (error) {
+    throw new SdcError('AGENT_ENROLL_FAILED', 'enrollment answer certificate cannot be parsed', {}, { cause: error });
+  }
+  if (cert.subjectName.getField(oidCommonName)[0] !== context.deviceId) throw new SdcError('AGENT_ENROLL_FAILED', 'issued certificate names another device');
+  const issuedKey = new Uint8Array(await crypto.subtle.exportKey('raw', await cert.publicKey.export()));
+  const ourKey = createNodeEd25519Provider().publicKeyFromSeed(context.seed);
+  if (Buffer.compare(Buffer.from(issuedKey), Buffer.from(ourKey)) !== 0) throw new SdcError('AGENT_ENROLL_FAILED', 'issued certificate is for another key');
+  const trust = parseTrustConfig({
+    version: 1, device_id: context.deviceId, control_plane_url: context.controlPlaneUrl, gateway_urls: answer.gateway_urls,
+    ca_pem: context.caPem, command_keys: answer.command_keys, gateway_keys: answer.gateway_keys,
+  }, 'enrollment answer');
+  await writeAgentFile(paths, paths.deviceCert, answer.certificate_pem.trimEnd() + '\n');
+  await writeAgentFile(paths, paths.chain, answer.chain_pems.map((p) => p.trimEnd() + '\n').join(''));
+  // trust.json last: its presence is what marks the directory as enrolled.
+  await writeTrustConfig(paths, trust);
+}
+
+interface PostJsonOptions {
+  url: URL;
+  body: unknown;
+  caPem: string;
+  timeoutMs: number;
+  clientCert?: { certPem: string; keyPem: string };
+}
+
+/** One HTTPS POST trusting only `caPem`; a refusal becomes AGENT_ENROLL_FAILED carrying the server's code. */
+async function postJson<T>(options: PostJsonOptions): Promise<T> {
+  if (options.url.protocol !== 'https:') throw new SdcError('AGENT_ENROLL_FAILED', `${options.url.origin} is not https`);
+  const payload = JSON.stringify(options.body);
+  return new Promise<T>((resolve, reject) => {
+    const req = request(options.url, {
+      method: 'POST', ca: options.caPem, minVersion: 'TLSv1.3', timeout: options.timeoutMs,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      ...(options.clientCert ? { cert: options.clientCert.certPem, key: options.clientCert.keyPem } : {}),
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        if (bytes > answerBytesMax) {
+          req.destroy(new SdcError('AGENT_ENROLL_FAILED', `answer is larger than ${answerBytesMax} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          parsed = undefined;
+        }
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300 && parsed !== undefined) return resolve(parsed as T);
+        const error = (parsed as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+        const code = typeof error?.code === 'string' ? error.code : `HTTP_${status}`;
+        const message = typeof error?.message === 'string' ? error.message : 'no error body';
+        reject(new SdcError('AGENT_ENROLL_FAILED', `${options.url.pathname} refused with ${code}: ${message}`, { status, serverCode: code }));
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new SdcError('AGENT_ENROLL_FAILED', `no answer from ${options.url.origin} within ${options.timeoutMs} ms`)));
+    req.on('error', (error) => reject(SdcError.is(error) ? error : new SdcError('AGENT_ENROLL_FAILED', `${options.url.origin}: ${error.message}`, {}, { cause: error })));
+    req.end(payload);
+  });
+}

@@ -1,0 +1,85 @@
+import { join } from 'node:path';
+import { SdcError } from '../errors/index.js';
+import { JwtAuthority } from '../trust/jwt-authority.js';
+import { FileJwtKeyStore } from '../trust/jwt-file-key-store.js';
+import { MemoryJwtKeyStore } from '../trust/jwt-key-store.js';
+import { JwtVerifier } from '../trust/jwt-verifier.js';
+import { actors, type ServiceContext } from './context.js';
+import { isRole, roleRank, type Role, UserDirectory } from './users.js';
+
+export interface Principal {
+  readonly name: string;
+  readonly role: Role;
+}
+
+export interface AuthServiceOptions {
+  readonly context: ServiceContext;
+  readonly issuer: string;
+  readonly audience: string;
+  /** Key ring file under `<dataDir>/jwt/keys.json`; in memory when absent. */
+  readonly dataDir?: string;
+  readonly tokenTtlMs?: number;
+  readonly scryptParams?: { N: number; r: number; p: number };
+}
+
+/**
+ * Logins and token checks. Tokens come from core/trust's JwtAuthority and are checked by a
+ * JwtVerifier reading the authority's own JWKS, exactly as a gateway in another process does.
+ */
+export class AuthService {
+  readonly users: UserDirectory;
+  readonly authority: JwtAuthority;
+  readonly #verifier: JwtVerifier;
+  readonly #ctx: ServiceContext;
+
+  private constructor(ctx: ServiceContext, users: UserDirectory, authority: JwtAuthority, verifier: JwtVerifier) {
+    this.#ctx = ctx;
+    this.users = users;
+    this.authority = authority;
+    this.#verifier = verifier;
+  }
+
+  static async create(options: AuthServiceOptions): Promise<AuthService> {
+    const { context } = options;
+    const store = options.dataDir === undefined ? new MemoryJwtKeyStore() : new FileJwtKeyStore({ path: join(options.dataDir, 'jwt', 'keys.json') });
+    const authority = await JwtAuthority.create({
+      store, clock: context.clock, issuer: options.issuer, audience: options.audience, random: context.random,
+      ...(options.tokenTtlMs === undefined ? {} : { tokenTtlMs: options.tokenTtlMs }),
+    });
+    const verifier = JwtVerifier.create({
+      issuer: options.issuer, audience: options.audience, clock: context.clock, fetchJwks: async () => authority.jwks(),
+    });
+    const users = new UserDirectory({ db: context.db, random: context.random, ...(options.scryptParams === undefined ? {} : { scryptParams: options.scryptParams }) });
+    return new AuthService(context, users, authority, verifier);
+  }
+
+  /** Checks the password, audits success and failure, returns a signed token. */
+  async login(name: string, password: string): Promise<{ token: string; role: Role }> {
+    try {
+      const user = await this.users.authenticate(name, password);
+      const token = await this.authority.issue({ sub: user.name, role: user.role });
+      await this.#ctx.audit.append({ kind: 'auth.login', actor: actors.user(user.name), subject: `user:${user.name}`, payload: { role: user.role } });
+      return { token, role: user.role };
+    } catch (error) {
+      if (SdcError.is(error, 'API_LOGIN_FAILED')) {
+        const shownName = name.slice(0, 128).replace(/[\u0000-\u001f\u007f]/g, '?');
+        await this.#ctx.audit.append({ kind: 'auth.login_failed', actor: 'anonymous', subject: `user:${shownName || '?'}`, payload: {} });
+      }
+      throw error;
+    }
+  }
+
+  /** The principal of a valid token; JWT_* errors otherwise. */
+  async verify(token: string): Promise<Principal> {
+    const verified = await this.#verifier.verify(token);
+    if (!isRole(verified.role)) throw new SdcError('JWT_CLAIMS_INVALID', 'token role is not a known role', { claim: 'role' });
+    return { name: verified.sub, role: verified.role };
+  }
+
+  static requireRole(principal: Principal, least: Role): void {
+    if (roleRank(principal.role) < roleRank(least)) {
+      throw new SdcError('API_FORBIDDEN', `this route needs role ${least} or above`, { role: principal.role, needed: least });
+    }
+  }
+}
+

@@ -1,0 +1,346 @@
+import { SdcError } from '../errors/index.js';
+import { encodeBusEntry } from '../bus-contract/entries.js';
+import { gatewayCommandStream, kvKeys, streamMaxLen } from '../bus-contract/streams.js';
+import { canonicalize } from '../protocol/canonical-json.js';
+import { commandTable, commandTerminalStates, type CommandEvent, type CommandState } from '../protocol/command-machine.js';
+import type { JsonObject, JsonValue } from '../protocol/json-value.js';
+import type { SignedCommand } from '../protocol/messages/command.js';
+import { CommandTtlMsMax } from '../protocol/messages/command.js';
+import { validateOpcodeArgs } from '../protocol/messages/validate.js';
+import { evaluatePolicy, type Policy } from '../protocol/policy.js';
+import { signCommand } from '../protocol/signed-command.js';
+import { nextState } from '../protocol/state-machine.js';
+import type { ServiceSigner } from '../deployment/materials.js';
+import { actors, newId, type ServiceContext } from './context.js';
+import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
+import { nextCounterValue } from './stores/counters.js';
+import type { Role } from './users.js';
+
+/** Who asks: the authenticated operator. */
+export interface Actor {
+  readonly name: string;
+  readonly role: Role;
+}
+
+export interface CreateCommandRequest {
+  readonly actor: Actor;
+  readonly deviceId: string;
+  readonly opcode: string;
+  readonly args: JsonObject;
+  readonly ttlMs?: number;
+  readonly idempotencyKey?: string;
+}
+
+export interface CommandHistoryEntry {
+  readonly state: CommandState;
+  readonly at_ms: number;
+  readonly detail?: JsonValue;
+}
+
+export interface CommandView {
+  readonly id: string;
+  readonly device_id: string;
+  readonly opcode: string;
+  readonly args: JsonObject;
+  readonly state: CommandState;
+  readonly device_seq: number;
+  readonly created_by: string;
+  readonly created_at_ms: number;
+  readonly updated_at_ms: number;
+  readonly expires_at_ms: number;
+  readonly attempts: number;
+  readonly gateway_id: string | null;
+  readonly signed: SignedCommand;
+  /** The device's signed COMMAND_RESULT frame (canonical JSON text), once known. */
+  readonly result_frame: string | null;
+}
+
+export interface CommandDetail extends CommandView {
+  readonly history: readonly CommandHistoryEntry[];
+}
+
+interface CommandRow {
+  id: string; device_id: string; opcode: string; args_json: string; state: string; created_by: string;
+  idempotency_key: string | null; device_seq: number; signed_json: string; expires_at: number; attempts: number;
+  created_at: number; updated_at: number; gateway_id: string | null; result_json: string | null;
+}
+
+export const nonTerminalStates: readonly CommandState[] = ['queued', 'sent', 'ack_received', 'executing'];
+const nonTerminalList = nonTerminalStates.map((s) => `'${s}'`).join(', ');
+export const commandLimits = Object.freeze({
+  /** Commands redelivered to a device when it comes online; the rest wait for the next presence. */
+  redeliverPerPresenceMax: 1_000,
+  /** Commands expired per sweep. */
+  expirePerSweepMax: 500,
+  /** History rows returned per command (a command has at most a few dozen transitions). */
+  historyEntriesMax: 200,
+  idempotencyKeyLengthMax: 128,
+  transitionRetriesMax: 3,
+});
+
+export interface CommandServiceOptions {
+  readonly context: ServiceContext;
+  readonly signer: ServiceSigner;
+  readonly policy: Policy;
+  readonly ttlMsDefault: number;
+  /** `issuer` field of signed commands. */
+  readonly issuer: string;
+}
+
+/** Result of applying an event: the transition made, or why nothing changed. */
+export type TransitionOutcome =
+  | { readonly applied: true; readonly from: CommandState; readonly to: CommandState; readonly command: CommandView }
+  | { readonly applied: false; readonly reason: 'unknown_command' | 'illegal' | 'terminal'; readonly state?: CommandState };
+
+/**
+ * Command ingest, state and dispatch. A command is stored (state `queued`, with its event) in
+ * one transaction before anything else happens; dispatch to a gateway comes after and may fail
+ * without losing it: it stays queued and is sent again on the device's next presence.
+ */
+export class CommandService {
+  readonly #ctx: ServiceContext;
+  readonly #options: CommandServiceOptions;
+
+  constructor(options: CommandServiceOptions) {
+    this.#ctx = options.context;
+    this.#options = options;
+  }
+
+  /** Creates (or, for a repeated idempotency key with the same request, returns) a command. */
+  async create(request: CreateCommandRequest): Promise<{ command: CommandDetail; created: boolean }> {
+    const { actor, deviceId } = request;
+    const opcode = validateOpcodeArgs(request.opcode, request.args);
+    const ttlMs = request.ttlMs ?? this.#options.ttlMsDefault;
+    if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0 || ttlMs > CommandTtlMsMax) {
+      throw new SdcError('COMMAND_TTL_INVALID', `ttl_ms must be from 1 to ${CommandTtlMsMax}`);
+    }
+    const key = request.idempotencyKey;
+    if (key !== undefined && (key.length === 0 || key.length > commandLimits.idempotencyKeyLengthMax)) {
+      throw new SdcError('API_VALIDATION', `Idempotency-Key must be 1-${commandLimits.idempotencyKeyLengthMax} characters`, { path: 'headers/idempotency-key' });
+    }
+    const fingerprint = { device_id: deviceId, opcode, args: canonicalize(request.args), ttl_ms: ttlMs };
+    if (key !== undefined) {
+      const existing = await this.#byIdempotencyKey(actor.name, key);
+      if (existing !== undefined) return { command: await this.#replay(existing, fingerprint), created: false };
+    }
+    const [device] = await this.#ctx.db.query<{ status: string }>('SELECT status FROM devices WHERE id = ?', [deviceId]);
+    if (device === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `device ${deviceId} is unknown`, { deviceId });
+    if (device.status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked`, { deviceId });
+
+    const nowMs = this.#ctx.clock.nowMs();
+    const argsBytes = Buffer.byteLength(fingerprint.args, 'utf8');
+    const decision = evaluatePolicy(this.#options.policy, {
+      actor: { id: actor.name, role: actor.role }, opcode, device: { id: deviceId }, nowMs, argsBytes,
+    });
+    const policyRecord: JsonObject = { decision: decision.decision, reason: decision.reason, ...(decision.ruleId === undefined ? {} : { rule_id: decision.ruleId }) };
+    if (decision.decision === 'deny') {
+      await this.#ctx.audit.append({
+        kind: 'command.denied', actor: actors.user(actor.name), subject: `device:${deviceId}`,
+        payload: { opcode, args: request.args, policy: policyRecord },
+      });
+      throw new SdcError('COMMAND_POLICY_DENIED', `policy denies ${opcode} on ${deviceId}: ${decision.reason}`, { reason: decision.reason });
+    }
+
+    const id = newId('c', this.#ctx.random);
+    let signed: SignedCommand;
+    try {
+      signed = await this.#ctx.db.transaction(async (tx) => {
+        const deviceSeq = await nextCounterValue(tx, `device_seq:${deviceId}`);
+        const command = signCommand({
+          command: { id, device_id: deviceId, opcode, args: request.args, issued_at: nowMs, expires_at: nowMs + ttlMs, device_seq: deviceSeq, issuer: this.#options.issuer },
+          kid: this.#options.signer.kid, seed: this.#options.signer.seed, provider: this.#ctx.ed25519,
+        });
+        await tx.execute(
+          `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at)
+           VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?)`,
+          [id, deviceId, opcode, fingerprint.args, actor.name, key ?? null, deviceSeq, canonicalize(command), command.expires_at, nowMs, nowMs],
+        );
+        await tx.execute('INSERT INTO command_events (command_id, state, at, detail_json) VALUES (?, ?, ?, ?)',
+          [id, 'queued', nowMs, canonicalize({ event: 'create', by: actor.name })]);
+        return command;
+      });
+    } catch (error) {
+      // Two requests with one key raced; the loser answers like a retry.
+      if (key !== undefined && SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) {
+        const existing = await this.#byIdempotencyKey(actor.name, key);
+        if (existing !== undefined) return { command: await this.#replay(existing, fingerprint), created: false };
+      }
+      throw error;
+    }
+    await this.#ctx.audit.append({
+      kind: 'command.created', actor: actors.user(actor.name), subject: `command:${id}`,
+      payload: { command: signed as unknown as JsonObject, policy: policyRecord },
+    });
+    this.#ctx.publishLive({ type: 'command', command_id: id, device_id: deviceId, state: 'queued', at_ms: nowMs });
+    await this.dispatch(signed);
+    return { command: await this.get(id), created: true };
+  }
+
+  async #byIdempotencyKey(createdBy: string, key: string): Promise<CommandRow | undefined> {
+    const [row] = await this.#ctx.db.query<CommandRow>('SELECT * FROM commands WHERE created_by = ? AND idempotency_key = ?', [createdBy, key]);
+    return row;
+  }
+
+  async #replay(row: CommandRow, want: { device_id: string; opcode: string; args: string; ttl_ms: number }): Promise<CommandDetail> {
+    const same = row.device_id === want.device_id && row.opcode === want.opcode && row.args_json === want.args
+      && Number(row.expires_at) - Number(row.created_at) === want.ttl_ms;
+    if (!same) throw new SdcError('COMMAND_IDEMPOTENCY_CONFLICT', 'Idempotency-Key was already used for a different request');
+    return this.get(row.id);
+  }
+
+  /**
+   * Appends a `deliver` entry to the stream of the gateway holding the device, if any. Never
+   * throws: a failure leaves the command queued for the next presence.
+   */
+  async dispatch(command: SignedCommand, gatewayId?: string): Promise<boolean> {
+    try {
+      const gateway = gatewayId ?? (await this.presenceGateway(command.device_id));
+      if (gateway === undefined) return false;
+      await this.#ctx.bus.append(gatewayCommandStream(gateway), encodeBusEntry('deliver', { command }), { maxLen: streamMaxLen.gatewayCommands });
+      await this.#ctx.db.execute('UPDATE commands SET gateway_id = ? WHERE id = ?', [gateway, command.id]);
+      return true;
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error, commandId: command.id }, 'dispatch failed; the command stays queued for redelivery');
+      return false;
+    }
+  }
+
+  /**
+   * The gateway named by the device's presence key. The value is the gateway id, or a JSON object
+   * with a `gateway_id` member (both spellings are accepted so the gateway may add fields).
+   */
+  async presenceGateway(deviceId: string): Promise<string | undefined> {
+    const value = await this.#ctx.kv.get(kvKeys.presence(deviceId));
+    if (value === null) return undefined;
+    let gateway: unknown = value;
+    if (value.startsWith('{')) {
+      try {
+        gateway = (JSON.parse(value) as { gateway_id?: unknown }).gateway_id;
+      } catch {
+        gateway = undefined;
+      }
+    }
+    return typeof gateway === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(gateway) ? gateway : undefined;
+  }
+
+  /**
+   * Sends every unfinished, unexpired command of the device to `gatewayId`, in device_seq order.
+   * Nothing is skipped on the strength of `last_command_seq`: a command still unfinished here
+   * whose seq the agent has passed was executed but its result never reached us, and the agent
+   * answers a redelivered id from its record, which is how that result is recovered. Commands with
+   * a known result are terminal and never redelivered.
+   */
+  async redeliver(deviceId: string, gatewayId: string): Promise<number> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const rows = await this.#ctx.db.query<CommandRow>(
+      `SELECT * FROM commands WHERE device_id = ? AND state IN (${nonTerminalList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
+      [deviceId, nowMs, commandLimits.redeliverPerPresenceMax],
+    );
+    let sent = 0;
+    for (const row of rows) {
+      if (await this.dispatch(JSON.parse(row.signed_json) as SignedCommand, gatewayId)) sent += 1;
+    }
+    return sent;
+  }
+
+  /** A gateway handed the command back: no state change, forget the assignment; redelivered on the next presence. */
+  async requeue(commandId: string): Promise<void> {
+    await this.#ctx.db.execute('UPDATE commands SET gateway_id = NULL WHERE id = ?', [commandId]);
+  }
+
+  /**
+   * Applies a machine event at `atMs`. Illegal transitions and events for finished commands
+   * change nothing and are reported, never thrown: the bus delivers at least once, so duplicates
+   * and late events are normal. The update is a compare-and-set on the state, so two processes
+   * applying events to one command cannot both win.
+   */
+  async transition(commandId: string, event: CommandEvent, atMs: number, options: { detail?: JsonObject; resultFrame?: string; actor?: string } = {}): Promise<TransitionOutcome> {
+    for (let attempt = 0; attempt < commandLimits.transitionRetriesMax; attempt += 1) {
+      const [row] = await this.#ctx.db.query<CommandRow>('SELECT * FROM commands WHERE id = ?', [commandId]);
+      if (row === undefined) return { applied: false, reason: 'unknown_command' };
+      const from = row.state as CommandState;
+      if (commandTerminalStates.includes(from)) return { applied: false, reason: 'terminal', state: from };
+      const to = nextState(commandTable, from, event);
+      if (to === undefined) {
+        this.#ctx.logger.warn({ commandId, from, event }, 'illegal command transition ignored');
+        return { applied: false, reason: 'illegal', state: from };
+      }
+      const applied = await this.#ctx.db.transaction(async (tx) => {
+        const updated = await tx.execute(
+          `UPDATE commands SET state = ?, updated_at = ?, attempts = attempts + ?, result_json = COALESCE(?, result_json) WHERE id = ? AND state = ?`,
+          [to, atMs, event === 'deliver' ? 1 : 0, options.resultFrame ?? null, commandId, from],
+        );
+        if (updated.changes !== 1) return false;
+        await tx.execute('INSERT INTO command_events (command_id, state, at, detail_json) VALUES (?, ?, ?, ?)',
+          [commandId, to, atMs, canonicalize({ event, ...(options.detail ?? {}) })]);
+        return true;
+      });
+      if (!applied) continue;
+      if (options.resultFrame === undefined) {
+        await this.#ctx.audit.append({
+          kind: 'command.state', actor: options.actor ?? actors.system, subject: `command:${commandId}`,
+          payload: { from, to, event, at_ms: atMs, ...(options.detail === undefined ? {} : { detail: options.detail }) },
+        });
+      }
+      this.#ctx.publishLive({ type: 'command', command_id: commandId, device_id: row.device_id, state: to, at_ms: atMs });
+      return { applied: true, from, to, command: await this.get(commandId) };
+    }
+    throw new SdcError('STORE_CONFLICT', `command ${commandId} kept changing under concurrent updates`);
+  }
+
+  /** Moves commands past their expiry to `expired`; returns how many. */
+  async expireDue(): Promise<number> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const rows = await this.#ctx.db.query<{ id: string }>(
+      `SELECT id FROM commands WHERE state IN (${nonTerminalList}) AND expires_at <= ? ORDER BY expires_at ASC LIMIT ?`,
+      [nowMs, commandLimits.expirePerSweepMax],
+    );
+    let expired = 0;
+    for (const { id } of rows) {
+      if ((await this.transition(id, 'expire', nowMs)).applied) expired += 1;
+    }
+    return expired;
+  }
+
+  async get(commandId: string): Promise<CommandDetail> {
+    const [row] = await this.#ctx.db.query<CommandRow>('SELECT * FROM commands WHERE id = ?', [commandId]);
+    if (row === undefined) throw new SdcError('COMMAND_NOT_FOUND', `no command ${commandId}`);
+    const events = await this.#ctx.db.query<{ state: string; at: number; detail_json: string | null }>(
+      'SELECT state, at, detail_json FROM command_events WHERE command_id = ? ORDER BY id ASC LIMIT ?', [commandId, commandLimits.historyEntriesMax],
+    );
+    const history = events.map((e) => ({
+      state: e.state as CommandState, at_ms: Number(e.at), ...(e.detail_json === null ? {} : { detail: JSON.parse(e.detail_json) as JsonValue }),
+    }));
+    return { ...viewOf(row), history };
+  }
+
+  async list(query: { deviceId?: string; state?: string; limit?: number; cursor?: string }): Promise<{ items: CommandView[]; next_cursor: string | null }> {
+    const limit = pageLimit(query.limit);
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (query.deviceId !== undefined) { where.push('device_id = ?'); params.push(query.deviceId); }
+    if (query.state !== undefined) { where.push('state = ?'); params.push(query.state); }
+    if (query.cursor !== undefined) {
+      const [createdAt, id] = decodeCursor(query.cursor);
+      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
+      params.push(Number(createdAt), Number(createdAt), id);
+    }
+    const rows = await this.#ctx.db.query<CommandRow>(
+      `SELECT * FROM commands ${where.length > 0 ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
+      [...params, limit + 1],
+    );
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return { items: page.map(viewOf), next_cursor: rows.length > limit && last !== undefined ? encodeCursor([String(last.created_at), last.id]) : null };
+  }
+}
+
+function viewOf(row: CommandRow): CommandView {
+  return {
+    id: row.id, device_id: row.device_id, opcode: row.opcode, args: JSON.parse(row.args_json) as JsonObject,
+    state: row.state as CommandState, device_seq: Number(row.device_seq), created_by: row.created_by,
+    created_at_ms: Number(row.created_at), updated_at_ms: Number(row.updated_at), expires_at_ms: Number(row.expires_at),
+    attempts: Number(row.attempts), gateway_id: row.gateway_id, signed: JSON.parse(row.signed_json) as SignedCommand,
+    result_frame: row.result_json,
+  };
+}

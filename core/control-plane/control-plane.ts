@@ -1,0 +1,164 @@
+import { createHash } from 'node:crypto';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { groups, liveChannel, streamNames } from '../bus-contract/streams.js';
+import { createNodeEd25519Provider } from '../crypto/ed25519-node.js';
+import type { DeploymentMaterials } from '../deployment/materials.js';
+import { AuditLog } from '../protocol/audit-chain.js';
+import { defaultPolicy, type Policy } from '../protocol/policy.js';
+import type { Clock, RandomSource, Scheduler, TimerHandle } from '../protocol/ports.js';
+import type { StreamBus } from '../stores/bus/bus-port.js';
+import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import type { SqlDatabase } from '../stores/sql/sql-port.js';
+import { hexFromBytes } from '../crypto/bytes.js';
+import { AuthService } from './auth.js';
+import { CommandService } from './commands.js';
+import type { LiveEvent, ServiceContext } from './context.js';
+import { migrateControlPlane } from './database.js';
+import { DeviceService } from './devices.js';
+import { EventHandlers } from './events.js';
+import { buildHttpApp } from './http/app.js';
+import { LiveHub } from './live.js';
+import type { ControlPlaneServices } from './services.js';
+import { SqlAuditStore } from './stores/sql-audit-store.js';
+import { StreamConsumer } from './stream-consumer.js';
+
+export interface ControlPlaneOptions {
+  readonly materials: DeploymentMaterials;
+  readonly stores: { readonly sql: SqlDatabase; readonly bus: StreamBus; readonly kv: KeyValueStore };
+  readonly clock: Clock;
+  readonly random: RandomSource;
+  readonly scheduler: Scheduler;
+  /** Default: silent. */
+  readonly logger?: Logger;
+  /** Default: defaultPolicy (core/protocol/policy.ts). */
+  readonly policy?: Policy;
+  readonly jwt?: { readonly issuer?: string; readonly audience?: string; readonly tokenTtlMs?: number };
+  readonly commandTtlMsDefault?: number;
+  /** WSS URLs handed to devices at enrollment. */
+  readonly gatewayUrls: readonly string[];
+  /** Keep the JWT key ring in `<materials.dataDir>/jwt/` (default true); false keeps it in memory. */
+  readonly persistJwtKeys?: boolean;
+  /** Consumer name in the bus groups; default `cp-<random>`. */
+  readonly consumerName?: string;
+  /** How often the expiry sweep runs (default 5 s). */
+  readonly expirySweepIntervalMs?: number;
+  /** Blocking read time of the consumer loops (default 1 s). */
+  readonly consumerBlockMs?: number;
+  /** A pending entry idle this long is taken over from a dead consumer (default 30 s). */
+  readonly claimIdleMs?: number;
+  readonly bodyLimitBytes?: number;
+  readonly liveClientsMax?: number;
+  /** Cheaper scrypt for tests only. */
+  readonly scryptParams?: { N: number; r: number; p: number };
+}
+
+export interface ControlPlane extends ControlPlaneServices {
+  readonly app: FastifyInstance;
+  /** Consumers of `sdc:events` and `sdc:telemetry`; `drain()` processes everything pending now (tests, simulator). */
+  readonly eventsConsumer: StreamConsumer;
+  readonly telemetryConsumer: StreamConsumer;
+  /** Serves the API over HTTP or HTTPS (materials.serverTls); returns the bound address. */
+  listen(options: { host: string; port: number; tls: boolean }): Promise<{ host: string; port: number; url: string }>;
+  /** Starts the event consumers (after claiming a dead consumer's idle entries), the live relay and the expiry sweep. */
+  start(): Promise<void>;
+  /** Stops everything this object started; the stores stay open (the caller owns them). */
+  stop(): Promise<void>;
+}
+
+const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
+
+export async function createControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const { materials, clock, random, scheduler } = options;
+  const { sql: db, bus, kv } = options.stores;
+  const logger = options.logger ?? pino({ level: 'silent' });
+  await migrateControlPlane(db, clock);
+  const auditStore = new SqlAuditStore(db);
+  const audit = new AuditLog({ store: auditStore, sha256, clock });
+  const context: ServiceContext = {
+    db, bus, kv, clock, random, scheduler, logger, audit, ed25519: createNodeEd25519Provider(),
+    publishLive(event: LiveEvent) {
+      kv.publish(liveChannel, JSON.stringify(event)).catch((error: unknown) => logger.warn({ err: error }, 'live publish failed'));
+    },
+  };
+  const auth = await AuthService.create({
+    context, issuer: options.jwt?.issuer ?? 'sdc-control-plane', audience: options.jwt?.audience ?? 'sdc-api',
+    ...(options.persistJwtKeys === false ? {} : { dataDir: materials.dataDir }),
+    ...(options.jwt?.tokenTtlMs === undefined ? {} : { tokenTtlMs: options.jwt.tokenTtlMs }),
+    ...(options.scryptParams === undefined ? {} : { scryptParams: options.scryptParams }),
+  });
+  const devices = new DeviceService({ context, materials, gatewayUrls: options.gatewayUrls });
+  const commands = new CommandService({
+    context, signer: materials.commandSigner, policy: options.policy ?? defaultPolicy,
+    ttlMsDefault: options.commandTtlMsDefault ?? 10 * 60 * 1000, issuer: materials.commandSigner.kid,
+  });
+  const events = new EventHandlers({ context, commands, devices });
+  const live = new LiveHub({ kv, logger, ...(options.liveClientsMax === undefined ? {} : { clientsMax: options.liveClientsMax }) });
+  const services: ControlPlaneServices = { context, auth, devices, commands, events, live, auditStore };
+  const app = buildHttpApp({ services, logger, random, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }) });
+
+  const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
+  const claimIdleMs = options.claimIdleMs ?? 30_000;
+  const eventsConsumer = new StreamConsumer({
+    bus, stream: streamNames.events, group: groups.controlPlane, consumer, logger, scheduler, claimIdleMs, handle: (entry) => events.handleEvent(entry),
+  });
+  const telemetryConsumer = new StreamConsumer({
+    bus, stream: streamNames.telemetry, group: groups.telemetry, consumer, logger, scheduler, claimIdleMs, handle: (entry) => events.handleTelemetry(entry),
+  });
+
+  const sweepIntervalMs = options.expirySweepIntervalMs ?? 5_000;
+  let sweepTimer: TimerHandle | undefined;
+  let running = false;
+  const sweep = (): void => {
+    commands.expireDue()
+      .catch((error: unknown) => logger.error({ err: error }, 'expiry sweep failed'))
+      .finally(() => { if (running) sweepTimer = scheduler.schedule(sweepIntervalMs, sweep); });
+  };
+  let server: Server | undefined;
+
+  return {
+    ...services, app, eventsConsumer, telemetryConsumer,
+    async listen({ host, port, tls }) {
+      await app.ready();
+      const handler = (req: Parameters<FastifyInstance['routing']>[0], res: Parameters<FastifyInstance['routing']>[1]) => app.routing(req, res);
+      const created = tls
+        ? createHttpsServer({ key: materials.serverTls.keyPem, cert: `${materials.serverTls.certPem.trim()}\n${materials.intermediateCaPem.trim()}\n`, minVersion: 'TLSv1.2' }, handler)
+        : createHttpServer(handler);
+      server = created;
+      await new Promise<void>((resolve, reject) => {
+        created.once('error', reject);
+        created.listen(port, host, () => { created.off('error', reject); resolve(); });
+      });
+      const address = created.address() as AddressInfo;
+      const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      return { host: address.address, port: address.port, url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}` };
+    },
+    async start() {
+      if (running) return;
+      running = true;
+      await live.start();
+      await eventsConsumer.claimIdle(claimIdleMs);
+      await telemetryConsumer.claimIdle(claimIdleMs);
+      const blockMs = options.consumerBlockMs ?? 1_000;
+      eventsConsumer.start({ blockMs });
+      telemetryConsumer.start({ blockMs });
+      sweepTimer = scheduler.schedule(sweepIntervalMs, sweep);
+    },
+    async stop() {
+      running = false;
+      if (sweepTimer !== undefined) scheduler.cancel(sweepTimer);
+      await Promise.all([eventsConsumer.stop(), telemetryConsumer.stop()]);
+      await live.stop();
+      if (server !== undefined) {
+        const s = server;
+        server = undefined;
+        s.closeAllConnections?.();
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+      }
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,239 @@
+import { SdcError } from '../errors/index.js';
+import { kvKeys } from '../bus-contract/streams.js';
+import { base64urlFromBytes, bytesFromBase64url } from '../crypto/bytes.js';
+import type { DeploymentMaterials } from '../deployment/materials.js';
+import { decodeEnvelope, verifyEnvelope, type SignedEnvelope } from '../protocol/envelope.js';
+import type { MessageBody, MessageType } from '../protocol/messages/catalog.js';
+import { validateMessageBody } from '../protocol/messages/validate.js';
+import { deviceKid } from '../protocol/session/gateway-connection.js';
+import { generateCrl, type SignedCrl } from '../trust/crl.js';
+import { DeviceCertificateIssuer } from '../trust/device-issuer.js';
+import { EnrollmentService } from '../trust/enrollment.js';
+import { createPairingToken } from '../trust/pairing-tokens.js';
+import { requireRevocationReason } from '../trust/revocation.js';
+import { normalizeSerialHex } from '../trust/serial-number.js';
+import { parseCertificate } from '../trust/x509-provider.js';
+import { actors, type ServiceContext } from './context.js';
+import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
+import { SqlPairingTokenStore } from './stores/sql-pairing-token-store.js';
+import { SqlRevocationStore } from './stores/sql-revocation-store.js';
+
+export interface DeviceView {
+  readonly id: string;
+  readonly status: string;
+  readonly created_at_ms: number;
+  readonly last_seen_at_ms: number | null;
+  readonly gateway_id: string | null;
+  readonly online: boolean;
+  readonly cert_serial: string | null;
+  readonly cert_not_after_ms: number | null;
+  readonly last_command_seq: number | null;
+}
+
+interface DeviceRow {
+  id: string; status: string; created_at: number; last_seen_at: number | null; cert_serial: string | null;
+  cert_not_after: number | null; public_key: string | null; last_command_seq: number | null; gateway_id: string | null;
+}
+
+export interface EnrollmentAnswer {
+  readonly certificate_pem: string;
+  readonly chain_pems: readonly string[];
+  readonly command_keys: ReadonlyArray<{ kid: string; public_key: string }>;
+  readonly gateway_keys: ReadonlyArray<{ kid: string; public_key: string }>;
+  readonly gateway_urls: readonly string[];
+}
+
+export interface DeviceServiceOptions {
+  readonly context: ServiceContext;
+  readonly materials: DeploymentMaterials;
+  readonly gatewayUrls: readonly string[];
+  /** Validity of issued device certificates (default: the trust profile's). */
+  readonly certificateValidityMs?: number;
+}
+
+/** Ed25519 SPKI DER is a fixed 12-byte prefix and the 32-byte key. */
+function rawEd25519Key(spki: ArrayBuffer): Uint8Array {
+  const bytes = new Uint8Array(spki);
+  if (bytes.length !== 44) throw new SdcError('TRUST_CERT_INVALID', 'certificate key is not a 32-byte Ed25519 key');
+  return bytes.slice(12);
+}
+
+/**
+ * Devices: registry, pairing tokens, enrollment, revocation and the CRL. The device's public key
+ * is stored at enrollment, so frames forwarded by a gateway (results, telemetry) are verified
+ * again here against the key the device enrolled with, not one a gateway asserts.
+ */
+export class DeviceService {
+  readonly #ctx: ServiceContext;
+  readonly #options: DeviceServiceOptions;
+  readonly #tokens: SqlPairingTokenStore;
+  readonly revocations: SqlRevocationStore;
+  readonly #enrollment: EnrollmentService;
+  #tokenCreator = 'system';
+  #crl: SignedCrl | undefined;
+
+  constructor(options: DeviceServiceOptions) {
+    this.#ctx = options.context;
+    this.#options = options;
+    this.#tokens = new SqlPairingTokenStore(options.context.db, { createdBy: () => this.#tokenCreator });
+    this.revocations = new SqlRevocationStore(options.context.db);
+    const issuer = new DeviceCertificateIssuer({
+      intermediate: options.materials.pki.intermediate, rootCertificate: options.materials.pki.rootCertificate,
+      random: options.context.random, isRevoked: (serial) => this.revocations.isRevoked(serial),
+    });
+    this.#enrollment = new EnrollmentService({ tokens: this.#tokens, issuer, validityMs: options.certificateValidityMs });
+  }
+
+  async list(query: { limit?: number; cursor?: string }): Promise<{ items: DeviceView[]; next_cursor: string | null }> {
+    const limit = pageLimit(query.limit);
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)[1];
+    const rows = await this.#ctx.db.query<DeviceRow>(
+      `SELECT * FROM devices ${after === undefined ? '' : 'WHERE id > ?'} ORDER BY id ASC LIMIT ?`,
+      after === undefined ? [limit + 1] : [after, limit + 1],
+    );
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    const items = await Promise.all(page.map((row) => this.#view(row)));
+    return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(['0', last.id]) : null };
+  }
+
+  async get(deviceId: string): Promise<DeviceView> {
+    return this.#view(await this.#row(deviceId));
+  }
+
+  async #row(deviceId: string): Promise<DeviceRow> {
+    const [row] = await this.#ctx.db.query<DeviceRow>('SELECT * FROM devices WHERE id = ?', [deviceId]);
+    if (row === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `device ${deviceId} is unknown`, { deviceId });
+    return row;
+  }
+
+  /** Online means the gateway's presence key exists now (it expires without heartbeats). */
+  async #view(row: DeviceRow): Promise<DeviceView> {
+    const online = (await this.#ctx.kv.get(kvKeys.presence(row.id))) !== null;
+    return {
+      id: row.id, status: row.status, created_at_ms: Number(row.created_at), online,
+      last_seen_at_ms: row.last_seen_at === null ? null : Number(row.last_seen_at), gateway_id: row.gateway_id,
+      cert_serial: row.cert_serial, cert_not_after_ms: row.cert_not_after === null ? null : Number(row.cert_not_after),
+      last_command_seq: row.last_command_seq === null ? null : Number(row.last_command_seq),
+    };
+  }
+
+  /** A one-time pairing token for `deviceId` (registered as `pending` if new). The secret is returned once and stored only as a hash. */
+  async createPairingToken(options: { actor: string; deviceId: string; ttlMs?: number }): Promise<{ token: string; device_id: string; expires_at_ms: number }> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const existing = await this.#ctx.db.query<{ status: string }>('SELECT status FROM devices WHERE id = ?', [options.deviceId]);
+    if (existing.length === 0) {
+      try {
+        await this.#ctx.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'pending', ?)", [options.deviceId, nowMs]);
+      } catch (error) {
+        if (!SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) throw error;
+      }
+    }
+    this.#tokenCreator = options.actor;
+    const created = await createPairingToken({ store: this.#tokens, deviceId: options.deviceId, now: new Date(nowMs), random: this.#ctx.random, ttlMs: options.ttlMs });
+    await this.#ctx.audit.append({
+      kind: 'pairing.token_created', actor: actors.user(options.actor), subject: `device:${options.deviceId}`,
+      payload: { expires_at_ms: created.expiresAt.getTime() },
+    });
+    return { token: created.token, device_id: created.deviceId, expires_at_ms: created.expiresAt.getTime() };
+  }
+
+  /** Trades a one-time token and a CSR for the device's certificate and the keys it must pin. */
+  async enroll(options: { deviceId: string; token: string; csrPem: string }): Promise<EnrollmentAnswer> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const result = await this.#enrollment.enroll({ token: options.token, deviceId: options.deviceId, csrPem: options.csrPem, now: new Date(nowMs) });
+    const publicKey = base64urlFromBytes(rawEd25519Key(parseCertificate(result.certificatePem).publicKey.rawData));
+    const serial = normalizeSerialHex(result.serialHex);
+    const updated = await this.#ctx.db.execute(
+      "UPDATE devices SET status = 'enrolled', cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?",
+      [serial, result.notAfter.getTime(), publicKey, options.deviceId],
+    );
+    if (updated.changes === 0) {
+      await this.#ctx.db.execute(
+        "INSERT INTO devices (id, status, created_at, cert_serial, cert_not_after, public_key) VALUES (?, 'enrolled', ?, ?, ?, ?)",
+        [options.deviceId, nowMs, serial, result.notAfter.getTime(), publicKey],
+      );
+    }
+    await this.#ctx.audit.append({
+      kind: 'device.enrolled', actor: actors.device(options.deviceId), subject: `device:${options.deviceId}`,
+      payload: { serial, not_after_ms: result.notAfter.getTime(), public_key: publicKey },
+    });
+    const { commandSigner, gatewaySigner } = this.#options.materials;
+    return {
+      certificate_pem: result.certificatePem, chain_pems: [...result.chainPems],
+      command_keys: [{ kid: commandSigner.kid, public_key: base64urlFromBytes(commandSigner.publicKey) }],
+      gateway_keys: [{ kid: gatewaySigner.kid, public_key: base64urlFromBytes(gatewaySigner.publicKey) }],
+      gateway_urls: [...this.#options.gatewayUrls],
+    };
+  }
+
+  /**
+   * Revokes the device's current certificate: recorded in SQL, published as the kv revoked key
+   * (normalized serial: lower-case hex, no leading zeros) that gateways check at AUTH, and a
+   * fresh CRL is signed.
+   */
+  async revoke(options: { actor: string; deviceId: string; reason?: string }): Promise<{ serial: string; crl_number: string }> {
+    const reason = requireRevocationReason(options.reason ?? 'unspecified');
+    const row = await this.#row(options.deviceId);
+    if (row.cert_serial === null) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${options.deviceId} has no certificate`, { deviceId: options.deviceId });
+    const nowMs = this.#ctx.clock.nowMs();
+    const serial = normalizeSerialHex(row.cert_serial);
+    await this.revocations.revokeDevice(serial, reason, new Date(nowMs), options.deviceId);
+    await this.#ctx.kv.set(kvKeys.revoked(serial), String(nowMs));
+    await this.#ctx.db.execute("UPDATE devices SET status = 'revoked' WHERE id = ?", [options.deviceId]);
+    const crl = await this.#regenerateCrl(nowMs);
+    await this.#ctx.audit.append({
+      kind: 'device.revoked', actor: actors.user(options.actor), subject: `device:${options.deviceId}`,
+      payload: { serial, reason, crl_number: crl.crlNumber.toString() },
+    });
+    return { serial, crl_number: crl.crlNumber.toString() };
+  }
+
+  async #regenerateCrl(nowMs: number): Promise<SignedCrl> {
+    this.#crl = await generateCrl({ issuer: this.#options.materials.pki.intermediate, store: this.revocations, now: new Date(nowMs) });
+    return this.#crl;
+  }
+
+  /** The current CRL, re-signed when a third of its validity is left (or none was made yet). */
+  async crlPem(): Promise<string> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const crl = this.#crl;
+    if (crl === undefined || nowMs > crl.nextUpdate.getTime() - (crl.nextUpdate.getTime() - crl.thisUpdate.getTime()) / 3) {
+      return (await this.#regenerateCrl(nowMs)).pem;
+    }
+    return crl.pem;
+  }
+
+  /**
+   * Decodes a device-signed frame (canonical JSON text), checks it is of `type`, from `deviceId`,
+   * signed by the key the device enrolled with, and that its body matches the schema.
+   */
+  async verifyDeviceFrame<T extends MessageType>(deviceId: string, frameText: string, type: T): Promise<{ envelope: SignedEnvelope; body: MessageBody<T> }> {
+    const envelope = decodeEnvelope(frameText);
+    if (envelope.type !== type) throw new SdcError('PROTO_SCHEMA_INVALID', `frame is ${envelope.type}, expected ${type}`);
+    if (envelope.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `frame is from ${envelope.device_id}, entry names ${deviceId}`);
+    const [row] = await this.#ctx.db.query<{ public_key: string | null; status: string }>('SELECT public_key, status FROM devices WHERE id = ?', [deviceId]);
+    if (row?.public_key === null || row?.public_key === undefined) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${deviceId} has no enrolled key`);
+    const publicKey = bytesFromBase64url(row.public_key, { code: 'CRYPTO_BAD_KEY', name: 'device public key', length: 32 });
+    verifyEnvelope({ envelope, resolveKey: (kid) => (kid === deviceKid(deviceId) ? publicKey : undefined), provider: this.#ctx.ed25519 });
+    return { envelope, body: validateMessageBody(type, envelope.body) };
+  }
+
+  /**
+   * Records presence in SQL. An offline event clears the gateway only if it is still the one on
+   * record: after a reconnect, the old gateway's late "offline" must not hide the new session.
+   * Returns false for an unknown device.
+   */
+  async recordPresence(options: { deviceId: string; gatewayId: string; online: boolean; atMs: number; lastCommandSeq?: number }): Promise<boolean> {
+    const { deviceId, gatewayId, online, atMs } = options;
+    const updated = await this.#ctx.db.execute(
+      `UPDATE devices SET
+         last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN ? ELSE last_seen_at END,
+         gateway_id = CASE WHEN ? = 1 THEN ? WHEN gateway_id = ? THEN NULL ELSE gateway_id END,
+         last_command_seq = COALESCE(?, last_command_seq)
+       WHERE id = ?`,
+      [atMs, atMs, online ? 1 : 0, gatewayId, gatewayId, options.lastCommandSeq ?? null, deviceId],
+    );
+    return updated.changes === 1;
+  }
+}

@@ -1,0 +1,141 @@
+import { SdcError } from '../errors/index.js';
+import { decodeBusEntry, type BusEntryData } from '../bus-contract/entries.js';
+import type { CommandEvent } from '../protocol/command-machine.js';
+import type { JsonObject } from '../protocol/json-value.js';
+import { alertThreshold, riskScore } from '../protocol/risk-score.js';
+import type { BusEntry } from '../stores/bus/bus-port.js';
+import type { CommandService } from './commands.js';
+import { actors, newId, type ServiceContext } from './context.js';
+import type { DeviceService } from './devices.js';
+import { pageLimit } from './pagination.js';
+
+const resultEvents: Record<'succeeded' | 'failed' | 'rejected', CommandEvent> = { succeeded: 'succeed', failed: 'fail', rejected: 'reject' };
+
+/**
+ * Handlers for the gateways' streams. Each handler finishes its SQL writes before it resolves, and
+ * the StreamConsumer acks only then. Entries are validated on read (decodeBusEntry); frames
+ * signed by devices are verified again against the enrolled key.
+ */
+export class EventHandlers {
+  readonly #ctx: ServiceContext;
+  readonly #commands: CommandService;
+  readonly #devices: DeviceService;
+
+  constructor(options: { context: ServiceContext; commands: CommandService; devices: DeviceService }) {
+    this.#ctx = options.context;
+    this.#commands = options.commands;
+    this.#devices = options.devices;
+  }
+
+  /** One entry of `sdc:events`. */
+  async handleEvent(entry: BusEntry): Promise<void> {
+    const decoded = decodeBusEntry(entry.fields);
+    switch (decoded.kind) {
+      case 'presence': return this.#presence(decoded.data);
+      case 'command_progress': return this.#progress(decoded.data);
+      case 'command_result': return this.#result(decoded.data);
+      case 'alert': return this.#alert(decoded.data);
+      default: throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the events stream`);
+    }
+  }
+
+  async #presence(data: BusEntryData<'presence'>): Promise<void> {
+    const known = await this.#devices.recordPresence({
+      deviceId: data.device_id, gatewayId: data.gateway_id, online: data.online, atMs: data.at_ms, lastCommandSeq: data.last_command_seq,
+    });
+    if (!known) throw new SdcError('API_DEVICE_NOT_FOUND', `presence for unknown device ${data.device_id}`);
+    this.#ctx.publishLive({ type: 'presence', device_id: data.device_id, online: data.online, gateway_id: data.gateway_id, at_ms: data.at_ms });
+    if (data.online) await this.#commands.redeliver(data.device_id, data.gateway_id);
+  }
+
+  async #progress(data: BusEntryData<'command_progress'>): Promise<void> {
+    await this.#requireCommandOf(data.command_id, data.device_id);
+    if (data.event === 'requeue') {
+      await this.#commands.requeue(data.command_id);
+      return;
+    }
+    const detail: JsonObject = { gateway_id: data.gateway_id, attempt: data.attempt, ...(data.detail === undefined ? {} : { detail: data.detail }) };
+    await this.#commands.transition(data.command_id, data.event, data.at_ms, { detail, actor: actors.gateway(data.gateway_id) });
+  }
+
+  async #result(data: BusEntryData<'command_result'>): Promise<void> {
+    const command = await this.#requireCommandOf(data.command_id, data.device_id);
+    const { body } = await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'COMMAND_RESULT');
+    if (body.command_id !== data.command_id || body.device_seq !== command.device_seq) {
+      throw new SdcError('COMMAND_DEVICE_MISMATCH', `result frame names command ${body.command_id} seq ${body.device_seq}`);
+    }
+    const outcome = await this.#commands.transition(data.command_id, resultEvents[body.status], data.at_ms, {
+      detail: { gateway_id: data.gateway_id, status: body.status }, resultFrame: data.frame, actor: actors.device(data.device_id),
+    });
+    if (!outcome.applied) {
+      this.#ctx.logger.info({ commandId: data.command_id, reason: outcome.reason }, 'command result not applied (duplicate or late)');
+      return;
+    }
+    // The device-signed frame, verbatim: anyone holding the device's certificate can re-verify it from the log.
+    await this.#ctx.audit.append({
+      kind: 'command.result', actor: actors.device(data.device_id), subject: `command:${data.command_id}`,
+      payload: { from: outcome.from, to: outcome.to, at_ms: data.at_ms, gateway_id: data.gateway_id, frame: data.frame },
+    });
+  }
+
+  async #alert(data: BusEntryData<'alert'>): Promise<void> {
+    if (data.frame !== undefined) await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'ALERT');
+    await this.raiseAlert({
+      deviceId: data.device_id, kind: data.kind, severity: data.severity, message: data.message, atMs: data.at_ms,
+      detail: { gateway_id: data.gateway_id, ...(data.frame === undefined ? {} : { frame: data.frame }) }, actor: actors.gateway(data.gateway_id),
+    });
+  }
+
+  async #requireCommandOf(commandId: string, deviceId: string): Promise<{ device_seq: number }> {
+    const [row] = await this.#ctx.db.query<{ device_id: string; device_seq: number }>('SELECT device_id, device_seq FROM commands WHERE id = ?', [commandId]);
+    if (row === undefined) throw new SdcError('COMMAND_NOT_FOUND', `no command ${commandId}`);
+    if (row.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `command ${commandId} is not for ${deviceId}`);
+    return { device_seq: Number(row.device_seq) };
+  }
+
+  /** Stores an alert, publishes it live and audits it. */
+  async raiseAlert(options: { deviceId: string | null; kind: string; severity: string; message: string; atMs: number; detail: JsonObject; actor: string }): Promise<string> {
+    const id = newId('a', this.#ctx.random);
+    await this.#ctx.db.execute(
+      "INSERT INTO alerts (id, device_id, kind, severity, state, message, detail_json, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
+      [id, options.deviceId, options.kind, options.severity, options.message.slice(0, 1024), JSON.stringify(options.detail), options.atMs, options.atMs],
+    );
+    this.#ctx.publishLive({ type: 'alert', alert_id: id, device_id: options.deviceId, severity: options.severity, kind: options.kind, message: options.message, at_ms: options.atMs });
+    await this.#ctx.audit.append({
+      kind: 'alert.raised', actor: options.actor, subject: options.deviceId === null ? `alert:${id}` : `device:${options.deviceId}`,
+      payload: { alert_id: id, kind: options.kind, severity: options.severity, message: options.message },
+    });
+    return id;
+  }
+
+  /** One entry of `sdc:telemetry`: verify, validate, score, store; alert above the threshold. */
+  async handleTelemetry(entry: BusEntry): Promise<void> {
+    const decoded = decodeBusEntry(entry.fields);
+    if (decoded.kind !== 'telemetry') throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the telemetry stream`);
+    const data = decoded.data;
+    const { body } = await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'TELEMETRY');
+    const m = body.metrics;
+    const risk = riskScore({
+      cpuPct: m.cpu_pct, memPct: m.mem_pct, diskPct: m.disk_pct, netRxBytesPerSec: m.net_rx_bytes_per_sec, netTxBytesPerSec: m.net_tx_bytes_per_sec,
+      ...(m.process_count === undefined ? {} : { processCount: m.process_count }),
+    });
+    await this.#ctx.db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)',
+      [data.device_id, body.sampled_at, JSON.stringify(m), risk.score]);
+    if (risk.score >= alertThreshold) {
+      await this.raiseAlert({
+        deviceId: data.device_id, kind: 'risk_score', severity: 'warning', atMs: data.received_at_ms,
+        message: `risk score ${risk.score.toFixed(1)} >= ${alertThreshold} (${risk.factors.map((f) => f.name).join(', ')})`,
+        detail: { score: risk.score, factors: risk.factors.map((f) => ({ name: f.name, contribution: f.contribution })) }, actor: actors.system,
+      });
+    }
+  }
+
+  async telemetry(query: { deviceId: string; fromMs?: number; toMs?: number; limit?: number }): Promise<Array<{ ts_ms: number; metrics: JsonObject; risk_score: number | null }>> {
+    const limit = pageLimit(query.limit);
+    const rows = await this.#ctx.db.query<{ ts: number; metrics_json: string; risk_score: number | null }>(
+      'SELECT ts, metrics_json, risk_score FROM telemetry WHERE device_id = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC LIMIT ?',
+      [query.deviceId, query.fromMs ?? 0, query.toMs ?? Number.MAX_SAFE_INTEGER, limit],
+    );
+    return rows.map((r) => ({ ts_ms: Number(r.ts), metrics: JSON.parse(r.metrics_json) as JsonObject, risk_score: r.risk_score === null ? null : Number(r.risk_score) }));
+  }
+}

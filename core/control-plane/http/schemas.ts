@@ -1,0 +1,89 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { DeviceId, FrameId } from '../../protocol/messages/fields.js';
+import { CommandTtlMsMax } from '../../protocol/messages/command.js';
+import { commandStates } from '../../protocol/command-machine.js';
+import { revocationReasons } from '../../trust/revocation.js';
+import { pageLimitMax } from '../pagination.js';
+import { policyRoles } from '../../protocol/policy.js';
+
+/** Request schemas for every route: fastify compiles each once at start; OpenAPI is generated from them. */
+const strict = { additionalProperties: false } as const;
+const Limit = Type.Integer({ minimum: 1, maximum: pageLimitMax, description: `Page size, at most ${pageLimitMax}` });
+const Cursor = Type.String({ maxLength: 256, pattern: '^[A-Za-z0-9_-]*$', description: 'Opaque cursor from the previous page' });
+
+export const DeviceParams = Type.Object({ id: DeviceId }, strict);
+export const CommandParams = Type.Object({ id: FrameId }, strict);
+
+export const LoginBody = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 128 }),
+  password: Type.String({ minLength: 1, maxLength: 1024 }),
+}, strict);
+export type LoginBody = Static<typeof LoginBody>;
+
+export const CreateUserBody = Type.Object({
+  name: Type.String({ pattern: '^[A-Za-z0-9_.@-]{1,128}$' }),
+  role: Type.Union(policyRoles.map((r) => Type.Literal(r))),
+  password: Type.String({ minLength: 12, maxLength: 1024 }),
+}, strict);
+export type CreateUserBody = Static<typeof CreateUserBody>;
+
+export const PageQuery = Type.Object({ limit: Type.Optional(Limit), cursor: Type.Optional(Cursor) }, strict);
+export type PageQuery = Static<typeof PageQuery>;
+
+export const PairingTokenBody = Type.Object({
+  ttl_ms: Type.Optional(Type.Integer({ minimum: 1000, maximum: 24 * 3600 * 1000 })),
+}, strict);
+export type PairingTokenBody = Static<typeof PairingTokenBody>;
+
+export const RevokeBody = Type.Object({
+  reason: Type.Optional(Type.Union(revocationReasons.map((r) => Type.Literal(r)))),
+}, strict);
+export type RevokeBody = Static<typeof RevokeBody>;
+
+export const EnrollBody = Type.Object({
+  device_id: DeviceId,
+  // The token's exact format is core/trust's (hashPairingToken); here only its alphabet and size.
+  token: Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$' }),
+  csr_pem: Type.String({ minLength: 1, maxLength: 8192 }),
+}, strict);
+export type EnrollBody = Static<typeof EnrollBody>;
+
+export const CreateCommandBody = Type.Object({
+  device_id: DeviceId,
+  opcode: Type.String({ pattern: '^[A-Z][A-Z0-9_]{0,63}$' }),
+  args: Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 32 }),
+  ttl_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: CommandTtlMsMax })),
+}, strict);
+export type CreateCommandBody = Static<typeof CreateCommandBody>;
+
+export const CreateCommandHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[\\x21-\\x7e]+$' })),
+});
+export type CreateCommandHeaders = Static<typeof CreateCommandHeaders>;
+
+export const CommandListQuery = Type.Object({
+  device_id: Type.Optional(DeviceId),
+  state: Type.Optional(Type.Union(commandStates.map((s) => Type.Literal(s)))),
+  limit: Type.Optional(Limit),
+  cursor: Type.Optional(Cursor),
+}, strict);
+export type CommandListQuery = Static<typeof CommandListQuery>;
+
+export const TelemetryQuery = Type.Object({
+  from_ms: Type.Optional(Type.Integer({ minimum: 0 })),
+  to_ms: Type.Optional(Type.Integer({ minimum: 0 })),
+  limit: Type.Optional(Limit),
+}, strict);
+export type TelemetryQuery = Static<typeof TelemetryQuery>;
+
+export const AuditQuery = Type.Object({
+  from_seq: Type.Optional(Type.Integer({ minimum: 1 })),
+  limit: Type.Optional(Limit),
+}, strict);
+export type AuditQuery = Static<typeof AuditQuery>;
+
+export const LiveQuery = Type.Object({ token: Type.Optional(Type.String({ maxLength: 8192 })) }, strict);
+
+export const ErrorBody = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String(), trace_id: Type.String() }),
+});

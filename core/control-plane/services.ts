@@ -1,0 +1,18 @@
+import type { SqlAuditStore } from './stores/sql-audit-store.js';
+import type { AuthService } from './auth.js';
+import type { CommandService } from './commands.js';
+import type { ServiceContext } from './context.js';
+import type { DeviceService } from './devices.js';
+import type { EventHandlers } from './events.js';
+import type { LiveHub } from './live.js';
+
+/** The transport-agnostic services behind the HTTP routes; the simulator calls them directly. */
+export interface ControlPlaneServices {
+  readonly context: ServiceContext;
+  readonly auth: AuthService;
+  readonly devices: DeviceService;
+  readonly commands: CommandService;
+  readonly events: EventHandlers;
+  readonly live: LiveHub;
+  readonly auditStore: SqlAuditStore;
+}

@@ -1,0 +1,63 @@
+import { SdcError } from '../../errors/index.js';
+import { auditScanLimitMax, type AuditEntry, type AuditStore } from '../../protocol/audit-chain.js';
+import { canonicalize } from '../../protocol/canonical-json.js';
+import type { JsonObject } from '../../protocol/json-value.js';
+import type { SqlDatabase } from '../../stores/sql/sql-port.js';
+
+interface AuditRow {
+  seq: number; ts: number; kind: string; actor: string; subject: string | null; payload_json: string; prev_hash: string; hash: string;
+}
+
+/**
+ * The audit log's store in the `audit_log` table. The payload is kept as its canonical JSON
+ * text, so reading it back gives the exact value that was hashed. A row that no longer parses is
+ * returned with an unparsable marker instead of throwing, so verification names its seq.
+ */
+export class SqlAuditStore implements AuditStore {
+  readonly #db: SqlDatabase;
+
+  constructor(db: SqlDatabase) {
+    this.#db = db;
+  }
+
+  async head(): Promise<AuditEntry | undefined> {
+    const rows = await this.#db.query<AuditRow>('SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1');
+    return rows[0] === undefined ? undefined : entryFromRow(rows[0]);
+  }
+
+  async append(entry: AuditEntry): Promise<void> {
+    try {
+      await this.#db.execute(
+        'INSERT INTO audit_log (seq, ts, kind, actor, subject, payload_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, canonicalize(entry.payload), entry.prev_hash, entry.hash],
+      );
+    } catch (error) {
+      if (SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) {
+        throw new SdcError('AUDIT_CONFLICT', `audit entry ${entry.seq} already exists`, { seq: entry.seq }, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  async scan(fromSeq: number, limit: number): Promise<AuditEntry[]> {
+    if (!Number.isSafeInteger(fromSeq) || !Number.isSafeInteger(limit) || limit < 1 || limit > auditScanLimitMax) {
+      throw new SdcError('AUDIT_ENTRY_INVALID', `scan needs an integer fromSeq and a limit in 1..${auditScanLimitMax}`);
+    }
+    const rows = await this.#db.query<AuditRow>('SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq ASC LIMIT ?', [fromSeq, limit]);
+    return rows.map(entryFromRow);
+  }
+}
+
+function entryFromRow(row: AuditRow): AuditEntry {
+  let payload: JsonObject;
+  try {
+    payload = JSON.parse(row.payload_json) as JsonObject;
+  } catch {
+    // Unparsable text cannot be what was hashed; the verifier reports this seq as hash_mismatch.
+    payload = { unparsable_payload: row.payload_json.slice(0, 256) };
+  }
+  return {
+    seq: Number(row.seq), ts: Number(row.ts), kind: row.kind, actor: row.actor, subject: row.subject ?? '',
+    payload, prev_hash: row.prev_hash, hash: row.hash,
+  };
+}

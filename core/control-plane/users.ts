@@ -1,0 +1,85 @@
+import { SdcError } from '../errors/index.js';
+import { policyRoles, type PolicyRole } from '../protocol/policy.js';
+import type { RandomSource } from '../protocol/ports.js';
+import type { SqlDatabase } from '../stores/sql/sql-port.js';
+import { newId } from './context.js';
+import { checkPasswordStrength, hashPassword, verifyPassword } from './passwords.js';
+
+export type Role = PolicyRole;
+export const roles = policyRoles;
+const userNamePattern = /^[A-Za-z0-9_.@-]{1,128}$/;
+
+export interface User {
+  readonly id: string;
+  readonly name: string;
+  readonly role: Role;
+  readonly createdAtMs: number;
+}
+
+interface UserRow { id: string; name: string; role: string; password_hash: string; created_at: number }
+
+export function isRole(value: unknown): value is Role {
+  return typeof value === 'string' && (roles as readonly string[]).includes(value);
+}
+
+/** Rank for role checks: viewer < operator < approver < admin. */
+export function roleRank(role: Role): number {
+  return roles.indexOf(role);
+}
+
+export function requireUserName(name: string): string {
+  if (!userNamePattern.test(name)) throw new SdcError('API_VALIDATION', 'user name must be 1-128 characters of [A-Za-z0-9_.@-]');
+  return name;
+}
+
+/**
+ * Operators in the `users` table. Unknown names and wrong passwords are one answer
+ * (API_LOGIN_FAILED), and an unknown name still costs one scrypt, so neither the answer nor the
+ * time tells a guesser which names exist.
+ */
+export class UserDirectory {
+  readonly #db: SqlDatabase;
+  readonly #random: RandomSource;
+  readonly #scryptParams: { N: number; r: number; p: number } | undefined;
+  #dummyHash: Promise<string> | undefined;
+
+  constructor(options: { db: SqlDatabase; random: RandomSource; scryptParams?: { N: number; r: number; p: number } }) {
+    this.#db = options.db;
+    this.#random = options.random;
+    this.#scryptParams = options.scryptParams;
+  }
+
+  async add(options: { name: string; role: string; password: string; nowMs: number }): Promise<User> {
+    const name = requireUserName(options.name);
+    if (!isRole(options.role)) throw new SdcError('API_VALIDATION', `role must be one of ${roles.join(', ')}`);
+    checkPasswordStrength(options.password);
+    const hash = await hashPassword(options.password, this.#random, this.#scryptParams);
+    const user: User = { id: newId('u', this.#random), name, role: options.role, createdAtMs: options.nowMs };
+    try {
+      await this.#db.execute('INSERT INTO users (id, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)', [user.id, name, user.role, hash, user.createdAtMs]);
+    } catch (error) {
+      if (SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) throw new SdcError('API_USER_EXISTS', `user ${name} already exists`, { name });
+      throw error;
+    }
+    return user;
+  }
+
+  async count(): Promise<number> {
+    const [row] = await this.#db.query<{ n: number }>('SELECT COUNT(*) AS n FROM users');
+    return Number(row?.n ?? 0);
+  }
+
+  /** The user for a correct name and password; API_LOGIN_FAILED otherwise. */
+  async authenticate(name: string, password: string): Promise<User> {
+    const [row] = userNamePattern.test(name) ? await this.#db.query<UserRow>('SELECT * FROM users WHERE name = ?', [name]) : [];
+    if (row === undefined) {
+      this.#dummyHash ??= hashPassword('not-a-real-password', this.#random, this.#scryptParams);
+      await verifyPassword(password, await this.#dummyHash);
+      throw new SdcError('API_LOGIN_FAILED', 'unknown user or wrong password');
+    }
+    if (!(await verifyPassword(password, row.password_hash)) || !isRole(row.role)) {
+      throw new SdcError('API_LOGIN_FAILED', 'unknown user or wrong password');
+    }
+    return { id: row.id, name: row.name, role: row.role, createdAtMs: Number(row.created_at) };
+  }
+}

@@ -6,12 +6,18 @@ import {
 import { envelopeGroup } from './commands/envelope.js';
 import { benchGroup } from './commands/bench.js';
 import { pkiCommands } from './commands/pki.js';
+import { userCommands } from './commands/user.js';
+import { auditCommands } from './commands/audit.js';
+import { agentCommand } from './commands/agent.js';
 
 // Every command module registers here, one line each.
 const entries: CommandEntry[] = [
   envelopeGroup,
   benchGroup,
   pkiCommands,
+  userCommands,
+  auditCommands,
+  agentCommand,
 ];
 
 const topSummary = 'Secure Device Control: control plane, gateway, agent, simulator and tools.';

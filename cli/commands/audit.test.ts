@@ -1,0 +1,54 @@
+import { describe, it } from 'node:test';
+import { rm } from 'node:fs/promises';
+import assert from 'node:assert/strict';
+import { main } from '../main.js';
+import type { CliIo } from '../command.js';
+import { makeHarness, sqlJsTarget } from '../../core/control-plane/test-support.js';
+
+function io(options: { stdin?: string; env?: Record<string, string> } = {}): CliIo & { out: string[]; err: string[] } {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out, err, stdout: (t) => out.push(t), stderr: (t) => err.push(t),
+    readStdin: async () => options.stdin ?? '', env: options.env ?? {},
+  };
+}
+
+describe('sdc user add and sdc audit verify', () => {
+  it('bootstraps an admin who can log in; verify passes, then names the seq of a tampered row', async () => {
+    const h = await makeHarness(sqlJsTarget);
+    try {
+      const noPassword = io();
+      assert.equal(await main(['user', 'add', '--dir', h.dir, '--name', 'boss', '--role', 'admin'], noPassword), 2);
+      assert.match(noPassword.err.join(''), /CLI_USAGE.*SDC_PASSWORD/);
+      const badRole = io({ env: { SDC_PASSWORD: 'a long enough password' } });
+      assert.equal(await main(['user', 'add', '--dir', h.dir, '--name', 'boss', '--role', 'king'], badRole), 1);
+      assert.match(badRole.err.join(''), /CLI_INPUT/);
+      const added = io({ stdin: 'a long enough password\n' });
+      assert.equal(await main(['user', 'add', '--dir', h.dir, '--name', 'boss', '--role', 'admin', '--password-stdin'], added), 0, added.err.join(''));
+      assert.equal(added.out.join(''), 'added boss (admin)\n');
+
+      // The running control plane has its own connection to the file; a fresh one sees the new user.
+      await h.cp.stop();
+      await h.db.close();
+      const h2 = await makeHarness({ ...sqlJsTarget, open: () => sqlJsTarget.open(h.dir) });
+      try {
+        await h2.cp.auth.login('boss', 'a long enough password');
+        await h2.cp.auth.login('boss', 'a long enough password');
+        await h2.cp.context.audit.append({ kind: 'test.note', actor: 'system', subject: 'x', payload: {} });
+        const ok = io();
+        assert.equal(await main(['audit', 'verify', '--dir', h.dir], ok), 0, ok.err.join(''));
+        assert.match(ok.out.join(''), /^ok: 3 entries, head [0-9a-f]{64}\n$/);
+        await h2.db.execute("UPDATE audit_log SET payload_json = '{\"role\":\"viewer\"}' WHERE seq = 2");
+        const broken = io();
+        assert.equal(await main(['audit', 'verify', '--dir', h.dir], broken), 1);
+        assert.match(broken.out.join(''), /^broken: entry 2: hash_mismatch/);
+      } finally {
+        await h2.close();
+      }
+    } finally {
+      await h.bus.close();
+      await rm(h.dir, { recursive: true, force: true });
+    }
+  });
+});

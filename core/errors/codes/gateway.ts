@@ -1,0 +1,15 @@
+import { defineErrors } from '../error-spec.js';
+
+/** The real-time gateway (core/gateway): connection admission, command routing, limits. */
+export const gatewayErrors = defineErrors({
+  GATEWAY_CONNECTIONS_FULL: { fault: 'local', status: 503, summary: 'The gateway holds its maximum number of connections; try another gateway or later' },
+  GATEWAY_DEVICE_UNKNOWN: { fault: 'remote', status: 403, summary: 'The client certificate names a device this deployment does not know' },
+  GATEWAY_RATE_LIMITED: { fault: 'remote', status: 429, summary: 'The connection sent frames faster than its message rate allows' },
+  GATEWAY_SESSION_REPLACED: { fault: 'remote', status: 409, summary: 'A newer authenticated session of the same device replaced this one' },
+  GATEWAY_SHUTTING_DOWN: { fault: 'local', status: 503, summary: 'The gateway is stopping and takes no new connections' },
+  GATEWAY_OVERLOADED: { fault: 'local', status: 503, summary: 'The connection queued more work than the gateway bounds allow' },
+  GATEWAY_ACK_TIMEOUT: { fault: 'remote', status: 504, summary: 'The device did not acknowledge a command after the last delivery attempt' },
+  GATEWAY_COMMAND_REFUSED: { fault: 'remote', status: 400, summary: 'A deliver entry failed the gateway checks (signature, key id, device sequence)' },
+  GATEWAY_CERT_REFUSED: { fault: 'remote', status: 401, summary: 'The client certificate failed the gateway check after the TLS handshake' },
+  GATEWAY_INVALID_ARGUMENT: { fault: 'local', status: 500, summary: 'The gateway was configured or called with an invalid value' },
+});

@@ -1,0 +1,79 @@
+import type { Logger } from 'pino';
+import { encodeBusEntry, type BusEntryData, type BusEntryKind } from '../bus-contract/entries.js';
+import { streamMaxLen, streamNames } from '../bus-contract/streams.js';
+import { hexFromBytes } from '../crypto/bytes.js';
+import type { ProtocolLimits } from '../protocol/limits.js';
+import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../protocol/ports.js';
+import type { StreamBus } from '../stores/bus/bus-port.js';
+import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import type { BackoffOptions } from './backoff.js';
+
+/** The gateways' frame key (materials.gatewaySigner); `publicKey` is what agents pin. */
+export interface GatewaySigner {
+  readonly kid: string;
+  readonly seed: Uint8Array;
+}
+
+export interface GatewayCoreOptions {
+  /** 1-64 of [A-Za-z0-9_.-]; names this gateway's command stream and liveness key. */
+  gatewayId: string;
+  signer: GatewaySigner;
+  provider: Ed25519Provider;
+  stores: { bus: StreamBus; kv: KeyValueStore };
+  clock: Clock;
+  random: RandomSource;
+  scheduler: Scheduler;
+  logger?: Logger;
+  /** Control-plane command keys by kid; a deliver entry signed by any other key is dead-lettered. */
+  commandKeys: ReadonlyMap<string, Uint8Array>;
+  /** Default: the kvKeys.revoked key (createRevocationCheck). */
+  isRevoked?: (serialHex: string) => boolean | Promise<boolean>;
+  /** Optional admission hook: false refuses the device with GATEWAY_DEVICE_UNKNOWN. */
+  isDeviceKnown?: (deviceId: string) => boolean | Promise<boolean>;
+  heartbeatIntervalMs?: number;
+  authTimeoutMs?: number;
+  ackTimeoutMs?: number;
+  deliveryAttemptsMax?: number;
+  backoff?: BackoffOptions;
+  connectionsMax?: number;
+  pendingDeliveriesPerDeviceMax?: number;
+  pendingDeliveriesMax?: number;
+  /** Liveness key refresh period; the key lives 3 periods. Default: heartbeatIntervalMs. */
+  aliveRefreshIntervalMs?: number;
+  /** How often the other gateways' liveness is checked. Default: heartbeatIntervalMs. */
+  peerCheckIntervalMs?: number;
+  /** Longest wait of one blocking stream read; bounds how long stop() leaves a read open. */
+  commandReadBlockMs?: number;
+  limits?: Partial<ProtocolLimits>;
+  /** Refused frames a session tolerates before it is closed (GatewayConnection's refusalsMax). */
+  refusalsMax?: number;
+}
+
+export type ResolvedGatewayOptions = Required<Omit<GatewayCoreOptions, 'logger' | 'isDeviceKnown' | 'limits' | 'isRevoked'>>
+  & Pick<GatewayCoreOptions, 'isDeviceKnown' | 'limits'>
+  & { isRevoked: NonNullable<GatewayCoreOptions['isRevoked']>; logger: Logger };
+
+/** What the gateway's parts share: ports, stores, options, and the events writer. */
+export interface GatewayContext {
+  readonly options: ResolvedGatewayOptions;
+  nowMs(): number;
+  sleep(delayMs: number): Promise<void>;
+  schedule(delayMs: number, run: () => void): TimerHandle;
+  /** Appends a typed entry to streamNames.events (bounded by streamMaxLen.events). */
+  report<K extends BusEntryKind>(kind: K, data: BusEntryData<K>): Promise<void>;
+  traceId(): string;
+}
+
+export function createGatewayContext(options: ResolvedGatewayOptions): GatewayContext {
+  const { clock, scheduler, stores, random } = options;
+  return {
+    options,
+    nowMs: () => clock.nowMs(),
+    sleep: (delayMs) => new Promise((resolve) => { scheduler.schedule(delayMs, resolve); }),
+    schedule: (delayMs, run) => scheduler.schedule(Math.max(0, delayMs), run),
+    async report(kind, data) {
+      await stores.bus.append(streamNames.events, encodeBusEntry(kind, data), { maxLen: streamMaxLen.events });
+    },
+    traceId: () => hexFromBytes(random.bytes(8)),
+  };
+}

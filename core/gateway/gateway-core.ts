@@ -1,0 +1,425 @@
+import { pino } from 'pino';
+import { encodeBusEntry } from '../bus-contract/entries.js';
+import { streamMaxLen, streamNames } from '../bus-contract/streams.js';
+import { base64urlFromBytes } from '../crypto/bytes.js';
+import { SdcError, type ErrorCode } from '../errors/index.js';
+import { encodeEnvelope } from '../protocol/envelope.js';
+import type { MessageBody } from '../protocol/messages/catalog.js';
+import type { TimerHandle } from '../protocol/ports.js';
+import { encodeMessage, type DecodedMessage, type FrameSigner } from '../protocol/session/codec.js';
+import { GatewayConnection, type GatewayEvent } from '../protocol/session/gateway-connection.js';
+import { closeCodes } from './close-codes.js';
+import { CommandRouter, type DeliveryTarget } from './command-router.js';
+import { createGatewayContext, type GatewayContext, type GatewayCoreOptions, type ResolvedGatewayOptions } from './gateway-context.js';
+import { PeerWatch } from './peer-watch.js';
+import { Presence } from './presence.js';
+import { createRevocationCheck } from './revocation-check.js';
+import { SerialTasks } from './serial-tasks.js';
+
+export type { GatewayCoreOptions } from './gateway-context.js';
+
+/** How the core writes to one device's transport (a TLS WebSocket, or the simulator's in-memory pipe). */
+export interface DeviceTransport {
+  send(bytes: Uint8Array): void;
+  close(code: number, reason: string): void;
+}
+
+export interface AcceptConnectionInput extends DeviceTransport {
+  /** From the verified client certificate. */
+  deviceId: string;
+  /** The certificate's Ed25519 key (32 raw bytes): AUTH must be signed with it. */
+  devicePublicKey: Uint8Array;
+  certSerialHex: string;
+}
+
+export interface ConnectionHandle {
+  receive(bytes: Uint8Array): void;
+  transportClosed(): void;
+}
+
+export interface RefuseConnectionInput extends DeviceTransport {
+  deviceId: string;
+  error: SdcError;
+}
+
+export interface GatewayCore {
+  readonly gatewayId: string;
+  /** Creates the consumer group, hands back stale entries, starts the command loop and liveness. */
+  start(): Promise<void>;
+  /** Orderly stop: closes every session (their commands are handed back), removes the liveness key. */
+  stop(): Promise<void>;
+  /** Stops every timer and loop at once and writes nothing more: a crash, for tests and the simulator. */
+  abort(): void;
+  acceptConnection(input: AcceptConnectionInput): ConnectionHandle;
+  /** Challenge + AUTH_ERROR with `error.code`, then close: for a client the adapter refused itself. */
+  refuseConnection(input: RefuseConnectionInput): void;
+  /** One pass of the dead-peer check (also run on its own timer); returns entries handed back. */
+  checkPeers(): Promise<number>;
+  stats(): { connections: number; sessions: number; pendingDeliveries: number };
+}
+
+const sessionTasksMax = 256;
+const noopHandle: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined };
+const textDecoder = new TextDecoder();
+
+export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGatewayOptions {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(options.gatewayId)) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'gatewayId must be 1-64 of [A-Za-z0-9_.-]');
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 10_000;
+  const resolved: ResolvedGatewayOptions = {
+    ...options,
+    logger: options.logger ?? pino({ level: 'silent' }),
+    isRevoked: options.isRevoked ?? createRevocationCheck({ kv: options.stores.kv }),
+    heartbeatIntervalMs,
+    authTimeoutMs: options.authTimeoutMs ?? 10_000,
+    ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
+    deliveryAttemptsMax: options.deliveryAttemptsMax ?? 5,
+    backoff: options.backoff ?? { baseMs: 1_000, maxMs: 30_000 },
+    connectionsMax: options.connectionsMax ?? 10_000,
+    pendingDeliveriesPerDeviceMax: options.pendingDeliveriesPerDeviceMax ?? 64,
+    pendingDeliveriesMax: options.pendingDeliveriesMax ?? 10_000,
+    aliveRefreshIntervalMs: options.aliveRefreshIntervalMs ?? heartbeatIntervalMs,
+    peerCheckIntervalMs: options.peerCheckIntervalMs ?? heartbeatIntervalMs,
+    commandReadBlockMs: options.commandReadBlockMs ?? 1_000,
+    refusalsMax: options.refusalsMax ?? 8,
+  };
+  for (const name of ['heartbeatIntervalMs', 'authTimeoutMs', 'ackTimeoutMs', 'deliveryAttemptsMax', 'connectionsMax', 'pendingDeliveriesPerDeviceMax',
+    'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs'] as const) {
+    const value = resolved[name];
+    if (!Number.isSafeInteger(value) || value < 1) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `${name} must be a positive integer`);
+  }
+  if (resolved.deliveryAttemptsMax > 100) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'deliveryAttemptsMax is at most 100');
+  return resolved;
+}
+
+/** One device connection: the sans-IO GatewayConnection plus what the driver keeps beside it. */
+class DeviceSession {
+  readonly tasks: SerialTasks;
+  timer: TimerHandle | undefined;
+  authenticated = false;
+  closed = false;
+  sinceMs = 0;
+  lastRefreshMs = 0;
+
+  constructor(readonly connection: GatewayConnection, readonly transport: DeviceTransport, readonly certSerialHex: string, onTaskError: (error: unknown) => void) {
+    this.tasks = new SerialTasks(sessionTasksMax, onTaskError);
+  }
+
+  get deviceId(): string {
+    return this.connection.deviceId;
+  }
+
+  get sessionId(): string {
+    return this.connection.id;
+  }
+}
+
+/**
+ * The transport-agnostic gateway: admits device connections (revocation, one session per
+ * device), drives a GatewayConnection for each, keeps presence, forwards telemetry, alerts and
+ * command progress, and routes commands from its stream (CommandRouter). The TLS/WebSocket
+ * adapter (gateway-server.ts) and the simulator's in-memory transport both call acceptConnection.
+ */
+export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
+  const resolved = resolveGatewayOptions(options);
+  const context = createGatewayContext(resolved);
+  const { logger, clock, scheduler } = resolved;
+  const frameSigner: FrameSigner = { kid: resolved.signer.kid, seed: resolved.signer.seed, provider: resolved.provider };
+  const connections = new Set<DeviceSession>();
+  const sessions = new Map<string, DeviceSession>();
+  const presence = new Presence(context);
+  const router = new CommandRouter(context, (deviceId) => deliveryTarget(deviceId));
+  const peers = new PeerWatch(context, router);
+  /** Requeue and presence-offline work of closed sessions, awaited by stop(); one per closed session. */
+  const closeBookkeeping = new Set<Promise<void>>();
+  let accepting = true;
+  let aborted = false;
+
+  function deliveryTarget(deviceId: string): DeliveryTarget | undefined {
+    const session = sessions.get(deviceId);
+    if (session === undefined || session.closed || session.connection.state !== 'ready') return undefined;
+    return {
+      sessionId: session.sessionId,
+      deliver(command, attempt) {
+        if (session.closed || session.connection.state !== 'ready') return false;
+        session.connection.deliverCommand(command, attempt, clock.nowMs());
+        flush(session);
+        return true;
+      },
+    };
+  }
+
+  function flush(session: DeviceSession): void {
+    for (const frame of session.connection.takeOutgoing()) {
+      try {
+        session.transport.send(frame);
+      } catch (error) {
+        logger.debug({ err: error, device_id: session.deviceId }, 'send on a closing transport');
+      }
+    }
+  }
+
+  function armTimer(session: DeviceSession): void {
+    if (session.timer !== undefined) scheduler.cancel(session.timer);
+    session.timer = undefined;
+    if (session.closed || aborted) return;
+    const deadline = session.connection.pollTimeoutMs();
+    if (deadline === undefined) return;
+    session.timer = context.schedule(deadline - clock.nowMs(), () => {
+      session.timer = undefined;
+      if (session.closed || aborted) return;
+      const events = session.connection.handleTimeout(clock.nowMs());
+      flush(session);
+      handleEvents(session, events);
+      armTimer(session);
+    });
+  }
+
+  function closeCodeFor(event: Extract<GatewayEvent, { kind: 'closed' }>): number {
+    if (event.code !== undefined) return closeCodes.policyViolation;
+    return event.reason === 'timeout' || event.reason.startsWith('peer silent') ? closeCodes.timeout : closeCodes.normal;
+  }
+
+  function finish(session: DeviceSession, code: number, reason: string): void {
+    if (session.closed) return;
+    session.closed = true;
+    if (session.timer !== undefined) scheduler.cancel(session.timer);
+    session.timer = undefined;
+    try {
+      session.transport.close(code, reason.slice(0, 120));
+    } catch (error) {
+      logger.debug({ err: error }, 'transport close failed');
+    }
+    connections.delete(session);
+    if (sessions.get(session.deviceId) === session) sessions.delete(session.deviceId);
+    if (!session.authenticated || aborted) return;
+    // Not bounded by the queue limit: the hand-back must run even for a session closed for overload.
+    const done = session.tasks.drained().then(async () => {
+      if (aborted) return;
+      try {
+        await router.onSessionClosed(session.sessionId);
+        await presence.offline(session, reason);
+      } catch (error) {
+        logger.error({ err: error, device_id: session.deviceId, trace_id: context.traceId() }, 'session close bookkeeping failed');
+      }
+    });
+    closeBookkeeping.add(done);
+    void done.finally(() => closeBookkeeping.delete(done));
+  }
+
+  /** Closes a live session from our side (replaced, overloaded, stopping). */
+  function endSession(session: DeviceSession, code: number, reason: string): void {
+    if (session.closed) return;
+    session.connection.close(reason, clock.nowMs());
+    flush(session);
+    finish(session, code, reason);
+  }
+
+  function queue(session: DeviceSession, task: () => Promise<void>): void {
+    if (session.closed || aborted) return;
+    if (!session.tasks.push(task)) {
+      logger.warn({ device_id: session.deviceId, trace_id: context.traceId() }, 'session work queue full; closing');
+      endSession(session, closeCodes.overloaded, 'GATEWAY_OVERLOADED');
+    }
+  }
+
+  function handleEvents(session: DeviceSession, events: readonly GatewayEvent[]): void {
+    for (const event of events) {
+      switch (event.kind) {
+        case 'authenticated':
+          session.authenticated = true;
+          session.sinceMs = clock.nowMs();
+          queue(session, () => onAuthenticated(session, event.lastCommandSeq));
+          break;
+        case 'message':
+          queue(session, () => onMessage(session, event.message));
+          break;
+        case 'refused':
+          logger.info({ code: event.error.code, device_id: session.deviceId, session_id: session.sessionId, trace_id: context.traceId() }, 'frame refused');
+          break;
+        case 'closed':
+          finish(session, closeCodeFor(event), event.code ?? event.reason);
+          break;
+      }
+    }
+  }
+
+  async function onAuthenticated(session: DeviceSession, lastCommandSeq: number): Promise<void> {
+    const previous = sessions.get(session.deviceId);
+    sessions.set(session.deviceId, session);
+    session.lastRefreshMs = clock.nowMs();
+    // The key names the new session before the old one closes, so the old one's close reports no offline.
+    await presence.online(session, lastCommandSeq);
+    if (previous !== undefined && previous !== session) endSession(previous, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
+  }
+
+  async function onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
+    const nowMs = clock.nowMs();
+    // Refresh at most 5 times per presence TTL: enough margin, and a telemetry burst costs no extra writes.
+    if (nowMs - session.lastRefreshMs >= Math.floor(resolved.heartbeatIntervalMs / 4) || message.type === 'HEARTBEAT') {
+      session.lastRefreshMs = nowMs;
+      if (!(await presence.refresh(session))) {
+        endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
+        return;
+      }
+    }
+    const frame = textDecoder.decode(encodeEnvelope(message.envelope));
+    const { gatewayId, stores } = resolved;
+    switch (message.type) {
+      case 'TELEMETRY':
+        await stores.bus.append(streamNames.telemetry, encodeBusEntry('telemetry', {
+          device_id: session.deviceId, gateway_id: gatewayId, received_at_ms: nowMs, frame,
+        }), { maxLen: streamMaxLen.telemetry });
+        break;
+      case 'COMMAND_ACK':
+        await router.onAck(session.deviceId, message.body as MessageBody<'COMMAND_ACK'>, frame);
+        break;
+      case 'COMMAND_RESULT':
+        await router.onResult(session.deviceId, message.body as MessageBody<'COMMAND_RESULT'>, frame);
+        break;
+      case 'ALERT': {
+        const alert = message.body as MessageBody<'ALERT'>;
+        await context.report('alert', { device_id: session.deviceId, gateway_id: gatewayId, at_ms: nowMs, frame, severity: alert.severity, kind: alert.kind, message: alert.message });
+        break;
+      }
+      case 'ERROR': {
+        const error = message.body as MessageBody<'ERROR'>;
+        logger.info({ device_id: session.deviceId, code: error.code, ref_id: error.ref_id }, 'device reported an error');
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  function refusalFrames(deviceId: string, error: SdcError): Uint8Array[] {
+    const nowMs = clock.nowMs();
+    const sessionId = `r_${base64urlFromBytes(resolved.random.bytes(12))}`;
+    const address = { deviceId, sessionId, ts: nowMs };
+    // A challenge first, so the agent is in the state where AUTH_ERROR is the expected answer.
+    const challenge = encodeMessage('AUTH_CHALLENGE', { nonce: base64urlFromBytes(resolved.random.bytes(32)), gateway_id: resolved.gatewayId, server_time_ms: nowMs },
+      { ...address, id: 'g0', seq: 0 }, frameSigner);
+    const refusal = encodeMessage('AUTH_ERROR', { code: error.code, message: error.message.slice(0, 512) }, { ...address, id: 'g1', seq: 1 }, frameSigner);
+    return [challenge.bytes, refusal.bytes];
+  }
+
+  function refuseConnection(input: RefuseConnectionInput): void {
+    logger.info({ device_id: input.deviceId, code: input.error.code, trace_id: context.traceId() }, 'connection refused');
+    try {
+      for (const frame of refusalFrames(input.deviceId, input.error)) input.send(frame);
+    } catch (error) {
+      // A device id the protocol cannot carry: there is no frame to send, only the close.
+      logger.debug({ err: error }, 'no AUTH_ERROR frame for this connection');
+    }
+    try {
+      input.close(closeCodes.policyViolation, input.error.code);
+    } catch (error) {
+      logger.debug({ err: error }, 'transport close failed');
+    }
+  }
+
+  async function admit(session: DeviceSession): Promise<void> {
+    let refusal: SdcError | undefined;
+    try {
+      if (await resolved.isRevoked(session.certSerialHex)) {
+        refusal = new SdcError('TRUST_CERT_REVOKED', `certificate ${session.certSerialHex} is revoked`);
+      } else if (resolved.isDeviceKnown !== undefined && !(await resolved.isDeviceKnown(session.deviceId))) {
+        refusal = new SdcError('GATEWAY_DEVICE_UNKNOWN', `device ${session.deviceId} is not known`);
+      }
+    } catch (error) {
+      logger.error({ err: error, trace_id: context.traceId() }, 'admission check failed');
+      refusal = new SdcError('GATEWAY_OVERLOADED', 'admission checks are unavailable');
+    }
+    if (session.closed || aborted) return;
+    if (refusal !== undefined) {
+      session.closed = true;
+      connections.delete(session);
+      refuseConnection({ deviceId: session.deviceId, error: refusal, send: (b) => session.transport.send(b), close: (c, r) => session.transport.close(c, r) });
+      return;
+    }
+    session.connection.start(clock.nowMs());
+    flush(session);
+    armTimer(session);
+  }
+
+  function acceptConnection(input: AcceptConnectionInput): ConnectionHandle {
+    const refuseWith = (code: ErrorCode, message: string): ConnectionHandle => {
+      refuseConnection({ ...input, error: new SdcError(code, message) });
+      return noopHandle;
+    };
+    if (!accepting || aborted) return refuseWith('GATEWAY_SHUTTING_DOWN', 'the gateway is stopping');
+    if (connections.size >= resolved.connectionsMax) return refuseWith('GATEWAY_CONNECTIONS_FULL', `the gateway holds ${resolved.connectionsMax} connections`);
+    const connection = new GatewayConnection({
+      gatewayId: resolved.gatewayId,
+      sessionId: `s_${base64urlFromBytes(resolved.random.bytes(16))}`,
+      deviceId: input.deviceId,
+      devicePublicKey: input.devicePublicKey,
+      signer: frameSigner,
+      random: resolved.random,
+      heartbeatIntervalMs: resolved.heartbeatIntervalMs,
+      authTimeoutMs: resolved.authTimeoutMs,
+      // Opaque and random: it names the session to the agent; nothing in this version redeems it.
+      sessionToken: base64urlFromBytes(resolved.random.bytes(32)),
+      refusalsMax: resolved.refusalsMax,
+      ...(resolved.limits === undefined ? {} : { limits: resolved.limits }),
+    });
+    const session = new DeviceSession(connection, input, input.certSerialHex, (error) => {
+      logger.error({ err: error, device_id: input.deviceId, trace_id: context.traceId() }, 'session task failed');
+    });
+    connections.add(session);
+    queue(session, () => admit(session));
+    return {
+      receive(bytes) {
+        if (session.closed || aborted) return;
+        let events: GatewayEvent[];
+        try {
+          events = session.connection.receive(bytes, clock.nowMs());
+        } catch (error) {
+          // GatewayConnection turns bad frames into refusals; anything thrown here is our bug. Contain it to this session.
+          logger.error({ err: error, device_id: session.deviceId, trace_id: context.traceId() }, 'frame handling failed');
+          endSession(session, closeCodes.overloaded, 'GATEWAY_OVERLOADED');
+          return;
+        }
+        flush(session);
+        handleEvents(session, events);
+        armTimer(session);
+      },
+      transportClosed() {
+        if (session.closed) return;
+        const events = session.connection.transportLost(clock.nowMs());
+        handleEvents(session, events);
+        finish(session, closeCodes.normal, 'transport lost');
+      },
+    };
+  }
+
+  return {
+    gatewayId: resolved.gatewayId,
+    async start() {
+      await router.start();
+      await peers.start();
+    },
+    async stop() {
+      accepting = false;
+      peers.stop();
+      const closing = [...connections];
+      for (const session of closing) endSession(session, closeCodes.goingAway, 'GATEWAY_SHUTTING_DOWN');
+      await Promise.all([...closeBookkeeping]);
+      router.stop();
+      await peers.retire().catch((error: unknown) => logger.error({ err: error }, 'liveness key removal failed'));
+    },
+    abort() {
+      aborted = true;
+      accepting = false;
+      peers.stop();
+      router.stop();
+      for (const session of connections) {
+        if (session.timer !== undefined) scheduler.cancel(session.timer);
+        session.timer = undefined;
+      }
+    },
+    acceptConnection,
+    refuseConnection,
+    checkPeers: () => peers.checkPeers(),
+    stats: () => ({ connections: connections.size, sessions: sessions.size, pendingDeliveries: router.pendingDeliveries }),
+  };
+}

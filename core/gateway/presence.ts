@@ -1,0 +1,81 @@
+import { kvKeys } from '../bus-contract/streams.js';
+import type { GatewayContext } from './gateway-context.js';
+
+/** What the presence key holds: which gateway and session hold the device, since when. */
+export interface PresenceRecord {
+  gateway_id: string;
+  session_id: string;
+  since_ms: number;
+}
+
+export interface PresenceSession {
+  readonly deviceId: string;
+  readonly sessionId: string;
+  readonly sinceMs: number;
+}
+
+/** 1.5 heartbeat intervals: the same bound as GatewayConnection's silence timeout. */
+export function presenceTtlMs(heartbeatIntervalMs: number): number {
+  return Math.ceil(heartbeatIntervalMs * 1.5);
+}
+
+function parseRecord(text: string | null): PresenceRecord | undefined {
+  if (text === null) return undefined;
+  try {
+    const value = JSON.parse(text) as Partial<PresenceRecord>;
+    return typeof value.session_id === 'string' && typeof value.gateway_id === 'string' ? value as PresenceRecord : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Presence in the key/value store (for routing) and on the events stream (for the control
+ * plane's history). Compare-then-write is not atomic; the race it leaves (two gateways writing
+ * the same device's key within one round trip) ends with one session replaced at its next refresh.
+ */
+export class Presence {
+  constructor(private readonly context: GatewayContext) {}
+
+  async online(session: PresenceSession, lastCommandSeq: number): Promise<void> {
+    const { gatewayId, stores, heartbeatIntervalMs } = this.context.options;
+    await stores.kv.set(kvKeys.presence(session.deviceId), this.#record(session), { ttlMs: presenceTtlMs(heartbeatIntervalMs) });
+    await this.context.report('presence', {
+      device_id: session.deviceId, gateway_id: gatewayId, session_id: session.sessionId, online: true,
+      at_ms: this.context.nowMs(), last_command_seq: lastCommandSeq,
+    });
+  }
+
+  /**
+   * Extends the key's TTL. Returns false when the key names another session: a newer session
+   * of this device exists (here or on another gateway), so this one must end.
+   */
+  async refresh(session: PresenceSession): Promise<boolean> {
+    const { stores, heartbeatIntervalMs } = this.context.options;
+    const key = kvKeys.presence(session.deviceId);
+    const current = parseRecord(await stores.kv.get(key));
+    if (current !== undefined && current.session_id !== session.sessionId) return false;
+    // Missing: it expired during a stall (e.g. a store outage); the session is live, so restore it.
+    await stores.kv.set(key, this.#record(session), { ttlMs: presenceTtlMs(heartbeatIntervalMs) });
+    return true;
+  }
+
+  /** Reports offline only if the key still names this session; a newer session must stay online. */
+  async offline(session: PresenceSession, reason: string): Promise<boolean> {
+    const { gatewayId, stores } = this.context.options;
+    const key = kvKeys.presence(session.deviceId);
+    const current = parseRecord(await stores.kv.get(key));
+    if (current !== undefined && current.session_id !== session.sessionId) return false;
+    if (current !== undefined) await stores.kv.del(key);
+    await this.context.report('presence', {
+      device_id: session.deviceId, gateway_id: gatewayId, session_id: session.sessionId, online: false,
+      at_ms: this.context.nowMs(), reason: reason.slice(0, 256),
+    });
+    return true;
+  }
+
+  #record(session: PresenceSession): string {
+    const record: PresenceRecord = { gateway_id: this.context.options.gatewayId, session_id: session.sessionId, since_ms: session.sinceMs };
+    return JSON.stringify(record);
+  }
+}

@@ -283,3 +283,30 @@ describe('control plane over real HTTPS', () => {
     }
   });
 });
+
+describe('live updates', () => {
+  it('streams published changes to an authenticated SSE client and refuses one without a token', async () => {
+    const h = await makeHarness(sqlJsTarget);
+    try {
+      await h.cp.start();
+      const { url } = await h.cp.listen({ host: '127.0.0.1', port: 0, tls: false });
+      const token = await h.cp.auth.authority.issue({ sub: 'watcher', role: 'viewer' });
+      assert.equal((await fetch(`${url}/v1/live`)).status, 401);
+      const controller = new AbortController();
+      const response = await fetch(`${url}/v1/live?token=${token}`, { signal: controller.signal });
+      assert.equal(response.headers.get('content-type'), 'text/event-stream');
+      const reader = response.body!.getReader();
+      let text = '';
+      const readUntil = async (needle: string) => {
+        for (let i = 0; i < 50 && !text.includes(needle); i += 1) text += new TextDecoder().decode((await reader.read()).value);
+      };
+      await readUntil('event: hello');
+      h.cp.context.publishLive({ type: 'presence', device_id: 'dev-9', online: true, gateway_id: 'gw1', at_ms: 1 });
+      await readUntil('dev-9');
+      assert.match(text, /event: presence\ndata: \{"type":"presence","device_id":"dev-9"/);
+      controller.abort();
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -1,0 +1,133 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { SdcError } from '../core/errors/index.js';
+import { createNodeEd25519Provider } from '../core/crypto/ed25519-node.js';
+import type { Clock, RandomSource, Scheduler } from '../core/protocol/ports.js';
+import { deviceKid } from '../core/protocol/session/gateway-connection.js';
+import { provisionKernelKeys, readKeyFile } from '../kernel/keys.js';
+import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
+import { nativeArtifacts } from '../kernel/native/build.js';
+import { NativeIoctlDevice } from '../kernel/native/native-device.js';
+import type { IoctlDevice } from '../kernel/device.js';
+import { createAgentCore, type AgentCore, type AgentLogger } from './agent-core.js';
+import { FileCommandJournal } from './command-journal-file.js';
+import { ensureEnrolled, renewalDue, renewCertificate, type AgentIdentity } from './enrollment.js';
+import { IoctlKernelBridge, type KernelBridge } from './kernel-bridge/kernel-bridge.js';
+import { pinnedKeyResolver } from './state/agent-state.js';
+import { createHostMetricsSource } from './telemetry/host-metrics.js';
+import { startWsAgentDriver, type WsAgentDriver } from './ws-transport.js';
+
+export type KernelChoice = 'mock' | 'native' | 'auto';
+export const agentVersion = 'sdc-agent/0.1.0';
+
+export interface RunAgentOptions {
+  dir: string;
+  serverUrl?: string;
+  deviceId?: string;
+  pairingToken?: string;
+  caPem?: string;
+  kernel: KernelChoice;
+  telemetryIntervalMs: number;
+  clock: Clock;
+  random: RandomSource;
+  scheduler: Scheduler;
+  logger?: AgentLogger;
+  /** How often the certificate's remaining validity is checked (default 6 h). */
+  renewalCheckIntervalMs?: number;
+}
+
+export interface RunningAgent {
+  readonly identity: AgentIdentity;
+  readonly enrolledNow: boolean;
+  readonly core: AgentCore;
+  readonly kernel: KernelBridge;
+  readonly driver: WsAgentDriver;
+  /** Graceful: closes the session, waits for the command in progress, closes journal and kernel. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The real agent: enrollment (or reuse), journal, kernel bridge, host telemetry and the socket
+ * driver, wired together. The demo and `sdc agent` call this; the simulator wires
+ * createAgentCore itself with in-memory parts.
+ */
+export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> {
+  const logger: AgentLogger = options.logger ?? pino({ level: 'silent' });
+  const { identity, enrolledNow } = await ensureEnrolled({
+    dir: options.dir, ...(options.serverUrl ? { serverUrl: options.serverUrl } : {}),
+    ...(options.deviceId ? { deviceId: options.deviceId } : {}), ...(options.pairingToken ? { pairingToken: options.pairingToken } : {}),
+    ...(options.caPem ? { caPem: options.caPem } : {}), random: options.random, clock: options.clock,
+  });
+  let current = await renewIfDue(identity, options.clock, logger);
+  const provider = createNodeEd25519Provider();
+  const kernel = openKernel({ choice: options.kernel, dir: join(options.dir, 'kernel'), clock: options.clock, random: options.random, scheduler: options.scheduler });
+  const journal = await FileCommandJournal.open({ path: current.paths.journal, onTornTail: (bytes) => logger.warn({ bytes }, 'dropped a torn journal tail') });
+  const core = createAgentCore({
+    deviceId: current.deviceId, signer: { kid: deviceKid(current.deviceId), seed: current.seed, provider },
+    resolveGatewayKey: pinnedKeyResolver(current.trust.gateway_keys), resolveCommandKey: pinnedKeyResolver(current.trust.command_keys),
+    kernel, journal, clock: options.clock, random: options.random, scheduler: options.scheduler, logger,
+    telemetrySource: createHostMetricsSource({ clock: options.clock, dataDir: options.dir }),
+    telemetryIntervalMs: options.telemetryIntervalMs, agentVersion,
+    artifactPath: (args) => join(options.dir, 'updates', `${args.version}.bin`),
+  });
+  core.start();
+  const driver = startWsAgentDriver({
+    core, urls: current.trust.gateway_urls, certPem: current.certPem + current.chainPem, keyPem: current.keyPem, caPem: current.trust.ca_pem,
+    random: options.random, scheduler: options.scheduler, logger,
+  });
+  // A renewed certificate is used from the next connection on (the driver reads it at connect).
+  let renewalTimer = options.scheduler.schedule(options.renewalCheckIntervalMs ?? 6 * 3600_000, function check() {
+    renewIfDue(current, options.clock, logger).then((next) => { current = next; }, () => undefined);
+    renewalTimer = options.scheduler.schedule(options.renewalCheckIntervalMs ?? 6 * 3600_000, check);
+  });
+  return {
+    identity: current, enrolledNow, core, kernel, driver,
+    async stop() {
+      options.scheduler.cancel(renewalTimer);
+      await driver.stop();
+      await journal.close();
+      kernel.close();
+    },
+  };
+}
+
+/** Renewal failures are logged, not fatal: the current certificate still works until it expires. */
+async function renewIfDue(identity: AgentIdentity, clock: Clock, logger: AgentLogger): Promise<AgentIdentity> {
+  if (!renewalDue(identity.certPem, clock.nowMs())) return identity;
+  try {
+    const renewed = await renewCertificate(identity);
+    logger.info({}, 'device certificate renewed');
+    return renewed;
+  } catch (error) {
+    logger.warn({ code: SdcError.is(error) ? error.code : undefined, err: (error as Error).message }, 'certificate renewal failed; will retry');
+    return identity;
+  }
+}
+
+/**
+ * The kernel bridge: `mock` runs the TypeScript kernel service in-process; `native` loads the
+ * built library (npm run kernel:build); `auto` takes native when it is built, else mock. Kernel
+ * keys are provisioned in `dir` on first use. The counter starts at wall-clock microseconds so
+ * a restarted agent stays above the service's last accepted counter.
+ */
+export function openKernel(options: { choice: KernelChoice; dir: string; clock: Clock; random: RandomSource; scheduler: Scheduler }): KernelBridge {
+  const ed25519 = createNodeEd25519Provider();
+  const keys = provisionKernelKeys({ dir: options.dir, ed25519, random: options.random });
+  const { libraryPath } = nativeArtifacts('release');
+  const useNative = options.choice === 'native' || (options.choice === 'auto' && existsSync(libraryPath));
+  let device: IoctlDevice;
+  if (useNative) {
+    const sandboxDir = join(options.dir, 'sandbox');
+    mkdirSync(sandboxDir, { recursive: true, mode: 0o700 });
+    device = new NativeIoctlDevice({ libraryPath, sandboxDir, agentPublicKeyPath: keys.agentPublicKeyPath, serviceSeedPath: keys.serviceSeedPath });
+  } else {
+    device = new MockIoctlDevice({
+      ed25519, serviceSeed: readKeyFile(keys.serviceSeedPath), agentPublicKey: readKeyFile(keys.agentPublicKeyPath), clock: options.clock,
+    });
+  }
+  return new IoctlKernelBridge({
+    device, ed25519, agentSeed: readKeyFile(keys.agentSeedPath), servicePublicKey: readKeyFile(keys.servicePublicKeyPath),
+    counterStart: BigInt(options.clock.nowMs()) * 1000n, timeoutMs: 10_000, scheduler: options.scheduler,
+  });
+}

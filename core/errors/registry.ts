@@ -5,6 +5,7 @@ import { trustErrors } from './codes/trust.js';
 import { jwtErrors } from './codes/jwt.js';
 import { cliErrors } from './codes/cli.js';
 import { commandErrors } from './codes/command.js';
+import { httpErrors } from './codes/http.js';
 import { policyErrors } from './codes/policy.js';
 import { auditErrors } from './codes/audit.js';
 import { storeErrors } from './codes/store.js';
@@ -24,6 +25,7 @@ export const errorRegistry = {
   ...jwtErrors,
   ...cliErrors,
   ...commandErrors,
+  ...httpErrors,
   ...policyErrors,
   ...auditErrors,
   ...storeErrors,
@@ -43,6 +45,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'jwt', table: jwtErrors },
   { name: 'cli', table: cliErrors },
   { name: 'command', table: commandErrors },
+  { name: 'http', table: httpErrors },
   { name: 'policy', table: policyErrors },
   { name: 'audit', table: auditErrors },
   { name: 'store', table: storeErrors },

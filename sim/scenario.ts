@@ -1,0 +1,140 @@
+import { readFile } from 'node:fs/promises';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { SdcError } from '../core/errors/index.js';
+import { checkLinkFaults, checkRatio } from './network.js';
+
+/**
+ * A scenario file (sim/scenarios/*.json): what the fleet looks like and which faults hit it.
+ * Everything a scenario leaves open (which agent crashes when, delays, command targets...) is
+ * drawn from the run's seed. The schema below is the format's documentation (docs/simulation.md).
+ */
+
+const Ratio = Type.Object({
+  numerator: Type.Integer({ minimum: 0 }),
+  denominator: Type.Integer({ minimum: 1 }),
+}, { additionalProperties: false, description: 'numerator/denominator: an exact probability' });
+
+const LinkFaults = Type.Object({
+  loss: Type.Optional(Ratio),
+  delayMsMin: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+  delayMsMax: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+  duplicate: Type.Optional(Ratio),
+  reorder: Type.Optional(Ratio),
+  reorderDelayMsMax: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+}, { additionalProperties: false });
+
+/** Opcodes the simulator can issue without update artifacts. */
+export const simOpcodes = ['EXEC_PING_KERNEL', 'EXEC_GET_PROCESS_LIST', 'EXEC_GET_STATUS', 'EXEC_LOCK_SCREEN', 'EXEC_ROLLBACK_UPDATE'] as const;
+export type SimOpcode = (typeof simOpcodes)[number];
+
+const Window = Type.Object({
+  atMs: Type.Integer({ minimum: 0, description: 'start, virtual ms after the run starts' }),
+  durationMs: Type.Integer({ minimum: 1 }),
+}, { additionalProperties: false });
+
+export const ScenarioSchema = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 64 }),
+  description: Type.String({ maxLength: 1000 }),
+  agents: Type.Integer({ minimum: 1, maximum: 20_000, description: 'fleet size (--agents overrides)' }),
+  gateways: Type.Integer({ minimum: 1, maximum: 8, description: 'gateways gw-1..gw-N; each agent picks one by seed and fails over on reconnect' }),
+  safetyMs: Type.Integer({ minimum: 1_000, description: 'virtual length of the safety phase, faults on (--duration overrides)' }),
+  livenessBoundMs: Type.Integer({ minimum: 1_000, description: 'virtual time the system gets after healing to converge' }),
+  heartbeatIntervalMs: Type.Integer({ minimum: 1_000, maximum: 600_000 }),
+  telemetryIntervalMs: Type.Integer({ minimum: 1_000, maximum: 3_600_000 }),
+  commands: Type.Object({
+    perMinute: Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'fleet-wide rate during the safety phase' }),
+    ttlMs: Type.Integer({ minimum: 1_000, description: 'command TTL; keep it above livenessBoundMs so that "none lost" is not satisfied by expiry alone' }),
+    mix: Type.Record(Type.String(), Type.Integer({ minimum: 0, maximum: 1000 }), { description: 'opcode -> weight' }),
+  }, { additionalProperties: false }),
+  churn: Type.Optional(Type.Object({
+    perAgentHour: Type.Integer({ minimum: 0, maximum: 3600, description: 'orderly disconnects per agent per hour' }),
+    offlineMsMin: Type.Integer({ minimum: 0 }),
+    offlineMsMax: Type.Integer({ minimum: 0 }),
+  }, { additionalProperties: false })),
+  faults: Type.Object({
+    network: Type.Optional(LinkFaults),
+    gatewayLinks: Type.Optional(Type.Record(Type.String(), LinkFaults, { description: 'gateway id -> faults on its links' })),
+    partitions: Type.Optional(Type.Array(Type.Object({
+      atMs: Type.Integer({ minimum: 0 }),
+      durationMs: Type.Integer({ minimum: 1 }),
+      gateways: Type.Optional(Type.Array(Type.String())),
+      agents: Type.Optional(Ratio),
+    }, { additionalProperties: false }), { maxItems: 100 })),
+    agentCrashes: Type.Optional(Type.Object({
+      perAgentHour: Type.Integer({ minimum: 0, maximum: 3600 }),
+      downMsMin: Type.Integer({ minimum: 0 }),
+      downMsMax: Type.Integer({ minimum: 0 }),
+    }, { additionalProperties: false })),
+    gatewayRestarts: Type.Optional(Type.Array(Type.Object({
+      atMs: Type.Integer({ minimum: 0 }),
+      gateway: Type.String(),
+      downMs: Type.Integer({ minimum: 0 }),
+    }, { additionalProperties: false }), { maxItems: 100 })),
+    busOutages: Type.Optional(Type.Array(Window, { maxItems: 100 })),
+    sqlOutages: Type.Optional(Type.Array(Window, { maxItems: 100 })),
+    kernelErrors: Type.Optional(Type.Object({
+      ratio: Ratio,
+      status: Type.Union([Type.Literal('BUSY'), Type.Literal('IO_ERROR')]),
+    }, { additionalProperties: false, description: 'mock kernel status faults; they hold for the whole run (a failed result is terminal)' })),
+    clockSkewMsMax: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000, description: 'each agent clock is off by a seeded amount in [-max, max]' })),
+  }, { additionalProperties: false }),
+}, { additionalProperties: false });
+
+export type Scenario = Static<typeof ScenarioSchema>;
+export type ScenarioLinkFaults = Static<typeof LinkFaults>;
+
+function check<T extends TSchema>(schema: T, value: unknown, source: string): Static<T> {
+  if (Value.Check(schema, value)) return value;
+  const first = Value.Errors(schema, value).First();
+  throw new SdcError('CLI_INPUT', `${source}: ${first?.path || '/'} ${first?.message ?? 'is invalid'}`);
+}
+
+/** Validates a parsed scenario, including what the schema cannot say (ratios, ranges, opcodes). */
+export function parseScenario(value: unknown, source = 'scenario'): Scenario {
+  const scenario = check(ScenarioSchema, value, source);
+  const fail = (message: string): never => { throw new SdcError('CLI_INPUT', `${source}: ${message}`); };
+  const { faults, commands } = scenario;
+  try {
+    if (faults.network) checkLinkFaults(faults.network);
+    for (const linkFaults of Object.values(faults.gatewayLinks ?? {})) checkLinkFaults(linkFaults);
+    for (const partition of faults.partitions ?? []) if (partition.agents) checkRatio(partition.agents, 'partition agents');
+    if (faults.kernelErrors) checkRatio(faults.kernelErrors.ratio, 'kernelErrors.ratio');
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  const gatewayIds = new Set(Array.from({ length: scenario.gateways }, (_, i) => `gw-${i + 1}`));
+  for (const id of Object.keys(faults.gatewayLinks ?? {})) if (!gatewayIds.has(id)) fail(`gatewayLinks names unknown gateway ${id}`);
+  for (const restart of faults.gatewayRestarts ?? []) if (!gatewayIds.has(restart.gateway)) fail(`gatewayRestarts names unknown gateway ${restart.gateway}`);
+  for (const partition of faults.partitions ?? []) for (const id of partition.gateways ?? []) if (!gatewayIds.has(id)) fail(`partition names unknown gateway ${id}`);
+  for (const [opcode, weight] of Object.entries(commands.mix)) {
+    if (!(simOpcodes as readonly string[]).includes(opcode)) fail(`commands.mix: ${opcode} is not one of ${simOpcodes.join(', ')}`);
+    if (weight < 0) fail('commands.mix weights are non-negative');
+  }
+  if (commands.perMinute > 0 && Object.values(commands.mix).every((w) => w === 0)) fail('commands.mix needs a positive weight');
+  if (commands.ttlMs <= scenario.livenessBoundMs) fail('commands.ttlMs must exceed livenessBoundMs');
+  if (scenario.churn && scenario.churn.offlineMsMax < scenario.churn.offlineMsMin) fail('churn.offlineMsMax < offlineMsMin');
+  if (faults.agentCrashes && faults.agentCrashes.downMsMax < faults.agentCrashes.downMsMin) fail('agentCrashes.downMsMax < downMsMin');
+  return scenario;
+}
+
+export async function loadScenario(path: string): Promise<Scenario> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new SdcError('CLI_INPUT', `cannot read scenario ${path}: ${(error as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new SdcError('CLI_INPUT', `${path} is not JSON: ${(error as Error).message}`);
+  }
+  return parseScenario(value, path);
+}
+
+/** The path of a scenario shipped in sim/scenarios/ (`smoke` -> sim/scenarios/smoke.json). */
+export function builtinScenarioPath(name: string): string {
+  return new URL(`./scenarios/${name}.json`, import.meta.url).pathname;
+}

@@ -1,0 +1,233 @@
+import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreEvent } from '../agent/agent-core.js';
+import { MemoryCommandJournal } from '../agent/command-journal.js';
+import type { KernelBridge } from '../agent/kernel-bridge/kernel-bridge.js';
+import { createSyntheticMetricsSource } from '../agent/telemetry/synthetic-metrics.js';
+import type { GatewayCore } from '../core/gateway/gateway-core.js';
+import type { Clock, Ed25519Provider, TimerHandle } from '../core/protocol/ports.js';
+import { deviceKid } from '../core/protocol/session/gateway-connection.js';
+import type { VirtualTime } from '../core/runtime/virtual-time.js';
+import type { SimNetwork, SimLink } from './network.js';
+import type { SeededRandom } from './prng.js';
+
+/** A journal that tells the execution checker which command the kernel's next call belongs to. */
+class ObservedJournal extends MemoryCommandJournal {
+  constructor(private readonly onExecuting: (commandId: string) => void) {
+    super();
+  }
+
+  override async executing(commandId: string): Promise<void> {
+    await super.executing(commandId);
+    this.onExecuting(commandId);
+  }
+}
+
+/** What a simulated agent needs from the world around it. */
+export interface SimAgentWorld {
+  readonly time: VirtualTime;
+  readonly network: SimNetwork;
+  readonly provider: Ed25519Provider;
+  readonly gatewayIds: readonly string[];
+  gateway(gatewayId: string): GatewayCore | undefined;
+  resolveGatewayKey(kid: string): Uint8Array | undefined;
+  resolveCommandKey(kid: string): Uint8Array | undefined;
+  readonly heartbeatIntervalMs: number;
+  readonly telemetryIntervalMs: number;
+  trace(kind: string, detail: string): void;
+  onExecuting(deviceId: string, commandId: string): void;
+  onAgentEvent(agent: SimAgent, event: AgentCoreEvent): void;
+  linkClosed(link: SimLink): void;
+}
+
+export interface SimAgentOptions {
+  readonly deviceId: string;
+  readonly deviceSeed: Uint8Array;
+  readonly devicePublicKey: Uint8Array;
+  readonly certSerialHex: string;
+  readonly random: SeededRandom;
+  /** The agent's own clock (virtual time plus its skew). */
+  readonly clock: Clock;
+  readonly kernel: KernelBridge;
+  readonly preferredGateway: number;
+}
+
+const reconnectBaseMs = 500;
+const reconnectMaxMs = 8_000;
+
+/**
+ * The driver the real agent has around its core (the WebSocket client), on the simulated
+ * network: connects to a gateway, reconnects with jittered exponential backoff (failing over to
+ * the next gateway), and can crash, restart and churn. The journal and the kernel survive a
+ * crash, as a file and a device would.
+ */
+export class SimAgent {
+  readonly deviceId: string;
+  readonly journal: ObservedJournal;
+  core: AgentCore | undefined;
+  /** The process runs. */
+  up = false;
+  /** Not churned away. */
+  wantOnline = true;
+  #link: SimLink | undefined;
+  #handle: AgentConnectionHandle | undefined;
+  #connectTimer: TimerHandle | undefined;
+  #bootTimer: TimerHandle | undefined;
+  #failures = 0;
+  #gatewayIndex: number;
+  readonly #o: SimAgentOptions;
+  readonly #world: SimAgentWorld;
+
+  constructor(world: SimAgentWorld, options: SimAgentOptions) {
+    this.#world = world;
+    this.#o = options;
+    this.deviceId = options.deviceId;
+    this.#gatewayIndex = options.preferredGateway;
+    this.journal = new ObservedJournal((commandId) => world.onExecuting(options.deviceId, commandId));
+  }
+
+  /** Reality, for the presence checker: running with a ready session. */
+  get connected(): boolean {
+    return this.up && this.core?.isReady === true;
+  }
+
+  boot(): void {
+    if (this.#bootTimer) this.#world.time.cancel(this.#bootTimer);
+    this.#bootTimer = undefined;
+    if (this.up) return;
+    this.up = true;
+    const world = this.#world;
+    const core: AgentCore = createAgentCore({
+      deviceId: this.deviceId,
+      signer: { kid: deviceKid(this.deviceId), seed: this.#o.deviceSeed, provider: world.provider },
+      resolveGatewayKey: (kid) => world.resolveGatewayKey(kid),
+      resolveCommandKey: (kid) => world.resolveCommandKey(kid),
+      kernel: this.#o.kernel,
+      journal: this.journal,
+      clock: this.#o.clock,
+      random: this.#o.random,
+      scheduler: world.time,
+      telemetrySource: createSyntheticMetricsSource({ random: this.#o.random }),
+      telemetryIntervalMs: world.telemetryIntervalMs,
+      agentVersion: 'sim/1',
+      onEvent: (event) => {
+        if (this.core !== core) return;
+        this.#onEvent(event);
+      },
+    });
+    this.core = core;
+    core.start();
+    world.trace('agent.boot', this.deviceId);
+    this.#scheduleConnect(this.#o.random.intBelow(1_000));
+  }
+
+  /** The process dies: no goodbye on the wire; back after downMs. */
+  crash(downMs: number): void {
+    if (!this.up) return;
+    this.up = false;
+    this.#world.trace('agent.crash', `${this.deviceId} ${downMs}`);
+    this.#cancelConnect();
+    const link = this.#link;
+    this.#link = undefined;
+    this.#handle = undefined;
+    if (link) {
+      link.abort('agent');
+      this.#world.linkClosed(link);
+    }
+    const core = this.core;
+    this.core = undefined;
+    void core?.stop();
+    this.#bootTimer = this.#world.time.schedule(downMs, () => this.boot());
+  }
+
+  /** An orderly disconnect (device churn): the agent closes its socket and stays away offlineMs. */
+  leave(offlineMs: number): void {
+    if (!this.up || !this.wantOnline) return;
+    this.wantOnline = false;
+    this.#world.trace('agent.leave', `${this.deviceId} ${offlineMs}`);
+    this.#cancelConnect();
+    const link = this.#link;
+    const handle = this.#handle;
+    if (link && handle) {
+      link.close('agent');
+      handle.transportClosed();
+    }
+    this.#world.time.schedule(offlineMs, () => this.comeBack());
+  }
+
+  comeBack(): void {
+    if (this.wantOnline) return;
+    this.wantOnline = true;
+    this.#world.trace('agent.back', this.deviceId);
+    this.#scheduleConnect(0);
+  }
+
+  /** Liveness phase: everything that was down comes back now. */
+  heal(): void {
+    if (!this.up) this.boot();
+    if (!this.wantOnline) this.comeBack();
+  }
+
+  async stop(): Promise<void> {
+    this.#cancelConnect();
+    this.wantOnline = false;
+    const core = this.core;
+    this.core = undefined;
+    this.up = false;
+    await core?.stop();
+  }
+
+  #onEvent(event: AgentCoreEvent): void {
+    this.#world.onAgentEvent(this, event);
+    if (event.kind === 'ready') {
+      this.#failures = 0;
+    } else if (event.kind === 'closed') {
+      const link = this.#link;
+      this.#link = undefined;
+      this.#handle = undefined;
+      if (link) this.#world.linkClosed(link);
+      if (this.up && this.wantOnline) {
+        this.#failures += 1;
+        // Fail over: a gateway that keeps dropping us is probably down.
+        if (this.#failures % 2 === 0) this.#gatewayIndex = (this.#gatewayIndex + 1) % this.#world.gatewayIds.length;
+        const ceilingMs = Math.min(reconnectMaxMs, reconnectBaseMs * 2 ** Math.min(this.#failures, 10));
+        this.#scheduleConnect(this.#o.random.intBetween(reconnectBaseMs, ceilingMs));
+      }
+    }
+  }
+
+  #cancelConnect(): void {
+    if (this.#connectTimer) this.#world.time.cancel(this.#connectTimer);
+    this.#connectTimer = undefined;
+  }
+
+  #scheduleConnect(delayMs: number): void {
+    this.#cancelConnect();
+    this.#connectTimer = this.#world.time.schedule(delayMs, () => {
+      this.#connectTimer = undefined;
+      this.#connect();
+    });
+  }
+
+  #connect(): void {
+    const core = this.core;
+    if (!this.up || !this.wantOnline || this.#link || core === undefined) return;
+    const world = this.#world;
+    const gatewayId = world.gatewayIds[this.#gatewayIndex]!;
+    const link = world.network.connect(this.deviceId, gatewayId);
+    this.#link = link;
+    const handle = core.onConnected({ send: (bytes) => link.send('to_gateway', bytes), close: () => link.close('agent') });
+    this.#handle = handle;
+    link.attach('to_agent', { deliver: (bytes) => handle.receive(bytes), closed: () => handle.transportClosed() });
+    const gateway = world.gateway(gatewayId);
+    if (gateway === undefined) {
+      // Connection refused: the gateway process is down.
+      link.abort('gateway');
+      return;
+    }
+    const gatewayHandle = gateway.acceptConnection({
+      deviceId: this.deviceId, devicePublicKey: this.#o.devicePublicKey, certSerialHex: this.#o.certSerialHex,
+      send: (bytes) => link.send('to_agent', bytes),
+      close: () => link.close('gateway'),
+    });
+    link.attach('to_gateway', { deliver: (bytes) => gatewayHandle.receive(bytes), closed: () => gatewayHandle.transportClosed() });
+  }
+}

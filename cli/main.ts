@@ -9,6 +9,7 @@ import { pkiCommands } from './commands/pki.js';
 import { userCommands } from './commands/user.js';
 import { auditCommands } from './commands/audit.js';
 import { agentCommand } from './commands/agent.js';
+import { simCommand } from './commands/sim.js';
 
 // Every command module registers here, one line each.
 const entries: CommandEntry[] = [
@@ -18,6 +19,7 @@ const entries: CommandEntry[] = [
   userCommands,
   auditCommands,
   agentCommand,
+  simCommand,
 ];
 
 const topSummary = 'Secure Device Control: control plane, gateway, agent, simulator and tools.';

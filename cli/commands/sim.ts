@@ -1,0 +1,143 @@
+import { randomInt } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SdcError } from '../../core/errors/index.js';
+import { commandStates } from '../../core/protocol/command-machine.js';
+import { runSimulation, type RunProgress, type RunResult } from '../../sim/run.js';
+import { builtinScenarioPath, loadScenario, type Scenario } from '../../sim/scenario.js';
+import { runSwarm, swarmScenario } from '../../sim/swarm.js';
+import { integerOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
+
+const seedMax = 2 ** 48;
+
+/** `90s`, `10m`, `1h`, `500ms` or plain milliseconds. */
+export function parseDurationMs(text: string): number {
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(text.trim());
+  if (match === null) throw new SdcError('CLI_USAGE', `--duration must look like 500ms, 90s, 10m or 1h, got '${text}'`);
+  const unitMs = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[(match[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
+  const value = Number(match[1]) * unitMs;
+  if (!Number.isSafeInteger(value) || value < 1_000 || value > 7 * 24 * 3_600_000) throw new SdcError('CLI_USAGE', '--duration must be from 1s to 7 days');
+  return value;
+}
+
+/** A built-in name (`smoke`), `swarm:S[:lossy]`, or a path to a scenario file. */
+async function resolveScenario(ref: string, args: { agents: number | undefined; safetyMs: number | undefined }): Promise<Scenario> {
+  const swarm = /^swarm:(\d+)(:lossy)?$/.exec(ref);
+  if (swarm !== null) {
+    return swarmScenario(Number(swarm[1]), { agents: args.agents ?? 200, safetyMs: args.safetyMs ?? 60_000, lossy: swarm[2] !== undefined });
+  }
+  if (/^[a-z0-9-]+$/.test(ref) && existsSync(builtinScenarioPath(ref))) return loadScenario(builtinScenarioPath(ref));
+  return loadScenario(ref);
+}
+
+function progressBar(io: CliIo): (p: RunProgress) => void {
+  let lastPct = -1;
+  return (p) => {
+    const pct = Math.floor((100 * p.virtualMs) / p.totalMs);
+    if (pct === lastPct) return;
+    lastPct = pct;
+    const filled = Math.floor(pct / 4);
+    io.stderr(`\r[${'#'.repeat(filled)}${'.'.repeat(25 - filled)}] ${String(pct).padStart(3)}% ${p.phase} t=${Math.round(p.virtualMs / 1000)}s connected ${p.connected}/${p.agents} commands ${p.commands}`);
+  };
+}
+
+function csv(rows: ReadonlyArray<ReadonlyArray<string | number>>): string {
+  return rows.map((row) => row.join(',')).join('\n') + '\n';
+}
+
+async function writeOutputs(dir: string, result: RunResult): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const { series, latencyHistogram, recentTrace, ...summary } = result;
+  await writeFile(join(dir, 'summary.json'), JSON.stringify({ ...summary, latencyHistogram, recentTrace }, null, 2) + '\n');
+  await writeFile(join(dir, 'online-agents.csv'), csv([['t_ms', 'online_agents'], ...series.map((s) => [s.t_ms, s.online_agents])]));
+  await writeFile(join(dir, 'commands-by-state.csv'), csv([['t_ms', ...commandStates], ...series.map((s) => [s.t_ms, ...commandStates.map((state) => s.commands[state])])]));
+  await writeFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...latencyHistogram.map((b) => [b.le_ms ?? 'inf', b.count])]));
+}
+
+function describe(result: RunResult): string {
+  const checkers = Object.entries(result.checkers).map(([name, verdict]) => `${name}=${verdict}`).join(' ');
+  return [
+    `scenario ${result.scenario}: ${result.agents} agents, ${result.gateways} gateways, safety ${result.safetyMs} ms, liveness bound ${result.livenessBoundMs} ms`,
+    `trace hash ${result.traceHash} (${result.traceEvents} events)`,
+    `commands accepted ${result.counts.commands_accepted}, executions ${result.counts.executions}; converged ${result.convergedAfterMs === null ? 'no' : `${result.convergedAfterMs} ms after healing`}`,
+    `checkers: ${checkers}`,
+    `virtual ${result.virtualMs} ms in ${result.wallMs} ms wall, peak rss ${Math.round(result.peakRssBytes / 2 ** 20)} MiB`,
+  ].join('\n') + '\n';
+}
+
+async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
+  const json = args.values.json === true;
+  const scenarioRef = typeof args.values.scenario === 'string' ? args.values.scenario : 'smoke';
+  const seed = args.values.seed === undefined ? randomInt(seedMax) : integerOption(args, 'seed', 0, 0, seedMax);
+  // The seed first, before anything can fail.
+  (json ? io.stderr : io.stdout)(`seed: ${seed}\n`);
+  const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, 20_000);
+  const safetyMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : undefined;
+  const scenario = await resolveScenario(scenarioRef, { agents, safetyMs });
+  const showProgress = args.values.progress === true || (process.stderr.isTTY === true && !json);
+  const result = await runSimulation({
+    scenario, scenarioRef, seed, ...(agents === undefined ? {} : { agents }), ...(safetyMs === undefined ? {} : { safetyMs }),
+    ...(showProgress ? { onProgress: progressBar(io) } : {}),
+  });
+  if (showProgress) io.stderr('\n');
+  if (typeof args.values.out === 'string') await writeOutputs(args.values.out, result);
+  if (json) {
+    const { series: _series, ...rest } = result;
+    io.stdout(JSON.stringify(rest) + '\n');
+  } else {
+    io.stdout(describe(result));
+  }
+  if (result.violations.length > 0) {
+    for (const violation of result.violations) io.stderr(`violation (${violation.checker}): ${violation.message}\n`);
+    io.stderr(`reproduce with: ${result.reproduce}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<number> {
+  const runs = integerOption(args, 'swarm', 10, 1, 100_000);
+  const agents = integerOption(args, 'agents', 200, 1, 20_000);
+  const safetyMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : 60_000;
+  const baseSeed = args.values.seed === undefined ? randomInt(seedMax - 100_000) : integerOption(args, 'seed', 0, 0, seedMax);
+  io.stdout(`swarm: ${runs} runs from seed ${baseSeed}, ${agents} agents, safety ${safetyMs} ms\n`);
+  const failures: RunResult[] = [];
+  await runSwarm({
+    runs, baseSeed, agents, safetyMs, lossy: args.values.lossy === true,
+    onResult: (result) => {
+      const ok = result.violations.length === 0;
+      if (!ok) failures.push(result);
+      io.stdout(`${ok ? 'ok  ' : 'FAIL'} seed ${result.seed} ${result.traceHash.slice(0, 16)} ${ok ? '' : result.violations[0]!.message}\n`);
+    },
+  });
+  if (failures.length === 0) {
+    io.stdout(`all ${runs} runs passed\n`);
+    return 0;
+  }
+  io.stdout(`${failures.length} of ${runs} runs failed:\n`);
+  for (const failure of failures) io.stdout(`  seed ${failure.seed}: reproduce with: ${failure.reproduce}\n`);
+  return 1;
+}
+
+export const simCommand: Command = {
+  name: 'sim',
+  summary: 'Deterministic fleet simulator: real control plane, gateways and agents on virtual time, with invariant checkers',
+  usage: '[--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --swarm K [--agents N] [--lossy]',
+  optionHelp: [
+    ['--scenario F', 'built-in name (smoke, lossy-network, churn, gateway-restart), swarm:S, or a scenario file (default smoke)'],
+    ['--agents N', 'fleet size (default: the scenario\'s; 200 for --swarm)'],
+    ['--duration D', 'safety phase length in virtual time: 500ms, 90s, 10m, 1h (default: the scenario\'s)'],
+    ['--seed S', 'the run\'s seed (default: random, printed first); with --swarm the first seed'],
+    ['--out DIR', 'write summary.json and CSV time series there'],
+    ['--json', 'print the summary as JSON (the seed goes to stderr)'],
+    ['--progress', 'show the progress bar even when stderr is not a terminal'],
+    ['--swarm K', 'run K consecutive seeds with random fault mixes; list failures; exit 1 if any'],
+    ['--lossy', 'with --swarm: include in-connection loss, duplication and reordering'],
+  ],
+  options: {
+    scenario: { type: 'string' }, agents: { type: 'string' }, duration: { type: 'string' }, seed: { type: 'string' },
+    out: { type: 'string' }, json: { type: 'boolean' }, progress: { type: 'boolean' }, swarm: { type: 'string' }, lossy: { type: 'boolean' },
+  },
+  run: (args, io) => (args.values.swarm === undefined ? runOne(args, io) : runSwarmCommand(args, io)),
+};

@@ -1,0 +1,72 @@
+import { SeededRandom } from './prng.js';
+import { runSimulation, type RunResult } from './run.js';
+import { parseScenario, type Scenario } from './scenario.js';
+
+/**
+ * Swarm testing: each seed draws its own fault mix (which faults are on and how hard), then runs
+ * it. In-connection loss, duplication and reordering are left out unless `lossy` is set: a
+ * WebSocket over TCP never shows them without dropping the connection, so they test the
+ * protocol outside its stated assumptions (docs/simulation.md, "Findings").
+ */
+export interface SwarmOptions {
+  readonly runs: number;
+  /** Seeds are baseSeed, baseSeed+1, ... */
+  readonly baseSeed: number;
+  readonly agents: number;
+  readonly safetyMs: number;
+  readonly lossy?: boolean;
+  readonly onResult?: (result: RunResult) => void;
+}
+
+/** Fixed, so that `--scenario swarm:S` reproduces a swarm run from its seed alone. */
+export const swarmLivenessBoundMs = 60_000;
+
+export function swarmScenario(seed: number, options: Pick<SwarmOptions, 'agents' | 'safetyMs' | 'lossy'>): Scenario {
+  const random = new SeededRandom(seed);
+  const on = () => random.chance(1, 2);
+  const gateways = random.intBetween(1, 3);
+  const safetyMs = options.safetyMs;
+  const window = () => ({ atMs: random.intBelow(Math.max(1, safetyMs - 5_000)), durationMs: random.intBetween(500, 5_000) });
+  const delayMsMax = random.intBetween(1, 300);
+  const faults: Scenario['faults'] = {
+    network: {
+      delayMsMin: 1, delayMsMax,
+      ...(options.lossy === true && on() ? { loss: { numerator: 1, denominator: random.intBetween(20, 500) } } : {}),
+      ...(options.lossy === true && on() ? { duplicate: { numerator: 1, denominator: random.intBetween(20, 500) } } : {}),
+      ...(options.lossy === true && on() ? { reorder: { numerator: 1, denominator: random.intBetween(20, 500) }, reorderDelayMsMax: 500 } : {}),
+    },
+    ...(on() ? { partitions: [{ ...window(), agents: { numerator: 1, denominator: random.intBetween(2, 10) } }] } : {}),
+    ...(on() ? { agentCrashes: { perAgentHour: random.intBetween(1, 60), downMsMin: 100, downMsMax: random.intBetween(100, 10_000) } } : {}),
+    ...(on() ? { gatewayRestarts: [{ atMs: random.intBelow(safetyMs), gateway: `gw-${random.intBetween(1, gateways)}`, downMs: random.intBetween(0, 10_000) }] } : {}),
+    ...(on() ? { busOutages: [window()] } : {}),
+    ...(on() ? { sqlOutages: [window()] } : {}),
+    ...(on() ? { kernelErrors: { ratio: { numerator: 1, denominator: random.intBetween(5, 100) }, status: random.pick(['BUSY', 'IO_ERROR'] as const) } } : {}),
+    ...(on() ? { clockSkewMsMax: random.intBetween(0, 5_000) } : {}),
+  };
+  return parseScenario({
+    name: `swarm-${seed}`,
+    description: 'a random fault mix drawn from the seed',
+    agents: options.agents,
+    gateways,
+    safetyMs,
+    livenessBoundMs: swarmLivenessBoundMs,
+    heartbeatIntervalMs: 10_000,
+    telemetryIntervalMs: 30_000,
+    commands: { perMinute: random.intBetween(10, 200), ttlMs: 600_000, mix: { EXEC_PING_KERNEL: 4, EXEC_GET_STATUS: 2, EXEC_LOCK_SCREEN: 1, EXEC_GET_PROCESS_LIST: 1 } },
+    ...(on() ? { churn: { perAgentHour: random.intBetween(1, 60), offlineMsMin: 100, offlineMsMax: random.intBetween(100, 10_000) } } : {}),
+    faults,
+  }, `swarm seed ${seed}`);
+}
+
+/** Runs the swarm one seed at a time (a run is single-threaded); returns every result. */
+export async function runSwarm(options: SwarmOptions): Promise<RunResult[]> {
+  const results: RunResult[] = [];
+  for (let i = 0; i < options.runs; i += 1) {
+    const seed = options.baseSeed + i;
+    const scenario = swarmScenario(seed, options);
+    const result = await runSimulation({ scenario, scenarioRef: `swarm:${seed}${options.lossy === true ? ':lossy' : ''}`, seed, agents: options.agents, safetyMs: options.safetyMs });
+    options.onResult?.(result);
+    results.push(result);
+  }
+  return results;
+}

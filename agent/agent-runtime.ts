@@ -1,12 +1,13 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, openSync, closeSync, fstatSync, readSync } from 'node:fs';
+import { join, resolve, sep } from 'node:path';
 import pino from 'pino';
 import { SdcError } from '../core/errors/index.js';
 import { createNodeEd25519Provider } from '../core/crypto/ed25519-node.js';
 import type { Clock, RandomSource, Scheduler } from '../core/protocol/ports.js';
 import { deviceKid } from '../core/protocol/session/gateway-connection.js';
 import { provisionKernelKeys, readKeyFile } from '../kernel/keys.js';
-import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
+import { MockIoctlDevice, type ArtifactSource } from '../kernel/mock/mock-kernel.js';
+import { sampleProcesses } from '../kernel/mock/mock-target.js';
 import { nativeArtifacts } from '../kernel/native/build.js';
 import { NativeIoctlDevice } from '../kernel/native/native-device.js';
 import type { IoctlDevice } from '../kernel/device.js';
@@ -122,12 +123,38 @@ export function openKernel(options: { choice: KernelChoice; dir: string; clock: 
     mkdirSync(sandboxDir, { recursive: true, mode: 0o700 });
     device = new NativeIoctlDevice({ libraryPath, sandboxDir, agentPublicKeyPath: keys.agentPublicKeyPath, serviceSeedPath: keys.serviceSeedPath });
   } else {
+    // The mock stands for a desktop device: it has a session to lock, a fixed process table,
+    // and reads staged artifacts from the agent's directory as the real service would.
     device = new MockIoctlDevice({
       ed25519, serviceSeed: readKeyFile(keys.serviceSeedPath), agentPublicKey: readKeyFile(keys.agentPublicKeyPath), clock: options.clock,
+      lockScreenSupported: true, processes: () => sampleProcesses, artifacts: fileArtifactSource(options.dir),
     });
   }
   return new IoctlKernelBridge({
     device, ed25519, agentSeed: readKeyFile(keys.agentSeedPath), servicePublicKey: readKeyFile(keys.servicePublicKeyPath),
     counterStart: BigInt(options.clock.nowMs()) * 1000n, timeoutMs: 10_000, scheduler: options.scheduler,
   });
+}
+
+/** Artifact bytes from files under the agent's directory, bounded in size; anything else reads as absent. */
+function fileArtifactSource(rootDir: string, artifactBytesMax = 64 * 1024 * 1024): ArtifactSource {
+  const root = resolve(rootDir, '..') + sep;
+  return {
+    read(path) {
+      if (!resolve(path).startsWith(root)) return undefined;
+      let fd: number | undefined;
+      try {
+        fd = openSync(path, 'r');
+        const size = fstatSync(fd).size;
+        if (size > artifactBytesMax) return undefined;
+        const bytes = new Uint8Array(size);
+        readSync(fd, bytes, 0, size, 0);
+        return bytes;
+      } catch {
+        return undefined;
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    },
+  };
 }

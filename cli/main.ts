@@ -10,9 +10,11 @@ import { userCommands } from './commands/user.js';
 import { auditCommands } from './commands/audit.js';
 import { agentCommand } from './commands/agent.js';
 import { simCommand } from './commands/sim.js';
+import { demoCommand } from './commands/demo.js';
 
 // Every command module registers here, one line each.
 const entries: CommandEntry[] = [
+  demoCommand,
   envelopeGroup,
   benchGroup,
   pkiCommands,

@@ -52,7 +52,8 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
   const logger = options.logger ?? pino({ level: 'silent' });
   const host = options.host ?? '127.0.0.1';
   const stores = await openStores({
-    dataDir: join(materials.dataDir, 'db'), clock, scheduler,
+    // The same file `sdc user add` and `sdc audit verify` open (core/control-plane/database.ts).
+    dataDir: join(materials.dataDir, 'db'), sqlFileName: 'sdc.sqlite', clock, scheduler,
     ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
     ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}),
     ...(options.keyPrefix ? { keyPrefix: options.keyPrefix } : {}),

@@ -25,6 +25,8 @@ export { RedisKeyValueStore, createEmbeddedKeyValueStore, createRedisKeyValueSto
 export interface OpenStoresOptions {
   /** Holds the embedded SQL file when no mysqlUrl is given. */
   readonly dataDir: string;
+  /** Name of the embedded SQL file in dataDir (the adapter's default when absent). */
+  readonly sqlFileName?: string;
   /** Real Redis for the bus and the key/value store; without it both are embedded. */
   readonly redisUrl?: string;
   /** Real MySQL/MariaDB; without it SQL is sql.js in dataDir. */
@@ -54,6 +56,7 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
     ? await createMysqlDatabase({ url: options.mysqlUrl })
     : await openSqlJsDatabase({
       dataDir: options.dataDir,
+      ...(options.sqlFileName === undefined ? {} : { fileName: options.sqlFileName }),
       scheduler: options.scheduler,
       ...(options.sqlDurability === undefined ? {} : { durability: options.sqlDurability }),
     });

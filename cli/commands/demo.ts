@@ -1,0 +1,65 @@
+import pino from 'pino';
+import { runDemo, type DemoSummary } from '../demo/run-demo.js';
+import { integerOption, type Command } from '../command.js';
+
+function renderSummary(s: DemoSummary): string {
+  const states = Object.entries(s.commands).filter(([k, v]) => !['total', 'not_terminal'].includes(k) && v > 0).map(([k, v]) => `${k} ${v}`).join(', ');
+  return [
+    '',
+    `agents online        ${s.agents}/${s.agents_requested}`,
+    `commands             ${s.commands.total} sent: ${states || 'none terminal'}${s.commands.not_terminal ? `; ${s.commands.not_terminal} NOT terminal` : ''}`,
+    `states in order      ${s.commands_in_order}/${s.commands.total} (queued, sent, ack_received, executing, terminal)`,
+    `round trip           p50 ${s.roundtrip_ms.p50} ms, p99 ${s.roundtrip_ms.p99} ms, max ${s.roundtrip_ms.max} ms (created -> terminal, ${s.roundtrip_ms.count} commands)`,
+    `telemetry stored     ${s.telemetry_stored} samples`,
+    `audit chain          ${s.audit_verified ? 'verified' : 'BROKEN'} (${s.audit_entries} entries)`,
+    `stores               SQL ${s.stores.sql}, bus and key/value ${s.stores.bus_kv}`,
+    `duration             ${(s.duration_ms / 1000).toFixed(1)} s`,
+    `result               ${s.ok ? 'ok' : 'FAILED'}`,
+    '',
+  ].join('\n');
+}
+
+export const demoCommand: Command = {
+  name: 'demo',
+  summary: 'Run the whole system in one process: CA, control plane, gateway, N paired agents, every opcode, audit check',
+  usage: '[--agents N] [--json] [--dir D] [--redis URL] [--mysql URL]',
+  optionHelp: [
+    ['--agents N', 'Agents to pair and run (default 25, at most 500)'],
+    ['--json', 'Print the summary as one JSON object on stdout'],
+    ['--dir D', 'Keep the data directory in D (default: a temporary directory, removed afterwards)'],
+    ['--redis URL', 'Use Redis for the bus and key/value store (default: embedded)'],
+    ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
+    ['--telemetry-interval-ms N', 'Telemetry period per agent (default 2000)'],
+    ['--timeout-s N', 'Give up after N seconds (default 300)'],
+    ['--verbose', 'Log the services to stderr'],
+  ],
+  options: {
+    agents: { type: 'string' }, json: { type: 'boolean' }, dir: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' },
+    'telemetry-interval-ms': { type: 'string' }, 'timeout-s': { type: 'string' }, verbose: { type: 'boolean' },
+  },
+  async run(args, io) {
+    const json = args.values.json === true;
+    const interactive = process.stderr.isTTY === true;
+    let lastLength = 0;
+    const progress = (line: string, final = false) => {
+      if (interactive) {
+        io.stderr(`\r${line.padEnd(lastLength)}${final ? '\n' : ''}`);
+        lastLength = final ? 0 : line.length;
+      } else if (final || !/^(commands|paired|\d+\/)/.test(line)) {
+        io.stderr(`${line}\n`);
+      }
+    };
+    const summary = await runDemo({
+      agents: integerOption(args, 'agents', 25, 1, 500),
+      telemetryIntervalMs: integerOption(args, 'telemetry-interval-ms', 2000, 100, 3_600_000),
+      timeoutMs: integerOption(args, 'timeout-s', 300, 5, 86_400) * 1000,
+      ...(typeof args.values.dir === 'string' ? { dataDir: args.values.dir } : {}),
+      ...(typeof args.values.redis === 'string' ? { redisUrl: args.values.redis } : {}),
+      ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
+      progress,
+      ...(args.values.verbose === true ? { logger: pino({ level: 'info' }, pino.destination(2)) } : {}),
+    });
+    io.stdout(json ? `${JSON.stringify(summary)}\n` : renderSummary(summary));
+    return summary.ok ? 0 : 1;
+  },
+};

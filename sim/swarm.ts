@@ -15,13 +15,15 @@ export interface SwarmOptions {
   readonly agents: number;
   readonly safetyMs: number;
   readonly lossy?: boolean;
+  /** Include bus and SQL outages (see docs/simulation.md, "Findings": they can strand queued commands). */
+  readonly outages?: boolean;
   readonly onResult?: (result: RunResult) => void;
 }
 
 /** Fixed, so that `--scenario swarm:S` reproduces a swarm run from its seed alone. */
 export const swarmLivenessBoundMs = 60_000;
 
-export function swarmScenario(seed: number, options: Pick<SwarmOptions, 'agents' | 'safetyMs' | 'lossy'>): Scenario {
+export function swarmScenario(seed: number, options: Pick<SwarmOptions, 'agents' | 'safetyMs' | 'lossy' | 'outages'>): Scenario {
   const random = new SeededRandom(seed);
   const on = () => random.chance(1, 2);
   const gateways = random.intBetween(1, 3);
@@ -38,8 +40,8 @@ export function swarmScenario(seed: number, options: Pick<SwarmOptions, 'agents'
     ...(on() ? { partitions: [{ ...window(), agents: { numerator: 1, denominator: random.intBetween(2, 10) } }] } : {}),
     ...(on() ? { agentCrashes: { perAgentHour: random.intBetween(1, 60), downMsMin: 100, downMsMax: random.intBetween(100, 10_000) } } : {}),
     ...(on() ? { gatewayRestarts: [{ atMs: random.intBelow(safetyMs), gateway: `gw-${random.intBetween(1, gateways)}`, downMs: random.intBetween(0, 10_000) }] } : {}),
-    ...(on() ? { busOutages: [window()] } : {}),
-    ...(on() ? { sqlOutages: [window()] } : {}),
+    ...(options.outages === true && on() ? { busOutages: [window()] } : {}),
+    ...(options.outages === true && on() ? { sqlOutages: [window()] } : {}),
     ...(on() ? { kernelErrors: { ratio: { numerator: 1, denominator: random.intBetween(5, 100) }, status: random.pick(['BUSY', 'IO_ERROR'] as const) } } : {}),
     ...(on() ? { clockSkewMsMax: random.intBetween(0, 5_000) } : {}),
   };
@@ -64,7 +66,7 @@ export async function runSwarm(options: SwarmOptions): Promise<RunResult[]> {
   for (let i = 0; i < options.runs; i += 1) {
     const seed = options.baseSeed + i;
     const scenario = swarmScenario(seed, options);
-    const result = await runSimulation({ scenario, scenarioRef: `swarm:${seed}${options.lossy === true ? ':lossy' : ''}`, seed, agents: options.agents, safetyMs: options.safetyMs });
+    const result = await runSimulation({ scenario, scenarioRef: `swarm:${seed}${options.lossy === true ? ':lossy' : ''}${options.outages === true ? ':outages' : ''}`, seed, agents: options.agents, safetyMs: options.safetyMs });
     options.onResult?.(result);
     results.push(result);
   }

@@ -23,9 +23,9 @@ export function parseDurationMs(text: string): number {
 
 /** A built-in name (`smoke`), `swarm:S[:lossy]`, or a path to a scenario file. */
 async function resolveScenario(ref: string, args: { agents: number | undefined; safetyMs: number | undefined }): Promise<Scenario> {
-  const swarm = /^swarm:(\d+)(:lossy)?$/.exec(ref);
+  const swarm = /^swarm:(\d+)(:lossy)?(:outages)?$/.exec(ref);
   if (swarm !== null) {
-    return swarmScenario(Number(swarm[1]), { agents: args.agents ?? 200, safetyMs: args.safetyMs ?? 60_000, lossy: swarm[2] !== undefined });
+    return swarmScenario(Number(swarm[1]), { agents: args.agents ?? 200, safetyMs: args.safetyMs ?? 60_000, lossy: swarm[2] !== undefined, outages: swarm[3] !== undefined });
   }
   if (/^[a-z0-9-]+$/.test(ref) && existsSync(builtinScenarioPath(ref))) return loadScenario(builtinScenarioPath(ref));
   return loadScenario(ref);
@@ -104,7 +104,7 @@ async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<numb
   io.stdout(`swarm: ${runs} runs from seed ${baseSeed}, ${agents} agents, safety ${safetyMs} ms\n`);
   const failures: RunResult[] = [];
   await runSwarm({
-    runs, baseSeed, agents, safetyMs, lossy: args.values.lossy === true,
+    runs, baseSeed, agents, safetyMs, lossy: args.values.lossy === true, outages: args.values.outages === true,
     onResult: (result) => {
       const ok = result.violations.length === 0;
       if (!ok) failures.push(result);
@@ -123,9 +123,9 @@ async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<numb
 export const simCommand: Command = {
   name: 'sim',
   summary: 'Deterministic fleet simulator: real control plane, gateways and agents on virtual time, with invariant checkers',
-  usage: '[--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --swarm K [--agents N] [--lossy]',
+  usage: '[--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --swarm K [--agents N] [--lossy] [--outages]',
   optionHelp: [
-    ['--scenario F', 'built-in name (smoke, lossy-network, churn, gateway-restart), swarm:S, or a scenario file (default smoke)'],
+    ['--scenario F', 'built-in name (smoke, lossy-network, churn, gateway-restart), swarm:S[:lossy][:outages], or a scenario file (default smoke)'],
     ['--agents N', 'fleet size (default: the scenario\'s; 200 for --swarm)'],
     ['--duration D', 'safety phase length in virtual time: 500ms, 90s, 10m, 1h (default: the scenario\'s)'],
     ['--seed S', 'the run\'s seed (default: random, printed first); with --swarm the first seed'],
@@ -134,10 +134,11 @@ export const simCommand: Command = {
     ['--progress', 'show the progress bar even when stderr is not a terminal'],
     ['--swarm K', 'run K consecutive seeds with random fault mixes; list failures; exit 1 if any'],
     ['--lossy', 'with --swarm: include in-connection loss, duplication and reordering'],
+    ['--outages', 'with --swarm: include bus and SQL outages'],
   ],
   options: {
     scenario: { type: 'string' }, agents: { type: 'string' }, duration: { type: 'string' }, seed: { type: 'string' },
-    out: { type: 'string' }, json: { type: 'boolean' }, progress: { type: 'boolean' }, swarm: { type: 'string' }, lossy: { type: 'boolean' },
+    out: { type: 'string' }, json: { type: 'boolean' }, progress: { type: 'boolean' }, swarm: { type: 'string' }, lossy: { type: 'boolean' }, outages: { type: 'boolean' },
   },
   run: (args, io) => (args.values.swarm === undefined ? runOne(args, io) : runSwarmCommand(args, io)),
 };

@@ -1,0 +1,42 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { runSimulation } from './run.js';
+import { builtinScenarioPath, loadScenario, parseScenario } from './scenario.js';
+import { runSwarm } from './swarm.js';
+
+// Scaled for a 2-core CI machine: short virtual phases and small fleets (docs/simulation.md).
+describe('sim run', () => {
+  it('replays exactly: the same seed and scenario give the same trace hash, another seed another', async () => {
+    const scenario = await loadScenario(builtinScenarioPath('churn'));
+    const options = { scenario, scenarioRef: 'churn', agents: 20, safetyMs: 15_000 };
+    const a = await runSimulation({ ...options, seed: 11 });
+    const b = await runSimulation({ ...options, seed: 11 });
+    const c = await runSimulation({ ...options, seed: 12 });
+    assert.equal(a.traceHash, b.traceHash);
+    assert.deepEqual(a.counts, b.counts);
+    assert.notEqual(a.traceHash, c.traceHash);
+    assert.ok(a.counts.commands_accepted! > 0 && a.counts.executions! > 0, 'the run did work');
+    assert.deepEqual(a.violations, []);
+    assert.equal(a.reproduce, 'sdc sim --seed 11 --scenario churn --agents 20 --duration 15000ms');
+  });
+
+  it('reports a liveness violation with the reproduce line when the system cannot converge in the bound', async () => {
+    // Commands arrive until the end of the safety phase and a 1 s bound is shorter than delivery over 2 s links.
+    const scenario = parseScenario({
+      ...(await loadScenario(builtinScenarioPath('smoke'))), livenessBoundMs: 1_000, faults: { network: { delayMsMin: 2_000, delayMsMax: 3_000 } },
+      commands: { perMinute: 600, ttlMs: 600_000, mix: { EXEC_PING_KERNEL: 1 } },
+    });
+    const result = await runSimulation({ scenario, scenarioRef: 'x.json', seed: 3, agents: 5, safetyMs: 5_000 });
+    assert.equal(result.checkers.liveness, 'fail');
+    assert.match(result.violations[0]!.message, /did not converge within 1000 ms/);
+    assert.equal(result.reproduce, 'sdc sim --seed 3 --scenario x.json --agents 5 --duration 5000ms');
+  });
+
+  it('a short swarm of random fault mixes passes every checker', async () => {
+    const results = await runSwarm({ runs: 6, baseSeed: 1000, agents: 40, safetyMs: 20_000 });
+    for (const result of results) {
+      assert.deepEqual(result.violations, [], `reproduce with: ${result.reproduce}`);
+      assert.ok(Object.values(result.checkers).every((verdict) => verdict === 'pass'));
+    }
+  });
+});

@@ -102,11 +102,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     const api = <T>(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>) =>
       httpsJson<T>({ method, url: new URL(path, apiUrl), caPem, token, ...(body === undefined ? {} : { body }), ...(headers ? { headers } : {}) }).then((a) => a.body);
 
+    // A tag unique to this run keeps names apart when the SQL database outlives the demo (MySQL).
+    const runTag = Buffer.from(systemRandom.bytes(3)).toString('hex');
     // An operator account, then a real login over HTTPS for its token.
+    const adminName = `demo-admin-${runTag}`;
     const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
-    await controlPlane.auth.users.add({ name: 'demo-admin', role: 'admin', password, nowMs: systemClock.nowMs() });
+    await controlPlane.auth.users.add({ name: adminName, role: 'admin', password, nowMs: systemClock.nowMs() });
     let token: string | undefined;
-    token = (await api<{ token: string }>('POST', '/v1/auth/login', { name: 'demo-admin', password })).token;
+    token = (await api<{ token: string }>('POST', '/v1/auth/login', { name: adminName, password })).token;
 
     // Live events first, so that no terminal state is missed.
     const terminal = new Map<string, CommandState>();
@@ -124,7 +127,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     closeLive = live.close;
 
     // Pair and start the agents, a few at a time (each enrollment is a CSR and an issuance).
-    const deviceIds = Array.from({ length: options.agents }, (_, i) => `demo-${String(i + 1).padStart(4, '0')}`);
+    const deviceIds = Array.from({ length: options.agents }, (_, i) => `demo-${runTag}-${String(i + 1).padStart(4, '0')}`);
     for (let i = 0; i < deviceIds.length; i += agentStartConcurrency) {
       const batch = deviceIds.slice(i, i + agentStartConcurrency);
       agents.push(...await Promise.all(batch.map(async (deviceId) => {
@@ -140,7 +143,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       options.progress(`paired ${agents.length}/${deviceIds.length} agents`);
     }
 
-    const online = await waitForOnline(api, deviceIds.length, deadlineMs, options.progress);
+    const online = await waitForOnline(api, new Set(deviceIds), deadlineMs, options.progress);
     options.progress(`${online}/${deviceIds.length} agents online`, true);
 
     // Every opcode to every agent, in sequence per agent, agents in parallel.
@@ -190,7 +193,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       if (isTerminal && record.history.length > 0) roundtrips.push(record.history.at(-1)!.at_ms - record.history[0]!.at_ms);
     }
     const notTerminal = records.filter((r) => !commandTerminalStates.includes(r.state)).length + (total - records.length);
-    const telemetryRows = await deployment.stores.sql.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM telemetry');
+    const telemetryRows = await deployment.stores.sql.query<{ n: number | string }>(
+      `SELECT COUNT(*) AS n FROM telemetry WHERE device_id IN (${deviceIds.map(() => '?').join(',')})`, deviceIds);
     const audit = await api<{ ok: boolean; count?: number }>('GET', '/v1/audit/verify');
     const summary: DemoSummary = {
       agents: online,
@@ -216,14 +220,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
 }
 
 async function waitForOnline(
-  api: <T>(method: 'GET', path: string) => Promise<T>, wanted: number, deadlineMs: number, progress: DemoOptions['progress'],
+  api: <T>(method: 'GET', path: string) => Promise<T>, ours: ReadonlySet<string>, deadlineMs: number, progress: DemoOptions['progress'],
 ): Promise<number> {
+  const wanted = ours.size;
   for (;;) {
     let online = 0;
     let cursor: string | undefined;
     for (let page = 0; page < 1000; page++) {
-      const answer = await api<{ items: Array<{ online: boolean }>; next_cursor?: string | null }>('GET', `/v1/devices?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
-      online += answer.items.filter((d) => d.online).length;
+      const answer = await api<{ items: Array<{ id: string; online: boolean }>; next_cursor?: string | null }>('GET', `/v1/devices?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      online += answer.items.filter((d) => d.online && ours.has(d.id)).length;
       if (!answer.next_cursor) break;
       cursor = answer.next_cursor;
     }

@@ -14,6 +14,9 @@ export interface MysqlDatabaseOptions {
 }
 
 /** MySQL 8 / MariaDB 10.11 through a mysql2 pool. */
+/** Attempts of one transaction when MySQL reports a deadlock. */
+const deadlockRetriesMax = 4;
+
 export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promise<SqlDatabase> {
   const pool = createPool({
     uri: options.url,
@@ -82,7 +85,24 @@ class MysqlDatabase implements SqlDatabase {
     return runExecute(this.pool, sql, params);
   }
 
+  /**
+   * InnoDB may pick this transaction as a deadlock victim and roll it back; the work is then
+   * safe to run again (nothing of it was committed), so it is retried a few times with a short
+   * growing pause before STORE_CONFLICT reaches the caller.
+   */
   async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.transactionOnce(fn);
+      } catch (error) {
+        const deadlock = SdcError.is(error, 'STORE_CONFLICT') && error.details.driverCode === 'ER_LOCK_DEADLOCK';
+        if (!deadlock || attempt >= deadlockRetriesMax) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 5 * attempt + Math.floor(Math.random() * 10)));
+      }
+    }
+  }
+
+  private async transactionOnce<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     this.assertOpen();
     let connection: PoolConnection;
     try {

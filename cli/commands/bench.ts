@@ -1,5 +1,6 @@
 import type { CommandGroup } from '../command.js';
 import { ed25519BenchCommand } from '../../bench/ed25519.js';
+import { simBenchCommand } from '../../bench/sim.js';
 
 /** `sdc bench <name>`: each benchmark module exports its Command; add one import and one entry. */
 export const benchGroup: CommandGroup = {
@@ -7,5 +8,6 @@ export const benchGroup: CommandGroup = {
   summary: 'Benchmarks with report-ready output (tables or --json)',
   commands: [
     ed25519BenchCommand,
+    simBenchCommand,
   ],
 };

@@ -11,10 +11,13 @@ import { auditCommands } from './commands/audit.js';
 import { agentCommand } from './commands/agent.js';
 import { simCommand } from './commands/sim.js';
 import { demoCommand } from './commands/demo.js';
+import { gatewayCommand, serveCommand } from './commands/serve.js';
 
 // Every command module registers here, one line each.
 const entries: CommandEntry[] = [
   demoCommand,
+  serveCommand,
+  gatewayCommand,
   envelopeGroup,
   benchGroup,
   pkiCommands,

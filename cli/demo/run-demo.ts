@@ -193,7 +193,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       if (isTerminal && record.history.length > 0) roundtrips.push(record.history.at(-1)!.at_ms - record.history[0]!.at_ms);
     }
     const notTerminal = records.filter((r) => !commandTerminalStates.includes(r.state)).length + (total - records.length);
-    const telemetryRows = await deployment.stores.sql.query<{ n: number | string }>(
+    const telemetryRows = await deployment.stores.sql!.query<{ n: number | string }>(
       `SELECT COUNT(*) AS n FROM telemetry WHERE device_id IN (${deviceIds.map(() => '?').join(',')})`, deviceIds);
     const audit = await api<{ ok: boolean; count?: number }>('GET', '/v1/audit/verify');
     const summary: DemoSummary = {

@@ -1,11 +1,12 @@
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
+import { SdcError } from '../errors/index.js';
 import { createControlPlane, type ControlPlane } from '../control-plane/index.js';
 import { createNodeEd25519Provider } from '../crypto/ed25519-node.js';
 import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../gateway/gateway-core.js';
 import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
 import type { Clock, RandomSource, Scheduler } from '../protocol/ports.js';
-import { openStores, type Stores } from '../stores/index.js';
+import { createRedisKeyValueStore, openStores, RedisStreamBus, type Stores } from '../stores/index.js';
 import type { DeploymentMaterials } from './materials.js';
 
 export interface StartDeploymentOptions {
@@ -34,13 +35,35 @@ export interface StartDeploymentOptions {
 
 /** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
 export interface Deployment {
-  readonly stores: Stores;
+  /** A gateway-only deployment has no SQL database (`sql` undefined). */
+  readonly stores: GatewayStores | Stores;
   readonly controlPlane: ControlPlane | undefined;
   readonly gateway: GatewayCore;
   readonly gatewayServer: GatewayServer;
   readonly apiUrl: string | undefined;
   readonly gatewayUrl: string;
   stop(): Promise<void>;
+}
+
+export interface GatewayStores extends Omit<Stores, 'sql'> {
+  readonly sql: undefined;
+}
+
+/**
+ * A gateway needs only the bus and the key/value store, and they must be the shared Redis: an
+ * embedded store lives inside one process, so another process could not reach its devices.
+ */
+function gatewayOnlyStores(options: StartDeploymentOptions): GatewayStores {
+  if (options.redisUrl === undefined) throw new SdcError('PROTO_INVALID_ARGUMENT', 'a gateway-only deployment needs a shared Redis');
+  const keyPrefix = options.keyPrefix ?? 'sdc:';
+  const bus = new RedisStreamBus({ url: options.redisUrl, keyPrefix: `${keyPrefix}bus:` });
+  const kv = createRedisKeyValueStore({ url: options.redisUrl, keyPrefix: `${keyPrefix}kv:` });
+  return {
+    sql: undefined, bus, kv, embedded: { sql: false, redis: false },
+    async close() {
+      await Promise.allSettled([bus.close(), kv.close()]);
+    },
+  };
 }
 
 /**
@@ -51,7 +74,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
   const { materials, clock, random, scheduler } = options;
   const logger = options.logger ?? pino({ level: 'silent' });
   const host = options.host ?? '127.0.0.1';
-  const stores = await openStores({
+  const stores = options.controlPlane === false ? gatewayOnlyStores(options) : await openStores({
     // The same file `sdc user add` and `sdc audit verify` open (core/control-plane/database.ts).
     dataDir: join(materials.dataDir, 'db'), sqlFileName: 'sdc.sqlite', clock, scheduler,
     ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
@@ -82,9 +105,9 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     const gatewayUrl = gatewayServer.address.url;
     let controlPlane: ControlPlane | undefined;
     let apiUrl: string | undefined;
-    if (options.controlPlane !== false) {
+    if (options.controlPlane !== false && stores.sql !== undefined) {
       controlPlane = await createControlPlane({
-        materials, stores, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
+        materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
         gatewayUrls: [gatewayUrl], ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
       });
       stopped.push(() => controlPlane!.stop());

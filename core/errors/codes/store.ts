@@ -2,6 +2,7 @@ import { defineErrors } from '../error-spec.js';
 
 /** Storage ports and their adapters (core/stores): SQL, stream bus, key/value. */
 export const storeErrors = defineErrors({
+  STORE_LOCKED: { fault: 'local', status: 503, summary: 'The embedded database file is held by another running process' },
   STORE_UNAVAILABLE: { fault: 'local', status: 503, summary: 'Store cannot be reached or refused the connection' },
   STORE_UNIQUE_VIOLATION: { fault: 'remote', status: 409, summary: 'Write would duplicate a unique key' },
   STORE_CONFLICT: { fault: 'local', status: 409, summary: 'Operation conflicts with the stored state (deadlock, lock timeout, wrong value type)' },

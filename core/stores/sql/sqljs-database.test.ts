@@ -64,7 +64,7 @@ describe('sql.js adapter specifics', () => {
     await db.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
     await db.execute('INSERT INTO t (id) VALUES (?)', ['a']);
     assert.equal(scheduler.pending(), 1, 'one save is scheduled however many commits');
-    assert.deepEqual(await readdir(dir), [], 'nothing written before the interval');
+    assert.deepEqual((await readdir(dir)).filter((f) => !f.endsWith('.lock')), [], 'nothing written before the interval');
     scheduler.fireAll();
     await db.query('SELECT 1 AS one'); // queued behind the save on the mutex
     const reader = await openSqlJsDatabase({ dataDir: dir });
@@ -119,5 +119,22 @@ describe('sql.js adapter specifics', () => {
     const rejected = results[3];
     assert.ok(rejected?.status === 'rejected' && SdcError.is(rejected.reason, 'STORE_LIMIT'));
     await db.close();
+  });
+
+  it('holds the file against other processes: a live owner means STORE_LOCKED, a dead owner\'s lock is taken over', async () => {
+    const dir = await freshDir();
+    const lockPath = join(dir, 'control-plane.sqlite.lock');
+    // pid 1 always exists: another process holds the file.
+    await writeFile(lockPath, '1');
+    await assert.rejects(openSqlJsDatabase({ dataDir: dir }), (e) => SdcError.is(e, 'STORE_LOCKED') && e.details.pid === 1);
+    // A pid far above pid_max is a process that is gone: its lock is stale.
+    await writeFile(lockPath, '2147483646');
+    const first = await openSqlJsDatabase({ dataDir: dir });
+    assert.equal(await readFile(lockPath, 'utf8'), String(process.pid));
+    const second = await openSqlJsDatabase({ dataDir: dir }); // this process's own openers share the lock
+    await first.close();
+    assert.equal(await readFile(lockPath, 'utf8'), String(process.pid), 'still held while one opener is open');
+    await second.close();
+    assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.lock')), []);
   });
 });

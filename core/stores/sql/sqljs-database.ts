@@ -1,3 +1,4 @@
+import { acquireFileLock, type FileLock } from './file-lock.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -58,10 +59,13 @@ export async function openSqlJsDatabase(options: SqlJsDatabaseOptions): Promise<
   await mkdir(options.dataDir, { recursive: true });
   const path = join(options.dataDir, options.fileName ?? sqlJsDefaultFileName);
   let bytes: Uint8Array | undefined;
+  // The lock is taken before the file is read, so no other process saves over what we load.
+  const lock = await acquireFileLock(path);
   try {
     bytes = new Uint8Array(await readFile(path));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      await lock.release();
       throw new SdcError('STORE_UNAVAILABLE', `cannot read ${path}: ${(error as Error).message}`, {}, { cause: error });
     }
   }
@@ -72,9 +76,10 @@ export async function openSqlJsDatabase(options: SqlJsDatabaseOptions): Promise<
     if (verdict !== 'ok') throw new Error(`quick_check: ${String(verdict)}`);
   } catch (error) {
     database.close();
+    await lock.release();
     throw new SdcError('STORE_CORRUPT', `${path} is not a readable SQLite database: ${(error as Error).message}`, {}, { cause: error });
   }
-  return new SqlJsDatabaseImpl(database, path, durability, options.scheduler, options.waitersMax ?? waitersMaxDefault);
+  return new SqlJsDatabaseImpl(database, path, durability, options.scheduler, options.waitersMax ?? waitersMaxDefault, lock);
 }
 
 /** Marks the async context of a running transaction, to refuse `db.*` calls inside it (they would deadlock on the mutex). */
@@ -94,6 +99,7 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     private readonly durability: SqlJsDurability,
     private readonly scheduler: Scheduler | undefined,
     waitersMax: number,
+    private readonly lock: FileLock,
   ) {
     this.mutex = new AsyncMutex(waitersMax);
   }
@@ -163,6 +169,7 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     if (this.saveTimer !== undefined) this.scheduler?.cancel(this.saveTimer);
     this.saveTimer = undefined;
     this.database.close();
+    await this.lock.release();
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {

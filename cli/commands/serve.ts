@@ -1,0 +1,74 @@
+import pino from 'pino';
+import { startDeployment } from '../../core/deployment/deployment.js';
+import { loadDeployment } from '../../core/deployment/materials.js';
+import { SdcError } from '../../core/errors/index.js';
+import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
+import { integerOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
+
+const commonOptions = {
+  dir: { type: 'string' }, host: { type: 'string' }, 'gateway-port': { type: 'string' }, 'gateway-id': { type: 'string' },
+  redis: { type: 'string' }, mysql: { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
+} as const;
+
+const commonHelp = [
+  ['--dir D', 'Data directory (default ./data); run `sdc pki init --dir D` first'],
+  ['--host H', 'Address to listen on (default 127.0.0.1)'],
+  ['--gateway-port G', 'Gateway WSS port (default 8443; 0 picks a free one)'],
+  ['--gateway-id ID', 'This gateway\'s id (default gw-1); unique per gateway process'],
+  ['--redis URL', 'Redis for the bus and key/value store (default: embedded, single process only)'],
+  ['--mysql URL', 'MySQL/MariaDB (default: sql.js in D/db/sdc.sqlite)'],
+  ['--heartbeat-interval-ms N', 'Agent heartbeat period; offline after 1.5 of them (default 10000)'],
+  ['--server-name NAME', 'Extra DNS name for the TLS certificate (repeatable; localhost is always included)'],
+] as const;
+
+async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boolean): Promise<number> {
+  const dataDir = stringOption(args, 'dir', './data');
+  const redisUrl = args.values.redis as string | undefined;
+  if (!withControlPlane && redisUrl === undefined) {
+    throw new SdcError('CLI_USAGE', 'a separate gateway process needs --redis: the embedded stores live inside one process');
+  }
+  const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info' }, pino.destination(2));
+  const names = (args.values['server-name'] as string[] | undefined) ?? [];
+  const materials = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', ...names] });
+  const deployment = await startDeployment({
+    materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,
+    host: stringOption(args, 'host', '127.0.0.1'),
+    apiPort: withControlPlane ? integerOption(args, 'api-port', 8080, 0, 65535) : 0,
+    gatewayPort: integerOption(args, 'gateway-port', 8443, 0, 65535),
+    gatewayId: stringOption(args, 'gateway-id', 'gw-1'),
+    controlPlane: withControlPlane,
+    gateway: { heartbeatIntervalMs: integerOption(args, 'heartbeat-interval-ms', 10_000, 100, 3_600_000) },
+    ...(redisUrl ? { redisUrl } : {}),
+    ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
+  });
+  if (deployment.apiUrl) io.stdout(`control plane  ${deployment.apiUrl}\n`);
+  io.stdout(`gateway        ${deployment.gatewayUrl}\n`);
+  io.stdout(`root CA        ${materials.dataDir}/pki/root-ca.pem (give it to agents with --ca)\n`);
+  io.stdout(`stores         SQL ${deployment.stores.embedded.sql ? 'sql.js (embedded)' : 'MySQL'}, bus and key/value ${deployment.stores.embedded.redis ? 'embedded' : 'Redis'}\n`);
+  // Timers from the system scheduler are unref'd; the listening sockets keep the process alive.
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  io.stdout(`${signal}: stopping\n`);
+  await deployment.stop();
+  return 0;
+}
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'Run the control plane (HTTPS API) and a gateway (WSS, mutual TLS) on the data directory',
+  usage: '--dir D [--api-port P] [--gateway-port G] [--redis URL] [--mysql URL]',
+  optionHelp: [['--api-port P', 'Control plane HTTPS port (default 8080; 0 picks a free one)'], ...commonHelp],
+  options: { ...commonOptions, 'api-port': { type: 'string' } },
+  run: (args, io) => serve(args, io, true),
+};
+
+export const gatewayCommand: Command = {
+  name: 'gateway',
+  summary: 'Run one more gateway process against a shared Redis (several gateways share the devices)',
+  usage: '--dir D --redis URL --gateway-id ID [--gateway-port G]',
+  optionHelp: commonHelp,
+  options: commonOptions,
+  run: (args, io) => serve(args, io, false),
+};

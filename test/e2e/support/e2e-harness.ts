@@ -1,0 +1,277 @@
+// Shared by the end-to-end tests (test/e2e/*.test.ts): a whole deployment on real loopback TLS
+// sockets, an operator token, agents paired through the API, a log capture and polling helpers.
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import pino from 'pino';
+import { runAgent, type RunningAgent } from '../../../agent/agent-runtime.js';
+import { createNodeEd25519Provider } from '../../../core/crypto/ed25519-node.js';
+import { createGatewayCore } from '../../../core/gateway/gateway-core.js';
+import { startGatewayServer } from '../../../core/gateway/gateway-server.js';
+import { startDeployment, type Deployment, type StartDeploymentOptions } from '../../../core/deployment/deployment.js';
+import { initDeployment, type DeploymentMaterials } from '../../../core/deployment/materials.js';
+import { SdcError } from '../../../core/errors/index.js';
+import type { CommandState } from '../../../core/protocol/command-machine.js';
+import type { Opcode } from '../../../core/protocol/messages/opcodes.js';
+import { httpsJson } from '../../../core/runtime/https-json.js';
+import { systemClock, systemRandom, systemScheduler } from '../../../core/runtime/system.js';
+
+/** Which store pair a deployment runs on. The real pair only when both URLs are in the environment. */
+export interface StoreTarget {
+  readonly name: 'embedded' | 'redis+mysql';
+  readonly redisUrl?: string;
+  readonly mysqlUrl?: string;
+}
+
+export function storeTargets(): StoreTarget[] {
+  const targets: StoreTarget[] = [{ name: 'embedded' }];
+  const redisUrl = process.env.REDIS_URL;
+  const mysqlUrl = process.env.MYSQL_URL;
+  if (redisUrl && mysqlUrl) targets.push({ name: 'redis+mysql', redisUrl, mysqlUrl });
+  return targets;
+}
+
+/** A tag unique to this run: device and user names carry it, since the MySQL database is shared. */
+export function runTag(): string {
+  return Buffer.from(systemRandom.bytes(4)).toString('hex');
+}
+
+/** Every JSON line the services log, kept in memory (bounded) so tests can assert what was logged. */
+export class LogCapture {
+  readonly lines: Array<Record<string, unknown>> = [];
+  readonly #linesMax: number;
+
+  constructor(linesMax = 200_000) {
+    this.#linesMax = linesMax;
+  }
+
+  stream(): Writable {
+    return new Writable({
+      write: (chunk: Buffer, _encoding, done) => {
+        for (const text of chunk.toString('utf8').split('\n')) {
+          if (text.length === 0) continue;
+          if (this.lines.length >= this.#linesMax) this.lines.shift();
+          try {
+            this.lines.push(JSON.parse(text) as Record<string, unknown>);
+          } catch {
+            this.lines.push({ unparsed: text });
+          }
+        }
+        done();
+      },
+    });
+  }
+
+  /** Lines logging `code` with a trace id (`trace_id` in the gateway, `traceId` in the control plane). */
+  withCode(code: string): Array<Record<string, unknown>> {
+    return this.lines.filter((line) => line.code === code && typeof (line.trace_id ?? line.traceId) === 'string' && String(line.trace_id ?? line.traceId).length > 0);
+  }
+}
+
+/** Short timeouts so that retries, presence and reconnects happen within a test's seconds. */
+export const fastGateway: NonNullable<StartDeploymentOptions['gateway']> = {
+  heartbeatIntervalMs: 1_000, authTimeoutMs: 3_000, ackTimeoutMs: 1_500, backoff: { baseMs: 200, maxMs: 1_000 },
+  commandReadBlockMs: 100, aliveRefreshIntervalMs: 500, peerCheckIntervalMs: 500,
+};
+
+export type Api = <T>(method: 'GET' | 'POST', path: string, body?: unknown, options?: { headers?: Record<string, string>; token?: string | null }) => Promise<T>;
+
+export interface E2eSystem {
+  readonly dataDir: string;
+  readonly materials: DeploymentMaterials;
+  readonly deployment: Deployment;
+  readonly target: StoreTarget;
+  readonly keyPrefix: string;
+  readonly tag: string;
+  readonly logs: LogCapture;
+  readonly token: string;
+  readonly api: Api;
+  readonly apiUrl: string;
+  readonly agents: Map<string, RunningAgent>;
+  /**
+   * A gateway crash and restart: the running gateway's sockets are destroyed with no close
+   * frames and its core is aborted; after `downMs`, a new gateway with the same id starts on the
+   * same stores and port (what a supervisor restarting the process does).
+   */
+  crashAndRestartGateway(downMs: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface StartE2eOptions {
+  target: StoreTarget;
+  gateway?: StartDeploymentOptions['gateway'];
+}
+
+export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-e2e-'));
+  const tag = runTag();
+  const keyPrefix = `sdc-e2e-${tag}:`;
+  const logs = new LogCapture();
+  const logger = pino({ level: 'info' }, logs.stream());
+  const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+  const { target } = options;
+  const deploymentOptions: StartDeploymentOptions = {
+    materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,
+    ...(target.redisUrl ? { redisUrl: target.redisUrl, keyPrefix } : {}),
+    ...(target.mysqlUrl ? { mysqlUrl: target.mysqlUrl } : {}),
+    scryptParams: { N: 1024, r: 8, p: 1 },
+    gateway: { ...fastGateway, ...options.gateway },
+  };
+  const deployment = await startDeployment(deploymentOptions);
+  const apiUrl = deployment.apiUrl;
+  const controlPlane = deployment.controlPlane;
+  if (apiUrl === undefined || controlPlane === undefined) throw new SdcError('PROTO_INVALID_ARGUMENT', 'the e2e deployment needs a control plane');
+  const adminName = `e2e-admin-${tag}`;
+  const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
+  await controlPlane.auth.users.add({ name: adminName, role: 'admin', password, nowMs: systemClock.nowMs() });
+  const caPem = materials.rootCaPem;
+  const call = <T>(method: 'GET' | 'POST', path: string, body: unknown, headers: Record<string, string> | undefined, token: string | undefined) =>
+    httpsJson<T>({ method, url: new URL(path, apiUrl), caPem, ...(token === undefined ? {} : { token }), ...(body === undefined ? {} : { body }), ...(headers ? { headers } : {}) })
+      .then((answer) => answer.body);
+  const token = (await call<{ token: string }>('POST', '/v1/auth/login', { name: adminName, password }, undefined, undefined)).token;
+  const api: Api = (method, path, body, opts) => call(method, path, body, opts?.headers, opts?.token === null ? undefined : (opts?.token ?? token));
+  const agents = new Map<string, RunningAgent>();
+  const extraStops: Array<() => Promise<void>> = [];
+  const gatewayPort = deployment.gatewayServer.address.port;
+  return {
+    dataDir, materials, deployment, target, keyPrefix, tag, logs, token, api, apiUrl, agents,
+    async crashAndRestartGateway(downMs) {
+      deployment.gatewayServer.kill();
+      deployment.gateway.abort();
+      await delay(downMs);
+      const gateway = createGatewayCore({
+        ...fastGateway, ...options.gateway,
+        gatewayId: 'gw-1', signer: materials.gatewaySigner, provider: createNodeEd25519Provider(),
+        stores: { bus: deployment.stores.bus, kv: deployment.stores.kv }, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
+        logger: logger.child({ role: 'gateway', incarnation: 2 }),
+        commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),
+      });
+      await gateway.start();
+      const server = await startGatewayServer({
+        core: gateway, tls: materials.serverTls, host: '127.0.0.1', port: gatewayPort,
+        trustAnchors: [materials.intermediateCaPem, materials.rootCaPem], clock: systemClock, logger: logger.child({ role: 'gateway-server', incarnation: 2 }),
+      });
+      extraStops.push(() => server.close(), () => gateway.stop());
+    },
+    async stop() {
+      await Promise.allSettled([...agents.values()].map((agent) => agent.stop()));
+      for (const stop of extraStops) await stop().catch(() => undefined);
+      await deployment.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const updateVersions = ['1.0.1', '1.0.2'] as const;
+export const artifactOf = (version: string): Buffer => Buffer.from(`sdc e2e update ${version}\n`.repeat(32));
+
+/** Pairs a device through the API (token) and starts a real agent that enrolls and connects. */
+export async function pairAgent(system: E2eSystem, deviceId: string, options: { telemetryIntervalMs?: number } = {}): Promise<RunningAgent> {
+  const { token: pairingToken } = await system.api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
+  const dir = agentDir(system, deviceId);
+  await mkdir(join(dir, 'updates'), { recursive: true, mode: 0o700 });
+  for (const version of updateVersions) await writeFile(join(dir, 'updates', `${version}.bin`), artifactOf(version));
+  const agent = await runAgent({
+    dir, serverUrl: system.apiUrl, deviceId, pairingToken, caPem: system.materials.rootCaPem, kernel: 'mock',
+    telemetryIntervalMs: options.telemetryIntervalMs ?? 300, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
+  });
+  system.agents.set(deviceId, agent);
+  return agent;
+}
+
+/** Starts an already enrolled agent again from its directory (no pairing token). */
+export async function restartAgent(system: E2eSystem, deviceId: string): Promise<RunningAgent> {
+  const agent = await runAgent({
+    dir: agentDir(system, deviceId), kernel: 'mock', telemetryIntervalMs: 300,
+    clock: systemClock, random: systemRandom, scheduler: systemScheduler,
+  });
+  system.agents.set(deviceId, agent);
+  return agent;
+}
+
+export function agentDir(system: Pick<E2eSystem, 'dataDir'>, deviceId: string): string {
+  return join(system.dataDir, 'agents', deviceId);
+}
+
+/** Polls until `check` returns a value other than undefined, or fails naming `what`. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000, intervalMs = 50): Promise<T> {
+  const deadlineMs = systemClock.nowMs() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (systemClock.nowMs() > deadlineMs) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
+    }
+    await delay(intervalMs);
+  }
+}
+
+export async function waitOnline(system: E2eSystem, deviceIds: readonly string[], online = true, timeoutMs = 15_000): Promise<void> {
+  await eventually(`${deviceIds.length} devices ${online ? 'online' : 'offline'}`, async () => {
+    const states = await Promise.all(deviceIds.map((id) => system.api<{ online: boolean }>('GET', `/v1/devices/${id}`)));
+    return states.every((d) => d.online === online) ? true : undefined;
+  }, timeoutMs);
+}
+
+export interface CommandRecord {
+  id: string;
+  device_id: string;
+  opcode: string;
+  state: CommandState;
+  history: Array<{ state: CommandState; at_ms: number }>;
+}
+
+export const terminalStates: readonly CommandState[] = ['succeeded', 'failed', 'expired', 'dead_lettered'];
+
+export async function createCommand(system: E2eSystem, deviceId: string, opcode: Opcode | string, args: Record<string, unknown> = {}, extra: { ttlMs?: number; idempotencyKey?: string } = {}): Promise<CommandRecord> {
+  return system.api<CommandRecord>('POST', '/v1/commands', { device_id: deviceId, opcode, args, ...(extra.ttlMs === undefined ? {} : { ttl_ms: extra.ttlMs }) },
+    extra.idempotencyKey === undefined ? undefined : { headers: { 'idempotency-key': extra.idempotencyKey } });
+}
+
+export async function waitTerminal(system: E2eSystem, commandId: string, timeoutMs = 20_000): Promise<CommandRecord> {
+  return eventually(`command ${commandId} terminal`, async () => {
+    const record = await system.api<CommandRecord>('GET', `/v1/commands/${commandId}`);
+    return terminalStates.includes(record.state) ? record : undefined;
+  }, timeoutMs, 100);
+}
+
+/** The arguments each opcode needs; updates name artifacts that pairAgent wrote to the agent's directory. */
+export function argsFor(opcode: Opcode, version: string = updateVersions[0]): Record<string, unknown> {
+  if (opcode === 'EXEC_GET_PROCESS_LIST') return { limit: 20 };
+  if (opcode === 'EXEC_STAGE_UPDATE') {
+    const artifact = artifactOf(version);
+    return { version, sha256: createHash('sha256').update(artifact).digest('hex'), size_bytes: artifact.length };
+  }
+  if (opcode === 'EXEC_COMMIT_UPDATE') return { version };
+  return {};
+}
+
+/**
+ * Counts kernel process-list calls by their `limit`: a test that gives every command its own
+ * limit learns how many times each command took effect at the (mock) kernel.
+ */
+export function countProcessListCalls(agent: RunningAgent): Map<number, number> {
+  const counts = new Map<number, number>();
+  const kernel = agent.kernel as { getProcessList: RunningAgent['kernel']['getProcessList'] };
+  const original = kernel.getProcessList.bind(agent.kernel);
+  kernel.getProcessList = (maxEntries?: number) => {
+    counts.set(maxEntries ?? -1, (counts.get(maxEntries ?? -1) ?? 0) + 1);
+    return original(maxEntries);
+  };
+  return counts;
+}
+
+/** The recorded history is the full path, each state once, in order, times never going back. */
+export function historyInOrder(record: CommandRecord, final: CommandState = 'succeeded'): { states: CommandState[]; ordered: boolean } {
+  const states = record.history.map((h) => h.state);
+  const times = record.history.map((h) => h.at_ms);
+  return { states, ordered: times.every((t, i) => i === 0 || t >= times[i - 1]!) && states.at(-1) === final };
+}

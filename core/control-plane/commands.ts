@@ -62,7 +62,7 @@ export interface CommandDetail extends CommandView {
 interface CommandRow {
   id: string; device_id: string; opcode: string; args_json: string; state: string; created_by: string;
   idempotency_key: string | null; device_seq: number; signed_json: string; expires_at: number; attempts: number;
-  created_at: number; updated_at: number; gateway_id: string | null; result_json: string | null;
+  created_at: number; updated_at: number; gateway_id: string | null; result_json: string | null; dispatched_at: number | null;
 }
 
 export const nonTerminalStates: readonly CommandState[] = ['queued', 'sent', 'ack_received', 'executing'];
@@ -72,6 +72,10 @@ export const commandLimits = Object.freeze({
   redeliverPerPresenceMax: 1_000,
   /** Commands expired per sweep. */
   expirePerSweepMax: 500,
+  /** Commands re-dispatched per redelivery sweep; the oldest-dispatched go first, the rest wait for the next sweep. */
+  redispatchPerSweepMax: 200,
+  /** Earlier never-appended commands of a device dispatched ahead of a new one (keeps device_seq order). */
+  waitingPerCreateMax: 100,
   /** History rows returned per command (a command has at most a few dozen transitions). */
   historyEntriesMax: 200,
   idempotencyKeyLengthMax: 128,
@@ -85,7 +89,16 @@ export interface CommandServiceOptions {
   readonly ttlMsDefault: number;
   /** `issuer` field of signed commands. */
   readonly issuer: string;
+  /**
+   * A command still `queued` or `sent` is re-dispatched by the redelivery sweep at most once per
+   * this interval. Default 30 s: a gateway retries a delivery for about ackTimeoutMs x
+   * deliveryAttemptsMax (5 s x 5 by default) and ignores a duplicate while it does.
+   */
+  readonly redispatchIntervalMs?: number;
 }
+
+/** Default of CommandServiceOptions.redispatchIntervalMs. */
+export const redispatchIntervalMsDefault = 30_000;
 
 /** Result of applying an event: the transition made, or why nothing changed. */
 export type TransitionOutcome =
@@ -95,7 +108,8 @@ export type TransitionOutcome =
 /**
  * Command ingest, state and dispatch. A command is stored (state `queued`, with its event) in
  * one transaction before anything else happens; dispatch to a gateway comes after and may fail
- * without losing it: it stays queued and is sent again on the device's next presence.
+ * without losing it: it stays queued and is sent again on the device's next presence, with the
+ * device's next new command, or by the redelivery sweep (`redispatchDue`), whichever comes first.
  */
 export class CommandService {
   readonly #ctx: ServiceContext;
@@ -172,7 +186,7 @@ export class CommandService {
       payload: { command: signed as unknown as JsonObject, policy: policyRecord },
     });
     this.#ctx.publishLive({ type: 'command', command_id: id, device_id: deviceId, state: 'queued', at_ms: nowMs });
-    await this.dispatch(signed);
+    await this.#dispatchWaiting(deviceId);
     return { command: await this.get(id), created: true };
   }
 
@@ -190,19 +204,86 @@ export class CommandService {
 
   /**
    * Appends a `deliver` entry to the stream of the gateway holding the device, if any. Never
-   * throws: a failure leaves the command queued for the next presence.
+   * throws: a failure leaves the command queued for the next presence or the redelivery sweep.
    */
   async dispatch(command: SignedCommand, gatewayId?: string): Promise<boolean> {
     try {
       const gateway = gatewayId ?? (await this.presenceGateway(command.device_id));
       if (gateway === undefined) return false;
-      await this.#ctx.bus.append(gatewayCommandStream(gateway), encodeBusEntry('deliver', { command }), { maxLen: streamMaxLen.gatewayCommands });
-      await this.#ctx.db.execute('UPDATE commands SET gateway_id = ? WHERE id = ?', [gateway, command.id]);
+      await this.#append(command, gateway);
       return true;
     } catch (error) {
       this.#ctx.logger.warn({ err: error, commandId: command.id }, 'dispatch failed; the command stays queued for redelivery');
       return false;
     }
+  }
+
+  async #append(command: SignedCommand, gateway: string): Promise<void> {
+    await this.#ctx.bus.append(gatewayCommandStream(gateway), encodeBusEntry('deliver', { command }), { maxLen: streamMaxLen.gatewayCommands });
+    await this.#ctx.db.execute('UPDATE commands SET gateway_id = ?, dispatched_at = ? WHERE id = ?', [gateway, this.#ctx.clock.nowMs(), command.id]);
+  }
+
+  /**
+   * Dispatches the device's queued commands that no gateway holds (a new one, and any an earlier
+   * dispatch failed to append), in device_seq order, stopping at the first failure so a later
+   * command never overtakes an earlier one (the agent refuses a device_seq below one it ran).
+   */
+  async #dispatchWaiting(deviceId: string): Promise<void> {
+    try {
+      const gateway = await this.presenceGateway(deviceId);
+      if (gateway === undefined) return;
+      const rows = await this.#ctx.db.query<Pick<CommandRow, 'signed_json'>>(
+        `SELECT signed_json FROM commands WHERE device_id = ? AND state = 'queued' AND gateway_id IS NULL AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
+        [deviceId, this.#ctx.clock.nowMs(), commandLimits.waitingPerCreateMax],
+      );
+      for (const row of rows) await this.#append(JSON.parse(row.signed_json) as SignedCommand, gateway);
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error, deviceId }, 'dispatch failed; the commands stay queued for redelivery');
+    }
+  }
+
+  /**
+   * The redelivery sweep: re-dispatches unexpired commands still `queued` or `sent` whose last
+   * dispatch is older than the redispatch interval (or that were never dispatched), to the
+   * gateway named by the device's presence key. It covers what no presence event will: a
+   * dispatch that failed while the device stays connected, a hand-back (`requeue`) while it
+   * stays connected, and a gateway that died holding the command without handing it back. A
+   * duplicate is harmless: a gateway holding the command acks the extra entry, and the agent
+   * answers a known command id from its journal. `ack_received` and `executing` are left out:
+   * the device holds those, and its reconnect (presence) or its result settles them. Commands
+   * of a device without a gateway are stamped too, so they do not fill every batch; its next
+   * presence redelivers them. Returns how many `deliver` entries were appended.
+   */
+  async redispatchDue(): Promise<number> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const intervalMs = this.#options.redispatchIntervalMs ?? redispatchIntervalMsDefault;
+    const rows = await this.#ctx.db.query<Pick<CommandRow, 'id' | 'device_id' | 'signed_json'>>(
+      `SELECT id, device_id, signed_json FROM commands
+       WHERE state IN ('queued', 'sent') AND expires_at > ? AND (dispatched_at IS NULL OR dispatched_at <= ?)
+       ORDER BY COALESCE(dispatched_at, 0) ASC, created_at ASC, device_seq ASC LIMIT ?`,
+      [nowMs, nowMs - intervalMs, commandLimits.redispatchPerSweepMax],
+    );
+    const gateways = new Map<string, string | undefined>();
+    const failedDevices = new Set<string>();
+    let sent = 0;
+    for (const row of rows) {
+      if (failedDevices.has(row.device_id)) continue;
+      try {
+        if (!gateways.has(row.device_id)) gateways.set(row.device_id, await this.presenceGateway(row.device_id));
+        const gateway = gateways.get(row.device_id);
+        if (gateway === undefined) {
+          await this.#ctx.db.execute('UPDATE commands SET dispatched_at = ? WHERE id = ?', [nowMs, row.id]);
+          continue;
+        }
+        await this.#append(JSON.parse(row.signed_json) as SignedCommand, gateway);
+        sent += 1;
+      } catch (error) {
+        // Not stamped: retried at the next sweep. Later commands of the device wait so they cannot overtake it.
+        failedDevices.add(row.device_id);
+        this.#ctx.logger.warn({ err: error, commandId: row.id }, 'redelivery sweep could not dispatch; retried at the next sweep');
+      }
+    }
+    return sent;
   }
 
   /**
@@ -243,7 +324,11 @@ export class CommandService {
     return sent;
   }
 
-  /** A gateway handed the command back: no state change, forget the assignment; redelivered on the next presence. */
+  /**
+   * A gateway handed the command back: no state change, forget the assignment; redelivered on the
+   * next presence or by the redelivery sweep once the redispatch interval since its last dispatch
+   * has passed (the interval is kept, so a gateway handing a command straight back cannot make it loop).
+   */
   async requeue(commandId: string): Promise<void> {
     await this.#ctx.db.execute('UPDATE commands SET gateway_id = NULL WHERE id = ?', [commandId]);
   }

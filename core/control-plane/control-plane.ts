@@ -46,6 +46,10 @@ export interface ControlPlaneOptions {
   readonly consumerName?: string;
   /** How often the expiry sweep runs (default 5 s). */
   readonly expirySweepIntervalMs?: number;
+  /** How often the redelivery sweep runs (default 5 s; see CommandService.redispatchDue). */
+  readonly redeliverySweepIntervalMs?: number;
+  /** A waiting command is re-dispatched at most once per this interval (default 30 s). */
+  readonly redispatchIntervalMs?: number;
   /** Blocking read time of the consumer loops (default 1 s). */
   readonly consumerBlockMs?: number;
   /** A pending entry idle this long is taken over from a dead consumer (default 30 s). */
@@ -63,7 +67,7 @@ export interface ControlPlane extends ControlPlaneServices {
   readonly telemetryConsumer: StreamConsumer;
   /** Serves the API over HTTP or HTTPS (materials.serverTls); returns the bound address. */
   listen(options: { host: string; port: number; tls: boolean }): Promise<{ host: string; port: number; url: string }>;
-  /** Starts the event consumers (after claiming a dead consumer's idle entries), the live relay and the expiry sweep. */
+  /** Starts the event consumers (after claiming a dead consumer's idle entries), the live relay, and the expiry and redelivery sweeps. */
   start(): Promise<void>;
   /** Stops everything this object started; the stores stay open (the caller owns them). */
   stop(): Promise<void>;
@@ -94,6 +98,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const commands = new CommandService({
     context, signer: materials.commandSigner, policy: options.policy ?? defaultPolicy,
     ttlMsDefault: options.commandTtlMsDefault ?? 10 * 60 * 1000, issuer: materials.commandSigner.kid,
+    ...(options.redispatchIntervalMs === undefined ? {} : { redispatchIntervalMs: options.redispatchIntervalMs }),
   });
   const events = new EventHandlers({ context, commands, devices });
   const live = new LiveHub({ kv, logger, ...(options.liveClientsMax === undefined ? {} : { clientsMax: options.liveClientsMax }) });
@@ -109,13 +114,16 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     bus, stream: streamNames.telemetry, group: groups.telemetry, consumer, logger, scheduler, claimIdleMs, handle: (entry) => events.handleTelemetry(entry),
   });
 
-  const sweepIntervalMs = options.expirySweepIntervalMs ?? 5_000;
-  let sweepTimer: TimerHandle | undefined;
   let running = false;
-  const sweep = (): void => {
-    commands.expireDue()
-      .catch((error: unknown) => logger.error({ err: error }, 'expiry sweep failed'))
-      .finally(() => { if (running) sweepTimer = scheduler.schedule(sweepIntervalMs, sweep); });
+  const timers = new Map<string, TimerHandle>();
+  // One pass at a time per sweep: the next is scheduled only when the previous has finished.
+  const every = (name: string, intervalMs: number, pass: () => Promise<unknown>): void => {
+    const run = (): void => {
+      pass()
+        .catch((error: unknown) => logger.error({ err: error }, `${name} failed`))
+        .finally(() => { if (running) timers.set(name, scheduler.schedule(intervalMs, run)); });
+    };
+    timers.set(name, scheduler.schedule(intervalMs, run));
   };
   let server: Server | undefined;
 
@@ -145,11 +153,13 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       const blockMs = options.consumerBlockMs ?? 1_000;
       eventsConsumer.start({ blockMs });
       telemetryConsumer.start({ blockMs });
-      sweepTimer = scheduler.schedule(sweepIntervalMs, sweep);
+      every('expiry sweep', options.expirySweepIntervalMs ?? 5_000, () => commands.expireDue());
+      every('redelivery sweep', options.redeliverySweepIntervalMs ?? 5_000, () => commands.redispatchDue());
     },
     async stop() {
       running = false;
-      if (sweepTimer !== undefined) scheduler.cancel(sweepTimer);
+      for (const timer of timers.values()) scheduler.cancel(timer);
+      timers.clear();
       await Promise.all([eventsConsumer.stop(), telemetryConsumer.stop()]);
       await live.stop();
       if (server !== undefined) {

@@ -10,6 +10,7 @@ import { canonicalize } from '../protocol/canonical-json.js';
 import type { JsonObject } from '../protocol/json-value.js';
 import { deviceKid } from '../protocol/session/gateway-connection.js';
 import { systemRandom, systemScheduler } from '../runtime/system.js';
+import type { StreamBus } from '../stores/bus/bus-port.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { createMysqlDatabase } from '../stores/sql/mysql-database.js';
@@ -75,7 +76,8 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function makeHarness(target: SqlTarget): Promise<Harness> {
+/** `wrapBus` puts a wrapper (e.g. fault injection) between the control plane and the bus; `bus` stays the raw one. */
+export async function makeHarness(target: SqlTarget, options: { wrapBus?: (bus: StreamBus) => StreamBus } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-cp-'));
   const clock = new ManualClock();
   const materials = await initDeployment({ dataDir: dir, clock, random: systemRandom });
@@ -83,7 +85,7 @@ export async function makeHarness(target: SqlTarget): Promise<Harness> {
   const bus = new MemoryStreamBus({ clock, scheduler: systemScheduler });
   const kv = createEmbeddedKeyValueStore({ keyPrefix: `cp-test-${randomBytes(4).toString('hex')}:` });
   const cp = await createControlPlane({
-    materials, stores: { sql: db, bus, kv }, clock, random: systemRandom, scheduler: systemScheduler,
+    materials, stores: { sql: db, bus: options.wrapBus?.(bus) ?? bus, kv }, clock, random: systemRandom, scheduler: systemScheduler,
     gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 }, claimIdleMs: 1_000,
   });
   return {

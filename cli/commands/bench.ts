@@ -1,6 +1,7 @@
 import type { CommandGroup } from '../command.js';
 import { ed25519BenchCommand } from '../../bench/ed25519.js';
 import { simBenchCommand } from '../../bench/sim.js';
+import { roundtripBenchCommand } from './bench-roundtrip.js';
 
 /** `sdc bench <name>`: each benchmark module exports its Command; add one import and one entry. */
 export const benchGroup: CommandGroup = {
@@ -9,5 +10,6 @@ export const benchGroup: CommandGroup = {
   commands: [
     ed25519BenchCommand,
     simBenchCommand,
+    roundtripBenchCommand,
   ],
 };

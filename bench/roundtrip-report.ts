@@ -1,0 +1,101 @@
+import type { LatencySummary } from './stats.js';
+import { formatNumber, latencyHistogramRows, renderBarChartSvg, renderCsv, renderMarkdownTable, type Cell } from './report.js';
+import type { RoundtripBenchRun, RoundtripSummary } from './roundtrip.js';
+
+/** The table, CSV, SVG and Markdown forms of a `sdc bench roundtrip` run. */
+
+const percentileKeys = ['p50', 'p90', 'p99', 'max'] as const;
+
+function latencyRows(summary: RoundtripSummary): Array<[string, LatencySummary]> {
+  return [
+    ['baseline: TLS WebSocket echo', summary.baseline.latency_ms],
+    ['command, server (created -> terminal)', summary.real.server_ms],
+    ['command, client (POST -> live event)', summary.real.client_ms],
+    ['  of which POST /v1/commands', summary.real.api_post_ms],
+    ['  terminal state -> live event', summary.real.live_lag_ms],
+  ];
+}
+
+function percentileTable(summary: RoundtripSummary): { header: string[]; rows: Cell[][] } {
+  return {
+    header: ['measure', 'samples', 'p50_ms', 'p90_ms', 'p99_ms', 'max_ms', 'mean_ms'],
+    rows: latencyRows(summary).map(([name, s]) => [name, s.count, s.p50, s.p90, s.p99, s.max, s.mean]),
+  };
+}
+
+function ratioTable(summary: RoundtripSummary): { header: string[]; rows: Cell[][] } {
+  return {
+    header: ['ratio to baseline', 'p50', 'p90', 'p99', 'max'],
+    rows: [
+      ['server / baseline', ...percentileKeys.map((k) => summary.ratios.server[k])],
+      ['client / baseline', ...percentileKeys.map((k) => summary.ratios.client[k])],
+    ],
+  };
+}
+
+function alignedTable(header: readonly string[], rows: ReadonlyArray<readonly Cell[]>): string {
+  const text = rows.map((row) => row.map((c) => (typeof c === 'number' ? formatNumber(c) : c)));
+  const widths = header.map((h, i) => Math.max(h.length, ...text.map((row) => row[i]!.length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...text.map(line)].join('\n') + '\n';
+}
+
+function headline(summary: RoundtripSummary): string {
+  const e = summary.environment;
+  return `${summary.agents.online}/${summary.agents.requested} agents online, ${summary.commands_per_agent} EXEC_PING_KERNEL per agent `
+    + `(+${summary.warmup_rounds} warm-up); ${summary.real.commands.succeeded}/${summary.real.commands.total} succeeded`
+    + `${summary.real.commands.not_terminal > 0 ? `, ${summary.real.commands.not_terminal} NOT terminal` : ''}; `
+    + `node ${e.node}, ${e.cpu} (${e.cpu_count} cores), SQL ${e.stores.sql}, bus/kv ${e.stores.bus_kv}; `
+    + `open files ${e.open_files_peak ?? '?'} peak of ${e.open_files_limit ?? 'unlimited'} allowed`;
+}
+
+export function renderRoundtripTable(summary: RoundtripSummary): string {
+  const latency = percentileTable(summary);
+  const ratios = ratioTable(summary);
+  const p = summary.phases_ms;
+  return [
+    headline(summary), '',
+    alignedTable(latency.header, latency.rows),
+    alignedTable(ratios.header, ratios.rows),
+    `phases: deployment ${p.deployment} ms, enrollment ${p.enrollment} ms, baseline ${p.baseline} ms, agents online ${p.agents_online} ms, commands ${p.commands} ms; `
+      + `live stream reconnects ${summary.real.live_stream_reconnects}; result ${summary.ok ? 'ok' : 'FAILED'}`,
+    '',
+  ].join('\n');
+}
+
+export function renderRoundtripSvg(summary: RoundtripSummary): string {
+  return renderBarChartSvg({
+    title: `Command round trip vs TLS WebSocket echo, ${summary.agents.online} agents`,
+    unit: 'ms', scale: 'log',
+    series: ['baseline echo', 'command (server)', 'command (client)'],
+    groups: percentileKeys.map((k) => ({ label: k, values: [summary.baseline.latency_ms[k], summary.real.server_ms[k], summary.real.client_ms[k]] })),
+  });
+}
+
+/** File name -> text, for `--out DIR`. */
+export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string): Record<string, string> {
+  const { summary, samplesMs } = run;
+  const latency = percentileTable(summary);
+  const ratios = ratioTable(summary);
+  const histogram = latencyHistogramRows([
+    { name: 'baseline_echo', samples: samplesMs.baseline },
+    { name: 'command_server', samples: samplesMs.server },
+    { name: 'command_client', samples: samplesMs.client },
+  ]);
+  const markdown = [
+    `# Command round trip, ${summary.agents.requested} agents`, '',
+    `Command: \`${commandLine}\``, '',
+    headline(summary) + '.', '',
+    renderMarkdownTable(latency.header, latency.rows),
+    renderMarkdownTable(ratios.header, ratios.rows),
+    '![percentiles](roundtrip.svg)', '',
+    'Files: `roundtrip.json` (summary), `roundtrip-percentiles.csv`, `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge), `roundtrip.svg`.', '',
+  ].join('\n');
+  return {
+    'roundtrip.json': JSON.stringify(summary, null, 2) + '\n',
+    'roundtrip-percentiles.csv': renderCsv(latency.header, latency.rows),
+    'roundtrip-histogram.csv': renderCsv(histogram.header, histogram.rows),
+    'roundtrip.svg': renderRoundtripSvg(summary),
+    'roundtrip.md': markdown,
+  };
+}

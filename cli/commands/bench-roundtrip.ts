@@ -1,0 +1,55 @@
+import pino from 'pino';
+import { integerOption, requireOption, type Command } from '../command.js';
+import { writeReportFiles } from '../../bench/report.js';
+import { renderRoundtripTable, roundtripReportFiles } from '../../bench/roundtrip-report.js';
+import { openFilesLimit, roundtripLimits, runRoundtripBench } from '../../bench/roundtrip.js';
+
+/** Descriptors one agent costs in this process: its WebSocket, the gateway's end, its journal, an API socket. */
+const openFilesPerAgent = 4;
+const openFilesReserve = 256;
+
+export const roundtripBenchCommand: Command = {
+  name: 'roundtrip',
+  summary: 'Command round trip (created -> terminal) with N connected agents, against a bare TLS WebSocket echo baseline',
+  usage: '--agents N [--commands M] [--json] [--out DIR] [--redis URL] [--mysql URL]',
+  optionHelp: [
+    ['--agents N', `Agents to enroll and connect (1 to ${roundtripLimits.agentsMax})`],
+    ['--commands M', 'EXEC_PING_KERNEL commands per agent, one after another, all agents at once (default 5; one more warm-up)'],
+    ['--json', 'Print the summary as one JSON object'],
+    ['--out DIR', 'Also write roundtrip.json, roundtrip-percentiles.csv, roundtrip-histogram.csv, roundtrip.svg and roundtrip.md to DIR'],
+    ['--redis URL', 'Use Redis for the bus and key/value store (default: embedded)'],
+    ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
+    ['--timeout-s N', 'Give up after N seconds (default 1800)'],
+    ['--verbose', 'Log the services to stderr'],
+  ],
+  options: {
+    agents: { type: 'string' }, commands: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
+    redis: { type: 'string' }, mysql: { type: 'string' }, 'timeout-s': { type: 'string' }, verbose: { type: 'boolean' },
+  },
+  async run(args, io) {
+    requireOption(args, 'agents');
+    const agents = integerOption(args, 'agents', 1, 1, roundtripLimits.agentsMax);
+    const commandsPerAgent = integerOption(args, 'commands', 5, 1, roundtripLimits.commandsPerAgentMax);
+    const timeoutMs = integerOption(args, 'timeout-s', 1800, 5, 86_400) * 1000;
+    const limit = await openFilesLimit();
+    const needed = agents * openFilesPerAgent + openFilesReserve;
+    if (limit !== null && needed > limit) {
+      io.stderr(`warning: ${agents} agents need about ${needed} open files; this process may hold ${limit} (ulimit -n)\n`);
+    }
+    const run = await runRoundtripBench({
+      agents, commandsPerAgent, timeoutMs,
+      ...(typeof args.values.redis === 'string' ? { redisUrl: args.values.redis } : {}),
+      ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
+      progress: (line) => io.stderr(`${line}\n`),
+      ...(args.values.verbose === true ? { logger: pino({ level: 'info' }, pino.destination(2)) } : {}),
+    });
+    io.stdout(args.values.json === true ? JSON.stringify(run.summary) + '\n' : renderRoundtripTable(run.summary));
+    if (typeof args.values.out === 'string') {
+      const commandLine = `sdc bench roundtrip --agents ${agents} --commands ${commandsPerAgent}`
+        + `${typeof args.values.redis === 'string' ? ' --redis URL' : ''}${typeof args.values.mysql === 'string' ? ' --mysql URL' : ''}`;
+      const paths = await writeReportFiles(args.values.out, roundtripReportFiles(run, commandLine));
+      io.stderr(`wrote ${paths.join(', ')}\n`);
+    }
+    return run.summary.ok ? 0 : 1;
+  },
+};

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request as httpsRequest } from 'node:https';
 import { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import pino from 'pino';
@@ -274,4 +275,35 @@ export function historyInOrder(record: CommandRecord, final: CommandState = 'suc
   const states = record.history.map((h) => h.state);
   const times = record.history.map((h) => h.at_ms);
   return { states, ordered: times.every((t, i) => i === 0 || t >= times[i - 1]!) && states.at(-1) === final };
+}
+
+/** One HTTPS call that returns any status with its JSON body (httpsJson turns refusals into errors without the trace id). */
+export async function rawApi(system: Pick<E2eSystem, 'apiUrl' | 'materials'>, method: 'GET' | 'POST', path: string, options: { body?: string | object; token?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: Record<string, unknown> & { error?: { code: string; message: string; trace_id: string } } }> {
+  const payload = options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(new URL(path, system.apiUrl), {
+      method, ca: system.materials.rootCaPem, minVersion: 'TLSv1.3',
+      headers: {
+        ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }),
+        ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
+        ...options.headers,
+      },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: Record<string, unknown> = {};
+        try {
+          body = text.length === 0 ? {} : (JSON.parse(text) as Record<string, unknown>);
+        } catch {
+          body = { text };
+        }
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
 }

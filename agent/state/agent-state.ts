@@ -4,7 +4,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { bytesFromBase64url } from '../../core/crypto/bytes.js';
 import { pemFromPrivateSeed, privateSeedFromPem } from '../../core/crypto/ed25519-node.js';
 import type { RandomSource } from '../../core/protocol/ports.js';
-import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../../core/trust/atomic-file.js';
+import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../../core/runtime/atomic-file.js';
 import { isValidDeviceId } from '../../core/trust/device-profile.js';
 
 /** The files of an agent directory A (see docs/agent.md). */

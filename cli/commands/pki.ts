@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemRandom } from '../../core/runtime/system.js';
-import { writeFileAtomic } from '../../core/trust/atomic-file.js';
+import { writeFileAtomic } from '../../core/runtime/atomic-file.js';
 import { generateCrl } from '../../core/trust/crl.js';
 import { parseDeviceCsr } from '../../core/trust/device-csr.js';
 import { EnrollmentService } from '../../core/trust/enrollment.js';

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../errors/index.js';
 import type { Clock, RandomSource } from '../protocol/ports.js';
 import { createNodeEd25519Provider, pemFromPrivateSeed, privateSeedFromPem } from '../crypto/ed25519-node.js';
-import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../trust/atomic-file.js';
+import { ensurePrivateDirectory, fileExists, privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import { initPki, loadIssuingPki, pkiPaths, type IssuingPki } from '../trust/pki-directory.js';
 import { issueServerCertificate } from '../trust/server-certificate.js';
 import { parseCertificate } from '../trust/x509-provider.js';
@@ -86,7 +86,7 @@ export async function loadDeployment(options: LoadDeploymentOptions): Promise<De
 
 /** Creates the CA when the data directory has none, then loads. For the demo and tests: a real deployment runs `sdc pki init` by hand and keeps the root key offline. */
 export async function initDeployment(options: LoadDeploymentOptions): Promise<DeploymentMaterials> {
-  if (!(await exists(pkiPaths(options.dataDir).intermediateCertPath))) {
+  if (!(await fileExists(pkiPaths(options.dataDir).intermediateCertPath))) {
     await initPki({ dataDir: options.dataDir, now: new Date(options.clock.nowMs()), random: options.random });
   }
   return loadDeployment(options);
@@ -94,7 +94,7 @@ export async function initDeployment(options: LoadDeploymentOptions): Promise<De
 
 async function loadOrCreateServiceKey(path: string, role: 'cp' | 'gateway', random: RandomSource): Promise<ServiceSigner> {
   let seed: Uint8Array;
-  if (await exists(path)) {
+  if (await fileExists(path)) {
     seed = privateSeedFromPem(await readFile(path, 'utf8'));
   } else {
     seed = random.bytes(32);
@@ -109,7 +109,7 @@ async function loadOrIssueServerCertificate(options: LoadDeploymentOptions, pki:
   const hostnames = [...(options.serverHostnames ?? ['localhost'])];
   const ipAddresses = [...(options.serverIpAddresses ?? ['127.0.0.1', '::1'])];
   const nowMs = options.clock.nowMs();
-  if ((await exists(paths.serverCertPath)) && (await exists(paths.serverKeyPath))) {
+  if ((await fileExists(paths.serverCertPath)) && (await fileExists(paths.serverKeyPath))) {
     const certPem = await readFile(paths.serverCertPath, 'utf8');
     const keyPem = await readFile(paths.serverKeyPath, 'utf8');
     if (serverCertificateStillFits(certPem, { nowMs, hostnames, ipAddresses })) return { certPem, keyPem };
@@ -135,14 +135,5 @@ function serverCertificateStillFits(certPem: string, want: { nowMs: number; host
     return [...want.hostnames, ...want.ipAddresses].every((name) => text.includes(`"${name}"`));
   } catch (error) {
     throw new SdcError('TRUST_CERT_INVALID', 'the server certificate in the data directory cannot be parsed', {}, { cause: error });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
   }
 }

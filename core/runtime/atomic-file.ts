@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { access, chmod, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** Owner read/write only: private keys and trust stores. */
@@ -49,5 +49,15 @@ async function syncDirectory(directory: string): Promise<void> {
     // Durability best effort only (see above); atomicity comes from rename.
   } finally {
     await handle?.close();
+  }
+}
+
+/** True when `path` exists (any type); false on ENOENT and on any other error reading it. */
+export async function fileExists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -57,14 +57,7 @@ export class VirtualTime implements Clock, Scheduler {
    */
   async runUntil(untilMs: number, afterEach: () => Promise<void> = async () => {}): Promise<number> {
     let fired = 0;
-    for (;;) {
-      this.#dropCancelledTop();
-      const top = this.#heap[0];
-      if (top === undefined || top.dueMs > untilMs) break;
-      this.#pop();
-      this.#live.delete(top.id);
-      this.#nowMs = Math.max(this.#nowMs, top.dueMs);
-      top.callback();
+    while (this.#fireNextDue(untilMs)) {
       fired += 1;
       await afterEach();
     }
@@ -76,18 +69,21 @@ export class VirtualTime implements Clock, Scheduler {
   advance(ms: number): number {
     const untilMs = this.#nowMs + ms;
     let fired = 0;
-    for (;;) {
-      this.#dropCancelledTop();
-      const top = this.#heap[0];
-      if (top === undefined || top.dueMs > untilMs) break;
-      this.#pop();
-      this.#live.delete(top.id);
-      this.#nowMs = Math.max(this.#nowMs, top.dueMs);
-      top.callback();
-      fired += 1;
-    }
+    while (this.#fireNextDue(untilMs)) fired += 1;
     this.#nowMs = Math.max(this.#nowMs, untilMs);
     return fired;
+  }
+
+  /** Fires the earliest live timer due at or before `untilMs`, moving the clock to it; false when none is due. */
+  #fireNextDue(untilMs: number): boolean {
+    this.#dropCancelledTop();
+    const top = this.#heap[0];
+    if (top === undefined || top.dueMs > untilMs) return false;
+    this.#pop();
+    this.#live.delete(top.id);
+    this.#nowMs = Math.max(this.#nowMs, top.dueMs);
+    top.callback();
+    return true;
   }
 
   #dropCancelledTop(): void {

@@ -1,6 +1,6 @@
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { writeFileAtomic } from '../runtime/atomic-file.js';
 import { SdcError } from '../errors/index.js';
 import { parseStoredKeyRing, type JwtKeyStore, type StoredKeyRing } from './jwt-key-store.js';
 
@@ -65,38 +65,11 @@ export class FileJwtKeyStore implements JwtKeyStore {
 
   async save(ring: StoredKeyRing): Promise<void> {
     const text = `${JSON.stringify(parseStoredKeyRing(ring), null, 2)}\n`;
-    const directory = dirname(this.path);
-    const tempPath = join(directory, `.${basename(this.path)}.${randomBytes(6).toString('hex')}.tmp`);
     try {
-      await mkdir(directory, { recursive: true, mode: directoryMode });
-      const file = await open(tempPath, 'wx', fileMode);
-      try {
-        // The umask may have narrowed the mode further but never widens it; chmod pins 0600 exactly.
-        await file.chmod(fileMode);
-        await file.writeFile(text, 'utf8');
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-      await rename(tempPath, this.path);
-      await syncDirectory(directory);
+      await mkdir(dirname(this.path), { recursive: true, mode: directoryMode });
+      await writeFileAtomic(this.path, text, { mode: fileMode });
     } catch (error) {
-      await rm(tempPath, { force: true }).catch(() => undefined);
       throw unavailable('write', this.path, error);
     }
   }
 }
-
-/** Makes the rename durable; some platforms refuse to open a directory, which only loses durability. */
-async function syncDirectory(directory: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(directory, 'r');
-    await handle.sync();
-  } catch {
-    return;
-  } finally {
-    await handle?.close();
-  }
-}
-

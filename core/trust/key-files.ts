@@ -2,7 +2,7 @@ import { createCipheriv, createPrivateKey, pbkdf2Sync, randomBytes, type KeyObje
 import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { SdcError } from '../errors/index.js';
-import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from './atomic-file.js';
+import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import { exportPkcs8Der, importEd25519PrivateKey } from './ed25519-keys.js';
 import { toPem } from './pem.js';
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { SdcError } from '../errors/index.js';
 import type { RandomSource } from '../protocol/ports.js';
-import { privateFileMode, writeFileAtomic } from './atomic-file.js';
+import { privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import { isValidDeviceId, requireDeviceId } from './device-profile.js';
 
 /**

@@ -3,7 +3,7 @@ import { access, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../errors/index.js';
 import type { RandomSource } from '../protocol/ports.js';
-import { ensurePrivateDirectory, writeFileAtomic } from './atomic-file.js';
+import { ensurePrivateDirectory, fileExists, writeFileAtomic } from '../runtime/atomic-file.js';
 import { createIntermediateCa, createRootCa, type CaMaterial } from './ca.js';
 import { DeviceCertificateIssuer } from './device-issuer.js';
 import { publicKeyOf } from './ed25519-keys.js';
@@ -62,7 +62,7 @@ export async function initPki(options: InitPkiOptions): Promise<InitializedPki> 
   const paths = pkiPaths(options.dataDir);
   const caFiles = [paths.rootCertPath, paths.rootKeyPath, paths.intermediateCertPath, paths.intermediateKeyPath];
   if (!options.force) {
-    const existing = (await Promise.all(caFiles.map(async (p) => ((await exists(p)) ? p : undefined)))).filter((p) => p !== undefined);
+    const existing = (await Promise.all(caFiles.map(async (p) => ((await fileExists(p)) ? p : undefined)))).filter((p) => p !== undefined);
     if (existing.length > 0) throw new SdcError('TRUST_PKI_EXISTS', `${existing.join(', ')} already exist (use --force to replace)`);
   }
   const root = await createRootCa({ now: options.now, random: options.random });
@@ -93,7 +93,7 @@ export interface IssuingPki {
 export async function loadIssuingPki(options: { dataDir: string; random: RandomSource }): Promise<IssuingPki> {
   const paths = pkiPaths(options.dataDir);
   for (const path of [paths.rootCertPath, paths.intermediateCertPath, paths.intermediateKeyPath]) {
-    if (!(await exists(path))) throw new SdcError('TRUST_PKI_MISSING', `${path} does not exist (run sdc pki init)`);
+    if (!(await fileExists(path))) throw new SdcError('TRUST_PKI_MISSING', `${path} does not exist (run sdc pki init)`);
   }
   const rootCertificate = await readCertificateFile(paths.rootCertPath);
   const certificate = await readCertificateFile(paths.intermediateCertPath);
@@ -124,14 +124,5 @@ async function requireKeyMatchesCertificate(privateKey: CryptoKey, certificate: 
   const spki = Buffer.from(await crypto.subtle.exportKey('spki', await publicKeyOf(privateKey)));
   if (!spki.equals(Buffer.from(certificate.publicKey.rawData))) {
     throw new SdcError('TRUST_KEY_FILE_INVALID', `${keyPath} does not match the certificate's public key`);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { SdcError } from '../errors/index.js';
-import { privateFileMode, writeFileAtomic } from './atomic-file.js';
+import { privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import {
   isRevocationReason, RevocationTable, type RevocationEntry, type RevocationReason, type RevocationStore,
 } from './revocation.js';

@@ -83,13 +83,14 @@ describe('sql.js adapter specifics', () => {
     const dir = await freshDir();
     const db = await openSqlJsDatabase({ dataDir: dir, fileName: 'db.sqlite' });
     await db.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
-    // A directory where the temp file must go makes the write fail on any user, root included.
-    await rm(join(dir, `.db.sqlite.${process.pid}.tmp`), { force: true });
-    await mkdir(join(dir, `.db.sqlite.${process.pid}.tmp`));
+    // A non-empty directory where the file must be renamed makes the save fail on any user, root included.
+    await rm(join(dir, 'db.sqlite'));
+    await mkdir(join(dir, 'db.sqlite'));
+    await writeFile(join(dir, 'db.sqlite', 'blocker'), 'x');
     await assert.rejects(db.execute('INSERT INTO t (id) VALUES (?)', ['a']), (e) => SdcError.is(e, 'STORE_SAVE_FAILED'));
     await assert.rejects(db.execute('INSERT INTO t (id) VALUES (?)', ['b']), (e) => SdcError.is(e, 'STORE_SAVE_FAILED'));
     await assert.rejects(db.close(), (e) => SdcError.is(e, 'STORE_SAVE_FAILED'), 'close does not drop unsaved data quietly');
-    await rm(join(dir, `.db.sqlite.${process.pid}.tmp`), { recursive: true });
+    await rm(join(dir, 'db.sqlite'), { recursive: true });
     await db.close();
     const reopened = await openSqlJsDatabase({ dataDir: dir, fileName: 'db.sqlite' });
     assert.deepEqual(await reopened.query('SELECT id FROM t'), [{ id: 'a' }]);

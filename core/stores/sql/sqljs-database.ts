@@ -6,7 +6,7 @@ import initSqlJs, { type Database, type SqlJsStatic } from 'sql.js';
 import { SdcError } from '../../errors/index.js';
 import type { Scheduler, TimerHandle } from '../../protocol/ports.js';
 import { AsyncMutex } from './async-mutex.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
 import { mapSqliteError } from './sqlite-errors.js';
 import type { ExecuteResult, SqlDatabase, SqlExecutor, SqlValue } from './sql-port.js';
 import { normaliseParams } from './sql-values.js';
@@ -254,7 +254,7 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     if (!this.dirty) return;
     const bytes = this.database.export();
     try {
-      await writeFileAtomic(this.path, bytes);
+      await writeFileAtomic(this.path, bytes, { mode: privateFileMode });
     } catch (error) {
       this.saveFailure = new SdcError('STORE_SAVE_FAILED', `cannot write ${this.path}: ${(error as Error).message}`, {}, { cause: error });
       throw this.saveFailure;

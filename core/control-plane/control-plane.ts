@@ -133,7 +133,12 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       await app.ready();
       const handler = (req: Parameters<FastifyInstance['routing']>[0], res: Parameters<FastifyInstance['routing']>[1]) => app.routing(req, res);
       const created = tls
-        ? createHttpsServer({ key: materials.serverTls.keyPem, cert: `${materials.serverTls.certPem.trim()}\n${materials.intermediateCaPem.trim()}\n`, minVersion: 'TLSv1.2' }, handler)
+        ? createHttpsServer({
+          key: materials.serverTls.keyPem, cert: `${materials.serverTls.certPem.trim()}\n${materials.intermediateCaPem.trim()}\n`, minVersion: 'TLSv1.2',
+          // Requested, not required, and not judged here: only certificate renewal uses it, and it
+          // verifies the certificate itself (chain, validity, revocation, device id).
+          requestCert: true, rejectUnauthorized: false, ca: [materials.intermediateCaPem, materials.rootCaPem],
+        }, handler)
         : createHttpServer(handler);
       server = created;
       await new Promise<void>((resolve, reject) => {

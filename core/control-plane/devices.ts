@@ -7,11 +7,12 @@ import type { MessageBody, MessageType } from '../protocol/messages/catalog.js';
 import { validateMessageBody } from '../protocol/messages/validate.js';
 import { deviceKid } from '../protocol/session/gateway-connection.js';
 import { generateCrl, type SignedCrl } from '../trust/crl.js';
-import { DeviceCertificateIssuer } from '../trust/device-issuer.js';
+import { DeviceCertificateIssuer, type IssuedDeviceCertificate } from '../trust/device-issuer.js';
 import { EnrollmentService } from '../trust/enrollment.js';
 import { createPairingToken } from '../trust/pairing-tokens.js';
-import { requireRevocationReason } from '../trust/revocation.js';
+import { requireRevocationReason, type RevocationReason } from '../trust/revocation.js';
 import { normalizeSerialHex } from '../trust/serial-number.js';
+import { verifyDeviceCertificate } from '../trust/verify-device-certificate.js';
 import { parseCertificate } from '../trust/x509-provider.js';
 import { actors, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
@@ -51,6 +52,14 @@ export interface DeviceServiceOptions {
   readonly certificateValidityMs?: number;
 }
 
+/** The TLS client certificate a request arrived with (DER), as the HTTPS layer saw it. */
+export interface PresentedClientCertificate {
+  readonly certDer: Uint8Array;
+}
+
+/** Unexpired certificates kept per device when a new one is issued: the one presented and the new one. */
+const superseded = { perIssueMax: 64 } as const;
+
 /** Ed25519 SPKI DER is a fixed 12-byte prefix and the 32-byte key. */
 function rawEd25519Key(spki: ArrayBuffer): Uint8Array {
   const bytes = new Uint8Array(spki);
@@ -69,6 +78,7 @@ export class DeviceService {
   readonly #tokens: SqlPairingTokenStore;
   readonly revocations: SqlRevocationStore;
   readonly #enrollment: EnrollmentService;
+  readonly #issuer: DeviceCertificateIssuer;
   #tokenCreator = 'system';
   #crl: SignedCrl | undefined;
 
@@ -81,6 +91,7 @@ export class DeviceService {
       intermediate: options.materials.pki.intermediate, rootCertificate: options.materials.pki.rootCertificate,
       random: options.context.random, isRevoked: (serial) => this.revocations.isRevoked(serial),
     });
+    this.#issuer = issuer;
     this.#enrollment = new EnrollmentService({ tokens: this.#tokens, issuer, validityMs: options.certificateValidityMs });
   }
 
@@ -141,9 +152,13 @@ export class DeviceService {
   /** Trades a one-time token and a CSR for the device's certificate and the keys it must pin. */
   async enroll(options: { deviceId: string; token: string; csrPem: string }): Promise<EnrollmentAnswer> {
     const nowMs = this.#ctx.clock.nowMs();
-    const result = await this.#enrollment.enroll({ token: options.token, deviceId: options.deviceId, csrPem: options.csrPem, now: new Date(nowMs) });
-    const publicKey = base64urlFromBytes(rawEd25519Key(parseCertificate(result.certificatePem).publicKey.rawData));
+    const enrolled = await this.#enrollment.enroll({ token: options.token, deviceId: options.deviceId, csrPem: options.csrPem, now: new Date(nowMs) });
+    const certificate = parseCertificate(enrolled.certificatePem);
+    // The certificate's notAfter (whole seconds), not the issuer's unrounded one.
+    const result = { ...enrolled, notAfter: certificate.notAfter };
+    const publicKey = base64urlFromBytes(rawEd25519Key(certificate.publicKey.rawData));
     const serial = normalizeSerialHex(result.serialHex);
+    await this.#recordCertificate(options.deviceId, result, nowMs);
     const updated = await this.#ctx.db.execute(
       "UPDATE devices SET status = 'enrolled', cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?",
       [serial, result.notAfter.getTime(), publicKey, options.deviceId],
@@ -154,13 +169,95 @@ export class DeviceService {
         [options.deviceId, nowMs, serial, result.notAfter.getTime(), publicKey],
       );
     }
+    // A new pairing replaces whatever the device held before (it may have been lost or stolen).
+    const supersededSerials = await this.#supersede(options.deviceId, [serial], nowMs);
     await this.#ctx.audit.append({
       kind: 'device.enrolled', actor: actors.device(options.deviceId), subject: `device:${options.deviceId}`,
-      payload: { serial, not_after_ms: result.notAfter.getTime(), public_key: publicKey },
+      payload: { serial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: supersededSerials },
     });
+    return this.#answer(result.certificatePem, result.chainPems);
+  }
+
+  /**
+   * Renews a device's certificate (issue 2): the caller proved possession of `presented`'s key in
+   * the TLS handshake; it must chain to our CA, be valid, not revoked, on record for `deviceId`,
+   * and name `deviceId`. The CSR may carry a new key (rotation). Every other unexpired
+   * certificate of the device except the presented one is revoked as `superseded`: a renewal whose
+   * answer was lost can be retried with the same certificate, and at most two certificates of a
+   * device are ever usable at once.
+   */
+  async renew(options: { deviceId: string; csrPem: string; presented: PresentedClientCertificate | undefined }): Promise<EnrollmentAnswer> {
+    const { deviceId } = options;
+    if (options.presented === undefined) {
+      throw new SdcError('API_CLIENT_CERT_REQUIRED', 'renewal needs the current device certificate as the TLS client certificate');
+    }
+    const nowMs = this.#ctx.clock.nowMs();
+    const { pki } = this.#options.materials;
+    const verified = await verifyDeviceCertificate({
+      certDer: options.presented.certDer, trustAnchors: [pki.intermediate.certificate, pki.rootCertificate], now: new Date(nowMs),
+      isRevoked: (serial) => this.revocations.isRevoked(serial),
+    });
+    if (verified.deviceId !== deviceId) {
+      throw new SdcError('API_CLIENT_CERT_DEVICE_MISMATCH', `the client certificate is device ${verified.deviceId}'s, not ${deviceId}'s`, { deviceId });
+    }
+    const row = await this.#row(deviceId);
+    if (row.status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked`, { deviceId });
+    const presentedSerial = normalizeSerialHex(verified.serialHex);
+    const [onRecord] = await this.#ctx.db.query('SELECT serial FROM device_certificates WHERE serial = ? AND device_id = ?', [presentedSerial, deviceId]);
+    if (onRecord === undefined) {
+      throw new SdcError('API_CLIENT_CERT_UNKNOWN', `certificate ${presentedSerial} was not issued to ${deviceId} by this control plane`, { deviceId });
+    }
+    const issued = await this.#issuer.renewDeviceCertificate({
+      currentCertPem: parseCertificate(options.presented.certDer).toString('pem'), csrPem: options.csrPem, now: new Date(nowMs),
+      ...(this.#options.certificateValidityMs === undefined ? {} : { validityMs: this.#options.certificateValidityMs }),
+    });
+    const certificate = parseCertificate(issued.certificatePem);
+    const result = { ...issued, notAfter: certificate.notAfter };
+    const serial = normalizeSerialHex(result.serialHex);
+    const publicKey = base64urlFromBytes(rawEd25519Key(certificate.publicKey.rawData));
+    await this.#recordCertificate(deviceId, result, nowMs);
+    await this.#ctx.db.execute('UPDATE devices SET cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?',
+      [serial, result.notAfter.getTime(), publicKey, deviceId]);
+    const supersededSerials = await this.#supersede(deviceId, [serial, presentedSerial], nowMs);
+    await this.#ctx.audit.append({
+      kind: 'device.renewed', actor: actors.device(deviceId), subject: `device:${deviceId}`,
+      payload: { serial, previous_serial: presentedSerial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: supersededSerials },
+    });
+    return this.#answer(result.certificatePem, this.#issuer.chainPems());
+  }
+
+  async #recordCertificate(deviceId: string, issued: Pick<IssuedDeviceCertificate, 'serialHex' | 'notAfter'>, nowMs: number): Promise<void> {
+    await this.#ctx.db.execute('INSERT INTO device_certificates (serial, device_id, not_after, issued_at) VALUES (?, ?, ?, ?)',
+      [normalizeSerialHex(issued.serialHex), deviceId, issued.notAfter.getTime(), nowMs]);
+  }
+
+  /** Revokes the device's unexpired, unrevoked certificates except `keep`, as `reason`; returns their serials. */
+  async #revokeCertificates(deviceId: string, keep: readonly string[], reason: RevocationReason, nowMs: number): Promise<string[]> {
+    const rows = await this.#ctx.db.query<{ serial: string }>(
+      `SELECT c.serial FROM device_certificates c LEFT JOIN revocations r ON r.serial = c.serial
+       WHERE c.device_id = ? AND c.not_after > ? AND r.serial IS NULL ORDER BY c.issued_at ASC LIMIT ?`,
+      [deviceId, nowMs, superseded.perIssueMax],
+    );
+    const revoked: string[] = [];
+    for (const { serial } of rows) {
+      if (keep.includes(serial)) continue;
+      await this.revocations.revokeDevice(serial, reason, new Date(nowMs), deviceId);
+      // Gateways check this key at AUTH.
+      await this.#ctx.kv.set(kvKeys.revoked(serial), String(nowMs));
+      revoked.push(serial);
+    }
+    if (revoked.length > 0) await this.#regenerateCrl(nowMs);
+    return revoked;
+  }
+
+  async #supersede(deviceId: string, keep: readonly string[], nowMs: number): Promise<string[]> {
+    return this.#revokeCertificates(deviceId, keep, 'superseded', nowMs);
+  }
+
+  #answer(certificatePem: string, chainPems: readonly string[]): EnrollmentAnswer {
     const { commandSigner, gatewaySigner } = this.#options.materials;
     return {
-      certificate_pem: result.certificatePem, chain_pems: [...result.chainPems],
+      certificate_pem: certificatePem, chain_pems: [...chainPems],
       command_keys: [{ kid: commandSigner.kid, public_key: base64urlFromBytes(commandSigner.publicKey) }],
       gateway_keys: [{ kid: gatewaySigner.kid, public_key: base64urlFromBytes(gatewaySigner.publicKey) }],
       gateway_urls: [...this.#options.gatewayUrls],
@@ -180,6 +277,8 @@ export class DeviceService {
     const serial = normalizeSerialHex(row.cert_serial);
     await this.revocations.revokeDevice(serial, reason, new Date(nowMs), options.deviceId);
     await this.#ctx.kv.set(kvKeys.revoked(serial), String(nowMs));
+    // An earlier certificate kept alive by a renewal must not outlive the device's revocation.
+    await this.#revokeCertificates(options.deviceId, [], reason, nowMs);
     await this.#ctx.db.execute("UPDATE devices SET status = 'revoked' WHERE id = ?", [options.deviceId]);
     const crl = await this.#regenerateCrl(nowMs);
     await this.#ctx.audit.append({

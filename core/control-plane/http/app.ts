@@ -1,3 +1,4 @@
+import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
@@ -7,13 +8,14 @@ import { auditScanLimitMax } from '../../protocol/audit-chain.js';
 import type { JsonObject } from '../../protocol/json-value.js';
 import type { RandomSource } from '../../protocol/ports.js';
 import { AuthService, type Principal } from '../auth.js';
+import type { PresentedClientCertificate } from '../devices.js';
 import type { ControlPlaneServices } from '../services.js';
 import type { Role } from '../users.js';
 import { sendError } from './errors.js';
 import { openApiDocument, type RouteDoc } from './openapi.js';
 import {
   AuditQuery, CommandListQuery, CommandParams, CreateCommandBody, CreateCommandHeaders, CreateUserBody, DeviceParams, EnrollBody,
-  LiveQuery, LoginBody, PageQuery, PairingTokenBody, RevokeBody, TelemetryQuery,
+  LiveQuery, LoginBody, PageQuery, PairingTokenBody, RenewBody, RevokeBody, TelemetryQuery,
 } from './schemas.js';
 
 declare module 'fastify' {
@@ -38,6 +40,19 @@ export interface HttpAppOptions {
 function principalOf(request: FastifyRequest): Principal {
   if (request.principal === undefined) throw new SdcError('API_UNAUTHENTICATED', 'no principal on an authenticated route');
   return request.principal;
+}
+
+/**
+ * The TLS client certificate of the connection, if any. The HTTPS listener requests one but does
+ * not require it, and accepts any (rejectUnauthorized: false): only the renewal route uses it, and
+ * verifies it itself. Over plain HTTP (or inject) there is none.
+ */
+function presentedClientCertificate(request: FastifyRequest): PresentedClientCertificate | undefined {
+  const socket = request.raw.socket as Partial<TLSSocket>;
+  if (typeof socket.getPeerCertificate !== 'function') return undefined;
+  const certificate = socket.getPeerCertificate(false);
+  const raw = (certificate as { raw?: unknown } | null)?.raw;
+  return raw instanceof Uint8Array && raw.length > 0 ? { certDer: new Uint8Array(raw) } : undefined;
 }
 
 /**
@@ -152,6 +167,18 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     handler: async (request, reply) => {
       const body = request.body as EnrollBody;
       const answer = await services.devices.enroll({ deviceId: body.device_id, token: body.token, csrPem: body.csr_pem });
+      return reply.status(201).send(answer);
+    },
+  });
+  route({
+    // Public as far as bearer tokens go: the device authenticates with its certificate in the TLS handshake.
+    method: 'POST', url: '/v1/devices/:id/renew', summary: 'Renew a device certificate: CSR + the current certificate as the TLS client certificate',
+    auth: 'public', schema: { params: DeviceParams, body: RenewBody },
+    handler: async (request, reply) => {
+      const body = request.body as RenewBody;
+      const answer = await services.devices.renew({
+        deviceId: (request.params as { id: string }).id, csrPem: body.csr_pem, presented: presentedClientCertificate(request),
+      });
       return reply.status(201).send(answer);
     },
   });

@@ -48,6 +48,11 @@ export const EnrollBody = Type.Object({
 }, strict);
 export type EnrollBody = Static<typeof EnrollBody>;
 
+export const RenewBody = Type.Object({
+  csr_pem: Type.String({ minLength: 1, maxLength: 8192 }),
+}, strict);
+export type RenewBody = Static<typeof RenewBody>;
+
 export const CreateCommandBody = Type.Object({
   device_id: DeviceId,
   opcode: Type.String({ pattern: '^[A-Z][A-Z0-9_]{0,63}$' }),

@@ -1,0 +1,72 @@
+/* Internal declarations shared by the kernel service's translation units. */
+#ifndef SDC_INTERNAL_H
+#define SDC_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/evp.h>
+#include "sdc_kernel.h"
+
+#define SDC_HANDLE_ALIVE 0x53444348u /* marks a live handle; cleared on close */
+#define SDC_LABEL_BYTES SDC_VERSION_LABEL_BYTES
+#define SDC_SANDBOX_PATH_MAX 3072u   /* leaves room for "/versions/<label>.part" under PATH_MAX */
+
+typedef struct sdc_update_state {
+  char current[SDC_LABEL_BYTES];  /* NUL-terminated labels; "" means none */
+  char previous[SDC_LABEL_BYTES];
+  char staged[SDC_LABEL_BYTES];
+  uint32_t commits;
+  uint32_t rollbacks;
+  uint32_t stage_failures;
+  uint64_t last_commit_unix_ms;
+} sdc_update_state;
+
+typedef struct sdc_handle {
+  uint32_t alive;
+  uint32_t flags;
+  pthread_mutex_t lock;
+  EVP_PKEY* agent_key;    /* verifies requests */
+  EVP_PKEY* service_key;  /* signs responses */
+  uint8_t service_public_key[32];
+  char sandbox[SDC_SANDBOX_PATH_MAX];
+  int lock_screen_supported;
+  uint64_t last_counter;
+  uint64_t requests_accepted;
+  uint64_t requests_refused;
+  sdc_update_state update;
+} sdc_handle;
+
+/* Little-endian field access; every caller has checked the bounds. */
+static inline uint16_t sdc_rd16(const uint8_t* p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t sdc_rd32(const uint8_t* p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline uint64_t sdc_rd64(const uint8_t* p) { return (uint64_t)sdc_rd32(p) | ((uint64_t)sdc_rd32(p + 4) << 32); }
+static inline void sdc_wr16(uint8_t* p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void sdc_wr32(uint8_t* p, uint32_t v) {
+  p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+static inline void sdc_wr64(uint8_t* p, uint64_t v) { sdc_wr32(p, (uint32_t)v); sdc_wr32(p + 4, (uint32_t)(v >> 32)); }
+
+/* crypto (OpenSSL libcrypto) */
+EVP_PKEY* sdc_key_from_public(const uint8_t public_key[32]);
+EVP_PKEY* sdc_key_from_seed(const uint8_t seed[32]);
+int sdc_key_public_bytes(EVP_PKEY* key, uint8_t out[32]);
+int sdc_verify(EVP_PKEY* key, const uint8_t* message, size_t message_len, const uint8_t signature[64]);
+int sdc_sign(EVP_PKEY* key, const uint8_t* message, size_t message_len, uint8_t signature[64]);
+
+/* operations; each returns a status and writes its response payload into payload (capacity given) */
+int sdc_label_valid(const uint8_t label[SDC_LABEL_BYTES]);
+void sdc_label_write(uint8_t out[SDC_LABEL_BYTES], const char* label);
+int sdc_detect_lock_screen(void);
+int sdc_op_lock_screen(sdc_handle* h);
+int sdc_op_process_list(uint32_t max_entries, uint8_t* payload, uint32_t capacity, uint32_t* payload_len);
+int sdc_op_stage_update(sdc_handle* h, const uint8_t* request, uint32_t request_len, uint8_t* payload, uint32_t* payload_len);
+int sdc_op_commit_update(sdc_handle* h, const uint8_t* request, uint8_t* payload, uint32_t* payload_len);
+int sdc_op_rollback_update(sdc_handle* h, uint8_t* payload, uint32_t* payload_len);
+uint64_t sdc_current_size_bytes(const sdc_handle* h);
+void sdc_restore_update_state(sdc_handle* h);
+
+#endif /* SDC_INTERNAL_H */

@@ -259,12 +259,14 @@ export function argsFor(opcode: Opcode, version: string = updateVersions[0]): Re
  * Counts kernel process-list calls by their `limit`: a test that gives every command its own
  * limit learns how many times each command took effect at the (mock) kernel.
  */
-export function countProcessListCalls(agent: RunningAgent): Map<number, number> {
+export function countProcessListCalls(agent: RunningAgent, options: { callDelayMs?: number } = {}): Map<number, number> {
   const counts = new Map<number, number>();
   const kernel = agent.kernel as { getProcessList: RunningAgent['kernel']['getProcessList'] };
   const original = kernel.getProcessList.bind(agent.kernel);
-  kernel.getProcessList = (maxEntries?: number) => {
+  kernel.getProcessList = async (maxEntries?: number) => {
     counts.set(maxEntries ?? -1, (counts.get(maxEntries ?? -1) ?? 0) + 1);
+    // A slow kernel keeps commands executing long enough for a crash to land in the middle.
+    if (options.callDelayMs !== undefined) await delay(options.callDelayMs);
     return original(maxEntries);
   };
   return counts;

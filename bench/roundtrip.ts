@@ -73,7 +73,8 @@ export interface RoundtripSummary {
   };
   baseline: { samples: number; message_bytes: number; latency_ms: LatencySummary };
   real: {
-    commands: { total: number; succeeded: number; not_terminal: number; by_state: Partial<Record<CommandState, number>> };
+    /** `total` measured commands attempted; `refused` creations the API answered with an error, by code; `not_terminal` created but not terminal by the deadline. */
+    commands: { total: number; succeeded: number; refused: number; refused_by_code: Record<string, number>; not_terminal: number; by_state: Partial<Record<CommandState, number>> };
     /** Created (`queued`) to terminal, from the command's state history (ms resolution). */
     server_ms: LatencySummary;
     /** POST sent to terminal event received on the live stream. */
@@ -86,6 +87,8 @@ export interface RoundtripSummary {
   };
   /** real / baseline, per percentile. */
   ratios: { server: PercentileRatios; client: PercentileRatios };
+  /** Set-up steps (pairing, enrollment) retried after a *_CONFLICT refusal; not part of the measurement. */
+  setup_conflict_retries: number;
   phases_ms: { deployment: number; enrollment: number; baseline: number; agents_online: number; commands: number };
   duration_ms: number;
   ok: boolean;
@@ -154,15 +157,16 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
     // 2. Enrollment through the real HTTPS path, a few at a time.
     const deviceIds = Array.from({ length: agentCount }, (_, i) => `bench-${runTag}-${String(i + 1).padStart(5, '0')}`);
     const identities: AgentIdentity[] = [];
+    let setupConflictRetries = 0;
     for (let i = 0; i < deviceIds.length; i += concurrency) {
       if (systemClock.nowMs() >= deadlineMs) break;
-      identities.push(...await Promise.all(deviceIds.slice(i, i + concurrency).map(async (deviceId) => {
+      identities.push(...await Promise.all(deviceIds.slice(i, i + concurrency).map((deviceId) => retryOnConflict(async () => {
         const { token: pairingToken } = await api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
         const dir = join(dataDir, 'agents', deviceId);
         await mkdir(dir, { recursive: true, mode: 0o700 });
         const { identity } = await ensureEnrolled({ dir, serverUrl: apiUrl, deviceId, pairingToken, caPem, random: systemRandom, clock: systemClock });
         return identity;
-      })));
+      }, () => { setupConflictRetries += 1; }))));
       progress(`enrolled ${identities.length}/${agentCount}`);
     }
     const phaseEnrollmentMs = lap();
@@ -201,6 +205,7 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
     const serverSamples: number[] = [];
     const clientSamples: number[] = [];
     const postSamples: number[] = [];
+    const refusedByCode: Record<string, number> = {};
     const ids: string[] = [];
     let terminalCount = 0;
     const measuredTotal = identities.length * commandsPerAgent;
@@ -208,8 +213,16 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
       for (let round = 0; round < warmupRounds + commandsPerAgent; round += 1) {
         if (systemClock.nowMs() >= deadlineMs) return;
         const sentMs = performance.now();
-        const command = await api<{ id: string }>('POST', '/v1/commands', { device_id: deviceId, opcode: 'EXEC_PING_KERNEL', args: {} },
-          { 'idempotency-key': `bench-${runTag}-${deviceId}-${round}` });
+        let command: { id: string };
+        try {
+          command = await api<{ id: string }>('POST', '/v1/commands', { device_id: deviceId, opcode: 'EXEC_PING_KERNEL', args: {} },
+            { 'idempotency-key': `bench-${runTag}-${deviceId}-${round}` });
+        } catch (error) {
+          // A refused creation is a result, not a reason to stop: counted by code, the agent moves on.
+          const code = SdcError.is(error) ? String(error.details?.serverCode ?? error.code) : 'UNKNOWN';
+          if (round >= warmupRounds) refusedByCode[code] = (refusedByCode[code] ?? 0) + 1;
+          continue;
+        }
         const postedMs = performance.now();
         const seen = await live!.waitTerminal(command.id, deadlineMs);
         if (round < warmupRounds) continue;
@@ -237,7 +250,8 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
         if (commandTerminalStates.includes(record.state) && first !== undefined && last !== undefined) serverSamples.push(last.at_ms - first.at_ms);
       }
     }
-    const notTerminal = measuredTotal - serverSamples.length;
+    const refused = Object.values(refusedByCode).reduce((sum, n) => sum + n, 0);
+    const notTerminal = ids.length - serverSamples.length;
     const baselineSummary = summarizeLatencies(baseline.samplesMs);
     const serverSummary = summarizeLatencies(serverSamples);
     const clientSummary = summarizeLatencies(clientSamples);
@@ -253,11 +267,12 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
       },
       baseline: { samples: baseline.samplesMs.length, message_bytes: echoMessageBytes, latency_ms: baselineSummary },
       real: {
-        commands: { total: measuredTotal, succeeded: byState.succeeded ?? 0, not_terminal: notTerminal, by_state: byState },
+        commands: { total: measuredTotal, succeeded: byState.succeeded ?? 0, refused, refused_by_code: refusedByCode, not_terminal: notTerminal, by_state: byState },
         server_ms: serverSummary, client_ms: clientSummary, api_post_ms: summarizeLatencies(postSamples),
         live_lag_ms: summarizeLatencies(live.lagSamplesMs), live_stream_reconnects: live.reconnects,
       },
       ratios: { server: ratiosOf(serverSummary, baselineSummary), client: ratiosOf(clientSummary, baselineSummary) },
+      setup_conflict_retries: setupConflictRetries,
       phases_ms: { deployment: phaseDeploymentMs, enrollment: phaseEnrollmentMs, baseline: phaseBaselineMs, agents_online: phaseOnlineMs, commands: phaseCommandsMs },
       duration_ms: Math.round(performance.now() - startedMs),
       ok: false,
@@ -282,6 +297,25 @@ interface CommandRecord {
 function ratiosOf(real: LatencySummary, baseline: LatencySummary): PercentileRatios {
   const ratio = (a: number, b: number) => (b > 0 ? Math.round((a / b) * 10) / 10 : 0);
   return { p50: ratio(real.p50, baseline.p50), p90: ratio(real.p90, baseline.p90), p99: ratio(real.p99, baseline.p99), max: ratio(real.max, baseline.max) };
+}
+
+const setupAttemptsMax = 5;
+
+/**
+ * Set-up (not measured) retries a step the server refused with a *_CONFLICT code: concurrent
+ * writers on a real database can lose a race the server does not retry itself. Each retry is counted.
+ */
+async function retryOnConflict<T>(step: () => Promise<T>, onRetry: () => void): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await step();
+    } catch (error) {
+      const serverCode = SdcError.is(error) ? error.details?.serverCode : undefined;
+      if (attempt >= setupAttemptsMax || typeof serverCode !== 'string' || !serverCode.endsWith('_CONFLICT')) throw error;
+      onRetry();
+      await sleep(50 * attempt);
+    }
+  }
 }
 
 function sleep(ms: number): Promise<void> {

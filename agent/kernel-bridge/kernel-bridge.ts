@@ -85,8 +85,8 @@ export class IoctlKernelBridge implements KernelBridge {
   }
 
   async getProcessList(maxEntries = defaultProcessEntries): Promise<ProcessListResult> {
-    const request = encodeProcessListRequest(Math.min(maxEntries, PROCESS_ENTRIES_MAX));
-    const capacity = Layout.ProcessListResponse.bytes + maxEntries * Layout.ProcessEntry.bytes;
+    const request = encodeProcessListRequest(maxEntries);
+    const capacity = Layout.ProcessListResponse.bytes + Math.min(maxEntries, PROCESS_ENTRIES_MAX) * Layout.ProcessEntry.bytes;
     const result = decodeProcessListResponse(await this.call('EXEC_GET_PROCESS_LIST', request, capacity));
     if (result.entries.length > maxEntries) throw new SdcError('KERNEL_RESPONSE_INVALID', 'process list has more entries than asked for');
     return result;

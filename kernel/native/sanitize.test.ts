@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { buildNativeLibrary } from './build.js';
+
+// Runs the whole contract suite (fast-check fuzzing included) in a child node whose process has
+// libasan and libubsan preloaded, against the library built with -fsanitize=address,undefined.
+// Any out-of-bounds access or undefined behaviour aborts the child and fails this test.
+function runtimeLibrary(name: string): string | undefined {
+  const result = spawnSync('gcc', [`-print-file-name=${name}`], { encoding: 'utf8' });
+  const path = result.stdout?.trim();
+  return result.status === 0 && path && path.startsWith('/') ? path : undefined;
+}
+
+let skip: string | undefined;
+let libraryPath = '';
+const asan = runtimeLibrary('libasan.so');
+const ubsan = runtimeLibrary('libubsan.so');
+try {
+  if (!asan || !ubsan) throw new Error('gcc cannot locate libasan.so / libubsan.so');
+  libraryPath = buildNativeLibrary({ variant: 'sanitize' }).libraryPath;
+} catch (error) {
+  skip = `sanitizer build unavailable: ${(error as Error).message}`;
+  if (process.env.CI) throw error;
+}
+
+/** The parent's environment minus node:test's marker, which would make the child skip its tests. */
+function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_TEST_CONTEXT;
+  return env;
+}
+
+test('contract suite passes against the ASan+UBSan build of the native library', { skip }, () => {
+  const suite = fileURLToPath(new URL('./sanitized-suite.ts', import.meta.url));
+  const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', suite], {
+    encoding: 'utf8',
+    timeout: 240_000,
+    env: {
+      ...childEnv(),
+      SDC_KERNEL_LIBRARY: libraryPath,
+      LD_PRELOAD: `${asan}:${ubsan}`,
+      // Node itself keeps allocations alive at exit, so leak checking would only report node.
+      ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=1',
+      UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
+    },
+  });
+  const output = `${result.stdout}\n${result.stderr}`;
+  assert.doesNotMatch(output, /AddressSanitizer|runtime error:/, output.slice(-4000));
+  assert.equal(result.status, 0, output.slice(-4000));
+  assert.match(output, /ℹ fail 0/, 'child reported failures');
+});

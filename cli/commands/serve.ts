@@ -7,7 +7,7 @@ import { integerOption, stringOption, type CliIo, type Command, type ParsedComma
 
 const commonOptions = {
   dir: { type: 'string' }, host: { type: 'string' }, 'gateway-port': { type: 'string' }, 'gateway-id': { type: 'string' },
-  redis: { type: 'string' }, mysql: { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
+  redis: { type: 'string' }, 'key-prefix': { type: 'string' }, mysql: { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
 } as const;
 
 const commonHelp = [
@@ -16,6 +16,7 @@ const commonHelp = [
   ['--gateway-port G', 'Gateway WSS port (default 8443; 0 picks a free one)'],
   ['--gateway-id ID', 'This gateway\'s id (default gw-1); unique per gateway process'],
   ['--redis URL', 'Redis for the bus and key/value store (default: embedded, single process only)'],
+  ['--key-prefix P', 'Prefix of every Redis key (default sdc:); the same for every process of one deployment'],
   ['--mysql URL', 'MySQL/MariaDB (default: sql.js in D/db/sdc.sqlite)'],
   ['--heartbeat-interval-ms N', 'Agent heartbeat period; offline after 1.5 of them (default 10000)'],
   ['--server-name NAME', 'Extra DNS name for the TLS certificate (repeatable; localhost is always included)'],
@@ -39,6 +40,7 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
     controlPlane: withControlPlane,
     gateway: { heartbeatIntervalMs: integerOption(args, 'heartbeat-interval-ms', 10_000, 100, 3_600_000) },
     ...(redisUrl ? { redisUrl } : {}),
+    ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),
     ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
   });
   if (deployment.apiUrl) io.stdout(`control plane  ${deployment.apiUrl}\n`);

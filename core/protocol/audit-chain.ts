@@ -292,6 +292,9 @@ export class InMemoryAuditStore implements AuditStore {
   }
 }
 
+/** Attempts of one append that keeps losing its seq to other writers before AUDIT_CONFLICT is returned. */
+const appendConflictRetriesMax = 16;
+
 export interface AuditLogOptions {
   readonly store: AuditStore;
   readonly sha256: Sha256;
@@ -346,7 +349,22 @@ export class AuditLog {
     return result;
   }
 
+  /**
+   * Another process sharing the store (a second control plane on one MySQL) may take the seq
+   * between our head read and our write: the loser reads the new head and links to it, a
+   * bounded number of times, instead of failing the operation being audited.
+   */
   private async appendNow(input: Omit<AuditEntryInput, 'ts'>): Promise<AuditEntry> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.appendOnce(input);
+      } catch (error) {
+        if (!SdcError.is(error, 'AUDIT_CONFLICT') || attempt >= appendConflictRetriesMax) throw error;
+      }
+    }
+  }
+
+  private async appendOnce(input: Omit<AuditEntryInput, 'ts'>): Promise<AuditEntry> {
     const head = await this.store.head();
     if (head !== undefined) {
       // Extending a tampered head would bury the tampering under a valid-looking link.

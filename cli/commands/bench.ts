@@ -2,6 +2,7 @@ import type { CommandGroup } from '../command.js';
 import { ed25519BenchCommand } from '../../bench/ed25519.js';
 import { simBenchCommand } from '../../bench/sim.js';
 import { roundtripBenchCommand } from './bench-roundtrip.js';
+import { ioctlBenchCommand } from './bench-ioctl.js';
 
 /** `sdc bench <name>`: each benchmark module exports its Command; add one import and one entry. */
 export const benchGroup: CommandGroup = {
@@ -11,5 +12,6 @@ export const benchGroup: CommandGroup = {
     ed25519BenchCommand,
     simBenchCommand,
     roundtripBenchCommand,
+    ioctlBenchCommand,
   ],
 };

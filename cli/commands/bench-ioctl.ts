@@ -1,0 +1,103 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createNodeEd25519Provider } from '../../core/crypto/ed25519-node.js';
+import { SdcError } from '../../core/errors/index.js';
+import { IoctlKernelBridge } from '../../agent/kernel-bridge/kernel-bridge.js';
+import type { IoctlDevice } from '../../kernel/device.js';
+import { createMockTarget } from '../../kernel/mock/mock-target.js';
+import { buildNativeLibrary } from '../../kernel/native/build.js';
+import { createNativeTarget } from '../../kernel/native/native-target.js';
+import { integerOption, type Command } from '../command.js';
+
+interface IoctlBenchRow {
+  backend: 'mock' | 'native';
+  opcode: 'EXEC_PING_KERNEL' | 'EXEC_GET_STATUS';
+  calls: number;
+  callsPerSecond: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+const callsMax = 1_000_000;
+
+function percentileUs(sortedNs: BigInt64Array, fraction: number): number {
+  const index = Math.min(sortedNs.length - 1, Math.ceil(fraction * sortedNs.length) - 1);
+  return Number(sortedNs[Math.max(0, index)]!) / 1000;
+}
+
+/** Full bridge calls: sign the request, call the device, verify the signed response, decode. */
+async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, agentSeed: Uint8Array, servicePublicKey: Uint8Array, calls: number): Promise<IoctlBenchRow[]> {
+  const bridge = new IoctlKernelBridge({ device, ed25519: createNodeEd25519Provider(), agentSeed, servicePublicKey, counterStart: 1n });
+  const rows: IoctlBenchRow[] = [];
+  for (const opcode of ['EXEC_PING_KERNEL', 'EXEC_GET_STATUS'] as const) {
+    const run = opcode === 'EXEC_PING_KERNEL' ? () => bridge.pingKernel() : () => bridge.getStatus();
+    for (let i = 0; i < Math.min(200, calls); i++) await run(); // warm-up: JIT and key caches
+    const samples = new BigInt64Array(calls);
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < calls; i++) {
+      const t0 = process.hrtime.bigint();
+      await run();
+      samples[i] = process.hrtime.bigint() - t0;
+    }
+    const elapsedNs = Number(process.hrtime.bigint() - started);
+    samples.sort();
+    rows.push({
+      backend, opcode, calls,
+      callsPerSecond: Math.round(calls / (elapsedNs / 1e9)),
+      p50Us: Math.round(percentileUs(samples, 0.5) * 10) / 10,
+      p99Us: Math.round(percentileUs(samples, 0.99) * 10) / 10,
+    });
+  }
+  bridge.close();
+  return rows;
+}
+
+export const ioctlBenchCommand: Command = {
+  name: 'ioctl',
+  summary: 'Kernel IOCTL calls per second and p50/p99 latency through the agent bridge, mock and native library in one run',
+  usage: '[--calls N] [--json]',
+  optionHelp: [
+    ['--calls N', `Measured calls per backend and opcode (default 20000, at most ${callsMax})`],
+    ['--json', 'Print the results as one JSON object'],
+  ],
+  options: { calls: { type: 'string' }, json: { type: 'boolean' } },
+  async run(args, io) {
+    const calls = integerOption(args, 'calls', 20_000, 1, callsMax);
+    const agentSeed = new Uint8Array(32).fill(1);
+    const serviceSeed = new Uint8Array(32).fill(2);
+    const mock = createMockTarget({ agentSeed, serviceSeed, clock: { nowMs: () => Date.now() } });
+    const rows = await measure('mock', mock.device, agentSeed, mock.servicePublicKey, calls);
+    let nativeSkipped: string | undefined;
+    let libraryPath: string | undefined;
+    try {
+      libraryPath = buildNativeLibrary({ variant: 'release' }).libraryPath;
+    } catch (error) {
+      if (!SdcError.is(error, 'KERNEL_BUILD_FAILED')) throw error;
+      nativeSkipped = error.message;
+    }
+    if (libraryPath) {
+      const native = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
+      try {
+        rows.push(...await measure('native', native.device, agentSeed, native.servicePublicKey, calls));
+      } finally {
+        native.cleanup();
+      }
+    }
+    const report = {
+      what: 'IoctlKernelBridge calls: Ed25519-sign request, DeviceIoControl-shaped call, verify signed response, decode; sequential, one process',
+      rows,
+      ...(nativeSkipped ? { nativeSkipped } : {}),
+    };
+    if (args.values.json === true) {
+      io.stdout(JSON.stringify(report) + '\n');
+      return 0;
+    }
+    io.stdout('backend  opcode             calls   calls/s   p50 us   p99 us\n');
+    for (const r of rows) {
+      io.stdout(`${r.backend.padEnd(8)} ${r.opcode.padEnd(18)} ${String(r.calls).padStart(6)} ${String(r.callsPerSecond).padStart(9)} ${r.p50Us.toFixed(1).padStart(8)} ${r.p99Us.toFixed(1).padStart(8)}\n`);
+    }
+    if (nativeSkipped) io.stdout(`native skipped: ${nativeSkipped}\n`);
+    return 0;
+  },
+};

@@ -1,8 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildNativeLibrary } from './build.js';
+import fc from 'fast-check';
+import { createNodeEd25519Provider } from '../../core/crypto/ed25519-node.js';
+import { IoctlCode } from '../generated/contract.js';
+import { buildNativeLibrary, nativeArtifacts } from './build.js';
 
 // Runs the whole contract suite (fast-check fuzzing included) in a child node whose process has
 // libasan and libubsan preloaded, against the library built with -fsanitize=address,undefined.
@@ -50,4 +56,32 @@ test('contract suite passes against the ASan+UBSan build of the native library',
   assert.doesNotMatch(output, /AddressSanitizer|runtime error:/, output.slice(-4000));
   assert.equal(result.status, 0, output.slice(-4000));
   assert.match(output, /ℹ fail 0/, 'child reported failures');
+});
+
+test('the C harness replays a random corpus through the sanitized library without a violation', { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sdc-harness-'));
+  try {
+    const ed25519 = createNodeEd25519Provider();
+    writeFileSync(join(dir, 'agent.pub'), ed25519.publicKeyFromSeed(new Uint8Array(32).fill(1)));
+    writeFileSync(join(dir, 'service.seed'), new Uint8Array(32).fill(2));
+    mkdirSync(join(dir, 'sandbox'));
+    const codes = [...Object.values(IoctlCode), 0x222000];
+    const records = fc.sample(fc.tuple(fc.constantFrom(...codes), fc.uint8Array({ maxLength: 300 }), fc.integer({ min: 0, max: 600 })), { numRuns: 500, seed: 42 });
+    const parts = records.map(([code, input, outLen]) => {
+      const head = Buffer.alloc(12);
+      head.writeUInt32LE(code, 0);
+      head.writeUInt32LE(input.length, 4);
+      head.writeUInt32LE(outLen, 8);
+      return Buffer.concat([head, input]);
+    });
+    writeFileSync(join(dir, 'corpus.bin'), Buffer.concat(parts));
+    const { harnessPath } = nativeArtifacts('sanitize');
+    const result = spawnSync(harnessPath, [join(dir, 'sandbox'), join(dir, 'agent.pub'), join(dir, 'service.seed'), join(dir, 'corpus.bin')], {
+      encoding: 'utf8', timeout: 60_000, env: { ...childEnv(), ASAN_OPTIONS: 'abort_on_error=1', UBSAN_OPTIONS: 'halt_on_error=1' },
+    });
+    assert.equal(result.status, 0, `${result.stdout}\n${result.stderr}`);
+    assert.match(result.stdout, /^calls=500 /);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,5 +1,5 @@
-import { request } from 'node:https';
 import { SdcError } from '../core/errors/index.js';
+import { httpsJson } from '../core/runtime/https-json.js';
 import { createNodeEd25519Provider, pemFromPrivateSeed } from '../core/crypto/ed25519-node.js';
 import type { Clock, RandomSource } from '../core/protocol/ports.js';
 import { importEd25519PrivateKey, publicKeyOf } from '../core/trust/ed25519-keys.js';
@@ -156,44 +156,16 @@ interface PostJsonOptions {
   clientCert?: { certPem: string; keyPem: string };
 }
 
-/** One HTTPS POST trusting only `caPem`; a refusal becomes AGENT_ENROLL_FAILED carrying the server's code. */
+/** One HTTPS POST trusting only `caPem`; any failure becomes AGENT_ENROLL_FAILED carrying the server's code. */
 async function postJson<T>(options: PostJsonOptions): Promise<T> {
-  if (options.url.protocol !== 'https:') throw new SdcError('AGENT_ENROLL_FAILED', `${options.url.origin} is not https`);
-  const payload = JSON.stringify(options.body);
-  return new Promise<T>((resolve, reject) => {
-    const req = request(options.url, {
-      method: 'POST', ca: options.caPem, minVersion: 'TLSv1.3', timeout: options.timeoutMs,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-      ...(options.clientCert ? { cert: options.clientCert.certPem, key: options.clientCert.keyPem } : {}),
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      let bytes = 0;
-      res.on('data', (chunk: Buffer) => {
-        bytes += chunk.length;
-        if (bytes > answerBytesMax) {
-          req.destroy(new SdcError('AGENT_ENROLL_FAILED', `answer is larger than ${answerBytesMax} bytes`));
-          return;
-        }
-        chunks.push(chunk);
-      });
-      res.on('end', () => {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          parsed = undefined;
-        }
-        const status = res.statusCode ?? 0;
-        if (status >= 200 && status < 300 && parsed !== undefined) return resolve(parsed as T);
-        const error = (parsed as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-        const code = typeof error?.code === 'string' ? error.code : `HTTP_${status}`;
-        const message = typeof error?.message === 'string' ? error.message : 'no error body';
-        reject(new SdcError('AGENT_ENROLL_FAILED', `${options.url.pathname} refused with ${code}: ${message}`, { status, serverCode: code }));
-      });
-      res.on('error', reject);
+  try {
+    const answer = await httpsJson<T>({
+      method: 'POST', url: options.url, caPem: options.caPem, body: options.body, timeoutMs: options.timeoutMs,
+      answerBytesMax, ...(options.clientCert ? { clientCert: options.clientCert } : {}),
     });
-    req.on('timeout', () => req.destroy(new SdcError('AGENT_ENROLL_FAILED', `no answer from ${options.url.origin} within ${options.timeoutMs} ms`)));
-    req.on('error', (error) => reject(SdcError.is(error) ? error : new SdcError('AGENT_ENROLL_FAILED', `${options.url.origin}: ${error.message}`, {}, { cause: error })));
-    req.end(payload);
-  });
+    return answer.body;
+  } catch (error) {
+    const typed = SdcError.is(error) ? error : undefined;
+    throw new SdcError('AGENT_ENROLL_FAILED', typed?.message ?? String(error), typed?.details ?? {}, { cause: error });
+  }
 }

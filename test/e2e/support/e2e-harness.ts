@@ -15,7 +15,7 @@ import { startGatewayServer } from '../../../core/gateway/gateway-server.js';
 import { startDeployment, type Deployment, type StartDeploymentOptions } from '../../../core/deployment/deployment.js';
 import { initDeployment, type DeploymentMaterials } from '../../../core/deployment/materials.js';
 import { SdcError } from '../../../core/errors/index.js';
-import type { CommandState } from '../../../core/protocol/command-machine.js';
+import { commandTerminalStates, type CommandState } from '../../../core/protocol/command-machine.js';
 import type { Opcode } from '../../../core/protocol/messages/opcodes.js';
 import { httpsJson } from '../../../core/runtime/https-json.js';
 import { systemClock, systemRandom, systemScheduler } from '../../../core/runtime/system.js';
@@ -230,7 +230,41 @@ export interface CommandRecord {
   history: Array<{ state: CommandState; at_ms: number }>;
 }
 
-export const terminalStates: readonly CommandState[] = ['succeeded', 'failed', 'expired', 'dead_lettered'];
+export const terminalStates: readonly CommandState[] = commandTerminalStates;
+
+export interface CommandOutcome {
+  state: CommandState;
+  /** The device's error code from its signed COMMAND_RESULT, when it sent one with an error. */
+  resultCode: string | undefined;
+}
+
+/** The final state and the device's own error code, from the stored signed result frame. */
+export function outcomeOf(record: CommandRecord & { result_frame?: string | null }): CommandOutcome {
+  const frame = record.result_frame ? JSON.parse(record.result_frame) as { body?: { error?: { code?: string } } } : undefined;
+  return { state: record.state, resultCode: frame?.body?.error?.code };
+}
+
+/**
+ * At-most-once outcome of a crash test: every command took effect at most once; a succeeded one
+ * exactly once; any other is a device refusal of a stale sequence number (redelivered after a
+ * later command of the same device ran), which never executed. Returns the counts by state.
+ */
+export function checkAtMostOnce(finals: ReadonlyArray<{ record: CommandRecord; executions: number }>): Record<string, number> {
+  const byState: Record<string, number> = {};
+  for (const { record, executions } of finals) {
+    byState[record.state] = (byState[record.state] ?? 0) + 1;
+    if (executions > 1) throw new Error(`command ${record.id} took effect ${executions} times`);
+    if (record.state === 'succeeded') {
+      if (executions !== 1) throw new Error(`succeeded command ${record.id} took effect ${executions} times`);
+      continue;
+    }
+    const outcome = outcomeOf(record);
+    if (record.state !== 'rejected' || outcome.resultCode !== 'COMMAND_SEQ_STALE' || executions !== 0) {
+      throw new Error(`command ${record.id} ended ${record.state} (${outcome.resultCode ?? 'no device code'}) after ${executions} executions: ${JSON.stringify(record.history)}`);
+    }
+  }
+  return byState;
+}
 
 export async function createCommand(system: E2eSystem, deviceId: string, opcode: Opcode | string, args: Record<string, unknown> = {}, extra: { ttlMs?: number; idempotencyKey?: string } = {}): Promise<CommandRecord> {
   return system.api<CommandRecord>('POST', '/v1/commands', { device_id: deviceId, opcode, args, ...(extra.ttlMs === undefined ? {} : { ttl_ms: extra.ttlMs }) },
@@ -238,10 +272,15 @@ export async function createCommand(system: E2eSystem, deviceId: string, opcode:
 }
 
 export async function waitTerminal(system: E2eSystem, commandId: string, timeoutMs = 20_000): Promise<CommandRecord> {
-  return eventually(`command ${commandId} terminal`, async () => {
-    const record = await system.api<CommandRecord>('GET', `/v1/commands/${commandId}`);
-    return terminalStates.includes(record.state) ? record : undefined;
-  }, timeoutMs, 100);
+  let last: CommandRecord | undefined;
+  try {
+    return await eventually(`command ${commandId} terminal`, async () => {
+      last = await system.api<CommandRecord>('GET', `/v1/commands/${commandId}`);
+      return terminalStates.includes(last.state) ? last : undefined;
+    }, timeoutMs, 100);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; last seen: ${JSON.stringify(last)}`);
+  }
 }
 
 /** The arguments each opcode needs; updates name artifacts that pairAgent wrote to the agent's directory. */

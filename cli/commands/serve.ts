@@ -37,6 +37,7 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
     apiPort: withControlPlane ? integerOption(args, 'api-port', 8080, 0, 65535) : 0,
     gatewayPort: integerOption(args, 'gateway-port', 8443, 0, 65535),
     gatewayId: stringOption(args, 'gateway-id', 'gw-1'),
+    ...(args.values['advertise-gateway'] === undefined ? {} : { advertisedGatewayUrls: advertisedUrls(args.values['advertise-gateway'] as string[]) }),
     controlPlane: withControlPlane,
     gateway: { heartbeatIntervalMs: integerOption(args, 'heartbeat-interval-ms', 10_000, 100, 3_600_000) },
     ...(redisUrl ? { redisUrl } : {}),
@@ -57,12 +58,21 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
   return 0;
 }
 
+function advertisedUrls(urls: string[]): string[] {
+  for (const url of urls) if (!/^wss:\/\/[^/]+/.test(url)) throw new SdcError('CLI_USAGE', `--advertise-gateway ${url} is not a wss:// URL`);
+  return urls;
+}
+
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run the control plane (HTTPS API) and a gateway (WSS, mutual TLS) on the data directory',
   usage: '--dir D [--api-port P] [--gateway-port G] [--redis URL] [--mysql URL]',
-  optionHelp: [['--api-port P', 'Control plane HTTPS port (default 8080; 0 picks a free one)'], ...commonHelp],
-  options: { ...commonOptions, 'api-port': { type: 'string' } },
+  optionHelp: [
+    ['--api-port P', 'Control plane HTTPS port (default 8080; 0 picks a free one)'],
+    ['--advertise-gateway URL', 'Gateway URL given to devices at enrollment (repeatable; default: this gateway\'s address)'],
+    ...commonHelp,
+  ],
+  options: { ...commonOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true } },
   run: (args, io) => serve(args, io, true),
 };
 

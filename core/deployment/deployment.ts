@@ -25,6 +25,8 @@ export interface StartDeploymentOptions {
   apiPort?: number;
   gatewayPort?: number;
   gatewayId?: string;
+  /** Gateway URLs handed to devices at enrollment (default: this gateway's bound address). */
+  advertisedGatewayUrls?: readonly string[];
   /** Run the control plane (default true); false runs a gateway only, for extra gateway processes. */
   controlPlane?: boolean;
   /** Extra gateway tuning (heartbeat, ACK timeout, attempts...). */
@@ -114,7 +116,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     if (options.controlPlane !== false && stores.sql !== undefined) {
       controlPlane = await createControlPlane({
         materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
-        gatewayUrls: [gatewayUrl], ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
+        gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
       });
       stopped.push(() => controlPlane!.stop());
       await controlPlane.start();

@@ -29,6 +29,30 @@ interface Delivery {
 const readCountMax = 32;
 const idleWhenFullMs = 50;
 const errorPauseMs = 500;
+/** COMMAND_DELIVERY's `attempt` is at most 100 on the wire. */
+const commandAttemptMax = 100;
+/**
+ * Commands with reports queued at once (in flight or waiting for a retry); a failure beyond it is
+ * left to the control plane's redelivery sweep (the delivery stays held, so the sweep's duplicate
+ * re-asks the device).
+ */
+export const reportBacklogsMax = 1_024;
+/** Reports of one command waiting behind a failed one (deliver, ack, start, result, and repeats). */
+const reportsPerCommandMax = 16;
+
+/** One report to the events stream: its steps run in order; `next` is the first not yet done. */
+interface PendingReport {
+  readonly what: string;
+  readonly steps: ReadonlyArray<() => Promise<void>>;
+  next: number;
+}
+
+/** A command's reports not yet on the events stream, in the order the gateway got them; retried after a failure. */
+interface ReportBacklog {
+  readonly reports: PendingReport[];
+  failures: number;
+  timer: TimerHandle | undefined;
+}
 
 /**
  * Reads this gateway's command stream and carries each command to its device: verify, deliver,
@@ -39,7 +63,10 @@ export class CommandRouter {
   readonly #deliveries = new Map<string, Delivery>();
   readonly #perDevice = new Map<string, number>();
   readonly #stream: string;
+  /** By command id: reports in flight or waiting for a retry (at most reportBacklogsMax commands). */
+  readonly #backlogs = new Map<string, ReportBacklog>();
   #running = false;
+  #stopped = false;
   #loop: Promise<void> | undefined;
 
   constructor(private readonly context: GatewayContext, private readonly targetFor: (deviceId: string) => DeliveryTarget | undefined) {
@@ -66,7 +93,13 @@ export class CommandRouter {
   /** Stops reading; in-flight deliveries stay pending in the stream (stop() hands them back via session close). */
   stop(): void {
     this.#running = false;
+    this.#stopped = true;
     for (const delivery of this.#deliveries.values()) this.#cancelTimer(delivery);
+    // A report still failing is given up: the control plane's redelivery sweep re-asks the device for it.
+    for (const backlog of this.#backlogs.values()) {
+      if (backlog.timer !== undefined) this.context.options.scheduler.cancel(backlog.timer);
+    }
+    this.#backlogs.clear();
   }
 
   async #run(): Promise<void> {
@@ -132,7 +165,11 @@ export class CommandRouter {
     }
     const existing = this.#deliveries.get(command.id);
     if (existing !== undefined) {
-      // The control plane appended it again (a new presence); the delivery in flight carries on.
+      // The control plane appended it again (a new presence, or its redelivery sweep because it has
+      // no result yet). Unacked: the ACK-timeout retries carry on. Acked: the device's ACK or RESULT
+      // may have been lost on the way to the control plane, so the device is asked again; it answers
+      // a known command id from its journal (the result, or the ACK of where it is) and never runs it twice.
+      if (existing.acked) await this.#resend(existing);
       if (existing.entryId !== entry.id) await bus.ack(this.#stream, groups.gateway, [entry.id]);
       return;
     }
@@ -160,7 +197,14 @@ export class CommandRouter {
     }
     this.#cancelTimer(delivery);
     delivery.timer = this.context.schedule(this.context.options.ackTimeoutMs, () => { void this.#onAckTimeout(delivery); });
-    await this.#progress(delivery.command, 'deliver', delivery.attempt);
+    const attempt = delivery.attempt;
+    await this.#persist('deliver', delivery.command.id, [() => this.#progress(delivery.command, 'deliver', attempt)]);
+  }
+
+  /** COMMAND_DELIVERY again for an acked delivery; no `deliver` progress: the command is past `sent` here. */
+  async #resend(delivery: Delivery): Promise<void> {
+    delivery.attempt = Math.min(commandAttemptMax, delivery.attempt + 1);
+    if (!delivery.target.deliver(delivery.command, delivery.attempt)) await this.#requeue(delivery, 'session closed before redelivery');
   }
 
   async #onAckTimeout(delivery: Delivery): Promise<void> {
@@ -185,29 +229,110 @@ export class CommandRouter {
     }
   }
 
-  /** A verified COMMAND_ACK from `deviceId`; `frame` is its signed text. */
+  /**
+   * A verified COMMAND_ACK from `deviceId`; `frame` is its signed text. Forwarded even without a
+   * delivery here: the device's signed frame is the authority on its progress. A failed report is
+   * retried in the background (#persist), so a store outage neither loses it nor stalls the session.
+   */
   async onAck(deviceId: string, body: MessageBody<'COMMAND_ACK'>, frame: string): Promise<void> {
-    const delivery = this.#deliveryOf(deviceId, body.command_id);
+    const delivery = this.#markAcked(deviceId, body.command_id);
+    const data = {
+      command_id: body.command_id, device_id: deviceId, gateway_id: this.context.options.gatewayId, at_ms: this.context.nowMs(),
+      event: body.stage === 'received' ? 'ack' as const : 'start' as const, attempt: delivery?.attempt ?? 0, frame,
+    };
+    await this.#persist(`COMMAND_ACK ${body.stage}`, body.command_id, [() => this.context.report('command_progress', data)]);
+  }
+
+  /**
+   * A verified COMMAND_RESULT: forwarded, and only once that succeeded is the delivery finished
+   * and its stream entry acked. Until then the delivery stays held (acked), so a duplicate
+   * `deliver` from the control plane re-asks the device, which re-sends the result from its journal.
+   */
+  async onResult(deviceId: string, body: MessageBody<'COMMAND_RESULT'>, frame: string): Promise<void> {
+    // A result can overtake its ACK on a lossy link; it ends the ACK wait all the same.
+    const delivery = this.#markAcked(deviceId, body.command_id);
+    const data = { command_id: body.command_id, device_id: deviceId, gateway_id: this.context.options.gatewayId, at_ms: this.context.nowMs(), frame };
+    const steps = [() => this.context.report('command_result', data)];
+    if (delivery !== undefined) {
+      steps.push(async () => {
+        this.#forget(delivery);
+        await this.context.options.stores.bus.ack(delivery.stream, groups.gateway, [delivery.entryId]);
+      });
+    }
+    await this.#persist('COMMAND_RESULT', body.command_id, steps);
+  }
+
+  #markAcked(deviceId: string, commandId: string): Delivery | undefined {
+    const delivery = this.#deliveryOf(deviceId, commandId);
     if (delivery !== undefined) {
       delivery.acked = true;
       this.#cancelTimer(delivery);
     }
-    // Forwarded even without a delivery here: the device's signed frame is the authority on its progress.
-    await this.context.report('command_progress', {
-      command_id: body.command_id, device_id: deviceId, gateway_id: this.context.options.gatewayId, at_ms: this.context.nowMs(),
-      event: body.stage === 'received' ? 'ack' : 'start', attempt: delivery?.attempt ?? 0, frame,
+    return delivery;
+  }
+
+  /**
+   * Runs a report's `steps` in order, through a per-command queue so that the control plane sees
+   * deliver, ack, start and result in the order the gateway got them. Normally the report goes
+   * out at once and is awaited. After a failure the queue is retried in order on the scheduler
+   * with backoff (options.backoff) while the caller goes on, so the session's other work
+   * continues during a store outage; later reports of the command join the queue. Bounded:
+   * `reportAttemptsMax` attempts per report, reportsPerCommandMax queued per command,
+   * reportBacklogsMax commands queued. What is given up is recovered by the control plane's
+   * redelivery sweep, answered by the device from its journal.
+   */
+  async #persist(what: string, commandId: string, steps: ReadonlyArray<() => Promise<void>>): Promise<void> {
+    const report: PendingReport = { what, steps, next: 0 };
+    const queued = this.#backlogs.get(commandId);
+    if (queued !== undefined) {
+      if (queued.reports.length < reportsPerCommandMax) queued.reports.push(report);
+      else this.context.options.logger.error({ command_id: commandId, trace_id: this.context.traceId() }, `${what} dropped: too many reports queued; left to the redelivery sweep`);
+      return;
+    }
+    if (this.#stopped || this.#backlogs.size >= reportBacklogsMax) {
+      // No room to keep it for a retry: one attempt.
+      try {
+        await runReport(report);
+      } catch (error) {
+        this.context.options.logger.error({ err: error, command_id: commandId, trace_id: this.context.traceId() }, `${what} not reported; left to the redelivery sweep`);
+      }
+      return;
+    }
+    const backlog: ReportBacklog = { reports: [report], failures: 0, timer: undefined };
+    this.#backlogs.set(commandId, backlog);
+    await this.#drainBacklog(commandId, backlog);
+  }
+
+  #retryLater(commandId: string, backlog: ReportBacklog, error: unknown): void {
+    const { backoff, random, logger, reportAttemptsMax } = this.context.options;
+    const what = backlog.reports.map((r) => r.what).join(', ');
+    if (this.#stopped || backlog.failures >= reportAttemptsMax) {
+      this.#backlogs.delete(commandId);
+      logger.error({ err: error, command_id: commandId, attempts: backlog.failures, trace_id: this.context.traceId() }, `${what} not reported; left to the redelivery sweep`);
+      return;
+    }
+    logger.warn({ err: error, command_id: commandId, attempts: backlog.failures }, `${what} report failed; retrying`);
+    backlog.timer = this.context.schedule(backoffDelayMs({ ...backoff, failedAttempts: backlog.failures, random }), () => {
+      backlog.timer = undefined;
+      void this.#drainBacklog(commandId, backlog);
     });
   }
 
-  /** A verified COMMAND_RESULT: forwarded, then the stream entry is acked. */
-  async onResult(deviceId: string, body: MessageBody<'COMMAND_RESULT'>, frame: string): Promise<void> {
-    await this.context.report('command_result', {
-      command_id: body.command_id, device_id: deviceId, gateway_id: this.context.options.gatewayId, at_ms: this.context.nowMs(), frame,
-    });
-    const delivery = this.#deliveryOf(deviceId, body.command_id);
-    if (delivery !== undefined) {
-      this.#forget(delivery);
-      await this.context.options.stores.bus.ack(delivery.stream, groups.gateway, [delivery.entryId]);
+  /** One drain at a time per queue: the caller that created it, then each retry timer. */
+  async #drainBacklog(commandId: string, backlog: ReportBacklog): Promise<void> {
+    if (this.#backlogs.get(commandId) !== backlog) return;
+    try {
+      // Reports that arrive meanwhile are pushed onto `reports` and taken by this loop.
+      while (backlog.reports.length > 0) {
+        await runReport(backlog.reports[0]!);
+        backlog.reports.shift();
+        if (backlog.failures > 0) this.context.options.logger.info({ command_id: commandId, failures: backlog.failures }, 'report delivered after a retry');
+        backlog.failures = 0;
+      }
+      this.#backlogs.delete(commandId);
+    } catch (error) {
+      backlog.failures += 1;
+      this.#retryLater(commandId, backlog, error);
     }
   }
 
@@ -272,4 +397,8 @@ export class CommandRouter {
   async stopped(): Promise<void> {
     await this.#loop;
   }
+}
+
+async function runReport(report: PendingReport): Promise<void> {
+  for (; report.next < report.steps.length; report.next += 1) await report.steps[report.next]!();
 }

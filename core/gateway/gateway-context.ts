@@ -34,7 +34,14 @@ export interface GatewayCoreOptions {
   authTimeoutMs?: number;
   ackTimeoutMs?: number;
   deliveryAttemptsMax?: number;
+  /** Retries of delivery (after an ACK timeout) and of failed ACK/RESULT reports follow this backoff. */
   backoff?: BackoffOptions;
+  /**
+   * Attempts to report one device ACK/RESULT to the events stream (the first included) before it
+   * is left to the control plane's redelivery sweep. Default 6: with the default backoff the
+   * retries span about 15-31 s, longer than a typical store failover.
+   */
+  reportAttemptsMax?: number;
   connectionsMax?: number;
   pendingDeliveriesPerDeviceMax?: number;
   pendingDeliveriesMax?: number;

@@ -73,6 +73,7 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     authTimeoutMs: options.authTimeoutMs ?? 10_000,
     ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
     deliveryAttemptsMax: options.deliveryAttemptsMax ?? 5,
+    reportAttemptsMax: options.reportAttemptsMax ?? 6,
     backoff: options.backoff ?? { baseMs: 1_000, maxMs: 30_000 },
     connectionsMax: options.connectionsMax ?? 10_000,
     pendingDeliveriesPerDeviceMax: options.pendingDeliveriesPerDeviceMax ?? 64,
@@ -82,12 +83,13 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     commandReadBlockMs: options.commandReadBlockMs ?? 1_000,
     refusalsMax: options.refusalsMax ?? 8,
   };
-  for (const name of ['heartbeatIntervalMs', 'authTimeoutMs', 'ackTimeoutMs', 'deliveryAttemptsMax', 'connectionsMax', 'pendingDeliveriesPerDeviceMax',
+  for (const name of ['heartbeatIntervalMs', 'authTimeoutMs', 'ackTimeoutMs', 'deliveryAttemptsMax', 'reportAttemptsMax', 'connectionsMax', 'pendingDeliveriesPerDeviceMax',
     'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs'] as const) {
     const value = resolved[name];
     if (!Number.isSafeInteger(value) || value < 1) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `${name} must be a positive integer`);
   }
   if (resolved.deliveryAttemptsMax > 100) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'deliveryAttemptsMax is at most 100');
+  if (resolved.reportAttemptsMax > 100) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'reportAttemptsMax is at most 100');
   return resolved;
 }
 

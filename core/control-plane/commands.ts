@@ -90,8 +90,8 @@ export interface CommandServiceOptions {
   /** `issuer` field of signed commands. */
   readonly issuer: string;
   /**
-   * A command still `queued` or `sent` is re-dispatched by the redelivery sweep at most once per
-   * this interval. Default 30 s: a gateway retries a delivery for about ackTimeoutMs x
+   * An unfinished command is re-dispatched by the redelivery sweep at most once per this
+   * interval. Default 30 s: a gateway retries a delivery for about ackTimeoutMs x
    * deliveryAttemptsMax (5 s x 5 by default) and ignores a duplicate while it does.
    */
   readonly redispatchIntervalMs?: number;
@@ -243,25 +243,32 @@ export class CommandService {
   }
 
   /**
-   * The redelivery sweep: re-dispatches unexpired commands still `queued` or `sent` whose last
-   * dispatch is older than the redispatch interval (or that were never dispatched), to the
-   * gateway named by the device's presence key. It covers what no presence event will: a
-   * dispatch that failed while the device stays connected, a hand-back (`requeue`) while it
-   * stays connected, and a gateway that died holding the command without handing it back. A
-   * duplicate is harmless: a gateway holding the command acks the extra entry, and the agent
-   * answers a known command id from its journal. `ack_received` and `executing` are left out:
-   * the device holds those, and its reconnect (presence) or its result settles them. Commands
-   * of a device without a gateway are stamped too, so they do not fill every batch; its next
-   * presence redelivers them. Returns how many `deliver` entries were appended.
+   * The redelivery sweep: re-dispatches every unexpired, unfinished command (`queued`, `sent`,
+   * `ack_received`, `executing`) whose last dispatch is older than the redispatch interval (or
+   * that was never dispatched), to the gateway named by the device's presence key. It covers
+   * what no presence event will: a dispatch that failed while the device stays connected, a
+   * hand-back (`requeue`) while it stays connected, a gateway that died holding the command
+   * without handing it back, and an ACK or RESULT the device sent that never reached us (lost
+   * in a store outage at the gateway, or in transit). A duplicate is harmless: a gateway still
+   * waiting for the device's ACK ignores it, one holding an acknowledged delivery sends the
+   * command to the device again, and the agent answers a known command id from its journal (the
+   * stored result, or an ACK of where it is), never running it twice. So a command the device
+   * executed reaches a terminal state within about one interval plus one sweep period after the
+   * stores and the link are healthy again (at most `redispatchPerSweepMax` commands per sweep,
+   * oldest dispatch first). A long-running command is re-sent once per interval while it runs;
+   * the agent answers those after it finishes. Commands of a device without a gateway are
+   * stamped too, so they do not fill every batch; its next presence redelivers them. Returns
+   * how many `deliver` entries were appended. `batchMax` lowers the batch (never above the limit).
    */
-  async redispatchDue(): Promise<number> {
+  async redispatchDue(options: { batchMax?: number } = {}): Promise<number> {
+    const batchMax = Math.min(options.batchMax ?? commandLimits.redispatchPerSweepMax, commandLimits.redispatchPerSweepMax);
     const nowMs = this.#ctx.clock.nowMs();
     const intervalMs = this.#options.redispatchIntervalMs ?? redispatchIntervalMsDefault;
     const rows = await this.#ctx.db.query<Pick<CommandRow, 'id' | 'device_id' | 'signed_json'>>(
       `SELECT id, device_id, signed_json FROM commands
-       WHERE state IN ('queued', 'sent') AND expires_at > ? AND (dispatched_at IS NULL OR dispatched_at <= ?)
+       WHERE state IN (${nonTerminalList}) AND expires_at > ? AND (dispatched_at IS NULL OR dispatched_at <= ?)
        ORDER BY COALESCE(dispatched_at, 0) ASC, created_at ASC, device_seq ASC LIMIT ?`,
-      [nowMs, nowMs - intervalMs, commandLimits.redispatchPerSweepMax],
+      [nowMs, nowMs - intervalMs, Math.max(1, batchMax)],
     );
     const gateways = new Map<string, string | undefined>();
     const failedDevices = new Set<string>();

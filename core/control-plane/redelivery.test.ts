@@ -101,11 +101,50 @@ function suite(target: SqlTarget): void {
       h.clock.advance(redispatchIntervalMsDefault);
       assert.equal(await h.cp.commands.redispatchDue(), 1);
       assert.equal((await deliveredIds()).filter((id) => id === command.id).length, before + 1);
-      // Acknowledged by the device: the device holds it now, the sweep leaves it alone.
-      await h.cp.commands.transition(command.id, 'ack', h.clock.nowMs());
-      h.clock.advance(redispatchIntervalMsDefault);
-      assert.equal(await h.cp.commands.redispatchDue(), 0);
       await h.cp.commands.transition(command.id, 'expire', h.clock.nowMs());
+    });
+
+    it('re-dispatches a command left ack_received or executing (its ACK or RESULT lost) once per interval, and a finished one never', async () => {
+      await enroll('dev-e', true);
+      const command = await create('dev-e');
+      const count = async () => (await deliveredIds()).filter((id) => id === command.id).length;
+      assert.equal(await count(), 1);
+      for (const event of ['deliver', 'ack'] as const) await h.cp.commands.transition(command.id, event, h.clock.nowMs());
+      assert.equal((await h.cp.commands.get(command.id)).state, 'ack_received');
+      assert.equal(await h.cp.commands.redispatchDue(), 0, 'dispatched within the interval');
+      h.clock.advance(redispatchIntervalMsDefault);
+      assert.equal(await h.cp.commands.redispatchDue(), 1, 'ack_received: the device is asked again');
+      assert.equal(await count(), 2);
+      await h.cp.commands.transition(command.id, 'start', h.clock.nowMs());
+      assert.equal((await h.cp.commands.get(command.id)).state, 'executing');
+      h.clock.advance(redispatchIntervalMsDefault - 1);
+      assert.equal(await h.cp.commands.redispatchDue(), 0, 'not before the interval since the last dispatch');
+      h.clock.advance(1);
+      assert.equal(await h.cp.commands.redispatchDue(), 1, 'executing: a lost result is asked for again');
+      assert.equal(await count(), 3);
+      await h.cp.commands.transition(command.id, 'succeed', h.clock.nowMs());
+      h.clock.advance(redispatchIntervalMsDefault);
+      assert.equal(await h.cp.commands.redispatchDue(), 0, 'terminal: never re-dispatched');
+      assert.equal(await count(), 3);
+    });
+
+    it('takes at most redispatchPerSweepMax commands per sweep, the longest undispatched first', async () => {
+      await enroll('dev-f', true);
+      const commands = [];
+      for (let i = 0; i < 3; i += 1) {
+        commands.push(await create('dev-f'));
+        h.clock.advance(1_000);
+      }
+      for (const c of commands) {
+        for (const event of ['deliver', 'ack', 'start'] as const) await h.cp.commands.transition(c.id, event, h.clock.nowMs());
+      }
+      h.clock.advance(redispatchIntervalMsDefault);
+      const before = (await deliveredIds()).length;
+      assert.equal(await h.cp.commands.redispatchDue({ batchMax: 2 }), 2);
+      assert.deepEqual((await deliveredIds()).slice(before), [commands[0]!.id, commands[1]!.id]);
+      assert.equal(await h.cp.commands.redispatchDue({ batchMax: 2 }), 1);
+      assert.deepEqual((await deliveredIds()).slice(before + 2), [commands[2]!.id]);
+      for (const c of commands) await h.cp.commands.transition(c.id, 'expire', h.clock.nowMs());
     });
 
     it('stamps commands of offline devices so they do not fill every batch, and skips expired ones', async () => {

@@ -208,6 +208,46 @@ describe('agent core', () => {
     assert.equal(h.journal.get(command.id)?.stage, 'finished');
   });
 
+  it('a duplicate of a command still executing is never executed again: answered from the journal once it finished, and again after its result was confirmed', async () => {
+    const h = new Harness();
+    let release: () => void = () => undefined;
+    const gated: KernelBridge = {
+      ...h.kernel.kernel,
+      pingKernel: async (nonce) => {
+        await new Promise<void>((resolve) => { release = resolve; });
+        return h.kernel.kernel.pingKernel(nonce);
+      },
+    };
+    h.createCore(gated);
+    await h.core.idle();
+    h.connect();
+    const command = h.command();
+    const deliverNoWait = (attempt: number) => {
+      h.gateway.deliverCommand(command, attempt, h.time.nowMs());
+      h.pump();
+    };
+    deliverNoWait(1);
+    await settle();
+    assert.equal(h.journal.get(command.id)?.stage, 'executing');
+    deliverNoWait(2);
+    deliverNoWait(3);
+    await settle();
+    assert.equal(h.messages('COMMAND_RESULT').length, 0, 'nothing answered while it runs');
+    release();
+    await h.core.idle();
+    assert.equal(h.kernel.calls(), 1);
+    const results = h.messages('COMMAND_RESULT').map((m) => m.body);
+    assert.equal(results.length, 3, 'the result, then one answer per duplicate');
+    assert.ok(results.every((r) => r.status === 'succeeded' && JSON.stringify(r) === JSON.stringify(results[0])));
+    // A heartbeat echo confirms the result; a later redelivery (the control plane never got it) is still answered.
+    await h.advance(heartbeatIntervalMs + 1);
+    assert.equal(h.journal.get(command.id)?.confirmed, true);
+    await h.deliver(command, 4);
+    assert.equal(h.kernel.calls(), 1);
+    assert.equal(h.messages('COMMAND_RESULT').length, 4);
+    assert.deepEqual(h.messages('COMMAND_ACK').map((m) => m.body.stage), ['received', 'executing']);
+  });
+
   it('rejects a command with a bad signature without executing or journaling it', async () => {
     const h = await readyHarness();
     const forged = h.command('EXEC_LOCK_SCREEN', {}, h.random.bytes(32));

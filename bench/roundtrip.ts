@@ -73,8 +73,11 @@ export interface RoundtripSummary {
   };
   baseline: { samples: number; message_bytes: number; latency_ms: LatencySummary };
   real: {
-    /** `total` measured commands attempted; `refused` creations the API answered with an error, by code; `not_terminal` created but not terminal by the deadline. */
-    commands: { total: number; succeeded: number; refused: number; refused_by_code: Record<string, number>; not_terminal: number; by_state: Partial<Record<CommandState, number>> };
+    /**
+     * `total` measured commands planned; `refused` creations the API answered with an error, by code;
+     * `not_terminal` created but not terminal by the deadline; `not_sent` never sent (deadline reached first).
+     */
+    commands: { total: number; succeeded: number; refused: number; not_sent: number; refused_by_code: Record<string, number>; not_terminal: number; by_state: Partial<Record<CommandState, number>> };
     /** Created (`queued`) to terminal, from the command's state history (ms resolution). */
     server_ms: LatencySummary;
     /** POST sent to terminal event received on the live stream. */
@@ -267,7 +270,7 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
       },
       baseline: { samples: baseline.samplesMs.length, message_bytes: echoMessageBytes, latency_ms: baselineSummary },
       real: {
-        commands: { total: measuredTotal, succeeded: byState.succeeded ?? 0, refused, refused_by_code: refusedByCode, not_terminal: notTerminal, by_state: byState },
+        commands: { total: measuredTotal, succeeded: byState.succeeded ?? 0, refused, not_sent: measuredTotal - refused - ids.length, refused_by_code: refusedByCode, not_terminal: notTerminal, by_state: byState },
         server_ms: serverSummary, client_ms: clientSummary, api_post_ms: summarizeLatencies(postSamples),
         live_lag_ms: summarizeLatencies(live.lagSamplesMs), live_stream_reconnects: live.reconnects,
       },

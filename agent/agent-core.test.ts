@@ -269,7 +269,20 @@ describe('agent core', () => {
     assert.equal(h.messages('COMMAND_RESULT')[0]?.body.error?.code, 'COMMAND_EXPIRED');
   });
 
-  it('rejects an unknown command whose device_seq is not above the highest executed', async () => {
+  it('runs a lower device_seq that has not run yet (redelivery out of order), once', async () => {
+    const h = await readyHarness();
+    await h.deliver(h.command('EXEC_PING_KERNEL', { device_seq: 7 }));
+    const late = h.command('EXEC_PING_KERNEL', { device_seq: 6 });
+    await h.deliver(late);
+    assert.equal(h.kernel.calls(), 2, 'seq 6 had not run, so it runs after 7');
+    assert.equal(h.messages('COMMAND_RESULT').at(-1)!.body.status, 'succeeded');
+    const replay = h.command('EXEC_PING_KERNEL', { device_seq: 6 });
+    await h.deliver(replay);
+    assert.equal(h.kernel.calls(), 2, 'a seq that has run never runs again under another id');
+    assert.equal(h.messages('COMMAND_RESULT').at(-1)!.body.error?.code, 'COMMAND_SEQ_STALE');
+  });
+
+  it('rejects an unknown command whose device_seq has already run', async () => {
     const h = await readyHarness();
     await h.deliver(h.command('EXEC_PING_KERNEL', { device_seq: 5 }));
     const stale = h.command('EXEC_PING_KERNEL', { device_seq: 5 });

@@ -402,8 +402,11 @@ class DefaultAgentCore implements AgentCore {
       return SdcError.is(error) ? error : new SdcError('AGENT_EXECUTION_FAILED', String(error));
     }
     if (idTaken) return new SdcError('COMMAND_IDEMPOTENCY_CONFLICT', `command id ${command.id} was already used for a different command`);
-    const highest = this.#o.journal.highestExecutedSeq();
-    if (command.device_seq <= highest) return new SdcError('COMMAND_SEQ_STALE', `device_seq ${command.device_seq} is not above ${highest}`);
+    // Redeliveries after a gateway failure may arrive out of order: a lower seq that has not run
+    // still runs (once); a seq that has run never runs again, whatever id it comes with.
+    if (this.#o.journal.isSeqDone(command.device_seq)) {
+      return new SdcError('COMMAND_SEQ_STALE', `device_seq ${command.device_seq} has already run`);
+    }
     return undefined;
   }
 
@@ -416,7 +419,7 @@ class DefaultAgentCore implements AgentCore {
 
   async #executeJournaled(command: SignedCommand, recovered: boolean): Promise<void> {
     // An entry recovered after a restart is checked again: it may have expired meanwhile. Its
-    // device_seq is not: it was above the high-water mark when taken, and it has not run.
+    // device_seq is not: it had not run when taken, and it has not run since.
     const refusal = recovered ? this.#check(command, false) : undefined;
     if (refusal && refusal.code !== 'COMMAND_SEQ_STALE') {
       await this.#finish(command, this.#result(command, 'rejected', {}, { code: refusal.code, message: refusal.message.slice(0, 512) }));

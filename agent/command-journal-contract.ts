@@ -119,6 +119,30 @@ export function runJournalContract(name: string, target: JournalContractTarget):
       await journal.close();
     });
 
+    it('knows which seqs have run, out of order too, across compaction and restarts', async () => {
+      const limits = { finishedRetain: 1 };
+      let journal = await target.create(limits);
+      const run = async (seq: number) => {
+        const command = testCommand(seq);
+        await journal.received(command);
+        await journal.executing(command.id);
+        await journal.finished(command.id, testResult(command));
+        await journal.confirmed([command.id]);
+      };
+      for (const seq of [1, 2, 5, 7]) await run(seq);
+      const doneNow = () => [1, 2, 3, 4, 5, 6, 7, 8].filter((seq) => journal.isSeqDone(seq));
+      assert.deepEqual(doneNow(), [1, 2, 5, 7], 'gaps below the highest stay open');
+      assert.equal(journal.highestExecutedSeq(), 7);
+      journal = await target.reopen(journal, limits);
+      assert.deepEqual(doneNow(), [1, 2, 5, 7], 'compaction and reopen keep the run seqs, not only entries');
+      await run(3);
+      await run(4);
+      assert.deepEqual(doneNow(), [1, 2, 3, 4, 5, 7]);
+      journal = await target.reopen(journal, limits);
+      assert.deepEqual(doneNow(), [1, 2, 3, 4, 5, 7]);
+      await journal.close();
+    });
+
     it('refuses mutations after close', async () => {
       const journal = await target.create({});
       await journal.close();

@@ -90,6 +90,10 @@ export class FileCommandJournal implements CommandJournal {
     return this.#state.highestExecutedSeq();
   }
 
+  isSeqDone(seq: number): boolean {
+    return this.#state.isSeqDone(seq);
+  }
+
   received(command: SignedCommand): Promise<void> {
     return this.#append({ r: 'received', command });
   }
@@ -185,6 +189,8 @@ function parseRecord(line: string): JournalRecord | undefined {
       return Array.isArray(record.ids) && record.ids.every((id) => typeof id === 'string') ? (record as JournalRecord) : undefined;
     case 'watermark':
       return typeof record.seq === 'number' ? (record as JournalRecord) : undefined;
+    case 'executed_seqs':
+      return Array.isArray(record.seqs) ? (record as JournalRecord) : undefined;
     default:
       return undefined;
   }

@@ -26,6 +26,12 @@ export interface CommandJournal {
   entries(): JournalEntry[];
   /** Highest device_seq that reached `executing`; survives compaction. */
   highestExecutedSeq(): number;
+  /**
+   * True when a command with this device_seq has run (or counts as run): such a seq is never
+   * executed again, whatever its id. Survives compaction and restarts. Seqs below the highest
+   * that have not run stay open, so a command redelivered out of order still runs once.
+   */
+  isSeqDone(seq: number): boolean;
   /** Throws AGENT_JOURNAL_FULL when `unfinishedMax` commands are not finished yet. */
   received(command: SignedCommand): Promise<void>;
   executing(commandId: string): Promise<void>;
@@ -47,13 +53,23 @@ export interface JournalLimits {
 
 export const defaultJournalLimits: Readonly<JournalLimits> = Object.freeze({ unfinishedMax: 256, finishedRetain: 1024 });
 
+/**
+ * Run seqs remembered above the watermark. Gaps (commands delivered out of order, or expired
+ * before delivery) keep the watermark from advancing; past this many remembered seqs it is
+ * raised to the lowest of them, and anything older that has not arrived yet is refused as stale.
+ */
+export const executedSeqsAboveWatermarkMax = 4096;
+
 /** One line of the file journal; the memory journal applies the same records. */
 export type JournalRecord =
   | { r: 'received'; command: SignedCommand }
   | { r: 'executing'; id: string }
   | { r: 'finished'; id: string; result: CommandResultBody }
   | { r: 'confirmed'; ids: string[] }
-  | { r: 'watermark'; seq: number };
+  /** Every seq at or below `seq` counts as run. */
+  | { r: 'watermark'; seq: number }
+  /** Seqs above the watermark that have run (written by compaction). */
+  | { r: 'executed_seqs'; seqs: number[] };
 
 interface MutableEntry {
   command: SignedCommand;
@@ -71,6 +87,10 @@ export class JournalState {
   // Map iteration order is insertion order: the order commands were received.
   readonly #entries = new Map<string, MutableEntry>();
   #highestExecutedSeq = 0;
+  /** Every seq at or below it counts as run. */
+  #watermark = 0;
+  /** Seqs above the watermark that have run. */
+  readonly #executedSeqs = new Set<number>();
   #unfinished = 0;
   #finished = 0;
 
@@ -87,6 +107,28 @@ export class JournalState {
 
   highestExecutedSeq(): number {
     return this.#highestExecutedSeq;
+  }
+
+  isSeqDone(seq: number): boolean {
+    return seq <= this.#watermark || this.#executedSeqs.has(seq);
+  }
+
+  #markExecuted(seq: number): void {
+    this.#highestExecutedSeq = Math.max(this.#highestExecutedSeq, seq);
+    if (seq > this.#watermark) this.#executedSeqs.add(seq);
+    while (this.#executedSeqs.delete(this.#watermark + 1)) this.#watermark += 1;
+    if (this.#executedSeqs.size > executedSeqsAboveWatermarkMax) {
+      const lowest = Math.min(...this.#executedSeqs);
+      this.#raiseWatermark(lowest);
+    }
+  }
+
+  #raiseWatermark(seq: number): void {
+    if (seq <= this.#watermark) return;
+    this.#watermark = seq;
+    this.#highestExecutedSeq = Math.max(this.#highestExecutedSeq, seq);
+    for (const done of this.#executedSeqs) if (done <= seq) this.#executedSeqs.delete(done);
+    while (this.#executedSeqs.delete(this.#watermark + 1)) this.#watermark += 1;
   }
 
   /** Throws before anything is written when `record` is not a legal next step. */
@@ -115,6 +157,10 @@ export class JournalState {
       case 'watermark':
         if (!Number.isSafeInteger(record.seq) || record.seq < 0) throw bad('watermark is not a sequence number');
         return;
+      case 'executed_seqs':
+        if (!Array.isArray(record.seqs) || record.seqs.length > executedSeqsAboveWatermarkMax
+          || !record.seqs.every((seq) => Number.isSafeInteger(seq) && seq > 0)) throw bad('executed_seqs is not a list of sequence numbers');
+        return;
     }
   }
 
@@ -128,7 +174,7 @@ export class JournalState {
       case 'executing': {
         const entry = this.#entries.get(record.id)!;
         entry.stage = 'executing';
-        this.#highestExecutedSeq = Math.max(this.#highestExecutedSeq, entry.command.device_seq);
+        this.#markExecuted(entry.command.device_seq);
         return;
       }
       case 'finished': {
@@ -148,14 +194,18 @@ export class JournalState {
         this.#trimFinished();
         return;
       case 'watermark':
-        this.#highestExecutedSeq = Math.max(this.#highestExecutedSeq, record.seq);
+        this.#raiseWatermark(record.seq);
+        return;
+      case 'executed_seqs':
+        for (const seq of record.seqs) this.#markExecuted(seq);
         return;
     }
   }
 
   /** The shortest record sequence that rebuilds this state (what compaction writes). */
   snapshot(): JournalRecord[] {
-    const records: JournalRecord[] = [{ r: 'watermark', seq: this.#highestExecutedSeq }];
+    const records: JournalRecord[] = [{ r: 'watermark', seq: this.#watermark }];
+    if (this.#executedSeqs.size > 0) records.push({ r: 'executed_seqs', seqs: [...this.#executedSeqs].sort((a, b) => a - b) });
     const confirmedIds: string[] = [];
     for (const entry of this.#entries.values()) {
       records.push({ r: 'received', command: entry.command });
@@ -209,6 +259,10 @@ export class MemoryCommandJournal implements CommandJournal {
 
   highestExecutedSeq(): number {
     return this.#state.highestExecutedSeq();
+  }
+
+  isSeqDone(seq: number): boolean {
+    return this.#state.isSeqDone(seq);
   }
 
   async received(command: SignedCommand): Promise<void> {

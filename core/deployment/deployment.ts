@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { SdcError } from '../errors/index.js';
 import { createControlPlane, type ControlPlane } from '../control-plane/index.js';
+import type { ControlPlaneOptions } from '../control-plane/control-plane.js';
 import { createNodeEd25519Provider } from '../crypto/ed25519-node.js';
 import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../gateway/gateway-core.js';
 import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
@@ -31,6 +32,8 @@ export interface StartDeploymentOptions {
   controlPlane?: boolean;
   /** Extra gateway tuning (heartbeat, ACK timeout, attempts...). */
   gateway?: Partial<Omit<GatewayCoreOptions, 'gatewayId' | 'signer' | 'provider' | 'stores' | 'clock' | 'random' | 'scheduler' | 'commandKeys'>>;
+  /** Control-plane sweep periods (expiry, redelivery); defaults suit production. */
+  controlPlaneTuning?: Pick<ControlPlaneOptions, 'expirySweepIntervalMs' | 'redeliverySweepIntervalMs' | 'redispatchIntervalMs'>;
   /** Cheaper password hashing, for tests and the demo's throwaway users only. */
   scryptParams?: { N: number; r: number; p: number };
 }
@@ -116,7 +119,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     if (options.controlPlane !== false && stores.sql !== undefined) {
       controlPlane = await createControlPlane({
         materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
-        gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
+        gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
       });
       stopped.push(() => controlPlane!.stop());
       await controlPlane.start();

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
-  checkAtMostOnce, countProcessListCalls, createCommand, eventually, pairAgent, startE2e, storeTargets, waitOnline, waitTerminal, type CommandRecord, type E2eSystem,
+  checkExactlyOnce, countProcessListCalls, createCommand, eventually, pairAgent, startE2e, storeTargets, waitOnline, waitTerminal, type CommandRecord, type E2eSystem,
 } from './support/e2e-harness.js';
 
 const agentsCount = 3;
@@ -57,10 +57,8 @@ for (const target of storeTargets()) {
         const times = record.history.map((h) => h.at_ms);
         assert.ok(times.every((t, i) => i === 0 || t >= times[i - 1]!), JSON.stringify(record.history));
       }
-      const byState = checkAtMostOnce(finals.map(({ record, agentIndex, limit }) => ({ record, executions: calls[agentIndex]!.get(limit) ?? 0 })));
-      assert.equal(byState.succeeded! + (byState.rejected ?? 0), agentsCount * commandsPerAgent, JSON.stringify(byState));
-      // Most work survives the crash as success; stale-seq refusals are the exception (see checkAtMostOnce).
-      assert.ok(byState.succeeded! >= agentsCount * beforeCrashPerAgent, JSON.stringify(byState));
+      const byState = checkExactlyOnce(finals.map(({ record, agentIndex, limit }) => ({ record, executions: calls[agentIndex]!.get(limit) ?? 0 })));
+      assert.equal(byState.succeeded, agentsCount * commandsPerAgent, JSON.stringify(byState));
       // No call the test did not send: the kernel saw only accepted commands.
       for (const [agentIndex, counts] of calls.entries()) {
         assert.ok([...counts.keys()].every((limit) => limit >= 1 && limit <= commandsPerAgent), `agent ${agentIndex}: ${[...counts.keys()]}`);

@@ -19,7 +19,7 @@ import { ensureEnrolled } from '../../agent/enrollment.js';
 import { agentPaths } from '../../agent/state/agent-state.js';
 import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
 import {
-  agentDir, checkAtMostOnce, countProcessListCalls, createCommand, eventually, startE2e, waitOnline, waitTerminal, type CommandRecord, type E2eSystem,
+  agentDir, checkExactlyOnce, countProcessListCalls, createCommand, eventually, startE2e, waitOnline, waitTerminal, type CommandRecord, type E2eSystem,
 } from './support/e2e-harness.js';
 
 const repoRoot = join(fileURLToPath(import.meta.url), '..', '..', '..');
@@ -119,8 +119,8 @@ describe('two gateway processes on one Redis, one killed', { skip: redisUrl === 
     }, 20_000, 200);
 
     const finals = await Promise.all(accepted.map(async (a) => ({ ...a, record: await waitTerminal(system, a.command.id, 40_000) })));
-    const byState = checkAtMostOnce(finals.map(({ record, agentIndex, limit }) => ({ record, executions: calls[agentIndex]!.get(limit) ?? 0 })));
-    assert.equal(byState.succeeded! + (byState.rejected ?? 0), accepted.length, JSON.stringify(byState));
+    const byState = checkExactlyOnce(finals.map(({ record, agentIndex, limit }) => ({ record, executions: calls[agentIndex]!.get(limit) ?? 0 })));
+    assert.equal(byState.succeeded, accepted.length, JSON.stringify(byState));
     assert.equal(gwB.child.exitCode, null, `the survivor is still running: ${gwB.stderr.join('')}`);
   });
 });

@@ -32,8 +32,8 @@ describe('sim run', () => {
     assert.equal(result.reproduce, 'sdc sim --seed 3 --scenario x.json --agents 5 --duration 5000ms');
   });
 
-  it('a short swarm of random fault mixes passes every checker', async () => {
-    const results = await runSwarm({ runs: 6, baseSeed: 1000, agents: 40, safetyMs: 20_000 });
+  it('a short swarm of random fault mixes (with store outages and in-connection loss) passes every checker', async () => {
+    const results = await runSwarm({ runs: 6, baseSeed: 1000, agents: 40, safetyMs: 20_000, outages: true, lossy: true });
     for (const result of results) {
       assert.deepEqual(result.violations, [], `reproduce with: ${result.reproduce}`);
       assert.ok(Object.values(result.checkers).every((verdict) => verdict === 'pass'));

@@ -5,6 +5,7 @@ import { IoctlKernelBridge, type KernelBridge } from '../agent/kernel-bridge/ker
 import { kvKeys, liveChannel } from '../core/bus-contract/streams.js';
 import { createControlPlane, type ControlPlane } from '../core/control-plane/control-plane.js';
 import { hexFromBytes } from '../core/crypto/bytes.js';
+import { SdcError } from '../core/errors/index.js';
 import { createNodeEd25519Provider } from '../core/crypto/ed25519-node.js';
 import { initDeployment, serviceKid, type DeploymentMaterials, type ServiceSigner } from '../core/deployment/materials.js';
 import { createGatewayCore, type GatewayCore } from '../core/gateway/gateway-core.js';
@@ -98,6 +99,8 @@ const textDecoder = new TextDecoder();
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 const chunkMs = 1_000;
 const teardownRoundsMax = 20;
+/** A gateway whose start failed (stores down) is started again after this long, as a process supervisor would. */
+const gatewayStartRetryMs = 1_000;
 
 /** The CA is made once per process (X.509 issuance is slow and nothing in a run depends on it). */
 let baseMaterials: Promise<{ dir: string; materials: DeploymentMaterials }> | undefined;
@@ -229,7 +232,16 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
       heartbeatIntervalMs: scenario.heartbeatIntervalMs, connectionsMax: Math.max(10_000, agentCount + 100),
       pendingDeliveriesMax: Math.max(10_000, agentCount * 4),
     });
-    await gateway.start();
+    try {
+      await gateway.start();
+    } catch (error) {
+      // The stores are down (an outage during a restart): the process exits and its supervisor
+      // starts it again a second later, as `sdc gateway` under systemd or compose would.
+      gateway.abort();
+      trace.add('gw.start_failed', `${gatewayId} ${SdcError.is(error) ? error.code : 'error'}`);
+      time.schedule(gatewayStartRetryMs, () => { void startGateway(gatewayId); });
+      return;
+    }
     gateways.set(gatewayId, gateway);
     trace.add('gw.up', gatewayId);
   };

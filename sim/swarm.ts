@@ -15,7 +15,7 @@ export interface SwarmOptions {
   readonly agents: number;
   readonly safetyMs: number;
   readonly lossy?: boolean;
-  /** Include bus and SQL outages (see docs/simulation.md, "Findings": they can strand queued commands). */
+  /** Include bus and SQL outages (docs/simulation.md, "Findings" for what they found). */
   readonly outages?: boolean;
   readonly onResult?: (result: RunResult) => void;
 }

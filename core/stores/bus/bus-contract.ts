@@ -98,19 +98,21 @@ export function runBusContract(name: string, target: BusContractTarget): void {
     });
 
     it('lets another consumer claim idle entries, counting each delivery', async () => {
+      // Generous against a real server's clock: `fresh` must not reach idleMs between its read and the claim.
+      const idleMs = 500;
       await bus.ensureGroup('c', 'g', '0');
       const id = await bus.append('c', { n: 'x' });
       const fresh = await bus.append('c', { n: 'y' });
       await bus.readGroup('c', 'g', 'c1', { count: 1 });
-      assert.deepEqual(await bus.claim('c', 'g', 'c2', { minIdleMs: 50, count: 10 }), [], 'not idle long enough yet');
-      await target.advance(60);
+      assert.deepEqual(await bus.claim('c', 'g', 'c2', { minIdleMs: idleMs, count: 10 }), [], 'not idle long enough yet');
+      await target.advance(idleMs + 50);
       await bus.readGroup('c', 'g', 'c1', { count: 1 }); // `fresh` is delivered now, so it is not idle
-      const claimed = await bus.claim('c', 'g', 'c2', { minIdleMs: 50, count: 10 });
+      const claimed = await bus.claim('c', 'g', 'c2', { minIdleMs: idleMs, count: 10 });
       assert.deepEqual(claimed, [{ id, fields: { n: 'x' }, deliveryCount: 2 }]);
       const pending = await bus.pending('c', 'g');
       assert.deepEqual(pending.map((p) => [p.id, p.consumer, p.deliveryCount]), [[id, 'c2', 2], [fresh, 'c1', 1]]);
-      await target.advance(60);
-      const again = await bus.claim('c', 'g', 'c3', { minIdleMs: 50, count: 1 });
+      await target.advance(idleMs + 50);
+      const again = await bus.claim('c', 'g', 'c3', { minIdleMs: idleMs, count: 1 });
       assert.deepEqual(again.map((e) => [e.id, e.deliveryCount]), [[id, 3]], 'count bounds the claim, oldest first');
     });
 

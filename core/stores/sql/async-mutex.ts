@@ -11,8 +11,12 @@ export class AsyncMutex {
 
   constructor(private readonly waitersMax: number) {}
 
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    await this.acquire();
+  /**
+   * `reserved`: the caller is internal housekeeping that must not be refused (the adapter's one
+   * background saver; at most one such waiter at a time), so it skips the waiter limit.
+   */
+  async run<T>(fn: () => Promise<T>, options: { reserved?: boolean } = {}): Promise<T> {
+    await this.acquire(options.reserved === true);
     try {
       return await fn();
     } finally {
@@ -20,12 +24,12 @@ export class AsyncMutex {
     }
   }
 
-  private acquire(): Promise<void> {
+  private acquire(reserved: boolean): Promise<void> {
     if (!this.locked) {
       this.locked = true;
       return Promise.resolve();
     }
-    if (this.waiters.length >= this.waitersMax) {
+    if (!reserved && this.waiters.length >= this.waitersMax) {
       return Promise.reject(new SdcError('STORE_LIMIT', `more than ${this.waitersMax} callers waiting for the database`));
     }
     return new Promise((resolve) => this.waiters.push(resolve));

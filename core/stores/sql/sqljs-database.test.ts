@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import initSqlJs from 'sql.js';
 import { SdcError } from '../../errors/index.js';
 import type { Scheduler, TimerHandle } from '../../protocol/ports.js';
 import { runSqlContract } from './sql-contract.js';
@@ -55,6 +56,54 @@ describe('sql.js adapter specifics', () => {
     await reader.close();
     await writer.close();
     assert.deepEqual((await readdir(dir)).sort(), ['control-plane.sqlite'], 'no temporary file is left behind');
+  });
+
+  it('every-commit group commit: each concurrent write is in the file when it resolves, with fewer saves than writes', async () => {
+    const dir = await freshDir();
+    const db = await openSqlJsDatabase({ dataDir: dir });
+    await db.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
+    const SQL = await initSqlJs();
+    const idsInFile = async (): Promise<Set<string>> => {
+      const copy = new SQL.Database(new Uint8Array(await readFile(join(dir, 'control-plane.sqlite'))));
+      try {
+        return new Set((copy.exec('SELECT id FROM t')[0]?.values ?? []).map((row) => String(row[0])));
+      } finally {
+        copy.close();
+      }
+    };
+    const before = db.saveStats();
+    const writes = 40;
+    const missing: string[] = [];
+    await Promise.all(Array.from({ length: writes }, async (_, i) => {
+      const id = `w${i}`;
+      // Half plain statements, half transactions: both wait for the save that covers them.
+      if (i % 2 === 0) await db.execute('INSERT INTO t (id) VALUES (?)', [id]);
+      else await db.transaction(async (tx) => { await tx.execute('INSERT INTO t (id) VALUES (?)', [id]); });
+      if (!(await idsInFile()).has(id)) missing.push(id);
+    }));
+    assert.deepEqual(missing, [], 'a write resolved before a save containing it reached the file');
+    const after = db.saveStats();
+    assert.equal(after.commits - before.commits, writes);
+    const saves = after.saves - before.saves;
+    assert.ok(saves >= 1 && saves < writes, `${saves} saves for ${writes} concurrent writes`);
+    await db.close();
+  });
+
+  it('every-commit group commit: a failed save fails every write of its batch, and the next write retries the save', async () => {
+    const dir = await freshDir();
+    const db = await openSqlJsDatabase({ dataDir: dir, fileName: 'db.sqlite' });
+    await db.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
+    await rm(join(dir, 'db.sqlite'));
+    await mkdir(join(dir, 'db.sqlite'));
+    await writeFile(join(dir, 'db.sqlite', 'blocker'), 'x');
+    const results = await Promise.allSettled(['a', 'b', 'c', 'd'].map((id) => db.execute('INSERT INTO t (id) VALUES (?)', [id])));
+    assert.ok(results.every((r) => r.status === 'rejected' && SdcError.is(r.reason, 'STORE_SAVE_FAILED')), 'no write reports success without a save');
+    await rm(join(dir, 'db.sqlite'), { recursive: true });
+    await db.execute('INSERT INTO t (id) VALUES (?)', ['e']);
+    const reopened = await openSqlJsDatabase({ dataDir: dir, fileName: 'db.sqlite' });
+    assert.equal((await reopened.query('SELECT id FROM t')).length, 5, 'the retried save wrote the earlier batch too');
+    await reopened.close();
+    await db.close();
   });
 
   it('interval durability saves on the scheduler tick or on flush, not on commit', async () => {

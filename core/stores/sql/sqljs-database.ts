@@ -13,7 +13,9 @@ import { normaliseParams } from './sql-values.js';
 
 /**
  * When the in-memory database is written to its file:
- * - `every-commit` (default): after every committed write, before the call returns.
+ * - `every-commit` (default): a write's promise resolves only once a save that includes it has
+ *   reached the disk (export + fsync + rename). Saves are group commits: writes that commit while
+ *   a save is running share the next one, so N concurrent writers cost about two saves, not N.
  * - `interval`: at most every `intervalMs` after a write (on the given Scheduler), plus `flush()`
  *   and `close()`. A crash loses at most that window; a failed save is still never silent.
  */
@@ -35,6 +37,24 @@ export interface SqlJsDatabase extends SqlDatabase {
   readonly path: string;
   /** Writes unsaved changes now; throws STORE_SAVE_FAILED if the file cannot be written. */
   flush(): Promise<void>;
+  /** Committed writes and completed file saves since open (observability; tests count saves). */
+  saveStats(): { readonly commits: number; readonly saves: number };
+}
+
+/** Writes waiting for the save that will cover them. */
+interface SaveBatch {
+  readonly done: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+function newSaveBatch(): SaveBatch {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const done = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+  // A batch nobody awaits (all its writers' callers gave up) must not be an unhandled rejection.
+  done.catch(() => undefined);
+  return { done, resolve, reject };
 }
 
 export const sqlJsDefaultFileName = 'control-plane.sqlite';
@@ -88,7 +108,16 @@ const transactionScope = new AsyncLocalStorage<SqlJsDatabaseImpl>();
 class SqlJsDatabaseImpl implements SqlJsDatabase {
   readonly dialect = 'sqlite' as const;
   private readonly mutex: AsyncMutex;
-  private dirty = false;
+  /** Changes made (counted per statement or commit) and the count the file holds: dirty when they differ. */
+  private changeCount = 0;
+  private savedCount = 0;
+  private savesCompleted = 0;
+  private commitsCompleted = 0;
+  /** Writes committed since the last export, waiting for the next save (every-commit). */
+  private batch: SaveBatch | undefined;
+  private saveLoopRunning = false;
+  /** File writes run one after another in export order, so an older image never lands last. */
+  private fileWrites: Promise<void> = Promise.resolve();
   private closed = false;
   private saveFailure: SdcError | undefined;
   private saveTimer: TimerHandle | undefined;
@@ -104,26 +133,33 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     this.mutex = new AsyncMutex(waitersMax);
   }
 
-  query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
-    return this.exclusive(async () => {
+  async query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
+    let durable: Promise<void> | undefined;
+    const rows = await this.exclusive(async () => {
       const before = this.totalChanges();
-      const rows = this.runQuery<T>(sql, params);
-      if (this.totalChanges() !== before) await this.afterCommit(); // e.g. INSERT ... RETURNING
-      return rows;
+      const found = this.runQuery<T>(sql, params);
+      if (this.totalChanges() !== before) durable = this.afterCommit(); // e.g. INSERT ... RETURNING
+      return found;
     });
+    await durable;
+    return rows;
   }
 
-  execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
-    return this.exclusive(async () => {
+  async execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
+    let durable: Promise<void> | undefined;
+    const result = await this.exclusive(async () => {
       await this.retryFailedSave();
-      const result = this.runExecute(sql, params);
-      await this.afterCommit();
-      return result;
+      const executed = this.runExecute(sql, params);
+      durable = this.afterCommit();
+      return executed;
     });
+    await durable;
+    return result;
   }
 
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-    return this.exclusive(async () => {
+  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    let durable: Promise<void> | undefined;
+    const result = await this.exclusive(async () => {
       await this.retryFailedSave();
       let open = true;
       const tx: SqlExecutor = {
@@ -153,18 +189,24 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
         this.database.run('ROLLBACK');
         throw mapSqliteError(error);
       }
-      await this.afterCommit();
+      durable = this.afterCommit();
       return result;
     });
+    await durable;
+    return result;
   }
 
   flush(): Promise<void> {
-    return this.exclusive(() => this.save());
+    return this.exclusive(() => this.saveHeld());
+  }
+
+  saveStats(): { commits: number; saves: number } {
+    return { commits: this.commitsCompleted, saves: this.savesCompleted };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.exclusive(() => this.save());
+    await this.exclusive(() => this.saveHeld());
     this.closed = true;
     if (this.saveTimer !== undefined) this.scheduler?.cancel(this.saveTimer);
     this.saveTimer = undefined;
@@ -212,7 +254,7 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
       throw mapSqliteError(error);
     }
     const changes = this.database.getRowsModified();
-    this.dirty = true;
+    this.changeCount += 1;
     if (changes > 0 && /^\s*(INSERT|REPLACE)\b/i.test(sql)) {
       const rowId = this.database.exec('SELECT last_insert_rowid()')[0]?.values[0]?.[0];
       if (typeof rowId === 'number') return { changes, lastInsertId: rowId };
@@ -224,13 +266,51 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     return Number(this.database.exec('SELECT total_changes()')[0]?.values[0]?.[0] ?? 0);
   }
 
-  private async afterCommit(): Promise<void> {
-    this.dirty = true;
-    if (this.durability.mode === 'every-commit') {
-      await this.save();
-      return;
+  /**
+   * Called under the mutex right after a commit. Returns what the caller awaits after releasing
+   * the mutex: in every-commit mode the save covering this commit (so other writers can commit
+   * meanwhile and join the same save), in interval mode nothing.
+   */
+  private afterCommit(): Promise<void> | undefined {
+    this.changeCount += 1;
+    this.commitsCompleted += 1;
+    if (this.durability.mode !== 'every-commit') {
+      this.scheduleSave();
+      return undefined;
     }
-    this.scheduleSave();
+    const batch = (this.batch ??= newSaveBatch());
+    if (!this.saveLoopRunning) {
+      this.saveLoopRunning = true;
+      void this.saveLoop();
+    }
+    return batch.done;
+  }
+
+  /**
+   * The one background saver: takes the waiting batch and a snapshot of the database under the
+   * mutex (export must not run inside an open transaction), then writes the file outside it, so
+   * writers keep committing into the next batch meanwhile. Runs until no batch is waiting.
+   */
+  private async saveLoop(): Promise<void> {
+    // The check and the flag reset happen in one synchronous step, so a batch is never stranded.
+    while (this.batch !== undefined) {
+      let taken: SaveBatch | undefined;
+      let write: Promise<void> | undefined;
+      try {
+        await this.mutex.run(async () => {
+          taken = this.batch;
+          this.batch = undefined;
+          // flush() or close() may have saved (and settled) it while we waited for the mutex.
+          if (taken === undefined || this.closed) return;
+          write = this.enqueueWrite();
+        }, { reserved: true });
+        await write;
+        taken?.resolve();
+      } catch (error) {
+        taken?.reject(error);
+      }
+    }
+    this.saveLoopRunning = false;
   }
 
   private scheduleSave(): void {
@@ -246,20 +326,50 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
 
   /** After a failed save, writes are refused until the file can be written again (never pile up undurable commits). */
   private async retryFailedSave(): Promise<void> {
-    if (this.saveFailure !== undefined) await this.save();
+    if (this.saveFailure !== undefined) await this.saveHeld();
   }
 
-  /** Writes the whole database if anything changed. Only called under the mutex, never inside a transaction. */
-  private async save(): Promise<void> {
-    if (!this.dirty) return;
-    const bytes = this.database.export();
-    try {
-      await writeFileAtomic(this.path, bytes, { mode: privateFileMode });
-    } catch (error) {
-      this.saveFailure = new SdcError('STORE_SAVE_FAILED', `cannot write ${this.path}: ${(error as Error).message}`, {}, { cause: error });
-      throw this.saveFailure;
+  /**
+   * Saves everything committed so far and settles the waiting batch. Only called under the
+   * mutex, never inside a transaction. Waits for a background write in flight first, so its
+   * outcome (and a failure) is known before deciding whether anything is still unsaved.
+   */
+  private async saveHeld(): Promise<void> {
+    await this.fileWrites;
+    const batch = this.batch;
+    this.batch = undefined;
+    if (this.changeCount === this.savedCount && this.saveFailure === undefined) {
+      batch?.resolve();
+      return;
     }
-    this.dirty = false;
-    this.saveFailure = undefined;
+    try {
+      await this.enqueueWrite();
+      batch?.resolve();
+    } catch (error) {
+      batch?.reject(error);
+      throw error;
+    }
+  }
+
+  /**
+   * Exports the database now (caller holds the mutex) and queues the file write behind any
+   * earlier one. Resolves when this image is on disk; rejects with STORE_SAVE_FAILED.
+   */
+  private enqueueWrite(): Promise<void> {
+    const bytes = this.database.export();
+    const covers = this.changeCount;
+    const write = this.fileWrites.then(async () => {
+      try {
+        await writeFileAtomic(this.path, bytes, { mode: privateFileMode });
+      } catch (error) {
+        this.saveFailure = new SdcError('STORE_SAVE_FAILED', `cannot write ${this.path}: ${(error as Error).message}`, {}, { cause: error });
+        throw this.saveFailure;
+      }
+      this.savedCount = Math.max(this.savedCount, covers);
+      this.savesCompleted += 1;
+      this.saveFailure = undefined;
+    });
+    this.fileWrites = write.catch(() => undefined);
+    return write;
   }
 }

@@ -1,4 +1,6 @@
 import pino from 'pino';
+import type { KernelChoice } from '../../agent/agent-runtime.js';
+import { SdcError } from '../../core/errors/index.js';
 import { runDemo, type DemoSummary } from '../demo/run-demo.js';
 import { integerOption, type Command } from '../command.js';
 
@@ -19,6 +21,12 @@ function renderSummary(s: DemoSummary): string {
   ].join('\n');
 }
 
+function kernelChoice(value: unknown): KernelChoice {
+  if (value === undefined) return 'mock';
+  if (value === 'mock' || value === 'native' || value === 'auto') return value;
+  throw new SdcError('CLI_USAGE', '--kernel must be mock, native or auto');
+}
+
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'Run the whole system in one process: CA, control plane, gateway, N paired agents, every opcode, audit check',
@@ -29,13 +37,14 @@ export const demoCommand: Command = {
     ['--dir D', 'Keep the data directory in D (default: a temporary directory, removed afterwards)'],
     ['--redis URL', 'Use Redis for the bus and key/value store (default: embedded)'],
     ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
+    ['--kernel K', 'Agents\' kernel backend: mock (default), native (the C library; npm run kernel:build) or auto'],
     ['--telemetry-interval-ms N', 'Telemetry period per agent (default 2000)'],
     ['--timeout-s N', 'Give up after N seconds (default 300)'],
     ['--verbose', 'Log the services to stderr'],
   ],
   options: {
     agents: { type: 'string' }, json: { type: 'boolean' }, dir: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' },
-    'telemetry-interval-ms': { type: 'string' }, 'timeout-s': { type: 'string' }, verbose: { type: 'boolean' },
+    kernel: { type: 'string' }, 'telemetry-interval-ms': { type: 'string' }, 'timeout-s': { type: 'string' }, verbose: { type: 'boolean' },
   },
   async run(args, io) {
     const json = args.values.json === true;
@@ -54,6 +63,7 @@ export const demoCommand: Command = {
       telemetryIntervalMs: integerOption(args, 'telemetry-interval-ms', 2000, 100, 3_600_000),
       timeoutMs: integerOption(args, 'timeout-s', 300, 5, 86_400) * 1000,
       ...(typeof args.values.dir === 'string' ? { dataDir: args.values.dir } : {}),
+      kernel: kernelChoice(args.values.kernel),
       ...(typeof args.values.redis === 'string' ? { redisUrl: args.values.redis } : {}),
       ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
       progress,

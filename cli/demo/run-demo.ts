@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { runAgent, type RunningAgent } from '../../agent/agent-runtime.js';
+import { runAgent, type KernelChoice, type RunningAgent } from '../../agent/agent-runtime.js';
 import { summarizeLatencies, type LatencySummary } from '../../bench/stats.js';
 import { startDeployment, type Deployment } from '../../core/deployment/deployment.js';
 import { initDeployment } from '../../core/deployment/materials.js';
@@ -23,6 +23,8 @@ export interface DemoOptions {
   /** Prefix for Redis keys when redisUrl is given, so a demo never mixes with another deployment. */
   keyPrefix?: string;
   telemetryIntervalMs: number;
+  /** Kernel backend of every agent (default mock). */
+  kernel?: KernelChoice;
   /** Bound on the whole run; commands still open then are reported as not terminal. */
   timeoutMs: number;
   progress: (line: string, final?: boolean) => void;
@@ -136,7 +138,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
         await mkdir(join(dir, 'updates'), { recursive: true, mode: 0o700 });
         for (const version of updateVersions) await writeFile(join(dir, 'updates', `${version}.bin`), artifactOf(version));
         return runAgent({
-          dir, serverUrl: apiUrl, deviceId, pairingToken, caPem, kernel: 'mock', telemetryIntervalMs: options.telemetryIntervalMs,
+          dir, serverUrl: apiUrl, deviceId, pairingToken, caPem, kernel: options.kernel ?? 'mock', telemetryIntervalMs: options.telemetryIntervalMs,
           clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: logger.child({ device: deviceId }),
         });
       })));

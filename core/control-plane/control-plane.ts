@@ -19,7 +19,7 @@ import { CommandService } from './commands.js';
 import type { LiveEvent, ServiceContext } from './context.js';
 import { migrateControlPlane } from './database.js';
 import { DeviceService } from './devices.js';
-import { EventHandlers } from './events.js';
+import { deviceIdOfEntry, EventHandlers } from './events.js';
 import { buildHttpApp } from './http/app.js';
 import { LiveHub } from './live.js';
 import type { ControlPlaneServices } from './services.js';
@@ -109,9 +109,11 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const claimIdleMs = options.claimIdleMs ?? 30_000;
   const eventsConsumer = new StreamConsumer({
     bus, stream: streamNames.events, group: groups.controlPlane, consumer, logger, scheduler, claimIdleMs, handle: (entry) => events.handleEvent(entry),
+    partitionKey: deviceIdOfEntry,
   });
   const telemetryConsumer = new StreamConsumer({
     bus, stream: streamNames.telemetry, group: groups.telemetry, consumer, logger, scheduler, claimIdleMs, handle: (entry) => events.handleTelemetry(entry),
+    partitionKey: deviceIdOfEntry,
   });
 
   let running = false;

@@ -9,6 +9,18 @@ import { actors, newId, type ServiceContext } from './context.js';
 import type { DeviceService } from './devices.js';
 import { pageLimit } from './pagination.js';
 
+/**
+ * The device an events/telemetry entry is about, for StreamConsumer.partitionKey: entries of one
+ * device are handled in order, different devices concurrently. Only a hint: the handler still
+ * validates the entry, and one without a device id is handled on its own.
+ */
+export function deviceIdOfEntry(entry: BusEntry): string | undefined {
+  const data = entry.fields['data'];
+  if (data === undefined) return undefined;
+  const deviceId = (JSON.parse(data) as { device_id?: unknown } | null)?.device_id;
+  return typeof deviceId === 'string' ? deviceId : undefined;
+}
+
 const resultEvents: Record<'succeeded' | 'failed' | 'rejected', CommandEvent> = { succeeded: 'succeed', failed: 'fail', rejected: 'reject' };
 
 /**

@@ -9,6 +9,11 @@ import type { Scheduler } from '../protocol/ports.js';
  * SdcError (malformed entry, bad signature) gets the entry dead-lettered; any other failure
  * (a store outage) leaves it pending to be retried through `claim`, up to deliveriesMax, after
  * which it is dead-lettered too so one poison entry cannot stall the group forever.
+ *
+ * A batch is processed concurrently across partitions (`partitionKey`, e.g. the device id) and in
+ * stream order within one, at most `partitionsInFlightMax` partitions at a time: entries about
+ * one device keep their order (ACK before RESULT), entries about different devices do not wait
+ * for each other's SQL and audit writes. Each entry is acked on its own, after its handler.
  */
 export interface StreamConsumerOptions {
   readonly bus: StreamBus;
@@ -23,7 +28,16 @@ export interface StreamConsumerOptions {
   /** Pending entries idle this long are taken over (a dead consumer's, or our own failed ones). */
   readonly claimIdleMs?: number;
   readonly deliveriesMax?: number;
+  /**
+   * Entries with the same key are handled one after another, in stream order; undefined (e.g. a
+   * malformed entry) is a partition of its own. Default: every entry in one partition (serial).
+   */
+  readonly partitionKey?: (entry: BusEntry) => string | undefined;
+  /** Partitions of one batch handled at the same time. */
+  readonly partitionsInFlightMax?: number;
 }
+
+const serial = (): string => '';
 
 export class StreamConsumer {
   readonly #o: Required<StreamConsumerOptions>;
@@ -32,7 +46,10 @@ export class StreamConsumer {
   #groupReady = false;
 
   constructor(options: StreamConsumerOptions) {
-    this.#o = { batchSize: 64, claimIdleMs: 30_000, deliveriesMax: 5, ...options };
+    this.#o = { batchSize: 64, claimIdleMs: 30_000, deliveriesMax: 5, partitionKey: serial, partitionsInFlightMax: 16, ...options };
+    if (!(Number.isSafeInteger(this.#o.partitionsInFlightMax) && this.#o.partitionsInFlightMax >= 1)) {
+      throw new SdcError('STORE_INVALID_ARGUMENT', 'partitionsInFlightMax must be a positive integer');
+    }
   }
 
   async ensureGroup(): Promise<void> {
@@ -45,7 +62,7 @@ export class StreamConsumer {
   async claimIdle(minIdleMs: number = this.#o.claimIdleMs): Promise<number> {
     await this.ensureGroup();
     const entries = await this.#o.bus.claim(this.#o.stream, this.#o.group, this.#o.consumer, { minIdleMs, count: this.#o.batchSize });
-    for (const entry of entries) await this.#process(entry);
+    await this.#processBatch(entries);
     return entries.length;
   }
 
@@ -53,7 +70,7 @@ export class StreamConsumer {
   async pollOnce(blockMs = 0): Promise<number> {
     await this.ensureGroup();
     const entries = await this.#o.bus.readGroup(this.#o.stream, this.#o.group, this.#o.consumer, { count: this.#o.batchSize, blockMs });
-    for (const entry of entries) await this.#process(entry);
+    await this.#processBatch(entries);
     return entries.length;
   }
 
@@ -94,6 +111,45 @@ export class StreamConsumer {
     this.#running = false;
     await this.#loop;
     this.#loop = undefined;
+  }
+
+  /** Resolves when every entry of the batch was handled (acked, dead-lettered or left pending). */
+  async #processBatch(entries: readonly BusEntry[]): Promise<void> {
+    const partitions = new Map<string, BusEntry[]>();
+    const unkeyed: BusEntry[][] = [];
+    for (const entry of entries) {
+      const key = this.#keyOf(entry);
+      if (key === undefined) {
+        unkeyed.push([entry]);
+        continue;
+      }
+      const partition = partitions.get(key);
+      if (partition === undefined) partitions.set(key, [entry]);
+      else partition.push(entry);
+    }
+    const queue = [...partitions.values(), ...unkeyed];
+    let next = 0;
+    // Workers pull whole partitions, so one partition never runs on two workers at once.
+    const worker = async (): Promise<void> => {
+      for (let partition = queue[next++]; partition !== undefined; partition = queue[next++]) {
+        for (const entry of partition) await this.#process(entry);
+      }
+    };
+    const workers = Math.min(this.#o.partitionsInFlightMax, queue.length);
+    // All workers finish before the next read, so a later batch never overtakes an entry of this
+    // one. A bus failure (ack/dead-letter) stops its partition (the rest stays pending) and is
+    // rethrown once the others are done.
+    const settled = await Promise.allSettled(Array.from({ length: workers }, worker));
+    const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  #keyOf(entry: BusEntry): string | undefined {
+    try {
+      return this.#o.partitionKey(entry);
+    } catch {
+      return undefined; // the handler will refuse the entry; it need not wait for anything
+    }
   }
 
   async #process(entry: BusEntry): Promise<void> {

@@ -240,6 +240,13 @@ export interface AuditStore {
   head(): Promise<AuditEntry | undefined>;
   /** Stores `entry`; must refuse a seq that already exists with AUDIT_CONFLICT (a unique key). */
   append(entry: AuditEntry): Promise<void>;
+  /**
+   * Optional, for stores shared by several processes: reads the head and stores the entry
+   * `next(head)` builds on it atomically, under a lock every writer of the store waits for, so
+   * writers queue instead of racing for the next seq. Refuses like `append`; errors of `next`
+   * pass through and store nothing.
+   */
+  appendAtHead?(next: (head: AuditEntry | undefined) => AuditEntry): Promise<AuditEntry>;
   /** Up to `limit` entries with seq >= fromSeq, in ascending seq order. */
   scan(fromSeq: number, limit: number): Promise<AuditEntry[]>;
 }
@@ -352,7 +359,9 @@ export class AuditLog {
   /**
    * Another process sharing the store (a second control plane on one MySQL) may take the seq
    * between our head read and our write: the loser reads the new head and links to it, a
-   * bounded number of times, instead of failing the operation being audited.
+   * bounded number of times, instead of failing the operation being audited. A store with
+   * `appendAtHead` makes such races impossible (writers queue on its lock); the retry remains
+   * for stores without it and for a lock row created concurrently on first use.
    */
   private async appendNow(input: Omit<AuditEntryInput, 'ts'>): Promise<AuditEntry> {
     for (let attempt = 1; ; attempt++) {
@@ -365,15 +374,18 @@ export class AuditLog {
   }
 
   private async appendOnce(input: Omit<AuditEntryInput, 'ts'>): Promise<AuditEntry> {
-    const head = await this.store.head();
-    if (head !== undefined) {
-      // Extending a tampered head would bury the tampering under a valid-looking link.
-      const problem = malformation(head);
-      if (problem !== undefined || hashOrUndefined(head, this.sha256) !== head.hash) {
-        throw new SdcError('AUDIT_CHAIN_BROKEN', `the audit head does not verify: ${problem ?? 'hash mismatch'}`, { seq: head.seq });
+    const next = (head: AuditEntry | undefined): AuditEntry => {
+      if (head !== undefined) {
+        // Extending a tampered head would bury the tampering under a valid-looking link.
+        const problem = malformation(head);
+        if (problem !== undefined || hashOrUndefined(head, this.sha256) !== head.hash) {
+          throw new SdcError('AUDIT_CHAIN_BROKEN', `the audit head does not verify: ${problem ?? 'hash mismatch'}`, { seq: head.seq });
+        }
       }
-    }
-    const entry = appendAuditEntry(head, { ...input, ts: this.clock.nowMs() }, this.sha256);
+      return appendAuditEntry(head, { ...input, ts: this.clock.nowMs() }, this.sha256);
+    };
+    if (this.store.appendAtHead !== undefined) return this.store.appendAtHead(next);
+    const entry = next(await this.store.head());
     await this.store.append(entry);
     return entry;
   }

@@ -2,7 +2,8 @@ import { SdcError } from '../../errors/index.js';
 import { auditScanLimitMax, type AuditEntry, type AuditStore } from '../../protocol/audit-chain.js';
 import { canonicalize } from '../../protocol/canonical-json.js';
 import type { JsonObject } from '../../protocol/json-value.js';
-import type { SqlDatabase } from '../../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
+import { nextCounterValue } from './counters.js';
 
 interface AuditRow {
   seq: number; ts: number; kind: string; actor: string; subject: string | null; payload_json: string; prev_hash: string; hash: string;
@@ -26,17 +27,26 @@ export class SqlAuditStore implements AuditStore {
   }
 
   async append(entry: AuditEntry): Promise<void> {
-    try {
-      await this.#db.execute(
-        'INSERT INTO audit_log (seq, ts, kind, actor, subject, payload_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-        [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, canonicalize(entry.payload), entry.prev_hash, entry.hash],
-      );
-    } catch (error) {
-      if (SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) {
-        throw new SdcError('AUDIT_CONFLICT', `audit entry ${entry.seq} already exists`, { seq: entry.seq }, { cause: error });
-      }
-      throw error;
-    }
+    await conflictOnDuplicate(entry.seq, () => insertEntry(this.#db, entry));
+  }
+
+  /**
+   * One transaction: take the audit lock row (its UPDATE holds a row lock on MySQL until commit;
+   * sql.js runs one transaction at a time anyway), read the head as committed by the previous
+   * lock holder (a locking read, not this transaction's snapshot), insert the next entry. Control
+   * planes sharing the database queue here instead of writing the same seq.
+   */
+  async appendAtHead(next: (head: AuditEntry | undefined) => AuditEntry): Promise<AuditEntry> {
+    let seq = 0;
+    return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
+      await nextCounterValue(tx, auditAppendLockName);
+      const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
+      const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
+      const entry = next(row === undefined ? undefined : entryFromRow(row));
+      seq = entry.seq;
+      await insertEntry(tx, entry);
+      return entry;
+    }));
   }
 
   async scan(fromSeq: number, limit: number): Promise<AuditEntry[]> {
@@ -45,6 +55,29 @@ export class SqlAuditStore implements AuditStore {
     }
     const rows = await this.#db.query<AuditRow>('SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq ASC LIMIT ?', [fromSeq, limit]);
     return rows.map(entryFromRow);
+  }
+}
+
+/** The counters row whose lock serialises appends across processes (its value counts appends). */
+const auditAppendLockName = 'audit_append_lock';
+
+async function insertEntry(db: SqlExecutor, entry: AuditEntry): Promise<void> {
+  await db.execute(
+    'INSERT INTO audit_log (seq, ts, kind, actor, subject, payload_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, canonicalize(entry.payload), entry.prev_hash, entry.hash],
+  );
+}
+
+/** A unique violation (the seq, or the lock row created concurrently on first use) is AUDIT_CONFLICT, which AuditLog retries. */
+async function conflictOnDuplicate<T>(seq: number | (() => number), write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    if (SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) {
+      const at = typeof seq === 'number' ? seq : seq();
+      throw new SdcError('AUDIT_CONFLICT', `audit entry ${at} already exists`, { seq: at }, { cause: error });
+    }
+    throw error;
   }
 }
 

@@ -13,6 +13,7 @@ import { kernelErrors } from './codes/kernel.js';
 import { apiErrors } from './codes/api.js';
 import { agentErrors } from './codes/agent.js';
 import { gatewayErrors } from './codes/gateway.js';
+import { simErrors } from './codes/sim.js';
 
 /**
  * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
@@ -33,6 +34,7 @@ export const errorRegistry = {
   ...apiErrors,
   ...agentErrors,
   ...gatewayErrors,
+  ...simErrors,
 } as const;
 
 export type ErrorCode = keyof typeof errorRegistry;
@@ -53,6 +55,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'api', table: apiErrors },
   { name: 'agent', table: agentErrors },
   { name: 'gateway', table: gatewayErrors },
+  { name: 'sim', table: simErrors },
 ];
 
 export function isErrorCode(value: unknown): value is ErrorCode {

@@ -1,13 +1,14 @@
 import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { commandStates } from '../../core/protocol/command-machine.js';
 import { runSimulation, type RunProgress, type RunResult } from '../../sim/run.js';
 import { builtinScenarioPath, loadScenario, type Scenario } from '../../sim/scenario.js';
+import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.js';
 import { runSwarm, swarmScenario } from '../../sim/swarm.js';
-import { integerOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
+import { integerOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 const seedMax = 2 ** 48;
 
@@ -120,10 +121,86 @@ async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<numb
   return 1;
 }
 
+/** The operator's password from stdin (first line) or SDC_PASSWORD; never from argv. */
+async function readPassword(args: ParsedCommandArgs, io: CliIo): Promise<string> {
+  if (args.values['password-stdin'] === true) {
+    const line = (await io.readStdin()).split(/\r?\n/)[0] ?? '';
+    if (line.length === 0) throw new SdcError('CLI_INPUT', 'no password on stdin');
+    return line;
+  }
+  const fromEnv = io.env.SDC_PASSWORD;
+  if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv;
+  throw new SdcError('CLI_USAGE', 'give the operator password with --password-stdin or the SDC_PASSWORD environment variable');
+}
+
+async function writeRealOutputs(dir: string, result: RealRunResult): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const { series, ...summary } = result;
+  await writeFile(join(dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  await writeFile(join(dir, 'online-agents.csv'), csv([['t_ms', 'online_agents'], ...series.map((s) => [s.t_ms, s.online_agents])]));
+  await writeFile(join(dir, 'commands-by-state.csv'), csv([['t_ms', ...commandStates], ...series.map((s) => [s.t_ms, ...commandStates.map((state) => s.commands[state])])]));
+  await writeFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...result.latencyHistogram.map((b) => [b.le_ms ?? 'inf', b.count])]));
+}
+
+function describeReal(result: RealRunResult): string {
+  const checkers = Object.entries(result.checkers).map(([name, verdict]) => `${name}=${verdict}`).join(' ');
+  const states = Object.entries(result.commandsByState).filter(([, n]) => n > 0).map(([state, n]) => `${state} ${n}`).join(', ');
+  return [
+    `real run against ${result.url}: ${result.agents} agents over ${result.processes} processes, commands for ${result.durationMs} ms (wall time: not reproducible)`,
+    `paired in ${result.pairingMs} ms, all online after ${result.onlineAfterMs} ms; online at the end: ${result.online.agents} agents, ${result.online.controlPlane} shown by the control plane`,
+    `commands accepted ${result.counts.commands_accepted}, refused ${result.counts.commands_refused}, skipped ${result.counts.commands_skipped}; ${states || 'none'}; drained ${result.drainedAfterMs === null ? 'no' : `${result.drainedAfterMs} ms after the last command`}`,
+    `checkers: ${checkers}`,
+    `wall ${result.wallMs} ms`,
+  ].join('\n') + '\n';
+}
+
+async function runRealCommand(args: ParsedCommandArgs, io: CliIo): Promise<number> {
+  const json = args.values.json === true;
+  const url = requireOption(args, 'real');
+  if (!/^https:\/\/[^/]+\/?$/.test(url)) throw new SdcError('CLI_USAGE', `--real takes the control plane's base URL, https://HOST:PORT, got '${url}'`);
+  const admin = requireOption(args, 'admin');
+  const caFile = requireOption(args, 'ca');
+  const seed = args.values.seed === undefined ? randomInt(seedMax) : integerOption(args, 'seed', 0, 0, seedMax);
+  (json ? io.stderr : io.stdout)(`seed: ${seed}\n`);
+  const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, 20_000);
+  const durationMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : undefined;
+  const processes = args.values.processes === undefined ? undefined : integerOption(args, 'processes', 1, 1, 64);
+  const scenarioRef = typeof args.values.scenario === 'string' ? args.values.scenario : 'smoke';
+  const scenario = await resolveScenario(scenarioRef, { agents, safetyMs: durationMs });
+  let caPem: string;
+  try {
+    caPem = await readFile(caFile, 'utf8');
+  } catch (error) {
+    throw new SdcError('CLI_INPUT', `cannot read --ca ${caFile}: ${(error as Error).message}`);
+  }
+  const password = await readPassword(args, io);
+  const showProgress = args.values.progress === true || (process.stderr.isTTY === true && !json);
+  const out = typeof args.values.out === 'string' ? args.values.out : undefined;
+  const result = await runRealSimulation({
+    url, caPem, admin, password, scenario, scenarioRef, seed,
+    ...(agents === undefined ? {} : { agents }), ...(durationMs === undefined ? {} : { durationMs }), ...(processes === undefined ? {} : { processes }),
+    ...(out === undefined ? {} : { outDir: out }), ...(showProgress ? { onProgress: (line: string) => io.stderr(`${line}\n`) } : {}),
+  });
+  if (out !== undefined) await writeRealOutputs(out, result);
+  if (json) {
+    const { series: _series, ...rest } = result;
+    io.stdout(JSON.stringify(rest) + '\n');
+  } else {
+    io.stdout(describeReal(result));
+  }
+  if (result.violations.length > 0) {
+    for (const violation of result.violations) io.stderr(`violation (${violation.checker}): ${violation.message}\n`);
+    io.stderr(`run again with: ${result.rerun} (wall time: the same fleet and command choices, not the same timing)\n`);
+    return 1;
+  }
+  return 0;
+}
+
 export const simCommand: Command = {
   name: 'sim',
   summary: 'Deterministic fleet simulator: real control plane, gateways and agents on virtual time, with invariant checkers',
-  usage: '[--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --swarm K [--agents N] [--lossy] [--outages]',
+  usage: '[--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --swarm K [--agents N] [--lossy] [--outages]'
+    + ' | --real https://HOST:PORT --admin NAME (--password-stdin | SDC_PASSWORD=...) --ca FILE [--agents N] [--duration D] [--seed S] [--processes P] [--out DIR]',
   optionHelp: [
     ['--scenario F', 'built-in name (smoke, lossy-network, churn, gateway-restart), swarm:S[:lossy][:outages], or a scenario file (default smoke)'],
     ['--agents N', 'fleet size (default: the scenario\'s; 200 for --swarm)'],
@@ -135,10 +212,22 @@ export const simCommand: Command = {
     ['--swarm K', 'run K consecutive seeds with random fault mixes; list failures; exit 1 if any'],
     ['--lossy', 'with --swarm: include in-connection loss, duplication and reordering'],
     ['--outages', 'with --swarm: include bus and SQL outages'],
+    ['--real URL', 'run the simulated agents over real WebSocket/TLS against a running `sdc serve` at this control-plane URL (wall time, not reproducible)'],
+    ['--admin NAME', 'with --real: the operator account that pairs the agents and sends the commands'],
+    ['--password-stdin', 'with --real: read the operator password from the first line of stdin (otherwise from SDC_PASSWORD)'],
+    ['--ca FILE', 'with --real: the deployment root CA (PEM), trusted for HTTPS and the gateways'],
+    ['--processes P', 'with --real: worker processes holding the agents (default ceil(N / 2000))'],
   ],
   options: {
     scenario: { type: 'string' }, agents: { type: 'string' }, duration: { type: 'string' }, seed: { type: 'string' },
     out: { type: 'string' }, json: { type: 'boolean' }, progress: { type: 'boolean' }, swarm: { type: 'string' }, lossy: { type: 'boolean' }, outages: { type: 'boolean' },
+    real: { type: 'string' }, admin: { type: 'string' }, 'password-stdin': { type: 'boolean' }, ca: { type: 'string' }, processes: { type: 'string' },
   },
-  run: (args, io) => (args.values.swarm === undefined ? runOne(args, io) : runSwarmCommand(args, io)),
+  run: (args, io) => {
+    if (args.values.real !== undefined) {
+      if (args.values.swarm !== undefined) throw new SdcError('CLI_USAGE', '--real and --swarm do not combine');
+      return runRealCommand(args, io);
+    }
+    return args.values.swarm === undefined ? runOne(args, io) : runSwarmCommand(args, io);
+  },
 };

@@ -56,3 +56,21 @@ test('--real: 6 simulated agents over 2 worker processes against a running deplo
     await rm(dataDir, { recursive: true, force: true });
   }
 });
+
+test('sdc sim --real refuses a non-https URL, a missing --admin and --swarm with one-line usage errors', async () => {
+  const { main } = await import('../../cli/main.js');
+  const run = async (argv: string[]) => {
+    let err = '';
+    const code = await main(argv, { stdout: () => {}, stderr: (t) => { err += t; }, readStdin: async () => '', env: { SDC_PASSWORD: 'x' } });
+    return { code, err };
+  };
+  const plain = await run(['sim', '--real', 'http://127.0.0.1:1', '--admin', 'a', '--ca', '/nonexistent']);
+  assert.notEqual(plain.code, 0);
+  assert.match(plain.err, /CLI_USAGE.*https:\/\/HOST:PORT/);
+  const noAdmin = await run(['sim', '--real', 'https://127.0.0.1:1', '--ca', '/nonexistent']);
+  assert.match(noAdmin.err, /CLI_USAGE.*--admin/);
+  const swarm = await run(['sim', '--real', 'https://127.0.0.1:1', '--swarm', '2']);
+  assert.match(swarm.err, /CLI_USAGE.*--swarm/);
+  const noCa = await run(['sim', '--real', 'https://127.0.0.1:1', '--admin', 'a', '--ca', '/nonexistent/ca.pem', '--seed', '1']);
+  assert.match(noCa.err, /CLI_INPUT.*--ca/);
+});

@@ -96,3 +96,18 @@ export function integerOption(args: ParsedCommandArgs, name: string, fallback: n
   }
   return value;
 }
+
+/** Environment variable that may carry an operator password (never put passwords in argv). */
+export const passwordEnv = 'SDC_PASSWORD';
+
+/** The password from the first line of stdin (`--password-stdin`) or SDC_PASSWORD. */
+export async function readPasswordOption(args: ParsedCommandArgs, io: CliIo): Promise<string> {
+  if (args.values['password-stdin'] === true) {
+    const line = (await io.readStdin()).split(/\r?\n/)[0] ?? '';
+    if (line.length === 0) throw new SdcError('CLI_INPUT', 'no password on stdin');
+    return line;
+  }
+  const fromEnv = io.env[passwordEnv];
+  if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv;
+  throw new SdcError('CLI_USAGE', `give the password with --password-stdin or the ${passwordEnv} environment variable`);
+}

@@ -28,6 +28,7 @@ import { SeededRandom } from './prng.js';
 import type { Scenario } from './scenario.js';
 import { SimAgent, type SimAgentWorld } from './sim-agent.js';
 import { Trace } from './trace.js';
+import { observedKernel } from './observed-agent-parts.js';
 
 /**
  * One simulator run (TigerBeetle's VOPR): the real control plane, gateways and agents in one
@@ -484,17 +485,3 @@ async function* auditEntries(cp: ControlPlane): AsyncIterable<unknown> {
   }
 }
 
-/** Reports every call that reaches the kernel, before it runs. */
-function observedKernel(bridge: KernelBridge, onCall: () => void): KernelBridge {
-  return {
-    backend: bridge.backend,
-    pingKernel: (nonce) => { onCall(); return bridge.pingKernel(nonce); },
-    lockScreen: () => { onCall(); return bridge.lockScreen(); },
-    getProcessList: (limit) => { onCall(); return bridge.getProcessList(limit); },
-    stageUpdate: (args) => { onCall(); return bridge.stageUpdate(args); },
-    commitUpdate: (version) => { onCall(); return bridge.commitUpdate(version); },
-    rollbackUpdate: () => { onCall(); return bridge.rollbackUpdate(); },
-    getStatus: () => { onCall(); return bridge.getStatus(); },
-    close: () => bridge.close(),
-  };
-}

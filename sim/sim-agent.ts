@@ -1,5 +1,4 @@
 import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreEvent } from '../agent/agent-core.js';
-import { MemoryCommandJournal } from '../agent/command-journal.js';
 import type { KernelBridge } from '../agent/kernel-bridge/kernel-bridge.js';
 import { createSyntheticMetricsSource } from '../agent/telemetry/synthetic-metrics.js';
 import type { GatewayCore } from '../core/gateway/gateway-core.js';
@@ -8,18 +7,8 @@ import { deviceKid } from '../core/protocol/session/gateway-connection.js';
 import type { VirtualTime } from '../core/runtime/virtual-time.js';
 import type { SimNetwork, SimLink } from './network.js';
 import type { SeededRandom } from './prng.js';
+import { ObservedJournal } from './observed-agent-parts.js';
 
-/** A journal that tells the execution checker which command the kernel's next call belongs to. */
-class ObservedJournal extends MemoryCommandJournal {
-  constructor(private readonly onExecuting: (commandId: string) => void) {
-    super();
-  }
-
-  override async executing(commandId: string): Promise<void> {
-    await super.executing(commandId);
-    this.onExecuting(commandId);
-  }
-}
 
 /** What a simulated agent needs from the world around it. */
 export interface SimAgentWorld {

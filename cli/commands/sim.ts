@@ -8,7 +8,7 @@ import { runSimulation, type RunProgress, type RunResult } from '../../sim/run.j
 import { builtinScenarioPath, loadScenario, type Scenario } from '../../sim/scenario.js';
 import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.js';
 import { runSwarm, swarmScenario } from '../../sim/swarm.js';
-import { integerOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
+import { integerOption, readPasswordOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 const seedMax = 2 ** 48;
 
@@ -122,17 +122,6 @@ async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<numb
 }
 
 /** The operator's password from stdin (first line) or SDC_PASSWORD; never from argv. */
-async function readPassword(args: ParsedCommandArgs, io: CliIo): Promise<string> {
-  if (args.values['password-stdin'] === true) {
-    const line = (await io.readStdin()).split(/\r?\n/)[0] ?? '';
-    if (line.length === 0) throw new SdcError('CLI_INPUT', 'no password on stdin');
-    return line;
-  }
-  const fromEnv = io.env.SDC_PASSWORD;
-  if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv;
-  throw new SdcError('CLI_USAGE', 'give the operator password with --password-stdin or the SDC_PASSWORD environment variable');
-}
-
 async function writeRealOutputs(dir: string, result: RealRunResult): Promise<void> {
   await mkdir(dir, { recursive: true });
   const { series, ...summary } = result;
@@ -173,7 +162,7 @@ async function runRealCommand(args: ParsedCommandArgs, io: CliIo): Promise<numbe
   } catch (error) {
     throw new SdcError('CLI_INPUT', `cannot read --ca ${caFile}: ${(error as Error).message}`);
   }
-  const password = await readPassword(args, io);
+  const password = await readPasswordOption(args, io);
   const showProgress = args.values.progress === true || (process.stderr.isTTY === true && !json);
   const out = typeof args.values.out === 'string' ? args.values.out : undefined;
   const result = await runRealSimulation({

@@ -2,23 +2,10 @@ import { SdcError } from '../../core/errors/index.js';
 import { openControlPlaneDatabase } from '../../core/control-plane/database.js';
 import { roles, UserDirectory } from '../../core/control-plane/users.js';
 import { systemClock, systemRandom } from '../../core/runtime/system.js';
-import { requireOption, stringOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
+import { passwordEnv, readPasswordOption, requireOption, stringOption, type Command, type CommandGroup } from '../command.js';
 
-export const passwordEnv = 'SDC_PASSWORD';
 
 /** The password from stdin (first line) or SDC_PASSWORD; never from argv, where other users can read it. */
-async function readPassword(args: ParsedCommandArgs, io: CliIo): Promise<string> {
-  if (args.values['password-stdin'] === true) {
-    const text = await io.readStdin();
-    const line = text.split(/\r?\n/)[0] ?? '';
-    if (line.length === 0) throw new SdcError('CLI_INPUT', 'no password on stdin');
-    return line;
-  }
-  const fromEnv = io.env[passwordEnv];
-  if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv;
-  throw new SdcError('CLI_USAGE', `give the password with --password-stdin or the ${passwordEnv} environment variable`);
-}
-
 const add: Command = {
   name: 'add',
   summary: 'Add an operator to the control-plane database (bootstraps the first admin)',
@@ -34,7 +21,7 @@ const add: Command = {
   async run(args, io) {
     const name = requireOption(args, 'name');
     const role = requireOption(args, 'role');
-    const password = await readPassword(args, io);
+    const password = await readPasswordOption(args, io);
     const mysqlUrl = args.values['mysql'];
     const db = await openControlPlaneDatabase({
       dataDir: stringOption(args, 'dir', './data'), clock: systemClock, ...(typeof mysqlUrl === 'string' ? { mysqlUrl } : {}),

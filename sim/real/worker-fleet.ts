@@ -1,5 +1,4 @@
 import { createAgentCore, type AgentCore, type AgentCoreEvent } from '../../agent/agent-core.js';
-import { MemoryCommandJournal } from '../../agent/command-journal.js';
 import { loadIdentity } from '../../agent/enrollment.js';
 import { IoctlKernelBridge, type KernelBridge } from '../../agent/kernel-bridge/kernel-bridge.js';
 import { agentPaths, pinnedKeyResolver } from '../../agent/state/agent-state.js';
@@ -12,22 +11,12 @@ import { systemScheduler } from '../../core/runtime/system.js';
 import type { KernelFault } from '../../kernel/mock/faults.js';
 import { MockIoctlDevice } from '../../kernel/mock/mock-kernel.js';
 import { ExecutionChecker } from '../checkers.js';
+import { ObservedJournal, observedKernel } from '../observed-agent-parts.js';
 import { SeededRandom } from '../prng.js';
 import { workerViolationsMax, type WorkerAgentSpec, type WorkerSettings, type WorkerStatus } from './messages.js';
 
 const provider = createNodeEd25519Provider();
 
-/** A journal that tells the execution checker which command the kernel's next call belongs to. */
-class ObservedJournal extends MemoryCommandJournal {
-  constructor(private readonly onExecuting: (commandId: string) => void) {
-    super();
-  }
-
-  override async executing(commandId: string): Promise<void> {
-    await super.executing(commandId);
-    this.onExecuting(commandId);
-  }
-}
 
 interface RunningAgent {
   readonly deviceId: string;
@@ -88,7 +77,10 @@ export class WorkerFleet {
       const core = createAgentCore({
         deviceId, signer: { kid: deviceKid(deviceId), seed: identity.seed, provider },
         resolveGatewayKey: pinnedKeyResolver(identity.trust.gateway_keys), resolveCommandKey: pinnedKeyResolver(identity.trust.command_keys),
-        kernel: this.#observed(bridge, deviceId), journal, clock, random, scheduler: systemScheduler,
+        kernel: observedKernel(bridge, () => {
+          const violation = this.#checker.kernelCall(deviceId);
+          if (violation) this.#violate(violation.message);
+        }), journal, clock, random, scheduler: systemScheduler,
         telemetrySource: createSyntheticMetricsSource({ random: random.fork() }), telemetryIntervalMs: settings.telemetryIntervalMs,
         agentVersion: 'sim-real/1', onEvent: (event) => this.#onEvent(event),
       });
@@ -146,24 +138,4 @@ export class WorkerFleet {
     else if (event.kind === 'closed') this.#sessionsClosed += 1;
     else if (event.kind === 'executed') this.#executions += 1;
     else if (event.kind === 'rejected') this.#rejections += 1;
-  }
-
-  /** Reports every call that reaches the kernel, before it runs. */
-  #observed(bridge: KernelBridge, deviceId: string): KernelBridge {
-    const onCall = () => {
-      const violation = this.#checker.kernelCall(deviceId);
-      if (violation) this.#violate(violation.message);
-    };
-    return {
-      backend: bridge.backend,
-      pingKernel: (nonce) => { onCall(); return bridge.pingKernel(nonce); },
-      lockScreen: () => { onCall(); return bridge.lockScreen(); },
-      getProcessList: (limit) => { onCall(); return bridge.getProcessList(limit); },
-      stageUpdate: (args) => { onCall(); return bridge.stageUpdate(args); },
-      commitUpdate: (version) => { onCall(); return bridge.commitUpdate(version); },
-      rollbackUpdate: () => { onCall(); return bridge.rollbackUpdate(); },
-      getStatus: () => { onCall(); return bridge.getStatus(); },
-      close: () => bridge.close(),
-    };
-  }
-}
+  }}

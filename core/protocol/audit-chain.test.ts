@@ -295,6 +295,114 @@ describe('AuditLog', () => {
   });
 });
 
+describe('AuditLog group commit', () => {
+  function steppingClock(): { nowMs(): number } {
+    let now = 1_700_000_000_000;
+    return { nowMs: () => (now += 1000) };
+  }
+  const item = (i: number): Omit<AuditEntryInput, 'ts'> => ({ kind: 'command.sent', actor: 'user:alice', subject: `command:${i}`, payload: { i } });
+
+  /** An InMemoryAuditStore that records the size of every batch written and can hold or fail a call. */
+  function batchingStore(inner = new InMemoryAuditStore()) {
+    const calls: number[] = [];
+    const hooks: { before?: (call: number) => Promise<void>; fail?: (call: number) => Error | undefined } = {};
+    const store: AuditStore = {
+      head: () => inner.head(),
+      append: (entry) => inner.append(entry),
+      scan: (fromSeq, limit) => inner.scan(fromSeq, limit),
+      appendBatch: async (next) => {
+        const call = calls.length + 1;
+        await hooks.before?.(call);
+        return inner.appendBatch((head) => {
+          const entries = next(head);
+          calls.push(entries.length);
+          // Fails after the log chained the batch in memory: a log that kept that chain would run ahead of the store.
+          const failure = hooks.fail?.(call);
+          if (failure !== undefined) throw failure;
+          return entries;
+        });
+      },
+    };
+    return { store, calls, hooks };
+  }
+
+  it('writes 200 concurrent appends in fewer store calls than appends, chained in call order', async () => {
+    const { store, calls } = batchingStore();
+    const log = new AuditLog({ store, sha256, clock: steppingClock(), batchEntriesMax: 64 });
+    const entries = await Promise.all(Array.from({ length: 200 }, (_, i) => log.append(item(i))));
+    assert.deepEqual(entries.map((e) => e.seq), Array.from({ length: 200 }, (_, i) => i + 1));
+    assert.deepEqual(entries.map((e) => e.subject), Array.from({ length: 200 }, (_, i) => `command:${i}`));
+    assert.ok(calls.length < 200, `${calls.length} store writes for 200 appends`);
+    assert.ok(Math.max(...calls) <= 64, `batches ${calls.join(',')} exceed batchEntriesMax`);
+    assert.equal(calls.reduce((a, b) => a + b, 0), 200);
+    assert.deepEqual(await log.verify({ expectedHead: { seq: 200, hash: entries[199]!.hash } }), { ok: true, count: 200, headSeq: 200, headHash: entries[199]!.hash });
+  });
+
+  it('batches the appends that queue while a write is in flight', async () => {
+    const { store, calls, hooks } = batchingStore();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    let firstStarted!: () => void;
+    const started = new Promise<void>((resolve) => { firstStarted = resolve; });
+    hooks.before = async (call) => { if (call === 1) { firstStarted(); await gate; } };
+    const log = new AuditLog({ store, sha256, clock: steppingClock() });
+    const first = log.append(item(0));
+    await started;
+    const queued = Array.from({ length: 10 }, (_, i) => log.append(item(i + 1)));
+    release();
+    const entries = [await first, ...await Promise.all(queued)];
+    assert.deepEqual(calls, [1, 10]);
+    assert.deepEqual(entries.map((e) => e.seq), Array.from({ length: 11 }, (_, i) => i + 1));
+    assert.equal((await log.verify()).ok, true);
+  });
+
+  it('rejects exactly the appends of a failing batch, and the next batch continues from the stored head', async () => {
+    const { store, calls, hooks } = batchingStore();
+    const diskFull = new Error('disk full');
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    let firstStarted!: () => void;
+    const started = new Promise<void>((resolve) => { firstStarted = resolve; });
+    hooks.before = async (call) => { if (call === 1) { firstStarted(); await gate; } };
+    hooks.fail = (call) => (call === 2 ? diskFull : undefined);
+    const log = new AuditLog({ store, sha256, clock: steppingClock() });
+    const first = log.append(item(0));
+    await started;
+    const failing = [log.append(item(1)), log.append(item(2)), log.append(item(3))];
+    release();
+    const stored = await first;
+    const outcomes = await Promise.allSettled(failing);
+    assert.deepEqual(outcomes.map((o) => o.status === 'rejected' && o.reason === diskFull), [true, true, true]);
+    const after = await log.append(item(4));
+    assert.deepEqual(calls, [1, 3, 1]);
+    assert.deepEqual([after.seq, after.prev_hash, after.subject], [2, stored.hash, 'command:4']);
+    assert.deepEqual(await log.verify(), { ok: true, count: 2, headSeq: 2, headHash: after.hash });
+  });
+
+  it('retries a batch refused with AUDIT_CONFLICT (the lock row created by another writer) and stores it once', async () => {
+    const { store, calls, hooks } = batchingStore();
+    hooks.fail = (call) => (call === 1 ? new SdcError('AUDIT_CONFLICT', 'lost the race for the lock row') : undefined);
+    const log = new AuditLog({ store, sha256, clock: steppingClock() });
+    const entries = await Promise.all([log.append(item(0)), log.append(item(1))]);
+    assert.deepEqual(calls, [2, 2]);
+    assert.deepEqual(entries.map((e) => e.seq), [1, 2]);
+    assert.deepEqual(await log.verify(), { ok: true, count: 2, headSeq: 2, headHash: entries[1]!.hash });
+  });
+
+  it('counts the batch being written against pendingAppendsMax', async () => {
+    const { store, hooks } = batchingStore();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    hooks.before = async (call) => { if (call === 1) await gate; };
+    const log = new AuditLog({ store, sha256, clock: steppingClock(), pendingAppendsMax: 3 });
+    const accepted = [log.append(item(0)), log.append(item(1)), log.append(item(2))];
+    await assert.rejects(log.append(item(3)), (error: unknown) => SdcError.is(error, 'AUDIT_BUSY'));
+    release();
+    assert.deepEqual((await Promise.all(accepted)).map((e) => e.seq), [1, 2, 3]);
+    assert.equal((await log.append(item(4))).seq, 4);
+  });
+});
+
 describe('InMemoryAuditStore', () => {
   it('refuses a seq that already exists and scans in seq order', async () => {
     const store = new InMemoryAuditStore();
@@ -306,6 +414,15 @@ describe('InMemoryAuditStore', () => {
     assert.deepEqual((await store.scan(1, 10)).map((e) => e.seq), [1, 2, 3]);
     assert.deepEqual((await store.scan(2, 1)).map((e) => e.seq), [2]);
     assert.equal((await store.head())?.seq, 3);
+  });
+
+  it('stores a batch whole or not at all', async () => {
+    const store = new InMemoryAuditStore({ entriesMax: 3 });
+    const chain = buildChain([input(), input(), input(), input()]);
+    assert.deepEqual(await store.appendBatch(() => chain.slice(0, 2)), chain.slice(0, 2));
+    await assert.rejects(store.appendBatch(() => chain.slice(2, 4)), (error: unknown) => SdcError.is(error, 'AUDIT_STORE_FULL'));
+    await assert.rejects(store.appendBatch(() => [chain[0]!]), (error: unknown) => SdcError.is(error, 'AUDIT_CONFLICT'));
+    assert.deepEqual((await store.scan(1, 10)).map((e) => e.seq), [1, 2]);
   });
 
   it('refuses entries beyond its capacity', async () => {

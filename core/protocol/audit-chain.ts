@@ -75,9 +75,11 @@ export function auditEntryHash(entry: Omit<AuditEntry, 'hash'>, sha256: Sha256):
  * cannot make the stored entry disagree with its hash.
  */
 export function appendAuditEntry(prev: AuditEntry | undefined, input: AuditEntryInput, sha256: Sha256): AuditEntry {
-  if (prev !== undefined) {
-    assert(Number.isSafeInteger(prev.seq) && prev.seq >= 1 && hashPattern.test(prev.hash), 'previous audit entry must have a positive seq and a hex hash');
-  }
+  return linkAuditEntry(prev, validAuditInput(input), sha256);
+}
+
+/** `input` checked, with its payload replaced by the frozen canonical copy that will be hashed. */
+function validAuditInput(input: AuditEntryInput): AuditEntryInput {
   checkInput(input);
   let payloadText: string;
   try {
@@ -90,13 +92,21 @@ export function appendAuditEntry(prev: AuditEntry | undefined, input: AuditEntry
   if (payloadBytes > auditLimits.payloadBytesMax) {
     throw new SdcError('AUDIT_PAYLOAD_TOO_LARGE', `audit payload is ${payloadBytes} bytes, more than ${auditLimits.payloadBytesMax}`, { payloadBytes });
   }
+  return { ts: input.ts, kind: input.kind, actor: input.actor, subject: input.subject, payload: deepFreeze(JSON.parse(payloadText) as JsonObject) };
+}
+
+/** The entry after `prev` for an input `validAuditInput` returned. */
+function linkAuditEntry(prev: AuditEntry | undefined, input: AuditEntryInput, sha256: Sha256): AuditEntry {
+  if (prev !== undefined) {
+    assert(Number.isSafeInteger(prev.seq) && prev.seq >= 1 && hashPattern.test(prev.hash), 'previous audit entry must have a positive seq and a hex hash');
+  }
   const unsigned = {
     seq: prev === undefined ? 1 : prev.seq + 1,
     ts: input.ts,
     kind: input.kind,
     actor: input.actor,
     subject: input.subject,
-    payload: deepFreeze(JSON.parse(payloadText) as JsonObject),
+    payload: input.payload,
     prev_hash: prev === undefined ? auditGenesisHash : prev.hash,
   };
   return Object.freeze({ ...unsigned, hash: auditEntryHash(unsigned, sha256) });
@@ -247,6 +257,14 @@ export interface AuditStore {
    * pass through and store nothing.
    */
   appendAtHead?(next: (head: AuditEntry | undefined) => AuditEntry): Promise<AuditEntry>;
+  /**
+   * Optional group commit: `appendAtHead` for several entries. Reads the head under the same
+   * lock, stores all the entries `next(head)` returns (consecutive seqs after the head) in one
+   * atomic write and returns them: all are stored or none. Refuses like `append`; errors of
+   * `next` pass through and store nothing. `next` builds on the head it is given, so a writer
+   * never chains from a head another process has since moved past.
+   */
+  appendBatch?(next: (head: AuditEntry | undefined) => readonly AuditEntry[]): Promise<readonly AuditEntry[]>;
   /** Up to `limit` entries with seq >= fromSeq, in ascending seq order. */
   scan(fromSeq: number, limit: number): Promise<AuditEntry[]>;
 }
@@ -279,6 +297,24 @@ export class InMemoryAuditStore implements AuditStore {
     this.entries.splice(index, 0, entry);
   }
 
+  async appendBatch(next: (head: AuditEntry | undefined) => readonly AuditEntry[]): Promise<readonly AuditEntry[]> {
+    const head = this.entries.at(-1);
+    const batch = next(head);
+    // Checked before the first insert, so a refused batch stores nothing.
+    let expectedSeq = head === undefined ? 1 : head.seq + 1;
+    for (const entry of batch) {
+      if (entry.seq !== expectedSeq) {
+        throw new SdcError('AUDIT_CONFLICT', `audit batch entry has seq ${entry.seq}, the store expects ${expectedSeq}`, { seq: entry.seq });
+      }
+      expectedSeq += 1;
+    }
+    if (this.entries.length + batch.length > this.entriesMax) {
+      throw new SdcError('AUDIT_STORE_FULL', `the in-memory audit store holds its maximum of ${this.entriesMax} entries`, { entriesMax: this.entriesMax });
+    }
+    this.entries.push(...batch);
+    return batch;
+  }
+
   async scan(fromSeq: number, limit: number): Promise<AuditEntry[]> {
     assert(Number.isSafeInteger(fromSeq) && Number.isSafeInteger(limit) && limit >= 1 && limit <= auditScanLimitMax,
       `scan needs an integer fromSeq and a limit in 1..${auditScanLimitMax}`);
@@ -299,82 +335,127 @@ export class InMemoryAuditStore implements AuditStore {
   }
 }
 
-/** Attempts of one append that keeps losing its seq to other writers before AUDIT_CONFLICT is returned. */
+/** Attempts of one append (or batch) that keeps losing its seq to other writers before AUDIT_CONFLICT is returned. */
 const appendConflictRetriesMax = 16;
 
 export interface AuditLogOptions {
   readonly store: AuditStore;
   readonly sha256: Sha256;
   readonly clock: Clock;
-  /** Appends waiting for the lock before new ones are refused with AUDIT_BUSY. */
+  /** Appends queued or being written before new ones are refused with AUDIT_BUSY. */
   readonly pendingAppendsMax?: number;
+  /** Entries written in one store call when the store has `appendBatch`. */
+  readonly batchEntriesMax?: number;
   /** Entries read per store call while verifying. */
   readonly verifyPageEntries?: number;
 }
 
+interface QueuedAppend {
+  /** Validated, stamped with the clock when `append` was called. */
+  readonly input: AuditEntryInput;
+  readonly resolve: (entry: AuditEntry) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 /**
- * Appends to and verifies one audit chain in a store. Appends run one at a time (a promise-chain
- * mutex): two concurrent appends reading the same head would otherwise both write seq n+1 and
- * fork the chain. Across processes the store's unique seq (AUDIT_CONFLICT) is the guard.
+ * Appends to and verifies one audit chain in a store. Appends are queued in call order and
+ * written by one writer loop: two writers reading the same head would otherwise both write seq
+ * n+1 and fork the chain. When the store has `appendBatch`, the appends that queued while a
+ * write was in flight are chained together on the head the store reads under its lock and
+ * written in one store call (group commit): one transaction and one save for many entries.
+ * Across processes the store's lock (`appendBatch`, `appendAtHead`) or its unique seq
+ * (AUDIT_CONFLICT, retried) is the guard.
  */
 export class AuditLog {
   private readonly store: AuditStore;
   private readonly sha256: Sha256;
   private readonly clock: Clock;
   private readonly pendingAppendsMax: number;
+  private readonly batchEntriesMax: number;
   private readonly verifyPageEntries: number;
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly queue: QueuedAppend[] = [];
+  /** Queued plus being written; bounded by pendingAppendsMax. */
   private pending = 0;
+  private writing = false;
 
   constructor(options: AuditLogOptions) {
     this.store = options.store;
     this.sha256 = options.sha256;
     this.clock = options.clock;
     this.pendingAppendsMax = options.pendingAppendsMax ?? 1_024;
+    this.batchEntriesMax = options.batchEntriesMax ?? 256;
     this.verifyPageEntries = options.verifyPageEntries ?? 1_000;
     assert(Number.isSafeInteger(this.pendingAppendsMax) && this.pendingAppendsMax >= 1, 'pendingAppendsMax must be a positive integer');
+    assert(Number.isSafeInteger(this.batchEntriesMax) && this.batchEntriesMax >= 1, 'batchEntriesMax must be a positive integer');
     assert(Number.isSafeInteger(this.verifyPageEntries) && this.verifyPageEntries >= 1 && this.verifyPageEntries <= auditScanLimitMax,
       `verifyPageEntries must be an integer in 1..${auditScanLimitMax}`);
   }
 
-  /** Appends an entry stamped with the clock's time; resolves to the stored entry. */
+  /**
+   * Appends an entry stamped with the clock's time; resolves to the entry once the store holds
+   * it. Entries chain in call order. An invalid input is refused here and takes no seq.
+   */
   append(input: Omit<AuditEntryInput, 'ts'>): Promise<AuditEntry> {
     if (this.pending >= this.pendingAppendsMax) {
       return Promise.reject(new SdcError('AUDIT_BUSY', `${this.pending} audit appends are already waiting`, { pending: this.pending }));
     }
+    let valid: AuditEntryInput;
+    try {
+      valid = validAuditInput({ ...input, ts: this.clock.nowMs() });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     this.pending += 1;
-    const run = async (): Promise<AuditEntry> => {
-      try {
-        return await this.appendNow(input);
-      } finally {
-        this.pending -= 1;
+    const settled = new Promise<AuditEntry>((resolve, reject) => { this.queue.push({ input: valid, resolve, reject }); });
+    if (!this.writing) {
+      this.writing = true;
+      void this.writeQueued();
+    }
+    return settled;
+  }
+
+  /** The one writer: drains the queue batch by batch; settles every append and never throws. */
+  private async writeQueued(): Promise<void> {
+    try {
+      // The appends made in the caller's turn join the first batch.
+      await Promise.resolve();
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.store.appendBatch === undefined ? 1 : this.batchEntriesMax);
+        try {
+          const entries = await this.writeBatch(batch.map((queued) => queued.input));
+          assert(entries.length === batch.length, `the audit store wrote ${entries.length} entries for a batch of ${batch.length}`);
+          batch.forEach((queued, index) => queued.resolve(entries[index]!));
+        } catch (error) {
+          // Nothing of the batch was stored; the next batch chains on the head the store reads.
+          for (const queued of batch) queued.reject(error);
+        } finally {
+          this.pending -= batch.length;
+        }
       }
-    };
-    const result = this.tail.then(run, run);
-    // The next append waits for this one whether it succeeds or fails.
-    this.tail = result.catch(() => undefined);
-    return result;
+    } finally {
+      this.writing = false;
+    }
   }
 
   /**
    * Another process sharing the store (a second control plane on one MySQL) may take the seq
    * between our head read and our write: the loser reads the new head and links to it, a
-   * bounded number of times, instead of failing the operation being audited. A store with
-   * `appendAtHead` makes such races impossible (writers queue on its lock); the retry remains
-   * for stores without it and for a lock row created concurrently on first use.
+   * bounded number of times, instead of failing the operations being audited. A store with
+   * `appendBatch` or `appendAtHead` makes such races impossible (writers queue on its lock); the
+   * retry remains for stores without them and for a lock row created concurrently on first use.
    */
-  private async appendNow(input: Omit<AuditEntryInput, 'ts'>): Promise<AuditEntry> {
+  private async writeBatch(inputs: readonly AuditEntryInput[]): Promise<readonly AuditEntry[]> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.appendOnce(input);
+        return await this.writeOnce(inputs);
       } catch (error) {
         if (!SdcError.is(error, 'AUDIT_CONFLICT') || attempt >= appendConflictRetriesMax) throw error;
       }
     }
   }
 
-  private async appendOnce(input: Omit<AuditEntryInput, 'ts'>): Promise<AuditEntry> {
-    const next = (head: AuditEntry | undefined): AuditEntry => {
+  private async writeOnce(inputs: readonly AuditEntryInput[]): Promise<readonly AuditEntry[]> {
+    const chain = (head: AuditEntry | undefined): AuditEntry[] => {
       if (head !== undefined) {
         // Extending a tampered head would bury the tampering under a valid-looking link.
         const problem = malformation(head);
@@ -382,12 +463,16 @@ export class AuditLog {
           throw new SdcError('AUDIT_CHAIN_BROKEN', `the audit head does not verify: ${problem ?? 'hash mismatch'}`, { seq: head.seq });
         }
       }
-      return appendAuditEntry(head, { ...input, ts: this.clock.nowMs() }, this.sha256);
+      const entries: AuditEntry[] = [];
+      for (const input of inputs) entries.push(linkAuditEntry(entries.at(-1) ?? head, input, this.sha256));
+      return entries;
     };
-    if (this.store.appendAtHead !== undefined) return this.store.appendAtHead(next);
-    const entry = next(await this.store.head());
-    await this.store.append(entry);
-    return entry;
+    if (this.store.appendBatch !== undefined) return this.store.appendBatch(chain);
+    assert(inputs.length === 1, 'a store without appendBatch is written one entry at a time');
+    if (this.store.appendAtHead !== undefined) return [await this.store.appendAtHead((head) => chain(head)[0]!)];
+    const entries = chain(await this.store.head());
+    await this.store.append(entries[0]!);
+    return entries;
   }
 
   async head(): Promise<AuditEntry | undefined> {

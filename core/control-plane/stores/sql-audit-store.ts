@@ -49,6 +49,24 @@ export class SqlAuditStore implements AuditStore {
     }));
   }
 
+  /**
+   * Group commit: the same transaction and lock as `appendAtHead`, with every entry `next`
+   * chains on the head inserted in it (multi-row INSERTs), so a batch costs one lock, one commit
+   * and, on sql.js, one save. All entries are stored or none.
+   */
+  async appendBatch(next: (head: AuditEntry | undefined) => readonly AuditEntry[]): Promise<readonly AuditEntry[]> {
+    let seq = 0;
+    return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
+      await nextCounterValue(tx, auditAppendLockName);
+      const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
+      const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
+      const entries = next(row === undefined ? undefined : entryFromRow(row));
+      seq = entries[0]?.seq ?? 0;
+      for (const chunk of insertChunks(entries)) await insertEntries(tx, chunk);
+      return entries;
+    }));
+  }
+
   async scan(fromSeq: number, limit: number): Promise<AuditEntry[]> {
     if (!Number.isSafeInteger(fromSeq) || !Number.isSafeInteger(limit) || limit < 1 || limit > auditScanLimitMax) {
       throw new SdcError('AUDIT_ENTRY_INVALID', `scan needs an integer fromSeq and a limit in 1..${auditScanLimitMax}`);
@@ -58,13 +76,53 @@ export class SqlAuditStore implements AuditStore {
   }
 }
 
-/** The counters row whose lock serialises appends across processes (its value counts appends). */
+/** The counters row whose lock serialises appends across processes (its value counts append transactions). */
 const auditAppendLockName = 'audit_append_lock';
 
 async function insertEntry(db: SqlExecutor, entry: AuditEntry): Promise<void> {
   await db.execute(
     'INSERT INTO audit_log (seq, ts, kind, actor, subject, payload_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, canonicalize(entry.payload), entry.prev_hash, entry.hash],
+  );
+}
+
+/**
+ * Rows per INSERT statement, and payload text per statement: 64 rows x 8 parameters stays far
+ * below both dialects' placeholder limits, and 1 MiB below MySQL's default max_allowed_packet
+ * (a single payload may be 256 KiB).
+ */
+const insertRowsMax = 64;
+const insertPayloadCharsMax = 1_048_576;
+
+interface EntryRow {
+  readonly entry: AuditEntry;
+  readonly payloadJson: string;
+}
+
+/** Consecutive runs of entries, each within the statement bounds (at least one entry per run). */
+function insertChunks(entries: readonly AuditEntry[]): EntryRow[][] {
+  const chunks: EntryRow[][] = [];
+  let chunk: EntryRow[] = [];
+  let chunkChars = 0;
+  for (const entry of entries) {
+    const payloadJson = canonicalize(entry.payload);
+    if (chunk.length > 0 && (chunk.length >= insertRowsMax || chunkChars + payloadJson.length > insertPayloadCharsMax)) {
+      chunks.push(chunk);
+      chunk = [];
+      chunkChars = 0;
+    }
+    chunk.push({ entry, payloadJson });
+    chunkChars += payloadJson.length;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
+async function insertEntries(db: SqlExecutor, rows: readonly EntryRow[]): Promise<void> {
+  const placeholders = rows.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
+  await db.execute(
+    `INSERT INTO audit_log (seq, ts, kind, actor, subject, payload_json, prev_hash, hash) VALUES ${placeholders}`,
+    rows.flatMap(({ entry, payloadJson }) => [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, payloadJson, entry.prev_hash, entry.hash]),
   );
 }
 

@@ -221,6 +221,8 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
       );
     }
   });
+  // Registered behind the control plane's back, so publish their enrolled keys as enrollment would (gateways admit only those).
+  await cp.devices.publishEnrolledDevices();
 
   // --- gateways ---------------------------------------------------------------------------------
   const gatewayIds = Array.from({ length: scenario.gateways }, (_, i) => `gw-${i + 1}`);

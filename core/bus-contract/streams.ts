@@ -33,6 +33,12 @@ export const kvKeys = {
   /** Set of gateway ids ever seen, so a survivor can find a dead gateway's stream. Stored as JSON array. */
   gatewayIds: 'sdc:gw:ids',
   revoked: (serialHex: string): string => `sdc:revoked:${serialHex}`,
+  /**
+   * Present while the device is enrolled (value: its current certificate serial). The control
+   * plane sets it at enrollment and renewal, deletes it on revocation, and re-publishes every
+   * enrolled device when it starts; gateways refuse a device without it (GATEWAY_DEVICE_UNKNOWN).
+   */
+  device: (deviceId: string): string => `sdc:device:${deviceId}`,
 } as const;
 
 /** Pub/sub channel for live operator updates (command states, presence, alerts). */

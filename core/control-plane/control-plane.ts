@@ -50,6 +50,8 @@ export interface ControlPlaneOptions {
   readonly redeliverySweepIntervalMs?: number;
   /** A waiting command is re-dispatched at most once per this interval (default 30 s). */
   readonly redispatchIntervalMs?: number;
+  /** How often every enrolled device's kv key is re-published, healing a wiped key/value store (default 60 s; also at start). */
+  readonly enrolledDevicesPublishIntervalMs?: number;
   /** Blocking read time of the consumer loops (default 1 s). */
   readonly consumerBlockMs?: number;
   /** A pending entry idle this long is taken over from a dead consumer (default 30 s). */
@@ -67,7 +69,11 @@ export interface ControlPlane extends ControlPlaneServices {
   readonly telemetryConsumer: StreamConsumer;
   /** Serves the API over HTTP or HTTPS (materials.serverTls); returns the bound address. */
   listen(options: { host: string; port: number; tls: boolean }): Promise<{ host: string; port: number; url: string }>;
-  /** Starts the event consumers (after claiming a dead consumer's idle entries), the live relay, and the expiry and redelivery sweeps. */
+  /**
+   * Re-publishes the enrolled devices' kv keys (gateways admit only those), starts the event
+   * consumers (after claiming a dead consumer's idle entries), the live relay, and the expiry,
+   * redelivery and enrolled-device sweeps.
+   */
   start(): Promise<void>;
   /** Stops everything this object started; the stores stay open (the caller owns them). */
   stop(): Promise<void>;
@@ -154,6 +160,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     async start() {
       if (running) return;
       running = true;
+      const { published } = await devices.publishEnrolledDevices();
+      logger.info({ published }, 'enrolled devices published');
       await live.start();
       await eventsConsumer.claimIdle(claimIdleMs);
       await telemetryConsumer.claimIdle(claimIdleMs);
@@ -162,6 +170,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       telemetryConsumer.start({ blockMs });
       every('expiry sweep', options.expirySweepIntervalMs ?? 5_000, () => commands.expireDue());
       every('redelivery sweep', options.redeliverySweepIntervalMs ?? 5_000, () => commands.redispatchDue());
+      every('enrolled devices publish', options.enrolledDevicesPublishIntervalMs ?? 60_000, () => devices.publishEnrolledDevices());
     },
     async stop() {
       running = false;

@@ -60,6 +60,9 @@ export interface PresentedClientCertificate {
 /** Unexpired certificates kept per device when a new one is issued: the one presented and the new one. */
 const superseded = { perIssueMax: 64 } as const;
 
+/** Devices read per query when the enrolled-device keys are re-published. */
+const publishBatchRows = 500;
+
 /** Ed25519 SPKI DER is a fixed 12-byte prefix and the 32-byte key. */
 function rawEd25519Key(spki: ArrayBuffer): Uint8Array {
   const bytes = new Uint8Array(spki);
@@ -175,6 +178,7 @@ export class DeviceService {
       kind: 'device.enrolled', actor: actors.device(options.deviceId), subject: `device:${options.deviceId}`,
       payload: { serial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: supersededSerials },
     });
+    await this.#publishEnrolled(options.deviceId, serial);
     return this.#answer(result.certificatePem, result.chainPems);
   }
 
@@ -223,6 +227,7 @@ export class DeviceService {
       kind: 'device.renewed', actor: actors.device(deviceId), subject: `device:${deviceId}`,
       payload: { serial, previous_serial: presentedSerial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: supersededSerials },
     });
+    await this.#publishEnrolled(deviceId, serial);
     return this.#answer(result.certificatePem, this.#issuer.chainPems());
   }
 
@@ -266,8 +271,8 @@ export class DeviceService {
 
   /**
    * Revokes the device's current certificate: recorded in SQL, published as the kv revoked key
-   * (normalized serial: lower-case hex, no leading zeros) that gateways check at AUTH, and a
-   * fresh CRL is signed.
+   * (normalized serial: lower-case hex, no leading zeros) that gateways check at AUTH, the
+   * enrolled-device key removed, and a fresh CRL is signed.
    */
   async revoke(options: { actor: string; deviceId: string; reason?: string }): Promise<{ serial: string; crl_number: string }> {
     const reason = requireRevocationReason(options.reason ?? 'unspecified');
@@ -280,12 +285,40 @@ export class DeviceService {
     // An earlier certificate kept alive by a renewal must not outlive the device's revocation.
     await this.#revokeCertificates(options.deviceId, [], reason, nowMs);
     await this.#ctx.db.execute("UPDATE devices SET status = 'revoked' WHERE id = ?", [options.deviceId]);
+    await this.#ctx.kv.del(kvKeys.device(options.deviceId));
     const crl = await this.#regenerateCrl(nowMs);
     await this.#ctx.audit.append({
       kind: 'device.revoked', actor: actors.user(options.actor), subject: `device:${options.deviceId}`,
       payload: { serial, reason, crl_number: crl.crlNumber.toString() },
     });
     return { serial, crl_number: crl.crlNumber.toString() };
+  }
+
+  /** Written only once SQL holds the enrollment, so a gateway never admits a device SQL does not know. */
+  async #publishEnrolled(deviceId: string, serial: string): Promise<void> {
+    await this.#ctx.kv.set(kvKeys.device(deviceId), serial);
+  }
+
+  /**
+   * Sets the enrolled-device key (kvKeys.device) of every enrolled device from SQL, so a wiped
+   * key/value store heals: run when the control plane starts and then periodically. It never
+   * deletes (revoke does): a pass that read a row just before a re-enrollment must not remove the
+   * new key. A revoked device whose key a racing pass set back stays refused by its revoked serials.
+   */
+  async publishEnrolledDevices(): Promise<{ published: number }> {
+    let published = 0;
+    let after = '';
+    for (;;) {
+      const rows = await this.#ctx.db.query<{ id: string; cert_serial: string }>(
+        "SELECT id, cert_serial FROM devices WHERE id > ? AND status = 'enrolled' AND cert_serial IS NOT NULL ORDER BY id ASC LIMIT ?",
+        [after, publishBatchRows],
+      );
+      for (const row of rows) await this.#publishEnrolled(row.id, row.cert_serial);
+      published += rows.length;
+      const last = rows.at(-1);
+      if (rows.length < publishBatchRows || last === undefined) return { published };
+      after = last.id;
+    }
   }
 
   async #regenerateCrl(nowMs: number): Promise<SignedCrl> {

@@ -91,14 +91,10 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     for (const stop of stopped.reverse()) await stop().catch((error: unknown) => logger.warn({ err: error }, 'stop failed'));
   };
   try {
-    // A certificate from our CA is not enough: the device must also have enrolled here (the CA's
-    // key could have signed one outside enrollment). Only where the SQL database is at hand.
-    const sql = stores.sql;
-    const isDeviceKnown = options.gateway?.isDeviceKnown ?? (sql === undefined ? undefined : async (deviceId: string) =>
-      (await sql.query('SELECT id FROM devices WHERE id = ? AND cert_serial IS NOT NULL', [deviceId])).length > 0);
+    // Admission (revoked serial, never-enrolled device) is the gateway's default: kv keys the
+    // control plane publishes, the same for this in-process gateway and a gateway-only process.
     const gateway = createGatewayCore({
       ...options.gateway,
-      ...(isDeviceKnown === undefined ? {} : { isDeviceKnown }),
       gatewayId: options.gatewayId ?? 'gw-1',
       signer: materials.gatewaySigner,
       provider: createNodeEd25519Provider(),

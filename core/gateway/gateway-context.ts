@@ -28,7 +28,7 @@ export interface GatewayCoreOptions {
   commandKeys: ReadonlyMap<string, Uint8Array>;
   /** Default: the kvKeys.revoked key (createRevocationCheck). */
   isRevoked?: (serialHex: string) => boolean | Promise<boolean>;
-  /** Optional admission hook: false refuses the device with GATEWAY_DEVICE_UNKNOWN. */
+  /** False refuses the device with GATEWAY_DEVICE_UNKNOWN. Default: the kvKeys.device key (createEnrollmentCheck). */
   isDeviceKnown?: (deviceId: string) => boolean | Promise<boolean>;
   heartbeatIntervalMs?: number;
   authTimeoutMs?: number;
@@ -57,8 +57,8 @@ export interface GatewayCoreOptions {
 }
 
 export type ResolvedGatewayOptions = Required<Omit<GatewayCoreOptions, 'logger' | 'isDeviceKnown' | 'limits' | 'isRevoked'>>
-  & Pick<GatewayCoreOptions, 'isDeviceKnown' | 'limits'>
-  & { isRevoked: NonNullable<GatewayCoreOptions['isRevoked']>; logger: Logger };
+  & Pick<GatewayCoreOptions, 'limits'>
+  & { isRevoked: NonNullable<GatewayCoreOptions['isRevoked']>; isDeviceKnown: NonNullable<GatewayCoreOptions['isDeviceKnown']>; logger: Logger };
 
 /** What the gateway's parts share: ports, stores, options, and the events writer. */
 export interface GatewayContext {

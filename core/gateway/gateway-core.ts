@@ -13,6 +13,7 @@ import { CommandRouter, type DeliveryTarget } from './command-router.js';
 import { createGatewayContext, type GatewayContext, type GatewayCoreOptions, type ResolvedGatewayOptions } from './gateway-context.js';
 import { PeerWatch } from './peer-watch.js';
 import { Presence } from './presence.js';
+import { createEnrollmentCheck } from './enrollment-check.js';
 import { createRevocationCheck } from './revocation-check.js';
 import { SerialTasks } from './serial-tasks.js';
 
@@ -69,6 +70,7 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     ...options,
     logger: options.logger ?? pino({ level: 'silent' }),
     isRevoked: options.isRevoked ?? createRevocationCheck({ kv: options.stores.kv }),
+    isDeviceKnown: options.isDeviceKnown ?? createEnrollmentCheck({ kv: options.stores.kv }),
     heartbeatIntervalMs,
     authTimeoutMs: options.authTimeoutMs ?? 10_000,
     ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
@@ -324,7 +326,7 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
     try {
       if (await resolved.isRevoked(session.certSerialHex)) {
         refusal = new SdcError('TRUST_CERT_REVOKED', `certificate ${session.certSerialHex} is revoked`);
-      } else if (resolved.isDeviceKnown !== undefined && !(await resolved.isDeviceKnown(session.deviceId))) {
+      } else if (!(await resolved.isDeviceKnown(session.deviceId))) {
         refusal = new SdcError('GATEWAY_DEVICE_UNKNOWN', `device ${session.deviceId} is not known`);
       }
     } catch (error) {

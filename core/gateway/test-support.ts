@@ -134,12 +134,21 @@ export function embeddedStores(): TestStores {
   return { bus: new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler }), kv: createEmbeddedKeyValueStore({ keyPrefix: `gw-test-${randomBytes(4).toString('hex')}:` }) };
 }
 
-export function makeCore(stores: TestStores, overrides: Partial<GatewayCoreOptions> = {}): GatewayCore {
-  return createGatewayCore({
+/** A test gateway's options, with every admission check at its default (kv keys). */
+export function coreOptions(stores: TestStores): GatewayCoreOptions {
+  return {
     gatewayId: 'gw-a', signer: gatewaySigner, provider, stores, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
     commandKeys, heartbeatIntervalMs: 5_000, authTimeoutMs: 2_000, ackTimeoutMs: 1_000, commandReadBlockMs: 50,
-    ...overrides,
-  });
+  };
+}
+
+/**
+ * A test gateway that admits every device it has not been told is revoked: these tests issue
+ * certificates from a test CA, with no control plane to enroll them. enrollment-check.test.ts
+ * covers the default enrollment check (coreOptions).
+ */
+export function makeCore(stores: TestStores, overrides: Partial<GatewayCoreOptions> = {}): GatewayCore {
+  return createGatewayCore({ ...coreOptions(stores), isDeviceKnown: () => true, ...overrides });
 }
 
 /** How a test agent answers COMMAND_DELIVERY: ack+result, nothing, or ack only. */

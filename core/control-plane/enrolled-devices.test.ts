@@ -1,0 +1,81 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { kvKeys } from '../bus-contract/streams.js';
+import { parseCertificate } from '../trust/x509-provider.js';
+import { normalizeSerialHex } from '../trust/serial-number.js';
+import { makeDeviceKey, makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+
+function suite(target: SqlTarget): void {
+  describe(`enrolled-device keys on ${target.name}`, () => {
+    let h: Harness;
+    const key = (deviceId: string) => h.cp.context.kv.get(kvKeys.device(deviceId));
+
+    async function enroll(deviceId: string): Promise<string> {
+      const { token } = await h.cp.devices.createPairingToken({ actor: 'root', deviceId });
+      const answer = await h.cp.devices.enroll({ deviceId, token, csrPem: (await makeDeviceKey(deviceId)).csrPem });
+      return normalizeSerialHex(parseCertificate(answer.certificate_pem).serialNumber);
+    }
+
+    before(async () => {
+      h = await makeHarness(target);
+    });
+    after(async () => {
+      // systemScheduler's timers are unref'd: without a ref'd one, stopping the started consumers
+      // (blocked in a read) would leave the event loop empty and the test runner would cancel the hook.
+      const keepAlive = setInterval(() => undefined, 1_000);
+      try {
+        await h.close();
+        await target.cleanup();
+      } finally {
+        clearInterval(keepAlive);
+      }
+    });
+
+    it('sets the key at enrollment (value: the current serial), not at pairing', async () => {
+      await h.cp.devices.createPairingToken({ actor: 'root', deviceId: 'dev-paired-only' });
+      assert.equal(await key('dev-paired-only'), null);
+      const serial = await enroll('dev-a');
+      assert.equal(await key('dev-a'), serial);
+      assert.equal((await h.cp.devices.get('dev-a')).cert_serial, serial);
+    });
+
+    it('deletes the key on revocation; a new pairing sets it again', async () => {
+      await enroll('dev-b');
+      await h.cp.devices.revoke({ actor: 'root', deviceId: 'dev-b', reason: 'keyCompromise' });
+      assert.equal(await key('dev-b'), null);
+      const serial = await enroll('dev-b');
+      assert.equal(await key('dev-b'), serial);
+    });
+
+    it('re-publishes every enrolled device when it starts (a wiped store heals), and no revoked or pending one', async () => {
+      const serialC = await enroll('dev-c');
+      await enroll('dev-d');
+      await h.cp.devices.revoke({ actor: 'root', deviceId: 'dev-d' });
+      for (const id of ['dev-a', 'dev-b', 'dev-c']) await h.cp.context.kv.del(kvKeys.device(id));
+      await h.cp.start();
+      assert.equal(await key('dev-c'), serialC);
+      assert.equal(await key('dev-a'), (await h.cp.devices.get('dev-a')).cert_serial);
+      assert.equal(await key('dev-b'), (await h.cp.devices.get('dev-b')).cert_serial);
+      assert.equal(await key('dev-d'), null);
+      assert.equal(await key('dev-paired-only'), null);
+    });
+
+    it('re-publishes across more devices than one batch reads', async () => {
+      const rows = Array.from({ length: 1_203 }, (_, i) => `dev-bulk-${String(i).padStart(5, '0')}`);
+      await h.db.transaction(async (tx) => {
+        for (const id of rows) {
+          await tx.execute("INSERT INTO devices (id, status, created_at, cert_serial, cert_not_after, public_key) VALUES (?, 'enrolled', ?, ?, ?, ?)", [id, 1, 'ab', 2, 'k']);
+        }
+      });
+      const { published } = await h.cp.devices.publishEnrolledDevices();
+      assert.equal(published, rows.length + 3);
+      assert.equal(await key(rows[0]!), 'ab');
+      assert.equal(await key(rows.at(-1)!), 'ab');
+    });
+  });
+}
+
+suite(sqlJsTarget);
+const mysqlUrl = process.env['MYSQL_URL'];
+if (mysqlUrl !== undefined && mysqlUrl !== '') suite(mysqlTarget(mysqlUrl));
+else describe('enrolled-device keys on mysql', { skip: 'MYSQL_URL is not set; the same suite runs on sql.js above' }, () => {});

@@ -14,6 +14,7 @@ import type { StreamBus } from '../stores/bus/bus-port.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 import { hexFromBytes } from '../crypto/bytes.js';
+import { AlertService } from './alerts.js';
 import { AuthService } from './auth.js';
 import { CommandService } from './commands.js';
 import type { LiveEvent, ServiceContext } from './context.js';
@@ -108,7 +109,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   });
   const events = new EventHandlers({ context, commands, devices });
   const live = new LiveHub({ kv, logger, ...(options.liveClientsMax === undefined ? {} : { clientsMax: options.liveClientsMax }) });
-  const services: ControlPlaneServices = { context, auth, devices, commands, events, live, auditStore };
+  const alerts = new AlertService({ context });
+  const services: ControlPlaneServices = { context, auth, devices, commands, events, alerts, live, auditStore };
   const app = buildHttpApp({ services, logger, random, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }) });
 
   const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;

@@ -1,4 +1,5 @@
 import type { SqlAuditStore } from './stores/sql-audit-store.js';
+import type { AlertService } from './alerts.js';
 import type { AuthService } from './auth.js';
 import type { CommandService } from './commands.js';
 import type { ServiceContext } from './context.js';
@@ -13,6 +14,7 @@ export interface ControlPlaneServices {
   readonly devices: DeviceService;
   readonly commands: CommandService;
   readonly events: EventHandlers;
+  readonly alerts: AlertService;
   readonly live: LiveHub;
   readonly auditStore: SqlAuditStore;
 }

@@ -14,7 +14,7 @@ import type { Role } from '../users.js';
 import { sendError } from './errors.js';
 import { openApiDocument, type RouteDoc } from './openapi.js';
 import {
-  AuditQuery, CommandListQuery, CommandParams, CreateCommandBody, CreateCommandHeaders, CreateUserBody, DeviceParams, EnrollBody,
+  Alert, AlertListQuery, AlertPage, AlertParams, AuditQuery, CommandListQuery, CommandParams, CreateCommandBody, CreateCommandHeaders, CreateUserBody, DeviceParams, EnrollBody,
   LiveQuery, LoginBody, PageQuery, PairingTokenBody, RenewBody, RevokeBody, TelemetryQuery,
 } from './schemas.js';
 
@@ -95,11 +95,11 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   });
 
   function route(spec: RouteDoc & { queryToken?: boolean; handler: Parameters<FastifyInstance['route']>[0]['handler'] }): void {
-    docs.push({ method: spec.method, url: spec.url, summary: spec.summary, auth: spec.auth, schema: spec.schema });
+    docs.push({ method: spec.method, url: spec.url, summary: spec.summary, auth: spec.auth, schema: spec.schema, ...(spec.response === undefined ? {} : { response: spec.response }) });
     app.route({
       method: spec.method as 'GET' | 'POST',
       url: spec.url,
-      schema: spec.schema as Record<string, TSchema>,
+      schema: { ...(spec.schema as Record<string, TSchema>), ...(spec.response === undefined ? {} : { response: { 200: spec.response } }) },
       config: { auth: spec.auth as 'public' | Role, ...(spec.queryToken === true ? { queryToken: true } : {}) },
       handler: spec.handler,
     });
@@ -218,6 +218,27 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
         ...(q.device_id === undefined ? {} : { deviceId: q.device_id }), ...(q.state === undefined ? {} : { state: q.state }),
         ...(q.limit === undefined ? {} : { limit: q.limit }), ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
       });
+    },
+  });
+
+  // --- alerts
+  route({
+    method: 'GET', url: '/v1/alerts', summary: 'List alerts, newest first', auth: 'viewer', schema: { querystring: AlertListQuery }, response: AlertPage,
+    handler: async (request) => {
+      const q = request.query as AlertListQuery;
+      return services.alerts.list({
+        ...(q.device_id === undefined ? {} : { deviceId: q.device_id }), ...(q.since_ms === undefined ? {} : { sinceMs: q.since_ms }),
+        ...(q.acknowledged === undefined ? {} : { acknowledged: q.acknowledged }),
+        ...(q.limit === undefined ? {} : { limit: q.limit }), ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
+      });
+    },
+  });
+  route({
+    method: 'POST', url: '/v1/alerts/:id/ack', summary: 'Acknowledge an alert (idempotent: the first acknowledgement is kept)', auth: 'operator',
+    schema: { params: AlertParams }, response: Alert,
+    handler: async (request) => {
+      const { alert } = await services.alerts.acknowledge({ alertId: (request.params as { id: string }).id, actor: principalOf(request).name });
+      return alert;
     },
   });
 

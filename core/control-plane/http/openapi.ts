@@ -7,6 +7,8 @@ export interface RouteDoc {
   /** 'public', or the least role the route needs. */
   readonly auth: string;
   readonly schema: { body?: TSchema; querystring?: TSchema; params?: TSchema; headers?: TSchema };
+  /** The 200 answer's schema, where the route declares one (fastify also serializes with it). */
+  readonly response?: TSchema;
 }
 
 type JsonSchema = Record<string, unknown>;
@@ -36,7 +38,7 @@ export function openApiDocument(routes: readonly RouteDoc[], info: { title: stri
         ...parameters(route.schema.params, 'path'), ...parameters(route.schema.querystring, 'query'), ...parameters(route.schema.headers, 'header'),
       ],
       responses: {
-        '200': { description: 'Success' },
+        '200': { description: 'Success', ...(route.response === undefined ? {} : { content: { 'application/json': { schema: plain(route.response) } } }) },
         default: { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
       },
     };

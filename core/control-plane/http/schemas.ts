@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { DeviceId, FrameId } from '../../protocol/messages/fields.js';
 import { CommandTtlMsMax } from '../../protocol/messages/command.js';
 import { commandStates } from '../../protocol/command-machine.js';
@@ -86,6 +86,35 @@ export const AuditQuery = Type.Object({
   limit: Type.Optional(Limit),
 }, strict);
 export type AuditQuery = Static<typeof AuditQuery>;
+
+export const AlertParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }) }, strict);
+
+export const AlertListQuery = Type.Object({
+  device_id: Type.Optional(DeviceId),
+  since_ms: Type.Optional(Type.Integer({ minimum: 0, description: 'Only alerts raised at or after this time (ms since epoch)' })),
+  acknowledged: Type.Optional(Type.Boolean({ description: 'true: acknowledged alerts only; false: open alerts only' })),
+  limit: Type.Optional(Limit),
+  cursor: Type.Optional(Cursor),
+}, strict);
+export type AlertListQuery = Static<typeof AlertListQuery>;
+
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+/** One alert as the API answers it (also the 200 response schema, so the OpenAPI document shows it). */
+export const Alert = Type.Object({
+  id: Type.String(),
+  device_id: Nullable(Type.String()),
+  kind: Type.String(),
+  severity: Type.String(),
+  state: Type.Union([Type.Literal('open'), Type.Literal('acknowledged')]),
+  message: Type.String(),
+  detail: Nullable(Type.Record(Type.String(), Type.Unknown())),
+  created_at_ms: Type.Integer(),
+  updated_at_ms: Type.Integer(),
+  acknowledged_by: Nullable(Type.String()),
+  acknowledged_at_ms: Nullable(Type.Integer()),
+});
+export const AlertPage = Type.Object({ items: Type.Array(Alert), next_cursor: Nullable(Type.String()) });
 
 export const LiveQuery = Type.Object({ token: Type.Optional(Type.String({ maxLength: 8192 })) }, strict);
 

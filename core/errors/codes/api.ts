@@ -17,6 +17,7 @@ export const apiErrors = defineErrors({
   API_CLIENT_CERT_REQUIRED: { fault: 'remote', status: 401, summary: 'The route needs the device certificate as the TLS client certificate, and none was presented' },
   API_CLIENT_CERT_DEVICE_MISMATCH: { fault: 'remote', status: 403, summary: 'The TLS client certificate names another device than the route' },
   API_CLIENT_CERT_UNKNOWN: { fault: 'remote', status: 401, summary: 'The TLS client certificate chains to our CA but is not on record as issued to the device' },
+  API_ALERT_NOT_FOUND: { fault: 'remote', status: 404, summary: 'No alert with this id' },
   API_CURSOR_INVALID: { fault: 'remote', status: 400, summary: 'Pagination cursor is malformed' },
   API_TOO_MANY_CLIENTS: { fault: 'local', status: 503, summary: 'The live update stream has its maximum number of clients' },
   API_INTERNAL: { fault: 'local', status: 500, summary: 'Internal error; the trace id names it in the server log' },

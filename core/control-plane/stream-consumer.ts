@@ -10,10 +10,18 @@ import type { Scheduler } from '../protocol/ports.js';
  * (a store outage) leaves it pending to be retried through `claim`, up to deliveriesMax, after
  * which it is dead-lettered too so one poison entry cannot stall the group forever.
  *
- * A batch is processed concurrently across partitions (`partitionKey`, e.g. the device id) and in
- * stream order within one, at most `partitionsInFlightMax` partitions at a time: entries about
- * one device keep their order (ACK before RESULT), entries about different devices do not wait
- * for each other's SQL and audit writes. Each entry is acked on its own, after its handler.
+ * Entries are processed concurrently across partitions (`partitionKey`, e.g. the device id) and in
+ * stream order within one, at most `partitionsInFlightMax` handlers at a time: entries about one
+ * device keep their order (ACK before RESULT), entries about different devices do not wait for
+ * each other's SQL and audit writes. Each entry is acked on its own, after its handler.
+ *
+ * The running loop (`start`) is a pipeline: it reads the next entries while earlier ones are still
+ * being handled, up to `entriesInFlightMax` read and not yet finished, and an entry waits only for
+ * the earlier entries of its own partition. (Waiting for a whole batch before the next read made
+ * every entry wait for the slowest device of the batch before it, and kept the handlers, and with
+ * them the SQL and audit group commits, small: the events stream backed up while the process
+ * had CPU to spare.) `pollOnce`, `claimIdle` and `drain` still resolve only once their entries
+ * are handled.
  */
 export interface StreamConsumerOptions {
   readonly bus: StreamBus;
@@ -33,8 +41,10 @@ export interface StreamConsumerOptions {
    * malformed entry) is a partition of its own. Default: every entry in one partition (serial).
    */
   readonly partitionKey?: (entry: BusEntry) => string | undefined;
-  /** Partitions of one batch handled at the same time. */
+  /** Handlers running at the same time (each on a different partition). */
   readonly partitionsInFlightMax?: number;
+  /** Entries the running loop has read and not yet finished; it reads more only below this. */
+  readonly entriesInFlightMax?: number;
 }
 
 const serial = (): string => '';
@@ -44,12 +54,25 @@ export class StreamConsumer {
   #running = false;
   #loop: Promise<void> | undefined;
   #groupReady = false;
+  /** Per partition key, the last entry submitted: the next entry of that partition runs after it. */
+  readonly #tails = new Map<string, Promise<void>>();
+  /** Ids of the entries submitted and not yet finished. */
+  readonly #inFlight = new Set<string>();
+  #slotsFree: number;
+  readonly #slotWaiters: Array<() => void> = [];
+  #wakeRoom: (() => void) | undefined;
 
   constructor(options: StreamConsumerOptions) {
-    this.#o = { batchSize: 64, claimIdleMs: 30_000, deliveriesMax: 5, partitionKey: serial, partitionsInFlightMax: 16, ...options };
-    if (!(Number.isSafeInteger(this.#o.partitionsInFlightMax) && this.#o.partitionsInFlightMax >= 1)) {
-      throw new SdcError('STORE_INVALID_ARGUMENT', 'partitionsInFlightMax must be a positive integer');
+    this.#o = { batchSize: 64, claimIdleMs: 30_000, deliveriesMax: 5, partitionKey: serial, partitionsInFlightMax: 64, entriesInFlightMax: 256, ...options };
+    for (const name of ['partitionsInFlightMax', 'entriesInFlightMax'] as const) {
+      if (!(Number.isSafeInteger(this.#o[name]) && this.#o[name] >= 1)) throw new SdcError('STORE_INVALID_ARGUMENT', `${name} must be a positive integer`);
     }
+    this.#slotsFree = this.#o.partitionsInFlightMax;
+  }
+
+  /** Entries read and not yet finished (acked, dead-lettered or left pending). */
+  get entriesInFlight(): number {
+    return this.#inFlight.size;
   }
 
   async ensureGroup(): Promise<void> {
@@ -61,7 +84,7 @@ export class StreamConsumer {
   /** Takes over idle pending entries and processes them; returns how many were handled. */
   async claimIdle(minIdleMs: number = this.#o.claimIdleMs): Promise<number> {
     await this.ensureGroup();
-    const entries = await this.#o.bus.claim(this.#o.stream, this.#o.group, this.#o.consumer, { minIdleMs, count: this.#o.batchSize });
+    const entries = await this.#claim(minIdleMs);
     await this.#processBatch(entries);
     return entries.length;
   }
@@ -85,7 +108,10 @@ export class StreamConsumer {
     return total;
   }
 
-  /** Runs until `stop`: a blocking read loop, with a claim of idle entries every `claimEveryPolls` reads. */
+  /**
+   * Runs until `stop`: reads (blocking up to `blockMs`) while at most `entriesInFlightMax` entries
+   * are unfinished, hands each to its partition, and claims idle entries every `claimEveryPolls` reads.
+   */
   start(options: { blockMs: number; claimEveryPolls?: number }): void {
     if (this.#running) return;
     this.#running = true;
@@ -94,9 +120,15 @@ export class StreamConsumer {
       let polls = 0;
       while (this.#running) {
         try {
-          if (polls % claimEvery === 0) await this.claimIdle();
+          await this.ensureGroup();
+          await this.#roomForMore();
+          if (!this.#running) break;
+          const room = this.#o.entriesInFlightMax - this.#inFlight.size;
+          if (polls % claimEvery === 0) this.#submitAll(await this.#claim(this.#o.claimIdleMs, room));
           polls += 1;
-          await this.pollOnce(options.blockMs);
+          const count = Math.min(this.#o.batchSize, this.#o.entriesInFlightMax - this.#inFlight.size);
+          if (count < 1) continue;
+          this.#submitAll(await this.#o.bus.readGroup(this.#o.stream, this.#o.group, this.#o.consumer, { count, blockMs: options.blockMs }));
         } catch (error) {
           // The bus itself failed (e.g. Redis down): log and keep going after the next block.
           this.#o.logger.error({ err: error, stream: this.#o.stream }, 'stream consumer read failed');
@@ -107,41 +139,82 @@ export class StreamConsumer {
     })();
   }
 
+  /** Stops reading and resolves once the entries already read are finished. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#wakeRoom?.();
     await this.#loop;
     this.#loop = undefined;
+    await Promise.allSettled([...this.#tails.values()]);
   }
 
   /** Resolves when every entry of the batch was handled (acked, dead-lettered or left pending). */
   async #processBatch(entries: readonly BusEntry[]): Promise<void> {
-    const partitions = new Map<string, BusEntry[]>();
-    const unkeyed: BusEntry[][] = [];
-    for (const entry of entries) {
-      const key = this.#keyOf(entry);
-      if (key === undefined) {
-        unkeyed.push([entry]);
-        continue;
-      }
-      const partition = partitions.get(key);
-      if (partition === undefined) partitions.set(key, [entry]);
-      else partition.push(entry);
-    }
-    const queue = [...partitions.values(), ...unkeyed];
-    let next = 0;
-    // Workers pull whole partitions, so one partition never runs on two workers at once.
-    const worker = async (): Promise<void> => {
-      for (let partition = queue[next++]; partition !== undefined; partition = queue[next++]) {
-        for (const entry of partition) await this.#process(entry);
-      }
-    };
-    const workers = Math.min(this.#o.partitionsInFlightMax, queue.length);
-    // All workers finish before the next read, so a later batch never overtakes an entry of this
-    // one. A bus failure (ack/dead-letter) stops its partition (the rest stays pending) and is
+    // A bus failure (ack/dead-letter) stops its partition (the rest stays pending) and is
     // rethrown once the others are done.
-    const settled = await Promise.allSettled(Array.from({ length: workers }, worker));
+    const settled = await Promise.allSettled(entries.map((entry) => this.#submit(entry)));
     const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
+  }
+
+  /** Idle pending entries, without those this consumer is handling right now (they may be idle that long in a slow store). */
+  async #claim(minIdleMs: number, countMax = this.#o.batchSize): Promise<BusEntry[]> {
+    const count = Math.min(this.#o.batchSize, countMax);
+    if (count < 1) return [];
+    const entries = await this.#o.bus.claim(this.#o.stream, this.#o.group, this.#o.consumer, { minIdleMs, count });
+    return entries.filter((entry) => !this.#inFlight.has(entry.id));
+  }
+
+  #submitAll(entries: readonly BusEntry[]): void {
+    for (const entry of entries) {
+      this.#submit(entry).catch((error: unknown) => {
+        // The bus failed on ack or dead-letter: the entry (and the rest of its partition read so far) stays pending for a claim.
+        this.#o.logger.error({ err: error, stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending');
+      });
+    }
+  }
+
+  /**
+   * Queues the entry behind the earlier ones of its partition; resolves once it is handled. If an
+   * earlier entry of the partition failed on the bus, this one is not handled either (it stays
+   * pending, so a claim retries the partition in order) and the promise rejects.
+   */
+  #submit(entry: BusEntry): Promise<void> {
+    // Unkeyed entries (malformed) are partitions of their own: the handler refuses them, nothing waits for them.
+    const key = this.#keyOf(entry) ?? `\u0000${entry.id}`;
+    const previous = this.#tails.get(key);
+    const link = (previous ?? Promise.resolve()).then(() => this.#processInSlot(entry));
+    this.#tails.set(key, link);
+    this.#inFlight.add(entry.id);
+    const settle = (): void => {
+      if (this.#tails.get(key) === link) this.#tails.delete(key);
+      this.#inFlight.delete(entry.id);
+      const wake = this.#wakeRoom;
+      this.#wakeRoom = undefined;
+      wake?.();
+    };
+    link.then(settle, settle);
+    return link;
+  }
+
+  async #processInSlot(entry: BusEntry): Promise<void> {
+    if (this.#slotsFree > 0) this.#slotsFree -= 1;
+    else await new Promise<void>((resolve) => { this.#slotWaiters.push(resolve); });
+    try {
+      await this.#process(entry);
+    } finally {
+      // The slot passes straight to the longest waiter; the waiters are bounded by the entries in flight.
+      const next = this.#slotWaiters.shift();
+      if (next !== undefined) next();
+      else this.#slotsFree += 1;
+    }
+  }
+
+  /** Resolves once fewer than entriesInFlightMax entries are unfinished (or the loop is stopping). */
+  async #roomForMore(): Promise<void> {
+    while (this.#running && this.#inFlight.size >= this.#o.entriesInFlightMax) {
+      await new Promise<void>((resolve) => { this.#wakeRoom = resolve; });
+    }
   }
 
   #keyOf(entry: BusEntry): string | undefined {

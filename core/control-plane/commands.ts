@@ -102,7 +102,7 @@ export const redispatchIntervalMsDefault = 30_000;
 
 /** Result of applying an event: the transition made, or why nothing changed. */
 export type TransitionOutcome =
-  | { readonly applied: true; readonly from: CommandState; readonly to: CommandState; readonly command: CommandView }
+  | { readonly applied: true; readonly from: CommandState; readonly to: CommandState }
   | { readonly applied: false; readonly reason: 'unknown_command' | 'illegal' | 'terminal'; readonly state?: CommandState };
 
 /**
@@ -375,7 +375,8 @@ export class CommandService {
         });
       }
       this.#ctx.publishLive({ type: 'command', command_id: commandId, device_id: row.device_id, state: to, at_ms: atMs });
-      return { applied: true, from, to, command: await this.get(commandId) };
+      // No read-back of the command: the consumer applies several events per command and uses only from/to.
+      return { applied: true, from, to };
     }
     throw new SdcError('STORE_CONFLICT', `command ${commandId} kept changing under concurrent updates`);
   }

@@ -39,6 +39,10 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
     assert.equal(summary.ok, true);
     assert.equal(summary.environment.stores.sql, 'sql.js');
     assert.ok(summary.environment.open_files_peak === null || summary.environment.open_files_peak > 6);
+    const load = summary.commands_phase_load;
+    assert.ok(load.event_loop_utilization > 0 && load.event_loop_utilization <= 1, `utilization ${load.event_loop_utilization}`);
+    assert.ok(load.event_loop_delay_ms.p50 <= load.event_loop_delay_ms.p99 && load.event_loop_delay_ms.p99 <= load.event_loop_delay_ms.max);
+    assert.ok(load.cpu_per_wall > 0);
 
     assert.deepEqual((await readdir(out)).sort(), ['roundtrip-histogram.csv', 'roundtrip-percentiles.csv', 'roundtrip.json', 'roundtrip.md', 'roundtrip.svg']);
     assert.deepEqual(JSON.parse(await readFile(join(out, 'roundtrip.json'), 'utf8')), summary);

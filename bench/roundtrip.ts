@@ -1,5 +1,6 @@
 import { readdir, readFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
+import { monitorEventLoopDelay, performance as perfHooks } from 'node:perf_hooks';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ensureEnrolled, type AgentIdentity } from '../agent/enrollment.js';
@@ -93,6 +94,13 @@ export interface RoundtripSummary {
   /** Set-up steps (pairing, enrollment) retried after a *_CONFLICT refusal; not part of the measurement. */
   setup_conflict_retries: number;
   phases_ms: { deployment: number; enrollment: number; baseline: number; agents_online: number; commands: number };
+  /**
+   * How busy this one process (agents, gateway, control plane and bench) was during the commands
+   * phase: event-loop utilization (1 = never idle), timer lateness (sampled every 10 ms, so about
+   * 10 ms when idle), and CPU time (all threads) per wall-clock time. Near 1 and rising delay: the
+   * latencies include waiting for the CPU.
+   */
+  commands_phase_load: { event_loop_utilization: number; event_loop_delay_ms: { p50: number; p99: number; max: number }; cpu_per_wall: number };
   duration_ms: number;
   ok: boolean;
 }
@@ -205,6 +213,7 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
 
     // 5. Commands: M per agent one after another, all agents at once; terminal states through SSE.
     live = await LiveTracker.open({ apiUrl, token, caPem, api });
+    const load = loadMonitor();
     const serverSamples: number[] = [];
     const clientSamples: number[] = [];
     const postSamples: number[] = [];
@@ -240,6 +249,7 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
     }));
     await fdSampler.sample();
     const phaseCommandsMs = lap();
+    const commandsPhaseLoad = load.stop();
     progress(`commands ${terminalCount}/${measuredTotal} terminal`);
 
     // 6. The server's own record of each measured command.
@@ -277,6 +287,7 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
       ratios: { server: ratiosOf(serverSummary, baselineSummary), client: ratiosOf(clientSummary, baselineSummary) },
       setup_conflict_retries: setupConflictRetries,
       phases_ms: { deployment: phaseDeploymentMs, enrollment: phaseEnrollmentMs, baseline: phaseBaselineMs, agents_online: phaseOnlineMs, commands: phaseCommandsMs },
+      commands_phase_load: commandsPhaseLoad,
       duration_ms: Math.round(performance.now() - startedMs),
       ok: false,
     };
@@ -438,6 +449,28 @@ class LiveTracker {
     this.#closed = true;
     this.#close?.();
   }
+}
+
+/** Event-loop utilization, event-loop delay and CPU use from now until `stop`. */
+function loadMonitor(): { stop(): RoundtripSummary['commands_phase_load'] } {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  const elu = perfHooks.eventLoopUtilization();
+  const cpu = process.cpuUsage();
+  const startedMs = performance.now();
+  const ms = (ns: number) => Math.round(ns / 1e5) / 10;
+  return {
+    stop() {
+      delay.disable();
+      const wallMs = Math.max(1, performance.now() - startedMs);
+      const used = process.cpuUsage(cpu);
+      return {
+        event_loop_utilization: Math.round(perfHooks.eventLoopUtilization(elu).utilization * 1000) / 1000,
+        event_loop_delay_ms: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) },
+        cpu_per_wall: Math.round(((used.user + used.system) / 1000 / wallMs) * 100) / 100,
+      };
+    },
+  };
 }
 
 /** RLIMIT_NOFILE (soft) from /proc/self/limits (Node has no getrlimit); null where unknown or unlimited. */

@@ -25,7 +25,7 @@ import {
 import { faultyBus, faultySql } from './faulty-stores.js';
 import { SimNetwork, type LinkFaults, type SimLink } from './network.js';
 import { SeededRandom } from './prng.js';
-import type { Scenario } from './scenario.js';
+import { opcodePicker, type Scenario } from './scenario.js';
 import { SimAgent, type SimAgentWorld } from './sim-agent.js';
 import { Trace } from './trace.js';
 import { observedKernel } from './observed-agent-parts.js';
@@ -369,16 +369,7 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
       time.schedule(restart.downMs, () => { void startGateway(restart.gateway); });
     });
   }
-  const mix = Object.entries(scenario.commands.mix).filter(([, weight]) => weight > 0);
-  const weightTotal = mix.reduce((sum, [, weight]) => sum + weight, 0);
-  const pickOpcode = (): string => {
-    let draw = rng.commands.intBelow(weightTotal);
-    for (const [opcode, weight] of mix) {
-      if (draw < weight) return opcode;
-      draw -= weight;
-    }
-    return mix[0]![0];
-  };
+  const pickOpcode = opcodePicker(scenario.commands.mix, rng.commands);
   if (scenario.commands.perMinute > 0) {
     every(60_000 / scenario.commands.perMinute, rng.commands, () => {
       const deviceId = rng.commands.pick(deviceIds);

@@ -138,3 +138,19 @@ export async function loadScenario(path: string): Promise<Scenario> {
 export function builtinScenarioPath(name: string): string {
   return new URL(`./scenarios/${name}.json`, import.meta.url).pathname;
 }
+
+/** Draws opcodes by the scenario's integer weights (no floats, so a seed replays exactly). */
+export function opcodePicker(mixByOpcode: Readonly<Record<string, number>>, random: { intBelow(bound: number): number }): () => string {
+  const mix = Object.entries(mixByOpcode).filter(([, weight]) => weight > 0);
+  const weightTotal = mix.reduce((sum, [, weight]) => sum + weight, 0);
+  return () => {
+    // parseScenario refuses a positive rate with an all-zero mix; this guards direct callers.
+    if (mix.length === 0) throw new SdcError('CLI_INPUT', "the scenario's command mix has no opcode with a positive weight");
+    let draw = random.intBelow(weightTotal);
+    for (const [opcode, weight] of mix) {
+      if (draw < weight) return opcode;
+      draw -= weight;
+    }
+    return mix[0]![0];
+  };
+}

@@ -9,7 +9,7 @@ import { httpsJson } from '../../core/runtime/https-json.js';
 import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
 import { checkCommandHistories, checkNoneLost, checkPresence, type CommandEventRow } from '../checkers.js';
 import { SeededRandom } from '../prng.js';
-import type { Scenario } from '../scenario.js';
+import { opcodePicker, type Scenario } from '../scenario.js';
 import type { WorkerAgentSpec } from './messages.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -239,20 +239,11 @@ export async function runRealSimulation(options: RealRunOptions): Promise<RealRu
       series.push({ t_ms: systemClock.nowMs() - phaseStartMs, online_agents: pool!.totals().connected, commands: byStateNow() });
       sampleTimer = systemScheduler.schedule(sampleIntervalMs, sample);
     });
-    const mix = Object.entries(scenario.commands.mix).filter(([, weight]) => weight > 0);
-    const weightTotal = mix.reduce((sum, [, weight]) => sum + weight, 0);
-    const pickOpcode = (): string => {
-      let draw = rng.commands.intBelow(weightTotal);
-      for (const [opcode, weight] of mix) {
-        if (draw < weight) return opcode;
-        draw -= weight;
-      }
-      return mix[0]![0];
-    };
+    const pickOpcode = opcodePicker(scenario.commands.mix, rng.commands);
     const phaseEndMs = phaseStartMs + durationMs;
     let inFlight = 0;
     const posts = new Set<Promise<void>>();
-    if (scenario.commands.perMinute > 0 && weightTotal > 0) {
+    if (scenario.commands.perMinute > 0) {
       const meanGapMs = 60_000 / scenario.commands.perMinute;
       while (systemClock.nowMs() < phaseEndMs) {
         await sleep(rng.commands.intBetween(0, Math.max(1, Math.round(2 * meanGapMs))));

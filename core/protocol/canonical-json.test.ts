@@ -1,24 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { assertRefused } from '../errors/assert-refused.js';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { SdcError, type ErrorCode } from '../errors/index.js';
 import { canonicalBytes, canonicalize } from './canonical-json.js';
 import { parseStrictJson } from './strict-json.js';
 
 const vectorDir = new URL('./vectors/rfc8785/', import.meta.url);
 const readVector = (name: string): Buffer => readFileSync(new URL(name, vectorDir));
-
-function assertRefused(run: () => unknown, code: ErrorCode): SdcError {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(error instanceof SdcError, `expected SdcError ${code}, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, nothing was thrown`);
-}
 
 /** Rebuilds every object with its members inserted in a seeded random order. */
 function reorderMembers(value: unknown, seed: { state: number }): unknown {

@@ -1,22 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { assertRefused } from '../errors/assert-refused.js';
 import fc from 'fast-check';
-import { SdcError, type ErrorCode } from '../errors/index.js';
+import { SdcError } from '../errors/index.js';
 import { canonicalize } from './canonical-json.js';
 import type { JsonValue } from './json-value.js';
 import { defaultProtocolLimits } from './limits.js';
 import { parseStrictJson } from './strict-json.js';
-
-function assertRefused(run: () => unknown, code: ErrorCode): SdcError {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(error instanceof SdcError, `expected SdcError ${code}, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, nothing was thrown`);
-}
 
 /**
  * Structural equality of JSON values: own enumerable members only, prototypes ignored (the parser

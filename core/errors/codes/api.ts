@@ -20,5 +20,11 @@ export const apiErrors = defineErrors({
   API_ALERT_NOT_FOUND: { fault: 'remote', status: 404, summary: 'No alert with this id' },
   API_CURSOR_INVALID: { fault: 'remote', status: 400, summary: 'Pagination cursor is malformed' },
   API_TOO_MANY_CLIENTS: { fault: 'local', status: 503, summary: 'The live update stream has its maximum number of clients' },
+  API_RATE_LIMITED: { fault: 'remote', status: 429, summary: 'Too many attempts from this source or for this account or device in the current window; the Retry-After header says when to retry' },
+  API_TOO_MANY_STREAMS: { fault: 'remote', status: 429, summary: 'The user holds its maximum number of live update streams on this process' },
+  API_AUTH_BUSY: { fault: 'local', status: 503, summary: 'The server has its maximum of password checks running and queued; retry after the Retry-After header' },
+  API_JSON_DUPLICATE_KEY: { fault: 'remote', status: 400, summary: 'Request body has an object with the same member name twice' },
+  API_JSON_LIMIT: { fault: 'remote', status: 400, summary: 'Request body exceeds a JSON structure limit (nesting depth, members, array length or string length)' },
+  API_TOKEN_SUBJECT_INVALID: { fault: 'remote', status: 401, summary: 'The token\'s user no longer exists or no longer holds the token\'s role' },
   API_INTERNAL: { fault: 'local', status: 500, summary: 'Internal error; the trace id names it in the server log' },
 });

@@ -11,5 +11,6 @@ export const gatewayErrors = defineErrors({
   GATEWAY_ACK_TIMEOUT: { fault: 'remote', status: 504, summary: 'The device did not acknowledge a command after the last delivery attempt' },
   GATEWAY_COMMAND_REFUSED: { fault: 'remote', status: 400, summary: 'A deliver entry failed the gateway checks (signature, key id, device sequence)' },
   GATEWAY_CERT_REFUSED: { fault: 'remote', status: 401, summary: 'The client certificate failed the gateway check after the TLS handshake' },
+  GATEWAY_UPGRADE_REQUIRED: { fault: 'remote', status: 426, summary: 'A plain HTTPS request reached the gateway; it only accepts WebSocket upgrades on its agent path' },
   GATEWAY_INVALID_ARGUMENT: { fault: 'local', status: 500, summary: 'The gateway was configured or called with an invalid value' },
 });

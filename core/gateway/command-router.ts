@@ -198,7 +198,10 @@ export class CommandRouter {
     this.#cancelTimer(delivery);
     delivery.timer = this.context.schedule(this.context.options.ackTimeoutMs, () => { void this.#onAckTimeout(delivery); });
     const attempt = delivery.attempt;
-    await this.#persist('deliver', delivery.command.id, [() => this.#progress(delivery.command, 'deliver', attempt)]);
+    // Stamped now, not when the report finally goes out: a report retried after a bus outage must
+    // not carry a time later than the device's ACK and RESULT that followed this delivery.
+    const atMs = this.context.nowMs();
+    await this.#persist('deliver', delivery.command.id, [() => this.#progress(delivery.command, 'deliver', attempt, undefined, atMs)]);
   }
 
   /** COMMAND_DELIVERY again for an acked delivery; no `deliver` progress: the command is past `sent` here. */
@@ -386,9 +389,10 @@ export class CommandRouter {
     delivery.timer = undefined;
   }
 
-  async #progress(command: SignedCommand, event: 'deliver' | 'dead_letter' | 'requeue', attempt: number, detail?: string): Promise<void> {
+  /** `atMs`: when the event happened here (default now). */
+  async #progress(command: SignedCommand, event: 'deliver' | 'dead_letter' | 'requeue', attempt: number, detail?: string, atMs = this.context.nowMs()): Promise<void> {
     await this.context.report('command_progress', {
-      command_id: command.id, device_id: command.device_id, gateway_id: this.context.options.gatewayId, at_ms: this.context.nowMs(),
+      command_id: command.id, device_id: command.device_id, gateway_id: this.context.options.gatewayId, at_ms: atMs,
       event, attempt, ...(detail === undefined ? {} : { detail: detail.slice(0, 512) }),
     });
   }

@@ -73,6 +73,7 @@ describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
     const entryId = await appendDeliver(stores.bus, 'gw-a', command);
     await eventually(() => (failedReports >= 2 ? true : undefined), 3_000, 'two failed reports');
     assert.deepEqual(await pendingIds(), [entryId], 'not reported yet: the entry stays pending');
+    const busBackMs = Date.now();
     busDown = false;
     await events.waitFor(() => results(command.id) === 1);
     await eventually(async () => ((await pendingIds()).length === 0 ? true : undefined), 2_000, 'entry acked');
@@ -81,6 +82,12 @@ describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
     const order = events.entries.flatMap((e) => (e.kind === 'command_progress' && e.data.command_id === command.id ? [e.data.event]
       : e.kind === 'command_result' && e.data.command_id === command.id ? ['result'] : []));
     assert.deepEqual(order, ['deliver', 'ack', 'start', 'result']);
+    // Each report carries the time of its event, not of the retry that got it out: the delivery
+    // happened during the outage, before the ACK (issue 18.5: a retried `deliver` stamped after the
+    // outage put the command's history back in time at the control plane).
+    const times = events.entries.flatMap((e) => ((e.kind === 'command_progress' || e.kind === 'command_result') && e.data.command_id === command.id ? [e.data.at_ms] : []));
+    assert.ok(times[0]! < busBackMs, `deliver stamped ${times[0]! - busBackMs} ms after the bus came back`);
+    assert.deepEqual([...times].sort((a, b) => a - b), times, `report times go back: ${times.join(', ')}`);
   });
 
   it('gives up after reportAttemptsMax attempts and keeps the delivery; a duplicate deliver re-asks the device, whose answer is reported', async () => {

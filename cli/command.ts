@@ -59,18 +59,40 @@ export function renderGroupHelp(path: string, entries: readonly CommandEntry[], 
   return lines.join('\n') + '\n';
 }
 
-/** Parses a command's arguments strictly; a user mistake becomes CLI_USAGE, not a stack trace. */
+/**
+ * `--agents -5` as `--agents=-5`: node's parseArgs takes a value that starts with a dash for an
+ * option of its own and answers with a three-line "ambiguous" message. A value that looks like a
+ * negative number is joined to its string option, so the option's own check refuses it in one line.
+ */
+function joinNegativeNumbers(command: Command, argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    if (name !== undefined && command.options?.[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
+/** Parses a command's arguments strictly; a user mistake becomes one CLI_USAGE line, not a stack trace. */
 export function parseCommandArgs(command: Command, argv: string[]): ParsedCommandArgs {
   try {
     const { values, positionals } = parseArgs({
-      args: argv,
+      args: joinNegativeNumbers(command, argv),
       options: { ...command.options, help: { type: 'boolean', short: 'h' } },
       allowPositionals: command.allowPositionals ?? false,
       strict: true,
     });
     return { values: values as ParsedCommandArgs['values'], positionals };
   } catch (error) {
-    throw new SdcError('CLI_USAGE', (error as Error).message);
+    // Some of node's messages run over several lines; the first says what is wrong.
+    throw new SdcError('CLI_USAGE', (error as Error).message.split('\n')[0]!);
   }
 }
 

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { SdcError } from '../core/errors/index.js';
 import {
   isGroup, parseCommandArgs, renderCommandHelp, renderGroupHelp,
@@ -57,10 +58,22 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
   }
 }
 
+/** The version in package.json, read when asked for: the CLI runs from the checkout (bin/sdc.js). */
+async function packageVersion(): Promise<string> {
+  const text = await readFile(new URL('../package.json', import.meta.url), 'utf8');
+  return String((JSON.parse(text) as { version?: unknown }).version);
+}
+
 async function dispatch(argv: string[], io: CliIo): Promise<number> {
   const [first, ...rest] = argv;
+  if (first === '--version' || first === '-V' || first === 'version') {
+    io.stdout(`sdc ${await packageVersion()}\n`);
+    return 0;
+  }
+  // `sdc help sim` and `sdc help pki issue` are `sdc sim --help` and `sdc pki issue --help`.
+  if (first === 'help' && rest.length > 0) return dispatch([...rest, '--help'], io);
   if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
-    io.stdout(renderGroupHelp('', entries, topSummary));
+    io.stdout(`${renderGroupHelp('', entries, topSummary)}Run 'sdc --version' for the version.\n`);
     return first === undefined ? 2 : 0;
   }
   const entry = entries.find((e) => e.name === first);

@@ -2,7 +2,13 @@
 // Runs every *.test.ts under the source folders with node's own test runner.
 // Node 20 has no glob support in `--test`, so the file list is collected here.
 // Usage: npm test [-- <substring> ...]   (only files whose path contains a substring)
-import { readdirSync, statSync } from 'node:fs';
+//
+// node's output (TAP, or spec on a terminal) goes to stdout unchanged, closing lines
+// "# pass N" / "# fail N" included, as CI reads them. A second reporter
+// (scripts/failure-reporter.mjs) writes the failed tests to a file; their names and files are
+// printed after node's output, so a run thousands of lines long ends with what failed.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +16,8 @@ import { fileURLToPath } from 'node:url';
 const root = join(fileURLToPath(import.meta.url), '..', '..');
 const sourceDirs = ['core', 'agent', 'kernel', 'sim', 'chaos', 'bench', 'viewer', 'cli', 'test'];
 const skipDirs = new Set(['node_modules', 'build', 'data']);
+/** Failures listed at the end; a run with more lists the first ones and says how many more. */
+const listedFailuresMax = 200;
 
 function collect(dir, out) {
   let entries;
@@ -25,6 +33,23 @@ function collect(dir, out) {
   return out;
 }
 
+function readFailures(path) {
+  let text = '';
+  try { text = readFileSync(path, 'utf8'); } catch { return []; }
+  return text.split('\n').filter((line) => line.length > 0).map((line) => JSON.parse(line));
+}
+
+function printFailures(failures) {
+  if (failures.length === 0) return;
+  const lines = ['', `failed tests (${failures.length}):`];
+  for (const failure of failures.slice(0, listedFailuresMax)) {
+    // No line number: node reports the line in the code tsx compiled, not in the source.
+    lines.push(`  ${failure.file === null ? '(no file)' : relative(root, failure.file)}  ${failure.name}`, `      ${failure.message}`);
+  }
+  if (failures.length > listedFailuresMax) lines.push(`  ... and ${failures.length - listedFailuresMax} more`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const files = sourceDirs.flatMap((d) => collect(join(root, d), [])).sort()
   .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
@@ -32,8 +57,18 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-const result = spawnSync(process.execPath, [
-  '--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`,
-  '--test-timeout=300000', ...files,
-], { cwd: root, stdio: 'inherit' });
-process.exit(result.status ?? 1);
+const reportDir = mkdtempSync(join(tmpdir(), 'sdc-test-report-'));
+const failuresFile = join(reportDir, 'failures.jsonl');
+try {
+  const result = spawnSync(process.execPath, [
+    '--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, '--test-timeout=300000',
+    // node's default reporter for the terminal or a pipe, as before; the failure list to a file.
+    `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`, '--test-reporter-destination=stdout',
+    `--test-reporter=${join(root, 'scripts', 'failure-reporter.mjs')}`, `--test-reporter-destination=${failuresFile}`,
+    ...files,
+  ], { cwd: root, stdio: 'inherit' });
+  printFailures(readFailures(failuresFile));
+  process.exitCode = result.status ?? 1;
+} finally {
+  rmSync(reportDir, { recursive: true, force: true });
+}

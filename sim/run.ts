@@ -103,13 +103,21 @@ const teardownRoundsMax = 20;
 /** A gateway whose start failed (stores down) is started again after this long, as a process supervisor would. */
 const gatewayStartRetryMs = 1_000;
 
-/** The CA is made once per process (X.509 issuance is slow and nothing in a run depends on it). */
-let baseMaterials: Promise<{ dir: string; materials: DeploymentMaterials }> | undefined;
-function sharedMaterials(): Promise<{ dir: string; materials: DeploymentMaterials }> {
+/**
+ * The CA is made once per process (X.509 issuance is slow and nothing in a run depends on it).
+ * initDeployment writes it to a directory; once loaded, every key is in memory, so the directory
+ * (with the CA private keys) is removed at once, awaited, instead of in an exit handler, where an
+ * asynchronous rm never completes.
+ */
+let baseMaterials: Promise<{ materials: DeploymentMaterials }> | undefined;
+function sharedMaterials(): Promise<{ materials: DeploymentMaterials }> {
   baseMaterials ??= (async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sdc-sim-pki-'));
-    process.once('exit', () => { void rm(dir, { recursive: true, force: true }); });
-    return { dir, materials: await initDeployment({ dataDir: dir, clock: systemClock, random: systemRandom }) };
+    try {
+      return { materials: await initDeployment({ dataDir: dir, clock: systemClock, random: systemRandom }) };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   })();
   return baseMaterials;
 }

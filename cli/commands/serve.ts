@@ -3,36 +3,30 @@ import { startDeployment } from '../../core/deployment/deployment.js';
 import { loadDeployment } from '../../core/deployment/materials.js';
 import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
-import { integerOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
+import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 const commonOptions = {
   dir: { type: 'string' }, host: { type: 'string' }, 'gateway-port': { type: 'string' }, 'gateway-id': { type: 'string' },
-  redis: { type: 'string' }, 'key-prefix': { type: 'string' }, mysql: { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
+  redis: { type: 'string' }, 'key-prefix': { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
 } as const;
 
 const commonHelp = [
   ['--dir D', 'Data directory (default ./data); run `sdc pki init --dir D` first'],
   ['--host H', 'Address to listen on (default 127.0.0.1)'],
   ['--gateway-port G', 'Gateway WSS port (default 8443; 0 picks a free one)'],
-  ['--gateway-id ID', 'This gateway\'s id (default gw-1); unique per gateway process'],
-  ['--redis URL', 'Redis for the bus and key/value store (default: embedded, single process only)'],
   ['--key-prefix P', 'Prefix of every Redis key (default sdc:); the same for every process of one deployment'],
-  ['--mysql URL', 'MySQL/MariaDB (default: sql.js in D/db/sdc.sqlite)'],
   ['--heartbeat-interval-ms N', 'Agent heartbeat period; offline after 1.5 of them (default 10000)'],
   ['--server-name NAME', 'Extra DNS name for the TLS certificate (repeatable; localhost is always included)'],
 ] as const;
 
-async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boolean): Promise<number> {
-  const dataDir = stringOption(args, 'dir', './data');
+/** Every option checked before anything is loaded or opened, so a usage mistake is one line and nothing else happens. */
+function deploymentOptions(args: ParsedCommandArgs, withControlPlane: boolean) {
   const redisUrl = args.values.redis as string | undefined;
   if (!withControlPlane && redisUrl === undefined) {
     throw new SdcError('CLI_USAGE', 'a separate gateway process needs --redis: the embedded stores live inside one process');
   }
-  const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info' }, pino.destination(2));
-  const names = (args.values['server-name'] as string[] | undefined) ?? [];
-  const materials = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', ...names] });
-  const deployment = await startDeployment({
-    materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,
+  if (!withControlPlane) requireOption(args, 'gateway-id');
+  return {
     host: stringOption(args, 'host', '127.0.0.1'),
     apiPort: withControlPlane ? integerOption(args, 'api-port', 8080, 0, 65535) : 0,
     gatewayPort: integerOption(args, 'gateway-port', 8443, 0, 65535),
@@ -43,7 +37,16 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
     ...(redisUrl ? { redisUrl } : {}),
     ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),
     ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
-  });
+  };
+}
+
+async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boolean): Promise<number> {
+  const dataDir = stringOption(args, 'dir', './data');
+  const options = deploymentOptions(args, withControlPlane);
+  const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info' }, pino.destination(2));
+  const names = (args.values['server-name'] as string[] | undefined) ?? [];
+  const materials = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', ...names] });
+  const deployment = await startDeployment({ ...options, materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger });
   if (deployment.apiUrl) io.stdout(`control plane  ${deployment.apiUrl}\n`);
   io.stdout(`gateway        ${deployment.gatewayUrl}\n`);
   io.stdout(`root CA        ${materials.dataDir}/pki/root-ca.pem (give it to agents with --ca)\n`);
@@ -66,21 +69,28 @@ function advertisedUrls(urls: string[]): string[] {
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run the control plane (HTTPS API) and a gateway (WSS, mutual TLS) on the data directory',
-  usage: '--dir D [--api-port P] [--gateway-port G] [--redis URL] [--mysql URL]',
+  usage: '[--dir D] [--api-port P] [--gateway-port G] [--redis URL] [--mysql URL]',
   optionHelp: [
     ['--api-port P', 'Control plane HTTPS port (default 8080; 0 picks a free one)'],
     ['--advertise-gateway URL', 'Gateway URL given to devices at enrollment (repeatable; default: this gateway\'s address)'],
+    ['--redis URL', 'Redis for the bus and key/value store (default: embedded, single process only)'],
+    ['--mysql URL', 'MySQL/MariaDB (default: sql.js in D/db/sdc.sqlite)'],
+    ['--gateway-id ID', 'This process\'s gateway id (default gw-1); unique per gateway process'],
     ...commonHelp,
   ],
-  options: { ...commonOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true } },
+  options: { ...commonOptions, mysql: { type: 'string' }, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true } },
   run: (args, io) => serve(args, io, true),
 };
 
 export const gatewayCommand: Command = {
   name: 'gateway',
   summary: 'Run one more gateway process against a shared Redis (several gateways share the devices)',
-  usage: '--dir D --redis URL --gateway-id ID [--gateway-port G]',
-  optionHelp: commonHelp,
+  usage: '--redis URL --gateway-id ID [--dir D] [--gateway-port G]',
+  optionHelp: [
+    ['--redis URL', 'The Redis the control plane uses (required: the embedded stores live inside one process)'],
+    ['--gateway-id ID', 'This gateway\'s id (required; unique per gateway process, so not sdc serve\'s gw-1)'],
+    ...commonHelp,
+  ],
   options: commonOptions,
   run: (args, io) => serve(args, io, false),
 };

@@ -10,7 +10,18 @@ import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.j
 import { runSwarm, swarmScenario } from '../../sim/swarm.js';
 import { integerOption, readPasswordOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
-const seedMax = 2 ** 48;
+/**
+ * The largest seed. node's randomInt spans at most 2^48 - 1 values, and every seed a run prints
+ * (in `seed:` and in the reproduce line) must be one that --seed accepts back.
+ */
+const seedMax = 2 ** 48 - 1;
+
+/** --seed, or a random seed; with `runs` > 1 (a swarm) the last of the consecutive seeds stays within range too. */
+function seedOption(args: ParsedCommandArgs, runs = 1): number {
+  const firstSeedMax = seedMax - (runs - 1);
+  // randomInt(n) draws from [0, n): every draw is at most firstSeedMax - 1.
+  return args.values.seed === undefined ? randomInt(firstSeedMax) : integerOption(args, 'seed', 0, 0, firstSeedMax);
+}
 
 /** `90s`, `10m`, `1h`, `500ms` or plain milliseconds. */
 export function parseDurationMs(text: string): number {
@@ -70,7 +81,7 @@ function describe(result: RunResult): string {
 async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
   const json = args.values.json === true;
   const scenarioRef = typeof args.values.scenario === 'string' ? args.values.scenario : 'smoke';
-  const seed = args.values.seed === undefined ? randomInt(seedMax) : integerOption(args, 'seed', 0, 0, seedMax);
+  const seed = seedOption(args);
   // The seed first, before anything can fail.
   (json ? io.stderr : io.stdout)(`seed: ${seed}\n`);
   const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, 20_000);
@@ -101,7 +112,7 @@ async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<numb
   const runs = integerOption(args, 'swarm', 10, 1, 100_000);
   const agents = integerOption(args, 'agents', 200, 1, 20_000);
   const safetyMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : 60_000;
-  const baseSeed = args.values.seed === undefined ? randomInt(seedMax - 100_000) : integerOption(args, 'seed', 0, 0, seedMax);
+  const baseSeed = seedOption(args, runs);
   io.stdout(`swarm: ${runs} runs from seed ${baseSeed}, ${agents} agents, safety ${safetyMs} ms\n`);
   const failures: RunResult[] = [];
   await runSwarm({
@@ -149,7 +160,7 @@ async function runRealCommand(args: ParsedCommandArgs, io: CliIo): Promise<numbe
   if (!/^https:\/\/[^/]+\/?$/.test(url)) throw new SdcError('CLI_USAGE', `--real takes the control plane's base URL, https://HOST:PORT, got '${url}'`);
   const admin = requireOption(args, 'admin');
   const caFile = requireOption(args, 'ca');
-  const seed = args.values.seed === undefined ? randomInt(seedMax) : integerOption(args, 'seed', 0, 0, seedMax);
+  const seed = seedOption(args);
   (json ? io.stderr : io.stdout)(`seed: ${seed}\n`);
   const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, 20_000);
   const durationMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : undefined;

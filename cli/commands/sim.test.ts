@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { CliIo } from '../command.js';
+import { main } from '../main.js';
+
+const sdcBin = fileURLToPath(new URL('../../bin/sdc.js', import.meta.url));
+
+async function sdc(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, readStdin: async () => '', env };
+  const code = await main(argv, io);
+  return { code, stdout, stderr };
+}
+
+describe('sdc sim seeds', () => {
+  it('without --seed draws a seed, prints it first, runs, and leaves nothing in the temporary folder', async () => {
+    // A process of its own with TMPDIR pointing at an empty folder: whatever the run leaves
+    // behind (the simulated fleet's CA keys were left in sdc-sim-pki-*) shows up there.
+    const tmp = await mkdtemp(join(tmpdir(), 'sdc-sim-test-tmp-'));
+    try {
+      const run = spawnSync(process.execPath, [sdcBin, 'sim', '--agents', '2', '--duration', '1s'], {
+        env: { ...process.env, TMPDIR: tmp }, encoding: 'utf8', timeout: 240_000,
+      });
+      assert.equal(run.status, 0, run.stderr);
+      assert.doesNotMatch(run.stderr, /RangeError|internal error/);
+      const seed = /^seed: (\d+)\n/.exec(run.stdout);
+      assert.ok(seed, run.stdout);
+      assert.ok(Number(seed[1]) <= 2 ** 48 - 1);
+      // tsx keeps its compile cache there (tsx-<uid>); everything else would be ours.
+      assert.deepEqual((await readdir(tmp)).filter((name) => !/^tsx-\d+$/.test(name)), []);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('--real without --seed draws a seed too (and then refuses the unreadable --ca in one line)', async () => {
+    const run = await sdc(['sim', '--real', 'https://127.0.0.1:9', '--admin', 'boss', '--ca', '/nonexistent/root-ca.pem']);
+    assert.match(run.stdout, /^seed: \d+\n$/);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /^sdc: CLI_INPUT: cannot read --ca \/nonexistent\/root-ca.pem/);
+  });
+
+  it('--seed states the range a seed may take, and refuses one past it', async () => {
+    for (const bad of ['abc', '-1', String(2 ** 48)]) {
+      const run = await sdc(['sim', '--seed', bad]);
+      assert.equal(run.code, 2, bad);
+      assert.equal(run.stderr, 'sdc: CLI_USAGE: --seed must be an integer from 0 to 281474976710655\n', bad);
+    }
+  });
+
+  it('--swarm keeps its last seed within range', async () => {
+    const run = await sdc(['sim', '--swarm', '3', '--seed', String(2 ** 48 - 2)]);
+    assert.equal(run.code, 2);
+    assert.equal(run.stderr, 'sdc: CLI_USAGE: --seed must be an integer from 0 to 281474976710653\n');
+  });
+});

@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const runTests = fileURLToPath(new URL('../scripts/run-tests.mjs', import.meta.url));
+
+/** The environment for a test run of its own: without NODE_TEST_CONTEXT, which would make node skip the files as a nested run. */
+function childEnv(fixture: '1' | ''): NodeJS.ProcessEnv {
+  const { NODE_TEST_CONTEXT: _nested, ...env } = process.env;
+  return { ...env, SDC_RUN_TESTS_FIXTURE: fixture };
+}
+
+describe('scripts/run-tests.mjs', () => {
+  it('keeps node\'s closing "# pass N / # fail N" lines and then lists each failed test with its file', () => {
+    const run = spawnSync(process.execPath, [runTests, 'test/fixtures/run-tests-fixture.test.ts'], {
+      env: childEnv('1'), encoding: 'utf8', timeout: 120_000,
+    });
+    assert.equal(run.status, 1, run.stderr);
+    const lines = run.stdout.split('\n');
+    const pass = lines.indexOf('# pass 1');
+    const fail = lines.indexOf('# fail 1');
+    assert.ok(pass >= 0 && fail === pass + 1, run.stdout);
+    const summary = lines.indexOf('failed tests (1):');
+    assert.ok(summary > fail, 'the list comes after node\'s closing lines');
+    assert.equal(lines[summary + 1], '  test/fixtures/run-tests-fixture.test.ts  run-tests fixture > a suite > fails on purpose');
+    assert.equal(lines[summary + 2], '      the fixture failure');
+    // The suites that failed only because of the test inside are not listed again.
+    assert.equal(lines.slice(summary).filter((l) => l.startsWith('  test/')).length, 1);
+  });
+
+  it('prints no list when nothing failed', () => {
+    const run = spawnSync(process.execPath, [runTests, 'test/fixtures/run-tests-fixture.test.ts'], { env: childEnv(''), encoding: 'utf8', timeout: 120_000 });
+    assert.equal(run.status, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, /^# fail 0$/m);
+    assert.doesNotMatch(run.stdout, /failed tests/);
+  });
+});

@@ -24,7 +24,7 @@ export function toSdcError(error: unknown): SdcError {
 export function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
   const mapped = toSdcError(error);
   const log = mapped.fault === 'local' ? request.log.error.bind(request.log) : request.log.info.bind(request.log);
-  log({ err: mapped.code === 'API_INTERNAL' ? error : undefined, code: mapped.code, traceId: request.id, msg: mapped.message }, 'request refused');
+  log({ err: mapped.code === 'API_INTERNAL' ? error : undefined, code: mapped.code, traceId: request.id, detail: mapped.message }, 'request refused');
   const body: ErrorResponse = { error: { code: mapped.code, message: mapped.message, trace_id: String(request.id) } };
   return reply.status(mapped.status).header('content-type', 'application/json; charset=utf-8').send(body);
 }

@@ -8,7 +8,8 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { SdcError } from '../errors/index.js';
 import { defaultProtocolLimits } from '../protocol/limits.js';
 import type { Clock } from '../protocol/ports.js';
-import { systemClock } from '../runtime/system.js';
+import { systemClock, systemRandom } from '../runtime/system.js';
+import { hexFromBytes } from '../crypto/bytes.js';
 import { verifyDeviceCertificate } from '../trust/verify-device-certificate.js';
 import { oidCommonName } from '../trust/device-profile.js';
 import { parseCertificate, type x509 } from '../trust/x509-provider.js';
@@ -112,8 +113,12 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     requestCert: true,
     rejectUnauthorized: true,
   }, (_request, response) => {
-    response.writeHead(426, { 'content-type': 'application/json', upgrade: 'websocket' });
-    response.end(JSON.stringify({ error: { code: 'GATEWAY_INVALID_ARGUMENT', message: `connect with a WebSocket on ${path}` } }));
+    // A plain HTTPS request (no upgrade): the client's mistake, in the API's error shape.
+    const refusal = new SdcError('GATEWAY_UPGRADE_REQUIRED', `connect with a WebSocket on ${path}`);
+    const traceId = hexFromBytes(systemRandom.bytes(8));
+    logger.info({ code: refusal.code, traceId }, 'plain HTTPS request refused');
+    response.writeHead(refusal.status, { 'content-type': 'application/json; charset=utf-8', upgrade: 'websocket', connection: 'close' });
+    response.end(JSON.stringify({ error: { code: refusal.code, message: refusal.message, trace_id: traceId } }));
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: frameBytesMax * maxPayloadFactor });
 

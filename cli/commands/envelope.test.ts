@@ -109,3 +109,14 @@ test('bench ed25519 prints a table or JSON, and refuses a bad --seconds', async 
     assert.equal((await sdc(['bench', 'ed25519', '--seconds', bad])).code, 2, bad);
   }
 });
+
+test('sign with a corrupt key file: one line naming the file', withTempDir(async (dir) => {
+  const priv = join(dir, 'corrupt.pem');
+  writeFileSync(priv, '-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n');
+  const fieldsFile = join(dir, 'fields.json');
+  writeFileSync(fieldsFile, JSON.stringify(fields));
+  const run = await sdc(['envelope', 'sign', '--key', priv, '--kid', 'k1', fieldsFile]);
+  assert.equal(run.code, 1);
+  assert.equal(run.stderr.split('\n').length, 2, run.stderr);
+  assert.ok(run.stderr.startsWith(`sdc: CLI_INPUT: ${priv} is not an Ed25519 private key`), run.stderr);
+}));

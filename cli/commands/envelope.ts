@@ -26,6 +26,16 @@ async function readText(file: string): Promise<string> {
   }
 }
 
+/** The seed of a --key file; a file that is not an Ed25519 key is refused naming it. */
+async function readSigningKey(file: string): Promise<Uint8Array> {
+  const text = await readText(file);
+  try {
+    return privateSeedFromPem(text);
+  } catch (error) {
+    throw new SdcError('CLI_INPUT', `${file} is not an Ed25519 private key (PKCS#8 PEM): ${(error as Error).message}`);
+  }
+}
+
 /** Creates a new file; never overwrites one, so a key cannot be clobbered by a repeated command. */
 async function writeNewFile(file: string, text: string, mode: number): Promise<void> {
   try {
@@ -69,7 +79,7 @@ const signCommand: Command = {
   options: { key: { type: 'string' }, kid: { type: 'string' } },
   allowPositionals: true,
   async run(args, io) {
-    const seed = privateSeedFromPem(await readText(requireOption(args, 'key')));
+    const seed = await readSigningKey(requireOption(args, 'key'));
     const kid = requireOption(args, 'kid');
     const fields = parseEnvelopeFields(parseStrictJson(await readInput(args, io, 'sign')));
     const envelope = signEnvelope({ fields, kid, seed, provider: createNodeEd25519Provider() });

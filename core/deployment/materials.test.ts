@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, connect } from 'node:tls';
@@ -54,4 +54,24 @@ test('loadDeployment without a CA is a typed refusal naming sdc pki init', async
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
   await assert.rejects(loadDeployment({ dataDir, clock: systemClock, random: systemRandom }), (e) => SdcError.is(e, 'TRUST_PKI_MISSING') && /sdc pki init/.test(e.message));
+});
+
+test('a corrupt key file in the data directory is refused naming the file', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+  const paths = deploymentPaths(dataDir);
+  for (const path of [paths.commandKeyPath, paths.gatewayKeyPath, paths.serverKeyPath]) {
+    const original = await readFile(path, 'utf8');
+    await writeFile(path, '-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n', { mode: 0o600 });
+    await assert.rejects(loadDeployment({ dataDir, clock: systemClock, random: systemRandom }), (e) => {
+      assert.ok(SdcError.is(e, 'TRUST_KEY_FILE_INVALID'), String(e));
+      assert.ok(e.message.includes(path), e.message);
+      return true;
+    });
+    await writeFile(path, original, { mode: 0o600 });
+  }
+  const certPath = paths.serverCertPath;
+  await writeFile(certPath, 'not a certificate\n');
+  await assert.rejects(loadDeployment({ dataDir, clock: systemClock, random: systemRandom }), (e) => SdcError.is(e, 'TRUST_CERT_INVALID') && e.message.includes(certPath));
 });

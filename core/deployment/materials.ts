@@ -3,8 +3,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../errors/index.js';
 import type { Clock, RandomSource } from '../protocol/ports.js';
-import { createNodeEd25519Provider, pemFromPrivateSeed, privateSeedFromPem } from '../crypto/ed25519-node.js';
+import { createNodeEd25519Provider, pemFromPrivateSeed } from '../crypto/ed25519-node.js';
 import { ensurePrivateDirectory, fileExists, privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
+import { readEd25519SeedFile, requireParsablePrivateKeyPem } from '../trust/key-files.js';
 import { initPki, loadIssuingPki, pkiPaths, type IssuingPki } from '../trust/pki-directory.js';
 import { issueServerCertificate } from '../trust/server-certificate.js';
 import { parseCertificate } from '../trust/x509-provider.js';
@@ -95,7 +96,7 @@ export async function initDeployment(options: LoadDeploymentOptions): Promise<De
 async function loadOrCreateServiceKey(path: string, role: 'cp' | 'gateway', random: RandomSource): Promise<ServiceSigner> {
   let seed: Uint8Array;
   if (await fileExists(path)) {
-    seed = privateSeedFromPem(await readFile(path, 'utf8'));
+    seed = await readEd25519SeedFile(path);
   } else {
     seed = random.bytes(32);
     await writeFileAtomic(path, pemFromPrivateSeed(seed), { mode: privateFileMode });
@@ -112,7 +113,9 @@ async function loadOrIssueServerCertificate(options: LoadDeploymentOptions, pki:
   if ((await fileExists(paths.serverCertPath)) && (await fileExists(paths.serverKeyPath))) {
     const certPem = await readFile(paths.serverCertPath, 'utf8');
     const keyPem = await readFile(paths.serverKeyPath, 'utf8');
-    if (serverCertificateStillFits(certPem, { nowMs, hostnames, ipAddresses })) return { certPem, keyPem };
+    // Checked here: TLS would refuse it only when the server starts listening, without naming the file.
+    requireParsablePrivateKeyPem(paths.serverKeyPath, keyPem);
+    if (serverCertificateStillFits(paths.serverCertPath, certPem, { nowMs, hostnames, ipAddresses })) return { certPem, keyPem };
   }
   const issued = await issueServerCertificate({
     intermediateCertPem: intermediateCaPem, intermediateKey: pki.intermediate.privateKey, hostnames, ipAddresses,
@@ -124,7 +127,7 @@ async function loadOrIssueServerCertificate(options: LoadDeploymentOptions, pki:
   return issued;
 }
 
-function serverCertificateStillFits(certPem: string, want: { nowMs: number; hostnames: string[]; ipAddresses: string[] }): boolean {
+function serverCertificateStillFits(path: string, certPem: string, want: { nowMs: number; hostnames: string[]; ipAddresses: string[] }): boolean {
   try {
     const cert = parseCertificate(certPem);
     const notBefore = cert.notBefore.getTime();
@@ -134,6 +137,6 @@ function serverCertificateStillFits(certPem: string, want: { nowMs: number; host
     const text = san ? JSON.stringify((san as unknown as { names: { toJSON(): unknown } }).names.toJSON()) : '';
     return [...want.hostnames, ...want.ipAddresses].every((name) => text.includes(`"${name}"`));
   } catch (error) {
-    throw new SdcError('TRUST_CERT_INVALID', 'the server certificate in the data directory cannot be parsed', {}, { cause: error });
+    throw new SdcError('TRUST_CERT_INVALID', `${path} cannot be parsed as a certificate`, { path }, { cause: error });
   }
 }

@@ -2,6 +2,7 @@ import { createCipheriv, createPrivateKey, pbkdf2Sync, randomBytes, type KeyObje
 import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { SdcError } from '../errors/index.js';
+import { privateSeedFromPem } from '../crypto/ed25519-node.js';
 import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import { exportPkcs8Der, importEd25519PrivateKey } from './ed25519-keys.js';
 import { toPem } from './pem.js';
@@ -91,6 +92,36 @@ export async function readPrivateKeyFile(options: ReadPrivateKeyFileOptions): Pr
     return await importEd25519PrivateKey(der);
   } finally {
     der.fill(0);
+  }
+}
+
+/**
+ * The 32-byte seed of an unencrypted Ed25519 PKCS#8 PEM key file (the service keys). A file that
+ * cannot be read, is too large or does not hold such a key is TRUST_KEY_FILE_INVALID naming the
+ * file: the decoder's own message ("DECODER routines::unsupported") does not say which key is bad.
+ */
+export async function readEd25519SeedFile(path: string): Promise<Uint8Array> {
+  let text: string;
+  try {
+    if ((await stat(path)).size > pemLengthMax) throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} is too large to be a key file`, { path });
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if (error instanceof SdcError) throw error;
+    throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} cannot be read`, { path }, { cause: error });
+  }
+  try {
+    return privateSeedFromPem(text);
+  } catch (error) {
+    throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} is not an Ed25519 private key (PKCS#8 PEM); restore it from a backup`, { path }, { cause: error });
+  }
+}
+
+/** Checks that a PEM private key file's text parses (any algorithm: the TLS server key); refuses naming the file. */
+export function requireParsablePrivateKeyPem(path: string, pem: string): void {
+  try {
+    createPrivateKey({ key: pem, format: 'pem' });
+  } catch (error) {
+    throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} is not a readable PEM private key`, { path }, { cause: error });
   }
 }
 

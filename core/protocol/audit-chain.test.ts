@@ -403,6 +403,164 @@ describe('AuditLog group commit', () => {
   });
 });
 
+describe('AuditLog: one entry that cannot be hashed (issue 16.1)', () => {
+  const clock = { nowMs: () => 1_700_000_000_000 };
+
+  it('refuses a lone surrogate in actor or subject at queue time, naming the field', () => {
+    for (const [field, value] of [['actor', 'user:\ud800x'], ['subject', 'user:x\udc00'], ['subject', '\udbff']] as const) {
+      assert.throws(() => appendAuditEntry(undefined, input({ [field]: value }), sha256), (error: unknown) =>
+        SdcError.is(error, 'AUDIT_ENTRY_INVALID') && error.details.path === field, `${field} ${JSON.stringify(value)}`);
+    }
+    // A surrogate pair is a character like any other.
+    assert.equal(appendAuditEntry(undefined, input({ subject: 'user:\ud83d\ude00' }), sha256).subject, 'user:\ud83d\ude00');
+  });
+
+  it('rejects only the bad append of a batch; the others queued with it are stored in one write', async () => {
+    const inner = new InMemoryAuditStore();
+    const batches: number[] = [];
+    const store: AuditStore = {
+      head: () => inner.head(), append: (entry) => inner.append(entry), scan: (fromSeq, limit) => inner.scan(fromSeq, limit),
+      appendBatch: (next) => inner.appendBatch((head) => { const entries = next(head); batches.push(entries.length); return entries; }),
+    };
+    const log = new AuditLog({ store, sha256, clock });
+    const outcomes = await Promise.allSettled(Array.from({ length: 9 }, (_, i) => log.append({
+      kind: i === 4 ? 'auth.login_failed' : 'command.created', actor: i === 4 ? 'anonymous' : 'user:op', subject: i === 4 ? 'user:\ud800x' : `command:${i}`, payload: {},
+    })));
+    assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+    assert.ok(SdcError.is((outcomes[4] as PromiseRejectedResult).reason, 'AUDIT_ENTRY_INVALID'));
+    assert.deepEqual(batches, [8], 'the eight good appends went in one batch');
+    assert.deepEqual((await inner.scan(1, 20)).map((e) => e.subject), [0, 1, 2, 3, 5, 6, 7, 8].map((i) => `command:${i}`));
+    assert.equal((await log.verify()).ok, true);
+  });
+});
+
+/**
+ * An outbox over InMemoryAuditStore for the log's tests: a transaction is a list of inputs that
+ * `commit` makes visible to the drain (the SQL store does the same inside a real transaction).
+ */
+function outboxStore(inner = new InMemoryAuditStore()) {
+  const committed: AuditEntryInput[] = [];
+  const drains: number[] = [];
+  const hooks: { before?: (drain: number) => Promise<void>; fail?: (drain: number) => Error | undefined } = {};
+  const store: AuditStore<AuditEntryInput[]> = {
+    head: () => inner.head(), append: (entry) => inner.append(entry), scan: (fromSeq, limit) => inner.scan(fromSeq, limit),
+    appendBatch: (next) => inner.appendBatch(next),
+    record: async (tx, recorded) => { tx.push(recorded); },
+    appendRecorded: async (next, limit) => {
+      const drain = drains.length + 1;
+      drains.push(0);
+      // What this drain sees is fixed when it starts, as a transaction's first read would fix it.
+      const inputs = committed.slice(0, limit);
+      await hooks.before?.(drain);
+      const failure = hooks.fail?.(drain);
+      if (failure !== undefined) throw failure;
+      const entries = await inner.appendBatch((head) => next(head, inputs));
+      committed.splice(0, inputs.length);
+      drains[drain - 1] = entries.length;
+      return entries;
+    },
+  };
+  const transaction = async (fn: (tx: AuditEntryInput[]) => Promise<void>): Promise<void> => {
+    const tx: AuditEntryInput[] = [];
+    await fn(tx);
+    committed.push(...tx);
+  };
+  return { store, inner, committed, drains, hooks, transaction };
+}
+
+describe('AuditLog outbox (record in the change\'s transaction, drain into the chain)', () => {
+  const clock = { nowMs: () => 1_700_000_000_000 };
+  const note = (i: number): Omit<AuditEntryInput, 'ts'> => ({ kind: 'command.created', actor: 'user:op', subject: `command:${i}`, payload: { i } });
+
+  it('chains what committed transactions recorded, in order, and nothing a rolled-back one recorded', async () => {
+    const { store, inner, transaction } = outboxStore();
+    const log = new AuditLog({ store, sha256, clock });
+    await transaction(async (tx) => { await log.record(tx, note(1)); });
+    await assert.rejects(transaction(async (tx) => { await log.record(tx, note(2)); throw new Error('rolled back'); }));
+    await transaction(async (tx) => { await log.record(tx, note(3)); await log.record(tx, note(4)); });
+    assert.equal(await log.drainRecorded(), 3);
+    assert.deepEqual((await inner.scan(1, 10)).map((e) => e.subject), ['command:1', 'command:3', 'command:4']);
+    assert.equal(await log.drainRecorded(), 0);
+    assert.equal((await log.verify()).ok, true);
+  });
+
+  it('refuses an input that cannot be hashed inside the transaction, so the change fails with it', async () => {
+    const { store, committed, transaction } = outboxStore();
+    const log = new AuditLog({ store, sha256, clock });
+    await assert.rejects(transaction(async (tx) => { await log.record(tx, { ...note(1), subject: 'user:\ud800' }); }),
+      (error: unknown) => SdcError.is(error, 'AUDIT_ENTRY_INVALID') && error.details.path === 'subject');
+    assert.equal(committed.length, 0);
+  });
+
+  it('keeps recorded inputs when a drain fails (the crash between commit and chain), and the next drain chains each once', async () => {
+    const { store, inner, hooks, transaction } = outboxStore();
+    hooks.fail = (drain) => (drain === 1 ? new Error('store down') : undefined);
+    const log = new AuditLog({ store, sha256, clock });
+    for (let i = 0; i < 5; i += 1) await transaction(async (tx) => { await log.record(tx, note(i)); });
+    await assert.rejects(log.drainRecorded(), /store down/);
+    assert.equal((await inner.scan(1, 10)).length, 0);
+    // A new log on the same store, as after a restart.
+    const restarted = new AuditLog({ store, sha256, clock });
+    assert.equal(await restarted.drainRecorded(), 5);
+    assert.deepEqual((await inner.scan(1, 10)).map((e) => e.subject), [0, 1, 2, 3, 4].map((i) => `command:${i}`));
+  });
+
+  it('serves the drain calls made during a drain with one more pass, not one each', async () => {
+    const { store, inner, drains, hooks, transaction } = outboxStore();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    let firstStarted!: () => void;
+    const started = new Promise<void>((resolve) => { firstStarted = resolve; });
+    hooks.before = async (drain) => { if (drain === 1) { firstStarted(); await gate; } };
+    const log = new AuditLog({ store, sha256, clock });
+    await transaction(async (tx) => { await log.record(tx, note(0)); });
+    const first = log.drainRecorded();
+    await started;
+    const later: Promise<number>[] = [];
+    for (let i = 1; i <= 20; i += 1) {
+      await transaction(async (tx) => { await log.record(tx, note(i)); });
+      later.push(log.drainRecorded());
+    }
+    release();
+    assert.equal(await first, 1);
+    assert.deepEqual(await Promise.all(later), Array.from({ length: 20 }, () => 20));
+    assert.deepEqual(drains, [1, 20]);
+    assert.equal((await inner.scan(1, 100)).length, 21);
+  });
+
+  it('drains a backlog in bounded passes and lets queued appends in between', async () => {
+    const { store, inner, hooks, transaction } = outboxStore();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    let firstStarted!: () => void;
+    const started = new Promise<void>((resolve) => { firstStarted = resolve; });
+    hooks.before = async (drain) => { if (drain === 1) { firstStarted(); await gate; } };
+    const log = new AuditLog({ store, sha256, clock, batchEntriesMax: 2, drainBatchesPerPassMax: 2 });
+    await transaction(async (tx) => { for (let i = 0; i < 9; i += 1) await log.record(tx, note(i)); });
+    const drained = log.drainRecorded();
+    await started;
+    const appended = log.append({ kind: 'auth.login', actor: 'user:op', subject: 'user:op', payload: {} });
+    release();
+    await drained;
+    const entry = await appended;
+    const subjects = (await inner.scan(1, 100)).map((e) => e.subject);
+    assert.equal(subjects.length, 10);
+    assert.equal(entry.seq, 5, `the append goes right after the first pass (two batches of two): ${subjects.join(',')}`);
+    assert.deepEqual(subjects.filter((s) => s.startsWith('command:')), Array.from({ length: 9 }, (_, i) => `command:${i}`));
+  });
+
+  it('chains an altered recorded row that cannot be hashed as audit.record_invalid, and the rows around it normally', async () => {
+    const { store, inner, committed } = outboxStore();
+    const log = new AuditLog({ store, sha256, clock });
+    committed.push({ ts: 1, ...note(1) }, { ts: 2, ...note(2), actor: 'user:\udfff' }, { ts: 3, ...note(3) });
+    assert.equal(await log.drainRecorded(), 3);
+    const entries = await inner.scan(1, 10);
+    assert.deepEqual(entries.map((e) => [e.kind, e.subject]), [['command.created', 'command:1'], ['audit.record_invalid', 'audit:outbox'], ['command.created', 'command:3']]);
+    assert.equal(entries[1]!.payload.code, 'AUDIT_ENTRY_INVALID');
+    assert.equal((await log.verify()).ok, true);
+  });
+});
+
 describe('InMemoryAuditStore', () => {
   it('refuses a seq that already exists and scans in seq order', async () => {
     const store = new InMemoryAuditStore();

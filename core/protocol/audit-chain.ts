@@ -78,8 +78,13 @@ export function appendAuditEntry(prev: AuditEntry | undefined, input: AuditEntry
   return linkAuditEntry(prev, validAuditInput(input), sha256);
 }
 
-/** `input` checked, with its payload replaced by the frozen canonical copy that will be hashed. */
-function validAuditInput(input: AuditEntryInput): AuditEntryInput {
+/**
+ * `input` checked, with its payload replaced by the frozen canonical copy that will be hashed.
+ * Every field of the result has a canonical form (integers, an ASCII kind, well-formed names, a
+ * payload canonicalized here), so linking it can no longer fail: an entry that could not be
+ * hashed is refused on its own when it is queued, never later inside a batch.
+ */
+export function validAuditInput(input: AuditEntryInput): AuditEntryInput {
   checkInput(input);
   let payloadText: string;
   try {
@@ -119,8 +124,8 @@ function checkInput(input: AuditEntryInput): void {
   if (!isPlainObject(input)) bad('$', 'must be an object');
   if (!Number.isSafeInteger(input.ts) || input.ts < 0) bad('ts', 'must be a non-negative integer of Unix milliseconds');
   if (!isKind(input.kind)) bad('kind', `must be a lower-case dotted name of at most ${auditLimits.kindLengthMax} characters`);
-  if (!isName(input.actor)) bad('actor', `must be a non-empty printable string of at most ${auditLimits.nameLengthMax} characters`);
-  if (!isName(input.subject)) bad('subject', `must be a non-empty printable string of at most ${auditLimits.nameLengthMax} characters`);
+  if (!isName(input.actor)) bad('actor', `must be a non-empty printable, well-formed string of at most ${auditLimits.nameLengthMax} characters`);
+  if (!isName(input.subject)) bad('subject', `must be a non-empty printable, well-formed string of at most ${auditLimits.nameLengthMax} characters`);
   if (!isPlainObject(input.payload)) bad('payload', 'must be a JSON object');
 }
 
@@ -244,8 +249,11 @@ function malformation(value: unknown): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // The log over a store
 
-/** Where audit entries live. Adapters: InMemoryAuditStore here; SQL adapters elsewhere. */
-export interface AuditStore {
+/**
+ * Where audit entries live. Adapters: InMemoryAuditStore here; SQL adapters elsewhere. `Tx` is
+ * the adapter's transaction handle (opaque here), for the optional outbox.
+ */
+export interface AuditStore<Tx = unknown> {
   /** The entry with the highest seq, or undefined for an empty log. */
   head(): Promise<AuditEntry | undefined>;
   /** Stores `entry`; must refuse a seq that already exists with AUDIT_CONFLICT (a unique key). */
@@ -265,6 +273,19 @@ export interface AuditStore {
    * never chains from a head another process has since moved past.
    */
   appendBatch?(next: (head: AuditEntry | undefined) => readonly AuditEntry[]): Promise<readonly AuditEntry[]>;
+  /**
+   * Optional transactional outbox, part one: keeps a validated input inside the caller's
+   * transaction `tx`, so it commits or rolls back with the change it records. It takes no seq.
+   */
+  record?(tx: Tx, input: AuditEntryInput): Promise<void>;
+  /**
+   * Optional transactional outbox, part two: under the `appendBatch` lock, reads up to `limit`
+   * recorded inputs (oldest first) and the head, stores the entries `next(head, inputs)` returns
+   * (one per input, in order) and removes those inputs, in one atomic write; returns the
+   * entries ([] when nothing is recorded). Each recorded input is chained exactly once, also
+   * when several processes drain one store. Refuses like `appendBatch`.
+   */
+  appendRecorded?(next: (head: AuditEntry | undefined, inputs: readonly AuditEntryInput[]) => readonly AuditEntry[], limit: number): Promise<readonly AuditEntry[]>;
   /** Up to `limit` entries with seq >= fromSeq, in ascending seq order. */
   scan(fromSeq: number, limit: number): Promise<AuditEntry[]>;
 }
@@ -338,14 +359,19 @@ export class InMemoryAuditStore implements AuditStore {
 /** Attempts of one append (or batch) that keeps losing its seq to other writers before AUDIT_CONFLICT is returned. */
 const appendConflictRetriesMax = 16;
 
-export interface AuditLogOptions {
-  readonly store: AuditStore;
+export interface AuditLogOptions<Tx = unknown> {
+  readonly store: AuditStore<Tx>;
   readonly sha256: Sha256;
   readonly clock: Clock;
   /** Appends queued or being written before new ones are refused with AUDIT_BUSY. */
   readonly pendingAppendsMax?: number;
-  /** Entries written in one store call when the store has `appendBatch`. */
+  /** Entries written in one store call when the store has `appendBatch` (and per outbox batch). */
   readonly batchEntriesMax?: number;
+  /**
+   * Outbox batches one drain pass chains before queued appends get their turn (a backlog left by
+   * a crash is chained in several passes instead of starving every other audit write).
+   */
+  readonly drainBatchesPerPassMax?: number;
   /** Entries read per store call while verifying. */
   readonly verifyPageEntries?: number;
 }
@@ -357,6 +383,22 @@ interface QueuedAppend {
   readonly reject: (error: unknown) => void;
 }
 
+/** Everyone waiting for the next drain of the outbox: one promise, however many callers. */
+interface DrainWaiters {
+  readonly done: Promise<number>;
+  resolve(chained: number): void;
+  reject(error: unknown): void;
+}
+
+function newDrainWaiters(): DrainWaiters {
+  let resolve!: (chained: number) => void;
+  let reject!: (error: unknown) => void;
+  const done = new Promise<number>((res, rej) => { resolve = res; reject = rej; });
+  // Callers get the rejection from their own await; a drain nobody awaits must not crash the process.
+  done.catch(() => undefined);
+  return { done, resolve, reject };
+}
+
 /**
  * Appends to and verifies one audit chain in a store. Appends are queued in call order and
  * written by one writer loop: two writers reading the same head would otherwise both write seq
@@ -365,35 +407,48 @@ interface QueuedAppend {
  * written in one store call (group commit): one transaction and one save for many entries.
  * Across processes the store's lock (`appendBatch`, `appendAtHead`) or its unique seq
  * (AUDIT_CONFLICT, retried) is the guard.
+ *
+ * With a store that has an outbox (`record`, `appendRecorded`), a change and its audit entry
+ * commit together: `record(tx, input)` keeps the input in the caller's transaction, and
+ * `drainRecorded()` (after the commit, at start, and periodically) moves recorded inputs into
+ * the chain through the same writer. A crash between the two leaves the input recorded, and the
+ * next drain, in this process or another, chains it.
  */
-export class AuditLog {
-  private readonly store: AuditStore;
+export class AuditLog<Tx = unknown> {
+  private readonly store: AuditStore<Tx>;
   private readonly sha256: Sha256;
   private readonly clock: Clock;
   private readonly pendingAppendsMax: number;
   private readonly batchEntriesMax: number;
+  private readonly drainBatchesPerPassMax: number;
   private readonly verifyPageEntries: number;
   private readonly queue: QueuedAppend[] = [];
   /** Queued plus being written; bounded by pendingAppendsMax. */
   private pending = 0;
   private writing = false;
+  /** Callers of drainRecorded() not yet served by a drain pass that started after their call. */
+  private drainWanted: DrainWaiters | undefined;
 
-  constructor(options: AuditLogOptions) {
+  constructor(options: AuditLogOptions<Tx>) {
     this.store = options.store;
     this.sha256 = options.sha256;
     this.clock = options.clock;
     this.pendingAppendsMax = options.pendingAppendsMax ?? 1_024;
     this.batchEntriesMax = options.batchEntriesMax ?? 256;
+    this.drainBatchesPerPassMax = options.drainBatchesPerPassMax ?? 16;
     this.verifyPageEntries = options.verifyPageEntries ?? 1_000;
     assert(Number.isSafeInteger(this.pendingAppendsMax) && this.pendingAppendsMax >= 1, 'pendingAppendsMax must be a positive integer');
     assert(Number.isSafeInteger(this.batchEntriesMax) && this.batchEntriesMax >= 1, 'batchEntriesMax must be a positive integer');
+    assert(Number.isSafeInteger(this.drainBatchesPerPassMax) && this.drainBatchesPerPassMax >= 1, 'drainBatchesPerPassMax must be a positive integer');
     assert(Number.isSafeInteger(this.verifyPageEntries) && this.verifyPageEntries >= 1 && this.verifyPageEntries <= auditScanLimitMax,
       `verifyPageEntries must be an integer in 1..${auditScanLimitMax}`);
   }
 
   /**
    * Appends an entry stamped with the clock's time; resolves to the entry once the store holds
-   * it. Entries chain in call order. An invalid input is refused here and takes no seq.
+   * it. Entries chain in call order. An invalid input (one that could not be hashed, such as a
+   * name with a lone surrogate) is refused here and takes no seq, so it never fails the batch
+   * it would have joined.
    */
   append(input: Omit<AuditEntryInput, 'ts'>): Promise<AuditEntry> {
     if (this.pending >= this.pendingAppendsMax) {
@@ -407,33 +462,115 @@ export class AuditLog {
     }
     this.pending += 1;
     const settled = new Promise<AuditEntry>((resolve, reject) => { this.queue.push({ input: valid, resolve, reject }); });
-    if (!this.writing) {
-      this.writing = true;
-      void this.writeQueued();
-    }
+    this.startWriter();
     return settled;
   }
 
-  /** The one writer: drains the queue batch by batch; settles every append and never throws. */
+  /**
+   * Keeps `input`, stamped with the clock's time, in the store's outbox inside the caller's
+   * transaction `tx`: the entry will exist if and only if that transaction commits. An invalid
+   * input is refused here (AUDIT_ENTRY_INVALID, AUDIT_PAYLOAD_TOO_LARGE), failing the caller's
+   * transaction, so nothing is changed without its entry. Call `drainRecorded()` after the commit.
+   */
+  async record(tx: Tx, input: Omit<AuditEntryInput, 'ts'>): Promise<void> {
+    assert(this.store.record !== undefined && this.store.appendRecorded !== undefined, 'record() needs an audit store with an outbox');
+    await this.store.record(tx, validAuditInput({ ...input, ts: this.clock.nowMs() }));
+  }
+
+  /**
+   * Chains every input recorded (committed) before this call, oldest first, through the one
+   * writer; resolves with how many entries the serving drain pass chained. Calls made while a
+   * pass runs share the next pass (one store transaction per batch, however many callers).
+   * Rejects when the store fails: the inputs stay recorded and a later drain chains them.
+   * Resolves at once with 0 for a store without an outbox.
+   */
+  drainRecorded(): Promise<number> {
+    if (this.store.appendRecorded === undefined) return Promise.resolve(0);
+    this.drainWanted ??= newDrainWaiters();
+    const { done } = this.drainWanted;
+    this.startWriter();
+    return done;
+  }
+
+  private startWriter(): void {
+    if (this.writing) return;
+    this.writing = true;
+    void this.writeQueued();
+  }
+
+  /** The one writer: alternates append batches and drain passes; settles every caller and never throws. */
   private async writeQueued(): Promise<void> {
     try {
       // The appends made in the caller's turn join the first batch.
       await Promise.resolve();
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.store.appendBatch === undefined ? 1 : this.batchEntriesMax);
-        try {
-          const entries = await this.writeBatch(batch.map((queued) => queued.input));
-          assert(entries.length === batch.length, `the audit store wrote ${entries.length} entries for a batch of ${batch.length}`);
-          batch.forEach((queued, index) => queued.resolve(entries[index]!));
-        } catch (error) {
-          // Nothing of the batch was stored; the next batch chains on the head the store reads.
-          for (const queued of batch) queued.reject(error);
-        } finally {
-          this.pending -= batch.length;
-        }
+      while (this.queue.length > 0 || this.drainWanted !== undefined) {
+        if (this.queue.length > 0) await this.writeNextBatch();
+        if (this.drainWanted !== undefined) await this.drainPass();
       }
     } finally {
       this.writing = false;
+    }
+  }
+
+  private async writeNextBatch(): Promise<void> {
+    const batch = this.queue.splice(0, this.store.appendBatch === undefined ? 1 : this.batchEntriesMax);
+    try {
+      const entries = await this.retryingConflicts(() => this.writeOnce(batch.map((queued) => queued.input)));
+      assert(entries.length === batch.length, `the audit store wrote ${entries.length} entries for a batch of ${batch.length}`);
+      batch.forEach((queued, index) => queued.resolve(entries[index]!));
+    } catch (error) {
+      // Nothing of the batch was stored (a store failure: every input was valid when queued);
+      // the next batch chains on the head the store reads.
+      for (const queued of batch) queued.reject(error);
+    } finally {
+      this.pending -= batch.length;
+    }
+  }
+
+  /**
+   * One drain for the callers waiting when it starts: outbox batches until a short one (all
+   * recorded inputs chained) or the per-pass bound, after which queued appends go first and the
+   * same callers wait for the next pass.
+   */
+  private async drainPass(): Promise<void> {
+    const waiters = this.drainWanted!;
+    this.drainWanted = undefined;
+    const appendRecorded = this.store.appendRecorded!.bind(this.store);
+    const chain = (head: AuditEntry | undefined, inputs: readonly AuditEntryInput[]): AuditEntry[] =>
+      this.chainOn(head, inputs.map((input) => this.recordedInput(input)));
+    let chained = 0;
+    try {
+      for (let batches = 0; batches < this.drainBatchesPerPassMax; batches += 1) {
+        const entries = await this.retryingConflicts(() => appendRecorded(chain, this.batchEntriesMax));
+        chained += entries.length;
+        if (entries.length < this.batchEntriesMax) {
+          waiters.resolve(chained);
+          return;
+        }
+      }
+    } catch (error) {
+      waiters.reject(error);
+      return;
+    }
+    // Reassigned by drainRecorded() calls during the awaits above (the compiler cannot see that).
+    const later = this.drainWanted as DrainWaiters | undefined;
+    if (later === undefined) this.drainWanted = waiters;
+    else later.done.then(waiters.resolve, waiters.reject);
+  }
+
+  /**
+   * A recorded input as it is chained: itself, checked again (a row in the outbox table is
+   * outside this process's control), or, when it cannot be hashed, an `audit.record_invalid`
+   * entry in its place that names the problem, so one altered row neither blocks the outbox nor
+   * fails the inputs batched with it, and the chain shows that something was lost.
+   */
+  private recordedInput(input: AuditEntryInput): AuditEntryInput {
+    try {
+      return validAuditInput(input);
+    } catch (error) {
+      const ts = Number.isSafeInteger(input.ts) && input.ts >= 0 ? input.ts : this.clock.nowMs();
+      const problem: JsonObject = SdcError.is(error) ? { code: error.code, message: error.message } : { code: 'unknown' };
+      return validAuditInput({ ts, kind: 'audit.record_invalid', actor: 'system', subject: 'audit:outbox', payload: problem });
     }
   }
 
@@ -444,29 +581,32 @@ export class AuditLog {
    * `appendBatch` or `appendAtHead` makes such races impossible (writers queue on its lock); the
    * retry remains for stores without them and for a lock row created concurrently on first use.
    */
-  private async writeBatch(inputs: readonly AuditEntryInput[]): Promise<readonly AuditEntry[]> {
+  private async retryingConflicts<T>(write: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.writeOnce(inputs);
+        return await write();
       } catch (error) {
         if (!SdcError.is(error, 'AUDIT_CONFLICT') || attempt >= appendConflictRetriesMax) throw error;
       }
     }
   }
 
-  private async writeOnce(inputs: readonly AuditEntryInput[]): Promise<readonly AuditEntry[]> {
-    const chain = (head: AuditEntry | undefined): AuditEntry[] => {
-      if (head !== undefined) {
-        // Extending a tampered head would bury the tampering under a valid-looking link.
-        const problem = malformation(head);
-        if (problem !== undefined || hashOrUndefined(head, this.sha256) !== head.hash) {
-          throw new SdcError('AUDIT_CHAIN_BROKEN', `the audit head does not verify: ${problem ?? 'hash mismatch'}`, { seq: head.seq });
-        }
+  /** `inputs` linked after `head`, refusing to extend a head that does not verify. */
+  private chainOn(head: AuditEntry | undefined, inputs: readonly AuditEntryInput[]): AuditEntry[] {
+    if (head !== undefined) {
+      // Extending a tampered head would bury the tampering under a valid-looking link.
+      const problem = malformation(head);
+      if (problem !== undefined || hashOrUndefined(head, this.sha256) !== head.hash) {
+        throw new SdcError('AUDIT_CHAIN_BROKEN', `the audit head does not verify: ${problem ?? 'hash mismatch'}`, { seq: head.seq });
       }
-      const entries: AuditEntry[] = [];
-      for (const input of inputs) entries.push(linkAuditEntry(entries.at(-1) ?? head, input, this.sha256));
-      return entries;
-    };
+    }
+    const entries: AuditEntry[] = [];
+    for (const input of inputs) entries.push(linkAuditEntry(entries.at(-1) ?? head, input, this.sha256));
+    return entries;
+  }
+
+  private async writeOnce(inputs: readonly AuditEntryInput[]): Promise<readonly AuditEntry[]> {
+    const chain = (head: AuditEntry | undefined): AuditEntry[] => this.chainOn(head, inputs);
     if (this.store.appendBatch !== undefined) return this.store.appendBatch(chain);
     assert(inputs.length === 1, 'a store without appendBatch is written one entry at a time');
     if (this.store.appendAtHead !== undefined) return [await this.store.appendAtHead((head) => chain(head)[0]!)];
@@ -511,7 +651,18 @@ function isKind(value: unknown): value is string {
 }
 
 function isName(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= auditLimits.nameLengthMax && !/[\u0000-\u001f\u007f]/.test(value);
+  return typeof value === 'string' && value.length > 0 && value.length <= auditLimits.nameLengthMax && !/[\u0000-\u001f\u007f]/.test(value)
+    && !hasLoneSurrogate(value);
+}
+
+const loneSurrogatePattern = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * True when `text` holds a UTF-16 surrogate without its partner: RFC 8785 (and UTF-8) cannot
+ * encode it, so an entry holding one could never be hashed.
+ */
+export function hasLoneSurrogate(text: string): boolean {
+  return loneSurrogatePattern.test(text);
 }
 
 const hexDigits = '0123456789abcdef';

@@ -10,6 +10,7 @@ import { systemClock } from '../../runtime/system.js';
 import type { SqlDatabase } from '../../stores/sql/sql-port.js';
 import { migrateControlPlane } from '../database.js';
 import { mysqlTarget, sqlJsTarget, type SqlTarget } from '../test-support.js';
+import { runAuditStoreContract } from './audit-store-contract.js';
 import { SqlAuditStore } from './sql-audit-store.js';
 
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
@@ -52,6 +53,18 @@ function suite(target: SqlTarget): void {
       await db.execute('DELETE FROM audit_log');
       return db;
     };
+
+    let contractDb: SqlDatabase | undefined;
+    after(async () => { await contractDb?.close(); });
+    runAuditStoreContract(`SqlAuditStore on ${target.name}`, {
+      create: async () => {
+        contractDb ??= await open();
+        await contractDb.execute('DELETE FROM audit_outbox');
+        await contractDb.execute('DELETE FROM audit_log');
+        return new SqlAuditStore(contractDb);
+      },
+      transaction: (fn) => contractDb!.transaction(fn),
+    });
 
     it('two logs on one database (two control planes) append concurrently without losing a seq race, and the chain verifies', async () => {
       const db = await open();

@@ -1,5 +1,5 @@
 import { SdcError } from '../../errors/index.js';
-import { auditScanLimitMax, type AuditEntry, type AuditStore } from '../../protocol/audit-chain.js';
+import { auditScanLimitMax, type AuditEntry, type AuditEntryInput, type AuditStore } from '../../protocol/audit-chain.js';
 import { canonicalize } from '../../protocol/canonical-json.js';
 import type { JsonObject } from '../../protocol/json-value.js';
 import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
@@ -9,12 +9,19 @@ interface AuditRow {
   seq: number; ts: number; kind: string; actor: string; subject: string | null; payload_json: string; prev_hash: string; hash: string;
 }
 
+interface OutboxRow {
+  id: number; ts: number; kind: string; actor: string; subject: string; payload_json: string;
+}
+
 /**
  * The audit log's store in the `audit_log` table. The payload is kept as its canonical JSON
  * text, so reading it back gives the exact value that was hashed. A row that no longer parses is
  * returned with an unparsable marker instead of throwing, so verification names its seq.
+ *
+ * Its outbox is the `audit_outbox` table (migration 007): `record` inserts an input in the
+ * caller's transaction, `appendRecorded` moves inputs into `audit_log` under the append lock.
  */
-export class SqlAuditStore implements AuditStore {
+export class SqlAuditStore implements AuditStore<SqlExecutor> {
   readonly #db: SqlDatabase;
 
   constructor(db: SqlDatabase) {
@@ -65,6 +72,49 @@ export class SqlAuditStore implements AuditStore {
       for (const chunk of insertChunks(entries)) await insertEntries(tx, chunk);
       return entries;
     }));
+  }
+
+  /** Inserts a validated input into `audit_outbox` inside the caller's transaction; it commits or rolls back with it. */
+  async record(tx: SqlExecutor, input: AuditEntryInput): Promise<void> {
+    await tx.execute('INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) VALUES (?, ?, ?, ?, ?)',
+      [input.ts, input.kind, input.actor, input.subject, canonicalize(input.payload)]);
+  }
+
+  /**
+   * One transaction under the audit lock: read the oldest `limit` outbox rows and the head, insert
+   * the entries `next` chains on them, delete exactly those rows. The lock serialises drainers
+   * (also across processes); the DELETE must remove every row read, or another writer chained
+   * them first and the transaction is refused (AUDIT_CONFLICT, retried by AuditLog), so an input
+   * is never chained twice. The outbox read is a plain read taken after the lock: on MySQL its
+   * snapshot begins then (nextCounterValue's first plain read), so it sees every drain before it,
+   * and it takes no gap locks that would stall the transactions recording new inputs.
+   */
+  async appendRecorded(next: (head: AuditEntry | undefined, inputs: readonly AuditEntryInput[]) => readonly AuditEntry[], limit: number): Promise<readonly AuditEntry[]> {
+    let seq = 0;
+    return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
+      await nextCounterValue(tx, auditAppendLockName);
+      const rows = await tx.query<OutboxRow>('SELECT id, ts, kind, actor, subject, payload_json FROM audit_outbox ORDER BY id ASC LIMIT ?', [limit]);
+      if (rows.length === 0) return [];
+      const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
+      const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
+      const entries = next(row === undefined ? undefined : entryFromRow(row), rows.map(inputFromOutboxRow));
+      if (entries.length !== rows.length) {
+        throw new SdcError('AUDIT_ENTRY_INVALID', `the audit log chained ${entries.length} entries for ${rows.length} recorded inputs`);
+      }
+      const deleted = await tx.execute(`DELETE FROM audit_outbox WHERE id IN (${rows.map(() => '?').join(', ')})`, rows.map((r) => r.id));
+      if (deleted.changes !== rows.length) {
+        throw new SdcError('AUDIT_CONFLICT', `another writer chained ${rows.length - deleted.changes} of these recorded audit inputs first`);
+      }
+      seq = entries[0]?.seq ?? 0;
+      for (const chunk of insertChunks(entries)) await insertEntries(tx, chunk);
+      return entries;
+    }));
+  }
+
+  /** How many inputs wait in the outbox (recorded, not yet chained). */
+  async recordedCount(): Promise<number> {
+    const [row] = await this.#db.query<{ n: number }>('SELECT COUNT(*) AS n FROM audit_outbox');
+    return Number(row?.n ?? 0);
   }
 
   async scan(fromSeq: number, limit: number): Promise<AuditEntry[]> {
@@ -151,4 +201,15 @@ function entryFromRow(row: AuditRow): AuditEntry {
     seq: Number(row.seq), ts: Number(row.ts), kind: row.kind, actor: row.actor, subject: row.subject ?? '',
     payload, prev_hash: row.prev_hash, hash: row.hash,
   };
+}
+
+/** A recorded input as stored; a payload that no longer parses is passed on marked, and the log chains it as audit.record_invalid. */
+function inputFromOutboxRow(row: OutboxRow): AuditEntryInput {
+  let payload: JsonObject;
+  try {
+    payload = JSON.parse(row.payload_json) as JsonObject;
+  } catch {
+    payload = { unparsable_payload: row.payload_json.slice(0, 256) };
+  }
+  return { ts: Number(row.ts), kind: row.kind, actor: row.actor, subject: row.subject, payload };
 }

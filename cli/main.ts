@@ -50,7 +50,10 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
   } catch (error) {
     if (error instanceof SdcError) {
       // User-facing refusals are one line: the code and the message, no stack.
-      io.stderr(`sdc: ${error.code}: ${error.message}\n`);
+      // A refusal about a file names it (a key ring file, a key file), even where the message does not.
+      const path = error.details['path'];
+      const where = typeof path === 'string' && !error.message.includes(path) ? ` (${path})` : '';
+      io.stderr(`sdc: ${error.code}: ${error.message}${where}\n`);
       return error.code === 'CLI_USAGE' ? 2 : 1;
     }
     io.stderr(`sdc: internal error: ${(error as Error)?.stack ?? String(error)}\n`);

@@ -1,5 +1,7 @@
 import { describe, it } from 'node:test';
-import { rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { main } from '../main.js';
 import type { CliIo } from '../command.js';
@@ -49,6 +51,32 @@ describe('sdc user add and sdc audit verify', () => {
     } finally {
       await h.bus.close();
       await rm(h.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a data directory that does not exist or was never initialised, and creates nothing there', async () => {
+    const parent = await mkdtemp(join(tmpdir(), 'sdc-cli-dir-'));
+    try {
+      const missing = join(parent, 'nonexistent');
+      const verify = io();
+      assert.equal(await main(['audit', 'verify', '--dir', missing], verify), 1);
+      assert.equal(verify.out.join(''), '');
+      assert.equal(verify.err.join(''), `sdc: TRUST_PKI_MISSING: data directory ${missing} does not exist (create it with sdc pki init --dir ${missing})\n`);
+      const add = io({ stdin: 'a long enough password\n' });
+      assert.equal(await main(['user', 'add', '--dir', missing, '--name', 'boss', '--role', 'admin', '--password-stdin'], add), 1);
+      assert.match(add.err.join(''), /^sdc: TRUST_PKI_MISSING: data directory .* does not exist/);
+      assert.deepEqual(await readdir(parent), [], 'no directory was created');
+
+      const emptyDir = join(parent, 'empty');
+      await mkdir(emptyDir);
+      for (const argv of [['audit', 'verify', '--dir', emptyDir], ['user', 'add', '--dir', emptyDir, '--name', 'boss', '--role', 'admin', '--password-stdin']]) {
+        const run = io({ stdin: 'a long enough password\n' });
+        assert.equal(await main(argv, run), 1, argv.join(' '));
+        assert.match(run.err.join(''), /^sdc: TRUST_PKI_MISSING: .* is not an initialised data directory: .*intermediate-ca.pem does not exist \(run sdc pki init --dir /);
+      }
+      assert.deepEqual(await readdir(emptyDir), [], 'no database was created in the uninitialised directory');
+    } finally {
+      await rm(parent, { recursive: true, force: true });
     }
   });
 });

@@ -4,6 +4,7 @@ import { SqlAuditStore } from '../../core/control-plane/stores/sql-audit-store.j
 import { AuditLog } from '../../core/protocol/audit-chain.js';
 import { systemClock } from '../../core/runtime/system.js';
 import { stringOption, type Command, type CommandGroup } from '../command.js';
+import { requireInitialisedDataDir } from '../data-dir.js';
 
 const verify: Command = {
   name: 'verify',
@@ -16,9 +17,10 @@ const verify: Command = {
   options: { dir: { type: 'string' }, mysql: { type: 'string' } },
   async run(args, io) {
     const mysqlUrl = args.values['mysql'];
-    const db = await openControlPlaneDatabase({
-      dataDir: stringOption(args, 'dir', './data'), clock: systemClock, ...(typeof mysqlUrl === 'string' ? { mysqlUrl } : {}),
-    });
+    const dataDir = stringOption(args, 'dir', './data');
+    // The embedded database lives in the data directory; MySQL does not need one.
+    if (typeof mysqlUrl !== 'string') await requireInitialisedDataDir(dataDir);
+    const db = await openControlPlaneDatabase({ dataDir, clock: systemClock, ...(typeof mysqlUrl === 'string' ? { mysqlUrl } : {}) });
     try {
       const log = new AuditLog({ store: new SqlAuditStore(db), sha256: (b) => new Uint8Array(createHash('sha256').update(b).digest()), clock: systemClock });
       const result = await log.verify();

@@ -3,6 +3,7 @@ import { openControlPlaneDatabase } from '../../core/control-plane/database.js';
 import { roles, UserDirectory } from '../../core/control-plane/users.js';
 import { systemClock, systemRandom } from '../../core/runtime/system.js';
 import { passwordEnv, readPasswordOption, requireOption, stringOption, type Command, type CommandGroup } from '../command.js';
+import { requireInitialisedDataDir } from '../data-dir.js';
 
 
 /** The password from stdin (first line) or SDC_PASSWORD; never from argv, where other users can read it. */
@@ -23,9 +24,10 @@ const add: Command = {
     const role = requireOption(args, 'role');
     const password = await readPasswordOption(args, io);
     const mysqlUrl = args.values['mysql'];
-    const db = await openControlPlaneDatabase({
-      dataDir: stringOption(args, 'dir', './data'), clock: systemClock, ...(typeof mysqlUrl === 'string' ? { mysqlUrl } : {}),
-    });
+    const dataDir = stringOption(args, 'dir', './data');
+    // The embedded database lives in the data directory; MySQL does not need one.
+    if (typeof mysqlUrl !== 'string') await requireInitialisedDataDir(dataDir);
+    const db = await openControlPlaneDatabase({ dataDir, clock: systemClock, ...(typeof mysqlUrl === 'string' ? { mysqlUrl } : {}) });
     try {
       const user = await new UserDirectory({ db, random: systemRandom }).add({ name, role, password, nowMs: systemClock.nowMs() });
       io.stdout(`added ${user.name} (${user.role})\n`);

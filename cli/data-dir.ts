@@ -1,0 +1,20 @@
+import { stat } from 'node:fs/promises';
+import { SdcError } from '../core/errors/index.js';
+import { fileExists } from '../core/runtime/atomic-file.js';
+import { pkiPaths } from '../core/trust/pki-directory.js';
+
+/**
+ * A command that reads a data directory refuses one that does not exist or that `sdc pki init`
+ * never initialised: opening the embedded database there would quietly create an empty one
+ * (and `audit verify` would then report `ok: 0 entries`).
+ */
+export async function requireInitialisedDataDir(dir: string): Promise<void> {
+  const info = await stat(dir).catch(() => undefined);
+  if (info === undefined || !info.isDirectory()) {
+    throw new SdcError('TRUST_PKI_MISSING', `data directory ${dir} does not exist (create it with sdc pki init --dir ${dir})`, { path: dir });
+  }
+  const marker = pkiPaths(dir).intermediateCertPath;
+  if (!(await fileExists(marker))) {
+    throw new SdcError('TRUST_PKI_MISSING', `${dir} is not an initialised data directory: ${marker} does not exist (run sdc pki init --dir ${dir})`, { path: dir });
+  }
+}

@@ -23,9 +23,10 @@ import {
   type CommandEventRow, type Violation,
 } from './checkers.js';
 import { faultyBus, faultySql } from './faulty-stores.js';
+import { countOutcomes } from './outcomes.js';
 import { SimNetwork, type LinkFaults, type SimLink } from './network.js';
 import { SeededRandom } from './prng.js';
-import { opcodePicker, type Scenario } from './scenario.js';
+import { commandMeanGapMs, opcodePicker, type Scenario } from './scenario.js';
 import { SimAgent, type SimAgentWorld } from './sim-agent.js';
 import { Trace } from './trace.js';
 import { observedKernel } from './observed-agent-parts.js';
@@ -83,6 +84,8 @@ export interface RunResult {
   readonly peakRssBytes: number;
   readonly counts: Readonly<Record<string, number>>;
   readonly commandsByState: Readonly<Record<CommandState, number>>;
+  /** Final state and result error code of every command (sim/outcomes.ts); empty when a live violation stopped the run. */
+  readonly outcomesByCode: Readonly<Record<string, number>>;
   readonly network: Readonly<Record<string, number>>;
   readonly checkers: Readonly<Record<Violation['checker'], 'pass' | 'fail' | 'not_reached'>>;
   readonly violations: readonly Violation[];
@@ -378,8 +381,9 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
     });
   }
   const pickOpcode = opcodePicker(scenario.commands.mix, rng.commands);
-  if (scenario.commands.perMinute > 0) {
-    every(60_000 / scenario.commands.perMinute, rng.commands, () => {
+  const commandGapMs = commandMeanGapMs(scenario.commands, agentCount);
+  if (commandGapMs > 0) {
+    every(commandGapMs, rng.commands, () => {
       const deviceId = rng.commands.pick(deviceIds);
       const opcode = pickOpcode();
       cp.commands.create({ actor: { name: 'sim', role: 'admin' }, deviceId, opcode, args: {}, ttlMs: scenario.commands.ttlMs }).then(({ command }) => {
@@ -433,10 +437,14 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
 
   // --- final checks through the stores ----------------------------------------------------------
   const checked = new Set<Violation['checker']>(['session_seq', 'at_most_once']);
+  let outcomesByCode: Record<string, number> = {};
   if (!stopped) {
     if (convergedAfterMs === null) violations.push({ checker: 'liveness', message: `did not converge within ${scenario.livenessBoundMs} ms of healing (${connectedCount()}/${agentCount} connected, ${[...commandState.values()].filter(({ state }) => !commandTerminalStates.includes(state)).length} commands unfinished)` });
     checked.add('liveness');
-    const rows = await rawSql.query<{ id: string; state: string }>('SELECT id, state FROM commands');
+    const rows = await rawSql.query<{ id: string; state: string; result_json: string | null }>('SELECT id, state, result_json FROM commands');
+    outcomesByCode = countOutcomes(rows);
+    const [telemetry] = await rawSql.query<{ n: number }>('SELECT COUNT(*) AS n FROM telemetry');
+    counts.telemetry_stored = Number(telemetry?.n ?? 0);
     violations.push(...checkNoneLost(rows, accepted));
     checked.add('none_lost');
     const history = await rawSql.query<CommandEventRow>('SELECT command_id, state, at, detail_json FROM command_events ORDER BY id ASC');
@@ -470,7 +478,7 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
   return {
     seed, scenario: scenario.name, reproduce, traceHash, traceEvents: trace.events, agents: agentCount, gateways: gatewayIds.length,
     safetyMs, livenessBoundMs: scenario.livenessBoundMs, convergedAfterMs, virtualMs, wallMs: Math.round(performance.now() - wallStart),
-    peakRssBytes, counts, commandsByState: { ...byState }, network: { ...network.stats }, checkers, violations, series,
+    peakRssBytes, counts, commandsByState: { ...byState }, outcomesByCode, network: { ...network.stats }, checkers, violations, series,
     latencyHistogram: latency.map((count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
     recentTrace: trace.recent(),
   };

@@ -43,7 +43,8 @@ export const ScenarioSchema = Type.Object({
   heartbeatIntervalMs: Type.Integer({ minimum: 1_000, maximum: 600_000 }),
   telemetryIntervalMs: Type.Integer({ minimum: 1_000, maximum: 3_600_000 }),
   commands: Type.Object({
-    perMinute: Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'fleet-wide rate during the safety phase' }),
+    perMinute: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'fleet-wide rate during the safety phase (or perAgentHour)' })),
+    perAgentHour: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: 'rate per agent during the safety phase, so that --agents scales it (or perMinute)' })),
     ttlMs: Type.Integer({ minimum: 1_000, description: 'command TTL; keep it above livenessBoundMs so that "none lost" is not satisfied by expiry alone' }),
     mix: Type.Record(Type.String(), Type.Integer({ minimum: 0, maximum: 1000 }), { description: 'opcode -> weight' }),
   }, { additionalProperties: false }),
@@ -111,7 +112,8 @@ export function parseScenario(value: unknown, source = 'scenario'): Scenario {
     if (!(simOpcodes as readonly string[]).includes(opcode)) fail(`commands.mix: ${opcode} is not one of ${simOpcodes.join(', ')}`);
     if (weight < 0) fail('commands.mix weights are non-negative');
   }
-  if (commands.perMinute > 0 && Object.values(commands.mix).every((w) => w === 0)) fail('commands.mix needs a positive weight');
+  if ((commands.perMinute === undefined) === (commands.perAgentHour === undefined)) fail('commands needs exactly one of perMinute and perAgentHour');
+  if ((commands.perMinute ?? commands.perAgentHour ?? 0) > 0 && Object.values(commands.mix).every((w) => w === 0)) fail('commands.mix needs a positive weight');
   if (commands.ttlMs <= scenario.livenessBoundMs) fail('commands.ttlMs must exceed livenessBoundMs');
   if (scenario.churn && scenario.churn.offlineMsMax < scenario.churn.offlineMsMin) fail('churn.offlineMsMax < offlineMsMin');
   if (faults.agentCrashes && faults.agentCrashes.downMsMax < faults.agentCrashes.downMsMin) fail('agentCrashes.downMsMax < downMsMin');
@@ -137,6 +139,16 @@ export async function loadScenario(path: string): Promise<Scenario> {
 /** The path of a scenario shipped in sim/scenarios/ (`smoke` -> sim/scenarios/smoke.json). */
 export function builtinScenarioPath(name: string): string {
   return new URL(`./scenarios/${name}.json`, import.meta.url).pathname;
+}
+
+/**
+ * Mean virtual ms between two commands of the fleet (gaps are drawn uniformly in [0, 2 x mean]);
+ * 0 when the scenario sends none. perAgentHour scales with the fleet, perMinute does not.
+ */
+export function commandMeanGapMs(commands: Scenario['commands'], agents: number): number {
+  if (commands.perAgentHour !== undefined) return commands.perAgentHour > 0 ? 3_600_000 / (agents * commands.perAgentHour) : 0;
+  const perMinute = commands.perMinute ?? 0;
+  return perMinute > 0 ? 60_000 / perMinute : 0;
 }
 
 /** Draws opcodes by the scenario's integer weights (no floats, so a seed replays exactly). */

@@ -9,7 +9,7 @@ import { httpsJson } from '../../core/runtime/https-json.js';
 import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
 import { checkCommandHistories, checkNoneLost, checkPresence, type CommandEventRow } from '../checkers.js';
 import { SeededRandom } from '../prng.js';
-import { opcodePicker, type Scenario } from '../scenario.js';
+import { commandMeanGapMs, opcodePicker, type Scenario } from '../scenario.js';
 import type { WorkerAgentSpec } from './messages.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -243,8 +243,8 @@ export async function runRealSimulation(options: RealRunOptions): Promise<RealRu
     const phaseEndMs = phaseStartMs + durationMs;
     let inFlight = 0;
     const posts = new Set<Promise<void>>();
-    if (scenario.commands.perMinute > 0) {
-      const meanGapMs = 60_000 / scenario.commands.perMinute;
+    const meanGapMs = commandMeanGapMs(scenario.commands, agentCount);
+    if (meanGapMs > 0) {
       while (systemClock.nowMs() < phaseEndMs) {
         await sleep(rng.commands.intBetween(0, Math.max(1, Math.round(2 * meanGapMs))));
         if (systemClock.nowMs() >= phaseEndMs) break;

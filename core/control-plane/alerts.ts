@@ -77,16 +77,21 @@ export class AlertService {
    */
   async acknowledge(options: { alertId: string; actor: string }): Promise<{ alert: AlertView; changed: boolean }> {
     const nowMs = this.#ctx.clock.nowMs();
-    const updated = await this.#ctx.db.execute(
-      "UPDATE alerts SET state = 'acknowledged', acknowledged_by = ?, acknowledged_at = ?, updated_at = ? WHERE id = ? AND state = 'open'",
-      [options.actor, nowMs, nowMs, options.alertId],
-    );
-    const alert = await this.get(options.alertId);
-    if (updated.changes === 0) return { alert, changed: false };
-    await this.#ctx.audit.append({
-      kind: 'alert.acknowledged', actor: actors.user(options.actor), subject: `alert:${alert.id}`,
-      payload: { alert_id: alert.id, device_id: alert.device_id, kind: alert.kind, acknowledged_at_ms: nowMs },
+    // The acknowledgement and its audit entry commit together.
+    const changed = await this.#ctx.db.transaction(async (tx) => {
+      const updated = await tx.execute(
+        "UPDATE alerts SET state = 'acknowledged', acknowledged_by = ?, acknowledged_at = ?, updated_at = ? WHERE id = ? AND state = 'open'",
+        [options.actor, nowMs, nowMs, options.alertId],
+      );
+      if (updated.changes === 0) return false;
+      const [row] = await tx.query<{ device_id: string | null; kind: string }>('SELECT device_id, kind FROM alerts WHERE id = ?', [options.alertId]);
+      await this.#ctx.audit.record(tx, {
+        kind: 'alert.acknowledged', actor: actors.user(options.actor), subject: `alert:${options.alertId}`,
+        payload: { alert_id: options.alertId, device_id: row?.device_id ?? null, kind: row?.kind ?? '', acknowledged_at_ms: nowMs },
+      });
+      return true;
     });
-    return { alert, changed: true };
+    if (changed) await this.#ctx.settleAudit();
+    return { alert: await this.get(options.alertId), changed };
   }
 }

@@ -4,12 +4,28 @@ import { JwtAuthority } from '../trust/jwt-authority.js';
 import { FileJwtKeyStore } from '../trust/jwt-file-key-store.js';
 import { MemoryJwtKeyStore } from '../trust/jwt-key-store.js';
 import { JwtVerifier } from '../trust/jwt-verifier.js';
+import { hasLoneSurrogate } from '../protocol/audit-chain.js';
 import { actors, type ServiceContext } from './context.js';
 import { isRole, roleRank, type Role, UserDirectory } from './users.js';
 
 export interface Principal {
   readonly name: string;
   readonly role: Role;
+}
+
+/** Characters of a login name kept in the audit subject (`user:` + name stays within the chain's 256). */
+const shownLoginNameCharsMax = 128;
+
+/**
+ * A login name as the audit subject shows it: control characters as `?`, a lone surrogate as
+ * the text `\uXXXX`, cut to 128 characters without splitting a surrogate pair, so every name,
+ * however malformed, has an entry that can be hashed.
+ */
+export function shownLoginName(name: string): string {
+  const escaped = name.replace(/[\u0000-\u001f\u007f]/g, '?')
+    .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, (unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const cut = escaped.slice(0, shownLoginNameCharsMax).replace(/[\ud800-\udbff]$/, '');
+  return cut === '' ? '?' : cut;
 }
 
 export interface AuthServiceOptions {
@@ -53,8 +69,16 @@ export class AuthService {
     return new AuthService(context, users, authority, verifier);
   }
 
-  /** Checks the password, audits success and failure, returns a signed token. */
+  /**
+   * Checks the password, audits success and failure, returns a signed token. A name or password
+   * with a lone surrogate (no user name can hold one, and no text encoding can carry it) is
+   * refused with API_LOGIN_NOT_UNICODE and audited as a failed login with the name escaped.
+   */
   async login(name: string, password: string): Promise<{ token: string; role: Role }> {
+    if (hasLoneSurrogate(name) || hasLoneSurrogate(password)) {
+      await this.#ctx.audit.append({ kind: 'auth.login_failed', actor: 'anonymous', subject: `user:${shownLoginName(name)}`, payload: { reason: 'not_unicode' } });
+      throw new SdcError('API_LOGIN_NOT_UNICODE', 'name and password must be well-formed Unicode text');
+    }
     try {
       const user = await this.users.authenticate(name, password);
       const token = await this.authority.issue({ sub: user.name, role: user.role });
@@ -62,8 +86,7 @@ export class AuthService {
       return { token, role: user.role };
     } catch (error) {
       if (SdcError.is(error, 'API_LOGIN_FAILED')) {
-        const shownName = name.slice(0, 128).replace(/[\u0000-\u001f\u007f]/g, '?');
-        await this.#ctx.audit.append({ kind: 'auth.login_failed', actor: 'anonymous', subject: `user:${shownName || '?'}`, payload: {} });
+        await this.#ctx.audit.append({ kind: 'auth.login_failed', actor: 'anonymous', subject: `user:${shownLoginName(name)}`, payload: {} });
       }
       throw error;
     }

@@ -1,6 +1,7 @@
 import { SdcError } from '../errors/index.js';
 import { encodeBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, kvKeys, streamMaxLen } from '../bus-contract/streams.js';
+import type { AuditEntryInput } from '../protocol/audit-chain.js';
 import { canonicalize } from '../protocol/canonical-json.js';
 import { commandTable, commandTerminalStates, type CommandEvent, type CommandState } from '../protocol/command-machine.js';
 import type { JsonObject, JsonValue } from '../protocol/json-value.js';
@@ -100,6 +101,16 @@ export interface CommandServiceOptions {
 /** Default of CommandServiceOptions.redispatchIntervalMs. */
 export const redispatchIntervalMsDefault = 30_000;
 
+export interface TransitionOptions {
+  readonly detail?: JsonObject;
+  /** The device's signed COMMAND_RESULT frame, stored with the command. */
+  readonly resultFrame?: string;
+  /** Audit actor of the default `command.state` entry (default `system`). */
+  readonly actor?: string;
+  /** The audit entry of this change instead of `command.state` (e.g. `command.result`), given the states it moved between. */
+  readonly audit?: (from: CommandState, to: CommandState) => Omit<AuditEntryInput, 'ts'>;
+}
+
 /** Result of applying an event: the transition made, or why nothing changed. */
 export type TransitionOutcome =
   | { readonly applied: true; readonly from: CommandState; readonly to: CommandState }
@@ -171,6 +182,11 @@ export class CommandService {
         );
         await tx.execute('INSERT INTO command_events (command_id, state, at, detail_json) VALUES (?, ?, ?, ?)',
           [id, 'queued', nowMs, canonicalize({ event: 'create', by: actor.name })]);
+        // In the same transaction: no stored command without its command.created, none for a command not stored.
+        await this.#ctx.audit.record(tx, {
+          kind: 'command.created', actor: actors.user(actor.name), subject: `command:${id}`,
+          payload: { command: command as unknown as JsonObject, policy: policyRecord },
+        });
         return command;
       });
     } catch (error) {
@@ -181,13 +197,23 @@ export class CommandService {
       }
       throw error;
     }
-    await this.#ctx.audit.append({
-      kind: 'command.created', actor: actors.user(actor.name), subject: `command:${id}`,
-      payload: { command: signed as unknown as JsonObject, policy: policyRecord },
-    });
+    // Committed: from here on nothing turns the answer into an error (issue 18.4), or a client
+    // retrying without an Idempotency-Key would make a second command. Each step below either
+    // never throws or has a fallback.
+    await this.#ctx.settleAudit();
     this.#ctx.publishLive({ type: 'command', command_id: id, device_id: deviceId, state: 'queued', at_ms: nowMs });
     await this.#dispatchWaiting(deviceId);
-    return { command: await this.get(id), created: true };
+    return { command: await this.#committedView(id, () => createdView(signed, actor.name, fingerprint.args)), created: true };
+  }
+
+  /** The command as stored now, or, when it cannot be read back (a store outage right after the commit), as it was committed. */
+  async #committedView(commandId: string, asCommitted: () => CommandDetail): Promise<CommandDetail> {
+    try {
+      return await this.get(commandId);
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error, commandId }, 'created command not readable after its commit; answered as committed');
+      return asCommitted();
+    }
   }
 
   async #byIdempotencyKey(createdBy: string, key: string): Promise<CommandRow | undefined> {
@@ -346,7 +372,7 @@ export class CommandService {
    * and late events are normal. The update is a compare-and-set on the state, so two processes
    * applying events to one command cannot both win.
    */
-  async transition(commandId: string, event: CommandEvent, atMs: number, options: { detail?: JsonObject; resultFrame?: string; actor?: string } = {}): Promise<TransitionOutcome> {
+  async transition(commandId: string, event: CommandEvent, atMs: number, options: TransitionOptions = {}): Promise<TransitionOutcome> {
     for (let attempt = 0; attempt < commandLimits.transitionRetriesMax; attempt += 1) {
       const [row] = await this.#ctx.db.query<CommandRow>('SELECT * FROM commands WHERE id = ?', [commandId]);
       if (row === undefined) return { applied: false, reason: 'unknown_command' };
@@ -365,15 +391,15 @@ export class CommandService {
         if (updated.changes !== 1) return false;
         await tx.execute('INSERT INTO command_events (command_id, state, at, detail_json) VALUES (?, ?, ?, ?)',
           [commandId, to, atMs, canonicalize({ event, ...(options.detail ?? {}) })]);
-        return true;
-      });
-      if (!applied) continue;
-      if (options.resultFrame === undefined) {
-        await this.#ctx.audit.append({
+        // One audit entry per state change, committed with it.
+        await this.#ctx.audit.record(tx, options.audit?.(from, to) ?? {
           kind: 'command.state', actor: options.actor ?? actors.system, subject: `command:${commandId}`,
           payload: { from, to, event, at_ms: atMs, ...(options.detail === undefined ? {} : { detail: options.detail }) },
         });
-      }
+        return true;
+      });
+      if (!applied) continue;
+      await this.#ctx.settleAudit();
       this.#ctx.publishLive({ type: 'command', command_id: commandId, device_id: row.device_id, state: to, at_ms: atMs });
       // No read-back of the command: the consumer applies several events per command and uses only from/to.
       return { applied: true, from, to };
@@ -426,6 +452,16 @@ export class CommandService {
     const last = page.at(-1);
     return { items: page.map(viewOf), next_cursor: rows.length > limit && last !== undefined ? encodeCursor([String(last.created_at), last.id]) : null };
   }
+}
+
+/** A command just created, as its create transaction committed it (state queued, not yet dispatched). */
+function createdView(signed: SignedCommand, createdBy: string, argsJson: string): CommandDetail {
+  const atMs = signed.issued_at;
+  return {
+    id: signed.id, device_id: signed.device_id, opcode: signed.opcode, args: JSON.parse(argsJson) as JsonObject, state: 'queued',
+    device_seq: signed.device_seq, created_by: createdBy, created_at_ms: atMs, updated_at_ms: atMs, expires_at_ms: signed.expires_at,
+    attempts: 0, gateway_id: null, signed, result_frame: null, history: [{ state: 'queued', at_ms: atMs, detail: { by: createdBy, event: 'create' } }],
+  };
 }
 
 function viewOf(row: CommandRow): CommandView {

@@ -4,7 +4,7 @@ import type { JsonObject } from '../protocol/json-value.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../protocol/ports.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
-import type { SqlDatabase } from '../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { hexFromBytes } from '../crypto/bytes.js';
 
 /** What every control-plane service shares: the ports, the stores, the audit log and the live feed. */
@@ -16,7 +16,18 @@ export interface ServiceContext {
   readonly random: RandomSource;
   readonly scheduler: Scheduler;
   readonly logger: Logger;
-  readonly audit: AuditLog;
+  /**
+   * The audit chain. A change records its entry with `audit.record(tx, …)` inside the change's own
+   * transaction (the outbox, docs/audit.md), then calls `settleAudit()` after the commit; `append`
+   * is for audited events that change nothing else (logins, refusals).
+   */
+  readonly audit: AuditLog<SqlExecutor>;
+  /**
+   * Chains what committed transactions recorded (AuditLog.drainRecorded). Never throws: the
+   * change is committed and its entry stays in the outbox for the periodic drain, so an
+   * operation that committed is answered as committed.
+   */
+  settleAudit(): Promise<void>;
   readonly ed25519: Ed25519Provider;
   /** Publishes an operator-visible change on the kv live channel (fire and forget, never throws). */
   publishLive(event: LiveEvent): void;

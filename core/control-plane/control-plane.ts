@@ -12,7 +12,7 @@ import { defaultPolicy, type Policy } from '../protocol/policy.js';
 import type { Clock, RandomSource, Scheduler, TimerHandle } from '../protocol/ports.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
-import type { SqlDatabase } from '../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { hexFromBytes } from '../crypto/bytes.js';
 import { AlertService } from './alerts.js';
 import { AuthService } from './auth.js';
@@ -47,6 +47,12 @@ export interface ControlPlaneOptions {
   readonly consumerName?: string;
   /** How often the expiry sweep runs (default 5 s). */
   readonly expirySweepIntervalMs?: number;
+  /**
+   * How often recorded audit inputs left in the outbox are chained (default 5 s; also at start):
+   * normally every change chains its own right after its commit, so this only completes what a
+   * failed drain or a crash left behind.
+   */
+  readonly auditDrainIntervalMs?: number;
   /** How often the redelivery sweep runs (default 5 s; see CommandService.redispatchDue). */
   readonly redeliverySweepIntervalMs?: number;
   /** A waiting command is re-dispatched at most once per this interval (default 30 s). */
@@ -88,9 +94,16 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const logger = options.logger ?? pino({ level: 'silent' });
   await migrateControlPlane(db, clock);
   const auditStore = new SqlAuditStore(db);
-  const audit = new AuditLog({ store: auditStore, sha256, clock });
+  const audit = new AuditLog<SqlExecutor>({ store: auditStore, sha256, clock });
+  const settleAudit = async (): Promise<void> => {
+    try {
+      await audit.drainRecorded();
+    } catch (error) {
+      logger.warn({ err: error }, 'audit outbox drain failed; the entries stay recorded and the periodic drain chains them');
+    }
+  };
   const context: ServiceContext = {
-    db, bus, kv, clock, random, scheduler, logger, audit, ed25519: createNodeEd25519Provider(),
+    db, bus, kv, clock, random, scheduler, logger, audit, settleAudit, ed25519: createNodeEd25519Provider(),
     publishLive(event: LiveEvent) {
       kv.publish(liveChannel, JSON.stringify(event)).catch((error: unknown) => logger.warn({ err: error }, 'live publish failed'));
     },
@@ -162,6 +175,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     async start() {
       if (running) return;
       running = true;
+      // What a crash left between a commit and its chain append is chained before anything new.
+      await settleAudit();
       const { published } = await devices.publishEnrolledDevices();
       logger.info({ published }, 'enrolled devices published');
       await live.start();
@@ -170,6 +185,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       const blockMs = options.consumerBlockMs ?? 1_000;
       eventsConsumer.start({ blockMs });
       telemetryConsumer.start({ blockMs });
+      every('audit outbox drain', options.auditDrainIntervalMs ?? 5_000, () => audit.drainRecorded());
       every('expiry sweep', options.expirySweepIntervalMs ?? 5_000, () => commands.expireDue());
       every('redelivery sweep', options.redeliverySweepIntervalMs ?? 5_000, () => commands.redispatchDue());
       every('enrolled devices publish', options.enrolledDevicesPublishIntervalMs ?? 60_000, () => devices.publishEnrolledDevices());

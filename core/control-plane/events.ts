@@ -78,16 +78,15 @@ export class EventHandlers {
     }
     const outcome = await this.#commands.transition(data.command_id, resultEvents[body.status], data.at_ms, {
       detail: { gateway_id: data.gateway_id, status: body.status }, resultFrame: data.frame, actor: actors.device(data.device_id),
+      // The device-signed frame, verbatim: anyone holding the device's certificate can re-verify it from the log.
+      audit: (from, to) => ({
+        kind: 'command.result', actor: actors.device(data.device_id), subject: `command:${data.command_id}`,
+        payload: { from, to, at_ms: data.at_ms, gateway_id: data.gateway_id, frame: data.frame },
+      }),
     });
     if (!outcome.applied) {
       this.#ctx.logger.info({ commandId: data.command_id, reason: outcome.reason }, 'command result not applied (duplicate or late)');
-      return;
     }
-    // The device-signed frame, verbatim: anyone holding the device's certificate can re-verify it from the log.
-    await this.#ctx.audit.append({
-      kind: 'command.result', actor: actors.device(data.device_id), subject: `command:${data.command_id}`,
-      payload: { from: outcome.from, to: outcome.to, at_ms: data.at_ms, gateway_id: data.gateway_id, frame: data.frame },
-    });
   }
 
   async #alert(data: BusEntryData<'alert'>): Promise<void> {
@@ -105,18 +104,21 @@ export class EventHandlers {
     return { device_seq: Number(row.device_seq) };
   }
 
-  /** Stores an alert, publishes it live and audits it. */
+  /** Stores an alert and its audit entry in one transaction, then publishes it live. */
   async raiseAlert(options: { deviceId: string | null; kind: string; severity: string; message: string; atMs: number; detail: JsonObject; actor: string }): Promise<string> {
     const id = newId('a', this.#ctx.random);
-    await this.#ctx.db.execute(
-      "INSERT INTO alerts (id, device_id, kind, severity, state, message, detail_json, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
-      [id, options.deviceId, options.kind, options.severity, options.message.slice(0, 1024), JSON.stringify(options.detail), options.atMs, options.atMs],
-    );
-    this.#ctx.publishLive({ type: 'alert', alert_id: id, device_id: options.deviceId, severity: options.severity, kind: options.kind, message: options.message, at_ms: options.atMs });
-    await this.#ctx.audit.append({
-      kind: 'alert.raised', actor: options.actor, subject: options.deviceId === null ? `alert:${id}` : `device:${options.deviceId}`,
-      payload: { alert_id: id, kind: options.kind, severity: options.severity, message: options.message },
+    await this.#ctx.db.transaction(async (tx) => {
+      await tx.execute(
+        "INSERT INTO alerts (id, device_id, kind, severity, state, message, detail_json, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
+        [id, options.deviceId, options.kind, options.severity, options.message.slice(0, 1024), JSON.stringify(options.detail), options.atMs, options.atMs],
+      );
+      await this.#ctx.audit.record(tx, {
+        kind: 'alert.raised', actor: options.actor, subject: options.deviceId === null ? `alert:${id}` : `device:${options.deviceId}`,
+        payload: { alert_id: id, kind: options.kind, severity: options.severity, message: options.message },
+      });
     });
+    await this.#ctx.settleAudit();
+    this.#ctx.publishLive({ type: 'alert', alert_id: id, device_id: options.deviceId, severity: options.severity, kind: options.kind, message: options.message, at_ms: options.atMs });
     return id;
   }
 

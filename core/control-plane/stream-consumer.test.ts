@@ -6,7 +6,7 @@ import { SdcError } from '../errors/index.js';
 import { deadLetterStream, type BusEntry } from '../stores/bus/bus-port.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { createVirtualTime } from '../stores/virtual-time.js';
-import { StreamConsumer } from './stream-consumer.js';
+import { retryLimits, StreamConsumer } from './stream-consumer.js';
 
 const stream = 'test:events';
 const group = 'cp';
@@ -120,5 +120,122 @@ describe('StreamConsumer partitions', () => {
     assert.throws(() => new StreamConsumer({
       bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time.scheduler, handle: async () => undefined, partitionsInFlightMax: 0,
     }), (e) => SdcError.is(e, 'STORE_INVALID_ARGUMENT'));
+  });
+});
+
+describe('StreamConsumer retries (issue 18.5: a failed entry must not be overtaken by later entries of its device)', () => {
+  const unavailable = () => new SdcError('STORE_UNAVAILABLE', 'the store is unavailable (test)');
+
+  /** A consumer whose handler fails for the entries named in `failing` while `store.down` holds. */
+  function setUp(options: { failing: readonly string[]; wrapBus?: (bus: MemoryStreamBus) => MemoryStreamBus }) {
+    const time = createVirtualTime();
+    const bus = new MemoryStreamBus({ clock: time.clock, scheduler: time.scheduler });
+    const store = { down: true, failures: 0 };
+    const handled: string[] = [];
+    const calls = new Map<string, number>();
+    const consumer = new StreamConsumer({
+      bus: options.wrapBus?.(bus) ?? bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time.scheduler,
+      partitionKey: (entry: BusEntry) => entry.fields['device'],
+      handle: async (entry) => {
+        const name = entry.fields['name']!;
+        calls.set(name, (calls.get(name) ?? 0) + 1);
+        if (store.down && options.failing.includes(name)) {
+          store.failures += 1;
+          throw unavailable();
+        }
+        handled.push(name);
+      },
+    });
+    const append = (device: string, name: string) => bus.append(stream, { device, name });
+    return { time, bus, store, handled, calls, consumer, append };
+  }
+
+  it('retries a failed entry in place while the later entries of its device wait and other devices go on', async () => {
+    const { time, bus, store, handled, consumer, append } = setUp({ failing: ['a1'] });
+    await append('a', 'a1');
+    await append('a', 'a2');
+    await append('b', 'b1');
+    await consumer.ensureGroup();
+    consumer.start({ blockMs: 60_000 });
+    await turns(10);
+    assert.deepEqual(handled, ['b1'], 'a2 waits behind the failed a1; b1 is not held up');
+    time.advance(retryLimits.pauseMsFirst);
+    await turns(10);
+    assert.equal(store.failures, 2, 'a1 tried again after the first pause');
+    assert.deepEqual(handled, ['b1']);
+    store.down = false;
+    time.advance(2 * retryLimits.pauseMsFirst);
+    await turns(10);
+    assert.deepEqual(handled, ['b1', 'a1', 'a2'], 'a1, then a2: stream order within the device');
+    assert.deepEqual(await bus.pending(stream, group), []);
+    const stopped = consumer.stop();
+    time.advance(60_000); // ends the blocking read
+    await stopped;
+    await bus.close();
+  });
+
+  it('after attemptsMax leaves the entry pending with the rest of its device, unhandled, and a claim replays them in order', async () => {
+    const { time, bus, store, handled, calls, consumer, append } = setUp({ failing: ['a1'] });
+    await append('a', 'a1');
+    await append('a', 'a2');
+    const polled = consumer.pollOnce();
+    for (let i = 0; i < retryLimits.attemptsMax; i += 1) {
+      await turns(10);
+      time.advance(retryLimits.pauseMsMax);
+    }
+    assert.equal(await polled, 2);
+    assert.equal(store.failures, retryLimits.attemptsMax, 'bounded');
+    assert.deepEqual(handled, [], 'a2 was not handled ahead of a1');
+    assert.equal(calls.get('a2'), undefined);
+    assert.deepEqual((await bus.pending(stream, group)).map((p) => p.deliveryCount), [1, 1], 'both left pending');
+    store.down = false;
+    assert.equal(await consumer.claimIdle(0), 2);
+    assert.deepEqual(handled, ['a1', 'a2']);
+    assert.deepEqual(await bus.pending(stream, group), []);
+    await bus.close();
+  });
+
+  it('retries a failed ack without running the handler again', async () => {
+    let ackFailures = 1;
+    const failAckOnce = (bus: MemoryStreamBus) => new Proxy(bus, {
+      get(target, name, receiver) {
+        if (name === 'ack') {
+          return async (s: string, g: string, ids: readonly string[]) => {
+            if (ackFailures > 0) {
+              ackFailures -= 1;
+              throw unavailable();
+            }
+            return target.ack(s, g, ids);
+          };
+        }
+        const value: unknown = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const { time, bus, calls, handled, consumer, append } = setUp({ failing: [], wrapBus: failAckOnce });
+    await append('a', 'a1');
+    await append('a', 'a2');
+    const polled = consumer.pollOnce();
+    await turns(10);
+    assert.deepEqual(handled, ['a1'], 'a2 waits for a1 to be acked');
+    time.advance(retryLimits.pauseMsFirst);
+    assert.equal(await polled, 2);
+    assert.deepEqual(handled, ['a1', 'a2']);
+    assert.equal(calls.get('a1'), 1, 'the handler ran once');
+    assert.deepEqual(await bus.pending(stream, group), []);
+    await bus.close();
+  });
+
+  it('stop() cuts a retry pause short and leaves the entry pending', async () => {
+    const { bus, store, consumer, append } = setUp({ failing: ['a1'] });
+    await append('a', 'a1');
+    const polled = consumer.pollOnce();
+    await turns(10);
+    assert.equal(store.failures, 1);
+    await consumer.stop(); // no time passes: the pause is cut, not waited out
+    assert.equal(await polled, 1);
+    assert.equal(store.failures, 1, 'no retry after stop');
+    assert.equal((await bus.pending(stream, group)).length, 1);
+    await bus.close();
   });
 });

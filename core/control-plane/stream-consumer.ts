@@ -7,8 +7,9 @@ import type { Scheduler } from '../protocol/ports.js';
  * One consumer in a group, at-least-once: an entry is acked only after its handler resolved
  * (so after the handler's SQL transaction committed). A handler that throws a remote-fault
  * SdcError (malformed entry, bad signature) gets the entry dead-lettered; any other failure
- * (a store outage) leaves it pending to be retried through `claim`, up to deliveriesMax, after
- * which it is dead-lettered too so one poison entry cannot stall the group forever.
+ * (a store outage) is retried in place (`retryLimits`) while the later entries of its partition
+ * wait, then leaves it pending to be retried through `claim`, up to deliveriesMax, after which it
+ * is dead-lettered too so one poison entry cannot stall the group forever.
  *
  * Entries are processed concurrently across partitions (`partitionKey`, e.g. the device id) and in
  * stream order within one, at most `partitionsInFlightMax` handlers at a time: entries about one
@@ -49,18 +50,38 @@ export interface StreamConsumerOptions {
 
 const serial = (): string => '';
 
+/**
+ * A failed handler, ack or dead-letter is tried again here, after a pause that doubles from
+ * `pauseMsFirst` up to `pauseMsMax`, `attemptsMax` attempts in all (31.75 s of pauses, about the
+ * default claimIdleMs), while the later entries of its partition wait behind it. Left pending
+ * for a claim instead, a failed entry was overtaken by the later entries of its device: after a
+ * 1-5 s SQL outage the control plane applied a device's later `deliver` before its earlier
+ * ACK/RESULT, and the command's history went back in time (issue 18.5).
+ */
+export const retryLimits = Object.freeze({ attemptsMax: 9, pauseMsFirst: 250, pauseMsMax: 8_000 });
+
+/** What the handler decided about an entry: ack it, or dead-letter it for `reason`. */
+type Verdict = { readonly ack: true } | { readonly ack: false; readonly reason: string };
+
 export class StreamConsumer {
   readonly #o: Required<StreamConsumerOptions>;
   #running = false;
   #loop: Promise<void> | undefined;
   #groupReady = false;
-  /** Per partition key, the last entry submitted: the next entry of that partition runs after it. */
-  readonly #tails = new Map<string, Promise<void>>();
+  /**
+   * Per partition key, the last entry submitted: the next entry of that partition runs after it,
+   * and only if it resolved true (it was acked or dead-lettered, not left pending).
+   */
+  readonly #tails = new Map<string, Promise<boolean>>();
   /** Ids of the entries submitted and not yet finished. */
   readonly #inFlight = new Set<string>();
   #slotsFree: number;
   readonly #slotWaiters: Array<() => void> = [];
   #wakeRoom: (() => void) | undefined;
+  /** Set while stop() runs: retries give up and leave their entries pending. */
+  #stopping = false;
+  /** Cuts short the retry pauses now waiting (at most one per entry in flight). */
+  readonly #pauses = new Set<() => void>();
 
   constructor(options: StreamConsumerOptions) {
     this.#o = { batchSize: 64, claimIdleMs: 30_000, deliveriesMax: 5, partitionKey: serial, partitionsInFlightMax: 64, entriesInFlightMax: 256, ...options };
@@ -142,10 +163,16 @@ export class StreamConsumer {
   /** Stops reading and resolves once the entries already read are finished. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#stopping = true;
     this.#wakeRoom?.();
-    await this.#loop;
-    this.#loop = undefined;
-    await Promise.allSettled([...this.#tails.values()]);
+    for (const cut of [...this.#pauses]) cut();
+    try {
+      await this.#loop;
+      this.#loop = undefined;
+      await Promise.allSettled([...this.#tails.values()]);
+    } finally {
+      this.#stopping = false;
+    }
   }
 
   /** Resolves when every entry of the batch was handled (acked, dead-lettered or left pending). */
@@ -176,14 +203,15 @@ export class StreamConsumer {
 
   /**
    * Queues the entry behind the earlier ones of its partition; resolves once it is handled. If an
-   * earlier entry of the partition failed on the bus, this one is not handled either (it stays
-   * pending, so a claim retries the partition in order) and the promise rejects.
+   * earlier entry of the partition was left pending (its retries ran out) or failed on the bus,
+   * this one is not handled either: it stays pending, so a claim retries the partition in order
+   * (and the promise rejects, in the bus case).
    */
-  #submit(entry: BusEntry): Promise<void> {
+  #submit(entry: BusEntry): Promise<boolean> {
     // Unkeyed entries (malformed) are partitions of their own: the handler refuses them, nothing waits for them.
     const key = this.#keyOf(entry) ?? `\u0000${entry.id}`;
     const previous = this.#tails.get(key);
-    const link = (previous ?? Promise.resolve()).then(() => this.#processInSlot(entry));
+    const link = (previous ?? Promise.resolve(true)).then((intact) => (intact ? this.#process(entry) : this.#skip(entry)));
     this.#tails.set(key, link);
     this.#inFlight.add(entry.id);
     const settle = (): void => {
@@ -197,11 +225,12 @@ export class StreamConsumer {
     return link;
   }
 
-  async #processInSlot(entry: BusEntry): Promise<void> {
+  /** Runs `work` in one of the partitionsInFlightMax handler slots (not held during retry pauses). */
+  async #inSlot<T>(work: () => Promise<T>): Promise<T> {
     if (this.#slotsFree > 0) this.#slotsFree -= 1;
     else await new Promise<void>((resolve) => { this.#slotWaiters.push(resolve); });
     try {
-      await this.#process(entry);
+      return await work();
     } finally {
       // The slot passes straight to the longest waiter; the waiters are bounded by the entries in flight.
       const next = this.#slotWaiters.shift();
@@ -225,20 +254,75 @@ export class StreamConsumer {
     }
   }
 
-  async #process(entry: BusEntry): Promise<void> {
-    const { bus, stream, group, logger } = this.#o;
-    try {
-      await this.#o.handle(entry);
-      await bus.ack(stream, group, [entry.id]);
-    } catch (error) {
-      const remote = SdcError.is(error) && error.fault === 'remote';
-      if (remote || entry.deliveryCount >= this.#o.deliveriesMax) {
-        const reason = SdcError.is(error) ? `${error.code}: ${error.message}` : `after ${entry.deliveryCount} deliveries: ${(error as Error).message}`;
-        logger.warn({ stream, entryId: entry.id, reason }, 'bus entry dead-lettered');
-        await bus.deadLetter(stream, group, entry.id, reason.slice(0, 512));
-      } else {
-        logger.error({ err: error, stream, entryId: entry.id }, 'bus entry failed; left pending for retry');
+  /**
+   * Handles the entry, then acks or dead-letters it, retrying a failure in place (retryLimits; a
+   * handler that succeeded is not run again for a failed ack). Resolves true when the entry is
+   * finished, false when the handler still fails after the last attempt (left pending for a
+   * claim); rejects when the ack or dead-letter still fails (the bus is down).
+   */
+  async #process(entry: BusEntry): Promise<boolean> {
+    const { stream, logger } = this.#o;
+    let verdict: Verdict | undefined;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        verdict ??= await this.#inSlot(() => this.#judge(entry));
+        await this.#finish(entry, verdict);
+        return true;
+      } catch (error) {
+        const pauseMs = Math.min(retryLimits.pauseMsMax, retryLimits.pauseMsFirst * 2 ** (attempt - 1));
+        if (attempt < retryLimits.attemptsMax && !this.#stopping && await this.#pause(pauseMs)) {
+          logger.warn({ err: error, stream, entryId: entry.id, attempt }, 'bus entry failed; retrying it before the rest of its partition');
+          continue;
+        }
+        if (verdict !== undefined) throw error;
+        logger.error({ err: error, stream, entryId: entry.id, attempt }, 'bus entry failed; left pending for retry, with the rest of its partition');
+        return false;
       }
     }
+  }
+
+  /** Runs the handler; throws a failure worth retrying (a store outage), returns the verdict otherwise. */
+  async #judge(entry: BusEntry): Promise<Verdict> {
+    try {
+      await this.#o.handle(entry);
+      return { ack: true };
+    } catch (error) {
+      const remote = SdcError.is(error) && error.fault === 'remote';
+      if (!remote && entry.deliveryCount < this.#o.deliveriesMax) throw error;
+      const reason = SdcError.is(error) ? `${error.code}: ${error.message}` : `after ${entry.deliveryCount} deliveries: ${(error as Error).message}`;
+      return { ack: false, reason: reason.slice(0, 512) };
+    }
+  }
+
+  async #finish(entry: BusEntry, verdict: Verdict): Promise<void> {
+    const { bus, stream, group, logger } = this.#o;
+    if (verdict.ack) {
+      await bus.ack(stream, group, [entry.id]);
+      return;
+    }
+    logger.warn({ stream, entryId: entry.id, reason: verdict.reason }, 'bus entry dead-lettered');
+    await bus.deadLetter(stream, group, entry.id, verdict.reason);
+  }
+
+  /** An earlier entry of the partition is left pending: this one stays pending behind it, unhandled. */
+  async #skip(entry: BusEntry): Promise<false> {
+    this.#o.logger.warn({ stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending behind an earlier entry of its partition');
+    return false;
+  }
+
+  /** Waits `delayMs` on the scheduler; false when stop() cut the wait short. */
+  #pause(delayMs: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const end = (elapsed: boolean): void => {
+        this.#pauses.delete(cut);
+        resolve(elapsed);
+      };
+      const timer = this.#o.scheduler.schedule(delayMs, () => end(true));
+      const cut = (): void => {
+        this.#o.scheduler.cancel(timer);
+        end(false);
+      };
+      this.#pauses.add(cut);
+    });
   }
 }

@@ -1,7 +1,7 @@
 import { SdcError } from '../errors/index.js';
 import { policyRoles, type PolicyRole } from '../protocol/policy.js';
 import type { RandomSource } from '../protocol/ports.js';
-import type { SqlDatabase } from '../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { newId } from './context.js';
 import { checkPasswordStrength, hashPassword, verifyPassword } from './passwords.js';
 
@@ -49,14 +49,18 @@ export class UserDirectory {
     this.#scryptParams = options.scryptParams;
   }
 
-  async add(options: { name: string; role: string; password: string; nowMs: number }): Promise<User> {
+  /** `audit`, when given, runs in the INSERT's transaction (the user and its audit entry commit together). */
+  async add(options: { name: string; role: string; password: string; nowMs: number; audit?: (tx: SqlExecutor, user: User) => Promise<void> }): Promise<User> {
     const name = requireUserName(options.name);
     if (!isRole(options.role)) throw new SdcError('API_VALIDATION', `role must be one of ${roles.join(', ')}`);
     checkPasswordStrength(options.password);
     const hash = await hashPassword(options.password, this.#random, this.#scryptParams);
     const user: User = { id: newId('u', this.#random), name, role: options.role, createdAtMs: options.nowMs };
     try {
-      await this.#db.execute('INSERT INTO users (id, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)', [user.id, name, user.role, hash, user.createdAtMs]);
+      await this.#db.transaction(async (tx) => {
+        await tx.execute('INSERT INTO users (id, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)', [user.id, name, user.role, hash, user.createdAtMs]);
+        await options.audit?.(tx, user);
+      });
     } catch (error) {
       if (SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) throw new SdcError('API_USER_EXISTS', `user ${name} already exists`, { name });
       throw error;

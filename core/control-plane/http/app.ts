@@ -117,8 +117,11 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     method: 'POST', url: '/v1/users', summary: 'Create an operator account', auth: 'admin', schema: { body: CreateUserBody },
     handler: async (request, reply) => {
       const body = request.body as CreateUserBody;
-      const user = await services.auth.users.add({ ...body, nowMs: services.context.clock.nowMs() });
-      await services.context.audit.append({ kind: 'user.created', actor: `user:${principalOf(request).name}`, subject: `user:${user.name}`, payload: { role: user.role } });
+      const user = await services.auth.users.add({
+        ...body, nowMs: services.context.clock.nowMs(),
+        audit: (tx, added) => services.context.audit.record(tx, { kind: 'user.created', actor: `user:${principalOf(request).name}`, subject: `user:${added.name}`, payload: { role: added.role } }),
+      });
+      await services.context.settleAudit();
       return reply.status(201).send({ id: user.id, name: user.name, role: user.role, created_at_ms: user.createdAtMs });
     },
   });

@@ -14,6 +14,7 @@ import { apiErrors } from './codes/api.js';
 import { agentErrors } from './codes/agent.js';
 import { gatewayErrors } from './codes/gateway.js';
 import { simErrors } from './codes/sim.js';
+import { chaosErrors } from './codes/chaos.js';
 
 /**
  * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
@@ -35,6 +36,7 @@ export const errorRegistry = {
   ...agentErrors,
   ...gatewayErrors,
   ...simErrors,
+  ...chaosErrors,
 } as const;
 
 export type ErrorCode = keyof typeof errorRegistry;
@@ -56,6 +58,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'agent', table: agentErrors },
   { name: 'gateway', table: gatewayErrors },
   { name: 'sim', table: simErrors },
+  { name: 'chaos', table: chaosErrors },
 ];
 
 export function isErrorCode(value: unknown): value is ErrorCode {

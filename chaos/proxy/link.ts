@@ -1,0 +1,174 @@
+import type { Socket } from 'node:net';
+import type { RandomSource } from '../../core/protocol/ports.js';
+import type { ChaosTime } from './time.js';
+import type { ToxicState } from './toxic-state.js';
+import { passthroughStage, type StageContext, type ToxicStage, type ToxicStream } from './toxics/types.js';
+
+/** Toxicity is drawn as parts per million: integer ratios, so a seeded run replays exactly. */
+export const toxicityScale = 1_000_000;
+
+export interface LinkOptions {
+  readonly stream: ToxicStream;
+  readonly source: Socket;
+  readonly sink: Socket;
+  readonly time: ChaosTime;
+  /** Draws whether each toxic applies to this link: one draw per toxic, in order. */
+  readonly toxicityRandom: RandomSource;
+  /** Jitter and slice sizes. */
+  readonly toxicRandom: RandomSource;
+  readonly toxicHeldBytesMax: number;
+  /** A toxic's close reached the sink: close the whole connection. */
+  onCloseRequested(): void;
+  /** A toxic resets the connection. */
+  onResetRequested(): void;
+}
+
+interface Slot {
+  readonly toxic: ToxicState;
+  readonly stage: ToxicStage;
+}
+
+export interface LinkStats {
+  readonly stream: ToxicStream;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly heldBytes: number;
+  readonly paused: boolean;
+  /** The reading socket ended (its FIN reached the first stage). */
+  readonly sourceEnded: boolean;
+  /** The writing socket was ended (FIN sent after its queued bytes). */
+  readonly sinkEnded: boolean;
+}
+
+/**
+ * One direction of one proxied connection: the reading socket, the chain of toxic stages (in the
+ * order the toxics were added) and the writing socket. Backpressure: when any stage holds
+ * `toxicHeldBytesMax` bytes or the writing socket's buffer is full, the reading socket is paused
+ * until every stage is below the limit and the writer drained; so one stage holds at most the
+ * limit plus one socket read.
+ */
+export class Link {
+  readonly #slots: Slot[] = [];
+  #paused = false;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  #sourceEnded = false;
+  #sinkEnded = false;
+  #closeAtSinkEnd = false;
+
+  constructor(private readonly options: LinkOptions, toxics: readonly ToxicState[]) {
+    for (const toxic of toxics) this.#slots.push(this.#createSlot(toxic));
+    options.source.on('data', (chunk: Buffer) => {
+      this.#bytesIn += chunk.length;
+      this.#writeAt(0, chunk);
+      this.#checkPressure();
+    });
+    options.source.on('end', () => {
+      this.#sourceEnded = true;
+      this.#endAt(0);
+    });
+    options.sink.on('drain', () => this.#checkPressure());
+  }
+
+  stats(): LinkStats {
+    const heldBytes = this.#slots.reduce((sum, slot) => sum + slot.stage.heldBytes, 0);
+    const { stream } = this.options;
+    return { stream, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, heldBytes, paused: this.#paused, sourceEnded: this.#sourceEnded, sinkEnded: this.#sinkEnded };
+  }
+
+  /** A toxic added under live traffic goes to the end of the chain (Toxiproxy's order). */
+  addToxic(toxic: ToxicState): void {
+    this.#slots.push(this.#createSlot(toxic));
+  }
+
+  /** Removes a toxic; what it held goes on to the next stage, in order. */
+  removeToxic(name: string): void {
+    const index = this.#slots.findIndex((s) => s.toxic.name === name);
+    if (index < 0) return;
+    const [slot] = this.#slots.splice(index, 1);
+    const held = slot!.stage.release();
+    for (const chunk of held.chunks) this.#writeAt(index, chunk);
+    if (held.ended) this.#endAt(index);
+    this.#checkPressure();
+  }
+
+  /** An updated toxic: a new stage in the same place takes over what the old one held. */
+  replaceToxic(toxic: ToxicState): void {
+    const index = this.#slots.findIndex((s) => s.toxic.name === toxic.name);
+    if (index < 0) return;
+    const old = this.#slots[index]!;
+    this.#slots[index] = this.#createSlot(toxic);
+    const held = old.stage.release();
+    for (const chunk of held.chunks) this.#writeAt(index, chunk);
+    if (held.ended) this.#endAt(index);
+    this.#checkPressure();
+  }
+
+  /** The connection is gone: cancel every stage's timers. */
+  dispose(): void {
+    for (const slot of this.#slots) slot.stage.dispose();
+  }
+
+  #createSlot(toxic: ToxicState): Slot {
+    const applies = this.options.toxicityRandom.intBelow(toxicityScale) < toxic.toxicityPpm;
+    const slot: { toxic: ToxicState; stage?: ToxicStage } = { toxic };
+    const context: StageContext = {
+      time: this.options.time,
+      random: this.options.toxicRandom,
+      output: { write: (chunk) => this.#forward(slot, chunk), end: () => this.#forwardEnd(slot) },
+      heldChanged: () => this.#checkPressure(),
+      closeConnection: (how) => (how === 'reset' ? this.options.onResetRequested() : this.#closeAfter(slot)),
+    };
+    slot.stage = applies ? toxic.kind.createStage(toxic.attributes, context) : passthroughStage(context.output);
+    return slot as Slot;
+  }
+
+  /** The index after `slot`, or undefined when the slot was removed (it released its data then). */
+  #nextIndex(slot: object): number | undefined {
+    const index = this.#slots.indexOf(slot as Slot);
+    return index < 0 ? undefined : index + 1;
+  }
+
+  #forward(slot: object, chunk: Buffer): void {
+    const next = this.#nextIndex(slot);
+    if (next !== undefined) this.#writeAt(next, chunk);
+  }
+
+  #forwardEnd(slot: object): void {
+    const next = this.#nextIndex(slot);
+    if (next !== undefined) this.#endAt(next);
+  }
+
+  /** A toxic closes the connection: its end travels behind what it let through, then everything closes. */
+  #closeAfter(slot: object): void {
+    this.#closeAtSinkEnd = true;
+    this.#forwardEnd(slot);
+  }
+
+  #writeAt(index: number, chunk: Buffer): void {
+    const slot = this.#slots[index];
+    if (slot !== undefined) return slot.stage.write(chunk);
+    const sink = this.options.sink;
+    if (this.#sinkEnded || sink.destroyed) return;
+    this.#bytesOut += chunk.length;
+    sink.write(chunk);
+  }
+
+  #endAt(index: number): void {
+    const slot = this.#slots[index];
+    if (slot !== undefined) return slot.stage.end();
+    if (this.#sinkEnded) return;
+    this.#sinkEnded = true;
+    if (!this.options.sink.destroyed) this.options.sink.end();
+    if (this.#closeAtSinkEnd) this.options.onCloseRequested();
+  }
+
+  #checkPressure(): void {
+    const full = this.options.sink.writableNeedDrain
+      || this.#slots.some((slot) => slot.stage.heldBytes >= this.options.toxicHeldBytesMax);
+    if (full === this.#paused) return;
+    this.#paused = full;
+    if (full) this.options.source.pause();
+    else this.options.source.resume();
+  }
+}

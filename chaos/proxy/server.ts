@@ -1,0 +1,72 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { RandomSource } from '../../core/protocol/ports.js';
+import { SeededRandom } from '../../sim/prng.js';
+import { formatHostPort } from './addresses.js';
+import { ChaosApi } from './http-api.js';
+import { resolveChaosLimits, type ChaosLimits } from './limits.js';
+import { silentLogger, type ChaosLogger } from './logger.js';
+import { ProxyRegistry } from './registry.js';
+import { monotonicTime, type ChaosTime } from './time.js';
+
+/** Toxiproxy's API port; `sdc chaos serve` uses it by default so clients find it unchanged. */
+export const toxiproxyDefaultPort = 8474;
+
+export interface ChaosServerOptions {
+  readonly host: string;
+  /** 0 picks a free port; `url` says which. */
+  readonly port: number;
+  /** Seeds every toxicity draw (and, through a fork, jitter and slice sizes), so a run replays. */
+  readonly seed: number;
+  readonly time?: ChaosTime;
+  readonly logger?: ChaosLogger;
+  readonly limits?: Partial<ChaosLimits>;
+}
+
+export interface ChaosServer {
+  readonly url: string;
+  readonly registry: ProxyRegistry;
+  readonly limits: ChaosLimits;
+  /** Closes every proxy, its connections and the API. */
+  close(): Promise<void>;
+}
+
+/**
+ * Two streams from one seed: the toxicity draws are the seed's own sequence (one draw per toxic per
+ * connection direction, in order), untouched by how much jitter or slicing the toxics draw.
+ */
+function randomStreams(seed: number): { toxicityRandom: RandomSource; toxicRandom: RandomSource } {
+  return { toxicityRandom: new SeededRandom(seed), toxicRandom: new SeededRandom(seed).fork() };
+}
+
+function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/** Starts the Toxiproxy-compatible API on host:port; proxies are created through it. */
+export async function startChaosServer(options: ChaosServerOptions): Promise<ChaosServer> {
+  const limits = resolveChaosLimits(options.limits);
+  const logger = options.logger ?? silentLogger;
+  const registry = new ProxyRegistry({ time: options.time ?? monotonicTime, limits, logger, ...randomStreams(options.seed) });
+  const api = new ChaosApi(registry, limits, logger);
+  const http = createServer({ requestTimeout: limits.apiRequestTimeoutMs }, api.handle);
+  http.maxConnections = limits.apiConnectionsMax;
+  const address = await listen(http, options.host, options.port);
+  return {
+    url: `http://${formatHostPort(address.address, address.port)}`,
+    registry,
+    limits,
+    async close() {
+      await registry.closeAll();
+      const closed = new Promise<void>((resolve) => http.close(() => resolve()));
+      http.closeAllConnections();
+      await closed;
+    },
+  };
+}

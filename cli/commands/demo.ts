@@ -1,6 +1,7 @@
 import pino from 'pino';
 import type { KernelChoice } from '../../agent/agent-runtime.js';
 import { SdcError } from '../../core/errors/index.js';
+import { parseStoreUrl } from '../../core/stores/store-url.js';
 import { runDemo, type DemoSummary } from '../demo/run-demo.js';
 import { integerOption, type Command } from '../command.js';
 
@@ -47,6 +48,9 @@ export const demoCommand: Command = {
     kernel: { type: 'string' }, 'telemetry-interval-ms': { type: 'string' }, 'timeout-s': { type: 'string' }, verbose: { type: 'boolean' },
   },
   async run(args, io) {
+    // Store URLs are checked before the demo creates a CA and starts anything.
+    if (typeof args.values.redis === 'string') parseStoreUrl('redis', args.values.redis);
+    if (typeof args.values.mysql === 'string') parseStoreUrl('mysql', args.values.mysql);
     const json = args.values.json === true;
     const interactive = process.stderr.isTTY === true;
     let lastLength = 0;

@@ -1,5 +1,6 @@
 import pino from 'pino';
-import { startDeployment } from '../../core/deployment/deployment.js';
+import { startDeployment, type Deployment } from '../../core/deployment/deployment.js';
+import { storeRetryServe, storeTargets } from '../../core/deployment/store-connect.js';
 import { loadDeployment } from '../../core/deployment/materials.js';
 import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
@@ -26,6 +27,8 @@ function deploymentOptions(args: ParsedCommandArgs, withControlPlane: boolean) {
     throw new SdcError('CLI_USAGE', 'a separate gateway process needs --redis: the embedded stores live inside one process');
   }
   if (!withControlPlane) requireOption(args, 'gateway-id');
+  // Checked before the data directory is loaded: a bad URL is a usage mistake, refused in one line.
+  storeTargets({ redisUrl, mysqlUrl: args.values.mysql as string | undefined });
   return {
     host: stringOption(args, 'host', '127.0.0.1'),
     apiPort: withControlPlane ? integerOption(args, 'api-port', 8080, 0, 65535) : 0,
@@ -40,22 +43,55 @@ function deploymentOptions(args: ParsedCommandArgs, withControlPlane: boolean) {
   };
 }
 
+/** The stores line: a gateway-only process has no SQL at all. */
+export function describeStores(stores: Deployment['stores']): string {
+  const busAndKv = `bus and key/value ${stores.embedded.redis ? 'embedded' : 'Redis'}`;
+  if (stores.sql === undefined) return `${busAndKv} (a gateway-only process has no SQL)`;
+  return `SQL ${stores.embedded.sql ? 'sql.js (embedded)' : 'MySQL'}, ${busAndKv}`;
+}
+
+const portFlags = { api: '--api-port', gateway: '--gateway-port' } as const;
+
+/** A port refusal from the deployment, with the option that chooses another port. */
+function withPortFlag(error: unknown): unknown {
+  if (!SdcError.is(error, 'API_PORT_UNAVAILABLE') && !SdcError.is(error, 'GATEWAY_PORT_UNAVAILABLE')) return error;
+  const flag = portFlags[error.details['service'] as keyof typeof portFlags];
+  return flag === undefined ? error : new SdcError(error.code, `${error.message}; choose another with ${flag}`, error.details, { cause: error });
+}
+
+/** Until SIGINT or SIGTERM; tests pass their own through CliIo.untilStopped. */
+function untilSignal(): Promise<string> {
+  return new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
 async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boolean): Promise<number> {
   const dataDir = stringOption(args, 'dir', './data');
   const options = deploymentOptions(args, withControlPlane);
   const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info' }, pino.destination(2));
   const names = (args.values['server-name'] as string[] | undefined) ?? [];
   const materials = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', ...names] });
-  const deployment = await startDeployment({ ...options, materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger });
-  if (deployment.apiUrl) io.stdout(`control plane  ${deployment.apiUrl}\n`);
+  // While the stores are awaited only unref'd timers may be pending; this keeps the process up.
+  const keepAlive = setInterval(() => undefined, 60_000);
+  let deployment: Deployment;
+  try {
+    deployment = await startDeployment({
+      ...options, materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger, storeRetry: storeRetryServe,
+      onApiListening: (url) => io.stdout(`control plane  ${url} (GET /healthz, /readyz)\n`),
+    });
+  } catch (error) {
+    throw withPortFlag(error);
+  } finally {
+    clearInterval(keepAlive);
+  }
   io.stdout(`gateway        ${deployment.gatewayUrl}\n`);
   io.stdout(`root CA        ${materials.dataDir}/pki/root-ca.pem (give it to agents with --ca)\n`);
-  io.stdout(`stores         SQL ${deployment.stores.embedded.sql ? 'sql.js (embedded)' : 'MySQL'}, bus and key/value ${deployment.stores.embedded.redis ? 'embedded' : 'Redis'}\n`);
+  io.stdout(`stores         ${describeStores(deployment.stores)}\n`);
+  io.stdout('ready\n');
   // Timers from the system scheduler are unref'd; the listening sockets keep the process alive.
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
+  const signal = await (io.untilStopped ?? untilSignal)();
   io.stdout(`${signal}: stopping\n`);
   await deployment.stop();
   return 0;

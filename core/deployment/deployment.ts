@@ -7,7 +7,10 @@ import { createNodeEd25519Provider } from '../crypto/ed25519-node.js';
 import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../gateway/gateway-core.js';
 import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
 import type { Clock, RandomSource, Scheduler } from '../protocol/ports.js';
-import { createRedisKeyValueStore, openStores, RedisStreamBus, type Stores } from '../stores/index.js';
+import type { Stores } from '../stores/index.js';
+import { holdPort, listenRefusal, startStartupApiServer } from './listening.js';
+import { Readiness, registerProbeRoutes } from './readiness.js';
+import { connectStores, deploymentDependencies, storeProbes, storeRetryNone, storeTargets, type StoreRetryLimits } from './store-connect.js';
 import type { DeploymentMaterials } from './materials.js';
 
 export interface StartDeploymentOptions {
@@ -36,6 +39,10 @@ export interface StartDeploymentOptions {
   controlPlaneTuning?: Pick<ControlPlaneOptions, 'expirySweepIntervalMs' | 'redeliverySweepIntervalMs' | 'redispatchIntervalMs'>;
   /** Cheaper password hashing, for tests and the demo's throwaway users only. */
   scryptParams?: { N: number; r: number; p: number };
+  /** How long to wait for MySQL and Redis to answer at start (default storeRetryNone: fail at once; `sdc serve` waits). */
+  storeRetry?: StoreRetryLimits;
+  /** Called once the API port listens, before the stores are awaited: /healthz and /readyz answer from then on. */
+  onApiListening?: (apiUrl: string) => void;
 }
 
 /** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
@@ -55,20 +62,11 @@ export interface GatewayStores extends Omit<Stores, 'sql'> {
 }
 
 /**
- * A gateway needs only the bus and the key/value store, and they must be the shared Redis: an
- * embedded store lives inside one process, so another process could not reach its devices.
+ * A gateway-only process needs only the bus and the key/value store, and they must be the shared
+ * Redis: an embedded store lives inside one process, so another process could not reach its devices.
  */
-function gatewayOnlyStores(options: StartDeploymentOptions): GatewayStores {
-  if (options.redisUrl === undefined) throw new SdcError('PROTO_INVALID_ARGUMENT', 'a gateway-only deployment needs a shared Redis');
-  const keyPrefix = options.keyPrefix ?? 'sdc:';
-  const bus = new RedisStreamBus({ url: options.redisUrl, keyPrefix: `${keyPrefix}bus:` });
-  const kv = createRedisKeyValueStore({ url: options.redisUrl, keyPrefix: `${keyPrefix}kv:` });
-  return {
-    sql: undefined, bus, kv, embedded: { sql: false, redis: false },
-    async close() {
-      await Promise.allSettled([bus.close(), kv.close()]);
-    },
-  };
+function requireSharedRedis(options: StartDeploymentOptions): void {
+  if (options.controlPlane === false && options.redisUrl === undefined) throw new SdcError('PROTO_INVALID_ARGUMENT', 'a gateway-only deployment needs a shared Redis');
 }
 
 /**
@@ -79,18 +77,37 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
   const { materials, clock, random, scheduler } = options;
   const logger = options.logger ?? pino({ level: 'silent' });
   const host = options.host ?? '127.0.0.1';
-  const stores = options.controlPlane === false ? gatewayOnlyStores(options) : await openStores({
-    // The same file `sdc user add` and `sdc audit verify` open (core/control-plane/database.ts).
-    dataDir: join(materials.dataDir, 'db'), sqlFileName: 'sdc.sqlite', clock, scheduler,
-    ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
-    ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}),
-    ...(options.keyPrefix ? { keyPrefix: options.keyPrefix } : {}),
-  });
-  const stopped: Array<() => Promise<void>> = [() => stores.close()];
+  const withControlPlane = options.controlPlane !== false;
+  requireSharedRedis(options);
+  storeTargets(options); // a malformed store URL is refused before anything listens or waits
+  const readiness = new Readiness({ dependencies: deploymentDependencies(options, withControlPlane), clock, scheduler });
+  const stopped: Array<() => Promise<void>> = [];
   const stopAll = async () => {
     for (const stop of stopped.reverse()) await stop().catch((error: unknown) => logger.warn({ err: error }, 'stop failed'));
   };
   try {
+    // Both ports first (docs/api.md, Readiness): a port in use is refused at once, and the API
+    // answers /healthz and /readyz while the stores are awaited.
+    const startupApi = withControlPlane
+      ? await startStartupApiServer({ materials, host, port: options.apiPort ?? 0, readiness, random, logger: logger.child({ role: 'control-plane' }) })
+      : undefined;
+    if (startupApi !== undefined) {
+      stopped.push(() => startupApi.release());
+      options.onApiListening?.(startupApi.url);
+    }
+    const gatewayPort = await holdPort('gateway', host, options.gatewayPort ?? 0);
+    stopped.push(() => gatewayPort.release());
+    const stores = await connectStores({
+      open: {
+        // The same file `sdc user add` and `sdc audit verify` open (core/control-plane/database.ts).
+        dataDir: join(materials.dataDir, 'db'), sqlFileName: 'sdc.sqlite', clock, scheduler,
+        ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
+        ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}),
+        ...(options.keyPrefix ? { keyPrefix: options.keyPrefix } : {}),
+      },
+      withSql: withControlPlane, limits: options.storeRetry ?? storeRetryNone, random, logger: logger.child({ role: 'stores' }), readiness,
+    });
+    stopped.push(() => stores.close());
     // Admission (revoked serial, never-enrolled device) is the gateway's default: kv keys the
     // control plane publishes, the same for this in-process gateway and a gateway-only process.
     const gateway = createGatewayCore({
@@ -104,22 +121,29 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     });
     await gateway.start();
     stopped.push(() => gateway.stop());
+    await gatewayPort.release();
     const gatewayServer = await startGatewayServer({
-      core: gateway, tls: materials.serverTls, host, port: options.gatewayPort ?? 0,
+      core: gateway, tls: materials.serverTls, host, port: gatewayPort.port,
       trustAnchors: [materials.intermediateCaPem, materials.rootCaPem], clock, logger: logger.child({ role: 'gateway-server' }),
-    });
+    }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
     stopped.push(() => gatewayServer.close());
     const gatewayUrl = gatewayServer.address.url;
     let controlPlane: ControlPlane | undefined;
     let apiUrl: string | undefined;
-    if (options.controlPlane !== false && stores.sql !== undefined) {
+    if (startupApi !== undefined && stores.sql !== undefined) {
       controlPlane = await createControlPlane({
         materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
         gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
       });
       stopped.push(() => controlPlane!.stop());
       await controlPlane.start();
-      apiUrl = (await controlPlane.listen({ host, port: options.apiPort ?? 0, tls: true })).url;
+      registerProbeRoutes(controlPlane.app, readiness);
+      readiness.running(storeProbes(stores));
+      // The API takes over the port the startup server held.
+      await startupApi.release();
+      const listening = await controlPlane.listen({ host, port: startupApi.port, tls: true })
+        .catch((error: unknown) => { throw listenRefusal(error, 'api', host, startupApi.port); });
+      apiUrl = listening.url;
     }
     return { stores, controlPlane, gateway, gatewayServer, apiUrl, gatewayUrl, stop: stopAll };
   } catch (error) {

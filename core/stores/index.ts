@@ -9,6 +9,7 @@ import { migrate } from './sql/migrate.js';
 import { createMysqlDatabase } from './sql/mysql-database.js';
 import type { SqlDatabase } from './sql/sql-port.js';
 import { openSqlJsDatabase, type SqlJsDurability } from './sql/sqljs-database.js';
+import { parseStoreUrl } from './store-url.js';
 
 export type { SqlDatabase, SqlExecutor, SqlDialect, SqlValue, ExecuteResult } from './sql/sql-port.js';
 export type { StreamBus, BusEntry, PendingEntry } from './bus/bus-port.js';
@@ -18,6 +19,7 @@ export { migrate, type Migration } from './sql/migrate.js';
 export { controlPlaneMigrations, controlPlaneTables } from './sql/control-plane-migrations.js';
 export { openSqlJsDatabase, type SqlJsDatabase, type SqlJsDurability } from './sql/sqljs-database.js';
 export { createMysqlDatabase } from './sql/mysql-database.js';
+export { parseStoreUrl, redactUrlText, scrubPassword, type StoreTarget } from './store-url.js';
 export { MemoryStreamBus } from './bus/memory-stream-bus.js';
 export { RedisStreamBus } from './bus/redis-stream-bus.js';
 export { RedisKeyValueStore, createEmbeddedKeyValueStore, createRedisKeyValueStore } from './kv/redis-key-value-store.js';
@@ -49,9 +51,8 @@ export interface Stores {
   close(): Promise<void>;
 }
 
-/** Opens the three stores, real where a URL is given and embedded otherwise, and migrates the SQL schema. */
-export async function openStores(options: OpenStoresOptions): Promise<Stores> {
-  const keyPrefix = options.keyPrefix ?? 'sdc:';
+/** The SQL store alone: MySQL when a URL is given, sql.js in dataDir otherwise; migrated unless told not to. */
+export async function openSqlStore(options: OpenStoresOptions): Promise<SqlDatabase> {
   const sql = options.mysqlUrl !== undefined
     ? await createMysqlDatabase({ url: options.mysqlUrl })
     : await openSqlJsDatabase({
@@ -66,21 +67,43 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
     await sql.close().catch(() => undefined);
     throw error;
   }
+  return sql;
+}
+
+/**
+ * The bus and the key/value store: Redis clients when a URL is given (they connect in the
+ * background and retry on their own; the first command says whether Redis answers), embedded
+ * otherwise.
+ */
+export function openBusAndKv(options: Pick<OpenStoresOptions, 'redisUrl' | 'keyPrefix' | 'clock' | 'scheduler'>): { bus: StreamBus; kv: KeyValueStore } {
+  const keyPrefix = options.keyPrefix ?? 'sdc:';
   const bus: StreamBus = options.redisUrl !== undefined
     ? new RedisStreamBus({ url: options.redisUrl, keyPrefix: `${keyPrefix}bus:` })
     : new MemoryStreamBus({ clock: options.clock, scheduler: options.scheduler });
   const kv = options.redisUrl !== undefined
     ? createRedisKeyValueStore({ url: options.redisUrl, keyPrefix: `${keyPrefix}kv:` })
     : createEmbeddedKeyValueStore({ keyPrefix: `${keyPrefix}kv:` });
+  return { bus, kv };
+}
+
+/** The three opened stores as one Stores object; close() closes all three. */
+export function combineStores(sql: SqlDatabase, busAndKv: { bus: StreamBus; kv: KeyValueStore }, embedded: Stores['embedded']): Stores {
+  const { bus, kv } = busAndKv;
   return {
-    sql,
-    bus,
-    kv,
-    embedded: { sql: options.mysqlUrl === undefined, redis: options.redisUrl === undefined },
+    sql, bus, kv, embedded,
     async close() {
       const results = await Promise.allSettled([bus.close(), kv.close(), sql.close()]);
       const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
       if (failure !== undefined) throw failure.reason;
     },
   };
+}
+
+/** Opens the three stores, real where a URL is given and embedded otherwise, and migrates the SQL schema. */
+export async function openStores(options: OpenStoresOptions): Promise<Stores> {
+  // Both URLs are checked before anything opens; ioredis would retry an unusable one without naming it.
+  if (options.redisUrl !== undefined) parseStoreUrl('redis', options.redisUrl);
+  if (options.mysqlUrl !== undefined) parseStoreUrl('mysql', options.mysqlUrl);
+  const sql = await openSqlStore(options);
+  return combineStores(sql, openBusAndKv(options), { sql: options.mysqlUrl === undefined, redis: options.redisUrl === undefined });
 }

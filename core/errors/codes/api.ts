@@ -28,4 +28,6 @@ export const apiErrors = defineErrors({
   API_TOKEN_SUBJECT_INVALID: { fault: 'remote', status: 401, summary: 'The token\'s user no longer exists or no longer holds the token\'s role' },
   API_LOGIN_NOT_UNICODE: { fault: 'remote', status: 400, summary: 'Login name or password is not well-formed Unicode (it holds a lone UTF-16 surrogate); audited as a failed login with the name escaped' },
   API_INTERNAL: { fault: 'local', status: 500, summary: 'Internal error; the trace id names it in the server log' },
+  API_NOT_READY: { fault: 'local', status: 503, summary: 'The control plane is starting or waiting for a store; GET /readyz names the store that is down' },
+  API_PORT_UNAVAILABLE: { fault: 'local', status: 503, summary: 'The control plane cannot listen on its address and port (in use by another process, or not an address of this host)' },
 });

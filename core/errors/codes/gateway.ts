@@ -13,4 +13,5 @@ export const gatewayErrors = defineErrors({
   GATEWAY_CERT_REFUSED: { fault: 'remote', status: 401, summary: 'The client certificate failed the gateway check after the TLS handshake' },
   GATEWAY_UPGRADE_REQUIRED: { fault: 'remote', status: 426, summary: 'A plain HTTPS request reached the gateway; it only accepts WebSocket upgrades on its agent path' },
   GATEWAY_INVALID_ARGUMENT: { fault: 'local', status: 500, summary: 'The gateway was configured or called with an invalid value' },
+  GATEWAY_PORT_UNAVAILABLE: { fault: 'local', status: 503, summary: 'The gateway cannot listen on its address and port (in use by another process, or not an address of this host)' },
 });

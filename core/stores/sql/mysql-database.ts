@@ -1,6 +1,7 @@
 import { createPool, type Pool, type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
 import { SdcError } from '../../errors/index.js';
 import { mapMysqlError } from './mysql-errors.js';
+import { parseStoreUrl } from '../store-url.js';
 import type { ExecuteResult, SqlDatabase, SqlExecutor, SqlValue } from './sql-port.js';
 import { normaliseParams } from './sql-values.js';
 
@@ -18,6 +19,8 @@ export interface MysqlDatabaseOptions {
 const deadlockRetriesMax = 4;
 
 export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promise<SqlDatabase> {
+  // A malformed URL is refused naming it (without its password); mysql2 would throw a bare TypeError.
+  parseStoreUrl('mysql', options.url);
   const pool = createPool({
     uri: options.url,
     connectionLimit: options.connectionLimit ?? 10,

@@ -13,6 +13,7 @@ import { agentCommand } from './commands/agent.js';
 import { simCommand } from './commands/sim.js';
 import { demoCommand } from './commands/demo.js';
 import { gatewayCommand, serveCommand } from './commands/serve.js';
+import { chaosGroup } from './commands/chaos.js';
 
 // Every command module registers here, one line each.
 const entries: CommandEntry[] = [
@@ -26,6 +27,7 @@ const entries: CommandEntry[] = [
   auditCommands,
   agentCommand,
   simCommand,
+  chaosGroup,
 ];
 
 const topSummary = 'Secure Device Control: control plane, gateway, agent, simulator and tools.';

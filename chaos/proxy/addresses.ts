@@ -35,3 +35,17 @@ export function parseHostPort(text: string, field: string, portMin: 0 | 1): Host
 export function formatHostPort(host: string, port: number): string {
   return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/** Go's words for the usual listen failures, so a client sees what Toxiproxy would say. */
+const listenErrorWords: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'bind: address already in use',
+  EADDRNOTAVAIL: 'bind: cannot assign requested address',
+  EACCES: 'bind: permission denied',
+  ENOTFOUND: 'no such host',
+  EAI_AGAIN: 'temporary failure in name resolution',
+};
+
+export function listenError(address: string, error: NodeJS.ErrnoException): SdcError {
+  const words = listenErrorWords[error.code ?? ''] ?? error.message;
+  return new SdcError('CHAOS_LISTEN_FAILED', `listen tcp ${address}: ${words}`, { listen: address, errno: error.code ?? 'unknown' });
+}

@@ -1,6 +1,6 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { SdcError } from '../../core/errors/index.js';
-import { formatHostPort, parseHostPort } from './addresses.js';
+import { formatHostPort, listenError, parseHostPort } from './addresses.js';
 import { ProxyConnection, type ConnectionEnv } from './connection.js';
 import type { LinkStats } from './link.js';
 import type { ProxySpec, ProxyUpdate } from './proxy-requests.js';
@@ -12,20 +12,6 @@ export interface ProxyJson {
   upstream: string;
   enabled: boolean;
   toxics: ToxicJson[];
-}
-
-/** Go's words for the usual listen failures, so a client sees what Toxiproxy would say. */
-const listenErrorWords: Readonly<Record<string, string>> = {
-  EADDRINUSE: 'bind: address already in use',
-  EADDRNOTAVAIL: 'bind: cannot assign requested address',
-  EACCES: 'bind: permission denied',
-  ENOTFOUND: 'no such host',
-  EAI_AGAIN: 'temporary failure in name resolution',
-};
-
-function listenError(address: string, error: NodeJS.ErrnoException): SdcError {
-  const words = listenErrorWords[error.code ?? ''] ?? error.message;
-  return new SdcError('CHAOS_LISTEN_FAILED', `listen tcp ${address}: ${words}`, { listen: address, errno: error.code ?? 'unknown' });
 }
 
 /**

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RandomSource } from '../../core/protocol/ports.js';
 import { SeededRandom } from '../../sim/prng.js';
-import { formatHostPort } from './addresses.js';
+import { formatHostPort, listenError } from './addresses.js';
 import { ChaosApi } from './http-api.js';
 import { resolveChaosLimits, type ChaosLimits } from './limits.js';
 import { silentLogger, type ChaosLogger } from './logger.js';
@@ -41,9 +41,10 @@ function randomStreams(seed: number): { toxicityRandom: RandomSource; toxicRando
 
 function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const refuse = (error: NodeJS.ErrnoException) => reject(listenError(formatHostPort(host, port), error));
+    server.once('error', refuse);
     server.listen({ host, port, exclusive: true }, () => {
-      server.off('error', reject);
+      server.off('error', refuse);
       resolve(server.address() as AddressInfo);
     });
   });

@@ -39,7 +39,34 @@ export const kvKeys = {
    * enrolled device when it starts; gateways refuse a device without it (GATEWAY_DEVICE_UNKNOWN).
    */
   device: (deviceId: string): string => `sdc:device:${deviceId}`,
+  /**
+   * Present while the certificate with this serial (normalized hex) is one the control plane
+   * issued to a device through enrollment or renewal and has not revoked; value: the device id;
+   * TTL: until the certificate's notAfter. A gateway admits a client certificate only if this key
+   * names the certificate's device, so one our CA signed outside enrollment (`sdc pki issue`), or
+   * one superseded by a re-enrollment, is refused (GATEWAY_CERT_UNKNOWN), and a missing key
+   * refuses (fail closed) until the control plane re-publishes it from SQL.
+   */
+  deviceCertificate: (serialHex: string): string => `sdc:device-cert:${serialHex}`,
+  /**
+   * Written by a control plane after it re-published every enrolled device, current certificate
+   * and revoked serial from SQL; when it is missing the store lost its data (Redis restarted
+   * without persistence, FLUSHALL), and the control plane re-publishes at once.
+   */
+  trustPublished: 'sdc:cp:trust-published',
 } as const;
+
+/**
+ * Pub/sub channel on which the control plane announces revoked certificates (RevocationNotice as
+ * JSON); every gateway subscribes and closes the sessions that use them at once.
+ */
+export const revocationChannel = 'sdc:revocations';
+
+export interface RevocationNotice {
+  readonly device_id: string;
+  /** Normalized serials (lower-case hex, no leading zeros) revoked just now. */
+  readonly serials: readonly string[];
+}
 
 /** Pub/sub channel for live operator updates (command states, presence, alerts). */
 export const liveChannel = 'sdc:live';

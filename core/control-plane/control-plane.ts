@@ -59,6 +59,14 @@ export interface ControlPlaneOptions {
   readonly redispatchIntervalMs?: number;
   /** How often every enrolled device's kv key is re-published, healing a wiped key/value store (default 60 s; also at start). */
   readonly enrolledDevicesPublishIntervalMs?: number;
+  /**
+   * How often the control plane looks for the marker key of its last full publish (default 5 s):
+   * when the key/value store lost its data, everything gateways admit by is re-published at once,
+   * so devices are refused (fail closed) for at most about this long after a wipe.
+   */
+  readonly trustWipeCheckIntervalMs?: number;
+  /** Where each newly signed CRL is written, for gateways (`<dataDir>/pki/crl.pem` in a deployment); none when absent. */
+  readonly crlPath?: string;
   /** Blocking read time of the consumer loops (default 1 s). */
   readonly consumerBlockMs?: number;
   /** A pending entry idle this long is taken over from a dead consumer (default 30 s). */
@@ -114,7 +122,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(options.jwt?.tokenTtlMs === undefined ? {} : { tokenTtlMs: options.jwt.tokenTtlMs }),
     ...(options.scryptParams === undefined ? {} : { scryptParams: options.scryptParams }),
   });
-  const devices = new DeviceService({ context, materials, gatewayUrls: options.gatewayUrls });
+  const devices = new DeviceService({ context, materials, gatewayUrls: options.gatewayUrls, ...(options.crlPath === undefined ? {} : { crlPath: options.crlPath }) });
   const commands = new CommandService({
     context, signer: materials.commandSigner, policy: options.policy ?? defaultPolicy,
     ttlMsDefault: options.commandTtlMsDefault ?? 10 * 60 * 1000, issuer: materials.commandSigner.kid,
@@ -177,8 +185,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       running = true;
       // What a crash left between a commit and its chain append is chained before anything new.
       await settleAudit();
-      const { published } = await devices.publishEnrolledDevices();
-      logger.info({ published }, 'enrolled devices published');
+      const { published, certificates, revoked } = await devices.publishEnrolledDevices();
+      logger.info({ published, certificates, revoked }, 'enrolled devices, their certificates and revoked serials published');
+      await devices.crlPem(); // signs (and writes) a CRL from SQL now, not at the first request
       await live.start();
       await eventsConsumer.claimIdle(claimIdleMs);
       await telemetryConsumer.claimIdle(claimIdleMs);
@@ -188,7 +197,11 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       every('audit outbox drain', options.auditDrainIntervalMs ?? 5_000, () => audit.drainRecorded());
       every('expiry sweep', options.expirySweepIntervalMs ?? 5_000, () => commands.expireDue());
       every('redelivery sweep', options.redeliverySweepIntervalMs ?? 5_000, () => commands.redispatchDue());
-      every('enrolled devices publish', options.enrolledDevicesPublishIntervalMs ?? 60_000, () => devices.publishEnrolledDevices());
+      every('enrolled devices publish', options.enrolledDevicesPublishIntervalMs ?? 60_000, async () => {
+        await devices.publishEnrolledDevices();
+        await devices.crlPem(); // re-signed once a third of its validity is left
+      });
+      every('trust wipe check', options.trustWipeCheckIntervalMs ?? 5_000, () => devices.trust.publishIfWiped());
     },
     async stop() {
       running = false;

@@ -14,10 +14,12 @@ import { requireRevocationReason, type RevocationReason } from '../trust/revocat
 import { normalizeSerialHex } from '../trust/serial-number.js';
 import { verifyDeviceCertificate } from '../trust/verify-device-certificate.js';
 import { parseCertificate } from '../trust/x509-provider.js';
+import { writeFileAtomic } from '../runtime/atomic-file.js';
 import { actors, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import { SqlPairingTokenStore } from './stores/sql-pairing-token-store.js';
 import { SqlRevocationStore } from './stores/sql-revocation-store.js';
+import { TrustPublisher, type TrustPublishCounts } from './trust-publisher.js';
 
 export interface DeviceView {
   readonly id: string;
@@ -50,6 +52,8 @@ export interface DeviceServiceOptions {
   readonly gatewayUrls: readonly string[];
   /** Validity of issued device certificates (default: the trust profile's). */
   readonly certificateValidityMs?: number;
+  /** Where each newly signed CRL is written (PEM, world-readable), for gateways to read; none when absent. */
+  readonly crlPath?: string;
 }
 
 /** The TLS client certificate a request arrived with (DER), as the HTTPS layer saw it. */
@@ -59,9 +63,6 @@ export interface PresentedClientCertificate {
 
 /** Unexpired certificates kept per device when a new one is issued: the one presented and the new one. */
 const superseded = { perIssueMax: 64 } as const;
-
-/** Devices read per query when the enrolled-device keys are re-published. */
-const publishBatchRows = 500;
 
 /** Ed25519 SPKI DER is a fixed 12-byte prefix and the 32-byte key. */
 function rawEd25519Key(spki: ArrayBuffer): Uint8Array {
@@ -82,6 +83,8 @@ export class DeviceService {
   readonly revocations: SqlRevocationStore;
   readonly #enrollment: EnrollmentService;
   readonly #issuer: DeviceCertificateIssuer;
+  /** The key/value copy of who is enrolled with which certificate and what is revoked, which gateways admit by. */
+  readonly trust: TrustPublisher;
   #tokenCreator = 'system';
   #crl: SignedCrl | undefined;
 
@@ -90,6 +93,7 @@ export class DeviceService {
     this.#options = options;
     this.#tokens = new SqlPairingTokenStore(options.context.db, { createdBy: () => this.#tokenCreator });
     this.revocations = new SqlRevocationStore(options.context.db);
+    this.trust = new TrustPublisher(options.context);
     const issuer = new DeviceCertificateIssuer({
       intermediate: options.materials.pki.intermediate, rootCertificate: options.materials.pki.rootCertificate,
       random: options.context.random, isRevoked: (serial) => this.revocations.isRevoked(serial),
@@ -178,7 +182,7 @@ export class DeviceService {
       kind: 'device.enrolled', actor: actors.device(options.deviceId), subject: `device:${options.deviceId}`,
       payload: { serial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: supersededSerials },
     });
-    await this.#publishEnrolled(options.deviceId, serial);
+    await this.trust.certificateIssued(options.deviceId, serial, result.notAfter.getTime());
     return this.#answer(result.certificatePem, result.chainPems);
   }
 
@@ -227,7 +231,7 @@ export class DeviceService {
       kind: 'device.renewed', actor: actors.device(deviceId), subject: `device:${deviceId}`,
       payload: { serial, previous_serial: presentedSerial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: supersededSerials },
     });
-    await this.#publishEnrolled(deviceId, serial);
+    await this.trust.certificateIssued(deviceId, serial, result.notAfter.getTime());
     return this.#answer(result.certificatePem, this.#issuer.chainPems());
   }
 
@@ -236,7 +240,7 @@ export class DeviceService {
       [normalizeSerialHex(issued.serialHex), deviceId, issued.notAfter.getTime(), nowMs]);
   }
 
-  /** Revokes the device's unexpired, unrevoked certificates except `keep`, as `reason`; returns their serials. */
+  /** Revokes the device's unexpired, unrevoked certificates except `keep`, as `reason`, in SQL; returns their serials (the caller publishes them). */
   async #revokeCertificates(deviceId: string, keep: readonly string[], reason: RevocationReason, nowMs: number): Promise<string[]> {
     const rows = await this.#ctx.db.query<{ serial: string }>(
       `SELECT c.serial FROM device_certificates c LEFT JOIN revocations r ON r.serial = c.serial
@@ -247,16 +251,17 @@ export class DeviceService {
     for (const { serial } of rows) {
       if (keep.includes(serial)) continue;
       await this.revocations.revokeDevice(serial, reason, new Date(nowMs), deviceId);
-      // Gateways check this key at AUTH.
-      await this.#ctx.kv.set(kvKeys.revoked(serial), String(nowMs));
       revoked.push(serial);
     }
     if (revoked.length > 0) await this.#regenerateCrl(nowMs);
     return revoked;
   }
 
+  /** Superseded certificates are revoked like any other: gateways refuse them and close their sessions. */
   async #supersede(deviceId: string, keep: readonly string[], nowMs: number): Promise<string[]> {
-    return this.#revokeCertificates(deviceId, keep, 'superseded', nowMs);
+    const superseded = await this.#revokeCertificates(deviceId, keep, 'superseded', nowMs);
+    await this.trust.certificatesRevoked(deviceId, superseded, nowMs);
+    return superseded;
   }
 
   #answer(certificatePem: string, chainPems: readonly string[]): EnrollmentAnswer {
@@ -270,8 +275,10 @@ export class DeviceService {
   }
 
   /**
-   * Revokes the device's current certificate: recorded in SQL, published as the kv revoked key
-   * (normalized serial: lower-case hex, no leading zeros) that gateways check at AUTH, the
+   * Revokes the device's current certificate and every other unexpired one: recorded in SQL and
+   * the device marked revoked (so the control plane refuses what it still sends), then published
+   * (TrustPublisher.certificatesRevoked: the kv revoked keys, normalized serials, that gateways
+   * check at AUTH, and the notice on which every gateway closes the device's sessions), the
    * enrolled-device key removed, and a fresh CRL is signed.
    */
   async revoke(options: { actor: string; deviceId: string; reason?: string }): Promise<{ serial: string; crl_number: string }> {
@@ -281,11 +288,11 @@ export class DeviceService {
     const nowMs = this.#ctx.clock.nowMs();
     const serial = normalizeSerialHex(row.cert_serial);
     await this.revocations.revokeDevice(serial, reason, new Date(nowMs), options.deviceId);
-    await this.#ctx.kv.set(kvKeys.revoked(serial), String(nowMs));
     // An earlier certificate kept alive by a renewal must not outlive the device's revocation.
-    await this.#revokeCertificates(options.deviceId, [], reason, nowMs);
+    const others = await this.#revokeCertificates(options.deviceId, [serial], reason, nowMs);
     await this.#ctx.db.execute("UPDATE devices SET status = 'revoked' WHERE id = ?", [options.deviceId]);
-    await this.#ctx.kv.del(kvKeys.device(options.deviceId));
+    await this.trust.certificatesRevoked(options.deviceId, [serial, ...others], nowMs);
+    await this.trust.deviceRevoked(options.deviceId);
     const crl = await this.#regenerateCrl(nowMs);
     await this.#ctx.audit.append({
       kind: 'device.revoked', actor: actors.user(options.actor), subject: `device:${options.deviceId}`,
@@ -294,36 +301,31 @@ export class DeviceService {
     return { serial, crl_number: crl.crlNumber.toString() };
   }
 
-  /** Written only once SQL holds the enrollment, so a gateway never admits a device SQL does not know. */
-  async #publishEnrolled(deviceId: string, serial: string): Promise<void> {
-    await this.#ctx.kv.set(kvKeys.device(deviceId), serial);
-  }
-
   /**
-   * Sets the enrolled-device key (kvKeys.device) of every enrolled device from SQL, so a wiped
-   * key/value store heals: run when the control plane starts and then periodically. It never
-   * deletes (revoke does): a pass that read a row just before a re-enrollment must not remove the
-   * new key. A revoked device whose key a racing pass set back stays refused by its revoked serials.
+   * Re-publishes from SQL what gateways admit by (TrustPublisher.publishAll): every enrolled
+   * device's key, its current certificates and every revoked serial, so a wiped key/value store
+   * heals. Run when the control plane starts, periodically, and when the store was found wiped.
    */
-  async publishEnrolledDevices(): Promise<{ published: number }> {
-    let published = 0;
-    let after = '';
-    for (;;) {
-      const rows = await this.#ctx.db.query<{ id: string; cert_serial: string }>(
-        "SELECT id, cert_serial FROM devices WHERE id > ? AND status = 'enrolled' AND cert_serial IS NOT NULL ORDER BY id ASC LIMIT ?",
-        [after, publishBatchRows],
-      );
-      for (const row of rows) await this.#publishEnrolled(row.id, row.cert_serial);
-      published += rows.length;
-      const last = rows.at(-1);
-      if (rows.length < publishBatchRows || last === undefined) return { published };
-      after = last.id;
-    }
+  async publishEnrolledDevices(): Promise<{ published: number } & TrustPublishCounts> {
+    const counts = await this.trust.publishAll();
+    return { published: counts.devices, ...counts };
   }
 
   async #regenerateCrl(nowMs: number): Promise<SignedCrl> {
     this.#crl = await generateCrl({ issuer: this.#options.materials.pki.intermediate, store: this.revocations, now: new Date(nowMs) });
+    await this.#writeCrlFile(this.#crl);
     return this.#crl;
+  }
+
+  /** A failed write is logged, not thrown: SQL already holds the revocation, and the kv keys carry it to the gateways. */
+  async #writeCrlFile(crl: SignedCrl): Promise<void> {
+    const path = this.#options.crlPath;
+    if (path === undefined) return;
+    try {
+      await writeFileAtomic(path, crl.pem, { mode: 0o644 });
+    } catch (error) {
+      this.#ctx.logger.error({ err: error, path }, 'CRL file not written; gateways keep the previous one');
+    }
   }
 
   /** The current CRL, re-signed when a third of its validity is left (or none was made yet). */
@@ -338,7 +340,8 @@ export class DeviceService {
 
   /**
    * Decodes a device-signed frame (canonical JSON text), checks it is of `type`, from `deviceId`,
-   * signed by the key the device enrolled with, and that its body matches the schema.
+   * a device not revoked (API_DEVICE_REVOKED), signed by the key the device enrolled with, and
+   * that its body matches the schema.
    */
   async verifyDeviceFrame<T extends MessageType>(deviceId: string, frameText: string, type: T): Promise<{ envelope: SignedEnvelope; body: MessageBody<T> }> {
     const envelope = decodeEnvelope(frameText);
@@ -346,6 +349,8 @@ export class DeviceService {
     if (envelope.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `frame is from ${envelope.device_id}, entry names ${deviceId}`);
     const [row] = await this.#ctx.db.query<{ public_key: string | null; status: string }>('SELECT public_key, status FROM devices WHERE id = ?', [deviceId]);
     if (row?.public_key === null || row?.public_key === undefined) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${deviceId} has no enrolled key`);
+    // Frames a revoked device sent before its sessions were closed may still be on the streams.
+    if (row.status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked; its frame is refused`, { deviceId });
     const publicKey = bytesFromBase64url(row.public_key, { code: 'CRYPTO_BAD_KEY', name: 'device public key', length: 32 });
     verifyEnvelope({ envelope, resolveKey: (kid) => (kid === deviceKid(deviceId) ? publicKey : undefined), provider: this.#ctx.ed25519 });
     return { envelope, body: validateMessageBody(type, envelope.body) };

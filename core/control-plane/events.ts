@@ -61,7 +61,11 @@ export class EventHandlers {
   }
 
   async #progress(data: BusEntryData<'command_progress'>): Promise<void> {
-    await this.#requireCommandOf(data.command_id, data.device_id);
+    const command = await this.#requireCommandOf(data.command_id, data.device_id);
+    // ack and start are the device's word (deliver, requeue and dead_letter the gateway's): not taken from a revoked device.
+    if ((data.event === 'ack' || data.event === 'start') && command.deviceStatus === 'revoked') {
+      throw new SdcError('API_DEVICE_REVOKED', `device ${data.device_id} is revoked; its ${data.event} is refused`, { deviceId: data.device_id });
+    }
     if (data.event === 'requeue') {
       await this.#commands.requeue(data.command_id);
       return;
@@ -97,11 +101,12 @@ export class EventHandlers {
     });
   }
 
-  async #requireCommandOf(commandId: string, deviceId: string): Promise<{ device_seq: number }> {
-    const [row] = await this.#ctx.db.query<{ device_id: string; device_seq: number }>('SELECT device_id, device_seq FROM commands WHERE id = ?', [commandId]);
+  async #requireCommandOf(commandId: string, deviceId: string): Promise<{ device_seq: number; deviceStatus: string | null }> {
+    const [row] = await this.#ctx.db.query<{ device_id: string; device_seq: number; status: string | null }>(
+      'SELECT c.device_id, c.device_seq, d.status FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ?', [commandId]);
     if (row === undefined) throw new SdcError('COMMAND_NOT_FOUND', `no command ${commandId}`);
     if (row.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `command ${commandId} is not for ${deviceId}`);
-    return { device_seq: Number(row.device_seq) };
+    return { device_seq: Number(row.device_seq), deviceStatus: row.status };
   }
 
   /** Stores an alert and its audit entry in one transaction, then publishes it live. */

@@ -114,6 +114,40 @@ describe('StreamConsumer partitions', () => {
     await bus.close();
   });
 
+  it('re-creates its group when the store lost it (Redis restart without persistence, FLUSHALL) and handles what was appended since', async () => {
+    const time = createVirtualTime();
+    const bus = new MemoryStreamBus({ clock: time.clock, scheduler: time.scheduler });
+    const handled: string[] = [];
+    const consumer = new StreamConsumer({
+      bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time.scheduler,
+      handle: async (entry) => { handled.push(entry.fields['name']!); },
+    });
+    consumer.start({ blockMs: 1_000 });
+    await turns(5);
+    await bus.append(stream, { name: 'before' });
+    await turns(10);
+    assert.deepEqual(handled, ['before']);
+    bus.wipe(); // the blocked read fails with STORE_NO_GROUP
+    await bus.append(stream, { name: 'after-wipe' });
+    for (let i = 0; i < 5 && handled.length < 2; i++) {
+      time.advance(1_000); // the pause after a failed read
+      await turns(10);
+    }
+    assert.deepEqual(handled, ['before', 'after-wipe']);
+    await bus.append(stream, { name: 'later' });
+    await turns(10);
+    assert.deepEqual(handled, ['before', 'after-wipe', 'later']);
+    const stopped = consumer.stop();
+    time.advance(1_000);
+    await stopped;
+    bus.wipe();
+    await bus.append(stream, { name: 'polled' });
+    await assert.rejects(consumer.pollOnce(), (e) => SdcError.is(e, 'STORE_NO_GROUP'), 'a stopped consumer learns of the loss on its next read');
+    assert.equal(await consumer.pollOnce(), 1, 'and the read after it re-creates the group');
+    assert.deepEqual(handled, ['before', 'after-wipe', 'later', 'polled']);
+    await bus.close();
+  });
+
   it('refuses a partition limit below one', () => {
     const time = createVirtualTime();
     const bus = new MemoryStreamBus({ clock: time.clock, scheduler: time.scheduler });

@@ -102,6 +102,23 @@ export class StreamConsumer {
     this.#groupReady = true;
   }
 
+  /**
+   * Runs a read or claim on the group. STORE_NO_GROUP means the store lost the group (Redis
+   * restarted without persistence, FLUSHALL): the next ensureGroup re-creates it from '0', so the
+   * entries the gateways appended since are read, instead of every later read failing the same way.
+   */
+  async #onGroup<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (SdcError.is(error, 'STORE_NO_GROUP')) {
+        this.#groupReady = false;
+        this.#o.logger.warn({ stream: this.#o.stream, group: this.#o.group }, 'consumer group vanished (store wiped?); re-creating it');
+      }
+      throw error;
+    }
+  }
+
   /** Takes over idle pending entries and processes them; returns how many were handled. */
   async claimIdle(minIdleMs: number = this.#o.claimIdleMs): Promise<number> {
     await this.ensureGroup();
@@ -113,7 +130,7 @@ export class StreamConsumer {
   /** Reads and processes one batch of new entries; returns how many. */
   async pollOnce(blockMs = 0): Promise<number> {
     await this.ensureGroup();
-    const entries = await this.#o.bus.readGroup(this.#o.stream, this.#o.group, this.#o.consumer, { count: this.#o.batchSize, blockMs });
+    const entries = await this.#onGroup(() => this.#o.bus.readGroup(this.#o.stream, this.#o.group, this.#o.consumer, { count: this.#o.batchSize, blockMs }));
     await this.#processBatch(entries);
     return entries.length;
   }
@@ -149,7 +166,7 @@ export class StreamConsumer {
           polls += 1;
           const count = Math.min(this.#o.batchSize, this.#o.entriesInFlightMax - this.#inFlight.size);
           if (count < 1) continue;
-          this.#submitAll(await this.#o.bus.readGroup(this.#o.stream, this.#o.group, this.#o.consumer, { count, blockMs: options.blockMs }));
+          this.#submitAll(await this.#onGroup(() => this.#o.bus.readGroup(this.#o.stream, this.#o.group, this.#o.consumer, { count, blockMs: options.blockMs })));
         } catch (error) {
           // The bus itself failed (e.g. Redis down): log and keep going after the next block.
           this.#o.logger.error({ err: error, stream: this.#o.stream }, 'stream consumer read failed');
@@ -188,7 +205,7 @@ export class StreamConsumer {
   async #claim(minIdleMs: number, countMax = this.#o.batchSize): Promise<BusEntry[]> {
     const count = Math.min(this.#o.batchSize, countMax);
     if (count < 1) return [];
-    const entries = await this.#o.bus.claim(this.#o.stream, this.#o.group, this.#o.consumer, { minIdleMs, count });
+    const entries = await this.#onGroup(() => this.#o.bus.claim(this.#o.stream, this.#o.group, this.#o.consumer, { minIdleMs, count }));
     return entries.filter((entry) => !this.#inFlight.has(entry.id));
   }
 

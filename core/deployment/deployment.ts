@@ -5,6 +5,9 @@ import { createControlPlane, type ControlPlane } from '../control-plane/index.js
 import type { ControlPlaneOptions } from '../control-plane/control-plane.js';
 import { createNodeEd25519Provider } from '../crypto/ed25519-node.js';
 import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../gateway/gateway-core.js';
+import { createRevocationCheck } from '../gateway/revocation-check.js';
+import { pkiPaths } from '../trust/pki-directory.js';
+import { CrlFileWatch } from './crl-file-watch.js';
 import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
 import type { Clock, RandomSource, Scheduler } from '../protocol/ports.js';
 import type { Stores } from '../stores/index.js';
@@ -108,9 +111,15 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
       withSql: withControlPlane, limits: options.storeRetry ?? storeRetryNone, random, logger: logger.child({ role: 'stores' }), readiness,
     });
     stopped.push(() => stores.close());
-    // Admission (revoked serial, never-enrolled device) is the gateway's default: kv keys the
-    // control plane publishes, the same for this in-process gateway and a gateway-only process.
+    // Admission (revoked serial, certificate not current, never-enrolled device) reads kv keys the
+    // control plane publishes, the same for this in-process gateway and a gateway-only process;
+    // revocation also reads the CRL file the control plane writes, which holds without the kv store.
+    const { crlPath } = pkiPaths(materials.dataDir);
+    const crl = new CrlFileWatch({ path: crlPath, intermediateCaPem: materials.intermediateCaPem, scheduler, logger: logger.child({ role: 'gateway' }) });
+    await crl.start();
+    stopped.push(async () => crl.stop());
     const gateway = createGatewayCore({
+      isRevoked: createRevocationCheck({ kv: stores.kv, crlSerials: () => crl.serials() }),
       ...options.gateway,
       gatewayId: options.gatewayId ?? 'gw-1',
       signer: materials.gatewaySigner,
@@ -133,7 +142,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     if (startupApi !== undefined && stores.sql !== undefined) {
       controlPlane = await createControlPlane({
         materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
-        gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
+        gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], crlPath, ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
       });
       stopped.push(() => controlPlane!.stop());
       await controlPlane.start();

@@ -13,4 +13,8 @@ export const closeCodes = {
   /** A newer session of the same device took over. */
   replaced: 4001,
   overloaded: 4002,
+  /** The device's certificate was revoked (or superseded) while the session was open; reason TRUST_CERT_REVOKED. */
+  revoked: 4003,
+  /** The device's certificate reached its notAfter while the session was open; reason TRUST_CERT_EXPIRED. */
+  certificateExpired: 4004,
 } as const;

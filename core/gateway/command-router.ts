@@ -119,6 +119,7 @@ export class CommandRouter {
         if (!this.#running) break;
         logger.error({ err: error, trace_id: this.context.traceId() }, 'command stream read failed');
         await this.context.sleep(errorPauseMs);
+        if (SdcError.is(error, 'STORE_NO_GROUP')) await this.#recreateGroup();
         continue;
       }
       for (const entry of entries) {
@@ -130,6 +131,21 @@ export class CommandRouter {
           logger.error({ err: error, entry_id: entry.id, trace_id: this.context.traceId() }, 'command entry handling failed');
         }
       }
+    }
+  }
+
+  /**
+   * The store lost our stream and group (Redis restarted without persistence, FLUSHALL). From '0':
+   * what the control plane appended since is for us. Deliveries in flight stay held (their acks
+   * find nothing and count 0); the control plane's redelivery sweep re-sends what the wipe lost.
+   */
+  async #recreateGroup(): Promise<void> {
+    const { stores, logger } = this.context.options;
+    try {
+      await stores.bus.ensureGroup(this.#stream, groups.gateway, '0');
+      logger.warn({ stream: this.#stream, trace_id: this.context.traceId() }, 'command stream group was lost (store wiped?); re-created');
+    } catch (error) {
+      logger.error({ err: error, trace_id: this.context.traceId() }, 'command stream group could not be re-created; retrying');
     }
   }
 

@@ -7,6 +7,7 @@ import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } fro
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import type { BackoffOptions } from './backoff.js';
+import type { EnrollmentCheck } from './enrollment-check.js';
 
 /** The gateways' frame key (materials.gatewaySigner); `publicKey` is what agents pin. */
 export interface GatewaySigner {
@@ -26,10 +27,20 @@ export interface GatewayCoreOptions {
   logger?: Logger;
   /** Control-plane command keys by kid; a deliver entry signed by any other key is dead-lettered. */
   commandKeys: ReadonlyMap<string, Uint8Array>;
-  /** Default: the kvKeys.revoked key (createRevocationCheck). */
+  /** At admission and at each session re-check. Default: the kvKeys.revoked key (createRevocationCheck). */
   isRevoked?: (serialHex: string) => boolean | Promise<boolean>;
-  /** False refuses the device with GATEWAY_DEVICE_UNKNOWN. Default: the kvKeys.device key (createEnrollmentCheck). */
-  isDeviceKnown?: (deviceId: string) => boolean | Promise<boolean>;
+  /**
+   * Is this certificate the device's current one (issued through enrollment or renewal, not
+   * superseded)? An SdcError refuses (GATEWAY_DEVICE_UNKNOWN, GATEWAY_CERT_UNKNOWN). Default:
+   * the kvKeys.deviceCertificate and kvKeys.device keys (createEnrollmentCheck).
+   */
+  checkEnrollment?: EnrollmentCheck;
+  /**
+   * How often a live session's certificate is checked again for revocation (at its next frame).
+   * Revocation notices close sessions at once, but pub/sub is at most once: this bounds how long
+   * a gateway that missed one keeps the session. Default 60 s.
+   */
+  sessionRecheckIntervalMs?: number;
   heartbeatIntervalMs?: number;
   authTimeoutMs?: number;
   ackTimeoutMs?: number;
@@ -56,9 +67,9 @@ export interface GatewayCoreOptions {
   refusalsMax?: number;
 }
 
-export type ResolvedGatewayOptions = Required<Omit<GatewayCoreOptions, 'logger' | 'isDeviceKnown' | 'limits' | 'isRevoked'>>
+export type ResolvedGatewayOptions = Required<Omit<GatewayCoreOptions, 'logger' | 'checkEnrollment' | 'limits' | 'isRevoked'>>
   & Pick<GatewayCoreOptions, 'limits'>
-  & { isRevoked: NonNullable<GatewayCoreOptions['isRevoked']>; isDeviceKnown: NonNullable<GatewayCoreOptions['isDeviceKnown']>; logger: Logger };
+  & { isRevoked: NonNullable<GatewayCoreOptions['isRevoked']>; checkEnrollment: EnrollmentCheck; logger: Logger };
 
 /** What the gateway's parts share: ports, stores, options, and the events writer. */
 export interface GatewayContext {

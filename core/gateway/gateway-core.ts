@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { pino } from 'pino';
 import { encodeBusEntry } from '../bus-contract/entries.js';
-import { streamMaxLen, streamNames } from '../bus-contract/streams.js';
+import { revocationChannel, streamMaxLen, streamNames, type RevocationNotice } from '../bus-contract/streams.js';
 import { base64urlFromBytes } from '../crypto/bytes.js';
 import { SdcError, type ErrorCode } from '../errors/index.js';
 import { encodeEnvelope } from '../protocol/envelope.js';
@@ -14,8 +15,10 @@ import { createGatewayContext, type GatewayContext, type GatewayCoreOptions, typ
 import { PeerWatch } from './peer-watch.js';
 import { Presence } from './presence.js';
 import { createEnrollmentCheck } from './enrollment-check.js';
+import { armDeadline, type DeadlineTimer } from './deadline-timer.js';
 import { createRevocationCheck } from './revocation-check.js';
 import { SerialTasks } from './serial-tasks.js';
+import { normalizeSerialHex } from '../trust/serial-number.js';
 
 export type { GatewayCoreOptions } from './gateway-context.js';
 
@@ -31,6 +34,8 @@ export interface AcceptConnectionInput extends DeviceTransport {
   /** The certificate's Ed25519 key (32 raw bytes): AUTH must be signed with it. */
   devicePublicKey: Uint8Array;
   certSerialHex: string;
+  /** The certificate's notAfter: the session is closed then (TRUST_CERT_EXPIRED). Absent: no expiry timer (the simulator's devices). */
+  certNotAfterMs?: number;
 }
 
 export interface ConnectionHandle {
@@ -60,8 +65,11 @@ export interface GatewayCore {
 }
 
 const sessionTasksMax = 256;
+/** Serials a revocation notice may name (a device has at most a few unexpired certificates). */
+const noticeSerialsMax = 64;
 const noopHandle: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined };
 const textDecoder = new TextDecoder();
+const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGatewayOptions {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(options.gatewayId)) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'gatewayId must be 1-64 of [A-Za-z0-9_.-]');
@@ -70,7 +78,8 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     ...options,
     logger: options.logger ?? pino({ level: 'silent' }),
     isRevoked: options.isRevoked ?? createRevocationCheck({ kv: options.stores.kv }),
-    isDeviceKnown: options.isDeviceKnown ?? createEnrollmentCheck({ kv: options.stores.kv }),
+    checkEnrollment: options.checkEnrollment ?? createEnrollmentCheck({ kv: options.stores.kv }),
+    sessionRecheckIntervalMs: options.sessionRecheckIntervalMs ?? 60_000,
     heartbeatIntervalMs,
     authTimeoutMs: options.authTimeoutMs ?? 10_000,
     ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
@@ -86,7 +95,7 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     refusalsMax: options.refusalsMax ?? 8,
   };
   for (const name of ['heartbeatIntervalMs', 'authTimeoutMs', 'ackTimeoutMs', 'deliveryAttemptsMax', 'reportAttemptsMax', 'connectionsMax', 'pendingDeliveriesPerDeviceMax',
-    'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs'] as const) {
+    'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs', 'sessionRecheckIntervalMs'] as const) {
     const value = resolved[name];
     if (!Number.isSafeInteger(value) || value < 1) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `${name} must be a positive integer`);
   }
@@ -98,14 +107,19 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
 /** One device connection: the sans-IO GatewayConnection plus what the driver keeps beside it. */
 class DeviceSession {
   readonly tasks: SerialTasks;
+  /** Normalized, as revocation notices and keys name it. */
+  readonly certSerialHex: string;
   timer: TimerHandle | undefined;
+  expiry: DeadlineTimer | undefined;
   authenticated = false;
   closed = false;
   sinceMs = 0;
   lastRefreshMs = 0;
+  lastRecheckMs = 0;
 
-  constructor(readonly connection: GatewayConnection, readonly transport: DeviceTransport, readonly certSerialHex: string, onTaskError: (error: unknown) => void) {
+  constructor(readonly connection: GatewayConnection, readonly transport: DeviceTransport, certSerialHex: string, onTaskError: (error: unknown) => void) {
     this.tasks = new SerialTasks(sessionTasksMax, onTaskError);
+    this.certSerialHex = normalizedSerial(certSerialHex);
   }
 
   get deviceId(): string {
@@ -188,6 +202,8 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
     session.closed = true;
     if (session.timer !== undefined) scheduler.cancel(session.timer);
     session.timer = undefined;
+    session.expiry?.cancel();
+    session.expiry = undefined;
     try {
       session.transport.close(code, reason.slice(0, 120));
     } catch (error) {
@@ -239,6 +255,7 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
           break;
         case 'refused':
           logger.info({ code: event.error.code, device_id: session.deviceId, session_id: session.sessionId, trace_id: context.traceId() }, 'frame refused');
+          if (event.error.code === 'PROTO_TELEMETRY_CHAIN_BROKEN') queue(session, () => reportAlert(session, 'telemetry_chain_broken', event.error.message));
           break;
         case 'closed':
           finish(session, closeCodeFor(event), event.code ?? event.reason);
@@ -266,6 +283,7 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
         return;
       }
     }
+    if (nowMs - session.lastRecheckMs >= resolved.sessionRecheckIntervalMs && (await revokedSince(session, nowMs))) return;
     const frame = textDecoder.decode(encodeEnvelope(message.envelope));
     const { gatewayId, stores } = resolved;
     switch (message.type) {
@@ -292,6 +310,59 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
       }
       default:
         break;
+    }
+  }
+
+  /**
+   * The session re-check: true (and the session closed) if its certificate was revoked since
+   * admission. A store failure keeps the session: the next frame tries again.
+   */
+  async function revokedSince(session: DeviceSession, nowMs: number): Promise<boolean> {
+    try {
+      const revoked = await resolved.isRevoked(session.certSerialHex);
+      session.lastRecheckMs = nowMs;
+      if (revoked) closeRevoked(session, 'session re-check');
+      return revoked;
+    } catch (error) {
+      logger.warn({ err: error, device_id: session.deviceId, trace_id: context.traceId() }, 'session re-check failed; retried at the next frame');
+      return false;
+    }
+  }
+
+  function closeRevoked(session: DeviceSession, why: string): void {
+    if (session.closed) return;
+    logger.warn({ device_id: session.deviceId, serial: session.certSerialHex, why, trace_id: context.traceId() }, 'session closed: its certificate was revoked');
+    endSession(session, closeCodes.revoked, 'TRUST_CERT_REVOKED');
+  }
+
+  /** A RevocationNotice from the control plane: every session (authenticated or not) using a named certificate ends now. */
+  function onRevocationNotice(text: string): void {
+    if (aborted) return;
+    const notice = parseRevocationNotice(text);
+    if (notice === undefined) {
+      logger.warn({ trace_id: context.traceId() }, 'malformed revocation notice ignored');
+      return;
+    }
+    for (const session of [...connections]) {
+      if (session.deviceId === notice.device_id && notice.serials.includes(session.certSerialHex)) closeRevoked(session, 'revocation notice');
+    }
+  }
+
+  /** The certificate reached its notAfter: the session ends (TRUST_CERT_EXPIRED), logged and alerted. */
+  function expire(session: DeviceSession, notAfterMs: number): void {
+    session.expiry = undefined;
+    if (session.closed || aborted) return;
+    logger.warn({ device_id: session.deviceId, serial: session.certSerialHex, not_after_ms: notAfterMs, trace_id: context.traceId() }, 'session closed: its certificate expired');
+    if (session.authenticated) void reportAlert(session, 'certificate_expired', `certificate ${session.certSerialHex} expired at ${new Date(notAfterMs).toISOString()}; session closed`);
+    endSession(session, closeCodes.certificateExpired, 'TRUST_CERT_EXPIRED');
+  }
+
+  /** A gateway-raised alert about the device (no device frame): never throws, a failure is logged. */
+  async function reportAlert(session: DeviceSession, kind: string, message: string): Promise<void> {
+    try {
+      await context.report('alert', { device_id: session.deviceId, gateway_id: resolved.gatewayId, at_ms: clock.nowMs(), severity: 'warning', kind, message: message.slice(0, 1024) });
+    } catch (error) {
+      logger.error({ err: error, device_id: session.deviceId, kind, trace_id: context.traceId() }, 'alert not reported');
     }
   }
 
@@ -326,8 +397,8 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
     try {
       if (await resolved.isRevoked(session.certSerialHex)) {
         refusal = new SdcError('TRUST_CERT_REVOKED', `certificate ${session.certSerialHex} is revoked`);
-      } else if (!(await resolved.isDeviceKnown(session.deviceId))) {
-        refusal = new SdcError('GATEWAY_DEVICE_UNKNOWN', `device ${session.deviceId} is not known`);
+      } else {
+        refusal = await resolved.checkEnrollment(session.deviceId, session.certSerialHex);
       }
     } catch (error) {
       logger.error({ err: error, trace_id: context.traceId() }, 'admission check failed');
@@ -340,6 +411,7 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
       refuseConnection({ deviceId: session.deviceId, error: refusal, send: (b) => session.transport.send(b), close: (c, r) => session.transport.close(c, r) });
       return;
     }
+    session.lastRecheckMs = clock.nowMs();
     session.connection.start(clock.nowMs());
     flush(session);
     armTimer(session);
@@ -363,6 +435,7 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
       authTimeoutMs: resolved.authTimeoutMs,
       // Opaque and random: it names the session to the agent; nothing in this version redeems it.
       sessionToken: base64urlFromBytes(resolved.random.bytes(32)),
+      telemetrySha256Hex: sha256Hex,
       refusalsMax: resolved.refusalsMax,
       ...(resolved.limits === undefined ? {} : { limits: resolved.limits }),
     });
@@ -370,6 +443,8 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
       logger.error({ err: error, device_id: input.deviceId, trace_id: context.traceId() }, 'session task failed');
     });
     connections.add(session);
+    const notAfterMs = input.certNotAfterMs;
+    if (notAfterMs !== undefined) session.expiry = armDeadline({ clock, scheduler, deadlineMs: notAfterMs, run: () => expire(session, notAfterMs) });
     queue(session, () => admit(session));
     return {
       receive(bytes) {
@@ -396,14 +471,24 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
     };
   }
 
+  let unsubscribeRevocations: (() => Promise<void>) | undefined;
+  const unsubscribe = async (): Promise<void> => {
+    const done = unsubscribeRevocations;
+    unsubscribeRevocations = undefined;
+    await done?.().catch((error: unknown) => logger.warn({ err: error }, 'revocation channel unsubscribe failed'));
+  };
+
   return {
     gatewayId: resolved.gatewayId,
     async start() {
+      // First: a revocation announced while the rest starts must not be missed.
+      unsubscribeRevocations = await resolved.stores.kv.subscribe(revocationChannel, onRevocationNotice);
       await router.start();
       await peers.start();
     },
     async stop() {
       accepting = false;
+      await unsubscribe();
       peers.stop();
       const closing = [...connections];
       for (const session of closing) endSession(session, closeCodes.goingAway, 'GATEWAY_SHUTTING_DOWN');
@@ -414,11 +499,14 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
     abort() {
       aborted = true;
       accepting = false;
+      void unsubscribe();
       peers.stop();
       router.stop();
       for (const session of connections) {
         if (session.timer !== undefined) scheduler.cancel(session.timer);
+        session.expiry?.cancel();
         session.timer = undefined;
+        session.expiry = undefined;
       }
     },
     acceptConnection,
@@ -426,4 +514,25 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
     checkPeers: () => peers.checkPeers(),
     stats: () => ({ connections: connections.size, sessions: sessions.size, pendingDeliveries: router.pendingDeliveries }),
   };
+}
+
+/** One spelling per serial; a serial that is not hex (never from a verified certificate) is kept lower-cased, and matches no key. */
+function normalizedSerial(serialHex: string): string {
+  try {
+    return normalizeSerialHex(serialHex);
+  } catch {
+    return serialHex.toLowerCase();
+  }
+}
+
+/** A RevocationNotice from the channel, checked field by field; undefined if it is not one. */
+export function parseRevocationNotice(text: string): RevocationNotice | undefined {
+  try {
+    const value = JSON.parse(text) as { device_id?: unknown; serials?: unknown };
+    if (typeof value.device_id !== 'string' || !Array.isArray(value.serials) || value.serials.length > noticeSerialsMax) return undefined;
+    if (!value.serials.every((serial): serial is string => typeof serial === 'string')) return undefined;
+    return { device_id: value.device_id, serials: value.serials.map(normalizeSerialHex) };
+  } catch {
+    return undefined;
+  }
 }

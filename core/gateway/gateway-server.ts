@@ -36,7 +36,22 @@ export interface GatewayServerOptions {
   socketsMax?: number;
   /** Largest frame the protocol accepts; see maxPayloadFactor. */
   frameBytesMax?: number;
+  /** Default handshakeLimitsDefault.handshakeTimeoutMs. */
+  handshakeTimeoutMs?: number;
+  /** Default handshakeLimitsDefault.pendingHandshakesPerSourceMax. */
+  pendingHandshakesPerSourceMax?: number;
 }
+
+/**
+ * Bounds on sockets still in the TLS handshake, so that sockets that never finish one cannot hold
+ * the gateway's socket budget (Node's own handshake timeout is 120 s, with no per-source bound).
+ */
+export const handshakeLimitsDefault = {
+  /** A socket that has not finished the TLS handshake by then is destroyed. A real device needs well under a second. */
+  handshakeTimeoutMs: 10_000,
+  /** Sockets from one source address in the handshake at once; more are dropped at once. Room for a NAT in front of many devices. */
+  pendingHandshakesPerSourceMax: 64,
+} as const;
 
 export interface GatewayServer {
   readonly address: { host: string; port: number; url: string };
@@ -73,6 +88,44 @@ class RateBudget {
   }
 }
 
+interface HandshakeKey {
+  readonly source: string;
+  readonly port: number;
+}
+
+/** Read while the socket is connected: a destroyed socket no longer has its addresses. */
+function handshakeKeyOf(socket: Socket): HandshakeKey {
+  return { source: socket.remoteAddress ?? 'unknown', port: socket.remotePort ?? 0 };
+}
+
+/**
+ * Sockets in the TLS handshake, counted per source address. A TLS socket and the TCP socket under
+ * it share their remote address and port, which is how the end of a handshake finds its entry.
+ */
+class PendingHandshakes {
+  readonly #bySource = new Map<string, Set<number>>();
+
+  constructor(private readonly perSourceMax: number) {}
+
+  /** The socket's key, or undefined (and nothing counted) when its source already has perSourceMax handshakes running. */
+  begin(socket: Socket): HandshakeKey | undefined {
+    const key = handshakeKeyOf(socket);
+    const ports = this.#bySource.get(key.source) ?? new Set<number>();
+    if (ports.size >= this.perSourceMax) return undefined;
+    ports.add(key.port);
+    this.#bySource.set(key.source, ports);
+    return key;
+  }
+
+  /** The handshake finished, or the socket closed; idempotent. */
+  end(key: HandshakeKey): void {
+    const ports = this.#bySource.get(key.source);
+    if (ports === undefined) return;
+    ports.delete(key.port);
+    if (ports.size === 0) this.#bySource.delete(key.source);
+  }
+}
+
 /** The raw 32-byte key of an Ed25519 SubjectPublicKeyInfo (12-byte header + key). */
 function ed25519RawKey(certificate: x509.X509Certificate): Uint8Array {
   const spki = new Uint8Array(certificate.publicKey.rawData);
@@ -103,6 +156,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const frameBytesMax = options.frameBytesMax ?? defaultProtocolLimits.frameBytesMax;
   const sockets = new Set<Socket>();
   const socketsMax = options.socketsMax ?? 20_000;
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? handshakeLimitsDefault.handshakeTimeoutMs;
+  const handshakes = new PendingHandshakes(options.pendingHandshakesPerSourceMax ?? handshakeLimitsDefault.pendingHandshakesPerSourceMax);
 
   const server: Server = createServer({
     cert: options.tls.certPem,
@@ -112,6 +167,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     maxVersion: 'TLSv1.3',
     requestCert: true,
     rejectUnauthorized: true,
+    handshakeTimeout: handshakeTimeoutMs,
   }, (_request, response) => {
     // A plain HTTPS request (no upgrade): the client's mistake, in the API's error shape.
     const refusal = new SdcError('GATEWAY_UPGRADE_REQUIRED', `connect with a WebSocket on ${path}`);
@@ -123,13 +179,18 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const wss = new WebSocketServer({ noServer: true, maxPayload: frameBytesMax * maxPayloadFactor });
 
   server.on('connection', (socket: Socket) => {
-    if (sockets.size >= socketsMax) {
+    const handshake = sockets.size < socketsMax ? handshakes.begin(socket) : undefined;
+    if (handshake === undefined) {
       socket.destroy();
       return;
     }
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.once('close', () => {
+      sockets.delete(socket);
+      handshakes.end(handshake);
+    });
   });
+  server.on('secureConnection', (tlsSocket: TLSSocket) => handshakes.end(handshakeKeyOf(tlsSocket)));
   server.on('tlsClientError', (error) => {
     logger.info({ err: error }, 'TLS handshake refused');
   });
@@ -162,6 +223,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       const verified = await verifyDeviceCertificate({ certDer: der, trustAnchors: options.trustAnchors, now: new Date(clock.nowMs()), isRevoked: () => false });
       handle = core.acceptConnection({
         ...transport, deviceId: verified.deviceId, devicePublicKey: ed25519RawKey(parseCertificate(der)), certSerialHex: verified.serialHex,
+        certNotAfterMs: verified.notAfter.getTime(),
       });
     } catch (error) {
       const refusal = SdcError.is(error) ? error : new SdcError('GATEWAY_CERT_REFUSED', 'client certificate check failed');

@@ -148,7 +148,7 @@ export function coreOptions(stores: TestStores): GatewayCoreOptions {
  * covers the default enrollment check (coreOptions).
  */
 export function makeCore(stores: TestStores, overrides: Partial<GatewayCoreOptions> = {}): GatewayCore {
-  return createGatewayCore({ ...coreOptions(stores), isDeviceKnown: () => true, ...overrides });
+  return createGatewayCore({ ...coreOptions(stores), checkEnrollment: () => undefined, ...overrides });
 }
 
 /** How a test agent answers COMMAND_DELIVERY: ack+result, nothing, or ack only. */
@@ -163,10 +163,12 @@ export class TestAgent {
   readonly connection: AgentConnection;
   #transmit: (bytes: Uint8Array) => void = () => undefined;
 
-  constructor(readonly device: Pick<DeviceMaterial, 'deviceId' | 'seed'>, options: { signSeed?: Uint8Array } = {}) {
+  /** `gatewayKey`: the key the gateway signs with (default the test gateway's), e.g. a deployment's materials.gatewaySigner. */
+  constructor(readonly device: Pick<DeviceMaterial, 'deviceId' | 'seed'>, options: { signSeed?: Uint8Array; gatewayKey?: { kid: string; publicKey: Uint8Array } } = {}) {
+    const gateway = options.gatewayKey ?? { kid: gatewaySigner.kid, publicKey: gatewayPublicKey };
     this.connection = new AgentConnection({
       deviceId: device.deviceId, signer: { kid: deviceKid(device.deviceId), seed: options.signSeed ?? device.seed, provider },
-      resolveGatewayKey: (kid) => (kid === gatewaySigner.kid ? gatewayPublicKey : undefined), agentVersion: 'test', lastCommandSeq: 0,
+      resolveGatewayKey: (kid) => (kid === gateway.kid ? gateway.publicKey : undefined), agentVersion: 'test', lastCommandSeq: 0,
     });
   }
 
@@ -213,11 +215,11 @@ export class TestAgent {
   }
 }
 
-/** Connects a TestAgent to a core through an in-memory transport (what the simulator does). */
-export function connectInMemory(core: GatewayCore, device: DeviceMaterial, agent = new TestAgent(device)): TestAgent {
+/** Connects a TestAgent to a core through an in-memory transport (what the simulator does); `extra` adds e.g. certNotAfterMs. */
+export function connectInMemory(core: GatewayCore, device: DeviceMaterial, agent = new TestAgent(device), extra: Pick<AcceptConnectionInput, 'certNotAfterMs'> = {}): TestAgent {
   let open = true;
   const input: AcceptConnectionInput = {
-    deviceId: device.deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
+    ...extra, deviceId: device.deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
     send: (bytes) => { if (open) queueMicrotask(() => agent.onFrame(bytes)); },
     close: (code, reason) => { open = false; agent.closed = { code, reason }; },
   };

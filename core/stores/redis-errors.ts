@@ -5,7 +5,8 @@ export function mapRedisError(error: unknown): SdcError {
   if (error instanceof SdcError) return error;
   const message = error instanceof Error ? error.message : String(error);
   const name = error instanceof Error ? error.name : '';
-  if (message.startsWith('NOGROUP')) return new SdcError('STORE_NO_GROUP', message, {}, { cause: error });
+  // UNBLOCKED: the stream a blocked XREADGROUP waited on was deleted (FLUSHALL, FLUSHDB, DEL); its group went with it.
+  if (message.startsWith('NOGROUP') || message.startsWith('UNBLOCKED')) return new SdcError('STORE_NO_GROUP', message, {}, { cause: error });
   if (message.startsWith('WRONGTYPE') || /not an integer|out of range/i.test(message)) {
     return new SdcError('STORE_CONFLICT', message, {}, { cause: error });
   }

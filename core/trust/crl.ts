@@ -2,7 +2,7 @@ import { SdcError } from '../errors/index.js';
 import type { CaMaterial } from './ca.js';
 import { toPem } from './pem.js';
 import type { RevocationEntry, RevocationReason, RevocationStore } from './revocation.js';
-import { serialHexForEncoding } from './serial-number.js';
+import { normalizeSerialHex, serialHexForEncoding } from './serial-number.js';
 import { ed25519Algorithm, x509 } from './x509-provider.js';
 
 /** How long relying parties may use a CRL before fetching a new one. Short, so a revocation takes effect within a day. */
@@ -70,6 +70,22 @@ export async function generateCrl(options: { issuer: CaMaterial; store: Revocati
   const entries = await options.store.list();
   const crlNumber = await options.store.nextCrlNumber();
   return createCrl({ issuer: options.issuer, entries, crlNumber, now: options.now, nextUpdateMs: options.nextUpdateMs });
+}
+
+/**
+ * The serials (normalized) a CRL lists, once its signature verifies against `issuer` (our
+ * intermediate): what a gateway reads from the CRL file so that revocations hold without the
+ * key/value store. TRUST_CRL_INVALID for a CRL that does not parse or verify.
+ */
+export async function revokedSerialsOfCrl(options: { pem: string; issuer: x509.X509Certificate }): Promise<Set<string>> {
+  let crl: x509.X509Crl;
+  try {
+    crl = new x509.X509Crl(options.pem);
+  } catch (error) {
+    throw new SdcError('TRUST_CRL_INVALID', 'the CRL does not parse', {}, { cause: error });
+  }
+  if (!(await crl.verify({ publicKey: options.issuer.publicKey }))) throw new SdcError('TRUST_CRL_INVALID', 'the CRL is not signed by our intermediate CA');
+  return new Set(crl.entries.map((entry) => normalizeSerialHex(entry.serialNumber)));
 }
 
 /** DER INTEGER for a positive value below 2^159 (content at most 20 octets, so a short-form length). */

@@ -23,6 +23,8 @@ export interface PkiPaths {
   readonly intermediateKeyPath: string;
   readonly revocationsPath: string;
   readonly pairingTokensPath: string;
+  /** The control plane's current CRL (from SQL), rewritten at each revocation; gateways read it. */
+  readonly crlPath: string;
 }
 
 export function pkiPaths(dataDir: string): PkiPaths {
@@ -35,6 +37,7 @@ export function pkiPaths(dataDir: string): PkiPaths {
     intermediateKeyPath: join(pkiDir, 'intermediate-ca.key'),
     revocationsPath: join(pkiDir, 'revocations.json'),
     pairingTokensPath: join(pkiDir, 'pairing-tokens.json'),
+    crlPath: join(pkiDir, 'crl.pem'),
   };
 }
 

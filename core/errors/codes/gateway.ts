@@ -4,6 +4,7 @@ import { defineErrors } from '../error-spec.js';
 export const gatewayErrors = defineErrors({
   GATEWAY_CONNECTIONS_FULL: { fault: 'local', status: 503, summary: 'The gateway holds its maximum number of connections; try another gateway or later' },
   GATEWAY_DEVICE_UNKNOWN: { fault: 'remote', status: 403, summary: 'The client certificate names a device this deployment does not know' },
+  GATEWAY_CERT_UNKNOWN: { fault: 'remote', status: 403, summary: 'The client certificate is not one the control plane issued to this device (through enrollment or renewal) and still holds current' },
   GATEWAY_RATE_LIMITED: { fault: 'remote', status: 429, summary: 'The connection sent frames faster than its message rate allows' },
   GATEWAY_SESSION_REPLACED: { fault: 'remote', status: 409, summary: 'A newer authenticated session of the same device replaced this one' },
   GATEWAY_SHUTTING_DOWN: { fault: 'local', status: 503, summary: 'The gateway is stopping and takes no new connections' },

@@ -20,6 +20,7 @@ export const trustErrors = defineErrors({
   TRUST_PAIRING_CAPACITY: { fault: 'local', status: 503, summary: 'Pairing token store holds its maximum number of outstanding tokens' },
   TRUST_REVOCATION_REASON_INVALID: { fault: 'remote', status: 400, summary: 'Revocation reason is not one of the supported CRL reason codes' },
   TRUST_REVOCATION_CAPACITY: { fault: 'local', status: 503, summary: 'Revocation store holds its maximum number of entries' },
+  TRUST_CRL_INVALID: { fault: 'local', status: 500, summary: 'A CRL file cannot be parsed or is not signed by our intermediate CA' },
   TRUST_STORE_CORRUPT: { fault: 'local', status: 500, summary: 'A trust store file (revocations, pairing tokens) cannot be parsed' },
   TRUST_KEY_FILE_INVALID: { fault: 'local', status: 500, summary: 'Private key file cannot be read or is not an Ed25519 PKCS#8 key' },
   TRUST_KEY_FILE_PERMISSIONS: { fault: 'local', status: 500, summary: 'Private key file is readable or writable by group or others' },

@@ -4,6 +4,7 @@ import type { MessageBody } from '../messages/catalog.js';
 import type { SignedCommand } from '../messages/command.js';
 import type { RandomSource } from '../ports.js';
 import { ConnectionCore, type ConnectionCoreOptions, type ConnectionEvent } from './connection-core.js';
+import { TelemetryChain, type Sha256Hex } from './telemetry-chain.js';
 
 export const deviceKid = (deviceId: string): string => `device:${deviceId}`;
 export const gatewayKid = (gatewayId: string): string => `gateway:${gatewayId}`;
@@ -24,6 +25,8 @@ export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'f
   authTimeoutMs: number;
   /** Token handed out in AUTH_ACK, minted by the caller (it may need async signing). */
   sessionToken: string;
+  /** When given, TELEMETRY prev_hash is checked within the session (TelemetryChain); the gateway core passes it. */
+  telemetrySha256Hex?: Sha256Hex;
 }
 
 /**
@@ -36,10 +39,12 @@ export class GatewayConnection extends ConnectionCore {
   readonly #options: GatewayConnectionOptions;
   #nonce = '';
   #challengedAtMs = 0;
+  readonly #telemetryChain: TelemetryChain | undefined;
 
   constructor(options: GatewayConnectionOptions) {
     super({ ...options, frameIdPrefix: 'g' });
     this.#options = options;
+    this.#telemetryChain = options.telemetrySha256Hex === undefined ? undefined : new TelemetryChain(options.telemetrySha256Hex);
     this.sessionId = options.sessionId;
   }
 
@@ -94,7 +99,11 @@ export class GatewayConnection extends ConnectionCore {
         this.applyEvent('frame', nowMs);
         this.sendFrame('HEARTBEAT', message.body as MessageBody<'HEARTBEAT'>, nowMs);
         return [{ kind: 'message', message }];
-      case 'TELEMETRY':
+      case 'TELEMETRY': {
+        this.applyEvent('frame', nowMs);
+        const broken = this.#telemetryChain?.check(bytes, message.body as MessageBody<'TELEMETRY'>);
+        return broken === undefined ? [{ kind: 'message', message }] : this.refuse(broken, nowMs, message.envelope.id);
+      }
       case 'COMMAND_ACK':
       case 'COMMAND_RESULT':
       case 'ALERT':

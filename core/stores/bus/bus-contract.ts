@@ -9,6 +9,8 @@ export interface BusContractTarget {
   reset(): Promise<void>;
   /** Lets `ms` of the bus's time pass: advances a virtual clock, or waits in real time. */
   advance(ms: number): Promise<void>;
+  /** Loses every stream and group of `bus` at once, as Redis FLUSHALL or a restart without persistence does. */
+  wipe(bus: StreamBus): Promise<void>;
 }
 
 async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise<void> {
@@ -161,6 +163,27 @@ export function runBusContract(name: string, target: BusContractTarget): void {
       const blocked = bus.readGroup('bt', 'g', 'c1', { count: 5, blockMs: 100 });
       await target.advance(150);
       assert.deepEqual(await blocked, []);
+    });
+
+    it('answers STORE_NO_GROUP once the store lost its streams (a blocked reader too), and ensureGroup brings the group back', async () => {
+      await bus.ensureGroup('w', 'g', '0');
+      const lost = await bus.append('w', { n: 'lost' });
+      await bus.readGroup('w', 'g', 'c1', { count: 10 });
+      // Settled into a value at once: the rejection may come while the wipe is still being awaited.
+      const blocked = bus.readGroup('w', 'g', 'c2', { count: 1, blockMs: 10_000 }).then((entries) => entries, (error: unknown) => error);
+      await target.wipe(bus);
+      const outcome = await blocked;
+      assert.ok(SdcError.is(outcome) && outcome.code === 'STORE_NO_GROUP', `the blocked reader got ${String(outcome)}`);
+      await rejectsWithCode(bus.readGroup('w', 'g', 'c1', { count: 10 }), 'STORE_NO_GROUP');
+      await rejectsWithCode(bus.claim('w', 'g', 'c1', { minIdleMs: 0, count: 10 }), 'STORE_NO_GROUP');
+      await rejectsWithCode(bus.pending('w', 'g'), 'STORE_NO_GROUP');
+      await rejectsWithCode(bus.deadLetter('w', 'g', lost, 'gone'), 'STORE_NO_GROUP');
+      assert.equal(await bus.ack('w', 'g', [lost]), 0, 'an entry lost with the store is not pending');
+      assert.equal(await bus.length('w'), 0);
+      // Producers write on before the consumer notices; a group re-created from '0' reads what they wrote.
+      await bus.append('w', { n: 'after' });
+      await bus.ensureGroup('w', 'g', '0');
+      assert.deepEqual((await bus.readGroup('w', 'g', 'c1', { count: 10 })).map((e) => e.fields['n']), ['after']);
     });
 
     it('refuses reads on a missing group and invalid arguments', async () => {

@@ -11,6 +11,7 @@ runBusContract('in-memory (virtual time)', {
   create: async () => new MemoryStreamBus({ clock: time.clock, scheduler: time.scheduler }),
   reset: async () => { time = createVirtualTime(); },
   advance: async (ms) => time.advance(ms),
+  wipe: async (bus) => (bus as MemoryStreamBus).wipe(),
 });
 
 function memoryBus(options: Partial<MemoryStreamBusOptions> = {}): { bus: MemoryStreamBus; time: VirtualTime } {

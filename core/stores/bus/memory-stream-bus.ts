@@ -251,6 +251,21 @@ export class MemoryStreamBus implements StreamBus {
     this.streams.clear();
   }
 
+  /**
+   * Loses every stream, group and pending entry at once, as Redis does on FLUSHALL or a restart
+   * without persistence; blocked readers are rejected with STORE_NO_GROUP (Redis answers them
+   * `UNBLOCKED`). For tests and the simulator: the services must re-create their groups.
+   */
+  wipe(): void {
+    this.assertOpen();
+    for (const waiter of this.waiters) {
+      this.scheduler.cancel(waiter.timer);
+      waiter.reject(new SdcError('STORE_NO_GROUP', `stream ${waiter.stream} was wiped while a read was blocked`, { stream: waiter.stream, group: waiter.group }));
+    }
+    this.waiters.clear();
+    this.streams.clear();
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new SdcError('STORE_CLOSED', 'stream bus is closed');
   }

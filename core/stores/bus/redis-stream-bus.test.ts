@@ -22,5 +22,7 @@ if (redisUrl === undefined || redisUrl === '') {
     reset: async () => { prefix = `${basePrefix}${resets++}:`; },
     // Idle times are measured by the Redis server, so real time has to pass.
     advance: (ms) => sleep(ms),
+    // Every key of this test's bus, so FLUSHALL's effect without touching the shared server's other keys.
+    wipe: () => deleteKeysWithPrefix(redisUrl, prefix),
   });
 }

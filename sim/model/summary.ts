@@ -1,0 +1,59 @@
+import { commandStates, type CommandState } from '../../core/protocol/command-machine.js';
+import type { Violation } from '../checkers.js';
+import type { RunResult, SeriesSample } from '../run.js';
+import { latencyBucketsMs } from './control-plane.js';
+import type { ModelWorld } from './world.js';
+
+/**
+ * The model's aggregates in the full tier's shape (sim/run.ts RunResult: summary.json, the CSV
+ * series, the latency histogram), so the CLI writes both tiers' outputs with one writer and
+ * sim/validate-model.ts compares them field by field. Only the liveness checker applies to a
+ * model: the others watch the real code's stores and frames, which the model does not have.
+ */
+export interface ModelRunResult extends RunResult {
+  readonly tier: 'model';
+  /** Events the model handled (the work it did). */
+  readonly modelEvents: number;
+}
+
+const checkerNames: ReadonlyArray<Violation['checker']> = ['none_lost', 'at_most_once', 'legal_transitions', 'audit_chain', 'presence', 'session_seq', 'liveness'];
+
+export function commandsByState(world: ModelWorld): Record<CommandState, number> {
+  const byState = world.controlPlane.byState;
+  return Object.fromEntries(commandStates.map((state, s) => [state, byState[s]!])) as Record<CommandState, number>;
+}
+
+export function seriesSample(world: ModelWorld): SeriesSample {
+  return { t_ms: world.nowMs, online_agents: world.presence.connected, commands: commandsByState(world) };
+}
+
+export interface ModelRunFacts {
+  readonly seed: number;
+  readonly reproduce: string;
+  readonly safetyMs: number;
+  readonly convergedAfterMs: number | null;
+  readonly livenessReached: boolean;
+  readonly violations: readonly Violation[];
+  readonly wallMs: number;
+  readonly peakRssBytes: number;
+  readonly series: readonly SeriesSample[];
+}
+
+export function modelRunResult(world: ModelWorld, facts: ModelRunFacts): ModelRunResult {
+  const failed = new Set(facts.violations.map((v) => v.checker));
+  const checkers = Object.fromEntries(checkerNames.map((name) => [
+    name, failed.has(name) ? 'fail' : name === 'liveness' && facts.livenessReached ? 'pass' : 'not_reached',
+  ])) as RunResult['checkers'];
+  const latency = world.controlPlane.latency;
+  return {
+    tier: 'model', seed: facts.seed, scenario: world.scenario.name, reproduce: facts.reproduce,
+    traceHash: world.trace.digest(), traceEvents: world.trace.events, modelEvents: world.trace.events,
+    agents: world.agents, gateways: world.gateways, safetyMs: facts.safetyMs, livenessBoundMs: world.scenario.livenessBoundMs,
+    convergedAfterMs: facts.convergedAfterMs, virtualMs: world.nowMs, wallMs: facts.wallMs, peakRssBytes: facts.peakRssBytes,
+    counts: { ...world.counts, frames_checked: world.network.stats.sent },
+    commandsByState: commandsByState(world), outcomesByCode: world.controlPlane.outcomesByCode(), network: { ...world.network.stats },
+    checkers, violations: facts.violations, series: facts.series,
+    latencyHistogram: Array.from(latency, (count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
+    recentTrace: world.trace.recent(),
+  };
+}

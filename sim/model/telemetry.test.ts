@@ -1,0 +1,45 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { startedWorld, testScenario } from './test-support.js';
+
+describe('model telemetry', () => {
+  it('samples every interval from each agent\'s phase and stores every sample sent', () => {
+    const world = startedWorld(testScenario({ agents: 5, telemetryIntervalMs: 10_000 }));
+    world.runUntil(60_000);
+    // Phases are in (0, 10 s]: 6 samples each by 60 s.
+    assert.equal(world.counts.telemetry_sampled, 30);
+    assert.equal(world.counts.telemetry_sent, 30);
+    world.runUntil(60_100);
+    assert.equal(world.counts.telemetry_stored, 30);
+  });
+
+  it('buffers samples while the agent is away (bounded, oldest dropped) and flushes them at the next AUTH_ACK', () => {
+    const world = startedWorld(testScenario({ agents: 1, telemetryIntervalMs: 1_000 }), { params: { telemetryBufferMax: 5 } });
+    world.runUntil(3_000);
+    const sentBefore = world.counts.telemetry_sent!;
+    const sampledBefore = world.counts.telemetry_sampled!;
+    world.presence.leave(0, 10_500);
+    world.runUntil(13_499);
+    const away = world.counts.telemetry_sampled! - sampledBefore;
+    assert.ok(away >= 10);
+    assert.equal(world.counts.telemetry_sent, sentBefore);
+    assert.equal(world.counts.telemetry_buffer_dropped, away - 5);
+    // Back at 13.5 s: connect, then AUTH_ACK three 5 ms hops later flushes the five kept.
+    world.runUntil(13_500 + 15);
+    assert.equal(world.counts.telemetry_sent, sentBefore + 5);
+  });
+
+  it('loses samples that meet a bus outage and stores those that meet an SQL outage later', () => {
+    const scenario = testScenario({ agents: 4, telemetryIntervalMs: 1_000, faults: { network: { delayMsMin: 5, delayMsMax: 5 }, busOutages: [{ atMs: 10_000, durationMs: 5_000 }], sqlOutages: [{ atMs: 20_000, durationMs: 5_000 }] } });
+    const world = startedWorld(scenario);
+    world.runUntil(19_999);
+    assert.equal(world.counts.telemetry_lost_bus, 4 * 5);
+    const storedBefore = world.counts.telemetry_stored!;
+    world.runUntil(24_999);
+    assert.equal(world.counts.telemetry_stored, storedBefore, 'nothing is stored while SQL is down');
+    // A claim retries the blocked partitions 30 to 60 s later; then every sample is stored or lost, but those still in flight.
+    world.runUntil(25_000 + 60_000);
+    const accounted = world.counts.telemetry_stored! + world.counts.telemetry_lost_bus!;
+    assert.ok(accounted <= world.counts.telemetry_sent! && accounted >= world.counts.telemetry_sent! - 4);
+  });
+});

@@ -1,0 +1,58 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { runModel } from './model/run-model.js';
+import { builtinScenarioPath, loadScenario } from './scenario.js';
+import { compareTiers, describeValidation, faultWindows, histogramPercentile, recoveryMs, validateModel } from './validate-model.js';
+
+// CI's guard against a model that drifts from the real code: both tiers on small fleets and short
+// phases (a 2-core machine runs the full tier at about 1,500 agent-seconds per second).
+describe('validate the model tier against the full tier', () => {
+  const smoke = loadScenario(builtinScenarioPath('smoke'));
+  const smokeSeed1 = smoke.then((scenario) => validateModel({ scenario, scenarioRef: 'smoke', seed: 1, agents: 8, safetyMs: 10_000 }));
+
+  it('agrees with the real code on a clean network, for two seeds', async () => {
+    const scenario = await smoke;
+    for (const report of [await smokeSeed1, await validateModel({ scenario, scenarioRef: 'smoke', seed: 2, agents: 8, safetyMs: 10_000 })]) {
+      assert.ok(report.ok, describeValidation(report));
+      assert.deepEqual(report.model.latencyHistogram.map((b) => b.le_ms), report.full.latencyHistogram.map((b) => b.le_ms), 'the same histogram buckets');
+      assert.deepEqual(Object.keys(report.model.commandsByState).sort(), Object.keys(report.full.commandsByState).sort(), 'the same command states');
+      assert.ok(report.full.counts.commands_accepted! > 0);
+    }
+  });
+
+  it('agrees with the real code under crashes, churn and kernel errors', async () => {
+    const scenario = await loadScenario(builtinScenarioPath('churn'));
+    const report = await validateModel({ scenario, scenarioRef: 'churn', seed: 3, agents: 10, safetyMs: 15_000 });
+    assert.ok(report.ok, describeValidation(report));
+    assert.ok(report.full.counts.agent_crashes! + report.full.counts.churn_leaves! > 0, 'faults happened');
+  });
+
+  it('fails a model that drifted: a 300 ms execution cost the real code does not have', async () => {
+    const scenario = await smoke;
+    const { full } = await smokeSeed1;
+    const drifted = runModel({ scenario, scenarioRef: 'smoke', seed: 1, agents: 8, safetyMs: 10_000, params: { executionServiceMs: 300 } });
+    const failed = compareTiers(scenario, 10_000, full, drifted).filter((c) => !c.ok).map((c) => c.metric);
+    assert.ok(failed.includes('latency p50 ms'), failed.join(', '));
+  });
+});
+
+describe('validation helpers', () => {
+  it('reads percentiles off a histogram, linearly inside a bucket', () => {
+    const histogram = [{ le_ms: 10, count: 0 }, { le_ms: 50, count: 4 }, { le_ms: 100, count: 4 }, { le_ms: null, count: 0 }];
+    assert.equal(histogramPercentile(histogram, 0.5), 50);
+    assert.equal(histogramPercentile(histogram, 0.25), 30);
+    assert.equal(histogramPercentile(histogram, 1), 100);
+    assert.equal(histogramPercentile([{ le_ms: 10, count: 0 }], 0.5), null);
+  });
+
+  it('measures recovery from a fault end until the online count is back where it was', () => {
+    const series = [0, 1, 2, 3, 4, 5, 6].map((s) => ({ t_ms: s * 1_000, online_agents: [10, 10, 6, 6, 8, 10, 10][s]!, commands: {} as never }));
+    assert.equal(recoveryMs(series, 1_500, 3_000), 2_000);
+    assert.equal(recoveryMs(series.slice(0, 5), 1_500, 3_000), null);
+  });
+
+  it('lists the fault windows that end within the safety phase', async () => {
+    const scenario = await loadScenario(builtinScenarioPath('gateway-restart'));
+    assert.deepEqual(faultWindows(scenario, 90_000).map((w) => w.name), ['restart gw-1', 'restart gw-2', 'bus outage 1']);
+  });
+});

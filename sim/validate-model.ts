@@ -1,0 +1,211 @@
+import { runModel } from './model/run-model.js';
+import type { ModelRunResult } from './model/summary.js';
+import { runSimulation, type RunResult, type SeriesSample } from './run.js';
+import type { Scenario } from './scenario.js';
+
+/**
+ * `sdc sim --validate-model`: runs the full tier (the real code) and the model tier on one
+ * scenario, seed and fleet, and compares their aggregates, each against a tolerance written
+ * down here with its reason. Both tiers draw the workload and the faults from the same seeded
+ * streams (the same commands for the same devices at the same times, the same crashes, churn and
+ * partition members), so what may differ is only what the model draws on its own: link delays
+ * and losses once the two runs' frames stop lining up, reconnect jitter, backoff jitter.
+ *
+ * A comparison fails when the difference exceeds its tolerance; the run as a whole fails when
+ * any does, or when the full tier itself reported a violation (the comparison is then moot).
+ */
+export interface ValidationOptions {
+  readonly scenario: Scenario;
+  readonly scenarioRef: string;
+  readonly seed: number;
+  readonly agents?: number;
+  readonly safetyMs?: number;
+  readonly onPhase?: (tier: 'full' | 'model') => void;
+}
+
+export interface Comparison {
+  readonly metric: string;
+  readonly full: number | null;
+  readonly model: number | null;
+  /** |full - model|, or for a series the per-sample statistic named by the metric; null when either side has no value. */
+  readonly difference: number | null;
+  /** The largest difference allowed, in the metric's unit. */
+  readonly tolerance: number;
+  readonly ok: boolean;
+  readonly reason: string;
+}
+
+export interface ValidationReport {
+  readonly seed: number;
+  readonly scenario: string;
+  readonly agents: number;
+  readonly safetyMs: number;
+  readonly ok: boolean;
+  readonly comparisons: readonly Comparison[];
+  readonly full: RunResult;
+  readonly model: ModelRunResult;
+}
+
+/** The tolerances and why each is what it is (docs/simulation.md, "Model tier", repeats them). */
+export const toleranceReasons = Object.freeze({
+  exact: 'drawn from the same seeded stream in both tiers: any difference is a defect in one of them',
+  onlineMean: 'reconnect jitter is the model\'s own draw, so an agent may be back one 1 s sample earlier or later: mean |diff| <= max(1, 2% of the fleet)',
+  onlineMax: 'during a mass reconnect (gateway crash, end of a partition) a wave of agents crosses a sample boundary at a slightly different time: max |diff| <= max(2, 15% of the fleet)',
+  outcome: 'a fault that hits a command in flight (a lost frame, a restart, a partition) decides its fate at frame level, where the model\'s draws differ: |diff| <= max(2, 5% of the commands)',
+  p50: 'link delays are the same distributions, drawn separately once frames stop lining up; read off the same histogram: |diff| <= max(10 ms, 25%)',
+  p90: 'as p50, with fewer samples in the tail: |diff| <= max(20 ms, 35%)',
+  p99: 'with a few hundred commands p99 is one or two commands (a retried delivery, a recovered result): same or adjacent histogram bucket',
+  recovery: 'the last command to finish sets it; a frame lost in one tier and not the other waits for the redelivery sweep (30 s interval, 5 s sweeps): |diff| <= max(3 s, 50%), or 35 s when the scenario loses frames inside connections',
+  faultRecovery: 'time from a fault\'s end until as many agents are online as before it, read from the 1 s series: |diff| <= max(2 samples, 50%)',
+  sessions: 'reconnects follow the model\'s own jitter and, with losses, its own silences: |diff| <= max(2, 15%)',
+  telemetry: 'samples in flight or buffered across a fault edge: |diff| <= max(3, 5%)',
+  frames: 'frame counts follow the sessions and the retries: |diff| <= max(10, 10%)',
+});
+
+function compare(metric: string, full: number | null, model: number | null, tolerance: number, reason: string, difference?: number): Comparison {
+  const diff = difference ?? (full === null || model === null ? null : Math.abs(full - model));
+  const ok = diff === null ? full === model : diff <= tolerance;
+  return { metric, full, model, difference: diff, tolerance, ok, reason };
+}
+
+/** A percentile read off a latency histogram, linear within its bucket; null without samples. */
+export function histogramPercentile(histogram: RunResult['latencyHistogram'], fraction: number): number | null {
+  const total = histogram.reduce((sum, bucket) => sum + bucket.count, 0);
+  if (total === 0) return null;
+  const rank = fraction * total;
+  let below = 0;
+  let lowerMs = 0;
+  for (const bucket of histogram) {
+    const upperMs = bucket.le_ms ?? lowerMs;
+    if (below + bucket.count >= rank && bucket.count > 0) return Math.round(lowerMs + ((rank - below) / bucket.count) * (upperMs - lowerMs));
+    below += bucket.count;
+    lowerMs = upperMs;
+  }
+  return lowerMs;
+}
+
+function bucketOf(histogram: RunResult['latencyHistogram'], valueMs: number | null): number | null {
+  if (valueMs === null) return null;
+  const index = histogram.findIndex((bucket) => bucket.le_ms === null || valueMs <= bucket.le_ms);
+  return index === -1 ? histogram.length - 1 : index;
+}
+
+function onlineComparisons(full: readonly SeriesSample[], model: readonly SeriesSample[], agents: number): Comparison[] {
+  const byTime = new Map(model.map((s) => [s.t_ms, s.online_agents]));
+  const common = full.filter((s) => byTime.has(s.t_ms));
+  const diffs = common.map((s) => Math.abs(s.online_agents - byTime.get(s.t_ms)!));
+  const mean = (values: readonly number[]) => (values.length === 0 ? 0 : Math.round((values.reduce((a, b) => a + b, 0) / values.length) * 100) / 100);
+  const fullMean = mean(common.map((s) => s.online_agents));
+  const modelMean = mean(common.map((s) => byTime.get(s.t_ms)!));
+  return [
+    compare('online_agents per sample, mean |diff|', fullMean, modelMean, Math.max(1, 0.02 * agents), toleranceReasons.onlineMean, mean(diffs)),
+    compare('online_agents per sample, max |diff|', fullMean, modelMean, Math.max(2, 0.15 * agents), toleranceReasons.onlineMax, diffs.length === 0 ? 0 : Math.max(...diffs)),
+  ];
+}
+
+function outcomeComparisons(full: RunResult, model: RunResult): Comparison[] {
+  const keys = [...new Set([...Object.keys(full.outcomesByCode), ...Object.keys(model.outcomesByCode)])].sort();
+  const tolerance = Math.max(2, 0.05 * (full.counts.commands_accepted ?? 0));
+  return keys.map((key) => compare(`outcome ${key}`, full.outcomesByCode[key] ?? 0, model.outcomesByCode[key] ?? 0, tolerance, toleranceReasons.outcome));
+}
+
+function latencyComparisons(full: RunResult, model: RunResult): Comparison[] {
+  const p = (result: RunResult, fraction: number) => histogramPercentile(result.latencyHistogram, fraction);
+  const rel = (value: number | null, absMs: number, share: number) => Math.max(absMs, share * (value ?? 0));
+  const p99Full = p(full, 0.99);
+  const p99Model = p(model, 0.99);
+  return [
+    compare('latency p50 ms', p(full, 0.5), p(model, 0.5), rel(p(full, 0.5), 10, 0.25), toleranceReasons.p50),
+    compare('latency p90 ms', p(full, 0.9), p(model, 0.9), rel(p(full, 0.9), 20, 0.35), toleranceReasons.p90),
+    compare('latency p99 bucket', bucketOf(full.latencyHistogram, p99Full), bucketOf(model.latencyHistogram, p99Model), 1, `${toleranceReasons.p99} (p99 ${p99Full} ms vs ${p99Model} ms)`),
+  ];
+}
+
+/** Each fault window that ends inside the safety phase: when it starts and ends (virtual ms). */
+export function faultWindows(scenario: Scenario, safetyMs: number): Array<{ name: string; startMs: number; endMs: number }> {
+  const f = scenario.faults;
+  const windows = [
+    ...(f.partitions ?? []).map((p, i) => ({ name: `partition ${i + 1}`, startMs: p.atMs, endMs: Math.min(safetyMs, p.atMs + p.durationMs) })),
+    ...(f.gatewayRestarts ?? []).map((r) => ({ name: `restart ${r.gateway}`, startMs: r.atMs, endMs: r.atMs + r.downMs })),
+    ...(f.busOutages ?? []).map((o, i) => ({ name: `bus outage ${i + 1}`, startMs: o.atMs, endMs: o.atMs + o.durationMs })),
+    ...(f.sqlOutages ?? []).map((o, i) => ({ name: `sql outage ${i + 1}`, startMs: o.atMs, endMs: o.atMs + o.durationMs })),
+  ];
+  return windows.filter((w) => w.startMs < safetyMs && w.endMs <= safetyMs && w.startMs < w.endMs);
+}
+
+/** Virtual ms from `endMs` until as many agents are online as at the last sample before `startMs`; null if never. */
+export function recoveryMs(series: readonly SeriesSample[], startMs: number, endMs: number): number | null {
+  const before = [...series].reverse().find((s) => s.t_ms <= startMs);
+  if (before === undefined) return null;
+  const back = series.find((s) => s.t_ms >= endMs && s.online_agents >= before.online_agents);
+  return back === undefined ? null : back.t_ms - endMs;
+}
+
+function recoveryComparisons(scenario: Scenario, safetyMs: number, full: RunResult, model: RunResult): Comparison[] {
+  const lossy = (scenario.faults.network?.loss?.numerator ?? 0) > 0 || Object.values(scenario.faults.gatewayLinks ?? {}).some((l) => (l.loss?.numerator ?? 0) > 0);
+  const converged = full.convergedAfterMs;
+  const sampleMs = full.series.length > 1 ? full.series[1]!.t_ms - full.series[0]!.t_ms : 1_000;
+  return [
+    compare('converged after heal ms', converged, model.convergedAfterMs, lossy ? 35_000 : Math.max(3_000, 0.5 * (converged ?? 0)), toleranceReasons.recovery),
+    ...faultWindows(scenario, safetyMs).map((w) => {
+      const fullMs = recoveryMs(full.series, w.startMs, w.endMs);
+      return compare(`recovery after ${w.name} ms`, fullMs, recoveryMs(model.series, w.startMs, w.endMs), Math.max(2 * sampleMs, 0.5 * (fullMs ?? 0)), toleranceReasons.faultRecovery);
+    }),
+  ];
+}
+
+function countComparisons(full: RunResult, model: RunResult): Comparison[] {
+  const count = (result: RunResult, name: string) => result.counts[name] ?? 0;
+  const within = (name: string, absolute: number, share: number, reason: string) => {
+    const f = count(full, name);
+    return compare(name, f, count(model, name), Math.max(absolute, share * f), reason);
+  };
+  return [
+    compare('commands_accepted', count(full, 'commands_accepted'), count(model, 'commands_accepted'), 0, toleranceReasons.exact),
+    compare('commands_refused', count(full, 'commands_refused'), count(model, 'commands_refused'), 0, toleranceReasons.exact),
+    compare('agent_crashes', count(full, 'agent_crashes'), count(model, 'agent_crashes'), 0, toleranceReasons.exact),
+    compare('churn_leaves', count(full, 'churn_leaves'), count(model, 'churn_leaves'), 0, toleranceReasons.exact),
+    within('executions', 2, 0.05, toleranceReasons.outcome),
+    within('sessions_ready', 2, 0.15, toleranceReasons.sessions),
+    within('telemetry_stored', 3, 0.05, toleranceReasons.telemetry),
+    compare('frames sent', full.network.sent ?? 0, model.network.sent ?? 0, Math.max(10, 0.1 * (full.network.sent ?? 0)), toleranceReasons.frames),
+  ];
+}
+
+/** Every comparison of one full-tier and one model-tier result of the same scenario, seed and fleet. */
+export function compareTiers(scenario: Scenario, safetyMs: number, full: RunResult, model: RunResult): Comparison[] {
+  return [
+    ...onlineComparisons(full.series, model.series, full.agents),
+    ...countComparisons(full, model),
+    ...outcomeComparisons(full, model),
+    ...latencyComparisons(full, model),
+    ...recoveryComparisons(scenario, safetyMs, full, model),
+  ];
+}
+
+export async function validateModel(options: ValidationOptions): Promise<ValidationReport> {
+  const { scenario, seed } = options;
+  const agents = options.agents ?? scenario.agents;
+  const safetyMs = options.safetyMs ?? scenario.safetyMs;
+  const common = { scenario, scenarioRef: options.scenarioRef, seed, agents, safetyMs };
+  options.onPhase?.('full');
+  const full = await runSimulation(common);
+  options.onPhase?.('model');
+  const model = runModel(common);
+  const comparisons = compareTiers(scenario, safetyMs, full, model);
+  const ok = full.violations.length === 0 && comparisons.every((c) => c.ok);
+  return { seed, scenario: scenario.name, agents, safetyMs, ok, comparisons, full, model };
+}
+
+/** The report as text: one line per comparison, failures marked. */
+export function describeValidation(report: ValidationReport): string {
+  const lines = [
+    `validate-model: scenario ${report.scenario}, ${report.agents} agents, seed ${report.seed}, safety ${report.safetyMs} ms`,
+    `full tier: ${report.full.wallMs} ms wall, trace ${report.full.traceHash.slice(0, 16)}, violations ${report.full.violations.length}; model tier: ${report.model.wallMs} ms wall, trace ${report.model.traceHash}`,
+  ];
+  for (const c of report.comparisons) {
+    lines.push(`${c.ok ? 'ok  ' : 'FAIL'} ${c.metric}: full ${c.full ?? '-'}, model ${c.model ?? '-'}, diff ${c.difference ?? '-'} <= ${Math.round(c.tolerance * 100) / 100}${c.ok ? '' : ` -- ${c.reason}`}`);
+  }
+  lines.push(report.ok ? 'the model agrees with the full tier within every tolerance' : 'the model DRIFTED from the full tier (or the full tier failed a checker)');
+  return lines.join('\n') + '\n';
+}

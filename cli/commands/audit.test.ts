@@ -41,6 +41,11 @@ describe('sdc user add and sdc audit verify', () => {
         const ok = io();
         assert.equal(await main(['audit', 'verify', '--dir', h.dir], ok), 0, ok.err.join(''));
         assert.match(ok.out.join(''), /^ok: 3 entries, head [0-9a-f]{64}\n$/);
+        // A change committed with its audit input, the process gone before the chain append: counted, left for the next start.
+        await h2.db.transaction((tx) => h2.cp.context.audit.record(tx, { kind: 'test.note', actor: 'system', subject: 'y', payload: {} }));
+        const pending = io();
+        assert.equal(await main(['audit', 'verify', '--dir', h.dir], pending), 0, pending.err.join(''));
+        assert.match(pending.out.join(''), /^ok: 3 entries, head [0-9a-f]{64}\n1 recorded entries not yet chained; the next start of the control plane chains them\n$/);
         await h2.db.execute("UPDATE audit_log SET payload_json = '{\"role\":\"viewer\"}' WHERE seq = 2");
         const broken = io();
         assert.equal(await main(['audit', 'verify', '--dir', h.dir], broken), 1);

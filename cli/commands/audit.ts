@@ -22,10 +22,14 @@ const verify: Command = {
     if (typeof mysqlUrl !== 'string') await requireInitialisedDataDir(dataDir);
     const db = await openControlPlaneDatabase({ dataDir, clock: systemClock, ...(typeof mysqlUrl === 'string' ? { mysqlUrl } : {}) });
     try {
-      const log = new AuditLog({ store: new SqlAuditStore(db), sha256: (b) => new Uint8Array(createHash('sha256').update(b).digest()), clock: systemClock });
+      const store = new SqlAuditStore(db);
+      const log = new AuditLog({ store, sha256: (b) => new Uint8Array(createHash('sha256').update(b).digest()), clock: systemClock });
       const result = await log.verify();
+      // Read-only: entries a stopped control plane recorded but did not chain are counted, not chained (docs/audit.md, the outbox).
+      const recorded = await store.recordedCount();
+      const pending = recorded === 0 ? '' : `${recorded} recorded entries not yet chained; the next start of the control plane chains them\n`;
       if (result.ok) {
-        io.stdout(`ok: ${result.count} entries, head ${result.count === 0 ? 'none' : result.headHash}\n`);
+        io.stdout(`ok: ${result.count} entries, head ${result.count === 0 ? 'none' : result.headHash}\n${pending}`);
         return 0;
       }
       io.stdout(`broken: entry ${result.firstBrokenSeq}: ${result.reason}: ${result.detail}\n`);

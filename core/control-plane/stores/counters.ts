@@ -1,17 +1,25 @@
-import type { SqlExecutor } from '../../stores/sql/sql-port.js';
+import type { SqlDialect, SqlExecutor } from '../../stores/sql/sql-port.js';
 import { SdcError } from '../../errors/index.js';
 
 /**
- * Next value of a named counter (first value 1), inside the caller's transaction. The UPDATE
- * takes the row lock on MySQL, so concurrent transactions serialise on it; a first use races only
- * on the INSERT, which the primary key settles (the loser's transaction fails and is retried).
+ * One atomic statement that creates a counter at 1 or adds 1. Not an UPDATE and then, when it
+ * matched nothing, an INSERT: on MySQL the UPDATE of a missing row takes a gap lock, two first
+ * uses in the same gap (two new devices) each hold one, and each INSERT then waits for the other's
+ * gap: a deadlock in about half of such pairs (`sdc demo --mysql` failed one run in three).
+ * The upsert locks only the row it creates or updates.
+ */
+const incrementSql: Readonly<Record<SqlDialect, string>> = {
+  mysql: 'INSERT INTO counters (name, value) VALUES (?, 1) ON DUPLICATE KEY UPDATE value = value + 1',
+  sqlite: 'INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1',
+};
+
+/**
+ * Next value of a named counter (first value 1), inside the caller's transaction. The upsert holds
+ * the row lock until the transaction ends, so concurrent transactions serialise on the row and
+ * the read that follows sees this transaction's own increment.
  */
 export async function nextCounterValue(tx: SqlExecutor, name: string): Promise<number> {
-  const updated = await tx.execute('UPDATE counters SET value = value + 1 WHERE name = ?', [name]);
-  if (updated.changes === 0) {
-    await tx.execute('INSERT INTO counters (name, value) VALUES (?, 1)', [name]);
-    return 1;
-  }
+  await tx.execute(incrementSql[tx.dialect], [name]);
   const [row] = await tx.query<{ value: number }>('SELECT value FROM counters WHERE name = ?', [name]);
   if (row === undefined) throw new SdcError('STORE_CONFLICT', `counter ${name} vanished inside a transaction`);
   return Number(row.value);

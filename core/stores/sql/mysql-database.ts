@@ -12,12 +12,14 @@ export interface MysqlDatabaseOptions {
   /** Callers allowed to wait for a pooled connection before the pool refuses. */
   readonly queueLimit?: number;
   readonly connectTimeoutMs?: number;
+  /** Attempts of one transaction when MySQL picks it as a deadlock victim (default deadlockAttemptsMax); 1 lets a test see every deadlock. */
+  readonly deadlockAttemptsMax?: number;
 }
 
-/** MySQL 8 / MariaDB 10.11 through a mysql2 pool. */
 /** Attempts of one transaction when MySQL reports a deadlock. */
-const deadlockRetriesMax = 4;
+const deadlockAttemptsMax = 4;
 
+/** MySQL 8 / MariaDB 10.11 through a mysql2 pool. */
 export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promise<SqlDatabase> {
   // A malformed URL is refused naming it (without its password); mysql2 would throw a bare TypeError.
   parseStoreUrl('mysql', options.url);
@@ -33,7 +35,7 @@ export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promis
     multipleStatements: false,
     charset: 'utf8mb4',
   });
-  const database = new MysqlDatabase(pool);
+  const database = new MysqlDatabase(pool, options.deadlockAttemptsMax ?? deadlockAttemptsMax);
   try {
     await database.query('SELECT 1');
   } catch (error) {
@@ -76,7 +78,7 @@ class MysqlDatabase implements SqlDatabase {
   readonly dialect = 'mysql' as const;
   private closed = false;
 
-  constructor(private readonly pool: Pool) {}
+  constructor(private readonly pool: Pool, private readonly deadlockAttemptsMax: number) {}
 
   query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
     this.assertOpen();
@@ -99,7 +101,7 @@ class MysqlDatabase implements SqlDatabase {
         return await this.transactionOnce(fn);
       } catch (error) {
         const deadlock = SdcError.is(error, 'STORE_CONFLICT') && error.details.driverCode === 'ER_LOCK_DEADLOCK';
-        if (!deadlock || attempt >= deadlockRetriesMax) throw error;
+        if (!deadlock || attempt >= this.deadlockAttemptsMax) throw error;
         await new Promise((resolve) => setTimeout(resolve, 5 * attempt + Math.floor(Math.random() * 10)));
       }
     }

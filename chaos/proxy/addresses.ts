@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { isIP, type AddressInfo, type Server } from 'node:net';
 import { SdcError } from '../../core/errors/index.js';
 
 export interface HostPort {
@@ -48,4 +48,16 @@ const listenErrorWords: Readonly<Record<string, string>> = {
 export function listenError(address: string, error: NodeJS.ErrnoException): SdcError {
   const words = listenErrorWords[error.code ?? ''] ?? error.message;
   return new SdcError('CHAOS_LISTEN_FAILED', `listen tcp ${address}: ${words}`, { listen: address, errno: error.code ?? 'unknown' });
+}
+
+/** Listens on host:port alone (no shared port); a failure is CHAOS_LISTEN_FAILED in Go's words. */
+export function listenExclusive(server: Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const refuse = (error: NodeJS.ErrnoException) => reject(listenError(formatHostPort(host, port), error));
+    server.once('error', refuse);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', refuse);
+      resolve(server.address() as AddressInfo);
+    });
+  });
 }

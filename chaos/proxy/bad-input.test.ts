@@ -146,6 +146,22 @@ describe('chaos proxy API refuses bad input', () => {
     it(`refuses ${c.what} with ${c.status}`, () => assertRefusal(c));
   }
 
+  it('refuses a chunked body that grows past the limit with 413 (no content-length to check first)', async () => {
+    const from = chaos.logged.length;
+    const piece = new TextEncoder().encode(' '.repeat(65_536));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 8) controller.enqueue(piece);
+        else controller.close();
+      },
+    });
+    const response = await fetch(`${chaos.server.url}/proxies`, { method: 'POST', body, duplex: 'half' } as RequestInit);
+    assert.equal(response.status, 413);
+    assert.deepEqual(await response.json(), { error: 'request body larger than 262144 bytes', status: 413 });
+    assert.ok(chaos.logged.slice(from).some((entry) => entry.fields.code === 'CHAOS_BODY_TOO_LARGE'));
+  });
+
   it('refuses a listen address that is taken with 500 and Go\'s words, and adds no proxy', async () => {
     const squatter = createServer();
     await new Promise<void>((resolve) => squatter.listen({ host: '127.0.0.1', port: 0 }, resolve));
@@ -181,6 +197,24 @@ describe('chaos proxy API refuses bad input', () => {
       const toxicMore = await fetch(`${small.server.url}/proxies/only/toxics`, { method: 'POST', body: JSON.stringify({ type: 'timeout' }) });
       assert.deepEqual(await toxicMore.json(), { error: 'a proxy holds at most 1 toxics', status: 409 });
       assert.ok(small.logged.filter((l) => l.fields.code === 'CHAOS_LIMIT_REACHED').length === 2);
+    } finally {
+      await small.server.close();
+    }
+  });
+
+  it('closes a client past the connection limit, logging the code; the open connection goes on', async () => {
+    const small = await startTestChaos({ limits: { connectionsPerProxyMax: 1 } });
+    try {
+      const proxy = await small.toxiproxy.createProxy({ name: 'narrow', listen: '127.0.0.1:0', upstream: upstream.address });
+      const first = await connectClient(portOf(proxy.listen));
+      first.write('one');
+      await first.receivedAtLeast(3);
+      const second = await connectClient(portOf(proxy.listen));
+      await second.untilEnded();
+      assert.ok(small.logged.some((l) => l.fields.code === 'CHAOS_CONNECTIONS_FULL' && l.fields.proxy === 'narrow'));
+      first.write('two');
+      assert.equal((await first.receivedAtLeast(6)).toString(), 'onetwo');
+      first.socket.destroy();
     } finally {
       await small.server.close();
     }

@@ -84,12 +84,16 @@ export class ChaosApi {
   }
 
   /**
-   * The body, at most requestBodyBytesMax bytes. Past that the request is paused, not drained:
-   * the 413 answer closes the connection, so a huge upload costs nothing more.
+   * The body, at most requestBodyBytesMax bytes. A larger one is refused with 413 at once and
+   * read on and dropped (so the client, still sending, gets to read the answer) up to
+   * refusedBodyDrainBytesMax, past which the connection is cut.
    */
   #readBody(request: IncomingMessage): Promise<Buffer> {
     const bytesMax = this.limits.requestBodyBytesMax;
-    const tooLarge = () => new SdcError('CHAOS_BODY_TOO_LARGE', `request body larger than ${bytesMax} bytes`, { requestBodyBytesMax: bytesMax });
+    const tooLarge = () => {
+      this.#drain(request);
+      return new SdcError('CHAOS_BODY_TOO_LARGE', `request body larger than ${bytesMax} bytes`, { requestBodyBytesMax: bytesMax });
+    };
     if (Number(request.headers['content-length'] ?? 0) > bytesMax) return Promise.reject(tooLarge());
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
@@ -97,7 +101,6 @@ export class ChaosApi {
       request.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
         if (bytes <= bytesMax) return void chunks.push(chunk);
-        request.pause();
         request.removeAllListeners('data');
         reject(tooLarge());
       });
@@ -105,6 +108,15 @@ export class ChaosApi {
       request.on('error', reject);
       request.on('close', () => reject(new Error('request closed before its body ended')));
     });
+  }
+
+  #drain(request: IncomingMessage): void {
+    let dropped = 0;
+    request.on('data', (chunk: Buffer) => {
+      dropped += chunk.length;
+      if (dropped > this.limits.refusedBodyDrainBytesMax) request.socket.destroy();
+    });
+    request.resume();
   }
 
   #exclusive<T>(task: () => Promise<T>): Promise<T> {
@@ -128,13 +140,11 @@ export class ChaosApi {
 
   #send(response: ServerResponse, reply: ApiReply): void {
     if (response.headersSent) return;
-    // A refusal before the body was read leaves bytes on the connection: close it after answering.
-    const headers: Record<string, string> = reply.status === 413 ? { connection: 'close' } : {};
     if (reply.body === undefined) {
-      response.writeHead(reply.status, headers).end();
+      response.writeHead(reply.status).end();
       return;
     }
-    response.writeHead(reply.status, { ...headers, 'content-type': 'application/json' }).end(JSON.stringify(reply.body));
+    response.writeHead(reply.status, { 'content-type': 'application/json' }).end(JSON.stringify(reply.body));
   }
 
   #buildRoutes(): Route[] {

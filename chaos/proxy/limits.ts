@@ -17,6 +17,11 @@ export interface ChaosLimits {
   toxicHeldBytesMax: number;
   /** One API request body; a populate of proxiesMax proxies is about 200 bytes each. */
   requestBodyBytesMax: number;
+  /**
+   * A body refused as too large is read and dropped up to this, so a client still sending it
+   * reads the 413 instead of a reset; past it the connection is cut.
+   */
+  refusedBodyDrainBytesMax: number;
   /** API connections at once; mutations are serialised, so more only queue. */
   apiConnectionsMax: number;
   /** An API request must arrive whole within this (Toxiproxy: 15 s read timeout). */
@@ -45,6 +50,7 @@ export const defaultChaosLimits: Readonly<ChaosLimits> = Object.freeze({
   connectionsPerProxyMax: 1_024,
   toxicHeldBytesMax: 1_048_576,
   requestBodyBytesMax: 262_144,
+  refusedBodyDrainBytesMax: 4_194_304,
   apiConnectionsMax: 64,
   apiRequestTimeoutMs: 15_000,
   nameLengthMax: 128,

@@ -1,6 +1,6 @@
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { SdcError } from '../../core/errors/index.js';
-import { formatHostPort, listenError, parseHostPort } from './addresses.js';
+import { formatHostPort, listenExclusive, parseHostPort } from './addresses.js';
 import { ProxyConnection, type ConnectionEnv } from './connection.js';
 import type { LinkStats } from './link.js';
 import type { ProxySpec, ProxyUpdate } from './proxy-requests.js';
@@ -66,16 +66,8 @@ export class ChaosProxy {
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
     server.maxConnections = this.env.limits.connectionsPerProxyMax;
     server.on('drop', () => this.env.logger.warn({ code: 'CHAOS_CONNECTIONS_FULL', proxy: this.name }, 'connection limit reached; client closed'));
-    await new Promise<void>((resolve, reject) => {
-      const refuse = (error: NodeJS.ErrnoException) => reject(listenError(this.#listen, error));
-      server.once('error', refuse);
-      server.listen({ host, port, exclusive: true }, () => {
-        server.off('error', refuse);
-        resolve();
-      });
-    });
+    const address = await listenExclusive(server, host, port);
     server.on('error', (error) => this.env.logger.error({ code: 'CHAOS_LISTEN_FAILED', proxy: this.name, error: error.message }, 'proxy listener failed'));
-    const address = server.address() as AddressInfo;
     this.#listen = formatHostPort(address.address, address.port);
     this.#server = server;
     this.#enabled = true;

@@ -1,8 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
 import type { RandomSource } from '../../core/protocol/ports.js';
 import { SeededRandom } from '../../sim/prng.js';
-import { formatHostPort, listenError } from './addresses.js';
+import { formatHostPort, listenExclusive } from './addresses.js';
 import { ChaosApi } from './http-api.js';
 import { resolveChaosLimits, type ChaosLimits } from './limits.js';
 import { silentLogger, type ChaosLogger } from './logger.js';
@@ -39,17 +38,6 @@ function randomStreams(seed: number): { toxicityRandom: RandomSource; toxicRando
   return { toxicityRandom: new SeededRandom(seed), toxicRandom: new SeededRandom(seed).fork() };
 }
 
-function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    const refuse = (error: NodeJS.ErrnoException) => reject(listenError(formatHostPort(host, port), error));
-    server.once('error', refuse);
-    server.listen({ host, port, exclusive: true }, () => {
-      server.off('error', refuse);
-      resolve(server.address() as AddressInfo);
-    });
-  });
-}
-
 /** Starts the Toxiproxy-compatible API on host:port; proxies are created through it. */
 export async function startChaosServer(options: ChaosServerOptions): Promise<ChaosServer> {
   const limits = resolveChaosLimits(options.limits);
@@ -58,7 +46,7 @@ export async function startChaosServer(options: ChaosServerOptions): Promise<Cha
   const api = new ChaosApi(registry, limits, logger);
   const http = createServer({ requestTimeout: limits.apiRequestTimeoutMs }, api.handle);
   http.maxConnections = limits.apiConnectionsMax;
-  const address = await listen(http, options.host, options.port);
+  const address = await listenExclusive(http, options.host, options.port);
   return {
     url: `http://${formatHostPort(address.address, address.port)}`,
     registry,

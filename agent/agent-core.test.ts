@@ -61,6 +61,8 @@ class Harness {
   /** Frames the gateway received and what it made of them, in order. */
   received: Array<{ bytes: Uint8Array; events: GatewayEvent[] }> = [];
   transportClosed = false;
+  /** The agent's clock reads virtual time plus this (the gateway's reads virtual time). */
+  agentSkewMs = 0;
   #sessions = 0;
   #seq = 0;
 
@@ -69,7 +71,7 @@ class Harness {
       deviceId, signer: { kid: deviceKid(deviceId), seed: this.keys.device, provider },
       resolveGatewayKey: (kid) => (kid === gatewayKid('gw-1') ? provider.publicKeyFromSeed(this.keys.gateway) : undefined),
       resolveCommandKey: (kid) => (kid === 'cp:test' ? provider.publicKeyFromSeed(this.keys.commands) : undefined),
-      kernel, journal: this.journal, clock: this.time, random: this.random, scheduler: this.time,
+      kernel, journal: this.journal, clock: { nowMs: () => this.time.nowMs() + this.agentSkewMs }, random: this.random, scheduler: this.time,
       telemetrySource: createSyntheticMetricsSource({ random: this.random }), telemetryIntervalMs, agentVersion: 'test/1',
       onEvent: (event) => this.events.push(event),
     });
@@ -154,7 +156,7 @@ describe('agent core', () => {
   it('authenticates with the device key and reports the journal high-water mark', async () => {
     const h = await readyHarness();
     const auth = h.received.flatMap((r) => r.events).find((e) => e.kind === 'authenticated');
-    assert.deepEqual(auth, { kind: 'authenticated', deviceId, sessionId: 'session-1', lastCommandSeq: 0, agentVersion: 'test/1' });
+    assert.deepEqual(auth, { kind: 'authenticated', deviceId, sessionId: 'session-1', lastCommandSeq: 0, agentVersion: 'test/1', clockOffsetMs: 0 });
     assert.equal(h.core.isReady, true);
     assert.equal(h.gateway.state, 'ready');
   });
@@ -208,7 +210,7 @@ describe('agent core', () => {
     assert.equal(h.journal.get(command.id)?.stage, 'finished');
   });
 
-  it('a duplicate of a command still executing is never executed again: answered from the journal once it finished, and again after its result was confirmed', async () => {
+  it('a duplicate of a command still executing is never executed again: answered from the journal (where it is while it runs, its result after), also after the result was confirmed', async () => {
     const h = new Harness();
     let release: () => void = () => undefined;
     const gated: KernelBridge = {
@@ -231,21 +233,23 @@ describe('agent core', () => {
     assert.equal(h.journal.get(command.id)?.stage, 'executing');
     deliverNoWait(2);
     deliverNoWait(3);
-    await settle();
-    assert.equal(h.messages('COMMAND_RESULT').length, 0, 'nothing answered while it runs');
+    for (let i = 0; i < 5; i++) await settle();
+    assert.equal(h.messages('COMMAND_RESULT').length, 0, 'no result while it runs');
+    assert.deepEqual(h.messages('COMMAND_ACK').map((m) => m.body.stage), ['received', 'executing', 'executing', 'executing'], 'each duplicate is told where it is, at once');
     release();
     await h.core.idle();
     assert.equal(h.kernel.calls(), 1);
+    assert.equal(h.messages('COMMAND_RESULT').length, 1);
+    await h.deliver(command, 4);
     const results = h.messages('COMMAND_RESULT').map((m) => m.body);
-    assert.equal(results.length, 3, 'the result, then one answer per duplicate');
+    assert.equal(results.length, 2, 'a duplicate after it finished gets the result');
     assert.ok(results.every((r) => r.status === 'succeeded' && JSON.stringify(r) === JSON.stringify(results[0])));
     // A heartbeat echo confirms the result; a later redelivery (the control plane never got it) is still answered.
     await h.advance(heartbeatIntervalMs + 1);
     assert.equal(h.journal.get(command.id)?.confirmed, true);
-    await h.deliver(command, 4);
+    await h.deliver(command, 5);
     assert.equal(h.kernel.calls(), 1);
-    assert.equal(h.messages('COMMAND_RESULT').length, 4);
-    assert.deepEqual(h.messages('COMMAND_ACK').map((m) => m.body.stage), ['received', 'executing']);
+    assert.equal(h.messages('COMMAND_RESULT').length, 3);
   });
 
   it('rejects a command with a bad signature without executing or journaling it', async () => {
@@ -384,6 +388,120 @@ describe('agent core', () => {
     await h.advance(30_000);
     assert.equal(h.transportClosed, true);
   });
+
+  /** A core whose pings take `pingMs` of virtual time each; deliveries sent without waiting for the core. */
+  async function slowPingHarness(pingMs: number, journal?: CommandJournal): Promise<{ h: Harness; send: (command: SignedCommand) => Promise<void> }> {
+    const h = new Harness();
+    if (journal) h.journal = journal;
+    const slow: KernelBridge = {
+      ...h.kernel.kernel,
+      pingKernel: async (nonce) => {
+        await new Promise<void>((resolve) => { h.time.schedule(pingMs, resolve); });
+        return h.kernel.kernel.pingKernel(nonce);
+      },
+    };
+    h.createCore(slow);
+    await h.core.idle();
+    h.connect();
+    const send = async (command: SignedCommand) => {
+      h.gateway.deliverCommand(command, 1, h.time.nowMs());
+      h.pump();
+      for (let i = 0; i < 5; i++) await settle();
+    };
+    return { h, send };
+  }
+
+  it('acknowledges commands queued behind a long-running one at once, and runs them after it, in order', async () => {
+    const { h, send } = await slowPingHarness(70_000);
+    const expires_at = h.time.nowMs() + 600_000;
+    const long = h.command('EXEC_PING_KERNEL', { expires_at });
+    const second = h.command('EXEC_GET_STATUS', { expires_at });
+    const third = h.command('EXEC_GET_STATUS', { expires_at });
+    for (const command of [long, second, third]) await send(command);
+    const acked = () => h.messages('COMMAND_ACK').map((m) => `${m.body.command_id}:${m.body.stage}`);
+    assert.deepEqual(acked(), [`${long.id}:received`, `${long.id}:executing`, `${second.id}:received`, `${third.id}:received`], 'taken while the first runs');
+    assert.equal(h.messages('COMMAND_RESULT').length, 0);
+    // A redelivery of a waiting command (the gateway's retry) is answered from the journal at once.
+    await send(second);
+    assert.equal(acked().at(-1), `${second.id}:received`);
+    await h.advance(70_000);
+    assert.deepEqual(h.messages('COMMAND_RESULT').map((m) => [m.body.command_id, m.body.status]),
+      [[long.id, 'succeeded'], [second.id, 'succeeded'], [third.id, 'succeeded']]);
+    assert.equal(h.kernel.calls(), 3);
+  });
+
+  it('refuses to start a taken command whose deadline passed while it waited: a signed rejected result, AGENT_COMMAND_EXPIRED, no kernel call', async () => {
+    const { h, send } = await slowPingHarness(20_000);
+    const long = h.command();
+    const shortLived = h.command('EXEC_LOCK_SCREEN', { expires_at: h.time.nowMs() + 10_000 });
+    await send(long);
+    await send(shortLived);
+    assert.equal(h.journal.get(shortLived.id)?.stage, 'received', 'taken and acknowledged before its deadline');
+    await h.advance(20_000);
+    assert.equal(h.kernel.calls(), 1, 'only the long one reached the kernel');
+    const refusal = h.messages('COMMAND_RESULT').find((m) => m.body.command_id === shortLived.id)?.body;
+    assert.equal(refusal?.status, 'rejected');
+    assert.equal(refusal?.error?.code, 'AGENT_COMMAND_EXPIRED');
+    assert.equal(h.journal.get(shortLived.id)?.result?.error?.code, 'AGENT_COMMAND_EXPIRED', 'journaled: a redelivery is answered the same way');
+    assert.deepEqual(h.events.filter((e) => e.kind === 'rejected'), [{ kind: 'rejected', commandId: shortLived.id, code: 'AGENT_COMMAND_EXPIRED' }]);
+    await send(shortLived);
+    assert.equal(h.kernel.calls(), 1);
+    assert.equal(h.messages('COMMAND_RESULT').at(-1)?.body.error?.code, 'AGENT_COMMAND_EXPIRED');
+    // A journaled refusal is tracked like any result: confirmed by the next heartbeat echo, not re-sent forever.
+    await h.advance(heartbeatIntervalMs);
+    assert.equal(h.journal.get(shortLived.id)?.confirmed, true);
+  });
+
+  it('a command that started before its deadline runs to the end even if the kernel call outlasts it', async () => {
+    const { h, send } = await slowPingHarness(20_000);
+    const command = h.command('EXEC_PING_KERNEL', { expires_at: h.time.nowMs() + 10_000 });
+    await send(command);
+    await h.advance(20_000);
+    assert.equal(h.messages('COMMAND_RESULT')[0]?.body.status, 'succeeded');
+    assert.equal(h.kernel.calls(), 1);
+  });
+
+  it('does not answer a delivery it cannot journal (journal full): back-pressure, so the gateway retries', async () => {
+    const { h, send } = await slowPingHarness(30_000, new MemoryCommandJournal({ unfinishedMax: 1 }));
+    const running = h.command();
+    const refused = h.command('EXEC_GET_STATUS');
+    await send(running);
+    await send(refused);
+    assert.equal(h.journal.get(refused.id), undefined);
+    assert.deepEqual(h.messages('COMMAND_ACK').map((m) => m.body.command_id), [running.id, running.id]);
+    assert.deepEqual(h.messages('COMMAND_RESULT'), [], 'no signed refusal: it may still run when delivered again');
+    await h.advance(30_000);
+    await send(refused);
+    await h.advance(1);
+    assert.equal(h.messages('COMMAND_RESULT').at(-1)?.body.command_id, refused.id);
+    assert.equal(h.messages('COMMAND_RESULT').at(-1)?.body.status, 'succeeded');
+  });
+
+  for (const skewMs of [20_000, -90_000]) {
+    it(`judges deadlines on the gateway clock when its own clock is ${skewMs / 1000} s off`, async () => {
+      const h = new Harness();
+      h.agentSkewMs = skewMs;
+      h.createCore();
+      await h.core.idle();
+      h.connect();
+      assert.equal(h.core.isReady, true, 'the session opens');
+      const now = h.time.nowMs();
+      // Live for 15 s more on the gateway clock (an agent 20 s ahead used to refuse it).
+      const live = h.command('EXEC_PING_KERNEL', { issued_at: now - 1_000, expires_at: now + 15_000 });
+      // Expired 5 s ago on the gateway clock (an agent 90 s behind used to run it).
+      const dead = h.command('EXEC_PING_KERNEL', { issued_at: now - 60_000, expires_at: now - 5_000 });
+      await h.deliver(live);
+      await h.deliver(dead);
+      const results = h.messages('COMMAND_RESULT').map((m) => m.body);
+      assert.deepEqual(results.map((r) => [r.command_id, r.status, r.error?.code]), [[live.id, 'succeeded', undefined], [dead.id, 'rejected', 'COMMAND_EXPIRED']]);
+      assert.equal(h.kernel.calls(), 1);
+      assert.equal(results[0]!.finished_at, now, 'stamped on the gateway clock');
+      // Its frames are stamped on the gateway's clock too, so the gateway keeps accepting them.
+      await h.advance(heartbeatIntervalMs);
+      assert.equal(h.messages('HEARTBEAT').length, 1);
+      assert.equal(h.gateway.state, 'ready');
+    });
+  }
 
   it('frames it sends are valid envelopes signed by the device key id', async () => {
     const h = await readyHarness();

@@ -6,6 +6,7 @@ import type { Clock, RandomSource, Scheduler, TimerHandle } from '../core/protoc
 import { AgentConnection, type AgentEvent } from '../core/protocol/session/agent-connection.js';
 import type { FrameSigner } from '../core/protocol/session/codec.js';
 import { verifyCommand } from '../core/protocol/signed-command.js';
+import { clockOffsetLimits } from '../core/protocol/clock-offset.js';
 import type { CommandJournal, CommandResultBody } from './command-journal.js';
 import type { KernelBridge } from './kernel-bridge/kernel-bridge.js';
 import { executeOpcode, processEntriesMaxDefault, type OpcodeExecutorOptions } from './opcode-executor.js';
@@ -39,7 +40,7 @@ export interface AgentLogger {
 
 /** What the core reports to an observer (the simulator's oracle, tests). */
 export type AgentCoreEvent =
-  | { kind: 'ready'; sessionId: string }
+  | { kind: 'ready'; sessionId: string; clockOffsetMs: number }
   | { kind: 'closed'; reason: string }
   | { kind: 'executed'; commandId: string; status: CommandResultBody['status'] }
   | { kind: 'rejected'; commandId: string; code: string }
@@ -62,7 +63,11 @@ export interface AgentCoreOptions {
   agentVersion: string;
   /** Samples kept while disconnected; the oldest is dropped first. */
   telemetryBufferMax?: number;
-  /** Deliveries waiting behind the command being processed; more are dropped (the gateway retries). */
+  /**
+   * Deliveries waiting to be taken (checked, journaled, acknowledged); more are dropped (the
+   * gateway retries). Taken commands wait for their turn to run in the journal, bounded by its
+   * unfinishedMax.
+   */
   deliveriesMax?: number;
   /** Time allowed from connection to AUTH_ACK. */
   authTimeoutMs?: number;
@@ -113,14 +118,30 @@ export function createAgentCore(options: AgentCoreOptions): AgentCore {
  * At most once: a command id is journaled (fsync) before it is acknowledged, marked executing
  * before the kernel sees it, and never executed again once marked: a redelivery is answered from
  * the journal, and an entry a crash left `executing` is reported as AGENT_INTERRUPTED.
+ *
+ * Two lanes: deliveries are taken (checked, journaled, acknowledged) as they arrive, so a command
+ * waiting behind a long-running one is acknowledged at once and its gateway does not give up on
+ * it; commands then run one at a time, in the order taken. Just before a command runs, its
+ * deadline and device_seq are checked again: one whose deadline passed while it waited is
+ * refused (a signed `rejected` result, AGENT_COMMAND_EXPIRED) and never runs.
+ *
+ * Clock: deadlines are judged on the gateway's clock (the device's minus the offset the gateway
+ * measured at AUTH; clock-offset.ts), so a skewed device clock neither refuses live commands nor
+ * runs dead ones. Before the first session the offset is 0.
  */
 class DefaultAgentCore implements AgentCore {
   readonly #o: AgentCoreOptions;
   readonly #log: AgentLogger;
   readonly #startedAtMs: number;
   #live: LiveConnection | undefined;
+  /** Commands running, one at a time, and the agent's other journal work (recovery, confirmations). */
   #work: Promise<void> = Promise.resolve();
+  /** Deliveries being taken; starts after recovery, so a redelivery sees the recovered journal. */
+  #intake: Promise<void> = Promise.resolve();
   #queued = 0;
+  #intakeWaiting = 0;
+  /** Device clock minus the gateway's, from the last AUTH_ACK. */
+  #clockOffsetMs = 0;
   #telemetryTimer: TimerHandle | undefined;
   #sampling = false;
   #telemetryBuffer: Array<{ sampledAtMs: number; metrics: TelemetryMetrics }> = [];
@@ -143,7 +164,8 @@ class DefaultAgentCore implements AgentCore {
   start(): void {
     if (this.#started) return;
     this.#started = true;
-    this.#enqueue(() => this.#recover(), true);
+    this.#enqueue(() => this.#recover());
+    this.#intake = this.#work;
     // A random phase, so a fleet started together does not sample in lockstep.
     this.#scheduleTelemetry(this.#o.random.intBelow(this.#o.telemetryIntervalMs) + 1);
   }
@@ -159,9 +181,15 @@ class DefaultAgentCore implements AgentCore {
   async idle(): Promise<void> {
     for (;;) {
       const work = this.#work;
-      await work;
-      if (work === this.#work) return;
+      const intake = this.#intake;
+      await Promise.all([work, intake]);
+      if (work === this.#work && intake === this.#intake) return;
     }
+  }
+
+  /** The gateway's clock now (the control plane's, for deadlines). */
+  #gatewayNowMs(): number {
+    return this.#o.clock.nowMs() - this.#clockOffsetMs;
   }
 
   onConnected(transport: AgentTransport): AgentConnectionHandle {
@@ -207,7 +235,7 @@ class DefaultAgentCore implements AgentCore {
     for (const event of events) {
       switch (event.kind) {
         case 'ready':
-          this.#onReady(live, event.sessionId, event.heartbeatIntervalMs);
+          this.#onReady(live, event.sessionId, event.heartbeatIntervalMs, event.clockOffsetMs);
           break;
         case 'auth_error':
           this.#log.warn({ code: event.code }, `gateway refused authentication: ${event.message}`);
@@ -230,7 +258,7 @@ class DefaultAgentCore implements AgentCore {
       case 'COMMAND_DELIVERY': {
         const delivery = body as MessageBody<'COMMAND_DELIVERY'>;
         const command = delivery.command;
-        if (!this.#enqueue(() => this.#handleDelivery(command))) {
+        if (!this.#enqueueIntake(() => this.#handleDelivery(command))) {
           this.#log.warn({ commandId: command.id, code: 'AGENT_BUSY' }, 'delivery dropped: too many waiting');
         }
         return;
@@ -251,18 +279,23 @@ class DefaultAgentCore implements AgentCore {
     }
   }
 
-  #onReady(live: LiveConnection, sessionId: string, heartbeatIntervalMs: number): void {
+  #onReady(live: LiveConnection, sessionId: string, heartbeatIntervalMs: number, clockOffsetMs: number): void {
     if (live.authTimer) this.#o.scheduler.cancel(live.authTimer);
     live.authTimer = undefined;
     live.heartbeatIntervalMs = heartbeatIntervalMs;
-    this.#o.onEvent?.({ kind: 'ready', sessionId });
-    this.#log.info({ sessionId }, 'session ready');
+    this.#clockOffsetMs = clockOffsetMs;
+    this.#o.onEvent?.({ kind: 'ready', sessionId, clockOffsetMs });
+    this.#log.info({ sessionId, clockOffsetMs }, 'session ready');
+    if (Math.abs(clockOffsetMs) > clockOffsetLimits.alertMs) {
+      this.#log.warn({ clockOffsetMs }, 'this device clock is off the gateway clock; deadlines are judged on the gateway clock');
+    }
     this.#scheduleHeartbeat(live);
     for (const sample of this.#telemetryBuffer.splice(0)) this.#sendTelemetry(live, sample.sampledAtMs, sample.metrics);
-    // Results the gateway may not have received: re-sent; the control plane takes duplicates idempotently.
-    this.#enqueue(async () => {
+    // Results the gateway may not have received: re-sent; the control plane takes duplicates
+    // idempotently. On the intake lane, so a long-running command does not hold them back.
+    this.#enqueueIntake(async () => {
       for (const entry of this.#o.journal.entries()) {
-        if (entry.stage === 'finished' && !entry.confirmed && entry.result) this.#sendResult(entry.result);
+        if (entry.stage === 'finished' && !entry.confirmed && entry.result) this.#sendResult(entry.result, true);
       }
     }, true);
   }
@@ -304,7 +337,7 @@ class DefaultAgentCore implements AgentCore {
       confirmed.push(...live.heartbeatsInFlight.shift()!.commandIds);
     }
     if (confirmed.length === 0) return;
-    this.#enqueue(() => this.#o.journal.confirmed(confirmed), true);
+    this.#enqueue(() => this.#o.journal.confirmed(confirmed));
   }
 
   #scheduleTelemetry(delayMs: number): void {
@@ -315,7 +348,7 @@ class DefaultAgentCore implements AgentCore {
       // A slow source skips a tick rather than piling up samples.
       if (this.#sampling) return;
       this.#sampling = true;
-      const sampledAtMs = this.#o.clock.nowMs();
+      const sampledAtMs = this.#gatewayNowMs();
       this.#o.telemetrySource.sample().then((metrics) => {
         const live = this.#live;
         if (live && this.isReady) {
@@ -347,15 +380,29 @@ class DefaultAgentCore implements AgentCore {
     this.#write(live, frames);
   }
 
-  #enqueue(work: () => Promise<void>, internal = false): boolean {
-    if (!internal && this.#queued >= (this.#o.deliveriesMax ?? 64)) return false;
+  /** Work on the execution lane; not bounded here: each item is a journal entry or the agent's own bookkeeping. */
+  #enqueue(work: () => Promise<void>): void {
     this.#queued += 1;
-    this.#work = this.#work.then(work).catch((error: unknown) => {
+    this.#work = this.#chain(this.#work, work);
+  }
+
+  /** A delivery to take (or, `internal`, the agent's own answers); false when deliveriesMax deliveries are waiting already. */
+  #enqueueIntake(work: () => Promise<void>, internal = false): boolean {
+    if (!internal && this.#intakeWaiting >= (this.#o.deliveriesMax ?? 64)) return false;
+    this.#intakeWaiting += 1;
+    this.#queued += 1;
+    this.#intake = this.#chain(this.#intake, work).finally(() => {
+      this.#intakeWaiting -= 1;
+    });
+    return true;
+  }
+
+  #chain(lane: Promise<void>, work: () => Promise<void>): Promise<void> {
+    return lane.then(work).catch((error: unknown) => {
       this.#log.error({ err: error }, 'agent work failed');
     }).finally(() => {
       this.#queued -= 1;
     });
-    return true;
   }
 
   /** Entries a previous run left behind: `executing` ones are not run again; `received` ones may be. */
@@ -372,11 +419,12 @@ class DefaultAgentCore implements AgentCore {
     }
   }
 
+  /** Takes a delivery: answered from the record if known, else checked, journaled, acknowledged and queued to run. */
   async #handleDelivery(command: SignedCommand): Promise<void> {
     const known = this.#o.journal.get(command.id);
     if (known && known.command.sig.value === command.sig.value) {
       // A redelivery: answered from the record, never executed again.
-      if (known.result) this.#sendResult(known.result);
+      if (known.result) this.#sendResult(known.result, true);
       else this.#sendAck(command, known.stage === 'received' ? 'received' : 'executing');
       return;
     }
@@ -385,18 +433,23 @@ class DefaultAgentCore implements AgentCore {
     try {
       await this.#o.journal.received(command);
     } catch (error) {
-      if (SdcError.is(error) && error.code === 'AGENT_JOURNAL_FULL') return this.#reject(command, error);
+      if (SdcError.is(error) && error.code === 'AGENT_JOURNAL_FULL') {
+        // Back-pressure, not a refusal: not answered, so the gateway retries; a signed `rejected`
+        // would tell the control plane it never runs, and a later delivery could run it.
+        this.#log.warn({ commandId: command.id, code: error.code }, 'delivery not taken: the journal is full');
+        return;
+      }
       throw error;
     }
     this.#sendAck(command, 'received');
-    await this.#executeJournaled(command, false);
+    this.#enqueue(() => this.#executeJournaled(command, false));
   }
 
   /** The device-side checks; undefined when the command may run. */
   #check(command: SignedCommand, idTaken: boolean): SdcError | undefined {
     try {
       verifyCommand({
-        command, deviceId: this.#o.deviceId, resolveKey: this.#o.resolveCommandKey, provider: this.#o.signer.provider, nowMs: this.#o.clock.nowMs(),
+        command, deviceId: this.#o.deviceId, resolveKey: this.#o.resolveCommandKey, provider: this.#o.signer.provider, nowMs: this.#gatewayNowMs(),
       });
     } catch (error) {
       return SdcError.is(error) ? error : new SdcError('AGENT_EXECUTION_FAILED', String(error));
@@ -414,14 +467,12 @@ class DefaultAgentCore implements AgentCore {
   #reject(command: SignedCommand, error: SdcError): void {
     this.#o.onEvent?.({ kind: 'rejected', commandId: command.id, code: error.code });
     this.#log.warn({ commandId: command.id, code: error.code }, `command rejected: ${error.message}`);
-    this.#sendResult(this.#result(command, 'rejected', {}, { code: error.code, message: error.message.slice(0, 512) }));
+    this.#sendResult(this.#result(command, 'rejected', {}, { code: error.code, message: error.message.slice(0, 512) }), false);
   }
 
   async #executeJournaled(command: SignedCommand, recovered: boolean): Promise<void> {
-    // An entry recovered after a restart is checked again: it may have expired meanwhile. Its
-    // device_seq is not: it had not run when taken, and it has not run since.
-    const refusal = recovered ? this.#check(command, false) : undefined;
-    if (refusal && refusal.code !== 'COMMAND_SEQ_STALE') {
+    const refusal = this.#refusalAtStart(command, recovered);
+    if (refusal) {
       await this.#finish(command, this.#result(command, 'rejected', {}, { code: refusal.code, message: refusal.message.slice(0, 512) }));
       return;
     }
@@ -443,18 +494,35 @@ class DefaultAgentCore implements AgentCore {
     await this.#finish(command, result);
   }
 
+  /**
+   * The checks just before the kernel call, after any wait: the deadline (on the gateway's clock)
+   * and device_seq (another command with this seq may have run meanwhile). An entry recovered
+   * after a restart gets the delivery checks again too (signature, keys). Its seq did not run
+   * when taken and this entry has not run since, so only another command's run makes it stale.
+   */
+  #refusalAtStart(command: SignedCommand, recovered: boolean): SdcError | undefined {
+    const again = recovered ? this.#check(command, false) : undefined;
+    if (again && again.code !== 'COMMAND_SEQ_STALE') return again;
+    if (this.#o.journal.isSeqDone(command.device_seq)) {
+      return new SdcError('COMMAND_SEQ_STALE', `device_seq ${command.device_seq} has already run`);
+    }
+    const lateMs = this.#gatewayNowMs() - command.expires_at;
+    if (lateMs >= 0) return new SdcError('AGENT_COMMAND_EXPIRED', `the deadline passed ${lateMs} ms before the command could start; it was not run`);
+    return undefined;
+  }
+
   async #finish(command: SignedCommand, result: CommandResultBody): Promise<void> {
     await this.#o.journal.finished(command.id, result);
     this.#o.onEvent?.(result.status === 'rejected'
       ? { kind: 'rejected', commandId: command.id, code: result.error?.code ?? 'AGENT_EXECUTION_FAILED' }
       : { kind: 'executed', commandId: command.id, status: result.status });
-    this.#sendResult(result);
+    this.#sendResult(result, true);
   }
 
   #result(command: SignedCommand, status: CommandResultBody['status'], output: Record<string, unknown>, error?: { code: ErrorCode | string; message: string }): CommandResultBody {
     return {
       command_id: command.id, device_seq: command.device_seq, status, output,
-      ...(error ? { error: { code: error.code, message: error.message } } : {}), finished_at: this.#o.clock.nowMs(),
+      ...(error ? { error: { code: error.code, message: error.message } } : {}), finished_at: this.#gatewayNowMs(),
     };
   }
 
@@ -464,11 +532,14 @@ class DefaultAgentCore implements AgentCore {
     this.#trySend(live, (c) => c.sendCommandAck({ command_id: command.id, device_seq: command.device_seq, stage }, this.#o.clock.nowMs()));
   }
 
-  /** Sent now if a session is ready; otherwise (or if lost in flight) re-sent after the next AUTH_ACK. */
-  #sendResult(result: CommandResultBody): void {
+  /**
+   * Sent now if a session is ready; a journaled result not confirmed by a heartbeat echo is
+   * re-sent after the next AUTH_ACK. A refusal that was never journaled is sent once.
+   */
+  #sendResult(result: CommandResultBody, journaled: boolean): void {
     const live = this.#live;
     if (!live || !this.isReady) return;
-    const tracked = result.status !== 'rejected';
+    const tracked = journaled;
     if (tracked) live.resultsSinceHeartbeat.push(result.command_id);
     if (!this.#trySend(live, (c) => c.sendCommandResult(result, this.#o.clock.nowMs())) && tracked) live.resultsSinceHeartbeat.pop();
   }

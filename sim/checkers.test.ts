@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { appendAuditEntry, type AuditEntry } from '../core/protocol/audit-chain.js';
 import {
-  ExecutionChecker, SessionSeqChecker, checkAuditChain, checkCommandHistories, checkNoneLost, checkPresence, type CommandEventRow,
+  ExecutionChecker, SessionSeqChecker, checkAuditChain, checkCommandHistories, checkNoneLost, checkNotExecuted, checkPresence, type CommandEventRow,
 } from './checkers.js';
 
 // Each checker is shown a clean history (no violation) and the same history with one planted fault.
@@ -28,9 +28,29 @@ describe('sim checkers catch planted violations', () => {
     assert.equal(checker.kernelCall('d2'), undefined, 'per device');
   });
 
+  it('not executed: a command recorded expired or rejected that its device started or ran', () => {
+    const checker = new ExecutionChecker();
+    checker.executing('d1', 'ran');
+    assert.equal(checker.kernelCall('d1'), undefined);
+    checker.executing('d1', 'started');
+    const clean = [
+      { id: 'ran', device_id: 'd1', state: 'succeeded_late' }, { id: 'started', device_id: 'd1', state: 'timed_out' },
+      { id: 'never', device_id: 'd1', state: 'expired' }, { id: 'refused', device_id: 'd1', state: 'rejected' },
+    ];
+    assert.deepEqual(checkNotExecuted(clean, checker), []);
+    const planted = checkNotExecuted([{ id: 'ran', device_id: 'd1', state: 'expired' }, { id: 'started', device_id: 'd1', state: 'rejected' }], checker);
+    assert.equal(planted.length, 2);
+    assert.match(planted[0]!.message, /ran is expired.*1 kernel calls/);
+    assert.match(planted[1]!.message, /started is rejected.*0 kernel calls/);
+    assert.deepEqual(checkNotExecuted([{ id: 'ran', device_id: 'd2', state: 'expired' }], checker), [], 'per device');
+  });
+
   it('legal transitions: an edge not in the table, time going back, a wrong start, a final state that disagrees', () => {
     const good = [row('c1', 'queued', 1, 'create'), row('c1', 'sent', 2, 'deliver'), row('c1', 'ack_received', 3, 'ack'), row('c1', 'succeeded', 4, 'succeed')];
     assert.deepEqual(checkCommandHistories(good, new Map([['c1', 'succeeded']])), []);
+    const refined = [row('c2', 'queued', 1, 'create'), row('c2', 'sent', 2, 'deliver'), row('c2', 'timed_out', 3, 'time_out'), row('c2', 'succeeded_late', 4, 'succeed')];
+    assert.deepEqual(checkCommandHistories(refined, new Map([['c2', 'succeeded_late']])), [], 'a late result refines a timeout');
+    assert.match(checkCommandHistories([refined[0]!, refined[1]!, row('c2', 'expired', 3, 'expire')], new Map([['c2', 'expired']]))[0]!.message, /sent --expire--> expired is not in the command table/);
     assert.match(checkCommandHistories([good[0]!, row('c1', 'succeeded', 2, 'ack')], new Map([['c1', 'succeeded']]))[0]!.message, /not in the command table/);
     assert.match(checkCommandHistories([good[0]!, row('c1', 'sent', 0, 'deliver')], new Map([['c1', 'sent']]))[0]!.message, /before the previous change/);
     assert.match(checkCommandHistories([row('c1', 'sent', 1, 'deliver')], new Map([['c1', 'sent']]))[0]!.message, /starts with sent/);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { commandTable, commandTerminalStates, type CommandEvent, type CommandState } from '../core/protocol/command-machine.js';
+import { commandNotExecutedStates, commandTable, commandTerminalStates, type CommandEvent, type CommandState } from '../core/protocol/command-machine.js';
 import { verifyAuditChain } from '../core/protocol/audit-chain.js';
 import { nextState } from '../core/protocol/state-machine.js';
 
@@ -10,7 +10,7 @@ import { nextState } from '../core/protocol/state-machine.js';
  * a test can plant one and see it caught.
  */
 export interface Violation {
-  readonly checker: 'none_lost' | 'at_most_once' | 'legal_transitions' | 'audit_chain' | 'presence' | 'session_seq' | 'liveness';
+  readonly checker: 'none_lost' | 'at_most_once' | 'not_executed' | 'legal_transitions' | 'audit_chain' | 'presence' | 'session_seq' | 'liveness';
   readonly message: string;
 }
 
@@ -46,10 +46,18 @@ export class SessionSeqChecker {
 export class ExecutionChecker {
   readonly #current = new Map<string, string>();
   readonly #calls = new Map<string, number>();
+  /** `<device>/<command>` of every command a journal marked executing (one entry per command run). */
+  readonly #started = new Set<string>();
   kernelCalls = 0;
 
   executing(deviceId: string, commandId: string): void {
     this.#current.set(deviceId, commandId);
+    this.#started.add(`${deviceId}/${commandId}`);
+  }
+
+  /** The device's journal marked the command executing: from then on it counts as run (it may have had an effect). */
+  started(deviceId: string, commandId: string): boolean {
+    return this.#started.has(`${deviceId}/${commandId}`);
   }
 
   kernelCall(deviceId: string): Violation | undefined {
@@ -82,6 +90,25 @@ export function checkNoneLost(commands: ReadonlyArray<{ id: string; state: strin
   }
   for (const id of accepted) {
     if (!known.has(id) && violations.length < violationsKeptMax) violations.push({ checker: 'none_lost', message: `accepted command ${id} is missing from the command table` });
+  }
+  return violations;
+}
+
+/**
+ * The states that guarantee non-execution (commandNotExecutedStates: `expired`, `rejected`) tell
+ * the truth: no command in one was ever started by its device's agent or reached its kernel.
+ */
+export function checkNotExecuted(
+  commands: ReadonlyArray<{ id: string; device_id: string; state: string }>,
+  executions: Pick<ExecutionChecker, 'started' | 'executions'>,
+): Violation[] {
+  const violations: Violation[] = [];
+  for (const command of commands) {
+    if (!commandNotExecutedStates.includes(command.state as CommandState)) continue;
+    const kernelCalls = executions.executions(command.device_id, command.id);
+    if ((kernelCalls > 0 || executions.started(command.device_id, command.id)) && violations.length < violationsKeptMax) {
+      violations.push({ checker: 'not_executed', message: `command ${command.id} is ${command.state}, which guarantees it never ran, but ${command.device_id} started it (${kernelCalls} kernel calls)` });
+    }
   }
   return violations;
 }

@@ -9,7 +9,7 @@ import { SdcError } from '../core/errors/index.js';
 import { createNodeEd25519Provider } from '../core/crypto/ed25519-node.js';
 import { initDeployment, serviceKid, type DeploymentMaterials, type ServiceSigner } from '../core/deployment/materials.js';
 import { createGatewayCore, type GatewayCore } from '../core/gateway/gateway-core.js';
-import { commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
+import { commandNotExecutedStates, commandStates, commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
 import type { Clock } from '../core/protocol/ports.js';
 import { systemClock, systemRandom } from '../core/runtime/system.js';
 import { VirtualTime } from '../core/runtime/virtual-time.js';
@@ -19,7 +19,7 @@ import { openSqlJsDatabase, type SqlJsDatabase } from '../core/stores/sql/sqljs-
 import type { KernelFault } from '../kernel/mock/faults.js';
 import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
 import {
-  ExecutionChecker, SessionSeqChecker, checkAuditChain, checkCommandHistories, checkNoneLost, checkPresence,
+  ExecutionChecker, SessionSeqChecker, checkAuditChain, checkCommandHistories, checkNoneLost, checkNotExecuted, checkPresence,
   type CommandEventRow, type Violation,
 } from './checkers.js';
 import { faultyBus, faultySql } from './faulty-stores.js';
@@ -97,7 +97,7 @@ export interface RunResult {
 
 export const simStartMs = 1_800_000_000_000;
 const latencyBucketsMs = [10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000];
-const checkerNames: ReadonlyArray<Violation['checker']> = ['none_lost', 'at_most_once', 'legal_transitions', 'audit_chain', 'presence', 'session_seq', 'liveness'];
+const checkerNames: ReadonlyArray<Violation['checker']> = ['none_lost', 'at_most_once', 'not_executed', 'legal_transitions', 'audit_chain', 'presence', 'session_seq', 'liveness'];
 const provider = createNodeEd25519Provider();
 const textDecoder = new TextDecoder();
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -136,7 +136,7 @@ function inWindow(nowMs: number, windows: ReadonlyArray<{ atMs: number; duration
 }
 
 function emptyStates(): Record<CommandState, number> {
-  return { queued: 0, sent: 0, ack_received: 0, executing: 0, succeeded: 0, failed: 0, expired: 0, rejected: 0, dead_lettered: 0 };
+  return Object.fromEntries(commandStates.map((state) => [state, 0])) as Record<CommandState, number>;
 }
 
 export async function runSimulation(options: RunOptions): Promise<RunResult> {
@@ -281,9 +281,10 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
   network.setFaults(linkFaults(scenario.faults.network), new Map(Object.entries(scenario.faults.gatewayLinks ?? {})));
 
   // --- agents -----------------------------------------------------------------------------------
-  const kernelFaults: KernelFault[] = scenario.faults.kernelErrors
-    ? [{ kind: 'status', status: scenario.faults.kernelErrors.status, ratio: scenario.faults.kernelErrors.ratio }]
-    : [];
+  const kernelFaults: KernelFault[] = [
+    ...(scenario.faults.kernelErrors ? [{ kind: 'status', status: scenario.faults.kernelErrors.status, ratio: scenario.faults.kernelErrors.ratio } as const] : []),
+    ...(scenario.faults.kernelLatency ? [{ kind: 'latency', delayMs: scenario.faults.kernelLatency.delayMs, ratio: scenario.faults.kernelLatency.ratio } as const] : []),
+  ];
   const skewMax = scenario.faults.clockSkewMsMax ?? 0;
   const world: SimAgentWorld = {
     time, network, provider, gatewayIds,
@@ -447,6 +448,12 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
     counts.telemetry_stored = Number(telemetry?.n ?? 0);
     violations.push(...checkNoneLost(rows, accepted));
     checked.add('none_lost');
+    // The simulator saw what every agent started and ran: the states that promise "never ran" must be true.
+    const notExecuted = await rawSql.query<{ id: string; device_id: string; state: string }>(
+      `SELECT id, device_id, state FROM commands WHERE state IN (${commandNotExecutedStates.map((state) => `'${state}'`).join(', ')})`,
+    );
+    violations.push(...checkNotExecuted(notExecuted, executionChecker));
+    checked.add('not_executed');
     const history = await rawSql.query<CommandEventRow>('SELECT command_id, state, at, detail_json FROM command_events ORDER BY id ASC');
     violations.push(...checkCommandHistories(history, new Map(rows.map((row) => [row.id, row.state]))));
     checked.add('legal_transitions');

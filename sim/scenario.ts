@@ -78,6 +78,10 @@ export const ScenarioSchema = Type.Object({
       ratio: Ratio,
       status: Type.Union([Type.Literal('BUSY'), Type.Literal('IO_ERROR')]),
     }, { additionalProperties: false, description: 'mock kernel status faults; they hold for the whole run (a failed result is terminal)' })),
+    kernelLatency: Type.Optional(Type.Object({
+      ratio: Ratio,
+      delayMs: Type.Integer({ minimum: 1, maximum: 600_000 }),
+    }, { additionalProperties: false, description: 'mock kernel latency: this ratio of kernel calls answers delayMs later (a slow driver); commands taken behind one wait, and may pass their deadline' })),
     clockSkewMsMax: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000, description: 'each agent clock is off by a seeded amount in [-max, max]' })),
   }, { additionalProperties: false }),
 }, { additionalProperties: false });
@@ -101,6 +105,7 @@ export function parseScenario(value: unknown, source = 'scenario'): Scenario {
     for (const linkFaults of Object.values(faults.gatewayLinks ?? {})) checkLinkFaults(linkFaults);
     for (const partition of faults.partitions ?? []) if (partition.agents) checkRatio(partition.agents, 'partition agents');
     if (faults.kernelErrors) checkRatio(faults.kernelErrors.ratio, 'kernelErrors.ratio');
+    if (faults.kernelLatency) checkRatio(faults.kernelLatency.ratio, 'kernelLatency.ratio');
   } catch (error) {
     fail((error as Error).message);
   }

@@ -15,6 +15,8 @@ const strict = { additionalProperties: false } as const;
 const GatewayId = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' });
 /** A signed device frame, kept verbatim (canonical JSON text) so its signature can be re-checked and audited. */
 const SignedFrameText = Type.String({ maxLength: 65_536 });
+/** Device clock minus the gateway's, measured at AUTH (core/protocol/clock-offset.ts); any size a device's AUTH can show. */
+const ClockOffsetMs = Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER });
 
 export const busEntrySchemas = {
   /** control plane -> gateway: deliver this command to the device (held by this gateway). */
@@ -24,6 +26,7 @@ export const busEntrySchemas = {
   presence: Type.Object({
     device_id: DeviceId, gateway_id: GatewayId, session_id: SessionId, online: Type.Boolean(), at_ms: EpochMs,
     last_command_seq: Type.Optional(Seq), reason: Type.Optional(Type.String({ maxLength: 256 })),
+    clock_offset_ms: Type.Optional(ClockOffsetMs),
   }, strict),
 
   /** gateway -> control plane: a command moved (delivered, acked, executing), or must go back to the queue. */
@@ -42,7 +45,9 @@ export const busEntrySchemas = {
   /** gateway -> control plane: an ALERT frame from a device, or one the gateway raised. */
   alert: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, at_ms: EpochMs, frame: Type.Optional(SignedFrameText),
     severity: Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('critical')]),
-    kind: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }), message: Type.String({ maxLength: 1024 }) }, strict),
+    kind: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }), message: Type.String({ maxLength: 1024 }),
+    /** A `clock_skew` alert's measured offset; the control plane records it on the device. */
+    clock_offset_ms: Type.Optional(ClockOffsetMs) }, strict),
 
   /** gateway -> telemetry writer: a verified TELEMETRY frame. */
   telemetry: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, received_at_ms: EpochMs, frame: SignedFrameText }, strict),

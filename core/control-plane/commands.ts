@@ -3,14 +3,14 @@ import { encodeBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, kvKeys, streamMaxLen } from '../bus-contract/streams.js';
 import type { AuditEntryInput } from '../protocol/audit-chain.js';
 import { canonicalize } from '../protocol/canonical-json.js';
-import { commandTable, commandTerminalStates, type CommandEvent, type CommandState } from '../protocol/command-machine.js';
+import { commandTable, type CommandEvent, type CommandState } from '../protocol/command-machine.js';
 import type { JsonObject, JsonValue } from '../protocol/json-value.js';
 import type { SignedCommand } from '../protocol/messages/command.js';
 import { CommandTtlMsMax } from '../protocol/messages/command.js';
 import { validateOpcodeArgs } from '../protocol/messages/validate.js';
 import { evaluatePolicy, type Policy } from '../protocol/policy.js';
 import { signCommand } from '../protocol/signed-command.js';
-import { nextState } from '../protocol/state-machine.js';
+import { isFinal, nextState } from '../protocol/state-machine.js';
 import type { ServiceSigner } from '../deployment/materials.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
@@ -64,6 +64,8 @@ interface CommandRow {
   id: string; device_id: string; opcode: string; args_json: string; state: string; created_by: string;
   idempotency_key: string | null; device_seq: number; signed_json: string; expires_at: number; attempts: number;
   created_at: number; updated_at: number; gateway_id: string | null; result_json: string | null; dispatched_at: number | null;
+  /** NULL: no gateway stream ever held the command (migration 008). */
+  first_dispatched_at: number | null;
 }
 
 export const nonTerminalStates: readonly CommandState[] = ['queued', 'sent', 'ack_received', 'executing'];
@@ -236,17 +238,35 @@ export class CommandService {
     try {
       const gateway = gatewayId ?? (await this.presenceGateway(command.device_id));
       if (gateway === undefined) return false;
-      await this.#append(command, gateway);
-      return true;
+      return await this.#append(command, gateway);
     } catch (error) {
       this.#ctx.logger.warn({ err: error, commandId: command.id }, 'dispatch failed; the command stays queued for redelivery');
       return false;
     }
   }
 
-  async #append(command: SignedCommand, gateway: string): Promise<void> {
+  /** Appends the command to the gateway's stream; false (nothing appended) when it is terminal already. */
+  async #append(command: SignedCommand, gateway: string): Promise<boolean> {
+    if (!(await this.#markLeaving(command.id))) return false;
     await this.#ctx.bus.append(gatewayCommandStream(gateway), encodeBusEntry('deliver', { command }), { maxLen: streamMaxLen.gatewayCommands });
     await this.#ctx.db.execute('UPDATE commands SET gateway_id = ?, dispatched_at = ? WHERE id = ?', [gateway, this.#ctx.clock.nowMs(), command.id]);
+    return true;
+  }
+
+  /**
+   * Records that the command leaves the control plane (`first_dispatched_at`), before its first
+   * append: from then on a device may have it, and its TTL passing makes it `timed_out`, never
+   * `expired`. Both this update and the `expire` transition are conditional on the row, so one of
+   * them wins: a command the sweep expired first is not appended (false).
+   */
+  async #markLeaving(commandId: string): Promise<boolean> {
+    const marked = await this.#ctx.db.execute(
+      `UPDATE commands SET first_dispatched_at = ? WHERE id = ? AND first_dispatched_at IS NULL AND state IN (${nonTerminalList})`,
+      [this.#ctx.clock.nowMs(), commandId],
+    );
+    if (marked.changes === 1) return true;
+    const [row] = await this.#ctx.db.query<{ state: string }>('SELECT state FROM commands WHERE id = ?', [commandId]);
+    return row !== undefined && nonTerminalStates.includes(row.state as CommandState);
   }
 
   /**
@@ -308,8 +328,7 @@ export class CommandService {
           await this.#ctx.db.execute('UPDATE commands SET dispatched_at = ? WHERE id = ?', [nowMs, row.id]);
           continue;
         }
-        await this.#append(JSON.parse(row.signed_json) as SignedCommand, gateway);
-        sent += 1;
+        if (await this.#append(JSON.parse(row.signed_json) as SignedCommand, gateway)) sent += 1;
       } catch (error) {
         // Not stamped: retried at the next sweep. Later commands of the device wait so they cannot overtake it.
         failedDevices.add(row.device_id);
@@ -370,14 +389,18 @@ export class CommandService {
    * Applies a machine event at `atMs`. Illegal transitions and events for finished commands
    * change nothing and are reported, never thrown: the bus delivers at least once, so duplicates
    * and late events are normal. The update is a compare-and-set on the state, so two processes
-   * applying events to one command cannot both win.
+   * applying events to one command cannot both win. A terminal state changes only when the table
+   * lets a late result refine it (timed_out, dead_lettered). `expire` applies only to a command
+   * that never left the control plane (checked in the same compare-and-set); one that left is
+   * refused as illegal and times out instead (expireDue).
    */
   async transition(commandId: string, event: CommandEvent, atMs: number, options: TransitionOptions = {}): Promise<TransitionOutcome> {
     for (let attempt = 0; attempt < commandLimits.transitionRetriesMax; attempt += 1) {
       const [row] = await this.#ctx.db.query<CommandRow>('SELECT * FROM commands WHERE id = ?', [commandId]);
       if (row === undefined) return { applied: false, reason: 'unknown_command' };
       const from = row.state as CommandState;
-      if (commandTerminalStates.includes(from)) return { applied: false, reason: 'terminal', state: from };
+      if (isFinal(commandTable, from)) return { applied: false, reason: 'terminal', state: from };
+      if (event === 'expire' && row.first_dispatched_at !== null) return { applied: false, reason: 'illegal', state: from };
       const to = nextState(commandTable, from, event);
       if (to === undefined) {
         this.#ctx.logger.warn({ commandId, from, event }, 'illegal command transition ignored');
@@ -385,8 +408,9 @@ export class CommandService {
       }
       const applied = await this.#ctx.db.transaction(async (tx) => {
         const updated = await tx.execute(
-          `UPDATE commands SET state = ?, updated_at = ?, attempts = attempts + ?, result_json = COALESCE(?, result_json) WHERE id = ? AND state = ?`,
-          [to, atMs, event === 'deliver' ? 1 : 0, options.resultFrame ?? null, commandId, from],
+          `UPDATE commands SET state = ?, updated_at = ?, attempts = attempts + ?, result_json = COALESCE(?, result_json) WHERE id = ? AND state = ?
+           AND (? = 0 OR first_dispatched_at IS NULL)`,
+          [to, atMs, event === 'deliver' ? 1 : 0, options.resultFrame ?? null, commandId, from, event === 'expire' ? 1 : 0],
         );
         if (updated.changes !== 1) return false;
         await tx.execute('INSERT INTO command_events (command_id, state, at, detail_json) VALUES (?, ?, ?, ?)',
@@ -407,18 +431,24 @@ export class CommandService {
     throw new SdcError('STORE_CONFLICT', `command ${commandId} kept changing under concurrent updates`);
   }
 
-  /** Moves commands past their expiry to `expired`; returns how many. */
+  /**
+   * Ends unfinished commands past their expiry; returns how many. One that never left the control
+   * plane is `expired` (no device can have it); one that did is `timed_out` (it may have run; a
+   * late result refines it). A dispatch racing the sweep makes `expire` illegal: it times out.
+   */
   async expireDue(): Promise<number> {
     const nowMs = this.#ctx.clock.nowMs();
-    const rows = await this.#ctx.db.query<{ id: string }>(
-      `SELECT id FROM commands WHERE state IN (${nonTerminalList}) AND expires_at <= ? ORDER BY expires_at ASC LIMIT ?`,
+    const rows = await this.#ctx.db.query<{ id: string; first_dispatched_at: number | null }>(
+      `SELECT id, first_dispatched_at FROM commands WHERE state IN (${nonTerminalList}) AND expires_at <= ? ORDER BY expires_at ASC LIMIT ?`,
       [nowMs, commandLimits.expirePerSweepMax],
     );
-    let expired = 0;
-    for (const { id } of rows) {
-      if ((await this.transition(id, 'expire', nowMs)).applied) expired += 1;
+    let ended = 0;
+    for (const { id, first_dispatched_at: firstDispatchedAt } of rows) {
+      let outcome = firstDispatchedAt === null ? await this.transition(id, 'expire', nowMs) : undefined;
+      if (outcome === undefined || (!outcome.applied && outcome.reason === 'illegal')) outcome = await this.transition(id, 'time_out', nowMs);
+      if (outcome.applied) ended += 1;
     }
-    return expired;
+    return ended;
   }
 
   async get(commandId: string): Promise<CommandDetail> {

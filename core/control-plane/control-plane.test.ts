@@ -198,11 +198,11 @@ function suite(target: SqlTarget): void {
       assert.equal((await call('GET', `/v1/commands/${created.id as string}`, { token: tokens.viewer })).json().state, 'queued');
     });
 
-    it('expires commands past their TTL in the sweep', async () => {
+    it('ends commands past their TTL in the sweep: timed_out, as it was sent to the gateway holding the device (command-outcomes.test.ts has the rest)', async () => {
       const created = (await call('POST', '/v1/commands', { token: tokens.operator, body: { device_id: device, opcode: 'EXEC_PING_KERNEL', args: {}, ttl_ms: 1000 } })).json();
       h.clock.advance(1001);
       assert.ok((await h.cp.commands.expireDue()) >= 1);
-      assert.equal((await call('GET', `/v1/commands/${created.id as string}`, { token: tokens.viewer })).json().state, 'expired');
+      assert.equal((await call('GET', `/v1/commands/${created.id as string}`, { token: tokens.viewer })).json().state, 'timed_out');
     });
 
     it('stores telemetry and raises an alert above the risk threshold', async () => {

@@ -31,11 +31,14 @@ export interface DeviceView {
   readonly cert_serial: string | null;
   readonly cert_not_after_ms: number | null;
   readonly last_command_seq: number | null;
+  /** The device clock minus the gateway's, measured at its last AUTH (docs/protocol.md, Clocks); null before one. */
+  readonly clock_offset_ms: number | null;
 }
 
 interface DeviceRow {
   id: string; status: string; created_at: number; last_seen_at: number | null; cert_serial: string | null;
   cert_not_after: number | null; public_key: string | null; last_command_seq: number | null; gateway_id: string | null;
+  clock_offset_ms: number | null;
 }
 
 export interface EnrollmentAnswer {
@@ -133,6 +136,7 @@ export class DeviceService {
       last_seen_at_ms: row.last_seen_at === null ? null : Number(row.last_seen_at), gateway_id: row.gateway_id,
       cert_serial: row.cert_serial, cert_not_after_ms: row.cert_not_after === null ? null : Number(row.cert_not_after),
       last_command_seq: row.last_command_seq === null ? null : Number(row.last_command_seq),
+      clock_offset_ms: row.clock_offset_ms === null ? null : Number(row.clock_offset_ms),
     };
   }
 
@@ -361,16 +365,22 @@ export class DeviceService {
    * record: after a reconnect, the old gateway's late "offline" must not hide the new session.
    * Returns false for an unknown device.
    */
-  async recordPresence(options: { deviceId: string; gatewayId: string; online: boolean; atMs: number; lastCommandSeq?: number }): Promise<boolean> {
+  async recordPresence(options: { deviceId: string; gatewayId: string; online: boolean; atMs: number; lastCommandSeq?: number; clockOffsetMs?: number }): Promise<boolean> {
     const { deviceId, gatewayId, online, atMs } = options;
     const updated = await this.#ctx.db.execute(
       `UPDATE devices SET
          last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN ? ELSE last_seen_at END,
          gateway_id = CASE WHEN ? = 1 THEN ? WHEN gateway_id = ? THEN NULL ELSE gateway_id END,
-         last_command_seq = COALESCE(?, last_command_seq)
+         last_command_seq = COALESCE(?, last_command_seq),
+         clock_offset_ms = COALESCE(?, clock_offset_ms)
        WHERE id = ?`,
-      [atMs, atMs, online ? 1 : 0, gatewayId, gatewayId, options.lastCommandSeq ?? null, deviceId],
+      [atMs, atMs, online ? 1 : 0, gatewayId, gatewayId, options.lastCommandSeq ?? null, options.clockOffsetMs ?? null, deviceId],
     );
     return updated.changes === 1;
+  }
+
+  /** The device clock's offset from a clock_skew alert (its AUTH was refused, so no presence carries it). */
+  async recordClockOffset(deviceId: string, clockOffsetMs: number): Promise<void> {
+    await this.#ctx.db.execute('UPDATE devices SET clock_offset_ms = ? WHERE id = ?', [clockOffsetMs, deviceId]);
   }
 }

@@ -1,6 +1,6 @@
 import { SdcError } from '../errors/index.js';
 import { decodeBusEntry, type BusEntryData } from '../bus-contract/entries.js';
-import type { CommandEvent } from '../protocol/command-machine.js';
+import { commandExecution, type CommandEvent, type CommandState } from '../protocol/command-machine.js';
 import type { JsonObject } from '../protocol/json-value.js';
 import { alertThreshold, riskScore } from '../protocol/risk-score.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
@@ -54,6 +54,7 @@ export class EventHandlers {
   async #presence(data: BusEntryData<'presence'>): Promise<void> {
     const known = await this.#devices.recordPresence({
       deviceId: data.device_id, gatewayId: data.gateway_id, online: data.online, atMs: data.at_ms, lastCommandSeq: data.last_command_seq,
+      clockOffsetMs: data.clock_offset_ms,
     });
     if (!known) throw new SdcError('API_DEVICE_NOT_FOUND', `presence for unknown device ${data.device_id}`);
     this.#ctx.publishLive({ type: 'presence', device_id: data.device_id, online: data.online, gateway_id: data.gateway_id, at_ms: data.at_ms });
@@ -90,11 +91,28 @@ export class EventHandlers {
     });
     if (!outcome.applied) {
       this.#ctx.logger.info({ commandId: data.command_id, reason: outcome.reason }, 'command result not applied (duplicate or late)');
+      if (outcome.state !== undefined && body.status !== 'rejected') await this.#contradiction(data, body.status, outcome.state);
     }
+  }
+
+  /**
+   * A signed result saying the device ran a command recorded in a state that guarantees it never
+   * ran (docs/protocol.md): the guarantee is broken, so an operator must see it (critical alert).
+   */
+  async #contradiction(data: BusEntryData<'command_result'>, status: string, state: CommandState): Promise<void> {
+    if (commandExecution[state] !== 'not_executed') return;
+    this.#ctx.logger.error({ commandId: data.command_id, state, status }, 'a device reports running a command recorded as never run');
+    await this.raiseAlert({
+      deviceId: data.device_id, kind: 'command_state_contradicted', severity: 'critical', atMs: data.at_ms, actor: actors.device(data.device_id),
+      message: `device reports command ${data.command_id} ${status}, but it is recorded ${state}, which guarantees it never ran`,
+      detail: { command_id: data.command_id, state, status, frame: data.frame },
+    });
   }
 
   async #alert(data: BusEntryData<'alert'>): Promise<void> {
     if (data.frame !== undefined) await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'ALERT');
+    // A clock_skew alert for a device whose AUTH was refused: there is no presence to carry the offset.
+    if (data.clock_offset_ms !== undefined) await this.#devices.recordClockOffset(data.device_id, data.clock_offset_ms);
     await this.raiseAlert({
       deviceId: data.device_id, kind: data.kind, severity: data.severity, message: data.message, atMs: data.at_ms,
       detail: { gateway_id: data.gateway_id, ...(data.frame === undefined ? {} : { frame: data.frame }) }, actor: actors.gateway(data.gateway_id),

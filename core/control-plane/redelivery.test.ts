@@ -70,7 +70,7 @@ function suite(target: SqlTarget): void {
       h.clock.advance(redispatchIntervalMsDefault);
       assert.equal(await h.cp.commands.redispatchDue(), 1, 'still queued after the interval (no progress seen): sent again');
       assert.deepEqual(await deliveredIds(), [stranded.id, stranded.id]);
-      await h.cp.commands.transition(stranded.id, 'expire', h.clock.nowMs());
+      await h.cp.commands.transition(stranded.id, 'time_out', h.clock.nowMs());
     });
 
     it('dispatches earlier stranded commands of the device ahead of a new one, in device_seq order', async () => {
@@ -82,7 +82,7 @@ function suite(target: SqlTarget): void {
       const third = await create('dev-b');
       assert.deepEqual((await deliveredIds()).slice(-3), [first.id, second.id, third.id]);
       assert.equal(await h.cp.commands.redispatchDue(), 0);
-      for (const c of [first, second, third]) await h.cp.commands.transition(c.id, 'expire', h.clock.nowMs());
+      for (const c of [first, second, third]) await h.cp.commands.transition(c.id, 'time_out', h.clock.nowMs());
     });
 
     it('re-dispatches a sent command handed back while its device stays connected, after the interval only', async () => {
@@ -101,7 +101,7 @@ function suite(target: SqlTarget): void {
       h.clock.advance(redispatchIntervalMsDefault);
       assert.equal(await h.cp.commands.redispatchDue(), 1);
       assert.equal((await deliveredIds()).filter((id) => id === command.id).length, before + 1);
-      await h.cp.commands.transition(command.id, 'expire', h.clock.nowMs());
+      await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
     });
 
     it('re-dispatches a command left ack_received or executing (its ACK or RESULT lost) once per interval, and a finished one never', async () => {
@@ -144,7 +144,7 @@ function suite(target: SqlTarget): void {
       assert.deepEqual((await deliveredIds()).slice(before), [commands[0]!.id, commands[1]!.id]);
       assert.equal(await h.cp.commands.redispatchDue({ batchMax: 2 }), 1);
       assert.deepEqual((await deliveredIds()).slice(before + 2), [commands[2]!.id]);
-      for (const c of commands) await h.cp.commands.transition(c.id, 'expire', h.clock.nowMs());
+      for (const c of commands) await h.cp.commands.transition(c.id, 'time_out', h.clock.nowMs());
     });
 
     it('stamps commands of offline devices so they do not fill every batch, and skips expired ones', async () => {

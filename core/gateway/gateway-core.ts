@@ -5,6 +5,7 @@ import { revocationChannel, streamMaxLen, streamNames, type RevocationNotice } f
 import { base64urlFromBytes } from '../crypto/bytes.js';
 import { SdcError, type ErrorCode } from '../errors/index.js';
 import { encodeEnvelope } from '../protocol/envelope.js';
+import { clockOffsetLimits } from '../protocol/clock-offset.js';
 import type { MessageBody } from '../protocol/messages/catalog.js';
 import type { TimerHandle } from '../protocol/ports.js';
 import { encodeMessage, type DecodedMessage, type FrameSigner } from '../protocol/session/codec.js';
@@ -248,13 +249,14 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
         case 'authenticated':
           session.authenticated = true;
           session.sinceMs = clock.nowMs();
-          queue(session, () => onAuthenticated(session, event.lastCommandSeq));
+          queue(session, () => onAuthenticated(session, event.lastCommandSeq, event.clockOffsetMs));
           break;
         case 'message':
           queue(session, () => onMessage(session, event.message));
           break;
         case 'refused':
           logger.info({ code: event.error.code, device_id: session.deviceId, session_id: session.sessionId, trace_id: context.traceId() }, 'frame refused');
+          if (SdcError.is(event.error, 'PROTO_CLOCK_SKEW')) void reportClockOffset(session, Number(event.error.details.clockOffsetMs), 'refused');
           if (event.error.code === 'PROTO_TELEMETRY_CHAIN_BROKEN') queue(session, () => reportAlert(session, 'telemetry_chain_broken', event.error.message));
           break;
         case 'closed':
@@ -264,13 +266,33 @@ export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
     }
   }
 
-  async function onAuthenticated(session: DeviceSession, lastCommandSeq: number): Promise<void> {
+  async function onAuthenticated(session: DeviceSession, lastCommandSeq: number, clockOffsetMs: number): Promise<void> {
     const previous = sessions.get(session.deviceId);
     sessions.set(session.deviceId, session);
     session.lastRefreshMs = clock.nowMs();
     // The key names the new session before the old one closes, so the old one's close reports no offline.
-    await presence.online(session, lastCommandSeq);
+    await presence.online(session, lastCommandSeq, clockOffsetMs);
     if (previous !== undefined && previous !== session) endSession(previous, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
+    if (Math.abs(clockOffsetMs) > clockOffsetLimits.alertMs) await reportClockOffset(session, clockOffsetMs, 'corrected');
+  }
+
+  /**
+   * A `clock_skew` alert carrying the offset (the control plane records it on the device): a
+   * warning when the session corrects it, critical when AUTH was refused for it. Never throws.
+   */
+  async function reportClockOffset(session: DeviceSession, clockOffsetMs: number, outcome: 'corrected' | 'refused'): Promise<void> {
+    const { alertMs, offsetMsMax } = clockOffsetLimits;
+    const message = outcome === 'corrected'
+      ? `device clock is ${clockOffsetMs} ms off the gateway's (alert above ${alertMs} ms); corrected for this session`
+      : `device clock is ${clockOffsetMs} ms off the gateway's, beyond the ${offsetMsMax} ms a session tolerates; AUTH refused`;
+    try {
+      await context.report('alert', {
+        device_id: session.deviceId, gateway_id: resolved.gatewayId, at_ms: clock.nowMs(), severity: outcome === 'corrected' ? 'warning' : 'critical',
+        kind: 'clock_skew', message, clock_offset_ms: clockOffsetMs,
+      });
+    } catch (error) {
+      logger.error({ err: error, device_id: session.deviceId, trace_id: context.traceId() }, 'clock_skew alert not reported');
+    }
   }
 
   async function onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {

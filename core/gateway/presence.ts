@@ -37,12 +37,13 @@ function parseRecord(text: string | null): PresenceRecord | undefined {
 export class Presence {
   constructor(private readonly context: GatewayContext) {}
 
-  async online(session: PresenceSession, lastCommandSeq: number): Promise<void> {
+  /** `clockOffsetMs`: the device clock minus ours, measured at AUTH; the control plane shows it on the device. */
+  async online(session: PresenceSession, lastCommandSeq: number, clockOffsetMs: number): Promise<void> {
     const { gatewayId, stores, heartbeatIntervalMs } = this.context.options;
     await stores.kv.set(kvKeys.presence(session.deviceId), this.#record(session), { ttlMs: presenceTtlMs(heartbeatIntervalMs) });
     await this.context.report('presence', {
       device_id: session.deviceId, gateway_id: gatewayId, session_id: session.sessionId, online: true,
-      at_ms: this.context.nowMs(), last_command_seq: lastCommandSeq,
+      at_ms: this.context.nowMs(), last_command_seq: lastCommandSeq, clock_offset_ms: clockOffsetMs,
     });
   }
 

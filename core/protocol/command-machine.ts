@@ -4,11 +4,18 @@ import type { TransitionTable } from './state-machine.js';
  * The lifecycle of one command, as the control plane records it. Redelivery after an ACK
  * timeout keeps the command in `sent` (attempts are counted beside the state); after the
  * last attempt it is dead-lettered. `rejected` is the device refusing it (bad signature,
- * expired, policy on the device); `expired` is its TTL passing before a result.
+ * expired, policy on the device); `expired` is its TTL passing before it ever left the control
+ * plane; `timed_out` is its TTL passing without a result after it left (it may have run).
+ *
+ * A terminal state says what is known about execution on the device (`commandExecution`, the
+ * table in docs/protocol.md). Two terminal states are entered without knowing it, `timed_out`
+ * and `dead_lettered`; a late result signed by the device still refines them, once, to what
+ * it reports (`succeeded_late`, `failed_late`, `rejected`).
  */
 export const commandStates = [
   'queued', 'sent', 'ack_received', 'executing',
   'succeeded', 'failed', 'expired', 'rejected', 'dead_lettered',
+  'timed_out', 'succeeded_late', 'failed_late',
 ] as const;
 export type CommandState = (typeof commandStates)[number];
 
@@ -18,13 +25,41 @@ export const commandEvents = [
   'start', // device reports execution started
   'succeed', // COMMAND_RESULT with status succeeded
   'fail', // COMMAND_RESULT with status failed
-  'reject', // COMMAND_RESULT with status rejected
-  'expire', // TTL passed before a terminal result
-  'dead_letter', // delivery attempts exhausted
+  'reject', // COMMAND_RESULT with status rejected: the device did not run it
+  'expire', // TTL passed and no gateway ever held the command: no device can have it
+  'time_out', // TTL passed without a result after the command left the control plane
+  'dead_letter', // delivery attempts exhausted without an ACK (or the gateway refused the command)
 ] as const;
 export type CommandEvent = (typeof commandEvents)[number];
 
-export const commandTerminalStates: readonly CommandState[] = ['succeeded', 'failed', 'expired', 'rejected', 'dead_lettered'];
+export const commandTerminalStates: readonly CommandState[] = [
+  'succeeded', 'failed', 'expired', 'rejected', 'dead_lettered', 'timed_out', 'succeeded_late', 'failed_late',
+];
+
+/** Terminal states entered without knowing whether the device ran the command; a late result refines them. */
+export const commandRefinableStates: readonly CommandState[] = ['dead_lettered', 'timed_out'];
+
+/**
+ * What a terminal state guarantees about execution on the device:
+ * - `not_executed`: the command never ran and never will (no device got it, or the device
+ *   said in a signed result that it refused it; a refused command id is never run later);
+ * - `started`: the device started it (`failed` may have failed before or after any effect);
+ * - `unknown`: the device may have run it; a late signed result refines the state.
+ */
+export type ExecutionKnowledge = 'not_executed' | 'started' | 'unknown';
+
+export const commandExecution: Readonly<Record<CommandState, ExecutionKnowledge | 'pending'>> = {
+  queued: 'pending', sent: 'pending', ack_received: 'pending', executing: 'pending',
+  succeeded: 'started', failed: 'started', succeeded_late: 'started', failed_late: 'started',
+  expired: 'not_executed', rejected: 'not_executed',
+  timed_out: 'unknown', dead_lettered: 'unknown',
+};
+
+/** The states in which the command is guaranteed never to have run on the device. */
+export const commandNotExecutedStates: readonly CommandState[] = commandStates.filter((s) => commandExecution[s] === 'not_executed');
+
+// A late result after timed_out/dead_lettered is the device's signed word on what happened.
+const lateResults = { succeed: 'succeeded_late', fail: 'failed_late', reject: 'rejected' } as const;
 
 export const commandTable: TransitionTable<CommandState, CommandEvent> = {
   name: 'command',
@@ -32,16 +67,21 @@ export const commandTable: TransitionTable<CommandState, CommandEvent> = {
   states: commandStates,
   events: commandEvents,
   terminal: commandTerminalStates,
+  refinable: commandRefinableStates,
   transitions: {
-    queued: { deliver: 'sent', expire: 'expired', dead_letter: 'dead_lettered' },
+    // time_out from queued: the command was appended to a gateway's stream, but no delivery was reported yet.
+    queued: { deliver: 'sent', expire: 'expired', time_out: 'timed_out', dead_letter: 'dead_lettered' },
     // A result may overtake its ACK on a lossy link; the result is authoritative.
-    sent: { deliver: 'sent', ack: 'ack_received', succeed: 'succeeded', fail: 'failed', reject: 'rejected', expire: 'expired', dead_letter: 'dead_lettered' },
-    ack_received: { start: 'executing', succeed: 'succeeded', fail: 'failed', reject: 'rejected', expire: 'expired' },
-    executing: { succeed: 'succeeded', fail: 'failed', expire: 'expired' },
+    sent: { deliver: 'sent', ack: 'ack_received', succeed: 'succeeded', fail: 'failed', reject: 'rejected', time_out: 'timed_out', dead_letter: 'dead_lettered' },
+    ack_received: { start: 'executing', succeed: 'succeeded', fail: 'failed', reject: 'rejected', time_out: 'timed_out' },
+    executing: { succeed: 'succeeded', fail: 'failed', time_out: 'timed_out' },
     succeeded: {},
     failed: {},
     expired: {},
     rejected: {},
-    dead_lettered: {},
+    dead_lettered: { ...lateResults },
+    timed_out: { ...lateResults },
+    succeeded_late: {},
+    failed_late: {},
   },
 };

@@ -4,7 +4,9 @@ import { SdcError } from '../errors/index.js';
  * A state machine is a table, `[state][event] -> next state` (h11's `_state.py`).
  * An event with no entry is illegal: it throws PROTO_ILLEGAL_TRANSITION. When the table
  * declares an error state, an illegal event also moves the machine there and the error
- * state is sticky: nothing leaves it. Docs diagrams are drawn from the same table.
+ * state is sticky: nothing leaves it. A terminal state accepts no event, unless the table lists
+ * it as `refinable`: then it may move once more, to a terminal state that is not refinable (a
+ * late fact refining what was recorded). Docs diagrams are drawn from the same table.
  */
 export interface TransitionTable<S extends string, E extends string> {
   readonly name: string;
@@ -12,6 +14,8 @@ export interface TransitionTable<S extends string, E extends string> {
   readonly states: readonly S[];
   readonly events: readonly E[];
   readonly terminal: readonly S[];
+  /** Terminal states that a late event may still refine (once, to a final state). */
+  readonly refinable?: readonly S[];
   /** Sticky state entered on an illegal event, if the machine has one. */
   readonly errorState?: S;
   readonly transitions: { readonly [state in S]: Partial<Readonly<Record<E, S>>> };
@@ -33,6 +37,11 @@ export function isTerminal<S extends string, E extends string>(table: Transition
   return table.terminal.includes(state);
 }
 
+/** Terminal and not refinable: nothing can change it any more. */
+export function isFinal<S extends string, E extends string>(table: TransitionTable<S, E>, state: S): boolean {
+  return table.terminal.includes(state) && !(table.refinable ?? []).includes(state);
+}
+
 /** Checks a table's own consistency; run once per table by the tests. Returns the problems found. */
 export function checkTable<S extends string, E extends string>(table: TransitionTable<S, E>): string[] {
   const problems: string[] = [];
@@ -46,7 +55,13 @@ export function checkTable<S extends string, E extends string>(table: Transition
       if (!table.events.includes(event as E)) problems.push(`${state}: undeclared event ${event}`);
       if (!states.has(to as string)) problems.push(`${state} --${event}--> undeclared state ${String(to)}`);
     }
-    if (table.terminal.includes(state) && Object.keys(row).length > 0) problems.push(`terminal state ${state} has transitions`);
+    if (isFinal(table, state) && Object.keys(row).length > 0) problems.push(`terminal state ${state} has transitions`);
+    if ((table.refinable ?? []).includes(state)) {
+      if (!table.terminal.includes(state)) problems.push(`refinable state ${state} is not terminal`);
+      for (const [event, to] of Object.entries(row)) {
+        if (!isFinal(table, to as S)) problems.push(`refinable state ${state} --${event}--> ${String(to)}, which is not final`);
+      }
+    }
   }
   for (const key of Object.keys(table.transitions)) if (!states.has(key)) problems.push(`row for undeclared state ${key}`);
   return problems;

@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { SdcError } from '../errors/index.js';
-import { StateMachine, checkTable, nextState, renderMermaid, type TransitionTable } from './state-machine.js';
+import { StateMachine, checkTable, isFinal, nextState, renderMermaid, type TransitionTable } from './state-machine.js';
 import { sessionTable } from './session-machine.js';
-import { commandTable, commandTerminalStates } from './command-machine.js';
+import { commandExecution, commandNotExecutedStates, commandRefinableStates, commandTable, commandTerminalStates } from './command-machine.js';
 
 const tables = [sessionTable, commandTable] as TransitionTable<string, string>[];
 
@@ -35,11 +35,17 @@ for (const table of tables) {
     }), { numRuns: 500 });
   });
 
-  test(`${table.name}: terminal states accept no event`, () => {
+  test(`${table.name}: final states accept no event; a refinable terminal state moves at most once more, to a final state`, () => {
     for (const state of table.terminal) {
       for (const event of table.events) {
         const machine = new StateMachine(table, { state });
-        assert.throws(() => machine.apply(event, 0), (e) => SdcError.is(e, 'PROTO_ILLEGAL_TRANSITION'));
+        if (isFinal(table, state)) {
+          assert.throws(() => machine.apply(event, 0), (e) => SdcError.is(e, 'PROTO_ILLEGAL_TRANSITION'));
+          continue;
+        }
+        if (!machine.can(event)) continue;
+        const to = machine.apply(event, 0);
+        assert.ok(isFinal(table, to), `${state} --${event}--> ${to} is not final`);
       }
     }
   });
@@ -84,6 +90,34 @@ test('command: an illegal event leaves the state unchanged and names it', () => 
     return true;
   });
   assert.equal(machine.state, 'queued');
+});
+
+test('command: a timeout or dead letter is refined once by a late result; expired and rejected stay as they are', () => {
+  const late = new StateMachine(commandTable);
+  for (const [event, atMs] of [['deliver', 10], ['ack', 20], ['start', 30], ['time_out', 40], ['succeed', 50]] as const) late.apply(event, atMs);
+  assert.deepEqual(late.history.map((r) => r.to), ['sent', 'ack_received', 'executing', 'timed_out', 'succeeded_late']);
+  assert.throws(() => late.apply('fail', 60), (e) => SdcError.is(e, 'PROTO_ILLEGAL_TRANSITION'));
+  const refused = new StateMachine(commandTable);
+  for (const event of ['deliver', 'dead_letter', 'reject'] as const) refused.apply(event, 0);
+  assert.equal(refused.state, 'rejected');
+  const expired = new StateMachine(commandTable);
+  expired.apply('expire', 0);
+  for (const event of commandTable.events) assert.equal(expired.can(event), false, `expired accepts ${event}`);
+  // `expire` is only for a command that never left the control plane: one that was sent times out instead.
+  assert.equal(nextState(commandTable, 'sent', 'expire'), undefined);
+});
+
+test('command: what each terminal state says about execution', () => {
+  assert.deepEqual([...commandNotExecutedStates].sort(), ['expired', 'rejected']);
+  assert.deepEqual([...commandRefinableStates].sort(), ['dead_lettered', 'timed_out']);
+  for (const state of commandTerminalStates) assert.notEqual(commandExecution[state], 'pending', `${state} is terminal`);
+  for (const state of commandRefinableStates) assert.equal(commandExecution[state], 'unknown');
+  // A state that guarantees non-execution is never reached from one where the device may have run the command, except by its own signed refusal.
+  for (const state of commandTable.states) {
+    for (const [event, to] of Object.entries(commandTable.transitions[state])) {
+      if (commandExecution[to] === 'not_executed') assert.ok(event === 'reject' || event === 'expire', `${state} --${event}--> ${to}`);
+    }
+  }
 });
 
 test('a machine refuses an undeclared starting state', () => {

@@ -10,4 +10,5 @@ export const agentErrors = defineErrors({
   AGENT_JOURNAL_CORRUPT: { fault: 'local', status: 500, summary: 'The command journal has an unreadable record before its last line' },
   AGENT_JOURNAL_FULL: { fault: 'local', status: 503, summary: 'The command journal holds its maximum of unfinished commands; the command was not taken' },
   AGENT_BUSY: { fault: 'local', status: 503, summary: 'Too many command deliveries are waiting to be processed; the delivery was dropped' },
+  AGENT_COMMAND_EXPIRED: { fault: 'local', status: 410, summary: 'The command was taken but its deadline passed before it could start; it was not run and never will be' },
 });

@@ -21,6 +21,7 @@ export const protocolErrors = defineErrors({
   PROTO_SEQ_OUT_OF_ORDER: { fault: 'remote', status: 409, summary: 'Sequence number is not greater than the last accepted one' },
   PROTO_TS_TOO_OLD: { fault: 'remote', status: 400, summary: 'Frame timestamp is older than the allowed skew or TTL' },
   PROTO_TS_IN_FUTURE: { fault: 'remote', status: 400, summary: 'Frame timestamp is further in the future than the allowed skew' },
+  PROTO_CLOCK_SKEW: { fault: 'remote', status: 400, summary: "The device clock is further off the gateway's than a session tolerates (docs/protocol.md, Clocks)" },
   PROTO_TELEMETRY_CHAIN_BROKEN: { fault: 'remote', status: 409, summary: "TELEMETRY prev_hash is not the SHA-256 of the session's previous TELEMETRY frame" },
   PROTO_SESSION_MISMATCH: { fault: 'remote', status: 400, summary: 'Frame names a different session or device than the connection' },
   PROTO_REPLAY_CAPACITY: { fault: 'local', status: 503, summary: 'Replay guard has reached its session capacity' },

@@ -1,6 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Base64Url, DeviceId, DurationMs, EpochMs, ErrorCodeField, FrameId, Kid, Nonce, Seq, SessionId, ShortText } from './fields.js';
 import { CommandOutcomeError, CommandResultStatus, SignedCommandSchema } from './command.js';
+import { clockOffsetLimits } from '../clock-offset.js';
 
 /**
  * Every agent-gateway message body, one schema each. The envelope (envelope.ts) carries
@@ -42,13 +43,15 @@ export const messageCatalog = {
   },
   AUTH_ACK: {
     direction: 'gateway->agent',
-    summary: 'Authentication succeeded: the session token, heartbeat interval and the seq each side starts from.',
+    summary: "Authentication succeeded: the session token, heartbeat interval, the seq each side starts from, and the device clock's measured offset, which the agent applies from now on.",
     body: Type.Object({
       session_id: SessionId,
       session_token: ShortText(2048),
       heartbeat_interval_ms: DurationMs(3_600_000),
       seq_start: Seq,
       server_time_ms: EpochMs,
+      /** Device clock minus gateway clock, measured at AUTH; the agent stamps frames and judges deadlines with its clock minus this. */
+      clock_offset_ms: Type.Integer({ minimum: -clockOffsetLimits.offsetMsMax, maximum: clockOffsetLimits.offsetMsMax }),
     }, strict),
   },
   AUTH_ERROR: {

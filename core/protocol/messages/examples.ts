@@ -10,7 +10,7 @@ const nonce = 'n'.repeat(43);
 export const exampleBodies: { [T in MessageType]: MessageBody<T> } = {
   AUTH_CHALLENGE: { nonce, gateway_id: 'gw-1', server_time_ms: 1_764_000_000_000 },
   AUTH: { nonce, agent_version: '0.1.0', last_command_seq: 41 },
-  AUTH_ACK: { session_id: 'sess_7f3a', session_token: 'eyJ...', heartbeat_interval_ms: 10_000, seq_start: 0, server_time_ms: 1_764_000_000_050 },
+  AUTH_ACK: { session_id: 'sess_7f3a', session_token: 'eyJ...', heartbeat_interval_ms: 10_000, seq_start: 0, server_time_ms: 1_764_000_000_050, clock_offset_ms: -1_250 },
   AUTH_ERROR: { code: 'TRUST_CERT_REVOKED', message: 'device certificate is revoked' },
   HEARTBEAT: { uptime_ms: 3_600_000, queue_depth: 0 },
   TELEMETRY: {

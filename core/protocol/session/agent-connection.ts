@@ -3,10 +3,12 @@ import { decodeEnvelope, verifyEnvelope } from '../envelope.js';
 import type { MessageBody } from '../messages/catalog.js';
 import { ConnectionCore, type ConnectionCoreOptions, type ConnectionEvent } from './connection-core.js';
 import { checkBody } from './codec.js';
+import { clockOffsetLimits } from '../clock-offset.js';
 
 export type AgentEvent =
   | ConnectionEvent
-  | { kind: 'ready'; sessionId: string; sessionToken: string; heartbeatIntervalMs: number; serverTimeMs: number }
+  /** `clockOffsetMs`: this device's clock minus the gateway's, as the gateway measured it at AUTH. */
+  | { kind: 'ready'; sessionId: string; sessionToken: string; heartbeatIntervalMs: number; serverTimeMs: number; clockOffsetMs: number }
   | { kind: 'auth_error'; code: string; message: string };
 
 export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'frameIdPrefix'> {
@@ -22,13 +24,29 @@ export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'fra
  * AUTH_CHALLENGE; it fixes the session id. The agent answers with AUTH signed by the device
  * key and becomes ready on AUTH_ACK. Command signatures are checked by the agent's command
  * handling (verifyCommand), not here: this layer authenticates frames, not their contents.
+ *
+ * Clocks: every method takes the device's own `nowMs`. AUTH carries it unchanged, so that the
+ * gateway can measure the offset; until AUTH_ACK the offset is estimated from the challenge's
+ * `ts`, then it is the gateway's measurement (`clockOffsetMs`). Frames after AUTH are stamped,
+ * and the gateway's frames checked, on the gateway's clock (device clock minus the offset).
  */
 export class AgentConnection extends ConnectionCore {
   readonly #options: AgentConnectionOptions;
+  #clockOffsetMs = 0;
 
   constructor(options: AgentConnectionOptions) {
     super({ ...options, frameIdPrefix: 'a' });
     this.#options = options;
+  }
+
+  /** Device clock minus the gateway's: estimated from the challenge, then as measured by the gateway (AUTH_ACK). */
+  get clockOffsetMs(): number {
+    return this.#clockOffsetMs;
+  }
+
+  /** The gateway's clock now, from the device's. */
+  #gatewayNowMs(nowMs: number): number {
+    return nowMs - this.#clockOffsetMs;
   }
 
   receive(bytes: Uint8Array, nowMs: number): AgentEvent[] {
@@ -36,7 +54,7 @@ export class AgentConnection extends ConnectionCore {
     if (this.state === 'connecting') return this.#receiveChallenge(bytes, nowMs);
     let message;
     try {
-      message = this.authenticate(bytes, nowMs, this.#options.resolveGatewayKey);
+      message = this.authenticate(bytes, this.#gatewayNowMs(nowMs), this.#options.resolveGatewayKey);
     } catch (error) {
       return this.refuse(error, nowMs);
     }
@@ -44,7 +62,11 @@ export class AgentConnection extends ConnectionCore {
       if (message.type === 'AUTH_ACK') {
         const ack = message.body as MessageBody<'AUTH_ACK'>;
         this.applyEvent('auth_ok', nowMs);
-        return [{ kind: 'ready', sessionId: ack.session_id, sessionToken: ack.session_token, heartbeatIntervalMs: ack.heartbeat_interval_ms, serverTimeMs: ack.server_time_ms }];
+        this.#clockOffsetMs = ack.clock_offset_ms;
+        return [{
+          kind: 'ready', sessionId: ack.session_id, sessionToken: ack.session_token, heartbeatIntervalMs: ack.heartbeat_interval_ms,
+          serverTimeMs: ack.server_time_ms, clockOffsetMs: ack.clock_offset_ms,
+        }];
       }
       if (message.type === 'AUTH_ERROR') {
         const refusal = message.body as MessageBody<'AUTH_ERROR'>;
@@ -67,42 +89,52 @@ export class AgentConnection extends ConnectionCore {
 
   sendHeartbeat(body: MessageBody<'HEARTBEAT'>, nowMs: number): void {
     this.requireReady('HEARTBEAT');
-    this.sendFrame('HEARTBEAT', body, nowMs);
+    this.sendFrame('HEARTBEAT', body, this.#gatewayNowMs(nowMs));
   }
 
   sendTelemetry(body: MessageBody<'TELEMETRY'>, nowMs: number): void {
     this.requireReady('TELEMETRY');
-    this.sendFrame('TELEMETRY', body, nowMs);
+    this.sendFrame('TELEMETRY', body, this.#gatewayNowMs(nowMs));
   }
 
   sendCommandAck(body: MessageBody<'COMMAND_ACK'>, nowMs: number): void {
     this.requireReady('COMMAND_ACK');
-    this.sendFrame('COMMAND_ACK', body, nowMs);
+    this.sendFrame('COMMAND_ACK', body, this.#gatewayNowMs(nowMs));
   }
 
   sendCommandResult(body: MessageBody<'COMMAND_RESULT'>, nowMs: number): void {
     this.requireReady('COMMAND_RESULT');
-    this.sendFrame('COMMAND_RESULT', body, nowMs);
+    this.sendFrame('COMMAND_RESULT', body, this.#gatewayNowMs(nowMs));
   }
 
   sendAlert(body: MessageBody<'ALERT'>, nowMs: number): void {
     this.requireReady('ALERT');
-    this.sendFrame('ALERT', body, nowMs);
+    this.sendFrame('ALERT', body, this.#gatewayNowMs(nowMs));
   }
 
-  /** The challenge names the session; it must be signed by a pinned gateway key and be fresh. */
+  /**
+   * The challenge names the session; it must be signed by a pinned gateway key. Its `ts` is the
+   * gateway's clock: up to clockOffsetLimits.agentChallengeOffsetMsMax from ours is accepted (the
+   * gateway decides on the offset after AUTH), and gives the offset used until AUTH_ACK.
+   */
   #receiveChallenge(bytes: Uint8Array, nowMs: number): AgentEvent[] {
     try {
       const envelope = verifyEnvelope({ envelope: decodeEnvelope(bytes, undefined), resolveKey: this.#options.resolveGatewayKey, provider: this.signerProvider });
       if (envelope.device_id !== this.deviceId) throw new SdcError('PROTO_SESSION_MISMATCH', 'challenge is for another device');
       if (envelope.type !== 'AUTH_CHALLENGE') throw new SdcError('PROTO_ILLEGAL_TRANSITION', `expected AUTH_CHALLENGE, got ${envelope.type}`);
+      const estimatedOffsetMs = nowMs - envelope.ts;
+      if (Math.abs(estimatedOffsetMs) > clockOffsetLimits.agentChallengeOffsetMsMax) {
+        throw new SdcError('PROTO_CLOCK_SKEW', `the gateway's clock is ${-estimatedOffsetMs} ms off ours`, { clockOffsetMs: estimatedOffsetMs });
+      }
       this.sessionId = envelope.session_id;
       this.replay.open(this.sessionId, 0);
-      this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: envelope.ts }, nowMs);
+      this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: envelope.ts }, nowMs - estimatedOffsetMs);
       const challenge = checkBody(envelope).body as MessageBody<'AUTH_CHALLENGE'>;
       this.applyEvent('challenge', nowMs);
       this.lastHeardMs = nowMs;
+      // On our own clock: the gateway measures the offset from this frame's ts.
       this.sendFrame('AUTH', { nonce: challenge.nonce, agent_version: this.#options.agentVersion, last_command_seq: this.#options.lastCommandSeq }, nowMs);
+      this.#clockOffsetMs = estimatedOffsetMs;
       return [];
     } catch (error) {
       const typed = SdcError.is(error) ? error : new SdcError('PROTO_INVALID_ARGUMENT', String(error));

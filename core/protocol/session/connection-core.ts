@@ -99,13 +99,18 @@ export abstract class ConnectionCore {
     if (this.machine.state !== 'ready') throw new SdcError('PROTO_ILLEGAL_TRANSITION', `cannot send ${type} in state ${this.machine.state}`);
   }
 
-  /** Authenticates a frame of the current session and checks it against the replay guard. */
-  protected authenticate(bytes: Uint8Array, nowMs: number, resolveKey: (kid: string) => Uint8Array | undefined): DecodedMessage {
+  /**
+   * Authenticates a frame of the current session and checks it against the replay guard.
+   * `localTsOf` turns the frame's `ts` into this side's clock before the time check: the
+   * gateway's AUTH arrives stamped by a device clock it has not measured yet. It may throw
+   * (a typed error) to refuse the frame; it runs only after the signature verified.
+   */
+  protected authenticate(bytes: Uint8Array, nowMs: number, resolveKey: (kid: string) => Uint8Array | undefined, localTsOf: (ts: number) => number = (ts) => ts): DecodedMessage {
     const envelope = decodeAndVerify({
       bytes, limits: this.#options.limits, expectDeviceId: this.#options.deviceId, expectSessionId: this.sessionId,
       resolveKey, provider: this.#options.signer.provider,
     });
-    this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: envelope.ts }, nowMs);
+    this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: localTsOf(envelope.ts) }, nowMs);
     const message = checkBody(envelope);
     this.lastHeardMs = nowMs;
     return message;

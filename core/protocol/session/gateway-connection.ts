@@ -3,6 +3,7 @@ import { base64urlFromBytes } from '../../crypto/bytes.js';
 import type { MessageBody } from '../messages/catalog.js';
 import type { SignedCommand } from '../messages/command.js';
 import type { RandomSource } from '../ports.js';
+import { checkClockOffset, measureClockOffsetMs } from '../clock-offset.js';
 import { ConnectionCore, type ConnectionCoreOptions, type ConnectionEvent } from './connection-core.js';
 import { TelemetryChain, type Sha256Hex } from './telemetry-chain.js';
 
@@ -11,7 +12,8 @@ export const gatewayKid = (gatewayId: string): string => `gateway:${gatewayId}`;
 
 export type GatewayEvent =
   | ConnectionEvent
-  | { kind: 'authenticated'; deviceId: string; sessionId: string; lastCommandSeq: number; agentVersion: string };
+  /** `clockOffsetMs`: the device clock minus ours, measured at AUTH (clock-offset.ts). */
+  | { kind: 'authenticated'; deviceId: string; sessionId: string; lastCommandSeq: number; agentVersion: string; clockOffsetMs: number };
 
 export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'frameIdPrefix'> {
   gatewayId: string;
@@ -33,13 +35,18 @@ export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'f
  * The gateway's end of one device session, sans-IO. The driver (core/gateway) calls `start`
  * when the TLS handshake has verified the client certificate, feeds every received frame to
  * `receive`, writes `takeOutgoing()` to the socket, and calls `handleTimeout` at
- * `pollTimeoutMs()`. Presence is lost after 1.5 heartbeat intervals of silence.
+ * `pollTimeoutMs()`. Presence is lost after 1.5 heartbeat intervals of silence. AUTH is the one
+ * frame whose `ts` is on the device's own clock: its freshness comes from the nonce, and its `ts`
+ * gives the device's clock offset (refused beyond clockOffsetLimits.offsetMsMax with
+ * PROTO_CLOCK_SKEW, details.clockOffsetMs); AUTH_ACK hands the offset to the agent, whose later
+ * frames are stamped on our clock.
  */
 export class GatewayConnection extends ConnectionCore {
   readonly #options: GatewayConnectionOptions;
   #nonce = '';
   #challengedAtMs = 0;
   readonly #telemetryChain: TelemetryChain | undefined;
+  #clockOffsetMs = 0;
 
   constructor(options: GatewayConnectionOptions) {
     super({ ...options, frameIdPrefix: 'g' });
@@ -75,9 +82,10 @@ export class GatewayConnection extends ConnectionCore {
   receive(bytes: Uint8Array, nowMs: number): GatewayEvent[] {
     if (!this.isOpen || this.state === 'connecting') return [];
     const resolveKey = (kid: string) => (kid === deviceKid(this.deviceId) ? this.#options.devicePublicKey : undefined);
+    const localTsOf = this.state === 'authenticating' ? (ts: number) => this.#measureClockOffset(ts, nowMs) : undefined;
     let message;
     try {
-      message = this.authenticate(bytes, nowMs, resolveKey);
+      message = this.authenticate(bytes, nowMs, resolveKey, localTsOf);
     } catch (error) {
       return this.refuse(error, nowMs);
     }
@@ -91,8 +99,12 @@ export class GatewayConnection extends ConnectionCore {
       this.sendFrame('AUTH_ACK', {
         session_id: this.sessionId, session_token: this.#options.sessionToken,
         heartbeat_interval_ms: this.#options.heartbeatIntervalMs, seq_start: message.envelope.seq + 1, server_time_ms: nowMs,
+        clock_offset_ms: this.#clockOffsetMs,
       }, nowMs);
-      return [{ kind: 'authenticated', deviceId: this.deviceId, sessionId: this.sessionId, lastCommandSeq: auth.last_command_seq, agentVersion: auth.agent_version }];
+      return [{
+        kind: 'authenticated', deviceId: this.deviceId, sessionId: this.sessionId, lastCommandSeq: auth.last_command_seq, agentVersion: auth.agent_version,
+        clockOffsetMs: this.#clockOffsetMs,
+      }];
     }
     switch (message.type) {
       case 'HEARTBEAT':
@@ -113,6 +125,14 @@ export class GatewayConnection extends ConnectionCore {
       default:
         return this.refuse(new SdcError('PROTO_ILLEGAL_TRANSITION', `${message.type} is not accepted from an agent`), nowMs, message.envelope.id);
     }
+  }
+
+  /** Measures the device clock from a frame received while authenticating; returns its ts on our clock. */
+  #measureClockOffset(deviceTsMs: number, nowMs: number): number {
+    const offsetMs = measureClockOffsetMs({ deviceTsMs, challengeSentAtMs: this.#challengedAtMs, authReceivedAtMs: nowMs });
+    checkClockOffset(offsetMs);
+    this.#clockOffsetMs = offsetMs;
+    return deviceTsMs - offsetMs;
   }
 
   deliverCommand(command: SignedCommand, attempt: number, nowMs: number): void {

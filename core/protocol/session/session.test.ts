@@ -30,15 +30,15 @@ function pair(options: { devicePublicKey?: Uint8Array; agentSeed?: Uint8Array } 
   return { gateway, agent };
 }
 
-/** Moves frames both ways until neither side has anything to send. */
-function pump(gateway: GatewayConnection, agent: AgentConnection, nowMs: number) {
+/** Moves frames both ways until neither side has anything to send; the agent's clock reads `nowMs + agentSkewMs`. */
+function pump(gateway: GatewayConnection, agent: AgentConnection, nowMs: number, agentSkewMs = 0) {
   const gatewayEvents: GatewayEvent[] = [];
   const agentEvents: AgentEvent[] = [];
   for (let round = 0; round < 10; round++) {
     const toAgent = gateway.takeOutgoing();
     const toGateway = agent.takeOutgoing();
     if (toAgent.length === 0 && toGateway.length === 0) break;
-    for (const frame of toAgent) agentEvents.push(...agent.receive(frame, nowMs));
+    for (const frame of toAgent) agentEvents.push(...agent.receive(frame, nowMs + agentSkewMs));
     for (const frame of toGateway) gatewayEvents.push(...gateway.receive(frame, nowMs));
   }
   return { gatewayEvents, agentEvents };
@@ -148,10 +148,68 @@ test('a frame type that only gateways send is refused when an agent sends it', (
   const { gateway, agent } = connected();
   // Reach the protected sender: an agent that misbehaves on purpose.
   (agent as unknown as { sendFrame: (t: string, b: unknown, n: number) => void }).sendFrame('AUTH_ACK', {
-    session_id: 'sess_1', session_token: 'x', heartbeat_interval_ms: 1, seq_start: 0, server_time_ms: t0,
+    session_id: 'sess_1', session_token: 'x', heartbeat_interval_ms: 1, seq_start: 0, server_time_ms: t0, clock_offset_ms: 0,
   }, t0 + 1);
   const events = gateway.receive(agent.takeOutgoing()[0]!, t0 + 1);
   assert.ok(events[0]!.kind === 'refused');
   assert.equal((events[0] as { error: SdcError }).error.code, 'PROTO_ILLEGAL_TRANSITION');
   assert.equal(gateway.state, 'ready');
+});
+
+const frameTs = (bytes: Uint8Array): number => (JSON.parse(new TextDecoder().decode(bytes)) as { ts: number }).ts;
+
+for (const skewMs of [20_000, 45_000, -90_000, 299_000]) {
+  test(`a device clock ${skewMs / 1000} s off gets a session, the offset is measured at AUTH, and later frames are on the gateway's clock`, () => {
+    const { gateway, agent } = pair();
+    gateway.start(t0);
+    const { gatewayEvents, agentEvents } = pump(gateway, agent, t0, skewMs);
+    assert.equal(gateway.state, 'ready');
+    assert.equal(agent.state, 'ready');
+    const authenticated = gatewayEvents.find((e) => e.kind === 'authenticated');
+    assert.equal(authenticated?.kind === 'authenticated' && authenticated.clockOffsetMs, skewMs);
+    const ready = agentEvents.find((e) => e.kind === 'ready');
+    assert.equal(ready?.kind === 'ready' && ready.clockOffsetMs, skewMs);
+    assert.equal(agent.clockOffsetMs, skewMs);
+    // The agent's clock reads t0 + 5 s + skew; its frame says t0 + 5 s, and the gateway takes it.
+    agent.sendHeartbeat({ uptime_ms: 5_000, queue_depth: 0 }, t0 + 5_000 + skewMs);
+    const [heartbeat] = agent.takeOutgoing();
+    assert.equal(frameTs(heartbeat!), t0 + 5_000);
+    assert.equal(gateway.receive(heartbeat!, t0 + 5_000)[0]!.kind, 'message');
+    // And the gateway's frames pass the agent's checks.
+    gateway.sendAlert({ severity: 'info', kind: 'test', message: 'hello' }, t0 + 6_000);
+    const events = agent.receive(gateway.takeOutgoing().at(-1)!, t0 + 6_000 + skewMs);
+    assert.equal(events[0]!.kind, 'message');
+  });
+}
+
+test('the offset is measured against the midpoint of the round trip', () => {
+  const { gateway, agent } = pair();
+  gateway.start(t0);
+  // The challenge takes 400 ms to reach an agent 10 s ahead; its AUTH 400 ms to come back.
+  const [challenge] = gateway.takeOutgoing();
+  agent.receive(challenge!, t0 + 400 + 10_000);
+  const [auth] = agent.takeOutgoing();
+  const events = gateway.receive(auth!, t0 + 800);
+  const authenticated = events.find((e) => e.kind === 'authenticated');
+  assert.equal(authenticated?.kind === 'authenticated' && authenticated.clockOffsetMs, 10_000);
+});
+
+test('a device clock beyond the tolerance is refused with PROTO_CLOCK_SKEW, naming the offset', () => {
+  const { gateway, agent } = pair();
+  gateway.start(t0);
+  const { gatewayEvents, agentEvents } = pump(gateway, agent, t0, -400_000);
+  const refused = gatewayEvents.find((e) => e.kind === 'refused');
+  assert.ok(refused?.kind === 'refused' && SdcError.is(refused.error, 'PROTO_CLOCK_SKEW'));
+  assert.equal(refused.error.details.clockOffsetMs, -400_000);
+  assert.equal(gateway.state, 'closed');
+  assert.deepEqual(agentEvents.filter((e) => e.kind === 'auth_error').map((e) => (e as { code: string }).code), ['PROTO_CLOCK_SKEW']);
+});
+
+test('an agent refuses a challenge further off its clock than it accepts, and sends nothing', () => {
+  const { gateway, agent } = pair();
+  gateway.start(t0);
+  const events = agent.receive(gateway.takeOutgoing()[0]!, t0 + 700_000);
+  assert.ok(events.some((e) => e.kind === 'refused' && e.error.code === 'PROTO_CLOCK_SKEW'));
+  assert.equal(agent.state, 'closed');
+  assert.deepEqual(agent.takeOutgoing(), []);
 });

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { RandomSource } from '../../core/protocol/ports.js';
 import type { ChaosTime } from './time.js';
 import type { ToxicState } from './toxic-state.js';
-import { passthroughStage, type StageContext, type ToxicStage, type ToxicStream } from './toxics/types.js';
+import { passthroughStage, type HeldData, type StageContext, type ToxicStage, type ToxicStream } from './toxics/types.js';
 
 /** Toxicity is drawn as parts per million: integer ratios, so a seeded run replays exactly. */
 export const toxicityScale = 1_000_000;
@@ -86,10 +86,7 @@ export class Link {
     const index = this.#slots.findIndex((s) => s.toxic.name === name);
     if (index < 0) return;
     const [slot] = this.#slots.splice(index, 1);
-    const held = slot!.stage.release();
-    for (const chunk of held.chunks) this.#writeAt(index, chunk);
-    if (held.ended) this.#endAt(index);
-    this.#checkPressure();
+    this.#passOn(index, slot!.stage.release());
   }
 
   /** An updated toxic: a new stage in the same place takes over what the old one held. */
@@ -98,7 +95,11 @@ export class Link {
     if (index < 0) return;
     const old = this.#slots[index]!;
     this.#slots[index] = this.#createSlot(toxic);
-    const held = old.stage.release();
+    this.#passOn(index, old.stage.release());
+  }
+
+  /** What a stage that left handed back goes to the stage now at `index`, in order. */
+  #passOn(index: number, held: HeldData): void {
     for (const chunk of held.chunks) this.#writeAt(index, chunk);
     if (held.ended) this.#endAt(index);
     this.#checkPressure();

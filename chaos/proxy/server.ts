@@ -47,6 +47,8 @@ export async function startChaosServer(options: ChaosServerOptions): Promise<Cha
   const http = createServer({ requestTimeout: limits.apiRequestTimeoutMs }, api.handle);
   http.maxConnections = limits.apiConnectionsMax;
   const address = await listenExclusive(http, options.host, options.port);
+  // After listening, an accept failure (out of file descriptors) is logged, not a crash.
+  http.on('error', (error) => logger.error({ code: 'CHAOS_INTERNAL', error: error.message }, 'chaos API listener failed'));
   return {
     url: `http://${formatHostPort(address.address, address.port)}`,
     registry,

@@ -51,8 +51,8 @@ describe('chaos proxy toxics on real sockets', () => {
     const before = upstream.peers.length;
     const client = await connectClient(portOf(proxy.toJSON().listen));
     const server = await upstream.peer(before);
-    const index = proxy.stats().length - 1;
-    const link = () => proxy.stats()[index]!.find((l) => l.stream === stream)!;
+    // The newest connection: the tests open theirs one after another (older ones may close meanwhile).
+    const link = () => proxy.stats().at(-1)!.find((l) => l.stream === stream)!;
     return stream === 'upstream'
       ? { client, server, sender: client, receiver: server, link }
       : { client, server, sender: server, receiver: client, link };

@@ -44,7 +44,7 @@ test('--real: 6 simulated agents over 2 worker processes against a running deplo
     assert.equal(result.counts.kernel_calls, total);
     assert.notEqual(result.drainedAfterMs, null);
     assert.deepEqual(result.online, { agents: 6, controlPlane: 6 });
-    for (const name of ['none_lost', 'at_most_once', 'ran_once', 'legal_transitions', 'audit_chain', 'presence', 'liveness'] as const) {
+    for (const name of ['none_lost', 'at_most_once', 'ran_once', 'not_executed', 'legal_transitions', 'audit_chain', 'presence', 'liveness'] as const) {
       assert.equal(result.checkers[name], 'pass', name);
     }
     assert.equal(result.latencyHistogram.reduce((n, b) => n + b.count, 0), total);

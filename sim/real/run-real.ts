@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ensureEnrolled } from '../../agent/enrollment.js';
 import { openSse } from '../../cli/demo/sse-client.js';
 import { SdcError } from '../../core/errors/index.js';
-import { commandStates, commandTerminalStates, type CommandState } from '../../core/protocol/command-machine.js';
+import { commandNotExecutedStates, commandStates, commandTerminalStates, type CommandState } from '../../core/protocol/command-machine.js';
 import { httpsJson } from '../../core/runtime/https-json.js';
 import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
 import { checkCommandHistories, checkNoneLost, checkPresence, type CommandEventRow } from '../checkers.js';
@@ -46,7 +46,7 @@ export interface RealRunOptions {
   readonly onProgress?: (line: string) => void;
 }
 
-export type RealCheckerName = 'none_lost' | 'at_most_once' | 'ran_once' | 'legal_transitions' | 'audit_chain' | 'presence' | 'liveness';
+export type RealCheckerName = 'none_lost' | 'at_most_once' | 'ran_once' | 'not_executed' | 'legal_transitions' | 'audit_chain' | 'presence' | 'liveness';
 
 export interface RealViolation {
   readonly checker: RealCheckerName;
@@ -88,7 +88,7 @@ export interface RealRunResult {
 
 /** The buckets of sim/run.ts, so virtual and real histograms compare. */
 const latencyBucketsMs = [10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000];
-const checkerNames: readonly RealCheckerName[] = ['none_lost', 'at_most_once', 'ran_once', 'legal_transitions', 'audit_chain', 'presence', 'liveness'];
+const checkerNames: readonly RealCheckerName[] = ['none_lost', 'at_most_once', 'ran_once', 'not_executed', 'legal_transitions', 'audit_chain', 'presence', 'liveness'];
 const agentsPerProcessDefault = 2_000;
 /** Each agent is one socket; a process may hold 20,000 open files here, so stay well below. */
 const agentsPerProcessMax = 10_000;
@@ -314,7 +314,8 @@ export async function runRealSimulation(options: RealRunOptions): Promise<RealRu
       const executions = collection.executions.get(record.id) ?? 0;
       if (executions > 1) violate('at_most_once', `command ${record.id} took effect ${executions} times`);
       // Every opcode is exactly one kernel call, so a success that never reached a kernel was not run by our agent.
-      if (record.state === 'succeeded' && executions !== 1) violate('ran_once', `command ${record.id} succeeded with ${executions} kernel executions`);
+      if ((record.state === 'succeeded' || record.state === 'succeeded_late') && executions !== 1) violate('ran_once', `command ${record.id} ${record.state} with ${executions} kernel executions`);
+      if (commandNotExecutedStates.includes(record.state) && executions > 0) violate('not_executed', `command ${record.id} is ${record.state}, which guarantees it never ran, but took effect ${executions} times`);
       const first = record.history[0];
       const last = record.history.at(-1);
       if (deviceResultStates.includes(record.state) && first !== undefined && last !== undefined) {

@@ -52,8 +52,11 @@ export interface CommandView {
   readonly attempts: number;
   readonly gateway_id: string | null;
   readonly signed: SignedCommand;
-  /** The device's signed COMMAND_RESULT frame (canonical JSON text), once known. */
-  readonly result_frame: string | null;
+  /**
+   * The device's signed COMMAND_RESULT frame, once known, as an object: its RFC 8785 canonical
+   * form is the text the device signed (and the audit log holds), so it re-verifies from here.
+   */
+  readonly result_frame: JsonObject | null;
 }
 
 export interface CommandDetail extends CommandView {
@@ -500,6 +503,6 @@ function viewOf(row: CommandRow): CommandView {
     state: row.state as CommandState, device_seq: Number(row.device_seq), created_by: row.created_by,
     created_at_ms: Number(row.created_at), updated_at_ms: Number(row.updated_at), expires_at_ms: Number(row.expires_at),
     attempts: Number(row.attempts), gateway_id: row.gateway_id, signed: JSON.parse(row.signed_json) as SignedCommand,
-    result_frame: row.result_json,
+    result_frame: row.result_json === null ? null : JSON.parse(row.result_json) as JsonObject,
   };
 }

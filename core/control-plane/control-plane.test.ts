@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
 import { encodeBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, kvKeys, streamNames } from '../bus-contract/streams.js';
+import { canonicalize } from '../protocol/canonical-json.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
 import { parseCertificate } from '../trust/x509-provider.js';
 import { deviceFrame, makeDeviceKey, makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
@@ -179,7 +180,13 @@ function suite(target: SqlTarget): void {
       assert.equal(detail.state, 'succeeded');
       assert.deepEqual(detail.history.map((e: { state: string; at_ms: number }) => [e.state, e.at_ms - t0]),
         [['queued', (detail.history[0].at_ms as number) - t0], ['sent', 1], ['ack_received', 2], ['executing', 3], ['succeeded', 6]]);
-      assert.equal(detail.result_frame, frame);
+      // The signed result is an object in the answer, not a JSON string inside it; its canonical form is the signed text.
+      assert.deepEqual(detail.result_frame, JSON.parse(frame));
+      assert.equal(canonicalize(detail.result_frame), frame);
+      // The device view follows the result: the seq it finished and when it was last heard from.
+      const deviceView = (await call('GET', `/v1/devices/${device}`, { token: tokens.viewer })).json();
+      assert.equal(deviceView.last_command_seq, queued.device_seq);
+      assert.equal(deviceView.last_seen_at_ms, t0 + 6);
       const audit = (await call('GET', '/v1/audit?limit=500', { token: tokens.admin })).json().items as Array<{ kind: string; payload: any }>;
       assert.equal(audit.find((e) => e.kind === 'command.result')?.payload.frame, frame);
       assert.equal((await h.bus.pending(streamNames.events, 'control-plane')).length, 0);

@@ -64,6 +64,9 @@ export interface PresentedClientCertificate {
   readonly certDer: Uint8Array;
 }
 
+/** How fresh `last_seen_at_ms` is kept from telemetry: at most one write per device per interval, so it lags by less than that. */
+export const deviceActivityLimits = Object.freeze({ lastSeenWriteIntervalMs: 5_000 });
+
 /** Unexpired certificates kept per device when a new one is issued: the one presented and the new one. */
 const superseded = { perIssueMax: 64 } as const;
 
@@ -382,5 +385,30 @@ export class DeviceService {
   /** The device clock's offset from a clock_skew alert (its AUTH was refused, so no presence carries it). */
   async recordClockOffset(deviceId: string, clockOffsetMs: number): Promise<void> {
     await this.#ctx.db.execute('UPDATE devices SET clock_offset_ms = ? WHERE id = ?', [clockOffsetMs, deviceId]);
+  }
+
+  /**
+   * The device finished the command with `deviceSeq` (its signed result arrived): last_command_seq
+   * moves up to it (never down: results may arrive out of order), and the device was seen then.
+   */
+  async recordCommandFinished(options: { deviceId: string; deviceSeq: number; atMs: number }): Promise<void> {
+    const { deviceId, deviceSeq, atMs } = options;
+    await this.#ctx.db.execute(
+      `UPDATE devices SET
+         last_command_seq = CASE WHEN last_command_seq IS NULL OR last_command_seq < ? THEN ? ELSE last_command_seq END,
+         last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN ? ELSE last_seen_at END
+       WHERE id = ?`,
+      [deviceSeq, deviceSeq, atMs, atMs, deviceId],
+    );
+  }
+
+  /**
+   * The device was heard from at `atMs` (a telemetry sample). Written at most once per
+   * deviceActivityLimits.lastSeenWriteIntervalMs per device: telemetry may come every 100 ms, and
+   * each write takes the device row's lock.
+   */
+  async recordSeen(deviceId: string, atMs: number): Promise<void> {
+    await this.#ctx.db.execute('UPDATE devices SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at <= ?)',
+      [atMs, deviceId, atMs - deviceActivityLimits.lastSeenWriteIntervalMs]);
   }
 }

@@ -81,6 +81,8 @@ export class EventHandlers {
     if (body.command_id !== data.command_id || body.device_seq !== command.device_seq) {
       throw new SdcError('COMMAND_DEVICE_MISMATCH', `result frame names command ${body.command_id} seq ${body.device_seq}`);
     }
+    // Before the transition, so a retry after a failure here still records it (it only moves up).
+    await this.#devices.recordCommandFinished({ deviceId: data.device_id, deviceSeq: command.device_seq, atMs: data.at_ms });
     const outcome = await this.#commands.transition(data.command_id, resultEvents[body.status], data.at_ms, {
       detail: { gateway_id: data.gateway_id, status: body.status }, resultFrame: data.frame, actor: actors.device(data.device_id),
       // The device-signed frame, verbatim: anyone holding the device's certificate can re-verify it from the log.
@@ -158,6 +160,8 @@ export class EventHandlers {
     });
     await this.#ctx.db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)',
       [data.device_id, body.sampled_at, JSON.stringify(m), risk.score]);
+    // The gateway's receive time, not the device's sample time: a device clock may be off.
+    await this.#devices.recordSeen(data.device_id, data.received_at_ms);
     if (risk.score >= alertThreshold) {
       await this.raiseAlert({
         deviceId: data.device_id, kind: 'risk_score', severity: 'warning', atMs: data.received_at_ms,

@@ -76,10 +76,10 @@ for (const target of storeTargets()) {
       const status = await createCommand(system, deviceIds[0]!, 'EXEC_GET_STATUS');
       const done = await waitTerminal(system, status.id);
       assert.equal(done.state, 'succeeded');
-      // The device's signed COMMAND_RESULT frame is kept verbatim.
-      const full = await system.api<{ result_frame?: string }>('GET', `/v1/commands/${status.id}`);
-      assert.equal(typeof full.result_frame, 'string', JSON.stringify(full));
-      const frame = JSON.parse(full.result_frame!) as { type: string; device_id: string; body: { output: Record<string, unknown> } };
+      // The device's signed COMMAND_RESULT frame is kept, and answered as an object.
+      const full = await system.api<{ result_frame?: { type: string; device_id: string; body: { output: Record<string, unknown> } } | null }>('GET', `/v1/commands/${status.id}`);
+      assert.equal(typeof full.result_frame, 'object', JSON.stringify(full));
+      const frame = full.result_frame!;
       assert.equal(frame.type, 'COMMAND_RESULT');
       assert.equal(frame.device_id, deviceIds[0]);
       const output = frame.body.output;

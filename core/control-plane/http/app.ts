@@ -14,7 +14,7 @@ import type { Role } from '../users.js';
 import { sendError } from './errors.js';
 import { openApiDocument, type RouteDoc } from './openapi.js';
 import {
-  Alert, AlertListQuery, AlertPage, AlertParams, AuditQuery, CommandListQuery, CommandParams, CreateCommandBody, CreateCommandHeaders, CreateUserBody, DeviceParams, EnrollBody,
+  Alert, AlertListQuery, AlertPage, AlertParams, AuditQuery, CommandDetail, CommandListQuery, CommandPage, CommandParams, CreateCommandBody, CreateCommandHeaders, CreateUserBody, DeviceParams, EnrollBody,
   LiveQuery, LoginBody, PageQuery, PairingTokenBody, RenewBody, RevokeBody, TelemetryQuery,
 } from './schemas.js';
 
@@ -210,11 +210,11 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     },
   });
   route({
-    method: 'GET', url: '/v1/commands/:id', summary: 'One command with its state history', auth: 'viewer', schema: { params: CommandParams },
+    method: 'GET', url: '/v1/commands/:id', summary: 'One command with its state history', auth: 'viewer', schema: { params: CommandParams }, response: CommandDetail,
     handler: async (request) => services.commands.get((request.params as { id: string }).id),
   });
   route({
-    method: 'GET', url: '/v1/commands', summary: 'List commands, newest first', auth: 'viewer', schema: { querystring: CommandListQuery },
+    method: 'GET', url: '/v1/commands', summary: 'List commands, newest first', auth: 'viewer', schema: { querystring: CommandListQuery }, response: CommandPage,
     handler: async (request) => {
       const q = request.query as CommandListQuery;
       return services.commands.list({

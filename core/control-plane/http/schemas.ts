@@ -116,6 +116,35 @@ export const Alert = Type.Object({
 });
 export const AlertPage = Type.Object({ items: Type.Array(Alert), next_cursor: Nullable(Type.String()) });
 
+const JsonObjectSchema = Type.Record(Type.String(), Type.Unknown());
+/**
+ * One command as the API answers it (core/control-plane/commands.ts CommandView). Members not
+ * named here are still sent (additionalProperties), so a field added to the view is never
+ * dropped silently by the response serializer.
+ */
+const commandMembers = {
+  id: Type.String(),
+  device_id: Type.String(),
+  opcode: Type.String(),
+  args: JsonObjectSchema,
+  state: Type.String({ description: `One of ${commandStates.join(', ')}` }),
+  device_seq: Type.Integer(),
+  created_by: Type.String(),
+  created_at_ms: Type.Integer(),
+  updated_at_ms: Type.Integer(),
+  expires_at_ms: Type.Integer(),
+  attempts: Type.Integer(),
+  gateway_id: Nullable(Type.String()),
+  signed: Type.Object({}, { additionalProperties: true, description: 'The signed command the device received (core/protocol/signed-command.ts)' }),
+  result_frame: Nullable(Type.Object({}, { additionalProperties: true, description: 'The device-signed COMMAND_RESULT envelope, as an object; its RFC 8785 canonical JSON is the signed text' })),
+};
+export const Command = Type.Object(commandMembers, { additionalProperties: true });
+export const CommandDetail = Type.Object({
+  ...commandMembers,
+  history: Type.Array(Type.Object({ state: Type.String(), at_ms: Type.Integer(), detail: Type.Optional(Type.Unknown()) }, { additionalProperties: true })),
+}, { additionalProperties: true });
+export const CommandPage = Type.Object({ items: Type.Array(Command), next_cursor: Nullable(Type.String()) });
+
 export const LiveQuery = Type.Object({ token: Type.Optional(Type.String({ maxLength: 8192 })) }, strict);
 
 export const ErrorBody = Type.Object({

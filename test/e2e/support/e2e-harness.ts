@@ -241,8 +241,8 @@ export interface CommandOutcome {
 }
 
 /** The final state and the device's own error code, from the stored signed result frame. */
-export function outcomeOf(record: CommandRecord & { result_frame?: string | null }): CommandOutcome {
-  const frame = record.result_frame ? JSON.parse(record.result_frame) as { body?: { error?: { code?: string } } } : undefined;
+export function outcomeOf(record: CommandRecord & { result_frame?: { body?: { error?: { code?: string } } } | null }): CommandOutcome {
+  const frame = record.result_frame ?? undefined;
   return { state: record.state, resultCode: frame?.body?.error?.code };
 }
 

@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { kvKeys } from '../bus-contract/streams.js';
 import { parseCertificate } from '../trust/x509-provider.js';
 import { normalizeSerialHex } from '../trust/serial-number.js';
+import RedisMock from 'ioredis-mock';
 import { makeDeviceKey, makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+
+const serialOf = (certPem: string): string => normalizeSerialHex(parseCertificate(certPem).serialNumber);
 
 function suite(target: SqlTarget): void {
   describe(`enrolled-device keys on ${target.name}`, () => {
@@ -71,6 +74,42 @@ function suite(target: SqlTarget): void {
       assert.equal(published, rows.length + 3);
       assert.equal(await key(rows[0]!), 'ab');
       assert.equal(await key(rows.at(-1)!), 'ab');
+    });
+
+    it('publishes each certificate it issues (TTL until notAfter) and, when one is revoked or superseded, its revoked key instead', async () => {
+      const deviceKey = await makeDeviceKey('dev-certs');
+      const { token } = await h.cp.devices.createPairingToken({ actor: 'root', deviceId: 'dev-certs' });
+      const first = await h.cp.devices.enroll({ deviceId: 'dev-certs', token, csrPem: deviceKey.csrPem });
+      const renewOnce = (certPem: string) => h.cp.devices.renew({ deviceId: 'dev-certs', csrPem: deviceKey.csrPem, presented: { certDer: new Uint8Array(parseCertificate(certPem).rawData) } });
+      const second = await renewOnce(first.certificate_pem);
+      const third = await renewOnce(second.certificate_pem);
+      const [s1, s2, s3] = [serialOf(first.certificate_pem), serialOf(second.certificate_pem), serialOf(third.certificate_pem)];
+      const certKey = (serial: string) => h.cp.context.kv.get(kvKeys.deviceCertificate(serial));
+      const revokedKey = (serial: string) => h.cp.context.kv.get(kvKeys.revoked(serial));
+      assert.deepEqual([await certKey(s1), await certKey(s2), await certKey(s3)], [null, 'dev-certs', 'dev-certs'], 'the first was superseded by the second renewal');
+      assert.deepEqual([await revokedKey(s1) !== null, await revokedKey(s2), await revokedKey(s3)], [true, null, null]);
+      const ttlMs = await h.cp.context.kv.ttlMs(kvKeys.deviceCertificate(s3));
+      const notAfterMs = parseCertificate(third.certificate_pem).notAfter.getTime();
+      assert.ok(ttlMs !== null && ttlMs <= notAfterMs - h.clock.nowMs() && ttlMs > notAfterMs - h.clock.nowMs() - 60_000, `ttl ${ttlMs}`);
+      await h.cp.devices.revoke({ actor: 'root', deviceId: 'dev-certs', reason: 'keyCompromise' });
+      assert.deepEqual([await certKey(s2), await certKey(s3)], [null, null]);
+      assert.deepEqual([await revokedKey(s2) !== null, await revokedKey(s3) !== null], [true, true]);
+    });
+
+    it('re-publishes from SQL what a wiped store lost (revoked serials, current certificates, devices) once its marker key is gone', async () => {
+      const kept = await enroll('dev-wiped');
+      await enroll('dev-e');
+      const { serial: revokedSerial } = await h.cp.devices.revoke({ actor: 'root', deviceId: 'dev-e' });
+      assert.equal(await h.cp.devices.trust.publishIfWiped(), undefined, 'nothing lost: the marker of the last publish is there');
+      await new RedisMock().flushall(); // this file's only key/value store: the whole keyspace is this control plane's
+      const counts = await h.cp.devices.trust.publishIfWiped();
+      assert.ok(counts !== undefined && counts.revoked >= 1 && counts.certificates >= 1 && counts.devices >= 1, JSON.stringify(counts));
+      assert.equal(await h.cp.context.kv.get(kvKeys.deviceCertificate(kept)), 'dev-wiped');
+      assert.equal(await key('dev-wiped'), kept);
+      assert.notEqual(await h.cp.context.kv.get(kvKeys.revoked(revokedSerial)), null);
+      assert.equal(await h.cp.context.kv.get(kvKeys.deviceCertificate(revokedSerial)), null);
+      assert.notEqual(await h.cp.context.kv.get(kvKeys.trustPublished), null);
+      assert.equal(await h.cp.devices.trust.publishIfWiped(), undefined);
     });
   });
 }

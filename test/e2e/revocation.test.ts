@@ -5,7 +5,7 @@
 // devices enrolled through the control plane and connected by a test agent.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,6 +22,8 @@ import { connectTls, eventually, TestAgent, type DeviceMaterial } from '../../co
 import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
 import { deadLetterStream } from '../../core/stores/bus/bus-port.js';
 import { deleteKeysWithPrefix } from '../../core/stores/redis-test-keys.js';
+import { revokedSerialsOfCrl } from '../../core/trust/crl.js';
+import { pkiPaths } from '../../core/trust/pki-directory.js';
 import { normalizeSerialHex } from '../../core/trust/serial-number.js';
 import { parseCertificate } from '../../core/trust/x509-provider.js';
 import { fastGateway, runTag, storeTargets, type StoreTarget } from './support/e2e-harness.js';
@@ -118,6 +120,9 @@ for (const target of storeTargets()) {
     it('refuses a certificate revoked for key compromise (device re-enrolled) and one superseded by a renewal, before and after a restart that lost the key/value store (16.2)', async () => {
       const compromised = await enroll(deviceId('a'));
       await cp().devices.revoke({ actor: operator.name, deviceId: compromised.deviceId, reason: 'keyCompromise' });
+      // The CRL file gateways read lists it too, so the refusal does not depend on the key/value store.
+      const listed = await revokedSerialsOfCrl({ pem: await readFile(pkiPaths(dataDir).crlPath, 'utf8'), issuer: parseCertificate(materials.intermediateCaPem) });
+      assert.ok(listed.has(compromised.serialHex), 'the CRL file lists the revoked serial');
       const reenrolled = await enroll(compromised.deviceId);
       const first = await enroll(deviceId('b'));
       const second = await renew(first);

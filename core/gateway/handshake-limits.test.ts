@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { GatewayCore } from './gateway-core.js';
+import { startGatewayServer, type GatewayServer } from './gateway-server.js';
+import { connectTls, embeddedStores, eventually, makeCore, makeGatewayPki, type GatewayPki, type TestStores } from './test-support.js';
+
+/** A TCP connection that never starts the TLS handshake (a slowloris, or a port scanner). */
+async function silentSocket(port: number): Promise<{ socket: Socket; closed: () => boolean }> {
+  const socket = connect({ host: '127.0.0.1', port });
+  let closed = false;
+  socket.on('close', () => { closed = true; });
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return { socket, closed: () => closed };
+}
+
+describe('gateway server: sockets that never finish the TLS handshake', () => {
+  let gpki: GatewayPki;
+  let stores: TestStores;
+  let core: GatewayCore;
+  const servers: GatewayServer[] = [];
+  const sockets: Array<{ destroy(): void }> = [];
+
+  before(async () => {
+    gpki = await makeGatewayPki();
+    stores = embeddedStores();
+    core = makeCore(stores);
+    await core.start();
+  });
+  after(async () => {
+    for (const socket of sockets) socket.destroy();
+    for (const server of servers) await server.close();
+    await core.stop();
+    await stores.bus.close();
+    await stores.kv.close();
+  });
+
+  async function server(limits: { handshakeTimeoutMs: number; pendingHandshakesPerSourceMax: number }): Promise<GatewayServer> {
+    const started = await startGatewayServer({
+      core, tls: gpki.serverTls, host: '127.0.0.1', port: 0, trustAnchors: [gpki.pki.intermediate.certificate, gpki.pki.root.certificate], ...limits,
+    });
+    servers.push(started);
+    return started;
+  }
+
+  it('closes a socket that has not finished the handshake within handshakeTimeoutMs', async () => {
+    const { address } = await server({ handshakeTimeoutMs: 300, pendingHandshakesPerSourceMax: 8 });
+    const silent = await silentSocket(address.port);
+    sockets.push(silent.socket);
+    await eventually(() => (silent.closed() ? true : undefined), 10_000, 'the silent socket closed by the server');
+  });
+
+  it('drops sockets from one source beyond pendingHandshakesPerSourceMax at once, and counts a finished handshake out', async () => {
+    const { address } = await server({ handshakeTimeoutMs: 60_000, pendingHandshakesPerSourceMax: 2 });
+    const held = [await silentSocket(address.port), await silentSocket(address.port)];
+    sockets.push(...held.map((h) => h.socket));
+    const third = await silentSocket(address.port);
+    sockets.push(third.socket);
+    await eventually(() => (third.closed() ? true : undefined), 10_000, 'the third pending handshake dropped');
+    assert.deepEqual(held.map((h) => h.closed()), [false, false], 'the first two are still waiting');
+    // A device from the same address is refused too while two handshakes are pending; once one ends, it gets through.
+    held[0]!.socket.destroy();
+    await eventually(() => (held[0]!.closed() ? true : undefined), 10_000, 'the first socket gone');
+    const device = await gpki.issueDevice('dev-after-slowloris');
+    const { agent, ws } = await eventually(async () => connectTls(address.url, device, gpki.serverTls.caPem).catch(() => undefined), 10_000, 'a TLS connection');
+    sockets.push({ destroy: () => ws.terminate() });
+    await eventually(() => (agent.ready ? true : undefined), 10_000, 'AUTH_ACK after the handshake');
+    // The finished handshake no longer counts: one more pending fits, the one after is dropped.
+    const again = await silentSocket(address.port);
+    const beyond = await silentSocket(address.port);
+    sockets.push(again.socket, beyond.socket);
+    await eventually(() => (beyond.closed() ? true : undefined), 10_000, 'the handshake beyond the cap dropped');
+    assert.deepEqual([held[1]!.closed(), again.closed()], [false, false]);
+  });
+});

@@ -100,6 +100,9 @@ function suite(target: SqlTarget): void {
       const kept = await enroll('dev-wiped');
       await enroll('dev-e');
       const { serial: revokedSerial } = await h.cp.devices.revoke({ actor: 'root', deviceId: 'dev-e' });
+      // A revocation of a certificate long expired: TLS refuses that certificate anyway, so it is not re-published.
+      await h.db.execute('INSERT INTO device_certificates (serial, device_id, not_after, issued_at) VALUES (?, ?, ?, ?)', ['dead01', 'dev-old', 5, 1]);
+      await h.db.execute('INSERT INTO revocations (serial, device_id, reason, revoked_at) VALUES (?, ?, ?, ?)', ['dead01', 'dev-old', 'superseded', 2]);
       assert.equal(await h.cp.devices.trust.publishIfWiped(), undefined, 'nothing lost: the marker of the last publish is there');
       await new RedisMock().flushall(); // this file's only key/value store: the whole keyspace is this control plane's
       const counts = await h.cp.devices.trust.publishIfWiped();
@@ -108,6 +111,7 @@ function suite(target: SqlTarget): void {
       assert.equal(await key('dev-wiped'), kept);
       assert.notEqual(await h.cp.context.kv.get(kvKeys.revoked(revokedSerial)), null);
       assert.equal(await h.cp.context.kv.get(kvKeys.deviceCertificate(revokedSerial)), null);
+      assert.equal(await h.cp.context.kv.get(kvKeys.revoked('dead01')), null);
       assert.notEqual(await h.cp.context.kv.get(kvKeys.trustPublished), null);
       assert.equal(await h.cp.devices.trust.publishIfWiped(), undefined);
     });

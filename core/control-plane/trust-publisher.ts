@@ -3,7 +3,7 @@ import type { ServiceContext } from './context.js';
 
 /** Rows read per query when everything is re-published from SQL. */
 const publishBatchRows = 500;
-/** The key/value ports refuse TTLs above 10 years; a certificate key never needs more. */
+/** The key/value ports refuse TTLs above 10 years; a certificate's key never needs more. */
 const certificateKeyTtlMsMax = 10 * 365 * 24 * 3600 * 1000 - 1;
 
 export interface TrustPublishCounts {
@@ -80,13 +80,24 @@ export class TrustPublisher {
     return this.publishAll();
   }
 
+  /**
+   * Revoked serials whose certificate has not expired (or whose notAfter is unknown: revoked by
+   * serial alone): an expired certificate fails the TLS check anyway, so the pass does not grow
+   * with the revocation history, and each key lives until its certificate's notAfter.
+   */
   async #publishRevoked(): Promise<number> {
     let count = 0;
+    const nowMs = this.#ctx.clock.nowMs();
     for (let after = ''; ;) {
-      const rows = await this.#ctx.db.query<{ serial: string; revoked_at: number }>(
-        'SELECT serial, revoked_at FROM revocations WHERE serial > ? ORDER BY serial ASC LIMIT ?', [after, publishBatchRows]);
-      for (const row of rows) await this.#ctx.kv.set(kvKeys.revoked(row.serial), String(row.revoked_at));
-      count += rows.length;
+      const rows = await this.#ctx.db.query<{ serial: string; revoked_at: number; not_after: number | null }>(
+        `SELECT r.serial, r.revoked_at, c.not_after FROM revocations r LEFT JOIN device_certificates c ON c.serial = r.serial
+         WHERE r.serial > ? ORDER BY r.serial ASC LIMIT ?`, [after, publishBatchRows]);
+      for (const row of rows) {
+        const ttlMs = row.not_after === null ? undefined : Math.min(Number(row.not_after) - nowMs, certificateKeyTtlMsMax);
+        if (ttlMs !== undefined && ttlMs < 1) continue;
+        await this.#ctx.kv.set(kvKeys.revoked(row.serial), String(row.revoked_at), ttlMs === undefined ? {} : { ttlMs });
+        count += 1;
+      }
       const last = rows.at(-1);
       if (rows.length < publishBatchRows || last === undefined) return count;
       after = last.serial;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFile, readFile, stat } from 'node:fs/promises';
+import { copyFile, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openssl, withTempDir } from '../../core/trust/test-fixtures.js';
@@ -114,6 +114,23 @@ describe('sdc pki', () => {
       assert.match(await readFile(join(data, 'pki', 'intermediate-ca.key'), 'utf8'), /BEGIN PRIVATE KEY/);
       const weak = await sdc(['pki', 'init', '--dir', data, '--force'], { SDC_ROOT_KEY_PASSPHRASE: 'short' });
       assert.match(weak.stderr, /TRUST_KEY_PASSPHRASE_WEAK/);
+    });
+  });
+
+  it('every command that reads the data directory refuses a missing one in one line and creates nothing', async () => {
+    await withTempDir(async (dir) => {
+      const missing = join(dir, 'nothing');
+      for (const argv of [
+        ['pki', 'pairing-token', '--dir', missing, '--device', 'dev-1'],
+        ['pki', 'crl', '--dir', missing, '--out', join(dir, 'crl.pem')],
+        ['pki', 'issue', '--dir', missing, '--csr', opensslCsr(dir, 'm', 'dev-1'), '--out', join(dir, 'x.pem')],
+      ]) {
+        const run = await sdc(argv);
+        assert.equal(run.code, 1, argv.join(' '));
+        assert.match(run.stderr, /^sdc: TRUST_PKI_MISSING: /, argv.join(' '));
+        assert.equal(run.stderr.split('\n').length, 2, run.stderr);
+      }
+      assert.deepEqual((await readdir(dir)).filter((name) => name === 'nothing'), []);
     });
   });
 });

@@ -14,6 +14,7 @@ import { parseCertificate } from '../../core/trust/x509-provider.js';
 import {
   integerOption, requireOption, stringOption, type Command, type CommandGroup, type ParsedCommandArgs,
 } from '../command.js';
+import { requireInitialisedDataDir } from '../data-dir.js';
 
 const dataDirDefault = './data';
 const publicFileMode = 0o644;
@@ -155,6 +156,8 @@ const pairingToken: Command = {
   async run(args, io) {
     const deviceId = requireOption(args, 'device');
     const ttlMinutes = integerOption(args, 'ttl-minutes', 15, 1, pairingTokenTtlMsMax / 60_000);
+    // The token store lives in D/pki: a missing or uninitialised directory is refused, not half-created.
+    await requireInitialisedDataDir(dataDir(args));
     const paths = pkiPaths(dataDir(args));
     const created = await createPairingToken({
       store: new JsonFilePairingTokenStore(paths.pairingTokensPath),

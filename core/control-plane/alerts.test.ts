@@ -20,7 +20,11 @@ function suite(target: SqlTarget): void {
 
     before(async () => {
       h = await makeHarness(target);
-      for (const role of ['viewer', 'operator', 'admin'] as const) tokens[role] = await h.cp.auth.authority.issue({ sub: `${role}-1`, role });
+      for (const role of ['viewer', 'operator', 'admin'] as const) {
+        // Tokens name users that exist: the API refuses a token whose user does not (API_TOKEN_SUBJECT_INVALID).
+        await h.cp.auth.users.add({ name: `${role}-1`, role, password: `${role} password 123`, nowMs: h.clock.nowMs() });
+        tokens[role] = await h.cp.auth.authority.issue({ sub: `${role}-1`, role });
+      }
       t0 = h.clock.nowMs();
       for (let i = 0; i < 5; i += 1) {
         const device = i % 2 === 0 ? 'dev-even' : 'dev-odd';

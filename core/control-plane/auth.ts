@@ -6,11 +6,17 @@ import { MemoryJwtKeyStore } from '../trust/jwt-key-store.js';
 import { JwtVerifier } from '../trust/jwt-verifier.js';
 import { hasLoneSurrogate } from '../protocol/audit-chain.js';
 import { actors, type ServiceContext } from './context.js';
+import { TokenSubjectCheck } from './token-subjects.js';
 import { isRole, roleRank, type Role, UserDirectory } from './users.js';
 
 export interface Principal {
   readonly name: string;
   readonly role: Role;
+}
+
+/** A principal from a verified token, with the token's expiry (live streams close then). */
+export interface VerifiedPrincipal extends Principal {
+  readonly tokenExpiresAtMs: number;
 }
 
 /** Characters of a login name kept in the audit subject (`user:` + name stays within the chain's 256). */
@@ -47,12 +53,14 @@ export class AuthService {
   readonly authority: JwtAuthority;
   readonly #verifier: JwtVerifier;
   readonly #ctx: ServiceContext;
+  readonly #subjects: TokenSubjectCheck;
 
   private constructor(ctx: ServiceContext, users: UserDirectory, authority: JwtAuthority, verifier: JwtVerifier) {
     this.#ctx = ctx;
     this.users = users;
     this.authority = authority;
     this.#verifier = verifier;
+    this.#subjects = new TokenSubjectCheck({ roleOf: (name) => users.roleOf(name), clock: ctx.clock });
   }
 
   static async create(options: AuthServiceOptions): Promise<AuthService> {
@@ -92,11 +100,17 @@ export class AuthService {
     }
   }
 
-  /** The principal of a valid token; JWT_* errors otherwise. */
-  async verify(token: string): Promise<Principal> {
+  /**
+   * The principal of a valid token whose user still exists with at least the token's role
+   * (API_TOKEN_SUBJECT_INVALID otherwise, within tokenSubjectLimits.cacheTtlMs of a change);
+   * JWT_* errors for a bad token.
+   */
+  async verify(token: string): Promise<VerifiedPrincipal> {
     const verified = await this.#verifier.verify(token);
     if (!isRole(verified.role)) throw new SdcError('JWT_CLAIMS_INVALID', 'token role is not a known role', { claim: 'role' });
-    return { name: verified.sub, role: verified.role };
+    await this.#subjects.require(verified.sub, verified.role);
+    // exp is a number: the verifier required it and checked it against the clock.
+    return { name: verified.sub, role: verified.role, tokenExpiresAtMs: Number(verified.claims.exp) * 1000 };
   }
 
   static requireRole(principal: Principal, least: Role): void {

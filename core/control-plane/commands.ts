@@ -156,6 +156,9 @@ export class CommandService {
     const [device] = await this.#ctx.db.query<{ status: string }>('SELECT status FROM devices WHERE id = ?', [deviceId]);
     if (device === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `device ${deviceId} is unknown`, { deviceId });
     if (device.status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked`, { deviceId });
+    // A device that only has a pairing token has no key to check its answers with and no session
+    // to deliver on: refused at once (docs/api.md), not held until it enrolls.
+    if (device.status !== 'enrolled') throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${deviceId} has not enrolled yet`, { deviceId });
 
     const nowMs = this.#ctx.clock.nowMs();
     const argsBytes = Buffer.byteLength(fingerprint.args, 'utf8');

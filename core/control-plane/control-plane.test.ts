@@ -297,6 +297,7 @@ describe('live updates', () => {
     try {
       await h.cp.start();
       const { url } = await h.cp.listen({ host: '127.0.0.1', port: 0, tls: false });
+      await h.cp.auth.users.add({ name: 'watcher', role: 'viewer', password: 'watcher password 1', nowMs: h.clock.nowMs() });
       const token = await h.cp.auth.authority.issue({ sub: 'watcher', role: 'viewer' });
       assert.equal((await fetch(`${url}/v1/live`)).status, 401);
       const controller = new AbortController();

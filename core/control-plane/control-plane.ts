@@ -22,6 +22,8 @@ import { migrateControlPlane } from './database.js';
 import { DeviceService } from './devices.js';
 import { deviceIdOfEntry, EventHandlers } from './events.js';
 import { buildHttpApp } from './http/app.js';
+import { clientErrorListener } from './http/client-errors.js';
+import type { AuthRateLimits } from './http/rate-limit.js';
 import { LiveHub } from './live.js';
 import type { ControlPlaneServices } from './services.js';
 import { SqlAuditStore } from './stores/sql-audit-store.js';
@@ -73,6 +75,10 @@ export interface ControlPlaneOptions {
   readonly claimIdleMs?: number;
   readonly bodyLimitBytes?: number;
   readonly liveClientsMax?: number;
+  /** Live streams one user may hold per process (default 5). */
+  readonly liveClientsPerUserMax?: number;
+  /** Overrides of the login and enrollment rate limits (authRateLimits in http/rate-limit.ts). */
+  readonly authRateLimits?: Partial<AuthRateLimits>;
   /** Cheaper scrypt for tests only. */
   readonly scryptParams?: { N: number; r: number; p: number };
 }
@@ -129,10 +135,16 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(options.redispatchIntervalMs === undefined ? {} : { redispatchIntervalMs: options.redispatchIntervalMs }),
   });
   const events = new EventHandlers({ context, commands, devices });
-  const live = new LiveHub({ kv, logger, ...(options.liveClientsMax === undefined ? {} : { clientsMax: options.liveClientsMax }) });
+  const live = new LiveHub({
+    kv, logger, clock, scheduler, ...(options.liveClientsMax === undefined ? {} : { clientsMax: options.liveClientsMax }),
+    ...(options.liveClientsPerUserMax === undefined ? {} : { clientsPerUserMax: options.liveClientsPerUserMax }),
+  });
   const alerts = new AlertService({ context });
   const services: ControlPlaneServices = { context, auth, devices, commands, events, alerts, live, auditStore };
-  const app = buildHttpApp({ services, logger, random, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }) });
+  const app = buildHttpApp({
+    services, logger, random, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
+    ...(options.authRateLimits === undefined ? {} : { authRateLimits: options.authRateLimits }),
+  });
 
   const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
   const claimIdleMs = options.claimIdleMs ?? 30_000;
@@ -172,6 +184,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         }, handler)
         : createHttpServer(handler);
       server = created;
+      // Node's own refusals (headers too large, malformed HTTP) in our error shape.
+      created.on('clientError', clientErrorListener({ logger, newTraceId: () => hexFromBytes(random.bytes(8)) }));
       await new Promise<void>((resolve, reject) => {
         created.once('error', reject);
         created.listen(port, host, () => { created.off('error', reject); resolve(); });

@@ -4,6 +4,7 @@ import { commandExecution, type CommandEvent, type CommandState } from '../proto
 import type { JsonObject } from '../protocol/json-value.js';
 import { alertThreshold, riskScore } from '../protocol/risk-score.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
+import { AlertRateLimiter } from './alert-rate-limit.js';
 import type { CommandService } from './commands.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import type { DeviceService } from './devices.js';
@@ -32,11 +33,14 @@ export class EventHandlers {
   readonly #ctx: ServiceContext;
   readonly #commands: CommandService;
   readonly #devices: DeviceService;
+  /** Per-device limit on the alerts a device causes (alert-rate-limit.ts); `droppedTotal` is the metric. */
+  readonly alertRateLimiter: AlertRateLimiter;
 
   constructor(options: { context: ServiceContext; commands: CommandService; devices: DeviceService }) {
     this.#ctx = options.context;
     this.#commands = options.commands;
     this.#devices = options.devices;
+    this.alertRateLimiter = new AlertRateLimiter({ kv: this.#ctx.kv, clock: this.#ctx.clock, logger: this.#ctx.logger });
   }
 
   /** One entry of `sdc:events`. */
@@ -115,7 +119,7 @@ export class EventHandlers {
     if (data.frame !== undefined) await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'ALERT');
     // A clock_skew alert for a device whose AUTH was refused: there is no presence to carry the offset.
     if (data.clock_offset_ms !== undefined) await this.#devices.recordClockOffset(data.device_id, data.clock_offset_ms);
-    await this.raiseAlert({
+    await this.#raiseDeviceAlert({
       deviceId: data.device_id, kind: data.kind, severity: data.severity, message: data.message, atMs: data.at_ms,
       detail: { gateway_id: data.gateway_id, ...(data.frame === undefined ? {} : { frame: data.frame }) }, actor: actors.gateway(data.gateway_id),
     });
@@ -147,6 +151,13 @@ export class EventHandlers {
     return id;
   }
 
+  /** An alert the device caused, within its rate limit: raised, replaced by the one summary, or dropped. */
+  async #raiseDeviceAlert(options: Parameters<EventHandlers['raiseAlert']>[0] & { deviceId: string }): Promise<void> {
+    const admission = await this.alertRateLimiter.admit(options.deviceId);
+    if (admission === 'raise') await this.raiseAlert(options);
+    else if (admission === 'summarise') await this.raiseAlert(this.alertRateLimiter.summaryAlert(options.deviceId, options.atMs));
+  }
+
   /** One entry of `sdc:telemetry`: verify, validate, score, store; alert above the threshold. */
   async handleTelemetry(entry: BusEntry): Promise<void> {
     const decoded = decodeBusEntry(entry.fields);
@@ -163,7 +174,7 @@ export class EventHandlers {
     // The gateway's receive time, not the device's sample time: a device clock may be off.
     await this.#devices.recordSeen(data.device_id, data.received_at_ms);
     if (risk.score >= alertThreshold) {
-      await this.raiseAlert({
+      await this.#raiseDeviceAlert({
         deviceId: data.device_id, kind: 'risk_score', severity: 'warning', atMs: data.received_at_ms,
         message: `risk score ${risk.score.toFixed(1)} >= ${alertThreshold} (${risk.factors.map((f) => f.name).join(', ')})`,
         detail: { score: risk.score, factors: risk.factors.map((f) => ({ name: f.name, contribution: f.contribution })) }, actor: actors.system,

@@ -2,20 +2,37 @@ import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { SdcError } from '../errors/index.js';
 import { liveChannel } from '../bus-contract/streams.js';
+import type { Clock, Scheduler, TimerHandle } from '../protocol/ports.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
 
 export interface LiveHubOptions {
   readonly kv: KeyValueStore;
   readonly logger: Logger;
+  /** Token expiry is judged on this clock, and the close at expiry is scheduled on this scheduler. */
+  readonly clock: Clock;
+  readonly scheduler: Scheduler;
   /** Connected SSE clients per process; one more is refused with API_TOO_MANY_CLIENTS. */
   readonly clientsMax?: number;
+  /**
+   * Streams one user may hold per process; one more is API_TOO_MANY_STREAMS. Default 5 (a few
+   * browser tabs), so one user cannot take every slot of clientsMax from the others.
+   */
+  readonly clientsPerUserMax?: number;
   /** Bytes queued in a client's socket before it is considered too slow and dropped. */
   readonly clientBufferBytesMax?: number;
+}
+
+/** Who opened a stream, and until when their token allows it. */
+export interface LiveViewer {
+  readonly user: string;
+  readonly tokenExpiresAtMs: number;
 }
 
 interface LiveClient {
   readonly id: number;
   readonly response: ServerResponse;
+  readonly viewer: LiveViewer;
+  expiryTimer: TimerHandle | undefined;
 }
 
 const messageBytesMax = 16 * 1024;
@@ -24,16 +41,19 @@ const messageBytesMax = 16 * 1024;
  * Fans out live updates to Server-Sent Events clients. Every control-plane process publishes on
  * the kv channel and every process relays what it hears to its own clients, so an operator sees
  * changes made by any process. A client whose socket cannot keep up (more than
- * clientBufferBytesMax queued) gets a final `dropped` event and is disconnected.
+ * clientBufferBytesMax queued) gets a final `dropped` event and is disconnected, and so does a
+ * client whose token expires (`token_expired`): at the expiry time, and in any case before it
+ * would be sent anything after it.
  */
 export class LiveHub {
   readonly #o: Required<LiveHubOptions>;
   readonly #clients = new Map<number, LiveClient>();
+  readonly #streamsByUser = new Map<string, number>();
   #nextId = 1;
   #unsubscribe: (() => Promise<void>) | undefined;
 
   constructor(options: LiveHubOptions) {
-    this.#o = { clientsMax: 100, clientBufferBytesMax: 256 * 1024, ...options };
+    this.#o = { clientsMax: 100, clientsPerUserMax: 5, clientBufferBytesMax: 256 * 1024, ...options };
   }
 
   get clientCount(): number {
@@ -52,19 +72,31 @@ export class LiveHub {
     for (const client of [...this.#clients.values()]) this.#close(client, 'shutdown');
   }
 
-  /** Throws API_TOO_MANY_CLIENTS when full; call before writing the response head. */
-  reserve(): void {
+  /** Streams `user` holds on this process. */
+  streamsOf(user: string): number {
+    return this.#streamsByUser.get(user) ?? 0;
+  }
+
+  /** Throws API_TOO_MANY_STREAMS or API_TOO_MANY_CLIENTS when full; call before writing the response head. */
+  reserve(user: string): void {
+    if (this.streamsOf(user) >= this.#o.clientsPerUserMax) {
+      throw new SdcError('API_TOO_MANY_STREAMS', `user holds its maximum of ${this.#o.clientsPerUserMax} live streams`, { streamsPerUserMax: this.#o.clientsPerUserMax });
+    }
     if (this.#clients.size >= this.#o.clientsMax) throw new SdcError('API_TOO_MANY_CLIENTS', `live stream has its maximum of ${this.#o.clientsMax} clients`);
   }
 
-  /** Takes over a response: writes the SSE head and keeps it until the client leaves or is dropped. */
-  attach(response: ServerResponse): void {
-    this.reserve();
-    const client: LiveClient = { id: this.#nextId++, response };
+  /** Takes over a response: writes the SSE head and keeps it until the client leaves, is dropped or its token expires. */
+  attach(response: ServerResponse, viewer: LiveViewer): void {
+    this.reserve(viewer.user);
+    const client: LiveClient = { id: this.#nextId++, response, viewer, expiryTimer: undefined };
     this.#clients.set(client.id, client);
+    this.#streamsByUser.set(viewer.user, this.streamsOf(viewer.user) + 1);
     response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     response.write(`event: hello\ndata: {"client":${client.id}}\n\n`);
-    response.on('close', () => this.#clients.delete(client.id));
+    response.on('close', () => this.#forget(client));
+    const untilExpiryMs = viewer.tokenExpiresAtMs - this.#o.clock.nowMs();
+    if (untilExpiryMs <= 0) this.#close(client, 'token_expired');
+    else client.expiryTimer = this.#o.scheduler.schedule(untilExpiryMs, () => this.#onExpiryTimer(client));
   }
 
   #broadcast(message: string): void {
@@ -80,6 +112,7 @@ export class LiveHub {
     // One line of data: the message is compact JSON, which has no raw newlines.
     const frame = `event: ${type}\ndata: ${message}\n\n`;
     for (const client of [...this.#clients.values()]) {
+      if (this.#closeIfExpired(client)) continue;
       if (client.response.writableLength > this.#o.clientBufferBytesMax) {
         this.#close(client, 'slow_client');
         continue;
@@ -88,8 +121,32 @@ export class LiveHub {
     }
   }
 
+  /** Closes a client whose token has expired by the clock; true if it did (or the client is gone). */
+  #closeIfExpired(client: LiveClient): boolean {
+    if (!this.#clients.has(client.id)) return true;
+    if (client.viewer.tokenExpiresAtMs > this.#o.clock.nowMs()) return false;
+    this.#close(client, 'token_expired');
+    return true;
+  }
+
+  /** The expiry timer; against an injected clock it may fire early, and then waits again. */
+  #onExpiryTimer(client: LiveClient): void {
+    client.expiryTimer = undefined;
+    if (this.#closeIfExpired(client)) return;
+    client.expiryTimer = this.#o.scheduler.schedule(client.viewer.tokenExpiresAtMs - this.#o.clock.nowMs(), () => this.#onExpiryTimer(client));
+  }
+
+  #forget(client: LiveClient): void {
+    if (!this.#clients.delete(client.id)) return;
+    if (client.expiryTimer !== undefined) this.#o.scheduler.cancel(client.expiryTimer);
+    client.expiryTimer = undefined;
+    const left = this.streamsOf(client.viewer.user) - 1;
+    if (left > 0) this.#streamsByUser.set(client.viewer.user, left);
+    else this.#streamsByUser.delete(client.viewer.user);
+  }
+
   #close(client: LiveClient, reason: string): void {
-    this.#clients.delete(client.id);
+    this.#forget(client);
     try {
       client.response.end(`event: dropped\ndata: {"reason":"${reason}"}\n\n`);
     } catch (error) {

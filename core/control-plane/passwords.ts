@@ -8,6 +8,13 @@ import type { RandomSource } from '../protocol/ports.js';
  * timing-safe. N = 2^15, r = 8 needs 32 MiB per hash: slow for a guesser, fine for a login.
  */
 export const passwordLimits = Object.freeze({ lengthMin: 12, lengthMax: 1024 });
+/**
+ * scrypt runs on libuv's thread pool (4 threads by default), which file, DNS and other crypto
+ * work share. Two hashes at once leave half the pool free and hold 64 MiB; 64 waiting logins
+ * are a few seconds of work, and a login beyond that is refused (API_AUTH_BUSY) rather than
+ * queued without bound.
+ */
+export const scryptConcurrencyLimits = Object.freeze({ runningMax: 2, waitingMax: 64 });
 const defaults = { N: 2 ** 15, r: 8, p: 1 } as const;
 const saltBytes = 16;
 const keyBytes = 32;

@@ -12,13 +12,14 @@ import { deviceKid } from '../protocol/session/gateway-connection.js';
 import { systemRandom, systemScheduler } from '../runtime/system.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
-import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.js';
+import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { createMysqlDatabase } from '../stores/sql/mysql-database.js';
 import { openSqlJsDatabase } from '../stores/sql/sqljs-database.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 import { importEd25519PrivateKey, publicKeyOf } from '../trust/ed25519-keys.js';
 import { ed25519Algorithm, x509 } from '../trust/x509-provider.js';
-import { createControlPlane, type ControlPlane } from './control-plane.js';
+import { createControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.js';
 
 /** A clock tests move by hand. Starts at the real time so certificates and CA validity line up. */
 export class ManualClock {
@@ -76,17 +77,43 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** `wrapBus` puts a wrapper (e.g. fault injection) between the control plane and the bus; `bus` stays the raw one. */
-export async function makeHarness(target: SqlTarget, options: { wrapBus?: (bus: StreamBus) => StreamBus } = {}): Promise<Harness> {
+/**
+ * The two store pairs: sql.js with the embedded key/value store, and MySQL with real Redis when
+ * MYSQL_URL and REDIS_URL are set. `kv` is undefined for the embedded store (makeHarness's default).
+ */
+export interface StorePair {
+  readonly name: string;
+  readonly sql: SqlTarget;
+  readonly kv?: (keyPrefix: string) => KeyValueStore;
+}
+
+export function storePairs(): { pairs: StorePair[]; skipped?: string } {
+  const embedded: StorePair = { name: 'sql.js + embedded kv', sql: sqlJsTarget };
+  const mysqlUrl = process.env['MYSQL_URL'];
+  const redisUrl = process.env['REDIS_URL'];
+  if (mysqlUrl === undefined || mysqlUrl === '' || redisUrl === undefined || redisUrl === '') {
+    return { pairs: [embedded], skipped: 'MYSQL_URL or REDIS_URL is not set; the same suite runs on sql.js + embedded kv' };
+  }
+  return { pairs: [embedded, { name: 'mysql + redis', sql: mysqlTarget(mysqlUrl), kv: (keyPrefix) => createRedisKeyValueStore({ url: redisUrl, keyPrefix }) }] };
+}
+
+/**
+ * `wrapBus` puts a wrapper (e.g. fault injection) between the control plane and the bus; `bus` stays the raw one.
+ * `kv` replaces the embedded key/value store (given a fresh key prefix); `controlPlane` overrides options.
+ */
+export async function makeHarness(target: SqlTarget, options: {
+  wrapBus?: (bus: StreamBus) => StreamBus; kv?: (keyPrefix: string) => KeyValueStore; controlPlane?: Partial<ControlPlaneOptions>;
+} = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-cp-'));
   const clock = new ManualClock();
   const materials = await initDeployment({ dataDir: dir, clock, random: systemRandom });
   const db = await target.open(dir);
   const bus = new MemoryStreamBus({ clock, scheduler: systemScheduler });
-  const kv = createEmbeddedKeyValueStore({ keyPrefix: `cp-test-${randomBytes(4).toString('hex')}:` });
+  const keyPrefix = `cp-test-${randomBytes(4).toString('hex')}:`;
+  const kv = options.kv?.(keyPrefix) ?? createEmbeddedKeyValueStore({ keyPrefix });
   const cp = await createControlPlane({
     materials, stores: { sql: db, bus: options.wrapBus?.(bus) ?? bus, kv }, clock, random: systemRandom, scheduler: systemScheduler,
-    gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 }, claimIdleMs: 1_000,
+    gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 }, claimIdleMs: 1_000, ...options.controlPlane,
   });
   return {
     dir, clock, materials, db, bus, cp,

@@ -2,8 +2,9 @@ import { SdcError } from '../errors/index.js';
 import { policyRoles, type PolicyRole } from '../protocol/policy.js';
 import type { RandomSource } from '../protocol/ports.js';
 import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
+import { ConcurrencyGate } from './concurrency-gate.js';
 import { newId } from './context.js';
-import { checkPasswordStrength, hashPassword, verifyPassword } from './passwords.js';
+import { checkPasswordStrength, hashPassword, scryptConcurrencyLimits, verifyPassword } from './passwords.js';
 
 export type Role = PolicyRole;
 export const roles = policyRoles;
@@ -35,13 +36,18 @@ export function requireUserName(name: string): string {
 /**
  * Operators in the `users` table. Unknown names and wrong passwords are one answer
  * (API_LOGIN_FAILED), and an unknown name still costs one scrypt, so neither the answer nor the
- * time tells a guesser which names exist.
+ * time tells a guesser which names exist. Every scrypt goes through one ConcurrencyGate
+ * (scryptConcurrencyLimits), so a flood of logins cannot take the whole thread pool.
  */
 export class UserDirectory {
   readonly #db: SqlDatabase;
   readonly #random: RandomSource;
   readonly #scryptParams: { N: number; r: number; p: number } | undefined;
   #dummyHash: Promise<string> | undefined;
+  readonly #scrypt = new ConcurrencyGate({
+    ...scryptConcurrencyLimits,
+    refusal: () => new SdcError('API_AUTH_BUSY', 'too many password checks in progress; retry shortly', { retryAfterS: 1 }),
+  });
 
   constructor(options: { db: SqlDatabase; random: RandomSource; scryptParams?: { N: number; r: number; p: number } }) {
     this.#db = options.db;
@@ -54,7 +60,7 @@ export class UserDirectory {
     const name = requireUserName(options.name);
     if (!isRole(options.role)) throw new SdcError('API_VALIDATION', `role must be one of ${roles.join(', ')}`);
     checkPasswordStrength(options.password);
-    const hash = await hashPassword(options.password, this.#random, this.#scryptParams);
+    const hash = await this.#scrypt.run(() => hashPassword(options.password, this.#random, this.#scryptParams));
     const user: User = { id: newId('u', this.#random), name, role: options.role, createdAtMs: options.nowMs };
     try {
       await this.#db.transaction(async (tx) => {
@@ -73,15 +79,23 @@ export class UserDirectory {
     return Number(row?.n ?? 0);
   }
 
+  /** The user's current role, or undefined when no user has this name (token checks). */
+  async roleOf(name: string): Promise<Role | undefined> {
+    if (!userNamePattern.test(name)) return undefined;
+    const [row] = await this.#db.query<{ role: string }>('SELECT role FROM users WHERE name = ?', [name]);
+    return row !== undefined && isRole(row.role) ? row.role : undefined;
+  }
+
   /** The user for a correct name and password; API_LOGIN_FAILED otherwise. */
   async authenticate(name: string, password: string): Promise<User> {
     const [row] = userNamePattern.test(name) ? await this.#db.query<UserRow>('SELECT * FROM users WHERE name = ?', [name]) : [];
     if (row === undefined) {
       this.#dummyHash ??= hashPassword('not-a-real-password', this.#random, this.#scryptParams);
-      await verifyPassword(password, await this.#dummyHash);
+      const dummyHash = await this.#dummyHash;
+      await this.#scrypt.run(() => verifyPassword(password, dummyHash));
       throw new SdcError('API_LOGIN_FAILED', 'unknown user or wrong password');
     }
-    if (!(await verifyPassword(password, row.password_hash)) || !isRole(row.role)) {
+    if (!(await this.#scrypt.run(() => verifyPassword(password, row.password_hash))) || !isRole(row.role)) {
       throw new SdcError('API_LOGIN_FAILED', 'unknown user or wrong password');
     }
     return { id: row.id, name: row.name, role: row.role, createdAtMs: Number(row.created_at) };

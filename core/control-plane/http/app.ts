@@ -7,12 +7,16 @@ import { hexFromBytes } from '../../crypto/bytes.js';
 import { auditScanLimitMax } from '../../protocol/audit-chain.js';
 import type { JsonObject } from '../../protocol/json-value.js';
 import type { RandomSource } from '../../protocol/ports.js';
-import { AuthService, type Principal } from '../auth.js';
+import { AuthService, type VerifiedPrincipal } from '../auth.js';
 import type { PresentedClientCertificate } from '../devices.js';
 import type { ControlPlaneServices } from '../services.js';
 import type { Role } from '../users.js';
+import { frameworkErrorHandler } from './client-errors.js';
 import { sendError } from './errors.js';
 import { openApiDocument, type RouteDoc } from './openapi.js';
+import { refuseUnsafeQueryIntegers } from './query-numbers.js';
+import { AuthRateLimiter, type AuthRateLimits } from './rate-limit.js';
+import { strictJsonBodyParser } from './strict-json-parser.js';
 import {
   Alert, AlertListQuery, AlertPage, AlertParams, AuditQuery, CommandDetail, CommandListQuery, CommandPage, CommandParams, CreateCommandBody, CreateCommandHeaders, CreateUserBody, DeviceParams, EnrollBody,
   LiveQuery, LoginBody, PageQuery, PairingTokenBody, RenewBody, RevokeBody, TelemetryQuery,
@@ -26,7 +30,7 @@ declare module 'fastify' {
     queryToken?: boolean;
   }
   interface FastifyRequest {
-    principal?: Principal;
+    principal?: VerifiedPrincipal;
   }
 }
 
@@ -35,9 +39,11 @@ export interface HttpAppOptions {
   readonly logger: Logger;
   readonly random: RandomSource;
   readonly bodyLimitBytes?: number;
+  /** Overrides of authRateLimits (http/rate-limit.ts). */
+  readonly authRateLimits?: Partial<AuthRateLimits>;
 }
 
-function principalOf(request: FastifyRequest): Principal {
+function principalOf(request: FastifyRequest): VerifiedPrincipal {
   if (request.principal === undefined) throw new SdcError('API_UNAUTHENTICATED', 'no principal on an authenticated route');
   return request.principal;
 }
@@ -61,15 +67,24 @@ function presentedClientCertificate(request: FastifyRequest): PresentedClientCer
  */
 export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   const { services, random } = options;
+  const bodyLimitBytes = options.bodyLimitBytes ?? 64 * 1024;
   const app = Fastify({
     loggerInstance: options.logger,
-    bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
+    bodyLimit: bodyLimitBytes,
     genReqId: () => hexFromBytes(random.bytes(8)),
     // Unknown members are refused, not silently dropped.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     return503OnClosing: true,
+    // Router refusals (a path parameter over maxParamLength, bad percent-encoding) in our shape.
+    frameworkErrors: frameworkErrorHandler(sendError),
   });
   const docs: RouteDoc[] = [];
+  const authLimiter = new AuthRateLimiter({
+    kv: services.context.kv, clock: services.context.clock, ...(options.authRateLimits === undefined ? {} : { limits: options.authRateLimits }),
+  });
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: bodyLimitBytes }, strictJsonBodyParser(bodyLimitBytes));
+  app.addHook('preValidation', refuseUnsafeQueryIntegers);
 
   app.setErrorHandler((error, request, reply) => sendError(request, reply, error));
   app.setNotFoundHandler((request, reply) => sendError(request, reply, new SdcError('API_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
@@ -110,7 +125,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     method: 'POST', url: '/v1/auth/login', summary: 'Exchange a name and password for a JWT', auth: 'public', schema: { body: LoginBody },
     handler: async (request) => {
       const body = request.body as LoginBody;
-      return services.auth.login(body.name, body.password);
+      return authLimiter.guardLogin({ source: request.ip, account: body.name }, () => services.auth.login(body.name, body.password));
     },
   });
   route({
@@ -169,7 +184,8 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     method: 'POST', url: '/v1/enroll', summary: 'Enroll a device: one-time token + CSR for a certificate', auth: 'public', schema: { body: EnrollBody },
     handler: async (request, reply) => {
       const body = request.body as EnrollBody;
-      const answer = await services.devices.enroll({ deviceId: body.device_id, token: body.token, csrPem: body.csr_pem });
+      const answer = await authLimiter.guardEnrollment({ source: request.ip, deviceId: body.device_id },
+        () => services.devices.enroll({ deviceId: body.device_id, token: body.token, csrPem: body.csr_pem }));
       return reply.status(201).send(answer);
     },
   });
@@ -264,10 +280,11 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   // --- live updates
   route({
     method: 'GET', url: '/v1/live', summary: 'Server-Sent Events: command states, presence, alerts', auth: 'viewer', queryToken: true, schema: { querystring: LiveQuery },
-    handler: async (_request, reply) => {
-      services.live.reserve();
+    handler: async (request, reply) => {
+      const principal = principalOf(request);
+      services.live.reserve(principal.name);
       reply.hijack();
-      services.live.attach(reply.raw);
+      services.live.attach(reply.raw, { user: principal.name, tokenExpiresAtMs: principal.tokenExpiresAtMs });
     },
   });
 

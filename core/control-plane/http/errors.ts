@@ -26,5 +26,8 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, error: u
   const log = mapped.fault === 'local' ? request.log.error.bind(request.log) : request.log.info.bind(request.log);
   log({ err: mapped.code === 'API_INTERNAL' ? error : undefined, code: mapped.code, traceId: request.id, detail: mapped.message }, 'request refused');
   const body: ErrorResponse = { error: { code: mapped.code, message: mapped.message, trace_id: String(request.id) } };
+  // Rate limits and busy refusals say when to come back (RFC 9110 section 10.2.3, whole seconds).
+  const retryAfterS = mapped.details['retryAfterS'];
+  if (typeof retryAfterS === 'number' && Number.isSafeInteger(retryAfterS) && retryAfterS > 0) reply.header('retry-after', String(retryAfterS));
   return reply.status(mapped.status).header('content-type', 'application/json; charset=utf-8').send(body);
 }

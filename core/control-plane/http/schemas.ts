@@ -5,10 +5,12 @@ import { commandStates } from '../../protocol/command-machine.js';
 import { revocationReasons } from '../../trust/revocation.js';
 import { pageLimitMax } from '../pagination.js';
 import { policyRoles } from '../../protocol/policy.js';
+import { queryInteger, queryNumberLimits } from './query-numbers.js';
 
 /** Request schemas for every route: fastify compiles each once at start; OpenAPI is generated from them. */
 const strict = { additionalProperties: false } as const;
-const Limit = Type.Integer({ minimum: 1, maximum: pageLimitMax, description: `Page size, at most ${pageLimitMax}` });
+const Limit = queryInteger({ minimum: 1, maximum: pageLimitMax, description: `Page size, at most ${pageLimitMax}` });
+const TimeMs = (description: string) => queryInteger({ minimum: 0, maximum: queryNumberLimits.valueMax, description });
 const Cursor = Type.String({ maxLength: 256, pattern: '^[A-Za-z0-9_-]*$', description: 'Opaque cursor from the previous page' });
 
 export const DeviceParams = Type.Object({ id: DeviceId }, strict);
@@ -75,14 +77,14 @@ export const CommandListQuery = Type.Object({
 export type CommandListQuery = Static<typeof CommandListQuery>;
 
 export const TelemetryQuery = Type.Object({
-  from_ms: Type.Optional(Type.Integer({ minimum: 0 })),
-  to_ms: Type.Optional(Type.Integer({ minimum: 0 })),
+  from_ms: Type.Optional(TimeMs('Only samples taken at or after this time (ms since epoch)')),
+  to_ms: Type.Optional(TimeMs('Only samples taken at or before this time (ms since epoch)')),
   limit: Type.Optional(Limit),
 }, strict);
 export type TelemetryQuery = Static<typeof TelemetryQuery>;
 
 export const AuditQuery = Type.Object({
-  from_seq: Type.Optional(Type.Integer({ minimum: 1 })),
+  from_seq: Type.Optional(queryInteger({ minimum: 1, maximum: queryNumberLimits.valueMax, description: 'First audit sequence number to answer' })),
   limit: Type.Optional(Limit),
 }, strict);
 export type AuditQuery = Static<typeof AuditQuery>;
@@ -91,7 +93,7 @@ export const AlertParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9
 
 export const AlertListQuery = Type.Object({
   device_id: Type.Optional(DeviceId),
-  since_ms: Type.Optional(Type.Integer({ minimum: 0, description: 'Only alerts raised at or after this time (ms since epoch)' })),
+  since_ms: Type.Optional(TimeMs('Only alerts raised at or after this time (ms since epoch)')),
   acknowledged: Type.Optional(Type.Boolean({ description: 'true: acknowledged alerts only; false: open alerts only' })),
   limit: Type.Optional(Limit),
   cursor: Type.Optional(Cursor),

@@ -167,7 +167,17 @@ function suite(target: SqlTarget): void {
       const alertId = await h.cp.events.raiseAlert({ deviceId: device, kind: 'test', severity: 'warning', message: 'crash window', atMs: t0, detail: {}, actor: 'system' });
       await h.cp.alerts.acknowledge({ alertId, actor: 'op' });
       assert.equal((await h.cp.commands.get(succeeded)).state, 'succeeded');
-      assert.ok(await h.cp.auditStore.recordedCount() >= 4 + 5 + 2, 'the entries wait in the outbox');
+      // A device paired, enrolled, paired and enrolled again (superseding the first certificate), and revoked.
+      const second = 'audit-dev-2';
+      const secondKey = await makeDeviceKey(second);
+      for (let round = 0; round < 2; round += 1) {
+        const { token } = await h.cp.devices.createPairingToken({ actor: 'root', deviceId: second });
+        await h.cp.devices.enroll({ deviceId: second, token, csrPem: secondKey.csrPem });
+      }
+      const serials = (await h.db.query<{ serial: string }>('SELECT serial FROM device_certificates WHERE device_id = ? ORDER BY issued_at ASC, serial ASC', [second]))
+        .map((r) => r.serial);
+      const revoked = await h.cp.devices.revoke({ actor: 'root', deviceId: second, reason: 'keyCompromise' });
+      assert.ok(await h.cp.auditStore.recordedCount() >= 4 + 5 + 2 + 5, 'the entries wait in the outbox');
 
       // The restart: a new control plane on the same database chains them when it starts.
       faults.failWhen(undefined);
@@ -189,6 +199,11 @@ function suite(target: SqlTarget): void {
       assert.deepEqual(entriesOf(entries, succeeded).map((e) => e.kind), ['command.created', 'command.state', 'command.state', 'command.state', 'command.result']);
       assert.equal(entriesOf(entries, succeeded).at(-1)?.payload.frame, frame);
       assert.deepEqual(entries.filter((e) => e.payload.alert_id === alertId).map((e) => e.kind), ['alert.raised', 'alert.acknowledged']);
+      const deviceEntries = entries.filter((e) => e.subject === `device:${second}`);
+      assert.deepEqual(deviceEntries.map((e) => e.kind), ['pairing.token_created', 'device.enrolled', 'pairing.token_created', 'device.enrolled', 'device.revoked']);
+      assert.equal(serials.length, 2);
+      assert.deepEqual(deviceEntries[3]!.payload.superseded, [deviceEntries[1]!.payload.serial], 'the second enrollment superseded the first certificate');
+      assert.deepEqual(deviceEntries[4]!.payload, { serial: revoked.serial, reason: 'keyCompromise', crl_number: revoked.crl_number });
       assert.equal((await restarted.context.audit.verify()).ok, true);
       // The device's presence key is untouched by any of this.
       assert.equal(await h.cp.context.kv.get(kvKeys.presence(device)), null);

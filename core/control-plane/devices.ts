@@ -10,7 +10,7 @@ import { generateCrl, type SignedCrl } from '../trust/crl.js';
 import { DeviceCertificateIssuer, type IssuedDeviceCertificate } from '../trust/device-issuer.js';
 import { EnrollmentService } from '../trust/enrollment.js';
 import { createPairingToken } from '../trust/pairing-tokens.js';
-import { requireRevocationReason, type RevocationReason } from '../trust/revocation.js';
+import { requireRevocationReason, type RevocationReason, type RevocationStore } from '../trust/revocation.js';
 import { normalizeSerialHex } from '../trust/serial-number.js';
 import { verifyDeviceCertificate } from '../trust/verify-device-certificate.js';
 import { parseCertificate } from '../trust/x509-provider.js';
@@ -19,6 +19,7 @@ import { actors, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import { SqlPairingTokenStore } from './stores/sql-pairing-token-store.js';
 import { SqlRevocationStore } from './stores/sql-revocation-store.js';
+import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { TrustPublisher, type TrustPublishCounts } from './trust-publisher.js';
 
 export interface DeviceView {
@@ -97,7 +98,14 @@ export class DeviceService {
   constructor(options: DeviceServiceOptions) {
     this.#ctx = options.context;
     this.#options = options;
-    this.#tokens = new SqlPairingTokenStore(options.context.db, { createdBy: () => this.#tokenCreator });
+    this.#tokens = new SqlPairingTokenStore(options.context.db, {
+      createdBy: () => this.#tokenCreator,
+      // The token and its audit entry commit together.
+      onCreated: (tx, record) => this.#ctx.audit.record(tx, {
+        kind: 'pairing.token_created', actor: actors.user(this.#tokenCreator), subject: `device:${record.deviceId}`,
+        payload: { expires_at_ms: record.expiresAtMs },
+      }),
+    });
     this.revocations = new SqlRevocationStore(options.context.db);
     this.trust = new TrustPublisher(options.context);
     const issuer = new DeviceCertificateIssuer({
@@ -156,10 +164,7 @@ export class DeviceService {
     }
     this.#tokenCreator = options.actor;
     const created = await createPairingToken({ store: this.#tokens, deviceId: options.deviceId, now: new Date(nowMs), random: this.#ctx.random, ttlMs: options.ttlMs });
-    await this.#ctx.audit.append({
-      kind: 'pairing.token_created', actor: actors.user(options.actor), subject: `device:${options.deviceId}`,
-      payload: { expires_at_ms: created.expiresAt.getTime() },
-    });
+    await this.#ctx.settleAudit();
     return { token: created.token, device_id: created.deviceId, expires_at_ms: created.expiresAt.getTime() };
   }
 
@@ -172,23 +177,29 @@ export class DeviceService {
     const result = { ...enrolled, notAfter: certificate.notAfter };
     const publicKey = base64urlFromBytes(rawEd25519Key(certificate.publicKey.rawData));
     const serial = normalizeSerialHex(result.serialHex);
-    await this.#recordCertificate(options.deviceId, result, nowMs);
-    const updated = await this.#ctx.db.execute(
-      "UPDATE devices SET status = 'enrolled', cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?",
-      [serial, result.notAfter.getTime(), publicKey, options.deviceId],
-    );
-    if (updated.changes === 0) {
-      await this.#ctx.db.execute(
-        "INSERT INTO devices (id, status, created_at, cert_serial, cert_not_after, public_key) VALUES (?, 'enrolled', ?, ?, ?, ?)",
-        [options.deviceId, nowMs, serial, result.notAfter.getTime(), publicKey],
+    // The certificate, the device row, the superseded certificates' revocations and the audit entry commit together.
+    const supersededSerials = await this.#ctx.db.transaction(async (tx) => {
+      await this.#recordCertificate(tx, options.deviceId, result, nowMs);
+      const updated = await tx.execute(
+        "UPDATE devices SET status = 'enrolled', cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?",
+        [serial, result.notAfter.getTime(), publicKey, options.deviceId],
       );
-    }
-    // A new pairing replaces whatever the device held before (it may have been lost or stolen).
-    const supersededSerials = await this.#supersede(options.deviceId, [serial], nowMs);
-    await this.#ctx.audit.append({
-      kind: 'device.enrolled', actor: actors.device(options.deviceId), subject: `device:${options.deviceId}`,
-      payload: { serial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: supersededSerials },
+      if (updated.changes === 0) {
+        await tx.execute(
+          "INSERT INTO devices (id, status, created_at, cert_serial, cert_not_after, public_key) VALUES (?, 'enrolled', ?, ?, ?, ?)",
+          [options.deviceId, nowMs, serial, result.notAfter.getTime(), publicKey],
+        );
+      }
+      // A new pairing replaces whatever the device held before (it may have been lost or stolen).
+      const revoked = await this.#revokeCertificates(tx, options.deviceId, [serial], 'superseded', nowMs);
+      await this.#ctx.audit.record(tx, {
+        kind: 'device.enrolled', actor: actors.device(options.deviceId), subject: `device:${options.deviceId}`,
+        payload: { serial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: revoked },
+      });
+      return revoked;
     });
+    await this.#ctx.settleAudit();
+    await this.#publishSuperseded(options.deviceId, supersededSerials, nowMs);
     await this.trust.certificateIssued(options.deviceId, serial, result.notAfter.getTime());
     return this.#answer(result.certificatePem, result.chainPems);
   }
@@ -230,26 +241,31 @@ export class DeviceService {
     const result = { ...issued, notAfter: certificate.notAfter };
     const serial = normalizeSerialHex(result.serialHex);
     const publicKey = base64urlFromBytes(rawEd25519Key(certificate.publicKey.rawData));
-    await this.#recordCertificate(deviceId, result, nowMs);
-    await this.#ctx.db.execute('UPDATE devices SET cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?',
-      [serial, result.notAfter.getTime(), publicKey, deviceId]);
-    const supersededSerials = await this.#supersede(deviceId, [serial, presentedSerial], nowMs);
-    await this.#ctx.audit.append({
-      kind: 'device.renewed', actor: actors.device(deviceId), subject: `device:${deviceId}`,
-      payload: { serial, previous_serial: presentedSerial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: supersededSerials },
+    const supersededSerials = await this.#ctx.db.transaction(async (tx) => {
+      await this.#recordCertificate(tx, deviceId, result, nowMs);
+      await tx.execute('UPDATE devices SET cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?',
+        [serial, result.notAfter.getTime(), publicKey, deviceId]);
+      const revoked = await this.#revokeCertificates(tx, deviceId, [serial, presentedSerial], 'superseded', nowMs);
+      await this.#ctx.audit.record(tx, {
+        kind: 'device.renewed', actor: actors.device(deviceId), subject: `device:${deviceId}`,
+        payload: { serial, previous_serial: presentedSerial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: revoked },
+      });
+      return revoked;
     });
+    await this.#ctx.settleAudit();
+    await this.#publishSuperseded(deviceId, supersededSerials, nowMs);
     await this.trust.certificateIssued(deviceId, serial, result.notAfter.getTime());
     return this.#answer(result.certificatePem, this.#issuer.chainPems());
   }
 
-  async #recordCertificate(deviceId: string, issued: Pick<IssuedDeviceCertificate, 'serialHex' | 'notAfter'>, nowMs: number): Promise<void> {
-    await this.#ctx.db.execute('INSERT INTO device_certificates (serial, device_id, not_after, issued_at) VALUES (?, ?, ?, ?)',
+  async #recordCertificate(tx: SqlExecutor, deviceId: string, issued: Pick<IssuedDeviceCertificate, 'serialHex' | 'notAfter'>, nowMs: number): Promise<void> {
+    await tx.execute('INSERT INTO device_certificates (serial, device_id, not_after, issued_at) VALUES (?, ?, ?, ?)',
       [normalizeSerialHex(issued.serialHex), deviceId, issued.notAfter.getTime(), nowMs]);
   }
 
   /** Revokes the device's unexpired, unrevoked certificates except `keep`, as `reason`, in SQL; returns their serials (the caller publishes them). */
-  async #revokeCertificates(deviceId: string, keep: readonly string[], reason: RevocationReason, nowMs: number): Promise<string[]> {
-    const rows = await this.#ctx.db.query<{ serial: string }>(
+  async #revokeCertificates(tx: SqlExecutor, deviceId: string, keep: readonly string[], reason: RevocationReason, nowMs: number): Promise<string[]> {
+    const rows = await tx.query<{ serial: string }>(
       `SELECT c.serial FROM device_certificates c LEFT JOIN revocations r ON r.serial = c.serial
        WHERE c.device_id = ? AND c.not_after > ? AND r.serial IS NULL ORDER BY c.issued_at ASC LIMIT ?`,
       [deviceId, nowMs, superseded.perIssueMax],
@@ -257,18 +273,16 @@ export class DeviceService {
     const revoked: string[] = [];
     for (const { serial } of rows) {
       if (keep.includes(serial)) continue;
-      await this.revocations.revokeDevice(serial, reason, new Date(nowMs), deviceId);
+      await this.revocations.revokeDeviceIn(tx, serial, reason, new Date(nowMs), deviceId);
       revoked.push(serial);
     }
-    if (revoked.length > 0) await this.#regenerateCrl(nowMs);
     return revoked;
   }
 
   /** Superseded certificates are revoked like any other: gateways refuse them and close their sessions. */
-  async #supersede(deviceId: string, keep: readonly string[], nowMs: number): Promise<string[]> {
-    const superseded = await this.#revokeCertificates(deviceId, keep, 'superseded', nowMs);
-    await this.trust.certificatesRevoked(deviceId, superseded, nowMs);
-    return superseded;
+  async #publishSuperseded(deviceId: string, superseded: readonly string[], nowMs: number): Promise<void> {
+    if (superseded.length > 0) await this.#regenerateCrl(nowMs);
+    await this.trust.certificatesRevoked(deviceId, [...superseded], nowMs);
   }
 
   #answer(certificatePem: string, chainPems: readonly string[]): EnrollmentAnswer {
@@ -294,17 +308,24 @@ export class DeviceService {
     if (row.cert_serial === null) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${options.deviceId} has no certificate`, { deviceId: options.deviceId });
     const nowMs = this.#ctx.clock.nowMs();
     const serial = normalizeSerialHex(row.cert_serial);
-    await this.revocations.revokeDevice(serial, reason, new Date(nowMs), options.deviceId);
-    // An earlier certificate kept alive by a renewal must not outlive the device's revocation.
-    const others = await this.#revokeCertificates(options.deviceId, [serial], reason, nowMs);
-    await this.#ctx.db.execute("UPDATE devices SET status = 'revoked' WHERE id = ?", [options.deviceId]);
+    // The revocations, the device's status and the audit entry commit together; the entry names the
+    // number of the CRL that lists them, taken in the same transaction and used below.
+    const { others, crlNumber } = await this.#ctx.db.transaction(async (tx) => {
+      await this.revocations.revokeDeviceIn(tx, serial, reason, new Date(nowMs), options.deviceId);
+      // An earlier certificate kept alive by a renewal must not outlive the device's revocation.
+      const revoked = await this.#revokeCertificates(tx, options.deviceId, [serial], reason, nowMs);
+      await tx.execute("UPDATE devices SET status = 'revoked' WHERE id = ?", [options.deviceId]);
+      const number = await this.revocations.nextCrlNumberIn(tx);
+      await this.#ctx.audit.record(tx, {
+        kind: 'device.revoked', actor: actors.user(options.actor), subject: `device:${options.deviceId}`,
+        payload: { serial, reason, crl_number: number.toString() },
+      });
+      return { others: revoked, crlNumber: number };
+    });
+    await this.#ctx.settleAudit();
     await this.trust.certificatesRevoked(options.deviceId, [serial, ...others], nowMs);
     await this.trust.deviceRevoked(options.deviceId);
-    const crl = await this.#regenerateCrl(nowMs);
-    await this.#ctx.audit.append({
-      kind: 'device.revoked', actor: actors.user(options.actor), subject: `device:${options.deviceId}`,
-      payload: { serial, reason, crl_number: crl.crlNumber.toString() },
-    });
+    const crl = await this.#regenerateCrl(nowMs, crlNumber);
     return { serial, crl_number: crl.crlNumber.toString() };
   }
 
@@ -318,8 +339,14 @@ export class DeviceService {
     return { published: counts.devices, ...counts };
   }
 
-  async #regenerateCrl(nowMs: number): Promise<SignedCrl> {
-    this.#crl = await generateCrl({ issuer: this.#options.materials.pki.intermediate, store: this.revocations, now: new Date(nowMs) });
+  /** A fresh CRL; numbered `crlNumber` when a transaction already took the number, otherwise the next one. */
+  async #regenerateCrl(nowMs: number, crlNumber?: bigint): Promise<SignedCrl> {
+    const revocations = this.revocations;
+    const store: RevocationStore = crlNumber === undefined ? revocations : {
+      revoke: (serial, reason, at) => revocations.revoke(serial, reason, at), isRevoked: (serial) => revocations.isRevoked(serial),
+      list: () => revocations.list(), nextCrlNumber: async () => crlNumber,
+    };
+    this.#crl = await generateCrl({ issuer: this.#options.materials.pki.intermediate, store, now: new Date(nowMs) });
     await this.#writeCrlFile(this.#crl);
     return this.#crl;
   }

@@ -1,6 +1,6 @@
 import { SdcError } from '../../errors/index.js';
 import { pairingRecordRetentionMs, pairingTokensMaxDefault, type PairingConsumeResult, type PairingTokenRecord, type PairingTokenStore } from '../../trust/pairing-tokens.js';
-import type { SqlDatabase } from '../../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
 
 interface TokenRow { token_hash: string; device_id: string; expires_at: number; used_at: number | null; created_at: number }
 
@@ -9,12 +9,17 @@ export class SqlPairingTokenStore implements PairingTokenStore {
   readonly #db: SqlDatabase;
   readonly #createdBy: () => string;
   readonly #recordsMax: number;
+  readonly #onCreated: ((tx: SqlExecutor, record: PairingTokenRecord) => Promise<void>) | undefined;
 
-  /** `createdBy` names the operator for the row; the port has no such field, so the service sets it per call. */
-  constructor(db: SqlDatabase, options: { createdBy?: () => string; recordsMax?: number } = {}) {
+  /**
+   * `createdBy` names the operator for the row; the port has no such field, so the service sets it per call.
+   * `onCreated` runs in the INSERT's transaction (the control plane records the audit entry there).
+   */
+  constructor(db: SqlDatabase, options: { createdBy?: () => string; recordsMax?: number; onCreated?: (tx: SqlExecutor, record: PairingTokenRecord) => Promise<void> } = {}) {
     this.#db = db;
     this.#createdBy = options.createdBy ?? (() => 'system');
     this.#recordsMax = options.recordsMax ?? pairingTokensMaxDefault;
+    this.#onCreated = options.onCreated;
   }
 
   async create(record: PairingTokenRecord, now: Date): Promise<void> {
@@ -28,6 +33,7 @@ export class SqlPairingTokenStore implements PairingTokenStore {
         'INSERT INTO pairing_tokens (token_hash, device_id, expires_at, used_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)',
         [record.tokenHashHex, record.deviceId, record.expiresAtMs, record.usedAtMs, this.#createdBy(), record.createdAtMs],
       );
+      await this.#onCreated?.(tx, record);
     });
   }
 

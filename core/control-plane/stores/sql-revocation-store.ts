@@ -1,7 +1,7 @@
 import { requireRevocationReason, revocationEntriesMaxDefault, type RevocationEntry, type RevocationReason, type RevocationStore } from '../../trust/revocation.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { SdcError } from '../../errors/index.js';
-import type { SqlDatabase } from '../../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
 import { nextCounterValue } from './counters.js';
 
 interface RevocationRow { serial: string; reason: string; revoked_at: number }
@@ -22,18 +22,21 @@ export class SqlRevocationStore implements RevocationStore {
 
   /** Like `revoke`, recording which device the serial belonged to. */
   async revokeDevice(serialHex: string, reason: RevocationReason, at: Date, deviceId: string): Promise<boolean> {
+    return this.#db.transaction((tx) => this.revokeDeviceIn(tx, serialHex, reason, at, deviceId));
+  }
+
+  /** `revokeDevice` inside the caller's transaction (so the revocation commits with the change and audit entry around it). */
+  async revokeDeviceIn(tx: SqlExecutor, serialHex: string, reason: RevocationReason, at: Date, deviceId: string): Promise<boolean> {
     const serial = normalizeSerialHex(serialHex);
     requireRevocationReason(reason);
-    return this.#db.transaction(async (tx) => {
-      const existing = await tx.query('SELECT serial FROM revocations WHERE serial = ?', [serial]);
-      if (existing.length > 0) return false;
-      const [count] = await tx.query<{ n: number }>('SELECT COUNT(*) AS n FROM revocations');
-      if (Number(count?.n ?? 0) >= this.#entriesMax) {
-        throw new SdcError('TRUST_REVOCATION_CAPACITY', `revocation store holds its maximum of ${this.#entriesMax} entries`);
-      }
-      await tx.execute('INSERT INTO revocations (serial, device_id, reason, revoked_at) VALUES (?, ?, ?, ?)', [serial, deviceId, reason, at.getTime()]);
-      return true;
-    });
+    const existing = await tx.query('SELECT serial FROM revocations WHERE serial = ?', [serial]);
+    if (existing.length > 0) return false;
+    const [count] = await tx.query<{ n: number }>('SELECT COUNT(*) AS n FROM revocations');
+    if (Number(count?.n ?? 0) >= this.#entriesMax) {
+      throw new SdcError('TRUST_REVOCATION_CAPACITY', `revocation store holds its maximum of ${this.#entriesMax} entries`);
+    }
+    await tx.execute('INSERT INTO revocations (serial, device_id, reason, revoked_at) VALUES (?, ?, ?, ?)', [serial, deviceId, reason, at.getTime()]);
+    return true;
   }
 
   async isRevoked(serialHex: string): Promise<boolean> {
@@ -47,6 +50,11 @@ export class SqlRevocationStore implements RevocationStore {
   }
 
   async nextCrlNumber(): Promise<bigint> {
-    return BigInt(await this.#db.transaction((tx) => nextCounterValue(tx, 'crl_number')));
+    return BigInt(await this.#db.transaction((tx) => this.nextCrlNumberIn(tx)));
+  }
+
+  /** `nextCrlNumber` inside the caller's transaction: the number of the CRL that will list what the transaction revokes. */
+  async nextCrlNumberIn(tx: SqlExecutor): Promise<bigint> {
+    return BigInt(await nextCounterValue(tx, 'crl_number'));
   }
 }

@@ -13,10 +13,7 @@ export interface LiveHubOptions {
   readonly scheduler: Scheduler;
   /** Connected SSE clients per process; one more is refused with API_TOO_MANY_CLIENTS. */
   readonly clientsMax?: number;
-  /**
-   * Streams one user may hold per process; one more is API_TOO_MANY_STREAMS. Default 5 (a few
-   * browser tabs), so one user cannot take every slot of clientsMax from the others.
-   */
+  /** Streams one user may hold per process; one more is API_TOO_MANY_STREAMS (liveHubLimits). */
   readonly clientsPerUserMax?: number;
   /** Bytes queued in a client's socket before it is considered too slow and dropped. */
   readonly clientBufferBytesMax?: number;
@@ -37,6 +34,16 @@ interface LiveClient {
 
 const messageBytesMax = 16 * 1024;
 
+/** Defaults of the hub's options (each can be set per hub). */
+export const liveHubLimits = Object.freeze({
+  // Streams per process: each holds a socket and up to clientBufferBytesMax of memory.
+  clientsMax: 100,
+  // Streams per user per process: a few browser tabs; without it one user could take all 100.
+  clientsPerUserMax: 5,
+  // Unsent bytes before a client counts as too slow and is dropped: a client this far behind is not reading.
+  clientBufferBytesMax: 256 * 1024,
+});
+
 /**
  * Fans out live updates to Server-Sent Events clients. Every control-plane process publishes on
  * the kv channel and every process relays what it hears to its own clients, so an operator sees
@@ -53,7 +60,7 @@ export class LiveHub {
   #unsubscribe: (() => Promise<void>) | undefined;
 
   constructor(options: LiveHubOptions) {
-    this.#o = { clientsMax: 100, clientsPerUserMax: 5, clientBufferBytesMax: 256 * 1024, ...options };
+    this.#o = { ...liveHubLimits, ...options };
   }
 
   get clientCount(): number {

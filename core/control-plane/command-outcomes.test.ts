@@ -83,6 +83,8 @@ function suite(target: SqlTarget): void {
       h.clock.advance(11_000);
       assert.equal(await h.cp.commands.expireDue(), 1);
       assert.equal((await h.cp.commands.get(command.id)).state, 'timed_out');
+      // Late progress changes nothing: only a result refines a timeout.
+      assert.deepEqual(await h.cp.commands.transition(command.id, 'ack', h.clock.nowMs()), { applied: false, reason: 'terminal', state: 'timed_out' });
       h.clock.advance(9_000);
       const frame = await result(command, 'succeeded');
       const detail = await h.cp.commands.get(command.id);

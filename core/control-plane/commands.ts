@@ -10,7 +10,7 @@ import { CommandTtlMsMax } from '../protocol/messages/command.js';
 import { validateOpcodeArgs } from '../protocol/messages/validate.js';
 import { evaluatePolicy, type Policy } from '../protocol/policy.js';
 import { signCommand } from '../protocol/signed-command.js';
-import { isFinal, nextState } from '../protocol/state-machine.js';
+import { isFinal, isTerminal, nextState } from '../protocol/state-machine.js';
 import type { ServiceSigner } from '../deployment/materials.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
@@ -408,6 +408,8 @@ export class CommandService {
       if (isFinal(commandTable, from)) return { applied: false, reason: 'terminal', state: from };
       if (event === 'expire' && row.first_dispatched_at !== null) return { applied: false, reason: 'illegal', state: from };
       const to = nextState(commandTable, from, event);
+      // Progress reported after a timeout or dead letter is late, not illegal: only a result refines those.
+      if (to === undefined && isTerminal(commandTable, from)) return { applied: false, reason: 'terminal', state: from };
       if (to === undefined) {
         this.#ctx.logger.warn({ commandId, from, event }, 'illegal command transition ignored');
         return { applied: false, reason: 'illegal', state: from };

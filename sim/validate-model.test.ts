@@ -49,6 +49,7 @@ describe('validation helpers', () => {
     const series = [0, 1, 2, 3, 4, 5, 6].map((s) => ({ t_ms: s * 1_000, online_agents: [10, 10, 6, 6, 8, 10, 10][s]!, commands: {} as never }));
     assert.equal(recoveryMs(series, 1_500, 3_000), 2_000);
     assert.equal(recoveryMs(series.slice(0, 5), 1_500, 3_000), null);
+    assert.equal(recoveryMs(series, 1_500, 3_000, 2), 1_000, 'within two agents of where it was');
   });
 
   it('lists the fault windows that end within the safety phase', async () => {

@@ -50,16 +50,16 @@ export interface ValidationReport {
 export const toleranceReasons = Object.freeze({
   exact: 'drawn from the same seeded stream in both tiers: any difference is a defect in one of them',
   onlineMean: 'reconnect jitter is the model\'s own draw, so an agent may be back one 1 s sample earlier or later: mean |diff| <= max(1, 2% of the fleet)',
-  onlineMax: 'during a mass reconnect (gateway crash, end of a partition) a wave of agents crosses a sample boundary at a slightly different time: max |diff| <= max(2, 15% of the fleet)',
+  onlineMax: 'during a mass reconnect (gateway crash, end of a partition) the agents back by a given second are two independent draws of a wave of up to N agents (standard deviation of their difference at most sqrt(N/2)): max |diff| <= max(2, 3 sqrt(N/2))',
   outcome: 'a fault that hits a command in flight (a lost frame, a restart, a partition) decides its fate at frame level, where the model\'s draws differ: |diff| <= max(2, 5% of the commands)',
   p50: 'link delays are the same distributions, drawn separately once frames stop lining up; read off the same histogram: |diff| <= max(10 ms, 25%)',
   p90: 'as p50, with fewer samples in the tail: |diff| <= max(20 ms, 35%)',
   p99: 'with a few hundred commands p99 is one or two commands (a retried delivery, a recovered result): same or adjacent histogram bucket',
   recovery: 'the last command to finish sets it; a frame lost in one tier and not the other waits for the redelivery sweep (30 s interval, 5 s sweeps): |diff| <= max(3 s, 50%), or 35 s when the scenario loses frames inside connections',
-  faultRecovery: 'time from a fault\'s end until as many agents are online as before it, read from the 1 s series: |diff| <= max(2 samples, 50%)',
+  faultRecovery: 'time from a fault\'s end until the online count is back within max(1, 5% of the fleet) of where it was before the fault (crashes and churn move it meanwhile), read from the 1 s series; one agent more or less at the threshold moves it by seconds while crashes and churn go on: |diff| <= max(5 samples, 50%)',
   sessions: 'reconnects follow the model\'s own jitter and, with losses, its own silences: |diff| <= max(2, 15%)',
-  telemetry: 'samples in flight or buffered across a fault edge: |diff| <= max(3, 5%)',
-  frames: 'frame counts follow the sessions and the retries: |diff| <= max(10, 10%)',
+  telemetry: 'samples in flight or buffered across a fault edge, or lost on a lossy link (and the next refused by the chain check); per virtual minute, as a model that converged later runs longer: |diff| <= max(3 over the run, 5%)',
+  frames: 'frame counts follow the sessions and the retries; per virtual minute: |diff| <= max(10 over the run, 10%)',
 });
 
 function compare(metric: string, full: number | null, model: number | null, tolerance: number, reason: string, difference?: number): Comparison {
@@ -99,7 +99,7 @@ function onlineComparisons(full: readonly SeriesSample[], model: readonly Series
   const modelMean = mean(common.map((s) => byTime.get(s.t_ms)!));
   return [
     compare('online_agents per sample, mean |diff|', fullMean, modelMean, Math.max(1, 0.02 * agents), toleranceReasons.onlineMean, mean(diffs)),
-    compare('online_agents per sample, max |diff|', fullMean, modelMean, Math.max(2, 0.15 * agents), toleranceReasons.onlineMax, diffs.length === 0 ? 0 : Math.max(...diffs)),
+    compare('online_agents per sample, max |diff|', fullMean, modelMean, Math.max(2, 3 * Math.sqrt(agents / 2)), toleranceReasons.onlineMax, diffs.length === 0 ? 0 : Math.max(...diffs)),
   ];
 }
 
@@ -133,11 +133,14 @@ export function faultWindows(scenario: Scenario, safetyMs: number): Array<{ name
   return windows.filter((w) => w.startMs < safetyMs && w.endMs <= safetyMs && w.startMs < w.endMs);
 }
 
-/** Virtual ms from `endMs` until as many agents are online as at the last sample before `startMs`; null if never. */
-export function recoveryMs(series: readonly SeriesSample[], startMs: number, endMs: number): number | null {
+/**
+ * Virtual ms from `endMs` until the online count is back within `slack` agents of where it was
+ * at the last sample before `startMs` (crashes and churn keep moving it meanwhile); null if never.
+ */
+export function recoveryMs(series: readonly SeriesSample[], startMs: number, endMs: number, slack = 0): number | null {
   const before = [...series].reverse().find((s) => s.t_ms <= startMs);
   if (before === undefined) return null;
-  const back = series.find((s) => s.t_ms >= endMs && s.online_agents >= before.online_agents);
+  const back = series.find((s) => s.t_ms >= endMs && s.online_agents >= before.online_agents - slack);
   return back === undefined ? null : back.t_ms - endMs;
 }
 
@@ -148,8 +151,9 @@ function recoveryComparisons(scenario: Scenario, safetyMs: number, full: RunResu
   return [
     compare('converged after heal ms', converged, model.convergedAfterMs, lossy ? 35_000 : Math.max(3_000, 0.5 * (converged ?? 0)), toleranceReasons.recovery),
     ...faultWindows(scenario, safetyMs).map((w) => {
-      const fullMs = recoveryMs(full.series, w.startMs, w.endMs);
-      return compare(`recovery after ${w.name} ms`, fullMs, recoveryMs(model.series, w.startMs, w.endMs), Math.max(2 * sampleMs, 0.5 * (fullMs ?? 0)), toleranceReasons.faultRecovery);
+      const slack = Math.max(1, Math.floor(0.05 * full.agents));
+      const fullMs = recoveryMs(full.series, w.startMs, w.endMs, slack);
+      return compare(`recovery after ${w.name} ms`, fullMs, recoveryMs(model.series, w.startMs, w.endMs, slack), Math.max(5 * sampleMs, 0.5 * (fullMs ?? 0)), toleranceReasons.faultRecovery);
     }),
   ];
 }
@@ -160,6 +164,12 @@ function countComparisons(full: RunResult, model: RunResult): Comparison[] {
     const f = count(full, name);
     return compare(name, f, count(model, name), Math.max(absolute, share * f), reason);
   };
+  // Per virtual minute: the liveness phase lasts until convergence, which may differ between the tiers.
+  const perMinute = (result: RunResult, value: number) => Math.round((value / Math.max(1, result.virtualMs)) * 60_000 * 100) / 100;
+  const rate = (name: string, get: (result: RunResult) => number, absolute: number, share: number, reason: string) => {
+    const f = perMinute(full, get(full));
+    return compare(`${name} per virtual minute`, f, perMinute(model, get(model)), Math.max(absolute / Math.max(1, full.virtualMs / 60_000), share * f), reason);
+  };
   return [
     compare('commands_accepted', count(full, 'commands_accepted'), count(model, 'commands_accepted'), 0, toleranceReasons.exact),
     compare('commands_refused', count(full, 'commands_refused'), count(model, 'commands_refused'), 0, toleranceReasons.exact),
@@ -167,8 +177,8 @@ function countComparisons(full: RunResult, model: RunResult): Comparison[] {
     compare('churn_leaves', count(full, 'churn_leaves'), count(model, 'churn_leaves'), 0, toleranceReasons.exact),
     within('executions', 2, 0.05, toleranceReasons.outcome),
     within('sessions_ready', 2, 0.15, toleranceReasons.sessions),
-    within('telemetry_stored', 3, 0.05, toleranceReasons.telemetry),
-    compare('frames sent', full.network.sent ?? 0, model.network.sent ?? 0, Math.max(10, 0.1 * (full.network.sent ?? 0)), toleranceReasons.frames),
+    rate('telemetry_stored', (r) => count(r, 'telemetry_stored'), 3, 0.05, toleranceReasons.telemetry),
+    rate('frames sent', (r) => r.network.sent ?? 0, 10, 0.1, toleranceReasons.frames),
   ];
 }
 
@@ -191,7 +201,8 @@ export async function validateModel(options: ValidationOptions): Promise<Validat
   options.onPhase?.('full');
   const full = await runSimulation(common);
   options.onPhase?.('model');
-  const model = runModel(common);
+  // As long as the full tier ran (it may have converged later): counts then cover the same virtual time.
+  const model = runModel({ ...common, minVirtualMs: full.virtualMs });
   const comparisons = compareTiers(scenario, safetyMs, full, model);
   const ok = full.violations.length === 0 && comparisons.every((c) => c.ok);
   return { seed, scenario: scenario.name, agents, safetyMs, ok, comparisons, full, model };
@@ -204,7 +215,8 @@ export function describeValidation(report: ValidationReport): string {
     `full tier: ${report.full.wallMs} ms wall, trace ${report.full.traceHash.slice(0, 16)}, violations ${report.full.violations.length}; model tier: ${report.model.wallMs} ms wall, trace ${report.model.traceHash}`,
   ];
   for (const c of report.comparisons) {
-    lines.push(`${c.ok ? 'ok  ' : 'FAIL'} ${c.metric}: full ${c.full ?? '-'}, model ${c.model ?? '-'}, diff ${c.difference ?? '-'} <= ${Math.round(c.tolerance * 100) / 100}${c.ok ? '' : ` -- ${c.reason}`}`);
+    const round = (n: number | null) => (n === null ? '-' : Math.round(n * 100) / 100);
+    lines.push(`${c.ok ? 'ok  ' : 'FAIL'} ${c.metric}: full ${round(c.full)}, model ${round(c.model)}, diff ${round(c.difference)} <= ${round(c.tolerance)}${c.ok ? '' : ` -- ${c.reason}`}`);
   }
   lines.push(report.ok ? 'the model agrees with the full tier within every tolerance' : 'the model DRIFTED from the full tier (or the full tier failed a checker)');
   return lines.join('\n') + '\n';

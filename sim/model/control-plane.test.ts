@@ -73,4 +73,16 @@ describe('model control plane', () => {
     assert.equal(stateOf(world, command), 'expired');
     assert.equal(world.controlPlane.unfinishedCount, 0);
   });
+
+  it('retries a report that met an SQL outage in place, after pauses that double, before the later reports of its device', () => {
+    const scenario = testScenario({ agents: 1, faults: { network: { delayMsMin: 5, delayMsMax: 5 }, sqlOutages: [{ atMs: 2_005, durationMs: 2_000 }] } });
+    const world = startedWorld(scenario);
+    world.runUntil(2_000);
+    const command = createCommand(world, 0);
+    world.runUntil(4_000);
+    assert.equal(stateOf(world, command), 'sent', 'the ACKs and the RESULT wait behind the failed one');
+    // Attempts at 250, 750, 1750 and 3750 ms after the first: the fourth finds SQL back.
+    world.runUntil(2_010 + 3_750);
+    assert.equal(stateOf(world, command), 'succeeded');
+  });
 });

@@ -1,4 +1,5 @@
 import { commandEvents, commandStates, commandTable, commandTerminalStates, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
+import { retryLimits } from '../../core/control-plane/stream-consumer.js';
 import { outcomeKey } from '../outcomes.js';
 import { noCode, noGateway } from './command-store.js';
 import { Ev, Report } from './events.js';
@@ -12,8 +13,9 @@ import type { ModelWorld } from './world.js';
  * here, so a change to the table changes the model. An event the table has no entry for changes
  * nothing, as CommandService.transition ignores it.
  *
- * Reports a handler cannot apply while SQL is down stay pending in their partition (per device,
- * StreamConsumer): that device's later reports wait behind them until a claim retries them.
+ * Reports a handler cannot apply while SQL is down are retried in place, after pauses that double
+ * (StreamConsumer retryLimits), while the device's later reports wait behind them; after the last
+ * attempt they stay pending in their partition until a claim takes them again.
  */
 const illegal = 255;
 /** The states a round trip is measured into, as the full tier's live listener does. */
@@ -56,6 +58,9 @@ const reportEvents: ReadonlyMap<number, number> = new Map([
 interface PartitionBacklog {
   /** [kind, agent, command, at ms] per report. */
   readonly reports: number[];
+  /** Failed attempts in place since the last claim. */
+  attempts: number;
+  /** Claims of the first entry (StreamConsumer deliveriesMax). */
   deliveries: number;
 }
 
@@ -72,6 +77,9 @@ export class ControlPlane {
   readonly #opcodes: readonly string[];
   readonly #queued = commandStates.indexOf('queued');
   readonly #expire = eventOf('expire');
+  readonly #succeed = eventOf('succeed');
+  readonly #fail = eventOf('fail');
+  readonly #reject = eventOf('reject');
   /** -1 where the command table has no time_out event. */
   readonly #timeOut = eventOf('time_out');
 
@@ -133,10 +141,11 @@ export class ControlPlane {
 
   #append(command: number, gateway: number): boolean {
     const w = this.#w;
-    if (w.faults.busDown()) return false;
     const store = w.commands;
-    store.cpGateway[command] = gateway;
+    // first_dispatched_at is set before the append: from then on a device may have it (timed_out, never expired).
     store.cpAppended[command] = 1;
+    if (w.faults.busDown()) return false;
+    store.cpGateway[command] = gateway;
     store.cpDispatchedAtMs[command] = w.nowMs;
     w.router.append(command, gateway);
     return true;
@@ -164,35 +173,45 @@ export class ControlPlane {
       return;
     }
     if (w.faults.sqlDown()) {
-      this.#blocked.set(key, { reports: [kind, agent, command, atMs], deliveries: 1 });
-      this.#scheduleRetry(key);
+      const blocked: PartitionBacklog = { reports: [kind, agent, command, atMs], attempts: 0, deliveries: 1 };
+      this.#blocked.set(key, blocked);
+      this.#failed(key, blocked);
       return;
     }
     this.#apply(kind, agent, command, atMs);
   }
 
-  #scheduleRetry(key: number): void {
+  /**
+   * A failed attempt: again in place after a pause (250 ms doubling to 8 s, 9 attempts), then at
+   * a claim 30-60 s later; after consumerDeliveriesMax claims the first entry is dead-lettered.
+   */
+  #failed(key: number, blocked: PartitionBacklog): void {
     const w = this.#w;
+    blocked.attempts += 1;
+    if (blocked.attempts < retryLimits.attemptsMax) {
+      w.after(Math.min(retryLimits.pauseMsMax, retryLimits.pauseMsFirst * 2 ** (blocked.attempts - 1)), Ev.eventRetry, key);
+      return;
+    }
+    blocked.attempts = 0;
+    blocked.deliveries += 1;
+    if (blocked.deliveries > w.params.consumerDeliveriesMax) {
+      w.counts.events_dead_lettered! += 1;
+      blocked.reports.splice(0, 4);
+      blocked.deliveries = 1;
+      if (blocked.reports.length === 0) {
+        this.#blocked.delete(key);
+        return;
+      }
+    }
     w.after(w.rng.controlPlane.intBetween(w.params.eventRetryMsMin, w.params.eventRetryMsMax), Ev.eventRetry, key);
   }
 
-  /** A claim retries a blocked partition in order; after consumerDeliveriesMax failures its first entry is dead-lettered. */
   onEventRetry(key: number): void {
     const w = this.#w;
     const blocked = this.#blocked.get(key);
     if (blocked === undefined) return;
     if (w.faults.sqlDown()) {
-      blocked.deliveries += 1;
-      if (blocked.deliveries > w.params.consumerDeliveriesMax) {
-        w.counts.events_dead_lettered! += 1;
-        blocked.reports.splice(0, 4);
-        blocked.deliveries = 1;
-        if (blocked.reports.length === 0) {
-          this.#blocked.delete(key);
-          return;
-        }
-      }
-      this.#scheduleRetry(key);
+      this.#failed(key, blocked);
       return;
     }
     this.#blocked.delete(key);
@@ -230,8 +249,9 @@ export class ControlPlane {
     this.byState[from]! -= 1;
     this.byState[to]! += 1;
     if (this.table.terminal[to] === 1) this.#unfinished.delete(command);
+    // The stored result frame (late ones too) carries the device's code.
+    if (event === this.#succeed || event === this.#fail || event === this.#reject) store.cpCode[command] = store.jCode[command]!;
     if (this.table.resultState[to] === 1) {
-      store.cpCode[command] = store.jCode[command]!;
       const rttMs = atMs - store.createdAtMs[command]!;
       let bucket = 0;
       while (bucket < latencyBucketsMs.length && rttMs > latencyBucketsMs[bucket]!) bucket += 1;

@@ -23,7 +23,7 @@ export const Ev = {
   comeBack: 16, //          a agent, b churn epoch
   // telemetry (sim/model/telemetry.ts)
   telemetryTimer: 20, //    a agent, b boot epoch
-  telemetryAtGateway: 21, // a agent, c link, d seq
+  telemetryAtGateway: 21, // a agent, b sample number, c link, d seq
   // commands (control-plane.ts, gateway-router.ts, agent-commands.ts, workload.ts)
   commandTick: 30,
   deliveryAtAgent: 31, //   a agent, b command, c link, d seq
@@ -36,7 +36,7 @@ export const Ev = {
   eventRetry: 38, //        a agent (a control-plane partition blocked by a failed handler)
   expirySweep: 39,
   redeliverySweep: 40,
-  executionDone: 41, //     a agent, b command
+  executionDone: 41, //     a agent, b command, c boot epoch
   entryAtGateway: 42, //    a gateway, b command (dispatchServiceMs > 0)
   reportAtControlPlane: 43, // a agent, b command, c report kind, d at (ms)
   // faults (sim/model/faults.ts)

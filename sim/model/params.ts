@@ -55,9 +55,10 @@ export interface ModelParams {
   readonly expirePerSweepMax: number;
   readonly redeliverPerPresenceMax: number;
   /**
-   * An event the control plane failed to handle (SQL down) stays pending and is claimed again
-   * once idle claimIdleMs (30 s), at the consumer's next claim, every 30 polls of at most 1 s:
-   * retried uniformly in [min, max] later, at most consumerDeliveriesMax times (StreamConsumer).
+   * An event the control plane failed to handle (SQL down) is retried in place first
+   * (StreamConsumer retryLimits, imported), then stays pending and is claimed again once idle
+   * claimIdleMs (30 s), at the consumer's next claim, every 30 polls of at most 1 s: retried
+   * uniformly in [min, max] later, at most consumerDeliveriesMax claims (StreamConsumer).
    */
   readonly eventRetryMsMin: number;
   readonly eventRetryMsMax: number;
@@ -67,7 +68,7 @@ export interface ModelParams {
   readonly reportServiceMs: number;
   /** From the control plane appending a deliver entry to the gateway writing COMMAND_DELIVERY. */
   readonly dispatchServiceMs: number;
-  /** From the agent reading COMMAND_DELIVERY to its COMMAND_RESULT (journal writes and the kernel call). */
+  /** A command's turn on the agent's execution lane (journal writes and the kernel call), before any kernel latency fault. */
   readonly executionServiceMs: number;
 }
 
@@ -118,7 +119,9 @@ export const opcodeFailureCodes: Readonly<Record<string, string>> = Object.freez
 
 /** A kernel status fault (scenario faults.kernelErrors) fails the command with this code (IoctlKernelBridge). */
 export const kernelFaultCode = 'KERNEL_REFUSED';
-/** A command the agent refuses because its own clock says it expired (verifyCommand). */
+/** A delivery the agent refuses because its deadline passed (verifyCommand, on the gateway's clock). */
 export const expiredCode = 'COMMAND_EXPIRED';
+/** A command whose deadline passed while it waited for the kernel: refused just before the call (agent-core #refusalAtStart). */
+export const deadlinePassedCode = 'AGENT_COMMAND_EXPIRED';
 /** A command a crash left executing: reported failed, never run again (agent-core #recover). */
 export const interruptedCode = 'AGENT_INTERRUPTED';

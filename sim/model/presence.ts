@@ -45,6 +45,16 @@ export class Presence {
   readonly keyLink: Int32Array;
   readonly keyGateway: Uint8Array;
   readonly keyExpiresMs: Float64Array;
+  /**
+   * How far ahead of true time the agent's estimate of the gateway's clock is, for deadlines:
+   * its own skew until its first AUTH_ACK after a boot, then the error of the offset the gateway
+   * measured at AUTH (core/protocol/clock-offset.ts: AUTH's ts against the challenge/AUTH
+   * midpoint, so half the difference of the two link delays).
+   */
+  readonly deadlineAheadMs: Float64Array;
+  readonly #challengeSentMs: Float64Array;
+  readonly #authSentMs: Float64Array;
+  readonly #offsetErrorMs: Float64Array;
   /** Agents running with a ready session (what the full tier counts as online). */
   connected = 0;
   #nextLink = 1;
@@ -73,6 +83,10 @@ export class Presence {
     this.keyLink = new Int32Array(n);
     this.keyGateway = new Uint8Array(n);
     this.keyExpiresMs = new Float64Array(n);
+    this.deadlineAheadMs = new Float64Array(n);
+    this.#challengeSentMs = new Float64Array(n);
+    this.#authSentMs = new Float64Array(n);
+    this.#offsetErrorMs = new Float64Array(n);
     this.#heartbeatMs = world.scenario.heartbeatIntervalMs;
     this.#gatewaySilenceMs = Math.ceil(this.#heartbeatMs * world.params.gatewaySilenceIntervals);
     this.#keyTtlMs = presenceTtlMs(this.#heartbeatMs);
@@ -115,6 +129,7 @@ export class Presence {
     this.refusalsAtAgent[agent] = 0;
     this.refusalsAtGateway[agent] = 0;
     w.network.openLink(agent);
+    w.telemetry.onLink(agent);
     w.after(w.params.agentAuthTimeoutMs, Ev.agentAuthTimeout, agent, 0, link);
     if (!w.router.isUp(gateway)) {
       // Connection refused: the gateway process is down (SimAgent: link.abort('gateway')).
@@ -123,18 +138,22 @@ export class Presence {
     }
     this.gatewaySide[agent] = Side.connecting;
     this.gatewayLastHeardMs[agent] = w.nowMs;
+    this.#challengeSentMs[agent] = w.nowMs;
     this.#send(Dir.toAgent, agent, Ev.challengeAtAgent, 0);
     w.after(w.params.gatewayAuthTimeoutMs, Ev.gatewayAuthTimeout, agent, 0, link);
   }
 
   onChallenge(agent: number, link: number, seq: number): void {
-    if (this.#acceptAtAgent(agent, link, seq)) this.#send(Dir.toGateway, agent, Ev.authAtGateway, 0);
+    if (!this.#acceptAtAgent(agent, link, seq)) return;
+    this.#authSentMs[agent] = this.#w.nowMs;
+    this.#send(Dir.toGateway, agent, Ev.authAtGateway, 0);
   }
 
   onAuth(agent: number, link: number, seq: number): void {
     if (!this.#acceptAtGateway(agent, link, seq) || this.gatewaySide[agent] !== Side.connecting) return;
     const w = this.#w;
     this.gatewaySide[agent] = Side.ready;
+    this.#offsetErrorMs[agent] = this.#authSentMs[agent]! - Math.floor((this.#challengeSentMs[agent]! + w.nowMs) / 2);
     this.#send(Dir.toAgent, agent, Ev.authAckAtAgent, 0);
     w.after(this.#gatewaySilenceMs, Ev.gatewaySilence, agent, 0, link);
     // onAuthenticated: the key names the new session, then the control plane hears of it.
@@ -147,6 +166,7 @@ export class Presence {
     if (!this.#acceptAtAgent(agent, link, seq) || this.agentSide[agent] !== Side.connecting) return;
     const w = this.#w;
     this.agentSide[agent] = Side.ready;
+    this.deadlineAheadMs[agent] = -this.#offsetErrorMs[agent]!;
     if (w.fleet.up[agent] === 1) this.connected += 1;
     this.failures[agent] = 0;
     w.counts.sessions_ready! += 1;
@@ -265,6 +285,12 @@ export class Presence {
     return false;
   }
 
+  /** The gateway refuses a frame it accepted on the wire (a broken telemetry chain): an ERROR back, and the session's refusal budget. */
+  refuseAtGateway(agent: number): void {
+    if (++this.refusalsAtGateway[agent]! > this.#w.params.refusalsMax) this.gatewayClose(agent);
+    else this.#send(Dir.toAgent, agent, Ev.errorAtAgent, 0);
+  }
+
   // --- closing -------------------------------------------------------------------------------
 
   /** The agent ends its connection (timeouts, refusals, churn): the gateway hears after the frames in flight. */
@@ -352,6 +378,7 @@ export class Presence {
     this.#abort(agent, 'agent');
     const epoch = ++fleet.bootEpoch[agent]!;
     w.telemetry.onCrash(agent);
+    w.agentCommands.onCrash(agent);
     w.after(downMs, Ev.boot, agent, epoch);
   }
 
@@ -367,6 +394,8 @@ export class Presence {
     fleet.up[agent] = 1;
     const first = fleet.bootEpoch[agent] === 0;
     fleet.bootEpoch[agent]! += 1;
+    // A new agent core judges deadlines on its own clock until its first AUTH_ACK.
+    this.deadlineAheadMs[agent] = fleet.skewMs[agent]!;
     w.telemetry.start(agent, first);
     w.agentCommands.recover(agent);
     this.scheduleConnect(agent, first ? fleet.connectDelayMs[agent]! : w.rng.dynamics.intBelow(w.params.connectDelayMsMax));

@@ -40,6 +40,17 @@ describe('model run', () => {
     assert.equal(result.convergedAfterMs, null);
   });
 
+  it('runs on after converging when asked to, so its counts cover as much virtual time as a slower run', async () => {
+    const scenario = await loadScenario(builtinScenarioPath('smoke'));
+    const options = { scenario, scenarioRef: 'smoke', seed: 5, agents: 10, safetyMs: 10_000 };
+    const plain = runModel(options);
+    const longer = runModel({ ...options, minVirtualMs: 30_000 });
+    assert.equal(longer.convergedAfterMs, plain.convergedAfterMs);
+    assert.equal(plain.virtualMs, 10_000 + plain.convergedAfterMs!);
+    assert.equal(longer.virtualMs, 30_000);
+    assert.ok(longer.counts.telemetry_stored! > plain.counts.telemetry_stored!);
+  });
+
   it('refuses a fleet it cannot hold', async () => {
     const scenario = await loadScenario(builtinScenarioPath('smoke'));
     assert.throws(() => runModel({ scenario, scenarioRef: 'smoke', seed: 1, agents: 0 }), RangeError);

@@ -22,6 +22,11 @@ export interface ModelRunOptions {
   readonly safetyMs?: number;
   readonly sampleIntervalMs?: number;
   readonly params?: Partial<ModelParams>;
+  /**
+   * Keep running the liveness phase (within its bound) until this virtual ms even after
+   * converging, so counts compare with a full-tier run that converged later (validate-model).
+   */
+  readonly minVirtualMs?: number;
   readonly onProgress?: (progress: RunProgress) => void;
 }
 
@@ -75,12 +80,14 @@ export function runModel(options: ModelRunOptions): ModelRunResult {
   const livenessEndMs = safetyMs + scenario.livenessBoundMs;
   let convergedAfterMs: number | null = null;
   let livenessReached = false;
+  const runOnUntilMs = Math.min(livenessEndMs, options.minVirtualMs ?? 0);
   while (world.nowMs < livenessEndMs) {
     step('liveness', Math.min(livenessEndMs, world.nowMs + stepMs));
     livenessReached = true;
-    if (world.controlPlane.unfinishedCount > 0 || world.presence.connected !== agents || !presenceMatches(world)) continue;
-    convergedAfterMs = world.nowMs - safetyMs;
-    break;
+    if (convergedAfterMs === null && world.controlPlane.unfinishedCount === 0 && world.presence.connected === agents && presenceMatches(world)) {
+      convergedAfterMs = world.nowMs - safetyMs;
+    }
+    if (convergedAfterMs !== null && world.nowMs >= runOnUntilMs) break;
   }
   const violations: Violation[] = convergedAfterMs === null
     ? [{ checker: 'liveness', message: `did not converge within ${scenario.livenessBoundMs} ms of healing (${world.presence.connected}/${agents} connected, ${world.controlPlane.unfinishedCount} commands unfinished)` }]

@@ -42,4 +42,17 @@ describe('model telemetry', () => {
     const accounted = world.counts.telemetry_stored! + world.counts.telemetry_lost_bus!;
     assert.ok(accounted <= world.counts.telemetry_sent! && accounted >= world.counts.telemetry_sent! - 4);
   });
+
+  it('a sample lost on the way breaks the chain once: the next one is refused and not stored, the one after anchors again', () => {
+    const scenario = testScenario({ agents: 1, telemetryIntervalMs: 1_000, faults: { network: { delayMsMin: 5, delayMsMax: 5 } } });
+    const world = startedWorld(scenario);
+    world.runUntil(5_000);
+    const phaseMs = world.fleet.telemetryPhaseMs[0]!;
+    const tickMs = 10_000 + (phaseMs % 1_000);
+    world.network.addPartition({ startMs: tickMs - 100, endMs: tickMs + 100, gateways: undefined, agents: undefined });
+    world.runUntil(20_000);
+    assert.equal(world.counts.telemetry_chain_broken, 1);
+    assert.equal(world.counts.telemetry_stored, world.counts.telemetry_sent! - 2, 'the lost one and the refused one');
+    assert.equal(world.presence.connected, 1, 'one refusal is within the session budget');
+  });
 });

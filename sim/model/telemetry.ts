@@ -11,17 +11,30 @@ import type { ModelWorld } from './world.js';
  * telemetry stream, which a bus outage refuses (the sample is lost); the control plane stores it,
  * later when SQL is down (the consumer claims it again).
  *
- * Counts: telemetry_sampled, telemetry_sent, telemetry_buffer_dropped, telemetry_lost_bus,
- * telemetry_stored (rows in the telemetry table, as the full tier counts them).
+ * Each sample names the hash of the one the agent sent before it (prev_hash); the gateway checks
+ * the chain within a session (core/protocol/session/telemetry-chain.ts): the first sample of a
+ * session anchors it, and a sample that does not follow the last one the gateway checked (one
+ * was lost on the way, or refused by the replay guard) is refused, with an ERROR frame and one
+ * refusal of the session's budget, and not stored. The model numbers the samples instead of
+ * hashing them.
+ *
+ * Counts: telemetry_sampled, telemetry_sent, telemetry_buffer_dropped, telemetry_chain_broken,
+ * telemetry_lost_bus, telemetry_stored (rows in the telemetry table, as the full tier counts them).
  */
 export class Telemetry {
   readonly #w: ModelWorld;
   readonly #buffered: Uint8Array;
+  /** Per agent: the number of the next sample it sends (its chain position). */
+  readonly #sentIndex: Int32Array;
+  /** Per agent: the number of the last sample the gateway's session checked, -1 before the first (the anchor). */
+  readonly #checkedIndex: Int32Array;
   readonly #intervalMs: number;
 
   constructor(world: ModelWorld) {
     this.#w = world;
     this.#buffered = new Uint8Array(world.agents);
+    this.#sentIndex = new Int32Array(world.agents);
+    this.#checkedIndex = new Int32Array(world.agents).fill(-1);
     this.#intervalMs = world.scenario.telemetryIntervalMs;
   }
 
@@ -30,6 +43,11 @@ export class Telemetry {
     const w = this.#w;
     const phaseMs = firstBoot ? w.fleet.telemetryPhaseMs[agent]! : w.rng.dynamics.intBelow(this.#intervalMs) + 1;
     w.after(phaseMs, Ev.telemetryTimer, agent, w.fleet.bootEpoch[agent]!);
+  }
+
+  /** A new session at the gateway: its first sample anchors the chain. */
+  onLink(agent: number): void {
+    this.#checkedIndex[agent] = -1;
   }
 
   /** The agent core is gone with its buffer. */
@@ -58,12 +76,19 @@ export class Telemetry {
 
   #send(agent: number): void {
     this.#w.counts.telemetry_sent! += 1;
-    this.#w.presence.sendFrame(Dir.toGateway, agent, Ev.telemetryAtGateway, 0);
+    this.#w.presence.sendFrame(Dir.toGateway, agent, Ev.telemetryAtGateway, this.#sentIndex[agent]!++);
   }
 
-  onArrival(agent: number, link: number, seq: number): void {
+  onArrival(agent: number, index: number, link: number, seq: number): void {
     const w = this.#w;
     if (!w.presence.acceptAtGateway(agent, link, seq) || w.presence.gatewaySide[agent] !== Side.ready) return;
+    const last = this.#checkedIndex[agent]!;
+    this.#checkedIndex[agent] = index;
+    if (last !== -1 && index !== last + 1) {
+      w.counts.telemetry_chain_broken! += 1;
+      w.presence.refuseAtGateway(agent);
+      return;
+    }
     w.presence.refreshKey(agent, link, false);
     if (w.presence.gatewaySide[agent] !== Side.ready) return;
     if (w.faults.busDown()) {

@@ -54,7 +54,7 @@ export interface ModelWorldOptions {
 export const modelCountNames = [
   'commands_accepted', 'commands_refused', 'executions', 'rejections', 'interrupted', 'sessions_ready', 'sessions_closed',
   'agent_crashes', 'churn_leaves', 'gateway_restarts', 'kernel_calls', 'telemetry_sampled', 'telemetry_sent',
-  'telemetry_buffer_dropped', 'telemetry_lost_bus', 'telemetry_stored', 'events_dead_lettered',
+  'telemetry_buffer_dropped', 'telemetry_chain_broken', 'telemetry_lost_bus', 'telemetry_stored', 'events_dead_lettered',
 ] as const;
 
 export class ModelWorld {
@@ -163,7 +163,7 @@ export class ModelWorld {
       case Ev.boot: return presence.onBootTimer(a, b);
       case Ev.comeBack: return presence.onComeBack(a, b);
       case Ev.telemetryTimer: return this.telemetry.onTimer(a, b);
-      case Ev.telemetryAtGateway: return this.telemetry.onArrival(a, c, d);
+      case Ev.telemetryAtGateway: return this.telemetry.onArrival(a, b, c, d);
       default: return this.#dispatchCommands(kind, a, b, c, d);
     }
   }
@@ -181,7 +181,7 @@ export class ModelWorld {
       case Ev.eventRetry: return this.controlPlane.onEventRetry(a);
       case Ev.expirySweep: return this.controlPlane.onExpirySweep();
       case Ev.redeliverySweep: return this.controlPlane.onRedeliverySweep();
-      case Ev.executionDone: return this.agentCommands.onExecutionDone(a, b);
+      case Ev.executionDone: return this.agentCommands.onExecutionDone(a, b, c);
       case Ev.entryAtGateway: return this.router.onEntry(a, b);
       case Ev.reportAtControlPlane: return this.controlPlane.onReport(c, a, b, d);
       case Ev.crashTick: return this.faults.onCrashTick();

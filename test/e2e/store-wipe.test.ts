@@ -41,6 +41,7 @@ for (const target of storeTargets()) {
     });
     after(async () => {
       await system?.stop();
+      if (system?.target.redisUrl !== undefined) await deleteKeysWithPrefix(system.target.redisUrl, system.keyPrefix);
     });
 
     it('re-creates the consumer groups, re-publishes, and delivers every command accepted after the wipe', async () => {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createNodeEd25519Provider } from '../core/crypto/ed25519-node.js';
+import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
 import type { MessageBody } from '../core/protocol/messages/catalog.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
 import type { Opcode } from '../core/protocol/messages/opcodes.js';
@@ -9,11 +9,11 @@ import { decodeEnvelope } from '../core/protocol/envelope.js';
 import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from '../core/protocol/session/gateway-connection.js';
 import { signCommand } from '../core/protocol/signed-command.js';
 import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
-import { SeededRandom } from '../sim/prng.js';
-import { VirtualTime } from '../core/runtime/virtual-time.js';
+import { SeededRandom } from '../core/random/prng.js';
+import { VirtualTime } from '../core/time/virtual-time.js';
 import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreEvent } from './agent-core.js';
 import { MemoryCommandJournal, type CommandJournal } from './command-journal.js';
-import { IoctlKernelBridge, type KernelBridge } from './kernel-bridge/kernel-bridge.js';
+import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { createSyntheticMetricsSource } from './telemetry/synthetic-metrics.js';
 
 const provider = createNodeEd25519Provider();

@@ -2,13 +2,13 @@ import { createHash } from 'node:crypto';
 import { SdcError, type ErrorCode } from '../core/errors/index.js';
 import type { MessageBody } from '../core/protocol/messages/catalog.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
-import type { Clock, RandomSource, Scheduler, TimerHandle } from '../core/protocol/ports.js';
+import type { Clock, RandomSource, Scheduler, TimerHandle } from '../core/ports/ports.js';
 import { AgentConnection, type AgentEvent } from '../core/protocol/session/agent-connection.js';
 import type { FrameSigner } from '../core/protocol/session/codec.js';
 import { verifyCommand } from '../core/protocol/signed-command.js';
 import { clockOffsetLimits } from '../core/protocol/clock-offset.js';
 import type { CommandJournal, CommandResultBody } from './command-journal.js';
-import type { KernelBridge } from './kernel-bridge/kernel-bridge.js';
+import type { KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { executeOpcode, processEntriesMaxDefault, type OpcodeExecutorOptions } from './opcode-executor.js';
 
 export type TelemetryMetrics = MessageBody<'TELEMETRY'>['metrics'];

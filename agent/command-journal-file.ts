@@ -1,7 +1,7 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { SdcError } from '../core/errors/index.js';
-import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../core/runtime/atomic-file.js';
-import { AsyncMutex } from '../core/stores/sql/async-mutex.js';
+import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
+import { AsyncMutex } from '../runtime/async-mutex.js';
 import { dirname } from 'node:path';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
 import {

@@ -1,10 +1,10 @@
 import { SdcError } from '../core/errors/index.js';
-import { httpsJson } from '../core/runtime/https-json.js';
-import { createNodeEd25519Provider, pemFromPrivateSeed } from '../core/crypto/ed25519-node.js';
-import type { Clock, RandomSource } from '../core/protocol/ports.js';
-import { importEd25519PrivateKey, publicKeyOf } from '../core/trust/ed25519-keys.js';
-import { oidCommonName, requireDeviceId } from '../core/trust/device-profile.js';
-import { ed25519Algorithm, parseCertificate, x509 } from '../core/trust/x509-provider.js';
+import { httpsJson } from '../runtime/https-json.js';
+import { createNodeEd25519Provider, pemFromPrivateSeed } from '../runtime/ed25519-node.js';
+import type { Clock, RandomSource } from '../core/ports/ports.js';
+import { importEd25519PrivateKey, publicKeyOf } from '../trust/ed25519-keys.js';
+import { oidCommonName, requireDeviceId } from '../trust/device-profile.js';
+import { ed25519Algorithm, parseCertificate, x509 } from '../trust/x509-provider.js';
 import { createPrivateKey } from 'node:crypto';
 import {
   agentPaths, fileExists, loadOrCreateDeviceKey, parseTrustConfig, readDeviceKey, readTextFile, readTrustConfig, writeAgentFile, writeTrustConfig,

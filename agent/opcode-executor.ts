@@ -2,7 +2,7 @@ import { SdcError } from '../core/errors/index.js';
 import { bytesFromHex, hexFromBytes } from '../core/crypto/bytes.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
 import type { OpcodeArgs } from '../core/protocol/messages/opcodes.js';
-import type { KernelBridge } from './kernel-bridge/kernel-bridge.js';
+import type { KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 
 export interface OpcodeExecutorOptions {
   kernel: KernelBridge;

@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 import { defaultProtocolLimits } from '../core/protocol/limits.js';
-import type { RandomSource, Scheduler, TimerHandle } from '../core/protocol/ports.js';
+import type { RandomSource, Scheduler, TimerHandle } from '../core/ports/ports.js';
 import type { AgentConnectionHandle, AgentCore, AgentLogger } from './agent-core.js';
 
 export interface WsAgentDriverOptions {

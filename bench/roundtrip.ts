@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ensureEnrolled, type AgentIdentity } from '../agent/enrollment.js';
 import { runAgent, type RunningAgent } from '../agent/agent-runtime.js';
-import { openSse } from '../cli/demo/sse-client.js';
-import { startDeployment, type Deployment } from '../core/deployment/deployment.js';
-import { initDeployment } from '../core/deployment/materials.js';
+import { openSse } from '../runtime/sse-client.js';
+import { startDeployment, type Deployment } from '../server/deployment/deployment.js';
+import { initDeployment } from '../server/materials/materials.js';
 import { SdcError } from '../core/errors/index.js';
 import { commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
-import { httpsJson } from '../core/runtime/https-json.js';
-import { systemClock, systemRandom, systemScheduler } from '../core/runtime/system.js';
+import { httpsJson } from '../runtime/https-json.js';
+import { systemClock, systemRandom, systemScheduler } from '../runtime/system.js';
 import { summarizeLatencies, type LatencySummary } from './stats.js';
 import { runWsEchoBaseline } from './ws-echo.js';
 

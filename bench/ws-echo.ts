@@ -94,7 +94,7 @@ export async function runWsEchoBaseline(options: WsEchoOptions): Promise<WsEchoR
   }
 }
 
-/** TLS options as the gateway sets them (core/gateway/gateway-server.ts): the baseline must pay the same handshake and record costs. */
+/** TLS options as the gateway sets them (server/gateway/gateway-server.ts): the baseline must pay the same handshake and record costs. */
 async function startEchoServer(tls: WsEchoTls['server'], host: string, payloadBytesMax: number): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const server: Server = createServer({

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { SdcError } from '../core/errors/index.js';
-import { fileExists } from '../core/runtime/atomic-file.js';
-import { pkiPaths } from '../core/trust/pki-directory.js';
+import { fileExists } from '../runtime/atomic-file.js';
+import { pkiPaths } from '../trust/pki-directory.js';
 
 /**
  * A command that reads a data directory refuses one that does not exist or that `sdc pki init`

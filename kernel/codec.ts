@@ -3,7 +3,7 @@
  * payload, then a 64-byte Ed25519 signature over header + payload (kernel/contract.json).
  */
 import { SdcError } from '../core/errors/index.js';
-import type { Ed25519Provider } from '../core/protocol/ports.js';
+import type { Ed25519Provider } from '../core/ports/ports.js';
 import {
   CONTRACT_VERSION, HEADER_BYTES, IoctlCode, Layout, PAYLOAD_BYTES_MAX, REQUEST_MAGIC, RESPONSE_MAGIC, SIGNATURE_BYTES,
   type OpcodeName,

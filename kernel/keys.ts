@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
-import type { Ed25519Provider, RandomSource } from '../core/protocol/ports.js';
+import type { Ed25519Provider, RandomSource } from '../core/ports/ports.js';
 
 export interface KernelKeyPaths {
   agentSeedPath: string;

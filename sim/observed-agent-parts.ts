@@ -1,5 +1,5 @@
 import { MemoryCommandJournal } from '../agent/command-journal.js';
-import type { KernelBridge } from '../agent/kernel-bridge/kernel-bridge.js';
+import type { KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 
 /**
  * The two taps the execution checker needs on a simulated agent, shared by the virtual-time

@@ -1,31 +1,31 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IoctlKernelBridge, type KernelBridge } from '../agent/kernel-bridge/kernel-bridge.js';
-import { kvKeys, liveChannel } from '../core/bus-contract/streams.js';
-import { createControlPlane, type ControlPlane } from '../core/control-plane/control-plane.js';
+import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
+import { kvKeys, liveChannel } from '../server/bus-contract/streams.js';
+import { createControlPlane, type ControlPlane } from '../server/control-plane/control-plane.js';
 import { hexFromBytes } from '../core/crypto/bytes.js';
 import { SdcError } from '../core/errors/index.js';
-import { createNodeEd25519Provider } from '../core/crypto/ed25519-node.js';
-import { initDeployment, serviceKid, type DeploymentMaterials, type ServiceSigner } from '../core/deployment/materials.js';
-import { createGatewayCore, type GatewayCore } from '../core/gateway/gateway-core.js';
+import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
+import { initDeployment, serviceKid, type DeploymentMaterials, type ServiceSigner } from '../server/materials/materials.js';
+import { createGatewayCore, type GatewayCore } from '../server/gateway/gateway-core.js';
 import { commandNotExecutedStates, commandStates, commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
-import type { Clock } from '../core/protocol/ports.js';
-import { systemClock, systemRandom } from '../core/runtime/system.js';
-import { VirtualTime } from '../core/runtime/virtual-time.js';
-import { MemoryStreamBus } from '../core/stores/bus/memory-stream-bus.js';
-import { MemoryKeyValueSpace, MemoryKeyValueStore } from '../core/stores/kv/memory-key-value-store.js';
-import { openSqlJsDatabase, type SqlJsDatabase } from '../core/stores/sql/sqljs-database.js';
+import type { Clock } from '../core/ports/ports.js';
+import { systemClock, systemRandom } from '../runtime/system.js';
+import { VirtualTime } from '../core/time/virtual-time.js';
+import { MemoryStreamBus } from '../server/stores/bus/memory-stream-bus.js';
+import { MemoryKeyValueSpace, MemoryKeyValueStore } from '../server/stores/kv/memory-key-value-store.js';
+import { openSqlJsDatabase, type SqlJsDatabase } from '../server/stores/sql/sqljs-database.js';
 import type { KernelFault } from '../kernel/mock/faults.js';
 import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
 import {
   ExecutionChecker, SessionSeqChecker, checkAuditChain, checkCommandHistories, checkNoneLost, checkNotExecuted, checkPresence,
   type CommandEventRow, type Violation,
 } from './checkers.js';
-import { faultyBus, faultySql } from './faulty-stores.js';
+import { faultyBus, faultySql } from '../chaos/faulty-stores.js';
 import { countOutcomes } from './outcomes.js';
-import { SimNetwork, type LinkFaults, type SimLink } from './network.js';
-import { SeededRandom } from './prng.js';
+import { SimNetwork, type LinkFaults, type SimLink } from '../chaos/network.js';
+import { SeededRandom } from '../core/random/prng.js';
 import { commandMeanGapMs, opcodePicker, type Scenario } from './scenario.js';
 import { SimAgent, type SimAgentWorld } from './sim-agent.js';
 import { Trace } from './trace.js';

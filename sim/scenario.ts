@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { SdcError } from '../core/errors/index.js';
-import { checkLinkFaults, checkRatio } from './network.js';
+import { checkLinkFaults, checkRatio } from '../chaos/network.js';
 
 /**
  * A scenario file (sim/scenarios/*.json): what the fleet looks like and which faults hit it.

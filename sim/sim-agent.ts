@@ -1,12 +1,12 @@
 import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreEvent } from '../agent/agent-core.js';
-import type { KernelBridge } from '../agent/kernel-bridge/kernel-bridge.js';
+import type { KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { createSyntheticMetricsSource } from '../agent/telemetry/synthetic-metrics.js';
-import type { GatewayCore } from '../core/gateway/gateway-core.js';
-import type { Clock, Ed25519Provider, TimerHandle } from '../core/protocol/ports.js';
+import type { GatewayCore } from '../server/gateway/gateway-core.js';
+import type { Clock, Ed25519Provider, TimerHandle } from '../core/ports/ports.js';
 import { deviceKid } from '../core/protocol/session/gateway-connection.js';
-import type { VirtualTime } from '../core/runtime/virtual-time.js';
-import type { SimNetwork, SimLink } from './network.js';
-import type { SeededRandom } from './prng.js';
+import type { VirtualTime } from '../core/time/virtual-time.js';
+import type { SimNetwork, SimLink } from '../chaos/network.js';
+import type { SeededRandom } from '../core/random/prng.js';
 import { ObservedJournal } from './observed-agent-parts.js';
 
 

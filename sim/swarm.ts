@@ -1,4 +1,4 @@
-import { SeededRandom } from './prng.js';
+import { SeededRandom } from '../core/random/prng.js';
 import { runSimulation, type RunResult } from './run.js';
 import { parseScenario, type Scenario } from './scenario.js';
 

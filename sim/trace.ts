@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import type { Clock } from '../core/protocol/ports.js';
+import type { Clock } from '../core/ports/ports.js';
 
 /**
  * The run's event trace: one line per significant event (`<virtual ms> <kind> <detail>`), folded

@@ -1,2 +1,2 @@
-// Virtual time lives in core/runtime so that core tests and the simulator share one implementation.
-export { VirtualTime } from '../core/runtime/virtual-time.js';
+// Virtual time lives in runtime so that core tests and the simulator share one implementation.
+export { VirtualTime } from '../core/time/virtual-time.js';

@@ -41,7 +41,7 @@ describe('repository hygiene', () => {
       assert.ok(dockerIgnores(dockerPatterns, path), `.dockerignore does not exclude ${path}`);
     }
     // The sources stay in: the agent sources are agent/, not an agent directory.
-    for (const path of ['agent/agent-runtime.ts', 'core/trust/key-files.ts', 'package.json']) {
+    for (const path of ['agent/agent-runtime.ts', 'trust/key-files.ts', 'package.json']) {
       assert.notEqual(spawnSync('git', ['check-ignore', '--no-index', '-q', path], { cwd: root }).status, 0, path);
       assert.ok(!dockerIgnores(dockerPatterns, path), `.dockerignore excludes ${path}`);
     }

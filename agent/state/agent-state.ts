@@ -2,10 +2,10 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { bytesFromBase64url } from '../../core/crypto/bytes.js';
-import { pemFromPrivateSeed, privateSeedFromPem } from '../../core/crypto/ed25519-node.js';
-import type { RandomSource } from '../../core/protocol/ports.js';
-import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../../core/runtime/atomic-file.js';
-import { isValidDeviceId } from '../../core/trust/device-profile.js';
+import { pemFromPrivateSeed, privateSeedFromPem } from '../../runtime/ed25519-node.js';
+import type { RandomSource } from '../../core/ports/ports.js';
+import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
+import { isValidDeviceId } from '../../trust/device-profile.js';
 
 /** The files of an agent directory A (see docs/agent.md). */
 export interface AgentPaths {

@@ -1,6 +1,6 @@
 import { cpus, freemem, totalmem } from 'node:os';
 import { readdir, readFile, statfs } from 'node:fs/promises';
-import type { Clock } from '../../core/protocol/ports.js';
+import type { Clock } from '../../core/ports/ports.js';
 import type { TelemetryMetrics, TelemetrySource } from '../agent-core.js';
 
 export interface HostMetricsOptions {

@@ -1,4 +1,4 @@
-import type { RandomSource } from '../../core/protocol/ports.js';
+import type { RandomSource } from '../../core/ports/ports.js';
 import type { TelemetryMetrics, TelemetrySource } from '../agent-core.js';
 
 export interface SyntheticMetricsOptions {

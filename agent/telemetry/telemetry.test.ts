@@ -4,7 +4,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateMessageBody } from '../../core/protocol/messages/validate.js';
-import { SeededRandom } from '../../sim/prng.js';
+import { SeededRandom } from '../../core/random/prng.js';
 import { createHostMetricsSource, parseNetDev } from './host-metrics.js';
 import { createSyntheticMetricsSource } from './synthetic-metrics.js';
 

@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import type { RandomSource } from '../../core/protocol/ports.js';
+import type { RandomSource } from '../../core/ports/ports.js';
 import type { ChaosLimits } from './limits.js';
 import { Link, type LinkStats } from './link.js';
 import type { ChaosLogger } from './logger.js';

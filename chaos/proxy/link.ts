@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { RandomSource } from '../../core/protocol/ports.js';
+import type { RandomSource } from '../../core/ports/ports.js';
 import type { ChaosTime } from './time.js';
 import type { ToxicState } from './toxic-state.js';
 import { passthroughStage, type HeldData, type StageContext, type ToxicStage, type ToxicStream } from './toxics/types.js';

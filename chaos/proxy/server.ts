@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
-import type { RandomSource } from '../../core/protocol/ports.js';
-import { SeededRandom } from '../../sim/prng.js';
+import type { RandomSource } from '../../core/ports/ports.js';
+import { SeededRandom } from '../../core/random/prng.js';
 import { formatHostPort, listenExclusive } from './addresses.js';
 import { ChaosApi } from './http-api.js';
 import { resolveChaosLimits, type ChaosLimits } from './limits.js';

@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
-import type { Clock, Scheduler, TimerHandle } from '../../core/protocol/ports.js';
+import type { Clock, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 
 /**
  * The clock and timers every toxic runs on. The server takes them as a port, so a test drives the
- * toxics on virtual time (core/runtime/virtual-time.ts) and asserts order instead of elapsed time.
+ * toxics on virtual time (core/time/virtual-time.ts) and asserts order instead of elapsed time.
  * Only toxic behaviour uses this; socket housekeeping (connect timeout, close grace) uses real
  * timers, which a test never needs to move.
  */

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import pino from 'pino';
 import { SdcError } from '../../core/errors/index.js';
-import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
+import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { runAgent, type KernelChoice } from '../../agent/agent-runtime.js';
 import { integerOption, requireOption, stringOption, type Command } from '../command.js';
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { main } from '../main.js';
 import type { CliIo } from '../command.js';
-import { makeHarness, sqlJsTarget } from '../../core/control-plane/test-support.js';
+import { makeHarness, sqlJsTarget } from '../../server/control-plane/test-support.js';
 
 function io(options: { stdin?: string; env?: Record<string, string> } = {}): CliIo & { out: string[]; err: string[] } {
   const out: string[] = [];

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { openControlPlaneDatabase } from '../../core/control-plane/database.js';
-import { SqlAuditStore } from '../../core/control-plane/stores/sql-audit-store.js';
+import { openControlPlaneDatabase } from '../../server/control-plane/database.js';
+import { SqlAuditStore } from '../../server/control-plane/stores/sql-audit-store.js';
 import { AuditLog } from '../../core/protocol/audit-chain.js';
-import { systemClock } from '../../core/runtime/system.js';
+import { systemClock } from '../../runtime/system.js';
 import { stringOption, type Command, type CommandGroup } from '../command.js';
 import { requireInitialisedDataDir } from '../data-dir.js';
 

@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNodeEd25519Provider } from '../../core/crypto/ed25519-node.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { SdcError } from '../../core/errors/index.js';
-import { IoctlKernelBridge } from '../../agent/kernel-bridge/kernel-bridge.js';
+import { IoctlKernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { IoctlDevice } from '../../kernel/device.js';
 import { createMockTarget } from '../../kernel/mock/mock-target.js';
 import { buildNativeLibrary } from '../../kernel/native/build.js';

@@ -1,6 +1,6 @@
 import type { CommandGroup } from '../command.js';
-import { ed25519BenchCommand } from '../../bench/ed25519.js';
-import { simBenchCommand } from '../../bench/sim.js';
+import { ed25519BenchCommand } from './bench-ed25519.js';
+import { simBenchCommand } from './bench-sim.js';
 import { roundtripBenchCommand } from './bench-roundtrip.js';
 import { ioctlBenchCommand } from './bench-ioctl.js';
 

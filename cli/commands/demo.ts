@@ -1,7 +1,7 @@
 import pino from 'pino';
 import type { KernelChoice } from '../../agent/agent-runtime.js';
 import { SdcError } from '../../core/errors/index.js';
-import { parseStoreUrl } from '../../core/stores/store-url.js';
+import { parseStoreUrl } from '../../server/stores/store-url.js';
 import { runDemo, type DemoSummary } from '../demo/run-demo.js';
 import { integerOption, type Command } from '../command.js';
 

@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
 import {
   createNodeEd25519Provider, pemFromPrivateSeed, pemFromPublicKey, privateSeedFromPem, publicKeyFromPem,
-} from '../../core/crypto/ed25519-node.js';
+} from '../../runtime/ed25519-node.js';
 import { ed25519SeedBytes } from '../../core/crypto/ed25519-sizes.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { decodeEnvelope, parseEnvelopeFields, signEnvelope, verifyEnvelope } from '../../core/protocol/envelope.js';

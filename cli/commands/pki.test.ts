@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { copyFile, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { openssl, withTempDir } from '../../core/trust/test-fixtures.js';
+import { openssl, withTempDir } from '../../trust/test-fixtures.js';
 import type { CliIo } from '../command.js';
 import { main } from '../main.js';
 

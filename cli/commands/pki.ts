@@ -1,16 +1,16 @@
 import { readFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
-import { systemClock, systemRandom } from '../../core/runtime/system.js';
-import { writeFileAtomic } from '../../core/runtime/atomic-file.js';
-import { generateCrl } from '../../core/trust/crl.js';
-import { parseDeviceCsr } from '../../core/trust/device-csr.js';
-import { EnrollmentService } from '../../core/trust/enrollment.js';
-import { rootKeyPassphraseEnv } from '../../core/trust/key-files.js';
-import { createPairingToken, JsonFilePairingTokenStore, pairingTokenTtlMsMax } from '../../core/trust/pairing-tokens.js';
-import { initPki, loadIssuingPki, pkiPaths } from '../../core/trust/pki-directory.js';
-import { isRevocationReason, revocationReasons } from '../../core/trust/revocation.js';
-import { normalizeSerialHex } from '../../core/trust/serial-number.js';
-import { parseCertificate } from '../../core/trust/x509-provider.js';
+import { systemClock, systemRandom } from '../../runtime/system.js';
+import { writeFileAtomic } from '../../runtime/atomic-file.js';
+import { generateCrl } from '../../trust/crl.js';
+import { parseDeviceCsr } from '../../trust/device-csr.js';
+import { EnrollmentService } from '../../trust/enrollment.js';
+import { rootKeyPassphraseEnv } from '../../trust/key-files.js';
+import { createPairingToken, JsonFilePairingTokenStore, pairingTokenTtlMsMax } from '../../trust/pairing-tokens.js';
+import { initPki, loadIssuingPki, pkiPaths } from '../../trust/pki-directory.js';
+import { isRevocationReason, revocationReasons } from '../../trust/revocation.js';
+import { normalizeSerialHex } from '../../trust/serial-number.js';
+import { parseCertificate } from '../../trust/x509-provider.js';
 import {
   integerOption, requireOption, stringOption, type Command, type CommandGroup, type ParsedCommandArgs,
 } from '../command.js';

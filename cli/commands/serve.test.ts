@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { deploymentPaths, initDeployment } from '../../core/deployment/materials.js';
-import { systemClock, systemRandom } from '../../core/runtime/system.js';
-import { deleteKeysWithPrefix, testKeyPrefix } from '../../core/stores/redis-test-keys.js';
+import { deploymentPaths, initDeployment } from '../../server/materials/materials.js';
+import { systemClock, systemRandom } from '../../runtime/system.js';
+import { deleteKeysWithPrefix, testKeyPrefix } from '../../server/stores/redis-test-keys.js';
 import type { CliIo } from '../command.js';
 import { main } from '../main.js';
 

@@ -1,9 +1,9 @@
 import pino from 'pino';
-import { startDeployment, type Deployment } from '../../core/deployment/deployment.js';
-import { storeRetryServe, storeTargets } from '../../core/deployment/store-connect.js';
-import { loadDeployment } from '../../core/deployment/materials.js';
+import { startDeployment, type Deployment } from '../../server/deployment/deployment.js';
+import { storeRetryServe, storeTargets } from '../../server/deployment/store-connect.js';
+import { loadDeployment } from '../../server/materials/materials.js';
 import { SdcError } from '../../core/errors/index.js';
-import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
+import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 const commonOptions = {

@@ -8,6 +8,8 @@ import { runSimulation, type RunProgress, type RunResult } from '../../sim/run.j
 import { builtinScenarioPath, loadScenario, type Scenario } from '../../sim/scenario.js';
 import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.js';
 import { runSwarm, swarmScenario } from '../../sim/swarm.js';
+import { modelAgentsMax, runModel } from '../../sim/model/run-model.js';
+import { describeValidation, validateModel } from '../../sim/validate-model.js';
 import { integerOption, readPasswordOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 /**
@@ -73,7 +75,7 @@ function describe(result: RunResult): string {
     `scenario ${result.scenario}: ${result.agents} agents, ${result.gateways} gateways, safety ${result.safetyMs} ms, liveness bound ${result.livenessBoundMs} ms`,
     `trace hash ${result.traceHash} (${result.traceEvents} events)`,
     `commands accepted ${result.counts.commands_accepted}, executions ${result.counts.executions}; converged ${result.convergedAfterMs === null ? 'no' : `${result.convergedAfterMs} ms after healing`}`,
-    `checkers: ${checkers}`,
+    'tier' in result ? `model tier: liveness=${result.checkers.liveness} (the other checkers watch the real code's stores and frames)` : `checkers: ${checkers}`,
     `virtual ${result.virtualMs} ms in ${result.wallMs} ms wall, peak rss ${Math.round(result.peakRssBytes / 2 ** 20)} MiB`,
   ].join('\n') + '\n';
 }
@@ -84,14 +86,16 @@ async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
   const seed = seedOption(args);
   // The seed first, before anything can fail.
   (json ? io.stderr : io.stdout)(`seed: ${seed}\n`);
-  const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, 20_000);
+  const tier = tierOption(args);
+  const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, tier === 'model' ? modelAgentsMax : 20_000);
   const safetyMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : undefined;
   const scenario = await resolveScenario(scenarioRef, { agents, safetyMs });
   const showProgress = args.values.progress === true || (process.stderr.isTTY === true && !json);
-  const result = await runSimulation({
+  const runOptions = {
     scenario, scenarioRef, seed, ...(agents === undefined ? {} : { agents }), ...(safetyMs === undefined ? {} : { safetyMs }),
     ...(showProgress ? { onProgress: progressBar(io) } : {}),
-  });
+  };
+  const result = tier === 'model' ? runModel(runOptions) : await runSimulation(runOptions);
   if (showProgress) io.stderr('\n');
   if (typeof args.values.out === 'string') await writeOutputs(args.values.out, result);
   if (json) {
@@ -106,6 +110,37 @@ async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/** --tier: full (the real code, default) or model (sim/model). */
+function tierOption(args: ParsedCommandArgs): 'full' | 'model' {
+  const tier = args.values.tier ?? 'full';
+  if (tier !== 'full' && tier !== 'model') throw new SdcError('CLI_USAGE', `--tier is full or model, got '${String(tier)}'`);
+  return tier;
+}
+
+/** --validate-model: both tiers on one scenario, seed and fleet; exit 1 when a comparison is outside its tolerance. */
+async function runValidateCommand(args: ParsedCommandArgs, io: CliIo): Promise<number> {
+  const json = args.values.json === true;
+  const scenarioRef = typeof args.values.scenario === 'string' ? args.values.scenario : 'smoke';
+  const seed = seedOption(args);
+  (json ? io.stderr : io.stdout)(`seed: ${seed}\n`);
+  const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, 20_000);
+  const safetyMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : undefined;
+  const scenario = await resolveScenario(scenarioRef, { agents, safetyMs });
+  const report = await validateModel({
+    scenario, scenarioRef, seed, ...(agents === undefined ? {} : { agents }), ...(safetyMs === undefined ? {} : { safetyMs }),
+    onPhase: (tier) => io.stderr(`running the ${tier} tier...\n`),
+  });
+  const out = typeof args.values.out === 'string' ? args.values.out : undefined;
+  if (out !== undefined) {
+    await writeOutputs(join(out, 'full'), report.full);
+    await writeOutputs(join(out, 'model'), report.model);
+    await writeFile(join(out, 'validation.json'), JSON.stringify({ ok: report.ok, comparisons: report.comparisons }, null, 2) + '\n');
+  }
+  io.stdout(json ? JSON.stringify({ ok: report.ok, seed, scenario: report.scenario, agents: report.agents, safetyMs: report.safetyMs, comparisons: report.comparisons }) + '\n' : describeValidation(report));
+  for (const violation of report.full.violations) io.stderr(`full tier violation (${violation.checker}): ${violation.message}\n`);
+  return report.ok ? 0 : 1;
 }
 
 async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<number> {
@@ -199,10 +234,13 @@ async function runRealCommand(args: ParsedCommandArgs, io: CliIo): Promise<numbe
 export const simCommand: Command = {
   name: 'sim',
   summary: 'Deterministic fleet simulator: real control plane, gateways and agents on virtual time, with invariant checkers',
-  usage: '[--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --swarm K [--agents N] [--lossy] [--outages]'
+  usage: '[--tier full|model] [--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --validate-model [--scenario F] [--agents N] [--duration D] [--seed S] [--out DIR]'
+    + ' | --swarm K [--agents N] [--lossy] [--outages]'
     + ' | --real https://HOST:PORT --admin NAME (--password-stdin | SDC_PASSWORD=...) --ca FILE [--agents N] [--duration D] [--seed S] [--processes P] [--out DIR]',
   optionHelp: [
     ['--scenario F', 'built-in name (smoke, lossy-network, churn, gateway-restart), swarm:S[:lossy][:outages], or a scenario file (default smoke)'],
+    ['--tier T', 'full (default): the real control plane, gateways and agents; model: the fleet model (sim/model), same scenario and seed, up to 1,000,000 agents'],
+    ['--validate-model', 'run both tiers on the scenario, seed and fleet and compare their aggregates against stated tolerances; exit 1 on drift (--out: full/, model/, validation.json)'],
     ['--agents N', 'fleet size (default: the scenario\'s; 200 for --swarm)'],
     ['--duration D', 'safety phase length in virtual time: 500ms, 90s, 10m, 1h (default: the scenario\'s)'],
     ['--seed S', 'the run\'s seed (default: random, printed first); with --swarm the first seed'],
@@ -222,8 +260,12 @@ export const simCommand: Command = {
     scenario: { type: 'string' }, agents: { type: 'string' }, duration: { type: 'string' }, seed: { type: 'string' },
     out: { type: 'string' }, json: { type: 'boolean' }, progress: { type: 'boolean' }, swarm: { type: 'string' }, lossy: { type: 'boolean' }, outages: { type: 'boolean' },
     real: { type: 'string' }, admin: { type: 'string' }, 'password-stdin': { type: 'boolean' }, ca: { type: 'string' }, processes: { type: 'string' },
+    tier: { type: 'string' }, 'validate-model': { type: 'boolean' },
   },
   run: (args, io) => {
+    const modes = [args.values.real !== undefined, args.values.swarm !== undefined, args.values['validate-model'] === true, (args.values.tier ?? 'full') !== 'full'];
+    if (modes.filter(Boolean).length > 1) throw new SdcError('CLI_USAGE', '--real, --swarm, --validate-model and --tier do not combine');
+    if (args.values['validate-model'] === true) return runValidateCommand(args, io);
     if (args.values.real !== undefined) {
       if (args.values.swarm !== undefined) throw new SdcError('CLI_USAGE', '--real and --swarm do not combine');
       return runRealCommand(args, io);

@@ -1,7 +1,7 @@
 import { SdcError } from '../../core/errors/index.js';
-import { openControlPlaneDatabase } from '../../core/control-plane/database.js';
-import { roles, UserDirectory } from '../../core/control-plane/users.js';
-import { systemClock, systemRandom } from '../../core/runtime/system.js';
+import { openControlPlaneDatabase } from '../../server/control-plane/database.js';
+import { roles, UserDirectory } from '../../server/control-plane/users.js';
+import { systemClock, systemRandom } from '../../runtime/system.js';
 import { passwordEnv, readPasswordOption, requireOption, stringOption, type Command, type CommandGroup } from '../command.js';
 import { requireInitialisedDataDir } from '../data-dir.js';
 

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { runAgent, type KernelChoice, type RunningAgent } from '../../agent/agent-runtime.js';
 import { summarizeLatencies, type LatencySummary } from '../../bench/stats.js';
-import { startDeployment, type Deployment } from '../../core/deployment/deployment.js';
-import { initDeployment } from '../../core/deployment/materials.js';
+import { startDeployment, type Deployment } from '../../server/deployment/deployment.js';
+import { initDeployment } from '../../server/materials/materials.js';
 import { SdcError } from '../../core/errors/index.js';
 import { commandStates, commandTerminalStates, type CommandState } from '../../core/protocol/command-machine.js';
 import type { Opcode } from '../../core/protocol/messages/opcodes.js';
-import { httpsJson } from '../../core/runtime/https-json.js';
-import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
-import { openSse } from './sse-client.js';
+import { httpsJson } from '../../runtime/https-json.js';
+import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
+import { openSse } from '../../runtime/sse-client.js';
 
 export interface DemoOptions {
   agents: number;

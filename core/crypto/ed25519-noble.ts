@@ -1,6 +1,6 @@
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
-import type { Ed25519Provider } from '../protocol/ports.js';
+import type { Ed25519Provider } from '../ports/ports.js';
 import { ensureBytes } from './bytes.js';
 import { ed25519PublicKeyBytes, ed25519SeedBytes, ed25519SignatureBytes } from './ed25519-sizes.js';
 

@@ -2,7 +2,7 @@ import { SdcError, assert } from '../errors/index.js';
 import { canonicalize } from './canonical-json.js';
 import type { JsonObject } from './json-value.js';
 import { defaultProtocolLimits } from './limits.js';
-import type { Clock } from './ports.js';
+import type { Clock } from '../ports/ports.js';
 
 /**
  * The hash-chained audit log (docs/audit.md). Each entry commits to the one before it:

@@ -4,7 +4,6 @@ import * as fc from 'fast-check';
 import { SdcError } from '../errors/index.js';
 import { base64urlFromBytes } from '../crypto/bytes.js';
 import { createNobleEd25519Provider } from '../crypto/ed25519-noble.js';
-import { createNodeEd25519Provider } from '../crypto/ed25519-node.js';
 import { canonicalBytes } from './canonical-json.js';
 import {
   decodeEnvelope, encodeEnvelope, envelopeSigningInput, envelopeSigningPrefix, signEnvelope, verifyEnvelope,
@@ -12,7 +11,8 @@ import {
 } from './envelope.js';
 import type { JsonObject } from './json-value.js';
 
-const node = createNodeEd25519Provider();
+// core tests use core's own provider; runtime/ed25519-providers.test.ts checks that node:crypto agrees.
+const node = createNobleEd25519Provider();
 const noble = createNobleEd25519Provider();
 const seed = Uint8Array.from({ length: 32 }, (_, i) => 200 - i);
 const publicKey = node.publicKeyFromSeed(seed);

@@ -3,7 +3,7 @@ import { base64urlFromBytes, bytesFromBase64url, concatBytes } from '../crypto/b
 import { canonicalBytes } from './canonical-json.js';
 import type { JsonObject, JsonValue } from './json-value.js';
 import type { ProtocolLimits } from './limits.js';
-import type { Ed25519Provider } from './ports.js';
+import type { Ed25519Provider } from '../ports/ports.js';
 import { parseStrictJson } from './strict-json.js';
 
 /**

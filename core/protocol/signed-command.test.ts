@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { SdcError } from '../errors/index.js';
-import { createNodeEd25519Provider } from '../crypto/ed25519-node.js';
+import { createNobleEd25519Provider } from '../crypto/ed25519-noble.js';
 import { signCommand, verifyCommand, type UnsignedCommand } from './signed-command.js';
 import type { SignedCommand } from './messages/command.js';
 
-const provider = createNodeEd25519Provider();
+const provider = createNobleEd25519Provider();
 const seed = new Uint8Array(randomBytes(32));
 const publicKey = provider.publicKeyFromSeed(seed);
 const resolveKey = (kid: string) => (kid === 'cp-1' ? publicKey : undefined);

@@ -1,7 +1,7 @@
 import { SdcError } from '../errors/index.js';
 import { base64urlFromBytes, bytesFromBase64url, concatBytes } from '../crypto/bytes.js';
 import { canonicalBytes } from './canonical-json.js';
-import type { Ed25519Provider } from './ports.js';
+import type { Ed25519Provider } from '../ports/ports.js';
 import type { SignedCommand } from './messages/command.js';
 import { CommandTtlMsMax } from './messages/command.js';
 import { validateOpcodeArgs } from './messages/validate.js';

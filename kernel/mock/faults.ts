@@ -3,7 +3,7 @@
  * Probabilities are integer ratios drawn from an injected RandomSource, and delays run on an
  * injected Scheduler, so a simulator run replays exactly from its seed.
  */
-import type { RandomSource } from '../../core/protocol/ports.js';
+import type { RandomSource } from '../../core/ports/ports.js';
 import type { KernelStatusName, OpcodeName } from '../generated/contract.js';
 
 /** numerator / denominator, 0 <= numerator <= denominator; omitted means always. */

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SdcError } from '../../core/errors/index.js';
-import { IoctlKernelBridge } from '../../agent/kernel-bridge/kernel-bridge.js';
+import { IoctlKernelBridge } from '../bridge/kernel-bridge.js';
 import { runKernelContractSuite } from '../kernel-contract-suite.js';
 import { ManualScheduler } from '../testing/manual-scheduler.js';
-import { seededRandom } from '../testing/seeded-random.js';
+import { SeededRandom } from '../../core/random/prng.js';
 import type { KernelFault } from './faults.js';
 import { createMockTarget } from './mock-target.js';
 
@@ -16,7 +16,7 @@ runKernelContractSuite('mock', async () => createMockTarget({ agentSeed, service
 runKernelContractSuite('mock with lock screen', async () => createMockTarget({ agentSeed, serviceSeed, clock, lockScreenSupported: true }));
 
 function bridgeWith(faults: KernelFault[], scheduler = new ManualScheduler(), seed = 7, timeoutMs?: number) {
-  const target = createMockTarget({ agentSeed, serviceSeed, clock, faults, scheduler, random: seededRandom(seed) });
+  const target = createMockTarget({ agentSeed, serviceSeed, clock, faults, scheduler, random: new SeededRandom(seed) });
   const bridge = new IoctlKernelBridge({
     device: target.device, ed25519: target.ed25519, agentSeed, servicePublicKey: target.servicePublicKey,
     counterStart: 1n, scheduler, timeoutMs,
@@ -73,6 +73,6 @@ test('ratio fault: fires for the fraction the seeded RandomSource draws, the sam
 });
 
 test('fault options are validated: bad ratios, latency without scheduler', () => {
-  assert.throws(() => createMockTarget({ agentSeed, serviceSeed, clock, random: seededRandom(1), faults: [{ kind: 'hang', ratio: { numerator: 3, denominator: 2 } }] }), RangeError);
+  assert.throws(() => createMockTarget({ agentSeed, serviceSeed, clock, random: new SeededRandom(1), faults: [{ kind: 'hang', ratio: { numerator: 3, denominator: 2 } }] }), RangeError);
   assert.throws(() => createMockTarget({ agentSeed, serviceSeed, clock, faults: [{ kind: 'latency', delayMs: 5 }] }), RangeError);
 });

@@ -5,7 +5,7 @@
  * keys; the contract suite and a differential test hold both to that.
  */
 import { createHash } from 'node:crypto';
-import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../../core/protocol/ports.js';
+import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../../core/ports/ports.js';
 import {
   ARTIFACT_BYTES_MAX, CONTRACT_VERSION, HEADER_BYTES, KernelStatus, Layout, Opcode, PAYLOAD_BYTES_MAX, PROCESS_ENTRIES_MAX,
   REQUEST_MAGIC, RESPONSE_MAGIC, UPDATE_PATH_BYTES_MAX, VERSION_LABEL_BYTES, type OpcodeName,

@@ -1,6 +1,6 @@
 /** Builds a mock kernel target for the contract suite, the bridge factory and the bench. */
-import { createNodeEd25519Provider } from '../../core/crypto/ed25519-node.js';
-import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../../core/protocol/ports.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../../core/ports/ports.js';
 import type { KernelTarget } from '../kernel-contract-suite.js';
 import type { ProcessEntry } from '../payloads.js';
 import type { KernelFault } from './faults.js';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { createNodeEd25519Provider } from '../../core/crypto/ed25519-node.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { runKernelContractSuite } from '../kernel-contract-suite.js';
 import { buildRequest } from '../codec.js';
 import { IoctlCode, Opcode } from '../generated/contract.js';

@@ -2,7 +2,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNodeEd25519Provider } from '../../core/crypto/ed25519-node.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import type { KernelTarget } from '../kernel-contract-suite.js';
 import { NativeIoctlDevice } from './native-device.js';
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { createNodeEd25519Provider } from '../../core/crypto/ed25519-node.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { IoctlCode } from '../generated/contract.js';
 import { buildNativeLibrary, nativeArtifacts } from './build.js';
 

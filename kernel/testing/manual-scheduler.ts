@@ -1,4 +1,4 @@
-import type { Scheduler, TimerHandle } from '../../core/protocol/ports.js';
+import type { Scheduler, TimerHandle } from '../../core/ports/ports.js';
 
 /** A virtual-time Scheduler for tests: nothing runs until advance(ms). Bounded to timersMax pending timers. */
 export class ManualScheduler implements Scheduler {

@@ -1,4 +1,4 @@
-import { SeededRandom } from '../prng.js';
+import { SeededRandom } from '../../core/random/prng.js';
 import { noGateway, Stage, Status } from './command-store.js';
 import { Ev, Report } from './events.js';
 import { Dir } from './network.js';

@@ -1,12 +1,12 @@
 import { commandEvents, commandStates, commandTable, commandTerminalStates, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
-import { retryLimits } from '../../core/control-plane/stream-consumer.js';
+import { retryLimits } from '../../server/control-plane/stream-consumer.js';
 import { outcomeKey } from '../outcomes.js';
 import { noCode, noGateway } from './command-store.js';
 import { Ev, Report } from './events.js';
 import type { ModelWorld } from './world.js';
 
 /**
- * The control plane's side of commands (core/control-plane/commands.ts, events.ts): create
+ * The control plane's side of commands (server/control-plane/commands.ts, events.ts): create
  * (refused while SQL is down), dispatch to the gateway the presence key names, redelivery on
  * presence, the redelivery and expiry sweeps, and the gateways' reports applied through the
  * command machine itself: core/protocol/command-machine.ts's table is compiled into a matrix

@@ -1,4 +1,4 @@
-import type { SeededRandom } from '../prng.js';
+import type { SeededRandom } from '../../core/random/prng.js';
 import type { Scenario } from '../scenario.js';
 import { Ev } from './events.js';
 import type { ModelPartition } from './network.js';

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SeededRandom } from '../prng.js';
+import { SeededRandom } from '../../core/random/prng.js';
 import { drawFleet } from './fleet.js';
 
 const draws = { gateways: 3, clockSkewMsMax: 2_000, telemetryIntervalMs: 30_000, connectDelayMsMax: 1_000 };

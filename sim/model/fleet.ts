@@ -1,4 +1,4 @@
-import type { SeededRandom } from '../prng.js';
+import type { SeededRandom } from '../../core/random/prng.js';
 
 /**
  * Per-agent facts of the model tier, in typed arrays (an agent is an index, 0..size-1; device id

@@ -1,11 +1,11 @@
-import { backoffDelayMs } from '../../core/gateway/backoff.js';
+import { backoffDelayMs } from '../../server/gateway/backoff.js';
 import { noGateway } from './command-store.js';
 import { Ev, Report } from './events.js';
 import { Dir } from './network.js';
 import type { ModelWorld } from './world.js';
 
 /**
- * The gateways' command routing (core/gateway/command-router.ts) and their up/down state. A
+ * The gateways' command routing (server/gateway/command-router.ts) and their up/down state. A
  * `deliver` entry on a gateway's stream becomes a delivery: COMMAND_DELIVERY to the device's
  * session, an ACK wait of ackTimeoutMs, redelivery with the real backoff after a timeout, a
  * dead letter after deliveryAttemptsMax attempts; the device's ACKs and RESULT are forwarded,

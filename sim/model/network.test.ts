@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SeededRandom } from '../prng.js';
+import { SeededRandom } from '../../core/random/prng.js';
 import type { ScenarioLinkFaults } from '../scenario.js';
 import { Dir, ModelNetwork } from './network.js';
 

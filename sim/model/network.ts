@@ -1,8 +1,8 @@
-import type { SeededRandom } from '../prng.js';
+import type { SeededRandom } from '../../core/random/prng.js';
 import type { ScenarioLinkFaults } from '../scenario.js';
 
 /**
- * The wire between agents and gateways, as sim/network.ts models it, without objects per link:
+ * The wire between agents and gateways, as chaos/network.ts models it, without objects per link:
  * each agent has at most one link, so per-direction state is an array indexed by agent. A frame
  * is a scheduled arrival event; its fate is drawn when it is sent, in the full tier's order:
  * partition, loss, duplication, then per copy a delay in [delayMsMin, delayMsMax] and a
@@ -10,7 +10,7 @@ import type { ScenarioLinkFaults } from '../scenario.js';
  *
  * Frame numbering is the replay guard's (core/protocol/replay-guard.ts): a frame whose sequence
  * number is not above the highest one accepted in its direction (a duplicate, or a frame held back
- * behind a later one) is refused on arrival. The in-flight bound of sim/network.ts (1,024 frames per
+ * behind a later one) is refused on arrival. The in-flight bound of chaos/network.ts (1,024 frames per
  * direction) is not modelled: a session never has more than a few frames in flight.
  */
 export const Dir = { toGateway: 0, toAgent: 1 } as const;

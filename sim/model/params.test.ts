@@ -1,9 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { commandLimits, redispatchIntervalMsDefault } from '../../core/control-plane/commands.js';
-import { resolveGatewayOptions } from '../../core/gateway/gateway-core.js';
-import { presenceTtlMs } from '../../core/gateway/presence.js';
-import { aliveTtlMs } from '../../core/gateway/peer-watch.js';
+import { commandLimits, redispatchIntervalMsDefault } from '../../server/control-plane/commands.js';
+import { resolveGatewayOptions } from '../../server/gateway/gateway-core.js';
+import { presenceTtlMs } from '../../server/gateway/presence.js';
+import { aliveTtlMs } from '../../server/gateway/peer-watch.js';
 import { defaultModelParams } from './params.js';
 
 // The model copies the real code's timers and bounds; this pins the ones the real code exports, so a change there fails here.

@@ -27,7 +27,7 @@ export interface ModelParams {
   readonly agentSilenceIntervalsMax: number;
   /** Telemetry samples kept while disconnected, oldest dropped first (telemetryBufferMax). */
   readonly telemetryBufferMax: number;
-  // --- gateway (core/gateway/gateway-core.ts resolveGatewayOptions) ------------------------
+  // --- gateway (server/gateway/gateway-core.ts resolveGatewayOptions) ------------------------
   /** No AUTH this long after the challenge: the gateway closes (authTimeoutMs). */
   readonly gatewayAuthTimeoutMs: number;
   /** Silence bound of a ready session, in heartbeat intervals (GatewayConnection.pollTimeoutMs: 1.5). */
@@ -44,9 +44,9 @@ export interface ModelParams {
   readonly presenceRefreshDivisor: number;
   /** A gateway whose start failed (stores down) is started again this much later (sim/run.ts). */
   readonly gatewayStartRetryMs: number;
-  /** A crashed gateway's held deliveries are handed back by a peer after its liveness key expires (3 refresh periods) plus up to one check period (core/gateway/peer-watch.ts). */
+  /** A crashed gateway's held deliveries are handed back by a peer after its liveness key expires (3 refresh periods) plus up to one check period (server/gateway/peer-watch.ts). */
   readonly peerReclaimIntervals: number;
-  // --- control plane (core/control-plane/commands.ts, control-plane.ts, sim/run.ts options) --
+  // --- control plane (server/control-plane/commands.ts, control-plane.ts, sim/run.ts options) --
   readonly expirySweepIntervalMs: number;
   readonly redeliverySweepIntervalMs: number;
   /** An unfinished command is re-dispatched at most once per this interval (redispatchIntervalMsDefault). */

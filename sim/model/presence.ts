@@ -1,4 +1,4 @@
-import { presenceTtlMs } from '../../core/gateway/presence.js';
+import { presenceTtlMs } from '../../server/gateway/presence.js';
 import { Ev, Report } from './events.js';
 import { Dir } from './network.js';
 import type { ModelWorld } from './world.js';
@@ -9,7 +9,7 @@ import type { ModelWorld } from './world.js';
  * what drives it: SimAgent's connect, backoff and failover (sim/sim-agent.ts), the agent core's
  * heartbeat, silence and auth timers (agent/agent-core.ts), the gateway's silence and auth
  * bounds (GatewayConnection.pollTimeoutMs) and its presence key in the key/value store
- * (core/gateway/presence.ts: set at AUTH, refreshed by heartbeats, deleted at close if it still
+ * (server/gateway/presence.ts: set at AUTH, refreshed by heartbeats, deleted at close if it still
  * names the session, expiring after 1.5 heartbeat intervals).
  *
  * One link per agent at a time. Where the full tier can briefly hold an old gateway-side session

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SeededRandom } from '../prng.js';
+import { SeededRandom } from '../../core/random/prng.js';
 import { opcodePicker } from '../scenario.js';
 import { startedWorld, testScenario } from './test-support.js';
 

@@ -1,4 +1,4 @@
-import { SeededRandom } from '../prng.js';
+import { SeededRandom } from '../../core/random/prng.js';
 import { simOpcodes, type Scenario } from '../scenario.js';
 import { AgentCommands } from './agent-commands.js';
 import { CommandStore, Status } from './command-store.js';

@@ -1,18 +1,18 @@
 import { createAgentCore, type AgentCore, type AgentCoreEvent } from '../../agent/agent-core.js';
 import { loadIdentity } from '../../agent/enrollment.js';
-import { IoctlKernelBridge, type KernelBridge } from '../../agent/kernel-bridge/kernel-bridge.js';
+import { IoctlKernelBridge, type KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import { agentPaths, pinnedKeyResolver } from '../../agent/state/agent-state.js';
 import { createSyntheticMetricsSource } from '../../agent/telemetry/synthetic-metrics.js';
 import { startWsAgentDriver, type WsAgentDriver } from '../../agent/ws-transport.js';
-import { createNodeEd25519Provider } from '../../core/crypto/ed25519-node.js';
-import type { Clock, TimerHandle } from '../../core/protocol/ports.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import type { Clock, TimerHandle } from '../../core/ports/ports.js';
 import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
-import { systemScheduler } from '../../core/runtime/system.js';
+import { systemScheduler } from '../../runtime/system.js';
 import type { KernelFault } from '../../kernel/mock/faults.js';
 import { MockIoctlDevice } from '../../kernel/mock/mock-kernel.js';
 import { ExecutionChecker } from '../checkers.js';
 import { ObservedJournal, observedKernel } from '../observed-agent-parts.js';
-import { SeededRandom } from '../prng.js';
+import { SeededRandom } from '../../core/random/prng.js';
 import { workerViolationsMax, type WorkerAgentSpec, type WorkerSettings, type WorkerStatus } from './messages.js';
 
 const provider = createNodeEd25519Provider();

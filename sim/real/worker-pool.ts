@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SdcError } from '../../core/errors/index.js';
-import { systemScheduler } from '../../core/runtime/system.js';
+import { systemScheduler } from '../../runtime/system.js';
 import { chunks, type ParentMessage, type WorkerAgentSpec, type WorkerMessage, type WorkerSettings, type WorkerStatus } from './messages.js';
 
 const workerPath = fileURLToPath(new URL('./worker.ts', import.meta.url));

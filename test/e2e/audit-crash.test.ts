@@ -3,7 +3,7 @@
 // kills it once enough creates have answered, starts a control plane on the same database, and
 // finds every answered command stored, every command with exactly one command.created and one
 // audit entry per state change, the outbox empty and the chain verifying. Where the kill lands is
-// not controlled (core/control-plane/audit-atomicity.test.ts injects the failure between commit
+// not controlled (server/control-plane/audit-atomicity.test.ts injects the failure between commit
 // and chain append deterministically); this run checks that a real kill cannot break the rule.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -13,15 +13,15 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { createControlPlane } from '../../core/control-plane/control-plane.js';
-import { migrateControlPlane } from '../../core/control-plane/database.js';
-import { mysqlTarget } from '../../core/control-plane/test-support.js';
-import { initDeployment } from '../../core/deployment/materials.js';
-import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
-import { MemoryStreamBus } from '../../core/stores/bus/memory-stream-bus.js';
-import { createEmbeddedKeyValueStore } from '../../core/stores/kv/redis-key-value-store.js';
-import type { SqlDatabase } from '../../core/stores/sql/sql-port.js';
-import { openSqlJsDatabase } from '../../core/stores/sql/sqljs-database.js';
+import { createControlPlane } from '../../server/control-plane/control-plane.js';
+import { migrateControlPlane } from '../../server/control-plane/database.js';
+import { mysqlTarget } from '../../server/control-plane/test-support.js';
+import { initDeployment } from '../../server/materials/materials.js';
+import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
+import { MemoryStreamBus } from '../../server/stores/bus/memory-stream-bus.js';
+import { createEmbeddedKeyValueStore } from '../../server/stores/kv/redis-key-value-store.js';
+import type { SqlDatabase } from '../../server/stores/sql/sql-port.js';
+import { openSqlJsDatabase } from '../../server/stores/sql/sqljs-database.js';
 import { storeTargets } from './support/e2e-harness.js';
 
 const childPath = fileURLToPath(new URL('./support/audit-crash-child.ts', import.meta.url));

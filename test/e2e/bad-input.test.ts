@@ -7,11 +7,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, importJWK } from 'jose';
 import { ensureEnrolled } from '../../agent/enrollment.js';
-import { deploymentPaths } from '../../core/deployment/materials.js';
-import { systemClock, systemRandom } from '../../core/runtime/system.js';
-import { JwtAuthority } from '../../core/trust/jwt-authority.js';
-import { JWT_ALG, JWT_TYP } from '../../core/trust/jwt-keys.js';
-import { MemoryJwtKeyStore, parseStoredKeyRing } from '../../core/trust/jwt-key-store.js';
+import { deploymentPaths } from '../../server/materials/materials.js';
+import { systemClock, systemRandom } from '../../runtime/system.js';
+import { JwtAuthority } from '../../trust/jwt-authority.js';
+import { JWT_ALG, JWT_TYP } from '../../trust/jwt-keys.js';
+import { MemoryJwtKeyStore, parseStoredKeyRing } from '../../trust/jwt-key-store.js';
 import {
   agentDir, createCommand, eventually, pairAgent, rawApi, restartAgent, startE2e, storeTargets, waitOnline, waitTerminal,
   type CommandRecord, type E2eSystem,

@@ -7,7 +7,7 @@
 // Needs REDIS_URL (and MYSQL_URL for the SQL side, else sql.js): embedded stores live inside one
 // process, so separate gateway processes cannot share them. Without REDIS_URL the suite is
 // skipped; the multi-gateway hand-back logic is then still covered in-process by
-// core/gateway/gateway-peers.test.ts, and the restart path by test/e2e/gateway-restart.test.ts.
+// server/gateway/gateway-peers.test.ts, and the restart path by test/e2e/gateway-restart.test.ts.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { runAgent, type RunningAgent } from '../../agent/agent-runtime.js';
 import { ensureEnrolled } from '../../agent/enrollment.js';
 import { agentPaths } from '../../agent/state/agent-state.js';
-import { systemClock, systemRandom, systemScheduler } from '../../core/runtime/system.js';
+import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import {
   agentDir, checkExactlyOnce, countProcessListCalls, createCommand, eventually, startE2e, waitOnline, waitTerminal, type CommandRecord, type E2eSystem,
 } from './support/e2e-harness.js';

@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import RedisMock from 'ioredis-mock';
-import { MemoryStreamBus } from '../../core/stores/bus/memory-stream-bus.js';
-import { deleteKeysWithPrefix } from '../../core/stores/redis-test-keys.js';
+import { MemoryStreamBus } from '../../server/stores/bus/memory-stream-bus.js';
+import { deleteKeysWithPrefix } from '../../server/stores/redis-test-keys.js';
 import {
   createCommand, fastGateway, pairAgent, restartAgent, startE2e, storeTargets, waitOnline, waitTerminal, type E2eSystem,
 } from './support/e2e-harness.js';

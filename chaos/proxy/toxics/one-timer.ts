@@ -1,4 +1,4 @@
-import type { TimerHandle } from '../../../core/protocol/ports.js';
+import type { TimerHandle } from '../../../core/ports/ports.js';
 import type { ChaosTime } from '../time.js';
 
 /** At most one pending timer of a stage, on the injected time, cancellable when the stage goes. */

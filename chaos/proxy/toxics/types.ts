@@ -1,4 +1,4 @@
-import type { RandomSource } from '../../../core/protocol/ports.js';
+import type { RandomSource } from '../../../core/ports/ports.js';
 import type { ChaosLimits } from '../limits.js';
 import type { ChaosTime } from '../time.js';
 

@@ -1,6 +1,6 @@
 import { defineErrors } from '../error-spec.js';
 
-/** The control plane's HTTP API (core/control-plane). */
+/** The control plane's HTTP API (server/control-plane). */
 export const apiErrors = defineErrors({
   API_VALIDATION: { fault: 'remote', status: 400, summary: 'Request does not match the route schema (body, query, params or headers)' },
   API_BAD_JSON: { fault: 'remote', status: 400, summary: 'Request body is not valid JSON' },

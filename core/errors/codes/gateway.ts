@@ -1,6 +1,6 @@
 import { defineErrors } from '../error-spec.js';
 
-/** The real-time gateway (core/gateway): connection admission, command routing, limits. */
+/** The real-time gateway (server/gateway): connection admission, command routing, limits. */
 export const gatewayErrors = defineErrors({
   GATEWAY_CONNECTIONS_FULL: { fault: 'local', status: 503, summary: 'The gateway holds its maximum number of connections; try another gateway or later' },
   GATEWAY_DEVICE_UNKNOWN: { fault: 'remote', status: 403, summary: 'The client certificate names a device this deployment does not know' },

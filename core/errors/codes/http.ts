@@ -1,6 +1,6 @@
 import { defineErrors } from '../error-spec.js';
 
-/** HTTPS client calls made by our own tools and agents (core/runtime/https-json.ts). */
+/** HTTPS client calls made by our own tools and agents (runtime/https-json.ts). */
 export const httpErrors = defineErrors({
   HTTP_UNREACHABLE: { fault: 'local', status: 503, summary: 'The server could not be reached, the TLS handshake failed or no answer came in time' },
   HTTP_ANSWER_TOO_LARGE: { fault: 'remote', status: 502, summary: 'The answer is larger than the client accepts' },

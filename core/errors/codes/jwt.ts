@@ -1,6 +1,6 @@
 import { defineErrors } from '../error-spec.js';
 
-/** JWT authority and verification (core/trust/jwt). */
+/** JWT authority and verification (trust/jwt). */
 export const jwtErrors = defineErrors({
   JWT_INVALID: { fault: 'remote', status: 401, summary: 'Token is malformed or its signature does not verify' },
   JWT_MALFORMED: { fault: 'remote', status: 401, summary: 'Token is not a well-formed compact JWS JWT (segments, encoding, header or size)' },

@@ -1,6 +1,6 @@
 import { defineErrors } from '../error-spec.js';
 
-/** The agent's kernel bridge and the kernel service boundary (kernel/, agent/kernel-bridge). */
+/** The agent's kernel bridge and the kernel service boundary (kernel/, kernel/bridge). */
 export const kernelErrors = defineErrors({
   KERNEL_REFUSED: { fault: 'remote', status: 502, summary: 'The kernel service answered with a status other than OK (details.status names it)' },
   KERNEL_NOT_SUPPORTED: { fault: 'remote', status: 501, summary: 'The kernel service does not support the operation on this system' },

@@ -1,6 +1,6 @@
 import { defineErrors } from '../error-spec.js';
 
-/** Storage ports and their adapters (core/stores): SQL, stream bus, key/value. */
+/** Storage ports and their adapters (server/stores): SQL, stream bus, key/value. */
 export const storeErrors = defineErrors({
   STORE_LOCKED: { fault: 'local', status: 503, summary: 'The embedded database file is held by another running process' },
   STORE_UNAVAILABLE: { fault: 'local', status: 503, summary: 'Store cannot be reached or refused the connection' },

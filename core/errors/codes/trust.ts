@@ -1,6 +1,6 @@
 import { defineErrors } from '../error-spec.js';
 
-/** CA hierarchy, enrollment, revocation and key files (core/trust). */
+/** CA hierarchy, enrollment, revocation and key files (trust). */
 export const trustErrors = defineErrors({
   TRUST_CERT_INVALID: { fault: 'remote', status: 401, summary: 'Certificate cannot be parsed or fails a profile check' },
   TRUST_CERT_EXPIRED: { fault: 'remote', status: 401, summary: 'Certificate (or a CA certificate in its chain) has expired' },

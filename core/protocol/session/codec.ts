@@ -4,7 +4,7 @@ import type { JsonObject } from '../json-value.js';
 import type { ProtocolLimits } from '../limits.js';
 import { isMessageType, type MessageBody, type MessageType } from '../messages/catalog.js';
 import { validateMessageBody } from '../messages/validate.js';
-import type { Ed25519Provider } from '../ports.js';
+import type { Ed25519Provider } from '../../ports/ports.js';
 
 /** Who signs the frames one side sends. */
 export interface FrameSigner {

@@ -2,7 +2,7 @@ import { SdcError } from '../../errors/index.js';
 import { base64urlFromBytes } from '../../crypto/bytes.js';
 import type { MessageBody } from '../messages/catalog.js';
 import type { SignedCommand } from '../messages/command.js';
-import type { RandomSource } from '../ports.js';
+import type { RandomSource } from '../../ports/ports.js';
 import { checkClockOffset, measureClockOffsetMs } from '../clock-offset.js';
 import { ConnectionCore, type ConnectionCoreOptions, type ConnectionEvent } from './connection-core.js';
 import { TelemetryChain, type Sha256Hex } from './telemetry-chain.js';
@@ -32,7 +32,7 @@ export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'f
 }
 
 /**
- * The gateway's end of one device session, sans-IO. The driver (core/gateway) calls `start`
+ * The gateway's end of one device session, sans-IO. The driver (server/gateway) calls `start`
  * when the TLS handshake has verified the client certificate, feeds every received frame to
  * `receive`, writes `takeOutgoing()` to the socket, and calls `handleTimeout` at
  * `pollTimeoutMs()`. Presence is lost after 1.5 heartbeat intervals of silence. AUTH is the one

@@ -3,13 +3,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { SdcError } from '../../errors/index.js';
-import { createNodeEd25519Provider } from '../../crypto/ed25519-node.js';
-import { systemRandom } from '../../runtime/system.js';
+import { createNobleEd25519Provider } from '../../crypto/ed25519-noble.js';
+import { SeededRandom } from '../../random/prng.js';
 import { signCommand } from '../signed-command.js';
 import { AgentConnection, type AgentEvent } from './agent-connection.js';
 import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from './gateway-connection.js';
 
-const provider = createNodeEd25519Provider();
+const provider = createNobleEd25519Provider();
+const seededRandom = new SeededRandom(20261202);
 const seed = () => new Uint8Array(randomBytes(32));
 const deviceSeed = seed();
 const gatewaySeed = seed();
@@ -19,7 +20,7 @@ const t0 = 1_764_000_000_000;
 function pair(options: { devicePublicKey?: Uint8Array; agentSeed?: Uint8Array } = {}) {
   const gateway = new GatewayConnection({
     gatewayId: 'gw-1', sessionId: 'sess_1', deviceId: 'dev-1', devicePublicKey: options.devicePublicKey ?? provider.publicKeyFromSeed(deviceSeed),
-    signer: { kid: gatewayKid('gw-1'), seed: gatewaySeed, provider }, random: systemRandom,
+    signer: { kid: gatewayKid('gw-1'), seed: gatewaySeed, provider }, random: seededRandom,
     heartbeatIntervalMs: 10_000, authTimeoutMs: 5_000, sessionToken: 'token-1',
   });
   const agent = new AgentConnection({
@@ -74,7 +75,7 @@ test('a challenge signed by an unpinned gateway key is refused by the agent', ()
   const { agent } = pair();
   const rogue = new GatewayConnection({
     gatewayId: 'gw-1', sessionId: 'sess_1', deviceId: 'dev-1', devicePublicKey: provider.publicKeyFromSeed(deviceSeed),
-    signer: { kid: gatewayKid('gw-1'), seed: seed(), provider }, random: systemRandom,
+    signer: { kid: gatewayKid('gw-1'), seed: seed(), provider }, random: seededRandom,
     heartbeatIntervalMs: 10_000, authTimeoutMs: 5_000, sessionToken: 'x',
   });
   rogue.start(t0);

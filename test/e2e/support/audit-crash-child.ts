@@ -4,13 +4,13 @@
 //   SDC_CRASH_DIR=<data dir> SDC_CRASH_DEVICE=<enrolled device id> [SDC_CRASH_MYSQL_URL=… SDC_CRASH_REDIS_URL=…]
 //   node --import tsx test/e2e/support/audit-crash-child.ts
 import { join } from 'node:path';
-import { createControlPlane } from '../../../core/control-plane/control-plane.js';
-import { initDeployment } from '../../../core/deployment/materials.js';
-import { systemClock, systemRandom, systemScheduler } from '../../../core/runtime/system.js';
-import { MemoryStreamBus } from '../../../core/stores/bus/memory-stream-bus.js';
-import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from '../../../core/stores/kv/redis-key-value-store.js';
-import { createMysqlDatabase } from '../../../core/stores/sql/mysql-database.js';
-import { openSqlJsDatabase } from '../../../core/stores/sql/sqljs-database.js';
+import { createControlPlane } from '../../../server/control-plane/control-plane.js';
+import { initDeployment } from '../../../server/materials/materials.js';
+import { systemClock, systemRandom, systemScheduler } from '../../../runtime/system.js';
+import { MemoryStreamBus } from '../../../server/stores/bus/memory-stream-bus.js';
+import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from '../../../server/stores/kv/redis-key-value-store.js';
+import { createMysqlDatabase } from '../../../server/stores/sql/mysql-database.js';
+import { openSqlJsDatabase } from '../../../server/stores/sql/sqljs-database.js';
 
 /** Concurrent workers: enough that commits, drains and answers overlap when the kill lands. */
 const workersCount = 4;

@@ -9,16 +9,16 @@ import { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import pino from 'pino';
 import { runAgent, type RunningAgent } from '../../../agent/agent-runtime.js';
-import { createNodeEd25519Provider } from '../../../core/crypto/ed25519-node.js';
-import { createGatewayCore } from '../../../core/gateway/gateway-core.js';
-import { startGatewayServer } from '../../../core/gateway/gateway-server.js';
-import { startDeployment, type Deployment, type StartDeploymentOptions } from '../../../core/deployment/deployment.js';
-import { initDeployment, type DeploymentMaterials } from '../../../core/deployment/materials.js';
+import { createNodeEd25519Provider } from '../../../runtime/ed25519-node.js';
+import { createGatewayCore } from '../../../server/gateway/gateway-core.js';
+import { startGatewayServer } from '../../../server/gateway/gateway-server.js';
+import { startDeployment, type Deployment, type StartDeploymentOptions } from '../../../server/deployment/deployment.js';
+import { initDeployment, type DeploymentMaterials } from '../../../server/materials/materials.js';
 import { SdcError } from '../../../core/errors/index.js';
 import { commandTerminalStates, type CommandState } from '../../../core/protocol/command-machine.js';
 import type { Opcode } from '../../../core/protocol/messages/opcodes.js';
-import { httpsJson } from '../../../core/runtime/https-json.js';
-import { systemClock, systemRandom, systemScheduler } from '../../../core/runtime/system.js';
+import { httpsJson } from '../../../runtime/https-json.js';
+import { systemClock, systemRandom, systemScheduler } from '../../../runtime/system.js';
 
 /** Which store pair a deployment runs on. The real pair only when both URLs are in the environment. */
 export interface StoreTarget {

@@ -2,14 +2,14 @@
 // for the AUTH handshake and well-formed frames, plus raw writes for frames a real agent never
 // sends (malformed, oversized, re-signed, replayed).
 import WebSocket from 'ws';
-import { createNodeEd25519Provider } from '../../../core/crypto/ed25519-node.js';
-import type { DeploymentMaterials } from '../../../core/deployment/materials.js';
+import { createNodeEd25519Provider } from '../../../runtime/ed25519-node.js';
+import type { DeploymentMaterials } from '../../../server/materials/materials.js';
 import { AgentConnection, type AgentEvent } from '../../../core/protocol/session/agent-connection.js';
 import { deviceKid } from '../../../core/protocol/session/gateway-connection.js';
-import { systemClock, systemRandom } from '../../../core/runtime/system.js';
-import { exportPkcs8Der, generateEd25519KeyPair } from '../../../core/trust/ed25519-keys.js';
-import { toPem } from '../../../core/trust/pem.js';
-import { ed25519Algorithm, x509 } from '../../../core/trust/x509-provider.js';
+import { systemClock, systemRandom } from '../../../runtime/system.js';
+import { exportPkcs8Der, generateEd25519KeyPair } from '../../../trust/ed25519-keys.js';
+import { toPem } from '../../../trust/pem.js';
+import { ed25519Algorithm, x509 } from '../../../trust/x509-provider.js';
 import { eventually } from './e2e-harness.js';
 
 export const provider = createNodeEd25519Provider();

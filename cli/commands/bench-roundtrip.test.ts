@@ -1,0 +1,68 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { roundtripBenchCommand } from './bench-roundtrip.js';
+import type { CliIo } from '../command.js';
+import { parseCommandArgs } from '../command.js';
+import type { RoundtripSummary } from '../../bench/roundtrip.js';
+
+function captureIo(): CliIo & { out: string[]; err: string[] } {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, stdout: (t) => out.push(t), stderr: (t) => err.push(t), readStdin: async () => '', env: {} };
+}
+
+const latencyKeys = ['count', 'max', 'mean', 'p50', 'p90', 'p99'];
+
+// Behaviour only: the counts and the shape of the result and the files, never the figures.
+test('bench roundtrip runs end to end with 3 agents and writes the report files', async () => {
+  const out = await mkdtemp(join(tmpdir(), 'sdc-bench-rt-'));
+  try {
+    const io = captureIo();
+    const code = await roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, ['--agents', '3', '--commands', '2', '--json', '--out', out]), io);
+    const summary = JSON.parse(io.out.join('')) as RoundtripSummary;
+    assert.equal(code, 0, io.err.join(''));
+    assert.deepEqual(summary.agents, { requested: 3, enrolled: 3, online: 3 });
+    assert.equal(summary.commands_per_agent, 2);
+    assert.deepEqual(summary.real.commands, { total: 6, succeeded: 6, refused: 0, not_sent: 0, refused_by_code: {}, not_terminal: 0, by_state: { succeeded: 6 } });
+    assert.equal(summary.baseline.samples, 6);
+    for (const latency of [summary.baseline.latency_ms, summary.real.server_ms, summary.real.client_ms, summary.real.api_post_ms]) {
+      assert.deepEqual(Object.keys(latency).sort(), latencyKeys);
+      assert.equal(latency.count, 6);
+      assert.ok(latency.p50 <= latency.p90 && latency.p90 <= latency.p99 && latency.p99 <= latency.max);
+    }
+    // Every terminal event is seen live, the warm-up round's too.
+    assert.equal(summary.real.live_lag_ms.count, 9);
+    assert.deepEqual(Object.keys(summary.ratios.server).sort(), ['max', 'p50', 'p90', 'p99']);
+    assert.equal(summary.ok, true);
+    assert.equal(summary.environment.stores.sql, 'sql.js');
+    assert.ok(summary.environment.open_files_peak === null || summary.environment.open_files_peak > 6);
+    const load = summary.commands_phase_load;
+    assert.ok(load.event_loop_utilization > 0 && load.event_loop_utilization <= 1, `utilization ${load.event_loop_utilization}`);
+    assert.ok(load.event_loop_delay_ms.p50 <= load.event_loop_delay_ms.p99 && load.event_loop_delay_ms.p99 <= load.event_loop_delay_ms.max);
+    assert.ok(load.cpu_per_wall > 0);
+
+    assert.deepEqual((await readdir(out)).sort(), ['roundtrip-histogram.csv', 'roundtrip-percentiles.csv', 'roundtrip.json', 'roundtrip.md', 'roundtrip.svg']);
+    assert.deepEqual(JSON.parse(await readFile(join(out, 'roundtrip.json'), 'utf8')), summary);
+    const percentiles = (await readFile(join(out, 'roundtrip-percentiles.csv'), 'utf8')).trimEnd().split('\n');
+    assert.equal(percentiles[0], 'measure,samples,p50_ms,p90_ms,p99_ms,max_ms,mean_ms');
+    assert.equal(percentiles.length, 6);
+    const histogram = (await readFile(join(out, 'roundtrip-histogram.csv'), 'utf8')).trimEnd().split('\n');
+    assert.equal(histogram[0], 'le_ms,baseline_echo,command_server,command_client');
+    const counted = histogram.slice(1).map((line) => line.split(',').slice(1).map(Number));
+    assert.deepEqual([0, 1, 2].map((column) => counted.reduce((sum, row) => sum + row[column]!, 0)), [6, 6, 6]);
+    const svg = await readFile(join(out, 'roundtrip.svg'), 'utf8');
+    assert.equal(svg.match(/<rect class="bar"/g)?.length, 12);
+    assert.match(await readFile(join(out, 'roundtrip.md'), 'utf8'), /^# Command round trip, 3 agents\n/);
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+});
+
+test('bench roundtrip refuses a missing or out-of-range agent count before starting anything', async () => {
+  for (const argv of [[], ['--agents', '0'], ['--agents', '3', '--commands', '0'], ['--agents', 'many']]) {
+    await assert.rejects(roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, argv), captureIo()), (error: Error & { code?: string }) => error.code === 'CLI_USAGE');
+  }
+});

@@ -1,0 +1,61 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { SdcError } from '../../core/errors/index.js';
+import { provisionKernelKeys } from '../keys.js';
+import { SeededRandom } from '../../core/random/prng.js';
+import { buildNativeLibrary } from '../native/build.js';
+import { createKernelBridge } from './create-kernel-bridge.js';
+
+const ed25519 = createNodeEd25519Provider();
+const clock = { nowMs: () => 1_700_000_000_000 };
+
+function withKeys(body: (dir: string) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdc-bridge-'));
+    try {
+      await body(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+test("'native' without a built library falls back to the mock with a notice", withKeys(async (dir) => {
+  const keys = provisionKernelKeys({ dir, ed25519, random: new SeededRandom(3) });
+  const { bridge, notice } = createKernelBridge({
+    backend: 'native', ed25519, clock, keys, native: { sandboxDir: dir, libraryPath: join(dir, 'missing.so') },
+  });
+  assert.equal(bridge.backend, 'mock');
+  assert.match(notice ?? '', /KERNEL_LIBRARY_MISSING.*using the mock kernel/);
+  assert.equal((await bridge.pingKernel(9n)).nonce, 9n);
+  bridge.close();
+}));
+
+test("'auto' uses the native library when it is built", withKeys(async (dir) => {
+  const keys = provisionKernelKeys({ dir, ed25519, random: new SeededRandom(4) });
+  const { libraryPath } = buildNativeLibrary({ variant: 'release' });
+  const { bridge, notice } = createKernelBridge({ backend: 'auto', ed25519, clock, keys, native: { sandboxDir: dir, libraryPath } });
+  assert.equal(notice, undefined);
+  assert.equal(bridge.backend, 'native');
+  const status = await bridge.getStatus();
+  assert.equal(status.lastCounter, 1_700_000_000_000_000n);
+  bridge.close();
+}));
+
+test('a bridge holding the wrong service key refuses every response as forged', withKeys(async (dir) => {
+  const keys = provisionKernelKeys({ dir, ed25519, random: new SeededRandom(5) });
+  const other = provisionKernelKeys({ dir: join(dir, 'other'), ed25519, random: new SeededRandom(6) });
+  const { bridge } = createKernelBridge({ backend: 'mock', ed25519, clock, keys: { ...keys, servicePublicKeyPath: other.servicePublicKeyPath } });
+  await assert.rejects(bridge.pingKernel(), (e) => SdcError.is(e, 'KERNEL_RESPONSE_SIGNATURE'));
+  bridge.close();
+}));
+
+test("'windows' on Linux is refused with KERNEL_LIBRARY_MISSING, not a crash", withKeys(async (dir) => {
+  const keys = provisionKernelKeys({ dir, ed25519, random: new SeededRandom(7) });
+  assert.throws(() => createKernelBridge({ backend: 'windows', ed25519, clock, keys, windows: { devicePath: '\\\\.\\SdcKernel' } }),
+    (e) => SdcError.is(e, 'KERNEL_LIBRARY_MISSING'));
+}));

@@ -1,0 +1,71 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SdcError } from '../core/errors/index.js';
+import { createNodeEd25519Provider, pemFromPrivateSeed, pemFromPublicKey, privateSeedFromPem, publicKeyFromPem } from './ed25519-node.js';
+
+const seed = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
+const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
+const isBadKey = (error: unknown) => SdcError.is(error, 'CRYPTO_BAD_KEY');
+
+test('PEM round trip: seed -> PKCS#8 -> seed, public key -> SPKI -> public key', () => {
+  const provider = createNodeEd25519Provider();
+  const publicKey = provider.publicKeyFromSeed(seed);
+  const privatePem = pemFromPrivateSeed(seed);
+  const publicPem = pemFromPublicKey(publicKey);
+  assert.match(privatePem, /^-----BEGIN PRIVATE KEY-----\n/);
+  assert.match(publicPem, /^-----BEGIN PUBLIC KEY-----\n/);
+  assert.deepEqual(privateSeedFromPem(privatePem), seed);
+  assert.deepEqual(publicKeyFromPem(publicPem), publicKey);
+});
+
+test('PEM readers refuse other key types, garbage, and a private key where a public one belongs', () => {
+  assert.throws(() => privateSeedFromPem('not a pem'), isBadKey);
+  assert.throws(() => publicKeyFromPem('-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n'), isBadKey);
+  assert.throws(() => publicKeyFromPem(pemFromPrivateSeed(seed)), isBadKey);
+  // An X25519 key is a valid PKCS#8 key, just not an Ed25519 one.
+  const x25519 = String(generateKeyPairSync('x25519').privateKey.export({ format: 'pem', type: 'pkcs8' }));
+  assert.throws(() => privateSeedFromPem(x25519), (error: unknown) => isBadKey(error) && /x25519/.test((error as Error).message));
+});
+
+test('interoperates with openssl: reads `openssl genpkey -algorithm ed25519` keys, and openssl verifies our signature',
+  { skip: hasOpenssl ? false : 'openssl CLI not installed; the PEM round trip above still covers our own encoding' }, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdc-ed25519-'));
+    try {
+      const keyPath = join(dir, 'key.pem');
+      execFileSync('openssl', ['genpkey', '-algorithm', 'ed25519', '-out', keyPath]);
+      const opensslPublicPem = execFileSync('openssl', ['pkey', '-in', keyPath, '-pubout'], { encoding: 'utf8' });
+      const provider = createNodeEd25519Provider();
+      const ourSeed = privateSeedFromPem(readFileSync(keyPath, 'utf8'));
+      const publicKey = provider.publicKeyFromSeed(ourSeed);
+      assert.deepEqual(publicKeyFromPem(opensslPublicPem), publicKey);
+      assert.equal(pemFromPublicKey(publicKey), opensslPublicPem);
+
+      const message = new TextEncoder().encode('signed by sdc, checked by openssl');
+      writeFileSync(join(dir, 'msg.bin'), message);
+      writeFileSync(join(dir, 'sig.bin'), provider.sign(ourSeed, message));
+      writeFileSync(join(dir, 'pub.pem'), pemFromPublicKey(publicKey));
+      const result = spawnSync('openssl', ['pkeyutl', '-verify', '-rawin', '-pubin', '-inkey', join(dir, 'pub.pem'),
+        '-in', join(dir, 'msg.bin'), '-sigfile', join(dir, 'sig.bin')], { encoding: 'utf8' });
+      assert.equal(result.status, 0, result.stdout + result.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+test('the key cache is bounded and does not change results', () => {
+  const provider = createNodeEd25519Provider({ keyCacheEntriesMax: 2 });
+  const seeds = [1, 2, 3].map((n) => new Uint8Array(32).fill(n));
+  const message = Uint8Array.of(1, 2, 3);
+  // Cycling three keys through a two-entry cache forces evictions on every call.
+  for (let round = 0; round < 3; round++) {
+    for (const s of seeds) {
+      const publicKey = provider.publicKeyFromSeed(s);
+      assert.equal(provider.verify(publicKey, message, provider.sign(s, message)), true);
+    }
+  }
+});

@@ -1,0 +1,156 @@
+import {
+  createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, type KeyObject,
+} from 'node:crypto';
+import { SdcError } from '../core/errors/index.js';
+import type { Ed25519Provider } from '../core/ports/ports.js';
+import { BoundedLru } from '../core/crypto/bounded-lru.js';
+import { bytesFromBase64url, concatBytes, ensureBytes } from '../core/crypto/bytes.js';
+import { ed25519PublicKeyBytes, ed25519SeedBytes, ed25519SignatureBytes } from '../core/crypto/ed25519-sizes.js';
+
+// DER headers that turn a raw key into the structures OpenSSL imports (RFC 8410):
+// PKCS#8 PrivateKeyInfo { v0, AlgorithmIdentifier id-Ed25519 (1.3.101.112), OCTET STRING { OCTET STRING seed } }
+const pkcs8Ed25519Prefix = Uint8Array.of(0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20);
+// SubjectPublicKeyInfo { AlgorithmIdentifier id-Ed25519, BIT STRING (0 unused bits) publicKey }
+const spkiEd25519Prefix = Uint8Array.of(0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00);
+
+export const defaultKeyCacheEntriesMax = 4096;
+
+export interface NodeEd25519Options {
+  /**
+   * KeyObjects kept per kind (private, public). Building a KeyObject from raw bytes
+   * (DER parse + OpenSSL key import) costs more than the verify it serves, and a gateway verifies
+   * many frames from the same few thousand devices, so reuse pays (see `sdc bench ed25519`).
+   * 0 disables caching (the bench uses that to measure the uncached cost).
+   */
+  keyCacheEntriesMax?: number;
+}
+
+/** Map key for a byte string: one UTF-16 unit per byte, cheaper to build than hex. */
+function cacheKey(bytes: Uint8Array): string {
+  return String.fromCharCode(...bytes);
+}
+
+function privateKeyObjectFromSeed(seed: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.from(concatBytes(pkcs8Ed25519Prefix, seed)), format: 'der', type: 'pkcs8' });
+}
+
+function publicKeyObjectFromRaw(publicKey: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.from(concatBytes(spkiEd25519Prefix, publicKey)), format: 'der', type: 'spki' });
+}
+
+function rawPublicKeyFromKeyObject(key: KeyObject): Uint8Array {
+  const jwk = key.export({ format: 'jwk' });
+  return bytesFromBase64url(String(jwk.x), { code: 'CRYPTO_BAD_KEY', name: 'publicKey', length: ed25519PublicKeyBytes });
+}
+
+/**
+ * Ed25519 on node:crypto (OpenSSL): the fast provider for services.
+ * A public key that is not a valid curve point makes `verify` return false, like any other
+ * key the signature does not verify under: whether OpenSSL refuses it at import or at verify
+ * time is its business, and the answer to the caller ("this signature is not valid for this
+ * key") is the same. Wrong lengths and non-byte inputs are refused with typed errors.
+ */
+export function createNodeEd25519Provider(options: NodeEd25519Options = {}): Ed25519Provider {
+  const entriesMax = options.keyCacheEntriesMax ?? defaultKeyCacheEntriesMax;
+  const privateKeys = new BoundedLru<string, KeyObject>(entriesMax);
+  const publicKeys = new BoundedLru<string, KeyObject>(entriesMax);
+
+  function privateKeyFor(seed: Uint8Array): KeyObject {
+    ensureBytes('seed', seed, { code: 'CRYPTO_BAD_KEY', length: ed25519SeedBytes });
+    const key = cacheKey(seed);
+    let keyObject = privateKeys.get(key);
+    if (keyObject === undefined) {
+      keyObject = privateKeyObjectFromSeed(seed);
+      privateKeys.set(key, keyObject);
+    }
+    return keyObject;
+  }
+
+  /** Undefined when OpenSSL refuses the bytes as a key: the caller treats that as "does not verify". */
+  function publicKeyFor(publicKey: Uint8Array): KeyObject | undefined {
+    const key = cacheKey(publicKey);
+    let keyObject = publicKeys.get(key);
+    if (keyObject === undefined) {
+      try {
+        keyObject = publicKeyObjectFromRaw(publicKey);
+      } catch {
+        return undefined;
+      }
+      publicKeys.set(key, keyObject);
+    }
+    return keyObject;
+  }
+
+  return {
+    name: entriesMax === 0 ? 'node:crypto (uncached)' : 'node:crypto',
+    publicKeyFromSeed(seed) {
+      return rawPublicKeyFromKeyObject(createPublicKey(privateKeyFor(seed)));
+    },
+    sign(seed, message) {
+      const keyObject = privateKeyFor(seed);
+      ensureBytes('message', message, { code: 'PROTO_INVALID_ARGUMENT' });
+      return new Uint8Array(nodeSign(null, message, keyObject));
+    },
+    verify(publicKey, message, signature) {
+      ensureBytes('publicKey', publicKey, { code: 'CRYPTO_BAD_KEY', length: ed25519PublicKeyBytes });
+      ensureBytes('signature', signature, { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', length: ed25519SignatureBytes });
+      ensureBytes('message', message, { code: 'PROTO_INVALID_ARGUMENT' });
+      const keyObject = publicKeyFor(publicKey);
+      if (keyObject === undefined) return false;
+      try {
+        return nodeVerify(null, message, keyObject, signature);
+      } catch {
+        // OpenSSL reports some malformed points as errors rather than a failed check.
+        return false;
+      }
+    },
+  };
+}
+
+const privatePemPattern = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+
+/** The 32-byte seed from an Ed25519 PKCS#8 PEM ("BEGIN PRIVATE KEY", as `openssl genpkey -algorithm ed25519` writes). */
+export function privateSeedFromPem(pem: string): Uint8Array {
+  let keyObject: KeyObject;
+  try {
+    keyObject = createPrivateKey({ key: pem, format: 'pem' });
+  } catch (error) {
+    throw new SdcError('CRYPTO_BAD_KEY', `not a readable private key PEM: ${(error as Error).message}`, {}, { cause: error });
+  }
+  if (keyObject.asymmetricKeyType !== 'ed25519') {
+    throw new SdcError('CRYPTO_BAD_KEY', `private key is ${keyObject.asymmetricKeyType ?? 'unknown'}, expected ed25519`);
+  }
+  const jwk = keyObject.export({ format: 'jwk' });
+  return bytesFromBase64url(String(jwk.d), { code: 'CRYPTO_BAD_KEY', name: 'seed', length: ed25519SeedBytes });
+}
+
+/**
+ * The raw 32-byte public key from an Ed25519 SPKI PEM ("BEGIN PUBLIC KEY").
+ * A private key PEM is refused rather than reduced to its public half: a private key in a
+ * place meant for public keys is a mistake worth reporting.
+ */
+export function publicKeyFromPem(pem: string): Uint8Array {
+  if (privatePemPattern.test(pem)) throw new SdcError('CRYPTO_BAD_KEY', 'expected a public key PEM, got a private key');
+  let keyObject: KeyObject;
+  try {
+    keyObject = createPublicKey({ key: pem, format: 'pem' });
+  } catch (error) {
+    throw new SdcError('CRYPTO_BAD_KEY', `not a readable public key PEM: ${(error as Error).message}`, {}, { cause: error });
+  }
+  if (keyObject.asymmetricKeyType !== 'ed25519') {
+    throw new SdcError('CRYPTO_BAD_KEY', `public key is ${keyObject.asymmetricKeyType ?? 'unknown'}, expected ed25519`);
+  }
+  return rawPublicKeyFromKeyObject(keyObject);
+}
+
+/** PKCS#8 PEM for a 32-byte seed; `openssl pkey` reads it. */
+export function pemFromPrivateSeed(seed: Uint8Array): string {
+  ensureBytes('seed', seed, { code: 'CRYPTO_BAD_KEY', length: ed25519SeedBytes });
+  return String(privateKeyObjectFromSeed(seed).export({ format: 'pem', type: 'pkcs8' }));
+}
+
+/** SPKI PEM for a raw 32-byte public key; `openssl pkey -pubin` reads it. */
+export function pemFromPublicKey(publicKey: Uint8Array): string {
+  ensureBytes('publicKey', publicKey, { code: 'CRYPTO_BAD_KEY', length: ed25519PublicKeyBytes });
+  return String(publicKeyObjectFromRaw(publicKey).export({ format: 'pem', type: 'spki' }));
+}

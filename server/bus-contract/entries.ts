@@ -1,0 +1,85 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { SdcError } from '../../core/errors/index.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import { parseStrictJson } from '../../core/protocol/strict-json.js';
+import { DeviceId, EpochMs, FrameId, SessionId, Seq } from '../../core/protocol/messages/fields.js';
+import { SignedCommandSchema } from '../../core/protocol/messages/command.js';
+
+/**
+ * The typed entries carried on the service streams (streams.ts). Each is stored as two bus
+ * fields, `kind` and `data` (canonical JSON), and validated on read: a store is a boundary too,
+ * and a malformed entry is dead-lettered by the reader, never allowed to crash it.
+ */
+const strict = { additionalProperties: false } as const;
+const GatewayId = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' });
+/** A signed device frame, kept verbatim (canonical JSON text) so its signature can be re-checked and audited. */
+const SignedFrameText = Type.String({ maxLength: 65_536 });
+/** Device clock minus the gateway's, measured at AUTH (core/protocol/clock-offset.ts); any size a device's AUTH can show. */
+const ClockOffsetMs = Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER });
+
+export const busEntrySchemas = {
+  /** control plane -> gateway: deliver this command to the device (held by this gateway). */
+  deliver: Type.Object({ command: SignedCommandSchema }, strict),
+
+  /** gateway -> control plane: a device session opened or closed. */
+  presence: Type.Object({
+    device_id: DeviceId, gateway_id: GatewayId, session_id: SessionId, online: Type.Boolean(), at_ms: EpochMs,
+    last_command_seq: Type.Optional(Seq), reason: Type.Optional(Type.String({ maxLength: 256 })),
+    clock_offset_ms: Type.Optional(ClockOffsetMs),
+  }, strict),
+
+  /** gateway -> control plane: a command moved (delivered, acked, executing), or must go back to the queue. */
+  command_progress: Type.Object({
+    command_id: FrameId, device_id: DeviceId, gateway_id: GatewayId, at_ms: EpochMs,
+    event: Type.Union([Type.Literal('deliver'), Type.Literal('ack'), Type.Literal('start'), Type.Literal('dead_letter'), Type.Literal('requeue')]),
+    attempt: Type.Integer({ minimum: 0, maximum: 100 }),
+    detail: Type.Optional(Type.String({ maxLength: 512 })),
+    /** The device's signed COMMAND_ACK frame, when the event came from one. */
+    frame: Type.Optional(SignedFrameText),
+  }, strict),
+
+  /** gateway -> control plane: the device's signed COMMAND_RESULT frame. */
+  command_result: Type.Object({ command_id: FrameId, device_id: DeviceId, gateway_id: GatewayId, at_ms: EpochMs, frame: SignedFrameText }, strict),
+
+  /** gateway -> control plane: an ALERT frame from a device, or one the gateway raised. */
+  alert: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, at_ms: EpochMs, frame: Type.Optional(SignedFrameText),
+    severity: Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('critical')]),
+    kind: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }), message: Type.String({ maxLength: 1024 }),
+    /** A `clock_skew` alert's measured offset; the control plane records it on the device. */
+    clock_offset_ms: Type.Optional(ClockOffsetMs) }, strict),
+
+  /** gateway -> telemetry writer: a verified TELEMETRY frame. */
+  telemetry: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, received_at_ms: EpochMs, frame: SignedFrameText }, strict),
+} as const satisfies Record<string, TSchema>;
+
+export type BusEntryKind = keyof typeof busEntrySchemas;
+export type BusEntryData<K extends BusEntryKind> = Static<(typeof busEntrySchemas)[K]>;
+
+// Compiled once at load.
+const checks = Object.fromEntries(
+  Object.entries(busEntrySchemas).map(([kind, schema]) => [kind, TypeCompiler.Compile(schema as TSchema)]),
+) as Record<BusEntryKind, TypeCheck<TSchema>>;
+
+export function encodeBusEntry<K extends BusEntryKind>(kind: K, data: BusEntryData<K>): Record<string, string> {
+  if (!checks[kind].Check(data)) {
+    const first = checks[kind].Errors(data).First();
+    throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry ${kind} ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`);
+  }
+  return { kind, data: canonicalize(data) };
+}
+
+export type DecodedBusEntry = { [K in BusEntryKind]: { kind: K; data: BusEntryData<K> } }[BusEntryKind];
+
+/** Decodes and validates; throws PROTO_UNKNOWN_TYPE / PROTO_SCHEMA_INVALID / PROTO_JSON_* for a bad entry. */
+export function decodeBusEntry(fields: Readonly<Record<string, string>>): DecodedBusEntry {
+  const kind = fields.kind;
+  if (kind === undefined || !Object.hasOwn(busEntrySchemas, kind)) throw new SdcError('PROTO_UNKNOWN_TYPE', `unknown bus entry kind ${String(kind).slice(0, 64)}`);
+  const data = parseStrictJson(fields.data ?? '', { frameBytesMax: 256 * 1024 });
+  const check = checks[kind as BusEntryKind];
+  if (!check.Check(data)) {
+    const first = check.Errors(data).First();
+    throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry ${kind} ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`);
+  }
+  return { kind, data } as DecodedBusEntry;
+}

@@ -1,0 +1,235 @@
+import { createHash } from 'node:crypto';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { groups, liveChannel, streamNames } from '../bus-contract/streams.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import type { DeploymentMaterials } from '../materials/materials.js';
+import { AuditLog } from '../../core/protocol/audit-chain.js';
+import { defaultPolicy, type Policy } from '../../core/protocol/policy.js';
+import type { Clock, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
+import type { StreamBus } from '../stores/bus/bus-port.js';
+import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
+import { hexFromBytes } from '../../core/crypto/bytes.js';
+import { AlertService } from './alerts.js';
+import { AuthService } from './auth.js';
+import { CommandService } from './commands.js';
+import type { LiveEvent, ServiceContext } from './context.js';
+import { migrateControlPlane } from './database.js';
+import { DeviceService } from './devices.js';
+import { deviceIdOfEntry, EventHandlers } from './events.js';
+import { buildHttpApp } from './http/app.js';
+import { clientErrorListener } from './http/client-errors.js';
+import type { AuthRateLimits } from './http/rate-limit.js';
+import { LiveHub } from './live.js';
+import type { ControlPlaneServices } from './services.js';
+import { SqlAuditStore } from './stores/sql-audit-store.js';
+import { StreamConsumer } from './stream-consumer.js';
+
+export interface ControlPlaneOptions {
+  readonly materials: DeploymentMaterials;
+  readonly stores: { readonly sql: SqlDatabase; readonly bus: StreamBus; readonly kv: KeyValueStore };
+  readonly clock: Clock;
+  readonly random: RandomSource;
+  readonly scheduler: Scheduler;
+  /** Default: silent. */
+  readonly logger?: Logger;
+  /** Default: defaultPolicy (core/protocol/policy.ts). */
+  readonly policy?: Policy;
+  readonly jwt?: { readonly issuer?: string; readonly audience?: string; readonly tokenTtlMs?: number };
+  readonly commandTtlMsDefault?: number;
+  /** WSS URLs handed to devices at enrollment. */
+  readonly gatewayUrls: readonly string[];
+  /** Keep the JWT key ring in `<materials.dataDir>/jwt/` (default true); false keeps it in memory. */
+  readonly persistJwtKeys?: boolean;
+  /** Consumer name in the bus groups; default `cp-<random>`. */
+  readonly consumerName?: string;
+  /** How often the expiry sweep runs (default 5 s). */
+  readonly expirySweepIntervalMs?: number;
+  /**
+   * How often recorded audit inputs left in the outbox are chained (default 5 s; also at start):
+   * normally every change chains its own right after its commit, so this only completes what a
+   * failed drain or a crash left behind.
+   */
+  readonly auditDrainIntervalMs?: number;
+  /** How often the redelivery sweep runs (default 5 s; see CommandService.redispatchDue). */
+  readonly redeliverySweepIntervalMs?: number;
+  /** A waiting command is re-dispatched at most once per this interval (default 30 s). */
+  readonly redispatchIntervalMs?: number;
+  /** How often every enrolled device's kv key is re-published, healing a wiped key/value store (default 60 s; also at start). */
+  readonly enrolledDevicesPublishIntervalMs?: number;
+  /**
+   * How often the control plane looks for the marker key of its last full publish (default 5 s):
+   * when the key/value store lost its data, everything gateways admit by is re-published at once,
+   * so devices are refused (fail closed) for at most about this long after a wipe.
+   */
+  readonly trustWipeCheckIntervalMs?: number;
+  /** Where each newly signed CRL is written, for gateways (`<dataDir>/pki/crl.pem` in a deployment); none when absent. */
+  readonly crlPath?: string;
+  /** Blocking read time of the consumer loops (default 1 s). */
+  readonly consumerBlockMs?: number;
+  /** A pending entry idle this long is taken over from a dead consumer (default 30 s). */
+  readonly claimIdleMs?: number;
+  readonly bodyLimitBytes?: number;
+  readonly liveClientsMax?: number;
+  /** Live streams one user may hold per process (default 5). */
+  readonly liveClientsPerUserMax?: number;
+  /** Overrides of the login and enrollment rate limits (authRateLimits in http/rate-limit.ts). */
+  readonly authRateLimits?: Partial<AuthRateLimits>;
+  /** Cheaper scrypt for tests only. */
+  readonly scryptParams?: { N: number; r: number; p: number };
+}
+
+export interface ControlPlane extends ControlPlaneServices {
+  readonly app: FastifyInstance;
+  /** Consumers of `sdc:events` and `sdc:telemetry`; `drain()` processes everything pending now (tests, simulator). */
+  readonly eventsConsumer: StreamConsumer;
+  readonly telemetryConsumer: StreamConsumer;
+  /** Serves the API over HTTP or HTTPS (materials.serverTls); returns the bound address. */
+  listen(options: { host: string; port: number; tls: boolean }): Promise<{ host: string; port: number; url: string }>;
+  /**
+   * Re-publishes the enrolled devices' kv keys (gateways admit only those), starts the event
+   * consumers (after claiming a dead consumer's idle entries), the live relay, and the expiry,
+   * redelivery and enrolled-device sweeps.
+   */
+  start(): Promise<void>;
+  /** Stops everything this object started; the stores stay open (the caller owns them). */
+  stop(): Promise<void>;
+}
+
+const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
+
+export async function createControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const { materials, clock, random, scheduler } = options;
+  const { sql: db, bus, kv } = options.stores;
+  const logger = options.logger ?? pino({ level: 'silent' });
+  await migrateControlPlane(db, clock);
+  const auditStore = new SqlAuditStore(db);
+  const audit = new AuditLog<SqlExecutor>({ store: auditStore, sha256, clock });
+  const settleAudit = async (): Promise<void> => {
+    try {
+      await audit.drainRecorded();
+    } catch (error) {
+      logger.warn({ err: error }, 'audit outbox drain failed; the entries stay recorded and the periodic drain chains them');
+    }
+  };
+  const context: ServiceContext = {
+    db, bus, kv, clock, random, scheduler, logger, audit, settleAudit, ed25519: createNodeEd25519Provider(),
+    publishLive(event: LiveEvent) {
+      kv.publish(liveChannel, JSON.stringify(event)).catch((error: unknown) => logger.warn({ err: error }, 'live publish failed'));
+    },
+  };
+  const auth = await AuthService.create({
+    context, issuer: options.jwt?.issuer ?? 'sdc-control-plane', audience: options.jwt?.audience ?? 'sdc-api',
+    ...(options.persistJwtKeys === false ? {} : { dataDir: materials.dataDir }),
+    ...(options.jwt?.tokenTtlMs === undefined ? {} : { tokenTtlMs: options.jwt.tokenTtlMs }),
+    ...(options.scryptParams === undefined ? {} : { scryptParams: options.scryptParams }),
+  });
+  const devices = new DeviceService({ context, materials, gatewayUrls: options.gatewayUrls, ...(options.crlPath === undefined ? {} : { crlPath: options.crlPath }) });
+  const commands = new CommandService({
+    context, signer: materials.commandSigner, policy: options.policy ?? defaultPolicy,
+    ttlMsDefault: options.commandTtlMsDefault ?? 10 * 60 * 1000, issuer: materials.commandSigner.kid,
+    ...(options.redispatchIntervalMs === undefined ? {} : { redispatchIntervalMs: options.redispatchIntervalMs }),
+  });
+  const events = new EventHandlers({ context, commands, devices });
+  const live = new LiveHub({
+    kv, logger, clock, scheduler, ...(options.liveClientsMax === undefined ? {} : { clientsMax: options.liveClientsMax }),
+    ...(options.liveClientsPerUserMax === undefined ? {} : { clientsPerUserMax: options.liveClientsPerUserMax }),
+  });
+  const alerts = new AlertService({ context });
+  const services: ControlPlaneServices = { context, auth, devices, commands, events, alerts, live, auditStore };
+  const app = buildHttpApp({
+    services, logger, random, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
+    ...(options.authRateLimits === undefined ? {} : { authRateLimits: options.authRateLimits }),
+  });
+
+  const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
+  const claimIdleMs = options.claimIdleMs ?? 30_000;
+  const eventsConsumer = new StreamConsumer({
+    bus, stream: streamNames.events, group: groups.controlPlane, consumer, logger, scheduler, claimIdleMs, handle: (entry) => events.handleEvent(entry),
+    partitionKey: deviceIdOfEntry,
+  });
+  const telemetryConsumer = new StreamConsumer({
+    bus, stream: streamNames.telemetry, group: groups.telemetry, consumer, logger, scheduler, claimIdleMs, handle: (entry) => events.handleTelemetry(entry),
+    partitionKey: deviceIdOfEntry,
+  });
+
+  let running = false;
+  const timers = new Map<string, TimerHandle>();
+  // One pass at a time per sweep: the next is scheduled only when the previous has finished.
+  const every = (name: string, intervalMs: number, pass: () => Promise<unknown>): void => {
+    const run = (): void => {
+      pass()
+        .catch((error: unknown) => logger.error({ err: error }, `${name} failed`))
+        .finally(() => { if (running) timers.set(name, scheduler.schedule(intervalMs, run)); });
+    };
+    timers.set(name, scheduler.schedule(intervalMs, run));
+  };
+  let server: Server | undefined;
+
+  return {
+    ...services, app, eventsConsumer, telemetryConsumer,
+    async listen({ host, port, tls }) {
+      await app.ready();
+      const handler = (req: Parameters<FastifyInstance['routing']>[0], res: Parameters<FastifyInstance['routing']>[1]) => app.routing(req, res);
+      const created = tls
+        ? createHttpsServer({
+          key: materials.serverTls.keyPem, cert: `${materials.serverTls.certPem.trim()}\n${materials.intermediateCaPem.trim()}\n`, minVersion: 'TLSv1.2',
+          // Requested, not required, and not judged here: only certificate renewal uses it, and it
+          // verifies the certificate itself (chain, validity, revocation, device id).
+          requestCert: true, rejectUnauthorized: false, ca: [materials.intermediateCaPem, materials.rootCaPem],
+        }, handler)
+        : createHttpServer(handler);
+      server = created;
+      // Node's own refusals (headers too large, malformed HTTP) in our error shape.
+      created.on('clientError', clientErrorListener({ logger, newTraceId: () => hexFromBytes(random.bytes(8)) }));
+      await new Promise<void>((resolve, reject) => {
+        created.once('error', reject);
+        created.listen(port, host, () => { created.off('error', reject); resolve(); });
+      });
+      const address = created.address() as AddressInfo;
+      const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      return { host: address.address, port: address.port, url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}` };
+    },
+    async start() {
+      if (running) return;
+      running = true;
+      // What a crash left between a commit and its chain append is chained before anything new.
+      await settleAudit();
+      const { published, certificates, revoked } = await devices.publishEnrolledDevices();
+      logger.info({ published, certificates, revoked }, 'enrolled devices, their certificates and revoked serials published');
+      await devices.crlPem(); // signs (and writes) a CRL from SQL now, not at the first request
+      await live.start();
+      await eventsConsumer.claimIdle(claimIdleMs);
+      await telemetryConsumer.claimIdle(claimIdleMs);
+      const blockMs = options.consumerBlockMs ?? 1_000;
+      eventsConsumer.start({ blockMs });
+      telemetryConsumer.start({ blockMs });
+      every('audit outbox drain', options.auditDrainIntervalMs ?? 5_000, () => audit.drainRecorded());
+      every('expiry sweep', options.expirySweepIntervalMs ?? 5_000, () => commands.expireDue());
+      every('redelivery sweep', options.redeliverySweepIntervalMs ?? 5_000, () => commands.redispatchDue());
+      every('enrolled devices publish', options.enrolledDevicesPublishIntervalMs ?? 60_000, async () => {
+        await devices.publishEnrolledDevices();
+        await devices.crlPem(); // re-signed once a third of its validity is left
+      });
+      every('trust wipe check', options.trustWipeCheckIntervalMs ?? 5_000, () => devices.trust.publishIfWiped());
+    },
+    async stop() {
+      running = false;
+      for (const timer of timers.values()) scheduler.cancel(timer);
+      timers.clear();
+      await Promise.all([eventsConsumer.stop(), telemetryConsumer.stop()]);
+      await live.stop();
+      if (server !== undefined) {
+        const s = server;
+        server = undefined;
+        s.closeAllConnections?.();
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+      }
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,36 @@
+import { join } from 'node:path';
+import type { Clock } from '../../core/ports/ports.js';
+import { controlPlaneMigrations } from '../stores/sql/control-plane-migrations.js';
+import { controlPlaneMigration002 } from '../stores/sql/control-plane-migrations-002.js';
+import { controlPlaneMigration003 } from '../stores/sql/control-plane-migrations-003.js';
+import { controlPlaneMigration004 } from '../stores/sql/control-plane-migrations-004.js';
+import { controlPlaneMigration005 } from '../stores/sql/control-plane-migrations-005.js';
+import { controlPlaneMigration006 } from '../stores/sql/control-plane-migrations-006.js';
+import { controlPlaneMigration007 } from '../stores/sql/control-plane-migrations-007.js';
+import { controlPlaneMigration008 } from '../stores/sql/control-plane-migrations-008.js';
+import { migrate, type Migration } from '../stores/sql/migrate.js';
+import { createMysqlDatabase } from '../stores/sql/mysql-database.js';
+import { openSqlJsDatabase } from '../stores/sql/sqljs-database.js';
+import type { SqlDatabase } from '../stores/sql/sql-port.js';
+
+/** Every migration the control plane runs, in order. */
+export const controlPlaneAllMigrations: readonly Migration[] = [...controlPlaneMigrations, controlPlaneMigration002, controlPlaneMigration003, controlPlaneMigration004, controlPlaneMigration005, controlPlaneMigration006, controlPlaneMigration007, controlPlaneMigration008];
+
+/** Brings the schema up to date; safe to call from every process at start. */
+export async function migrateControlPlane(db: SqlDatabase, clock: Clock): Promise<string[]> {
+  return migrate(db, controlPlaneAllMigrations, { clock });
+}
+
+/** The control plane's database: MySQL when a URL is given, otherwise the embedded file D/db/sdc.sqlite. Migrated. */
+export async function openControlPlaneDatabase(options: { dataDir: string; mysqlUrl?: string; clock: Clock }): Promise<SqlDatabase> {
+  const db = options.mysqlUrl !== undefined
+    ? await createMysqlDatabase({ url: options.mysqlUrl })
+    : await openSqlJsDatabase({ dataDir: join(options.dataDir, 'db'), fileName: 'sdc.sqlite' });
+  try {
+    await migrateControlPlane(db, options.clock);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  return db;
+}

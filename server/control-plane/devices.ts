@@ -1,0 +1,441 @@
+import { SdcError } from '../../core/errors/index.js';
+import { kvKeys } from '../bus-contract/streams.js';
+import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.js';
+import type { DeploymentMaterials } from '../materials/materials.js';
+import { decodeEnvelope, verifyEnvelope, type SignedEnvelope } from '../../core/protocol/envelope.js';
+import type { MessageBody, MessageType } from '../../core/protocol/messages/catalog.js';
+import { validateMessageBody } from '../../core/protocol/messages/validate.js';
+import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
+import { generateCrl, type SignedCrl } from '../../trust/crl.js';
+import { DeviceCertificateIssuer, type IssuedDeviceCertificate } from '../../trust/device-issuer.js';
+import { EnrollmentService } from '../../trust/enrollment.js';
+import { createPairingToken } from '../../trust/pairing-tokens.js';
+import { requireRevocationReason, type RevocationReason, type RevocationStore } from '../../trust/revocation.js';
+import { normalizeSerialHex } from '../../trust/serial-number.js';
+import { verifyDeviceCertificate } from '../../trust/verify-device-certificate.js';
+import { parseCertificate } from '../../trust/x509-provider.js';
+import { writeFileAtomic } from '../../runtime/atomic-file.js';
+import { actors, type ServiceContext } from './context.js';
+import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
+import { SqlPairingTokenStore } from './stores/sql-pairing-token-store.js';
+import { SqlRevocationStore } from './stores/sql-revocation-store.js';
+import type { SqlExecutor } from '../stores/sql/sql-port.js';
+import { TrustPublisher, type TrustPublishCounts } from './trust-publisher.js';
+
+export interface DeviceView {
+  readonly id: string;
+  readonly status: string;
+  readonly created_at_ms: number;
+  readonly last_seen_at_ms: number | null;
+  readonly gateway_id: string | null;
+  readonly online: boolean;
+  readonly cert_serial: string | null;
+  readonly cert_not_after_ms: number | null;
+  readonly last_command_seq: number | null;
+  /** The device clock minus the gateway's, measured at its last AUTH (docs/protocol.md, Clocks); null before one. */
+  readonly clock_offset_ms: number | null;
+}
+
+interface DeviceRow {
+  id: string; status: string; created_at: number; last_seen_at: number | null; cert_serial: string | null;
+  cert_not_after: number | null; public_key: string | null; last_command_seq: number | null; gateway_id: string | null;
+  clock_offset_ms: number | null;
+}
+
+export interface EnrollmentAnswer {
+  readonly certificate_pem: string;
+  readonly chain_pems: readonly string[];
+  readonly command_keys: ReadonlyArray<{ kid: string; public_key: string }>;
+  readonly gateway_keys: ReadonlyArray<{ kid: string; public_key: string }>;
+  readonly gateway_urls: readonly string[];
+}
+
+export interface DeviceServiceOptions {
+  readonly context: ServiceContext;
+  readonly materials: DeploymentMaterials;
+  readonly gatewayUrls: readonly string[];
+  /** Validity of issued device certificates (default: the trust profile's). */
+  readonly certificateValidityMs?: number;
+  /** Where each newly signed CRL is written (PEM, world-readable), for gateways to read; none when absent. */
+  readonly crlPath?: string;
+}
+
+/** The TLS client certificate a request arrived with (DER), as the HTTPS layer saw it. */
+export interface PresentedClientCertificate {
+  readonly certDer: Uint8Array;
+}
+
+/** How fresh `last_seen_at_ms` is kept from telemetry: at most one write per device per interval, so it lags by less than that. */
+export const deviceActivityLimits = Object.freeze({ lastSeenWriteIntervalMs: 5_000 });
+
+/** Unexpired certificates kept per device when a new one is issued: the one presented and the new one. */
+const superseded = { perIssueMax: 64 } as const;
+
+/** Ed25519 SPKI DER is a fixed 12-byte prefix and the 32-byte key. */
+function rawEd25519Key(spki: ArrayBuffer): Uint8Array {
+  const bytes = new Uint8Array(spki);
+  if (bytes.length !== 44) throw new SdcError('TRUST_CERT_INVALID', 'certificate key is not a 32-byte Ed25519 key');
+  return bytes.slice(12);
+}
+
+/**
+ * Devices: registry, pairing tokens, enrollment, revocation and the CRL. The device's public key
+ * is stored at enrollment, so frames forwarded by a gateway (results, telemetry) are verified
+ * again here against the key the device enrolled with, not one a gateway asserts.
+ */
+export class DeviceService {
+  readonly #ctx: ServiceContext;
+  readonly #options: DeviceServiceOptions;
+  readonly #tokens: SqlPairingTokenStore;
+  readonly revocations: SqlRevocationStore;
+  readonly #enrollment: EnrollmentService;
+  readonly #issuer: DeviceCertificateIssuer;
+  /** The key/value copy of who is enrolled with which certificate and what is revoked, which gateways admit by. */
+  readonly trust: TrustPublisher;
+  #tokenCreator = 'system';
+  #crl: SignedCrl | undefined;
+
+  constructor(options: DeviceServiceOptions) {
+    this.#ctx = options.context;
+    this.#options = options;
+    this.#tokens = new SqlPairingTokenStore(options.context.db, {
+      createdBy: () => this.#tokenCreator,
+      // The token and its audit entry commit together.
+      onCreated: (tx, record) => this.#ctx.audit.record(tx, {
+        kind: 'pairing.token_created', actor: actors.user(this.#tokenCreator), subject: `device:${record.deviceId}`,
+        payload: { expires_at_ms: record.expiresAtMs },
+      }),
+    });
+    this.revocations = new SqlRevocationStore(options.context.db);
+    this.trust = new TrustPublisher(options.context);
+    const issuer = new DeviceCertificateIssuer({
+      intermediate: options.materials.pki.intermediate, rootCertificate: options.materials.pki.rootCertificate,
+      random: options.context.random, isRevoked: (serial) => this.revocations.isRevoked(serial),
+    });
+    this.#issuer = issuer;
+    this.#enrollment = new EnrollmentService({ tokens: this.#tokens, issuer, validityMs: options.certificateValidityMs });
+  }
+
+  async list(query: { limit?: number; cursor?: string }): Promise<{ items: DeviceView[]; next_cursor: string | null }> {
+    const limit = pageLimit(query.limit);
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)[1];
+    const rows = await this.#ctx.db.query<DeviceRow>(
+      `SELECT * FROM devices ${after === undefined ? '' : 'WHERE id > ?'} ORDER BY id ASC LIMIT ?`,
+      after === undefined ? [limit + 1] : [after, limit + 1],
+    );
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    const items = await Promise.all(page.map((row) => this.#view(row)));
+    return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(['0', last.id]) : null };
+  }
+
+  async get(deviceId: string): Promise<DeviceView> {
+    return this.#view(await this.#row(deviceId));
+  }
+
+  async #row(deviceId: string): Promise<DeviceRow> {
+    const [row] = await this.#ctx.db.query<DeviceRow>('SELECT * FROM devices WHERE id = ?', [deviceId]);
+    if (row === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `device ${deviceId} is unknown`, { deviceId });
+    return row;
+  }
+
+  /** Online means the gateway's presence key exists now (it expires without heartbeats). */
+  async #view(row: DeviceRow): Promise<DeviceView> {
+    const online = (await this.#ctx.kv.get(kvKeys.presence(row.id))) !== null;
+    return {
+      id: row.id, status: row.status, created_at_ms: Number(row.created_at), online,
+      last_seen_at_ms: row.last_seen_at === null ? null : Number(row.last_seen_at), gateway_id: row.gateway_id,
+      cert_serial: row.cert_serial, cert_not_after_ms: row.cert_not_after === null ? null : Number(row.cert_not_after),
+      last_command_seq: row.last_command_seq === null ? null : Number(row.last_command_seq),
+      clock_offset_ms: row.clock_offset_ms === null ? null : Number(row.clock_offset_ms),
+    };
+  }
+
+  /** A one-time pairing token for `deviceId` (registered as `pending` if new). The secret is returned once and stored only as a hash. */
+  async createPairingToken(options: { actor: string; deviceId: string; ttlMs?: number }): Promise<{ token: string; device_id: string; expires_at_ms: number }> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const existing = await this.#ctx.db.query<{ status: string }>('SELECT status FROM devices WHERE id = ?', [options.deviceId]);
+    if (existing.length === 0) {
+      try {
+        await this.#ctx.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'pending', ?)", [options.deviceId, nowMs]);
+      } catch (error) {
+        if (!SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) throw error;
+      }
+    }
+    this.#tokenCreator = options.actor;
+    const created = await createPairingToken({ store: this.#tokens, deviceId: options.deviceId, now: new Date(nowMs), random: this.#ctx.random, ttlMs: options.ttlMs });
+    await this.#ctx.settleAudit();
+    return { token: created.token, device_id: created.deviceId, expires_at_ms: created.expiresAt.getTime() };
+  }
+
+  /** Trades a one-time token and a CSR for the device's certificate and the keys it must pin. */
+  async enroll(options: { deviceId: string; token: string; csrPem: string }): Promise<EnrollmentAnswer> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const enrolled = await this.#enrollment.enroll({ token: options.token, deviceId: options.deviceId, csrPem: options.csrPem, now: new Date(nowMs) });
+    const certificate = parseCertificate(enrolled.certificatePem);
+    // The certificate's notAfter (whole seconds), not the issuer's unrounded one.
+    const result = { ...enrolled, notAfter: certificate.notAfter };
+    const publicKey = base64urlFromBytes(rawEd25519Key(certificate.publicKey.rawData));
+    const serial = normalizeSerialHex(result.serialHex);
+    // The certificate, the device row, the superseded certificates' revocations and the audit entry commit together.
+    const supersededSerials = await this.#ctx.db.transaction(async (tx) => {
+      await this.#recordCertificate(tx, options.deviceId, result, nowMs);
+      const updated = await tx.execute(
+        "UPDATE devices SET status = 'enrolled', cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?",
+        [serial, result.notAfter.getTime(), publicKey, options.deviceId],
+      );
+      if (updated.changes === 0) {
+        await tx.execute(
+          "INSERT INTO devices (id, status, created_at, cert_serial, cert_not_after, public_key) VALUES (?, 'enrolled', ?, ?, ?, ?)",
+          [options.deviceId, nowMs, serial, result.notAfter.getTime(), publicKey],
+        );
+      }
+      // A new pairing replaces whatever the device held before (it may have been lost or stolen).
+      const revoked = await this.#revokeCertificates(tx, options.deviceId, [serial], 'superseded', nowMs);
+      await this.#ctx.audit.record(tx, {
+        kind: 'device.enrolled', actor: actors.device(options.deviceId), subject: `device:${options.deviceId}`,
+        payload: { serial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: revoked },
+      });
+      return revoked;
+    });
+    await this.#ctx.settleAudit();
+    await this.#publishSuperseded(options.deviceId, supersededSerials, nowMs);
+    await this.trust.certificateIssued(options.deviceId, serial, result.notAfter.getTime());
+    return this.#answer(result.certificatePem, result.chainPems);
+  }
+
+  /**
+   * Renews a device's certificate (issue 2): the caller proved possession of `presented`'s key in
+   * the TLS handshake; it must chain to our CA, be valid, not revoked, on record for `deviceId`,
+   * and name `deviceId`. The CSR may carry a new key (rotation). Every other unexpired
+   * certificate of the device except the presented one is revoked as `superseded`: a renewal whose
+   * answer was lost can be retried with the same certificate, and at most two certificates of a
+   * device are ever usable at once.
+   */
+  async renew(options: { deviceId: string; csrPem: string; presented: PresentedClientCertificate | undefined }): Promise<EnrollmentAnswer> {
+    const { deviceId } = options;
+    if (options.presented === undefined) {
+      throw new SdcError('API_CLIENT_CERT_REQUIRED', 'renewal needs the current device certificate as the TLS client certificate');
+    }
+    const nowMs = this.#ctx.clock.nowMs();
+    const { pki } = this.#options.materials;
+    const verified = await verifyDeviceCertificate({
+      certDer: options.presented.certDer, trustAnchors: [pki.intermediate.certificate, pki.rootCertificate], now: new Date(nowMs),
+      isRevoked: (serial) => this.revocations.isRevoked(serial),
+    });
+    if (verified.deviceId !== deviceId) {
+      throw new SdcError('API_CLIENT_CERT_DEVICE_MISMATCH', `the client certificate is device ${verified.deviceId}'s, not ${deviceId}'s`, { deviceId });
+    }
+    const row = await this.#row(deviceId);
+    if (row.status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked`, { deviceId });
+    const presentedSerial = normalizeSerialHex(verified.serialHex);
+    const [onRecord] = await this.#ctx.db.query('SELECT serial FROM device_certificates WHERE serial = ? AND device_id = ?', [presentedSerial, deviceId]);
+    if (onRecord === undefined) {
+      throw new SdcError('API_CLIENT_CERT_UNKNOWN', `certificate ${presentedSerial} was not issued to ${deviceId} by this control plane`, { deviceId });
+    }
+    const issued = await this.#issuer.renewDeviceCertificate({
+      currentCertPem: parseCertificate(options.presented.certDer).toString('pem'), csrPem: options.csrPem, now: new Date(nowMs),
+      ...(this.#options.certificateValidityMs === undefined ? {} : { validityMs: this.#options.certificateValidityMs }),
+    });
+    const certificate = parseCertificate(issued.certificatePem);
+    const result = { ...issued, notAfter: certificate.notAfter };
+    const serial = normalizeSerialHex(result.serialHex);
+    const publicKey = base64urlFromBytes(rawEd25519Key(certificate.publicKey.rawData));
+    const supersededSerials = await this.#ctx.db.transaction(async (tx) => {
+      await this.#recordCertificate(tx, deviceId, result, nowMs);
+      await tx.execute('UPDATE devices SET cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?',
+        [serial, result.notAfter.getTime(), publicKey, deviceId]);
+      const revoked = await this.#revokeCertificates(tx, deviceId, [serial, presentedSerial], 'superseded', nowMs);
+      await this.#ctx.audit.record(tx, {
+        kind: 'device.renewed', actor: actors.device(deviceId), subject: `device:${deviceId}`,
+        payload: { serial, previous_serial: presentedSerial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: revoked },
+      });
+      return revoked;
+    });
+    await this.#ctx.settleAudit();
+    await this.#publishSuperseded(deviceId, supersededSerials, nowMs);
+    await this.trust.certificateIssued(deviceId, serial, result.notAfter.getTime());
+    return this.#answer(result.certificatePem, this.#issuer.chainPems());
+  }
+
+  async #recordCertificate(tx: SqlExecutor, deviceId: string, issued: Pick<IssuedDeviceCertificate, 'serialHex' | 'notAfter'>, nowMs: number): Promise<void> {
+    await tx.execute('INSERT INTO device_certificates (serial, device_id, not_after, issued_at) VALUES (?, ?, ?, ?)',
+      [normalizeSerialHex(issued.serialHex), deviceId, issued.notAfter.getTime(), nowMs]);
+  }
+
+  /** Revokes the device's unexpired, unrevoked certificates except `keep`, as `reason`, in SQL; returns their serials (the caller publishes them). */
+  async #revokeCertificates(tx: SqlExecutor, deviceId: string, keep: readonly string[], reason: RevocationReason, nowMs: number): Promise<string[]> {
+    const rows = await tx.query<{ serial: string }>(
+      `SELECT c.serial FROM device_certificates c LEFT JOIN revocations r ON r.serial = c.serial
+       WHERE c.device_id = ? AND c.not_after > ? AND r.serial IS NULL ORDER BY c.issued_at ASC LIMIT ?`,
+      [deviceId, nowMs, superseded.perIssueMax],
+    );
+    const revoked: string[] = [];
+    for (const { serial } of rows) {
+      if (keep.includes(serial)) continue;
+      await this.revocations.revokeDeviceIn(tx, serial, reason, new Date(nowMs), deviceId);
+      revoked.push(serial);
+    }
+    return revoked;
+  }
+
+  /** Superseded certificates are revoked like any other: gateways refuse them and close their sessions. */
+  async #publishSuperseded(deviceId: string, superseded: readonly string[], nowMs: number): Promise<void> {
+    if (superseded.length > 0) await this.#regenerateCrl(nowMs);
+    await this.trust.certificatesRevoked(deviceId, [...superseded], nowMs);
+  }
+
+  #answer(certificatePem: string, chainPems: readonly string[]): EnrollmentAnswer {
+    const { commandSigner, gatewaySigner } = this.#options.materials;
+    return {
+      certificate_pem: certificatePem, chain_pems: [...chainPems],
+      command_keys: [{ kid: commandSigner.kid, public_key: base64urlFromBytes(commandSigner.publicKey) }],
+      gateway_keys: [{ kid: gatewaySigner.kid, public_key: base64urlFromBytes(gatewaySigner.publicKey) }],
+      gateway_urls: [...this.#options.gatewayUrls],
+    };
+  }
+
+  /**
+   * Revokes the device's current certificate and every other unexpired one: recorded in SQL and
+   * the device marked revoked (so the control plane refuses what it still sends), then published
+   * (TrustPublisher.certificatesRevoked: the kv revoked keys, normalized serials, that gateways
+   * check at AUTH, and the notice on which every gateway closes the device's sessions), the
+   * enrolled-device key removed, and a fresh CRL is signed.
+   */
+  async revoke(options: { actor: string; deviceId: string; reason?: string }): Promise<{ serial: string; crl_number: string }> {
+    const reason = requireRevocationReason(options.reason ?? 'unspecified');
+    const row = await this.#row(options.deviceId);
+    if (row.cert_serial === null) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${options.deviceId} has no certificate`, { deviceId: options.deviceId });
+    const nowMs = this.#ctx.clock.nowMs();
+    const serial = normalizeSerialHex(row.cert_serial);
+    // The revocations, the device's status and the audit entry commit together; the entry names the
+    // number of the CRL that lists them, taken in the same transaction and used below.
+    const { others, crlNumber } = await this.#ctx.db.transaction(async (tx) => {
+      await this.revocations.revokeDeviceIn(tx, serial, reason, new Date(nowMs), options.deviceId);
+      // An earlier certificate kept alive by a renewal must not outlive the device's revocation.
+      const revoked = await this.#revokeCertificates(tx, options.deviceId, [serial], reason, nowMs);
+      await tx.execute("UPDATE devices SET status = 'revoked' WHERE id = ?", [options.deviceId]);
+      const number = await this.revocations.nextCrlNumberIn(tx);
+      await this.#ctx.audit.record(tx, {
+        kind: 'device.revoked', actor: actors.user(options.actor), subject: `device:${options.deviceId}`,
+        payload: { serial, reason, crl_number: number.toString() },
+      });
+      return { others: revoked, crlNumber: number };
+    });
+    await this.#ctx.settleAudit();
+    await this.trust.certificatesRevoked(options.deviceId, [serial, ...others], nowMs);
+    await this.trust.deviceRevoked(options.deviceId);
+    const crl = await this.#regenerateCrl(nowMs, crlNumber);
+    return { serial, crl_number: crl.crlNumber.toString() };
+  }
+
+  /**
+   * Re-publishes from SQL what gateways admit by (TrustPublisher.publishAll): every enrolled
+   * device's key, its current certificates and every revoked serial, so a wiped key/value store
+   * heals. Run when the control plane starts, periodically, and when the store was found wiped.
+   */
+  async publishEnrolledDevices(): Promise<{ published: number } & TrustPublishCounts> {
+    const counts = await this.trust.publishAll();
+    return { published: counts.devices, ...counts };
+  }
+
+  /** A fresh CRL; numbered `crlNumber` when a transaction already took the number, otherwise the next one. */
+  async #regenerateCrl(nowMs: number, crlNumber?: bigint): Promise<SignedCrl> {
+    const revocations = this.revocations;
+    const store: RevocationStore = crlNumber === undefined ? revocations : {
+      revoke: (serial, reason, at) => revocations.revoke(serial, reason, at), isRevoked: (serial) => revocations.isRevoked(serial),
+      list: () => revocations.list(), nextCrlNumber: async () => crlNumber,
+    };
+    this.#crl = await generateCrl({ issuer: this.#options.materials.pki.intermediate, store, now: new Date(nowMs) });
+    await this.#writeCrlFile(this.#crl);
+    return this.#crl;
+  }
+
+  /** A failed write is logged, not thrown: SQL already holds the revocation, and the kv keys carry it to the gateways. */
+  async #writeCrlFile(crl: SignedCrl): Promise<void> {
+    const path = this.#options.crlPath;
+    if (path === undefined) return;
+    try {
+      await writeFileAtomic(path, crl.pem, { mode: 0o644 });
+    } catch (error) {
+      this.#ctx.logger.error({ err: error, path }, 'CRL file not written; gateways keep the previous one');
+    }
+  }
+
+  /** The current CRL, re-signed when a third of its validity is left (or none was made yet). */
+  async crlPem(): Promise<string> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const crl = this.#crl;
+    if (crl === undefined || nowMs > crl.nextUpdate.getTime() - (crl.nextUpdate.getTime() - crl.thisUpdate.getTime()) / 3) {
+      return (await this.#regenerateCrl(nowMs)).pem;
+    }
+    return crl.pem;
+  }
+
+  /**
+   * Decodes a device-signed frame (canonical JSON text), checks it is of `type`, from `deviceId`,
+   * a device not revoked (API_DEVICE_REVOKED), signed by the key the device enrolled with, and
+   * that its body matches the schema.
+   */
+  async verifyDeviceFrame<T extends MessageType>(deviceId: string, frameText: string, type: T): Promise<{ envelope: SignedEnvelope; body: MessageBody<T> }> {
+    const envelope = decodeEnvelope(frameText);
+    if (envelope.type !== type) throw new SdcError('PROTO_SCHEMA_INVALID', `frame is ${envelope.type}, expected ${type}`);
+    if (envelope.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `frame is from ${envelope.device_id}, entry names ${deviceId}`);
+    const [row] = await this.#ctx.db.query<{ public_key: string | null; status: string }>('SELECT public_key, status FROM devices WHERE id = ?', [deviceId]);
+    if (row?.public_key === null || row?.public_key === undefined) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${deviceId} has no enrolled key`);
+    // Frames a revoked device sent before its sessions were closed may still be on the streams.
+    if (row.status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked; its frame is refused`, { deviceId });
+    const publicKey = bytesFromBase64url(row.public_key, { code: 'CRYPTO_BAD_KEY', name: 'device public key', length: 32 });
+    verifyEnvelope({ envelope, resolveKey: (kid) => (kid === deviceKid(deviceId) ? publicKey : undefined), provider: this.#ctx.ed25519 });
+    return { envelope, body: validateMessageBody(type, envelope.body) };
+  }
+
+  /**
+   * Records presence in SQL. An offline event clears the gateway only if it is still the one on
+   * record: after a reconnect, the old gateway's late "offline" must not hide the new session.
+   * Returns false for an unknown device.
+   */
+  async recordPresence(options: { deviceId: string; gatewayId: string; online: boolean; atMs: number; lastCommandSeq?: number; clockOffsetMs?: number }): Promise<boolean> {
+    const { deviceId, gatewayId, online, atMs } = options;
+    const updated = await this.#ctx.db.execute(
+      `UPDATE devices SET
+         last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN ? ELSE last_seen_at END,
+         gateway_id = CASE WHEN ? = 1 THEN ? WHEN gateway_id = ? THEN NULL ELSE gateway_id END,
+         last_command_seq = COALESCE(?, last_command_seq),
+         clock_offset_ms = COALESCE(?, clock_offset_ms)
+       WHERE id = ?`,
+      [atMs, atMs, online ? 1 : 0, gatewayId, gatewayId, options.lastCommandSeq ?? null, options.clockOffsetMs ?? null, deviceId],
+    );
+    return updated.changes === 1;
+  }
+
+  /** The device clock's offset from a clock_skew alert (its AUTH was refused, so no presence carries it). */
+  async recordClockOffset(deviceId: string, clockOffsetMs: number): Promise<void> {
+    await this.#ctx.db.execute('UPDATE devices SET clock_offset_ms = ? WHERE id = ?', [clockOffsetMs, deviceId]);
+  }
+
+  /**
+   * The device finished the command with `deviceSeq` (its signed result arrived): last_command_seq
+   * moves up to it (never down: results may arrive out of order), and the device was seen then.
+   */
+  async recordCommandFinished(options: { deviceId: string; deviceSeq: number; atMs: number }): Promise<void> {
+    const { deviceId, deviceSeq, atMs } = options;
+    await this.#ctx.db.execute(
+      `UPDATE devices SET
+         last_command_seq = CASE WHEN last_command_seq IS NULL OR last_command_seq < ? THEN ? ELSE last_command_seq END,
+         last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN ? ELSE last_seen_at END
+       WHERE id = ?`,
+      [deviceSeq, deviceSeq, atMs, atMs, deviceId],
+    );
+  }
+
+  /**
+   * The device was heard from at `atMs` (a telemetry sample). Written at most once per
+   * deviceActivityLimits.lastSeenWriteIntervalMs per device: telemetry may come every 100 ms, and
+   * each write takes the device row's lock.
+   */
+  async recordSeen(deviceId: string, atMs: number): Promise<void> {
+    await this.#ctx.db.execute('UPDATE devices SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at <= ?)',
+      [atMs, deviceId, atMs - deviceActivityLimits.lastSeenWriteIntervalMs]);
+  }
+}

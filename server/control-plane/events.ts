@@ -1,0 +1,193 @@
+import { SdcError } from '../../core/errors/index.js';
+import { decodeBusEntry, type BusEntryData } from '../bus-contract/entries.js';
+import { commandExecution, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
+import { alertThreshold, riskScore } from '../../core/protocol/risk-score.js';
+import type { BusEntry } from '../stores/bus/bus-port.js';
+import { AlertRateLimiter } from './alert-rate-limit.js';
+import type { CommandService } from './commands.js';
+import { actors, newId, type ServiceContext } from './context.js';
+import type { DeviceService } from './devices.js';
+import { pageLimit } from './pagination.js';
+
+/**
+ * The device an events/telemetry entry is about, for StreamConsumer.partitionKey: entries of one
+ * device are handled in order, different devices concurrently. Only a hint: the handler still
+ * validates the entry, and one without a device id is handled on its own.
+ */
+export function deviceIdOfEntry(entry: BusEntry): string | undefined {
+  const data = entry.fields['data'];
+  if (data === undefined) return undefined;
+  const deviceId = (JSON.parse(data) as { device_id?: unknown } | null)?.device_id;
+  return typeof deviceId === 'string' ? deviceId : undefined;
+}
+
+const resultEvents: Record<'succeeded' | 'failed' | 'rejected', CommandEvent> = { succeeded: 'succeed', failed: 'fail', rejected: 'reject' };
+
+/**
+ * Handlers for the gateways' streams. Each handler finishes its SQL writes before it resolves, and
+ * the StreamConsumer acks only then. Entries are validated on read (decodeBusEntry); frames
+ * signed by devices are verified again against the enrolled key.
+ */
+export class EventHandlers {
+  readonly #ctx: ServiceContext;
+  readonly #commands: CommandService;
+  readonly #devices: DeviceService;
+  /** Per-device limit on the alerts a device causes (alert-rate-limit.ts); `droppedTotal` is the metric. */
+  readonly alertRateLimiter: AlertRateLimiter;
+
+  constructor(options: { context: ServiceContext; commands: CommandService; devices: DeviceService }) {
+    this.#ctx = options.context;
+    this.#commands = options.commands;
+    this.#devices = options.devices;
+    this.alertRateLimiter = new AlertRateLimiter({ kv: this.#ctx.kv, clock: this.#ctx.clock, logger: this.#ctx.logger });
+  }
+
+  /** One entry of `sdc:events`. */
+  async handleEvent(entry: BusEntry): Promise<void> {
+    const decoded = decodeBusEntry(entry.fields);
+    switch (decoded.kind) {
+      case 'presence': return this.#presence(decoded.data);
+      case 'command_progress': return this.#progress(decoded.data);
+      case 'command_result': return this.#result(decoded.data);
+      case 'alert': return this.#alert(decoded.data);
+      default: throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the events stream`);
+    }
+  }
+
+  async #presence(data: BusEntryData<'presence'>): Promise<void> {
+    const known = await this.#devices.recordPresence({
+      deviceId: data.device_id, gatewayId: data.gateway_id, online: data.online, atMs: data.at_ms, lastCommandSeq: data.last_command_seq,
+      clockOffsetMs: data.clock_offset_ms,
+    });
+    if (!known) throw new SdcError('API_DEVICE_NOT_FOUND', `presence for unknown device ${data.device_id}`);
+    this.#ctx.publishLive({ type: 'presence', device_id: data.device_id, online: data.online, gateway_id: data.gateway_id, at_ms: data.at_ms });
+    if (data.online) await this.#commands.redeliver(data.device_id, data.gateway_id);
+  }
+
+  async #progress(data: BusEntryData<'command_progress'>): Promise<void> {
+    const command = await this.#requireCommandOf(data.command_id, data.device_id);
+    // ack and start are the device's word (deliver, requeue and dead_letter the gateway's): not taken from a revoked device.
+    if ((data.event === 'ack' || data.event === 'start') && command.deviceStatus === 'revoked') {
+      throw new SdcError('API_DEVICE_REVOKED', `device ${data.device_id} is revoked; its ${data.event} is refused`, { deviceId: data.device_id });
+    }
+    if (data.event === 'requeue') {
+      await this.#commands.requeue(data.command_id);
+      return;
+    }
+    const detail: JsonObject = { gateway_id: data.gateway_id, attempt: data.attempt, ...(data.detail === undefined ? {} : { detail: data.detail }) };
+    await this.#commands.transition(data.command_id, data.event, data.at_ms, { detail, actor: actors.gateway(data.gateway_id) });
+  }
+
+  async #result(data: BusEntryData<'command_result'>): Promise<void> {
+    const command = await this.#requireCommandOf(data.command_id, data.device_id);
+    const { body } = await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'COMMAND_RESULT');
+    if (body.command_id !== data.command_id || body.device_seq !== command.device_seq) {
+      throw new SdcError('COMMAND_DEVICE_MISMATCH', `result frame names command ${body.command_id} seq ${body.device_seq}`);
+    }
+    // Before the transition, so a retry after a failure here still records it (it only moves up).
+    await this.#devices.recordCommandFinished({ deviceId: data.device_id, deviceSeq: command.device_seq, atMs: data.at_ms });
+    const outcome = await this.#commands.transition(data.command_id, resultEvents[body.status], data.at_ms, {
+      detail: { gateway_id: data.gateway_id, status: body.status }, resultFrame: data.frame, actor: actors.device(data.device_id),
+      // The device-signed frame, verbatim: anyone holding the device's certificate can re-verify it from the log.
+      audit: (from, to) => ({
+        kind: 'command.result', actor: actors.device(data.device_id), subject: `command:${data.command_id}`,
+        payload: { from, to, at_ms: data.at_ms, gateway_id: data.gateway_id, frame: data.frame },
+      }),
+    });
+    if (!outcome.applied) {
+      this.#ctx.logger.info({ commandId: data.command_id, reason: outcome.reason }, 'command result not applied (duplicate or late)');
+      if (outcome.state !== undefined && body.status !== 'rejected') await this.#contradiction(data, body.status, outcome.state);
+    }
+  }
+
+  /**
+   * A signed result saying the device ran a command recorded in a state that guarantees it never
+   * ran (docs/protocol.md): the guarantee is broken, so an operator must see it (critical alert).
+   */
+  async #contradiction(data: BusEntryData<'command_result'>, status: string, state: CommandState): Promise<void> {
+    if (commandExecution[state] !== 'not_executed') return;
+    this.#ctx.logger.error({ commandId: data.command_id, state, status }, 'a device reports running a command recorded as never run');
+    await this.raiseAlert({
+      deviceId: data.device_id, kind: 'command_state_contradicted', severity: 'critical', atMs: data.at_ms, actor: actors.device(data.device_id),
+      message: `device reports command ${data.command_id} ${status}, but it is recorded ${state}, which guarantees it never ran`,
+      detail: { command_id: data.command_id, state, status, frame: data.frame },
+    });
+  }
+
+  async #alert(data: BusEntryData<'alert'>): Promise<void> {
+    if (data.frame !== undefined) await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'ALERT');
+    // A clock_skew alert for a device whose AUTH was refused: there is no presence to carry the offset.
+    if (data.clock_offset_ms !== undefined) await this.#devices.recordClockOffset(data.device_id, data.clock_offset_ms);
+    await this.#raiseDeviceAlert({
+      deviceId: data.device_id, kind: data.kind, severity: data.severity, message: data.message, atMs: data.at_ms,
+      detail: { gateway_id: data.gateway_id, ...(data.frame === undefined ? {} : { frame: data.frame }) }, actor: actors.gateway(data.gateway_id),
+    });
+  }
+
+  async #requireCommandOf(commandId: string, deviceId: string): Promise<{ device_seq: number; deviceStatus: string | null }> {
+    const [row] = await this.#ctx.db.query<{ device_id: string; device_seq: number; status: string | null }>(
+      'SELECT c.device_id, c.device_seq, d.status FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ?', [commandId]);
+    if (row === undefined) throw new SdcError('COMMAND_NOT_FOUND', `no command ${commandId}`);
+    if (row.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `command ${commandId} is not for ${deviceId}`);
+    return { device_seq: Number(row.device_seq), deviceStatus: row.status };
+  }
+
+  /** Stores an alert and its audit entry in one transaction, then publishes it live. */
+  async raiseAlert(options: { deviceId: string | null; kind: string; severity: string; message: string; atMs: number; detail: JsonObject; actor: string }): Promise<string> {
+    const id = newId('a', this.#ctx.random);
+    await this.#ctx.db.transaction(async (tx) => {
+      await tx.execute(
+        "INSERT INTO alerts (id, device_id, kind, severity, state, message, detail_json, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
+        [id, options.deviceId, options.kind, options.severity, options.message.slice(0, 1024), JSON.stringify(options.detail), options.atMs, options.atMs],
+      );
+      await this.#ctx.audit.record(tx, {
+        kind: 'alert.raised', actor: options.actor, subject: options.deviceId === null ? `alert:${id}` : `device:${options.deviceId}`,
+        payload: { alert_id: id, kind: options.kind, severity: options.severity, message: options.message },
+      });
+    });
+    await this.#ctx.settleAudit();
+    this.#ctx.publishLive({ type: 'alert', alert_id: id, device_id: options.deviceId, severity: options.severity, kind: options.kind, message: options.message, at_ms: options.atMs });
+    return id;
+  }
+
+  /** An alert the device caused, within its rate limit: raised, replaced by the one summary, or dropped. */
+  async #raiseDeviceAlert(options: Parameters<EventHandlers['raiseAlert']>[0] & { deviceId: string }): Promise<void> {
+    const admission = await this.alertRateLimiter.admit(options.deviceId);
+    if (admission === 'raise') await this.raiseAlert(options);
+    else if (admission === 'summarise') await this.raiseAlert(this.alertRateLimiter.summaryAlert(options.deviceId, options.atMs));
+  }
+
+  /** One entry of `sdc:telemetry`: verify, validate, score, store; alert above the threshold. */
+  async handleTelemetry(entry: BusEntry): Promise<void> {
+    const decoded = decodeBusEntry(entry.fields);
+    if (decoded.kind !== 'telemetry') throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the telemetry stream`);
+    const data = decoded.data;
+    const { body } = await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'TELEMETRY');
+    const m = body.metrics;
+    const risk = riskScore({
+      cpuPct: m.cpu_pct, memPct: m.mem_pct, diskPct: m.disk_pct, netRxBytesPerSec: m.net_rx_bytes_per_sec, netTxBytesPerSec: m.net_tx_bytes_per_sec,
+      ...(m.process_count === undefined ? {} : { processCount: m.process_count }),
+    });
+    await this.#ctx.db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)',
+      [data.device_id, body.sampled_at, JSON.stringify(m), risk.score]);
+    // The gateway's receive time, not the device's sample time: a device clock may be off.
+    await this.#devices.recordSeen(data.device_id, data.received_at_ms);
+    if (risk.score >= alertThreshold) {
+      await this.#raiseDeviceAlert({
+        deviceId: data.device_id, kind: 'risk_score', severity: 'warning', atMs: data.received_at_ms,
+        message: `risk score ${risk.score.toFixed(1)} >= ${alertThreshold} (${risk.factors.map((f) => f.name).join(', ')})`,
+        detail: { score: risk.score, factors: risk.factors.map((f) => ({ name: f.name, contribution: f.contribution })) }, actor: actors.system,
+      });
+    }
+  }
+
+  async telemetry(query: { deviceId: string; fromMs?: number; toMs?: number; limit?: number }): Promise<Array<{ ts_ms: number; metrics: JsonObject; risk_score: number | null }>> {
+    const limit = pageLimit(query.limit);
+    const rows = await this.#ctx.db.query<{ ts: number; metrics_json: string; risk_score: number | null }>(
+      'SELECT ts, metrics_json, risk_score FROM telemetry WHERE device_id = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC LIMIT ?',
+      [query.deviceId, query.fromMs ?? 0, query.toMs ?? Number.MAX_SAFE_INTEGER, limit],
+    );
+    return rows.map((r) => ({ ts_ms: Number(r.ts), metrics: JSON.parse(r.metrics_json) as JsonObject, risk_score: r.risk_score === null ? null : Number(r.risk_score) }));
+  }
+}

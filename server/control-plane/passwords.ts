@@ -1,0 +1,53 @@
+import { scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { SdcError } from '../../core/errors/index.js';
+import type { RandomSource } from '../../core/ports/ports.js';
+
+/**
+ * Password hashes as `scrypt$N$r$p$salt$hash` (salt and hash base64url), so the parameters
+ * travel with each hash and can be raised later without breaking old ones. Comparison is
+ * timing-safe. N = 2^15, r = 8 needs 32 MiB per hash: slow for a guesser, fine for a login.
+ */
+export const passwordLimits = Object.freeze({ lengthMin: 12, lengthMax: 1024 });
+/**
+ * scrypt runs on libuv's thread pool (4 threads by default), which file, DNS and other crypto
+ * work share. Two hashes at once leave half the pool free and hold 64 MiB; 64 waiting logins
+ * are a few seconds of work, and a login beyond that is refused (API_AUTH_BUSY) rather than
+ * queued without bound.
+ */
+export const scryptConcurrencyLimits = Object.freeze({ runningMax: 2, waitingMax: 64 });
+const defaults = { N: 2 ** 15, r: 8, p: 1 } as const;
+const saltBytes = 16;
+const keyBytes = 32;
+const maxmemBytes = 256 * 1024 * 1024;
+
+function derive(password: string, salt: Buffer, params: { N: number; r: number; p: number }): Promise<Buffer> {
+  const options: ScryptOptions = { ...params, maxmem: maxmemBytes };
+  return new Promise((resolve, reject) => {
+    scrypt(password.normalize('NFC'), salt, keyBytes, options, (error, key) => (error ? reject(error) : resolve(key)));
+  });
+}
+
+export function checkPasswordStrength(password: string): void {
+  if (password.length < passwordLimits.lengthMin || password.length > passwordLimits.lengthMax) {
+    throw new SdcError('API_VALIDATION', `password must be ${passwordLimits.lengthMin} to ${passwordLimits.lengthMax} characters`);
+  }
+}
+
+export async function hashPassword(password: string, random: RandomSource, params: { N: number; r: number; p: number } = defaults): Promise<string> {
+  const salt = Buffer.from(random.bytes(saltBytes));
+  const key = await derive(password, salt, params);
+  return ['scrypt', params.N, params.r, params.p, salt.toString('base64url'), key.toString('base64url')].join('$');
+}
+
+/** False for a wrong password or a hash in a format we do not know (never throws on bad input). */
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const parts = stored.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  if (![N, r, p].every((v) => Number.isSafeInteger(v) && v > 0) || N > 2 ** 20 || r > 32 || p > 16) return false;
+  const salt = Buffer.from(parts[4]!, 'base64url');
+  const expected = Buffer.from(parts[5]!, 'base64url');
+  if (expected.length !== keyBytes || password.length > passwordLimits.lengthMax) return false;
+  const actual = await derive(password, salt, { N, r, p });
+  return timingSafeEqual(actual, expected);
+}

@@ -1,0 +1,156 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SdcError } from '../../../core/errors/index.js';
+import { AuditLog, type AuditEntry, type AuditStore } from '../../../core/protocol/audit-chain.js';
+import { systemClock } from '../../../runtime/system.js';
+import type { SqlDatabase } from '../../stores/sql/sql-port.js';
+import { migrateControlPlane } from '../database.js';
+import { mysqlTarget, sqlJsTarget, type SqlTarget } from '../test-support.js';
+import { runAuditStoreContract } from './audit-store-contract.js';
+import { SqlAuditStore } from './sql-audit-store.js';
+
+const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
+
+type WriteMode = 'batch' | 'atHead' | 'plain';
+
+/** The store as another process would use it (with the given write methods), counting its writes and the seq races it lost. */
+function countingStore(store: SqlAuditStore, mode: WriteMode): AuditStore & { conflicts: number; writes: number } {
+  const counted = <T>(write: () => Promise<T>) => {
+    wrapper.writes += 1;
+    return write().catch((error: unknown) => {
+      if (SdcError.is(error, 'AUDIT_CONFLICT')) wrapper.conflicts += 1;
+      throw error;
+    });
+  };
+  const wrapper: AuditStore & { conflicts: number; writes: number } = {
+    conflicts: 0,
+    writes: 0,
+    head: () => store.head(),
+    scan: (fromSeq, limit) => store.scan(fromSeq, limit),
+    append: (entry) => counted(() => store.append(entry)),
+    ...(mode === 'atHead' ? { appendAtHead: (next: (head: AuditEntry | undefined) => AuditEntry) => counted(() => store.appendAtHead(next)) } : {}),
+    ...(mode === 'batch' ? { appendBatch: (next: (head: AuditEntry | undefined) => readonly AuditEntry[]) => counted(() => store.appendBatch(next)) } : {}),
+  };
+  return wrapper;
+}
+
+function suite(target: SqlTarget): void {
+  describe(`SqlAuditStore on ${target.name}`, () => {
+    const dirs: string[] = [];
+    after(async () => {
+      await target.cleanup();
+      await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+    });
+    const open = async (): Promise<SqlDatabase> => {
+      const dir = await mkdtemp(join(tmpdir(), 'sdc-audit-store-'));
+      dirs.push(dir);
+      const db = await target.open(dir);
+      await migrateControlPlane(db, systemClock);
+      await db.execute('DELETE FROM audit_log');
+      return db;
+    };
+
+    let contractDb: SqlDatabase | undefined;
+    after(async () => { await contractDb?.close(); });
+    runAuditStoreContract(`SqlAuditStore on ${target.name}`, {
+      create: async () => {
+        contractDb ??= await open();
+        await contractDb.execute('DELETE FROM audit_outbox');
+        await contractDb.execute('DELETE FROM audit_log');
+        return new SqlAuditStore(contractDb);
+      },
+      transaction: (fn) => contractDb!.transaction(fn),
+    });
+
+    it('two logs on one database (two control planes) append concurrently without losing a seq race, and the chain verifies', async () => {
+      const db = await open();
+      const store = new SqlAuditStore(db);
+      const writers = [countingStore(store, 'atHead'), countingStore(store, 'atHead')];
+      const logs = writers.map((w) => new AuditLog({ store: w, sha256, clock: systemClock }));
+      const perLog = 30;
+      await Promise.all(logs.flatMap((log, l) => Array.from({ length: perLog }, (_, i) =>
+        log.append({ kind: 'test.append', actor: `writer:${l}`, subject: `n:${i}`, payload: { i } }))));
+      assert.deepEqual(writers.map((w) => w.conflicts), [0, 0], 'writers queue on the lock instead of conflicting');
+      const verdict = await logs[0]!.verify();
+      assert.ok(verdict.ok && verdict.count === 2 * perLog, JSON.stringify(verdict));
+      await db.close();
+    });
+
+    it('two batching logs on one database write fewer transactions than appends, queue on the lock, and produce one verifying chain', async () => {
+      const db = await open();
+      const store = new SqlAuditStore(db);
+      const writers = [countingStore(store, 'batch'), countingStore(store, 'batch')];
+      const logs = writers.map((w) => new AuditLog({ store: w, sha256, clock: systemClock, batchEntriesMax: 16 }));
+      const perLog = 100;
+      const entries = await Promise.all(logs.flatMap((log, l) => Array.from({ length: perLog }, (_, i) =>
+        log.append({ kind: 'test.append', actor: `writer:${l}`, subject: `n:${i}`, payload: { i, text: 'x'.repeat(i) } }))));
+      assert.deepEqual(writers.map((w) => w.conflicts), [0, 0], 'writers queue on the lock instead of conflicting');
+      const writes = writers[0]!.writes + writers[1]!.writes;
+      assert.ok(writes < 2 * perLog && writes >= Math.ceil(2 * perLog / 16), `${writes} transactions for ${2 * perLog} appends`);
+      // Each log's entries keep its call order.
+      for (let l = 0; l < logs.length; l += 1) {
+        const seqs = entries.slice(l * perLog, (l + 1) * perLog).map((e) => e.seq);
+        assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+      }
+      const verdict = await logs[1]!.verify();
+      assert.ok(verdict.ok && verdict.count === 2 * perLog, JSON.stringify(verdict));
+      const stored = await store.scan(1, 1000);
+      assert.deepEqual(stored, [...entries].sort((a, b) => a.seq - b.seq), 'what each append resolved with is what the database holds');
+      await db.close();
+    });
+
+    it('stores a failing batch not at all, rejects exactly its appends, and the next batch continues from the stored head', async () => {
+      const db = await open();
+      const store = new SqlAuditStore(db);
+      const log = new AuditLog({ store, sha256, clock: systemClock });
+      const first = await log.append({ kind: 'test.append', actor: 'writer:0', subject: 'n:0', payload: {} });
+      let batches = 0;
+      const failing: AuditStore = {
+        head: () => store.head(),
+        scan: (fromSeq, limit) => store.scan(fromSeq, limit),
+        append: (entry) => store.append(entry),
+        // Entry 67 cannot be stored (NOT NULL), so the second INSERT of the transaction fails after the first 64 rows went in.
+        appendBatch: (next) => store.appendBatch((head) => {
+          batches += 1;
+          return next(head).map((entry, index) => (index === 66 ? { ...entry, hash: null as unknown as string } : entry));
+        }),
+      };
+      const failingLog = new AuditLog({ store: failing, sha256, clock: systemClock });
+      const outcomes = await Promise.allSettled(Array.from({ length: 70 }, (_, i) =>
+        failingLog.append({ kind: 'test.append', actor: 'writer:1', subject: `n:${i}`, payload: {} })));
+      assert.equal(batches, 1);
+      const reasons = new Set(outcomes.map((o) => (o.status === 'rejected' ? o.reason : 'fulfilled')));
+      assert.equal(reasons.size, 1, 'every append of the batch is rejected with the one store error');
+      assert.ok([...reasons][0] instanceof Error);
+      assert.equal((await store.head())?.seq, 1, 'the transaction rolled back the rows inserted before the failure');
+      const after = await log.append({ kind: 'test.append', actor: 'writer:0', subject: 'n:1', payload: {} });
+      assert.deepEqual([after.seq, after.prev_hash], [2, first.hash]);
+      assert.deepEqual(await log.verify(), { ok: true, count: 2, headSeq: 2, headHash: after.hash });
+      await db.close();
+    });
+
+    it('without the atomic append the same load loses seq races (what the lock prevents), and the retry still keeps the chain whole', async () => {
+      const db = await open();
+      const store = new SqlAuditStore(db);
+      const writers = [countingStore(store, 'plain'), countingStore(store, 'plain')];
+      const logs = writers.map((w) => new AuditLog({ store: w, sha256, clock: systemClock }));
+      const perLog = 30;
+      const results = await Promise.allSettled(logs.flatMap((log, l) => Array.from({ length: perLog }, (_, i) =>
+        log.append({ kind: 'test.append', actor: `writer:${l}`, subject: `n:${i}`, payload: { i } }))));
+      assert.ok(writers[0]!.conflicts + writers[1]!.conflicts > 0, 'the head-then-insert path races between writers');
+      const stored = results.filter((r) => r.status === 'fulfilled').length;
+      const verdict = await logs[0]!.verify();
+      assert.ok(verdict.ok && verdict.count === stored, JSON.stringify(verdict));
+      await db.close();
+    });
+  });
+}
+
+suite(sqlJsTarget);
+const mysqlUrl = process.env['MYSQL_URL'];
+if (mysqlUrl !== undefined && mysqlUrl !== '') suite(mysqlTarget(mysqlUrl));
+else describe('SqlAuditStore on mysql', { skip: 'MYSQL_URL is not set; the same suite runs on sql.js above' }, () => {});

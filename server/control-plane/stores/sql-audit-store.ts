@@ -1,0 +1,218 @@
+import { SdcError } from '../../../core/errors/index.js';
+import { auditScanLimitMax, type AuditEntry, type AuditEntryInput, type AuditStore } from '../../../core/protocol/audit-chain.js';
+import { canonicalize } from '../../../core/protocol/canonical-json.js';
+import type { JsonObject } from '../../../core/protocol/json-value.js';
+import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
+import { nextCounterValue } from './counters.js';
+
+interface AuditRow {
+  seq: number; ts: number; kind: string; actor: string; subject: string | null; payload_json: string; prev_hash: string; hash: string;
+}
+
+interface OutboxRow {
+  id: number; ts: number; kind: string; actor: string; subject: string; payload_json: string;
+}
+
+/**
+ * The audit log's store in the `audit_log` table. The payload is kept as its canonical JSON
+ * text, so reading it back gives the exact value that was hashed. A row that no longer parses is
+ * returned with an unparsable marker instead of throwing, so verification names its seq.
+ *
+ * Its outbox is the `audit_outbox` table (migration 007): `record` inserts an input in the
+ * caller's transaction, `appendRecorded` moves inputs into `audit_log` under the append lock.
+ */
+export class SqlAuditStore implements AuditStore<SqlExecutor> {
+  readonly #db: SqlDatabase;
+
+  constructor(db: SqlDatabase) {
+    this.#db = db;
+  }
+
+  async head(): Promise<AuditEntry | undefined> {
+    const rows = await this.#db.query<AuditRow>('SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1');
+    return rows[0] === undefined ? undefined : entryFromRow(rows[0]);
+  }
+
+  async append(entry: AuditEntry): Promise<void> {
+    await conflictOnDuplicate(entry.seq, () => insertEntry(this.#db, entry));
+  }
+
+  /**
+   * One transaction: take the audit lock row (its UPDATE holds a row lock on MySQL until commit;
+   * sql.js runs one transaction at a time anyway), read the head as committed by the previous
+   * lock holder (a locking read, not this transaction's snapshot), insert the next entry. Control
+   * planes sharing the database queue here instead of writing the same seq.
+   */
+  async appendAtHead(next: (head: AuditEntry | undefined) => AuditEntry): Promise<AuditEntry> {
+    let seq = 0;
+    return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
+      await nextCounterValue(tx, auditAppendLockName);
+      const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
+      const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
+      const entry = next(row === undefined ? undefined : entryFromRow(row));
+      seq = entry.seq;
+      await insertEntry(tx, entry);
+      return entry;
+    }));
+  }
+
+  /**
+   * Group commit: the same transaction and lock as `appendAtHead`, with every entry `next`
+   * chains on the head inserted in it (multi-row INSERTs), so a batch costs one lock, one commit
+   * and, on sql.js, one save. All entries are stored or none.
+   */
+  async appendBatch(next: (head: AuditEntry | undefined) => readonly AuditEntry[]): Promise<readonly AuditEntry[]> {
+    let seq = 0;
+    return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
+      await nextCounterValue(tx, auditAppendLockName);
+      const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
+      const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
+      const entries = next(row === undefined ? undefined : entryFromRow(row));
+      seq = entries[0]?.seq ?? 0;
+      for (const chunk of insertChunks(entries)) await insertEntries(tx, chunk);
+      return entries;
+    }));
+  }
+
+  /** Inserts a validated input into `audit_outbox` inside the caller's transaction; it commits or rolls back with it. */
+  async record(tx: SqlExecutor, input: AuditEntryInput): Promise<void> {
+    await tx.execute('INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) VALUES (?, ?, ?, ?, ?)',
+      [input.ts, input.kind, input.actor, input.subject, canonicalize(input.payload)]);
+  }
+
+  /**
+   * One transaction under the audit lock: read the oldest `limit` outbox rows and the head, insert
+   * the entries `next` chains on them, delete exactly those rows. The lock serialises drainers
+   * (also across processes); the DELETE must remove every row read, or another writer chained
+   * them first and the transaction is refused (AUDIT_CONFLICT, retried by AuditLog), so an input
+   * is never chained twice. The outbox read is a plain read taken after the lock: on MySQL its
+   * snapshot begins then (nextCounterValue's first plain read), so it sees every drain before it,
+   * and it takes no gap locks that would stall the transactions recording new inputs.
+   */
+  async appendRecorded(next: (head: AuditEntry | undefined, inputs: readonly AuditEntryInput[]) => readonly AuditEntry[], limit: number): Promise<readonly AuditEntry[]> {
+    // The periodic drain usually finds nothing: answered without a transaction (on sql.js, a file save).
+    const [waiting] = await this.#db.query<{ id: number }>('SELECT id FROM audit_outbox ORDER BY id ASC LIMIT 1');
+    if (waiting === undefined) return [];
+    let seq = 0;
+    return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
+      await nextCounterValue(tx, auditAppendLockName);
+      const rows = await tx.query<OutboxRow>('SELECT id, ts, kind, actor, subject, payload_json FROM audit_outbox ORDER BY id ASC LIMIT ?', [limit]);
+      if (rows.length === 0) return [];
+      const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
+      const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
+      const entries = next(row === undefined ? undefined : entryFromRow(row), rows.map(inputFromOutboxRow));
+      if (entries.length !== rows.length) {
+        throw new SdcError('AUDIT_ENTRY_INVALID', `the audit log chained ${entries.length} entries for ${rows.length} recorded inputs`);
+      }
+      const deleted = await tx.execute(`DELETE FROM audit_outbox WHERE id IN (${rows.map(() => '?').join(', ')})`, rows.map((r) => r.id));
+      if (deleted.changes !== rows.length) {
+        throw new SdcError('AUDIT_CONFLICT', `another writer chained ${rows.length - deleted.changes} of these recorded audit inputs first`);
+      }
+      seq = entries[0]?.seq ?? 0;
+      for (const chunk of insertChunks(entries)) await insertEntries(tx, chunk);
+      return entries;
+    }));
+  }
+
+  /** How many inputs wait in the outbox (recorded, not yet chained). */
+  async recordedCount(): Promise<number> {
+    const [row] = await this.#db.query<{ n: number }>('SELECT COUNT(*) AS n FROM audit_outbox');
+    return Number(row?.n ?? 0);
+  }
+
+  async scan(fromSeq: number, limit: number): Promise<AuditEntry[]> {
+    if (!Number.isSafeInteger(fromSeq) || !Number.isSafeInteger(limit) || limit < 1 || limit > auditScanLimitMax) {
+      throw new SdcError('AUDIT_ENTRY_INVALID', `scan needs an integer fromSeq and a limit in 1..${auditScanLimitMax}`);
+    }
+    const rows = await this.#db.query<AuditRow>('SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq ASC LIMIT ?', [fromSeq, limit]);
+    return rows.map(entryFromRow);
+  }
+}
+
+/** The counters row whose lock serialises appends across processes (its value counts append transactions). */
+const auditAppendLockName = 'audit_append_lock';
+
+async function insertEntry(db: SqlExecutor, entry: AuditEntry): Promise<void> {
+  await db.execute(
+    'INSERT INTO audit_log (seq, ts, kind, actor, subject, payload_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, canonicalize(entry.payload), entry.prev_hash, entry.hash],
+  );
+}
+
+/**
+ * Rows per INSERT statement, and payload text per statement: 64 rows x 8 parameters stays far
+ * below both dialects' placeholder limits, and 1 MiB below MySQL's default max_allowed_packet
+ * (a single payload may be 256 KiB).
+ */
+const insertRowsMax = 64;
+const insertPayloadCharsMax = 1_048_576;
+
+interface EntryRow {
+  readonly entry: AuditEntry;
+  readonly payloadJson: string;
+}
+
+/** Consecutive runs of entries, each within the statement bounds (at least one entry per run). */
+function insertChunks(entries: readonly AuditEntry[]): EntryRow[][] {
+  const chunks: EntryRow[][] = [];
+  let chunk: EntryRow[] = [];
+  let chunkChars = 0;
+  for (const entry of entries) {
+    const payloadJson = canonicalize(entry.payload);
+    if (chunk.length > 0 && (chunk.length >= insertRowsMax || chunkChars + payloadJson.length > insertPayloadCharsMax)) {
+      chunks.push(chunk);
+      chunk = [];
+      chunkChars = 0;
+    }
+    chunk.push({ entry, payloadJson });
+    chunkChars += payloadJson.length;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
+async function insertEntries(db: SqlExecutor, rows: readonly EntryRow[]): Promise<void> {
+  const placeholders = rows.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
+  await db.execute(
+    `INSERT INTO audit_log (seq, ts, kind, actor, subject, payload_json, prev_hash, hash) VALUES ${placeholders}`,
+    rows.flatMap(({ entry, payloadJson }) => [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, payloadJson, entry.prev_hash, entry.hash]),
+  );
+}
+
+/** A unique violation (the seq, or the lock row created concurrently on first use) is AUDIT_CONFLICT, which AuditLog retries. */
+async function conflictOnDuplicate<T>(seq: number | (() => number), write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    if (SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) {
+      const at = typeof seq === 'number' ? seq : seq();
+      throw new SdcError('AUDIT_CONFLICT', `audit entry ${at} already exists`, { seq: at }, { cause: error });
+    }
+    throw error;
+  }
+}
+
+function entryFromRow(row: AuditRow): AuditEntry {
+  let payload: JsonObject;
+  try {
+    payload = JSON.parse(row.payload_json) as JsonObject;
+  } catch {
+    // Unparsable text cannot be what was hashed; the verifier reports this seq as hash_mismatch.
+    payload = { unparsable_payload: row.payload_json.slice(0, 256) };
+  }
+  return {
+    seq: Number(row.seq), ts: Number(row.ts), kind: row.kind, actor: row.actor, subject: row.subject ?? '',
+    payload, prev_hash: row.prev_hash, hash: row.hash,
+  };
+}
+
+/** A recorded input as stored; a payload that no longer parses is passed on marked, and the log chains it as audit.record_invalid. */
+function inputFromOutboxRow(row: OutboxRow): AuditEntryInput {
+  let payload: JsonObject;
+  try {
+    payload = JSON.parse(row.payload_json) as JsonObject;
+  } catch {
+    payload = { unparsable_payload: row.payload_json.slice(0, 256) };
+  }
+  return { ts: Number(row.ts), kind: row.kind, actor: row.actor, subject: row.subject, payload };
+}

@@ -1,0 +1,345 @@
+import type { Logger } from 'pino';
+import { SdcError } from '../../core/errors/index.js';
+import type { BusEntry, StreamBus } from '../stores/bus/bus-port.js';
+import type { Scheduler } from '../../core/ports/ports.js';
+
+/**
+ * One consumer in a group, at-least-once: an entry is acked only after its handler resolved
+ * (so after the handler's SQL transaction committed). A handler that throws a remote-fault
+ * SdcError (malformed entry, bad signature) gets the entry dead-lettered; any other failure
+ * (a store outage) is retried in place (`retryLimits`) while the later entries of its partition
+ * wait, then leaves it pending to be retried through `claim`, up to deliveriesMax, after which it
+ * is dead-lettered too so one poison entry cannot stall the group forever.
+ *
+ * Entries are processed concurrently across partitions (`partitionKey`, e.g. the device id) and in
+ * stream order within one, at most `partitionsInFlightMax` handlers at a time: entries about one
+ * device keep their order (ACK before RESULT), entries about different devices do not wait for
+ * each other's SQL and audit writes. Each entry is acked on its own, after its handler.
+ *
+ * The running loop (`start`) is a pipeline: it reads the next entries while earlier ones are still
+ * being handled, up to `entriesInFlightMax` read and not yet finished, and an entry waits only for
+ * the earlier entries of its own partition. (Waiting for a whole batch before the next read made
+ * every entry wait for the slowest device of the batch before it, and kept the handlers, and with
+ * them the SQL and audit group commits, small: the events stream backed up while the process
+ * had CPU to spare.) `pollOnce`, `claimIdle` and `drain` still resolve only once their entries
+ * are handled.
+ */
+export interface StreamConsumerOptions {
+  readonly bus: StreamBus;
+  readonly stream: string;
+  readonly group: string;
+  readonly consumer: string;
+  readonly logger: Logger;
+  readonly scheduler: Scheduler;
+  readonly handle: (entry: BusEntry) => Promise<void>;
+  /** Entries read per call. */
+  readonly batchSize?: number;
+  /** Pending entries idle this long are taken over (a dead consumer's, or our own failed ones). */
+  readonly claimIdleMs?: number;
+  readonly deliveriesMax?: number;
+  /**
+   * Entries with the same key are handled one after another, in stream order; undefined (e.g. a
+   * malformed entry) is a partition of its own. Default: every entry in one partition (serial).
+   */
+  readonly partitionKey?: (entry: BusEntry) => string | undefined;
+  /** Handlers running at the same time (each on a different partition). */
+  readonly partitionsInFlightMax?: number;
+  /** Entries the running loop has read and not yet finished; it reads more only below this. */
+  readonly entriesInFlightMax?: number;
+}
+
+const serial = (): string => '';
+
+/**
+ * A failed handler, ack or dead-letter is tried again here, after a pause that doubles from
+ * `pauseMsFirst` up to `pauseMsMax`, `attemptsMax` attempts in all (31.75 s of pauses, about the
+ * default claimIdleMs), while the later entries of its partition wait behind it. Left pending
+ * for a claim instead, a failed entry was overtaken by the later entries of its device: after a
+ * 1-5 s SQL outage the control plane applied a device's later `deliver` before its earlier
+ * ACK/RESULT, and the command's history went back in time (issue 18.5).
+ */
+export const retryLimits = Object.freeze({ attemptsMax: 9, pauseMsFirst: 250, pauseMsMax: 8_000 });
+
+/** What the handler decided about an entry: ack it, or dead-letter it for `reason`. */
+type Verdict = { readonly ack: true } | { readonly ack: false; readonly reason: string };
+
+export class StreamConsumer {
+  readonly #o: Required<StreamConsumerOptions>;
+  #running = false;
+  #loop: Promise<void> | undefined;
+  #groupReady = false;
+  /**
+   * Per partition key, the last entry submitted: the next entry of that partition runs after it,
+   * and only if it resolved true (it was acked or dead-lettered, not left pending).
+   */
+  readonly #tails = new Map<string, Promise<boolean>>();
+  /** Ids of the entries submitted and not yet finished. */
+  readonly #inFlight = new Set<string>();
+  #slotsFree: number;
+  readonly #slotWaiters: Array<() => void> = [];
+  #wakeRoom: (() => void) | undefined;
+  /** Set while stop() runs: retries give up and leave their entries pending. */
+  #stopping = false;
+  /** Cuts short the retry pauses now waiting (at most one per entry in flight). */
+  readonly #pauses = new Set<() => void>();
+
+  constructor(options: StreamConsumerOptions) {
+    this.#o = { batchSize: 64, claimIdleMs: 30_000, deliveriesMax: 5, partitionKey: serial, partitionsInFlightMax: 64, entriesInFlightMax: 256, ...options };
+    for (const name of ['partitionsInFlightMax', 'entriesInFlightMax'] as const) {
+      if (!(Number.isSafeInteger(this.#o[name]) && this.#o[name] >= 1)) throw new SdcError('STORE_INVALID_ARGUMENT', `${name} must be a positive integer`);
+    }
+    this.#slotsFree = this.#o.partitionsInFlightMax;
+  }
+
+  /** Entries read and not yet finished (acked, dead-lettered or left pending). */
+  get entriesInFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  async ensureGroup(): Promise<void> {
+    if (this.#groupReady) return;
+    await this.#o.bus.ensureGroup(this.#o.stream, this.#o.group, '0');
+    this.#groupReady = true;
+  }
+
+  /**
+   * Runs a read or claim on the group. STORE_NO_GROUP means the store lost the group (Redis
+   * restarted without persistence, FLUSHALL): the next ensureGroup re-creates it from '0', so the
+   * entries the gateways appended since are read, instead of every later read failing the same way.
+   */
+  async #onGroup<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (SdcError.is(error, 'STORE_NO_GROUP')) {
+        this.#groupReady = false;
+        this.#o.logger.warn({ stream: this.#o.stream, group: this.#o.group }, 'consumer group vanished (store wiped?); re-creating it');
+      }
+      throw error;
+    }
+  }
+
+  /** Takes over idle pending entries and processes them; returns how many were handled. */
+  async claimIdle(minIdleMs: number = this.#o.claimIdleMs): Promise<number> {
+    await this.ensureGroup();
+    const entries = await this.#claim(minIdleMs);
+    await this.#processBatch(entries);
+    return entries.length;
+  }
+
+  /** Reads and processes one batch of new entries; returns how many. */
+  async pollOnce(blockMs = 0): Promise<number> {
+    await this.ensureGroup();
+    const entries = await this.#onGroup(() => this.#o.bus.readGroup(this.#o.stream, this.#o.group, this.#o.consumer, { count: this.#o.batchSize, blockMs }));
+    await this.#processBatch(entries);
+    return entries.length;
+  }
+
+  /** Drains: claims idle entries, then reads until nothing new arrives (bounded by `batchesMax`). */
+  async drain(batchesMax = 1_000): Promise<number> {
+    let total = await this.claimIdle();
+    for (let batch = 0; batch < batchesMax; batch += 1) {
+      const n = await this.pollOnce(0);
+      total += n;
+      if (n === 0) break;
+    }
+    return total;
+  }
+
+  /**
+   * Runs until `stop`: reads (blocking up to `blockMs`) while at most `entriesInFlightMax` entries
+   * are unfinished, hands each to its partition, and claims idle entries every `claimEveryPolls` reads.
+   */
+  start(options: { blockMs: number; claimEveryPolls?: number }): void {
+    if (this.#running) return;
+    this.#running = true;
+    const claimEvery = options.claimEveryPolls ?? 30;
+    this.#loop = (async () => {
+      let polls = 0;
+      while (this.#running) {
+        try {
+          await this.ensureGroup();
+          await this.#roomForMore();
+          if (!this.#running) break;
+          const room = this.#o.entriesInFlightMax - this.#inFlight.size;
+          if (polls % claimEvery === 0) this.#submitAll(await this.#claim(this.#o.claimIdleMs, room));
+          polls += 1;
+          const count = Math.min(this.#o.batchSize, this.#o.entriesInFlightMax - this.#inFlight.size);
+          if (count < 1) continue;
+          this.#submitAll(await this.#onGroup(() => this.#o.bus.readGroup(this.#o.stream, this.#o.group, this.#o.consumer, { count, blockMs: options.blockMs })));
+        } catch (error) {
+          // The bus itself failed (e.g. Redis down): log and keep going after the next block.
+          this.#o.logger.error({ err: error, stream: this.#o.stream }, 'stream consumer read failed');
+          if (!this.#running) break;
+          await new Promise<void>((resolve) => { this.#o.scheduler.schedule(Math.min(options.blockMs, 1_000), resolve); });
+        }
+      }
+    })();
+  }
+
+  /** Stops reading and resolves once the entries already read are finished. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#stopping = true;
+    this.#wakeRoom?.();
+    for (const cut of [...this.#pauses]) cut();
+    try {
+      await this.#loop;
+      this.#loop = undefined;
+      await Promise.allSettled([...this.#tails.values()]);
+    } finally {
+      this.#stopping = false;
+    }
+  }
+
+  /** Resolves when every entry of the batch was handled (acked, dead-lettered or left pending). */
+  async #processBatch(entries: readonly BusEntry[]): Promise<void> {
+    // A bus failure (ack/dead-letter) stops its partition (the rest stays pending) and is
+    // rethrown once the others are done.
+    const settled = await Promise.allSettled(entries.map((entry) => this.#submit(entry)));
+    const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  /** Idle pending entries, without those this consumer is handling right now (they may be idle that long in a slow store). */
+  async #claim(minIdleMs: number, countMax = this.#o.batchSize): Promise<BusEntry[]> {
+    const count = Math.min(this.#o.batchSize, countMax);
+    if (count < 1) return [];
+    const entries = await this.#onGroup(() => this.#o.bus.claim(this.#o.stream, this.#o.group, this.#o.consumer, { minIdleMs, count }));
+    return entries.filter((entry) => !this.#inFlight.has(entry.id));
+  }
+
+  #submitAll(entries: readonly BusEntry[]): void {
+    for (const entry of entries) {
+      this.#submit(entry).catch((error: unknown) => {
+        // The bus failed on ack or dead-letter: the entry (and the rest of its partition read so far) stays pending for a claim.
+        this.#o.logger.error({ err: error, stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending');
+      });
+    }
+  }
+
+  /**
+   * Queues the entry behind the earlier ones of its partition; resolves once it is handled. If an
+   * earlier entry of the partition was left pending (its retries ran out) or failed on the bus,
+   * this one is not handled either: it stays pending, so a claim retries the partition in order
+   * (and the promise rejects, in the bus case).
+   */
+  #submit(entry: BusEntry): Promise<boolean> {
+    // Unkeyed entries (malformed) are partitions of their own: the handler refuses them, nothing waits for them.
+    const key = this.#keyOf(entry) ?? `\u0000${entry.id}`;
+    const previous = this.#tails.get(key);
+    const link = (previous ?? Promise.resolve(true)).then((intact) => (intact ? this.#process(entry) : this.#skip(entry)));
+    this.#tails.set(key, link);
+    this.#inFlight.add(entry.id);
+    const settle = (): void => {
+      if (this.#tails.get(key) === link) this.#tails.delete(key);
+      this.#inFlight.delete(entry.id);
+      const wake = this.#wakeRoom;
+      this.#wakeRoom = undefined;
+      wake?.();
+    };
+    link.then(settle, settle);
+    return link;
+  }
+
+  /** Runs `work` in one of the partitionsInFlightMax handler slots (not held during retry pauses). */
+  async #inSlot<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#slotsFree > 0) this.#slotsFree -= 1;
+    else await new Promise<void>((resolve) => { this.#slotWaiters.push(resolve); });
+    try {
+      return await work();
+    } finally {
+      // The slot passes straight to the longest waiter; the waiters are bounded by the entries in flight.
+      const next = this.#slotWaiters.shift();
+      if (next !== undefined) next();
+      else this.#slotsFree += 1;
+    }
+  }
+
+  /** Resolves once fewer than entriesInFlightMax entries are unfinished (or the loop is stopping). */
+  async #roomForMore(): Promise<void> {
+    while (this.#running && this.#inFlight.size >= this.#o.entriesInFlightMax) {
+      await new Promise<void>((resolve) => { this.#wakeRoom = resolve; });
+    }
+  }
+
+  #keyOf(entry: BusEntry): string | undefined {
+    try {
+      return this.#o.partitionKey(entry);
+    } catch {
+      return undefined; // the handler will refuse the entry; it need not wait for anything
+    }
+  }
+
+  /**
+   * Handles the entry, then acks or dead-letters it, retrying a failure in place (retryLimits; a
+   * handler that succeeded is not run again for a failed ack). Resolves true when the entry is
+   * finished, false when the handler still fails after the last attempt (left pending for a
+   * claim); rejects when the ack or dead-letter still fails (the bus is down).
+   */
+  async #process(entry: BusEntry): Promise<boolean> {
+    const { stream, logger } = this.#o;
+    let verdict: Verdict | undefined;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        verdict ??= await this.#inSlot(() => this.#judge(entry));
+        await this.#finish(entry, verdict);
+        return true;
+      } catch (error) {
+        const pauseMs = Math.min(retryLimits.pauseMsMax, retryLimits.pauseMsFirst * 2 ** (attempt - 1));
+        if (attempt < retryLimits.attemptsMax && !this.#stopping && await this.#pause(pauseMs)) {
+          logger.warn({ err: error, stream, entryId: entry.id, attempt }, 'bus entry failed; retrying it before the rest of its partition');
+          continue;
+        }
+        if (verdict !== undefined) throw error;
+        logger.error({ err: error, stream, entryId: entry.id, attempt }, 'bus entry failed; left pending for retry, with the rest of its partition');
+        return false;
+      }
+    }
+  }
+
+  /** Runs the handler; throws a failure worth retrying (a store outage), returns the verdict otherwise. */
+  async #judge(entry: BusEntry): Promise<Verdict> {
+    try {
+      await this.#o.handle(entry);
+      return { ack: true };
+    } catch (error) {
+      const remote = SdcError.is(error) && error.fault === 'remote';
+      if (!remote && entry.deliveryCount < this.#o.deliveriesMax) throw error;
+      const reason = SdcError.is(error) ? `${error.code}: ${error.message}` : `after ${entry.deliveryCount} deliveries: ${(error as Error).message}`;
+      return { ack: false, reason: reason.slice(0, 512) };
+    }
+  }
+
+  async #finish(entry: BusEntry, verdict: Verdict): Promise<void> {
+    const { bus, stream, group, logger } = this.#o;
+    if (verdict.ack) {
+      await bus.ack(stream, group, [entry.id]);
+      return;
+    }
+    logger.warn({ stream, entryId: entry.id, reason: verdict.reason }, 'bus entry dead-lettered');
+    await bus.deadLetter(stream, group, entry.id, verdict.reason);
+  }
+
+  /** An earlier entry of the partition is left pending: this one stays pending behind it, unhandled. */
+  async #skip(entry: BusEntry): Promise<false> {
+    this.#o.logger.warn({ stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending behind an earlier entry of its partition');
+    return false;
+  }
+
+  /** Waits `delayMs` on the scheduler; false when stop() cut the wait short. */
+  #pause(delayMs: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const end = (elapsed: boolean): void => {
+        this.#pauses.delete(cut);
+        resolve(elapsed);
+      };
+      const timer = this.#o.scheduler.schedule(delayMs, () => end(true));
+      const cut = (): void => {
+        this.#o.scheduler.cancel(timer);
+        end(false);
+      };
+      this.#pauses.add(cut);
+    });
+  }
+}

@@ -1,0 +1,151 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createConnection } from 'mysql2/promise';
+import { createNodeEd25519Provider, pemFromPrivateSeed } from '../../runtime/ed25519-node.js';
+import { initDeployment, type DeploymentMaterials } from '../materials/materials.js';
+import { signEnvelope, type SignedEnvelope } from '../../core/protocol/envelope.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
+import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
+import { systemRandom, systemScheduler } from '../../runtime/system.js';
+import type { StreamBus } from '../stores/bus/bus-port.js';
+import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
+import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from '../stores/kv/redis-key-value-store.js';
+import { createMysqlDatabase } from '../stores/sql/mysql-database.js';
+import { openSqlJsDatabase } from '../stores/sql/sqljs-database.js';
+import type { SqlDatabase } from '../stores/sql/sql-port.js';
+import { importEd25519PrivateKey, publicKeyOf } from '../../trust/ed25519-keys.js';
+import { ed25519Algorithm, x509 } from '../../trust/x509-provider.js';
+import { createControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.js';
+
+/** A clock tests move by hand. Starts at the real time so certificates and CA validity line up. */
+export class ManualClock {
+  #nowMs = Date.now();
+  nowMs(): number { return this.#nowMs; }
+  advance(ms: number): void { this.#nowMs += ms; }
+}
+
+export interface SqlTarget {
+  readonly name: string;
+  open(dataDir: string): Promise<SqlDatabase>;
+  cleanup(): Promise<void>;
+}
+
+export const sqlJsTarget: SqlTarget = {
+  name: 'sql.js',
+  open: (dataDir) => openSqlJsDatabase({ dataDir: join(dataDir, 'db'), fileName: 'sdc.sqlite' }),
+  cleanup: async () => undefined,
+};
+
+/** A MySQL database of its own per target, so parallel test files never share tables. */
+export function mysqlTarget(url: string): SqlTarget {
+  const databaseName = `sdc_cp_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const testUrl = new URL(url);
+  testUrl.pathname = `/${databaseName}`;
+  let created = false;
+  return {
+    name: 'mysql',
+    async open() {
+      if (!created) {
+        const admin = await createConnection({ uri: url });
+        await admin.query(`CREATE DATABASE \`${databaseName}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+        await admin.end();
+        created = true;
+      }
+      return createMysqlDatabase({ url: testUrl.toString(), connectionLimit: 4 });
+    },
+    async cleanup() {
+      if (!created) return;
+      const admin = await createConnection({ uri: url });
+      await admin.query(`DROP DATABASE IF EXISTS \`${databaseName}\``);
+      await admin.end();
+    },
+    get url() { return testUrl.toString(); },
+  } as SqlTarget & { url: string };
+}
+
+export interface Harness {
+  readonly dir: string;
+  readonly clock: ManualClock;
+  readonly materials: DeploymentMaterials;
+  readonly db: SqlDatabase;
+  readonly bus: MemoryStreamBus;
+  readonly cp: ControlPlane;
+  close(): Promise<void>;
+}
+
+/**
+ * The two store pairs: sql.js with the embedded key/value store, and MySQL with real Redis when
+ * MYSQL_URL and REDIS_URL are set. `kv` is undefined for the embedded store (makeHarness's default).
+ */
+export interface StorePair {
+  readonly name: string;
+  readonly sql: SqlTarget;
+  readonly kv?: (keyPrefix: string) => KeyValueStore;
+}
+
+export function storePairs(): { pairs: StorePair[]; skipped?: string } {
+  const embedded: StorePair = { name: 'sql.js + embedded kv', sql: sqlJsTarget };
+  const mysqlUrl = process.env['MYSQL_URL'];
+  const redisUrl = process.env['REDIS_URL'];
+  if (mysqlUrl === undefined || mysqlUrl === '' || redisUrl === undefined || redisUrl === '') {
+    return { pairs: [embedded], skipped: 'MYSQL_URL or REDIS_URL is not set; the same suite runs on sql.js + embedded kv' };
+  }
+  return { pairs: [embedded, { name: 'mysql + redis', sql: mysqlTarget(mysqlUrl), kv: (keyPrefix) => createRedisKeyValueStore({ url: redisUrl, keyPrefix }) }] };
+}
+
+/**
+ * `wrapBus` puts a wrapper (e.g. fault injection) between the control plane and the bus; `bus` stays the raw one.
+ * `kv` replaces the embedded key/value store (given a fresh key prefix); `controlPlane` overrides options.
+ */
+export async function makeHarness(target: SqlTarget, options: {
+  wrapBus?: (bus: StreamBus) => StreamBus; kv?: (keyPrefix: string) => KeyValueStore; controlPlane?: Partial<ControlPlaneOptions>;
+} = {}): Promise<Harness> {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-cp-'));
+  const clock = new ManualClock();
+  const materials = await initDeployment({ dataDir: dir, clock, random: systemRandom });
+  const db = await target.open(dir);
+  const bus = new MemoryStreamBus({ clock, scheduler: systemScheduler });
+  const keyPrefix = `cp-test-${randomBytes(4).toString('hex')}:`;
+  const kv = options.kv?.(keyPrefix) ?? createEmbeddedKeyValueStore({ keyPrefix });
+  const cp = await createControlPlane({
+    materials, stores: { sql: db, bus: options.wrapBus?.(bus) ?? bus, kv }, clock, random: systemRandom, scheduler: systemScheduler,
+    gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 }, claimIdleMs: 1_000, ...options.controlPlane,
+  });
+  return {
+    dir, clock, materials, db, bus, cp,
+    async close() {
+      await cp.stop();
+      await bus.close();
+      await kv.close();
+      await db.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const provider = createNodeEd25519Provider();
+
+/** A device's key: the seed for signing frames and a CSR with CN = device id. */
+export async function makeDeviceKey(deviceId: string): Promise<{ seed: Uint8Array; csrPem: string }> {
+  const seed = new Uint8Array(randomBytes(32));
+  const der = Buffer.from(pemFromPrivateSeed(seed).replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  const privateKey = await importEd25519PrivateKey(new Uint8Array(der));
+  const keys = { privateKey, publicKey: await publicKeyOf(privateKey) };
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: [{ '2.5.4.3': [deviceId] }], keys, signingAlgorithm: ed25519Algorithm });
+  return { seed, csrPem: csr.toString('pem') };
+}
+
+let frameCounter = 0;
+/** A frame signed by the device, as canonical JSON text (what gateways put on the bus). */
+export function deviceFrame(options: { deviceId: string; seed: Uint8Array; type: string; body: JsonObject; ts: number }): string {
+  frameCounter += 1;
+  const envelope: SignedEnvelope = signEnvelope({
+    fields: { v: 1, type: options.type, id: `f${frameCounter}`, device_id: options.deviceId, session_id: 's1', seq: frameCounter, ts: options.ts, body: options.body },
+    kid: deviceKid(options.deviceId), seed: options.seed, provider,
+  });
+  return canonicalize(envelope);
+}

@@ -1,0 +1,162 @@
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { SdcError } from '../../core/errors/index.js';
+import { createControlPlane, type ControlPlane } from '../control-plane/index.js';
+import type { ControlPlaneOptions } from '../control-plane/control-plane.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../gateway/gateway-core.js';
+import { createRevocationCheck } from '../gateway/revocation-check.js';
+import { pkiPaths } from '../../trust/pki-directory.js';
+import { CrlFileWatch } from './crl-file-watch.js';
+import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
+import type { Clock, RandomSource, Scheduler } from '../../core/ports/ports.js';
+import type { Stores } from '../stores/index.js';
+import { holdPort, listenRefusal, startStartupApiServer } from './listening.js';
+import { Readiness, registerProbeRoutes } from './readiness.js';
+import { connectStores, deploymentDependencies, storeProbes, storeRetryNone, storeTargets, type StoreRetryLimits } from './store-connect.js';
+import type { DeploymentMaterials } from '../materials/materials.js';
+
+export interface StartDeploymentOptions {
+  materials: DeploymentMaterials;
+  clock: Clock;
+  random: RandomSource;
+  scheduler: Scheduler;
+  logger?: Logger;
+  /** Real Redis for bus and key/value; embedded when absent. */
+  redisUrl?: string;
+  /** Real MySQL/MariaDB; sql.js in `<dataDir>/db` when absent. */
+  mysqlUrl?: string;
+  /** Prefix for Redis keys, so several deployments (or test runs) can share one server. */
+  keyPrefix?: string;
+  host?: string;
+  apiPort?: number;
+  gatewayPort?: number;
+  gatewayId?: string;
+  /** Gateway URLs handed to devices at enrollment (default: this gateway's bound address). */
+  advertisedGatewayUrls?: readonly string[];
+  /** Run the control plane (default true); false runs a gateway only, for extra gateway processes. */
+  controlPlane?: boolean;
+  /** Extra gateway tuning (heartbeat, ACK timeout, attempts...). */
+  gateway?: Partial<Omit<GatewayCoreOptions, 'gatewayId' | 'signer' | 'provider' | 'stores' | 'clock' | 'random' | 'scheduler' | 'commandKeys'>>;
+  /** Control-plane sweep periods (expiry, redelivery); defaults suit production. */
+  controlPlaneTuning?: Pick<ControlPlaneOptions, 'expirySweepIntervalMs' | 'redeliverySweepIntervalMs' | 'redispatchIntervalMs'>;
+  /** Cheaper password hashing, for tests and the demo's throwaway users only. */
+  scryptParams?: { N: number; r: number; p: number };
+  /** How long to wait for MySQL and Redis to answer at start (default storeRetryNone: fail at once; `sdc serve` waits). */
+  storeRetry?: StoreRetryLimits;
+  /** Called once the API port listens, before the stores are awaited: /healthz and /readyz answer from then on. */
+  onApiListening?: (apiUrl: string) => void;
+}
+
+/** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
+export interface Deployment {
+  /** A gateway-only deployment has no SQL database (`sql` undefined). */
+  readonly stores: GatewayStores | Stores;
+  readonly controlPlane: ControlPlane | undefined;
+  readonly gateway: GatewayCore;
+  readonly gatewayServer: GatewayServer;
+  readonly apiUrl: string | undefined;
+  readonly gatewayUrl: string;
+  stop(): Promise<void>;
+}
+
+export interface GatewayStores extends Omit<Stores, 'sql'> {
+  readonly sql: undefined;
+}
+
+/**
+ * A gateway-only process needs only the bus and the key/value store, and they must be the shared
+ * Redis: an embedded store lives inside one process, so another process could not reach its devices.
+ */
+function requireSharedRedis(options: StartDeploymentOptions): void {
+  if (options.controlPlane === false && options.redisUrl === undefined) throw new SdcError('PROTO_INVALID_ARGUMENT', 'a gateway-only deployment needs a shared Redis');
+}
+
+/**
+ * Opens the stores, starts a gateway (first, so its URL can be handed to devices at enrollment)
+ * and the control plane, both over TLS with the deployment's server certificate.
+ */
+export async function startDeployment(options: StartDeploymentOptions): Promise<Deployment> {
+  const { materials, clock, random, scheduler } = options;
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const host = options.host ?? '127.0.0.1';
+  const withControlPlane = options.controlPlane !== false;
+  requireSharedRedis(options);
+  storeTargets(options); // a malformed store URL is refused before anything listens or waits
+  const readiness = new Readiness({ dependencies: deploymentDependencies(options, withControlPlane), clock, scheduler });
+  const stopped: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stopped.reverse()) await stop().catch((error: unknown) => logger.warn({ err: error }, 'stop failed'));
+  };
+  try {
+    // Both ports first (docs/api.md, Readiness): a port in use is refused at once, and the API
+    // answers /healthz and /readyz while the stores are awaited.
+    const startupApi = withControlPlane
+      ? await startStartupApiServer({ materials, host, port: options.apiPort ?? 0, readiness, random, logger: logger.child({ role: 'control-plane' }) })
+      : undefined;
+    if (startupApi !== undefined) {
+      stopped.push(() => startupApi.release());
+      options.onApiListening?.(startupApi.url);
+    }
+    const gatewayPort = await holdPort('gateway', host, options.gatewayPort ?? 0);
+    stopped.push(() => gatewayPort.release());
+    const stores = await connectStores({
+      open: {
+        // The same file `sdc user add` and `sdc audit verify` open (server/control-plane/database.ts).
+        dataDir: join(materials.dataDir, 'db'), sqlFileName: 'sdc.sqlite', clock, scheduler,
+        ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
+        ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}),
+        ...(options.keyPrefix ? { keyPrefix: options.keyPrefix } : {}),
+      },
+      withSql: withControlPlane, limits: options.storeRetry ?? storeRetryNone, random, logger: logger.child({ role: 'stores' }), readiness,
+    });
+    stopped.push(() => stores.close());
+    // Admission (revoked serial, certificate not current, never-enrolled device) reads kv keys the
+    // control plane publishes, the same for this in-process gateway and a gateway-only process;
+    // revocation also reads the CRL file the control plane writes, which holds without the kv store.
+    const { crlPath } = pkiPaths(materials.dataDir);
+    const crl = new CrlFileWatch({ path: crlPath, intermediateCaPem: materials.intermediateCaPem, scheduler, logger: logger.child({ role: 'gateway' }) });
+    await crl.start();
+    stopped.push(async () => crl.stop());
+    const gateway = createGatewayCore({
+      isRevoked: createRevocationCheck({ kv: stores.kv, crlSerials: () => crl.serials() }),
+      ...options.gateway,
+      gatewayId: options.gatewayId ?? 'gw-1',
+      signer: materials.gatewaySigner,
+      provider: createNodeEd25519Provider(),
+      stores: { bus: stores.bus, kv: stores.kv },
+      clock, random, scheduler, logger: logger.child({ role: 'gateway' }),
+      commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),
+    });
+    await gateway.start();
+    stopped.push(() => gateway.stop());
+    await gatewayPort.release();
+    const gatewayServer = await startGatewayServer({
+      core: gateway, tls: materials.serverTls, host, port: gatewayPort.port,
+      trustAnchors: [materials.intermediateCaPem, materials.rootCaPem], clock, logger: logger.child({ role: 'gateway-server' }),
+    }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
+    stopped.push(() => gatewayServer.close());
+    const gatewayUrl = gatewayServer.address.url;
+    let controlPlane: ControlPlane | undefined;
+    let apiUrl: string | undefined;
+    if (startupApi !== undefined && stores.sql !== undefined) {
+      controlPlane = await createControlPlane({
+        materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
+        gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], crlPath, ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
+      });
+      stopped.push(() => controlPlane!.stop());
+      await controlPlane.start();
+      registerProbeRoutes(controlPlane.app, readiness);
+      readiness.running(storeProbes(stores));
+      // The API takes over the port the startup server held.
+      await startupApi.release();
+      const listening = await controlPlane.listen({ host, port: startupApi.port, tls: true })
+        .catch((error: unknown) => { throw listenRefusal(error, 'api', host, startupApi.port); });
+      apiUrl = listening.url;
+    }
+    return { stores, controlPlane, gateway, gatewayServer, apiUrl, gatewayUrl, stop: stopAll };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}

@@ -1,0 +1,424 @@
+import { decodeBusEntry } from '../bus-contract/entries.js';
+import { gatewayCommandStream, groups } from '../bus-contract/streams.js';
+import { SdcError } from '../../core/errors/index.js';
+import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import type { SignedCommand } from '../../core/protocol/messages/command.js';
+import type { TimerHandle } from '../../core/ports/ports.js';
+import { verifyCommand } from '../../core/protocol/signed-command.js';
+import type { BusEntry } from '../stores/bus/bus-port.js';
+import { backoffDelayMs } from './backoff.js';
+import type { GatewayContext } from './gateway-context.js';
+
+/** The live session a command can be written to. */
+export interface DeliveryTarget {
+  readonly sessionId: string;
+  /** Writes COMMAND_DELIVERY; false if the session can no longer send. */
+  deliver(command: SignedCommand, attempt: number): boolean;
+}
+
+interface Delivery {
+  readonly stream: string;
+  readonly entryId: string;
+  readonly command: SignedCommand;
+  readonly target: DeliveryTarget;
+  attempt: number;
+  acked: boolean;
+  timer: TimerHandle | undefined;
+}
+
+const readCountMax = 32;
+const idleWhenFullMs = 50;
+const errorPauseMs = 500;
+/** COMMAND_DELIVERY's `attempt` is at most 100 on the wire. */
+const commandAttemptMax = 100;
+/**
+ * Commands with reports queued at once (in flight or waiting for a retry); a failure beyond it is
+ * left to the control plane's redelivery sweep (the delivery stays held, so the sweep's duplicate
+ * re-asks the device).
+ */
+export const reportBacklogsMax = 1_024;
+/** Reports of one command waiting behind a failed one (deliver, ack, start, result, and repeats). */
+const reportsPerCommandMax = 16;
+
+/** One report to the events stream: its steps run in order; `next` is the first not yet done. */
+interface PendingReport {
+  readonly what: string;
+  readonly steps: ReadonlyArray<() => Promise<void>>;
+  next: number;
+}
+
+/** A command's reports not yet on the events stream, in the order the gateway got them; retried after a failure. */
+interface ReportBacklog {
+  readonly reports: PendingReport[];
+  failures: number;
+  timer: TimerHandle | undefined;
+}
+
+/**
+ * Reads this gateway's command stream and carries each command to its device: verify, deliver,
+ * wait for the ACK (retrying with backoff), forward ACK/RESULT frames, and ack the stream entry
+ * only once the command is finished here or handed back (`requeue`) to the control plane.
+ */
+export class CommandRouter {
+  readonly #deliveries = new Map<string, Delivery>();
+  readonly #perDevice = new Map<string, number>();
+  readonly #stream: string;
+  /** By command id: reports in flight or waiting for a retry (at most reportBacklogsMax commands). */
+  readonly #backlogs = new Map<string, ReportBacklog>();
+  #running = false;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+
+  constructor(private readonly context: GatewayContext, private readonly targetFor: (deviceId: string) => DeliveryTarget | undefined) {
+    this.#stream = gatewayCommandStream(context.options.gatewayId);
+  }
+
+  get pendingDeliveries(): number {
+    return this.#deliveries.size;
+  }
+
+  async start(): Promise<void> {
+    const { bus } = this.context.options.stores;
+    await bus.ensureGroup(this.#stream, groups.gateway, '0');
+    // Entries still pending for our id belong to sessions of a previous run of this gateway: hand them back.
+    for (let round = 0; round < 1000; round++) {
+      const stale = await bus.claim(this.#stream, groups.gateway, this.context.options.gatewayId, { minIdleMs: 0, count: readCountMax });
+      for (const entry of stale) await this.handBack(this.#stream, entry, 'gateway restarted');
+      if (stale.length < readCountMax) break;
+    }
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  /** Stops reading; in-flight deliveries stay pending in the stream (stop() hands them back via session close). */
+  stop(): void {
+    this.#running = false;
+    this.#stopped = true;
+    for (const delivery of this.#deliveries.values()) this.#cancelTimer(delivery);
+    // A report still failing is given up: the control plane's redelivery sweep re-asks the device for it.
+    for (const backlog of this.#backlogs.values()) {
+      if (backlog.timer !== undefined) this.context.options.scheduler.cancel(backlog.timer);
+    }
+    this.#backlogs.clear();
+  }
+
+  async #run(): Promise<void> {
+    const { bus } = this.context.options.stores;
+    const { gatewayId, pendingDeliveriesMax, commandReadBlockMs, logger } = this.context.options;
+    while (this.#running) {
+      const room = pendingDeliveriesMax - this.#deliveries.size;
+      if (room <= 0) {
+        // Backpressure: the entries wait in the stream until a delivery finishes.
+        await this.context.sleep(idleWhenFullMs);
+        continue;
+      }
+      let entries: BusEntry[];
+      try {
+        entries = await bus.readGroup(this.#stream, groups.gateway, gatewayId, { count: Math.min(readCountMax, room), blockMs: commandReadBlockMs });
+      } catch (error) {
+        if (!this.#running) break;
+        logger.error({ err: error, trace_id: this.context.traceId() }, 'command stream read failed');
+        await this.context.sleep(errorPauseMs);
+        if (SdcError.is(error, 'STORE_NO_GROUP')) await this.#recreateGroup();
+        continue;
+      }
+      for (const entry of entries) {
+        if (!this.#running) break;
+        try {
+          await this.#handleEntry(entry);
+        } catch (error) {
+          // A store failure: the entry stays pending and is handed back by a claim later.
+          logger.error({ err: error, entry_id: entry.id, trace_id: this.context.traceId() }, 'command entry handling failed');
+        }
+      }
+    }
+  }
+
+  /**
+   * The store lost our stream and group (Redis restarted without persistence, FLUSHALL). From '0':
+   * what the control plane appended since is for us. Deliveries in flight stay held (their acks
+   * find nothing and count 0); the control plane's redelivery sweep re-sends what the wipe lost.
+   */
+  async #recreateGroup(): Promise<void> {
+    const { stores, logger } = this.context.options;
+    try {
+      await stores.bus.ensureGroup(this.#stream, groups.gateway, '0');
+      logger.warn({ stream: this.#stream, trace_id: this.context.traceId() }, 'command stream group was lost (store wiped?); re-created');
+    } catch (error) {
+      logger.error({ err: error, trace_id: this.context.traceId() }, 'command stream group could not be re-created; retrying');
+    }
+  }
+
+  async #handleEntry(entry: BusEntry): Promise<void> {
+    const { bus } = this.context.options.stores;
+    const { commandKeys, provider, logger, pendingDeliveriesPerDeviceMax } = this.context.options;
+    let command: SignedCommand;
+    try {
+      const decoded = decodeBusEntry(entry.fields);
+      if (decoded.kind !== 'deliver') throw new SdcError('GATEWAY_COMMAND_REFUSED', `a gateway stream carries deliver entries, not ${decoded.kind}`);
+      command = decoded.data.command;
+    } catch (error) {
+      const code = SdcError.is(error) ? error.code : 'GATEWAY_COMMAND_REFUSED';
+      logger.warn({ code, entry_id: entry.id, trace_id: this.context.traceId() }, 'malformed command entry dead-lettered');
+      await bus.deadLetter(this.#stream, groups.gateway, entry.id, code);
+      return;
+    }
+    try {
+      verifyCommand({ command, deviceId: command.device_id, resolveKey: (kid) => commandKeys.get(kid), provider, nowMs: this.context.nowMs() });
+      if (command.device_seq < 1) throw new SdcError('GATEWAY_COMMAND_REFUSED', 'device_seq starts at 1');
+    } catch (error) {
+      const code = SdcError.is(error) ? error.code : 'GATEWAY_COMMAND_REFUSED';
+      if (code === 'COMMAND_EXPIRED') {
+        // The control plane's expiry sweep owns expired commands; handing it back would only loop.
+        logger.info({ command_id: command.id }, 'expired command dropped');
+        await bus.ack(this.#stream, groups.gateway, [entry.id]);
+        return;
+      }
+      logger.warn({ code, command_id: command.id, trace_id: this.context.traceId() }, 'command refused by the gateway');
+      await this.#progress(command, 'dead_letter', 0, `${code}: refused by gateway`);
+      await bus.deadLetter(this.#stream, groups.gateway, entry.id, code);
+      return;
+    }
+    const existing = this.#deliveries.get(command.id);
+    if (existing !== undefined) {
+      // The control plane appended it again (a new presence, or its redelivery sweep because it has
+      // no result yet). Unacked: the ACK-timeout retries carry on. Acked: the device's ACK or RESULT
+      // may have been lost on the way to the control plane, so the device is asked again; it answers
+      // a known command id from its journal (the result, or the ACK of where it is) and never runs it twice.
+      if (existing.acked) await this.#resend(existing);
+      if (existing.entryId !== entry.id) await bus.ack(this.#stream, groups.gateway, [entry.id]);
+      return;
+    }
+    const target = this.targetFor(command.device_id);
+    if (target === undefined) {
+      await this.#handBackCommand(this.#stream, entry.id, command, 0, 'device not connected to this gateway');
+      return;
+    }
+    if ((this.#perDevice.get(command.device_id) ?? 0) >= pendingDeliveriesPerDeviceMax) {
+      await this.#handBackCommand(this.#stream, entry.id, command, 0, 'device delivery queue full');
+      return;
+    }
+    const delivery: Delivery = { stream: this.#stream, entryId: entry.id, command, target, attempt: 0, acked: false, timer: undefined };
+    this.#deliveries.set(command.id, delivery);
+    this.#perDevice.set(command.device_id, (this.#perDevice.get(command.device_id) ?? 0) + 1);
+    await this.#send(delivery);
+  }
+
+  async #send(delivery: Delivery): Promise<void> {
+    if (this.#deliveries.get(delivery.command.id) !== delivery) return;
+    delivery.attempt += 1;
+    if (!delivery.target.deliver(delivery.command, delivery.attempt)) {
+      await this.#requeue(delivery, 'session closed before delivery');
+      return;
+    }
+    this.#cancelTimer(delivery);
+    delivery.timer = this.context.schedule(this.context.options.ackTimeoutMs, () => { void this.#onAckTimeout(delivery); });
+    const attempt = delivery.attempt;
+    // Stamped now, not when the report finally goes out: a report retried after a bus outage must
+    // not carry a time later than the device's ACK and RESULT that followed this delivery.
+    const atMs = this.context.nowMs();
+    await this.#persist('deliver', delivery.command.id, [() => this.#progress(delivery.command, 'deliver', attempt, undefined, atMs)]);
+  }
+
+  /** COMMAND_DELIVERY again for an acked delivery; no `deliver` progress: the command is past `sent` here. */
+  async #resend(delivery: Delivery): Promise<void> {
+    delivery.attempt = Math.min(commandAttemptMax, delivery.attempt + 1);
+    if (!delivery.target.deliver(delivery.command, delivery.attempt)) await this.#requeue(delivery, 'session closed before redelivery');
+  }
+
+  async #onAckTimeout(delivery: Delivery): Promise<void> {
+    delivery.timer = undefined;
+    if (!this.#running || delivery.acked || this.#deliveries.get(delivery.command.id) !== delivery) return;
+    const { deliveryAttemptsMax, backoff, random, logger } = this.context.options;
+    try {
+      if (delivery.attempt >= deliveryAttemptsMax) {
+        logger.warn({ command_id: delivery.command.id, attempts: delivery.attempt }, 'no ACK after the last attempt; dead-lettered');
+        this.#forget(delivery);
+        await this.#progress(delivery.command, 'dead_letter', delivery.attempt, `no ACK after ${delivery.attempt} attempts`);
+        await this.context.options.stores.bus.deadLetter(delivery.stream, groups.gateway, delivery.entryId, 'GATEWAY_ACK_TIMEOUT');
+        return;
+      }
+      const delayMs = backoffDelayMs({ ...backoff, failedAttempts: delivery.attempt, random });
+      delivery.timer = this.context.schedule(delayMs, () => {
+        delivery.timer = undefined;
+        if (this.#running) void this.#send(delivery).catch((error: unknown) => logger.error({ err: error }, 'redelivery failed'));
+      });
+    } catch (error) {
+      logger.error({ err: error, command_id: delivery.command.id, trace_id: this.context.traceId() }, 'ACK timeout handling failed');
+    }
+  }
+
+  /**
+   * A verified COMMAND_ACK from `deviceId`; `frame` is its signed text. Forwarded even without a
+   * delivery here: the device's signed frame is the authority on its progress. A failed report is
+   * retried in the background (#persist), so a store outage neither loses it nor stalls the session.
+   */
+  async onAck(deviceId: string, body: MessageBody<'COMMAND_ACK'>, frame: string): Promise<void> {
+    const delivery = this.#markAcked(deviceId, body.command_id);
+    const data = {
+      command_id: body.command_id, device_id: deviceId, gateway_id: this.context.options.gatewayId, at_ms: this.context.nowMs(),
+      event: body.stage === 'received' ? 'ack' as const : 'start' as const, attempt: delivery?.attempt ?? 0, frame,
+    };
+    await this.#persist(`COMMAND_ACK ${body.stage}`, body.command_id, [() => this.context.report('command_progress', data)]);
+  }
+
+  /**
+   * A verified COMMAND_RESULT: forwarded, and only once that succeeded is the delivery finished
+   * and its stream entry acked. Until then the delivery stays held (acked), so a duplicate
+   * `deliver` from the control plane re-asks the device, which re-sends the result from its journal.
+   */
+  async onResult(deviceId: string, body: MessageBody<'COMMAND_RESULT'>, frame: string): Promise<void> {
+    // A result can overtake its ACK on a lossy link; it ends the ACK wait all the same.
+    const delivery = this.#markAcked(deviceId, body.command_id);
+    const data = { command_id: body.command_id, device_id: deviceId, gateway_id: this.context.options.gatewayId, at_ms: this.context.nowMs(), frame };
+    const steps = [() => this.context.report('command_result', data)];
+    if (delivery !== undefined) {
+      steps.push(async () => {
+        this.#forget(delivery);
+        await this.context.options.stores.bus.ack(delivery.stream, groups.gateway, [delivery.entryId]);
+      });
+    }
+    await this.#persist('COMMAND_RESULT', body.command_id, steps);
+  }
+
+  #markAcked(deviceId: string, commandId: string): Delivery | undefined {
+    const delivery = this.#deliveryOf(deviceId, commandId);
+    if (delivery !== undefined) {
+      delivery.acked = true;
+      this.#cancelTimer(delivery);
+    }
+    return delivery;
+  }
+
+  /**
+   * Runs a report's `steps` in order, through a per-command queue so that the control plane sees
+   * deliver, ack, start and result in the order the gateway got them. Normally the report goes
+   * out at once and is awaited. After a failure the queue is retried in order on the scheduler
+   * with backoff (options.backoff) while the caller goes on, so the session's other work
+   * continues during a store outage; later reports of the command join the queue. Bounded:
+   * `reportAttemptsMax` attempts per report, reportsPerCommandMax queued per command,
+   * reportBacklogsMax commands queued. What is given up is recovered by the control plane's
+   * redelivery sweep, answered by the device from its journal.
+   */
+  async #persist(what: string, commandId: string, steps: ReadonlyArray<() => Promise<void>>): Promise<void> {
+    const report: PendingReport = { what, steps, next: 0 };
+    const queued = this.#backlogs.get(commandId);
+    if (queued !== undefined) {
+      if (queued.reports.length < reportsPerCommandMax) queued.reports.push(report);
+      else this.context.options.logger.error({ command_id: commandId, trace_id: this.context.traceId() }, `${what} dropped: too many reports queued; left to the redelivery sweep`);
+      return;
+    }
+    if (this.#stopped || this.#backlogs.size >= reportBacklogsMax) {
+      // No room to keep it for a retry: one attempt.
+      try {
+        await runReport(report);
+      } catch (error) {
+        this.context.options.logger.error({ err: error, command_id: commandId, trace_id: this.context.traceId() }, `${what} not reported; left to the redelivery sweep`);
+      }
+      return;
+    }
+    const backlog: ReportBacklog = { reports: [report], failures: 0, timer: undefined };
+    this.#backlogs.set(commandId, backlog);
+    await this.#drainBacklog(commandId, backlog);
+  }
+
+  #retryLater(commandId: string, backlog: ReportBacklog, error: unknown): void {
+    const { backoff, random, logger, reportAttemptsMax } = this.context.options;
+    const what = backlog.reports.map((r) => r.what).join(', ');
+    if (this.#stopped || backlog.failures >= reportAttemptsMax) {
+      this.#backlogs.delete(commandId);
+      logger.error({ err: error, command_id: commandId, attempts: backlog.failures, trace_id: this.context.traceId() }, `${what} not reported; left to the redelivery sweep`);
+      return;
+    }
+    logger.warn({ err: error, command_id: commandId, attempts: backlog.failures }, `${what} report failed; retrying`);
+    backlog.timer = this.context.schedule(backoffDelayMs({ ...backoff, failedAttempts: backlog.failures, random }), () => {
+      backlog.timer = undefined;
+      void this.#drainBacklog(commandId, backlog);
+    });
+  }
+
+  /** One drain at a time per queue: the caller that created it, then each retry timer. */
+  async #drainBacklog(commandId: string, backlog: ReportBacklog): Promise<void> {
+    if (this.#backlogs.get(commandId) !== backlog) return;
+    try {
+      // Reports that arrive meanwhile are pushed onto `reports` and taken by this loop.
+      while (backlog.reports.length > 0) {
+        await runReport(backlog.reports[0]!);
+        backlog.reports.shift();
+        if (backlog.failures > 0) this.context.options.logger.info({ command_id: commandId, failures: backlog.failures }, 'report delivered after a retry');
+        backlog.failures = 0;
+      }
+      this.#backlogs.delete(commandId);
+    } catch (error) {
+      backlog.failures += 1;
+      this.#retryLater(commandId, backlog, error);
+    }
+  }
+
+  /** The session ended: everything it had in flight goes back to the control plane. */
+  async onSessionClosed(sessionId: string): Promise<void> {
+    const mine = [...this.#deliveries.values()].filter((delivery) => delivery.target.sessionId === sessionId);
+    for (const delivery of mine) await this.#requeue(delivery, 'device session closed');
+  }
+
+  /** Reports `requeue` for a claimed or stale entry and acks it; a malformed entry is dead-lettered. */
+  async handBack(stream: string, entry: BusEntry, why: string): Promise<void> {
+    let command: SignedCommand;
+    try {
+      const decoded = decodeBusEntry(entry.fields);
+      if (decoded.kind !== 'deliver') throw new SdcError('GATEWAY_COMMAND_REFUSED', `unexpected entry kind ${decoded.kind}`);
+      command = decoded.data.command;
+    } catch (error) {
+      await this.context.options.stores.bus.deadLetter(stream, groups.gateway, entry.id, SdcError.is(error) ? error.code : 'GATEWAY_COMMAND_REFUSED');
+      return;
+    }
+    await this.#handBackCommand(stream, entry.id, command, Math.min(100, Math.max(0, entry.deliveryCount - 1)), why);
+  }
+
+  async #handBackCommand(stream: string, entryId: string, command: SignedCommand, attempt: number, why: string): Promise<void> {
+    // Report first, then ack: a crash in between leaves the entry pending, and a second requeue is harmless.
+    await this.#progress(command, 'requeue', attempt, why);
+    await this.context.options.stores.bus.ack(stream, groups.gateway, [entryId]);
+  }
+
+  async #requeue(delivery: Delivery, why: string): Promise<void> {
+    this.#forget(delivery);
+    await this.#handBackCommand(delivery.stream, delivery.entryId, delivery.command, delivery.attempt, why);
+  }
+
+  #deliveryOf(deviceId: string, commandId: string): Delivery | undefined {
+    const delivery = this.#deliveries.get(commandId);
+    return delivery?.command.device_id === deviceId ? delivery : undefined;
+  }
+
+  #forget(delivery: Delivery): void {
+    this.#cancelTimer(delivery);
+    if (this.#deliveries.get(delivery.command.id) !== delivery) return;
+    this.#deliveries.delete(delivery.command.id);
+    const count = (this.#perDevice.get(delivery.command.device_id) ?? 1) - 1;
+    if (count <= 0) this.#perDevice.delete(delivery.command.device_id);
+    else this.#perDevice.set(delivery.command.device_id, count);
+  }
+
+  #cancelTimer(delivery: Delivery): void {
+    if (delivery.timer !== undefined) this.context.options.scheduler.cancel(delivery.timer);
+    delivery.timer = undefined;
+  }
+
+  /** `atMs`: when the event happened here (default now). */
+  async #progress(command: SignedCommand, event: 'deliver' | 'dead_letter' | 'requeue', attempt: number, detail?: string, atMs = this.context.nowMs()): Promise<void> {
+    await this.context.report('command_progress', {
+      command_id: command.id, device_id: command.device_id, gateway_id: this.context.options.gatewayId, at_ms: atMs,
+      event, attempt, ...(detail === undefined ? {} : { detail: detail.slice(0, 512) }),
+    });
+  }
+
+  /** Resolves when the read loop has returned (after stop()). */
+  async stopped(): Promise<void> {
+    await this.#loop;
+  }
+}
+
+async function runReport(report: PendingReport): Promise<void> {
+  for (; report.next < report.steps.length; report.next += 1) await report.steps[report.next]!();
+}

@@ -1,0 +1,97 @@
+import type { Logger } from 'pino';
+import { encodeBusEntry, type BusEntryData, type BusEntryKind } from '../bus-contract/entries.js';
+import { streamMaxLen, streamNames } from '../bus-contract/streams.js';
+import { hexFromBytes } from '../../core/crypto/bytes.js';
+import type { ProtocolLimits } from '../../core/protocol/limits.js';
+import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
+import type { StreamBus } from '../stores/bus/bus-port.js';
+import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import type { BackoffOptions } from './backoff.js';
+import type { EnrollmentCheck } from './enrollment-check.js';
+
+/** The gateways' frame key (materials.gatewaySigner); `publicKey` is what agents pin. */
+export interface GatewaySigner {
+  readonly kid: string;
+  readonly seed: Uint8Array;
+}
+
+export interface GatewayCoreOptions {
+  /** 1-64 of [A-Za-z0-9_.-]; names this gateway's command stream and liveness key. */
+  gatewayId: string;
+  signer: GatewaySigner;
+  provider: Ed25519Provider;
+  stores: { bus: StreamBus; kv: KeyValueStore };
+  clock: Clock;
+  random: RandomSource;
+  scheduler: Scheduler;
+  logger?: Logger;
+  /** Control-plane command keys by kid; a deliver entry signed by any other key is dead-lettered. */
+  commandKeys: ReadonlyMap<string, Uint8Array>;
+  /** At admission and at each session re-check. Default: the kvKeys.revoked key (createRevocationCheck). */
+  isRevoked?: (serialHex: string) => boolean | Promise<boolean>;
+  /**
+   * Is this certificate the device's current one (issued through enrollment or renewal, not
+   * superseded)? An SdcError refuses (GATEWAY_DEVICE_UNKNOWN, GATEWAY_CERT_UNKNOWN). Default:
+   * the kvKeys.deviceCertificate and kvKeys.device keys (createEnrollmentCheck).
+   */
+  checkEnrollment?: EnrollmentCheck;
+  /**
+   * How often a live session's certificate is checked again for revocation (at its next frame).
+   * Revocation notices close sessions at once, but pub/sub is at most once: this bounds how long
+   * a gateway that missed one keeps the session. Default 60 s.
+   */
+  sessionRecheckIntervalMs?: number;
+  heartbeatIntervalMs?: number;
+  authTimeoutMs?: number;
+  ackTimeoutMs?: number;
+  deliveryAttemptsMax?: number;
+  /** Retries of delivery (after an ACK timeout) and of failed ACK/RESULT reports follow this backoff. */
+  backoff?: BackoffOptions;
+  /**
+   * Attempts to report one device ACK/RESULT to the events stream (the first included) before it
+   * is left to the control plane's redelivery sweep. Default 6: with the default backoff the
+   * retries span about 15-31 s, longer than a typical store failover.
+   */
+  reportAttemptsMax?: number;
+  connectionsMax?: number;
+  pendingDeliveriesPerDeviceMax?: number;
+  pendingDeliveriesMax?: number;
+  /** Liveness key refresh period; the key lives 3 periods. Default: heartbeatIntervalMs. */
+  aliveRefreshIntervalMs?: number;
+  /** How often the other gateways' liveness is checked. Default: heartbeatIntervalMs. */
+  peerCheckIntervalMs?: number;
+  /** Longest wait of one blocking stream read; bounds how long stop() leaves a read open. */
+  commandReadBlockMs?: number;
+  limits?: Partial<ProtocolLimits>;
+  /** Refused frames a session tolerates before it is closed (GatewayConnection's refusalsMax). */
+  refusalsMax?: number;
+}
+
+export type ResolvedGatewayOptions = Required<Omit<GatewayCoreOptions, 'logger' | 'checkEnrollment' | 'limits' | 'isRevoked'>>
+  & Pick<GatewayCoreOptions, 'limits'>
+  & { isRevoked: NonNullable<GatewayCoreOptions['isRevoked']>; checkEnrollment: EnrollmentCheck; logger: Logger };
+
+/** What the gateway's parts share: ports, stores, options, and the events writer. */
+export interface GatewayContext {
+  readonly options: ResolvedGatewayOptions;
+  nowMs(): number;
+  sleep(delayMs: number): Promise<void>;
+  schedule(delayMs: number, run: () => void): TimerHandle;
+  /** Appends a typed entry to streamNames.events (bounded by streamMaxLen.events). */
+  report<K extends BusEntryKind>(kind: K, data: BusEntryData<K>): Promise<void>;
+  traceId(): string;
+}
+
+export function createGatewayContext(options: ResolvedGatewayOptions): GatewayContext {
+  const { clock, scheduler, stores, random } = options;
+  return {
+    options,
+    nowMs: () => clock.nowMs(),
+    sleep: (delayMs) => new Promise((resolve) => { scheduler.schedule(delayMs, resolve); }),
+    schedule: (delayMs, run) => scheduler.schedule(Math.max(0, delayMs), run),
+    async report(kind, data) {
+      await stores.bus.append(streamNames.events, encodeBusEntry(kind, data), { maxLen: streamMaxLen.events });
+    },
+    traceId: () => hexFromBytes(random.bytes(8)),
+  };
+}

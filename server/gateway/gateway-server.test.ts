@@ -1,0 +1,230 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { gatewayCommandStream, groups, kvKeys, streamNames } from '../bus-contract/streams.js';
+import { deadLetterStream } from '../stores/bus/bus-port.js';
+import { createIntermediateCa, createRootCa } from '../../trust/ca.js';
+import { systemRandom } from '../../runtime/system.js';
+import { DeviceCertificateIssuer } from '../../trust/device-issuer.js';
+import { MemoryRevocationStore } from '../../trust/revocation.js';
+import type { GatewayCore } from './gateway-core.js';
+import { startGatewayServer, type GatewayServer } from './gateway-server.js';
+import {
+  appendDeliver, connectTls, embeddedStores, eventually, makeCommand, makeCore, makeGatewayPki, StreamReader,
+  type GatewayPki, type TestStores,
+} from './test-support.js';
+
+describe('gateway over TLS 1.3 + WebSocket', () => {
+  let gpki: GatewayPki;
+  let stores: TestStores;
+  let core: GatewayCore;
+  let server: GatewayServer;
+  let events: StreamReader;
+  const sockets: WebSocket[] = [];
+
+  before(async () => {
+    gpki = await makeGatewayPki();
+    stores = embeddedStores();
+    core = makeCore(stores, {
+      heartbeatIntervalMs: 400, ackTimeoutMs: 150, deliveryAttemptsMax: 3, backoff: { baseMs: 20, maxMs: 60 }, refusalsMax: 3,
+    });
+    await core.start();
+    server = await startGatewayServer({
+      core, tls: gpki.serverTls, host: '127.0.0.1', port: 0, trustAnchors: [gpki.pki.intermediate.certificate, gpki.pki.root.certificate],
+    });
+    events = new StreamReader(stores.bus);
+  });
+
+  after(async () => {
+    for (const ws of sockets) ws.terminate();
+    await server.close();
+    await core.stop();
+    await stores.bus.close();
+    await stores.kv.close();
+  });
+
+  async function connect(deviceId: string) {
+    const device = await gpki.issueDevice(deviceId);
+    const connected = await connectTls(server.address.url, device, gpki.serverTls.caPem);
+    sockets.push(connected.ws);
+    return { device, ...connected };
+  }
+
+  /** Keeps the agent's session alive for the duration of `run`. */
+  async function withHeartbeats<T>(agent: { connection: { sendHeartbeat(b: { uptime_ms: number; queue_depth: number }, n: number): void }; flush(): void }, run: () => Promise<T>): Promise<T> {
+    const timer = setInterval(() => {
+      try {
+        agent.connection.sendHeartbeat({ uptime_ms: 1, queue_depth: 0 }, Date.now());
+        agent.flush();
+      } catch { /* closed */ }
+    }, 100);
+    try {
+      return await run();
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  it('authenticates a device, sets its presence key and reports it online', async () => {
+    const { agent } = await connect('dev-auth');
+    await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+    const record = JSON.parse((await stores.kv.get(kvKeys.presence('dev-auth')))!) as { gateway_id: string; session_id: string };
+    assert.equal(record.gateway_id, 'gw-a');
+    assert.equal(record.session_id, agent.connection.id);
+    const ttlMs = await stores.kv.ttlMs(kvKeys.presence('dev-auth'));
+    assert.ok(ttlMs !== null && ttlMs <= 600 && ttlMs > 0, `ttl ${ttlMs}`);
+    await events.waitFor((all) => all.some((e) => e.kind === 'presence' && e.data.device_id === 'dev-auth' && e.data.online && e.data.last_command_seq === 0));
+  });
+
+  it('refuses at the TLS layer a client certificate from another CA', async () => {
+    const root = await createRootCa({ now: new Date(Date.now() - 60_000), random: systemRandom });
+    const intermediate = await createIntermediateCa({ root, now: new Date(Date.now() - 60_000), random: systemRandom });
+    const issuer = new DeviceCertificateIssuer({ intermediate, rootCertificate: root.certificate, random: systemRandom, isRevoked: () => false });
+    const genuine = await gpki.issueDevice('dev-foreign');
+    const { x509 } = await import('../../trust/x509-provider.js');
+    const { generateEd25519KeyPair, exportPkcs8Der } = await import('../../trust/ed25519-keys.js');
+    const { toPem } = await import('../../trust/pem.js');
+    const keys = await generateEd25519KeyPair(systemRandom);
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: [{ '2.5.4.3': ['dev-foreign'] }], keys, signingAlgorithm: { name: 'Ed25519' } });
+    const foreign = await issuer.issueDeviceCertificate({ csrPem: csr.toString('pem'), deviceId: 'dev-foreign', now: new Date() });
+    const keyPem = toPem('PRIVATE KEY', await exportPkcs8Der(keys.privateKey));
+    const before = core.stats().connections;
+    await assert.rejects(connectTls(server.address.url, { ...genuine, certPem: foreign.certificatePem, keyPem }, gpki.serverTls.caPem));
+    assert.equal(core.stats().connections, before, 'the core never saw the connection');
+    const presence = await stores.kv.get(kvKeys.presence('dev-foreign'));
+    assert.equal(presence, null);
+  });
+
+  it('answers a revoked device with AUTH_ERROR TRUST_CERT_REVOKED and closes', async () => {
+    const device = await gpki.issueDevice('dev-revoked');
+    await stores.kv.set(kvKeys.revoked(device.serialHex), '1');
+    const { agent, ws } = await connectTls(server.address.url, device, gpki.serverTls.caPem);
+    sockets.push(ws);
+    await eventually(() => agent.closed, 3_000, 'close');
+    assert.equal(agent.authError(), 'TRUST_CERT_REVOKED');
+    assert.equal(agent.closed?.code, 1008);
+    assert.equal(await stores.kv.get(kvKeys.presence('dev-revoked')), null);
+  });
+
+  it('answers AUTH signed with another key with AUTH_ERROR and closes', async () => {
+    const device = await gpki.issueDevice('dev-wrongkey');
+    const { TestAgent } = await import('./test-support.js');
+    const { randomBytes } = await import('node:crypto');
+    const agent = new TestAgent(device, { signSeed: new Uint8Array(randomBytes(32)) });
+    const { ws } = await connectTls(server.address.url, device, gpki.serverTls.caPem, agent);
+    sockets.push(ws);
+    await eventually(() => agent.closed, 3_000, 'close');
+    assert.equal(agent.authError(), 'CRYPTO_SIGNATURE_INVALID');
+    assert.equal(agent.ready, false);
+  });
+
+  it('answers oversized, malformed and replayed frames with ERROR frames and closes after the refusal limit', async () => {
+    const { agent, ws } = await connect('dev-junk');
+    await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+    agent.sendRaw('x'.repeat(70_000));
+    agent.sendRaw('{"v":1,');
+    agent.connection.sendHeartbeat({ uptime_ms: 1, queue_depth: 0 }, Date.now());
+    const [heartbeat] = agent.connection.takeOutgoing();
+    agent.sendRaw(heartbeat!);
+    agent.sendRaw(heartbeat!);
+    await eventually(() => (agent.errorCodes().length >= 3 ? true : undefined), 3_000, 'three ERROR frames');
+    assert.deepEqual(agent.errorCodes(), ['PROTO_FRAME_TOO_LARGE', 'PROTO_JSON_SYNTAX', 'PROTO_REPLAY']);
+    assert.equal(agent.closed, undefined, 'the session survives three refusals');
+    assert.equal(ws.readyState, WebSocket.OPEN);
+    agent.sendRaw('[]');
+    const closed = await eventually(() => agent.closed, 3_000, 'close after the fourth refusal');
+    assert.equal(closed.code, 1008);
+    // The gateway is still serving.
+    const again = await connect('dev-junk2');
+    await eventually(() => (again.agent.ready ? true : undefined), 3_000, 'AUTH_ACK after junk');
+  });
+
+  it('reports offline within 1.5 heartbeat intervals of silence', async () => {
+    const { agent } = await connect('dev-silent');
+    await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+    const readyAt = Date.now();
+    await events.waitFor((all) => all.some((e) => e.kind === 'presence' && e.data.device_id === 'dev-silent' && !e.data.online), 3_000);
+    const offline = events.entries.find((e) => e.kind === 'presence' && e.data.device_id === 'dev-silent' && !e.data.online);
+    assert.ok(offline?.kind === 'presence');
+    // 1.5 x 400 ms after the last frame, plus scheduling slack; never before the deadline.
+    assert.ok(offline.data.at_ms - readyAt >= 550, `offline after ${offline.data.at_ms - readyAt} ms`);
+    assert.equal(await stores.kv.get(kvKeys.presence('dev-silent')), null);
+    await eventually(() => agent.closed, 1_000, 'close');
+    assert.equal(agent.closed?.code, 4000);
+  });
+
+  it('appends a verified TELEMETRY frame to the telemetry stream', async () => {
+    const { agent } = await connect('dev-telemetry');
+    await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+    agent.connection.sendTelemetry({ sampled_at: Date.now(), metrics: { cpu_pct: 12.5, mem_pct: 40, disk_pct: 70, net_rx_bytes_per_sec: 10, net_tx_bytes_per_sec: 20 } }, Date.now());
+    agent.flush();
+    const telemetry = new StreamReader(stores.bus, streamNames.telemetry);
+    await telemetry.waitFor((all) => all.some((e) => e.kind === 'telemetry' && e.data.device_id === 'dev-telemetry'));
+    const entry = telemetry.entries.find((e) => e.kind === 'telemetry' && e.data.device_id === 'dev-telemetry');
+    assert.ok(entry?.kind === 'telemetry');
+    const frame = JSON.parse(entry.data.frame) as { type: string; body: { metrics: { cpu_pct: number } }; sig: unknown };
+    assert.equal(frame.type, 'TELEMETRY');
+    assert.equal(frame.body.metrics.cpu_pct, 12.5);
+    assert.ok(frame.sig, 'the stored frame keeps its signature');
+  });
+
+  it('delivers a command and forwards ACK, start and RESULT, then acks the stream entry', async () => {
+    const { agent } = await connect('dev-cmd');
+    await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+    await withHeartbeats(agent, async () => {
+      const command = makeCommand('dev-cmd');
+      await appendDeliver(stores.bus, 'gw-a', command);
+      await events.waitFor((all) => all.some((e) => e.kind === 'command_result' && e.data.command_id === command.id));
+      assert.deepEqual(events.progress(command.id).map((p) => p.event), ['deliver', 'ack', 'start']);
+      assert.deepEqual(agent.deliveries, [{ commandId: command.id, attempt: 1 }]);
+      const ack = events.entries.find((e) => e.kind === 'command_progress' && e.data.command_id === command.id && e.data.event === 'ack');
+      assert.ok(ack?.kind === 'command_progress' && ack.data.frame?.includes('"COMMAND_ACK"'));
+      await eventually(async () => ((await stores.bus.pending(gatewayCommandStream('gw-a'), groups.gateway)).length === 0 ? true : undefined), 2_000, 'entry acked');
+    });
+  });
+
+  it('redelivers on ACK timeout with backoff, then dead-letters after the last attempt', async () => {
+    const { agent } = await connect('dev-mute');
+    await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+    agent.behaviour = 'silent';
+    await withHeartbeats(agent, async () => {
+      const command = makeCommand('dev-mute');
+      await appendDeliver(stores.bus, 'gw-a', command);
+      await events.waitFor(() => events.progress(command.id).some((p) => p.event === 'dead_letter'), 5_000);
+      assert.deepEqual(events.progress(command.id), [
+        { event: 'deliver', attempt: 1 }, { event: 'deliver', attempt: 2 }, { event: 'deliver', attempt: 3 }, { event: 'dead_letter', attempt: 3 },
+      ]);
+      assert.deepEqual(agent.deliveries.map((d) => d.attempt), [1, 2, 3]);
+      await eventually(async () => ((await stores.bus.length(deadLetterStream(gatewayCommandStream('gw-a')))) >= 1 ? true : undefined), 2_000, 'dead letter');
+    });
+  });
+
+  it('hands a command back with requeue when the device is not connected here', async () => {
+    const command = makeCommand('dev-absent');
+    await appendDeliver(stores.bus, 'gw-a', command);
+    await events.waitFor(() => events.progress(command.id).length > 0);
+    assert.deepEqual(events.progress(command.id), [{ event: 'requeue', attempt: 0 }]);
+  });
+
+  it('refuses a command not signed by a configured control-plane key', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const forged = makeCommand('dev-auth', { seed: new Uint8Array(randomBytes(32)) });
+    await appendDeliver(stores.bus, 'gw-a', forged);
+    await events.waitFor(() => events.progress(forged.id).length > 0);
+    assert.deepEqual(events.progress(forged.id).map((p) => p.event), ['dead_letter']);
+  });
+
+  it('replaces the older session when the same device authenticates again', async () => {
+    const first = await connect('dev-twice');
+    await eventually(() => (first.agent.ready ? true : undefined), 3_000, 'first AUTH_ACK');
+    const second = await connectTls(server.address.url, first.device, gpki.serverTls.caPem);
+    sockets.push(second.ws);
+    await eventually(() => (second.agent.ready ? true : undefined), 3_000, 'second AUTH_ACK');
+    await eventually(() => first.agent.closed, 3_000, 'first closed');
+    assert.equal(first.agent.closed?.code, 4001);
+    const record = JSON.parse((await stores.kv.get(kvKeys.presence('dev-twice')))!) as { session_id: string };
+    assert.equal(record.session_id, second.agent.connection.id);
+    await events.poll();
+    assert.ok(!events.entries.some((e) => e.kind === 'presence' && e.data.device_id === 'dev-twice' && !e.data.online), 'no offline for a replaced session');
+  });
+});

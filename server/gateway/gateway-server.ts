@@ -1,0 +1,281 @@
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { pino } from 'pino';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { SdcError } from '../../core/errors/index.js';
+import { defaultProtocolLimits } from '../../core/protocol/limits.js';
+import type { Clock } from '../../core/ports/ports.js';
+import { systemClock, systemRandom } from '../../runtime/system.js';
+import { hexFromBytes } from '../../core/crypto/bytes.js';
+import { verifyDeviceCertificate } from '../../trust/verify-device-certificate.js';
+import { oidCommonName } from '../../trust/device-profile.js';
+import { parseCertificate, type x509 } from '../../trust/x509-provider.js';
+import { closeCodes } from './close-codes.js';
+import type { ConnectionHandle, GatewayCore } from './gateway-core.js';
+
+export const agentPathDefault = '/v1/agent';
+
+export interface GatewayServerOptions {
+  core: GatewayCore;
+  /** The server certificate and key, and the CA certificates (intermediate + root) client certificates must chain to. */
+  tls: { certPem: string; keyPem: string; caPem: string };
+  host: string;
+  /** 0 picks a free port (see `address`). */
+  port: number;
+  /** Our CA certificates for verifyDeviceCertificate (usually the same as tls.caPem, parsed). */
+  trustAnchors: ReadonlyArray<string | x509.X509Certificate>;
+  path?: string;
+  clock?: Clock;
+  logger?: Logger;
+  /** Per connection; a peer above it is disconnected with GATEWAY_RATE_LIMITED. */
+  messagesPerSecondMax?: number;
+  /** TCP sockets, handshaking ones included; beyond it new sockets are dropped at once. */
+  socketsMax?: number;
+  /** Largest frame the protocol accepts; see maxPayloadFactor. */
+  frameBytesMax?: number;
+  /** Default handshakeLimitsDefault.handshakeTimeoutMs. */
+  handshakeTimeoutMs?: number;
+  /** Default handshakeLimitsDefault.pendingHandshakesPerSourceMax. */
+  pendingHandshakesPerSourceMax?: number;
+}
+
+/**
+ * Bounds on sockets still in the TLS handshake, so that sockets that never finish one cannot hold
+ * the gateway's socket budget (Node's own handshake timeout is 120 s, with no per-source bound).
+ */
+export const handshakeLimitsDefault = {
+  /** A socket that has not finished the TLS handshake by then is destroyed. A real device needs well under a second. */
+  handshakeTimeoutMs: 10_000,
+  /** Sockets from one source address in the handshake at once; more are dropped at once. Room for a NAT in front of many devices. */
+  pendingHandshakesPerSourceMax: 64,
+} as const;
+
+export interface GatewayServer {
+  readonly address: { host: string; port: number; url: string };
+  /** Stops listening and closes every WebSocket (1001); the core sees each session end. */
+  close(): Promise<void>;
+  /** Destroys every socket at once, with no close frames and no callbacks into the core: a crash. */
+  kill(): void;
+}
+
+/**
+ * WebSocket messages up to twice the frame limit reach the protocol core, which refuses the
+ * oversized ones with an ERROR frame and keeps the session; beyond that the ws library closes
+ * the connection (1009) without buffering more, so memory per connection stays bounded.
+ */
+const maxPayloadFactor = 2;
+
+/** Token bucket: `ratePerSecond` refills, the same number as burst. */
+class RateBudget {
+  #tokens: number;
+  #lastMs: number;
+
+  constructor(private readonly ratePerSecond: number, nowMs: number) {
+    this.#tokens = ratePerSecond;
+    this.#lastMs = nowMs;
+  }
+
+  take(nowMs: number): boolean {
+    const elapsedMs = Math.max(0, nowMs - this.#lastMs);
+    this.#lastMs = nowMs;
+    this.#tokens = Math.min(this.ratePerSecond, this.#tokens + (elapsedMs * this.ratePerSecond) / 1000);
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+}
+
+interface HandshakeKey {
+  readonly source: string;
+  readonly port: number;
+}
+
+/** Read while the socket is connected: a destroyed socket no longer has its addresses. */
+function handshakeKeyOf(socket: Socket): HandshakeKey {
+  return { source: socket.remoteAddress ?? 'unknown', port: socket.remotePort ?? 0 };
+}
+
+/**
+ * Sockets in the TLS handshake, counted per source address. A TLS socket and the TCP socket under
+ * it share their remote address and port, which is how the end of a handshake finds its entry.
+ */
+class PendingHandshakes {
+  readonly #bySource = new Map<string, Set<number>>();
+
+  constructor(private readonly perSourceMax: number) {}
+
+  /** The socket's key, or undefined (and nothing counted) when its source already has perSourceMax handshakes running. */
+  begin(socket: Socket): HandshakeKey | undefined {
+    const key = handshakeKeyOf(socket);
+    const ports = this.#bySource.get(key.source) ?? new Set<number>();
+    if (ports.size >= this.perSourceMax) return undefined;
+    ports.add(key.port);
+    this.#bySource.set(key.source, ports);
+    return key;
+  }
+
+  /** The handshake finished, or the socket closed; idempotent. */
+  end(key: HandshakeKey): void {
+    const ports = this.#bySource.get(key.source);
+    if (ports === undefined) return;
+    ports.delete(key.port);
+    if (ports.size === 0) this.#bySource.delete(key.source);
+  }
+}
+
+/** The raw 32-byte key of an Ed25519 SubjectPublicKeyInfo (12-byte header + key). */
+function ed25519RawKey(certificate: x509.X509Certificate): Uint8Array {
+  const spki = new Uint8Array(certificate.publicKey.rawData);
+  if (spki.length !== 44) throw new SdcError('TRUST_CERT_PROFILE', 'device key is not Ed25519');
+  return spki.slice(12);
+}
+
+function commonNameOf(der: Uint8Array): string | undefined {
+  try {
+    const names = parseCertificate(der).subjectName.getField(oidCommonName);
+    return names.length === 1 ? names[0] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The gateway's network face: HTTPS with TLS 1.3 only and mandatory client certificates
+ * (the TLS layer checks the chain to our CA), then our own device-certificate check, then a
+ * WebSocket on `path` whose messages go to the core. Everything about sessions lives in the core.
+ */
+export async function startGatewayServer(options: GatewayServerOptions): Promise<GatewayServer> {
+  const { core } = options;
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const path = options.path ?? agentPathDefault;
+  const messagesPerSecondMax = options.messagesPerSecondMax ?? 200;
+  const frameBytesMax = options.frameBytesMax ?? defaultProtocolLimits.frameBytesMax;
+  const sockets = new Set<Socket>();
+  const socketsMax = options.socketsMax ?? 20_000;
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? handshakeLimitsDefault.handshakeTimeoutMs;
+  const handshakes = new PendingHandshakes(options.pendingHandshakesPerSourceMax ?? handshakeLimitsDefault.pendingHandshakesPerSourceMax);
+
+  const server: Server = createServer({
+    cert: options.tls.certPem,
+    key: options.tls.keyPem,
+    ca: options.tls.caPem,
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+    requestCert: true,
+    rejectUnauthorized: true,
+    handshakeTimeout: handshakeTimeoutMs,
+  }, (_request, response) => {
+    // A plain HTTPS request (no upgrade): the client's mistake, in the API's error shape.
+    const refusal = new SdcError('GATEWAY_UPGRADE_REQUIRED', `connect with a WebSocket on ${path}`);
+    const traceId = hexFromBytes(systemRandom.bytes(8));
+    logger.info({ code: refusal.code, traceId }, 'plain HTTPS request refused');
+    response.writeHead(refusal.status, { 'content-type': 'application/json; charset=utf-8', upgrade: 'websocket', connection: 'close' });
+    response.end(JSON.stringify({ error: { code: refusal.code, message: refusal.message, trace_id: traceId } }));
+  });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: frameBytesMax * maxPayloadFactor });
+
+  server.on('connection', (socket: Socket) => {
+    const handshake = sockets.size < socketsMax ? handshakes.begin(socket) : undefined;
+    if (handshake === undefined) {
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.once('close', () => {
+      sockets.delete(socket);
+      handshakes.end(handshake);
+    });
+  });
+  server.on('secureConnection', (tlsSocket: TLSSocket) => handshakes.end(handshakeKeyOf(tlsSocket)));
+  server.on('tlsClientError', (error) => {
+    logger.info({ err: error }, 'TLS handshake refused');
+  });
+
+  server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+    const url = new URL(request.url ?? '/', 'https://gateway');
+    if (url.pathname !== path) {
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
+      return;
+    }
+    const tlsSocket = request.socket as TLSSocket;
+    const der = tlsSocket.getPeerCertificate(false)?.raw;
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      void admit(ws, der === undefined ? undefined : new Uint8Array(der)).catch((error: unknown) => {
+        logger.error({ err: error }, 'connection admission failed');
+        ws.terminate();
+      });
+    });
+  });
+
+  async function admit(ws: WebSocket, der: Uint8Array | undefined): Promise<void> {
+    const transport = {
+      send: (bytes: Uint8Array) => { if (ws.readyState === ws.OPEN) ws.send(bytes); },
+      close: (code: number, reason: string) => { if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason); },
+    };
+    let handle: ConnectionHandle;
+    try {
+      if (der === undefined) throw new SdcError('GATEWAY_CERT_REFUSED', 'no client certificate');
+      // Revocation is the core's check (it answers with AUTH_ERROR TRUST_CERT_REVOKED), so the simulator gets it too.
+      const verified = await verifyDeviceCertificate({ certDer: der, trustAnchors: options.trustAnchors, now: new Date(clock.nowMs()), isRevoked: () => false });
+      handle = core.acceptConnection({
+        ...transport, deviceId: verified.deviceId, devicePublicKey: ed25519RawKey(parseCertificate(der)), certSerialHex: verified.serialHex,
+        certNotAfterMs: verified.notAfter.getTime(),
+      });
+    } catch (error) {
+      const refusal = SdcError.is(error) ? error : new SdcError('GATEWAY_CERT_REFUSED', 'client certificate check failed');
+      const deviceId = der === undefined ? undefined : commonNameOf(der);
+      if (deviceId !== undefined) core.refuseConnection({ ...transport, deviceId, error: refusal });
+      else transport.close(closeCodes.policyViolation, refusal.code);
+      return;
+    }
+    const budget = new RateBudget(messagesPerSecondMax, clock.nowMs());
+    ws.on('message', (data: RawData) => {
+      if (!budget.take(clock.nowMs())) {
+        logger.warn('message rate exceeded; closing');
+        transport.close(closeCodes.policyViolation, 'GATEWAY_RATE_LIMITED');
+        handle.transportClosed();
+        return;
+      }
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      handle.receive(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    });
+    ws.on('close', () => handle.transportClosed());
+    ws.on('error', (error) => logger.info({ err: error }, 'websocket error'));
+  }
+
+  server.listen(options.port, options.host);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const info = server.address() as AddressInfo;
+  const hostForUrl = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+  let closed = false;
+
+  return {
+    address: { host: info.address, port: info.port, url: `wss://${hostForUrl}:${info.port}${path}` },
+    async close() {
+      if (closed) return;
+      closed = true;
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const client of wss.clients) client.close(closeCodes.goingAway, 'GATEWAY_SHUTTING_DOWN');
+      wss.close();
+      // Sockets that do not finish the close handshake promptly are cut.
+      const timer = setTimeout(() => { for (const socket of sockets) socket.destroy(); }, 2_000);
+      timer.unref();
+      await stopped;
+      clearTimeout(timer);
+    },
+    kill() {
+      closed = true;
+      for (const client of wss.clients) client.removeAllListeners();
+      for (const socket of sockets) socket.destroy();
+      server.close();
+      wss.close();
+    },
+  };
+}

@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { gatewayCommandStream, groups, streamNames } from '../bus-contract/streams.js';
+import { SdcError } from '../../core/errors/index.js';
+import type { StreamBus } from '../stores/bus/bus-port.js';
+import type { GatewayCore } from './gateway-core.js';
+import {
+  appendDeliver, connectInMemory, embeddedStores, eventually, makeCommand, makeCore, makeGatewayPki, StreamReader,
+  type GatewayPki, type TestAgent, type TestStores,
+} from './test-support.js';
+
+/** Passes everything through, except appends to the events stream while `down()` holds (a bus outage as the gateway reports). */
+function eventAppendsFailWhile(bus: StreamBus, down: () => boolean, onFailure: () => void): StreamBus {
+  return new Proxy(bus, {
+    get(target, name, receiver) {
+      if (name === 'append') {
+        return async (stream: string, fields: Record<string, string>, opts?: { maxLen?: number }) => {
+          if (down() && stream === streamNames.events) {
+            onFailure();
+            throw new SdcError('STORE_UNAVAILABLE', 'the stream bus is unavailable (test)');
+          }
+          return target.append(stream, fields, opts);
+        };
+      }
+      const value: unknown = Reflect.get(target, name, receiver);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
+  const reportAttemptsMax = 4;
+  let gpki: GatewayPki;
+  let stores: TestStores;
+  let core: GatewayCore;
+  let events: StreamReader;
+  let busDown = false;
+  let failedReports = 0;
+  const stream = gatewayCommandStream('gw-a');
+  const pendingIds = async () => (await stores.bus.pending(stream, groups.gateway)).map((p) => p.id);
+  const results = (commandId: string) => events.entries.filter((e) => e.kind === 'command_result' && e.data.command_id === commandId).length;
+
+  before(async () => {
+    gpki = await makeGatewayPki();
+    const raw = embeddedStores();
+    stores = { kv: raw.kv, bus: eventAppendsFailWhile(raw.bus, () => busDown, () => { failedReports += 1; }) };
+    core = makeCore(stores, { heartbeatIntervalMs: 60_000, ackTimeoutMs: 30_000, backoff: { baseMs: 20, maxMs: 80 }, reportAttemptsMax });
+    await core.start();
+    events = new StreamReader(raw.bus);
+  });
+
+  afterEach(() => {
+    busDown = false;
+  });
+
+  after(async () => {
+    await core.stop();
+    await stores.bus.close();
+    await stores.kv.close();
+  });
+
+  async function connect(deviceId: string): Promise<TestAgent> {
+    const agent = connectInMemory(core, await gpki.issueDevice(deviceId));
+    await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+    return agent;
+  }
+
+  it('retries failed reports in order, and acks the stream entry only after the RESULT was reported', async () => {
+    const agent = await connect('dev-retry');
+    failedReports = 0;
+    busDown = true;
+    const command = makeCommand('dev-retry');
+    const entryId = await appendDeliver(stores.bus, 'gw-a', command);
+    await eventually(() => (failedReports >= 2 ? true : undefined), 3_000, 'two failed reports');
+    assert.deepEqual(await pendingIds(), [entryId], 'not reported yet: the entry stays pending');
+    const busBackMs = Date.now();
+    busDown = false;
+    await events.waitFor(() => results(command.id) === 1);
+    await eventually(async () => ((await pendingIds()).length === 0 ? true : undefined), 2_000, 'entry acked');
+    assert.deepEqual(agent.deliveries, [{ commandId: command.id, attempt: 1 }], 'recovered by the report retry, not by asking the device again');
+    // The deliver and ACK reports were retried too, in the order the gateway received them, before the result.
+    const order = events.entries.flatMap((e) => (e.kind === 'command_progress' && e.data.command_id === command.id ? [e.data.event]
+      : e.kind === 'command_result' && e.data.command_id === command.id ? ['result'] : []));
+    assert.deepEqual(order, ['deliver', 'ack', 'start', 'result']);
+    // Each report carries the time of its event, not of the retry that got it out: the delivery
+    // happened during the outage, before the ACK (issue 18.5: a retried `deliver` stamped after the
+    // outage put the command's history back in time at the control plane).
+    const times = events.entries.flatMap((e) => ((e.kind === 'command_progress' || e.kind === 'command_result') && e.data.command_id === command.id ? [e.data.at_ms] : []));
+    assert.ok(times[0]! < busBackMs, `deliver stamped ${times[0]! - busBackMs} ms after the bus came back`);
+    assert.deepEqual([...times].sort((a, b) => a - b), times, `report times go back: ${times.join(', ')}`);
+  });
+
+  it('gives up after reportAttemptsMax attempts and keeps the delivery; a duplicate deliver re-asks the device, whose answer is reported', async () => {
+    const agent = await connect('dev-give-up');
+    failedReports = 0;
+    busDown = true;
+    const command = makeCommand('dev-give-up');
+    const entryId = await appendDeliver(stores.bus, 'gw-a', command);
+    await eventually(() => (failedReports >= reportAttemptsMax ? true : undefined), 3_000, 'every attempt failed');
+    // Longer than the remaining backoff (at most 80 ms per retry): no further attempt comes.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(failedReports, reportAttemptsMax, 'bounded');
+    busDown = false;
+    await events.poll();
+    assert.equal(results(command.id), 0);
+    assert.deepEqual(await pendingIds(), [entryId]);
+    assert.equal(core.stats().pendingDeliveries, 1, 'the delivery is still held (acked)');
+
+    // What the control plane's redelivery sweep does: the same command again.
+    const duplicateId = await appendDeliver(stores.bus, 'gw-a', command);
+    await events.waitFor(() => results(command.id) === 1);
+    assert.deepEqual(agent.deliveries, [{ commandId: command.id, attempt: 1 }, { commandId: command.id, attempt: 2 }]);
+    await eventually(async () => ((await pendingIds()).length === 0 ? true : undefined), 2_000, 'both entries acked');
+    assert.notEqual(duplicateId, entryId);
+    assert.equal(core.stats().pendingDeliveries, 0);
+  });
+
+  it('re-sends COMMAND_DELIVERY on a duplicate deliver for an acked delivery (ACK only, result outstanding)', async () => {
+    const agent = await connect('dev-acked');
+    agent.behaviour = 'ack-only';
+    const command = makeCommand('dev-acked');
+    const entryId = await appendDeliver(stores.bus, 'gw-a', command);
+    await events.waitFor(() => events.progress(command.id).some((p) => p.event === 'ack'));
+    await appendDeliver(stores.bus, 'gw-a', command);
+    await eventually(() => (agent.deliveries.length === 2 ? true : undefined), 2_000, 'the second COMMAND_DELIVERY');
+    assert.deepEqual(agent.deliveries.map((d) => d.attempt), [1, 2]);
+    await eventually(async () => (String(await pendingIds()) === entryId ? true : undefined), 2_000, 'only the original entry pending');
+    await events.waitFor(() => events.progress(command.id).filter((p) => p.event === 'ack').length === 2);
+    assert.deepEqual(events.progress(command.id).map((p) => p.event), ['deliver', 'ack', 'ack'], 'no second deliver progress: the command is past sent');
+    // The device finishes: its result ends the delivery and acks the original entry.
+    agent.connection.sendCommandResult({ command_id: command.id, device_seq: command.device_seq, status: 'succeeded', output: {}, finished_at: Date.now() }, Date.now());
+    agent.flush();
+    await events.waitFor(() => results(command.id) === 1);
+    await eventually(async () => ((await pendingIds()).length === 0 ? true : undefined), 2_000, 'entry acked');
+  });
+
+  it('swallows a duplicate deliver for a delivery still waiting for its ACK (the ACK-timeout retries own it)', async () => {
+    const agent = await connect('dev-unacked');
+    agent.behaviour = 'silent';
+    const command = makeCommand('dev-unacked');
+    const entryId = await appendDeliver(stores.bus, 'gw-a', command);
+    await eventually(() => (agent.deliveries.length === 1 ? true : undefined), 2_000, 'first delivery');
+    const duplicateId = await appendDeliver(stores.bus, 'gw-a', command);
+    await eventually(async () => (String(await pendingIds()) === entryId ? true : undefined), 2_000, 'duplicate acked');
+    assert.notEqual(duplicateId, entryId);
+    assert.equal(agent.deliveries.length, 1);
+  });
+});

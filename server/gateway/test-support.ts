@@ -1,0 +1,243 @@
+// Shared by the server/gateway tests (not used by production code): PKI material, a gateway on
+// embedded stores, agents over an in-memory transport or a real TLS WebSocket, and store readers.
+import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import WebSocket from 'ws';
+import { decodeBusEntry, encodeBusEntry, type DecodedBusEntry } from '../bus-contract/entries.js';
+import { gatewayCommandStream, streamNames } from '../bus-contract/streams.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import type { SignedCommand } from '../../core/protocol/messages/command.js';
+import { AgentConnection, type AgentEvent } from '../../core/protocol/session/agent-connection.js';
+import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
+import { signCommand } from '../../core/protocol/signed-command.js';
+import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
+import type { StreamBus } from '../stores/bus/bus-port.js';
+import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
+import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.js';
+import { exportPkcs8Der, generateEd25519KeyPair } from '../../trust/ed25519-keys.js';
+import { toPem } from '../../trust/pem.js';
+import { issueServerCertificate } from '../../trust/server-certificate.js';
+import { makeTestPki, type TestPki } from '../../trust/test-fixtures.js';
+import { ed25519Algorithm, x509 } from '../../trust/x509-provider.js';
+import { createGatewayCore, type AcceptConnectionInput, type GatewayCore, type GatewayCoreOptions } from './gateway-core.js';
+
+export const provider = createNodeEd25519Provider();
+export const gatewaySeed = new Uint8Array(randomBytes(32));
+export const gatewaySigner = { kid: 'gateway:test', seed: gatewaySeed };
+export const gatewayPublicKey = provider.publicKeyFromSeed(gatewaySeed);
+const cpSeed = new Uint8Array(randomBytes(32));
+export const commandKeys = new Map([['cp:test', provider.publicKeyFromSeed(cpSeed)]]);
+
+export interface DeviceMaterial {
+  deviceId: string;
+  certPem: string;
+  keyPem: string;
+  seed: Uint8Array;
+  publicKey: Uint8Array;
+  serialHex: string;
+}
+
+export interface GatewayPki {
+  pki: TestPki;
+  serverTls: { certPem: string; keyPem: string; caPem: string };
+  issueDevice(deviceId: string): Promise<DeviceMaterial>;
+}
+
+export async function makeGatewayPki(): Promise<GatewayPki> {
+  const now = new Date();
+  const pki = await makeTestPki(new Date(now.getTime() - 60_000));
+  const caPem = `${pki.intermediate.certificate.toString('pem')}\n${pki.root.certificate.toString('pem')}\n`;
+  const server = await issueServerCertificate({
+    intermediateCertPem: pki.intermediate.certificate.toString('pem'), intermediateKey: pki.intermediate.privateKey,
+    hostnames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], now, validityMs: 24 * 3600 * 1000, random: systemRandom,
+  });
+  return {
+    pki,
+    serverTls: { certPem: server.certPem, keyPem: server.keyPem, caPem },
+    issueDevice: (deviceId) => issueDevice(pki, deviceId),
+  };
+}
+
+async function issueDevice(pki: TestPki, deviceId: string): Promise<DeviceMaterial> {
+  const keys = await generateEd25519KeyPair(systemRandom);
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: [{ '2.5.4.3': [deviceId] }], keys, signingAlgorithm: ed25519Algorithm });
+  const issued = await pki.issuer.issueDeviceCertificate({ csrPem: csr.toString('pem'), deviceId, now: new Date() });
+  const pkcs8 = await exportPkcs8Der(keys.privateKey);
+  const seed = pkcs8.slice(pkcs8.length - 32);
+  return { deviceId, certPem: issued.certificatePem, keyPem: toPem('PRIVATE KEY', pkcs8), seed, publicKey: provider.publicKeyFromSeed(seed), serialHex: issued.serialHex };
+}
+
+export function makeCommand(deviceId: string, options: { id?: string; deviceSeq?: number; ttlMs?: number; seed?: Uint8Array } = {}): SignedCommand {
+  const issuedAt = Date.now();
+  return signCommand({
+    command: {
+      id: options.id ?? `c_${randomBytes(6).toString('hex')}`, device_id: deviceId, opcode: 'EXEC_PING_KERNEL', args: {},
+      issued_at: issuedAt, expires_at: issuedAt + (options.ttlMs ?? 60_000), device_seq: options.deviceSeq ?? 1, issuer: 'cp:test',
+    },
+    kid: 'cp:test', seed: options.seed ?? cpSeed, provider,
+  });
+}
+
+export async function appendDeliver(bus: StreamBus, gatewayId: string, command: SignedCommand): Promise<string> {
+  return bus.append(gatewayCommandStream(gatewayId), encodeBusEntry('deliver', { command }));
+}
+
+/** Reads a stream from the start through its own consumer group and keeps every decoded entry. */
+export class StreamReader {
+  readonly entries: DecodedBusEntry[] = [];
+  readonly #group = `test-${randomBytes(4).toString('hex')}`;
+  #ready = false;
+
+  constructor(private readonly bus: StreamBus, private readonly stream: string = streamNames.events) {}
+
+  async poll(): Promise<DecodedBusEntry[]> {
+    if (!this.#ready) {
+      await this.bus.ensureGroup(this.stream, this.#group, '0');
+      this.#ready = true;
+    }
+    for (let round = 0; round < 100; round++) {
+      const batch = await this.bus.readGroup(this.stream, this.#group, 'reader', { count: 500 });
+      for (const entry of batch) this.entries.push(decodeBusEntry(entry.fields));
+      if (batch.length < 500) break;
+    }
+    return this.entries;
+  }
+
+  async waitFor(predicate: (entries: DecodedBusEntry[]) => boolean, timeoutMs = 5_000): Promise<DecodedBusEntry[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (predicate(await this.poll())) return this.entries;
+      if (Date.now() > deadline) throw new Error(`timed out waiting on ${this.stream}: ${JSON.stringify(this.entries.map((e) => [e.kind, (e.data as { event?: string }).event]))}`);
+      await delay(20);
+    }
+  }
+
+  progress(commandId: string): Array<{ event: string; attempt: number }> {
+    return this.entries.flatMap((e) => (e.kind === 'command_progress' && e.data.command_id === commandId ? [{ event: e.data.event, attempt: e.data.attempt }] : []));
+  }
+}
+
+export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 5_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(20);
+  }
+}
+
+export interface TestStores { bus: StreamBus; kv: KeyValueStore }
+
+export function embeddedStores(): TestStores {
+  return { bus: new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler }), kv: createEmbeddedKeyValueStore({ keyPrefix: `gw-test-${randomBytes(4).toString('hex')}:` }) };
+}
+
+/** A test gateway's options, with every admission check at its default (kv keys). */
+export function coreOptions(stores: TestStores): GatewayCoreOptions {
+  return {
+    gatewayId: 'gw-a', signer: gatewaySigner, provider, stores, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
+    commandKeys, heartbeatIntervalMs: 5_000, authTimeoutMs: 2_000, ackTimeoutMs: 1_000, commandReadBlockMs: 50,
+  };
+}
+
+/**
+ * A test gateway that admits every device it has not been told is revoked: these tests issue
+ * certificates from a test CA, with no control plane to enroll them. enrollment-check.test.ts
+ * covers the default enrollment check (coreOptions).
+ */
+export function makeCore(stores: TestStores, overrides: Partial<GatewayCoreOptions> = {}): GatewayCore {
+  return createGatewayCore({ ...coreOptions(stores), checkEnrollment: () => undefined, ...overrides });
+}
+
+/** How a test agent answers COMMAND_DELIVERY: ack+result, nothing, or ack only. */
+export type AgentBehaviour = 'complete' | 'silent' | 'ack-only';
+
+/** AgentConnection driven by a test: frames in and out through `transmit`, events recorded. */
+export class TestAgent {
+  readonly events: AgentEvent[] = [];
+  readonly deliveries: Array<{ commandId: string; attempt: number }> = [];
+  closed: { code: number; reason: string } | undefined;
+  behaviour: AgentBehaviour = 'complete';
+  readonly connection: AgentConnection;
+  #transmit: (bytes: Uint8Array) => void = () => undefined;
+
+  /** `gatewayKey`: the key the gateway signs with (default the test gateway's), e.g. a deployment's materials.gatewaySigner. */
+  constructor(readonly device: Pick<DeviceMaterial, 'deviceId' | 'seed'>, options: { signSeed?: Uint8Array; gatewayKey?: { kid: string; publicKey: Uint8Array } } = {}) {
+    const gateway = options.gatewayKey ?? { kid: gatewaySigner.kid, publicKey: gatewayPublicKey };
+    this.connection = new AgentConnection({
+      deviceId: device.deviceId, signer: { kid: deviceKid(device.deviceId), seed: options.signSeed ?? device.seed, provider },
+      resolveGatewayKey: (kid) => (kid === gateway.kid ? gateway.publicKey : undefined), agentVersion: 'test', lastCommandSeq: 0,
+    });
+  }
+
+  attach(transmit: (bytes: Uint8Array) => void): void {
+    this.#transmit = transmit;
+  }
+
+  onFrame(bytes: Uint8Array): void {
+    const events = this.connection.receive(bytes, Date.now());
+    this.events.push(...events);
+    for (const event of events) {
+      if (event.kind !== 'message' || event.message.type !== 'COMMAND_DELIVERY') continue;
+      const body = event.message.body as { command: SignedCommand; attempt: number };
+      this.deliveries.push({ commandId: body.command.id, attempt: body.attempt });
+      if (this.behaviour === 'silent') continue;
+      this.connection.sendCommandAck({ command_id: body.command.id, device_seq: body.command.device_seq, stage: 'received' }, Date.now());
+      if (this.behaviour === 'complete') {
+        this.connection.sendCommandAck({ command_id: body.command.id, device_seq: body.command.device_seq, stage: 'executing' }, Date.now());
+        this.connection.sendCommandResult({ command_id: body.command.id, device_seq: body.command.device_seq, status: 'succeeded', output: { pong: true }, finished_at: Date.now() }, Date.now());
+      }
+    }
+    this.flush();
+  }
+
+  flush(): void {
+    for (const frame of this.connection.takeOutgoing()) this.#transmit(frame);
+  }
+
+  sendRaw(bytes: Uint8Array | string): void {
+    this.#transmit(typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes);
+  }
+
+  get ready(): boolean {
+    return this.events.some((e) => e.kind === 'ready');
+  }
+
+  authError(): string | undefined {
+    const event = this.events.find((e) => e.kind === 'auth_error');
+    return event?.kind === 'auth_error' ? event.code : undefined;
+  }
+
+  errorCodes(): string[] {
+    return this.events.flatMap((e) => (e.kind === 'message' && e.message.type === 'ERROR' ? [(e.message.body as { code: string }).code] : []));
+  }
+}
+
+/** Connects a TestAgent to a core through an in-memory transport (what the simulator does); `extra` adds e.g. certNotAfterMs. */
+export function connectInMemory(core: GatewayCore, device: DeviceMaterial, agent = new TestAgent(device), extra: Pick<AcceptConnectionInput, 'certNotAfterMs'> = {}): TestAgent {
+  let open = true;
+  const input: AcceptConnectionInput = {
+    ...extra, deviceId: device.deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
+    send: (bytes) => { if (open) queueMicrotask(() => agent.onFrame(bytes)); },
+    close: (code, reason) => { open = false; agent.closed = { code, reason }; },
+  };
+  const handle = core.acceptConnection(input);
+  agent.attach((bytes) => { if (open) queueMicrotask(() => handle.receive(bytes)); });
+  return agent;
+}
+
+/** Connects a TestAgent over a real TLS 1.3 WebSocket with the device's client certificate. */
+export async function connectTls(url: string, device: DeviceMaterial, caPem: string, agent = new TestAgent(device)): Promise<{ agent: TestAgent; ws: WebSocket }> {
+  const ws = new WebSocket(url, { cert: device.certPem, key: device.keyPem, ca: caPem });
+  agent.attach((bytes) => { if (ws.readyState === WebSocket.OPEN) ws.send(bytes); });
+  ws.on('message', (data: Buffer) => agent.onFrame(new Uint8Array(data)));
+  ws.on('close', (code, reason) => { agent.closed = { code, reason: reason.toString() }; });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  ws.on('error', () => undefined);
+  return { agent, ws };
+}

@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer, connect } from 'node:tls';
+import { once } from 'node:events';
+import { SdcError } from '../../core/errors/index.js';
+import { systemClock, systemRandom } from '../../runtime/system.js';
+import { deploymentPaths, initDeployment, loadDeployment } from './materials.js';
+
+test('initDeployment creates the CA, service keys and a server certificate that a TLS client accepts', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+  const paths = deploymentPaths(dataDir);
+  for (const path of [paths.commandKeyPath, paths.gatewayKeyPath, paths.serverKeyPath]) {
+    assert.equal((await stat(path)).mode & 0o777, 0o600, path);
+  }
+  assert.match(materials.commandSigner.kid, /^cp:[0-9a-f]{16}$/);
+  assert.match(materials.gatewaySigner.kid, /^gateway:[0-9a-f]{16}$/);
+  assert.notDeepEqual(materials.commandSigner.seed, materials.gatewaySigner.seed);
+
+  // A second load reuses every key and the certificate.
+  const again = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom });
+  assert.equal(again.commandSigner.kid, materials.commandSigner.kid);
+  assert.equal(again.serverTls.certPem, materials.serverTls.certPem);
+
+  // TLS 1.3 handshake to 127.0.0.1 and localhost, trusting only the deployment's CA.
+  const server = createServer({ cert: `${materials.serverTls.certPem.trim()}\n${materials.intermediateCaPem.trim()}\n`, key: materials.serverTls.keyPem, minVersion: 'TLSv1.3' }, (s) => s.end('hi'));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const { port } = server.address() as { port: number };
+  for (const servername of ['localhost', undefined]) {
+    const socket = connect({ host: '127.0.0.1', port, ca: materials.rootCaPem, servername, minVersion: 'TLSv1.3' });
+    const [data] = await once(socket, 'data');
+    assert.equal(String(data), 'hi');
+    assert.equal(socket.getProtocol(), 'TLSv1.3');
+    socket.destroy();
+  }
+});
+
+test('a server certificate that no longer covers the wanted names is re-issued', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const first = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+  const second = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', 'gw.example.test'] });
+  assert.notEqual(second.serverTls.certPem, first.serverTls.certPem);
+  assert.equal(await readFile(deploymentPaths(dataDir).serverCertPath, 'utf8'), second.serverTls.certPem);
+});
+
+test('loadDeployment without a CA is a typed refusal naming sdc pki init', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  await assert.rejects(loadDeployment({ dataDir, clock: systemClock, random: systemRandom }), (e) => SdcError.is(e, 'TRUST_PKI_MISSING') && /sdc pki init/.test(e.message));
+});
+
+test('a corrupt key file in the data directory is refused naming the file', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+  const paths = deploymentPaths(dataDir);
+  for (const path of [paths.commandKeyPath, paths.gatewayKeyPath, paths.serverKeyPath]) {
+    const original = await readFile(path, 'utf8');
+    await writeFile(path, '-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n', { mode: 0o600 });
+    await assert.rejects(loadDeployment({ dataDir, clock: systemClock, random: systemRandom }), (e) => {
+      assert.ok(SdcError.is(e, 'TRUST_KEY_FILE_INVALID'), String(e));
+      assert.ok(e.message.includes(path), e.message);
+      return true;
+    });
+    await writeFile(path, original, { mode: 0o600 });
+  }
+  const certPath = paths.serverCertPath;
+  await writeFile(certPath, 'not a certificate\n');
+  await assert.rejects(loadDeployment({ dataDir, clock: systemClock, random: systemRandom }), (e) => SdcError.is(e, 'TRUST_CERT_INVALID') && e.message.includes(certPath));
+});

@@ -1,0 +1,142 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SdcError } from '../../core/errors/index.js';
+import type { Clock, RandomSource } from '../../core/ports/ports.js';
+import { createNodeEd25519Provider, pemFromPrivateSeed } from '../../runtime/ed25519-node.js';
+import { ensurePrivateDirectory, fileExists, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
+import { readEd25519SeedFile, requireParsablePrivateKeyPem } from '../../trust/key-files.js';
+import { initPki, loadIssuingPki, pkiPaths, type IssuingPki } from '../../trust/pki-directory.js';
+import { issueServerCertificate } from '../../trust/server-certificate.js';
+import { parseCertificate } from '../../trust/x509-provider.js';
+
+/** A service's own Ed25519 signing key, with its key id. */
+export interface ServiceSigner {
+  readonly kid: string;
+  readonly seed: Uint8Array;
+  readonly publicKey: Uint8Array;
+}
+
+/** Everything a running deployment loads from its data directory (docs/architecture.md). */
+export interface DeploymentMaterials {
+  readonly dataDir: string;
+  readonly rootCaPem: string;
+  readonly intermediateCaPem: string;
+  /** The intermediate's private key, for issuing device certificates (control plane only). */
+  readonly intermediateKey: CryptoKey;
+  readonly pki: IssuingPki;
+  readonly serverTls: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
+  readonly commandSigner: ServiceSigner;
+  readonly gatewaySigner: ServiceSigner;
+}
+
+export interface LoadDeploymentOptions {
+  dataDir: string;
+  clock: Clock;
+  random: RandomSource;
+  /** DNS names the HTTPS/WSS certificate covers (default: localhost). */
+  serverHostnames?: readonly string[];
+  /** IP addresses it covers (default: 127.0.0.1 and ::1). */
+  serverIpAddresses?: readonly string[];
+  /** Validity of a newly issued server certificate (default 90 days). */
+  serverCertValidityMs?: number;
+}
+
+const dayMs = 24 * 3600 * 1000;
+const provider = createNodeEd25519Provider();
+
+export function deploymentPaths(dataDir: string) {
+  return {
+    keysDir: join(dataDir, 'keys'),
+    commandKeyPath: join(dataDir, 'keys', 'command-signing.key'),
+    gatewayKeyPath: join(dataDir, 'keys', 'gateway-signing.key'),
+    tlsDir: join(dataDir, 'tls'),
+    serverCertPath: join(dataDir, 'tls', 'server.pem'),
+    serverKeyPath: join(dataDir, 'tls', 'server.key'),
+    jwtKeysPath: join(dataDir, 'jwt', 'keys.json'),
+    databasePath: join(dataDir, 'db', 'sdc.sqlite'),
+  } as const;
+}
+
+/** Key id for a service key: role prefix plus the first 16 hex digits of SHA-256 of the public key. */
+export function serviceKid(role: 'cp' | 'gateway', publicKey: Uint8Array): string {
+  return `${role}:${createHash('sha256').update(publicKey).digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * Loads the deployment from `dataDir`. The CA must exist (`sdc pki init`); the service keys and
+ * the server certificate are created on first use, and the server certificate is re-issued when
+ * a third of its validity is left or it no longer covers the requested names.
+ */
+export async function loadDeployment(options: LoadDeploymentOptions): Promise<DeploymentMaterials> {
+  const paths = deploymentPaths(options.dataDir);
+  const pki = await loadIssuingPki({ dataDir: options.dataDir, random: options.random });
+  const pkiFiles = pkiPaths(options.dataDir);
+  const rootCaPem = await readFile(pkiFiles.rootCertPath, 'utf8');
+  const intermediateCaPem = await readFile(pkiFiles.intermediateCertPath, 'utf8');
+  await ensurePrivateDirectory(paths.keysDir);
+  const commandSigner = await loadOrCreateServiceKey(paths.commandKeyPath, 'cp', options.random);
+  const gatewaySigner = await loadOrCreateServiceKey(paths.gatewayKeyPath, 'gateway', options.random);
+  const serverTls = await loadOrIssueServerCertificate(options, pki, intermediateCaPem);
+  return {
+    dataDir: options.dataDir, rootCaPem, intermediateCaPem, intermediateKey: pki.intermediate.privateKey, pki,
+    serverTls: { ...serverTls, caPem: `${intermediateCaPem.trim()}\n${rootCaPem.trim()}\n` },
+    commandSigner, gatewaySigner,
+  };
+}
+
+/** Creates the CA when the data directory has none, then loads. For the demo and tests: a real deployment runs `sdc pki init` by hand and keeps the root key offline. */
+export async function initDeployment(options: LoadDeploymentOptions): Promise<DeploymentMaterials> {
+  if (!(await fileExists(pkiPaths(options.dataDir).intermediateCertPath))) {
+    await initPki({ dataDir: options.dataDir, now: new Date(options.clock.nowMs()), random: options.random });
+  }
+  return loadDeployment(options);
+}
+
+async function loadOrCreateServiceKey(path: string, role: 'cp' | 'gateway', random: RandomSource): Promise<ServiceSigner> {
+  let seed: Uint8Array;
+  if (await fileExists(path)) {
+    seed = await readEd25519SeedFile(path);
+  } else {
+    seed = random.bytes(32);
+    await writeFileAtomic(path, pemFromPrivateSeed(seed), { mode: privateFileMode });
+  }
+  const publicKey = provider.publicKeyFromSeed(seed);
+  return { kid: serviceKid(role, publicKey), seed, publicKey };
+}
+
+async function loadOrIssueServerCertificate(options: LoadDeploymentOptions, pki: IssuingPki, intermediateCaPem: string): Promise<{ certPem: string; keyPem: string }> {
+  const paths = deploymentPaths(options.dataDir);
+  const hostnames = [...(options.serverHostnames ?? ['localhost'])];
+  const ipAddresses = [...(options.serverIpAddresses ?? ['127.0.0.1', '::1'])];
+  const nowMs = options.clock.nowMs();
+  if ((await fileExists(paths.serverCertPath)) && (await fileExists(paths.serverKeyPath))) {
+    const certPem = await readFile(paths.serverCertPath, 'utf8');
+    const keyPem = await readFile(paths.serverKeyPath, 'utf8');
+    // Checked here: TLS would refuse it only when the server starts listening, without naming the file.
+    requireParsablePrivateKeyPem(paths.serverKeyPath, keyPem);
+    if (serverCertificateStillFits(paths.serverCertPath, certPem, { nowMs, hostnames, ipAddresses })) return { certPem, keyPem };
+  }
+  const issued = await issueServerCertificate({
+    intermediateCertPem: intermediateCaPem, intermediateKey: pki.intermediate.privateKey, hostnames, ipAddresses,
+    now: new Date(nowMs), validityMs: options.serverCertValidityMs ?? 90 * dayMs, random: options.random,
+  });
+  await ensurePrivateDirectory(paths.tlsDir);
+  await writeFileAtomic(paths.serverKeyPath, issued.keyPem, { mode: privateFileMode });
+  await writeFileAtomic(paths.serverCertPath, issued.certPem, { mode: 0o644 });
+  return issued;
+}
+
+function serverCertificateStillFits(path: string, certPem: string, want: { nowMs: number; hostnames: string[]; ipAddresses: string[] }): boolean {
+  try {
+    const cert = parseCertificate(certPem);
+    const notBefore = cert.notBefore.getTime();
+    const notAfter = cert.notAfter.getTime();
+    if (want.nowMs < notBefore || want.nowMs > notAfter - (notAfter - notBefore) / 3) return false;
+    const san = cert.getExtension('2.5.29.17');
+    const text = san ? JSON.stringify((san as unknown as { names: { toJSON(): unknown } }).names.toJSON()) : '';
+    return [...want.hostnames, ...want.ipAddresses].every((name) => text.includes(`"${name}"`));
+  } catch (error) {
+    throw new SdcError('TRUST_CERT_INVALID', `${path} cannot be parsed as a certificate`, { path }, { cause: error });
+  }
+}

@@ -1,0 +1,52 @@
+import { SdcError } from '../../../core/errors/index.js';
+
+/** Argument checks shared by both bus adapters, so they refuse the same inputs the same way. */
+export const busLimits = {
+  nameLengthMax: 200,
+  fieldsMax: 64,
+  fieldBytesMax: 64 * 1024,
+  countMax: 10_000,
+  blockMsMax: 60_000,
+  maxLenMax: 10_000_000,
+  reasonLengthMax: 1024,
+} as const;
+
+export function checkName(kind: string, value: string): void {
+  if (typeof value !== 'string' || value.length === 0 || value.length > busLimits.nameLengthMax) {
+    throw new SdcError('STORE_INVALID_ARGUMENT', `${kind} name must be 1..${busLimits.nameLengthMax} characters`);
+  }
+}
+
+export function checkCount(kind: string, value: number, max: number = busLimits.countMax): void {
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new SdcError('STORE_INVALID_ARGUMENT', `${kind} must be an integer in 1..${max}`);
+  }
+}
+
+export function checkNonNegative(kind: string, value: number, max: number): void {
+  if (!Number.isSafeInteger(value) || value < 0 || value > max) {
+    throw new SdcError('STORE_INVALID_ARGUMENT', `${kind} must be an integer in 0..${max}`);
+  }
+}
+
+export function checkFields(fields: Record<string, string>): void {
+  const entries = Object.entries(fields);
+  if (entries.length === 0 || entries.length > busLimits.fieldsMax) {
+    throw new SdcError('STORE_INVALID_ARGUMENT', `an entry needs 1..${busLimits.fieldsMax} fields`);
+  }
+  for (const [name, value] of entries) {
+    if (typeof value !== 'string') throw new SdcError('STORE_INVALID_ARGUMENT', `field ${name} is not a string`);
+    if (name.length === 0) throw new SdcError('STORE_INVALID_ARGUMENT', 'field names must not be empty');
+    if (Buffer.byteLength(value) > busLimits.fieldBytesMax) {
+      throw new SdcError('STORE_LIMIT', `field ${name} exceeds ${busLimits.fieldBytesMax} bytes`);
+    }
+  }
+}
+
+const entryIdPattern = /^(\d{1,16})-(\d{1,16})$/;
+
+export function parseEntryId(id: string): { ms: number; seq: number } {
+  const match = entryIdPattern.exec(id);
+  if (match === null) throw new SdcError('STORE_INVALID_ARGUMENT', `not a stream entry id: ${JSON.stringify(id)}`);
+  return { ms: Number(match[1]), seq: Number(match[2]) };
+}

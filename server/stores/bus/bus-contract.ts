@@ -1,0 +1,197 @@
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { SdcError } from '../../../core/errors/index.js';
+import { deadFields, deadLetterStream, type StreamBus } from './bus-port.js';
+
+export interface BusContractTarget {
+  create(): Promise<StreamBus>;
+  /** Empties every stream the suite may have written. */
+  reset(): Promise<void>;
+  /** Lets `ms` of the bus's time pass: advances a virtual clock, or waits in real time. */
+  advance(ms: number): Promise<void>;
+  /** Loses every stream and group of `bus` at once, as Redis FLUSHALL or a restart without persistence does. */
+  wipe(bus: StreamBus): Promise<void>;
+}
+
+async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(SdcError.is(error), `expected SdcError ${code}, got ${String(error)}`);
+    assert.equal(error.code, code);
+    return true;
+  });
+}
+
+function idOrder(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am - bm || as - bs;
+}
+
+/** The one behaviour every StreamBus adapter must have. Idle thresholds are small real times (50 ms) so Redis can run it too. */
+export function runBusContract(name: string, target: BusContractTarget): void {
+  describe(`StreamBus contract: ${name}`, () => {
+    let bus: StreamBus;
+    beforeEach(async () => {
+      await target.reset();
+      bus = await target.create();
+    });
+    afterEach(async () => {
+      await bus.close();
+    });
+
+    it('appends, reads through a group in order, and acks', async () => {
+      await bus.ensureGroup('jobs', 'workers', '0');
+      const ids = [];
+      for (let i = 0; i < 3; i++) ids.push(await bus.append('jobs', { n: String(i), kind: 'job' }));
+      assert.deepEqual([...ids].sort(idOrder), ids, 'ids increase');
+      assert.equal(await bus.length('jobs'), 3);
+      const read = await bus.readGroup('jobs', 'workers', 'c1', { count: 10 });
+      assert.deepEqual(read, ids.map((id, i) => ({ id, fields: { n: String(i), kind: 'job' }, deliveryCount: 1 })));
+      assert.deepEqual(await bus.readGroup('jobs', 'workers', 'c1', { count: 10 }), [], 'each entry is new to the group once');
+      assert.equal(await bus.ack('jobs', 'workers', ids), 3);
+      assert.equal(await bus.ack('jobs', 'workers', ids), 0, 'acking twice counts nothing');
+      assert.deepEqual(await bus.pending('jobs', 'workers'), []);
+      assert.equal(await bus.length('jobs'), 3, 'acking does not delete');
+    });
+
+    it("starts a '$' group after the existing entries, and leaves an existing group as it is", async () => {
+      await bus.append('events', { n: 'old' });
+      await bus.ensureGroup('events', 'late', '$');
+      await bus.ensureGroup('events', 'early', '0');
+      await bus.append('events', { n: 'new' });
+      assert.deepEqual((await bus.readGroup('events', 'late', 'c', { count: 10 })).map((e) => e.fields['n']), ['new']);
+      await bus.ensureGroup('events', 'late', '0');
+      assert.deepEqual(await bus.readGroup('events', 'late', 'c', { count: 10 }), []);
+      assert.deepEqual((await bus.readGroup('events', 'early', 'c', { count: 10 })).map((e) => e.fields['n']), ['old', 'new']);
+      assert.equal(await bus.length('missing'), 0);
+    });
+
+    it('shares the work of one group between two consumers', async () => {
+      await bus.ensureGroup('work', 'g', '0');
+      for (let i = 0; i < 6; i++) await bus.append('work', { n: String(i) });
+      const first = await bus.readGroup('work', 'g', 'c1', { count: 4 });
+      const second = await bus.readGroup('work', 'g', 'c2', { count: 4 });
+      assert.equal(first.length, 4);
+      assert.equal(second.length, 2);
+      const all = [...first, ...second].map((e) => e.fields['n']);
+      assert.deepEqual(all, ['0', '1', '2', '3', '4', '5']);
+      const pending = await bus.pending('work', 'g');
+      assert.deepEqual(pending.map((p) => p.consumer), ['c1', 'c1', 'c1', 'c1', 'c2', 'c2']);
+      assert.deepEqual(pending.map((p) => p.id), [...first, ...second].map((e) => e.id));
+    });
+
+    it('lists unacked entries as pending with consumer, idle time and delivery count', async () => {
+      await bus.ensureGroup('p', 'g', '0');
+      const a = await bus.append('p', { n: 'a' });
+      const b = await bus.append('p', { n: 'b' });
+      await bus.readGroup('p', 'g', 'c1', { count: 2 });
+      await bus.ack('p', 'g', [a]);
+      const [only, ...rest] = await bus.pending('p', 'g');
+      assert.deepEqual(rest, []);
+      assert.equal(only?.id, b);
+      assert.equal(only?.consumer, 'c1');
+      assert.equal(only?.deliveryCount, 1);
+      await target.advance(60);
+      const idle = await bus.pending('p', 'g', { idleMsMin: 50 });
+      assert.deepEqual(idle.map((p) => p.id), [b]);
+      assert.ok((idle[0]?.idleMs ?? 0) >= 50);
+      assert.deepEqual(await bus.pending('p', 'g', { idleMsMin: 3_600_000 }), []);
+      assert.equal((await bus.pending('p', 'g', { count: 1 })).length, 1);
+    });
+
+    it('lets another consumer claim idle entries, counting each delivery', async () => {
+      // Generous against a real server's clock: `fresh` must not reach idleMs between its read and the claim.
+      const idleMs = 500;
+      await bus.ensureGroup('c', 'g', '0');
+      const id = await bus.append('c', { n: 'x' });
+      const fresh = await bus.append('c', { n: 'y' });
+      await bus.readGroup('c', 'g', 'c1', { count: 1 });
+      assert.deepEqual(await bus.claim('c', 'g', 'c2', { minIdleMs: idleMs, count: 10 }), [], 'not idle long enough yet');
+      await target.advance(idleMs + 50);
+      await bus.readGroup('c', 'g', 'c1', { count: 1 }); // `fresh` is delivered now, so it is not idle
+      const claimed = await bus.claim('c', 'g', 'c2', { minIdleMs: idleMs, count: 10 });
+      assert.deepEqual(claimed, [{ id, fields: { n: 'x' }, deliveryCount: 2 }]);
+      const pending = await bus.pending('c', 'g');
+      assert.deepEqual(pending.map((p) => [p.id, p.consumer, p.deliveryCount]), [[id, 'c2', 2], [fresh, 'c1', 1]]);
+      await target.advance(idleMs + 50);
+      const again = await bus.claim('c', 'g', 'c3', { minIdleMs: idleMs, count: 1 });
+      assert.deepEqual(again.map((e) => [e.id, e.deliveryCount]), [[id, 3]], 'count bounds the claim, oldest first');
+    });
+
+    it('dead-letters a pending entry to <stream>:dead and acks it', async () => {
+      await bus.ensureGroup('d', 'g', '0');
+      const id = await bus.append('d', { n: 'poison' });
+      await bus.readGroup('d', 'g', 'c1', { count: 1 });
+      await target.advance(60);
+      await bus.claim('d', 'g', 'c2', { minIdleMs: 50, count: 1 });
+      const deadId = await bus.deadLetter('d', 'g', id, 'handler failed 2 times');
+      assert.equal(typeof deadId, 'string');
+      assert.deepEqual(await bus.pending('d', 'g'), []);
+      assert.equal(await bus.length(deadLetterStream('d')), 1);
+      await bus.ensureGroup(deadLetterStream('d'), 'inspect', '0');
+      const [dead] = await bus.readGroup(deadLetterStream('d'), 'inspect', 'ops', { count: 10 });
+      assert.deepEqual(dead?.fields, {
+        n: 'poison',
+        [deadFields.reason]: 'handler failed 2 times',
+        [deadFields.sourceId]: id,
+        [deadFields.group]: 'g',
+        [deadFields.deliveryCount]: '2',
+      });
+      assert.equal(await bus.deadLetter('d', 'g', id, 'again'), null, 'an entry no longer pending is not moved twice');
+    });
+
+    it('trims to about maxLen, always keeping the newest entries', async () => {
+      const ids = [];
+      for (let i = 0; i < 300; i++) ids.push(await bus.append('t', { n: String(i) }, { maxLen: 20 }));
+      const length = await bus.length('t');
+      assert.ok(length >= 20 && length < 300, `length ${length} after trimming to ~20`);
+      await bus.ensureGroup('t', 'g', '0');
+      const kept = await bus.readGroup('t', 'g', 'c', { count: 1000 });
+      assert.equal(kept.length, length);
+      assert.deepEqual(kept.map((e) => e.id), ids.slice(300 - length), 'what remains is the newest suffix');
+    });
+
+    it('wakes a blocked reader when an entry is appended', async () => {
+      await bus.ensureGroup('b', 'g', '$');
+      const blocked = bus.readGroup('b', 'g', 'c1', { count: 5, blockMs: 10_000 });
+      const id = await bus.append('b', { n: 'wake' });
+      assert.deepEqual(await blocked, [{ id, fields: { n: 'wake' }, deliveryCount: 1 }]);
+    });
+
+    it('returns nothing when a blocking read times out', async () => {
+      await bus.ensureGroup('bt', 'g', '$');
+      const blocked = bus.readGroup('bt', 'g', 'c1', { count: 5, blockMs: 100 });
+      await target.advance(150);
+      assert.deepEqual(await blocked, []);
+    });
+
+    it('answers STORE_NO_GROUP once the store lost its streams (a blocked reader too), and ensureGroup brings the group back', async () => {
+      await bus.ensureGroup('w', 'g', '0');
+      const lost = await bus.append('w', { n: 'lost' });
+      await bus.readGroup('w', 'g', 'c1', { count: 10 });
+      // Settled into a value at once: the rejection may come while the wipe is still being awaited.
+      const blocked = bus.readGroup('w', 'g', 'c2', { count: 1, blockMs: 10_000 }).then((entries) => entries, (error: unknown) => error);
+      await target.wipe(bus);
+      const outcome = await blocked;
+      assert.ok(SdcError.is(outcome) && outcome.code === 'STORE_NO_GROUP', `the blocked reader got ${String(outcome)}`);
+      await rejectsWithCode(bus.readGroup('w', 'g', 'c1', { count: 10 }), 'STORE_NO_GROUP');
+      await rejectsWithCode(bus.claim('w', 'g', 'c1', { minIdleMs: 0, count: 10 }), 'STORE_NO_GROUP');
+      await rejectsWithCode(bus.pending('w', 'g'), 'STORE_NO_GROUP');
+      await rejectsWithCode(bus.deadLetter('w', 'g', lost, 'gone'), 'STORE_NO_GROUP');
+      assert.equal(await bus.ack('w', 'g', [lost]), 0, 'an entry lost with the store is not pending');
+      assert.equal(await bus.length('w'), 0);
+      // Producers write on before the consumer notices; a group re-created from '0' reads what they wrote.
+      await bus.append('w', { n: 'after' });
+      await bus.ensureGroup('w', 'g', '0');
+      assert.deepEqual((await bus.readGroup('w', 'g', 'c1', { count: 10 })).map((e) => e.fields['n']), ['after']);
+    });
+
+    it('refuses reads on a missing group and invalid arguments', async () => {
+      await rejectsWithCode(bus.readGroup('nogroup', 'g', 'c', { count: 1 }), 'STORE_NO_GROUP');
+      await bus.ensureGroup('args', 'g', '0');
+      await rejectsWithCode(bus.readGroup('args', 'g', 'c', { count: 0 }), 'STORE_INVALID_ARGUMENT');
+      await rejectsWithCode(bus.append('args', {}), 'STORE_INVALID_ARGUMENT');
+      await rejectsWithCode(bus.ack('args', 'g', ['not-an-id']), 'STORE_INVALID_ARGUMENT');
+    });
+  });
+}

@@ -1,0 +1,231 @@
+import { Redis } from 'ioredis';
+import { SdcError } from '../../../core/errors/index.js';
+import { mapRedisError } from '../redis-errors.js';
+import {
+  deadFields, deadLetterStream,
+  type AppendOptions, type BusEntry, type ClaimOptions, type PendingEntry, type PendingOptions, type ReadGroupOptions, type StreamBus,
+} from './bus-port.js';
+import { busLimits, checkCount, checkFields, checkName, checkNonNegative, parseEntryId } from './bus-arguments.js';
+
+export interface RedisStreamBusOptions {
+  /** redis://host:port/db */
+  readonly url: string;
+  /** Prepended to every stream key, so runs and tests sharing a server never collide. */
+  readonly keyPrefix?: string;
+  /**
+   * A blocking XREADGROUP holds its connection until it returns, so blocking reads run on
+   * dedicated connections from a pool of at most this many; non-blocking commands share one.
+   */
+  readonly blockingConnectionsMax?: number;
+  /** Approximate length kept in each `<stream>:dead`. */
+  readonly deadMaxLen?: number;
+}
+
+/** XAUTOCLAIM follows a cursor; this bounds the calls one claim() makes. */
+const claimRoundsMax = 100;
+
+function fieldsFromList(list: unknown): Record<string, string> {
+  if (!Array.isArray(list) || list.length % 2 !== 0) throw new SdcError('STORE_CORRUPT', 'malformed stream entry fields from Redis');
+  const fields: Record<string, string> = {};
+  for (let i = 0; i < list.length; i += 2) fields[String(list[i])] = String(list[i + 1]);
+  return fields;
+}
+
+function fieldsToList(fields: Record<string, string>): string[] {
+  return Object.entries(fields).flatMap(([name, value]) => [name, value]);
+}
+
+/** [[id, [f, v, ...]], ...] -> entries; nil entries (deleted, Redis 6.2 XAUTOCLAIM) are skipped. */
+function entriesFromReply(reply: unknown, deliveryCount: number): BusEntry[] {
+  if (!Array.isArray(reply)) throw new SdcError('STORE_CORRUPT', 'malformed stream entries from Redis');
+  const entries: BusEntry[] = [];
+  for (const item of reply) {
+    if (!Array.isArray(item) || item[1] === null) continue;
+    entries.push({ id: String(item[0]), fields: fieldsFromList(item[1]), deliveryCount });
+  }
+  return entries;
+}
+
+function pendingFromReply(reply: unknown): PendingEntry[] {
+  if (!Array.isArray(reply)) throw new SdcError('STORE_CORRUPT', 'malformed XPENDING reply from Redis');
+  return reply.map((item: unknown) => {
+    if (!Array.isArray(item) || item.length < 4) throw new SdcError('STORE_CORRUPT', 'malformed XPENDING entry from Redis');
+    return { id: String(item[0]), consumer: String(item[1]), idleMs: Number(item[2]), deliveryCount: Number(item[3]) };
+  });
+}
+
+/** Redis Streams through ioredis. Idle times and ids come from the Redis server's clock. */
+export class RedisStreamBus implements StreamBus {
+  private readonly client: Redis;
+  private readonly idleBlockingClients: Redis[] = [];
+  private readonly busyBlockingClients = new Set<Redis>();
+  private readonly keyPrefix: string;
+  private readonly blockingConnectionsMax: number;
+  private readonly deadMaxLen: number;
+  private closed = false;
+
+  constructor(options: RedisStreamBusOptions) {
+    this.client = new Redis(options.url, { maxRetriesPerRequest: 3, lazyConnect: false });
+    // Errors reach callers through rejected commands; without a listener ioredis would also print them.
+    this.client.on('error', () => undefined);
+    this.keyPrefix = options.keyPrefix ?? '';
+    this.blockingConnectionsMax = options.blockingConnectionsMax ?? 8;
+    this.deadMaxLen = options.deadMaxLen ?? 10_000;
+  }
+
+  async append(stream: string, fields: Record<string, string>, opts: AppendOptions = {}): Promise<string> {
+    checkName('stream', stream);
+    checkFields(fields);
+    const trim: Array<string | number> = [];
+    if (opts.maxLen !== undefined) {
+      checkCount('maxLen', opts.maxLen, busLimits.maxLenMax);
+      trim.push('MAXLEN', '~', opts.maxLen);
+    }
+    return String(await this.command(this.client, 'XADD', this.key(stream), ...trim, '*', ...fieldsToList(fields)));
+  }
+
+  async ensureGroup(stream: string, group: string, startId: '0' | '$'): Promise<void> {
+    checkName('stream', stream);
+    checkName('group', group);
+    try {
+      await this.command(this.client, 'XGROUP', 'CREATE', this.key(stream), group, startId, 'MKSTREAM');
+    } catch (error) {
+      if (error instanceof SdcError && error.message.startsWith('BUSYGROUP')) return;
+      throw error;
+    }
+  }
+
+  async readGroup(stream: string, group: string, consumer: string, opts: ReadGroupOptions): Promise<BusEntry[]> {
+    checkName('consumer', consumer);
+    checkCount('count', opts.count);
+    const blockMs = opts.blockMs ?? 0;
+    checkNonNegative('blockMs', blockMs, busLimits.blockMsMax);
+    const args = ['GROUP', group, consumer, 'COUNT', opts.count, ...(blockMs > 0 ? ['BLOCK', blockMs] : []), 'STREAMS', this.key(stream), '>'];
+    const reply = blockMs > 0
+      ? await this.withBlockingClient((client) => this.command(client, 'XREADGROUP', ...args))
+      : await this.command(this.client, 'XREADGROUP', ...args);
+    if (reply === null) return [];
+    if (!Array.isArray(reply) || !Array.isArray(reply[0])) throw new SdcError('STORE_CORRUPT', 'malformed XREADGROUP reply from Redis');
+    return entriesFromReply(reply[0][1], 1);
+  }
+
+  async ack(stream: string, group: string, ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    for (const id of ids) parseEntryId(id);
+    return Number(await this.command(this.client, 'XACK', this.key(stream), group, ...ids));
+  }
+
+  async pending(stream: string, group: string, opts: PendingOptions = {}): Promise<PendingEntry[]> {
+    const count = opts.count ?? 100;
+    checkCount('count', count);
+    const idle = opts.idleMsMin !== undefined && opts.idleMsMin > 0 ? ['IDLE', opts.idleMsMin] : [];
+    return pendingFromReply(await this.command(this.client, 'XPENDING', this.key(stream), group, ...idle, '-', '+', count));
+  }
+
+  async claim(stream: string, group: string, consumer: string, opts: ClaimOptions): Promise<BusEntry[]> {
+    checkName('consumer', consumer);
+    checkCount('count', opts.count);
+    checkNonNegative('minIdleMs', opts.minIdleMs, Number.MAX_SAFE_INTEGER);
+    const claimed: Array<{ id: string; fields: Record<string, string> }> = [];
+    let cursor = '0-0';
+    for (let round = 0; round < claimRoundsMax && claimed.length < opts.count; round++) {
+      const reply = await this.command(this.client, 'XAUTOCLAIM', this.key(stream), group, consumer, opts.minIdleMs, cursor,
+        'COUNT', opts.count - claimed.length);
+      if (!Array.isArray(reply) || reply.length < 2) throw new SdcError('STORE_CORRUPT', 'malformed XAUTOCLAIM reply from Redis');
+      claimed.push(...entriesFromReply(reply[1], 0));
+      cursor = String(reply[0]);
+      if (cursor === '0-0') break;
+    }
+    if (claimed.length === 0) return [];
+    // XAUTOCLAIM returns no delivery counts; read them back for exactly the claimed ids.
+    const pipeline = this.client.pipeline();
+    for (const entry of claimed) pipeline.call('XPENDING', this.key(stream), group, entry.id, entry.id, 1);
+    const results = await this.exec(pipeline);
+    return claimed.map((entry, index) => {
+      const [pending] = pendingFromReply(results[index]);
+      return { ...entry, deliveryCount: pending?.deliveryCount ?? 1 };
+    });
+  }
+
+  async deadLetter(stream: string, group: string, id: string, reason: string): Promise<string | null> {
+    parseEntryId(id);
+    if (reason.length > busLimits.reasonLengthMax) throw new SdcError('STORE_INVALID_ARGUMENT', 'dead-letter reason is too long');
+    const [pending] = pendingFromReply(await this.command(this.client, 'XPENDING', this.key(stream), group, id, id, 1));
+    if (pending === undefined) return null;
+    const range = await this.command(this.client, 'XRANGE', this.key(stream), id, id);
+    const original = entriesFromReply(range, pending.deliveryCount)[0]?.fields ?? {};
+    const fields = {
+      ...original,
+      [deadFields.reason]: reason,
+      [deadFields.sourceId]: id,
+      [deadFields.group]: group,
+      [deadFields.deliveryCount]: String(pending.deliveryCount),
+    };
+    // One transaction, so the entry is never both dead and still pending, nor acked and lost.
+    const transaction = this.client.multi();
+    transaction.call('XADD', this.key(deadLetterStream(stream)), 'MAXLEN', '~', this.deadMaxLen, '*', ...fieldsToList(fields));
+    transaction.call('XACK', this.key(stream), group, id);
+    const [deadId] = await this.exec(transaction);
+    return String(deadId);
+  }
+
+  async length(stream: string): Promise<number> {
+    return Number(await this.command(this.client, 'XLEN', this.key(stream)));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // A blocked read cannot be interrupted politely; dropping its connection rejects it.
+    for (const client of this.busyBlockingClients) client.disconnect();
+    await Promise.all(this.idleBlockingClients.map((client) => client.quit().catch(() => client.disconnect())));
+    await this.client.quit().catch(() => this.client.disconnect());
+  }
+
+  private key(stream: string): string {
+    return `${this.keyPrefix}${stream}`;
+  }
+
+  private async command(client: Redis, name: string, ...args: Array<string | number>): Promise<unknown> {
+    if (this.closed) throw new SdcError('STORE_CLOSED', 'stream bus is closed');
+    try {
+      return await client.call(name, ...args);
+    } catch (error) {
+      throw this.closed ? new SdcError('STORE_CLOSED', 'stream bus closed during the call', {}, { cause: error }) : mapRedisError(error);
+    }
+  }
+
+  private async exec(batch: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
+    let results: Array<[Error | null, unknown]> | null;
+    try {
+      results = await batch.exec();
+    } catch (error) {
+      throw mapRedisError(error);
+    }
+    if (results === null) throw new SdcError('STORE_CONFLICT', 'Redis transaction was aborted');
+    return results.map(([error, value]) => {
+      if (error !== null) throw mapRedisError(error);
+      return value;
+    });
+  }
+
+  private async withBlockingClient<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
+    if (this.closed) throw new SdcError('STORE_CLOSED', 'stream bus is closed');
+    let client = this.idleBlockingClients.pop();
+    if (client === undefined) {
+      if (this.busyBlockingClients.size >= this.blockingConnectionsMax) {
+        throw new SdcError('STORE_LIMIT', `more than ${this.blockingConnectionsMax} blocking reads at once`);
+      }
+      client = this.client.duplicate();
+      client.on('error', () => undefined);
+    }
+    this.busyBlockingClients.add(client);
+    try {
+      return await fn(client);
+    } finally {
+      this.busyBlockingClients.delete(client);
+      if (this.closed) client.disconnect();
+      else this.idleBlockingClients.push(client);
+    }
+  }
+}

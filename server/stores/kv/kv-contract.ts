@@ -1,0 +1,123 @@
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SdcError } from '../../../core/errors/index.js';
+import type { KeyValueStore } from './kv-port.js';
+
+export interface KvContractTarget {
+  /** A store; stores created with different namespaces must not see each other's keys or channels. */
+  create(namespace?: string): Promise<KeyValueStore>;
+  reset(): Promise<void>;
+}
+
+async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => SdcError.is(error) && error.code === code);
+}
+
+/** Polls until `condition` holds; pub/sub delivery is asynchronous on every adapter. */
+async function eventually(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  for (let waitedMs = 0; !condition(); waitedMs += 5) {
+    if (waitedMs >= timeoutMs) assert.fail('condition did not hold in time');
+    await sleep(5);
+  }
+}
+
+/** The one behaviour every KeyValueStore adapter must have. TTLs are short real times (ioredis-mock and Redis keep real time). */
+export function runKvContract(name: string, target: KvContractTarget): void {
+  describe(`KeyValueStore contract: ${name}`, () => {
+    let kv: KeyValueStore;
+    beforeEach(async () => {
+      await target.reset();
+      kv = await target.create();
+    });
+    afterEach(async () => {
+      await kv.close();
+    });
+
+    it('gets, sets and deletes strings', async () => {
+      assert.equal(await kv.get('k'), null);
+      assert.equal(await kv.set('k', 'v1 ünï'), true);
+      assert.equal(await kv.get('k'), 'v1 ünï');
+      assert.equal(await kv.set('k', 'v2'), true);
+      assert.equal(await kv.get('k'), 'v2');
+      assert.equal(await kv.del('k'), true);
+      assert.equal(await kv.del('k'), false);
+      assert.equal(await kv.get('k'), null);
+    });
+
+    it('writes with onlyIfAbsent only when the key is missing', async () => {
+      assert.equal(await kv.set('nx', 'first', { onlyIfAbsent: true }), true);
+      assert.equal(await kv.set('nx', 'second', { onlyIfAbsent: true }), false);
+      assert.equal(await kv.get('nx'), 'first');
+      assert.equal(await kv.set('nx-ttl', 'a', { onlyIfAbsent: true, ttlMs: 10_000 }), true);
+      assert.equal(await kv.set('nx-ttl', 'b', { onlyIfAbsent: true, ttlMs: 10_000 }), false);
+    });
+
+    it('expires keys after their TTL', async () => {
+      await kv.set('short', 'v', { ttlMs: 150 });
+      const remaining = await kv.ttlMs('short');
+      assert.ok(remaining !== null && remaining > 0 && remaining <= 150, `ttl ${remaining}`);
+      await kv.set('long', 'v');
+      assert.equal(await kv.ttlMs('long'), null, 'no TTL');
+      assert.equal(await kv.expire('long', 150), true);
+      assert.equal(await kv.expire('missing', 150), false);
+      await kv.set('cleared', 'v', { ttlMs: 150 });
+      await kv.set('cleared', 'v'); // a plain write removes the TTL
+      await sleep(300);
+      assert.equal(await kv.get('short'), null);
+      assert.equal(await kv.get('long'), null);
+      assert.equal(await kv.ttlMs('short'), null);
+      assert.equal(await kv.get('cleared'), 'v');
+      assert.equal(await kv.set('short', 'again', { onlyIfAbsent: true }), true, 'an expired key is absent');
+    });
+
+    it('counts with incr', async () => {
+      assert.equal(await kv.incr('n'), 1);
+      assert.equal(await kv.incr('n', 5), 6);
+      assert.equal(await kv.incr('n', -10), -4);
+      assert.equal(await kv.get('n'), '-4');
+      await kv.set('text', 'abc');
+      await rejectsWithCode(kv.incr('text'), 'STORE_CONFLICT');
+      await rejectsWithCode(kv.incr('n', 1.5), 'STORE_INVALID_ARGUMENT');
+    });
+
+    it('delivers published messages to subscribers until they unsubscribe', async () => {
+      const received: string[] = [];
+      const other: string[] = [];
+      const unsubscribe = await kv.subscribe('news', (message) => received.push(message));
+      const unsubscribeOther = await kv.subscribe('news', (message) => other.push(`other:${message}`));
+      assert.equal(await kv.publish('news', 'hello'), 1, 'one connection is subscribed, however many handlers');
+      await eventually(() => received.length === 1 && other.length === 1);
+      assert.deepEqual(received, ['hello']);
+      await unsubscribe();
+      await kv.publish('news', 'second');
+      await eventually(() => other.length === 2);
+      assert.deepEqual(received, ['hello'], 'an unsubscribed handler hears nothing more');
+      await unsubscribeOther();
+      assert.equal(await kv.publish('news', 'nobody'), 0);
+      await unsubscribeOther(); // unsubscribing twice is harmless
+    });
+
+    it('keeps namespaces apart', async () => {
+      const neighbour = await target.create('neighbour');
+      try {
+        await kv.set('shared-name', 'mine');
+        assert.equal(await neighbour.get('shared-name'), null);
+        const heard: string[] = [];
+        await neighbour.subscribe('chan', (message) => heard.push(message));
+        assert.equal(await kv.publish('chan', 'not for you'), 0);
+        assert.deepEqual(heard, []);
+      } finally {
+        await neighbour.close();
+      }
+    });
+
+    it('refuses invalid keys and use after close', async () => {
+      await rejectsWithCode(kv.get(''), 'STORE_INVALID_ARGUMENT');
+      await rejectsWithCode(kv.set('k', 'v', { ttlMs: 0 }), 'STORE_INVALID_ARGUMENT');
+      const other = await target.create('closing');
+      await other.close();
+      await rejectsWithCode(other.get('k'), 'STORE_CLOSED');
+    });
+  });
+}

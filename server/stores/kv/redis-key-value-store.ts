@@ -1,0 +1,197 @@
+import { Redis } from 'ioredis';
+import RedisMock from 'ioredis-mock';
+import { SdcError } from '../../../core/errors/index.js';
+import { mapRedisError } from '../redis-errors.js';
+import type { KeyValueStore, MessageHandler, SetOptions } from './kv-port.js';
+
+export interface RedisKeyValueStoreOptions {
+  /** An ioredis client or an ioredis-mock instance; the store owns it and closes it. */
+  readonly client: Redis;
+  /** Prepended to every key and channel, so stores sharing a server never collide. */
+  readonly keyPrefix: string;
+  readonly keyLengthMax?: number;
+  readonly valueBytesMax?: number;
+  readonly channelsMax?: number;
+  readonly handlersPerChannelMax?: number;
+  /** Where a throwing subscriber goes; the default raises a process warning so it is never silent. */
+  readonly onHandlerError?: (error: unknown, channel: string) => void;
+}
+
+const ttlMsMax = 10 * 365 * 24 * 3600 * 1000;
+
+function reportHandlerError(error: unknown, channel: string): void {
+  process.emitWarning(`kv subscriber for ${channel} threw: ${error instanceof Error ? error.message : String(error)}`, 'KeyValueStoreWarning');
+}
+
+/**
+ * One KeyValueStore over any ioredis-compatible client: real ioredis, or ioredis-mock as the
+ * embedded default. Subscriptions use a duplicate connection, because a Redis connection in
+ * subscribe mode accepts no other commands.
+ */
+export class RedisKeyValueStore implements KeyValueStore {
+  private readonly client: Redis;
+  private subscriber: Redis | undefined;
+  private readonly handlers = new Map<string, Set<MessageHandler>>();
+  private readonly keyPrefix: string;
+  private readonly keyLengthMax: number;
+  private readonly valueBytesMax: number;
+  private readonly channelsMax: number;
+  private readonly handlersPerChannelMax: number;
+  private readonly onHandlerError: (error: unknown, channel: string) => void;
+  private closed = false;
+
+  constructor(options: RedisKeyValueStoreOptions) {
+    this.client = options.client;
+    this.client.on('error', () => undefined); // errors reach callers through rejected commands
+    this.keyPrefix = options.keyPrefix;
+    this.keyLengthMax = options.keyLengthMax ?? 512;
+    this.valueBytesMax = options.valueBytesMax ?? 1024 * 1024;
+    this.channelsMax = options.channelsMax ?? 1024;
+    this.handlersPerChannelMax = options.handlersPerChannelMax ?? 64;
+    this.onHandlerError = options.onHandlerError ?? reportHandlerError;
+  }
+
+  get(key: string): Promise<string | null> {
+    return this.run(() => this.client.get(this.key(key)));
+  }
+
+  set(key: string, value: string, opts: SetOptions = {}): Promise<boolean> {
+    return this.run(async () => {
+      const fullKey = this.key(key);
+      this.checkValue(value);
+      const ttl = opts.ttlMs;
+      if (ttl !== undefined) this.checkTtl(ttl);
+      let reply: string | null;
+      if (ttl !== undefined && opts.onlyIfAbsent === true) reply = await this.client.set(fullKey, value, 'PX', ttl, 'NX');
+      else if (ttl !== undefined) reply = await this.client.set(fullKey, value, 'PX', ttl);
+      else if (opts.onlyIfAbsent === true) reply = await this.client.set(fullKey, value, 'NX');
+      else reply = await this.client.set(fullKey, value);
+      return reply === 'OK';
+    });
+  }
+
+  del(key: string): Promise<boolean> {
+    return this.run(async () => (await this.client.del(this.key(key))) > 0);
+  }
+
+  incr(key: string, by = 1): Promise<number> {
+    return this.run(async () => {
+      if (!Number.isSafeInteger(by)) throw new SdcError('STORE_INVALID_ARGUMENT', 'incr step must be a safe integer');
+      const result = await this.client.incrby(this.key(key), by);
+      // Real Redis refuses a non-integer value; ioredis-mock returns NaN instead, so check here too.
+      if (!Number.isSafeInteger(result)) throw new SdcError('STORE_CONFLICT', `value of ${key} is not an integer`);
+      return result;
+    });
+  }
+
+  expire(key: string, ttlMs: number): Promise<boolean> {
+    return this.run(async () => {
+      this.checkTtl(ttlMs);
+      return (await this.client.pexpire(this.key(key), ttlMs)) === 1;
+    });
+  }
+
+  ttlMs(key: string): Promise<number | null> {
+    return this.run(async () => {
+      const remaining = await this.client.pttl(this.key(key));
+      return remaining >= 0 ? remaining : null; // -2 missing, -1 no TTL
+    });
+  }
+
+  publish(channel: string, message: string): Promise<number> {
+    return this.run(async () => {
+      this.checkValue(message);
+      return this.client.publish(this.key(channel), message);
+    });
+  }
+
+  subscribe(channel: string, handler: MessageHandler): Promise<() => Promise<void>> {
+    return this.run(async () => {
+      const fullChannel = this.key(channel);
+      let set = this.handlers.get(fullChannel);
+      if (set === undefined) {
+        if (this.handlers.size >= this.channelsMax) throw new SdcError('STORE_LIMIT', `more than ${this.channelsMax} subscribed channels`);
+        set = new Set();
+        this.handlers.set(fullChannel, set);
+        try {
+          await this.subscriberClient().subscribe(fullChannel);
+        } catch (error) {
+          this.handlers.delete(fullChannel);
+          throw error;
+        }
+      }
+      if (set.size >= this.handlersPerChannelMax) throw new SdcError('STORE_LIMIT', `more than ${this.handlersPerChannelMax} handlers on ${channel}`);
+      const entry: MessageHandler = (message) => handler(message); // a distinct identity per subscription
+      set.add(entry);
+      return async () => {
+        const current = this.handlers.get(fullChannel);
+        if (current === undefined || !current.delete(entry) || current.size > 0) return;
+        this.handlers.delete(fullChannel);
+        if (!this.closed) await this.run(() => this.subscriberClient().unsubscribe(fullChannel));
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.handlers.clear();
+    const clients = this.subscriber === undefined ? [this.client] : [this.subscriber, this.client];
+    await Promise.all(clients.map((client) => client.quit().catch(() => client.disconnect())));
+  }
+
+  private subscriberClient(): Redis {
+    if (this.subscriber === undefined) {
+      const subscriber = this.client.duplicate();
+      subscriber.on('error', () => undefined);
+      subscriber.on('message', (channel: string, message: string) => {
+        for (const handler of this.handlers.get(channel) ?? []) {
+          try {
+            handler(message);
+          } catch (error) {
+            this.onHandlerError(error, channel.slice(this.keyPrefix.length));
+          }
+        }
+      });
+      this.subscriber = subscriber;
+    }
+    return this.subscriber;
+  }
+
+  private async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new SdcError('STORE_CLOSED', 'key/value store is closed');
+    try {
+      return await fn();
+    } catch (error) {
+      throw mapRedisError(error);
+    }
+  }
+
+  private key(key: string): string {
+    if (typeof key !== 'string' || key.length === 0 || key.length > this.keyLengthMax) {
+      throw new SdcError('STORE_INVALID_ARGUMENT', `key must be 1..${this.keyLengthMax} characters`);
+    }
+    return `${this.keyPrefix}${key}`;
+  }
+
+  private checkValue(value: string): void {
+    if (typeof value !== 'string') throw new SdcError('STORE_INVALID_ARGUMENT', 'values are strings');
+    if (Buffer.byteLength(value) > this.valueBytesMax) throw new SdcError('STORE_LIMIT', `value exceeds ${this.valueBytesMax} bytes`);
+  }
+
+  private checkTtl(ttlMs: number): void {
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1 || ttlMs > ttlMsMax) {
+      throw new SdcError('STORE_INVALID_ARGUMENT', `ttlMs must be an integer in 1..${ttlMsMax}`);
+    }
+  }
+}
+
+/** The embedded default: ioredis-mock in this process. TTLs follow the real clock (ioredis-mock reads Date.now). */
+export function createEmbeddedKeyValueStore(options: { keyPrefix: string }): KeyValueStore {
+  return new RedisKeyValueStore({ client: new RedisMock(), keyPrefix: options.keyPrefix });
+}
+
+/** Real Redis through ioredis. */
+export function createRedisKeyValueStore(options: { url: string; keyPrefix: string }): KeyValueStore {
+  return new RedisKeyValueStore({ client: new Redis(options.url, { maxRetriesPerRequest: 3 }), keyPrefix: options.keyPrefix });
+}

@@ -1,0 +1,169 @@
+import { createPool, type Pool, type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
+import { SdcError } from '../../../core/errors/index.js';
+import { mapMysqlError } from './mysql-errors.js';
+import { parseStoreUrl } from '../store-url.js';
+import type { ExecuteResult, SqlDatabase, SqlExecutor, SqlValue } from './sql-port.js';
+import { normaliseParams } from './sql-values.js';
+
+export interface MysqlDatabaseOptions {
+  /** mysql://user:password@host:port/database */
+  readonly url: string;
+  readonly connectionLimit?: number;
+  /** Callers allowed to wait for a pooled connection before the pool refuses. */
+  readonly queueLimit?: number;
+  readonly connectTimeoutMs?: number;
+  /** Attempts of one transaction when MySQL picks it as a deadlock victim (default deadlockAttemptsMax); 1 lets a test see every deadlock. */
+  readonly deadlockAttemptsMax?: number;
+}
+
+/** Attempts of one transaction when MySQL reports a deadlock. */
+const deadlockAttemptsMax = 4;
+
+/** MySQL 8 / MariaDB 10.11 through a mysql2 pool. */
+export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promise<SqlDatabase> {
+  // A malformed URL is refused naming it (without its password); mysql2 would throw a bare TypeError.
+  parseStoreUrl('mysql', options.url);
+  const pool = createPool({
+    uri: options.url,
+    connectionLimit: options.connectionLimit ?? 10,
+    queueLimit: options.queueLimit ?? 10_000,
+    connectTimeout: options.connectTimeoutMs ?? 10_000,
+    // BIGINT columns come back as numbers while they fit 2^53 (all epoch milliseconds do), as strings beyond.
+    supportBigNumbers: true,
+    bigNumberStrings: false,
+    // One statement per call, as on SQLite; also closes off stacked-query injection.
+    multipleStatements: false,
+    charset: 'utf8mb4',
+  });
+  const database = new MysqlDatabase(pool, options.deadlockAttemptsMax ?? deadlockAttemptsMax);
+  try {
+    await database.query('SELECT 1');
+  } catch (error) {
+    await pool.end().catch(() => undefined);
+    throw error;
+  }
+  return database;
+}
+
+/** Buffers for BLOBs: mysql2 escapes Buffer, not a bare Uint8Array. */
+function mysqlParams(params: readonly SqlValue[] | undefined): unknown[] {
+  return normaliseParams(params).map((value) =>
+    value instanceof Uint8Array && !Buffer.isBuffer(value) ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : value);
+}
+
+type Queryable = Pick<Pool, 'query'> | Pick<PoolConnection, 'query'>;
+
+async function runQuery<T>(target: Queryable, sql: string, params: readonly SqlValue[] | undefined): Promise<T[]> {
+  try {
+    const [rows] = await target.query(sql, mysqlParams(params));
+    if (!Array.isArray(rows)) throw new SdcError('STORE_INVALID_ARGUMENT', 'query() was given a statement that returns no rows; use execute()');
+    return rows as T[];
+  } catch (error) {
+    throw mapMysqlError(error);
+  }
+}
+
+async function runExecute(target: Queryable, sql: string, params: readonly SqlValue[] | undefined): Promise<ExecuteResult> {
+  try {
+    const [result] = await target.query(sql, mysqlParams(params));
+    if (Array.isArray(result)) return { changes: 0 };
+    const header = result as ResultSetHeader;
+    return header.insertId > 0 ? { changes: header.affectedRows, lastInsertId: header.insertId } : { changes: header.affectedRows };
+  } catch (error) {
+    throw mapMysqlError(error);
+  }
+}
+
+class MysqlDatabase implements SqlDatabase {
+  readonly dialect = 'mysql' as const;
+  private closed = false;
+
+  constructor(private readonly pool: Pool, private readonly deadlockAttemptsMax: number) {}
+
+  query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
+    this.assertOpen();
+    return runQuery<T>(this.pool, sql, params);
+  }
+
+  execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
+    this.assertOpen();
+    return runExecute(this.pool, sql, params);
+  }
+
+  /**
+   * InnoDB may pick this transaction as a deadlock victim and roll it back; the work is then
+   * safe to run again (nothing of it was committed), so it is retried a few times with a short
+   * growing pause before STORE_CONFLICT reaches the caller.
+   */
+  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.transactionOnce(fn);
+      } catch (error) {
+        const deadlock = SdcError.is(error, 'STORE_CONFLICT') && error.details.driverCode === 'ER_LOCK_DEADLOCK';
+        if (!deadlock || attempt >= this.deadlockAttemptsMax) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 5 * attempt + Math.floor(Math.random() * 10)));
+      }
+    }
+  }
+
+  private async transactionOnce<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    let connection: PoolConnection;
+    try {
+      connection = await this.pool.getConnection();
+    } catch (error) {
+      throw mapMysqlError(error);
+    }
+    let open = true;
+    let broken = false;
+    const assertTransactionOpen = (): void => {
+      if (!open) throw new SdcError('STORE_INVALID_ARGUMENT', 'transaction executor used after its transaction ended');
+    };
+    const tx: SqlExecutor = {
+      dialect: 'mysql',
+      query: async <R>(sql: string, params?: readonly SqlValue[]) => {
+        assertTransactionOpen();
+        return runQuery<R>(connection, sql, params);
+      },
+      execute: async (sql: string, params?: readonly SqlValue[]) => {
+        assertTransactionOpen();
+        return runExecute(connection, sql, params);
+      },
+    };
+    try {
+      await connection.beginTransaction().catch((error: unknown) => { throw mapMysqlError(error); });
+      let result: T;
+      try {
+        result = await fn(tx);
+      } catch (error) {
+        open = false;
+        await connection.rollback().catch(() => {
+          // The connection is broken; destroy it below instead of returning it to the pool.
+          broken = true;
+        });
+        throw error;
+      }
+      open = false;
+      await connection.commit().catch(async (error: unknown) => {
+        await connection.rollback().catch(() => { broken = true; });
+        throw mapMysqlError(error);
+      });
+      return result;
+    } finally {
+      open = false;
+      if (broken) connection.destroy();
+      else connection.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end().catch((error: unknown) => { throw mapMysqlError(error); });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new SdcError('STORE_CLOSED', 'MySQL database is closed');
+  }
+}

@@ -1,0 +1,137 @@
+import { SdcError } from '../core/errors/index.js';
+import type { RandomSource } from '../core/ports/ports.js';
+import type { CaMaterial } from './ca.js';
+import { parseDeviceCsr } from './device-csr.js';
+import {
+  deviceCertificateValidityMsDefault, deviceCertificateValidityMsMax, deviceSanUri, notBeforeBackdateMs, oidClientAuth, oidCommonName,
+  requireDeviceId,
+} from './device-profile.js';
+import { randomSerialHex, serialHexForEncoding } from './serial-number.js';
+import { verifyDeviceCertificate } from './verify-device-certificate.js';
+import { ed25519Algorithm, parseCertificate, x509 } from './x509-provider.js';
+
+export interface DeviceCertificateIssuerOptions {
+  /** The online intermediate CA: certificate and private key. */
+  intermediate: CaMaterial;
+  /** The root CA certificate only; the root key is never given to a running service. */
+  rootCertificate: x509.X509Certificate;
+  random: RandomSource;
+  /** Consulted on renewal: a revoked certificate cannot renew itself. */
+  isRevoked: (serialHex: string) => boolean | Promise<boolean>;
+}
+
+export interface IssueDeviceCertificateOptions {
+  csrPem: string;
+  deviceId: string;
+  now: Date;
+  validityMs?: number;
+}
+
+export interface RenewDeviceCertificateOptions {
+  currentCertPem: string;
+  csrPem: string;
+  now: Date;
+  validityMs?: number;
+}
+
+export interface IssuedDeviceCertificate {
+  readonly certificatePem: string;
+  readonly serialHex: string;
+  readonly deviceId: string;
+  readonly notAfter: Date;
+}
+
+/** Issues device certificates with the intermediate CA, following the profile in device-profile.ts. */
+export class DeviceCertificateIssuer {
+  readonly #intermediate: CaMaterial;
+  readonly #rootCertificate: x509.X509Certificate;
+  readonly #random: RandomSource;
+  readonly #isRevoked: DeviceCertificateIssuerOptions['isRevoked'];
+
+  constructor(options: DeviceCertificateIssuerOptions) {
+    this.#intermediate = options.intermediate;
+    this.#rootCertificate = options.rootCertificate;
+    this.#random = options.random;
+    this.#isRevoked = options.isRevoked;
+  }
+
+  /** What a device needs to present and verify its chain: intermediate, then root. */
+  chainPems(): [intermediatePem: string, rootPem: string] {
+    return [this.#intermediate.certificate.toString('pem'), this.#rootCertificate.toString('pem')];
+  }
+
+  get intermediateCertificate(): x509.X509Certificate {
+    return this.#intermediate.certificate;
+  }
+
+  /** Verifies the CSR (signature, Ed25519, CN = deviceId) and issues a certificate for its key. */
+  async issueDeviceCertificate(options: IssueDeviceCertificateOptions): Promise<IssuedDeviceCertificate> {
+    const deviceId = requireDeviceId(options.deviceId);
+    const csr = await parseDeviceCsr(options.csrPem);
+    if (csr.commonName !== deviceId) {
+      throw new SdcError('TRUST_CSR_SUBJECT_MISMATCH', `CSR CN '${csr.commonName}' is not the device id '${deviceId}'`, { deviceId });
+    }
+    return this.#sign(csr.request.publicKey, deviceId, options.now, options.validityMs ?? deviceCertificateValidityMsDefault);
+  }
+
+  /**
+   * Issues a successor for a certificate that is currently valid, ours and not revoked, for the
+   * same device id; the new key may differ (key rotation). A certificate is public, so the caller
+   * must only call this for a peer that proved possession of `currentCertPem`'s key (the mTLS
+   * connection it arrived on).
+   */
+  async renewDeviceCertificate(options: RenewDeviceCertificateOptions): Promise<IssuedDeviceCertificate> {
+    const current = await verifyDeviceCertificate({
+      certPem: options.currentCertPem,
+      trustAnchors: [this.#intermediate.certificate, this.#rootCertificate],
+      now: options.now,
+      isRevoked: this.#isRevoked,
+    });
+    if (!(await this.#issuedByUs(options.currentCertPem))) {
+      throw new SdcError('TRUST_CERT_UNTRUSTED', 'current certificate was not issued by this intermediate');
+    }
+    return this.issueDeviceCertificate({
+      csrPem: options.csrPem, deviceId: current.deviceId, now: options.now, validityMs: options.validityMs,
+    });
+  }
+
+  /** True if `certPem` carries a valid signature of this issuer's intermediate key. */
+  async #issuedByUs(certPem: string): Promise<boolean> {
+    const certificate = parseCertificate(certPem);
+    if (certificate.issuer !== this.#intermediate.certificate.subject) return false;
+    return certificate.verify({ publicKey: this.#intermediate.certificate.publicKey, signatureOnly: true });
+  }
+
+  async #sign(publicKey: x509.PublicKey, deviceId: string, now: Date, validityMs: number): Promise<IssuedDeviceCertificate> {
+    if (!Number.isSafeInteger(validityMs) || validityMs <= 0 || validityMs > deviceCertificateValidityMsMax) {
+      throw new SdcError('TRUST_INVALID_ARGUMENT', `validityMs must be from 1 to ${deviceCertificateValidityMsMax}`);
+    }
+    const issuer = this.#intermediate.certificate;
+    if (now < issuer.notBefore || now >= issuer.notAfter) {
+      throw new SdcError('TRUST_CERT_EXPIRED', 'intermediate CA certificate is not valid at this time', { which: 'issuer' });
+    }
+    // A device certificate never outlives its issuer, so the chain stays verifiable to the end.
+    const notAfter = new Date(Math.min(now.getTime() + validityMs, issuer.notAfter.getTime()));
+    const notBefore = new Date(Math.max(now.getTime() - notBeforeBackdateMs, issuer.notBefore.getTime()));
+    const serialHex = randomSerialHex(this.#random);
+    const certificate = await x509.X509CertificateGenerator.create({
+      serialNumber: serialHexForEncoding(serialHex),
+      subject: [{ [oidCommonName]: [deviceId] }],
+      issuer: issuer.subjectName,
+      notBefore,
+      notAfter,
+      publicKey,
+      signingKey: this.#intermediate.privateKey,
+      signingAlgorithm: ed25519Algorithm,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([oidClientAuth], false),
+        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: deviceSanUri(deviceId) }], false),
+        await x509.SubjectKeyIdentifierExtension.create(publicKey),
+        await x509.AuthorityKeyIdentifierExtension.create(issuer.publicKey),
+      ],
+    });
+    return { certificatePem: certificate.toString('pem'), serialHex, deviceId, notAfter };
+  }
+}

@@ -1,0 +1,59 @@
+import { SdcError } from '../core/errors/index.js';
+import { parseDeviceCsr } from './device-csr.js';
+import type { DeviceCertificateIssuer } from './device-issuer.js';
+import { requireDeviceId } from './device-profile.js';
+import { hashPairingToken, type PairingTokenStore } from './pairing-tokens.js';
+
+export interface EnrollOptions {
+  token: string;
+  deviceId: string;
+  csrPem: string;
+  now: Date;
+}
+
+export interface EnrollmentResult {
+  readonly certificatePem: string;
+  /** Intermediate, then root. */
+  readonly chainPems: readonly string[];
+  readonly serialHex: string;
+  readonly notAfter: Date;
+}
+
+/** Pairing: a device trades a one-time token and a CSR for its first certificate. */
+export class EnrollmentService {
+  readonly #tokens: PairingTokenStore;
+  readonly #issuer: DeviceCertificateIssuer;
+  readonly #validityMs: number | undefined;
+
+  constructor(options: { tokens: PairingTokenStore; issuer: DeviceCertificateIssuer; validityMs?: number }) {
+    this.#tokens = options.tokens;
+    this.#issuer = options.issuer;
+    this.#validityMs = options.validityMs;
+  }
+
+  /**
+   * Everything that can be checked without side effects (token syntax, device id, CSR) is checked
+   * before the token is consumed, so a malformed request does not burn a good token. A token
+   * presented for the wrong device *is* burned: its holder is not who the operator paired, or
+   * made a mistake; either way a fresh token is cheap and a leaked one must not stay usable.
+   */
+  async enroll(options: EnrollOptions): Promise<EnrollmentResult> {
+    const tokenHashHex = hashPairingToken(options.token);
+    const deviceId = requireDeviceId(options.deviceId);
+    const csr = await parseDeviceCsr(options.csrPem);
+    if (csr.commonName !== deviceId) {
+      throw new SdcError('TRUST_CSR_SUBJECT_MISMATCH', `CSR CN '${csr.commonName}' is not the device id '${deviceId}'`, { deviceId });
+    }
+    const result = await this.#tokens.consume(tokenHashHex, options.now);
+    if (result.outcome === 'unknown') throw new SdcError('TRUST_PAIRING_TOKEN_INVALID', 'pairing token is unknown');
+    if (result.outcome === 'already-used') throw new SdcError('TRUST_PAIRING_TOKEN_USED', 'pairing token was already used');
+    if (options.now.getTime() >= result.record.expiresAtMs) {
+      throw new SdcError('TRUST_PAIRING_TOKEN_EXPIRED', `pairing token expired at ${new Date(result.record.expiresAtMs).toISOString()}`);
+    }
+    if (result.record.deviceId !== deviceId) {
+      throw new SdcError('TRUST_PAIRING_DEVICE_MISMATCH', 'pairing token was created for a different device id', { deviceId });
+    }
+    const issued = await this.#issuer.issueDeviceCertificate({ csrPem: options.csrPem, deviceId, now: options.now, validityMs: this.#validityMs });
+    return { certificatePem: issued.certificatePem, chainPems: this.#issuer.chainPems(), serialHex: issued.serialHex, notAfter: issued.notAfter };
+  }
+}

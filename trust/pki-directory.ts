@@ -1,0 +1,131 @@
+import { createHash } from 'node:crypto';
+import { access, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SdcError } from '../core/errors/index.js';
+import type { RandomSource } from '../core/ports/ports.js';
+import { ensurePrivateDirectory, fileExists, writeFileAtomic } from '../runtime/atomic-file.js';
+import { createIntermediateCa, createRootCa, type CaMaterial } from './ca.js';
+import { DeviceCertificateIssuer } from './device-issuer.js';
+import { publicKeyOf } from './ed25519-keys.js';
+import { readPrivateKeyFile, writePrivateKeyFile } from './key-files.js';
+import { JsonFileRevocationStore } from './revocation-file-store.js';
+import { parseCertificate, x509 } from './x509-provider.js';
+
+/** Certificates are public; world-readable is fine and lets a gateway user read the anchors. */
+const certificateFileMode = 0o644;
+
+/** The file layout of `<dataDir>/pki`, in one place for the CLI and services. */
+export interface PkiPaths {
+  readonly pkiDir: string;
+  readonly rootCertPath: string;
+  readonly rootKeyPath: string;
+  readonly intermediateCertPath: string;
+  readonly intermediateKeyPath: string;
+  readonly revocationsPath: string;
+  readonly pairingTokensPath: string;
+  /** The control plane's current CRL (from SQL), rewritten at each revocation; gateways read it. */
+  readonly crlPath: string;
+}
+
+export function pkiPaths(dataDir: string): PkiPaths {
+  const pkiDir = join(dataDir, 'pki');
+  return {
+    pkiDir,
+    rootCertPath: join(pkiDir, 'root-ca.pem'),
+    rootKeyPath: join(pkiDir, 'root-ca.key'),
+    intermediateCertPath: join(pkiDir, 'intermediate-ca.pem'),
+    intermediateKeyPath: join(pkiDir, 'intermediate-ca.key'),
+    revocationsPath: join(pkiDir, 'revocations.json'),
+    pairingTokensPath: join(pkiDir, 'pairing-tokens.json'),
+    crlPath: join(pkiDir, 'crl.pem'),
+  };
+}
+
+export interface InitPkiOptions {
+  dataDir: string;
+  now: Date;
+  random: RandomSource;
+  /** Replace existing CA files (and the revocations of the replaced intermediate). */
+  force?: boolean;
+  /** Encrypts the root key file when given. */
+  rootKeyPassphrase?: string;
+}
+
+export interface InitializedPki {
+  readonly paths: PkiPaths;
+  readonly rootFingerprintSha256: string;
+  readonly intermediateNotAfter: Date;
+}
+
+/**
+ * Creates the root and the intermediate and writes both. This is the only code that ever holds
+ * the root private key; once written, the root key file belongs offline (move it off the host).
+ */
+export async function initPki(options: InitPkiOptions): Promise<InitializedPki> {
+  const paths = pkiPaths(options.dataDir);
+  const caFiles = [paths.rootCertPath, paths.rootKeyPath, paths.intermediateCertPath, paths.intermediateKeyPath];
+  if (!options.force) {
+    const existing = (await Promise.all(caFiles.map(async (p) => ((await fileExists(p)) ? p : undefined)))).filter((p) => p !== undefined);
+    if (existing.length > 0) throw new SdcError('TRUST_PKI_EXISTS', `${existing.join(', ')} already exist (use --force to replace)`);
+  }
+  const root = await createRootCa({ now: options.now, random: options.random });
+  const intermediate = await createIntermediateCa({ root, now: options.now, random: options.random });
+  await ensurePrivateDirectory(paths.pkiDir);
+  await writePrivateKeyFile({ path: paths.rootKeyPath, privateKey: root.privateKey, passphrase: options.rootKeyPassphrase });
+  await writeFileAtomic(paths.rootCertPath, root.certificate.toString('pem') + '\n', { mode: certificateFileMode });
+  await writePrivateKeyFile({ path: paths.intermediateKeyPath, privateKey: intermediate.privateKey });
+  await writeFileAtomic(paths.intermediateCertPath, intermediate.certificate.toString('pem') + '\n', { mode: certificateFileMode });
+  // Revocations name serials of the replaced intermediate; they mean nothing to the new one.
+  if (options.force) await rm(paths.revocationsPath, { force: true });
+  return {
+    paths,
+    rootFingerprintSha256: certificateFingerprintSha256(root.certificate),
+    intermediateNotAfter: intermediate.certificate.notAfter,
+  };
+}
+
+export interface IssuingPki {
+  readonly paths: PkiPaths;
+  readonly intermediate: CaMaterial;
+  readonly rootCertificate: x509.X509Certificate;
+  readonly revocations: JsonFileRevocationStore;
+  readonly issuer: DeviceCertificateIssuer;
+}
+
+/** Loads what an online issuer needs: the intermediate (certificate + key) and the root certificate. Never the root key. */
+export async function loadIssuingPki(options: { dataDir: string; random: RandomSource }): Promise<IssuingPki> {
+  const paths = pkiPaths(options.dataDir);
+  for (const path of [paths.rootCertPath, paths.intermediateCertPath, paths.intermediateKeyPath]) {
+    if (!(await fileExists(path))) throw new SdcError('TRUST_PKI_MISSING', `${path} does not exist (run sdc pki init)`);
+  }
+  const rootCertificate = await readCertificateFile(paths.rootCertPath);
+  const certificate = await readCertificateFile(paths.intermediateCertPath);
+  const privateKey = await readPrivateKeyFile({ path: paths.intermediateKeyPath });
+  await requireKeyMatchesCertificate(privateKey, certificate, paths.intermediateKeyPath);
+  const intermediate: CaMaterial = { certificate, privateKey };
+  const revocations = await JsonFileRevocationStore.open(paths.revocationsPath);
+  const issuer = new DeviceCertificateIssuer({
+    intermediate, rootCertificate, random: options.random, isRevoked: (serial) => revocations.isRevoked(serial),
+  });
+  return { paths, intermediate, rootCertificate, revocations, issuer };
+}
+
+export function certificateFingerprintSha256(certificate: x509.X509Certificate): string {
+  const digest = createHash('sha256').update(new Uint8Array(certificate.rawData)).digest('hex');
+  return digest.toUpperCase().match(/../g)!.join(':');
+}
+
+async function readCertificateFile(path: string): Promise<x509.X509Certificate> {
+  try {
+    return parseCertificate(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new SdcError('TRUST_CERT_INVALID', `${path} is not a PEM certificate`, {}, { cause: error });
+  }
+}
+
+async function requireKeyMatchesCertificate(privateKey: CryptoKey, certificate: x509.X509Certificate, keyPath: string): Promise<void> {
+  const spki = Buffer.from(await crypto.subtle.exportKey('spki', await publicKeyOf(privateKey)));
+  if (!spki.equals(Buffer.from(certificate.publicKey.rawData))) {
+    throw new SdcError('TRUST_KEY_FILE_INVALID', `${keyPath} does not match the certificate's public key`);
+  }
+}

@@ -1,0 +1,105 @@
+import { readFile } from 'node:fs/promises';
+import { SdcError } from '../core/errors/index.js';
+import { privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
+import {
+  isRevocationReason, RevocationTable, type RevocationEntry, type RevocationReason, type RevocationStore,
+} from './revocation.js';
+import { normalizeSerialHex } from './serial-number.js';
+
+interface RevocationFile {
+  version: 1;
+  lastCrlNumber: string;
+  entries: RevocationEntry[];
+}
+
+/**
+ * Revocations in one JSON file, rewritten atomically (temp file + rename) on every change, for
+ * the CLI and single-process deployments. Writes within a process are serialized; two processes
+ * writing the same file at once are not coordinated (last writer wins), so run one writer.
+ */
+export class JsonFileRevocationStore implements RevocationStore {
+  readonly #path: string;
+  readonly #table: RevocationTable;
+  #writes: Promise<void> = Promise.resolve();
+
+  private constructor(path: string, table: RevocationTable) {
+    this.#path = path;
+    this.#table = table;
+  }
+
+  /** Opens the store at `path`; a missing file is an empty store, an unreadable one is TRUST_STORE_CORRUPT. */
+  static async open(path: string, options: { entriesMax?: number } = {}): Promise<JsonFileRevocationStore> {
+    let text: string | undefined;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    const parsed = text === undefined ? { entries: [], lastCrlNumber: 0n } : parseRevocationFile(text, path);
+    return new JsonFileRevocationStore(path, new RevocationTable({ ...options, ...parsed }));
+  }
+
+  async revoke(serialHex: string, reason: RevocationReason, at: Date): Promise<boolean> {
+    return this.#serialized(async () => {
+      const entry = this.#table.plan(serialHex, reason, at);
+      if (!entry) return false;
+      await this.#persist([...this.#table.entries(), entry], this.#table.lastCrlNumber);
+      this.#table.add(entry);
+      return true;
+    });
+  }
+
+  async isRevoked(serialHex: string): Promise<boolean> {
+    return this.#table.has(serialHex);
+  }
+
+  async list(): Promise<readonly RevocationEntry[]> {
+    return this.#table.entries();
+  }
+
+  async nextCrlNumber(): Promise<bigint> {
+    return this.#serialized(async () => {
+      const next = this.#table.lastCrlNumber + 1n;
+      // Persist before handing the number out, so a crash can never make a number repeat.
+      await this.#persist(this.#table.entries(), next);
+      this.#table.lastCrlNumber = next;
+      return next;
+    });
+  }
+
+  async #persist(entries: RevocationEntry[], lastCrlNumber: bigint): Promise<void> {
+    const file: RevocationFile = { version: 1, lastCrlNumber: lastCrlNumber.toString(), entries };
+    await writeFileAtomic(this.#path, JSON.stringify(file, null, 2) + '\n', { mode: privateFileMode });
+  }
+
+  /** Runs `task` after every earlier write finished, so snapshots reach the file in order. */
+  #serialized<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.#writes.then(task);
+    this.#writes = result.then(() => undefined, () => undefined);
+    return result;
+  }
+}
+
+function parseRevocationFile(text: string, path: string): { entries: RevocationEntry[]; lastCrlNumber: bigint } {
+  const corrupt = (why: string): never => { throw new SdcError('TRUST_STORE_CORRUPT', `${path}: ${why}`); };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return corrupt('not valid JSON');
+  }
+  const file = value as Partial<RevocationFile> | null;
+  if (typeof file !== 'object' || file === null || file.version !== 1) return corrupt('not a version 1 revocation file');
+  if (typeof file.lastCrlNumber !== 'string' || !/^\d{1,48}$/.test(file.lastCrlNumber)) return corrupt('lastCrlNumber is not a decimal string');
+  if (!Array.isArray(file.entries)) return corrupt('entries is not an array');
+  const entries = file.entries.map((raw: unknown): RevocationEntry => {
+    const entry = raw as Partial<RevocationEntry> | null;
+    if (typeof entry !== 'object' || entry === null || typeof entry.serialHex !== 'string' || !/^[0-9a-f]{1,40}$/.test(entry.serialHex)
+      || typeof entry.reason !== 'string' || !isRevocationReason(entry.reason)
+      || typeof entry.revokedAtMs !== 'number' || !Number.isSafeInteger(entry.revokedAtMs)) {
+      return corrupt('an entry lacks a valid serialHex, reason or revokedAtMs');
+    }
+    return { serialHex: normalizeSerialHex(entry.serialHex), reason: entry.reason, revokedAtMs: entry.revokedAtMs };
+  });
+  return { entries, lastCrlNumber: BigInt(file.lastCrlNumber) };
+}

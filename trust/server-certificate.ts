@@ -1,0 +1,97 @@
+import { isIP } from 'node:net';
+import { SdcError } from '../core/errors/index.js';
+import type { RandomSource } from '../core/ports/ports.js';
+import { notBeforeBackdateMs, oidCommonName } from './device-profile.js';
+import { exportPkcs8Der, generateEd25519KeyPair } from './ed25519-keys.js';
+import { toPem } from './pem.js';
+import { randomSerialHex, serialHexForEncoding } from './serial-number.js';
+import { ed25519Algorithm, parseCertificate, x509 } from './x509-provider.js';
+
+/**
+ * The server certificate profile (HTTPS control plane and WSS gateway): an Ed25519 leaf issued by
+ * the online intermediate, EKU serverAuth only, and the names clients dial as DNS / IP SANs
+ * (TLS clients ignore the CN when a SAN is present; it is set to the first name for people).
+ */
+export const oidServerAuth = '1.3.6.1.5.5.7.3.1';
+export const serverCertificateValidityMsDefault = 90 * 24 * 60 * 60 * 1000;
+/** The CA/Browser Forum ceiling; a longer server certificate would be rotated less than we want. */
+export const serverCertificateValidityMsMax = 398 * 24 * 60 * 60 * 1000;
+export const serverNamesMax = 32;
+const hostnameLengthMax = 253;
+const hostnamePattern = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+export interface IssueServerCertificateOptions {
+  intermediateCertPem: string;
+  intermediateKey: CryptoKey;
+  /** DNS names, e.g. `localhost`; no wildcards. */
+  hostnames: readonly string[];
+  /** IPv4 or IPv6 literals, e.g. `127.0.0.1`, `::1`. */
+  ipAddresses: readonly string[];
+  now: Date;
+  validityMs: number;
+  /** The server key's seed and the serial come from here, so a seeded simulation replays them. */
+  random: RandomSource;
+}
+
+export interface IssuedServerCertificate {
+  certPem: string;
+  /** PKCS#8 PEM of the fresh Ed25519 server key; the caller stores it with mode 0600. */
+  keyPem: string;
+}
+
+/** Issues a fresh key and a serverAuth certificate for it, signed by the intermediate. */
+export async function issueServerCertificate(options: IssueServerCertificateOptions): Promise<IssuedServerCertificate> {
+  const { hostnames, ipAddresses, validityMs, now } = options;
+  if (!Number.isSafeInteger(validityMs) || validityMs <= 0 || validityMs > serverCertificateValidityMsMax) {
+    throw new SdcError('TRUST_INVALID_ARGUMENT', `validityMs must be from 1 to ${serverCertificateValidityMsMax}`);
+  }
+  if (hostnames.length + ipAddresses.length === 0 || hostnames.length + ipAddresses.length > serverNamesMax) {
+    throw new SdcError('TRUST_INVALID_ARGUMENT', `a server certificate needs 1 to ${serverNamesMax} names`);
+  }
+  for (const name of hostnames) {
+    if (name.length > hostnameLengthMax || !hostnamePattern.test(name)) {
+      throw new SdcError('TRUST_INVALID_ARGUMENT', `'${name}' is not a DNS host name`);
+    }
+  }
+  for (const address of ipAddresses) {
+    if (isIP(address) === 0) throw new SdcError('TRUST_INVALID_ARGUMENT', `'${address}' is not an IP address`);
+  }
+  let issuer: x509.X509Certificate;
+  try {
+    issuer = parseCertificate(options.intermediateCertPem);
+  } catch (error) {
+    throw new SdcError('TRUST_CERT_INVALID', 'intermediate CA certificate cannot be parsed', {}, { cause: error });
+  }
+  if (now < issuer.notBefore || now >= issuer.notAfter) {
+    throw new SdcError('TRUST_CERT_EXPIRED', 'intermediate CA certificate is not valid at this time', { which: 'issuer' });
+  }
+  // Like device certificates: never outlive the issuer, backdated a little for clock skew.
+  const notAfter = new Date(Math.min(now.getTime() + validityMs, issuer.notAfter.getTime()));
+  const notBefore = new Date(Math.max(now.getTime() - notBeforeBackdateMs, issuer.notBefore.getTime()));
+  const keys = await generateEd25519KeyPair(options.random);
+  const publicKey = await x509.PublicKey.create(keys.publicKey);
+  const commonName = hostnames[0] ?? ipAddresses[0]!;
+  const certificate = await x509.X509CertificateGenerator.create({
+    serialNumber: serialHexForEncoding(randomSerialHex(options.random)),
+    subject: [{ [oidCommonName]: [commonName] }],
+    issuer: issuer.subjectName,
+    notBefore,
+    notAfter,
+    publicKey,
+    signingKey: options.intermediateKey,
+    signingAlgorithm: ed25519Algorithm,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([oidServerAuth], false),
+      new x509.SubjectAlternativeNameExtension([
+        ...hostnames.map((value) => ({ type: 'dns' as const, value })),
+        ...ipAddresses.map((value) => ({ type: 'ip' as const, value })),
+      ], false),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.publicKey),
+    ],
+  });
+  const keyPem = toPem('PRIVATE KEY', await exportPkcs8Der(keys.privateKey));
+  return { certPem: certificate.toString('pem'), keyPem };
+}

@@ -1,0 +1,63 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { benchReport, progressReporter, renderBenchCsv, renderBenchTable, writeBenchOut, type BenchEnvironment } from './output.js';
+
+const environment: BenchEnvironment = {
+  node: 'v20', openssl: '3', platform: 'linux', arch: 'x64', cpu: 'test cpu', cpu_count: 2, memory_total_mib: 1024, git_commit: null,
+};
+
+test('benchReport: one envelope, numbers rounded to 3 decimals, every numeric field with a unit', () => {
+  const report = benchReport({
+    benchmark: 'demo', environment, parameters: { seconds: 0.5 },
+    results: [{ case: 'a', ops_per_s: 1234.56789, p50_ms: 0.1 }], units: { ops_per_s: 'operations per second', p50_ms: 'ms' },
+  });
+  assert.deepEqual(Object.keys(report), ['benchmark', 'schema_version', 'environment', 'parameters', 'results', 'units']);
+  assert.deepEqual(report.results, [{ case: 'a', ops_per_s: 1234.568, p50_ms: 0.1 }]);
+  assert.throws(() => benchReport({ benchmark: 'demo', environment, parameters: {}, results: [{ ops: 1 }], units: {} }), /ops has no unit/);
+  assert.throws(() => benchReport({ benchmark: 'demo', environment, parameters: {}, results: [{ ops: Infinity }], units: { ops: 'n' } }), /Infinity/);
+});
+
+test('renderBenchCsv has no padding; the table aligns numbers to the right', () => {
+  const report = benchReport({
+    benchmark: 'demo', environment, parameters: {},
+    results: [{ case: 'a, quoted', n: 1 }, { case: 'bb', n: 12.5 }], units: { n: 'count' },
+  });
+  assert.equal(renderBenchCsv(report), 'case,n\n"a, quoted",1\nbb,12.5\n');
+  assert.equal(renderBenchTable(report), 'case          n\na, quoted     1\nbb         12.5\n');
+});
+
+test('writeBenchOut writes <benchmark>.json and .csv and the extra files', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-out-'));
+  try {
+    const report = benchReport({ benchmark: 'demo', environment, parameters: {}, results: [{ n: 1 }], units: { n: 'count' } });
+    await writeBenchOut(dir, report, { 'demo.md': '# demo\n' });
+    assert.deepEqual((await readdir(dir)).sort(), ['demo.csv', 'demo.json', 'demo.md']);
+    assert.deepEqual(JSON.parse(await readFile(join(dir, 'demo.json'), 'utf8')), report);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('progressReporter: periodic lines without a terminal, a bar that ends on 100 % with one', () => {
+  let nowMs = 0;
+  const lines: string[] = [];
+  const plain = progressReporter({ sink: { write: (t) => lines.push(t), isTty: false }, label: 'work', total: 10, nowMs: () => nowMs });
+  plain.update(1);
+  plain.update(2); // within the interval: no line
+  nowMs = 5_000;
+  plain.update(3);
+  plain.finish();
+  assert.deepEqual(lines, ['work: 10% 1/10\n', 'work: 30% 3/10\n', 'work: 100% 10/10\n']);
+
+  const drawn: string[] = [];
+  const bar = progressReporter({ sink: { write: (t) => drawn.push(t), isTty: true }, label: 'work', total: 3, nowMs: () => 0 });
+  bar.update(1);
+  bar.update(1); // same percentage: not redrawn
+  bar.update(2);
+  bar.finish();
+  assert.equal(drawn.length, 3);
+  assert.match(drawn.at(-1)!, /\[#{25}\] 100% 3\/3\n$/);
+});

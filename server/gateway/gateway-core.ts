@@ -1,33 +1,29 @@
 import { createHash } from 'node:crypto';
 import { pino } from 'pino';
-import { encodeBusEntry } from '../bus-contract/entries.js';
-import { revocationChannel, streamMaxLen, streamNames, type RevocationNotice } from '../bus-contract/streams.js';
+import { revocationChannel, type RevocationNotice } from '../bus-contract/streams.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
-import { SdcError, type ErrorCode } from '../../core/errors/index.js';
-import { encodeEnvelope } from '../../core/protocol/envelope.js';
+import { SdcError } from '../../core/errors/index.js';
 import { clockOffsetLimits } from '../../core/protocol/clock-offset.js';
-import type { MessageBody } from '../../core/protocol/messages/catalog.js';
-import type { TimerHandle } from '../../core/ports/ports.js';
-import { encodeMessage, type DecodedMessage, type FrameSigner } from '../../core/protocol/session/codec.js';
+import type { DecodedMessage, FrameSigner } from '../../core/protocol/session/codec.js';
 import { GatewayConnection, type GatewayEvent } from '../../core/protocol/session/gateway-connection.js';
 import { closeCodes } from './close-codes.js';
 import { CommandRouter, type DeliveryTarget } from './command-router.js';
+import { DeviceSession } from './device-session.js';
+import { forwardMessage } from './forward-message.js';
+import { reportAlert, reportClockOffset } from './gateway-alerts.js';
 import { createGatewayContext, type GatewayContext, type GatewayCoreOptions, type ResolvedGatewayOptions } from './gateway-context.js';
 import { PeerWatch } from './peer-watch.js';
 import { Presence } from './presence.js';
 import { createEnrollmentCheck } from './enrollment-check.js';
-import { armDeadline, type DeadlineTimer } from './deadline-timer.js';
+import { armDeadline } from './deadline-timer.js';
+import { refuseConnection, type RefuseConnectionInput } from './refusal.js';
 import { createRevocationCheck } from './revocation-check.js';
-import { SerialTasks } from './serial-tasks.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
+import type { DeviceTransport } from './device-session.js';
 
 export type { GatewayCoreOptions } from './gateway-context.js';
-
-/** How the core writes to one device's transport (a TLS WebSocket, or the simulator's in-memory pipe). */
-export interface DeviceTransport {
-  send(bytes: Uint8Array): void;
-  close(code: number, reason: string): void;
-}
+export type { DeviceTransport } from './device-session.js';
+export type { RefuseConnectionInput } from './refusal.js';
 
 export interface AcceptConnectionInput extends DeviceTransport {
   /** From the verified client certificate. */
@@ -42,11 +38,6 @@ export interface AcceptConnectionInput extends DeviceTransport {
 export interface ConnectionHandle {
   receive(bytes: Uint8Array): void;
   transportClosed(): void;
-}
-
-export interface RefuseConnectionInput extends DeviceTransport {
-  deviceId: string;
-  error: SdcError;
 }
 
 export interface GatewayCore {
@@ -65,11 +56,9 @@ export interface GatewayCore {
   stats(): { connections: number; sessions: number; pendingDeliveries: number };
 }
 
-const sessionTasksMax = 256;
 /** Serials a revocation notice may name (a device has at most a few unexpired certificates). */
 const noticeSerialsMax = 64;
 const noopHandle: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined };
-const textDecoder = new TextDecoder();
 const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGatewayOptions {
@@ -105,446 +94,383 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
   return resolved;
 }
 
-/** One device connection: the sans-IO GatewayConnection plus what the driver keeps beside it. */
-class DeviceSession {
-  readonly tasks: SerialTasks;
-  /** Normalized, as revocation notices and keys name it. */
-  readonly certSerialHex: string;
-  timer: TimerHandle | undefined;
-  expiry: DeadlineTimer | undefined;
-  authenticated = false;
-  closed = false;
-  sinceMs = 0;
-  lastRefreshMs = 0;
-  lastRecheckMs = 0;
-
-  constructor(readonly connection: GatewayConnection, readonly transport: DeviceTransport, certSerialHex: string, onTaskError: (error: unknown) => void) {
-    this.tasks = new SerialTasks(sessionTasksMax, onTaskError);
-    this.certSerialHex = normalizedSerial(certSerialHex);
-  }
-
-  get deviceId(): string {
-    return this.connection.deviceId;
-  }
-
-  get sessionId(): string {
-    return this.connection.id;
-  }
-}
-
 /**
- * The transport-agnostic gateway: admits device connections (revocation, one session per
+ * Creates the transport-agnostic gateway: admits device connections (revocation, one session per
  * device), drives a GatewayConnection for each, keeps presence, forwards telemetry, alerts and
  * command progress, and routes commands from its stream (CommandRouter). The TLS/WebSocket
  * adapter (gateway-server.ts) and the simulator's in-memory transport both call acceptConnection.
  */
 export function createGatewayCore(options: GatewayCoreOptions): GatewayCore {
-  const resolved = resolveGatewayOptions(options);
-  const context = createGatewayContext(resolved);
-  const { logger, clock, scheduler } = resolved;
-  const frameSigner: FrameSigner = { kid: resolved.signer.kid, seed: resolved.signer.seed, provider: resolved.provider };
-  const connections = new Set<DeviceSession>();
-  const sessions = new Map<string, DeviceSession>();
-  const presence = new Presence(context);
-  const router = new CommandRouter(context, (deviceId) => deliveryTarget(deviceId));
-  const peers = new PeerWatch(context, router);
-  /** Requeue and presence-offline work of closed sessions, awaited by stop(); one per closed session. */
-  const closeBookkeeping = new Set<Promise<void>>();
-  let accepting = true;
-  let aborted = false;
+  return new Gateway(resolveGatewayOptions(options));
+}
 
-  function deliveryTarget(deviceId: string): DeliveryTarget | undefined {
-    const session = sessions.get(deviceId);
+/** The gateway's state and its named steps: admission, frames in, events out, close, stop. */
+class Gateway implements GatewayCore {
+  readonly gatewayId: string;
+  readonly #options: ResolvedGatewayOptions;
+  readonly #context: GatewayContext;
+  readonly #frameSigner: FrameSigner;
+  readonly #connections = new Set<DeviceSession>();
+  /** Authenticated sessions by device id: one per device. */
+  readonly #sessions = new Map<string, DeviceSession>();
+  readonly #presence: Presence;
+  readonly #router: CommandRouter;
+  readonly #peers: PeerWatch;
+  /** Requeue and presence-offline work of closed sessions, awaited by stop(); one per closed session. */
+  readonly #closeBookkeeping = new Set<Promise<void>>();
+  #accepting = true;
+  #aborted = false;
+  #unsubscribeRevocations: (() => Promise<void>) | undefined;
+
+  constructor(options: ResolvedGatewayOptions) {
+    this.#options = options;
+    this.gatewayId = options.gatewayId;
+    this.#context = createGatewayContext(options);
+    this.#frameSigner = { kid: options.signer.kid, seed: options.signer.seed, provider: options.provider };
+    this.#presence = new Presence(this.#context);
+    this.#router = new CommandRouter(this.#context, (deviceId) => this.#deliveryTarget(deviceId));
+    this.#peers = new PeerWatch(this.#context, this.#router);
+  }
+
+  async start(): Promise<void> {
+    // First: a revocation announced while the rest starts must not be missed.
+    this.#unsubscribeRevocations = await this.#options.stores.kv.subscribe(revocationChannel, (text) => this.#onRevocationNotice(text));
+    await this.#router.start();
+    await this.#peers.start();
+  }
+
+  async stop(): Promise<void> {
+    this.#accepting = false;
+    await this.#unsubscribe();
+    this.#peers.stop();
+    for (const session of [...this.#connections]) this.#endSession(session, closeCodes.goingAway, 'GATEWAY_SHUTTING_DOWN');
+    await Promise.all([...this.#closeBookkeeping]);
+    this.#router.stop();
+    await this.#peers.retire().catch((error: unknown) => this.#options.logger.error({ err: error }, 'liveness key removal failed'));
+  }
+
+  abort(): void {
+    this.#aborted = true;
+    this.#accepting = false;
+    void this.#unsubscribe();
+    this.#peers.stop();
+    this.#router.stop();
+    for (const session of this.#connections) session.cancelTimers((timer) => this.#options.scheduler.cancel(timer));
+  }
+
+  checkPeers(): Promise<number> {
+    return this.#peers.checkPeers();
+  }
+
+  stats(): { connections: number; sessions: number; pendingDeliveries: number } {
+    return { connections: this.#connections.size, sessions: this.#sessions.size, pendingDeliveries: this.#router.pendingDeliveries };
+  }
+
+  refuseConnection(input: RefuseConnectionInput): void {
+    refuseConnection(this.#context, this.#frameSigner, input);
+  }
+
+  acceptConnection(input: AcceptConnectionInput): ConnectionHandle {
+    const refusal = this.#admissionRefusal();
+    if (refusal !== undefined) {
+      this.refuseConnection({ ...input, error: refusal });
+      return noopHandle;
+    }
+    const session = this.#newSession(input);
+    this.#connections.add(session);
+    const notAfterMs = input.certNotAfterMs;
+    if (notAfterMs !== undefined) {
+      session.expiry = armDeadline({ clock: this.#options.clock, scheduler: this.#options.scheduler, deadlineMs: notAfterMs, run: () => this.#expire(session, notAfterMs) });
+    }
+    this.#queue(session, () => this.#admit(session));
+    return { receive: (bytes) => this.#receive(session, bytes), transportClosed: () => this.#transportClosed(session) };
+  }
+
+  /** Refused before any check of the device: stopping, or full. */
+  #admissionRefusal(): SdcError | undefined {
+    if (!this.#accepting || this.#aborted) return new SdcError('GATEWAY_SHUTTING_DOWN', 'the gateway is stopping');
+    const { connectionsMax } = this.#options;
+    if (this.#connections.size >= connectionsMax) return new SdcError('GATEWAY_CONNECTIONS_FULL', `the gateway holds ${connectionsMax} connections`);
+    return undefined;
+  }
+
+  #newSession(input: AcceptConnectionInput): DeviceSession {
+    const { random, logger } = this.#options;
+    const connection = new GatewayConnection({
+      gatewayId: this.gatewayId,
+      sessionId: `s_${base64urlFromBytes(random.bytes(16))}`,
+      deviceId: input.deviceId,
+      devicePublicKey: input.devicePublicKey,
+      signer: this.#frameSigner,
+      random,
+      heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
+      authTimeoutMs: this.#options.authTimeoutMs,
+      // Opaque and random: it names the session to the agent; nothing in this version redeems it.
+      sessionToken: base64urlFromBytes(random.bytes(32)),
+      telemetrySha256Hex: sha256Hex,
+      refusalsMax: this.#options.refusalsMax,
+      ...(this.#options.limits === undefined ? {} : { limits: this.#options.limits }),
+    });
+    return new DeviceSession(connection, input, input.certSerialHex, (error) => {
+      logger.error({ err: error, device_id: input.deviceId, trace_id: this.#context.traceId() }, 'session task failed');
+    });
+  }
+
+  /** Revocation and enrollment checks, then the challenge; a refused device gets AUTH_ERROR and a close. */
+  async #admit(session: DeviceSession): Promise<void> {
+    const refusal = await this.#admissionCheck(session);
+    if (session.closed || this.#aborted) return;
+    if (refusal !== undefined) {
+      session.closed = true;
+      this.#connections.delete(session);
+      this.refuseConnection({ deviceId: session.deviceId, error: refusal, send: (b) => session.transport.send(b), close: (c, r) => session.transport.close(c, r) });
+      return;
+    }
+    const nowMs = this.#options.clock.nowMs();
+    session.lastRecheckMs = nowMs;
+    session.connection.start(nowMs);
+    this.#flush(session);
+    this.#armTimer(session);
+  }
+
+  /** Undefined when admitted; a store failure refuses (fail closed) with GATEWAY_OVERLOADED. */
+  async #admissionCheck(session: DeviceSession): Promise<SdcError | undefined> {
+    try {
+      if (await this.#options.isRevoked(session.certSerialHex)) return new SdcError('TRUST_CERT_REVOKED', `certificate ${session.certSerialHex} is revoked`);
+      return await this.#options.checkEnrollment(session.deviceId, session.certSerialHex);
+    } catch (error) {
+      this.#options.logger.error({ err: error, trace_id: this.#context.traceId() }, 'admission check failed');
+      return new SdcError('GATEWAY_OVERLOADED', 'admission checks are unavailable');
+    }
+  }
+
+  #receive(session: DeviceSession, bytes: Uint8Array): void {
+    if (session.closed || this.#aborted) return;
+    let events: GatewayEvent[];
+    try {
+      events = session.connection.receive(bytes, this.#options.clock.nowMs());
+    } catch (error) {
+      // GatewayConnection turns bad frames into refusals; anything thrown here is our bug. Contain it to this session.
+      this.#options.logger.error({ err: error, device_id: session.deviceId, trace_id: this.#context.traceId() }, 'frame handling failed');
+      this.#endSession(session, closeCodes.overloaded, 'GATEWAY_OVERLOADED');
+      return;
+    }
+    this.#flush(session);
+    this.#handleEvents(session, events);
+    this.#armTimer(session);
+  }
+
+  #transportClosed(session: DeviceSession): void {
+    if (session.closed) return;
+    const events = session.connection.transportLost(this.#options.clock.nowMs());
+    this.#handleEvents(session, events);
+    this.#finish(session, closeCodes.normal, 'transport lost');
+  }
+
+  #deliveryTarget(deviceId: string): DeliveryTarget | undefined {
+    const session = this.#sessions.get(deviceId);
     if (session === undefined || session.closed || session.connection.state !== 'ready') return undefined;
     return {
       sessionId: session.sessionId,
-      deliver(command, attempt) {
+      deliver: (command, attempt) => {
         if (session.closed || session.connection.state !== 'ready') return false;
-        session.connection.deliverCommand(command, attempt, clock.nowMs());
-        flush(session);
+        session.connection.deliverCommand(command, attempt, this.#options.clock.nowMs());
+        this.#flush(session);
         return true;
       },
     };
   }
 
-  function flush(session: DeviceSession): void {
+  /** Writes the connection's queued frames; a closing transport may refuse them (logged). */
+  #flush(session: DeviceSession): void {
     for (const frame of session.connection.takeOutgoing()) {
       try {
         session.transport.send(frame);
       } catch (error) {
-        logger.debug({ err: error, device_id: session.deviceId }, 'send on a closing transport');
+        this.#options.logger.debug({ err: error, device_id: session.deviceId }, 'send on a closing transport');
       }
     }
   }
 
-  function armTimer(session: DeviceSession): void {
+  /** One timer per session, at the connection's next deadline (pollTimeoutMs, as in quinn). */
+  #armTimer(session: DeviceSession): void {
+    const { scheduler, clock } = this.#options;
     if (session.timer !== undefined) scheduler.cancel(session.timer);
     session.timer = undefined;
-    if (session.closed || aborted) return;
+    if (session.closed || this.#aborted) return;
     const deadline = session.connection.pollTimeoutMs();
     if (deadline === undefined) return;
-    session.timer = context.schedule(deadline - clock.nowMs(), () => {
-      session.timer = undefined;
-      if (session.closed || aborted) return;
-      const events = session.connection.handleTimeout(clock.nowMs());
-      flush(session);
-      handleEvents(session, events);
-      armTimer(session);
-    });
+    session.timer = this.#context.schedule(deadline - clock.nowMs(), () => this.#onTimer(session));
   }
 
-  function closeCodeFor(event: Extract<GatewayEvent, { kind: 'closed' }>): number {
-    if (event.code !== undefined) return closeCodes.policyViolation;
-    return event.reason === 'timeout' || event.reason.startsWith('peer silent') ? closeCodes.timeout : closeCodes.normal;
+  #onTimer(session: DeviceSession): void {
+    session.timer = undefined;
+    if (session.closed || this.#aborted) return;
+    const events = session.connection.handleTimeout(this.#options.clock.nowMs());
+    this.#flush(session);
+    this.#handleEvents(session, events);
+    this.#armTimer(session);
   }
 
-  function finish(session: DeviceSession, code: number, reason: string): void {
+  /** The session is over: timers stop, the transport closes, and its commands and presence are handed back. */
+  #finish(session: DeviceSession, code: number, reason: string): void {
     if (session.closed) return;
     session.closed = true;
-    if (session.timer !== undefined) scheduler.cancel(session.timer);
-    session.timer = undefined;
-    session.expiry?.cancel();
-    session.expiry = undefined;
+    session.cancelTimers((timer) => this.#options.scheduler.cancel(timer));
     try {
       session.transport.close(code, reason.slice(0, 120));
     } catch (error) {
-      logger.debug({ err: error }, 'transport close failed');
+      this.#options.logger.debug({ err: error }, 'transport close failed');
     }
-    connections.delete(session);
-    if (sessions.get(session.deviceId) === session) sessions.delete(session.deviceId);
-    if (!session.authenticated || aborted) return;
+    this.#connections.delete(session);
+    if (this.#sessions.get(session.deviceId) === session) this.#sessions.delete(session.deviceId);
+    if (!session.authenticated || this.#aborted) return;
+    this.#trackBookkeeping(this.#closeBookkeeping, this.#handBack(session, reason));
+  }
+
+  #trackBookkeeping(set: Set<Promise<void>>, done: Promise<void>): void {
+    set.add(done);
+    void done.finally(() => set.delete(done));
+  }
+
+  /** After the session's queued work: its commands back to the control plane, presence offline. */
+  async #handBack(session: DeviceSession, reason: string): Promise<void> {
     // Not bounded by the queue limit: the hand-back must run even for a session closed for overload.
-    const done = session.tasks.drained().then(async () => {
-      if (aborted) return;
-      try {
-        await router.onSessionClosed(session.sessionId);
-        await presence.offline(session, reason);
-      } catch (error) {
-        logger.error({ err: error, device_id: session.deviceId, trace_id: context.traceId() }, 'session close bookkeeping failed');
-      }
-    });
-    closeBookkeeping.add(done);
-    void done.finally(() => closeBookkeeping.delete(done));
+    await session.tasks.drained();
+    if (this.#aborted) return;
+    try {
+      await this.#router.onSessionClosed(session.sessionId);
+      await this.#presence.offline(session, reason);
+    } catch (error) {
+      this.#options.logger.error({ err: error, device_id: session.deviceId, trace_id: this.#context.traceId() }, 'session close bookkeeping failed');
+    }
   }
 
   /** Closes a live session from our side (replaced, overloaded, stopping). */
-  function endSession(session: DeviceSession, code: number, reason: string): void {
+  #endSession(session: DeviceSession, code: number, reason: string): void {
     if (session.closed) return;
-    session.connection.close(reason, clock.nowMs());
-    flush(session);
-    finish(session, code, reason);
+    session.connection.close(reason, this.#options.clock.nowMs());
+    this.#flush(session);
+    this.#finish(session, code, reason);
   }
 
-  function queue(session: DeviceSession, task: () => Promise<void>): void {
-    if (session.closed || aborted) return;
+  #queue(session: DeviceSession, task: () => Promise<void>): void {
+    if (session.closed || this.#aborted) return;
     if (!session.tasks.push(task)) {
-      logger.warn({ device_id: session.deviceId, trace_id: context.traceId() }, 'session work queue full; closing');
-      endSession(session, closeCodes.overloaded, 'GATEWAY_OVERLOADED');
+      this.#options.logger.warn({ device_id: session.deviceId, trace_id: this.#context.traceId() }, 'session work queue full; closing');
+      this.#endSession(session, closeCodes.overloaded, 'GATEWAY_OVERLOADED');
     }
   }
 
-  function handleEvents(session: DeviceSession, events: readonly GatewayEvent[]): void {
+  #handleEvents(session: DeviceSession, events: readonly GatewayEvent[]): void {
     for (const event of events) {
       switch (event.kind) {
         case 'authenticated':
           session.authenticated = true;
-          session.sinceMs = clock.nowMs();
-          queue(session, () => onAuthenticated(session, event.lastCommandSeq, event.clockOffsetMs));
+          session.sinceMs = this.#options.clock.nowMs();
+          this.#queue(session, () => this.#onAuthenticated(session, event.lastCommandSeq, event.clockOffsetMs));
           break;
         case 'message':
-          queue(session, () => onMessage(session, event.message));
+          this.#queue(session, () => this.#onMessage(session, event.message));
           break;
         case 'refused':
-          logger.info({ code: event.error.code, device_id: session.deviceId, session_id: session.sessionId, trace_id: context.traceId() }, 'frame refused');
-          if (SdcError.is(event.error, 'PROTO_CLOCK_SKEW')) void reportClockOffset(session, Number(event.error.details.clockOffsetMs), 'refused');
-          if (event.error.code === 'PROTO_TELEMETRY_CHAIN_BROKEN') queue(session, () => reportAlert(session, 'telemetry_chain_broken', event.error.message));
+          this.#onRefused(session, event.error);
           break;
         case 'closed':
-          finish(session, closeCodeFor(event), event.code ?? event.reason);
+          this.#finish(session, closeCodeFor(event), event.code ?? event.reason);
           break;
       }
     }
   }
 
-  async function onAuthenticated(session: DeviceSession, lastCommandSeq: number, clockOffsetMs: number): Promise<void> {
-    const previous = sessions.get(session.deviceId);
-    sessions.set(session.deviceId, session);
-    session.lastRefreshMs = clock.nowMs();
+  /** A frame the connection refused: logged; clock skew and a broken telemetry chain are alerted. */
+  #onRefused(session: DeviceSession, error: SdcError): void {
+    this.#options.logger.info({ code: error.code, device_id: session.deviceId, session_id: session.sessionId, trace_id: this.#context.traceId() }, 'frame refused');
+    if (SdcError.is(error, 'PROTO_CLOCK_SKEW')) void reportClockOffset(this.#context, session, Number(error.details.clockOffsetMs), 'refused');
+    if (error.code === 'PROTO_TELEMETRY_CHAIN_BROKEN') this.#queue(session, () => reportAlert(this.#context, session, 'telemetry_chain_broken', error.message));
+  }
+
+  async #onAuthenticated(session: DeviceSession, lastCommandSeq: number, clockOffsetMs: number): Promise<void> {
+    const previous = this.#sessions.get(session.deviceId);
+    this.#sessions.set(session.deviceId, session);
+    session.lastRefreshMs = this.#options.clock.nowMs();
     // The key names the new session before the old one closes, so the old one's close reports no offline.
-    await presence.online(session, lastCommandSeq, clockOffsetMs);
-    if (previous !== undefined && previous !== session) endSession(previous, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
-    if (Math.abs(clockOffsetMs) > clockOffsetLimits.alertMs) await reportClockOffset(session, clockOffsetMs, 'corrected');
+    await this.#presence.online(session, lastCommandSeq, clockOffsetMs);
+    if (previous !== undefined && previous !== session) this.#endSession(previous, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
+    if (Math.abs(clockOffsetMs) > clockOffsetLimits.alertMs) await reportClockOffset(this.#context, session, clockOffsetMs, 'corrected');
   }
 
-  /**
-   * A `clock_skew` alert carrying the offset (the control plane records it on the device): a
-   * warning when the session corrects it, critical when AUTH was refused for it. Never throws.
-   */
-  async function reportClockOffset(session: DeviceSession, clockOffsetMs: number, outcome: 'corrected' | 'refused'): Promise<void> {
-    const { alertMs, offsetMsMax } = clockOffsetLimits;
-    const message = outcome === 'corrected'
-      ? `device clock is ${clockOffsetMs} ms off the gateway's (alert above ${alertMs} ms); corrected for this session`
-      : `device clock is ${clockOffsetMs} ms off the gateway's, beyond the ${offsetMsMax} ms a session tolerates; AUTH refused`;
-    try {
-      await context.report('alert', {
-        device_id: session.deviceId, gateway_id: resolved.gatewayId, at_ms: clock.nowMs(), severity: outcome === 'corrected' ? 'warning' : 'critical',
-        kind: 'clock_skew', message, clock_offset_ms: clockOffsetMs,
-      });
-    } catch (error) {
-      logger.error({ err: error, device_id: session.deviceId, trace_id: context.traceId() }, 'clock_skew alert not reported');
-    }
+  async #onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
+    const nowMs = this.#options.clock.nowMs();
+    if (!(await this.#refreshPresence(session, message, nowMs))) return;
+    if (nowMs - session.lastRecheckMs >= this.#options.sessionRecheckIntervalMs && (await this.#revokedSince(session, nowMs))) return;
+    await forwardMessage(this.#context, this.#router, session, message, nowMs);
   }
 
-  async function onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
-    const nowMs = clock.nowMs();
+  /** False (and the session closed) if another session took the device's presence key. */
+  async #refreshPresence(session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<boolean> {
     // Refresh at most 5 times per presence TTL: enough margin, and a telemetry burst costs no extra writes.
-    if (nowMs - session.lastRefreshMs >= Math.floor(resolved.heartbeatIntervalMs / 4) || message.type === 'HEARTBEAT') {
-      session.lastRefreshMs = nowMs;
-      if (!(await presence.refresh(session))) {
-        endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
-        return;
-      }
-    }
-    if (nowMs - session.lastRecheckMs >= resolved.sessionRecheckIntervalMs && (await revokedSince(session, nowMs))) return;
-    const frame = textDecoder.decode(encodeEnvelope(message.envelope));
-    const { gatewayId, stores } = resolved;
-    switch (message.type) {
-      case 'TELEMETRY':
-        await stores.bus.append(streamNames.telemetry, encodeBusEntry('telemetry', {
-          device_id: session.deviceId, gateway_id: gatewayId, received_at_ms: nowMs, frame,
-        }), { maxLen: streamMaxLen.telemetry });
-        break;
-      case 'COMMAND_ACK':
-        await router.onAck(session.deviceId, message.body as MessageBody<'COMMAND_ACK'>, frame);
-        break;
-      case 'COMMAND_RESULT':
-        await router.onResult(session.deviceId, message.body as MessageBody<'COMMAND_RESULT'>, frame);
-        break;
-      case 'ALERT': {
-        const alert = message.body as MessageBody<'ALERT'>;
-        await context.report('alert', { device_id: session.deviceId, gateway_id: gatewayId, at_ms: nowMs, frame, severity: alert.severity, kind: alert.kind, message: alert.message });
-        break;
-      }
-      case 'ERROR': {
-        const error = message.body as MessageBody<'ERROR'>;
-        logger.info({ device_id: session.deviceId, code: error.code, ref_id: error.ref_id }, 'device reported an error');
-        break;
-      }
-      default:
-        break;
-    }
+    if (nowMs - session.lastRefreshMs < Math.floor(this.#options.heartbeatIntervalMs / 4) && message.type !== 'HEARTBEAT') return true;
+    session.lastRefreshMs = nowMs;
+    if (await this.#presence.refresh(session)) return true;
+    this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
+    return false;
   }
 
   /**
    * The session re-check: true (and the session closed) if its certificate was revoked since
    * admission. A store failure keeps the session: the next frame tries again.
    */
-  async function revokedSince(session: DeviceSession, nowMs: number): Promise<boolean> {
+  async #revokedSince(session: DeviceSession, nowMs: number): Promise<boolean> {
     try {
-      const revoked = await resolved.isRevoked(session.certSerialHex);
+      const revoked = await this.#options.isRevoked(session.certSerialHex);
       session.lastRecheckMs = nowMs;
-      if (revoked) closeRevoked(session, 'session re-check');
+      if (revoked) this.#closeRevoked(session, 'session re-check');
       return revoked;
     } catch (error) {
-      logger.warn({ err: error, device_id: session.deviceId, trace_id: context.traceId() }, 'session re-check failed; retried at the next frame');
+      this.#options.logger.warn({ err: error, device_id: session.deviceId, trace_id: this.#context.traceId() }, 'session re-check failed; retried at the next frame');
       return false;
     }
   }
 
-  function closeRevoked(session: DeviceSession, why: string): void {
+  #closeRevoked(session: DeviceSession, why: string): void {
     if (session.closed) return;
-    logger.warn({ device_id: session.deviceId, serial: session.certSerialHex, why, trace_id: context.traceId() }, 'session closed: its certificate was revoked');
-    endSession(session, closeCodes.revoked, 'TRUST_CERT_REVOKED');
+    this.#options.logger.warn({ device_id: session.deviceId, serial: session.certSerialHex, why, trace_id: this.#context.traceId() }, 'session closed: its certificate was revoked');
+    this.#endSession(session, closeCodes.revoked, 'TRUST_CERT_REVOKED');
   }
 
   /** A RevocationNotice from the control plane: every session (authenticated or not) using a named certificate ends now. */
-  function onRevocationNotice(text: string): void {
-    if (aborted) return;
+  #onRevocationNotice(text: string): void {
+    if (this.#aborted) return;
     const notice = parseRevocationNotice(text);
     if (notice === undefined) {
-      logger.warn({ trace_id: context.traceId() }, 'malformed revocation notice ignored');
+      this.#options.logger.warn({ trace_id: this.#context.traceId() }, 'malformed revocation notice ignored');
       return;
     }
-    for (const session of [...connections]) {
-      if (session.deviceId === notice.device_id && notice.serials.includes(session.certSerialHex)) closeRevoked(session, 'revocation notice');
+    for (const session of [...this.#connections]) {
+      if (session.deviceId === notice.device_id && notice.serials.includes(session.certSerialHex)) this.#closeRevoked(session, 'revocation notice');
     }
   }
 
   /** The certificate reached its notAfter: the session ends (TRUST_CERT_EXPIRED), logged and alerted. */
-  function expire(session: DeviceSession, notAfterMs: number): void {
+  #expire(session: DeviceSession, notAfterMs: number): void {
     session.expiry = undefined;
-    if (session.closed || aborted) return;
-    logger.warn({ device_id: session.deviceId, serial: session.certSerialHex, not_after_ms: notAfterMs, trace_id: context.traceId() }, 'session closed: its certificate expired');
-    if (session.authenticated) void reportAlert(session, 'certificate_expired', `certificate ${session.certSerialHex} expired at ${new Date(notAfterMs).toISOString()}; session closed`);
-    endSession(session, closeCodes.certificateExpired, 'TRUST_CERT_EXPIRED');
+    if (session.closed || this.#aborted) return;
+    this.#options.logger.warn({ device_id: session.deviceId, serial: session.certSerialHex, not_after_ms: notAfterMs, trace_id: this.#context.traceId() }, 'session closed: its certificate expired');
+    if (session.authenticated) void reportAlert(this.#context, session, 'certificate_expired', `certificate ${session.certSerialHex} expired at ${new Date(notAfterMs).toISOString()}; session closed`);
+    this.#endSession(session, closeCodes.certificateExpired, 'TRUST_CERT_EXPIRED');
   }
 
-  /** A gateway-raised alert about the device (no device frame): never throws, a failure is logged. */
-  async function reportAlert(session: DeviceSession, kind: string, message: string): Promise<void> {
-    try {
-      await context.report('alert', { device_id: session.deviceId, gateway_id: resolved.gatewayId, at_ms: clock.nowMs(), severity: 'warning', kind, message: message.slice(0, 1024) });
-    } catch (error) {
-      logger.error({ err: error, device_id: session.deviceId, kind, trace_id: context.traceId() }, 'alert not reported');
-    }
+  async #unsubscribe(): Promise<void> {
+    const done = this.#unsubscribeRevocations;
+    this.#unsubscribeRevocations = undefined;
+    await done?.().catch((error: unknown) => this.#options.logger.warn({ err: error }, 'revocation channel unsubscribe failed'));
   }
-
-  function refusalFrames(deviceId: string, error: SdcError): Uint8Array[] {
-    const nowMs = clock.nowMs();
-    const sessionId = `r_${base64urlFromBytes(resolved.random.bytes(12))}`;
-    const address = { deviceId, sessionId, ts: nowMs };
-    // A challenge first, so the agent is in the state where AUTH_ERROR is the expected answer.
-    const challenge = encodeMessage('AUTH_CHALLENGE', { nonce: base64urlFromBytes(resolved.random.bytes(32)), gateway_id: resolved.gatewayId, server_time_ms: nowMs },
-      { ...address, id: 'g0', seq: 0 }, frameSigner);
-    const refusal = encodeMessage('AUTH_ERROR', { code: error.code, message: error.message.slice(0, 512) }, { ...address, id: 'g1', seq: 1 }, frameSigner);
-    return [challenge.bytes, refusal.bytes];
-  }
-
-  function refuseConnection(input: RefuseConnectionInput): void {
-    logger.info({ device_id: input.deviceId, code: input.error.code, trace_id: context.traceId() }, 'connection refused');
-    try {
-      for (const frame of refusalFrames(input.deviceId, input.error)) input.send(frame);
-    } catch (error) {
-      // A device id the protocol cannot carry: there is no frame to send, only the close.
-      logger.debug({ err: error }, 'no AUTH_ERROR frame for this connection');
-    }
-    try {
-      input.close(closeCodes.policyViolation, input.error.code);
-    } catch (error) {
-      logger.debug({ err: error }, 'transport close failed');
-    }
-  }
-
-  async function admit(session: DeviceSession): Promise<void> {
-    let refusal: SdcError | undefined;
-    try {
-      if (await resolved.isRevoked(session.certSerialHex)) {
-        refusal = new SdcError('TRUST_CERT_REVOKED', `certificate ${session.certSerialHex} is revoked`);
-      } else {
-        refusal = await resolved.checkEnrollment(session.deviceId, session.certSerialHex);
-      }
-    } catch (error) {
-      logger.error({ err: error, trace_id: context.traceId() }, 'admission check failed');
-      refusal = new SdcError('GATEWAY_OVERLOADED', 'admission checks are unavailable');
-    }
-    if (session.closed || aborted) return;
-    if (refusal !== undefined) {
-      session.closed = true;
-      connections.delete(session);
-      refuseConnection({ deviceId: session.deviceId, error: refusal, send: (b) => session.transport.send(b), close: (c, r) => session.transport.close(c, r) });
-      return;
-    }
-    session.lastRecheckMs = clock.nowMs();
-    session.connection.start(clock.nowMs());
-    flush(session);
-    armTimer(session);
-  }
-
-  function acceptConnection(input: AcceptConnectionInput): ConnectionHandle {
-    const refuseWith = (code: ErrorCode, message: string): ConnectionHandle => {
-      refuseConnection({ ...input, error: new SdcError(code, message) });
-      return noopHandle;
-    };
-    if (!accepting || aborted) return refuseWith('GATEWAY_SHUTTING_DOWN', 'the gateway is stopping');
-    if (connections.size >= resolved.connectionsMax) return refuseWith('GATEWAY_CONNECTIONS_FULL', `the gateway holds ${resolved.connectionsMax} connections`);
-    const connection = new GatewayConnection({
-      gatewayId: resolved.gatewayId,
-      sessionId: `s_${base64urlFromBytes(resolved.random.bytes(16))}`,
-      deviceId: input.deviceId,
-      devicePublicKey: input.devicePublicKey,
-      signer: frameSigner,
-      random: resolved.random,
-      heartbeatIntervalMs: resolved.heartbeatIntervalMs,
-      authTimeoutMs: resolved.authTimeoutMs,
-      // Opaque and random: it names the session to the agent; nothing in this version redeems it.
-      sessionToken: base64urlFromBytes(resolved.random.bytes(32)),
-      telemetrySha256Hex: sha256Hex,
-      refusalsMax: resolved.refusalsMax,
-      ...(resolved.limits === undefined ? {} : { limits: resolved.limits }),
-    });
-    const session = new DeviceSession(connection, input, input.certSerialHex, (error) => {
-      logger.error({ err: error, device_id: input.deviceId, trace_id: context.traceId() }, 'session task failed');
-    });
-    connections.add(session);
-    const notAfterMs = input.certNotAfterMs;
-    if (notAfterMs !== undefined) session.expiry = armDeadline({ clock, scheduler, deadlineMs: notAfterMs, run: () => expire(session, notAfterMs) });
-    queue(session, () => admit(session));
-    return {
-      receive(bytes) {
-        if (session.closed || aborted) return;
-        let events: GatewayEvent[];
-        try {
-          events = session.connection.receive(bytes, clock.nowMs());
-        } catch (error) {
-          // GatewayConnection turns bad frames into refusals; anything thrown here is our bug. Contain it to this session.
-          logger.error({ err: error, device_id: session.deviceId, trace_id: context.traceId() }, 'frame handling failed');
-          endSession(session, closeCodes.overloaded, 'GATEWAY_OVERLOADED');
-          return;
-        }
-        flush(session);
-        handleEvents(session, events);
-        armTimer(session);
-      },
-      transportClosed() {
-        if (session.closed) return;
-        const events = session.connection.transportLost(clock.nowMs());
-        handleEvents(session, events);
-        finish(session, closeCodes.normal, 'transport lost');
-      },
-    };
-  }
-
-  let unsubscribeRevocations: (() => Promise<void>) | undefined;
-  const unsubscribe = async (): Promise<void> => {
-    const done = unsubscribeRevocations;
-    unsubscribeRevocations = undefined;
-    await done?.().catch((error: unknown) => logger.warn({ err: error }, 'revocation channel unsubscribe failed'));
-  };
-
-  return {
-    gatewayId: resolved.gatewayId,
-    async start() {
-      // First: a revocation announced while the rest starts must not be missed.
-      unsubscribeRevocations = await resolved.stores.kv.subscribe(revocationChannel, onRevocationNotice);
-      await router.start();
-      await peers.start();
-    },
-    async stop() {
-      accepting = false;
-      await unsubscribe();
-      peers.stop();
-      const closing = [...connections];
-      for (const session of closing) endSession(session, closeCodes.goingAway, 'GATEWAY_SHUTTING_DOWN');
-      await Promise.all([...closeBookkeeping]);
-      router.stop();
-      await peers.retire().catch((error: unknown) => logger.error({ err: error }, 'liveness key removal failed'));
-    },
-    abort() {
-      aborted = true;
-      accepting = false;
-      void unsubscribe();
-      peers.stop();
-      router.stop();
-      for (const session of connections) {
-        if (session.timer !== undefined) scheduler.cancel(session.timer);
-        session.expiry?.cancel();
-        session.timer = undefined;
-        session.expiry = undefined;
-      }
-    },
-    acceptConnection,
-    refuseConnection,
-    checkPeers: () => peers.checkPeers(),
-    stats: () => ({ connections: connections.size, sessions: sessions.size, pendingDeliveries: router.pendingDeliveries }),
-  };
 }
 
-/** One spelling per serial; a serial that is not hex (never from a verified certificate) is kept lower-cased, and matches no key. */
-function normalizedSerial(serialHex: string): string {
-  try {
-    return normalizeSerialHex(serialHex);
-  } catch {
-    return serialHex.toLowerCase();
-  }
+function closeCodeFor(event: Extract<GatewayEvent, { kind: 'closed' }>): number {
+  if (event.code !== undefined) return closeCodes.policyViolation;
+  return event.reason === 'timeout' || event.reason.startsWith('peer silent') ? closeCodes.timeout : closeCodes.normal;
 }
 
 /** A RevocationNotice from the channel, checked field by field; undefined if it is not one. */

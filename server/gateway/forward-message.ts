@@ -1,0 +1,45 @@
+import { encodeBusEntry } from '../bus-contract/entries.js';
+import { streamMaxLen, streamNames } from '../bus-contract/streams.js';
+import { encodeEnvelope } from '../../core/protocol/envelope.js';
+import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import type { DecodedMessage } from '../../core/protocol/session/codec.js';
+import type { CommandRouter } from './command-router.js';
+import type { DeviceSession } from './device-session.js';
+import type { GatewayContext } from './gateway-context.js';
+
+const textDecoder = new TextDecoder();
+
+/**
+ * Carries one authenticated device frame to where it belongs: telemetry to its stream, ACK and
+ * RESULT to the command router, alerts to the events stream. The frame travels as received, so
+ * the control plane can verify it again and the audit rests on the device's own bytes.
+ */
+export async function forwardMessage(context: GatewayContext, router: CommandRouter, session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<void> {
+  const frame = textDecoder.decode(encodeEnvelope(message.envelope));
+  const { gatewayId, stores, logger } = context.options;
+  switch (message.type) {
+    case 'TELEMETRY':
+      await stores.bus.append(streamNames.telemetry, encodeBusEntry('telemetry', {
+        device_id: session.deviceId, gateway_id: gatewayId, received_at_ms: nowMs, frame,
+      }), { maxLen: streamMaxLen.telemetry });
+      break;
+    case 'COMMAND_ACK':
+      await router.onAck(session.deviceId, message.body as MessageBody<'COMMAND_ACK'>, frame);
+      break;
+    case 'COMMAND_RESULT':
+      await router.onResult(session.deviceId, message.body as MessageBody<'COMMAND_RESULT'>, frame);
+      break;
+    case 'ALERT': {
+      const alert = message.body as MessageBody<'ALERT'>;
+      await context.report('alert', { device_id: session.deviceId, gateway_id: gatewayId, at_ms: nowMs, frame, severity: alert.severity, kind: alert.kind, message: alert.message });
+      break;
+    }
+    case 'ERROR': {
+      const error = message.body as MessageBody<'ERROR'>;
+      logger.info({ device_id: session.deviceId, code: error.code, ref_id: error.ref_id }, 'device reported an error');
+      break;
+    }
+    default:
+      break;
+  }
+}

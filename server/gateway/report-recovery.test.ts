@@ -5,8 +5,8 @@ import { SdcError } from '../../core/errors/index.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import type { GatewayCore } from './gateway-core.js';
 import {
-  appendDeliver, connectInMemory, embeddedStores, eventually, makeCommand, makeCore, makeGatewayPki, StreamReader,
-  type GatewayPki, type TestAgent, type TestStores,
+  appendDeliver, connectInMemory, embeddedStores, makeCommand, makeCore, makeGatewayPki, onVirtualTime, StreamReader, TestAgent, VirtualDriver,
+  type GatewayPki, type TestStores,
 } from './test-support.js';
 
 /** Passes everything through, except appends to the events stream while `down()` holds (a bus outage as the gateway reports). */
@@ -28,8 +28,14 @@ function eventAppendsFailWhile(bus: StreamBus, down: () => boolean, onFailure: (
   });
 }
 
+// On virtual time: every wait is bounded in virtual milliseconds, and "no further attempt" is
+// proven by advancing virtual time past every retry the backoff could schedule.
 describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
   const reportAttemptsMax = 4;
+  const backoff = { baseMs: 20, maxMs: 80 };
+  /** Virtual time any one wait below may take: ample for retries of 20-80 ms, and below the 30 s ACK timeout, so no ACK-timeout redelivery mixes in. */
+  const stepVirtualMsMax = 10_000;
+  const driver = new VirtualDriver();
   let gpki: GatewayPki;
   let stores: TestStores;
   let core: GatewayCore;
@@ -42,9 +48,9 @@ describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
 
   before(async () => {
     gpki = await makeGatewayPki();
-    const raw = embeddedStores();
+    const raw = embeddedStores(driver.time);
     stores = { kv: raw.kv, bus: eventAppendsFailWhile(raw.bus, () => busDown, () => { failedReports += 1; }) };
-    core = makeCore(stores, { heartbeatIntervalMs: 60_000, ackTimeoutMs: 30_000, backoff: { baseMs: 20, maxMs: 80 }, reportAttemptsMax });
+    core = makeCore(stores, { ...onVirtualTime(driver), heartbeatIntervalMs: 60_000, ackTimeoutMs: 30_000, backoff, reportAttemptsMax });
     await core.start();
     events = new StreamReader(raw.bus);
   });
@@ -60,23 +66,28 @@ describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
   });
 
   async function connect(deviceId: string): Promise<TestAgent> {
-    const agent = connectInMemory(core, await gpki.issueDevice(deviceId));
-    await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+    const device = await gpki.issueDevice(deviceId);
+    const agent = connectInMemory(core, device, new TestAgent(device, { clock: driver.time }));
+    await driver.until(() => (agent.ready ? true : undefined), stepVirtualMsMax, 'AUTH_ACK');
     return agent;
   }
+
+  const until = <T>(check: () => Promise<T | undefined> | T | undefined, what: string) => driver.until(check, stepVirtualMsMax, what);
+  const eventsUntil = (predicate: () => boolean, what: string) => until(async () => (await events.poll(), predicate() ? true : undefined), what);
+  const newCommand = (deviceId: string) => makeCommand(deviceId, { nowMs: driver.time.nowMs() });
 
   it('retries failed reports in order, and acks the stream entry only after the RESULT was reported', async () => {
     const agent = await connect('dev-retry');
     failedReports = 0;
     busDown = true;
-    const command = makeCommand('dev-retry');
+    const command = newCommand('dev-retry');
     const entryId = await appendDeliver(stores.bus, 'gw-a', command);
-    await eventually(() => (failedReports >= 2 ? true : undefined), 3_000, 'two failed reports');
+    await until(() => (failedReports >= 2 ? true : undefined), 'two failed reports');
     assert.deepEqual(await pendingIds(), [entryId], 'not reported yet: the entry stays pending');
-    const busBackMs = Date.now();
+    const busBackMs = driver.time.nowMs();
     busDown = false;
-    await events.waitFor(() => results(command.id) === 1);
-    await eventually(async () => ((await pendingIds()).length === 0 ? true : undefined), 2_000, 'entry acked');
+    await eventsUntil(() => results(command.id) === 1, 'the result reported');
+    await until(async () => ((await pendingIds()).length === 0 ? true : undefined), 'entry acked');
     assert.deepEqual(agent.deliveries, [{ commandId: command.id, attempt: 1 }], 'recovered by the report retry, not by asking the device again');
     // The deliver and ACK reports were retried too, in the order the gateway received them, before the result.
     const order = events.entries.flatMap((e) => (e.kind === 'command_progress' && e.data.command_id === command.id ? [e.data.event]
@@ -94,11 +105,11 @@ describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
     const agent = await connect('dev-give-up');
     failedReports = 0;
     busDown = true;
-    const command = makeCommand('dev-give-up');
+    const command = newCommand('dev-give-up');
     const entryId = await appendDeliver(stores.bus, 'gw-a', command);
-    await eventually(() => (failedReports >= reportAttemptsMax ? true : undefined), 3_000, 'every attempt failed');
-    // Longer than the remaining backoff (at most 80 ms per retry): no further attempt comes.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await until(() => (failedReports >= reportAttemptsMax ? true : undefined), 'every attempt failed');
+    // Far longer on virtual time than the backoff between attempts (at most maxMs): no further attempt comes.
+    await driver.advance(100 * backoff.maxMs);
     assert.equal(failedReports, reportAttemptsMax, 'bounded');
     busDown = false;
     await events.poll();
@@ -108,9 +119,9 @@ describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
 
     // What the control plane's redelivery sweep does: the same command again.
     const duplicateId = await appendDeliver(stores.bus, 'gw-a', command);
-    await events.waitFor(() => results(command.id) === 1);
+    await eventsUntil(() => results(command.id) === 1, 'the result reported');
     assert.deepEqual(agent.deliveries, [{ commandId: command.id, attempt: 1 }, { commandId: command.id, attempt: 2 }]);
-    await eventually(async () => ((await pendingIds()).length === 0 ? true : undefined), 2_000, 'both entries acked');
+    await until(async () => ((await pendingIds()).length === 0 ? true : undefined), 'both entries acked');
     assert.notEqual(duplicateId, entryId);
     assert.equal(core.stats().pendingDeliveries, 0);
   });
@@ -118,30 +129,30 @@ describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
   it('re-sends COMMAND_DELIVERY on a duplicate deliver for an acked delivery (ACK only, result outstanding)', async () => {
     const agent = await connect('dev-acked');
     agent.behaviour = 'ack-only';
-    const command = makeCommand('dev-acked');
+    const command = newCommand('dev-acked');
     const entryId = await appendDeliver(stores.bus, 'gw-a', command);
-    await events.waitFor(() => events.progress(command.id).some((p) => p.event === 'ack'));
+    await eventsUntil(() => events.progress(command.id).some((p) => p.event === 'ack'), 'the ACK reported');
     await appendDeliver(stores.bus, 'gw-a', command);
-    await eventually(() => (agent.deliveries.length === 2 ? true : undefined), 2_000, 'the second COMMAND_DELIVERY');
+    await until(() => (agent.deliveries.length === 2 ? true : undefined), 'the second COMMAND_DELIVERY');
     assert.deepEqual(agent.deliveries.map((d) => d.attempt), [1, 2]);
-    await eventually(async () => (String(await pendingIds()) === entryId ? true : undefined), 2_000, 'only the original entry pending');
-    await events.waitFor(() => events.progress(command.id).filter((p) => p.event === 'ack').length === 2);
+    await until(async () => (String(await pendingIds()) === entryId ? true : undefined), 'only the original entry pending');
+    await eventsUntil(() => events.progress(command.id).filter((p) => p.event === 'ack').length === 2, 'the second ACK reported');
     assert.deepEqual(events.progress(command.id).map((p) => p.event), ['deliver', 'ack', 'ack'], 'no second deliver progress: the command is past sent');
     // The device finishes: its result ends the delivery and acks the original entry.
-    agent.connection.sendCommandResult({ command_id: command.id, device_seq: command.device_seq, status: 'succeeded', output: {}, finished_at: Date.now() }, Date.now());
+    agent.connection.sendCommandResult({ command_id: command.id, device_seq: command.device_seq, status: 'succeeded', output: {}, finished_at: driver.time.nowMs() }, driver.time.nowMs());
     agent.flush();
-    await events.waitFor(() => results(command.id) === 1);
-    await eventually(async () => ((await pendingIds()).length === 0 ? true : undefined), 2_000, 'entry acked');
+    await eventsUntil(() => results(command.id) === 1, 'the result reported');
+    await until(async () => ((await pendingIds()).length === 0 ? true : undefined), 'entry acked');
   });
 
   it('swallows a duplicate deliver for a delivery still waiting for its ACK (the ACK-timeout retries own it)', async () => {
     const agent = await connect('dev-unacked');
     agent.behaviour = 'silent';
-    const command = makeCommand('dev-unacked');
+    const command = newCommand('dev-unacked');
     const entryId = await appendDeliver(stores.bus, 'gw-a', command);
-    await eventually(() => (agent.deliveries.length === 1 ? true : undefined), 2_000, 'first delivery');
+    await until(() => (agent.deliveries.length === 1 ? true : undefined), 'first delivery');
     const duplicateId = await appendDeliver(stores.bus, 'gw-a', command);
-    await eventually(async () => (String(await pendingIds()) === entryId ? true : undefined), 2_000, 'duplicate acked');
+    await until(async () => (String(await pendingIds()) === entryId ? true : undefined), 'duplicate acked');
     assert.notEqual(duplicateId, entryId);
     assert.equal(agent.deliveries.length, 1);
   });

@@ -7,6 +7,7 @@ import { decodeBusEntry, encodeBusEntry, type DecodedBusEntry } from '../bus-con
 import { gatewayCommandStream, streamNames } from '../bus-contract/streams.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
+import type { Clock } from '../../core/ports/ports.js';
 import { AgentConnection, type AgentEvent } from '../../core/protocol/session/agent-connection.js';
 import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
@@ -21,6 +22,7 @@ import { issueServerCertificate } from '../../trust/server-certificate.js';
 import { makeTestPki, type TestPki } from '../../trust/test-fixtures.js';
 import { ed25519Algorithm, x509 } from '../../trust/x509-provider.js';
 import { createGatewayCore, type AcceptConnectionInput, type GatewayCore, type GatewayCoreOptions } from './gateway-core.js';
+import { VirtualTime } from '../../core/time/virtual-time.js';
 
 export const provider = createNodeEd25519Provider();
 export const gatewaySeed = new Uint8Array(randomBytes(32));
@@ -68,8 +70,9 @@ async function issueDevice(pki: TestPki, deviceId: string): Promise<DeviceMateri
   return { deviceId, certPem: issued.certificatePem, keyPem: toPem('PRIVATE KEY', pkcs8), seed, publicKey: provider.publicKeyFromSeed(seed), serialHex: issued.serialHex };
 }
 
-export function makeCommand(deviceId: string, options: { id?: string; deviceSeq?: number; ttlMs?: number; seed?: Uint8Array } = {}): SignedCommand {
-  const issuedAt = Date.now();
+/** `nowMs`: issue time on the gateway's clock (default the system clock's now). */
+export function makeCommand(deviceId: string, options: { id?: string; deviceSeq?: number; ttlMs?: number; seed?: Uint8Array; nowMs?: number } = {}): SignedCommand {
+  const issuedAt = options.nowMs ?? Date.now();
   return signCommand({
     command: {
       id: options.id ?? `c_${randomBytes(6).toString('hex')}`, device_id: deviceId, opcode: 'EXEC_PING_KERNEL', args: {},
@@ -104,8 +107,9 @@ export class StreamReader {
     return this.entries;
   }
 
-  async waitFor(predicate: (entries: DecodedBusEntry[]) => boolean, timeoutMs = 5_000): Promise<DecodedBusEntry[]> {
-    const deadline = Date.now() + timeoutMs;
+  /** Polls until `predicate` holds; fails after max(timeoutMs, realTimeWaitMsMin) of real time. */
+  async waitFor(predicate: (entries: DecodedBusEntry[]) => boolean, timeoutMs = realTimeWaitMsMin): Promise<DecodedBusEntry[]> {
+    const deadline = Date.now() + Math.max(timeoutMs, realTimeWaitMsMin);
     for (;;) {
       if (predicate(await this.poll())) return this.entries;
       if (Date.now() > deadline) throw new Error(`timed out waiting on ${this.stream}: ${JSON.stringify(this.entries.map((e) => [e.kind, (e.data as { event?: string }).event]))}`);
@@ -118,20 +122,75 @@ export class StreamReader {
   }
 }
 
-export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 5_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+/**
+ * How long a real-time wait may last before the test fails. Generous, because a condition that
+ * holds ends the wait at once and the machine may be busy with other work: a wait never proves
+ * anything about timing (the tests on VirtualDriver do that).
+ */
+export const realTimeWaitMsMin = 30_000;
+
+/** Polls `check` until it returns a value; fails after max(timeoutMs, realTimeWaitMsMin) of real time. */
+export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = realTimeWaitMsMin, what = 'condition'): Promise<T> {
+  const limitMs = Math.max(timeoutMs, realTimeWaitMsMin);
+  const deadline = Date.now() + limitMs;
   for (;;) {
     const value = await check();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
     await delay(20);
+  }
+}
+
+/** Lets promise continuations and the embedded stores' next-tick answers run; no time passes. */
+export async function settle(turns = 5): Promise<void> {
+  for (let turn = 0; turn < turns; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Drives a gateway on virtual time: time moves only when the test says so, every timer that falls
+ * due fires in order with the continuations it starts settled before the next one. What a test
+ * proves about timing (a deadline, a bounded number of retries) holds however busy the machine is.
+ */
+export class VirtualDriver {
+  readonly time: VirtualTime;
+
+  constructor(startMs = 1_800_000_000_000, readonly stepMs = 10) {
+    this.time = new VirtualTime(startMs);
+  }
+
+  /** Moves virtual time forward by `ms`, in steps of `stepMs`, settling after every timer and step. */
+  async advance(ms: number): Promise<void> {
+    const untilMs = this.time.nowMs() + ms;
+    while (this.time.nowMs() < untilMs) {
+      await this.time.runUntil(Math.min(untilMs, this.time.nowMs() + this.stepMs), () => settle());
+      await settle();
+    }
+  }
+
+  /** Advances virtual time until `check` returns a value; fails once `virtualMsMax` of virtual time passed. */
+  async until<T>(check: () => Promise<T | undefined> | T | undefined, virtualMsMax: number, what: string): Promise<T> {
+    const deadlineMs = this.time.nowMs() + virtualMsMax;
+    for (;;) {
+      await settle();
+      const value = await check();
+      if (value !== undefined) return value;
+      if (this.time.nowMs() >= deadlineMs) throw new Error(`${what}: not within ${virtualMsMax} ms of virtual time`);
+      await this.advance(this.stepMs);
+    }
   }
 }
 
 export interface TestStores { bus: StreamBus; kv: KeyValueStore }
 
-export function embeddedStores(): TestStores {
-  return { bus: new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler }), kv: createEmbeddedKeyValueStore({ keyPrefix: `gw-test-${randomBytes(4).toString('hex')}:` }) };
+/** Embedded stores; the bus on `time` (default the system clock and timers). */
+export function embeddedStores(time?: VirtualTime): TestStores {
+  const bus = new MemoryStreamBus({ clock: time ?? systemClock, scheduler: time ?? systemScheduler });
+  return { bus, kv: createEmbeddedKeyValueStore({ keyPrefix: `gw-test-${randomBytes(4).toString('hex')}:` }) };
+}
+
+/** makeCore's overrides for a gateway on the driver's virtual time. */
+export function onVirtualTime(driver: VirtualDriver): Pick<GatewayCoreOptions, 'clock' | 'scheduler'> {
+  return { clock: driver.time, scheduler: driver.time };
 }
 
 /** A test gateway's options, with every admission check at its default (kv keys). */
@@ -161,10 +220,15 @@ export class TestAgent {
   closed: { code: number; reason: string } | undefined;
   behaviour: AgentBehaviour = 'complete';
   readonly connection: AgentConnection;
+  readonly #clock: Clock;
   #transmit: (bytes: Uint8Array) => void = () => undefined;
 
-  /** `gatewayKey`: the key the gateway signs with (default the test gateway's), e.g. a deployment's materials.gatewaySigner. */
-  constructor(readonly device: Pick<DeviceMaterial, 'deviceId' | 'seed'>, options: { signSeed?: Uint8Array; gatewayKey?: { kid: string; publicKey: Uint8Array } } = {}) {
+  /**
+   * `gatewayKey`: the key the gateway signs with (default the test gateway's), e.g. a deployment's materials.gatewaySigner.
+   * `clock`: the device's clock (default the system clock; a VirtualDriver's time for a gateway on virtual time).
+   */
+  constructor(readonly device: Pick<DeviceMaterial, 'deviceId' | 'seed'>, options: { signSeed?: Uint8Array; gatewayKey?: { kid: string; publicKey: Uint8Array }; clock?: Clock } = {}) {
+    this.#clock = options.clock ?? systemClock;
     const gateway = options.gatewayKey ?? { kid: gatewaySigner.kid, publicKey: gatewayPublicKey };
     this.connection = new AgentConnection({
       deviceId: device.deviceId, signer: { kid: deviceKid(device.deviceId), seed: options.signSeed ?? device.seed, provider },
@@ -177,17 +241,18 @@ export class TestAgent {
   }
 
   onFrame(bytes: Uint8Array): void {
-    const events = this.connection.receive(bytes, Date.now());
+    const events = this.connection.receive(bytes, this.#clock.nowMs());
     this.events.push(...events);
     for (const event of events) {
       if (event.kind !== 'message' || event.message.type !== 'COMMAND_DELIVERY') continue;
       const body = event.message.body as { command: SignedCommand; attempt: number };
       this.deliveries.push({ commandId: body.command.id, attempt: body.attempt });
       if (this.behaviour === 'silent') continue;
-      this.connection.sendCommandAck({ command_id: body.command.id, device_seq: body.command.device_seq, stage: 'received' }, Date.now());
+      this.connection.sendCommandAck({ command_id: body.command.id, device_seq: body.command.device_seq, stage: 'received' }, this.#clock.nowMs());
       if (this.behaviour === 'complete') {
-        this.connection.sendCommandAck({ command_id: body.command.id, device_seq: body.command.device_seq, stage: 'executing' }, Date.now());
-        this.connection.sendCommandResult({ command_id: body.command.id, device_seq: body.command.device_seq, status: 'succeeded', output: { pong: true }, finished_at: Date.now() }, Date.now());
+        const nowMs = this.#clock.nowMs();
+        this.connection.sendCommandAck({ command_id: body.command.id, device_seq: body.command.device_seq, stage: 'executing' }, nowMs);
+        this.connection.sendCommandResult({ command_id: body.command.id, device_seq: body.command.device_seq, status: 'succeeded', output: { pong: true }, finished_at: nowMs }, nowMs);
       }
     }
     this.flush();

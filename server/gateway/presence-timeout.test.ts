@@ -1,0 +1,94 @@
+// The presence deadline on virtual time: a silent device is reported offline exactly 1.5
+// heartbeat intervals after the last frame the gateway heard, never a millisecond before. The
+// TLS test in gateway-server.test.ts checks the same path end to end by outcome and order only.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { kvKeys } from '../bus-contract/streams.js';
+import type { GatewayCore } from './gateway-core.js';
+import {
+  embeddedStores, makeCore, makeGatewayPki, onVirtualTime, settle, StreamReader, TestAgent, VirtualDriver, type GatewayPki, type TestStores,
+} from './test-support.js';
+
+const heartbeatIntervalMs = 400;
+/** What the gateway promises: presence lasts 1.5 heartbeat intervals past the last frame heard. */
+const silenceMsMax = Math.ceil(heartbeatIntervalMs * 1.5);
+
+describe('gateway presence on virtual time', () => {
+  const driver = new VirtualDriver();
+  let gpki: GatewayPki;
+  let stores: TestStores;
+  let core: GatewayCore;
+  let events: StreamReader;
+
+  before(async () => {
+    gpki = await makeGatewayPki();
+    stores = embeddedStores(driver.time);
+    core = makeCore(stores, { ...onVirtualTime(driver), heartbeatIntervalMs, ackTimeoutMs: 60_000 });
+    await core.start();
+    events = new StreamReader(stores.bus);
+  });
+
+  after(async () => {
+    await core.stop();
+    await stores.bus.close();
+    await stores.kv.close();
+  });
+
+  /** An in-memory session that records the virtual time of every frame the gateway receives. */
+  async function connect(deviceId: string): Promise<{ agent: TestAgent; lastHeardMs: () => number }> {
+    const device = await gpki.issueDevice(deviceId);
+    const agent = new TestAgent(device, { clock: driver.time });
+    let heardMs = Number.NaN;
+    const handle = core.acceptConnection({
+      deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
+      send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
+      close: (code, reason) => { agent.closed = { code, reason }; },
+    });
+    agent.attach((bytes) => queueMicrotask(() => { heardMs = driver.time.nowMs(); handle.receive(bytes); }));
+    await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
+    return { agent, lastHeardMs: () => heardMs };
+  }
+
+  const offlineOf = async (deviceId: string) => {
+    await settle();
+    await events.poll();
+    return events.entries.find((e) => e.kind === 'presence' && e.data.device_id === deviceId && !e.data.online);
+  };
+
+  /** Runs virtual time to exactly `atMs`, firing what falls due and settling after each timer. */
+  const runTo = async (atMs: number) => {
+    await driver.time.runUntil(atMs, () => settle());
+    await settle();
+  };
+
+  it('reports a silent device offline at 1.5 heartbeat intervals after its last frame, not before', async () => {
+    const { agent, lastHeardMs } = await connect('dev-silent');
+    const deadlineMs = lastHeardMs() + silenceMsMax;
+    await runTo(deadlineMs - 1);
+    assert.equal(await offlineOf('dev-silent'), undefined, 'offline before the deadline');
+    assert.equal(agent.closed, undefined);
+    await runTo(deadlineMs);
+    const offline = await offlineOf('dev-silent');
+    assert.ok(offline?.kind === 'presence', 'offline at the deadline');
+    assert.equal(offline.data.at_ms, deadlineMs);
+    assert.equal(agent.closed?.code, 4000);
+    assert.equal(await stores.kv.get(kvKeys.presence('dev-silent')), null);
+  });
+
+  it('moves the deadline with every frame heard', async () => {
+    const { agent, lastHeardMs } = await connect('dev-beating');
+    const firstDeadlineMs = lastHeardMs() + silenceMsMax;
+    await runTo(firstDeadlineMs - 100);
+    agent.connection.sendHeartbeat({ uptime_ms: 1, queue_depth: 0 }, driver.time.nowMs());
+    agent.flush();
+    await settle();
+    const deadlineMs = lastHeardMs() + silenceMsMax;
+    assert.equal(deadlineMs, firstDeadlineMs - 100 + silenceMsMax, 'the heartbeat was heard when sent');
+    await runTo(deadlineMs - 1);
+    assert.equal(await offlineOf('dev-beating'), undefined, 'offline before the moved deadline');
+    await runTo(deadlineMs);
+    const offline = await offlineOf('dev-beating');
+    assert.ok(offline?.kind === 'presence');
+    assert.equal(offline.data.at_ms, deadlineMs);
+  });
+});

@@ -1,15 +1,16 @@
-import { createHash } from 'node:crypto';
 import { SdcError, type ErrorCode } from '../core/errors/index.js';
 import type { MessageBody } from '../core/protocol/messages/catalog.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
-import type { Clock, RandomSource, Scheduler, TimerHandle } from '../core/ports/ports.js';
+import type { Clock, RandomSource, Scheduler, Sha256, TimerHandle } from '../core/ports/ports.js';
+import { hexFromBytes } from '../core/crypto/bytes.js';
+import { nobleSha256 } from '../core/crypto/sha256-noble.js';
 import { AgentConnection, type AgentEvent } from '../core/protocol/session/agent-connection.js';
 import type { FrameSigner } from '../core/protocol/session/codec.js';
 import { verifyCommand } from '../core/protocol/signed-command.js';
 import { clockOffsetLimits } from '../core/protocol/clock-offset.js';
 import type { CommandJournal, CommandResultBody } from './command-journal.js';
-import type { KernelBridge } from '../kernel/bridge/kernel-bridge.js';
-import { executeOpcode, processEntriesMaxDefault, type OpcodeExecutorOptions } from './opcode-executor.js';
+import { kernelBridgeLimits, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
+import { executeOpcode, type OpcodeExecutorOptions } from './opcode-executor.js';
 
 export type TelemetryMetrics = MessageBody<'TELEMETRY'>['metrics'];
 
@@ -57,6 +58,8 @@ export interface AgentCoreOptions {
   clock: Clock;
   random: RandomSource;
   scheduler: Scheduler;
+  /** Hashes the TELEMETRY chain (prev_hash); default the pure @noble/hashes one, runtime passes node:crypto's. */
+  sha256?: Sha256;
   logger?: AgentLogger;
   telemetrySource: TelemetrySource;
   telemetryIntervalMs: number;
@@ -91,7 +94,22 @@ export interface AgentCore {
 }
 
 const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
-const heartbeatsInFlightMax = 16;
+
+/** The agent core's defaults (each option above overrides its own) and its fixed bounds. */
+export const agentCoreLimits = Object.freeze({
+  /** A gateway that has not answered AUTH in 30 s is not coming back on this connection: reconnect. */
+  authTimeoutMs: 30_000,
+  /** Telemetry samples kept while disconnected (the oldest dropped first): a few KiB, minutes of history at the CLI's 5 s interval. */
+  telemetryBufferMax: 64,
+  /** Deliveries waiting to be taken; the gateway retries a dropped one, so more would only use memory. */
+  deliveriesMax: 64,
+  /** Heartbeat intervals of silence before the connection is dropped: one or two lost heartbeats are tolerated. */
+  silenceIntervalsMax: 3,
+  /** Heartbeats awaiting their echo; older ones are forgotten (their results are re-sent at the next AUTH_ACK). */
+  heartbeatsInFlightMax: 16,
+  /** A result's error message is cut to this: the COMMAND_RESULT schema allows 512 characters. */
+  errorMessageCharsMax: 512,
+});
 
 interface LiveConnection {
   readonly connection: AgentConnection;
@@ -202,7 +220,7 @@ class DefaultAgentCore implements AgentCore {
       connection, transport, heartbeatIntervalMs: 0, resultsSinceHeartbeat: [], heartbeatsInFlight: [], lastHeardMs: this.#o.clock.nowMs(),
     };
     this.#live = live;
-    live.authTimer = this.#o.scheduler.schedule(this.#o.authTimeoutMs ?? 30_000, () => {
+    live.authTimer = this.#o.scheduler.schedule(this.#o.authTimeoutMs ?? agentCoreLimits.authTimeoutMs, () => {
       live.authTimer = undefined;
       if (this.#live === live && !this.isReady) this.#closeLive(live, 'no AUTH_ACK before the authentication timeout', true);
     });
@@ -306,7 +324,7 @@ class DefaultAgentCore implements AgentCore {
       if (this.#live !== live || !this.isReady) return;
       const nowMs = this.#o.clock.nowMs();
       const silenceMs = nowMs - live.lastHeardMs;
-      if (silenceMs > (this.#o.silenceIntervalsMax ?? 3) * live.heartbeatIntervalMs) {
+      if (silenceMs > (this.#o.silenceIntervalsMax ?? agentCoreLimits.silenceIntervalsMax) * live.heartbeatIntervalMs) {
         this.#closeLive(live, `gateway silent for ${silenceMs} ms`, true);
         return;
       }
@@ -316,7 +334,7 @@ class DefaultAgentCore implements AgentCore {
       // Recorded before sending: an in-memory transport may deliver the echo within the send.
       const inFlight = { uptimeMs, commandIds: live.resultsSinceHeartbeat.splice(0) };
       live.heartbeatsInFlight.push(inFlight);
-      if (live.heartbeatsInFlight.length > heartbeatsInFlightMax) live.heartbeatsInFlight.shift();
+      if (live.heartbeatsInFlight.length > agentCoreLimits.heartbeatsInFlightMax) live.heartbeatsInFlight.shift();
       if (!this.#trySend(live, (c) => c.sendHeartbeat({ uptime_ms: uptimeMs, queue_depth: this.#queued }, nowMs))) {
         live.heartbeatsInFlight = live.heartbeatsInFlight.filter((h) => h !== inFlight);
         live.resultsSinceHeartbeat.unshift(...inFlight.commandIds);
@@ -355,7 +373,7 @@ class DefaultAgentCore implements AgentCore {
           this.#sendTelemetry(live, sampledAtMs, metrics);
         } else {
           this.#telemetryBuffer.push({ sampledAtMs, metrics });
-          if (this.#telemetryBuffer.length > (this.#o.telemetryBufferMax ?? 64)) this.#telemetryBuffer.shift();
+          if (this.#telemetryBuffer.length > (this.#o.telemetryBufferMax ?? agentCoreLimits.telemetryBufferMax)) this.#telemetryBuffer.shift();
         }
       }, (error: unknown) => {
         this.#log.warn({ err: error }, 'telemetry sample failed');
@@ -376,7 +394,7 @@ class DefaultAgentCore implements AgentCore {
     }
     const frames = live.connection.takeOutgoing();
     const frame = frames[frames.length - 1];
-    if (frame) this.#telemetryPrevHash = createHash('sha256').update(frame).digest('hex');
+    if (frame) this.#telemetryPrevHash = hexFromBytes((this.#o.sha256 ?? nobleSha256)(frame));
     this.#write(live, frames);
   }
 
@@ -388,7 +406,7 @@ class DefaultAgentCore implements AgentCore {
 
   /** A delivery to take (or, `internal`, the agent's own answers); false when deliveriesMax deliveries are waiting already. */
   #enqueueIntake(work: () => Promise<void>, internal = false): boolean {
-    if (!internal && this.#intakeWaiting >= (this.#o.deliveriesMax ?? 64)) return false;
+    if (!internal && this.#intakeWaiting >= (this.#o.deliveriesMax ?? agentCoreLimits.deliveriesMax)) return false;
     this.#intakeWaiting += 1;
     this.#queued += 1;
     this.#intake = this.#chain(this.#intake, work).finally(() => {
@@ -467,13 +485,13 @@ class DefaultAgentCore implements AgentCore {
   #reject(command: SignedCommand, error: SdcError): void {
     this.#o.onEvent?.({ kind: 'rejected', commandId: command.id, code: error.code });
     this.#log.warn({ commandId: command.id, code: error.code }, `command rejected: ${error.message}`);
-    this.#sendResult(this.#result(command, 'rejected', {}, { code: error.code, message: error.message.slice(0, 512) }), false);
+    this.#sendResult(this.#result(command, 'rejected', {}, { code: error.code, message: error.message.slice(0, agentCoreLimits.errorMessageCharsMax) }), false);
   }
 
   async #executeJournaled(command: SignedCommand, recovered: boolean): Promise<void> {
     const refusal = this.#refusalAtStart(command, recovered);
     if (refusal) {
-      await this.#finish(command, this.#result(command, 'rejected', {}, { code: refusal.code, message: refusal.message.slice(0, 512) }));
+      await this.#finish(command, this.#result(command, 'rejected', {}, { code: refusal.code, message: refusal.message.slice(0, agentCoreLimits.errorMessageCharsMax) }));
       return;
     }
     // From here on the command counts as run, whatever happens next.
@@ -484,12 +502,12 @@ class DefaultAgentCore implements AgentCore {
       const output = await executeOpcode(command, {
         kernel: this.#o.kernel,
         artifactPath: this.#o.artifactPath ?? ((args) => `updates/${args.version}.bin`),
-        processEntriesMax: this.#o.processEntriesMax ?? processEntriesMaxDefault,
+        processEntriesMax: this.#o.processEntriesMax ?? kernelBridgeLimits.processEntriesDefault,
       });
       result = this.#result(command, 'succeeded', output);
     } catch (error) {
       const typed = SdcError.is(error) ? error : new SdcError('AGENT_EXECUTION_FAILED', String(error));
-      result = this.#result(command, 'failed', {}, { code: typed.code, message: typed.message.slice(0, 512) });
+      result = this.#result(command, 'failed', {}, { code: typed.code, message: typed.message.slice(0, agentCoreLimits.errorMessageCharsMax) });
     }
     await this.#finish(command, result);
   }

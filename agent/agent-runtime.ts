@@ -3,6 +3,7 @@ import { join, resolve, sep } from 'node:path';
 import pino from 'pino';
 import { SdcError } from '../core/errors/index.js';
 import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
+import { nodeSha256 } from '../runtime/sha256-node.js';
 import type { Clock, RandomSource, Scheduler } from '../core/ports/ports.js';
 import { deviceKid } from '../core/protocol/session/gateway-connection.js';
 import { provisionKernelKeys, readKeyFile } from '../kernel/keys.js';
@@ -67,7 +68,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   const core = createAgentCore({
     deviceId: current.deviceId, signer: { kid: deviceKid(current.deviceId), seed: current.seed, provider },
     resolveGatewayKey: pinnedKeyResolver(current.trust.gateway_keys), resolveCommandKey: pinnedKeyResolver(current.trust.command_keys),
-    kernel, journal, clock: options.clock, random: options.random, scheduler: options.scheduler, logger,
+    kernel, journal, clock: options.clock, random: options.random, scheduler: options.scheduler, sha256: nodeSha256, logger,
     telemetrySource: createHostMetricsSource({ clock: options.clock, dataDir: options.dir }),
     telemetryIntervalMs: options.telemetryIntervalMs, agentVersion,
     artifactPath: (args) => join(options.dir, 'updates', `${args.version}.bin`),

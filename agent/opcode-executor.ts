@@ -8,14 +8,9 @@ export interface OpcodeExecutorOptions {
   kernel: KernelBridge;
   /** Where the kernel service finds the artifact of a staged update (it reads files, not URLs). */
   artifactPath: (args: OpcodeArgs<'EXEC_STAGE_UPDATE'>) => string;
-  /**
-   * Process entries returned at most: a result must fit one frame (64 KiB), and one entry
-   * takes about 70 bytes of JSON.
-   */
+  /** Process entries returned at most (default kernelBridgeLimits.processEntriesDefault: a result must fit one frame). */
   processEntriesMax: number;
 }
-
-export const processEntriesMaxDefault = 256;
 
 /**
  * Runs a verified command through the kernel bridge and returns the result's `output`. Every

@@ -32,8 +32,11 @@ const allowedPackages = new Set([
 ]);
 const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 
-/** Returns the rule violations in one source file's text. */
-export function findViolations(source: string, filePath: string): string[] {
+/**
+ * Returns the rule violations in one source file's text. Relative imports must stay inside one
+ * of `pureDirs` (core/ alone by default; agent/purity.test.ts also allows the agent core's own files).
+ */
+export function findViolations(source: string, filePath: string, pureDirs: readonly string[] = [coreDir]): string[] {
   const problems: string[] = [];
   const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:])\/\/.*$/gm, '$1');
   for (const [pattern, name] of forbiddenCalls) if (pattern.test(code)) problems.push(name);
@@ -41,7 +44,7 @@ export function findViolations(source: string, filePath: string): string[] {
     const specifier = (match[1] ?? match[2] ?? match[3])!;
     if (specifier.startsWith('.')) {
       const target = resolve(dirname(filePath), specifier);
-      if (relative(coreDir, target).startsWith('..')) problems.push(`imports ${specifier} (outside core/)`);
+      if (pureDirs.every((dir) => relative(dir, target).startsWith('..'))) problems.push(`imports ${specifier} (outside ${folderNames(pureDirs)})`);
     } else if (builtins.has(specifier) || specifier.startsWith('node:')) {
       problems.push(`imports the Node built-in ${specifier}`);
     } else if (!allowedPackages.has(specifier)) {
@@ -49,6 +52,10 @@ export function findViolations(source: string, filePath: string): string[] {
     }
   }
   return problems;
+}
+
+function folderNames(dirs: readonly string[]): string {
+  return dirs.map((dir) => `${relative(dirname(coreDir), dir)}/`).join(', ');
 }
 
 function sourceFiles(dir: string): string[] {

@@ -30,6 +30,12 @@ export interface Ed25519Provider {
   verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
 }
 
+/**
+ * SHA-256 as a port, so the same code hashes with node:crypto (runtime/sha256-node.ts) or with
+ * @noble/hashes in pure JS (core/crypto/sha256-noble.ts). Returns the 32-byte digest.
+ */
+export type Sha256 = (bytes: Uint8Array) => Uint8Array;
+
 /** Timers as a port, so the simulator can run every timeout on virtual time. */
 export interface Scheduler {
   /** Calls `callback` once after `delayMs`; returns a handle for `cancel`. */

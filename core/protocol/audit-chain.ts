@@ -2,7 +2,7 @@ import { SdcError, assert } from '../errors/index.js';
 import { canonicalize } from './canonical-json.js';
 import type { JsonObject } from './json-value.js';
 import { defaultProtocolLimits } from './limits.js';
-import type { Clock } from '../ports/ports.js';
+import type { Clock, Sha256 } from '../ports/ports.js';
 
 /**
  * The hash-chained audit log (docs/audit.md). Each entry commits to the one before it:
@@ -15,8 +15,8 @@ import type { Clock } from '../ports/ports.js';
  * is injected and the clock is a port.
  */
 
-/** SHA-256 as a function, so the core runs on node:crypto or @noble/hashes alike. */
-export type Sha256 = (bytes: Uint8Array) => Uint8Array;
+/** SHA-256 as a function (the hash port), so the core runs on node:crypto or @noble/hashes alike. */
+export type { Sha256 };
 
 export const auditHashDomain = 'sdc-audit-v1\n';
 export const auditGenesisHash = '0'.repeat(64);

@@ -48,8 +48,16 @@ export interface IoctlKernelBridgeOptions {
   queueMax?: number;
 }
 
-const defaultProcessEntries = 512;
-const defaultQueueMax = 64;
+/** The bridge's defaults; callers override them per bridge (queueMax) or per call (maxEntries). */
+export const kernelBridgeLimits = Object.freeze({
+  /**
+   * Process entries asked for when the caller names no limit. The agent's default too: a
+   * COMMAND_RESULT must fit one 64 KiB frame, and one entry takes about 70 bytes of JSON.
+   */
+  processEntriesDefault: 256,
+  /** Calls waiting behind the one in flight (more get KERNEL_QUEUE_FULL): a queue this long means a stuck device, not load. */
+  queueMax: 64,
+});
 const responseBytes: Readonly<Record<Exclude<OpcodeName, 'EXEC_GET_PROCESS_LIST'>, number>> = {
   EXEC_PING_KERNEL: Layout.PingResponse.bytes,
   EXEC_LOCK_SCREEN: 0,
@@ -84,7 +92,7 @@ export class IoctlKernelBridge implements KernelBridge {
     await this.call('EXEC_LOCK_SCREEN', new Uint8Array(0), 0);
   }
 
-  async getProcessList(maxEntries = defaultProcessEntries): Promise<ProcessListResult> {
+  async getProcessList(maxEntries: number = kernelBridgeLimits.processEntriesDefault): Promise<ProcessListResult> {
     const request = encodeProcessListRequest(maxEntries);
     const capacity = Layout.ProcessListResponse.bytes + Math.min(maxEntries, PROCESS_ENTRIES_MAX) * Layout.ProcessEntry.bytes;
     const result = decodeProcessListResponse(await this.call('EXEC_GET_PROCESS_LIST', request, capacity));
@@ -118,7 +126,7 @@ export class IoctlKernelBridge implements KernelBridge {
   /** Queues one call; returns the verified OK payload or throws the mapped refusal. */
   private call(name: OpcodeName, payload: Uint8Array, responsePayloadBytes: number): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new SdcError('KERNEL_CLOSED', 'kernel bridge is closed'));
-    const queueMax = this.options.queueMax ?? defaultQueueMax;
+    const queueMax = this.options.queueMax ?? kernelBridgeLimits.queueMax;
     if (this.waiting >= queueMax) return Promise.reject(new SdcError('KERNEL_QUEUE_FULL', `more than ${queueMax} kernel calls waiting`));
     this.waiting++;
     const run = this.tail.then(() => {

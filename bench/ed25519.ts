@@ -15,6 +15,8 @@ export interface Ed25519BenchOptions {
   messageBytes?: number;
   /** Monotonic clock in milliseconds; injectable so tests need not depend on real time. */
   nowMs?: () => number;
+  /** Called after each measured case (one operation of one provider): progress for long runs. */
+  onCaseDone?: (casesDone: number, casesTotal: number) => void;
 }
 
 export interface Ed25519BenchResult {
@@ -67,6 +69,7 @@ export function runEd25519Bench(options: Ed25519BenchOptions): Ed25519BenchResul
     for (const operation of ['sign', 'verify'] as const) {
       const { operations, elapsedMs } = runs[operation];
       results.push({ provider: label, operation, operations, elapsedMs, operationsPerSecond: elapsedMs > 0 ? (operations * 1000) / elapsedMs : 0 });
+      options.onCaseDone?.(results.length, cases.length * 2);
     }
   }
   return results;

@@ -9,6 +9,8 @@ export interface CliIo {
   stderr: (text: string) => void;
   readStdin: () => Promise<string>;
   env: Readonly<Record<string, string | undefined>>;
+  /** Whether stderr is a terminal: progress draws a bar there, and prints periodic lines otherwise. */
+  stderrIsTty?: boolean;
   /** Resolves with a reason when a long-running command (serve, gateway) should stop; default: SIGINT or SIGTERM. */
   untilStopped?: () => Promise<string>;
 }

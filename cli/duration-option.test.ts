@@ -20,7 +20,7 @@ test('durationOption: the new spelling, the deprecated one with a note, the boun
   const notes: string[] = [];
   assert.equal(durationOption(args({}), spec), 2_000);
   assert.equal(durationOption(args({ duration: '3s' }), spec, (t) => notes.push(t)), 3_000);
-  assert.deepEqual(notes, []);
+  assert.equal(notes.length, 0);
   assert.equal(durationOption(args({ seconds: '0.5' }), spec, (t) => notes.push(t)), 500);
   assert.match(notes[0]!, /--seconds is deprecated .* use --duration 500ms/);
   assert.throws(() => durationOption(args({ duration: '11m' }), spec), /from 100ms to 10m/);

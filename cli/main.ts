@@ -42,6 +42,7 @@ export function defaultIo(): CliIo {
       return Buffer.concat(chunks).toString('utf8');
     },
     env: process.env,
+    stderrIsTty: process.stderr.isTTY === true,
   };
 }
 

@@ -1,43 +1,44 @@
-import { cpus } from 'node:os';
 import { SdcError } from '../../core/errors/index.js';
-import { defaultMessageBytes, renderEd25519BenchTable, runEd25519Bench } from '../../bench/ed25519.js';
+import { defaultMessageBytes, runEd25519Bench } from '../../bench/ed25519.js';
+import { benchReport } from '../../bench/output.js';
 import type { Command } from '../command.js';
+import { benchOutputHelp, benchOutputOptions, cliProgress, emitBenchReport } from '../bench-output.js';
+import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
 
-/** Parses `--seconds`: a positive decimal up to 600 (fractions let tests and quick looks run fast). */
-function secondsOption(raw: unknown): number {
-  if (raw === undefined) return 2;
-  const seconds = typeof raw === 'string' && /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : NaN;
-  if (!(seconds > 0 && seconds <= 600)) throw new SdcError('CLI_USAGE', '--seconds must be a number greater than 0 and at most 600');
-  return seconds;
-}
+const caseDuration: DurationOptionSpec = { name: 'duration', fallbackMs: 2_000, minMs: 1, maxMs: 600_000, legacy: { name: 'seconds', unitMs: 1_000, fractions: true } };
+const casesTotal = 6;
 
 export const ed25519BenchCommand: Command = {
   name: 'ed25519',
   summary: 'Ed25519 sign/s and verify/s: node:crypto cached and uncached KeyObjects, and @noble/ed25519',
-  usage: '[--seconds S] [--message-bytes N] [--json]',
+  usage: '[--duration 2s] [--message-bytes N] [--json] [--out DIR]',
   optionHelp: [
-    ['--seconds S', 'Duration of each of the 6 cases (default 2; fractions allowed)'],
+    ['--duration D', 'Duration of each of the 6 cases, like 2s or 500ms (default 2s, at most 10m)'],
     ['--message-bytes N', `Size of the signed message (default ${defaultMessageBytes})`],
-    ['--json', 'Print JSON instead of a table'],
+    ...benchOutputHelp(''),
+    ...legacyHelp(caseDuration),
   ],
-  options: { seconds: { type: 'string' }, 'message-bytes': { type: 'string' }, json: { type: 'boolean' } },
+  options: { ...durationOptions(caseDuration), 'message-bytes': { type: 'string' }, ...benchOutputOptions },
   async run(args, io) {
-    const seconds = secondsOption(args.values.seconds);
+    const durationMsPerCase = durationOption(args, caseDuration, io.stderr);
     const rawBytes = args.values['message-bytes'];
     const messageBytes = rawBytes === undefined ? defaultMessageBytes : Number(rawBytes);
     if (typeof rawBytes === 'string' && (!/^\d+$/.test(rawBytes) || messageBytes > 1_048_576)) {
       throw new SdcError('CLI_USAGE', '--message-bytes must be an integer from 0 to 1048576');
     }
-    const results = runEd25519Bench({ durationMsPerCase: seconds * 1000, messageBytes });
-    const environment = {
-      node: process.version, openssl: process.versions.openssl, cpu: cpus()[0]?.model ?? 'unknown', cpuCount: cpus().length,
-    };
-    if (args.values.json === true) {
-      io.stdout(JSON.stringify({ benchmark: 'ed25519', secondsPerCase: seconds, messageBytes, environment, results }, null, 2) + '\n');
-    } else {
-      io.stdout(`ed25519: ${seconds} s per case, ${messageBytes}-byte message; node ${environment.node}, OpenSSL ${environment.openssl}, ${environment.cpu} (${environment.cpuCount} cores)\n\n`);
-      io.stdout(renderEd25519BenchTable(results));
-    }
+    const progress = cliProgress(io, 'bench ed25519', casesTotal, ' cases');
+    const results = runEd25519Bench({ durationMsPerCase, messageBytes, onCaseDone: (done) => progress.update(done) });
+    progress.finish();
+    const report = benchReport({
+      benchmark: 'ed25519',
+      parameters: { duration_ms_per_case: durationMsPerCase, message_bytes: messageBytes },
+      results: results.map((r) => ({
+        provider: r.provider, operation: r.operation, operations: r.operations, elapsed_ms: r.elapsedMs,
+        ops_per_s: r.operationsPerSecond, us_per_op: r.operations > 0 ? (r.elapsedMs * 1000) / r.operations : 0,
+      })),
+      units: { operations: 'operations', elapsed_ms: 'milliseconds', ops_per_s: 'operations per second', us_per_op: 'microseconds per operation' },
+    });
+    await emitBenchReport(args, io, report);
     return 0;
   },
 };

@@ -1,20 +1,38 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { main } from '../main.js';
 
-test('sdc bench ioctl --json reports mock and native rows for ping and status', async () => {
-  let out = '';
-  const code = await main(['bench', 'ioctl', '--calls', '20', '--json'], {
-    stdout: (t) => { out += t; }, stderr: () => {}, readStdin: async () => '', env: {},
-  });
-  assert.equal(code, 0);
-  const report = JSON.parse(out) as { rows: Array<{ backend: string; opcode: string; calls: number; callsPerSecond: number; p99Us: number }> };
-  assert.deepEqual(report.rows.map((r) => `${r.backend}:${r.opcode}`), [
-    'mock:EXEC_PING_KERNEL', 'mock:EXEC_GET_STATUS', 'native:EXEC_PING_KERNEL', 'native:EXEC_GET_STATUS',
-  ]);
-  for (const row of report.rows) {
-    assert.equal(row.calls, 20);
-    assert.ok(row.callsPerSecond > 0 && row.p99Us > 0, `${row.backend} ${row.opcode} measured nothing`);
+test('sdc bench ioctl --json reports mock and native rows for ping and status in the common shape, and --out writes them', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-ioctl-'));
+  try {
+    let out = '';
+    let err = '';
+    const code = await main(['bench', 'ioctl', '--calls', '20', '--json', '--out', dir], {
+      stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, readStdin: async () => '', env: {},
+    });
+    assert.equal(code, 0, err);
+    const report = JSON.parse(out) as { benchmark: string; parameters: { calls: number }; units: Record<string, string>; results: Array<{ backend: string; opcode: string; calls: number; calls_per_s: number; p99_us: number }> };
+    assert.equal(report.benchmark, 'ioctl');
+    assert.deepEqual(report.parameters, { calls: 20 });
+    assert.deepEqual(report.results.map((r) => `${r.backend}:${r.opcode}`), [
+      'mock:EXEC_PING_KERNEL', 'mock:EXEC_GET_STATUS', 'native:EXEC_PING_KERNEL', 'native:EXEC_GET_STATUS',
+    ]);
+    for (const row of report.results) {
+      assert.equal(row.calls, 20);
+      assert.ok(row.calls_per_s > 0 && row.p99_us > 0, `${row.backend} ${row.opcode} measured nothing`);
+    }
+    assert.equal(report.units.p99_us, 'microseconds');
+    // Progress without a terminal ends on 100 %.
+    assert.match(err, /bench ioctl: 100% 80\/80 calls\n/);
+    assert.deepEqual((await readdir(dir)).sort(), ['ioctl.csv', 'ioctl.json']);
+    const csv = (await readFile(join(dir, 'ioctl.csv'), 'utf8')).split('\n');
+    assert.equal(csv[0], 'backend,opcode,calls,calls_per_s,p50_us,p99_us');
+    assert.ok(!csv.some((line) => / ,|, /.test(line)), 'CSV cells are not padded');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
 

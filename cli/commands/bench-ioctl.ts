@@ -9,6 +9,8 @@ import { createMockTarget } from '../../kernel/mock/mock-target.js';
 import { buildNativeLibrary } from '../../kernel/native/build.js';
 import { createNativeTarget } from '../../kernel/native/native-target.js';
 import { integerOption, type Command } from '../command.js';
+import { benchReport } from '../../bench/output.js';
+import { benchOutputHelp, benchOutputOptions, cliProgress, emitBenchReport } from '../bench-output.js';
 
 interface IoctlBenchRow {
   backend: 'mock' | 'native';
@@ -27,7 +29,7 @@ function percentileUs(sortedNs: BigInt64Array, fraction: number): number {
 }
 
 /** Full bridge calls: sign the request, call the device, verify the signed response, decode. */
-async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, agentSeed: Uint8Array, servicePublicKey: Uint8Array, calls: number): Promise<IoctlBenchRow[]> {
+async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, agentSeed: Uint8Array, servicePublicKey: Uint8Array, calls: number, onCall: () => void): Promise<IoctlBenchRow[]> {
   const bridge = new IoctlKernelBridge({ device, ed25519: createNodeEd25519Provider(), agentSeed, servicePublicKey, counterStart: 1n });
   const rows: IoctlBenchRow[] = [];
   for (const opcode of ['EXEC_PING_KERNEL', 'EXEC_GET_STATUS'] as const) {
@@ -39,6 +41,7 @@ async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, a
       const t0 = process.hrtime.bigint();
       await run();
       samples[i] = process.hrtime.bigint() - t0;
+      onCall();
     }
     const elapsedNs = Number(process.hrtime.bigint() - started);
     samples.sort();
@@ -56,18 +59,22 @@ async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, a
 export const ioctlBenchCommand: Command = {
   name: 'ioctl',
   summary: 'Kernel IOCTL calls per second and p50/p99 latency through the agent bridge, mock and native library in one run',
-  usage: '[--calls N] [--json]',
+  usage: '[--calls N] [--json] [--out DIR]',
   optionHelp: [
     ['--calls N', `Measured calls per backend and opcode (default 20000, at most ${callsMax})`],
-    ['--json', 'Print the results as one JSON object'],
+    ...benchOutputHelp(''),
   ],
-  options: { calls: { type: 'string' }, json: { type: 'boolean' } },
+  options: { calls: { type: 'string' }, ...benchOutputOptions },
   async run(args, io) {
     const calls = integerOption(args, 'calls', 20_000, 1, callsMax);
     const agentSeed = new Uint8Array(32).fill(1);
     const serviceSeed = new Uint8Array(32).fill(2);
+    // Two opcodes on each of two backends; progress counts calls (a skipped native backend completes at the end).
+    const progress = cliProgress(io, 'bench ioctl', calls * 4, ' calls');
+    let done = 0;
+    const onCall = () => progress.update(++done);
     const mock = createMockTarget({ agentSeed, serviceSeed, clock: { nowMs: () => Date.now() } });
-    const rows = await measure('mock', mock.device, agentSeed, mock.servicePublicKey, calls);
+    const rows = await measure('mock', mock.device, agentSeed, mock.servicePublicKey, calls, onCall);
     let nativeSkipped: string | undefined;
     let libraryPath: string | undefined;
     try {
@@ -79,25 +86,24 @@ export const ioctlBenchCommand: Command = {
     if (libraryPath) {
       const native = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
       try {
-        rows.push(...await measure('native', native.device, agentSeed, native.servicePublicKey, calls));
+        rows.push(...await measure('native', native.device, agentSeed, native.servicePublicKey, calls, onCall));
       } finally {
         native.cleanup();
       }
     }
-    const report = {
-      what: 'IoctlKernelBridge calls: Ed25519-sign request, DeviceIoControl-shaped call, verify signed response, decode; sequential, one process',
-      rows,
-      ...(nativeSkipped ? { nativeSkipped } : {}),
-    };
-    if (args.values.json === true) {
-      io.stdout(JSON.stringify(report) + '\n');
-      return 0;
-    }
-    io.stdout('backend  opcode             calls   calls/s   p50 us   p99 us\n');
-    for (const r of rows) {
-      io.stdout(`${r.backend.padEnd(8)} ${r.opcode.padEnd(18)} ${String(r.calls).padStart(6)} ${String(r.callsPerSecond).padStart(9)} ${r.p50Us.toFixed(1).padStart(8)} ${r.p99Us.toFixed(1).padStart(8)}\n`);
-    }
-    if (nativeSkipped) io.stdout(`native skipped: ${nativeSkipped}\n`);
+    progress.finish();
+    const report = benchReport({
+      benchmark: 'ioctl',
+      parameters: { calls },
+      results: rows.map((r) => ({ backend: r.backend, opcode: r.opcode, calls: r.calls, calls_per_s: r.callsPerSecond, p50_us: r.p50Us, p99_us: r.p99Us })),
+      units: { calls: 'calls', calls_per_s: 'calls per second', p50_us: 'microseconds', p99_us: 'microseconds' },
+      details: {
+        what: 'IoctlKernelBridge calls: Ed25519-sign request, DeviceIoControl-shaped call, verify signed response, decode; sequential, one process',
+        native_skipped: nativeSkipped ?? null,
+      },
+    });
+    await emitBenchReport(args, io, report);
+    if (nativeSkipped && args.values.json !== true) io.stdout(`native skipped: ${nativeSkipped}\n`);
     return 0;
   },
 };

@@ -96,17 +96,25 @@ test('envelope and bench groups are registered with help', async () => {
   assert.match((await sdc(['envelope', 'verify', '--help'])).stdout, /^Usage: sdc envelope verify --pub PUBLIC\.pem/);
 });
 
-test('bench ed25519 prints a table or JSON, and refuses a bad --seconds', async () => {
-  const json = await sdc(['bench', 'ed25519', '--seconds', '0.01', '--message-bytes', '32', '--json']);
+test('bench ed25519 prints a table or the common JSON report, takes --duration, and refuses a bad one', async () => {
+  const json = await sdc(['bench', 'ed25519', '--duration', '10ms', '--message-bytes', '32', '--json']);
   assert.equal(json.code, 0, json.stderr);
-  const report = JSON.parse(json.stdout) as { messageBytes: number; results: { operation: string; operations: number }[] };
-  assert.equal(report.messageBytes, 32);
+  const report = JSON.parse(json.stdout) as { benchmark: string; parameters: Record<string, number>; units: Record<string, string>; results: { operation: string; operations: number; ops_per_s: number }[] };
+  assert.equal(report.benchmark, 'ed25519');
+  assert.deepEqual(report.parameters, { duration_ms_per_case: 10, message_bytes: 32 });
   assert.equal(report.results.length, 6);
-  assert.ok(report.results.every((r) => r.operations > 0));
-  const table = await sdc(['bench', 'ed25519', '--seconds', '0.01']);
-  assert.match(table.stdout, /\nprovider +op +ops\/s/);
-  for (const bad of ['0', '-1', 'abc', '601']) {
-    assert.equal((await sdc(['bench', 'ed25519', '--seconds', bad])).code, 2, bad);
+  assert.ok(report.results.every((r) => r.operations > 0 && r.ops_per_s > 0));
+  assert.equal(report.units.ops_per_s, 'operations per second');
+  // Progress without a terminal: lines, the last one at 100 %.
+  assert.match(json.stderr, /bench ed25519: 100% 6\/6 cases\n$/);
+  const table = await sdc(['bench', 'ed25519', '--duration', '10ms']);
+  assert.match(table.stdout, /^provider +operation +operations +elapsed_ms +ops_per_s/);
+  // The old spelling still works for one release, with a note.
+  const legacy = await sdc(['bench', 'ed25519', '--seconds', '0.01', '--json']);
+  assert.equal(legacy.code, 0, legacy.stderr);
+  assert.match(legacy.stderr, /--seconds is deprecated .* use --duration 10ms/);
+  for (const bad of [['--seconds', '0'], ['--seconds', '-1'], ['--seconds', 'abc'], ['--seconds', '601'], ['--duration', '11m'], ['--duration', '5']]) {
+    assert.equal((await sdc(['bench', 'ed25519', ...bad])).code, 2, bad.join(' '));
   }
 });
 

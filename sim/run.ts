@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
+import { IoctlKernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { kvKeys, liveChannel } from '../server/bus-contract/streams.js';
 import { createControlPlane, type ControlPlane } from '../server/control-plane/control-plane.js';
 import { hexFromBytes } from '../core/crypto/bytes.js';
@@ -10,11 +10,14 @@ import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
 import { initDeployment, serviceKid, type DeploymentMaterials, type ServiceSigner } from '../server/materials/materials.js';
 import { createGatewayCore, type GatewayCore } from '../server/gateway/gateway-core.js';
 import { commandNotExecutedStates, commandStates, commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
-import type { Clock } from '../core/ports/ports.js';
+import type { Clock, Ed25519Provider } from '../core/ports/ports.js';
 import { systemClock, systemRandom } from '../runtime/system.js';
 import { VirtualTime } from '../core/time/virtual-time.js';
 import { MemoryStreamBus } from '../server/stores/bus/memory-stream-bus.js';
 import { MemoryKeyValueSpace, MemoryKeyValueStore } from '../server/stores/kv/memory-key-value-store.js';
+import type { KeyValueStore } from '../server/stores/kv/kv-port.js';
+import type { StreamBus } from '../server/stores/bus/bus-port.js';
+import type { SqlDatabase } from '../server/stores/sql/sql-port.js';
 import { openSqlJsDatabase, type SqlJsDatabase } from '../server/stores/sql/sqljs-database.js';
 import type { KernelFault } from '../kernel/mock/faults.js';
 import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
@@ -24,19 +27,21 @@ import {
 } from './checkers.js';
 import { faultyBus, faultySql } from '../chaos/faulty-stores.js';
 import { countOutcomes } from './outcomes.js';
-import { SimNetwork, type LinkFaults, type SimLink } from '../chaos/network.js';
+import { SimNetwork, type SimLink } from '../chaos/network.js';
 import { SeededRandom } from '../core/random/prng.js';
 import { commandMeanGapMs, opcodePicker, type Scenario } from './scenario.js';
 import { SimAgent, type SimAgentWorld } from './sim-agent.js';
 import { Trace } from './trace.js';
 import { observedKernel } from './observed-agent-parts.js';
+import { createModelEd25519Provider } from './model-crypto.js';
+import { drainMicrotasks } from './drain.js';
 
 /**
  * One simulator run (TigerBeetle's VOPR): the real control plane, gateways and agents in one
  * process on virtual time, an in-memory network, embedded stores and one seeded PRNG. A safety
  * phase with the scenario's faults, then a liveness phase with every fault healed that must
  * converge within scenario.livenessBoundMs. Checkers watch throughout; the first violation stops
- * the run.
+ * the run. runSimulation names the steps; each is a function below, in the order it runs.
  */
 export interface RunOptions {
   readonly scenario: Scenario;
@@ -49,8 +54,15 @@ export interface RunOptions {
   readonly safetyMs?: number;
   /** Virtual ms between time-series samples (default: about 200 samples per run, at least 1 s). */
   readonly sampleIntervalMs?: number;
+  /**
+   * `real` (default): Ed25519 on node:crypto. `model`: sim/model-crypto.ts, signatures of the
+   * same sizes without the curve arithmetic; the trace hash of a seed is the same with either.
+   */
+  readonly crypto?: SimCrypto;
   readonly onProgress?: (progress: RunProgress) => void;
 }
+
+export type SimCrypto = 'real' | 'model';
 
 export interface RunProgress {
   readonly phase: 'safety' | 'liveness';
@@ -65,6 +77,25 @@ export interface SeriesSample {
   readonly t_ms: number;
   readonly online_agents: number;
   readonly commands: Readonly<Record<CommandState, number>>;
+}
+
+/**
+ * Where the process's CPU went (process.cpuUsage, so the figures hold on a busy machine), for
+ * `sdc bench sim`: building the world, then the virtual time until every agent first had a ready
+ * session (start-up), then the rest of the safety phase (steady state).
+ */
+export interface RunTiming {
+  readonly setupCpuMs: number;
+  readonly setupWallMs: number;
+  /** Virtual ms from the start until every agent was ready at once; null when that never happened in the safety phase. */
+  readonly allReadyAtVirtualMs: number | null;
+  readonly connectCpuMs: number;
+  readonly connectWallMs: number;
+  readonly steadyVirtualMs: number;
+  readonly steadyCpuMs: number;
+  readonly steadyWallMs: number;
+  /** Virtual timers fired in the steady state (each one scheduler event). */
+  readonly steadyTimersFired: number;
 }
 
 export interface RunResult {
@@ -93,18 +124,20 @@ export interface RunResult {
   /** Round trip from creation to a device result (succeeded, failed or rejected). */
   readonly latencyHistogram: ReadonlyArray<{ readonly le_ms: number | null; readonly count: number }>;
   readonly recentTrace: readonly string[];
+  /** The full tier's CPU split (absent in the model tier). */
+  readonly timing?: RunTiming;
 }
 
 export const simStartMs = 1_800_000_000_000;
 const latencyBucketsMs = [10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000];
 const checkerNames: ReadonlyArray<Violation['checker']> = ['none_lost', 'at_most_once', 'not_executed', 'legal_transitions', 'audit_chain', 'presence', 'session_seq', 'liveness'];
-const provider = createNodeEd25519Provider();
+const realProvider = createNodeEd25519Provider();
 const textDecoder = new TextDecoder();
-const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 const chunkMs = 1_000;
 const teardownRoundsMax = 20;
 /** A gateway whose start failed (stores down) is started again after this long, as a process supervisor would. */
 const gatewayStartRetryMs = 1_000;
+const certificateValidityMs = 365 * 24 * 3600 * 1000;
 
 /**
  * The CA is made once per process (X.509 issuance is slow and nothing in a run depends on it).
@@ -125,12 +158,6 @@ function sharedMaterials(): Promise<{ materials: DeploymentMaterials }> {
   return baseMaterials;
 }
 
-function seededSigner(role: 'cp' | 'gateway', random: SeededRandom): ServiceSigner {
-  const seed = random.bytes(32);
-  const publicKey = provider.publicKeyFromSeed(seed);
-  return { kid: serviceKid(role, publicKey), seed, publicKey };
-}
-
 function inWindow(nowMs: number, windows: ReadonlyArray<{ atMs: number; durationMs: number }> | undefined): boolean {
   return (windows ?? []).some((w) => nowMs >= simStartMs + w.atMs && nowMs < simStartMs + w.atMs + w.durationMs);
 }
@@ -139,110 +166,255 @@ function emptyStates(): Record<CommandState, number> {
   return Object.fromEntries(commandStates.map((state) => [state, 0])) as Record<CommandState, number>;
 }
 
+function cpuMsSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return Math.round((used.user + used.system) / 1_000);
+}
+
+// --- the run's shared state -------------------------------------------------------------------
+
+/** One fork per component, in a fixed order: adding draws in one does not shift the others. */
+interface RunRandoms {
+  readonly network: SeededRandom; readonly controlPlane: SeededRandom; readonly gateways: SeededRandom; readonly agents: SeededRandom;
+  readonly faults: SeededRandom; readonly commands: SeededRandom; readonly keys: SeededRandom;
+}
+
+/** What every step shares: the plan (seed, sizes), virtual time, the trace, counters and verdicts. */
+interface Run {
+  readonly options: RunOptions;
+  readonly scenario: Scenario;
+  readonly seed: number;
+  readonly agentCount: number;
+  readonly safetyMs: number;
+  readonly safetyEndMs: number;
+  readonly reproduce: string;
+  readonly rng: RunRandoms;
+  readonly provider: Ed25519Provider;
+  readonly time: VirtualTime;
+  readonly trace: Trace;
+  readonly counts: Record<string, number>;
+  readonly violations: Violation[];
+  readonly wallStartMs: number;
+  peakRssBytes: number;
+  stopped: boolean;
+  healed: boolean;
+}
+
+interface Stores {
+  readonly workDir: string;
+  readonly rawSql: SqlJsDatabase;
+  readonly rawBus: MemoryStreamBus;
+  readonly sql: SqlDatabase;
+  readonly bus: StreamBus;
+  readonly kvFor: () => KeyValueStore;
+}
+
+/** What the live channel shows of commands: their states, round trips, and which were accepted. */
+interface CommandObserver {
+  readonly states: Map<string, { state: CommandState; createdAtMs: number }>;
+  readonly byState: Record<CommandState, number>;
+  readonly latency: number[];
+  readonly accepted: Set<string>;
+  readonly liveKv: KeyValueStore;
+}
+
+interface Fleet {
+  readonly deviceIds: readonly string[];
+  readonly agentRandoms: readonly SeededRandom[];
+  readonly deviceKeys: ReadonlyArray<{ deviceSeed: Uint8Array; devicePublicKey: Uint8Array; certSerialHex: string }>;
+}
+
+interface Gateways {
+  readonly ids: readonly string[];
+  readonly byId: Map<string, GatewayCore | undefined>;
+  readonly commandKeys: ReadonlyMap<string, Uint8Array>;
+  start(gatewayId: string): Promise<void>;
+}
+
+interface Checkers {
+  readonly seq: SessionSeqChecker;
+  readonly execution: ExecutionChecker;
+}
+
+interface Phases {
+  readonly convergedAfterMs: number | null;
+  readonly livenessReached: boolean;
+  readonly series: SeriesSample[];
+  readonly timing: RunTiming;
+}
+
+// --- the steps --------------------------------------------------------------------------------
+
 export async function runSimulation(options: RunOptions): Promise<RunResult> {
-  const wallStart = performance.now();
-  let peakRssBytes = process.memoryUsage().rss;
+  const cpuStart = process.cpuUsage();
+  const run = planRun(options);
+  const stores = await openStores(run);
+  const materials = await runMaterials(run);
+  const controlPlane = await startControlPlane(run, stores, materials);
+  const { cp } = controlPlane;
+  const observer = await observeCommands(run, stores);
+  const fleet = await registerDevices(run, stores, cp);
+  const gateways = await startGateways(run, stores, materials);
+  const checkers: Checkers = { seq: new SessionSeqChecker(), execution: new ExecutionChecker() };
+  const network = createNetwork(run, checkers);
+  const agents = bootAgents(run, { fleet, gateways, network, checkers, materials });
+  scheduleFaults(run, { fleet, agents, gateways, network });
+  scheduleWorkload(run, { cp, fleet, observer });
+  const setup = { cpuMs: cpuMsSince(cpuStart), wallMs: performance.now() - run.wallStartMs };
+  const phases = await runPhases(run, { agents, network, observer, cpKv: controlPlane.kv, setup });
+  const { checked, outcomesByCode } = await finalChecks(run, { stores, controlPlane, observer, checkers, agents, phases });
+  const traceHash = run.trace.digest();
+  const virtualMs = run.time.nowMs() - simStartMs;
+  await teardown(run, { stores, controlPlane, observer, gateways, agents });
+  run.counts.frames_checked = checkers.seq.framesChecked;
+  return summarize(run, { traceHash, virtualMs, checked, outcomesByCode, phases, observer, network, gateways });
+}
+
+/** The plan: sizes, the reproduce line, one PRNG fork per component, virtual time and the trace. */
+function planRun(options: RunOptions): Run {
   const { scenario, seed } = options;
   const agentCount = options.agents ?? scenario.agents;
   const safetyMs = options.safetyMs ?? scenario.safetyMs;
   const reproduce = `sdc sim --seed ${seed} --scenario ${options.scenarioRef}${options.agents === undefined ? '' : ` --agents ${agentCount}`}${options.safetyMs === undefined ? '' : ` --duration ${safetyMs}ms`}`;
   const root = new SeededRandom(seed);
-  // One fork per component, in a fixed order: adding draws in one does not shift the others.
-  const rng = {
+  const rng: RunRandoms = {
     network: root.fork(), controlPlane: root.fork(), gateways: root.fork(), agents: root.fork(),
     faults: root.fork(), commands: root.fork(), keys: root.fork(),
   };
   const time = new VirtualTime(simStartMs, 50_000_000);
   const trace = new Trace(time);
-  const violations: Violation[] = [];
-  let stopped = false;
-  const violate = (violation: Violation | undefined) => {
-    if (violation === undefined) return;
-    violations.push(violation);
-    trace.add('violation', `${violation.checker} ${violation.message}`);
-    stopped = true;
-  };
   const counts: Record<string, number> = {
     commands_accepted: 0, commands_refused: 0, executions: 0, rejections: 0, interrupted: 0, sessions_ready: 0,
     sessions_closed: 0, agent_crashes: 0, churn_leaves: 0, gateway_restarts: 0, kernel_calls: 0, frames_checked: 0,
   };
+  return {
+    options, scenario, seed, agentCount, safetyMs, safetyEndMs: simStartMs + safetyMs, reproduce, rng, time, trace, counts,
+    provider: options.crypto === 'model' ? createModelEd25519Provider() : realProvider,
+    violations: [], wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
+  };
+}
 
-  // --- stores, with outage wrappers ---------------------------------------------------------
-  let healed = false;
-  const busDown = () => !healed && inWindow(time.nowMs(), scenario.faults.busOutages);
-  const sqlDown = () => !healed && inWindow(time.nowMs(), scenario.faults.sqlOutages);
+/** The first violation stops the run. */
+function violate(run: Run, violation: Violation | undefined): void {
+  if (violation === undefined) return;
+  run.violations.push(violation);
+  run.trace.add('violation', `${violation.checker} ${violation.message}`);
+  run.stopped = true;
+}
+
+/** Embedded stores behind the scenario's outage windows (a healed run has none). */
+async function openStores(run: Run): Promise<Stores> {
+  const { time, scenario } = run;
+  const busDown = () => !run.healed && inWindow(time.nowMs(), scenario.faults.busOutages);
+  const sqlDown = () => !run.healed && inWindow(time.nowMs(), scenario.faults.sqlOutages);
   const workDir = await mkdtemp(join(tmpdir(), 'sdc-sim-'));
-  const { materials: base } = await sharedMaterials();
-  const materials: DeploymentMaterials = { ...base, commandSigner: seededSigner('cp', rng.keys), gatewaySigner: seededSigner('gateway', rng.keys) };
   // Saved only at close: a run never waits on the disk.
-  const rawSql: SqlJsDatabase = await openSqlJsDatabase({ dataDir: workDir, durability: { mode: 'interval', intervalMs: 365 * 24 * 3600 * 1000 }, scheduler: time });
+  const rawSql = await openSqlJsDatabase({ dataDir: workDir, durability: { mode: 'interval', intervalMs: 365 * 24 * 3600 * 1000 }, scheduler: time });
   const rawBus = new MemoryStreamBus({ clock: time, scheduler: time, entriesPerStreamMax: 2_000_000, pendingPerGroupMax: 1_000_000, waitersMax: 100_000 });
   const kvSpace = new MemoryKeyValueSpace({ clock: time, keysMax: 1_000_000 });
-  const kvFor = () => new MemoryKeyValueStore({ space: kvSpace, keyPrefix: 'sdc:kv:' });
-  const sql = faultySql(rawSql, sqlDown);
-  const bus = faultyBus(rawBus, busDown);
+  return {
+    workDir, rawSql, rawBus, sql: faultySql(rawSql, sqlDown), bus: faultyBus(rawBus, busDown),
+    kvFor: () => new MemoryKeyValueStore({ space: kvSpace, keyPrefix: 'sdc:kv:' }),
+  };
+}
 
-  // --- control plane --------------------------------------------------------------------------
-  const cpKv = kvFor();
-  const cp: ControlPlane = await createControlPlane({
-    materials, stores: { sql, bus, kv: cpKv }, clock: time, random: rng.controlPlane, scheduler: time,
+/** The shared CA with the run's command and gateway signing keys, drawn from the seed. */
+async function runMaterials(run: Run): Promise<DeploymentMaterials> {
+  const { materials: base } = await sharedMaterials();
+  const seededSigner = (role: 'cp' | 'gateway'): ServiceSigner => {
+    const seed = run.rng.keys.bytes(32);
+    const publicKey = run.provider.publicKeyFromSeed(seed);
+    return { kid: serviceKid(role, publicKey), seed, publicKey };
+  };
+  return { ...base, commandSigner: seededSigner('cp'), gatewaySigner: seededSigner('gateway') };
+}
+
+/** The control plane and the key/value client it was given (the presence checker reads through it). */
+interface ControlPlaneRun {
+  readonly cp: ControlPlane;
+  readonly kv: KeyValueStore;
+}
+
+async function startControlPlane(run: Run, stores: Stores, materials: DeploymentMaterials): Promise<ControlPlaneRun> {
+  const { time } = run;
+  const kv = stores.kvFor();
+  const cp = await createControlPlane({
+    materials, stores: { sql: stores.sql, bus: stores.bus, kv }, clock: time, random: run.rng.controlPlane, scheduler: time,
     gatewayUrls: ['sim://gateway'], persistJwtKeys: false, consumerName: 'cp-sim', scryptParams: { N: 1024, r: 8, p: 1 },
-    expirySweepIntervalMs: 5_000, consumerBlockMs: 1_000, claimIdleMs: 30_000,
+    expirySweepIntervalMs: 5_000, consumerBlockMs: 1_000, claimIdleMs: 30_000, ed25519: run.provider,
   });
-
   await cp.start();
+  return { cp, kv };
+}
 
-  // Observed through the store: the live channel carries every command state and presence change.
-  const commandState = new Map<string, { state: CommandState; createdAtMs: number }>();
-  const byState = emptyStates();
-  const latency = new Array<number>(latencyBucketsMs.length + 1).fill(0);
-  const accepted = new Set<string>();
-  const liveKv = kvFor();
-  await liveKv.subscribe(liveChannel, (message) => {
+/** Observed through the store: the live channel carries every command state and presence change. */
+async function observeCommands(run: Run, stores: Stores): Promise<CommandObserver> {
+  const observer: CommandObserver = {
+    states: new Map(), byState: emptyStates(), latency: new Array<number>(latencyBucketsMs.length + 1).fill(0),
+    accepted: new Set(), liveKv: stores.kvFor(),
+  };
+  await observer.liveKv.subscribe(liveChannel, (message) => {
     const event = JSON.parse(message) as { type: string; command_id?: string; device_id: string; state?: string; online?: boolean; gateway_id?: string; at_ms: number };
     if (event.type === 'command' && event.command_id !== undefined && event.state !== undefined) {
-      const state = event.state as CommandState;
-      const known = commandState.get(event.command_id);
-      if (known) byState[known.state] -= 1;
-      byState[state] += 1;
-      commandState.set(event.command_id, { state, createdAtMs: known?.createdAtMs ?? event.at_ms });
-      trace.add('cmd.state', `${event.command_id} ${state}`);
-      if (known && (state === 'succeeded' || state === 'failed' || state === 'rejected')) {
-        const rttMs = event.at_ms - known.createdAtMs;
-        const bucket = latencyBucketsMs.findIndex((le) => rttMs <= le);
-        latency[bucket === -1 ? latencyBucketsMs.length : bucket]! += 1;
-      }
+      observeCommandState(run, observer, event.command_id, event.state as CommandState, event.at_ms);
     } else if (event.type === 'presence') {
-      trace.add('presence', `${event.device_id} ${event.online ? 'online' : 'offline'} ${event.gateway_id ?? ''}`);
+      run.trace.add('presence', `${event.device_id} ${event.online ? 'online' : 'offline'} ${event.gateway_id ?? ''}`);
     }
   });
+  return observer;
+}
 
-  // --- devices: keys from the PRNG, registered directly (see docs/simulation.md) ----------------
-  const agentRandoms = Array.from({ length: agentCount }, () => rng.agents.fork());
+function observeCommandState(run: Run, observer: CommandObserver, commandId: string, state: CommandState, atMs: number): void {
+  const known = observer.states.get(commandId);
+  if (known) observer.byState[known.state] -= 1;
+  observer.byState[state] += 1;
+  observer.states.set(commandId, { state, createdAtMs: known?.createdAtMs ?? atMs });
+  run.trace.add('cmd.state', `${commandId} ${state}`);
+  if (known && (state === 'succeeded' || state === 'failed' || state === 'rejected')) {
+    const rttMs = atMs - known.createdAtMs;
+    const bucket = latencyBucketsMs.findIndex((le) => rttMs <= le);
+    observer.latency[bucket === -1 ? latencyBucketsMs.length : bucket]! += 1;
+  }
+}
+
+/** Rows inserted per statement at start-up: well under sql.js's bound on bound parameters (32,766). */
+const deviceRowsPerInsert = 500;
+
+/** Devices with keys from the PRNG, registered directly (see docs/simulation.md), many rows per INSERT. */
+async function registerDevices(run: Run, stores: Stores, cp: ControlPlane): Promise<Fleet> {
+  const { agentCount, provider } = run;
+  const agentRandoms = Array.from({ length: agentCount }, () => run.rng.agents.fork());
   const deviceIds = Array.from({ length: agentCount }, (_, i) => `dev-${String(i + 1).padStart(5, '0')}`);
   const deviceKeys = agentRandoms.map((r) => {
     const deviceSeed = r.bytes(32);
     return { deviceSeed, devicePublicKey: provider.publicKeyFromSeed(deviceSeed), certSerialHex: hexFromBytes(r.bytes(8)).replace(/^0+/, '') || '1' };
   });
-  await rawSql.transaction(async (tx) => {
-    for (let i = 0; i < agentCount; i += 1) {
-      await tx.execute(
-        "INSERT INTO devices (id, status, created_at, cert_serial, cert_not_after, public_key) VALUES (?, 'enrolled', ?, ?, ?, ?)",
-        [deviceIds[i]!, simStartMs, deviceKeys[i]!.certSerialHex, simStartMs + 365 * 24 * 3600 * 1000, Buffer.from(deviceKeys[i]!.devicePublicKey).toString('base64url')],
-      );
+  await stores.rawSql.transaction(async (tx) => {
+    for (let from = 0; from < agentCount; from += deviceRowsPerInsert) {
+      const to = Math.min(agentCount, from + deviceRowsPerInsert);
+      const params: Array<string | number> = [];
+      for (let i = from; i < to; i += 1) {
+        params.push(deviceIds[i]!, simStartMs, deviceKeys[i]!.certSerialHex, simStartMs + certificateValidityMs, Buffer.from(deviceKeys[i]!.devicePublicKey).toString('base64url'));
+      }
+      const rows = Array.from({ length: to - from }, () => "(?, 'enrolled', ?, ?, ?, ?)").join(', ');
+      await tx.execute(`INSERT INTO devices (id, status, created_at, cert_serial, cert_not_after, public_key) VALUES ${rows}`, params);
     }
   });
   // Registered behind the control plane's back, so publish their enrolled keys as enrollment would (gateways admit only those).
   await cp.devices.publishEnrolledDevices();
+  return { deviceIds, agentRandoms, deviceKeys };
+}
 
-  // --- gateways ---------------------------------------------------------------------------------
-  const gatewayIds = Array.from({ length: scenario.gateways }, (_, i) => `gw-${i + 1}`);
-  const gateways = new Map<string, GatewayCore | undefined>();
+/** Gateways gw-1..gw-N; one whose start fails (stores down) is started again as a supervisor would. */
+async function startGateways(run: Run, stores: Stores, materials: DeploymentMaterials): Promise<Gateways> {
+  const { time, scenario, agentCount, trace } = run;
+  const ids = Array.from({ length: scenario.gateways }, (_, i) => `gw-${i + 1}`);
+  const byId = new Map<string, GatewayCore | undefined>();
   const commandKeys = new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]);
-  const startGateway = async (gatewayId: string) => {
+  const start = async (gatewayId: string): Promise<void> => {
     const gateway = createGatewayCore({
-      gatewayId, signer: { kid: materials.gatewaySigner.kid, seed: materials.gatewaySigner.seed }, provider,
-      stores: { bus, kv: kvFor() }, clock: time, random: rng.gateways.fork(), scheduler: time, commandKeys,
+      gatewayId, signer: { kid: materials.gatewaySigner.kid, seed: materials.gatewaySigner.seed }, provider: run.provider,
+      stores: { bus: stores.bus, kv: stores.kvFor() }, clock: time, random: run.rng.gateways.fork(), scheduler: time, commandKeys,
       heartbeatIntervalMs: scenario.heartbeatIntervalMs, connectionsMax: Math.max(10_000, agentCount + 100),
       pendingDeliveriesMax: Math.max(10_000, agentCount * 4),
     });
@@ -253,48 +425,57 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
       // starts it again a second later, as `sdc gateway` under systemd or compose would.
       gateway.abort();
       trace.add('gw.start_failed', `${gatewayId} ${SdcError.is(error) ? error.code : 'error'}`);
-      time.schedule(gatewayStartRetryMs, () => { void startGateway(gatewayId); });
+      time.schedule(gatewayStartRetryMs, () => { void start(gatewayId); });
       return;
     }
-    gateways.set(gatewayId, gateway);
+    byId.set(gatewayId, gateway);
     trace.add('gw.up', gatewayId);
   };
-  for (const id of gatewayIds) await startGateway(id);
+  for (const id of ids) await start(id);
+  return { ids, byId, commandKeys, start };
+}
 
-  // --- network and checkers ---------------------------------------------------------------------
-  const seqChecker = new SessionSeqChecker();
-  const executionChecker = new ExecutionChecker();
+/** The in-memory network; the seq checker sees every frame as it leaves its sender. */
+function createNetwork(run: Run, checkers: Checkers): SimNetwork {
+  const { time, scenario, counts, trace } = run;
   const network = new SimNetwork({
-    clock: time, scheduler: time, random: rng.network, queueFramesMax: 1024,
+    clock: time, scheduler: time, random: run.rng.network, queueFramesMax: 1024,
     observer: {
       sent(link, direction, bytes) {
         counts.frames_checked! += 1;
         const frame = JSON.parse(textDecoder.decode(bytes)) as { session_id?: unknown; seq?: unknown };
-        if (typeof frame.session_id === 'string' && typeof frame.seq === 'number') violate(seqChecker.observe(`${link.id}:${direction}`, frame.session_id, frame.seq));
+        if (typeof frame.session_id === 'string' && typeof frame.seq === 'number') violate(run, checkers.seq.observe(`${link.id}:${direction}`, frame.session_id, frame.seq));
       },
       delivered(link, direction, bytes) {
         trace.add('frame', `${link.id} ${direction} ${bytes.length}`);
       },
     },
   });
-  const linkFaults = (faults: LinkFaults | undefined): LinkFaults => faults ?? {};
-  network.setFaults(linkFaults(scenario.faults.network), new Map(Object.entries(scenario.faults.gatewayLinks ?? {})));
+  network.setFaults(scenario.faults.network ?? {}, new Map(Object.entries(scenario.faults.gatewayLinks ?? {})));
+  return network;
+}
 
-  // --- agents -----------------------------------------------------------------------------------
-  const kernelFaults: KernelFault[] = [
-    ...(scenario.faults.kernelErrors ? [{ kind: 'status', status: scenario.faults.kernelErrors.status, ratio: scenario.faults.kernelErrors.ratio } as const] : []),
-    ...(scenario.faults.kernelLatency ? [{ kind: 'latency', delayMs: scenario.faults.kernelLatency.delayMs, ratio: scenario.faults.kernelLatency.ratio } as const] : []),
+function kernelFaultsOf(scenario: Scenario): KernelFault[] {
+  const { kernelErrors, kernelLatency } = scenario.faults;
+  return [
+    ...(kernelErrors ? [{ kind: 'status', status: kernelErrors.status, ratio: kernelErrors.ratio } as const] : []),
+    ...(kernelLatency ? [{ kind: 'latency', delayMs: kernelLatency.delayMs, ratio: kernelLatency.ratio } as const] : []),
   ];
-  const skewMax = scenario.faults.clockSkewMsMax ?? 0;
-  const world: SimAgentWorld = {
-    time, network, provider, gatewayIds,
-    gateway: (id) => gateways.get(id),
+}
+
+/** What the agents see of the world, and what the run learns from them. */
+function agentWorld(run: Run, parts: { gateways: Gateways; network: SimNetwork; checkers: Checkers; materials: DeploymentMaterials }): SimAgentWorld {
+  const { time, scenario, counts, trace } = run;
+  const { gateways, checkers, materials } = parts;
+  return {
+    time, network: parts.network, provider: run.provider, gatewayIds: gateways.ids,
+    gateway: (id) => gateways.byId.get(id),
     resolveGatewayKey: (kid) => (kid === materials.gatewaySigner.kid ? materials.gatewaySigner.publicKey : undefined),
-    resolveCommandKey: (kid) => commandKeys.get(kid),
+    resolveCommandKey: (kid) => gateways.commandKeys.get(kid),
     heartbeatIntervalMs: scenario.heartbeatIntervalMs,
     telemetryIntervalMs: scenario.telemetryIntervalMs,
     trace: (kind, detail) => trace.add(kind, detail),
-    onExecuting: (deviceId, commandId) => executionChecker.executing(deviceId, commandId),
+    onExecuting: (deviceId, commandId) => checkers.execution.executing(deviceId, commandId),
     onAgentEvent(agent, event) {
       switch (event.kind) {
         case 'ready': counts.sessions_ready! += 1; trace.add('agent.ready', agent.deviceId); break;
@@ -305,12 +486,21 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
       }
     },
     linkClosed: (link: SimLink) => {
-      seqChecker.forget(`${link.id}:to_gateway`);
-      seqChecker.forget(`${link.id}:to_agent`);
+      checkers.seq.forget(`${link.id}:to_gateway`);
+      checkers.seq.forget(`${link.id}:to_agent`);
     },
   };
-  const agents = deviceIds.map((deviceId, i) => {
-    const random = agentRandoms[i]!;
+}
+
+/** One agent per device, each with its clock skew, mock kernel and journal; all booted. */
+function bootAgents(run: Run, parts: { fleet: Fleet; gateways: Gateways; network: SimNetwork; checkers: Checkers; materials: DeploymentMaterials }): SimAgent[] {
+  const { time, scenario, provider, counts } = run;
+  const { fleet, gateways, checkers } = parts;
+  const world = agentWorld(run, parts);
+  const kernelFaults = kernelFaultsOf(scenario);
+  const skewMax = scenario.faults.clockSkewMsMax ?? 0;
+  const agents = fleet.deviceIds.map((deviceId, i) => {
+    const random = fleet.agentRandoms[i]!;
     const skewMs = skewMax === 0 ? 0 : random.intBetween(-skewMax, skewMax);
     const clock: Clock = { nowMs: () => time.nowMs() + skewMs };
     const agentSeed = random.bytes(32);
@@ -322,40 +512,44 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
     const bridge = new IoctlKernelBridge({ device, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: BigInt(simStartMs) * 1000n });
     const kernel = observedKernel(bridge, () => {
       counts.kernel_calls! += 1;
-      violate(executionChecker.kernelCall(deviceId));
+      violate(run, checkers.execution.kernelCall(deviceId));
     });
-    return new SimAgent(world, {
-      deviceId, ...deviceKeys[i]!, random, clock, kernel, preferredGateway: random.intBelow(gatewayIds.length),
-    });
+    return new SimAgent(world, { deviceId, ...fleet.deviceKeys[i]!, random, clock, kernel, preferredGateway: random.intBelow(gateways.ids.length) });
   });
   for (const agent of agents) agent.boot();
+  return agents;
+}
 
-  // --- faults and workload on the virtual scheduler ----------------------------------------------
-  const safetyEndMs = simStartMs + safetyMs;
-  const inSafety = () => !healed && time.nowMs() < safetyEndMs;
+const inSafety = (run: Run) => !run.healed && run.time.nowMs() < run.safetyEndMs;
+
+/** A fleet-wide Poisson-like process in the safety phase: events at uniform gaps in [0, 2 * mean]. */
+function every(run: Run, meanGapMs: number, random: SeededRandom, act: () => void): void {
+  if (!(meanGapMs > 0 && Number.isFinite(meanGapMs))) return;
+  const next = () => {
+    run.time.schedule(random.intBetween(0, Math.max(1, Math.round(2 * meanGapMs))), () => {
+      if (!inSafety(run) || run.stopped) return;
+      act();
+      next();
+    });
+  };
+  next();
+}
+
+/** Partitions, agent crashes, churn and gateway restarts on the virtual scheduler. */
+function scheduleFaults(run: Run, parts: { fleet: Fleet; agents: readonly SimAgent[]; gateways: Gateways; network: SimNetwork }): void {
+  const { scenario, rng, agentCount, counts } = run;
+  const { agents, network } = parts;
   for (const partition of scenario.faults.partitions ?? []) {
-    const agentIds = partition.agents ? new Set(deviceIds.filter(() => rng.faults.chance(partition.agents!.numerator, partition.agents!.denominator))) : undefined;
+    const agentIds = partition.agents ? new Set(parts.fleet.deviceIds.filter(() => rng.faults.chance(partition.agents!.numerator, partition.agents!.denominator))) : undefined;
     network.addPartition({
-      startMs: simStartMs + partition.atMs, endMs: Math.min(safetyEndMs, simStartMs + partition.atMs + partition.durationMs),
+      startMs: simStartMs + partition.atMs, endMs: Math.min(run.safetyEndMs, simStartMs + partition.atMs + partition.durationMs),
       ...(partition.gateways ? { gatewayIds: partition.gateways } : {}), ...(agentIds ? { agentIds } : {}),
     });
   }
-  /** A fleet-wide Poisson-like process: events at uniform gaps in [0, 2 * mean]. */
-  const every = (meanGapMs: number, random: SeededRandom, act: () => void) => {
-    if (!(meanGapMs > 0 && Number.isFinite(meanGapMs))) return;
-    const next = () => {
-      time.schedule(random.intBetween(0, Math.max(1, Math.round(2 * meanGapMs))), () => {
-        if (!inSafety() || stopped) return;
-        act();
-        next();
-      });
-    };
-    next();
-  };
   const crashes = scenario.faults.agentCrashes;
   if (crashes && crashes.perAgentHour > 0) {
     const random = rng.faults.fork();
-    every(3_600_000 / (agentCount * crashes.perAgentHour), random, () => {
+    every(run, 3_600_000 / (agentCount * crashes.perAgentHour), random, () => {
       counts.agent_crashes! += 1;
       random.pick(agents).crash(random.intBetween(crashes.downMsMin, crashes.downMsMax));
     });
@@ -363,131 +557,196 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
   const churn = scenario.churn;
   if (churn && churn.perAgentHour > 0) {
     const random = rng.faults.fork();
-    every(3_600_000 / (agentCount * churn.perAgentHour), random, () => {
+    every(run, 3_600_000 / (agentCount * churn.perAgentHour), random, () => {
       counts.churn_leaves! += 1;
       random.pick(agents).leave(random.intBetween(churn.offlineMsMin, churn.offlineMsMax));
     });
   }
   for (const restart of scenario.faults.gatewayRestarts ?? []) {
-    if (restart.atMs >= safetyMs) continue;
-    time.schedule(restart.atMs, () => {
-      const gateway = gateways.get(restart.gateway);
-      if (gateway === undefined) return;
-      counts.gateway_restarts! += 1;
-      trace.add('gw.crash', restart.gateway);
-      gateway.abort();
-      gateways.set(restart.gateway, undefined);
-      for (const link of network.linksTo(restart.gateway)) link.abort('gateway');
-      time.schedule(restart.downMs, () => { void startGateway(restart.gateway); });
-    });
+    if (restart.atMs < run.safetyMs) scheduleGatewayRestart(run, parts, restart);
   }
-  const pickOpcode = opcodePicker(scenario.commands.mix, rng.commands);
-  const commandGapMs = commandMeanGapMs(scenario.commands, agentCount);
-  if (commandGapMs > 0) {
-    every(commandGapMs, rng.commands, () => {
-      const deviceId = rng.commands.pick(deviceIds);
-      const opcode = pickOpcode();
-      cp.commands.create({ actor: { name: 'sim', role: 'admin' }, deviceId, opcode, args: {}, ttlMs: scenario.commands.ttlMs }).then(({ command }) => {
-        counts.commands_accepted! += 1;
-        accepted.add(command.id);
-        trace.add('cmd.accepted', `${command.id} ${deviceId} ${opcode}`);
-      }, (error: unknown) => {
-        counts.commands_refused! += 1;
-        trace.add('cmd.refused', `${deviceId} ${opcode} ${(error as { code?: string }).code ?? 'ERROR'}`);
-      });
-    });
-  }
+}
 
-  // --- the two phases ---------------------------------------------------------------------------
-  const livenessEndMs = safetyEndMs + scenario.livenessBoundMs;
-  const totalMs = safetyMs + scenario.livenessBoundMs;
-  const sampleIntervalMs = options.sampleIntervalMs ?? Math.max(1_000, Math.ceil(totalMs / 200 / 1_000) * 1_000);
+function scheduleGatewayRestart(run: Run, parts: { gateways: Gateways; network: SimNetwork }, restart: { atMs: number; gateway: string; downMs: number }): void {
+  const { gateways, network } = parts;
+  run.time.schedule(restart.atMs, () => {
+    const gateway = gateways.byId.get(restart.gateway);
+    if (gateway === undefined) return;
+    run.counts.gateway_restarts! += 1;
+    run.trace.add('gw.crash', restart.gateway);
+    gateway.abort();
+    gateways.byId.set(restart.gateway, undefined);
+    for (const link of network.linksTo(restart.gateway)) link.abort('gateway');
+    run.time.schedule(restart.downMs, () => { void gateways.start(restart.gateway); });
+  });
+}
+
+/** Operators' commands: random devices and opcodes from the scenario's mix, at its rate. */
+function scheduleWorkload(run: Run, parts: { cp: ControlPlane; fleet: Fleet; observer: CommandObserver }): void {
+  const { scenario, rng, counts, trace } = run;
+  const { cp, fleet, observer } = parts;
+  const pickOpcode = opcodePicker(scenario.commands.mix, rng.commands);
+  every(run, commandMeanGapMs(scenario.commands, run.agentCount), rng.commands, () => {
+    const deviceId = rng.commands.pick(fleet.deviceIds);
+    const opcode = pickOpcode();
+    cp.commands.create({ actor: { name: 'sim', role: 'admin' }, deviceId, opcode, args: {}, ttlMs: scenario.commands.ttlMs }).then(({ command }) => {
+      counts.commands_accepted! += 1;
+      observer.accepted.add(command.id);
+      trace.add('cmd.accepted', `${command.id} ${deviceId} ${opcode}`);
+    }, (error: unknown) => {
+      counts.commands_refused! += 1;
+      trace.add('cmd.refused', `${deviceId} ${opcode} ${(error as { code?: string }).code ?? 'ERROR'}`);
+    });
+  });
+}
+
+const connectedCount = (agents: readonly SimAgent[]) => agents.reduce((n, agent) => n + (agent.connected ? 1 : 0), 0);
+
+/** The safety phase with faults, then healing and the liveness phase that must converge within the bound. */
+async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network: SimNetwork; observer: CommandObserver; cpKv: KeyValueStore; setup: { cpuMs: number; wallMs: number } }): Promise<Phases> {
+  const { time, scenario, agentCount } = run;
+  const { agents, observer } = parts;
+  const totalMs = run.safetyMs + scenario.livenessBoundMs;
+  const sampleIntervalMs = run.options.sampleIntervalMs ?? Math.max(1_000, Math.ceil(totalMs / 200 / 1_000) * 1_000);
   const series: SeriesSample[] = [];
   let nextSampleMs = simStartMs;
-  const connectedCount = () => agents.reduce((n, agent) => n + (agent.connected ? 1 : 0), 0);
+  let timersFired = 0;
   const step = async (phase: RunProgress['phase'], untilMs: number) => {
-    await time.runUntil(untilMs, settle);
+    timersFired += await time.runUntil(untilMs, drainMicrotasks);
     const rss = process.memoryUsage().rss;
-    if (rss > peakRssBytes) peakRssBytes = rss;
+    if (rss > run.peakRssBytes) run.peakRssBytes = rss;
     if (time.nowMs() >= nextSampleMs) {
-      series.push({ t_ms: time.nowMs() - simStartMs, online_agents: connectedCount(), commands: { ...byState } });
+      series.push({ t_ms: time.nowMs() - simStartMs, online_agents: connectedCount(agents), commands: { ...observer.byState } });
       nextSampleMs += sampleIntervalMs;
     }
-    options.onProgress?.({ phase, virtualMs: time.nowMs() - simStartMs, totalMs, connected: connectedCount(), agents: agentCount, commands: commandState.size });
+    run.options.onProgress?.({ phase, virtualMs: time.nowMs() - simStartMs, totalMs, connected: connectedCount(agents), agents: agentCount, commands: observer.states.size });
   };
-  while (!stopped && time.nowMs() < safetyEndMs) await step('safety', Math.min(safetyEndMs, time.nowMs() + chunkMs));
+  // Start-up lasts until every agent first has a ready session; the rest of the safety phase is the steady state.
+  const connectCpu = process.cpuUsage();
+  const connectWallStartMs = performance.now();
+  let allReadyAtVirtualMs: number | null = null;
+  while (!run.stopped && time.nowMs() < run.safetyEndMs && allReadyAtVirtualMs === null) {
+    await step('safety', Math.min(run.safetyEndMs, time.nowMs() + chunkMs));
+    if (connectedCount(agents) === agentCount) allReadyAtVirtualMs = time.nowMs() - simStartMs;
+  }
+  const connectCpuMs = cpuMsSince(connectCpu);
+  const connectWallMs = performance.now() - connectWallStartMs;
+  const steadyCpu = process.cpuUsage();
+  const steadyWallStartMs = performance.now();
+  const steadyStartMs = time.nowMs();
+  timersFired = 0;
+  while (!run.stopped && time.nowMs() < run.safetyEndMs) await step('safety', Math.min(run.safetyEndMs, time.nowMs() + chunkMs));
+  const timing: RunTiming = {
+    setupCpuMs: parts.setup.cpuMs, setupWallMs: Math.round(parts.setup.wallMs), allReadyAtVirtualMs, connectCpuMs, connectWallMs: Math.round(connectWallMs),
+    steadyVirtualMs: time.nowMs() - steadyStartMs, steadyCpuMs: cpuMsSince(steadyCpu), steadyWallMs: Math.round(performance.now() - steadyWallStartMs),
+    steadyTimersFired: timersFired,
+  };
+  heal(run, parts);
+  const liveness = await runLiveness(run, parts, step);
+  return { ...liveness, series, timing };
+}
 
-  healed = true;
-  trace.add('heal', '');
-  network.heal();
-  for (const agent of agents) agent.heal();
-  const nonTerminal = () => [...commandState.values()].some(({ state }) => !commandTerminalStates.includes(state));
-  const presenceObservations = async () => Promise.all(agents.map(async (agent) => ({
+function heal(run: Run, parts: { agents: readonly SimAgent[]; network: SimNetwork }): void {
+  run.healed = true;
+  run.trace.add('heal', '');
+  parts.network.heal();
+  for (const agent of parts.agents) agent.heal();
+}
+
+const nonTerminal = (observer: CommandObserver) => [...observer.states.values()].some(({ state }) => !commandTerminalStates.includes(state));
+
+function presenceObservations(agents: readonly SimAgent[], cpKv: KeyValueStore) {
+  return Promise.all(agents.map(async (agent) => ({
     deviceId: agent.deviceId, connected: agent.connected, online: (await cpKv.get(kvKeys.presence(agent.deviceId))) !== null,
   })));
-  let convergedAfterMs: number | null = null;
+}
+
+/** Runs healed until every agent is connected, every command terminal and presence true, or the bound passes. */
+async function runLiveness(
+  run: Run, parts: { agents: readonly SimAgent[]; observer: CommandObserver; cpKv: KeyValueStore },
+  step: (phase: RunProgress['phase'], untilMs: number) => Promise<void>,
+): Promise<{ convergedAfterMs: number | null; livenessReached: boolean }> {
+  const { time, agentCount } = run;
+  const livenessEndMs = run.safetyEndMs + run.scenario.livenessBoundMs;
   let livenessReached = false;
-  while (!stopped && time.nowMs() < livenessEndMs) {
+  while (!run.stopped && time.nowMs() < livenessEndMs) {
     await step('liveness', Math.min(livenessEndMs, time.nowMs() + chunkMs));
     livenessReached = true;
-    if (nonTerminal() || connectedCount() !== agentCount) continue;
-    if (checkPresence(await presenceObservations()).length > 0) continue;
-    convergedAfterMs = time.nowMs() - safetyEndMs;
-    break;
+    if (nonTerminal(parts.observer) || connectedCount(parts.agents) !== agentCount) continue;
+    if (checkPresence(await presenceObservations(parts.agents, parts.cpKv)).length > 0) continue;
+    return { convergedAfterMs: time.nowMs() - run.safetyEndMs, livenessReached };
   }
+  return { convergedAfterMs: null, livenessReached };
+}
 
-  // --- final checks through the stores ----------------------------------------------------------
+/** The checkers that read the stores at the end: none lost, not executed, legal transitions, audit chain, presence. */
+async function finalChecks(
+  run: Run, parts: { stores: Stores; controlPlane: ControlPlaneRun; observer: CommandObserver; checkers: Checkers; agents: readonly SimAgent[]; phases: Phases },
+): Promise<{ checked: Set<Violation['checker']>; outcomesByCode: Record<string, number> }> {
   const checked = new Set<Violation['checker']>(['session_seq', 'at_most_once']);
-  let outcomesByCode: Record<string, number> = {};
-  if (!stopped) {
-    if (convergedAfterMs === null) violations.push({ checker: 'liveness', message: `did not converge within ${scenario.livenessBoundMs} ms of healing (${connectedCount()}/${agentCount} connected, ${[...commandState.values()].filter(({ state }) => !commandTerminalStates.includes(state)).length} commands unfinished)` });
-    checked.add('liveness');
-    const rows = await rawSql.query<{ id: string; state: string; result_json: string | null }>('SELECT id, state, result_json FROM commands');
-    outcomesByCode = countOutcomes(rows);
-    const [telemetry] = await rawSql.query<{ n: number }>('SELECT COUNT(*) AS n FROM telemetry');
-    counts.telemetry_stored = Number(telemetry?.n ?? 0);
-    violations.push(...checkNoneLost(rows, accepted));
-    checked.add('none_lost');
-    // The simulator saw what every agent started and ran: the states that promise "never ran" must be true.
-    const notExecuted = await rawSql.query<{ id: string; device_id: string; state: string }>(
-      `SELECT id, device_id, state FROM commands WHERE state IN (${commandNotExecutedStates.map((state) => `'${state}'`).join(', ')})`,
-    );
-    violations.push(...checkNotExecuted(notExecuted, executionChecker));
-    checked.add('not_executed');
-    const history = await rawSql.query<CommandEventRow>('SELECT command_id, state, at, detail_json FROM command_events ORDER BY id ASC');
-    violations.push(...checkCommandHistories(history, new Map(rows.map((row) => [row.id, row.state]))));
-    checked.add('legal_transitions');
-    violations.push(...await checkAuditChain(auditEntries(cp)));
-    checked.add('audit_chain');
-    if (livenessReached) {
-      violations.push(...checkPresence(await presenceObservations()));
-      checked.add('presence');
-    }
-    for (const violation of violations) trace.add('violation', `${violation.checker} ${violation.message}`);
+  if (run.stopped) return { checked, outcomesByCode: {} };
+  const { rawSql } = parts.stores;
+  const { observer, phases, agents } = parts;
+  const violations: Violation[] = [];
+  if (phases.convergedAfterMs === null) violations.push({ checker: 'liveness', message: `did not converge within ${run.scenario.livenessBoundMs} ms of healing (${connectedCount(agents)}/${run.agentCount} connected, ${[...observer.states.values()].filter(({ state }) => !commandTerminalStates.includes(state)).length} commands unfinished)` });
+  checked.add('liveness');
+  const rows = await rawSql.query<{ id: string; state: string; result_json: string | null }>('SELECT id, state, result_json FROM commands');
+  const outcomesByCode = countOutcomes(rows);
+  const [telemetry] = await rawSql.query<{ n: number }>('SELECT COUNT(*) AS n FROM telemetry');
+  run.counts.telemetry_stored = Number(telemetry?.n ?? 0);
+  violations.push(...checkNoneLost(rows, observer.accepted));
+  checked.add('none_lost');
+  // The simulator saw what every agent started and ran: the states that promise "never ran" must be true.
+  const notExecuted = await rawSql.query<{ id: string; device_id: string; state: string }>(
+    `SELECT id, device_id, state FROM commands WHERE state IN (${commandNotExecutedStates.map((state) => `'${state}'`).join(', ')})`,
+  );
+  violations.push(...checkNotExecuted(notExecuted, parts.checkers.execution));
+  checked.add('not_executed');
+  const history = await rawSql.query<CommandEventRow>('SELECT command_id, state, at, detail_json FROM command_events ORDER BY id ASC');
+  violations.push(...checkCommandHistories(history, new Map(rows.map((row) => [row.id, row.state]))));
+  checked.add('legal_transitions');
+  violations.push(...await checkAuditChain(auditEntries(parts.controlPlane.cp)));
+  checked.add('audit_chain');
+  if (phases.livenessReached) {
+    violations.push(...checkPresence(await presenceObservations(agents, parts.controlPlane.kv)));
+    checked.add('presence');
   }
-  const virtualMs = time.nowMs() - simStartMs;
-  const traceHash = trace.digest();
+  for (const violation of violations) run.trace.add('violation', `${violation.checker} ${violation.message}`);
+  run.violations.push(...violations);
+  return { checked, outcomesByCode };
+}
 
-  // --- teardown: stop loops that block on virtual timers by letting time run -----------------------
-  for (const gateway of gateways.values()) gateway?.abort();
-  const agentsStopped = Promise.all(agents.map((agent) => agent.stop()));
+/** Stops loops that block on virtual timers by letting time run, then closes the stores. */
+async function teardown(run: Run, parts: { stores: Stores; controlPlane: ControlPlaneRun; observer: CommandObserver; gateways: Gateways; agents: readonly SimAgent[] }): Promise<void> {
+  const { time } = run;
+  const { stores } = parts;
+  const { cp, kv } = parts.controlPlane;
+  for (const gateway of parts.gateways.byId.values()) gateway?.abort();
+  const agentsStopped = Promise.all(parts.agents.map((agent) => agent.stop()));
   let cpStopped = false;
   const cpStopping = cp.stop().finally(() => { cpStopped = true; });
-  for (let round = 0; round < teardownRoundsMax && !cpStopped; round += 1) await time.runUntil(time.nowMs() + 2_000, settle);
-  await Promise.race([agentsStopped, settle()]);
-  await Promise.race([cpStopping, settle()]);
-  await Promise.allSettled([liveKv.close(), cpKv.close(), rawBus.close(), rawSql.close()]);
-  await rm(workDir, { recursive: true, force: true });
+  for (let round = 0; round < teardownRoundsMax && !cpStopped; round += 1) await time.runUntil(time.nowMs() + 2_000, drainMicrotasks);
+  await Promise.race([agentsStopped, drainMicrotasks()]);
+  await Promise.race([cpStopping, drainMicrotasks()]);
+  await Promise.allSettled([parts.observer.liveKv.close(), kv.close(), stores.rawBus.close(), stores.rawSql.close()]);
+  await rm(stores.workDir, { recursive: true, force: true });
+}
 
+function summarize(
+  run: Run,
+  facts: { traceHash: string; virtualMs: number; checked: Set<Violation['checker']>; outcomesByCode: Record<string, number>; phases: Phases; observer: CommandObserver; network: SimNetwork; gateways: Gateways },
+): RunResult {
+  const { violations, counts } = run;
   const failed = new Set(violations.map((v) => v.checker));
-  const checkers = Object.fromEntries(checkerNames.map((name) => [name, failed.has(name) ? 'fail' : checked.has(name) ? 'pass' : 'not_reached'])) as RunResult['checkers'];
-  counts.frames_checked = seqChecker.framesChecked;
+  const checkers = Object.fromEntries(checkerNames.map((name) => [name, failed.has(name) ? 'fail' : facts.checked.has(name) ? 'pass' : 'not_reached'])) as RunResult['checkers'];
   return {
-    seed, scenario: scenario.name, reproduce, traceHash, traceEvents: trace.events, agents: agentCount, gateways: gatewayIds.length,
-    safetyMs, livenessBoundMs: scenario.livenessBoundMs, convergedAfterMs, virtualMs, wallMs: Math.round(performance.now() - wallStart),
-    peakRssBytes, counts, commandsByState: { ...byState }, outcomesByCode, network: { ...network.stats }, checkers, violations, series,
-    latencyHistogram: latency.map((count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
-    recentTrace: trace.recent(),
+    seed: run.seed, scenario: run.scenario.name, reproduce: run.reproduce, traceHash: facts.traceHash, traceEvents: run.trace.events,
+    agents: run.agentCount, gateways: facts.gateways.ids.length, safetyMs: run.safetyMs, livenessBoundMs: run.scenario.livenessBoundMs,
+    convergedAfterMs: facts.phases.convergedAfterMs, virtualMs: facts.virtualMs, wallMs: Math.round(performance.now() - run.wallStartMs),
+    peakRssBytes: run.peakRssBytes, counts, commandsByState: { ...facts.observer.byState }, outcomesByCode: facts.outcomesByCode,
+    network: { ...facts.network.stats }, checkers, violations, series: facts.phases.series,
+    latencyHistogram: facts.observer.latency.map((count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
+    recentTrace: run.trace.recent(), timing: facts.phases.timing,
   };
 }
 
@@ -500,4 +759,3 @@ async function* auditEntries(cp: ControlPlane): AsyncIterable<unknown> {
     from = batch[batch.length - 1]!.seq + 1;
   }
 }
-

@@ -9,7 +9,7 @@ import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
 import { AuditLog } from '../../core/protocol/audit-chain.js';
 import { defaultPolicy, type Policy } from '../../core/protocol/policy.js';
-import type { Clock, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
+import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
@@ -35,6 +35,8 @@ export interface ControlPlaneOptions {
   readonly clock: Clock;
   readonly random: RandomSource;
   readonly scheduler: Scheduler;
+  /** Signs commands and checks device signatures; default node:crypto (the simulator passes its modelled provider). */
+  readonly ed25519?: Ed25519Provider;
   /** Default: silent. */
   readonly logger?: Logger;
   /** Default: defaultPolicy (core/protocol/policy.ts). */
@@ -117,7 +119,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     }
   };
   const context: ServiceContext = {
-    db, bus, kv, clock, random, scheduler, logger, audit, settleAudit, ed25519: createNodeEd25519Provider(),
+    db, bus, kv, clock, random, scheduler, logger, audit, settleAudit, ed25519: options.ed25519 ?? createNodeEd25519Provider(),
     publishLive(event: LiveEvent) {
       kv.publish(liveChannel, JSON.stringify(event)).catch((error: unknown) => logger.warn({ err: error }, 'live publish failed'));
     },

@@ -1,0 +1,51 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { SdcError } from '../core/errors/index.js';
+import { createModelEd25519Provider } from './model-crypto.js';
+import { runSimulation } from './run.js';
+import { builtinScenarioPath, loadScenario } from './scenario.js';
+
+const seedA = new Uint8Array(32).fill(1);
+const seedB = new Uint8Array(32).fill(2);
+const message = new TextEncoder().encode('{"type":"HEARTBEAT"}');
+
+describe('modelled crypto (simulator only)', () => {
+  const provider = createModelEd25519Provider();
+
+  it('has the sizes of Ed25519 and is deterministic', () => {
+    assert.equal(provider.publicKeyFromSeed(seedA).length, 32);
+    assert.equal(provider.sign(seedA, message).length, 64);
+    assert.deepEqual(provider.sign(seedA, message), createModelEd25519Provider().sign(seedA, message));
+    assert.notDeepEqual(provider.publicKeyFromSeed(seedA), provider.publicKeyFromSeed(seedB));
+  });
+
+  it('verifies its own signature and refuses a changed message, another key and a changed signature', () => {
+    const signature = provider.sign(seedA, message);
+    assert.equal(provider.verify(provider.publicKeyFromSeed(seedA), message, signature), true);
+    const changed = message.slice();
+    changed[3]! ^= 1;
+    assert.equal(provider.verify(provider.publicKeyFromSeed(seedA), changed, signature), false);
+    assert.equal(provider.verify(provider.publicKeyFromSeed(seedB), message, signature), false);
+    const flipped = signature.slice();
+    flipped[63]! ^= 1;
+    assert.equal(provider.verify(provider.publicKeyFromSeed(seedA), message, flipped), false);
+  });
+
+  it('refuses malformed keys and signatures with the codes of the real provider', () => {
+    const code = (fn: () => unknown) => { try { fn(); return 'none'; } catch (error) { return SdcError.is(error) ? error.code : 'other'; } };
+    assert.equal(code(() => provider.sign(new Uint8Array(31), message)), 'CRYPTO_BAD_KEY');
+    assert.equal(code(() => provider.verify(new Uint8Array(33), message, new Uint8Array(64))), 'CRYPTO_BAD_KEY');
+    assert.equal(code(() => provider.verify(new Uint8Array(32), message, new Uint8Array(63))), 'CRYPTO_BAD_SIGNATURE_ENCODING');
+  });
+
+  it('a run has the same trace hash with real and with modelled crypto', async () => {
+    const scenario = await loadScenario(builtinScenarioPath('churn'));
+    const options = { scenario, scenarioRef: 'churn', seed: 11, agents: 12, safetyMs: 10_000 };
+    const real = await runSimulation({ ...options, crypto: 'real' });
+    const model = await runSimulation({ ...options, crypto: 'model' });
+    assert.ok(real.counts.executions! > 0, 'the run executed commands');
+    assert.deepEqual(real.violations, []);
+    assert.equal(model.traceHash, real.traceHash);
+    assert.deepEqual(model.counts, real.counts);
+  });
+});

@@ -1,0 +1,65 @@
+import { createHash } from 'node:crypto';
+import { ensureBytes } from '../core/crypto/bytes.js';
+import { ed25519PublicKeyBytes, ed25519SeedBytes, ed25519SignatureBytes } from '../core/crypto/ed25519-sizes.js';
+import type { Ed25519Provider } from '../core/ports/ports.js';
+
+/**
+ * Modelled signatures for the simulator (`--crypto model`): the Ed25519 port with the sizes and
+ * the refusals of the real provider, and without the curve arithmetic, which is most of a
+ * full-tier run's CPU (docs/benchmarks.md).
+ *
+ * publicKey = SHA-256(tag || seed); signature = SHA-512(publicKey || message) (64 bytes).
+ * A signature still binds its message to one key, so a changed frame, a frame signed by another
+ * device or a command signed with another key is refused exactly as with Ed25519, and every
+ * protocol check runs. What it does not model is secrecy: anyone holding the public key could
+ * sign. No simulated party forges, so a run takes the same path with either provider; keys,
+ * signatures and therefore every frame have the same lengths, and the trace hash of a seed is
+ * the same (sim/model-crypto.test.ts). Never use it outside the simulator.
+ */
+const publicKeyTag = Buffer.from('sdc-sim-model-ed25519-public-key\0');
+
+function publicKeyOf(seed: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(publicKeyTag).update(seed).digest());
+}
+
+function signatureOf(publicKey: Uint8Array, message: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha512').update(publicKey).update(message).digest());
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let difference = 0;
+  for (let i = 0; i < a.length; i += 1) difference |= a[i]! ^ b[i]!;
+  return difference === 0;
+}
+
+export function createModelEd25519Provider(): Ed25519Provider {
+  // Keyed by the seed's array: a signer holds one seed for its life, so a sign costs one hash.
+  const publicKeys = new WeakMap<Uint8Array, Uint8Array>();
+  const publicKeyFor = (seed: Uint8Array): Uint8Array => {
+    ensureBytes('seed', seed, { code: 'CRYPTO_BAD_KEY', length: ed25519SeedBytes });
+    let publicKey = publicKeys.get(seed);
+    if (publicKey === undefined) {
+      publicKey = publicKeyOf(seed);
+      publicKeys.set(seed, publicKey);
+    }
+    return publicKey;
+  };
+  return {
+    name: 'model (simulator only)',
+    publicKeyFromSeed(seed) {
+      return publicKeyFor(seed).slice();
+    },
+    sign(seed, message) {
+      const publicKey = publicKeyFor(seed);
+      ensureBytes('message', message, { code: 'PROTO_INVALID_ARGUMENT' });
+      return signatureOf(publicKey, message);
+    },
+    verify(publicKey, message, signature) {
+      ensureBytes('publicKey', publicKey, { code: 'CRYPTO_BAD_KEY', length: ed25519PublicKeyBytes });
+      ensureBytes('signature', signature, { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', length: ed25519SignatureBytes });
+      ensureBytes('message', message, { code: 'PROTO_INVALID_ARGUMENT' });
+      return sameBytes(signatureOf(publicKey, message), signature);
+    },
+  };
+}

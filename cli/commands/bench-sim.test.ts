@@ -1,0 +1,38 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../main.js';
+
+async function sdc(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, readStdin: async () => '', env: {} });
+  return { code, stdout, stderr };
+}
+
+test('sdc bench sim: the common JSON report for both tiers, progress to 100 %, --out', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-sim-'));
+  try {
+    for (const tier of ['full', 'model']) {
+      const run = await sdc(['bench', 'sim', '--tier', tier, '--max-agents', '4', '--duration', '2s', '--json', '--out', dir]);
+      assert.equal(run.code, 0, run.stderr);
+      const report = JSON.parse(run.stdout) as { benchmark: string; parameters: { tier: string }; results: Array<Record<string, number>>; units: Record<string, string> };
+      assert.equal(report.benchmark, 'sim');
+      assert.equal(report.parameters.tier, tier);
+      assert.equal(report.results.length, 1);
+      assert.equal(report.results[0]!.agents, 4);
+      assert.ok(report.results[0]!.virtual_ms! >= 2_000);
+      for (const key of Object.keys(report.results[0]!)) assert.ok(report.units[key], `${key} has a unit`);
+      assert.match(run.stderr, new RegExp(`bench sim \\(${tier}\\): 100% 1/1 fleets\\n`));
+    }
+    assert.deepEqual((await readdir(dir)).sort(), ['sim.csv', 'sim.json']);
+    const legacy = await sdc(['bench', 'sim', '--tier', 'model', '--max-agents', '2', '--duration-s', '1', '--json']);
+    assert.equal(legacy.code, 0, legacy.stderr);
+    assert.match(legacy.stderr, /--duration-s is deprecated .* use --duration 1s/);
+    assert.equal((await sdc(['bench', 'sim', '--duration', '0s'])).code, 2);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -1,50 +1,72 @@
 import type { CliIo, Command, ParsedCommandArgs } from '../command.js';
 import { integerOption } from '../command.js';
 import { SdcError } from '../../core/errors/index.js';
-import { benchModel, benchSim } from '../../bench/sim.js';
+import { benchModel, benchSim, type SimBenchRow } from '../../bench/sim.js';
+import { benchReport, type BenchRow } from '../../bench/output.js';
 import { builtinScenarioPath, loadScenario } from '../../sim/scenario.js';
+import { benchOutputHelp, benchOutputOptions, cliProgress, emitBenchReport } from '../bench-output.js';
+import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
 
-async function runModelBench(args: ParsedCommandArgs, io: CliIo): Promise<number> {
-  const safetyMs = integerOption(args, 'duration-s', 3_600, 1, 7 * 24 * 3_600) * 1_000;
-  const maxAgents = integerOption(args, 'max-agents', 100_000, 1, 1_000_000);
-  const fleets = [10_000, 100_000].filter((n) => n <= maxAgents);
-  const scenario = await loadScenario(builtinScenarioPath('standard'));
-  const rows = benchModel({ fleets: fleets.length > 0 ? fleets : [maxAgents], safetyMs, seed: 1, scenario });
-  if (args.values.json === true) {
-    io.stdout(JSON.stringify(rows) + '\n');
-    return 0;
+const fullDuration: DurationOptionSpec = { name: 'duration', fallbackMs: 30_000, minMs: 1_000, maxMs: 3_600_000, legacy: { name: 'duration-s', unitMs: 1_000 } };
+const modelDuration: DurationOptionSpec = { ...fullDuration, fallbackMs: 3_600_000, maxMs: 7 * 86_400_000 };
+
+const simUnits = {
+  agents: 'agents', virtual_ms: 'milliseconds of virtual time', wall_ms: 'milliseconds', cpu_ms: 'milliseconds of CPU time',
+  agent_s_per_wall_s: 'agent-seconds of virtual time per wall-clock second', agent_s_per_cpu_s: 'agent-seconds of virtual time per CPU second',
+  peak_rss_mib: 'MiB', violations: 'checker violations', events: 'model events',
+};
+
+function rowOf(r: SimBenchRow & { cpuMs?: number; agentSecondsPerCpuSecond?: number; events?: number }): BenchRow {
+  return {
+    agents: r.agents, virtual_ms: r.virtualMs, wall_ms: r.wallMs,
+    ...(r.cpuMs === undefined ? {} : { cpu_ms: r.cpuMs }),
+    agent_s_per_wall_s: r.agentSecondsPerWallSecond,
+    ...(r.agentSecondsPerCpuSecond === undefined ? {} : { agent_s_per_cpu_s: r.agentSecondsPerCpuSecond }),
+    peak_rss_mib: r.peakRssMiB, violations: r.violations,
+    ...(r.events === undefined ? {} : { events: r.events }),
+  };
+}
+
+/** One fleet after another, so progress can count fleets (each run is one long call). */
+async function runFleets(args: ParsedCommandArgs, io: CliIo, tier: 'full' | 'model'): Promise<BenchRow[]> {
+  const model = tier === 'model';
+  const safetyMs = durationOption(args, model ? modelDuration : fullDuration, io.stderr);
+  const maxAgents = integerOption(args, 'max-agents', model ? 100_000 : 10_000, 1, model ? 1_000_000 : 20_000);
+  const fleets = (model ? [10_000, 100_000] : [1_000, 10_000]).filter((n) => n <= maxAgents);
+  const scenario = model ? await loadScenario(builtinScenarioPath('standard')) : undefined;
+  const progress = cliProgress(io, `bench sim (${tier})`, fleets.length || 1, ' fleets');
+  const rows: BenchRow[] = [];
+  for (const agents of fleets.length > 0 ? fleets : [maxAgents]) {
+    progress.update(rows.length, `running ${agents} agents`);
+    const measured = scenario !== undefined ? benchModel({ fleets: [agents], safetyMs, seed: 1, scenario }) : await benchSim({ fleets: [agents], safetyMs, seed: 1 });
+    rows.push(...measured.map(rowOf));
   }
-  for (const r of rows) {
-    io.stdout(`model tier, standard profile, ${r.agents} agents: ${r.virtualMs} virtual ms in ${r.wallMs} ms wall (${r.cpuMs} ms CPU) = ${r.agentSecondsPerWallSecond} agent-s per wall s`
-      + ` (${r.agentSecondsPerCpuSecond} per CPU s), ${r.events} events, peak rss ${r.peakRssMiB} MiB, violations ${r.violations}\n`);
-  }
-  return 0;
+  progress.finish();
+  return rows;
 }
 
 export const simBenchCommand: Command = {
   name: 'sim',
   summary: 'Simulator throughput (agent-seconds per wall second) and peak memory: full tier for 1,000 and 10,000 agents, model tier for 10,000 and 100,000',
-  usage: '[--tier full|model] [--duration-s S] [--max-agents N] [--json]',
+  usage: '[--tier full|model] [--duration 30s] [--max-agents N] [--json] [--out DIR]',
   optionHelp: [
     ['--tier T', 'full (default): the real code on the smoke scenario; model: the model tier on the standard profile'],
-    ['--duration-s S', 'virtual safety phase per fleet in seconds (default 30 for full, 3600 for model)'],
+    ['--duration D', 'virtual safety phase per fleet, like 30s or 1h (default 30s for full, 1h for model)'],
     ['--max-agents N', 'largest fleet (default 10000 for full, 100000 for model)'],
-    ['--json', 'print rows as JSON'],
+    ...benchOutputHelp(''),
+    ...legacyHelp(fullDuration),
   ],
-  options: { tier: { type: 'string' }, 'duration-s': { type: 'string' }, 'max-agents': { type: 'string' }, json: { type: 'boolean' } },
+  options: { tier: { type: 'string' }, ...durationOptions(fullDuration), 'max-agents': { type: 'string' }, ...benchOutputOptions },
   async run(args, io) {
     const tier = args.values.tier ?? 'full';
     if (tier !== 'full' && tier !== 'model') throw new SdcError('CLI_USAGE', `--tier is full or model, got '${String(tier)}'`);
-    if (tier === 'model') return runModelBench(args, io);
-    const safetyMs = integerOption(args, 'duration-s', 30, 1, 3600) * 1000;
-    const maxAgents = integerOption(args, 'max-agents', 10_000, 1, 20_000);
-    const fleets = [1_000, 10_000].filter((n) => n <= maxAgents);
-    const rows = await benchSim({ fleets: fleets.length > 0 ? fleets : [maxAgents], safetyMs: Math.max(1_000, safetyMs), seed: 1 });
-    if (args.values.json === true) {
-      io.stdout(JSON.stringify(rows) + '\n');
-    } else {
-      for (const r of rows) io.stdout(`${r.agents} agents: ${r.virtualMs} virtual ms in ${r.wallMs} ms wall = ${r.agentSecondsPerWallSecond} agent-s/s, peak rss ${r.peakRssMiB} MiB, violations ${r.violations}\n`);
-    }
+    const results = await runFleets(args, io, tier);
+    const report = benchReport({
+      benchmark: 'sim',
+      parameters: { tier, scenario: tier === 'model' ? 'standard' : 'smoke', seed: 1 },
+      results, units: Object.fromEntries(Object.entries(simUnits).filter(([key]) => results.some((row) => key in row))),
+    });
+    await emitBenchReport(args, io, report);
     return 0;
   },
 };

@@ -24,6 +24,7 @@ export function faultyBus(inner: StreamBus, down: () => boolean): StreamBus {
   const guard = () => { if (down()) throw unavailable('the stream bus'); };
   return {
     async append(stream, fields, opts) { guard(); return inner.append(stream, fields, opts); },
+    async appendBatch(stream, entries, opts) { guard(); return inner.appendBatch(stream, entries, opts); },
     async ensureGroup(stream, group, startId) { guard(); return inner.ensureGroup(stream, group, startId); },
     async readGroup(stream, group, consumer, opts) { guard(); return inner.readGroup(stream, group, consumer, opts); },
     async ack(stream, group, ids) { guard(); return inner.ack(stream, group, ids); },

@@ -3,6 +3,7 @@ import { ed25519BenchCommand } from './bench-ed25519.js';
 import { simBenchCommand } from './bench-sim.js';
 import { roundtripBenchCommand } from './bench-roundtrip.js';
 import { ioctlBenchCommand } from './bench-ioctl.js';
+import { busBenchCommand } from './bench-bus.js';
 
 /** `sdc bench <name>`: each benchmark module exports its Command; add one import and one entry. */
 export const benchGroup: CommandGroup = {
@@ -13,5 +14,6 @@ export const benchGroup: CommandGroup = {
     simBenchCommand,
     roundtripBenchCommand,
     ioctlBenchCommand,
+    busBenchCommand,
   ],
 };

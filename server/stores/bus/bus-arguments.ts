@@ -9,6 +9,8 @@ export const busLimits = {
   blockMsMax: 60_000,
   maxLenMax: 10_000_000,
   reasonLengthMax: 1024,
+  /** Entries in one appendBatch: one pipeline's replies stay a few MB at most (64 fields x 64 KiB each is the worst entry). */
+  batchEntriesMax: 1_000,
 } as const;
 
 export function checkName(kind: string, value: string): void {
@@ -49,4 +51,14 @@ export function parseEntryId(id: string): { ms: number; seq: number } {
   const match = entryIdPattern.exec(id);
   if (match === null) throw new SdcError('STORE_INVALID_ARGUMENT', `not a stream entry id: ${JSON.stringify(id)}`);
   return { ms: Number(match[1]), seq: Number(match[2]) };
+}
+
+/** Checks a whole batch before anything is appended, so a refusal appends nothing. */
+export function checkBatch(stream: string, entries: ReadonlyArray<Record<string, string>>, maxLen: number | undefined): void {
+  checkName('stream', stream);
+  if (!Array.isArray(entries) || entries.length > busLimits.batchEntriesMax) {
+    throw new SdcError('STORE_LIMIT', `a batch holds at most ${busLimits.batchEntriesMax} entries`);
+  }
+  for (const fields of entries) checkFields(fields);
+  if (maxLen !== undefined) checkCount('maxLen', maxLen, busLimits.maxLenMax);
 }

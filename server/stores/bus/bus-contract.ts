@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SdcError } from '../../../core/errors/index.js';
+import { busLimits } from './bus-arguments.js';
 import { deadFields, deadLetterStream, type StreamBus } from './bus-port.js';
 
 export interface BusContractTarget {
@@ -184,6 +185,44 @@ export function runBusContract(name: string, target: BusContractTarget): void {
       await bus.append('w', { n: 'after' });
       await bus.ensureGroup('w', 'g', '0');
       assert.deepEqual((await bus.readGroup('w', 'g', 'c1', { count: 10 })).map((e) => e.fields['n']), ['after']);
+    });
+
+    it('appends a batch in order, interleaved with single appends, with increasing ids', async () => {
+      await bus.ensureGroup('batch', 'g', '0');
+      const first = await bus.append('batch', { n: 'a' });
+      const ids = await bus.appendBatch('batch', [{ n: 'b' }, { n: 'c', kind: 'x' }, { n: 'd' }]);
+      const last = await bus.append('batch', { n: 'e' });
+      assert.equal(ids.length, 3);
+      const all = [first, ...ids, last];
+      assert.deepEqual([...all].sort(idOrder), all, 'ids increase across single and batch appends');
+      assert.equal(new Set(all).size, 5);
+      const read = await bus.readGroup('batch', 'g', 'c', { count: 10 });
+      assert.deepEqual(read.map((e) => e.id), all);
+      assert.deepEqual(read.map((e) => e.fields), [{ n: 'a' }, { n: 'b' }, { n: 'c', kind: 'x' }, { n: 'd' }, { n: 'e' }]);
+      assert.deepEqual(await bus.appendBatch('batch', []), [], 'an empty batch appends nothing');
+      assert.equal(await bus.length('batch'), 5);
+    });
+
+    it('trims a batch to about maxLen, keeping the newest, and wakes a blocked reader', async () => {
+      await bus.ensureGroup('bt', 'g', '0');
+      const blocked = bus.readGroup('bt', 'g', 'c', { count: 500, blockMs: 10_000 });
+      const entries = Array.from({ length: 500 }, (_, i) => ({ n: String(i) }));
+      const ids = await bus.appendBatch('bt', entries, { maxLen: 100 });
+      assert.ok((await blocked).length >= 1, 'the blocked reader was woken');
+      const length = await bus.length('bt');
+      assert.ok(length >= 100 && length < 500, `about 100 kept, got ${length}`);
+      await bus.ensureGroup('bt', 'fresh', '0');
+      const kept = await bus.readGroup('bt', 'fresh', 'c', { count: 500 });
+      assert.equal(kept.at(-1)?.id, ids.at(-1), 'the newest entry is kept');
+    });
+
+    it('refuses a bad batch whole: nothing of it is appended', async () => {
+      await rejectsWithCode(bus.appendBatch('bad', [{ n: '1' }, {}]), 'STORE_INVALID_ARGUMENT');
+      await rejectsWithCode(bus.appendBatch('bad', [{ n: '1' }, { n: 'x'.repeat(busLimits.fieldBytesMax + 1) }]), 'STORE_LIMIT');
+      const tooMany = Array.from({ length: busLimits.batchEntriesMax + 1 }, () => ({ n: '1' }));
+      await rejectsWithCode(bus.appendBatch('bad', tooMany), 'STORE_LIMIT');
+      await rejectsWithCode(bus.appendBatch('bad', [{ n: '1' }], { maxLen: 0 }), 'STORE_INVALID_ARGUMENT');
+      assert.equal(await bus.length('bad'), 0);
     });
 
     it('refuses reads on a missing group and invalid arguments', async () => {

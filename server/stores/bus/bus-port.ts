@@ -49,6 +49,13 @@ export interface ClaimOptions {
 
 export interface StreamBus {
   append(stream: string, fields: Record<string, string>, opts?: AppendOptions): Promise<string>;
+  /**
+   * Appends `entries` to one stream in this order, in one round trip (a Redis pipeline), and
+   * returns their ids in the same order. Every entry is checked first, so bad input appends
+   * nothing; a store failure part-way may leave some appended (the callers are at least once).
+   * At most busLimits.batchEntriesMax entries; an empty batch appends nothing.
+   */
+  appendBatch(stream: string, entries: ReadonlyArray<Record<string, string>>, opts?: AppendOptions): Promise<string[]>;
   /** Creates the group (and the stream) if missing; an existing group is left as it is. `'0'`: from the start, `'$'`: only new entries. */
   ensureGroup(stream: string, group: string, startId: '0' | '$'): Promise<void>;
   /** New entries (never delivered to the group) for this consumer; STORE_NO_GROUP if the group does not exist. */

@@ -4,7 +4,7 @@ import {
   deadFields, deadLetterStream,
   type AppendOptions, type BusEntry, type ClaimOptions, type PendingEntry, type PendingOptions, type ReadGroupOptions, type StreamBus,
 } from './bus-port.js';
-import { busLimits, checkCount, checkFields, checkName, checkNonNegative, parseEntryId } from './bus-arguments.js';
+import { busLimits, checkBatch, checkCount, checkFields, checkName, checkNonNegative, parseEntryId } from './bus-arguments.js';
 
 /**
  * Redis Streams semantics in memory, on an injected Clock and Scheduler so idle times and blocking
@@ -117,6 +117,21 @@ export class MemoryStreamBus implements StreamBus {
     const id = this.appendEntry(stream, { ...fields }, opts.maxLen);
     this.wakeWaiters(stream);
     return id;
+  }
+
+  async appendBatch(stream: string, entries: ReadonlyArray<Record<string, string>>, opts: AppendOptions = {}): Promise<string[]> {
+    this.assertOpen();
+    checkBatch(stream, entries, opts.maxLen);
+    if (entries.length === 0) return [];
+    const state = this.streamOrCreate(stream);
+    // All or nothing here: a stream without maxLen that cannot take the whole batch refuses it.
+    if (opts.maxLen === undefined && state.entries.length + entries.length > this.entriesPerStreamMax) {
+      throw new SdcError('STORE_LIMIT', `stream ${stream} holds ${state.entries.length} of ${this.entriesPerStreamMax} entries; the batch of ${entries.length} does not fit`);
+    }
+    const ids = entries.map((fields) => this.appendEntry(stream, { ...fields }, opts.maxLen, false));
+    this.trim(state, opts.maxLen);
+    this.wakeWaiters(stream);
+    return ids;
   }
 
   async ensureGroup(stream: string, group: string, startId: '0' | '$'): Promise<void> {
@@ -294,7 +309,7 @@ export class MemoryStreamBus implements StreamBus {
     group.consumers.add(consumer);
   }
 
-  private appendEntry(stream: string, fields: Record<string, string>, maxLen: number | undefined): string {
+  private appendEntry(stream: string, fields: Record<string, string>, maxLen: number | undefined, trim = true): string {
     const state = this.streamOrCreate(stream);
     if (maxLen === undefined && state.entries.length >= this.entriesPerStreamMax) {
       throw new SdcError('STORE_LIMIT', `stream ${stream} holds ${this.entriesPerStreamMax} entries; append with maxLen or consume it`);
@@ -308,12 +323,17 @@ export class MemoryStreamBus implements StreamBus {
     state.byId.set(entry.id, entry);
     state.lastMs = ms;
     state.lastSeq = seq;
+    if (trim) this.trim(state, maxLen);
+    return entry.id;
+  }
+
+  /** Removes the oldest entries beyond maxLen (or the stream's bound): once per append or per batch, as the splice costs the stream's length. */
+  private trim(state: Stream, maxLen: number | undefined): void {
     const limit = Math.min(maxLen ?? this.entriesPerStreamMax, this.entriesPerStreamMax);
     if (state.entries.length > limit) {
       const removed = state.entries.splice(0, state.entries.length - limit);
       for (const old of removed) state.byId.delete(old.id);
     }
-    return entry.id;
   }
 
   private deliverNew(stream: string, group: string, consumer: string, count: number): BusEntry[] {

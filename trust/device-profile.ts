@@ -1,4 +1,5 @@
 import { SdcError } from '../core/errors/index.js';
+import { deviceIdRuleText, isDeviceId } from '../core/protocol/device-id.js';
 
 /**
  * The device certificate profile in one place: what the issuer writes and what the
@@ -6,8 +7,6 @@ import { SdcError } from '../core/errors/index.js';
  * `urn:sdc:device:<id>`; the two must agree.
  */
 export const deviceSanUriPrefix = 'urn:sdc:device:';
-export const deviceIdLengthMax = 128;
-const deviceIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export const deviceCertificateValidityMsDefault = 30 * 24 * 60 * 60 * 1000;
 /** Upper bound on a requested device validity: short-lived certificates are the revocation backstop. */
@@ -18,15 +17,12 @@ export const notBeforeBackdateMs = 5 * 60 * 1000;
 export const oidCommonName = '2.5.4.3';
 export const oidClientAuth = '1.3.6.1.5.5.7.3.2';
 
-export function isValidDeviceId(value: string): boolean {
-  return value.length > 0 && value.length <= deviceIdLengthMax && deviceIdPattern.test(value);
-}
-
-/** Throws TRUST_DEVICE_ID_INVALID unless `value` is a well-formed device id. */
+/**
+ * Throws TRUST_DEVICE_ID_INVALID unless `value` follows the protocol's one device-id rule
+ * (core/protocol/device-id.ts), so a certificate never names a device no frame can carry.
+ */
 export function requireDeviceId(value: string): string {
-  if (!isValidDeviceId(value)) {
-    throw new SdcError('TRUST_DEVICE_ID_INVALID', `device id must be 1-${deviceIdLengthMax} characters of [A-Za-z0-9._-], starting with a letter or digit`);
-  }
+  if (!isDeviceId(value)) throw new SdcError('TRUST_DEVICE_ID_INVALID', `device id must be ${deviceIdRuleText}`);
   return value;
 }
 

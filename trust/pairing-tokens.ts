@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { SdcError } from '../core/errors/index.js';
 import type { RandomSource } from '../core/ports/ports.js';
 import { privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
-import { isValidDeviceId, requireDeviceId } from './device-profile.js';
+import { isDeviceId } from '../core/protocol/device-id.js';
+import { requireDeviceId } from './device-profile.js';
 
 /**
  * One-time pairing tokens: an operator creates one for a device id and hands it to whoever
@@ -211,7 +212,7 @@ function parsePairingFile(text: string, path: string): PairingTokenRecord[] {
     const r = raw as Partial<PairingTokenRecord> | null;
     const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
     if (typeof r !== 'object' || r === null || typeof r.tokenHashHex !== 'string' || !/^[0-9a-f]{64}$/.test(r.tokenHashHex)
-      || typeof r.deviceId !== 'string' || !isValidDeviceId(r.deviceId) || !isTime(r.createdAtMs) || !isTime(r.expiresAtMs)
+      || typeof r.deviceId !== 'string' || !isDeviceId(r.deviceId) || !isTime(r.createdAtMs) || !isTime(r.expiresAtMs)
       || !(r.usedAtMs === null || isTime(r.usedAtMs))) {
       return corrupt('a record lacks a valid tokenHashHex, deviceId or times');
     }

@@ -1,5 +1,6 @@
 import { SdcError } from '../core/errors/index.js';
-import { deviceSanUri, isValidDeviceId, oidClientAuth, oidCommonName } from './device-profile.js';
+import { isDeviceId } from '../core/protocol/device-id.js';
+import { deviceSanUri, oidClientAuth, oidCommonName } from './device-profile.js';
 import { normalizeSerialHex } from './serial-number.js';
 import { ed25519Algorithm, parseCertificate, x509 } from './x509-provider.js';
 
@@ -160,7 +161,7 @@ function requireDeviceProfile(leaf: x509.X509Certificate): void {
 function requireIdentity(leaf: x509.X509Certificate): string {
   const commonNames = leaf.subjectName.getField(oidCommonName);
   const deviceId = commonNames.length === 1 ? commonNames[0]! : '';
-  if (!isValidDeviceId(deviceId)) {
+  if (!isDeviceId(deviceId)) {
     throw new SdcError('TRUST_CERT_IDENTITY_MISMATCH', 'subject must have exactly one CN holding a valid device id');
   }
   const names = leaf.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];

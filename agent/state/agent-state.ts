@@ -5,7 +5,7 @@ import { bytesFromBase64url } from '../../core/crypto/bytes.js';
 import { pemFromPrivateSeed, privateSeedFromPem } from '../../runtime/ed25519-node.js';
 import type { RandomSource } from '../../core/ports/ports.js';
 import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
-import { isValidDeviceId } from '../../trust/device-profile.js';
+import { isDeviceId } from '../../core/protocol/device-id.js';
 
 /** The files of an agent directory A (see docs/agent.md). */
 export interface AgentPaths {
@@ -128,7 +128,7 @@ export function parseTrustConfig(value: unknown, source: string): TrustConfig {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail('not an object');
   const v = value as Record<string, unknown>;
   if (v.version !== 1) fail('version must be 1');
-  if (typeof v.device_id !== 'string' || !isValidDeviceId(v.device_id)) fail('device_id is not a device id');
+  if (typeof v.device_id !== 'string' || !isDeviceId(v.device_id)) fail('device_id is not a device id');
   if (typeof v.control_plane_url !== 'string' || !isUrl(v.control_plane_url, ['https:'])) fail('control_plane_url must be an https URL');
   if (!Array.isArray(v.gateway_urls) || v.gateway_urls.length === 0 || v.gateway_urls.length > gatewayUrlsMax
     || !v.gateway_urls.every((u) => typeof u === 'string' && isUrl(u, ['wss:']))) {

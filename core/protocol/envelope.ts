@@ -5,6 +5,7 @@ import type { JsonObject, JsonValue } from './json-value.js';
 import type { ProtocolLimits } from './limits.js';
 import type { Ed25519Provider } from '../ports/ports.js';
 import { parseStrictJson } from './strict-json.js';
+import { deviceIdPatternSource } from './device-id.js';
 
 /**
  * The signed envelope every frame travels in (docs/protocol.md). Sans-IO: bytes in, typed
@@ -55,7 +56,7 @@ const signatureNames: ReadonlySet<string> = new Set(['alg', 'kid', 'value']);
 // Patterns shared with the message schemas (core/protocol/messages/fields.ts).
 const typePattern = /^[A-Z][A-Z0-9_]{0,63}$/;
 const idPattern = /^[A-Za-z0-9_-]{1,64}$/;
-const deviceIdPattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const deviceIdPattern = new RegExp(deviceIdPatternSource);
 const sessionIdPattern = /^[A-Za-z0-9_-]{0,64}$/;
 const kidPattern = /^[A-Za-z0-9_.:-]{1,128}$/;
 /** alg is compared with the supported value in verifyEnvelope; here it only has to be a short string. */
@@ -103,7 +104,7 @@ function checkFields(value: JsonObject): EnvelopeFields {
     v: envelopeVersion,
     type: checkString(value, 'type', typePattern, 'an upper-case message type of 1-64 characters'),
     id: checkString(value, 'id', idPattern, '1-64 characters of [A-Za-z0-9_-]'),
-    device_id: checkString(value, 'device_id', deviceIdPattern, 'a device id matching ^[a-z0-9][a-z0-9._-]{0,63}$'),
+    device_id: checkString(value, 'device_id', deviceIdPattern, `a device id matching ${deviceIdPatternSource}`),
     session_id: checkString(value, 'session_id', sessionIdPattern, '0-64 characters of [A-Za-z0-9_-]'),
     seq: checkCount(value, 'seq'),
     ts: checkCount(value, 'ts'),

@@ -12,7 +12,7 @@ export const trustErrors = defineErrors({
   TRUST_CSR_INVALID: { fault: 'remote', status: 400, summary: 'Certificate signing request cannot be parsed or its self-signature does not verify' },
   TRUST_CSR_KEY_ALGORITHM: { fault: 'remote', status: 400, summary: 'Certificate signing request key is not Ed25519' },
   TRUST_CSR_SUBJECT_MISMATCH: { fault: 'remote', status: 400, summary: 'Certificate signing request CN is not the expected device id' },
-  TRUST_DEVICE_ID_INVALID: { fault: 'remote', status: 400, summary: 'Device id is empty, too long or has characters outside [A-Za-z0-9._-]' },
+  TRUST_DEVICE_ID_INVALID: { fault: 'remote', status: 400, summary: 'Device id is empty, longer than 64 characters or has characters outside [a-z0-9._-]' },
   TRUST_PAIRING_TOKEN_INVALID: { fault: 'remote', status: 401, summary: 'Pairing token is malformed or unknown' },
   TRUST_PAIRING_TOKEN_EXPIRED: { fault: 'remote', status: 401, summary: 'Pairing token has expired' },
   TRUST_PAIRING_TOKEN_USED: { fault: 'remote', status: 409, summary: 'Pairing token was already used' },

@@ -1,10 +1,11 @@
 import { Type } from '@sinclair/typebox';
+import { deviceIdPatternSource } from '../device-id.js';
 
 /**
  * Field schemas shared by several messages. Every string and array has a bound, so that a
  * validated message is also a size-bounded one (on top of the frame limits in limits.ts).
  */
-export const DeviceId = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$', description: 'Device id: lower-case letters, digits, `.`, `_`, `-`; 1-64 characters' });
+export const DeviceId = Type.String({ pattern: deviceIdPatternSource, description: 'Device id: lower-case letters, digits, `.`, `_`, `-`; 1-64 characters' });
 export const FrameId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Frame or command id: 1-64 URL-safe characters' });
 export const SessionId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Session id allocated by the gateway' });
 export const Base64Url = (bytesMax: number) =>

@@ -3,13 +3,15 @@ import type { JsonObject } from '../../core/protocol/json-value.js';
 import { actors, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 
+/** The alerts.state column holds only these: rows are inserted 'open' and updated to 'acknowledged'. */
+export type AlertState = 'open' | 'acknowledged';
+
 export interface AlertView {
   readonly id: string;
   readonly device_id: string | null;
   readonly kind: string;
   readonly severity: string;
-  /** 'open' or 'acknowledged'. */
-  readonly state: string;
+  readonly state: AlertState;
   readonly message: string;
   readonly detail: JsonObject | null;
   readonly created_at_ms: number;
@@ -19,7 +21,7 @@ export interface AlertView {
 }
 
 interface AlertRow {
-  id: string; device_id: string | null; kind: string; severity: string; state: string; message: string; detail_json: string | null;
+  id: string; device_id: string | null; kind: string; severity: string; state: AlertState; message: string; detail_json: string | null;
   created_at: number; updated_at: number; acknowledged_by: string | null; acknowledged_at: number | null;
 }
 

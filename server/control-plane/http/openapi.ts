@@ -1,4 +1,13 @@
-import type { TSchema } from '@sinclair/typebox';
+import type { RouteOptions } from 'fastify';
+import { SdcError } from '../../../core/errors/index.js';
+import { appWide } from './plugin.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** One line for the OpenAPI document; a route without one (an operational probe) is not part of the API. */
+    summary?: string;
+  }
+}
 
 export interface RouteDoc {
   readonly method: string;
@@ -6,19 +15,19 @@ export interface RouteDoc {
   readonly summary: string;
   /** 'public', or the least role the route needs. */
   readonly auth: string;
-  readonly schema: { body?: TSchema; querystring?: TSchema; params?: TSchema; headers?: TSchema };
+  readonly schema: { body?: unknown; querystring?: unknown; params?: unknown; headers?: unknown };
   /** The 200 answer's schema, where the route declares one (fastify also serializes with it). */
-  readonly response?: TSchema;
+  readonly response?: unknown;
 }
 
 type JsonSchema = Record<string, unknown>;
 
 /** TypeBox schemas are JSON Schema plus symbol keys; a JSON round trip leaves the plain schema. */
-function plain(schema: TSchema): JsonSchema {
+function plain(schema: unknown): JsonSchema {
   return JSON.parse(JSON.stringify(schema)) as JsonSchema;
 }
 
-function parameters(schema: TSchema | undefined, where: 'path' | 'query' | 'header'): unknown[] {
+function parameters(schema: unknown, where: 'path' | 'query' | 'header'): unknown[] {
   if (schema === undefined) return [];
   const s = plain(schema) as { properties?: Record<string, JsonSchema>; required?: string[] };
   return Object.entries(s.properties ?? {}).map(([name, property]) => ({
@@ -62,3 +71,33 @@ export function openApiDocument(routes: readonly RouteDoc[], info: { title: stri
     },
   };
 }
+
+/** The documentation of one registered route, or none for a route that is not part of the API. */
+function routeDocsOf(route: RouteOptions): RouteDoc[] {
+  const { auth, summary } = route.config ?? {};
+  if (summary === undefined) return [];
+  if (auth === undefined) throw new SdcError('API_INTERNAL', `route ${route.url} has a summary but states no auth`);
+  const schema = route.schema ?? {};
+  const response = (schema.response as Record<string, unknown> | undefined)?.['200'];
+  // fastify adds a HEAD route for every GET; the document names the GET only.
+  return [route.method].flat().filter((method) => method !== 'HEAD').map((method) => ({
+    method, url: route.url, summary, auth,
+    schema: { body: schema.body, querystring: schema.querystring, params: schema.params, headers: schema.headers },
+    ...(response === undefined ? {} : { response }),
+  }));
+}
+
+/**
+ * `GET /openapi.json`, generated from every route registered after this plugin that states a
+ * `config.summary` (an onRoute hook collects them), built once when the app is ready.
+ */
+export const openApi = appWide<{ readonly info: { title: string; version: string } }>(async (app, { info }) => {
+  const routes: RouteDoc[] = [];
+  let document: JsonSchema | undefined;
+  app.addHook('onRoute', (route) => { routes.push(...routeDocsOf(route)); });
+  app.addHook('onReady', async () => { document = openApiDocument(routes, info); });
+  app.get('/openapi.json', { config: { auth: 'public', summary: 'This API as OpenAPI 3.1' } }, async () => {
+    if (document === undefined) throw new SdcError('API_INTERNAL', 'the OpenAPI document is built when the app is ready');
+    return document;
+  });
+});

@@ -5,6 +5,7 @@ import { commandStates } from '../../../core/protocol/command-machine.js';
 import { revocationReasons } from '../../../trust/revocation.js';
 import { pageLimitMax } from '../pagination.js';
 import { policyRoles } from '../../../core/protocol/policy.js';
+import type { JsonObject } from '../../../core/protocol/json-value.js';
 import { queryInteger, queryNumberLimits } from './query-numbers.js';
 
 /** Request schemas for every route: fastify compiles each once at start; OpenAPI is generated from them. */
@@ -58,7 +59,8 @@ export type RenewBody = Static<typeof RenewBody>;
 export const CreateCommandBody = Type.Object({
   device_id: DeviceId,
   opcode: Type.String({ pattern: '^[A-Z][A-Z0-9_]{0,63}$' }),
-  args: Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 32 }),
+  // Typed as the JsonObject it is: bodies come through the strict JSON parser, so every value is JSON.
+  args: Type.Unsafe<JsonObject>(Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 32 })),
   ttl_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: CommandTtlMsMax })),
 }, strict);
 export type CreateCommandBody = Static<typeof CreateCommandBody>;

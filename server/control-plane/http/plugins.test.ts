@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Fastify from 'fastify';
+import pino from 'pino';
+import { initDeployment } from '../../materials/materials.js';
+import { systemClock, systemRandom, systemScheduler } from '../../../runtime/system.js';
+import { MemoryStreamBus } from '../../stores/bus/memory-stream-bus.js';
+import { createEmbeddedKeyValueStore } from '../../stores/kv/redis-key-value-store.js';
+import { openSqlJsDatabase } from '../../stores/sql/sqljs-database.js';
+import { createControlPlane, type ControlPlane } from '../control-plane.js';
+import { openApi } from './openapi.js';
+
+/**
+ * How the HTTP app is composed (app.ts, http/routes/): the OpenAPI document names every route of
+ * the resource plugins with its role, the authentication hook covers routes added from outside,
+ * and a route that states no role is admin-only. Only sql.js and the embedded stores: this is
+ * about plugin composition, not storage; the routes' behaviour runs on both store pairs in the
+ * control-plane, alert and hardening suites.
+ */
+
+/** Every API route, with the least role it needs: a route added, removed or re-roled must change this list. */
+const documentedRoutes = [
+  'GET /.well-known/jwks.json public',
+  'GET /openapi.json public',
+  'GET /v1/alerts viewer',
+  'POST /v1/alerts/{id}/ack operator',
+  'GET /v1/audit admin',
+  'GET /v1/audit/verify admin',
+  'POST /v1/auth/login public',
+  'GET /v1/commands viewer',
+  'POST /v1/commands operator',
+  'GET /v1/commands/{id} viewer',
+  'GET /v1/crl public',
+  'GET /v1/devices viewer',
+  'GET /v1/devices/{id} viewer',
+  'POST /v1/devices/{id}/pairing-tokens admin',
+  'POST /v1/devices/{id}/renew public',
+  'POST /v1/devices/{id}/revoke admin',
+  'GET /v1/devices/{id}/telemetry viewer',
+  'POST /v1/enroll public',
+  'GET /v1/live viewer',
+  'POST /v1/users admin',
+];
+
+interface Operation { readonly security: unknown[]; readonly 'x-sdc-role'?: string }
+
+function routesOf(document: { paths: Record<string, Record<string, Operation>> }): string[] {
+  return Object.entries(document.paths).flatMap(([path, operations]) => Object.entries(operations).map(([method, operation]) => {
+    const role = operation.security.length === 0 ? 'public' : operation['x-sdc-role'];
+    return `${method.toUpperCase()} ${path} ${role}`;
+  })).sort();
+}
+
+describe('HTTP app composed of plugins', () => {
+  let dir: string;
+  let cp: ControlPlane;
+  let closeStores: () => Promise<void>;
+  const viewerPassword = 'viewer password 1';
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sdc-http-plugins-'));
+    const materials = await initDeployment({ dataDir: dir, clock: systemClock, random: systemRandom });
+    const sql = await openSqlJsDatabase({ dataDir: join(dir, 'db') });
+    const bus = new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler });
+    const kv = createEmbeddedKeyValueStore({ keyPrefix: 'http-plugins:' });
+    closeStores = async () => { await bus.close(); await kv.close(); await sql.close(); };
+    cp = await createControlPlane({
+      materials, stores: { sql, bus, kv }, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: pino({ level: 'silent' }),
+      gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], persistJwtKeys: false, scryptParams: { N: 1024, r: 8, p: 1 },
+    });
+    // Added from outside after the app was built, as the deployment adds its probes: one public
+    // without a summary (not part of the API document), one that states no role at all.
+    cp.app.get('/probe', { config: { auth: 'public' } }, async () => ({ ok: true }));
+    cp.app.get('/v1/no-role-stated', async () => ({ reached: true }));
+    await cp.auth.users.add({ name: 'watcher', role: 'viewer', password: viewerPassword, nowMs: systemClock.nowMs() });
+  });
+
+  after(async () => {
+    await cp.stop();
+    await closeStores();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('documents exactly the resource plugins\' routes, each with its role, and no HEAD twins or undocumented probes', async () => {
+    const response = await cp.app.inject({ method: 'GET', url: '/openapi.json' });
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(routesOf(response.json()), [...documentedRoutes].sort());
+  });
+
+  it('a route that states no role is admin-only: 401 without a token, 403 for a viewer', async () => {
+    const anonymous = await cp.app.inject({ method: 'GET', url: '/v1/no-role-stated' });
+    assert.equal(anonymous.statusCode, 401);
+    assert.equal(anonymous.json().error.code, 'API_UNAUTHENTICATED');
+    const { token } = await cp.auth.login('watcher', viewerPassword);
+    const viewer = await cp.app.inject({ method: 'GET', url: '/v1/no-role-stated', headers: { authorization: `Bearer ${token}` } });
+    assert.equal(viewer.statusCode, 403, viewer.body);
+    assert.equal((await cp.app.inject({ method: 'GET', url: '/probe' })).json().ok, true);
+  });
+
+  it('the authentication hook runs before a route\'s own validation: a bad query to a viewer route without a token is 401, not 400', async () => {
+    const response = await cp.app.inject({ method: 'GET', url: '/v1/devices?limit=not-a-number' });
+    assert.equal(response.statusCode, 401);
+    const { token } = await cp.auth.login('watcher', viewerPassword);
+    const validated = await cp.app.inject({ method: 'GET', url: '/v1/devices?limit=not-a-number', headers: { authorization: `Bearer ${token}` } });
+    assert.equal(validated.statusCode, 400);
+    assert.equal(validated.json().error.code, 'API_VALIDATION');
+  });
+});
+
+describe('OpenAPI collector', () => {
+  it('refuses to start when a documented route states no role', async () => {
+    const app = Fastify({ logger: false });
+    app.register(openApi, { info: { title: 'test', version: '1' } });
+    app.register(async (child) => { child.get('/v1/roleless', { config: { summary: 'A route that forgot its role' } }, async () => ({})); });
+    await assert.rejects(app.ready(), (error: Error & { code?: string }) => error.code === 'API_INTERNAL' && /\/v1\/roleless/.test(error.message));
+    await app.close();
+  });
+});

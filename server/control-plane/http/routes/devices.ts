@@ -1,0 +1,70 @@
+import type { TLSSocket } from 'node:tls';
+import type { FastifyRequest } from 'fastify';
+import type { PresentedClientCertificate } from '../../devices.js';
+import type { ControlPlaneServices } from '../../services.js';
+import { principalOf } from '../authentication.js';
+import type { RoutesPlugin } from '../plugin.js';
+import type { AuthRateLimiter } from '../rate-limit.js';
+import { DeviceParams, EnrollBody, PageQuery, PairingTokenBody, RenewBody, RevokeBody } from '../schemas.js';
+
+/**
+ * The TLS client certificate of the connection, if any. The HTTPS listener requests one but does
+ * not require it, and accepts any (rejectUnauthorized: false): only the renewal route uses it, and
+ * verifies it itself. Over plain HTTP (or inject) there is none.
+ */
+function presentedClientCertificate(request: FastifyRequest): PresentedClientCertificate | undefined {
+  const socket = request.raw.socket as Partial<TLSSocket>;
+  if (typeof socket.getPeerCertificate !== 'function') return undefined;
+  const certificate = socket.getPeerCertificate(false);
+  const raw = (certificate as { raw?: unknown } | null)?.raw;
+  return raw instanceof Uint8Array && raw.length > 0 ? { certDer: new Uint8Array(raw) } : undefined;
+}
+
+/** Devices and their certificates: listing, pairing, enrollment, renewal, revocation and the CRL. */
+export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices; readonly authLimiter: AuthRateLimiter }> = async (app, { services, authLimiter }) => {
+  const { devices } = services;
+
+  app.get('/v1/devices', {
+    schema: { querystring: PageQuery }, config: { auth: 'viewer', summary: 'List devices' },
+  }, async (request) => devices.list(request.query));
+
+  app.get('/v1/devices/:id', {
+    schema: { params: DeviceParams }, config: { auth: 'viewer', summary: 'One device, with presence and certificate' },
+  }, async (request) => devices.get(request.params.id));
+
+  app.post('/v1/devices/:id/pairing-tokens', {
+    schema: { params: DeviceParams, body: PairingTokenBody }, config: { auth: 'admin', summary: 'Create a one-time pairing token (shown once)' },
+  }, async (request, reply) => {
+    const { ttl_ms: ttlMs } = request.body;
+    const created = await devices.createPairingToken({ actor: principalOf(request).name, deviceId: request.params.id, ...(ttlMs === undefined ? {} : { ttlMs }) });
+    return reply.status(201).header('cache-control', 'no-store').send(created);
+  });
+
+  app.post('/v1/devices/:id/revoke', {
+    schema: { params: DeviceParams, body: RevokeBody }, config: { auth: 'admin', summary: 'Revoke the device certificate' },
+  }, async (request) => {
+    const { reason } = request.body;
+    return devices.revoke({ actor: principalOf(request).name, deviceId: request.params.id, ...(reason === undefined ? {} : { reason }) });
+  });
+
+  app.post('/v1/enroll', {
+    schema: { body: EnrollBody }, config: { auth: 'public', summary: 'Enroll a device: one-time token + CSR for a certificate' },
+  }, async (request, reply) => {
+    const { device_id: deviceId, token, csr_pem: csrPem } = request.body;
+    const answer = await authLimiter.guardEnrollment({ source: request.ip, deviceId }, () => devices.enroll({ deviceId, token, csrPem }));
+    return reply.status(201).send(answer);
+  });
+
+  // Public as far as bearer tokens go: the device authenticates with its certificate in the TLS handshake.
+  app.post('/v1/devices/:id/renew', {
+    schema: { params: DeviceParams, body: RenewBody },
+    config: { auth: 'public', summary: 'Renew a device certificate: CSR + the current certificate as the TLS client certificate' },
+  }, async (request, reply) => {
+    const answer = await devices.renew({ deviceId: request.params.id, csrPem: request.body.csr_pem, presented: presentedClientCertificate(request) });
+    return reply.status(201).send(answer);
+  });
+
+  app.get('/v1/crl', {
+    config: { auth: 'public', summary: 'The current certificate revocation list (PEM)' },
+  }, async (_request, reply) => reply.header('content-type', 'application/x-pem-file').send(await devices.crlPem()));
+};

@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
-const sourceDirs = ['core', 'runtime', 'trust', 'kernel', 'server', 'agent', 'chaos', 'sim', 'bench', 'viewer', 'cli', 'test'];
+const sourceDirs = ['core', 'runtime', 'trust', 'server', 'agent', 'kernel', 'sim', 'chaos', 'bench', 'viewer', 'cli', 'test'];
 const skipDirs = new Set(['node_modules', 'build', 'data']);
 /** Failures listed at the end; a run with more lists the first ones and says how many more. */
 const listedFailuresMax = 200;

@@ -1,26 +1,41 @@
 import type { LatencySummary } from './stats.js';
 import { formatNumber, latencyHistogramRows, renderBarChartSvg, renderCsv, renderMarkdownTable, type Cell } from './report.js';
+import { benchReport, renderBenchJson, renderBenchCsv, type BenchReport } from './output.js';
 import type { RoundtripBenchRun, RoundtripSummary } from './roundtrip.js';
 
 /** The table, CSV, SVG and Markdown forms of a `sdc bench roundtrip` run. */
 
 const percentileKeys = ['p50', 'p90', 'p99', 'max'] as const;
 
-function latencyRows(summary: RoundtripSummary): Array<[string, LatencySummary]> {
+/** Each measure: a stable name for files, the label a reader sees, and its figures (parts of client_ms are indented in the table). */
+function latencyRows(summary: RoundtripSummary): Array<[string, string, LatencySummary]> {
   return [
-    ['baseline: TLS WebSocket echo', summary.baseline.latency_ms],
-    ['command, server (created -> terminal)', summary.real.server_ms],
-    ['command, client (POST -> live event)', summary.real.client_ms],
-    ['  of which POST /v1/commands', summary.real.api_post_ms],
-    ['  terminal state -> live event', summary.real.live_lag_ms],
+    ['baseline_echo', 'baseline: TLS WebSocket echo', summary.baseline.latency_ms],
+    ['command_server', 'command, server (created -> terminal)', summary.real.server_ms],
+    ['command_client', 'command, client (POST -> live event)', summary.real.client_ms],
+    ['api_post', '  of which POST /v1/commands', summary.real.api_post_ms],
+    ['live_lag', '  of which terminal state -> live event', summary.real.live_lag_ms],
   ];
 }
 
+const percentileHeader = ['measure', 'samples', 'p50_ms', 'p90_ms', 'p99_ms', 'max_ms', 'mean_ms'];
+
 function percentileTable(summary: RoundtripSummary): { header: string[]; rows: Cell[][] } {
-  return {
-    header: ['measure', 'samples', 'p50_ms', 'p90_ms', 'p99_ms', 'max_ms', 'mean_ms'],
-    rows: latencyRows(summary).map(([name, s]) => [name, s.count, s.p50, s.p90, s.p99, s.max, s.mean]),
-  };
+  return { header: percentileHeader, rows: latencyRows(summary).map(([, label, s]) => [label, s.count, s.p50, s.p90, s.p99, s.max, s.mean]) };
+}
+
+/** The common bench report (bench/output.ts): one row per measure, the whole summary in `details`. */
+export function roundtripBenchReport(summary: RoundtripSummary): BenchReport<RoundtripSummary> {
+  return benchReport({
+    benchmark: 'roundtrip',
+    parameters: {
+      agents: summary.agents.requested, commands_per_agent: summary.commands_per_agent, warmup_rounds: summary.warmup_rounds,
+      sql: summary.environment.stores.sql, bus_kv: summary.environment.stores.bus_kv,
+    },
+    results: latencyRows(summary).map(([measure, , s]) => ({ measure, samples: s.count, p50_ms: s.p50, p90_ms: s.p90, p99_ms: s.p99, max_ms: s.max, mean_ms: s.mean })),
+    units: { samples: 'samples', p50_ms: 'ms', p90_ms: 'ms', p99_ms: 'ms', max_ms: 'ms', mean_ms: 'ms' },
+    details: summary,
+  });
 }
 
 function ratioTable(summary: RoundtripSummary): { header: string[]; rows: Cell[][] } {
@@ -82,6 +97,7 @@ export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string
   const { summary, samplesMs } = run;
   const latency = percentileTable(summary);
   const ratios = ratioTable(summary);
+  const report = roundtripBenchReport(summary);
   const histogram = latencyHistogramRows([
     { name: 'baseline_echo', samples: samplesMs.baseline },
     { name: 'command_server', samples: samplesMs.server },
@@ -94,11 +110,11 @@ export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string
     renderMarkdownTable(latency.header, latency.rows),
     renderMarkdownTable(ratios.header, ratios.rows),
     '![percentiles](roundtrip.svg)', '',
-    'Files: `roundtrip.json` (summary), `roundtrip-percentiles.csv`, `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge), `roundtrip.svg`.', '',
+    'Files: `roundtrip.json` (the bench report, the summary in `details`), `roundtrip.csv` (percentiles per measure), `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge, the last `+Inf`), `roundtrip.svg`.', '',
   ].join('\n');
   return {
-    'roundtrip.json': JSON.stringify(summary, null, 2) + '\n',
-    'roundtrip-percentiles.csv': renderCsv(latency.header, latency.rows),
+    'roundtrip.json': renderBenchJson(report),
+    'roundtrip.csv': renderBenchCsv(report),
     'roundtrip-histogram.csv': renderCsv(histogram.header, histogram.rows),
     'roundtrip.svg': renderRoundtripSvg(summary),
     'roundtrip.md': markdown,

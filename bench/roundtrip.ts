@@ -85,7 +85,11 @@ export interface RoundtripSummary {
     client_ms: LatencySummary;
     /** The POST /v1/commands request alone (part of client_ms). */
     api_post_ms: LatencySummary;
-    /** Terminal state's recorded time (the gateway's, on receiving the result) to its arrival on the live stream, warm-up included. */
+    /**
+     * Terminal state's recorded time (the gateway's, on receiving the result) to its arrival on the
+     * live stream, for the measured commands whose event arrived live: the same commands as
+     * client_ms, and the tail of each (wall-clock ms on both ends, so within 1 ms of it).
+     */
     live_lag_ms: LatencySummary;
     live_stream_reconnects: number;
   };
@@ -217,6 +221,7 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
     const serverSamples: number[] = [];
     const clientSamples: number[] = [];
     const postSamples: number[] = [];
+    const lagSamples: number[] = [];
     const refusedByCode: Record<string, number> = {};
     const ids: string[] = [];
     let terminalCount = 0;
@@ -243,6 +248,7 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
         if (seen !== undefined) {
           terminalCount += 1;
           if (seen.atMs !== undefined) clientSamples.push(seen.atMs - sentMs);
+          if (seen.lagMs !== undefined) lagSamples.push(seen.lagMs);
         }
         if (terminalCount % 100 === 0) progress(`commands ${terminalCount}/${measuredTotal} terminal`);
       }
@@ -282,7 +288,7 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
       real: {
         commands: { total: measuredTotal, succeeded: byState.succeeded ?? 0, refused, not_sent: measuredTotal - refused - ids.length, refused_by_code: refusedByCode, not_terminal: notTerminal, by_state: byState },
         server_ms: serverSummary, client_ms: clientSummary, api_post_ms: summarizeLatencies(postSamples),
-        live_lag_ms: summarizeLatencies(live.lagSamplesMs), live_stream_reconnects: live.reconnects,
+        live_lag_ms: summarizeLatencies(lagSamples), live_stream_reconnects: live.reconnects,
       },
       ratios: { server: ratiosOf(serverSummary, baselineSummary), client: ratiosOf(clientSummary, baselineSummary) },
       setup_conflict_retries: setupConflictRetries,
@@ -353,6 +359,13 @@ async function waitForOnline(api: <T>(method: 'GET', path: string) => Promise<T>
   }
 }
 
+/** A terminal state as the tracker saw it: arrival time (performance.now) and lag when it came live. */
+interface LiveSeen {
+  state: CommandState;
+  atMs?: number;
+  lagMs?: number;
+}
+
 interface LiveTrackerOptions {
   apiUrl: string;
   token: string;
@@ -366,13 +379,11 @@ interface LiveTrackerOptions {
  * it was waiting on (those get no client-observed time: their event was lost).
  */
 class LiveTracker {
-  readonly #seen = new Map<string, { state: CommandState; atMs: number }>();
-  readonly #waiters = new Map<string, (seen: { state: CommandState; atMs?: number }) => void>();
+  readonly #seen = new Map<string, LiveSeen>();
+  readonly #waiters = new Map<string, (seen: LiveSeen) => void>();
   #close: (() => void) | undefined;
   #closed = false;
   reconnects = 0;
-  /** Terminal state time (as recorded) to arrival on the live stream, per terminal event. */
-  readonly lagSamplesMs: number[] = [];
   static readonly seenMax = 1_000_000;
 
   private readonly o: LiveTrackerOptions;
@@ -394,9 +405,9 @@ class LiveTracker {
         if (event !== 'command') return;
         const message = JSON.parse(data) as { command_id: string; state: CommandState; at_ms?: number };
         if (!commandTerminalStates.includes(message.state)) return;
-        const seen = { state: message.state, atMs: performance.now() };
         // The state's own time is the gateway's wall clock (same host): arrival minus it is the delivery lag.
-        if (typeof message.at_ms === 'number' && this.lagSamplesMs.length < LiveTracker.seenMax) this.lagSamplesMs.push(systemClock.nowMs() - message.at_ms);
+        // It goes with its command, so only measured commands count (not the warm-up round's).
+        const seen: LiveSeen = { state: message.state, atMs: performance.now(), ...(typeof message.at_ms === 'number' ? { lagMs: systemClock.nowMs() - message.at_ms } : {}) };
         const waiter = this.#waiters.get(message.command_id);
         if (waiter !== undefined) waiter(seen);
         else if (this.#seen.size < LiveTracker.seenMax) this.#seen.set(message.command_id, seen);
@@ -426,7 +437,7 @@ class LiveTracker {
   }
 
   /** Resolves with the terminal state (and arrival time when seen live), or undefined at the deadline. */
-  waitTerminal(id: string, deadlineMs: number): Promise<{ state: CommandState; atMs?: number } | undefined> {
+  waitTerminal(id: string, deadlineMs: number): Promise<LiveSeen | undefined> {
     const known = this.#seen.get(id);
     if (known !== undefined) {
       this.#seen.delete(id);

@@ -1,36 +1,40 @@
 import pino from 'pino';
 import { integerOption, requireOption, type Command } from '../command.js';
 import { writeReportFiles } from '../../bench/report.js';
-import { renderRoundtripTable, roundtripReportFiles } from '../../bench/roundtrip-report.js';
+import { renderRoundtripTable, roundtripBenchReport, roundtripReportFiles } from '../../bench/roundtrip-report.js';
+import { renderBenchJson } from '../../bench/output.js';
+import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
 import { openFilesLimit, roundtripLimits, runRoundtripBench } from '../../bench/roundtrip.js';
 
 /** Descriptors one agent costs in this process: its WebSocket, the gateway's end, its journal, an API socket. */
 const openFilesPerAgent = 4;
 const openFilesReserve = 256;
+const runTimeout: DurationOptionSpec = { name: 'timeout', fallbackMs: 1_800_000, minMs: 5_000, maxMs: 86_400_000, legacy: { name: 'timeout-s', unitMs: 1_000 } };
 
 export const roundtripBenchCommand: Command = {
   name: 'roundtrip',
   summary: 'Command round trip (created -> terminal) with N connected agents, against a bare TLS WebSocket echo baseline',
-  usage: '--agents N [--commands M] [--json] [--out DIR] [--redis URL] [--mysql URL]',
+  usage: '--agents N [--commands M] [--json] [--out DIR] [--redis URL] [--mysql URL] [--timeout 30m]',
   optionHelp: [
     ['--agents N', `Agents to enroll and connect (1 to ${roundtripLimits.agentsMax})`],
     ['--commands M', 'EXEC_PING_KERNEL commands per agent, one after another, all agents at once (default 5; one more warm-up)'],
-    ['--json', 'Print the summary as one JSON object'],
-    ['--out DIR', 'Also write roundtrip.json, roundtrip-percentiles.csv, roundtrip-histogram.csv, roundtrip.svg and roundtrip.md to DIR'],
+    ['--json', 'Print the report as one JSON object (docs/benchmarks.md, "Output"; the summary in details)'],
+    ['--out DIR', 'Also write roundtrip.json, roundtrip.csv, roundtrip-histogram.csv, roundtrip.svg and roundtrip.md to DIR'],
     ['--redis URL', 'Use Redis for the bus and key/value store (default: embedded)'],
     ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
-    ['--timeout-s N', 'Give up after N seconds (default 1800)'],
+    ['--timeout D', 'Give up after D, like 30m (default 30m)'],
     ['--verbose', 'Log the services to stderr'],
+    ...legacyHelp(runTimeout),
   ],
   options: {
     agents: { type: 'string' }, commands: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
-    redis: { type: 'string' }, mysql: { type: 'string' }, 'timeout-s': { type: 'string' }, verbose: { type: 'boolean' },
+    redis: { type: 'string' }, mysql: { type: 'string' }, ...durationOptions(runTimeout), verbose: { type: 'boolean' },
   },
   async run(args, io) {
     requireOption(args, 'agents');
     const agents = integerOption(args, 'agents', 1, 1, roundtripLimits.agentsMax);
     const commandsPerAgent = integerOption(args, 'commands', 5, 1, roundtripLimits.commandsPerAgentMax);
-    const timeoutMs = integerOption(args, 'timeout-s', 1800, 5, 86_400) * 1000;
+    const timeoutMs = durationOption(args, runTimeout, io.stderr);
     const limit = await openFilesLimit();
     const needed = agents * openFilesPerAgent + openFilesReserve;
     if (limit !== null && needed > limit) {
@@ -43,7 +47,7 @@ export const roundtripBenchCommand: Command = {
       progress: (line) => io.stderr(`${line}\n`),
       ...(args.values.verbose === true ? { logger: pino({ level: 'info' }, pino.destination(2)) } : {}),
     });
-    io.stdout(args.values.json === true ? JSON.stringify(run.summary) + '\n' : renderRoundtripTable(run.summary));
+    io.stdout(args.values.json === true ? renderBenchJson(roundtripBenchReport(run.summary)) : renderRoundtripTable(run.summary));
     if (typeof args.values.out === 'string') {
       const commandLine = `sdc bench roundtrip --agents ${agents} --commands ${commandsPerAgent}`
         + `${typeof args.values.redis === 'string' ? ' --redis URL' : ''}${typeof args.values.mysql === 'string' ? ' --mysql URL' : ''}`;

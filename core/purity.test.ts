@@ -29,6 +29,8 @@ const forbiddenCalls: ReadonlyArray<readonly [RegExp, string]> = [
 /** Packages core/ may import: pure computation only (schemas, Ed25519 and SHA-2 in JS). */
 const allowedPackages = new Set([
   '@sinclair/typebox', '@sinclair/typebox/compiler', '@noble/ed25519', '@noble/hashes/sha2.js',
+  // The session-key primitives (core/crypto/session-crypto-noble.ts): pure JS, no I/O.
+  '@noble/curves/ed25519.js', '@noble/hashes/hkdf.js', '@noble/hashes/hmac.js',
 ]);
 const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 

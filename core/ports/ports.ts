@@ -36,6 +36,24 @@ export interface Ed25519Provider {
  */
 export type Sha256 = (bytes: Uint8Array) => Uint8Array;
 
+/**
+ * The primitives of a session key (docs/decisions/0004-telemetry-session-mac.md): an ephemeral
+ * X25519 agreement at AUTH, HKDF-SHA256 to derive the key, HMAC-SHA256 to authenticate frames
+ * under it. A port like Ed25519Provider: node:crypto (runtime/session-crypto-node.ts) or pure
+ * JS (core/crypto/session-crypto-noble.ts); both pass the same RFC vectors.
+ */
+export interface SessionKeyCrypto {
+  readonly name: string;
+  /** The 32-byte X25519 public key of a 32-byte secret key (RFC 7748). */
+  x25519PublicKey(secretKey: Uint8Array): Uint8Array;
+  /** The 32-byte shared secret; CRYPTO_BAD_KEY for a wrong length or a low-order peer key (an all-zero secret). */
+  x25519SharedSecret(secretKey: Uint8Array, peerPublicKey: Uint8Array): Uint8Array;
+  /** HKDF-SHA256 (RFC 5869): `length` bytes, at most 255 x 32. */
+  hkdfSha256(input: { ikm: Uint8Array; salt: Uint8Array; info: Uint8Array; length: number }): Uint8Array;
+  /** HMAC-SHA256 (RFC 2104): the 32-byte tag. */
+  hmacSha256(key: Uint8Array, message: Uint8Array): Uint8Array;
+}
+
 /** Timers as a port, so the simulator can run every timeout on virtual time. */
 export interface Scheduler {
   /** Calls `callback` once after `delayMs`; returns a handle for `cancel`. */

@@ -2,7 +2,7 @@ import { acquireFileLock, type FileLock } from './file-lock.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import initSqlJs, { type Database, type SqlJsStatic } from 'sql.js';
+import initSqlJs, { type Database, type SqlJsStatic, type Statement } from 'sql.js';
 import { SdcError } from '../../../core/errors/index.js';
 import type { Scheduler, TimerHandle } from '../../../core/ports/ports.js';
 import { AsyncMutex } from '../../../runtime/async-mutex.js';
@@ -10,6 +10,7 @@ import { privateFileMode, writeFileAtomic } from '../../../runtime/atomic-file.j
 import { mapSqliteError } from './sqlite-errors.js';
 import type { ExecuteResult, SqlDatabase, SqlExecutor, SqlValue } from './sql-port.js';
 import { normaliseParams } from './sql-values.js';
+import { SqlJsStatementCache } from './sqljs-statements.js';
 
 /**
  * When the in-memory database is written to its file:
@@ -59,6 +60,8 @@ function newSaveBatch(): SaveBatch {
 
 export const sqlJsDefaultFileName = 'control-plane.sqlite';
 const waitersMaxDefault = 10_000;
+const selectOnly = /^\s*SELECT\b/i;
+const insertOrReplace = /^\s*(INSERT|REPLACE)\b/i;
 
 let sqlJsModule: Promise<SqlJsStatic> | undefined;
 function loadSqlJs(): Promise<SqlJsStatic> {
@@ -99,6 +102,11 @@ export async function openSqlJsDatabase(options: SqlJsDatabaseOptions): Promise<
     await lock.release();
     throw new SdcError('STORE_CORRUPT', `${path} is not a readable SQLite database: ${(error as Error).message}`, {}, { cause: error });
   }
+  // The database lives in sql.js's in-memory file system and reaches the disk only as a whole
+  // export (written atomically), so a rollback journal file buys nothing a crash could use: the
+  // journal in memory still rolls transactions back, and an autocommit write costs several times
+  // less without the journal file's create, writes and delete (docs/benchmarks.md).
+  database.run('PRAGMA journal_mode = MEMORY');
   return new SqlJsDatabaseImpl(database, path, durability, options.scheduler, options.waitersMax ?? waitersMaxDefault, lock);
 }
 
@@ -108,6 +116,7 @@ const transactionScope = new AsyncLocalStorage<SqlJsDatabaseImpl>();
 class SqlJsDatabaseImpl implements SqlJsDatabase {
   readonly dialect = 'sqlite' as const;
   private readonly mutex: AsyncMutex;
+  private readonly statements: SqlJsStatementCache;
   /** Changes made (counted per statement or commit) and the count the file holds: dirty when they differ. */
   private changeCount = 0;
   private savedCount = 0;
@@ -131,14 +140,17 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     private readonly lock: FileLock,
   ) {
     this.mutex = new AsyncMutex(waitersMax);
+    this.statements = new SqlJsStatementCache(database);
   }
 
   async query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
     let durable: Promise<void> | undefined;
     const rows = await this.exclusive(async () => {
+      // A plain SELECT changes nothing; anything else may (INSERT ... RETURNING), so it is counted.
+      if (selectOnly.test(sql)) return this.runQuery<T>(sql, params);
       const before = this.totalChanges();
       const found = this.runQuery<T>(sql, params);
-      if (this.totalChanges() !== before) durable = this.afterCommit(); // e.g. INSERT ... RETURNING
+      if (this.totalChanges() !== before) durable = this.afterCommit();
       return found;
     });
     await durable;
@@ -210,6 +222,7 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     this.closed = true;
     if (this.saveTimer !== undefined) this.scheduler?.cancel(this.saveTimer);
     this.saveTimer = undefined;
+    this.statements.clear();
     this.database.close();
     await this.lock.release();
   }
@@ -228,13 +241,17 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     if (!open) throw new SdcError('STORE_INVALID_ARGUMENT', 'transaction executor used after its transaction ended');
   }
 
-  private runQuery<T>(sql: string, params: readonly SqlValue[] | undefined): T[] {
-    let statement;
+  /** The cached statement for `sql`, with sql.js's compile error mapped. */
+  private statement(sql: string): Statement {
     try {
-      statement = this.database.prepare(sql);
+      return this.statements.get(sql);
     } catch (error) {
       throw mapSqliteError(error);
     }
+  }
+
+  private runQuery<T>(sql: string, params: readonly SqlValue[] | undefined): T[] {
+    const statement = this.statement(sql);
     try {
       statement.bind(normaliseParams(params) as never);
       const rows: T[] = [];
@@ -243,27 +260,42 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     } catch (error) {
       throw mapSqliteError(error);
     } finally {
-      statement.free();
+      statement.reset();
     }
   }
 
+  /** Runs one statement (the first of `sql`, as sql.js's run with parameters does). */
   private runExecute(sql: string, params: readonly SqlValue[] | undefined): ExecuteResult {
+    const statement = this.statement(sql);
     try {
-      this.database.run(sql, normaliseParams(params) as never);
+      statement.bind(normaliseParams(params) as never);
+      statement.step();
     } catch (error) {
       throw mapSqliteError(error);
+    } finally {
+      statement.reset();
     }
     const changes = this.database.getRowsModified();
     this.changeCount += 1;
-    if (changes > 0 && /^\s*(INSERT|REPLACE)\b/i.test(sql)) {
-      const rowId = this.database.exec('SELECT last_insert_rowid()')[0]?.values[0]?.[0];
+    if (changes > 0 && insertOrReplace.test(sql)) {
+      const rowId = this.scalar('SELECT last_insert_rowid()');
       if (typeof rowId === 'number') return { changes, lastInsertId: rowId };
     }
     return { changes };
   }
 
+  /** The first column of the first row of a parameterless statement, from the cache. */
+  private scalar(sql: string): unknown {
+    const statement = this.statement(sql);
+    try {
+      return statement.step() ? statement.get()[0] : undefined;
+    } finally {
+      statement.reset();
+    }
+  }
+
   private totalChanges(): number {
-    return Number(this.database.exec('SELECT total_changes()')[0]?.values[0]?.[0] ?? 0);
+    return Number(this.scalar('SELECT total_changes()') ?? 0);
   }
 
   /**

@@ -1,0 +1,62 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import initSqlJs from 'sql.js';
+import { SdcError } from '../../../core/errors/index.js';
+import { openSqlJsDatabase } from './sqljs-database.js';
+import { SqlJsStatementCache } from './sqljs-statements.js';
+
+const roots: string[] = [];
+after(async () => {
+  await Promise.all(roots.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+describe('sql.js prepared statement cache', () => {
+  it('keeps at most statementsMax statements, least recently used out first, and an evicted text compiles again', async () => {
+    const SQL = await initSqlJs();
+    const database = new SQL.Database();
+    const cache = new SqlJsStatementCache(database, 2);
+    const one = cache.get('SELECT 1');
+    cache.get('SELECT 2');
+    assert.equal(cache.get('SELECT 1'), one, 'a cached text gives back its statement');
+    cache.get('SELECT 3');
+    assert.equal(cache.size, 2);
+    assert.equal(cache.get('SELECT 1'), one, 'SELECT 2 was the least recently used, so SELECT 1 stayed');
+    const two = cache.get('SELECT 2');
+    assert.equal(two.step(), true);
+    assert.deepEqual(two.get(), [2]);
+    two.reset();
+    cache.clear();
+    assert.equal(cache.size, 0);
+    database.close();
+  });
+
+  it('a database on cached statements: rebinding, bad SQL refused with a store code, rollback, RETURNING counted as a change', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'sdc-sqljs-cache-'));
+    roots.push(dataDir);
+    const db = await openSqlJsDatabase({ dataDir });
+    await db.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)');
+    for (const name of ['a', 'b', 'c']) assert.equal((await db.execute('INSERT INTO t (name) VALUES (?)', [name])).changes, 1);
+    assert.equal((await db.execute('INSERT INTO t (name) VALUES (?)', ['d'])).lastInsertId, 4);
+    assert.deepEqual(await db.query('SELECT name FROM t WHERE id = ?', [2]), [{ name: 'b' }]);
+    assert.deepEqual(await db.query('SELECT name FROM t WHERE id = ?', [3]), [{ name: 'c' }], 'the same text with other parameters');
+    await assert.rejects(db.execute('INSERT INTO nowhere VALUES (?)', [1]), (error: unknown) => SdcError.is(error));
+    await assert.rejects(db.execute('INSERT INTO t (name) VALUES (?)', [null]), (error: unknown) => SdcError.is(error), 'NOT NULL');
+    await assert.rejects(db.transaction(async (tx) => {
+      await tx.execute('INSERT INTO t (name) VALUES (?)', ['rolled back']);
+      throw new Error('abort');
+    }), /abort/);
+    assert.deepEqual(await db.query('SELECT COUNT(*) AS n FROM t'), [{ n: 4 }], 'the journal in memory still rolls back');
+    const before = db.saveStats().commits;
+    assert.deepEqual(await db.query('INSERT INTO t (name) VALUES (?) RETURNING id', ['e']), [{ id: 5 }]);
+    assert.equal(db.saveStats().commits, before + 1, 'a write through query is a commit (and saved)');
+    await db.query('SELECT name FROM t');
+    assert.equal(db.saveStats().commits, before + 1, 'a SELECT is not');
+    await db.close();
+    const reopened = await openSqlJsDatabase({ dataDir });
+    assert.deepEqual(await reopened.query('SELECT COUNT(*) AS n FROM t'), [{ n: 5 }], 'every commit reached the file');
+    await reopened.close();
+  });
+});

@@ -53,7 +53,7 @@ test('opcode arguments: known opcodes validate their args, unknown opcodes are r
       assert.throws(() => validateOpcodeArgs(opcode, { rm: '-rf /' }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'));
     }
   }
-  assert.throws(() => validateOpcodeArgs('EXEC_FORMAT_DISK', {}), (e) => SdcError.is(e, 'PROTO_UNKNOWN_OPCODE'));
+  assert.throws(() => validateOpcodeArgs('EXEC_FORMAT_DISK', {}), (e) => SdcError.is(e, 'PROTO_UNKNOWN_OPCODE') && e.message.endsWith(`known opcodes: ${opcodes.join(', ')}`));
   assert.throws(() => validateOpcodeArgs(42, {}), (e) => SdcError.is(e, 'PROTO_UNKNOWN_OPCODE'));
 });
 

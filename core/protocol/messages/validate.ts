@@ -2,7 +2,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { TSchema } from '@sinclair/typebox';
 import { SdcError } from '../../errors/index.js';
 import { isMessageType, messageCatalog, messageTypes, type MessageBody, type MessageType } from './catalog.js';
-import { isOpcode, opcodeArgs, type Opcode } from './opcodes.js';
+import { isOpcode, opcodeArgs, opcodes, type Opcode } from './opcodes.js';
 
 // Compiled once at module load (fastify's rule): validation is then a plain function call.
 const bodyChecks = Object.fromEntries(
@@ -34,7 +34,8 @@ export function validateMessageBody(type: string, body: unknown): unknown {
 
 /** Validates command arguments for an opcode; throws PROTO_UNKNOWN_OPCODE or PROTO_SCHEMA_INVALID. */
 export function validateOpcodeArgs(opcode: unknown, args: unknown): Opcode {
-  if (!isOpcode(opcode)) throw new SdcError('PROTO_UNKNOWN_OPCODE', `unknown opcode ${JSON.stringify(String(opcode).slice(0, 64))}`);
+  // The known opcodes in the message, so an operator sees the right spelling at once.
+  if (!isOpcode(opcode)) throw new SdcError('PROTO_UNKNOWN_OPCODE', `unknown opcode ${JSON.stringify(String(opcode).slice(0, 64))}; known opcodes: ${opcodes.join(', ')}`);
   const check = argChecks[opcode];
   if (!check.Check(args)) {
     const { path, message } = firstProblem(check, args);

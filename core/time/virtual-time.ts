@@ -6,6 +6,9 @@ interface Timer {
   readonly callback: () => void;
 }
 
+/** Where virtual time starts unless the caller says (2023-11-14): a fixed, realistic epoch, so runs and tests repeat exactly. */
+export const virtualTimeStartMsDefault = 1_700_000_000_000;
+
 /**
  * Virtual time: a clock that only moves when the simulator says so, and a scheduler whose
  * timers fire in (due time, creation order) order as time advances. Ties are broken by
@@ -20,7 +23,7 @@ export class VirtualTime implements Clock, Scheduler {
   /** Ids of timers scheduled and neither fired nor cancelled: makes cancel O(1). */
   readonly #live = new Set<number>();
 
-  constructor(startMs: number, readonly timersMax = 10_000_000) {
+  constructor(startMs = virtualTimeStartMsDefault, readonly timersMax = 10_000_000) {
     this.#nowMs = startMs;
   }
 

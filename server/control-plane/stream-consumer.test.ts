@@ -5,7 +5,7 @@ import pino from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import { deadLetterStream, type BusEntry } from '../stores/bus/bus-port.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
-import { createVirtualTime } from '../stores/virtual-time.js';
+import { VirtualTime } from '../../core/time/virtual-time.js';
 import { retryLimits, StreamConsumer } from './stream-consumer.js';
 
 const stream = 'test:events';
@@ -22,8 +22,8 @@ describe('StreamConsumer partitions', () => {
       fc.array(fc.record({ device: fc.integer({ min: 0, max: 5 }), turns: fc.integer({ min: 0, max: 4 }), malformed: fc.boolean() }), { minLength: 1, maxLength: 40 }),
       fc.integer({ min: 1, max: 4 }),
       async (plan, inFlightMax) => {
-        const time = createVirtualTime();
-        const bus = new MemoryStreamBus({ clock: time.clock, scheduler: time.scheduler });
+        const time = new VirtualTime();
+        const bus = new MemoryStreamBus({ clock: time, scheduler: time });
         for (const [index, step] of plan.entries()) {
           await bus.append(stream, step.malformed ? { junk: String(index), turns: String(step.turns) } : { device: `d${step.device}`, index: String(index), turns: String(step.turns) });
         }
@@ -32,7 +32,7 @@ describe('StreamConsumer partitions', () => {
         let running = 0;
         let runningMax = 0;
         const consumer = new StreamConsumer({
-          bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time.scheduler,
+          bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time,
           batchSize: 64, partitionsInFlightMax: inFlightMax,
           partitionKey: (entry: BusEntry) => entry.fields['device'],
           handle: async (entry) => {
@@ -70,13 +70,13 @@ describe('StreamConsumer partitions', () => {
   });
 
   it('runs as a pipeline: reads on while an entry is handled, never more than entriesInFlightMax unfinished, one device in order', async () => {
-    const time = createVirtualTime();
-    const bus = new MemoryStreamBus({ clock: time.clock, scheduler: time.scheduler });
+    const time = new VirtualTime();
+    const bus = new MemoryStreamBus({ clock: time, scheduler: time });
     const release = new Map<string, () => void>();
     const started: string[] = [];
     const finished: string[] = [];
     const consumer = new StreamConsumer({
-      bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time.scheduler,
+      bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time,
       entriesInFlightMax: 3, partitionKey: (entry: BusEntry) => entry.fields['device'],
       handle: async (entry) => {
         const name = entry.fields['name']!;
@@ -115,11 +115,11 @@ describe('StreamConsumer partitions', () => {
   });
 
   it('re-creates its group when the store lost it (Redis restart without persistence, FLUSHALL) and handles what was appended since', async () => {
-    const time = createVirtualTime();
-    const bus = new MemoryStreamBus({ clock: time.clock, scheduler: time.scheduler });
+    const time = new VirtualTime();
+    const bus = new MemoryStreamBus({ clock: time, scheduler: time });
     const handled: string[] = [];
     const consumer = new StreamConsumer({
-      bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time.scheduler,
+      bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time,
       handle: async (entry) => { handled.push(entry.fields['name']!); },
     });
     consumer.start({ blockMs: 1_000 });
@@ -149,10 +149,10 @@ describe('StreamConsumer partitions', () => {
   });
 
   it('refuses a partition limit below one', () => {
-    const time = createVirtualTime();
-    const bus = new MemoryStreamBus({ clock: time.clock, scheduler: time.scheduler });
+    const time = new VirtualTime();
+    const bus = new MemoryStreamBus({ clock: time, scheduler: time });
     assert.throws(() => new StreamConsumer({
-      bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time.scheduler, handle: async () => undefined, partitionsInFlightMax: 0,
+      bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time, handle: async () => undefined, partitionsInFlightMax: 0,
     }), (e) => SdcError.is(e, 'STORE_INVALID_ARGUMENT'));
   });
 });
@@ -162,13 +162,13 @@ describe('StreamConsumer retries (issue 18.5: a failed entry must not be overtak
 
   /** A consumer whose handler fails for the entries named in `failing` while `store.down` holds. */
   function setUp(options: { failing: readonly string[]; wrapBus?: (bus: MemoryStreamBus) => MemoryStreamBus }) {
-    const time = createVirtualTime();
-    const bus = new MemoryStreamBus({ clock: time.clock, scheduler: time.scheduler });
+    const time = new VirtualTime();
+    const bus = new MemoryStreamBus({ clock: time, scheduler: time });
     const store = { down: true, failures: 0 };
     const handled: string[] = [];
     const calls = new Map<string, number>();
     const consumer = new StreamConsumer({
-      bus: options.wrapBus?.(bus) ?? bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time.scheduler,
+      bus: options.wrapBus?.(bus) ?? bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time,
       partitionKey: (entry: BusEntry) => entry.fields['device'],
       handle: async (entry) => {
         const name = entry.fields['name']!;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { SdcError } from '../../core/errors/index.js';
-import { createVirtualTime } from '../stores/virtual-time.js';
+import { VirtualTime } from '../../core/time/virtual-time.js';
 import { generateCrl, revokedSerialsOfCrl } from '../../trust/crl.js';
 import { MemoryRevocationStore } from '../../trust/revocation.js';
 import { makeTestPki, type TestPki } from '../../trust/test-fixtures.js';
@@ -38,9 +38,9 @@ describe('the gateway reads revocations from the CRL file', () => {
 
   it('reads the file at start and on each reload; a missing file is empty, a forged one keeps the last good set', async () => {
     const path = join(dir, 'crl.pem');
-    const time = createVirtualTime();
+    const time = new VirtualTime();
     const watch = new CrlFileWatch({
-      path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time.scheduler, logger: pino({ level: 'silent' }), reloadIntervalMs: 1_000,
+      path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, logger: pino({ level: 'silent' }), reloadIntervalMs: 1_000,
     });
     await watch.start();
     assert.deepEqual([...watch.serials()], [], 'no file yet');
@@ -51,6 +51,6 @@ describe('the gateway reads revocations from the CRL file', () => {
     await watch.reload();
     assert.deepEqual([...watch.serials()], ['a1'], 'a CRL another CA signed is not believed');
     watch.stop();
-    assert.equal(time.pendingTimers(), 0);
+    assert.equal(time.pendingTimers, 0);
   });
 });

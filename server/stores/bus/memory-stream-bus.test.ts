@@ -2,21 +2,21 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { SdcError } from '../../../core/errors/index.js';
-import { createVirtualTime, type VirtualTime } from '../virtual-time.js';
+import { VirtualTime } from '../../../core/time/virtual-time.js';
 import { runBusContract } from './bus-contract.js';
 import { MemoryStreamBus, type MemoryStreamBusOptions } from './memory-stream-bus.js';
 
-let time: VirtualTime = createVirtualTime();
+let time: VirtualTime = new VirtualTime();
 runBusContract('in-memory (virtual time)', {
-  create: async () => new MemoryStreamBus({ clock: time.clock, scheduler: time.scheduler }),
-  reset: async () => { time = createVirtualTime(); },
-  advance: async (ms) => time.advance(ms),
+  create: async () => new MemoryStreamBus({ clock: time, scheduler: time }),
+  reset: async () => { time = new VirtualTime(); },
+  advance: async (ms) => { time.advance(ms); },
   wipe: async (bus) => (bus as MemoryStreamBus).wipe(),
 });
 
 function memoryBus(options: Partial<MemoryStreamBusOptions> = {}): { bus: MemoryStreamBus; time: VirtualTime } {
-  const virtual = createVirtualTime();
-  return { bus: new MemoryStreamBus({ clock: virtual.clock, scheduler: virtual.scheduler, ...options }), time: virtual };
+  const virtual = new VirtualTime();
+  return { bus: new MemoryStreamBus({ clock: virtual, scheduler: virtual, ...options }), time: virtual };
 }
 
 function isCode(code: string): (error: unknown) => boolean {
@@ -54,8 +54,8 @@ describe('in-memory stream bus specifics', () => {
 
   it('keeps ids increasing when the clock stands still or goes back', async () => {
     let nowMs = 1000;
-    const virtual = createVirtualTime();
-    const bus = new MemoryStreamBus({ clock: { nowMs: () => nowMs }, scheduler: virtual.scheduler });
+    const virtual = new VirtualTime();
+    const bus = new MemoryStreamBus({ clock: { nowMs: () => nowMs }, scheduler: virtual });
     const a = await bus.append('s', { n: 'a' });
     const b = await bus.append('s', { n: 'b' });
     nowMs = 500;
@@ -78,10 +78,10 @@ describe('in-memory stream bus specifics', () => {
     const { bus, time: virtual } = memoryBus();
     await bus.ensureGroup('s', 'g', '$');
     const blocked = bus.readGroup('s', 'g', 'c', { count: 1, blockMs: 1000 });
-    assert.equal(virtual.pendingTimers(), 1);
+    assert.equal(virtual.pendingTimers, 1);
     await bus.close();
     await assert.rejects(blocked, isCode('STORE_CLOSED'));
-    assert.equal(virtual.pendingTimers(), 0);
+    assert.equal(virtual.pendingTimers, 0);
     await assert.rejects(bus.append('s', { n: '1' }), isCode('STORE_CLOSED'));
   });
 

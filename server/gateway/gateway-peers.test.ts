@@ -10,7 +10,12 @@ import {
 } from './test-support.js';
 
 const redisUrl = process.env['REDIS_URL'];
-const refreshMs = 100;
+/**
+ * Liveness refresh of both gateways. Long enough that a busy machine delaying gw-a's refresh timer
+ * does not make gw-b take a live gw-a for dead (its key lives 3 refreshes); the wait for the
+ * hand-back is sized from it.
+ */
+const refreshMs = 1_000;
 
 /**
  * Two gateways on one store; gw-a holds a device with commands in flight (one acked, one never

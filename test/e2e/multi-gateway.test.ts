@@ -19,7 +19,7 @@ import { ensureEnrolled } from '../../agent/enrollment.js';
 import { agentPaths } from '../../agent/state/agent-state.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import {
-  agentDir, checkExactlyOnce, countProcessListCalls, createCommand, eventually, startE2e, waitOnline, waitTerminal, type CommandRecord, type E2eSystem,
+  agentDir, checkExactlyOnce, countProcessListCalls, createCommand, e2eWaitMsMin, eventually, startE2e, waitOnline, waitTerminal, type CommandRecord, type E2eSystem,
 } from './support/e2e-harness.js';
 
 const repoRoot = join(fileURLToPath(import.meta.url), '..', '..', '..');
@@ -44,7 +44,7 @@ async function startGatewayProcess(system: E2eSystem, id: string): Promise<Gatew
   child.stderr!.on('data', (chunk: Buffer) => { if (stderr.length < 1000) stderr.push(chunk.toString('utf8')); });
   let stdout = '';
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway ${id} did not start: ${stdout} ${stderr.join('')}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`gateway ${id} did not start within ${e2eWaitMsMin} ms: ${stdout} ${stderr.join('')}`)), e2eWaitMsMin);
     child.stdout!.on('data', (chunk: Buffer) => {
       stdout += chunk.toString('utf8');
       const match = /gateway\s+(wss:\/\/\S+)/.exec(stdout);

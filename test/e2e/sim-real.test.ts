@@ -10,6 +10,9 @@ import { systemClock, systemRandom, systemScheduler } from '../../runtime/system
 import { builtinScenarioPath, loadScenario } from '../../sim/scenario.js';
 import { runRealSimulation } from '../../sim/real/run-real.js';
 
+/** How long the run may wait for its agents to come online and for its commands to drain, on real time. */
+const realWaitMs = 120_000;
+
 test('--real: 6 simulated agents over 2 worker processes against a running deployment; every command terminal, checkers pass', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-sim-real-test-'));
   const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
@@ -22,10 +25,13 @@ test('--real: 6 simulated agents over 2 worker processes against a running deplo
     await deployment.controlPlane!.auth.users.add({ name: 'sim-admin', role: 'admin', password, nowMs: systemClock.nowMs() });
     const smoke = await loadScenario(builtinScenarioPath('smoke'));
     // A higher rate than smoke's so that a 3 s run sends a few dozen commands to six agents.
-    const scenario = { ...smoke, telemetryIntervalMs: 2_000, livenessBoundMs: 20_000, commands: { ...smoke.commands, perMinute: 600 } };
+    // The drain and online waits run on real time: generous, because the machine may be busy with
+    // other work and a drain that finishes ends the wait at once (the liveness bound itself is
+    // checked on virtual time by the simulator's own runs).
+    const scenario = { ...smoke, telemetryIntervalMs: 2_000, livenessBoundMs: realWaitMs, commands: { ...smoke.commands, perMinute: 600 } };
     const result = await runRealSimulation({
       url: deployment.apiUrl!, caPem: materials.rootCaPem, admin: 'sim-admin', password,
-      scenario, scenarioRef: 'smoke', seed: 7, agents: 6, processes: 2, durationMs: 3_000,
+      scenario, scenarioRef: 'smoke', seed: 7, agents: 6, processes: 2, durationMs: 3_000, onlineTimeoutMs: realWaitMs,
     });
     assert.deepEqual(result.violations, []);
     assert.equal(result.agents, 6);

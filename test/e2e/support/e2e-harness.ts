@@ -199,8 +199,17 @@ export function agentDir(system: Pick<E2eSystem, 'dataDir'>, deviceId: string): 
   return join(system.dataDir, 'agents', deviceId);
 }
 
-/** Polls until `check` returns a value other than undefined, or fails naming `what`. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000, intervalMs = 50): Promise<T> {
+/**
+ * The shortest real-time wait for a condition before a test fails. Generous on purpose: these
+ * tests share the machine with other work, a condition that holds ends the wait at once, and a
+ * wait never proves anything about timing (what must happen within a bound is tested on virtual
+ * time). A longer `timeoutMs` given by a caller still applies.
+ */
+export const e2eWaitMsMin = 120_000;
+
+/** Polls until `check` returns a value other than undefined, or fails naming `what` after max(timeoutMs, e2eWaitMsMin). */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMsAsked = e2eWaitMsMin, intervalMs = 50): Promise<T> {
+  const timeoutMs = Math.max(timeoutMsAsked, e2eWaitMsMin);
   const deadlineMs = systemClock.nowMs() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -217,7 +226,7 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
   }
 }
 
-export async function waitOnline(system: E2eSystem, deviceIds: readonly string[], online = true, timeoutMs = 15_000): Promise<void> {
+export async function waitOnline(system: E2eSystem, deviceIds: readonly string[], online = true, timeoutMs = e2eWaitMsMin): Promise<void> {
   await eventually(`${deviceIds.length} devices ${online ? 'online' : 'offline'}`, async () => {
     const states = await Promise.all(deviceIds.map((id) => system.api<{ online: boolean }>('GET', `/v1/devices/${id}`)));
     return states.every((d) => d.online === online) ? true : undefined;
@@ -268,7 +277,7 @@ export async function createCommand(system: E2eSystem, deviceId: string, opcode:
     extra.idempotencyKey === undefined ? undefined : { headers: { 'idempotency-key': extra.idempotencyKey } });
 }
 
-export async function waitTerminal(system: E2eSystem, commandId: string, timeoutMs = 20_000): Promise<CommandRecord> {
+export async function waitTerminal(system: E2eSystem, commandId: string, timeoutMs = e2eWaitMsMin): Promise<CommandRecord> {
   let last: CommandRecord | undefined;
   try {
     return await eventually(`command ${commandId} terminal`, async () => {

@@ -1,20 +1,22 @@
 import { SdcError } from '../../core/errors/index.js';
 import { encodeBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, kvKeys, streamMaxLen } from '../bus-contract/streams.js';
-import type { AuditEntryInput } from '../../core/protocol/audit-chain.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
-import { commandTable, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
+import {
+  decideCreate, decideCreateAdmission, decideRedispatch, decideTransition, expiryEvent,
+  type AfterCommitEffect, type ResultReport, type TransitionRefusalReason,
+} from '../../core/protocol/command-decisions.js';
+import type { CommandEvent, CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import { CommandTtlMsMax } from '../../core/protocol/messages/command.js';
 import { validateOpcodeArgs } from '../../core/protocol/messages/validate.js';
 import { evaluatePolicy, type Policy } from '../../core/protocol/policy.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
-import { isFinal, isTerminal, nextState } from '../../core/protocol/state-machine.js';
 import type { ServiceSigner } from '../materials/materials.js';
+import { CommandRepository, jsonObjectColumn, signedCommandOf, recordOf, unfinishedStates, type CommandRow } from './command-repository.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
-import { nextCounterValue } from './stores/counters.js';
 import type { Role } from './users.js';
 
 /** Who asks: the authenticated operator. */
@@ -63,16 +65,8 @@ export interface CommandDetail extends CommandView {
   readonly history: readonly CommandHistoryEntry[];
 }
 
-interface CommandRow {
-  id: string; device_id: string; opcode: string; args_json: string; state: string; created_by: string;
-  idempotency_key: string | null; device_seq: number; signed_json: string; expires_at: number; attempts: number;
-  created_at: number; updated_at: number; gateway_id: string | null; result_json: string | null; dispatched_at: number | null;
-  /** NULL: no gateway stream ever held the command (migration 008). */
-  first_dispatched_at: number | null;
-}
-
-export const nonTerminalStates: readonly CommandState[] = ['queued', 'sent', 'ack_received', 'executing'];
-const nonTerminalList = nonTerminalStates.map((s) => `'${s}'`).join(', ');
+/** The states a command is unfinished in; redelivery and the sweeps take only these. */
+export const nonTerminalStates: readonly CommandState[] = unfinishedStates;
 export const commandLimits = Object.freeze({
   /** Commands redelivered to a device when it comes online; the rest wait for the next presence. */
   redeliverPerPresenceMax: 1_000,
@@ -108,32 +102,37 @@ export const redispatchIntervalMsDefault = 30_000;
 
 export interface TransitionOptions {
   readonly detail?: JsonObject;
-  /** The device's signed COMMAND_RESULT frame, stored with the command. */
-  readonly resultFrame?: string;
-  /** Audit actor of the default `command.state` entry (default `system`). */
+  /** Audit actor of the change (default `system`). */
   readonly actor?: string;
-  /** The audit entry of this change instead of `command.state` (e.g. `command.result`), given the states it moved between. */
-  readonly audit?: (from: CommandState, to: CommandState) => Omit<AuditEntryInput, 'ts'>;
+  /** The device's signed COMMAND_RESULT: stored with the command and audited verbatim as `command.result`. */
+  readonly result?: ResultReport;
 }
 
 /** Result of applying an event: the transition made, or why nothing changed. */
 export type TransitionOutcome =
   | { readonly applied: true; readonly from: CommandState; readonly to: CommandState }
-  | { readonly applied: false; readonly reason: 'unknown_command' | 'illegal' | 'terminal'; readonly state?: CommandState };
+  | { readonly applied: false; readonly reason: TransitionRefusalReason; readonly state?: CommandState };
+
 
 /**
  * Command ingest, state and dispatch. A command is stored (state `queued`, with its event) in
  * one transaction before anything else happens; dispatch to a gateway comes after and may fail
  * without losing it: it stays queued and is sent again on the device's next presence, with the
  * device's next new command, or by the redelivery sweep (`redispatchDue`), whichever comes first.
+ *
+ * What changes is decided in core/protocol/command-decisions.ts (pure: the record and the event
+ * in, the effects out); the CommandRepository performs the effects on SQL. This class reads,
+ * asks, applies, and does the I/O the decisions name (the bus, the presence key, the live feed).
  */
 export class CommandService {
   readonly #ctx: ServiceContext;
   readonly #options: CommandServiceOptions;
+  readonly #repository: CommandRepository;
 
   constructor(options: CommandServiceOptions) {
     this.#ctx = options.context;
     this.#options = options;
+    this.#repository = new CommandRepository({ db: options.context.db, audit: options.context.audit });
   }
 
   /** Creates (or, for a repeated idempotency key with the same request, returns) a command. */
@@ -150,68 +149,69 @@ export class CommandService {
     }
     const fingerprint = { device_id: deviceId, opcode, args: canonicalize(request.args), ttl_ms: ttlMs };
     if (key !== undefined) {
-      const existing = await this.#byIdempotencyKey(actor.name, key);
+      const existing = await this.#repository.byIdempotencyKey(actor.name, key);
       if (existing !== undefined) return { command: await this.#replay(existing, fingerprint), created: false };
     }
-    const [device] = await this.#ctx.db.query<{ status: string }>('SELECT status FROM devices WHERE id = ?', [deviceId]);
-    if (device === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `device ${deviceId} is unknown`, { deviceId });
-    if (device.status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked`, { deviceId });
-    // A device that only has a pairing token has no key to check its answers with and no session
-    // to deliver on: refused at once (docs/api.md), not held until it enrolls.
-    if (device.status !== 'enrolled') throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${deviceId} has not enrolled yet`, { deviceId });
-
     const nowMs = this.#ctx.clock.nowMs();
-    const argsBytes = Buffer.byteLength(fingerprint.args, 'utf8');
-    const decision = evaluatePolicy(this.#options.policy, {
-      actor: { id: actor.name, role: actor.role }, opcode, device: { id: deviceId }, nowMs, argsBytes,
-    });
-    const policyRecord: JsonObject = { decision: decision.decision, reason: decision.reason, ...(decision.ruleId === undefined ? {} : { rule_id: decision.ruleId }) };
-    if (decision.decision === 'deny') {
-      await this.#ctx.audit.append({
-        kind: 'command.denied', actor: actors.user(actor.name), subject: `device:${deviceId}`,
-        payload: { opcode, args: request.args, policy: policyRecord },
-      });
-      throw new SdcError('COMMAND_POLICY_DENIED', `policy denies ${opcode} on ${deviceId}: ${decision.reason}`, { reason: decision.reason });
-    }
-
-    const id = newId('c', this.#ctx.random);
+    const policyRecord = await this.#admit(request, opcode, nowMs, Buffer.byteLength(fingerprint.args, 'utf8'));
     let signed: SignedCommand;
     try {
-      signed = await this.#ctx.db.transaction(async (tx) => {
-        const deviceSeq = await nextCounterValue(tx, `device_seq:${deviceId}`);
-        const command = signCommand({
-          command: { id, device_id: deviceId, opcode, args: request.args, issued_at: nowMs, expires_at: nowMs + ttlMs, device_seq: deviceSeq, issuer: this.#options.issuer },
-          kid: this.#options.signer.kid, seed: this.#options.signer.seed, provider: this.#ctx.ed25519,
-        });
-        await tx.execute(
-          `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at)
-           VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?)`,
-          [id, deviceId, opcode, fingerprint.args, actor.name, key ?? null, deviceSeq, canonicalize(command), command.expires_at, nowMs, nowMs],
-        );
-        await tx.execute('INSERT INTO command_events (command_id, state, at, detail_json) VALUES (?, ?, ?, ?)',
-          [id, 'queued', nowMs, canonicalize({ event: 'create', by: actor.name })]);
-        // In the same transaction: no stored command without its command.created, none for a command not stored.
-        await this.#ctx.audit.record(tx, {
-          kind: 'command.created', actor: actors.user(actor.name), subject: `command:${id}`,
-          payload: { command: command as unknown as JsonObject, policy: policyRecord },
-        });
-        return command;
-      });
+      signed = await this.#store(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord });
     } catch (error) {
       // Two requests with one key raced; the loser answers like a retry.
       if (key !== undefined && SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) {
-        const existing = await this.#byIdempotencyKey(actor.name, key);
+        const existing = await this.#repository.byIdempotencyKey(actor.name, key);
         if (existing !== undefined) return { command: await this.#replay(existing, fingerprint), created: false };
       }
       throw error;
     }
+    return { command: await this.#committedView(signed.id, () => createdView(signed, actor.name, fingerprint.args)), created: true };
+  }
+
+  /** The device's status and the policy decide whether the command may be stored; returns the policy record, or throws the refusal. */
+  async #admit(request: CreateCommandRequest, opcode: string, nowMs: number, argsBytes: number): Promise<JsonObject> {
+    const { actor, deviceId } = request;
+    const admission = decideCreateAdmission({
+      deviceId, deviceStatus: await this.#repository.deviceStatus(deviceId), opcode, args: request.args, auditActor: actors.user(actor.name),
+      policy: () => evaluatePolicy(this.#options.policy, { actor: { id: actor.name, role: actor.role }, opcode, device: { id: deviceId }, nowMs, argsBytes }),
+    });
+    if (admission.admitted) return admission.policyRecord;
+    const { refusal } = admission;
+    if (refusal.code !== 'COMMAND_POLICY_DENIED') throw new SdcError(refusal.code, refusal.message, { deviceId });
+    await this.#ctx.audit.append(refusal.audit);
+    throw new SdcError(refusal.code, refusal.message, { reason: refusal.reason });
+  }
+
+  /** Signs and stores the command with its history entry and audit record in one transaction, then runs the after-commit effects. */
+  async #store(request: CreateCommandRequest, facts: { opcode: SignedCommand['opcode']; nowMs: number; ttlMs: number; argsJson: string; policyRecord: JsonObject }): Promise<SignedCommand> {
+    const { actor, deviceId } = request;
+    const { nowMs } = facts;
+    const id = newId('c', this.#ctx.random);
+    const decided = await this.#repository.create(deviceId, (deviceSeq) => {
+      const command = signCommand({
+        command: { id, device_id: deviceId, opcode: facts.opcode, args: request.args, issued_at: nowMs, expires_at: nowMs + facts.ttlMs, device_seq: deviceSeq, issuer: this.#options.issuer },
+        kid: this.#options.signer.kid, seed: this.#options.signer.seed, provider: this.#ctx.ed25519,
+      });
+      const effects = decideCreate({
+        row: { command, createdBy: actor.name, idempotencyKey: request.idempotencyKey ?? null, argsJson: facts.argsJson },
+        auditActor: actors.user(actor.name), policyRecord: facts.policyRecord,
+      });
+      return { ...effects, command };
+    });
     // Committed: from here on nothing turns the answer into an error (issue 18.4), or a client
     // retrying without an Idempotency-Key would make a second command. Each step below either
     // never throws or has a fallback.
+    await this.#afterCommit(decided.afterCommit);
+    return decided.command;
+  }
+
+  /** Settles the audit outbox, then publishes and dispatches; none of these throws. */
+  async #afterCommit(effects: readonly AfterCommitEffect[]): Promise<void> {
     await this.#ctx.settleAudit();
-    this.#ctx.publishLive({ type: 'command', command_id: id, device_id: deviceId, state: 'queued', at_ms: nowMs });
-    await this.#dispatchWaiting(deviceId);
-    return { command: await this.#committedView(id, () => createdView(signed, actor.name, fingerprint.args)), created: true };
+    for (const effect of effects) {
+      if (effect.type === 'publish_live') this.#ctx.publishLive(effect.event);
+      else await this.#dispatchWaiting(effect.deviceId);
+    }
   }
 
   /** The command as stored now, or, when it cannot be read back (a store outage right after the commit), as it was committed. */
@@ -224,14 +224,9 @@ export class CommandService {
     }
   }
 
-  async #byIdempotencyKey(createdBy: string, key: string): Promise<CommandRow | undefined> {
-    const [row] = await this.#ctx.db.query<CommandRow>('SELECT * FROM commands WHERE created_by = ? AND idempotency_key = ?', [createdBy, key]);
-    return row;
-  }
-
   async #replay(row: CommandRow, want: { device_id: string; opcode: string; args: string; ttl_ms: number }): Promise<CommandDetail> {
     const same = row.device_id === want.device_id && row.opcode === want.opcode && row.args_json === want.args
-      && Number(row.expires_at) - Number(row.created_at) === want.ttl_ms;
+      && row.expires_at - row.created_at === want.ttl_ms;
     if (!same) throw new SdcError('COMMAND_IDEMPOTENCY_CONFLICT', 'Idempotency-Key was already used for a different request');
     return this.get(row.id);
   }
@@ -251,28 +246,16 @@ export class CommandService {
     }
   }
 
-  /** Appends the command to the gateway's stream; false (nothing appended) when it is terminal already. */
-  async #append(command: SignedCommand, gateway: string): Promise<boolean> {
-    if (!(await this.#markLeaving(command.id))) return false;
-    await this.#ctx.bus.append(gatewayCommandStream(gateway), encodeBusEntry('deliver', { command }), { maxLen: streamMaxLen.gatewayCommands });
-    await this.#ctx.db.execute('UPDATE commands SET gateway_id = ?, dispatched_at = ? WHERE id = ?', [gateway, this.#ctx.clock.nowMs(), command.id]);
-    return true;
-  }
-
   /**
-   * Records that the command leaves the control plane (`first_dispatched_at`), before its first
-   * append: from then on a device may have it, and its TTL passing makes it `timed_out`, never
-   * `expired`. Both this update and the `expire` transition are conditional on the row, so one of
-   * them wins: a command the sweep expired first is not appended (false).
+   * Appends the command to the gateway's stream; false (nothing appended) when it is finished
+   * already. It is marked as leaving the control plane first (CommandRepository.markLeaving), so
+   * the expiry sweep times it out rather than expiring it once a device may have it.
    */
-  async #markLeaving(commandId: string): Promise<boolean> {
-    const marked = await this.#ctx.db.execute(
-      `UPDATE commands SET first_dispatched_at = ? WHERE id = ? AND first_dispatched_at IS NULL AND state IN (${nonTerminalList})`,
-      [this.#ctx.clock.nowMs(), commandId],
-    );
-    if (marked.changes === 1) return true;
-    const [row] = await this.#ctx.db.query<{ state: string }>('SELECT state FROM commands WHERE id = ?', [commandId]);
-    return row !== undefined && nonTerminalStates.includes(row.state as CommandState);
+  async #append(command: SignedCommand, gateway: string): Promise<boolean> {
+    if (!(await this.#repository.markLeaving(command.id, this.#ctx.clock.nowMs()))) return false;
+    await this.#ctx.bus.append(gatewayCommandStream(gateway), encodeBusEntry('deliver', { command }), { maxLen: streamMaxLen.gatewayCommands });
+    await this.#repository.recordDispatch(command.id, gateway, this.#ctx.clock.nowMs());
+    return true;
   }
 
   /**
@@ -284,11 +267,8 @@ export class CommandService {
     try {
       const gateway = await this.presenceGateway(deviceId);
       if (gateway === undefined) return;
-      const rows = await this.#ctx.db.query<Pick<CommandRow, 'signed_json'>>(
-        `SELECT signed_json FROM commands WHERE device_id = ? AND state = 'queued' AND gateway_id IS NULL AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
-        [deviceId, this.#ctx.clock.nowMs(), commandLimits.waitingPerCreateMax],
-      );
-      for (const row of rows) await this.#append(JSON.parse(row.signed_json) as SignedCommand, gateway);
+      const waiting = await this.#repository.waitingOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.waitingPerCreateMax);
+      for (const { command } of waiting) await this.#append(readable(command), gateway);
     } catch (error) {
       this.#ctx.logger.warn({ err: error, deviceId }, 'dispatch failed; the commands stay queued for redelivery');
     }
@@ -316,28 +296,20 @@ export class CommandService {
     const batchMax = Math.min(options.batchMax ?? commandLimits.redispatchPerSweepMax, commandLimits.redispatchPerSweepMax);
     const nowMs = this.#ctx.clock.nowMs();
     const intervalMs = this.#options.redispatchIntervalMs ?? redispatchIntervalMsDefault;
-    const rows = await this.#ctx.db.query<Pick<CommandRow, 'id' | 'device_id' | 'signed_json'>>(
-      `SELECT id, device_id, signed_json FROM commands
-       WHERE state IN (${nonTerminalList}) AND expires_at > ? AND (dispatched_at IS NULL OR dispatched_at <= ?)
-       ORDER BY COALESCE(dispatched_at, 0) ASC, created_at ASC, device_seq ASC LIMIT ?`,
-      [nowMs, nowMs - intervalMs, Math.max(1, batchMax)],
-    );
+    const due = await this.#repository.dueForRedispatch(nowMs, nowMs - intervalMs, Math.max(1, batchMax));
     const gateways = new Map<string, string | undefined>();
     const failedDevices = new Set<string>();
     let sent = 0;
-    for (const row of rows) {
-      if (failedDevices.has(row.device_id)) continue;
+    for (const row of due) {
+      if (failedDevices.has(row.deviceId)) continue;
       try {
-        if (!gateways.has(row.device_id)) gateways.set(row.device_id, await this.presenceGateway(row.device_id));
-        const gateway = gateways.get(row.device_id);
-        if (gateway === undefined) {
-          await this.#ctx.db.execute('UPDATE commands SET dispatched_at = ? WHERE id = ?', [nowMs, row.id]);
-          continue;
-        }
-        if (await this.#append(JSON.parse(row.signed_json) as SignedCommand, gateway)) sent += 1;
+        if (!gateways.has(row.deviceId)) gateways.set(row.deviceId, await this.presenceGateway(row.deviceId));
+        const decision = decideRedispatch(row.id, gateways.get(row.deviceId), nowMs);
+        if (decision.type === 'stamp_dispatched') await this.#repository.stampDispatched(decision.commandId, decision.atMs);
+        else if (await this.#append(readable(row.command), decision.gatewayId)) sent += 1;
       } catch (error) {
         // Not stamped: retried at the next sweep. Later commands of the device wait so they cannot overtake it.
-        failedDevices.add(row.device_id);
+        failedDevices.add(row.deviceId);
         this.#ctx.logger.warn({ err: error, commandId: row.id }, 'redelivery sweep could not dispatch; retried at the next sweep');
       }
     }
@@ -370,14 +342,12 @@ export class CommandService {
    * a known result are terminal and never redelivered.
    */
   async redeliver(deviceId: string, gatewayId: string): Promise<number> {
-    const nowMs = this.#ctx.clock.nowMs();
-    const rows = await this.#ctx.db.query<CommandRow>(
-      `SELECT * FROM commands WHERE device_id = ? AND state IN (${nonTerminalList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
-      [deviceId, nowMs, commandLimits.redeliverPerPresenceMax],
-    );
+    const commands = await this.#repository.unfinishedOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.redeliverPerPresenceMax);
     let sent = 0;
-    for (const row of rows) {
-      if (await this.dispatch(JSON.parse(row.signed_json) as SignedCommand, gatewayId)) sent += 1;
+    for (const { id, command } of commands) {
+      // A damaged row cannot be delivered by anyone; the others still are (it expires by its expires_at column).
+      if (command instanceof SdcError) this.#ctx.logger.error({ err: command, commandId: id }, 'stored command is not readable; not redelivered');
+      else if (await this.dispatch(command, gatewayId)) sent += 1;
     }
     return sent;
   }
@@ -388,53 +358,40 @@ export class CommandService {
    * has passed (the interval is kept, so a gateway handing a command straight back cannot make it loop).
    */
   async requeue(commandId: string): Promise<void> {
-    await this.#ctx.db.execute('UPDATE commands SET gateway_id = NULL WHERE id = ?', [commandId]);
+    await this.#repository.clearGateway(commandId);
+  }
+
+  /** The command's device, seq and that device's status, for checking an event that names it. */
+  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null } | undefined> {
+    return this.#repository.ownerOf(commandId);
   }
 
   /**
    * Applies a machine event at `atMs`. Illegal transitions and events for finished commands
    * change nothing and are reported, never thrown: the bus delivers at least once, so duplicates
-   * and late events are normal. The update is a compare-and-set on the state, so two processes
-   * applying events to one command cannot both win. A terminal state changes only when the table
-   * lets a late result refine it (timed_out, dead_lettered). `expire` applies only to a command
-   * that never left the control plane (checked in the same compare-and-set); one that left is
-   * refused as illegal and times out instead (expireDue).
+   * and late events are normal (decideTransition says which). The update is a compare-and-set on
+   * the state, so two processes applying events to one command cannot both win; the loser reads
+   * again and decides again. A terminal state changes only when the table lets a late result
+   * refine it (timed_out, dead_lettered). `expire` applies only to a command that never left the
+   * control plane (checked in the same compare-and-set); one that left is refused as illegal and
+   * times out instead (expireDue).
    */
   async transition(commandId: string, event: CommandEvent, atMs: number, options: TransitionOptions = {}): Promise<TransitionOutcome> {
+    const input = {
+      event, atMs, actor: options.actor ?? actors.system,
+      ...(options.detail === undefined ? {} : { detail: options.detail }), ...(options.result === undefined ? {} : { result: options.result }),
+    };
     for (let attempt = 0; attempt < commandLimits.transitionRetriesMax; attempt += 1) {
-      const [row] = await this.#ctx.db.query<CommandRow>('SELECT * FROM commands WHERE id = ?', [commandId]);
-      if (row === undefined) return { applied: false, reason: 'unknown_command' };
-      const from = row.state as CommandState;
-      if (isFinal(commandTable, from)) return { applied: false, reason: 'terminal', state: from };
-      if (event === 'expire' && row.first_dispatched_at !== null) return { applied: false, reason: 'illegal', state: from };
-      const to = nextState(commandTable, from, event);
-      // Progress reported after a timeout or dead letter is late, not illegal: only a result refines those.
-      if (to === undefined && isTerminal(commandTable, from)) return { applied: false, reason: 'terminal', state: from };
-      if (to === undefined) {
-        this.#ctx.logger.warn({ commandId, from, event }, 'illegal command transition ignored');
-        return { applied: false, reason: 'illegal', state: from };
+      const row = await this.#repository.byId(commandId);
+      const decision = decideTransition(row === undefined ? undefined : recordOf(row), input);
+      if (!decision.applied) {
+        if (decision.unexpected) this.#ctx.logger.warn({ commandId, from: decision.state, event }, 'illegal command transition ignored');
+        return { applied: false, reason: decision.reason, ...(decision.state === undefined ? {} : { state: decision.state }) };
       }
-      const applied = await this.#ctx.db.transaction(async (tx) => {
-        const updated = await tx.execute(
-          `UPDATE commands SET state = ?, updated_at = ?, attempts = attempts + ?, result_json = COALESCE(?, result_json) WHERE id = ? AND state = ?
-           AND (? = 0 OR first_dispatched_at IS NULL)`,
-          [to, atMs, event === 'deliver' ? 1 : 0, options.resultFrame ?? null, commandId, from, event === 'expire' ? 1 : 0],
-        );
-        if (updated.changes !== 1) return false;
-        await tx.execute('INSERT INTO command_events (command_id, state, at, detail_json) VALUES (?, ?, ?, ?)',
-          [commandId, to, atMs, canonicalize({ event, ...(options.detail ?? {}) })]);
-        // One audit entry per state change, committed with it.
-        await this.#ctx.audit.record(tx, options.audit?.(from, to) ?? {
-          kind: 'command.state', actor: options.actor ?? actors.system, subject: `command:${commandId}`,
-          payload: { from, to, event, at_ms: atMs, ...(options.detail === undefined ? {} : { detail: options.detail }) },
-        });
-        return true;
-      });
-      if (!applied) continue;
-      await this.#ctx.settleAudit();
-      this.#ctx.publishLive({ type: 'command', command_id: commandId, device_id: row.device_id, state: to, at_ms: atMs });
+      if (!(await this.#repository.apply(decision.effects.transaction))) continue;
       // No read-back of the command: the consumer applies several events per command and uses only from/to.
-      return { applied: true, from, to };
+      await this.#afterCommit(decision.effects.afterCommit);
+      return { applied: true, from: decision.from, to: decision.to };
     }
     throw new SdcError('STORE_CONFLICT', `command ${commandId} kept changing under concurrent updates`);
   }
@@ -446,50 +403,51 @@ export class CommandService {
    */
   async expireDue(): Promise<number> {
     const nowMs = this.#ctx.clock.nowMs();
-    const rows = await this.#ctx.db.query<{ id: string; first_dispatched_at: number | null }>(
-      `SELECT id, first_dispatched_at FROM commands WHERE state IN (${nonTerminalList}) AND expires_at <= ? ORDER BY expires_at ASC LIMIT ?`,
-      [nowMs, commandLimits.expirePerSweepMax],
-    );
+    const rows = await this.#repository.expiredUnfinished(nowMs, commandLimits.expirePerSweepMax);
     let ended = 0;
-    for (const { id, first_dispatched_at: firstDispatchedAt } of rows) {
-      let outcome = firstDispatchedAt === null ? await this.transition(id, 'expire', nowMs) : undefined;
-      if (outcome === undefined || (!outcome.applied && outcome.reason === 'illegal')) outcome = await this.transition(id, 'time_out', nowMs);
-      if (outcome.applied) ended += 1;
+    for (const row of rows) {
+      try {
+        let outcome = await this.transition(row.id, expiryEvent(row), nowMs);
+        if (!outcome.applied && outcome.reason === 'illegal') outcome = await this.transition(row.id, 'time_out', nowMs);
+        if (outcome.applied) ended += 1;
+      } catch (error) {
+        // One row that cannot be ended (damaged, or lost to concurrent updates) must not hold up the
+        // rest; it is retried next sweep. Anything else (a store outage) ends the sweep as before.
+        if (!SdcError.is(error, 'STORE_CORRUPT') && !SdcError.is(error, 'STORE_CONFLICT')) throw error;
+        this.#ctx.logger.warn({ err: error, commandId: row.id }, 'expiry sweep could not end a command; retried at the next sweep');
+      }
     }
     return ended;
   }
 
   async get(commandId: string): Promise<CommandDetail> {
-    const [row] = await this.#ctx.db.query<CommandRow>('SELECT * FROM commands WHERE id = ?', [commandId]);
+    const row = await this.#repository.byId(commandId);
     if (row === undefined) throw new SdcError('COMMAND_NOT_FOUND', `no command ${commandId}`);
-    const events = await this.#ctx.db.query<{ state: string; at: number; detail_json: string | null }>(
-      'SELECT state, at, detail_json FROM command_events WHERE command_id = ? ORDER BY id ASC LIMIT ?', [commandId, commandLimits.historyEntriesMax],
-    );
-    const history = events.map((e) => ({
-      state: e.state as CommandState, at_ms: Number(e.at), ...(e.detail_json === null ? {} : { detail: JSON.parse(e.detail_json) as JsonValue }),
-    }));
+    const history = await this.#repository.history(commandId, commandLimits.historyEntriesMax);
     return { ...viewOf(row), history };
   }
 
   async list(query: { deviceId?: string; state?: string; limit?: number; cursor?: string }): Promise<{ items: CommandView[]; next_cursor: string | null }> {
     const limit = pageLimit(query.limit);
-    const where: string[] = [];
-    const params: (string | number)[] = [];
-    if (query.deviceId !== undefined) { where.push('device_id = ?'); params.push(query.deviceId); }
-    if (query.state !== undefined) { where.push('state = ?'); params.push(query.state); }
+    let before: { createdAtMs: number; id: string } | undefined;
     if (query.cursor !== undefined) {
       const [createdAt, id] = decodeCursor(query.cursor);
-      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
-      params.push(Number(createdAt), Number(createdAt), id);
+      before = { createdAtMs: Number(createdAt), id: id! };
     }
-    const rows = await this.#ctx.db.query<CommandRow>(
-      `SELECT * FROM commands ${where.length > 0 ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
-      [...params, limit + 1],
-    );
+    const rows = await this.#repository.page({
+      ...(query.deviceId === undefined ? {} : { deviceId: query.deviceId }), ...(query.state === undefined ? {} : { state: query.state }),
+      ...(before === undefined ? {} : { before }), limit: limit + 1,
+    });
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return { items: page.map(viewOf), next_cursor: rows.length > limit && last !== undefined ? encodeCursor([String(last.created_at), last.id]) : null };
   }
+}
+
+/** The signed command of a stored row, or its STORE_CORRUPT error thrown (inside the caller's per-row error handling). */
+function readable(command: SignedCommand | SdcError): SignedCommand {
+  if (command instanceof SdcError) throw command;
+  return command;
 }
 
 /** A command just created, as its create transaction committed it (state queued, not yet dispatched). */
@@ -502,12 +460,13 @@ function createdView(signed: SignedCommand, createdBy: string, argsJson: string)
   };
 }
 
+/** The API view of a validated row; its JSON columns are parsed and checked (STORE_CORRUPT when they do not hold). */
 function viewOf(row: CommandRow): CommandView {
   return {
-    id: row.id, device_id: row.device_id, opcode: row.opcode, args: JSON.parse(row.args_json) as JsonObject,
-    state: row.state as CommandState, device_seq: Number(row.device_seq), created_by: row.created_by,
-    created_at_ms: Number(row.created_at), updated_at_ms: Number(row.updated_at), expires_at_ms: Number(row.expires_at),
-    attempts: Number(row.attempts), gateway_id: row.gateway_id, signed: JSON.parse(row.signed_json) as SignedCommand,
-    result_frame: row.result_json === null ? null : JSON.parse(row.result_json) as JsonObject,
+    id: row.id, device_id: row.device_id, opcode: row.opcode, args: jsonObjectColumn(row.args_json, `commands row ${row.id} args_json`),
+    state: row.state, device_seq: row.device_seq, created_by: row.created_by,
+    created_at_ms: row.created_at, updated_at_ms: row.updated_at, expires_at_ms: row.expires_at,
+    attempts: row.attempts, gateway_id: row.gateway_id, signed: signedCommandOf(row),
+    result_frame: row.result_json === null ? null : jsonObjectColumn(row.result_json, `commands row ${row.id} result_json`),
   };
 }

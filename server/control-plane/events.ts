@@ -87,13 +87,10 @@ export class EventHandlers {
     }
     // Before the transition, so a retry after a failure here still records it (it only moves up).
     await this.#devices.recordCommandFinished({ deviceId: data.device_id, deviceSeq: command.device_seq, atMs: data.at_ms });
+    // Stored with the command and audited as `command.result` with the device-signed frame, verbatim (command-decisions.ts).
     const outcome = await this.#commands.transition(data.command_id, resultEvents[body.status], data.at_ms, {
-      detail: { gateway_id: data.gateway_id, status: body.status }, resultFrame: data.frame, actor: actors.device(data.device_id),
-      // The device-signed frame, verbatim: anyone holding the device's certificate can re-verify it from the log.
-      audit: (from, to) => ({
-        kind: 'command.result', actor: actors.device(data.device_id), subject: `command:${data.command_id}`,
-        payload: { from, to, at_ms: data.at_ms, gateway_id: data.gateway_id, frame: data.frame },
-      }),
+      detail: { gateway_id: data.gateway_id, status: body.status }, actor: actors.device(data.device_id),
+      result: { frame: data.frame, gatewayId: data.gateway_id },
     });
     if (!outcome.applied) {
       this.#ctx.logger.info({ commandId: data.command_id, reason: outcome.reason }, 'command result not applied (duplicate or late)');
@@ -126,11 +123,10 @@ export class EventHandlers {
   }
 
   async #requireCommandOf(commandId: string, deviceId: string): Promise<{ device_seq: number; deviceStatus: string | null }> {
-    const [row] = await this.#ctx.db.query<{ device_id: string; device_seq: number; status: string | null }>(
-      'SELECT c.device_id, c.device_seq, d.status FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ?', [commandId]);
-    if (row === undefined) throw new SdcError('COMMAND_NOT_FOUND', `no command ${commandId}`);
-    if (row.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `command ${commandId} is not for ${deviceId}`);
-    return { device_seq: Number(row.device_seq), deviceStatus: row.status };
+    const owner = await this.#commands.ownerOf(commandId);
+    if (owner === undefined) throw new SdcError('COMMAND_NOT_FOUND', `no command ${commandId}`);
+    if (owner.deviceId !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `command ${commandId} is not for ${deviceId}`);
+    return { device_seq: owner.deviceSeq, deviceStatus: owner.deviceStatus };
   }
 
   /** Stores an alert and its audit entry in one transaction, then publishes it live. */

@@ -1,0 +1,122 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { SdcError } from '../../core/errors/index.js';
+import type { AuditLog } from '../../core/protocol/audit-chain.js';
+import { decideTransition } from '../../core/protocol/command-decisions.js';
+import type { SqlExecutor } from '../stores/sql/sql-port.js';
+import { kvKeys } from '../bus-contract/streams.js';
+import { CommandRepository, recordOf } from './command-repository.js';
+import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+
+/**
+ * The CommandRepository (issue 8): rows read back are validated, so a damaged row is a typed
+ * STORE_CORRUPT naming the row and field, never a value cast to a type it does not have; one
+ * damaged row does not stop the sweeps for the others; the effects of one decision (state,
+ * history, audit outbox row) commit together or not at all; a lost compare-and-set writes nothing.
+ */
+function suite(pair: StorePair): void {
+  describe(`command repository on ${pair.name}`, () => {
+    let h: Harness;
+    const actor = { name: 'op', role: 'operator' as const };
+    const device = 'dev-repo';
+
+    before(async () => {
+      h = await makeHarness(pair.sql, { ...(pair.kv === undefined ? {} : { kv: pair.kv }) });
+      await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device, h.clock.nowMs()]);
+    });
+    after(async () => {
+      await h.close();
+      await pair.sql.cleanup();
+    });
+
+    const create = async (ttlMs = 60_000) => (await h.cp.commands.create({ actor, deviceId: device, opcode: 'EXEC_PING_KERNEL', args: {}, ttlMs })).command;
+    const damage = (id: string, column: string, value: string) => h.db.execute(`UPDATE commands SET ${column} = ? WHERE id = ?`, [value, id]);
+    const rejectsCorrupt = async (promise: Promise<unknown>, field: RegExp) => {
+      await assert.rejects(promise, (error) => SdcError.is(error, 'STORE_CORRUPT') && field.test(error.message));
+    };
+    // Recorded (outbox) or already chained: the periodic drain may move an entry between the two meanwhile.
+    const audited = async (id: string) => (await countOf('SELECT id FROM audit_outbox WHERE subject = ?', [`command:${id}`]))
+      + (await countOf('SELECT seq FROM audit_log WHERE subject = ?', [`command:${id}`]));
+    const countOf = async (sql: string, params: readonly string[]) => (await h.db.query(sql, params)).length;
+
+    it('a row whose state is not a command state is STORE_CORRUPT on get, list and transition, and an event for it is refused, not applied', async () => {
+      const command = await create();
+      await damage(command.id, 'state', 'bogus');
+      await rejectsCorrupt(h.cp.commands.get(command.id), /commands row c_\w+ \/state/);
+      await rejectsCorrupt(h.cp.commands.list({ deviceId: device }), /\/state/);
+      await rejectsCorrupt(h.cp.commands.transition(command.id, 'deliver', h.clock.nowMs()), /\/state/);
+      assert.equal(await countOf('SELECT id FROM command_events WHERE command_id = ?', [command.id]), 1, 'only the create entry');
+      await damage(command.id, 'state', 'timed_out');
+    });
+
+    it('JSON columns that do not hold what they should are STORE_CORRUPT, each naming its column', async () => {
+      const command = await create();
+      await damage(command.id, 'args_json', '[1, 2]');
+      await rejectsCorrupt(h.cp.commands.get(command.id), /args_json is not a JSON object/);
+      await damage(command.id, 'args_json', '{}');
+      await damage(command.id, 'result_json', 'not json');
+      await rejectsCorrupt(h.cp.commands.get(command.id), /result_json is not JSON/);
+      await damage(command.id, 'result_json', '{}');
+      await damage(command.id, 'signed_json', JSON.stringify({ id: command.id }));
+      await rejectsCorrupt(h.cp.commands.get(command.id), /signed_json/);
+      await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
+    it('a damaged signed command costs only itself: redelivery and the redispatch sweep send the device\'s other commands', async () => {
+      const broken = await create();
+      const intact = await create();
+      await damage(broken.id, 'signed_json', '{');
+      await h.cp.context.kv.set(kvKeys.presence(device), JSON.stringify({ gateway_id: 'gw1' }));
+      assert.equal(await h.cp.commands.redeliver(device, 'gw1'), 1, 'the intact command is redelivered');
+      h.clock.advance(60_000 - 1);
+      // The broken one is due and fails; the device's later command waits behind it this sweep (order), the sweep itself does not throw.
+      assert.equal(await h.cp.commands.redispatchDue(), 0);
+      // Past both TTLs: the sweep ends both; the damaged signed_json does not stop the expiry.
+      h.clock.advance(2);
+      assert.equal(await h.cp.commands.expireDue(), 2);
+      assert.equal((await h.cp.commands.get(intact.id)).state, 'timed_out');
+      const [row] = await h.db.query<{ state: string }>('SELECT state FROM commands WHERE id = ?', [broken.id]);
+      assert.equal(row?.state, 'expired', 'never appended to a gateway stream: expired');
+      await h.cp.context.kv.del(kvKeys.presence(device));
+    });
+
+    it('the state change, its history entry and its audit outbox row commit together: an outbox failure leaves none of them', async () => {
+      const command = await create();
+      const failingAudit = { record: async () => { throw new SdcError('STORE_UNAVAILABLE', 'outbox down'); } } as unknown as AuditLog<SqlExecutor>;
+      const repository = new CommandRepository({ db: h.db, audit: failingAudit });
+      const row = await repository.byId(command.id);
+      const decision = decideTransition(row === undefined ? undefined : recordOf(row), { event: 'deliver', atMs: h.clock.nowMs(), actor: 'gateway:gw1' });
+      assert.ok(decision.applied);
+      const auditedBefore = await audited(command.id);
+      await assert.rejects(repository.apply(decision.effects.transaction), (error) => SdcError.is(error, 'STORE_UNAVAILABLE'));
+      assert.equal((await h.cp.commands.get(command.id)).state, 'queued');
+      assert.equal(await audited(command.id), auditedBefore);
+      assert.equal(await countOf('SELECT id FROM command_events WHERE command_id = ?', [command.id]), 1);
+      // The real audit log: the same effects now commit, with their outbox row.
+      assert.equal(await new CommandRepository({ db: h.db, audit: h.cp.context.audit }).apply(decision.effects.transaction), true);
+      assert.equal((await h.cp.commands.get(command.id)).state, 'sent');
+      assert.equal(await countOf('SELECT id FROM command_events WHERE command_id = ?', [command.id]), 2);
+      await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
+    it('a lost compare-and-set (the state moved since it was read) answers false and writes nothing', async () => {
+      const command = await create();
+      const repository = new CommandRepository({ db: h.db, audit: h.cp.context.audit });
+      const stale = await repository.byId(command.id);
+      assert.ok(stale !== undefined);
+      await h.cp.commands.transition(command.id, 'deliver', h.clock.nowMs());
+      const decision = decideTransition(recordOf(stale), { event: 'dead_letter', atMs: h.clock.nowMs(), actor: 'gateway:gw1' });
+      assert.ok(decision.applied);
+      const auditedBefore = await audited(command.id);
+      assert.equal(await repository.apply(decision.effects.transaction), false);
+      assert.equal((await h.cp.commands.get(command.id)).state, 'sent');
+      assert.equal(await countOf('SELECT id FROM command_events WHERE command_id = ?', [command.id]), 2);
+      assert.equal(await audited(command.id), auditedBefore);
+      await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+  });
+}
+
+const { pairs, skipped } = storePairs();
+for (const pair of pairs) suite(pair);
+if (skipped !== undefined) describe('command repository on mysql + redis', { skip: skipped }, () => {});

@@ -1,0 +1,330 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { SdcError } from '../../core/errors/index.js';
+import type { AuditLog } from '../../core/protocol/audit-chain.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import type { CommandRecord, TransactionEffect } from '../../core/protocol/command-decisions.js';
+import { commandStates, commandTerminalStates, type CommandState } from '../../core/protocol/command-machine.js';
+import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
+import { SignedCommandSchema, type SignedCommand } from '../../core/protocol/messages/command.js';
+import type { SqlDatabase, SqlExecutor, SqlValue } from '../stores/sql/sql-port.js';
+import { nextCounterValue } from './stores/counters.js';
+
+/**
+ * The `commands` and `command_events` tables behind CommandService: every SQL statement about a
+ * command is here. It performs the effects core/protocol/command-decisions.ts decides, the
+ * transactional ones in one transaction with the audit outbox row (AuditLog.record(tx)), and
+ * validates every row it reads back against a schema compiled once: a row that does not match
+ * (a damaged or hand-edited database) is STORE_CORRUPT naming the row and field, never a cast
+ * that fails later somewhere else.
+ */
+
+/** The states a command is still unfinished in (not terminal). */
+export const unfinishedStates: readonly CommandState[] = commandStates.filter((state) => !commandTerminalStates.includes(state));
+const unfinishedList = unfinishedStates.map((state) => `'${state}'`).join(', ');
+
+// BIGINT columns come back as JS numbers on both adapters (sql-port.ts).
+const EpochMsColumn = Type.Integer({ minimum: 0 });
+const NullableMs = Type.Union([EpochMsColumn, Type.Null()]);
+const StateColumn = Type.Union(commandStates.map((state) => Type.Literal(state)));
+const Text = (maxLength: number) => Type.String({ maxLength });
+const NullableText = (maxLength: number) => Type.Union([Text(maxLength), Type.Null()]);
+// JSON columns are LONGTEXT on MySQL; the bound is the API's body limit with room to spare, not a column limit.
+const JsonTextMax = 16 * 1024 * 1024;
+
+/** A `commands` row as `SELECT *` returns it (migrations 001, 002, 003, 008). Later columns are allowed. */
+const CommandRowSchema = Type.Object({
+  id: Text(64), device_id: Text(64), opcode: Text(64), args_json: Text(JsonTextMax), state: StateColumn, created_by: Text(128),
+  idempotency_key: NullableText(128), device_seq: Type.Integer({ minimum: 0 }), signed_json: Text(JsonTextMax), expires_at: EpochMsColumn,
+  attempts: Type.Integer({ minimum: 0 }), created_at: EpochMsColumn, updated_at: EpochMsColumn, gateway_id: NullableText(64),
+  result_json: NullableText(JsonTextMax), dispatched_at: NullableMs,
+  /** NULL: no gateway stream ever held the command (migration 008). */
+  first_dispatched_at: NullableMs,
+});
+export type CommandRow = Static<typeof CommandRowSchema>;
+
+const HistoryRowSchema = Type.Object({ state: StateColumn, at: EpochMsColumn, detail_json: NullableText(JsonTextMax) });
+const ExpiryRowSchema = Type.Pick(CommandRowSchema, ['id', 'first_dispatched_at']);
+const DueRowSchema = Type.Pick(CommandRowSchema, ['id', 'device_id', 'signed_json']);
+const SignedRowSchema = Type.Pick(CommandRowSchema, ['id', 'signed_json']);
+const StateRowSchema = Type.Pick(CommandRowSchema, ['state']);
+const DeviceStatusRowSchema = Type.Object({ status: Text(32) });
+const OwnerRowSchema = Type.Object({ device_id: Text(64), device_seq: Type.Integer({ minimum: 0 }), status: NullableText(32) });
+
+// Compiled once at load.
+const checks = {
+  command: TypeCompiler.Compile(CommandRowSchema),
+  history: TypeCompiler.Compile(HistoryRowSchema),
+  expiry: TypeCompiler.Compile(ExpiryRowSchema),
+  due: TypeCompiler.Compile(DueRowSchema),
+  signed: TypeCompiler.Compile(SignedRowSchema),
+  state: TypeCompiler.Compile(StateRowSchema),
+  deviceStatus: TypeCompiler.Compile(DeviceStatusRowSchema),
+  owner: TypeCompiler.Compile(OwnerRowSchema),
+  signedCommand: TypeCompiler.Compile(SignedCommandSchema),
+};
+
+/** A stored row that does not match its schema: STORE_CORRUPT with the table and the first bad field. */
+function validRow<T extends TSchema>(check: TypeCheck<T>, row: unknown, table: string): Static<T> {
+  if (check.Check(row)) return row;
+  const first = check.Errors(row).First();
+  const id = typeof (row as { id?: unknown } | null)?.id === 'string' ? (row as { id: string }).id : null;
+  throw new SdcError('STORE_CORRUPT', `${table} row${id === null ? '' : ` ${id}`} ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`, {
+    table, id, path: first?.path ?? null,
+  });
+}
+
+function validRows<T extends TSchema>(check: TypeCheck<T>, rows: readonly unknown[], table: string): Static<T>[] {
+  return rows.map((row) => validRow(check, row, table));
+}
+
+/** A JSON column's text parsed; text that is not JSON (or not the JSON type expected) is STORE_CORRUPT. */
+function parseJsonColumn(text: string, where: string): JsonValue {
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch (error) {
+    throw new SdcError('STORE_CORRUPT', `${where} is not JSON`, { where }, { cause: error });
+  }
+}
+
+export function jsonObjectColumn(text: string, where: string): JsonObject {
+  const value = parseJsonColumn(text, where);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new SdcError('STORE_CORRUPT', `${where} is not a JSON object`, { where });
+  return value;
+}
+
+/** The signed command stored with a row, checked against the signed-command schema. */
+export function signedCommandOf(row: { id: string; signed_json: string }): SignedCommand {
+  const where = `commands row ${row.id} signed_json`;
+  const value = parseJsonColumn(row.signed_json, where);
+  if (checks.signedCommand.Check(value)) return value as SignedCommand;
+  const first = checks.signedCommand.Errors(value).First();
+  throw new SdcError('STORE_CORRUPT', `${where} is not a signed command: ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`, { where, path: first?.path ?? null });
+}
+
+/**
+ * A stored command to dispatch, its signed form decoded one row at a time: a row whose signed
+ * command does not decode carries the STORE_CORRUPT error instead, so one damaged row costs only
+ * itself (and the commands of its device ordered after it), never the whole sweep.
+ */
+export interface StoredCommand {
+  readonly id: string;
+  readonly deviceId: string;
+  readonly command: SignedCommand | SdcError;
+}
+
+function storedCommandOf(row: { id: string; signed_json: string }, deviceId: string): StoredCommand {
+  try {
+    return { id: row.id, deviceId, command: signedCommandOf(row) };
+  } catch (error) {
+    if (SdcError.is(error, 'STORE_CORRUPT')) return { id: row.id, deviceId, command: error };
+    throw error;
+  }
+}
+
+export function recordOf(row: CommandRow): CommandRecord {
+  return { id: row.id, deviceId: row.device_id, state: row.state, firstDispatchedAtMs: row.first_dispatched_at };
+}
+
+export interface HistoryRow {
+  readonly state: CommandState;
+  readonly at_ms: number;
+  readonly detail?: JsonValue;
+}
+
+/** Thrown inside a transaction when a compare-and-set matched nothing: rolls it back; apply() answers false. */
+class CompareAndSetLost extends Error {}
+
+export class CommandRepository {
+  readonly #db: SqlDatabase;
+  readonly #audit: AuditLog<SqlExecutor>;
+
+  constructor(options: { db: SqlDatabase; audit: AuditLog<SqlExecutor> }) {
+    this.#db = options.db;
+    this.#audit = options.audit;
+  }
+
+  // --- reads -----------------------------------------------------------------------------------
+
+  async byId(commandId: string): Promise<CommandRow | undefined> {
+    const [row] = await this.#db.query('SELECT * FROM commands WHERE id = ?', [commandId]);
+    return row === undefined ? undefined : validRow(checks.command, row, 'commands');
+  }
+
+  async byIdempotencyKey(createdBy: string, key: string): Promise<CommandRow | undefined> {
+    const [row] = await this.#db.query('SELECT * FROM commands WHERE created_by = ? AND idempotency_key = ?', [createdBy, key]);
+    return row === undefined ? undefined : validRow(checks.command, row, 'commands');
+  }
+
+  async history(commandId: string, entriesMax: number): Promise<HistoryRow[]> {
+    const rows = validRows(checks.history, await this.#db.query(
+      'SELECT state, at, detail_json FROM command_events WHERE command_id = ? ORDER BY id ASC LIMIT ?', [commandId, entriesMax],
+    ), 'command_events');
+    return rows.map((row) => ({
+      state: row.state, at_ms: row.at,
+      ...(row.detail_json === null ? {} : { detail: parseJsonColumn(row.detail_json, `command_events detail_json of ${commandId}`) }),
+    }));
+  }
+
+  /** A page, newest first; `before` is the cursor (created_at, id) of the last row of the previous page. */
+  async page(query: { deviceId?: string; state?: string; before?: { createdAtMs: number; id: string }; limit: number }): Promise<CommandRow[]> {
+    const where: string[] = [];
+    const params: SqlValue[] = [];
+    if (query.deviceId !== undefined) { where.push('device_id = ?'); params.push(query.deviceId); }
+    if (query.state !== undefined) { where.push('state = ?'); params.push(query.state); }
+    if (query.before !== undefined) {
+      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
+      params.push(query.before.createdAtMs, query.before.createdAtMs, query.before.id);
+    }
+    const rows = await this.#db.query(
+      `SELECT * FROM commands ${where.length > 0 ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
+      [...params, query.limit],
+    );
+    return validRows(checks.command, rows, 'commands');
+  }
+
+  /** The device row's status, or undefined for an unknown device. */
+  async deviceStatus(deviceId: string): Promise<string | undefined> {
+    const [row] = await this.#db.query('SELECT status FROM devices WHERE id = ?', [deviceId]);
+    return row === undefined ? undefined : validRow(checks.deviceStatus, row, 'devices').status;
+  }
+
+  /** The command's device, seq and that device's status (null when the device row is gone). */
+  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null } | undefined> {
+    const [row] = await this.#db.query(
+      'SELECT c.device_id, c.device_seq, d.status FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ?', [commandId]);
+    if (row === undefined) return undefined;
+    const owner = validRow(checks.owner, row, 'commands');
+    return { deviceId: owner.device_id, deviceSeq: owner.device_seq, deviceStatus: owner.status };
+  }
+
+  /** Unfinished commands past their expiry, oldest expiry first. */
+  async expiredUnfinished(nowMs: number, limit: number): Promise<Array<Pick<CommandRecord, 'id' | 'firstDispatchedAtMs'>>> {
+    const rows = validRows(checks.expiry, await this.#db.query(
+      `SELECT id, first_dispatched_at FROM commands WHERE state IN (${unfinishedList}) AND expires_at <= ? ORDER BY expires_at ASC LIMIT ?`,
+      [nowMs, limit],
+    ), 'commands');
+    return rows.map((row) => ({ id: row.id, firstDispatchedAtMs: row.first_dispatched_at }));
+  }
+
+  /** Unexpired, unfinished commands whose last dispatch is at or before `dueAtMs` (or that were never dispatched), oldest dispatch first. */
+  async dueForRedispatch(nowMs: number, dueAtMs: number, limit: number): Promise<StoredCommand[]> {
+    const rows = validRows(checks.due, await this.#db.query(
+      `SELECT id, device_id, signed_json FROM commands
+       WHERE state IN (${unfinishedList}) AND expires_at > ? AND (dispatched_at IS NULL OR dispatched_at <= ?)
+       ORDER BY COALESCE(dispatched_at, 0) ASC, created_at ASC, device_seq ASC LIMIT ?`,
+      [nowMs, dueAtMs, limit],
+    ), 'commands');
+    return rows.map((row) => storedCommandOf(row, row.device_id));
+  }
+
+  /** The device's unfinished, unexpired commands in device_seq order. */
+  async unfinishedOf(deviceId: string, nowMs: number, limit: number): Promise<StoredCommand[]> {
+    const rows = validRows(checks.signed, await this.#db.query(
+      `SELECT id, signed_json FROM commands WHERE device_id = ? AND state IN (${unfinishedList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
+      [deviceId, nowMs, limit],
+    ), 'commands');
+    return rows.map((row) => storedCommandOf(row, deviceId));
+  }
+
+  /** The device's queued, unexpired commands no gateway holds, in device_seq order. */
+  async waitingOf(deviceId: string, nowMs: number, limit: number): Promise<StoredCommand[]> {
+    const rows = validRows(checks.signed, await this.#db.query(
+      `SELECT id, signed_json FROM commands WHERE device_id = ? AND state = 'queued' AND gateway_id IS NULL AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
+      [deviceId, nowMs, limit],
+    ), 'commands');
+    return rows.map((row) => storedCommandOf(row, deviceId));
+  }
+
+  // --- transactional effects -------------------------------------------------------------------
+
+  /**
+   * Stores a new command: takes the device's next seq and applies the effects `build` decides for
+   * it, in one transaction. Returns what `build` returned once committed.
+   */
+  async create<T extends { readonly transaction: readonly TransactionEffect[] }>(deviceId: string, build: (deviceSeq: number) => T): Promise<T> {
+    return this.#db.transaction(async (tx) => {
+      const decided = build(await nextCounterValue(tx, `device_seq:${deviceId}`));
+      await this.#applyIn(tx, decided.transaction);
+      return decided;
+    });
+  }
+
+  /** Applies the effects in one transaction; false (nothing changed) when a compare-and-set lost to another writer. */
+  async apply(effects: readonly TransactionEffect[]): Promise<boolean> {
+    try {
+      await this.#db.transaction((tx) => this.#applyIn(tx, effects));
+      return true;
+    } catch (error) {
+      if (error instanceof CompareAndSetLost) return false;
+      throw error;
+    }
+  }
+
+  async #applyIn(tx: SqlExecutor, effects: readonly TransactionEffect[]): Promise<void> {
+    for (const effect of effects) await this.#applyOne(tx, effect);
+  }
+
+  async #applyOne(tx: SqlExecutor, effect: TransactionEffect): Promise<void> {
+    switch (effect.type) {
+      case 'insert_command': return insertCommand(tx, effect.row);
+      case 'update_state': return updateState(tx, effect);
+      case 'append_history':
+        await tx.execute('INSERT INTO command_events (command_id, state, at, detail_json) VALUES (?, ?, ?, ?)',
+          [effect.commandId, effect.state, effect.atMs, canonicalize(effect.detail)]);
+        return;
+      case 'record_audit': return this.#audit.record(tx, effect.entry);
+    }
+  }
+
+  // --- dispatch bookkeeping (single statements, outside a transaction) -------------------------
+
+  /**
+   * Records that the command leaves the control plane (`first_dispatched_at`), before its first
+   * append: from then on a device may have it, and its TTL passing makes it `timed_out`, never
+   * `expired`. Both this update and the `expire` transition are conditional on the row, so one of
+   * them wins: false for a command that is finished (the sweep expired it first) or gone.
+   */
+  async markLeaving(commandId: string, atMs: number): Promise<boolean> {
+    const marked = await this.#db.execute(
+      `UPDATE commands SET first_dispatched_at = ? WHERE id = ? AND first_dispatched_at IS NULL AND state IN (${unfinishedList})`,
+      [atMs, commandId],
+    );
+    if (marked.changes === 1) return true;
+    const [row] = await this.#db.query('SELECT state FROM commands WHERE id = ?', [commandId]);
+    return row !== undefined && unfinishedStates.includes(validRow(checks.state, row, 'commands').state);
+  }
+
+  async recordDispatch(commandId: string, gatewayId: string, atMs: number): Promise<void> {
+    await this.#db.execute('UPDATE commands SET gateway_id = ?, dispatched_at = ? WHERE id = ?', [gatewayId, atMs, commandId]);
+  }
+
+  /** A device without a gateway: only the time, so the command waits a redispatch interval before the sweep picks it again. */
+  async stampDispatched(commandId: string, atMs: number): Promise<void> {
+    await this.#db.execute('UPDATE commands SET dispatched_at = ? WHERE id = ?', [atMs, commandId]);
+  }
+
+  /** A gateway handed the command back: forget the assignment, keep the dispatch time. */
+  async clearGateway(commandId: string): Promise<void> {
+    await this.#db.execute('UPDATE commands SET gateway_id = NULL WHERE id = ?', [commandId]);
+  }
+}
+
+async function insertCommand(tx: SqlExecutor, row: { command: SignedCommand; createdBy: string; idempotencyKey: string | null; argsJson: string }): Promise<void> {
+  const { command } = row;
+  await tx.execute(
+    `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at)
+     VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?)`,
+    [command.id, command.device_id, command.opcode, row.argsJson, row.createdBy, row.idempotencyKey, command.device_seq, canonicalize(command),
+      command.expires_at, command.issued_at, command.issued_at],
+  );
+}
+
+async function updateState(tx: SqlExecutor, effect: Extract<TransactionEffect, { type: 'update_state' }>): Promise<void> {
+  const updated = await tx.execute(
+    `UPDATE commands SET state = ?, updated_at = ?, attempts = attempts + ?, result_json = COALESCE(?, result_json) WHERE id = ? AND state = ?
+     AND (? = 0 OR first_dispatched_at IS NULL)`,
+    [effect.to, effect.atMs, effect.attemptsIncrement, effect.resultFrame, effect.commandId, effect.from, effect.onlyIfNeverDispatched ? 1 : 0],
+  );
+  if (updated.changes !== 1) throw new CompareAndSetLost();
+}

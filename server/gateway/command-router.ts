@@ -26,19 +26,30 @@ interface Delivery {
   timer: TimerHandle | undefined;
 }
 
-const readCountMax = 32;
-const idleWhenFullMs = 50;
-const errorPauseMs = 500;
-/** COMMAND_DELIVERY's `attempt` is at most 100 on the wire. */
-const commandAttemptMax = 100;
-/**
- * Commands with reports queued at once (in flight or waiting for a retry); a failure beyond it is
- * left to the control plane's redelivery sweep (the delivery stays held, so the sweep's duplicate
- * re-asks the device).
- */
-export const reportBacklogsMax = 1_024;
-/** Reports of one command waiting behind a failed one (deliver, ack, start, result, and repeats). */
-const reportsPerCommandMax = 16;
+/** The router's fixed bounds and pauses (the per-gateway ones are GatewayOptions). */
+export const commandRouterLimits = Object.freeze({
+  /** Entries read or claimed per bus call: one call's work stays small beside the session traffic. */
+  readCountMax: 32,
+  /** Claim calls at start for a previous run's pending entries: at most 32,000 entries, then the loop starts anyway. */
+  restartClaimRoundsMax: 1_000,
+  /** Pause before looking again while pendingDeliveriesMax deliveries are held: back-pressure without a busy loop. */
+  idleWhenFullMs: 50,
+  /** Pause after a failed read, so a broken bus is not hammered. */
+  errorPauseMs: 500,
+  /** COMMAND_DELIVERY's `attempt` is at most 100 on the wire. */
+  commandAttemptMax: 100,
+  /**
+   * Commands with reports queued at once (in flight or waiting for a retry); a failure beyond it is
+   * left to the control plane's redelivery sweep (the delivery stays held, so the sweep's duplicate
+   * re-asks the device).
+   */
+  reportBacklogsMax: 1_024,
+  /** Reports of one command waiting behind a failed one (deliver, ack, start, result, and repeats). */
+  reportsPerCommandMax: 16,
+  /** A progress report's detail is cut to this: the bus contract's command_progress allows 512 characters. */
+  progressDetailCharsMax: 512,
+});
+const { readCountMax, idleWhenFullMs, errorPauseMs, commandAttemptMax, reportBacklogsMax, reportsPerCommandMax } = commandRouterLimits;
 
 /** One report to the events stream: its steps run in order; `next` is the first not yet done. */
 interface PendingReport {
@@ -67,7 +78,6 @@ export class CommandRouter {
   readonly #backlogs = new Map<string, ReportBacklog>();
   #running = false;
   #stopped = false;
-  #loop: Promise<void> | undefined;
 
   constructor(private readonly context: GatewayContext, private readonly targetFor: (deviceId: string) => DeliveryTarget | undefined) {
     this.#stream = gatewayCommandStream(context.options.gatewayId);
@@ -81,13 +91,13 @@ export class CommandRouter {
     const { bus } = this.context.options.stores;
     await bus.ensureGroup(this.#stream, groups.gateway, '0');
     // Entries still pending for our id belong to sessions of a previous run of this gateway: hand them back.
-    for (let round = 0; round < 1000; round++) {
+    for (let round = 0; round < commandRouterLimits.restartClaimRoundsMax; round++) {
       const stale = await bus.claim(this.#stream, groups.gateway, this.context.options.gatewayId, { minIdleMs: 0, count: readCountMax });
       for (const entry of stale) await this.handBack(this.#stream, entry, 'gateway restarted');
       if (stale.length < readCountMax) break;
     }
     this.#running = true;
-    this.#loop = this.#run();
+    void this.#run();
   }
 
   /** Stops reading; in-flight deliveries stay pending in the stream (stop() hands them back via session close). */
@@ -372,7 +382,7 @@ export class CommandRouter {
       await this.context.options.stores.bus.deadLetter(stream, groups.gateway, entry.id, SdcError.is(error) ? error.code : 'GATEWAY_COMMAND_REFUSED');
       return;
     }
-    await this.#handBackCommand(stream, entry.id, command, Math.min(100, Math.max(0, entry.deliveryCount - 1)), why);
+    await this.#handBackCommand(stream, entry.id, command, Math.min(commandAttemptMax, Math.max(0, entry.deliveryCount - 1)), why);
   }
 
   async #handBackCommand(stream: string, entryId: string, command: SignedCommand, attempt: number, why: string): Promise<void> {
@@ -409,13 +419,8 @@ export class CommandRouter {
   async #progress(command: SignedCommand, event: 'deliver' | 'dead_letter' | 'requeue', attempt: number, detail?: string, atMs = this.context.nowMs()): Promise<void> {
     await this.context.report('command_progress', {
       command_id: command.id, device_id: command.device_id, gateway_id: this.context.options.gatewayId, at_ms: atMs,
-      event, attempt, ...(detail === undefined ? {} : { detail: detail.slice(0, 512) }),
+      event, attempt, ...(detail === undefined ? {} : { detail: detail.slice(0, commandRouterLimits.progressDetailCharsMax) }),
     });
-  }
-
-  /** Resolves when the read loop has returned (after stop()). */
-  async stopped(): Promise<void> {
-    await this.#loop;
   }
 }
 

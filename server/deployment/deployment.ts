@@ -16,6 +16,12 @@ import { Readiness, registerProbeRoutes } from './readiness.js';
 import { connectStores, deploymentDependencies, storeProbes, storeRetryNone, storeTargets, type StoreRetryLimits } from './store-connect.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
 
+/**
+ * Telemetry samples per bus append in a deployed gateway (AppendBatcher): one Redis pipeline
+ * carries up to this many, so a busy gateway pays one round trip per batch, not per sample.
+ */
+export const gatewayTelemetryBatchEntries = 100;
+
 export interface StartDeploymentOptions {
   materials: DeploymentMaterials;
   clock: Clock;
@@ -120,6 +126,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     stopped.push(async () => crl.stop());
     const gateway = createGatewayCore({
       isRevoked: createRevocationCheck({ kv: stores.kv, crlSerials: () => crl.serials() }),
+      telemetryBatchEntriesMax: gatewayTelemetryBatchEntries,
       ...options.gateway,
       gatewayId: options.gatewayId ?? 'gw-1',
       signer: materials.gatewaySigner,

@@ -1,8 +1,8 @@
 import { encodeBusEntry } from '../bus-contract/entries.js';
-import { streamMaxLen, streamNames } from '../bus-contract/streams.js';
 import { encodeEnvelope } from '../../core/protocol/envelope.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import type { DecodedMessage } from '../../core/protocol/session/codec.js';
+import type { AppendBatcher } from './append-batcher.js';
 import type { CommandRouter } from './command-router.js';
 import type { DeviceSession } from './device-session.js';
 import type { GatewayContext } from './gateway-context.js';
@@ -14,14 +14,19 @@ const textDecoder = new TextDecoder();
  * RESULT to the command router, alerts to the events stream. The frame travels as received, so
  * the control plane can verify it again and the audit rests on the device's own bytes.
  */
-export async function forwardMessage(context: GatewayContext, router: CommandRouter, session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<void> {
+export interface ForwardTargets {
+  readonly context: GatewayContext;
+  readonly router: CommandRouter;
+  /** Appends to streamNames.telemetry (bounded by streamMaxLen.telemetry), batched across sessions. */
+  readonly telemetry: AppendBatcher;
+}
+
+export async function forwardMessage({ context, router, telemetry }: ForwardTargets, session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<void> {
   const frame = textDecoder.decode(encodeEnvelope(message.envelope));
-  const { gatewayId, stores, logger } = context.options;
+  const { gatewayId, logger } = context.options;
   switch (message.type) {
     case 'TELEMETRY':
-      await stores.bus.append(streamNames.telemetry, encodeBusEntry('telemetry', {
-        device_id: session.deviceId, gateway_id: gatewayId, received_at_ms: nowMs, frame,
-      }), { maxLen: streamMaxLen.telemetry });
+      await telemetry.append(encodeBusEntry('telemetry', { device_id: session.deviceId, gateway_id: gatewayId, received_at_ms: nowMs, frame }));
       break;
     case 'COMMAND_ACK':
       await router.onAck(session.deviceId, message.body as MessageBody<'COMMAND_ACK'>, frame);

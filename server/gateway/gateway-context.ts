@@ -65,6 +65,12 @@ export interface GatewayCoreOptions {
   limits?: Partial<ProtocolLimits>;
   /** Refused frames a session tolerates before it is closed (GatewayConnection's refusalsMax). */
   refusalsMax?: number;
+  /**
+   * Telemetry entries written per appendBatch (AppendBatcher: the samples of many sessions that
+   * arrive in one event-loop turn, one pipeline). Default 1: one append per sample, as the
+   * simulator's traces expect; `sdc serve` uses gatewayTelemetryBatchEntries.
+   */
+  telemetryBatchEntriesMax?: number;
 }
 
 export type ResolvedGatewayOptions = Required<Omit<GatewayCoreOptions, 'logger' | 'checkEnrollment' | 'limits' | 'isRevoked'>>

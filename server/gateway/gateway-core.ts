@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pino } from 'pino';
-import { revocationChannel, type RevocationNotice } from '../bus-contract/streams.js';
+import { revocationChannel, streamMaxLen, streamNames, type RevocationNotice } from '../bus-contract/streams.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
 import { SdcError } from '../../core/errors/index.js';
 import { clockOffsetLimits } from '../../core/protocol/clock-offset.js';
@@ -18,8 +18,11 @@ import { createEnrollmentCheck } from './enrollment-check.js';
 import { armDeadline } from './deadline-timer.js';
 import { refuseConnection, type RefuseConnectionInput } from './refusal.js';
 import { createRevocationCheck } from './revocation-check.js';
+import { AppendBatcher } from './append-batcher.js';
+import { busLimits } from '../stores/bus/bus-arguments.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import type { DeviceTransport } from './device-session.js';
+import { gatewayDefaults, gatewayLimits } from './gateway-defaults.js';
 
 export type { GatewayCoreOptions } from './gateway-context.js';
 export type { DeviceTransport } from './device-session.js';
@@ -56,41 +59,42 @@ export interface GatewayCore {
   stats(): { connections: number; sessions: number; pendingDeliveries: number };
 }
 
-/** Serials a revocation notice may name (a device has at most a few unexpired certificates). */
-const noticeSerialsMax = 64;
+const { noticeSerialsMax } = gatewayLimits;
 const noopHandle: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined };
 const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGatewayOptions {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(options.gatewayId)) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'gatewayId must be 1-64 of [A-Za-z0-9_.-]');
-  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 10_000;
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? gatewayDefaults.heartbeatIntervalMs;
   const resolved: ResolvedGatewayOptions = {
     ...options,
     logger: options.logger ?? pino({ level: 'silent' }),
     isRevoked: options.isRevoked ?? createRevocationCheck({ kv: options.stores.kv }),
     checkEnrollment: options.checkEnrollment ?? createEnrollmentCheck({ kv: options.stores.kv }),
-    sessionRecheckIntervalMs: options.sessionRecheckIntervalMs ?? 60_000,
+    sessionRecheckIntervalMs: options.sessionRecheckIntervalMs ?? gatewayDefaults.sessionRecheckIntervalMs,
     heartbeatIntervalMs,
-    authTimeoutMs: options.authTimeoutMs ?? 10_000,
-    ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
-    deliveryAttemptsMax: options.deliveryAttemptsMax ?? 5,
-    reportAttemptsMax: options.reportAttemptsMax ?? 6,
-    backoff: options.backoff ?? { baseMs: 1_000, maxMs: 30_000 },
-    connectionsMax: options.connectionsMax ?? 10_000,
-    pendingDeliveriesPerDeviceMax: options.pendingDeliveriesPerDeviceMax ?? 64,
-    pendingDeliveriesMax: options.pendingDeliveriesMax ?? 10_000,
+    authTimeoutMs: options.authTimeoutMs ?? gatewayDefaults.authTimeoutMs,
+    ackTimeoutMs: options.ackTimeoutMs ?? gatewayDefaults.ackTimeoutMs,
+    deliveryAttemptsMax: options.deliveryAttemptsMax ?? gatewayDefaults.deliveryAttemptsMax,
+    reportAttemptsMax: options.reportAttemptsMax ?? gatewayDefaults.reportAttemptsMax,
+    backoff: options.backoff ?? gatewayDefaults.backoff,
+    connectionsMax: options.connectionsMax ?? gatewayDefaults.connectionsMax,
+    pendingDeliveriesPerDeviceMax: options.pendingDeliveriesPerDeviceMax ?? gatewayDefaults.pendingDeliveriesPerDeviceMax,
+    pendingDeliveriesMax: options.pendingDeliveriesMax ?? gatewayDefaults.pendingDeliveriesMax,
     aliveRefreshIntervalMs: options.aliveRefreshIntervalMs ?? heartbeatIntervalMs,
     peerCheckIntervalMs: options.peerCheckIntervalMs ?? heartbeatIntervalMs,
-    commandReadBlockMs: options.commandReadBlockMs ?? 1_000,
-    refusalsMax: options.refusalsMax ?? 8,
+    commandReadBlockMs: options.commandReadBlockMs ?? gatewayDefaults.commandReadBlockMs,
+    refusalsMax: options.refusalsMax ?? gatewayDefaults.refusalsMax,
+    telemetryBatchEntriesMax: options.telemetryBatchEntriesMax ?? gatewayDefaults.telemetryBatchEntriesMax,
   };
   for (const name of ['heartbeatIntervalMs', 'authTimeoutMs', 'ackTimeoutMs', 'deliveryAttemptsMax', 'reportAttemptsMax', 'connectionsMax', 'pendingDeliveriesPerDeviceMax',
-    'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs', 'sessionRecheckIntervalMs'] as const) {
+    'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs', 'sessionRecheckIntervalMs', 'telemetryBatchEntriesMax'] as const) {
     const value = resolved[name];
     if (!Number.isSafeInteger(value) || value < 1) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `${name} must be a positive integer`);
   }
-  if (resolved.deliveryAttemptsMax > 100) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'deliveryAttemptsMax is at most 100');
-  if (resolved.reportAttemptsMax > 100) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'reportAttemptsMax is at most 100');
+  if (resolved.deliveryAttemptsMax > gatewayLimits.attemptsMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `deliveryAttemptsMax is at most ${gatewayLimits.attemptsMax}`);
+  if (resolved.reportAttemptsMax > gatewayLimits.attemptsMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `reportAttemptsMax is at most ${gatewayLimits.attemptsMax}`);
+  if (resolved.telemetryBatchEntriesMax > busLimits.batchEntriesMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `telemetryBatchEntriesMax is at most ${busLimits.batchEntriesMax}`);
   return resolved;
 }
 
@@ -116,6 +120,7 @@ class Gateway implements GatewayCore {
   readonly #presence: Presence;
   readonly #router: CommandRouter;
   readonly #peers: PeerWatch;
+  readonly #telemetry: AppendBatcher;
   /** Requeue and presence-offline work of closed sessions, awaited by stop(); one per closed session. */
   readonly #closeBookkeeping = new Set<Promise<void>>();
   #accepting = true;
@@ -130,6 +135,11 @@ class Gateway implements GatewayCore {
     this.#presence = new Presence(this.#context);
     this.#router = new CommandRouter(this.#context, (deviceId) => this.#deliveryTarget(deviceId));
     this.#peers = new PeerWatch(this.#context, this.#router);
+    this.#telemetry = new AppendBatcher({
+      bus: options.stores.bus, stream: streamNames.telemetry, maxLen: streamMaxLen.telemetry, entriesMax: options.telemetryBatchEntriesMax,
+      // Each session queues at most sessionTasksMax tasks, so this only bounds a bug.
+      waitingMax: Math.max(options.connectionsMax, busLimits.batchEntriesMax),
+    });
   }
 
   async start(): Promise<void> {
@@ -404,7 +414,7 @@ class Gateway implements GatewayCore {
     const nowMs = this.#options.clock.nowMs();
     if (!(await this.#refreshPresence(session, message, nowMs))) return;
     if (nowMs - session.lastRecheckMs >= this.#options.sessionRecheckIntervalMs && (await this.#revokedSince(session, nowMs))) return;
-    await forwardMessage(this.#context, this.#router, session, message, nowMs);
+    await forwardMessage({ context: this.#context, router: this.#router, telemetry: this.#telemetry }, session, message, nowMs);
   }
 
   /** False (and the session closed) if another session took the device's presence key. */

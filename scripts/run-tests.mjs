@@ -57,11 +57,16 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
+/**
+ * A test file that runs longer than this has hung. Generous: the end-to-end files take a minute on
+ * an idle machine and several on one busy with other work; none should fail for being slow.
+ */
+const testFileTimeoutMs = 900_000;
 const reportDir = mkdtempSync(join(tmpdir(), 'sdc-test-report-'));
 const failuresFile = join(reportDir, 'failures.jsonl');
 try {
   const result = spawnSync(process.execPath, [
-    '--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, '--test-timeout=300000',
+    '--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, `--test-timeout=${testFileTimeoutMs}`,
     // node's default reporter for the terminal or a pipe, as before; the failure list to a file.
     `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`, '--test-reporter-destination=stdout',
     `--test-reporter=${join(root, 'scripts', 'failure-reporter.mjs')}`, `--test-reporter-destination=${failuresFile}`,

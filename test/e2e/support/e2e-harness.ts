@@ -132,7 +132,7 @@ export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
   await controlPlane.auth.users.add({ name: adminName, role: 'admin', password, nowMs: systemClock.nowMs() });
   const caPem = materials.rootCaPem;
   const call = <T>(method: 'GET' | 'POST', path: string, body: unknown, headers: Record<string, string> | undefined, token: string | undefined) =>
-    httpsJson<T>({ method, url: new URL(path, apiUrl), caPem, ...(token === undefined ? {} : { token }), ...(body === undefined ? {} : { body }), ...(headers ? { headers } : {}) })
+    httpsJson<T>({ method, url: new URL(path, apiUrl), caPem, timeoutMs: e2eWaitMsMin, ...(token === undefined ? {} : { token }), ...(body === undefined ? {} : { body }), ...(headers ? { headers } : {}) })
       .then((answer) => answer.body);
   const token = (await call<{ token: string }>('POST', '/v1/auth/login', { name: adminName, password }, undefined, undefined)).token;
   const api: Api = (method, path, body, opts) => call(method, path, body, opts?.headers, opts?.token === null ? undefined : (opts?.token ?? token));

@@ -1,0 +1,39 @@
+/**
+ * What the gateway uses for each GatewayCoreOptions value the caller leaves out
+ * (resolveGatewayOptions in gateway-core.ts), and the bounds the options are held to.
+ */
+export const gatewayDefaults = Object.freeze({
+  /** Session heartbeats; also the default liveness refresh and peer-check period. */
+  heartbeatIntervalMs: 10_000,
+  /** Bounds how long a gateway that missed a revocation notice (pub/sub is at most once) keeps the session. */
+  sessionRecheckIntervalMs: 60_000,
+  /** From connection to AUTH: a device that has not authenticated by then holds a slot for nothing. */
+  authTimeoutMs: 10_000,
+  /** From COMMAND_DELIVERY to the device's ACK before the delivery is retried. */
+  ackTimeoutMs: 5_000,
+  /** Deliveries of one command before it is dead-lettered. */
+  deliveryAttemptsMax: 5,
+  /** Attempts to report one ACK/RESULT: with the default backoff about 15-31 s, longer than a typical store failover. */
+  reportAttemptsMax: 6,
+  /** Retries of deliveries and reports: 1 s doubling up to 30 s, with jitter. */
+  backoff: Object.freeze({ baseMs: 1_000, maxMs: 30_000 }),
+  /** Open connections (authenticated or not) per gateway. */
+  connectionsMax: 10_000,
+  /** Deliveries held for one device: a device that does not ACK must not take the gateway's whole budget. */
+  pendingDeliveriesPerDeviceMax: 64,
+  /** Deliveries held per gateway; more wait in the stream (back-pressure). */
+  pendingDeliveriesMax: 10_000,
+  /** Longest wait of one blocking stream read; bounds how long stop() leaves a read open. */
+  commandReadBlockMs: 1_000,
+  /** Refused frames a session tolerates before it is closed. */
+  refusalsMax: 8,
+  /** One append per telemetry sample, as the simulator's traces expect; `sdc serve` batches more. */
+  telemetryBatchEntriesMax: 1,
+});
+
+export const gatewayLimits = Object.freeze({
+  /** deliveryAttemptsMax and reportAttemptsMax at most: COMMAND_DELIVERY's `attempt` is at most 100 on the wire. */
+  attemptsMax: 100,
+  /** Serials a revocation notice may name (a device has at most a few unexpired certificates). */
+  noticeSerialsMax: 64,
+});

@@ -1,7 +1,8 @@
 import type { CliIo, Command, ParsedCommandArgs } from '../command.js';
 import { integerOption } from '../command.js';
 import { SdcError } from '../../core/errors/index.js';
-import { benchModel, benchSim, type SimBenchRow } from '../../bench/sim.js';
+import { benchModel, type SimBenchRow } from '../../bench/sim.js';
+import { benchFullTier, fullTierUnits, type FullTierBench } from '../../bench/sim-full.js';
 import { benchReport, type BenchRow } from '../../bench/output.js';
 import { builtinScenarioPath, loadScenario } from '../../sim/scenario.js';
 import { benchOutputHelp, benchOutputOptions, cliProgress, emitBenchReport } from '../bench-output.js';
@@ -27,8 +28,28 @@ function rowOf(r: SimBenchRow & { cpuMs?: number; agentSecondsPerCpuSecond?: num
   };
 }
 
+/**
+ * The full tier on the standard profile: per fleet a run with real and one with modelled crypto
+ * (each the other's baseline), then CPU per message kind at the smaller fleet, then the
+ * schedulers' empty-event floors (bench/sim-full.ts).
+ */
+async function runFullTier(args: ParsedCommandArgs, io: CliIo): Promise<FullTierBench> {
+  const safetyMs = durationOption(args, fullDuration, io.stderr);
+  const maxAgents = integerOption(args, 'max-agents', 10_000, 1, 20_000);
+  const fleets = [1_000, 10_000].filter((n) => n <= maxAgents);
+  const runFleets = fleets.length > 0 ? fleets : [maxAgents];
+  const progress = cliProgress(io, 'bench sim (full)', runFleets.length, ' fleets');
+  const bench = await benchFullTier({
+    standard: await loadScenario(builtinScenarioPath('standard')), fleets: runFleets, safetyMs, seed: 1,
+    costAgents: Math.min(1_000, maxAgents), floorEvents: 200_000,
+    onFleet: (done, agents) => progress.update(done, agents === undefined ? 'message costs and scheduler floors' : `running ${agents} agents (real and modelled crypto)`),
+  });
+  progress.finish();
+  return bench;
+}
+
 /** One fleet after another, so progress can count fleets (each run is one long call). */
-async function runFleets(args: ParsedCommandArgs, io: CliIo, tier: 'full' | 'model'): Promise<BenchRow[]> {
+async function runFleets(args: ParsedCommandArgs, io: CliIo, tier: 'model'): Promise<BenchRow[]> {
   const model = tier === 'model';
   const safetyMs = durationOption(args, model ? modelDuration : fullDuration, io.stderr);
   const maxAgents = integerOption(args, 'max-agents', model ? 100_000 : 10_000, 1, model ? 1_000_000 : 20_000);
@@ -38,8 +59,7 @@ async function runFleets(args: ParsedCommandArgs, io: CliIo, tier: 'full' | 'mod
   const rows: BenchRow[] = [];
   for (const agents of fleets.length > 0 ? fleets : [maxAgents]) {
     progress.update(rows.length, `running ${agents} agents`);
-    const measured = scenario !== undefined ? benchModel({ fleets: [agents], safetyMs, seed: 1, scenario }) : await benchSim({ fleets: [agents], safetyMs, seed: 1 });
-    rows.push(...measured.map(rowOf));
+    rows.push(...benchModel({ fleets: [agents], safetyMs, seed: 1, scenario: scenario! }).map(rowOf));
   }
   progress.finish();
   return rows;
@@ -47,10 +67,10 @@ async function runFleets(args: ParsedCommandArgs, io: CliIo, tier: 'full' | 'mod
 
 export const simBenchCommand: Command = {
   name: 'sim',
-  summary: 'Simulator throughput (agent-seconds per wall second) and peak memory: full tier for 1,000 and 10,000 agents, model tier for 10,000 and 100,000',
+  summary: 'Simulator throughput on the standard profile: full tier (start-up and steady state apart, real and modelled crypto, CPU per message, scheduler floors) for 1,000 and 10,000 agents; model tier for 10,000 and 100,000',
   usage: '[--tier full|model] [--duration 30s] [--max-agents N] [--json] [--out DIR]',
   optionHelp: [
-    ['--tier T', 'full (default): the real code on the smoke scenario; model: the model tier on the standard profile'],
+    ['--tier T', 'full (default): the real code, with real and modelled crypto; model: the model tier; both on the standard profile'],
     ['--duration D', 'virtual safety phase per fleet, like 30s or 1h (default 30s for full, 1h for model)'],
     ['--max-agents N', 'largest fleet (default 10000 for full, 100000 for model)'],
     ...benchOutputHelp(''),
@@ -60,10 +80,18 @@ export const simBenchCommand: Command = {
   async run(args, io) {
     const tier = args.values.tier ?? 'full';
     if (tier !== 'full' && tier !== 'model') throw new SdcError('CLI_USAGE', `--tier is full or model, got '${String(tier)}'`);
+    if (tier === 'full') {
+      const bench = await runFullTier(args, io);
+      await emitBenchReport(args, io, benchReport({
+        benchmark: 'sim', parameters: { tier, scenario: 'standard', seed: 1 }, results: bench.fleets, units: fullTierUnits,
+        details: { message_costs: bench.messageCosts, scheduler_floors: bench.schedulerFloors },
+      }));
+      return 0;
+    }
     const results = await runFleets(args, io, tier);
     const report = benchReport({
       benchmark: 'sim',
-      parameters: { tier, scenario: tier === 'model' ? 'standard' : 'smoke', seed: 1 },
+      parameters: { tier, scenario: 'standard', seed: 1 },
       results, units: Object.fromEntries(Object.entries(simUnits).filter(([key]) => results.some((row) => key in row))),
     });
     await emitBenchReport(args, io, report);

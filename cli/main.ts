@@ -14,6 +14,9 @@ import { simCommand } from './commands/sim.js';
 import { demoCommand } from './commands/demo.js';
 import { gatewayCommand, serveCommand } from './commands/serve.js';
 import { chaosGroup } from './commands/chaos.js';
+import { loginCommand, logoutCommand } from './commands/login.js';
+import { deviceCommands } from './commands/device.js';
+import { commandCommands } from './commands/commands.js';
 
 // Every command module registers here, one line each.
 const entries: CommandEntry[] = [
@@ -28,6 +31,10 @@ const entries: CommandEntry[] = [
   agentCommand,
   simCommand,
   chaosGroup,
+  loginCommand,
+  logoutCommand,
+  deviceCommands,
+  commandCommands,
 ];
 
 const topSummary = 'Secure Device Control: control plane, gateway, agent, simulator and tools.';

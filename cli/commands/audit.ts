@@ -3,18 +3,20 @@ import { openControlPlaneDatabase } from '../../server/control-plane/database.js
 import { SqlAuditStore } from '../../server/control-plane/stores/sql-audit-store.js';
 import { AuditLog } from '../../core/protocol/audit-chain.js';
 import { systemClock } from '../../runtime/system.js';
-import { stringOption, type Command, type CommandGroup } from '../command.js';
+import { integerOption, stringOption, type Command, type CommandGroup } from '../command.js';
+import { apiClient } from '../api-client.js';
 import { requireInitialisedDataDir } from '../data-dir.js';
 
 const verify: Command = {
   name: 'verify',
   summary: 'Verify the hash chain of the control-plane audit log',
-  usage: '--dir D [--mysql URL]',
+  usage: '--dir D [--mysql URL] [--json]',
   optionHelp: [
     ['--dir D', 'Data directory; the database is D/db/sdc.sqlite (default ./data)'],
     ['--mysql URL', 'Use this MySQL database instead of the embedded file'],
+    ['--json', 'Print the result as one JSON object ({ ok, count, head_hash, recorded_not_chained } or the first broken link)'],
   ],
-  options: { dir: { type: 'string' }, mysql: { type: 'string' } },
+  options: { dir: { type: 'string' }, mysql: { type: 'string' }, json: { type: 'boolean' } },
   async run(args, io) {
     const mysqlUrl = args.values['mysql'];
     const dataDir = stringOption(args, 'dir', './data');
@@ -28,6 +30,12 @@ const verify: Command = {
       // Read-only: entries a stopped control plane recorded but did not chain are counted, not chained (docs/audit.md, the outbox).
       const recorded = await store.recordedCount();
       const pending = recorded === 0 ? '' : `${recorded} recorded entries not yet chained; the next start of the control plane chains them\n`;
+      if (args.values.json === true) {
+        io.stdout(JSON.stringify(result.ok
+          ? { ok: true, count: result.count, head_hash: result.count === 0 ? null : result.headHash, recorded_not_chained: recorded }
+          : { ok: false, first_broken_seq: result.firstBrokenSeq, reason: result.reason, detail: result.detail, recorded_not_chained: recorded }) + '\n');
+        return result.ok ? 0 : 1;
+      }
       if (result.ok) {
         io.stdout(`ok: ${result.count} entries, head ${result.count === 0 ? 'none' : result.headHash}\n${pending}`);
         return 0;
@@ -40,4 +48,37 @@ const verify: Command = {
   },
 };
 
-export const auditCommands: CommandGroup = { name: 'audit', summary: 'The hash-chained audit log', commands: [verify] };
+interface AuditEntryView { seq: number; ts?: number; kind: string; actor: string; subject: string; [key: string]: unknown }
+
+const auditPagesMax = 1_000;
+
+const list: Command = {
+  name: 'list',
+  summary: 'Audit entries from a running control plane (GET /v1/audit; sdc login first, as an admin)',
+  usage: '[--from-seq N] [--limit N] [--json]',
+  optionHelp: [
+    ['--from-seq N', 'First sequence number (default 1)'],
+    ['--limit N', 'Entries at most (default 100)'],
+    ['--json', 'Print { items: [...], next_from_seq } as JSON'],
+  ],
+  options: { 'from-seq': { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+  async run(args, io) {
+    const limit = integerOption(args, 'limit', 100, 1, 100_000);
+    let fromSeq: number | null = integerOption(args, 'from-seq', 1, 1);
+    const api = await apiClient(io);
+    const items: AuditEntryView[] = [];
+    for (let page = 0; page < auditPagesMax && fromSeq !== null && items.length < limit; page++) {
+      const answer: { items: AuditEntryView[]; next_from_seq: number | null } = await api.get(`/v1/audit?from_seq=${fromSeq}&limit=${Math.min(500, limit - items.length)}`);
+      items.push(...answer.items);
+      fromSeq = answer.next_from_seq;
+    }
+    if (args.values.json === true) {
+      io.stdout(JSON.stringify({ items, next_from_seq: fromSeq }) + '\n');
+      return 0;
+    }
+    for (const e of items) io.stdout(`${e.seq}\t${e.ts === undefined ? '' : new Date(e.ts).toISOString()}\t${e.kind}\t${e.actor}\t${e.subject}\n`);
+    return 0;
+  },
+};
+
+export const auditCommands: CommandGroup = { name: 'audit', summary: 'The hash-chained audit log', commands: [verify, list] };

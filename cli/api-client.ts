@@ -1,0 +1,51 @@
+import { randomUUID } from 'node:crypto';
+import { SdcError } from '../core/errors/index.js';
+import { httpsJson } from '../runtime/https-json.js';
+import { openSse, type SseEvent } from '../runtime/sse-client.js';
+import { systemClock } from '../runtime/system.js';
+import type { CliIo } from './command.js';
+import { loadLogin, type StoredLogin } from './credentials.js';
+
+/** The operator's API calls with the stored login: the server, its CA and the JWT. */
+export interface ApiClient {
+  readonly login: StoredLogin;
+  get<T>(path: string): Promise<T>;
+  /** Every POST carries an Idempotency-Key (a fresh one unless given), so a retried send is one command. */
+  post<T>(path: string, body: unknown, idempotencyKey?: string): Promise<T>;
+  /** The live event stream (`/v1/live`); resolves with a close function. */
+  live(onEvent: (event: SseEvent) => void, onEnd: (error?: Error) => void): Promise<{ close(): void }>;
+}
+
+const apiTimeoutMs = 30_000;
+
+export async function apiClient(io: CliIo): Promise<ApiClient> {
+  const login = await loadLogin(io.env, systemClock.nowMs());
+  const url = (path: string) => new URL(path, login.server);
+  return {
+    login,
+    async get<T>(path: string) {
+      return (await httpsJson<T>({ method: 'GET', url: url(path), caPem: login.ca_pem, token: login.token, timeoutMs: apiTimeoutMs })).body;
+    },
+    async post<T>(path: string, body: unknown, idempotencyKey?: string) {
+      return (await httpsJson<T>({
+        method: 'POST', url: url(path), caPem: login.ca_pem, token: login.token, body, timeoutMs: apiTimeoutMs,
+        headers: { 'idempotency-key': idempotencyKey ?? randomUUID() },
+      })).body;
+    },
+    live(onEvent, onEnd) {
+      return openSse({ url: url(`/v1/live?token=${encodeURIComponent(login.token)}`), caPem: login.ca_pem, onEvent, onEnd });
+    },
+  };
+}
+
+/** A path segment from user input, encoded (an id with a slash must not reach another route). */
+export function segment(value: string): string {
+  if (value.length === 0 || value.length > 256) throw new SdcError('CLI_USAGE', 'an id must be 1 to 256 characters');
+  return encodeURIComponent(value);
+}
+
+/** The one positional argument a command takes (`sdc device show ID`). */
+export function onePositional(positionals: readonly string[], what: string): string {
+  if (positionals.length !== 1) throw new SdcError('CLI_USAGE', `give exactly one ${what}`);
+  return positionals[0]!;
+}

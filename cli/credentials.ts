@@ -1,0 +1,78 @@
+import { chmod, mkdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { SdcError } from '../core/errors/index.js';
+import type { CliIo } from './command.js';
+
+/**
+ * The stored login of `sdc login` (fleetctl's model): the server, its CA (PEM text, so a moved
+ * file does not break the login) and the JWT, never the password. One 0600 file in a 0700
+ * directory: $XDG_CONFIG_HOME/sdc/credentials.json, else ~/.config/sdc/credentials.json;
+ * SDC_CREDENTIALS names another file (tests, several servers).
+ */
+export interface StoredLogin {
+  server: string;
+  ca_pem: string;
+  name: string;
+  role: string;
+  token: string;
+  expires_at_ms: number;
+}
+
+/** A CA bundle and a JWT are a few KiB; anything larger is not our file. */
+const credentialsBytesMax = 256 * 1024;
+
+export function credentialsPath(env: CliIo['env']): string {
+  if (env.SDC_CREDENTIALS) return env.SDC_CREDENTIALS;
+  const configHome = env.XDG_CONFIG_HOME || (env.HOME ? join(env.HOME, '.config') : undefined);
+  if (configHome === undefined) throw new SdcError('CLI_USAGE', 'set HOME, XDG_CONFIG_HOME or SDC_CREDENTIALS: there is nowhere to keep the login');
+  return join(configHome, 'sdc', 'credentials.json');
+}
+
+export async function saveLogin(env: CliIo['env'], login: StoredLogin): Promise<string> {
+  const path = credentialsPath(env);
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  // Written whole to a private temporary file, then renamed: never a half-written or readable token.
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, JSON.stringify(login, null, 2) + '\n', { mode: 0o600 });
+  await chmod(temporary, 0o600);
+  await rename(temporary, path);
+  return path;
+}
+
+function isStoredLogin(value: unknown): value is StoredLogin {
+  const v = value as Record<string, unknown> | null;
+  return typeof v === 'object' && v !== null && typeof v.server === 'string' && typeof v.ca_pem === 'string'
+    && typeof v.token === 'string' && typeof v.name === 'string' && typeof v.role === 'string' && typeof v.expires_at_ms === 'number';
+}
+
+/** The stored login, or CLI_INPUT saying how to log in (none, unreadable or expired). */
+export async function loadLogin(env: CliIo['env'], nowMs: number): Promise<StoredLogin> {
+  const path = credentialsPath(env);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new SdcError('CLI_INPUT', 'not logged in: run sdc login --server URL --name NAME', { path });
+  }
+  let parsed: unknown;
+  try {
+    parsed = text.length <= credentialsBytesMax ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  if (!isStoredLogin(parsed)) throw new SdcError('CLI_INPUT', 'the stored login is not readable: run sdc login again', { path });
+  if (parsed.expires_at_ms <= nowMs) throw new SdcError('CLI_INPUT', `the login to ${parsed.server} expired: run sdc login again`, { path });
+  return parsed;
+}
+
+/** Removes the stored login; true when there was one. */
+export async function removeLogin(env: CliIo['env']): Promise<boolean> {
+  const path = credentialsPath(env);
+  try {
+    await readFile(path);
+  } catch {
+    return false;
+  }
+  await rm(path, { force: true });
+  return true;
+}

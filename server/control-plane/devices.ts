@@ -21,6 +21,7 @@ import { SqlPairingTokenStore } from './stores/sql-pairing-token-store.js';
 import { SqlRevocationStore } from './stores/sql-revocation-store.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { TrustPublisher, type TrustPublishCounts } from './trust-publisher.js';
+import { DeviceKeyCache, type DeviceKeyRecord } from './device-key-cache.js';
 
 export interface DeviceView {
   readonly id: string;
@@ -85,6 +86,8 @@ function rawEd25519Key(spki: ArrayBuffer): Uint8Array {
  */
 export class DeviceService {
   readonly #ctx: ServiceContext;
+  /** verifyDeviceFrame's key and status per device, dropped at every enroll, renew and revoke here. */
+  readonly #deviceKeys: DeviceKeyCache;
   readonly #options: DeviceServiceOptions;
   readonly #tokens: SqlPairingTokenStore;
   readonly revocations: SqlRevocationStore;
@@ -97,6 +100,7 @@ export class DeviceService {
 
   constructor(options: DeviceServiceOptions) {
     this.#ctx = options.context;
+    this.#deviceKeys = new DeviceKeyCache(options.context.clock, (deviceId) => this.#loadDeviceKey(deviceId));
     this.#options = options;
     this.#tokens = new SqlPairingTokenStore(options.context.db, {
       createdBy: () => this.#tokenCreator,
@@ -198,6 +202,7 @@ export class DeviceService {
       });
       return revoked;
     });
+    this.#deviceKeys.invalidate();
     await this.#ctx.settleAudit();
     await this.#publishSuperseded(options.deviceId, supersededSerials, nowMs);
     await this.trust.certificateIssued(options.deviceId, serial, result.notAfter.getTime());
@@ -252,6 +257,7 @@ export class DeviceService {
       });
       return revoked;
     });
+    this.#deviceKeys.invalidate();
     await this.#ctx.settleAudit();
     await this.#publishSuperseded(deviceId, supersededSerials, nowMs);
     await this.trust.certificateIssued(deviceId, serial, result.notAfter.getTime());
@@ -322,6 +328,7 @@ export class DeviceService {
       });
       return { others: revoked, crlNumber: number };
     });
+    this.#deviceKeys.invalidate();
     await this.#ctx.settleAudit();
     await this.trust.certificatesRevoked(options.deviceId, [serial, ...others], nowMs);
     await this.trust.deviceRevoked(options.deviceId);
@@ -372,6 +379,12 @@ export class DeviceService {
     return crl.pem;
   }
 
+  async #loadDeviceKey(deviceId: string): Promise<DeviceKeyRecord> {
+    const [row] = await this.#ctx.db.query<{ public_key: string | null; status: string }>('SELECT public_key, status FROM devices WHERE id = ?', [deviceId]);
+    if (row?.public_key === null || row?.public_key === undefined) return { publicKey: null, revoked: row?.status === 'revoked' };
+    return { publicKey: bytesFromBase64url(row.public_key, { code: 'CRYPTO_BAD_KEY', name: 'device public key', length: 32 }), revoked: row.status === 'revoked' };
+  }
+
   /**
    * Decodes a device-signed frame (canonical JSON text), checks it is of `type`, from `deviceId`,
    * a device not revoked (API_DEVICE_REVOKED), signed by the key the device enrolled with, and
@@ -381,11 +394,10 @@ export class DeviceService {
     const envelope = decodeEnvelope(frameText);
     if (envelope.type !== type) throw new SdcError('PROTO_SCHEMA_INVALID', `frame is ${envelope.type}, expected ${type}`);
     if (envelope.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `frame is from ${envelope.device_id}, entry names ${deviceId}`);
-    const [row] = await this.#ctx.db.query<{ public_key: string | null; status: string }>('SELECT public_key, status FROM devices WHERE id = ?', [deviceId]);
-    if (row?.public_key === null || row?.public_key === undefined) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${deviceId} has no enrolled key`);
+    const { publicKey, revoked } = await this.#deviceKeys.get(deviceId);
+    if (publicKey === null) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${deviceId} has no enrolled key`);
     // Frames a revoked device sent before its sessions were closed may still be on the streams.
-    if (row.status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked; its frame is refused`, { deviceId });
-    const publicKey = bytesFromBase64url(row.public_key, { code: 'CRYPTO_BAD_KEY', name: 'device public key', length: 32 });
+    if (revoked) throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked; its frame is refused`, { deviceId });
     verifyEnvelope({ envelope, resolveKey: (kid) => (kid === deviceKid(deviceId) ? publicKey : undefined), provider: this.#ctx.ed25519 });
     return { envelope, body: validateMessageBody(type, envelope.body) };
   }

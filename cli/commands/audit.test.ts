@@ -46,10 +46,18 @@ describe('sdc user add and sdc audit verify', () => {
         const pending = io();
         assert.equal(await main(['audit', 'verify', '--dir', h.dir], pending), 0, pending.err.join(''));
         assert.match(pending.out.join(''), /^ok: 3 entries, head [0-9a-f]{64}\n1 recorded entries not yet chained; the next start of the control plane chains them\n$/);
+        const pendingJson = io();
+        assert.equal(await main(['audit', 'verify', '--dir', h.dir, '--json'], pendingJson), 0);
+        const okReport = JSON.parse(pendingJson.out.join('')) as { ok: boolean; count: number; head_hash: string; recorded_not_chained: number };
+        assert.deepEqual({ ...okReport, head_hash: okReport.head_hash.length }, { ok: true, count: 3, head_hash: 64, recorded_not_chained: 1 });
         await h2.db.execute("UPDATE audit_log SET payload_json = '{\"role\":\"viewer\"}' WHERE seq = 2");
         const broken = io();
         assert.equal(await main(['audit', 'verify', '--dir', h.dir], broken), 1);
         assert.match(broken.out.join(''), /^broken: entry 2: hash_mismatch/);
+        const brokenJson = io();
+        assert.equal(await main(['audit', 'verify', '--dir', h.dir, '--json'], brokenJson), 1);
+        assert.deepEqual(Object.entries(JSON.parse(brokenJson.out.join('')) as Record<string, unknown>).filter(([k]) => k !== 'detail'),
+          [['ok', false], ['first_broken_seq', 2], ['reason', 'hash_mismatch'], ['recorded_not_chained', 1]]);
       } finally {
         await h2.close();
       }

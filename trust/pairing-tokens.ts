@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { SdcError } from '../core/errors/index.js';
 import type { RandomSource } from '../core/ports/ports.js';
 import { privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import { isDeviceId } from '../core/protocol/device-id.js';
 import { requireDeviceId } from './device-profile.js';
+import { parseStoreFile, readStoreFileIfExists, storeCorrupt } from './json-store-file.js';
 
 /**
  * One-time pairing tokens: an operator creates one for a device id and hands it to whoever
@@ -174,12 +174,7 @@ export class JsonFilePairingTokenStore implements PairingTokenStore {
   }
 
   async #load(): Promise<PairingTokenTable> {
-    let text: string | undefined;
-    try {
-      text = await readFile(this.#path, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
+    const text = await readStoreFileIfExists(this.#path);
     const records = text === undefined ? [] : parsePairingFile(text, this.#path);
     return new PairingTokenTable({ recordsMax: this.#recordsMax, records });
   }
@@ -197,17 +192,9 @@ export class JsonFilePairingTokenStore implements PairingTokenStore {
 }
 
 function parsePairingFile(text: string, path: string): PairingTokenRecord[] {
-  const corrupt = (why: string): never => { throw new SdcError('TRUST_STORE_CORRUPT', `${path}: ${why}`); };
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return corrupt('not valid JSON');
-  }
-  const file = value as { version?: unknown; records?: unknown } | null;
-  if (typeof file !== 'object' || file === null || file.version !== 1 || !Array.isArray(file.records)) {
-    return corrupt('not a version 1 pairing token file');
-  }
+  const corrupt = (why: string): never => { throw storeCorrupt(path, why); };
+  const file = parseStoreFile(text, path, 'pairing token file');
+  if (!Array.isArray(file.records)) return corrupt('not a version 1 pairing token file');
   return file.records.map((raw: unknown): PairingTokenRecord => {
     const r = raw as Partial<PairingTokenRecord> | null;
     const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);

@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
-import { SdcError } from '../core/errors/index.js';
 import { privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import {
   isRevocationReason, RevocationTable, type RevocationEntry, type RevocationReason, type RevocationStore,
 } from './revocation.js';
 import { normalizeSerialHex } from './serial-number.js';
+import { parseStoreFile, readStoreFileIfExists, storeCorrupt } from './json-store-file.js';
 
 interface RevocationFile {
   version: 1;
@@ -29,12 +28,7 @@ export class JsonFileRevocationStore implements RevocationStore {
 
   /** Opens the store at `path`; a missing file is an empty store, an unreadable one is TRUST_STORE_CORRUPT. */
   static async open(path: string, options: { entriesMax?: number } = {}): Promise<JsonFileRevocationStore> {
-    let text: string | undefined;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
+    const text = await readStoreFileIfExists(path);
     const parsed = text === undefined ? { entries: [], lastCrlNumber: 0n } : parseRevocationFile(text, path);
     return new JsonFileRevocationStore(path, new RevocationTable({ ...options, ...parsed }));
   }
@@ -81,15 +75,8 @@ export class JsonFileRevocationStore implements RevocationStore {
 }
 
 function parseRevocationFile(text: string, path: string): { entries: RevocationEntry[]; lastCrlNumber: bigint } {
-  const corrupt = (why: string): never => { throw new SdcError('TRUST_STORE_CORRUPT', `${path}: ${why}`); };
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return corrupt('not valid JSON');
-  }
-  const file = value as Partial<RevocationFile> | null;
-  if (typeof file !== 'object' || file === null || file.version !== 1) return corrupt('not a version 1 revocation file');
+  const corrupt = (why: string): never => { throw storeCorrupt(path, why); };
+  const file = parseStoreFile(text, path, 'revocation file') as Partial<RevocationFile>;
   if (typeof file.lastCrlNumber !== 'string' || !/^\d{1,48}$/.test(file.lastCrlNumber)) return corrupt('lastCrlNumber is not a decimal string');
   if (!Array.isArray(file.entries)) return corrupt('entries is not an array');
   const entries = file.entries.map((raw: unknown): RevocationEntry => {

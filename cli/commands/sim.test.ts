@@ -60,3 +60,15 @@ describe('sdc sim seeds', () => {
     assert.equal(run.stderr, 'sdc: CLI_USAGE: --seed must be an integer from 0 to 281474976710653\n');
   });
 });
+
+describe('sdc sim --crypto', () => {
+  it('model gives the trace hash of real for the same seed; anything else is a usage error', async () => {
+    const hashOf = async (crypto: string) => {
+      const run = await sdc(['sim', '--scenario', 'smoke', '--agents', '3', '--duration', '2s', '--seed', '7', '--crypto', crypto, '--json']);
+      assert.equal(run.code, 0, run.stderr);
+      return (JSON.parse(run.stdout) as { traceHash: string }).traceHash;
+    };
+    assert.equal(await hashOf('model'), await hashOf('real'));
+    assert.equal((await sdc(['sim', '--crypto', 'fast', '--seed', '1'])).code, 2);
+  });
+});

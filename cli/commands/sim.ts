@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { commandStates } from '../../core/protocol/command-machine.js';
-import { runSimulation, type RunProgress, type RunResult } from '../../sim/run.js';
+import { runSimulation, type RunProgress, type RunResult, type SimCrypto } from '../../sim/run.js';
 import { builtinScenarioPath, loadScenario, type Scenario } from '../../sim/scenario.js';
 import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.js';
 import { runSwarm, swarmScenario } from '../../sim/swarm.js';
@@ -80,6 +80,13 @@ function describe(result: RunResult): string {
   ].join('\n') + '\n';
 }
 
+/** --crypto real|model (full tier): the trace hash of a seed is the same with either (sim/model-crypto.ts). */
+function cryptoOption(args: ParsedCommandArgs): SimCrypto {
+  const crypto = args.values.crypto ?? 'real';
+  if (crypto !== 'real' && crypto !== 'model') throw new SdcError('CLI_USAGE', `--crypto is real or model, got '${String(crypto)}'`);
+  return crypto;
+}
+
 async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
   const json = args.values.json === true;
   const scenarioRef = typeof args.values.scenario === 'string' ? args.values.scenario : 'smoke';
@@ -95,7 +102,8 @@ async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
     scenario, scenarioRef, seed, ...(agents === undefined ? {} : { agents }), ...(safetyMs === undefined ? {} : { safetyMs }),
     ...(showProgress ? { onProgress: progressBar(io) } : {}),
   };
-  const result = tier === 'model' ? runModel(runOptions) : await runSimulation(runOptions);
+  const crypto = cryptoOption(args);
+  const result = tier === 'model' ? runModel(runOptions) : await runSimulation({ ...runOptions, crypto });
   if (showProgress) io.stderr('\n');
   if (typeof args.values.out === 'string') await writeOutputs(args.values.out, result);
   if (json) {
@@ -234,12 +242,13 @@ async function runRealCommand(args: ParsedCommandArgs, io: CliIo): Promise<numbe
 export const simCommand: Command = {
   name: 'sim',
   summary: 'Deterministic fleet simulator: real control plane, gateways and agents on virtual time, with invariant checkers',
-  usage: '[--tier full|model] [--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --validate-model [--scenario F] [--agents N] [--duration D] [--seed S] [--out DIR]'
+  usage: '[--tier full|model] [--crypto real|model] [--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --validate-model [--scenario F] [--agents N] [--duration D] [--seed S] [--out DIR]'
     + ' | --swarm K [--agents N] [--lossy] [--outages]'
     + ' | --real https://HOST:PORT --admin NAME (--password-stdin | SDC_PASSWORD=...) --ca FILE [--agents N] [--duration D] [--seed S] [--processes P] [--out DIR]',
   optionHelp: [
     ['--scenario F', 'built-in name (smoke, lossy-network, churn, gateway-restart), swarm:S[:lossy][:outages], or a scenario file (default smoke)'],
     ['--tier T', 'full (default): the real control plane, gateways and agents; model: the fleet model (sim/model), same scenario and seed, up to 1,000,000 agents'],
+    ['--crypto C', 'full tier: real (default, Ed25519) or model (signatures of the same sizes without the curve arithmetic, several times cheaper; same trace hash)'],
     ['--validate-model', 'run both tiers on the scenario, seed and fleet and compare their aggregates against stated tolerances; exit 1 on drift (--out: full/, model/, validation.json)'],
     ['--agents N', 'fleet size (default: the scenario\'s; 200 for --swarm)'],
     ['--duration D', 'safety phase length in virtual time: 500ms, 90s, 10m, 1h (default: the scenario\'s)'],
@@ -260,7 +269,7 @@ export const simCommand: Command = {
     scenario: { type: 'string' }, agents: { type: 'string' }, duration: { type: 'string' }, seed: { type: 'string' },
     out: { type: 'string' }, json: { type: 'boolean' }, progress: { type: 'boolean' }, swarm: { type: 'string' }, lossy: { type: 'boolean' }, outages: { type: 'boolean' },
     real: { type: 'string' }, admin: { type: 'string' }, 'password-stdin': { type: 'boolean' }, ca: { type: 'string' }, processes: { type: 'string' },
-    tier: { type: 'string' }, 'validate-model': { type: 'boolean' },
+    tier: { type: 'string' }, 'validate-model': { type: 'boolean' }, crypto: { type: 'string' },
   },
   run: (args, io) => {
     const modes = [args.values.real !== undefined, args.values.swarm !== undefined, args.values['validate-model'] === true, (args.values.tier ?? 'full') !== 'full'];

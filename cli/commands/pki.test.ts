@@ -134,3 +134,34 @@ describe('sdc pki', () => {
     });
   });
 });
+
+describe('sdc pki --json and the duration options', () => {
+  it('init, issue --validity, pairing-token --ttl, revoke and crl answer one JSON object each; --days and --ttl-minutes still work with a note', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      const init = await sdc(['pki', 'init', '--dir', data, '--json']);
+      assert.equal(init.code, 0, init.stderr);
+      assert.match(JSON.parse(init.stdout).root_sha256, /^[0-9A-Fa-f:]+$/);
+      const csr = opensslCsr(dir, 'dev', 'dev-j');
+      const out = join(dir, 'dev.pem');
+      const issued = await sdc(['pki', 'issue', '--dir', data, '--csr', csr, '--out', out, '--validity', '7d', '--json']);
+      assert.equal(issued.code, 0, issued.stderr);
+      const facts = JSON.parse(issued.stdout) as { device_id: string; not_after: string; serial: string };
+      assert.equal(facts.device_id, 'dev-j');
+      const days = Math.round((Date.parse(facts.not_after) - Date.now()) / 86_400_000);
+      assert.ok(days >= 6 && days <= 7, `valid ${days} days`);
+      const legacy = await sdc(['pki', 'issue', '--dir', data, '--csr', csr, '--out', join(dir, 'dev2.pem'), '--days', '7']);
+      assert.equal(legacy.code, 0, legacy.stderr);
+      assert.match(legacy.stderr, /--days is deprecated .* use --validity 7d/);
+      assert.equal((await sdc(['pki', 'issue', '--dir', data, '--csr', csr, '--out', out, '--validity', '398d'])).code, 2);
+      const token = await sdc(['pki', 'pairing-token', '--dir', data, '--device', 'dev-k', '--ttl', '5m', '--json']);
+      assert.equal(token.code, 0, token.stderr);
+      assert.match(JSON.parse(token.stdout).token, /^sdcpt_/);
+      assert.match((await sdc(['pki', 'pairing-token', '--dir', data, '--device', 'dev-k', '--ttl-minutes', '5'])).stderr, /--ttl-minutes is deprecated .* use --ttl 5m/);
+      const revoked = await sdc(['pki', 'revoke', '--dir', data, '--cert', out, '--json']);
+      assert.deepEqual(JSON.parse(revoked.stdout), { serial: facts.serial, reason: 'unspecified', revoked: true, already_revoked: false });
+      const crl = await sdc(['pki', 'crl', '--dir', data, '--out', join(dir, 'crl.pem'), '--json']);
+      assert.equal(JSON.parse(crl.stdout).revoked, 1);
+    });
+  });
+});

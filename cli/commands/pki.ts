@@ -15,12 +15,22 @@ import {
   integerOption, requireOption, stringOption, type Command, type CommandGroup, type ParsedCommandArgs,
 } from '../command.js';
 import { requireInitialisedDataDir } from '../data-dir.js';
+import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
+import type { CliIo } from '../command.js';
 
 const dataDirDefault = './data';
 const publicFileMode = 0o644;
 const dayMs = 24 * 60 * 60 * 1000;
 const inputFileBytesMax = 64 * 1024;
-const dirOption = { dir: { type: 'string' } } as const;
+const dirOption = { dir: { type: 'string' }, json: { type: 'boolean' } } as const;
+const jsonHelp = ['--json', 'Print the result as one JSON object'] as const;
+const validity: DurationOptionSpec = { name: 'validity', fallbackMs: 30 * 24 * 60 * 60 * 1000, minMs: 24 * 60 * 60 * 1000, maxMs: 397 * 24 * 60 * 60 * 1000, legacy: { name: 'days', unitMs: 24 * 60 * 60 * 1000 } };
+const tokenTtl: DurationOptionSpec = { name: 'ttl', fallbackMs: 15 * 60_000, minMs: 60_000, maxMs: pairingTokenTtlMsMax, legacy: { name: 'ttl-minutes', unitMs: 60_000 } };
+
+/** The text for a reader, or with --json one JSON object with the same facts. */
+function report(args: ParsedCommandArgs, io: CliIo, facts: Record<string, unknown>, text: string): void {
+  io.stdout(args.values.json === true ? JSON.stringify(facts) + '\n' : text);
+}
 const dirHelp = ['--dir D', `Data directory; PKI files live in D/pki (default ${dataDirDefault})`] as const;
 
 function dataDir(args: ParsedCommandArgs): string {
@@ -45,6 +55,7 @@ const init: Command = {
   usage: '--dir D [--force]',
   optionHelp: [
     dirHelp,
+    jsonHelp,
     ['--force', 'Replace existing CA files (device certificates of the old CA stop verifying)'],
   ],
   options: { ...dirOption, force: { type: 'boolean' } },
@@ -58,7 +69,10 @@ const init: Command = {
       rootKeyPassphrase: passphrase === undefined || passphrase === '' ? undefined : passphrase,
     });
     const { paths } = result;
-    io.stdout([
+    report(args, io, {
+      root_cert: paths.rootCertPath, root_key: paths.rootKeyPath, root_key_encrypted: Boolean(passphrase), intermediate_cert: paths.intermediateCertPath,
+      intermediate_not_after: result.intermediateNotAfter.toISOString(), intermediate_key: paths.intermediateKeyPath, root_sha256: result.rootFingerprintSha256,
+    }, [
       `root CA:          ${paths.rootCertPath}`,
       `root key:         ${paths.rootKeyPath} (${passphrase ? 'encrypted' : `NOT encrypted; set ${rootKeyPassphraseEnv} to encrypt`}; keep it offline)`,
       `intermediate CA:  ${paths.intermediateCertPath} (valid until ${result.intermediateNotAfter.toISOString()})`,
@@ -72,25 +86,28 @@ const init: Command = {
 const issue: Command = {
   name: 'issue',
   summary: 'Issue a device certificate for an Ed25519 PEM CSR (device id = CSR CN)',
-  usage: '--dir D --csr FILE --out FILE [--days N]',
+  usage: '--dir D --csr FILE --out FILE [--validity 30d] [--json]',
   optionHelp: [
     dirHelp,
+    jsonHelp,
     ['--csr FILE', 'PEM certificate signing request, e.g. from `openssl req -new -key k.pem -subj /CN=dev-1`'],
     ['--out FILE', 'Where to write the device certificate (PEM)'],
-    ['--days N', 'Validity in days, 1-397 (default 30)'],
+    ['--validity D', 'Validity, like 30d, from 1d to 397d (default 30d)'],
+    ...legacyHelp(validity),
   ],
-  options: { ...dirOption, csr: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' } },
+  options: { ...dirOption, csr: { type: 'string' }, out: { type: 'string' }, ...durationOptions(validity) },
   async run(args, io) {
     const csrPem = await readInputFile(requireOption(args, 'csr'), 'CSR');
     const out = requireOption(args, 'out');
-    const days = integerOption(args, 'days', 30, 1, 397);
+    const validityMs = durationOption(args, validity, io.stderr);
     const pki = await loadIssuingPki({ dataDir: dataDir(args), random: systemRandom });
     const { commonName } = await parseDeviceCsr(csrPem);
     const issued = await pki.issuer.issueDeviceCertificate({
-      csrPem, deviceId: commonName, now: new Date(systemClock.nowMs()), validityMs: days * dayMs,
+      csrPem, deviceId: commonName, now: new Date(systemClock.nowMs()), validityMs,
     });
     await writeFileAtomic(out, issued.certificatePem + '\n', { mode: publicFileMode });
-    io.stdout(`issued ${out}: device ${issued.deviceId}, serial ${issued.serialHex}, valid until ${issued.notAfter.toISOString()}\n`);
+    report(args, io, { certificate: out, device_id: issued.deviceId, serial: issued.serialHex, not_after: issued.notAfter.toISOString() },
+      `issued ${out}: device ${issued.deviceId}, serial ${issued.serialHex}, valid until ${issued.notAfter.toISOString()}\n`);
     return 0;
   },
 };
@@ -101,6 +118,7 @@ const revoke: Command = {
   usage: '--dir D --cert FILE [--reason R]',
   optionHelp: [
     dirHelp,
+    jsonHelp,
     ['--cert FILE', 'The device certificate to revoke (PEM)'],
     ['--reason R', `One of ${revocationReasons.join(', ')} (default unspecified)`],
   ],
@@ -121,7 +139,7 @@ const revoke: Command = {
     if (!ours) throw new SdcError('TRUST_CERT_UNTRUSTED', 'certificate was not issued by this intermediate CA');
     const serialHex = normalizeSerialHex(certificate.serialNumber);
     const added = await pki.revocations.revoke(serialHex, reason, new Date(systemClock.nowMs()));
-    io.stdout(added ? `revoked serial ${serialHex} (${reason}); run 'sdc pki crl' to publish\n` : `serial ${serialHex} was already revoked\n`);
+    report(args, io, { serial: serialHex, reason, revoked: added, already_revoked: !added }, added ? `revoked serial ${serialHex} (${reason}); run 'sdc pki crl' to publish\n` : `serial ${serialHex} was already revoked\n`);
     return 0;
   },
 };
@@ -130,7 +148,7 @@ const crl: Command = {
   name: 'crl',
   summary: 'Write the current CRL (signed by the intermediate, next update in 24 h) as PEM',
   usage: '--dir D --out FILE',
-  optionHelp: [dirHelp, ['--out FILE', 'Where to write the CRL (PEM, BEGIN X509 CRL)']],
+  optionHelp: [dirHelp, jsonHelp, ['--out FILE', 'Where to write the CRL (PEM, BEGIN X509 CRL)']],
   options: { ...dirOption, out: { type: 'string' } },
   async run(args, io) {
     const out = requireOption(args, 'out');
@@ -138,7 +156,7 @@ const crl: Command = {
     const signed = await generateCrl({ issuer: pki.intermediate, store: pki.revocations, now: new Date(systemClock.nowMs()) });
     await writeFileAtomic(out, signed.pem, { mode: publicFileMode });
     const count = (await pki.revocations.list()).length;
-    io.stdout(`wrote ${out}: CRL number ${signed.crlNumber}, ${count} revoked, next update ${signed.nextUpdate.toISOString()}\n`);
+    report(args, io, { crl: out, crl_number: Number(signed.crlNumber), revoked: count, next_update: signed.nextUpdate.toISOString() }, `wrote ${out}: CRL number ${signed.crlNumber}, ${count} revoked, next update ${signed.nextUpdate.toISOString()}\n`);
     return 0;
   },
 };
@@ -146,25 +164,27 @@ const crl: Command = {
 const pairingToken: Command = {
   name: 'pairing-token',
   summary: 'Create a one-time pairing token for a device id and print it (shown once; only its hash is stored)',
-  usage: '--dir D --device ID [--ttl-minutes N]',
+  usage: '--dir D --device ID [--ttl 15m] [--json]',
   optionHelp: [
     dirHelp,
+    jsonHelp,
     ['--device ID', 'The device id the token is bound to'],
-    ['--ttl-minutes N', `Minutes until the token expires, 1-${pairingTokenTtlMsMax / 60_000} (default 15)`],
+    ['--ttl D', `How long until the token expires, like 15m, from 1m to ${pairingTokenTtlMsMax / 60_000}m (default 15m)`],
+    ...legacyHelp(tokenTtl),
   ],
-  options: { ...dirOption, device: { type: 'string' }, 'ttl-minutes': { type: 'string' } },
+  options: { ...dirOption, device: { type: 'string' }, ...durationOptions(tokenTtl) },
   async run(args, io) {
     const deviceId = requireOption(args, 'device');
-    const ttlMinutes = integerOption(args, 'ttl-minutes', 15, 1, pairingTokenTtlMsMax / 60_000);
+    const ttlMs = durationOption(args, tokenTtl, io.stderr);
     // The token store lives in D/pki: a missing or uninitialised directory is refused, not half-created.
     await requireInitialisedDataDir(dataDir(args));
     const paths = pkiPaths(dataDir(args));
     const created = await createPairingToken({
       store: new JsonFilePairingTokenStore(paths.pairingTokensPath),
-      deviceId, now: new Date(systemClock.nowMs()), random: systemRandom, ttlMs: ttlMinutes * 60_000,
+      deviceId, now: new Date(systemClock.nowMs()), random: systemRandom, ttlMs,
     });
     // The token alone on stdout, so `T=$(sdc pki pairing-token ...)` works; the note goes to stderr.
-    io.stdout(created.token + '\n');
+    report(args, io, { token: created.token, device_id: created.deviceId, expires_at: created.expiresAt.toISOString() }, created.token + '\n');
     io.stderr(`pairing token for device ${created.deviceId}, single use, expires ${created.expiresAt.toISOString()}\n`);
     return 0;
   },
@@ -176,6 +196,7 @@ const enroll: Command = {
   usage: '--dir D --token T --csr FILE --out FILE [--chain-out FILE]',
   optionHelp: [
     dirHelp,
+    jsonHelp,
     ['--token T', 'The pairing token from `sdc pki pairing-token`'],
     ['--csr FILE', 'PEM CSR whose CN is the device id the token was created for'],
     ['--out FILE', 'Where to write the device certificate (PEM)'],
@@ -197,7 +218,7 @@ const enroll: Command = {
     if (typeof chainOut === 'string' && chainOut !== '') {
       await writeFileAtomic(chainOut, result.chainPems.map((pem) => pem + '\n').join(''), { mode: publicFileMode });
     }
-    io.stdout(`enrolled device ${commonName}: ${out}, serial ${result.serialHex}, valid until ${result.notAfter.toISOString()}\n`);
+    report(args, io, { device_id: commonName, certificate: out, serial: result.serialHex, not_after: result.notAfter.toISOString() }, `enrolled device ${commonName}: ${out}, serial ${result.serialHex}, valid until ${result.notAfter.toISOString()}\n`);
     return 0;
   },
 };

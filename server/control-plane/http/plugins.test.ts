@@ -115,7 +115,7 @@ describe('OpenAPI collector', () => {
     const app = Fastify({ logger: false });
     app.register(openApi, { info: { title: 'test', version: '1' } });
     app.register(async (child) => { child.get('/v1/roleless', { config: { summary: 'A route that forgot its role' } }, async () => ({})); });
-    await assert.rejects(app.ready(), (error: Error & { code?: string }) => error.code === 'API_INTERNAL' && /\/v1\/roleless/.test(error.message));
+    await assert.rejects(async () => { await app.ready(); }, (error: Error & { code?: string }) => error.code === 'API_INTERNAL' && /\/v1\/roleless/.test(error.message));
     await app.close();
   });
 });

@@ -7,9 +7,10 @@ import { oidCommonName, requireDeviceId } from '../trust/device-profile.js';
 import { ed25519Algorithm, parseCertificate, x509 } from '../trust/x509-provider.js';
 import { createPrivateKey } from 'node:crypto';
 import {
-  agentPaths, fileExists, loadOrCreateDeviceKey, parseTrustConfig, readDeviceKey, readTextFile, readTrustConfig, writeAgentFile, writeTrustConfig,
+  agentPaths, loadOrCreateDeviceKey, parseTrustConfig, readDeviceKey, readTextFile, readTrustConfig, writeAgentFile, writeTrustConfig,
   type AgentPaths, type PinnedKey, type TrustConfig,
 } from './state/agent-state.js';
+import { fileExists } from '../runtime/atomic-file.js';
 
 /** What a running agent needs from its directory. */
 export interface AgentIdentity {

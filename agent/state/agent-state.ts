@@ -4,7 +4,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { bytesFromBase64url } from '../../core/crypto/bytes.js';
 import { pemFromPrivateSeed, privateSeedFromPem } from '../../runtime/ed25519-node.js';
 import type { RandomSource } from '../../core/ports/ports.js';
-import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
+import { ensurePrivateDirectory, fileExists, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
 import { isDeviceId } from '../../core/protocol/device-id.js';
 
 /** The files of an agent directory A (see docs/agent.md). */
@@ -62,15 +62,6 @@ export async function readTextFile(path: string): Promise<string> {
   }
   if (info.size > textFileBytesMax) throw new SdcError('AGENT_STATE_INVALID', `${path} is larger than ${textFileBytesMax} bytes`);
   return readFile(path, 'utf8');
-}
-
-export async function fileExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Writes one agent file atomically (temp + fsync + rename), 0600, in a 0700 directory. */

@@ -5,8 +5,7 @@ import { AsyncMutex } from '../runtime/async-mutex.js';
 import { dirname } from 'node:path';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
 import {
-  JournalState, defaultJournalLimits,
-  type CommandJournal, type CommandResultBody, type JournalEntry, type JournalLimits, type JournalRecord,
+  JournalState, RecordJournal, defaultJournalLimits, type JournalLimits, type JournalRecord,
 } from './command-journal.js';
 
 export interface FileJournalOptions extends Partial<JournalLimits> {
@@ -30,16 +29,15 @@ const journalBytesMax = 64 * 1024 * 1024;
  * is a write torn by a crash (it was never acknowledged, because acknowledgement follows fsync)
  * and is dropped; an unreadable line before it is corruption (AGENT_JOURNAL_CORRUPT).
  */
-export class FileCommandJournal implements CommandJournal {
-  readonly #state: JournalState;
+export class FileCommandJournal extends RecordJournal {
   readonly #mutex: AsyncMutex;
   readonly #options: FileJournalOptions & { compactionRecords: number };
   #handle: FileHandle | undefined;
   #recordsInFile: number;
 
   private constructor(options: FileJournalOptions & { compactionRecords: number }, state: JournalState, handle: FileHandle, records: number) {
+    super(state);
     this.#options = options;
-    this.#state = state;
     this.#handle = handle;
     this.#recordsInFile = records;
     this.#mutex = new AsyncMutex(options.waitersMax ?? 1024);
@@ -78,39 +76,6 @@ export class FileCommandJournal implements CommandJournal {
     return new FileCommandJournal({ ...options, compactionRecords }, state, handle, snapshot.length);
   }
 
-  get(commandId: string): JournalEntry | undefined {
-    return this.#state.get(commandId);
-  }
-
-  entries(): JournalEntry[] {
-    return this.#state.entries();
-  }
-
-  highestExecutedSeq(): number {
-    return this.#state.highestExecutedSeq();
-  }
-
-  isSeqDone(seq: number): boolean {
-    return this.#state.isSeqDone(seq);
-  }
-
-  received(command: SignedCommand): Promise<void> {
-    return this.#append({ r: 'received', command });
-  }
-
-  executing(commandId: string): Promise<void> {
-    return this.#append({ r: 'executing', id: commandId });
-  }
-
-  finished(commandId: string, result: CommandResultBody): Promise<void> {
-    return this.#append({ r: 'finished', id: commandId, result });
-  }
-
-  confirmed(commandIds: readonly string[]): Promise<void> {
-    if (commandIds.length === 0) return Promise.resolve();
-    return this.#append({ r: 'confirmed', ids: [...commandIds] });
-  }
-
   close(): Promise<void> {
     return this.#mutex.run(async () => {
       const handle = this.#handle;
@@ -119,15 +84,15 @@ export class FileCommandJournal implements CommandJournal {
     });
   }
 
-  #append(record: JournalRecord): Promise<void> {
+  protected write(record: JournalRecord): Promise<void> {
     return this.#mutex.run(async () => {
       const handle = this.#handle;
       if (!handle) throw new SdcError('AGENT_STATE_INVALID', 'command journal is closed');
-      this.#state.check(record);
+      this.state.check(record);
       await handle.appendFile(JSON.stringify(record) + '\n');
       await handle.sync();
       // Applied only once durable: memory never runs ahead of the disk.
-      this.#state.apply(record);
+      this.state.apply(record);
       this.#recordsInFile += 1;
       await this.#compactIfDue();
     });
@@ -135,7 +100,7 @@ export class FileCommandJournal implements CommandJournal {
 
   async #compactIfDue(): Promise<void> {
     if (this.#recordsInFile < this.#options.compactionRecords) return;
-    const snapshot = this.#state.snapshot();
+    const snapshot = this.state.snapshot();
     if (this.#recordsInFile < 2 * snapshot.length) return;
     await this.#handle?.close();
     this.#handle = undefined;

@@ -240,45 +240,58 @@ function bad(message: string): SdcError {
   return new SdcError('AGENT_JOURNAL_CORRUPT', message);
 }
 
-/** The journal in memory: for the simulator (a "crash" is a new agent core over the same journal). */
-export class MemoryCommandJournal implements CommandJournal {
-  readonly #state: JournalState;
-  #closed = false;
-
-  constructor(limits: Partial<JournalLimits> = {}) {
-    this.#state = new JournalState({ ...defaultJournalLimits, ...limits });
-  }
+/**
+ * What both journals share: reads answered from the replayed JournalState, and each mutation
+ * turned into one JournalRecord that the journal makes durable and then applies (`write`).
+ */
+export abstract class RecordJournal implements CommandJournal {
+  protected constructor(protected readonly state: JournalState) {}
 
   get(commandId: string): JournalEntry | undefined {
-    return this.#state.get(commandId);
+    return this.state.get(commandId);
   }
 
   entries(): JournalEntry[] {
-    return this.#state.entries();
+    return this.state.entries();
   }
 
   highestExecutedSeq(): number {
-    return this.#state.highestExecutedSeq();
+    return this.state.highestExecutedSeq();
   }
 
   isSeqDone(seq: number): boolean {
-    return this.#state.isSeqDone(seq);
+    return this.state.isSeqDone(seq);
   }
 
-  async received(command: SignedCommand): Promise<void> {
-    this.#apply({ r: 'received', command: structuredClone(command) });
+  received(command: SignedCommand): Promise<void> {
+    return this.write({ r: 'received', command });
   }
 
-  async executing(commandId: string): Promise<void> {
-    this.#apply({ r: 'executing', id: commandId });
+  executing(commandId: string): Promise<void> {
+    return this.write({ r: 'executing', id: commandId });
   }
 
-  async finished(commandId: string, result: CommandResultBody): Promise<void> {
-    this.#apply({ r: 'finished', id: commandId, result: structuredClone(result) });
+  finished(commandId: string, result: CommandResultBody): Promise<void> {
+    return this.write({ r: 'finished', id: commandId, result });
   }
 
-  async confirmed(commandIds: readonly string[]): Promise<void> {
-    this.#apply({ r: 'confirmed', ids: [...commandIds] });
+  confirmed(commandIds: readonly string[]): Promise<void> {
+    if (commandIds.length === 0) return Promise.resolve();
+    return this.write({ r: 'confirmed', ids: [...commandIds] });
+  }
+
+  abstract close(): Promise<void>;
+
+  /** Makes `record` durable, then applies it to `state`; rejects AGENT_STATE_INVALID once closed. */
+  protected abstract write(record: JournalRecord): Promise<void>;
+}
+
+/** The journal in memory: for the simulator (a "crash" is a new agent core over the same journal). */
+export class MemoryCommandJournal extends RecordJournal {
+  #closed = false;
+
+  constructor(limits: Partial<JournalLimits> = {}) {
+    super(new JournalState({ ...defaultJournalLimits, ...limits }));
   }
 
   async close(): Promise<void> {
@@ -291,8 +304,9 @@ export class MemoryCommandJournal implements CommandJournal {
     return this;
   }
 
-  #apply(record: JournalRecord): void {
+  /** A copy is applied, so the caller's later changes to a command or result cannot reach the record. */
+  protected async write(record: JournalRecord): Promise<void> {
     if (this.#closed) throw new SdcError('AGENT_STATE_INVALID', 'command journal is closed');
-    this.#state.apply(record);
+    this.state.apply(structuredClone(record));
   }
 }

@@ -8,6 +8,7 @@ import type { VirtualTime } from '../core/time/virtual-time.js';
 import type { SimNetwork, SimLink } from '../chaos/network.js';
 import type { SeededRandom } from '../core/random/prng.js';
 import { ObservedJournal } from './observed-agent-parts.js';
+import { nodeSha256 } from '../runtime/sha256-node.js';
 
 
 /** What a simulated agent needs from the world around it. */
@@ -94,6 +95,8 @@ export class SimAgent {
       clock: this.#o.clock,
       random: this.#o.random,
       scheduler: world.time,
+      // node:crypto's SHA-256 for the TELEMETRY chain, as the real agent runtime passes (same digests, a fraction of the pure-JS cost).
+      sha256: nodeSha256,
       telemetrySource: createSyntheticMetricsSource({ random: this.#o.random }),
       telemetryIntervalMs: world.telemetryIntervalMs,
       agentVersion: 'sim/1',

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { runModel } from './model/run-model.js';
 import { builtinScenarioPath, loadScenario } from './scenario.js';
-import { compareTiers, describeValidation, faultWindows, histogramPercentile, recoveryMs, validateModel } from './validate-model.js';
+import { compareTiers, describeValidation, faultWindows, histogramPercentile, meanRecoveryMs, validateModel } from './validate-model.js';
 
 // CI's guard against a model that drifts from the real code: both tiers on small fleets and short
 // phases (a 2-core machine runs the full tier at about 1,500 agent-seconds per second).
@@ -45,11 +45,16 @@ describe('validation helpers', () => {
     assert.equal(histogramPercentile([{ le_ms: 10, count: 0 }], 0.5), null);
   });
 
-  it('measures recovery from a fault end until the online count is back where it was', () => {
-    const series = [0, 1, 2, 3, 4, 5, 6].map((s) => ({ t_ms: s * 1_000, online_agents: [10, 10, 6, 6, 8, 10, 10][s]!, commands: {} as never }));
-    assert.equal(recoveryMs(series, 1_500, 3_000), 2_000);
-    assert.equal(recoveryMs(series.slice(0, 5), 1_500, 3_000), null);
-    assert.equal(recoveryMs(series, 1_500, 3_000, 2), 1_000, 'within two agents of where it was');
+  it('measures recovery as the area of the excess over the pre-fault level divided by its peak', () => {
+    const online = [10, 10, 6, 6, 8, 10, 10];
+    const series = online.map((n, s) => ({ t_ms: s * 1_000, online_agents: n, commands: { queued: 10 - n } as never }));
+    const missing = (s: { online_agents: number }, before: { online_agents: number }) => before.online_agents - s.online_agents;
+    // From 3 s: 4 agents missing, 4, then 2, none at 5 s: (4 + 2) agent-seconds over a peak of 4.
+    assert.equal(meanRecoveryMs(series, { startMs: 1_500, fromMs: 3_000, endMs: 3_000 }, missing), 1_500);
+    // From the start: (4 + 4 + 2) agent-seconds over 4.
+    assert.equal(meanRecoveryMs(series, { startMs: 1_500, fromMs: 1_500, endMs: 3_000 }, missing), 2_500);
+    assert.equal(meanRecoveryMs(series, { startMs: 1_500, fromMs: 5_000, endMs: 5_000 }, missing), 0, 'nothing missing');
+    assert.equal(meanRecoveryMs(series, { startMs: -1, fromMs: 0, endMs: 3_000 }, missing), null, 'no sample before the fault');
   });
 
   it('lists the fault windows that end within the safety phase', async () => {

@@ -33,7 +33,7 @@ export const Ev = {
   ackTimeout: 35, //        a command, b delivery epoch
   deliveryRetry: 36, //     a command, b delivery epoch
   reportRetry: 37, //       a command
-  eventRetry: 38, //        a agent (a control-plane partition blocked by a failed handler)
+  eventRetry: 38, //        a partition key: the agent (events) or agents + agent (telemetry), blocked by a failed handler
   expirySweep: 39,
   redeliverySweep: 40,
   executionDone: 41, //     a agent, b command, c boot epoch

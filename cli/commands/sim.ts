@@ -66,7 +66,7 @@ async function writeOutputs(dir: string, result: RunResult): Promise<void> {
   await writeFile(join(dir, 'summary.json'), JSON.stringify({ ...summary, latencyHistogram, recentTrace }, null, 2) + '\n');
   await writeFile(join(dir, 'online-agents.csv'), csv([['t_ms', 'online_agents'], ...series.map((s) => [s.t_ms, s.online_agents])]));
   await writeFile(join(dir, 'commands-by-state.csv'), csv([['t_ms', ...commandStates], ...series.map((s) => [s.t_ms, ...commandStates.map((state) => s.commands[state])])]));
-  await writeFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...latencyHistogram.map((b) => [b.le_ms ?? 'inf', b.count])]));
+  await writeFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...latencyHistogram.map((b) => [b.le_ms ?? '+Inf', b.count])]));
 }
 
 function describe(result: RunResult): string {
@@ -182,7 +182,7 @@ async function writeRealOutputs(dir: string, result: RealRunResult): Promise<voi
   await writeFile(join(dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   await writeFile(join(dir, 'online-agents.csv'), csv([['t_ms', 'online_agents'], ...series.map((s) => [s.t_ms, s.online_agents])]));
   await writeFile(join(dir, 'commands-by-state.csv'), csv([['t_ms', ...commandStates], ...series.map((s) => [s.t_ms, ...commandStates.map((state) => s.commands[state])])]));
-  await writeFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...result.latencyHistogram.map((b) => [b.le_ms ?? 'inf', b.count])]));
+  await writeFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...result.latencyHistogram.map((b) => [b.le_ms ?? '+Inf', b.count])]));
 }
 
 function describeReal(result: RealRunResult): string {

@@ -88,9 +88,12 @@ describe('ws transport (real TLS 1.3, client certificate)', () => {
       core, urls: [url], certPem: identity.certPem + identity.chainPem, keyPem: identity.keyPem, caPem: identity.trust.ca_pem,
       random: systemRandom, scheduler: systemScheduler, backoffBaseMs: 20, backoffMaxMs: 100,
     });
+    // Waits for a condition, generously: a busy machine may delay the reconnect by seconds.
+    const waitMsMax = 60_000;
     const until = async (condition: () => boolean, what: string) => {
-      for (let i = 0; i < 500 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
-      assert.ok(condition(), what);
+      const deadlineMs = Date.now() + waitMsMax;
+      while (!condition() && Date.now() < deadlineMs) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(condition(), `${what} (waited up to ${waitMsMax} ms)`);
     };
     await until(() => authenticated.length === 1 && core.isReady, 'first session authenticated');
     sockets[0]!.terminate();

@@ -4,6 +4,9 @@ import { SdcError } from '../../core/errors/index.js';
 import { parseStoreUrl } from '../../server/stores/store-url.js';
 import { runDemo, type DemoSummary } from '../demo/run-demo.js';
 import { integerOption, type Command } from '../command.js';
+import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
+
+const demoTimeout: DurationOptionSpec = { name: 'timeout', fallbackMs: 300_000, minMs: 5_000, maxMs: 86_400_000, legacy: { name: 'timeout-s', unitMs: 1_000 } };
 
 function renderSummary(s: DemoSummary): string {
   const states = Object.entries(s.commands).filter(([k, v]) => !['total', 'not_terminal'].includes(k) && v > 0).map(([k, v]) => `${k} ${v}`).join(', ');
@@ -40,14 +43,16 @@ export const demoCommand: Command = {
     ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
     ['--kernel K', 'Agents\' kernel backend: mock (default), native (the C library; npm run kernel:build) or auto'],
     ['--telemetry-interval-ms N', 'Telemetry period per agent (default 2000)'],
-    ['--timeout-s N', 'Give up after N seconds (default 300)'],
+    ['--timeout D', 'Give up after D, like 5m (default 5m)'],
     ['--verbose', 'Log the services to stderr'],
+    ...legacyHelp(demoTimeout),
   ],
   options: {
     agents: { type: 'string' }, json: { type: 'boolean' }, dir: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' },
-    kernel: { type: 'string' }, 'telemetry-interval-ms': { type: 'string' }, 'timeout-s': { type: 'string' }, verbose: { type: 'boolean' },
+    kernel: { type: 'string' }, 'telemetry-interval-ms': { type: 'string' }, ...durationOptions(demoTimeout), verbose: { type: 'boolean' },
   },
   async run(args, io) {
+    const timeoutMs = durationOption(args, demoTimeout, io.stderr);
     // Store URLs are checked before the demo creates a CA and starts anything.
     if (typeof args.values.redis === 'string') parseStoreUrl('redis', args.values.redis);
     if (typeof args.values.mysql === 'string') parseStoreUrl('mysql', args.values.mysql);
@@ -65,7 +70,7 @@ export const demoCommand: Command = {
     const summary = await runDemo({
       agents: integerOption(args, 'agents', 25, 1, 500),
       telemetryIntervalMs: integerOption(args, 'telemetry-interval-ms', 2000, 100, 3_600_000),
-      timeoutMs: integerOption(args, 'timeout-s', 300, 5, 86_400) * 1000,
+      timeoutMs,
       ...(typeof args.values.dir === 'string' ? { dataDir: args.values.dir } : {}),
       kernel: kernelChoice(args.values.kernel),
       ...(typeof args.values.redis === 'string' ? { redisUrl: args.values.redis } : {}),

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../main.js';
-import type { CliIo } from '../command.js';
+import { main } from '../../cli/main.js';
+import type { CliIo } from '../../cli/command.js';
 import { systemClock } from '../../runtime/system.js';
-import { pairAgent, startE2e, storeTargets, waitOnline, type E2eSystem } from '../../test/e2e/support/e2e-harness.js';
+import { pairAgent, startE2e, storeTargets, waitOnline, type E2eSystem } from './support/e2e-harness.js';
 
 interface Run { code: number; stdout: string; stderr: string }
 

@@ -1,11 +1,9 @@
 import { runModel } from '../sim/model/run-model.js';
-import { runSimulation } from '../sim/run.js';
-import { builtinScenarioPath, loadScenario, type Scenario } from '../sim/scenario.js';
+import type { Scenario } from '../sim/scenario.js';
 
 /**
- * Simulator throughput: simulated agent-seconds per wall-clock second and peak RSS, for fleets
- * of 1,000 and 10,000 agents on the smoke scenario over a short virtual duration. Figures are
- * recorded in docs/simulation.md.
+ * The model tier's throughput rows (the full tier's bench is bench/sim-full.ts): simulated
+ * agent-seconds per wall-clock second and peak RSS. Figures are recorded in docs/simulation.md.
  */
 export interface SimBenchRow {
   agents: number;
@@ -14,20 +12,6 @@ export interface SimBenchRow {
   agentSecondsPerWallSecond: number;
   peakRssMiB: number;
   violations: number;
-}
-
-export async function benchSim(options: { fleets: readonly number[]; safetyMs: number; seed: number }): Promise<SimBenchRow[]> {
-  const scenario = await loadScenario(builtinScenarioPath('smoke'));
-  const rows: SimBenchRow[] = [];
-  for (const agents of options.fleets) {
-    const result = await runSimulation({ scenario, scenarioRef: 'smoke', seed: options.seed, agents, safetyMs: options.safetyMs });
-    rows.push({
-      agents, virtualMs: result.virtualMs, wallMs: result.wallMs,
-      agentSecondsPerWallSecond: Math.round((agents * result.virtualMs) / Math.max(1, result.wallMs)),
-      peakRssMiB: Math.round(result.peakRssBytes / 2 ** 20), violations: result.violations.length,
-    });
-  }
-  return rows;
 }
 
 export interface ModelBenchRow extends SimBenchRow {

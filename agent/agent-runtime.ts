@@ -23,6 +23,13 @@ import { startWsAgentDriver, type WsAgentDriver } from './ws-transport.js';
 export type KernelChoice = 'mock' | 'native' | 'auto';
 export const agentVersion = 'sdc-agent/0.1.0';
 
+/**
+ * How often the agent looks at its certificate's remaining validity. Renewal falls due in the last
+ * third of the validity (30 days by default, so 10 days of margin): four looks a day find it due
+ * within hours and leave days of retries, and cost one certificate parse each.
+ */
+export const renewalCheckIntervalMsDefault = 6 * 60 * 60 * 1000;
+
 export interface RunAgentOptions {
   dir: string;
   serverUrl?: string;
@@ -35,7 +42,7 @@ export interface RunAgentOptions {
   random: RandomSource;
   scheduler: Scheduler;
   logger?: AgentLogger;
-  /** How often the certificate's remaining validity is checked (default 6 h). */
+  /** How often the certificate's remaining validity is checked (default renewalCheckIntervalMsDefault, 6 h). */
   renewalCheckIntervalMs?: number;
 }
 
@@ -79,9 +86,10 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     random: options.random, scheduler: options.scheduler, logger,
   });
   // A renewed certificate is used from the next connection on (the driver reads it at connect).
-  let renewalTimer = options.scheduler.schedule(options.renewalCheckIntervalMs ?? 6 * 3600_000, function check() {
+  const renewalCheckIntervalMs = options.renewalCheckIntervalMs ?? renewalCheckIntervalMsDefault;
+  let renewalTimer = options.scheduler.schedule(renewalCheckIntervalMs, function check() {
     renewIfDue(current, options.clock, logger).then((next) => { current = next; }, () => undefined);
-    renewalTimer = options.scheduler.schedule(options.renewalCheckIntervalMs ?? 6 * 3600_000, check);
+    renewalTimer = options.scheduler.schedule(renewalCheckIntervalMs, check);
   });
   return {
     identity: current, enrolledNow, core, kernel, driver,

@@ -1,14 +1,12 @@
 import { privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
-import {
-  isRevocationReason, RevocationTable, type RevocationEntry, type RevocationReason, type RevocationStore,
-} from './revocation.js';
+import { isRevocationReason, RevocationTable, RevocationTableStore, type RevocationEntry } from './revocation.js';
 import { normalizeSerialHex } from './serial-number.js';
 import { parseStoreFile, readStoreFileIfExists, storeCorrupt } from './json-store-file.js';
 
 interface RevocationFile {
   version: 1;
   lastCrlNumber: string;
-  entries: RevocationEntry[];
+  entries: readonly RevocationEntry[];
 }
 
 /**
@@ -16,14 +14,12 @@ interface RevocationFile {
  * the CLI and single-process deployments. Writes within a process are serialized; two processes
  * writing the same file at once are not coordinated (last writer wins), so run one writer.
  */
-export class JsonFileRevocationStore implements RevocationStore {
+export class JsonFileRevocationStore extends RevocationTableStore {
   readonly #path: string;
-  readonly #table: RevocationTable;
-  #writes: Promise<void> = Promise.resolve();
 
   private constructor(path: string, table: RevocationTable) {
+    super(table);
     this.#path = path;
-    this.#table = table;
   }
 
   /** Opens the store at `path`; a missing file is an empty store, an unreadable one is TRUST_STORE_CORRUPT. */
@@ -33,44 +29,9 @@ export class JsonFileRevocationStore implements RevocationStore {
     return new JsonFileRevocationStore(path, new RevocationTable({ ...options, ...parsed }));
   }
 
-  async revoke(serialHex: string, reason: RevocationReason, at: Date): Promise<boolean> {
-    return this.#serialized(async () => {
-      const entry = this.#table.plan(serialHex, reason, at);
-      if (!entry) return false;
-      await this.#persist([...this.#table.entries(), entry], this.#table.lastCrlNumber);
-      this.#table.add(entry);
-      return true;
-    });
-  }
-
-  async isRevoked(serialHex: string): Promise<boolean> {
-    return this.#table.has(serialHex);
-  }
-
-  async list(): Promise<readonly RevocationEntry[]> {
-    return this.#table.entries();
-  }
-
-  async nextCrlNumber(): Promise<bigint> {
-    return this.#serialized(async () => {
-      const next = this.#table.lastCrlNumber + 1n;
-      // Persist before handing the number out, so a crash can never make a number repeat.
-      await this.#persist(this.#table.entries(), next);
-      this.#table.lastCrlNumber = next;
-      return next;
-    });
-  }
-
-  async #persist(entries: RevocationEntry[], lastCrlNumber: bigint): Promise<void> {
+  protected async persist(entries: readonly RevocationEntry[], lastCrlNumber: bigint): Promise<void> {
     const file: RevocationFile = { version: 1, lastCrlNumber: lastCrlNumber.toString(), entries };
     await writeFileAtomic(this.#path, JSON.stringify(file, null, 2) + '\n', { mode: privateFileMode });
-  }
-
-  /** Runs `task` after every earlier write finished, so snapshots reach the file in order. */
-  #serialized<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.#writes.then(task);
-    this.#writes = result.then(() => undefined, () => undefined);
-    return result;
   }
 }
 

@@ -5,7 +5,7 @@ import { before, describe, it } from 'node:test';
 import { SdcError } from '../core/errors/index.js';
 import { createCrl, generateCrl } from './crl.js';
 import { JsonFileRevocationStore } from './revocation-file-store.js';
-import { MemoryRevocationStore, type RevocationStore } from './revocation.js';
+import { MemoryRevocationStore, RevocationTable, RevocationTableStore, type RevocationEntry, type RevocationStore } from './revocation.js';
 import { fixedNow, makeCsrPem, makeTestPki, openssl, withTempDir, writeText, type TestPki } from './test-fixtures.js';
 import { x509 } from './x509-provider.js';
 
@@ -48,6 +48,46 @@ function revocationStoreContract(name: string, open: (dir: string) => Promise<Re
 
 revocationStoreContract('memory', async () => new MemoryRevocationStore());
 revocationStoreContract('JSON file', (dir) => JsonFileRevocationStore.open(join(dir, 'revocations.json')));
+
+/** A store whose next `persist` calls fail while `failing` is set; records every snapshot it made durable. */
+class FlakyRevocationStore extends RevocationTableStore {
+  failing = false;
+  readonly snapshots: Array<{ serials: string[]; lastCrlNumber: bigint }> = [];
+
+  constructor() {
+    super(new RevocationTable());
+  }
+
+  protected async persist(entries: readonly RevocationEntry[], lastCrlNumber: bigint): Promise<void> {
+    if (this.failing) throw new Error('disk full');
+    this.snapshots.push({ serials: entries.map((e) => e.serialHex), lastCrlNumber });
+  }
+}
+
+describe('RevocationTableStore', () => {
+  it('changes nothing when persisting fails, and never hands out a CRL number it could not persist', async () => {
+    const store = new FlakyRevocationStore();
+    assert.equal(await store.revoke('a1', 'keyCompromise', fixedNow), true);
+    store.failing = true;
+    await assert.rejects(store.revoke('b2', 'keyCompromise', fixedNow), /disk full/);
+    await assert.rejects(store.nextCrlNumber(), /disk full/);
+    assert.equal(await store.isRevoked('b2'), false);
+    assert.deepEqual((await store.list()).map((e) => e.serialHex), ['a1']);
+    store.failing = false;
+    assert.equal(await store.nextCrlNumber(), 1n);
+    assert.equal(await store.revoke('b2', 'superseded', fixedNow), true);
+    assert.deepEqual(store.snapshots, [
+      { serials: ['a1'], lastCrlNumber: 0n }, { serials: ['a1'], lastCrlNumber: 1n }, { serials: ['a1', 'b2'], lastCrlNumber: 1n },
+    ]);
+  });
+
+  it('hands concurrent changes to persist one at a time, in call order', async () => {
+    const store = new FlakyRevocationStore();
+    const results = await Promise.all([store.revoke('1', 'unspecified', fixedNow), store.nextCrlNumber(), store.revoke('2', 'unspecified', fixedNow), store.nextCrlNumber()]);
+    assert.deepEqual(results, [true, 1n, true, 2n]);
+    assert.deepEqual(store.snapshots.map((s) => [s.serials.join(','), s.lastCrlNumber]), [['1', 0n], ['1', 1n], ['1,2', 1n], ['1,2', 2n]]);
+  });
+});
 
 describe('JsonFileRevocationStore', () => {
   it('persists entries and the CRL number across reopen, in a 0600 file', async () => {

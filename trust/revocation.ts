@@ -78,18 +78,32 @@ export class RevocationTable {
   }
 }
 
-export class MemoryRevocationStore implements RevocationStore {
+/**
+ * A RevocationStore over a RevocationTable, the delegation both stores share: every change is
+ * planned on the table, handed to `persist` as the whole new snapshot, and applied to the table
+ * only once that resolved, so a failed write changes nothing and a CRL number is never handed out
+ * before it is durable. Changes run one at a time, so snapshots reach `persist` in order.
+ * Subclasses say only how a snapshot becomes durable.
+ */
+export abstract class RevocationTableStore implements RevocationStore {
   readonly #table: RevocationTable;
+  #changes: Promise<void> = Promise.resolve();
 
-  constructor(options: { entriesMax?: number } = {}) {
-    this.#table = new RevocationTable(options);
+  protected constructor(table: RevocationTable) {
+    this.#table = table;
   }
 
+  /** Makes this snapshot durable; the table changes only after it resolves. */
+  protected abstract persist(entries: readonly RevocationEntry[], lastCrlNumber: bigint): Promise<void>;
+
   async revoke(serialHex: string, reason: RevocationReason, at: Date): Promise<boolean> {
-    const entry = this.#table.plan(serialHex, reason, at);
-    if (!entry) return false;
-    this.#table.add(entry);
-    return true;
+    return this.#serialized(async () => {
+      const entry = this.#table.plan(serialHex, reason, at);
+      if (!entry) return false;
+      await this.persist([...this.#table.entries(), entry], this.#table.lastCrlNumber);
+      this.#table.add(entry);
+      return true;
+    });
   }
 
   async isRevoked(serialHex: string): Promise<boolean> {
@@ -101,7 +115,28 @@ export class MemoryRevocationStore implements RevocationStore {
   }
 
   async nextCrlNumber(): Promise<bigint> {
-    this.#table.lastCrlNumber += 1n;
-    return this.#table.lastCrlNumber;
+    return this.#serialized(async () => {
+      const next = this.#table.lastCrlNumber + 1n;
+      // Durable before it is handed out, so a crash can never make a number repeat.
+      await this.persist(this.#table.entries(), next);
+      this.#table.lastCrlNumber = next;
+      return next;
+    });
   }
+
+  /** Runs `change` after every earlier change finished. */
+  #serialized<T>(change: () => Promise<T>): Promise<T> {
+    const result = this.#changes.then(change);
+    this.#changes = result.then(() => undefined, () => undefined);
+    return result;
+  }
+}
+
+/** Revocations in memory only: the table is the store, so there is nothing to make durable. */
+export class MemoryRevocationStore extends RevocationTableStore {
+  constructor(options: { entriesMax?: number } = {}) {
+    super(new RevocationTable(options));
+  }
+
+  protected async persist(): Promise<void> {}
 }

@@ -73,11 +73,13 @@ export interface CustomDeviceCertOptions {
   extendedKeyUsages?: string[];
   keyUsages?: x509.KeyUsageFlags;
   extraExtensions?: x509.Extension[];
+  /** The subject's key pair, when the test needs its private key (default a fresh one). */
+  keys?: CryptoKeyPair;
 }
 
 /** Signs a device-like certificate with any CA and any profile, to test what the verifier refuses. */
 export async function signCustomDeviceCertificate(options: CustomDeviceCertOptions): Promise<string> {
-  const keys = await generateEd25519KeyPair(systemRandom);
+  const keys = options.keys ?? await generateEd25519KeyPair(systemRandom);
   const certificate = await x509.X509CertificateGenerator.create({
     serialNumber: serialHexForEncoding(randomSerialHex(systemRandom)),
     subject: [{ '2.5.4.3': [options.commonName] }],

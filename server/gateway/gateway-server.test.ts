@@ -98,6 +98,48 @@ describe('gateway over TLS 1.3 + WebSocket', () => {
     assert.equal(presence, null);
   });
 
+  /** A certificate from the test CA with a profile of the test's choosing, and its key. */
+  async function customDevice(commonName: string, sanUri?: string) {
+    const { signCustomDeviceCertificate } = await import('../../trust/test-fixtures.js');
+    const { generateEd25519KeyPair, exportPkcs8Der } = await import('../../trust/ed25519-keys.js');
+    const { toPem } = await import('../../trust/pem.js');
+    const keys = await generateEd25519KeyPair(systemRandom);
+    const certPem = await signCustomDeviceCertificate({
+      issuer: gpki.pki.intermediate, commonName, ...(sanUri === undefined ? {} : { sanUri }), keys,
+      notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000),
+    });
+    return { certPem, keyPem: toPem('PRIVATE KEY', await exportPkcs8Der(keys.privateKey)) };
+  }
+
+  /** Connects with a raw WebSocket; resolves with every frame received and the close. */
+  async function connectRaw(material: { certPem: string; keyPem: string }) {
+    const ws = new WebSocket(server.address.url, { cert: material.certPem, key: material.keyPem, ca: gpki.serverTls.caPem });
+    sockets.push(ws);
+    const frames: string[] = [];
+    ws.on('message', (data: Buffer) => frames.push(data.toString('utf8')));
+    ws.on('error', () => undefined);
+    const closed = await new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    return { frames: frames.map((f) => JSON.parse(f) as { type: string; device_id: string; body: { code?: string } }), closed };
+  }
+
+  it('refuses a certificate from our CA that fails the device profile with AUTH_ERROR naming its device, then closes', async () => {
+    const before = core.stats().connections;
+    const { frames, closed } = await connectRaw(await customDevice('dev-badsan', 'urn:sdc:device:someone-else'));
+    assert.deepEqual(frames.map((f) => [f.type, f.device_id]), [['AUTH_CHALLENGE', 'dev-badsan'], ['AUTH_ERROR', 'dev-badsan']]);
+    assert.equal(frames[1]!.body.code, 'TRUST_CERT_IDENTITY_MISMATCH');
+    assert.deepEqual(closed, { code: 1008, reason: 'TRUST_CERT_IDENTITY_MISMATCH' });
+    assert.equal(core.stats().connections, before);
+  });
+
+  it('closes without a frame a certificate whose CN no frame can carry (not a device id), and keeps serving', async () => {
+    const { frames, closed } = await connectRaw(await customDevice('Dev-Upper'));
+    // Only the close: an AUTH_ERROR frame would have to name a device id the protocol refuses.
+    assert.deepEqual(frames, []);
+    assert.deepEqual(closed, { code: 1008, reason: 'TRUST_CERT_IDENTITY_MISMATCH' });
+    const { agent } = await connect('dev-after-upper');
+    await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+  });
+
   it('answers a revoked device with AUTH_ERROR TRUST_CERT_REVOKED and closes', async () => {
     const device = await gpki.issueDevice('dev-revoked');
     await stores.kv.set(kvKeys.revoked(device.serialHex), '1');

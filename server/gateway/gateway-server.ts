@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { SdcError } from '../../core/errors/index.js';
+import { isDeviceId } from '../../core/protocol/device-id.js';
 import { defaultProtocolLimits } from '../../core/protocol/limits.js';
 import type { Clock } from '../../core/ports/ports.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
@@ -133,10 +134,15 @@ function ed25519RawKey(certificate: x509.X509Certificate): Uint8Array {
   return spki.slice(12);
 }
 
-function commonNameOf(der: Uint8Array): string | undefined {
+/**
+ * The device id a certificate names, read without verifying it, for the refusal of a certificate
+ * that failed verification: only a CN that follows the protocol's device-id rule, because the
+ * AUTH_ERROR frame carries it; any other certificate gets the close alone.
+ */
+function refusableDeviceIdOf(der: Uint8Array): string | undefined {
   try {
     const names = parseCertificate(der).subjectName.getField(oidCommonName);
-    return names.length === 1 ? names[0] : undefined;
+    return names.length === 1 && isDeviceId(names[0]) ? names[0] : undefined;
   } catch {
     return undefined;
   }
@@ -227,7 +233,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       });
     } catch (error) {
       const refusal = SdcError.is(error) ? error : new SdcError('GATEWAY_CERT_REFUSED', 'client certificate check failed');
-      const deviceId = der === undefined ? undefined : commonNameOf(der);
+      const deviceId = der === undefined ? undefined : refusableDeviceIdOf(der);
       if (deviceId !== undefined) core.refuseConnection({ ...transport, deviceId, error: refusal });
       else transport.close(closeCodes.policyViolation, refusal.code);
       return;

@@ -6,6 +6,11 @@ import type { DeviceTransport } from './device-session.js';
 import type { GatewayContext } from './gateway-context.js';
 
 export interface RefuseConnectionInput extends DeviceTransport {
+  /**
+   * Follows the protocol's device-id rule (core/protocol/device-id.ts), so the refusal frames can
+   * carry it: the core's comes from a verified certificate (verifyDeviceCertificate checks the rule),
+   * the server's from a certificate that failed verification only when its CN follows the rule.
+   */
   deviceId: string;
   error: SdcError;
 }
@@ -25,15 +30,15 @@ function refusalFrames(context: GatewayContext, frameSigner: FrameSigner, device
   return [challenge.bytes, refusal.bytes];
 }
 
-/** Challenge + AUTH_ERROR with `error.code`, then close. Never throws: a transport failure is logged. */
+/** Challenge + AUTH_ERROR with `error.code`, then close. A transport failure is logged, not thrown. */
 export function refuseConnection(context: GatewayContext, frameSigner: FrameSigner, input: RefuseConnectionInput): void {
   const { logger } = context.options;
   logger.info({ device_id: input.deviceId, code: input.error.code, trace_id: context.traceId() }, 'connection refused');
+  const frames = refusalFrames(context, frameSigner, input.deviceId, input.error);
   try {
-    for (const frame of refusalFrames(context, frameSigner, input.deviceId, input.error)) input.send(frame);
+    for (const frame of frames) input.send(frame);
   } catch (error) {
-    // A device id the protocol cannot carry: there is no frame to send, only the close.
-    logger.debug({ err: error }, 'no AUTH_ERROR frame for this connection');
+    logger.debug({ err: error }, 'AUTH_ERROR not sent: the transport failed');
   }
   try {
     input.close(closeCodes.policyViolation, input.error.code);

@@ -9,7 +9,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SdcError } from '../../core/errors/index.js';
 
-export const nativeSourceDir = fileURLToPath(new URL('.', import.meta.url));
+/**
+ * The package's own kernel/native/, also when this module runs from dist/kernel/native/ (the built
+ * CLI): the build copies no C sources, so `npm run kernel:build` and a built agent share one library.
+ */
+export const nativeSourceDir = fileURLToPath(new URL(import.meta.url.endsWith('.js') ? '../../../kernel/native/' : '.', import.meta.url));
 export const nativeBuildDir = join(nativeSourceDir, 'build');
 
 export type NativeVariant = 'release' | 'sanitize';

@@ -4,7 +4,9 @@ import { SdcError } from '../../core/errors/index.js';
 import { systemScheduler } from '../../runtime/system.js';
 import { chunks, type ParentMessage, type WorkerAgentSpec, type WorkerMessage, type WorkerSettings, type WorkerStatus } from './messages.js';
 
-const workerPath = fileURLToPath(new URL('./worker.ts', import.meta.url));
+/** From dist/ (the built CLI) the worker is JavaScript and needs no loader; from the sources, tsx compiles it. */
+const runningBuilt = import.meta.url.endsWith('.js');
+const workerPath = fileURLToPath(new URL(runningBuilt ? './worker.js' : './worker.ts', import.meta.url));
 const stopTimeoutMs = 15_000;
 const collectTimeoutMs = 30_000;
 
@@ -14,7 +16,7 @@ export interface WorkerCollection {
   readonly status: WorkerStatus;
 }
 
-/** One worker process: `node --import tsx sim/real/worker.ts`, talking over the IPC channel. */
+/** One worker process (`node --import tsx sim/real/worker.ts`, or dist/sim/real/worker.js), talking over the IPC channel. */
 class WorkerHandle {
   readonly child: ChildProcess;
   status: WorkerStatus | undefined;
@@ -24,7 +26,8 @@ class WorkerHandle {
 
   constructor(readonly index: number, onViolation: (message: string) => void) {
     // tsx is resolved here, not by the child, so the run works from any working directory.
-    this.child = fork(workerPath, [], { execArgv: ['--import', import.meta.resolve('tsx')], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const execArgv = runningBuilt ? [] : ['--import', import.meta.resolve('tsx')];
+    this.child = fork(workerPath, [], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     this.child.on('message', (message: WorkerMessage) => {
       if (message.type === 'status') this.status = message.status;
       else if (message.type === 'violation') onViolation(`worker ${index}: ${message.message}`);

@@ -12,6 +12,9 @@ export interface ApiClient {
   get<T>(path: string): Promise<T>;
   /** Every POST carries an Idempotency-Key (a fresh one unless given), so a retried send is one command. */
   post<T>(path: string, body: unknown, idempotencyKey?: string): Promise<T>;
+  /** PUT and DELETE are idempotent by themselves: no key. */
+  put<T>(path: string, body: unknown): Promise<T>;
+  delete<T>(path: string): Promise<T>;
   /** The live event stream (`/v1/live`); resolves with a close function. */
   live(onEvent: (event: SseEvent) => void, onEnd: (error?: Error) => void): Promise<{ close(): void }>;
 }
@@ -31,6 +34,12 @@ export async function apiClient(io: CliIo): Promise<ApiClient> {
         method: 'POST', url: url(path), caPem: login.ca_pem, token: login.token, body, timeoutMs: apiTimeoutMs,
         headers: { 'idempotency-key': idempotencyKey ?? randomUUID() },
       })).body;
+    },
+    async put<T>(path: string, body: unknown) {
+      return (await httpsJson<T>({ method: 'PUT', url: url(path), caPem: login.ca_pem, token: login.token, body, timeoutMs: apiTimeoutMs })).body;
+    },
+    async delete<T>(path: string) {
+      return (await httpsJson<T>({ method: 'DELETE', url: url(path), caPem: login.ca_pem, token: login.token, timeoutMs: apiTimeoutMs })).body;
     },
     live(onEvent, onEnd) {
       return openSse({ url: url(`/v1/live?token=${encodeURIComponent(login.token)}`), caPem: login.ca_pem, onEvent, onEnd });

@@ -11,6 +11,8 @@ export interface CliIo {
   env: Readonly<Record<string, string | undefined>>;
   /** Whether stderr is a terminal: progress draws a bar there, and prints periodic lines otherwise. */
   stderrIsTty?: boolean;
+  /** Asks for a secret without echo (a terminal on stdin); absent when there is no terminal to ask. */
+  promptSecret?: (question: string) => Promise<string>;
   /** Resolves with a reason when a long-running command (serve, gateway) should stop; default: SIGINT or SIGTERM. */
   untilStopped?: () => Promise<string>;
 }

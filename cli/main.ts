@@ -17,6 +17,7 @@ import { chaosGroup } from './commands/chaos.js';
 import { loginCommand, logoutCommand } from './commands/login.js';
 import { deviceCommands } from './commands/device.js';
 import { commandCommands } from './commands/commands.js';
+import { ttyPromptSecret } from './password-input.js';
 
 // Every command module registers here, one line each.
 const entries: CommandEntry[] = [
@@ -50,6 +51,7 @@ export function defaultIo(): CliIo {
     },
     env: process.env,
     stderrIsTty: process.stderr.isTTY === true,
+    ...(process.stdin.isTTY === true ? { promptSecret: ttyPromptSecret } : {}),
   };
 }
 

@@ -113,6 +113,11 @@ export class AuthService {
     return { name: verified.sub, role: verified.role, tokenExpiresAtMs: Number(verified.claims.exp) * 1000 };
   }
 
+  /** A user was removed or given another role by this process: its tokens are judged afresh at the next request. */
+  subjectChanged(name: string): void {
+    this.#subjects.forget(name);
+  }
+
   static requireRole(principal: Principal, least: Role): void {
     if (roleRank(principal.role) < roleRank(least)) {
       throw new SdcError('API_FORBIDDEN', `this route needs role ${least} or above`, { role: principal.role, needed: least });

@@ -39,6 +39,11 @@ export class TokenSubjectCheck {
     }
   }
 
+  /** Drops what is remembered of a user this process just removed or re-roled: the change applies at once here. */
+  forget(name: string): void {
+    this.#cache.delete(name);
+  }
+
   async #currentRole(name: string): Promise<Role | undefined> {
     const nowMs = this.#clock.nowMs();
     const cached = this.#cache.get(name);

@@ -4,6 +4,7 @@ import type { RandomSource } from '../../core/ports/ports.js';
 import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { ConcurrencyGate } from './concurrency-gate.js';
 import { newId } from './context.js';
+import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import { checkPasswordStrength, hashPassword, scryptConcurrencyLimits, verifyPassword } from './passwords.js';
 
 export type Role = PolicyRole;
@@ -18,6 +19,11 @@ export interface User {
 }
 
 interface UserRow { id: string; name: string; role: string; password_hash: string; created_at: number }
+
+/** A stored row as a User; a role the code does not know reads as viewer, the least one. */
+function userOf(row: Pick<UserRow, 'id' | 'name' | 'role' | 'created_at'>): User {
+  return { id: row.id, name: row.name, role: isRole(row.role) ? row.role : 'viewer', createdAtMs: Number(row.created_at) };
+}
 
 export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (roles as readonly string[]).includes(value);
@@ -72,6 +78,86 @@ export class UserDirectory {
       throw error;
     }
     return user;
+  }
+
+  /** One page of users by name (keyset: the cursor is the last name shown). */
+  async list(options: { limit?: number; cursor?: string }): Promise<{ items: User[]; next_cursor: string | null }> {
+    const limit = pageLimit(options.limit);
+    const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor)[1];
+    const rows = await this.#db.query<UserRow>(
+      `SELECT id, name, role, created_at FROM users${after === undefined ? '' : ' WHERE name > ?'} ORDER BY name ASC LIMIT ${limit + 1}`,
+      after === undefined ? [] : [after],
+    );
+    const items = rows.slice(0, limit).map(userOf);
+    const last = items.at(-1);
+    return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(['0', last.name]) : null };
+  }
+
+  /**
+   * Removes a user; API_USER_NOT_FOUND when there is none, API_LAST_ADMIN when it is the only
+   * admin (nobody could then manage users without the offline `sdc user add`).
+   */
+  async remove(options: { name: string; audit?: (tx: SqlExecutor, removed: User) => Promise<void> }): Promise<User> {
+    return this.#db.transaction(async (tx) => {
+      const { user, admins } = await this.#lockedUser(tx, options.name);
+      if (user.role === 'admin' && admins === 1) throw new SdcError('API_LAST_ADMIN', `${user.name} is the last admin and cannot be removed`, { name: user.name });
+      await tx.execute('DELETE FROM users WHERE id = ?', [user.id]);
+      await options.audit?.(tx, user);
+      return user;
+    });
+  }
+
+  /**
+   * Gives a user another role; API_LAST_ADMIN when that would leave no admin. Setting the role
+   * a user already holds changes nothing and records nothing (`changed: false`).
+   */
+  async setRole(options: { name: string; role: string; audit?: (tx: SqlExecutor, change: { user: User; from: Role }) => Promise<void> }): Promise<{ user: User; from: Role; changed: boolean }> {
+    const role = options.role;
+    if (!isRole(role)) throw new SdcError('API_VALIDATION', `role must be one of ${roles.join(', ')}`);
+    return this.#db.transaction(async (tx) => {
+      const { user, admins } = await this.#lockedUser(tx, options.name);
+      if (user.role === role) return { user, from: user.role, changed: false };
+      if (user.role === 'admin' && admins === 1) throw new SdcError('API_LAST_ADMIN', `${user.name} is the last admin and cannot be given another role`, { name: user.name });
+      await tx.execute('UPDATE users SET role = ? WHERE id = ?', [role, user.id]);
+      const changed: User = { ...user, role };
+      await options.audit?.(tx, { user: changed, from: user.role });
+      return { user: changed, from: user.role, changed: true };
+    });
+  }
+
+  /**
+   * Sets a new password, hashed as `add` hashes it. With `currentPassword` (a user changing
+   * their own), that must be the stored one first: API_CURRENT_PASSWORD_WRONG otherwise.
+   */
+  async setPassword(options: { name: string; password: string; currentPassword?: string; audit?: (tx: SqlExecutor, user: User) => Promise<void> }): Promise<User> {
+    checkPasswordStrength(options.password);
+    const [row] = userNamePattern.test(options.name) ? await this.#db.query<UserRow>('SELECT * FROM users WHERE name = ?', [options.name]) : [];
+    if (row === undefined) throw new SdcError('API_USER_NOT_FOUND', `no user named ${options.name}`, { name: options.name });
+    if (options.currentPassword !== undefined && !(await this.#scrypt.run(() => verifyPassword(options.currentPassword!, row.password_hash)))) {
+      throw new SdcError('API_CURRENT_PASSWORD_WRONG', 'the current password is wrong');
+    }
+    const hash = await this.#scrypt.run(() => hashPassword(options.password, this.#random, this.#scryptParams));
+    return this.#db.transaction(async (tx) => {
+      // By id: a user removed and re-created under the same name meanwhile is another account.
+      const { changes } = await tx.execute('UPDATE users SET password_hash = ? WHERE id = ?', [hash, row.id]);
+      if (changes !== 1) throw new SdcError('API_USER_NOT_FOUND', `no user named ${options.name}`, { name: options.name });
+      const user = userOf(row);
+      await options.audit?.(tx, user);
+      return user;
+    });
+  }
+
+  /**
+   * The named user and the number of admins, read with every admin row locked (MySQL: FOR
+   * UPDATE; SQLite runs one writer at a time), so two admins demoting or removing each other at
+   * once cannot both see "another admin is left".
+   */
+  async #lockedUser(tx: SqlExecutor, name: string): Promise<{ user: User; admins: number }> {
+    const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
+    const admins = await tx.query<{ id: string }>(`SELECT id FROM users WHERE role = 'admin'${lockingRead}`);
+    const [row] = userNamePattern.test(name) ? await tx.query<UserRow>(`SELECT id, name, role, created_at FROM users WHERE name = ?${lockingRead}`, [name]) : [];
+    if (row === undefined) throw new SdcError('API_USER_NOT_FOUND', `no user named ${name}`, { name });
+    return { user: userOf(row), admins: admins.length };
   }
 
   async count(): Promise<number> {

@@ -64,7 +64,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.register(authentication, { auth: services.auth });
   app.register(openApi, { info: { title: 'Secure Device Control API', version: '1' } });
   app.register(authRoutes, { services, authLimiter });
-  app.register(userRoutes, { services });
+  app.register(userRoutes, { services, authLimiter });
   app.register(deviceRoutes, { services, authLimiter });
   app.register(telemetryRoutes, { services });
   app.register(commandRoutes, { services });

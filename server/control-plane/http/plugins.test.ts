@@ -42,7 +42,11 @@ const documentedRoutes = [
   'GET /v1/devices/{id}/telemetry viewer',
   'POST /v1/enroll public',
   'GET /v1/live viewer',
+  'GET /v1/users admin',
   'POST /v1/users admin',
+  'DELETE /v1/users/{name} admin',
+  'PUT /v1/users/{name}/password viewer',
+  'PUT /v1/users/{name}/role admin',
 ];
 
 interface Operation { readonly security: unknown[]; readonly 'x-sdc-role'?: string }

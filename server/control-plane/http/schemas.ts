@@ -30,6 +30,20 @@ export const CreateUserBody = Type.Object({
 }, strict);
 export type CreateUserBody = Static<typeof CreateUserBody>;
 
+const UserName = Type.String({ pattern: '^[A-Za-z0-9_.@-]{1,128}$' });
+export const UserParams = Type.Object({ name: UserName }, strict);
+export const SetRoleBody = Type.Object({ role: Type.Union(policyRoles.map((r) => Type.Literal(r))) }, strict);
+export type SetRoleBody = Static<typeof SetRoleBody>;
+/** `current_password` is required when a user changes their own password, and not read otherwise. */
+export const SetPasswordBody = Type.Object({
+  password: Type.String({ minLength: 12, maxLength: 1024 }),
+  current_password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+}, strict);
+export type SetPasswordBody = Static<typeof SetPasswordBody>;
+/** One operator as the API answers it: never the password hash. */
+export const UserView = Type.Object({ id: Type.String(), name: Type.String(), role: Type.String(), created_at_ms: Type.Integer() });
+export const UserPage = Type.Object({ items: Type.Array(UserView), next_cursor: Type.Union([Type.String(), Type.Null()]) });
+
 export const PageQuery = Type.Object({ limit: Type.Optional(Limit), cursor: Type.Optional(Cursor) }, strict);
 export type PageQuery = Static<typeof PageQuery>;
 

@@ -1,19 +1,91 @@
+import { SdcError } from '../../../../core/errors/index.js';
+import { actors } from '../../context.js';
 import type { ControlPlaneServices } from '../../services.js';
+import type { User } from '../../users.js';
 import { principalOf } from '../authentication.js';
 import type { RoutesPlugin } from '../plugin.js';
-import { CreateUserBody } from '../schemas.js';
+import type { AuthRateLimiter } from '../rate-limit.js';
+import { CreateUserBody, PageQuery, SetPasswordBody, SetRoleBody, UserPage, UserParams, UserView } from '../schemas.js';
 
-/** Operator accounts. */
-export const userRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices }> = async (app, { services }) => {
+function view(user: User) {
+  return { id: user.id, name: user.name, role: user.role, created_at_ms: user.createdAtMs };
+}
+
+/**
+ * Operator accounts. Every change is audited in its own transaction (docs/audit.md); the last
+ * admin can be neither removed nor demoted (API_LAST_ADMIN). A change to a user's account makes
+ * this process judge that user's tokens afresh at once (other processes within 5 s).
+ */
+export const userRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices; readonly authLimiter: AuthRateLimiter }> = async (app, { services, authLimiter }) => {
+  const { users } = services.auth;
+  const { audit } = services.context;
+
   app.post('/v1/users', {
     schema: { body: CreateUserBody }, config: { auth: 'admin', summary: 'Create an operator account' },
   }, async (request, reply) => {
     const actor = principalOf(request).name;
-    const user = await services.auth.users.add({
+    const user = await users.add({
       ...request.body, nowMs: services.context.clock.nowMs(),
-      audit: (tx, added) => services.context.audit.record(tx, { kind: 'user.created', actor: `user:${actor}`, subject: `user:${added.name}`, payload: { role: added.role } }),
+      audit: (tx, added) => audit.record(tx, { kind: 'user.created', actor: actors.user(actor), subject: `user:${added.name}`, payload: { role: added.role } }),
     });
     await services.context.settleAudit();
-    return reply.status(201).send({ id: user.id, name: user.name, role: user.role, created_at_ms: user.createdAtMs });
+    return reply.status(201).send(view(user));
+  });
+
+  app.get('/v1/users', {
+    schema: { querystring: PageQuery, response: { 200: UserPage } }, config: { auth: 'admin', summary: 'List operator accounts by name' },
+  }, async (request) => {
+    const page = await users.list(request.query);
+    return { items: page.items.map(view), next_cursor: page.next_cursor };
+  });
+
+  app.delete('/v1/users/:name', {
+    schema: { params: UserParams, response: { 200: UserView } }, config: { auth: 'admin', summary: 'Remove an operator account (not the last admin)' },
+  }, async (request) => {
+    const actor = principalOf(request).name;
+    const removed = await users.remove({
+      name: request.params.name,
+      audit: (tx, user) => audit.record(tx, { kind: 'user.removed', actor: actors.user(actor), subject: `user:${user.name}`, payload: { role: user.role } }),
+    });
+    services.auth.subjectChanged(removed.name);
+    await services.context.settleAudit();
+    return view(removed);
+  });
+
+  app.put('/v1/users/:name/role', {
+    schema: { params: UserParams, body: SetRoleBody, response: { 200: UserView } }, config: { auth: 'admin', summary: 'Give an operator another role (not the last admin)' },
+  }, async (request) => {
+    const actor = principalOf(request).name;
+    const { user, changed } = await users.setRole({
+      name: request.params.name, role: request.body.role,
+      audit: (tx, change) => audit.record(tx, { kind: 'user.role_changed', actor: actors.user(actor), subject: `user:${change.user.name}`, payload: { from: change.from, to: change.user.role } }),
+    });
+    if (changed) {
+      services.auth.subjectChanged(user.name);
+      await services.context.settleAudit();
+    }
+    return view(user);
+  });
+
+  // Any logged-in user for their own password, which needs the current one (a borrowed token
+  // alone must not take over the account); an admin for anyone else's.
+  app.put('/v1/users/:name/password', {
+    schema: { params: UserParams, body: SetPasswordBody, response: { 200: UserView } },
+    config: { auth: 'viewer', summary: 'Set a password: one\'s own (with the current one), or anyone\'s as admin' },
+  }, async (request) => {
+    const principal = principalOf(request);
+    const { name } = request.params;
+    const self = principal.name === name;
+    if (!self && principal.role !== 'admin') throw new SdcError('API_FORBIDDEN', 'only an admin may set another user\'s password', { role: principal.role, needed: 'admin' });
+    const current = request.body.current_password;
+    if (self && current === undefined) throw new SdcError('API_VALIDATION', 'current_password is required to change your own password', { path: 'body/current_password' });
+    const change = () => users.setPassword({
+      name, password: request.body.password, ...(self ? { currentPassword: current! } : {}),
+      audit: (tx, user) => audit.record(tx, { kind: 'user.password_changed', actor: actors.user(principal.name), subject: `user:${user.name}`, payload: { by: self ? 'self' : 'admin' } }),
+    });
+    // Checking the current password is a password guess like a login, and counted as one.
+    const user = self ? await authLimiter.guardLogin({ source: request.ip, account: name }, change) : await change();
+    await services.context.settleAudit();
+    return view(user);
   });
 };

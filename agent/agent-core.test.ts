@@ -430,6 +430,26 @@ describe('agent core', () => {
     assert.equal(h.kernel.calls(), 3);
   });
 
+  it('after stop, commands waiting behind the one in progress neither start nor get refused: they stay received, and the next run over the journal runs them once', async () => {
+    const { h, send } = await slowPingHarness(70_000);
+    const expires_at = h.time.nowMs() + 600_000;
+    const long = h.command('EXEC_PING_KERNEL', { expires_at });
+    const waiting = h.command('EXEC_GET_STATUS', { expires_at });
+    for (const command of [long, waiting]) await send(command);
+    const stopped = h.core.stop();
+    await h.advance(70_000);
+    await stopped;
+    assert.equal(h.journal.get(long.id)?.result?.status, 'succeeded', 'the command in progress finished and was journaled');
+    assert.equal(h.journal.get(waiting.id)?.stage, 'received', 'the waiting one neither ran nor was refused');
+    assert.equal(h.kernel.calls(), 1);
+    assert.deepEqual(h.events.filter((e) => e.kind === 'rejected'), []);
+
+    h.createCore();
+    await h.core.idle();
+    assert.equal(h.journal.get(waiting.id)?.result?.status, 'succeeded', 'the next run ran it');
+    assert.equal(h.kernel.calls(), 2);
+  });
+
   it('refuses to start a taken command whose deadline passed while it waited: a signed rejected result, AGENT_COMMAND_EXPIRED, no kernel call', async () => {
     const { h, send } = await slowPingHarness(20_000);
     const long = h.command();

@@ -86,7 +86,10 @@ export interface AgentCore {
   start(): void;
   /** A new connection: the previous one, if any, is closed first. */
   onConnected(transport: AgentTransport): AgentConnectionHandle;
-  /** Stops timers, closes the connection and waits for the command in progress. */
+  /**
+   * Stops timers, closes the connection and waits for the command in progress (its result is
+   * journaled). Commands waiting behind it do not start: they stay `received` for the next start.
+   */
   stop(): Promise<void>;
   /** Resolves when no command work is queued (tests, the simulator). */
   idle(): Promise<void>;
@@ -426,6 +429,7 @@ class DefaultAgentCore implements AgentCore {
   /** Entries a previous run left behind: `executing` ones are not run again; `received` ones may be. */
   async #recover(): Promise<void> {
     for (const entry of this.#o.journal.entries()) {
+      if (this.#stopped) return;
       if (entry.stage === 'executing') {
         const result = this.#result(entry.command, 'failed', {}, { code: 'AGENT_INTERRUPTED', message: 'the agent stopped while the command was executing; it was not run again' });
         await this.#o.journal.finished(entry.command.id, result);
@@ -439,6 +443,8 @@ class DefaultAgentCore implements AgentCore {
 
   /** Takes a delivery: answered from the record if known, else checked, journaled, acknowledged and queued to run. */
   async #handleDelivery(command: SignedCommand): Promise<void> {
+    // Not taken and not answered once stopped: the gateway redelivers it to the next run.
+    if (this.#stopped) return;
     const known = this.#o.journal.get(command.id);
     if (known && known.command.sig.value === command.sig.value) {
       // A redelivery: answered from the record, never executed again.
@@ -489,6 +495,10 @@ class DefaultAgentCore implements AgentCore {
   }
 
   async #executeJournaled(command: SignedCommand, recovered: boolean): Promise<void> {
+    // After stop no command starts and none is refused: it stays `received` in the journal, and
+    // the next run (which may share the journal while this one winds down) decides it. Writing a
+    // refusal here raced that run: it could record COMMAND_SEQ_STALE over a run it had started.
+    if (this.#stopped) return;
     const refusal = this.#refusalAtStart(command, recovered);
     if (refusal) {
       await this.#finish(command, this.#result(command, 'rejected', {}, { code: refusal.code, message: refusal.message.slice(0, agentCoreLimits.errorMessageCharsMax) }));

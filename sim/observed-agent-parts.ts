@@ -1,4 +1,5 @@
-import { MemoryCommandJournal } from '../agent/command-journal.js';
+import { MemoryCommandJournal, type CommandJournal, type CommandResultBody, type JournalEntry } from '../agent/command-journal.js';
+import type { SignedCommand } from '../core/protocol/messages/command.js';
 import type { KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 
 /**
@@ -15,6 +16,61 @@ export class ObservedJournal extends MemoryCommandJournal {
   override async executing(commandId: string): Promise<void> {
     await super.executing(commandId);
     this.onExecuting(commandId);
+  }
+}
+
+/**
+ * One process lifetime's handle on the durable journal. A crash kills it: the dead process's
+ * work still pending on the virtual scheduler (a kernel call answering late, a queued command)
+ * would otherwise write into the journal the next run already uses, which no real crash allows.
+ * After `kill` every write stays pending for ever, as the dead process's code never continues.
+ */
+export class IncarnationJournal implements CommandJournal {
+  #alive = true;
+
+  constructor(private readonly durable: CommandJournal) {}
+
+  kill(): void {
+    this.#alive = false;
+  }
+
+  get(commandId: string): JournalEntry | undefined {
+    return this.durable.get(commandId);
+  }
+
+  entries(): JournalEntry[] {
+    return this.durable.entries();
+  }
+
+  highestExecutedSeq(): number {
+    return this.durable.highestExecutedSeq();
+  }
+
+  isSeqDone(seq: number): boolean {
+    return this.durable.isSeqDone(seq);
+  }
+
+  received(command: SignedCommand): Promise<void> {
+    return this.#write(() => this.durable.received(command));
+  }
+
+  executing(commandId: string): Promise<void> {
+    return this.#write(() => this.durable.executing(commandId));
+  }
+
+  finished(commandId: string, result: CommandResultBody): Promise<void> {
+    return this.#write(() => this.durable.finished(commandId, result));
+  }
+
+  confirmed(commandIds: readonly string[]): Promise<void> {
+    return this.#write(() => this.durable.confirmed(commandIds));
+  }
+
+  /** The durable journal outlives every process; a run's stop does not close it. */
+  async close(): Promise<void> {}
+
+  #write(write: () => Promise<void>): Promise<void> {
+    return this.#alive ? write() : new Promise<void>(() => {});
   }
 }
 

@@ -7,7 +7,7 @@ import { deviceKid } from '../core/protocol/session/gateway-connection.js';
 import type { VirtualTime } from '../core/time/virtual-time.js';
 import type { SimNetwork, SimLink } from '../chaos/network.js';
 import type { SeededRandom } from '../core/random/prng.js';
-import { ObservedJournal } from './observed-agent-parts.js';
+import { IncarnationJournal, ObservedJournal } from './observed-agent-parts.js';
 import { nodeSha256 } from '../runtime/sha256-node.js';
 
 
@@ -53,6 +53,8 @@ export class SimAgent {
   readonly deviceId: string;
   readonly journal: ObservedJournal;
   core: AgentCore | undefined;
+  /** The running process's handle on the journal; killed by a crash. */
+  #incarnation: IncarnationJournal | undefined;
   /** The process runs. */
   up = false;
   /** Not churned away. */
@@ -85,13 +87,14 @@ export class SimAgent {
     if (this.up) return;
     this.up = true;
     const world = this.#world;
+    this.#incarnation = new IncarnationJournal(this.journal);
     const core: AgentCore = createAgentCore({
       deviceId: this.deviceId,
       signer: { kid: deviceKid(this.deviceId), seed: this.#o.deviceSeed, provider: world.provider },
       resolveGatewayKey: (kid) => world.resolveGatewayKey(kid),
       resolveCommandKey: (kid) => world.resolveCommandKey(kid),
       kernel: this.#o.kernel,
-      journal: this.journal,
+      journal: this.#incarnation,
       clock: this.#o.clock,
       random: this.#o.random,
       scheduler: world.time,
@@ -124,6 +127,9 @@ export class SimAgent {
       link.abort('agent');
       this.#world.linkClosed(link);
     }
+    // Dead at once: nothing the old process had pending may touch the journal any more.
+    this.#incarnation?.kill();
+    this.#incarnation = undefined;
     const core = this.core;
     this.core = undefined;
     void core?.stop();

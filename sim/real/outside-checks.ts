@@ -1,0 +1,112 @@
+import { commandNotExecutedStates, type CommandState } from '../../core/protocol/command-machine.js';
+import { checkCommandHistories, checkNoneLost, checkPresence, type CommandEventRow } from '../checkers.js';
+import { emptyStates } from './command-schedule.js';
+import { forEachBounded, sleep } from './concurrency.js';
+import type { OperatorApi } from './operator-api.js';
+import type { RealViolation, ViolationLog } from './violations.js';
+import type { WorkerCollection, WorkerPool } from './worker-pool.js';
+
+/** The buckets of sim/run.ts, so virtual and real histograms compare. */
+const latencyBucketsMs = [10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000];
+const readBackConcurrency = 16;
+/** States the device's own result put the command in: the round trip ends there. */
+const deviceResultStates: readonly CommandState[] = ['succeeded', 'failed', 'rejected'];
+/** A session reconnecting right now may disagree with the control plane for a moment: a few looks. */
+const presenceAttemptsMax = 5;
+const presenceRetryMs = 1_000;
+const devicePagesMax = 10_000;
+
+export interface CommandRecord {
+  id: string;
+  state: CommandState;
+  history: Array<{ state: CommandState; at_ms: number; detail?: unknown }>;
+}
+
+export type LatencyHistogram = ReadonlyArray<{ readonly le_ms: number | null; readonly count: number }>;
+
+/** Step: every accepted command's record as the control plane holds it, with its state history. */
+export async function readBackCommands(api: OperatorApi, ids: readonly string[]): Promise<CommandRecord[]> {
+  const records: CommandRecord[] = [];
+  await forEachBounded(ids, readBackConcurrency, async (id) => { records.push(await api.call<CommandRecord>('GET', `/v1/commands/${id}`)); });
+  return records;
+}
+
+/**
+ * Step: the checkers over the records against what the workers' kernels saw: none lost, legal
+ * transitions, at most once, ran once, not executed. Returns the records by final state and the
+ * round-trip histogram (creation to the device's result).
+ */
+export function checkCommandRecords(options: { records: readonly CommandRecord[]; accepted: readonly string[]; collection: WorkerCollection; violations: ViolationLog }): { commandsByState: Record<CommandState, number>; latencyHistogram: LatencyHistogram } {
+  const { records, collection, violations } = options;
+  for (const v of checkNoneLost(records, new Set(options.accepted))) violations.add('none_lost', v.message);
+  const rows: CommandEventRow[] = records.flatMap((r) => r.history.map((h) => ({
+    command_id: r.id, state: h.state, at: h.at_ms, detail_json: h.detail === undefined ? null : JSON.stringify(h.detail),
+  })));
+  for (const v of checkCommandHistories(rows, new Map(records.map((r) => [r.id, r.state])))) violations.add('legal_transitions', v.message);
+  const commandsByState = emptyStates();
+  for (const record of records) {
+    commandsByState[record.state] += 1;
+    checkExecutions(record, collection.executions.get(record.id) ?? 0, violations);
+  }
+  return { commandsByState, latencyHistogram: latencyHistogramOf(records) };
+}
+
+function checkExecutions(record: CommandRecord, executions: number, violations: ViolationLog): void {
+  if (executions > 1) violations.add('at_most_once', `command ${record.id} took effect ${executions} times`);
+  // Every opcode is exactly one kernel call, so a success that never reached a kernel was not run by our agent.
+  if ((record.state === 'succeeded' || record.state === 'succeeded_late') && executions !== 1) violations.add('ran_once', `command ${record.id} ${record.state} with ${executions} kernel executions`);
+  if (commandNotExecutedStates.includes(record.state) && executions > 0) violations.add('not_executed', `command ${record.id} is ${record.state}, which guarantees it never ran, but took effect ${executions} times`);
+}
+
+function latencyHistogramOf(records: readonly CommandRecord[]): LatencyHistogram {
+  const latency = new Array<number>(latencyBucketsMs.length + 1).fill(0);
+  for (const record of records) {
+    const first = record.history[0];
+    const last = record.history.at(-1);
+    if (!deviceResultStates.includes(record.state) || first === undefined || last === undefined) continue;
+    const rttMs = last.at_ms - first.at_ms;
+    const bucket = latencyBucketsMs.findIndex((le) => rttMs <= le);
+    latency[bucket === -1 ? latencyBucketsMs.length : bucket]! += 1;
+  }
+  return latency.map((count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count }));
+}
+
+/** Step: the control plane verifies its audit chain. */
+export async function checkAuditChain(api: OperatorApi, violations: ViolationLog): Promise<void> {
+  const audit = await api.call<{ ok: boolean; firstBrokenSeq?: number; reason?: string }>('GET', '/v1/audit/verify');
+  if (audit.ok !== true) violations.add('audit_chain', `audit chain broken at seq ${String(audit.firstBrokenSeq)}: ${String(audit.reason)}`);
+}
+
+/**
+ * Step: what the control plane shows online against the sessions the workers hold, looked at up to
+ * presenceAttemptsMax times. Returns the devices online at each end at the last look.
+ */
+export async function checkPresenceAgreement(options: { api: OperatorApi; pool: WorkerPool; deviceIds: readonly string[]; collection: WorkerCollection; violations: ViolationLog }): Promise<{ agents: number; controlPlane: number }> {
+  const { api, pool, deviceIds } = options;
+  const ours = new Set(deviceIds);
+  let connected = options.collection.connected;
+  let online = new Set<string>();
+  let disagreements: RealViolation[] = [];
+  for (let attempt = 1; attempt <= presenceAttemptsMax; attempt += 1) {
+    online = await onlineAtControlPlane(api, ours);
+    disagreements = checkPresence(deviceIds.map((id) => ({ deviceId: id, connected: connected.has(id), online: online.has(id) })))
+      .map((v) => ({ checker: 'presence', message: v.message }));
+    if (disagreements.length === 0 || attempt === presenceAttemptsMax) break;
+    await sleep(presenceRetryMs);
+    connected = (await pool.collect()).connected;
+  }
+  for (const v of disagreements) options.violations.add(v.checker, v.message);
+  return { agents: connected.size, controlPlane: online.size };
+}
+
+async function onlineAtControlPlane(api: OperatorApi, ours: ReadonlySet<string>): Promise<Set<string>> {
+  const online = new Set<string>();
+  let cursor: string | null | undefined;
+  for (let page = 0; page < devicePagesMax; page += 1) {
+    const answer = await api.call<{ items: Array<{ id: string; online: boolean }>; next_cursor?: string | null }>('GET', `/v1/devices?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    for (const d of answer.items) if (d.online && ours.has(d.id)) online.add(d.id);
+    cursor = answer.next_cursor;
+    if (!cursor) break;
+  }
+  return online;
+}

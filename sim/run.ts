@@ -537,9 +537,15 @@ function every(run: Run, meanGapMs: number, random: SeededRandom, act: () => voi
 
 /** Partitions, agent crashes, churn and gateway restarts on the virtual scheduler. */
 function scheduleFaults(run: Run, parts: { fleet: Fleet; agents: readonly SimAgent[]; gateways: Gateways; network: SimNetwork }): void {
-  const { scenario, rng, agentCount, counts } = run;
+  const { scenario, rng, agentCount, counts, trace } = run;
   const { agents, network } = parts;
   for (const partition of scenario.faults.partitions ?? []) {
+    // A safety phase shortened below the partition's start (--duration) leaves it out, as gateway
+    // restarts after the phase are: faults belong to the safety phase, and the liveness phase heals.
+    if (partition.atMs >= run.safetyMs) {
+      trace.add('fault.skipped', `partition at ${partition.atMs} ms is after the safety phase`);
+      continue;
+    }
     const agentIds = partition.agents ? new Set(parts.fleet.deviceIds.filter(() => rng.faults.chance(partition.agents!.numerator, partition.agents!.denominator))) : undefined;
     network.addPartition({
       startMs: simStartMs + partition.atMs, endMs: Math.min(run.safetyEndMs, simStartMs + partition.atMs + partition.durationMs),

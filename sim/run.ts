@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { IoctlKernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { kvKeys, liveChannel } from '../server/bus-contract/streams.js';
 import { createControlPlane, type ControlPlane } from '../server/control-plane/control-plane.js';
+import { migrateControlPlane } from '../server/control-plane/database.js';
+import { SqlAuditStore } from '../server/control-plane/stores/sql-audit-store.js';
 import { hexFromBytes } from '../core/crypto/bytes.js';
 import { SdcError } from '../core/errors/index.js';
 import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
@@ -137,6 +139,8 @@ const chunkMs = 1_000;
 const teardownRoundsMax = 20;
 /** A gateway whose start failed (stores down) is started again after this long, as a process supervisor would. */
 const gatewayStartRetryMs = 1_000;
+/** The same for the control plane: `sdc serve` waits for its stores, and a start cut short by an outage is retried. */
+const controlPlaneStartRetryMs = 1_000;
 const certificateValidityMs = 365 * 24 * 3600 * 1000;
 
 /**
@@ -194,6 +198,8 @@ interface Run {
   readonly trace: Trace;
   readonly counts: Record<string, number>;
   readonly violations: Violation[];
+  /** Work on real I/O that virtual time waits for (holdTime). */
+  readonly realWork: Set<Promise<unknown>>;
   readonly wallStartMs: number;
   peakRssBytes: number;
   stopped: boolean;
@@ -250,16 +256,15 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
   const run = planRun(options);
   const stores = await openStores(run);
   const materials = await runMaterials(run);
-  const controlPlane = await startControlPlane(run, stores, materials);
-  const { cp } = controlPlane;
   const observer = await observeCommands(run, stores);
-  const fleet = await registerDevices(run, stores, cp);
+  const fleet = await registerDevices(run, stores);
+  const controlPlane = await startControlPlane(run, stores, materials);
   const gateways = await startGateways(run, stores, materials);
   const checkers: Checkers = { seq: new SessionSeqChecker(), execution: new ExecutionChecker() };
   const network = createNetwork(run, checkers);
   const agents = bootAgents(run, { fleet, gateways, network, checkers, materials });
   scheduleFaults(run, { fleet, agents, gateways, network });
-  scheduleWorkload(run, { cp, fleet, observer });
+  scheduleWorkload(run, { controlPlane, fleet, observer });
   const setup = { cpuMs: cpuMsSince(cpuStart), wallMs: performance.now() - run.wallStartMs };
   const phases = await runPhases(run, { agents, network, observer, cpKv: controlPlane.kv, setup });
   const { checked, outcomesByCode } = await finalChecks(run, { stores, controlPlane, observer, checkers, agents, phases });
@@ -290,8 +295,28 @@ function planRun(options: RunOptions): Run {
   return {
     options, scenario, seed, agentCount, safetyMs, safetyEndMs: simStartMs + safetyMs, reproduce, rng, time, trace, counts,
     provider: options.crypto === 'model' ? createModelEd25519Provider() : realProvider,
-    violations: [], wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
+    violations: [], realWork: new Set(), wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
   };
+}
+
+/**
+ * Virtual time stands still until `work` settles. A control plane's start awaits real I/O (its
+ * JWT keys come from WebCrypto on the thread pool), which drainMicrotasks never waits for; the
+ * first start finishes before time moves, and a retried one must too, or the virtual instant it
+ * comes up would depend on the machine's speed.
+ */
+function holdTime(run: Run, work: Promise<unknown>): void {
+  run.realWork.add(work);
+  void work.finally(() => run.realWork.delete(work));
+}
+
+/** After each virtual timer: its promise work, and any held real work, runs to the end. */
+async function settle(run: Run): Promise<void> {
+  await drainMicrotasks();
+  while (run.realWork.size > 0) {
+    await Promise.allSettled([...run.realWork]);
+    await drainMicrotasks();
+  }
 }
 
 /** The first violation stops the run. */
@@ -329,22 +354,49 @@ async function runMaterials(run: Run): Promise<DeploymentMaterials> {
   return { ...base, commandSigner: seededSigner('cp'), gatewaySigner: seededSigner('gateway') };
 }
 
-/** The control plane and the key/value client it was given (the presence checker reads through it). */
+/**
+ * The control plane (undefined until a start succeeded) and the key/value client it was given
+ * (the presence checker reads through it).
+ */
 interface ControlPlaneRun {
-  readonly cp: ControlPlane;
+  cp: ControlPlane | undefined;
   readonly kv: KeyValueStore;
+  /** Set at teardown: a start still waiting to be retried is not. */
+  retired: boolean;
 }
 
+/**
+ * Starts the control plane; a start that fails with STORE_UNAVAILABLE (an outage from t = 0, or
+ * one that begins during the start) is abandoned and tried again a second later on virtual time,
+ * as `sdc serve` waiting for its stores, or its supervisor restarting it, would. Until then
+ * operators' requests are refused (scheduleWorkload), and agents and gateways run on.
+ */
 async function startControlPlane(run: Run, stores: Stores, materials: DeploymentMaterials): Promise<ControlPlaneRun> {
-  const { time } = run;
-  const kv = stores.kvFor();
-  const cp = await createControlPlane({
-    materials, stores: { sql: stores.sql, bus: stores.bus, kv }, clock: time, random: run.rng.controlPlane, scheduler: time,
-    gatewayUrls: ['sim://gateway'], persistJwtKeys: false, consumerName: 'cp-sim', scryptParams: { N: 1024, r: 8, p: 1 },
-    expirySweepIntervalMs: 5_000, consumerBlockMs: 1_000, claimIdleMs: 30_000, ed25519: run.provider,
-  });
-  await cp.start();
-  return { cp, kv };
+  const { time, trace } = run;
+  const holder: ControlPlaneRun = { cp: undefined, kv: stores.kvFor(), retired: false };
+  const attempt = async (): Promise<void> => {
+    if (holder.retired) return;
+    let cp: ControlPlane | undefined;
+    try {
+      cp = await createControlPlane({
+        materials, stores: { sql: stores.sql, bus: stores.bus, kv: holder.kv }, clock: time, random: run.rng.controlPlane, scheduler: time,
+        gatewayUrls: ['sim://gateway'], persistJwtKeys: false, consumerName: 'cp-sim', scryptParams: { N: 1024, r: 8, p: 1 },
+        expirySweepIntervalMs: 5_000, consumerBlockMs: 1_000, claimIdleMs: 30_000, ed25519: run.provider,
+      });
+      await cp.start();
+    } catch (error) {
+      if (!SdcError.is(error, 'STORE_UNAVAILABLE')) throw error;
+      trace.add('cp.start_failed', error.code);
+      // What the failed start had begun (timers, the live relay) goes with it, as with the process.
+      cp?.stop().catch(() => undefined);
+      time.schedule(controlPlaneStartRetryMs, () => { holdTime(run, attempt()); });
+      return;
+    }
+    holder.cp = cp;
+    trace.add('cp.up', '');
+  };
+  await attempt();
+  return holder;
 }
 
 /** Observed through the store: the live channel carries every command state and presence change. */
@@ -380,8 +432,13 @@ function observeCommandState(run: Run, observer: CommandObserver, commandId: str
 /** Rows inserted per statement at start-up: well under sql.js's bound on bound parameters (32,766). */
 const deviceRowsPerInsert = 500;
 
-/** Devices with keys from the PRNG, registered directly (see docs/simulation.md), many rows per INSERT. */
-async function registerDevices(run: Run, stores: Stores, cp: ControlPlane): Promise<Fleet> {
+/**
+ * Devices with keys from the PRNG, registered directly (see docs/simulation.md), many rows per
+ * INSERT, before the control plane starts (as enrolled devices of an earlier run would be), so
+ * that a store outage from t = 0 does not stop it: the control plane's start publishes their
+ * enrolled keys (gateways admit only those).
+ */
+async function registerDevices(run: Run, stores: Stores): Promise<Fleet> {
   const { agentCount, provider } = run;
   const agentRandoms = Array.from({ length: agentCount }, () => run.rng.agents.fork());
   const deviceIds = Array.from({ length: agentCount }, (_, i) => `dev-${String(i + 1).padStart(5, '0')}`);
@@ -389,6 +446,7 @@ async function registerDevices(run: Run, stores: Stores, cp: ControlPlane): Prom
     const deviceSeed = r.bytes(32);
     return { deviceSeed, devicePublicKey: provider.publicKeyFromSeed(deviceSeed), certSerialHex: hexFromBytes(r.bytes(8)).replace(/^0+/, '') || '1' };
   });
+  await migrateControlPlane(stores.rawSql, run.time);
   await stores.rawSql.transaction(async (tx) => {
     for (let from = 0; from < agentCount; from += deviceRowsPerInsert) {
       const to = Math.min(agentCount, from + deviceRowsPerInsert);
@@ -400,8 +458,6 @@ async function registerDevices(run: Run, stores: Stores, cp: ControlPlane): Prom
       await tx.execute(`INSERT INTO devices (id, status, created_at, cert_serial, cert_not_after, public_key) VALUES ${rows}`, params);
     }
   });
-  // Registered behind the control plane's back, so publish their enrolled keys as enrollment would (gateways admit only those).
-  await cp.devices.publishEnrolledDevices();
   return { deviceIds, agentRandoms, deviceKeys };
 }
 
@@ -588,13 +644,20 @@ function scheduleGatewayRestart(run: Run, parts: { gateways: Gateways; network: 
 }
 
 /** Operators' commands: random devices and opcodes from the scenario's mix, at its rate. */
-function scheduleWorkload(run: Run, parts: { cp: ControlPlane; fleet: Fleet; observer: CommandObserver }): void {
+function scheduleWorkload(run: Run, parts: { controlPlane: ControlPlaneRun; fleet: Fleet; observer: CommandObserver }): void {
   const { scenario, rng, counts, trace } = run;
-  const { cp, fleet, observer } = parts;
+  const { controlPlane, fleet, observer } = parts;
   const pickOpcode = opcodePicker(scenario.commands.mix, rng.commands);
   every(run, commandMeanGapMs(scenario.commands, run.agentCount), rng.commands, () => {
     const deviceId = rng.commands.pick(fleet.deviceIds);
     const opcode = pickOpcode();
+    const cp = controlPlane.cp;
+    if (cp === undefined) {
+      // Not started yet (its stores are down): the operator's request finds no API to answer it.
+      counts.commands_refused! += 1;
+      trace.add('cmd.refused', `${deviceId} ${opcode} STORE_UNAVAILABLE`);
+      return;
+    }
     cp.commands.create({ actor: { name: 'sim', role: 'admin' }, deviceId, opcode, args: {}, ttlMs: scenario.commands.ttlMs }).then(({ command }) => {
       counts.commands_accepted! += 1;
       observer.accepted.add(command.id);
@@ -618,7 +681,7 @@ async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network
   let nextSampleMs = simStartMs;
   let timersFired = 0;
   const step = async (phase: RunProgress['phase'], untilMs: number) => {
-    timersFired += await time.runUntil(untilMs, drainMicrotasks);
+    timersFired += await time.runUntil(untilMs, () => settle(run));
     const rss = process.memoryUsage().rss;
     if (rss > run.peakRssBytes) run.peakRssBytes = rss;
     if (time.nowMs() >= nextSampleMs) {
@@ -694,7 +757,7 @@ async function finalChecks(
   const { rawSql } = parts.stores;
   const { observer, phases, agents } = parts;
   const violations: Violation[] = [];
-  if (phases.convergedAfterMs === null) violations.push({ checker: 'liveness', message: `did not converge within ${run.scenario.livenessBoundMs} ms of healing (${connectedCount(agents)}/${run.agentCount} connected, ${[...observer.states.values()].filter(({ state }) => !commandTerminalStates.includes(state)).length} commands unfinished)` });
+  if (phases.convergedAfterMs === null) violations.push({ checker: 'liveness', message: `did not converge within ${run.scenario.livenessBoundMs} ms of healing (${parts.controlPlane.cp === undefined ? 'the control plane never started, ' : ''}${connectedCount(agents)}/${run.agentCount} connected, ${[...observer.states.values()].filter(({ state }) => !commandTerminalStates.includes(state)).length} commands unfinished)` });
   checked.add('liveness');
   const rows = await rawSql.query<{ id: string; state: string; result_json: string | null }>('SELECT id, state, result_json FROM commands');
   const outcomesByCode = countOutcomes(rows);
@@ -711,7 +774,7 @@ async function finalChecks(
   const history = await rawSql.query<CommandEventRow>('SELECT command_id, state, at, detail_json FROM command_events ORDER BY id ASC');
   violations.push(...checkCommandHistories(history, new Map(rows.map((row) => [row.id, row.state]))));
   checked.add('legal_transitions');
-  violations.push(...await checkAuditChain(auditEntries(parts.controlPlane.cp)));
+  violations.push(...await checkAuditChain(auditEntries(new SqlAuditStore(rawSql))));
   checked.add('audit_chain');
   if (phases.livenessReached) {
     violations.push(...checkPresence(await presenceObservations(agents, parts.controlPlane.kv)));
@@ -727,11 +790,12 @@ async function teardown(run: Run, parts: { stores: Stores; controlPlane: Control
   const { time } = run;
   const { stores } = parts;
   const { cp, kv } = parts.controlPlane;
+  parts.controlPlane.retired = true;
   for (const gateway of parts.gateways.byId.values()) gateway?.abort();
   const agentsStopped = Promise.all(parts.agents.map((agent) => agent.stop()));
   let cpStopped = false;
-  const cpStopping = cp.stop().finally(() => { cpStopped = true; });
-  for (let round = 0; round < teardownRoundsMax && !cpStopped; round += 1) await time.runUntil(time.nowMs() + 2_000, drainMicrotasks);
+  const cpStopping = (cp?.stop() ?? Promise.resolve()).finally(() => { cpStopped = true; });
+  for (let round = 0; round < teardownRoundsMax && !cpStopped; round += 1) await time.runUntil(time.nowMs() + 2_000, () => settle(run));
   await Promise.race([agentsStopped, drainMicrotasks()]);
   await Promise.race([cpStopping, drainMicrotasks()]);
   await Promise.allSettled([parts.observer.liveKv.close(), kv.close(), stores.rawBus.close(), stores.rawSql.close()]);
@@ -756,10 +820,10 @@ function summarize(
   };
 }
 
-async function* auditEntries(cp: ControlPlane): AsyncIterable<unknown> {
+async function* auditEntries(auditStore: SqlAuditStore): AsyncIterable<unknown> {
   let from = 1;
   for (;;) {
-    const batch = await cp.auditStore.scan(from, 1_000);
+    const batch = await auditStore.scan(from, 1_000);
     yield* batch;
     if (batch.length < 1_000) return;
     from = batch[batch.length - 1]!.seq + 1;

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LatencyRecorder, type LatencyPercentiles } from './latency-recorder.js';
 import { IoctlKernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { kvKeys, liveChannel } from '../server/bus-contract/streams.js';
 import { createControlPlane, type ControlPlane } from '../server/control-plane/control-plane.js';
@@ -125,6 +126,10 @@ export interface RunResult {
   readonly series: readonly SeriesSample[];
   /** Round trip from creation to a device result (succeeded, failed or rejected). */
   readonly latencyHistogram: ReadonlyArray<{ readonly le_ms: number | null; readonly count: number }>;
+  /** The same round trips' percentiles (sim/latency-recorder.ts: within 1/64 above 128 ms, exact below). */
+  readonly latencyMs: LatencyPercentiles;
+  /** Operators' requests the control plane refused at creation, by error code (counts.commands_refused in all). */
+  readonly refusalsByCode: Readonly<Record<string, number>>;
   readonly recentTrace: readonly string[];
   /** The full tier's CPU split (absent in the model tier). */
   readonly timing?: RunTiming;
@@ -197,6 +202,7 @@ interface Run {
   readonly time: VirtualTime;
   readonly trace: Trace;
   readonly counts: Record<string, number>;
+  readonly refusalsByCode: Record<string, number>;
   readonly violations: Violation[];
   /** Work on real I/O that virtual time waits for (holdTime). */
   readonly realWork: Set<Promise<unknown>>;
@@ -220,6 +226,7 @@ interface CommandObserver {
   readonly states: Map<string, { state: CommandState; createdAtMs: number }>;
   readonly byState: Record<CommandState, number>;
   readonly latency: number[];
+  readonly latencyRecorder: LatencyRecorder;
   readonly accepted: Set<string>;
   readonly liveKv: KeyValueStore;
 }
@@ -270,9 +277,10 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
   const { checked, outcomesByCode } = await finalChecks(run, { stores, controlPlane, observer, checkers, agents, phases });
   const traceHash = run.trace.digest();
   const virtualMs = run.time.nowMs() - simStartMs;
+  const final = finalSample(run, { agents, observer, phases });
   await teardown(run, { stores, controlPlane, observer, gateways, agents });
   run.counts.frames_checked = checkers.seq.framesChecked;
-  return summarize(run, { traceHash, virtualMs, checked, outcomesByCode, phases, observer, network, gateways });
+  return summarize(run, { traceHash, virtualMs, checked, outcomesByCode, phases, observer, network, gateways, final });
 }
 
 /** The plan: sizes, the reproduce line, one PRNG fork per component, virtual time and the trace. */
@@ -295,7 +303,7 @@ function planRun(options: RunOptions): Run {
   return {
     options, scenario, seed, agentCount, safetyMs, safetyEndMs: simStartMs + safetyMs, reproduce, rng, time, trace, counts,
     provider: options.crypto === 'model' ? createModelEd25519Provider() : realProvider,
-    violations: [], realWork: new Set(), wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
+    refusalsByCode: {}, violations: [], realWork: new Set(), wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
   };
 }
 
@@ -402,7 +410,7 @@ async function startControlPlane(run: Run, stores: Stores, materials: Deployment
 /** Observed through the store: the live channel carries every command state and presence change. */
 async function observeCommands(run: Run, stores: Stores): Promise<CommandObserver> {
   const observer: CommandObserver = {
-    states: new Map(), byState: emptyStates(), latency: new Array<number>(latencyBucketsMs.length + 1).fill(0),
+    states: new Map(), byState: emptyStates(), latency: new Array<number>(latencyBucketsMs.length + 1).fill(0), latencyRecorder: new LatencyRecorder(),
     accepted: new Set(), liveKv: stores.kvFor(),
   };
   await observer.liveKv.subscribe(liveChannel, (message) => {
@@ -426,6 +434,7 @@ function observeCommandState(run: Run, observer: CommandObserver, commandId: str
     const rttMs = atMs - known.createdAtMs;
     const bucket = latencyBucketsMs.findIndex((le) => rttMs <= le);
     observer.latency[bucket === -1 ? latencyBucketsMs.length : bucket]! += 1;
+    observer.latencyRecorder.record(rttMs);
   }
 }
 
@@ -655,6 +664,7 @@ function scheduleWorkload(run: Run, parts: { controlPlane: ControlPlaneRun; flee
     if (cp === undefined) {
       // Not started yet (its stores are down): the operator's request finds no API to answer it.
       counts.commands_refused! += 1;
+      run.refusalsByCode.STORE_UNAVAILABLE = (run.refusalsByCode.STORE_UNAVAILABLE ?? 0) + 1;
       trace.add('cmd.refused', `${deviceId} ${opcode} STORE_UNAVAILABLE`);
       return;
     }
@@ -664,7 +674,9 @@ function scheduleWorkload(run: Run, parts: { controlPlane: ControlPlaneRun; flee
       trace.add('cmd.accepted', `${command.id} ${deviceId} ${opcode}`);
     }, (error: unknown) => {
       counts.commands_refused! += 1;
-      trace.add('cmd.refused', `${deviceId} ${opcode} ${(error as { code?: string }).code ?? 'ERROR'}`);
+      const code = (error as { code?: string }).code ?? 'ERROR';
+      run.refusalsByCode[code] = (run.refusalsByCode[code] ?? 0) + 1;
+      trace.add('cmd.refused', `${deviceId} ${opcode} ${code}`);
     });
   });
 }
@@ -785,6 +797,18 @@ async function finalChecks(
   return { checked, outcomesByCode };
 }
 
+/**
+ * The state at the end of the run, before teardown moves time on: the time series' last row,
+ * and the summary's commandsByState, so the CSVs and summary.json tell the same totals.
+ */
+function finalSample(run: Run, parts: { agents: readonly SimAgent[]; observer: CommandObserver; phases: Phases }): SeriesSample {
+  const sample: SeriesSample = { t_ms: run.time.nowMs() - simStartMs, online_agents: connectedCount(parts.agents), commands: { ...parts.observer.byState } };
+  const series = parts.phases.series;
+  if (series.at(-1)?.t_ms === sample.t_ms) series.pop();
+  series.push(sample);
+  return sample;
+}
+
 /** Stops loops that block on virtual timers by letting time run, then closes the stores. */
 async function teardown(run: Run, parts: { stores: Stores; controlPlane: ControlPlaneRun; observer: CommandObserver; gateways: Gateways; agents: readonly SimAgent[] }): Promise<void> {
   const { time } = run;
@@ -804,7 +828,7 @@ async function teardown(run: Run, parts: { stores: Stores; controlPlane: Control
 
 function summarize(
   run: Run,
-  facts: { traceHash: string; virtualMs: number; checked: Set<Violation['checker']>; outcomesByCode: Record<string, number>; phases: Phases; observer: CommandObserver; network: SimNetwork; gateways: Gateways },
+  facts: { traceHash: string; virtualMs: number; checked: Set<Violation['checker']>; outcomesByCode: Record<string, number>; phases: Phases; observer: CommandObserver; network: SimNetwork; gateways: Gateways; final: SeriesSample },
 ): RunResult {
   const { violations, counts } = run;
   const failed = new Set(violations.map((v) => v.checker));
@@ -813,9 +837,10 @@ function summarize(
     seed: run.seed, scenario: run.scenario.name, reproduce: run.reproduce, traceHash: facts.traceHash, traceEvents: run.trace.events,
     agents: run.agentCount, gateways: facts.gateways.ids.length, safetyMs: run.safetyMs, livenessBoundMs: run.scenario.livenessBoundMs,
     convergedAfterMs: facts.phases.convergedAfterMs, virtualMs: facts.virtualMs, wallMs: Math.round(performance.now() - run.wallStartMs),
-    peakRssBytes: run.peakRssBytes, counts, commandsByState: { ...facts.observer.byState }, outcomesByCode: facts.outcomesByCode,
+    peakRssBytes: run.peakRssBytes, counts, commandsByState: { ...facts.final.commands }, outcomesByCode: facts.outcomesByCode,
     network: { ...facts.network.stats }, checkers, violations, series: facts.phases.series,
     latencyHistogram: facts.observer.latency.map((count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
+    latencyMs: facts.observer.latencyRecorder.summary(), refusalsByCode: { ...run.refusalsByCode },
     recentTrace: run.trace.recent(), timing: facts.phases.timing,
   };
 }

@@ -1,4 +1,5 @@
 import { commandEvents, commandStates, commandTable, commandTerminalStates, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
+import { LatencyRecorder } from '../latency-recorder.js';
 import { retryLimits } from '../../server/control-plane/stream-consumer.js';
 import { outcomeKey } from '../outcomes.js';
 import { noCode, noGateway } from './command-store.js';
@@ -71,6 +72,8 @@ export class ControlPlane {
   readonly byState: Int32Array;
   /** Creation to device result, in latencyBucketsMs buckets plus one for larger. */
   readonly latency: Int32Array;
+  /** The same round trips, for percentiles (summary.json latencyMs). */
+  readonly latencyRecorder = new LatencyRecorder();
   readonly #unfinished = new Set<number>();
   /** Blocked partitions by key: agent (events) or agents + agent (telemetry). */
   readonly #blocked = new Map<number, PartitionBacklog>();
@@ -256,6 +259,7 @@ export class ControlPlane {
       let bucket = 0;
       while (bucket < latencyBucketsMs.length && rttMs > latencyBucketsMs[bucket]!) bucket += 1;
       this.latency[bucket]! += 1;
+      this.latencyRecorder.record(rttMs);
     }
     return true;
   }

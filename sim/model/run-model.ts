@@ -89,6 +89,9 @@ export function runModel(options: ModelRunOptions): ModelRunResult {
     }
     if (convergedAfterMs !== null && world.nowMs >= runOnUntilMs) break;
   }
+  // The state at the end is the series' last row, as commandsByState is read now too.
+  if (series.at(-1)?.t_ms === world.nowMs) series.pop();
+  series.push(seriesSample(world));
   const violations: Violation[] = convergedAfterMs === null
     ? [{ checker: 'liveness', message: `did not converge within ${scenario.livenessBoundMs} ms of healing (${world.presence.connected}/${agents} connected, ${world.controlPlane.unfinishedCount} commands unfinished)` }]
     : [];

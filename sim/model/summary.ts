@@ -58,6 +58,9 @@ export function modelRunResult(world: ModelWorld, facts: ModelRunFacts): ModelRu
     commandsByState: commandsByState(world), outcomesByCode: world.controlPlane.outcomesByCode(), network: { ...world.network.stats },
     checkers, violations: facts.violations, series: facts.series,
     latencyHistogram: Array.from(latency, (count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
+    latencyMs: world.controlPlane.latencyRecorder.summary(),
+    // The model refuses a command only while its SQL is down, which the full tier answers with STORE_UNAVAILABLE.
+    refusalsByCode: (world.counts.commands_refused ?? 0) > 0 ? { STORE_UNAVAILABLE: world.counts.commands_refused! } : {},
     recentTrace: world.trace.recent(),
   };
 }

@@ -1,19 +1,22 @@
-import { readdir, readFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
-import { monitorEventLoopDelay, performance as perfHooks } from 'node:perf_hooks';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { ensureEnrolled, type AgentIdentity } from '../agent/enrollment.js';
-import { runAgent, type RunningAgent } from '../agent/agent-runtime.js';
-import { openSse } from '../runtime/sse-client.js';
-import { startDeployment, type Deployment } from '../server/deployment/deployment.js';
-import { initDeployment } from '../server/materials/materials.js';
+import type { AgentIdentity } from '../agent/enrollment.js';
 import { SdcError } from '../core/errors/index.js';
-import { commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
-import { httpsJson } from '../runtime/https-json.js';
-import { systemClock, systemRandom, systemScheduler } from '../runtime/system.js';
+import type { CommandState } from '../core/protocol/command-machine.js';
+import { systemClock } from '../runtime/system.js';
+import { loadMonitor, openFileSampler, openFilesLimit, type ProcessLoad } from './process-load.js';
+import { readServerRecords, runCommandRounds, type CommandRounds } from './roundtrip-commands.js';
+import { startBenchDeployment, type BenchDeployment } from './roundtrip-deployment.js';
+import { enrollAgents, startAgents, waitForOnline } from './roundtrip-fleet.js';
+import { roundtripLimits } from './roundtrip-limits.js';
+import { LiveTracker } from './roundtrip-live.js';
 import { summarizeLatencies, type LatencySummary } from './stats.js';
-import { runWsEchoBaseline } from './ws-echo.js';
+import { runWsEchoBaseline, type WsEchoResult } from './ws-echo.js';
+
+export { openFilesLimit } from './process-load.js';
+export { roundtripLimits } from './roundtrip-limits.js';
 
 /**
  * `sdc bench roundtrip`: the command round trip with N connected agents, next to its floor.
@@ -104,7 +107,7 @@ export interface RoundtripSummary {
    * 10 ms when idle), and CPU time (all threads) per wall-clock time. Near 1 and rising delay: the
    * latencies include waiting for the CPU.
    */
-  commands_phase_load: { event_loop_utilization: number; event_loop_delay_ms: { p50: number; p99: number; max: number }; cpu_per_wall: number };
+  commands_phase_load: ProcessLoad;
   duration_ms: number;
   ok: boolean;
 }
@@ -115,397 +118,208 @@ export interface RoundtripBenchRun {
   samplesMs: { baseline: number[]; server: number[]; client: number[] };
 }
 
-export const roundtripLimits = Object.freeze({ agentsMax: 5_000, commandsPerAgentMax: 1_000 });
 const warmupRounds = 1;
-/** Long enough that no telemetry sample competes with the commands during a run. */
-const benchTelemetryIntervalMs = 3_600_000;
-const onlinePollMs = 100;
+const enrollConcurrencyDefault = 16;
+/** A signed EXEC_PING_KERNEL frame is about this size. */
+const echoMessageBytesDefault = 512;
 
+/** What every step of one run shares: its limits, where it reports, and its clocks. */
+interface RoundtripRun {
+  readonly options: RoundtripBenchOptions;
+  readonly progress: (line: string) => void;
+  readonly logger: Logger;
+  readonly startedMs: number;
+  readonly deadlineMs: number;
+  readonly concurrency: number;
+  readonly fdSampler: ReturnType<typeof openFileSampler>;
+}
+
+/**
+ * The steps, each owning what it starts and stopping it in reverse order: the data directory, the
+ * deployment and its operator, enrollment, the baseline, the agents until online, the commands
+ * under the live stream, the server's records, the summary.
+ */
 export async function runRoundtripBench(options: RoundtripBenchOptions): Promise<RoundtripBenchRun> {
-  const { agents: agentCount, commandsPerAgent } = options;
-  if (!Number.isSafeInteger(agentCount) || agentCount < 1 || agentCount > roundtripLimits.agentsMax) {
+  checkRoundtripOptions(options);
+  const run: RoundtripRun = {
+    options, progress: options.progress ?? (() => undefined), logger: options.logger ?? pino({ level: 'silent' }),
+    startedMs: performance.now(), deadlineMs: systemClock.nowMs() + options.timeoutMs,
+    concurrency: Math.max(1, options.enrollConcurrency ?? enrollConcurrencyDefault), fdSampler: openFileSampler(),
+  };
+  return withDataDir(options.dataDir, async (dataDir) => {
+    const lap = phaseClock();
+    const bench = await startBenchDeployment({ dataDir, logger: run.logger, ...storeOptions(options) });
+    try {
+      const deploymentMs = lap();
+      run.progress(`deployment up: control plane ${bench.apiUrl}, gateway ${bench.deployment.gatewayUrl}`);
+      return await enrollAndMeasure(run, bench, dataDir, { lap, deploymentMs });
+    } finally {
+      await bench.stop();
+    }
+  });
+}
+
+/** Refuses, before starting anything, an agent or command count outside the limits (CLI_USAGE). */
+function checkRoundtripOptions({ agents, commandsPerAgent }: RoundtripBenchOptions): void {
+  if (!Number.isSafeInteger(agents) || agents < 1 || agents > roundtripLimits.agentsMax) {
     throw new SdcError('CLI_USAGE', `agents must be 1 to ${roundtripLimits.agentsMax}`);
   }
   if (!Number.isSafeInteger(commandsPerAgent) || commandsPerAgent < 1 || commandsPerAgent > roundtripLimits.commandsPerAgentMax) {
     throw new SdcError('CLI_USAGE', `commands per agent must be 1 to ${roundtripLimits.commandsPerAgentMax}`);
   }
-  const progress = options.progress ?? (() => undefined);
-  const logger = options.logger ?? pino({ level: 'silent' });
-  const startedMs = performance.now();
-  const deadlineMs = systemClock.nowMs() + options.timeoutMs;
-  const concurrency = Math.max(1, options.enrollConcurrency ?? 16);
-  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'sdc-bench-roundtrip-')));
-  const fdSampler = openFileSampler();
-  const agents: RunningAgent[] = [];
-  let deployment: Deployment | undefined;
-  let live: LiveTracker | undefined;
-  const phase = { at: performance.now() };
-  const lap = () => {
-    const now = performance.now();
-    const elapsed = now - phase.at;
-    phase.at = now;
-    return Math.round(elapsed);
+}
+
+function storeOptions(options: RoundtripBenchOptions): { redisUrl?: string; mysqlUrl?: string; keyPrefix?: string } {
+  return {
+    ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}), ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}),
+    ...(options.keyPrefix ? { keyPrefix: options.keyPrefix } : {}),
   };
+}
+
+/** Step: the deployment's directory: `dataDir` when given (kept), else a temporary directory removed at the end. */
+async function withDataDir<T>(dataDir: string | undefined, run: (dataDir: string) => Promise<T>): Promise<T> {
+  const dir = dataDir ?? await mkdtemp(join(tmpdir(), 'sdc-bench-roundtrip-'));
   try {
-    // 1. Deployment and an operator.
-    const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
-    deployment = await startDeployment({
-      materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,
-      ...(options.redisUrl ? { redisUrl: options.redisUrl, keyPrefix: options.keyPrefix ?? `sdc-bench-${process.pid}-${Date.now()}:` } : {}),
-      ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}),
-      // A throwaway account: cheap password hashing keeps start-up short.
-      scryptParams: { N: 2 ** 14, r: 8, p: 1 },
-    });
-    const { controlPlane, apiUrl } = deployment;
-    if (controlPlane === undefined || apiUrl === undefined) throw new SdcError('PROTO_INVALID_ARGUMENT', 'the bench needs a control plane');
-    const caPem = materials.rootCaPem;
-    const runTag = Buffer.from(systemRandom.bytes(3)).toString('hex');
-    const adminName = `bench-admin-${runTag}`;
-    const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
-    await controlPlane.auth.users.add({ name: adminName, role: 'admin', password, nowMs: systemClock.nowMs() });
-    const { token } = (await httpsJson<{ token: string }>({ method: 'POST', url: new URL('/v1/auth/login', apiUrl), caPem, body: { name: adminName, password } })).body;
-    const api = async <T>(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<T> =>
-      (await httpsJson<T>({ method, url: new URL(path, apiUrl), caPem, token, ...(body === undefined ? {} : { body }), ...(headers ? { headers } : {}), timeoutMs: 120_000 })).body;
-    const phaseDeploymentMs = lap();
-    progress(`deployment up: control plane ${apiUrl}, gateway ${deployment.gatewayUrl}`);
-
-    // 2. Enrollment through the real HTTPS path, a few at a time.
-    const deviceIds = Array.from({ length: agentCount }, (_, i) => `bench-${runTag}-${String(i + 1).padStart(5, '0')}`);
-    const identities: AgentIdentity[] = [];
-    let setupConflictRetries = 0;
-    for (let i = 0; i < deviceIds.length; i += concurrency) {
-      if (systemClock.nowMs() >= deadlineMs) break;
-      identities.push(...await Promise.all(deviceIds.slice(i, i + concurrency).map((deviceId) => retryOnConflict(async () => {
-        const { token: pairingToken } = await api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
-        const dir = join(dataDir, 'agents', deviceId);
-        await mkdir(dir, { recursive: true, mode: 0o700 });
-        const { identity } = await ensureEnrolled({ dir, serverUrl: apiUrl, deviceId, pairingToken, caPem, random: systemRandom, clock: systemClock });
-        return identity;
-      }, () => { setupConflictRetries += 1; }))));
-      progress(`enrolled ${identities.length}/${agentCount}`);
-    }
-    const phaseEnrollmentMs = lap();
-
-    // 3. Baseline: the same TLS material, the same number of concurrent clients, nothing else running.
-    const echoMessageBytes = options.echoMessageBytes ?? 512;
-    const baseline = await runWsEchoBaseline({
-      tls: {
-        server: materials.serverTls, clientCaPem: caPem,
-        clients: identities.map((identity) => ({ certPem: identity.certPem + identity.chainPem, keyPem: identity.keyPem })),
-      },
-      clients: Math.max(1, identities.length), roundsPerClient: commandsPerAgent, warmupRounds, messageBytes: echoMessageBytes,
-      connectConcurrency: concurrency * 2, timeoutMs: Math.max(1_000, deadlineMs - systemClock.nowMs()), onConnected: fdSampler.sample,
-    });
-    const phaseBaselineMs = lap();
-    progress(`baseline: ${baseline.samplesMs.length} echoes over ${baseline.clients} TLS WebSockets`);
-
-    // 4. Agents, started a batch at a time; each batch is online before the next starts.
-    for (let i = 0; i < identities.length; i += concurrency * 2) {
-      const batch = await Promise.all(identities.slice(i, i + concurrency * 2).map((identity) => runAgent({
-        dir: identity.paths.dir, kernel: 'mock', telemetryIntervalMs: benchTelemetryIntervalMs,
-        clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: logger.child({ device: identity.deviceId }),
-      })));
-      agents.push(...batch);
-      while (!batch.every((agent) => agent.core.isReady) && systemClock.nowMs() < deadlineMs) await sleep(onlinePollMs);
-      progress(`agents ready ${agents.filter((a) => a.core.isReady).length}/${identities.length}`);
-    }
-    const enrolledIds = new Set(identities.map((identity) => identity.deviceId));
-    const online = await waitForOnline(api, enrolledIds, deadlineMs);
-    await fdSampler.sample();
-    const phaseOnlineMs = lap();
-    progress(`${online}/${agentCount} agents online`);
-
-    // 5. Commands: M per agent one after another, all agents at once; terminal states through SSE.
-    live = await LiveTracker.open({ apiUrl, token, caPem, api });
-    const load = loadMonitor();
-    const serverSamples: number[] = [];
-    const clientSamples: number[] = [];
-    const postSamples: number[] = [];
-    const lagSamples: number[] = [];
-    const refusedByCode: Record<string, number> = {};
-    const ids: string[] = [];
-    let terminalCount = 0;
-    const measuredTotal = identities.length * commandsPerAgent;
-    await Promise.all(identities.map(async ({ deviceId }) => {
-      for (let round = 0; round < warmupRounds + commandsPerAgent; round += 1) {
-        if (systemClock.nowMs() >= deadlineMs) return;
-        const sentMs = performance.now();
-        let command: { id: string };
-        try {
-          command = await api<{ id: string }>('POST', '/v1/commands', { device_id: deviceId, opcode: 'EXEC_PING_KERNEL', args: {} },
-            { 'idempotency-key': `bench-${runTag}-${deviceId}-${round}` });
-        } catch (error) {
-          // A refused creation is a result, not a reason to stop: counted by code, the agent moves on.
-          const code = SdcError.is(error) ? String(error.details?.serverCode ?? error.code) : 'UNKNOWN';
-          if (round >= warmupRounds) refusedByCode[code] = (refusedByCode[code] ?? 0) + 1;
-          continue;
-        }
-        const postedMs = performance.now();
-        const seen = await live!.waitTerminal(command.id, deadlineMs);
-        if (round < warmupRounds) continue;
-        postSamples.push(postedMs - sentMs);
-        ids.push(command.id);
-        if (seen !== undefined) {
-          terminalCount += 1;
-          if (seen.atMs !== undefined) clientSamples.push(seen.atMs - sentMs);
-          if (seen.lagMs !== undefined) lagSamples.push(seen.lagMs);
-        }
-        if (terminalCount % 100 === 0) progress(`commands ${terminalCount}/${measuredTotal} terminal`);
-      }
-    }));
-    await fdSampler.sample();
-    const phaseCommandsMs = lap();
-    const commandsPhaseLoad = load.stop();
-    progress(`commands ${terminalCount}/${measuredTotal} terminal`);
-
-    // 6. The server's own record of each measured command.
-    const byState: Partial<Record<CommandState, number>> = {};
-    for (let i = 0; i < ids.length; i += 64) {
-      const records = await Promise.all(ids.slice(i, i + 64).map((id) => api<CommandRecord>('GET', `/v1/commands/${id}`)));
-      for (const record of records) {
-        byState[record.state] = (byState[record.state] ?? 0) + 1;
-        const first = record.history[0];
-        const last = record.history.at(-1);
-        if (commandTerminalStates.includes(record.state) && first !== undefined && last !== undefined) serverSamples.push(last.at_ms - first.at_ms);
-      }
-    }
-    const refused = Object.values(refusedByCode).reduce((sum, n) => sum + n, 0);
-    const notTerminal = ids.length - serverSamples.length;
-    const baselineSummary = summarizeLatencies(baseline.samplesMs);
-    const serverSummary = summarizeLatencies(serverSamples);
-    const clientSummary = summarizeLatencies(clientSamples);
-    const summary: RoundtripSummary = {
-      benchmark: 'roundtrip',
-      agents: { requested: agentCount, enrolled: identities.length, online },
-      commands_per_agent: commandsPerAgent,
-      warmup_rounds: warmupRounds,
-      environment: {
-        node: process.version, openssl: process.versions.openssl, cpu: cpus()[0]?.model ?? 'unknown', cpu_count: cpus().length,
-        open_files_limit: await openFilesLimit(), open_files_peak: fdSampler.peak(),
-        stores: { sql: options.mysqlUrl ? 'mysql' : 'sql.js', bus_kv: options.redisUrl ? 'redis' : 'embedded' },
-      },
-      baseline: { samples: baseline.samplesMs.length, message_bytes: echoMessageBytes, latency_ms: baselineSummary },
-      real: {
-        commands: { total: measuredTotal, succeeded: byState.succeeded ?? 0, refused, not_sent: measuredTotal - refused - ids.length, refused_by_code: refusedByCode, not_terminal: notTerminal, by_state: byState },
-        server_ms: serverSummary, client_ms: clientSummary, api_post_ms: summarizeLatencies(postSamples),
-        live_lag_ms: summarizeLatencies(lagSamples), live_stream_reconnects: live.reconnects,
-      },
-      ratios: { server: ratiosOf(serverSummary, baselineSummary), client: ratiosOf(clientSummary, baselineSummary) },
-      setup_conflict_retries: setupConflictRetries,
-      phases_ms: { deployment: phaseDeploymentMs, enrollment: phaseEnrollmentMs, baseline: phaseBaselineMs, agents_online: phaseOnlineMs, commands: phaseCommandsMs },
-      commands_phase_load: commandsPhaseLoad,
-      duration_ms: Math.round(performance.now() - startedMs),
-      ok: false,
-    };
-    summary.ok = online === agentCount && notTerminal === 0 && summary.real.commands.succeeded === measuredTotal;
-    return { summary, samplesMs: { baseline: baseline.samplesMs, server: serverSamples, client: clientSamples } };
+    return await run(dir);
   } finally {
-    live?.close();
-    // Agents stop in batches: each stop is a close handshake with the gateway.
-    for (let i = 0; i < agents.length; i += 100) await Promise.allSettled(agents.slice(i, i + 100).map((agent) => agent.stop()));
-    await deployment?.stop();
-    if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
+    if (dataDir === undefined) await rm(dir, { recursive: true, force: true });
   }
 }
 
-interface CommandRecord {
-  id: string;
-  state: CommandState;
-  history: Array<{ state: CommandState; at_ms: number }>;
+/** Whole ms since the previous call (or since it was made): each phase's wall time. */
+function phaseClock(): () => number {
+  let atMs = performance.now();
+  return () => {
+    const nowMs = performance.now();
+    const elapsedMs = nowMs - atMs;
+    atMs = nowMs;
+    return Math.round(elapsedMs);
+  };
+}
+
+interface Phases {
+  readonly lap: () => number;
+  readonly deploymentMs: number;
+}
+
+/** Steps: enroll, the baseline, then the agents (owned here) and the commands. */
+async function enrollAndMeasure(run: RoundtripRun, bench: BenchDeployment, dataDir: string, phases: Phases): Promise<RoundtripBenchRun> {
+  const { options, progress } = run;
+  const deviceIds = Array.from({ length: options.agents }, (_, i) => `bench-${bench.runTag}-${String(i + 1).padStart(5, '0')}`);
+  const enrolled = await enrollAgents({
+    api: bench.api, apiUrl: bench.apiUrl, caPem: bench.caPem, dataDir, deviceIds, concurrency: run.concurrency, deadlineMs: run.deadlineMs, progress,
+  });
+  const enrollmentMs = phases.lap();
+  const baseline = await measureBaseline(run, bench, enrolled.identities);
+  const baselineMs = phases.lap();
+  progress(`baseline: ${baseline.samplesMs.length} echoes over ${baseline.clients} TLS WebSockets`);
+  const agents = await startAgents({ identities: enrolled.identities, batchSize: run.concurrency * 2, deadlineMs: run.deadlineMs, logger: run.logger, progress });
+  try {
+    const online = await waitForOnline(bench.api, new Set(enrolled.identities.map((identity) => identity.deviceId)), run.deadlineMs);
+    await run.fdSampler.sample();
+    const agentsOnlineMs = phases.lap();
+    progress(`${online}/${options.agents} agents online`);
+    const measured = await measureCommands(run, bench, enrolled.identities);
+    const commandsMs = phases.lap();
+    const records = await readServerRecords(bench.api, measured.rounds.ids);
+    return await summarize(run, {
+      ...measured, ...records, baseline, online, identities: enrolled.identities, setupConflictRetries: enrolled.setupConflictRetries,
+      phasesMs: { deployment: phases.deploymentMs, enrollment: enrollmentMs, baseline: baselineMs, agents_online: agentsOnlineMs, commands: commandsMs },
+    });
+  } finally {
+    await agents.stop();
+  }
+}
+
+/**
+ * Step: the floor. A bare WebSocket echo over the same TLS material (the deployment's server
+ * certificate, the agents' client certificates, TLS 1.3), as many clients at once as agents, each
+ * sending one small message at a time, with nothing else running.
+ */
+function measureBaseline(run: RoundtripRun, bench: BenchDeployment, identities: readonly AgentIdentity[]): Promise<WsEchoResult> {
+  return runWsEchoBaseline({
+    tls: {
+      server: bench.materials.serverTls, clientCaPem: bench.caPem,
+      clients: identities.map((identity) => ({ certPem: identity.certPem + identity.chainPem, keyPem: identity.keyPem })),
+    },
+    clients: Math.max(1, identities.length), roundsPerClient: run.options.commandsPerAgent, warmupRounds,
+    messageBytes: run.options.echoMessageBytes ?? echoMessageBytesDefault, connectConcurrency: run.concurrency * 2,
+    timeoutMs: Math.max(1_000, run.deadlineMs - systemClock.nowMs()), onConnected: run.fdSampler.sample,
+  });
+}
+
+/** Step: the command rounds under the live stream (owned here) and the process load meanwhile. */
+async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identities: readonly AgentIdentity[]): Promise<{ rounds: CommandRounds; load: ProcessLoad; liveStreamReconnects: number }> {
+  const live = await LiveTracker.open({ apiUrl: bench.apiUrl, token: bench.token, caPem: bench.caPem, api: bench.api });
+  try {
+    const monitor = loadMonitor();
+    const rounds = await runCommandRounds({
+      api: bench.api, live, identities, warmupRounds, commandsPerAgent: run.options.commandsPerAgent, runTag: bench.runTag, deadlineMs: run.deadlineMs, progress: run.progress,
+    });
+    await run.fdSampler.sample();
+    const load = monitor.stop();
+    run.progress(`commands ${rounds.terminalCount}/${identities.length * run.options.commandsPerAgent} terminal`);
+    return { rounds, load, liveStreamReconnects: live.reconnects };
+  } finally {
+    live.close();
+  }
+}
+
+interface Measurements {
+  readonly identities: readonly AgentIdentity[];
+  readonly setupConflictRetries: number;
+  readonly baseline: WsEchoResult;
+  readonly online: number;
+  readonly rounds: CommandRounds;
+  readonly load: ProcessLoad;
+  readonly liveStreamReconnects: number;
+  readonly byState: Partial<Record<CommandState, number>>;
+  readonly serverSamples: number[];
+  readonly phasesMs: RoundtripSummary['phases_ms'];
+}
+
+/** Step: the summary, and whether the run is ok: every agent online, every measured command terminal and succeeded. */
+async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripBenchRun> {
+  const { options } = run;
+  const { rounds } = m;
+  const measuredTotal = m.identities.length * options.commandsPerAgent;
+  const refused = Object.values(rounds.refusedByCode).reduce((sum, n) => sum + n, 0);
+  const notTerminal = rounds.ids.length - m.serverSamples.length;
+  const baselineSummary = summarizeLatencies(m.baseline.samplesMs);
+  const serverSummary = summarizeLatencies(m.serverSamples);
+  const clientSummary = summarizeLatencies(rounds.clientSamples);
+  const succeeded = m.byState.succeeded ?? 0;
+  const summary: RoundtripSummary = {
+    benchmark: 'roundtrip',
+    agents: { requested: options.agents, enrolled: m.identities.length, online: m.online },
+    commands_per_agent: options.commandsPerAgent,
+    warmup_rounds: warmupRounds,
+    environment: await environmentOf(run),
+    baseline: { samples: m.baseline.samplesMs.length, message_bytes: options.echoMessageBytes ?? echoMessageBytesDefault, latency_ms: baselineSummary },
+    real: {
+      commands: { total: measuredTotal, succeeded, refused, not_sent: measuredTotal - refused - rounds.ids.length, refused_by_code: rounds.refusedByCode, not_terminal: notTerminal, by_state: m.byState },
+      server_ms: serverSummary, client_ms: clientSummary, api_post_ms: summarizeLatencies(rounds.postSamples),
+      live_lag_ms: summarizeLatencies(rounds.lagSamples), live_stream_reconnects: m.liveStreamReconnects,
+    },
+    ratios: { server: ratiosOf(serverSummary, baselineSummary), client: ratiosOf(clientSummary, baselineSummary) },
+    setup_conflict_retries: m.setupConflictRetries,
+    phases_ms: m.phasesMs,
+    commands_phase_load: m.load,
+    duration_ms: Math.round(performance.now() - run.startedMs),
+    ok: m.online === options.agents && notTerminal === 0 && succeeded === measuredTotal,
+  };
+  return { summary, samplesMs: { baseline: m.baseline.samplesMs, server: m.serverSamples, client: rounds.clientSamples } };
+}
+
+async function environmentOf(run: RoundtripRun): Promise<RoundtripSummary['environment']> {
+  return {
+    node: process.version, openssl: process.versions.openssl, cpu: cpus()[0]?.model ?? 'unknown', cpu_count: cpus().length,
+    open_files_limit: await openFilesLimit(), open_files_peak: run.fdSampler.peak(),
+    stores: { sql: run.options.mysqlUrl ? 'mysql' : 'sql.js', bus_kv: run.options.redisUrl ? 'redis' : 'embedded' },
+  };
 }
 
 function ratiosOf(real: LatencySummary, baseline: LatencySummary): PercentileRatios {
   const ratio = (a: number, b: number) => (b > 0 ? Math.round((a / b) * 10) / 10 : 0);
   return { p50: ratio(real.p50, baseline.p50), p90: ratio(real.p90, baseline.p90), p99: ratio(real.p99, baseline.p99), max: ratio(real.max, baseline.max) };
-}
-
-const setupAttemptsMax = 5;
-
-/**
- * Set-up (not measured) retries a step the server refused with a *_CONFLICT code: concurrent
- * writers on a real database can lose a race the server does not retry itself. Each retry is counted.
- */
-async function retryOnConflict<T>(step: () => Promise<T>, onRetry: () => void): Promise<T> {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await step();
-    } catch (error) {
-      const serverCode = SdcError.is(error) ? error.details?.serverCode : undefined;
-      if (attempt >= setupAttemptsMax || typeof serverCode !== 'string' || !serverCode.endsWith('_CONFLICT')) throw error;
-      onRetry();
-      await sleep(50 * attempt);
-    }
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => { systemScheduler.schedule(ms, resolve); });
-}
-
-/** Devices the control plane shows online, among ours; polls until all are or the deadline passes. */
-async function waitForOnline(api: <T>(method: 'GET', path: string) => Promise<T>, ours: ReadonlySet<string>, deadlineMs: number): Promise<number> {
-  for (;;) {
-    let online = 0;
-    let cursor: string | undefined;
-    for (let page = 0; page < 100; page++) {
-      const answer = await api<{ items: Array<{ id: string; online: boolean }>; next_cursor?: string | null }>(
-        'GET', `/v1/devices?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
-      online += answer.items.filter((d) => d.online && ours.has(d.id)).length;
-      if (!answer.next_cursor) break;
-      cursor = answer.next_cursor;
-    }
-    if (online >= ours.size || systemClock.nowMs() >= deadlineMs) return online;
-    await sleep(250);
-  }
-}
-
-/** A terminal state as the tracker saw it: arrival time (performance.now) and lag when it came live. */
-interface LiveSeen {
-  state: CommandState;
-  atMs?: number;
-  lagMs?: number;
-}
-
-interface LiveTrackerOptions {
-  apiUrl: string;
-  token: string;
-  caPem: string;
-  api: <T>(method: 'GET', path: string) => Promise<T>;
-}
-
-/**
- * Terminal command states from the SSE live stream, with the local time each arrived. The hub
- * drops a client that falls behind; the tracker then reconnects and asks the API for the commands
- * it was waiting on (those get no client-observed time: their event was lost).
- */
-class LiveTracker {
-  readonly #seen = new Map<string, LiveSeen>();
-  readonly #waiters = new Map<string, (seen: LiveSeen) => void>();
-  #close: (() => void) | undefined;
-  #closed = false;
-  reconnects = 0;
-  static readonly seenMax = 1_000_000;
-
-  private readonly o: LiveTrackerOptions;
-
-  private constructor(options: LiveTrackerOptions) {
-    this.o = options;
-  }
-
-  static async open(o: LiveTrackerOptions): Promise<LiveTracker> {
-    const tracker = new LiveTracker(o);
-    await tracker.#connect();
-    return tracker;
-  }
-
-  async #connect(): Promise<void> {
-    const live = await openSse({
-      url: new URL(`/v1/live?token=${encodeURIComponent(this.o.token)}`, this.o.apiUrl), caPem: this.o.caPem,
-      onEvent: ({ event, data }) => {
-        if (event !== 'command') return;
-        const message = JSON.parse(data) as { command_id: string; state: CommandState; at_ms?: number };
-        if (!commandTerminalStates.includes(message.state)) return;
-        // The state's own time is the gateway's wall clock (same host): arrival minus it is the delivery lag.
-        // It goes with its command, so only measured commands count (not the warm-up round's).
-        const seen: LiveSeen = { state: message.state, atMs: performance.now(), ...(typeof message.at_ms === 'number' ? { lagMs: systemClock.nowMs() - message.at_ms } : {}) };
-        const waiter = this.#waiters.get(message.command_id);
-        if (waiter !== undefined) waiter(seen);
-        else if (this.#seen.size < LiveTracker.seenMax) this.#seen.set(message.command_id, seen);
-      },
-      onEnd: () => {
-        if (!this.#closed) void this.#reconnect();
-      },
-    });
-    this.#close = live.close;
-  }
-
-  async #reconnect(): Promise<void> {
-    this.reconnects += 1;
-    for (let attempt = 0; attempt < 20 && !this.#closed; attempt += 1) {
-      try {
-        await this.#connect();
-        break;
-      } catch {
-        await sleep(250);
-      }
-    }
-    // Terminal events sent while we were away are lost: ask for the state of everything pending.
-    for (const [id, waiter] of [...this.#waiters]) {
-      const record = await this.o.api<CommandRecord>('GET', `/v1/commands/${id}`).catch(() => undefined);
-      if (record !== undefined && commandTerminalStates.includes(record.state)) waiter({ state: record.state });
-    }
-  }
-
-  /** Resolves with the terminal state (and arrival time when seen live), or undefined at the deadline. */
-  waitTerminal(id: string, deadlineMs: number): Promise<LiveSeen | undefined> {
-    const known = this.#seen.get(id);
-    if (known !== undefined) {
-      this.#seen.delete(id);
-      return Promise.resolve(known);
-    }
-    return new Promise((resolve) => {
-      const timer = systemScheduler.schedule(Math.max(0, deadlineMs - systemClock.nowMs()), () => {
-        this.#waiters.delete(id);
-        resolve(undefined);
-      });
-      this.#waiters.set(id, (seen) => {
-        systemScheduler.cancel(timer);
-        this.#waiters.delete(id);
-        resolve(seen);
-      });
-    });
-  }
-
-  close(): void {
-    this.#closed = true;
-    this.#close?.();
-  }
-}
-
-/** Event-loop utilization, event-loop delay and CPU use from now until `stop`. */
-function loadMonitor(): { stop(): RoundtripSummary['commands_phase_load'] } {
-  const delay = monitorEventLoopDelay({ resolution: 10 });
-  delay.enable();
-  const elu = perfHooks.eventLoopUtilization();
-  const cpu = process.cpuUsage();
-  const startedMs = performance.now();
-  const ms = (ns: number) => Math.round(ns / 1e5) / 10;
-  return {
-    stop() {
-      delay.disable();
-      const wallMs = Math.max(1, performance.now() - startedMs);
-      const used = process.cpuUsage(cpu);
-      return {
-        event_loop_utilization: Math.round(perfHooks.eventLoopUtilization(elu).utilization * 1000) / 1000,
-        event_loop_delay_ms: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) },
-        cpu_per_wall: Math.round(((used.user + used.system) / 1000 / wallMs) * 100) / 100,
-      };
-    },
-  };
-}
-
-/** RLIMIT_NOFILE (soft) from /proc/self/limits (Node has no getrlimit); null where unknown or unlimited. */
-export async function openFilesLimit(): Promise<number | null> {
-  try {
-    const text = await readFile('/proc/self/limits', 'utf8');
-    const match = /^Max open files\s+(\d+|unlimited)/m.exec(text);
-    if (match === null) return null;
-    return match[1] === 'unlimited' ? null : Number(match[1]);
-  } catch {
-    return null;
-  }
-}
-
-/** Samples the open descriptor count (/proc/self/fd) when asked; keeps the peak. */
-function openFileSampler(): { sample(): Promise<void>; peak(): number | null } {
-  let peak: number | null = null;
-  return {
-    async sample() {
-      const count = await readdir('/proc/self/fd').then((entries) => entries.length, () => null);
-      if (count !== null) peak = Math.max(peak ?? 0, count);
-    },
-    peak() {
-      return peak;
-    },
-  };
 }

@@ -1,0 +1,92 @@
+import type { AgentIdentity } from '../agent/enrollment.js';
+import { SdcError } from '../core/errors/index.js';
+import { commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
+import { systemClock } from '../runtime/system.js';
+import type { BenchApi, CommandRecord } from './roundtrip-deployment.js';
+import type { LiveTracker } from './roundtrip-live.js';
+
+/** Command records read back at once. */
+const readBackBatchSize = 64;
+const progressEveryCommands = 100;
+
+export interface CommandRoundsOptions {
+  readonly api: BenchApi;
+  readonly live: LiveTracker;
+  readonly identities: readonly AgentIdentity[];
+  readonly warmupRounds: number;
+  readonly commandsPerAgent: number;
+  readonly runTag: string;
+  readonly deadlineMs: number;
+  readonly progress: (line: string) => void;
+}
+
+/** What the client saw of the measured commands (the warm-up rounds are left out). */
+export interface CommandRounds {
+  /** Every measured command the API created, in the order they were answered. */
+  readonly ids: string[];
+  readonly clientSamples: number[];
+  readonly postSamples: number[];
+  readonly lagSamples: number[];
+  readonly refusedByCode: Record<string, number>;
+  terminalCount: number;
+}
+
+/**
+ * Step: M EXEC_PING_KERNEL commands per agent one after another, all agents at once, each timed
+ * from just before its POST to its terminal event on the live stream; until done or the deadline.
+ */
+export async function runCommandRounds(options: CommandRoundsOptions): Promise<CommandRounds> {
+  const rounds: CommandRounds = { ids: [], clientSamples: [], postSamples: [], lagSamples: [], refusedByCode: {}, terminalCount: 0 };
+  const measuredTotal = options.identities.length * options.commandsPerAgent;
+  await Promise.all(options.identities.map(async ({ deviceId }) => {
+    for (let round = 0; round < options.warmupRounds + options.commandsPerAgent; round += 1) {
+      if (systemClock.nowMs() >= options.deadlineMs) return;
+      const counted = await oneCommand(options, rounds, deviceId, round);
+      if (counted && rounds.terminalCount % progressEveryCommands === 0) options.progress(`commands ${rounds.terminalCount}/${measuredTotal} terminal`);
+    }
+  }));
+  return rounds;
+}
+
+/** One command, recorded in `rounds` when measured; true when it was created and measured. */
+async function oneCommand(options: CommandRoundsOptions, rounds: CommandRounds, deviceId: string, round: number): Promise<boolean> {
+  const measured = round >= options.warmupRounds;
+  const sentMs = performance.now();
+  let command: { id: string };
+  try {
+    command = await options.api<{ id: string }>('POST', '/v1/commands', { device_id: deviceId, opcode: 'EXEC_PING_KERNEL', args: {} },
+      { 'idempotency-key': `bench-${options.runTag}-${deviceId}-${round}` });
+  } catch (error) {
+    // A refused creation is a result, not a reason to stop: counted by code, the agent moves on.
+    const code = SdcError.is(error) ? String(error.details?.serverCode ?? error.code) : 'UNKNOWN';
+    if (measured) rounds.refusedByCode[code] = (rounds.refusedByCode[code] ?? 0) + 1;
+    return false;
+  }
+  const postedMs = performance.now();
+  const seen = await options.live.waitTerminal(command.id, options.deadlineMs);
+  if (!measured) return false;
+  rounds.postSamples.push(postedMs - sentMs);
+  rounds.ids.push(command.id);
+  if (seen !== undefined) {
+    rounds.terminalCount += 1;
+    if (seen.atMs !== undefined) rounds.clientSamples.push(seen.atMs - sentMs);
+    if (seen.lagMs !== undefined) rounds.lagSamples.push(seen.lagMs);
+  }
+  return true;
+}
+
+/** Step: the server's own record of each measured command: how many ended in each state, and created-to-terminal times. */
+export async function readServerRecords(api: BenchApi, ids: readonly string[]): Promise<{ byState: Partial<Record<CommandState, number>>; serverSamples: number[] }> {
+  const byState: Partial<Record<CommandState, number>> = {};
+  const serverSamples: number[] = [];
+  for (let i = 0; i < ids.length; i += readBackBatchSize) {
+    const records = await Promise.all(ids.slice(i, i + readBackBatchSize).map((id) => api<CommandRecord>('GET', `/v1/commands/${id}`)));
+    for (const record of records) {
+      byState[record.state] = (byState[record.state] ?? 0) + 1;
+      const first = record.history[0];
+      const last = record.history.at(-1);
+      if (commandTerminalStates.includes(record.state) && first !== undefined && last !== undefined) serverSamples.push(last.at_ms - first.at_ms);
+    }
+  }
+  return { byState, serverSamples };
+}

@@ -1,0 +1,76 @@
+import type { Logger } from 'pino';
+import { SdcError } from '../core/errors/index.js';
+import type { CommandState } from '../core/protocol/command-machine.js';
+import { httpsJson } from '../runtime/https-json.js';
+import { systemClock, systemRandom, systemScheduler } from '../runtime/system.js';
+import { startDeployment, type Deployment } from '../server/deployment/deployment.js';
+import { initDeployment, type DeploymentMaterials } from '../server/materials/materials.js';
+
+/** The control plane's HTTPS API as the bench's operator. */
+export type BenchApi = <T>(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>) => Promise<T>;
+
+/** A command as GET /v1/commands/:id answers, the parts the bench reads. */
+export interface CommandRecord {
+  id: string;
+  state: CommandState;
+  history: Array<{ state: CommandState; at_ms: number }>;
+}
+
+/** A busy run answers slowly; a request is only abandoned long after any the bench should see. */
+const apiRequestTimeoutMs = 120_000;
+
+export interface BenchDeployment {
+  readonly materials: DeploymentMaterials;
+  readonly deployment: Deployment;
+  readonly apiUrl: string;
+  readonly caPem: string;
+  /** Keeps this run's device ids and idempotency keys apart from any other run's. */
+  readonly runTag: string;
+  readonly token: string;
+  readonly api: BenchApi;
+  stop(): Promise<void>;
+}
+
+export interface BenchDeploymentOptions {
+  readonly dataDir: string;
+  readonly logger: Logger;
+  readonly redisUrl?: string;
+  readonly mysqlUrl?: string;
+  readonly keyPrefix?: string;
+}
+
+/**
+ * Step: a deployment (control plane + gateway; embedded stores unless Redis/MySQL are given) in
+ * `dataDir`, and a throwaway admin logged in. The caller stops it; if the operator cannot be set
+ * up, it is stopped here.
+ */
+export async function startBenchDeployment(options: BenchDeploymentOptions): Promise<BenchDeployment> {
+  const materials = await initDeployment({ dataDir: options.dataDir, clock: systemClock, random: systemRandom });
+  const deployment = await startDeployment({
+    materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: options.logger,
+    ...(options.redisUrl ? { redisUrl: options.redisUrl, keyPrefix: options.keyPrefix ?? `sdc-bench-${process.pid}-${Date.now()}:` } : {}),
+    ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}),
+    // A throwaway account: cheap password hashing keeps start-up short.
+    scryptParams: { N: 2 ** 14, r: 8, p: 1 },
+  });
+  try {
+    return { ...await logInOperator(materials, deployment), materials, deployment, stop: () => deployment.stop() };
+  } catch (error) {
+    await deployment.stop();
+    throw error;
+  }
+}
+
+async function logInOperator(materials: DeploymentMaterials, deployment: Deployment): Promise<{ apiUrl: string; caPem: string; runTag: string; token: string; api: BenchApi }> {
+  const { controlPlane, apiUrl } = deployment;
+  if (controlPlane === undefined || apiUrl === undefined) throw new SdcError('PROTO_INVALID_ARGUMENT', 'the bench needs a control plane');
+  const caPem = materials.rootCaPem;
+  const runTag = Buffer.from(systemRandom.bytes(3)).toString('hex');
+  const adminName = `bench-admin-${runTag}`;
+  const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
+  await controlPlane.auth.users.add({ name: adminName, role: 'admin', password, nowMs: systemClock.nowMs() });
+  const { token } = (await httpsJson<{ token: string }>({ method: 'POST', url: new URL('/v1/auth/login', apiUrl), caPem, body: { name: adminName, password } })).body;
+  const api: BenchApi = async <T>(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<T> =>
+    (await httpsJson<T>({ method, url: new URL(path, apiUrl), caPem, token, ...(body === undefined ? {} : { body }), ...(headers ? { headers } : {}), timeoutMs: apiRequestTimeoutMs })).body;
+  return { apiUrl, caPem, runTag, token, api };
+}

@@ -3,7 +3,6 @@ import { promisify } from 'node:util';
 import { systemClock, systemScheduler } from '../runtime/system.js';
 import type { StreamBus } from '../server/stores/bus/bus-port.js';
 import { MemoryStreamBus } from '../server/stores/bus/memory-stream-bus.js';
-import { RedisStreamBus } from '../server/stores/bus/redis-stream-bus.js';
 
 /**
  * Stream appends per second through the bus port, one by one, with many in flight, and in
@@ -112,6 +111,8 @@ export async function runBusBench(input: BusBenchOptions): Promise<BusBenchOutco
   const rows = await measureAdapter('memory', memory, options, nowMs);
   await memory.close();
   if (input.redisUrl === undefined) return { rows, baselineNote: 'no --redis URL: the in-memory adapter only' };
+  // Imported here, not at the top: ioredis would cost every start of the CLI (`sdc --help` loads the bench commands).
+  const { RedisStreamBus } = await import('../server/stores/bus/redis-stream-bus.js');
   const redis = new RedisStreamBus({ url: input.redisUrl, keyPrefix: '' });
   let redisRows: BusBenchRow[];
   try {

@@ -1,8 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import pino from 'pino';
 import { SdcError } from '../../core/errors/index.js';
-import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
-import { runAgent, type KernelChoice } from '../../agent/agent-runtime.js';
+import type { KernelChoice } from '../../agent/agent-runtime.js';
 import { integerOption, requireOption, stringOption, type Command } from '../command.js';
 
 const caFileBytesMax = 64 * 1024;
@@ -38,6 +36,10 @@ export const agentCommand: Command = {
     if ((token === undefined) !== (device === undefined)) throw new SdcError('CLI_USAGE', '--device and --pairing-token go together');
     const caFile = args.values.ca as string | undefined;
     const caPem = caFile === undefined ? undefined : await readCaFile(caFile);
+    // Loaded here, not at the top: the agent's modules are a large part of the CLI's start-up time (`sdc --help`).
+    const [{ default: pino }, { runAgent }, { systemClock, systemRandom, systemScheduler }] = await Promise.all([
+      import('pino'), import('../../agent/agent-runtime.js'), import('../../runtime/system.js'),
+    ]);
     const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info', base: { role: 'agent' } }, pino.destination(2));
     const agent = await runAgent({
       dir, kernel, telemetryIntervalMs, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,

@@ -1,8 +1,4 @@
 import { createHash } from 'node:crypto';
-import { openControlPlaneDatabase } from '../../server/control-plane/database.js';
-import { SqlAuditStore } from '../../server/control-plane/stores/sql-audit-store.js';
-import { AuditLog } from '../../core/protocol/audit-chain.js';
-import { systemClock } from '../../runtime/system.js';
 import { integerOption, stringOption, type Command, type CommandGroup } from '../command.js';
 import { apiClient } from '../api-client.js';
 import { requireInitialisedDataDir } from '../data-dir.js';
@@ -22,6 +18,11 @@ const verify: Command = {
     const dataDir = stringOption(args, 'dir', './data');
     // The embedded database lives in the data directory; MySQL does not need one.
     if (typeof mysqlUrl !== 'string') await requireInitialisedDataDir(dataDir);
+    // Loaded here, not at the top: the SQL stores are a large part of the CLI's start-up time (`sdc --help`).
+    const [{ openControlPlaneDatabase }, { SqlAuditStore }, { AuditLog }, { systemClock }] = await Promise.all([
+      import('../../server/control-plane/database.js'), import('../../server/control-plane/stores/sql-audit-store.js'),
+      import('../../core/protocol/audit-chain.js'), import('../../runtime/system.js'),
+    ]);
     const db = await openControlPlaneDatabase({ dataDir, clock: systemClock, ...(typeof mysqlUrl === 'string' ? { mysqlUrl } : {}) });
     try {
       const store = new SqlAuditStore(db);

@@ -7,7 +7,6 @@ import { IoctlKernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { IoctlDevice } from '../../kernel/device.js';
 import { createMockTarget } from '../../kernel/mock/mock-target.js';
 import { buildNativeLibrary } from '../../kernel/native/build.js';
-import { createNativeTarget } from '../../kernel/native/native-target.js';
 import { integerOption, type Command } from '../command.js';
 import { benchReport } from '../../bench/output.js';
 import { benchOutputHelp, benchOutputOptions, cliProgress, emitBenchReport } from '../bench-output.js';
@@ -84,6 +83,8 @@ export const ioctlBenchCommand: Command = {
       nativeSkipped = error.message;
     }
     if (libraryPath) {
+      // Imported here: it loads koffi and its native addon, which every start of the CLI would pay otherwise.
+      const { createNativeTarget } = await import('../../kernel/native/native-target.js');
       const native = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
       try {
         rows.push(...await measure('native', native.device, agentSeed, native.servicePublicKey, calls, onCall));

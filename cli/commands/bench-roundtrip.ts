@@ -1,10 +1,9 @@
-import pino from 'pino';
 import { integerOption, requireOption, type Command } from '../command.js';
 import { writeReportFiles } from '../../bench/report.js';
 import { renderRoundtripTable, roundtripBenchReport, roundtripReportFiles } from '../../bench/roundtrip-report.js';
 import { renderBenchJson } from '../../bench/output.js';
 import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
-import { openFilesLimit, roundtripLimits, runRoundtripBench } from '../../bench/roundtrip.js';
+import { roundtripLimits } from '../../bench/roundtrip-limits.js';
 
 /** Descriptors one agent costs in this process: its WebSocket, the gateway's end, its journal, an API socket. */
 const openFilesPerAgent = 4;
@@ -35,6 +34,8 @@ export const roundtripBenchCommand: Command = {
     const agents = integerOption(args, 'agents', 1, 1, roundtripLimits.agentsMax);
     const commandsPerAgent = integerOption(args, 'commands', 5, 1, roundtripLimits.commandsPerAgentMax);
     const timeoutMs = durationOption(args, runTimeout, io.stderr);
+    // Loaded here, not at the top: the bench runs a whole deployment, most of the CLI's start-up time.
+    const [{ openFilesLimit, runRoundtripBench }, { default: pino }] = await Promise.all([import('../../bench/roundtrip.js'), import('pino')]);
     const limit = await openFilesLimit();
     const needed = agents * openFilesPerAgent + openFilesReserve;
     if (limit !== null && needed > limit) {

@@ -1,13 +1,13 @@
 import type { CliIo, Command, ParsedCommandArgs } from '../command.js';
 import { integerOption } from '../command.js';
 import { SdcError } from '../../core/errors/index.js';
-import { benchModel, type SimBenchRow } from '../../bench/sim.js';
-import { benchFullTier, fullTierUnits, type FullTierBench } from '../../bench/sim-full.js';
+import type { SimBenchRow } from '../../bench/sim.js';
+import type { FullTierBench } from '../../bench/sim-full.js';
 import { benchReport, type BenchRow } from '../../bench/output.js';
-import { builtinScenarioPath, loadScenario } from '../../sim/scenario.js';
 import { benchOutputHelp, benchOutputOptions, cliProgress, emitBenchReport } from '../bench-output.js';
 import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
 
+// The simulator is imported where a run starts, not at the top: it is most of the CLI's start-up time otherwise.
 const fullDuration: DurationOptionSpec = { name: 'duration', fallbackMs: 30_000, minMs: 1_000, maxMs: 3_600_000, legacy: { name: 'duration-s', unitMs: 1_000 } };
 const modelDuration: DurationOptionSpec = { ...fullDuration, fallbackMs: 3_600_000, maxMs: 7 * 86_400_000 };
 
@@ -39,6 +39,7 @@ async function runFullTier(args: ParsedCommandArgs, io: CliIo): Promise<FullTier
   const fleets = [1_000, 10_000].filter((n) => n <= maxAgents);
   const runFleets = fleets.length > 0 ? fleets : [maxAgents];
   const progress = cliProgress(io, 'bench sim (full)', runFleets.length, ' fleets');
+  const [{ benchFullTier }, { builtinScenarioPath, loadScenario }] = await Promise.all([import('../../bench/sim-full.js'), import('../../sim/scenario.js')]);
   const bench = await benchFullTier({
     standard: await loadScenario(builtinScenarioPath('standard')), fleets: runFleets, safetyMs, seed: 1,
     costAgents: Math.min(1_000, maxAgents), floorEvents: 200_000,
@@ -54,6 +55,7 @@ async function runFleets(args: ParsedCommandArgs, io: CliIo, tier: 'model'): Pro
   const safetyMs = durationOption(args, model ? modelDuration : fullDuration, io.stderr);
   const maxAgents = integerOption(args, 'max-agents', model ? 100_000 : 10_000, 1, model ? 1_000_000 : 20_000);
   const fleets = (model ? [10_000, 100_000] : [1_000, 10_000]).filter((n) => n <= maxAgents);
+  const [{ benchModel }, { builtinScenarioPath, loadScenario }] = await Promise.all([import('../../bench/sim.js'), import('../../sim/scenario.js')]);
   const scenario = model ? await loadScenario(builtinScenarioPath('standard')) : undefined;
   const progress = cliProgress(io, `bench sim (${tier})`, fleets.length || 1, ' fleets');
   const rows: BenchRow[] = [];
@@ -82,6 +84,7 @@ export const simBenchCommand: Command = {
     if (tier !== 'full' && tier !== 'model') throw new SdcError('CLI_USAGE', `--tier is full or model, got '${String(tier)}'`);
     if (tier === 'full') {
       const bench = await runFullTier(args, io);
+      const { fullTierUnits } = await import('../../bench/sim-full.js');
       await emitBenchReport(args, io, benchReport({
         benchmark: 'sim', parameters: { tier, scenario: 'standard', seed: 1 }, results: bench.fleets, units: fullTierUnits,
         details: { message_costs: bench.messageCosts, scheduler_floors: bench.schedulerFloors },

@@ -1,8 +1,7 @@
-import pino from 'pino';
 import type { KernelChoice } from '../../agent/agent-runtime.js';
 import { SdcError } from '../../core/errors/index.js';
 import { parseStoreUrl } from '../../server/stores/store-url.js';
-import { runDemo, type DemoSummary } from '../demo/run-demo.js';
+import type { DemoSummary } from '../demo/run-demo.js';
 import { integerOption, type Command } from '../command.js';
 import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
 
@@ -67,6 +66,8 @@ export const demoCommand: Command = {
         io.stderr(`${line}\n`);
       }
     };
+    // Loaded here, not at the top: the demo pulls in the whole server, most of the CLI's start-up time.
+    const [{ runDemo }, { default: pino }] = await Promise.all([import('../demo/run-demo.js'), import('pino')]);
     const summary = await runDemo({
       agents: integerOption(args, 'agents', 25, 1, 500),
       telemetryIntervalMs: integerOption(args, 'telemetry-interval-ms', 2000, 100, 3_600_000),

@@ -2,15 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
 import { writeFileAtomic } from '../../runtime/atomic-file.js';
-import { generateCrl } from '../../trust/crl.js';
-import { parseDeviceCsr } from '../../trust/device-csr.js';
-import { EnrollmentService } from '../../trust/enrollment.js';
-import { rootKeyPassphraseEnv } from '../../trust/key-files.js';
 import { createPairingToken, JsonFilePairingTokenStore, pairingTokenTtlMsMax } from '../../trust/pairing-tokens.js';
-import { initPki, loadIssuingPki, pkiPaths } from '../../trust/pki-directory.js';
 import { isRevocationReason, revocationReasons } from '../../trust/revocation.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
-import { parseCertificate } from '../../trust/x509-provider.js';
 import {
   integerOption, requireOption, stringOption, type Command, type CommandGroup, type ParsedCommandArgs,
 } from '../command.js';
@@ -26,6 +20,18 @@ const dirOption = { dir: { type: 'string' }, json: { type: 'boolean' } } as cons
 const jsonHelp = ['--json', 'Print the result as one JSON object'] as const;
 const validity: DurationOptionSpec = { name: 'validity', fallbackMs: 30 * 24 * 60 * 60 * 1000, minMs: 24 * 60 * 60 * 1000, maxMs: 397 * 24 * 60 * 60 * 1000, legacy: { name: 'days', unitMs: 24 * 60 * 60 * 1000 } };
 const tokenTtl: DurationOptionSpec = { name: 'ttl', fallbackMs: 15 * 60_000, minMs: 60_000, maxMs: pairingTokenTtlMsMax, legacy: { name: 'ttl-minutes', unitMs: 60_000 } };
+
+/**
+ * The CA's modules, loaded when a command runs rather than at the top: they load the X.509 library,
+ * which would otherwise cost every start of the CLI, `sdc --help` included, a large part of its time.
+ */
+async function trustModules() {
+  const [{ generateCrl }, { parseDeviceCsr }, { EnrollmentService }, { rootKeyPassphraseEnv }, { initPki, loadIssuingPki, pkiPaths }, { parseCertificate }] = await Promise.all([
+    import('../../trust/crl.js'), import('../../trust/device-csr.js'), import('../../trust/enrollment.js'), import('../../trust/key-files.js'),
+    import('../../trust/pki-directory.js'), import('../../trust/x509-provider.js'),
+  ]);
+  return { generateCrl, parseDeviceCsr, EnrollmentService, rootKeyPassphraseEnv, initPki, loadIssuingPki, pkiPaths, parseCertificate };
+}
 
 /** The text for a reader, or with --json one JSON object with the same facts. */
 function report(args: ParsedCommandArgs, io: CliIo, facts: Record<string, unknown>, text: string): void {
@@ -60,6 +66,7 @@ const init: Command = {
   ],
   options: { ...dirOption, force: { type: 'boolean' } },
   async run(args, io) {
+    const { rootKeyPassphraseEnv, initPki } = await trustModules();
     const passphrase = io.env[rootKeyPassphraseEnv];
     const result = await initPki({
       dataDir: dataDir(args),
@@ -97,6 +104,7 @@ const issue: Command = {
   ],
   options: { ...dirOption, csr: { type: 'string' }, out: { type: 'string' }, ...durationOptions(validity) },
   async run(args, io) {
+    const { parseDeviceCsr, loadIssuingPki } = await trustModules();
     const csrPem = await readInputFile(requireOption(args, 'csr'), 'CSR');
     const out = requireOption(args, 'out');
     const validityMs = durationOption(args, validity, io.stderr);
@@ -124,6 +132,7 @@ const revoke: Command = {
   ],
   options: { ...dirOption, cert: { type: 'string' }, reason: { type: 'string' } },
   async run(args, io) {
+    const { loadIssuingPki, parseCertificate } = await trustModules();
     const certPem = await readInputFile(requireOption(args, 'cert'), 'certificate');
     const reason = stringOption(args, 'reason', 'unspecified');
     if (!isRevocationReason(reason)) throw new SdcError('CLI_USAGE', `--reason must be one of ${revocationReasons.join(', ')}`);
@@ -151,6 +160,7 @@ const crl: Command = {
   optionHelp: [dirHelp, jsonHelp, ['--out FILE', 'Where to write the CRL (PEM, BEGIN X509 CRL)']],
   options: { ...dirOption, out: { type: 'string' } },
   async run(args, io) {
+    const { generateCrl, loadIssuingPki } = await trustModules();
     const out = requireOption(args, 'out');
     const pki = await loadIssuingPki({ dataDir: dataDir(args), random: systemRandom });
     const signed = await generateCrl({ issuer: pki.intermediate, store: pki.revocations, now: new Date(systemClock.nowMs()) });
@@ -174,6 +184,7 @@ const pairingToken: Command = {
   ],
   options: { ...dirOption, device: { type: 'string' }, ...durationOptions(tokenTtl) },
   async run(args, io) {
+    const { pkiPaths } = await trustModules();
     const deviceId = requireOption(args, 'device');
     const ttlMs = durationOption(args, tokenTtl, io.stderr);
     // The token store lives in D/pki: a missing or uninitialised directory is refused, not half-created.
@@ -206,6 +217,7 @@ const enroll: Command = {
     ...dirOption, token: { type: 'string' }, csr: { type: 'string' }, out: { type: 'string' }, 'chain-out': { type: 'string' },
   },
   async run(args, io) {
+    const { parseDeviceCsr, EnrollmentService, loadIssuingPki } = await trustModules();
     const token = requireOption(args, 'token');
     const csrPem = await readInputFile(requireOption(args, 'csr'), 'CSR');
     const out = requireOption(args, 'out');

@@ -1,9 +1,5 @@
-import pino from 'pino';
-import { startDeployment, type Deployment } from '../../server/deployment/deployment.js';
-import { storeRetryServe, storeTargets } from '../../server/deployment/store-connect.js';
-import { loadDeployment } from '../../server/materials/materials.js';
+import type { Deployment } from '../../server/deployment/deployment.js';
 import { SdcError } from '../../core/errors/index.js';
-import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 const commonOptions = {
@@ -21,7 +17,8 @@ const commonHelp = [
 ] as const;
 
 /** Every option checked before anything is loaded or opened, so a usage mistake is one line and nothing else happens. */
-function deploymentOptions(args: ParsedCommandArgs, withControlPlane: boolean) {
+async function deploymentOptions(args: ParsedCommandArgs, withControlPlane: boolean) {
+  const { storeTargets } = await import('../../server/deployment/store-connect.js');
   const redisUrl = args.values.redis as string | undefined;
   if (!withControlPlane && redisUrl === undefined) {
     throw new SdcError('CLI_USAGE', 'a separate gateway process needs --redis: the embedded stores live inside one process');
@@ -69,7 +66,12 @@ function untilSignal(): Promise<string> {
 
 async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boolean): Promise<number> {
   const dataDir = stringOption(args, 'dir', './data');
-  const options = deploymentOptions(args, withControlPlane);
+  const options = await deploymentOptions(args, withControlPlane);
+  // Loaded here, not at the top: the server's modules are most of the CLI's start-up time (`sdc --help`).
+  const [{ default: pino }, { startDeployment }, { storeRetryServe }, { loadDeployment }, { systemClock, systemRandom, systemScheduler }] = await Promise.all([
+    import('pino'), import('../../server/deployment/deployment.js'), import('../../server/deployment/store-connect.js'),
+    import('../../server/materials/materials.js'), import('../../runtime/system.js'),
+  ]);
   const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info' }, pino.destination(2));
   const names = (args.values['server-name'] as string[] | undefined) ?? [];
   const materials = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', ...names] });

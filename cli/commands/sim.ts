@@ -4,12 +4,10 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { commandStates } from '../../core/protocol/command-machine.js';
-import { runSimulation, type RunProgress, type RunResult, type SimCrypto } from '../../sim/run.js';
-import { builtinScenarioPath, loadScenario, type Scenario } from '../../sim/scenario.js';
-import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.js';
-import { runSwarm, swarmScenario } from '../../sim/swarm.js';
-import { modelAgentsMax, runModel } from '../../sim/model/run-model.js';
-import { describeValidation, validateModel } from '../../sim/validate-model.js';
+import type { RunResult, SimCrypto } from '../../sim/run.js';
+import type { Scenario } from '../../sim/scenario.js';
+import type { RealRunResult } from '../../sim/real/run-real.js';
+import { describeSimSummary, simProgress, simSummary, writeSimOutputs } from './sim-report.js';
 import { integerOption, readPasswordOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 /**
@@ -17,6 +15,18 @@ import { integerOption, readPasswordOption, requireOption, type CliIo, type Comm
  * (in `seed:` and in the reproduce line) must be one that --seed accepts back.
  */
 const seedMax = 2 ** 48 - 1;
+
+/**
+ * The simulator's runners, loaded when a run starts rather than at the top: they pull in the whole
+ * server and agent, which would otherwise be most of the start-up time of every `sdc` call.
+ */
+async function simRunners() {
+  const [{ runSimulation }, { runRealSimulation }, { runSwarm, swarmScenario }, { modelAgentsMax, runModel }, { describeValidation, validateModel }, { builtinScenarioPath, loadScenario }] = await Promise.all([
+    import('../../sim/run.js'), import('../../sim/real/run-real.js'), import('../../sim/swarm.js'), import('../../sim/model/run-model.js'), import('../../sim/validate-model.js'),
+    import('../../sim/scenario.js'),
+  ]);
+  return { runSimulation, runRealSimulation, runSwarm, swarmScenario, modelAgentsMax, runModel, describeValidation, validateModel, builtinScenarioPath, loadScenario };
+}
 
 /** --seed, or a random seed; with `runs` > 1 (a swarm) the last of the consecutive seeds stays within range too. */
 function seedOption(args: ParsedCommandArgs, runs = 1): number {
@@ -37,6 +47,7 @@ export function parseDurationMs(text: string): number {
 
 /** A built-in name (`smoke`), `swarm:S[:lossy]`, or a path to a scenario file. */
 async function resolveScenario(ref: string, args: { agents: number | undefined; safetyMs: number | undefined }): Promise<Scenario> {
+  const { builtinScenarioPath, loadScenario, swarmScenario } = await simRunners();
   const swarm = /^swarm:(\d+)(:lossy)?(:outages)?$/.exec(ref);
   if (swarm !== null) {
     return swarmScenario(Number(swarm[1]), { agents: args.agents ?? 200, safetyMs: args.safetyMs ?? 60_000, lossy: swarm[2] !== undefined, outages: swarm[3] !== undefined });
@@ -45,39 +56,8 @@ async function resolveScenario(ref: string, args: { agents: number | undefined; 
   return loadScenario(ref);
 }
 
-function progressBar(io: CliIo): (p: RunProgress) => void {
-  let lastPct = -1;
-  return (p) => {
-    const pct = Math.floor((100 * p.virtualMs) / p.totalMs);
-    if (pct === lastPct) return;
-    lastPct = pct;
-    const filled = Math.floor(pct / 4);
-    io.stderr(`\r[${'#'.repeat(filled)}${'.'.repeat(25 - filled)}] ${String(pct).padStart(3)}% ${p.phase} t=${Math.round(p.virtualMs / 1000)}s connected ${p.connected}/${p.agents} commands ${p.commands}`);
-  };
-}
-
 function csv(rows: ReadonlyArray<ReadonlyArray<string | number>>): string {
   return rows.map((row) => row.join(',')).join('\n') + '\n';
-}
-
-async function writeOutputs(dir: string, result: RunResult): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const { series, latencyHistogram, recentTrace, ...summary } = result;
-  await writeFile(join(dir, 'summary.json'), JSON.stringify({ ...summary, latencyHistogram, recentTrace }, null, 2) + '\n');
-  await writeFile(join(dir, 'online-agents.csv'), csv([['t_ms', 'online_agents'], ...series.map((s) => [s.t_ms, s.online_agents])]));
-  await writeFile(join(dir, 'commands-by-state.csv'), csv([['t_ms', ...commandStates], ...series.map((s) => [s.t_ms, ...commandStates.map((state) => s.commands[state])])]));
-  await writeFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...latencyHistogram.map((b) => [b.le_ms ?? '+Inf', b.count])]));
-}
-
-function describe(result: RunResult): string {
-  const checkers = Object.entries(result.checkers).map(([name, verdict]) => `${name}=${verdict}`).join(' ');
-  return [
-    `scenario ${result.scenario}: ${result.agents} agents, ${result.gateways} gateways, safety ${result.safetyMs} ms, liveness bound ${result.livenessBoundMs} ms`,
-    `trace hash ${result.traceHash} (${result.traceEvents} events)`,
-    `commands accepted ${result.counts.commands_accepted}, executions ${result.counts.executions}; converged ${result.convergedAfterMs === null ? 'no' : `${result.convergedAfterMs} ms after healing`}`,
-    'tier' in result ? `model tier: liveness=${result.checkers.liveness} (the other checkers watch the real code's stores and frames)` : `checkers: ${checkers}`,
-    `virtual ${result.virtualMs} ms in ${result.wallMs} ms wall, peak rss ${Math.round(result.peakRssBytes / 2 ** 20)} MiB`,
-  ].join('\n') + '\n';
 }
 
 /** --crypto real|model (full tier): the trace hash of a seed is the same with either (sim/model-crypto.ts). */
@@ -94,24 +74,22 @@ async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
   // The seed first, before anything can fail.
   (json ? io.stderr : io.stdout)(`seed: ${seed}\n`);
   const tier = tierOption(args);
+  const { modelAgentsMax, runModel, runSimulation } = await simRunners();
   const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, tier === 'model' ? modelAgentsMax : 20_000);
   const safetyMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : undefined;
   const scenario = await resolveScenario(scenarioRef, { agents, safetyMs });
-  const showProgress = args.values.progress === true || (process.stderr.isTTY === true && !json);
+  // A bar on a terminal (or with --progress), a line per 10 % of virtual time elsewhere (a log, CI).
+  const progress = simProgress(io, { bar: args.values.progress === true || io.stderrIsTty === true });
   const runOptions = {
     scenario, scenarioRef, seed, ...(agents === undefined ? {} : { agents }), ...(safetyMs === undefined ? {} : { safetyMs }),
-    ...(showProgress ? { onProgress: progressBar(io) } : {}),
+    onProgress: progress.onProgress,
   };
   const crypto = cryptoOption(args);
   const result = tier === 'model' ? runModel(runOptions) : await runSimulation({ ...runOptions, crypto });
-  if (showProgress) io.stderr('\n');
-  if (typeof args.values.out === 'string') await writeOutputs(args.values.out, result);
-  if (json) {
-    const { series: _series, ...rest } = result;
-    io.stdout(JSON.stringify(rest) + '\n');
-  } else {
-    io.stdout(describe(result));
-  }
+  progress.finish(result.safetyMs + result.livenessBoundMs);
+  const summary = simSummary(result, { scenario, tier, crypto });
+  if (typeof args.values.out === 'string') await writeSimOutputs(args.values.out, summary, result.series);
+  io.stdout(json ? JSON.stringify(summary) + '\n' : describeSimSummary(summary));
   if (result.violations.length > 0) {
     for (const violation of result.violations) io.stderr(`violation (${violation.checker}): ${violation.message}\n`);
     io.stderr(`reproduce with: ${result.reproduce}\n`);
@@ -136,14 +114,15 @@ async function runValidateCommand(args: ParsedCommandArgs, io: CliIo): Promise<n
   const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, 20_000);
   const safetyMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : undefined;
   const scenario = await resolveScenario(scenarioRef, { agents, safetyMs });
+  const { describeValidation, validateModel } = await simRunners();
   const report = await validateModel({
     scenario, scenarioRef, seed, ...(agents === undefined ? {} : { agents }), ...(safetyMs === undefined ? {} : { safetyMs }),
     onPhase: (tier) => io.stderr(`running the ${tier} tier...\n`),
   });
   const out = typeof args.values.out === 'string' ? args.values.out : undefined;
   if (out !== undefined) {
-    await writeOutputs(join(out, 'full'), report.full);
-    await writeOutputs(join(out, 'model'), report.model);
+    await writeSimOutputs(join(out, 'full'), simSummary(report.full, { scenario, tier: 'full', crypto: 'real' }), report.full.series);
+    await writeSimOutputs(join(out, 'model'), simSummary(report.model, { scenario, tier: 'model', crypto: 'real' }), report.model.series);
     await writeFile(join(out, 'validation.json'), JSON.stringify({ ok: report.ok, comparisons: report.comparisons }, null, 2) + '\n');
   }
   io.stdout(json ? JSON.stringify({ ok: report.ok, seed, scenario: report.scenario, agents: report.agents, safetyMs: report.safetyMs, comparisons: report.comparisons }) + '\n' : describeValidation(report));
@@ -158,6 +137,7 @@ async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<numb
   const baseSeed = seedOption(args, runs);
   io.stdout(`swarm: ${runs} runs from seed ${baseSeed}, ${agents} agents, safety ${safetyMs} ms\n`);
   const failures: RunResult[] = [];
+  const { runSwarm } = await simRunners();
   await runSwarm({
     runs, baseSeed, agents, safetyMs, lossy: args.values.lossy === true, outages: args.values.outages === true,
     onResult: (result) => {
@@ -219,6 +199,7 @@ async function runRealCommand(args: ParsedCommandArgs, io: CliIo): Promise<numbe
   const password = await readPasswordOption(args, io);
   const showProgress = args.values.progress === true || (process.stderr.isTTY === true && !json);
   const out = typeof args.values.out === 'string' ? args.values.out : undefined;
+  const { runRealSimulation } = await simRunners();
   const result = await runRealSimulation({
     url, caPem, admin, password, scenario, scenarioRef, seed,
     ...(agents === undefined ? {} : { agents }), ...(durationMs === undefined ? {} : { durationMs }), ...(processes === undefined ? {} : { processes }),
@@ -253,9 +234,9 @@ export const simCommand: Command = {
     ['--agents N', 'fleet size (default: the scenario\'s; 200 for --swarm)'],
     ['--duration D', 'safety phase length in virtual time: 500ms, 90s, 10m, 1h (default: the scenario\'s)'],
     ['--seed S', 'the run\'s seed (default: random, printed first); with --swarm the first seed'],
-    ['--out DIR', 'write summary.json and CSV time series there'],
-    ['--json', 'print the summary as JSON (the seed goes to stderr)'],
-    ['--progress', 'show the progress bar even when stderr is not a terminal'],
+    ['--out DIR', 'write summary.json, the CSV time series (online-agents.csv, commands-by-state.csv; the last row is the summary\'s final state) and latency-histogram.csv there'],
+    ['--json', 'print the summary as JSON: the run\'s result with gitCommit, resolvedScenario, latencyMs (p50/p90/p99/max), failuresByCode and final (the seed goes to stderr)'],
+    ['--progress', 'draw the progress bar even when stderr is not a terminal (otherwise a line per 10 % of virtual time there)'],
     ['--swarm K', 'run K consecutive seeds with random fault mixes; list failures; exit 1 if any'],
     ['--lossy', 'with --swarm: include in-connection loss, duplication and reordering'],
     ['--outages', 'with --swarm: include bus and SQL outages'],

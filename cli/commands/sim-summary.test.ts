@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { commandStates } from '../../core/protocol/command-machine.js';
+import { main } from '../main.js';
+import type { SimSummary } from './sim-report.js';
+
+/**
+ * The `sdc sim` summary (issue 9): the commit, the scenario as it ran, latency percentiles,
+ * failures by code, and a final state that is the CSVs' last row; without a terminal, progress
+ * lines every 10 % of virtual time that end at 100 %. Both tiers, on a small fleet.
+ */
+async function simOnce(tierArgs: string[]) {
+  const out = await mkdtemp(join(tmpdir(), 'sdc-sim-summary-'));
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['sim', ...tierArgs, '--agents', '3', '--duration', '10m', '--seed', '7', '--out', out, '--json'], {
+    stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, readStdin: async () => '', env: {}, stderrIsTty: false,
+  });
+  const lastRow = async (file: string) => (await readFile(join(out, file), 'utf8')).trimEnd().split('\n').at(-1)!.split(',').map(Number);
+  const files = {
+    summary: JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as SimSummary,
+    online: await lastRow('online-agents.csv'),
+    commands: await lastRow('commands-by-state.csv'),
+  };
+  await rm(out, { recursive: true, force: true });
+  return { code, stderr, summary: JSON.parse(stdout) as SimSummary, files };
+}
+
+for (const tier of ['full', 'model'] as const) {
+  test(`sdc sim --tier ${tier}: the summary carries the commit, the resolved scenario, percentiles and failures, and agrees with the CSVs' last rows`, async () => {
+    const { code, stderr, summary, files } = await simOnce(['--tier', tier]);
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(files.summary, summary, 'summary.json is the --json summary');
+    assert.match(summary.gitCommit ?? '', /^[0-9a-f]{40}$/);
+    assert.equal(summary.tier, tier);
+    assert.equal(summary.crypto, tier === 'full' ? 'real' : null);
+    // The smoke scenario with --agents and --duration applied, everything else from its file.
+    assert.equal(summary.resolvedScenario.name, 'smoke');
+    assert.equal(summary.resolvedScenario.agents, 3);
+    assert.equal(summary.resolvedScenario.safetyMs, 600_000);
+    assert.equal(summary.resolvedScenario.livenessBoundMs, summary.livenessBoundMs);
+    assert.equal(summary.resolvedScenario.commands.perMinute, 40);
+
+    const { count, p50Ms, p90Ms, p99Ms, maxMs } = summary.latencyMs;
+    assert.equal(count, summary.latencyHistogram.reduce((n, b) => n + b.count, 0));
+    assert.ok(count > 0, 'commands came back');
+    assert.ok(p50Ms! <= p90Ms! && p90Ms! <= p99Ms! && p99Ms! <= maxMs!, JSON.stringify(summary.latencyMs));
+
+    assert.ok(!('succeeded' in summary.failuresByCode));
+    const outcomes = Object.values(summary.outcomesByCode).reduce((a, b) => a + b, 0);
+    const failedOutcomes = Object.entries(summary.failuresByCode).filter(([key]) => !key.startsWith('refused:')).reduce((n, [, v]) => n + v, 0);
+    assert.equal(failedOutcomes, outcomes - (summary.outcomesByCode.succeeded ?? 0));
+
+    // The last CSV rows are the final sample, taken when the run ended, and the summary's totals.
+    // Ten virtual minutes sample every 4 s, so a run ending between samples would show a stale last row.
+    assert.deepEqual(files.online, [summary.virtualMs, summary.final.online_agents]);
+    assert.deepEqual(files.commands, [summary.virtualMs, ...commandStates.map((state) => summary.commandsByState[state])]);
+    assert.deepEqual(summary.final.commands, summary.commandsByState);
+    assert.equal(summary.final.online_agents, 3, 'converged: every agent online');
+    const total = commandStates.reduce((n, state) => n + summary.commandsByState[state], 0);
+    assert.equal(total, summary.counts.commands_accepted);
+
+    // Not a terminal: a line per 10 % of virtual time, from 0 to 100 %, never a bar.
+    const pcts = [...stderr.matchAll(/^sim: (\d+)% /gm)].map((m) => Number(m[1]));
+    assert.equal(pcts[0], 0);
+    assert.equal(pcts.at(-1), 100);
+    assert.ok(pcts.every((p, i) => p % 10 === 0 && (i === 0 || p > pcts[i - 1]!)), pcts.join(' '));
+    assert.doesNotMatch(stderr, /\r/);
+  });
+}
+
+test('sdc sim text summary names the commit, the percentiles, the failures and the final state', async () => {
+  let stdout = '';
+  const code = await main(['sim', '--tier', 'model', '--agents', '3', '--duration', '10s', '--seed', '3'], {
+    stdout: (t) => { stdout += t; }, stderr: () => undefined, readStdin: async () => '', env: {},
+  });
+  assert.equal(code, 0);
+  assert.match(stdout, /^sdc sim at commit [0-9a-f]{40}, model tier$/m);
+  assert.match(stdout, /^resolved scenario: \{"name":"smoke",.*"agents":3,.*"safetyMs":10000/m);
+  assert.match(stdout, /^round trip \(creation to device result\) of \d+: p50 \d+ ms, p90 \d+ ms, p99 \d+ ms, max \d+ ms$/m);
+  assert.match(stdout, /^failures by code: /m);
+  assert.match(stdout, /^at the end \(t=\d+ ms, the CSVs' last row\): 3\/3 agents online; commands /m);
+});

@@ -1,59 +1,13 @@
 #!/usr/bin/env node
 // The `sdc` command line. It runs the JavaScript in dist/ (`npm run build`, also run by `npm ci`
-// through `prepare`) when that build is current, and otherwise compiles the TypeScript sources on
-// load with tsx: a checkout being edited runs what is in it, an installed one starts in a fraction
-// of the time (tsx costs seconds of CPU per call, even for --help).
-//
-// "Current": no source file, folder or package file changed since the build started
-// (dist/build-info.json). Folder times count too, so an added, removed or renamed file is seen.
-// Tests are not compiled and do not count. Where the sources are absent (a container image holds
-// dist/ only) the build is current by definition. SDC_FROM_SOURCE=1 forces tsx.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+// through `prepare`) when that build is current for the sources beside it (bin/build-state.js),
+// and otherwise compiles the TypeScript sources on load with tsx: a checkout being edited runs
+// what is in it, an installed one starts in a fraction of the time (tsx costs seconds of CPU per
+// call, even for --help). SDC_FROM_SOURCE=1 forces tsx.
 import { fileURLToPath } from 'node:url';
+import { buildIsCurrent, readBuildInfo } from './build-state.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-
-function readBuildInfo() {
-  try {
-    return JSON.parse(readFileSync(join(root, 'dist', 'build-info.json'), 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-function mtimeMsOrZero(path) {
-  try {
-    return statSync(path).mtimeMs;
-  } catch {
-    return 0;
-  }
-}
-
-/** True when something under dir that the build compiles or copies changed after sinceMs. */
-function changedSince(dir, sinceMs) {
-  let entries;
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return false;
-  }
-  if (mtimeMsOrZero(dir) > sinceMs) return true;
-  for (const entry of entries) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (entry.name !== 'build' && entry.name !== 'node_modules' && changedSince(path, sinceMs)) return true;
-    } else if (!entry.name.endsWith('.test.ts') && mtimeMsOrZero(path) > sinceMs) {
-      return true;
-    }
-  }
-  return false;
-}
-
-function buildIsCurrent(info) {
-  return !info.sourceDirs.some((dir) => changedSince(join(root, dir), info.startedAtMs))
-    && !info.watchedFiles.some((file) => mtimeMsOrZero(join(root, file)) > info.startedAtMs);
-}
 
 async function loadTsx() {
   try {
@@ -64,15 +18,15 @@ async function loadTsx() {
 }
 
 async function loadMain() {
-  const info = process.env.SDC_FROM_SOURCE === '1' ? undefined : readBuildInfo();
-  if (info !== undefined && buildIsCurrent(info)) return import('../dist/cli/main.js');
+  const info = process.env.SDC_FROM_SOURCE === '1' ? undefined : readBuildInfo(root);
+  if (info !== undefined && buildIsCurrent(root, info)) return import('../dist/cli/main.js');
   const tsx = await loadTsx();
   if (tsx !== undefined) {
     tsx.register();
     return import('../cli/main.ts');
   }
   if (info !== undefined) {
-    // A production install without tsx whose sources were touched: the build is still the best we have.
+    // A production install without tsx whose sources were touched: the build is still the best there is.
     process.stderr.write('sdc: note: dist/ is older than the sources and tsx is not installed; running dist/ (npm run build to refresh)\n');
     return import('../dist/cli/main.js');
   }

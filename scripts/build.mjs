@@ -12,11 +12,14 @@
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const distDir = join(root, 'dist');
+// --out-dir DIR builds elsewhere (test/packaging builds into a temporary folder); default dist/.
+const { values: cliOptions } = parseArgs({ options: { 'out-dir': { type: 'string' } } });
+const distDir = cliOptions['out-dir'] === undefined ? join(root, 'dist') : resolve(cliOptions['out-dir']);
 /** The folders compiled, as in tsconfig.build.json; bin/sdc.js watches the same list (build-info.json). */
 const sourceDirs = ['core', 'runtime', 'trust', 'server', 'agent', 'kernel', 'sim', 'chaos', 'bench', 'cli'];
 /**
@@ -75,7 +78,7 @@ function build() {
     return 0;
   }
   const startedAtMs = Date.now();
-  const scratch = join(root, `.dist-build-${process.pid}`);
+  const scratch = join(dirname(distDir), `.dist-build-${process.pid}`);
   rmSync(scratch, { recursive: true, force: true });
   try {
     compile(tsc, scratch);

@@ -1,0 +1,141 @@
+// The built CLI (issue 9, start-up): `sdc` runs from dist/ without tsx, as an installed package or
+// the container image does, and --help loads none of the server's libraries; bin/build-state.js
+// tells a current build from a stale one.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { buildIsCurrent, readBuildInfo } from '../../bin/build-state.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+/** A build is one tsc run; generous for a machine busy with other work. */
+const buildTimeoutMs = 600_000;
+const runTimeoutMs = 120_000;
+/** Libraries that only running a service needs; `sdc --help` must load none of them. */
+const serviceLibraries = ['fastify', 'ioredis', '@peculiar/x509', 'koffi', 'ws', 'tsx', 'esbuild'];
+
+/**
+ * A package root like a production install: bin/, dist/ and node_modules without tsx and
+ * esbuild (so a fall-back to the sources could not even start), and no TypeScript sources.
+ */
+function productionLikeRoot(): { dir: string; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'sdc-built-cli-'));
+  cpSync(join(root, 'bin'), join(dir, 'bin'), { recursive: true });
+  cpSync(join(root, 'package.json'), join(dir, 'package.json'));
+  const info = readBuildInfo(root);
+  if (info !== undefined && buildIsCurrent(root, info)) {
+    symlinkSync(join(root, 'dist'), join(dir, 'dist'));
+  } else {
+    // The checkout's dist/ is missing or stale (sources being edited): build one for this test.
+    const build = spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs'), '--out-dir', join(dir, 'dist')], { encoding: 'utf8', timeout: buildTimeoutMs });
+    assert.equal(build.status, 0, `build failed: ${build.stderr}`);
+  }
+  mkdirSync(join(dir, 'node_modules'));
+  for (const name of readdirSync(join(root, 'node_modules'))) {
+    if (name !== 'tsx' && name !== 'esbuild' && name !== '.bin') symlinkSync(join(root, 'node_modules', name), join(dir, 'node_modules', name));
+  }
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A module-resolution hook that logs every resolved URL to a file: what a run loaded. */
+function writeModuleLogger(dir: string): string {
+  writeFileSync(join(dir, 'log-hooks.mjs'), [
+    "import { appendFileSync } from 'node:fs';",
+    'export async function resolve(specifier, context, next) {',
+    '  const result = await next(specifier, context);',
+    "  appendFileSync(process.env.SDC_TEST_MODULE_LOG, result.url + '\\n');",
+    '  return result;',
+    '}',
+  ].join('\n'));
+  const registerPath = join(dir, 'log-register.mjs');
+  writeFileSync(registerPath, "import { register } from 'node:module';\nregister('./log-hooks.mjs', import.meta.url);\n");
+  return registerPath;
+}
+
+describe('the built CLI', () => {
+  let install: { dir: string; cleanup(): void };
+  before(() => { install = productionLikeRoot(); });
+  after(() => install.cleanup());
+
+  test('sdc --version and --help run from dist/ without tsx installed', () => {
+    const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+    const versionRun = spawnSync(process.execPath, [join(install.dir, 'bin', 'sdc.js'), '--version'], { encoding: 'utf8', timeout: runTimeoutMs });
+    assert.equal(versionRun.stderr, '');
+    assert.equal(versionRun.status, 0);
+    assert.equal(versionRun.stdout, `sdc ${version}\n`);
+    const helpRun = spawnSync(process.execPath, [join(install.dir, 'bin', 'sdc.js'), 'serve', '--help'], { encoding: 'utf8', timeout: runTimeoutMs });
+    assert.equal(helpRun.status, 0, helpRun.stderr);
+    assert.match(helpRun.stdout, /--api-port/);
+  });
+
+  test('sdc --help loads none of the libraries that only a running service needs', () => {
+    const logPath = join(install.dir, 'modules.log');
+    writeFileSync(logPath, '');
+    const run = spawnSync(process.execPath, ['--import', writeModuleLogger(install.dir), join(install.dir, 'bin', 'sdc.js'), '--help'], {
+      encoding: 'utf8', timeout: runTimeoutMs, env: { ...process.env, SDC_TEST_MODULE_LOG: logPath },
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /serve/);
+    const loaded = readFileSync(logPath, 'utf8').split('\n').filter((url) => url.length > 0);
+    // The log itself works: the CLI's own entry point went through it.
+    assert.ok(loaded.some((url) => url.endsWith('/dist/cli/main.js')), `dist/cli/main.js not in the log: ${loaded.slice(0, 5).join(', ')}`);
+    const heavy = loaded.filter((url) => serviceLibraries.some((name) => url.includes(`/node_modules/${name}/`)));
+    assert.deepEqual(heavy, []);
+  });
+
+  test('sdc serve from dist/ still refuses a bad option in one line (the lazily loaded modules are found)', () => {
+    const run = spawnSync(process.execPath, [join(install.dir, 'bin', 'sdc.js'), 'gateway', '--dir', install.dir, '--gateway-id', 'gw-2', '--redis', 'not a url'], { encoding: 'utf8', timeout: runTimeoutMs });
+    assert.equal(run.status, 1, run.stderr);
+    assert.equal(run.stderr, "sdc: STORE_URL_INVALID: --redis 'not a url' is not a URL (expected redis://[:PASSWORD@]HOST[:PORT][/DB])\n");
+  });
+});
+
+describe('bin/build-state.js: is dist/ current?', () => {
+  const startedAtMs = Date.UTC(2026, 0, 1);
+  let dir: string;
+  const setMtime = (path: string, ms: number) => utimesSync(path, new Date(ms), new Date(ms));
+  /** A root built at startedAtMs, every source older than the build. */
+  function builtRoot(): void {
+    dir = mkdtempSync(join(tmpdir(), 'sdc-build-state-'));
+    mkdirSync(join(dir, 'dist'));
+    writeFileSync(join(dir, 'dist', 'build-info.json'), JSON.stringify({ startedAtMs, sourceDirs: ['core', 'cli'], watchedFiles: ['package.json'] }));
+    mkdirSync(join(dir, 'core', 'sub'), { recursive: true });
+    for (const file of ['package.json', 'core/a.ts', 'core/sub/b.ts', 'core/a.test.ts']) writeFileSync(join(dir, file), '');
+    for (const path of ['package.json', 'core/a.ts', 'core/sub/b.ts', 'core/a.test.ts', 'core/sub', 'core']) setMtime(join(dir, path), startedAtMs - 60_000);
+  }
+  const current = () => buildIsCurrent(dir, readBuildInfo(dir));
+
+  test('sources older than the build: current; a missing source folder counts as unchanged', () => {
+    builtRoot();
+    assert.equal(current(), true);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('an edited source file, an added file (its folder changes) or a newer package.json: stale', () => {
+    for (const touch of ['core/sub/b.ts', 'core/sub', 'package.json']) {
+      builtRoot();
+      setMtime(join(dir, touch), startedAtMs + 1_000);
+      assert.equal(current(), false, touch);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('an edited test file is not compiled and leaves the build current', () => {
+    builtRoot();
+    setMtime(join(dir, 'core/a.test.ts'), startedAtMs + 1_000);
+    assert.equal(current(), true);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('no build-info.json, or one that is not a build record: no build', () => {
+    builtRoot();
+    writeFileSync(join(dir, 'dist', 'build-info.json'), '{"startedAtMs":"yesterday"}');
+    assert.equal(readBuildInfo(dir), undefined);
+    rmSync(join(dir, 'dist'), { recursive: true });
+    assert.equal(readBuildInfo(dir), undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

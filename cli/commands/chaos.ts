@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import pino from 'pino';
 import { startChaosServer, toxiproxyDefaultPort } from '../../chaos/proxy/server.js';
 import { integerOption, stringOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
+import { matrixCommand } from './chaos-matrix-command.js';
 
 /** A default seed fits randomInt's range (below 2^48) and is printed, so a run can be replayed. */
 const seedMax = 2 ** 47;
@@ -43,6 +44,6 @@ const serve: Command = {
 
 export const chaosGroup: CommandGroup = {
   name: 'chaos',
-  summary: 'Fault injection: a Toxiproxy-compatible proxy (docs/chaos.md)',
-  commands: [serve],
+  summary: 'Fault injection: a Toxiproxy-compatible proxy, the fault matrix (docs/chaos.md)',
+  commands: [serve, matrixCommand],
 };

@@ -1,0 +1,104 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SdcError } from '../../core/errors/index.js';
+import { integerOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
+import { durationOption } from '../duration-option.js';
+import {
+  matrixFault, matrixFaults, matrixScenario, matrixShapeDefault, renderMatrixMarkdown, runMatrix, simulatorRunner,
+  type MatrixFault, type MatrixOptions, type MatrixReport, type MatrixTier,
+} from './chaos-matrix.js';
+
+/** Bounds: a matrix is a batch job, but one typo must not start a week of runs. */
+const seedsMax = 100_000;
+const agentsMax = 2_000;
+const durationSpec = { name: 'duration', fallbackMs: matrixShapeDefault.safetyMs, minMs: 10_000, maxMs: 3_600_000 };
+
+function faultsOption(args: ParsedCommandArgs): MatrixFault[] {
+  const raw = args.values.fault;
+  if (raw === undefined) return [...matrixFaults];
+  const names = (Array.isArray(raw) ? raw : [raw]).flatMap((value) => String(value).split(',')).map((name) => name.trim()).filter((name) => name.length > 0);
+  return names.map((name) => {
+    const fault = matrixFault(name);
+    if (fault === undefined) throw new SdcError('CLI_USAGE', `--fault ${name} is not one of ${matrixFaults.map((f) => f.name).join(', ')}`);
+    return fault;
+  });
+}
+
+function tierOption(args: ParsedCommandArgs): MatrixTier {
+  const tier = args.values.tier ?? 'full';
+  if (tier !== 'full' && tier !== 'model') throw new SdcError('CLI_USAGE', `--tier is full or model, got '${String(tier)}'`);
+  return tier;
+}
+
+/**
+ * With --out, every failing seed's scenario is written beside the matrix, so that `sdc sim`
+ * replays it with its trace and --out files (the matrix's own rerun line needs no file).
+ */
+async function writeMatrix(dir: string, report: MatrixReport, options: Pick<MatrixOptions, 'shape'>): Promise<MatrixReport> {
+  await mkdir(join(dir, 'scenarios'), { recursive: true });
+  const cells = await Promise.all(report.cells.map(async (cell) => ({
+    ...cell,
+    failed: await Promise.all(cell.failed.map(async (failed) => {
+      const fault = matrixFault(cell.fault)!;
+      const file = join(dir, 'scenarios', `${cell.fault}-${failed.seed}.json`);
+      await writeFile(file, `${JSON.stringify(matrixScenario(fault, failed.seed, options.shape), null, 2)}\n`);
+      const tier = report.tier === 'model' ? ' --tier model' : '';
+      return { ...failed, sim_reproduce: `sdc sim${tier} --seed ${failed.seed} --scenario ${file} --agents ${options.shape.agents} --duration ${options.shape.safetyMs}ms` };
+    })),
+  })));
+  const written = { ...report, cells };
+  await writeFile(join(dir, 'matrix.json'), `${JSON.stringify(written, null, 2)}\n`);
+  await writeFile(join(dir, 'matrix.md'), renderMatrixMarkdown(written));
+  return written;
+}
+
+export async function runMatrixCommand(args: ParsedCommandArgs, io: CliIo, run?: MatrixOptions['run']): Promise<number> {
+  const faults = faultsOption(args);
+  const seeds = integerOption(args, 'seeds', 10, 1, seedsMax);
+  const baseSeed = integerOption(args, 'base-seed', 1, 0, Number.MAX_SAFE_INTEGER - seedsMax);
+  const shape = { agents: integerOption(args, 'agents', matrixShapeDefault.agents, 1, agentsMax), safetyMs: durationOption(args, durationSpec) };
+  const tier = tierOption(args);
+  const verbose = args.values.verbose === true;
+  const commandLine = `sdc chaos matrix --seeds ${seeds} --base-seed ${baseSeed} --agents ${shape.agents} --duration ${shape.safetyMs}ms --tier ${tier}`
+    + (args.values.fault === undefined ? '' : ` --fault ${faults.map((f) => f.name).join(',')}`);
+  const runs = faults.length * seeds;
+  let done = 0;
+  io.stderr(`fault matrix: ${faults.length} faults x ${seeds} seeds = ${runs} runs (${tier} tier, ${shape.agents} agents, ${shape.safetyMs} ms safety)\n`);
+  const report = await runMatrix({
+    faults, seeds, baseSeed, shape, tier, run: run ?? await simulatorRunner(),
+    onRun(fault, seed, outcome) {
+      done += 1;
+      const failed = outcome.violations.length > 0;
+      if (verbose || failed) {
+        io.stderr(`[${done}/${runs}] ${fault} seed ${seed}: ${failed ? 'FAIL' : 'ok'}, converged ${outcome.convergedAfterMs ?? 'never'} ms after healing\n`);
+        for (const v of outcome.violations) io.stderr(`  ${v.checker}: ${v.message}\n`);
+      } else if (done % 25 === 0 || done === runs) io.stderr(`[${done}/${runs}]\n`);
+    },
+  }, commandLine);
+  const written = typeof args.values.out === 'string' ? await writeMatrix(args.values.out, report, { shape }) : report;
+  if (args.values.json === true) io.stdout(`${JSON.stringify(written)}\n`);
+  else io.stdout(renderMatrixMarkdown(written));
+  return report.cells.some((cell) => cell.failed.length > 0) ? 1 : 0;
+}
+
+export const matrixCommand: Command = {
+  name: 'matrix',
+  summary: 'Run every simulated fault alone over N seeds and tabulate, for each invariant, the seeds that held (matrix.json, matrix.md)',
+  usage: '[--seeds N] [--base-seed S] [--fault F[,F...]] [--agents N] [--duration 20s] [--tier full|model] [--out DIR] [--json] [--verbose]',
+  optionHelp: [
+    ['--seeds N', 'seeds per fault (default 10); seeds are S..S+N-1 for every fault'],
+    ['--base-seed S', 'the first seed (default 1)'],
+    ['--fault F', `only these faults (comma list or repeated): ${matrixFaults.map((f) => f.name).join(', ')}`],
+    ['--agents N', `fleet size of each run (default ${matrixShapeDefault.agents})`],
+    ['--duration D', `safety phase with the fault, virtual time (default ${matrixShapeDefault.safetyMs / 1000}s, at least 10s)`],
+    ['--tier T', 'full (default): the real control plane, gateways and agents, every checker; model: the fleet model, liveness only'],
+    ['--out DIR', 'write matrix.json, matrix.md and the scenario file of every failing seed'],
+    ['--json', 'print matrix.json instead of the table'],
+    ['--verbose', 'a line per run (failures are always printed)'],
+  ],
+  options: {
+    seeds: { type: 'string' }, 'base-seed': { type: 'string' }, fault: { type: 'string', multiple: true }, agents: { type: 'string' },
+    duration: { type: 'string' }, tier: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, verbose: { type: 'boolean' },
+  },
+  run: (args, io) => runMatrixCommand(args, io),
+};

@@ -46,6 +46,10 @@ export interface RealRunOptions {
   /** Wall ms allowed for every agent to come online (default 30 s + 20 ms per agent). */
   readonly onlineTimeoutMs?: number;
   readonly onProgress?: (line: string) => void;
+  /** Called once every agent is online, as the command schedule starts (`sdc chaos run` starts its faults here). */
+  readonly onCommandsStart?: () => void;
+  /** Awaited after the last command, before the drain (`sdc chaos run` heals its faults here, so the drain measures recovery). */
+  readonly beforeDrain?: () => Promise<void>;
 }
 
 export type { RealCheckerName, RealViolation } from './violations.js';
@@ -193,7 +197,9 @@ async function commandPhase(plan: RunPlan, api: OperatorApi, live: LiveStates, p
   const { deviceIds, accepted } = commands;
   const series = startSeries({ pool, accepted, spanMs: durationMs + scenario.livenessBoundMs });
   try {
+    plan.options.onCommandsStart?.();
     await runCommandSchedule({ api, pool, scenario, deviceIds, random: plan.random.commands, durationMs, accepted, counts: plan.counts });
+    await plan.options.beforeDrain?.();
     plan.progress(`${plan.counts.commands_accepted} commands accepted; waiting for terminal states`);
     const drainedAfterMs = await drainCommands({ api, pool, live, accepted, boundMs: scenario.livenessBoundMs, violations });
     return { drainedAfterMs, series: series.stop() };

@@ -7,6 +7,7 @@ import { commandStates } from '../../core/protocol/command-machine.js';
 import type { RunResult, SimCrypto } from '../../sim/run.js';
 import type { Scenario } from '../../sim/scenario.js';
 import type { RealRunResult } from '../../sim/real/run-real.js';
+import { gitCommit } from '../../bench/output.js';
 import { describeSimSummary, simProgress, simSummary, writeSimOutputs } from './sim-report.js';
 import { integerOption, readPasswordOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
@@ -156,10 +157,16 @@ async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<numb
 }
 
 /** The operator's password from stdin (first line) or SDC_PASSWORD; never from argv. */
-async function writeRealOutputs(dir: string, result: RealRunResult): Promise<void> {
+/** A --real run's summary: its result with the commit and the scenario as it ran, as the virtual runs report them. */
+function realSummary(result: RealRunResult, scenario: Scenario): Omit<RealRunResult, 'series'> & { gitCommit: string | null; resolvedScenario: Scenario } {
+  const { series: _series, ...rest } = result;
+  return { ...rest, gitCommit: gitCommit(), resolvedScenario: { ...scenario, agents: result.agents, safetyMs: result.durationMs } };
+}
+
+async function writeRealOutputs(dir: string, result: RealRunResult, scenario: Scenario): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const { series, ...summary } = result;
-  await writeFile(join(dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  const { series } = result;
+  await writeFile(join(dir, 'summary.json'), JSON.stringify(realSummary(result, scenario), null, 2) + '\n');
   await writeFile(join(dir, 'online-agents.csv'), csv([['t_ms', 'online_agents'], ...series.map((s) => [s.t_ms, s.online_agents])]));
   await writeFile(join(dir, 'commands-by-state.csv'), csv([['t_ms', ...commandStates], ...series.map((s) => [s.t_ms, ...commandStates.map((state) => s.commands[state])])]));
   await writeFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...result.latencyHistogram.map((b) => [b.le_ms ?? '+Inf', b.count])]));
@@ -170,6 +177,7 @@ function describeReal(result: RealRunResult): string {
   const states = Object.entries(result.commandsByState).filter(([, n]) => n > 0).map(([state, n]) => `${state} ${n}`).join(', ');
   return [
     `real run against ${result.url}: ${result.agents} agents over ${result.processes} processes, commands for ${result.durationMs} ms (wall time: not reproducible)`,
+    `sdc sim at commit ${gitCommit() ?? '(not a git checkout)'}`,
     `paired in ${result.pairingMs} ms, all online after ${result.onlineAfterMs} ms; online at the end: ${result.online.agents} agents, ${result.online.controlPlane} shown by the control plane`,
     `commands accepted ${result.counts.commands_accepted}, refused ${result.counts.commands_refused}, skipped ${result.counts.commands_skipped}; ${states || 'none'}; drained ${result.drainedAfterMs === null ? 'no' : `${result.drainedAfterMs} ms after the last command`}`,
     `checkers: ${checkers}`,
@@ -197,18 +205,17 @@ async function runRealCommand(args: ParsedCommandArgs, io: CliIo): Promise<numbe
     throw new SdcError('CLI_INPUT', `cannot read --ca ${caFile}: ${(error as Error).message}`);
   }
   const password = await readPasswordOption(args, io);
-  const showProgress = args.values.progress === true || (process.stderr.isTTY === true && !json);
   const out = typeof args.values.out === 'string' ? args.values.out : undefined;
   const { runRealSimulation } = await simRunners();
   const result = await runRealSimulation({
     url, caPem, admin, password, scenario, scenarioRef, seed,
     ...(agents === undefined ? {} : { agents }), ...(durationMs === undefined ? {} : { durationMs }), ...(processes === undefined ? {} : { processes }),
-    ...(out === undefined ? {} : { outDir: out }), ...(showProgress ? { onProgress: (line: string) => io.stderr(`${line}\n`) } : {}),
+    // A line at each step (login, every 50 paired, online, drained): lines, so on a terminal or not.
+    ...(out === undefined ? {} : { outDir: out }), onProgress: (line: string) => io.stderr(`${line}\n`),
   });
-  if (out !== undefined) await writeRealOutputs(out, result);
+  if (out !== undefined) await writeRealOutputs(out, result, scenario);
   if (json) {
-    const { series: _series, ...rest } = result;
-    io.stdout(JSON.stringify(rest) + '\n');
+    io.stdout(JSON.stringify(realSummary(result, scenario)) + '\n');
   } else {
     io.stdout(describeReal(result));
   }

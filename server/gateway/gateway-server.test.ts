@@ -185,10 +185,9 @@ describe('gateway over TLS 1.3 + WebSocket', () => {
   });
 
   it('reports a silent device offline after it was online, and closes its session', async () => {
-    // Its own gateway with a short heartbeat. The exact deadline (1.5 heartbeat intervals after the
-    // last frame, not before) is proven on virtual time in presence-timeout.test.ts; here only a
-    // lower bound that holds however busy the machine is: the gateway heard AUTH after the
-    // connection started, on the same (system) clock.
+    // Its own gateway with a short heartbeat. The deadline (1.5 heartbeat intervals after the last
+    // frame, not before) is proven on virtual time in presence-timeout.test.ts; here the same path
+    // over TLS, by outcome and order only.
     const heartbeatIntervalMs = 400;
     const silentStores = embeddedStores();
     const silentCore = makeCore(silentStores, { heartbeatIntervalMs, authTimeoutMs: 30_000 });
@@ -198,17 +197,15 @@ describe('gateway over TLS 1.3 + WebSocket', () => {
     });
     const silentEvents = new StreamReader(silentStores.bus);
     try {
-      const connectStartedMs = Date.now();
       const { agent, ws } = await connectTls(silentServer.address.url, await gpki.issueDevice('dev-silent'), gpki.serverTls.caPem);
       sockets.push(ws);
       const presence = () => silentEvents.entries.filter((e) => e.kind === 'presence' && e.data.device_id === 'dev-silent');
       await silentEvents.waitFor(() => presence().some((e) => e.kind === 'presence' && !e.data.online));
       assert.ok(agent.ready, 'the session was ready before it went silent');
       assert.deepEqual(presence().map((e) => e.kind === 'presence' && e.data.online), [true, false], 'online, then offline once');
-      const offline = presence()[1];
-      assert.ok(offline?.kind === 'presence');
-      const silenceMs = Math.ceil(1.5 * heartbeatIntervalMs);
-      assert.ok(offline.data.at_ms >= connectStartedMs + silenceMs, `offline ${offline.data.at_ms - connectStartedMs} ms after the connection started`);
+      const [online, offline] = presence();
+      assert.ok(online?.kind === 'presence' && offline?.kind === 'presence');
+      assert.ok(offline.data.at_ms >= online.data.at_ms, 'the gateway reported offline after online, on its own clock');
       assert.equal(await silentStores.kv.get(kvKeys.presence('dev-silent')), null);
       await eventually(() => agent.closed, 1_000, 'close');
       assert.equal(agent.closed?.code, 4000);

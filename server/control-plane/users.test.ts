@@ -27,14 +27,16 @@ for (const pair of pairs) {
     });
 
     it('lists by name in pages, without password hashes', async () => {
-      for (const name of ['carol', 'alice', 'bob']) await add(name, 'viewer');
+      for (const name of ['carol', 'alice', 'bob@example.org']) await add(name, 'viewer');
       const first = await h.cp.auth.users.list({ limit: 2 });
-      assert.deepEqual(first.items.map((u) => u.name), ['alice', 'bob']);
+      assert.deepEqual(first.items.map((u) => u.name), ['alice', 'bob@example.org']);
       assert.ok(first.next_cursor);
+      // The cursor ends on a name with an '@', which user names may hold.
       const second = await h.cp.auth.users.list({ limit: 2, cursor: first.next_cursor });
       assert.deepEqual(second.items.map((u) => u.name), ['carol']);
       assert.equal(second.next_cursor, null);
       assert.ok(!JSON.stringify(first).includes('scrypt'));
+      await assert.rejects(h.cp.auth.users.list({ cursor: 'not*a*cursor' }), refusedWith('API_CURSOR_INVALID'));
     });
 
     it('refuses to remove or demote the last admin, and allows it once another admin exists', async () => {

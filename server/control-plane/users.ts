@@ -4,7 +4,7 @@ import type { RandomSource } from '../../core/ports/ports.js';
 import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { ConcurrencyGate } from './concurrency-gate.js';
 import { newId } from './context.js';
-import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
+import { pageLimit } from './pagination.js';
 import { checkPasswordStrength, hashPassword, scryptConcurrencyLimits, verifyPassword } from './passwords.js';
 
 export type Role = PolicyRole;
@@ -32,6 +32,16 @@ export function isRole(value: unknown): value is Role {
 /** Rank for role checks: viewer < operator < approver < admin. */
 export function roleRank(role: Role): number {
   return roles.indexOf(role);
+}
+
+/**
+ * The last name of the previous page, from its cursor (the name in base64url). Its own format, not
+ * pagination.ts's `<integer>.<id>`, whose ids may not hold the `@` a user name may.
+ */
+function userCursorName(cursor: string): string {
+  const name = cursor.length <= 256 ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  if (!userNamePattern.test(name)) throw new SdcError('API_CURSOR_INVALID', 'cursor is not one this server issued');
+  return name;
 }
 
 export function requireUserName(name: string): string {
@@ -83,14 +93,14 @@ export class UserDirectory {
   /** One page of users by name (keyset: the cursor is the last name shown). */
   async list(options: { limit?: number; cursor?: string }): Promise<{ items: User[]; next_cursor: string | null }> {
     const limit = pageLimit(options.limit);
-    const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor)[1];
+    const after = options.cursor === undefined ? undefined : userCursorName(options.cursor);
     const rows = await this.#db.query<UserRow>(
       `SELECT id, name, role, created_at FROM users${after === undefined ? '' : ' WHERE name > ?'} ORDER BY name ASC LIMIT ${limit + 1}`,
       after === undefined ? [] : [after],
     );
     const items = rows.slice(0, limit).map(userOf);
     const last = items.at(-1);
-    return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(['0', last.name]) : null };
+    return { items, next_cursor: rows.length > limit && last !== undefined ? Buffer.from(last.name, 'utf8').toString('base64url') : null };
   }
 
   /**

@@ -10,21 +10,25 @@ export const realCheckerNames: readonly RealCheckerName[] = ['none_lost', 'at_mo
 /** A run reports the first violations; a broken run would otherwise print one line per command. */
 const violationsKeptMax = 50;
 
-/** The violations every step of a `--real` run reports, bounded. */
+/** The violations every step of a `--real` run reports: the messages bounded, the verdicts complete. */
 export class ViolationLog {
   readonly #kept: RealViolation[] = [];
+  /** Every checker that reported, also once the messages are full: a dropped message still fails its checker. */
+  readonly #failed = new Set<RealCheckerName>();
 
   add(checker: RealCheckerName, message: string): void {
+    this.#failed.add(checker);
     if (this.#kept.length < violationsKeptMax) this.#kept.push({ checker, message });
   }
 
+  /** The first violationsKeptMax violations. */
   get all(): readonly RealViolation[] {
     return this.#kept;
   }
 
   /** Each checker's verdict: fail when it reported a violation. */
   verdicts(): Record<RealCheckerName, 'pass' | 'fail'> {
-    const failed = new Set(this.#kept.map((v) => v.checker));
+    const failed = this.#failed;
     return Object.fromEntries(realCheckerNames.map((name) => [name, failed.has(name) ? 'fail' : 'pass'])) as Record<RealCheckerName, 'pass' | 'fail'>;
   }
 }

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { CommandState } from '../../core/protocol/command-machine.js';
+import { SeededRandom } from '../../core/random/prng.js';
+import { builtinScenarioPath, loadScenario } from '../scenario.js';
+import { AcceptedCommands } from './command-schedule.js';
+import { planFleet } from './fleet.js';
+import type { LiveStates } from './live-states.js';
+import type { WorkerStatus } from './messages.js';
+import { checkCommandRecords, type CommandRecord } from './outside-checks.js';
+import { realCheckerNames, ViolationLog } from './violations.js';
+
+// The steps of `sdc sim --real` that need no deployment; test/e2e/sim-real.test.ts runs them all against one.
+
+describe('sim --real: planFleet', () => {
+  it('draws the same seeds, clock skews and start delays from the same seed, within the ramp and the skew bound', async () => {
+    const smoke = await loadScenario(builtinScenarioPath('smoke'));
+    const scenario = { ...smoke, faults: { ...smoke.faults, clockSkewMsMax: 2_000 } };
+    const plan = (seed: number) => planFleet({ seed, agentCount: 300, scenario, random: new SeededRandom(seed).fork(), workDir: '/w' });
+    const drawn = (agents: ReturnType<typeof plan>) => agents.map((a) => [a.seed, a.clockSkewMs, a.startDelayMs]);
+    const first = plan(7);
+    assert.deepEqual(drawn(plan(7)), drawn(first));
+    assert.notDeepEqual(drawn(plan(8)), drawn(first));
+    // The ramp is 5 ms per agent (1 to 20 s): 1.5 s for 300 agents.
+    assert.ok(first.every((a) => a.startDelayMs >= 0 && a.startDelayMs < 1_500));
+    assert.ok(first.every((a) => Math.abs(a.clockSkewMs) <= 2_000));
+    assert.ok(first.some((a) => a.clockSkewMs !== 0));
+    assert.equal(new Set(first.map((a) => a.deviceId)).size, 300);
+    assert.match(first[0]!.deviceId, /^simr-7-[0-9a-f]{6}-00001$/);
+    assert.equal(first[0]!.dir, `/w/agents/${first[0]!.deviceId}`);
+  });
+});
+
+describe('sim --real: ViolationLog', () => {
+  it('keeps the first 50 violations and fails exactly the checkers that reported one', () => {
+    const log = new ViolationLog();
+    for (let i = 0; i < 60; i += 1) log.add('liveness', `late ${i}`);
+    log.add('presence', 'never kept: the log is full');
+    assert.equal(log.all.length, 50);
+    assert.equal(log.all.at(-1)!.message, 'late 49');
+    const verdicts = log.verdicts();
+    assert.deepEqual(Object.keys(verdicts).sort(), [...realCheckerNames].sort());
+    assert.deepEqual(Object.entries(verdicts).filter(([, v]) => v === 'fail').map(([name]) => name).sort(), ['liveness', 'presence']);
+  });
+});
+
+describe('sim --real: AcceptedCommands', () => {
+  it('counts a command the live stream has not named yet as queued, and lists the unfinished', () => {
+    const states = new Map<string, CommandState>([['a', 'succeeded'], ['b', 'executing']]);
+    const live: LiveStates = { get: (id) => states.get(id), set: (id, s) => { states.set(id, s); }, ended: false, close: () => undefined };
+    const accepted = new AcceptedCommands(live);
+    accepted.ids.push('a', 'b', 'c');
+    const byState = accepted.byState();
+    assert.deepEqual([byState.succeeded, byState.executing, byState.queued], [1, 1, 1]);
+    assert.deepEqual(accepted.unfinished(), ['b', 'c']);
+  });
+});
+
+describe('sim --real: checkCommandRecords', () => {
+  const status: WorkerStatus = { agents: 0, started: 0, connected: 0, sessionsReady: 0, sessionsClosed: 0, executions: 0, rejections: 0, kernelCalls: 0, violations: 0 };
+  const at = (state: CommandState, atMs: number, event?: string) => ({ state, at_ms: atMs, ...(event === undefined ? {} : { detail: { event } }) });
+  const succeeded = (id: string, rttMs: number): CommandRecord => ({
+    id, state: 'succeeded', history: [at('queued', 1_000, 'create'), at('sent', 1_001, 'deliver'), at('succeeded', 1_000 + rttMs, 'succeed')],
+  });
+
+  it('passes a clean run and buckets each device result by its round trip', () => {
+    const records = [succeeded('c1', 40), succeeded('c2', 700)];
+    const violations = new ViolationLog();
+    const checked = checkCommandRecords({ records, accepted: ['c1', 'c2'], collection: { executions: new Map([['c1', 1], ['c2', 1]]), connected: new Set(), status }, violations });
+    assert.deepEqual(violations.all, []);
+    assert.equal(checked.commandsByState.succeeded, 2);
+    assert.deepEqual(checked.latencyHistogram.filter((b) => b.count > 0), [{ le_ms: 50, count: 1 }, { le_ms: 1_000, count: 1 }]);
+  });
+
+  it('reports a command run twice, a success no kernel saw, a never-run state that ran, and a command that is not terminal', () => {
+    const expired: CommandRecord = { id: 'c3', state: 'expired', history: [at('queued', 1_000, 'create'), at('expired', 2_000, 'expire')] };
+    const open: CommandRecord = { id: 'c4', state: 'executing', history: [at('queued', 1_000, 'create')] };
+    const records = [succeeded('c1', 40), succeeded('c2', 40), expired, open];
+    const violations = new ViolationLog();
+    checkCommandRecords({ records, accepted: ['c1', 'c2', 'c3', 'c4'], collection: { executions: new Map([['c1', 2], ['c3', 1]]), connected: new Set(), status }, violations });
+    const found = (checker: string) => violations.all.filter((v) => v.checker === checker).map((v) => v.message);
+    assert.deepEqual(found('at_most_once'), ['command c1 took effect 2 times']);
+    assert.deepEqual(found('ran_once'), ['command c1 succeeded with 2 kernel executions', 'command c2 succeeded with 0 kernel executions']);
+    assert.deepEqual(found('not_executed'), ['command c3 is expired, which guarantees it never ran, but took effect 1 times']);
+    assert.equal(found('none_lost').length, 1);
+    assert.match(found('none_lost')[0]!, /c4/);
+  });
+});

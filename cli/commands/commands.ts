@@ -1,6 +1,6 @@
 import { SdcError } from '../../core/errors/index.js';
 import { commandTerminalStates, type CommandState } from '../../core/protocol/command-machine.js';
-import { opcodes } from '../../core/protocol/messages/opcodes.js';
+import { opcodeNames as opcodes } from '../../core/protocol/messages/opcode-names.js';
 import { requireOption, type CliIo, type Command, type CommandGroup } from '../command.js';
 import { apiClient, onePositional, segment, type ApiClient } from '../api-client.js';
 import { durationOption, durationOptions, type DurationOptionSpec } from '../duration-option.js';

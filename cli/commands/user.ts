@@ -1,5 +1,4 @@
 import { SdcError } from '../../core/errors/index.js';
-import { openControlPlaneDatabase } from '../../server/control-plane/database.js';
 import { roles, UserDirectory } from '../../server/control-plane/users.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
 import { integerOption, passwordEnv, readPasswordOption, requireOption, stringOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
@@ -29,6 +28,8 @@ const add: Command = {
     const dataDir = stringOption(args, 'dir', './data');
     // The embedded database lives in the data directory; MySQL does not need one.
     if (typeof mysqlUrl !== 'string') await requireInitialisedDataDir(dataDir);
+    // Imported here, not at the top: the SQL drivers and migrations would cost every start of the CLI (`sdc --help`).
+    const { openControlPlaneDatabase } = await import('../../server/control-plane/database.js');
     const db = await openControlPlaneDatabase({ dataDir, clock: systemClock, ...(typeof mysqlUrl === 'string' ? { mysqlUrl } : {}) });
     try {
       const user = await new UserDirectory({ db, random: systemRandom }).add({ name, role, password, nowMs: systemClock.nowMs() });

@@ -106,7 +106,11 @@ describe('bin/build-state.js: is dist/ current?', () => {
     for (const file of ['package.json', 'core/a.ts', 'core/sub/b.ts', 'core/a.test.ts']) writeFileSync(join(dir, file), '');
     for (const path of ['package.json', 'core/a.ts', 'core/sub/b.ts', 'core/a.test.ts', 'core/sub', 'core']) setMtime(join(dir, path), startedAtMs - 60_000);
   }
-  const current = () => buildIsCurrent(dir, readBuildInfo(dir));
+  const current = () => {
+    const info = readBuildInfo(dir);
+    assert.ok(info !== undefined, 'the build record is read');
+    return buildIsCurrent(dir, info);
+  };
 
   test('sources older than the build: current; a missing source folder counts as unchanged', () => {
     builtRoot();

@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import type { OpcodeName } from './opcode-names.js';
 
 /**
  * Command opcodes and their argument schemas. The kernel contract (kernel/contract.json)
@@ -21,7 +22,7 @@ export const opcodeArgs = {
   }, { additionalProperties: false }),
   EXEC_COMMIT_UPDATE: Type.Object({ version: Version }, { additionalProperties: false }),
   EXEC_ROLLBACK_UPDATE: NoArgs,
-} as const satisfies Record<string, TSchema>;
+} as const satisfies Record<OpcodeName, TSchema>;
 
 export type Opcode = keyof typeof opcodeArgs;
 export const opcodes = Object.keys(opcodeArgs) as Opcode[];

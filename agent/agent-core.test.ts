@@ -1,4 +1,5 @@
 import { describe, it } from 'node:test';
+import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
@@ -17,6 +18,7 @@ import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-br
 import { createSyntheticMetricsSource } from './telemetry/synthetic-metrics.js';
 
 const provider = createNodeEd25519Provider();
+const sessionCrypto = createNodeSessionKeyCrypto();
 const deviceId = 'dev-1';
 const heartbeatIntervalMs = 10_000;
 const telemetryIntervalMs = 5_000;
@@ -72,7 +74,7 @@ class Harness {
       resolveGatewayKey: (kid) => (kid === gatewayKid('gw-1') ? provider.publicKeyFromSeed(this.keys.gateway) : undefined),
       resolveCommandKey: (kid) => (kid === 'cp:test' ? provider.publicKeyFromSeed(this.keys.commands) : undefined),
       kernel, journal: this.journal, clock: { nowMs: () => this.time.nowMs() + this.agentSkewMs }, random: this.random, scheduler: this.time,
-      telemetrySource: createSyntheticMetricsSource({ random: this.random }), telemetryIntervalMs, agentVersion: 'test/1',
+      telemetrySource: createSyntheticMetricsSource({ random: this.random }), telemetryIntervalMs, agentVersion: 'test/1', sessionCrypto,
       onEvent: (event) => this.events.push(event),
     });
     this.core.start();
@@ -87,6 +89,7 @@ class Harness {
     const gateway = new GatewayConnection({
       deviceId, signer: { kid: gatewayKid('gw-1'), seed: this.keys.gateway, provider }, gatewayId: 'gw-1', sessionId: `session-${this.#sessions}`,
       devicePublicKey: provider.publicKeyFromSeed(this.keys.device), random: this.random, heartbeatIntervalMs, authTimeoutMs: 5_000, sessionToken: 'token',
+      sessionMac: { crypto: sessionCrypto, random: this.random },
     });
     this.gateway = gateway;
     this.handle = this.core.onConnected({
@@ -156,7 +159,7 @@ describe('agent core', () => {
   it('authenticates with the device key and reports the journal high-water mark', async () => {
     const h = await readyHarness();
     const auth = h.received.flatMap((r) => r.events).find((e) => e.kind === 'authenticated');
-    assert.deepEqual(auth, { kind: 'authenticated', deviceId, sessionId: 'session-1', lastCommandSeq: 0, agentVersion: 'test/1', clockOffsetMs: 0 });
+    assert.deepEqual(auth, { kind: 'authenticated', deviceId, sessionId: 'session-1', lastCommandSeq: 0, agentVersion: 'test/1', clockOffsetMs: 0, sessionMac: true });
     assert.equal(h.core.isReady, true);
     assert.equal(h.gateway.state, 'ready');
   });

@@ -1,7 +1,7 @@
 import { SdcError, type ErrorCode } from '../core/errors/index.js';
 import type { MessageBody } from '../core/protocol/messages/catalog.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
-import type { Clock, RandomSource, Scheduler, Sha256, TimerHandle } from '../core/ports/ports.js';
+import type { Clock, RandomSource, Scheduler, SessionKeyCrypto, Sha256, TimerHandle } from '../core/ports/ports.js';
 import { hexFromBytes } from '../core/crypto/bytes.js';
 import { nobleSha256 } from '../core/crypto/sha256-noble.js';
 import { AgentConnection, type AgentEvent } from '../core/protocol/session/agent-connection.js';
@@ -60,6 +60,11 @@ export interface AgentCoreOptions {
   scheduler: Scheduler;
   /** Hashes the TELEMETRY chain (prev_hash); default the pure @noble/hashes one, runtime passes node:crypto's. */
   sha256?: Sha256;
+  /**
+   * X25519, HKDF and HMAC for the session MAC (ADR 0004): offered at every AUTH, so HEARTBEAT and
+   * TELEMETRY are MAC'd instead of signed when the gateway agrees. Absent: every frame is signed.
+   */
+  sessionCrypto?: SessionKeyCrypto;
   logger?: AgentLogger;
   telemetrySource: TelemetrySource;
   telemetryIntervalMs: number;
@@ -218,6 +223,7 @@ class DefaultAgentCore implements AgentCore {
     const connection = new AgentConnection({
       deviceId: this.#o.deviceId, signer: this.#o.signer, resolveGatewayKey: this.#o.resolveGatewayKey,
       agentVersion: this.#o.agentVersion, lastCommandSeq: this.#o.journal.highestExecutedSeq(),
+      ...(this.#o.sessionCrypto === undefined ? {} : { sessionMac: { crypto: this.#o.sessionCrypto, random: this.#o.random } }),
     });
     const live: LiveConnection = {
       connection, transport, heartbeatIntervalMs: 0, resultsSinceHeartbeat: [], heartbeatsInFlight: [], lastHeardMs: this.#o.clock.nowMs(),

@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, openSync, closeSync, fstatSync, readSync } from 'node:fs';
+import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
 import { join, resolve, sep } from 'node:path';
 import pino from 'pino';
 import { SdcError } from '../core/errors/index.js';
@@ -75,7 +76,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   const core = createAgentCore({
     deviceId: current.deviceId, signer: { kid: deviceKid(current.deviceId), seed: current.seed, provider },
     resolveGatewayKey: pinnedKeyResolver(current.trust.gateway_keys), resolveCommandKey: pinnedKeyResolver(current.trust.command_keys),
-    kernel, journal, clock: options.clock, random: options.random, scheduler: options.scheduler, sha256: nodeSha256, logger,
+    kernel, journal, clock: options.clock, random: options.random, scheduler: options.scheduler, sha256: nodeSha256, sessionCrypto: createNodeSessionKeyCrypto(), logger,
     telemetrySource: createHostMetricsSource({ clock: options.clock, dataDir: options.dir }),
     telemetryIntervalMs: options.telemetryIntervalMs, agentVersion,
     artifactPath: (args) => join(options.dir, 'updates', `${args.version}.bin`),

@@ -1,4 +1,5 @@
 import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreEvent } from '../agent/agent-core.js';
+import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
 import type { KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { createSyntheticMetricsSource } from '../agent/telemetry/synthetic-metrics.js';
 import type { GatewayCore } from '../server/gateway/gateway-core.js';
@@ -40,6 +41,7 @@ export interface SimAgentOptions {
   readonly preferredGateway: number;
 }
 
+const simSessionCrypto = createNodeSessionKeyCrypto();
 const reconnectBaseMs = 500;
 const reconnectMaxMs = 8_000;
 
@@ -100,6 +102,8 @@ export class SimAgent {
       scheduler: world.time,
       // node:crypto's SHA-256 for the TELEMETRY chain, as the real agent runtime passes (same digests, a fraction of the pure-JS cost).
       sha256: nodeSha256,
+      // The session MAC as the real agent offers it; X25519 keys from the seeded source, so a seed keeps one trace.
+      sessionCrypto: simSessionCrypto,
       telemetrySource: createSyntheticMetricsSource({ random: this.#o.random }),
       telemetryIntervalMs: world.telemetryIntervalMs,
       agentVersion: 'sim/1',

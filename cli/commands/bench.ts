@@ -4,6 +4,7 @@ import { simBenchCommand } from './bench-sim.js';
 import { roundtripBenchCommand } from './bench-roundtrip.js';
 import { ioctlBenchCommand } from './bench-ioctl.js';
 import { busBenchCommand } from './bench-bus.js';
+import { ingestBenchCommand } from './bench-ingest.js';
 
 /** `sdc bench <name>`: each benchmark module exports its Command; add one import and one entry. */
 export const benchGroup: CommandGroup = {
@@ -15,5 +16,6 @@ export const benchGroup: CommandGroup = {
     roundtripBenchCommand,
     ioctlBenchCommand,
     busBenchCommand,
+    ingestBenchCommand,
   ],
 };

@@ -15,6 +15,7 @@ import { agentErrors } from './codes/agent.js';
 import { gatewayErrors } from './codes/gateway.js';
 import { simErrors } from './codes/sim.js';
 import { chaosErrors } from './codes/chaos.js';
+import { benchErrors } from './codes/bench.js';
 
 /**
  * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
@@ -37,6 +38,7 @@ export const errorRegistry = {
   ...gatewayErrors,
   ...simErrors,
   ...chaosErrors,
+  ...benchErrors,
 } as const;
 
 export type ErrorCode = keyof typeof errorRegistry;
@@ -59,6 +61,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'gateway', table: gatewayErrors },
   { name: 'sim', table: simErrors },
   { name: 'chaos', table: chaosErrors },
+  { name: 'bench', table: benchErrors },
 ];
 
 export function isErrorCode(value: unknown): value is ErrorCode {

@@ -1,9 +1,9 @@
 import { SdcError } from '../errors/index.js';
-import { base64urlFromBytes, bytesFromBase64url, concatBytes } from '../crypto/bytes.js';
+import { base64urlFromBytes, bytesEqualConstantTime, bytesFromBase64url, concatBytes } from '../crypto/bytes.js';
 import { canonicalBytes } from './canonical-json.js';
 import type { JsonObject, JsonValue } from './json-value.js';
 import type { ProtocolLimits } from './limits.js';
-import type { Ed25519Provider } from '../ports/ports.js';
+import type { Ed25519Provider, SessionKeyCrypto } from '../ports/ports.js';
 import { parseStrictJson } from './strict-json.js';
 import { deviceIdPatternSource } from './device-id.js';
 
@@ -27,10 +27,15 @@ export interface EnvelopeFields {
   body: JsonObject;
 }
 
+/** The session MAC's algorithm and key id (ADR 0004): HMAC-SHA256 under a key agreed at AUTH. */
+export const envelopeMacAlg = 'HMAC-SHA256';
+export const envelopeMacKid = 'session';
+
 export interface EnvelopeSignature {
-  alg: typeof envelopeSignatureAlg;
+  /** Ed25519, or HMAC-SHA256 with kid `session` for the frames session-mac.ts names. */
+  alg: typeof envelopeSignatureAlg | typeof envelopeMacAlg;
   kid: string;
-  /** 64-byte Ed25519 signature, unpadded base64url. */
+  /** 64-byte Ed25519 signature or 32-byte HMAC tag, unpadded base64url. */
   value: string;
 }
 
@@ -187,6 +192,48 @@ export function verifyEnvelope({ envelope, resolveKey, provider }: VerifyEnvelop
   const signature = bytesFromBase64url(value, { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', name: 'sig.value', length: 64 });
   if (!provider.verify(publicKey, envelopeSigningInput(checked), signature)) {
     throw new SdcError('CRYPTO_SIGNATURE_INVALID', `envelope ${checked.id} signature does not verify with kid ${JSON.stringify(kid)}`, { kid, id: checked.id });
+  }
+  return checked;
+}
+
+export interface MacEnvelopeInput {
+  fields: EnvelopeFields;
+  /** 32-byte HMAC-SHA256 key (one direction of a session, session-mac.ts). */
+  key: Uint8Array;
+  crypto: SessionKeyCrypto;
+}
+
+/**
+ * Authenticates the fields with the session MAC instead of a signature: the same signing input
+ * (prefix and canonical fields), so a MAC'd and a signed frame differ only in `sig`.
+ */
+export function macEnvelope({ fields, key, crypto }: MacEnvelopeInput): SignedEnvelope {
+  const checked = parseEnvelopeFields(fields as unknown as JsonValue);
+  const tag = crypto.hmacSha256(key, envelopeSigningInput(checked));
+  return { ...checked, sig: { alg: envelopeMacAlg, kid: envelopeMacKid, value: base64urlFromBytes(tag) } };
+}
+
+export interface VerifyEnvelopeMacInput {
+  envelope: SignedEnvelope;
+  key: Uint8Array;
+  crypto: SessionKeyCrypto;
+}
+
+/**
+ * Checks a session MAC in constant time; returns the envelope when it verifies. Throws
+ * CRYPTO_UNSUPPORTED_ALG (not a session MAC), CRYPTO_UNKNOWN_KID, CRYPTO_BAD_SIGNATURE_ENCODING
+ * or CRYPTO_SIGNATURE_INVALID, the codes a bad signature gets.
+ */
+export function verifyEnvelopeMac({ envelope, key, crypto }: VerifyEnvelopeMacInput): SignedEnvelope {
+  const checked = parseSignedEnvelope(envelope as unknown as JsonValue);
+  const { alg, kid, value } = checked.sig;
+  if (alg !== envelopeMacAlg) {
+    throw new SdcError('CRYPTO_UNSUPPORTED_ALG', `${checked.type} frames of this session carry the session MAC (${envelopeMacAlg}), not ${JSON.stringify(alg)}`, { alg });
+  }
+  if (kid !== envelopeMacKid) throw new SdcError('CRYPTO_UNKNOWN_KID', `a session MAC names kid ${JSON.stringify(envelopeMacKid)}, not ${JSON.stringify(kid)}`, { kid });
+  const tag = bytesFromBase64url(value, { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', name: 'sig.value', length: 32 });
+  if (!bytesEqualConstantTime(crypto.hmacSha256(key, envelopeSigningInput(checked)), tag)) {
+    throw new SdcError('CRYPTO_SIGNATURE_INVALID', `envelope ${checked.id} session MAC does not verify`, { kid, id: checked.id });
   }
   return checked;
 }

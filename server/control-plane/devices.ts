@@ -2,10 +2,11 @@ import { SdcError } from '../../core/errors/index.js';
 import { kvKeys } from '../bus-contract/streams.js';
 import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
-import { decodeEnvelope, verifyEnvelope, type SignedEnvelope } from '../../core/protocol/envelope.js';
+import { decodeEnvelope, envelopeMacAlg, verifyEnvelope, type SignedEnvelope } from '../../core/protocol/envelope.js';
 import type { MessageBody, MessageType } from '../../core/protocol/messages/catalog.js';
 import { validateMessageBody } from '../../core/protocol/messages/validate.js';
 import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
+import { sessionMacTypes } from '../../core/protocol/session/session-mac.js';
 import { generateCrl, type SignedCrl } from '../../trust/crl.js';
 import { DeviceCertificateIssuer, type IssuedDeviceCertificate } from '../../trust/device-issuer.js';
 import { EnrollmentService } from '../../trust/enrollment.js';
@@ -389,8 +390,13 @@ export class DeviceService {
    * Decodes a device-signed frame (canonical JSON text), checks it is of `type`, from `deviceId`,
    * a device not revoked (API_DEVICE_REVOKED), signed by the key the device enrolled with, and
    * that its body matches the schema.
+   *
+   * `gatewayAuthenticated`: a TELEMETRY frame carrying the session MAC (ADR 0004) was checked by
+   * the gateway under the session's key, which only the gateway and the device hold; it is taken
+   * on the gateway's word (the bus is internal, as for presence), never verified twice. Every
+   * other frame, and a signed TELEMETRY frame from an agent without the MAC, is verified here.
    */
-  async verifyDeviceFrame<T extends MessageType>(deviceId: string, frameText: string, type: T): Promise<{ envelope: SignedEnvelope; body: MessageBody<T> }> {
+  async verifyDeviceFrame<T extends MessageType>(deviceId: string, frameText: string, type: T, options: { gatewayAuthenticated?: boolean } = {}): Promise<{ envelope: SignedEnvelope; body: MessageBody<T> }> {
     const envelope = decodeEnvelope(frameText);
     if (envelope.type !== type) throw new SdcError('PROTO_SCHEMA_INVALID', `frame is ${envelope.type}, expected ${type}`);
     if (envelope.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `frame is from ${envelope.device_id}, entry names ${deviceId}`);
@@ -398,7 +404,8 @@ export class DeviceService {
     if (publicKey === null) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${deviceId} has no enrolled key`);
     // Frames a revoked device sent before its sessions were closed may still be on the streams.
     if (revoked) throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked; its frame is refused`, { deviceId });
-    verifyEnvelope({ envelope, resolveKey: (kid) => (kid === deviceKid(deviceId) ? publicKey : undefined), provider: this.#ctx.ed25519 });
+    const macTrusted = options.gatewayAuthenticated === true && sessionMacTypes.has(type) && envelope.sig.alg === envelopeMacAlg;
+    if (!macTrusted) verifyEnvelope({ envelope, resolveKey: (kid) => (kid === deviceKid(deviceId) ? publicKey : undefined), provider: this.#ctx.ed25519 });
     return { envelope, body: validateMessageBody(type, envelope.body) };
   }
 

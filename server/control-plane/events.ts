@@ -159,7 +159,8 @@ export class EventHandlers {
     const decoded = decodeBusEntry(entry.fields);
     if (decoded.kind !== 'telemetry') throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the telemetry stream`);
     const data = decoded.data;
-    const { body } = await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'TELEMETRY');
+    // The gateway named in the entry checked the session MAC (ADR 0004); a signed frame is verified again.
+    const { body } = await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'TELEMETRY', { gatewayAuthenticated: true });
     const m = body.metrics;
     const risk = riskScore({
       cpuPct: m.cpu_pct, memPct: m.mem_pct, diskPct: m.disk_pct, netRxBytesPerSec: m.net_rx_bytes_per_sec, netTxBytesPerSec: m.net_tx_bytes_per_sec,

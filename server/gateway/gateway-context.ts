@@ -3,7 +3,7 @@ import { encodeBusEntry, type BusEntryData, type BusEntryKind } from '../bus-con
 import { streamMaxLen, streamNames } from '../bus-contract/streams.js';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
 import type { ProtocolLimits } from '../../core/protocol/limits.js';
-import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
+import type { Clock, Ed25519Provider, RandomSource, Scheduler, SessionKeyCrypto, TimerHandle } from '../../core/ports/ports.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import type { BackoffOptions } from './backoff.js';
@@ -25,6 +25,11 @@ export interface GatewayCoreOptions {
   random: RandomSource;
   scheduler: Scheduler;
   logger?: Logger;
+  /**
+   * X25519, HKDF and HMAC for the session MAC (ADR 0004), agreed with every agent that offers it.
+   * Default node:crypto; null turns the session MAC off (every frame Ed25519-signed).
+   */
+  sessionCrypto?: SessionKeyCrypto | null;
   /** Control-plane command keys by kid; a deliver entry signed by any other key is dead-lettered. */
   commandKeys: ReadonlyMap<string, Uint8Array>;
   /** At admission and at each session re-check. Default: the kvKeys.revoked key (createRevocationCheck). */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
 import { pino } from 'pino';
 import { revocationChannel, streamMaxLen, streamNames, type RevocationNotice } from '../bus-contract/streams.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
@@ -86,6 +87,7 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     commandReadBlockMs: options.commandReadBlockMs ?? gatewayDefaults.commandReadBlockMs,
     refusalsMax: options.refusalsMax ?? gatewayDefaults.refusalsMax,
     telemetryBatchEntriesMax: options.telemetryBatchEntriesMax ?? gatewayDefaults.telemetryBatchEntriesMax,
+    sessionCrypto: options.sessionCrypto === undefined ? createNodeSessionKeyCrypto() : options.sessionCrypto,
   };
   for (const name of ['heartbeatIntervalMs', 'authTimeoutMs', 'ackTimeoutMs', 'deliveryAttemptsMax', 'reportAttemptsMax', 'connectionsMax', 'pendingDeliveriesPerDeviceMax',
     'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs', 'sessionRecheckIntervalMs', 'telemetryBatchEntriesMax'] as const) {
@@ -218,6 +220,7 @@ class Gateway implements GatewayCore {
       // Opaque and random: it names the session to the agent; nothing in this version redeems it.
       sessionToken: base64urlFromBytes(random.bytes(32)),
       telemetrySha256Hex: sha256Hex,
+      ...(this.#options.sessionCrypto === null ? {} : { sessionMac: { crypto: this.#options.sessionCrypto, random } }),
       refusalsMax: this.#options.refusalsMax,
       ...(this.#options.limits === undefined ? {} : { limits: this.#options.limits }),
     });

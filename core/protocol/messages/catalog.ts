@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { Base64Url, DeviceId, DurationMs, EpochMs, ErrorCodeField, FrameId, Kid, Nonce, Seq, SessionId, ShortText } from './fields.js';
+import { Base64Url, DeviceId, DurationMs, EpochMs, ErrorCodeField, FrameId, Kid, Nonce, Seq, SessionId, ShortText, X25519PublicKey } from './fields.js';
 import { CommandOutcomeError, CommandResultStatus, SignedCommandSchema } from './command.js';
 import { clockOffsetLimits } from '../clock-offset.js';
 
@@ -39,6 +39,8 @@ export const messageCatalog = {
       agent_version: ShortText(64),
       /** Highest command device_seq the agent has executed, so the gateway can skip what is done. */
       last_command_seq: Seq,
+      /** The agent's ephemeral X25519 key for the session MAC (session-mac.ts); absent: HEARTBEAT and TELEMETRY stay Ed25519-signed. */
+      x25519_pub: Type.Optional(X25519PublicKey),
     }, strict),
   },
   AUTH_ACK: {
@@ -52,6 +54,8 @@ export const messageCatalog = {
       server_time_ms: EpochMs,
       /** Device clock minus gateway clock, measured at AUTH; the agent stamps frames and judges deadlines with its clock minus this. */
       clock_offset_ms: Type.Integer({ minimum: -clockOffsetLimits.offsetMsMax, maximum: clockOffsetLimits.offsetMsMax }),
+      /** The gateway's ephemeral X25519 key, only in answer to one in AUTH: from now on HEARTBEAT and TELEMETRY carry the session MAC. */
+      x25519_pub: Type.Optional(X25519PublicKey),
     }, strict),
   },
   AUTH_ERROR: {
@@ -69,7 +73,7 @@ export const messageCatalog = {
   },
   TELEMETRY: {
     direction: 'agent->gateway',
-    summary: 'A host metrics sample. `prev_hash` chains samples so that a later version can sign checkpoints instead of every frame.',
+    summary: 'A host metrics sample, authenticated by the session MAC when one was agreed at AUTH. `prev_hash` chains the samples of a session, so a dropped one is detected.',
     body: Type.Object({
       sampled_at: EpochMs,
       metrics: Type.Object({

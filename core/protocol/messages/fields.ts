@@ -10,6 +10,7 @@ export const FrameId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', descripti
 export const SessionId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Session id allocated by the gateway' });
 export const Base64Url = (bytesMax: number) =>
   Type.String({ pattern: '^[A-Za-z0-9_-]*$', maxLength: Math.ceil((bytesMax * 4) / 3), description: `base64url without padding, at most ${bytesMax} bytes` });
+export const X25519PublicKey = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'A 32-byte X25519 public key (RFC 7748), base64url' });
 export const Nonce = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: '32 random bytes, base64url' });
 export const EpochMs = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Milliseconds since the Unix epoch' });
 export const DurationMs = (maxMs: number) => Type.Integer({ minimum: 0, maximum: maxMs, description: `Duration in milliseconds, at most ${maxMs}` });

@@ -4,6 +4,8 @@ import type { MessageBody } from '../messages/catalog.js';
 import { ConnectionCore, type ConnectionCoreOptions, type ConnectionEvent } from './connection-core.js';
 import { checkBody } from './codec.js';
 import { clockOffsetLimits } from '../clock-offset.js';
+import { base64urlFromBytes } from '../../crypto/bytes.js';
+import { deriveSessionMacKeys, newEphemeralKey, type EphemeralKey } from './session-mac.js';
 
 export type AgentEvent =
   | ConnectionEvent
@@ -25,6 +27,9 @@ export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'fra
  * key and becomes ready on AUTH_ACK. Command signatures are checked by the agent's command
  * handling (verifyCommand), not here: this layer authenticates frames, not their contents.
  *
+ * With `sessionMac`, AUTH offers an ephemeral X25519 key; if AUTH_ACK answers with the gateway's,
+ * HEARTBEAT and TELEMETRY carry the session MAC from then on, both ways (session-mac.ts).
+ *
  * Clocks: every method takes the device's own `nowMs`. AUTH carries it unchanged, so that the
  * gateway can measure the offset; until AUTH_ACK the offset is estimated from the challenge's
  * `ts`, then it is the gateway's measurement (`clockOffsetMs`). Frames after AUTH are stamped,
@@ -33,6 +38,9 @@ export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'fra
 export class AgentConnection extends ConnectionCore {
   readonly #options: AgentConnectionOptions;
   #clockOffsetMs = 0;
+  /** The ephemeral key offered in AUTH, and the challenge it answered; used once AUTH_ACK arrives. */
+  #ephemeral: EphemeralKey | undefined;
+  #nonce = '';
 
   constructor(options: AgentConnectionOptions) {
     super({ ...options, frameIdPrefix: 'a' });
@@ -61,6 +69,21 @@ export class AgentConnection extends ConnectionCore {
     if (this.state === 'authenticating') {
       if (message.type === 'AUTH_ACK') {
         const ack = message.body as MessageBody<'AUTH_ACK'>;
+        if (ack.x25519_pub !== undefined) {
+          const macOptions = this.sessionMacOptions;
+          if (this.#ephemeral === undefined || macOptions === undefined) {
+            return this.refuse(new SdcError('PROTO_SCHEMA_INVALID', 'AUTH_ACK answers a session MAC key this agent did not offer'), nowMs, message.envelope.id);
+          }
+          try {
+            this.macKeys = deriveSessionMacKeys({
+              crypto: macOptions.crypto, side: 'agent', own: this.#ephemeral, peerPublicKey: ack.x25519_pub, nonce: this.#nonce, sessionId: this.sessionId, deviceId: this.deviceId,
+            });
+          } catch (error) {
+            return this.refuse(error, nowMs, message.envelope.id);
+          }
+        }
+        // The secret is not needed again: a new connection draws a new one.
+        this.#ephemeral = undefined;
         this.applyEvent('auth_ok', nowMs);
         this.#clockOffsetMs = ack.clock_offset_ms;
         return [{
@@ -132,8 +155,14 @@ export class AgentConnection extends ConnectionCore {
       const challenge = checkBody(envelope).body as MessageBody<'AUTH_CHALLENGE'>;
       this.applyEvent('challenge', nowMs);
       this.lastHeardMs = nowMs;
+      const macOptions = this.sessionMacOptions;
+      this.#ephemeral = macOptions === undefined ? undefined : newEphemeralKey(macOptions);
+      this.#nonce = challenge.nonce;
       // On our own clock: the gateway measures the offset from this frame's ts.
-      this.sendFrame('AUTH', { nonce: challenge.nonce, agent_version: this.#options.agentVersion, last_command_seq: this.#options.lastCommandSeq }, nowMs);
+      this.sendFrame('AUTH', {
+        nonce: challenge.nonce, agent_version: this.#options.agentVersion, last_command_seq: this.#options.lastCommandSeq,
+        ...(this.#ephemeral === undefined ? {} : { x25519_pub: base64urlFromBytes(this.#ephemeral.publicKey) }),
+      }, nowMs);
       this.#clockOffsetMs = estimatedOffsetMs;
       return [];
     } catch (error) {

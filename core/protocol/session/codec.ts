@@ -1,10 +1,11 @@
 import { SdcError } from '../../errors/index.js';
-import { decodeEnvelope, encodeEnvelope, signEnvelope, verifyEnvelope, type SignedEnvelope } from '../envelope.js';
+import { decodeEnvelope, encodeEnvelope, envelopeMacAlg, macEnvelope, signEnvelope, verifyEnvelope, verifyEnvelopeMac, type EnvelopeFields, type SignedEnvelope } from '../envelope.js';
 import type { JsonObject } from '../json-value.js';
 import type { ProtocolLimits } from '../limits.js';
 import { isMessageType, type MessageBody, type MessageType } from '../messages/catalog.js';
 import { validateMessageBody } from '../messages/validate.js';
 import type { Ed25519Provider } from '../../ports/ports.js';
+import { sessionMacTypes, type SessionMacKeys } from './session-mac.js';
 
 /** Who signs the frames one side sends. */
 export interface FrameSigner {
@@ -29,13 +30,17 @@ export interface DecodedMessage<T extends MessageType = MessageType> {
   readonly envelope: SignedEnvelope;
 }
 
-/** Builds, signs and encodes one frame. The body is validated first: we never send what we would refuse. */
-export function encodeMessage<T extends MessageType>(type: T, body: MessageBody<T>, address: FrameAddress, signer: FrameSigner): { envelope: SignedEnvelope; bytes: Uint8Array } {
+/**
+ * Builds, authenticates and encodes one frame: with the session MAC when `mac` is given and the
+ * type carries it (session-mac.ts), else signed. The body is validated first: we never send what
+ * we would refuse.
+ */
+export function encodeMessage<T extends MessageType>(type: T, body: MessageBody<T>, address: FrameAddress, signer: FrameSigner, mac?: SessionMacKeys): { envelope: SignedEnvelope; bytes: Uint8Array } {
   validateMessageBody(type, body);
-  const envelope = signEnvelope({
-    fields: { v: 1, type, id: address.id, device_id: address.deviceId, session_id: address.sessionId, seq: address.seq, ts: address.ts, body: body as unknown as JsonObject },
-    kid: signer.kid, seed: signer.seed, provider: signer.provider,
-  });
+  const fields: EnvelopeFields = { v: 1, type, id: address.id, device_id: address.deviceId, session_id: address.sessionId, seq: address.seq, ts: address.ts, body: body as unknown as JsonObject };
+  const envelope = mac !== undefined && sessionMacTypes.has(type)
+    ? macEnvelope({ fields, key: mac.send, crypto: mac.crypto })
+    : signEnvelope({ fields, kid: signer.kid, seed: signer.seed, provider: signer.provider });
   return { envelope, bytes: encodeEnvelope(envelope) };
 }
 
@@ -51,10 +56,20 @@ export function decodeAndVerify(options: {
   expectSessionId: string;
   resolveKey: (kid: string) => Uint8Array | undefined;
   provider: Ed25519Provider;
+  /** The session's MAC keys once agreed: the types that carry the MAC must, the others must not. */
+  mac?: SessionMacKeys;
 }): SignedEnvelope {
   const envelope = decodeEnvelope(options.bytes, options.limits);
   if (envelope.device_id !== options.expectDeviceId || envelope.session_id !== options.expectSessionId) {
     throw new SdcError('PROTO_SESSION_MISMATCH', 'frame is addressed to another device or session', { refId: envelope.id });
+  }
+  // One accepted form per type and session: a MAC'd session never pays for an Ed25519 verify of
+  // its frequent frames, and a MAC is never accepted where a signature is the evidence.
+  if (options.mac !== undefined && sessionMacTypes.has(envelope.type as MessageType)) {
+    return verifyEnvelopeMac({ envelope, key: options.mac.receive, crypto: options.mac.crypto });
+  }
+  if (envelope.sig.alg === envelopeMacAlg) {
+    throw new SdcError('CRYPTO_UNSUPPORTED_ALG', `${envelope.type} frames ${options.mac === undefined ? 'of a session without an agreed MAC key ' : ''}must be signed, not MAC'd`, { alg: envelope.sig.alg, refId: envelope.id });
   }
   return verifyEnvelope({ envelope, resolveKey: options.resolveKey, provider: options.provider });
 }

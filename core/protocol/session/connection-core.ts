@@ -5,6 +5,7 @@ import { ReplayGuard, type ReplayGuardOptions } from '../replay-guard.js';
 import { sessionTable, type SessionEvent, type SessionState } from '../session-machine.js';
 import { StateMachine } from '../state-machine.js';
 import { checkBody, decodeAndVerify, encodeMessage, type DecodedMessage, type FrameSigner } from './codec.js';
+import type { SessionMacKeys, SessionMacOptions } from './session-mac.js';
 
 /** What either end reports to its driver after `receive` or `handleTimeout`. */
 export type ConnectionEvent =
@@ -23,6 +24,8 @@ export interface ConnectionCoreOptions {
   refusalsMax?: number;
   /** Frames waiting for the driver to take; the driver drains after every call, so this is a bug guard. */
   outgoingFramesMax?: number;
+  /** Offer (agent) or accept (gateway) the session MAC for HEARTBEAT and TELEMETRY (session-mac.ts); absent: every frame is signed. */
+  sessionMac?: SessionMacOptions;
 }
 
 /**
@@ -35,8 +38,10 @@ export abstract class ConnectionCore {
   protected readonly replay: ReplayGuard;
   protected sessionId = '';
   protected lastHeardMs = 0;
+  /** Set once both sides' X25519 keys are known (after AUTH_ACK); from then on sessionMacTypes carry the MAC. */
+  protected macKeys: SessionMacKeys | undefined;
   readonly #outgoing: Uint8Array[] = [];
-  readonly #options: Required<Omit<ConnectionCoreOptions, 'limits' | 'replay'>> & Pick<ConnectionCoreOptions, 'limits'>;
+  readonly #options: Required<Omit<ConnectionCoreOptions, 'limits' | 'replay' | 'sessionMac'>> & Pick<ConnectionCoreOptions, 'limits' | 'sessionMac'>;
   #nextSeq = 0;
   #refusals = 0;
 
@@ -59,6 +64,15 @@ export abstract class ConnectionCore {
 
   protected get signerProvider() {
     return this.#options.signer.provider;
+  }
+
+  /** True once HEARTBEAT and TELEMETRY carry the session MAC. */
+  get sessionMacAgreed(): boolean {
+    return this.macKeys !== undefined;
+  }
+
+  protected get sessionMacOptions(): SessionMacOptions | undefined {
+    return this.#options.sessionMac;
   }
 
   get isOpen(): boolean {
@@ -91,7 +105,7 @@ export abstract class ConnectionCore {
     const seq = this.#nextSeq++;
     const { bytes } = encodeMessage(type, body, {
       id: `${this.#options.frameIdPrefix}${seq}`, deviceId: this.#options.deviceId, sessionId: this.sessionId, seq, ts: nowMs,
-    }, this.#options.signer);
+    }, this.#options.signer, this.macKeys);
     this.#outgoing.push(bytes);
   }
 
@@ -108,7 +122,7 @@ export abstract class ConnectionCore {
   protected authenticate(bytes: Uint8Array, nowMs: number, resolveKey: (kid: string) => Uint8Array | undefined, localTsOf: (ts: number) => number = (ts) => ts): DecodedMessage {
     const envelope = decodeAndVerify({
       bytes, limits: this.#options.limits, expectDeviceId: this.#options.deviceId, expectSessionId: this.sessionId,
-      resolveKey, provider: this.#options.signer.provider,
+      resolveKey, provider: this.#options.signer.provider, ...(this.macKeys === undefined ? {} : { mac: this.macKeys }),
     });
     this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: localTsOf(envelope.ts) }, nowMs);
     const message = checkBody(envelope);

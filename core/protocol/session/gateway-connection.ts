@@ -6,6 +6,7 @@ import type { RandomSource } from '../../ports/ports.js';
 import { checkClockOffset, measureClockOffsetMs } from '../clock-offset.js';
 import { ConnectionCore, type ConnectionCoreOptions, type ConnectionEvent } from './connection-core.js';
 import { TelemetryChain, type Sha256Hex } from './telemetry-chain.js';
+import { deriveSessionMacKeys, newEphemeralKey, type SessionMacKeys } from './session-mac.js';
 
 export const deviceKid = (deviceId: string): string => `device:${deviceId}`;
 export const gatewayKid = (gatewayId: string): string => `gateway:${gatewayId}`;
@@ -13,7 +14,7 @@ export const gatewayKid = (gatewayId: string): string => `gateway:${gatewayId}`;
 export type GatewayEvent =
   | ConnectionEvent
   /** `clockOffsetMs`: the device clock minus ours, measured at AUTH (clock-offset.ts). */
-  | { kind: 'authenticated'; deviceId: string; sessionId: string; lastCommandSeq: number; agentVersion: string; clockOffsetMs: number };
+  | { kind: 'authenticated'; deviceId: string; sessionId: string; lastCommandSeq: number; agentVersion: string; clockOffsetMs: number; sessionMac: boolean };
 
 export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'frameIdPrefix'> {
   gatewayId: string;
@@ -95,15 +96,32 @@ export class GatewayConnection extends ConnectionCore {
       }
       const auth = message.body as MessageBody<'AUTH'>;
       if (auth.nonce !== this.#nonce) return this.refuse(new SdcError('PROTO_REPLAY', 'AUTH does not answer this challenge'), nowMs);
+      // The session MAC when the agent offers it and we are configured for it; an agent that does not (an older one) keeps signing.
+      const macOptions = this.sessionMacOptions;
+      let ownPublicKey: string | undefined;
+      let macKeys: SessionMacKeys | undefined;
+      if (auth.x25519_pub !== undefined && macOptions !== undefined) {
+        const own = newEphemeralKey(macOptions);
+        try {
+          macKeys = deriveSessionMacKeys({
+            crypto: macOptions.crypto, side: 'gateway', own, peerPublicKey: auth.x25519_pub, nonce: this.#nonce, sessionId: this.sessionId, deviceId: this.deviceId,
+          });
+        } catch (error) {
+          return this.refuse(error, nowMs, message.envelope.id);
+        }
+        ownPublicKey = base64urlFromBytes(own.publicKey);
+      }
       this.applyEvent('auth_ok', nowMs);
       this.sendFrame('AUTH_ACK', {
         session_id: this.sessionId, session_token: this.#options.sessionToken,
         heartbeat_interval_ms: this.#options.heartbeatIntervalMs, seq_start: message.envelope.seq + 1, server_time_ms: nowMs,
-        clock_offset_ms: this.#clockOffsetMs,
+        clock_offset_ms: this.#clockOffsetMs, ...(ownPublicKey === undefined ? {} : { x25519_pub: ownPublicKey }),
       }, nowMs);
+      // After AUTH_ACK, which is signed: the agent learns our key from it before any MAC'd frame.
+      this.macKeys = macKeys;
       return [{
         kind: 'authenticated', deviceId: this.deviceId, sessionId: this.sessionId, lastCommandSeq: auth.last_command_seq, agentVersion: auth.agent_version,
-        clockOffsetMs: this.#clockOffsetMs,
+        clockOffsetMs: this.#clockOffsetMs, sessionMac: macKeys !== undefined,
       }];
     }
     switch (message.type) {

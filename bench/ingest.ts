@@ -1,0 +1,312 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { base64urlFromBytes, hexFromBytes } from '../core/crypto/bytes.js';
+import { SdcError } from '../core/errors/index.js';
+import { decodeEnvelope, envelopeMacAlg } from '../core/protocol/envelope.js';
+import type { MessageBody } from '../core/protocol/messages/catalog.js';
+import { AgentConnection } from '../core/protocol/session/agent-connection.js';
+import { deviceKid, gatewayKid } from '../core/protocol/session/gateway-connection.js';
+import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
+import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
+import { systemClock, systemRandom, systemScheduler } from '../runtime/system.js';
+import { createControlPlane, type ControlPlane } from '../server/control-plane/index.js';
+import { gatewayTelemetryBatchEntries } from '../server/deployment/deployment.js';
+import { createGatewayCore, type ConnectionHandle, type GatewayCore } from '../server/gateway/gateway-core.js';
+import { initDeployment, type DeploymentMaterials } from '../server/materials/materials.js';
+import { openStores, type Stores } from '../server/stores/index.js';
+import type { ExecuteResult, SqlDatabase, SqlValue } from '../server/stores/sql/sql-port.js';
+
+/**
+ * Telemetry ingest (issue 17): signed-session telemetry from many device connections through
+ * the whole path a deployment runs (the gateway core: session authentication, the prev_hash
+ * chain, batched bus appends; the control plane's telemetry consumer: decode, device status,
+ * risk score, the SQL insert), on the embedded stores or on Redis + MySQL. The TLS/WebSocket
+ * transport is left out (connections are in-memory, as in the simulator): it costs the same per
+ * frame with either authentication and would measure the socket stack, not the ingest path.
+ *
+ * Closed loop: at most `windowFrames` samples are in flight (sent, not yet stored), so what is
+ * reported is a rate the pipeline sustains, with the backlog bounded by construction; the
+ * backlog at the start and the end of the measured window is reported to show it did not grow.
+ * Two modes in the same run: `session-mac` (ADR 0004, what agents do now) and `ed25519`
+ * (agents that sign every frame, verified by the gateway and again by the writer), beside the
+ * raw node:crypto Ed25519 verify rate of the same process.
+ */
+
+export type IngestMode = 'session-mac' | 'ed25519';
+
+export interface IngestBenchOptions {
+  connections: number;
+  /** Wall time measured per mode, after the warm-up. */
+  durationMs: number;
+  warmupMs?: number;
+  /** Samples sent and not yet stored, at most. */
+  windowFrames?: number;
+  modes?: readonly IngestMode[];
+  redisUrl?: string;
+  mysqlUrl?: string;
+  onProgress?: (line: string) => void;
+}
+
+export interface IngestBenchRow {
+  mode: IngestMode;
+  stores: string;
+  connections: number;
+  samples_stored: number;
+  elapsed_ms: number;
+  samples_per_s: number;
+  /** samples_per_s / the raw node:crypto Ed25519 verify rate of the same run. */
+  ratio_to_ed25519_verify: number;
+  cpu_us_per_sample: number;
+  backlog_at_start: number;
+  backlog_at_end: number;
+}
+
+export interface IngestBenchOutcome {
+  rows: IngestBenchRow[];
+  ed25519VerifyPerS: number;
+}
+
+export const ingestBenchDefaults = { connections: 200, durationMs: 5_000, warmupMs: 1_500, windowFrames: 2_000 } as const;
+export const ingestBenchLimits = { connectionsMax: 10_000, durationMsMax: 120_000, windowFramesMax: 100_000 } as const;
+
+const sampleMetrics: MessageBody<'TELEMETRY'>['metrics'] = { cpu_pct: 12.5, mem_pct: 40.25, disk_pct: 61, net_rx_bytes_per_sec: 18_000, net_tx_bytes_per_sec: 4_200, process_count: 212 };
+/** How long to wait for every session to be ready before giving up. */
+const sessionsReadyTimeoutMs = 60_000;
+/** The bench devices' certificate lifetime as recorded in their rows (nothing checks it during a run). */
+const deviceCertificateValidityMs = 30 * 24 * 3600_000;
+const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/** Counts stored samples: the writer's INSERT INTO telemetry statements that succeeded. */
+function countingSql(sql: SqlDatabase, onStored: () => void): SqlDatabase {
+  const isTelemetryInsert = (text: string) => text.startsWith('INSERT INTO telemetry');
+  return {
+    dialect: sql.dialect,
+    query: (text, params) => sql.query(text, params),
+    async execute(text: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
+      const result = await sql.execute(text, params);
+      if (isTelemetryInsert(text)) for (let i = 0; i < result.changes; i++) onStored();
+      return result;
+    },
+    transaction: (fn) => sql.transaction((tx) => fn({
+      dialect: tx.dialect, query: (text, params) => tx.query(text, params),
+      async execute(text, params) {
+        const result = await tx.execute(text, params);
+        if (isTelemetryInsert(text)) for (let i = 0; i < result.changes; i++) onStored();
+        return result;
+      },
+    })),
+    close: () => sql.close(),
+  };
+}
+
+interface BenchDevice {
+  readonly id: string;
+  readonly seed: Uint8Array;
+  readonly publicKey: Uint8Array;
+  readonly certSerialHex: string;
+}
+
+/** One simulated device connection: the agent's session end over an in-memory link to the gateway core. */
+class BenchConnection {
+  readonly agent: AgentConnection;
+  handle: ConnectionHandle | undefined;
+  ready = false;
+  #prevHashHex: string | undefined;
+
+  constructor(readonly device: BenchDevice, materials: DeploymentMaterials, mode: IngestMode) {
+    const provider = createNodeEd25519Provider();
+    this.agent = new AgentConnection({
+      deviceId: device.id, signer: { kid: deviceKid(device.id), seed: device.seed, provider },
+      resolveGatewayKey: (kid) => (kid === materials.gatewaySigner.kid ? materials.gatewaySigner.publicKey : undefined),
+      agentVersion: 'bench/1', lastCommandSeq: 0,
+      ...(mode === 'session-mac' ? { sessionMac: { crypto: createNodeSessionKeyCrypto(), random: systemRandom } } : {}),
+    });
+  }
+
+  connect(gateway: GatewayCore): void {
+    this.handle = gateway.acceptConnection({
+      deviceId: this.device.id, devicePublicKey: this.device.publicKey, certSerialHex: this.device.certSerialHex,
+      send: (bytes) => {
+        // Decoupled from the gateway's call stack, as a socket would be.
+        queueMicrotask(() => {
+          for (const event of this.agent.receive(bytes, Date.now())) if (event.kind === 'ready') this.ready = true;
+          this.#flush();
+        });
+      },
+      close: () => { this.ready = false; },
+    });
+  }
+
+  sendSample(): void {
+    const nowMs = Date.now();
+    this.agent.sendTelemetry({ sampled_at: nowMs, metrics: sampleMetrics, ...(this.#prevHashHex === undefined ? {} : { prev_hash: this.#prevHashHex }) }, nowMs);
+    this.#flush();
+  }
+
+  #flush(): void {
+    for (const frame of this.agent.takeOutgoing()) {
+      if (decodeEnvelope(frame).type === 'TELEMETRY') this.#prevHashHex = sha256Hex(frame);
+      this.handle?.receive(frame);
+    }
+  }
+}
+
+function benchDevices(count: number, runTag: string): BenchDevice[] {
+  const provider = createNodeEd25519Provider();
+  return Array.from({ length: count }, (_, i) => {
+    const seed = systemRandom.bytes(32);
+    return { id: `ingest-${runTag}-${String(i + 1).padStart(5, '0')}`, seed, publicKey: provider.publicKeyFromSeed(seed), certSerialHex: hexFromBytes(systemRandom.bytes(8)).replace(/^0+/, '') || '1' };
+  });
+}
+
+/** Device rows many per INSERT, before the control plane starts: its start publishes them to the gateways' admission keys. */
+async function insertDevices(sql: SqlDatabase, devices: readonly BenchDevice[]): Promise<void> {
+  const nowMs = Date.now();
+  const rowsPerInsert = 500;
+  for (let from = 0; from < devices.length; from += rowsPerInsert) {
+    const chunk = devices.slice(from, from + rowsPerInsert);
+    const params: SqlValue[] = chunk.flatMap((d) => [d.id, nowMs, d.certSerialHex, nowMs + deviceCertificateValidityMs, base64urlFromBytes(d.publicKey)]);
+    await sql.execute(`INSERT INTO devices (id, status, created_at, cert_serial, cert_not_after, public_key) VALUES ${chunk.map(() => "(?, 'enrolled', ?, ?, ?, ?)").join(', ')}`, params);
+  }
+}
+
+async function removeDevices(sql: SqlDatabase, runTag: string): Promise<void> {
+  const pattern = `ingest-${runTag}-%`;
+  await sql.execute('DELETE FROM telemetry WHERE device_id LIKE ?', [pattern]);
+  await sql.execute('DELETE FROM devices WHERE id LIKE ?', [pattern]);
+}
+
+async function waitUntil(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const startMs = performance.now();
+  while (!condition()) {
+    if (performance.now() - startMs > timeoutMs) throw new SdcError('BENCH_FAILED', `${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** The raw node:crypto Ed25519 verify rate of a 500-byte message with a cached key, for the ratio. */
+export function ed25519VerifyPerS(durationMs: number): number {
+  const provider = createNodeEd25519Provider();
+  const seed = systemRandom.bytes(32);
+  const publicKey = provider.publicKeyFromSeed(seed);
+  const message = new Uint8Array(500).fill(7);
+  const signature = provider.sign(seed, message);
+  for (let i = 0; i < 64; i++) provider.verify(publicKey, message, signature);
+  const startMs = performance.now();
+  let verifies = 0;
+  while (performance.now() - startMs < durationMs) {
+    for (let i = 0; i < 16; i++) provider.verify(publicKey, message, signature);
+    verifies += 16;
+  }
+  return (verifies * 1000) / (performance.now() - startMs);
+}
+
+async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptions, 'connections' | 'durationMs' | 'warmupMs' | 'windowFrames'>> & IngestBenchOptions, materials: DeploymentMaterials, verifyPerS: number): Promise<IngestBenchRow> {
+  const runTag = hexFromBytes(systemRandom.bytes(4));
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-bench-ingest-'));
+  const stores: Stores = await openStores({
+    dataDir, clock: systemClock, scheduler: systemScheduler, keyPrefix: `sdc-bench-ingest-${runTag}:`,
+    // Saved at close only: the embedded case measures ingest, not file writes.
+    sqlDurability: { mode: 'interval', intervalMs: 24 * 3600_000 },
+    ...(options.redisUrl === undefined ? {} : { redisUrl: options.redisUrl }), ...(options.mysqlUrl === undefined ? {} : { mysqlUrl: options.mysqlUrl }),
+  });
+  let stored = 0;
+  let sent = 0;
+  let cp: ControlPlane | undefined;
+  let gateway: GatewayCore | undefined;
+  try {
+    const devices = benchDevices(options.connections, runTag);
+    await insertDevices(stores.sql, devices);
+    cp = await createControlPlane({
+      materials, stores: { sql: countingSql(stores.sql, () => { stored += 1; }), bus: stores.bus, kv: stores.kv },
+      clock: systemClock, random: systemRandom, scheduler: systemScheduler, gatewayUrls: ['bench://gateway'], persistJwtKeys: false,
+      consumerName: `cp-bench-${runTag}`, scryptParams: { N: 1024, r: 8, p: 1 },
+    });
+    await cp.start();
+    gateway = createGatewayCore({
+      gatewayId: `gw-bench-${runTag}`, signer: { kid: materials.gatewaySigner.kid, seed: materials.gatewaySigner.seed }, provider: createNodeEd25519Provider(),
+      stores: { bus: stores.bus, kv: stores.kv }, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
+      commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),
+      telemetryBatchEntriesMax: gatewayTelemetryBatchEntries, connectionsMax: options.connections + 10,
+      sessionCrypto: mode === 'session-mac' ? createNodeSessionKeyCrypto() : null,
+      // Samples arrive far faster than heartbeats would: the session must not time out meanwhile.
+      heartbeatIntervalMs: 3_600_000,
+    });
+    await gateway.start();
+    const connections = devices.map((device) => new BenchConnection(device, materials, mode));
+    for (const connection of connections) connection.connect(gateway);
+    await waitUntil(() => connections.every((c) => c.ready), sessionsReadyTimeoutMs, `${options.connections} sessions ready`);
+    const expectedAlg = mode === 'session-mac' ? envelopeMacAlg : 'Ed25519';
+    if (connections.some((c) => c.agent.sessionMacAgreed !== (mode === 'session-mac'))) {
+      throw new SdcError('BENCH_FAILED', `the sessions did not agree on ${expectedAlg} for telemetry`);
+    }
+
+    // Closed loop: keep `windowFrames` samples in flight, round-robin over the connections.
+    let running = true;
+    let next = 0;
+    const pump = async () => {
+      while (running) {
+        let burst = 0;
+        while (sent - stored < options.windowFrames && burst < 256) {
+          connections[next]!.sendSample();
+          next = (next + 1) % connections.length;
+          sent += 1;
+          burst += 1;
+        }
+        // Let the gateway, the bus and the writer run.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    const pumping = pump();
+    await new Promise((resolve) => setTimeout(resolve, options.warmupMs));
+    const backlogAtStart = sent - stored;
+    const storedAtStart = stored;
+    const cpuAtStart = process.cpuUsage();
+    const startMs = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, options.durationMs));
+    const elapsedMs = performance.now() - startMs;
+    const samplesStored = stored - storedAtStart;
+    const cpu = process.cpuUsage(cpuAtStart);
+    const backlogAtEnd = sent - stored;
+    running = false;
+    await pumping;
+    if (samplesStored === 0) throw new SdcError('BENCH_FAILED', `no telemetry was stored in ${mode} mode`);
+    const samplesPerS = (samplesStored * 1000) / elapsedMs;
+    options.onProgress?.(`${mode}: ${Math.round(samplesPerS)} samples/s stored over ${options.connections} connections`);
+    return {
+      mode, stores: `${options.redisUrl === undefined ? 'memory bus' : 'redis'} + ${options.mysqlUrl === undefined ? 'sql.js' : 'mysql'}`,
+      connections: options.connections, samples_stored: samplesStored, elapsed_ms: elapsedMs, samples_per_s: samplesPerS,
+      ratio_to_ed25519_verify: samplesPerS / verifyPerS, cpu_us_per_sample: (cpu.user + cpu.system) / samplesStored,
+      backlog_at_start: backlogAtStart, backlog_at_end: backlogAtEnd,
+    };
+  } finally {
+    // systemScheduler's timers are unref'd (a service's sockets keep it alive); here nothing else
+    // would, and Node would exit with the consumers' last blocking reads pending.
+    const keepAlive = setInterval(() => undefined, 1_000);
+    await gateway?.stop().catch(() => undefined);
+    await cp?.stop().catch(() => undefined);
+    if (options.mysqlUrl !== undefined) await removeDevices(stores.sql, runTag).catch(() => undefined);
+    await stores.close().catch(() => undefined);
+    clearInterval(keepAlive);
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+export async function runIngestBench(input: IngestBenchOptions): Promise<IngestBenchOutcome> {
+  const options = { ...ingestBenchDefaults, ...input };
+  const materialsDir = await mkdtemp(join(tmpdir(), 'sdc-bench-ingest-pki-'));
+  let materials: DeploymentMaterials;
+  try {
+    materials = await initDeployment({ dataDir: materialsDir, clock: systemClock, random: systemRandom });
+  } finally {
+    await rm(materialsDir, { recursive: true, force: true });
+  }
+  const verifyPerS = ed25519VerifyPerS(1_000);
+  options.onProgress?.(`node:crypto Ed25519 verify: ${Math.round(verifyPerS)}/s`);
+  const rows: IngestBenchRow[] = [];
+  for (const mode of options.modes ?? ['session-mac', 'ed25519']) rows.push(await runMode(mode, options, materials, verifyPerS));
+  return { rows, ed25519VerifyPerS: verifyPerS };
+}

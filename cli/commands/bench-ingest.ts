@@ -1,0 +1,64 @@
+import { SdcError } from '../../core/errors/index.js';
+import { ingestBenchDefaults, ingestBenchLimits, runIngestBench, type IngestMode } from '../../bench/ingest.js';
+import { benchReport, renderBenchJson, renderBenchTable } from '../../bench/output.js';
+import { parseDurationText } from '../duration-option.js';
+import type { Command } from '../command.js';
+
+function integerOption(raw: unknown, name: string, fallback: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const value = typeof raw === 'string' && /^\d{1,7}$/.test(raw) ? Number(raw) : NaN;
+  if (!(value >= 1 && value <= max)) throw new SdcError('CLI_USAGE', `${name} must be an integer from 1 to ${max}`);
+  return value;
+}
+
+function modes(raw: unknown): IngestMode[] {
+  if (raw === undefined) return ['session-mac', 'ed25519'];
+  const all: readonly IngestMode[] = ['session-mac', 'ed25519'];
+  const picked = String(raw).split(',').map((m) => m.trim());
+  for (const mode of picked) if (!all.includes(mode as IngestMode)) throw new SdcError('CLI_USAGE', `--modes takes ${all.join(', ')} (comma-separated), not ${JSON.stringify(mode)}`);
+  return picked as IngestMode[];
+}
+
+export const ingestBenchCommand: Command = {
+  name: 'ingest',
+  summary: 'Telemetry samples/s through gateway, bus, consumer and SQL (session MAC and Ed25519 per frame) beside the raw Ed25519 verify rate',
+  usage: '[--connections N] [--duration 5s] [--window N] [--modes session-mac,ed25519] [--redis URL --mysql URL] [--json]',
+  optionHelp: [
+    ['--connections N', `Device sessions sending telemetry (default ${ingestBenchDefaults.connections}, at most ${ingestBenchLimits.connectionsMax})`],
+    ['--duration D', `Wall time measured per mode after a warm-up (default ${ingestBenchDefaults.durationMs / 1000}s)`],
+    ['--window N', `Samples sent and not yet stored, at most: the backlog bound of the closed loop (default ${ingestBenchDefaults.windowFrames})`],
+    ['--modes M', 'session-mac (agents now), ed25519 (agents signing every frame), or both (default)'],
+    ['--redis URL', 'Redis for the bus and key/value store (default embedded)'],
+    ['--mysql URL', 'MySQL/MariaDB for SQL (default sql.js)'],
+    ['--json', 'Print the report as one JSON object'],
+  ],
+  options: {
+    connections: { type: 'string' }, duration: { type: 'string' }, window: { type: 'string' }, modes: { type: 'string' },
+    redis: { type: 'string' }, mysql: { type: 'string' }, json: { type: 'boolean' },
+  },
+  async run(args, io) {
+    const connections = integerOption(args.values.connections, '--connections', ingestBenchDefaults.connections, ingestBenchLimits.connectionsMax);
+    const windowFrames = integerOption(args.values.window, '--window', ingestBenchDefaults.windowFrames, ingestBenchLimits.windowFramesMax);
+    const durationMs = args.values.duration === undefined ? ingestBenchDefaults.durationMs : parseDurationText('duration', String(args.values.duration));
+    if (!(durationMs >= 100 && durationMs <= ingestBenchLimits.durationMsMax)) throw new SdcError('CLI_USAGE', `--duration must be from 100ms to ${ingestBenchLimits.durationMsMax / 1000}s`);
+    const redisUrl = typeof args.values.redis === 'string' ? args.values.redis : undefined;
+    const mysqlUrl = typeof args.values.mysql === 'string' ? args.values.mysql : undefined;
+    const outcome = await runIngestBench({
+      connections, durationMs, windowFrames, modes: modes(args.values.modes),
+      ...(redisUrl === undefined ? {} : { redisUrl }), ...(mysqlUrl === undefined ? {} : { mysqlUrl }),
+      onProgress: (line) => io.stderr(`${line}\n`),
+    });
+    const report = benchReport({
+      benchmark: 'ingest',
+      parameters: { connections, duration_ms: durationMs, window_frames: windowFrames, redis: redisUrl !== undefined, mysql: mysqlUrl !== undefined },
+      results: outcome.rows.map((row) => ({ ...row })),
+      units: {
+        connections: 'sessions', samples_stored: 'samples', elapsed_ms: 'milliseconds', samples_per_s: 'samples per second', ratio_to_ed25519_verify: 'ratio',
+        cpu_us_per_sample: 'CPU microseconds per sample (this process: agents, gateway and control plane)', backlog_at_start: 'samples', backlog_at_end: 'samples',
+      },
+      details: { ed25519_verify_per_s: Math.round(outcome.ed25519VerifyPerS) },
+    });
+    io.stdout(args.values.json === true ? renderBenchJson(report) : `${renderBenchTable(report)}\nnode:crypto Ed25519 verify in the same run: ${Math.round(outcome.ed25519VerifyPerS)}/s\n`);
+    return 0;
+  },
+};

@@ -46,7 +46,9 @@ export function failuresByCode(result: Pick<RunResult, 'outcomesByCode' | 'refus
 
 export function simSummary(result: RunResult, context: { scenario: Scenario; tier: 'full' | 'model'; crypto: SimCrypto }): SimSummary {
   const { series, ...rest } = result;
-  const final = series.at(-1) ?? { t_ms: result.virtualMs, online_agents: 0, commands: result.commandsByState };
+  // Both tiers end their series with the final sample (sim/run.ts finalSample, sim/model/run-model.ts).
+  const final = series.at(-1);
+  if (final === undefined) throw new RangeError('a run result without its final sample');
   return {
     ...rest, gitCommit: gitCommit(), tier: context.tier, crypto: context.tier === 'full' ? context.crypto : null,
     resolvedScenario: resolvedScenario(context.scenario, result), failuresByCode: failuresByCode(result), final,

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { integerOption, stringOption, type Command, type CommandGroup } from '../command.js';
 import { apiClient } from '../api-client.js';
 import { requireInitialisedDataDir } from '../data-dir.js';
+import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
 
 const verify: Command = {
   name: 'verify',
@@ -10,11 +11,12 @@ const verify: Command = {
   optionHelp: [
     ['--dir D', 'Data directory; the database is D/db/sdc.sqlite (default ./data)'],
     ['--mysql URL', 'Use this MySQL database instead of the embedded file'],
+    mysqlPasswordFileHelp,
     ['--json', 'Print the result as one JSON object ({ ok, count, head_hash, recorded_not_chained } or the first broken link)'],
   ],
-  options: { dir: { type: 'string' }, mysql: { type: 'string' }, json: { type: 'boolean' } },
+  options: { dir: { type: 'string' }, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, json: { type: 'boolean' } },
   async run(args, io) {
-    const mysqlUrl = args.values['mysql'];
+    const mysqlUrl = await mysqlUrlOption(args, io);
     const dataDir = stringOption(args, 'dir', './data');
     // The embedded database lives in the data directory; MySQL does not need one.
     if (typeof mysqlUrl !== 'string') await requireInitialisedDataDir(dataDir);

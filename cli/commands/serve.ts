@@ -1,5 +1,7 @@
 import type { Deployment } from '../../server/deployment/deployment.js';
+import { isIP } from 'node:net';
 import { SdcError } from '../../core/errors/index.js';
+import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 const commonOptions = {
@@ -13,19 +15,43 @@ const commonHelp = [
   ['--gateway-port G', 'Gateway WSS port (default 8443; 0 picks a free one)'],
   ['--key-prefix P', 'Prefix of every Redis key (default sdc:); the same for every process of one deployment'],
   ['--heartbeat-interval-ms N', 'Agent heartbeat period; offline after 1.5 of them (default 10000)'],
-  ['--server-name NAME', 'Extra DNS name for the TLS certificate (repeatable; localhost is always included)'],
+  ['--server-name NAME', 'Extra DNS name or IP address for the TLS certificate (repeatable; localhost, 127.0.0.1 and ::1 are always included). sdc serve keeps it in D/tls/server.pem, sdc gateway in D/tls/gateway-ID.pem'],
 ] as const;
 
+/** A gateway id names the process's own TLS files (D/tls/gateway-ID.pem), so it is a plain file name. */
+const gatewayIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/**
+ * The TLS certificate's name in D/tls/: `server` for `sdc serve` (as before), `gateway-ID` for a
+ * gateway-only process, so that processes sharing a data directory never re-issue each other's.
+ */
+function serverTlsName(args: ParsedCommandArgs, withControlPlane: boolean): string {
+  if (withControlPlane) return 'server';
+  const gatewayId = requireOption(args, 'gateway-id');
+  if (!gatewayIdPattern.test(gatewayId)) throw new SdcError('CLI_USAGE', `--gateway-id ${gatewayId} is not 1 to 64 of [A-Za-z0-9._-] starting with a letter or digit`);
+  return `gateway-${gatewayId}`;
+}
+
+/** --server-name values: DNS names, and IP addresses (a device may reach the host by its address). */
+function certificateNames(args: ParsedCommandArgs): { serverHostnames: string[]; serverIpAddresses: string[] } {
+  const names = (args.values['server-name'] as string[] | undefined) ?? [];
+  return {
+    serverHostnames: ['localhost', ...names.filter((name) => isIP(name) === 0)],
+    serverIpAddresses: ['127.0.0.1', '::1', ...names.filter((name) => isIP(name) !== 0)],
+  };
+}
+
 /** Every option checked before anything is loaded or opened, so a usage mistake is one line and nothing else happens. */
-async function deploymentOptions(args: ParsedCommandArgs, withControlPlane: boolean) {
+async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControlPlane: boolean) {
   const { storeTargets } = await import('../../server/deployment/store-connect.js');
   const redisUrl = args.values.redis as string | undefined;
   if (!withControlPlane && redisUrl === undefined) {
     throw new SdcError('CLI_USAGE', 'a separate gateway process needs --redis: the embedded stores live inside one process');
   }
   if (!withControlPlane) requireOption(args, 'gateway-id');
+  const mysqlUrl = withControlPlane ? await mysqlUrlOption(args, io) : undefined;
   // Checked before the data directory is loaded: a bad URL is a usage mistake, refused in one line.
-  storeTargets({ redisUrl, mysqlUrl: args.values.mysql as string | undefined });
+  storeTargets({ redisUrl, mysqlUrl });
   return {
     host: stringOption(args, 'host', '127.0.0.1'),
     apiPort: withControlPlane ? integerOption(args, 'api-port', 8080, 0, 65535) : 0,
@@ -36,7 +62,7 @@ async function deploymentOptions(args: ParsedCommandArgs, withControlPlane: bool
     gateway: { heartbeatIntervalMs: integerOption(args, 'heartbeat-interval-ms', 10_000, 100, 3_600_000) },
     ...(redisUrl ? { redisUrl } : {}),
     ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),
-    ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
+    ...(mysqlUrl === undefined ? {} : { mysqlUrl }),
   };
 }
 
@@ -66,15 +92,15 @@ function untilSignal(): Promise<string> {
 
 async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boolean): Promise<number> {
   const dataDir = stringOption(args, 'dir', './data');
-  const options = await deploymentOptions(args, withControlPlane);
+  const options = await deploymentOptions(args, io, withControlPlane);
+  const tlsName = serverTlsName(args, withControlPlane);
   // Loaded here, not at the top: the server's modules are most of the CLI's start-up time (`sdc --help`).
   const [{ default: pino }, { startDeployment }, { storeRetryServe }, { loadDeployment }, { systemClock, systemRandom, systemScheduler }] = await Promise.all([
     import('pino'), import('../../server/deployment/deployment.js'), import('../../server/deployment/store-connect.js'),
     import('../../server/materials/materials.js'), import('../../runtime/system.js'),
   ]);
   const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info' }, pino.destination(2));
-  const names = (args.values['server-name'] as string[] | undefined) ?? [];
-  const materials = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', ...names] });
+  const materials = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, ...certificateNames(args), serverTlsName: tlsName });
   // While the stores are awaited only unref'd timers may be pending; this keeps the process up.
   const keepAlive = setInterval(() => undefined, 60_000);
   let deployment: Deployment;
@@ -113,10 +139,11 @@ export const serveCommand: Command = {
     ['--advertise-gateway URL', 'Gateway URL given to devices at enrollment (repeatable; default: this gateway\'s address)'],
     ['--redis URL', 'Redis for the bus and key/value store (default: embedded, single process only)'],
     ['--mysql URL', 'MySQL/MariaDB (default: sql.js in D/db/sdc.sqlite)'],
+    mysqlPasswordFileHelp,
     ['--gateway-id ID', 'This process\'s gateway id (default gw-1); unique per gateway process'],
     ...commonHelp,
   ],
-  options: { ...commonOptions, mysql: { type: 'string' }, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true } },
+  options: { ...commonOptions, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true } },
   run: (args, io) => serve(args, io, true),
 };
 

@@ -5,6 +5,7 @@ import { integerOption, passwordEnv, readPasswordOption, requireOption, stringOp
 import { requireInitialisedDataDir } from '../data-dir.js';
 import { apiClient, onePositional, segment } from '../api-client.js';
 import { readPasswordFile, StdinLines } from '../password-input.js';
+import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
 
 
 /** The password from stdin (first line) or SDC_PASSWORD; never from argv, where other users can read it. */
@@ -18,13 +19,14 @@ const add: Command = {
     ['--role R', `One of ${roles.join(', ')}`],
     ['--password-stdin', `Read the password from the first line of stdin (otherwise from ${passwordEnv})`],
     ['--mysql URL', 'Use this MySQL database instead of the embedded file'],
+    mysqlPasswordFileHelp,
   ],
-  options: { dir: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, 'password-stdin': { type: 'boolean' }, mysql: { type: 'string' } },
+  options: { dir: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, 'password-stdin': { type: 'boolean' }, mysql: { type: 'string' }, ...mysqlPasswordFileOptions },
   async run(args, io) {
     const name = requireOption(args, 'name');
     const role = requireOption(args, 'role');
     const password = await readPasswordOption(args, io);
-    const mysqlUrl = args.values['mysql'];
+    const mysqlUrl = await mysqlUrlOption(args, io);
     const dataDir = stringOption(args, 'dir', './data');
     // The embedded database lives in the data directory; MySQL does not need one.
     if (typeof mysqlUrl !== 'string') await requireInitialisedDataDir(dataDir);

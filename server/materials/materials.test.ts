@@ -75,3 +75,36 @@ test('a corrupt key file in the data directory is refused naming the file', asyn
   await writeFile(certPath, 'not a certificate\n');
   await assert.rejects(loadDeployment({ dataDir, clock: systemClock, random: systemRandom }), (e) => SdcError.is(e, 'TRUST_CERT_INVALID') && e.message.includes(certPath));
 });
+
+test('two processes on one data directory each keep their own TLS certificate (serverTlsName); neither re-issues the other', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const controlPlane = await initDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', 'control-plane'] });
+  const gateway = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', 'gateway-2'], serverTlsName: 'gateway-gw-2' });
+  assert.notEqual(gateway.serverTls.certPem, controlPlane.serverTls.certPem);
+  assert.equal(await readFile(join(dataDir, 'tls', 'gateway-gw-2.pem'), 'utf8'), gateway.serverTls.certPem);
+  // Each restart, in either order, finds its own file still fitting its names: nothing is re-issued.
+  const controlPlaneAgain = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', 'control-plane'] });
+  const gatewayAgain = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', 'gateway-2'], serverTlsName: 'gateway-gw-2' });
+  assert.equal(controlPlaneAgain.serverTls.certPem, controlPlane.serverTls.certPem);
+  assert.equal(gatewayAgain.serverTls.certPem, gateway.serverTls.certPem);
+  // The signing keys are shared: both processes sign as the same control plane and gateways.
+  assert.equal(gateway.gatewaySigner.kid, controlPlane.gatewaySigner.kid);
+});
+
+test('a TLS certificate name that is not a plain file name is refused', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  for (const serverTlsName of ['../server', 'a/b', '', '.hidden', 'x'.repeat(65)]) {
+    assert.throws(() => deploymentPaths(dataDir, serverTlsName), (e) => SdcError.is(e, 'TRUST_INVALID_ARGUMENT'), serverTlsName);
+  }
+});
+
+test('an online service loads without the root CA key in its data directory (the compose layout)', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+  await rm(join(dataDir, 'pki', 'root-ca.key'));
+  const loaded = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverTlsName: 'gateway-gw-2' });
+  assert.match(loaded.serverTls.certPem, /BEGIN CERTIFICATE/);
+});

@@ -40,19 +40,31 @@ export interface LoadDeploymentOptions {
   serverIpAddresses?: readonly string[];
   /** Validity of a newly issued server certificate (default 90 days). */
   serverCertValidityMs?: number;
+  /**
+   * The TLS certificate's file name in D/tls/ (default `server`: D/tls/server.pem and .key). Each
+   * process that shares a data directory needs its own: two processes asking for different names
+   * in one file would re-issue it over each other at every start.
+   */
+  serverTlsName?: string;
 }
 
 const dayMs = 24 * 3600 * 1000;
 const provider = createNodeEd25519Provider();
 
-export function deploymentPaths(dataDir: string) {
+/** A TLS file name: a file in D/tls/, never a path out of it. */
+const tlsNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function deploymentPaths(dataDir: string, serverTlsName = 'server') {
+  if (!tlsNamePattern.test(serverTlsName)) {
+    throw new SdcError('TRUST_INVALID_ARGUMENT', `TLS certificate name ${JSON.stringify(serverTlsName)} is not 1 to 64 of [A-Za-z0-9._-]`);
+  }
   return {
     keysDir: join(dataDir, 'keys'),
     commandKeyPath: join(dataDir, 'keys', 'command-signing.key'),
     gatewayKeyPath: join(dataDir, 'keys', 'gateway-signing.key'),
     tlsDir: join(dataDir, 'tls'),
-    serverCertPath: join(dataDir, 'tls', 'server.pem'),
-    serverKeyPath: join(dataDir, 'tls', 'server.key'),
+    serverCertPath: join(dataDir, 'tls', `${serverTlsName}.pem`),
+    serverKeyPath: join(dataDir, 'tls', `${serverTlsName}.key`),
     jwtKeysPath: join(dataDir, 'jwt', 'keys.json'),
     databasePath: join(dataDir, 'db', 'sdc.sqlite'),
   } as const;
@@ -69,7 +81,7 @@ export function serviceKid(role: 'cp' | 'gateway', publicKey: Uint8Array): strin
  * a third of its validity is left or it no longer covers the requested names.
  */
 export async function loadDeployment(options: LoadDeploymentOptions): Promise<DeploymentMaterials> {
-  const paths = deploymentPaths(options.dataDir);
+  const paths = deploymentPaths(options.dataDir, options.serverTlsName);
   const pki = await loadIssuingPki({ dataDir: options.dataDir, random: options.random });
   const pkiFiles = pkiPaths(options.dataDir);
   const rootCaPem = await readFile(pkiFiles.rootCertPath, 'utf8');
@@ -106,7 +118,7 @@ async function loadOrCreateServiceKey(path: string, role: 'cp' | 'gateway', rand
 }
 
 async function loadOrIssueServerCertificate(options: LoadDeploymentOptions, pki: IssuingPki, intermediateCaPem: string): Promise<{ certPem: string; keyPem: string }> {
-  const paths = deploymentPaths(options.dataDir);
+  const paths = deploymentPaths(options.dataDir, options.serverTlsName);
   const hostnames = [...(options.serverHostnames ?? ['localhost'])];
   const ipAddresses = [...(options.serverIpAddresses ?? ['127.0.0.1', '::1'])];
   const nowMs = options.clock.nowMs();

@@ -103,6 +103,7 @@ describe('Dockerfile', () => {
     const [, from, to] = copy.args.split(/\s+/);
     assert.equal(from, `/src/${libraryRelative}`);
     assert.equal(to, `./${libraryRelative}`);
+    assert.ok(build !== undefined, 'a stage named build');
     assert.ok(of(build, 'RUN').some((i) => i.args.includes('dist/kernel/native/build-cli.js')), 'the build stage builds it');
   });
 

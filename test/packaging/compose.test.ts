@@ -1,0 +1,181 @@
+// compose.yaml (issue 9, packaging), read: no Docker engine runs on the development machines. The
+// file against the Compose Specification's schema (vendored, compose-spec.NOTICE.md), then what
+// the issue asks of it: the root CA key out of the services' volume, no default database password,
+// no secret on a command line, health checks on /readyz and a gateway's port, a TLS certificate
+// per process, and gateway addresses that devices outside the compose network can reach.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import Ajv2019 from 'ajv/dist/2019.js';
+import { parse } from 'yaml';
+import { main } from '../../cli/main.js';
+import type { CliIo } from '../../cli/command.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const composeText = readFileSync(join(root, 'compose.yaml'), 'utf8');
+
+/** Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $$. */
+function interpolate(text: string, env: Readonly<Record<string, string>>): string {
+  return text.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([^}]*))?\}/g, (whole, name: string | undefined, colon: string, op: string, arg: string) => {
+    if (whole === '$$') return '$';
+    const value = env[name!];
+    const missing = value === undefined || (colon === ':' && value === '');
+    if (!missing) return value;
+    if (op === '?') throw new Error(`required variable ${name} is missing: ${arg}`);
+    return op === '-' ? arg : '';
+  });
+}
+
+interface Service {
+  command?: string[];
+  entrypoint?: string[];
+  environment?: Record<string, string>;
+  ports?: string[];
+  volumes?: string[];
+  networks?: string[];
+  secrets?: string[];
+  profiles?: string[];
+  user?: string;
+  network_mode?: string;
+  healthcheck?: { test?: string[]; disable?: boolean };
+  depends_on?: Record<string, { condition: string }>;
+  image?: string;
+  build?: unknown;
+}
+interface ComposeFile { services: Record<string, Service>; secrets: Record<string, { file?: string }>; networks: Record<string, { internal?: boolean }>; volumes: Record<string, unknown> }
+
+const publicEnv = { SDC_PUBLIC_HOST: 'devices.example.test' };
+function load(env: Record<string, string> = publicEnv): ComposeFile {
+  return parse(interpolate(composeText, env), { merge: true }) as ComposeFile;
+}
+const compose = load();
+const services = compose.services;
+/** The services `docker compose up` starts (a profile makes a service opt-in). */
+const online = Object.entries(services).filter(([, s]) => s.profiles === undefined);
+const sdcServices = online.filter(([, s]) => s.image?.includes('secure-device-control') === true);
+
+function option(service: Service, name: string): string[] {
+  return (service.command ?? []).filter((a) => a.startsWith(`--${name}=`)).map((a) => a.slice(name.length + 3));
+}
+
+describe('compose.yaml', () => {
+  test('is valid against the Compose Specification schema', () => {
+    const schema = JSON.parse(readFileSync(join(root, 'test', 'packaging', 'compose-spec.schema.json'), 'utf8')) as object;
+    // The 2021 schema names its subschemas with draft-04 `id` (an annotation here) and declares
+    // formats (duration, ports) that no validator ships: those values are not format-checked.
+    const ajv = new Ajv2019.default({ strict: false, allErrors: true, validateSchema: false, logger: false });
+    ajv.removeKeyword('id');
+    ajv.addKeyword({ keyword: 'id', schemaType: 'string' });
+    const validate = ajv.compile(schema);
+    const uninterpolated = parse(composeText, { merge: true }) as unknown;
+    assert.equal(validate(uninterpolated), true, JSON.stringify(validate.errors));
+    assert.equal(validate(compose), true, JSON.stringify(validate.errors));
+    // The check can fail: an unknown service key is refused.
+    assert.equal(validate({ services: { x: { image: 'x', bogus: true } } }), false);
+  });
+
+  test('needs SDC_PUBLIC_HOST: without it interpolation stops with a message saying what to set', () => {
+    assert.throws(() => load({}), /required variable SDC_PUBLIC_HOST is missing: set SDC_PUBLIC_HOST in \.env/);
+  });
+
+  test('the root CA key stays out of every volume an online service mounts', () => {
+    const pkiInit = services['pki-init'];
+    assert.ok(pkiInit, 'a pki-init service');
+    assert.deepEqual(pkiInit.profiles, ['setup'], 'pki-init is opt-in, not part of docker compose up');
+    assert.equal(pkiInit.network_mode, 'none');
+    assert.ok(pkiInit.volumes?.includes('./offline-ca:/offline'), 'the CA is created in the host folder ./offline-ca');
+    for (const [name, service] of online) {
+      for (const volume of service.volumes ?? []) assert.doesNotMatch(volume, /offline/, `${name} mounts ${volume}`);
+    }
+    // What pki-init copies into the services' volume: the certificates and the intermediate key only.
+    const script = readFileSync(join(root, 'deploy', 'pki-init.sh'), 'utf8');
+    const copied = [...script.matchAll(/^install -m \d+ .*"\$offline\/pki\/([^"]+)" "\$online\//gm)].map((m) => m[1]);
+    assert.deepEqual(copied.sort(), ['intermediate-ca.key', 'intermediate-ca.pem', 'root-ca.pem']);
+    assert.deepEqual([...script.matchAll(/^(?:cp|mv|install|ln)\b.*root-ca\.key/gm)], [], 'the root key is never copied');
+  });
+
+  test('no default database password: MariaDB and the services read the db_password secret file', () => {
+    // No password variable at all (so none with a default); a password *file* path may have one.
+    assert.doesNotMatch(composeText, /\$\{[A-Z_]*PASSWORD\b|change-me/);
+    const mariadb = services.mariadb!;
+    assert.equal(mariadb.environment?.MARIADB_PASSWORD, undefined);
+    assert.equal(mariadb.environment?.MARIADB_PASSWORD_FILE, '/run/secrets/db_password');
+    assert.ok(mariadb.secrets?.includes('db_password'));
+    assert.ok(compose.secrets.db_password?.file, 'the secret is a file the operator creates');
+    const controlPlane = services['control-plane']!;
+    assert.equal(controlPlane.environment?.SDC_MYSQL_PASSWORD_FILE, '/run/secrets/db_password');
+    assert.ok(controlPlane.secrets?.includes('db_password'));
+  });
+
+  test('no secret on a command line: no password in a URL, no secret-looking flag or variable', () => {
+    for (const [name, service] of Object.entries(services)) {
+      for (const argument of [...(service.command ?? []), ...(service.entrypoint ?? [])]) {
+        assert.doesNotMatch(argument, /:\/\/[^/@\s]*:[^/@\s]*@/, `${name}: a URL with a password: ${argument}`);
+        assert.doesNotMatch(argument, /password|secret|passphrase|token/i, `${name}: ${argument}`);
+      }
+    }
+    // The password reaches MySQL from the file: sdc serve takes it from $SDC_MYSQL_PASSWORD_FILE.
+    assert.deepEqual(option(services['control-plane']!, 'mysql'), ['mysql://sdc@mariadb:3306/sdc']);
+  });
+
+  test('health checks: the control plane on /readyz of its API port, gateway-2 on its port; gateway-2 waits for a healthy control plane', () => {
+    const controlPlane = services['control-plane']!;
+    const gateway2 = services['gateway-2']!;
+    for (const service of [controlPlane, gateway2]) assert.deepEqual(service.healthcheck?.test, ['CMD', 'node', '/opt/sdc/deploy/healthcheck.mjs']);
+    assert.equal(controlPlane.environment?.SDC_HEALTHCHECK_URL, `https://localhost:${option(controlPlane, 'api-port')[0]}/readyz`);
+    assert.equal(gateway2.environment?.SDC_HEALTHCHECK_URL, `tcp://localhost:${option(gateway2, 'gateway-port')[0]}`);
+    assert.equal(gateway2.depends_on?.['control-plane']?.condition, 'service_healthy');
+    assert.equal(controlPlane.depends_on?.mariadb?.condition, 'service_healthy');
+    assert.equal(controlPlane.depends_on?.redis?.condition, 'service_healthy');
+  });
+
+  test('each sdc process has its own TLS certificate in the shared data volume', () => {
+    assert.ok(sdcServices.length >= 2);
+    const tlsNames = sdcServices.map(([, s]) => (s.command![0] === 'serve' ? 'server' : `gateway-${option(s, 'gateway-id')[0]}`));
+    assert.equal(new Set(tlsNames).size, tlsNames.length, tlsNames.join(', '));
+    const gatewayIds = sdcServices.map(([, s]) => option(s, 'gateway-id')[0]);
+    assert.equal(new Set(gatewayIds).size, gatewayIds.length, gatewayIds.join(', '));
+  });
+
+  test('gateway addresses given to devices: the public host and the published port of each gateway process', () => {
+    const advertised = option(services['control-plane']!, 'advertise-gateway');
+    const expected = sdcServices.map(([, s]) => {
+      const containerPort = option(s, 'gateway-port')[0]!;
+      const published = (s.ports ?? []).map((p) => p.split(':')).find((parts) => parts.at(-1) === containerPort);
+      assert.ok(published, `gateway port ${containerPort} is published`);
+      assert.ok(option(s, 'server-name').includes(publicEnv.SDC_PUBLIC_HOST), 'its certificate covers the public host');
+      return `wss://${publicEnv.SDC_PUBLIC_HOST}:${published.at(-2)}/v1/agent`;
+    });
+    assert.deepEqual(advertised.sort(), expected.sort());
+    // Another published port moves the advertised address with it.
+    const moved = load({ ...publicEnv, SDC_GATEWAY_2_PORT: '9444' });
+    assert.ok(option(moved.services['control-plane']!, 'advertise-gateway').includes(`wss://${publicEnv.SDC_PUBLIC_HOST}:9444/v1/agent`));
+  });
+
+  test('the stores publish no port and sit on an internal network', () => {
+    assert.equal(compose.networks.backend?.internal, true);
+    for (const name of ['mariadb', 'redis']) {
+      assert.equal(services[name]!.ports, undefined, name);
+      assert.deepEqual(services[name]!.networks, ['backend'], name);
+    }
+  });
+
+  test('deploy/compose.env.example sets every variable compose.yaml requires, and no secret', () => {
+    const example = readFileSync(join(root, 'deploy', 'compose.env.example'), 'utf8');
+    const settings = Object.fromEntries(example.split('\n').filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const required = [...composeText.matchAll(/\$\{([A-Z_]+):?\?/g)].map((m) => m[1]!);
+    for (const name of required) assert.ok(settings[name], `${name} in compose.env.example`);
+    assert.doesNotThrow(() => load(settings));
+    for (const name of Object.keys(settings)) assert.doesNotMatch(name, /PASSWORD$|SECRET|PASSPHRASE/, name);
+  });
+
+  test('sdc gateway refuses a gateway id that cannot name its TLS files', async () => {
+    const err: string[] = [];
+    const io: CliIo = { stdout: () => undefined, stderr: (t) => { err.push(t); }, readStdin: async () => '', env: {} };
+    const code = await main(['gateway', '--dir', '/nonexistent', '--redis', 'redis://127.0.0.1:6379', '--gateway-id', '../gw'], io);
+    assert.equal(code, 2);
+    assert.match(err.join(''), /^sdc: CLI_USAGE: --gateway-id \.\.\/gw is not 1 to 64 of/);
+  });
+});

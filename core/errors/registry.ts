@@ -16,6 +16,7 @@ import { gatewayErrors } from './codes/gateway.js';
 import { simErrors } from './codes/sim.js';
 import { chaosErrors } from './codes/chaos.js';
 import { benchErrors } from './codes/bench.js';
+import { tufErrors } from './codes/tuf.js';
 
 /**
  * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
@@ -39,6 +40,7 @@ export const errorRegistry = {
   ...simErrors,
   ...chaosErrors,
   ...benchErrors,
+  ...tufErrors,
 } as const;
 
 export type ErrorCode = keyof typeof errorRegistry;
@@ -62,6 +64,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'sim', table: simErrors },
   { name: 'chaos', table: chaosErrors },
   { name: 'bench', table: benchErrors },
+  { name: 'tuf', table: tufErrors },
 ];
 
 export function isErrorCode(value: unknown): value is ErrorCode {

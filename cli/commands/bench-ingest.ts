@@ -54,7 +54,8 @@ export const ingestBenchCommand: Command = {
       results: outcome.rows.map((row) => ({ ...row })),
       units: {
         connections: 'sessions', samples_stored: 'samples', elapsed_ms: 'milliseconds', samples_per_s: 'samples per second', ratio_to_ed25519_verify: 'ratio',
-        cpu_us_per_sample: 'CPU microseconds per sample (this process: agents, gateway and control plane)', backlog_at_start: 'samples', backlog_at_end: 'samples',
+        cpu_us_per_sample: 'CPU microseconds per sample (this process: agents, gateway and control plane)',
+        service_cpu_us_per_sample: 'CPU microseconds per sample without the agents (gateway and control plane)', backlog_at_start: 'samples', backlog_at_end: 'samples',
       },
       details: { ed25519_verify_per_s: Math.round(outcome.ed25519VerifyPerS) },
     });

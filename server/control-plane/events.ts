@@ -5,6 +5,7 @@ import type { JsonObject } from '../../core/protocol/json-value.js';
 import { alertThreshold, riskScore } from '../../core/protocol/risk-score.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
 import { AlertRateLimiter } from './alert-rate-limit.js';
+import { TelemetryRowWriter } from './telemetry-rows.js';
 import type { CommandService } from './commands.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import type { DeviceService } from './devices.js';
@@ -35,11 +36,14 @@ export class EventHandlers {
   readonly #devices: DeviceService;
   /** Per-device limit on the alerts a device causes (alert-rate-limit.ts); `droppedTotal` is the metric. */
   readonly alertRateLimiter: AlertRateLimiter;
+  /** Many samples per INSERT (group commit across the concurrent telemetry handlers). */
+  readonly #telemetryRows: TelemetryRowWriter;
 
   constructor(options: { context: ServiceContext; commands: CommandService; devices: DeviceService }) {
     this.#ctx = options.context;
     this.#commands = options.commands;
     this.#devices = options.devices;
+    this.#telemetryRows = new TelemetryRowWriter(this.#ctx.db);
     this.alertRateLimiter = new AlertRateLimiter({ kv: this.#ctx.kv, clock: this.#ctx.clock, logger: this.#ctx.logger });
   }
 
@@ -166,8 +170,7 @@ export class EventHandlers {
       cpuPct: m.cpu_pct, memPct: m.mem_pct, diskPct: m.disk_pct, netRxBytesPerSec: m.net_rx_bytes_per_sec, netTxBytesPerSec: m.net_tx_bytes_per_sec,
       ...(m.process_count === undefined ? {} : { processCount: m.process_count }),
     });
-    await this.#ctx.db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)',
-      [data.device_id, body.sampled_at, JSON.stringify(m), risk.score]);
+    await this.#telemetryRows.insert({ deviceId: data.device_id, sampledAtMs: body.sampled_at, metricsJson: JSON.stringify(m), riskScore: risk.score });
     // The gateway's receive time, not the device's sample time: a device clock may be off.
     await this.#devices.recordSeen(data.device_id, data.received_at_ms);
     if (risk.score >= alertThreshold) {

@@ -22,7 +22,8 @@ export interface ForwardTargets {
 }
 
 export async function forwardMessage({ context, router, telemetry }: ForwardTargets, session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<void> {
-  const frame = textDecoder.decode(encodeEnvelope(message.envelope));
+  // The bytes the device sent (strict UTF-8 JSON, authenticated): passed on as they are, not encoded again.
+  const frame = textDecoder.decode(message.bytes ?? encodeEnvelope(message.envelope));
   const { gatewayId, logger } = context.options;
   switch (message.type) {
     case 'TELEMETRY':

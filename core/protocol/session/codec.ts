@@ -28,6 +28,8 @@ export interface DecodedMessage<T extends MessageType = MessageType> {
   readonly type: T;
   readonly body: MessageBody<T>;
   readonly envelope: SignedEnvelope;
+  /** The frame exactly as received (set by the session ends), so a forwarder need not encode it again. */
+  readonly bytes?: Uint8Array;
 }
 
 /**

@@ -125,7 +125,7 @@ export abstract class ConnectionCore {
       resolveKey, provider: this.#options.signer.provider, ...(this.macKeys === undefined ? {} : { mac: this.macKeys }),
     });
     this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: localTsOf(envelope.ts) }, nowMs);
-    const message = checkBody(envelope);
+    const message = { ...checkBody(envelope), bytes };
     this.lastHeardMs = nowMs;
     return message;
   }

@@ -1,0 +1,64 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { SdcError } from '../../core/errors/index.js';
+import type { ExecuteResult, SqlDatabase, SqlValue } from '../stores/sql/sql-port.js';
+import { TelemetryRowWriter, telemetryRowLimits, type TelemetryRow } from './telemetry-rows.js';
+
+/** Records each INSERT's rows; a row whose device id is `bad` fails its statement. Answers after a few microtask turns, as a driver would. */
+function fakeDb(): { db: SqlDatabase; statements: string[][] } {
+  const statements: string[][] = [];
+  const execute = async (_sql: string, params: readonly SqlValue[] = []): Promise<ExecuteResult> => {
+    for (let i = 0; i < 3; i++) await Promise.resolve();
+    const devices = params.filter((_, i) => i % 4 === 0) as string[];
+    if (devices.includes('bad')) throw new SdcError('STORE_CONFLICT', 'constraint');
+    statements.push(devices);
+    return { changes: devices.length };
+  };
+  const db: SqlDatabase = {
+    dialect: 'sqlite', query: async () => [], execute, transaction: (fn) => fn({ dialect: 'sqlite', query: async () => [], execute }), close: async () => undefined,
+  };
+  return { db, statements };
+}
+
+const row = (deviceId: string, sampledAtMs = 1): TelemetryRow => ({ deviceId, sampledAtMs, metricsJson: '{}', riskScore: 0 });
+
+describe('TelemetryRowWriter', () => {
+  it('stores the rows of concurrent callers in few multi-row INSERTs, each caller resolving after its row', async () => {
+    const { db, statements } = fakeDb();
+    const writer = new TelemetryRowWriter(db);
+    const devices = Array.from({ length: 600 }, (_, i) => `dev-${i}`);
+    await Promise.all(devices.map((d) => writer.insert(row(d))));
+    assert.deepEqual(statements.flat().sort(), [...devices].sort(), 'every row once');
+    assert.ok(statements.length <= Math.ceil(devices.length / telemetryRowLimits.rowsPerInsertMax) + 1, `${statements.length} statements`);
+    assert.ok(statements.every((s) => s.length <= telemetryRowLimits.rowsPerInsertMax));
+  });
+
+  it('rows that arrive while an INSERT runs go into the next one', async () => {
+    const { db, statements } = fakeDb();
+    const writer = new TelemetryRowWriter(db);
+    const first = writer.insert(row('a'));
+    await Promise.resolve();
+    await Promise.resolve();
+    const later = [writer.insert(row('b')), writer.insert(row('c'))];
+    await Promise.all([first, ...later]);
+    assert.deepEqual(statements, [['a'], ['b', 'c']]);
+  });
+
+  it('a row that fails its statement fails only its caller: the others of its batch are stored one by one', async () => {
+    const { db, statements } = fakeDb();
+    const writer = new TelemetryRowWriter(db);
+    const results = await Promise.allSettled(['x', 'bad', 'y'].map((d) => writer.insert(row(d))));
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.ok(SdcError.is((results[1] as PromiseRejectedResult).reason, 'STORE_CONFLICT'));
+    assert.deepEqual(statements.flat().sort(), ['x', 'y']);
+  });
+
+  it('refuses with STORE_LIMIT beyond waitingMax rows, without losing those it took', async () => {
+    const { db, statements } = fakeDb();
+    const writer = new TelemetryRowWriter(db);
+    const taken = Array.from({ length: telemetryRowLimits.waitingMax }, (_, i) => writer.insert(row(`d${i}`)));
+    await assert.rejects(writer.insert(row('one-too-many')), (error: unknown) => SdcError.is(error, 'STORE_LIMIT'));
+    await Promise.all(taken);
+    assert.equal(statements.flat().length, telemetryRowLimits.waitingMax);
+  });
+});

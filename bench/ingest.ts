@@ -18,6 +18,7 @@ import { createGatewayCore, type ConnectionHandle, type GatewayCore } from '../s
 import { initDeployment, type DeploymentMaterials } from '../server/materials/materials.js';
 import { openStores, type Stores } from '../server/stores/index.js';
 import type { ExecuteResult, SqlDatabase, SqlValue } from '../server/stores/sql/sql-port.js';
+import { ingestBenchDefaults } from './ingest-limits.js';
 
 /**
  * Telemetry ingest (issue 17): signed-session telemetry from many device connections through
@@ -72,8 +73,7 @@ export interface IngestBenchOutcome {
   ed25519VerifyPerS: number;
 }
 
-export const ingestBenchDefaults = { connections: 200, durationMs: 5_000, warmupMs: 1_500, windowFrames: 2_000 } as const;
-export const ingestBenchLimits = { connectionsMax: 10_000, durationMsMax: 120_000, windowFramesMax: 100_000 } as const;
+export { ingestBenchDefaults, ingestBenchLimits } from './ingest-limits.js';
 
 const sampleMetrics: MessageBody<'TELEMETRY'>['metrics'] = { cpu_pct: 12.5, mem_pct: 40.25, disk_pct: 61, net_rx_bytes_per_sec: 18_000, net_tx_bytes_per_sec: 4_200, process_count: 212 };
 /** How long to wait for every session to be ready before giving up. */

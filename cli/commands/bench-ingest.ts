@@ -1,5 +1,6 @@
 import { SdcError } from '../../core/errors/index.js';
-import { ingestBenchDefaults, ingestBenchLimits, runIngestBench, type IngestMode } from '../../bench/ingest.js';
+import type { IngestMode } from '../../bench/ingest.js';
+import { ingestBenchDefaults, ingestBenchLimits } from '../../bench/ingest-limits.js';
 import { benchReport, renderBenchJson, renderBenchTable } from '../../bench/output.js';
 import { parseDurationText } from '../duration-option.js';
 import type { Command } from '../command.js';
@@ -43,6 +44,8 @@ export const ingestBenchCommand: Command = {
     if (!(durationMs >= 100 && durationMs <= ingestBenchLimits.durationMsMax)) throw new SdcError('CLI_USAGE', `--duration must be from 100ms to ${ingestBenchLimits.durationMsMax / 1000}s`);
     const redisUrl = typeof args.values.redis === 'string' ? args.values.redis : undefined;
     const mysqlUrl = typeof args.values.mysql === 'string' ? args.values.mysql : undefined;
+    // Imported here, not at the top: the bench runs a whole deployment, which every start of the CLI would load otherwise.
+    const { runIngestBench } = await import('../../bench/ingest.js');
     const outcome = await runIngestBench({
       connections, durationMs, windowFrames, modes: modes(args.values.modes),
       ...(redisUrl === undefined ? {} : { redisUrl }), ...(mysqlUrl === undefined ? {} : { mysqlUrl }),

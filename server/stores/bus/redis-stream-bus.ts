@@ -65,7 +65,10 @@ export class RedisStreamBus implements StreamBus {
   private closed = false;
 
   constructor(options: RedisStreamBusOptions) {
-    this.client = new Redis(options.url, { maxRetriesPerRequest: 3, lazyConnect: false });
+    // Auto-pipelining: the commands issued in one turn of the event loop (each handler's XACK, each
+    // session's append) go to Redis as one pipeline instead of one round trip each. Blocking reads
+    // run on their own connections (withBlockingClient), so nothing here waits behind one.
+    this.client = new Redis(options.url, { maxRetriesPerRequest: 3, lazyConnect: false, enableAutoPipelining: true });
     // Errors reach callers through rejected commands; without a listener ioredis would also print them.
     this.client.on('error', () => undefined);
     this.keyPrefix = options.keyPrefix ?? '';

@@ -193,5 +193,5 @@ export function createEmbeddedKeyValueStore(options: { keyPrefix: string }): Key
 
 /** Real Redis through ioredis. */
 export function createRedisKeyValueStore(options: { url: string; keyPrefix: string }): KeyValueStore {
-  return new RedisKeyValueStore({ client: new Redis(options.url, { maxRetriesPerRequest: 3 }), keyPrefix: options.keyPrefix });
+  return new RedisKeyValueStore({ client: new Redis(options.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true }), keyPrefix: options.keyPrefix });
 }

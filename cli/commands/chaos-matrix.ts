@@ -273,7 +273,7 @@ export function renderMatrixMarkdown(report: MatrixReport): string {
     `# Fault matrix (${report.tier} tier)`, '',
     `Made by \`${report.command}\`: ${report.faults.length} faults x ${report.seeds} seeds (from ${report.base_seed}), ${report.shape.agents} agents, ${report.shape.gateways} gateways,`
       + ` a ${report.shape.safetyMs} ms safety phase with the fault, then healed with a ${report.shape.liveness_bound_ms} ms liveness bound; ${report.runs} runs in ${Math.round(report.wall_ms / 1000)} s of wall time.`,
-    'Each cell: seeds where the invariant held / seeds where it was judged (a run stopped by an earlier violation is not judged). Recovery: virtual ms from healing to convergence (every command terminal, every agent connected, presence right), over the seeds that converged.', '',
+    'Each cell: seeds where the invariant held / seeds where it was judged (a run stopped by an earlier violation is not judged). Recovery: virtual ms from healing (the end of the safety phase) to convergence (every command terminal, every agent connected, presence right), over the seeds that converged; convergence is checked every virtual second, so 1000 means converged at the first check.', '',
     `| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`,
   ];
   for (const fault of report.faults) {

@@ -3,6 +3,7 @@ import pino from 'pino';
 import { startChaosServer, toxiproxyDefaultPort } from '../../chaos/proxy/server.js';
 import { integerOption, stringOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
 import { matrixCommand } from './chaos-matrix-command.js';
+import { runCommand } from './chaos-run-command.js';
 
 /** A default seed fits randomInt's range (below 2^48) and is printed, so a run can be replayed. */
 const seedMax = 2 ** 47;
@@ -44,6 +45,6 @@ const serve: Command = {
 
 export const chaosGroup: CommandGroup = {
   name: 'chaos',
-  summary: 'Fault injection: a Toxiproxy-compatible proxy, the fault matrix (docs/chaos.md)',
-  commands: [serve, matrixCommand],
+  summary: 'Fault injection: a Toxiproxy-compatible proxy, faults on real sockets, the fault matrix (docs/chaos.md)',
+  commands: [serve, runCommand, matrixCommand],
 };

@@ -23,4 +23,5 @@ export const chaosErrors = defineErrors({
   CHAOS_UPSTREAM_UNREACHABLE: { fault: 'local', status: 502, summary: 'A proxied connection could not reach the upstream address; the client connection was closed' },
   CHAOS_CONNECTIONS_FULL: { fault: 'local', status: 503, summary: 'The proxy holds its maximum number of connections; a new client connection was closed' },
   CHAOS_INTERNAL: { fault: 'local', status: 500, summary: 'The proxy failed while handling an API request' },
+  CHAOS_FAULT_FAILED: { fault: 'local', status: 500, summary: "sdc chaos run could not put its scenario's fault on, or heal it, through the proxy API" },
 });

@@ -1,0 +1,330 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { Toxiproxy, type Proxy, type Toxic } from 'toxiproxy-node-client';
+import { SdcError } from '../../core/errors/index.js';
+import { startChaosServer, type ChaosServer } from '../../chaos/proxy/server.js';
+import { startDeployment, type Deployment, type StartDeploymentOptions } from '../../server/deployment/deployment.js';
+import { initDeployment } from '../../server/materials/materials.js';
+import { agentPathDefault } from '../../server/gateway/gateway-server.js';
+import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
+import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.js';
+import { parseScenario, type Scenario } from '../../sim/scenario.js';
+
+/**
+ * `sdc chaos run` (issue 11): the real control plane and gateway on loopback TLS, real agents
+ * (sim --real's worker processes: the agent core over WebSocket/TLS with the mock kernel), and a
+ * Toxiproxy-compatible proxy between the agents and the gateway (and, with --redis / --mysql,
+ * between the services and Redis / MySQL). The proxy is driven only through toxiproxy-node-client,
+ * so the same code drives a real Toxiproxy (--toxiproxy URL). While the commands are sent, the
+ * scenario's fault is put on the proxy for a while and then healed; afterwards sim --real's
+ * checkers judge from outside: none lost, none executed twice, legal histories, the audit chain,
+ * and presence (the agents reconnected and the control plane sees them).
+ */
+
+/** The proxies a fault may act on. */
+export interface RunProxies {
+  /** Agents to gateway (the address handed to agents at enrollment). */
+  readonly gateway: Proxy;
+  /** Control plane and gateway to Redis (with --redis). */
+  readonly redis?: Proxy;
+  /** Control plane to MySQL (with --mysql). */
+  readonly mysql?: Proxy;
+}
+
+export interface RealFaultScenario {
+  readonly name: string;
+  readonly summary: string;
+  /** The fault of `sdc chaos matrix` it puts on real sockets. */
+  readonly matrixFault?: string;
+  readonly needs?: 'redis' | 'mysql';
+  /** Whether the fault ends sessions (the run then expects agents to have reconnected). */
+  readonly cutsSessions: boolean;
+  /** Puts the fault on; resolves with the function that heals it. */
+  readonly inject: (proxies: RunProxies) => Promise<() => Promise<void>>;
+}
+
+type Stream = 'upstream' | 'downstream';
+const bothStreams: readonly Stream[] = ['upstream', 'downstream'];
+
+/** Adds one toxic per stream to `proxy`; the heal removes them. */
+async function toxics<T>(proxy: Proxy, type: string, attributes: T, streams: readonly Stream[] = bothStreams): Promise<() => Promise<void>> {
+  const added: Array<Toxic<T>> = [];
+  for (const stream of streams) {
+    added.push(await proxy.addToxic<T>({ name: `${type}_${stream}`, type: type as never, stream: stream as never, toxicity: 1, attributes }));
+  }
+  return async () => { for (const toxic of added) await toxic.remove(); };
+}
+
+/** Disables a proxy (its connections closed, new ones refused); the heal enables it again. */
+async function down(proxy: Proxy): Promise<() => Promise<void>> {
+  await proxy.update({ enabled: false, listen: proxy.listen, upstream: proxy.upstream });
+  return async () => { await proxy.update({ enabled: true, listen: proxy.listen, upstream: proxy.upstream }); };
+}
+
+function need(proxy: Proxy | undefined, flag: string): Proxy {
+  if (proxy === undefined) throw new SdcError('CLI_USAGE', `this scenario needs ${flag}`);
+  return proxy;
+}
+
+export const realFaultScenarios: readonly RealFaultScenario[] = [
+  {
+    name: 'partition', summary: 'the gateway proxy disabled: every agent session closed, reconnects refused', matrixFault: 'partition', cutsSessions: true,
+    inject: (p) => down(p.gateway),
+  },
+  {
+    name: 'drop', summary: 'a black hole: timeout toxics (0 = never close) hold every byte both ways; agents find the link silent and reconnect into it', matrixFault: 'drop', cutsSessions: true,
+    inject: (p) => toxics(p.gateway, 'timeout', { timeout: 0 }),
+  },
+  {
+    name: 'reset', summary: 'reset_peer both ways: each connection is reset (RST) at its first bytes', cutsSessions: true,
+    inject: (p) => toxics(p.gateway, 'reset_peer', { timeout: 0 }),
+  },
+  {
+    name: 'latency', summary: '300 +/- 100 ms each way on every agent link', matrixFault: 'delay', cutsSessions: false,
+    inject: (p) => toxics(p.gateway, 'latency', { latency: 300, jitter: 100 }),
+  },
+  {
+    name: 'bandwidth', summary: 'each direction of each agent link capped at 2 KB/s', cutsSessions: false,
+    inject: (p) => toxics(p.gateway, 'bandwidth', { rate: 2 }),
+  },
+  {
+    name: 'slicer', summary: 'every write cut into 1-15 byte slices 50 us apart (frames arrive in pieces)', cutsSessions: false,
+    inject: (p) => toxics(p.gateway, 'slicer', { average_size: 8, size_variation: 7, delay: 50 }),
+  },
+  {
+    name: 'slow-close', summary: 'agent to gateway connections closed after 16 KB (limit_data), the FIN passed on 2 s late (slow_close)', cutsSessions: true,
+    inject: async (p) => {
+      const healLimit = await toxics(p.gateway, 'limit_data', { bytes: 16_000 }, ['upstream']);
+      const healSlow = await toxics(p.gateway, 'slow_close', { delay: 2_000 });
+      return async () => { await healLimit(); await healSlow(); };
+    },
+  },
+  {
+    name: 'redis-cut', summary: 'the Redis proxy disabled: every Redis connection of the control plane and gateway closed, reconnects refused', matrixFault: 'redis_down', needs: 'redis', cutsSessions: false,
+    inject: (p) => down(need(p.redis, '--redis')),
+  },
+  {
+    name: 'mysql-cut', summary: "the MySQL proxy disabled: the control plane's connections closed, reconnects refused", matrixFault: 'sql_down', needs: 'mysql', cutsSessions: false,
+    inject: (p) => down(need(p.mysql, '--mysql')),
+  },
+];
+
+export function realFaultScenario(name: string): RealFaultScenario | undefined {
+  return realFaultScenarios.find((s) => s.name === name);
+}
+
+export interface ChaosRunOptions {
+  readonly scenario: RealFaultScenario;
+  readonly seed: number;
+  readonly agents: number;
+  /** Wall ms of commands; the fault is on from faultAtMs for faultMs within it. */
+  readonly durationMs: number;
+  readonly faultAtMs: number;
+  readonly faultMs: number;
+  /** Wall ms after the last command for every command to be terminal. */
+  readonly drainBoundMs: number;
+  /** An external Toxiproxy's API; default: our proxy, in this process on a free port. */
+  readonly toxiproxyUrl?: string;
+  readonly redisUrl?: string;
+  readonly mysqlUrl?: string;
+  readonly logger: Logger;
+  readonly onProgress?: (line: string) => void;
+}
+
+export interface ChaosRunReport {
+  readonly chaos_run: string;
+  readonly schema_version: 1;
+  readonly summary: string;
+  readonly seed: number;
+  readonly proxy: { readonly api: string; readonly external: boolean; readonly gateway_listen: string; readonly redis_listen: string | null; readonly mysql_listen: string | null };
+  readonly stores: 'embedded' | 'redis' | 'mysql' | 'redis+mysql';
+  /** Wall ms from the first command: when the fault went on and when it was healed. */
+  readonly fault: { readonly at_ms: number | null; readonly healed_at_ms: number | null; readonly planned_at_ms: number; readonly planned_ms: number };
+  /** Passed: every checker held, and a fault that cuts sessions made the agents reconnect. */
+  readonly passed: boolean;
+  readonly violations: ReadonlyArray<{ readonly checker: string; readonly message: string }>;
+  readonly run: RealRunResult;
+}
+
+/** Short timers, so that silence, retries, presence and reconnects fit in seconds (as the e2e tests). */
+const fastGateway: NonNullable<StartDeploymentOptions['gateway']> = {
+  heartbeatIntervalMs: 1_000, authTimeoutMs: 3_000, ackTimeoutMs: 1_500, backoff: { baseMs: 200, maxMs: 1_000 },
+  commandReadBlockMs: 100, aliveRefreshIntervalMs: 500, peerCheckIntervalMs: 500,
+};
+const fastControlPlane = { expirySweepIntervalMs: 500, redeliverySweepIntervalMs: 500, redispatchIntervalMs: 3_000 };
+
+/** A placeholder upstream: the gateway proxy exists before the gateway (its address goes into enrollment), then points at it. */
+const upstreamNotYet = '127.0.0.1:9';
+
+function hostPortOf(url: URL, defaultPort: number): string {
+  return `${url.hostname}:${url.port === '' ? defaultPort : url.port}`;
+}
+
+/** The same URL through the proxy's listen address. */
+function throughProxy(url: string, listen: string): string {
+  const rewritten = new URL(url);
+  const [host, port] = [listen.slice(0, listen.lastIndexOf(':')), listen.slice(listen.lastIndexOf(':') + 1)];
+  rewritten.hostname = host;
+  rewritten.port = port;
+  return rewritten.toString();
+}
+
+function workloadScenario(options: ChaosRunOptions): Scenario {
+  return parseScenario({
+    name: `chaos-${options.scenario.name}`,
+    description: options.scenario.summary,
+    agents: options.agents, gateways: 1, safetyMs: options.durationMs, livenessBoundMs: options.drainBoundMs,
+    heartbeatIntervalMs: fastGateway.heartbeatIntervalMs, telemetryIntervalMs: 2_000,
+    commands: { perMinute: 120, ttlMs: Math.max(600_000, options.drainBoundMs + 1), mix: { EXEC_PING_KERNEL: 4, EXEC_GET_STATUS: 2, EXEC_LOCK_SCREEN: 1, EXEC_GET_PROCESS_LIST: 1 } },
+    faults: {},
+  }, `chaos scenario ${options.scenario.name}`);
+}
+
+interface Started {
+  readonly server: ChaosServer | undefined;
+  readonly api: string;
+  readonly proxies: RunProxies;
+  readonly names: readonly string[];
+}
+
+/** Our proxy in this process, or an external Toxiproxy; the run's proxies, named with a tag so several runs share one. */
+async function startProxies(options: ChaosRunOptions, tag: string): Promise<Started & { toxiproxy: Toxiproxy }> {
+  const server = options.toxiproxyUrl === undefined ? await startChaosServer({ host: '127.0.0.1', port: 0, seed: options.seed }) : undefined;
+  const api = options.toxiproxyUrl ?? server!.url;
+  const toxiproxy = new Toxiproxy(api);
+  const names: string[] = [];
+  const create = async (role: string, upstream: string): Promise<Proxy> => {
+    const name = `sdc_${tag}_${role}`;
+    const proxy = await toxiproxy.createProxy({ name, listen: '127.0.0.1:0', upstream });
+    names.push(name);
+    return proxy;
+  };
+  try {
+    const gateway = await create('gateway', upstreamNotYet);
+    const redis = options.redisUrl === undefined ? undefined : await create('redis', hostPortOf(new URL(options.redisUrl), 6379));
+    const mysql = options.mysqlUrl === undefined ? undefined : await create('mysql', hostPortOf(new URL(options.mysqlUrl), 3306));
+    return { server, api, toxiproxy, names, proxies: { gateway, ...(redis ? { redis } : {}), ...(mysql ? { mysql } : {}) } };
+  } catch (error) {
+    await Promise.allSettled(names.map((name) => toxiproxy.get(name).then((p) => p.remove())));
+    await server?.close();
+    throw error;
+  }
+}
+
+/** The deployment with its agents' gateway address, and its stores, behind the proxies. */
+async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string, proxies: RunProxies, tag: string): Promise<{ deployment: Deployment; gateway: Proxy; caPem: string }> {
+  const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+  const deployment = await startDeployment({
+    materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: options.logger,
+    advertisedGatewayUrls: [`wss://${proxies.gateway.listen}${agentPathDefault}`],
+    ...(options.redisUrl === undefined ? {} : { redisUrl: throughProxy(options.redisUrl, proxies.redis!.listen), keyPrefix: `sdc-chaos-${tag}:` }),
+    ...(options.mysqlUrl === undefined ? {} : { mysqlUrl: throughProxy(options.mysqlUrl, proxies.mysql!.listen) }),
+    scryptParams: { N: 1024, r: 8, p: 1 }, gateway: fastGateway, controlPlaneTuning: fastControlPlane,
+  });
+  const { address } = deployment.gatewayServer;
+  const gateway = await proxies.gateway.update({ enabled: true, listen: proxies.gateway.listen, upstream: `${address.host}:${address.port}` });
+  return { deployment, gateway, caPem: materials.rootCaPem };
+}
+
+/** The fault's timeline on the wall clock, from the first command: on at faultAtMs, healed faultMs later (or before the drain). */
+class FaultTimeline {
+  onAtMs: number | null = null;
+  healedAtMs: number | null = null;
+  #startMs = 0;
+  #heal: (() => Promise<void>) | undefined;
+  #pending: Promise<void> = Promise.resolve();
+  #timers: ReturnType<typeof systemScheduler.schedule>[] = [];
+  #error: unknown;
+
+  constructor(private readonly options: ChaosRunOptions, private readonly proxies: RunProxies) {}
+
+  start(): void {
+    this.#startMs = systemClock.nowMs();
+    this.#timers.push(systemScheduler.schedule(this.options.faultAtMs, () => { this.#pending = this.#inject(); }));
+    this.#timers.push(systemScheduler.schedule(this.options.faultAtMs + this.options.faultMs, () => { this.#pending = this.#pending.then(() => this.#healNow()); }));
+  }
+
+  async #inject(): Promise<void> {
+    try {
+      this.#heal = await this.options.scenario.inject(this.proxies);
+      this.onAtMs = systemClock.nowMs() - this.#startMs;
+      this.options.onProgress?.(`fault ${this.options.scenario.name} on at ${this.onAtMs} ms`);
+    } catch (error) {
+      this.#error = error;
+    }
+  }
+
+  async #healNow(): Promise<void> {
+    const heal = this.#heal;
+    this.#heal = undefined;
+    if (heal === undefined) return;
+    try {
+      await heal();
+      this.healedAtMs = systemClock.nowMs() - this.#startMs;
+      this.options.onProgress?.(`fault ${this.options.scenario.name} healed at ${this.healedAtMs} ms`);
+    } catch (error) {
+      this.#error = error;
+    }
+  }
+
+  /** Heals now if the fault is still on (what was scheduled first runs to its end); a failure to inject or heal is thrown here. */
+  async heal(): Promise<void> {
+    for (const timer of this.#timers) systemScheduler.cancel(timer);
+    await this.#pending;
+    await this.#healNow();
+    if (this.#error !== undefined) throw new SdcError('CHAOS_FAULT_FAILED', `putting the fault ${this.options.scenario.name} on, or healing it, failed: ${(this.#error as Error).message}`, {}, { cause: this.#error });
+  }
+}
+
+export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosRunReport> {
+  if (options.faultAtMs + options.faultMs > options.durationMs) throw new SdcError('CLI_USAGE', 'the fault must end within --duration (fault start + fault length <= duration)');
+  if (options.scenario.needs === 'redis' && options.redisUrl === undefined) throw new SdcError('CLI_USAGE', `scenario ${options.scenario.name} needs --redis URL`);
+  if (options.scenario.needs === 'mysql' && options.mysqlUrl === undefined) throw new SdcError('CLI_USAGE', `scenario ${options.scenario.name} needs --mysql URL`);
+  const tag = Buffer.from(systemRandom.bytes(4)).toString('hex');
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-chaos-run-'));
+  const started = await startProxies(options, tag);
+  let deployment: Deployment | undefined;
+  try {
+    const proxied = await startProxiedDeployment(options, dataDir, started.proxies, tag);
+    deployment = proxied.deployment;
+    const proxies: RunProxies = { ...started.proxies, gateway: proxied.gateway };
+    const admin = `chaos-admin-${tag}`;
+    const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
+    await deployment.controlPlane!.auth.users.add({ name: admin, role: 'admin', password, nowMs: systemClock.nowMs() });
+    const timeline = new FaultTimeline(options, proxies);
+    const run = await runRealSimulation({
+      url: deployment.apiUrl!, caPem: proxied.caPem,
+      admin, password, scenario: workloadScenario(options), scenarioRef: `chaos:${options.scenario.name}`, seed: options.seed,
+      agents: options.agents, durationMs: options.durationMs, processes: 1,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      onCommandsStart: () => timeline.start(),
+      beforeDrain: () => timeline.heal(),
+    }).finally(() => timeline.heal().catch(() => undefined));
+    return reportOf(options, started, proxies, timeline, run);
+  } finally {
+    await deployment?.stop();
+    await Promise.allSettled(started.names.map((name) => started.toxiproxy.get(name).then((p) => p.remove())));
+    await started.server?.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+function reportOf(options: ChaosRunOptions, started: Started, proxies: RunProxies, timeline: FaultTimeline, run: RealRunResult): ChaosRunReport {
+  const violations: Array<{ checker: string; message: string }> = run.violations.map((v) => ({ checker: v.checker, message: v.message }));
+  if (timeline.onAtMs === null) violations.push({ checker: 'fault', message: `the fault was never put on (the command phase ended before ${options.faultAtMs} ms?)` });
+  // A fault that cuts sessions and left every one standing did not bite: the run proves nothing.
+  if (options.scenario.cutsSessions && (run.counts.sessions_closed ?? 0) === 0) violations.push({ checker: 'reconnect', message: 'the fault cut no session, so nothing reconnected' });
+  const stores = options.redisUrl !== undefined && options.mysqlUrl !== undefined ? 'redis+mysql' : options.redisUrl !== undefined ? 'redis' : options.mysqlUrl !== undefined ? 'mysql' : 'embedded';
+  return {
+    chaos_run: options.scenario.name, schema_version: 1, summary: options.scenario.summary, seed: options.seed,
+    proxy: {
+      api: started.api, external: started.server === undefined, gateway_listen: proxies.gateway.listen,
+      redis_listen: proxies.redis?.listen ?? null, mysql_listen: proxies.mysql?.listen ?? null,
+    },
+    stores,
+    fault: { at_ms: timeline.onAtMs, healed_at_ms: timeline.healedAtMs, planned_at_ms: options.faultAtMs, planned_ms: options.faultMs },
+    passed: violations.length === 0, violations, run,
+  };
+}

@@ -9,7 +9,7 @@ import { migrateControlPlane } from '../server/control-plane/database.js';
 import { SqlAuditStore } from '../server/control-plane/stores/sql-audit-store.js';
 import { hexFromBytes } from '../core/crypto/bytes.js';
 import { SdcError } from '../core/errors/index.js';
-import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
+import { createNodeEd25519Provider, defaultKeyCacheEntriesMax } from '../runtime/ed25519-node.js';
 import { initDeployment, serviceKid, type DeploymentMaterials, type ServiceSigner } from '../server/materials/materials.js';
 import { createGatewayCore, type GatewayCore } from '../server/gateway/gateway-core.js';
 import { commandNotExecutedStates, commandStates, commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
@@ -139,6 +139,15 @@ export const simStartMs = 1_800_000_000_000;
 const latencyBucketsMs = [10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000];
 const checkerNames: ReadonlyArray<Violation['checker']> = ['none_lost', 'at_most_once', 'not_executed', 'legal_transitions', 'audit_chain', 'presence', 'session_seq', 'liveness'];
 const realProvider = createNodeEd25519Provider();
+/**
+ * The prepared-key cache must hold every device's keys (each device's seed and public key, and the
+ * services' few): below the fleet size every Ed25519 call rebuilds its KeyObject, about 0.7 ms
+ * (issue 17's key-cache cliff). Fleets above the default get a provider of their own, sized to them.
+ */
+function realProviderFor(agents: number): Ed25519Provider {
+  const entriesNeeded = agents + 64;
+  return entriesNeeded <= defaultKeyCacheEntriesMax ? realProvider : createNodeEd25519Provider({ keyCacheEntriesMax: entriesNeeded });
+}
 const textDecoder = new TextDecoder();
 const chunkMs = 1_000;
 const teardownRoundsMax = 20;
@@ -302,7 +311,7 @@ function planRun(options: RunOptions): Run {
   };
   return {
     options, scenario, seed, agentCount, safetyMs, safetyEndMs: simStartMs + safetyMs, reproduce, rng, time, trace, counts,
-    provider: options.crypto === 'model' ? createModelEd25519Provider() : realProvider,
+    provider: options.crypto === 'model' ? createModelEd25519Provider() : realProviderFor(agentCount),
     refusalsByCode: {}, violations: [], realWork: new Set(), wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
   };
 }

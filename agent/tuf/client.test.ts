@@ -1,0 +1,136 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SdcError } from '../../core/errors/index.js';
+import { TestClient } from './testing/harness.js';
+import { sha256Hex, signEnvelope, TestTufRepository, type TestKeyType } from './testing/tuf-repository.js';
+
+const nowMs = Date.UTC(2026, 0, 1);
+const dayMs = 86_400_000;
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+const text = (data: Uint8Array | undefined): string | undefined => (data === undefined ? undefined : new TextDecoder().decode(data));
+
+for (const keyType of ['ed25519', 'ecdsa', 'rsa'] as const satisfies readonly TestKeyType[]) {
+  test(`refresh and download with ${keyType} keys: exact bytes stored under non-versioned names`, async () => {
+    const repo = new TestTufRepository({ nowMs, keyType });
+    repo.addTarget('targets', 'dir/app.bin', bytes('release 1'));
+    repo.release();
+    const client = new TestClient(repo);
+    const result = await client.download('dir/app.bin');
+    assert.deepEqual(result, { fileName: 'dir%2Fapp.bin', downloaded: true });
+    assert.equal(text(client.targets.files.get('dir%2Fapp.bin')), 'release 1');
+    assert.deepEqual([...client.metadata.files.keys()].sort(), ['root.json', 'snapshot.json', 'targets.json', 'timestamp.json']);
+    assert.deepEqual(client.metadata.files.get('timestamp.json'), repo.latest('timestamp'));
+    assert.deepEqual(client.metadata.files.get('snapshot.json'), repo.latest('snapshot'));
+    assert.deepEqual(client.metadata.files.get('targets.json'), repo.latest('targets'));
+  });
+}
+
+test('asks only for what the workflow needs: versioned names under consistent snapshots, no re-download of unchanged metadata or cached targets', async () => {
+  const repo = new TestTufRepository({ nowMs });
+  repo.addTarget('targets', 'a.txt', bytes('A'));
+  repo.release();
+  const client = new TestClient(repo);
+  await client.refresh();
+  assert.deepEqual(repo.requests, ['metadata/2.root.json', 'metadata/timestamp.json', 'metadata/2.snapshot.json', 'metadata/2.targets.json']);
+  repo.requests.length = 0;
+  await client.refresh(); // nothing new: the stored snapshot and targets are still current
+  assert.deepEqual(repo.requests, ['metadata/2.root.json', 'metadata/timestamp.json']);
+  repo.requests.length = 0;
+  await client.download('a.txt');
+  const hash = sha256Hex(bytes('A'));
+  assert.deepEqual(repo.requests, ['metadata/2.root.json', 'metadata/timestamp.json', `targets/${hash}.a.txt`]);
+  repo.requests.length = 0;
+  assert.deepEqual(await client.download('a.txt'), { fileName: 'a.txt', downloaded: false });
+  assert.deepEqual(repo.requests, ['metadata/2.root.json', 'metadata/timestamp.json']);
+});
+
+test('without consistent snapshots, metadata and targets are fetched under their plain names', async () => {
+  const repo = new TestTufRepository({ nowMs, consistentSnapshot: false });
+  repo.addTarget('targets', 'a.txt', bytes('A'));
+  repo.release();
+  const client = new TestClient(repo);
+  await client.download('a.txt');
+  assert.deepEqual(repo.requests, ['metadata/2.root.json', 'metadata/timestamp.json', 'metadata/snapshot.json', 'metadata/targets.json', 'targets/a.txt']);
+});
+
+test('root rotation one version at a time: each new root needs the old threshold and its own', async () => {
+  const repo = new TestTufRepository({ nowMs });
+  const client = new TestClient(repo);
+  const oldRootKeys = repo.signers.get('root')!;
+  repo.rotateKeys('root', 2);
+  repo.setThreshold('root', 2);
+  repo.publishRoot([...oldRootKeys, ...repo.signers.get('root')!]); // v2: old 1-of-1 and new 2-of-2
+  repo.rotateKeys('root', 1);
+  repo.setThreshold('root', 1);
+  repo.publishRoot(); // v3 signed only by its own new key: v2's threshold of 2 is not met
+  await assert.rejects(client.refresh(), (e) => SdcError.is(e, 'TUF_SIGNATURE_THRESHOLD'));
+  assert.equal(client.storedVersion('root.json'), 2, 'v2 was verified and stored before v3 was refused');
+  assert.deepEqual(repo.requests.slice(0, 2), ['metadata/2.root.json', 'metadata/3.root.json']);
+});
+
+test('a new root must be the next version', async () => {
+  const repo = new TestTufRepository({ nowMs });
+  const client = new TestClient(repo);
+  repo.root['version'] = 3;
+  repo.published.get('root')!.set(2, signEnvelope(repo.root, repo.signers.get('root')!));
+  await assert.rejects(client.refresh(), (e) => SdcError.is(e, 'TUF_VERSION_MISMATCH'));
+  assert.equal(client.storedVersion('root.json'), 1);
+});
+
+test('fast-forward recovery: after a timestamp key rotation the client accepts a lower timestamp version', async () => {
+  const repo = new TestTufRepository({ nowMs });
+  const client = new TestClient(repo);
+  repo.timestamp['version'] = 1_000; // a fast-forwarded timestamp, signed by the then-current key
+  repo.publishTimestamp();
+  await client.refresh();
+  assert.equal(client.storedVersion('timestamp.json'), 1_000);
+  repo.rotateKeys('timestamp');
+  repo.publishRoot();
+  repo.timestamp['version'] = 1;
+  repo.publishTimestamp();
+  await client.refresh();
+  assert.equal(client.storedVersion('timestamp.json'), 1);
+});
+
+test('delegations: pre-order depth-first search in order, terminating stops the search, paths match per segment', async () => {
+  const repo = new TestTufRepository({ nowMs });
+  repo.addDelegation('targets', { name: 'a', paths: ['apps/*'] });
+  repo.addDelegation('a', { name: 'a-child', paths: ['apps/*'] });
+  repo.addDelegation('targets', { name: 'b', paths: ['apps/*'], terminating: true });
+  repo.addDelegation('targets', { name: 'c', paths: ['apps/*'] });
+  repo.addDelegation('targets', { name: 'deep', paths: ['*'] }); // one segment: never matches apps/x
+  repo.addTarget('c', 'apps/x', bytes('from c'));
+  repo.publishAll();
+  repo.release();
+  const client = new TestClient(repo);
+  await assert.rejects(client.download('apps/x'), (e) => SdcError.is(e, 'TUF_TARGET_NOT_FOUND'));
+  const roles = repo.requests.filter((path) => /^metadata\/\d+\.(a|a-child|b|c|deep)\.json$/.test(path)).map((path) => path.split('.')[1]);
+  assert.deepEqual(roles, ['a', 'a-child', 'b'], 'a, its child, then b, which terminates before c');
+  assert.ok(client.metadata.files.has('a-child.json'));
+  assert.ok(!client.metadata.files.has('c.json'));
+});
+
+test('path_hash_prefixes and unusual role names are quoted in URLs and file names', async () => {
+  const repo = new TestTufRepository({ nowMs });
+  const prefix = sha256Hex(bytes('f.txt')).slice(0, 2);
+  repo.addDelegation('targets', { name: '../evil/?#', path_hash_prefixes: [prefix] });
+  repo.addTarget('../evil/?#', 'f.txt', bytes('F'));
+  repo.publishAll();
+  repo.release();
+  const client = new TestClient(repo);
+  await client.download('f.txt');
+  assert.ok(repo.requests.includes('metadata/1...%2Fevil%2F%3F%23.json'));
+  assert.ok(client.metadata.files.has('..%2Fevil%2F%3F%23.json'));
+  assert.equal(text(client.targets.files.get('f.txt')), 'F');
+});
+
+test('expired local metadata blocks the update, not the client: fresh metadata recovers it', async () => {
+  const repo = new TestTufRepository({ nowMs, lifetimeMs: dayMs });
+  const late = new TestClient(repo, { nowMs: nowMs + 2 * dayMs });
+  await assert.rejects(late.refresh(), (e) => SdcError.is(e, 'TUF_EXPIRED'));
+  repo.root['expires'] = repo.timestamp['expires'] = repo.snapshot['expires'] = repo.targets['expires'] = '2030-01-01T00:00:00Z';
+  repo.publishRoot();
+  repo.release();
+  await late.refresh();
+  assert.equal(late.storedVersion('timestamp.json'), 2);
+});

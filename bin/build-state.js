@@ -1,10 +1,12 @@
 // Whether dist/ (scripts/build.mjs) is current for the sources beside it; bin/sdc.js runs dist/ only then.
-// Plain JavaScript, and only node:fs: it runs before anything is built or compiled.
+// Plain JavaScript on node's own modules: it runs before anything is built or compiled.
 //
-// "Current": no source file, folder or watched package file changed after the build started
-// (dist/build-info.json). Folder times count too, so an added, removed or renamed file is seen.
-// Tests are not compiled and do not count. Where the sources are absent (a container image holds
-// dist/ only) the build is current by definition.
+// "Current": the same source files as when the build started (a digest of their paths, so an
+// added, removed or renamed file counts whatever its time), none of them changed since, and no
+// watched package file changed since (dist/build-info.json). Tests are not compiled and do not
+// count; nor do `build` folders (the native library) and node_modules. Where the sources are
+// absent (a container image holds dist/ only) the build is current by definition.
+import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -15,11 +17,38 @@ const skippedDirs = new Set(['build', 'node_modules']);
 export function readBuildInfo(root) {
   try {
     const info = JSON.parse(readFileSync(join(root, 'dist', 'build-info.json'), 'utf8'));
-    const valid = Number.isFinite(info.startedAtMs) && Array.isArray(info.sourceDirs) && Array.isArray(info.watchedFiles);
+    const valid = Number.isFinite(info.startedAtMs) && typeof info.sourcesDigest === 'string'
+      && Array.isArray(info.sourceDirs) && Array.isArray(info.watchedFiles);
     return valid ? info : undefined;
   } catch {
     return undefined;
   }
+}
+
+function walk(root, relativeDir, out) {
+  let entries;
+  try {
+    entries = readdirSync(join(root, relativeDir), { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const path = `${relativeDir}/${entry.name}`;
+    if (entry.isDirectory()) {
+      if (!skippedDirs.has(entry.name)) walk(root, path, out);
+    } else if (!entry.name.endsWith('.test.ts')) {
+      out.paths.push(path);
+      out.newestMtimeMs = Math.max(out.newestMtimeMs, statSync(join(root, path)).mtimeMs);
+    }
+  }
+}
+
+/** The files the build compiles or copies under sourceDirs: a digest of their paths and the newest mtime. */
+export function sourceListing(root, sourceDirs) {
+  const out = { paths: [], newestMtimeMs: 0 };
+  for (const dir of sourceDirs) walk(root, dir, out);
+  const digest = createHash('sha256').update(out.paths.sort().join('\n')).digest('hex');
+  return { digest, newestMtimeMs: out.newestMtimeMs, fileCount: out.paths.length };
 }
 
 function mtimeMsOrZero(path) {
@@ -30,28 +59,11 @@ function mtimeMsOrZero(path) {
   }
 }
 
-/** True when something under dir that the build compiles or copies changed after sinceMs. */
-function changedSince(dir, sinceMs) {
-  let entries;
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return false;
-  }
-  if (mtimeMsOrZero(dir) > sinceMs) return true;
-  for (const entry of entries) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (!skippedDirs.has(entry.name) && changedSince(path, sinceMs)) return true;
-    } else if (!entry.name.endsWith('.test.ts') && mtimeMsOrZero(path) > sinceMs) {
-      return true;
-    }
-  }
-  return false;
-}
-
-/** True when no source under root changed since the build described by info started. */
+/** True when the sources under root are those of the build described by info, unchanged since it started. */
 export function buildIsCurrent(root, info) {
-  return !info.sourceDirs.some((dir) => changedSince(join(root, dir), info.startedAtMs))
+  const listing = sourceListing(root, info.sourceDirs);
+  // No sources at all: an installed image or package that ships dist/ alone.
+  if (listing.fileCount === 0) return true;
+  return listing.digest === info.sourcesDigest && listing.newestMtimeMs <= info.startedAtMs
     && !info.watchedFiles.some((file) => mtimeMsOrZero(join(root, file)) > info.startedAtMs);
 }

@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { sourceListing } from '../bin/build-state.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 // --out-dir DIR builds elsewhere (test/packaging builds into a temporary folder); default dist/.
@@ -62,12 +63,14 @@ function compile(tsc, outDir) {
   if (result.status !== 0) throw new Error(`tsc exited with ${result.signal ?? result.status}${result.error ? `: ${result.error.message}` : ''}`);
 }
 
-function writeMetadata(outDir, startedAtMs) {
+function writeMetadata(outDir, startedAtMs, sourcesDigest) {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   // cli/main.ts reads the version from '../package.json' beside it, which from dist/cli/ is this file.
   writeFileSync(join(outDir, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, private: true, type: 'module' }, null, 2) + '\n');
-  // Sources changed after startedAtMs make the build stale (bin/sdc.js); a change during the build counts.
-  writeFileSync(join(outDir, 'build-info.json'), JSON.stringify({ startedAtMs, sourceDirs, watchedFiles: ['package.json', 'tsconfig.json', 'tsconfig.build.json'] }, null, 2) + '\n');
+  // Sources changed after startedAtMs, or another set of source files, make the build stale
+  // (bin/build-state.js); a change during the build counts.
+  const info = { startedAtMs, sourcesDigest, sourceDirs, watchedFiles: ['package.json', 'tsconfig.json', 'tsconfig.build.json'] };
+  writeFileSync(join(outDir, 'build-info.json'), JSON.stringify(info, null, 2) + '\n');
 }
 
 function build() {
@@ -78,12 +81,13 @@ function build() {
     return 0;
   }
   const startedAtMs = Date.now();
+  const { digest } = sourceListing(root, sourceDirs);
   const scratch = join(dirname(distDir), `.dist-build-${process.pid}`);
   rmSync(scratch, { recursive: true, force: true });
   try {
     compile(tsc, scratch);
     const assets = sourceDirs.reduce((sum, dir) => sum + copyAssets(join(root, dir), join(scratch, dir)), 0);
-    writeMetadata(scratch, startedAtMs);
+    writeMetadata(scratch, startedAtMs, digest);
     rmSync(distDir, { recursive: true, force: true });
     renameSync(scratch, distDir);
     process.stdout.write(`build: ${relative(process.cwd(), distDir) || 'dist'} compiled, ${assets} assets copied, in ${((Date.now() - startedAtMs) / 1000).toFixed(1)} s\n`);

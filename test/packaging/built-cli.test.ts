@@ -3,12 +3,12 @@
 // tells a current build from a stale one.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { buildIsCurrent, readBuildInfo } from '../../bin/build-state.js';
+import { buildIsCurrent, readBuildInfo, sourceListing } from '../../bin/build-state.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 /** A build is one tsc run; generous for a machine busy with other work. */
@@ -109,43 +109,73 @@ describe('the built CLI', () => {
 
 describe('bin/build-state.js: is dist/ current?', () => {
   const startedAtMs = Date.UTC(2026, 0, 1);
+  const before = startedAtMs - 60_000;
   let dir: string;
-  const setMtime = (path: string, ms: number) => utimesSync(path, new Date(ms), new Date(ms));
-  /** A root built at startedAtMs, every source older than the build. */
+  const setMtime = (path: string, ms: number) => utimesSync(join(dir, path), new Date(ms), new Date(ms));
+  /** A root built at startedAtMs from core/a.ts and core/sub/b.ts (and a test), every file older than the build. */
   function builtRoot(): void {
     dir = mkdtempSync(join(tmpdir(), 'sdc-build-state-'));
     mkdirSync(join(dir, 'dist'));
-    writeFileSync(join(dir, 'dist', 'build-info.json'), JSON.stringify({ startedAtMs, sourceDirs: ['core', 'cli'], watchedFiles: ['package.json'] }));
     mkdirSync(join(dir, 'core', 'sub'), { recursive: true });
-    for (const file of ['package.json', 'core/a.ts', 'core/sub/b.ts', 'core/a.test.ts']) writeFileSync(join(dir, file), '');
-    for (const path of ['package.json', 'core/a.ts', 'core/sub/b.ts', 'core/a.test.ts', 'core/sub', 'core']) setMtime(join(dir, path), startedAtMs - 60_000);
+    for (const file of ['package.json', 'core/a.ts', 'core/sub/b.ts', 'core/a.test.ts']) {
+      writeFileSync(join(dir, file), '');
+      setMtime(file, before);
+    }
+    const { digest } = sourceListing(dir, ['core', 'cli']);
+    writeFileSync(join(dir, 'dist', 'build-info.json'), JSON.stringify({ startedAtMs, sourcesDigest: digest, sourceDirs: ['core', 'cli'], watchedFiles: ['package.json'] }));
   }
   const current = () => {
     const info = readBuildInfo(dir);
     assert.ok(info !== undefined, 'the build record is read');
     return buildIsCurrent(dir, info);
   };
+  const cleanup = () => rmSync(dir, { recursive: true, force: true });
 
-  test('sources older than the build: current; a missing source folder counts as unchanged', () => {
+  test('sources as built and older than the build: current; a missing source folder changes nothing', () => {
     builtRoot();
     assert.equal(current(), true);
-    rmSync(dir, { recursive: true, force: true });
+    cleanup();
   });
 
-  test('an edited source file, an added file (its folder changes) or a newer package.json: stale', () => {
-    for (const touch of ['core/sub/b.ts', 'core/sub', 'package.json']) {
+  test('an edited source file or a newer package.json: stale', () => {
+    for (const touch of ['core/sub/b.ts', 'package.json']) {
       builtRoot();
-      setMtime(join(dir, touch), startedAtMs + 1_000);
+      setMtime(touch, startedAtMs + 1_000);
       assert.equal(current(), false, touch);
-      rmSync(dir, { recursive: true, force: true });
+      cleanup();
     }
   });
 
-  test('an edited test file is not compiled and leaves the build current', () => {
+  test('an added, removed or renamed source file is stale even with an old time (git keeps none)', () => {
     builtRoot();
-    setMtime(join(dir, 'core/a.test.ts'), startedAtMs + 1_000);
+    writeFileSync(join(dir, 'core', 'sub', 'c.ts'), '');
+    setMtime('core/sub/c.ts', before);
+    assert.equal(current(), false, 'added');
+    cleanup();
+    builtRoot();
+    rmSync(join(dir, 'core', 'sub', 'b.ts'));
+    assert.equal(current(), false, 'removed');
+    cleanup();
+    builtRoot();
+    renameSync(join(dir, 'core', 'sub', 'b.ts'), join(dir, 'core', 'sub', 'renamed.ts'));
+    assert.equal(current(), false, 'renamed');
+    cleanup();
+  });
+
+  test('an edited test, or a native build next to the sources, leaves the build current', () => {
+    builtRoot();
+    setMtime('core/a.test.ts', startedAtMs + 1_000);
+    mkdirSync(join(dir, 'core', 'build', 'release'), { recursive: true });
+    writeFileSync(join(dir, 'core', 'build', 'release', 'lib.so'), '');
     assert.equal(current(), true);
-    rmSync(dir, { recursive: true, force: true });
+    cleanup();
+  });
+
+  test('no sources at all (an image with dist/ only): current', () => {
+    builtRoot();
+    rmSync(join(dir, 'core'), { recursive: true });
+    assert.equal(current(), true);
+    cleanup();
   });
 
   test('no build-info.json, or one that is not a build record: no build', () => {
@@ -154,6 +184,6 @@ describe('bin/build-state.js: is dist/ current?', () => {
     assert.equal(readBuildInfo(dir), undefined);
     rmSync(join(dir, 'dist'), { recursive: true });
     assert.equal(readBuildInfo(dir), undefined);
-    rmSync(dir, { recursive: true, force: true });
+    cleanup();
   });
 });

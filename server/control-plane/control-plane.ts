@@ -179,7 +179,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       const handler = (req: Parameters<FastifyInstance['routing']>[0], res: Parameters<FastifyInstance['routing']>[1]) => app.routing(req, res);
       const created = tls
         ? createHttpsServer({
-          key: materials.serverTls.keyPem, cert: `${materials.serverTls.certPem.trim()}\n${materials.intermediateCaPem.trim()}\n`, minVersion: 'TLSv1.2',
+          key: materials.serverTls.keyPem, cert: `${materials.serverTls.certPem.trim()}\n${materials.intermediateCaPem.trim()}\n`, minVersion: 'TLSv1.3', // hardening 10.4: no TLS 1.2 anywhere (docs/security/threat-model.md)
           // Requested, not required, and not judged here: only certificate renewal uses it, and it
           // verifies the certificate itself (chain, validity, revocation, device id).
           requestCert: true, rejectUnauthorized: false, ca: [materials.intermediateCaPem, materials.rootCaPem],

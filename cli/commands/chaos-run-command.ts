@@ -25,6 +25,7 @@ async function scenariosOption(args: ParsedCommandArgs): Promise<RealFaultScenar
   return raw.split(',').map((name) => {
     const scenario = find(name.trim());
     if (scenario === undefined) throw new SdcError('CLI_USAGE', `--scenario ${name} is not one of ${all.map((s) => s.name).join(', ')}, all`);
+    if (scenario.needs !== undefined && typeof args.values[scenario.needs] !== 'string') throw new SdcError('CLI_USAGE', `--scenario ${scenario.name} needs --${scenario.needs} URL`);
     return scenario;
   });
 }
@@ -34,7 +35,7 @@ function describe(report: ChaosRunReport): string {
   const lines = [
     `chaos run ${report.chaos_run} (${report.stores} stores, proxy ${report.proxy.external ? 'external' : 'in-process'} at ${report.proxy.api}): ${report.passed ? 'PASSED' : 'FAILED'}`,
     `  ${report.summary}`,
-    `  fault on at ${fault.at_ms ?? '-'} ms, healed at ${fault.healed_at_ms ?? '-'} ms of ${run.durationMs} ms of commands`,
+    `  fault on at ${fault.at_ms ?? '-'} ms, healed at ${fault.healed_at_ms ?? '-'} ms of ${run.durationMs} ms of commands; every agent back ${report.agents_back_after_heal_ms ?? '-'} ms after the heal (1 s samples)`,
     `  ${run.agents} agents: sessions ready ${run.counts.sessions_ready ?? 0}, closed ${run.counts.sessions_closed ?? 0}; online at the end ${run.online.agents} (control plane: ${run.online.controlPlane})`,
     `  commands accepted ${run.counts.commands_accepted ?? 0} (refused ${run.counts.commands_refused ?? 0}), kernel calls ${run.counts.kernel_calls ?? 0}; drained ${run.drainedAfterMs ?? 'never'} ms after the last command`,
     `  checkers: ${Object.entries(run.checkers).map(([name, verdict]) => `${name}=${verdict}`).join(' ')}`,

@@ -94,9 +94,9 @@ export const realFaultScenarios: readonly RealFaultScenario[] = [
     inject: (p) => toxics(p.gateway, 'slicer', { average_size: 8, size_variation: 7, delay: 50 }),
   },
   {
-    name: 'slow-close', summary: 'agent to gateway connections closed after 16 KB (limit_data), the FIN passed on 2 s late (slow_close)', cutsSessions: true,
+    name: 'slow-close', summary: 'agent to gateway connections closed after 4 KB (limit_data), the FIN passed on 2 s late (slow_close)', cutsSessions: true,
     inject: async (p) => {
-      const healLimit = await toxics(p.gateway, 'limit_data', { bytes: 16_000 }, ['upstream']);
+      const healLimit = await toxics(p.gateway, 'limit_data', { bytes: 4_000 }, ['upstream']);
       const healSlow = await toxics(p.gateway, 'slow_close', { delay: 2_000 });
       return async () => { await healLimit(); await healSlow(); };
     },
@@ -142,6 +142,11 @@ export interface ChaosRunReport {
   readonly stores: 'embedded' | 'redis' | 'mysql' | 'redis+mysql';
   /** Wall ms from the first command: when the fault went on and when it was healed. */
   readonly fault: { readonly at_ms: number | null; readonly healed_at_ms: number | null; readonly planned_at_ms: number; readonly planned_ms: number };
+  /**
+   * Wall ms from the heal to the first time-series sample (one a second) with every agent's session
+   * ready again; null when that was not seen before the end of the run.
+   */
+  readonly agents_back_after_heal_ms: number | null;
   /** Passed: every checker held, and a fault that cuts sessions made the agents reconnect. */
   readonly passed: boolean;
   readonly violations: ReadonlyArray<{ readonly checker: string; readonly message: string }>;
@@ -311,6 +316,12 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
   }
 }
 
+function agentsBackAfterMs(run: RealRunResult, healedAtMs: number | null): number | null {
+  if (healedAtMs === null) return null;
+  const back = run.series.find((sample) => sample.t_ms >= healedAtMs && sample.online_agents === run.agents);
+  return back === undefined ? null : back.t_ms - healedAtMs;
+}
+
 function reportOf(options: ChaosRunOptions, started: Started, proxies: RunProxies, timeline: FaultTimeline, run: RealRunResult): ChaosRunReport {
   const violations: Array<{ checker: string; message: string }> = run.violations.map((v) => ({ checker: v.checker, message: v.message }));
   if (timeline.onAtMs === null) violations.push({ checker: 'fault', message: `the fault was never put on (the command phase ended before ${options.faultAtMs} ms?)` });
@@ -325,6 +336,7 @@ function reportOf(options: ChaosRunOptions, started: Started, proxies: RunProxie
     },
     stores,
     fault: { at_ms: timeline.onAtMs, healed_at_ms: timeline.healedAtMs, planned_at_ms: options.faultAtMs, planned_ms: options.faultMs },
+    agents_back_after_heal_ms: agentsBackAfterMs(run, timeline.healedAtMs),
     passed: violations.length === 0, violations, run,
   };
 }

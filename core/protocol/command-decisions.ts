@@ -142,6 +142,12 @@ export interface ResultReport {
   readonly gatewayId: string;
 }
 
+/** The device's signed COMMAND_ACK (stage received or executing) as it arrived: audited verbatim with the state change it causes. */
+export interface AckReport {
+  readonly frame: string;
+  readonly gatewayId: string;
+}
+
 export interface TransitionInput {
   readonly event: CommandEvent;
   readonly atMs: number;
@@ -151,6 +157,8 @@ export interface TransitionInput {
   readonly actor: string;
   /** A result: stored on the row, audited as `command.result` with the frame instead of `command.state`. */
   readonly result?: ResultReport;
+  /** An ACK (`ack` or `start`): audited as `command.ack` with the frame instead of `command.state`. */
+  readonly ack?: AckReport;
 }
 
 export type TransitionRefusalReason = 'unknown_command' | 'illegal' | 'terminal';
@@ -205,6 +213,13 @@ function transitionAudit(record: CommandRecord, input: TransitionInput, from: Co
   if (input.result !== undefined) {
     // The device-signed frame, verbatim: anyone holding the device's certificate can re-verify it from the log.
     return { kind: 'command.result', actor: input.actor, subject, payload: { from, to, at_ms: input.atMs, gateway_id: input.result.gatewayId, frame: input.result.frame } };
+  }
+  if (input.ack !== undefined) {
+    // As a result: the device's own word that it took (or started) the command, re-verifiable from the log.
+    return {
+      kind: 'command.ack', actor: input.actor, subject,
+      payload: { from, to, event: input.event, at_ms: input.atMs, gateway_id: input.ack.gatewayId, frame: input.ack.frame },
+    };
   }
   return {
     kind: 'command.state', actor: input.actor, subject,

@@ -4,7 +4,7 @@ import { gatewayCommandStream, kvKeys, streamMaxLen } from '../bus-contract/stre
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import {
   decideCreate, decideCreateAdmission, decideRedispatch, decideTransition, expiryEvent,
-  type AfterCommitEffect, type ResultReport, type TransitionRefusalReason,
+  type AfterCommitEffect, type ResultReport, type AckReport, type TransitionRefusalReason,
 } from '../../core/protocol/command-decisions.js';
 import type { CommandEvent, CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
@@ -106,6 +106,8 @@ export interface TransitionOptions {
   readonly actor?: string;
   /** The device's signed COMMAND_RESULT: stored with the command and audited verbatim as `command.result`. */
   readonly result?: ResultReport;
+  /** The device's signed COMMAND_ACK: audited verbatim as `command.ack` in the transition's transaction. */
+  readonly ack?: AckReport;
 }
 
 /** Result of applying an event: the transition made, or why nothing changed. */
@@ -380,6 +382,7 @@ export class CommandService {
     const input = {
       event, atMs, actor: options.actor ?? actors.system,
       ...(options.detail === undefined ? {} : { detail: options.detail }), ...(options.result === undefined ? {} : { result: options.result }),
+      ...(options.ack === undefined ? {} : { ack: options.ack }),
     };
     for (let attempt = 0; attempt < commandLimits.transitionRetriesMax; attempt += 1) {
       const row = await this.#repository.byId(commandId);

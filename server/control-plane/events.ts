@@ -80,7 +80,24 @@ export class EventHandlers {
       return;
     }
     const detail: JsonObject = { gateway_id: data.gateway_id, attempt: data.attempt, ...(data.detail === undefined ? {} : { detail: data.detail }) };
+    if ((data.event === 'ack' || data.event === 'start') && data.frame !== undefined) {
+      await this.#verifyAck(data, data.frame, command.device_seq);
+      // Audited as `command.ack` with the device-signed frame, in the transition's own transaction (command-decisions.ts).
+      await this.#commands.transition(data.command_id, data.event, data.at_ms, {
+        detail, actor: actors.device(data.device_id), ack: { frame: data.frame, gatewayId: data.gateway_id },
+      });
+      return;
+    }
     await this.#commands.transition(data.command_id, data.event, data.at_ms, { detail, actor: actors.gateway(data.gateway_id) });
+  }
+
+  /** The ACK frame must be the device's, about this command and seq, at the stage the gateway reported. */
+  async #verifyAck(data: BusEntryData<'command_progress'>, frame: string, deviceSeq: number): Promise<void> {
+    const { body } = await this.#devices.verifyDeviceFrame(data.device_id, frame, 'COMMAND_ACK');
+    const stage = data.event === 'ack' ? 'received' : 'executing';
+    if (body.command_id !== data.command_id || body.device_seq !== deviceSeq || body.stage !== stage) {
+      throw new SdcError('COMMAND_DEVICE_MISMATCH', `ACK frame names command ${body.command_id} seq ${body.device_seq} stage ${body.stage}`);
+    }
   }
 
   async #result(data: BusEntryData<'command_result'>): Promise<void> {

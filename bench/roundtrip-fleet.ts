@@ -1,19 +1,12 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
-import { runAgent, type RunningAgent } from '../agent/agent-runtime.js';
 import { ensureEnrolled, type AgentIdentity } from '../agent/enrollment.js';
 import { SdcError } from '../core/errors/index.js';
-import { systemClock, systemRandom, systemScheduler } from '../runtime/system.js';
+import { systemClock, systemRandom } from '../runtime/system.js';
 import type { BenchApi } from './roundtrip-deployment.js';
 import { sleep } from './wall-time.js';
 
-/** Long enough that no telemetry sample competes with the commands during a run. */
-const benchTelemetryIntervalMs = 3_600_000;
-const readyPollMs = 100;
 const onlinePollMs = 250;
-/** Agents stopped at once: each stop is a close handshake with the gateway. */
-const stopBatchSize = 100;
 const devicePagesMax = 100;
 const setupAttemptsMax = 5;
 const setupRetryStepMs = 50;
@@ -70,51 +63,6 @@ async function retryOnConflict<T>(step: () => Promise<T>, onRetry: () => void): 
       await sleep(setupRetryStepMs * attempt);
     }
   }
-}
-
-/** The running agents; `stop` stops them all, a batch at a time. */
-export interface BenchAgents {
-  readonly running: readonly RunningAgent[];
-  stop(): Promise<void>;
-}
-
-/**
- * Step: run the enrolled agents (agent/agent-runtime.ts, mock kernel, telemetry once an hour), a
- * batch at a time; each batch has its sessions ready (or the deadline passed) before the next
- * starts. The caller stops what this returns; if an agent fails to start, every agent started
- * so far is stopped here and the failure thrown.
- */
-export async function startAgents(options: { identities: readonly AgentIdentity[]; batchSize: number; deadlineMs: number; logger: Logger; progress: (line: string) => void }): Promise<BenchAgents> {
-  const running: RunningAgent[] = [];
-  const stop = () => stopAgents(running);
-  try {
-    for (let i = 0; i < options.identities.length; i += options.batchSize) {
-      const batch = await startBatch(options.identities.slice(i, i + options.batchSize), options.logger, running);
-      while (!batch.every((agent) => agent.core.isReady) && systemClock.nowMs() < options.deadlineMs) await sleep(readyPollMs);
-      options.progress(`agents ready ${running.filter((a) => a.core.isReady).length}/${options.identities.length}`);
-    }
-    return { running, stop };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-}
-
-/** Starts one batch; every agent that started is in `running` (so it is stopped) even when another failed. */
-async function startBatch(identities: readonly AgentIdentity[], logger: Logger, running: RunningAgent[]): Promise<RunningAgent[]> {
-  const started = await Promise.allSettled(identities.map((identity) => runAgent({
-    dir: identity.paths.dir, kernel: 'mock', telemetryIntervalMs: benchTelemetryIntervalMs,
-    clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: logger.child({ device: identity.deviceId }),
-  })));
-  const batch = started.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
-  running.push(...batch);
-  const failed = started.find((result) => result.status === 'rejected');
-  if (failed !== undefined) throw failed.reason;
-  return batch;
-}
-
-async function stopAgents(agents: readonly RunningAgent[]): Promise<void> {
-  for (let i = 0; i < agents.length; i += stopBatchSize) await Promise.allSettled(agents.slice(i, i + stopBatchSize).map((agent) => agent.stop()));
 }
 
 /** Step: devices the control plane shows online, among ours; polls until all are or the deadline passes. */

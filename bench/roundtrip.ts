@@ -9,7 +9,8 @@ import { systemClock } from '../runtime/system.js';
 import { loadMonitor, openFileSampler, openFilesLimit, type ProcessLoad } from './process-load.js';
 import { readServerRecords, runCommandRounds, type CommandRounds } from './roundtrip-commands.js';
 import { startBenchDeployment, type BenchDeployment } from './roundtrip-deployment.js';
-import { enrollAgents, startAgents, waitForOnline } from './roundtrip-fleet.js';
+import { enrollAgents, waitForOnline } from './roundtrip-fleet.js';
+import { startAgentProcesses } from './roundtrip-agent-processes.js';
 import { roundtripLimits } from './roundtrip-limits.js';
 import { LiveTracker } from './roundtrip-live.js';
 import { summarizeLatencies, type LatencySummary } from './stats.js';
@@ -213,7 +214,8 @@ async function enrollAndMeasure(run: RoundtripRun, bench: BenchDeployment, dataD
   const baseline = await measureBaseline(run, bench, enrolled.identities);
   const baselineMs = phases.lap();
   progress(`baseline: ${baseline.samplesMs.length} echoes over ${baseline.clients} TLS WebSockets`);
-  const agents = await startAgents({ identities: enrolled.identities, batchSize: run.concurrency * 2, deadlineMs: run.deadlineMs, logger: run.logger, progress });
+  // In child processes: this process runs the services alone, so its event-loop figures are theirs.
+  const agents = await startAgentProcesses({ identities: enrolled.identities, batchSize: run.concurrency * 2, deadlineMs: run.deadlineMs, verbose: run.options.logger !== undefined, progress });
   try {
     const online = await waitForOnline(bench.api, new Set(enrolled.identities.map((identity) => identity.deviceId)), run.deadlineMs);
     await run.fdSampler.sample();

@@ -32,6 +32,8 @@ export interface Command {
   optionHelp?: ReadonlyArray<readonly [string, string]>;
   options?: OptionsConfig;
   allowPositionals?: boolean;
+  /** Exit status for a usage mistake, where a protocol fixes it (sdc tuf-client: the TUF conformance suite allows only 0 and 1); default 2. */
+  usageExitCode?: number;
   run: (args: ParsedCommandArgs, io: CliIo) => Promise<number>;
 }
 

@@ -17,6 +17,7 @@ import { chaosGroup } from './commands/chaos.js';
 import { loginCommand, logoutCommand } from './commands/login.js';
 import { deviceCommands } from './commands/device.js';
 import { commandCommands } from './commands/commands.js';
+import { tufClientCommand } from './commands/tuf-client.js';
 import { ttyPromptSecret } from './password-input.js';
 
 // Every command module registers here, one line each.
@@ -36,6 +37,7 @@ const entries: CommandEntry[] = [
   logoutCommand,
   deviceCommands,
   commandCommands,
+  tufClientCommand,
 ];
 
 const topSummary = 'Secure Device Control: control plane, gateway, agent, simulator and tools.';
@@ -105,7 +107,14 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
 }
 
 async function runCommand(path: string, command: Command, argv: string[], io: CliIo): Promise<number> {
-  const args = parseCommandArgs(command, argv);
+  let args: ReturnType<typeof parseCommandArgs>;
+  try {
+    args = parseCommandArgs(command, argv);
+  } catch (error) {
+    if (command.usageExitCode === undefined || !SdcError.is(error, 'CLI_USAGE')) throw error;
+    io.stderr(`sdc: ${error.code}: ${error.message}\n`);
+    return command.usageExitCode;
+  }
   if (args.values.help === true) {
     io.stdout(renderCommandHelp(path, command));
     return 0;

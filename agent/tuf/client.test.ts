@@ -77,19 +77,34 @@ test('a new root must be the next version', async () => {
   assert.equal(client.storedVersion('root.json'), 1);
 });
 
-test('fast-forward recovery: after a timestamp key rotation the client accepts a lower timestamp version', async () => {
+test('fast-forward recovery: revoking a timestamp key deletes the stored timestamp and snapshot, so a lower version is accepted', async () => {
   const repo = new TestTufRepository({ nowMs });
   const client = new TestClient(repo);
-  repo.timestamp['version'] = 1_000; // a fast-forwarded timestamp, signed by the then-current key
+  const [compromised] = repo.signers.get('timestamp')!;
+  repo.addKey('timestamp', repo.newKey());
+  repo.publishRoot(); // v2: two timestamp keys, threshold 1
+  repo.timestamp['version'] = 1_000; // fast-forwarded, signed by both keys
   repo.publishTimestamp();
   await client.refresh();
   assert.equal(client.storedVersion('timestamp.json'), 1_000);
-  repo.rotateKeys('timestamp');
-  repo.publishRoot();
+
+  // A key only added revokes nothing: the stored timestamp still verifies and stays the floor.
+  repo.addKey('timestamp', repo.newKey());
+  repo.publishRoot(); // v3
   repo.timestamp['version'] = 1;
+  repo.publishTimestamp();
+  await assert.rejects(client.refresh(), (e) => SdcError.is(e, 'TUF_ROLLBACK'));
+  assert.equal(client.storedVersion('timestamp.json'), 1_000);
+  assert.ok(client.metadata.files.has('snapshot.json'));
+
+  // Revoking the compromised key is a rotation. The stored v1000 still verifies under the key
+  // that stays, so only the deletion of section 5.3.11 lets version 1 in.
+  repo.removeKey('timestamp', compromised!.keyid);
+  repo.publishRoot(); // v4
   repo.publishTimestamp();
   await client.refresh();
   assert.equal(client.storedVersion('timestamp.json'), 1);
+  assert.equal(client.storedVersion('root.json'), 4);
 });
 
 test('delegations: pre-order depth-first search in order, terminating stops the search, paths match per segment', async () => {

@@ -165,8 +165,11 @@ export class Updater {
       yield { kind: 'write-metadata', fileName: 'root.json', bytes };
       // Section 5.3.11: after a timestamp or snapshot key rotation the old files may carry versions
       // the new keys never signed (a fast-forward attack's leftovers); drop both so they are not
-      // a rollback floor, and the repository can recover with lower versions.
-      if (keysChanged(before, after, 'timestamp') || keysChanged(before, after, 'snapshot')) {
+      // a rollback floor, and the repository can recover with lower versions. A rotation here is
+      // a key removed from the role: that is how a repository revokes a compromised key. Keys only
+      // added, or a threshold changed, delete nothing (the stored files must still verify under
+      // the new root to count, and the conformance suite expects them kept after such a change).
+      if (keysRevoked(before, after, 'timestamp') || keysRevoked(before, after, 'snapshot')) {
         yield { kind: 'delete-metadata', fileName: 'timestamp.json' };
         yield { kind: 'delete-metadata', fileName: 'snapshot.json' };
       }
@@ -265,10 +268,9 @@ function ignoreRefusal<T>(update: () => T): T | undefined {
   }
 }
 
-function keysChanged(before: Root, after: Root, role: 'timestamp' | 'snapshot'): boolean {
-  const a = [...before.roles[role].keyids].sort();
-  const b = [...after.roles[role].keyids].sort();
-  return a.length !== b.length || a.some((keyid, index) => keyid !== b[index]);
+function keysRevoked(before: Root, after: Root, role: 'timestamp' | 'snapshot'): boolean {
+  const kept = new Set(after.roles[role].keyids);
+  return before.roles[role].keyids.some((keyid) => !kept.has(keyid));
 }
 
 function matchesTarget(bytes: Uint8Array, info: TargetInfo, crypto: TufCrypto): boolean {

@@ -144,6 +144,13 @@ export class TestTufRepository {
     this.signers.set(role, [...(this.signers.get(role) ?? []), key]);
   }
 
+  /** Removes a key from a top-level role in root (not yet published) and from its signers: a revocation. */
+  removeKey(role: Role, keyid: string): void {
+    const roleJson = (this.root['roles'] as TufJsonObject)[role] as TufJsonObject;
+    roleJson['keyids'] = (roleJson['keyids'] as string[]).filter((id) => id !== keyid);
+    this.signers.set(role, this.signers.get(role)!.filter((key) => key.keyid !== keyid));
+  }
+
   /** Replaces a top-level role's keys with `count` fresh ones (in root, not yet published). */
   rotateKeys(role: Role, count = 1): void {
     const roleJson = (this.root['roles'] as TufJsonObject)[role] as TufJsonObject;

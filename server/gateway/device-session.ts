@@ -25,6 +25,8 @@ export class DeviceSession {
   expiry: DeadlineTimer | undefined;
   authenticated = false;
   closed = false;
+  /** Closed for overload (its work queue was full) or revocation: its queued frames are dropped, not handled. */
+  dropQueuedFrames = false;
   sinceMs = 0;
   lastRefreshMs = 0;
   lastRecheckMs = 0;

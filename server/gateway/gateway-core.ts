@@ -42,6 +42,12 @@ export interface AcceptConnectionInput extends DeviceTransport {
 export interface ConnectionHandle {
   receive(bytes: Uint8Array): void;
   transportClosed(): void;
+  /**
+   * The transport refused input it will not deliver (a message over its size bound): the device
+   * gets the typed refusal frame first, then the transport is closed with `closeCode` and the code.
+   * Optional so that test doubles of a gateway (agent contract suites) need not have it.
+   */
+  refuse?(error: SdcError, closeCode: number): void;
 }
 
 export interface GatewayCore {
@@ -61,7 +67,7 @@ export interface GatewayCore {
 }
 
 const { noticeSerialsMax } = gatewayLimits;
-const noopHandle: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined };
+const noopHandle: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined, refuse: () => undefined };
 const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGatewayOptions {
@@ -195,7 +201,10 @@ class Gateway implements GatewayCore {
       session.expiry = armDeadline({ clock: this.#options.clock, scheduler: this.#options.scheduler, deadlineMs: notAfterMs, run: () => this.#expire(session, notAfterMs) });
     }
     this.#queue(session, () => this.#admit(session));
-    return { receive: (bytes) => this.#receive(session, bytes), transportClosed: () => this.#transportClosed(session) };
+    return {
+      receive: (bytes) => this.#receive(session, bytes), transportClosed: () => this.#transportClosed(session),
+      refuse: (error, closeCode) => this.#refuseFromTransport(session, error, closeCode),
+    };
   }
 
   /** Refused before any check of the device: stopping, or full. */
@@ -271,6 +280,15 @@ class Gateway implements GatewayCore {
     this.#flush(session);
     this.#handleEvents(session, events);
     this.#armTimer(session);
+  }
+
+  #refuseFromTransport(session: DeviceSession, error: SdcError, closeCode: number): void {
+    if (session.closed || this.#aborted) return;
+    const events = session.connection.refuseAndClose(error, this.#options.clock.nowMs());
+    this.#flush(session);
+    // Our close code (1009 for a message too large), with the typed code as the reason.
+    this.#finish(session, closeCode, error.code);
+    this.#handleEvents(session, events);
   }
 
   #transportClosed(session: DeviceSession): void {
@@ -371,6 +389,7 @@ class Gateway implements GatewayCore {
     if (session.closed || this.#aborted) return;
     if (!session.tasks.push(task)) {
       this.#options.logger.warn({ device_id: session.deviceId, trace_id: this.#context.traceId() }, 'session work queue full; closing');
+      session.dropQueuedFrames = true;
       this.#endSession(session, closeCodes.overloaded, 'GATEWAY_OVERLOADED');
     }
   }
@@ -404,6 +423,8 @@ class Gateway implements GatewayCore {
   }
 
   async #onAuthenticated(session: DeviceSession, lastCommandSeq: number, clockOffsetMs: number): Promise<void> {
+    // Closed before this queued task ran: it must not claim the device's presence or its session slot.
+    if (session.closed) return;
     const previous = this.#sessions.get(session.deviceId);
     this.#sessions.set(session.deviceId, session);
     session.lastRefreshMs = this.#options.clock.nowMs();
@@ -415,6 +436,14 @@ class Gateway implements GatewayCore {
 
   async #onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
     const nowMs = this.#options.clock.nowMs();
+    if (session.closed) {
+      // A closed session never touches presence: its device may hold a newer session by now.
+      // Closed for overload (the stores are behind already) or revocation, its queued frames stop
+      // here; a lost ACK or result is asked for again by redelivery. Otherwise what it verified is forwarded.
+      if (session.dropQueuedFrames) return;
+      await forwardMessage({ context: this.#context, router: this.#router, telemetry: this.#telemetry }, session, message, nowMs);
+      return;
+    }
     if (!(await this.#refreshPresence(session, message, nowMs))) return;
     if (nowMs - session.lastRecheckMs >= this.#options.sessionRecheckIntervalMs && (await this.#revokedSince(session, nowMs))) return;
     await forwardMessage({ context: this.#context, router: this.#router, telemetry: this.#telemetry }, session, message, nowMs);
@@ -449,6 +478,7 @@ class Gateway implements GatewayCore {
   #closeRevoked(session: DeviceSession, why: string): void {
     if (session.closed) return;
     this.#options.logger.warn({ device_id: session.deviceId, serial: session.certSerialHex, why, trace_id: this.#context.traceId() }, 'session closed: its certificate was revoked');
+    session.dropQueuedFrames = true;
     this.#endSession(session, closeCodes.revoked, 'TRUST_CERT_REVOKED');
   }
 

@@ -149,6 +149,27 @@ function refusableDeviceIdOf(der: Uint8Array): string | undefined {
 }
 
 /**
+ * ws closes a connection whose message is over maxPayload by calling `ws.close(1009)` itself,
+ * before it emits 'error', so the device would get 1009 and no code. This wraps that one call:
+ * the core sends the typed refusal (PROTO_FRAME_TOO_LARGE, as ERROR or AUTH_ERROR) and then
+ * closes with 1009 and the code as the reason. The oversize message itself is never read.
+ */
+function refuseOversizeFirst(ws: WebSocket, handle: ConnectionHandle, maxPayloadBytes: number): void {
+  const closeSocket = ws.close.bind(ws);
+  let refusing = false;
+  ws.close = (code?: number, reason?: string | Buffer): void => {
+    if (code !== closeCodes.tooLarge || reason !== undefined || refusing) {
+      closeSocket(code, reason);
+      return;
+    }
+    refusing = true;
+    handle.refuse?.(new SdcError('PROTO_FRAME_TOO_LARGE', `a message over ${maxPayloadBytes} bytes was dropped unread`), closeCodes.tooLarge);
+    // The core closed through the transport (with the reason); if it had nothing open to close, close as ws meant to.
+    if (ws.readyState === ws.OPEN) closeSocket(code, 'PROTO_FRAME_TOO_LARGE');
+  };
+}
+
+/**
  * The gateway's network face: HTTPS with TLS 1.3 only and mandatory client certificates
  * (the TLS layer checks the chain to our CA), then our own device-certificate check, then a
  * WebSocket on `path` whose messages go to the core. Everything about sessions lives in the core.
@@ -238,6 +259,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       else transport.close(closeCodes.policyViolation, refusal.code);
       return;
     }
+    refuseOversizeFirst(ws, handle, frameBytesMax * maxPayloadFactor);
     const budget = new RateBudget(messagesPerSecondMax, clock.nowMs());
     ws.on('message', (data: RawData) => {
       if (!budget.take(clock.nowMs())) {

@@ -31,8 +31,10 @@ function parseRecord(text: string | null): PresenceRecord | undefined {
 
 /**
  * Presence in the key/value store (for routing) and on the events stream (for the control
- * plane's history). Compare-then-write is not atomic; the race it leaves (two gateways writing
- * the same device's key within one round trip) ends with one session replaced at its next refresh.
+ * plane's history). A new session's `online` writes the key unconditionally (the newest session
+ * wins); a refresh is a compare-and-set on the session's own record, so an older session never
+ * takes the key back. `offline` is still check-then-delete (a newer session's key written in that
+ * window is lost until its next refresh restores it).
  */
 export class Presence {
   constructor(private readonly context: GatewayContext) {}
@@ -54,11 +56,14 @@ export class Presence {
   async refresh(session: PresenceSession): Promise<boolean> {
     const { stores, heartbeatIntervalMs } = this.context.options;
     const key = kvKeys.presence(session.deviceId);
-    const current = parseRecord(await stores.kv.get(key));
-    if (current !== undefined && current.session_id !== session.sessionId) return false;
-    // Missing: it expired during a stall (e.g. a store outage); the session is live, so restore it.
-    await stores.kv.set(key, this.#record(session), { ttlMs: presenceTtlMs(heartbeatIntervalMs) });
-    return true;
+    const mine = this.#record(session);
+    const ttlMs = presenceTtlMs(heartbeatIntervalMs);
+    // Compare-and-set on this session's record: a read then a write would overwrite a newer
+    // session's key written between the two, and that session would then be closed as replaced.
+    if (await stores.kv.compareAndSet(key, mine, mine, { ttlMs })) return true;
+    // Missing: it expired during a stall (e.g. a store outage); the session is live, so restore
+    // it, again only if nobody wrote it meanwhile. Anything else names another session.
+    return stores.kv.set(key, mine, { ttlMs, onlyIfAbsent: true });
   }
 
   /** Reports offline only if the key still names this session; a newer session must stay online. */

@@ -91,6 +91,20 @@ export abstract class ConnectionCore {
     return [{ kind: 'closed', reason }];
   }
 
+  /**
+   * The driver refuses something it could not hand over as a frame (one over the transport's
+   * size bound, which the transport drops unread): the peer gets the typed refusal (AUTH_ERROR
+   * before the session is ready, ERROR after) and the session ends, so the close that follows
+   * is never the only word the peer gets.
+   */
+  refuseAndClose(error: SdcError, nowMs: number): ConnectionEvent[] {
+    if (!this.isOpen) return [];
+    if (this.machine.state !== 'ready') return this.refuse(error, nowMs);
+    this.sendFrame('ERROR', { code: error.code, message: error.message.slice(0, 512) }, nowMs);
+    this.machine.apply('close', nowMs);
+    return [{ kind: 'refused', error }, { kind: 'closed', reason: error.message, code: error.code }];
+  }
+
   /** The transport went away. */
   transportLost(nowMs: number): ConnectionEvent[] {
     if (!this.isOpen) return [];

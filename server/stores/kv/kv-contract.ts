@@ -53,6 +53,23 @@ export function runKvContract(name: string, target: KvContractTarget): void {
       assert.equal(await kv.set('nx-ttl', 'b', { onlyIfAbsent: true, ttlMs: 10_000 }), false);
     });
 
+    it('compareAndSet writes only over exactly the expected value, never a missing key, and sets the TTL', async () => {
+      assert.equal(await kv.compareAndSet('cas', 'a', 'b'), false, 'a missing key is not the expected value');
+      assert.equal(await kv.get('cas'), null);
+      await kv.set('cas', 'a');
+      assert.equal(await kv.compareAndSet('cas', 'other', 'b'), false);
+      assert.equal(await kv.get('cas'), 'a');
+      assert.equal(await kv.compareAndSet('cas', 'a', 'b', { ttlMs: 10_000 }), true);
+      assert.equal(await kv.get('cas'), 'b');
+      const remaining = await kv.ttlMs('cas');
+      assert.ok(remaining !== null && remaining > 0 && remaining <= 10_000, `ttl ${remaining}`);
+      assert.equal(await kv.compareAndSet('cas', 'b', 'c'), true);
+      assert.equal(await kv.ttlMs('cas'), null, 'a write without ttlMs removes the TTL, as set does');
+      // Of concurrent writers expecting the same value, exactly one wins.
+      const wins = await Promise.all(['x', 'y', 'z'].map((v) => kv.compareAndSet('cas', 'c', v)));
+      assert.equal(wins.filter(Boolean).length, 1);
+    });
+
     it('expires keys after their TTL', async () => {
       await kv.set('short', 'v', { ttlMs: 150 });
       const remaining = await kv.ttlMs('short');

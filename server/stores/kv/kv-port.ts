@@ -16,6 +16,12 @@ export interface KeyValueStore {
   get(key: string): Promise<string | null>;
   /** True if written; false only when onlyIfAbsent found the key present. A write without ttlMs removes any TTL. */
   set(key: string, value: string, opts?: SetOptions): Promise<boolean>;
+  /**
+   * Compare-and-set, atomically: writes `value` (with `ttlMs`, else without a TTL) only when the
+   * key exists and holds exactly `expected`. True if written. A check then a write would let
+   * another writer's value land between the two and be overwritten.
+   */
+  compareAndSet(key: string, expected: string, value: string, opts?: { readonly ttlMs?: number }): Promise<boolean>;
   /** True if the key existed. */
   del(key: string): Promise<boolean>;
   /** Adds `by` (default 1) to an integer value, creating it at 0; STORE_CONFLICT if the value is not an integer. */

@@ -153,6 +153,18 @@ export class MemoryKeyValueStore implements KeyValueStore {
     });
   }
 
+  compareAndSet(key: string, expected: string, value: string, opts: { readonly ttlMs?: number } = {}): Promise<boolean> {
+    return this.#run(() => {
+      const fullKey = this.#key(key);
+      this.#checkValue(value);
+      if (opts.ttlMs !== undefined) this.#checkTtl(opts.ttlMs);
+      if (this.#space.read(fullKey)?.value !== expected) return false;
+      const expiresAtMs = opts.ttlMs === undefined ? undefined : this.#space.clock.nowMs() + opts.ttlMs;
+      this.#space.write(fullKey, { value, expiresAtMs });
+      return true;
+    });
+  }
+
   del(key: string): Promise<boolean> {
     return this.#run(() => this.#space.remove(this.#key(key)));
   }

@@ -19,6 +19,12 @@ export interface RedisKeyValueStoreOptions {
 
 const ttlMsMax = 10 * 365 * 24 * 3600 * 1000;
 
+/** One script, so the comparison and the write are atomic on the server (GET of a missing key is false, never equal). */
+const compareAndSetScript = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1`;
+
 function reportHandlerError(error: unknown, channel: string): void {
   process.emitWarning(`kv subscriber for ${channel} threw: ${error instanceof Error ? error.message : String(error)}`, 'KeyValueStoreWarning');
 }
@@ -67,6 +73,16 @@ export class RedisKeyValueStore implements KeyValueStore {
       else if (opts.onlyIfAbsent === true) reply = await this.client.set(fullKey, value, 'NX');
       else reply = await this.client.set(fullKey, value);
       return reply === 'OK';
+    });
+  }
+
+  compareAndSet(key: string, expected: string, value: string, opts: { readonly ttlMs?: number } = {}): Promise<boolean> {
+    return this.run(async () => {
+      const fullKey = this.key(key);
+      this.checkValue(value);
+      if (opts.ttlMs !== undefined) this.checkTtl(opts.ttlMs);
+      const reply = await this.client.eval(compareAndSetScript, 1, fullKey, expected, value, opts.ttlMs === undefined ? '' : String(opts.ttlMs));
+      return reply === 1;
     });
   }
 

@@ -16,6 +16,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { sourceListing } from '../bin/build-state.js';
+import { buildViewer } from './build-viewer.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 // --out-dir DIR builds elsewhere (test/packaging builds into a temporary folder); default dist/.
@@ -88,6 +89,8 @@ function build() {
     compile(tsc, scratch);
     const assets = sourceDirs.reduce((sum, dir) => sum + copyAssets(join(root, dir), join(scratch, dir)), 0);
     writeMetadata(scratch, startedAtMs, digest);
+    // The operator console, served by the control plane from dist/viewer/ (docs/viewer.md).
+    if (buildViewer({ outDir: join(scratch, 'viewer') }) === undefined) process.stderr.write('build: esbuild is not installed; the console is not built\n');
     rmSync(distDir, { recursive: true, force: true });
     renameSync(scratch, distDir);
     process.stdout.write(`build: ${relative(process.cwd(), distDir) || 'dist'} compiled, ${assets} assets copied, in ${((Date.now() - startedAtMs) / 1000).toFixed(1)} s\n`);

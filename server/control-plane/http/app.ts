@@ -17,6 +17,7 @@ import { deviceRoutes } from './routes/devices.js';
 import { liveRoutes } from './routes/live.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { userRoutes } from './routes/users.js';
+import { viewerStatic } from './viewer-static.js';
 
 export interface HttpAppOptions {
   readonly services: ControlPlaneServices;
@@ -71,5 +72,6 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.register(alertRoutes, { services });
   app.register(auditRoutes, { services });
   app.register(liveRoutes, { services });
+  app.register(viewerStatic, {});
   return app;
 }

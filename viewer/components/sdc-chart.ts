@@ -1,0 +1,72 @@
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import { html } from 'lit';
+import { LightElement } from './light-element.js';
+
+export interface ChartSeries {
+  readonly label: string;
+  readonly values: ReadonlyArray<number | null>;
+  readonly stroke: string;
+}
+
+/**
+ * A time-series chart with uPlot. `times` are Unix milliseconds, ascending. The same numbers are
+ * also given as a table for screen readers (a canvas has no text).
+ */
+export class SdcChart extends LightElement {
+  static override properties = { label: {}, times: { attribute: false }, series: { attribute: false }, unit: {} };
+
+  declare label: string;
+  declare times: readonly number[];
+  declare series: readonly ChartSeries[];
+  declare unit: string;
+  #plot: uPlot | undefined;
+
+  constructor() {
+    super();
+    this.label = '';
+    this.times = [];
+    this.series = [];
+    this.unit = '';
+  }
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    this.#plot?.destroy();
+    this.#plot = undefined;
+  }
+
+  override render() {
+    const last = this.times.length - 1;
+    return html`
+      <figure class="chart">
+        <figcaption>${this.label}</figcaption>
+        <div class="plot" role="img" aria-label="${this.label}: ${this.times.length} samples"></div>
+        <table class="visually-hidden">
+          <caption>${this.label}, latest sample</caption>
+          <tbody>${this.series.map((s) => html`<tr><th scope="row">${s.label}</th><td>${last >= 0 ? s.values[last] ?? '' : ''} ${this.unit}</td></tr>`)}</tbody>
+        </table>
+      </figure>`;
+  }
+
+  protected override updated(): void {
+    const target = this.querySelector<HTMLElement>('.plot');
+    if (target === null) return;
+    this.#plot?.destroy();
+    const width = Math.max(280, Math.min(target.clientWidth || 640, 1200));
+    const data = [this.times.map((t) => t / 1000), ...this.series.map((s) => [...s.values])] as uPlot.AlignedData;
+    this.#plot = new uPlot({
+      width, height: 220,
+      series: [{}, ...this.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5 }))],
+      axes: [{}, { label: this.unit }],
+    }, data, target);
+  }
+}
+
+customElements.define('sdc-chart', SdcChart);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'sdc-chart': SdcChart;
+  }
+}

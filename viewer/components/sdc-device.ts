@@ -1,0 +1,136 @@
+import { html, nothing } from 'lit';
+import type { ApiClient, ApiError } from '../api.js';
+import { formatAgo, formatTime } from '../format.js';
+import type { LiveEvent } from '../live.js';
+import type { ChartSeries } from './sdc-chart.js';
+import './sdc-chart.js';
+import { asApiError, errorLine } from './error-line.js';
+import { LightElement } from './light-element.js';
+
+interface DeviceDetail {
+  id: string; status: string; online: boolean; last_seen_at_ms: number | null; gateway_id: string | null;
+  cert_serial: string | null; cert_not_after_ms: number | null; last_command_seq: number | null; clock_offset_ms: number | null;
+}
+interface Sample { ts_ms: number; risk_score: number; metrics: Record<string, number | undefined> }
+interface CommandSummary { id: string; opcode: string; state: string; created_at_ms: number; created_by: string }
+
+/** Telemetry ranges offered; the API returns at most 500 samples, newest first. */
+export const telemetryRanges = Object.freeze([
+  { label: 'last 15 minutes', ms: 15 * 60_000 }, { label: 'last hour', ms: 3_600_000 }, { label: 'last 24 hours', ms: 86_400_000 },
+]);
+
+/** One device: its state, telemetry charts over a chosen range, and its latest commands. */
+export class SdcDevice extends LightElement {
+  static override properties = {
+    api: { attribute: false }, liveBus: { attribute: false }, deviceId: {},
+    device: { state: true }, samples: { state: true }, commands: { state: true }, error: { state: true }, rangeMs: { state: true },
+  };
+
+  declare api: ApiClient;
+  declare liveBus: EventTarget;
+  declare deviceId: string;
+  declare device: DeviceDetail | undefined;
+  declare samples: Sample[];
+  declare commands: CommandSummary[];
+  declare error: ApiError | undefined;
+  declare rangeMs: number;
+  readonly #onLive = (event: Event) => {
+    const live = (event as CustomEvent<LiveEvent>).detail;
+    if (live.device_id === this.deviceId && live.type !== 'alert') void this.load();
+  };
+
+  constructor() {
+    super();
+    this.device = undefined;
+    this.samples = [];
+    this.commands = [];
+    this.error = undefined;
+    this.rangeMs = telemetryRanges[0]!.ms;
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    this.liveBus.addEventListener('live', this.#onLive);
+    this.liveBus.addEventListener('resync', this.#onLive);
+  }
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    this.liveBus.removeEventListener('live', this.#onLive);
+    this.liveBus.removeEventListener('resync', this.#onLive);
+  }
+
+  protected override willUpdate(changed: Map<string, unknown>): void {
+    if (changed.has('deviceId') || changed.has('rangeMs')) void this.load();
+  }
+
+  async load(): Promise<void> {
+    const id = encodeURIComponent(this.deviceId);
+    const fromMs = Date.now() - this.rangeMs;
+    try {
+      const [device, telemetry, commands] = await Promise.all([
+        this.api.get<DeviceDetail>(`/v1/devices/${id}`),
+        this.api.get<{ items: Sample[] }>(`/v1/devices/${id}/telemetry?from_ms=${fromMs}&limit=500`),
+        this.api.get<{ items: CommandSummary[] }>(`/v1/commands?device_id=${id}&limit=20`),
+      ]);
+      this.device = device;
+      this.samples = [...telemetry.items].sort((a, b) => a.ts_ms - b.ts_ms);
+      this.commands = commands.items;
+      this.error = undefined;
+    } catch (error) {
+      this.error = asApiError(error);
+    }
+  }
+
+  #series(keys: ReadonlyArray<[string, string, string]>): ChartSeries[] {
+    return keys.map(([key, label, stroke]) => ({ label, stroke, values: this.samples.map((s) => s.metrics[key] ?? null) }));
+  }
+
+  override render() {
+    const d = this.device;
+    if (d === undefined) return html`<section><h1>Device ${this.deviceId}</h1>${this.error ? errorLine(this.error) : html`<p>Loading…</p>`}</section>`;
+    const times = this.samples.map((s) => s.ts_ms);
+    return html`
+      <section aria-labelledby="device-title">
+        <h1 id="device-title">Device ${d.id} <span class="presence ${d.online ? 'online' : 'offline'}">${d.online ? 'online' : 'offline'}</span></h1>
+        ${errorLine(this.error)}
+        <dl class="facts">
+          <div><dt>Status</dt><dd>${d.status}</dd></div>
+          <div><dt>Last seen</dt><dd>${formatAgo(d.last_seen_at_ms, Date.now())}</dd></div>
+          <div><dt>Gateway</dt><dd>${d.gateway_id ?? '—'}</dd></div>
+          <div><dt>Certificate</dt><dd>${d.cert_serial ?? '—'}, until ${formatTime(d.cert_not_after_ms)}</dd></div>
+          <div><dt>Last command seq</dt><dd>${d.last_command_seq ?? '—'}</dd></div>
+          <div><dt>Clock offset</dt><dd>${d.clock_offset_ms === null ? '—' : `${d.clock_offset_ms} ms`}</dd></div>
+        </dl>
+        <p><a class="button" href="#/compose?device=${encodeURIComponent(d.id)}">Send a command to ${d.id}</a></p>
+        <h2>Telemetry</h2>
+        <label>Range
+          <select @change=${(e: Event) => { this.rangeMs = Number((e.target as HTMLSelectElement).value); }}>
+            ${telemetryRanges.map((r) => html`<option value=${r.ms} ?selected=${r.ms === this.rangeMs}>${r.label}</option>`)}
+          </select>
+        </label>
+        ${this.samples.length === 0 ? html`<p>No telemetry in this range.</p>` : html`
+          <div class="charts">
+            <sdc-chart label="CPU, memory and disk" unit="%" .times=${times} .series=${this.#series([['cpu_pct', 'CPU', '#c0392b'], ['mem_pct', 'memory', '#2471a3'], ['disk_pct', 'disk', '#7d3c98']])}></sdc-chart>
+            <sdc-chart label="Network" unit="bytes/s" .times=${times} .series=${this.#series([['net_rx_bytes_per_sec', 'received', '#1e8449'], ['net_tx_bytes_per_sec', 'sent', '#b9770e']])}></sdc-chart>
+          </div>`}
+        <h2>Commands</h2>
+        ${this.commands.length === 0 ? html`<p>No commands yet.</p>` : html`
+          <table>
+            <thead><tr><th scope="col">Command</th><th scope="col">Opcode</th><th scope="col">State</th><th scope="col">Created</th><th scope="col">By</th></tr></thead>
+            <tbody>${this.commands.map((c) => html`<tr>
+              <th scope="row"><a href="#/commands/${encodeURIComponent(c.id)}">${c.id}</a></th><td>${c.opcode}</td>
+              <td><span class="state state-${c.state}">${c.state}</span></td><td>${formatTime(c.created_at_ms)}</td><td>${c.created_by}</td></tr>`)}</tbody>
+          </table>`}
+        ${nothing}
+      </section>`;
+  }
+}
+
+customElements.define('sdc-device', SdcDevice);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'sdc-device': SdcDevice;
+  }
+}

@@ -1,0 +1,3 @@
+// The console's entry point (scripts/build-viewer.mjs bundles from here): the stylesheet and the shell.
+import './styles/app.css';
+import './components/sdc-app.js';

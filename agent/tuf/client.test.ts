@@ -44,6 +44,24 @@ test('asks only for what the workflow needs: versioned names under consistent sn
   assert.deepEqual(repo.requests, ['metadata/2.root.json', 'metadata/timestamp.json']);
 });
 
+test('a stored targets file is checked against the hashes the snapshot lists: re-signed under the same version, it is fetched again', async () => {
+  const repo = new TestTufRepository({ nowMs });
+  repo.addTarget('targets', 'a.txt', bytes('A'));
+  repo.publishTargets('targets', { bump: true, withHashes: true });
+  repo.publishSnapshot({ bump: true });
+  repo.publishTimestamp({ bump: true });
+  const client = new TestClient(repo);
+  await client.refresh();
+  repo.addTarget('targets', 'b.txt', bytes('B')); // same targets version 2, other content
+  repo.publishTargets('targets', { withHashes: true });
+  repo.publishSnapshot({ bump: true });
+  repo.publishTimestamp({ bump: true });
+  repo.requests.length = 0;
+  await client.download('b.txt');
+  assert.ok(repo.requests.includes('metadata/2.targets.json'), repo.requests.join(' '));
+  assert.deepEqual(client.metadata.files.get('targets.json'), repo.latest('targets'));
+});
+
 test('without consistent snapshots, metadata and targets are fetched under their plain names', async () => {
   const repo = new TestTufRepository({ nowMs, consistentSnapshot: false });
   repo.addTarget('targets', 'a.txt', bytes('A'));

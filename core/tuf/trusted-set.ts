@@ -126,11 +126,14 @@ export class TrustedSet {
   /**
    * Section 5.6 for `targets` (delegated by root) and any delegated role (delegated by a trusted
    * targets role `delegatorName`). The file must match the snapshot's length, hashes (when listed)
-   * and version, be signed by the delegator's threshold and not have expired.
+   * and version, be signed by the delegator's threshold and not have expired. Stored copies are
+   * checked against the snapshot's hashes too (unlike the snapshot's own stored copy): a
+   * repository that re-signed a role under the same version lists new hashes, and the stored
+   * copy must then be fetched again, as TUF's reference client does.
    */
-  updateDelegatedTargets(bytes: Uint8Array, roleName: string, delegatorName: string, fromLocalStore: boolean): Targets {
+  updateDelegatedTargets(bytes: Uint8Array, roleName: string, delegatorName: string): Targets {
     const meta = this.snapshotMetaFor(roleName);
-    if (!fromLocalStore) verifyLengthAndHashes({ what: `${roleName}.json`, bytes, expected: meta, crypto: this.crypto });
+    verifyLengthAndHashes({ what: `${roleName}.json`, bytes, expected: meta, crypto: this.crypto });
     const next = parseMetadata(bytes, 'targets');
     this.verifyDelegation(next, roleName, delegatorName);
     if (next.signed.version !== meta.version) {

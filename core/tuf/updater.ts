@@ -205,14 +205,14 @@ export class Updater {
     const fileName = metadataFileName(role);
     const local = yield { kind: 'read-metadata', fileName };
     if (local instanceof Uint8Array) {
-      const fromLocal = ignoreRefusal(() => trusted.updateDelegatedTargets(local, role, delegator, true));
+      const fromLocal = ignoreRefusal(() => trusted.updateDelegatedTargets(local, role, delegator));
       if (fromLocal !== undefined) return fromLocal;
     }
     const meta: MetaFile = trusted.snapshotMetaFor(role);
     const url = this.metadataUrl(role, trusted.root.consistentSnapshot ? meta.version : undefined);
     const outcome = yield this.fetchStep(url, meta.length ?? this.limits.targetsBytesMax, role);
     const bytes = fetched(outcome);
-    const targets = trusted.updateDelegatedTargets(bytes, role, delegator, false);
+    const targets = trusted.updateDelegatedTargets(bytes, role, delegator);
     yield { kind: 'write-metadata', fileName, bytes };
     return targets;
   }

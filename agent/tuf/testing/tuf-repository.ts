@@ -194,13 +194,15 @@ export class TestTufRepository {
   }
 
   /** Signs and publishes a targets role at its current version and lists it in the snapshot. */
-  publishTargets(role: string, options: { bump?: boolean } = {}): void {
+  publishTargets(role: string, options: { bump?: boolean; withHashes?: boolean } = {}): void {
     const json = this.targetsRoles.get(role)!;
     if (options.bump === true) json['version'] = (json['version'] as number) + 1;
     const bytes = signEnvelope(json, this.signers.get(role)!);
     this.versions(role).set(json['version'] as number, bytes);
     this.current.set(role, bytes);
-    (this.snapshot['meta'] as TufJsonObject)[`${role}.json`] = { version: json['version']! };
+    const meta: TufJsonObject = { version: json['version']! };
+    if (options.withHashes === true) Object.assign(meta, { length: bytes.byteLength, hashes: { sha256: sha256Hex(bytes) } });
+    (this.snapshot['meta'] as TufJsonObject)[`${role}.json`] = meta;
   }
 
   publishSnapshot(options: { bump?: boolean; withHashes?: boolean } = {}): void {

@@ -143,6 +143,29 @@ test('delegations: pre-order depth-first search in order, terminating stops the 
   assert.ok(!client.metadata.files.has('c.json'));
 });
 
+test('succinct hash bins: the target is looked up in its one bin, named from the SHA-256 of its path', async () => {
+  const repo = new TestTufRepository({ nowMs });
+  const bins = repo.addSuccinctDelegation('targets', 3, 'bin');
+  const path = 'firmware/board.img';
+  const bin = `bin-${(parseInt(sha256Hex(bytes(path)).slice(0, 2), 16) >> 5).toString(16)}`;
+  assert.ok(bins.includes(bin));
+  repo.addTarget(bin, path, bytes('image'));
+  repo.publishAll();
+  repo.release();
+  const client = new TestClient(repo);
+  await client.download(path);
+  assert.equal(text(client.targets.files.get('firmware%2Fboard.img')), 'image');
+  const binRequests = repo.requests.filter((request) => /bin-/.test(request));
+  assert.deepEqual(binRequests, [`metadata/1.${bin}.json`]);
+  // A path listed in a bin other than its own is never consulted: a path belongs to one bin only.
+  const ownBin = `bin-${(parseInt(sha256Hex(bytes('elsewhere.bin')).slice(0, 2), 16) >> 5).toString(16)}`;
+  const wrongBin = bins.find((name) => name !== ownBin)!;
+  repo.addTarget(wrongBin, 'elsewhere.bin', bytes('x'));
+  repo.publishTargets(wrongBin, { bump: true });
+  repo.release();
+  await assert.rejects(client.download('elsewhere.bin'), (e) => SdcError.is(e, 'TUF_TARGET_NOT_FOUND'));
+});
+
 test('path_hash_prefixes and unusual role names are quoted in URLs and file names', async () => {
   const repo = new TestTufRepository({ nowMs });
   const prefix = sha256Hex(bytes('f.txt')).slice(0, 2);

@@ -193,6 +193,23 @@ export class TestTufRepository {
     return key;
   }
 
+  /** Hash-bin delegation (TAP 15) from `delegator`: 2^bitLength roles `<prefix>-<bin>` sharing one fresh key; returns their names. */
+  addSuccinctDelegation(delegator: string, bitLength: number, namePrefix: string): string[] {
+    const key = this.newKey();
+    const delegatorJson = this.targetsRoles.get(delegator)!;
+    delegatorJson['delegations'] = {
+      keys: { [key.keyid]: key.publicJson },
+      succinct_roles: { keyids: [key.keyid], threshold: 1, bit_length: bitLength, name_prefix: namePrefix },
+    };
+    const width = (2 ** bitLength - 1).toString(16).length;
+    const names = Array.from({ length: 2 ** bitLength }, (_, bin) => `${namePrefix}-${bin.toString(16).padStart(width, '0')}`);
+    for (const name of names) {
+      this.signers.set(name, [key]);
+      this.targetsRoles.set(name, { _type: 'targets', spec_version: '1.0.31', version: 1, expires: this.targets['expires']!, targets: {} });
+    }
+    return names;
+  }
+
   /** Signs and publishes a targets role at its current version and lists it in the snapshot. */
   publishTargets(role: string, options: { bump?: boolean; withHashes?: boolean } = {}): void {
     const json = this.targetsRoles.get(role)!;

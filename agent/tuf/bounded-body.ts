@@ -25,44 +25,67 @@ export interface BodyLimits {
 
 export function readBoundedBody(body: BodySource, limits: BodyLimits, scheduler: Scheduler, what: string): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
-    const chunks: Uint8Array[] = [];
-    let received = 0;
-    let settled = false;
-    let idleTimer: TimerHandle | undefined;
-    const finish = (error: SdcError | undefined): void => {
-      if (settled) return;
-      settled = true;
-      scheduler.cancel(totalTimer);
-      if (idleTimer !== undefined) scheduler.cancel(idleTimer);
-      if (error === undefined) {
-        resolve(concat(chunks, received));
-        return;
-      }
-      body.destroy();
-      reject(error);
-    };
-    const timeout = (message: string, limitMs: number) => () =>
-      finish(new SdcError('TUF_DOWNLOAD_TIMEOUT', `${what}: ${message}`, { limitMs, receivedBytes: received }));
-    const armIdle = (): void => {
-      if (idleTimer !== undefined) scheduler.cancel(idleTimer);
-      idleTimer = scheduler.schedule(limits.idleTimeoutMs, timeout(`no data for ${limits.idleTimeoutMs} ms`, limits.idleTimeoutMs));
-    };
-    const totalTimer = scheduler.schedule(limits.totalTimeoutMs,
-      timeout(`not complete within ${limits.totalTimeoutMs} ms`, limits.totalTimeoutMs));
-    armIdle();
-    body.on('data', (chunk) => {
-      if (settled) return;
-      received += chunk.byteLength;
-      if (received > limits.bytesMax) {
-        finish(new SdcError('TUF_TOO_LARGE', `${what} exceeds its limit of ${limits.bytesMax} bytes`, { bytesMax: limits.bytesMax }));
-        return;
-      }
-      chunks.push(chunk);
-      armIdle();
-    });
-    body.on('end', () => finish(undefined));
-    body.on('error', (error) => finish(new SdcError('TUF_DOWNLOAD_FAILED', `${what}: ${error.message}`)));
+    new BoundedRead({ body, limits, scheduler, what, resolve, reject }).start();
   });
+}
+
+/** One read: the chunks so far and the two timers, settled exactly once. */
+class BoundedRead {
+  private readonly chunks: Uint8Array[] = [];
+  private received = 0;
+  private settled = false;
+  private idleTimer: TimerHandle | undefined;
+  private totalTimer: TimerHandle | undefined;
+
+  constructor(private readonly read: {
+    body: BodySource; limits: BodyLimits; scheduler: Scheduler; what: string;
+    resolve: (bytes: Uint8Array) => void; reject: (error: SdcError) => void;
+  }) {}
+
+  start(): void {
+    const { body, limits, scheduler } = this.read;
+    this.totalTimer = scheduler.schedule(limits.totalTimeoutMs, () => this.timeout(`not complete within ${limits.totalTimeoutMs} ms`, limits.totalTimeoutMs));
+    this.armIdle();
+    body.on('data', (chunk) => this.onData(chunk));
+    body.on('end', () => this.finish(undefined));
+    body.on('error', (error) => this.finish(new SdcError('TUF_DOWNLOAD_FAILED', `${this.read.what}: ${error.message}`)));
+  }
+
+  private onData(chunk: Uint8Array): void {
+    if (this.settled) return;
+    this.received += chunk.byteLength;
+    const { bytesMax } = this.read.limits;
+    if (this.received > bytesMax) {
+      this.finish(new SdcError('TUF_TOO_LARGE', `${this.read.what} exceeds its limit of ${bytesMax} bytes`, { bytesMax }));
+      return;
+    }
+    this.chunks.push(chunk);
+    this.armIdle();
+  }
+
+  private armIdle(): void {
+    const { scheduler, limits } = this.read;
+    if (this.idleTimer !== undefined) scheduler.cancel(this.idleTimer);
+    this.idleTimer = scheduler.schedule(limits.idleTimeoutMs, () => this.timeout(`no data for ${limits.idleTimeoutMs} ms`, limits.idleTimeoutMs));
+  }
+
+  private timeout(message: string, limitMs: number): void {
+    this.finish(new SdcError('TUF_DOWNLOAD_TIMEOUT', `${this.read.what}: ${message}`, { limitMs, receivedBytes: this.received }));
+  }
+
+  private finish(error: SdcError | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    const { scheduler, body } = this.read;
+    if (this.totalTimer !== undefined) scheduler.cancel(this.totalTimer);
+    if (this.idleTimer !== undefined) scheduler.cancel(this.idleTimer);
+    if (error === undefined) {
+      this.read.resolve(concat(this.chunks, this.received));
+      return;
+    }
+    body.destroy();
+    this.read.reject(error);
+  }
 }
 
 function concat(chunks: readonly Uint8Array[], length: number): Uint8Array {

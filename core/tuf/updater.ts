@@ -1,6 +1,6 @@
 import { SdcError } from '../errors/index.js';
 import type { TufCrypto } from './crypto-port.js';
-import type { MetaFile, Root, TargetFile } from './metadata.js';
+import type { Delegations, MetaFile, Root, TargetFile } from './metadata.js';
 import { rolesForTarget } from './roles.js';
 import { TrustedSet, verifyLengthAndHashes } from './trusted-set.js';
 
@@ -123,18 +123,25 @@ export class Updater {
       visited.add(key);
       budget--;
       if (targets.delegations === undefined) continue;
-      const children: Array<readonly [string, string]> = [];
-      for (const child of rolesForTarget(targets.delegations, targetPath, (bytes) => sha256(this.options.crypto, bytes))) {
-        children.push([child.name, role]);
-        // A terminating delegation ends the search below it: no role after it, nor any still queued, is asked.
-        if (child.terminating) {
-          toVisit.length = 0;
-          break;
-        }
-      }
+      const { children, terminated } = this.childrenToVisit(targets.delegations, role, targetPath);
+      if (terminated) toVisit.length = 0;
       toVisit.push(...children.reverse());
     }
     throw new SdcError('TUF_TARGET_NOT_FOUND', `no trusted role lists ${targetPath}`, { target: targetPath });
+  }
+
+  /**
+   * The delegated roles of `role` trusted for the path, in order, up to and including the first
+   * terminating one: a terminating delegation ends the search below it, so no role after it, nor
+   * any still queued from higher up, is asked.
+   */
+  private childrenToVisit(delegations: Delegations, role: string, targetPath: string): { children: Array<readonly [string, string]>; terminated: boolean } {
+    const children: Array<readonly [string, string]> = [];
+    for (const child of rolesForTarget(delegations, targetPath, (bytes) => sha256(this.options.crypto, bytes))) {
+      children.push([child.name, role]);
+      if (child.terminating) return { children, terminated: true };
+    }
+    return { children, terminated: false };
   }
 
   /**

@@ -9,6 +9,7 @@ import type { MessageBody } from '../messages/catalog.js';
 import { AgentConnection, type AgentEvent } from './agent-connection.js';
 import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from './gateway-connection.js';
 import type { SessionMacOptions } from './session-mac.js';
+import { pumpFrames } from './test-support.js';
 
 const provider = createNobleEd25519Provider();
 const crypto = createNobleSessionKeyCrypto();
@@ -35,18 +36,7 @@ function pair(options: { agentMac?: boolean; gatewayMac?: boolean } = {}) {
   return { gateway, agent, ...events };
 }
 
-function pump(gateway: GatewayConnection, agent: AgentConnection) {
-  const gatewayEvents: GatewayEvent[] = [];
-  const agentEvents: AgentEvent[] = [];
-  for (let round = 0; round < 10; round++) {
-    const toAgent = gateway.takeOutgoing();
-    const toGateway = agent.takeOutgoing();
-    if (toAgent.length === 0 && toGateway.length === 0) break;
-    for (const frame of toAgent) agentEvents.push(...agent.receive(frame, t0));
-    for (const frame of toGateway) gatewayEvents.push(...gateway.receive(frame, t0));
-  }
-  return { gatewayEvents, agentEvents };
-}
+const pump = (gateway: GatewayConnection, agent: AgentConnection) => pumpFrames(gateway, agent, t0);
 
 const algOf = (frame: Uint8Array) => decodeEnvelope(frame).sig.alg;
 const refusedCodes = (events: readonly (GatewayEvent | AgentEvent)[]) => events.flatMap((e) => (e.kind === 'refused' ? [e.error.code] : []));

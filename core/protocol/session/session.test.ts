@@ -8,6 +8,7 @@ import { SeededRandom } from '../../random/prng.js';
 import { signCommand } from '../signed-command.js';
 import { AgentConnection, type AgentEvent } from './agent-connection.js';
 import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from './gateway-connection.js';
+import { pumpFrames } from './test-support.js';
 
 const provider = createNobleEd25519Provider();
 const seededRandom = new SeededRandom(20261202);
@@ -31,19 +32,7 @@ function pair(options: { devicePublicKey?: Uint8Array; agentSeed?: Uint8Array } 
   return { gateway, agent };
 }
 
-/** Moves frames both ways until neither side has anything to send; the agent's clock reads `nowMs + agentSkewMs`. */
-function pump(gateway: GatewayConnection, agent: AgentConnection, nowMs: number, agentSkewMs = 0) {
-  const gatewayEvents: GatewayEvent[] = [];
-  const agentEvents: AgentEvent[] = [];
-  for (let round = 0; round < 10; round++) {
-    const toAgent = gateway.takeOutgoing();
-    const toGateway = agent.takeOutgoing();
-    if (toAgent.length === 0 && toGateway.length === 0) break;
-    for (const frame of toAgent) agentEvents.push(...agent.receive(frame, nowMs + agentSkewMs));
-    for (const frame of toGateway) gatewayEvents.push(...gateway.receive(frame, nowMs));
-  }
-  return { gatewayEvents, agentEvents };
-}
+const pump = pumpFrames;
 
 function connected() {
   const { gateway, agent } = pair();

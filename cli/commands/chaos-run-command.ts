@@ -35,7 +35,7 @@ function describe(report: ChaosRunReport): string {
   const lines = [
     `chaos run ${report.chaos_run} (${report.stores} stores, proxy ${report.proxy.external ? 'external' : 'in-process'} at ${report.proxy.api}): ${report.passed ? 'PASSED' : 'FAILED'}`,
     `  ${report.summary}`,
-    `  fault on at ${fault.at_ms ?? '-'} ms, healed at ${fault.healed_at_ms ?? '-'} ms of ${run.durationMs} ms of commands; every agent back ${report.agents_back_after_heal_ms ?? '-'} ms after the heal (1 s samples)`,
+    `  fault on at ${fault.at_ms ?? '-'} ms, healed at ${fault.healed_at_ms ?? '-'} ms of ${run.durationMs} ms of commands; every agent online again ${report.agents_back_after_heal_ms ?? 'never'} ms after the heal`,
     `  ${run.agents} agents: sessions ready ${run.counts.sessions_ready ?? 0}, closed ${run.counts.sessions_closed ?? 0}; online at the end ${run.online.agents} (control plane: ${run.online.controlPlane})`,
     `  commands accepted ${run.counts.commands_accepted ?? 0} (refused ${run.counts.commands_refused ?? 0}), kernel calls ${run.counts.kernel_calls ?? 0}; drained ${run.drainedAfterMs ?? 'never'} ms after the last command`,
     `  checkers: ${Object.entries(run.checkers).map(([name, verdict]) => `${name}=${verdict}`).join(' ')}`,
@@ -52,6 +52,7 @@ export async function runChaosCommand(args: ParsedCommandArgs, io: CliIo): Promi
   const faultAtMs = durationOption(args, { name: 'fault-at', fallbackMs: 2_000, minMs: 0, maxMs: 3_600_000 });
   const faultMs = durationOption(args, { name: 'fault-for', fallbackMs: 6_000, minMs: 1, maxMs: 3_600_000 });
   const drainBoundMs = durationOption(args, { name: 'drain-bound', fallbackMs: 60_000, minMs: 1_000, maxMs: 3_600_000 });
+  const reconnectBoundMs = durationOption(args, { name: 'reconnect-bound', fallbackMs: 30_000, minMs: 1_000, maxMs: 3_600_000 });
   if (faultAtMs + faultMs > durationMs) throw new SdcError('CLI_USAGE', '--fault-at plus --fault-for must be within --duration');
   const [{ runChaosScenario }, { default: pino }] = await Promise.all([import('./chaos-run.js'), import('pino')]);
   const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'silent' }, pino.destination(2));
@@ -63,7 +64,7 @@ export async function runChaosCommand(args: ParsedCommandArgs, io: CliIo): Promi
     const redisUrl = optional('redis');
     const mysqlUrl = optional('mysql');
     const report = await runChaosScenario({
-      scenario, seed, agents, durationMs, faultAtMs, faultMs, drainBoundMs, logger,
+      scenario, seed, agents, durationMs, faultAtMs, faultMs, drainBoundMs, reconnectBoundMs, logger,
       ...(toxiproxyUrl ? { toxiproxyUrl } : {}), ...(redisUrl ? { redisUrl } : {}), ...(mysqlUrl ? { mysqlUrl } : {}),
       onProgress: (line) => io.stderr(`[${scenario.name}] ${line}\n`),
     });
@@ -81,13 +82,14 @@ export async function runChaosCommand(args: ParsedCommandArgs, io: CliIo): Promi
 export const runCommand: Command = {
   name: 'run',
   summary: 'Real control plane, gateway and agents on loopback sockets through the fault proxy; one fault on a timeline; the invariants checked from outside',
-  usage: '--scenario NAME[,NAME...]|all [--agents N] [--duration 15s] [--fault-at 2s] [--fault-for 6s] [--drain-bound 60s] [--seed S] [--toxiproxy URL] [--redis URL] [--mysql URL] [--out DIR] [--json]',
+  usage: '--scenario NAME[,NAME...]|all [--agents N] [--duration 15s] [--fault-at 2s] [--fault-for 6s] [--reconnect-bound 30s] [--drain-bound 60s] [--seed S] [--toxiproxy URL] [--redis URL] [--mysql URL] [--out DIR] [--json]',
   optionHelp: [
     ['--scenario NAME', 'partition, drop, reset, latency, bandwidth, slicer, slow-close, redis-cut (--redis), mysql-cut (--mysql), a comma list, or all'],
     ['--agents N', 'real agents in one worker process (default 4)'],
     ['--duration D', 'wall time of commands (default 15s, 2 a second)'],
     ['--fault-at D', 'the fault goes on this long after the first command (default 2s)'],
     ['--fault-for D', 'and is healed this long after (default 6s); within --duration'],
+    ['--reconnect-bound D', 'after the heal every agent must be online again within this (default 30s)'],
     ['--drain-bound D', 'after the last command every command must be terminal within this (default 60s)'],
     ['--seed S', 'fleet and command choices (default: random, printed)'],
     ['--toxiproxy URL', "a running Toxiproxy's API (default: our proxy, in this process)"],
@@ -98,7 +100,7 @@ export const runCommand: Command = {
   ],
   options: {
     scenario: { type: 'string' }, agents: { type: 'string' }, duration: { type: 'string' }, 'fault-at': { type: 'string' }, 'fault-for': { type: 'string' },
-    'drain-bound': { type: 'string' }, seed: { type: 'string' }, toxiproxy: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' },
+    'reconnect-bound': { type: 'string' }, 'drain-bound': { type: 'string' }, seed: { type: 'string' }, toxiproxy: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' },
     out: { type: 'string' }, json: { type: 'boolean' },
   },
   run: runChaosCommand,

@@ -8,6 +8,7 @@ import { startChaosServer, type ChaosServer } from '../../chaos/proxy/server.js'
 import { startDeployment, type Deployment, type StartDeploymentOptions } from '../../server/deployment/deployment.js';
 import { initDeployment } from '../../server/materials/materials.js';
 import { agentPathDefault } from '../../server/gateway/gateway-server.js';
+import { kvKeys } from '../../server/bus-contract/streams.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.js';
 import { parseScenario, type Scenario } from '../../sim/scenario.js';
@@ -125,6 +126,8 @@ export interface ChaosRunOptions {
   readonly faultMs: number;
   /** Wall ms after the last command for every command to be terminal. */
   readonly drainBoundMs: number;
+  /** Wall ms after the heal for every agent to be shown online again (presence converges). */
+  readonly reconnectBoundMs: number;
   /** An external Toxiproxy's API; default: our proxy, in this process on a free port. */
   readonly toxiproxyUrl?: string;
   readonly redisUrl?: string;
@@ -143,10 +146,11 @@ export interface ChaosRunReport {
   /** Wall ms from the first command: when the fault went on and when it was healed. */
   readonly fault: { readonly at_ms: number | null; readonly healed_at_ms: number | null; readonly planned_at_ms: number; readonly planned_ms: number };
   /**
-   * Wall ms from the heal to the first time-series sample (one a second) with every agent's session
-   * ready again; null when that was not seen before the end of the run.
+   * Wall ms from the heal until the control plane's presence keys showed every agent online again
+   * (looked at every 250 ms, before the drain); null when not within reconnectBoundMs.
    */
   readonly agents_back_after_heal_ms: number | null;
+  readonly reconnect_bound_ms: number;
   /** Passed: every checker held, and a fault that cuts sessions made the agents reconnect. */
   readonly passed: boolean;
   readonly violations: ReadonlyArray<{ readonly checker: string; readonly message: string }>;
@@ -243,7 +247,10 @@ class FaultTimeline {
   #timers: ReturnType<typeof systemScheduler.schedule>[] = [];
   #error: unknown;
 
-  constructor(private readonly options: ChaosRunOptions, private readonly proxies: RunProxies) {}
+  /** Started at the heal: wall ms until every agent was online again (null past the bound). */
+  agentsBack: Promise<number | null> = Promise.resolve(null);
+
+  constructor(private readonly options: ChaosRunOptions, private readonly proxies: RunProxies, private readonly afterHeal: () => Promise<number | null>) {}
 
   start(): void {
     this.#startMs = systemClock.nowMs();
@@ -268,6 +275,7 @@ class FaultTimeline {
     try {
       await heal();
       this.healedAtMs = systemClock.nowMs() - this.#startMs;
+      this.agentsBack = this.afterHeal();
       this.options.onProgress?.(`fault ${this.options.scenario.name} healed at ${this.healedAtMs} ms`);
     } catch (error) {
       this.#error = error;
@@ -298,16 +306,24 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
     const admin = `chaos-admin-${tag}`;
     const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
     await deployment.controlPlane!.auth.users.add({ name: admin, role: 'admin', password, nowMs: systemClock.nowMs() });
-    const timeline = new FaultTimeline(options, proxies);
+    let ours: Promise<readonly string[]> = Promise.resolve([]);
+    const timeline = new FaultTimeline(options, proxies, () => waitAgentsBack(proxied.deployment, options, ours));
+    let agentsBackMs: number | null = null;
     const run = await runRealSimulation({
       url: deployment.apiUrl!, caPem: proxied.caPem,
       admin, password, scenario: workloadScenario(options), scenarioRef: `chaos:${options.scenario.name}`, seed: options.seed,
       agents: options.agents, durationMs: options.durationMs, processes: 1,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      onCommandsStart: () => timeline.start(),
-      beforeDrain: () => timeline.heal(),
+      onCommandsStart: () => {
+        ours = onlineDevices(proxied.deployment);
+        timeline.start();
+      },
+      beforeDrain: async () => {
+        await timeline.heal();
+        agentsBackMs = await timeline.agentsBack;
+      },
     }).finally(() => timeline.heal().catch(() => undefined));
-    return reportOf(options, started, proxies, timeline, run);
+    return reportOf(options, { started, proxies, timeline, run, agentsBackMs });
   } finally {
     await deployment?.stop();
     await Promise.allSettled(started.names.map((name) => started.toxiproxy.get(name).then((p) => p.remove())));
@@ -316,17 +332,53 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
   }
 }
 
-function agentsBackAfterMs(run: RealRunResult, healedAtMs: number | null): number | null {
-  if (healedAtMs === null) return null;
-  const back = run.series.find((sample) => sample.t_ms >= healedAtMs && sample.online_agents === run.agents);
-  return back === undefined ? null : back.t_ms - healedAtMs;
+const presencePollMs = 250;
+const sleep = (ms: number) => new Promise<void>((resolve) => systemScheduler.schedule(ms, () => resolve()));
+
+/**
+ * From the heal on (the drain waits for it): waits until the presence key of each of the run's
+ * devices is set (what `GET /v1/devices` shows as online), read from the deployment's key/value
+ * store; the wall ms that took, or null past the bound. The run's own presence checker compares it with the agents'
+ * sessions afterwards.
+ */
+async function waitAgentsBack(deployment: Deployment, options: ChaosRunOptions, ours: Promise<readonly string[]>): Promise<number | null> {
+  const startMs = systemClock.nowMs();
+  const { kv } = deployment.stores;
+  const deviceIds = await ours;
+  for (;;) {
+    const online = await Promise.all(deviceIds.map((id) => kv.get(kvKeys.presence(id)).catch(() => null)));
+    if (deviceIds.length === options.agents && online.every((value) => value !== null)) return systemClock.nowMs() - startMs;
+    if (systemClock.nowMs() - startMs > options.reconnectBoundMs) return null;
+    await sleep(presencePollMs);
+  }
 }
 
-function reportOf(options: ChaosRunOptions, started: Started, proxies: RunProxies, timeline: FaultTimeline, run: RealRunResult): ChaosRunReport {
+/**
+ * The run's devices: those online when the commands start (every agent is, then). The SQL
+ * database may be shared with other runs (MySQL); the key/value store is this deployment's own
+ * (a fresh embedded store, or Redis under a key prefix of its own), so its presence keys are ours.
+ */
+async function onlineDevices(deployment: Deployment): Promise<readonly string[]> {
+  const devices = await deployment.stores.sql!.query<{ id: string }>('SELECT id FROM devices');
+  const present = await Promise.all(devices.map(async ({ id }) => ((await deployment.stores.kv.get(kvKeys.presence(id))) === null ? undefined : id)));
+  return present.filter((id): id is string => id !== undefined);
+}
+
+interface RunFacts {
+  readonly started: Started;
+  readonly proxies: RunProxies;
+  readonly timeline: FaultTimeline;
+  readonly run: RealRunResult;
+  readonly agentsBackMs: number | null;
+}
+
+function reportOf(options: ChaosRunOptions, facts: RunFacts): ChaosRunReport {
+  const { started, proxies, timeline, run } = facts;
   const violations: Array<{ checker: string; message: string }> = run.violations.map((v) => ({ checker: v.checker, message: v.message }));
   if (timeline.onAtMs === null) violations.push({ checker: 'fault', message: `the fault was never put on (the command phase ended before ${options.faultAtMs} ms?)` });
   // A fault that cuts sessions and left every one standing did not bite: the run proves nothing.
   if (options.scenario.cutsSessions && (run.counts.sessions_closed ?? 0) === 0) violations.push({ checker: 'reconnect', message: 'the fault cut no session, so nothing reconnected' });
+  if (timeline.healedAtMs !== null && facts.agentsBackMs === null) violations.push({ checker: 'reconnect', message: `not every agent was online again within ${options.reconnectBoundMs} ms of the heal` });
   const stores = options.redisUrl !== undefined && options.mysqlUrl !== undefined ? 'redis+mysql' : options.redisUrl !== undefined ? 'redis' : options.mysqlUrl !== undefined ? 'mysql' : 'embedded';
   return {
     chaos_run: options.scenario.name, schema_version: 1, summary: options.scenario.summary, seed: options.seed,
@@ -336,7 +388,7 @@ function reportOf(options: ChaosRunOptions, started: Started, proxies: RunProxie
     },
     stores,
     fault: { at_ms: timeline.onAtMs, healed_at_ms: timeline.healedAtMs, planned_at_ms: options.faultAtMs, planned_ms: options.faultMs },
-    agents_back_after_heal_ms: agentsBackAfterMs(run, timeline.healedAtMs),
+    agents_back_after_heal_ms: facts.agentsBackMs, reconnect_bound_ms: options.reconnectBoundMs,
     passed: violations.length === 0, violations, run,
   };
 }

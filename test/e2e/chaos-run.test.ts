@@ -31,6 +31,7 @@ function assertHeld(report: ChaosRunReport, options: { cutsSessions: boolean }):
   assert.ok(Object.values(report.run.checkers).every((verdict) => verdict === 'pass'), `${report.chaos_run}: ${JSON.stringify(report.run.checkers)}`);
   assert.notEqual(report.fault.at_ms, null, 'the fault went on');
   assert.notEqual(report.fault.healed_at_ms, null, 'the fault was healed');
+  assert.notEqual(report.agents_back_after_heal_ms, null, `every agent online again within ${report.reconnect_bound_ms} ms of the heal`);
   assert.ok((report.run.counts.commands_accepted ?? 0) > 0, 'commands were sent');
   assert.equal(report.run.counts.kernel_calls, report.run.counts.commands_accepted, 'every accepted command ran exactly once');
   assert.equal(report.run.online.agents, 3);

@@ -6,8 +6,8 @@ import { SdcError } from '../../errors/index.js';
 import { createNobleEd25519Provider } from '../../crypto/ed25519-noble.js';
 import { SeededRandom } from '../../random/prng.js';
 import { signCommand } from '../signed-command.js';
-import { AgentConnection, type AgentEvent } from './agent-connection.js';
-import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from './gateway-connection.js';
+import { AgentConnection } from './agent-connection.js';
+import { GatewayConnection, deviceKid, gatewayKid } from './gateway-connection.js';
 import { pumpFrames } from './test-support.js';
 
 const provider = createNobleEd25519Provider();

@@ -315,7 +315,8 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
       agents: options.agents, durationMs: options.durationMs, processes: 1,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       onCommandsStart: () => {
-        ours = onlineDevices(proxied.deployment);
+        // An unreadable store leaves the list empty, and the reconnect check then fails by its bound.
+        ours = onlineDevices(proxied.deployment).catch(() => []);
         timeline.start();
       },
       beforeDrain: async () => {

@@ -41,6 +41,8 @@ export interface AuthServiceOptions {
   /** Key ring file under `<dataDir>/jwt/keys.json`; in memory when absent. */
   readonly dataDir?: string;
   readonly tokenTtlMs?: number;
+  readonly rotationIntervalMs?: number;
+  readonly tokenTtlMsMax?: number;
   readonly scryptParams?: { N: number; r: number; p: number };
 }
 
@@ -69,6 +71,8 @@ export class AuthService {
     const authority = await JwtAuthority.create({
       store, clock: context.clock, issuer: options.issuer, audience: options.audience, random: context.random,
       ...(options.tokenTtlMs === undefined ? {} : { tokenTtlMs: options.tokenTtlMs }),
+      ...(options.rotationIntervalMs === undefined ? {} : { rotationIntervalMs: options.rotationIntervalMs }),
+      ...(options.tokenTtlMsMax === undefined ? {} : { tokenTtlMsMax: options.tokenTtlMsMax }),
     });
     const verifier = JwtVerifier.create({
       issuer: options.issuer, audience: options.audience, clock: context.clock, fetchJwks: async () => authority.jwks(),

@@ -41,7 +41,24 @@ export interface ControlPlaneOptions {
   readonly logger?: Logger;
   /** Default: defaultPolicy (core/protocol/policy.ts). */
   readonly policy?: Policy;
-  readonly jwt?: { readonly issuer?: string; readonly audience?: string; readonly tokenTtlMs?: number };
+  readonly jwt?: {
+    readonly issuer?: string; readonly audience?: string; readonly tokenTtlMs?: number;
+    /** A new signing key this often (JwtAuthority default 7 days); the retired one stays published for tokenTtlMsMax + skew. */
+    readonly rotationIntervalMs?: number;
+    /** Longest token lifetime (JwtAuthority default 1 h): how long a retired key stays published. */
+    readonly tokenTtlMsMax?: number;
+  };
+  /**
+   * How often the JWT key ring is checked for a due rotation and for retired keys past their
+   * overlap (default 60 s; also at start). Without it a key rotates only when a token is issued.
+   */
+  readonly jwtRotationCheckIntervalMs?: number;
+  /**
+   * How often the CRL is re-published (default 60 s, also at start and at every revocation):
+   * re-signed once a third of its validity is left, and the file rewritten when it does not hold
+   * the current CRL (deleted, replaced, or a write that failed).
+   */
+  readonly crlRepublishIntervalMs?: number;
   readonly commandTtlMsDefault?: number;
   /** WSS URLs handed to devices at enrollment. */
   readonly gatewayUrls: readonly string[];
@@ -71,6 +88,8 @@ export interface ControlPlaneOptions {
   readonly trustWipeCheckIntervalMs?: number;
   /** Where each newly signed CRL is written, for gateways (`<dataDir>/pki/crl.pem` in a deployment); none when absent. */
   readonly crlPath?: string;
+  /** Outstanding (unused, unexpired) pairing tokens at most; default pairingTokensMaxDefault (100,000). */
+  readonly pairingTokensMax?: number;
   /** Blocking read time of the consumer loops (default 1 s). */
   readonly consumerBlockMs?: number;
   /** A pending entry idle this long is taken over from a dead consumer (default 30 s). */
@@ -128,9 +147,14 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     context, issuer: options.jwt?.issuer ?? 'sdc-control-plane', audience: options.jwt?.audience ?? 'sdc-api',
     ...(options.persistJwtKeys === false ? {} : { dataDir: materials.dataDir }),
     ...(options.jwt?.tokenTtlMs === undefined ? {} : { tokenTtlMs: options.jwt.tokenTtlMs }),
+    ...(options.jwt?.rotationIntervalMs === undefined ? {} : { rotationIntervalMs: options.jwt.rotationIntervalMs }),
+    ...(options.jwt?.tokenTtlMsMax === undefined ? {} : { tokenTtlMsMax: options.jwt.tokenTtlMsMax }),
     ...(options.scryptParams === undefined ? {} : { scryptParams: options.scryptParams }),
   });
-  const devices = new DeviceService({ context, materials, gatewayUrls: options.gatewayUrls, ...(options.crlPath === undefined ? {} : { crlPath: options.crlPath }) });
+  const devices = new DeviceService({
+    context, materials, gatewayUrls: options.gatewayUrls, ...(options.crlPath === undefined ? {} : { crlPath: options.crlPath }),
+    ...(options.pairingTokensMax === undefined ? {} : { pairingTokensMax: options.pairingTokensMax }),
+  });
   const commands = new CommandService({
     context, signer: materials.commandSigner, policy: options.policy ?? defaultPolicy,
     ttlMsDefault: options.commandTtlMsDefault ?? 10 * 60 * 1000, issuer: materials.commandSigner.kid,
@@ -203,7 +227,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       await settleAudit();
       const { published, certificates, revoked } = await devices.publishEnrolledDevices();
       logger.info({ published, certificates, revoked }, 'enrolled devices, their certificates and revoked serials published');
-      await devices.crlPem(); // signs (and writes) a CRL from SQL now, not at the first request
+      await devices.republishCrl(); // signs (and writes) a CRL from SQL now, not at the first request
       await live.start();
       await eventsConsumer.claimIdle(claimIdleMs);
       await telemetryConsumer.claimIdle(claimIdleMs);
@@ -213,10 +237,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       every('audit outbox drain', options.auditDrainIntervalMs ?? 5_000, () => audit.drainRecorded());
       every('expiry sweep', options.expirySweepIntervalMs ?? 5_000, () => commands.expireDue());
       every('redelivery sweep', options.redeliverySweepIntervalMs ?? 5_000, () => commands.redispatchDue());
-      every('enrolled devices publish', options.enrolledDevicesPublishIntervalMs ?? 60_000, async () => {
-        await devices.publishEnrolledDevices();
-        await devices.crlPem(); // re-signed once a third of its validity is left
-      });
+      every('enrolled devices publish', options.enrolledDevicesPublishIntervalMs ?? 60_000, () => devices.publishEnrolledDevices());
+      every('CRL republish', options.crlRepublishIntervalMs ?? 60_000, () => devices.republishCrl());
+      every('JWT key rotation', options.jwtRotationCheckIntervalMs ?? 60_000, () => auth.authority.rotateIfDue(clock.nowMs()));
       every('trust wipe check', options.trustWipeCheckIntervalMs ?? 5_000, () => devices.trust.publishIfWiped());
     },
     async stop() {

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
 import { BoundedLru } from '../../core/crypto/bounded-lru.js';
 import { kvKeys } from '../bus-contract/streams.js';
@@ -12,7 +13,7 @@ import { sessionMacTypes } from '../../core/protocol/session/session-mac.js';
 import { generateCrl, type SignedCrl } from '../../trust/crl.js';
 import { DeviceCertificateIssuer, type IssuedDeviceCertificate } from '../../trust/device-issuer.js';
 import { EnrollmentService } from '../../trust/enrollment.js';
-import { createPairingToken } from '../../trust/pairing-tokens.js';
+import { createPairingTokens } from '../../trust/pairing-tokens.js';
 import { requireRevocationReason, type RevocationReason, type RevocationStore } from '../../trust/revocation.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { verifyDeviceCertificate } from '../../trust/verify-device-certificate.js';
@@ -62,7 +63,11 @@ export interface DeviceServiceOptions {
   readonly certificateValidityMs?: number;
   /** Where each newly signed CRL is written (PEM, world-readable), for gateways to read; none when absent. */
   readonly crlPath?: string;
+  /** Outstanding pairing tokens at most (default pairingTokensMaxDefault, trust/pairing-tokens.ts). */
+  readonly pairingTokensMax?: number;
 }
+
+export interface CreatedPairingTokenView { readonly token: string; readonly device_id: string; readonly expires_at_ms: number }
 
 /** The TLS client certificate a request arrived with (DER), as the HTTPS layer saw it. */
 export interface PresentedClientCertificate {
@@ -71,6 +76,9 @@ export interface PresentedClientCertificate {
 
 /** How fresh `last_seen_at_ms` is kept from telemetry: at most one write per device per interval, so it lags by less than that. */
 export const deviceActivityLimits = Object.freeze({ lastSeenWriteIntervalMs: 5_000, lastSeenCacheEntriesMax: 100_000 });
+
+/** Ids per `IN (...)` lookup when registering a batch of devices: well under every driver's placeholder limit. */
+const pendingLookupIdsMax = 500;
 
 /** Unexpired certificates kept per device when a new one is issued: the one presented and the new one. */
 const superseded = { perIssueMax: 64 } as const;
@@ -126,6 +134,7 @@ export class DeviceService {
     this.#options = options;
     this.#tokens = new SqlPairingTokenStore(options.context.db, {
       createdBy: () => this.#tokenCreator,
+      ...(options.pairingTokensMax === undefined ? {} : { recordsMax: options.pairingTokensMax }),
       // The token and its audit entry commit together.
       onCreated: (tx, record) => this.#ctx.audit.record(tx, {
         kind: 'pairing.token_created', actor: actors.user(this.#tokenCreator), subject: `device:${record.deviceId}`,
@@ -178,20 +187,44 @@ export class DeviceService {
   }
 
   /** A one-time pairing token for `deviceId` (registered as `pending` if new). The secret is returned once and stored only as a hash. */
-  async createPairingToken(options: { actor: string; deviceId: string; ttlMs?: number }): Promise<{ token: string; device_id: string; expires_at_ms: number }> {
+  async createPairingToken(options: { actor: string; deviceId: string; ttlMs?: number }): Promise<CreatedPairingTokenView> {
+    const [created] = await this.createPairingTokens({ actor: options.actor, deviceIds: [options.deviceId], ...(options.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }) });
+    return created!;
+  }
+
+  /**
+   * One token per device id (bulk provisioning, up to pairingTokensPerBatchMax): new ids are
+   * registered as `pending`, then every token and its audit entry commit in one transaction, so a
+   * refusal (TRUST_PAIRING_CAPACITY names the limit) creates none. Secrets are returned once.
+   */
+  async createPairingTokens(options: { actor: string; deviceIds: readonly string[]; ttlMs?: number }): Promise<CreatedPairingTokenView[]> {
     const nowMs = this.#ctx.clock.nowMs();
-    const existing = await this.#ctx.db.query<{ status: string }>('SELECT status FROM devices WHERE id = ?', [options.deviceId]);
-    if (existing.length === 0) {
-      try {
-        await this.#ctx.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'pending', ?)", [options.deviceId, nowMs]);
-      } catch (error) {
-        if (!SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) throw error;
-      }
-    }
+    await this.#registerPending(options.deviceIds, nowMs);
     this.#tokenCreator = options.actor;
-    const created = await createPairingToken({ store: this.#tokens, deviceId: options.deviceId, now: new Date(nowMs), random: this.#ctx.random, ttlMs: options.ttlMs });
+    const created = await createPairingTokens({ store: this.#tokens, deviceIds: options.deviceIds, now: new Date(nowMs), random: this.#ctx.random, ttlMs: options.ttlMs });
     await this.#ctx.settleAudit();
-    return { token: created.token, device_id: created.deviceId, expires_at_ms: created.expiresAt.getTime() };
+    return created.map((c) => ({ token: c.token, device_id: c.deviceId, expires_at_ms: c.expiresAt.getTime() }));
+  }
+
+  /** Registers the ids not known yet as `pending`, in one transaction; one created meanwhile by another call is left as it is. */
+  async #registerPending(deviceIds: readonly string[], nowMs: number): Promise<void> {
+    const known = new Set<string>();
+    for (let start = 0; start < deviceIds.length; start += pendingLookupIdsMax) {
+      const chunk = deviceIds.slice(start, start + pendingLookupIdsMax);
+      const rows = await this.#ctx.db.query<{ id: string }>(`SELECT id FROM devices WHERE id IN (${chunk.map(() => '?').join(', ')})`, chunk);
+      for (const row of rows) known.add(row.id);
+    }
+    const missing = deviceIds.filter((id) => !known.has(id));
+    if (missing.length === 0) return;
+    await this.#ctx.db.transaction(async (tx) => {
+      for (const id of missing) {
+        try {
+          await tx.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'pending', ?)", [id, nowMs]);
+        } catch (error) {
+          if (!SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) throw error;
+        }
+      }
+    });
   }
 
   /** Trades a one-time token and a CSR for the device's certificate and the keys it must pin. */
@@ -376,19 +409,32 @@ export class DeviceService {
       list: () => revocations.list(), nextCrlNumber: async () => crlNumber,
     };
     this.#crl = await generateCrl({ issuer: this.#options.materials.pki.intermediate, store, now: new Date(nowMs) });
-    await this.#writeCrlFile(this.#crl);
+    await this.#writeCrlFile(this.#crl.pem);
     return this.#crl;
   }
 
   /** A failed write is logged, not thrown: SQL already holds the revocation, and the kv keys carry it to the gateways. */
-  async #writeCrlFile(crl: SignedCrl): Promise<void> {
+  async #writeCrlFile(pem: string): Promise<void> {
     const path = this.#options.crlPath;
     if (path === undefined) return;
     try {
-      await writeFileAtomic(path, crl.pem, { mode: 0o644 });
+      await writeFileAtomic(path, pem, { mode: 0o644 });
     } catch (error) {
       this.#ctx.logger.error({ err: error, path }, 'CRL file not written; gateways keep the previous one');
     }
+  }
+
+  /**
+   * The scheduled re-publication (and the one at start): the CRL re-signed when due (crlPem), and
+   * the file rewritten when it does not hold it, so a deleted or replaced file, or a write that
+   * failed at a revocation, is healed within one interval.
+   */
+  async republishCrl(): Promise<void> {
+    const pem = await this.crlPem();
+    const path = this.#options.crlPath;
+    if (path === undefined) return;
+    const onDisk = await readFile(path, 'utf8').catch(() => undefined);
+    if (onDisk !== pem) await this.#writeCrlFile(pem);
   }
 
   /** The current CRL, re-signed when a third of its validity is left (or none was made yet). */

@@ -5,6 +5,7 @@ import { roundtripBenchCommand } from './bench-roundtrip.js';
 import { ioctlBenchCommand } from './bench-ioctl.js';
 import { busBenchCommand } from './bench-bus.js';
 import { ingestBenchCommand } from './bench-ingest.js';
+import { apiBenchCommand } from './bench-api.js';
 
 /** `sdc bench <name>`: each benchmark module exports its Command; add one import and one entry. */
 export const benchGroup: CommandGroup = {
@@ -17,5 +18,6 @@ export const benchGroup: CommandGroup = {
     ioctlBenchCommand,
     busBenchCommand,
     ingestBenchCommand,
+    apiBenchCommand,
   ],
 };

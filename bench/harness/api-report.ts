@@ -1,0 +1,72 @@
+import { benchReport, type BenchReport, type BenchRow } from '../output.js';
+import { renderMarkdownTable } from '../report.js';
+import { percentile } from '../stats.js';
+import type { ApiScenarioRun } from './api-scenario.js';
+import type { ApiScenario } from './scenario.js';
+import type { ThresholdResult } from './thresholds.js';
+
+export interface ApiReportDetails {
+  scenario: string;
+  scenario_file: string;
+  command: string;
+  target: 'in-process' | 'remote';
+  thresholds: ThresholdResult[];
+  thresholds_crossed: number;
+  final_states: Readonly<Record<string, number>>;
+  started_iterations: number;
+  dropped_iterations: number;
+  max_start_lag_ms: number;
+  elapsed_ms: number;
+}
+
+const units = {
+  samples: 'samples', p50_ms: 'milliseconds', p90_ms: 'milliseconds', p99_ms: 'milliseconds', max_ms: 'milliseconds',
+  rate: 'fraction of samples true', total: 'count',
+};
+
+/** One row per metric: trends with their percentiles, rates with their fraction, counters with their total. */
+function metricRows(run: ApiScenarioRun): BenchRow[] {
+  return run.metrics.names().map((name): BenchRow => {
+    const metric = run.metrics.get(name)!;
+    const values = metric.values;
+    if (metric.kind === 'trend') {
+      const sorted = [...values].sort((a, b) => a - b);
+      return { metric: name, kind: 'trend', samples: values.length, p50_ms: percentile(sorted, 0.5), p90_ms: percentile(sorted, 0.9), p99_ms: percentile(sorted, 0.99), max_ms: sorted.at(-1) ?? 0 };
+    }
+    const sum = values.reduce((s, v) => s + v, 0);
+    if (metric.kind === 'rate') return { metric: name, kind: 'rate', samples: values.length, rate: values.length === 0 ? 0 : sum / values.length };
+    return { metric: name, kind: 'counter', total: sum };
+  });
+}
+
+export function apiBenchReport(run: ApiScenarioRun, context: { name: string; scenario: ApiScenario; scenarioFile: string; command: string; target: 'in-process' | 'remote'; agents: number }): BenchReport<ApiReportDetails> {
+  const { scenario } = context;
+  return benchReport<ApiReportDetails>({
+    benchmark: 'api',
+    parameters: {
+      scenario: context.name, executor: scenario.executor, rate_per_s: scenario.rate_per_s, duration_s: scenario.duration_s, max_vus: scenario.max_vus,
+      opcode: scenario.opcode, ttl_ms: scenario.ttl_ms, poll_interval_ms: scenario.poll_interval_ms, target: context.target, devices: context.agents,
+    },
+    results: metricRows(run), units,
+    details: {
+      scenario: context.name, scenario_file: context.scenarioFile, command: context.command, target: context.target,
+      thresholds: run.thresholds, thresholds_crossed: run.thresholds.filter((t) => t.crossed).length, final_states: run.finalStates,
+      started_iterations: run.loop.started, dropped_iterations: run.loop.dropped, max_start_lag_ms: Math.round(run.loop.maxStartLagMs), elapsed_ms: Math.round(run.elapsedMs),
+    },
+  });
+}
+
+/** The thresholds as k6 prints them: a mark, the metric, the expression and the observed value. */
+export function renderThresholds(thresholds: readonly ThresholdResult[]): string {
+  return thresholds.map((t) => `${t.crossed ? 'x' : 'ok'} ${t.metric} ${t.threshold} (observed ${Math.round(t.value * 1000) / 1000})`).join('\n') + '\n';
+}
+
+export function apiMarkdown(report: BenchReport<ApiReportDetails>): string {
+  const d = report.details!;
+  return [
+    `# sdc bench api: ${d.scenario}`, '', `Command: \`${d.command}\``, '',
+    renderMarkdownTable(['metric', 'kind', 'samples', 'p50_ms', 'p99_ms', 'rate'], report.results.map((r) => [
+      String(r['metric']), String(r['kind']), Number(r['samples'] ?? r['total'] ?? 0), Number(r['p50_ms'] ?? 0), Number(r['p99_ms'] ?? 0), Number(r['rate'] ?? 0)])),
+    renderMarkdownTable(['metric', 'threshold', 'observed', 'crossed'], d.thresholds.map((t) => [t.metric, t.threshold, t.value, t.crossed ? 'yes' : 'no'])),
+  ].join('\n');
+}

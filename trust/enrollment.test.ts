@@ -6,8 +6,8 @@ import { SdcError } from '../core/errors/index.js';
 import { systemRandom } from '../runtime/system.js';
 import { EnrollmentService } from './enrollment.js';
 import {
-  createPairingToken, hashPairingToken, JsonFilePairingTokenStore, MemoryPairingTokenStore, pairingRecordRetentionMs,
-  type PairingTokenStore,
+  createPairingToken, createPairingTokens, deviceIdsFromPrefix, hashPairingToken, JsonFilePairingTokenStore, MemoryPairingTokenStore,
+  pairingRecordRetentionMs, pairingTokensPerBatchMax, type PairingTokenStore,
 } from './pairing-tokens.js';
 import { fixedNow, makeCsrPem, makeTestPki, withTempDir, type TestPki } from './test-fixtures.js';
 import { verifyDeviceCertificate } from './verify-device-certificate.js';
@@ -117,6 +117,68 @@ describe('pairing token stores', () => {
     assert.equal(await codeOf(make(fixedNow)), 'TRUST_PAIRING_CAPACITY');
     const muchLater = new Date(fixedNow.getTime() + 15 * minuteMs + pairingRecordRetentionMs);
     await make(muchLater);
+  });
+
+  it('spent and expired tokens take no place under the limit (the 4,925-pairings defect), and the refusal names the limit', async () => {
+    for (const [name, makeStore] of [
+      ['memory', () => new MemoryPairingTokenStore({ recordsMax: 3 })],
+      ['JSON file', (dir: string) => new JsonFilePairingTokenStore(join(dir, 'p.json'), { recordsMax: 3 })],
+    ] as const) {
+      await withTempDir(async (dir) => {
+        const store: PairingTokenStore = makeStore(dir);
+        const hashes = (await createPairingTokens({ store, deviceIds: ['d-1', 'd-2', 'd-3'], now: fixedNow, random: systemRandom }))
+          .map((c) => hashPairingToken(c.token));
+        // Before the fix every record counted until a day after expiry, so a fleet enrolling in a row filled the store.
+        for (const hash of hashes) assert.equal((await store.consume(hash, fixedNow)).outcome, 'consumed', name);
+        await createPairingTokens({ store, deviceIds: ['d-4', 'd-5', 'd-6'], now: fixedNow, random: systemRandom });
+        const refusal = await createPairingToken({ store, deviceId: 'd-7', now: fixedNow, random: systemRandom }).then(() => undefined, (e: unknown) => e);
+        assert.ok(SdcError.is(refusal, 'TRUST_PAIRING_CAPACITY'), `${name}: ${String(refusal)}`);
+        assert.match(refusal.message, /3 outstanding .* 1 more would pass the limit of 3/);
+        assert.deepEqual(refusal.details, { limit: 3, outstanding: 3, requested: 1 });
+        // Once the three outstanding ones expire they free their places.
+        const expired = new Date(fixedNow.getTime() + 15 * minuteMs);
+        await createPairingTokens({ store, deviceIds: ['d-7', 'd-8', 'd-9'], now: expired, random: systemRandom });
+      });
+    }
+  });
+
+  it('a batch is stored whole or not at all; the table keeps at most as many spent records again as the limit', async () => {
+    const store = new MemoryPairingTokenStore({ recordsMax: 4 });
+    const batch = (deviceIds: string[], minute: number) => createPairingTokens({ store, deviceIds, now: new Date(fixedNow.getTime() + minute * minuteMs), random: systemRandom });
+    const first = await batch(['a-1', 'a-2'], 0);
+    assert.equal(await codeOf(batch(['b-1', 'b-2', 'b-3'], 0)), 'TRUST_PAIRING_CAPACITY');
+    const fit = await batch(['b-1', 'b-2'], 0);
+    assert.deepEqual(fit.map((c) => c.deviceId), ['b-1', 'b-2'], 'the refused batch left nothing behind: b-1 and b-2 fit');
+    // Spend every token, then three more full batches: 16 spent records for a table of 2 x 4.
+    const spent: string[] = [];
+    const spend = async (created: Array<{ token: string }>, minute: number) => {
+      for (const c of created) {
+        spent.push(hashPairingToken(c.token));
+        assert.equal((await store.consume(spent.at(-1)!, new Date(fixedNow.getTime() + minute * minuteMs))).outcome, 'consumed');
+      }
+    };
+    await spend([...first, ...fit], 0);
+    for (let minute = 1; minute <= 3; minute++) await spend(await batch(['c-1', 'c-2', 'c-3', 'c-4'].map((d) => `${d}-${minute}`), minute), minute);
+    assert.equal(spent.length, 16);
+    // The oldest spent records were forgotten ("unknown"); the newest still answer "used".
+    assert.equal((await store.consume(spent[0]!, fixedNow)).outcome, 'unknown');
+    assert.equal((await store.consume(spent.at(-1)!, fixedNow)).outcome, 'already-used');
+  });
+
+  it('a batch refuses a device id twice, an empty or oversized list, and an invalid id', async () => {
+    const store = new MemoryPairingTokenStore();
+    const batch = (deviceIds: string[]) => createPairingTokens({ store, deviceIds, now: fixedNow, random: systemRandom });
+    assert.equal(await codeOf(batch(['d-1', 'd-1'])), 'TRUST_INVALID_ARGUMENT');
+    assert.equal(await codeOf(batch([])), 'TRUST_INVALID_ARGUMENT');
+    assert.equal(await codeOf(batch(deviceIdsFromPrefix({ prefix: 'x-', count: pairingTokensPerBatchMax }).concat('y'))), 'TRUST_INVALID_ARGUMENT');
+    assert.equal(await codeOf(batch(['ok', 'Not-Ok'])), 'TRUST_DEVICE_ID_INVALID');
+  });
+
+  it('deviceIdsFromPrefix pads the index to the width of the last one', () => {
+    assert.deepEqual(deviceIdsFromPrefix({ prefix: 'lab-', count: 3 }), ['lab-1', 'lab-2', 'lab-3']);
+    assert.deepEqual(deviceIdsFromPrefix({ prefix: 'lab-', count: 10 }).slice(0, 2), ['lab-01', 'lab-02']);
+    assert.deepEqual(deviceIdsFromPrefix({ prefix: 'p', count: 2, first: 999 }), ['p0999', 'p1000']);
+    assert.throws(() => deviceIdsFromPrefix({ prefix: 'p', count: 0 }), /count must be/);
   });
 
   it('refuses a TTL outside 1 ms..24 h and an invalid device id', async () => {

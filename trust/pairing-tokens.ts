@@ -15,8 +15,16 @@ import { parseStoreFile, readStoreFileIfExists, storeCorrupt } from './json-stor
 export const pairingTokenBytes = 32;
 export const pairingTokenTtlMsDefault = 15 * 60 * 1000;
 export const pairingTokenTtlMsMax = 24 * 60 * 60 * 1000;
-/** Outstanding tokens per store; creation beyond this is refused until old ones age out. */
-export const pairingTokensMaxDefault = 10_000;
+/**
+ * Outstanding tokens (created, not yet used, not expired) per store; creation beyond this is
+ * refused until tokens are used or expire. Spent and expired records do not count: a fleet
+ * enrolling in bulk frees a place with every enrollment. 100,000 holds the largest fleet we
+ * provision at once (issue 15: 50,000 agents) twice over; deployments set their own
+ * (`sdc serve --pairing-tokens-max`).
+ */
+export const pairingTokensMaxDefault = 100_000;
+/** Tokens one bulk request creates at most: one transaction, one answer of about 130 bytes per token. */
+export const pairingTokensPerBatchMax = 10_000;
 /** Spent and expired records are kept this long after expiry so a late attempt is told "used"/"expired", not "unknown". */
 export const pairingRecordRetentionMs = 24 * 60 * 60 * 1000;
 
@@ -41,9 +49,12 @@ export type PairingConsumeResult =
   | { readonly outcome: 'consumed'; readonly record: PairingTokenRecord }
   | { readonly outcome: 'already-used'; readonly record: PairingTokenRecord };
 
-/** Storage port. `consume` must be atomic: of two concurrent calls for one hash, exactly one sees 'consumed'. */
+/**
+ * Storage port. `createBatch` stores all of its records or none (a refusal leaves the store as it
+ * was). `consume` must be atomic: of two concurrent calls for one hash, exactly one sees 'consumed'.
+ */
 export interface PairingTokenStore {
-  create(record: PairingTokenRecord, now: Date): Promise<void>;
+  createBatch(records: readonly PairingTokenRecord[], now: Date): Promise<void>;
   consume(tokenHashHex: string, now: Date): Promise<PairingConsumeResult>;
 }
 
@@ -51,6 +62,20 @@ export interface PairingTokenStore {
 export function hashPairingToken(token: string): string {
   if (!tokenPattern.test(token)) throw new SdcError('TRUST_PAIRING_TOKEN_INVALID', `pairing token is not ${pairingTokenPrefix} and 43 base64url characters`);
   return createHash('sha256').update(token, 'ascii').digest('hex');
+}
+
+/** A record still counts against the capacity: created, unused, and not expired at `nowMs`. */
+export function isOutstanding(record: Pick<PairingTokenRecord, 'usedAtMs' | 'expiresAtMs'>, nowMs: number): boolean {
+  return record.usedAtMs === null && record.expiresAtMs > nowMs;
+}
+
+/** The refusal when `requested` more tokens would pass the limit; it names the limit and how to raise it. */
+export function pairingCapacityError(options: { outstanding: number; requested: number; limit: number }): SdcError {
+  const { outstanding, requested, limit } = options;
+  return new SdcError('TRUST_PAIRING_CAPACITY',
+    `pairing token limit reached: ${outstanding} outstanding (unused, unexpired) tokens and ${requested} more would pass the limit of ${limit}; `
+    + 'wait until tokens are used or expire, or raise the limit (sdc serve --pairing-tokens-max)',
+    { limit, outstanding, requested });
 }
 
 export interface CreatePairingTokenOptions {
@@ -69,24 +94,75 @@ export interface CreatedPairingToken {
 }
 
 export async function createPairingToken(options: CreatePairingTokenOptions): Promise<CreatedPairingToken> {
-  const deviceId = requireDeviceId(options.deviceId);
+  const [created] = await createPairingTokens({ ...options, deviceIds: [options.deviceId] });
+  return created!;
+}
+
+export interface CreatePairingTokensOptions {
+  store: PairingTokenStore;
+  /** Distinct device ids, 1 to pairingTokensPerBatchMax. */
+  deviceIds: readonly string[];
+  now: Date;
+  random: RandomSource;
+  ttlMs?: number;
+}
+
+/** One token per device id, stored in one batch (all or none); the secrets are returned in the ids' order. */
+export async function createPairingTokens(options: CreatePairingTokensOptions): Promise<CreatedPairingToken[]> {
+  const deviceIds = requireBatchDeviceIds(options.deviceIds);
   const ttlMs = options.ttlMs ?? pairingTokenTtlMsDefault;
   if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0 || ttlMs > pairingTokenTtlMsMax) {
     throw new SdcError('TRUST_INVALID_ARGUMENT', `ttlMs must be from 1 to ${pairingTokenTtlMsMax}`);
   }
-  const secret = options.random.bytes(pairingTokenBytes);
+  const createdAtMs = options.now.getTime();
+  const created = deviceIds.map((deviceId) => ({ token: newTokenSecret(options.random), deviceId }));
+  const records = created.map(({ token, deviceId }): PairingTokenRecord => ({
+    tokenHashHex: hashPairingToken(token), deviceId, createdAtMs, expiresAtMs: createdAtMs + ttlMs, usedAtMs: null,
+  }));
+  await options.store.createBatch(records, options.now);
+  const expiresAt = new Date(createdAtMs + ttlMs);
+  return created.map(({ token, deviceId }) => ({ token, deviceId, expiresAt }));
+}
+
+/**
+ * A fleet's ids from a prefix: `prefix` then the index, zero-padded to the width of the last one
+ * (`lab-` 1..1000 gives lab-0001 .. lab-1000), so the ids sort in index order. Each must pass the
+ * device-id rule (createPairingTokens checks).
+ */
+export function deviceIdsFromPrefix(options: { prefix: string; count: number; first?: number }): string[] {
+  const first = options.first ?? 1;
+  const { count, prefix } = options;
+  if (!Number.isSafeInteger(count) || count < 1 || count > pairingTokensPerBatchMax || !Number.isSafeInteger(first) || first < 0) {
+    throw new SdcError('TRUST_INVALID_ARGUMENT', `count must be from 1 to ${pairingTokensPerBatchMax} and first at least 0`);
+  }
+  const width = String(first + count - 1).length;
+  return Array.from({ length: count }, (_, i) => prefix + String(first + i).padStart(width, '0'));
+}
+
+function requireBatchDeviceIds(deviceIds: readonly string[]): string[] {
+  if (deviceIds.length === 0 || deviceIds.length > pairingTokensPerBatchMax) {
+    throw new SdcError('TRUST_INVALID_ARGUMENT', `a batch names 1 to ${pairingTokensPerBatchMax} devices, not ${deviceIds.length}`);
+  }
+  const ids = deviceIds.map((id) => requireDeviceId(id));
+  // Two live tokens for one device in one batch is a mistake in the list, not a request.
+  if (new Set(ids).size !== ids.length) throw new SdcError('TRUST_INVALID_ARGUMENT', 'a batch names a device id twice');
+  return ids;
+}
+
+function newTokenSecret(random: RandomSource): string {
+  const secret = random.bytes(pairingTokenBytes);
   if (secret.length !== pairingTokenBytes) throw new SdcError('TRUST_INVALID_ARGUMENT', 'RandomSource returned the wrong number of bytes');
   const token = pairingTokenPrefix + Buffer.from(secret).toString('base64url');
   secret.fill(0);
-  const createdAtMs = options.now.getTime();
-  const record: PairingTokenRecord = {
-    tokenHashHex: hashPairingToken(token), deviceId, createdAtMs, expiresAtMs: createdAtMs + ttlMs, usedAtMs: null,
-  };
-  await options.store.create(record, options.now);
-  return { token, deviceId, expiresAt: new Date(record.expiresAtMs) };
+  return token;
 }
 
-/** The state both stores share; synchronous, so each call is atomic within a process. */
+/**
+ * The state both file and memory stores share; synchronous, so each call is atomic within a process.
+ * At most `recordsMax` outstanding tokens, and as many spent or expired records again (kept for
+ * the "used"/"expired" answers): past that the oldest of those are forgotten first, so a late
+ * attempt with one of them is told "unknown" rather than the table growing without bound.
+ */
 export class PairingTokenTable {
   readonly #records = new Map<string, PairingTokenRecord>();
   readonly #recordsMax: number;
@@ -96,13 +172,20 @@ export class PairingTokenTable {
     for (const record of options.records ?? []) this.#records.set(record.tokenHashHex, record);
   }
 
-  create(record: PairingTokenRecord, now: Date): void {
-    this.#forgetStale(now);
-    if (this.#records.size >= this.#recordsMax) {
-      throw new SdcError('TRUST_PAIRING_CAPACITY', `pairing token store holds its maximum of ${this.#recordsMax} tokens`);
+  createBatch(records: readonly PairingTokenRecord[], now: Date): void {
+    const nowMs = now.getTime();
+    this.#forgetStale(nowMs);
+    let outstanding = 0;
+    for (const record of this.#records.values()) if (isOutstanding(record, nowMs)) outstanding += 1;
+    if (outstanding + records.length > this.#recordsMax) {
+      throw pairingCapacityError({ outstanding, requested: records.length, limit: this.#recordsMax });
     }
-    if (this.#records.has(record.tokenHashHex)) throw new SdcError('TRUST_INVALID_ARGUMENT', 'pairing token hash already exists');
-    this.#records.set(record.tokenHashHex, record);
+    const hashes = new Set(records.map((r) => r.tokenHashHex));
+    if (hashes.size !== records.length || records.some((r) => this.#records.has(r.tokenHashHex))) {
+      throw new SdcError('TRUST_INVALID_ARGUMENT', 'pairing token hash already exists');
+    }
+    this.#forgetOldestSpent(this.#records.size + records.length - 2 * this.#recordsMax, nowMs);
+    for (const record of records) this.#records.set(record.tokenHashHex, record);
   }
 
   consume(tokenHashHex: string, now: Date): PairingConsumeResult {
@@ -118,10 +201,17 @@ export class PairingTokenTable {
     return [...this.#records.values()];
   }
 
-  #forgetStale(now: Date): void {
+  #forgetStale(nowMs: number): void {
     for (const [hash, record] of this.#records) {
-      if (record.expiresAtMs + pairingRecordRetentionMs <= now.getTime()) this.#records.delete(hash);
+      if (record.expiresAtMs + pairingRecordRetentionMs <= nowMs) this.#records.delete(hash);
     }
+  }
+
+  /** Forgets `count` spent or expired records, those that expire first first (outstanding ones never). */
+  #forgetOldestSpent(count: number, nowMs: number): void {
+    if (count <= 0) return;
+    const spent = [...this.#records.values()].filter((r) => !isOutstanding(r, nowMs)).sort((a, b) => a.expiresAtMs - b.expiresAtMs);
+    for (const record of spent.slice(0, count)) this.#records.delete(record.tokenHashHex);
   }
 }
 
@@ -132,8 +222,8 @@ export class MemoryPairingTokenStore implements PairingTokenStore {
     this.#table = new PairingTokenTable(options);
   }
 
-  async create(record: PairingTokenRecord, now: Date): Promise<void> {
-    this.#table.create(record, now);
+  async createBatch(records: readonly PairingTokenRecord[], now: Date): Promise<void> {
+    this.#table.createBatch(records, now);
   }
 
   async consume(tokenHashHex: string, now: Date): Promise<PairingConsumeResult> {
@@ -156,10 +246,10 @@ export class JsonFilePairingTokenStore implements PairingTokenStore {
     this.#recordsMax = options.recordsMax;
   }
 
-  async create(record: PairingTokenRecord, now: Date): Promise<void> {
+  async createBatch(records: readonly PairingTokenRecord[], now: Date): Promise<void> {
     return this.#serialized(async () => {
       const table = await this.#load();
-      table.create(record, now);
+      table.createBatch(records, now);
       await this.#save(table);
     });
   }

@@ -165,3 +165,49 @@ describe('sdc pki --json and the duration options', () => {
     });
   });
 });
+
+describe('sdc pki pairing-token --count (bulk provisioning)', () => {
+  it('writes N tokens to a new 0600 CSV, stores only their hashes, each enrolls its own device; refuses an existing file and bad options', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      assert.equal((await sdc(['pki', 'init', '--dir', data])).code, 0);
+      const out = join(dir, 'fleet.csv');
+      const run = await sdc(['pki', 'pairing-token', '--dir', data, '--count', '120', '--prefix', 'lab-', '--out', out, '--ttl', '30m', '--json']);
+      assert.equal(run.code, 0, run.stderr);
+      const facts = JSON.parse(run.stdout) as { count: number; first_device: string; last_device: string };
+      assert.deepEqual([facts.count, facts.first_device, facts.last_device], [120, 'lab-001', 'lab-120']);
+      assert.equal((await stat(out)).mode & 0o777, 0o600);
+      const lines = (await readFile(out, 'utf8')).trim().split('\n');
+      assert.equal(lines[0], 'device_id,token,expires_at');
+      assert.equal(lines.length, 121);
+      const rows = lines.slice(1).map((l) => l.split(','));
+      assert.ok(rows.every(([id, token, at]) => /^lab-\d{3}$/.test(id!) && /^sdcpt_[A-Za-z0-9_-]{43}$/.test(token!) && !Number.isNaN(Date.parse(at!))));
+      const stored = await readFile(join(data, 'pki', 'pairing-tokens.json'), 'utf8');
+      assert.ok(!stored.includes(rows[0]![1]!), 'the store holds hashes, not tokens');
+      assert.equal((JSON.parse(stored) as { records: unknown[] }).records.length, 120);
+
+      const [, token7] = rows[6]!;
+      const csr = opensslCsr(dir, 'lab7', 'lab-007');
+      const enrolled = await sdc(['pki', 'enroll', '--dir', data, '--token', token7!, '--csr', csr, '--out', join(dir, 'lab7.pem')]);
+      assert.equal(enrolled.code, 0, enrolled.stderr);
+
+      const again = await sdc(['pki', 'pairing-token', '--dir', data, '--count', '2', '--prefix', 'lab-', '--out', out]);
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /^sdc: CLI_INPUT: .*fleet\.csv exists/);
+      for (const argv of [
+        ['--count', '0', '--prefix', 'x-', '--out', join(dir, 'a.csv')],
+        ['--count', '10001', '--prefix', 'x-', '--out', join(dir, 'a.csv')],
+        ['--count', '2', '--prefix', 'X-', '--out', join(dir, 'a.csv')],
+        ['--count', '2', '--out', join(dir, 'a.csv')],
+        ['--count', '2', '--prefix', 'x-'],
+        ['--count', '2', '--prefix', 'x-', '--device', 'd', '--out', join(dir, 'a.csv')],
+        ['--device', 'd', '--out', join(dir, 'a.csv')],
+      ]) {
+        const bad = await sdc(['pki', 'pairing-token', '--dir', data, ...argv]);
+        assert.equal(bad.code, 2, argv.join(' '));
+        assert.match(bad.stderr, /^sdc: CLI_USAGE: /, argv.join(' '));
+      }
+      assert.deepEqual((await readdir(dir)).filter((name) => name === 'a.csv'), [], 'no file from a refused run');
+    });
+  });
+});

@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
-import { writeFileAtomic } from '../../runtime/atomic-file.js';
-import { createPairingToken, JsonFilePairingTokenStore, pairingTokenTtlMsMax } from '../../trust/pairing-tokens.js';
+import { fileExists, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
+import { createPairingToken, createPairingTokens, deviceIdsFromPrefix, JsonFilePairingTokenStore, pairingTokensPerBatchMax, pairingTokenTtlMsMax } from '../../trust/pairing-tokens.js';
+import { deviceIdRuleText, isDeviceId } from '../../core/protocol/device-id.js';
 import { isRevocationReason, revocationReasons } from '../../trust/revocation.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import {
@@ -173,17 +174,29 @@ const crl: Command = {
 
 const pairingToken: Command = {
   name: 'pairing-token',
-  summary: 'Create a one-time pairing token for a device id and print it (shown once; only its hash is stored)',
-  usage: '--dir D --device ID [--ttl 15m] [--json]',
+  summary: 'Create one-time pairing tokens: one for --device (printed), or --count N for a fleet (written to --out; shown once, only hashes are stored)',
+  usage: '--dir D --device ID [--ttl 15m] [--json] | --count N --prefix P [--first K] --out FILE [--api | --dir D] [--ttl 15m] [--json]',
   optionHelp: [
     dirHelp,
     jsonHelp,
     ['--device ID', 'The device id the token is bound to'],
+    ['--count N', `Bulk: tokens for N devices at once, 1 to ${pairingTokensPerBatchMax.toLocaleString('en-US')} (all or none)`],
+    ['--prefix P', 'Bulk: device ids are P and the index, zero-padded (P0001, P0002, ...)'],
+    ['--first K', 'Bulk: the first index (default 1), to continue a fleet in a later batch'],
+    ['--out FILE', 'Bulk: where the tokens go, CSV device_id,token,expires_at, mode 0600; refused if it exists'],
+    ['--api', 'Bulk: create them on the control plane (POST /v1/pairing-tokens, with the login from `sdc login`) instead of in D/pki'],
     ['--ttl D', `How long until the token expires, like 15m, from 1m to ${pairingTokenTtlMsMax / 60_000}m (default 15m)`],
     ...legacyHelp(tokenTtl),
   ],
-  options: { ...dirOption, device: { type: 'string' }, ...durationOptions(tokenTtl) },
+  options: {
+    ...dirOption, device: { type: 'string' }, count: { type: 'string' }, prefix: { type: 'string' }, first: { type: 'string' }, out: { type: 'string' },
+    api: { type: 'boolean' }, ...durationOptions(tokenTtl),
+  },
   async run(args, io) {
+    if (args.values.count !== undefined || args.values.prefix !== undefined) return bulkPairingTokens(args, io);
+    if (args.values.api === true || args.values.out !== undefined || args.values.first !== undefined) {
+      throw new SdcError('CLI_USAGE', '--api, --out and --first are for bulk tokens: give --count and --prefix');
+    }
     const { pkiPaths } = await trustModules();
     const deviceId = requireOption(args, 'device');
     const ttlMs = durationOption(args, tokenTtl, io.stderr);
@@ -200,6 +213,54 @@ const pairingToken: Command = {
     return 0;
   },
 };
+
+interface BulkToken { readonly device_id: string; readonly token: string; readonly expires_at_ms: number }
+
+/**
+ * `--count N --prefix P --out F`: a fleet's tokens in one batch, in D/pki's file store or on the
+ * control plane (`--api`). Every option is checked, and the output file refused if it exists,
+ * before a token is created: the secrets exist only in that file afterwards.
+ */
+async function bulkPairingTokens(args: ParsedCommandArgs, io: CliIo): Promise<number> {
+  if (args.values.device !== undefined) throw new SdcError('CLI_USAGE', 'give either --device or --count with --prefix');
+  const count = integerOption(args, 'count', 0, 1, pairingTokensPerBatchMax);
+  if (args.values.count === undefined) throw new SdcError('CLI_USAGE', 'missing required option --count');
+  const prefix = requireOption(args, 'prefix');
+  const first = integerOption(args, 'first', 1, 0, 1_000_000_000);
+  const out = requireOption(args, 'out');
+  const ttlMs = durationOption(args, tokenTtl, io.stderr);
+  const deviceIds = deviceIdsFromPrefix({ prefix, count, first });
+  for (const id of [deviceIds[0]!, deviceIds.at(-1)!]) {
+    if (!isDeviceId(id)) throw new SdcError('CLI_USAGE', `--prefix ${prefix} makes the device id ${id}, which is not ${deviceIdRuleText}`);
+  }
+  if (await fileExists(out)) throw new SdcError('CLI_INPUT', `${out} exists; the tokens go to a new file (choose another --out)`);
+  const tokens = args.values.api === true ? await bulkOnControlPlane(io, { prefix, count, first, ttlMs }) : await bulkInDataDir(args, deviceIds, ttlMs);
+  const csv = ['device_id,token,expires_at', ...tokens.map((t) => `${t.device_id},${t.token},${new Date(t.expires_at_ms).toISOString()}`)].join('\n') + '\n';
+  await writeFileAtomic(out, csv, { mode: privateFileMode });
+  const expiresAt = new Date(tokens[0]!.expires_at_ms).toISOString();
+  report(args, io, { out, count: tokens.length, first_device: tokens[0]!.device_id, last_device: tokens.at(-1)!.device_id, expires_at: expiresAt, where: args.values.api === true ? 'control-plane' : 'data-dir' },
+    `wrote ${tokens.length} pairing tokens (${tokens[0]!.device_id} .. ${tokens.at(-1)!.device_id}, single use, expire ${expiresAt}) to ${out}\n`);
+  return 0;
+}
+
+async function bulkInDataDir(args: ParsedCommandArgs, deviceIds: readonly string[], ttlMs: number): Promise<BulkToken[]> {
+  const { pkiPaths } = await trustModules();
+  await requireInitialisedDataDir(dataDir(args));
+  const created = await createPairingTokens({
+    store: new JsonFilePairingTokenStore(pkiPaths(dataDir(args)).pairingTokensPath), deviceIds, now: new Date(systemClock.nowMs()), random: systemRandom, ttlMs,
+  });
+  return created.map((c) => ({ device_id: c.deviceId, token: c.token, expires_at_ms: c.expiresAt.getTime() }));
+}
+
+async function bulkOnControlPlane(io: CliIo, batch: { prefix: string; count: number; first: number; ttlMs: number }): Promise<BulkToken[]> {
+  const { apiClient } = await import('../api-client.js');
+  const api = await apiClient(io);
+  const answer = await api.post<{ items: BulkToken[] }>('/v1/pairing-tokens', { prefix: batch.prefix, count: batch.count, first: batch.first, ttl_ms: batch.ttlMs });
+  if (!Array.isArray(answer.items) || answer.items.length !== batch.count) {
+    throw new SdcError('CLI_INPUT', `the control plane answered ${Array.isArray(answer.items) ? answer.items.length : 'no'} tokens for ${batch.count} devices`);
+  }
+  return answer.items;
+}
 
 const enroll: Command = {
   name: 'enroll',

@@ -2,6 +2,7 @@ import type { Deployment } from '../../server/deployment/deployment.js';
 import { isIP } from 'node:net';
 import { SdcError } from '../../core/errors/index.js';
 import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
+import { pairingTokensMaxDefault } from '../../trust/pairing-tokens.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 const commonOptions = {
@@ -63,8 +64,13 @@ async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControl
     ...(redisUrl ? { redisUrl } : {}),
     ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),
     ...(mysqlUrl === undefined ? {} : { mysqlUrl }),
+    ...(withControlPlane && args.values['pairing-tokens-max'] !== undefined
+      ? { controlPlaneTuning: { pairingTokensMax: integerOption(args, 'pairing-tokens-max', pairingTokensMaxDefault, 1, pairingTokensMaxCeiling) } } : {}),
   };
 }
+
+/** The largest --pairing-tokens-max: a bound on the SQL table a bulk run can fill, ten times the default. */
+const pairingTokensMaxCeiling = 1_000_000;
 
 /** The stores line: a gateway-only process has no SQL at all. */
 export function describeStores(stores: Deployment['stores']): string {
@@ -141,9 +147,13 @@ export const serveCommand: Command = {
     ['--mysql URL', 'MySQL/MariaDB (default: sql.js in D/db/sdc.sqlite)'],
     mysqlPasswordFileHelp,
     ['--gateway-id ID', 'This process\'s gateway id (default gw-1); unique per gateway process'],
+    ['--pairing-tokens-max N', `Outstanding (unused, unexpired) pairing tokens at most (default ${pairingTokensMaxDefault.toLocaleString('en-US')}; up to 1,000,000)`],
     ...commonHelp,
   ],
-  options: { ...commonOptions, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true } },
+  options: {
+    ...commonOptions, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true },
+    'pairing-tokens-max': { type: 'string' },
+  },
   run: (args, io) => serve(args, io, true),
 };
 

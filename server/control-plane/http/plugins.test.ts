@@ -41,6 +41,7 @@ const documentedRoutes = [
   'POST /v1/devices/{id}/revoke admin',
   'GET /v1/devices/{id}/telemetry viewer',
   'POST /v1/enroll public',
+  'POST /v1/pairing-tokens admin',
   'GET /v1/live viewer',
   'GET /v1/users admin',
   'POST /v1/users admin',

@@ -3,6 +3,7 @@ import { DeviceId, FrameId } from '../../../core/protocol/messages/fields.js';
 import { CommandTtlMsMax } from '../../../core/protocol/messages/command.js';
 import { commandStates } from '../../../core/protocol/command-machine.js';
 import { revocationReasons } from '../../../trust/revocation.js';
+import { pairingTokensPerBatchMax } from '../../../trust/pairing-tokens.js';
 import { pageLimitMax } from '../pagination.js';
 import { policyRoles } from '../../../core/protocol/policy.js';
 import type { JsonObject } from '../../../core/protocol/json-value.js';
@@ -51,6 +52,20 @@ export const PairingTokenBody = Type.Object({
   ttl_ms: Type.Optional(Type.Integer({ minimum: 1000, maximum: 24 * 3600 * 1000 })),
 }, strict);
 export type PairingTokenBody = Static<typeof PairingTokenBody>;
+
+/**
+ * Bulk pairing (issue 15): either `device_ids` (at most 500, so the body stays under the 64 KiB
+ * limit) or `prefix` + `count` (ids prefix0001.., up to pairingTokensPerBatchMax), with `first`
+ * the first index (default 1). The handler refuses a body with both or neither.
+ */
+export const PairingTokenBatchBody = Type.Object({
+  device_ids: Type.Optional(Type.Array(DeviceId, { minItems: 1, maxItems: 500 })),
+  prefix: Type.Optional(Type.String({ maxLength: 48, pattern: '^[a-z0-9][a-z0-9._-]*$' })),
+  count: Type.Optional(Type.Integer({ minimum: 1, maximum: pairingTokensPerBatchMax })),
+  first: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
+  ttl_ms: Type.Optional(Type.Integer({ minimum: 1000, maximum: 24 * 3600 * 1000 })),
+}, strict);
+export type PairingTokenBatchBody = Static<typeof PairingTokenBatchBody>;
 
 export const RevokeBody = Type.Object({
   reason: Type.Optional(Type.Union(revocationReasons.map((r) => Type.Literal(r)))),

@@ -1,6 +1,8 @@
-import { SdcError } from '../../../core/errors/index.js';
-import { pairingRecordRetentionMs, pairingTokensMaxDefault, type PairingConsumeResult, type PairingTokenRecord, type PairingTokenStore } from '../../../trust/pairing-tokens.js';
+import { pairingCapacityError, pairingRecordRetentionMs, pairingTokensMaxDefault, type PairingConsumeResult, type PairingTokenRecord, type PairingTokenStore } from '../../../trust/pairing-tokens.js';
 import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
+
+/** Rows per INSERT: 6 parameters each, well under every driver's placeholder limit (SQLite's 32,766, MySQL's 65,535). */
+const insertRowsPerStatement = 500;
 
 interface TokenRow { token_hash: string; device_id: string; expires_at: number; used_at: number | null; created_at: number }
 
@@ -22,18 +24,27 @@ export class SqlPairingTokenStore implements PairingTokenStore {
     this.#onCreated = options.onCreated;
   }
 
-  async create(record: PairingTokenRecord, now: Date): Promise<void> {
+  /**
+   * The whole batch in one transaction: stale rows go, the outstanding tokens (unused, unexpired)
+   * are counted against the limit, then the rows are inserted a chunk per statement. Spent and
+   * expired rows stay for the retention period but take no place under the limit.
+   */
+  async createBatch(records: readonly PairingTokenRecord[], now: Date): Promise<void> {
+    const nowMs = now.getTime();
     await this.#db.transaction(async (tx) => {
-      await tx.execute('DELETE FROM pairing_tokens WHERE expires_at <= ?', [now.getTime() - pairingRecordRetentionMs]);
-      const [count] = await tx.query<{ n: number }>('SELECT COUNT(*) AS n FROM pairing_tokens');
-      if (Number(count?.n ?? 0) >= this.#recordsMax) {
-        throw new SdcError('TRUST_PAIRING_CAPACITY', `pairing token store holds its maximum of ${this.#recordsMax} tokens`);
+      await tx.execute('DELETE FROM pairing_tokens WHERE expires_at <= ?', [nowMs - pairingRecordRetentionMs]);
+      const [count] = await tx.query<{ n: number }>('SELECT COUNT(*) AS n FROM pairing_tokens WHERE used_at IS NULL AND expires_at > ?', [nowMs]);
+      const outstanding = Number(count?.n ?? 0);
+      if (outstanding + records.length > this.#recordsMax) throw pairingCapacityError({ outstanding, requested: records.length, limit: this.#recordsMax });
+      const createdBy = this.#createdBy();
+      for (let start = 0; start < records.length; start += insertRowsPerStatement) {
+        const chunk = records.slice(start, start + insertRowsPerStatement);
+        await tx.execute(
+          `INSERT INTO pairing_tokens (token_hash, device_id, expires_at, used_at, created_by, created_at) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
+          chunk.flatMap((r) => [r.tokenHashHex, r.deviceId, r.expiresAtMs, r.usedAtMs, createdBy, r.createdAtMs]),
+        );
       }
-      await tx.execute(
-        'INSERT INTO pairing_tokens (token_hash, device_id, expires_at, used_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-        [record.tokenHashHex, record.deviceId, record.expiresAtMs, record.usedAtMs, this.#createdBy(), record.createdAtMs],
-      );
-      await this.#onCreated?.(tx, record);
+      for (const record of records) await this.#onCreated?.(tx, record);
     });
   }
 

@@ -5,7 +5,9 @@ import type { ControlPlaneServices } from '../../services.js';
 import { principalOf } from '../authentication.js';
 import type { RoutesPlugin } from '../plugin.js';
 import type { AuthRateLimiter } from '../rate-limit.js';
-import { DeviceParams, EnrollBody, PageQuery, PairingTokenBody, RenewBody, RevokeBody } from '../schemas.js';
+import { SdcError } from '../../../../core/errors/index.js';
+import { deviceIdsFromPrefix } from '../../../../trust/pairing-tokens.js';
+import { DeviceParams, EnrollBody, PageQuery, PairingTokenBatchBody, PairingTokenBody, RenewBody, RevokeBody } from '../schemas.js';
 
 /**
  * The TLS client certificate of the connection, if any. The HTTPS listener requests one but does
@@ -18,6 +20,18 @@ function presentedClientCertificate(request: FastifyRequest): PresentedClientCer
   const certificate = socket.getPeerCertificate(false);
   const raw = (certificate as { raw?: unknown } | null)?.raw;
   return raw instanceof Uint8Array && raw.length > 0 ? { certDer: new Uint8Array(raw) } : undefined;
+}
+
+/** The ids a bulk pairing request names: its list, or its prefix and count; exactly one of the two. */
+function batchDeviceIds(body: PairingTokenBatchBody): string[] {
+  const listed = body.device_ids !== undefined;
+  const generated = body.prefix !== undefined || body.count !== undefined || body.first !== undefined;
+  if (listed === generated || (generated && (body.prefix === undefined || body.count === undefined))) {
+    throw new SdcError('API_VALIDATION', 'give either device_ids, or prefix and count (and optionally first)');
+  }
+  const ids = listed ? body.device_ids! : deviceIdsFromPrefix({ prefix: body.prefix!, count: body.count!, ...(body.first === undefined ? {} : { first: body.first }) });
+  if (new Set(ids).size !== ids.length) throw new SdcError('API_VALIDATION', 'device_ids names a device more than once');
+  return ids;
 }
 
 /** Devices and their certificates: listing, pairing, enrollment, renewal, revocation and the CRL. */
@@ -38,6 +52,16 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
     const { ttl_ms: ttlMs } = request.body;
     const created = await devices.createPairingToken({ actor: principalOf(request).name, deviceId: request.params.id, ...(ttlMs === undefined ? {} : { ttlMs }) });
     return reply.status(201).header('cache-control', 'no-store').send(created);
+  });
+
+  app.post('/v1/pairing-tokens', {
+    schema: { body: PairingTokenBatchBody },
+    config: { auth: 'admin', summary: 'Create one-time pairing tokens for many devices at once (device_ids, or prefix + count); shown once' },
+  }, async (request, reply) => {
+    const { ttl_ms: ttlMs } = request.body;
+    const deviceIds = batchDeviceIds(request.body);
+    const items = await devices.createPairingTokens({ actor: principalOf(request).name, deviceIds, ...(ttlMs === undefined ? {} : { ttlMs }) });
+    return reply.status(201).header('cache-control', 'no-store').send({ items });
   });
 
   app.post('/v1/devices/:id/revoke', {

@@ -5,20 +5,20 @@ import { createNobleEd25519Provider } from '../core/crypto/ed25519-noble.js';
 import { nobleSha256 } from '../core/crypto/sha256-noble.js';
 import { appendAuditEntry, type AuditEntry, type AuditEntryInput } from '../core/protocol/audit-chain.js';
 import { signEnvelope } from '../core/protocol/envelope.js';
-import type { JsonObject } from '../core/protocol/json-value.js';
 import { verifyAuditInBrowser } from './audit-verify.js';
 
 const provider = createNobleEd25519Provider();
 const seedA = new Uint8Array(32).fill(7);
 const seedB = new Uint8Array(32).fill(9);
 
-function resultFrame(deviceId: string, seed: Uint8Array, seq: number): JsonObject {
+function resultFrame(deviceId: string, seed: Uint8Array, seq: number): string {
   const envelope = signEnvelope({
     fields: { v: 1, type: 'COMMAND_RESULT', id: `f${seq}`, device_id: deviceId, session_id: 's1', seq, ts: 1_000 + seq,
       body: { command_id: `c${seq}`, device_seq: seq, status: 'succeeded', output: { processes: [] }, finished_at: 2_000 } },
     kid: `device:${deviceId}`, seed, provider,
   });
-  return envelope as unknown as JsonObject;
+  // Stored as the text the device sent (docs/audit.md).
+  return JSON.stringify(envelope);
 }
 
 function chain(inputs: AuditEntryInput[]): AuditEntry[] {
@@ -67,6 +67,22 @@ describe('verify in this browser', () => {
     ]);
     const report = await verifyAuditInBrowser(entries);
     assert.equal(report.signatureBreak?.code, 'CRYPTO_UNKNOWN_KID');
+  });
+
+  it('names a frame that is missing or does not decode, and skips session-MAC frames it has no key for', async () => {
+    const enrolled = { ts: 1, kind: 'device.enrolled', actor: 'device:lab-1', subject: 'device:lab-1', payload: { public_key: base64urlFromBytes(provider.publicKeyFromSeed(seedA)) } };
+    const macFrame = JSON.parse(resultFrame('lab-1', seedA, 1)) as { sig: Record<string, string> };
+    macFrame.sig = { alg: 'HMAC-SHA256', kid: 'session', value: 'A'.repeat(43) };
+    const report = await verifyAuditInBrowser(chain([
+      enrolled,
+      { ts: 2, kind: 'command.ack', actor: 'device:lab-1', subject: 'command:c1', payload: { frame: JSON.stringify(macFrame) } },
+      { ts: 3, kind: 'command.ack', actor: 'device:lab-1', subject: 'command:c1', payload: { frame: '{"v":1,' } },
+    ]));
+    assert.equal(report.macFramesSkipped, 1);
+    assert.equal(report.signatureBreak?.seq, 3);
+    assert.equal(report.signatureBreak?.code, 'PROTO_JSON_SYNTAX');
+    const missing = await verifyAuditInBrowser(chain([enrolled, { ts: 2, kind: 'command.result', actor: 'device:lab-1', subject: 'command:c1', payload: {} }]));
+    assert.equal(missing.signatureBreak?.code, 'VIEWER_FRAME_MISSING');
   });
 
   it('reports a malformed entry instead of throwing', async () => {

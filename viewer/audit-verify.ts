@@ -3,7 +3,7 @@ import { createNobleEd25519Provider } from '../core/crypto/ed25519-noble.js';
 import { nobleSha256 } from '../core/crypto/sha256-noble.js';
 import { SdcError } from '../core/errors/index.js';
 import { verifyAuditChain, type AuditVerifyResult } from '../core/protocol/audit-chain.js';
-import { verifyEnvelope, type SignedEnvelope } from '../core/protocol/envelope.js';
+import { decodeEnvelope, envelopeMacAlg, verifyEnvelope, type SignedEnvelope } from '../core/protocol/envelope.js';
 
 /**
  * "Verify in this browser": the audit chain and the device-signed frames in it, checked with the
@@ -13,7 +13,7 @@ import { verifyEnvelope, type SignedEnvelope } from '../core/protocol/envelope.j
  * only as far as the chain before the frame is.
  */
 
-/** Audit kinds whose payload holds a device-signed envelope verbatim as `frame` (docs/audit.md). */
+/** Audit kinds whose payload holds a device-signed envelope's text verbatim as `frame` (docs/audit.md). */
 export const deviceSignedKinds: ReadonlySet<string> = new Set(['command.result', 'command.ack']);
 /** Audit kinds that record a device's public key (base64url raw Ed25519) as `public_key`. */
 const deviceKeyKinds: ReadonlySet<string> = new Set(['device.enrolled', 'device.renewed']);
@@ -28,6 +28,8 @@ export interface BrowserAuditReport {
   readonly entries: number;
   readonly chain: AuditVerifyResult;
   readonly signaturesChecked: number;
+  /** Frames authenticated by a session MAC instead of a signature: no key outside the session can check them. */
+  readonly macFramesSkipped: number;
   /** The first device-signed frame that does not verify, in seq order; undefined when all do. */
   readonly signatureBreak: SignatureBreak | undefined;
   /** The lower of the chain's first broken seq and the first bad signature's, or undefined. */
@@ -42,28 +44,46 @@ export async function verifyAuditInBrowser(entries: readonly unknown[]): Promise
   const chain = await verifyAuditChain(entries, nobleSha256);
   // Signatures are checked over the part of the log the chain vouches for.
   const trusted = chain.ok ? entries : entries.slice(0, Math.max(0, chain.firstBrokenSeq - 1));
-  const { checked, broken } = verifyDeviceFrames(trusted as readonly Entry[]);
+  const { checked, macSkipped, broken } = verifyDeviceFrames(trusted as readonly Entry[]);
   const candidates = [chain.ok ? undefined : chain.firstBrokenSeq, broken?.seq].filter((seq): seq is number => seq !== undefined);
   return {
-    entries: entries.length, chain, signaturesChecked: checked, signatureBreak: broken,
+    entries: entries.length, chain, signaturesChecked: checked, macFramesSkipped: macSkipped, signatureBreak: broken,
     firstBrokenSeq: candidates.length === 0 ? undefined : Math.min(...candidates),
   };
 }
 
 /** Walks the entries in order, learning device keys and checking each device-signed frame against them. */
-export function verifyDeviceFrames(entries: readonly Entry[]): { checked: number; broken: SignatureBreak | undefined } {
+export function verifyDeviceFrames(entries: readonly Entry[]): { checked: number; macSkipped: number; broken: SignatureBreak | undefined } {
   const keys = new Map<string, Uint8Array[]>();
   let checked = 0;
+  let macSkipped = 0;
   for (const entry of entries) {
     if (deviceKeyKinds.has(entry.kind)) {
       learnKey(keys, entry);
     } else if (deviceSignedKinds.has(entry.kind)) {
-      const problem = frameProblem(keys, entry);
+      const decoded = decodeFrame(entry);
+      if ('code' in decoded) return { checked, macSkipped, broken: { seq: entry.seq, ...decoded } };
+      if (decoded.sig.alg === envelopeMacAlg) {
+        macSkipped += 1;
+        continue;
+      }
+      const problem = frameProblem(keys, entry, decoded);
       checked += 1;
-      if (problem !== undefined) return { checked, broken: { seq: entry.seq, ...problem } };
+      if (problem !== undefined) return { checked, macSkipped, broken: { seq: entry.seq, ...problem } };
     }
   }
-  return { checked, broken: undefined };
+  return { checked, macSkipped, broken: undefined };
+}
+
+/** The entry's frame, decoded as strictly as the control plane decoded it (it is stored as the text the device sent). */
+function decodeFrame(entry: Entry): SignedEnvelope | { code: string; detail: string } {
+  const frame = entry.payload.frame;
+  if (typeof frame !== 'string') return { code: 'VIEWER_FRAME_MISSING', detail: `entry ${entry.seq} (${entry.kind}) holds no frame text` };
+  try {
+    return decodeEnvelope(frame);
+  } catch (error) {
+    return { code: SdcError.is(error) ? error.code : 'VIEWER_FRAME_INVALID', detail: `entry ${entry.seq}: the frame does not decode: ${(error as Error).message}` };
+  }
 }
 
 function learnKey(keys: Map<string, Uint8Array[]>, entry: Entry): void {
@@ -79,11 +99,9 @@ function learnKey(keys: Map<string, Uint8Array[]>, entry: Entry): void {
   }
 }
 
-function frameProblem(keys: Map<string, Uint8Array[]>, entry: Entry): { code: string; detail: string } | undefined {
-  const frame = entry.payload.frame as SignedEnvelope | undefined;
-  if (typeof frame !== 'object' || frame === null) return { code: 'VIEWER_FRAME_MISSING', detail: `entry ${entry.seq} (${entry.kind}) holds no frame` };
+function frameProblem(keys: Map<string, Uint8Array[]>, entry: Entry, frame: SignedEnvelope): { code: string; detail: string } | undefined {
   if (entry.actor !== `device:${frame.device_id}`) {
-    return { code: 'VIEWER_FRAME_ACTOR', detail: `entry ${entry.seq} is by ${entry.actor}, but its frame is from device ${String(frame.device_id)}` };
+    return { code: 'VIEWER_FRAME_ACTOR', detail: `entry ${entry.seq} is by ${entry.actor}, but its frame is from device ${frame.device_id}` };
   }
   const candidates = keys.get(frame.device_id) ?? [];
   if (candidates.length === 0) return { code: 'CRYPTO_UNKNOWN_KID', detail: `entry ${entry.seq}: no enrollment of ${frame.device_id} before it in the chain` };

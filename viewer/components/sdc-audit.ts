@@ -90,7 +90,7 @@ export class SdcAudit extends LightElement {
     return html`
       <div class="verdict ${ok ? 'ok' : 'broken'}" role="status" data-testid="audit-verdict" data-ok=${String(ok)}>
         ${ok && r.chain.ok
-          ? html`<strong>Chain verified</strong> in this browser: ${r.chain.count} entries, head ${r.chain.headSeq} <code>${r.chain.headHash.slice(0, 16)}…</code>; ${r.signaturesChecked} device signatures valid.`
+          ? html`<strong>Chain verified</strong> in this browser: ${r.chain.count} entries, head ${r.chain.headSeq} <code>${r.chain.headHash.slice(0, 16)}…</code>; ${r.signaturesChecked} device signatures valid${r.macFramesSkipped > 0 ? `, ${r.macFramesSkipped} session-MAC frames not checkable here` : ''}.`
           : html`<strong>Broken at entry <span data-testid="first-broken-seq">${r.firstBrokenSeq}</span></strong>:
               ${r.chain.ok ? nothing : html`chain ${r.chain.reason}: ${r.chain.detail}`}
               ${r.signatureBreak ? html`signature <code>${r.signatureBreak.code}</code>: ${r.signatureBreak.detail}` : nothing}

@@ -1,0 +1,160 @@
+// The operator console end to end in Debian's Chromium (playwright-core drives /usr/bin/chromium;
+// no browser is ever downloaded) against a real deployment on loopback TLS with real agents:
+// log in, see the fleet online, send a command and watch it reach succeeded, see the result
+// table, verify the audit chain in the browser, and see that check fail after an audit row is
+// changed in the database. Screenshots go to .tmp/viewer-e2e/ (git-ignored).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { startConsoleProxy, type ConsoleProxy } from '../../cli/demo/console-proxy.js';
+import { systemClock } from '../../runtime/system.js';
+import { e2eWaitMsMin, pairAgent, startE2e, waitOnline, type E2eSystem } from './support/e2e-harness.js';
+
+const chromiumPath = '/usr/bin/chromium';
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+const screenshotDir = join(repoRoot, '.tmp', 'viewer-e2e');
+const skip = existsSync(chromiumPath) ? false : `${chromiumPath} is absent: apt-get install chromium (.ci/run does) to run the console in a browser`;
+
+describe('the operator console in Chromium against a real deployment', { skip }, () => {
+  let system: E2eSystem;
+  let proxy: ConsoleProxy;
+  let browser: Browser;
+  let page: Page;
+  let viewerDir: string;
+  let previousViewerDir: string | undefined;
+  const deviceIds: string[] = [];
+  const pageProblems: string[] = [];
+  const operator = { name: 'console-admin', password: 'correct horse battery staple' };
+  let commandId = '';
+
+  const shot = (name: string) => page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
+
+  before(async () => {
+    viewerDir = join(await mkdtemp(join(tmpdir(), 'sdc-viewer-e2e-')), 'viewer');
+    const built = spawnSync(process.execPath, [join(repoRoot, 'scripts/build-viewer.mjs'), '--out-dir', viewerDir], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(built.status, 0, built.stderr);
+    previousViewerDir = process.env.SDC_VIEWER_DIR;
+    process.env.SDC_VIEWER_DIR = viewerDir;
+    await mkdir(screenshotDir, { recursive: true });
+    system = await startE2e({ target: { name: 'embedded' } });
+    await system.deployment.controlPlane!.auth.users.add({ ...operator, role: 'admin', nowMs: systemClock.nowMs() });
+    deviceIds.push(`console-${system.tag}-1`, `console-${system.tag}-2`);
+    await Promise.all(deviceIds.map((id) => pairAgent(system, id, { telemetryIntervalMs: 500 })));
+    await waitOnline(system, deviceIds);
+    // Browsers speak no Ed25519 TLS, our CA's only kind: the console is reached through the
+    // ECDSA front that `sdc demo --viewer` also uses (cli/demo/console-proxy.ts, docs/viewer.md).
+    proxy = await startConsoleProxy({ apiUrl: system.apiUrl, rootCaPem: system.materials.rootCaPem });
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
+    // The front's certificate is a throwaway self-signed one, which this browser profile does not trust.
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 720 } });
+    page = await context.newPage();
+    page.setDefaultTimeout(e2eWaitMsMin);
+    // A CSP violation or an uncaught error in the page fails the run at the end.
+    page.on('console', (message) => { if (message.type() === 'error') pageProblems.push(message.text()); });
+    page.on('pageerror', (error) => pageProblems.push(error.message));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await proxy?.close();
+    await system?.stop();
+    if (previousViewerDir === undefined) delete process.env.SDC_VIEWER_DIR;
+    else process.env.SDC_VIEWER_DIR = previousViewerDir;
+    if (viewerDir !== undefined) await rm(join(viewerDir, '..'), { recursive: true, force: true });
+  });
+
+  it('refuses a wrong password with its code, then logs in', async () => {
+    await page.goto(proxy.url);
+    await page.getByLabel('Name').fill(operator.name);
+    await page.getByLabel('Password').fill('wrong password');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'API_LOGIN_FAILED' }).waitFor();
+    await page.getByLabel('Password').fill(operator.password);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('heading', { name: 'Fleet' }).waitFor();
+  });
+
+  it('shows the fleet online, live', async () => {
+    await page.getByTestId('live-status').filter({ hasText: 'live: open' }).waitFor();
+    for (const id of deviceIds) await page.locator(`tr[data-device="${id}"] [data-testid="presence"]`).filter({ hasText: 'online' }).waitFor();
+    const online = Number(await page.getByTestId('count-online').textContent());
+    assert.ok(online >= deviceIds.length, `online count ${online}`);
+    await shot('fleet');
+  });
+
+  it('sends a process list command and watches it reach succeeded, with the result as a table', async () => {
+    await page.locator(`tr[data-device="${deviceIds[0]}"]`).getByRole('link', { name: `Send a command to ${deviceIds[0]}` }).click();
+    await page.getByRole('heading', { name: 'Send a command' }).waitFor();
+    assert.equal(await page.getByLabel('Device').inputValue(), deviceIds[0]);
+    await page.getByLabel('Opcode').selectOption('EXEC_GET_PROCESS_LIST');
+    await page.getByLabel('limit').fill('5');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.getByTestId('command-state').filter({ hasText: /^succeeded$/ }).waitFor();
+    commandId = decodeURIComponent(new URL(page.url()).hash.replace('#/commands/', ''));
+    const timeline = await page.getByTestId('timeline').locator('li .state').allTextContents();
+    assert.deepEqual(timeline, ['queued', 'sent', 'ack_received', 'executing', 'succeeded']);
+    const table = page.getByTestId('result-table');
+    await table.waitFor();
+    const rows = await table.locator('tbody tr').count();
+    assert.ok(rows >= 1 && rows <= 5, `${rows} process rows`);
+    assert.ok((await table.locator('thead th').allTextContents()).includes('pid'));
+    // The API agrees with what the page shows.
+    const stored = await system.api<{ state: string; device_id: string }>('GET', `/v1/commands/${commandId}`);
+    assert.deepEqual([stored.state, stored.device_id], ['succeeded', deviceIds[0]]);
+    await shot('command');
+  });
+
+  it('shows the device with its telemetry chart and the command', async () => {
+    await page.goto(`${proxy.url}#/devices/${deviceIds[0]}`);
+    await page.getByRole('heading', { name: `Device ${deviceIds[0]}` }).waitFor();
+    await page.locator('sdc-chart canvas').first().waitFor();
+    await page.getByRole('link', { name: commandId }).waitFor();
+    await shot('device');
+  });
+
+  it('verifies the audit chain and the device signatures in the browser', async () => {
+    await page.getByRole('link', { name: 'Audit' }).click();
+    await page.getByRole('button', { name: 'Verify in this browser' }).click();
+    const verdict = page.getByTestId('audit-verdict');
+    await verdict.waitFor();
+    assert.equal(await verdict.getAttribute('data-ok'), 'true', await verdict.textContent() ?? '');
+    const text = await verdict.textContent() ?? '';
+    const signatures = Number(/(\d+) device signatures valid/.exec(text)?.[1]);
+    assert.ok(signatures >= 3, `the command's two ACKs and its result are device-signed: ${text}`);
+    await shot('audit-verified');
+  });
+
+  it('names the first broken link after an audit row is changed in the database', async () => {
+    const sql = system.deployment.stores.sql!;
+    const [row] = await sql.query<{ seq: number }>("SELECT seq FROM audit_log WHERE kind = 'command.result' AND subject = ? ORDER BY seq LIMIT 1", [`command:${commandId}`]);
+    assert.ok(row, 'the command\'s result is in the audit log');
+    const tamperedSeq = Number(row.seq);
+    await sql.execute("UPDATE audit_log SET actor = 'device:mallory' WHERE seq = ?", [tamperedSeq]);
+    await page.getByRole('button', { name: 'Verify in this browser' }).click();
+    const verdict = page.getByTestId('audit-verdict');
+    await page.locator('[data-testid="audit-verdict"][data-ok="false"]').waitFor();
+    assert.equal(Number(await page.getByTestId('first-broken-seq').textContent()), tamperedSeq);
+    assert.match(await verdict.textContent() ?? '', /hash_mismatch/);
+    await shot('audit-broken');
+  });
+
+  it('shows an agent going offline when it stops', async () => {
+    await page.getByRole('link', { name: 'Fleet' }).click();
+    await system.agents.get(deviceIds[1]!)!.stop();
+    await page.locator(`tr[data-device="${deviceIds[1]}"] [data-testid="presence"]`).filter({ hasText: 'offline' }).waitFor();
+    await shot('fleet-offline');
+  });
+
+  it('logs out, forgetting the token', async () => {
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    assert.deepEqual(pageProblems.filter((text) => !/status of 401/.test(text)), []);
+  });
+});

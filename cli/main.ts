@@ -18,6 +18,7 @@ import { loginCommand, logoutCommand } from './commands/login.js';
 import { deviceCommands } from './commands/device.js';
 import { commandCommands } from './commands/commands.js';
 import { tufClientCommand } from './commands/tuf-client.js';
+import { reportCommand } from './commands/report.js';
 import { ttyPromptSecret } from './password-input.js';
 
 // Every command module registers here, one line each.
@@ -38,6 +39,7 @@ const entries: CommandEntry[] = [
   deviceCommands,
   commandCommands,
   tufClientCommand,
+  reportCommand,
 ];
 
 const topSummary = 'Secure Device Control: control plane, gateway, agent, simulator and tools.';

@@ -1,0 +1,202 @@
+import { commandTable } from '../core/protocol/command-machine.js';
+import { sessionTable } from '../core/protocol/session-machine.js';
+import type { TransitionTable } from '../core/protocol/state-machine.js';
+import { benchColumns, type BenchReport, type BenchValue } from './output.js';
+import { formatNumber, renderBarChartSvg, type Cell } from './report.js';
+import { latexProblems, markdownProblems, xmlProblems } from './report-check.js';
+import { renderLatex, renderMarkdown, type Block, type ReportDocument, type Section } from './report-document.js';
+import { lineSeriesMax, renderLineChartSvg } from './report-figures.js';
+import type { ReportInputs, SimRun } from './report-inputs.js';
+import { mermaidStateDiagram, transitionRows } from './report-mermaid.js';
+import type { StrideThreat } from './report-stride.js';
+
+/**
+ * `sdc report`: one document from recorded outputs, rendered as report.md and report.tex with
+ * the SVG figures and Mermaid sources beside them. Nothing here reads a clock, the environment
+ * or the file system: the same inputs give the same bytes (the test runs it twice).
+ */
+export interface ReportBuildInput {
+  readonly inputs: ReportInputs;
+  readonly threats: readonly StrideThreat[];
+  /** What the report says produced it, for example `sdc report --from runs/`. */
+  readonly command: string;
+}
+
+/** Bar chart groups are capped (bench/report.ts): a bench with more rows shows its first ones. */
+const chartGroupsMax = 32;
+
+type Files = Record<string, string>;
+
+function stateMachineSection(files: Files): Section {
+  const tables: Array<[string, string, TransitionTable<string, string>]> = [
+    ['session', 'core/protocol/session-machine.ts', sessionTable], ['command', 'core/protocol/command-machine.ts', commandTable],
+  ];
+  const blocks: Block[] = [{ kind: 'paragraph', text: 'Each diagram is generated from the transition table the code runs (`[state][event] -> state`), not drawn by hand; the Mermaid sources are also written as `state-*.mmd`.' }];
+  for (const [name, source, table] of tables) {
+    const mermaid = mermaidStateDiagram(table);
+    files[`state-${name}.mmd`] = mermaid;
+    blocks.push(
+      { kind: 'paragraph', text: `The ${name} machine (\`${source}\`): initial \`${table.initial}\`, terminal ${table.terminal.map((s) => `\`${s}\``).join(', ')}.` },
+      { kind: 'code', language: 'mermaid', text: mermaid },
+      { kind: 'table', header: ['from', 'event', 'to'], rows: transitionRows(table) },
+    );
+  }
+  return { title: 'Protocol state machines', level: 1, blocks };
+}
+
+function strideSection(threats: readonly StrideThreat[]): Section {
+  const uncovered = threats.filter((t) => !t.covered);
+  return {
+    title: 'Security analysis: STRIDE', level: 1, blocks: [
+      { kind: 'paragraph', text: `From \`docs/security/threat-model.md\`: ${threats.length} threats over ${new Set(threats.map((t) => t.component)).size} components; ${threats.length - uncovered.length} name the test that covers them, ${uncovered.length} are marked untested or a gap.` },
+      { kind: 'table', header: ['component', 'STRIDE', 'threat', 'test'], rows: threats.map((t) => [t.component, t.stride, t.threat, t.test]) },
+    ],
+  };
+}
+
+function cellOf(value: BenchValue | undefined): Cell {
+  if (value === undefined || value === null) return '';
+  return typeof value === 'number' ? value : String(value);
+}
+
+function environmentText(report: BenchReport<object>): string {
+  const e = report.environment;
+  return `Environment: ${e.cpu} x ${e.cpu_count}, ${formatNumber(e.memory_total_mib)} MiB, Node ${e.node}, OpenSSL ${e.openssl}, ${e.platform}/${e.arch}, commit \`${e.git_commit ?? 'unknown'}\`.`;
+}
+
+function commandText(report: BenchReport<Record<string, unknown>>): string {
+  const recorded = report.details?.['command'];
+  if (typeof recorded === 'string') return `Command: \`${recorded}\`.`;
+  const parameters = Object.entries(report.parameters).map(([k, v]) => `${k}=${String(v)}`).join(', ');
+  return `Command: \`sdc bench ${report.benchmark}\` with parameters ${parameters || '(none)'}.`;
+}
+
+/** Percentile bars when the rows carry p50/p99 columns, one group per row (labelled by its text columns). */
+function benchFigure(report: BenchReport<object>, file: string, files: Files): Block | undefined {
+  const series = ['p50_ms', 'p90_ms', 'p99_ms'].filter((c) => report.results.some((r) => typeof r[c] === 'number'));
+  if (series.length === 0) return undefined;
+  const rows = report.results.filter((r) => series.some((c) => typeof r[c] === 'number')).slice(0, chartGroupsMax);
+  const label = (r: BenchReport<object>['results'][number]) => Object.values(r).filter((v) => typeof v === 'string').join(' ') || '-';
+  files[file] = renderBarChartSvg({
+    title: `sdc bench ${report.benchmark}: latency percentiles`, unit: 'ms', scale: 'log', series,
+    groups: rows.map((r) => ({ label: label(r), values: series.map((c) => Math.max(0, Number(r[c] ?? 0))) })),
+  });
+  return { kind: 'figure', file, caption: `sdc bench ${report.benchmark}: ${series.join(', ')} per row (log scale; wall-clock figures)` };
+}
+
+function performanceSection(inputs: ReportInputs, files: Files): Section[] {
+  const sections: Section[] = [{ title: 'Performance', level: 1, blocks: [{ kind: 'paragraph', text: inputs.benches.length === 0 ? 'No benchmark reports among the inputs.' : 'Wall-clock measurements: they vary between runs and machines. Each table names the environment and command that produced it.' }] }];
+  inputs.benches.forEach(({ path, report }, i) => {
+    const columns = benchColumns(report);
+    const blocks: Block[] = [
+      { kind: 'paragraph', text: `From \`${path}\`. ${commandText(report)}` },
+      { kind: 'paragraph', text: environmentText(report) },
+      { kind: 'table', header: columns, rows: report.results.map((r) => columns.map((c) => cellOf(r[c]))) },
+      { kind: 'paragraph', text: `Units: ${Object.entries(report.units).map(([k, u]) => `\`${k}\` ${u}`).join('; ')}.` },
+    ];
+    const figure = benchFigure(report, `bench-${i + 1}-${report.benchmark.replace(/[^a-z0-9-]/gi, '')}.svg`, files);
+    if (figure !== undefined) blocks.push(figure);
+    sections.push({ title: `sdc bench ${report.benchmark}`, level: 2, blocks });
+  });
+  return sections;
+}
+
+const shownStates = ['succeeded', 'failed', 'rejected', 'expired', 'timed_out', 'dead_lettered'];
+
+function simRow(run: SimRun): Cell[] {
+  const s = run.summary;
+  const states = s.commandsByState;
+  const shown = shownStates.map((k) => states[k] ?? 0);
+  const other = Object.entries(states).filter(([k]) => !shownStates.includes(k)).reduce((n, [, v]) => n + v, 0);
+  const failing = Object.entries(s.checkers).filter(([, v]) => v !== 'pass').map(([k, v]) => `${k}=${v}`);
+  return [s.scenario, s.seed, s.agents, s.virtualMs / 1000, ...shown, other, s.latencyMs.p50Ms, s.latencyMs.p99Ms, s.convergedAfterMs ?? '', failing.length === 0 ? 'all pass' : failing.join(' '), s.traceHash.slice(0, 12)];
+}
+
+function simFigures(sims: readonly SimRun[], files: Files): Block[] {
+  const blocks: Block[] = [];
+  const byScenario = new Map<string, SimRun[]>();
+  for (const run of sims) if (run.onlineAgents.length > 0) byScenario.set(run.summary.scenario, [...(byScenario.get(run.summary.scenario) ?? []), run]);
+  for (const [scenario, runs] of byScenario) {
+    for (let i = 0; i < runs.length; i += lineSeriesMax) {
+      const chunk = runs.slice(i, i + lineSeriesMax);
+      const file = `sim-${scenario.replace(/[^a-z0-9-]/gi, '')}-online-${i / lineSeriesMax + 1}.svg`;
+      files[file] = renderLineChartSvg({
+        title: `${scenario}: agents online over virtual time`, xLabel: 'virtual time (s)', yLabel: 'agents online',
+        series: chunk.map((r) => ({ name: `seed ${r.summary.seed}`, points: r.onlineAgents.map(([t, n]) => [t / 1000, n] as const) })),
+      });
+      blocks.push({ kind: 'figure', file, caption: `${scenario}: agents online over virtual time, seeds ${chunk.map((r) => r.summary.seed).join(', ')} (deterministic)` });
+    }
+  }
+  return blocks;
+}
+
+function simulationSection(sims: readonly SimRun[], files: Files): Section {
+  if (sims.length === 0) return { title: 'Simulation results', level: 1, blocks: [{ kind: 'paragraph', text: 'No `sdc sim --out` summaries among the inputs.' }] };
+  const aggregate = new Map<string, { runs: number; succeeded: number; commands: number; p99Max: number; passing: number }>();
+  for (const { summary: s } of sims) {
+    const a = aggregate.get(s.scenario) ?? { runs: 0, succeeded: 0, commands: 0, p99Max: 0, passing: 0 };
+    a.runs += 1;
+    a.succeeded += s.commandsByState['succeeded'] ?? 0;
+    a.commands += Object.values(s.commandsByState).reduce((n, v) => n + v, 0);
+    a.p99Max = Math.max(a.p99Max, s.latencyMs.p99Ms);
+    a.passing += Object.values(s.checkers).every((v) => v === 'pass') ? 1 : 0;
+    aggregate.set(s.scenario, a);
+  }
+  return {
+    title: 'Simulation results', level: 1, blocks: [
+      { kind: 'paragraph', text: 'Deterministic: a run is fixed by its seed, scenario and commit (the trace hash identifies it), so these figures are reproduced byte for byte by the command listed for each seed. Latencies are in virtual milliseconds.' },
+      { kind: 'table', header: ['scenario', 'seed', 'agents', 'virtual_s', ...shownStates, 'other', 'p50_ms', 'p99_ms', 'converged_after_ms', 'checkers', 'trace'], rows: sims.map(simRow) },
+      { kind: 'paragraph', text: 'Aggregated per scenario:' },
+      { kind: 'table', header: ['scenario', 'runs', 'commands', 'succeeded', 'p99_ms_max', 'runs_all_checkers_pass'], rows: [...aggregate].map(([k, a]) => [k, a.runs, a.commands, a.succeeded, a.p99Max, a.passing]) },
+      { kind: 'paragraph', text: 'Reproduce:' },
+      { kind: 'list', items: sims.map((r) => `\`${r.summary.reproduce}\``) },
+      ...simFigures(sims, files),
+    ],
+  };
+}
+
+function matrixSection(inputs: ReportInputs): Section[] {
+  return inputs.matrices.map(({ path, matrix }) => {
+    const cells = (matrix['cells'] as Array<Record<string, unknown>>).map((c): Cell[] => {
+      const recovery = (c['recovery_ms'] ?? {}) as { p50?: number | null; p99?: number | null };
+      return [String(c['fault']), String(c['invariant']), Number(c['seeds']), Number(c['held']), Array.isArray(c['failed']) ? c['failed'].length : 0, Number(c['not_checked']), recovery.p50 ?? '', recovery.p99 ?? ''];
+    });
+    return {
+      title: 'Fault matrix', level: 1, blocks: [
+        { kind: 'paragraph', text: `From \`${path}\`: \`${String(matrix['command'])}\`, ${String(matrix['seeds'])} seeds per fault from base seed ${String(matrix['base_seed'])}, tier ${String(matrix['tier'])}.` },
+        { kind: 'table', header: ['fault', 'invariant', 'seeds', 'held', 'failed', 'not_checked', 'recovery_p50_ms', 'recovery_p99_ms'], rows: cells },
+      ],
+    } satisfies Section;
+  });
+}
+
+function aboutSection(input: ReportBuildInput): Section {
+  const { inputs } = input;
+  const blocks: Block[] = [
+    { kind: 'paragraph', text: `Produced by \`${input.command}\` from ${inputs.benches.length} benchmark reports, ${inputs.sims.length} simulation runs and ${inputs.matrices.length} fault matrices.` },
+    { kind: 'list', items: [
+      'Deterministic (reproduced byte for byte from their seeds): the state machines, the STRIDE table, the simulation results and the fault matrix.',
+      'Wall-clock (vary between runs; read with their environment): the benchmark tables.',
+    ] },
+  ];
+  if (inputs.skipped.length > 0) blocks.push({ kind: 'paragraph', text: 'Inputs that could not be read:' }, { kind: 'list', items: inputs.skipped.map((s) => `\`${s.path}\`: ${s.reason}`) });
+  return { title: 'About this report', level: 1, blocks };
+}
+
+/** The report's files (name -> text): report.md, report.tex, the SVGs and the Mermaid sources; checked before they are returned. */
+export function buildReport(input: ReportBuildInput): Record<string, string> {
+  const files: Files = {};
+  const doc: ReportDocument = {
+    title: 'Secure Device Control: report',
+    sections: [aboutSection(input), stateMachineSection(files), strideSection(input.threats), ...performanceSection(input.inputs, files), simulationSection(input.inputs.sims, files), ...matrixSection(input.inputs)],
+  };
+  const out: Files = { 'report.md': renderMarkdown(doc), 'report.tex': renderLatex(doc), ...files };
+  const problems = [
+    ...markdownProblems(out['report.md']!).map((p) => `report.md: ${p}`),
+    ...latexProblems(out['report.tex']!).map((p) => `report.tex: ${p}`),
+    ...Object.entries(out).filter(([name]) => name.endsWith('.svg')).flatMap(([name, text]) => xmlProblems(text).map((p) => `${name}: ${p}`)),
+  ];
+  // A malformed file is a defect in these writers, never the inputs' fault: say so loudly.
+  if (problems.length > 0) throw new Error(`sdc report produced malformed output: ${problems.slice(0, 5).join('; ')}`);
+  return out;
+}

@@ -1,0 +1,70 @@
+import { escapeXml, formatNumber } from './report.js';
+
+/**
+ * A line chart as hand-written SVG (no charting dependency), in the style of bench/report.ts's
+ * bar chart: one polyline per series, `<polyline class="series" data-series="..">`, axes with
+ * round ticks. Coordinates are printed with one decimal, so the same data give the same bytes.
+ */
+export interface LineSeries {
+  readonly name: string;
+  readonly points: ReadonlyArray<readonly [number, number]>;
+}
+
+const colours = ['#4c78a8', '#f58518', '#54a24b', '#e45756', '#72b7b2', '#b279a2'];
+export const lineSeriesMax = colours.length;
+/** Points per series beyond this are thinned evenly: a day of 1 s samples stays a small file. */
+const pointsMax = 2_000;
+
+function niceCeiling(value: number): number {
+  if (value <= 0) return 1;
+  const power = 10 ** Math.floor(Math.log10(value));
+  for (const step of [1, 2, 5, 10]) if (step * power >= value) return step * power;
+  return 10 * power;
+}
+
+function thin(points: ReadonlyArray<readonly [number, number]>): ReadonlyArray<readonly [number, number]> {
+  if (points.length <= pointsMax) return points;
+  const step = points.length / pointsMax;
+  return Array.from({ length: pointsMax }, (_, i) => points[Math.floor(i * step)]!).concat([points.at(-1)!]);
+}
+
+export function renderLineChartSvg(options: { title: string; xLabel: string; yLabel: string; series: readonly LineSeries[]; widthPx?: number; heightPx?: number }): string {
+  const { series } = options;
+  if (series.length === 0 || series.length > lineSeriesMax) throw new RangeError(`a line chart takes 1 to ${lineSeriesMax} series`);
+  const width = options.widthPx ?? 720;
+  const height = options.heightPx ?? 360;
+  const margin = { top: 40, right: 16, bottom: 70, left: 64 };
+  const plotW = width - margin.left - margin.right;
+  const plotH = height - margin.top - margin.bottom;
+  const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+  const xMin = all.length === 0 ? 0 : Math.min(...all.map(([x]) => x));
+  const xMax = Math.max(xMin + 1, ...all.map(([x]) => x));
+  const yMax = niceCeiling(Math.max(0, ...all.map(([, y]) => y)));
+  const px = (x: number) => (margin.left + ((x - xMin) / (xMax - xMin)) * plotW).toFixed(1);
+  const py = (y: number) => (margin.top + plotH - (Math.max(0, y) / yMax) * plotH).toFixed(1);
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    `<title>${escapeXml(options.title)}</title>`,
+    `<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="15">${escapeXml(options.title)}</text>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const y = (yMax * i) / 4;
+    out.push(`<line x1="${margin.left}" y1="${py(y)}" x2="${width - margin.right}" y2="${py(y)}" stroke="#dddddd"/>`);
+    out.push(`<text x="${margin.left - 6}" y="${(Number(py(y)) + 4).toFixed(1)}" text-anchor="end">${escapeXml(formatNumber(y))}</text>`);
+    const x = xMin + ((xMax - xMin) * i) / 4;
+    out.push(`<text x="${px(x)}" y="${margin.top + plotH + 16}" text-anchor="middle">${escapeXml(formatNumber(x))}</text>`);
+  }
+  out.push(`<line x1="${margin.left}" y1="${margin.top + plotH}" x2="${width - margin.right}" y2="${margin.top + plotH}" stroke="#333333"/>`);
+  out.push(`<text x="${margin.left + plotW / 2}" y="${margin.top + plotH + 34}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
+  out.push(`<text x="16" y="${margin.top + plotH / 2}" transform="rotate(-90 16 ${margin.top + plotH / 2})" text-anchor="middle">${escapeXml(options.yLabel)}</text>`);
+  series.forEach((s, i) => {
+    const points = thin(s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))).map(([x, y]) => `${px(x)},${py(y)}`).join(' ');
+    out.push(`<polyline class="series" data-series="${escapeXml(s.name)}" fill="none" stroke="${colours[i]}" stroke-width="1.5" points="${points}"/>`);
+    const lx = margin.left + i * 110;
+    out.push(`<rect x="${lx}" y="${height - 20}" width="12" height="12" fill="${colours[i]}"/>`);
+    out.push(`<text x="${lx + 16}" y="${height - 10}">${escapeXml(s.name)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}

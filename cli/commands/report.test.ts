@@ -1,0 +1,90 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../main.js';
+import { benchReport, renderBenchJson } from '../../bench/output.js';
+import { latexProblems, markdownProblems, xmlProblems } from '../../bench/report-check.js';
+import { commandTable } from '../../core/protocol/command-machine.js';
+import { sessionTable } from '../../core/protocol/session-machine.js';
+
+async function sdc(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, readStdin: async () => '', env: {} });
+  return { code, stdout, stderr };
+}
+
+/** A tiny set of recorded outputs: a real sim run (two seeds), a bench report, a chaos matrix, and one unreadable file. */
+async function recordedOutputs(dir: string): Promise<void> {
+  for (const seed of [3, 4]) {
+    const run = await sdc(['sim', '--scenario', 'sim/scenarios/smoke.json', '--agents', '2', '--duration', '10s', '--seed', String(seed), '--out', join(dir, 'sims', `seed-${seed}`)]);
+    assert.equal(run.code, 0, run.stderr);
+  }
+  await mkdir(join(dir, 'bench'), { recursive: true });
+  const report = benchReport({
+    benchmark: 'roundtrip', parameters: { agents: 2 }, units: { p50_ms: 'ms', p99_ms: 'ms' },
+    results: [{ measure: 'server', p50_ms: 12.5, p99_ms: 40 }, { measure: 'echo_100%_a_b', p50_ms: 0.4, p99_ms: 1.2 }],
+    environment: { node: 'v20', openssl: '3', platform: 'linux', arch: 'x64', cpu: 'Test CPU & co', cpu_count: 2, memory_total_mib: 1024, git_commit: 'abc' },
+  });
+  await writeFile(join(dir, 'bench', 'roundtrip.json'), renderBenchJson(report));
+  await writeFile(join(dir, 'bench', 'broken.json'), '{ not json');
+  await writeFile(join(dir, 'matrix.json'), JSON.stringify({
+    matrix: 'sdc chaos matrix', schema_version: 1, command: 'sdc chaos matrix --seeds 2', tier: 'full', seeds: 2, base_seed: 1,
+    cells: [{ fault: 'partition', invariant: 'none_lost', tier: 'full', seeds: 2, held: 2, failed: [], not_checked: 0, recovery_ms: { p50: 1000, p99: 2000, converged: 2 } }],
+  }));
+}
+
+test('sdc report: Markdown, LaTeX, SVG and Mermaid from recorded outputs, well-formed and byte-identical on a second run', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-report-'));
+  try {
+    await recordedOutputs(join(dir, 'in'));
+    const first = await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'a')]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stderr, /read 1 bench reports, 2 sim runs, 1 matrices, \d+ threats/);
+    assert.equal((await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'b')])).code, 0);
+    const names = (await readdir(join(dir, 'a'))).sort();
+    assert.deepEqual(names, ['bench-1-roundtrip.svg', 'report.md', 'report.tex', 'sim-smoke-online-1.svg', 'state-command.mmd', 'state-session.mmd']);
+    assert.deepEqual((await readdir(join(dir, 'b'))).sort(), names);
+    for (const name of names) assert.equal(await readFile(join(dir, 'b', name), 'utf8'), await readFile(join(dir, 'a', name), 'utf8'), `${name} differs between runs`);
+
+    const md = await readFile(join(dir, 'a', 'report.md'), 'utf8');
+    const tex = await readFile(join(dir, 'a', 'report.tex'), 'utf8');
+    assert.deepEqual(markdownProblems(md), []);
+    assert.deepEqual(latexProblems(tex), []);
+    for (const name of names.filter((n) => n.endsWith('.svg'))) assert.deepEqual(xmlProblems(await readFile(join(dir, 'a', name), 'utf8')), [], name);
+    // booktabs: every table has its three rules.
+    const tables = tex.match(/\\begin\{longtable\}/g)?.length ?? 0;
+    assert.ok(tables >= 6);
+    for (const rule of ['toprule', 'midrule', 'bottomrule']) assert.equal(tex.match(new RegExp(`\\\\${rule}\\b`, 'g'))?.length, tables, rule);
+    // The state machines come from the tables: every transition is an edge of the diagram.
+    const commandMermaid = await readFile(join(dir, 'a', 'state-command.mmd'), 'utf8');
+    for (const [from, events] of Object.entries(commandTable.transitions)) {
+      for (const [event, to] of Object.entries(events as Record<string, string>)) assert.match(commandMermaid, new RegExp(`^    ${from} --> ${to}: .*\\b${event}\\b`, 'm'));
+    }
+    assert.match(await readFile(join(dir, 'a', 'state-session.mmd'), 'utf8'), new RegExp(`\\[\\*\\] --> ${sessionTable.initial}`));
+    // STRIDE: every row of the threat model, with its test.
+    const threatModel = await readFile(new URL('../../docs/security/threat-model.md', import.meta.url), 'utf8');
+    const strideRows = threatModel.split('\n').filter((l) => /^\| [STRIDE](, [STRIDE])* \|/.test(l)).length;
+    assert.match(md, new RegExp(`: ${strideRows} threats over`));
+    assert.match(md, /\| Root CA \| S \| A forged root or intermediate is slipped into the path \| `verify-device-certificate.test.ts`/);
+    // Simulation per seed, with the command that reproduces it; the bench with its environment; the matrix; the unreadable input named.
+    assert.match(md, /\| smoke \| 3 \| 2 \|/);
+    assert.match(md, /\| smoke \| 4 \| 2 \|/);
+    assert.match(md, /`sdc sim --seed 3 --scenario sim\/scenarios\/smoke.json --agents 2 --duration 10000ms`/);
+    assert.match(md, /Environment: Test CPU & co x 2/);
+    assert.match(tex, /Test CPU \\& co/);
+    assert.match(md, /\| partition \| none_lost \| 2 \| 2 \| 0 \| 0 \| 1000 \| 2000 \|/);
+    assert.match(md, /`bench\/broken.json`: not JSON/);
+    const online = await readFile(join(dir, 'a', 'sim-smoke-online-1.svg'), 'utf8');
+    assert.equal(online.match(/class="series"/g)?.length, 2);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('sdc report: usage errors', async () => {
+  assert.equal((await sdc(['report', '--out', '/tmp/x'])).code, 2);
+  assert.equal((await sdc(['report', '--from', '/nonexistent-sdc-report-dir', '--out', '/tmp/x'])).code, 2);
+});

@@ -64,9 +64,7 @@ export async function readPrivateKeyFile(options: ReadPrivateKeyFileOptions): Pr
   let text: string;
   try {
     const info = await stat(path);
-    if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
-      throw new SdcError('TRUST_KEY_FILE_PERMISSIONS', `${path} has mode ${(info.mode & 0o777).toString(8)}; run chmod 600 on it`);
-    }
+    requirePrivateFileMode(path, info.mode);
     if (info.size > pemLengthMax) throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} is too large to be a key file`);
     text = await readFile(path, 'utf8');
   } catch (error) {
@@ -103,7 +101,9 @@ export async function readPrivateKeyFile(options: ReadPrivateKeyFileOptions): Pr
 export async function readEd25519SeedFile(path: string): Promise<Uint8Array> {
   let text: string;
   try {
-    if ((await stat(path)).size > pemLengthMax) throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} is too large to be a key file`, { path });
+    const info = await stat(path);
+    requirePrivateFileMode(path, info.mode);
+    if (info.size > pemLengthMax) throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} is too large to be a key file`, { path });
     text = await readFile(path, 'utf8');
   } catch (error) {
     if (error instanceof SdcError) throw error;
@@ -114,6 +114,28 @@ export async function readEd25519SeedFile(path: string): Promise<Uint8Array> {
   } catch (error) {
     throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} is not an Ed25519 private key (PKCS#8 PEM); restore it from a backup`, { path }, { cause: error });
   }
+}
+
+/**
+ * A private key file that group or others may access is refused (TRUST_KEY_FILE_PERMISSIONS
+ * naming the file, as ssh does): a key another account could read is no longer private, and
+ * starting anyway would hide that. Not on Windows, which has no POSIX modes.
+ */
+export function requirePrivateFileMode(path: string, mode: number): void {
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    throw new SdcError('TRUST_KEY_FILE_PERMISSIONS', `${path} has mode ${(mode & 0o777).toString(8)}; run chmod 600 on it`, { path });
+  }
+}
+
+/** requirePrivateFileMode for a file on disk; TRUST_KEY_FILE_INVALID naming it when it cannot be read. */
+export async function requirePrivateKeyFileMode(path: string): Promise<void> {
+  let mode: number;
+  try {
+    mode = (await stat(path)).mode;
+  } catch (error) {
+    throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} cannot be read`, { path }, { cause: error });
+  }
+  requirePrivateFileMode(path, mode);
 }
 
 /** Checks that a PEM private key file's text parses (any algorithm: the TLS server key); refuses naming the file. */

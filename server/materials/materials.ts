@@ -5,7 +5,7 @@ import { SdcError } from '../../core/errors/index.js';
 import type { Clock, RandomSource } from '../../core/ports/ports.js';
 import { createNodeEd25519Provider, pemFromPrivateSeed } from '../../runtime/ed25519-node.js';
 import { ensurePrivateDirectory, fileExists, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
-import { readEd25519SeedFile, requireParsablePrivateKeyPem } from '../../trust/key-files.js';
+import { readEd25519SeedFile, requireParsablePrivateKeyPem, requirePrivateKeyFileMode } from '../../trust/key-files.js';
 import { initPki, loadIssuingPki, pkiPaths, type IssuingPki } from '../../trust/pki-directory.js';
 import { issueServerCertificate } from '../../trust/server-certificate.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
@@ -124,6 +124,7 @@ async function loadOrIssueServerCertificate(options: LoadDeploymentOptions, pki:
   const nowMs = options.clock.nowMs();
   if ((await fileExists(paths.serverCertPath)) && (await fileExists(paths.serverKeyPath))) {
     const certPem = await readFile(paths.serverCertPath, 'utf8');
+    await requirePrivateKeyFileMode(paths.serverKeyPath);
     const keyPem = await readFile(paths.serverKeyPath, 'utf8');
     // Checked here: TLS would refuse it only when the server starts listening, without naming the file.
     requireParsablePrivateKeyPem(paths.serverKeyPath, keyPem);

@@ -80,6 +80,7 @@ describe('DeviceCertificateIssuer', () => {
       const req = openssl(['req', '-new', '-key', 'k.pem', '-subj', '/CN=dev-ossl'], dir);
       assert.equal(req.status, 0, req.stderr);
       const issued = await pki.issuer.issueDeviceCertificate({ csrPem: req.stdout, deviceId: 'dev-ossl', now: fixedNow });
+      // The device profile, SAN included, still holds with the shared extensions.
       const verified = await verifyDeviceCertificate({ certPem: issued.certificatePem, trustAnchors: pki.anchors, now: fixedNow, isRevoked: () => false });
       assert.equal(verified.deviceId, 'dev-ossl');
     });
@@ -135,5 +136,29 @@ describe('serial numbers', () => {
   it('differ between calls with real randomness', () => {
     const serials = new Set(Array.from({ length: 100 }, () => randomSerialHex(systemRandom)));
     assert.equal(serials.size, 100);
+  });
+});
+
+describe('device issuance returns what the certificate says (issue 15: no second parse at enrollment)', () => {
+  it('notAfter is the certificate\'s (whole seconds), the key is the CSR\'s, and the fixed extensions are built once yet right in every certificate', async () => {
+    const pki = await makeTestPki();
+    const oddNow = new Date(fixedNow.getTime() + 1234);
+    for (const deviceId of ['dev-a', 'dev-b']) {
+      const csrPem = await makeCsrPem(deviceId);
+      const issued = await pki.issuer.issueDeviceCertificate({ csrPem, deviceId, now: oddNow, validityMs: dayMs + 567 });
+      const certificate = new x509.X509Certificate(issued.certificatePem);
+      assert.equal(issued.notAfter.getTime(), certificate.notAfter.getTime());
+      assert.equal(issued.notAfter.getTime() % 1000, 0);
+      const csrKey = new Uint8Array(new x509.Pkcs10CertificateRequest(csrPem).publicKey.rawData).slice(12);
+      assert.deepEqual(issued.publicKeyRaw, csrKey);
+      assert.deepEqual(new Uint8Array(certificate.publicKey.rawData).slice(12), csrKey);
+      assert.equal(
+        certificate.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId,
+        pki.intermediate.certificate.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId,
+      );
+      // The device profile, SAN included, still holds with the shared extensions.
+      const verified = await verifyDeviceCertificate({ certPem: issued.certificatePem, chainPems: [pki.intermediate.certificate.toString('pem')], trustAnchors: [pki.root.certificate], now: oddNow, isRevoked: () => false });
+      assert.equal(verified.deviceId, deviceId);
+    }
   });
 });

@@ -1,7 +1,7 @@
 import { SdcError } from '../core/errors/index.js';
 import type { RandomSource } from '../core/ports/ports.js';
 import type { CaMaterial } from './ca.js';
-import { parseDeviceCsr } from './device-csr.js';
+import { parseDeviceCsr, type DeviceCsr } from './device-csr.js';
 import {
   deviceCertificateValidityMsDefault, deviceCertificateValidityMsMax, deviceSanUri, notBeforeBackdateMs, oidClientAuth, oidCommonName,
   requireDeviceId,
@@ -38,8 +38,20 @@ export interface IssuedDeviceCertificate {
   readonly certificatePem: string;
   readonly serialHex: string;
   readonly deviceId: string;
+  /** As the certificate states it: whole seconds (X.509 times have no milliseconds). */
   readonly notAfter: Date;
+  /** The certified key, raw Ed25519 (32 bytes): callers need not parse the certificate again for it. */
+  readonly publicKeyRaw: Uint8Array;
 }
+
+/** Ed25519 SPKI DER is a fixed 12-byte prefix and the 32-byte key. */
+function rawEd25519FromSpki(spki: ArrayBuffer): Uint8Array {
+  const bytes = new Uint8Array(spki);
+  if (bytes.length !== 44) throw new SdcError('TRUST_CSR_KEY_ALGORITHM', 'CSR key is not a 32-byte Ed25519 key');
+  return bytes.slice(12);
+}
+
+const secondMs = 1000;
 
 /** Issues device certificates with the intermediate CA, following the profile in device-profile.ts. */
 export class DeviceCertificateIssuer {
@@ -47,6 +59,12 @@ export class DeviceCertificateIssuer {
   readonly #rootCertificate: x509.X509Certificate;
   readonly #random: RandomSource;
   readonly #isRevoked: DeviceCertificateIssuerOptions['isRevoked'];
+  /**
+   * The extensions that are the same in every certificate of this issuer, built once: ASN.1
+   * encoding is most of an issuance's CPU (issue 15 measured it), and the authority key
+   * identifier also hashes the issuer's key.
+   */
+  #fixedExtensions: Promise<x509.Extension[]> | undefined;
 
   constructor(options: DeviceCertificateIssuerOptions) {
     this.#intermediate = options.intermediate;
@@ -66,8 +84,13 @@ export class DeviceCertificateIssuer {
 
   /** Verifies the CSR (signature, Ed25519, CN = deviceId) and issues a certificate for its key. */
   async issueDeviceCertificate(options: IssueDeviceCertificateOptions): Promise<IssuedDeviceCertificate> {
+    return this.issueForCsr({ ...options, csr: await parseDeviceCsr(options.csrPem) });
+  }
+
+  /** The same for a CSR its caller already parsed and verified (parseDeviceCsr): enrollment checks it before the token is spent. */
+  async issueForCsr(options: { csr: DeviceCsr; deviceId: string; now: Date; validityMs?: number }): Promise<IssuedDeviceCertificate> {
     const deviceId = requireDeviceId(options.deviceId);
-    const csr = await parseDeviceCsr(options.csrPem);
+    const { csr } = options;
     if (csr.commonName !== deviceId) {
       throw new SdcError('TRUST_CSR_SUBJECT_MISMATCH', `CSR CN '${csr.commonName}' is not the device id '${deviceId}'`, { deviceId });
     }
@@ -111,8 +134,10 @@ export class DeviceCertificateIssuer {
       throw new SdcError('TRUST_CERT_EXPIRED', 'intermediate CA certificate is not valid at this time', { which: 'issuer' });
     }
     // A device certificate never outlives its issuer, so the chain stays verifiable to the end.
-    const notAfter = new Date(Math.min(now.getTime() + validityMs, issuer.notAfter.getTime()));
-    const notBefore = new Date(Math.max(now.getTime() - notBeforeBackdateMs, issuer.notBefore.getTime()));
+    // Whole seconds, as the certificate encodes them, so the returned notAfter is the certificate's.
+    const wholeSeconds = (ms: number) => Math.floor(ms / secondMs) * secondMs;
+    const notAfter = new Date(wholeSeconds(Math.min(now.getTime() + validityMs, issuer.notAfter.getTime())));
+    const notBefore = new Date(Math.max(wholeSeconds(now.getTime() - notBeforeBackdateMs), issuer.notBefore.getTime()));
     const serialHex = randomSerialHex(this.#random);
     const certificate = await x509.X509CertificateGenerator.create({
       serialNumber: serialHexForEncoding(serialHex),
@@ -124,14 +149,21 @@ export class DeviceCertificateIssuer {
       signingKey: this.#intermediate.privateKey,
       signingAlgorithm: ed25519Algorithm,
       extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([oidClientAuth], false),
+        ...(await this.#extensionsForEveryCertificate()),
         new x509.SubjectAlternativeNameExtension([{ type: 'url', value: deviceSanUri(deviceId) }], false),
         await x509.SubjectKeyIdentifierExtension.create(publicKey),
-        await x509.AuthorityKeyIdentifierExtension.create(issuer.publicKey),
       ],
     });
-    return { certificatePem: certificate.toString('pem'), serialHex, deviceId, notAfter };
+    return { certificatePem: certificate.toString('pem'), serialHex, deviceId, notAfter, publicKeyRaw: rawEd25519FromSpki(publicKey.rawData) };
+  }
+
+  #extensionsForEveryCertificate(): Promise<x509.Extension[]> {
+    this.#fixedExtensions ??= (async () => [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([oidClientAuth], false),
+      await x509.AuthorityKeyIdentifierExtension.create(this.#intermediate.certificate.publicKey),
+    ])();
+    return this.#fixedExtensions;
   }
 }

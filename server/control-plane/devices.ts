@@ -231,10 +231,9 @@ export class DeviceService {
   async enroll(options: { deviceId: string; token: string; csrPem: string }): Promise<EnrollmentAnswer> {
     const nowMs = this.#ctx.clock.nowMs();
     const enrolled = await this.#enrollment.enroll({ token: options.token, deviceId: options.deviceId, csrPem: options.csrPem, now: new Date(nowMs) });
-    const certificate = parseCertificate(enrolled.certificatePem);
-    // The certificate's notAfter (whole seconds), not the issuer's unrounded one.
-    const result = { ...enrolled, notAfter: certificate.notAfter };
-    const publicKey = base64urlFromBytes(rawEd25519Key(certificate.publicKey.rawData));
+    // The issuer returns the certificate's notAfter (whole seconds) and key: no second parse of what it just made.
+    const result = enrolled;
+    const publicKey = base64urlFromBytes(enrolled.publicKeyRaw);
     const serial = normalizeSerialHex(result.serialHex);
     // The certificate, the device row, the superseded certificates' revocations and the audit entry commit together.
     const supersededSerials = await this.#ctx.db.transaction(async (tx) => {

@@ -5,7 +5,7 @@ import { integerOption, type CliIo, type Command, type ParsedCommandArgs } from 
 import { durationOption } from '../duration-option.js';
 import {
   matrixFault, matrixFaults, matrixScenario, matrixShapeDefault, renderMatrixMarkdown, runMatrix, simulatorRunner,
-  type MatrixFault, type MatrixOptions, type MatrixReport, type MatrixTier,
+  type MatrixFault, type MatrixOptions, type MatrixRealOutcome, type MatrixReport, type MatrixTier,
 } from './chaos-matrix.js';
 
 /** Bounds: a matrix is a batch job, but one typo must not start a week of runs. */
@@ -52,7 +52,39 @@ async function writeMatrix(dir: string, report: MatrixReport, options: Pick<Matr
   return written;
 }
 
-export async function runMatrixCommand(args: ParsedCommandArgs, io: CliIo, run?: MatrixOptions['run']): Promise<number> {
+/**
+ * `--real`: each fault with a real-socket scenario runs it once with `sdc chaos run`'s defaults
+ * (4 agents, 15 s of commands, the fault from 2 s to 8 s); the store cuts only with --redis / --mysql.
+ */
+async function realRunner(args: ParsedCommandArgs, seed: number, io: CliIo): Promise<NonNullable<MatrixOptions['real']>> {
+  const [{ realFaultScenario, runChaosScenario }, { default: pino }] = await Promise.all([import('./chaos-run.js'), import('pino')]);
+  const optional = (name: string) => (typeof args.values[name] === 'string' ? args.values[name] as string : undefined);
+  const urls = { toxiproxyUrl: optional('toxiproxy'), redisUrl: optional('redis'), mysqlUrl: optional('mysql') };
+  const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'silent' }, pino.destination(2));
+  return async (fault: MatrixFault): Promise<MatrixRealOutcome | undefined> => {
+    const scenario = fault.realScenario === undefined ? undefined : realFaultScenario(fault.realScenario);
+    if (scenario === undefined || (scenario.needs === 'redis' && urls.redisUrl === undefined) || (scenario.needs === 'mysql' && urls.mysqlUrl === undefined)) return undefined;
+    io.stderr(`real sockets: ${fault.name} as sdc chaos run --scenario ${scenario.name}\n`);
+    const report = await runChaosScenario({
+      scenario, seed, agents: 4, durationMs: 15_000, faultAtMs: 2_000, faultMs: 6_000, drainBoundMs: 60_000, reconnectBoundMs: 30_000, logger,
+      ...(urls.toxiproxyUrl ? { toxiproxyUrl: urls.toxiproxyUrl } : {}), ...(urls.redisUrl ? { redisUrl: urls.redisUrl } : {}), ...(urls.mysqlUrl ? { mysqlUrl: urls.mysqlUrl } : {}),
+    });
+    const faultOn = report.fault.at_ms !== null;
+    const reconnected = !report.violations.some((v) => v.checker === 'reconnect');
+    const verdict = (name: string): 'pass' | 'fail' | 'not_reached' => (!faultOn ? 'not_reached' : (report.run.checkers as Record<string, 'pass' | 'fail' | 'not_reached'>)[name] ?? 'not_reached');
+    const checkers = {
+      none_lost: verdict('none_lost'), at_most_once: verdict('at_most_once'), audit_chain: verdict('audit_chain'), liveness: verdict('liveness'),
+      not_executed: verdict('not_executed'), legal_transitions: verdict('legal_transitions'),
+      presence: verdict('presence') === 'pass' && !reconnected ? 'fail' as const : verdict('presence'),
+    };
+    const violations = report.violations.map((v) => ({ checker: v.checker === 'reconnect' ? 'presence' : v.checker, message: v.message }));
+    const stores = `${urls.redisUrl ? ` --redis ${urls.redisUrl}` : ''}${urls.mysqlUrl ? ` --mysql ${urls.mysqlUrl}` : ''}`;
+    return { scenario: scenario.name, checkers, violations, rerun: `sdc chaos run --scenario ${scenario.name} --seed ${seed}${stores}` };
+  };
+}
+
+/** `run` and `real` replace the simulator and `sdc chaos run` (tests plant outcomes through them). */
+export async function runMatrixCommand(args: ParsedCommandArgs, io: CliIo, run?: MatrixOptions['run'], real?: MatrixOptions['real']): Promise<number> {
   const faults = faultsOption(args);
   const seeds = integerOption(args, 'seeds', 10, 1, seedsMax);
   const baseSeed = integerOption(args, 'base-seed', 1, 0, Number.MAX_SAFE_INTEGER - seedsMax);
@@ -66,6 +98,7 @@ export async function runMatrixCommand(args: ParsedCommandArgs, io: CliIo, run?:
   io.stderr(`fault matrix: ${faults.length} faults x ${seeds} seeds = ${runs} runs (${tier} tier, ${shape.agents} agents, ${shape.safetyMs} ms safety)\n`);
   const report = await runMatrix({
     faults, seeds, baseSeed, shape, tier, run: run ?? await simulatorRunner(),
+    ...(real !== undefined ? { real } : args.values.real === true ? { real: await realRunner(args, baseSeed, io) } : {}),
     onRun(fault, seed, outcome) {
       done += 1;
       const failed = outcome.violations.length > 0;
@@ -78,13 +111,13 @@ export async function runMatrixCommand(args: ParsedCommandArgs, io: CliIo, run?:
   const written = typeof args.values.out === 'string' ? await writeMatrix(args.values.out, report, { shape }) : report;
   if (args.values.json === true) io.stdout(`${JSON.stringify(written)}\n`);
   else io.stdout(renderMatrixMarkdown(written));
-  return report.cells.some((cell) => cell.failed.length > 0) ? 1 : 0;
+  return report.cells.some((cell) => cell.failed.length > 0 || cell.real?.verdict === 'failed') ? 1 : 0;
 }
 
 export const matrixCommand: Command = {
   name: 'matrix',
   summary: 'Run every simulated fault alone over N seeds and tabulate, for each invariant, the seeds that held (matrix.json, matrix.md)',
-  usage: '[--seeds N] [--base-seed S] [--fault F[,F...]] [--agents N] [--duration 20s] [--tier full|model] [--out DIR] [--json] [--verbose]',
+  usage: '[--seeds N] [--base-seed S] [--fault F[,F...]] [--agents N] [--duration 20s] [--tier full|model] [--real [--redis URL] [--mysql URL] [--toxiproxy URL]] [--out DIR] [--json] [--verbose]',
   optionHelp: [
     ['--seeds N', 'seeds per fault (default 10); seeds are S..S+N-1 for every fault'],
     ['--base-seed S', 'the first seed (default 1)'],
@@ -92,6 +125,9 @@ export const matrixCommand: Command = {
     ['--agents N', `fleet size of each run (default ${matrixShapeDefault.agents})`],
     ['--duration D', `safety phase with the fault, virtual time (default ${matrixShapeDefault.safetyMs / 1000}s, at least 10s)`],
     ['--tier T', 'full (default): the real control plane, gateways and agents, every checker; model: the fleet model, liveness only'],
+    ['--real', 'also run each fault that has a real-socket scenario once with sdc chaos run (drop, delay, partition; redis_down with --redis, sql_down with --mysql)'],
+    ['--redis URL, --mysql URL', 'with --real: the stores behind the proxy'],
+    ['--toxiproxy URL', 'with --real: a running Toxiproxy instead of ours in-process'],
     ['--out DIR', 'write matrix.json, matrix.md and the scenario file of every failing seed'],
     ['--json', 'print matrix.json instead of the table'],
     ['--verbose', 'a line per run (failures are always printed)'],
@@ -99,6 +135,7 @@ export const matrixCommand: Command = {
   options: {
     seeds: { type: 'string' }, 'base-seed': { type: 'string' }, fault: { type: 'string', multiple: true }, agents: { type: 'string' },
     duration: { type: 'string' }, tier: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, verbose: { type: 'boolean' },
+    real: { type: 'boolean' }, redis: { type: 'string' }, mysql: { type: 'string' }, toxiproxy: { type: 'string' },
   },
   run: (args, io) => runMatrixCommand(args, io),
 };

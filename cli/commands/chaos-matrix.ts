@@ -97,7 +97,7 @@ export const matrixFaults: readonly MatrixFault[] = [
     draw: (r) => ({ faults: { network: lan, busOutages: [{ atMs: 0, durationMs: r.intBetween(500, 8_000) }] } }),
   },
   {
-    name: 'sql_down', summary: 'every SQL call fails (STORE_UNAVAILABLE) for 0.5-8 s',
+    name: 'sql_down', summary: 'every SQL call fails (STORE_UNAVAILABLE) for 0.5-8 s', realScenario: 'mysql-cut',
     draw: (r, shape) => ({ faults: { network: lan, sqlOutages: [window(r, shape, 8_000)] } }),
   },
   {
@@ -160,6 +160,19 @@ export interface MatrixOptions {
   /** Runs one cell's seed (the CLI passes the simulator's runners; a test may pass its own). */
   readonly run: (input: { scenario: Scenario; seed: number; tier: MatrixTier; shape: MatrixShape; scenarioRef: string }) => Promise<MatrixRunOutcome>;
   readonly onRun?: (fault: string, seed: number, outcome: MatrixRunOutcome) => void;
+  /**
+   * With `--real`: runs a fault's real-socket scenario once (`sdc chaos run`); undefined when the
+   * fault has none, or it needs a store that was not given.
+   */
+  readonly real?: (fault: MatrixFault) => Promise<MatrixRealOutcome | undefined>;
+}
+
+/** What the matrix keeps of one real-socket run: its checkers' verdicts by the matrix's invariant names. */
+export interface MatrixRealOutcome {
+  readonly scenario: string;
+  readonly checkers: Readonly<Record<string, 'pass' | 'fail' | 'not_reached'>>;
+  readonly violations: ReadonlyArray<{ readonly checker: string; readonly message: string }>;
+  readonly rerun: string;
 }
 
 /** What the matrix keeps of one run. */
@@ -191,6 +204,8 @@ export interface MatrixCell {
   /** Virtual ms from healing to convergence over the seeds that converged (the row's, the same in each of its cells). */
   readonly recovery_ms: { readonly p50: number | null; readonly p99: number | null; readonly converged: number };
   readonly note?: string;
+  /** With --real: the fault's real-socket run, once, and whether this invariant held there. */
+  readonly real?: { readonly scenario: string; readonly verdict: 'held' | 'failed' | 'not_checked'; readonly rerun: string; readonly violation?: string };
 }
 
 export interface MatrixReport {
@@ -230,13 +245,28 @@ export async function runMatrix(options: MatrixOptions, commandLine: string): Pr
       options.onRun?.(fault.name, seed, outcome);
       outcomes.push({ seed, outcome });
     }
-    cells.push(...faultCells(fault.name, outcomes, options));
+    const real = await options.real?.(fault);
+    cells.push(...faultCells(fault.name, outcomes, options).map((cell) => withReal(cell, real)));
   }
   return {
     matrix: 'sdc chaos matrix', schema_version: 1, command: commandLine, tier: options.tier, seeds: options.seeds, base_seed: options.baseSeed,
     shape: { ...options.shape, gateways, liveness_bound_ms: livenessBoundMs, commands_per_minute: 60 },
     faults: options.faults.map((f) => ({ name: f.name, summary: f.summary, real_scenario: f.realScenario ?? null })),
     unsimulated: unsimulatedFaults, invariants: [...matrixInvariants], cells, runs, wall_ms: Math.round(performance.now() - wallStart),
+  };
+}
+
+/** The real run's verdict for a cell; session_seq and unauthenticated access are not judged from outside. */
+function withReal(cell: MatrixCell, real: MatrixRealOutcome | undefined): MatrixCell {
+  if (real === undefined) return cell;
+  const verdict = real.checkers[cell.invariant];
+  const violation = real.violations.find((v) => v.checker === cell.invariant)?.message;
+  return {
+    ...cell,
+    real: {
+      scenario: real.scenario, rerun: real.rerun, verdict: verdict === 'pass' ? 'held' : verdict === 'fail' ? 'failed' : 'not_checked',
+      ...(violation === undefined ? {} : { violation }),
+    },
   };
 }
 
@@ -268,7 +298,8 @@ function faultCells(fault: string, outcomes: ReadonlyArray<{ seed: number; outco
 /** The table for a paper: one row per fault, one column per invariant, `held/seeds` in each cell. */
 export function renderMatrixMarkdown(report: MatrixReport): string {
   const checked = report.invariants.filter((inv) => tierChecks(report.tier, inv));
-  const header = ['fault', ...checked.map((inv) => invariantTitles[inv]), 'recovery p50 / p99 (ms)'];
+  const withReal = report.cells.some((c) => c.real !== undefined);
+  const header = ['fault', ...checked.map((inv) => invariantTitles[inv]), 'recovery p50 / p99 (ms)', ...(withReal ? ['real sockets'] : [])];
   const lines = [
     `# Fault matrix (${report.tier} tier)`, '',
     `Made by \`${report.command}\`: ${report.faults.length} faults x ${report.seeds} seeds (from ${report.base_seed}), ${report.shape.agents} agents, ${report.shape.gateways} gateways,`
@@ -286,6 +317,7 @@ export function renderMatrixMarkdown(report: MatrixReport): string {
       recovery = `${cell.recovery_ms.p50 ?? '-'} / ${cell.recovery_ms.p99 ?? '-'}`;
     }
     row.push(recovery);
+    if (withReal) row.push(realSummary(report.cells.filter((c) => c.fault === fault.name)));
     lines.push(`| ${row.join(' | ')} |`);
   }
   lines.push('', 'Not in this table:', '');
@@ -298,9 +330,19 @@ export function renderMatrixMarkdown(report: MatrixReport): string {
   for (const cell of failures) {
     for (const f of cell.failed) lines.push(`- ${cell.fault} / ${cell.invariant}, seed ${f.seed}: ${f.violation} — \`${f.reproduce}\``);
   }
+  for (const cell of report.cells.filter((c) => c.real?.verdict === 'failed')) {
+    lines.push(`- ${cell.fault} / ${cell.invariant}, on real sockets (${cell.real!.scenario}): ${cell.real!.violation ?? ''} — \`${cell.real!.rerun}\``);
+  }
   lines.push('', '## Faults', '');
   for (const fault of report.faults) lines.push(`- ${fault.name}: ${fault.summary}${fault.real_scenario ? ` (on real sockets: \`sdc chaos run --scenario ${fault.real_scenario}\`)` : ''}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** One word for a fault's real-socket run over the invariants it judged: `held (partition)`, `FAIL (...)`, or `-`. */
+function realSummary(cells: readonly MatrixCell[]): string {
+  const real = cells.find((c) => c.real !== undefined)?.real;
+  if (real === undefined) return '-';
+  return `${cells.some((c) => c.real?.verdict === 'failed') ? '**FAIL**' : 'held'} (${real.scenario})`;
 }
 
 /** The simulator's runners as the matrix calls them (imported when the command runs). */

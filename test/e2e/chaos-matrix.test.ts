@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseCommandArgs, type CliIo } from '../../cli/command.js';
-import { matrixFault, matrixFaults, matrixScenario, type MatrixReport, type MatrixRunOutcome } from '../../cli/commands/chaos-matrix.js';
+import { matrixFault, matrixFaults, matrixScenario, renderMatrixMarkdown, type MatrixReport, type MatrixRunOutcome } from '../../cli/commands/chaos-matrix.js';
 import { matrixCommand, runMatrixCommand } from '../../cli/commands/chaos-matrix-command.js';
 import { main } from '../../cli/main.js';
 import { parseScenario } from '../../sim/scenario.js';
@@ -77,6 +77,32 @@ describe('sdc chaos matrix', () => {
     } finally {
       await rm(out, { recursive: true, force: true });
     }
+  });
+
+  it('--real: a fault with a real-socket scenario gets its verdict per invariant, and a failure there fails the matrix', async () => {
+    const simOk = async (): Promise<MatrixRunOutcome> => ({ checkers: allPass, violations: [], convergedAfterMs: 1_000 });
+    const real = async (fault: { name: string; realScenario?: string }) => (fault.realScenario === undefined ? undefined : {
+      scenario: fault.realScenario, rerun: `sdc chaos run --scenario ${fault.realScenario} --seed 1`,
+      checkers: { none_lost: 'pass', at_most_once: 'pass', audit_chain: 'pass', liveness: 'pass', not_executed: 'pass', legal_transitions: 'pass', presence: fault.name === 'partition' ? 'fail' : 'pass' } as const,
+      violations: fault.name === 'partition' ? [{ checker: 'presence', message: 'not every agent was online again within 30000 ms of the heal' }] : [],
+    });
+    const run = io();
+    const args = parseCommandArgs(matrixCommand, ['--fault', 'partition,duplicate,delay', '--seeds', '1', '--json']);
+    assert.equal(await runMatrixCommand(args, run, simOk, real), 1);
+    const report = JSON.parse(run.out.join('')) as MatrixReport;
+    const cell = (fault: string, invariant: string) => report.cells.find((c) => c.fault === fault && c.invariant === invariant)!;
+    assert.deepEqual(cell('partition', 'presence').real, {
+      scenario: 'partition', verdict: 'failed', rerun: 'sdc chaos run --scenario partition --seed 1', violation: 'not every agent was online again within 30000 ms of the heal',
+    });
+    assert.equal(cell('partition', 'none_lost').real!.verdict, 'held');
+    assert.equal(cell('partition', 'session_seq').real!.verdict, 'not_checked');
+    assert.equal(cell('delay', 'presence').real!.scenario, 'latency');
+    assert.equal(cell('duplicate', 'none_lost').real, undefined, 'no real-socket scenario for duplicates');
+    assert.equal(cell('partition', 'presence').failed.length, 0, 'the simulator held');
+    const table = renderMatrixMarkdown(report);
+    assert.match(table, /\| partition \|.*\| \*\*FAIL\*\* \(partition\) \|/);
+    assert.match(table, /\| delay \|.*\| held \(latency\) \|/);
+    assert.match(table, /\| duplicate \|.*\| - \|/);
   });
 
   it('a seed names its fault exactly; faults at t = 0 start at 0, the others inside the safety phase', () => {

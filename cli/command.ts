@@ -129,8 +129,12 @@ export function integerOption(args: ParsedCommandArgs, name: string, fallback: n
 
 /** Environment variable that may carry an operator password (never put passwords in argv). */
 export const passwordEnv = 'SDC_PASSWORD';
+/** Environment variable naming a file whose first line is the password: a container's secret file (compose.yaml's fleet). */
+export const passwordFileEnv = 'SDC_PASSWORD_FILE';
+/** A password file is one short line; anything longer is not one. */
+const passwordFileBytesMax = 4096;
 
-/** The password from the first line of stdin (`--password-stdin`) or SDC_PASSWORD. */
+/** The password from the first line of stdin (`--password-stdin`), SDC_PASSWORD, or the first line of the file $SDC_PASSWORD_FILE. */
 export async function readPasswordOption(args: ParsedCommandArgs, io: CliIo): Promise<string> {
   if (args.values['password-stdin'] === true) {
     const line = (await io.readStdin()).split(/\r?\n/)[0] ?? '';
@@ -139,5 +143,20 @@ export async function readPasswordOption(args: ParsedCommandArgs, io: CliIo): Pr
   }
   const fromEnv = io.env[passwordEnv];
   if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv;
-  throw new SdcError('CLI_USAGE', `give the password with --password-stdin or the ${passwordEnv} environment variable`);
+  const file = io.env[passwordFileEnv];
+  if (file !== undefined && file.length > 0) return readPasswordFile(file);
+  throw new SdcError('CLI_USAGE', `give the password with --password-stdin, the ${passwordEnv} environment variable or a file named by ${passwordFileEnv}`);
+}
+
+async function readPasswordFile(path: string): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new SdcError('CLI_INPUT', `cannot read ${passwordFileEnv} ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  const line = text.length > passwordFileBytesMax ? '' : (text.split(/\r?\n/)[0] ?? '');
+  if (line.length === 0) throw new SdcError('CLI_INPUT', `${passwordFileEnv} ${path} has no password on its first line (or is over ${passwordFileBytesMax} bytes)`);
+  return line;
 }

@@ -92,7 +92,8 @@ export async function runMatrixCommand(args: ParsedCommandArgs, io: CliIo, run?:
   const tier = tierOption(args);
   const verbose = args.values.verbose === true;
   const commandLine = `sdc chaos matrix --seeds ${seeds} --base-seed ${baseSeed} --agents ${shape.agents} --duration ${shape.safetyMs}ms --tier ${tier}`
-    + (args.values.fault === undefined ? '' : ` --fault ${faults.map((f) => f.name).join(',')}`);
+    + (args.values.fault === undefined ? '' : ` --fault ${faults.map((f) => f.name).join(',')}`)
+    + (args.values.real === true ? ` --real${['redis', 'mysql', 'toxiproxy'].map((name) => (typeof args.values[name] === 'string' ? ` --${name} ${String(args.values[name])}` : '')).join('')}` : '');
   const runs = faults.length * seeds;
   let done = 0;
   io.stderr(`fault matrix: ${faults.length} faults x ${seeds} seeds = ${runs} runs (${tier} tier, ${shape.agents} agents, ${shape.safetyMs} ms safety)\n`);

@@ -17,6 +17,7 @@ import { simErrors } from './codes/sim.js';
 import { chaosErrors } from './codes/chaos.js';
 import { benchErrors } from './codes/bench.js';
 import { tufErrors } from './codes/tuf.js';
+import { otaErrors } from './codes/ota.js';
 
 /**
  * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
@@ -41,6 +42,7 @@ export const errorRegistry = {
   ...chaosErrors,
   ...benchErrors,
   ...tufErrors,
+  ...otaErrors,
 } as const;
 
 export type ErrorCode = keyof typeof errorRegistry;
@@ -65,6 +67,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'chaos', table: chaosErrors },
   { name: 'bench', table: benchErrors },
   { name: 'tuf', table: tufErrors },
+  { name: 'ota', table: otaErrors },
 ];
 
 export function isErrorCode(value: unknown): value is ErrorCode {

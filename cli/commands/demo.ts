@@ -1,8 +1,8 @@
 import type { KernelChoice } from '../../agent/agent-runtime.js';
 import { SdcError } from '../../core/errors/index.js';
 import { parseStoreUrl } from '../../server/stores/store-url.js';
-import type { DemoSummary } from '../demo/run-demo.js';
-import { integerOption, type Command } from '../command.js';
+import type { DemoLiveAccess, DemoSummary } from '../demo/run-demo.js';
+import { integerOption, type CliIo, type Command } from '../command.js';
 import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
 
 const demoTimeout: DurationOptionSpec = { name: 'timeout', fallbackMs: 300_000, minMs: 5_000, maxMs: 86_400_000, legacy: { name: 'timeout-s', unitMs: 1_000 } };
@@ -24,6 +24,30 @@ function renderSummary(s: DemoSummary): string {
   ].join('\n');
 }
 
+/**
+ * `--viewer`: the summary, then the console through a loopback ECDSA front (browsers speak no
+ * Ed25519 TLS; cli/demo/console-proxy.ts), its URL and the demo's login, until SIGINT or SIGTERM.
+ */
+async function serveConsoleUntilStopped(live: DemoLiveAccess, json: boolean, io: CliIo): Promise<void> {
+  io.stdout(json ? `${JSON.stringify(live.summary)}\n` : renderSummary(live.summary));
+  const { startConsoleProxy } = await import('../demo/console-proxy.js');
+  const proxy = await startConsoleProxy({ apiUrl: live.apiUrl, rootCaPem: live.rootCaPem });
+  const lines = [
+    `console              ${proxy.url}`,
+    `login                ${live.name} / ${live.password}`,
+    `certificate sha256   ${proxy.certificateSha256} (throwaway, self-signed: accept it in the browser)`,
+    'the demo keeps running; Ctrl-C stops it',
+    '',
+  ];
+  // With --json stdout stays one JSON object; the console's access goes to stderr.
+  (json ? io.stderr : io.stdout)(lines.join('\n'));
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await proxy.close();
+}
+
 function kernelChoice(value: unknown): KernelChoice {
   if (value === undefined) return 'mock';
   if (value === 'mock' || value === 'native' || value === 'auto') return value;
@@ -33,7 +57,7 @@ function kernelChoice(value: unknown): KernelChoice {
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'Run the whole system in one process: CA, control plane, gateway, N paired agents, every opcode, audit check',
-  usage: '[--agents N] [--json] [--dir D] [--redis URL] [--mysql URL]',
+  usage: '[--agents N] [--json] [--dir D] [--redis URL] [--mysql URL] [--viewer]',
   optionHelp: [
     ['--agents N', 'Agents to pair and run (default 25, at most 500)'],
     ['--json', 'Print the summary as one JSON object on stdout'],
@@ -44,11 +68,12 @@ export const demoCommand: Command = {
     ['--telemetry-interval-ms N', 'Telemetry period per agent (default 2000)'],
     ['--timeout D', 'Give up after D, like 5m (default 5m)'],
     ['--verbose', 'Log the services to stderr'],
+    ['--viewer', 'After the summary, keep everything running and print the operator console\'s URL and a login; Ctrl-C stops'],
     ...legacyHelp(demoTimeout),
   ],
   options: {
     agents: { type: 'string' }, json: { type: 'boolean' }, dir: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' },
-    kernel: { type: 'string' }, 'telemetry-interval-ms': { type: 'string' }, ...durationOptions(demoTimeout), verbose: { type: 'boolean' },
+    kernel: { type: 'string' }, 'telemetry-interval-ms': { type: 'string' }, ...durationOptions(demoTimeout), verbose: { type: 'boolean' }, viewer: { type: 'boolean' },
   },
   async run(args, io) {
     const timeoutMs = durationOption(args, demoTimeout, io.stderr);
@@ -78,8 +103,9 @@ export const demoCommand: Command = {
       ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
       progress,
       ...(args.values.verbose === true ? { logger: pino({ level: 'info' }, pino.destination(2)) } : {}),
+      ...(args.values.viewer === true ? { keepRunning: (live: DemoLiveAccess) => serveConsoleUntilStopped(live, json, io) } : {}),
     });
-    io.stdout(json ? `${JSON.stringify(summary)}\n` : renderSummary(summary));
+    if (args.values.viewer !== true) io.stdout(json ? `${JSON.stringify(summary)}\n` : renderSummary(summary));
     return summary.ok ? 0 : 1;
   },
 };

@@ -29,6 +29,20 @@ export interface DemoOptions {
   timeoutMs: number;
   progress: (line: string, final?: boolean) => void;
   logger?: Logger;
+  /**
+   * `sdc demo --viewer`: called with the summary while the deployment and the agents still run;
+   * they are stopped when it returns.
+   */
+  keepRunning?: (live: DemoLiveAccess) => Promise<void>;
+}
+
+/** What a person needs to open the console on the running demo. */
+export interface DemoLiveAccess {
+  readonly summary: DemoSummary;
+  readonly apiUrl: string;
+  readonly rootCaPem: string;
+  readonly name: string;
+  readonly password: string;
 }
 
 export interface DemoSummary {
@@ -212,6 +226,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       ok: false,
     };
     summary.ok = notTerminal === 0 && summary.audit_verified && online === options.agents;
+    await options.keepRunning?.({ summary, apiUrl, rootCaPem: caPem, name: adminName, password });
     return summary;
   } finally {
     closeLive?.();

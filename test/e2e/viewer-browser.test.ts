@@ -76,8 +76,11 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await page.getByLabel('Password').fill('wrong password');
     await page.getByRole('button', { name: 'Log in' }).click();
     await page.getByRole('alert').filter({ hasText: 'API_LOGIN_FAILED' }).waitFor();
-    await page.getByLabel('Password').fill(operator.password);
-    await page.getByRole('button', { name: 'Log in' }).click();
+    // The second time by keyboard only: Tab from the name to the password, Enter submits.
+    await page.getByLabel('Name').focus();
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(operator.password);
+    await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'Fleet' }).waitFor();
   });
 
@@ -150,6 +153,9 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await system.agents.get(deviceIds[1]!)!.stop();
     await page.locator(`tr[data-device="${deviceIds[1]}"] [data-testid="presence"]`).filter({ hasText: 'offline' }).waitFor();
     await shot('fleet-offline');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot('fleet-phone');
+    await page.setViewportSize({ width: 1280, height: 720 });
   });
 
   it('logs out, forgetting the token', async () => {

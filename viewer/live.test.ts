@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LiveStream, liveReconnectLimits, type LiveEvent, type LiveStatus } from './live.js';
+
+/** An EventSource stand-in the test drives: open, deliver named events, fail. */
+class FakeSource {
+  onopen: (() => void) | null = null;
+  onerror: (() => void) | null = null;
+  closed = false;
+  readonly listeners = new Map<string, (message: { data: string }) => void>();
+  constructor(readonly url: string) {}
+  addEventListener(type: string, listener: (message: { data: string }) => void): void {
+    this.listeners.set(type, listener);
+  }
+  emit(type: string, data: string): void {
+    this.listeners.get(type)?.({ data });
+  }
+  close(): void {
+    this.closed = true;
+  }
+}
+
+function harness(token: () => string | undefined = () => 'tok') {
+  const sources: FakeSource[] = [];
+  const timers: Array<{ callback: () => void; delayMs: number }> = [];
+  const events: LiveEvent[] = [];
+  const statuses: LiveStatus[] = [];
+  let expired = 0;
+  const live = new LiveStream({
+    token, onEvent: (event) => events.push(event), onStatus: (status) => statuses.push(status), onTokenExpired: () => { expired += 1; },
+    createSource: (url) => { const source = new FakeSource(url); sources.push(source); return source as unknown as EventSource; },
+    setTimer: (callback, delayMs) => timers.push({ callback, delayMs }),
+  });
+  return { live, sources, timers, events, statuses, expired: () => expired };
+}
+
+describe('the live stream', () => {
+  it('delivers the documented events and skips lines that are not', () => {
+    const h = harness();
+    h.live.start();
+    const source = h.sources[0]!;
+    assert.equal(source.url, '/v1/live?token=tok');
+    source.onopen?.();
+    source.emit('presence', '{"device_id":"lab-1","online":true,"gateway_id":"gw-1","at_ms":5}');
+    source.emit('command', 'not json');
+    source.emit('command', '{"state":"sent"}');
+    assert.deepEqual(h.events, [{ type: 'presence', device_id: 'lab-1', online: true, gateway_id: 'gw-1', at_ms: 5 }]);
+    assert.deepEqual(h.statuses, ['connecting', 'open']);
+  });
+
+  it('reconnects after a failure with a doubling pause, capped, and resets it once open', () => {
+    const h = harness();
+    h.live.start();
+    const delays: number[] = [];
+    for (let i = 0; i < 8; i += 1) {
+      h.sources.at(-1)!.onerror?.();
+      const timer = h.timers.shift()!;
+      delays.push(timer.delayMs);
+      timer.callback();
+    }
+    assert.deepEqual(delays, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+    assert.equal(h.sources.slice(0, -1).every((s) => s.closed), true);
+    h.sources.at(-1)!.onopen?.();
+    h.sources.at(-1)!.onerror?.();
+    assert.equal(h.timers.shift()!.delayMs, liveReconnectLimits.firstDelayMs);
+    assert.ok(h.statuses.includes('reconnecting'));
+  });
+
+  it('stops and says so when the server drops the stream at token expiry, and never reconnects after stop', () => {
+    const h = harness();
+    h.live.start();
+    h.sources[0]!.emit('dropped', '{"reason":"token_expired"}');
+    assert.equal(h.expired(), 1);
+    assert.equal(h.sources[0]!.closed, true);
+    assert.equal(h.timers.length, 0);
+    const other = harness();
+    other.live.start();
+    other.live.stop();
+    other.sources[0]!.onerror?.();
+    assert.equal(other.timers.length, 0);
+  });
+
+  it('does not connect without a token', () => {
+    const h = harness(() => undefined);
+    h.live.start();
+    assert.equal(h.sources.length, 0);
+  });
+});

@@ -5,9 +5,13 @@ import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from 
 import { pairingTokensMaxDefault } from '../../trust/pairing-tokens.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
+/** The scrape token from the environment, when no --metrics-token-file names one. */
+const metricsTokenEnv = 'SDC_METRICS_TOKEN';
+
 const commonOptions = {
   dir: { type: 'string' }, host: { type: 'string' }, 'gateway-port': { type: 'string' }, 'gateway-id': { type: 'string' },
   redis: { type: 'string' }, 'key-prefix': { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
+  'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' },
 } as const;
 
 const commonHelp = [
@@ -16,8 +20,35 @@ const commonHelp = [
   ['--gateway-port G', 'Gateway WSS port (default 8443; 0 picks a free one)'],
   ['--key-prefix P', 'Prefix of every Redis key (default sdc:); the same for every process of one deployment'],
   ['--heartbeat-interval-ms N', 'Agent heartbeat period; offline after 1.5 of them (default 10000)'],
+  ['--metrics-port P', 'Also serve GET /metrics (Prometheus) on plain HTTP at this port (sdc serve has it on the API too; a gateway-only process needs this)'],
+  ['--metrics-host H', 'Address of that listener (default 127.0.0.1)'],
+  ['--metrics-token-file F', `Bearer token GET /metrics needs (or $${metricsTokenEnv}); without one /metrics answers loopback peers only`],
   ['--server-name NAME', 'Extra DNS name or IP address for the TLS certificate (repeatable; localhost, 127.0.0.1 and ::1 are always included). sdc serve keeps it in D/tls/server.pem, sdc gateway in D/tls/gateway-ID.pem'],
 ] as const;
+
+/** The /metrics options: the token from a file or the environment (never a flag value, which `ps` shows). */
+async function metricsOptions(args: ParsedCommandArgs, io: CliIo): Promise<{ metricsScrapeToken?: string; metricsPort?: number; metricsHost?: string }> {
+  const file = args.values['metrics-token-file'] as string | undefined;
+  const fromEnv = io.env[metricsTokenEnv];
+  let token: string | undefined;
+  if (file !== undefined || (fromEnv !== undefined && fromEnv !== '')) {
+    const { requireUsableScrapeToken } = await import('../../server/observability/metrics.js');
+    if (file !== undefined) {
+      const { readFile } = await import('node:fs/promises');
+      const text = await readFile(file, 'utf8').catch((error: unknown) => {
+        throw new SdcError('CLI_INPUT', `--metrics-token-file ${file} cannot be read`, { path: file }, { cause: error });
+      });
+      token = requireUsableScrapeToken(text, file);
+    } else {
+      token = requireUsableScrapeToken(fromEnv!, `$${metricsTokenEnv}`);
+    }
+  }
+  return {
+    ...(token === undefined ? {} : { metricsScrapeToken: token }),
+    ...(args.values['metrics-port'] === undefined ? {} : { metricsPort: integerOption(args, 'metrics-port', 0, 0, 65535) }),
+    ...(typeof args.values['metrics-host'] === 'string' ? { metricsHost: args.values['metrics-host'] } : {}),
+  };
+}
 
 /** A gateway id names the process's own TLS files (D/tls/gateway-ID.pem), so it is a plain file name. */
 const gatewayIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -53,7 +84,9 @@ async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControl
   const mysqlUrl = withControlPlane ? await mysqlUrlOption(args, io) : undefined;
   // Checked before the data directory is loaded: a bad URL is a usage mistake, refused in one line.
   storeTargets({ redisUrl, mysqlUrl });
+  const metrics = await metricsOptions(args, io);
   return {
+    ...metrics,
     host: stringOption(args, 'host', '127.0.0.1'),
     apiPort: withControlPlane ? integerOption(args, 'api-port', 8080, 0, 65535) : 0,
     gatewayPort: integerOption(args, 'gateway-port', 8443, 0, 65535),

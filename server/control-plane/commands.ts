@@ -6,7 +6,8 @@ import {
   decideCreate, decideCreateAdmission, decideRedispatch, decideTransition, expiryEvent,
   type AfterCommitEffect, type ResultReport, type AckReport, type TransitionRefusalReason,
 } from '../../core/protocol/command-decisions.js';
-import type { CommandEvent, CommandState } from '../../core/protocol/command-machine.js';
+import { commandTable, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
+import { isTerminal } from '../../core/protocol/state-machine.js';
 import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import { CommandTtlMsMax } from '../../core/protocol/messages/command.js';
@@ -95,6 +96,8 @@ export interface CommandServiceOptions {
    * deliveryAttemptsMax (5 s x 5 by default) and ignores a duplicate while it does.
    */
   readonly redispatchIntervalMs?: number;
+  /** Called once per command when it first reaches a terminal state (the latency metric, /metrics). */
+  readonly onFinished?: (finished: { opcode: string; state: CommandState; latencyMs: number }) => void;
 }
 
 /** Default of CommandServiceOptions.redispatchIntervalMs. */
@@ -394,6 +397,9 @@ export class CommandService {
       if (!(await this.#repository.apply(decision.effects.transaction))) continue;
       // No read-back of the command: the consumer applies several events per command and uses only from/to.
       await this.#afterCommit(decision.effects.afterCommit);
+      if (row !== undefined && !isTerminal(commandTable, decision.from) && isTerminal(commandTable, decision.to)) {
+        this.#options.onFinished?.({ opcode: row.opcode, state: decision.to, latencyMs: Math.max(0, atMs - Number(row.created_at)) });
+      }
       return { applied: true, from: decision.from, to: decision.to };
     }
     throw new SdcError('STORE_CONFLICT', `command ${commandId} kept changing under concurrent updates`);

@@ -10,7 +10,8 @@ import type { DeploymentMaterials } from '../materials/materials.js';
 import { AuditLog } from '../../core/protocol/audit-chain.js';
 import { defaultPolicy, type Policy } from '../../core/protocol/policy.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
-import type { StreamBus } from '../stores/bus/bus-port.js';
+import { deadLetterStream, type StreamBus } from '../stores/bus/bus-port.js';
+import { pendingEntriesReadMax, ServiceMetrics } from '../observability/metrics.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
@@ -100,12 +101,18 @@ export interface ControlPlaneOptions {
   readonly liveClientsPerUserMax?: number;
   /** Overrides of the login and enrollment rate limits (authRateLimits in http/rate-limit.ts). */
   readonly authRateLimits?: Partial<AuthRateLimits>;
+  /** The process's metrics (shared with an in-process gateway); default a registry of its own. */
+  readonly metrics?: ServiceMetrics;
+  /** Bearer token `GET /metrics` needs; without one it answers loopback peers only. */
+  readonly metricsScrapeToken?: string;
   /** Cheaper scrypt for tests only. */
   readonly scryptParams?: { N: number; r: number; p: number };
 }
 
 export interface ControlPlane extends ControlPlaneServices {
   readonly app: FastifyInstance;
+  /** What `GET /metrics` serves. */
+  readonly metrics: ServiceMetrics;
   /** Consumers of `sdc:events` and `sdc:telemetry`; `drain()` processes everything pending now (tests, simulator). */
   readonly eventsConsumer: StreamConsumer;
   readonly telemetryConsumer: StreamConsumer;
@@ -119,6 +126,16 @@ export interface ControlPlane extends ControlPlaneServices {
   start(): Promise<void>;
   /** Stops everything this object started; the stores stay open (the caller owns them). */
   stop(): Promise<void>;
+}
+
+/** The control plane's scrape-time gauges: its consumer groups' pending entries, their dead letters, devices online. */
+async function controlPlaneGauges(metrics: ServiceMetrics, db: SqlDatabase, bus: StreamBus): Promise<void> {
+  for (const [stream, group] of [[streamNames.events, groups.controlPlane], [streamNames.telemetry, groups.telemetry]] as const) {
+    metrics.busPending.set({ stream, group }, (await bus.pending(stream, group, { count: pendingEntriesReadMax }).catch(() => [])).length);
+    metrics.deadLetters.set({ stream }, await bus.length(deadLetterStream(stream)));
+  }
+  const [row] = await db.query<{ n: number }>('SELECT COUNT(*) AS n FROM devices WHERE gateway_id IS NOT NULL');
+  metrics.agentsOnline.set({ role: 'control-plane' }, Number(row?.n ?? 0));
 }
 
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
@@ -151,6 +168,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(options.jwt?.tokenTtlMsMax === undefined ? {} : { tokenTtlMsMax: options.jwt.tokenTtlMsMax }),
     ...(options.scryptParams === undefined ? {} : { scryptParams: options.scryptParams }),
   });
+  const metrics = options.metrics ?? new ServiceMetrics();
+  metrics.addCollector(() => controlPlaneGauges(metrics, db, bus));
   const devices = new DeviceService({
     context, materials, gatewayUrls: options.gatewayUrls, ...(options.crlPath === undefined ? {} : { crlPath: options.crlPath }),
     ...(options.pairingTokensMax === undefined ? {} : { pairingTokensMax: options.pairingTokensMax }),
@@ -159,8 +178,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     context, signer: materials.commandSigner, policy: options.policy ?? defaultPolicy,
     ttlMsDefault: options.commandTtlMsDefault ?? 10 * 60 * 1000, issuer: materials.commandSigner.kid,
     ...(options.redispatchIntervalMs === undefined ? {} : { redispatchIntervalMs: options.redispatchIntervalMs }),
+    onFinished: ({ opcode, state, latencyMs }) => metrics.commandLatency.observe({ opcode, final_state: state }, latencyMs / 1000),
   });
-  const events = new EventHandlers({ context, commands, devices });
+  const events = new EventHandlers({ context, commands, devices, onTelemetryStored: () => metrics.telemetrySamples.inc({ role: 'control-plane' }) });
   const live = new LiveHub({
     kv, logger, clock, scheduler, ...(options.liveClientsMax === undefined ? {} : { clientsMax: options.liveClientsMax }),
     ...(options.liveClientsPerUserMax === undefined ? {} : { clientsPerUserMax: options.liveClientsPerUserMax }),
@@ -170,6 +190,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const app = buildHttpApp({
     services, logger, random, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
     ...(options.authRateLimits === undefined ? {} : { authRateLimits: options.authRateLimits }),
+    metrics, ...(options.metricsScrapeToken === undefined ? {} : { metricsScrapeToken: options.metricsScrapeToken }),
   });
 
   const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
@@ -197,7 +218,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   let server: Server | undefined;
 
   return {
-    ...services, app, eventsConsumer, telemetryConsumer,
+    ...services, app, metrics, eventsConsumer, telemetryConsumer,
     async listen({ host, port, tls }) {
       await app.ready();
       const handler = (req: Parameters<FastifyInstance['routing']>[0], res: Parameters<FastifyInstance['routing']>[1]) => app.routing(req, res);
@@ -255,6 +276,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         await new Promise<void>((resolve) => s.close(() => resolve()));
       }
       await app.close();
+      if (options.metrics === undefined) metrics.stop();
     },
   };
 }

@@ -39,8 +39,12 @@ export class EventHandlers {
   /** Many samples per INSERT (group commit across the concurrent telemetry handlers). */
   readonly #telemetryRows: TelemetryRowWriter;
 
-  constructor(options: { context: ServiceContext; commands: CommandService; devices: DeviceService }) {
+  /** Called for each telemetry sample stored (the ingest counter, /metrics). */
+  readonly #onTelemetryStored: () => void;
+
+  constructor(options: { context: ServiceContext; commands: CommandService; devices: DeviceService; onTelemetryStored?: () => void }) {
     this.#ctx = options.context;
+    this.#onTelemetryStored = options.onTelemetryStored ?? (() => undefined);
     this.#commands = options.commands;
     this.#devices = options.devices;
     this.#telemetryRows = new TelemetryRowWriter(this.#ctx.db);
@@ -188,6 +192,7 @@ export class EventHandlers {
       ...(m.process_count === undefined ? {} : { processCount: m.process_count }),
     });
     await this.#telemetryRows.insert({ deviceId: data.device_id, sampledAtMs: body.sampled_at, metricsJson: JSON.stringify(m), riskScore: risk.score });
+    this.#onTelemetryStored();
     // The gateway's receive time, not the device's sample time: a device clock may be off.
     await this.#devices.recordSeen(data.device_id, data.received_at_ms);
     if (risk.score >= alertThreshold) {

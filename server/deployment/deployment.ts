@@ -1,4 +1,7 @@
 import { join } from 'node:path';
+import { hexFromBytes } from '../../core/crypto/bytes.js';
+import { ServiceMetrics } from '../observability/metrics.js';
+import { startMetricsServer } from '../observability/metrics-server.js';
 import pino, { type Logger } from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import { createControlPlane, type ControlPlane } from '../control-plane/index.js';
@@ -52,6 +55,18 @@ export interface StartDeploymentOptions {
   storeRetry?: StoreRetryLimits;
   /** Called once the API port listens, before the stores are awaited: /healthz and /readyz answer from then on. */
   onApiListening?: (apiUrl: string) => void;
+  /**
+   * Bearer token `GET /metrics` needs (on the API, and on the metrics port); without one,
+   * /metrics answers loopback peers only. From `--metrics-token-file` or `$SDC_METRICS_TOKEN`.
+   */
+  metricsScrapeToken?: string;
+  /**
+   * A plain-HTTP listener of its own for `GET /metrics` (a gateway-only process has no API, and
+   * its gateway port wants a device certificate). None when absent; the control plane's API serves /metrics anyway.
+   */
+  metricsPort?: number;
+  /** Where that listener binds (default 127.0.0.1). */
+  metricsHost?: string;
 }
 
 /** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
@@ -63,6 +78,10 @@ export interface Deployment {
   readonly gatewayServer: GatewayServer;
   readonly apiUrl: string | undefined;
   readonly gatewayUrl: string;
+  /** What /metrics serves for this process (control plane and gateway together). */
+  readonly metrics: ServiceMetrics;
+  /** The metrics listener's URL, when `metricsPort` was given. */
+  readonly metricsUrl: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -89,9 +108,11 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
   const withControlPlane = options.controlPlane !== false;
   requireSharedRedis(options);
   storeTargets(options); // a malformed store URL is refused before anything listens or waits
+  const metrics = new ServiceMetrics({ onCollectorError: (error) => logger.warn({ err: error }, 'a metrics collector failed; its gauges keep their last values') });
   const readiness = new Readiness({ dependencies: deploymentDependencies(options, withControlPlane), clock, scheduler });
   const stopped: Array<() => Promise<void>> = [];
   const stopAll = async () => {
+    metrics.stop();
     for (const stop of stopped.reverse()) await stop().catch((error: unknown) => logger.warn({ err: error }, 'stop failed'));
   };
   try {
@@ -132,7 +153,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
       signer: materials.gatewaySigner,
       provider: createNodeEd25519Provider(),
       stores: { bus: stores.bus, kv: stores.kv },
-      clock, random, scheduler, logger: logger.child({ role: 'gateway' }),
+      clock, random, scheduler, logger: logger.child({ role: 'gateway' }), metrics,
       commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),
     });
     await gateway.start();
@@ -140,7 +161,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     await gatewayPort.release();
     const gatewayServer = await startGatewayServer({
       core: gateway, tls: materials.serverTls, host, port: gatewayPort.port,
-      trustAnchors: [materials.intermediateCaPem, materials.rootCaPem], clock, logger: logger.child({ role: 'gateway-server' }),
+      trustAnchors: [materials.intermediateCaPem, materials.rootCaPem], clock, logger: logger.child({ role: 'gateway-server' }), metrics,
     }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
     stopped.push(() => gatewayServer.close());
     const gatewayUrl = gatewayServer.address.url;
@@ -150,6 +171,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
       controlPlane = await createControlPlane({
         materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
         gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], crlPath, ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
+        metrics, ...(options.metricsScrapeToken === undefined ? {} : { metricsScrapeToken: options.metricsScrapeToken }),
       });
       stopped.push(() => controlPlane!.stop());
       await controlPlane.start();
@@ -161,7 +183,16 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
         .catch((error: unknown) => { throw listenRefusal(error, 'api', host, startupApi.port); });
       apiUrl = listening.url;
     }
-    return { stores, controlPlane, gateway, gatewayServer, apiUrl, gatewayUrl, stop: stopAll };
+    let metricsUrl: string | undefined;
+    if (options.metricsPort !== undefined) {
+      const metricsServer = await startMetricsServer({
+        metrics, host: options.metricsHost ?? '127.0.0.1', port: options.metricsPort, scrapeToken: options.metricsScrapeToken,
+        logger: logger.child({ role: 'metrics' }), newTraceId: () => hexFromBytes(random.bytes(8)),
+      });
+      stopped.push(() => metricsServer.close());
+      metricsUrl = metricsServer.url;
+    }
+    return { stores, controlPlane, gateway, gatewayServer, apiUrl, gatewayUrl, metrics, metricsUrl, stop: stopAll };
   } catch (error) {
     await stopAll();
     throw error;

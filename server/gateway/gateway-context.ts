@@ -1,3 +1,4 @@
+import type { ServiceMetrics } from '../observability/metrics.js';
 import type { Logger } from 'pino';
 import { encodeBusEntry, type BusEntryData, type BusEntryKind } from '../bus-contract/entries.js';
 import { streamMaxLen, streamNames } from '../bus-contract/streams.js';
@@ -25,6 +26,8 @@ export interface GatewayCoreOptions {
   random: RandomSource;
   scheduler: Scheduler;
   logger?: Logger;
+  /** The process's metrics (/metrics): refusals by code, telemetry forwarded, its stream's backlog, sessions held. */
+  metrics?: ServiceMetrics;
   /**
    * X25519, HKDF and HMAC for the session MAC (ADR 0004), agreed with every agent that offers it.
    * Default node:crypto; null turns the session MAC off (every frame Ed25519-signed).
@@ -78,8 +81,8 @@ export interface GatewayCoreOptions {
   telemetryBatchEntriesMax?: number;
 }
 
-export type ResolvedGatewayOptions = Required<Omit<GatewayCoreOptions, 'logger' | 'checkEnrollment' | 'limits' | 'isRevoked'>>
-  & Pick<GatewayCoreOptions, 'limits'>
+export type ResolvedGatewayOptions = Required<Omit<GatewayCoreOptions, 'logger' | 'checkEnrollment' | 'limits' | 'isRevoked' | 'metrics'>>
+  & Pick<GatewayCoreOptions, 'limits' | 'metrics'>
   & { isRevoked: NonNullable<GatewayCoreOptions['isRevoked']>; checkEnrollment: EnrollmentCheck; logger: Logger };
 
 /** What the gateway's parts share: ports, stores, options, and the events writer. */

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
 import { pino } from 'pino';
-import { revocationChannel, streamMaxLen, streamNames, type RevocationNotice } from '../bus-contract/streams.js';
+import { gatewayCommandStream, groups, revocationChannel, streamMaxLen, streamNames, type RevocationNotice } from '../bus-contract/streams.js';
+import { deadLetterStream } from '../stores/bus/bus-port.js';
+import { pendingEntriesReadMax, type ServiceMetrics } from '../observability/metrics.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
 import { SdcError } from '../../core/errors/index.js';
 import { clockOffsetLimits } from '../../core/protocol/clock-offset.js';
@@ -67,6 +69,8 @@ export interface GatewayCore {
 }
 
 const { noticeSerialsMax } = gatewayLimits;
+/** A close reason that is one of our error codes. */
+const errorCodePattern = /^[A-Z][A-Z0-9_]{1,63}$/;
 const noopHandle: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined, refuse: () => undefined };
 const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
@@ -143,6 +147,7 @@ class Gateway implements GatewayCore {
     this.#presence = new Presence(this.#context);
     this.#router = new CommandRouter(this.#context, (deviceId) => this.#deliveryTarget(deviceId));
     this.#peers = new PeerWatch(this.#context, this.#router);
+    options.metrics?.addCollector(() => this.#collectGauges(options.metrics!));
     this.#telemetry = new AppendBatcher({
       bus: options.stores.bus, stream: streamNames.telemetry, maxLen: streamMaxLen.telemetry, entriesMax: options.telemetryBatchEntriesMax,
       // Each session queues at most sessionTasksMax tasks, so this only bounds a bug.
@@ -176,6 +181,15 @@ class Gateway implements GatewayCore {
     for (const session of this.#connections) session.cancelTimers((timer) => this.#options.scheduler.cancel(timer));
   }
 
+  /** Scrape-time gauges: this gateway's command stream backlog and dead letters, the sessions it holds. */
+  async #collectGauges(metrics: ServiceMetrics): Promise<void> {
+    const { bus } = this.#options.stores;
+    const stream = gatewayCommandStream(this.gatewayId);
+    metrics.busPending.set({ stream, group: groups.gateway }, (await bus.pending(stream, groups.gateway, { count: pendingEntriesReadMax }).catch(() => [])).length);
+    metrics.deadLetters.set({ stream }, await bus.length(deadLetterStream(stream)));
+    metrics.agentsOnline.set({ role: 'gateway' }, this.#sessions.size);
+  }
+
   checkPeers(): Promise<number> {
     return this.#peers.checkPeers();
   }
@@ -185,6 +199,7 @@ class Gateway implements GatewayCore {
   }
 
   refuseConnection(input: RefuseConnectionInput): void {
+    this.#options.metrics?.websocketErrors.inc({ code: input.error.code });
     refuseConnection(this.#context, this.#frameSigner, input);
   }
 
@@ -347,6 +362,8 @@ class Gateway implements GatewayCore {
   #finish(session: DeviceSession, code: number, reason: string): void {
     if (session.closed) return;
     session.closed = true;
+    // A close we decided with a typed code (overload, replaced, revoked, expired, too large); a refusal's code was counted when refused.
+    if (code !== closeCodes.normal && code !== closeCodes.policyViolation && errorCodePattern.test(reason)) this.#options.metrics?.websocketErrors.inc({ code: reason });
     session.cancelTimers((timer) => this.#options.scheduler.cancel(timer));
     try {
       session.transport.close(code, reason.slice(0, 120));
@@ -417,6 +434,7 @@ class Gateway implements GatewayCore {
 
   /** A frame the connection refused: logged; clock skew and a broken telemetry chain are alerted. */
   #onRefused(session: DeviceSession, error: SdcError): void {
+    this.#options.metrics?.websocketErrors.inc({ code: error.code });
     this.#options.logger.info({ code: error.code, device_id: session.deviceId, session_id: session.sessionId, trace_id: this.#context.traceId() }, 'frame refused');
     if (SdcError.is(error, 'PROTO_CLOCK_SKEW')) void reportClockOffset(this.#context, session, Number(error.details.clockOffsetMs), 'refused');
     if (error.code === 'PROTO_TELEMETRY_CHAIN_BROKEN') this.#queue(session, () => reportAlert(this.#context, session, 'telemetry_chain_broken', error.message));
@@ -436,6 +454,7 @@ class Gateway implements GatewayCore {
 
   async #onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
     const nowMs = this.#options.clock.nowMs();
+    if (message.type === 'TELEMETRY' && !session.dropQueuedFrames) this.#options.metrics?.telemetrySamples.inc({ role: 'gateway' });
     if (session.closed) {
       // A closed session never touches presence: its device may hold a newer session by now.
       // Closed for overload (the stores are behind already) or revocation, its queued frames stop

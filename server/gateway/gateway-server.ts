@@ -16,6 +16,7 @@ import { oidCommonName } from '../../trust/device-profile.js';
 import { parseCertificate, type x509 } from '../../trust/x509-provider.js';
 import { closeCodes } from './close-codes.js';
 import type { ConnectionHandle, GatewayCore } from './gateway-core.js';
+import type { ServiceMetrics } from '../observability/metrics.js';
 
 export const agentPathDefault = '/v1/agent';
 
@@ -35,6 +36,8 @@ export interface GatewayServerOptions {
   messagesPerSecondMax?: number;
   /** TCP sockets, handshaking ones included; beyond it new sockets are dropped at once. */
   socketsMax?: number;
+  /** Counts refusals made here (the message rate limit) beside the core's; /metrics. */
+  metrics?: ServiceMetrics;
   /** Largest frame the protocol accepts; see maxPayloadFactor. */
   frameBytesMax?: number;
   /** Default handshakeLimitsDefault.handshakeTimeoutMs. */
@@ -264,6 +267,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     ws.on('message', (data: RawData) => {
       if (!budget.take(clock.nowMs())) {
         logger.warn('message rate exceeded; closing');
+        options.metrics?.websocketErrors.inc({ code: 'GATEWAY_RATE_LIMITED' });
         transport.close(closeCodes.policyViolation, 'GATEWAY_RATE_LIMITED');
         handle.transportClosed();
         return;

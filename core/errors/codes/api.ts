@@ -33,5 +33,7 @@ export const apiErrors = defineErrors({
   API_INTERNAL: { fault: 'local', status: 500, summary: 'Internal error; the trace id names it in the server log' },
   API_NOT_READY: { fault: 'local', status: 503, summary: 'The control plane is starting or waiting for a store; GET /readyz names the store that is down' },
   API_PORT_UNAVAILABLE: { fault: 'local', status: 503, summary: 'The control plane cannot listen on its address and port (in use by another process, or not an address of this host)' },
+  API_METRICS_TOKEN_INVALID: { fault: 'remote', status: 401, summary: 'GET /metrics without the configured scrape token (Authorization: Bearer), or a scrape token at start that is too short' },
+  API_METRICS_FORBIDDEN: { fault: 'remote', status: 403, summary: 'GET /metrics from a non-loopback address while no scrape token is configured' },
   API_VIEWER_NOT_BUILT: { fault: 'local', status: 503, summary: 'The operator console is not built: run npm run build:viewer (npm ci and npm run build build it too)' },
 });

@@ -15,6 +15,8 @@ import { authRoutes } from './routes/auth.js';
 import { commandRoutes } from './routes/commands.js';
 import { deviceRoutes } from './routes/devices.js';
 import { liveRoutes } from './routes/live.js';
+import { errorCodeOfPayload, metricsRoutes } from './routes/metrics.js';
+import type { ServiceMetrics } from '../../observability/metrics.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { userRoutes } from './routes/users.js';
 import { viewerStatic } from './viewer-static.js';
@@ -26,6 +28,10 @@ export interface HttpAppOptions {
   readonly bodyLimitBytes?: number;
   /** Overrides of authRateLimits (http/rate-limit.ts). */
   readonly authRateLimits?: Partial<AuthRateLimits>;
+  /** The process's metrics: API errors are counted, and GET /metrics serves them. */
+  readonly metrics?: ServiceMetrics;
+  /** Bearer token GET /metrics needs; without one it answers loopback peers only. */
+  readonly metricsScrapeToken?: string;
 }
 
 export const httpAppDefaults = Object.freeze({
@@ -61,6 +67,14 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     kv: services.context.kv, clock: services.context.clock, ...(options.authRateLimits === undefined ? {} : { limits: options.authRateLimits }),
   });
   const app = createFastify(options, bodyLimitBytes);
+  const { metrics } = options;
+  if (metrics !== undefined) {
+    // Every answer of 400 or above, by our error code, whichever route or hook refused it.
+    app.addHook('onSend', async (_request, reply, payload) => {
+      if (reply.statusCode >= 400) metrics.httpErrors.inc({ code: errorCodeOfPayload(payload), status: String(reply.statusCode) });
+      return payload;
+    });
+  }
   app.register(requestHandling, { bodyLimitBytes });
   app.register(authentication, { auth: services.auth });
   app.register(openApi, { info: { title: 'Secure Device Control API', version: '1' } });
@@ -72,6 +86,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.register(alertRoutes, { services });
   app.register(auditRoutes, { services });
   app.register(liveRoutes, { services });
+  if (metrics !== undefined) app.register(metricsRoutes, { metrics, scrapeToken: options.metricsScrapeToken });
   app.register(viewerStatic, {});
   return app;
 }

@@ -1,0 +1,142 @@
+import { timingSafeEqual } from 'node:crypto';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { SdcError } from '../../core/errors/index.js';
+
+/**
+ * The Prometheus metrics of one process (issue 12, 11.1), in the text exposition format. One
+ * registry per process, never prom-client's global one, so that tests and the simulator can run
+ * several services in one process. Counters and histograms are updated where things happen;
+ * gauges over the stores (bus pending, dead letters, agents online) are read at scrape time by
+ * collectors each service registers, each bounded (a capped pending read, one COUNT query).
+ */
+
+/** Seconds: from 5 ms to 10 minutes (a command's TTL default). */
+const commandLatencyBucketsS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+/** Pending entries read per stream and group at a scrape; a larger backlog is reported as this many. */
+export const pendingEntriesReadMax = 10_000;
+/** Event-loop delay sampling resolution. */
+const eventLoopResolutionMs = 10;
+export const metricsContentType = 'text/plain; version=0.0.4; charset=utf-8';
+
+export type Collector = () => Promise<void>;
+
+export class ServiceMetrics {
+  readonly registry = new Registry();
+  readonly commandLatency: Histogram<'opcode' | 'final_state'>;
+  readonly telemetrySamples: Counter<'role'>;
+  readonly httpErrors: Counter<'code' | 'status'>;
+  readonly websocketErrors: Counter<'code'>;
+  readonly busPending: Gauge<'stream' | 'group'>;
+  readonly deadLetters: Gauge<'stream'>;
+  readonly agentsOnline: Gauge<'role'>;
+  readonly eventLoopDelay: Gauge<'quantile'>;
+  readonly #collectors: Collector[] = [];
+  #loopDelay: IntervalHistogram | undefined;
+
+  readonly #onCollectorError: (error: unknown) => void;
+
+  /** `onCollectorError`: a collector that fails leaves its gauges at their last values; the caller logs it. */
+  constructor(options: { onCollectorError?: (error: unknown) => void } = {}) {
+    this.#onCollectorError = options.onCollectorError ?? (() => undefined);
+    const registers = [this.registry];
+    this.commandLatency = new Histogram({
+      name: 'sdc_command_latency_seconds', help: 'From a command\'s creation to its final state, by opcode and final state (control plane)',
+      labelNames: ['opcode', 'final_state'], buckets: commandLatencyBucketsS, registers,
+    });
+    this.telemetrySamples = new Counter({
+      name: 'sdc_telemetry_samples_total', help: 'Telemetry samples taken in: forwarded by a gateway (role gateway), stored by the control plane (role control-plane); rate() gives the ingest rate',
+      labelNames: ['role'], registers,
+    });
+    this.httpErrors = new Counter({ name: 'sdc_http_errors_total', help: 'API answers with status 400 or above, by error code and status', labelNames: ['code', 'status'], registers });
+    this.websocketErrors = new Counter({
+      name: 'sdc_websocket_errors_total', help: 'Gateway refusals by error code: refused frames, refused connections, sessions closed with a typed code', labelNames: ['code'], registers,
+    });
+    // Registered first of the gauges, so its collect (which sets every gauge) runs before they are read.
+    const collect = (): Promise<void> => this.#collect();
+    this.busPending = new Gauge({
+      name: 'sdc_bus_pending_entries', help: `Entries read but not acknowledged, per stream and consumer group (at most ${pendingEntriesReadMax} counted)`,
+      labelNames: ['stream', 'group'], registers, collect,
+    });
+    this.deadLetters = new Gauge({ name: 'sdc_dlq_depth', help: 'Entries in a stream\'s dead-letter stream (<stream>:dead)', labelNames: ['stream'], registers });
+    this.agentsOnline = new Gauge({
+      name: 'sdc_agents_online', help: 'Devices online: with a gateway recorded (role control-plane), authenticated sessions held (role gateway)', labelNames: ['role'], registers,
+    });
+    this.eventLoopDelay = new Gauge({ name: 'sdc_event_loop_delay_seconds', help: 'Event-loop delay since the previous scrape (p50, p99, max)', labelNames: ['quantile'], registers });
+  }
+
+  /** A gauge reader run at each scrape (bus pending, dead letters, agents online). */
+  addCollector(collector: Collector): void {
+    this.#collectors.push(collector);
+  }
+
+  /** The exposition text (metricsContentType). */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  async #collect(): Promise<void> {
+    this.#sampleEventLoop();
+    for (const collector of this.#collectors) {
+      try {
+        await collector();
+      } catch (error) {
+        this.#onCollectorError(error);
+      }
+    }
+  }
+
+  /** Started at the first scrape, so a process that is never scraped pays nothing. */
+  #sampleEventLoop(): void {
+    if (this.#loopDelay === undefined) {
+      this.#loopDelay = monitorEventLoopDelay({ resolution: eventLoopResolutionMs });
+      this.#loopDelay.enable();
+      return;
+    }
+    const h = this.#loopDelay;
+    const seconds = (ns: number): number => (Number.isFinite(ns) ? ns / 1e9 : 0);
+    this.eventLoopDelay.set({ quantile: '0.5' }, seconds(h.percentile(50)));
+    this.eventLoopDelay.set({ quantile: '0.99' }, seconds(h.percentile(99)));
+    this.eventLoopDelay.set({ quantile: 'max' }, seconds(h.max));
+    h.reset();
+  }
+
+  stop(): void {
+    this.#loopDelay?.disable();
+    this.#loopDelay = undefined;
+  }
+}
+
+/**
+ * Who may scrape: with a token configured, only a request carrying it (`Authorization: Bearer`,
+ * compared in constant time); without one, only a loopback peer. `/metrics` names streams,
+ * opcodes and error rates, which an outsider has no business reading.
+ */
+export function requireScrapeAllowed(options: { scrapeToken: string | undefined; authorization: string | undefined; remoteAddress: string | undefined }): void {
+  const { scrapeToken } = options;
+  if (scrapeToken !== undefined) {
+    const presented = /^Bearer (.+)$/.exec(options.authorization ?? '')?.[1] ?? '';
+    const a = Buffer.from(presented, 'utf8');
+    const b = Buffer.from(scrapeToken, 'utf8');
+    if (a.length !== b.length || !timingSafeEqual(a, b)) throw new SdcError('API_METRICS_TOKEN_INVALID', 'GET /metrics needs the scrape token (Authorization: Bearer)');
+    return;
+  }
+  if (!isLoopback(options.remoteAddress)) throw new SdcError('API_METRICS_FORBIDDEN', 'GET /metrics is answered on loopback only when no scrape token is configured');
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return address === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
+/** Scrape tokens shorter than this are refused at start: a guessable token is no better than none. */
+export const scrapeTokenLengthMin = 16;
+
+export function requireUsableScrapeToken(token: string, source: string): string {
+  const trimmed = token.trim();
+  if (trimmed.length < scrapeTokenLengthMin || /\s/.test(trimmed)) {
+    throw new SdcError('API_METRICS_TOKEN_INVALID', `the scrape token from ${source} must be at least ${scrapeTokenLengthMin} characters without spaces`);
+  }
+  return trimmed;
+}

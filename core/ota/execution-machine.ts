@@ -34,6 +34,7 @@ export const executionEvents = [
   'commit', // the kernel's COMMIT switched to the staged image (the digest it approved)
   'commit_fail', // the kernel's COMMIT refused (staged digest differs from what was approved): the old image stays active
   'reboot', // the device reported that it reboots into the committed image
+  'reboot_fail', // the device could not reboot into the committed image: it rolls back
   'health_check_start', // a target without reboot: the device starts the health check right after commit
   'rebooted', // the device came back after the reboot (a new session); the control plane issues the health-check nonce
   'health_check_pass', // the device's signed version report with the fresh nonce: the target runs and is healthy
@@ -106,8 +107,9 @@ export const executionTable: TransitionTable<ExecutionState, ExecutionEvent> = {
     downloading: { download_complete: 'verifying', download_fail: 'failed', ...cancelBeforeCommit },
     verifying: { stage: 'staged', verify_fail: 'failed', stage_fail: 'failed', ...cancelBeforeCommit },
     staged: { commit: 'committed', commit_fail: 'failed', ...cancelBeforeCommit },
-    committed: { reboot: 'rebooting', health_check_start: 'health_checking', health_check_fail: 'rolling_back', ...cancelAfterCommit },
-    rebooting: { rebooted: 'health_checking', health_check_fail: 'rolling_back', ...cancelAfterCommit },
+    committed: { reboot: 'rebooting', reboot_fail: 'rolling_back', health_check_start: 'health_checking', ...cancelAfterCommit },
+    // A device that does not come back healthy is restored by its kernel watchdog (watchdog_rollback) or times out.
+    rebooting: { rebooted: 'health_checking', ...cancelAfterCommit },
     health_checking: { health_check_pass: 'succeeded', health_check_fail: 'rolling_back', ...cancelAfterCommit },
     // Already undoing: a cancel has nothing left to stop; the watchdog may finish the job first.
     rolling_back: { rollback_complete: 'rolled_back', rollback_fail: 'rollback_failed', watchdog_rollback: 'rolled_back', ...timeouts },

@@ -6,7 +6,7 @@ describe('viewer routes', () => {
   it('round-trips every route through its href', () => {
     const routes: Route[] = [
       { view: 'fleet' }, { view: 'device', deviceId: 'lab-01' }, { view: 'command', commandId: 'cmd_01' },
-      { view: 'compose', deviceId: 'lab-01' }, { view: 'compose', deviceId: undefined }, { view: 'audit' },
+      { view: 'compose', deviceId: 'lab-01' }, { view: 'compose', deviceId: undefined }, { view: 'audit' }, { view: 'research' },
     ];
     for (const route of routes) assert.deepEqual(parseRoute(routeHref(route)), route);
   });

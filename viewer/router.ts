@@ -7,7 +7,8 @@ export type Route =
   | { readonly view: 'device'; readonly deviceId: string }
   | { readonly view: 'compose'; readonly deviceId: string | undefined }
   | { readonly view: 'command'; readonly commandId: string }
-  | { readonly view: 'audit' };
+  | { readonly view: 'audit' }
+  | { readonly view: 'research' };
 
 /** Path segments are ids of at most 128 characters; anything longer or odd falls back to the fleet. */
 const segmentPattern = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -22,6 +23,7 @@ export function parseRoute(hash: string): Route {
     case 'commands': return id !== undefined && segmentPattern.test(id) ? { view: 'command', commandId: id } : { view: 'fleet' };
     case 'compose': return { view: 'compose', deviceId: param !== undefined && segmentPattern.test(param) ? param : undefined };
     case 'audit': return { view: 'audit' };
+    case 'research': return { view: 'research' };
     default: return { view: 'fleet' };
   }
 }
@@ -33,6 +35,7 @@ export function routeHref(route: Route): string {
     case 'command': return `#/commands/${encodeURIComponent(route.commandId)}`;
     case 'compose': return route.deviceId === undefined ? '#/compose' : `#/compose?device=${encodeURIComponent(route.deviceId)}`;
     case 'audit': return '#/audit';
+    case 'research': return '#/research';
   }
 }
 

@@ -158,6 +158,26 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await page.setViewportSize({ width: 1280, height: 720 });
   });
 
+  it('plots a simulation run opened from disk and saves a plot as PNG', async () => {
+    await page.getByRole('link', { name: 'Simulation runs' }).click();
+    const summary = { seed: 42, scenario: 'churn', agents: 3, tier: 'full', gitCommit: null, reproduce: 'sdc sim --seed 42 --scenario churn',
+      latencyMs: { count: 4, p50Ms: 50, p99Ms: 900 }, checkers: { none_lost: 'pass', at_most_once: 'pass' } };
+    const file = (name: string, text: string) => ({ name, mimeType: name.endsWith('.json') ? 'application/json' : 'text/csv', buffer: Buffer.from(text) });
+    await page.getByTestId('run-files').setInputFiles([
+      file('summary.json', JSON.stringify(summary)),
+      file('online-agents.csv', 't_ms,online_agents\n1000,3\n2000,2\n3000,3\n'),
+      file('commands-by-state.csv', 't_ms,queued,succeeded\n1000,2,0\n2000,1,1\n3000,0,2\n'),
+      file('latency-histogram.csv', 'le_ms,count\n10,0\n50,2\n1000,2\n'),
+    ]);
+    await page.getByTestId('run-facts').filter({ hasText: 'churn' }).waitFor();
+    assert.equal(await page.locator('sdc-research sdc-chart canvas').count(), 3);
+    const download = page.waitForEvent('download');
+    await page.getByRole('button', { name: 'Save PNG of Round-trip latency CDF' }).click();
+    const saved = await download;
+    assert.equal(saved.suggestedFilename(), 'latency-cdf.png');
+    await shot('research');
+  });
+
   it('logs out, forgetting the token', async () => {
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.getByRole('button', { name: 'Log in' }).waitFor();

@@ -9,6 +9,7 @@ import './sdc-device.js';
 import './sdc-composer.js';
 import './sdc-command.js';
 import './sdc-audit.js';
+import './sdc-research.js';
 
 /** Live events fan out to the views through this target, as `live` CustomEvents; views subscribe while connected. */
 export type LiveBus = EventTarget;
@@ -90,7 +91,7 @@ export class SdcApp extends LightElement {
       <header class="bar">
         <span class="brand">Secure Device Control</span>
         <nav aria-label="Main">
-          ${link('fleet', '#/fleet', 'Fleet')} ${link('compose', '#/compose', 'Send a command')} ${link('audit', '#/audit', 'Audit')}
+          ${link('fleet', '#/fleet', 'Fleet')} ${link('compose', '#/compose', 'Send a command')} ${link('audit', '#/audit', 'Audit')} ${link('research', '#/research', 'Simulation runs')}
         </nav>
         <span class="live live-${this.liveStatus}" role="status" aria-live="polite" data-testid="live-status">live: ${this.liveStatus}</span>
         <span class="who">${this.session.name} (${this.session.role})</span>
@@ -107,6 +108,7 @@ export class SdcApp extends LightElement {
       case 'compose': return html`<sdc-composer .api=${this.api} .deviceId=${r.deviceId}></sdc-composer>`;
       case 'command': return html`<sdc-command .api=${this.api} .liveBus=${this.liveBus} .commandId=${r.commandId}></sdc-command>`;
       case 'audit': return html`<sdc-audit .api=${this.api}></sdc-audit>`;
+      case 'research': return html`<sdc-research></sdc-research>`;
       default: return nothing;
     }
   }

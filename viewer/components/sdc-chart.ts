@@ -14,12 +14,16 @@ export interface ChartSeries {
  * also given as a table for screen readers (a canvas has no text).
  */
 export class SdcChart extends LightElement {
-  static override properties = { label: {}, times: { attribute: false }, series: { attribute: false }, unit: {} };
+  static override properties = { label: {}, times: { attribute: false }, series: { attribute: false }, unit: {}, xUnit: {}, exportName: {} };
 
   declare label: string;
   declare times: readonly number[];
   declare series: readonly ChartSeries[];
   declare unit: string;
+  /** Empty: `times` are Unix milliseconds on a time axis. Otherwise the x values are plain numbers in this unit. */
+  declare xUnit: string;
+  /** When set, a button saves the plot as `<exportName>.png`. */
+  declare exportName: string;
   #plot: uPlot | undefined;
 
   constructor() {
@@ -28,6 +32,8 @@ export class SdcChart extends LightElement {
     this.times = [];
     this.series = [];
     this.unit = '';
+    this.xUnit = '';
+    this.exportName = '';
   }
 
   override disconnectedCallback(): void {
@@ -40,7 +46,8 @@ export class SdcChart extends LightElement {
     const last = this.times.length - 1;
     return html`
       <figure class="chart">
-        <figcaption>${this.label}</figcaption>
+        <figcaption>${this.label}
+          ${this.exportName ? html`<button type="button" class="small" @click=${() => this.#savePng()}>Save PNG<span class="visually-hidden"> of ${this.label}</span></button>` : ''}</figcaption>
         <div class="plot" role="img" aria-label="${this.label}: ${this.times.length} samples"></div>
         <table class="visually-hidden">
           <caption>${this.label}, latest sample</caption>
@@ -54,12 +61,23 @@ export class SdcChart extends LightElement {
     if (target === null) return;
     this.#plot?.destroy();
     const width = Math.max(280, Math.min(target.clientWidth || 640, 1200));
-    const data = [this.times.map((t) => t / 1000), ...this.series.map((s) => [...s.values])] as uPlot.AlignedData;
+    const timeAxis = this.xUnit === '';
+    const data = [this.times.map((t) => (timeAxis ? t / 1000 : t)), ...this.series.map((s) => [...s.values])] as uPlot.AlignedData;
     this.#plot = new uPlot({
       width, height: 220,
-      series: [{}, ...this.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5 }))],
-      axes: [{}, { label: this.unit }],
+      scales: { x: { time: timeAxis } },
+      series: [timeAxis ? {} : { label: this.xUnit }, ...this.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5 }))],
+      axes: [timeAxis ? {} : { label: this.xUnit }, { label: this.unit }],
     }, data, target);
+  }
+
+  #savePng(): void {
+    const canvas = this.#plot?.ctx.canvas;
+    if (canvas === undefined) return;
+    const link = document.createElement('a');
+    link.href = canvas.toDataURL('image/png');
+    link.download = `${this.exportName}.png`;
+    link.click();
   }
 }
 

@@ -18,11 +18,16 @@ import { WebSocket } from 'k6/websockets';
 import { setInterval, clearInterval, setTimeout } from 'k6/timers';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { b64decode, b64encode } from 'k6/encoding';
+import { sha256 } from 'k6/crypto';
 import { canonicalJson, k6Scenario, scenarioFromEnv } from './lib.js';
 
 const { name, definition } = scenarioFromEnv('agent', 'agent-sessions');
 const gatewayAddr = __ENV.SDC_GATEWAY_ADDR || '127.0.0.1:8443';
 const aliasDomain = 'agents.sdc.invalid';
+// For a quick look (and the Node check of this script): shorter sessions and intervals than the definition's.
+const sessionS = Number(__ENV.SDC_SESSION_S || definition.session_s || 60);
+const heartbeatMs = Number(__ENV.SDC_HEARTBEAT_MS || definition.heartbeat_interval_ms || 10_000);
+const telemetryMs = Number(__ENV.SDC_TELEMETRY_MS || definition.telemetry_interval_ms || 5_000);
 
 /** @type {{ agents: Array<{ device_id: string, dir: string }> }} */
 const manifest = JSON.parse(open(__ENV.SDC_AGENTS || './agents.json'));
@@ -42,6 +47,40 @@ export const options = {
   insecureSkipTLSVerify: true,
 };
 
+/**
+ * The part of WebCrypto used here. k6 (v1 and later) has it as the global `crypto`; @types/k6
+ * does not declare it, and a global declaration file would leak into the Node project's types.
+ * @typedef {{ readonly type: string }} K6CryptoKey
+ * @typedef {{
+ *   importKey(format: 'pkcs8', keyData: ArrayBuffer, algorithm: { name: string }, extractable: boolean, usages: string[]): Promise<K6CryptoKey>,
+ *   sign(algorithm: string, key: K6CryptoKey, data: ArrayBuffer): Promise<ArrayBuffer>
+ * }} K6Subtle
+ */
+/** Looked up when a session starts, not at load: a k6 without WebCrypto fails there, with the reason. */
+function subtle() {
+  /** @type {K6Subtle | undefined} */
+  const found = /** @type {any} */ (globalThis).crypto?.subtle;
+  if (found === undefined) throw new Error('this k6 has no WebCrypto (crypto.subtle): the agent scenario needs k6 v1 or later');
+  return found;
+}
+
+/**
+ * UTF-8 bytes of a string (k6 has no TextEncoder in every version).
+ * @param {string} text
+ */
+function utf8(text) {
+  /** @type {number[]} */
+  const bytes = [];
+  for (const char of text) {
+    const c = /** @type {number} */ (char.codePointAt(0));
+    if (c < 0x80) bytes.push(c);
+    else if (c < 0x800) bytes.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+    else if (c < 0x10000) bytes.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+    else bytes.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+  }
+  return new Uint8Array(bytes).buffer;
+}
+
 const authMs = new Trend('sdc_auth_ms', true);
 const authOk = new Rate('sdc_auth_ok');
 const framesRefused = new Counter('sdc_frames_refused');
@@ -57,17 +96,30 @@ export async function agentSession() {
   // One session per device at a time: more VUs than devices would take each other's sessions over.
   if (identity === undefined || __VU > identities.length) return;
   const deviceId = identity.deviceId;
-  const key = await crypto.subtle.importKey('pkcs8', derOf(identity.keyPem), { name: 'Ed25519' }, false, ['sign']);
+  const key = await subtle().importKey('pkcs8', derOf(identity.keyPem), { name: 'Ed25519' }, false, ['sign']);
   const session = { id: '', seq: 0, offsetMs: 0 };
-  const encoder = new TextEncoder();
 
   /** @param {string} type @param {Record<string, unknown>} body @param {number} ts */
   async function frame(type, body, ts) {
     session.seq += 1;
     const unsigned = { v: 1, type, id: `k6${__VU}_${session.seq}`, device_id: deviceId, session_id: session.id, seq: session.seq, ts, body };
-    const input = encoder.encode(`sdc-envelope-v1\n${canonicalJson(unsigned)}`);
-    const signature = await crypto.subtle.sign('Ed25519', key, input);
+    const input = utf8(`sdc-envelope-v1\n${canonicalJson(unsigned)}`);
+    const signature = await subtle().sign('Ed25519', key, input);
     return JSON.stringify({ ...unsigned, sig: { alg: 'Ed25519', kid: `device:${deviceId}`, value: b64encode(signature, 'rawurl') } });
+  }
+  // Frames leave in sequence order: signing is asynchronous, and the gateway refuses a seq below one it accepted.
+  let outgoing = Promise.resolve();
+  /** SHA-256 of the last TELEMETRY frame sent: the next names it in prev_hash (the gateway checks the chain). */
+  let telemetryHash = '';
+  /** @param {string} type @param {Record<string, unknown>} body @param {() => number} tsOf */
+  function send(type, body, tsOf) {
+    outgoing = outgoing.then(async () => {
+      const chained = type === 'TELEMETRY' && telemetryHash !== '' ? { ...body, prev_hash: telemetryHash } : body;
+      const text = await frame(type, chained, tsOf());
+      if (type === 'TELEMETRY') telemetryHash = sha256(text, 'hex');
+      ws.send(text);
+    }).catch(() => ws.close());
+    return outgoing;
   }
   const gatewayNow = () => Date.now() - session.offsetMs;
 
@@ -75,33 +127,33 @@ export async function agentSession() {
   const ws = new WebSocket(`wss://${identity.deviceId}.${aliasDomain}/v1/agent`);
   /** @type {Array<ReturnType<typeof setInterval>>} */
   const timers = [];
-  ws.onmessage = async (event) => {
+  ws.onmessage = (event) => {
     const message = JSON.parse(String(event?.data));
     const body = message.body;
     if (message.type === 'AUTH_CHALLENGE') {
       session.id = message.session_id;
-      ws.send(await frame('AUTH', { nonce: body.nonce, agent_version: 'k6-0.1.0', last_command_seq: 0 }, Date.now()));
+      send('AUTH', { nonce: body.nonce, agent_version: 'k6-0.1.0', last_command_seq: 0 }, () => Date.now());
     } else if (message.type === 'AUTH_ACK') {
       authMs.add(Date.now() - opened);
       authOk.add(true);
       session.offsetMs = body.clock_offset_ms;
       const started = Date.now();
-      timers.push(setInterval(async () => ws.send(await frame('HEARTBEAT', { uptime_ms: Date.now() - started, queue_depth: 0 }, gatewayNow())), definition.heartbeat_interval_ms ?? 10_000));
-      timers.push(setInterval(async () => ws.send(await frame('TELEMETRY', {
+      timers.push(setInterval(() => send('HEARTBEAT', { uptime_ms: Date.now() - started, queue_depth: 0 }, gatewayNow), heartbeatMs));
+      timers.push(setInterval(() => send('TELEMETRY', {
         sampled_at: gatewayNow(), metrics: { cpu_pct: 10, mem_pct: 40, disk_pct: 50, net_rx_bytes_per_sec: 1024, net_tx_bytes_per_sec: 512, process_count: 100 },
-      }, gatewayNow())), definition.telemetry_interval_ms ?? 5_000));
+      }, gatewayNow), telemetryMs));
     } else if (message.type === 'AUTH_ERROR') {
       authOk.add(false);
       ws.close();
     } else if (message.type === 'COMMAND_DELIVERY') {
       const command = body.command;
-      for (const stage of ['received', 'executing']) ws.send(await frame('COMMAND_ACK', { command_id: command.id, device_seq: command.device_seq, stage }, gatewayNow()));
-      ws.send(await frame('COMMAND_RESULT', { command_id: command.id, device_seq: command.device_seq, status: 'succeeded', output: {}, finished_at: gatewayNow() }, gatewayNow()));
+      for (const stage of ['received', 'executing']) send('COMMAND_ACK', { command_id: command.id, device_seq: command.device_seq, stage }, gatewayNow);
+      send('COMMAND_RESULT', { command_id: command.id, device_seq: command.device_seq, status: 'succeeded', output: {}, finished_at: gatewayNow() }, gatewayNow);
       commandsAnswered.add(1);
     } else if (message.type === 'ERROR') {
       framesRefused.add(1, { code: String(body.code) });
     }
   };
   ws.onclose = () => { for (const timer of timers) clearInterval(timer); };
-  setTimeout(() => ws.close(), (definition.session_s ?? 60) * 1000);
+  setTimeout(() => ws.close(), sessionS * 1000);
 }

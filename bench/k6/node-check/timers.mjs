@@ -1,0 +1,1 @@
+export { setInterval, clearInterval, setTimeout, clearTimeout } from 'node:timers';

@@ -1,7 +1,7 @@
 // Enrollments per second through the control plane (issue 15: at least 100/s on this machine),
 // and where the time goes. Not a test and not a bench with a baseline: a measurement to repeat.
 //
-//   npx tsx scripts/measure-enrollment.ts [--devices 1000] [--concurrency 16] [--https]
+//   npx tsx scripts/measure-enrollment.ts [--devices 1000] [--concurrency 16] [--https] [--profile FILE.cpuprofile]
 //   (MYSQL_URL and REDIS_URL set: MySQL + Redis; otherwise sql.js + the embedded key/value store)
 //
 // The devices' keys and CSRs are made before the clock starts (that is the devices' work, not the
@@ -11,13 +11,15 @@
 // second, the process's CPU per enrollment, and the same CSRs through each step of the path alone.
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
+import { writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import { makeDeviceKey, makeHarness, storePairs } from '../server/control-plane/test-support.js';
 import { httpsJson } from '../runtime/https-json.js';
 import { parseDeviceCsr } from '../trust/device-csr.js';
 import { parseCertificate } from '../trust/x509-provider.js';
 import { DeviceCertificateIssuer } from '../trust/device-issuer.js';
 
-const { values } = parseArgs({ options: { devices: { type: 'string' }, concurrency: { type: 'string' }, https: { type: 'boolean' } } });
+const { values } = parseArgs({ options: { devices: { type: 'string' }, concurrency: { type: 'string' }, https: { type: 'boolean' }, profile: { type: 'string' } } });
 const devices = Number(values.devices ?? 1000);
 const concurrency = Number(values.concurrency ?? 16);
 
@@ -65,6 +67,13 @@ try {
   let base = '';
   if (values.https === true) base = (await h.cp.listen({ host: '127.0.0.1', port: 0, tls: true })).url;
   const caPem = h.materials.pki.rootCertificate.toString('pem');
+  // --profile FILE: a V8 CPU profile of the enrollments alone (open it in Chrome's DevTools).
+  const profiler = values.profile === undefined ? undefined : new Session();
+  if (profiler !== undefined) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.start');
+  }
   await timed('enrollments (POST /v1/enroll)', devices, () => inBatches(ids, concurrency, async (deviceId, i) => {
     const body = { device_id: deviceId, token: tokens[i]!, csr_pem: csrs[i]! };
     if (values.https === true) {
@@ -75,6 +84,12 @@ try {
       if (answer.statusCode !== 201) throw new Error(`enroll ${deviceId}: ${answer.statusCode} ${answer.body}`);
     }
   }));
+
+  if (profiler !== undefined) {
+    const { profile } = await profiler.post('Profiler.stop');
+    await writeFile(values.profile!, JSON.stringify(profile));
+    profiler.disconnect();
+  }
 
   // The steps alone, on the same CSRs (serially, one core).
   const sample = csrs.slice(0, Math.min(300, devices));

@@ -152,6 +152,9 @@ describe('device issuance returns what the certificate says (issue 15: no second
       const csrKey = new Uint8Array(new x509.Pkcs10CertificateRequest(csrPem).publicKey.rawData).slice(12);
       assert.deepEqual(issued.publicKeyRaw, csrKey);
       assert.deepEqual(new Uint8Array(certificate.publicKey.rawData).slice(12), csrKey);
+      // The subject key id computed here equals the library's own (RFC 5280 method 1).
+      const expectedSki = await x509.SubjectKeyIdentifierExtension.create(new x509.Pkcs10CertificateRequest(csrPem).publicKey);
+      assert.equal(certificate.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId, expectedSki.keyId);
       assert.equal(
         certificate.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId,
         pki.intermediate.certificate.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId,

@@ -13,6 +13,7 @@ export interface ApiReportDetails {
   thresholds: ThresholdResult[];
   thresholds_crossed: number;
   final_states: Readonly<Record<string, number>>;
+  failures_by_code: Readonly<Record<string, number>>;
   started_iterations: number;
   dropped_iterations: number;
   max_start_lag_ms: number;
@@ -50,7 +51,7 @@ export function apiBenchReport(run: ApiScenarioRun, context: { name: string; sce
     results: metricRows(run), units,
     details: {
       scenario: context.name, scenario_file: context.scenarioFile, command: context.command, target: context.target,
-      thresholds: run.thresholds, thresholds_crossed: run.thresholds.filter((t) => t.crossed).length, final_states: run.finalStates,
+      thresholds: run.thresholds, thresholds_crossed: run.thresholds.filter((t) => t.crossed).length, final_states: run.finalStates, failures_by_code: run.failuresByCode,
       started_iterations: run.loop.started, dropped_iterations: run.loop.dropped, max_start_lag_ms: Math.round(run.loop.maxStartLagMs), elapsed_ms: Math.round(run.elapsedMs),
     },
   });

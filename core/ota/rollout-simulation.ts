@@ -51,36 +51,55 @@ const failureEvent: Readonly<Record<Exclude<FailingState, 'health_checking'>, Ex
   notified: 'refuse', prechecking: 'refuse', downloading: 'download_fail', verifying: 'verify_fail', staged: 'commit_fail',
 };
 
+/** The run's mutable state: the rollout record, the executions, time and the operator script's position. */
+interface Run {
+  readonly input: SimulationInput;
+  readonly executions: Map<string, SimExecution>;
+  rollout: RolloutRecord;
+  nowMs: number;
+  operatorIndex: number;
+  wakeAtMs: number | null;
+}
+
 export function simulateRollout(input: SimulationInput): SimulationResult {
-  const executions = new Map<string, SimExecution>();
-  let rollout = input.rollout;
-  let nowMs = 0;
-  let operatorIndex = 0;
-  let wakeAtMs: number | null = 0;
+  const run: Run = { input, executions: new Map(), rollout: input.rollout, nowMs: 0, operatorIndex: 0, wakeAtMs: 0 };
   const stepsMax = input.stepsMax ?? 100_000;
   for (let step = 0; step < stepsMax; step++) {
-    while (operatorIndex < input.operator.length && input.operator[operatorIndex]!.atMs <= nowMs) {
-      const decision = decideOperatorAction(rollout, input.operator[operatorIndex++]!.action, executions);
-      if (decision.ok) {
-        rollout = decision.next;
-        for (const id of decision.cancel) apply(executions, id, decideExecutionEvent(executions.get(id)!, 'cancel', nowMs), input.fates);
-      }
-    }
-    for (const [id, execution] of executions) {
-      const timeout = decideExecutionTimeout(execution, nowMs, input.timeouts);
-      if (timeout !== undefined) apply(executions, id, timeout, input.fates);
-      else if (execution.deviceActsAtMs !== null && execution.deviceActsAtMs <= nowMs) deviceActs(executions, id, input.fates.get(id)!, nowMs);
-    }
-    const decision = decideRollout(rollout, executions, nowMs);
-    input.observe?.({ nowMs, before: rollout, decision, executions });
-    rollout = decision.next;
-    for (const id of decision.notify) create(executions, id, nowMs, input.fates.get(id)!);
-    wakeAtMs = decision.wakeAtMs;
-    const next = nextEventAtMs(executions, input, operatorIndex, wakeAtMs, nowMs);
-    if (next === null) return { rollout, executions, endMs: nowMs, settled: true };
-    nowMs = next;
+    applyOperatorActions(run);
+    advanceExecutions(run);
+    coordinate(run);
+    const next = nextEventAtMs(run.executions, input, run.operatorIndex, run.wakeAtMs, run.nowMs);
+    if (next === null) return { rollout: run.rollout, executions: run.executions, endMs: run.nowMs, settled: true };
+    run.nowMs = next;
   }
-  return { rollout, executions, endMs: nowMs, settled: false };
+  return { rollout: run.rollout, executions: run.executions, endMs: run.nowMs, settled: false };
+}
+
+function applyOperatorActions(run: Run): void {
+  const script = run.input.operator;
+  while (run.operatorIndex < script.length && script[run.operatorIndex]!.atMs <= run.nowMs) {
+    const decision = decideOperatorAction(run.rollout, script[run.operatorIndex++]!.action, run.executions);
+    if (!decision.ok) continue;
+    run.rollout = decision.next;
+    for (const id of decision.cancel) apply(run.executions, id, decideExecutionEvent(run.executions.get(id)!, 'cancel', run.nowMs), run.input.fates);
+  }
+}
+
+/** Timeouts first: a device acting at the very moment its step ran out is too late. */
+function advanceExecutions(run: Run): void {
+  for (const [id, execution] of run.executions) {
+    const timeout = decideExecutionTimeout(execution, run.nowMs, run.input.timeouts);
+    if (timeout !== undefined) apply(run.executions, id, timeout, run.input.fates);
+    else if (execution.deviceActsAtMs !== null && execution.deviceActsAtMs <= run.nowMs) deviceActs(run.executions, id, run.input.fates.get(id)!, run.nowMs);
+  }
+}
+
+function coordinate(run: Run): void {
+  const decision = decideRollout(run.rollout, run.executions, run.nowMs);
+  run.input.observe?.({ nowMs: run.nowMs, before: run.rollout, decision, executions: run.executions });
+  run.rollout = decision.next;
+  for (const id of decision.notify) create(run.executions, id, run.nowMs, run.input.fates.get(id)!);
+  run.wakeAtMs = decision.wakeAtMs;
 }
 
 function nextEventAtMs(executions: ReadonlyMap<string, SimExecution>, input: SimulationInput, operatorIndex: number, wakeAtMs: number | null, nowMs: number): number | null {
@@ -112,12 +131,18 @@ function deviceActs(executions: Map<string, SimExecution>, id: string, fate: Dev
     const verdict = decideVersionReport(execution, {
       deviceId: id, executionId: execution.executionId, nonce: execution.healthNonce ?? '', releaseCounter: 2, healthy, signatureValid: true,
     }, nowMs);
-    if (verdict.accepted) apply(executions, id, verdict.decision, new Map([[id, fate]]));
+    settle(executions, id, verdict.accepted ? verdict.decision : undefined, fate);
     return;
   }
   const fails = fate.kind === 'fail' && fate.inState === execution.state;
   const event = fails ? failureEvent[fate.inState as keyof typeof failureEvent] : successPath[execution.state];
-  if (event !== undefined) apply(executions, id, decideExecutionEvent(execution, event, nowMs), new Map([[id, fate]]));
+  settle(executions, id, event === undefined ? undefined : decideExecutionEvent(execution, event, nowMs), fate);
+}
+
+/** Applies what the device's action caused; an action that caused nothing leaves the device waiting (only timeouts move it). */
+function settle(executions: Map<string, SimExecution>, id: string, decision: ExecutionDecision | undefined, fate: DeviceFate): void {
+  if (decision?.applied === true) apply(executions, id, decision, new Map([[id, fate]]));
+  else executions.set(id, { ...executions.get(id)!, deviceActsAtMs: null });
 }
 
 function apply(executions: Map<string, SimExecution>, id: string, decision: ExecutionDecision, fates: ReadonlyMap<string, DeviceFate>): void {

@@ -5,6 +5,7 @@ import type { Ed25519Provider } from '../ports/ports.js';
 import { canonicalBytes } from '../protocol/canonical-json.js';
 import type { TargetFile } from '../tuf/metadata.js';
 import { compareVersions, isVersion, parseReleaseTarget, type ReleaseTargetInfo } from './release-target.js';
+import { rolloutLimits } from './rollout-decisions.js';
 
 /**
  * The director's document (Uptane's director role): for one device, one execution, a short-lived
@@ -50,7 +51,6 @@ export const directorLimits = {
   clockSkewMsMax: 5 * 60_000,
   pathLengthMax: 1024,
   hashesMax: 4,
-  wavesMax: 64,
 } as const;
 
 const documentType = 'ota_director';
@@ -105,7 +105,7 @@ export function parseDirectorSigned(value: unknown): DirectorDocument {
   // Exactly one: a document naming several targets would let the director choose among them later.
   if (!Array.isArray(targets) || targets.length !== 1) invalid('targets does not list exactly one target');
   const doc: DirectorDocument = {
-    deviceId: id(signed, 'device_id'), rolloutId: id(signed, 'rollout_id'), wave: integer(signed, 'wave', 0, directorLimits.wavesMax - 1),
+    deviceId: id(signed, 'device_id'), rolloutId: id(signed, 'rollout_id'), wave: integer(signed, 'wave', 0, rolloutLimits.wavesMax - 1),
     executionId: id(signed, 'execution_id'), issuedAtMs: integer(signed, 'issued_at_ms', 0, Number.MAX_SAFE_INTEGER),
     expiresAtMs: integer(signed, 'expires_at_ms', 0, Number.MAX_SAFE_INTEGER), target: parseTarget(targets[0]),
   };

@@ -113,3 +113,23 @@ test('property: the device checks cancellation before every step: a requested ca
   assert.deepEqual(decideDeviceStep({ state: 'staged', cancelRequested: true, rebootRequired: true }), { type: 'cancel' }, 'not only before commit: mender #1815');
   assert.deepEqual(decideDeviceStep({ state: 'rolling_back', cancelRequested: true, rebootRequired: true }), { type: 'step', step: 'rollback' });
 });
+
+test('property: no sequence of progress messages, cancels and timeouts reaches succeeded; only a version report does', () => {
+  fc.assert(fc.property(fc.array(fc.constantFrom(...executionTable.events), { maxLength: 40 }), (events) => {
+    let current = record('queued');
+    for (const [i, event] of events.entries()) {
+      const decision = decideExecutionEvent(current, event, i);
+      if (decision.applied) current = { ...current, state: decision.to, healthNonce: decision.issueHealthNonce ? `n-${i}` : null };
+      assert.notEqual(current.state, 'succeeded');
+    }
+  }), { numRuns: 500 });
+  // The same walk to health_checking, then the report with the nonce drawn there: succeeded.
+  let current = record('queued');
+  for (const event of ['notify', 'accept', 'precheck_pass', 'download_complete', 'stage', 'commit', 'reboot', 'rebooted'] as const) {
+    const decision = decideExecutionEvent(current, event, 1);
+    assert.ok(decision.applied, event);
+    current = { ...current, state: decision.to, healthNonce: decision.issueHealthNonce ? 'drawn-on-entry' : null };
+  }
+  const verdict = decideVersionReport(current, report({ nonce: 'drawn-on-entry' }), 2);
+  assert.ok(verdict.accepted && verdict.decision.applied && verdict.decision.to === 'succeeded');
+});

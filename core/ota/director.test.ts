@@ -22,7 +22,7 @@ const nowMs = 1_764_700_000_000;
 
 const doc: DirectorDocument = {
   deviceId: 'lab-01', rolloutId: 'ro-7', wave: 1, executionId: 'ex-91', issuedAtMs: nowMs - 1_000, expiresAtMs: nowMs + 15 * 60_000,
-  target: { path: 'agent/2.4.0/update.bin', length: 1_048_576, hashes: { sha256 }, releaseCounter: 42, platform: 'windows-x64' },
+  target: { path: 'releases/agent-2.4.0.bin', length: 1_048_576, hashes: { sha256 }, releaseCounter: 42, platform: 'windows-x64' },
 };
 
 function custom(overrides: Record<string, TufJson> = {}): TufJson {

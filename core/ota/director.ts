@@ -20,7 +20,7 @@ import { rolloutLimits } from './rollout-decisions.js';
  * ```json
  * { "signed": { "type": "ota_director", "device_id": "lab-01", "rollout_id": "ro-7", "wave": 0,
  *     "execution_id": "ex-91", "issued_at_ms": 1764700000000, "expires_at_ms": 1764700900000,
- *     "targets": [ { "path": "agent/2.4.0/update.bin", "length": 1048576,
+ *     "targets": [ { "path": "releases/agent-2.4.0.bin", "length": 1048576,
  *       "hashes": { "sha256": "<hex>" }, "release_counter": 42, "platform": "windows-x64" } ] },
  *   "signature": { "key_id": "director-1", "sig": "<base64url>" } }
  * ```

@@ -12,12 +12,13 @@ import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import { CommandTtlMsMax } from '../../core/protocol/messages/command.js';
 import { validateOpcodeArgs } from '../../core/protocol/messages/validate.js';
-import { evaluatePolicy, type Policy } from '../../core/protocol/policy.js';
+import { evaluatePolicy } from '../../core/protocol/policy.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
 import type { ServiceSigner } from '../materials/materials.js';
 import { CommandRepository, jsonObjectColumn, signedCommandOf, recordOf, unfinishedStates, type CommandRow } from './command-repository.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
+import type { PolicyStore } from './policy-store.js';
 import type { Role } from './users.js';
 
 /** Who asks: the authenticated operator. */
@@ -86,7 +87,8 @@ export const commandLimits = Object.freeze({
 export interface CommandServiceOptions {
   readonly context: ServiceContext;
   readonly signer: ServiceSigner;
-  readonly policy: Policy;
+  /** The current policy revision is read per admission (PolicyStore.current), so a new one applies to the next command. */
+  readonly policy: PolicyStore;
   readonly ttlMsDefault: number;
   /** `issuer` field of signed commands. */
   readonly issuer: string;
@@ -176,14 +178,18 @@ export class CommandService {
   /** The device's status and the policy decide whether the command may be stored; returns the policy record, or throws the refusal. */
   async #admit(request: CreateCommandRequest, opcode: string, nowMs: number, argsBytes: number): Promise<JsonObject> {
     const { actor, deviceId } = request;
+    const deviceStatus = await this.#repository.deviceStatus(deviceId);
+    const { policy, revision } = await this.#options.policy.current();
     const admission = decideCreateAdmission({
-      deviceId, deviceStatus: await this.#repository.deviceStatus(deviceId), opcode, args: request.args, auditActor: actors.user(actor.name),
-      policy: () => evaluatePolicy(this.#options.policy, { actor: { id: actor.name, role: actor.role }, opcode, device: { id: deviceId }, nowMs, argsBytes }),
+      deviceId, deviceStatus, opcode, args: request.args, auditActor: actors.user(actor.name),
+      policy: () => evaluatePolicy(policy, { actor: { id: actor.name, role: actor.role }, opcode, device: { id: deviceId }, nowMs, argsBytes }),
     });
-    if (admission.admitted) return admission.policyRecord;
+    // The audit names the revision that decided, so a decision can be traced to its policy.
+    if (admission.admitted) return { ...admission.policyRecord, revision };
     const { refusal } = admission;
     if (refusal.code !== 'COMMAND_POLICY_DENIED') throw new SdcError(refusal.code, refusal.message, { deviceId });
-    await this.#ctx.audit.append(refusal.audit);
+    const payload = refusal.audit.payload as JsonObject;
+    await this.#ctx.audit.append({ ...refusal.audit, payload: { ...payload, policy: { ...(payload['policy'] as JsonObject), revision } } });
     throw new SdcError(refusal.code, refusal.message, { reason: refusal.reason });
   }
 

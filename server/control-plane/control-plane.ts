@@ -8,7 +8,7 @@ import { groups, liveChannel, streamNames } from '../bus-contract/streams.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
 import { AuditLog } from '../../core/protocol/audit-chain.js';
-import { defaultPolicy, type Policy } from '../../core/protocol/policy.js';
+import type { Policy } from '../../core/protocol/policy.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import { deadLetterStream, type StreamBus } from '../stores/bus/bus-port.js';
 import { pendingEntriesReadMax, ServiceMetrics } from '../observability/metrics.js';
@@ -26,6 +26,7 @@ import { buildHttpApp } from './http/app.js';
 import { clientErrorListener } from './http/client-errors.js';
 import type { AuthRateLimits } from './http/rate-limit.js';
 import { LiveHub } from './live.js';
+import { PolicyStore } from './policy-store.js';
 import type { ControlPlaneServices } from './services.js';
 import { SqlAuditStore } from './stores/sql-audit-store.js';
 import { StreamConsumer } from './stream-consumer.js';
@@ -40,7 +41,11 @@ export interface ControlPlaneOptions {
   readonly ed25519?: Ed25519Provider;
   /** Default: silent. */
   readonly logger?: Logger;
-  /** Default: defaultPolicy (core/protocol/policy.ts). */
+  /**
+   * Stored as the first policy revision when the database holds none (`sdc serve --policy FILE`);
+   * otherwise the stored revisions rule. With none stored and none given, the built-in
+   * defaultPolicy (core/protocol/policy.ts) applies as revision 0.
+   */
   readonly policy?: Policy;
   readonly jwt?: {
     readonly issuer?: string; readonly audience?: string; readonly tokenTtlMs?: number;
@@ -174,8 +179,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     context, materials, gatewayUrls: options.gatewayUrls, ...(options.crlPath === undefined ? {} : { crlPath: options.crlPath }),
     ...(options.pairingTokensMax === undefined ? {} : { pairingTokensMax: options.pairingTokensMax }),
   });
+  const policy = new PolicyStore(context);
+  if (options.policy !== undefined && await policy.seed(options.policy)) logger.info('policy stored as revision 1 (none was stored)');
   const commands = new CommandService({
-    context, signer: materials.commandSigner, policy: options.policy ?? defaultPolicy,
+    context, signer: materials.commandSigner, policy,
     ttlMsDefault: options.commandTtlMsDefault ?? 10 * 60 * 1000, issuer: materials.commandSigner.kid,
     ...(options.redispatchIntervalMs === undefined ? {} : { redispatchIntervalMs: options.redispatchIntervalMs }),
     onFinished: ({ opcode, state, latencyMs }) => metrics.commandLatency.observe({ opcode, final_state: state }, latencyMs / 1000),
@@ -186,7 +193,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(options.liveClientsPerUserMax === undefined ? {} : { clientsPerUserMax: options.liveClientsPerUserMax }),
   });
   const alerts = new AlertService({ context });
-  const services: ControlPlaneServices = { context, auth, devices, commands, events, alerts, live, auditStore };
+  const services: ControlPlaneServices = { context, auth, devices, commands, events, alerts, live, auditStore, policy };
   const app = buildHttpApp({
     services, logger, random, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
     ...(options.authRateLimits === undefined ? {} : { authRateLimits: options.authRateLimits }),

@@ -6,6 +6,7 @@ import type { ServiceContext } from './context.js';
 import type { DeviceService } from './devices.js';
 import type { EventHandlers } from './events.js';
 import type { LiveHub } from './live.js';
+import type { PolicyStore } from './policy-store.js';
 
 /** The transport-agnostic services behind the HTTP routes; the simulator calls them directly. */
 export interface ControlPlaneServices {
@@ -16,5 +17,7 @@ export interface ControlPlaneServices {
   readonly events: EventHandlers;
   readonly alerts: AlertService;
   readonly live: LiveHub;
+  /** The stored, versioned policy (GET/PUT /v1/policy); command admission reads it. */
+  readonly policy: PolicyStore;
   readonly auditStore: SqlAuditStore;
 }

@@ -17,6 +17,7 @@ import { deviceRoutes } from './routes/devices.js';
 import { liveRoutes } from './routes/live.js';
 import { errorCodeOfPayload, metricsRoutes } from './routes/metrics.js';
 import type { ServiceMetrics } from '../../observability/metrics.js';
+import { policyRoutes } from './routes/policy.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { userRoutes } from './routes/users.js';
 import { viewerStatic } from './viewer-static.js';
@@ -85,6 +86,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.register(commandRoutes, { services });
   app.register(alertRoutes, { services });
   app.register(auditRoutes, { services });
+  app.register(policyRoutes, { services });
   app.register(liveRoutes, { services });
   if (metrics !== undefined) app.register(metricsRoutes, { metrics, scrapeToken: options.metricsScrapeToken });
   app.register(viewerStatic, {});

@@ -17,6 +17,7 @@ import { chaosGroup } from './commands/chaos.js';
 import { loginCommand, logoutCommand } from './commands/login.js';
 import { deviceCommands } from './commands/device.js';
 import { commandCommands } from './commands/commands.js';
+import { policyCommands } from './commands/policy.js';
 import { tufClientCommand } from './commands/tuf-client.js';
 import { reportCommand } from './commands/report.js';
 import { ttyPromptSecret } from './password-input.js';
@@ -38,6 +39,7 @@ const entries: CommandEntry[] = [
   logoutCommand,
   deviceCommands,
   commandCommands,
+  policyCommands,
   tufClientCommand,
   reportCommand,
 ];

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { SdcError } from '../../core/errors/index.js';
 import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
 import { pairingTokensMaxDefault } from '../../trust/pairing-tokens.js';
+import type { Policy } from '../../core/protocol/policy.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 /** The scrape token from the environment, when no --metrics-token-file names one. */
@@ -97,9 +98,31 @@ async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControl
     ...(redisUrl ? { redisUrl } : {}),
     ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),
     ...(mysqlUrl === undefined ? {} : { mysqlUrl }),
-    ...(withControlPlane && args.values['pairing-tokens-max'] !== undefined
-      ? { controlPlaneTuning: { pairingTokensMax: integerOption(args, 'pairing-tokens-max', pairingTokensMaxDefault, 1, pairingTokensMaxCeiling) } } : {}),
+    ...(withControlPlane ? await controlPlaneTuning(args) : {}),
   };
+}
+
+/** --pairing-tokens-max and --policy; the policy file is parsed here, so a bad one is refused (with the field's path) before anything starts. */
+async function controlPlaneTuning(args: ParsedCommandArgs): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy } }> {
+  const file = args.values.policy as string | undefined;
+  let policy: Policy | undefined;
+  if (file !== undefined) {
+    const [{ readFile }, { parsePolicy }] = await Promise.all([import('node:fs/promises'), import('../../core/protocol/policy.js')]);
+    const text = await readFile(file, 'utf8').catch((error: unknown) => {
+      throw new SdcError('CLI_INPUT', `--policy ${file} cannot be read`, { path: file }, { cause: error });
+    });
+    try {
+      policy = parsePolicy(text);
+    } catch (error) {
+      if (SdcError.is(error)) throw new SdcError(error.code, `--policy ${file}: ${error.message}`, error.details, { cause: error });
+      throw error;
+    }
+  }
+  const tuning = {
+    ...(args.values['pairing-tokens-max'] === undefined ? {} : { pairingTokensMax: integerOption(args, 'pairing-tokens-max', pairingTokensMaxDefault, 1, pairingTokensMaxCeiling) }),
+    ...(policy === undefined ? {} : { policy }),
+  };
+  return Object.keys(tuning).length === 0 ? {} : { controlPlaneTuning: tuning };
 }
 
 /** The largest --pairing-tokens-max: a bound on the SQL table a bulk run can fill, ten times the default. */
@@ -172,7 +195,7 @@ function advertisedUrls(urls: string[]): string[] {
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run the control plane (HTTPS API) and a gateway (WSS, mutual TLS) on the data directory',
-  usage: '[--dir D] [--api-port P] [--gateway-port G] [--redis URL] [--mysql URL]',
+  usage: '[--dir D] [--api-port P] [--gateway-port G] [--redis URL] [--mysql URL] [--policy F]',
   optionHelp: [
     ['--api-port P', 'Control plane HTTPS port (default 8080; 0 picks a free one)'],
     ['--advertise-gateway URL', 'Gateway URL given to devices at enrollment (repeatable; default: this gateway\'s address)'],
@@ -180,12 +203,13 @@ export const serveCommand: Command = {
     ['--mysql URL', 'MySQL/MariaDB (default: sql.js in D/db/sdc.sqlite)'],
     mysqlPasswordFileHelp,
     ['--gateway-id ID', 'This process\'s gateway id (default gw-1); unique per gateway process'],
+    ['--policy F', 'Policy document (docs/policy.md) stored as the first revision when the database holds none; afterwards GET/PUT /v1/policy and sdc policy rule'],
     ['--pairing-tokens-max N', `Outstanding (unused, unexpired) pairing tokens at most (default ${pairingTokensMaxDefault.toLocaleString('en-US')}; up to 1,000,000)`],
     ...commonHelp,
   ],
   options: {
     ...commonOptions, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true },
-    'pairing-tokens-max': { type: 'string' },
+    'pairing-tokens-max': { type: 'string' }, policy: { type: 'string' },
   },
   run: (args, io) => serve(args, io, true),
 };

@@ -32,7 +32,7 @@ function suite(pair: StorePair): void {
     let closeSecondDb: () => Promise<void> = async () => undefined;
     const tokens: Record<string, string> = {};
 
-    const call = async (cp: ControlPlane, method: 'GET' | 'POST' | 'PUT', url: string, options: { token?: string; body?: unknown; headers?: Record<string, string> } = {}) => {
+    const call = async (cp: ControlPlane, method: 'GET' | 'POST' | 'PUT', url: string, options: { token?: string | undefined; body?: unknown; headers?: Record<string, string> } = {}) => {
       const response = await cp.app.inject({
         method, url,
         headers: { ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }), ...(options.headers ?? {}) },
@@ -40,7 +40,7 @@ function suite(pair: StorePair): void {
       });
       return { status: response.statusCode, json: () => response.json() as Record<string, any>, text: response.body, headers: response.headers };
     };
-    const send = (cp: ControlPlane, token: string, opcode: string) =>
+    const send = (cp: ControlPlane, token: string | undefined, opcode: string) =>
       call(cp, 'POST', '/v1/commands', { token, body: { device_id: device, opcode, args: {} } });
     const auditKinds = async () => (await h.cp.auditStore.scan(1, 10_000)) as Array<{ kind: string; actor: string; payload: Record<string, any> }>;
 

@@ -113,29 +113,61 @@ function suite(pair: StorePair): void {
       assert.equal((await call(h.cp, 'GET', '/v1/policy', { token: tokens.admin })).json().revision, 1);
     });
 
+    it('a document over the usual 64 KiB body limit is stored; evaluate keeps the usual limit', async () => {
+      const current = (await h.cp.policy.current()).revision;
+      const description = 'x'.repeat(500);
+      const many = Array.from({ length: 200 }, (_, i) => ({ id: `bulk-${i}`, description, effect: 'allow', roles: ['admin'], opcodes: '*', devices: { ids: [`bulk-${i}-*`] } }));
+      const body = { ...policyDocument(current), rules: [...policyDocument(current).rules, ...many] };
+      assert.ok(JSON.stringify(body).length > 100_000);
+      const stored = await call(h.cp, 'PUT', '/v1/policy', { token: tokens.admin, body });
+      assert.equal(stored.status, 200, stored.text);
+      assert.equal(stored.json().document.rules.length, 202);
+      const restored = await call(h.cp, 'PUT', '/v1/policy', { token: tokens.admin, body: policyDocument(current + 1) });
+      assert.equal(restored.status, 200, restored.text);
+      const big = await call(h.cp, 'POST', '/v1/policy/evaluate', { token: tokens.admin, body: { device_id: device, opcode: 'EXEC_GET_STATUS', args: { pad: 'y'.repeat(70_000) } } });
+      assert.equal(big.status, 413, big.text);
+      assert.equal(big.json().error.code, 'API_BODY_TOO_LARGE');
+    });
+
     it('a new revision denies the next command on the other control plane at once; a stale revision is refused', async () => {
-      assert.equal((await send(second, tokens.operator, 'EXEC_LOCK_SCREEN')).status, 201, 'allowed under revision 1');
+      assert.equal((await send(second, tokens.operator, 'EXEC_LOCK_SCREEN')).status, 201, 'allowed under revision 3');
       const denyLock = { id: 'no-lock', effect: 'deny', roles: '*', opcodes: ['EXEC_LOCK_SCREEN'], devices: { ids: ['pol-*'] } };
-      const set = await call(h.cp, 'PUT', '/v1/policy', { token: tokens.admin, body: policyDocument(1, [denyLock]) });
+      const set = await call(h.cp, 'PUT', '/v1/policy', { token: tokens.admin, body: policyDocument(3, [denyLock]) });
       assert.equal(set.status, 200, set.text);
-      assert.equal(set.json().revision, 2);
+      assert.equal(set.json().revision, 4);
       const denied = await send(second, tokens.operator, 'EXEC_LOCK_SCREEN');
       assert.equal(denied.status, 403, denied.text);
       assert.equal(denied.json().error.code, 'COMMAND_POLICY_DENIED');
       assert.match(denied.json().error.message, /no-lock/);
       const deniedEntry = (await auditKinds()).filter((e) => e.kind === 'command.denied').at(-1);
-      assert.equal(deniedEntry?.payload.policy.revision, 2, 'the denial names the revision that decided');
-      // The same edit made from revision 1 again (If-Match wins over the document's field): stale.
-      const stale = await call(second, 'PUT', '/v1/policy', { token: tokens.admin, body: policyDocument(2), headers: { 'if-match': '"1"' } });
+      assert.equal(deniedEntry?.payload.policy.revision, 4, 'the denial names the revision that decided');
+      // An edit made from revision 3 (If-Match wins over the document's field, which names 4): stale.
+      const stale = await call(second, 'PUT', '/v1/policy', { token: tokens.admin, body: policyDocument(4), headers: { 'if-match': '"3"' } });
       assert.equal(stale.status, 409, stale.text);
       assert.equal(stale.json().error.code, 'POLICY_REVISION_STALE');
-      assert.equal(stale.json().error.current_revision, 2);
-      const viaIfMatch = await call(second, 'PUT', '/v1/policy', { token: tokens.admin, body: { version: 1, rules: policyDocument(0).rules }, headers: { 'if-match': '"2"' } });
+      assert.equal(stale.json().error.current_revision, 4);
+      const viaIfMatch = await call(second, 'PUT', '/v1/policy', { token: tokens.admin, body: { version: 1, rules: policyDocument(0).rules }, headers: { 'if-match': '"4"' } });
       assert.equal(viaIfMatch.status, 200, viaIfMatch.text);
-      assert.equal(viaIfMatch.json().revision, 3);
-      assert.equal((await send(h.cp, tokens.operator, 'EXEC_LOCK_SCREEN')).status, 201, 'revision 3 allows it again, here too');
+      assert.equal(viaIfMatch.json().revision, 5);
+      assert.equal((await send(h.cp, tokens.operator, 'EXEC_LOCK_SCREEN')).status, 201, 'revision 5 allows it again, here too');
       const revisions = (await auditKinds()).filter((e) => e.kind === 'policy.revised');
-      assert.deepEqual(revisions.map((e) => [e.payload.revision, e.actor]), [[1, 'system'], [2, 'user:admin'], [3, 'user:admin']]);
+      assert.deepEqual(revisions.map((e) => [e.payload.revision, e.actor]), [[1, 'system'], [2, 'user:admin'], [3, 'user:admin'], [4, 'user:admin'], [5, 'user:admin']]);
+    });
+
+    it('two control planes storing the next revision at once: exactly one wins, the other is stale, one audit entry', async () => {
+      const current = (await h.cp.policy.current()).revision;
+      const attempts = await Promise.allSettled([h.cp, second].map((cp, index) => cp.policy.set({
+        document: policyDocument(current, [{ id: `race-${index}`, effect: 'deny', roles: '*', opcodes: ['EXEC_GET_STATUS'], devices: '*' }]),
+        expectedRevision: current, actor: `user:racer-${index}`,
+      })));
+      const won = attempts.filter((a) => a.status === 'fulfilled');
+      const lost = attempts.filter((a): a is PromiseRejectedResult => a.status === 'rejected');
+      assert.equal(won.length, 1);
+      assert.equal(lost.length, 1);
+      assert.equal((lost[0]!.reason as { code?: string }).code, 'POLICY_REVISION_STALE');
+      assert.equal((await second.policy.current()).revision, current + 1);
+      const raced = (await auditKinds()).filter((e) => e.kind === 'policy.revised' && e.actor.startsWith('user:racer-'));
+      assert.equal(raced.length, 1);
     });
 
     it('evaluate explains a denial (the rule, the window, the missing approvals) and creates nothing', async () => {

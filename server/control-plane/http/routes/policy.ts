@@ -12,6 +12,7 @@ import type { PolicyRevision } from '../../policy-store.js';
 import type { ControlPlaneServices } from '../../services.js';
 import { principalOf } from '../authentication.js';
 import { sendError } from '../errors.js';
+import { strictJsonBodyParser } from '../strict-json-parser.js';
 import type { RoutesPlugin } from '../plugin.js';
 
 const strict = { additionalProperties: false } as const;
@@ -65,6 +66,12 @@ function expectedRevision(ifMatch: string | undefined, document: unknown): numbe
 export const policyRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices }> = async (app, { services }) => {
   const { policy } = services;
 
+  // A policy of 256 rules does not fit the API's usual 64 KiB body: this scope's JSON parser has
+  // no limit of its own, so each route's bodyLimit applies (the app's default unless raised below,
+  // for PUT only, to the engine's document limit); the strict parser checks that limit again.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, strictJsonBodyParser(policyLimits.policyTextLengthMax));
+
   // These routes' refusals carry what the client needs to fix the request beside the usual shape:
   // the bad field's `path` (parsePolicy's details) and, for a stale change, the `current_revision`.
   app.setErrorHandler((error, request, reply) => {
@@ -87,6 +94,7 @@ export const policyRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
   });
 
   app.put('/v1/policy', {
+    bodyLimit: policyLimits.policyTextLengthMax,
     schema: { body: PolicyDocumentBody, headers: PolicyPutHeaders, response: { 200: PolicyView } },
     config: { auth: 'admin', summary: 'Replace the policy (If-Match or revision: the revision replaced); takes effect at once' },
   }, async (request, reply) => {

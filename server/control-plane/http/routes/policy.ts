@@ -42,6 +42,27 @@ const EvaluateBody = Type.Object({
   at_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 8_640_000_000_000_000 })),
 }, strict);
 
+const Approval = Type.Object({ count: Type.Integer(), roles: Type.Array(Type.String()) });
+/** The dry run's answer (docs/policy.md, "Dry run"); every member is listed, since the serializer drops unlisted ones. */
+const EvaluateView = Type.Object({
+  policy_revision: Type.Integer(),
+  evaluated_at_ms: Type.Integer(),
+  decision: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
+  reason: Type.String(),
+  rule_id: Type.Optional(Type.String()),
+  missing_approval: Type.Optional(Type.Object({ rule_id: Type.String(), count: Type.Integer(), roles: Type.Array(Type.String()) })),
+  device_refusal: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+  rules: Type.Array(Type.Object({
+    id: Type.String(),
+    effect: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
+    fate: Type.Union([Type.Literal('applies'), Type.Literal('outside_time_window'), Type.Literal('args_too_large'), Type.Literal('approval_missing')]),
+    time_window: Type.Optional(Type.Object({
+      startMinute: Type.Integer(), endMinute: Type.Integer(), utcOffsetMinutes: Type.Optional(Type.Integer()), daysOfWeek: Type.Optional(Type.Array(Type.Integer())),
+    })),
+    approval: Type.Optional(Approval),
+  })),
+});
+
 function view(current: PolicyRevision) {
   return {
     revision: current.revision, source: current.createdBy === null ? 'builtin' as const : 'stored' as const,
@@ -104,7 +125,7 @@ export const policyRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
   });
 
   app.post('/v1/policy/evaluate', {
-    schema: { body: EvaluateBody }, config: { auth: 'operator', summary: 'Dry run: what a command would get from the policy, and why; creates nothing' },
+    schema: { body: EvaluateBody, response: { 200: EvaluateView } }, config: { auth: 'operator', summary: 'Dry run: what a command would get from the policy, and why; creates nothing' },
   }, async (request) => {
     const principal = principalOf(request);
     const { device_id: deviceId, args } = request.body;

@@ -68,7 +68,8 @@ for (const target of storeTargets()) {
     });
 
     it('device list and show, with --json', async () => {
-      const list = await sdc(['device', 'list', '--json']);
+      // The real-store database is shared with other runs (benchmarks leave their devices): list them all.
+      const list = await sdc(['device', 'list', '--limit', '50000', '--json']);
       assert.equal(list.code, 0, list.stderr);
       const device = (JSON.parse(list.stdout) as { items: Array<{ id: string; online: boolean }> }).items.find((d) => d.id === deviceId);
       assert.equal(device?.online, true);

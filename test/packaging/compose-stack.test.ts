@@ -9,25 +9,13 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { main } from '../../cli/main.js';
 import { readPasswordOption, type CliIo } from '../../cli/command.js';
+import { composeText, interpolate, repositoryRoot } from './compose-support.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const composeText = readFileSync(join(root, 'compose.yaml'), 'utf8');
+const root = repositoryRoot;
 
-/** Compose's interpolation (as in compose.test.ts): ${VAR}, ${VAR:-d}, ${VAR-d}, ${VAR:?e}, ${VAR?e}, $$. */
-function interpolate(text: string, env: Readonly<Record<string, string>>): string {
-  return text.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([^}]*))?\}/g, (whole, name: string | undefined, colon: string, op: string, arg: string) => {
-    if (whole === '$$') return '$';
-    const value = env[name!];
-    const missing = value === undefined || (colon === ':' && value === '');
-    if (!missing) return value;
-    if (op === '?') throw new Error(`required variable ${name} is missing: ${arg}`);
-    return op === '-' ? arg : '';
-  });
-}
 
 interface Service {
   image?: string; build?: unknown; command?: string[]; entrypoint?: string[]; restart?: string; profiles?: string[];

@@ -7,26 +7,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import Ajv2019 from 'ajv/dist/2019.js';
 import { parse } from 'yaml';
 import { main } from '../../cli/main.js';
 import type { CliIo } from '../../cli/command.js';
+import { composeText, interpolate, repositoryRoot } from './compose-support.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const composeText = readFileSync(join(root, 'compose.yaml'), 'utf8');
+const root = repositoryRoot;
 
-/** Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $$. */
-function interpolate(text: string, env: Readonly<Record<string, string>>): string {
-  return text.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([^}]*))?\}/g, (whole, name: string | undefined, colon: string, op: string, arg: string) => {
-    if (whole === '$$') return '$';
-    const value = env[name!];
-    const missing = value === undefined || (colon === ':' && value === '');
-    if (!missing) return value;
-    if (op === '?') throw new Error(`required variable ${name} is missing: ${arg}`);
-    return op === '-' ? arg : '';
-  });
-}
 
 interface Service {
   command?: string[];

@@ -32,9 +32,10 @@ const password = 'correct horse battery staple';
 
 /**
  * A timer's pass (SQL, signing, a file write) finishes in real time after virtual time moved on:
- * what it leaves is awaited here, with a generous real-time limit (virtual time stands still).
+ * what it leaves is awaited here, with a generous real-time limit (virtual time stands still): on a
+ * machine busy with other work (four spinning processes beside npm test) 30 s was not enough.
  */
-async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 180_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

@@ -58,3 +58,21 @@ export function onePositional(positionals: readonly string[], what: string): str
   if (positionals.length !== 1) throw new SdcError('CLI_USAGE', `give exactly one ${what}`);
   return positionals[0]!;
 }
+
+/** Pages one list request may follow; with 500 items each, past any `--limit` a command allows. */
+const listPagesMax = 100;
+const listPageItemsMax = 500;
+
+/** Up to `limit` items of a paged list route (`items`, `next_cursor`), following the cursor page by page. */
+export async function getAllPages<T>(api: ApiClient, path: string, limit: number): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | null | undefined;
+  for (let page = 0; page < listPagesMax && items.length < limit; page++) {
+    const answer = await api.get<{ items: T[]; next_cursor?: string | null }>(
+      `${path}?limit=${Math.min(listPageItemsMax, limit - items.length)}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    items.push(...answer.items);
+    cursor = answer.next_cursor;
+    if (!cursor) break;
+  }
+  return items;
+}

@@ -1,9 +1,8 @@
 import { integerOption, type Command, type CommandGroup } from '../command.js';
-import { apiClient, onePositional, segment } from '../api-client.js';
+import { apiClient, getAllPages, onePositional, segment } from '../api-client.js';
 
 interface DeviceView { id: string; status?: string; online?: boolean; gateway_id?: string | null; last_seen_at_ms?: number | null; [key: string]: unknown }
 
-const pagesMax = 100;
 
 const list: Command = {
   name: 'list',
@@ -13,15 +12,7 @@ const list: Command = {
   options: { limit: { type: 'string' }, json: { type: 'boolean' } },
   async run(args, io) {
     const limit = integerOption(args, 'limit', 1_000, 1, 50_000);
-    const api = await apiClient(io);
-    const items: DeviceView[] = [];
-    let cursor: string | null | undefined;
-    for (let page = 0; page < pagesMax && items.length < limit; page++) {
-      const answer = await api.get<{ items: DeviceView[]; next_cursor?: string | null }>(`/v1/devices?limit=${Math.min(500, limit - items.length)}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
-      items.push(...answer.items);
-      cursor = answer.next_cursor;
-      if (!cursor) break;
-    }
+    const items = await getAllPages<DeviceView>(await apiClient(io), '/v1/devices', limit);
     if (args.values.json === true) {
       io.stdout(JSON.stringify({ items }) + '\n');
       return 0;

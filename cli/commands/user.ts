@@ -3,7 +3,7 @@ import { roles, UserDirectory } from '../../server/control-plane/users.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
 import { integerOption, passwordEnv, readPasswordOption, requireOption, stringOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
 import { requireInitialisedDataDir } from '../data-dir.js';
-import { apiClient, onePositional, segment } from '../api-client.js';
+import { apiClient, getAllPages, onePositional, segment } from '../api-client.js';
 import { readPasswordFile, StdinLines } from '../password-input.js';
 import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
 
@@ -49,7 +49,6 @@ const add: Command = {
 
 interface UserView { id: string; name: string; role: string; created_at_ms: number }
 
-const pagesMax = 100;
 
 function printUser(io: CliIo, json: boolean, user: UserView, done: string): void {
   io.stdout(json ? JSON.stringify(user) + '\n' : `${done} ${user.name} (${user.role})\n`);
@@ -63,15 +62,7 @@ const list: Command = {
   options: { limit: { type: 'string' }, json: { type: 'boolean' } },
   async run(args, io) {
     const limit = integerOption(args, 'limit', 1_000, 1, 50_000);
-    const api = await apiClient(io);
-    const items: UserView[] = [];
-    let cursor: string | null | undefined;
-    for (let page = 0; page < pagesMax && items.length < limit; page++) {
-      const answer = await api.get<{ items: UserView[]; next_cursor: string | null }>(`/v1/users?limit=${Math.min(500, limit - items.length)}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
-      items.push(...answer.items);
-      cursor = answer.next_cursor;
-      if (!cursor) break;
-    }
+    const items = await getAllPages<UserView>(await apiClient(io), '/v1/users', limit);
     if (args.values.json === true) {
       io.stdout(JSON.stringify({ items }) + '\n');
       return 0;

@@ -1,14 +1,11 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { forkSiblingModule } from '../runtime/fork-module.js';
 import type { AgentIdentity } from '../agent/enrollment.js';
 import { SdcError } from '../core/errors/index.js';
 import { systemClock } from '../runtime/system.js';
 import type { AgentWorkerReport, AgentWorkerRequest } from './roundtrip-agent-worker.js';
 import { sleep } from './wall-time.js';
 
-/** From dist/ the worker is JavaScript; from the sources tsx compiles it (as sim/real/worker-pool.ts). */
-const runningBuilt = import.meta.url.endsWith('.js');
-const workerPath = fileURLToPath(new URL(runningBuilt ? './roundtrip-agent-worker.js' : './roundtrip-agent-worker.ts', import.meta.url));
 /** Agents per worker process: well inside one process's 20,000 open files with a socket and a journal each. */
 export const agentsPerProcessMax = 2_000;
 /** Long enough that no telemetry sample competes with the commands during a run. */
@@ -41,9 +38,8 @@ export async function startAgentProcesses(options: {
   identities: readonly AgentIdentity[]; batchSize: number; deadlineMs: number; verbose: boolean; progress: (line: string) => void;
 }): Promise<BenchAgents> {
   const processes = Math.max(1, Math.ceil(options.identities.length / agentsPerProcessMax));
-  const execArgv = runningBuilt ? [] : ['--import', import.meta.resolve('tsx')];
   const workers: WorkerState[] = Array.from({ length: processes }, () => {
-    const child = fork(workerPath, [], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const child = forkSiblingModule(import.meta.url, 'roundtrip-agent-worker');
     const state: WorkerState = { child, started: 0, ready: 0, failure: undefined, stopped: false, exited: false };
     child.on('message', (report: AgentWorkerReport) => {
       if (report.type === 'status') { state.started = report.started; state.ready = report.ready; }

@@ -1,12 +1,9 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { forkSiblingModule } from '../../runtime/fork-module.js';
 import { SdcError } from '../../core/errors/index.js';
 import { systemScheduler } from '../../runtime/system.js';
 import { chunks, type ParentMessage, type WorkerAgentSpec, type WorkerMessage, type WorkerSettings, type WorkerStatus } from './messages.js';
 
-/** From dist/ (the built CLI) the worker is JavaScript and needs no loader; from the sources, tsx compiles it. */
-const runningBuilt = import.meta.url.endsWith('.js');
-const workerPath = fileURLToPath(new URL(runningBuilt ? './worker.js' : './worker.ts', import.meta.url));
 const stopTimeoutMs = 15_000;
 const collectTimeoutMs = 30_000;
 
@@ -25,9 +22,7 @@ class WorkerHandle {
   readonly #listeners = new Set<(message: WorkerMessage) => void>();
 
   constructor(readonly index: number, onViolation: (message: string) => void) {
-    // tsx is resolved here, not by the child, so the run works from any working directory.
-    const execArgv = runningBuilt ? [] : ['--import', import.meta.resolve('tsx')];
-    this.child = fork(workerPath, [], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    this.child = forkSiblingModule(import.meta.url, 'worker');
     this.child.on('message', (message: WorkerMessage) => {
       if (message.type === 'status') this.status = message.status;
       else if (message.type === 'violation') onViolation(`worker ${index}: ${message.message}`);

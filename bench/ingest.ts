@@ -18,7 +18,7 @@ import { createGatewayCore, type ConnectionHandle, type GatewayCore } from '../s
 import { initDeployment, type DeploymentMaterials } from '../server/materials/materials.js';
 import { openStores, type Stores } from '../server/stores/index.js';
 import type { ExecuteResult, SqlDatabase, SqlValue } from '../server/stores/sql/sql-port.js';
-import { ingestBenchDefaults } from './ingest-limits.js';
+import { ingestBenchDefaults, ingestBenchLimits } from './ingest-limits.js';
 
 /**
  * Telemetry ingest (issue 17): signed-session telemetry from many device connections through
@@ -81,6 +81,9 @@ const sessionsReadyTimeoutMs = 60_000;
 /** The bench devices' certificate lifetime as recorded in their rows (nothing checks it during a run). */
 const deviceCertificateValidityMs = 30 * 24 * 3600_000;
 const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+/** One provider for the bench's agents, gateway and baseline; its key cache holds every bench device's keys. */
+const provider = createNodeEd25519Provider({ keyCacheEntriesMax: 2 * ingestBenchLimits.connectionsMax + 16 });
+const sessionCrypto = createNodeSessionKeyCrypto();
 
 /** Counts stored samples: the writer's INSERT INTO telemetry statements that succeeded. */
 function countingSql(sql: SqlDatabase, onStored: () => void): SqlDatabase {
@@ -120,12 +123,11 @@ class BenchConnection {
   #prevHashHex: string | undefined;
 
   constructor(readonly device: BenchDevice, materials: DeploymentMaterials, mode: IngestMode) {
-    const provider = createNodeEd25519Provider();
     this.agent = new AgentConnection({
       deviceId: device.id, signer: { kid: deviceKid(device.id), seed: device.seed, provider },
       resolveGatewayKey: (kid) => (kid === materials.gatewaySigner.kid ? materials.gatewaySigner.publicKey : undefined),
       agentVersion: 'bench/1', lastCommandSeq: 0,
-      ...(mode === 'session-mac' ? { sessionMac: { crypto: createNodeSessionKeyCrypto(), random: systemRandom } } : {}),
+      ...(mode === 'session-mac' ? { sessionMac: { crypto: sessionCrypto, random: systemRandom } } : {}),
     });
   }
 
@@ -164,7 +166,6 @@ class BenchConnection {
 }
 
 function benchDevices(count: number, runTag: string): BenchDevice[] {
-  const provider = createNodeEd25519Provider();
   return Array.from({ length: count }, (_, i) => {
     const seed = systemRandom.bytes(32);
     return { id: `ingest-${runTag}-${String(i + 1).padStart(5, '0')}`, seed, publicKey: provider.publicKeyFromSeed(seed), certSerialHex: hexFromBytes(systemRandom.bytes(8)).replace(/^0+/, '') || '1' };
@@ -198,7 +199,6 @@ async function waitUntil(condition: () => boolean, timeoutMs: number, what: stri
 
 /** The raw node:crypto Ed25519 verify rate of a 500-byte message with a cached key, for the ratio. */
 export function ed25519VerifyPerS(durationMs: number): number {
-  const provider = createNodeEd25519Provider();
   const seed = systemRandom.bytes(32);
   const publicKey = provider.publicKeyFromSeed(seed);
   const message = new Uint8Array(500).fill(7);
@@ -236,11 +236,11 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     });
     await cp.start();
     gateway = createGatewayCore({
-      gatewayId: `gw-bench-${runTag}`, signer: { kid: materials.gatewaySigner.kid, seed: materials.gatewaySigner.seed }, provider: createNodeEd25519Provider(),
+      gatewayId: `gw-bench-${runTag}`, signer: { kid: materials.gatewaySigner.kid, seed: materials.gatewaySigner.seed }, provider,
       stores: { bus: stores.bus, kv: stores.kv }, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
       commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),
       telemetryBatchEntriesMax: gatewayTelemetryBatchEntries, connectionsMax: options.connections + 10,
-      sessionCrypto: mode === 'session-mac' ? createNodeSessionKeyCrypto() : null,
+      sessionCrypto: mode === 'session-mac' ? sessionCrypto : null,
       // Samples arrive far faster than heartbeats would: the session must not time out meanwhile.
       heartbeatIntervalMs: 3_600_000,
     });

@@ -91,10 +91,10 @@ function rawEd25519Key(spki: ArrayBuffer): Uint8Array {
 }
 
 /**
- * A frame the gateway already parsed strictly (limits, duplicate names, UTF-8) and authenticated:
- * V8's JSON.parse and the envelope's shape check suffice here, several times cheaper per sample.
- * Only a session-MAC'd frame is taken on that word (verifyDeviceFrame); a signed one is decoded
- * strictly again, since its signature is verified here.
+ * A frame from the telemetry stream: the gateway parsed these exact bytes strictly (limits,
+ * duplicate names, UTF-8) and authenticated them before forwarding them as received, so V8's
+ * JSON.parse and the envelope's shape check suffice here, several times cheaper per sample. A
+ * signed frame's signature is still verified by the caller; a MAC'd one is taken on the gateway's word.
  */
 function decodeGatewayCheckedFrame(frameText: string): SignedEnvelope {
   let value: JsonValue;
@@ -103,8 +103,7 @@ function decodeGatewayCheckedFrame(frameText: string): SignedEnvelope {
   } catch (error) {
     throw new SdcError('PROTO_JSON_SYNTAX', 'frame on the stream is not JSON', {}, { cause: error });
   }
-  const envelope = parseSignedEnvelope(value);
-  return envelope.sig.alg === envelopeMacAlg ? envelope : decodeEnvelope(frameText);
+  return parseSignedEnvelope(value);
 }
 
 /**

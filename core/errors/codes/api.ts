@@ -21,6 +21,8 @@ export const apiErrors = defineErrors({
   API_CLIENT_CERT_DEVICE_MISMATCH: { fault: 'remote', status: 403, summary: 'The TLS client certificate names another device than the route' },
   API_CLIENT_CERT_UNKNOWN: { fault: 'remote', status: 401, summary: 'The TLS client certificate chains to our CA but is not on record as issued to the device' },
   API_ALERT_NOT_FOUND: { fault: 'remote', status: 404, summary: 'No alert with this id' },
+  API_ALERT_ALREADY_ACKED: { fault: 'remote', status: 409, summary: 'The alert was acknowledged already; details name who acknowledged it and when' },
+  API_ALERT_RULES_INVALID: { fault: 'remote', status: 400, summary: 'The alert rules configuration is malformed; details give the bad field\'s path' },
   API_CURSOR_INVALID: { fault: 'remote', status: 400, summary: 'Pagination cursor is malformed' },
   API_TOO_MANY_CLIENTS: { fault: 'local', status: 503, summary: 'The live update stream has its maximum number of clients' },
   API_RATE_LIMITED: { fault: 'remote', status: 429, summary: 'Too many attempts from this source or for this account or device in the current window; the Retry-After header says when to retry' },

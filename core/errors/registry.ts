@@ -7,6 +7,7 @@ import { cliErrors } from './codes/cli.js';
 import { commandErrors } from './codes/command.js';
 import { httpErrors } from './codes/http.js';
 import { policyErrors } from './codes/policy.js';
+import { policyBundleErrors } from './codes/policy-bundle.js';
 import { auditErrors } from './codes/audit.js';
 import { storeErrors } from './codes/store.js';
 import { kernelErrors } from './codes/kernel.js';
@@ -32,6 +33,7 @@ export const errorRegistry = {
   ...commandErrors,
   ...httpErrors,
   ...policyErrors,
+  ...policyBundleErrors,
   ...auditErrors,
   ...storeErrors,
   ...kernelErrors,
@@ -57,6 +59,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'command', table: commandErrors },
   { name: 'http', table: httpErrors },
   { name: 'policy', table: policyErrors },
+  { name: 'policy_bundle', table: policyBundleErrors },
   { name: 'audit', table: auditErrors },
   { name: 'store', table: storeErrors },
   { name: 'kernel', table: kernelErrors },

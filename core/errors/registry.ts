@@ -19,6 +19,8 @@ import { chaosErrors } from './codes/chaos.js';
 import { benchErrors } from './codes/bench.js';
 import { tufErrors } from './codes/tuf.js';
 import { otaErrors } from './codes/ota.js';
+import { complianceErrors } from './codes/compliance.js';
+import { dlqErrors } from './codes/dlq.js';
 
 /**
  * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
@@ -45,6 +47,8 @@ export const errorRegistry = {
   ...benchErrors,
   ...tufErrors,
   ...otaErrors,
+  ...complianceErrors,
+  ...dlqErrors,
 } as const;
 
 export type ErrorCode = keyof typeof errorRegistry;
@@ -71,6 +75,8 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'bench', table: benchErrors },
   { name: 'tuf', table: tufErrors },
   { name: 'ota', table: otaErrors },
+  { name: 'compliance', table: complianceErrors },
+  { name: 'dlq', table: dlqErrors },
 ];
 
 export function isErrorCode(value: unknown): value is ErrorCode {

@@ -8,6 +8,7 @@ import { commandErrors } from './codes/command.js';
 import { httpErrors } from './codes/http.js';
 import { policyErrors } from './codes/policy.js';
 import { policyBundleErrors } from './codes/policy-bundle.js';
+import { approvalErrors } from './codes/approval.js';
 import { auditErrors } from './codes/audit.js';
 import { storeErrors } from './codes/store.js';
 import { kernelErrors } from './codes/kernel.js';
@@ -36,6 +37,7 @@ export const errorRegistry = {
   ...httpErrors,
   ...policyErrors,
   ...policyBundleErrors,
+  ...approvalErrors,
   ...auditErrors,
   ...storeErrors,
   ...kernelErrors,
@@ -64,6 +66,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'http', table: httpErrors },
   { name: 'policy', table: policyErrors },
   { name: 'policy_bundle', table: policyBundleErrors },
+  { name: 'approval', table: approvalErrors },
   { name: 'audit', table: auditErrors },
   { name: 'store', table: storeErrors },
   { name: 'kernel', table: kernelErrors },

@@ -1,0 +1,20 @@
+import { defineErrors } from '../error-spec.js';
+
+/**
+ * Multi-approval (core/protocol/approvals.ts, docs/policy.md "Approvals"): refusals of an
+ * approval or rejection submitted to the control plane, and of the approvals a device finds
+ * embedded in a signed command. Each reason has its own code so a client (and an auditor) can
+ * tell a forged signature from a late or a self-approval.
+ */
+export const approvalErrors = defineErrors({
+  APPROVAL_SIGNATURE_INVALID: { fault: 'remote', status: 400, summary: 'Approval signature does not verify under the approver\'s registered signing key' },
+  APPROVAL_BY_REQUESTER: { fault: 'remote', status: 403, summary: 'The requester of a command may not approve or reject it' },
+  APPROVAL_DUPLICATE: { fault: 'remote', status: 409, summary: 'This approver has already approved or rejected this command' },
+  APPROVAL_EXPIRED: { fault: 'remote', status: 410, summary: 'Approval is past its expiry' },
+  APPROVAL_EXPIRY_TOO_LONG: { fault: 'remote', status: 400, summary: 'Approval expiry is further ahead than the command\'s own expiry allows' },
+  APPROVAL_ROLE_NOT_ALLOWED: { fault: 'remote', status: 403, summary: 'The approver\'s role is not one the policy rule accepts approvals from' },
+  APPROVAL_KEY_UNKNOWN: { fault: 'remote', status: 409, summary: 'No registered signing key with this kid for this approver (register one: PUT /v1/users/me/signing-key)' },
+  APPROVAL_STATEMENT_MISMATCH: { fault: 'remote', status: 400, summary: 'Approval statement names another command, command hash, approver or decision than the request' },
+  APPROVAL_NOT_PENDING: { fault: 'remote', status: 409, summary: 'Command is not waiting for approvals (released, rejected, expired, or never needed any)' },
+  APPROVAL_INSUFFICIENT: { fault: 'remote', status: 403, summary: 'Command carries fewer valid approvals than the policy rule requires' },
+});

@@ -1,0 +1,161 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { SdcError } from '../errors/index.js';
+import { createNobleEd25519Provider } from '../crypto/ed25519-noble.js';
+import { signCommand } from './signed-command.js';
+import { parsePolicy, evaluatePolicy, policyRoles, type Policy } from './policy.js';
+import {
+  bundleRefusal, cutPolicyBundle, evaluatePolicyBundle, policyBundleLimits, signPolicyBundle, verifyPolicyBundle, type SignedPolicyBundle,
+} from './policy-bundle.js';
+
+const provider = createNobleEd25519Provider();
+const seed = new Uint8Array(32).fill(7);
+const otherSeed = new Uint8Array(32).fill(9);
+const publicKey = provider.publicKeyFromSeed(seed);
+const resolveKey = (kid: string) => (kid === 'cp-1' ? publicKey : undefined);
+const issuedAtMs = 1_764_000_000_000;
+
+const policy: Policy = parsePolicy({
+  version: 1, revision: 5,
+  rules: [
+    { id: 'ops-basic', effect: 'allow', roles: ['operator'], opcodes: ['EXEC_GET_STATUS', 'EXEC_LOCK_SCREEN'], devices: '*' },
+    { id: 'admin-all', effect: 'allow', roles: ['admin'], opcodes: '*', devices: '*' },
+    { id: 'no-lock-lab', effect: 'deny', roles: '*', opcodes: ['EXEC_LOCK_SCREEN'], devices: { ids: ['lab-*'] } },
+    { id: 'kiosk-only', effect: 'deny', roles: '*', opcodes: ['EXEC_GET_PROCESS_LIST'], devices: { tags: ['kiosk'] } },
+    { id: 'other-device', effect: 'deny', roles: '*', opcodes: '*', devices: { ids: ['prod-7'] } },
+  ],
+});
+
+function bundleFor(deviceId: string, options: { version?: number; tags?: string[]; at?: number; validityMs?: number; seedBytes?: Uint8Array } = {}): SignedPolicyBundle {
+  const version = options.version ?? 5;
+  const bundle = cutPolicyBundle({
+    policy: { ...policy, revision: version }, version, device: { id: deviceId, tags: options.tags ?? [] },
+    issuedAtMs: options.at ?? issuedAtMs, ...(options.validityMs === undefined ? {} : { validityMs: options.validityMs }),
+  });
+  return signPolicyBundle({ bundle, kid: 'cp-1', seed: options.seedBytes ?? seed, provider });
+}
+
+const verify = (signed: unknown, extra: { deviceId?: string; nowMs?: number | undefined; held?: { version: number; issuedAtMs: number } } = {}) =>
+  verifyPolicyBundle({ signed, deviceId: extra.deviceId ?? 'lab-1', resolveKey, provider, nowMs: 'nowMs' in extra ? extra.nowMs : issuedAtMs + 1_000, ...(extra.held ? { held: extra.held } : {}) });
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (error) {
+    assert.ok(SdcError.is(error), String(error));
+    return error.code;
+  }
+}
+
+test('a bundle keeps only the rules that select its device', () => {
+  const ids = (signed: SignedPolicyBundle) => ((signed.bundle.policy as Policy).rules).map((rule) => rule.id);
+  assert.deepEqual(ids(bundleFor('lab-1')), ['ops-basic', 'admin-all', 'no-lock-lab']);
+  assert.deepEqual(ids(bundleFor('office-1', { tags: ['kiosk'] })), ['ops-basic', 'admin-all', 'kiosk-only']);
+  assert.deepEqual(ids(bundleFor('prod-7')), ['ops-basic', 'admin-all', 'other-device']);
+});
+
+test('a signed bundle verifies on its device, and its policy is the one cut', () => {
+  const verified = verify(bundleFor('lab-1'));
+  assert.equal(verified.bundle.version, 5);
+  assert.equal(verified.policy.rules.length, 3);
+});
+
+test('a bad signature, an unknown key or a changed field is refused POLICY_BUNDLE_SIGNATURE_INVALID', () => {
+  const signed = bundleFor('lab-1');
+  assert.equal(codeOf(() => verify(bundleFor('lab-1', { seedBytes: otherSeed }))), 'POLICY_BUNDLE_SIGNATURE_INVALID');
+  assert.equal(codeOf(() => verify({ ...signed, sig: { ...signed.sig, kid: 'cp-2' } })), 'POLICY_BUNDLE_SIGNATURE_INVALID');
+  const widened = { ...signed, bundle: { ...signed.bundle, expires_at: signed.bundle.expires_at + 1 } };
+  assert.equal(codeOf(() => verify(widened)), 'POLICY_BUNDLE_SIGNATURE_INVALID');
+  const rulesDropped = { ...signed, bundle: { ...signed.bundle, policy: { version: 1, revision: 5, rules: [] } } };
+  assert.equal(codeOf(() => verify(rulesDropped)), 'POLICY_BUNDLE_SIGNATURE_INVALID');
+});
+
+test('a command signature never verifies as a bundle (separate signing prefixes)', () => {
+  const command = signCommand({
+    command: { id: 'c1', device_id: 'lab-1', opcode: 'EXEC_GET_STATUS', args: {}, issued_at: 1, expires_at: 2, device_seq: 1, issuer: 'cp' },
+    kid: 'cp-1', seed, provider,
+  });
+  const signed = bundleFor('lab-1');
+  assert.equal(codeOf(() => verify({ ...signed, sig: command.sig })), 'POLICY_BUNDLE_SIGNATURE_INVALID');
+});
+
+test('a bundle for another device is refused POLICY_BUNDLE_DEVICE_MISMATCH', () => {
+  assert.equal(codeOf(() => verify(bundleFor('lab-2'))), 'POLICY_BUNDLE_DEVICE_MISMATCH');
+});
+
+test('a lower version is refused POLICY_BUNDLE_VERSION_STALE; the same version is taken only if issued no earlier', () => {
+  const held = { version: 5, issuedAtMs };
+  assert.equal(codeOf(() => verify(bundleFor('lab-1', { version: 4 }), { held })), 'POLICY_BUNDLE_VERSION_STALE');
+  assert.equal(codeOf(() => verify(bundleFor('lab-1', { version: 5, at: issuedAtMs - 1 }), { held })), 'POLICY_BUNDLE_VERSION_STALE');
+  assert.equal(codeOf(() => verify(bundleFor('lab-1', { version: 5 }), { held })), undefined);
+  assert.equal(codeOf(() => verify(bundleFor('lab-1', { version: 6 }), { held })), undefined);
+});
+
+test('an expired bundle is refused POLICY_BUNDLE_EXPIRED, unless reloading the held copy (nowMs undefined)', () => {
+  const signed = bundleFor('lab-1', { validityMs: 60_000 });
+  assert.equal(codeOf(() => verify(signed, { nowMs: issuedAtMs + 59_999 })), undefined);
+  assert.equal(codeOf(() => verify(signed, { nowMs: issuedAtMs + 60_000 })), 'POLICY_BUNDLE_EXPIRED');
+  assert.equal(codeOf(() => verify(signed, { nowMs: undefined })), undefined);
+  const tooLong = bundleFor('lab-1', { validityMs: policyBundleLimits.validityMsMax + 1 });
+  assert.equal(codeOf(() => verify(tooLong, { nowMs: undefined })), 'POLICY_BUNDLE_EXPIRED');
+});
+
+test('malformed bundles are refused POLICY_BUNDLE_INVALID with the path', () => {
+  const signed = bundleFor('lab-1');
+  for (const bad of [null, 'x', {}, { ...signed, extra: 1 }, { ...signed, bundle: { ...signed.bundle, format: 2 } }, { bundle: signed.bundle }]) {
+    assert.equal(codeOf(() => verify(bad)), 'POLICY_BUNDLE_INVALID', JSON.stringify(bad)?.slice(0, 80));
+  }
+  // A well-signed bundle whose policy does not parse (a bug or a compromised key): refused, with the rule's path.
+  const broken = cutPolicyBundle({ policy, version: 5, device: { id: 'lab-1' }, issuedAtMs });
+  const badPolicy = signPolicyBundle({ bundle: { ...broken, policy: { version: 1, revision: 5, rules: [{ id: 'x', effect: 'maybe' }] } }, kid: 'cp-1', seed, provider });
+  try {
+    verify(badPolicy);
+    assert.fail('accepted');
+  } catch (error) {
+    assert.ok(SdcError.is(error));
+    assert.equal(error.code, 'POLICY_BUNDLE_INVALID');
+    assert.equal(error.details.path, 'policy.rules[0].effect');
+  }
+  const wrongRevision = signPolicyBundle({ bundle: { ...broken, version: 6 }, kid: 'cp-1', seed, provider });
+  assert.equal(codeOf(() => verify(wrongRevision)), 'POLICY_BUNDLE_INVALID');
+});
+
+test('a bundle too large for one frame is not signed (POLICY_BUNDLE_TOO_LARGE)', () => {
+  const rules = Array.from({ length: 200 }, (_, index) => ({ id: `r${index}`, description: 'd'.repeat(400), effect: 'allow', roles: '*', opcodes: '*', devices: '*' }));
+  const big = parsePolicy({ version: 1, revision: 1, rules });
+  const bundle = cutPolicyBundle({ policy: big, version: 1, device: { id: 'lab-1' }, issuedAtMs });
+  assert.equal(codeOf(() => signPolicyBundle({ bundle, kid: 'cp-1', seed, provider })), 'POLICY_BUNDLE_TOO_LARGE');
+});
+
+test('enforcement: a deny for every role refuses POLICY_BUNDLE_DENIED; an opcode some role may send passes without a named requester', () => {
+  const lab = verify(bundleFor('lab-1'));
+  const facts = { argsBytes: 2, nowMs: issuedAtMs };
+  assert.equal(bundleRefusal(lab, { ...facts, opcode: 'EXEC_LOCK_SCREEN' })?.code, 'POLICY_BUNDLE_DENIED');
+  assert.equal(bundleRefusal(lab, { ...facts, opcode: 'EXEC_LOCK_SCREEN' })?.details.ruleId, 'no-lock-lab');
+  assert.equal(bundleRefusal(lab, { ...facts, opcode: 'EXEC_STAGE_UPDATE' }), undefined);
+  const kiosk = verify(bundleFor('office-1', { tags: ['kiosk'] }), { deviceId: 'office-1' });
+  assert.equal(bundleRefusal(kiosk, { ...facts, opcode: 'EXEC_GET_PROCESS_LIST' })?.code, 'POLICY_BUNDLE_DENIED');
+  assert.equal(bundleRefusal(kiosk, { ...facts, opcode: 'EXEC_LOCK_SCREEN' }), undefined);
+  // With a named requester the decision is exactly the engine's.
+  assert.equal(bundleRefusal(kiosk, { ...facts, opcode: 'EXEC_STAGE_UPDATE', actor: { id: 'olga', role: 'operator' } })?.code, 'POLICY_BUNDLE_DENIED');
+  const onlyAdmins = verify(signPolicyBundle({
+    bundle: cutPolicyBundle({ policy: parsePolicy({ version: 1, revision: 5, rules: [{ id: 'a', effect: 'allow', roles: ['admin'], opcodes: ['EXEC_GET_STATUS'], devices: '*' }] }), version: 5, device: { id: 'lab-1' }, issuedAtMs }),
+    kid: 'cp-1', seed, provider,
+  }));
+  assert.equal(bundleRefusal(onlyAdmins, { ...facts, opcode: 'EXEC_COMMIT_UPDATE' })?.details.ruleId, undefined);
+  assert.equal(bundleRefusal(onlyAdmins, { ...facts, opcode: 'EXEC_COMMIT_UPDATE' })?.code, 'POLICY_BUNDLE_DENIED');
+});
+
+test('property: the bundle decides as the full policy does for its device, for every role', () => {
+  const opcodes = ['EXEC_GET_STATUS', 'EXEC_LOCK_SCREEN', 'EXEC_GET_PROCESS_LIST', 'EXEC_COMMIT_UPDATE'];
+  const devices = [{ id: 'lab-1', tags: [] }, { id: 'office-1', tags: ['kiosk'] }, { id: 'prod-7', tags: [] }, { id: 'labx', tags: ['kiosk'] }];
+  fc.assert(fc.property(fc.constantFrom(...opcodes), fc.constantFrom(...devices), fc.constantFrom(...policyRoles), (opcode, device, role) => {
+    const verified = verify(bundleFor(device.id, { tags: device.tags }), { deviceId: device.id });
+    const actor = { id: 'u1', role };
+    const local = evaluatePolicyBundle(verified, { opcode, argsBytes: 2, nowMs: issuedAtMs, actor });
+    const central = evaluatePolicy(policy, { actor, opcode, device, nowMs: issuedAtMs, argsBytes: 2 });
+    assert.deepEqual(local, central);
+  }));
+});

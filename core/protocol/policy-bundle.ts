@@ -1,0 +1,239 @@
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { SdcError } from '../errors/index.js';
+import { base64urlFromBytes, bytesFromBase64url, concatBytes } from '../crypto/bytes.js';
+import type { Ed25519Provider } from '../ports/ports.js';
+import { canonicalBytes } from './canonical-json.js';
+import {
+  evaluatePolicy, parsePolicy, policyRoles, type DeviceSelector, type Policy, type PolicyActor, type PolicyDecision, type PolicyRule,
+} from './policy.js';
+import {
+  policyBundleFormat, SignedPolicyBundleSchema, type PolicyBundleDocument, type SignedPolicyBundle,
+} from './policy-bundle-schema.js';
+
+export type { PolicyBundleDocument, SignedPolicyBundle } from './policy-bundle-schema.js';
+
+/**
+ * The policy bundle: the rules of one policy revision that can concern one device, signed by the
+ * control plane, pushed over the session and enforced by the agent before it executes a command,
+ * also while the control plane is unreachable (docs/policy.md, "The device's policy bundle").
+ *
+ * Key: the control plane's command-signing key, which every agent already pins at enrollment.
+ * A distinct signing prefix keeps a bundle signature from ever verifying as a command (or the
+ * reverse); a dedicated key would need new trust material at enrollment for no gain in what a
+ * holder of the command key can do (it can already sign any command).
+ *
+ * Pure: time comes in as `nowMs`, the Ed25519 implementation as a provider.
+ */
+const bundleSigningPrefix = new TextEncoder().encode('sdc-policy-bundle-v1\n');
+
+export const policyBundleLimits = Object.freeze({
+  /**
+   * Canonical size of a signed bundle. The envelope around it must fit the 64 KiB frame limit
+   * (limits.ts); 60 KiB leaves room for the envelope's own members and signature.
+   */
+  signedBytesMax: 61_440,
+  /** Validity of a bundle from its signing: a week, so a device offline for days still takes its last one. */
+  validityMsDefault: 7 * 24 * 3600 * 1000,
+  /** Longest validity accepted: a bundle is re-signed at least this often. */
+  validityMsMax: 31 * 24 * 3600 * 1000,
+});
+
+/** A bundle that passed every check, with its policy parsed once for evaluation. */
+export interface VerifiedPolicyBundle {
+  readonly signed: SignedPolicyBundle;
+  readonly bundle: PolicyBundleDocument;
+  readonly policy: Policy;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cutting and signing (control plane)
+
+/** Does this rule select the device? The same test as the engine's, so filtering never changes a decision. */
+function selectsDevice(selector: DeviceSelector, device: { id: string; tags: readonly string[] }): boolean {
+  if (selector === '*') return true;
+  for (const pattern of selector.ids ?? []) {
+    if (pattern.endsWith('*') ? device.id.startsWith(pattern.slice(0, -1)) : device.id === pattern) return true;
+  }
+  return (selector.tags ?? []).some((tag) => device.tags.includes(tag));
+}
+
+/** The unsigned bundle for one device: only the rules that select it (by id, prefix, tag or '*'). */
+export function cutPolicyBundle(options: {
+  policy: Policy; version: number; device: { id: string; tags?: readonly string[] }; issuedAtMs: number; validityMs?: number;
+}): PolicyBundleDocument {
+  const { policy, version, device, issuedAtMs } = options;
+  const tags = [...new Set(device.tags ?? [])].sort();
+  const rules: PolicyRule[] = policy.rules.filter((rule) => selectsDevice(rule.devices, { id: device.id, tags }));
+  return {
+    format: policyBundleFormat, device_id: device.id, version, issued_at: issuedAtMs,
+    expires_at: issuedAtMs + (options.validityMs ?? policyBundleLimits.validityMsDefault), device_tags: tags,
+    policy: { version: 1, revision: version, rules },
+  };
+}
+
+export function policyBundleSigningInput(bundle: PolicyBundleDocument): Uint8Array {
+  return concatBytes(bundleSigningPrefix, canonicalBytes(bundle));
+}
+
+/** Signs a cut bundle; refuses one whose signed form would not fit a frame (POLICY_BUNDLE_TOO_LARGE). */
+export function signPolicyBundle(options: { bundle: PolicyBundleDocument; kid: string; seed: Uint8Array; provider: Ed25519Provider }): SignedPolicyBundle {
+  const { bundle, kid, seed, provider } = options;
+  const value = base64urlFromBytes(provider.sign(seed, policyBundleSigningInput(bundle)));
+  const signed: SignedPolicyBundle = { bundle, sig: { alg: 'Ed25519', kid, value } };
+  const bytes = canonicalBytes(signed).length;
+  if (bytes > policyBundleLimits.signedBytesMax) {
+    throw new SdcError('POLICY_BUNDLE_TOO_LARGE', `the bundle for ${bundle.device_id} is ${bytes} bytes, over ${policyBundleLimits.signedBytesMax}`, { deviceId: bundle.device_id, bytes });
+  }
+  return signed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification (agent)
+
+const signedBundleCheck = TypeCompiler.Compile(SignedPolicyBundleSchema);
+
+/** The version a device holds, to compare a new bundle against; absent before the first bundle. */
+export interface HeldBundleVersion {
+  readonly version: number;
+  readonly issuedAtMs: number;
+}
+
+/**
+ * The device-side checks, in order: shape (POLICY_BUNDLE_INVALID), signature by a pinned
+ * control-plane key (POLICY_BUNDLE_SIGNATURE_INVALID), addressed to this device
+ * (POLICY_BUNDLE_DEVICE_MISMATCH), its policy parses (POLICY_BUNDLE_INVALID with the rule's path),
+ * not older than the held one (POLICY_BUNDLE_VERSION_STALE), not expired (POLICY_BUNDLE_EXPIRED;
+ * skipped with `nowMs: undefined`, which the agent uses to reload the copy it already enforces).
+ *
+ * "Not older": a higher version, or the same version issued no earlier (the control plane
+ * re-signs a revision when the device's tags change or the bundle nears its expiry).
+ */
+export function verifyPolicyBundle(options: {
+  signed: unknown;
+  deviceId: string;
+  resolveKey: (kid: string) => Uint8Array | undefined;
+  provider: Ed25519Provider;
+  nowMs: number | undefined;
+  held?: HeldBundleVersion;
+}): VerifiedPolicyBundle {
+  const signed = checkShape(options.signed);
+  const { bundle, sig } = signed;
+  checkSignature(signed, options);
+  if (bundle.device_id !== options.deviceId) {
+    throw new SdcError('POLICY_BUNDLE_DEVICE_MISMATCH', `policy bundle is for ${bundle.device_id}`, { deviceId: bundle.device_id });
+  }
+  const policy = parseBundlePolicy(bundle);
+  const held = options.held;
+  if (held !== undefined && (bundle.version < held.version || (bundle.version === held.version && bundle.issued_at < held.issuedAtMs))) {
+    throw new SdcError('POLICY_BUNDLE_VERSION_STALE', `policy bundle version ${bundle.version} is older than the held version ${held.version}`, { version: bundle.version, heldVersion: held.version });
+  }
+  checkValidity(bundle, options.nowMs);
+  return { signed: { bundle, sig }, bundle, policy };
+}
+
+function checkShape(value: unknown): SignedPolicyBundle {
+  if (!signedBundleCheck.Check(value)) {
+    const first = signedBundleCheck.Errors(value).First();
+    throw new SdcError('POLICY_BUNDLE_INVALID', `policy bundle ${first?.path || '/'}: ${first?.message ?? 'invalid'}`, { path: first?.path || '/' });
+  }
+  return value;
+}
+
+function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid: string) => Uint8Array | undefined; provider: Ed25519Provider }): void {
+  const publicKey = options.resolveKey(signed.sig.kid);
+  if (publicKey === undefined) {
+    throw new SdcError('POLICY_BUNDLE_SIGNATURE_INVALID', `policy bundle is signed by unknown key ${signed.sig.kid}`, { kid: signed.sig.kid });
+  }
+  const signature = bytesFromBase64url(signed.sig.value, { code: 'POLICY_BUNDLE_SIGNATURE_INVALID', name: 'sig.value', length: 64 });
+  // canonicalBytes refuses what JSON cannot carry (a lone surrogate in a description): malformed, not forged.
+  let input: Uint8Array;
+  try {
+    input = policyBundleSigningInput(signed.bundle);
+  } catch (error) {
+    throw new SdcError('POLICY_BUNDLE_INVALID', 'policy bundle has no canonical form', { path: '/bundle' }, { cause: error });
+  }
+  if (!options.provider.verify(publicKey, input, signature)) {
+    throw new SdcError('POLICY_BUNDLE_SIGNATURE_INVALID', 'policy bundle signature does not verify', { kid: signed.sig.kid });
+  }
+}
+
+function parseBundlePolicy(bundle: PolicyBundleDocument): Policy {
+  let policy: Policy;
+  try {
+    policy = parsePolicy(bundle.policy);
+  } catch (error) {
+    const path = SdcError.is(error) ? String(error.details?.path ?? '$') : '$';
+    throw new SdcError('POLICY_BUNDLE_INVALID', `policy bundle's policy: ${SdcError.is(error) ? error.message : String(error)}`, { path: `policy.${path}` }, { cause: error });
+  }
+  if (policy.revision !== bundle.version) {
+    throw new SdcError('POLICY_BUNDLE_INVALID', `policy revision ${String(policy.revision)} is not the bundle version ${bundle.version}`, { path: 'policy.revision' });
+  }
+  return policy;
+}
+
+function checkValidity(bundle: PolicyBundleDocument, nowMs: number | undefined): void {
+  const validityMs = bundle.expires_at - bundle.issued_at;
+  if (!(validityMs > 0 && validityMs <= policyBundleLimits.validityMsMax)) {
+    throw new SdcError('POLICY_BUNDLE_EXPIRED', `policy bundle validity ${validityMs} ms is outside (0, ${policyBundleLimits.validityMsMax}]`);
+  }
+  if (nowMs !== undefined && nowMs >= bundle.expires_at) {
+    throw new SdcError('POLICY_BUNDLE_EXPIRED', `policy bundle expired ${nowMs - bundle.expires_at} ms ago`, { expiresAt: bundle.expires_at });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enforcement (agent)
+
+export interface BundleCommandFacts {
+  readonly opcode: string;
+  /** Size of the command's canonical arguments (argsBytesMax conditions). */
+  readonly argsBytes: number;
+  /** The gateway's clock (time windows are judged on the control plane's time). */
+  readonly nowMs: number;
+  /**
+   * Who asked for the command, when the signed command says so. Absent (today's commands carry
+   * no requester): the command passes only if the bundle would allow it for some role.
+   */
+  readonly actor?: PolicyActor;
+  /** Approvers whose embedded approvals were verified; see docs/policy.md on approvals. */
+  readonly approvals?: readonly PolicyActor[];
+}
+
+/** Stands in for the requester when the command does not name one; never a real user id (contains a space). */
+const unnamedRequesterId = 'unnamed requester';
+
+/**
+ * The bundle's decision for a command. With an actor, exactly the engine's. Without one, the
+ * command is allowed when some role would be allowed: deny rules (which apply to every role
+ * they name) and opcodes no rule allows are refused; a deny aimed at one role only cannot be
+ * told apart from another role's allow, and the control plane's own check covers that case.
+ */
+export function evaluatePolicyBundle(bundle: VerifiedPolicyBundle, facts: BundleCommandFacts): PolicyDecision {
+  const device = { id: bundle.bundle.device_id, tags: bundle.bundle.device_tags };
+  const request = (actor: PolicyActor) => ({
+    actor, opcode: facts.opcode, device, nowMs: facts.nowMs, argsBytes: facts.argsBytes,
+    ...(facts.approvals === undefined ? {} : { approvals: facts.approvals }),
+  });
+  if (facts.actor !== undefined) return evaluatePolicy(bundle.policy, request(facts.actor));
+  let firstDeny: PolicyDecision | undefined;
+  for (const role of policyRoles) {
+    const decision = evaluatePolicy(bundle.policy, request({ id: unnamedRequesterId, role }));
+    if (decision.decision === 'allow') return decision;
+    firstDeny ??= decision;
+  }
+  return firstDeny!;
+}
+
+/** The agent's check before executing: undefined when the bundle allows, else the POLICY_BUNDLE_DENIED refusal. */
+export function bundleRefusal(bundle: VerifiedPolicyBundle, facts: BundleCommandFacts): SdcError | undefined {
+  const decision = evaluatePolicyBundle(bundle, facts);
+  if (decision.decision === 'allow') return undefined;
+  return new SdcError('POLICY_BUNDLE_DENIED', `policy bundle version ${bundle.bundle.version}: ${decision.reason}`, {
+    version: bundle.bundle.version, ...(decision.ruleId === undefined ? {} : { ruleId: decision.ruleId }),
+  });
+}
+
+/** Size the control plane's admission and the agent's check both use for argsBytesMax. */
+export function commandArgsBytes(args: unknown): number {
+  return canonicalBytes(args).length;
+}

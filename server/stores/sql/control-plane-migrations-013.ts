@@ -8,7 +8,7 @@ import type { Migration } from './migrate.js';
  *   (the highest row is the current one, and the repository refuses to write a lower one).
  * - `ota_releases`: one row per release, its state (core/ota/release-machine.ts), the target's
  *   custom data, the uploaded artifact's length and digests, and the targets metadata proposed
- *   for the release signers to sign (its OLPC canonical bytes and the targets version it builds on).
+ *   for the release signers to sign (its OLPC canonical bytes and the targets version it will be).
  *   `release_counter` is unique: the monotonic counter devices refuse to go below.
  * - `ota_release_signatures`: one release signer's signature over the proposal; the primary key
  *   counts one key once however often it is sent.
@@ -35,7 +35,7 @@ export const controlPlaneMigration013: Migration = {
       artifact_sha256 CHAR(64) NULL,
       artifact_sha512 CHAR(128) NULL,
       proposal_body TEXT NULL,
-      proposal_base_version BIGINT NULL,
+      proposal_version BIGINT NULL,
       created_by VARCHAR(256) NOT NULL,
       created_at BIGINT NOT NULL,
       updated_at BIGINT NOT NULL
@@ -70,7 +70,7 @@ export const controlPlaneMigration013: Migration = {
       artifact_sha256 CHAR(64) NULL,
       artifact_sha512 CHAR(128) NULL,
       proposal_body LONGTEXT NULL,
-      proposal_base_version BIGINT NULL,
+      proposal_version BIGINT NULL,
       created_by VARCHAR(256) NOT NULL,
       created_at BIGINT NOT NULL,
       updated_at BIGINT NOT NULL,

@@ -7,7 +7,7 @@ import { ensurePrivateDirectory, fileExists, writeFileAtomic } from '../runtime/
 import { createIntermediateCa, createRootCa, type CaMaterial } from './ca.js';
 import { DeviceCertificateIssuer } from './device-issuer.js';
 import { publicKeyOf } from './ed25519-keys.js';
-import { readPrivateKeyFile, writePrivateKeyFile } from './key-files.js';
+import { readPrivateKeyFile, requireStrongPassphrase, writePrivateKeyFile } from './key-files.js';
 import { JsonFileRevocationStore } from './revocation-file-store.js';
 import { parseCertificate, x509 } from './x509-provider.js';
 
@@ -41,18 +41,26 @@ export function pkiPaths(dataDir: string): PkiPaths {
   };
 }
 
+/**
+ * How the root key file is written. There is no default: every caller says which, so that a plain
+ * root key is always a choice made by name (`sdc pki init --insecure-plain-root-key`, for tests).
+ * Only the root key is encrypted: the intermediate key signs device certificates and CRLs while
+ * the services run, so it is online by design (plain PKCS#8, mode 0600, checked at start).
+ */
+export type RootKeyProtection = { readonly passphrase: string } | { readonly insecurePlain: true };
+
 export interface InitPkiOptions {
   dataDir: string;
   now: Date;
   random: RandomSource;
   /** Replace existing CA files (and the revocations of the replaced intermediate). */
   force?: boolean;
-  /** Encrypts the root key file when given. */
-  rootKeyPassphrase?: string;
+  rootKey: RootKeyProtection;
 }
 
 export interface InitializedPki {
   readonly paths: PkiPaths;
+  readonly rootKeyEncrypted: boolean;
   readonly rootFingerprintSha256: string;
   readonly intermediateNotAfter: Date;
 }
@@ -68,10 +76,13 @@ export async function initPki(options: InitPkiOptions): Promise<InitializedPki> 
     const existing = (await Promise.all(caFiles.map(async (p) => ((await fileExists(p)) ? p : undefined)))).filter((p) => p !== undefined);
     if (existing.length > 0) throw new SdcError('TRUST_PKI_EXISTS', `${existing.join(', ')} already exist (use --force to replace)`);
   }
+  const passphrase = 'passphrase' in options.rootKey ? options.rootKey.passphrase : undefined;
+  // Before any key exists: a weak passphrase is refused without leaving a half-written CA.
+  if (passphrase !== undefined) requireStrongPassphrase(passphrase);
   const root = await createRootCa({ now: options.now, random: options.random });
   const intermediate = await createIntermediateCa({ root, now: options.now, random: options.random });
   await ensurePrivateDirectory(paths.pkiDir);
-  await writePrivateKeyFile({ path: paths.rootKeyPath, privateKey: root.privateKey, passphrase: options.rootKeyPassphrase });
+  await writePrivateKeyFile({ path: paths.rootKeyPath, privateKey: root.privateKey, ...(passphrase === undefined ? {} : { passphrase }) });
   await writeFileAtomic(paths.rootCertPath, root.certificate.toString('pem') + '\n', { mode: certificateFileMode });
   await writePrivateKeyFile({ path: paths.intermediateKeyPath, privateKey: intermediate.privateKey });
   await writeFileAtomic(paths.intermediateCertPath, intermediate.certificate.toString('pem') + '\n', { mode: certificateFileMode });
@@ -79,6 +90,7 @@ export async function initPki(options: InitPkiOptions): Promise<InitializedPki> 
   if (options.force) await rm(paths.revocationsPath, { force: true });
   return {
     paths,
+    rootKeyEncrypted: passphrase !== undefined,
     rootFingerprintSha256: certificateFingerprintSha256(root.certificate),
     intermediateNotAfter: intermediate.certificate.notAfter,
   };

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFile, readdir, readFile, stat } from 'node:fs/promises';
+import { chmod, copyFile, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openssl, withTempDir } from '../../trust/test-fixtures.js';
@@ -8,10 +8,13 @@ import { main } from '../main.js';
 
 interface Run { code: number; stdout: string; stderr: string }
 
-async function sdc(argv: string[], env: Record<string, string> = {}): Promise<Run> {
+/** The root key passphrase most tests init with; the root key is encrypted unless a test asks otherwise. */
+const testPassphrase = 'a long enough test passphrase';
+
+async function sdc(argv: string[], env: Record<string, string> = { SDC_ROOT_KEY_PASSPHRASE: testPassphrase }, promptSecret?: (q: string) => Promise<string>): Promise<Run> {
   let stdout = '';
   let stderr = '';
-  const io: CliIo = { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, readStdin: async () => '', env };
+  const io: CliIo = { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, readStdin: async () => '', env, ...(promptSecret ? { promptSecret } : {}) };
   const code = await main(argv, io);
   return { code, stdout, stderr };
 }
@@ -61,7 +64,8 @@ describe('sdc pki', () => {
   it('refuses to issue for a non-Ed25519 CSR and to revoke a foreign certificate', async () => {
     await withTempDir(async (dir) => {
       const data = join(dir, 'data');
-      assert.equal((await sdc(['pki', 'init', '--dir', data])).code, 0);
+      // Plain here, so that the root key can stand in for an intermediate key that does not match.
+      assert.equal((await sdc(['pki', 'init', '--dir', data, '--insecure-plain-root-key'], {})).code, 0);
       assert.equal(openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'ec.key'], dir).status, 0);
       assert.equal(openssl(['req', '-new', '-key', 'ec.key', '-subj', '/CN=dev-1', '-out', 'ec.csr'], dir).status, 0);
       const ec = await sdc(['pki', 'issue', '--dir', data, '--csr', join(dir, 'ec.csr'), '--out', join(dir, 'x.pem')]);
@@ -208,6 +212,112 @@ describe('sdc pki pairing-token --count (bulk provisioning)', () => {
         assert.match(bad.stderr, /^sdc: CLI_USAGE: /, argv.join(' '));
       }
       assert.deepEqual((await readdir(dir)).filter((name) => name === 'a.csv'), [], 'no file from a refused run');
+    });
+  });
+});
+
+describe('sdc pki init: the root key is encrypted unless asked otherwise by name', () => {
+  const rootKey = (data: string) => join(data, 'pki', 'root-ca.key');
+  /** OpenSSL opens the key with `-passin ARG`: the container is standard PKCS#8 PBES2, not ours. */
+  const opensslOpens = (data: string, passin: string) => openssl(['pkey', '-in', rootKey(data), '-passin', passin, '-pubout']);
+
+  it('with a 0600 passphrase file: an encrypted key OpenSSL opens with that passphrase only, matching the root certificate', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      const file = join(dir, 'root-passphrase');
+      await writeFile(file, `${testPassphrase}-from-file\n`, { mode: 0o600 });
+      // The file wins over the environment; the trailing newline is not part of the passphrase.
+      const init = await sdc(['pki', 'init', '--dir', data, '--root-key-passphrase-file', file, '--json']);
+      assert.equal(init.code, 0, init.stderr);
+      assert.equal(JSON.parse(init.stdout).root_key_encrypted, true);
+      assert.equal(init.stderr, '');
+      assert.match(await readFile(rootKey(data), 'utf8'), /^-----BEGIN ENCRYPTED PRIVATE KEY-----/);
+      assert.equal((await stat(rootKey(data))).mode & 0o777, 0o600);
+      const opened = opensslOpens(data, `pass:${testPassphrase}-from-file`);
+      assert.equal(opened.status, 0, opened.stderr);
+      const certKey = openssl(['x509', '-in', join(data, 'pki', 'root-ca.pem'), '-noout', '-pubkey']);
+      assert.equal(opened.stdout, certKey.stdout, 'the key is the root certificate\'s');
+      for (const wrong of [`pass:${testPassphrase}`, `pass:${testPassphrase}-from-file\n`, 'pass:']) {
+        assert.notEqual(opensslOpens(data, wrong).status, 0, `opened with ${JSON.stringify(wrong)}`);
+      }
+      // The services never need it: issuing with the intermediate works as before.
+      const issued = await sdc(['pki', 'issue', '--dir', data, '--csr', opensslCsr(dir, 'dev', 'dev-1'), '--out', join(dir, 'dev.pem')], {});
+      assert.equal(issued.code, 0, issued.stderr);
+    });
+  });
+
+  it('with no passphrase from anywhere and no terminal: refused with CLI_ROOT_KEY_PASSPHRASE_MISSING saying how to give one; nothing written', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      for (const env of [{}, { SDC_ROOT_KEY_PASSPHRASE: '' }] as Record<string, string>[]) {
+        const run = await sdc(['pki', 'init', '--dir', data], env);
+        assert.equal(run.code, 1);
+        assert.match(run.stderr, /^sdc: CLI_ROOT_KEY_PASSPHRASE_MISSING: no passphrase for the root CA key: give --root-key-passphrase-file F .*set SDC_ROOT_KEY_PASSPHRASE.*--insecure-plain-root-key/);
+        assert.equal(run.stderr.split('\n').length, 2, run.stderr);
+      }
+      assert.deepEqual(await readdir(dir), []);
+    });
+  });
+
+  it('a passphrase file that group or others may read is refused (CLI_SECRET_FILE_PERMISSIONS naming it); 0400 is fine', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      const file = join(dir, 'root-passphrase');
+      await writeFile(file, testPassphrase);
+      for (const mode of [0o644, 0o640, 0o604, 0o620]) {
+        await chmod(file, mode);
+        const run = await sdc(['pki', 'init', '--dir', data, '--root-key-passphrase-file', file], {});
+        assert.equal(run.code, 1, mode.toString(8));
+        assert.equal(run.stderr, `sdc: CLI_SECRET_FILE_PERMISSIONS: the root key passphrase file ${file} has mode ${mode.toString(8)}: group or others may read it; run chmod 600 on it\n`);
+        assert.ok(!run.stderr.includes(testPassphrase));
+      }
+      assert.deepEqual(await readdir(dir), ['root-passphrase'], 'no CA written');
+      await chmod(file, 0o400);
+      const ok = await sdc(['pki', 'init', '--dir', data, '--root-key-passphrase-file', file], {});
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(opensslOpens(data, `pass:${testPassphrase}`).status, 0);
+      const missing = await sdc(['pki', 'init', '--dir', join(dir, 'other'), '--root-key-passphrase-file', join(dir, 'nope')], {});
+      assert.match(missing.stderr, /^sdc: CLI_INPUT: cannot read the root key passphrase file .*nope: ENOENT/);
+      const short = join(dir, 'short');
+      await writeFile(short, 'too short\n', { mode: 0o600 });
+      assert.match((await sdc(['pki', 'init', '--dir', join(dir, 'other'), '--root-key-passphrase-file', short], {})).stderr, /TRUST_KEY_PASSPHRASE_WEAK/);
+    });
+  });
+
+  it('--insecure-plain-root-key writes a plain key with a warning line; beside a passphrase it is refused', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      const init = await sdc(['pki', 'init', '--dir', data, '--insecure-plain-root-key', '--json'], {});
+      assert.equal(init.code, 0, init.stderr);
+      assert.equal(JSON.parse(init.stdout).root_key_encrypted, false);
+      assert.match(init.stderr, /^sdc: WARNING: the root CA key .*root-ca\.key is NOT encrypted \(--insecure-plain-root-key\): for tests only/);
+      assert.match(await readFile(rootKey(data), 'utf8'), /^-----BEGIN PRIVATE KEY-----/);
+      assert.equal(opensslOpens(data, 'pass:').status, 0);
+      const file = join(dir, 'root-passphrase');
+      await writeFile(file, testPassphrase, { mode: 0o600 });
+      const other = join(dir, 'other');
+      const both = await sdc(['pki', 'init', '--dir', other, '--insecure-plain-root-key', '--root-key-passphrase-file', file], {});
+      assert.equal(both.code, 2);
+      assert.match(both.stderr, /^sdc: CLI_USAGE: --insecure-plain-root-key and --root-key-passphrase-file: use one of them/);
+      const withEnv = await sdc(['pki', 'init', '--dir', other, '--insecure-plain-root-key']);
+      assert.equal(withEnv.code, 2);
+      assert.match(withEnv.stderr, /CLI_USAGE: --insecure-plain-root-key and SDC_ROOT_KEY_PASSPHRASE is set/);
+    });
+  });
+
+  it('on a terminal it asks twice (echo off is the prompt\'s job); two different answers write nothing', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      const questions: string[] = [];
+      const answers = (...given: string[]) => async (question: string) => { questions.push(question); return given.shift() ?? ''; };
+      const typo = await sdc(['pki', 'init', '--dir', data], {}, answers(testPassphrase, `${testPassphrase}x`));
+      assert.equal(typo.code, 1);
+      assert.match(typo.stderr, /^sdc: CLI_INPUT: the two passphrases differ; nothing was written/);
+      assert.deepEqual(await readdir(dir), []);
+      const asked = await sdc(['pki', 'init', '--dir', data], {}, answers(testPassphrase, testPassphrase));
+      assert.equal(asked.code, 0, asked.stderr);
+      assert.equal(questions.length, 4);
+      assert.equal(opensslOpens(data, `pass:${testPassphrase}`).status, 0);
     });
   });
 });

@@ -10,6 +10,7 @@ import {
   integerOption, requireOption, stringOption, type Command, type CommandGroup, type ParsedCommandArgs,
 } from '../command.js';
 import { requireInitialisedDataDir } from '../data-dir.js';
+import { rootKeyProtection, rootKeyProtectionHelp, rootKeyProtectionOptions } from '../root-key-passphrase.js';
 import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
 import type { CliIo } from '../command.js';
 
@@ -27,11 +28,11 @@ const tokenTtl: DurationOptionSpec = { name: 'ttl', fallbackMs: 15 * 60_000, min
  * which would otherwise cost every start of the CLI, `sdc --help` included, a large part of its time.
  */
 async function trustModules() {
-  const [{ generateCrl }, { parseDeviceCsr }, { EnrollmentService }, { rootKeyPassphraseEnv }, { initPki, loadIssuingPki, pkiPaths }, { parseCertificate }] = await Promise.all([
-    import('../../trust/crl.js'), import('../../trust/device-csr.js'), import('../../trust/enrollment.js'), import('../../trust/key-files.js'),
+  const [{ generateCrl }, { parseDeviceCsr }, { EnrollmentService }, { initPki, loadIssuingPki, pkiPaths }, { parseCertificate }] = await Promise.all([
+    import('../../trust/crl.js'), import('../../trust/device-csr.js'), import('../../trust/enrollment.js'),
     import('../../trust/pki-directory.js'), import('../../trust/x509-provider.js'),
   ]);
-  return { generateCrl, parseDeviceCsr, EnrollmentService, rootKeyPassphraseEnv, initPki, loadIssuingPki, pkiPaths, parseCertificate };
+  return { generateCrl, parseDeviceCsr, EnrollmentService, initPki, loadIssuingPki, pkiPaths, parseCertificate };
 }
 
 /** The text for a reader, or with --json one JSON object with the same facts. */
@@ -58,31 +59,36 @@ async function readInputFile(path: string, what: string): Promise<string> {
 
 const init: Command = {
   name: 'init',
-  summary: 'Create the offline root CA and the online intermediate CA in D/pki',
-  usage: '--dir D [--force]',
+  summary: 'Create the offline root CA (key encrypted) and the online intermediate CA in D/pki',
+  usage: '--dir D [--root-key-passphrase-file F | --insecure-plain-root-key] [--force]',
   optionHelp: [
     dirHelp,
     jsonHelp,
+    ...rootKeyProtectionHelp,
     ['--force', 'Replace existing CA files (device certificates of the old CA stop verifying)'],
   ],
-  options: { ...dirOption, force: { type: 'boolean' } },
+  options: { ...dirOption, force: { type: 'boolean' }, ...rootKeyProtectionOptions },
   async run(args, io) {
-    const { rootKeyPassphraseEnv, initPki } = await trustModules();
-    const passphrase = io.env[rootKeyPassphraseEnv];
+    // The passphrase first: a refusal costs nothing and leaves nothing behind.
+    const rootKey = await rootKeyProtection(args, io);
+    const { initPki } = await trustModules();
     const result = await initPki({
       dataDir: dataDir(args),
       now: new Date(systemClock.nowMs()),
       random: systemRandom,
       force: args.values.force === true,
-      rootKeyPassphrase: passphrase === undefined || passphrase === '' ? undefined : passphrase,
+      rootKey,
     });
     const { paths } = result;
+    if (!result.rootKeyEncrypted) {
+      io.stderr(`sdc: WARNING: the root CA key ${paths.rootKeyPath} is NOT encrypted (--insecure-plain-root-key): for tests only; whoever reads it can issue certificates\n`);
+    }
     report(args, io, {
-      root_cert: paths.rootCertPath, root_key: paths.rootKeyPath, root_key_encrypted: Boolean(passphrase), intermediate_cert: paths.intermediateCertPath,
+      root_cert: paths.rootCertPath, root_key: paths.rootKeyPath, root_key_encrypted: result.rootKeyEncrypted, intermediate_cert: paths.intermediateCertPath,
       intermediate_not_after: result.intermediateNotAfter.toISOString(), intermediate_key: paths.intermediateKeyPath, root_sha256: result.rootFingerprintSha256,
     }, [
       `root CA:          ${paths.rootCertPath}`,
-      `root key:         ${paths.rootKeyPath} (${passphrase ? 'encrypted' : `NOT encrypted; set ${rootKeyPassphraseEnv} to encrypt`}; keep it offline)`,
+      `root key:         ${paths.rootKeyPath} (${result.rootKeyEncrypted ? 'encrypted' : 'NOT encrypted'}; keep it offline)`,
       `intermediate CA:  ${paths.intermediateCertPath} (valid until ${result.intermediateNotAfter.toISOString()})`,
       `intermediate key: ${paths.intermediateKeyPath}`,
       `root SHA-256:     ${result.rootFingerprintSha256}`,

@@ -6,7 +6,7 @@ import pino, { type Logger } from 'pino';
 import { runAgent, type KernelChoice, type RunningAgent } from '../../agent/agent-runtime.js';
 import { summarizeLatencies, type LatencySummary } from '../../bench/stats.js';
 import { startDeployment, type Deployment } from '../../server/deployment/deployment.js';
-import { initDeployment } from '../../server/materials/materials.js';
+import { generatedRootKeyPassphrasePath, initDeployment } from '../../server/materials/materials.js';
 import { SdcError } from '../../core/errors/index.js';
 import { commandStates, commandTerminalStates, type CommandState } from '../../core/protocol/command-machine.js';
 import type { Opcode } from '../../core/protocol/messages/opcodes.js';
@@ -103,6 +103,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   try {
     options.progress(`data directory ${dataDir}`);
     const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+    // The demo's root key is encrypted like any other; its passphrase is random and demo-only (docs/deployment.md).
+    options.progress(`root key encrypted; demo-only passphrase in ${generatedRootKeyPassphrasePath(dataDir)}`);
     deployment = await startDeployment({
       materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,
       ...(options.redisUrl ? { redisUrl: options.redisUrl, keyPrefix: options.keyPrefix ?? `sdc-demo-${process.pid}-${startedMs}:` } : {}),

@@ -2,12 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createServer, connect } from 'node:tls';
 import { once } from 'node:events';
 import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
-import { deploymentPaths, initDeployment, loadDeployment } from './materials.js';
+import { readPrivateKeyFile } from '../../trust/key-files.js';
+import { deploymentPaths, generatedRootKeyPassphrasePath, initDeployment, loadDeployment } from './materials.js';
 
 test('initDeployment creates the CA, service keys and a server certificate that a TLS client accepts', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
@@ -107,4 +108,19 @@ test('an online service loads without the root CA key in its data directory (the
   await rm(join(dataDir, 'pki', 'root-ca.key'));
   const loaded = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverTlsName: 'gateway-gw-2' });
   assert.match(loaded.serverTls.certPem, /BEGIN CERTIFICATE/);
+});
+
+test('initDeployment encrypts the root key with a generated passphrase kept in a 0600 file beside D/pki, not in it', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+  const passphraseFile = generatedRootKeyPassphrasePath(dataDir);
+  assert.equal(dirname(passphraseFile), dataDir);
+  assert.equal((await stat(passphraseFile)).mode & 0o777, 0o600);
+  const passphrase = (await readFile(passphraseFile, 'utf8')).trim();
+  assert.ok(passphrase.length >= 16, passphrase.length.toString());
+  const keyPath = join(dataDir, 'pki', 'root-ca.key');
+  assert.match(await readFile(keyPath, 'utf8'), /^-----BEGIN ENCRYPTED PRIVATE KEY-----/);
+  await readPrivateKeyFile({ path: keyPath, passphrase });
+  await assert.rejects(readPrivateKeyFile({ path: keyPath }), (e) => SdcError.is(e, 'TRUST_KEY_PASSPHRASE_REQUIRED'));
 });

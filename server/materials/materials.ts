@@ -97,10 +97,31 @@ export async function loadDeployment(options: LoadDeploymentOptions): Promise<De
   };
 }
 
-/** Creates the CA when the data directory has none, then loads. For the demo and tests: a real deployment runs `sdc pki init` by hand and keeps the root key offline. */
+/**
+ * Where initDeployment keeps the root key passphrase it generated: in D itself, beside D/pki but
+ * not in it, so that copying the CA folder (as compose's pki-init does) never carries the
+ * passphrase with the key. Demo and test data directories only.
+ */
+export function generatedRootKeyPassphrasePath(dataDir: string): string {
+  return join(dataDir, 'root-key-passphrase.generated');
+}
+
+/** 24 random bytes, base64url: 32 characters, over the 16 the key file demands. */
+const generatedPassphraseBytes = 24;
+
+/**
+ * Creates the CA when the data directory has none, then loads. For the demo, simulations,
+ * benchmarks and tests: a real deployment runs `sdc pki init` by hand and keeps the root key
+ * offline. The root key is encrypted here too, with a random passphrase written to
+ * generatedRootKeyPassphrasePath (mode 0600): nothing reads the root key again, but a data
+ * directory left behind never holds a root key anyone can use by reading one file.
+ */
 export async function initDeployment(options: LoadDeploymentOptions): Promise<DeploymentMaterials> {
   if (!(await fileExists(pkiPaths(options.dataDir).intermediateCertPath))) {
-    await initPki({ dataDir: options.dataDir, now: new Date(options.clock.nowMs()), random: options.random });
+    const passphrase = Buffer.from(options.random.bytes(generatedPassphraseBytes)).toString('base64url');
+    await ensurePrivateDirectory(options.dataDir);
+    await writeFileAtomic(generatedRootKeyPassphrasePath(options.dataDir), `${passphrase}\n`, { mode: privateFileMode });
+    await initPki({ dataDir: options.dataDir, now: new Date(options.clock.nowMs()), random: options.random, rootKey: { passphrase } });
   }
   return loadDeployment(options);
 }

@@ -3,9 +3,11 @@ import type { TransitionTable } from './state-machine.js';
 /**
  * The lifecycle of one command, as the control plane records it. Redelivery after an ACK
  * timeout keeps the command in `sent` (attempts are counted beside the state); after the
- * last attempt it is dead-lettered. `rejected` is the device refusing it (bad signature,
- * expired, policy on the device); `expired` is its TTL passing before it ever left the control
- * plane; `timed_out` is its TTL passing without a result after it left (it may have run).
+ * last attempt it is dead-lettered. A command the policy allows only with approvals starts in
+ * `pending_approval` (not signed, not delivered) and is `release`d to `queued` once they are in.
+ * `rejected` is the device refusing it (bad signature, expired, policy on the device) or an
+ * approver rejecting it while pending; `expired` is its TTL passing before it ever left the control
+ * plane (waiting for approvals included); `timed_out` is its TTL passing without a result after it left (it may have run).
  *
  * A terminal state says what is known about execution on the device (`commandExecution`, the
  * table in docs/protocol.md). Two terminal states are entered without knowing it, `timed_out`
@@ -16,6 +18,8 @@ export const commandStates = [
   'queued', 'sent', 'ack_received', 'executing',
   'succeeded', 'failed', 'expired', 'rejected', 'dead_lettered',
   'timed_out', 'succeeded_late', 'failed_late',
+  // Appended, not inserted: the model tier and recorded outputs index states by position.
+  'pending_approval',
 ] as const;
 export type CommandState = (typeof commandStates)[number];
 
@@ -29,6 +33,8 @@ export const commandEvents = [
   'expire', // TTL passed and no gateway ever held the command: no device can have it
   'time_out', // TTL passed without a result after the command left the control plane
   'dead_letter', // delivery attempts exhausted without an ACK (or the gateway refused the command)
+  'release', // a pending command's approvals satisfy the policy: it is signed (approvals embedded) and queued
+  'approval_reject', // an approver rejected a pending command: it never leaves the control plane
 ] as const;
 export type CommandEvent = (typeof commandEvents)[number];
 
@@ -49,7 +55,7 @@ export const commandRefinableStates: readonly CommandState[] = ['dead_lettered',
 export type ExecutionKnowledge = 'not_executed' | 'started' | 'unknown';
 
 export const commandExecution: Readonly<Record<CommandState, ExecutionKnowledge | 'pending'>> = {
-  queued: 'pending', sent: 'pending', ack_received: 'pending', executing: 'pending',
+  pending_approval: 'pending', queued: 'pending', sent: 'pending', ack_received: 'pending', executing: 'pending',
   succeeded: 'started', failed: 'started', succeeded_late: 'started', failed_late: 'started',
   expired: 'not_executed', rejected: 'not_executed',
   timed_out: 'unknown', dead_lettered: 'unknown',
@@ -75,6 +81,8 @@ export const commandTable: TransitionTable<CommandState, CommandEvent> = {
     sent: { deliver: 'sent', ack: 'ack_received', succeed: 'succeeded', fail: 'failed', reject: 'rejected', time_out: 'timed_out', dead_letter: 'dead_lettered' },
     ack_received: { start: 'executing', succeed: 'succeeded', fail: 'failed', reject: 'rejected', time_out: 'timed_out' },
     executing: { succeed: 'succeeded', fail: 'failed', time_out: 'timed_out' },
+    // Not signed and not delivered while it waits; its TTL passing ends it like a queued command that never left.
+    pending_approval: { release: 'queued', approval_reject: 'rejected', expire: 'expired' },
     succeeded: {},
     failed: {},
     expired: {},

@@ -20,6 +20,8 @@ export function commandSigningInput(command: UnsignedCommand): Uint8Array {
   const body = canonicalBytes({
     id: command.id, device_id: command.device_id, opcode: command.opcode, args: command.args,
     issued_at: command.issued_at, expires_at: command.expires_at, device_seq: command.device_seq, issuer: command.issuer,
+    // Only when present, so a command without approvals signs exactly the bytes it always did.
+    ...(command.approval === undefined ? {} : { approval: command.approval }),
   });
   return concatBytes(commandSigningPrefix, body);
 }

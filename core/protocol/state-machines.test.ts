@@ -115,7 +115,24 @@ test('command: what each terminal state says about execution', () => {
   // A state that guarantees non-execution is never reached from one where the device may have run the command, except by its own signed refusal.
   for (const state of commandTable.states) {
     for (const [event, to] of Object.entries(commandTable.transitions[state])) {
-      if (commandExecution[to] === 'not_executed') assert.ok(event === 'reject' || event === 'expire', `${state} --${event}--> ${to}`);
+      if (commandExecution[to] === 'not_executed') {
+        // An approver's rejection ends only a command that was never signed (pending approval).
+        assert.ok(event === 'reject' || event === 'expire' || (event === 'approval_reject' && state === 'pending_approval'), `${state} --${event}--> ${to}`);
+      }
+    }
+  }
+});
+
+test('command: a pending command is entered only at creation and leaves only to queued (signed) or a not-executed end', () => {
+  for (const state of commandTable.states) {
+    for (const to of Object.values(commandTable.transitions[state])) assert.notEqual(to, 'pending_approval', `${state} re-enters pending_approval`);
+  }
+  const exits = commandTable.transitions.pending_approval;
+  assert.deepEqual(exits, { release: 'queued', approval_reject: 'rejected', expire: 'expired' });
+  for (const state of commandTable.states) {
+    if (state !== 'pending_approval') {
+      assert.equal(commandTable.transitions[state].release, undefined, `release from ${state}`);
+      assert.equal(commandTable.transitions[state].approval_reject, undefined, `approval_reject from ${state}`);
     }
   }
 });

@@ -1,6 +1,28 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { DeviceId, DurationMs, EpochMs, FrameId, Seq, Signature, ShortText, ErrorCodeField } from './fields.js';
+import { DeviceId, DurationMs, EpochMs, FrameId, Kid, Seq, Signature, ShortText, ErrorCodeField } from './fields.js';
 import { OpcodeSchema } from './opcodes.js';
+
+/** Approver or requester name: the user-name alphabet of the API. */
+const UserName = Type.String({ pattern: '^[A-Za-z0-9_.@-]{1,128}$' });
+
+/** One approver's signed approval, as carried in the command (the statement it signs is rebuilt from the command). */
+export const EmbeddedApprovalSchema = Type.Object({
+  approver: UserName,
+  kid: Kid,
+  decision: Type.Literal('approve'),
+  expires_at: EpochMs,
+  sig: Type.String({ pattern: '^[A-Za-z0-9_-]{86}$', description: '64-byte Ed25519 signature over the approval statement, base64url' }),
+}, { additionalProperties: false });
+
+/**
+ * The approvals that released a command needing them (docs/policy.md "Approvals"): who asked,
+ * the rule that asked for approvals, and each approver's signature over the approval statement.
+ */
+export const CommandApprovalBlockSchema = Type.Object({
+  requested_by: UserName,
+  rule_id: ShortText(128),
+  approvals: Type.Array(EmbeddedApprovalSchema, { minItems: 1, maxItems: 16 }),
+}, { additionalProperties: false });
 
 /**
  * A command as the control plane signs it. The signature (in `sig`) covers the canonical form
@@ -16,6 +38,8 @@ export const SignedCommandSchema = Type.Object({
   expires_at: EpochMs,
   device_seq: Seq,
   issuer: ShortText(128),
+  /** Present only on a command released by approvals (core/protocol/approvals.ts); covered by `sig`. */
+  approval: Type.Optional(CommandApprovalBlockSchema),
   sig: Signature,
 }, { additionalProperties: false, description: 'A command signed by the control plane (see signed-command.ts)' });
 export type SignedCommand = Static<typeof SignedCommandSchema>;

@@ -28,7 +28,7 @@ function suite(pair: StorePair): void {
     const sendAlerts = async (deviceId: string, count: number) => {
       for (let i = 0; i < count; i += 1) {
         await h.bus.append(streamNames.events, encodeBusEntry('alert', {
-          device_id: deviceId, gateway_id: 'gw1', at_ms: h.clock.nowMs(), severity: 'warning', kind: 'tamper', message: `alert ${i}`,
+          device_id: deviceId, gateway_id: 'gw1', at_ms: h.clock.nowMs(), severity: 'warning', kind: 'kernel_fault', message: `alert ${i}`,
         }));
       }
       await h.cp.eventsConsumer.drain();
@@ -40,7 +40,7 @@ function suite(pair: StorePair): void {
       const max = alertRateLimits.alertsPerDeviceMax;
       await sendAlerts(device, 100);
       const kinds = (await alertsOf(device)).map((a) => a.kind);
-      assert.equal(kinds.filter((k) => k === 'tamper').length, max);
+      assert.equal(kinds.filter((k) => k === 'kernel_fault').length, max);
       assert.equal(kinds.filter((k) => k === 'alert_rate_limited').length, 1);
       assert.equal(kinds.length, max + 1);
       assert.equal(await auditedFor(device), max + 1);
@@ -49,13 +49,13 @@ function suite(pair: StorePair): void {
       assert.equal((await h.bus.pending(streamNames.events, 'control-plane')).length, 0);
       // Another device is not affected.
       await sendAlerts('dev-quiet', 1);
-      assert.deepEqual((await alertsOf('dev-quiet')).map((a) => a.kind), ['tamper']);
+      assert.deepEqual((await alertsOf('dev-quiet')).map((a) => a.kind), ['kernel_fault']);
     });
 
     it('the next window admits the device\'s alerts again', async () => {
       h.clock.advance(alertRateLimits.windowMs);
       await sendAlerts(device, 1);
-      assert.equal((await alertsOf(device)).filter((a) => a.kind === 'tamper').length, alertRateLimits.alertsPerDeviceMax + 1);
+      assert.equal((await alertsOf(device)).filter((a) => a.kind === 'kernel_fault').length, alertRateLimits.alertsPerDeviceMax + 1);
     });
   });
 }

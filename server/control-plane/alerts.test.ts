@@ -16,6 +16,10 @@ function suite(target: SqlTarget): void {
       const response = await h.cp.app.inject({ method, url, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
       return { status: response.statusCode, json: () => response.json() as Record<string, any>, text: response.body };
     };
+    const postJson = async (url: string, payload: unknown, token: string) => {
+      const response = await h.cp.app.inject({ method: 'POST', url, payload: payload as Record<string, unknown>, headers: { authorization: `Bearer ${token}` } });
+      return { status: response.statusCode, json: () => response.json() as Record<string, any>, text: response.body };
+    };
     const ids = (body: Record<string, any>) => (body.items as Array<{ id: string }>).map((a) => a.id);
 
     before(async () => {
@@ -45,7 +49,7 @@ function suite(target: SqlTarget): void {
       assert.equal(all.json().next_cursor, null);
       assert.deepEqual(all.json().items[4], {
         id: raised[0]!.id, device_id: 'dev-even', kind: 'risk_score', severity: 'warning', state: 'open', message: 'alert 0', detail: { i: 0 },
-        created_at_ms: t0, updated_at_ms: t0, acknowledged_by: null, acknowledged_at_ms: null,
+        created_at_ms: t0, updated_at_ms: t0, acknowledged_by: null, acknowledged_at_ms: null, ack_note: null, cleared_at_ms: null,
       });
       const seen: string[] = [];
       let url = '/v1/alerts?limit=2';
@@ -77,36 +81,46 @@ function suite(target: SqlTarget): void {
       assert.equal((await call('GET', '/v1/alerts?limit=0', tokens.viewer)).json().error.code, 'API_VALIDATION');
       assert.equal((await call('GET', '/v1/alerts?acknowledged=maybe', tokens.viewer)).json().error.code, 'API_VALIDATION');
       assert.equal((await call('GET', '/v1/alerts?since_ms=-1', tokens.viewer)).json().error.code, 'API_VALIDATION');
-      assert.equal((await call('GET', '/v1/alerts?state=open', tokens.viewer)).json().error.code, 'API_VALIDATION');
+      assert.equal((await call('GET', '/v1/alerts?state=closed', tokens.viewer)).json().error.code, 'API_VALIDATION');
+      assert.equal((await call('GET', '/v1/alerts?state=open&acknowledged=true', tokens.viewer)).json().error.code, 'API_VALIDATION');
       const badCursor = await call('GET', `/v1/alerts?cursor=${Buffer.from('nonsense').toString('base64url')}`, tokens.viewer);
       assert.equal(badCursor.status, 400);
       assert.equal(badCursor.json().error.code, 'API_CURSOR_INVALID');
       assert.equal((await call('GET', '/v1/alerts')).json().error.code, 'API_UNAUTHENTICATED');
     });
 
-    it('acknowledges as an operator: records who and when, audits once, and a second ack changes nothing', async () => {
+    it('acknowledges as an operator: records who, when and the note, audits once, and refuses a second ack with API_ALERT_ALREADY_ACKED', async () => {
       const target = raised[2]!;
       const viewer = await call('POST', `/v1/alerts/${target.id}/ack`, tokens.viewer);
       assert.equal(viewer.status, 403);
       assert.equal(viewer.json().error.code, 'API_FORBIDDEN');
       h.clock.advance(5_000);
       const ackAtMs = h.clock.nowMs();
-      const first = await call('POST', `/v1/alerts/${target.id}/ack`, tokens.operator);
+      const first = await postJson(`/v1/alerts/${target.id}/ack`, { note: 'looked at it' }, tokens.operator);
       assert.equal(first.status, 200, first.text);
       assert.equal(first.json().state, 'acknowledged');
       assert.equal(first.json().acknowledged_by, 'operator-1');
       assert.equal(first.json().acknowledged_at_ms, ackAtMs);
       assert.equal(first.json().updated_at_ms, ackAtMs);
+      assert.equal(first.json().ack_note, 'looked at it');
       h.clock.advance(5_000);
       const second = await call('POST', `/v1/alerts/${target.id}/ack`, tokens.admin);
-      assert.equal(second.status, 200);
-      assert.deepEqual(second.json(), first.json());
+      assert.equal(second.status, 409);
+      assert.equal(second.json().error.code, 'API_ALERT_ALREADY_ACKED');
+      assert.equal((await call('GET', `/v1/alerts?state=acked`, tokens.viewer)).json().items[0].acknowledged_by, 'operator-1', 'the first acknowledgement is kept');
+      const longNote = await postJson(`/v1/alerts/${raised[0]!.id}/ack`, { note: 'x'.repeat(1025) }, tokens.operator);
+      assert.equal(longNote.json().error.code, 'API_VALIDATION');
+      const unknownField = await postJson(`/v1/alerts/${raised[0]!.id}/ack`, { reason: 'x' }, tokens.operator);
+      assert.equal(unknownField.json().error.code, 'API_VALIDATION');
       const audited = (await h.cp.auditStore.scan(1, 1_000)).filter((e) => e.kind === 'alert.acknowledged');
       assert.equal(audited.length, 1);
       assert.equal(audited[0]!.actor, 'user:operator-1');
       assert.equal(audited[0]!.subject, `alert:${target.id}`);
+      assert.equal(audited[0]!.payload['note'], 'looked at it');
       assert.deepEqual(ids((await call('GET', '/v1/alerts?acknowledged=true', tokens.viewer)).json()), [target.id]);
+      assert.deepEqual(ids((await call('GET', '/v1/alerts?state=acked', tokens.viewer)).json()), [target.id]);
       assert.equal((await call('GET', '/v1/alerts?acknowledged=false', tokens.viewer)).json().items.length, 4);
+      assert.equal((await call('GET', '/v1/alerts?state=open', tokens.viewer)).json().items.length, 4);
     });
 
     it('answers an unknown alert with 404 API_ALERT_NOT_FOUND and a malformed id with API_VALIDATION', async () => {
@@ -120,13 +134,14 @@ function suite(target: SqlTarget): void {
       const doc = (await call('GET', '/openapi.json')).json();
       const list = doc.paths['/v1/alerts'].get;
       assert.equal(list['x-sdc-role'], 'viewer');
-      assert.deepEqual(list.parameters.map((p: { name: string }) => p.name).sort(), ['acknowledged', 'cursor', 'device_id', 'limit', 'since_ms']);
+      assert.deepEqual(list.parameters.map((p: { name: string }) => p.name).sort(), ['acknowledged', 'cursor', 'device_id', 'limit', 'since_ms', 'state']);
       assert.equal(list.parameters.find((p: { name: string }) => p.name === 'limit').schema.maximum, pageLimitMax);
       assert.ok(list.responses['200'].content['application/json'].schema.properties.items);
       const ack = doc.paths['/v1/alerts/{id}/ack'].post;
       assert.equal(ack['x-sdc-role'], 'operator');
       assert.deepEqual(ack.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`), ['path:id']);
       assert.ok(ack.responses['200'].content['application/json'].schema.properties.acknowledged_by);
+      assert.ok(ack.requestBody.content['application/json'].schema.properties.note);
     });
   });
 }

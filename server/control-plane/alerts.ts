@@ -1,10 +1,14 @@
 import { SdcError } from '../../core/errors/index.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
+import { clearedByAcknowledgement } from './alert-episodes.js';
 import { actors, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 
 /** The alerts.state column holds only these: rows are inserted 'open' and updated to 'acknowledged'. */
 export type AlertState = 'open' | 'acknowledged';
+
+/** Longest acknowledgement note kept (the column's width). */
+export const ackNoteCharsMax = 1024;
 
 export interface AlertView {
   readonly id: string;
@@ -18,14 +22,18 @@ export interface AlertView {
   readonly updated_at_ms: number;
   readonly acknowledged_by: string | null;
   readonly acknowledged_at_ms: number | null;
+  /** The note given with the acknowledgement. */
+  readonly ack_note: string | null;
+  /** When the alert's condition cleared (its episode ended); null while it holds, and for alerts without a condition. */
+  readonly cleared_at_ms: number | null;
 }
 
 interface AlertRow {
   id: string; device_id: string | null; kind: string; severity: string; state: AlertState; message: string; detail_json: string | null;
-  created_at: number; updated_at: number; acknowledged_by: string | null; acknowledged_at: number | null;
+  created_at: number; updated_at: number; acknowledged_by: string | null; acknowledged_at: number | null; ack_note: string | null; cleared_at: number | null;
 }
 
-const columns = 'id, device_id, kind, severity, state, message, detail_json, created_at, updated_at, acknowledged_by, acknowledged_at';
+const columns = 'id, device_id, kind, severity, state, message, detail_json, created_at, updated_at, acknowledged_by, acknowledged_at, ack_note, cleared_at';
 
 function viewOf(row: AlertRow): AlertView {
   return {
@@ -33,6 +41,7 @@ function viewOf(row: AlertRow): AlertView {
     detail: row.detail_json === null ? null : JSON.parse(row.detail_json) as JsonObject,
     created_at_ms: Number(row.created_at), updated_at_ms: Number(row.updated_at), acknowledged_by: row.acknowledged_by,
     acknowledged_at_ms: row.acknowledged_at === null ? null : Number(row.acknowledged_at),
+    ack_note: row.ack_note, cleared_at_ms: row.cleared_at === null ? null : Number(row.cleared_at),
   };
 }
 
@@ -44,7 +53,7 @@ export class AlertService {
     this.#ctx = options.context;
   }
 
-  /** Newest first; `sinceMs` keeps alerts raised at or after it; `acknowledged` picks one state. */
+  /** Newest first; `sinceMs` keeps alerts raised at or after it; `acknowledged` picks one state (`state=open|acked` in the API). */
   async list(query: { deviceId?: string; sinceMs?: number; acknowledged?: boolean; limit?: number; cursor?: string }): Promise<{ items: AlertView[]; next_cursor: string | null }> {
     const limit = pageLimit(query.limit);
     const where: string[] = [];
@@ -73,27 +82,43 @@ export class AlertService {
   }
 
   /**
-   * Acknowledges an open alert, recording who and when, and audits it. Idempotent: acknowledging
-   * an acknowledged alert changes nothing (the first acknowledgement is kept, not audited again).
-   * The conditional UPDATE makes one of two racing acknowledgements the only one recorded.
+   * Acknowledges an open alert, recording who, when and the note, audits it and publishes it
+   * live. An acknowledged alert is refused (API_ALERT_ALREADY_ACKED, with who and when): the
+   * conditional UPDATE makes one of two racing acknowledgements the only one recorded, and the
+   * other is told so. Acknowledging a tamper or update_failed alert also ends its episode (nothing
+   * else says those conditions are over), so the next signal raises a new alert.
    */
-  async acknowledge(options: { alertId: string; actor: string }): Promise<{ alert: AlertView; changed: boolean }> {
+  async acknowledge(options: { alertId: string; actor: string; note?: string }): Promise<AlertView> {
     const nowMs = this.#ctx.clock.nowMs();
+    const note = options.note === undefined ? null : options.note.slice(0, ackNoteCharsMax);
     // The acknowledgement and its audit entry commit together.
-    const changed = await this.#ctx.db.transaction(async (tx) => {
+    const acked = await this.#ctx.db.transaction(async (tx) => {
       const updated = await tx.execute(
-        "UPDATE alerts SET state = 'acknowledged', acknowledged_by = ?, acknowledged_at = ?, updated_at = ? WHERE id = ? AND state = 'open'",
-        [options.actor, nowMs, nowMs, options.alertId],
+        "UPDATE alerts SET state = 'acknowledged', acknowledged_by = ?, acknowledged_at = ?, ack_note = ?, updated_at = ? WHERE id = ? AND state = 'open'",
+        [options.actor, nowMs, note, nowMs, options.alertId],
       );
-      if (updated.changes === 0) return false;
+      if (updated.changes === 0) return undefined;
       const [row] = await tx.query<{ device_id: string | null; kind: string }>('SELECT device_id, kind FROM alerts WHERE id = ?', [options.alertId]);
+      const kind = row?.kind ?? '';
+      if (clearedByAcknowledgement.has(kind)) {
+        await tx.execute('UPDATE alerts SET episode_key = NULL, cleared_at = ? WHERE id = ? AND episode_key IS NOT NULL', [nowMs, options.alertId]);
+      }
       await this.#ctx.audit.record(tx, {
         kind: 'alert.acknowledged', actor: actors.user(options.actor), subject: `alert:${options.alertId}`,
-        payload: { alert_id: options.alertId, device_id: row?.device_id ?? null, kind: row?.kind ?? '', acknowledged_at_ms: nowMs },
+        payload: { alert_id: options.alertId, device_id: row?.device_id ?? null, kind, acknowledged_at_ms: nowMs, note },
       });
-      return true;
+      return { deviceId: row?.device_id ?? null, kind };
     });
-    if (changed) await this.#ctx.settleAudit();
-    return { alert: await this.get(options.alertId), changed };
+    if (acked === undefined) {
+      const current = await this.get(options.alertId);
+      throw new SdcError('API_ALERT_ALREADY_ACKED', `alert ${options.alertId} was acknowledged by ${current.acknowledged_by ?? 'someone'}`, {
+        alertId: options.alertId, acknowledgedBy: current.acknowledged_by, acknowledgedAtMs: current.acknowledged_at_ms,
+      });
+    }
+    await this.#ctx.settleAudit();
+    this.#ctx.publishLive({
+      type: 'alert_acknowledged', alert_id: options.alertId, device_id: acked.deviceId, kind: acked.kind, acknowledged_by: options.actor, note, at_ms: nowMs,
+    });
+    return this.get(options.alertId);
   }
 }

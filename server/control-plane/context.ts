@@ -36,7 +36,13 @@ export interface ServiceContext {
 export type LiveEvent =
   | { readonly type: 'command'; readonly command_id: string; readonly device_id: string; readonly state: string; readonly at_ms: number }
   | { readonly type: 'presence'; readonly device_id: string; readonly online: boolean; readonly gateway_id: string; readonly at_ms: number }
-  | { readonly type: 'alert'; readonly alert_id: string; readonly device_id: string | null; readonly severity: string; readonly kind: string; readonly message: string; readonly at_ms: number };
+  | { readonly type: 'alert'; readonly alert_id: string; readonly device_id: string | null; readonly severity: string; readonly kind: string; readonly message: string; readonly at_ms: number }
+  /** The alert's condition is over (its episode ended); the alert itself stays, open or acknowledged. */
+  | { readonly type: 'alert_cleared'; readonly alert_id: string; readonly device_id: string | null; readonly kind: string; readonly at_ms: number }
+  | {
+    readonly type: 'alert_acknowledged'; readonly alert_id: string; readonly device_id: string | null; readonly kind: string;
+    readonly acknowledged_by: string; readonly note: string | null; readonly at_ms: number;
+  };
 
 /** A random id with a readable prefix: `c_` commands, `u_` users, `a_` alerts. 128 bits. */
 export function newId(prefix: string, random: RandomSource): string {

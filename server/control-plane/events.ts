@@ -2,12 +2,15 @@ import { SdcError } from '../../core/errors/index.js';
 import { decodeBusEntry, type BusEntryData } from '../bus-contract/entries.js';
 import { commandExecution, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
-import { alertThreshold, riskScore } from '../../core/protocol/risk-score.js';
+import { riskScore } from '../../core/protocol/risk-score.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
+import { AlertEpisodes, type RaiseAlert } from './alert-episodes.js';
+import { AlertMonitor, updateOpcodes } from './alert-monitor.js';
 import { AlertRateLimiter } from './alert-rate-limit.js';
+import { alertRulesDefault, type AlertRules } from './alert-rules.js';
 import { TelemetryRowWriter } from './telemetry-rows.js';
 import type { CommandService } from './commands.js';
-import { actors, newId, type ServiceContext } from './context.js';
+import { actors, type ServiceContext } from './context.js';
 import type { DeviceService } from './devices.js';
 import { pageLimit } from './pagination.js';
 
@@ -36,19 +39,30 @@ export class EventHandlers {
   readonly #devices: DeviceService;
   /** Per-device limit on the alerts a device causes (alert-rate-limit.ts); `droppedTotal` is the metric. */
   readonly alertRateLimiter: AlertRateLimiter;
+  /** The alert rules (alert-rules.ts), judged as events arrive and by its periodic `sample()`. */
+  readonly alertMonitor: AlertMonitor;
+  readonly #episodes: AlertEpisodes;
   /** Many samples per INSERT (group commit across the concurrent telemetry handlers). */
   readonly #telemetryRows: TelemetryRowWriter;
 
   /** Called for each telemetry sample stored (the ingest counter, /metrics). */
   readonly #onTelemetryStored: () => void;
 
-  constructor(options: { context: ServiceContext; commands: CommandService; devices: DeviceService; onTelemetryStored?: () => void }) {
+  constructor(options: {
+    context: ServiceContext; commands: CommandService; devices: DeviceService; onTelemetryStored?: () => void;
+    /** Default alertRulesDefault. */
+    alertRules?: AlertRules;
+    /** Called once per alert stored (the alerts counter, /metrics). */
+    onAlertRaised?: (kind: string) => void;
+  }) {
     this.#ctx = options.context;
     this.#onTelemetryStored = options.onTelemetryStored ?? (() => undefined);
     this.#commands = options.commands;
     this.#devices = options.devices;
     this.#telemetryRows = new TelemetryRowWriter(this.#ctx.db);
     this.alertRateLimiter = new AlertRateLimiter({ kv: this.#ctx.kv, clock: this.#ctx.clock, logger: this.#ctx.logger });
+    this.#episodes = new AlertEpisodes({ context: this.#ctx, ...(options.onAlertRaised === undefined ? {} : { onRaised: options.onAlertRaised }) });
+    this.alertMonitor = new AlertMonitor({ context: this.#ctx, episodes: this.#episodes, rateLimiter: this.alertRateLimiter, rules: options.alertRules ?? alertRulesDefault });
   }
 
   /** One entry of `sdc:events`. */
@@ -70,6 +84,7 @@ export class EventHandlers {
     });
     if (!known) throw new SdcError('API_DEVICE_NOT_FOUND', `presence for unknown device ${data.device_id}`);
     this.#ctx.publishLive({ type: 'presence', device_id: data.device_id, online: data.online, gateway_id: data.gateway_id, at_ms: data.at_ms });
+    await this.alertMonitor.onPresence(data.device_id, data.online, data.at_ms);
     if (data.online) await this.#commands.redeliver(data.device_id, data.gateway_id);
   }
 
@@ -117,10 +132,19 @@ export class EventHandlers {
       detail: { gateway_id: data.gateway_id, status: body.status }, actor: actors.device(data.device_id),
       result: { frame: data.frame, gatewayId: data.gateway_id },
     });
+    if (outcome.applied) await this.#updateOutcome(data, body.status === 'succeeded');
     if (!outcome.applied) {
       this.#ctx.logger.info({ commandId: data.command_id, reason: outcome.reason }, 'command result not applied (duplicate or late)');
       if (outcome.state !== undefined && body.status !== 'rejected') await this.#contradiction(data, body.status, outcome.state);
     }
+  }
+
+  /** A finished update command (STAGE/COMMIT/ROLLBACK) feeds the update_failed rule; one primary-key read when the rule is on. */
+  async #updateOutcome(data: BusEntryData<'command_result'>, succeeded: boolean): Promise<void> {
+    if (this.alertMonitor.rules.updateFailures === null) return;
+    const [row] = await this.#ctx.db.query<{ opcode: string }>('SELECT opcode FROM commands WHERE id = ?', [data.command_id]);
+    if (row === undefined || !updateOpcodes.includes(row.opcode)) return;
+    await this.alertMonitor.onUpdateOutcome({ deviceId: data.device_id, commandId: data.command_id, opcode: row.opcode, succeeded, atMs: data.at_ms });
   }
 
   /**
@@ -141,9 +165,11 @@ export class EventHandlers {
     if (data.frame !== undefined) await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'ALERT');
     // A clock_skew alert for a device whose AUTH was refused: there is no presence to carry the offset.
     if (data.clock_offset_ms !== undefined) await this.#devices.recordClockOffset(data.device_id, data.clock_offset_ms);
+    const detail = { gateway_id: data.gateway_id, ...(data.frame === undefined ? {} : { frame: data.frame }) };
+    // A device's tamper signal is the tamper rule's: one critical alert per episode.
+    if (data.kind === 'tamper' && await this.alertMonitor.onTamper({ deviceId: data.device_id, message: data.message, atMs: data.at_ms, detail, actor: actors.gateway(data.gateway_id) })) return;
     await this.#raiseDeviceAlert({
-      deviceId: data.device_id, kind: data.kind, severity: data.severity, message: data.message, atMs: data.at_ms,
-      detail: { gateway_id: data.gateway_id, ...(data.frame === undefined ? {} : { frame: data.frame }) }, actor: actors.gateway(data.gateway_id),
+      deviceId: data.device_id, kind: data.kind, severity: data.severity, message: data.message, atMs: data.at_ms, detail, actor: actors.gateway(data.gateway_id),
     });
   }
 
@@ -154,26 +180,20 @@ export class EventHandlers {
     return { device_seq: owner.deviceSeq, deviceStatus: owner.deviceStatus };
   }
 
-  /** Stores an alert and its audit entry in one transaction, then publishes it live. */
-  async raiseAlert(options: { deviceId: string | null; kind: string; severity: string; message: string; atMs: number; detail: JsonObject; actor: string }): Promise<string> {
-    const id = newId('a', this.#ctx.random);
-    await this.#ctx.db.transaction(async (tx) => {
-      await tx.execute(
-        "INSERT INTO alerts (id, device_id, kind, severity, state, message, detail_json, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
-        [id, options.deviceId, options.kind, options.severity, options.message.slice(0, 1024), JSON.stringify(options.detail), options.atMs, options.atMs],
-      );
-      await this.#ctx.audit.record(tx, {
-        kind: 'alert.raised', actor: options.actor, subject: options.deviceId === null ? `alert:${id}` : `device:${options.deviceId}`,
-        payload: { alert_id: id, kind: options.kind, severity: options.severity, message: options.message },
-      });
-    });
-    await this.#ctx.settleAudit();
-    this.#ctx.publishLive({ type: 'alert', alert_id: id, device_id: options.deviceId, severity: options.severity, kind: options.kind, message: options.message, at_ms: options.atMs });
-    return id;
+  /**
+   * Stores an alert and its audit entry in one transaction, then publishes it live (AlertEpisodes).
+   * Without an episode key every call is a new alert; with one, the id of the new alert or
+   * undefined when that episode is open already.
+   */
+  async raiseAlert(options: RaiseAlert & { episodeKey?: undefined }): Promise<string>;
+  async raiseAlert(options: RaiseAlert): Promise<string | undefined>;
+  async raiseAlert(options: RaiseAlert): Promise<string | undefined> {
+    const outcome = await this.#episodes.raise(options);
+    return outcome.raised ? outcome.id : undefined;
   }
 
   /** An alert the device caused, within its rate limit: raised, replaced by the one summary, or dropped. */
-  async #raiseDeviceAlert(options: Parameters<EventHandlers['raiseAlert']>[0] & { deviceId: string }): Promise<void> {
+  async #raiseDeviceAlert(options: RaiseAlert & { deviceId: string; episodeKey?: undefined }): Promise<void> {
     const admission = await this.alertRateLimiter.admit(options.deviceId);
     if (admission === 'raise') await this.raiseAlert(options);
     else if (admission === 'summarise') await this.raiseAlert(this.alertRateLimiter.summaryAlert(options.deviceId, options.atMs));
@@ -195,13 +215,10 @@ export class EventHandlers {
     this.#onTelemetryStored();
     // The gateway's receive time, not the device's sample time: a device clock may be off.
     await this.#devices.recordSeen(data.device_id, data.received_at_ms);
-    if (risk.score >= alertThreshold) {
-      await this.#raiseDeviceAlert({
-        deviceId: data.device_id, kind: 'risk_score', severity: 'warning', atMs: data.received_at_ms,
-        message: `risk score ${risk.score.toFixed(1)} >= ${alertThreshold} (${risk.factors.map((f) => f.name).join(', ')})`,
-        detail: { score: risk.score, factors: risk.factors.map((f) => ({ name: f.name, contribution: f.contribution })) }, actor: actors.system,
-      });
-    }
+    await this.alertMonitor.onRiskScore({
+      deviceId: data.device_id, score: risk.score, factors: risk.factors.map((f) => f.name), atMs: data.received_at_ms,
+      detail: { score: risk.score, factors: risk.factors.map((f) => ({ name: f.name, contribution: f.contribution })) },
+    });
   }
 
   async telemetry(query: { deviceId: string; fromMs?: number; toMs?: number; limit?: number }): Promise<Array<{ ts_ms: number; metrics: JsonObject; risk_score: number | null }>> {

@@ -27,6 +27,7 @@ export class ServiceMetrics {
   readonly telemetrySamples: Counter<'role'>;
   readonly httpErrors: Counter<'code' | 'status'>;
   readonly websocketErrors: Counter<'code'>;
+  readonly alertsRaised: Counter<'kind'>;
   readonly busPending: Gauge<'stream' | 'group'>;
   readonly deadLetters: Gauge<'stream'>;
   readonly agentsOnline: Gauge<'role'>;
@@ -51,6 +52,10 @@ export class ServiceMetrics {
     this.httpErrors = new Counter({ name: 'sdc_http_errors_total', help: 'API answers with status 400 or above, by error code and status', labelNames: ['code', 'status'], registers });
     this.websocketErrors = new Counter({
       name: 'sdc_websocket_errors_total', help: 'Gateway refusals by error code: refused frames, refused connections, sessions closed with a typed code', labelNames: ['code'], registers,
+    });
+    this.alertsRaised = new Counter({
+      name: 'sdc_alerts_raised_total', help: 'Alerts stored by the control plane, by kind (one per rule episode: device_offline, risk_score, update_failed, tamper, backpressure; device alerts)',
+      labelNames: ['kind'], registers,
     });
     // Registered first of the gauges, so its collect (which sets every gauge) runs before they are read.
     const collect = (): Promise<void> => this.#collect();

@@ -125,11 +125,18 @@ export const AlertParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9
 export const AlertListQuery = Type.Object({
   device_id: Type.Optional(DeviceId),
   since_ms: Type.Optional(TimeMs('Only alerts raised at or after this time (ms since epoch)')),
-  acknowledged: Type.Optional(Type.Boolean({ description: 'true: acknowledged alerts only; false: open alerts only' })),
+  state: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('acked')], { description: 'open: not yet acknowledged; acked: acknowledged' })),
+  acknowledged: Type.Optional(Type.Boolean({ description: 'Same as state (true: acked, false: open); kept for older clients' })),
   limit: Type.Optional(Limit),
   cursor: Type.Optional(Cursor),
 }, strict);
 export type AlertListQuery = Static<typeof AlertListQuery>;
+
+/** The body of an acknowledgement; may be absent. */
+export const AlertAckBody = Type.Object({
+  note: Type.Optional(Type.String({ maxLength: 1024, description: 'Why, or what was done; kept with the alert and in the audit entry' })),
+}, strict);
+export type AlertAckBody = Static<typeof AlertAckBody>;
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
@@ -146,6 +153,8 @@ export const Alert = Type.Object({
   updated_at_ms: Type.Integer(),
   acknowledged_by: Nullable(Type.String()),
   acknowledged_at_ms: Nullable(Type.Integer()),
+  ack_note: Nullable(Type.String()),
+  cleared_at_ms: Nullable(Type.Integer({ description: 'When the condition that raised it was over (its episode ended); null while it holds' })),
 });
 export const AlertPage = Type.Object({ items: Type.Array(Alert), next_cursor: Nullable(Type.String()) });
 

@@ -1,0 +1,92 @@
+import { SdcError } from '../../core/errors/index.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
+import { newId, type ServiceContext } from './context.js';
+
+export interface RaiseAlert {
+  readonly deviceId: string | null;
+  readonly kind: string;
+  readonly severity: string;
+  readonly message: string;
+  readonly atMs: number;
+  readonly detail: JsonObject;
+  readonly actor: string;
+  /**
+   * Names the condition's episode (kind and subject, episodeKeyOf): while an alert with this key
+   * is open, raising again raises nothing. Absent: every raise is a new alert (a device's own
+   * ALERT frames, which have no clearing condition).
+   */
+  readonly episodeKey?: string;
+}
+
+/** What a raise did: the new alert's id, or undefined when its episode was already open. */
+export type RaiseOutcome = { readonly raised: true; readonly id: string } | { readonly raised: false };
+
+/** `kind:subject`, at most 191 characters (the indexed column). */
+export function episodeKeyOf(kind: string, subject: string): string {
+  return `${kind}:${subject}`.slice(0, 191);
+}
+
+/** Alert kinds whose episode ends when an operator acknowledges it: nothing else says they are over. */
+export const clearedByAcknowledgement: ReadonlySet<string> = new Set(['tamper', 'update_failed']);
+
+/**
+ * Alerts in SQL, raised once per episode. A raise inserts the alert and its audit entry in one
+ * transaction, then publishes it live. The UNIQUE index on episode_key (migration 010) decides a
+ * race between control planes: the loser's insert is a unique violation, rolled back with its
+ * audit entry, so each episode is stored, audited and published exactly once. A clear ends the
+ * episode (episode_key back to NULL), so the condition's next return raises a new alert.
+ */
+export class AlertEpisodes {
+  readonly #ctx: ServiceContext;
+  readonly #onRaised: (kind: string) => void;
+
+  constructor(options: { context: ServiceContext; onRaised?: (kind: string) => void }) {
+    this.#ctx = options.context;
+    this.#onRaised = options.onRaised ?? (() => undefined);
+  }
+
+  /** True if an alert with this episode key is open (cheap: the unique index). */
+  async isOpen(episodeKey: string): Promise<boolean> {
+    const rows = await this.#ctx.db.query<{ id: string }>('SELECT id FROM alerts WHERE episode_key = ?', [episodeKey]);
+    return rows.length > 0;
+  }
+
+  async raise(options: RaiseAlert): Promise<RaiseOutcome> {
+    const id = newId('a', this.#ctx.random);
+    try {
+      await this.#ctx.db.transaction(async (tx) => {
+        await tx.execute(
+          "INSERT INTO alerts (id, device_id, kind, severity, state, message, detail_json, created_at, updated_at, episode_key) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)",
+          [id, options.deviceId, options.kind, options.severity, options.message.slice(0, 1024), JSON.stringify(options.detail), options.atMs, options.atMs, options.episodeKey ?? null],
+        );
+        await this.#ctx.audit.record(tx, {
+          kind: 'alert.raised', actor: options.actor, subject: options.deviceId === null ? `alert:${id}` : `device:${options.deviceId}`,
+          payload: { alert_id: id, kind: options.kind, severity: options.severity, message: options.message, ...(options.episodeKey === undefined ? {} : { episode_key: options.episodeKey }) },
+        });
+      });
+    } catch (error) {
+      // Another raise of the same episode (here or on another control plane) came first.
+      if (options.episodeKey !== undefined && SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) return { raised: false };
+      throw error;
+    }
+    await this.#ctx.settleAudit();
+    this.#onRaised(options.kind);
+    this.#ctx.publishLive({
+      type: 'alert', alert_id: id, device_id: options.deviceId, severity: options.severity, kind: options.kind, message: options.message, at_ms: options.atMs,
+    });
+    return { raised: true, id };
+  }
+
+  /**
+   * Ends the episode: its alert stays (open or acknowledged) with cleared_at set, and the next
+   * raise of the key is a new alert. Returns the alert's id, or undefined when none was open.
+   */
+  async clear(episodeKey: string, atMs: number): Promise<string | undefined> {
+    const [row] = await this.#ctx.db.query<{ id: string; device_id: string | null; kind: string }>('SELECT id, device_id, kind FROM alerts WHERE episode_key = ?', [episodeKey]);
+    if (row === undefined) return undefined;
+    const updated = await this.#ctx.db.execute('UPDATE alerts SET episode_key = NULL, cleared_at = ?, updated_at = ? WHERE id = ? AND episode_key = ?', [atMs, atMs, row.id, episodeKey]);
+    if (updated.changes === 0) return undefined;
+    this.#ctx.publishLive({ type: 'alert_cleared', alert_id: row.id, device_id: row.device_id, kind: row.kind, at_ms: atMs });
+    return row.id;
+  }
+}

@@ -1,0 +1,349 @@
+import { SdcError } from '../../core/errors/index.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
+import { nextState } from '../../core/protocol/state-machine.js';
+import { releaseTable, type ReleaseEvent, type ReleaseState } from '../../core/ota/release-machine.js';
+import { parseReleaseTarget } from '../../core/ota/release-target.js';
+import type { TufCrypto } from '../../core/tuf/crypto-port.js';
+import { parseMetadata } from '../../core/tuf/metadata.js';
+import { encodeCanonical, parseTufJson, type TufJsonObject } from '../../core/tuf/olpc-json.js';
+import { verifyThreshold } from '../../core/tuf/roles.js';
+import type { ServiceContext } from '../control-plane/context.js';
+import type { SqlExecutor } from '../stores/sql/sql-port.js';
+import type { ArtifactStore } from './artifact-store.js';
+import type { ImageRepository } from './image-repository.js';
+import { envelopeText, targetsSigned, type TargetEntry } from './tuf-documents.js';
+
+/**
+ * Releases (issue 10, "Signed releases"): created as drafts, their artifact uploaded and checked
+ * against the uploader's declared digest, then a targets metadata proposal (every published
+ * release plus this one, at the next targets version) signed OFFLINE by release signers, whose
+ * signatures the server only verifies and collects; a threshold of them makes the release
+ * `signed`, and publishing stores that targets file and signs a new snapshot and timestamp.
+ * The server holds no targets key, so no operator (nor a compromised server) can publish alone.
+ * States follow core/ota/release-machine.ts; every change is audited in its own transaction.
+ */
+
+export const releaseLimits = {
+  /** Largest artifact the file store takes; the S3 blob store (later) is meant for larger ones. */
+  artifactBytesMax: 256 * 1024 * 1024,
+  /** How long a targets file signed for a release is valid: a year, so the 30-day alarm has room. */
+  targetsLifetimeMs: 365 * 86_400_000,
+  /** Releases listed per request. */
+  listMax: 500,
+} as const;
+
+const artifactNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const sha256Pattern = /^[0-9a-f]{64}$/;
+const signaturePattern = /^[0-9a-f]{128}$/;
+
+export interface CreateReleaseInput {
+  readonly id: string;
+  readonly version: string;
+  readonly artifact_name: string;
+  readonly platforms: readonly string[];
+  readonly min_agent_version: string;
+  readonly reboot_required: boolean;
+  readonly health_check: { readonly timeout_ms: number; readonly probes: readonly string[] };
+}
+
+export interface ReleaseView {
+  readonly id: string;
+  readonly release_counter: number;
+  readonly version: string;
+  readonly state: ReleaseState;
+  readonly target_path: string;
+  readonly custom: JsonObject;
+  readonly artifact: { readonly length: number; readonly sha256: string; readonly sha512: string } | null;
+  readonly proposal_version: number | null;
+  readonly signatures: readonly { readonly keyid: string; readonly signed_by: string }[];
+  readonly created_by: string;
+  readonly created_at_ms: number;
+  readonly updated_at_ms: number;
+}
+
+export interface TargetsProposal {
+  readonly release_id: string;
+  readonly targets_version: number;
+  /** The OLPC canonical text of the targets role's `signed` part: exactly what a signer signs (UTF-8). */
+  readonly signed_canonical: string;
+  readonly keyids: readonly string[];
+  readonly threshold: number;
+}
+
+interface ReleaseRow {
+  id: string; release_counter: number; version: string; state: ReleaseState; artifact_name: string; custom_json: string;
+  artifact_length: number | null; artifact_sha256: string | null; artifact_sha512: string | null;
+  proposal_body: string | null; proposal_version: number | null; created_by: string; created_at: number; updated_at: number;
+}
+
+const columns = 'id, release_counter, version, state, artifact_name, custom_json, artifact_length, artifact_sha256, artifact_sha512, proposal_body, proposal_version, created_by, created_at, updated_at';
+
+export class ReleaseService {
+  readonly #ctx: ServiceContext;
+  readonly #repository: ImageRepository;
+  readonly #artifacts: ArtifactStore;
+  readonly #crypto: TufCrypto;
+  readonly #artifactBytesMax: number;
+
+  constructor(options: { context: ServiceContext; repository: ImageRepository; artifacts: ArtifactStore; crypto: TufCrypto; artifactBytesMax?: number }) {
+    this.#ctx = options.context;
+    this.#repository = options.repository;
+    this.#artifacts = options.artifacts;
+    this.#crypto = options.crypto;
+    this.#artifactBytesMax = options.artifactBytesMax ?? releaseLimits.artifactBytesMax;
+  }
+
+  get artifactBytesMax(): number {
+    return this.#artifactBytesMax;
+  }
+
+  /** A draft with the next release counter; its custom data is checked as devices will check it. */
+  async create(input: CreateReleaseInput, actor: string): Promise<ReleaseView> {
+    if (!artifactNamePattern.test(input.artifact_name)) throw new SdcError('API_VALIDATION', 'artifact_name must be 1-128 of A-Z a-z 0-9 . _ - (not starting with . _ -)');
+    const nowMs = this.#ctx.clock.nowMs();
+    await this.#ctx.db.transaction(async (tx) => {
+      const [existing] = await tx.query<{ id: string }>('SELECT id FROM ota_releases WHERE id = ?', [input.id]);
+      if (existing !== undefined) throw new SdcError('OTA_RELEASE_EXISTS', `release ${input.id} exists`, { releaseId: input.id });
+      const [highest] = await tx.query<{ n: number | null }>('SELECT MAX(release_counter) AS n FROM ota_releases');
+      const counter = Number(highest?.n ?? 0) + 1;
+      const custom = customOf(input, counter);
+      parseReleaseTarget(custom); // OTA_TARGET_CUSTOM_INVALID before anything is stored
+      await tx.execute(`INSERT INTO ota_releases (id, release_counter, version, state, artifact_name, custom_json, created_by, created_at, updated_at)
+        VALUES (?, ?, ?, 'draft', ?, ?, ?, ?, ?)`, [input.id, counter, input.version, input.artifact_name, encodeCanonical(custom), actor, nowMs, nowMs]);
+      await this.#audit(tx, 'ota.release.created', actor, input.id, { release_counter: counter, version: input.version });
+    }).catch((error: unknown) => {
+      if (SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) throw new SdcError('OTA_RELEASE_EXISTS', `release ${input.id} (or its counter) was created meanwhile; retry`, { releaseId: input.id });
+      throw error;
+    });
+    await this.#ctx.settleAudit();
+    return this.get(input.id);
+  }
+
+  async get(id: string): Promise<ReleaseView> {
+    return this.#view(await this.#row(this.#ctx.db, id));
+  }
+
+  /** Newest (highest counter) first. */
+  async list(limit: number = releaseLimits.listMax): Promise<ReleaseView[]> {
+    const rows = await this.#ctx.db.query<ReleaseRow>(`SELECT ${columns} FROM ota_releases ORDER BY release_counter DESC LIMIT ?`, [Math.min(limit, releaseLimits.listMax)]);
+    return Promise.all(rows.map((row) => this.#view(row)));
+  }
+
+  /**
+   * Stores the artifact and checks it against the declared SHA-256 (and length, when given): a
+   * match is `verified`; anything else leaves the release in `uploading` to try again
+   * (OTA_UPLOAD_DIGEST_MISMATCH, OTA_UPLOAD_TOO_LARGE).
+   */
+  async upload(id: string, body: AsyncIterable<Uint8Array>, declared: { sha256: string; length?: number }, actor: string): Promise<ReleaseView> {
+    if (!sha256Pattern.test(declared.sha256)) throw new SdcError('API_VALIDATION', 'the declared sha256 must be 64 lower-case hex digits');
+    const row = await this.#row(this.#ctx.db, id);
+    if (row.state === 'draft') await this.#move(this.#ctx.db, row, 'upload_start');
+    else if (row.state !== 'uploading') refuseTransition(row.state, 'upload_start');
+    let stored;
+    try {
+      stored = await this.#artifacts.put(body, { bytesMax: this.#artifactBytesMax });
+    } catch (error) {
+      await this.#uploadFailed(id, actor, error);
+      throw error;
+    }
+    if (stored.sha256 !== declared.sha256 || (declared.length !== undefined && stored.length !== declared.length)) {
+      const error = new SdcError('OTA_UPLOAD_DIGEST_MISMATCH', `received ${stored.length} bytes with sha256 ${stored.sha256}; declared ${declared.length ?? '(any length)'} bytes with sha256 ${declared.sha256}`,
+        { received_sha256: stored.sha256, received_length: stored.length });
+      await this.#uploadFailed(id, actor, error);
+      throw error;
+    }
+    await this.#ctx.db.transaction(async (tx) => {
+      const current = await this.#row(tx, id);
+      await this.#move(tx, current, 'upload_verified', {
+        sets: 'artifact_length = ?, artifact_sha256 = ?, artifact_sha512 = ?', params: [stored.length, stored.sha256, stored.sha512],
+      });
+      await this.#audit(tx, 'ota.release.uploaded', actor, id, { length: stored.length, sha256: stored.sha256 });
+    });
+    await this.#ctx.settleAudit();
+    return this.get(id);
+  }
+
+  /**
+   * The targets metadata release signers sign for this release: every published release plus
+   * this one, at the next targets version. Built once and kept while it is current; targets
+   * versions are signed one at a time (OTA_TARGETS_PROPOSAL_OPEN while another release's is open).
+   * Revoked releases are left out, which is how a revocation reaches the targets role.
+   */
+  async proposal(id: string): Promise<TargetsProposal> {
+    const root = await this.#repository.root();
+    const proposal = await this.#ctx.db.transaction(async (tx) => {
+      const row = await this.#row(tx, id);
+      if (row.state !== 'verified' && row.state !== 'signed') refuseTransition(row.state, 'sign');
+      const nextVersion = await this.#repository.nextTargetsVersion(tx);
+      if (row.proposal_body !== null && Number(row.proposal_version) === nextVersion) return { body: row.proposal_body, version: nextVersion };
+      if (row.state === 'signed') throw new SdcError('OTA_TARGETS_STALE', `release ${id} was signed as targets version ${row.proposal_version}; the next is ${nextVersion}: revoke it and create a new release`);
+      const [open] = await tx.query<{ id: string }>(
+        "SELECT id FROM ota_releases WHERE id <> ? AND proposal_body IS NOT NULL AND state IN ('verified', 'signed') LIMIT 1", [id]);
+      if (open !== undefined) throw new SdcError('OTA_TARGETS_PROPOSAL_OPEN', `release ${open.id} is being signed; publish or revoke it first`, { releaseId: open.id });
+      const published = await tx.query<ReleaseRow>(`SELECT ${columns} FROM ota_releases WHERE state = 'published' ORDER BY release_counter ASC`);
+      const signed = targetsSigned({
+        version: nextVersion, expiresMs: this.#ctx.clock.nowMs() + releaseLimits.targetsLifetimeMs, targets: [...published, row].map(targetEntry),
+      });
+      const body = encodeCanonical(signed);
+      await tx.execute('DELETE FROM ota_release_signatures WHERE release_id = ?', [id]);
+      await tx.execute('UPDATE ota_releases SET proposal_body = ?, proposal_version = ?, updated_at = ? WHERE id = ? AND state = ?', [body, nextVersion, this.#ctx.clock.nowMs(), id, row.state]);
+      return { body, version: nextVersion };
+    });
+    return { release_id: id, targets_version: proposal.version, signed_canonical: proposal.body, keyids: root.roles.targets.keyids, threshold: root.roles.targets.threshold };
+  }
+
+  /**
+   * One release signer's signature over the current proposal: it must be a valid Ed25519
+   * signature by a targets key of the current root (OTA_RELEASE_SIGNATURE_INVALID otherwise).
+   * The same key again replaces its earlier signature; a threshold of keys makes the release `signed`.
+   */
+  async addSignature(id: string, signature: { keyid: string; sig: string }, actor: string): Promise<ReleaseView> {
+    const root = await this.#repository.root();
+    const keyids = root.roles.targets.keyids;
+    await this.#ctx.db.transaction(async (tx) => {
+      const row = await this.#row(tx, id);
+      if (row.state !== 'verified' && row.state !== 'signed') refuseTransition(row.state, 'sign');
+      if (row.proposal_body === null || Number(row.proposal_version) !== await this.#repository.nextTargetsVersion(tx)) {
+        throw new SdcError('OTA_TARGETS_STALE', `release ${id} has no current targets proposal: fetch it again (GET /v1/releases/${id}/targets-proposal) and sign that`);
+      }
+      const key = root.keys.get(signature.keyid);
+      const valid = key !== undefined && keyids.includes(signature.keyid) && signaturePattern.test(signature.sig)
+        && this.#crypto.verify(key, new TextEncoder().encode(row.proposal_body), Buffer.from(signature.sig, 'hex'));
+      if (!valid) throw new SdcError('OTA_RELEASE_SIGNATURE_INVALID', `not a valid signature of targets version ${row.proposal_version} by a targets key of root version ${root.version}`, { keyid: signature.keyid });
+      const nowMs = this.#ctx.clock.nowMs();
+      await tx.execute('DELETE FROM ota_release_signatures WHERE release_id = ? AND keyid = ?', [id, signature.keyid]);
+      await tx.execute('INSERT INTO ota_release_signatures (release_id, keyid, sig, signed_by, created_at) VALUES (?, ?, ?, ?, ?)', [id, signature.keyid, signature.sig, actor, nowMs]);
+      const count = (await this.#signatures(tx, id)).filter((stored) => keyids.includes(stored.keyid)).length;
+      await this.#audit(tx, 'ota.release.signature_added', actor, id, { keyid: signature.keyid, targets_version: Number(row.proposal_version), valid_signatures: count, threshold: root.roles.targets.threshold });
+      if (row.state === 'verified' && count >= root.roles.targets.threshold) await this.#move(tx, row, 'sign');
+    });
+    await this.#ctx.settleAudit();
+    return this.get(id);
+  }
+
+  /**
+   * Publishes a signed release: its targets file (with the collected signatures, checked against
+   * the threshold once more), a new snapshot and a new timestamp, and the state, in one transaction.
+   */
+  async publish(id: string, actor: string): Promise<ReleaseView> {
+    const root = await this.#repository.root();
+    const marks = await this.#ctx.db.transaction(async (tx) => {
+      const row = await this.#row(tx, id);
+      if (row.state === 'verified') {
+        const count = (await this.#signatures(tx, id)).filter((stored) => root.roles.targets.keyids.includes(stored.keyid)).length;
+        throw new SdcError('OTA_RELEASE_UNDER_THRESHOLD', `release ${id} has ${count} release-signer signature(s) of the ${root.roles.targets.threshold} required`, { valid: count, threshold: root.roles.targets.threshold });
+      }
+      if (row.state !== 'signed') refuseTransition(row.state, 'publish');
+      const body = envelopeText(parseTufJson(new TextEncoder().encode(row.proposal_body ?? '')) as TufJsonObject, await this.#signatures(tx, id));
+      const envelope = parseMetadata(new TextEncoder().encode(body), 'targets');
+      try {
+        verifyThreshold({ roleName: 'targets', role: root.roles.targets, keys: root.keys, envelope, crypto: this.#crypto });
+      } catch (error) {
+        if (SdcError.is(error, 'TUF_SIGNATURE_THRESHOLD')) throw new SdcError('OTA_RELEASE_UNDER_THRESHOLD', error.message, error.details);
+        throw error;
+      }
+      await this.#repository.insertTargets(tx, { version: envelope.signed.version, body, expiresAtMs: envelope.signed.expiresMs });
+      const published = await this.#repository.signSnapshotAndTimestamp(tx);
+      await this.#move(tx, row, 'publish');
+      await this.#audit(tx, 'ota.release.published', actor, id, { targets_version: envelope.signed.version, snapshot_version: published.snapshot ?? null, timestamp_version: published.timestamp ?? null });
+      return published;
+    });
+    await this.#repository.published(marks);
+    await this.#ctx.settleAudit();
+    return this.get(id);
+  }
+
+  /**
+   * Withdraws a release from any state but revoked. No rollout may use it from now on, its
+   * artifact is no longer served, and the next targets version leaves it out; an open proposal
+   * of its own is dropped.
+   */
+  async revoke(id: string, actor: string, reason: string): Promise<ReleaseView> {
+    await this.#ctx.db.transaction(async (tx) => {
+      const row = await this.#row(tx, id);
+      await this.#move(tx, row, 'revoke', { sets: 'proposal_body = NULL, proposal_version = NULL', params: [] });
+      await tx.execute('DELETE FROM ota_release_signatures WHERE release_id = ?', [id]);
+      await this.#audit(tx, 'ota.release.revoked', actor, id, { from: row.state, reason });
+    });
+    await this.#ctx.settleAudit();
+    return this.get(id);
+  }
+
+  /** A published release's artifact by its consistent-snapshot file name `<sha256>.<artifact name>`; undefined otherwise. */
+  async publishedArtifact(id: string, fileName: string): Promise<{ stream: AsyncIterable<Uint8Array> & NodeJS.ReadableStream; length: number } | undefined> {
+    const [row] = await this.#ctx.db.query<ReleaseRow>(`SELECT ${columns} FROM ota_releases WHERE id = ?`, [id]);
+    if (row === undefined || row.state !== 'published' || row.artifact_sha256 === null) return undefined;
+    if (fileName !== `${row.artifact_sha256}.${row.artifact_name}`) return undefined;
+    return this.#artifacts.open(row.artifact_sha256);
+  }
+
+  async #uploadFailed(id: string, actor: string, error: unknown): Promise<void> {
+    const code = SdcError.is(error) ? error.code : 'upload_interrupted';
+    await this.#ctx.db.transaction(async (tx) => {
+      const row = await this.#row(tx, id);
+      if (row.state === 'uploading') await this.#move(tx, row, 'upload_failed');
+      await this.#audit(tx, 'ota.release.upload_failed', actor, id, { code });
+    });
+    await this.#ctx.settleAudit();
+  }
+
+  async #row(executor: SqlExecutor, id: string): Promise<ReleaseRow> {
+    const [row] = await executor.query<ReleaseRow>(`SELECT ${columns} FROM ota_releases WHERE id = ?`, [id]);
+    if (row === undefined) throw new SdcError('OTA_RELEASE_NOT_FOUND', `no release ${id}`, { releaseId: id });
+    return row;
+  }
+
+  async #signatures(executor: SqlExecutor, id: string): Promise<Array<{ keyid: string; sig: string; signed_by: string }>> {
+    return executor.query('SELECT keyid, sig, signed_by FROM ota_release_signatures WHERE release_id = ? ORDER BY keyid ASC', [id]);
+  }
+
+  /** The release machine's transition, stored only if nobody changed the state meanwhile. */
+  async #move(executor: SqlExecutor, row: ReleaseRow, event: ReleaseEvent, extra?: { sets: string; params: ReadonlyArray<string | number | null> }): Promise<void> {
+    const next = nextState(releaseTable, row.state, event) ?? refuseTransition(row.state, event);
+    const sets = extra === undefined ? '' : `, ${extra.sets}`;
+    const result = await executor.execute(`UPDATE ota_releases SET state = ?, updated_at = ?${sets} WHERE id = ? AND state = ?`,
+      [next, this.#ctx.clock.nowMs(), ...(extra?.params ?? []), row.id, row.state]);
+    if (result.changes !== 1) throw new SdcError('OTA_RELEASE_STATE', `release ${row.id} changed meanwhile; read it again`, { releaseId: row.id });
+  }
+
+  async #audit(tx: SqlExecutor, kind: string, actor: string, id: string, payload: JsonObject): Promise<void> {
+    await this.#ctx.audit.record(tx, { kind, actor, subject: `release:${id}`, payload });
+  }
+
+  async #view(row: ReleaseRow): Promise<ReleaseView> {
+    const signatures = await this.#signatures(this.#ctx.db, row.id);
+    return {
+      id: row.id, release_counter: Number(row.release_counter), version: row.version, state: row.state, target_path: `${row.id}/${row.artifact_name}`,
+      custom: JSON.parse(row.custom_json) as JsonObject,
+      artifact: row.artifact_sha256 === null ? null : { length: Number(row.artifact_length), sha256: row.artifact_sha256, sha512: row.artifact_sha512 ?? '' },
+      proposal_version: row.proposal_version === null ? null : Number(row.proposal_version),
+      signatures: signatures.map(({ keyid, signed_by }) => ({ keyid, signed_by })),
+      created_by: row.created_by, created_at_ms: Number(row.created_at), updated_at_ms: Number(row.updated_at),
+    };
+  }
+}
+
+function refuseTransition(state: ReleaseState, event: ReleaseEvent): never {
+  if (state === 'revoked') throw new SdcError('OTA_RELEASE_REVOKED', 'the release was revoked');
+  throw new SdcError('OTA_RELEASE_STATE', `a release in state ${state} cannot ${event.replace('_', ' ')}`, { state, event });
+}
+
+function customOf(input: CreateReleaseInput, counter: number): TufJsonObject {
+  return {
+    sdc: {
+      release_id: input.id, version: input.version, release_counter: counter, platforms: [...input.platforms],
+      min_agent_version: input.min_agent_version, reboot_required: input.reboot_required,
+      health_check: { timeout_ms: input.health_check.timeout_ms, probes: [...input.health_check.probes] },
+    },
+  };
+}
+
+function targetEntry(row: ReleaseRow): TargetEntry {
+  if (row.artifact_sha256 === null || row.artifact_sha512 === null || row.artifact_length === null) {
+    throw new SdcError('OTA_RELEASE_STATE', `release ${row.id} has no verified artifact`);
+  }
+  return {
+    path: `${row.id}/${row.artifact_name}`, length: Number(row.artifact_length), sha256: row.artifact_sha256, sha512: row.artifact_sha512,
+    custom: parseTufJson(new TextEncoder().encode(row.custom_json)) as TufJsonObject,
+  };
+}

@@ -16,6 +16,9 @@ if [ -e "$online/intermediate-ca.pem" ]; then
   echo "pki-init: $online already holds a CA; nothing changed (remove the sdc-data volume to start over)" >&2
   exit 1
 fi
+# The root key is written encrypted: sdc pki init asks for the passphrase (twice, without echo) on
+# the terminal `docker compose run` gives it, or takes SDC_ROOT_KEY_PASSPHRASE; with neither it
+# refuses and writes nothing. Keep the passphrase apart from ./offline-ca.
 node /opt/sdc/bin/sdc.js pki init --dir "$offline"
 install -d -m 700 -o node -g node "$online"
 install -m 644 -o node -g node "$offline/pki/root-ca.pem" "$online/root-ca.pem"
@@ -23,4 +26,4 @@ install -m 644 -o node -g node "$offline/pki/intermediate-ca.pem" "$online/inter
 install -m 600 -o node -g node "$offline/pki/intermediate-ca.key" "$online/intermediate-ca.key"
 chown -R "${SDC_HOST_UID:-1000}:${SDC_HOST_GID:-1000}" "$offline"
 echo "pki-init: the services' volume has the root certificate and the intermediate CA ($owner);"
-echo "pki-init: the root key is in ./offline-ca/pki/root-ca.key on the host: move it offline now"
+echo "pki-init: the root key (encrypted) is in ./offline-ca/pki/root-ca.key on the host: move it offline now"

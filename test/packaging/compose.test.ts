@@ -31,6 +31,12 @@ interface Service {
   depends_on?: Record<string, { condition: string }>;
   image?: string;
   build?: unknown;
+  read_only?: boolean;
+  cap_drop?: string[];
+  cap_add?: string[];
+  security_opt?: string[];
+  tmpfs?: string[];
+  privileged?: boolean;
 }
 interface ComposeFile { services: Record<string, Service>; secrets: Record<string, { file?: string }>; networks: Record<string, { internal?: boolean }>; volumes: Record<string, unknown> }
 
@@ -140,6 +146,34 @@ describe('compose.yaml', () => {
     // Another published port moves the advertised address with it.
     const moved = load({ ...publicEnv, SDC_GATEWAY_2_PORT: '9444' });
     assert.ok(option(moved.services['control-plane']!, 'advertise-gateway').includes(`wss://${publicEnv.SDC_PUBLIC_HOST}:9444/v1/agent`));
+  });
+
+  test('hardening: every service drops all capabilities and gains none by setuid; read-only root filesystems with tmpfs where they write', () => {
+    // The capabilities an image's entrypoint needs, and why; nothing else is ever added back.
+    const capabilitiesAllowed: Record<string, string[]> = {
+      'pki-init': ['CHOWN', 'DAC_OVERRIDE', 'FOWNER'], // root owning the two CA folders, writing into the operator's ./offline-ca
+      mariadb: ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SETGID', 'SETUID'], // the image's entrypoint owns its directories, then gosu
+      redis: ['CHOWN', 'SETGID', 'SETUID'], // the image's entrypoint owns /data, then gosu
+    };
+    // Services whose root filesystem stays writable, and why (each says so in compose.yaml).
+    const writableRoot: Record<string, string> = { minio: 'MinIO writes its configuration under $HOME', 'minio-init': 'mc writes its configuration under $HOME' };
+    for (const [name, service] of Object.entries(services)) {
+      assert.deepEqual(service.cap_drop, ['ALL'], `${name}: cap_drop`);
+      assert.ok(service.security_opt?.includes('no-new-privileges:true'), `${name}: no-new-privileges`);
+      assert.notEqual(service.privileged, true, name);
+      assert.deepEqual(service.cap_add ?? [], capabilitiesAllowed[name] ?? [], `${name}: cap_add`);
+      if (writableRoot[name] === undefined) assert.equal(service.read_only, true, `${name}: read_only`);
+      else assert.notEqual(service.read_only, true, `${name} is listed as writable: remove it from the list`);
+    }
+    for (const [name, service] of Object.entries(services).filter(([, s]) => s.image?.includes('secure-device-control') === true)) {
+      assert.ok(service.tmpfs?.includes('/tmp'), `${name}: /tmp is a tmpfs (the fleet writes its results there)`);
+      const user = service.user?.split(':')[0];
+      assert.ok(user === undefined || name === 'pki-init', `${name} runs as the image's user, not ${service.user}`);
+    }
+    assert.ok(services.mariadb!.tmpfs?.includes('/run/mysqld'), 'MariaDB\'s socket directory');
+    // The check can fail: the merge key carries the hardening; a service without it is caught.
+    const bare = parse(interpolate(composeText.replace(/^ {4}<<: \*hardened\n {4}image: redis:7$/m, '    image: redis:7'), publicEnv), { merge: true }) as ComposeFile;
+    assert.equal(bare.services.redis!.security_opt, undefined);
   });
 
   test('the stores publish no port and sit on an internal network', () => {

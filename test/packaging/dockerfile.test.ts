@@ -107,14 +107,35 @@ describe('Dockerfile', () => {
     assert.ok(of(build, 'RUN').some((i) => i.args.includes('dist/kernel/native/build-cli.js')), 'the build stage builds it');
   });
 
-  test('runs as a user other than root, set before the entry point', () => {
+  test('runs as a numeric user and group other than root, set before the entry point', () => {
     const users = of(runtime, 'USER');
     assert.ok(users.length > 0, 'USER in the runtime stage');
-    const user = users.at(-1)!.args.split(':')[0]!;
-    assert.ok(!['root', '0'].includes(user), `USER ${user}`);
+    const [user = '', group = ''] = users.at(-1)!.args.split(':');
+    // Numeric: Kubernetes' runAsNonRoot cannot verify a user name (deploy/k8s runs as 1000).
+    assert.match(user, /^[1-9]\d*$/, `USER ${user}`);
+    assert.match(group, /^[1-9]\d*$/, `group ${group}`);
     const index = (i: Instruction) => runtime.instructions.indexOf(i);
     assert.ok(index(users.at(-1)!) < index(of(runtime, 'ENTRYPOINT')[0]!), 'USER before ENTRYPOINT');
     assert.deepEqual(execForm(of(runtime, 'ENTRYPOINT')[0]!.args), ['node', '/opt/sdc/bin/sdc.js']);
+  });
+
+  test('hardened runtime: no package manager left, setuid bits stripped, no secret in an ARG or ENV', () => {
+    const runs = of(runtime, 'RUN').map((i) => i.args).join(' && ');
+    for (const path of ['/usr/local/lib/node_modules/npm', '/usr/local/bin/npm', '/usr/local/bin/npx', '/usr/local/bin/corepack']) {
+      assert.ok(runs.includes(path), `the runtime stage removes ${path}`);
+    }
+    assert.match(runs, /find \/ -xdev -type f -perm \/6000 -exec chmod a-s \{\} \+/, 'setuid and setgid bits stripped');
+    // Build arguments and environment end up in the image's history and configuration for anyone who pulls it.
+    const secretName = /PASSWORD|PASSPHRASE|SECRET|TOKEN|_KEY\b|CREDENTIAL/i;
+    for (const stage of all) {
+      for (const instruction of stage.instructions.filter((i) => i.keyword === 'ARG' || i.keyword === 'ENV')) {
+        assert.doesNotMatch(instruction.args, secretName, `${instruction.keyword} ${instruction.args}`);
+      }
+      for (const instruction of stage.instructions.filter((i) => i.keyword === 'COPY')) {
+        assert.doesNotMatch(instruction.args, /secrets|offline-ca|\.key\b|\.env\b/, `COPY ${instruction.args}`);
+      }
+    }
+    assert.match('ENV SDC_ROOT_KEY_PASSPHRASE=x', secretName, 'the check can fail');
   });
 
   test('HEALTHCHECK runs the probe script, whose default target is the API /healthz', () => {

@@ -1,0 +1,133 @@
+import { SdcError } from '../core/errors/index.js';
+import type { Ed25519Provider } from '../core/ports/ports.js';
+import type { SignedCommand } from '../core/protocol/messages/command.js';
+import type { PolicyBundleReport, SignedPolicyBundle } from '../core/protocol/policy-bundle-schema.js';
+import { bundleRefusal, commandArgsBytes, verifyPolicyBundle, type VerifiedPolicyBundle } from '../core/protocol/policy-bundle.js';
+
+/**
+ * Where the agent keeps the bundle it enforces, so a restart (or a control plane that stays
+ * down) does not lose it. The real agent writes one file atomically (policy-bundle-file.ts); the
+ * simulator and tests keep it in memory.
+ */
+export interface PolicyBundleStore {
+  /** The bundle saved last, as saved; undefined when none was ever saved. */
+  load(): Promise<unknown>;
+  /** Replaces the saved bundle; resolves once it would survive a crash. */
+  save(signed: SignedPolicyBundle): Promise<void>;
+}
+
+export function createMemoryPolicyBundleStore(initial?: unknown): PolicyBundleStore & { saved: unknown } {
+  const store = {
+    saved: initial,
+    async load() {
+      return store.saved;
+    },
+    async save(signed: SignedPolicyBundle) {
+      store.saved = structuredClone(signed);
+    },
+  };
+  return store;
+}
+
+export interface PolicyBundleGuardOptions {
+  deviceId: string;
+  /** The control plane's command keys pinned at enrollment: bundles are signed with the same key. */
+  resolveKey: (kid: string) => Uint8Array | undefined;
+  provider: Ed25519Provider;
+  store: PolicyBundleStore;
+}
+
+/**
+ * The agent's local policy: the last bundle it accepted, checked before every command.
+ *
+ * Before the first bundle (a device just enrolled, or a control plane that never pushed one) no
+ * command is refused by the guard: the control plane's signature and its own policy check still
+ * apply, and refusing everything would make a new device unusable until its first session.
+ * From the first bundle on, the guard refuses what the bundle denies, whether or not the control
+ * plane is reachable; an expired held bundle is still enforced (dropping it would loosen the
+ * rules exactly when the control plane is unreachable), only a newer one replaces it.
+ */
+export class PolicyBundleGuard {
+  readonly #o: PolicyBundleGuardOptions;
+  #held: VerifiedPolicyBundle | undefined;
+  /** Serialises accepts, so two pushes in a row are compared and saved in order. */
+  #saving: Promise<unknown> = Promise.resolve();
+
+  constructor(options: PolicyBundleGuardOptions) {
+    this.#o = options;
+  }
+
+  /** The version enforced now, if any. */
+  get version(): number | undefined {
+    return this.#held?.bundle.version;
+  }
+
+  /**
+   * Reloads the saved bundle. Its signature, device and policy are checked again (the file is
+   * outside the signature's protection otherwise); its expiry is not (see the class comment).
+   * A saved bundle that fails is not enforced, and the error is returned for the log.
+   */
+  async load(): Promise<SdcError | undefined> {
+    try {
+      const saved = await this.#o.store.load();
+      if (saved === undefined) return undefined;
+      this.#held = this.#verify(saved, undefined);
+      return undefined;
+    } catch (error) {
+      return SdcError.is(error) ? error : new SdcError('POLICY_BUNDLE_INVALID', String(error));
+    }
+  }
+
+  /** A pushed bundle: verified against the held version, saved, then enforced. Returns the report to send. */
+  accept(signed: unknown, nowMs: number): Promise<PolicyBundleReport> {
+    const next = this.#saving.then(() => this.#accept(signed, nowMs));
+    this.#saving = next.catch(() => undefined);
+    return next;
+  }
+
+  async #accept(signed: unknown, nowMs: number): Promise<PolicyBundleReport> {
+    const offeredVersion = versionOf(signed);
+    let verified: VerifiedPolicyBundle;
+    try {
+      verified = this.#verify(signed, nowMs);
+    } catch (error) {
+      const typed = SdcError.is(error) ? error : new SdcError('POLICY_BUNDLE_INVALID', String(error));
+      return {
+        version: offeredVersion, status: 'refused', ...this.#heldVersion(),
+        error: { code: typed.code, message: typed.message.slice(0, 512) },
+      };
+    }
+    // Saved before it is enforced: a bundle that would not survive a restart is not taken.
+    await this.#o.store.save(verified.signed);
+    this.#held = verified;
+    return { version: verified.bundle.version, status: 'accepted', held_version: verified.bundle.version };
+  }
+
+  /** The refusal for a command the held bundle denies; undefined when it allows or no bundle is held. */
+  check(command: SignedCommand, gatewayNowMs: number): SdcError | undefined {
+    const held = this.#held;
+    if (held === undefined) return undefined;
+    // TODO(approvals): a command released by approvals (command.approval) should have them verified
+    // here with verifyCommandApprovals (core/protocol/approvals.ts) against approver keys carried
+    // in the bundle, and the verified approvers passed as `approvals`; see docs/policy.md.
+    return bundleRefusal(held, { opcode: command.opcode, argsBytes: commandArgsBytes(command.args), nowMs: gatewayNowMs });
+  }
+
+  #verify(signed: unknown, nowMs: number | undefined): VerifiedPolicyBundle {
+    const held = this.#held;
+    return verifyPolicyBundle({
+      signed, deviceId: this.#o.deviceId, resolveKey: this.#o.resolveKey, provider: this.#o.provider, nowMs,
+      ...(held === undefined ? {} : { held: { version: held.bundle.version, issuedAtMs: held.bundle.issued_at } }),
+    });
+  }
+
+  #heldVersion(): { held_version?: number } {
+    return this.#held === undefined ? {} : { held_version: this.#held.bundle.version };
+  }
+}
+
+/** The version a pushed bundle claims, for the report; 0 when it has none readable. */
+function versionOf(signed: unknown): number {
+  const version = (signed as { bundle?: { version?: unknown } } | null)?.bundle?.version;
+  return Number.isSafeInteger(version) && (version as number) >= 0 ? (version as number) : 0;
+}

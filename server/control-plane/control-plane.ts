@@ -16,6 +16,7 @@ import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
 import { AlertService } from './alerts.js';
+import type { AlertRules } from './alert-rules.js';
 import { AuthService } from './auth.js';
 import { CommandService } from './commands.js';
 import type { LiveEvent, ServiceContext } from './context.js';
@@ -108,6 +109,8 @@ export interface ControlPlaneOptions {
   readonly authRateLimits?: Partial<AuthRateLimits>;
   /** The process's metrics (shared with an in-process gateway); default a registry of its own. */
   readonly metrics?: ServiceMetrics;
+  /** Alert rules (`sdc serve --alerts FILE`, alert-rules.ts); default alertRulesDefault. Sampled every rules.sampleIntervalMs. */
+  readonly alertRules?: AlertRules;
   /** Bearer token `GET /metrics` needs; without one it answers loopback peers only. */
   readonly metricsScrapeToken?: string;
   /** Cheaper scrypt for tests only. */
@@ -187,7 +190,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(options.redispatchIntervalMs === undefined ? {} : { redispatchIntervalMs: options.redispatchIntervalMs }),
     onFinished: ({ opcode, state, latencyMs }) => metrics.commandLatency.observe({ opcode, final_state: state }, latencyMs / 1000),
   });
-  const events = new EventHandlers({ context, commands, devices, onTelemetryStored: () => metrics.telemetrySamples.inc({ role: 'control-plane' }) });
+  const events = new EventHandlers({
+    context, commands, devices, onTelemetryStored: () => metrics.telemetrySamples.inc({ role: 'control-plane' }),
+    onAlertRaised: (kind) => metrics.alertsRaised.inc({ kind }), ...(options.alertRules === undefined ? {} : { alertRules: options.alertRules }),
+  });
   const live = new LiveHub({
     kv, logger, clock, scheduler, ...(options.liveClientsMax === undefined ? {} : { clientsMax: options.liveClientsMax }),
     ...(options.liveClientsPerUserMax === undefined ? {} : { clientsPerUserMax: options.liveClientsPerUserMax }),
@@ -269,6 +275,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       every('CRL republish', options.crlRepublishIntervalMs ?? 60_000, () => devices.republishCrl());
       every('JWT key rotation', options.jwtRotationCheckIntervalMs ?? 60_000, () => auth.authority.rotateIfDue(clock.nowMs()));
       every('trust wipe check', options.trustWipeCheckIntervalMs ?? 5_000, () => devices.trust.publishIfWiped());
+      every('alert rules sample', events.alertMonitor.rules.sampleIntervalMs, () => events.alertMonitor.sample());
     },
     async stop() {
       running = false;

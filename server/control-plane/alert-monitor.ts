@@ -1,3 +1,4 @@
+import { SdcError } from '../../core/errors/index.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import { gatewayCommandStream, groups, kvKeys, streamNames } from '../bus-contract/streams.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
@@ -97,9 +98,14 @@ export class AlertMonitor {
   /** One sampling pass: offline devices, stream backlogs, risk episodes that are over. */
   async sample(): Promise<void> {
     const nowMs = this.#ctx.clock.nowMs();
-    await this.#sampleOffline(nowMs);
-    await this.#sampleBackpressure(nowMs);
-    await this.#clearCalmRisk(nowMs);
+    // Each step on its own: a store failure in one still lets the others run this pass.
+    for (const [name, step] of [['offline', () => this.#sampleOffline(nowMs)], ['backpressure', () => this.#sampleBackpressure(nowMs)], ['risk clear', () => this.#clearCalmRisk(nowMs)]] as const) {
+      try {
+        await step();
+      } catch (error) {
+        this.#ctx.logger.error({ err: error, step: name }, 'alert rules sampling step failed; retried at the next pass');
+      }
+    }
   }
 
   async #sampleOffline(nowMs: number): Promise<void> {
@@ -128,13 +134,23 @@ export class AlertMonitor {
     if (busPendingAbove === null && deadLettersAbove === null) return;
     for (const [stream, group] of await this.#sampledStreams()) {
       if (busPendingAbove !== null) {
-        const pending = (await this.#ctx.bus.pending(stream, group, { count: pendingEntriesReadMax })).length;
+        const pending = await this.#pendingCount(stream, group);
         await this.#threshold({ what: 'pending', stream, value: pending, above: busPendingAbove, nowMs, detail: { group } });
       }
       if (deadLettersAbove !== null) {
         const dead = await this.#ctx.bus.length(deadLetterStream(stream));
         await this.#threshold({ what: 'dead_letters', stream, value: dead, above: deadLettersAbove, nowMs, detail: {} });
       }
+    }
+  }
+
+  /** A stream or group not created yet (nothing consumed it so far) has nothing pending. */
+  async #pendingCount(stream: string, group: string): Promise<number> {
+    try {
+      return (await this.#ctx.bus.pending(stream, group, { count: pendingEntriesReadMax })).length;
+    } catch (error) {
+      if (SdcError.is(error, 'STORE_NO_GROUP')) return 0;
+      throw error;
     }
   }
 

@@ -1,0 +1,177 @@
+// Issue 12, alerts as rules: each rule's alert is raised once per episode (stored, audited and
+// published once), clears when its condition ends, and is raised again by the next episode.
+// Time is the harness's ManualClock and the sampling pass is called by hand (no timers).
+// Runs on sql.js + embedded kv and, with MYSQL_URL and REDIS_URL, on MySQL + Redis.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { encodeBusEntry } from '../bus-contract/entries.js';
+import { groups, liveChannel, streamNames } from '../bus-contract/streams.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
+import { parseAlertRules } from './alert-rules.js';
+import type { AlertView } from './alerts.js';
+import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+
+const offlineAfterMs = 30_000;
+const rules = parseAlertRules({
+  offlineAfterMs, riskScoreAbove: 70, updateFailures: 2, tamper: true, backpressure: { busPendingAbove: 2, deadLettersAbove: 0 }, sampleIntervalMs: 1_000,
+});
+
+function suite(pair: StorePair): void {
+  describe(`alert rules on ${pair.name}`, () => {
+    let h: Harness;
+    const live: JsonObject[] = [];
+    let unsubscribe: (() => Promise<void>) | undefined;
+
+    before(async () => {
+      h = await makeHarness(pair.sql, { ...(pair.kv === undefined ? {} : { kv: pair.kv }), controlPlane: { alertRules: rules } });
+      // What LiveHub relays to SSE clients: everything published on the live channel.
+      unsubscribe = await h.cp.context.kv.subscribe(liveChannel, (message) => live.push(JSON.parse(message) as JsonObject));
+      for (const device of ['dev-away', 'dev-hot', 'dev-ota', 'dev-opened']) {
+        await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device, h.clock.nowMs()]);
+      }
+    });
+    after(async () => {
+      await unsubscribe?.();
+      await h.close();
+      await pair.sql.cleanup();
+    });
+
+    const alertsOf = async (kind: string, deviceId?: string): Promise<AlertView[]> =>
+      (await h.cp.alerts.list({ ...(deviceId === undefined ? {} : { deviceId }), limit: 100 })).items.filter((a) => a.kind === kind).reverse();
+    const audited = async (kind: string) => (await h.cp.auditStore.scan(1, 10_000)).filter((e) => e.kind === 'alert.raised' && e.payload['kind'] === kind).length;
+    const presence = async (deviceId: string, online: boolean) => {
+      await h.bus.append(streamNames.events, encodeBusEntry('presence', {
+        device_id: deviceId, gateway_id: 'gw1', session_id: `s_${h.clock.nowMs()}`, online, at_ms: h.clock.nowMs(),
+      }));
+      await h.cp.eventsConsumer.drain();
+    };
+    /** Lets the live publish (fire and forget) reach the subscriber. */
+    const liveOf = async (type: string) => {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return live.filter((e) => e['type'] === type);
+    };
+
+    it('device_offline: once past offlineAfterMs, not again while offline, cleared when it comes back, raised again by the next episode', async () => {
+      await presence('dev-away', true);
+      await presence('dev-away', false);
+      const wentAwayMs = h.clock.nowMs();
+      h.clock.advance(offlineAfterMs - 1);
+      await h.cp.events.alertMonitor.sample();
+      assert.deepEqual(await alertsOf('device_offline'), [], 'not before offlineAfterMs');
+      h.clock.advance(1);
+      await h.cp.events.alertMonitor.sample();
+      await h.cp.events.alertMonitor.sample();
+      const [first, ...rest] = await alertsOf('device_offline');
+      assert.deepEqual(rest, [], 'one alert for the episode');
+      assert.equal(first!.device_id, 'dev-away');
+      assert.equal(first!.detail!['last_seen_at_ms'], wentAwayMs);
+      assert.equal(await audited('device_offline'), 1);
+      assert.ok((await liveOf('alert')).some((e) => e['alert_id'] === first!.id), 'published live');
+      h.clock.advance(1_000);
+      await presence('dev-away', true);
+      const [cleared] = await alertsOf('device_offline');
+      assert.equal(cleared!.cleared_at_ms, h.clock.nowMs());
+      assert.ok((await liveOf('alert_cleared')).some((e) => e['alert_id'] === first!.id));
+      await presence('dev-away', false);
+      h.clock.advance(offlineAfterMs);
+      await h.cp.events.alertMonitor.sample();
+      const episodes = await alertsOf('device_offline');
+      assert.equal(episodes.length, 2, 'the next episode raises a new alert');
+      assert.equal(episodes[1]!.cleared_at_ms, null);
+      assert.equal(await audited('device_offline'), 2);
+    });
+
+    it('risk_score: once while samples stay at or over the threshold, cleared by the sampling pass after a calm sample', async () => {
+      const sample = async (score: number) => {
+        const atMs = h.clock.nowMs();
+        await h.db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)', ['dev-hot', atMs, '{}', score]);
+        await h.cp.events.alertMonitor.onRiskScore({ deviceId: 'dev-hot', score, factors: ['cpu'], detail: { score }, atMs });
+        h.clock.advance(1_000);
+      };
+      await sample(69.9);
+      assert.deepEqual(await alertsOf('risk_score'), []);
+      for (const score of [70, 90, 85]) await sample(score);
+      await h.cp.events.alertMonitor.sample();
+      assert.equal((await alertsOf('risk_score')).length, 1);
+      await sample(20);
+      await h.cp.events.alertMonitor.sample();
+      assert.notEqual((await alertsOf('risk_score'))[0]!.cleared_at_ms, null);
+      await sample(95);
+      assert.equal((await alertsOf('risk_score')).length, 2);
+      assert.equal(await audited('risk_score'), 2);
+    });
+
+    it('update_failed: after updateFailures failed update commands in a row, once; a successful update clears it', async () => {
+      let n = 0;
+      const finish = async (opcode: string, state: 'failed' | 'succeeded') => {
+        n += 1;
+        const id = `c_ota_${n}`;
+        const atMs = h.clock.nowMs();
+        await h.db.execute(
+          'INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          [id, 'dev-ota', opcode, '{}', state, 'op', atMs + 60_000, atMs, atMs],
+        );
+        await h.cp.events.alertMonitor.onUpdateOutcome({ deviceId: 'dev-ota', commandId: id, opcode, succeeded: state === 'succeeded', atMs });
+        h.clock.advance(1_000);
+      };
+      await finish('EXEC_STAGE_UPDATE', 'failed');
+      assert.deepEqual(await alertsOf('update_failed'), [], 'one failure is under the rule of 2');
+      await finish('EXEC_STAGE_UPDATE', 'succeeded');
+      await finish('EXEC_COMMIT_UPDATE', 'failed');
+      assert.deepEqual(await alertsOf('update_failed'), [], 'not in a row');
+      await finish('EXEC_COMMIT_UPDATE', 'failed');
+      await finish('EXEC_ROLLBACK_UPDATE', 'failed');
+      const [raised, ...more] = await alertsOf('update_failed');
+      assert.deepEqual(more, []);
+      assert.equal(raised!.severity, 'critical');
+      await finish('EXEC_STAGE_UPDATE', 'succeeded');
+      assert.notEqual((await alertsOf('update_failed'))[0]!.cleared_at_ms, null);
+      assert.equal(await audited('update_failed'), 1);
+    });
+
+    it('tamper: a device ALERT of kind tamper raises one critical alert until acknowledged; after the ack the next signal is a new alert', async () => {
+      const tamper = async () => {
+        await h.bus.append(streamNames.events, encodeBusEntry('alert', {
+          device_id: 'dev-opened', gateway_id: 'gw1', at_ms: h.clock.nowMs(), severity: 'warning', kind: 'tamper', message: 'case opened',
+        }));
+        await h.cp.eventsConsumer.drain();
+      };
+      for (let i = 0; i < 3; i += 1) await tamper();
+      const [first, ...rest] = await alertsOf('tamper');
+      assert.deepEqual(rest, []);
+      assert.equal(first!.severity, 'critical');
+      const acked = await h.cp.alerts.acknowledge({ alertId: first!.id, actor: 'op-1', note: 'seal checked' });
+      assert.equal(acked.ack_note, 'seal checked');
+      assert.notEqual(acked.cleared_at_ms, null, 'the ack ends the tamper episode');
+      await tamper();
+      assert.equal((await alertsOf('tamper')).length, 2);
+      assert.equal(await audited('tamper'), 2);
+    });
+
+    it('backpressure: pending entries and dead letters above their thresholds, once each, cleared when the backlog drains', async () => {
+      const stream = streamNames.telemetry;
+      await h.bus.ensureGroup(stream, groups.telemetry, '0');
+      for (let i = 0; i < 3; i += 1) await h.bus.append(stream, { data: `{"i":${i}}` });
+      const read = await h.bus.readGroup(stream, groups.telemetry, 'stuck-consumer', { count: 10 });
+      assert.equal(read.length, 3);
+      await h.cp.events.alertMonitor.sample();
+      await h.cp.events.alertMonitor.sample();
+      const pending = (await alertsOf('backpressure')).filter((a) => a.detail!['measure'] === 'pending' && a.detail!['stream'] === stream);
+      assert.equal(pending.length, 1);
+      assert.equal(pending[0]!.detail!['value'], 3);
+      assert.equal(pending[0]!.device_id, null);
+      await h.bus.deadLetter(stream, groups.telemetry, read[0]!.id, 'poison');
+      await h.bus.ack(stream, groups.telemetry, read.slice(1).map((e) => e.id));
+      await h.cp.events.alertMonitor.sample();
+      const after = await alertsOf('backpressure');
+      const dead = after.filter((a) => a.detail!['measure'] === 'dead_letters');
+      assert.equal(dead.length, 1);
+      assert.equal(dead[0]!.detail!['value'], 1);
+      assert.notEqual(after.find((a) => a.id === pending[0]!.id)!.cleared_at_ms, null, 'the pending backlog cleared');
+    });
+  });
+}
+
+const { pairs, skipped } = storePairs();
+for (const pair of pairs) suite(pair);
+if (skipped !== undefined) describe('alert rules on mysql + redis', { skip: skipped }, () => {});

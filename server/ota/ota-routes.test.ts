@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { parseMetadata } from '../../core/tuf/metadata.js';
+import { makeHarness, storePairs, type Harness } from '../control-plane/test-support.js';
+import type { RepositoryKeys } from './repository-init.js';
+import { withOta } from './test-support.js';
+
+/**
+ * The release routes end to end through the HTTP app: roles, the release states, every refusal
+ * with its code, and publishing only with a threshold of release signers' signatures (made here
+ * with the targets keys, as `sdc release sign` makes them). On sql.js, and on MySQL when
+ * MYSQL_URL is set (storePairs).
+ */
+
+const artifact = new TextEncoder().encode('firmware 2.4.0 '.repeat(100));
+const sha256 = createHash('sha256').update(artifact).digest('hex');
+const createBody = {
+  id: 'rel-2-4-0', version: '2.4.0', artifact_name: 'agent.bin', platforms: ['linux-x64'], min_agent_version: '1.0.0',
+  reboot_required: true, health_check: { timeout_ms: 300_000, probes: ['agent_online'] },
+};
+
+for (const { sql } of storePairs().pairs) {
+  describe(`release routes (${sql.name})`, () => {
+    let h: Harness;
+    let keys: RepositoryKeys;
+    let operator: string;
+    let viewer: string;
+
+    before(async () => {
+      h = await makeHarness(sql);
+      ({ keys } = await withOta(h, { artifactBytesMax: 4096 }));
+      const nowMs = h.clock.nowMs();
+      await h.cp.auth.users.add({ name: 'olga', role: 'operator', password: 'operator password', nowMs });
+      await h.cp.auth.users.add({ name: 'vic', role: 'viewer', password: 'viewer password', nowMs });
+      operator = (await h.cp.auth.login('olga', 'operator password')).token;
+      viewer = (await h.cp.auth.login('vic', 'viewer password')).token;
+    });
+    after(async () => { await h.close(); await sql.cleanup(); });
+
+    const call = (method: 'GET' | 'POST' | 'PUT', url: string, token: string | undefined, body?: unknown, headers: Record<string, string> = {}) => h.cp.app.inject({
+      method, url, headers: { ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), ...headers },
+      ...(body === undefined ? {} : body instanceof Uint8Array ? { payload: Buffer.from(body) } : { payload: body as object }),
+    });
+    const upload = (id: string, bytes: Uint8Array, digest: string) => call('PUT', `/v1/releases/${id}/artifact`, operator, bytes,
+      { 'content-type': 'application/octet-stream', 'x-sdc-artifact-sha256': digest });
+    const signWith = async (id: string, keyIndex: number, role: 'targets' | 'root' = 'targets') => {
+      const proposal = (await call('GET', `/v1/releases/${id}/targets-proposal`, operator)).json() as { signed_canonical: string };
+      const key = keys[role][keyIndex]!.key;
+      return call('POST', `/v1/releases/${id}/signatures`, operator, { keyid: key.keyid, sig: key.sign(new TextEncoder().encode(proposal.signed_canonical)) });
+    };
+    const codeOf = (response: { json(): unknown }) => (response.json() as { error: { code: string } }).error.code;
+
+    it('a viewer reads releases but cannot create one', async () => {
+      assert.equal((await call('GET', '/v1/releases', viewer)).statusCode, 200);
+      const refused = await call('POST', '/v1/releases', viewer, createBody);
+      assert.equal(refused.statusCode, 403);
+      assert.equal(codeOf(refused), 'API_FORBIDDEN');
+    });
+
+    it('creates, uploads, collects a threshold of release-signer signatures and publishes; refusals carry their codes', async () => {
+      const created = await call('POST', '/v1/releases', operator, createBody);
+      assert.equal(created.statusCode, 201, created.body);
+      assert.equal(created.json().state, 'draft');
+      assert.equal(created.json().custom.sdc.release_counter, 1);
+      assert.equal(codeOf(await call('POST', '/v1/releases', operator, createBody)), 'OTA_RELEASE_EXISTS');
+      assert.equal(codeOf(await call('GET', `/v1/releases/${createBody.id}/targets-proposal`, operator)), 'OTA_RELEASE_STATE', 'nothing to sign before the upload is verified');
+
+      const badDigest = await upload(createBody.id, artifact, 'f'.repeat(64));
+      assert.equal(badDigest.statusCode, 400);
+      assert.equal(codeOf(badDigest), 'OTA_UPLOAD_DIGEST_MISMATCH');
+      assert.equal((await call('GET', `/v1/releases/${createBody.id}`, viewer)).json().state, 'uploading', 'a failed upload may be tried again');
+      const tooLarge = await upload(createBody.id, new Uint8Array(5000), 'a'.repeat(64));
+      assert.equal(tooLarge.statusCode, 413);
+      assert.equal(codeOf(tooLarge), 'OTA_UPLOAD_TOO_LARGE');
+      const uploaded = await upload(createBody.id, artifact, sha256);
+      assert.equal(uploaded.statusCode, 200, uploaded.body);
+      assert.deepEqual({ state: uploaded.json().state, length: uploaded.json().artifact.length, sha256: uploaded.json().artifact.sha256 }, { state: 'verified', length: artifact.length, sha256 });
+      assert.equal(codeOf(await upload(createBody.id, artifact, sha256)), 'OTA_RELEASE_STATE');
+
+      const early = await call('POST', `/v1/releases/${createBody.id}/publish`, operator);
+      assert.equal(early.statusCode, 409);
+      assert.equal(codeOf(early), 'OTA_RELEASE_UNDER_THRESHOLD');
+      const proposal = (await call('GET', `/v1/releases/${createBody.id}/targets-proposal`, operator)).json();
+      assert.equal(proposal.threshold, 2);
+      assert.equal(proposal.targets_version, 2);
+      assert.equal(codeOf(await signWith(createBody.id, 0, 'root')), 'OTA_RELEASE_SIGNATURE_INVALID', 'a root key is not a release signer');
+      const forged = await call('POST', `/v1/releases/${createBody.id}/signatures`, operator, { keyid: keys.targets[1]!.key.keyid, sig: keys.targets[1]!.key.sign(new TextEncoder().encode('something else')) });
+      assert.equal(codeOf(forged), 'OTA_RELEASE_SIGNATURE_INVALID', 'a signature over other bytes');
+      assert.equal((await signWith(createBody.id, 0)).json().state, 'verified');
+      assert.equal((await signWith(createBody.id, 0)).json().signatures.length, 1, 'one key counts once, however often it signs');
+      assert.equal(codeOf(await call('POST', `/v1/releases/${createBody.id}/publish`, operator)), 'OTA_RELEASE_UNDER_THRESHOLD', 'one signer is not enough');
+      const second = await signWith(createBody.id, 2);
+      assert.equal(second.json().state, 'signed');
+
+      const published = await call('POST', `/v1/releases/${createBody.id}/publish`, operator);
+      assert.equal(published.statusCode, 200, published.body);
+      assert.equal(published.json().state, 'published');
+
+      // The repository now serves targets version 2 listing the release, under a new snapshot and timestamp.
+      const timestamp = await call('GET', '/v1/tuf/metadata/timestamp.json', undefined);
+      assert.equal(timestamp.statusCode, 200);
+      const snapshotVersion = parseMetadata(timestamp.rawPayload, 'timestamp').signed.snapshotMeta.version;
+      const snapshot = parseMetadata((await call('GET', `/v1/tuf/metadata/${snapshotVersion}.snapshot.json`, undefined)).rawPayload, 'snapshot');
+      assert.equal(snapshot.signed.meta.get('targets.json')?.version, 2);
+      const targets = parseMetadata((await call('GET', '/v1/tuf/metadata/2.targets.json', undefined)).rawPayload, 'targets');
+      const target = targets.signed.targets.get('rel-2-4-0/agent.bin');
+      assert.equal(target?.length, artifact.length);
+      assert.deepEqual(target?.hashes[0], ['sha256', sha256]);
+      const served = await call('GET', `/v1/tuf/targets/rel-2-4-0/${sha256}.agent.bin`, undefined);
+      assert.equal(served.statusCode, 200);
+      assert.deepEqual(new Uint8Array(served.rawPayload), artifact);
+      assert.equal((await call('GET', `/v1/tuf/targets/rel-2-4-0/${'0'.repeat(64)}.agent.bin`, undefined)).statusCode, 404);
+      assert.equal((await call('GET', '/v1/tuf/metadata/9.targets.json', undefined)).statusCode, 404, 'the client reads 404 as "no such version"');
+      assert.equal(codeOf(await call('POST', `/v1/releases/${createBody.id}/publish`, operator)), 'OTA_RELEASE_STATE');
+    });
+
+    it('revokes: a revoked release is never served, uploaded or signed again, and the next targets leaves it out', async () => {
+      const revoked = await call('POST', `/v1/releases/${createBody.id}/revoke`, operator, { reason: 'bricks 10 % of devices' });
+      assert.equal(revoked.json().state, 'revoked');
+      assert.equal((await call('GET', `/v1/tuf/targets/rel-2-4-0/${sha256}.agent.bin`, undefined)).statusCode, 404);
+      assert.equal(codeOf(await call('POST', `/v1/releases/${createBody.id}/revoke`, operator, { reason: 'again' })), 'OTA_RELEASE_REVOKED');
+      assert.equal(codeOf(await call('GET', `/v1/releases/${createBody.id}/targets-proposal`, operator)), 'OTA_RELEASE_REVOKED');
+
+      const next = { ...createBody, id: 'rel-2-4-1', version: '2.4.1' };
+      assert.equal((await call('POST', '/v1/releases', operator, next)).json().custom.sdc.release_counter, 2, 'counters only go up');
+      await upload(next.id, artifact, sha256);
+      const other = { ...createBody, id: 'rel-2-4-2', version: '2.4.2' };
+      await call('POST', '/v1/releases', operator, other);
+      await upload(other.id, artifact, sha256);
+      const proposal = (await call('GET', `/v1/releases/${next.id}/targets-proposal`, operator)).json();
+      assert.equal(proposal.targets_version, 3);
+      assert.deepEqual(Object.keys(JSON.parse(proposal.signed_canonical).targets), ['rel-2-4-1/agent.bin'], 'the revoked release is left out');
+      assert.equal(codeOf(await call('GET', `/v1/releases/${other.id}/targets-proposal`, operator)), 'OTA_TARGETS_PROPOSAL_OPEN', 'one targets version is signed at a time');
+      await signWith(next.id, 1);
+      await signWith(next.id, 2);
+      assert.equal((await call('POST', `/v1/releases/${next.id}/publish`, operator)).json().state, 'published');
+      const otherProposal = (await call('GET', `/v1/releases/${other.id}/targets-proposal`, operator)).json();
+      assert.equal(otherProposal.targets_version, 4);
+      assert.deepEqual(Object.keys(JSON.parse(otherProposal.signed_canonical).targets).sort(), ['rel-2-4-1/agent.bin', 'rel-2-4-2/agent.bin']);
+    });
+
+    it('audits every release change', async () => {
+      const kinds = (await h.db.query<{ kind: string }>("SELECT kind FROM audit_log WHERE subject LIKE 'release:%'")).map((row) => row.kind);
+      for (const kind of ['ota.release.created', 'ota.release.uploaded', 'ota.release.upload_failed', 'ota.release.signature_added', 'ota.release.published', 'ota.release.revoked']) {
+        assert.ok(kinds.includes(kind), `${kind} in ${kinds.join(', ')}`);
+      }
+    });
+  });
+}

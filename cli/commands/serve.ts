@@ -2,6 +2,7 @@ import type { Deployment } from '../../server/deployment/deployment.js';
 import { isIP } from 'node:net';
 import { SdcError } from '../../core/errors/index.js';
 import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
+import { redisPasswordFileHelp, redisPasswordFileOptions, redisUrlOption } from '../redis-password.js';
 import { pairingTokensMaxDefault } from '../../trust/pairing-tokens.js';
 import type { Policy } from '../../core/protocol/policy.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
@@ -13,12 +14,14 @@ const commonOptions = {
   dir: { type: 'string' }, host: { type: 'string' }, 'gateway-port': { type: 'string' }, 'gateway-id': { type: 'string' },
   redis: { type: 'string' }, 'key-prefix': { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
   'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' },
+  ...redisPasswordFileOptions,
 } as const;
 
 const commonHelp = [
   ['--dir D', 'Data directory (default ./data); run `sdc pki init --dir D` first'],
   ['--host H', 'Address to listen on (default 127.0.0.1)'],
   ['--gateway-port G', 'Gateway WSS port (default 8443; 0 picks a free one)'],
+  redisPasswordFileHelp,
   ['--key-prefix P', 'Prefix of every Redis key (default sdc:); the same for every process of one deployment'],
   ['--heartbeat-interval-ms N', 'Agent heartbeat period; offline after 1.5 of them (default 10000)'],
   ['--metrics-port P', 'Also serve GET /metrics (Prometheus) on plain HTTP at this port (sdc serve has it on the API too; a gateway-only process needs this)'],
@@ -77,7 +80,7 @@ function certificateNames(args: ParsedCommandArgs): { serverHostnames: string[];
 /** Every option checked before anything is loaded or opened, so a usage mistake is one line and nothing else happens. */
 async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControlPlane: boolean) {
   const { storeTargets } = await import('../../server/deployment/store-connect.js');
-  const redisUrl = args.values.redis as string | undefined;
+  const redisUrl = await redisUrlOption(args, io);
   if (!withControlPlane && redisUrl === undefined) {
     throw new SdcError('CLI_USAGE', 'a separate gateway process needs --redis: the embedded stores live inside one process');
   }

@@ -4,13 +4,16 @@
 // every line it wrote (its logger at trace level, and anything on stdout, stderr or the console)
 // is searched for the password, raw and percent-encoded. Needs MYSQL_URL and REDIS_URL.
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { get as httpsGet, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { createConnection as connectMysql } from 'mysql2/promise';
 import pino from 'pino';
@@ -69,6 +72,36 @@ async function untilStatus(url: string, caPem: string, status: number): Promise<
     if (Date.now() > deadline) assert.fail(`${url} answered ${got}, not ${status}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+const sdcBin = fileURLToPath(new URL('../../bin/sdc.js', import.meta.url));
+
+/** A real `sdc` process with its stdout and stderr collected (pino writes to fd 2 directly, past process.stderr). */
+function spawnSdc(argv: string[], env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('SDC_')));
+  const child = spawn(process.execPath, [sdcBin, ...argv], { env: { ...inherited, ...env, SDC_LOG_LEVEL: 'trace' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const chunks: string[] = [];
+  child.stdout!.on('data', (chunk: Buffer) => chunks.push(chunk.toString('utf8')));
+  child.stderr!.on('data', (chunk: Buffer) => chunks.push(chunk.toString('utf8')));
+  return { child, output: () => chunks.join('') };
+}
+
+/** Until the process's output matches, or it exits (generous real-time limit: tsx may compile the sources first). */
+async function untilOutput(run: ReturnType<typeof spawnSdc>, pattern: RegExp): Promise<RegExpExecArray> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const match = pattern.exec(run.output());
+    if (match) return match;
+    if (run.child.exitCode !== null || Date.now() > deadline) assert.fail(`no ${pattern} (exit ${run.child.exitCode}):\n${run.output().slice(-2000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function stopped(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGKILL');
+  await exited;
 }
 
 describe('store credentials are never logged (real MariaDB and Redis users with passwords)', { skip }, () => {
@@ -130,6 +163,65 @@ describe('store credentials are never logged (real MariaDB and Redis users with 
       await admin.query(`DROP DATABASE IF EXISTS \`${database}\``).catch(() => undefined);
       await admin.end();
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+  it('sdc serve with both passwords from files (ready, a refused store, ready again), then a gateway with a wrong Redis password file (refused in one line): no password in anything either writes', async () => {
+    const suffix = randomBytes(4).toString('hex');
+    const password = `f1le-${randomBytes(6).toString('hex')}@/:`;
+    const wrongPassword = `wr0ng-${randomBytes(6).toString('hex')}`;
+    const user = `sdc_files_${suffix}`;
+    const database = `sdc_files_${suffix}`;
+    const keyPrefix = `sdc-credentials-files-${suffix}:`;
+    const admin = await connectMysql({ uri: mysqlUrl! });
+    const redisAdmin = new Redis(redisUrl!);
+    const dir = await mkdtemp(join(tmpdir(), 'sdc-credentials-files-'));
+    const dataDir = join(dir, 'data');
+    const runs: Array<ReturnType<typeof spawnSdc>> = [];
+    try {
+      await admin.query(`CREATE DATABASE \`${database}\``);
+      await admin.query(`CREATE USER '${user}'@'%' IDENTIFIED BY ?`, [password]);
+      await admin.query(`GRANT ALL ON \`${database}\`.* TO '${user}'@'%'`);
+      await redisAdmin.call('ACL', 'SETUSER', user, 'on', `>${password}`, `~${keyPrefix}*`, `&${keyPrefix}*`, '+@all');
+      for (const [name, text] of [['db_password', password], ['redis_password', password], ['wrong_redis_password', wrongPassword]] as const) {
+        await writeFile(join(dir, name), `${text}\n`, { mode: 0o600 });
+      }
+      const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+      // No password in either URL: both come from the files named in the environment, as in compose.yaml.
+      const redisNoPassword = `redis://${user}@${new URL(redisUrl!).host}/0`;
+      const serve = spawnSdc(
+        ['serve', '--dir', dataDir, '--api-port', '0', '--gateway-port', '0', '--key-prefix', keyPrefix, '--redis', redisNoPassword, '--mysql', `mysql://${user}@${new URL(mysqlUrl!).host}/${database}`],
+        { SDC_MYSQL_PASSWORD_FILE: join(dir, 'db_password'), SDC_REDIS_PASSWORD_FILE: join(dir, 'redis_password') },
+      );
+      runs.push(serve);
+      const api = (await untilOutput(serve, /control plane {2}(https:\/\/\S+) /))[1]!;
+      await untilOutput(serve, /^ready$/m);
+      // Ready means both stores answered with the passwords from the files.
+      await untilStatus(`${api}/readyz`, materials.rootCaPem, 200);
+      assert.equal(await request('POST', `${api}/v1/auth/login`, materials.rootCaPem, { name: 'nobody', password: 'wrong horse battery staple' }), 401);
+      await redisAdmin.call('ACL', 'SETUSER', user, '-@all');
+      await untilStatus(`${api}/readyz`, materials.rootCaPem, 503);
+      await redisAdmin.call('ACL', 'SETUSER', user, '+@all');
+      await untilStatus(`${api}/readyz`, materials.rootCaPem, 200);
+      // A gateway whose password file holds the wrong password: Redis refuses it, and the gateway
+      // stops with one line saying so (a refused password does not get better by retrying).
+      const gateway = spawnSdc(['gateway', '--dir', dataDir, '--gateway-id', 'gw-9', '--gateway-port', '0', '--key-prefix', keyPrefix, '--redis', redisNoPassword], { SDC_REDIS_PASSWORD_FILE: join(dir, 'wrong_redis_password') });
+      runs.push(gateway);
+      const [exitCode] = (await once(gateway.child, 'exit')) as [number | null];
+      assert.equal(exitCode, 1, gateway.output());
+      assert.match(gateway.output(), /^sdc: STORE_QUERY_FAILED: WRONGPASS invalid username-password pair/m);
+      const output = runs.map((r) => r.output()).join('\n');
+      for (const secret of [password, encodeURIComponent(password), wrongPassword]) {
+        for (const line of output.split('\n')) assert.ok(!line.includes(secret), `a password in: ${line.slice(0, 400)}`);
+      }
+    } finally {
+      for (const run of runs) await stopped(run.child);
+      await redisAdmin.call('ACL', 'DELUSER', user).catch(() => undefined);
+      await deleteKeysWithPrefix(redisUrl!, keyPrefix).catch(() => undefined);
+      await redisAdmin.quit();
+      await admin.query(`DROP USER IF EXISTS '${user}'@'%'`).catch(() => undefined);
+      await admin.query(`DROP DATABASE IF EXISTS \`${database}\``).catch(() => undefined);
+      await admin.end();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

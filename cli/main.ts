@@ -19,6 +19,8 @@ import { deviceCommands } from './commands/device.js';
 import { commandCommands } from './commands/commands.js';
 import { policyCommands } from './commands/policy.js';
 import { tufClientCommand } from './commands/tuf-client.js';
+import { releaseCommands } from './commands/release.js';
+import { otaCommands } from './commands/ota.js';
 import { reportCommand } from './commands/report.js';
 import { ttyPromptSecret } from './password-input.js';
 
@@ -41,6 +43,8 @@ const entries: CommandEntry[] = [
   commandCommands,
   policyCommands,
   tufClientCommand,
+  releaseCommands,
+  otaCommands,
   reportCommand,
 ];
 

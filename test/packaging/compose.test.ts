@@ -103,6 +103,32 @@ describe('compose.yaml', () => {
     assert.ok(controlPlane.secrets?.includes('db_password'));
   });
 
+  test('Redis has a password: the redis_password secret, given to redis-server through a tmpfs config file (never its argv) and to the sdc services as SDC_REDIS_PASSWORD_FILE', () => {
+    const redis = services.redis!;
+    assert.ok(redis.secrets?.includes('redis_password'));
+    assert.match(compose.secrets.redis_password?.file ?? '', /^\.\/secrets\//, 'a file the operator creates');
+    assert.deepEqual(redis.entrypoint, ['/bin/sh', '/redis-start.sh']);
+    assert.ok(redis.volumes?.includes('./deploy/redis-start.sh:/redis-start.sh:ro'));
+    assert.ok(redis.tmpfs?.includes('/tmp'), 'the config file lives on a tmpfs');
+    const script = readFileSync(join(root, 'deploy', 'redis-start.sh'), 'utf8');
+    const commands = script.split('\n').filter((l) => !l.trimStart().startsWith('#'));
+    assert.match(script, /^config=\/tmp\//m);
+    assert.match(script, /^printf 'requirepass "%s"\\n' "\$password" > "\$config"$/m);
+    const exec = commands.filter((l) => l.startsWith('exec '));
+    assert.deepEqual(exec, ['exec docker-entrypoint.sh redis-server --include "$config" --appendonly yes'], 'the password is not an argument');
+    assert.ok(commands.indexOf('umask 077') < commands.findIndex((l) => l.startsWith('printf ')), 'the config is written 0600');
+    // The health check authenticates from the file (an unauthenticated PING answers NOAUTH, exit 0).
+    assert.equal(redis.healthcheck?.test?.[0], 'CMD-SHELL');
+    assert.match(redis.healthcheck?.test?.[1] ?? '', /^REDISCLI_AUTH="\$\(head -n 1 \/run\/secrets\/redis_password\)" redis-cli ping \| grep -qx PONG$/);
+    const redisClients = Object.entries(services).filter(([, s]) => option(s, 'redis').length > 0);
+    assert.deepEqual(redisClients.map(([name]) => name).sort(), ['control-plane', 'gateway-2']);
+    for (const [name, service] of redisClients) {
+      assert.equal(service.environment?.SDC_REDIS_PASSWORD_FILE, '/run/secrets/redis_password', name);
+      assert.ok(service.secrets?.includes('redis_password'), name);
+      assert.doesNotMatch(option(service, 'redis')[0]!, /@/, `${name}: no user or password in --redis`);
+    }
+  });
+
   test('no secret on a command line: no password in a URL, no secret-looking flag or variable', () => {
     for (const [name, service] of Object.entries(services)) {
       for (const argument of [...(service.command ?? []), ...(service.entrypoint ?? [])]) {
@@ -153,7 +179,7 @@ describe('compose.yaml', () => {
     const capabilitiesAllowed: Record<string, string[]> = {
       'pki-init': ['CHOWN', 'DAC_OVERRIDE', 'FOWNER'], // root owning the two CA folders, writing into the operator's ./offline-ca
       mariadb: ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SETGID', 'SETUID'], // the image's entrypoint owns its directories, then gosu
-      redis: ['CHOWN', 'SETGID', 'SETUID'], // the image's entrypoint owns /data, then gosu
+      redis: ['CHOWN', 'DAC_OVERRIDE', 'SETGID', 'SETUID'], // reading the operator's secret file, owning the config and /data, then gosu
     };
     // Services whose root filesystem stays writable, and why (each says so in compose.yaml).
     const writableRoot: Record<string, string> = { minio: 'MinIO writes its configuration under $HOME', 'minio-init': 'mc writes its configuration under $HOME' };

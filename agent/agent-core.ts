@@ -1,5 +1,6 @@
 import { SdcError, type ErrorCode } from '../core/errors/index.js';
 import type { MessageBody } from '../core/protocol/messages/catalog.js';
+import type { DevicePosture } from '../core/protocol/messages/posture.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
 import type { Clock, RandomSource, Scheduler, SessionKeyCrypto, Sha256, TimerHandle } from '../core/ports/ports.js';
 import { hexFromBytes } from '../core/crypto/bytes.js';
@@ -84,6 +85,8 @@ export interface AgentCoreOptions {
   artifactPath?: OpcodeExecutorOptions['artifactPath'];
   processEntriesMax?: number;
   onEvent?: (event: AgentCoreEvent) => void;
+  /** Compliance facts for each AUTH (messages/posture.ts), read at every connection; absent: none reported. */
+  posture?: () => DevicePosture;
 }
 
 export interface AgentCore {
@@ -223,6 +226,7 @@ class DefaultAgentCore implements AgentCore {
     const connection = new AgentConnection({
       deviceId: this.#o.deviceId, signer: this.#o.signer, resolveGatewayKey: this.#o.resolveGatewayKey,
       agentVersion: this.#o.agentVersion, lastCommandSeq: this.#o.journal.highestExecutedSeq(),
+      ...(this.#o.posture === undefined ? {} : { posture: this.#o.posture() }),
       ...(this.#o.sessionCrypto === undefined ? {} : { sessionMac: { crypto: this.#o.sessionCrypto, random: this.#o.random } }),
     });
     const live: LiveConnection = {

@@ -15,6 +15,7 @@ import { NativeIoctlDevice } from '../kernel/native/native-device.js';
 import type { IoctlDevice } from '../kernel/device.js';
 import { createAgentCore, type AgentCore, type AgentLogger } from './agent-core.js';
 import { FileCommandJournal } from './command-journal-file.js';
+import { agentPosture } from './posture.js';
 import { ensureEnrolled, renewalDue, renewCertificate, type AgentIdentity } from './enrollment.js';
 import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { pinnedKeyResolver } from './state/agent-state.js';
@@ -73,12 +74,19 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   const provider = createNodeEd25519Provider();
   const kernel = openKernel({ choice: options.kernel, dir: join(options.dir, 'kernel'), clock: options.clock, random: options.random, scheduler: options.scheduler });
   const journal = await FileCommandJournal.open({ path: current.paths.journal, onTornTail: (bytes) => logger.warn({ bytes }, 'dropped a torn journal tail') });
+  // Compliance facts for AUTH (docs/compliance.md): the configuration hashed is what decides whom the agent trusts and how it runs.
+  const posture = await agentPosture({
+    kernel, config: {
+      device_id: current.deviceId, kernel: options.kernel, telemetry_interval_ms: options.telemetryIntervalMs, gateway_urls: current.trust.gateway_urls,
+      gateway_keys: current.trust.gateway_keys.map((key) => ({ ...key })), command_keys: current.trust.command_keys.map((key) => ({ ...key })), ca_pem: current.trust.ca_pem,
+    },
+  });
   const core = createAgentCore({
     deviceId: current.deviceId, signer: { kid: deviceKid(current.deviceId), seed: current.seed, provider },
     resolveGatewayKey: pinnedKeyResolver(current.trust.gateway_keys), resolveCommandKey: pinnedKeyResolver(current.trust.command_keys),
     kernel, journal, clock: options.clock, random: options.random, scheduler: options.scheduler, sha256: nodeSha256, sessionCrypto: createNodeSessionKeyCrypto(), logger,
     telemetrySource: createHostMetricsSource({ clock: options.clock, dataDir: options.dir }),
-    telemetryIntervalMs: options.telemetryIntervalMs, agentVersion,
+    telemetryIntervalMs: options.telemetryIntervalMs, agentVersion, posture: () => posture,
     artifactPath: (args) => join(options.dir, 'updates', `${args.version}.bin`),
   });
   core.start();

@@ -5,6 +5,7 @@ import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { parseStrictJson } from '../../core/protocol/strict-json.js';
 import { DeviceId, EpochMs, FrameId, SessionId, Seq } from '../../core/protocol/messages/fields.js';
 import { SignedCommandSchema } from '../../core/protocol/messages/command.js';
+import { DevicePostureSchema } from '../../core/protocol/messages/posture.js';
 
 /**
  * The typed entries carried on the service streams (streams.ts). Each is stored as two bus
@@ -27,6 +28,9 @@ export const busEntrySchemas = {
     device_id: DeviceId, gateway_id: GatewayId, session_id: SessionId, online: Type.Boolean(), at_ms: EpochMs,
     last_command_seq: Type.Optional(Seq), reason: Type.Optional(Type.String({ maxLength: 256 })),
     clock_offset_ms: Type.Optional(ClockOffsetMs),
+    /** From the device's AUTH (online only): its agent version and compliance posture, for the compliance evaluator. */
+    agent_version: Type.Optional(Type.String({ maxLength: 64 })),
+    posture: Type.Optional(DevicePostureSchema),
   }, strict),
 
   /** gateway -> control plane: a command moved (delivered, acked, executing), or must go back to the queue. */

@@ -16,6 +16,9 @@ import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
 import { AlertService } from './alerts.js';
+import { ComplianceService } from './compliance.js';
+import { DeadLetterService } from './dead-letters.js';
+import type { ComplianceRules } from '../../core/protocol/compliance.js';
 import type { AlertRules } from './alert-rules.js';
 import { AuthService } from './auth.js';
 import { CommandService } from './commands.js';
@@ -113,6 +116,10 @@ export interface ControlPlaneOptions {
   readonly alertRules?: AlertRules;
   /** Bearer token `GET /metrics` needs; without one it answers loopback peers only. */
   readonly metricsScrapeToken?: string;
+  /** Compliance rules (docs/compliance.md, `sdc serve --compliance FILE`); default: only certificate expiry and failed kernel checks are judged. */
+  readonly complianceRules?: ComplianceRules;
+  /** How often stored compliance states are re-judged (default 60 s; see ComplianceService.reevaluateDue). */
+  readonly complianceSweepIntervalMs?: number;
   /** Cheaper scrypt for tests only. */
   readonly scryptParams?: { N: number; r: number; p: number };
 }
@@ -199,7 +206,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(options.liveClientsPerUserMax === undefined ? {} : { clientsPerUserMax: options.liveClientsPerUserMax }),
   });
   const alerts = new AlertService({ context });
-  const services: ControlPlaneServices = { context, auth, devices, commands, events, alerts, live, auditStore, policy };
+  const compliance = new ComplianceService({ context, rules: options.complianceRules ?? {} });
+  const deadLetters = new DeadLetterService({ context, presenceGateway: (deviceId) => commands.presenceGateway(deviceId) });
+  const services: ControlPlaneServices = { context, auth, devices, commands, events, alerts, live, auditStore, policy, compliance, deadLetters };
   const app = buildHttpApp({
     services, logger, random, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
     ...(options.authRateLimits === undefined ? {} : { authRateLimits: options.authRateLimits }),
@@ -209,7 +218,11 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
   const claimIdleMs = options.claimIdleMs ?? 30_000;
   const eventsConsumer = new StreamConsumer({
-    bus, stream: streamNames.events, group: groups.controlPlane, consumer, logger, scheduler, claimIdleMs, handle: (entry) => events.handleEvent(entry),
+    bus, stream: streamNames.events, group: groups.controlPlane, consumer, logger, scheduler, claimIdleMs, handle: async (entry) => {
+      await events.handleEvent(entry);
+      // After the handler accepted it (a presence of an unknown device is refused there): AUTH facts for compliance.
+      await compliance.onEventEntry(entry);
+    },
     partitionKey: deviceIdOfEntry,
   });
   const telemetryConsumer = new StreamConsumer({
@@ -275,6 +288,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       every('CRL republish', options.crlRepublishIntervalMs ?? 60_000, () => devices.republishCrl());
       every('JWT key rotation', options.jwtRotationCheckIntervalMs ?? 60_000, () => auth.authority.rotateIfDue(clock.nowMs()));
       every('trust wipe check', options.trustWipeCheckIntervalMs ?? 5_000, () => devices.trust.publishIfWiped());
+      every('compliance sweep', options.complianceSweepIntervalMs ?? 60_000, () => compliance.reevaluateDue());
       every('alert rules sample', events.alertMonitor.rules.sampleIntervalMs, () => events.alertMonitor.sample());
     },
     async stop() {

@@ -7,6 +7,8 @@ import type { DeviceService } from './devices.js';
 import type { EventHandlers } from './events.js';
 import type { LiveHub } from './live.js';
 import type { PolicyStore } from './policy-store.js';
+import type { ComplianceService } from './compliance.js';
+import type { DeadLetterService } from './dead-letters.js';
 
 /** The transport-agnostic services behind the HTTP routes; the simulator calls them directly. */
 export interface ControlPlaneServices {
@@ -19,5 +21,9 @@ export interface ControlPlaneServices {
   readonly live: LiveHub;
   /** The stored, versioned policy (GET/PUT /v1/policy); command admission reads it. */
   readonly policy: PolicyStore;
+  /** Per-device compliance state (roadmap 10.3); also the DeviceComplianceReader port other modules read it through. */
+  readonly compliance: ComplianceService;
+  /** Dead-letter remediation: list, retry, discard (roadmap 11.4). */
+  readonly deadLetters: DeadLetterService;
   readonly auditStore: SqlAuditStore;
 }

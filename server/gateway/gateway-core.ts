@@ -26,6 +26,7 @@ import { busLimits } from '../stores/bus/bus-arguments.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import type { DeviceTransport } from './device-session.js';
 import { gatewayDefaults, gatewayLimits } from './gateway-defaults.js';
+import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 
 export type { GatewayCoreOptions } from './gateway-context.js';
 export type { DeviceTransport } from './device-session.js';
@@ -417,7 +418,7 @@ class Gateway implements GatewayCore {
         case 'authenticated':
           session.authenticated = true;
           session.sinceMs = this.#options.clock.nowMs();
-          this.#queue(session, () => this.#onAuthenticated(session, event.lastCommandSeq, event.clockOffsetMs));
+          this.#queue(session, () => this.#onAuthenticated(session, event.lastCommandSeq, event.clockOffsetMs, { agentVersion: event.agentVersion, ...(event.posture === undefined ? {} : { posture: event.posture }) }));
           break;
         case 'message':
           this.#queue(session, () => this.#onMessage(session, event.message));
@@ -440,14 +441,14 @@ class Gateway implements GatewayCore {
     if (error.code === 'PROTO_TELEMETRY_CHAIN_BROKEN') this.#queue(session, () => reportAlert(this.#context, session, 'telemetry_chain_broken', error.message));
   }
 
-  async #onAuthenticated(session: DeviceSession, lastCommandSeq: number, clockOffsetMs: number): Promise<void> {
+  async #onAuthenticated(session: DeviceSession, lastCommandSeq: number, clockOffsetMs: number, reported: { agentVersion: string; posture?: DevicePosture }): Promise<void> {
     // Closed before this queued task ran: it must not claim the device's presence or its session slot.
     if (session.closed) return;
     const previous = this.#sessions.get(session.deviceId);
     this.#sessions.set(session.deviceId, session);
     session.lastRefreshMs = this.#options.clock.nowMs();
     // The key names the new session before the old one closes, so the old one's close reports no offline.
-    await this.#presence.online(session, lastCommandSeq, clockOffsetMs);
+    await this.#presence.online(session, lastCommandSeq, clockOffsetMs, reported);
     if (previous !== undefined && previous !== session) this.#endSession(previous, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     if (Math.abs(clockOffsetMs) > clockOffsetLimits.alertMs) await reportClockOffset(this.#context, session, clockOffsetMs, 'corrected');
   }

@@ -1,5 +1,6 @@
 import { kvKeys } from '../bus-contract/streams.js';
 import type { GatewayContext } from './gateway-context.js';
+import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 
 /** What the presence key holds: which gateway and session hold the device, since when. */
 export interface PresenceRecord {
@@ -40,12 +41,14 @@ export class Presence {
   constructor(private readonly context: GatewayContext) {}
 
   /** `clockOffsetMs`: the device clock minus ours, measured at AUTH; the control plane shows it on the device. */
-  async online(session: PresenceSession, lastCommandSeq: number, clockOffsetMs: number): Promise<void> {
+  async online(session: PresenceSession, lastCommandSeq: number, clockOffsetMs: number, reported: { agentVersion?: string; posture?: DevicePosture } = {}): Promise<void> {
     const { gatewayId, stores, heartbeatIntervalMs } = this.context.options;
     await stores.kv.set(kvKeys.presence(session.deviceId), this.#record(session), { ttlMs: presenceTtlMs(heartbeatIntervalMs) });
     await this.context.report('presence', {
       device_id: session.deviceId, gateway_id: gatewayId, session_id: session.sessionId, online: true,
       at_ms: this.context.nowMs(), last_command_seq: lastCommandSeq, clock_offset_ms: clockOffsetMs,
+      // What the device said of itself in AUTH, passed on for the control plane's compliance state.
+      ...(reported.agentVersion === undefined ? {} : { agent_version: reported.agentVersion }), ...(reported.posture === undefined ? {} : { posture: reported.posture }),
     });
   }
 

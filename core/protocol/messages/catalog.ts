@@ -2,6 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Base64Url, DeviceId, DurationMs, EpochMs, ErrorCodeField, FrameId, Kid, Nonce, Seq, SessionId, ShortText, X25519PublicKey } from './fields.js';
 import { CommandOutcomeError, CommandResultStatus, SignedCommandSchema } from './command.js';
 import { clockOffsetLimits } from '../clock-offset.js';
+import { DevicePostureSchema } from './posture.js';
 
 /**
  * Every agent-gateway message body, one schema each. The envelope (envelope.ts) carries
@@ -41,6 +42,8 @@ export const messageCatalog = {
       last_command_seq: Seq,
       /** The agent's ephemeral X25519 key for the session MAC (session-mac.ts); absent: HEARTBEAT and TELEMETRY stay Ed25519-signed. */
       x25519_pub: Type.Optional(X25519PublicKey),
+      /** What the agent reports for compliance (posture.ts): once per connection, not on the heartbeat's hot path. */
+      posture: Type.Optional(DevicePostureSchema),
     }, strict),
   },
   AUTH_ACK: {

@@ -1,6 +1,7 @@
 import { SdcError } from '../../errors/index.js';
 import { decodeEnvelope, verifyEnvelope } from '../envelope.js';
 import type { MessageBody } from '../messages/catalog.js';
+import type { DevicePosture } from '../messages/posture.js';
 import { ConnectionCore, type ConnectionCoreOptions, type ConnectionEvent } from './connection-core.js';
 import { checkBody } from './codec.js';
 import { clockOffsetLimits } from '../clock-offset.js';
@@ -19,6 +20,8 @@ export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'fra
   agentVersion: string;
   /** Highest command device_seq executed, reported in AUTH so the gateway can skip done work. */
   lastCommandSeq: number;
+  /** Compliance facts sent in AUTH (messages/posture.ts); absent: none reported. */
+  posture?: DevicePosture;
 }
 
 /**
@@ -161,6 +164,7 @@ export class AgentConnection extends ConnectionCore {
       // On our own clock: the gateway measures the offset from this frame's ts.
       this.sendFrame('AUTH', {
         nonce: challenge.nonce, agent_version: this.#options.agentVersion, last_command_seq: this.#options.lastCommandSeq,
+        ...(this.#options.posture === undefined ? {} : { posture: this.#options.posture }),
         ...(this.#ephemeral === undefined ? {} : { x25519_pub: base64urlFromBytes(this.#ephemeral.publicKey) }),
       }, nowMs);
       this.#clockOffsetMs = estimatedOffsetMs;

@@ -1,6 +1,7 @@
 import { SdcError } from '../../errors/index.js';
 import { base64urlFromBytes } from '../../crypto/bytes.js';
 import type { MessageBody } from '../messages/catalog.js';
+import type { DevicePosture } from '../messages/posture.js';
 import type { SignedCommand } from '../messages/command.js';
 import type { RandomSource } from '../../ports/ports.js';
 import { checkClockOffset, measureClockOffsetMs } from '../clock-offset.js';
@@ -14,7 +15,7 @@ export const gatewayKid = (gatewayId: string): string => `gateway:${gatewayId}`;
 export type GatewayEvent =
   | ConnectionEvent
   /** `clockOffsetMs`: the device clock minus ours, measured at AUTH (clock-offset.ts). */
-  | { kind: 'authenticated'; deviceId: string; sessionId: string; lastCommandSeq: number; agentVersion: string; clockOffsetMs: number; sessionMac: boolean };
+  | { kind: 'authenticated'; deviceId: string; sessionId: string; lastCommandSeq: number; agentVersion: string; clockOffsetMs: number; sessionMac: boolean; posture?: DevicePosture };
 
 export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'frameIdPrefix'> {
   gatewayId: string;
@@ -121,7 +122,7 @@ export class GatewayConnection extends ConnectionCore {
       this.macKeys = macKeys;
       return [{
         kind: 'authenticated', deviceId: this.deviceId, sessionId: this.sessionId, lastCommandSeq: auth.last_command_seq, agentVersion: auth.agent_version,
-        clockOffsetMs: this.#clockOffsetMs, sessionMac: macKeys !== undefined,
+        clockOffsetMs: this.#clockOffsetMs, sessionMac: macKeys !== undefined, ...(auth.posture === undefined ? {} : { posture: auth.posture }),
       }];
     }
     switch (message.type) {

@@ -18,6 +18,8 @@ import { liveRoutes } from './routes/live.js';
 import { errorCodeOfPayload, metricsRoutes } from './routes/metrics.js';
 import type { ServiceMetrics } from '../../observability/metrics.js';
 import { policyRoutes } from './routes/policy.js';
+import { complianceRoutes } from './routes/compliance.js';
+import { deadLetterRoutes } from './routes/dead-letters.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { userRoutes } from './routes/users.js';
 import { viewerStatic } from './viewer-static.js';
@@ -87,6 +89,8 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.register(alertRoutes, { services });
   app.register(auditRoutes, { services });
   app.register(policyRoutes, { services });
+  app.register(complianceRoutes, { services });
+  app.register(deadLetterRoutes, { services });
   app.register(liveRoutes, { services });
   if (metrics !== undefined) app.register(metricsRoutes, { metrics, scrapeToken: options.metricsScrapeToken });
   app.register(viewerStatic, {});

@@ -1,0 +1,216 @@
+import { SdcError } from '../../core/errors/index.js';
+import {
+  complianceStates, evaluateCompliance, type ComplianceFacts, type ComplianceReason, type ComplianceResult, type ComplianceRules,
+  type ComplianceState, type DeviceCompliance, type DeviceComplianceReader,
+} from '../../core/protocol/compliance.js';
+import type { DevicePosture } from '../../core/protocol/messages/posture.js';
+import { decodeBusEntry } from '../bus-contract/entries.js';
+import type { BusEntry } from '../stores/bus/bus-port.js';
+import type { SqlExecutor } from '../stores/sql/sql-port.js';
+import { actors, type ServiceContext } from './context.js';
+import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
+
+/**
+ * Compliance per device (roadmap 10.3). The facts a device reports in its AUTH (agent version and
+ * posture, passed on by the gateway in the presence entry) are stored in `device_compliance`
+ * (migration 010) with the state core/protocol/compliance.ts gives them under the configured
+ * rules and the device's certificate expiry from its record. Time alone changes a state (a
+ * certificate comes within the warning window), so `reevaluateDue` re-judges stored rows on a
+ * sweep, and one device's read re-judges it on the spot. A change of state is audited.
+ *
+ * Other modules read a device's state through the DeviceComplianceReader port (`readCompliance`).
+ */
+
+export interface DeviceComplianceView {
+  readonly device_id: string;
+  readonly state: ComplianceState | 'unknown';
+  readonly reasons: readonly ComplianceReason[];
+  /** The facts judged: what the device reported, and its certificate expiry from its record. */
+  readonly facts: ReportedFacts & { readonly cert_not_after_ms: number | null };
+  readonly reported_at_ms: number | null;
+  readonly evaluated_at_ms: number | null;
+}
+
+/** What the device reported, as stored (snake_case, the wire's names). */
+export interface ReportedFacts extends DevicePosture {
+  readonly agent_version?: string;
+}
+
+export const complianceLimits = Object.freeze({
+  /** Rows re-judged per sweep pass, the longest unjudged first; the rest wait for the next pass. */
+  reevaluatePerSweepMax: 500,
+  /** A stored state older than this is re-judged by the sweep. */
+  reevaluateAfterMs: 60 * 60 * 1000,
+});
+
+interface ComplianceRow { device_id: string; state: string; reasons_json: string; facts_json: string; reported_at: number; evaluated_at: number }
+
+export class ComplianceService implements DeviceComplianceReader {
+  readonly #ctx: ServiceContext;
+  readonly #rules: ComplianceRules;
+
+  constructor(options: { context: ServiceContext; rules: ComplianceRules }) {
+    this.#ctx = options.context;
+    this.#rules = options.rules;
+  }
+
+  get rules(): ComplianceRules {
+    return this.#rules;
+  }
+
+  /**
+   * An events-stream entry, after the events handler took it: a device coming online with its
+   * AUTH facts has them recorded. Other entries are skipped before any decoding.
+   */
+  async onEventEntry(entry: BusEntry): Promise<void> {
+    if (entry.fields['kind'] !== 'presence') return;
+    const decoded = decodeBusEntry(entry.fields);
+    if (decoded.kind !== 'presence' || !decoded.data.online) return;
+    const { agent_version: agentVersion, posture } = decoded.data;
+    if (agentVersion === undefined && posture === undefined) return;
+    await this.record(decoded.data.device_id, { ...(posture ?? {}), ...(agentVersion === undefined ? {} : { agent_version: agentVersion }) }, decoded.data.at_ms);
+  }
+
+  /** Stores what the device reported at `reportedAtMs` and judges it now. */
+  async record(deviceId: string, reported: ReportedFacts, reportedAtMs: number): Promise<ComplianceResult> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const certNotAfterMs = await this.#certNotAfter(deviceId);
+    if (certNotAfterMs === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `no device ${deviceId}`);
+    const result = evaluateCompliance(factsOf(reported, reportedAtMs, certNotAfterMs), this.#rules, nowMs);
+    await this.#store(deviceId, { reported, reportedAtMs, result, nowMs });
+    return result;
+  }
+
+  /** The port: the device's state judged now; `unknown` before it reported anything; undefined for no such device. */
+  async readCompliance(deviceId: string): Promise<DeviceCompliance | undefined> {
+    const view = await this.deviceCompliance(deviceId).catch((error: unknown) => {
+      if (SdcError.is(error, 'API_DEVICE_NOT_FOUND')) return undefined;
+      throw error;
+    });
+    if (view === undefined) return undefined;
+    return { deviceId, state: view.state, reasons: view.reasons, evaluatedAtMs: view.evaluated_at_ms };
+  }
+
+  /** One device, judged now under the current rules and certificate (and stored when the state changed). */
+  async deviceCompliance(deviceId: string): Promise<DeviceComplianceView> {
+    const certNotAfterMs = await this.#certNotAfter(deviceId);
+    if (certNotAfterMs === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `no device ${deviceId}`);
+    const [row] = await this.#ctx.db.query<ComplianceRow>('SELECT * FROM device_compliance WHERE device_id = ?', [deviceId]);
+    const certFact = { cert_not_after_ms: certNotAfterMs };
+    if (row === undefined) return { device_id: deviceId, state: 'unknown', reasons: [], facts: certFact, reported_at_ms: null, evaluated_at_ms: null };
+    const reported = reportedOf(row);
+    const nowMs = this.#ctx.clock.nowMs();
+    const result = evaluateCompliance(factsOf(reported, Number(row.reported_at), certNotAfterMs), this.#rules, nowMs);
+    if (result.state !== row.state) await this.#store(deviceId, { reported, reportedAtMs: Number(row.reported_at), result, nowMs });
+    return { device_id: deviceId, state: result.state, reasons: result.reasons, facts: { ...reported, ...certFact }, reported_at_ms: Number(row.reported_at), evaluated_at_ms: nowMs };
+  }
+
+  /**
+   * The fleet: devices per state (`unknown`: enrolled devices that have reported nothing), and one
+   * page of the devices in `state` (default non_compliant) with their reasons, by device id.
+   */
+  async summary(query: { state?: ComplianceState; limit?: number; cursor?: string }): Promise<{
+    counts: Record<ComplianceState | 'unknown', number>; state: ComplianceState;
+    items: Array<{ device_id: string; reasons: readonly ComplianceReason[]; evaluated_at_ms: number }>; next_cursor: string | null;
+  }> {
+    const limit = pageLimit(query.limit);
+    const state = query.state ?? 'non_compliant';
+    const counts = { compliant: 0, warning: 0, non_compliant: 0, unknown: 0 };
+    for (const row of await this.#ctx.db.query<{ state: string; n: number }>('SELECT state, COUNT(*) AS n FROM device_compliance GROUP BY state')) {
+      if ((complianceStates as readonly string[]).includes(row.state)) counts[row.state as ComplianceState] = Number(row.n);
+    }
+    const [unreported] = await this.#ctx.db.query<{ n: number }>(
+      "SELECT COUNT(*) AS n FROM devices d WHERE d.status = 'enrolled' AND NOT EXISTS (SELECT 1 FROM device_compliance c WHERE c.device_id = d.id)",
+    );
+    counts.unknown = Number(unreported?.n ?? 0);
+    const after = query.cursor === undefined ? '' : decodeCursor(query.cursor)[1];
+    const rows = await this.#ctx.db.query<ComplianceRow>(
+      'SELECT * FROM device_compliance WHERE state = ? AND device_id > ? ORDER BY device_id LIMIT ?', [state, after, limit + 1],
+    );
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      counts, state,
+      items: page.map((row) => ({ device_id: row.device_id, reasons: JSON.parse(row.reasons_json) as ComplianceReason[], evaluated_at_ms: Number(row.evaluated_at) })),
+      next_cursor: rows.length > limit && last !== undefined ? encodeCursor(['0', last.device_id]) : null,
+    };
+  }
+
+  /** The sweep: re-judges the stored states judged longest ago (at most `reevaluatePerSweepMax`); returns how many changed. */
+  async reevaluateDue(): Promise<number> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const rows = await this.#ctx.db.query<ComplianceRow & { cert_not_after: number | null }>(
+      `SELECT c.*, d.cert_not_after FROM device_compliance c JOIN devices d ON d.id = c.device_id
+       WHERE c.evaluated_at <= ? ORDER BY c.evaluated_at LIMIT ?`,
+      [nowMs - complianceLimits.reevaluateAfterMs, complianceLimits.reevaluatePerSweepMax],
+    );
+    let changed = 0;
+    for (const row of rows) {
+      const reported = reportedOf(row);
+      const result = evaluateCompliance(factsOf(reported, Number(row.reported_at), row.cert_not_after === null ? null : Number(row.cert_not_after)), this.#rules, nowMs);
+      if (result.state !== row.state) changed += 1;
+      await this.#store(row.device_id, { reported, reportedAtMs: Number(row.reported_at), result, nowMs });
+    }
+    return changed;
+  }
+
+  /** The device's certificate expiry: a number, null when none is on record, undefined when there is no such device. */
+  async #certNotAfter(deviceId: string): Promise<number | null | undefined> {
+    const [device] = await this.#ctx.db.query<{ cert_not_after: number | null }>('SELECT cert_not_after FROM devices WHERE id = ?', [deviceId]);
+    if (device === undefined) return undefined;
+    return device.cert_not_after === null ? null : Number(device.cert_not_after);
+  }
+
+  /** Upserts the row; a change of state is audited in the same transaction. */
+  async #store(deviceId: string, s: { reported: ReportedFacts; reportedAtMs: number; result: ComplianceResult; nowMs: number }): Promise<void> {
+    const write = () => this.#ctx.db.transaction(async (tx) => {
+      const [row] = await tx.query<{ state: string }>('SELECT state FROM device_compliance WHERE device_id = ?', [deviceId]);
+      const values = [s.result.state, JSON.stringify(s.result.reasons), JSON.stringify(s.reported), s.reportedAtMs, s.nowMs];
+      if (row === undefined) {
+        await tx.execute('INSERT INTO device_compliance (state, reasons_json, facts_json, reported_at, evaluated_at, device_id) VALUES (?, ?, ?, ?, ?, ?)', [...values, deviceId]);
+      } else {
+        await tx.execute('UPDATE device_compliance SET state = ?, reasons_json = ?, facts_json = ?, reported_at = ?, evaluated_at = ? WHERE device_id = ?', [...values, deviceId]);
+      }
+      if (row?.state !== s.result.state) await this.#auditChange(tx, deviceId, row?.state ?? 'unknown', s.result);
+    });
+    try {
+      await write();
+    } catch (error) {
+      // Two first reports of one device raced on the primary key: the loser updates the winner's row.
+      if (!SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) throw error;
+      await write();
+    }
+    await this.#ctx.settleAudit();
+  }
+
+  async #auditChange(tx: SqlExecutor, deviceId: string, from: string, result: ComplianceResult): Promise<void> {
+    await this.#ctx.audit.record(tx, {
+      kind: 'device.compliance', actor: actors.system, subject: `device:${deviceId}`,
+      payload: { from, to: result.state, reasons: result.reasons.map((reason) => reason.code) },
+    });
+  }
+}
+
+function factsOf(reported: ReportedFacts, reportedAtMs: number, certNotAfterMs: number | null): ComplianceFacts {
+  return {
+    ...(reported.agent_version === undefined ? {} : { agentVersion: reported.agent_version }),
+    ...(reported.os_version === undefined ? {} : { osVersion: reported.os_version }),
+    ...(reported.binary_sha256 === undefined ? {} : { binarySha256: reported.binary_sha256 }),
+    ...(reported.config_sha256 === undefined ? {} : { configSha256: reported.config_sha256 }),
+    ...(reported.kernel_attestation === undefined ? {} : { kernelAttestation: reported.kernel_attestation }),
+    ...(reported.policy_bundle_version === undefined ? {} : { policyBundleVersion: reported.policy_bundle_version }),
+    ...(certNotAfterMs === null ? {} : { certNotAfterMs }),
+    reportedAtMs,
+  };
+}
+
+/** The stored facts; a row that does not parse is STORE_CORRUPT, never a guess. */
+function reportedOf(row: ComplianceRow): ReportedFacts {
+  try {
+    const facts = JSON.parse(row.facts_json) as unknown;
+    if (typeof facts === 'object' && facts !== null && !Array.isArray(facts)) return facts as ReportedFacts;
+  } catch {
+    // Reported below.
+  }
+  throw new SdcError('STORE_CORRUPT', `device_compliance row ${row.device_id} facts_json is not an object`, { table: 'device_compliance', id: row.device_id });
+}

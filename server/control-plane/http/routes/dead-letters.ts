@@ -1,0 +1,56 @@
+import { Type } from '@sinclair/typebox';
+import { DeviceId, FrameId } from '../../../../core/protocol/messages/fields.js';
+import { deadLetterLimits } from '../../dead-letters.js';
+import { pageLimitMax } from '../../pagination.js';
+import type { ControlPlaneServices } from '../../services.js';
+import { principalOf } from '../authentication.js';
+import type { RoutesPlugin } from '../plugin.js';
+import { queryInteger } from '../query-numbers.js';
+
+const strict = { additionalProperties: false } as const;
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
+
+const DeadLetterQuery = Type.Object({
+  device_id: Type.Optional(DeviceId),
+  limit: Type.Optional(queryInteger({ minimum: 1, maximum: pageLimitMax, description: `Page size, at most ${pageLimitMax}` })),
+  cursor: Type.Optional(Type.String({ maxLength: 256, pattern: '^[A-Za-z0-9_-]*$', description: 'Opaque cursor from the previous page' })),
+}, strict);
+const DeadLetterView = Type.Object({
+  command_id: Type.String(), device_id: Type.String(), opcode: Type.String(), device_seq: Type.Integer(), created_by: Type.String(),
+  created_at_ms: Type.Integer(), dead_lettered_at_ms: Type.Integer(), expires_at_ms: Type.Integer(), reason: Nullable(Type.String()),
+  retries: Type.Integer(), last_retry_at_ms: Nullable(Type.Integer()), last_retry_by: Nullable(Type.String()),
+});
+const DeadLetterPage = Type.Object({ items: Type.Array(DeadLetterView), next_cursor: Nullable(Type.String()) });
+const RetryBody = Type.Object({ ids: Type.Array(FrameId, { minItems: 1, maxItems: deadLetterLimits.retryIdsMax }) }, strict);
+const RetryResult = Type.Object({
+  command_id: Type.String(), outcome: Type.Union([Type.Literal('retried'), Type.Literal('refused')]),
+  gateway_id: Type.Optional(Type.String()), retries: Type.Optional(Type.Integer()),
+  error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+});
+const RetryAnswer = Type.Object({ results: Type.Array(RetryResult) });
+const DiscardParams = Type.Object({ id: FrameId }, strict);
+const DiscardBody = Type.Object({ reason: Type.String({ minLength: 1, maxLength: deadLetterLimits.discardReasonCharsMax }) }, strict);
+const DiscardAnswer = Type.Object({ command_id: Type.String(), discarded_at_ms: Type.Integer(), reason: Type.String() });
+
+/** Dead-letter remediation (roadmap 11.4, docs/api.md): list, retry (the same signed command again), discard with a reason. */
+export const deadLetterRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices }> = async (app, { services }) => {
+  const { deadLetters } = services;
+
+  app.get('/v1/dead-letters', {
+    schema: { querystring: DeadLetterQuery, response: { 200: DeadLetterPage } },
+    config: { auth: 'operator', summary: 'Dead-lettered commands not discarded, newest first (fleet-wide, or one device with device_id)' },
+  }, async (request) => {
+    const { device_id: deviceId, limit, cursor } = request.query;
+    return deadLetters.list({ ...(deviceId === undefined ? {} : { deviceId }), ...(limit === undefined ? {} : { limit }), ...(cursor === undefined ? {} : { cursor }) });
+  });
+
+  app.post('/v1/dead-letters/retry', {
+    schema: { body: RetryBody, response: { 200: RetryAnswer } },
+    config: { auth: 'operator', summary: 'Retry dead-lettered commands: the same signed command delivered again; each id answers retried or refused' },
+  }, async (request) => ({ results: await deadLetters.retry(request.body.ids, principalOf(request).name) }));
+
+  app.post('/v1/dead-letters/:id/discard', {
+    schema: { params: DiscardParams, body: DiscardBody, response: { 200: DiscardAnswer } },
+    config: { auth: 'operator', summary: 'Discard a dead-lettered command with a reason (never retried afterwards)' },
+  }, async (request) => deadLetters.discard(request.params.id, request.body.reason, principalOf(request).name));
+};

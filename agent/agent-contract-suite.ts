@@ -170,18 +170,21 @@ class ContractRun {
   #countingKernel(): KernelBridge {
     const agentSeed = this.random.bytes(32);
     const serviceSeed = this.random.bytes(32);
-    const device = new MockIoctlDevice({ ed25519: this.provider, serviceSeed, agentPublicKey: this.provider.publicKeyFromSeed(agentSeed), clock: this.time });
+    const device = new MockIoctlDevice({
+      ed25519: this.provider, serviceSeed, agentPublicKey: this.provider.publicKeyFromSeed(agentSeed), clock: this.time,
+      commandKeys: { deviceId: 'dev-contract', keys: [this.provider.publicKeyFromSeed(this.commandSeed)] },
+    });
     const bridge = new IoctlKernelBridge({ device, ed25519: this.provider, agentSeed, servicePublicKey: this.provider.publicKeyFromSeed(serviceSeed), counterStart: 1n });
     const count = <T>(call: () => Promise<T>): Promise<T> => { this.kernelCalls += 1; return call(); };
     return {
       backend: bridge.backend,
-      pingKernel: (nonce) => count(() => bridge.pingKernel(nonce)),
-      lockScreen: () => count(() => bridge.lockScreen()),
-      getProcessList: (n) => count(() => bridge.getProcessList(n)),
-      stageUpdate: (a) => count(() => bridge.stageUpdate(a)),
-      commitUpdate: (v) => count(() => bridge.commitUpdate(v)),
-      rollbackUpdate: () => count(() => bridge.rollbackUpdate()),
-      getStatus: () => count(() => bridge.getStatus()),
+      pingKernel: (nonce, auth) => count(() => bridge.pingKernel(nonce, auth)),
+      lockScreen: (auth) => count(() => bridge.lockScreen(auth)),
+      getProcessList: (n, auth) => count(() => bridge.getProcessList(n, auth)),
+      stageUpdate: (a, auth) => count(() => bridge.stageUpdate(a, auth)),
+      commitUpdate: (v, auth) => count(() => bridge.commitUpdate(v, auth)),
+      rollbackUpdate: (auth) => count(() => bridge.rollbackUpdate(auth)),
+      getStatus: (auth) => count(() => bridge.getStatus(auth)),
       close: () => bridge.close(),
     };
   }

@@ -16,7 +16,7 @@ import type { IoctlDevice } from '../kernel/device.js';
 import { createAgentCore, type AgentCore, type AgentLogger } from './agent-core.js';
 import { FileCommandJournal } from './command-journal-file.js';
 import { agentPosture } from './posture.js';
-import { ensureEnrolled, renewalDue, renewCertificate, type AgentIdentity } from './enrollment.js';
+import { ensureEnrolled, provisionKernelCommandKeys, renewalDue, renewCertificate, type AgentIdentity } from './enrollment.js';
 import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { pinnedKeyResolver } from './state/agent-state.js';
 import { createHostMetricsSource } from './telemetry/host-metrics.js';
@@ -73,6 +73,11 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   let current = await renewIfDue(identity, options.clock, logger);
   const provider = createNodeEd25519Provider();
   const kernel = openKernel({ choice: options.kernel, dir: join(options.dir, 'kernel'), clock: options.clock, random: options.random, scheduler: options.scheduler });
+  // The kernel checks every privileged command's control-plane signature with these keys itself.
+  // Not fatal: a refused provisioning leaves privileged commands failing visibly, not the agent down.
+  await provisionKernelCommandKeys(kernel, current).catch((error: unknown) => {
+    logger.warn({ code: SdcError.is(error) ? error.code : undefined }, `kernel command keys not provisioned: ${(error as Error).message}`);
+  });
   const journal = await FileCommandJournal.open({ path: current.paths.journal, onTornTail: (bytes) => logger.warn({ bytes }, 'dropped a torn journal tail') });
   // Compliance facts for AUTH (docs/compliance.md): the configuration hashed is what decides whom the agent trusts and how it runs.
   const posture = await agentPosture({

@@ -11,6 +11,10 @@ import {
   type AgentPaths, type PinnedKey, type TrustConfig,
 } from './state/agent-state.js';
 import { fileExists } from '../runtime/atomic-file.js';
+import { bytesFromBase64url } from '../core/crypto/bytes.js';
+import { COMMAND_KEYS_MAX } from '../kernel/generated/contract.js';
+import type { KernelBridge } from '../kernel/bridge/kernel-bridge.js';
+import type { CommandKeySet, ProvisionOutcomeName } from '../kernel/command/provision.js';
 
 /** What a running agent needs from its directory. */
 export interface AgentIdentity {
@@ -169,4 +173,28 @@ async function postJson<T>(options: PostJsonOptions): Promise<T> {
     const typed = SdcError.is(error) ? error : undefined;
     throw new SdcError('AGENT_ENROLL_FAILED', typed?.message ?? String(error), typed?.details ?? {}, { cause: error });
   }
+}
+
+/**
+ * The device id and control-plane command keys pinned at enrollment, as the kernel takes them.
+ * The kernel holds at most COMMAND_KEYS_MAX keys; trust.json lists them in the order the control
+ * plane answered (current key first), so the first ones are kept.
+ */
+export function kernelCommandKeys(identity: Pick<AgentIdentity, 'deviceId' | 'trust'>): CommandKeySet {
+  const keys = identity.trust.command_keys.slice(0, COMMAND_KEYS_MAX)
+    .map((k) => bytesFromBase64url(k.public_key, { code: 'CRYPTO_BAD_KEY', name: k.kid, length: 32 }));
+  return { deviceId: identity.deviceId, keys };
+}
+
+/**
+ * Provisions the command keys into the kernel, so the kernel verifies the control plane's
+ * signature on every privileged command itself. Runs after every enrollment load: the first time
+ * it sets the keys (the trusted moment, before the agent has handled any input), later it is a
+ * no-op ('unchanged'). Keys that changed since (renewal) need a rotation signature by a key the
+ * kernel holds; without one the kernel answers PROVISION_DENIED and keeps the old keys, and this
+ * throws so the caller can say so (privileged commands then fail COMMAND_FORGED, visibly).
+ */
+export async function provisionKernelCommandKeys(kernel: KernelBridge, identity: Pick<AgentIdentity, 'deviceId' | 'trust'>): Promise<ProvisionOutcomeName | 'unsupported'> {
+  if (!kernel.provisionCommandKeys) return 'unsupported';
+  return (await kernel.provisionCommandKeys(kernelCommandKeys(identity))).outcome;
 }

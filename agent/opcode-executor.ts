@@ -3,6 +3,7 @@ import { bytesFromHex, hexFromBytes } from '../core/crypto/bytes.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
 import type { OpcodeArgs } from '../core/protocol/messages/opcodes.js';
 import type { KernelBridge } from '../kernel/bridge/kernel-bridge.js';
+import { commandAuthorization } from '../kernel/command/authorization.js';
 
 export interface OpcodeExecutorOptions {
   kernel: KernelBridge;
@@ -16,28 +17,31 @@ export interface OpcodeExecutorOptions {
  * Runs a verified command through the kernel bridge and returns the result's `output`. Every
  * value is plain JSON (the kernel's bigints become numbers or decimal strings). Refusals from
  * the bridge propagate as SdcErrors and become a `failed` result.
+ * Every call carries the control plane's signed command (`auth`): the kernel verifies it itself,
+ * so the agent's own verification is not the only thing between a command and the device.
  */
 export async function executeOpcode(command: SignedCommand, options: OpcodeExecutorOptions): Promise<Record<string, unknown>> {
   const { kernel } = options;
+  const auth = commandAuthorization(command);
   switch (command.opcode) {
     case 'EXEC_PING_KERNEL': {
-      const ping = await kernel.pingKernel();
+      const ping = await kernel.pingKernel(undefined, auth);
       return { contract_version: ping.contractVersion, lock_screen_supported: ping.lockScreenSupported, backend: kernel.backend };
     }
     case 'EXEC_LOCK_SCREEN':
-      await kernel.lockScreen();
+      await kernel.lockScreen(auth);
       return { locked: true };
     case 'EXEC_GET_PROCESS_LIST': {
       const args = command.args as OpcodeArgs<'EXEC_GET_PROCESS_LIST'>;
       const limit = Math.min(args.limit ?? options.processEntriesMax, options.processEntriesMax);
-      const list = await kernel.getProcessList(limit);
+      const list = await kernel.getProcessList(limit, auth);
       return {
         total_count: list.totalCount,
         processes: list.entries.map((p) => ({ pid: p.pid, ppid: p.ppid, rss_kib: jsonInteger(p.rssKib), name: p.name })),
       };
     }
     case 'EXEC_GET_STATUS': {
-      const s = await kernel.getStatus();
+      const s = await kernel.getStatus(auth);
       return {
         current_version: s.currentVersion, previous_version: s.previousVersion, staged_version: s.stagedVersion,
         last_counter: s.lastCounter.toString(), requests_accepted: jsonInteger(s.requestsAccepted), requests_refused: jsonInteger(s.requestsRefused),
@@ -47,7 +51,7 @@ export async function executeOpcode(command: SignedCommand, options: OpcodeExecu
     case 'EXEC_STAGE_UPDATE': {
       const args = command.args as OpcodeArgs<'EXEC_STAGE_UPDATE'>;
       const sha256 = bytesFromHex(args.sha256, { code: 'PROTO_SCHEMA_INVALID', name: 'sha256', length: 32 });
-      const staged = await kernel.stageUpdate({ path: options.artifactPath(args), version: args.version, sha256 });
+      const staged = await kernel.stageUpdate({ path: options.artifactPath(args), version: args.version, sha256 }, auth);
       // The kernel checked the digest; the size is the operator's claim, checked here.
       if (staged.sizeBytes !== BigInt(args.size_bytes)) {
         throw new SdcError('AGENT_EXECUTION_FAILED', `staged artifact has ${staged.sizeBytes} bytes, the command says ${args.size_bytes}`);
@@ -56,11 +60,11 @@ export async function executeOpcode(command: SignedCommand, options: OpcodeExecu
     }
     case 'EXEC_COMMIT_UPDATE': {
       const args = command.args as OpcodeArgs<'EXEC_COMMIT_UPDATE'>;
-      const slots = await kernel.commitUpdate(args.version);
+      const slots = await kernel.commitUpdate(args.version, auth);
       return { current_version: slots.currentVersion, previous_version: slots.previousVersion };
     }
     case 'EXEC_ROLLBACK_UPDATE': {
-      const slots = await kernel.rollbackUpdate();
+      const slots = await kernel.rollbackUpdate(auth);
       return { current_version: slots.currentVersion, previous_version: slots.previousVersion };
     }
   }

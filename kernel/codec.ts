@@ -21,7 +21,8 @@ export interface EnvelopeHeader {
   payloadLen: number;
   counter: bigint;
   status: number;
-  reserved: number;
+  /** Request: bytes at the end of the payload that are a command attachment (0 = none). Response: 0. */
+  commandLen: number;
 }
 
 export function view(bytes: Uint8Array): DataView {
@@ -37,7 +38,7 @@ export function writeHeader(target: Uint8Array, header: EnvelopeHeader): void {
   v.setUint32(H.payloadLen.offset, header.payloadLen, true);
   v.setBigUint64(H.counter.offset, header.counter, true);
   v.setUint32(H.status.offset, header.status, true);
-  v.setUint32(H.reserved.offset, header.reserved, true);
+  v.setUint32(H.commandLen.offset, header.commandLen, true);
 }
 
 /** Reads the header fields; the caller has checked that at least HEADER_BYTES are present. */
@@ -51,7 +52,7 @@ export function readHeader(bytes: Uint8Array): EnvelopeHeader {
     payloadLen: v.getUint32(H.payloadLen.offset, true),
     counter: v.getBigUint64(H.counter.offset, true),
     status: v.getUint32(H.status.offset, true),
-    reserved: v.getUint32(H.reserved.offset, true),
+    commandLen: v.getUint32(H.commandLen.offset, true),
   };
 }
 
@@ -71,21 +72,35 @@ export function sealEnvelope(options: {
   return out;
 }
 
+/**
+ * A request signed with the agent key. `attachment` (kernel/command/attachment.ts) is appended to
+ * the payload and its length put in command_len, so the agent signature covers it as well.
+ */
 export function buildRequest(options: {
   ed25519: Ed25519Provider;
   agentSeed: Uint8Array;
   opcode: number;
   counter: bigint;
   payload: Uint8Array;
+  attachment?: Uint8Array;
 }): Uint8Array {
-  if (options.payload.length > PAYLOAD_BYTES_MAX) throw new SdcError('KERNEL_BAD_ARGUMENT', `payload of ${options.payload.length} bytes exceeds ${PAYLOAD_BYTES_MAX}`);
+  const attachment = options.attachment ?? new Uint8Array(0);
+  const payload = attachment.length === 0 ? options.payload : concat(options.payload, attachment);
+  if (payload.length > PAYLOAD_BYTES_MAX) throw new SdcError('KERNEL_BAD_ARGUMENT', `payload of ${payload.length} bytes exceeds ${PAYLOAD_BYTES_MAX}`);
   if (options.counter < 1n || options.counter > COUNTER_MAX) throw new SdcError('KERNEL_BAD_ARGUMENT', 'counter must be in [1, 2^64 - 1]');
   return sealEnvelope({
     ed25519: options.ed25519,
     seed: options.agentSeed,
-    header: { magic: REQUEST_MAGIC, version: CONTRACT_VERSION, opcode: options.opcode, flags: 0, counter: options.counter, status: 0, reserved: 0 },
-    payload: options.payload,
+    header: { magic: REQUEST_MAGIC, version: CONTRACT_VERSION, opcode: options.opcode, flags: 0, counter: options.counter, status: 0, commandLen: attachment.length },
+    payload,
   });
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 export interface VerifiedResponse {
@@ -94,7 +109,7 @@ export interface VerifiedResponse {
 }
 
 /**
- * Checks a response the way the agent must: exact length, magic, version, reserved fields, the
+ * Checks a response the way the agent must: exact length, magic, version, flags and command_len, the
  * opcode and counter of the request it answers, then the service signature. Any failure throws;
  * the status is returned for the caller to interpret.
  */
@@ -114,7 +129,7 @@ export function verifyResponse(options: {
   if (header.payloadLen > PAYLOAD_BYTES_MAX * 4 || response.length !== ENVELOPE_BYTES + header.payloadLen) {
     throw invalid(`length ${response.length} does not match payload_len ${header.payloadLen}`);
   }
-  if (header.flags !== 0 || header.reserved !== 0) throw invalid('has non-zero reserved fields');
+  if (header.flags !== 0 || header.commandLen !== 0) throw invalid('has non-zero flags or command_len');
   const signedLength = HEADER_BYTES + header.payloadLen;
   const signature = response.subarray(signedLength);
   if (!options.ed25519.verify(options.servicePublicKey, response.subarray(0, signedLength), signature)) {

@@ -29,7 +29,7 @@ export interface KernelContract {
   limits: Record<string, number>;
   header: { bytes: number; fields: ContractField[] };
   signature: { bytes: number };
-  opcodes: Array<{ name: string; value: number; ioctlCode: string; request: string; response: string; summary: string }>;
+  opcodes: Array<{ name: string; value: number; ioctlCode: string; request: string; response: string; summary: string; privileged?: boolean }>;
   statuses: Array<{ name: string; value: number; summary: string }>;
   payloads: Record<string, ContractPayload>;
 }
@@ -144,6 +144,9 @@ export function renderTypeScript(contract: KernelContract): string {
   }
   out.push('} as const;');
   out.push('');
+  out.push('/** Opcodes the kernel runs only with a control-plane signed command attached (command_len > 0). */');
+  out.push(`export const PRIVILEGED_OPCODES: ReadonlySet<OpcodeName> = new Set([${contract.opcodes.filter((o) => o.privileged).map((o) => `'${o.name}'`).join(', ')}]);`);
+  out.push('');
   out.push('export const opcodePayloads = {');
   for (const op of contract.opcodes) out.push(`  ${op.name}: { request: '${op.request}', response: '${op.response}' },`);
   out.push('} as const;');
@@ -167,6 +170,9 @@ export function renderCHeader(contract: KernelContract): string {
   out.push('');
   out.push('/* IOCTL codes: CTL_CODE(0x22, 0x800 + opcode, METHOD_BUFFERED, FILE_ANY_ACCESS) */');
   for (const op of contract.opcodes) def(`SDC_IOCTL_${op.name}`, `${op.ioctlCode}u`);
+  const privileged = contract.opcodes.filter((o) => o.privileged).map((o) => `(op) == SDC_OP_${o.name}`);
+  out.push('/* Opcodes run only with a control-plane signed command attached */');
+  def('SDC_OPCODE_PRIVILEGED(op)', `(${privileged.join(' || ') || '0'})`);
   out.push('');
   out.push('/* Status codes */');
   for (const s of contract.statuses) def(`SDC_STATUS_${s.name}`, `${s.value}`);

@@ -14,6 +14,11 @@ import { ENVELOPE_BYTES, buildRequest, readHeader, verifyResponse, writeHeader }
 import type { IoctlDevice, IoctlResult } from './device.js';
 import { HEADER_BYTES, IoctlCode, KernelStatus, Layout, Opcode, kernelStatusNames, type OpcodeName } from './generated/contract.js';
 import { encodeLabel, encodePingRequest, encodeProcessListRequest, encodeStageUpdateRequest } from './payloads.js';
+import { encodeCommandAttachment, type CommandAuthorization } from './command/attachment.js';
+import { commandAuthorization } from './command/authorization.js';
+import { encodeProvisionBody, encodeProvisionRequest, provisionRotationInput } from './command/provision.js';
+import { signCommand } from '../core/protocol/signed-command.js';
+import type { Opcode as ProtocolOpcode } from '../core/protocol/messages/opcodes.js';
 
 export interface KernelTarget {
   device: IoctlDevice;
@@ -51,9 +56,35 @@ export function assertWellFormed(target: KernelTarget, result: IoctlResult, outL
   assert.equal(verified.header.status, result.status);
 }
 
+/** The suite's control plane: its command key and the device the kernels are provisioned as. */
+export const suiteControlPlane = Object.freeze({
+  seed: new Uint8Array(32).fill(3),
+  otherSeed: new Uint8Array(32).fill(4),
+  deviceId: 'kernel-suite-01',
+});
+
 export function runKernelContractSuite(name: string, factory: KernelTargetFactory, options: { skip?: string } = {}): void {
   describe(`kernel contract: ${name}`, { skip: options.skip }, () => {
     let counter = 1n;
+    let deviceSeq = 1;
+    /** A command signed by the suite's control plane (or `seed`), as the agent would pass it down. */
+    const authorize = (t: KernelTarget, opcode: ProtocolOpcode, args: Record<string, unknown> = {},
+      o: { seq?: number; deviceId?: string; seed?: Uint8Array } = {}): CommandAuthorization => commandAuthorization(signCommand({
+      command: {
+        id: `suite-${deviceSeq}`, device_id: o.deviceId ?? suiteControlPlane.deviceId, opcode, args, issued_at: 1_700_000_000_000,
+        expires_at: 1_700_000_060_000, device_seq: o.seq ?? deviceSeq++, issuer: 'kernel-suite',
+      },
+      kid: 'cp-1', seed: o.seed ?? suiteControlPlane.seed, provider: t.ed25519,
+    }));
+    const cpKey = (t: KernelTarget, seed: Uint8Array = suiteControlPlane.seed): Uint8Array => t.ed25519.publicKeyFromSeed(seed);
+    /** A bridge on a kernel provisioned with the suite's device id and command key. */
+    const provisioned = async (t: KernelTarget, counterStart = 1n): Promise<IoctlKernelBridge> => {
+      const bridge = bridgeOf(t, counterStart);
+      const result = await bridge.provisionCommandKeys({ deviceId: suiteControlPlane.deviceId, keys: [cpKey(t)] });
+      assert.equal(result.outcome, 'provisioned');
+      return bridge;
+    };
+    const refusedWith = (status: string) => (e: unknown): boolean => SdcError.is(e, 'KERNEL_REFUSED') && e.details.status === status;
     const withTarget = async (body: (t: KernelTarget) => Promise<void>): Promise<void> => {
       const t = await factory();
       counter = 1_000_000n; // raw requests stay above the counters bridges start from (1n)
@@ -64,8 +95,8 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
         t.cleanup();
       }
     };
-    const request = (t: KernelTarget, opcode: OpcodeName, payload: Uint8Array, c = counter++): Uint8Array =>
-      buildRequest({ ed25519: t.ed25519, agentSeed: t.agentSeed, opcode: Opcode[opcode], counter: c, payload });
+    const request = (t: KernelTarget, opcode: OpcodeName, payload: Uint8Array, c = counter++, attachment?: Uint8Array): Uint8Array =>
+      buildRequest({ ed25519: t.ed25519, agentSeed: t.agentSeed, opcode: Opcode[opcode], counter: c, payload, attachment });
     const send = async (t: KernelTarget, code: number, input: Uint8Array, outLen = 4096): Promise<IoctlResult> => {
       const result = await t.device.call(code, input, outLen);
       assertWellFormed(t, result, outLen);
@@ -82,10 +113,10 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
     }));
 
     test('lock screen is OK exactly when ping reports the capability, else NOT_SUPPORTED', () => withTarget(async (t) => {
-      const bridge = bridgeOf(t);
+      const bridge = await provisioned(t);
       const { lockScreenSupported } = await bridge.pingKernel();
-      if (lockScreenSupported) await bridge.lockScreen();
-      else await assert.rejects(bridge.lockScreen(), (e) => SdcError.is(e, 'KERNEL_NOT_SUPPORTED'));
+      if (lockScreenSupported) await bridge.lockScreen(authorize(t, 'EXEC_LOCK_SCREEN'));
+      else await assert.rejects(bridge.lockScreen(authorize(t, 'EXEC_LOCK_SCREEN')), (e) => SdcError.is(e, 'KERNEL_NOT_SUPPORTED'));
     }));
 
     test('process list honours max_entries and the output capacity', () => withTarget(async (t) => {
@@ -111,15 +142,21 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
     }));
 
     test('update: stage, commit, stage, commit, rollback, with metrics in GET_STATUS', () => withTarget(async (t) => {
-      const bridge = bridgeOf(t);
+      const bridge = await provisioned(t);
       const v1 = new TextEncoder().encode('release one');
       const v2 = new Uint8Array(5000).fill(7);
-      const staged = await bridge.stageUpdate({ path: t.putArtifact('v1.bin', v1), version: '1.0.0', sha256: sha256(v1) });
+      const stage = async (file: string, bytes: Uint8Array, version: string) => {
+        const args = { version, sha256: Buffer.from(sha256(bytes)).toString('hex'), size_bytes: bytes.length };
+        return bridge.stageUpdate({ path: t.putArtifact(file, bytes), version, sha256: sha256(bytes) }, authorize(t, 'EXEC_STAGE_UPDATE', args));
+      };
+      const commit = (version: string) => bridge.commitUpdate(version, authorize(t, 'EXEC_COMMIT_UPDATE', { version }));
+      const rollback = () => bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE'));
+      const staged = await stage('v1.bin', v1, '1.0.0');
       assert.deepEqual(staged, { version: '1.0.0', sizeBytes: BigInt(v1.length), sha256: sha256(v1) });
-      assert.deepEqual(await bridge.commitUpdate('1.0.0'), { currentVersion: '1.0.0', previousVersion: '' });
-      await bridge.stageUpdate({ path: t.putArtifact('v2.bin', v2), version: '2.0.0', sha256: sha256(v2) });
-      await assert.rejects(bridge.commitUpdate('9.9.9'), (e) => SdcError.is(e, 'KERNEL_REFUSED') && e.details.status === 'BAD_STATE');
-      assert.deepEqual(await bridge.commitUpdate('2.0.0'), { currentVersion: '2.0.0', previousVersion: '1.0.0' });
+      assert.deepEqual(await commit('1.0.0'), { currentVersion: '1.0.0', previousVersion: '' });
+      await stage('v2.bin', v2, '2.0.0');
+      await assert.rejects(commit('9.9.9'), refusedWith('BAD_STATE'));
+      assert.deepEqual(await commit('2.0.0'), { currentVersion: '2.0.0', previousVersion: '1.0.0' });
       let status = await bridge.getStatus();
       assert.equal(status.currentVersion, '2.0.0');
       assert.equal(status.previousVersion, '1.0.0');
@@ -127,8 +164,8 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
       assert.equal(status.commits, 2);
       assert.equal(status.currentSizeBytes, 5000n);
       assert.ok(status.lastCommitUnixMs > 0n, 'last commit time recorded');
-      assert.deepEqual(await bridge.rollbackUpdate(), { currentVersion: '1.0.0', previousVersion: '' });
-      await assert.rejects(bridge.rollbackUpdate(), (e) => SdcError.is(e, 'KERNEL_REFUSED') && e.details.status === 'BAD_STATE');
+      assert.deepEqual(await rollback(), { currentVersion: '1.0.0', previousVersion: '' });
+      await assert.rejects(rollback(), refusedWith('BAD_STATE'));
       status = await bridge.getStatus();
       assert.equal(status.currentVersion, '1.0.0');
       assert.equal(status.rollbacks, 1);
@@ -136,16 +173,18 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
     }));
 
     test('update refusals: digest mismatch, missing artifact, current version, nothing staged', () => withTarget(async (t) => {
-      const bridge = bridgeOf(t);
+      const bridge = await provisioned(t);
       const bytes = new Uint8Array([1, 2, 3]);
       const path = t.putArtifact('a.bin', bytes);
-      const refusedWith = (status: string) => (e: unknown): boolean => SdcError.is(e, 'KERNEL_REFUSED') && e.details.status === status;
-      await assert.rejects(bridge.stageUpdate({ path, version: 'v1', sha256: new Uint8Array(32) }), refusedWith('DIGEST_MISMATCH'));
-      await assert.rejects(bridge.stageUpdate({ path: path + '.missing', version: 'v1', sha256: sha256(bytes) }), refusedWith('IO_ERROR'));
-      await assert.rejects(bridge.commitUpdate('v1'), refusedWith('BAD_STATE'));
-      await bridge.stageUpdate({ path, version: 'v1', sha256: sha256(bytes) });
-      await bridge.commitUpdate('v1');
-      await assert.rejects(bridge.stageUpdate({ path, version: 'v1', sha256: sha256(bytes) }), refusedWith('BAD_STATE'));
+      const stage = (p: string, digest: Uint8Array) => bridge.stageUpdate({ path: p, version: 'v1', sha256: digest },
+        authorize(t, 'EXEC_STAGE_UPDATE', { version: 'v1', sha256: Buffer.from(digest).toString('hex'), size_bytes: 3 }));
+      const commit = () => bridge.commitUpdate('v1', authorize(t, 'EXEC_COMMIT_UPDATE', { version: 'v1' }));
+      await assert.rejects(stage(path, new Uint8Array(32)), refusedWith('DIGEST_MISMATCH'));
+      await assert.rejects(stage(path + '.missing', sha256(bytes)), refusedWith('IO_ERROR'));
+      await assert.rejects(commit(), refusedWith('BAD_STATE'));
+      await stage(path, sha256(bytes));
+      await commit();
+      await assert.rejects(stage(path, sha256(bytes)), refusedWith('BAD_STATE'));
       const status = await bridge.getStatus();
       assert.equal(status.stageFailures, 3);
       assert.equal(status.commits, 1);
@@ -205,7 +244,7 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
         ['payload_len over the limit', IoctlCode.EXEC_GET_STATUS, patched((h) => { h.payloadLen = 0xffffffff; }), KernelStatus.BAD_LENGTH],
         ['flags set', IoctlCode.EXEC_GET_STATUS, patched((h) => { h.flags = 1; }), KernelStatus.BAD_HEADER],
         ['status set', IoctlCode.EXEC_GET_STATUS, patched((h) => { h.status = 3; }), KernelStatus.BAD_HEADER],
-        ['reserved set', IoctlCode.EXEC_GET_STATUS, patched((h) => { h.reserved = 1; }), KernelStatus.BAD_HEADER],
+        ['command_len over payload_len', IoctlCode.EXEC_GET_STATUS, patched((h) => { h.commandLen = 1; }), KernelStatus.BAD_LENGTH],
         ['opcode differs from code', IoctlCode.EXEC_PING_KERNEL, valid(), KernelStatus.BAD_HEADER],
         ['wrong payload size for opcode', IoctlCode.EXEC_PING_KERNEL, request(t, 'EXEC_PING_KERNEL', new Uint8Array(7), 101n), KernelStatus.BAD_LENGTH],
       ];
@@ -252,13 +291,16 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
     }));
 
     test('property: any single-byte change to a signed request is refused, and the original still works', () => withTarget(async (t) => {
+      await provisioned(t);
       await fc.assert(fc.asyncProperty(
         fc.constantFrom<OpcodeName>('EXEC_PING_KERNEL', 'EXEC_GET_STATUS', 'EXEC_COMMIT_UPDATE'),
         fc.nat(),
         fc.integer({ min: 1, max: 255 }),
         async (name, position, xor) => {
           const payload = name === 'EXEC_PING_KERNEL' ? encodePingRequest(7n) : name === 'EXEC_COMMIT_UPDATE' ? encodeLabel('v1') : new Uint8Array(0);
-          const original = request(t, name, payload);
+          // COMMIT carries its signed command: a change anywhere in it breaks the agent signature too.
+          const attachment = name === 'EXEC_COMMIT_UPDATE' ? encodeCommandAttachment(authorize(t, 'EXEC_COMMIT_UPDATE', { version: 'v1' })) : undefined;
+          const original = request(t, name, payload, counter++, attachment);
           const mutated = original.slice();
           mutated[position % mutated.length]! ^= xor;
           const refused = await send(t, IoctlCode[name], mutated);
@@ -282,6 +324,101 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
           if (sent.length < 64) sent.push(fresh);
         }
       }), { numRuns: 200, endOnFailure: true });
+    }));
+
+    test('unprovisioned: privileged opcodes are refused NOT_PROVISIONED, read-only ones run', () => withTarget(async (t) => {
+      const bridge = bridgeOf(t);
+      await assert.rejects(bridge.rollbackUpdate(), refusedWith('NOT_PROVISIONED'));
+      await assert.rejects(bridge.lockScreen(authorize(t, 'EXEC_LOCK_SCREEN')), refusedWith('NOT_PROVISIONED'));
+      await assert.rejects(bridge.getStatus(authorize(t, 'EXEC_GET_STATUS')), refusedWith('NOT_PROVISIONED'));
+      assert.equal((await bridge.getStatus()).rollbacks, 0);
+    }));
+
+    test('provisioning: first set, identical again, no other device id, no new key without a rotation signature', () => withTarget(async (t) => {
+      const bridge = await provisioned(t);
+      const set = { deviceId: suiteControlPlane.deviceId, keys: [cpKey(t)] };
+      assert.deepEqual(await bridge.provisionCommandKeys(set), { outcome: 'unchanged', keyCount: 1 });
+      await assert.rejects(bridge.provisionCommandKeys({ ...set, deviceId: 'another-device' }), refusedWith('PROVISION_DENIED'));
+      const attacker = { ...set, keys: [cpKey(t, t.agentSeed)] };
+      await assert.rejects(bridge.provisionCommandKeys(attacker), refusedWith('PROVISION_DENIED'));
+      // Signed by the key it replaces' stand-in (the agent key) is still no rotation.
+      const selfSigned = t.ed25519.sign(t.agentSeed, provisionRotationInput(encodeProvisionBody(attacker)));
+      await assert.rejects(bridge.provisionCommandKeys(attacker, selfSigned), refusedWith('PROVISION_DENIED'));
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seed: t.agentSeed })), refusedWith('COMMAND_FORGED'));
+      // A rotation signed by the provisioned key: the new key authorizes, the old one no longer does.
+      const rotated = { ...set, keys: [cpKey(t, suiteControlPlane.otherSeed)] };
+      const signature = t.ed25519.sign(suiteControlPlane.seed, provisionRotationInput(encodeProvisionBody(rotated)));
+      assert.deepEqual(await bridge.provisionCommandKeys(rotated, signature), { outcome: 'rotated', keyCount: 1 });
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE')), refusedWith('COMMAND_FORGED'));
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seed: suiteControlPlane.otherSeed })), refusedWith('BAD_STATE'));
+      const raw = encodeProvisionRequest(set);
+      raw[Layout.ProvisionRequest.keys.offset + 40] = 1; // a byte beyond key_count keys
+      assert.equal((await send(t, IoctlCode.PROVISION_COMMAND_KEYS, request(t, 'PROVISION_COMMAND_KEYS', raw))).status, KernelStatus.BAD_PAYLOAD);
+      const withCommand = request(t, 'PROVISION_COMMAND_KEYS', encodeProvisionRequest(set), counter++, encodeCommandAttachment(authorize(t, 'EXEC_PING_KERNEL')));
+      assert.equal((await send(t, IoctlCode.PROVISION_COMMAND_KEYS, withCommand)).status, KernelStatus.COMMAND_INVALID);
+    }));
+
+    test('a compromised agent (agent key, no control-plane signature) cannot run a privileged opcode', () => withTarget(async (t) => {
+      const bridge = await provisioned(t);
+      const v1 = new Uint8Array([9, 9, 9]);
+      const path = t.putArtifact('evil.bin', v1);
+      await assert.rejects(bridge.lockScreen(), refusedWith('COMMAND_MISSING'));
+      await assert.rejects(bridge.stageUpdate({ path, version: 'evil', sha256: sha256(v1) }), refusedWith('COMMAND_MISSING'));
+      await assert.rejects(bridge.commitUpdate('evil'), refusedWith('COMMAND_MISSING'));
+      await assert.rejects(bridge.rollbackUpdate(), refusedWith('COMMAND_MISSING'));
+      // It can sign a command with its own key, but that key is not a provisioned command key.
+      const own = authorize(t, 'EXEC_STAGE_UPDATE', { version: 'evil', sha256: Buffer.from(sha256(v1)).toString('hex'), size_bytes: 3 }, { seed: t.agentSeed });
+      await assert.rejects(bridge.stageUpdate({ path, version: 'evil', sha256: sha256(v1) }, own), refusedWith('COMMAND_FORGED'));
+      // Nor can it edit a genuine command: the bytes are covered by the control-plane signature.
+      const genuine = authorize(t, 'EXEC_COMMIT_UPDATE', { version: 'good' });
+      const edited = { ...genuine, signedBytes: Buffer.from(Buffer.from(genuine.signedBytes).toString('latin1').replace('"good"', '"evil"'), 'latin1') };
+      await assert.rejects(bridge.commitUpdate('evil', edited), refusedWith('COMMAND_FORGED'));
+      const status = await bridge.getStatus();
+      assert.deepEqual([status.stagedVersion, status.currentVersion, status.commits, status.rollbacks], ['', '', 0, 0]);
+    }));
+
+    test('signed commands for another device, another operation or already run are refused with their codes', () => withTarget(async (t) => {
+      const bridge = await provisioned(t);
+      const bytes = new Uint8Array([5, 6, 7]);
+      const digest = Buffer.from(sha256(bytes)).toString('hex');
+      const path = t.putArtifact('ok.bin', bytes);
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { deviceId: 'someone-else' })), refusedWith('COMMAND_WRONG_DEVICE'));
+      await assert.rejects(bridge.lockScreen(authorize(t, 'EXEC_ROLLBACK_UPDATE')), refusedWith('COMMAND_MISMATCH'));
+      await assert.rejects(bridge.commitUpdate('v1', authorize(t, 'EXEC_COMMIT_UPDATE', { version: 'v2' })), refusedWith('COMMAND_MISMATCH'));
+      await assert.rejects(bridge.stageUpdate({ path, version: 'v1', sha256: sha256(bytes) },
+        authorize(t, 'EXEC_STAGE_UPDATE', { version: 'v1', sha256: '0'.repeat(64), size_bytes: 3 })), refusedWith('COMMAND_MISMATCH'));
+      await assert.rejects(bridge.getProcessList(5, authorize(t, 'EXEC_GET_PROCESS_LIST', { limit: 4 })), refusedWith('COMMAND_MISMATCH'));
+      assert.ok((await bridge.getProcessList(4, authorize(t, 'EXEC_GET_PROCESS_LIST', { limit: 4 }))).entries.length <= 4);
+      // Replay: the same signed command again, in a new agent request with a fresh counter.
+      const stage = authorize(t, 'EXEC_STAGE_UPDATE', { version: 'v1', sha256: digest, size_bytes: 3, url: 'https://x/y?a=1&b="q"' }, { seq: 1000 });
+      await bridge.stageUpdate({ path, version: 'v1', sha256: sha256(bytes) }, stage);
+      await assert.rejects(bridge.stageUpdate({ path, version: 'v1', sha256: sha256(bytes) }, stage), refusedWith('COMMAND_REPLAY'));
+      // A lower seq that has not run still runs (late redelivery), once; one a whole window below does not.
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seq: 999 })), refusedWith('BAD_STATE'));
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seq: 999 })), refusedWith('COMMAND_REPLAY'));
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seq: 1000 - 256 })), refusedWith('COMMAND_REPLAY'));
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seq: 1000 - 255 })), refusedWith('BAD_STATE'));
+      // Malformed: signed_len disagreeing with command_len; control-plane-signed bytes that are not a command.
+      const junk = new TextEncoder().encode('sdc-command-v1\n{"args":{},"device_id":"kernel-suite-01"}');
+      const junkAuth = { signedBytes: junk, signature: t.ed25519.sign(suiteControlPlane.seed, junk) };
+      await assert.rejects(bridge.rollbackUpdate(junkAuth), refusedWith('COMMAND_INVALID'));
+      assert.equal((await bridge.getStatus()).stagedVersion, 'v1');
+      // Raw requests last: their counters (from 1,000,000) are above the bridge's.
+      const bad = encodeCommandAttachment(authorize(t, 'EXEC_ROLLBACK_UPDATE'));
+      new DataView(bad.buffer).setUint32(Layout.CommandAttachment.signedLen.offset, 1, true);
+      assert.equal((await send(t, IoctlCode.EXEC_ROLLBACK_UPDATE, request(t, 'EXEC_ROLLBACK_UPDATE', new Uint8Array(0), counter++, bad))).status, KernelStatus.COMMAND_INVALID);
+    }));
+
+    test('property: a signed command runs at most once, in any order within the replay window', () => withTarget(async (t) => {
+      const bridge = await provisioned(t);
+      const seen = new Set<number>();
+      let highest = 0;
+      await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 700 }), async (seq) => {
+        const fresh = !seen.has(seq) && highest - seq < 256;
+        const outcome = await bridge.getStatus(authorize(t, 'EXEC_GET_STATUS', {}, { seq })).then(() => 'OK', (e: SdcError) => String(e.details.status));
+        assert.equal(outcome, fresh ? 'OK' : 'COMMAND_REPLAY', `seq ${seq} after highest ${highest}`);
+        if (fresh) { seen.add(seq); highest = Math.max(highest, seq); }
+      }), { numRuns: 300, endOnFailure: true });
     }));
   });
 }

@@ -78,13 +78,13 @@ export class IncarnationJournal implements CommandJournal {
 export function observedKernel(bridge: KernelBridge, onCall: () => void): KernelBridge {
   return {
     backend: bridge.backend,
-    pingKernel: (nonce) => { onCall(); return bridge.pingKernel(nonce); },
-    lockScreen: () => { onCall(); return bridge.lockScreen(); },
-    getProcessList: (limit) => { onCall(); return bridge.getProcessList(limit); },
-    stageUpdate: (args) => { onCall(); return bridge.stageUpdate(args); },
-    commitUpdate: (version) => { onCall(); return bridge.commitUpdate(version); },
-    rollbackUpdate: () => { onCall(); return bridge.rollbackUpdate(); },
-    getStatus: () => { onCall(); return bridge.getStatus(); },
+    pingKernel: (nonce, auth) => { onCall(); return bridge.pingKernel(nonce, auth); },
+    lockScreen: (auth) => { onCall(); return bridge.lockScreen(auth); },
+    getProcessList: (limit, auth) => { onCall(); return bridge.getProcessList(limit, auth); },
+    stageUpdate: (args, auth) => { onCall(); return bridge.stageUpdate(args, auth); },
+    commitUpdate: (version, auth) => { onCall(); return bridge.commitUpdate(version, auth); },
+    rollbackUpdate: (auth) => { onCall(); return bridge.rollbackUpdate(auth); },
+    getStatus: (auth) => { onCall(); return bridge.getStatus(auth); },
     close: () => bridge.close(),
   };
 }

@@ -582,6 +582,8 @@ function bootAgents(run: Run, parts: { fleet: Fleet; gateways: Gateways; network
     const device = new MockIoctlDevice({
       ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock, scheduler: time,
       faults: kernelFaults, random: random.fork(),
+      // Provisioned as enrollment does: the kernel verifies every command's control-plane signature itself.
+      commandKeys: { deviceId, keys: [...gateways.commandKeys.values()] },
     });
     const bridge = new IoctlKernelBridge({ device, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: BigInt(simStartMs) * 1000n });
     const kernel = observedKernel(bridge, () => {

@@ -7,6 +7,8 @@
 import { SdcError } from '../../core/errors/index.js';
 import type { Ed25519Provider, Scheduler } from '../../core/ports/ports.js';
 import { COUNTER_MAX, ENVELOPE_BYTES, buildRequest, verifyResponse } from '../codec.js';
+import { encodeCommandAttachment, type CommandAuthorization } from '../command/attachment.js';
+import { decodeProvisionResponse, encodeProvisionRequest, type CommandKeySet, type ProvisionOutcomeName } from '../command/provision.js';
 import type { IoctlBackendKind, IoctlDevice } from '../device.js';
 import {
   IoctlCode, KernelStatus, Layout, Opcode, PROCESS_ENTRIES_MAX, kernelStatusNames, type OpcodeName,
@@ -17,16 +19,24 @@ import {
   type KernelServiceStatus, type PingResult, type ProcessListResult, type StageUpdateArgs, type StageUpdateResult, type UpdateSlots,
 } from '../payloads.js';
 
+/**
+ * Each operation takes the control plane's signed command that asked for it (`auth`). The kernel
+ * refuses privileged operations (lock screen, stage, commit, rollback) without one, and checks
+ * any one given: signature under a provisioned command key, this device, same opcode and args,
+ * device_seq not run before. Read-only operations may go without (health checks, benches).
+ */
 export interface KernelBridge {
   readonly backend: IoctlBackendKind;
-  pingKernel(nonce?: bigint): Promise<PingResult>;
+  pingKernel(nonce?: bigint, auth?: CommandAuthorization): Promise<PingResult>;
   /** Throws KERNEL_NOT_SUPPORTED where the service has no session manager. */
-  lockScreen(): Promise<void>;
-  getProcessList(maxEntries?: number): Promise<ProcessListResult>;
-  stageUpdate(args: StageUpdateArgs): Promise<StageUpdateResult>;
-  commitUpdate(version: string): Promise<UpdateSlots>;
-  rollbackUpdate(): Promise<UpdateSlots>;
-  getStatus(): Promise<KernelServiceStatus>;
+  lockScreen(auth?: CommandAuthorization): Promise<void>;
+  getProcessList(maxEntries?: number, auth?: CommandAuthorization): Promise<ProcessListResult>;
+  stageUpdate(args: StageUpdateArgs, auth?: CommandAuthorization): Promise<StageUpdateResult>;
+  commitUpdate(version: string, auth?: CommandAuthorization): Promise<UpdateSlots>;
+  rollbackUpdate(auth?: CommandAuthorization): Promise<UpdateSlots>;
+  getStatus(auth?: CommandAuthorization): Promise<KernelServiceStatus>;
+  /** Sets the device id and command keys in the kernel (enrollment); absent on test doubles. */
+  provisionCommandKeys?(set: CommandKeySet, rotationSignature?: Uint8Array): Promise<{ outcome: ProvisionOutcomeName; keyCount: number }>;
   close(): void;
 }
 
@@ -65,6 +75,7 @@ const responseBytes: Readonly<Record<Exclude<OpcodeName, 'EXEC_GET_PROCESS_LIST'
   EXEC_COMMIT_UPDATE: Layout.UpdateSlotsResponse.bytes,
   EXEC_ROLLBACK_UPDATE: Layout.UpdateSlotsResponse.bytes,
   EXEC_GET_STATUS: Layout.StatusResponse.bytes,
+  PROVISION_COMMAND_KEYS: Layout.ProvisionResponse.bytes,
 };
 
 export class IoctlKernelBridge implements KernelBridge {
@@ -82,38 +93,43 @@ export class IoctlKernelBridge implements KernelBridge {
     this.nextCounter = options.counterStart;
   }
 
-  async pingKernel(nonce: bigint = this.nextCounter): Promise<PingResult> {
-    const result = decodePingResponse(await this.call('EXEC_PING_KERNEL', encodePingRequest(nonce), responseBytes.EXEC_PING_KERNEL));
+  async pingKernel(nonce: bigint = this.nextCounter, auth?: CommandAuthorization): Promise<PingResult> {
+    const result = decodePingResponse(await this.call('EXEC_PING_KERNEL', encodePingRequest(nonce), responseBytes.EXEC_PING_KERNEL, auth));
     if (result.nonce !== BigInt.asUintN(64, nonce)) throw new SdcError('KERNEL_RESPONSE_INVALID', 'ping response echoes a different nonce');
     return result;
   }
 
-  async lockScreen(): Promise<void> {
-    await this.call('EXEC_LOCK_SCREEN', new Uint8Array(0), 0);
+  async lockScreen(auth?: CommandAuthorization): Promise<void> {
+    await this.call('EXEC_LOCK_SCREEN', new Uint8Array(0), 0, auth);
   }
 
-  async getProcessList(maxEntries: number = kernelBridgeLimits.processEntriesDefault): Promise<ProcessListResult> {
+  async getProcessList(maxEntries: number = kernelBridgeLimits.processEntriesDefault, auth?: CommandAuthorization): Promise<ProcessListResult> {
     const request = encodeProcessListRequest(maxEntries);
     const capacity = Layout.ProcessListResponse.bytes + Math.min(maxEntries, PROCESS_ENTRIES_MAX) * Layout.ProcessEntry.bytes;
-    const result = decodeProcessListResponse(await this.call('EXEC_GET_PROCESS_LIST', request, capacity));
+    const result = decodeProcessListResponse(await this.call('EXEC_GET_PROCESS_LIST', request, capacity, auth));
     if (result.entries.length > maxEntries) throw new SdcError('KERNEL_RESPONSE_INVALID', 'process list has more entries than asked for');
     return result;
   }
 
-  async stageUpdate(args: StageUpdateArgs): Promise<StageUpdateResult> {
-    return decodeStageUpdateResponse(await this.call('EXEC_STAGE_UPDATE', encodeStageUpdateRequest(args), responseBytes.EXEC_STAGE_UPDATE));
+  async stageUpdate(args: StageUpdateArgs, auth?: CommandAuthorization): Promise<StageUpdateResult> {
+    return decodeStageUpdateResponse(await this.call('EXEC_STAGE_UPDATE', encodeStageUpdateRequest(args), responseBytes.EXEC_STAGE_UPDATE, auth));
   }
 
-  async commitUpdate(version: string): Promise<UpdateSlots> {
-    return decodeUpdateSlotsResponse(await this.call('EXEC_COMMIT_UPDATE', encodeCommitUpdateRequest(version), responseBytes.EXEC_COMMIT_UPDATE));
+  async commitUpdate(version: string, auth?: CommandAuthorization): Promise<UpdateSlots> {
+    return decodeUpdateSlotsResponse(await this.call('EXEC_COMMIT_UPDATE', encodeCommitUpdateRequest(version), responseBytes.EXEC_COMMIT_UPDATE, auth));
   }
 
-  async rollbackUpdate(): Promise<UpdateSlots> {
-    return decodeUpdateSlotsResponse(await this.call('EXEC_ROLLBACK_UPDATE', new Uint8Array(0), responseBytes.EXEC_ROLLBACK_UPDATE));
+  async rollbackUpdate(auth?: CommandAuthorization): Promise<UpdateSlots> {
+    return decodeUpdateSlotsResponse(await this.call('EXEC_ROLLBACK_UPDATE', new Uint8Array(0), responseBytes.EXEC_ROLLBACK_UPDATE, auth));
   }
 
-  async getStatus(): Promise<KernelServiceStatus> {
-    return decodeStatusResponse(await this.call('EXEC_GET_STATUS', new Uint8Array(0), responseBytes.EXEC_GET_STATUS));
+  async getStatus(auth?: CommandAuthorization): Promise<KernelServiceStatus> {
+    return decodeStatusResponse(await this.call('EXEC_GET_STATUS', new Uint8Array(0), responseBytes.EXEC_GET_STATUS, auth));
+  }
+
+  async provisionCommandKeys(set: CommandKeySet, rotationSignature?: Uint8Array): Promise<{ outcome: ProvisionOutcomeName; keyCount: number }> {
+    const payload = encodeProvisionRequest(set, rotationSignature);
+    return decodeProvisionResponse(await this.call('PROVISION_COMMAND_KEYS', payload, responseBytes.PROVISION_COMMAND_KEYS));
   }
 
   close(): void {
@@ -124,23 +140,30 @@ export class IoctlKernelBridge implements KernelBridge {
   }
 
   /** Queues one call; returns the verified OK payload or throws the mapped refusal. */
-  private call(name: OpcodeName, payload: Uint8Array, responsePayloadBytes: number): Promise<Uint8Array> {
+  private call(name: OpcodeName, payload: Uint8Array, responsePayloadBytes: number, auth?: CommandAuthorization): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new SdcError('KERNEL_CLOSED', 'kernel bridge is closed'));
+    // Encoded before queueing so a malformed authorization fails here, not inside the queue.
+    let attachment: Uint8Array | undefined;
+    try {
+      attachment = auth ? encodeCommandAttachment(auth) : undefined;
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const queueMax = this.options.queueMax ?? kernelBridgeLimits.queueMax;
     if (this.waiting >= queueMax) return Promise.reject(new SdcError('KERNEL_QUEUE_FULL', `more than ${queueMax} kernel calls waiting`));
     this.waiting++;
     const run = this.tail.then(() => {
       this.waiting--;
-      return this.callNow(name, payload, responsePayloadBytes);
+      return this.callNow(name, payload, responsePayloadBytes, attachment);
     });
     this.tail = run.catch(() => undefined);
     return run;
   }
 
-  private async callNow(name: OpcodeName, payload: Uint8Array, responsePayloadBytes: number): Promise<Uint8Array> {
+  private async callNow(name: OpcodeName, payload: Uint8Array, responsePayloadBytes: number, attachment?: Uint8Array): Promise<Uint8Array> {
     if (this.closed) throw new SdcError('KERNEL_CLOSED', 'kernel bridge is closed');
     const counter = this.takeCounter();
-    const request = buildRequest({ ed25519: this.options.ed25519, agentSeed: this.options.agentSeed, opcode: Opcode[name], counter, payload });
+    const request = buildRequest({ ed25519: this.options.ed25519, agentSeed: this.options.agentSeed, opcode: Opcode[name], counter, payload, attachment });
     const controller = new AbortController();
     this.inFlight.add(controller);
     const { timeoutMs, scheduler } = this.options;

@@ -10,6 +10,9 @@ export const PROCESS_ENTRIES_MAX = 4096;
 export const UPDATE_PATH_BYTES_MAX = 1024;
 export const VERSION_LABEL_BYTES = 32;
 export const ARTIFACT_BYTES_MAX = 268435456;
+export const COMMAND_SIGNED_BYTES_MAX = 16384;
+export const COMMAND_KEYS_MAX = 8;
+export const COMMAND_REPLAY_WINDOW = 256;
 
 /** Opcode values carried in the header. */
 export const Opcode = {
@@ -20,6 +23,7 @@ export const Opcode = {
   EXEC_COMMIT_UPDATE: 5,
   EXEC_ROLLBACK_UPDATE: 6,
   EXEC_GET_STATUS: 7,
+  PROVISION_COMMAND_KEYS: 8,
 } as const;
 export type OpcodeName = keyof typeof Opcode;
 export type OpcodeValue = (typeof Opcode)[OpcodeName];
@@ -33,6 +37,7 @@ export const IoctlCode = {
   EXEC_COMMIT_UPDATE: 0x00222014,
   EXEC_ROLLBACK_UPDATE: 0x00222018,
   EXEC_GET_STATUS: 0x0022201c,
+  PROVISION_COMMAND_KEYS: 0x00222020,
 } as const;
 
 /** Status codes in response headers (and the native call's return value). */
@@ -53,6 +58,14 @@ export const KernelStatus = {
   IO_ERROR: 13,
   BUSY: 14,
   BAD_HANDLE: 15,
+  COMMAND_MISSING: 16,
+  COMMAND_INVALID: 17,
+  COMMAND_FORGED: 18,
+  COMMAND_WRONG_DEVICE: 19,
+  COMMAND_MISMATCH: 20,
+  COMMAND_REPLAY: 21,
+  NOT_PROVISIONED: 22,
+  PROVISION_DENIED: 23,
 } as const;
 export type KernelStatusName = keyof typeof KernelStatus;
 
@@ -73,6 +86,14 @@ export const kernelStatusNames: Readonly<Record<number, KernelStatusName>> = {
   13: 'IO_ERROR',
   14: 'BUSY',
   15: 'BAD_HANDLE',
+  16: 'COMMAND_MISSING',
+  17: 'COMMAND_INVALID',
+  18: 'COMMAND_FORGED',
+  19: 'COMMAND_WRONG_DEVICE',
+  20: 'COMMAND_MISMATCH',
+  21: 'COMMAND_REPLAY',
+  22: 'NOT_PROVISIONED',
+  23: 'PROVISION_DENIED',
 };
 
 /** Byte offsets and sizes of every fixed layout, plus each opcode's payload layouts. */
@@ -86,7 +107,7 @@ export const Layout = {
     payloadLen: { offset: 12, bytes: 4 },
     counter: { offset: 16, bytes: 8 },
     status: { offset: 24, bytes: 4 },
-    reserved: { offset: 28, bytes: 4 },
+    commandLen: { offset: 28, bytes: 4 },
   },
   Empty: {
     bytes: 0,
@@ -155,7 +176,28 @@ export const Layout = {
     currentSizeBytes: { offset: 136, bytes: 8 },
     lastCommitUnixMs: { offset: 144, bytes: 8 },
   },
+  CommandAttachment: {
+    bytes: 68,
+    signature: { offset: 0, bytes: 64 },
+    signedLen: { offset: 64, bytes: 4 },
+  },
+  ProvisionRequest: {
+    bytes: 392,
+    deviceId: { offset: 0, bytes: 64 },
+    keyCount: { offset: 64, bytes: 4 },
+    reserved: { offset: 68, bytes: 4 },
+    keys: { offset: 72, bytes: 256 },
+    rotationSignature: { offset: 328, bytes: 64 },
+  },
+  ProvisionResponse: {
+    bytes: 8,
+    outcome: { offset: 0, bytes: 4 },
+    keyCount: { offset: 4, bytes: 4 },
+  },
 } as const;
+
+/** Opcodes the kernel runs only with a control-plane signed command attached (command_len > 0). */
+export const PRIVILEGED_OPCODES: ReadonlySet<OpcodeName> = new Set(['EXEC_LOCK_SCREEN', 'EXEC_STAGE_UPDATE', 'EXEC_COMMIT_UPDATE', 'EXEC_ROLLBACK_UPDATE']);
 
 export const opcodePayloads = {
   EXEC_PING_KERNEL: { request: 'PingRequest', response: 'PingResponse' },
@@ -165,4 +207,5 @@ export const opcodePayloads = {
   EXEC_COMMIT_UPDATE: { request: 'CommitUpdateRequest', response: 'UpdateSlotsResponse' },
   EXEC_ROLLBACK_UPDATE: { request: 'Empty', response: 'UpdateSlotsResponse' },
   EXEC_GET_STATUS: { request: 'Empty', response: 'StatusResponse' },
+  PROVISION_COMMAND_KEYS: { request: 'ProvisionRequest', response: 'ProvisionResponse' },
 } as const;

@@ -50,6 +50,9 @@ export function validateFault(fault: KernelFault): void {
 
 /** Whether `fault` fires for this call; draws from `random` only when a ratio is set. */
 export function faultFires(fault: KernelFault, opcode: OpcodeName | undefined, random: RandomSource): boolean {
+  // Faults model a device failing its operations; provisioning is enrollment set-up, and a fault
+  // there would leave every later privileged command NOT_PROVISIONED instead of failing one.
+  if (opcode === 'PROVISION_COMMAND_KEYS') return false;
   if (fault.opcode !== undefined && fault.opcode !== opcode) return false;
   if (!fault.ratio) return true;
   return random.intBelow(fault.ratio.denominator) < fault.ratio.numerator;

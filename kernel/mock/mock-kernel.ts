@@ -14,6 +14,8 @@ import { ENVELOPE_BYTES, opcodeNameOfCode, readHeader, sealEnvelope, view } from
 import type { IoctlDevice, IoctlResult } from '../device.js';
 import { decodeLabel, encodeProcessEntry, encodeStatusResponse, labelBytesValid, type ProcessEntry } from '../payloads.js';
 import { faultFires, validateFault, type KernelFault } from './faults.js';
+import { CommandGate } from '../command/command-gate.js';
+import { encodeProvisionRequest, provisionPayloadValid, type CommandKeySet } from '../command/provision.js';
 
 /** Where the mock reads artifacts named in EXEC_STAGE_UPDATE; undefined means "no such file" (IO_ERROR). */
 export interface ArtifactSource {
@@ -46,6 +48,11 @@ export interface MockKernelOptions {
   faults?: readonly KernelFault[];
   /** Draws fault ratios; required when a fault has a ratio. */
   random?: RandomSource;
+  /**
+   * Command keys provisioned at construction, as enrollment would have done through
+   * PROVISION_COMMAND_KEYS (the simulator's and test worlds' kernels); omitted means unprovisioned.
+   */
+  commandKeys?: CommandKeySet;
 }
 
 interface UpdateState {
@@ -69,6 +76,7 @@ const responsePayloadMin: Readonly<Record<OpcodeName, number>> = {
   EXEC_COMMIT_UPDATE: Layout.UpdateSlotsResponse.bytes,
   EXEC_ROLLBACK_UPDATE: Layout.UpdateSlotsResponse.bytes,
   EXEC_GET_STATUS: Layout.StatusResponse.bytes,
+  PROVISION_COMMAND_KEYS: Layout.ProvisionResponse.bytes,
 };
 
 export class MockKernelService {
@@ -79,8 +87,12 @@ export class MockKernelService {
     current: '', previous: '', staged: '', versions: new Map(), commits: 0, rollbacks: 0, stageFailures: 0, lastCommitUnixMs: 0,
   };
   private readonly statusFaults: KernelFault[];
+  /** Provisioned command keys and the replay window: in memory, like the handle state of the native library. */
+  private readonly gate: CommandGate;
 
   constructor(private readonly options: MockKernelOptions) {
+    this.gate = new CommandGate(options.ed25519);
+    if (options.commandKeys) this.gate.provision(encodeProvisionRequest(options.commandKeys));
     for (const fault of options.faults ?? []) validateFault(fault);
     this.statusFaults = (options.faults ?? []).filter((f) => f.kind === 'status');
     if ((options.faults ?? []).some((f) => f.ratio) && !options.random) throw new RangeError('faults with a ratio need a RandomSource');
@@ -98,8 +110,9 @@ export class MockKernelService {
     const header = readHeader(input);
     if (header.magic !== REQUEST_MAGIC) return refuse(S.BAD_MAGIC);
     if (header.version !== CONTRACT_VERSION) return refuse(S.BAD_VERSION);
-    if (header.payloadLen > PAYLOAD_BYTES_MAX || input.length !== ENVELOPE_BYTES + header.payloadLen) return refuse(S.BAD_LENGTH);
-    if (header.flags !== 0 || header.status !== 0 || header.reserved !== 0 || header.opcode !== opcode) return refuse(S.BAD_HEADER);
+    if (header.payloadLen > PAYLOAD_BYTES_MAX || input.length !== ENVELOPE_BYTES + header.payloadLen ||
+        header.commandLen > header.payloadLen) return refuse(S.BAD_LENGTH);
+    if (header.flags !== 0 || header.status !== 0 || header.opcode !== opcode) return refuse(S.BAD_HEADER);
     const signedLength = HEADER_BYTES + header.payloadLen;
     if (!this.options.ed25519.verify(this.options.agentPublicKey, input.subarray(0, signedLength), input.subarray(signedLength))) {
       return refuse(S.BAD_SIGNATURE);
@@ -108,7 +121,8 @@ export class MockKernelService {
     this.lastCounter = counter;
     this.requestsAccepted++;
 
-    const request = input.subarray(HEADER_BYTES, signedLength);
+    const request = input.subarray(HEADER_BYTES, signedLength - header.commandLen);
+    const attachment = input.subarray(signedLength - header.commandLen, signedLength);
     const payloadStatus = validatePayload(name, request);
     if (payloadStatus !== S.OK) return refuse(payloadStatus);
     const needed = ENVELOPE_BYTES + responsePayloadMin[name];
@@ -118,6 +132,8 @@ export class MockKernelService {
       view(payload).setUint32(0, needed, true);
       return this.respond(opcode, counter, S.BUFFER_TOO_SMALL, payload);
     }
+    const commandStatus = this.gate.check(name, attachment, request);
+    if (commandStatus !== S.OK) return refuse(commandStatus);
     for (const fault of this.statusFaults) {
       if (fault.kind === 'status' && faultFires(fault, name, this.options.random!)) return refuse(S[fault.status]);
     }
@@ -130,7 +146,7 @@ export class MockKernelService {
     const output = sealEnvelope({
       ed25519: this.options.ed25519,
       seed: this.options.serviceSeed,
-      header: { magic: RESPONSE_MAGIC, version: CONTRACT_VERSION, opcode, flags: 0, counter, status, reserved: 0 },
+      header: { magic: RESPONSE_MAGIC, version: CONTRACT_VERSION, opcode, flags: 0, counter, status, commandLen: 0 },
       payload,
     });
     return { status, output };
@@ -157,6 +173,8 @@ export class MockKernelService {
         return this.rollback();
       case 'EXEC_GET_STATUS':
         return { status: S.OK, payload: this.statusPayload() };
+      case 'PROVISION_COMMAND_KEYS':
+        return this.gate.provision(request);
     }
   }
 
@@ -286,6 +304,9 @@ function validatePayload(name: OpcodeName, p: Uint8Array): number {
     case 'EXEC_COMMIT_UPDATE':
       if (p.length !== Layout.CommitUpdateRequest.bytes) return S.BAD_LENGTH;
       return labelBytesValid(p) ? S.OK : S.BAD_PAYLOAD;
+    case 'PROVISION_COMMAND_KEYS':
+      if (p.length !== Layout.ProvisionRequest.bytes) return S.BAD_LENGTH;
+      return provisionPayloadValid(p) ? S.OK : S.BAD_PAYLOAD;
   }
 }
 

@@ -9,7 +9,7 @@ flags="-std=c11 -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra -Wpedantic -Wconv
 if [ "${2:-}" = "sanitize" ]; then flags="$flags -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"; fi
 cc=${CC:-cc}
 # shellcheck disable=SC2086
-$cc $flags -shared -I"$here/include" "$here"/src/sdc_kernel.c "$here"/src/sdc_ops.c "$here"/src/sdc_crypto.c \
+$cc $flags -shared -I"$here/include" "$here"/src/sdc_kernel.c "$here"/src/sdc_ops.c "$here"/src/sdc_crypto.c "$here"/src/sdc_command.c \
   -o "$out/libsdc_kernel.so.tmp" -lcrypto -lpthread
 mv "$out/libsdc_kernel.so.tmp" "$out/libsdc_kernel.so"
 # shellcheck disable=SC2086

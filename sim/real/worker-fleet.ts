@@ -1,5 +1,5 @@
 import { createAgentCore, type AgentCore, type AgentCoreEvent } from '../../agent/agent-core.js';
-import { loadIdentity } from '../../agent/enrollment.js';
+import { kernelCommandKeys, loadIdentity } from '../../agent/enrollment.js';
 import { IoctlKernelBridge, type KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import { agentPaths, pinnedKeyResolver } from '../../agent/state/agent-state.js';
 import { createSyntheticMetricsSource } from '../../agent/telemetry/synthetic-metrics.js';
@@ -63,6 +63,7 @@ export class WorkerFleet {
       const device = new MockIoctlDevice({
         ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock, scheduler: systemScheduler,
         faults: kernelFaults, random: random.fork(),
+        commandKeys: kernelCommandKeys(identity),
       });
       const bridge = new IoctlKernelBridge({
         device, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: BigInt(clock.nowMs()) * 1000n,

@@ -10,7 +10,7 @@
 #include <string.h>
 #include "sdc_kernel.h"
 
-#define STATUS_COUNT 16
+#define STATUS_COUNT 24
 #define RECORD_BYTES_MAX (4u * 1024u * 1024u)
 
 static int read_u32(FILE* f, uint32_t* value) {

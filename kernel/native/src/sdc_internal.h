@@ -12,6 +12,8 @@
 #define SDC_HANDLE_ALIVE 0x53444348u /* marks a live handle; cleared on close */
 #define SDC_LABEL_BYTES SDC_VERSION_LABEL_BYTES
 #define SDC_SANDBOX_PATH_MAX 3072u   /* leaves room for "/versions/<label>.part" under PATH_MAX */
+#define SDC_PROVISION_BODY_BYTES SDC_PROVISION_REQUEST_ROTATION_SIGNATURE_OFFSET /* id, count, keys */
+#define SDC_SEQ_WORDS ((int)(SDC_COMMAND_REPLAY_WINDOW / 64u))
 
 typedef struct sdc_update_state {
   char current[SDC_LABEL_BYTES];  /* NUL-terminated labels; "" means none */
@@ -36,6 +38,13 @@ typedef struct sdc_handle {
   uint64_t requests_accepted;
   uint64_t requests_refused;
   sdc_update_state update;
+  /* Control-plane command authorization (sdc_command.c); no keys means unprovisioned. */
+  EVP_PKEY* command_keys[SDC_COMMAND_KEYS_MAX];
+  uint32_t command_key_count;
+  char device_id[65];
+  uint8_t provision_body[SDC_PROVISION_BODY_BYTES];
+  uint64_t seq_highest;
+  uint64_t seq_bits[SDC_COMMAND_REPLAY_WINDOW / 64u];
 } sdc_handle;
 
 /* Little-endian field access; every caller has checked the bounds. */
@@ -67,6 +76,13 @@ int sdc_op_stage_update(sdc_handle* h, const uint8_t* request, uint32_t request_
 int sdc_op_commit_update(sdc_handle* h, const uint8_t* request, uint8_t* payload, uint32_t* payload_len);
 int sdc_op_rollback_update(sdc_handle* h, uint8_t* payload, uint32_t* payload_len);
 uint64_t sdc_current_size_bytes(const sdc_handle* h);
+
+/* control-plane command authorization (sdc_command.c) */
+int sdc_command_check(sdc_handle* h, int opcode, const uint8_t* attachment, uint32_t attachment_len, const uint8_t* request);
+int sdc_provision_body_valid(const uint8_t* body);
+int sdc_op_provision(sdc_handle* h, const uint8_t* request, uint8_t* payload, uint32_t* payload_len);
+int sdc_restore_command_keys(sdc_handle* h);
+void sdc_command_keys_free(sdc_handle* h);
 void sdc_restore_update_state(sdc_handle* h);
 
 #endif /* SDC_INTERNAL_H */

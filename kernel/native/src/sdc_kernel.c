@@ -72,6 +72,10 @@ void* sdc_open(const char* sandbox_dir, const char* agent_public_key_path,
   h->flags = flags;
   h->lock_screen_supported = (flags & SDC_OPEN_NO_LOCK_SCREEN) ? 0 : sdc_detect_lock_screen();
   sdc_restore_update_state(h);
+  if (!sdc_restore_command_keys(h)) { /* a damaged key file must not silently reopen provisioning */
+    sdc_close(h);
+    return NULL;
+  }
   h->alive = SDC_HANDLE_ALIVE;
   *status_out = SDC_STATUS_OK;
   return h;
@@ -84,6 +88,7 @@ void sdc_close(void* handle) {
   pthread_mutex_destroy(&h->lock);
   EVP_PKEY_free(h->agent_key);
   EVP_PKEY_free(h->service_key);
+  sdc_command_keys_free(h);
   free(h);
 }
 
@@ -104,6 +109,7 @@ static int opcode_of(uint32_t code) {
     case SDC_IOCTL_EXEC_COMMIT_UPDATE: return SDC_OP_EXEC_COMMIT_UPDATE;
     case SDC_IOCTL_EXEC_ROLLBACK_UPDATE: return SDC_OP_EXEC_ROLLBACK_UPDATE;
     case SDC_IOCTL_EXEC_GET_STATUS: return SDC_OP_EXEC_GET_STATUS;
+    case SDC_IOCTL_PROVISION_COMMAND_KEYS: return SDC_OP_PROVISION_COMMAND_KEYS;
     default: return 0;
   }
 }
@@ -117,6 +123,7 @@ static uint32_t response_payload_min(int opcode) {
     case SDC_OP_EXEC_COMMIT_UPDATE: return SDC_UPDATE_SLOTS_RESPONSE_BYTES;
     case SDC_OP_EXEC_ROLLBACK_UPDATE: return SDC_UPDATE_SLOTS_RESPONSE_BYTES;
     case SDC_OP_EXEC_GET_STATUS: return SDC_STATUS_RESPONSE_BYTES;
+    case SDC_OP_PROVISION_COMMAND_KEYS: return SDC_PROVISION_RESPONSE_BYTES;
     default: return 0;
   }
 }
@@ -150,6 +157,9 @@ static int validate_payload(int opcode, const uint8_t* p, uint32_t len) {
     case SDC_OP_EXEC_COMMIT_UPDATE:
       if (len != SDC_COMMIT_UPDATE_REQUEST_BYTES) return SDC_STATUS_BAD_LENGTH;
       return sdc_label_valid(p + SDC_COMMIT_UPDATE_REQUEST_VERSION_OFFSET) ? SDC_STATUS_OK : SDC_STATUS_BAD_PAYLOAD;
+    case SDC_OP_PROVISION_COMMAND_KEYS:
+      if (len != SDC_PROVISION_REQUEST_BYTES) return SDC_STATUS_BAD_LENGTH;
+      return sdc_provision_body_valid(p) ? SDC_STATUS_OK : SDC_STATUS_BAD_PAYLOAD;
     default:
       return SDC_STATUS_UNKNOWN_CODE;
   }
@@ -194,6 +204,8 @@ static int execute(sdc_handle* h, int opcode, const uint8_t* request, uint32_t r
       write_status_payload(h, payload);
       *payload_len = SDC_STATUS_RESPONSE_BYTES;
       return SDC_STATUS_OK;
+    case SDC_OP_PROVISION_COMMAND_KEYS:
+      return sdc_op_provision(h, request, payload, payload_len);
     default:
       return SDC_STATUS_UNKNOWN_CODE;
   }
@@ -209,7 +221,7 @@ static int sign_response(EVP_PKEY* key, uint8_t* out, int opcode, uint64_t count
   sdc_wr32(out + SDC_HEADER_PAYLOAD_LEN_OFFSET, payload_len);
   sdc_wr64(out + SDC_HEADER_COUNTER_OFFSET, counter);
   sdc_wr32(out + SDC_HEADER_STATUS_OFFSET, (uint32_t)status);
-  sdc_wr32(out + SDC_HEADER_RESERVED_OFFSET, 0);
+  sdc_wr32(out + SDC_HEADER_COMMAND_LEN_OFFSET, 0);
   if (!sdc_sign(key, out, SDC_HEADER_BYTES + payload_len, out + SDC_HEADER_BYTES + payload_len)) {
     /* Cannot sign: return nothing rather than an unsigned response. */
     memset(out, 0, SDC_ENVELOPE_BYTES);
@@ -238,10 +250,11 @@ static int handle_locked(sdc_handle* h, uint32_t code, const uint8_t* in, uint32
   if (sdc_rd32(in + SDC_HEADER_MAGIC_OFFSET) != SDC_REQUEST_MAGIC) return refuse(h, out, opcode, counter, SDC_STATUS_BAD_MAGIC, bytes_returned);
   if (sdc_rd16(in + SDC_HEADER_VERSION_OFFSET) != SDC_CONTRACT_VERSION) return refuse(h, out, opcode, counter, SDC_STATUS_BAD_VERSION, bytes_returned);
   uint32_t payload_len = sdc_rd32(in + SDC_HEADER_PAYLOAD_LEN_OFFSET);
-  if (payload_len > SDC_PAYLOAD_BYTES_MAX || in_len != SDC_ENVELOPE_BYTES + payload_len)
+  uint32_t command_len = sdc_rd32(in + SDC_HEADER_COMMAND_LEN_OFFSET);
+  if (payload_len > SDC_PAYLOAD_BYTES_MAX || in_len != SDC_ENVELOPE_BYTES + payload_len || command_len > payload_len)
     return refuse(h, out, opcode, counter, SDC_STATUS_BAD_LENGTH, bytes_returned);
   if (sdc_rd32(in + SDC_HEADER_FLAGS_OFFSET) != 0 || sdc_rd32(in + SDC_HEADER_STATUS_OFFSET) != 0 ||
-      sdc_rd32(in + SDC_HEADER_RESERVED_OFFSET) != 0 || sdc_rd16(in + SDC_HEADER_OPCODE_OFFSET) != opcode)
+      sdc_rd16(in + SDC_HEADER_OPCODE_OFFSET) != opcode)
     return refuse(h, out, opcode, counter, SDC_STATUS_BAD_HEADER, bytes_returned);
   if (!sdc_verify(h->agent_key, in, SDC_HEADER_BYTES + payload_len, in + SDC_HEADER_BYTES + payload_len))
     return refuse(h, out, opcode, counter, SDC_STATUS_BAD_SIGNATURE, bytes_returned);
@@ -249,8 +262,10 @@ static int handle_locked(sdc_handle* h, uint32_t code, const uint8_t* in, uint32
   h->last_counter = counter;
   h->requests_accepted++;
 
+  /* The command attachment is the payload's last command_len bytes; the opcode payload precedes it. */
   const uint8_t* request = in + SDC_HEADER_BYTES;
-  int status = validate_payload(opcode, request, payload_len);
+  uint32_t request_len = payload_len - command_len;
+  int status = validate_payload(opcode, request, request_len);
   if (status != SDC_STATUS_OK) return refuse(h, out, opcode, counter, status, bytes_returned);
   uint32_t needed = SDC_ENVELOPE_BYTES + response_payload_min(opcode);
   if (out_len < needed) {
@@ -258,9 +273,11 @@ static int handle_locked(sdc_handle* h, uint32_t code, const uint8_t* in, uint32
     sdc_wr32(out + SDC_HEADER_BYTES, needed);
     return finish(h, out, opcode, counter, SDC_STATUS_BUFFER_TOO_SMALL, 4, bytes_returned);
   }
+  status = sdc_command_check(h, opcode, request + request_len, command_len, request);
+  if (status != SDC_STATUS_OK) return refuse(h, out, opcode, counter, status, bytes_returned);
   uint32_t capacity = out_len - SDC_ENVELOPE_BYTES;
   uint32_t response_len = 0;
-  status = execute(h, opcode, request, payload_len, out + SDC_HEADER_BYTES, capacity, &response_len);
+  status = execute(h, opcode, request, request_len, out + SDC_HEADER_BYTES, capacity, &response_len);
   if (status != SDC_STATUS_OK || response_len > capacity) response_len = 0;
   return finish(h, out, opcode, counter, status, response_len, bytes_returned);
 }

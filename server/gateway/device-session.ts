@@ -8,6 +8,8 @@ import { SerialTasks } from './serial-tasks.js';
 export interface DeviceTransport {
   send(bytes: Uint8Array): void;
   close(code: number, reason: string): void;
+  /** Sends a WebSocket ping, the liveness probe (liveness-probe.ts); its pong comes back through ConnectionHandle.pong. Absent: not probed. */
+  ping?(): void;
 }
 
 /**

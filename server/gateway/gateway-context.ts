@@ -50,6 +50,13 @@ export interface GatewayCoreOptions {
    */
   sessionRecheckIntervalMs?: number;
   heartbeatIntervalMs?: number;
+  /**
+   * The liveness probe (liveness-probe.ts): a session silent for heartbeatIntervalMs + probeGraceMs
+   * is pinged, and closed (reported offline) without an answer within probeTimeoutMs. Defaults a
+   * quarter interval each; together at most half an interval.
+   */
+  probeGraceMs?: number;
+  probeTimeoutMs?: number;
   authTimeoutMs?: number;
   ackTimeoutMs?: number;
   deliveryAttemptsMax?: number;

@@ -26,6 +26,7 @@ import { busLimits } from '../stores/bus/bus-arguments.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import type { DeviceTransport } from './device-session.js';
 import { gatewayDefaults, gatewayLimits } from './gateway-defaults.js';
+import { checkProbeOptions, LivenessProbe, probeDefaults } from './liveness-probe.js';
 import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 
 export type { GatewayCoreOptions } from './gateway-context.js';
@@ -51,6 +52,8 @@ export interface ConnectionHandle {
    * Optional so that test doubles of a gateway (agent contract suites) need not have it.
    */
   refuse?(error: SdcError, closeCode: number): void;
+  /** The transport heard a pong (a WebSocket pong): the answer to the liveness probe (liveness-probe.ts). */
+  pong?(): void;
 }
 
 export interface GatewayCore {
@@ -72,6 +75,8 @@ export interface GatewayCore {
 const { noticeSerialsMax } = gatewayLimits;
 /** A close reason that is one of our error codes. */
 const errorCodePattern = /^[A-Z][A-Z0-9_]{1,63}$/;
+/** The close reason (and presence offline reason) of a session that did not answer the liveness probe. */
+export const probeUnansweredReason = 'peer did not answer the liveness probe';
 const noopHandle: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined, refuse: () => undefined };
 const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
@@ -99,6 +104,8 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     refusalsMax: options.refusalsMax ?? gatewayDefaults.refusalsMax,
     telemetryBatchEntriesMax: options.telemetryBatchEntriesMax ?? gatewayDefaults.telemetryBatchEntriesMax,
     sessionCrypto: options.sessionCrypto === undefined ? createNodeSessionKeyCrypto() : options.sessionCrypto,
+    probeGraceMs: options.probeGraceMs ?? probeDefaults(heartbeatIntervalMs).probeGraceMs,
+    probeTimeoutMs: options.probeTimeoutMs ?? probeDefaults(heartbeatIntervalMs).probeTimeoutMs,
   };
   for (const name of ['heartbeatIntervalMs', 'authTimeoutMs', 'ackTimeoutMs', 'deliveryAttemptsMax', 'reportAttemptsMax', 'connectionsMax', 'pendingDeliveriesPerDeviceMax',
     'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs', 'sessionRecheckIntervalMs', 'telemetryBatchEntriesMax'] as const) {
@@ -108,6 +115,7 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
   if (resolved.deliveryAttemptsMax > gatewayLimits.attemptsMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `deliveryAttemptsMax is at most ${gatewayLimits.attemptsMax}`);
   if (resolved.reportAttemptsMax > gatewayLimits.attemptsMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `reportAttemptsMax is at most ${gatewayLimits.attemptsMax}`);
   if (resolved.telemetryBatchEntriesMax > busLimits.batchEntriesMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `telemetryBatchEntriesMax is at most ${busLimits.batchEntriesMax}`);
+  checkProbeOptions(resolved);
   return resolved;
 }
 
@@ -134,6 +142,7 @@ class Gateway implements GatewayCore {
   readonly #router: CommandRouter;
   readonly #peers: PeerWatch;
   readonly #telemetry: AppendBatcher;
+  readonly #probe: LivenessProbe;
   /** Requeue and presence-offline work of closed sessions, awaited by stop(); one per closed session. */
   readonly #closeBookkeeping = new Set<Promise<void>>();
   #accepting = true;
@@ -148,6 +157,7 @@ class Gateway implements GatewayCore {
     this.#presence = new Presence(this.#context);
     this.#router = new CommandRouter(this.#context, (deviceId) => this.#deliveryTarget(deviceId));
     this.#peers = new PeerWatch(this.#context, this.#router);
+    this.#probe = new LivenessProbe(options);
     options.metrics?.addCollector(() => this.#collectGauges(options.metrics!));
     this.#telemetry = new AppendBatcher({
       bus: options.stores.bus, stream: streamNames.telemetry, maxLen: streamMaxLen.telemetry, entriesMax: options.telemetryBatchEntriesMax,
@@ -219,7 +229,7 @@ class Gateway implements GatewayCore {
     this.#queue(session, () => this.#admit(session));
     return {
       receive: (bytes) => this.#receive(session, bytes), transportClosed: () => this.#transportClosed(session),
-      refuse: (error, closeCode) => this.#refuseFromTransport(session, error, closeCode),
+      refuse: (error, closeCode) => this.#refuseFromTransport(session, error, closeCode), pong: () => this.#pong(session),
     };
   }
 
@@ -293,9 +303,28 @@ class Gateway implements GatewayCore {
       this.#endSession(session, closeCodes.overloaded, 'GATEWAY_OVERLOADED');
       return;
     }
+    this.#probe.heard(session);
     this.#flush(session);
     this.#handleEvents(session, events);
     this.#armTimer(session);
+  }
+
+  /** Probed: ready, on a transport that can ping (the simulator's in-memory pipe cannot). */
+  #probing(session: DeviceSession): boolean {
+    return session.transport.ping !== undefined && session.connection.state === 'ready';
+  }
+
+  /** The answer to our probe: the deadline moves, and presence is refreshed (a quiet device sends no frame that would). */
+  #pong(session: DeviceSession): void {
+    if (session.closed || this.#aborted) return;
+    const nowMs = this.#options.clock.nowMs();
+    if (!this.#probe.pong(session, nowMs)) return;
+    this.#armTimer(session);
+    this.#queue(session, async () => {
+      if (session.closed) return;
+      session.lastRefreshMs = nowMs;
+      if (!(await this.#presence.refresh(session))) this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
+    });
   }
 
   #refuseFromTransport(session: DeviceSession, error: SdcError, closeCode: number): void {
@@ -345,18 +374,40 @@ class Gateway implements GatewayCore {
     if (session.timer !== undefined) scheduler.cancel(session.timer);
     session.timer = undefined;
     if (session.closed || this.#aborted) return;
-    const deadline = session.connection.pollTimeoutMs();
-    if (deadline === undefined) return;
+    const connectionDeadlineMs = session.connection.pollTimeoutMs();
+    if (connectionDeadlineMs === undefined) return;
+    const deadline = this.#probing(session) ? this.#probe.deadlineMs(session, connectionDeadlineMs) : connectionDeadlineMs;
     session.timer = this.#context.schedule(deadline - clock.nowMs(), () => this.#onTimer(session));
   }
 
   #onTimer(session: DeviceSession): void {
     session.timer = undefined;
     if (session.closed || this.#aborted) return;
+    const connectionDeadlineMs = session.connection.pollTimeoutMs();
+    if (connectionDeadlineMs !== undefined && this.#probing(session)) {
+      const step = this.#probe.step(session, connectionDeadlineMs, this.#options.clock.nowMs(), () => this.#ping(session));
+      if (step === 'unresponsive') {
+        this.#options.logger.info({ device_id: session.deviceId, session_id: session.sessionId, bound_ms: this.#probe.boundMs }, 'no answer to the liveness probe; closing');
+        this.#endSession(session, closeCodes.timeout, probeUnansweredReason);
+        return;
+      }
+      if (step === 'wait') {
+        this.#armTimer(session);
+        return;
+      }
+    }
     const events = session.connection.handleTimeout(this.#options.clock.nowMs());
     this.#flush(session);
     this.#handleEvents(session, events);
     this.#armTimer(session);
+  }
+
+  #ping(session: DeviceSession): void {
+    try {
+      session.transport.ping?.();
+    } catch (error) {
+      this.#options.logger.debug({ err: error, device_id: session.deviceId }, 'ping on a closing transport');
+    }
   }
 
   /** The session is over: timers stop, the transport closes, and its commands and presence are handed back. */

@@ -197,7 +197,8 @@ describe('gateway over TLS 1.3 + WebSocket', () => {
     });
     const silentEvents = new StreamReader(silentStores.bus);
     try {
-      const { agent, ws } = await connectTls(silentServer.address.url, await gpki.issueDevice('dev-silent'), gpki.serverTls.caPem);
+      // A half-open peer: it sends nothing and does not answer the liveness probe (a quiet peer that answers stays online: liveness-probe-tls.test.ts).
+      const { agent, ws } = await connectTls(silentServer.address.url, await gpki.issueDevice('dev-silent'), gpki.serverTls.caPem, undefined, { autoPong: false });
       sockets.push(ws);
       const presence = () => silentEvents.entries.filter((e) => e.kind === 'presence' && e.data.device_id === 'dev-silent');
       await silentEvents.waitFor(() => presence().some((e) => e.kind === 'presence' && !e.data.online));

@@ -245,6 +245,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     const transport = {
       send: (bytes: Uint8Array) => { if (ws.readyState === ws.OPEN) ws.send(bytes); },
       close: (code: number, reason: string) => { if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason); },
+      // The liveness probe: a half-open socket never answers; a live peer's ws answers by itself.
+      ping: () => { if (ws.readyState === ws.OPEN) ws.ping(); },
     };
     let handle: ConnectionHandle;
     try {
@@ -275,6 +277,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       handle.receive(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     });
+    ws.on('pong', () => handle.pong?.());
     ws.on('close', () => handle.transportClosed());
     ws.on('error', (error) => logger.info({ err: error }, 'websocket error'));
   }

@@ -294,8 +294,9 @@ export function connectInMemory(core: GatewayCore, device: DeviceMaterial, agent
 }
 
 /** Connects a TestAgent over a real TLS 1.3 WebSocket with the device's client certificate. */
-export async function connectTls(url: string, device: DeviceMaterial, caPem: string, agent = new TestAgent(device)): Promise<{ agent: TestAgent; ws: WebSocket }> {
-  const ws = new WebSocket(url, { cert: device.certPem, key: device.keyPem, ca: caPem });
+/** `autoPong: false` makes a half-open peer: it never answers the gateway's liveness probe. */
+export async function connectTls(url: string, device: DeviceMaterial, caPem: string, agent = new TestAgent(device), wsOptions: { autoPong?: boolean } = {}): Promise<{ agent: TestAgent; ws: WebSocket }> {
+  const ws = new WebSocket(url, { cert: device.certPem, key: device.keyPem, ca: caPem, ...wsOptions });
   agent.attach((bytes) => { if (ws.readyState === WebSocket.OPEN) ws.send(bytes); });
   ws.on('message', (data: Buffer) => agent.onFrame(new Uint8Array(data)));
   ws.on('close', (code, reason) => { agent.closed = { code, reason: reason.toString() }; });

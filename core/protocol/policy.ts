@@ -1,4 +1,5 @@
 import { SdcError } from '../errors/index.js';
+import { compareSemVer, parseSemVer, semVerIn } from './semver.js';
 
 /**
  * The policy engine: who may send which opcode to which device, and when.
@@ -32,6 +33,16 @@ export const policyLimits = Object.freeze({
   approvalsMax: 16,
   /** Approvals a rule may demand. */
   approvalCountMax: 8,
+  /** A command's stated reason (ethics: `reasonRequired`), in UTF-16 code units; a sentence or two. */
+  reasonLengthMax: 512,
+  /** Commands one rate limit may allow per window. */
+  rateLimitCountMax: 1_000_000,
+  /** Shortest rate-limit window: the counters' buckets are a tenth of it, and a bucket is at least 100 ms. */
+  rateLimitWindowMsMin: 1_000,
+  /** Longest rate-limit window (one day): the counters live in the key/value store for about that long. */
+  rateLimitWindowMsMax: 86_400_000,
+  /** Compliance states one posture condition may list. */
+  complianceStatesMax: 16,
 });
 
 /** Targets devices by exact id, by id prefix (`'lab-*'`), or by tag (groups are tags); `'*'` is every device. */
@@ -55,11 +66,48 @@ export interface ApprovalCondition {
   readonly roles: readonly PolicyRole[];
 }
 
-/** Extra conditions; all must hold for the rule to apply. Deny rules may only carry `timeWindow`. */
+/** What a rate limit counts per: each distinct combination of the named facts has its own count. */
+export const rateLimitDimensions = ['actor', 'device', 'opcode'] as const;
+export type RateLimitDimension = (typeof rateLimitDimensions)[number];
+
+/**
+ * At most `count` admitted commands that the rule targets, per `per` combination, in any
+ * `windowMs`. On an allow rule: the rule stops allowing once `count` is reached. On a deny rule:
+ * the rule denies once `count` is reached (a limit no allow rule can get round).
+ */
+export interface RateLimitCondition {
+  readonly per: readonly RateLimitDimension[];
+  readonly count: number;
+  readonly windowMs: number;
+}
+
+/** The device's state an allow rule demands; a fact the request does not carry fails the condition (fail closed). */
+export interface PostureCondition {
+  /** The gateway holds a session with the device now. */
+  readonly online?: boolean;
+  /** The device's compliance state is one of these (the compliance engine's words, e.g. `compliant`). */
+  readonly complianceStates?: readonly string[];
+  /** The device's latest risk score (0-100) is strictly below this. */
+  readonly riskScoreBelow?: number;
+  /** The agent's reported version is at least this semantic version. */
+  readonly agentVersionAtLeast?: string;
+}
+
+/**
+ * Extra conditions; all must hold for the rule to apply. Deny rules may carry only `timeWindow`,
+ * `quietHours` and `rateLimit`: the others describe the request or the device, and a deny that a
+ * smaller argument or an unknown fact could escape would be no deny.
+ */
 export interface PolicyConditions {
   readonly argsBytesMax?: number;
   readonly timeWindow?: TimeWindow;
   readonly approval?: ApprovalCondition;
+  /** Allow rules: the command must state why it is sent (`reason`); the reason is audited. */
+  readonly reasonRequired?: boolean;
+  readonly posture?: PostureCondition;
+  readonly rateLimit?: RateLimitCondition;
+  /** Deny rules: the window in which the devices it selects (a group's tag) take no commands. */
+  readonly quietHours?: TimeWindow;
 }
 
 export interface PolicyRule {
@@ -85,17 +133,41 @@ export interface PolicyActor {
   readonly role: PolicyRole;
 }
 
+/** What the server knows of the device's state (docs/policy.md, "Posture"); absent facts are unknown. */
+export interface DevicePosture {
+  readonly online?: boolean;
+  readonly complianceState?: string;
+  readonly riskScore?: number;
+  readonly agentVersion?: string;
+}
+
 export interface PolicyRequest {
   readonly actor: PolicyActor;
   readonly opcode: string;
-  readonly device: { readonly id: string; readonly tags?: readonly string[] };
+  readonly device: { readonly id: string; readonly tags?: readonly string[]; readonly posture?: DevicePosture };
   /** The caller's notion of now, in Unix milliseconds; only time windows read it. */
   readonly nowMs: number;
   /** Size of the command's canonical arguments; unknown size fails `argsBytesMax` (fail closed). */
   readonly argsBytes?: number;
   /** Approvals already collected for this command. */
   readonly approvals?: readonly PolicyActor[];
+  /** Why the operator sends the command (ethics: `reasonRequired`). */
+  readonly reason?: string;
+  /**
+   * Per rate-limit key (`rateLimitsFor`), the commands admitted in the window before this one.
+   * A key without a count fails closed: an allow rule does not allow, a deny rule denies.
+   */
+  readonly rateCounts?: Readonly<Record<string, number>>;
 }
+
+/** Which of a rule's conditions decided a deny the caller refuses with its own error code. */
+export type PolicyBlock =
+  | { readonly kind: 'quiet_hours'; readonly ruleId: string; readonly window: TimeWindow }
+  | { readonly kind: 'rate_limit'; readonly ruleId: string; readonly limit: RateLimitCondition; readonly countInWindow: number | null }
+  | { readonly kind: 'posture'; readonly ruleId: string; readonly field: PostureField }
+  | { readonly kind: 'reason_required'; readonly ruleId: string };
+
+export type PostureField = 'online' | 'complianceState' | 'riskScore' | 'agentVersion';
 
 export interface PolicyDecision {
   readonly decision: 'allow' | 'deny';
@@ -108,6 +180,8 @@ export interface PolicyDecision {
   readonly reason: string;
   /** Set on a deny when an allow rule would apply once these approvals are collected. */
   readonly approval?: { readonly ruleId: string; readonly count: number; readonly roles: readonly PolicyRole[] };
+  /** Set on a deny decided by quiet hours, a rate limit, the device's posture or a missing reason. */
+  readonly blocked?: PolicyBlock;
 }
 
 export const noRuleAllowsReason = 'no rule allows';
@@ -117,35 +191,163 @@ export const noRuleAllowsReason = 'no rule allows';
 
 export function evaluatePolicy(policy: Policy, request: PolicyRequest): PolicyDecision {
   checkRequest(request);
-  let denyId: string | undefined;
+  let deny: { rule: PolicyRule; judgement: RuleJudgement } | undefined;
   let allowId: string | undefined;
-  let pending: PolicyRule | undefined;
+  let nearMiss: { rule: PolicyRule; judgement: RuleJudgement } | undefined;
   for (const rule of policy.rules) {
-    if (!targets(rule, request)) continue;
-    const conditions = rule.conditions ?? {};
-    if (conditions.timeWindow !== undefined && !inTimeWindow(conditions.timeWindow, request.nowMs)) continue;
-    if (rule.effect === 'deny') {
-      if (denyId === undefined || rule.id < denyId) denyId = rule.id;
-      continue;
+    const judgement = judgeRule(rule, request);
+    if (judgement.fate === 'applies') {
+      if (rule.effect === 'deny' && (deny === undefined || rule.id < deny.rule.id)) deny = { rule, judgement };
+      if (rule.effect === 'allow' && (allowId === undefined || rule.id < allowId)) allowId = rule.id;
+    } else if (nearMissFates.has(judgement.fate) && (nearMiss === undefined || rule.id < nearMiss.rule.id)) {
+      nearMiss = { rule, judgement };
     }
-    if (conditions.argsBytesMax !== undefined && !(request.argsBytes !== undefined && request.argsBytes <= conditions.argsBytesMax)) continue;
-    if (conditions.approval !== undefined && !approvalsSatisfy(conditions.approval, request)) {
-      if (pending === undefined || rule.id < pending.id) pending = rule;
-      continue;
-    }
-    if (allowId === undefined || rule.id < allowId) allowId = rule.id;
   }
-  if (denyId !== undefined) return { decision: 'deny', ruleId: denyId, reason: `denied by rule ${denyId}` };
+  if (deny !== undefined) return denyDecision(deny.rule, deny.judgement);
   if (allowId !== undefined) return { decision: 'allow', ruleId: allowId, reason: `allowed by rule ${allowId}` };
-  const approval = pending?.conditions?.approval;
-  if (pending !== undefined && approval !== undefined) {
+  if (nearMiss !== undefined) return nearMissDecision(nearMiss.rule, nearMiss.judgement);
+  return { decision: 'deny', reason: noRuleAllowsReason };
+}
+
+/**
+ * What became of one rule for a request. `applies`: an allow rule allows, a deny rule denies.
+ * The others say which condition stopped it, in the order they are checked: targeting, the time
+ * windows, argsBytesMax, posture, the stated reason, the rate limit, approvals.
+ */
+export type RuleFate =
+  | 'not_targeted' | 'applies' | 'outside_time_window' | 'outside_quiet_hours' | 'under_rate_limit'
+  | 'args_too_large' | 'posture_failed' | 'reason_missing' | 'rate_limited' | 'approval_missing';
+
+export interface RuleJudgement {
+  readonly fate: RuleFate;
+  /** For a rule with a rate limit that targets the request: its key and the count the request carried (null: none). */
+  readonly rate?: { readonly key: string; readonly countInWindow: number | null };
+  /** For `posture_failed`: the first posture field that failed. */
+  readonly postureField?: PostureField;
+}
+
+/** Allow rules that target the request and fail only on something the caller can act on or wait for. */
+const nearMissFates: ReadonlySet<RuleFate> = new Set(['posture_failed', 'reason_missing', 'rate_limited', 'approval_missing']);
+
+/** The fate of one rule for a request; evaluatePolicy and policy-explain both judge rules with it. */
+export function judgeRule(rule: PolicyRule, request: PolicyRequest): RuleJudgement {
+  if (!targets(rule, request)) return { fate: 'not_targeted' };
+  const conditions = rule.conditions ?? {};
+  if (conditions.timeWindow !== undefined && !inTimeWindow(conditions.timeWindow, request.nowMs)) return { fate: 'outside_time_window' };
+  if (conditions.quietHours !== undefined && !inTimeWindow(conditions.quietHours, request.nowMs)) return { fate: 'outside_quiet_hours' };
+  const rate = conditions.rateLimit === undefined ? undefined : rateOf(rule, conditions.rateLimit, request);
+  const overLimit = rate !== undefined && (rate.countInWindow === null || rate.countInWindow >= conditions.rateLimit!.count);
+  const withRate = (fate: RuleFate): RuleJudgement => (rate === undefined ? { fate } : { fate, rate });
+  if (rule.effect === 'deny') return withRate(rate === undefined || overLimit ? 'applies' : 'under_rate_limit');
+  if (conditions.argsBytesMax !== undefined && !(request.argsBytes !== undefined && request.argsBytes <= conditions.argsBytesMax)) return withRate('args_too_large');
+  if (conditions.posture !== undefined) {
+    const postureField = failedPostureField(conditions.posture, request.device.posture ?? {});
+    if (postureField !== undefined) return { ...withRate('posture_failed'), postureField };
+  }
+  if (conditions.reasonRequired === true && !hasReason(request)) return withRate('reason_missing');
+  if (overLimit) return withRate('rate_limited');
+  if (conditions.approval !== undefined && !approvalsSatisfy(conditions.approval, request)) return withRate('approval_missing');
+  return withRate('applies');
+}
+
+function denyDecision(rule: PolicyRule, judgement: RuleJudgement): PolicyDecision {
+  const conditions = rule.conditions ?? {};
+  if (conditions.quietHours !== undefined) {
+    return { decision: 'deny', ruleId: rule.id, reason: `quiet hours of rule ${rule.id} (${describeWindow(conditions.quietHours)})`, blocked: { kind: 'quiet_hours', ruleId: rule.id, window: conditions.quietHours } };
+  }
+  if (conditions.rateLimit !== undefined) {
     return {
-      decision: 'deny',
-      reason: `approval required by rule ${pending.id}`,
-      approval: { ruleId: pending.id, count: approval.count, roles: approval.roles },
+      decision: 'deny', ruleId: rule.id, reason: `rate limit of rule ${rule.id} reached (${describeLimit(conditions.rateLimit)})`,
+      blocked: { kind: 'rate_limit', ruleId: rule.id, limit: conditions.rateLimit, countInWindow: judgement.rate?.countInWindow ?? null },
     };
   }
-  return { decision: 'deny', reason: noRuleAllowsReason };
+  return { decision: 'deny', ruleId: rule.id, reason: `denied by rule ${rule.id}` };
+}
+
+function nearMissDecision(rule: PolicyRule, judgement: RuleJudgement): PolicyDecision {
+  const conditions = rule.conditions ?? {};
+  const deny = (reason: string, blocked: PolicyBlock): PolicyDecision => ({ decision: 'deny', reason, blocked });
+  switch (judgement.fate) {
+    case 'posture_failed':
+      return deny(`device posture (${judgement.postureField}) fails rule ${rule.id}`, { kind: 'posture', ruleId: rule.id, field: judgement.postureField! });
+    case 'reason_missing':
+      return deny(`rule ${rule.id} requires a stated reason`, { kind: 'reason_required', ruleId: rule.id });
+    case 'rate_limited':
+      return deny(`rate limit of rule ${rule.id} reached (${describeLimit(conditions.rateLimit!)})`, { kind: 'rate_limit', ruleId: rule.id, limit: conditions.rateLimit!, countInWindow: judgement.rate?.countInWindow ?? null });
+    default: {
+      const approval = conditions.approval!;
+      return { decision: 'deny', reason: `approval required by rule ${rule.id}`, approval: { ruleId: rule.id, count: approval.count, roles: approval.roles } };
+    }
+  }
+}
+
+function describeLimit(limit: RateLimitCondition): string {
+  return `${limit.count} per ${limit.windowMs} ms per ${limit.per.join('+')}`;
+}
+
+function describeWindow(window: TimeWindow): string {
+  const clock = (minute: number) => `${String(Math.floor(minute / 60)).padStart(2, '0')}:${String(minute % 60).padStart(2, '0')}`;
+  const offset = window.utcOffsetMinutes ?? 0;
+  const zone = `UTC${offset < 0 ? '-' : '+'}${clock(Math.abs(offset))}`;
+  return `${clock(window.startMinute)}-${clock(window.endMinute)} ${zone}${window.daysOfWeek === undefined ? '' : ` days ${window.daysOfWeek.join(',')}`}`;
+}
+
+/** The key under which a rate-limited rule counts this request: the rule, its window and the facts it counts per. */
+export function rateLimitKey(rule: PolicyRule, limit: RateLimitCondition, request: PolicyRequest): string {
+  const per = (dimension: RateLimitDimension, value: string): string | null => (limit.per.includes(dimension) ? value : null);
+  return JSON.stringify([rule.id, limit.windowMs, per('actor', request.actor.id), per('device', request.device.id), per('opcode', request.opcode)]);
+}
+
+function rateOf(rule: PolicyRule, limit: RateLimitCondition, request: PolicyRequest): { key: string; countInWindow: number | null } {
+  const key = rateLimitKey(rule, limit, request);
+  const count = request.rateCounts !== undefined && Object.hasOwn(request.rateCounts, key) ? request.rateCounts[key]! : null;
+  return { key, countInWindow: count };
+}
+
+/** A rate limit a request is counted against: its key, and the rule's limit. */
+export interface RateLimitUse {
+  readonly key: string;
+  readonly ruleId: string;
+  readonly limit: RateLimitCondition;
+}
+
+/**
+ * The rate limits that count this request: every rule with a `rateLimit` that targets it and
+ * whose time windows hold. The caller reads (or reserves) these counts, passes them as
+ * `rateCounts`, and keeps the reservation only when the command is admitted.
+ */
+export function rateLimitsFor(policy: Policy, request: PolicyRequest): RateLimitUse[] {
+  const uses: RateLimitUse[] = [];
+  for (const rule of policy.rules) {
+    const limit = rule.conditions?.rateLimit;
+    if (limit === undefined || !targets(rule, request)) continue;
+    const { timeWindow, quietHours } = rule.conditions!;
+    if (timeWindow !== undefined && !inTimeWindow(timeWindow, request.nowMs)) continue;
+    if (quietHours !== undefined && !inTimeWindow(quietHours, request.nowMs)) continue;
+    uses.push({ key: rateLimitKey(rule, limit, request), ruleId: rule.id, limit });
+  }
+  return uses;
+}
+
+/** Whether any rule demands posture facts, so the caller gathers them only when they can matter. */
+export function policyUsesPosture(policy: Policy): boolean {
+  return policy.rules.some((rule) => rule.conditions?.posture !== undefined);
+}
+
+function failedPostureField(condition: PostureCondition, posture: DevicePosture): PostureField | undefined {
+  if (condition.online !== undefined && posture.online !== condition.online) return 'online';
+  if (condition.complianceStates !== undefined && !(posture.complianceState !== undefined && condition.complianceStates.includes(posture.complianceState))) return 'complianceState';
+  if (condition.riskScoreBelow !== undefined && !(posture.riskScore !== undefined && posture.riskScore < condition.riskScoreBelow)) return 'riskScore';
+  if (condition.agentVersionAtLeast !== undefined) {
+    const reported = posture.agentVersion === undefined ? undefined : semVerIn(posture.agentVersion);
+    const wanted = parseSemVer(condition.agentVersionAtLeast);
+    if (reported === undefined || wanted === undefined || compareSemVer(reported, wanted) < 0) return 'agentVersion';
+  }
+  return undefined;
+}
+
+function hasReason(request: PolicyRequest): boolean {
+  return request.reason !== undefined && request.reason.trim().length > 0;
 }
 
 function targets(rule: PolicyRule, request: PolicyRequest): boolean {
@@ -214,6 +416,28 @@ function checkRequest(request: PolicyRequest): void {
       if (!isRecord(approval) || !isName(approval.id) || !isRole(approval.role)) bad(`approvals[${index}]`);
     });
   }
+  const reason: unknown = request.reason;
+  if (reason !== undefined && !(typeof reason === 'string' && reason.length <= policyLimits.reasonLengthMax)) bad('reason');
+  checkRateCounts(request.rateCounts, bad);
+  checkPosture(request.device.posture, bad);
+}
+
+function checkRateCounts(counts: unknown, bad: (field: string) => never): void {
+  if (counts === undefined) return;
+  if (!isRecord(counts) || Object.keys(counts).length > policyLimits.rulesMax) bad('rateCounts');
+  for (const [key, count] of Object.entries(counts as Record<string, unknown>)) {
+    if (!Number.isSafeInteger(count) || (count as number) < 0) bad(`rateCounts[${JSON.stringify(key).slice(0, 200)}]`);
+  }
+}
+
+function checkPosture(posture: unknown, bad: (field: string) => never): void {
+  if (posture === undefined) return;
+  if (!isRecord(posture)) bad('device.posture');
+  const { online, complianceState, riskScore, agentVersion } = posture as Record<string, unknown>;
+  if (online !== undefined && typeof online !== 'boolean') bad('device.posture.online');
+  if (complianceState !== undefined && !isName(complianceState)) bad('device.posture.complianceState');
+  if (riskScore !== undefined && !(typeof riskScore === 'number' && Number.isFinite(riskScore))) bad('device.posture.riskScore');
+  if (agentVersion !== undefined && !isName(agentVersion)) bad('device.posture.agentVersion');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,18 +515,24 @@ function parseDeviceSelector(value: unknown, path: string): DeviceSelector {
   return selector;
 }
 
+/** Conditions a deny rule may carry: the others a requester could escape by changing the request, or by the device hiding a fact. */
+const denyConditionKeys: ReadonlySet<string> = new Set(['timeWindow', 'quietHours', 'rateLimit']);
+/** Only meaningful on deny rules: on an allow rule, quiet hours would be a time window turned inside out. */
+const denyOnlyConditionKeys: ReadonlySet<string> = new Set(['quietHours']);
+
 function parseConditions(value: unknown, path: string, effect: 'allow' | 'deny'): PolicyConditions {
-  const raw = expectObject(value, path, ['argsBytesMax', 'timeWindow', 'approval']);
-  // A deny rule that only applies to small arguments or to unapproved commands would make a
-  // deny easier to escape by changing the request; deny rules are therefore limited to time.
-  if (effect === 'deny') {
-    for (const key of ['argsBytesMax', 'approval'] as const) {
-      if (raw[key] !== undefined) invalid(`${path}.${key}`, 'is only allowed on allow rules');
-    }
+  const raw = expectObject(value, path, ['argsBytesMax', 'timeWindow', 'approval', 'reasonRequired', 'posture', 'rateLimit', 'quietHours']);
+  for (const key of Object.keys(raw)) {
+    if (effect === 'deny' && !denyConditionKeys.has(key)) invalid(`${path}.${key}`, 'is only allowed on allow rules');
+    if (effect === 'allow' && denyOnlyConditionKeys.has(key)) invalid(`${path}.${key}`, 'is only allowed on deny rules');
   }
-  const conditions: { argsBytesMax?: number; timeWindow?: TimeWindow; approval?: ApprovalCondition } = {};
+  const conditions: {
+    argsBytesMax?: number; timeWindow?: TimeWindow; approval?: ApprovalCondition; reasonRequired?: boolean;
+    posture?: PostureCondition; rateLimit?: RateLimitCondition; quietHours?: TimeWindow;
+  } = {};
   if (raw.argsBytesMax !== undefined) conditions.argsBytesMax = expectInteger(raw.argsBytesMax, `${path}.argsBytesMax`, 0, Number.MAX_SAFE_INTEGER);
   if (raw.timeWindow !== undefined) conditions.timeWindow = parseTimeWindow(raw.timeWindow, `${path}.timeWindow`);
+  if (raw.quietHours !== undefined) conditions.quietHours = parseTimeWindow(raw.quietHours, `${path}.quietHours`);
   if (raw.approval !== undefined) {
     const approval = expectObject(raw.approval, `${path}.approval`, ['count', 'roles']);
     conditions.approval = {
@@ -310,7 +540,62 @@ function parseConditions(value: unknown, path: string, effect: 'allow' | 'deny')
       roles: expectRoles(approval.roles, `${path}.approval.roles`),
     };
   }
+  if (raw.reasonRequired !== undefined) {
+    // Only `true`: `false` would read as a way to waive a reason another rule demands, which it is not.
+    if (raw.reasonRequired !== true) invalid(`${path}.reasonRequired`, 'must be true (leave it out when no reason is required)');
+    conditions.reasonRequired = true;
+  }
+  if (raw.posture !== undefined) conditions.posture = parsePosture(raw.posture, `${path}.posture`);
+  if (raw.rateLimit !== undefined) conditions.rateLimit = parseRateLimit(raw.rateLimit, `${path}.rateLimit`);
   return conditions;
+}
+
+function parseRateLimit(value: unknown, path: string): RateLimitCondition {
+  const raw = expectObject(value, path, ['per', 'count', 'windowMs']);
+  const per = expectList(raw.per, `${path}.per`, (dimension, dimensionPath) => {
+    if (typeof dimension !== 'string' || !(rateLimitDimensions as readonly string[]).includes(dimension)) {
+      invalid(dimensionPath, `must be one of ${rateLimitDimensions.join(', ')}`);
+    }
+    return dimension as RateLimitDimension;
+  });
+  if (per.length === 0) invalid(`${path}.per`, 'must name at least one of actor, device, opcode');
+  per.forEach((dimension, index) => {
+    if (per.indexOf(dimension) !== index) invalid(`${path}.per[${index}]`, `names ${dimension} twice`);
+  });
+  return {
+    per,
+    count: expectInteger(raw.count, `${path}.count`, 1, policyLimits.rateLimitCountMax),
+    windowMs: expectInteger(raw.windowMs, `${path}.windowMs`, policyLimits.rateLimitWindowMsMin, policyLimits.rateLimitWindowMsMax),
+  };
+}
+
+function parsePosture(value: unknown, path: string): PostureCondition {
+  const raw = expectObject(value, path, ['online', 'complianceStates', 'riskScoreBelow', 'agentVersionAtLeast']);
+  const posture: { online?: boolean; complianceStates?: string[]; riskScoreBelow?: number; agentVersionAtLeast?: string } = {};
+  if (raw.online !== undefined) {
+    if (typeof raw.online !== 'boolean') invalid(`${path}.online`, 'must be true or false');
+    posture.online = raw.online as boolean;
+  }
+  if (raw.complianceStates !== undefined) {
+    const states = expectArray(raw.complianceStates, `${path}.complianceStates`, policyLimits.complianceStatesMax);
+    posture.complianceStates = states.map((state, index) => expectName(state, `${path}.complianceStates[${index}]`));
+    if (posture.complianceStates.length === 0) invalid(`${path}.complianceStates`, 'must name at least one state');
+  }
+  if (raw.riskScoreBelow !== undefined) {
+    // Risk scores are 0-100 (core/protocol/risk-score.ts); a threshold outside (0, 100] is always or never met.
+    if (typeof raw.riskScoreBelow !== 'number' || !Number.isFinite(raw.riskScoreBelow) || raw.riskScoreBelow <= 0 || raw.riskScoreBelow > 100) {
+      invalid(`${path}.riskScoreBelow`, 'must be a number above 0 and at most 100');
+    }
+    posture.riskScoreBelow = raw.riskScoreBelow as number;
+  }
+  if (raw.agentVersionAtLeast !== undefined) {
+    if (typeof raw.agentVersionAtLeast !== 'string' || parseSemVer(raw.agentVersionAtLeast) === undefined) {
+      invalid(`${path}.agentVersionAtLeast`, 'must be a semantic version MAJOR.MINOR.PATCH[-PRERELEASE]');
+    }
+    posture.agentVersionAtLeast = raw.agentVersionAtLeast as string;
+  }
+  if (Object.keys(posture).length === 0) invalid(path, 'must name at least one of online, complianceStates, riskScoreBelow, agentVersionAtLeast');
+  return posture;
 }
 
 function parseTimeWindow(value: unknown, path: string): TimeWindow {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { SdcError } from '../../core/errors/index.js';
 import { encodeBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, kvKeys, streamMaxLen } from '../bus-contract/streams.js';
@@ -12,13 +13,17 @@ import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import { CommandTtlMsMax } from '../../core/protocol/messages/command.js';
 import { validateOpcodeArgs } from '../../core/protocol/messages/validate.js';
-import { evaluatePolicy } from '../../core/protocol/policy.js';
+import { evaluatePolicy, type PolicyDecision } from '../../core/protocol/policy.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
+import { approvalSubjectHash, type ApprovalSubject } from '../../core/protocol/approvals.js';
 import type { ServiceSigner } from '../materials/materials.js';
-import { CommandRepository, jsonObjectColumn, signedCommandOf, recordOf, unfinishedStates, type CommandRow } from './command-repository.js';
+import { ApprovalRepository, type PendingApproval } from './approval-repository.js';
+import { CommandRepository, jsonObjectColumn, signedCommandOrNull, recordOf, unfinishedStates, type CommandRow } from './command-repository.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import type { PolicyStore } from './policy-store.js';
+import { PolicyFacts, policyBlockDetails, policyBlockRecord, policyRefusalCode } from './policy-facts.js';
+import type { DeviceComplianceReader } from '../../core/protocol/compliance.js';
 import type { Role } from './users.js';
 
 /** Who asks: the authenticated operator. */
@@ -34,6 +39,8 @@ export interface CreateCommandRequest {
   readonly args: JsonObject;
   readonly ttlMs?: number;
   readonly idempotencyKey?: string;
+  /** Why the operator sends it (policy `reasonRequired`); recorded in the audit entry. */
+  readonly reason?: string;
 }
 
 export interface CommandHistoryEntry {
@@ -48,14 +55,18 @@ export interface CommandView {
   readonly opcode: string;
   readonly args: JsonObject;
   readonly state: CommandState;
-  readonly device_seq: number;
+  /** Null while the command waits for approvals: it takes its seq when released. */
+  readonly device_seq: number | null;
   readonly created_by: string;
   readonly created_at_ms: number;
   readonly updated_at_ms: number;
   readonly expires_at_ms: number;
   readonly attempts: number;
   readonly gateway_id: string | null;
-  readonly signed: SignedCommand;
+  /** Null while the command waits for approvals (it is signed when released, with the approvals embedded). */
+  readonly signed: SignedCommand | null;
+  /** What a command created `pending_approval` waits for (the rule, count, roles, the subject approvers sign and its hash); absent otherwise. */
+  readonly approval?: PendingApproval;
   /**
    * The device's signed COMMAND_RESULT frame, once known, as an object: its RFC 8785 canonical
    * form is the text the device signed (and the audit log holds), so it re-verifies from here.
@@ -98,6 +109,8 @@ export interface CommandServiceOptions {
    * deliveryAttemptsMax (5 s x 5 by default) and ignores a duplicate while it does.
    */
   readonly redispatchIntervalMs?: number;
+  /** The compliance state a policy posture condition reads; without one every device is `unknown`. */
+  readonly compliance?: DeviceComplianceReader;
   /** Called once per command when it first reaches a terminal state (the latency metric, /metrics). */
   readonly onFinished?: (finished: { opcode: string; state: CommandState; latencyMs: number }) => void;
 }
@@ -135,11 +148,16 @@ export class CommandService {
   readonly #ctx: ServiceContext;
   readonly #options: CommandServiceOptions;
   readonly #repository: CommandRepository;
+  readonly #approvals: ApprovalRepository;
+  /** The facts admission gathers for the policy (tags, posture, rate counts); the dry run reads the same. */
+  readonly policyFacts: PolicyFacts;
 
   constructor(options: CommandServiceOptions) {
     this.#ctx = options.context;
     this.#options = options;
     this.#repository = new CommandRepository({ db: options.context.db, audit: options.context.audit });
+    this.#approvals = new ApprovalRepository({ db: options.context.db, audit: options.context.audit });
+    this.policyFacts = new PolicyFacts({ context: options.context, ...(options.compliance === undefined ? {} : { compliance: options.compliance }) });
   }
 
   /** Creates (or, for a repeated idempotency key with the same request, returns) a command. */
@@ -160,9 +178,14 @@ export class CommandService {
       if (existing !== undefined) return { command: await this.#replay(existing, fingerprint), created: false };
     }
     const nowMs = this.#ctx.clock.nowMs();
-    const policyRecord = await this.#admit(request, opcode, nowMs, Buffer.byteLength(fingerprint.args, 'utf8'));
+    const pendingOut: { approval?: PendingRequirement } = {};
+    const policyRecord = await this.#admit(request, opcode, nowMs, Buffer.byteLength(fingerprint.args, 'utf8'), pendingOut);
     let signed: SignedCommand;
     try {
+      if (pendingOut.approval !== undefined) {
+        const id = await this.#storePending(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord, approval: pendingOut.approval });
+        return { command: await this.get(id), created: true };
+      }
       signed = await this.#store(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord });
     } catch (error) {
       // Two requests with one key raced; the loser answers like a retry.
@@ -176,21 +199,33 @@ export class CommandService {
   }
 
   /** The device's status and the policy decide whether the command may be stored; returns the policy record, or throws the refusal. */
-  async #admit(request: CreateCommandRequest, opcode: string, nowMs: number, argsBytes: number): Promise<JsonObject> {
+  async #admit(request: CreateCommandRequest, opcode: string, nowMs: number, argsBytes: number, pendingOut: { approval?: PendingRequirement }): Promise<JsonObject> {
     const { actor, deviceId } = request;
     const deviceStatus = await this.#repository.deviceStatus(deviceId);
     const { policy, revision } = await this.#options.policy.current();
+    const base = { actor: { id: actor.name, role: actor.role }, opcode, device: { id: deviceId }, nowMs, argsBytes, ...(request.reason === undefined ? {} : { reason: request.reason }) };
+    // Tags, posture and rate-limit places (reserved now, given back below unless admitted); only for a device that may take commands.
+    const gathered = deviceStatus === 'enrolled' ? await this.policyFacts.reserve(policy, base) : undefined;
+    let decision: PolicyDecision | undefined;
     const admission = decideCreateAdmission({
       deviceId, deviceStatus, opcode, args: request.args, auditActor: actors.user(actor.name),
-      policy: () => evaluatePolicy(policy, { actor: { id: actor.name, role: actor.role }, opcode, device: { id: deviceId }, nowMs, argsBytes }),
+      policy: () => (decision = evaluatePolicy(policy, gathered?.request ?? base)),
     });
-    // The audit names the revision that decided, so a decision can be traced to its policy.
-    if (admission.admitted) return { ...admission.policyRecord, revision };
+    // The audit names the revision that decided, so a decision can be traced to its policy, and the reason stated.
+    if (admission.admitted) return { ...admission.policyRecord, revision, ...(request.reason === undefined ? {} : { stated_reason: request.reason }) };
+    // Allowed once approvals are in: stored pending_approval instead of refused (approvals.ts); `pendingOut` says so.
+    const approval = (decision as PolicyDecision | undefined)?.approval;
+    if (approval !== undefined) {
+      pendingOut.approval = { ...approval, revision };
+      return { decision: 'approval_required', reason: (decision as unknown as PolicyDecision).reason, rule_id: approval.ruleId, revision };
+    }
+    await gathered?.release();
     const { refusal } = admission;
     if (refusal.code !== 'COMMAND_POLICY_DENIED') throw new SdcError(refusal.code, refusal.message, { deviceId });
+    const blocked = decision === undefined ? undefined : policyBlockRecord(decision);
     const payload = refusal.audit.payload as JsonObject;
-    await this.#ctx.audit.append({ ...refusal.audit, payload: { ...payload, policy: { ...(payload['policy'] as JsonObject), revision } } });
-    throw new SdcError(refusal.code, refusal.message, { reason: refusal.reason });
+    await this.#ctx.audit.append({ ...refusal.audit, payload: { ...payload, policy: { ...(payload['policy'] as JsonObject), revision, ...(blocked === undefined ? {} : { blocked }) } } });
+    throw new SdcError(decision === undefined ? refusal.code : policyRefusalCode(decision), refusal.message, { reason: refusal.reason, ...(decision === undefined ? {} : policyBlockDetails(decision)) });
   }
 
   /** Signs and stores the command with its history entry and audit record in one transaction, then runs the after-commit effects. */
@@ -214,6 +249,38 @@ export class CommandService {
     // never throws or has a fallback.
     await this.#afterCommit(decided.afterCommit);
     return decided.command;
+  }
+
+  /**
+   * Stores a command that waits for approvals: not signed and no seq yet (both come at release, so
+   * a late release never carries a seq below one the device has run), with the subject approvers
+   * sign and its hash. Returns its id.
+   */
+  async #storePending(request: CreateCommandRequest, facts: { opcode: string; nowMs: number; ttlMs: number; argsJson: string; policyRecord: JsonObject; approval: PendingRequirement }): Promise<string> {
+    const { actor, deviceId } = request;
+    const subject: ApprovalSubject = {
+      id: newId('c', this.#ctx.random), device_id: deviceId, opcode: facts.opcode, args: request.args, expires_at: facts.nowMs + facts.ttlMs,
+      issuer: this.#options.issuer, requested_by: actor.name,
+    };
+    const pending: PendingApproval = {
+      rule_id: facts.approval.ruleId, count: facts.approval.count, roles: facts.approval.roles, requester_role: actor.role,
+      policy_revision: facts.approval.revision, subject, command_sha256: approvalSubjectHash(subject, sha256),
+    };
+    await this.#approvals.insertPending({
+      subject, pending, createdBy: actor.name, idempotencyKey: request.idempotencyKey ?? null, argsJson: facts.argsJson, atMs: facts.nowMs,
+      audit: {
+        kind: 'command.approval_requested', actor: actors.user(actor.name), subject: `command:${subject.id}`,
+        payload: { command: subject as unknown as JsonObject, command_sha256: pending.command_sha256, policy: facts.policyRecord, approval: { rule_id: pending.rule_id, count: pending.count, roles: [...pending.roles] } },
+      },
+    });
+    await this.#ctx.settleAudit();
+    this.#ctx.publishLive({ type: 'command', command_id: subject.id, device_id: deviceId, state: 'pending_approval', at_ms: facts.nowMs });
+    return subject.id;
+  }
+
+  /** Dispatches the device's queued commands no gateway holds, in seq order (a released command, ApprovalService). Never throws. */
+  async dispatchWaiting(deviceId: string): Promise<void> {
+    await this.#dispatchWaiting(deviceId);
   }
 
   /** Settles the audit outbox, then publishes and dispatches; none of these throws. */
@@ -481,7 +548,19 @@ function viewOf(row: CommandRow): CommandView {
     id: row.id, device_id: row.device_id, opcode: row.opcode, args: jsonObjectColumn(row.args_json, `commands row ${row.id} args_json`),
     state: row.state, device_seq: row.device_seq, created_by: row.created_by,
     created_at_ms: row.created_at, updated_at_ms: row.updated_at, expires_at_ms: row.expires_at,
-    attempts: row.attempts, gateway_id: row.gateway_id, signed: signedCommandOf(row),
+    attempts: row.attempts, gateway_id: row.gateway_id, signed: signedCommandOrNull(row),
     result_frame: row.result_json === null ? null : jsonObjectColumn(row.result_json, `commands row ${row.id} result_json`),
+    ...(row.approval_json === undefined || row.approval_json === null
+      ? {} : { approval: jsonObjectColumn(row.approval_json, `commands row ${row.id} approval_json`) as unknown as PendingApproval }),
   };
 }
+
+/** A policy's call for approvals, with the revision that made it. */
+interface PendingRequirement {
+  readonly ruleId: string;
+  readonly count: number;
+  readonly roles: PendingApproval['roles'];
+  readonly revision: number;
+}
+
+const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());

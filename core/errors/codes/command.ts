@@ -8,5 +8,9 @@ export const commandErrors = defineErrors({
   COMMAND_SEQ_STALE: { fault: 'remote', status: 409, summary: 'A command with this device_seq has already run on the device, under another id' },
   COMMAND_NOT_FOUND: { fault: 'remote', status: 404, summary: 'No command with this id' },
   COMMAND_POLICY_DENIED: { fault: 'remote', status: 403, summary: 'Policy does not allow this actor to send this opcode to this device' },
+  COMMAND_RATE_LIMITED: { fault: 'remote', status: 429, summary: 'A policy rate limit (per actor, device or opcode) is reached for this window; details name the rule and the limit' },
+  COMMAND_REASON_REQUIRED: { fault: 'remote', status: 400, summary: 'Policy requires a stated reason for this command (the reason field); it is recorded in the audit' },
+  COMMAND_QUIET_HOURS: { fault: 'remote', status: 403, summary: 'The device is in its group\'s quiet hours; details name the rule and the window' },
+  COMMAND_POSTURE_DENIED: { fault: 'remote', status: 403, summary: 'The device\'s posture (online, compliance state, risk score, agent version) does not meet the policy; details name the field' },
   COMMAND_IDEMPOTENCY_CONFLICT: { fault: 'remote', status: 409, summary: 'Idempotency key was already used for a different request' },
 });

@@ -1,21 +1,22 @@
 import type { ControlPlaneServices } from '../../services.js';
 import { principalOf } from '../authentication.js';
 import type { RoutesPlugin } from '../plugin.js';
-import { CommandDetail, CommandListQuery, CommandPage, CommandParams, CreateCommandBody, CreateCommandHeaders } from '../schemas.js';
+import { CommandDetail, CommandListQuery, CommandPage, CommandParams, CreateCommandHeaders } from '../schemas.js';
+import { CreateCommandWithReasonBody } from '../policy-schemas.js';
 
 /** Signed commands: creation (idempotent by key), one command, and the list. */
 export const commandRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices }> = async (app, { services }) => {
   const { commands } = services;
 
   app.post('/v1/commands', {
-    schema: { body: CreateCommandBody, headers: CreateCommandHeaders },
+    schema: { body: CreateCommandWithReasonBody, headers: CreateCommandHeaders },
     config: { auth: 'operator', summary: 'Create a signed command (Idempotency-Key supported)' },
   }, async (request, reply) => {
-    const { device_id: deviceId, opcode, args, ttl_ms: ttlMs } = request.body;
+    const { device_id: deviceId, opcode, args, ttl_ms: ttlMs, reason } = request.body;
     const idempotencyKey = request.headers['idempotency-key'];
     const { command, created } = await commands.create({
       actor: principalOf(request), deviceId, opcode, args,
-      ...(ttlMs === undefined ? {} : { ttlMs }), ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+      ...(ttlMs === undefined ? {} : { ttlMs }), ...(idempotencyKey === undefined ? {} : { idempotencyKey }), ...(reason === undefined ? {} : { reason }),
     });
     return reply.status(created ? 201 : 200).send(command);
   });

@@ -5,7 +5,7 @@ import { decideCreateAdmission } from '../../../../core/protocol/command-decisio
 import type { JsonObject } from '../../../../core/protocol/json-value.js';
 import { DeviceId } from '../../../../core/protocol/messages/fields.js';
 import { validateOpcodeArgs } from '../../../../core/protocol/messages/validate.js';
-import { explainPolicy } from '../../../../core/protocol/policy-explain.js';
+import { explainPolicy, type RuleExplanation, type RuleFate } from '../../../../core/protocol/policy-explain.js';
 import { policyLimits, policyRoles } from '../../../../core/protocol/policy.js';
 import { actors } from '../../context.js';
 import type { PolicyRevision } from '../../policy-store.js';
@@ -13,6 +13,8 @@ import type { ControlPlaneServices } from '../../services.js';
 import { principalOf } from '../authentication.js';
 import { sendError } from '../errors.js';
 import { strictJsonBodyParser } from '../strict-json-parser.js';
+import { CommandReason } from '../policy-schemas.js';
+import { policyRefusalCode } from '../../policy-facts.js';
 import type { RoutesPlugin } from '../plugin.js';
 
 const strict = { additionalProperties: false } as const;
@@ -40,9 +42,17 @@ const EvaluateBody = Type.Object({
   approvals: Type.Optional(Type.Array(Type.Object({ name: Type.String({ minLength: 1, maxLength: 128 }), role: Role }, strict), { maxItems: policyLimits.approvalsMax })),
   /** Evaluate at this time instead of now (time windows). */
   at_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 8_640_000_000_000_000 })),
+  /** The reason the command would state (ethics: reasonRequired). */
+  reason: Type.Optional(CommandReason),
 }, strict);
 
 const Approval = Type.Object({ count: Type.Integer(), roles: Type.Array(Type.String()) });
+const TimeWindowView = Type.Object({
+  startMinute: Type.Integer(), endMinute: Type.Integer(), utcOffsetMinutes: Type.Optional(Type.Integer()), daysOfWeek: Type.Optional(Type.Array(Type.Integer())),
+});
+const ruleFates = [
+  'applies', 'outside_time_window', 'outside_quiet_hours', 'under_rate_limit', 'args_too_large', 'posture_failed', 'reason_missing', 'rate_limited', 'approval_missing',
+] as const satisfies readonly RuleFate[];
 /** The dry run's answer (docs/policy.md, "Dry run"); every member is listed, since the serializer drops unlisted ones. */
 const EvaluateView = Type.Object({
   policy_revision: Type.Integer(),
@@ -55,12 +65,31 @@ const EvaluateView = Type.Object({
   rules: Type.Array(Type.Object({
     id: Type.String(),
     effect: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
-    fate: Type.Union([Type.Literal('applies'), Type.Literal('outside_time_window'), Type.Literal('args_too_large'), Type.Literal('approval_missing')]),
-    time_window: Type.Optional(Type.Object({
-      startMinute: Type.Integer(), endMinute: Type.Integer(), utcOffsetMinutes: Type.Optional(Type.Integer()), daysOfWeek: Type.Optional(Type.Array(Type.Integer())),
-    })),
+    fate: Type.Union(ruleFates.map((fate) => Type.Literal(fate))),
+    time_window: Type.Optional(TimeWindowView),
+    quiet_hours: Type.Optional(TimeWindowView),
     approval: Type.Optional(Approval),
+    rate_limit: Type.Optional(Type.Object({
+      per: Type.Array(Type.String()), count: Type.Integer(), window_ms: Type.Integer(),
+      count_in_window: Type.Union([Type.Integer(), Type.Null()]), remaining: Type.Union([Type.Integer(), Type.Null()]),
+    })),
+    posture: Type.Optional(Type.Object({
+      online: Type.Optional(Type.Boolean()), complianceStates: Type.Optional(Type.Array(Type.String())),
+      riskScoreBelow: Type.Optional(Type.Number()), agentVersionAtLeast: Type.Optional(Type.String()),
+    })),
+    posture_field: Type.Optional(Type.String()),
+    reason_required: Type.Optional(Type.Boolean()),
   })),
+  /** The facts the server gathered for the request (what a create would be judged on). */
+  facts: Type.Object({
+    device_tags: Type.Array(Type.String()),
+    posture: Type.Optional(Type.Object({
+      online: Type.Optional(Type.Boolean()), complianceState: Type.Optional(Type.String()),
+      riskScore: Type.Optional(Type.Number()), agentVersion: Type.Optional(Type.String()),
+    })),
+  }),
+  /** Set when a condition of the policy decided the deny: the code a create would be refused with. */
+  refusal_code: Type.Optional(Type.String()),
 });
 
 function view(current: PolicyRevision) {
@@ -68,6 +97,23 @@ function view(current: PolicyRevision) {
     revision: current.revision, source: current.createdBy === null ? 'builtin' as const : 'stored' as const,
     document: current.policy as unknown as JsonObject, document_sha256: current.documentSha256,
     created_by: current.createdBy, created_at_ms: current.createdAtMs,
+  };
+}
+
+/** One rule's fate as the dry run reports it (snake_case, like the rest of the API). */
+function ruleView(rule: RuleExplanation) {
+  const limit = rule.rateLimit;
+  return {
+    id: rule.id, effect: rule.effect, fate: rule.fate,
+    ...(rule.timeWindow === undefined ? {} : { time_window: rule.timeWindow }),
+    ...(rule.quietHours === undefined ? {} : { quiet_hours: rule.quietHours }),
+    ...(rule.approval === undefined ? {} : { approval: rule.approval }),
+    ...(limit === undefined ? {} : {
+      rate_limit: { per: [...limit.per], count: limit.count, window_ms: limit.windowMs, count_in_window: limit.countInWindow, remaining: limit.remaining },
+    }),
+    ...(rule.posture === undefined ? {} : { posture: rule.posture }),
+    ...(rule.postureField === undefined ? {} : { posture_field: rule.postureField }),
+    ...(rule.reasonRequired === undefined ? {} : { reason_required: true }),
   };
 }
 
@@ -135,25 +181,28 @@ export const policyRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
       if (SdcError.is(error, 'API_DEVICE_NOT_FOUND')) return undefined;
       throw error;
     }), policy.current()]);
-    const policyRequest = {
+    const { reason } = request.body;
+    // The same facts a create gathers (tags, posture, rate counts), read without counting this request.
+    const policyRequest = await services.commands.policyFacts.peek(current.policy, {
       actor: { id: principal.name, role: principal.role }, opcode, device: { id: deviceId }, nowMs,
       argsBytes: Buffer.byteLength(canonicalize(args), 'utf8'),
       approvals: (request.body.approvals ?? []).map((approval) => ({ id: approval.name, role: approval.role })),
-    };
+      ...(reason === undefined ? {} : { reason }),
+    });
     const explanation = explainPolicy(current.policy, policyRequest);
     // The same admission a create runs, so a device that may take no command is reported as the create would refuse it.
     const admission = decideCreateAdmission({
       deviceId, deviceStatus: device?.status, opcode, args, auditActor: actors.user(principal.name), policy: () => explanation,
     });
+    const refusalCode = explanation.decision === 'deny' ? policyRefusalCode(explanation) : undefined;
     return {
       policy_revision: current.revision, evaluated_at_ms: nowMs, decision: explanation.decision, reason: explanation.reason,
       ...(explanation.ruleId === undefined ? {} : { rule_id: explanation.ruleId }),
       ...(explanation.approval === undefined ? {} : { missing_approval: { rule_id: explanation.approval.ruleId, count: explanation.approval.count, roles: explanation.approval.roles } }),
       ...(admission.admitted || admission.refusal.code === 'COMMAND_POLICY_DENIED' ? {} : { device_refusal: { code: admission.refusal.code, message: admission.refusal.message } }),
-      rules: explanation.rules.map((rule) => ({
-        id: rule.id, effect: rule.effect, fate: rule.fate,
-        ...(rule.timeWindow === undefined ? {} : { time_window: rule.timeWindow }), ...(rule.approval === undefined ? {} : { approval: rule.approval }),
-      })),
+      ...(refusalCode === undefined ? {} : { refusal_code: refusalCode }),
+      facts: { device_tags: [...(policyRequest.device.tags ?? [])], ...(policyRequest.device.posture === undefined ? {} : { posture: policyRequest.device.posture }) },
+      rules: explanation.rules.map(ruleView),
     };
   });
 };

@@ -18,6 +18,7 @@ import { loginCommand, logoutCommand } from './commands/login.js';
 import { deviceCommands } from './commands/device.js';
 import { commandCommands } from './commands/commands.js';
 import { policyCommands } from './commands/policy.js';
+import { dlqCommands } from './commands/dlq.js';
 import { tufClientCommand } from './commands/tuf-client.js';
 import { releaseCommands } from './commands/release.js';
 import { otaCommands } from './commands/ota.js';
@@ -42,6 +43,7 @@ const entries: CommandEntry[] = [
   deviceCommands,
   commandCommands,
   policyCommands,
+  dlqCommands,
   tufClientCommand,
   releaseCommands,
   otaCommands,

@@ -1,0 +1,91 @@
+import { integerOption, requireOption, type Command, type CommandGroup } from '../command.js';
+import { apiClient, onePositional, segment, type ApiClient } from '../api-client.js';
+import { SdcError } from '../../core/errors/index.js';
+
+/** Dead-letter remediation (docs/api.md, "Dead letters"): list, retry, discard, through a running control plane. */
+
+interface DeadLetter {
+  command_id: string; device_id: string; opcode: string; device_seq: number; dead_lettered_at_ms: number; expires_at_ms: number;
+  reason: string | null; retries: number; [key: string]: unknown;
+}
+interface RetryResult { command_id: string; outcome: 'retried' | 'refused'; gateway_id?: string; retries?: number; error?: { code: string; message: string } }
+
+/** Pages one listing may follow (500 items each). */
+const listPagesMax = 100;
+
+async function listAll(api: ApiClient, deviceId: string | undefined, limit: number): Promise<DeadLetter[]> {
+  const items: DeadLetter[] = [];
+  let cursor: string | null | undefined;
+  for (let page = 0; page < listPagesMax && items.length < limit; page++) {
+    const query = new URLSearchParams({ limit: String(Math.min(500, limit - items.length)) });
+    if (deviceId !== undefined) query.set('device_id', deviceId);
+    if (cursor) query.set('cursor', cursor);
+    const answer = await api.get<{ items: DeadLetter[]; next_cursor: string | null }>(`/v1/dead-letters?${query.toString()}`);
+    items.push(...answer.items);
+    cursor = answer.next_cursor;
+    if (!cursor) break;
+  }
+  return items;
+}
+
+const list: Command = {
+  name: 'list',
+  summary: 'Dead-lettered commands not discarded, newest first (GET /v1/dead-letters), fleet-wide or one device',
+  usage: '[--device ID] [--limit N] [--json]',
+  optionHelp: [['--device ID', 'Only this device'], ['--limit N', 'Entries at most (default 1000)'], ['--json', 'Print { items: [...] } as JSON']],
+  options: { device: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+  async run(args, io) {
+    const limit = integerOption(args, 'limit', 1_000, 1, 50_000);
+    const device = typeof args.values.device === 'string' ? args.values.device : undefined;
+    const items = await listAll(await apiClient(io), device, limit);
+    if (args.values.json === true) {
+      io.stdout(JSON.stringify({ items }) + '\n');
+      return 0;
+    }
+    io.stdout('command\tdevice\topcode\tseq\tretries\tdead_lettered_at\treason\n');
+    for (const d of items) {
+      io.stdout(`${d.command_id}\t${d.device_id}\t${d.opcode}\t${d.device_seq}\t${d.retries}\t${new Date(d.dead_lettered_at_ms).toISOString()}\t${d.reason ?? ''}\n`);
+    }
+    return 0;
+  },
+};
+
+const retry: Command = {
+  name: 'retry',
+  summary: 'Retry dead-lettered commands (POST /v1/dead-letters/retry): the same signed command, delivered again',
+  usage: 'ID [ID...] [--json]',
+  optionHelp: [['--json', 'Print { results: [...] } as JSON']],
+  options: { json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(args, io) {
+    const ids = args.positionals;
+    if (ids.length === 0) throw new SdcError('CLI_USAGE', 'name at least one command id');
+    const answer = await (await apiClient(io)).post<{ results: RetryResult[] }>('/v1/dead-letters/retry', { ids });
+    if (args.values.json === true) io.stdout(JSON.stringify(answer) + '\n');
+    else {
+      for (const r of answer.results) {
+        io.stdout(r.outcome === 'retried' ? `${r.command_id}\tretried\tgateway ${r.gateway_id ?? ''}\tretry ${r.retries ?? ''}\n` : `${r.command_id}\trefused\t${r.error?.code ?? ''}: ${r.error?.message ?? ''}\n`);
+      }
+    }
+    // Exit 1 when any id was refused, so a script notices.
+    return answer.results.every((r) => r.outcome === 'retried') ? 0 : 1;
+  },
+};
+
+const discard: Command = {
+  name: 'discard',
+  summary: 'Discard a dead-lettered command with a reason (POST /v1/dead-letters/ID/discard); it is never retried afterwards',
+  usage: 'ID --reason TEXT [--json]',
+  optionHelp: [['--reason TEXT', 'Why (required; kept in the audit log)'], ['--json', 'Print the answer as JSON']],
+  options: { reason: { type: 'string' }, json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(args, io) {
+    const id = onePositional(args.positionals, 'command id');
+    const reason = requireOption(args, 'reason');
+    const answer = await (await apiClient(io)).post<{ command_id: string; discarded_at_ms: number; reason: string }>(`/v1/dead-letters/${segment(id)}/discard`, { reason });
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${answer.command_id}\tdiscarded\t${answer.reason}\n`);
+    return 0;
+  },
+};
+
+export const dlqCommands: CommandGroup = { name: 'dlq', summary: 'Dead-lettered commands: list, retry, discard (sdc login first; operator role)', commands: [list, retry, discard] };

@@ -71,11 +71,7 @@ export interface InitializedPki {
  */
 export async function initPki(options: InitPkiOptions): Promise<InitializedPki> {
   const paths = pkiPaths(options.dataDir);
-  const caFiles = [paths.rootCertPath, paths.rootKeyPath, paths.intermediateCertPath, paths.intermediateKeyPath];
-  if (!options.force) {
-    const existing = (await Promise.all(caFiles.map(async (p) => ((await fileExists(p)) ? p : undefined)))).filter((p) => p !== undefined);
-    if (existing.length > 0) throw new SdcError('TRUST_PKI_EXISTS', `${existing.join(', ')} already exist (use --force to replace)`);
-  }
+  if (!options.force) await requireNoCa(paths);
   const passphrase = 'passphrase' in options.rootKey ? options.rootKey.passphrase : undefined;
   // Before any key exists: a weak passphrase is refused without leaving a half-written CA.
   if (passphrase !== undefined) requireStrongPassphrase(passphrase);
@@ -94,6 +90,13 @@ export async function initPki(options: InitPkiOptions): Promise<InitializedPki> 
     rootFingerprintSha256: certificateFingerprintSha256(root.certificate),
     intermediateNotAfter: intermediate.certificate.notAfter,
   };
+}
+
+/** TRUST_PKI_EXISTS naming the CA files already there; `sdc pki init` asks it before asking for a passphrase. */
+export async function requireNoCa(paths: PkiPaths): Promise<void> {
+  const caFiles = [paths.rootCertPath, paths.rootKeyPath, paths.intermediateCertPath, paths.intermediateKeyPath];
+  const existing = (await Promise.all(caFiles.map(async (p) => ((await fileExists(p)) ? p : undefined)))).filter((p) => p !== undefined);
+  if (existing.length > 0) throw new SdcError('TRUST_PKI_EXISTS', `${existing.join(', ')} already exist (use --force to replace)`);
 }
 
 export interface IssuingPki {

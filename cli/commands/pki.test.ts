@@ -318,6 +318,10 @@ describe('sdc pki init: the root key is encrypted unless asked otherwise by name
       assert.equal(asked.code, 0, asked.stderr);
       assert.equal(questions.length, 4);
       assert.equal(opensslOpens(data, `pass:${testPassphrase}`).status, 0);
+      // A CA already there is refused before any question.
+      const again = await sdc(['pki', 'init', '--dir', data], {}, answers(testPassphrase, testPassphrase));
+      assert.match(again.stderr, /^sdc: TRUST_PKI_EXISTS: /);
+      assert.equal(questions.length, 4, 'not asked');
     });
   });
 });

@@ -28,11 +28,11 @@ const tokenTtl: DurationOptionSpec = { name: 'ttl', fallbackMs: 15 * 60_000, min
  * which would otherwise cost every start of the CLI, `sdc --help` included, a large part of its time.
  */
 async function trustModules() {
-  const [{ generateCrl }, { parseDeviceCsr }, { EnrollmentService }, { initPki, loadIssuingPki, pkiPaths }, { parseCertificate }] = await Promise.all([
+  const [{ generateCrl }, { parseDeviceCsr }, { EnrollmentService }, { initPki, loadIssuingPki, pkiPaths, requireNoCa }, { parseCertificate }] = await Promise.all([
     import('../../trust/crl.js'), import('../../trust/device-csr.js'), import('../../trust/enrollment.js'),
     import('../../trust/pki-directory.js'), import('../../trust/x509-provider.js'),
   ]);
-  return { generateCrl, parseDeviceCsr, EnrollmentService, initPki, loadIssuingPki, pkiPaths, parseCertificate };
+  return { generateCrl, parseDeviceCsr, EnrollmentService, initPki, loadIssuingPki, pkiPaths, requireNoCa, parseCertificate };
 }
 
 /** The text for a reader, or with --json one JSON object with the same facts. */
@@ -69,9 +69,10 @@ const init: Command = {
   ],
   options: { ...dirOption, force: { type: 'boolean' }, ...rootKeyProtectionOptions },
   async run(args, io) {
-    // The passphrase first: a refusal costs nothing and leaves nothing behind.
+    const { initPki, pkiPaths, requireNoCa } = await trustModules();
+    // Before asking for a passphrase: nobody should type one twice to learn that a CA is there.
+    if (args.values.force !== true) await requireNoCa(pkiPaths(dataDir(args)));
     const rootKey = await rootKeyProtection(args, io);
-    const { initPki } = await trustModules();
     const result = await initPki({
       dataDir: dataDir(args),
       now: new Date(systemClock.nowMs()),

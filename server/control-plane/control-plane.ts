@@ -21,6 +21,8 @@ import { DeadLetterService } from './dead-letters.js';
 import type { ComplianceRules } from '../../core/protocol/compliance.js';
 import type { AlertRules } from './alert-rules.js';
 import { AuthService } from './auth.js';
+import { attachOta } from '../ota/control-plane-ota.js';
+import type { OtaServices } from '../ota/ota-service.js';
 import { CommandService } from './commands.js';
 import type { LiveEvent, ServiceContext } from './context.js';
 import { migrateControlPlane } from './database.js';
@@ -126,6 +128,8 @@ export interface ControlPlaneOptions {
 
 export interface ControlPlane extends ControlPlaneServices {
   readonly app: FastifyInstance;
+  /** The OTA image repository and releases (docs/ota.md); undefined until `sdc ota init` created one in the data directory. */
+  readonly ota: OtaServices | undefined;
   /** What `GET /metrics` serves. */
   readonly metrics: ServiceMetrics;
   /** Consumers of `sdc:events` and `sdc:telemetry`; `drain()` processes everything pending now (tests, simulator). */
@@ -214,6 +218,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(options.authRateLimits === undefined ? {} : { authRateLimits: options.authRateLimits }),
     metrics, ...(options.metricsScrapeToken === undefined ? {} : { metricsScrapeToken: options.metricsScrapeToken }),
   });
+  // The OTA image repository, when `sdc ota init` created one in the data directory; its routes answer either way.
+  const ota = await attachOta({ context, app, dataDir: materials.dataDir, raiseAlert: (alert) => events.raiseAlert(alert) });
 
   const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
   const claimIdleMs = options.claimIdleMs ?? 30_000;
@@ -244,7 +250,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   let server: Server | undefined;
 
   return {
-    ...services, app, metrics, eventsConsumer, telemetryConsumer,
+    ...services, app, ota: ota.services, metrics, eventsConsumer, telemetryConsumer,
     async listen({ host, port, tls }) {
       await app.ready();
       const handler = (req: Parameters<FastifyInstance['routing']>[0], res: Parameters<FastifyInstance['routing']>[1]) => app.routing(req, res);
@@ -288,6 +294,11 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       every('CRL republish', options.crlRepublishIntervalMs ?? 60_000, () => devices.republishCrl());
       every('JWT key rotation', options.jwtRotationCheckIntervalMs ?? 60_000, () => auth.authority.rotateIfDue(clock.nowMs()));
       every('trust wipe check', options.trustWipeCheckIntervalMs ?? 5_000, () => devices.trust.publishIfWiped());
+      // Once now (a restored backup is re-signed past its high-water mark at once), then periodically; a failure never stops the start.
+      for (const [name, intervalMs, pass] of ota.sweeps) {
+        await pass().catch((error: unknown) => logger.error({ err: error }, `${name} failed`));
+        every(name, intervalMs, pass);
+      }
       every('compliance sweep', options.complianceSweepIntervalMs ?? 60_000, () => compliance.reevaluateDue());
       every('alert rules sample', events.alertMonitor.rules.sampleIntervalMs, () => events.alertMonitor.sample());
     },

@@ -12,6 +12,7 @@ import { clockOffsetLimits } from '../core/protocol/clock-offset.js';
 import type { CommandJournal, CommandResultBody } from './command-journal.js';
 import { kernelBridgeLimits, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { executeOpcode, type OpcodeExecutorOptions } from './opcode-executor.js';
+import { createMemoryPolicyBundleStore, PolicyBundleGuard, type PolicyBundleStore } from './policy-bundle-guard.js';
 
 export type TelemetryMetrics = MessageBody<'TELEMETRY'>['metrics'];
 
@@ -46,7 +47,9 @@ export type AgentCoreEvent =
   | { kind: 'closed'; reason: string }
   | { kind: 'executed'; commandId: string; status: CommandResultBody['status'] }
   | { kind: 'rejected'; commandId: string; code: string }
-  | { kind: 'interrupted'; commandId: string };
+  | { kind: 'interrupted'; commandId: string }
+  /** A pushed policy bundle taken or refused (policy-bundle-guard.ts). */
+  | { kind: 'policy_bundle'; status: 'accepted' | 'refused'; version: number; code?: string };
 
 export interface AgentCoreOptions {
   deviceId: string;
@@ -87,6 +90,8 @@ export interface AgentCoreOptions {
   onEvent?: (event: AgentCoreEvent) => void;
   /** Compliance facts for each AUTH (messages/posture.ts), read at every connection; absent: none reported. */
   posture?: () => DevicePosture;
+  /** Where the enforced policy bundle is kept across restarts (policy-bundle-file.ts); default in memory. */
+  policyBundleStore?: PolicyBundleStore;
 }
 
 export interface AgentCore {
@@ -178,12 +183,18 @@ class DefaultAgentCore implements AgentCore {
   #lastUptimeMs = -1;
   #started = false;
   #stopped = false;
+  /** The signed policy bundle enforced before every command, also while the control plane is down. */
+  readonly #bundle: PolicyBundleGuard;
 
   constructor(options: AgentCoreOptions) {
     if (!(options.telemetryIntervalMs > 0)) throw new SdcError('PROTO_INVALID_ARGUMENT', 'telemetryIntervalMs must be positive');
     this.#o = options;
     this.#log = options.logger ?? silentLogger;
     this.#startedAtMs = options.clock.nowMs();
+    this.#bundle = new PolicyBundleGuard({
+      deviceId: options.deviceId, resolveKey: options.resolveCommandKey, provider: options.signer.provider, sha256: options.sha256 ?? nobleSha256,
+      store: options.policyBundleStore ?? createMemoryPolicyBundleStore(),
+    });
   }
 
   get isReady(): boolean {
@@ -193,6 +204,8 @@ class DefaultAgentCore implements AgentCore {
   start(): void {
     if (this.#started) return;
     this.#started = true;
+    // Before recovery: a journaled command left from the last run is checked against the bundle too.
+    this.#enqueue(() => this.#loadPolicyBundle());
     this.#enqueue(() => this.#recover());
     this.#intake = this.#work;
     // A random phase, so a fleet started together does not sample in lockstep.
@@ -294,6 +307,10 @@ class DefaultAgentCore implements AgentCore {
         }
         return;
       }
+      case 'POLICY_BUNDLE':
+        // On the intake lane, so a command delivered after the bundle is checked against it.
+        this.#enqueueIntake(() => this.#acceptPolicyBundle((body as MessageBody<'POLICY_BUNDLE'>).signed), true);
+        return;
       case 'HEARTBEAT':
         this.#onHeartbeatEcho(live, (body as MessageBody<'HEARTBEAT'>).uptime_ms);
         return;
@@ -436,6 +453,23 @@ class DefaultAgentCore implements AgentCore {
     });
   }
 
+  async #loadPolicyBundle(): Promise<void> {
+    const refusal = await this.#bundle.load();
+    if (refusal) this.#log.error({ code: refusal.code }, `the saved policy bundle is not enforced: ${refusal.message}`);
+    else if (this.#bundle.version !== undefined) this.#log.info({ version: this.#bundle.version }, 'policy bundle loaded');
+  }
+
+  /** Verified, saved, then enforced; the answer goes back to the gateway, which reports it to the control plane. */
+  async #acceptPolicyBundle(signed: unknown): Promise<void> {
+    const report = await this.#bundle.accept(signed, this.#gatewayNowMs());
+    const code = report.error?.code;
+    this.#o.onEvent?.({ kind: 'policy_bundle', status: report.status, version: report.version, ...(code === undefined ? {} : { code }) });
+    if (report.status === 'accepted') this.#log.info({ version: report.version }, 'policy bundle accepted');
+    else this.#log.warn({ version: report.version, code }, `policy bundle refused: ${report.error?.message ?? ''}`);
+    const live = this.#live;
+    if (live && this.isReady) this.#trySend(live, (c) => c.sendPolicyBundleReport(report, this.#o.clock.nowMs()));
+  }
+
   /** Entries a previous run left behind: `executing` ones are not run again; `received` ones may be. */
   async #recover(): Promise<void> {
     for (const entry of this.#o.journal.entries()) {
@@ -494,7 +528,7 @@ class DefaultAgentCore implements AgentCore {
     if (this.#o.journal.isSeqDone(command.device_seq)) {
       return new SdcError('COMMAND_SEQ_STALE', `device_seq ${command.device_seq} has already run`);
     }
-    return undefined;
+    return this.#bundle.check(command, this.#gatewayNowMs());
   }
 
   /** Refused commands are answered but not journaled: an attacker's junk must not fill the journal. */
@@ -546,7 +580,8 @@ class DefaultAgentCore implements AgentCore {
     }
     const lateMs = this.#gatewayNowMs() - command.expires_at;
     if (lateMs >= 0) return new SdcError('AGENT_COMMAND_EXPIRED', `the deadline passed ${lateMs} ms before the command could start; it was not run`);
-    return undefined;
+    // Again at the start: a bundle taken while the command waited decides it.
+    return this.#bundle.check(command, this.#gatewayNowMs());
   }
 
   async #finish(command: SignedCommand, result: CommandResultBody): Promise<void> {

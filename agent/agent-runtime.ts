@@ -16,6 +16,7 @@ import type { IoctlDevice } from '../kernel/device.js';
 import { createAgentCore, type AgentCore, type AgentLogger } from './agent-core.js';
 import { FileCommandJournal } from './command-journal-file.js';
 import { agentPosture } from './posture.js';
+import { createFilePolicyBundleStore } from './policy-bundle-file.js';
 import { ensureEnrolled, provisionKernelCommandKeys, renewalDue, renewCertificate, type AgentIdentity } from './enrollment.js';
 import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { pinnedKeyResolver } from './state/agent-state.js';
@@ -93,6 +94,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     telemetrySource: createHostMetricsSource({ clock: options.clock, dataDir: options.dir }),
     telemetryIntervalMs: options.telemetryIntervalMs, agentVersion, posture: () => posture,
     artifactPath: (args) => join(options.dir, 'updates', `${args.version}.bin`),
+    policyBundleStore: createFilePolicyBundleStore(options.dir),
   });
   core.start();
   const driver = startWsAgentDriver({

@@ -1,8 +1,8 @@
 import { SdcError } from '../core/errors/index.js';
-import type { Ed25519Provider } from '../core/ports/ports.js';
+import type { Ed25519Provider, Sha256 } from '../core/ports/ports.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
 import type { PolicyBundleReport, SignedPolicyBundle } from '../core/protocol/policy-bundle-schema.js';
-import { bundleRefusal, commandArgsBytes, verifyPolicyBundle, type VerifiedPolicyBundle } from '../core/protocol/policy-bundle.js';
+import { commandBundleRefusal, verifyPolicyBundle, type VerifiedPolicyBundle } from '../core/protocol/policy-bundle.js';
 
 /**
  * Where the agent keeps the bundle it enforces, so a restart (or a control plane that stays
@@ -34,6 +34,8 @@ export interface PolicyBundleGuardOptions {
   /** The control plane's command keys pinned at enrollment: bundles are signed with the same key. */
   resolveKey: (kid: string) => Uint8Array | undefined;
   provider: Ed25519Provider;
+  /** Hashes the approval subject of a command released by approvals (core/protocol/approvals.ts). */
+  sha256: Sha256;
   store: PolicyBundleStore;
 }
 
@@ -107,10 +109,8 @@ export class PolicyBundleGuard {
   check(command: SignedCommand, gatewayNowMs: number): SdcError | undefined {
     const held = this.#held;
     if (held === undefined) return undefined;
-    // TODO(approvals): a command released by approvals (command.approval) should have them verified
-    // here with verifyCommandApprovals (core/protocol/approvals.ts) against approver keys carried
-    // in the bundle, and the verified approvers passed as `approvals`; see docs/policy.md.
-    return bundleRefusal(held, { opcode: command.opcode, argsBytes: commandArgsBytes(command.args), nowMs: gatewayNowMs });
+    // Approvals the command carries are verified against the bundle's approver keys (commandBundleRefusal).
+    return commandBundleRefusal(held, command, { nowMs: gatewayNowMs, provider: this.#o.provider, sha256: this.#o.sha256 });
   }
 
   #verify(signed: unknown, nowMs: number | undefined): VerifiedPolicyBundle {

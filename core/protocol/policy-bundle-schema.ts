@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { DeviceId, EpochMs, Signature } from './messages/fields.js';
+import { DeviceId, EpochMs, Kid, Signature } from './messages/fields.js';
 
 /**
  * The wire shape of a signed policy bundle (policy-bundle.ts), shared by the POLICY_BUNDLE
@@ -9,6 +9,15 @@ import { DeviceId, EpochMs, Signature } from './messages/fields.js';
 export const policyBundleFormat = 1;
 
 const TagName = Type.String({ minLength: 1, maxLength: 128 });
+
+/** One approver's signing key as the bundle carries it. */
+export const ApproverKeyEntry = Type.Object({
+  approver: Type.String({ pattern: '^[A-Za-z0-9_.@-]{1,128}$' }),
+  role: Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('approver'), Type.Literal('admin')]),
+  kid: Kid,
+  public_key: Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'Raw 32-byte Ed25519 public key, base64url' }),
+}, { additionalProperties: false });
+export type ApproverKeyEntry = Static<typeof ApproverKeyEntry>;
 
 export const PolicyBundleSchema = Type.Object({
   format: Type.Literal(policyBundleFormat),
@@ -21,6 +30,11 @@ export const PolicyBundleSchema = Type.Object({
   device_tags: Type.Array(TagName, { maxItems: 256 }),
   /** A policy document holding only the rules that select this device (by id, id prefix, tag or '*'). */
   policy: Type.Unknown({ description: 'A policy document (docs/policy.md), checked by parsePolicy' }),
+  /**
+   * The approvers' registered signing keys, so the device can check the approvals a command
+   * carries (core/protocol/approvals.ts); absent or empty: no approval can be checked on the device.
+   */
+  approvers: Type.Optional(Type.Array(ApproverKeyEntry, { maxItems: 256 })),
 }, { additionalProperties: false });
 export type PolicyBundleDocument = Static<typeof PolicyBundleSchema>;
 

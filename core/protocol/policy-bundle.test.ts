@@ -5,8 +5,12 @@ import { SdcError } from '../errors/index.js';
 import { createNobleEd25519Provider } from '../crypto/ed25519-noble.js';
 import { signCommand } from './signed-command.js';
 import { parsePolicy, evaluatePolicy, policyRoles, type Policy } from './policy.js';
+import { nobleSha256 } from '../crypto/sha256-noble.js';
+import { base64urlFromBytes } from '../crypto/bytes.js';
+import { approvalSubjectHash, approvalSubjectOf, signApproval } from './approvals.js';
+import type { SignedCommand } from './messages/command.js';
 import {
-  bundleRefusal, cutPolicyBundle, evaluatePolicyBundle, policyBundleLimits, signPolicyBundle, verifyPolicyBundle, type SignedPolicyBundle,
+  bundleRefusal, commandBundleRefusal, cutPolicyBundle, evaluatePolicyBundle, policyBundleLimits, signPolicyBundle, verifyPolicyBundle, type SignedPolicyBundle,
 } from './policy-bundle.js';
 
 const provider = createNobleEd25519Provider();
@@ -158,4 +162,64 @@ test('property: the bundle decides as the full policy does for its device, for e
     const central = evaluatePolicy(policy, { actor, opcode, device, nowMs: issuedAtMs, argsBytes: 2 });
     assert.deepEqual(local, central);
   }));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Approvals carried by a command, checked with the approver keys the bundle carries
+
+const sha256 = nobleSha256;
+const approverSeeds = { alice: new Uint8Array(32).fill(21), bob: new Uint8Array(32).fill(22) };
+const approverEntries = (Object.keys(approverSeeds) as Array<keyof typeof approverSeeds>).map((name) => ({
+  approver: name, role: 'approver' as const, kid: `${name}-1`, public_key: base64urlFromBytes(provider.publicKeyFromSeed(approverSeeds[name])),
+}));
+const approvalPolicy = parsePolicy({
+  version: 1, revision: 3,
+  rules: [{ id: 'updates-with-2', effect: 'allow', roles: ['operator'], opcodes: ['EXEC_STAGE_UPDATE'], devices: '*', conditions: { approval: { count: 2, roles: ['approver'] } } }],
+});
+
+function approvalBundle(withApprovers = true) {
+  const bundle = cutPolicyBundle({ policy: approvalPolicy, version: 3, device: { id: 'lab-1' }, issuedAtMs, ...(withApprovers ? { approvers: approverEntries } : {}) });
+  return verify(signPolicyBundle({ bundle, kid: 'cp-1', seed, provider }));
+}
+
+function approvedCommand(approvers: Array<keyof typeof approverSeeds>, options: { requestedBy?: string; breakSignatureOf?: string } = {}): SignedCommand {
+  const base: SignedCommand = {
+    id: 'c-42', device_id: 'lab-1', opcode: 'EXEC_STAGE_UPDATE', args: { version: '1.0.1', sha256: 'a'.repeat(64), size_bytes: 10 },
+    issued_at: issuedAtMs, expires_at: issuedAtMs + 60_000, device_seq: 42, issuer: 'cp', sig: { alg: 'Ed25519', kid: 'cp-1', value: 'A'.repeat(86) },
+  };
+  if (approvers.length === 0) return base;
+  const requestedBy = options.requestedBy ?? 'olga';
+  const withBlock: SignedCommand = { ...base, approval: { requested_by: requestedBy, rule_id: 'updates-with-2', approvals: [{ approver: 'x', kid: 'x', decision: 'approve', expires_at: 1, sig: 'A'.repeat(86) }] } };
+  const commandSha256 = approvalSubjectHash(approvalSubjectOf(withBlock)!, sha256);
+  const approvals = approvers.map((name) => {
+    const statement = { command_id: base.id, command_sha256: commandSha256, decision: 'approve' as const, approver: name, kid: `${name}-1`, expires_at: issuedAtMs + 30_000 };
+    let sig = signApproval({ statement, seed: approverSeeds[name], provider });
+    if (options.breakSignatureOf === name) sig = `${sig.startsWith('A') ? 'B' : 'A'}${sig.slice(1)}`;
+    return { approver: name, kid: `${name}-1`, decision: 'approve' as const, expires_at: statement.expires_at, sig };
+  });
+  return { ...base, approval: { requested_by: requestedBy, rule_id: 'updates-with-2', approvals } };
+}
+
+const ports = { nowMs: issuedAtMs + 1_000, provider, sha256 };
+
+test('approvals: a command with two valid embedded approvals passes the bundle; without them it is denied', () => {
+  const bundle = approvalBundle();
+  assert.equal(commandBundleRefusal(bundle, approvedCommand(['alice', 'bob']), ports), undefined);
+  assert.equal(commandBundleRefusal(bundle, approvedCommand([]), ports)?.code, 'POLICY_BUNDLE_DENIED');
+});
+
+test('approvals: too few, a bad signature, the requester approving, an unknown key are refused with the approval codes', () => {
+  const bundle = approvalBundle();
+  assert.equal(commandBundleRefusal(bundle, approvedCommand(['alice']), ports)?.code, 'APPROVAL_INSUFFICIENT');
+  assert.equal(commandBundleRefusal(bundle, approvedCommand(['alice', 'bob'], { breakSignatureOf: 'bob' }), ports)?.code, 'APPROVAL_SIGNATURE_INVALID');
+  assert.equal(commandBundleRefusal(bundle, approvedCommand(['alice', 'bob'], { requestedBy: 'alice' }), ports)?.code, 'APPROVAL_BY_REQUESTER');
+  assert.equal(commandBundleRefusal(approvalBundle(false), approvedCommand(['alice', 'bob']), ports)?.code, 'APPROVAL_KEY_UNKNOWN');
+});
+
+test('approvals: the approver keys are part of the signed bundle, and a malformed key is POLICY_BUNDLE_INVALID', () => {
+  const signed = signPolicyBundle({ bundle: cutPolicyBundle({ policy: approvalPolicy, version: 3, device: { id: 'lab-1' }, issuedAtMs, approvers: approverEntries }), kid: 'cp-1', seed, provider });
+  const swapped = { ...signed, bundle: { ...signed.bundle, approvers: [{ ...approverEntries[0]!, public_key: approverEntries[1]!.public_key }, approverEntries[1]!] } };
+  assert.equal(codeOf(() => verify(swapped)), 'POLICY_BUNDLE_SIGNATURE_INVALID');
+  const twice = signPolicyBundle({ bundle: { ...signed.bundle, approvers: [approverEntries[0]!, approverEntries[0]!] }, kid: 'cp-1', seed, provider });
+  assert.equal(codeOf(() => verify(twice)), 'POLICY_BUNDLE_INVALID');
 });

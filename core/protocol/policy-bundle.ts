@@ -1,16 +1,18 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { SdcError } from '../errors/index.js';
 import { base64urlFromBytes, bytesFromBase64url, concatBytes } from '../crypto/bytes.js';
-import type { Ed25519Provider } from '../ports/ports.js';
+import type { Ed25519Provider, Sha256 } from '../ports/ports.js';
+import { verifyCommandApprovals, type ApproverKey } from './approvals.js';
+import type { SignedCommand } from './messages/command.js';
 import { canonicalBytes } from './canonical-json.js';
 import {
   evaluatePolicy, parsePolicy, policyRoles, type DeviceSelector, type Policy, type PolicyActor, type PolicyDecision, type PolicyRule,
 } from './policy.js';
 import {
-  policyBundleFormat, SignedPolicyBundleSchema, type PolicyBundleDocument, type SignedPolicyBundle,
+  policyBundleFormat, SignedPolicyBundleSchema, type ApproverKeyEntry, type PolicyBundleDocument, type SignedPolicyBundle,
 } from './policy-bundle-schema.js';
 
-export type { PolicyBundleDocument, SignedPolicyBundle } from './policy-bundle-schema.js';
+export type { ApproverKeyEntry, PolicyBundleDocument, SignedPolicyBundle } from './policy-bundle-schema.js';
 
 /**
  * The policy bundle: the rules of one policy revision that can concern one device, signed by the
@@ -43,6 +45,8 @@ export interface VerifiedPolicyBundle {
   readonly signed: SignedPolicyBundle;
   readonly bundle: PolicyBundleDocument;
   readonly policy: Policy;
+  /** The approvers' keys the bundle carries, by kid. */
+  readonly approverKeys: ReadonlyMap<string, ApproverKey>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -60,6 +64,8 @@ function selectsDevice(selector: DeviceSelector, device: { id: string; tags: rea
 /** The unsigned bundle for one device: only the rules that select it (by id, prefix, tag or '*'). */
 export function cutPolicyBundle(options: {
   policy: Policy; version: number; device: { id: string; tags?: readonly string[] }; issuedAtMs: number; validityMs?: number;
+  /** Registered approver keys, for the approvals commands carry; omitted from the bundle when none. */
+  approvers?: readonly ApproverKeyEntry[];
 }): PolicyBundleDocument {
   const { policy, version, device, issuedAtMs } = options;
   const tags = [...new Set(device.tags ?? [])].sort();
@@ -68,6 +74,8 @@ export function cutPolicyBundle(options: {
     format: policyBundleFormat, device_id: device.id, version, issued_at: issuedAtMs,
     expires_at: issuedAtMs + (options.validityMs ?? policyBundleLimits.validityMsDefault), device_tags: tags,
     policy: { version: 1, revision: version, rules },
+    ...(options.approvers === undefined || options.approvers.length === 0
+      ? {} : { approvers: [...options.approvers].sort((a, b) => (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0)) }),
   };
 }
 
@@ -128,7 +136,17 @@ export function verifyPolicyBundle(options: {
     throw new SdcError('POLICY_BUNDLE_VERSION_STALE', `policy bundle version ${bundle.version} is older than the held version ${held.version}`, { version: bundle.version, heldVersion: held.version });
   }
   checkValidity(bundle, options.nowMs);
-  return { signed: { bundle, sig }, bundle, policy };
+  return { signed: { bundle, sig }, bundle, policy, approverKeys: approverKeysOf(bundle) };
+}
+
+function approverKeysOf(bundle: PolicyBundleDocument): ReadonlyMap<string, ApproverKey> {
+  const keys = new Map<string, ApproverKey>();
+  (bundle.approvers ?? []).forEach((entry, index) => {
+    if (keys.has(entry.kid)) throw new SdcError('POLICY_BUNDLE_INVALID', `approver key ${entry.kid} appears twice`, { path: `approvers[${index}].kid` });
+    const publicKey = bytesFromBase64url(entry.public_key, { code: 'POLICY_BUNDLE_INVALID', name: `approvers[${index}].public_key`, length: 32 });
+    keys.set(entry.kid, { approver: entry.approver, role: entry.role, publicKey });
+  });
+  return keys;
 }
 
 function checkShape(value: unknown): SignedPolicyBundle {
@@ -231,6 +249,38 @@ export function bundleRefusal(bundle: VerifiedPolicyBundle, facts: BundleCommand
   return new SdcError('POLICY_BUNDLE_DENIED', `policy bundle version ${bundle.bundle.version}: ${decision.reason}`, {
     version: bundle.bundle.version, ...(decision.ruleId === undefined ? {} : { ruleId: decision.ruleId }),
   });
+}
+
+/**
+ * The device's whole check of one command against its bundle, approvals included: undefined when
+ * the bundle allows it. Allowed as evaluatePolicyBundle allows it; otherwise, when an allow rule
+ * only waits for approvals and the command carries some (`approval`, core/protocol/approvals.ts),
+ * they are verified with the bundle's approver keys against that rule's condition (a refusal is
+ * the approval's own code: APPROVAL_SIGNATURE_INVALID, APPROVAL_BY_REQUESTER, ...), and the
+ * command is evaluated again as asked by its requester, with the verified approvers.
+ */
+export function commandBundleRefusal(bundle: VerifiedPolicyBundle, command: SignedCommand, ports: { nowMs: number; provider: Ed25519Provider; sha256: Sha256 }): SdcError | undefined {
+  const facts = { opcode: command.opcode, argsBytes: commandArgsBytes(command.args), nowMs: ports.nowMs };
+  const plain = bundleRefusal(bundle, facts);
+  if (plain === undefined || command.approval === undefined) return plain;
+  const requester = command.approval.requested_by;
+  let approvalRefusal: SdcError | undefined;
+  for (const role of policyRoles) {
+    const actor = { id: requester, role };
+    const pending = evaluatePolicyBundle(bundle, { ...facts, actor }).approval;
+    if (pending === undefined) continue;
+    const verdict = verifyCommandApprovals({
+      command, condition: { count: pending.count, roles: pending.roles }, resolveApproverKey: (kid) => bundle.approverKeys.get(kid),
+      provider: ports.provider, sha256: ports.sha256,
+    });
+    if (!verdict.valid) {
+      approvalRefusal ??= new SdcError(verdict.code, `policy bundle version ${bundle.bundle.version}, rule ${pending.ruleId}: ${verdict.reason}`, { version: bundle.bundle.version, ruleId: pending.ruleId });
+      continue;
+    }
+    const approvals = verdict.approvers.map((name) => ({ id: name, role: [...bundle.approverKeys.values()].find((key) => key.approver === name)!.role }));
+    if (bundleRefusal(bundle, { ...facts, actor, approvals }) === undefined) return undefined;
+  }
+  return approvalRefusal ?? plain;
 }
 
 /** Size the control plane's admission and the agent's check both use for argsBytesMax. */

@@ -6,6 +6,7 @@ import type { AppendBatcher } from './append-batcher.js';
 import type { CommandRouter } from './command-router.js';
 import type { DeviceSession } from './device-session.js';
 import type { GatewayContext } from './gateway-context.js';
+import { reportPolicyBundle } from './policy-bundle-push.js';
 
 const textDecoder = new TextDecoder();
 
@@ -40,6 +41,9 @@ export async function forwardMessage({ context, router, telemetry }: ForwardTarg
       await context.report('alert', { device_id: session.deviceId, gateway_id: gatewayId, at_ms: nowMs, frame, severity: alert.severity, kind: alert.kind, message: alert.message });
       break;
     }
+    case 'POLICY_BUNDLE_REPORT':
+      await reportPolicyBundle(context, session.deviceId, message.body as MessageBody<'POLICY_BUNDLE_REPORT'>);
+      break;
     case 'ERROR': {
       const error = message.body as MessageBody<'ERROR'>;
       logger.info({ device_id: session.deviceId, code: error.code, ref_id: error.ref_id }, 'device reported an error');

@@ -13,6 +13,8 @@ import { closeCodes } from './close-codes.js';
 import { CommandRouter, type DeliveryTarget } from './command-router.js';
 import { DeviceSession } from './device-session.js';
 import { forwardMessage } from './forward-message.js';
+import { PolicyBundlePush } from './policy-bundle-push.js';
+import type { SignedPolicyBundle } from '../../core/protocol/policy-bundle-schema.js';
 import { reportAlert, reportClockOffset } from './gateway-alerts.js';
 import { createGatewayContext, type GatewayContext, type GatewayCoreOptions, type ResolvedGatewayOptions } from './gateway-context.js';
 import { PeerWatch } from './peer-watch.js';
@@ -143,6 +145,8 @@ class Gateway implements GatewayCore {
   readonly #peers: PeerWatch;
   readonly #telemetry: AppendBatcher;
   readonly #probe: LivenessProbe;
+  /** Sends each device the policy bundle the control plane signed for it (policy-bundle-push.ts). */
+  readonly #bundles: PolicyBundlePush;
   /** Requeue and presence-offline work of closed sessions, awaited by stop(); one per closed session. */
   readonly #closeBookkeeping = new Set<Promise<void>>();
   #accepting = true;
@@ -158,6 +162,7 @@ class Gateway implements GatewayCore {
     this.#router = new CommandRouter(this.#context, (deviceId) => this.#deliveryTarget(deviceId));
     this.#peers = new PeerWatch(this.#context, this.#router);
     this.#probe = new LivenessProbe(options);
+    this.#bundles = new PolicyBundlePush({ context: this.#context, targetOf: (deviceId) => this.#bundleTarget(deviceId), connectedDevices: () => this.#sessions.keys() });
     options.metrics?.addCollector(() => this.#collectGauges(options.metrics!));
     this.#telemetry = new AppendBatcher({
       bus: options.stores.bus, stream: streamNames.telemetry, maxLen: streamMaxLen.telemetry, entriesMax: options.telemetryBatchEntriesMax,
@@ -171,6 +176,7 @@ class Gateway implements GatewayCore {
     this.#unsubscribeRevocations = await this.#options.stores.kv.subscribe(revocationChannel, (text) => this.#onRevocationNotice(text));
     await this.#router.start();
     await this.#peers.start();
+    await this.#bundles.start();
   }
 
   async stop(): Promise<void> {
@@ -357,6 +363,17 @@ class Gateway implements GatewayCore {
     };
   }
 
+  #bundleTarget(deviceId: string): ((signed: SignedPolicyBundle) => boolean) | undefined {
+    const session = this.#sessions.get(deviceId);
+    if (session === undefined || session.closed || session.connection.state !== 'ready') return undefined;
+    return (signed) => {
+      if (session.closed || session.connection.state !== 'ready') return false;
+      session.connection.sendPolicyBundle({ signed }, this.#options.clock.nowMs());
+      this.#flush(session);
+      return true;
+    };
+  }
+
   /** Writes the connection's queued frames; a closing transport may refuse them (logged). */
   #flush(session: DeviceSession): void {
     for (const frame of session.connection.takeOutgoing()) {
@@ -502,6 +519,7 @@ class Gateway implements GatewayCore {
     await this.#presence.online(session, lastCommandSeq, clockOffsetMs, reported);
     if (previous !== undefined && previous !== session) this.#endSession(previous, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     if (Math.abs(clockOffsetMs) > clockOffsetLimits.alertMs) await reportClockOffset(this.#context, session, clockOffsetMs, 'corrected');
+    await this.#bundles.onAuthenticated(session.deviceId);
   }
 
   async #onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
@@ -576,6 +594,7 @@ class Gateway implements GatewayCore {
   }
 
   async #unsubscribe(): Promise<void> {
+    await this.#bundles.stop();
     const done = this.#unsubscribeRevocations;
     this.#unsubscribeRevocations = undefined;
     await done?.().catch((error: unknown) => this.#options.logger.warn({ err: error }, 'revocation channel unsubscribe failed'));

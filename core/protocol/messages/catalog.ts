@@ -2,6 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Base64Url, DeviceId, DurationMs, EpochMs, ErrorCodeField, FrameId, Kid, Nonce, Seq, SessionId, ShortText, X25519PublicKey } from './fields.js';
 import { CommandOutcomeError, CommandResultStatus, SignedCommandSchema } from './command.js';
 import { clockOffsetLimits } from '../clock-offset.js';
+import { PolicyBundleReportSchema, SignedPolicyBundleSchema } from '../policy-bundle-schema.js';
 import { DevicePostureSchema } from './posture.js';
 
 /**
@@ -115,6 +116,16 @@ export const messageCatalog = {
       error: Type.Optional(CommandOutcomeError),
       finished_at: EpochMs,
     }, strict),
+  },
+  POLICY_BUNDLE: {
+    direction: 'gateway->agent',
+    summary: "The device's policy bundle, signed by the control plane (core/protocol/policy-bundle.ts): sent after AUTH_ACK and whenever the policy revision changes. The agent checks it, keeps it on disk and enforces it before every command; it answers with POLICY_BUNDLE_REPORT.",
+    body: Type.Object({ signed: SignedPolicyBundleSchema }, strict),
+  },
+  POLICY_BUNDLE_REPORT: {
+    direction: 'agent->gateway',
+    summary: "The agent's answer to a POLICY_BUNDLE: accepted, or refused with the code (bad signature, lower version, expired, another device, malformed). The gateway passes it on as an alert, which the control plane audits.",
+    body: PolicyBundleReportSchema,
   },
   ALERT: {
     direction: 'both',

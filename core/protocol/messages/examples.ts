@@ -26,6 +26,16 @@ export const exampleBodies: { [T in MessageType]: MessageBody<T> } = {
   },
   COMMAND_ACK: { command_id: 'cmd_01', device_seq: 42, stage: 'received' },
   COMMAND_RESULT: { command_id: 'cmd_01', device_seq: 42, status: 'succeeded', output: { processes: [] }, finished_at: 1_764_000_000_900 },
+  POLICY_BUNDLE: {
+    signed: {
+      bundle: {
+        format: 1, device_id: 'dev-0001', version: 7, issued_at: 1_764_000_000_000, expires_at: 1_764_604_800_000, device_tags: ['lab'],
+        policy: { version: 1, revision: 7, rules: [{ id: 'no-updates-lab', effect: 'deny', roles: '*', opcodes: ['EXEC_STAGE_UPDATE'], devices: { tags: ['lab'] } }] },
+      },
+      sig,
+    },
+  },
+  POLICY_BUNDLE_REPORT: { version: 6, status: 'refused', held_version: 7, error: { code: 'POLICY_BUNDLE_VERSION_STALE', message: 'policy bundle version 6 is older than the held version 7' } },
   ALERT: { severity: 'warning', kind: 'risk_score', message: 'risk score 83 above threshold 80', risk_score: 83 },
   ERROR: { code: 'PROTO_REPLAY', message: 'seq 7 was already accepted', ref_id: 'f_19' },
 };

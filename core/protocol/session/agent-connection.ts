@@ -103,6 +103,7 @@ export class AgentConnection extends ConnectionCore {
     }
     switch (message.type) {
       case 'COMMAND_DELIVERY':
+      case 'POLICY_BUNDLE':
       case 'HEARTBEAT':
       case 'ALERT':
       case 'ERROR':
@@ -136,6 +137,11 @@ export class AgentConnection extends ConnectionCore {
   sendAlert(body: MessageBody<'ALERT'>, nowMs: number): void {
     this.requireReady('ALERT');
     this.sendFrame('ALERT', body, this.#gatewayNowMs(nowMs));
+  }
+
+  sendPolicyBundleReport(body: MessageBody<'POLICY_BUNDLE_REPORT'>, nowMs: number): void {
+    this.requireReady('POLICY_BUNDLE_REPORT');
+    this.sendFrame('POLICY_BUNDLE_REPORT', body, this.#gatewayNowMs(nowMs));
   }
 
   /**

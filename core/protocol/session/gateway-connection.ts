@@ -137,6 +137,7 @@ export class GatewayConnection extends ConnectionCore {
       }
       case 'COMMAND_ACK':
       case 'COMMAND_RESULT':
+      case 'POLICY_BUNDLE_REPORT':
       case 'ALERT':
       case 'ERROR':
         this.applyEvent('frame', nowMs);
@@ -162,6 +163,11 @@ export class GatewayConnection extends ConnectionCore {
   sendAlert(body: MessageBody<'ALERT'>, nowMs: number): void {
     this.requireReady('ALERT');
     this.sendFrame('ALERT', body, nowMs);
+  }
+
+  sendPolicyBundle(body: MessageBody<'POLICY_BUNDLE'>, nowMs: number): void {
+    this.requireReady('POLICY_BUNDLE');
+    this.sendFrame('POLICY_BUNDLE', body, nowMs);
   }
 
   protected onRefusedBeforeReady(error: SdcError, nowMs: number): void {

@@ -1,0 +1,121 @@
+import { SdcError } from '../../core/errors/index.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import { isDeviceId } from '../../core/protocol/device-id.js';
+import { cutPolicyBundle, policyBundleLimits, signPolicyBundle } from '../../core/protocol/policy-bundle.js';
+import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
+import type { ServiceContext } from './context.js';
+import type { PolicyRevision } from './policy-store.js';
+
+export interface PolicyBundleSignerKey {
+  readonly kid: string;
+  readonly seed: Uint8Array;
+}
+
+export interface PolicyBundlePublisherOptions {
+  readonly context: ServiceContext;
+  /** The policy in force (PolicyStore.current). */
+  readonly currentPolicy: () => Promise<PolicyRevision>;
+  /** The command-signing key: agents pin it at enrollment and verify bundles with it. */
+  readonly signer: PolicyBundleSignerKey;
+  /** The device's tags for tag selectors; default none (the control plane's own check still sees them). */
+  readonly deviceTags?: (deviceId: string) => Promise<readonly string[]>;
+  readonly validityMs?: number;
+}
+
+export const policyBundlePublisherLimits = Object.freeze({
+  /**
+   * Device ids waiting to be signed; more are dropped (logged): the gateway asks again at the
+   * device's next AUTH. A revision change asks for every connected device at once, so this is
+   * sized for a large fleet's burst; each entry is a device id.
+   */
+  pendingMax: 20_000,
+});
+
+/**
+ * The control plane's half of the bundle push: signs a device's bundle when a gateway asks
+ * (policyBundleChannels.requests), stores it under policyBundleKeys.bundle and announces it
+ * (policyBundleChannels.ready); announces each new policy revision it notices (checkRevision, on
+ * a timer), so gateways ask for their devices' bundles. Signing is per request rather than for
+ * every enrolled device at each revision, so its cost follows the devices that are connected.
+ */
+export class PolicyBundlePublisher {
+  readonly #o: PolicyBundlePublisherOptions;
+  readonly #pending = new Set<string>();
+  #draining: Promise<void> | undefined;
+  #unsubscribe: (() => Promise<void>) | undefined;
+  #announcedRevision: number | undefined;
+  droppedTotal = 0;
+
+  constructor(options: PolicyBundlePublisherOptions) {
+    this.#o = options;
+  }
+
+  async start(): Promise<void> {
+    this.#unsubscribe = await this.#o.context.kv.subscribe(policyBundleChannels.requests, (deviceId) => this.request(deviceId));
+    await this.checkRevision();
+  }
+
+  async stop(): Promise<void> {
+    const unsubscribe = this.#unsubscribe;
+    this.#unsubscribe = undefined;
+    await unsubscribe?.().catch((error: unknown) => this.#o.context.logger.warn({ err: error }, 'policy bundle request unsubscribe failed'));
+    await this.#draining;
+  }
+
+  /** Queues a device for signing (deduplicated, bounded); a malformed id is ignored. */
+  request(deviceId: string): void {
+    if (!isDeviceId(deviceId)) {
+      this.#o.context.logger.warn({ deviceId: String(deviceId).slice(0, 64) }, 'policy bundle request for a malformed device id ignored');
+      return;
+    }
+    if (!this.#pending.has(deviceId) && this.#pending.size >= policyBundlePublisherLimits.pendingMax) {
+      this.droppedTotal += 1;
+      return;
+    }
+    this.#pending.add(deviceId);
+    this.#draining ??= this.#drain().finally(() => { this.#draining = undefined; });
+  }
+
+  /** Resolves when every queued request has been signed (tests). */
+  async idle(): Promise<void> {
+    while (this.#draining !== undefined) await this.#draining;
+  }
+
+  /** Publishes the revision in force when it differs from the one announced last (every control plane may; a repeat is harmless). */
+  async checkRevision(): Promise<void> {
+    const { revision } = await this.#o.currentPolicy();
+    if (revision === this.#announcedRevision) return;
+    const { kv } = this.#o.context;
+    await kv.set(policyBundleKeys.revision, String(revision));
+    await kv.publish(policyBundleChannels.revision, String(revision));
+    this.#announcedRevision = revision;
+    this.#o.context.logger.info({ revision }, 'policy revision announced for bundles');
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#pending.size > 0) {
+      const deviceId = this.#pending.values().next().value as string;
+      this.#pending.delete(deviceId);
+      try {
+        await this.publish(deviceId);
+      } catch (error) {
+        const code = SdcError.is(error) ? error.code : undefined;
+        this.#o.context.logger.error({ err: error, deviceId, code }, 'policy bundle not published');
+      }
+    }
+  }
+
+  /** Cuts, signs, stores and announces one device's bundle from the policy in force. */
+  async publish(deviceId: string): Promise<number> {
+    const { context, signer } = this.#o;
+    const current = await this.#o.currentPolicy();
+    const tags = this.#o.deviceTags === undefined ? [] : await this.#o.deviceTags(deviceId);
+    const issuedAtMs = context.clock.nowMs();
+    const validityMs = this.#o.validityMs ?? policyBundleLimits.validityMsDefault;
+    const bundle = cutPolicyBundle({ policy: current.policy, version: current.revision, device: { id: deviceId, tags }, issuedAtMs, validityMs });
+    const signed = signPolicyBundle({ bundle, kid: signer.kid, seed: signer.seed, provider: context.ed25519 });
+    await context.kv.set(policyBundleKeys.bundle(deviceId), canonicalize(signed), { ttlMs: validityMs });
+    await context.kv.publish(policyBundleChannels.ready, deviceId);
+    return current.revision;
+  }
+}

@@ -4,6 +4,7 @@ import { encodeBusEntry } from '../bus-contract/entries.js';
 import { streamNames } from '../bus-contract/streams.js';
 import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 import { complianceLimits } from './compliance.js';
+import { parsePolicy } from '../../core/protocol/policy.js';
 import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
 
 /**
@@ -45,7 +46,14 @@ function suite(pair: StorePair): void {
     before(async () => {
       h = await makeHarness(pair.sql, {
         ...(pair.kv === undefined ? {} : { kv: pair.kv }),
-        controlPlane: { complianceRules: { agent_version_min: '0.1.0', binary_sha256_allowed: [goodBinary], config_sha256_allowed: [goodConfig] } },
+        controlPlane: {
+          complianceRules: { agent_version_min: '0.1.0', binary_sha256_allowed: [goodBinary], config_sha256_allowed: [goodConfig] },
+          // Commands only for devices the compliance engine does not find non-compliant (a policy posture condition).
+          policy: parsePolicy({
+            version: 1,
+            rules: [{ id: 'posture', effect: 'allow', roles: ['operator'], opcodes: '*', devices: '*', conditions: { posture: { complianceStates: ['compliant', 'warning'] } } }],
+          }),
+        },
       });
       await h.cp.auth.users.add({ name: 'viewer', role: 'viewer', password, nowMs: h.clock.nowMs() });
       token = (await h.cp.app.inject({ method: 'POST', url: '/v1/auth/login', payload: { name: 'viewer', password } })).json().token as string;
@@ -98,6 +106,13 @@ function suite(pair: StorePair): void {
       assert.deepEqual(warnings.items.map((i: { device_id: string }) => i.device_id), [ids.expiring]);
       const bad = await get('/v1/compliance?state=bogus');
       assert.equal(bad.status, 400);
+    });
+
+    it('a policy posture condition reads the state through the port: a non-compliant device takes no command, a compliant one does', async () => {
+      const actor = { name: 'op', role: 'operator' as const };
+      await assert.rejects(h.cp.commands.create({ actor, deviceId: ids.tampered, opcode: 'EXEC_PING_KERNEL', args: {} }), (error: { code?: string }) => error.code === 'COMMAND_POSTURE_DENIED');
+      await assert.rejects(h.cp.commands.create({ actor, deviceId: ids.silent, opcode: 'EXEC_PING_KERNEL', args: {} }), (error: { code?: string }) => error.code === 'COMMAND_POSTURE_DENIED', 'unknown is not compliant');
+      assert.equal((await h.cp.commands.create({ actor, deviceId: ids.healthy, opcode: 'EXEC_PING_KERNEL', args: {} })).created, true);
     });
 
     it('the port reads a device\'s state; a new AUTH with fixed facts makes it compliant; the sweep re-judges as the certificate nears expiry; changes are audited', async () => {

@@ -118,7 +118,7 @@ export interface ControlPlaneOptions {
   readonly alertRules?: AlertRules;
   /** Bearer token `GET /metrics` needs; without one it answers loopback peers only. */
   readonly metricsScrapeToken?: string;
-  /** Compliance rules (docs/compliance.md, `sdc serve --compliance FILE`); default: only certificate expiry and failed kernel checks are judged. */
+  /** Compliance rules (docs/compliance.md); default: only certificate expiry and failed kernel checks are judged. */
   readonly complianceRules?: ComplianceRules;
   /** How often stored compliance states are re-judged (default 60 s; see ComplianceService.reevaluateDue). */
   readonly complianceSweepIntervalMs?: number;
@@ -195,8 +195,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   });
   const policy = new PolicyStore(context);
   if (options.policy !== undefined && await policy.seed(options.policy)) logger.info('policy stored as revision 1 (none was stored)');
+  // Before the commands: a policy posture condition reads the compliance state through it (the DeviceComplianceReader port).
+  const compliance = new ComplianceService({ context, rules: options.complianceRules ?? {} });
   const commands = new CommandService({
-    context, signer: materials.commandSigner, policy,
+    context, signer: materials.commandSigner, policy, compliance,
     ttlMsDefault: options.commandTtlMsDefault ?? 10 * 60 * 1000, issuer: materials.commandSigner.kid,
     ...(options.redispatchIntervalMs === undefined ? {} : { redispatchIntervalMs: options.redispatchIntervalMs }),
     onFinished: ({ opcode, state, latencyMs }) => metrics.commandLatency.observe({ opcode, final_state: state }, latencyMs / 1000),
@@ -210,7 +212,6 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(options.liveClientsPerUserMax === undefined ? {} : { clientsPerUserMax: options.liveClientsPerUserMax }),
   });
   const alerts = new AlertService({ context });
-  const compliance = new ComplianceService({ context, rules: options.complianceRules ?? {} });
   const deadLetters = new DeadLetterService({ context, presenceGateway: (deviceId) => commands.presenceGateway(deviceId) });
   const services: ControlPlaneServices = { context, auth, devices, commands, events, alerts, live, auditStore, policy, compliance, deadLetters };
   const app = buildHttpApp({

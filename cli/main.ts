@@ -19,6 +19,7 @@ import { deviceCommands } from './commands/device.js';
 import { commandCommands } from './commands/commands.js';
 import { policyCommands } from './commands/policy.js';
 import { dlqCommands } from './commands/dlq.js';
+import { approvalsCommands } from './commands/approvals.js';
 import { tufClientCommand } from './commands/tuf-client.js';
 import { releaseCommands } from './commands/release.js';
 import { otaCommands } from './commands/ota.js';
@@ -44,6 +45,7 @@ const entries: CommandEntry[] = [
   commandCommands,
   policyCommands,
   dlqCommands,
+  approvalsCommands,
   tufClientCommand,
   releaseCommands,
   otaCommands,

@@ -43,7 +43,7 @@ function suite(target: SqlTarget): void {
 
     const newCommand = async (): Promise<{ id: string; deviceSeq: number }> => {
       const { command } = await h.cp.commands.create({ actor: { name: 'op', role: 'operator' }, deviceId: device, opcode: 'EXEC_PING_KERNEL', args: {} });
-      return { id: command.id, deviceSeq: command.device_seq };
+      return { id: command.id, deviceSeq: command.device_seq! };
     };
     const ackFrame = (command: { id: string; deviceSeq: number }, stage: 'received' | 'executing', ts: number, seed = deviceKey.seed) =>
       deviceFrame({ deviceId: device, seed, type: 'COMMAND_ACK', ts, body: { command_id: command.id, device_seq: command.deviceSeq, stage } });

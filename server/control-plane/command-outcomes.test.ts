@@ -32,7 +32,7 @@ function suite(target: SqlTarget): void {
       }));
       await h.cp.eventsConsumer.drain();
     };
-    const result = async (command: { id: string; device_id: string; device_seq: number }, status: 'succeeded' | 'failed' | 'rejected', error?: JsonObject) => {
+    const result = async (command: { id: string; device_id: string; device_seq: number | null }, status: 'succeeded' | 'failed' | 'rejected', error?: JsonObject) => {
       const body: JsonObject = { command_id: command.id, device_seq: command.device_seq, status, output: {}, finished_at: h.clock.nowMs(), ...(error ? { error } : {}) };
       const frame = deviceFrame({ deviceId: command.device_id, seed, type: 'COMMAND_RESULT', ts: h.clock.nowMs(), body });
       await h.bus.append(streamNames.events, encodeBusEntry('command_result', { command_id: command.id, device_id: command.device_id, gateway_id: 'gw1', at_ms: h.clock.nowMs(), frame }));
@@ -126,7 +126,7 @@ function suite(target: SqlTarget): void {
       assert.equal(await h.cp.commands.expireDue(), 1);
       assert.equal((await h.cp.commands.get(command.id)).state, 'expired');
       // A dispatch that read the command before the sweep (the device just came online) appends nothing.
-      assert.equal(await h.cp.commands.dispatch(command.signed, 'gw1'), false);
+      assert.equal(await h.cp.commands.dispatch(command.signed!, 'gw1'), false);
       assert.ok(!(await appendedIds()).includes(command.id));
     });
 

@@ -22,6 +22,12 @@ import { nextCounterValue } from './stores/counters.js';
 /** The states a command is still unfinished in (not terminal). */
 export const unfinishedStates: readonly CommandState[] = commandStates.filter((state) => !commandTerminalStates.includes(state));
 const unfinishedList = unfinishedStates.map((state) => `'${state}'`).join(', ');
+/**
+ * Unfinished states a command may be delivered in: all but `pending_approval`, which is not signed
+ * yet (no seq, no signed_json) and must never leave the control plane. Its expiry is still swept.
+ */
+export const deliverableStates: readonly CommandState[] = unfinishedStates.filter((state) => state !== 'pending_approval');
+const deliverableList = deliverableStates.map((state) => `'${state}'`).join(', ');
 
 // BIGINT columns come back as JS numbers on both adapters (sql-port.ts).
 const EpochMsColumn = Type.Integer({ minimum: 0 });
@@ -32,21 +38,27 @@ const NullableText = (maxLength: number) => Type.Union([Text(maxLength), Type.Nu
 // JSON columns are LONGTEXT on MySQL; the bound is the API's body limit with room to spare, not a column limit.
 const JsonTextMax = 16 * 1024 * 1024;
 
-/** A `commands` row as `SELECT *` returns it (migrations 001, 002, 003, 008). Later columns are allowed. */
+/**
+ * A `commands` row as `SELECT *` returns it (migrations 001, 002, 003, 008, 012). Later columns are
+ * allowed. `device_seq` and `signed_json` are NULL only while the command is `pending_approval`.
+ */
 const CommandRowSchema = Type.Object({
   id: Text(64), device_id: Text(64), opcode: Text(64), args_json: Text(JsonTextMax), state: StateColumn, created_by: Text(128),
-  idempotency_key: NullableText(128), device_seq: Type.Integer({ minimum: 0 }), signed_json: Text(JsonTextMax), expires_at: EpochMsColumn,
+  idempotency_key: NullableText(128), device_seq: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]), signed_json: NullableText(JsonTextMax), expires_at: EpochMsColumn,
   attempts: Type.Integer({ minimum: 0 }), created_at: EpochMsColumn, updated_at: EpochMsColumn, gateway_id: NullableText(64),
   result_json: NullableText(JsonTextMax), dispatched_at: NullableMs,
   /** NULL: no gateway stream ever held the command (migration 008). */
   first_dispatched_at: NullableMs,
+  /** What a pending command waits for (migration 012); NULL for a command that needed no approval. */
+  approval_json: Type.Optional(NullableText(JsonTextMax)),
 });
 export type CommandRow = Static<typeof CommandRowSchema>;
 
 const HistoryRowSchema = Type.Object({ state: StateColumn, at: EpochMsColumn, detail_json: NullableText(JsonTextMax) });
 const ExpiryRowSchema = Type.Pick(CommandRowSchema, ['id', 'first_dispatched_at']);
-const DueRowSchema = Type.Pick(CommandRowSchema, ['id', 'device_id', 'signed_json']);
-const SignedRowSchema = Type.Pick(CommandRowSchema, ['id', 'signed_json']);
+// Rows read for delivery are never pending, so their signed command is there.
+const DueRowSchema = Type.Object({ id: Text(64), device_id: Text(64), signed_json: Text(JsonTextMax) });
+const SignedRowSchema = Type.Object({ id: Text(64), signed_json: Text(JsonTextMax) });
 const StateRowSchema = Type.Pick(CommandRowSchema, ['state']);
 const DeviceStatusRowSchema = Type.Object({ status: Text(32) });
 const OwnerRowSchema = Type.Object({ device_id: Text(64), device_seq: Type.Integer({ minimum: 0 }), status: NullableText(32) });
@@ -93,9 +105,19 @@ export function jsonObjectColumn(text: string, where: string): JsonObject {
   return value;
 }
 
-/** The signed command stored with a row, checked against the signed-command schema. */
-export function signedCommandOf(row: { id: string; signed_json: string }): SignedCommand {
+/**
+ * The signed command stored with a row, checked against the signed-command schema; null for a
+ * command created to wait for approvals that was never released (pending, rejected or expired).
+ */
+export function signedCommandOrNull(row: { id: string; state: CommandState; signed_json: string | null; approval_json?: string | null | undefined }): SignedCommand | null {
+  if (row.signed_json === null && (row.state === 'pending_approval' || (row.approval_json !== undefined && row.approval_json !== null))) return null;
+  return signedCommandOf(row);
+}
+
+/** The signed command stored with a row, checked against the signed-command schema (NULL, a pending command's, is STORE_CORRUPT here). */
+export function signedCommandOf(row: { id: string; signed_json: string | null }): SignedCommand {
   const where = `commands row ${row.id} signed_json`;
+  if (row.signed_json === null) throw new SdcError('STORE_CORRUPT', `${where} is NULL: the command was never signed`, { where, path: null });
   const value = parseJsonColumn(row.signed_json, where);
   if (checks.signedCommand.Check(value)) return value as SignedCommand;
   const first = checks.signedCommand.Errors(value).First();
@@ -192,7 +214,8 @@ export class CommandRepository {
   /** The command's device, seq and that device's status (null when the device row is gone). */
   async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null } | undefined> {
     const [row] = await this.#db.query(
-      'SELECT c.device_id, c.device_seq, d.status FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ?', [commandId]);
+      // A pending command (no seq yet) was never sent: no device can name it.
+      'SELECT c.device_id, c.device_seq, d.status FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ? AND c.device_seq IS NOT NULL', [commandId]);
     if (row === undefined) return undefined;
     const owner = validRow(checks.owner, row, 'commands');
     return { deviceId: owner.device_id, deviceSeq: owner.device_seq, deviceStatus: owner.status };
@@ -211,7 +234,7 @@ export class CommandRepository {
   async dueForRedispatch(nowMs: number, dueAtMs: number, limit: number): Promise<StoredCommand[]> {
     const rows = validRows(checks.due, await this.#db.query(
       `SELECT id, device_id, signed_json FROM commands
-       WHERE state IN (${unfinishedList}) AND expires_at > ? AND (dispatched_at IS NULL OR dispatched_at <= ?)
+       WHERE state IN (${deliverableList}) AND expires_at > ? AND (dispatched_at IS NULL OR dispatched_at <= ?)
        ORDER BY COALESCE(dispatched_at, 0) ASC, created_at ASC, device_seq ASC LIMIT ?`,
       [nowMs, dueAtMs, limit],
     ), 'commands');
@@ -221,7 +244,7 @@ export class CommandRepository {
   /** The device's unfinished, unexpired commands in device_seq order. */
   async unfinishedOf(deviceId: string, nowMs: number, limit: number): Promise<StoredCommand[]> {
     const rows = validRows(checks.signed, await this.#db.query(
-      `SELECT id, signed_json FROM commands WHERE device_id = ? AND state IN (${unfinishedList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
+      `SELECT id, signed_json FROM commands WHERE device_id = ? AND state IN (${deliverableList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
       [deviceId, nowMs, limit],
     ), 'commands');
     return rows.map((row) => storedCommandOf(row, deviceId));
@@ -287,12 +310,12 @@ export class CommandRepository {
    */
   async markLeaving(commandId: string, atMs: number): Promise<boolean> {
     const marked = await this.#db.execute(
-      `UPDATE commands SET first_dispatched_at = ? WHERE id = ? AND first_dispatched_at IS NULL AND state IN (${unfinishedList})`,
+      `UPDATE commands SET first_dispatched_at = ? WHERE id = ? AND first_dispatched_at IS NULL AND state IN (${deliverableList})`,
       [atMs, commandId],
     );
     if (marked.changes === 1) return true;
     const [row] = await this.#db.query('SELECT state FROM commands WHERE id = ?', [commandId]);
-    return row !== undefined && unfinishedStates.includes(validRow(checks.state, row, 'commands').state);
+    return row !== undefined && deliverableStates.includes(validRow(checks.state, row, 'commands').state);
   }
 
   async recordDispatch(commandId: string, gatewayId: string, atMs: number): Promise<void> {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { SdcError } from '../../core/errors/index.js';
 import { encodeBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, kvKeys, streamMaxLen } from '../bus-contract/streams.js';
@@ -14,8 +15,10 @@ import { CommandTtlMsMax } from '../../core/protocol/messages/command.js';
 import { validateOpcodeArgs } from '../../core/protocol/messages/validate.js';
 import { evaluatePolicy, type PolicyDecision } from '../../core/protocol/policy.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
+import { approvalSubjectHash, type ApprovalSubject } from '../../core/protocol/approvals.js';
 import type { ServiceSigner } from '../materials/materials.js';
-import { CommandRepository, jsonObjectColumn, signedCommandOf, recordOf, unfinishedStates, type CommandRow } from './command-repository.js';
+import { ApprovalRepository, type PendingApproval } from './approval-repository.js';
+import { CommandRepository, jsonObjectColumn, signedCommandOrNull, recordOf, unfinishedStates, type CommandRow } from './command-repository.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import type { PolicyStore } from './policy-store.js';
@@ -52,14 +55,18 @@ export interface CommandView {
   readonly opcode: string;
   readonly args: JsonObject;
   readonly state: CommandState;
-  readonly device_seq: number;
+  /** Null while the command waits for approvals: it takes its seq when released. */
+  readonly device_seq: number | null;
   readonly created_by: string;
   readonly created_at_ms: number;
   readonly updated_at_ms: number;
   readonly expires_at_ms: number;
   readonly attempts: number;
   readonly gateway_id: string | null;
-  readonly signed: SignedCommand;
+  /** Null while the command waits for approvals (it is signed when released, with the approvals embedded). */
+  readonly signed: SignedCommand | null;
+  /** What a command created `pending_approval` waits for (the rule, count, roles, the subject approvers sign and its hash); absent otherwise. */
+  readonly approval?: PendingApproval;
   /**
    * The device's signed COMMAND_RESULT frame, once known, as an object: its RFC 8785 canonical
    * form is the text the device signed (and the audit log holds), so it re-verifies from here.
@@ -141,6 +148,7 @@ export class CommandService {
   readonly #ctx: ServiceContext;
   readonly #options: CommandServiceOptions;
   readonly #repository: CommandRepository;
+  readonly #approvals: ApprovalRepository;
   /** The facts admission gathers for the policy (tags, posture, rate counts); the dry run reads the same. */
   readonly policyFacts: PolicyFacts;
 
@@ -148,6 +156,7 @@ export class CommandService {
     this.#ctx = options.context;
     this.#options = options;
     this.#repository = new CommandRepository({ db: options.context.db, audit: options.context.audit });
+    this.#approvals = new ApprovalRepository({ db: options.context.db, audit: options.context.audit });
     this.policyFacts = new PolicyFacts({ context: options.context, ...(options.compliance === undefined ? {} : { compliance: options.compliance }) });
   }
 
@@ -169,9 +178,14 @@ export class CommandService {
       if (existing !== undefined) return { command: await this.#replay(existing, fingerprint), created: false };
     }
     const nowMs = this.#ctx.clock.nowMs();
-    const policyRecord = await this.#admit(request, opcode, nowMs, Buffer.byteLength(fingerprint.args, 'utf8'));
+    const pendingOut: { approval?: PendingRequirement } = {};
+    const policyRecord = await this.#admit(request, opcode, nowMs, Buffer.byteLength(fingerprint.args, 'utf8'), pendingOut);
     let signed: SignedCommand;
     try {
+      if (pendingOut.approval !== undefined) {
+        const id = await this.#storePending(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord, approval: pendingOut.approval });
+        return { command: await this.get(id), created: true };
+      }
       signed = await this.#store(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord });
     } catch (error) {
       // Two requests with one key raced; the loser answers like a retry.
@@ -185,7 +199,7 @@ export class CommandService {
   }
 
   /** The device's status and the policy decide whether the command may be stored; returns the policy record, or throws the refusal. */
-  async #admit(request: CreateCommandRequest, opcode: string, nowMs: number, argsBytes: number): Promise<JsonObject> {
+  async #admit(request: CreateCommandRequest, opcode: string, nowMs: number, argsBytes: number, pendingOut: { approval?: PendingRequirement }): Promise<JsonObject> {
     const { actor, deviceId } = request;
     const deviceStatus = await this.#repository.deviceStatus(deviceId);
     const { policy, revision } = await this.#options.policy.current();
@@ -199,6 +213,12 @@ export class CommandService {
     });
     // The audit names the revision that decided, so a decision can be traced to its policy, and the reason stated.
     if (admission.admitted) return { ...admission.policyRecord, revision, ...(request.reason === undefined ? {} : { stated_reason: request.reason }) };
+    // Allowed once approvals are in: stored pending_approval instead of refused (approvals.ts); `pendingOut` says so.
+    const approval = (decision as PolicyDecision | undefined)?.approval;
+    if (approval !== undefined) {
+      pendingOut.approval = { ...approval, revision };
+      return { decision: 'approval_required', reason: (decision as unknown as PolicyDecision).reason, rule_id: approval.ruleId, revision };
+    }
     await gathered?.release();
     const { refusal } = admission;
     if (refusal.code !== 'COMMAND_POLICY_DENIED') throw new SdcError(refusal.code, refusal.message, { deviceId });
@@ -229,6 +249,38 @@ export class CommandService {
     // never throws or has a fallback.
     await this.#afterCommit(decided.afterCommit);
     return decided.command;
+  }
+
+  /**
+   * Stores a command that waits for approvals: not signed and no seq yet (both come at release, so
+   * a late release never carries a seq below one the device has run), with the subject approvers
+   * sign and its hash. Returns its id.
+   */
+  async #storePending(request: CreateCommandRequest, facts: { opcode: string; nowMs: number; ttlMs: number; argsJson: string; policyRecord: JsonObject; approval: PendingRequirement }): Promise<string> {
+    const { actor, deviceId } = request;
+    const subject: ApprovalSubject = {
+      id: newId('c', this.#ctx.random), device_id: deviceId, opcode: facts.opcode, args: request.args, expires_at: facts.nowMs + facts.ttlMs,
+      issuer: this.#options.issuer, requested_by: actor.name,
+    };
+    const pending: PendingApproval = {
+      rule_id: facts.approval.ruleId, count: facts.approval.count, roles: facts.approval.roles, requester_role: actor.role,
+      policy_revision: facts.approval.revision, subject, command_sha256: approvalSubjectHash(subject, sha256),
+    };
+    await this.#approvals.insertPending({
+      subject, pending, createdBy: actor.name, idempotencyKey: request.idempotencyKey ?? null, argsJson: facts.argsJson, atMs: facts.nowMs,
+      audit: {
+        kind: 'command.approval_requested', actor: actors.user(actor.name), subject: `command:${subject.id}`,
+        payload: { command: subject as unknown as JsonObject, command_sha256: pending.command_sha256, policy: facts.policyRecord, approval: { rule_id: pending.rule_id, count: pending.count, roles: [...pending.roles] } },
+      },
+    });
+    await this.#ctx.settleAudit();
+    this.#ctx.publishLive({ type: 'command', command_id: subject.id, device_id: deviceId, state: 'pending_approval', at_ms: facts.nowMs });
+    return subject.id;
+  }
+
+  /** Dispatches the device's queued commands no gateway holds, in seq order (a released command, ApprovalService). Never throws. */
+  async dispatchWaiting(deviceId: string): Promise<void> {
+    await this.#dispatchWaiting(deviceId);
   }
 
   /** Settles the audit outbox, then publishes and dispatches; none of these throws. */
@@ -496,7 +548,19 @@ function viewOf(row: CommandRow): CommandView {
     id: row.id, device_id: row.device_id, opcode: row.opcode, args: jsonObjectColumn(row.args_json, `commands row ${row.id} args_json`),
     state: row.state, device_seq: row.device_seq, created_by: row.created_by,
     created_at_ms: row.created_at, updated_at_ms: row.updated_at, expires_at_ms: row.expires_at,
-    attempts: row.attempts, gateway_id: row.gateway_id, signed: signedCommandOf(row),
+    attempts: row.attempts, gateway_id: row.gateway_id, signed: signedCommandOrNull(row),
     result_frame: row.result_json === null ? null : jsonObjectColumn(row.result_json, `commands row ${row.id} result_json`),
+    ...(row.approval_json === undefined || row.approval_json === null
+      ? {} : { approval: jsonObjectColumn(row.approval_json, `commands row ${row.id} approval_json`) as unknown as PendingApproval }),
   };
 }
+
+/** A policy's call for approvals, with the revision that made it. */
+interface PendingRequirement {
+  readonly ruleId: string;
+  readonly count: number;
+  readonly roles: PendingApproval['roles'];
+  readonly revision: number;
+}
+
+const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());

@@ -24,6 +24,8 @@ import { AuthService } from './auth.js';
 import { attachOta } from '../ota/control-plane-ota.js';
 import type { OtaServices } from '../ota/ota-service.js';
 import { CommandService } from './commands.js';
+import { ApprovalService } from './approvals.js';
+import { SigningKeyStore } from './signing-keys.js';
 import type { LiveEvent, ServiceContext } from './context.js';
 import { migrateControlPlane } from './database.js';
 import { DeviceService } from './devices.js';
@@ -213,7 +215,11 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   });
   const alerts = new AlertService({ context });
   const deadLetters = new DeadLetterService({ context, presenceGateway: (deviceId) => commands.presenceGateway(deviceId) });
-  const services: ControlPlaneServices = { context, auth, devices, commands, events, alerts, live, auditStore, policy, compliance, deadLetters };
+  const signingKeys = new SigningKeyStore({ db, audit: context.audit });
+  const approvals = new ApprovalService({
+    context, commands, signingKeys, policy, signer: materials.commandSigner, roleOf: (name) => auth.users.roleOf(name),
+  });
+  const services: ControlPlaneServices = { context, auth, devices, commands, events, alerts, live, auditStore, policy, compliance, deadLetters, approvals, signingKeys };
   const app = buildHttpApp({
     services, logger, random, ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
     ...(options.authRateLimits === undefined ? {} : { authRateLimits: options.authRateLimits }),

@@ -52,7 +52,7 @@ function suite(target: SqlTarget): void {
       const actor = { name: 'op', role: 'operator' as const };
       const first = (await h.cp.commands.create({ actor, deviceId: device, opcode: 'EXEC_PING_KERNEL', args: {} })).command;
       const second = (await h.cp.commands.create({ actor, deviceId: device, opcode: 'EXEC_PING_KERNEL', args: {} })).command;
-      const resultOf = async (command: { id: string; device_seq: number }, atMs: number) => {
+      const resultOf = async (command: { id: string; device_seq: number | null }, atMs: number) => {
         const frame = deviceFrame({ deviceId: device, seed, type: 'COMMAND_RESULT', ts: atMs,
           body: { command_id: command.id, device_seq: command.device_seq, status: 'succeeded', output: {}, finished_at: atMs } });
         await h.bus.append(streamNames.events, encodeBusEntry('command_result', { command_id: command.id, device_id: device, gateway_id: 'gw1', at_ms: atMs, frame }));

@@ -7,6 +7,8 @@ import type { DeviceService } from './devices.js';
 import type { EventHandlers } from './events.js';
 import type { LiveHub } from './live.js';
 import type { PolicyStore } from './policy-store.js';
+import type { ApprovalService } from './approvals.js';
+import type { SigningKeyStore } from './signing-keys.js';
 import type { ComplianceService } from './compliance.js';
 import type { DeadLetterService } from './dead-letters.js';
 
@@ -25,5 +27,9 @@ export interface ControlPlaneServices {
   readonly compliance: ComplianceService;
   /** Dead-letter remediation: list, retry, discard (roadmap 11.4). */
   readonly deadLetters: DeadLetterService;
+  /** The approval flow: pending commands, approve and reject (docs/policy.md "Approvals"). */
+  readonly approvals: ApprovalService;
+  /** Operators' approval signing keys (public keys only). */
+  readonly signingKeys: SigningKeyStore;
   readonly auditStore: SqlAuditStore;
 }

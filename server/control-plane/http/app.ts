@@ -18,6 +18,7 @@ import { liveRoutes } from './routes/live.js';
 import { errorCodeOfPayload, metricsRoutes } from './routes/metrics.js';
 import type { ServiceMetrics } from '../../observability/metrics.js';
 import { policyRoutes } from './routes/policy.js';
+import { approvalRoutes } from './routes/approvals.js';
 import { complianceRoutes } from './routes/compliance.js';
 import { deadLetterRoutes } from './routes/dead-letters.js';
 import { telemetryRoutes } from './routes/telemetry.js';
@@ -89,6 +90,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.register(alertRoutes, { services });
   app.register(auditRoutes, { services });
   app.register(policyRoutes, { services });
+  app.register(approvalRoutes, { services });
   app.register(complianceRoutes, { services });
   app.register(deadLetterRoutes, { services });
   app.register(liveRoutes, { services });

@@ -26,6 +26,7 @@ const documentedRoutes = [
   'GET /.well-known/jwks.json public',
   'GET /openapi.json public',
   'GET /v1/alerts viewer',
+  'GET /v1/approvals approver',
   'POST /v1/alerts/{id}/ack operator',
   'GET /v1/audit admin',
   'GET /v1/audit/verify admin',
@@ -33,6 +34,8 @@ const documentedRoutes = [
   'GET /v1/commands viewer',
   'POST /v1/commands operator',
   'GET /v1/commands/{id} viewer',
+  'POST /v1/commands/{id}/approve approver',
+  'POST /v1/commands/{id}/reject approver',
   'GET /v1/crl public',
   'GET /v1/devices viewer',
   'GET /v1/devices/{id} viewer',
@@ -66,6 +69,8 @@ const documentedRoutes = [
   'DELETE /v1/users/{name} admin',
   'PUT /v1/users/{name}/password viewer',
   'PUT /v1/users/{name}/role admin',
+  'GET /v1/users/me/signing-key viewer',
+  'PUT /v1/users/me/signing-key viewer',
 ];
 
 interface Operation { readonly security: unknown[]; readonly 'x-sdc-role'?: string }

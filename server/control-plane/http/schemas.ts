@@ -170,14 +170,14 @@ const commandMembers = {
   opcode: Type.String(),
   args: JsonObjectSchema,
   state: Type.String({ description: `One of ${commandStates.join(', ')}` }),
-  device_seq: Type.Integer(),
+  device_seq: Nullable(Type.Integer({ description: 'null while the command waits for approvals' })),
   created_by: Type.String(),
   created_at_ms: Type.Integer(),
   updated_at_ms: Type.Integer(),
   expires_at_ms: Type.Integer(),
   attempts: Type.Integer(),
   gateway_id: Nullable(Type.String()),
-  signed: Type.Object({}, { additionalProperties: true, description: 'The signed command the device received (core/protocol/signed-command.ts)' }),
+  signed: Nullable(Type.Object({}, { additionalProperties: true, description: 'The signed command the device received (core/protocol/signed-command.ts); null while it waits for approvals' })),
   result_frame: Nullable(Type.Object({}, { additionalProperties: true, description: 'The device-signed COMMAND_RESULT envelope, as an object; its RFC 8785 canonical JSON is the signed text' })),
 };
 export const Command = Type.Object(commandMembers, { additionalProperties: true });

@@ -1,0 +1,146 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { SdcError } from '../../core/errors/index.js';
+import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.js';
+import { nobleSha256 } from '../../core/crypto/sha256-noble.js';
+import { approvalSubjectHash, signApproval, type ApprovalDecision, type ApprovalSubject } from '../../core/protocol/approvals.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { requireOption, type CliIo, type Command, type CommandGroup } from '../command.js';
+import { apiClient, getAllPages, onePositional, segment, type ApiClient } from '../api-client.js';
+import { credentialsPath } from '../credentials.js';
+import { durationOption, durationOptions, type DurationOptionSpec } from '../duration-option.js';
+
+/**
+ * The approver's side of the approval flow (docs/policy.md "Approvals"). The approval signing key
+ * is the operator's own Ed25519 key: created on first use next to the stored login, in a 0600
+ * file of the 0700 credentials directory (one per user name), and registered with the server
+ * (public key only; PUT /v1/users/me/signing-key is idempotent, so every approve re-states it).
+ * Before signing, the CLI recomputes the command hash from the subject the server shows and
+ * refuses when they differ, so what is signed is what was shown.
+ */
+
+const provider = createNodeEd25519Provider();
+const approvalValidity: DurationOptionSpec = { name: 'valid-for', fallbackMs: 0, minMs: 1_000, maxMs: 7 * 86_400_000 };
+
+interface PendingCommandView {
+  id: string; device_id: string; opcode: string; args: Record<string, unknown>; state: string; expires_at_ms: number; created_by: string;
+  approval?: { rule_id: string; count: number; roles: string[]; subject: ApprovalSubject; command_sha256: string };
+  decisions?: Array<{ approver: string; decision: string }>;
+}
+
+/** The user's approval key file: `signing-key-<name>.json` beside credentials.json. */
+export function signingKeyPath(env: CliIo['env'], userName: string): string {
+  return join(dirname(credentialsPath(env)), `signing-key-${userName}.json`);
+}
+
+/** The stored seed, or a new one written 0600 (temporary file, then renamed) when there is none. */
+export async function loadOrCreateSigningKey(env: CliIo['env'], userName: string): Promise<{ seed: Uint8Array; created: boolean; path: string }> {
+  const path = signingKeyPath(env, userName);
+  let text: string | undefined;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    text = undefined;
+  }
+  if (text !== undefined) {
+    const parsed = JSON.parse(text.length <= 4096 ? text : '{}') as { seed?: unknown; name?: unknown };
+    if (typeof parsed.seed !== 'string' || parsed.name !== userName) throw new SdcError('CLI_INPUT', `the signing key file is not readable: ${path}`, { path });
+    return { seed: bytesFromBase64url(parsed.seed, { code: 'CLI_INPUT', name: 'seed', length: 32 }), created: false, path };
+  }
+  const seed = new Uint8Array(randomBytes(32));
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, JSON.stringify({ name: userName, alg: 'Ed25519', seed: base64urlFromBytes(seed) }) + '\n', { mode: 0o600 });
+  await chmod(temporary, 0o600);
+  await rename(temporary, path);
+  return { seed, created: true, path };
+}
+
+/** The pending command, checked: the subject the server shows is this command, and its hash is the one it asks to sign. */
+function checkedSubject(command: PendingCommandView): { subject: ApprovalSubject; sha256: string } {
+  const approval = command.approval;
+  if (command.state !== 'pending_approval' || approval === undefined) {
+    throw new SdcError('APPROVAL_NOT_PENDING', `command ${command.id} is ${command.state}, not waiting for approvals`);
+  }
+  const { subject } = approval;
+  const same = subject.id === command.id && subject.device_id === command.device_id && subject.opcode === command.opcode
+    && canonicalize(subject.args) === canonicalize(command.args) && subject.expires_at === command.expires_at_ms && subject.requested_by === command.created_by;
+  const sha256 = approvalSubjectHash(subject, nobleSha256);
+  if (!same || sha256 !== approval.command_sha256) throw new SdcError('APPROVAL_STATEMENT_MISMATCH', 'the server\'s approval subject does not match the command it shows; nothing signed');
+  return { subject, sha256 };
+}
+
+async function decide(io: CliIo, api: ApiClient, id: string, decision: ApprovalDecision, options: { validForMs: number; reason?: string }): Promise<Record<string, unknown>> {
+  const command = await api.get<PendingCommandView>(`/v1/commands/${segment(id)}`);
+  const { sha256 } = checkedSubject(command);
+  const { seed, created, path } = await loadOrCreateSigningKey(io.env, api.login.name);
+  if (created) io.stderr(`created your approval signing key in ${path}\n`);
+  const { kid } = await api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: base64urlFromBytes(provider.publicKeyFromSeed(seed)) });
+  // Valid until the command itself expires unless asked for less.
+  const expiresAt = options.validForMs > 0 ? Math.min(Date.now() + options.validForMs, command.expires_at_ms) : command.expires_at_ms;
+  const signature = signApproval({
+    statement: { command_id: command.id, command_sha256: sha256, decision, approver: api.login.name, kid, expires_at: expiresAt }, seed, provider,
+  });
+  return api.post(`/v1/commands/${segment(id)}/${decision}`, {
+    command_sha256: sha256, kid, expires_at_ms: expiresAt, signature, ...(options.reason === undefined ? {} : { reason: options.reason }),
+  });
+}
+
+function describeCommand(command: PendingCommandView): string {
+  const approval = command.approval;
+  const have = (command.decisions ?? []).filter((d) => d.decision === 'approve').map((d) => d.approver);
+  return `${command.id} ${command.opcode} ${canonicalize(command.args)} on ${command.device_id}, asked by ${command.created_by}; `
+    + `${have.length}/${approval?.count ?? '?'} approvals from ${approval?.roles.join('|') ?? '?'}${have.length > 0 ? ` (${have.join(', ')})` : ''}; `
+    + `expires ${new Date(command.expires_at_ms).toISOString()}`;
+}
+
+export const approveCommand: Command = {
+  name: 'approve',
+  summary: 'Approve a command waiting for approvals, signed with your approval key (created and registered on first use)',
+  usage: 'ID [--valid-for 1h] [--json]',
+  optionHelp: [['--valid-for D', 'How long your approval counts, like 1h (default: until the command expires)'], ['--json', 'Print the answer as JSON']],
+  options: { ...durationOptions(approvalValidity), json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(args, io) {
+    const id = onePositional(args.positionals, 'command id');
+    const answer = await decide(io, await apiClient(io), id, 'approve', { validForMs: durationOption(args, approvalValidity) }) as { released?: boolean; command?: { state?: string } };
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} approved; ${answer.released === true ? 'released (queued for the device)' : `still ${answer.command?.state ?? 'pending'}`}\n`);
+    return 0;
+  },
+};
+
+export const rejectCommand: Command = {
+  name: 'reject',
+  summary: 'Reject a command waiting for approvals (signed); it ends rejected',
+  usage: 'ID --reason R [--json]',
+  optionHelp: [['--reason R', 'Why (audited)'], ['--json', 'Print the answer as JSON']],
+  options: { reason: { type: 'string' }, json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(args, io) {
+    const id = onePositional(args.positionals, 'command id');
+    const reason = requireOption(args, 'reason');
+    const answer = await decide(io, await apiClient(io), id, 'reject', { validForMs: 0, reason });
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} rejected\n`);
+    return 0;
+  },
+};
+
+const list: Command = {
+  name: 'list',
+  summary: 'Commands waiting for approvals, newest first (GET /v1/approvals; approver or admin)',
+  usage: '[--limit N] [--json]',
+  optionHelp: [['--limit N', 'At most N commands (default 100)'], ['--json', 'One JSON array']],
+  options: { limit: { type: 'string' }, json: { type: 'boolean' } },
+  async run(args, io) {
+    const limit = args.values.limit === undefined ? 100 : Number(args.values.limit);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 50_000) throw new SdcError('CLI_USAGE', '--limit must be an integer from 1 to 50000');
+    const items = await getAllPages<PendingCommandView>(await apiClient(io), '/v1/approvals', limit);
+    if (args.values.json === true) io.stdout(JSON.stringify(items) + '\n');
+    else for (const command of items) io.stdout(describeCommand(command) + '\n');
+    return 0;
+  },
+};
+
+export const approvalsCommands: CommandGroup = { name: 'approvals', summary: 'Commands waiting for approvals (sdc command approve|reject ID to decide)', commands: [list] };

@@ -1,0 +1,204 @@
+import { Buffer } from 'node:buffer';
+import { SdcError } from '../../core/errors/index.js';
+import { approvalLimits, checkApproval, type ApprovalDecision, type ApprovalStatement } from '../../core/protocol/approvals.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import type { AuditRecord } from '../../core/protocol/command-decisions.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
+import type { SignedCommand } from '../../core/protocol/messages/command.js';
+import { evaluatePolicy, type PolicyDecision } from '../../core/protocol/policy.js';
+import { signCommand } from '../../core/protocol/signed-command.js';
+import type { ServiceSigner } from '../materials/materials.js';
+import { ApprovalRepository, type ApprovalRow, type PendingApproval } from './approval-repository.js';
+import type { Actor, CommandDetail, CommandService } from './commands.js';
+import { actors, type ServiceContext } from './context.js';
+import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
+import type { PolicyStore } from './policy-store.js';
+import type { SigningKeyStore } from './signing-keys.js';
+import type { Role } from './users.js';
+
+/**
+ * The approval flow (docs/policy.md "Approvals"). A command the policy allows only with approvals
+ * is stored `pending_approval` by CommandService.create (unsigned, no seq, not delivered). Here:
+ * the list of what waits, and each approver's signed decision. A decision is checked against the
+ * approver's registered key and the command as it was created (core checkApproval); a rejection
+ * ends the command; an approval is stored, and when the approvals collected so far satisfy the
+ * current policy the command is signed with them embedded and queued in the same transaction,
+ * then dispatched like any new command. The pending command's TTL is its approval window: the
+ * expiry sweep ends it `expired` like a queued command that never left.
+ */
+export interface ApprovalServiceOptions {
+  readonly context: ServiceContext;
+  readonly commands: CommandService;
+  readonly signingKeys: SigningKeyStore;
+  readonly policy: PolicyStore;
+  readonly signer: ServiceSigner;
+  /** The requester's current role, re-read at release (a demoted or removed requester releases nothing). */
+  readonly roleOf: (userName: string) => Promise<Role | undefined>;
+}
+
+/** One approver's decision as submitted (POST /v1/commands/{id}/approve|reject). */
+export interface ApprovalSubmission {
+  readonly actor: Actor;
+  readonly commandId: string;
+  readonly decision: ApprovalDecision;
+  readonly commandSha256: string;
+  readonly kid: string;
+  readonly expiresAtMs: number;
+  readonly signature: string;
+  readonly reason?: string;
+}
+
+export interface ApprovalOutcome {
+  readonly command: CommandDetail;
+  /** True when this approval completed the count and the command was signed and queued. */
+  readonly released: boolean;
+}
+
+export interface PendingView extends CommandDetail {
+  readonly decisions: ReadonlyArray<{ approver: string; decision: ApprovalDecision; role: string; kid: string; at_ms: number; expires_at_ms: number }>;
+}
+
+export class ApprovalService {
+  readonly #ctx: ServiceContext;
+  readonly #options: ApprovalServiceOptions;
+  readonly #repository: ApprovalRepository;
+
+  constructor(options: ApprovalServiceOptions) {
+    this.#ctx = options.context;
+    this.#options = options;
+    this.#repository = new ApprovalRepository({ db: options.context.db, audit: options.context.audit });
+  }
+
+  /** Unexpired pending commands, newest first, each with the decisions collected so far. */
+  async listPending(query: { limit?: number; cursor?: string }): Promise<{ items: PendingView[]; next_cursor: string | null }> {
+    const limit = pageLimit(query.limit);
+    let before: { createdAtMs: number; id: string } | undefined;
+    if (query.cursor !== undefined) {
+      const [createdAt, id] = decodeCursor(query.cursor);
+      before = { createdAtMs: Number(createdAt), id: id! };
+    }
+    const rows = await this.#repository.pendingPage({ nowMs: this.#ctx.clock.nowMs(), ...(before === undefined ? {} : { before }), limit: limit + 1 });
+    const page = rows.slice(0, limit);
+    const decisions = await this.#repository.decisionsOf(page.map((row) => String(row['id'])));
+    const items: PendingView[] = [];
+    for (const row of page) {
+      const command = await this.#options.commands.get(String(row['id']));
+      items.push({ ...command, decisions: decisions.filter((d) => d.command_id === command.id).map(decisionView) });
+    }
+    const last = page.at(-1);
+    return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor([String(last['created_at']), String(last['id'])]) : null };
+  }
+
+  /** Checks and applies one approver's decision; every refusal is a typed SdcError (docs/errors.md, `approval`). */
+  async decide(submission: ApprovalSubmission): Promise<ApprovalOutcome> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const command = await this.#options.commands.get(submission.commandId);
+    const pending = command.approval;
+    if (command.state !== 'pending_approval' || pending === undefined || pending === null) {
+      throw new SdcError('APPROVAL_NOT_PENDING', `command ${command.id} is ${command.state}, not waiting for approvals`, { state: command.state });
+    }
+    if (nowMs >= pending.subject.expires_at) throw new SdcError('COMMAND_EXPIRED', `command ${command.id} expired while waiting for approvals`, { commandId: command.id });
+    const row = await this.#checked(submission, pending, nowMs);
+    if (submission.decision === 'reject') return this.#reject(row, command);
+    return this.#approve(row, command, pending, nowMs);
+  }
+
+  /** The submission checked against the registered key and the command; the row to store. */
+  async #checked(submission: ApprovalSubmission, pending: PendingApproval, nowMs: number): Promise<ApprovalRow> {
+    const { actor } = submission;
+    const stored = await this.#options.signingKeys.byKid(submission.kid);
+    // Only the approver's current key signs new decisions; a retired one stays readable for old ones.
+    const key = stored === undefined || stored.retiredAtMs !== null ? undefined : { approver: stored.userName, role: actor.role, publicKey: stored.publicKey };
+    const statement: ApprovalStatement = {
+      command_id: submission.commandId, command_sha256: submission.commandSha256, decision: submission.decision,
+      approver: actor.name, kid: submission.kid, expires_at: submission.expiresAtMs,
+    };
+    const refused = checkApproval({
+      statement, signature: submission.signature, key, commandId: pending.subject.id, commandSha256: pending.command_sha256,
+      decision: submission.decision, requestedBy: pending.subject.requested_by, atMs: nowMs, roles: pending.roles,
+    }, this.#ctx.ed25519);
+    if (refused !== undefined) throw new SdcError(refused.code, refused.reason, { commandId: submission.commandId, approver: actor.name });
+    if (submission.expiresAtMs > pending.subject.expires_at) {
+      throw new SdcError('APPROVAL_EXPIRY_TOO_LONG', `approval expires at ${submission.expiresAtMs}, after the command (${pending.subject.expires_at})`, { commandId: submission.commandId });
+    }
+    const earlier = await this.#repository.decisionsOf([submission.commandId]);
+    if (earlier.some((d) => d.approver === actor.name)) throw new SdcError('APPROVAL_DUPLICATE', `${actor.name} has already decided on command ${submission.commandId}`, { approver: actor.name });
+    const reason = submission.reason === undefined ? null : submission.reason.slice(0, approvalLimits.reasonLengthMax);
+    return {
+      command_id: submission.commandId, approver: actor.name, decision: submission.decision, role: actor.role, kid: submission.kid,
+      expires_at: submission.expiresAtMs, signature: submission.signature, reason, created_at: nowMs,
+    };
+  }
+
+  async #reject(row: ApprovalRow, command: CommandDetail): Promise<ApprovalOutcome> {
+    await this.#repository.reject(row, decisionAudit(row, 'command.approval_rejected'));
+    await this.#afterChange(command, 'rejected', row.created_at);
+    return { command: await this.#options.commands.get(command.id), released: false };
+  }
+
+  /** Stores the approval; when the approvals now satisfy the current policy, releases the command in the same transaction. */
+  async #approve(row: ApprovalRow, command: CommandDetail, pending: PendingApproval, nowMs: number): Promise<ApprovalOutcome> {
+    const earlier = (await this.#repository.decisionsOf([command.id])).filter((d) => d.decision === 'approve' && d.expires_at > nowMs);
+    const approvals = [...earlier, row];
+    const { decision, revision } = await this.#evaluate(pending, command, approvals, nowMs);
+    const audit = decisionAudit(row, 'command.approved');
+    if (decision.decision !== 'allow') {
+      if (decision.approval === undefined) throw new SdcError('COMMAND_POLICY_DENIED', `policy no longer lets this command through: ${decision.reason}`, { reason: decision.reason });
+      await this.#repository.recordApproval(row, audit);
+      await this.#ctx.settleAudit();
+      return { command: await this.#options.commands.get(command.id), released: false };
+    }
+    const signer = this.#options.signer;
+    await this.#repository.release({
+      commandId: command.id, deviceId: command.device_id, atMs: nowMs, by: row.approver, approval: { row, audit },
+      sign: (deviceSeq) => signCommand({
+        command: {
+          id: pending.subject.id, device_id: pending.subject.device_id, opcode: pending.subject.opcode as SignedCommand['opcode'], args: pending.subject.args,
+          issued_at: nowMs, expires_at: pending.subject.expires_at, device_seq: deviceSeq, issuer: pending.subject.issuer,
+          approval: {
+            requested_by: pending.subject.requested_by, rule_id: decision.ruleId ?? pending.rule_id,
+            approvals: approvals.slice(0, approvalLimits.approvalsMax).map((a) => ({ approver: a.approver, kid: a.kid, decision: 'approve' as const, expires_at: a.expires_at, sig: a.signature })),
+          },
+        },
+        kid: signer.kid, seed: signer.seed, provider: this.#ctx.ed25519,
+      }),
+      audit: (signed) => ({
+        kind: 'command.released', actor: actors.user(row.approver), subject: `command:${command.id}`,
+        payload: { command: signed as unknown as JsonObject, policy: { decision: decision.decision, reason: decision.reason, ...(decision.ruleId === undefined ? {} : { rule_id: decision.ruleId }), revision } },
+      }),
+    });
+    await this.#afterChange(command, 'queued', nowMs);
+    await this.#options.commands.dispatchWaiting(command.device_id);
+    return { command: await this.#options.commands.get(command.id), released: true };
+  }
+
+  /** The current policy's decision for the requester (with their current role) and these approvals. */
+  async #evaluate(pending: PendingApproval, command: CommandDetail, approvals: readonly ApprovalRow[], nowMs: number): Promise<{ decision: PolicyDecision; revision: number }> {
+    const requester = pending.subject.requested_by;
+    const role = await this.#options.roleOf(requester);
+    if (role === undefined) throw new SdcError('COMMAND_POLICY_DENIED', `the requester ${requester} no longer exists`, { reason: 'requester removed' });
+    const { policy, revision } = await this.#options.policy.current();
+    const decision = evaluatePolicy(policy, {
+      actor: { id: requester, role }, opcode: command.opcode, device: { id: command.device_id }, nowMs,
+      argsBytes: Buffer.byteLength(canonicalize(pending.subject.args), 'utf8'), approvals: approvals.map((a) => ({ id: a.approver, role: a.role })),
+    });
+    return { decision, revision };
+  }
+
+  async #afterChange(command: CommandDetail, state: 'queued' | 'rejected', atMs: number): Promise<void> {
+    await this.#ctx.settleAudit();
+    this.#ctx.publishLive({ type: 'command', command_id: command.id, device_id: command.device_id, state, at_ms: atMs });
+  }
+}
+
+function decisionAudit(row: ApprovalRow, kind: 'command.approved' | 'command.approval_rejected'): AuditRecord {
+  // The signature and what it covers, so the audit log alone shows who decided what.
+  return {
+    kind, actor: actors.user(row.approver), subject: `command:${row.command_id}`,
+    payload: { approver: row.approver, role: row.role, kid: row.kid, expires_at: row.expires_at, signature: row.signature, ...(row.reason === null ? {} : { reason: row.reason }) },
+  };
+}
+
+function decisionView(row: ApprovalRow) {
+  return { approver: row.approver, decision: row.decision, role: row.role, kid: row.kid, at_ms: row.created_at, expires_at_ms: row.expires_at };
+}

@@ -1,0 +1,59 @@
+import { base64urlFromBytes } from '../../../../core/crypto/bytes.js';
+import { SdcError } from '../../../../core/errors/index.js';
+import type { ControlPlaneServices } from '../../services.js';
+import { principalOf } from '../authentication.js';
+import type { RoutesPlugin } from '../plugin.js';
+import { ApprovalOutcome, ApproveBody, PendingPage, RejectBody, SigningKeyBody, SigningKeyView } from '../approval-schemas.js';
+import { CommandParams, PageQuery } from '../schemas.js';
+import type { SigningKey } from '../../signing-keys.js';
+
+function keyView(key: SigningKey) {
+  return { kid: key.kid, public_key: base64urlFromBytes(key.publicKey), user: key.userName, created_at_ms: key.createdAtMs };
+}
+
+/**
+ * The approval flow (docs/policy.md "Approvals"): what waits, approve and reject with the
+ * approver's signature, and each user's own approval signing key. The route role is the floor
+ * (approver for decisions); the rule's own approver roles are checked by the service
+ * (APPROVAL_ROLE_NOT_ALLOWED), as are the requester, duplicates, expiry and the signature.
+ */
+export const approvalRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices }> = async (app, { services }) => {
+  const { approvals, signingKeys } = services;
+
+  app.get('/v1/approvals', {
+    schema: { querystring: PageQuery, response: { 200: PendingPage } }, config: { auth: 'approver', summary: 'Commands waiting for approvals, newest first, with the decisions so far' },
+  }, async (request) => approvals.listPending(request.query));
+
+  app.post('/v1/commands/:id/approve', {
+    schema: { params: CommandParams, body: ApproveBody, response: { 200: ApprovalOutcome } },
+    config: { auth: 'approver', summary: 'Approve a pending command with a signature over the approval statement' },
+  }, async (request) => {
+    const { command_sha256: commandSha256, kid, expires_at_ms: expiresAtMs, signature } = request.body;
+    return approvals.decide({ actor: principalOf(request), commandId: request.params.id, decision: 'approve', commandSha256, kid, expiresAtMs, signature });
+  });
+
+  app.post('/v1/commands/:id/reject', {
+    schema: { params: CommandParams, body: RejectBody, response: { 200: ApprovalOutcome } },
+    config: { auth: 'approver', summary: 'Reject a pending command (signed, with a reason); it ends rejected' },
+  }, async (request) => {
+    const { command_sha256: commandSha256, kid, expires_at_ms: expiresAtMs, signature, reason } = request.body;
+    return approvals.decide({ actor: principalOf(request), commandId: request.params.id, decision: 'reject', commandSha256, kid, expiresAtMs, signature, reason });
+  });
+
+  app.put('/v1/users/me/signing-key', {
+    schema: { body: SigningKeyBody, response: { 200: SigningKeyView } },
+    config: { auth: 'viewer', summary: 'Register your approval signing key (Ed25519 public key); retires the previous one' },
+  }, async (request) => {
+    const { key } = await signingKeys.register({ userName: principalOf(request).name, publicKeyText: request.body.public_key, nowMs: services.context.clock.nowMs() });
+    await services.context.settleAudit();
+    return keyView(key);
+  });
+
+  app.get('/v1/users/me/signing-key', {
+    schema: { response: { 200: SigningKeyView } }, config: { auth: 'viewer', summary: 'Your current approval signing key' },
+  }, async (request) => {
+    const key = await signingKeys.current(principalOf(request).name);
+    if (key === undefined) throw new SdcError('APPROVAL_KEY_UNKNOWN', 'you have no registered signing key');
+    return keyView(key);
+  });
+};

@@ -5,6 +5,7 @@ import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from 
 import { redisPasswordFileHelp, redisPasswordFileOptions, redisUrlOption } from '../redis-password.js';
 import { pairingTokensMaxDefault } from '../../trust/pairing-tokens.js';
 import type { Policy } from '../../core/protocol/policy.js';
+import type { AlertRules } from '../../server/control-plane/alert-rules.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 /** The scrape token from the environment, when no --metrics-token-file names one. */
@@ -105,8 +106,24 @@ async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControl
   };
 }
 
-/** --pairing-tokens-max and --policy; the policy file is parsed here, so a bad one is refused (with the field's path) before anything starts. */
-async function controlPlaneTuning(args: ParsedCommandArgs): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy } }> {
+/** --alerts F: the alert rules (docs/api.md "Alert rules"), checked before anything starts; a bad field is named. */
+async function alertRulesOption(args: ParsedCommandArgs): Promise<AlertRules | undefined> {
+  const file = args.values.alerts as string | undefined;
+  if (file === undefined) return undefined;
+  const [{ readFile }, { parseAlertRulesText }] = await Promise.all([import('node:fs/promises'), import('../../server/control-plane/alert-rules.js')]);
+  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+    throw new SdcError('CLI_INPUT', `--alerts ${file} cannot be read`, { path: file }, { cause: error });
+  });
+  try {
+    return parseAlertRulesText(text);
+  } catch (error) {
+    if (SdcError.is(error)) throw new SdcError(error.code, `--alerts ${file}: ${error.message}`, error.details, { cause: error });
+    throw error;
+  }
+}
+
+/** --pairing-tokens-max, --policy and --alerts; the files are parsed here, so a bad one is refused (with the field's path) before anything starts. */
+async function controlPlaneTuning(args: ParsedCommandArgs): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules } }> {
   const file = args.values.policy as string | undefined;
   let policy: Policy | undefined;
   if (file !== undefined) {
@@ -121,7 +138,9 @@ async function controlPlaneTuning(args: ParsedCommandArgs): Promise<{ controlPla
       throw error;
     }
   }
+  const alertRules = await alertRulesOption(args);
   const tuning = {
+    ...(alertRules === undefined ? {} : { alertRules }),
     ...(args.values['pairing-tokens-max'] === undefined ? {} : { pairingTokensMax: integerOption(args, 'pairing-tokens-max', pairingTokensMaxDefault, 1, pairingTokensMaxCeiling) }),
     ...(policy === undefined ? {} : { policy }),
   };
@@ -198,7 +217,7 @@ function advertisedUrls(urls: string[]): string[] {
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run the control plane (HTTPS API) and a gateway (WSS, mutual TLS) on the data directory',
-  usage: '[--dir D] [--api-port P] [--gateway-port G] [--redis URL] [--mysql URL] [--policy F]',
+  usage: '[--dir D] [--api-port P] [--gateway-port G] [--redis URL] [--mysql URL] [--policy F] [--alerts F]',
   optionHelp: [
     ['--api-port P', 'Control plane HTTPS port (default 8080; 0 picks a free one)'],
     ['--advertise-gateway URL', 'Gateway URL given to devices at enrollment (repeatable; default: this gateway\'s address)'],
@@ -207,12 +226,13 @@ export const serveCommand: Command = {
     mysqlPasswordFileHelp,
     ['--gateway-id ID', 'This process\'s gateway id (default gw-1); unique per gateway process'],
     ['--policy F', 'Policy document (docs/policy.md) stored as the first revision when the database holds none; afterwards GET/PUT /v1/policy and sdc policy rule'],
+    ['--alerts F', 'Alert rules (docs/api.md "Alert rules": offline, risk score, update failures, tamper, backpressure); default thresholds without it'],
     ['--pairing-tokens-max N', `Outstanding (unused, unexpired) pairing tokens at most (default ${pairingTokensMaxDefault.toLocaleString('en-US')}; up to 1,000,000)`],
     ...commonHelp,
   ],
   options: {
     ...commonOptions, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true },
-    'pairing-tokens-max': { type: 'string' }, policy: { type: 'string' },
+    'pairing-tokens-max': { type: 'string' }, policy: { type: 'string' }, alerts: { type: 'string' },
   },
   run: (args, io) => serve(args, io, true),
 };

@@ -420,5 +420,15 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
         if (fresh) { seen.add(seq); highest = Math.max(highest, seq); }
       }), { numRuns: 300, endOnFailure: true });
     }));
+
+    test('property: control-plane-signed arbitrary bytes reach the command scanner and get a defined refusal', () => withTarget(async (t) => {
+      const bridge = await provisioned(t);
+      const prefix = new TextEncoder().encode('sdc-command-v1\n{');
+      await fc.assert(fc.asyncProperty(fc.boolean(), fc.uint8Array({ minLength: 1, maxLength: 300 }), async (prefixed, body) => {
+        const signedBytes = prefixed ? Uint8Array.from([...prefix, ...body]) : body;
+        const auth = { signedBytes, signature: t.ed25519.sign(suiteControlPlane.seed, signedBytes) };
+        await assert.rejects(bridge.rollbackUpdate(auth), (e) => SdcError.is(e, 'KERNEL_REFUSED') && e.details.authenticated === true);
+      }), { numRuns: 200, endOnFailure: true });
+    }));
   });
 }

@@ -4,11 +4,16 @@ import fc from 'fast-check';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { runKernelContractSuite } from '../kernel-contract-suite.js';
 import { buildRequest } from '../codec.js';
-import { IoctlCode, Opcode } from '../generated/contract.js';
+import { IoctlCode, KernelStatus, Opcode } from '../generated/contract.js';
 import { createMockTarget } from '../mock/mock-target.js';
-import { encodePingRequest } from '../payloads.js';
+import { encodeLabel, encodePingRequest } from '../payloads.js';
+import { signCommand } from '../../core/protocol/signed-command.js';
+import { commandAuthorization } from '../command/authorization.js';
+import { encodeCommandAttachment } from '../command/attachment.js';
+import { encodeProvisionRequest } from '../command/provision.js';
+import type { KernelTarget } from '../kernel-contract-suite.js';
 import { buildNativeLibrary } from './build.js';
-import { createNativeTarget } from './native-target.js';
+import { createNativeTarget, reopenNativeTarget } from './native-target.js';
 
 const agentSeed = new Uint8Array(32).fill(1);
 const serviceSeed = new Uint8Array(32).fill(2);
@@ -50,6 +55,84 @@ test('native and mock give byte-identical refusals and pings for the same keys a
   } finally {
     native.device.close();
     native.cleanup();
+  }
+});
+
+/**
+ * The C scanner and the TypeScript one must agree on every control-plane-signed input, not only
+ * on well-formed commands: valid commands are mutated (byte changes, cuts, insertions), re-signed
+ * with the provisioned key so they reach the parser, and sent to both kernels in the same order.
+ */
+test('native and mock agree on every control-plane-signed command, mutated or not', { skip }, async () => {
+  const ed25519 = createNodeEd25519Provider();
+  const cpSeed = new Uint8Array(32).fill(3);
+  const deviceId = 'diff-device';
+  const native = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
+  const mock = createMockTarget({ agentSeed, serviceSeed, clock: { nowMs: () => 0 } });
+  let counter = 1n;
+  const both = async (code: number, input: Uint8Array): Promise<number> => {
+    const a = await native.device.call(code, input, 400);
+    const b = await mock.device.call(code, input, 400);
+    assert.equal(a.status, b.status, `status for ${Buffer.from(input).toString('latin1').slice(96)}`);
+    assert.equal(Buffer.from(a.output).toString('hex'), Buffer.from(b.output).toString('hex'));
+    return a.status;
+  };
+  const requestFor = (t: KernelTarget, opcode: keyof typeof Opcode, payload: Uint8Array, attachment?: Uint8Array) =>
+    buildRequest({ ed25519: t.ed25519, agentSeed, opcode: Opcode[opcode], counter: counter++, payload, attachment });
+  try {
+    await both(IoctlCode.PROVISION_COMMAND_KEYS, requestFor(native, 'PROVISION_COMMAND_KEYS', encodeProvisionRequest({ deviceId, keys: [ed25519.publicKeyFromSeed(cpSeed)] })));
+    const opcodeArgs = fc.oneof(
+      fc.constant({ opcode: 'EXEC_ROLLBACK_UPDATE' as const, args: {} }),
+      fc.constant({ opcode: 'EXEC_COMMIT_UPDATE' as const, args: { version: 'v1' } }),
+      fc.constantFrom('v1', 'v2').map((version) => ({ opcode: 'EXEC_COMMIT_UPDATE' as const, args: { version } })),
+      fc.integer({ min: 1, max: 50 }).map((limit) => ({ opcode: 'EXEC_GET_PROCESS_LIST' as const, args: { limit } })),
+    );
+    const mutation = fc.oneof(
+      fc.constant((b: Uint8Array) => b),
+      fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })).map(([at, xor]) => (b: Uint8Array) => { const c = b.slice(); c[at % c.length]! ^= xor; return c; }),
+      fc.nat().map((at) => (b: Uint8Array) => b.subarray(0, at % (b.length + 1))),
+      fc.tuple(fc.nat(), fc.constantFrom(...'{}[],:"\\ 0-.eE9tfn'.split(''))).map(([at, ch]) => (b: Uint8Array) => {
+        const i = at % (b.length + 1);
+        return Uint8Array.from([...b.subarray(0, i), ch.charCodeAt(0), ...b.subarray(i)]);
+      }),
+    );
+    await fc.assert(fc.asyncProperty(opcodeArgs, fc.integer({ min: 1, max: 600 }), fc.boolean(), mutation, fc.constantFrom('EXEC_ROLLBACK_UPDATE', 'EXEC_COMMIT_UPDATE') as fc.Arbitrary<'EXEC_ROLLBACK_UPDATE' | 'EXEC_COMMIT_UPDATE'>,
+      async ({ opcode, args }, seq, ours, mutate, target) => {
+        const command = signCommand({
+          command: { id: `d${seq}`, device_id: ours ? deviceId : 'other-device', opcode, args, issued_at: 1, expires_at: 2, device_seq: seq, issuer: 'diff' },
+          kid: 'cp', seed: cpSeed, provider: ed25519,
+        });
+        const signedBytes = mutate(commandAuthorization(command).signedBytes);
+        if (signedBytes.length === 0) return;
+        const attachment = encodeCommandAttachment({ signedBytes, signature: ed25519.sign(cpSeed, signedBytes) });
+        const payload = target === 'EXEC_COMMIT_UPDATE' ? encodeLabel('v1') : new Uint8Array(0);
+        await both(IoctlCode[target], requestFor(native, target, payload, attachment));
+      },
+    ), { numRuns: 400, endOnFailure: true });
+  } finally {
+    native.device.close();
+    native.cleanup();
+  }
+});
+
+test('a provisioned native kernel keeps its command keys across a reopen of the same sandbox', { skip }, async () => {
+  const ed25519 = createNodeEd25519Provider();
+  const first = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
+  const set = { deviceId: 'persisted-01', keys: [ed25519.publicKeyFromSeed(new Uint8Array(32).fill(3))] };
+  const provision = async (target: KernelTarget, counter: bigint, keys = set.keys) => (await target.device.call(IoctlCode.PROVISION_COMMAND_KEYS,
+    buildRequest({ ed25519, agentSeed, opcode: Opcode.PROVISION_COMMAND_KEYS, counter, payload: encodeProvisionRequest({ ...set, keys }) }), 200)).status;
+  try {
+    assert.equal(await provision(first, 1n), 0);
+    first.device.close();
+    const again = reopenNativeTarget(first);
+    try {
+      assert.equal(await provision(again, 1n, [ed25519.publicKeyFromSeed(agentSeed)]), KernelStatus.PROVISION_DENIED, 'still provisioned after reopen');
+      assert.equal(await provision(again, 2n), 0, 'the same keys are accepted as unchanged');
+    } finally {
+      again.device.close();
+    }
+  } finally {
+    first.cleanup();
   }
 });
 

@@ -159,10 +159,10 @@ describe('ImageRepository', () => {
     const afterRestore = repository(restored, clock, new FileHighWaterStore(join(dir, 'tuf', 'high-water.json')), alarms);
     assert.equal((await afterRestore.current('timestamp'))?.version, 1);
     await assert.rejects(afterRestore.file('timestamp'), (error) => SdcError.is(error, 'OTA_REPOSITORY_VERSION_ROLLBACK'));
-    await afterRestore.checkAlarms();
+    // The re-sign pass alarms before it signs past the mark (afterwards the database no longer shows the restore).
+    assert.deepEqual(await afterRestore.resignDue(), ['timestamp']);
     assert.deepEqual(alarms.filter((alarm) => alarm.kind === 'tuf_restored_backup').map((alarm) => [alarm.role, alarm.version, alarm.highWater]).sort(),
       [['timestamp', 1, 4]], 'the snapshot (version 1, mark 1) was not lost; the timestamp was');
-    assert.deepEqual(await afterRestore.resignDue(), ['timestamp']);
     assert.equal((await afterRestore.file('timestamp')).version, 5, 'the next timestamp skips past everything devices may have seen');
   });
 

@@ -196,6 +196,8 @@ export class ImageRepository {
    * this one then has nothing left to do. Returns the roles it signed.
    */
   async resignDue(): Promise<TopLevelRole[]> {
+    // A restore is alarmed before the re-sign below skips past it (afterwards nothing would show it).
+    if (await this.#belowHighWater()) await this.checkAlarms();
     const nowMs = this.#options.clock.nowMs();
     try {
       const result = await this.#options.db.transaction(async (tx) => {
@@ -257,6 +259,15 @@ export class ImageRepository {
       await this.#options.raiseAlarm(alarm);
     }
     return fresh;
+  }
+
+  async #belowHighWater(): Promise<boolean> {
+    const marks = await this.#options.highWater.read();
+    for (const role of topLevelRoles) {
+      const row = await this.#highest(this.#options.db, role);
+      if (row !== undefined && row.version < marks[role]) return true;
+    }
+    return false;
   }
 
   #firstTime(key: string): boolean {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { SdcError } from '../core/errors/index.js';
 import type { CliIo, ParsedCommandArgs } from './command.js';
-import { mysqlPasswordFileEnv, mysqlUrlOption } from './mysql-password.js';
+import { mysqlPasswordEnv, mysqlPasswordFileEnv, mysqlUrlOption } from './mysql-password.js';
 import { main } from './main.js';
 
 function args(values: Record<string, string>): ParsedCommandArgs {
@@ -104,4 +104,14 @@ test('sdc audit verify with --mysql-password-file logs in to MySQL as a user tha
   // Without the file the same user is refused: the password did come from the file.
   const bad = io();
   assert.notEqual(await main(['audit', 'verify', '--mysql', url, '--json'], bad), 0);
+});
+
+test('SDC_MYSQL_PASSWORD holds the password itself, after the --mysql-password-file flag and before SDC_MYSQL_PASSWORD_FILE', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'flag'), 'flag-secret');
+  await writeFile(join(dir, 'env-file'), 'env-file-secret');
+  const env = { [mysqlPasswordEnv]: 'env secret', [mysqlPasswordFileEnv]: join(dir, 'env-file') };
+  assert.equal(decodeURIComponent(new URL((await mysqlUrlOption(args({ mysql: 'mysql://sdc@db/sdc' }), io(env)))!).password), 'env secret');
+  assert.equal(new URL((await mysqlUrlOption(args({ mysql: 'mysql://sdc@db/sdc', 'mysql-password-file': join(dir, 'flag') }), io(env)))!).password, 'flag-secret');
+  await assert.rejects(mysqlUrlOption(args({ mysql: 'mysql://sdc:inline@db/sdc' }), io({ [mysqlPasswordEnv]: 'x' })), (e) => SdcError.is(e, 'CLI_USAGE'));
 });

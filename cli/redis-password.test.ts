@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { SdcError } from '../core/errors/index.js';
 import type { CliIo, ParsedCommandArgs } from './command.js';
 import { main } from './main.js';
-import { redisPasswordFileEnv, redisUrlOption } from './redis-password.js';
+import { redisPasswordEnv, redisPasswordFileEnv, redisUrlOption } from './redis-password.js';
 
 function args(values: Record<string, string>): ParsedCommandArgs {
   return { values, positionals: [] } as unknown as ParsedCommandArgs;
@@ -69,4 +69,19 @@ test('sdc gateway: a missing Redis password file is one line naming it, before a
   assert.equal(code, 1);
   assert.equal(cli.err.join(''), `sdc: CLI_INPUT: cannot read the Redis password file ${missing}: ENOENT\n`);
   assert.deepEqual(cli.out, []);
+});
+
+test('SDC_REDIS_PASSWORD holds the password itself: after the --redis-password-file flag, before SDC_REDIS_PASSWORD_FILE; beside a URL password refused naming the variable only', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'flag'), 'flag-secret');
+  await writeFile(join(dir, 'env-file'), 'env-file-secret');
+  const env = { [redisPasswordEnv]: 'env secret/@:', [redisPasswordFileEnv]: join(dir, 'env-file') };
+  assert.equal(decodeURIComponent(new URL((await redisUrlOption(args({ redis: 'redis://h/0' }), io(env)))!).password), 'env secret/@:');
+  assert.equal(new URL((await redisUrlOption(args({ redis: 'redis://h/0', 'redis-password-file': join(dir, 'flag') }), io(env)))!).password, 'flag-secret');
+  assert.equal(new URL((await redisUrlOption(args({ redis: 'redis://h/0' }), io({ [redisPasswordFileEnv]: join(dir, 'env-file') })))!).password, 'env-file-secret');
+  await assert.rejects(redisUrlOption(args({ redis: 'redis://:url-secret-value@h' }), io({ [redisPasswordEnv]: 'env-secret-value' })), (e) => {
+    assert.ok(SdcError.is(e, 'CLI_USAGE'));
+    assert.equal(e.message, `--redis has a password and ${redisPasswordEnv} gives one too: use one of them`);
+    return true;
+  });
 });

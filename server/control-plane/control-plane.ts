@@ -35,6 +35,7 @@ import { clientErrorListener } from './http/client-errors.js';
 import type { AuthRateLimits } from './http/rate-limit.js';
 import { LiveHub } from './live.js';
 import { PolicyStore } from './policy-store.js';
+import { PolicyBundlePublisher, sqlApproverKeys, sqlDeviceTags } from './policy-bundles.js';
 import type { ControlPlaneServices } from './services.js';
 import { SqlAuditStore } from './stores/sql-audit-store.js';
 import { StreamConsumer } from './stream-consumer.js';
@@ -90,6 +91,8 @@ export interface ControlPlaneOptions {
   readonly auditDrainIntervalMs?: number;
   /** How often the redelivery sweep runs (default 5 s; see CommandService.redispatchDue). */
   readonly redeliverySweepIntervalMs?: number;
+  /** How often the policy revision is checked for a change that gateways must hear of (default 5 s; PolicyBundlePublisher.checkRevision). */
+  readonly policyRevisionCheckIntervalMs?: number;
   /** A waiting command is re-dispatched at most once per this interval (default 30 s). */
   readonly redispatchIntervalMs?: number;
   /** How often every enrolled device's kv key is re-published, healing a wiped key/value store (default 60 s; also at start). */
@@ -197,6 +200,11 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   });
   const policy = new PolicyStore(context);
   if (options.policy !== undefined && await policy.seed(options.policy)) logger.info('policy stored as revision 1 (none was stored)');
+  // Each device's signed policy bundle, asked for by gateways (docs/policy.md, "The device's policy bundle").
+  const policyBundles = new PolicyBundlePublisher({
+    context, currentPolicy: () => policy.current(), signer: materials.commandSigner,
+    deviceTags: sqlDeviceTags(db), approverKeys: sqlApproverKeys(db, () => clock.nowMs()),
+  });
   // Before the commands: a policy posture condition reads the compliance state through it (the DeviceComplianceReader port).
   const compliance = new ComplianceService({ context, rules: options.complianceRules ?? {} });
   const commands = new CommandService({
@@ -289,6 +297,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       logger.info({ published, certificates, revoked }, 'enrolled devices, their certificates and revoked serials published');
       await devices.republishCrl(); // signs (and writes) a CRL from SQL now, not at the first request
       await live.start();
+      await policyBundles.start();
       await eventsConsumer.claimIdle(claimIdleMs);
       await telemetryConsumer.claimIdle(claimIdleMs);
       const blockMs = options.consumerBlockMs ?? 1_000;
@@ -307,6 +316,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         every(name, intervalMs, pass);
       }
       every('compliance sweep', options.complianceSweepIntervalMs ?? 60_000, () => compliance.reevaluateDue());
+      every('policy bundle revision check', options.policyRevisionCheckIntervalMs ?? 5_000, () => policyBundles.checkRevision());
       every('alert rules sample', events.alertMonitor.rules.sampleIntervalMs, () => events.alertMonitor.sample());
     },
     async stop() {
@@ -315,6 +325,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       timers.clear();
       await Promise.all([eventsConsumer.stop(), telemetryConsumer.stop()]);
       await live.stop();
+      await policyBundles.stop();
       if (server !== undefined) {
         const s = server;
         server = undefined;

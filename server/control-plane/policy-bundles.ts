@@ -1,7 +1,10 @@
 import { SdcError } from '../../core/errors/index.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { isDeviceId } from '../../core/protocol/device-id.js';
-import { cutPolicyBundle, policyBundleLimits, signPolicyBundle } from '../../core/protocol/policy-bundle.js';
+import { CommandTtlMsMax } from '../../core/protocol/messages/command.js';
+import { cutPolicyBundle, policyBundleLimits, signPolicyBundle, type ApproverKeyEntry } from '../../core/protocol/policy-bundle.js';
+import { policyRoles, type PolicyRole } from '../../core/protocol/policy.js';
+import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
 import type { ServiceContext } from './context.js';
 import type { PolicyRevision } from './policy-store.js';
@@ -19,7 +22,38 @@ export interface PolicyBundlePublisherOptions {
   readonly signer: PolicyBundleSignerKey;
   /** The device's tags for tag selectors; default none (the control plane's own check still sees them). */
   readonly deviceTags?: (deviceId: string) => Promise<readonly string[]>;
+  /**
+   * The signing keys of approvers with one of `roles`, for the approvals commands carry
+   * (sqlApproverKeys); default none: a command that needs approvals is then refused on the device.
+   */
+  readonly approverKeys?: (roles: readonly PolicyRole[]) => Promise<readonly ApproverKeyEntry[]>;
   readonly validityMs?: number;
+}
+
+/** The device's tags from SQL (device_tags, migration 011), at most the 256 the bundle schema takes. */
+export function sqlDeviceTags(db: SqlExecutor): (deviceId: string) => Promise<readonly string[]> {
+  return async (deviceId) => (await db.query<{ tag: string }>('SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag LIMIT 256', [deviceId])).map((row) => row.tag);
+}
+
+/** The bundle's approvers list is bounded by its schema (256 entries). */
+const approverKeysMax = 256;
+const approverNamePattern = /^[A-Za-z0-9_.@-]{1,128}$/;
+
+/**
+ * Approver keys from SQL (user_signing_keys, migration 012, joined with users for the role):
+ * current keys, and keys retired within the longest command lifetime, because a command approved
+ * with a key retired since may still arrive; at most 256, by kid.
+ */
+export function sqlApproverKeys(db: SqlExecutor, nowMs: () => number): (roles: readonly PolicyRole[]) => Promise<readonly ApproverKeyEntry[]> {
+  return async (roles) => {
+    if (roles.length === 0) return [];
+    const rows = await db.query<{ kid: string; user_name: string; public_key: string; role: string }>(
+      'SELECT k.kid, k.user_name, k.public_key, u.role FROM user_signing_keys k JOIN users u ON u.name = k.user_name '
+        + `WHERE (k.retired_at IS NULL OR k.retired_at > ?) AND u.role IN (${roles.map(() => '?').join(', ')}) ORDER BY k.kid LIMIT ${approverKeysMax}`,
+      [nowMs() - CommandTtlMsMax, ...roles]);
+    return rows.flatMap((row) => (policyRoles as readonly string[]).includes(row.role) && approverNamePattern.test(row.user_name)
+      ? [{ approver: row.user_name, role: row.role as PolicyRole, kid: row.kid, public_key: row.public_key }] : []);
+  };
 }
 
 export const policyBundlePublisherLimits = Object.freeze({
@@ -73,7 +107,8 @@ export class PolicyBundlePublisher {
       return;
     }
     this.#pending.add(deviceId);
-    this.#draining ??= this.#drain().finally(() => { this.#draining = undefined; });
+    // Started on a later tick, so a burst of requests for one device is signed once.
+    this.#draining ??= Promise.resolve().then(() => this.#drain()).finally(() => { this.#draining = undefined; });
   }
 
   /** Resolves when every queued request has been signed (tests). */
@@ -112,7 +147,9 @@ export class PolicyBundlePublisher {
     const tags = this.#o.deviceTags === undefined ? [] : await this.#o.deviceTags(deviceId);
     const issuedAtMs = context.clock.nowMs();
     const validityMs = this.#o.validityMs ?? policyBundleLimits.validityMsDefault;
-    const bundle = cutPolicyBundle({ policy: current.policy, version: current.revision, device: { id: deviceId, tags }, issuedAtMs, validityMs });
+    const approvalRoles = [...new Set(current.policy.rules.flatMap((rule) => rule.conditions?.approval?.roles ?? []))].sort();
+    const approvers = this.#o.approverKeys === undefined ? [] : await this.#o.approverKeys(approvalRoles);
+    const bundle = cutPolicyBundle({ policy: current.policy, version: current.revision, device: { id: deviceId, tags }, issuedAtMs, validityMs, approvers });
     const signed = signPolicyBundle({ bundle, kid: signer.kid, seed: signer.seed, provider: context.ed25519 });
     await context.kv.set(policyBundleKeys.bundle(deviceId), canonicalize(signed), { ttlMs: validityMs });
     await context.kv.publish(policyBundleChannels.ready, deviceId);

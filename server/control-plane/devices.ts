@@ -26,6 +26,7 @@ import { SqlRevocationStore } from './stores/sql-revocation-store.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { TrustPublisher, type TrustPublishCounts } from './trust-publisher.js';
 import { DeviceKeyCache, type DeviceKeyRecord } from './device-key-cache.js';
+import { deviceTagLimits, deviceTagPattern, isDeviceTag } from '../../core/protocol/device-tags.js';
 
 export interface DeviceView {
   readonly id: string;
@@ -39,12 +40,16 @@ export interface DeviceView {
   readonly last_command_seq: number | null;
   /** The device clock minus the gateway's, measured at its last AUTH (docs/protocol.md, Clocks); null before one. */
   readonly clock_offset_ms: number | null;
+  /** Its tags, sorted; `group:NAME` tags are its groups (docs/policy.md, "Tags and groups"). */
+  readonly tags: readonly string[];
+  /** The agent version reported at its last AUTH; null before one. */
+  readonly agent_version: string | null;
 }
 
 interface DeviceRow {
   id: string; status: string; created_at: number; last_seen_at: number | null; cert_serial: string | null;
   cert_not_after: number | null; public_key: string | null; last_command_seq: number | null; gateway_id: string | null;
-  clock_offset_ms: number | null;
+  clock_offset_ms: number | null; agent_version?: string | null;
 }
 
 export interface EnrollmentAnswer {
@@ -150,21 +155,71 @@ export class DeviceService {
     this.#enrollment = new EnrollmentService({ tokens: this.#tokens, issuer, validityMs: options.certificateValidityMs });
   }
 
-  async list(query: { limit?: number; cursor?: string }): Promise<{ items: DeviceView[]; next_cursor: string | null }> {
+  /** A page of devices by id; with `tag`, only the devices carrying it (an index lookup in device_tags). */
+  async list(query: { limit?: number; cursor?: string; tag?: string }): Promise<{ items: DeviceView[]; next_cursor: string | null }> {
     const limit = pageLimit(query.limit);
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)[1];
+    const where: string[] = [];
+    const params: Array<string | number> = [];
+    if (query.tag !== undefined) {
+      where.push('id IN (SELECT device_id FROM device_tags WHERE tag = ?)');
+      params.push(query.tag);
+    }
+    if (after !== undefined) {
+      where.push('id > ?');
+      params.push(after);
+    }
     const rows = await this.#ctx.db.query<DeviceRow>(
-      `SELECT * FROM devices ${after === undefined ? '' : 'WHERE id > ?'} ORDER BY id ASC LIMIT ?`,
-      after === undefined ? [limit + 1] : [after, limit + 1],
+      `SELECT * FROM devices ${where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`} ORDER BY id ASC LIMIT ?`, [...params, limit + 1],
     );
     const page = rows.slice(0, limit);
     const last = page.at(-1);
-    const items = await Promise.all(page.map((row) => this.#view(row)));
+    const tags = await this.#tagsOfMany(page.map((row) => row.id));
+    const items = await Promise.all(page.map((row) => this.#view(row, tags.get(row.id) ?? [])));
     return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(['0', last.id]) : null };
   }
 
   async get(deviceId: string): Promise<DeviceView> {
-    return this.#view(await this.#row(deviceId));
+    const row = await this.#row(deviceId);
+    return this.#view(row, (await this.#tagsOfMany([deviceId])).get(deviceId) ?? []);
+  }
+
+  /**
+   * Replaces the device's tags (PUT semantics: the list is the whole new set), with a
+   * `device.tags_set` audit entry naming the tags before and after, in one transaction. The
+   * route's schema bounds the count and checks each tag's charset; checked again here because
+   * the simulator and tests call the service directly.
+   */
+  async setTags(options: { actor: string; deviceId: string; tags: readonly string[] }): Promise<{ device_id: string; tags: string[] }> {
+    const { deviceId } = options;
+    const tags = [...new Set(options.tags)].sort();
+    if (tags.length > deviceTagLimits.tagsPerDeviceMax || !tags.every(isDeviceTag)) {
+      throw new SdcError('API_VALIDATION', `tags: at most ${deviceTagLimits.tagsPerDeviceMax}, each matching ${deviceTagPattern}`, { path: 'body/tags' });
+    }
+    await this.#row(deviceId);
+    await this.#ctx.db.transaction(async (tx) => {
+      const before = (await tx.query<{ tag: string }>('SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag', [deviceId])).map((row) => row.tag);
+      await tx.execute('DELETE FROM device_tags WHERE device_id = ?', [deviceId]);
+      for (const tag of tags) await tx.execute('INSERT INTO device_tags (device_id, tag) VALUES (?, ?)', [deviceId, tag]);
+      await this.#ctx.audit.record(tx, {
+        kind: 'device.tags_set', actor: actors.user(options.actor), subject: `device:${deviceId}`, payload: { tags, previous: before },
+      });
+    });
+    await this.#ctx.settleAudit();
+    return { device_id: deviceId, tags };
+  }
+
+  /** Tags per device for a page of ids (one query per pendingLookupIdsMax ids). */
+  async #tagsOfMany(deviceIds: readonly string[]): Promise<Map<string, string[]>> {
+    const byDevice = new Map<string, string[]>();
+    for (let start = 0; start < deviceIds.length; start += pendingLookupIdsMax) {
+      const chunk = deviceIds.slice(start, start + pendingLookupIdsMax);
+      const rows = await this.#ctx.db.query<{ device_id: string; tag: string }>(
+        `SELECT device_id, tag FROM device_tags WHERE device_id IN (${chunk.map(() => '?').join(', ')}) ORDER BY device_id, tag`, chunk,
+      );
+      for (const row of rows) byDevice.set(row.device_id, [...(byDevice.get(row.device_id) ?? []), row.tag]);
+    }
+    return byDevice;
   }
 
   async #row(deviceId: string): Promise<DeviceRow> {
@@ -174,7 +229,7 @@ export class DeviceService {
   }
 
   /** Online means the gateway's presence key exists now (it expires without heartbeats). */
-  async #view(row: DeviceRow): Promise<DeviceView> {
+  async #view(row: DeviceRow, tags: readonly string[]): Promise<DeviceView> {
     const online = (await this.#ctx.kv.get(kvKeys.presence(row.id))) !== null;
     return {
       id: row.id, status: row.status, created_at_ms: Number(row.created_at), online,
@@ -182,6 +237,7 @@ export class DeviceService {
       cert_serial: row.cert_serial, cert_not_after_ms: row.cert_not_after === null ? null : Number(row.cert_not_after),
       last_command_seq: row.last_command_seq === null ? null : Number(row.last_command_seq),
       clock_offset_ms: row.clock_offset_ms === null ? null : Number(row.clock_offset_ms),
+      tags: [...tags], agent_version: row.agent_version ?? null,
     };
   }
 
@@ -479,16 +535,17 @@ export class DeviceService {
    * record: after a reconnect, the old gateway's late "offline" must not hide the new session.
    * Returns false for an unknown device.
    */
-  async recordPresence(options: { deviceId: string; gatewayId: string; online: boolean; atMs: number; lastCommandSeq?: number; clockOffsetMs?: number }): Promise<boolean> {
+  async recordPresence(options: { deviceId: string; gatewayId: string; online: boolean; atMs: number; lastCommandSeq?: number; clockOffsetMs?: number; agentVersion?: string }): Promise<boolean> {
     const { deviceId, gatewayId, online, atMs } = options;
     const updated = await this.#ctx.db.execute(
       `UPDATE devices SET
          last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN ? ELSE last_seen_at END,
          gateway_id = CASE WHEN ? = 1 THEN ? WHEN gateway_id = ? THEN NULL ELSE gateway_id END,
          last_command_seq = COALESCE(?, last_command_seq),
-         clock_offset_ms = COALESCE(?, clock_offset_ms)
+         clock_offset_ms = COALESCE(?, clock_offset_ms),
+         agent_version = COALESCE(?, agent_version)
        WHERE id = ?`,
-      [atMs, atMs, online ? 1 : 0, gatewayId, gatewayId, options.lastCommandSeq ?? null, options.clockOffsetMs ?? null, deviceId],
+      [atMs, atMs, online ? 1 : 0, gatewayId, gatewayId, options.lastCommandSeq ?? null, options.clockOffsetMs ?? null, options.agentVersion ?? null, deviceId],
     );
     return updated.changes === 1;
   }

@@ -80,7 +80,7 @@ export class EventHandlers {
   async #presence(data: BusEntryData<'presence'>): Promise<void> {
     const known = await this.#devices.recordPresence({
       deviceId: data.device_id, gatewayId: data.gateway_id, online: data.online, atMs: data.at_ms, lastCommandSeq: data.last_command_seq,
-      clockOffsetMs: data.clock_offset_ms,
+      clockOffsetMs: data.clock_offset_ms, agentVersion: data.agent_version,
     });
     if (!known) throw new SdcError('API_DEVICE_NOT_FOUND', `presence for unknown device ${data.device_id}`);
     this.#ctx.publishLive({ type: 'presence', device_id: data.device_id, online: data.online, gateway_id: data.gateway_id, at_ms: data.at_ms });

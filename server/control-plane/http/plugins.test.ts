@@ -42,6 +42,7 @@ const documentedRoutes = [
   'POST /v1/devices/{id}/pairing-tokens admin',
   'POST /v1/devices/{id}/renew public',
   'POST /v1/devices/{id}/revoke admin',
+  'PUT /v1/devices/{id}/tags operator',
   'GET /v1/devices/{id}/telemetry viewer',
   'GET /v1/devices/{id}/compliance viewer',
   'POST /v1/enroll public',

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { deviceTagLimits, deviceTagPattern } from '../../../core/protocol/device-tags.js';
 import { policyLimits } from '../../../core/protocol/policy.js';
-import { CreateCommandBody } from './schemas.js';
+import { CreateCommandBody, PageQuery } from './schemas.js';
 
 /** Request schemas of issue 12's policy facts: a command's stated reason and device tags. */
 const strict = { additionalProperties: false } as const;
@@ -23,3 +23,7 @@ export const DeviceTagsView = Type.Object({ device_id: Type.String(), tags: Type
 
 /** POST /v1/commands: the command, and optionally the reason it is sent. */
 export const CreateCommandWithReasonBody = Type.Object({ ...CreateCommandBody.properties, reason: Type.Optional(CommandReason) }, strict);
+
+/** GET /v1/devices: a page, optionally only the devices with one tag. */
+export const DeviceListQuery = Type.Object({ ...PageQuery.properties, tag: Type.Optional(DeviceTag) }, strict);
+export type DeviceListQuery = Static<typeof DeviceListQuery>;

@@ -7,7 +7,8 @@ import type { RoutesPlugin } from '../plugin.js';
 import type { AuthRateLimiter } from '../rate-limit.js';
 import { SdcError } from '../../../../core/errors/index.js';
 import { deviceIdsFromPrefix } from '../../../../trust/pairing-tokens.js';
-import { DeviceParams, EnrollBody, PageQuery, PairingTokenBatchBody, PairingTokenBody, RenewBody, RevokeBody } from '../schemas.js';
+import { DeviceParams, EnrollBody, PairingTokenBatchBody, PairingTokenBody, RenewBody, RevokeBody } from '../schemas.js';
+import { DeviceListQuery, DeviceTagsBody, DeviceTagsView } from '../policy-schemas.js';
 
 /**
  * The TLS client certificate of the connection, if any. The HTTPS listener requests one but does
@@ -39,8 +40,13 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
   const { devices } = services;
 
   app.get('/v1/devices', {
-    schema: { querystring: PageQuery }, config: { auth: 'viewer', summary: 'List devices' },
+    schema: { querystring: DeviceListQuery }, config: { auth: 'viewer', summary: 'List devices (tag: only those with the tag)' },
   }, async (request) => devices.list(request.query));
+
+  app.put('/v1/devices/:id/tags', {
+    schema: { params: DeviceParams, body: DeviceTagsBody, response: { 200: DeviceTagsView } },
+    config: { auth: 'operator', summary: 'Replace the device\'s tags (group:NAME tags are its groups); audited' },
+  }, async (request) => devices.setTags({ actor: principalOf(request).name, deviceId: request.params.id, tags: request.body.tags }));
 
   app.get('/v1/devices/:id', {
     schema: { params: DeviceParams }, config: { auth: 'viewer', summary: 'One device, with presence and certificate' },

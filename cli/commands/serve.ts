@@ -6,6 +6,7 @@ import { redisPasswordFileHelp, redisPasswordFileOptions, redisUrlOption } from 
 import { pairingTokensMaxDefault } from '../../trust/pairing-tokens.js';
 import type { Policy } from '../../core/protocol/policy.js';
 import type { AlertRules } from '../../server/control-plane/alert-rules.js';
+import type { ComplianceRules } from '../../core/protocol/compliance.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 /** The scrape token from the environment, when no --metrics-token-file names one. */
@@ -122,8 +123,26 @@ async function alertRulesOption(args: ParsedCommandArgs): Promise<AlertRules | u
   }
 }
 
-/** --pairing-tokens-max, --policy and --alerts; the files are parsed here, so a bad one is refused (with the field's path) before anything starts. */
-async function controlPlaneTuning(args: ParsedCommandArgs): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules } }> {
+/** --compliance F: the compliance rules (docs/compliance.md), checked before anything starts; a bad field is named. */
+async function complianceRulesOption(args: ParsedCommandArgs): Promise<ComplianceRules | undefined> {
+  const file = args.values.compliance as string | undefined;
+  if (file === undefined) return undefined;
+  const [{ readFile }, { parseComplianceRules }, { parseStrictJson }] = await Promise.all([
+    import('node:fs/promises'), import('../../core/protocol/compliance.js'), import('../../core/protocol/strict-json.js'),
+  ]);
+  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+    throw new SdcError('CLI_INPUT', `--compliance ${file} cannot be read`, { path: file }, { cause: error });
+  });
+  try {
+    return parseComplianceRules(parseStrictJson(text, { frameBytesMax: 1024 * 1024 }));
+  } catch (error) {
+    if (SdcError.is(error)) throw new SdcError(error.code, `--compliance ${file}: ${error.message}`, error.details, { cause: error });
+    throw error;
+  }
+}
+
+/** --pairing-tokens-max, --policy, --alerts and --compliance; the files are parsed here, so a bad one is refused (with the field's path) before anything starts. */
+async function controlPlaneTuning(args: ParsedCommandArgs): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules; complianceRules?: ComplianceRules } }> {
   const file = args.values.policy as string | undefined;
   let policy: Policy | undefined;
   if (file !== undefined) {
@@ -139,8 +158,10 @@ async function controlPlaneTuning(args: ParsedCommandArgs): Promise<{ controlPla
     }
   }
   const alertRules = await alertRulesOption(args);
+  const complianceRules = await complianceRulesOption(args);
   const tuning = {
     ...(alertRules === undefined ? {} : { alertRules }),
+    ...(complianceRules === undefined ? {} : { complianceRules }),
     ...(args.values['pairing-tokens-max'] === undefined ? {} : { pairingTokensMax: integerOption(args, 'pairing-tokens-max', pairingTokensMaxDefault, 1, pairingTokensMaxCeiling) }),
     ...(policy === undefined ? {} : { policy }),
   };
@@ -217,7 +238,7 @@ function advertisedUrls(urls: string[]): string[] {
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run the control plane (HTTPS API) and a gateway (WSS, mutual TLS) on the data directory',
-  usage: '[--dir D] [--api-port P] [--gateway-port G] [--redis URL] [--mysql URL] [--policy F] [--alerts F]',
+  usage: '[--dir D] [--api-port P] [--gateway-port G] [--redis URL] [--mysql URL] [--policy F] [--alerts F] [--compliance F]',
   optionHelp: [
     ['--api-port P', 'Control plane HTTPS port (default 8080; 0 picks a free one)'],
     ['--advertise-gateway URL', 'Gateway URL given to devices at enrollment (repeatable; default: this gateway\'s address)'],
@@ -227,12 +248,13 @@ export const serveCommand: Command = {
     ['--gateway-id ID', 'This process\'s gateway id (default gw-1); unique per gateway process'],
     ['--policy F', 'Policy document (docs/policy.md) stored as the first revision when the database holds none; afterwards GET/PUT /v1/policy and sdc policy rule'],
     ['--alerts F', 'Alert rules (docs/api.md "Alert rules": offline, risk score, update failures, tamper, backpressure); default thresholds without it'],
+    ['--compliance F', 'Compliance rules (docs/compliance.md: versions, expected hashes, kernel attestation); without it only certificate expiry and failed kernel checks are judged'],
     ['--pairing-tokens-max N', `Outstanding (unused, unexpired) pairing tokens at most (default ${pairingTokensMaxDefault.toLocaleString('en-US')}; up to 1,000,000)`],
     ...commonHelp,
   ],
   options: {
     ...commonOptions, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true },
-    'pairing-tokens-max': { type: 'string' }, policy: { type: 'string' }, alerts: { type: 'string' },
+    'pairing-tokens-max': { type: 'string' }, policy: { type: 'string' }, alerts: { type: 'string' }, compliance: { type: 'string' },
   },
   run: (args, io) => serve(args, io, true),
 };

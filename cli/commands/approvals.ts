@@ -22,9 +22,9 @@ import { durationOption, durationOptions, type DurationOptionSpec } from '../dur
  */
 
 const provider = createNodeEd25519Provider();
-const approvalValidity: DurationOptionSpec = { name: 'valid-for', fallbackMs: 0, minMs: 1_000, maxMs: 7 * 86_400_000 };
+const approvalValidity: DurationOptionSpec = { name: 'valid-for', fallbackMs: 0, minMs: 0, maxMs: 7 * 86_400_000 };
 
-interface PendingCommandView {
+export interface PendingCommandView {
   id: string; device_id: string; opcode: string; args: Record<string, unknown>; state: string; expires_at_ms: number; created_by: string;
   approval?: { rule_id: string; count: number; roles: string[]; subject: ApprovalSubject; command_sha256: string };
   decisions?: Array<{ approver: string; decision: string }>;
@@ -59,7 +59,7 @@ export async function loadOrCreateSigningKey(env: CliIo['env'], userName: string
 }
 
 /** The pending command, checked: the subject the server shows is this command, and its hash is the one it asks to sign. */
-function checkedSubject(command: PendingCommandView): { subject: ApprovalSubject; sha256: string } {
+export function checkedSubject(command: PendingCommandView): { subject: ApprovalSubject; sha256: string } {
   const approval = command.approval;
   if (command.state !== 'pending_approval' || approval === undefined) {
     throw new SdcError('APPROVAL_NOT_PENDING', `command ${command.id} is ${command.state}, not waiting for approvals`);

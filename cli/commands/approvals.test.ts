@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { SdcError } from '../../core/errors/index.js';
+import { nobleSha256 } from '../../core/crypto/sha256-noble.js';
+import { approvalSubjectHash, type ApprovalSubject } from '../../core/protocol/approvals.js';
+import { checkedSubject, loadOrCreateSigningKey, signingKeyPath, type PendingCommandView } from './approvals.js';
+
+/**
+ * The approver's side in the CLI: the approval key is created once, owner-only, and reused; the
+ * CLI refuses to sign when the subject the server shows is not the command it shows, or when the
+ * server's hash is not the subject's. (The routes and the flow: server/control-plane/approvals.test.ts.)
+ */
+
+test('the approval key is created 0600 in a 0700 directory beside the login, then reused', async () => {
+  const home = await mkdtemp(join(tmpdir(), 'sdc-approval-key-'));
+  try {
+    const env = { XDG_CONFIG_HOME: home };
+    const first = await loadOrCreateSigningKey(env, 'ap1');
+    assert.equal(first.created, true);
+    assert.equal(first.path, signingKeyPath(env, 'ap1'));
+    assert.equal((await stat(first.path)).mode & 0o777, 0o600);
+    assert.equal((await stat(join(home, 'sdc'))).mode & 0o777, 0o700);
+    const again = await loadOrCreateSigningKey(env, 'ap1');
+    assert.equal(again.created, false);
+    assert.deepEqual(again.seed, first.seed);
+    assert.notDeepEqual((await loadOrCreateSigningKey(env, 'ap2')).seed, first.seed, 'one key per user name');
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+});
+
+test('nothing is signed when the shown subject or its hash does not match the command', () => {
+  const subject: ApprovalSubject = { id: 'c_1', device_id: 'dev-1', opcode: 'EXEC_LOCK_SCREEN', args: {}, expires_at: 5_000, issuer: 'cp', requested_by: 'req' };
+  const command: PendingCommandView = {
+    id: 'c_1', device_id: 'dev-1', opcode: 'EXEC_LOCK_SCREEN', args: {}, state: 'pending_approval', expires_at_ms: 5_000, created_by: 'req',
+    approval: { rule_id: 'r', count: 2, roles: ['approver'], subject, command_sha256: approvalSubjectHash(subject, nobleSha256) },
+  };
+  assert.equal(checkedSubject(command).sha256, command.approval!.command_sha256);
+  const refused = (view: PendingCommandView, code: string) => assert.throws(() => checkedSubject(view), (e) => SdcError.is(e) && e.code === code);
+  refused({ ...command, args: { x: 1 } }, 'APPROVAL_STATEMENT_MISMATCH');
+  refused({ ...command, created_by: 'ap1' }, 'APPROVAL_STATEMENT_MISMATCH');
+  refused({ ...command, approval: { ...command.approval!, command_sha256: '0'.repeat(64) } }, 'APPROVAL_STATEMENT_MISMATCH');
+  refused({ ...command, state: 'queued' }, 'APPROVAL_NOT_PENDING');
+});

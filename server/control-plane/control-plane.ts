@@ -129,6 +129,8 @@ export interface ControlPlaneOptions {
   readonly complianceSweepIntervalMs?: number;
   /** Cheaper scrypt for tests only. */
   readonly scryptParams?: { N: number; r: number; p: number };
+  /** The OTA image repository's artifact size limit (default releaseLimits.artifactBytesMax, 256 MiB). */
+  readonly otaArtifactBytesMax?: number;
 }
 
 export interface ControlPlane extends ControlPlaneServices {
@@ -234,7 +236,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     metrics, ...(options.metricsScrapeToken === undefined ? {} : { metricsScrapeToken: options.metricsScrapeToken }),
   });
   // The OTA image repository, when `sdc ota init` created one in the data directory; its routes answer either way.
-  const ota = await attachOta({ context, app, dataDir: materials.dataDir, raiseAlert: (alert) => events.raiseAlert(alert) });
+  const ota = await attachOta({
+    context, app, dataDir: materials.dataDir, raiseAlert: (alert) => events.raiseAlert(alert),
+    ...(options.otaArtifactBytesMax === undefined ? {} : { artifactBytesMax: options.otaArtifactBytesMax }),
+  });
 
   const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
   const claimIdleMs = options.claimIdleMs ?? 30_000;

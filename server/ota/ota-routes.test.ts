@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { parseMetadata } from '../../core/tuf/metadata.js';
-import { makeHarness, storePairs, type Harness } from '../control-plane/test-support.js';
+import { storePairs, type Harness } from '../control-plane/test-support.js';
 import type { RepositoryKeys } from './repository-init.js';
-import { withOta } from './test-support.js';
+import { makeOtaHarness } from './test-support.js';
 
 /**
  * The release routes end to end through the HTTP app: roles, the release states, every refusal
@@ -28,8 +28,9 @@ for (const { sql } of storePairs().pairs) {
     let viewer: string;
 
     before(async () => {
-      h = await makeHarness(sql);
-      ({ keys } = await withOta(h, { artifactBytesMax: 4096 }));
+      const harness = await makeOtaHarness(sql, { artifactBytesMax: 4096 });
+      h = harness;
+      keys = harness.keys!;
       const nowMs = h.clock.nowMs();
       await h.cp.auth.users.add({ name: 'olga', role: 'operator', password: 'operator password', nowMs });
       await h.cp.auth.users.add({ name: 'vic', role: 'viewer', password: 'viewer password', nowMs });
@@ -148,3 +149,18 @@ for (const { sql } of storePairs().pairs) {
     });
   });
 }
+
+describe('a control plane without an image repository', () => {
+  it('starts as before and answers the OTA routes with OTA_REPOSITORY_NOT_INITIALISED', async () => {
+    const { makeHarness, sqlJsTarget } = await import('../control-plane/test-support.js');
+    const h = await makeHarness(sqlJsTarget);
+    try {
+      assert.equal(h.cp.ota, undefined);
+      const response = await h.cp.app.inject({ method: 'GET', url: '/v1/tuf/metadata/timestamp.json' });
+      assert.equal(response.statusCode, 503);
+      assert.equal(response.json().error.code, 'OTA_REPOSITORY_NOT_INITIALISED');
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -1,27 +1,55 @@
-import type { Harness } from '../control-plane/test-support.js';
-import { MemoryArtifactStore } from './artifact-store.js';
-import type { RepositoryAlarm } from './image-repository.js';
-import { openOtaServices, type OtaServices } from './ota-service.js';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemRandom, systemScheduler } from '../../runtime/system.js';
+import { createControlPlane } from '../control-plane/control-plane.js';
+import { ManualClock, type Harness, type SqlTarget } from '../control-plane/test-support.js';
+import { initDeployment } from '../materials/materials.js';
+import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
+import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.js';
+import type { OtaServices } from './ota-service.js';
 import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from './repository-init.js';
-import { otaRoutes } from './routes.js';
 
 /**
- * A harness's control plane with an image repository: keys generated in memory (the offline ones
- * stay with the test, as release signers keep theirs), the files `sdc ota init` writes in the
- * data directory, the routes registered before the app is first made ready, and the first
- * snapshot and timestamp signed.
+ * A control plane with an image repository, as `sdc ota init` then `sdc serve` make one: the
+ * repository files are written into the data directory before the control plane is created
+ * (`createRepository`, by default keys generated here, the offline ones kept for the test as
+ * release signers keep theirs), so the control plane opens and serves it itself and signs the
+ * first snapshot and timestamp. Like makeHarness otherwise (a ManualClock, embedded bus and kv).
  */
-export async function withOta(harness: Harness, options: { artifactBytesMax?: number } = {}): Promise<{ ota: OtaServices; keys: RepositoryKeys; alarms: RepositoryAlarm[] }> {
-  const keys = generateRepositoryKeys();
-  await writeRepositoryFiles(harness.dir, keys, initialMetadata(keys, harness.clock.nowMs()));
-  const alarms: RepositoryAlarm[] = [];
-  const ota = await openOtaServices({
-    context: harness.cp.context, dataDir: harness.dir, artifacts: new MemoryArtifactStore(),
-    ...(options.artifactBytesMax === undefined ? {} : { artifactBytesMax: options.artifactBytesMax }),
-    raiseAlert: async (alarm) => { alarms.push(alarm); },
+export async function makeOtaHarness(target: SqlTarget, options: {
+  createRepository?: (dataDir: string, nowMs: number) => Promise<void>; artifactBytesMax?: number;
+} = {}): Promise<Harness & { ota: OtaServices; keys: RepositoryKeys | undefined }> {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-ota-'));
+  const clock = new ManualClock();
+  const materials = await initDeployment({ dataDir: dir, clock, random: systemRandom });
+  let keys: RepositoryKeys | undefined;
+  if (options.createRepository === undefined) {
+    keys = generateRepositoryKeys();
+    await writeRepositoryFiles(dir, keys, initialMetadata(keys, clock.nowMs()));
+  } else {
+    await options.createRepository(dir, clock.nowMs());
+  }
+  const db = await target.open(dir);
+  const bus = new MemoryStreamBus({ clock, scheduler: systemScheduler });
+  const kv = createEmbeddedKeyValueStore({ keyPrefix: `ota-test-${randomBytes(4).toString('hex')}:` });
+  const cp = await createControlPlane({
+    materials, stores: { sql: db, bus, kv }, clock, random: systemRandom, scheduler: systemScheduler,
+    gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 }, claimIdleMs: 1_000,
+    ...(options.artifactBytesMax === undefined ? {} : { otaArtifactBytesMax: options.artifactBytesMax }),
   });
-  if (ota === undefined) throw new Error('the repository files were just written');
-  harness.cp.app.register(otaRoutes, { ota: () => ota });
-  await ota.repository.resignDue();
-  return { ota, keys, alarms };
+  if (cp.ota === undefined) throw new Error('the control plane did not open the repository written into its data directory');
+  // What start() does first: the first snapshot and timestamp (start itself would begin the consumers and sweeps).
+  await cp.ota.repository.resignDue();
+  return {
+    dir, clock, materials, db, bus, cp, ota: cp.ota, keys,
+    async close() {
+      await cp.stop();
+      await bus.close();
+      await kv.close();
+      await db.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }

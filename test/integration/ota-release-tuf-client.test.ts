@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { main } from '../../cli/main.js';
 import type { CliIo } from '../../cli/command.js';
-import { makeHarness, sqlJsTarget, type Harness } from '../../server/control-plane/test-support.js';
-import { attachOta } from '../../server/ota/control-plane-ota.js';
+import { sqlJsTarget, type Harness } from '../../server/control-plane/test-support.js';
+import { makeOtaHarness } from '../../server/ota/test-support.js';
 import type { OtaServices } from '../../server/ota/ota-service.js';
 
 /**
@@ -46,16 +46,19 @@ describe('signed release, published by the control plane, verified by the TUF cl
   const artifact = new Uint8Array(Buffer.from('sdc agent 2.4.0\n'.repeat(4096)));
 
   before(async () => {
-    h = await makeHarness(sqlJsTarget);
     work = await mkdtemp(join(tmpdir(), 'sdc-ota-e2e-'));
     const passphraseFile = join(work, 'passphrase');
     await writeFile(passphraseFile, `${passphrase}\n`, { mode: 0o600 });
     run = cli({ XDG_CONFIG_HOME: join(work, 'config') }, `${password}\n`);
-    const init = await run('ota', 'init', '--dir', h.dir, '--keys-out', join(work, 'keys'), '--passphrase-file', passphraseFile);
-    assert.equal(init.code, 0, init.err);
-    const attached = await attachOta({ context: h.cp.context, app: h.cp.app, dataDir: h.dir, raiseAlert: (alert) => h.cp.events.raiseAlert(alert) });
-    ota = attached.services!;
-    for (const [, , pass] of attached.sweeps) await pass();
+    // sdc ota init into the data directory before the control plane starts, as an operator does before sdc serve.
+    const harness = await makeOtaHarness(sqlJsTarget, {
+      createRepository: async (dataDir) => {
+        const init = await run('ota', 'init', '--dir', dataDir, '--keys-out', join(work, 'keys'), '--passphrase-file', passphraseFile);
+        assert.equal(init.code, 0, init.err);
+      },
+    });
+    h = harness;
+    ota = harness.ota;
     await h.cp.auth.users.add({ name: 'olga', role: 'operator', password, nowMs: h.clock.nowMs() });
     const { url } = await h.cp.listen({ host: '127.0.0.1', port: 0, tls: true });
     await writeFile(join(work, 'root-ca.pem'), h.materials.rootCaPem);

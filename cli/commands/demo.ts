@@ -4,6 +4,8 @@ import { parseStoreUrl } from '../../server/stores/store-url.js';
 import type { DemoLiveAccess, DemoSummary } from '../demo/run-demo.js';
 import { integerOption, type CliIo, type Command } from '../command.js';
 import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
+import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
+import { redisPasswordFileHelp, redisPasswordFileOptions, redisUrlOption } from '../redis-password.js';
 
 const demoTimeout: DurationOptionSpec = { name: 'timeout', fallbackMs: 300_000, minMs: 5_000, maxMs: 86_400_000, legacy: { name: 'timeout-s', unitMs: 1_000 } };
 
@@ -64,6 +66,8 @@ export const demoCommand: Command = {
     ['--dir D', 'Keep the data directory in D (default: a temporary directory, removed afterwards)'],
     ['--redis URL', 'Use Redis for the bus and key/value store (default: embedded)'],
     ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
+    redisPasswordFileHelp,
+    mysqlPasswordFileHelp,
     ['--kernel K', 'Agents\' kernel backend: mock (default), native (the C library; npm run kernel:build) or auto'],
     ['--telemetry-interval-ms N', 'Telemetry period per agent (default 2000)'],
     ['--timeout D', 'Give up after D, like 5m (default 5m)'],
@@ -73,13 +77,16 @@ export const demoCommand: Command = {
   ],
   options: {
     agents: { type: 'string' }, json: { type: 'boolean' }, dir: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' },
+    ...redisPasswordFileOptions, ...mysqlPasswordFileOptions,
     kernel: { type: 'string' }, 'telemetry-interval-ms': { type: 'string' }, ...durationOptions(demoTimeout), verbose: { type: 'boolean' }, viewer: { type: 'boolean' },
   },
   async run(args, io) {
     const timeoutMs = durationOption(args, demoTimeout, io.stderr);
-    // Store URLs are checked before the demo creates a CA and starts anything.
-    if (typeof args.values.redis === 'string') parseStoreUrl('redis', args.values.redis);
-    if (typeof args.values.mysql === 'string') parseStoreUrl('mysql', args.values.mysql);
+    // Store URLs (with a password from a file or the environment) are checked before the demo creates a CA and starts anything.
+    const redisUrl = await redisUrlOption(args, io);
+    const mysqlUrl = await mysqlUrlOption(args, io);
+    if (redisUrl !== undefined) parseStoreUrl('redis', redisUrl);
+    if (mysqlUrl !== undefined) parseStoreUrl('mysql', mysqlUrl);
     const json = args.values.json === true;
     const interactive = process.stderr.isTTY === true;
     let lastLength = 0;
@@ -99,8 +106,8 @@ export const demoCommand: Command = {
       timeoutMs,
       ...(typeof args.values.dir === 'string' ? { dataDir: args.values.dir } : {}),
       kernel: kernelChoice(args.values.kernel),
-      ...(typeof args.values.redis === 'string' ? { redisUrl: args.values.redis } : {}),
-      ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
+      ...(redisUrl === undefined ? {} : { redisUrl }),
+      ...(mysqlUrl === undefined ? {} : { mysqlUrl }),
       progress,
       ...(args.values.verbose === true ? { logger: pino({ level: 'info' }, pino.destination(2)) } : {}),
       ...(args.values.viewer === true ? { keepRunning: (live: DemoLiveAccess) => serveConsoleUntilStopped(live, json, io) } : {}),

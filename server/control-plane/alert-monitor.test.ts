@@ -79,6 +79,7 @@ function suite(pair: StorePair): void {
       assert.equal(episodes.length, 2, 'the next episode raises a new alert');
       assert.equal(episodes[1]!.cleared_at_ms, null);
       assert.equal(await audited('device_offline'), 2);
+      assert.match(await h.cp.metrics.text(), /^sdc_alerts_raised_total\{kind="device_offline"\} 2$/m, 'counted once per alert on /metrics');
     });
 
     it('risk_score: once while samples stay at or over the threshold, cleared by the sampling pass after a calm sample', async () => {

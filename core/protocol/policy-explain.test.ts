@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { explainPolicy } from './policy-explain.js';
-import { evaluatePolicy, parsePolicy, type PolicyRequest } from './policy.js';
+import { evaluatePolicy, parsePolicy, rateLimitsFor, type PolicyRequest } from './policy.js';
 
 /** 2026-12-02 10:00 UTC, a Wednesday. */
 const tenUtcMs = Date.UTC(2026, 11, 2, 10, 0);
@@ -49,6 +49,54 @@ describe('explainPolicy', () => {
         const { rules, ...decision } = explained;
         assert.deepEqual(decision, evaluatePolicy(policy, req));
         if (explained.ruleId !== undefined) assert.equal(rules.find((rule) => rule.id === explained.ruleId)?.fate, 'applies');
+      },
+    ), { numRuns: 300 });
+  });
+});
+
+describe('explainPolicy, issue 12 conditions', () => {
+  const conditioned = parsePolicy({
+    version: 1,
+    rules: [
+      { id: 'limited', effect: 'allow', roles: ['operator'], opcodes: '*', devices: '*', conditions: { rateLimit: { per: ['actor'], count: 3, windowMs: 60_000 } } },
+      { id: 'healthy', effect: 'allow', roles: ['operator'], opcodes: '*', devices: '*', conditions: { posture: { riskScoreBelow: 40 } } },
+      { id: 'why', effect: 'allow', roles: ['operator'], opcodes: '*', devices: '*', conditions: { reasonRequired: true } },
+      { id: 'quiet', effect: 'deny', roles: '*', opcodes: '*', devices: { tags: ['group:night'] }, conditions: { quietHours: { startMinute: 0, endMinute: 60 } } },
+      { id: 'cap', effect: 'deny', roles: '*', opcodes: '*', devices: '*', conditions: { rateLimit: { per: ['device'], count: 10, windowMs: 60_000 } } },
+    ],
+  });
+
+  it('names which limit and how many are left, the posture field that failed, the missing reason, the quiet window', () => {
+    const [limitedUse, capUse] = rateLimitsFor(conditioned, request());
+    const explained = explainPolicy(conditioned, request({
+      device: { id: 'pc-1', tags: ['group:night'], posture: { riskScore: 55 } }, rateCounts: { [limitedUse!.key]: 3, [capUse!.key]: 4 },
+    }));
+    assert.equal(explained.decision, 'deny');
+    const byId = Object.fromEntries(explained.rules.map((rule) => [rule.id, rule]));
+    assert.equal(byId['limited']?.fate, 'rate_limited');
+    assert.deepEqual(byId['limited']?.rateLimit, { per: ['actor'], count: 3, windowMs: 60_000, countInWindow: 3, remaining: 0 });
+    assert.equal(byId['healthy']?.fate, 'posture_failed');
+    assert.equal(byId['healthy']?.postureField, 'riskScore');
+    assert.equal(byId['why']?.fate, 'reason_missing');
+    assert.equal(byId['quiet']?.fate, 'outside_quiet_hours');
+    assert.deepEqual(byId['quiet']?.quietHours, { startMinute: 0, endMinute: 60 });
+    assert.equal(byId['cap']?.fate, 'under_rate_limit');
+    assert.equal(byId['cap']?.rateLimit?.remaining, 6);
+    // The smallest id among the near misses decides what the refusal says.
+    assert.equal(explained.blocked?.kind, 'posture');
+    assert.equal(explainPolicy(conditioned, request({ reason: 'ticket 9', rateCounts: { [limitedUse!.key]: 3, [capUse!.key]: 4 } })).decision, 'allow');
+  });
+
+  it('its decision is always the engine\'s, with any counts and facts', () => {
+    fc.assert(fc.property(
+      fc.nat(5), fc.nat(12), fc.integer({ min: 0, max: 100 }), fc.boolean(), fc.integer({ min: 0, max: 86_400_000 }),
+      (limitedCount, capCount, riskScore, withReason, offsetMs) => {
+        const base = request({ device: { id: 'pc-1', tags: ['group:night'], posture: { riskScore } }, nowMs: tenUtcMs + offsetMs, ...(withReason ? { reason: 'r' } : {}) });
+        const [limitedUse, capUse] = rateLimitsFor(conditioned, base);
+        const req = { ...base, rateCounts: { [limitedUse!.key]: limitedCount, [capUse!.key]: capCount } };
+        const { rules, ...decision } = explainPolicy(conditioned, req);
+        assert.deepEqual(decision, evaluatePolicy(conditioned, req));
+        if (decision.ruleId !== undefined) assert.equal(rules.find((rule) => rule.id === decision.ruleId)?.fate, 'applies');
       },
     ), { numRuns: 300 });
   });

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { SdcError } from '../errors/index.js';
 import {
-  defaultPolicy, evaluatePolicy, noRuleAllowsReason, parsePolicy, policyLimits, policyRoles,
-  readOnlyOpcodes, updateOpcodes,
+  defaultPolicy, evaluatePolicy, judgeRule, noRuleAllowsReason, parsePolicy, policyLimits, policyRoles,
+  rateLimitsFor, readOnlyOpcodes, updateOpcodes,
   type Policy, type PolicyRequest, type PolicyRole,
 } from './policy.js';
 
@@ -208,11 +208,21 @@ describe('policy properties', () => {
   const timeWindow = fc.tuple(fc.integer({ min: 0, max: 1439 }), fc.integer({ min: 0, max: 1440 }))
     .filter(([start, end]) => start !== end)
     .map(([startMinute, endMinute]) => ({ startMinute, endMinute }));
-  const denyConditions = fc.option(fc.record({ timeWindow }), { nil: undefined });
+  const rateLimit = fc.record({
+    per: fc.shuffledSubarray(['actor', 'device', 'opcode'], { minLength: 1 }), count: fc.integer({ min: 1, max: 3 }), windowMs: fc.constantFrom(1_000, 60_000),
+  });
+  const posture = fc.record({
+    online: fc.boolean(), complianceStates: fc.subarray(['compliant', 'warning'], { minLength: 1 }),
+    riskScoreBelow: fc.integer({ min: 1, max: 100 }), agentVersionAtLeast: fc.constantFrom('0.1.0', '1.2.0', '2.0.0-rc.1'),
+  }, { requiredKeys: [] }).filter((p) => Object.keys(p).length > 0);
+  const denyConditions = fc.option(fc.record({ timeWindow, quietHours: timeWindow, rateLimit }, { requiredKeys: [] }), { nil: undefined });
   const allowConditions = fc.option(fc.record({
     argsBytesMax: fc.integer({ min: 0, max: 200 }),
     timeWindow,
     approval: fc.record({ count: fc.integer({ min: 1, max: 2 }), roles: fc.subarray([...policyRoles], { minLength: 1 }) }),
+    reasonRequired: fc.constant(true),
+    posture,
+    rateLimit,
   }, { requiredKeys: [] }), { nil: undefined });
   const ruleBody = (effect: 'allow' | 'deny') => fc.record({
     effect: fc.constant(effect),
@@ -225,14 +235,24 @@ describe('policy properties', () => {
   const rules = fc.array(fc.oneof(ruleBody('allow'), ruleBody('deny')), { maxLength: 8 })
     .map((bodies) => bodies.map((body, index) => withoutUndefined({ id: `rule-${index}`, ...body })));
   const policyArb = rules.map((list) => parsePolicy({ version: 1, rules: list }));
+  const devicePosture = fc.record({
+    online: fc.boolean(), complianceState: fc.constantFrom('compliant', 'warning', 'non_compliant', 'unknown'),
+    riskScore: fc.integer({ min: 0, max: 100 }), agentVersion: fc.constantFrom('sdc-agent/0.1.0', 'sdc-agent/1.2.3', '2.0.0-rc.2', 'garbage'),
+  }, { requiredKeys: [] });
   const requestArb: fc.Arbitrary<PolicyRequest> = fc.record({
     actor: fc.record({ id: fc.constantFrom(...actors), role: fc.constantFrom(...policyRoles) }),
     opcode: fc.constantFrom(...opcodes),
-    device: fc.record({ id: fc.constantFrom(...deviceIds), tags: fc.subarray(tags) }),
+    device: fc.record({ id: fc.constantFrom(...deviceIds), tags: fc.subarray(tags), posture: devicePosture }, { requiredKeys: ['id', 'tags'] }),
     nowMs: fc.integer({ min: 0, max: 4_102_444_800_000 }),
     argsBytes: fc.option(fc.integer({ min: 0, max: 300 }), { nil: undefined }),
     approvals: fc.array(fc.record({ id: fc.constantFrom(...actors), role: fc.constantFrom(...policyRoles) }), { maxLength: 3 }),
+    reason: fc.constantFrom('', 'ticket 1'),
   }, { requiredKeys: ['actor', 'opcode', 'device', 'nowMs'] });
+  /** Counts for the request's rate limits, from a list of small numbers; a missing entry leaves that key unknown. */
+  const withCounts = (policy: Policy, req: PolicyRequest, counts: readonly number[]): PolicyRequest => ({
+    ...req, rateCounts: Object.fromEntries(rateLimitsFor(policy, req).flatMap((use, index) => (index < counts.length ? [[use.key, counts[index]!]] : []))),
+  });
+  const countsArb = fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 8 });
 
   it('an empty policy denies everything', () => {
     const empty = parsePolicy({ version: 1, rules: [] });
@@ -241,16 +261,50 @@ describe('policy properties', () => {
     }), { numRuns: 300 });
   });
 
-  it('adding a deny rule never turns a deny into an allow', () => {
-    fc.assert(fc.property(policyArb, ruleBody('deny'), requestArb, (policy, denyBody, req) => {
+  it('adding a deny rule never turns a deny into an allow (whatever its quiet hours and rate limit, whatever the counts)', () => {
+    fc.assert(fc.property(policyArb, ruleBody('deny'), requestArb, countsArb, countsArb, (policy, denyBody, rawReq, counts, addedCounts) => {
+      const req = withCounts(policy, rawReq, counts);
       const before = evaluatePolicy(policy, req);
-      const after = evaluatePolicy(parsePolicy({ version: 1, rules: [...policy.rules, withoutUndefined({ id: 'added-deny', ...denyBody })] }), req);
+      const extended = parsePolicy({ version: 1, rules: [...policy.rules, withoutUndefined({ id: 'added-deny', ...denyBody })] });
+      // The added rule's own count is arbitrary (or unknown); every other fact stays as it was.
+      const addedUse = rateLimitsFor(extended, req).find((use) => use.ruleId === 'added-deny');
+      const addedCount = addedUse === undefined || addedCounts.length === 0 ? {} : { [addedUse.key]: addedCounts[0]! };
+      const after = evaluatePolicy(extended, { ...req, rateCounts: { ...req.rateCounts, ...addedCount } });
       if (before.decision === 'deny') assert.equal(after.decision, 'deny');
     }), { numRuns: 500 });
   });
 
+  it('a rate limit never allows at or above its count: an allow by a rate-limited rule had fewer in the window; an unknown count never allows through it', () => {
+    fc.assert(fc.property(policyArb, requestArb, countsArb, (policy, rawReq, counts) => {
+      const req = withCounts(policy, rawReq, counts);
+      const result = evaluatePolicy(policy, req);
+      if (result.decision !== 'allow') return;
+      const rule = policy.rules.find((r) => r.id === result.ruleId)!;
+      const judgement = judgeRule(rule, req);
+      const limit = rule.conditions?.rateLimit;
+      if (limit !== undefined) {
+        assert.notEqual(judgement.rate?.countInWindow, null);
+        assert.ok(judgement.rate!.countInWindow! < limit.count);
+      }
+      // No deny rule's rate limit is reached.
+      for (const use of rateLimitsFor(policy, req)) {
+        const denyRule = policy.rules.find((r) => r.id === use.ruleId && r.effect === 'deny');
+        if (denyRule !== undefined) assert.ok((req.rateCounts?.[use.key] ?? Infinity) < use.limit.count);
+      }
+    }), { numRuns: 500 });
+  });
+
+  it('raising a count never turns a deny into an allow', () => {
+    fc.assert(fc.property(policyArb, requestArb, countsArb, fc.integer({ min: 1, max: 3 }), (policy, rawReq, counts, extra) => {
+      const req = withCounts(policy, rawReq, counts);
+      const higher = { ...req, rateCounts: Object.fromEntries(Object.entries(req.rateCounts ?? {}).map(([key, count]) => [key, count + extra])) };
+      if (evaluatePolicy(policy, req).decision === 'deny') assert.equal(evaluatePolicy(policy, higher).decision, 'deny');
+    }), { numRuns: 300 });
+  });
+
   it('a matching deny rule always wins, whatever else the policy allows', () => {
-    fc.assert(fc.property(policyArb, requestArb, (policy, req) => {
+    fc.assert(fc.property(policyArb, requestArb, countsArb, (policy, rawReq, counts) => {
+      const req = withCounts(policy, rawReq, counts);
       const deny = { id: 'zz-deny', effect: 'deny', roles: [req.actor.role], opcodes: [req.opcode], devices: { ids: [req.device.id] } };
       const combined = parsePolicy({ version: 1, rules: [...policy.rules, deny] });
       const result = evaluatePolicy(combined, req);
@@ -273,7 +327,8 @@ describe('policy properties', () => {
   });
 
   it('an allow names a rule that is an allow rule; a deny by rule names a deny rule', () => {
-    fc.assert(fc.property(policyArb, requestArb, (policy, req) => {
+    fc.assert(fc.property(policyArb, requestArb, countsArb, (policy, rawReq, counts) => {
+      const req = withCounts(policy, rawReq, counts);
       const result = evaluatePolicy(policy, req);
       if (result.ruleId === undefined) {
         assert.equal(result.decision, 'deny');
@@ -301,5 +356,111 @@ describe('docs/policy.md', () => {
     assert.equal(evaluatePolicy(policy, { ...base, opcode: 'EXEC_COMMIT_UPDATE' }).approval?.count, 2);
     const night = { ...base, opcode: 'EXEC_PING_KERNEL', device: { id: 'lab-1', tags: ['prod'] }, nowMs: Date.UTC(2024, 0, 3, 23, 0) };
     assert.deepEqual(evaluatePolicy(policy, night), { decision: 'deny', ruleId: 'freeze-prod-nights', reason: 'denied by rule freeze-prod-nights' });
+  });
+});
+
+describe('issue 12 conditions', () => {
+  const base = (extra: Partial<PolicyRequest> = {}): PolicyRequest => request('operator', 'EXEC_GET_STATUS', extra);
+  const limited = parsePolicy({
+    version: 1,
+    rules: [{ id: 'limited', effect: 'allow', roles: ['operator'], opcodes: '*', devices: '*', conditions: { rateLimit: { per: ['actor', 'opcode'], count: 2, windowMs: 60_000 } } }],
+  });
+
+  it('rate limit: keys per the named dimensions; below the count allows, at it denies with the limit, unknown fails closed', () => {
+    const [use] = rateLimitsFor(limited, base());
+    assert.deepEqual(JSON.parse(use!.key), ['limited', 60_000, 'alice', null, 'EXEC_GET_STATUS']);
+    assert.equal(rateLimitsFor(limited, base({ device: { id: 'other' } }))[0]!.key, use!.key, 'device is not a dimension here');
+    assert.equal(evaluatePolicy(limited, base({ rateCounts: { [use!.key]: 1 } })).decision, 'allow');
+    const reached = evaluatePolicy(limited, base({ rateCounts: { [use!.key]: 2 } }));
+    assert.equal(reached.decision, 'deny');
+    assert.deepEqual(reached.blocked, { kind: 'rate_limit', ruleId: 'limited', limit: limited.rules[0]!.conditions!.rateLimit, countInWindow: 2 });
+    assert.equal(evaluatePolicy(limited, base()).blocked?.kind, 'rate_limit', 'no count given: refused');
+  });
+
+  it('rate limit on a deny rule: applies only once reached (or unknown), and then wins over every allow', () => {
+    const policy = parsePolicy({
+      version: 1,
+      rules: [
+        { id: 'all', effect: 'allow', roles: '*', opcodes: '*', devices: '*' },
+        { id: 'cap', effect: 'deny', roles: '*', opcodes: '*', devices: '*', conditions: { rateLimit: { per: ['device'], count: 5, windowMs: 1_000 } } },
+      ],
+    });
+    const key = rateLimitsFor(policy, base())[0]!.key;
+    assert.equal(evaluatePolicy(policy, base({ rateCounts: { [key]: 4 } })).decision, 'allow');
+    assert.equal(evaluatePolicy(policy, base({ rateCounts: { [key]: 5 } })).ruleId, 'cap');
+    assert.equal(evaluatePolicy(policy, base({ rateCounts: {} })).ruleId, 'cap');
+  });
+
+  it('posture: each field fails closed when unknown; the first failing field is named', () => {
+    const policy = parsePolicy({
+      version: 1,
+      rules: [{ id: 'healthy', effect: 'allow', roles: '*', opcodes: '*', devices: '*', conditions: { posture: { online: true, complianceStates: ['compliant'], riskScoreBelow: 50, agentVersionAtLeast: '1.2.0' } } }],
+    });
+    const good = { online: true, complianceState: 'compliant', riskScore: 49.5, agentVersion: 'sdc-agent/1.10.0' };
+    const withPosture = (posture: Record<string, unknown>) => base({ device: { id: 'lab-1', posture: posture as never } });
+    assert.equal(evaluatePolicy(policy, withPosture(good)).decision, 'allow');
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ ...good, online: false }, 'online'], [{ ...good, complianceState: 'unknown' }, 'complianceState'],
+      [{ ...good, riskScore: 50 }, 'riskScore'], [{ ...good, riskScore: undefined }, 'riskScore'],
+      [{ ...good, agentVersion: 'sdc-agent/1.2.0-rc.1' }, 'agentVersion'], [{ ...good, agentVersion: 'sdc-agent' }, 'agentVersion'], [{}, 'online'],
+    ];
+    for (const [posture, field] of cases) {
+      const result = evaluatePolicy(policy, withPosture(JSON.parse(JSON.stringify(posture)) as Record<string, unknown>));
+      assert.deepEqual(result.blocked, { kind: 'posture', ruleId: 'healthy', field }, JSON.stringify(posture));
+    }
+  });
+
+  it('reasonRequired: no reason or a blank one is refused, any stated reason allows', () => {
+    const policy = parsePolicy({ version: 1, rules: [{ id: 'why', effect: 'allow', roles: '*', opcodes: '*', devices: '*', conditions: { reasonRequired: true } }] });
+    assert.deepEqual(evaluatePolicy(policy, base()).blocked, { kind: 'reason_required', ruleId: 'why' });
+    assert.equal(evaluatePolicy(policy, base({ reason: '  ' })).decision, 'deny');
+    assert.equal(evaluatePolicy(policy, base({ reason: 'incident 12' })).decision, 'allow');
+  });
+
+  it('quiet hours: a group\'s deny rule applies inside its window in its zone (wrapping midnight) and names the window', () => {
+    const policy = parsePolicy({
+      version: 1,
+      rules: [
+        { id: 'all', effect: 'allow', roles: '*', opcodes: '*', devices: '*' },
+        { id: 'lab-nights', effect: 'deny', roles: '*', opcodes: '*', devices: { tags: ['group:lab'] }, conditions: { quietHours: { startMinute: 22 * 60, endMinute: 6 * 60, utcOffsetMinutes: 60 } } },
+      ],
+    });
+    const at = (hourUtc: number) => base({ device: { id: 'lab-1', tags: ['group:lab'] }, nowMs: Date.UTC(2024, 0, 3, hourUtc, 30) });
+    assert.equal(evaluatePolicy(policy, at(12)).decision, 'allow');
+    const night = evaluatePolicy(policy, at(21));
+    assert.equal(night.ruleId, 'lab-nights');
+    assert.equal(night.blocked?.kind, 'quiet_hours');
+    assert.match(night.reason, /22:00-06:00 UTC\+01:00/);
+    assert.equal(evaluatePolicy(policy, at(4)).decision, 'deny');
+    assert.equal(evaluatePolicy(policy, at(5)).decision, 'allow', '06:30 local');
+    assert.equal(evaluatePolicy(policy, { ...at(21), device: { id: 'lab-1', tags: ['group:other'] } }).decision, 'allow');
+  });
+
+  it('parse: the new conditions are checked field by field, deny rules take only time, quiet hours and rate limits', () => {
+    const rule = (effect: string, conditions: unknown) => ({ version: 1, rules: [{ id: 'r', effect, roles: '*', opcodes: '*', devices: '*', conditions }] });
+    expectPolicyError(rule('allow', { rateLimit: { per: [], count: 1, windowMs: 1000 } }), 'POLICY_INVALID', 'rules[0].conditions.rateLimit.per');
+    expectPolicyError(rule('allow', { rateLimit: { per: ['actor', 'actor'], count: 1, windowMs: 1000 } }), 'POLICY_INVALID', 'rules[0].conditions.rateLimit.per[1]');
+    expectPolicyError(rule('allow', { rateLimit: { per: ['actor'], count: 0, windowMs: 1000 } }), 'POLICY_INVALID', 'rules[0].conditions.rateLimit.count');
+    expectPolicyError(rule('allow', { rateLimit: { per: ['actor'], count: 1, windowMs: 86_400_001 } }), 'POLICY_INVALID', 'rules[0].conditions.rateLimit.windowMs');
+    expectPolicyError(rule('allow', { posture: {} }), 'POLICY_INVALID', 'rules[0].conditions.posture');
+    expectPolicyError(rule('allow', { posture: { riskScoreBelow: 0 } }), 'POLICY_INVALID', 'rules[0].conditions.posture.riskScoreBelow');
+    expectPolicyError(rule('allow', { posture: { complianceStates: ['ok', ''] } }), 'POLICY_INVALID', 'rules[0].conditions.posture.complianceStates[1]');
+    expectPolicyError(rule('allow', { posture: { online: 'yes' } }), 'POLICY_INVALID', 'rules[0].conditions.posture.online');
+    expectPolicyError(rule('allow', { reasonRequired: false }), 'POLICY_INVALID', 'rules[0].conditions.reasonRequired');
+    expectPolicyError(rule('allow', { quietHours: { startMinute: 0, endMinute: 60 } }), 'POLICY_INVALID', 'rules[0].conditions.quietHours');
+    expectPolicyError(rule('deny', { posture: { online: true } }), 'POLICY_INVALID', 'rules[0].conditions.posture');
+    expectPolicyError(rule('deny', { reasonRequired: true }), 'POLICY_INVALID', 'rules[0].conditions.reasonRequired');
+    expectPolicyError(rule('deny', { quietHours: { startMinute: 0, endMinute: 1441 } }), 'POLICY_INVALID', 'rules[0].conditions.quietHours.endMinute');
+    assert.doesNotThrow(() => parsePolicy(rule('deny', { quietHours: { startMinute: 0, endMinute: 60 }, rateLimit: { per: ['opcode'], count: 1, windowMs: 1000 } })));
+  });
+
+  it('refuses malformed facts in the request with POLICY_REQUEST_INVALID', () => {
+    for (const [extra, path] of [
+      [{ reason: 'x'.repeat(policyLimits.reasonLengthMax + 1) }, 'reason'],
+      [{ rateCounts: { k: -1 } }, 'rateCounts["k"]'],
+      [{ device: { id: 'lab-1', posture: { riskScore: Number.NaN } } }, 'device.posture.riskScore'],
+    ] as const) {
+      assert.throws(() => evaluatePolicy(limited, base(extra as Partial<PolicyRequest>)), (error: unknown) => SdcError.is(error, 'POLICY_REQUEST_INVALID') && error.details.path === path);
+    }
   });
 });

@@ -50,7 +50,7 @@ export class FileHighWaterStore implements HighWaterStore {
       text = await readFile(this.#path, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return (this.#cached = none);
-      throw new SdcError('OTA_REPOSITORY_KEYS', `${this.#path} cannot be read`, { path: this.#path }, { cause: error });
+      throw new SdcError('STORE_CORRUPT', `${this.#path} cannot be read`, { path: this.#path }, { cause: error });
     }
     this.#cached = parseMarks(text, this.#path);
     return this.#cached;
@@ -71,12 +71,12 @@ function parseMarks(text: string, path: string): HighWaterMarks {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new SdcError('OTA_REPOSITORY_KEYS', `${path} is not JSON; restore it or remove it knowingly`, { path }, { cause: error });
+    throw new SdcError('STORE_CORRUPT', `${path} is not JSON; restore it or remove it knowingly`, { path }, { cause: error });
   }
   const marks = { ...none };
   for (const role of Object.keys(none) as TopLevelRole[]) {
     const mark = (value as Record<string, unknown>)?.[role];
-    if (mark !== undefined && (!Number.isSafeInteger(mark) || (mark as number) < 0)) throw new SdcError('OTA_REPOSITORY_KEYS', `${path}: ${role} is not a version`, { path });
+    if (mark !== undefined && (!Number.isSafeInteger(mark) || (mark as number) < 0)) throw new SdcError('STORE_CORRUPT', `${path}: ${role} is not a version`, { path });
     marks[role] = (mark as number | undefined) ?? 0;
   }
   return marks;

@@ -149,6 +149,16 @@ function suite(pair: StorePair): void {
       assert.equal(await audited('tamper'), 2);
     });
 
+    it('two raises of one episode at once store, audit and publish one alert: the UNIQUE episode_key decides', async () => {
+      const raise = () => h.cp.events.raiseAlert({
+        deviceId: null, kind: 'race', severity: 'info', message: 'same episode', atMs: h.clock.nowMs(), detail: {}, actor: 'system', episodeKey: 'race:one',
+      });
+      const outcomes = await Promise.all([raise(), raise(), raise()]);
+      assert.equal(outcomes.filter((id) => id !== undefined).length, 1, `ids: ${JSON.stringify(outcomes)}`);
+      assert.equal((await alertsOf('race')).length, 1);
+      assert.equal(await audited('race'), 1);
+    });
+
     it('backpressure: pending entries and dead letters above their thresholds, once each, cleared when the backlog drains', async () => {
       const stream = streamNames.telemetry;
       await h.bus.ensureGroup(stream, groups.telemetry, '0');

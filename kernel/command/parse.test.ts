@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { commandSigningInput } from '../../core/protocol/signed-command.js';
-import { parseSignedCommand } from './parse.js';
+import { parseSignedCommand, type CommandArg } from './parse.js';
 import { CommandReplayWindow } from './replay-window.js';
 
 const utf8 = new TextEncoder();
@@ -27,7 +27,7 @@ test('property: every command the control plane signs is read back with its devi
     assert.equal(parsed.opcode, 'EXEC_GET_STATUS');
     assert.deepEqual([...parsed.args.keys()].sort(), Object.keys(c.args).sort());
     for (const [name, value] of Object.entries(c.args)) {
-      const arg = parsed.args.get(name)!;
+      const arg: CommandArg = parsed.args.get(name)!;
       if (typeof value === 'number') assert.deepEqual(arg, { kind: 'integer', value: BigInt(value) });
       else assert.equal(arg.kind === 'string' && JSON.parse(`"${new TextDecoder().decode(arg.raw)}"`), value);
     }

@@ -115,19 +115,28 @@ test('native and mock agree on every control-plane-signed command, mutated or no
   }
 });
 
-test('a provisioned native kernel keeps its command keys across a reopen of the same sandbox', { skip }, async () => {
+test('a reopened native sandbox keeps its command keys and the seqs already run', { skip }, async () => {
   const ed25519 = createNodeEd25519Provider();
+  const cpSeed = new Uint8Array(32).fill(3);
   const first = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
-  const set = { deviceId: 'persisted-01', keys: [ed25519.publicKeyFromSeed(new Uint8Array(32).fill(3))] };
+  const set = { deviceId: 'persisted-01', keys: [ed25519.publicKeyFromSeed(cpSeed)] };
   const provision = async (target: KernelTarget, counter: bigint, keys = set.keys) => (await target.device.call(IoctlCode.PROVISION_COMMAND_KEYS,
     buildRequest({ ed25519, agentSeed, opcode: Opcode.PROVISION_COMMAND_KEYS, counter, payload: encodeProvisionRequest({ ...set, keys }) }), 200)).status;
+  const rollback = commandAuthorization(signCommand({
+    command: { id: 'r1', device_id: set.deviceId, opcode: 'EXEC_ROLLBACK_UPDATE', args: {}, issued_at: 1, expires_at: 2, device_seq: 7, issuer: 'test' },
+    kid: 'cp', seed: cpSeed, provider: ed25519,
+  }));
+  const runRollback = async (target: KernelTarget, counter: bigint) => (await target.device.call(IoctlCode.EXEC_ROLLBACK_UPDATE,
+    buildRequest({ ed25519, agentSeed, opcode: Opcode.EXEC_ROLLBACK_UPDATE, counter, payload: new Uint8Array(0), attachment: encodeCommandAttachment(rollback) }), 300)).status;
   try {
     assert.equal(await provision(first, 1n), 0);
+    assert.equal(await runRollback(first, 2n), KernelStatus.BAD_STATE, 'authorized and run (nothing to roll back)');
     first.device.close();
     const again = reopenNativeTarget(first);
     try {
       assert.equal(await provision(again, 1n, [ed25519.publicKeyFromSeed(agentSeed)]), KernelStatus.PROVISION_DENIED, 'still provisioned after reopen');
       assert.equal(await provision(again, 2n), 0, 'the same keys are accepted as unchanged');
+      assert.equal(await runRollback(again, 3n), KernelStatus.COMMAND_REPLAY, 'a command run before the restart does not run again');
     } finally {
       again.device.close();
     }

@@ -29,6 +29,8 @@
 #define INTEGER_DIGITS_MAX 16u
 #define SAFE_INTEGER_MAX 9007199254740991ull
 #define KEYS_FILE "command-keys"
+#define SEQ_FILE "command-seq"
+#define SEQ_FILE_BYTES (8u + 8u * (uint32_t)SDC_SEQ_WORDS)
 
 typedef struct { const uint8_t* p; size_t len; } span;
 typedef struct { const uint8_t* p; size_t len; size_t pos; } scanner;
@@ -307,6 +309,57 @@ static void window_mark(sdc_handle* h, uint64_t seq) {
   h->seq_bits[distance / 64] |= (uint64_t)1 << (distance % 64);
 }
 
+/* ---- files in the sandbox, written whole: temporary file, fsync, rename ---- */
+
+static int write_sandbox_file(const sdc_handle* h, const char* name, const uint8_t* bytes, size_t len) {
+  char path[PATH_MAX], tmp[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", h->sandbox, name);
+  snprintf(tmp, sizeof tmp, "%s/%s.tmp", h->sandbox, name);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return 0;
+  ssize_t written = write(fd, bytes, len);
+  int ok = written == (ssize_t)len && fsync(fd) == 0;
+  ok = close(fd) == 0 && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    unlink(tmp);
+    return 0;
+  }
+  return 1;
+}
+
+/* Reads exactly `len` bytes; 1 when read, 0 when absent (ENOENT), -1 when unreadable or another size. */
+static int read_sandbox_file(const sdc_handle* h, const char* name, uint8_t* out, size_t len) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", h->sandbox, name);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? 0 : -1;
+  uint8_t extra;
+  ssize_t n = read(fd, out, len);
+  ssize_t more = n == (ssize_t)len ? read(fd, &extra, 1) : 0;
+  close(fd);
+  return n == (ssize_t)len && more == 0 ? 1 : -1;
+}
+
+/*
+ * The replay window survives a service restart: it is written before the command runs, so a
+ * command cannot run, crash the service and run again. A write failure refuses the command.
+ */
+static int persist_window(const sdc_handle* h, uint64_t highest, const uint64_t bits[SDC_SEQ_WORDS]) {
+  uint8_t bytes[SEQ_FILE_BYTES];
+  sdc_wr64(bytes, highest);
+  for (int i = 0; i < SDC_SEQ_WORDS; i++) sdc_wr64(bytes + 8 + 8 * i, bits[i]);
+  return write_sandbox_file(h, SEQ_FILE, bytes, sizeof bytes);
+}
+
+int sdc_restore_command_window(sdc_handle* h) {
+  uint8_t bytes[SEQ_FILE_BYTES];
+  int found = read_sandbox_file(h, SEQ_FILE, bytes, sizeof bytes);
+  if (found <= 0) return found == 0;
+  h->seq_highest = sdc_rd64(bytes);
+  for (int i = 0; i < SDC_SEQ_WORDS; i++) h->seq_bits[i] = sdc_rd64(bytes + 8 + 8 * i);
+  return 1;
+}
+
 /* ---- the check before execution ---- */
 
 static int verify_under_provisioned(const sdc_handle* h, const uint8_t* message, size_t len, const uint8_t signature[64]) {
@@ -334,7 +387,14 @@ int sdc_command_check(sdc_handle* h, int opcode, const uint8_t* attachment, uint
   if (command.device_id.len != id_len || memcmp(command.device_id.p, h->device_id, id_len) != 0) return SDC_STATUS_COMMAND_WRONG_DEVICE;
   if (!command_matches(opcode, &command, request)) return SDC_STATUS_COMMAND_MISMATCH;
   if (!window_fresh(h, command.device_seq)) return SDC_STATUS_COMMAND_REPLAY;
+  uint64_t highest = h->seq_highest, bits[SDC_SEQ_WORDS];
+  memcpy(bits, h->seq_bits, sizeof bits);
   window_mark(h, command.device_seq);
+  if (!persist_window(h, h->seq_highest, h->seq_bits)) {
+    h->seq_highest = highest;
+    memcpy(h->seq_bits, bits, sizeof bits);
+    return SDC_STATUS_IO_ERROR;
+  }
   return SDC_STATUS_OK;
 }
 
@@ -391,33 +451,12 @@ void sdc_command_keys_free(sdc_handle* h) {
   h->command_key_count = 0;
 }
 
-/* Writes the body to sandbox/command-keys through a temporary file and a rename (all or nothing). */
-static int persist_body(const sdc_handle* h, const uint8_t* body) {
-  char path[PATH_MAX], tmp[PATH_MAX];
-  snprintf(path, sizeof path, "%s/" KEYS_FILE, h->sandbox);
-  snprintf(tmp, sizeof tmp, "%s/" KEYS_FILE ".tmp", h->sandbox);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return 0;
-  ssize_t written = write(fd, body, SDC_PROVISION_BODY_BYTES);
-  int ok = written == (ssize_t)SDC_PROVISION_BODY_BYTES && fsync(fd) == 0;
-  ok = close(fd) == 0 && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    unlink(tmp);
-    return 0;
-  }
-  return 1;
-}
-
 /* On open: a sandbox provisioned before keeps its keys. Absent file: unprovisioned. Bad file: refuse to open. */
 int sdc_restore_command_keys(sdc_handle* h) {
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/" KEYS_FILE, h->sandbox);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT;
-  uint8_t body[SDC_PROVISION_BODY_BYTES + 1];
-  ssize_t n = read(fd, body, sizeof body);
-  close(fd);
-  return n == (ssize_t)SDC_PROVISION_BODY_BYTES && sdc_provision_body_valid(body) && install_body(h, body);
+  uint8_t body[SDC_PROVISION_BODY_BYTES];
+  int found = read_sandbox_file(h, KEYS_FILE, body, sizeof body);
+  if (found <= 0) return found == 0;
+  return sdc_provision_body_valid(body) && install_body(h, body);
 }
 
 int sdc_op_provision(sdc_handle* h, const uint8_t* request, uint8_t* payload, uint32_t* payload_len) {
@@ -439,7 +478,8 @@ int sdc_op_provision(sdc_handle* h, const uint8_t* request, uint8_t* payload, ui
       return SDC_STATUS_PROVISION_DENIED;
     outcome = 3;
   }
-  if (outcome != 2 && (!persist_body(h, request) || !install_body(h, request))) return SDC_STATUS_IO_ERROR;
+  if (outcome != 2 && (!write_sandbox_file(h, KEYS_FILE, request, SDC_PROVISION_BODY_BYTES) || !install_body(h, request)))
+    return SDC_STATUS_IO_ERROR;
   sdc_wr32(payload + SDC_PROVISION_RESPONSE_OUTCOME_OFFSET, outcome);
   sdc_wr32(payload + SDC_PROVISION_RESPONSE_KEY_COUNT_OFFSET, h->command_key_count);
   *payload_len = SDC_PROVISION_RESPONSE_BYTES;

@@ -82,6 +82,7 @@ int sdc_command_check(sdc_handle* h, int opcode, const uint8_t* attachment, uint
 int sdc_provision_body_valid(const uint8_t* body);
 int sdc_op_provision(sdc_handle* h, const uint8_t* request, uint8_t* payload, uint32_t* payload_len);
 int sdc_restore_command_keys(sdc_handle* h);
+int sdc_restore_command_window(sdc_handle* h);
 void sdc_command_keys_free(sdc_handle* h);
 void sdc_restore_update_state(sdc_handle* h);
 

@@ -72,7 +72,8 @@ void* sdc_open(const char* sandbox_dir, const char* agent_public_key_path,
   h->flags = flags;
   h->lock_screen_supported = (flags & SDC_OPEN_NO_LOCK_SCREEN) ? 0 : sdc_detect_lock_screen();
   sdc_restore_update_state(h);
-  if (!sdc_restore_command_keys(h)) { /* a damaged key file must not silently reopen provisioning */
+  /* A damaged key or seq file must not silently reopen provisioning or forget what already ran. */
+  if (!sdc_restore_command_keys(h) || !sdc_restore_command_window(h)) {
     sdc_close(h);
     return NULL;
   }

@@ -171,6 +171,16 @@ function suite(pair: StorePair): void {
       refusedWith(await call('POST', `/v1/commands/${plain.json().id}/approve`, ap1.token, { command_sha256: '0'.repeat(64), kid: ap1.kid, expires_at_ms: h.clock.nowMs() + 1000, signature: 'A'.repeat(86) }), 'APPROVAL_NOT_PENDING');
     });
 
+    it('two approvals submitted at once release the command exactly once', async () => {
+      const created = await send('EXEC_LOCK_SCREEN');
+      const answers = await Promise.all([decide(ap1, created, 'approve'), decide(ap2, created, 'approve')]);
+      for (const answer of answers) assert.equal(answer.status, 200, answer.text);
+      assert.equal(answers.filter((a) => a.json().released === true).length, 1, 'one of them released it');
+      assert.equal((await h.cp.commands.get(created.id)).state, 'queued');
+      assert.equal((await appendedIds()).filter((id) => id === created.id).length, 1);
+      assert.equal((await deliveredCommand(created.id))?.approval?.approvals.length, 2);
+    });
+
     it('a rejection ends the command rejected, never delivered; an unapproved command expires', async () => {
       const created = await send('EXEC_LOCK_SCREEN');
       const rejected = await decide(ap2, created, 'reject', { reason: 'change freeze' });

@@ -142,15 +142,34 @@ export class ApprovalService {
     const approvals = [...earlier, row];
     const { decision, revision } = await this.#evaluate(pending, command, approvals, nowMs);
     const audit = decisionAudit(row, 'command.approved');
-    if (decision.decision !== 'allow') {
-      if (decision.approval === undefined) throw new SdcError('COMMAND_POLICY_DENIED', `policy no longer lets this command through: ${decision.reason}`, { reason: decision.reason });
-      await this.#repository.recordApproval(row, audit);
-      await this.#ctx.settleAudit();
-      return { command: await this.#options.commands.get(command.id), released: false };
+    if (decision.decision === 'allow') return this.#release({ command, pending, approvals, decision, revision, nowMs, by: row.approver, approval: { row, audit } });
+    if (decision.approval === undefined) throw new SdcError('COMMAND_POLICY_DENIED', `policy no longer lets this command through: ${decision.reason}`, { reason: decision.reason });
+    await this.#repository.recordApproval(row, audit);
+    await this.#ctx.settleAudit();
+    // Two approvals submitted at once (two control planes) may each have seen only the other's
+    // absence; reading again after the commit, the later of the two sees both and releases.
+    const now = (await this.#repository.decisionsOf([command.id])).filter((d) => d.decision === 'approve' && d.expires_at > nowMs);
+    const again = await this.#evaluate(pending, command, now, nowMs);
+    if (again.decision.decision === 'allow') {
+      try {
+        return await this.#release({ command, pending, approvals: now, decision: again.decision, revision: again.revision, nowMs, by: row.approver });
+      } catch (error) {
+        // The other submission released it first: this approval is stored and counted.
+        if (!SdcError.is(error, 'APPROVAL_NOT_PENDING')) throw error;
+      }
     }
+    return { command: await this.#options.commands.get(command.id), released: false };
+  }
+
+  /** Signs the command with `approvals` embedded and queues it (storing `approval` in the same transaction), then dispatches it. */
+  async #release(facts: {
+    command: CommandDetail; pending: PendingApproval; approvals: readonly ApprovalRow[]; decision: PolicyDecision; revision: number; nowMs: number; by: string;
+    approval?: { row: ApprovalRow; audit: AuditRecord };
+  }): Promise<ApprovalOutcome> {
+    const { command, pending, approvals, decision, revision, nowMs } = facts;
     const signer = this.#options.signer;
     await this.#repository.release({
-      commandId: command.id, deviceId: command.device_id, atMs: nowMs, by: row.approver, approval: { row, audit },
+      commandId: command.id, deviceId: command.device_id, atMs: nowMs, by: facts.by, ...(facts.approval === undefined ? {} : { approval: facts.approval }),
       sign: (deviceSeq) => signCommand({
         command: {
           id: pending.subject.id, device_id: pending.subject.device_id, opcode: pending.subject.opcode as SignedCommand['opcode'], args: pending.subject.args,
@@ -163,7 +182,7 @@ export class ApprovalService {
         kid: signer.kid, seed: signer.seed, provider: this.#ctx.ed25519,
       }),
       audit: (signed) => ({
-        kind: 'command.released', actor: actors.user(row.approver), subject: `command:${command.id}`,
+        kind: 'command.released', actor: actors.user(facts.by), subject: `command:${command.id}`,
         payload: { command: signed as unknown as JsonObject, policy: { decision: decision.decision, reason: decision.reason, ...(decision.ruleId === undefined ? {} : { rule_id: decision.ruleId }), revision } },
       }),
     });

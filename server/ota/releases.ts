@@ -30,6 +30,11 @@ export const releaseLimits = {
   targetsLifetimeMs: 365 * 86_400_000,
   /** Releases listed per request. */
   listMax: 500,
+  /**
+   * The targets file's canonical size at most (about 6,000 releases): every device downloads it
+   * whole at each change, and python-tuf's default limit for a targets file is 5,000,000 bytes.
+   */
+  targetsBytesMax: 4 * 1024 * 1024,
 } as const;
 
 const artifactNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -185,6 +190,9 @@ export class ReleaseService {
         version: nextVersion, expiresMs: this.#ctx.clock.nowMs() + releaseLimits.targetsLifetimeMs, targets: [...published, row].map(targetEntry),
       });
       const body = encodeCanonical(signed);
+      if (body.length > releaseLimits.targetsBytesMax) {
+        throw new SdcError('OTA_TARGETS_TOO_LARGE', `targets version ${nextVersion} would be ${body.length} characters, over ${releaseLimits.targetsBytesMax}: revoke old releases first`, { published: published.length });
+      }
       await tx.execute('DELETE FROM ota_release_signatures WHERE release_id = ?', [id]);
       await tx.execute('UPDATE ota_releases SET proposal_body = ?, proposal_version = ?, updated_at = ? WHERE id = ? AND state = ?', [body, nextVersion, this.#ctx.clock.nowMs(), id, row.state]);
       return { body, version: nextVersion };

@@ -29,6 +29,7 @@ export const otaErrors = defineErrors({
   OTA_RELEASE_SIGNATURE_INVALID: { fault: 'remote', status: 400, summary: 'A release signature is not a valid signature of the proposed targets metadata by a key of the targets role' },
   OTA_TARGETS_PROPOSAL_OPEN: { fault: 'remote', status: 409, summary: 'Another release\'s targets metadata is being signed; publish or revoke it first (targets versions are signed one at a time)' },
   OTA_TARGETS_STALE: { fault: 'remote', status: 409, summary: 'The signed targets metadata builds on a targets version that is no longer the current one' },
+  OTA_TARGETS_TOO_LARGE: { fault: 'remote', status: 409, summary: 'The next targets metadata would exceed the repository\'s size limit: revoke old releases (revoked ones are left out of it)' },
   OTA_UPLOAD_TOO_LARGE: { fault: 'remote', status: 413, summary: 'The uploaded artifact exceeds the repository\'s size limit' },
   OTA_UPLOAD_DIGEST_MISMATCH: { fault: 'remote', status: 400, summary: 'The uploaded artifact\'s length or SHA-256 differs from what the uploader declared' },
   OTA_REPOSITORY_NOT_INITIALISED: { fault: 'local', status: 503, summary: 'The image repository has no root metadata yet (run sdc ota init, then restart the control plane)' },

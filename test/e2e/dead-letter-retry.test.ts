@@ -3,12 +3,17 @@
 // then made to look dead-lettered, as when the gateway gave up on a delivery whose ACK and
 // RESULT were lost: the control plane knows only `dead_lettered` (execution unknown). The
 // operator retries it; the retry is the same signed command, which the agent recognises and
-// answers from its journal. The command settles and the kernel ran it once, not twice.
+// answers from its journal. The command settles and the kernel ran it once, not twice. Last, a
+// device that never acknowledges: the gateway dead-letters for real after its attempts, a retry
+// delivers the same signed command again, and a discard takes it off the list.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { ensureEnrolled } from '../../agent/enrollment.js';
+import { systemClock, systemRandom } from '../../runtime/system.js';
 import {
-  countProcessListCalls, createCommand, eventually, pairAgent, startE2e, storeTargets, waitOnline, waitTerminal, type CommandRecord, type E2eSystem,
+  agentDir, countProcessListCalls, createCommand, eventually, pairAgent, startE2e, storeTargets, waitOnline, waitTerminal, type CommandRecord, type E2eSystem,
 } from './support/e2e-harness.js';
+import { RawDevice } from './support/raw-device.js';
 
 interface ComplianceAnswer { state: string; reasons: Array<{ code: string }>; facts: Record<string, unknown> }
 
@@ -69,6 +74,43 @@ for (const target of storeTargets()) {
       assert.deepEqual(after.items, []);
       const audit = await system.api<{ ok: boolean }>('GET', '/v1/audit/verify');
       assert.equal(audit.ok, true, JSON.stringify(audit));
+    });
+
+    it('a device that never ACKs: the gateway dead-letters after its attempts, a retry sends the same signed command again, a discard ends it', async () => {
+      const rawId = `e2e-dlq-raw-${system.tag}`;
+      const { token } = await system.api<{ token: string }>('POST', `/v1/devices/${rawId}/pairing-tokens`, {});
+      const { identity } = await ensureEnrolled({
+        dir: agentDir(system, rawId), serverUrl: system.apiUrl, deviceId: rawId, pairingToken: token, caPem: system.materials.rootCaPem, random: systemRandom, clock: systemClock,
+      });
+      // Authenticates and heartbeats like an agent, but never takes a delivery (no ACK).
+      const device = await RawDevice.connect(system.deployment.gatewayUrl, { deviceId: rawId, certPem: identity.certPem + identity.chainPem, keyPem: identity.keyPem, seed: identity.seed }, system.materials);
+      try {
+        await device.waitReady();
+        await waitOnline(system, [rawId]);
+        const created = await createCommand(system, rawId, 'EXEC_PING_KERNEL');
+        const deliveries = () => device.frames.filter((f) => f.type === 'COMMAND_DELIVERY').map((f) => f.body.command as { id: string; sig: unknown });
+        assert.equal((await waitTerminal(system, created.id, 60_000)).state, 'dead_lettered');
+        const first = deliveries().length;
+        assert.equal(first, 5, 'deliveryAttemptsMax attempts with backoff');
+        const listed = await system.api<{ items: Array<{ command_id: string; reason: string | null }> }>('GET', `/v1/dead-letters?device_id=${rawId}`);
+        assert.deepEqual(listed.items.map((item) => item.command_id), [created.id]);
+        assert.match(listed.items[0]!.reason ?? '', /no ACK after 5 attempts/);
+
+        const retry = await system.api<{ results: Array<{ outcome: string; retries?: number }> }>('POST', '/v1/dead-letters/retry', { ids: [created.id] });
+        assert.deepEqual([retry.results[0]?.outcome, retry.results[0]?.retries], ['retried', 1]);
+        await eventually('the retried delivery', () => (deliveries().length > first ? true : undefined));
+        assert.deepEqual(deliveries().at(-1), deliveries()[0], 'the very same signed command, signature included');
+        const after = await system.api<{ items: Array<{ command_id: string; retries: number }> }>('GET', `/v1/dead-letters?device_id=${rawId}`);
+        assert.equal(after.items[0]?.retries, 1, 'still dead-lettered: the device never answered');
+
+        const discarded = await system.api<{ reason: string }>('POST', `/v1/dead-letters/${created.id}/discard`, { reason: 'device does not acknowledge; replaced' });
+        assert.equal(discarded.reason, 'device does not acknowledge; replaced');
+        assert.deepEqual((await system.api<{ items: unknown[] }>('GET', `/v1/dead-letters?device_id=${rawId}`)).items, []);
+        const refused = await system.api<{ results: Array<{ error?: { code: string } }> }>('POST', '/v1/dead-letters/retry', { ids: [created.id] });
+        assert.equal(refused.results[0]?.error?.code, 'DLQ_ENTRY_DISCARDED');
+      } finally {
+        device.close();
+      }
     });
   });
 }

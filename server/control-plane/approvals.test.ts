@@ -199,6 +199,35 @@ function suite(pair: StorePair): void {
       assert.ok(!(await appendedIds()).includes(waiting.id));
       assert.ok(!(await call('GET', '/v1/approvals', ap1.token)).json().items.some((c: { id: string }) => c.id === waiting.id));
     });
+
+    it('signing keys: the same key again changes nothing, another user\'s key is refused, a new key retires the old one', async () => {
+      const publicKey = base64urlFromBytes(provider.publicKeyFromSeed(ap2.seed));
+      const again = await call('PUT', '/v1/users/me/signing-key', ap2.token, { public_key: publicKey });
+      assert.equal(again.json().kid, ap2.kid);
+      assert.equal((await call('GET', '/v1/users/me/signing-key', ap2.token)).json().kid, ap2.kid);
+      refusedWith(await call('PUT', '/v1/users/me/signing-key', ap1.token, { public_key: publicKey }), 'API_VALIDATION');
+      refusedWith(await call('PUT', '/v1/users/me/signing-key', ap1.token, { public_key: 'A'.repeat(42) }), 'API_VALIDATION');
+      const created = await send('EXEC_LOCK_SCREEN');
+      const oldSeed = ap2.seed;
+      const rotated = { ...ap2, seed: new Uint8Array(randomBytes(32)) };
+      const registered = await call('PUT', '/v1/users/me/signing-key', ap2.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(rotated.seed)) });
+      assert.notEqual(registered.json().kid, ap2.kid);
+      refusedWith(await decide(ap2, created, 'approve', { signWith: oldSeed }), 'APPROVAL_KEY_UNKNOWN');
+      const withNew = await decide({ ...rotated, kid: registered.json().kid as string }, created, 'approve');
+      assert.equal(withNew.status, 200, withNew.text);
+      const kinds = (await h.db.query<{ n: number }>("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'user.signing_key_registered' AND subject = 'user:ap2'"));
+      assert.equal(Number(kinds[0]!.n), 2, 'registered once at the start and once rotated; the repeat is not audited');
+    });
+
+    it('a repeated Idempotency-Key answers the same pending command', async () => {
+      const body = { device_id: device, opcode: 'EXEC_LOCK_SCREEN', args: {} };
+      const first = await h.cp.app.inject({ method: 'POST', url: '/v1/commands', headers: { authorization: `Bearer ${req.token}`, 'idempotency-key': 'pending-1' }, payload: body });
+      const second = await h.cp.app.inject({ method: 'POST', url: '/v1/commands', headers: { authorization: `Bearer ${req.token}`, 'idempotency-key': 'pending-1' }, payload: body });
+      assert.equal(first.statusCode, 201, first.body);
+      assert.equal(second.statusCode, 200, second.body);
+      assert.equal(second.json().id, first.json().id);
+      assert.equal(second.json().state, 'pending_approval');
+    });
   });
 }
 

@@ -48,6 +48,9 @@ export class PolicyBundlePush {
   /** After AUTH: send the stored bundle if it is current, else ask the control plane for one. Never throws. */
   async onAuthenticated(deviceId: string): Promise<void> {
     try {
+      // Read again here: a revision notice this gateway missed (pub/sub is at most once) is caught at the next AUTH.
+      const revision = parseRevision(await this.#context.options.stores.kv.get(policyBundleKeys.revision));
+      if (revision !== undefined && (this.#revision === undefined || revision > this.#revision)) this.#revision = revision;
       const signed = await this.#stored(deviceId);
       if (signed !== undefined) this.#targetOf(deviceId)?.(signed);
       if (signed === undefined || !this.#isCurrent(signed)) await this.#request(deviceId);

@@ -164,3 +164,37 @@ describe('a control plane without an image repository', () => {
     }
   });
 });
+
+describe('the targets file is bounded', () => {
+  it('refuses a proposal over the limit (OTA_TARGETS_TOO_LARGE); revoking the published releases brings it under', async () => {
+    const { sqlJsTarget } = await import('../control-plane/test-support.js');
+    const { ReleaseService } = await import('./releases.js');
+    const { MemoryArtifactStore } = await import('./artifact-store.js');
+    const { createNodeTufCrypto } = await import('../../runtime/tuf-crypto-node.js');
+    const { SdcError } = await import('../../core/errors/index.js');
+    const h = await makeOtaHarness(sqlJsTarget);
+    try {
+      const crypto = createNodeTufCrypto();
+      // About one target entry fits: the second release's proposal (two targets) is over.
+      const releases = new ReleaseService({ context: h.cp.context, repository: h.ota.repository, artifacts: new MemoryArtifactStore(), crypto, targetsBytesMax: 1000 });
+      const sign = async (id: string) => {
+        const proposal = await releases.proposal(id);
+        for (const key of h.keys!.targets.slice(0, 2)) await releases.addSignature(id, { keyid: key.key.keyid, sig: key.key.sign(new TextEncoder().encode(proposal.signed_canonical)) }, 'olga');
+      };
+      const release = async (id: string) => {
+        await releases.create({ ...createBody, id }, 'olga');
+        await releases.upload(id, (async function* () { yield artifact; })(), { sha256 }, 'olga');
+      };
+      await release('one');
+      assert.ok((await releases.proposal('one')).signed_canonical.length <= 1000, 'one target fits');
+      await sign('one');
+      await releases.publish('one', 'olga');
+      await release('two');
+      await assert.rejects(releases.proposal('two'), (error) => SdcError.is(error, 'OTA_TARGETS_TOO_LARGE'));
+      await releases.revoke('one', 'olga', 'make room');
+      assert.equal((await releases.proposal('two')).targets_version, 3);
+    } finally {
+      await h.close();
+    }
+  });
+});

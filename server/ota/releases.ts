@@ -89,13 +89,15 @@ export class ReleaseService {
   readonly #artifacts: ArtifactStore;
   readonly #crypto: TufCrypto;
   readonly #artifactBytesMax: number;
+  readonly #targetsBytesMax: number;
 
-  constructor(options: { context: ServiceContext; repository: ImageRepository; artifacts: ArtifactStore; crypto: TufCrypto; artifactBytesMax?: number }) {
+  constructor(options: { context: ServiceContext; repository: ImageRepository; artifacts: ArtifactStore; crypto: TufCrypto; artifactBytesMax?: number; targetsBytesMax?: number }) {
     this.#ctx = options.context;
     this.#repository = options.repository;
     this.#artifacts = options.artifacts;
     this.#crypto = options.crypto;
     this.#artifactBytesMax = options.artifactBytesMax ?? releaseLimits.artifactBytesMax;
+    this.#targetsBytesMax = options.targetsBytesMax ?? releaseLimits.targetsBytesMax;
   }
 
   get artifactBytesMax(): number {
@@ -190,8 +192,8 @@ export class ReleaseService {
         version: nextVersion, expiresMs: this.#ctx.clock.nowMs() + releaseLimits.targetsLifetimeMs, targets: [...published, row].map(targetEntry),
       });
       const body = encodeCanonical(signed);
-      if (body.length > releaseLimits.targetsBytesMax) {
-        throw new SdcError('OTA_TARGETS_TOO_LARGE', `targets version ${nextVersion} would be ${body.length} characters, over ${releaseLimits.targetsBytesMax}: revoke old releases first`, { published: published.length });
+      if (body.length > this.#targetsBytesMax) {
+        throw new SdcError('OTA_TARGETS_TOO_LARGE', `targets version ${nextVersion} would be ${body.length} characters, over ${this.#targetsBytesMax}: revoke old releases first`, { published: published.length });
       }
       await tx.execute('DELETE FROM ota_release_signatures WHERE release_id = ?', [id]);
       await tx.execute('UPDATE ota_releases SET proposal_body = ?, proposal_version = ?, updated_at = ? WHERE id = ? AND state = ?', [body, nextVersion, this.#ctx.clock.nowMs(), id, row.state]);

@@ -41,7 +41,8 @@ export function layerTablePaths(text: string): string[] {
 }
 
 function exists(path: string): boolean {
-  if (notInCheckout[path] !== undefined) return true;
+  // A folder made by a build counts with everything under it (kernel/native/build/release/).
+  if (Object.keys(notInCheckout).some((folder) => path.startsWith(folder))) return true;
   if (!path.includes('*')) return existsSync(join(repoRoot, path));
   const directory = join(repoRoot, dirname(path));
   const pattern = new RegExp(`^${basename(path).split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);

@@ -198,3 +198,24 @@ describe('the targets file is bounded', () => {
     }
   });
 });
+
+describe('repository alarms reach operators', () => {
+  it('an expiring root and targets, and expired online roles, become alerts with audit entries', async () => {
+    const { sqlJsTarget } = await import('../control-plane/test-support.js');
+    const h = await makeOtaHarness(sqlJsTarget);
+    try {
+      const rootExpiresMs = (await h.ota.repository.current('root'))!.expiresAtMs;
+      h.clock.advance(rootExpiresMs - 30 * 86_400_000 - h.clock.nowMs());
+      await h.ota.repository.checkAlarms();
+      const alerts = await h.db.query<{ kind: string; severity: string; message: string }>('SELECT kind, severity, message FROM alerts ORDER BY kind, message');
+      assert.deepEqual(alerts.map((alert) => [alert.kind, alert.severity]), [
+        ['tuf_resign_overdue', 'critical'], ['tuf_resign_overdue', 'critical'], ['tuf_role_expiring', 'warning'], ['tuf_role_expiring', 'warning'],
+      ]);
+      assert.match(alerts.find((alert) => alert.message.includes('root'))!.message, /TUF root version 1 expires in 30 day/);
+      const audited = await h.db.query<{ n: number }>("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'alert.raised'");
+      assert.equal(Number(audited[0]?.n), 4);
+    } finally {
+      await h.close();
+    }
+  });
+});

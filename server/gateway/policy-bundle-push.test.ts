@@ -1,0 +1,111 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import pino from 'pino';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import { cutPolicyBundle, signPolicyBundle, type SignedPolicyBundle } from '../../core/protocol/policy-bundle.js';
+import { defaultPolicy } from '../../core/protocol/policy.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
+import type { BusEntryData, BusEntryKind } from '../bus-contract/entries.js';
+import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
+import type { GatewayContext } from './gateway-context.js';
+import { PolicyBundlePush, reportPolicyBundle } from './policy-bundle-push.js';
+
+const provider = createNodeEd25519Provider();
+const seed = new Uint8Array(32).fill(5);
+const nowMs = 1_800_000_000_000;
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** The parts of a gateway the push uses: the key/value store, the clock, the logger and the events writer. */
+function world() {
+  let clockMs = nowMs;
+  const kv = new MemoryKeyValueStore({ clock: { nowMs: () => clockMs } });
+  const reports: Array<{ kind: BusEntryKind; data: unknown }> = [];
+  const context = {
+    options: { stores: { kv }, logger: pino({ level: 'silent' }), gatewayId: 'gw-1' },
+    nowMs: () => clockMs,
+    report: async <K extends BusEntryKind>(kind: K, data: BusEntryData<K>) => { reports.push({ kind, data }); },
+    traceId: () => 't',
+  } as unknown as GatewayContext;
+  const sent: Array<{ deviceId: string; version: number }> = [];
+  const connected = new Set<string>();
+  const push = new PolicyBundlePush({
+    context, connectedDevices: () => connected,
+    targetOf: (deviceId) => (connected.has(deviceId) ? (signed) => { sent.push({ deviceId, version: signed.bundle.version }); return true; } : undefined),
+  });
+  const requests: string[] = [];
+  return {
+    kv, push, sent, connected, requests, reports, context,
+    advance(ms: number) { clockMs += ms; },
+    async start() {
+      await kv.subscribe(policyBundleChannels.requests, (deviceId) => requests.push(deviceId));
+      await push.start();
+    },
+  };
+}
+
+function bundle(deviceId: string, version: number, issuedAtMs = nowMs): SignedPolicyBundle {
+  return signPolicyBundle({
+    bundle: cutPolicyBundle({ policy: { ...defaultPolicy, revision: version }, version, device: { id: deviceId }, issuedAtMs, validityMs: 100_000 }),
+    kid: 'cp-1', seed, provider,
+  });
+}
+
+describe('the gateway pushes policy bundles', () => {
+  it('after AUTH: sends a current stored bundle; asks for one when none is stored', async () => {
+    const w = world();
+    await w.start();
+    w.connected.add('dev-a').add('dev-b');
+    await w.kv.set(policyBundleKeys.bundle('dev-a'), canonicalize(bundle('dev-a', 3)));
+    await w.kv.set(policyBundleKeys.revision, '3');
+    await w.push.onAuthenticated('dev-a');
+    await w.push.onAuthenticated('dev-b');
+    await settle();
+    assert.deepEqual(w.sent, [{ deviceId: 'dev-a', version: 3 }]);
+    assert.deepEqual(w.requests, ['dev-b']);
+  });
+
+  it('after AUTH: a stored bundle older than the revision, past half its validity, or malformed is replaced (sent meanwhile unless malformed)', async () => {
+    const w = world();
+    await w.start();
+    w.connected.add('dev-old').add('dev-aging').add('dev-bad');
+    await w.kv.set(policyBundleKeys.revision, '4');
+    await w.kv.set(policyBundleKeys.bundle('dev-old'), canonicalize(bundle('dev-old', 3)));
+    await w.kv.set(policyBundleKeys.bundle('dev-aging'), canonicalize(bundle('dev-aging', 4, nowMs - 50_001)));
+    await w.kv.set(policyBundleKeys.bundle('dev-bad'), '{"bundle": {"device_id": "someone-else"}}');
+    for (const deviceId of ['dev-old', 'dev-aging', 'dev-bad']) await w.push.onAuthenticated(deviceId);
+    await settle();
+    assert.deepEqual(w.sent, [{ deviceId: 'dev-old', version: 3 }, { deviceId: 'dev-aging', version: 4 }]);
+    assert.deepEqual(w.requests, ['dev-old', 'dev-aging', 'dev-bad']);
+  });
+
+  it('a ready notice sends the new bundle to a device held here; a revision notice asks for every device held here, once', async () => {
+    const w = world();
+    await w.start();
+    w.connected.add('dev-a').add('dev-b');
+    await w.kv.set(policyBundleKeys.bundle('dev-a'), canonicalize(bundle('dev-a', 5)));
+    await w.kv.publish(policyBundleChannels.ready, 'dev-a');
+    await w.kv.publish(policyBundleChannels.ready, 'dev-elsewhere');
+    await settle();
+    assert.deepEqual(w.sent, [{ deviceId: 'dev-a', version: 5 }]);
+    await w.kv.publish(policyBundleChannels.revision, '6');
+    await settle();
+    await w.kv.publish(policyBundleChannels.revision, '6');
+    await w.kv.publish(policyBundleChannels.revision, 'junk');
+    await settle();
+    assert.deepEqual(w.requests.sort(), ['dev-a', 'dev-b']);
+    await w.push.stop();
+  });
+
+  it("a device's refusal becomes a policy_bundle_refused alert; an acceptance records the held version", async () => {
+    const w = world();
+    await reportPolicyBundle(w.context, 'dev-a', { version: 2, status: 'refused', held_version: 5, error: { code: 'POLICY_BUNDLE_VERSION_STALE', message: 'older' } });
+    await reportPolicyBundle(w.context, 'dev-a', { version: 6, status: 'accepted', held_version: 6 });
+    assert.equal(w.reports.length, 1);
+    const alert = w.reports[0]!.data as BusEntryData<'alert'>;
+    assert.equal(w.reports[0]!.kind, 'alert');
+    assert.equal(alert.kind, 'policy_bundle_refused');
+    assert.match(alert.message, /version 2 with POLICY_BUNDLE_VERSION_STALE.*enforces version 5/);
+    assert.equal(await w.kv.get(policyBundleKeys.held('dev-a')), '6');
+  });
+});

@@ -63,13 +63,13 @@ export function onePositional(positionals: readonly string[], what: string): str
 const listPagesMax = 100;
 const listPageItemsMax = 500;
 
-/** Up to `limit` items of a paged list route (`items`, `next_cursor`), following the cursor page by page. */
+/** Up to `limit` items of a paged list route (`items`, `next_cursor`), following the cursor page by page; `path` may carry a query of its own. */
 export async function getAllPages<T>(api: ApiClient, path: string, limit: number): Promise<T[]> {
   const items: T[] = [];
   let cursor: string | null | undefined;
   for (let page = 0; page < listPagesMax && items.length < limit; page++) {
     const answer = await api.get<{ items: T[]; next_cursor?: string | null }>(
-      `${path}?limit=${Math.min(listPageItemsMax, limit - items.length)}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      `${path}${path.includes('?') ? '&' : '?'}limit=${Math.min(listPageItemsMax, limit - items.length)}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
     items.push(...answer.items);
     cursor = answer.next_cursor;
     if (!cursor) break;

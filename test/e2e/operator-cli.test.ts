@@ -78,6 +78,19 @@ for (const target of storeTargets()) {
       assert.equal((await sdc(['device', 'show'])).code, 2);
     });
 
+    it('device tag sets the tags (a group among them) and device list --tag filters by one', async () => {
+      const group = `group:cli-${system.tag.toLowerCase()}`;
+      const tagged = await sdc(['device', 'tag', deviceId, '--set', `site-1,${group}`, '--json']);
+      assert.equal(tagged.code, 0, tagged.stderr);
+      assert.deepEqual(JSON.parse(tagged.stdout), { device_id: deviceId, tags: [group, 'site-1'].sort() });
+      const listed = await sdc(['device', 'list', '--tag', group, '--json']);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.deepEqual((JSON.parse(listed.stdout) as { items: Array<{ id: string }> }).items.map((d) => d.id), [deviceId]);
+      const bad = await sdc(['device', 'tag', deviceId, '--set', 'Bad Tag']);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /CLI_USAGE: --set: tag "Bad Tag" does not match/);
+    });
+
     it('command send (an Idempotency-Key always), show and watch until terminal', async () => {
       const unknown = await sdc(['command', 'send', '--device', deviceId, '--opcode', 'EXEC_FORMAT_DISK']);
       assert.equal(unknown.code, 2);

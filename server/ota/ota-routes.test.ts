@@ -25,6 +25,7 @@ for (const { sql } of storePairs().pairs) {
     let h: Harness;
     let keys: RepositoryKeys;
     let operator: string;
+    let secondOperator: string;
     let viewer: string;
 
     before(async () => {
@@ -35,6 +36,8 @@ for (const { sql } of storePairs().pairs) {
       await h.cp.auth.users.add({ name: 'olga', role: 'operator', password: 'operator password', nowMs });
       await h.cp.auth.users.add({ name: 'vic', role: 'viewer', password: 'viewer password', nowMs });
       operator = (await h.cp.auth.login('olga', 'operator password')).token;
+      await h.cp.auth.users.add({ name: 'sam', role: 'operator', password: 'operator password 2', nowMs });
+      secondOperator = (await h.cp.auth.login('sam', 'operator password 2')).token;
       viewer = (await h.cp.auth.login('vic', 'viewer password')).token;
     });
     after(async () => { await h.close(); await sql.cleanup(); });
@@ -45,10 +48,10 @@ for (const { sql } of storePairs().pairs) {
     });
     const upload = (id: string, bytes: Uint8Array, digest: string) => call('PUT', `/v1/releases/${id}/artifact`, operator, bytes,
       { 'content-type': 'application/octet-stream', 'x-sdc-artifact-sha256': digest });
-    const signWith = async (id: string, keyIndex: number, role: 'targets' | 'root' = 'targets') => {
-      const proposal = (await call('GET', `/v1/releases/${id}/targets-proposal`, operator)).json() as { signed_canonical: string };
+    const signWith = async (id: string, keyIndex: number, role: 'targets' | 'root' = 'targets', token = operator) => {
+      const proposal = (await call('GET', `/v1/releases/${id}/targets-proposal`, token)).json() as { signed_canonical: string };
       const key = keys[role][keyIndex]!.key;
-      return call('POST', `/v1/releases/${id}/signatures`, operator, { keyid: key.keyid, sig: key.sign(new TextEncoder().encode(proposal.signed_canonical)) });
+      return call('POST', `/v1/releases/${id}/signatures`, token, { keyid: key.keyid, sig: key.sign(new TextEncoder().encode(proposal.signed_canonical)) });
     };
     const codeOf = (response: { json(): unknown }) => (response.json() as { error: { code: string } }).error.code;
 
@@ -91,8 +94,14 @@ for (const { sql } of storePairs().pairs) {
       assert.equal((await signWith(createBody.id, 0)).json().state, 'verified');
       assert.equal((await signWith(createBody.id, 0)).json().signatures.length, 1, 'one key counts once, however often it signs');
       assert.equal(codeOf(await call('POST', `/v1/releases/${createBody.id}/publish`, operator)), 'OTA_RELEASE_UNDER_THRESHOLD', 'one signer is not enough');
-      const second = await signWith(createBody.id, 2);
+      const sameOperator = await signWith(createBody.id, 2);
+      assert.equal(sameOperator.json().state, 'verified', 'two keys sent by one account are one person');
+      const refused = await call('POST', `/v1/releases/${createBody.id}/publish`, operator);
+      assert.equal(codeOf(refused), 'OTA_RELEASE_UNDER_THRESHOLD');
+      assert.match(refused.json().error.message, /sent by 1 user/);
+      const second = await signWith(createBody.id, 2, 'targets', secondOperator);
       assert.equal(second.json().state, 'signed');
+      assert.deepEqual(second.json().signatures.map((signature: { signed_by: string }) => signature.signed_by).sort(), ['olga', 'sam']);
 
       const published = await call('POST', `/v1/releases/${createBody.id}/publish`, operator);
       assert.equal(published.statusCode, 200, published.body);
@@ -134,7 +143,7 @@ for (const { sql } of storePairs().pairs) {
       assert.deepEqual(Object.keys(JSON.parse(proposal.signed_canonical).targets), ['rel-2-4-1/agent.bin'], 'the revoked release is left out');
       assert.equal(codeOf(await call('GET', `/v1/releases/${other.id}/targets-proposal`, operator)), 'OTA_TARGETS_PROPOSAL_OPEN', 'one targets version is signed at a time');
       await signWith(next.id, 1);
-      await signWith(next.id, 2);
+      await signWith(next.id, 2, 'targets', secondOperator);
       assert.equal((await call('POST', `/v1/releases/${next.id}/publish`, operator)).json().state, 'published');
       const otherProposal = (await call('GET', `/v1/releases/${other.id}/targets-proposal`, operator)).json();
       assert.equal(otherProposal.targets_version, 4);
@@ -179,7 +188,9 @@ describe('the targets file is bounded', () => {
       const releases = new ReleaseService({ context: h.cp.context, repository: h.ota.repository, artifacts: new MemoryArtifactStore(), crypto, targetsBytesMax: 1000 });
       const sign = async (id: string) => {
         const proposal = await releases.proposal(id);
-        for (const key of h.keys!.targets.slice(0, 2)) await releases.addSignature(id, { keyid: key.key.keyid, sig: key.key.sign(new TextEncoder().encode(proposal.signed_canonical)) }, 'olga');
+        for (const [index, key] of h.keys!.targets.slice(0, 2).entries()) {
+          await releases.addSignature(id, { keyid: key.key.keyid, sig: key.key.sign(new TextEncoder().encode(proposal.signed_canonical)) }, ['olga', 'sam'][index]!);
+        }
       };
       const release = async (id: string) => {
         await releases.create({ ...createBody, id }, 'olga');

@@ -223,9 +223,11 @@ export class ReleaseService {
       const nowMs = this.#ctx.clock.nowMs();
       await tx.execute('DELETE FROM ota_release_signatures WHERE release_id = ? AND keyid = ?', [id, signature.keyid]);
       await tx.execute('INSERT INTO ota_release_signatures (release_id, keyid, sig, signed_by, created_at) VALUES (?, ?, ?, ?, ?)', [id, signature.keyid, signature.sig, actor, nowMs]);
-      const count = (await this.#signatures(tx, id)).filter((stored) => keyids.includes(stored.keyid)).length;
-      await this.#audit(tx, 'ota.release.signature_added', actor, id, { keyid: signature.keyid, targets_version: Number(row.proposal_version), valid_signatures: count, threshold: root.roles.targets.threshold });
-      if (row.state === 'verified' && count >= root.roles.targets.threshold) await this.#move(tx, row, 'sign');
+      const { keys: count, people } = signerCounts(await this.#signatures(tx, id), keyids);
+      await this.#audit(tx, 'ota.release.signature_added', actor, id, {
+        keyid: signature.keyid, targets_version: Number(row.proposal_version), valid_signatures: count, signers: people, threshold: root.roles.targets.threshold,
+      });
+      if (row.state === 'verified' && Math.min(count, people) >= root.roles.targets.threshold) await this.#move(tx, row, 'sign');
     });
     await this.#ctx.settleAudit();
     return this.get(id);
@@ -240,8 +242,10 @@ export class ReleaseService {
     const marks = await this.#ctx.db.transaction(async (tx) => {
       const row = await this.#row(tx, id);
       if (row.state === 'verified') {
-        const count = (await this.#signatures(tx, id)).filter((stored) => root.roles.targets.keyids.includes(stored.keyid)).length;
-        throw new SdcError('OTA_RELEASE_UNDER_THRESHOLD', `release ${id} has ${count} release-signer signature(s) of the ${root.roles.targets.threshold} required`, { valid: count, threshold: root.roles.targets.threshold });
+        const { keys: count, people } = signerCounts(await this.#signatures(tx, id), root.roles.targets.keyids);
+        throw new SdcError('OTA_RELEASE_UNDER_THRESHOLD',
+          `release ${id} has ${count} release-signer signature(s) sent by ${people} user(s); the threshold is ${root.roles.targets.threshold} keys sent by as many users`,
+          { valid: count, signers: people, threshold: root.roles.targets.threshold });
       }
       if (row.state !== 'signed') refuseTransition(row.state, 'publish');
       const body = envelopeText(parseTufJson(new TextEncoder().encode(row.proposal_body ?? '')) as TufJsonObject, await this.#signatures(tx, id));
@@ -331,6 +335,15 @@ export class ReleaseService {
       created_by: row.created_by, created_at_ms: Number(row.created_at), updated_at_ms: Number(row.updated_at),
     };
   }
+}
+
+/**
+ * Valid keys and the distinct users who sent them. The threshold counts both: a threshold of keys
+ * sent by one account is still one person, so an operator holding two key files cannot publish alone.
+ */
+function signerCounts(signatures: ReadonlyArray<{ keyid: string; signed_by: string }>, keyids: readonly string[]): { keys: number; people: number } {
+  const valid = signatures.filter((stored) => keyids.includes(stored.keyid));
+  return { keys: valid.length, people: new Set(valid.map((stored) => stored.signed_by)).size };
 }
 
 function refuseTransition(state: ReleaseState, event: ReleaseEvent): never {

@@ -43,6 +43,7 @@ describe('signed release, published by the control plane, verified by the TUF cl
   let httpServer: Server;
   let tufUrl: string;
   let run: ReturnType<typeof cli>;
+  let apiUrl: string;
   const artifact = new Uint8Array(Buffer.from('sdc agent 2.4.0\n'.repeat(4096)));
 
   before(async () => {
@@ -61,6 +62,7 @@ describe('signed release, published by the control plane, verified by the TUF cl
     ota = harness.ota;
     await h.cp.auth.users.add({ name: 'olga', role: 'operator', password, nowMs: h.clock.nowMs() });
     const { url } = await h.cp.listen({ host: '127.0.0.1', port: 0, tls: true });
+    apiUrl = url;
     await writeFile(join(work, 'root-ca.pem'), h.materials.rootCaPem);
     const login = await run('login', '--server', url, '--name', 'olga', '--ca', join(work, 'root-ca.pem'), '--password-stdin');
     assert.equal(login.code, 0, login.err);
@@ -94,7 +96,12 @@ describe('signed release, published by the control plane, verified by the TUF cl
     const early = await run('release', 'publish', 'rel-2-4-0');
     assert.notEqual(early.code, 0);
     assert.match(early.err, /OTA_RELEASE_UNDER_THRESHOLD/);
-    const second = await run('release', 'sign', 'rel-2-4-0', '--key', join(work, 'keys', 'targets-3.pem'), '--passphrase-file', passphraseFile);
+    // The second release signer is another person with another login.
+    await h.cp.auth.users.add({ name: 'sam', role: 'operator', password: 'operator password 2', nowMs: h.clock.nowMs() });
+    const runAsSam = cli({ XDG_CONFIG_HOME: join(work, 'config-sam') }, 'operator password 2\n');
+    const samLogin = await runAsSam('login', '--server', apiUrl, '--name', 'sam', '--ca', join(work, 'root-ca.pem'), '--password-stdin');
+    assert.equal(samLogin.code, 0, samLogin.err);
+    const second = await runAsSam('release', 'sign', 'rel-2-4-0', '--key', join(work, 'keys', 'targets-3.pem'), '--passphrase-file', passphraseFile);
     assert.equal(second.code, 0, second.err);
     assert.match(second.out, /release rel-2-4-0 is signed/);
     const published = await run('release', 'publish', 'rel-2-4-0', '--json');

@@ -16,7 +16,7 @@ function suite(target: SqlTarget): void {
       const response = await h.cp.app.inject({ method, url, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
       return { status: response.statusCode, json: () => response.json() as Record<string, any>, text: response.body };
     };
-    const postJson = async (url: string, payload: unknown, token: string) => {
+    const postJson = async (url: string, payload: unknown, token: string | undefined) => {
       const response = await h.cp.app.inject({ method: 'POST', url, payload: payload as Record<string, unknown>, headers: { authorization: `Bearer ${token}` } });
       return { status: response.statusCode, json: () => response.json() as Record<string, any>, text: response.body };
     };

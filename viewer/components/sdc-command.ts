@@ -8,7 +8,7 @@ import { LightElement } from './light-element.js';
 
 interface ResultBody { status?: string; output?: Record<string, unknown>; error?: { code?: string; message?: string } }
 interface CommandDetail {
-  id: string; device_id: string; opcode: string; args: Record<string, unknown>; state: string; device_seq: number;
+  id: string; device_id: string; opcode: string; args: Record<string, unknown>; state: string; device_seq: number | null;
   created_by: string; created_at_ms: number; expires_at_ms: number; attempts: number;
   history: Array<{ state: string; at_ms: number }>;
   result_frame: { body?: ResultBody } | null;
@@ -71,7 +71,7 @@ export class SdcCommand extends LightElement {
       <section aria-labelledby="command-title">
         <h1 id="command-title">${c.opcode} on <a href="#/devices/${encodeURIComponent(c.device_id)}">${c.device_id}</a></h1>
         ${errorLine(this.error)}
-        <p>Command <code>${c.id}</code>, device seq ${c.device_seq}, by ${c.created_by}, expires ${formatTime(c.expires_at_ms)}.
+        <p>Command <code>${c.id}</code>, ${c.device_seq === null ? 'waiting for approvals (no device seq yet)' : `device seq ${c.device_seq}`}, by ${c.created_by}, expires ${formatTime(c.expires_at_ms)}.
           State: <strong class="state state-${c.state}" data-testid="command-state" aria-live="polite">${c.state}</strong>${terminal ? '' : ' (following live)'}</p>
         <h2>Timeline</h2>
         <ol class="timeline" data-testid="timeline">

@@ -6,7 +6,7 @@ import { verifyCommandApprovals, type ApproverKey } from './approvals.js';
 import type { SignedCommand } from './messages/command.js';
 import { canonicalBytes } from './canonical-json.js';
 import {
-  evaluatePolicy, parsePolicy, policyRoles, type DeviceSelector, type Policy, type PolicyActor, type PolicyDecision, type PolicyRule,
+  devicePolicyOf, evaluatePolicy, parsePolicy, policyRoles, type DeviceSelector, type Policy, type PolicyActor, type PolicyDecision, type PolicyRule,
 } from './policy.js';
 import {
   policyBundleFormat, SignedPolicyBundleSchema, type ApproverKeyEntry, type PolicyBundleDocument, type SignedPolicyBundle,
@@ -232,10 +232,12 @@ export function evaluatePolicyBundle(bundle: VerifiedPolicyBundle, facts: Bundle
     actor, opcode: facts.opcode, device, nowMs: facts.nowMs, argsBytes: facts.argsBytes,
     ...(facts.approvals === undefined ? {} : { approvals: facts.approvals }),
   });
-  if (facts.actor !== undefined) return evaluatePolicy(bundle.policy, request(facts.actor));
+  // Rate limits, posture and reasons were judged by the control plane at admission; the device cannot.
+  const policy = devicePolicyOf(bundle.policy);
+  if (facts.actor !== undefined) return evaluatePolicy(policy, request(facts.actor));
   let firstDeny: PolicyDecision | undefined;
   for (const role of policyRoles) {
-    const decision = evaluatePolicy(bundle.policy, request({ id: unnamedRequesterId, role }));
+    const decision = evaluatePolicy(policy, request({ id: unnamedRequesterId, role }));
     if (decision.decision === 'allow') return decision;
     firstDeny ??= decision;
   }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { SdcError } from '../errors/index.js';
 import {
-  defaultPolicy, evaluatePolicy, judgeRule, noRuleAllowsReason, parsePolicy, policyLimits, policyRoles,
+  defaultPolicy, devicePolicyOf, evaluatePolicy, judgeRule, noRuleAllowsReason, parsePolicy, policyLimits, policyRoles,
   rateLimitsFor, readOnlyOpcodes, updateOpcodes,
   type Policy, type PolicyRequest, type PolicyRole,
 } from './policy.js';
@@ -291,6 +291,16 @@ describe('policy properties', () => {
         const denyRule = policy.rules.find((r) => r.id === use.ruleId && r.effect === 'deny');
         if (denyRule !== undefined) assert.ok((req.rateCounts?.[use.key] ?? Infinity) < use.limit.count);
       }
+    }), { numRuns: 500 });
+  });
+
+  it('the device\'s policy (devicePolicyOf, no counts, posture or reason) allows whatever the full policy allows with its facts', () => {
+    fc.assert(fc.property(policyArb, requestArb, countsArb, (policy, rawReq, counts) => {
+      const req = withCounts(policy, rawReq, counts);
+      if (evaluatePolicy(policy, req).decision !== 'allow') return;
+      const { rateCounts: _counts, reason: _reason, ...bare } = req;
+      const deviceRequest = { ...bare, device: { id: req.device.id, ...(req.device.tags === undefined ? {} : { tags: req.device.tags }) } };
+      assert.equal(evaluatePolicy(devicePolicyOf(policy), deviceRequest).decision, 'allow');
     }), { numRuns: 500 });
   });
 

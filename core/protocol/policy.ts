@@ -329,6 +329,33 @@ export function rateLimitsFor(policy: Policy, request: PolicyRequest): RateLimit
   return uses;
 }
 
+/**
+ * The policy as a device enforces it (its policy bundle): without the conditions only the control
+ * plane can judge, which it judged at admission. A device holds no rate counts, no posture of its
+ * own as the control plane sees it and no reason, and would otherwise fail them closed: every
+ * command a rate-limited, posture or reason rule allows would be refused on the device, and a
+ * deny rule's cap would deny everything it targets. So allow rules lose `rateLimit`, `posture` and
+ * `reasonRequired`, and deny rules that carry a `rateLimit` are left out (a cap applies only once
+ * reached, which only the shared counters know). Time windows, quiet hours, argument sizes and
+ * approvals stay: the device can judge those. The result allows at least what the full policy
+ * allows with any facts (a property test checks this), so the device never refuses a command the
+ * control plane admitted for these conditions.
+ */
+export function devicePolicyOf(policy: Policy): Policy {
+  const rules: PolicyRule[] = [];
+  for (const rule of policy.rules) {
+    const conditions = rule.conditions;
+    if (conditions === undefined) {
+      rules.push(rule);
+      continue;
+    }
+    if (rule.effect === 'deny' && conditions.rateLimit !== undefined) continue;
+    const { rateLimit: _rate, posture: _posture, reasonRequired: _reason, ...deviceConditions } = conditions;
+    rules.push({ ...rule, conditions: deviceConditions });
+  }
+  return { ...policy, rules };
+}
+
 /** Whether any rule demands posture facts, so the caller gathers them only when they can matter. */
 export function policyUsesPosture(policy: Policy): boolean {
   return policy.rules.some((rule) => rule.conditions?.posture !== undefined);

@@ -153,7 +153,8 @@ const sign: Command = {
     if (args.values.json === true) io.stdout(JSON.stringify(after) + '\n');
     else {
       io.stdout(`signed targets version ${proposal.targets_version} (${Object.keys(signed['targets'] as TufJsonObject).length} target(s), expires ${String(signed['expires'])}) with key ${key.keyid}\n`);
-      io.stdout(`${after.signatures.length} of ${proposal.threshold} signature(s); release ${after.id} is ${after.state}\n`);
+      const people = new Set(after.signatures.map((signature) => signature.signed_by)).size;
+      io.stdout(`${after.signatures.length} key signature(s) sent by ${people} user(s), ${proposal.threshold} of each needed; release ${after.id} is ${after.state}\n`);
     }
     return 0;
   },

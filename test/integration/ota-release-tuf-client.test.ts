@@ -89,7 +89,7 @@ describe('signed release, published by the control plane, verified by the TUF cl
     const passphraseFile = join(work, 'passphrase');
     const first = await run('release', 'sign', 'rel-2-4-0', '--key', join(work, 'keys', 'targets-1.pem'), '--passphrase-file', passphraseFile);
     assert.equal(first.code, 0, first.err);
-    assert.match(first.out, /1 of 2 signature\(s\); release rel-2-4-0 is verified/);
+    assert.match(first.out, /1 key signature\(s\) sent by 1 user\(s\), 2 of each needed; release rel-2-4-0 is verified/);
     const rootKey = await run('release', 'sign', 'rel-2-4-0', '--key', join(work, 'keys', 'root-1.pem'), '--passphrase-file', passphraseFile);
     assert.notEqual(rootKey.code, 0, 'a root key is not a release signer');
     assert.match(rootKey.err, /not a targets key/);

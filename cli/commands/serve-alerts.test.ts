@@ -34,8 +34,8 @@ async function untilReady(run: Run): Promise<void> {
   }
 }
 
-describe('sdc serve --alerts', () => {
-  it('refuses a bad rules file naming the field, and an unreadable one; starts with a good one', { timeout: 180_000 }, async () => {
+describe('sdc serve --alerts and the probe options', () => {
+  it('refuses a bad rules file naming the field, an unreadable one, and a probe grace + timeout over half an interval; starts with a good one', { timeout: 180_000 }, async () => {
     const parent = await mkdtemp(join(tmpdir(), 'sdc-alerts-cli-'));
     const dir = join(parent, 'data');
     const file = (name: string, text: string) => writeFile(join(parent, name), text).then(() => join(parent, name));
@@ -48,7 +48,11 @@ describe('sdc serve --alerts', () => {
       const missing = serveWith(join(parent, 'none.json'));
       assert.equal(await missing.exit, 1);
       assert.match(missing.err.join(''), /CLI_INPUT/);
-      const good = serveWith(await file('good.json', JSON.stringify({ offlineAfterMs: 5_000, riskScoreAbove: 90, sampleIntervalMs: 1_000 })));
+      const badProbe = sdc(['serve', '--dir', dir, '--api-port', '0', '--gateway-port', '0', '--heartbeat-interval-ms', '1000', '--probe-grace-ms', '400', '--probe-timeout-ms', '400']);
+      assert.equal(await badProbe.exit, 1);
+      assert.match(badProbe.err.join(''), /GATEWAY_INVALID_ARGUMENT: probeGraceMs \+ probeTimeoutMs must be at most 500 ms/);
+      const good = sdc(['serve', '--dir', dir, '--api-port', '0', '--gateway-port', '0', '--probe-grace-ms', '2000', '--probe-timeout-ms', '3000',
+        '--alerts', await file('good.json', JSON.stringify({ offlineAfterMs: 5_000, riskScoreAbove: 90, sampleIntervalMs: 1_000 }))]);
       await untilReady(good);
       good.stop();
       assert.equal(await good.exit, 0);

@@ -14,7 +14,7 @@ const metricsTokenEnv = 'SDC_METRICS_TOKEN';
 
 const commonOptions = {
   dir: { type: 'string' }, host: { type: 'string' }, 'gateway-port': { type: 'string' }, 'gateway-id': { type: 'string' },
-  redis: { type: 'string' }, 'key-prefix': { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
+  redis: { type: 'string' }, 'key-prefix': { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'probe-grace-ms': { type: 'string' }, 'probe-timeout-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
   'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' },
   ...redisPasswordFileOptions,
 } as const;
@@ -26,6 +26,8 @@ const commonHelp = [
   redisPasswordFileHelp,
   ['--key-prefix P', 'Prefix of every Redis key (default sdc:); the same for every process of one deployment'],
   ['--heartbeat-interval-ms N', 'Agent heartbeat period; offline after 1.5 of them (default 10000)'],
+  ['--probe-grace-ms N', 'Liveness probe: a session this late past its heartbeat is pinged (default a quarter interval; docs/gateway.md)'],
+  ['--probe-timeout-ms N', 'Liveness probe: closed and offline without a pong within this (default a quarter interval; grace + timeout at most half)'],
   ['--metrics-port P', 'Also serve GET /metrics (Prometheus) on plain HTTP at this port (sdc serve has it on the API too; a gateway-only process needs this)'],
   ['--metrics-host H', 'Address of that listener (default 127.0.0.1)'],
   ['--metrics-token-file F', `Bearer token GET /metrics needs (or $${metricsTokenEnv}); without one /metrics answers loopback peers only`],
@@ -99,7 +101,11 @@ async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControl
     gatewayId: stringOption(args, 'gateway-id', 'gw-1'),
     ...(args.values['advertise-gateway'] === undefined ? {} : { advertisedGatewayUrls: advertisedUrls(args.values['advertise-gateway'] as string[]) }),
     controlPlane: withControlPlane,
-    gateway: { heartbeatIntervalMs: integerOption(args, 'heartbeat-interval-ms', 10_000, 100, 3_600_000) },
+    gateway: {
+      heartbeatIntervalMs: integerOption(args, 'heartbeat-interval-ms', 10_000, 100, 3_600_000),
+      ...(args.values['probe-grace-ms'] === undefined ? {} : { probeGraceMs: integerOption(args, 'probe-grace-ms', 0, 0, 1_800_000) }),
+      ...(args.values['probe-timeout-ms'] === undefined ? {} : { probeTimeoutMs: integerOption(args, 'probe-timeout-ms', 1, 1, 1_800_000) }),
+    },
     ...(redisUrl ? { redisUrl } : {}),
     ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),
     ...(mysqlUrl === undefined ? {} : { mysqlUrl }),

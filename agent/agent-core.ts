@@ -229,6 +229,12 @@ class DefaultAgentCore implements AgentCore {
     }
   }
 
+  /** The runtime's facts, with the policy bundle version enforced now (when one is held), for this AUTH. */
+  #posture(facts: () => DevicePosture): DevicePosture {
+    const version = this.#bundle.version;
+    return { ...facts(), ...(version === undefined ? {} : { policy_bundle_version: version }) };
+  }
+
   /** The gateway's clock now (the control plane's, for deadlines). */
   #gatewayNowMs(): number {
     return this.#o.clock.nowMs() - this.#clockOffsetMs;
@@ -239,7 +245,7 @@ class DefaultAgentCore implements AgentCore {
     const connection = new AgentConnection({
       deviceId: this.#o.deviceId, signer: this.#o.signer, resolveGatewayKey: this.#o.resolveGatewayKey,
       agentVersion: this.#o.agentVersion, lastCommandSeq: this.#o.journal.highestExecutedSeq(),
-      ...(this.#o.posture === undefined ? {} : { posture: this.#o.posture() }),
+      ...(this.#o.posture === undefined ? {} : { posture: this.#posture(this.#o.posture) }),
       ...(this.#o.sessionCrypto === undefined ? {} : { sessionMac: { crypto: this.#o.sessionCrypto, random: this.#o.random } }),
     });
     const live: LiveConnection = {

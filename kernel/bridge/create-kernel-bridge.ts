@@ -2,6 +2,8 @@
  * Chooses the kernel backend from configuration: 'mock', 'native', 'windows' or 'auto'.
  * 'auto' takes the native library when it is built and opens, else the mock; 'native' without a
  * library also falls back to the mock. A fallback is reported in `notice`, never as a crash.
+ * A new mock kernel, or a native sandbox never provisioned, refuses privileged opcodes until
+ * `bridge.provisionCommandKeys` has run (agent/enrollment.ts provisionKernelCommandKeys).
  */
 import { SdcError } from '../../core/errors/index.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../../core/ports/ports.js';

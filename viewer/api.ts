@@ -86,6 +86,10 @@ export class ApiClient {
     return this.#request<T>('POST', path, { body, headers });
   }
 
+  put<T>(path: string, body: unknown): Promise<T> {
+    return this.#request<T>('PUT', path, { body });
+  }
+
   async #request<T>(method: string, path: string, options: { body?: unknown; headers?: Record<string, string>; authenticated?: boolean }): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
     if (options.authenticated !== false) {

@@ -48,6 +48,18 @@ describe('the live stream', () => {
     assert.deepEqual(h.statuses, ['connecting', 'open']);
   });
 
+  it('delivers alert raises, acknowledgements and clears, also about no one device, and skips an alert without an id', () => {
+    const h = harness();
+    h.live.start();
+    const source = h.sources[0]!;
+    source.emit('alert', '{"alert_id":"al_1","device_id":null,"severity":"warning","kind":"backpressure","message":"m","at_ms":1}');
+    source.emit('alert_acknowledged', '{"alert_id":"al_1","device_id":null,"kind":"backpressure","acknowledged_by":"ann","note":"seen","at_ms":2}');
+    source.emit('alert_cleared', '{"alert_id":"al_2","device_id":"lab-1","kind":"device_offline","at_ms":3}');
+    source.emit('alert', '{"device_id":"lab-1","severity":"warning"}');
+    source.emit('presence', '{"device_id":null,"online":true}');
+    assert.deepEqual(h.events.map((e) => [e.type, (e as { alert_id?: string }).alert_id]), [['alert', 'al_1'], ['alert_acknowledged', 'al_1'], ['alert_cleared', 'al_2']]);
+  });
+
   it('reconnects after a failure with a doubling pause, capped, and resets it once open', () => {
     const h = harness();
     h.live.start();

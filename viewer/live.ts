@@ -7,7 +7,9 @@
 export type LiveEvent =
   | { readonly type: 'command'; readonly command_id: string; readonly device_id: string; readonly state: string; readonly at_ms: number }
   | { readonly type: 'presence'; readonly device_id: string; readonly online: boolean; readonly gateway_id: string; readonly at_ms: number }
-  | { readonly type: 'alert'; readonly alert_id: string; readonly device_id: string; readonly severity: string; readonly kind: string; readonly message: string; readonly at_ms: number };
+  | { readonly type: 'alert'; readonly alert_id: string; readonly device_id: string | null; readonly severity: string; readonly kind: string; readonly message: string; readonly at_ms: number }
+  | { readonly type: 'alert_acknowledged'; readonly alert_id: string; readonly device_id: string | null; readonly kind: string; readonly acknowledged_by: string; readonly note: string | null; readonly at_ms: number }
+  | { readonly type: 'alert_cleared'; readonly alert_id: string; readonly device_id: string | null; readonly kind: string; readonly at_ms: number };
 
 export type LiveStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
@@ -24,7 +26,8 @@ export interface LiveOptions {
   readonly setTimer?: (callback: () => void, delayMs: number) => unknown;
 }
 
-const eventTypes = ['command', 'presence', 'alert'] as const;
+const eventTypes = ['command', 'presence', 'alert', 'alert_acknowledged', 'alert_cleared'] as const;
+const alertEventTypes: ReadonlySet<string> = new Set(['alert', 'alert_acknowledged', 'alert_cleared']);
 
 export class LiveStream {
   readonly #options: LiveOptions;
@@ -90,7 +93,10 @@ export class LiveStream {
   #deliver(type: (typeof eventTypes)[number], data: string): void {
     const value = parseObject(data);
     // A line that is not the documented shape is skipped, never allowed to break the view.
-    if (value === undefined || typeof value.device_id !== 'string') return;
+    if (value === undefined) return;
+    // Alerts about no one device (backpressure, the image repository) carry device_id null.
+    const deviceOk = typeof value.device_id === 'string' || (value.device_id === null && alertEventTypes.has(type));
+    if (!deviceOk || (alertEventTypes.has(type) && typeof value.alert_id !== 'string')) return;
     this.#options.onEvent({ ...value, type } as unknown as LiveEvent);
   }
 }

@@ -7,6 +7,7 @@ describe('viewer routes', () => {
     const routes: Route[] = [
       { view: 'fleet' }, { view: 'device', deviceId: 'lab-01' }, { view: 'command', commandId: 'cmd_01' },
       { view: 'compose', deviceId: 'lab-01' }, { view: 'compose', deviceId: undefined }, { view: 'audit' }, { view: 'research' },
+      { view: 'alerts' }, { view: 'approvals' }, { view: 'dead-letters', deviceId: undefined }, { view: 'dead-letters', deviceId: 'lab-01' }, { view: 'releases' },
     ];
     for (const route of routes) assert.deepEqual(parseRoute(routeHref(route)), route);
   });
@@ -16,5 +17,6 @@ describe('viewer routes', () => {
       assert.deepEqual(parseRoute(hash), { view: 'fleet' }, hash);
     }
     assert.deepEqual(parseRoute('#/compose?device=<script>'), { view: 'compose', deviceId: undefined });
+    assert.deepEqual(parseRoute('#/dead-letters?device=a%20b'), { view: 'dead-letters', deviceId: undefined });
   });
 });

@@ -8,7 +8,11 @@ export type Route =
   | { readonly view: 'compose'; readonly deviceId: string | undefined }
   | { readonly view: 'command'; readonly commandId: string }
   | { readonly view: 'audit' }
-  | { readonly view: 'research' };
+  | { readonly view: 'research' }
+  | { readonly view: 'alerts' }
+  | { readonly view: 'approvals' }
+  | { readonly view: 'dead-letters'; readonly deviceId: string | undefined }
+  | { readonly view: 'releases' };
 
 /** Path segments are ids of at most 128 characters; anything longer or odd falls back to the fleet. */
 const segmentPattern = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -24,6 +28,10 @@ export function parseRoute(hash: string): Route {
     case 'compose': return { view: 'compose', deviceId: param !== undefined && segmentPattern.test(param) ? param : undefined };
     case 'audit': return { view: 'audit' };
     case 'research': return { view: 'research' };
+    case 'alerts': return { view: 'alerts' };
+    case 'approvals': return { view: 'approvals' };
+    case 'dead-letters': return { view: 'dead-letters', deviceId: param !== undefined && segmentPattern.test(param) ? param : undefined };
+    case 'releases': return { view: 'releases' };
     default: return { view: 'fleet' };
   }
 }
@@ -36,6 +44,10 @@ export function routeHref(route: Route): string {
     case 'compose': return route.deviceId === undefined ? '#/compose' : `#/compose?device=${encodeURIComponent(route.deviceId)}`;
     case 'audit': return '#/audit';
     case 'research': return '#/research';
+    case 'alerts': return '#/alerts';
+    case 'approvals': return '#/approvals';
+    case 'dead-letters': return route.deviceId === undefined ? '#/dead-letters' : `#/dead-letters?device=${encodeURIComponent(route.deviceId)}`;
+    case 'releases': return '#/releases';
   }
 }
 

@@ -1,6 +1,8 @@
 import { html, nothing } from 'lit';
 import { ApiClient, type Session } from '../api.js';
 import { LiveStream, type LiveEvent, type LiveStatus } from '../live.js';
+import { noticeFor, withNotice, type Notice } from '../notify.js';
+import { roleAtLeast } from '../roles.js';
 import { parseRoute, type Route } from '../router.js';
 import { LightElement } from './light-element.js';
 import './sdc-login.js';
@@ -10,6 +12,11 @@ import './sdc-composer.js';
 import './sdc-command.js';
 import './sdc-audit.js';
 import './sdc-research.js';
+import './sdc-alerts.js';
+import './sdc-approvals.js';
+import './sdc-dead-letters.js';
+import './sdc-releases.js';
+import './sdc-notices.js';
 
 /** Live events fan out to the views through this target, as `live` CustomEvents; views subscribe while connected. */
 export type LiveBus = EventTarget;
@@ -21,12 +28,15 @@ export type LiveBus = EventTarget;
 export class SdcApp extends LightElement {
   static override properties = {
     session: { state: true }, route: { state: true }, liveStatus: { state: true }, notice: { state: true },
+    notices: { state: true }, notificationPermission: { state: true },
   };
 
   declare session: Session | undefined;
   declare route: Route;
   declare liveStatus: LiveStatus;
   declare notice: string | undefined;
+  declare notices: readonly Notice[];
+  declare notificationPermission: NotificationPermission | 'unsupported';
   readonly api: ApiClient;
   readonly liveBus: LiveBus = new EventTarget();
   #live: LiveStream | undefined;
@@ -39,6 +49,8 @@ export class SdcApp extends LightElement {
     this.route = parseRoute(location.hash);
     this.liveStatus = 'closed';
     this.notice = undefined;
+    this.notices = [];
+    this.notificationPermission = typeof Notification === 'undefined' ? 'unsupported' : Notification.permission;
     this.api = new ApiClient({ onSessionEnd: (reason) => this.#endSession(`Your session ended (${reason}); log in again.`) });
   }
 
@@ -61,7 +73,10 @@ export class SdcApp extends LightElement {
     this.#expiryTimer = setTimeout(() => this.#endSession('Your session expired; log in again.'), Math.max(0, session.expiresAtMs - Date.now()));
     this.#live = new LiveStream({
       token: () => this.api.session?.token,
-      onEvent: (event: LiveEvent) => this.liveBus.dispatchEvent(new CustomEvent<LiveEvent>('live', { detail: event })),
+      onEvent: (event: LiveEvent) => {
+        this.liveBus.dispatchEvent(new CustomEvent<LiveEvent>('live', { detail: event }));
+        this.#notify(event);
+      },
       onStatus: (status) => {
         this.liveStatus = status;
         if (status === 'open') this.liveBus.dispatchEvent(new Event('resync'));
@@ -71,12 +86,34 @@ export class SdcApp extends LightElement {
     this.#live.start();
   }
 
+  /** In the page always; as a system notification too when the browser allows it (the mobile app's push role). */
+  #notify(event: LiveEvent): void {
+    const notice = noticeFor(event);
+    if (notice === undefined) return;
+    const before = this.notices;
+    this.notices = withNotice(before, notice);
+    if (this.notices.length === before.length && this.notices[0] === before[0]) return;
+    if (this.notificationPermission === 'granted') {
+      try {
+        new Notification(notice.title, { body: notice.body, tag: notice.id });
+      } catch {
+        // Some browsers allow notifications only from a service worker; the in-page notice stays.
+      }
+    }
+  }
+
+  async #requestNotifications(): Promise<void> {
+    if (typeof Notification === 'undefined') return;
+    this.notificationPermission = await Notification.requestPermission();
+  }
+
   #endSession(notice: string | undefined): void {
     clearTimeout(this.#expiryTimer);
     this.#live?.stop();
     this.#live = undefined;
     this.api.logout();
     this.session = undefined;
+    this.notices = [];
     this.notice = notice;
   }
 
@@ -91,12 +128,18 @@ export class SdcApp extends LightElement {
       <header class="bar">
         <span class="brand">Secure Device Control</span>
         <nav aria-label="Main">
-          ${link('fleet', '#/fleet', 'Fleet')} ${link('compose', '#/compose', 'Send a command')} ${link('audit', '#/audit', 'Audit')} ${link('research', '#/research', 'Simulation runs')}
+          ${link('fleet', '#/fleet', 'Fleet')} ${link('compose', '#/compose', 'Send a command')} ${link('alerts', '#/alerts', 'Alerts')}
+          ${roleAtLeast(this.session.role, 'approver') ? link('approvals', '#/approvals', 'Approvals') : nothing}
+          ${roleAtLeast(this.session.role, 'operator') ? link('dead-letters', '#/dead-letters', 'Dead letters') : nothing}
+          ${link('releases', '#/releases', 'Releases')} ${link('audit', '#/audit', 'Audit')} ${link('research', '#/research', 'Simulation runs')}
         </nav>
         <span class="live live-${this.liveStatus}" role="status" aria-live="polite" data-testid="live-status">live: ${this.liveStatus}</span>
         <span class="who">${this.session.name} (${this.session.role})</span>
         <button type="button" @click=${() => this.#endSession(undefined)}>Log out</button>
       </header>
+      <sdc-notices .notices=${this.notices} .permission=${this.notificationPermission}
+        @notice-dismissed=${(e: CustomEvent<string>) => { this.notices = this.notices.filter((n) => n.id !== e.detail); }}
+        @notifications-requested=${() => void this.#requestNotifications()}></sdc-notices>
       <main id="main">${this.#view()}</main>`;
   }
 
@@ -104,11 +147,15 @@ export class SdcApp extends LightElement {
     const r = this.route;
     switch (r.view) {
       case 'fleet': return html`<sdc-fleet .api=${this.api} .liveBus=${this.liveBus}></sdc-fleet>`;
-      case 'device': return html`<sdc-device .api=${this.api} .liveBus=${this.liveBus} .deviceId=${r.deviceId}></sdc-device>`;
+      case 'device': return html`<sdc-device .api=${this.api} .liveBus=${this.liveBus} .deviceId=${r.deviceId} .userRole=${this.session?.role}></sdc-device>`;
       case 'compose': return html`<sdc-composer .api=${this.api} .deviceId=${r.deviceId}></sdc-composer>`;
       case 'command': return html`<sdc-command .api=${this.api} .liveBus=${this.liveBus} .commandId=${r.commandId}></sdc-command>`;
       case 'audit': return html`<sdc-audit .api=${this.api}></sdc-audit>`;
       case 'research': return html`<sdc-research></sdc-research>`;
+      case 'alerts': return html`<sdc-alerts .api=${this.api} .liveBus=${this.liveBus} .userRole=${this.session?.role}></sdc-alerts>`;
+      case 'approvals': return html`<sdc-approvals .api=${this.api} .liveBus=${this.liveBus} .userRole=${this.session?.role} .userName=${this.session?.name ?? ''}></sdc-approvals>`;
+      case 'dead-letters': return html`<sdc-dead-letters .api=${this.api} .userRole=${this.session?.role} .deviceId=${r.deviceId}></sdc-dead-letters>`;
+      case 'releases': return html`<sdc-releases .api=${this.api}></sdc-releases>`;
       default: return nothing;
     }
   }

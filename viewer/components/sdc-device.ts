@@ -1,5 +1,7 @@
 import { html, nothing } from 'lit';
-import type { ApiClient, ApiError } from '../api.js';
+import type { ApiClient, ApiError, Role } from '../api.js';
+import { roleAtLeast } from '../roles.js';
+import './sdc-tags-editor.js';
 import { formatAgo, formatTime } from '../format.js';
 import type { LiveEvent } from '../live.js';
 import type { ChartSeries } from './sdc-chart.js';
@@ -10,6 +12,11 @@ import { LightElement } from './light-element.js';
 interface DeviceDetail {
   id: string; status: string; online: boolean; last_seen_at_ms: number | null; gateway_id: string | null;
   cert_serial: string | null; cert_not_after_ms: number | null; last_command_seq: number | null; clock_offset_ms: number | null;
+  tags?: string[]; agent_version?: string | null;
+}
+interface DeviceCompliance {
+  state: string; reasons: Array<{ code: string; severity: string; message: string }>;
+  facts: Record<string, unknown>; reported_at_ms: number | null; evaluated_at_ms: number | null;
 }
 interface Sample { ts_ms: number; risk_score: number; metrics: Record<string, number | undefined> }
 interface CommandSummary { id: string; opcode: string; state: string; created_at_ms: number; created_by: string }
@@ -22,13 +29,15 @@ export const telemetryRanges = Object.freeze([
 /** One device: its state, telemetry charts over a chosen range, and its latest commands. */
 export class SdcDevice extends LightElement {
   static override properties = {
-    api: { attribute: false }, liveBus: { attribute: false }, deviceId: {},
-    device: { state: true }, samples: { state: true }, commands: { state: true }, error: { state: true }, rangeMs: { state: true },
+    api: { attribute: false }, liveBus: { attribute: false }, deviceId: {}, userRole: {},
+    device: { state: true }, compliance: { state: true }, samples: { state: true }, commands: { state: true }, error: { state: true }, rangeMs: { state: true },
   };
 
   declare api: ApiClient;
   declare liveBus: EventTarget;
   declare deviceId: string;
+  declare userRole: Role | undefined;
+  declare compliance: DeviceCompliance | undefined;
   declare device: DeviceDetail | undefined;
   declare samples: Sample[];
   declare commands: CommandSummary[];
@@ -36,12 +45,14 @@ export class SdcDevice extends LightElement {
   declare rangeMs: number;
   readonly #onLive = (event: Event) => {
     const live = (event as CustomEvent<LiveEvent>).detail;
-    if (live.device_id === this.deviceId && live.type !== 'alert') void this.load();
+    if (live.device_id === this.deviceId && (live.type === 'command' || live.type === 'presence')) void this.load();
   };
 
   constructor() {
     super();
     this.device = undefined;
+    this.compliance = undefined;
+    this.userRole = undefined;
     this.samples = [];
     this.commands = [];
     this.error = undefined;
@@ -68,11 +79,13 @@ export class SdcDevice extends LightElement {
     const id = encodeURIComponent(this.deviceId);
     const fromMs = Date.now() - this.rangeMs;
     try {
-      const [device, telemetry, commands] = await Promise.all([
+      const [device, telemetry, commands, compliance] = await Promise.all([
         this.api.get<DeviceDetail>(`/v1/devices/${id}`),
         this.api.get<{ items: Sample[] }>(`/v1/devices/${id}/telemetry?from_ms=${fromMs}&limit=500`),
         this.api.get<{ items: CommandSummary[] }>(`/v1/commands?device_id=${id}&limit=20`),
+        this.api.get<DeviceCompliance>(`/v1/devices/${id}/compliance`),
       ]);
+      this.compliance = compliance;
       this.device = device;
       this.samples = [...telemetry.items].sort((a, b) => a.ts_ms - b.ts_ms);
       this.commands = commands.items;
@@ -84,6 +97,17 @@ export class SdcDevice extends LightElement {
 
   #series(keys: ReadonlyArray<[string, string, string]>): ChartSeries[] {
     return keys.map(([key, label, stroke]) => ({ label, stroke, values: this.samples.map((s) => s.metrics[key] ?? null) }));
+  }
+
+  #compliance() {
+    const c = this.compliance;
+    if (c === undefined) return nothing;
+    return html`
+      <h2>Compliance</h2>
+      <p>State: <span class="compliance compliance-${c.state}" data-testid="device-compliance">${c.state.replace('_', '-')}</span>
+        ${c.evaluated_at_ms === null ? '(nothing reported yet)' : html`(judged ${formatTime(c.evaluated_at_ms)}, reported ${formatTime(c.reported_at_ms)})`}</p>
+      ${c.reasons.length === 0 ? nothing : html`<ul data-testid="compliance-reasons">${c.reasons.map((r) => html`<li><code>${r.code}</code> (${r.severity}) ${r.message}</li>`)}</ul>`}
+      <details><summary>Facts judged</summary><dl class="facts">${Object.entries(c.facts).map(([key, value]) => html`<div><dt>${key}</dt><dd>${value === null ? '—' : String(value)}</dd></div>`)}</dl></details>`;
   }
 
   override render() {
@@ -100,9 +124,13 @@ export class SdcDevice extends LightElement {
           <div><dt>Gateway</dt><dd>${d.gateway_id ?? '—'}</dd></div>
           <div><dt>Certificate</dt><dd>${d.cert_serial ?? '—'}, until ${formatTime(d.cert_not_after_ms)}</dd></div>
           <div><dt>Last command seq</dt><dd>${d.last_command_seq ?? '—'}</dd></div>
+          <div><dt>Agent version</dt><dd>${d.agent_version ?? '—'}</dd></div>
           <div><dt>Clock offset</dt><dd>${d.clock_offset_ms === null ? '—' : `${d.clock_offset_ms} ms`}</dd></div>
         </dl>
-        <p><a class="button" href="#/compose?device=${encodeURIComponent(d.id)}">Send a command to ${d.id}</a></p>
+        <sdc-tags-editor .api=${this.api} .deviceId=${d.id} .tags=${d.tags ?? []} ?editable=${roleAtLeast(this.userRole, 'operator')} @tags-saved=${() => void this.load()}></sdc-tags-editor>
+        ${this.#compliance()}
+        <p><a class="button" href="#/compose?device=${encodeURIComponent(d.id)}">Send a command to ${d.id}</a>
+          <a href="#/dead-letters?device=${encodeURIComponent(d.id)}">Its dead letters</a></p>
         <h2>Telemetry</h2>
         <label>Range
           <select @change=${(e: Event) => { this.rangeMs = Number((e.target as HTMLSelectElement).value); }}>

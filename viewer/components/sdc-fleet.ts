@@ -12,7 +12,14 @@ export interface DeviceRow {
   readonly last_seen_at_ms: number | null;
   readonly gateway_id: string | null;
   readonly cert_not_after_ms: number | null;
+  readonly tags?: readonly string[];
+  readonly agent_version?: string | null;
 }
+
+export type ComplianceState = 'compliant' | 'warning' | 'non_compliant' | 'unknown';
+/** The states GET /v1/compliance lists devices in; a device in none of them is unknown (nothing reported yet). */
+const listedComplianceStates = ['non_compliant', 'warning', 'compliant'] as const;
+interface ComplianceSummary { counts: Record<ComplianceState, number>; items: Array<{ device_id: string }>; next_cursor: string | null }
 
 /** Pages of 500 read for the fleet; beyond this many devices the view says it shows the first ones. */
 export const fleetLimits = Object.freeze({ pageSize: 500, pagesMax: 20 });
@@ -22,6 +29,7 @@ export class SdcFleet extends LightElement {
   static override properties = {
     api: { attribute: false }, liveBus: { attribute: false },
     devices: { state: true }, error: { state: true }, filterText: { state: true }, presence: { state: true }, truncated: { state: true }, nowMs: { state: true },
+    compliance: { state: true }, complianceCounts: { state: true }, tag: { state: true },
   };
 
   declare api: ApiClient;
@@ -32,6 +40,9 @@ export class SdcFleet extends LightElement {
   declare presence: 'all' | 'online' | 'offline';
   declare truncated: boolean;
   declare nowMs: number;
+  declare compliance: ReadonlyMap<string, ComplianceState>;
+  declare complianceCounts: Record<ComplianceState, number> | undefined;
+  declare tag: string;
   #ticker: ReturnType<typeof setInterval> | undefined;
   readonly #onLive = (event: Event) => this.#apply((event as CustomEvent<LiveEvent>).detail);
   readonly #onResync = () => void this.load();
@@ -44,6 +55,9 @@ export class SdcFleet extends LightElement {
     this.presence = 'all';
     this.truncated = false;
     this.nowMs = Date.now();
+    this.compliance = new Map();
+    this.complianceCounts = undefined;
+    this.tag = '';
   }
 
   override connectedCallback(): void {
@@ -77,9 +91,22 @@ export class SdcFleet extends LightElement {
       this.truncated = cursor !== null;
       this.devices = devices;
       this.error = undefined;
+      await this.#loadCompliance();
     } catch (error) {
       this.error = asApiError(error);
     }
+  }
+
+  /**
+   * Each device's compliance state, from the fleet summary: one page (at most 500) per listed state.
+   * A device beyond a page shows unknown; the counts above stay exact.
+   */
+  async #loadCompliance(): Promise<void> {
+    const pages = await Promise.all(listedComplianceStates.map((state) => this.api.get<ComplianceSummary>(`/v1/compliance?state=${state}&limit=${fleetLimits.pageSize}`)));
+    const states = new Map<string, ComplianceState>();
+    pages.forEach((page, index) => { for (const item of page.items) states.set(item.device_id, listedComplianceStates[index]!); });
+    this.compliance = states;
+    this.complianceCounts = pages[0]?.counts;
   }
 
   #apply(event: LiveEvent): void {
@@ -98,7 +125,8 @@ export class SdcFleet extends LightElement {
   #visible(rows: readonly DeviceRow[]): DeviceRow[] {
     const text = this.filterText.trim().toLowerCase();
     return rows.filter((d) => (this.presence === 'all' || (this.presence === 'online') === d.online)
-      && (text === '' || d.id.toLowerCase().includes(text) || d.status.toLowerCase().includes(text) || (d.gateway_id ?? '').toLowerCase().includes(text)));
+      && (this.tag === '' || (d.tags ?? []).includes(this.tag))
+      && (text === '' || (d.tags ?? []).some((tag) => tag.includes(text)) || d.id.toLowerCase().includes(text) || d.status.toLowerCase().includes(text) || (d.gateway_id ?? '').toLowerCase().includes(text)));
   }
 
   override render() {
@@ -106,6 +134,8 @@ export class SdcFleet extends LightElement {
     const all = [...this.devices.values()];
     const online = all.filter((d) => d.online).length;
     const rows = this.#visible(all);
+    const knownTags = [...new Set(all.flatMap((d) => d.tags ?? []))].sort();
+    const counts = this.complianceCounts;
     return html`
       <section aria-labelledby="fleet-title">
         <h1 id="fleet-title">Fleet</h1>
@@ -113,11 +143,21 @@ export class SdcFleet extends LightElement {
           <div><dt>Devices</dt><dd data-testid="count-total">${all.length}</dd></div>
           <div><dt>Online</dt><dd data-testid="count-online">${online}</dd></div>
           <div><dt>Offline</dt><dd data-testid="count-offline">${all.length - online}</dd></div>
+          ${counts === undefined ? nothing : html`
+            <div><dt>Compliant</dt><dd data-testid="count-compliant">${counts.compliant}</dd></div>
+            <div><dt>Warning</dt><dd>${counts.warning}</dd></div>
+            <div><dt>Non-compliant</dt><dd data-testid="count-non-compliant">${counts.non_compliant}</dd></div>
+            <div><dt>Not reported</dt><dd>${counts.unknown}</dd></div>`}
         </dl>
         ${errorLine(this.error)}
         ${this.truncated ? html`<p class="notice">Showing the first ${all.length} devices.</p>` : nothing}
         <div class="filters" role="search">
-          <label>Filter <input type="search" .value=${this.filterText} @input=${(e: InputEvent) => { this.filterText = (e.target as HTMLInputElement).value; }} placeholder="id, status or gateway"></label>
+          <label>Filter <input type="search" .value=${this.filterText} @input=${(e: InputEvent) => { this.filterText = (e.target as HTMLInputElement).value; }} placeholder="id, status, gateway or tag"></label>
+          <label>Tag
+            <select @change=${(e: Event) => { this.tag = (e.target as HTMLSelectElement).value; }}>
+              <option value="">any</option>${knownTags.map((tag) => html`<option value=${tag} ?selected=${tag === this.tag}>${tag}</option>`)}
+            </select>
+          </label>
           <label>Presence
             <select @change=${(e: Event) => { this.presence = (e.target as HTMLSelectElement).value as SdcFleet['presence']; }}>
               <option value="all">all</option><option value="online">online</option><option value="offline">offline</option>
@@ -126,13 +166,16 @@ export class SdcFleet extends LightElement {
         </div>
         <table class="devices">
           <caption class="visually-hidden">Devices, ${rows.length} shown</caption>
-          <thead><tr><th scope="col">Device</th><th scope="col">Presence</th><th scope="col">Status</th><th scope="col">Last seen</th><th scope="col">Gateway</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+          <thead><tr><th scope="col">Device</th><th scope="col">Presence</th><th scope="col">Status</th><th scope="col">Compliance</th><th scope="col">Tags</th><th scope="col">Agent</th><th scope="col">Last seen</th><th scope="col">Gateway</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
           <tbody>
             ${rows.map((d) => html`
               <tr data-device=${d.id}>
                 <th scope="row"><a href="#/devices/${encodeURIComponent(d.id)}">${d.id}</a></th>
                 <td><span class="presence ${d.online ? 'online' : 'offline'}" data-testid="presence">${d.online ? 'online' : 'offline'}</span></td>
                 <td>${d.status}</td>
+                <td><span class="compliance compliance-${this.compliance.get(d.id) ?? 'unknown'}" data-testid="compliance">${(this.compliance.get(d.id) ?? 'unknown').replace('_', '-')}</span></td>
+                <td>${(d.tags ?? []).map((tag) => html`<span class="tag">${tag}</span> `)}</td>
+                <td>${d.agent_version ?? '—'}</td>
                 <td>${formatAgo(d.last_seen_at_ms, this.nowMs)}</td>
                 <td>${d.gateway_id ?? '—'}</td>
                 <td><a href="#/compose?device=${encodeURIComponent(d.id)}" aria-label="Send a command to ${d.id}">Command…</a></td>

@@ -1,0 +1,185 @@
+import { html, nothing } from 'lit';
+import type { ApiClient, ApiError, Role } from '../api.js';
+import { approvalKeyFromSeed, approvalRequestBody, parseApprovalKey, type ApprovalKey, type PendingCommand } from '../approval-signing.js';
+import { formatTime } from '../format.js';
+import type { LiveEvent } from '../live.js';
+import { roleAtLeast } from '../roles.js';
+import { asApiError, errorLine } from './error-line.js';
+import { LightElement } from './light-element.js';
+
+/** One page of pending commands; an approver works the newest first. */
+export const approvalsPageSize = 100;
+
+/**
+ * The approvals inbox (docs/policy.md "Approvals"): commands waiting for approvals with what they
+ * ask, approved or rejected with the approver's own Ed25519 key, signed in this page
+ * (viewer/approval-signing.ts) over the same statement the CLI signs. The key is created here or
+ * imported from the CLI's key file, registered with `PUT /v1/users/me/signing-key` (which sends
+ * only the public key) and held in page memory: a reload forgets it, as it forgets the token.
+ */
+export class SdcApprovals extends LightElement {
+  static override properties = {
+    api: { attribute: false }, liveBus: { attribute: false }, userRole: {}, userName: {},
+    pending: { state: true }, key: { state: true }, kid: { state: true }, error: { state: true }, outcome: { state: true }, busy: { state: true },
+  };
+
+  declare api: ApiClient;
+  declare liveBus: EventTarget;
+  declare userRole: Role | undefined;
+  declare userName: string;
+  declare pending: PendingCommand[] | undefined;
+  declare key: ApprovalKey | undefined;
+  declare kid: string | undefined;
+  declare error: ApiError | undefined;
+  declare outcome: string | undefined;
+  declare busy: boolean;
+  readonly #onLive = (event: Event) => {
+    const live = (event as CustomEvent<LiveEvent>).detail;
+    if (live.type === 'command') void this.load();
+  };
+
+  constructor() {
+    super();
+    this.pending = undefined;
+    this.key = undefined;
+    this.kid = undefined;
+    this.error = undefined;
+    this.outcome = undefined;
+    this.busy = false;
+    this.userRole = undefined;
+    this.userName = '';
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    this.liveBus.addEventListener('live', this.#onLive);
+    this.liveBus.addEventListener('resync', this.#onLive);
+    void this.load();
+  }
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    this.liveBus.removeEventListener('live', this.#onLive);
+    this.liveBus.removeEventListener('resync', this.#onLive);
+  }
+
+  async load(): Promise<void> {
+    try {
+      this.pending = (await this.api.get<{ items: PendingCommand[] }>(`/v1/approvals?limit=${approvalsPageSize}`)).items;
+      this.error = undefined;
+    } catch (error) {
+      this.error = asApiError(error);
+    }
+  }
+
+  async #register(key: ApprovalKey): Promise<void> {
+    this.busy = true;
+    try {
+      const answer = await this.api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: key.publicKey });
+      this.key = key;
+      this.kid = answer.kid;
+      this.error = undefined;
+      this.outcome = `Signing key ${answer.kid} registered.`;
+    } catch (error) {
+      this.error = asApiError(error);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  #create(): void {
+    void this.#register(approvalKeyFromSeed(crypto.getRandomValues(new Uint8Array(32))));
+  }
+
+  #import(event: SubmitEvent): void {
+    event.preventDefault();
+    const form = event.target as HTMLFormElement;
+    try {
+      const key = parseApprovalKey(String(new FormData(form).get('key') ?? ''), this.userName);
+      form.reset();
+      void this.#register(key);
+    } catch (error) {
+      this.error = asApiError(error);
+    }
+  }
+
+  async #decide(command: PendingCommand, decision: 'approve' | 'reject', reason?: string): Promise<void> {
+    if (this.key === undefined || this.kid === undefined) return;
+    this.busy = true;
+    try {
+      const body = approvalRequestBody({ command, decision, approver: this.userName, kid: this.kid, key: this.key, ...(reason === undefined ? {} : { reason }) });
+      const answer = await this.api.post<{ released: boolean; command: { state?: string } }>(`/v1/commands/${encodeURIComponent(command.id)}/${decision}`, body);
+      this.outcome = decision === 'reject' ? `Rejected ${command.id}.`
+        : answer.released ? `Approved ${command.id}: released and queued.` : `Approved ${command.id}: waiting for more approvals.`;
+      this.error = undefined;
+      await this.load();
+    } catch (error) {
+      this.error = asApiError(error);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  #reject(event: SubmitEvent, command: PendingCommand): void {
+    event.preventDefault();
+    const reason = String(new FormData(event.target as HTMLFormElement).get('reason') ?? '').trim();
+    if (reason === '') {
+      this.error = asApiError(new Error('a rejection needs a reason'));
+      return;
+    }
+    void this.#decide(command, 'reject', reason);
+  }
+
+  #keyPanel() {
+    if (this.kid !== undefined) return html`<p data-testid="approval-key">Signing with key <code>${this.kid}</code> (held in this page only).</p>`;
+    return html`
+      <div class="card" data-testid="approval-key-setup">
+        <p>Approvals are signed with your own Ed25519 key, in this page. Create one here (it replaces any key you registered before,
+          the CLI's included) or import the CLI's <code>signing-key-${this.userName}.json</code>. Only the public key is sent.</p>
+        <button type="button" ?disabled=${this.busy} @click=${() => this.#create()}>Create a signing key</button>
+        <form @submit=${(e: SubmitEvent) => this.#import(e)}>
+          <label>Key file or seed <textarea name="key" rows="2" autocomplete="off" spellcheck="false"></textarea></label>
+          <button type="submit" ?disabled=${this.busy}>Import key</button>
+        </form>
+      </div>`;
+  }
+
+  override render() {
+    if (!roleAtLeast(this.userRole, 'approver')) return html`<section><h1>Approvals</h1><p>Approvals are decided by approvers and admins; you are ${this.userRole ?? 'not logged in'}.</p></section>`;
+    const canSign = this.kid !== undefined;
+    return html`
+      <section aria-labelledby="approvals-title">
+        <h1 id="approvals-title">Approvals</h1>
+        ${this.#keyPanel()}
+        ${errorLine(this.error)}
+        ${this.outcome ? html`<p role="status" data-testid="approval-outcome">${this.outcome}</p>` : nothing}
+        ${this.pending === undefined ? html`<p>Loading…</p>` : this.pending.length === 0 ? html`<p data-testid="approvals-empty">Nothing waits for approval.</p>` : html`
+          <ul class="approvals">${this.pending.map((c) => html`
+            <li class="card" data-command=${c.id}>
+              <h2><code>${c.opcode}</code> on <a href="#/devices/${encodeURIComponent(c.device_id)}">${c.device_id}</a></h2>
+              <dl class="facts">
+                <div><dt>Command</dt><dd><a href="#/commands/${encodeURIComponent(c.id)}">${c.id}</a></dd></div>
+                <div><dt>Asked by</dt><dd>${c.created_by}</dd></div>
+                <div><dt>Expires</dt><dd>${formatTime(c.expires_at_ms)}</dd></div>
+                <div><dt>Needs</dt><dd>${c.approval?.count ?? '?'} approvals from ${(c.approval?.roles ?? []).join(', ') || '?'} (rule ${c.approval?.rule_id ?? '?'})</dd></div>
+                <div><dt>Arguments</dt><dd><code>${JSON.stringify(c.args)}</code></dd></div>
+                <div><dt>Decisions</dt><dd>${(c.decisions ?? []).length === 0 ? 'none yet' : (c.decisions ?? []).map((d) => `${d.decision} by ${d.approver} (${d.role})`).join('; ')}</dd></div>
+              </dl>
+              ${c.created_by === this.userName ? html`<p>You asked for this command; another approver decides.</p>` : html`
+                <button type="button" ?disabled=${!canSign || this.busy} aria-label="Approve ${c.id}" @click=${() => void this.#decide(c, 'approve')}>Approve</button>
+                <form class="inline" @submit=${(e: SubmitEvent) => this.#reject(e, c)}>
+                  <label>Reason <input name="reason" required maxlength="1024" aria-label="Reason to reject ${c.id}"></label>
+                  <button type="submit" ?disabled=${!canSign || this.busy} aria-label="Reject ${c.id}">Reject</button>
+                </form>`}
+            </li>`)}</ul>`}
+      </section>`;
+  }
+}
+
+customElements.define('sdc-approvals', SdcApprovals);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'sdc-approvals': SdcApprovals;
+  }
+}

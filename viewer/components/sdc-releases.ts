@@ -1,0 +1,79 @@
+import { html } from 'lit';
+import type { ApiClient, ApiError } from '../api.js';
+import { formatTime } from '../format.js';
+import { asApiError, errorLine } from './error-line.js';
+import { LightElement } from './light-element.js';
+
+interface ReleaseRow {
+  id: string; release_counter: number; version: string; state: string; target_path: string;
+  artifact: { length: number; sha256: string } | null; signatures: ReadonlyArray<{ keyid: string; signed_by: string }>;
+  created_by: string; created_at_ms: number; updated_at_ms: number;
+}
+
+/**
+ * OTA releases, read-only (docs/ota.md, "Releases"): each with its state and what was signed. The
+ * release routes exist only where `sdc ota init` created the image repository; elsewhere the API
+ * answers API_NOT_FOUND, which the view says in words. Creating, signing and publishing stay with
+ * `sdc release` (signing needs the release signers' offline keys).
+ */
+export class SdcReleases extends LightElement {
+  static override properties = { api: { attribute: false }, releases: { state: true }, error: { state: true }, absent: { state: true } };
+
+  declare api: ApiClient;
+  declare releases: ReleaseRow[] | undefined;
+  declare error: ApiError | undefined;
+  declare absent: boolean;
+
+  constructor() {
+    super();
+    this.releases = undefined;
+    this.error = undefined;
+    this.absent = false;
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    void this.load();
+  }
+
+  async load(): Promise<void> {
+    try {
+      this.releases = (await this.api.get<{ items: ReleaseRow[] }>('/v1/releases')).items;
+      this.error = undefined;
+    } catch (error) {
+      const refusal = asApiError(error);
+      this.absent = refusal.code === 'API_NOT_FOUND';
+      this.error = this.absent ? undefined : refusal;
+    }
+  }
+
+  override render() {
+    if (this.absent) return html`<section><h1>OTA releases</h1><p data-testid="ota-absent">This control plane has no image repository (<code>sdc ota init</code> creates one).</p></section>`;
+    if (this.releases === undefined) return html`<section><h1>OTA releases</h1>${this.error ? errorLine(this.error) : html`<p>Loading…</p>`}</section>`;
+    return html`
+      <section aria-labelledby="releases-title">
+        <h1 id="releases-title">OTA releases</h1>
+        ${errorLine(this.error)}
+        ${this.releases.length === 0 ? html`<p>No releases yet.</p>` : html`
+          <table data-testid="releases">
+            <thead><tr><th scope="col">Release</th><th scope="col">Counter</th><th scope="col">Version</th><th scope="col">State</th><th scope="col">Artifact</th><th scope="col">Signed by</th><th scope="col">Created</th><th scope="col">Updated</th></tr></thead>
+            <tbody>${this.releases.map((r) => html`
+              <tr data-release=${r.id}>
+                <th scope="row">${r.id}</th><td>${r.release_counter}</td><td>${r.version}</td>
+                <td><span class="state state-${r.state}">${r.state}</span></td>
+                <td>${r.artifact === null ? '—' : html`${r.target_path}, ${r.artifact.length} bytes, sha256 <code title=${r.artifact.sha256}>${r.artifact.sha256.slice(0, 12)}…</code>`}</td>
+                <td>${r.signatures.length === 0 ? '—' : r.signatures.map((s) => s.signed_by).join(', ')}</td>
+                <td>${formatTime(r.created_at_ms)} by ${r.created_by}</td><td>${formatTime(r.updated_at_ms)}</td>
+              </tr>`)}</tbody>
+          </table>`}
+      </section>`;
+  }
+}
+
+customElements.define('sdc-releases', SdcReleases);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'sdc-releases': SdcReleases;
+  }
+}

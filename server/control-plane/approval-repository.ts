@@ -6,7 +6,7 @@ import type { ApprovalDecision, ApprovalSubject } from '../../core/protocol/appr
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import type { PolicyRole } from '../../core/protocol/policy.js';
-import type { SqlDatabase, SqlExecutor, SqlValue } from '../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { nextCounterValue } from './stores/counters.js';
 
 /**
@@ -68,18 +68,6 @@ export class ApprovalRepository {
       await appendHistory(tx, subject.id, 'pending_approval', row.atMs, { event: 'create', by: row.createdBy, rule_id: row.pending.rule_id });
       await this.#audit.record(tx, row.audit);
     });
-  }
-
-  /** Unexpired pending commands, newest first; `before` is the previous page's last (created_at, id). */
-  async pendingPage(query: { nowMs: number; before?: { createdAtMs: number; id: string }; limit: number }): Promise<Array<Record<string, unknown>>> {
-    const params: SqlValue[] = [query.nowMs];
-    let keyset = '';
-    if (query.before !== undefined) {
-      keyset = ' AND (created_at < ? OR (created_at = ? AND id < ?))';
-      params.push(query.before.createdAtMs, query.before.createdAtMs, query.before.id);
-    }
-    return this.#db.query(
-      `SELECT * FROM commands WHERE state = 'pending_approval' AND expires_at > ?${keyset} ORDER BY created_at DESC, id DESC LIMIT ?`, [...params, query.limit]);
   }
 
   /** The decisions recorded for these commands, oldest first. */

@@ -221,12 +221,20 @@ function suite(pair: StorePair): void {
 
     it('a repeated Idempotency-Key answers the same pending command', async () => {
       const body = { device_id: device, opcode: 'EXEC_LOCK_SCREEN', args: {} };
+      h.clock.advance(1); // newer than every command above (the test clock stands still otherwise)
       const first = await h.cp.app.inject({ method: 'POST', url: '/v1/commands', headers: { authorization: `Bearer ${req.token}`, 'idempotency-key': 'pending-1' }, payload: body });
       const second = await h.cp.app.inject({ method: 'POST', url: '/v1/commands', headers: { authorization: `Bearer ${req.token}`, 'idempotency-key': 'pending-1' }, payload: body });
       assert.equal(first.statusCode, 201, first.body);
       assert.equal(second.statusCode, 200, second.body);
       assert.equal(second.json().id, first.json().id);
       assert.equal(second.json().state, 'pending_approval');
+      // Paged, newest first: the pending commands left by the tests above come after this one.
+      const page1 = (await call('GET', '/v1/approvals?limit=1', ap1.token)).json();
+      assert.deepEqual(page1.items.map((c: { id: string }) => c.id), [first.json().id]);
+      assert.equal(typeof page1.next_cursor, 'string');
+      const page2 = (await call('GET', `/v1/approvals?limit=1&cursor=${page1.next_cursor}`, ap1.token)).json();
+      assert.equal(page2.items.length, 1);
+      assert.notEqual(page2.items[0].id, first.json().id);
     });
   });
 }

@@ -9,9 +9,8 @@ import { evaluatePolicy, type PolicyDecision } from '../../core/protocol/policy.
 import { signCommand } from '../../core/protocol/signed-command.js';
 import type { ServiceSigner } from '../materials/materials.js';
 import { ApprovalRepository, type ApprovalRow, type PendingApproval } from './approval-repository.js';
-import type { Actor, CommandDetail, CommandService } from './commands.js';
+import type { Actor, CommandDetail, CommandService, CommandView } from './commands.js';
 import { actors, type ServiceContext } from './context.js';
-import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import type { PolicyStore } from './policy-store.js';
 import type { SigningKeyStore } from './signing-keys.js';
 import type { Role } from './users.js';
@@ -54,7 +53,7 @@ export interface ApprovalOutcome {
   readonly released: boolean;
 }
 
-export interface PendingView extends CommandDetail {
+export interface PendingView extends CommandView {
   readonly decisions: ReadonlyArray<{ approver: string; decision: ApprovalDecision; role: string; kid: string; at_ms: number; expires_at_ms: number }>;
 }
 
@@ -69,24 +68,18 @@ export class ApprovalService {
     this.#repository = new ApprovalRepository({ db: options.context.db, audit: options.context.audit });
   }
 
-  /** Unexpired pending commands, newest first, each with the decisions collected so far. */
+  /**
+   * Pending commands, newest first, each with the decisions collected so far: one page of the
+   * command list in state `pending_approval` (its cursor), without those past their expiry that
+   * the sweep has not ended yet (so a page may hold fewer than `limit`).
+   */
   async listPending(query: { limit?: number; cursor?: string }): Promise<{ items: PendingView[]; next_cursor: string | null }> {
-    const limit = pageLimit(query.limit);
-    let before: { createdAtMs: number; id: string } | undefined;
-    if (query.cursor !== undefined) {
-      const [createdAt, id] = decodeCursor(query.cursor);
-      before = { createdAtMs: Number(createdAt), id: id! };
-    }
-    const rows = await this.#repository.pendingPage({ nowMs: this.#ctx.clock.nowMs(), ...(before === undefined ? {} : { before }), limit: limit + 1 });
-    const page = rows.slice(0, limit);
-    const decisions = await this.#repository.decisionsOf(page.map((row) => String(row['id'])));
-    const items: PendingView[] = [];
-    for (const row of page) {
-      const command = await this.#options.commands.get(String(row['id']));
-      items.push({ ...command, decisions: decisions.filter((d) => d.command_id === command.id).map(decisionView) });
-    }
-    const last = page.at(-1);
-    return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor([String(last['created_at']), String(last['id'])]) : null };
+    const nowMs = this.#ctx.clock.nowMs();
+    const page = await this.#options.commands.list({ state: 'pending_approval', ...query });
+    const live = page.items.filter((command) => command.expires_at_ms > nowMs);
+    const decisions = await this.#repository.decisionsOf(live.map((command) => command.id));
+    const items = live.map((command) => ({ ...command, decisions: decisions.filter((d) => d.command_id === command.id).map(decisionView) }));
+    return { items, next_cursor: page.next_cursor };
   }
 
   /** Checks and applies one approver's decision; every refusal is a typed SdcError (docs/errors.md, `approval`). */

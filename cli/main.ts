@@ -19,6 +19,7 @@ import { deviceCommands } from './commands/device.js';
 import { commandCommands } from './commands/commands.js';
 import { policyCommands } from './commands/policy.js';
 import { dlqCommands } from './commands/dlq.js';
+import { complianceCommands } from './commands/compliance.js';
 import { approvalsCommands } from './commands/approvals.js';
 import { tufClientCommand } from './commands/tuf-client.js';
 import { releaseCommands } from './commands/release.js';
@@ -45,6 +46,7 @@ const entries: CommandEntry[] = [
   commandCommands,
   policyCommands,
   dlqCommands,
+  complianceCommands,
   approvalsCommands,
   tufClientCommand,
   releaseCommands,

@@ -39,23 +39,25 @@ function printCommand(io: CliIo, json: boolean, command: CommandView): void {
 const send: Command = {
   name: 'send',
   summary: 'Send a command to a device (POST /v1/commands, always with an Idempotency-Key)',
-  usage: '--device ID --opcode OP [--args JSON] [--ttl 5m] [--idempotency-key K] [--json]',
+  usage: '--device ID --opcode OP [--args JSON] [--ttl 5m] [--reason TEXT] [--idempotency-key K] [--json]',
   optionHelp: [
     ['--device ID', 'The device'],
     ['--opcode OP', `One of ${opcodes.join(', ')}`],
     ['--args JSON', "The opcode's arguments as a JSON object (default {})"],
     ['--ttl D', "How long the command may wait for the device, like 5m (default: the server's)"],
+    ['--reason TEXT', 'Why it is sent; policy rules with reasonRequired demand it, and it is recorded in the audit'],
     ['--idempotency-key K', 'Repeat a send safely: the same key answers with the same command (default: a fresh UUID)'],
     ['--json', 'Print the created command as JSON'],
   ],
-  options: { device: { type: 'string' }, opcode: { type: 'string' }, args: { type: 'string' }, ...durationOptions(ttl), 'idempotency-key': { type: 'string' }, json: { type: 'boolean' } },
+  options: { device: { type: 'string' }, opcode: { type: 'string' }, args: { type: 'string' }, ...durationOptions(ttl), reason: { type: 'string' }, 'idempotency-key': { type: 'string' }, json: { type: 'boolean' } },
   async run(args, io) {
     const device = requireOption(args, 'device');
     const opcode = requireOption(args, 'opcode');
     // Refused here with the list, before a round trip (the server refuses it too: PROTO_UNKNOWN_OPCODE).
     if (!(opcodes as readonly string[]).includes(opcode)) throw new SdcError('CLI_USAGE', `unknown opcode ${opcode}; known opcodes: ${opcodes.join(', ')}`);
     const ttlMs = durationOption(args, ttl);
-    const body = { device_id: device, opcode, args: argsOption(args.values.args), ...(ttlMs > 0 ? { ttl_ms: ttlMs } : {}) };
+    const reason = typeof args.values.reason === 'string' ? args.values.reason : undefined;
+    const body = { device_id: device, opcode, args: argsOption(args.values.args), ...(ttlMs > 0 ? { ttl_ms: ttlMs } : {}), ...(reason === undefined ? {} : { reason }) };
     const key = typeof args.values['idempotency-key'] === 'string' ? args.values['idempotency-key'] : undefined;
     const command = await (await apiClient(io)).post<CommandView>('/v1/commands', body, key);
     io.stdout(args.values.json === true ? JSON.stringify(command) + '\n' : `${command.id} ${command.state}\n`);

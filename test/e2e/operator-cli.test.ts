@@ -96,7 +96,7 @@ for (const target of storeTargets()) {
       assert.equal(unknown.code, 2);
       assert.match(unknown.stderr, /known opcodes: .*EXEC_PING_KERNEL/);
       assert.match((await sdc(['command', 'send', '--help'])).stdout, /--opcode OP +One of .*EXEC_PING_KERNEL/);
-      const sent = await sdc(['command', 'send', '--device', deviceId, '--opcode', 'EXEC_PING_KERNEL', '--idempotency-key', `k-${system.tag}`, '--json']);
+      const sent = await sdc(['command', 'send', '--device', deviceId, '--opcode', 'EXEC_PING_KERNEL', '--reason', 'cli e2e check', '--idempotency-key', `k-${system.tag}`, '--json']);
       assert.equal(sent.code, 0, sent.stderr);
       const command = JSON.parse(sent.stdout) as { id: string };
       // The same key is the same command: a retried send does not run twice.
@@ -115,6 +115,8 @@ for (const target of storeTargets()) {
       assert.equal(audit.code, 0, audit.stderr);
       const kinds = (JSON.parse(audit.stdout) as { items: Array<{ kind: string; seq: number }> }).items.map((e) => e.kind);
       assert.ok(kinds.includes('command.created'), kinds.join(','));
+      const entries = (JSON.parse(audit.stdout) as { items: Array<{ kind: string; payload: { policy?: { stated_reason?: string } } }> }).items;
+      assert.ok(entries.some((e) => e.kind === 'command.created' && e.payload.policy?.stated_reason === 'cli e2e check'), 'the reason given with --reason is audited');
       assert.equal(JSON.parse((await sdc(['logout', '--json'])).stdout).removed, true);
       assert.equal((await sdc(['device', 'list'])).code, 1);
     });

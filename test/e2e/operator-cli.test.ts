@@ -75,6 +75,8 @@ for (const target of storeTargets()) {
       assert.equal(device?.online, true);
       const show = await sdc(['device', 'show', deviceId, '--json']);
       assert.equal(JSON.parse(show.stdout).id, deviceId);
+      // The agent's version from its AUTH, carried by the gateway's presence entry (the policy's agentVersionAtLeast reads it).
+      assert.match(JSON.parse(show.stdout).agent_version, /^sdc-agent\/\d+\.\d+\.\d+/);
       assert.equal((await sdc(['device', 'show'])).code, 2);
     });
 

@@ -14,7 +14,9 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { startConsoleProxy, type ConsoleProxy } from '../../cli/demo/console-proxy.js';
 import { systemClock } from '../../runtime/system.js';
-import { e2eWaitMsMin, pairAgent, startE2e, waitOnline, type E2eSystem } from './support/e2e-harness.js';
+import { parsePolicy } from '../../core/protocol/policy.js';
+import { actors } from '../../server/control-plane/context.js';
+import { createCommand, e2eWaitMsMin, pairAgent, startE2e, waitOnline, waitTerminal, type E2eSystem } from './support/e2e-harness.js';
 
 const chromiumPath = '/usr/bin/chromium';
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -31,6 +33,14 @@ describe('the operator console in Chromium against a real deployment', { skip },
   const deviceIds: string[] = [];
   const pageProblems: string[] = [];
   const operator = { name: 'console-admin', password: 'correct horse battery staple' };
+  const requester = { name: 'console-requester', password: 'another horse battery staple' };
+  const consolePolicy = parsePolicy({
+    version: 1,
+    rules: [
+      { id: 'admin-all', effect: 'allow', roles: ['admin'], opcodes: '*', devices: '*' },
+      { id: 'lock-with-admin', effect: 'allow', roles: ['approver'], opcodes: ['EXEC_LOCK_SCREEN'], devices: '*', conditions: { approval: { count: 1, roles: ['admin'] } } },
+    ],
+  });
   let commandId = '';
 
   const shot = (name: string) => page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
@@ -44,6 +54,9 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await mkdir(screenshotDir, { recursive: true });
     system = await startE2e({ target: { name: 'embedded' } });
     await system.deployment.controlPlane!.auth.users.add({ ...operator, role: 'admin', nowMs: systemClock.nowMs() });
+    // Admins may do anything; an approver's screen lock waits for one admin's approval, which the console gives.
+    assert.equal(await system.deployment.controlPlane!.policy.seed(consolePolicy), true, 'a fresh database takes the policy');
+    await system.deployment.controlPlane!.auth.users.add({ ...requester, role: 'approver', nowMs: systemClock.nowMs() });
     deviceIds.push(`console-${system.tag}-1`, `console-${system.tag}-2`);
     await Promise.all(deviceIds.map((id) => pairAgent(system, id, { telemetryIntervalMs: 500 })));
     await waitOnline(system, deviceIds);
@@ -124,6 +137,28 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await shot('device');
   });
 
+  it('shows the device\'s compliance with the API\'s state, edits its tags and filters the fleet by one', async () => {
+    const judged = await system.api<{ state: string }>('GET', `/v1/devices/${deviceIds[0]}/compliance`);
+    const shown = page.getByTestId('device-compliance');
+    await shown.waitFor();
+    assert.equal(await shown.textContent(), judged.state.replace('_', '-'));
+    await page.getByLabel(`Tags of ${deviceIds[0]}`).fill('site:lab, Group:Console-E2E');
+    await page.getByRole('button', { name: 'Save tags' }).click();
+    await page.getByTestId('device-tags').filter({ hasText: 'group:console-e2e' }).waitFor();
+    const stored = await system.api<{ items: Array<{ id: string }> }>('GET', '/v1/devices?tag=group:console-e2e');
+    assert.deepEqual(stored.items.map((d) => d.id), [deviceIds[0]]);
+    await shot('device-compliance-tags');
+    await page.getByRole('link', { name: 'Fleet' }).click();
+    const row = page.locator(`tr[data-device="${deviceIds[0]}"]`);
+    await row.locator('.tag').filter({ hasText: 'site:lab' }).waitFor();
+    assert.equal(await row.getByTestId('compliance').textContent(), judged.state.replace('_', '-'));
+    await page.getByLabel('Filter by tag').selectOption('group:console-e2e');
+    await page.locator(`tr[data-device="${deviceIds[1]}"]`).waitFor({ state: 'detached' });
+    assert.equal(await page.locator('table.devices tbody tr').count(), 1);
+    await shot('fleet-by-tag');
+    await page.getByLabel('Filter by tag').selectOption('');
+  });
+
   it('verifies the audit chain and the device signatures in the browser', async () => {
     await page.getByRole('link', { name: 'Audit' }).click();
     await page.getByRole('button', { name: 'Verify in this browser' }).click();
@@ -160,6 +195,70 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await page.setViewportSize({ width: 1280, height: 720 });
   });
 
+  it('shows an alert raised while watching, live and as a notice, and acknowledges it with a note', async () => {
+    // The command sent earlier finished while the console was open: its notice is in the page.
+    await page.locator(`[data-notice="command:${commandId}:succeeded"]`).waitFor();
+    await page.getByRole('link', { name: 'Alerts', exact: true }).click();
+    await page.getByRole('heading', { name: 'Alerts' }).waitFor();
+    const controlPlane = system.deployment.controlPlane!;
+    // The path a device's ALERT frame takes once the gateway has passed it on.
+    const alertId = await controlPlane.events.raiseAlert({ deviceId: deviceIds[0]!, kind: 'tamper', severity: 'critical', message: 'case opened (console e2e)', atMs: systemClock.nowMs(), detail: {}, actor: actors.system });
+    await page.locator(`[data-notice="alert:${alertId}"]`).waitFor();
+    const row = page.getByTestId('open-alerts').locator(`tr[data-alert="${alertId}"]`);
+    await row.waitFor();
+    await shot('alert-open');
+    await row.getByLabel(`Note for alert ${alertId}`).fill('seen on camera, technician sent');
+    await row.getByRole('button', { name: `Acknowledge alert ${alertId}` }).click();
+    const acked = page.getByTestId('acked-alerts').locator(`tr[data-alert="${alertId}"]`);
+    await acked.filter({ hasText: 'seen on camera, technician sent' }).waitFor();
+    assert.match(await acked.textContent() ?? '', new RegExp(`by ${operator.name}`));
+    await page.getByTestId('open-alerts').locator(`tr[data-alert="${alertId}"]`).waitFor({ state: 'detached' });
+    const stored = await system.api<{ items: Array<{ id: string; state: string; acknowledged_by: string; ack_note: string }> }>('GET', '/v1/alerts?state=acked&limit=500');
+    const mine = stored.items.find((a) => a.id === alertId);
+    assert.deepEqual([mine?.state, mine?.acknowledged_by, mine?.ack_note], ['acknowledged', operator.name, 'seen on camera, technician sent']);
+    await shot('alert-acked');
+  });
+
+  it('lists a dead letter and discards it with a reason', async () => {
+    const created = await createCommand(system, deviceIds[0]!, 'EXEC_GET_PROCESS_LIST', { limit: 2 });
+    assert.equal((await waitTerminal(system, created.id)).state, 'succeeded');
+    // What the control plane knows after a gateway gave up on a delivery whose ACK and RESULT were lost.
+    await system.deployment.controlPlane!.context.db.execute("UPDATE commands SET state = 'dead_lettered', result_json = NULL WHERE id = ?", [created.id]);
+    await page.getByRole('link', { name: 'Dead letters', exact: true }).click();
+    const row = page.getByTestId('dead-letters').locator(`tr[data-command="${created.id}"]`);
+    await row.waitFor();
+    await shot('dead-letters');
+    await row.getByLabel(`Reason to discard ${created.id}`).fill('superseded by a fresh command');
+    await row.getByRole('button', { name: `Discard ${created.id}` }).click();
+    await row.waitFor({ state: 'detached' });
+    const listed = await system.api<{ items: Array<{ command_id: string }> }>('GET', '/v1/dead-letters');
+    assert.equal(listed.items.some((d) => d.command_id === created.id), false);
+  });
+
+  it('approves a pending command with a key created and signing in the page, releasing it', async () => {
+    const { token } = await system.api<{ token: string }>('POST', '/v1/auth/login', requester, { token: null });
+    const created = await system.api<{ id: string; state: string }>('POST', '/v1/commands', { device_id: deviceIds[0], opcode: 'EXEC_LOCK_SCREEN', args: {} }, { token, headers: { 'idempotency-key': `console-${system.tag}` } });
+    assert.equal(created.state, 'pending_approval');
+    await page.getByRole('link', { name: 'Approvals', exact: true }).click();
+    const item = page.locator(`li[data-command="${created.id}"]`);
+    await item.waitFor();
+    assert.match(await item.textContent() ?? '', /EXEC_LOCK_SCREEN[\s\S]*console-requester/);
+    await page.getByRole('button', { name: 'Create a signing key' }).click();
+    const key = page.getByTestId('approval-key');
+    await key.waitFor();
+    const registered = await system.api<{ kid: string }>('GET', '/v1/users/me/signing-key', undefined, { token: (await system.api<{ token: string }>('POST', '/v1/auth/login', operator, { token: null })).token });
+    assert.match(await key.textContent() ?? '', new RegExp(registered.kid));
+    await shot('approvals');
+    await item.getByRole('button', { name: `Approve ${created.id}` }).click();
+    await page.getByTestId('approval-outcome').filter({ hasText: `Approved ${created.id}: released and queued.` }).waitFor();
+    await item.waitFor({ state: 'detached' });
+    // The server checked the browser's signature against the registered key and released the command.
+    const stored = await system.api<{ state: string; history: Array<{ state: string }> }>('GET', `/v1/commands/${created.id}`);
+    assert.notEqual(stored.state, 'pending_approval', JSON.stringify(stored));
+    assert.ok(stored.history.some((h) => h.state === 'queued'), JSON.stringify(stored.history));
+    await shot('approvals-done');
+  });
+
   it('plots a simulation run opened from disk and saves a plot as PNG', async () => {
     await page.getByRole('link', { name: 'Simulation runs' }).click();
     const summary = { seed: 42, scenario: 'churn', agents: 3, tier: 'full', gitCommit: null, reproduce: 'sdc sim --seed 42 --scenario churn',
@@ -172,6 +271,8 @@ describe('the operator console in Chromium against a real deployment', { skip },
       file('latency-histogram.csv', 'le_ms,count\n10,0\n50,2\n1000,2\n'),
     ]);
     await page.getByTestId('run-facts').filter({ hasText: 'churn' }).waitFor();
+    // The plots are drawn in the charts' own update, just after the facts: wait for the third.
+    await page.locator('sdc-research sdc-chart canvas').nth(2).waitFor();
     assert.equal(await page.locator('sdc-research sdc-chart canvas').count(), 3);
     const download = page.waitForEvent('download');
     await page.getByRole('button', { name: 'Save PNG of Round-trip latency CDF' }).click();

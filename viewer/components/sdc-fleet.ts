@@ -154,7 +154,7 @@ export class SdcFleet extends LightElement {
         <div class="filters" role="search">
           <label>Filter <input type="search" .value=${this.filterText} @input=${(e: InputEvent) => { this.filterText = (e.target as HTMLInputElement).value; }} placeholder="id, status, gateway or tag"></label>
           <label>Tag
-            <select @change=${(e: Event) => { this.tag = (e.target as HTMLSelectElement).value; }}>
+            <select aria-label="Filter by tag" @change=${(e: Event) => { this.tag = (e.target as HTMLSelectElement).value; }}>
               <option value="">any</option>${knownTags.map((tag) => html`<option value=${tag} ?selected=${tag === this.tag}>${tag}</option>`)}
             </select>
           </label>

@@ -61,7 +61,7 @@ export class SdcTagsEditor extends LightElement {
     return html`
       <form class="tags-editor" @submit=${(e: SubmitEvent) => void this.#save(e)}>
         <p data-testid="device-tags">Tags: ${list}</p>
-        <label>Tags <input name="tags" .value=${this.tags.join(', ')} placeholder="site:lab, group:kiosks" autocomplete="off"></label>
+        <label>Tags <input name="tags" aria-label="Tags of ${this.deviceId}" .value=${this.tags.join(', ')} placeholder="site:lab, group:kiosks" autocomplete="off"></label>
         <button type="submit" ?disabled=${this.busy}>Save tags</button>
         ${this.saved ? html`<span role="status">saved</span>` : nothing}
         ${errorLine(this.error)}

@@ -11,6 +11,11 @@ import { ed25519Algorithm, parseCertificate, x509 } from './x509-provider.js';
  * The server certificate profile (HTTPS control plane and WSS gateway): an Ed25519 leaf issued by
  * the online intermediate, EKU serverAuth only, and the names clients dial as DNS / IP SANs
  * (TLS clients ignore the CN when a SAN is present; it is set to the first name for people).
+ *
+ * Browsers take no Ed25519 anywhere in a TLS chain (docs/decisions/0006-browser-serving-chain.md,
+ * measured with Chromium), so the same profile can also be issued as an ECDSA P-256 leaf by an
+ * ECDSA P-256 serving CA (`issueServingCa`): the chain a browser can be made to trust. Not wired
+ * into `sdc serve` yet; the decision record says what remains.
  */
 export const oidServerAuth = '1.3.6.1.5.5.7.3.1';
 export const serverCertificateValidityMsDefault = 90 * 24 * 60 * 60 * 1000;
@@ -31,6 +36,27 @@ export interface IssueServerCertificateOptions {
   validityMs: number;
   /** The server key's seed and the serial come from here, so a seeded simulation replays them. */
   random: RandomSource;
+  /**
+   * The leaf's key (default Ed25519). An ECDSA P-256 key comes from WebCrypto's own generator: it
+   * cannot be derived from `random`, so only Ed25519 server keys replay under a seed.
+   */
+  keyAlgorithm?: ServerKeyAlgorithm;
+}
+
+export type ServerKeyAlgorithm = 'Ed25519' | 'ECDSA-P256';
+const ecdsaP256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+const ecdsaSha256 = { name: 'ECDSA', hash: 'SHA-256' } as const;
+
+/** The signature the issuer's key makes: Ed25519, or ECDSA with SHA-256 for a P-256 serving CA. */
+function signingAlgorithmOf(issuerKey: CryptoKey): typeof ed25519Algorithm | typeof ecdsaSha256 {
+  if (issuerKey.algorithm.name === 'Ed25519') return ed25519Algorithm;
+  if (issuerKey.algorithm.name === 'ECDSA' && (issuerKey.algorithm as EcKeyAlgorithm).namedCurve === 'P-256') return ecdsaSha256;
+  throw new SdcError('TRUST_INVALID_ARGUMENT', `an issuer key must be Ed25519 or ECDSA P-256, not ${issuerKey.algorithm.name}`);
+}
+
+async function generateServerKeyPair(algorithm: ServerKeyAlgorithm, random: RandomSource): Promise<CryptoKeyPair> {
+  if (algorithm === 'Ed25519') return generateEd25519KeyPair(random);
+  return crypto.subtle.generateKey(ecdsaP256, true, ['sign', 'verify']);
 }
 
 export interface IssuedServerCertificate {
@@ -68,7 +94,7 @@ export async function issueServerCertificate(options: IssueServerCertificateOpti
   // Like device certificates: never outlive the issuer, backdated a little for clock skew.
   const notAfter = new Date(Math.min(now.getTime() + validityMs, issuer.notAfter.getTime()));
   const notBefore = new Date(Math.max(now.getTime() - notBeforeBackdateMs, issuer.notBefore.getTime()));
-  const keys = await generateEd25519KeyPair(options.random);
+  const keys = await generateServerKeyPair(options.keyAlgorithm ?? 'Ed25519', options.random);
   const publicKey = await x509.PublicKey.create(keys.publicKey);
   const commonName = hostnames[0] ?? ipAddresses[0]!;
   const certificate = await x509.X509CertificateGenerator.create({
@@ -79,7 +105,7 @@ export async function issueServerCertificate(options: IssueServerCertificateOpti
     notAfter,
     publicKey,
     signingKey: options.intermediateKey,
-    signingAlgorithm: ed25519Algorithm,
+    signingAlgorithm: signingAlgorithmOf(options.intermediateKey),
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
@@ -94,4 +120,44 @@ export async function issueServerCertificate(options: IssueServerCertificateOpti
   });
   const keyPem = toPem('PRIVATE KEY', await exportPkcs8Der(keys.privateKey));
   return { certPem: certificate.toString('pem'), keyPem };
+}
+
+/** A serving CA lives as long as this at most; it only issues short-lived (at most 398 days) server certificates. */
+export const servingCaValidityMsMax = 10 * 366 * 24 * 60 * 60 * 1000;
+
+export interface IssuedServingCa {
+  certPem: string;
+  /** Signs server certificates (`issueServerCertificate` with `intermediateKey` = this). */
+  privateKey: CryptoKey;
+  /** PKCS#8 PEM of the key; the caller stores it with mode 0600. */
+  keyPem: string;
+}
+
+/**
+ * A self-signed ECDSA P-256 CA for TLS server certificates only (path length 0, keyCertSign and
+ * cRLSign): the one kind of chain browsers verify (docs/decisions/0006-browser-serving-chain.md).
+ * Devices never see it: their certificates, the gateway's mutual TLS and every signature of the
+ * protocol stay Ed25519 under our root.
+ */
+export async function issueServingCa(options: { commonName: string; now: Date; validityMs: number; random: RandomSource }): Promise<IssuedServingCa> {
+  const { now, validityMs } = options;
+  if (!Number.isSafeInteger(validityMs) || validityMs <= 0 || validityMs > servingCaValidityMsMax) {
+    throw new SdcError('TRUST_INVALID_ARGUMENT', `validityMs must be from 1 to ${servingCaValidityMsMax}`);
+  }
+  if (options.commonName.length === 0 || options.commonName.length > 64) throw new SdcError('TRUST_INVALID_ARGUMENT', 'a CA common name is 1 to 64 characters');
+  const keys = await crypto.subtle.generateKey(ecdsaP256, true, ['sign', 'verify']);
+  const certificate = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serialHexForEncoding(randomSerialHex(options.random)),
+    name: [{ [oidCommonName]: [options.commonName] }],
+    notBefore: new Date(now.getTime() - notBeforeBackdateMs),
+    notAfter: new Date(now.getTime() + validityMs),
+    keys,
+    signingAlgorithm: ecdsaSha256,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { certPem: certificate.toString('pem'), privateKey: keys.privateKey, keyPem: toPem('PRIVATE KEY', await exportPkcs8Der(keys.privateKey)) };
 }

@@ -1,0 +1,93 @@
+// What a browser makes of our TLS chains (docs/decisions/0006-browser-serving-chain.md), in Debian's
+// Chromium with the CA installed the way Linux browsers trust one: in the profile's NSS database
+// (certutil), and with certificate errors NOT ignored. Today's all-Ed25519 API certificate fails
+// the TLS handshake itself; an ECDSA P-256 leaf under an ECDSA P-256 serving CA loads the page.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { systemRandom } from '../../runtime/system.js';
+import { issueServerCertificate, issueServingCa } from '../../trust/server-certificate.js';
+import { dayMs, makeTestPki } from '../../trust/test-fixtures.js';
+
+const chromiumPath = '/usr/bin/chromium';
+const certutilPath = '/usr/bin/certutil';
+const skip = !existsSync(chromiumPath) ? `${chromiumPath} is absent: apt-get install chromium`
+  : !existsSync(certutilPath) ? `${certutilPath} is absent: apt-get install libnss3-tools (it installs a CA into the browser profile)` : false;
+
+async function serve(certPem: string, keyPem: string): Promise<{ url: string; server: Server }> {
+  const server = createServer({ cert: certPem, key: keyPem }, (_request, response) => response.end('console'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/`, server };
+}
+
+/** Loads the URL with certificate errors counted; the page's text, or Chromium's net:: error. */
+async function load(home: string, url: string): Promise<string> {
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'], env: { ...process.env, HOME: home } });
+  try {
+    const page = await (await browser.newContext({ ignoreHTTPSErrors: false })).newPage();
+    try {
+      await page.goto(url, { timeout: 30_000 });
+      return await page.textContent('body') ?? '';
+    } catch (error) {
+      return /net::[A-Z_]+/.exec((error as Error).message)?.[0] ?? (error as Error).message;
+    }
+  } finally {
+    await browser.close();
+  }
+}
+
+describe('browsers and our TLS chains', { skip }, () => {
+  let home: string;
+  const servers: Server[] = [];
+
+  before(async () => {
+    home = await mkdtemp(join(tmpdir(), 'sdc-tls-browser-'));
+    await mkdir(join(home, '.pki', 'nssdb'), { recursive: true });
+    execFileSync(certutilPath, ['-N', '-d', `sql:${join(home, '.pki', 'nssdb')}`, '--empty-password']);
+  });
+
+  after(async () => {
+    for (const server of servers) server.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  const install = async (name: string, caPem: string) => {
+    const file = join(home, `${name}.pem`);
+    await writeFile(file, caPem);
+    execFileSync(certutilPath, ['-A', '-d', `sql:${join(home, '.pki', 'nssdb')}`, '-n', name, '-t', 'C,,', '-i', file], { stdio: 'pipe' });
+  };
+
+  it('loads the page over an ECDSA P-256 leaf from the serving CA once that CA is installed, and not before', async () => {
+    const now = new Date();
+    const ca = await issueServingCa({ commonName: 'SDC serving CA (test)', now, validityMs: 30 * dayMs, random: systemRandom });
+    const leaf = await issueServerCertificate({
+      intermediateCertPem: ca.certPem, intermediateKey: ca.privateKey, hostnames: ['localhost'], ipAddresses: ['127.0.0.1'],
+      now, validityMs: 10 * dayMs, random: systemRandom, keyAlgorithm: 'ECDSA-P256',
+    });
+    const { url, server } = await serve(leaf.certPem, leaf.keyPem);
+    servers.push(server);
+    assert.equal(await load(home, url), 'net::ERR_CERT_AUTHORITY_INVALID', 'the handshake works; only the issuer is unknown');
+    await install('sdc-serving-ca', ca.certPem);
+    assert.equal(await load(home, url), 'console');
+  });
+
+  it('fails the handshake itself over today\'s Ed25519 API certificate, and NSS cannot even install our Ed25519 root', async () => {
+    const now = new Date();
+    const pki = await makeTestPki(now);
+    const leaf = await issueServerCertificate({
+      intermediateCertPem: pki.intermediate.certificate.toString('pem'), intermediateKey: pki.intermediate.privateKey,
+      hostnames: ['localhost'], ipAddresses: ['127.0.0.1'], now, validityMs: 10 * dayMs, random: systemRandom,
+    });
+    const { url, server } = await serve(`${leaf.certPem}\n${pki.intermediate.certificate.toString('pem')}\n`, leaf.keyPem);
+    servers.push(server);
+    await assert.rejects(install('sdc-root', pki.root.certificate.toString('pem')), /SEC_ERROR_ADDING_CERT/);
+    assert.equal(await load(home, url), 'net::ERR_SSL_VERSION_OR_CIPHER_MISMATCH');
+  });
+});

@@ -259,6 +259,21 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await shot('approvals-done');
   });
 
+  it('rejects a pending command with a reason, signed in the page; it ends rejected', async () => {
+    const { token } = await system.api<{ token: string }>('POST', '/v1/auth/login', requester, { token: null });
+    const created = await system.api<{ id: string; state: string }>('POST', '/v1/commands', { device_id: deviceIds[0], opcode: 'EXEC_LOCK_SCREEN', args: {} }, { token, headers: { 'idempotency-key': `console-reject-${system.tag}` } });
+    assert.equal(created.state, 'pending_approval');
+    // The inbox follows command events; a reload of the view shows the new one either way.
+    await page.getByRole('link', { name: 'Fleet', exact: true }).click();
+    await page.getByRole('link', { name: 'Approvals', exact: true }).click();
+    const item = page.locator(`li[data-command="${created.id}"]`);
+    await item.getByLabel(`Reason to reject ${created.id}`).fill('not during opening hours');
+    await item.getByRole('button', { name: `Reject ${created.id}` }).click();
+    await page.getByTestId('approval-outcome').filter({ hasText: `Rejected ${created.id}.` }).waitFor();
+    const stored = await system.api<{ state: string }>('GET', `/v1/commands/${created.id}`);
+    assert.equal(stored.state, 'rejected');
+  });
+
   it('plots a simulation run opened from disk and saves a plot as PNG', async () => {
     await page.getByRole('link', { name: 'Simulation runs' }).click();
     const summary = { seed: 42, scenario: 'churn', agents: 3, tier: 'full', gitCommit: null, reproduce: 'sdc sim --seed 42 --scenario churn',

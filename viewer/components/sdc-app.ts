@@ -13,6 +13,7 @@ import './sdc-command.js';
 import './sdc-audit.js';
 import './sdc-research.js';
 import './sdc-alerts.js';
+import type { ApprovalSigner } from './sdc-approvals.js';
 import './sdc-approvals.js';
 import './sdc-dead-letters.js';
 import './sdc-releases.js';
@@ -40,6 +41,8 @@ export class SdcApp extends LightElement {
   readonly api: ApiClient;
   readonly liveBus: LiveBus = new EventTarget();
   #live: LiveStream | undefined;
+  /** The approver's signing key, in page memory only; forgotten at logout like the token. */
+  #signer: ApprovalSigner | undefined;
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #onHash = () => { this.route = parseRoute(location.hash); };
 
@@ -112,6 +115,7 @@ export class SdcApp extends LightElement {
     this.#live?.stop();
     this.#live = undefined;
     this.api.logout();
+    this.#signer = undefined;
     this.session = undefined;
     this.notices = [];
     this.notice = notice;
@@ -153,7 +157,8 @@ export class SdcApp extends LightElement {
       case 'audit': return html`<sdc-audit .api=${this.api}></sdc-audit>`;
       case 'research': return html`<sdc-research></sdc-research>`;
       case 'alerts': return html`<sdc-alerts .api=${this.api} .liveBus=${this.liveBus} .userRole=${this.session?.role}></sdc-alerts>`;
-      case 'approvals': return html`<sdc-approvals .api=${this.api} .liveBus=${this.liveBus} .userRole=${this.session?.role} .userName=${this.session?.name ?? ''}></sdc-approvals>`;
+      case 'approvals': return html`<sdc-approvals .api=${this.api} .liveBus=${this.liveBus} .userRole=${this.session?.role} .userName=${this.session?.name ?? ''} .signer=${this.#signer}
+        @signer-changed=${(e: CustomEvent<ApprovalSigner>) => { this.#signer = e.detail; }}></sdc-approvals>`;
       case 'dead-letters': return html`<sdc-dead-letters .api=${this.api} .userRole=${this.session?.role} .deviceId=${r.deviceId}></sdc-dead-letters>`;
       case 'releases': return html`<sdc-releases .api=${this.api}></sdc-releases>`;
       default: return nothing;

@@ -7,6 +7,12 @@ import { roleAtLeast } from '../roles.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
 
+/** The approver's registered key in page memory; the app keeps it across views and forgets it at logout. */
+export interface ApprovalSigner {
+  readonly key: ApprovalKey;
+  readonly kid: string;
+}
+
 /** One page of pending commands; an approver works the newest first. */
 export const approvalsPageSize = 100;
 
@@ -20,7 +26,7 @@ export const approvalsPageSize = 100;
 export class SdcApprovals extends LightElement {
   static override properties = {
     api: { attribute: false }, liveBus: { attribute: false }, userRole: {}, userName: {},
-    pending: { state: true }, key: { state: true }, kid: { state: true }, error: { state: true }, outcome: { state: true }, busy: { state: true },
+    signer: { attribute: false }, pending: { state: true }, error: { state: true }, outcome: { state: true }, busy: { state: true },
   };
 
   declare api: ApiClient;
@@ -28,8 +34,7 @@ export class SdcApprovals extends LightElement {
   declare userRole: Role | undefined;
   declare userName: string;
   declare pending: PendingCommand[] | undefined;
-  declare key: ApprovalKey | undefined;
-  declare kid: string | undefined;
+  declare signer: ApprovalSigner | undefined;
   declare error: ApiError | undefined;
   declare outcome: string | undefined;
   declare busy: boolean;
@@ -41,8 +46,7 @@ export class SdcApprovals extends LightElement {
   constructor() {
     super();
     this.pending = undefined;
-    this.key = undefined;
-    this.kid = undefined;
+    this.signer = undefined;
     this.error = undefined;
     this.outcome = undefined;
     this.busy = false;
@@ -76,8 +80,8 @@ export class SdcApprovals extends LightElement {
     this.busy = true;
     try {
       const answer = await this.api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: key.publicKey });
-      this.key = key;
-      this.kid = answer.kid;
+      this.signer = { key, kid: answer.kid };
+      this.dispatchEvent(new CustomEvent<ApprovalSigner>('signer-changed', { detail: this.signer, bubbles: true }));
       this.error = undefined;
       this.outcome = `Signing key ${answer.kid} registered.`;
     } catch (error) {
@@ -104,10 +108,11 @@ export class SdcApprovals extends LightElement {
   }
 
   async #decide(command: PendingCommand, decision: 'approve' | 'reject', reason?: string): Promise<void> {
-    if (this.key === undefined || this.kid === undefined) return;
+    const signer = this.signer;
+    if (signer === undefined) return;
     this.busy = true;
     try {
-      const body = approvalRequestBody({ command, decision, approver: this.userName, kid: this.kid, key: this.key, ...(reason === undefined ? {} : { reason }) });
+      const body = approvalRequestBody({ command, decision, approver: this.userName, kid: signer.kid, key: signer.key, ...(reason === undefined ? {} : { reason }) });
       const answer = await this.api.post<{ released: boolean; command: { state?: string } }>(`/v1/commands/${encodeURIComponent(command.id)}/${decision}`, body);
       this.outcome = decision === 'reject' ? `Rejected ${command.id}.`
         : answer.released ? `Approved ${command.id}: released and queued.` : `Approved ${command.id}: waiting for more approvals.`;
@@ -131,7 +136,7 @@ export class SdcApprovals extends LightElement {
   }
 
   #keyPanel() {
-    if (this.kid !== undefined) return html`<p data-testid="approval-key">Signing with key <code>${this.kid}</code> (held in this page only).</p>`;
+    if (this.signer !== undefined) return html`<p data-testid="approval-key">Signing with key <code>${this.signer.kid}</code> (held in this page only, until you log out or reload).</p>`;
     return html`
       <div class="card" data-testid="approval-key-setup">
         <p>Approvals are signed with your own Ed25519 key, in this page. Create one here (it replaces any key you registered before,
@@ -146,7 +151,7 @@ export class SdcApprovals extends LightElement {
 
   override render() {
     if (!roleAtLeast(this.userRole, 'approver')) return html`<section><h1>Approvals</h1><p>Approvals are decided by approvers and admins; you are ${this.userRole ?? 'not logged in'}.</p></section>`;
-    const canSign = this.kid !== undefined;
+    const canSign = this.signer !== undefined;
     return html`
       <section aria-labelledby="approvals-title">
         <h1 id="approvals-title">Approvals</h1>

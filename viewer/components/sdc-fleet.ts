@@ -24,6 +24,9 @@ interface ComplianceSummary { counts: Record<ComplianceState, number>; items: Ar
 /** Pages of 500 read for the fleet; beyond this many devices the view says it shows the first ones. */
 export const fleetLimits = Object.freeze({ pageSize: 500, pagesMax: 20 });
 
+/** Presence events kept during one read of the fleet: one per device, at most this many devices. */
+const heldPresenceMax = 10_000;
+
 /** Every device with presence, kept live by `presence` events; counts at the top; filter by text and presence. */
 export class SdcFleet extends LightElement {
   static override properties = {
@@ -44,6 +47,9 @@ export class SdcFleet extends LightElement {
   declare complianceCounts: Record<ComplianceState, number> | undefined;
   declare tag: string;
   #ticker: ReturnType<typeof setInterval> | undefined;
+  #loadsInFlight = 0;
+  /** The latest presence event per device seen during a read (bounded: the oldest goes first). */
+  readonly #heldPresence = new Map<string, Extract<LiveEvent, { type: 'presence' }>>();
   readonly #onLive = (event: Event) => this.#apply((event as CustomEvent<LiveEvent>).detail);
   readonly #onResync = () => void this.load();
 
@@ -77,6 +83,9 @@ export class SdcFleet extends LightElement {
   }
 
   async load(): Promise<void> {
+    // Presence events that arrive while the lists are read are kept and applied on top, so a
+    // device that went offline during the read is not shown online from the older answer.
+    this.#loadsInFlight += 1;
     try {
       const devices = new Map<string, DeviceRow>();
       let cursor: string | null = null;
@@ -88,13 +97,22 @@ export class SdcFleet extends LightElement {
         cursor = page.next_cursor;
         pages += 1;
       } while (cursor !== null && pages < fleetLimits.pagesMax);
+      // Both before either is shown, so a row never flickers from unknown to its state.
+      await this.#loadCompliance();
       this.truncated = cursor !== null;
       this.devices = devices;
       this.error = undefined;
-      await this.#loadCompliance();
+      this.#replayHeldPresence();
     } catch (error) {
       this.error = asApiError(error);
+    } finally {
+      this.#loadsInFlight -= 1;
+      if (this.#loadsInFlight === 0) this.#heldPresence.clear();
     }
+  }
+
+  #replayHeldPresence(): void {
+    for (const event of this.#heldPresence.values()) this.#apply(event, false);
   }
 
   /**
@@ -109,12 +127,19 @@ export class SdcFleet extends LightElement {
     this.complianceCounts = pages[0]?.counts;
   }
 
-  #apply(event: LiveEvent): void {
-    if (event.type !== 'presence' || this.devices === undefined) return;
+  #apply(event: LiveEvent, hold = true): void {
+    if (event.type !== 'presence') return;
+    if (hold && this.#loadsInFlight > 0) {
+      this.#heldPresence.delete(event.device_id);
+      this.#heldPresence.set(event.device_id, event);
+      if (this.#heldPresence.size > heldPresenceMax) this.#heldPresence.delete(this.#heldPresence.keys().next().value!);
+    }
+    if (this.devices === undefined) return;
     const known = this.devices.get(event.device_id);
     if (known === undefined) {
-      // A device we have not listed yet (paired since): read the list again.
-      void this.load();
+      // A device we have not listed yet (paired since): read the list again; not from a replay,
+      // which comes after a read that did not list it.
+      if (hold) void this.load();
       return;
     }
     const next = new Map(this.devices);

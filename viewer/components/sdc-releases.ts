@@ -10,6 +10,9 @@ interface ReleaseRow {
   created_by: string; created_at_ms: number; updated_at_ms: number;
 }
 
+/** The API's ways of saying there is no image repository here: no routes, or routes without one. */
+const absentCodes: ReadonlySet<string> = new Set(['API_NOT_FOUND', 'OTA_REPOSITORY_NOT_INITIALISED']);
+
 /**
  * OTA releases, read-only (docs/ota.md, "Releases"): each with its state and what was signed. The
  * release routes exist only where `sdc ota init` created the image repository; elsewhere the API
@@ -42,7 +45,7 @@ export class SdcReleases extends LightElement {
       this.error = undefined;
     } catch (error) {
       const refusal = asApiError(error);
-      this.absent = refusal.code === 'API_NOT_FOUND';
+      this.absent = absentCodes.has(refusal.code);
       this.error = this.absent ? undefined : refusal;
     }
   }

@@ -12,7 +12,7 @@ import { closeCodes } from './close-codes.js';
 import type { GatewayCore } from './gateway-core.js';
 import { startGatewayServer, type GatewayServer } from './gateway-server.js';
 import {
-  connectInMemory, connectTls, embeddedStores, eventually, makeCore, makeGatewayPki, onVirtualTime, settle, TestAgent, VirtualDriver,
+  connectInMemory, connectTls, embeddedStores, eventually, makeCore, makeGatewayPki, onVirtualTime, settle, StreamReader, TestAgent, VirtualDriver,
   type GatewayPki, type TestStores,
 } from './test-support.js';
 
@@ -119,6 +119,11 @@ class StallingKv {
         await hook(key);
         return inner.compareAndSet(key, expected, value, opts);
       }, value),
+      deleteIfEqual: (key, expected) => held('deleteIfEqual', key, async () => {
+        // Atomic like compareAndSet: the other writer lands before it.
+        await hook(key);
+        return inner.deleteIfEqual(key, expected);
+      }),
       del: (key) => held('del', key, () => inner.del(key)),
       incr: (key, by) => held('incr', key, () => inner.incr(key, by)),
       expire: (key, ttlMs) => held('expire', key, () => inner.expire(key, ttlMs)),
@@ -214,6 +219,32 @@ describe('gateway under abuse: overload and presence (virtual time, in-memory tr
       await driver.until(() => old.closed, 2_000, 'the older session closed');
       assert.deepEqual(old.closed, { code: closeCodes.replaced, reason: 'GATEWAY_SESSION_REPLACED' });
       assert.equal(await g.base.kv.get(kvKeys.presence('dev-cas')), newer, 'the newer session\'s presence is not overwritten');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('offline is delete-if-equal on the session\'s record: a newer session\'s key written as the old one times out is kept, and no offline is reported', async () => {
+    const driver = new VirtualDriver();
+    const g = await gateway(driver);
+    try {
+      const device = await gpki.issueDevice('dev-offline-cas');
+      const old = connectInMemory(g.core, device, new TestAgent(device, { clock: driver.time }));
+      await driver.until(() => (old.ready ? true : undefined), 2_000, 'AUTH_ACK');
+      await driver.until(async () => ((await g.base.kv.get(kvKeys.presence('dev-offline-cas'))) !== null ? true : undefined), 2_000, 'presence');
+      // The device went silent here and reconnected through another gateway: its newer session
+      // writes the key just as this gateway's silence deadline ends the old session.
+      const newer = JSON.stringify({ gateway_id: 'gw-other', session_id: 's_newer', since_ms: driver.time.nowMs() });
+      g.kv.beforeNextPresenceOp = async () => { await g.base.kv.set(kvKeys.presence('dev-offline-cas'), newer, { ttlMs: 60_000 }); };
+      const events = new StreamReader(g.base.bus);
+      await driver.until(() => old.closed, 10 * heartbeatIntervalMs, 'the silent session closed');
+      assert.equal(old.closed?.code, 4000);
+      await driver.advance(100);
+      assert.equal(g.kv.beforeNextPresenceOp, undefined, 'the newer session wrote its key during the offline');
+      assert.equal(await g.base.kv.get(kvKeys.presence('dev-offline-cas')), newer, 'the newer session\'s presence is not deleted');
+      await events.poll();
+      const offline = events.entries.filter((e) => e.kind === 'presence' && e.data.device_id === 'dev-offline-cas' && !e.data.online);
+      assert.deepEqual(offline, [], 'the old session does not report a device offline that a newer session holds');
     } finally {
       await g.close();
     }

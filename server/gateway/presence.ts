@@ -34,8 +34,7 @@ function parseRecord(text: string | null): PresenceRecord | undefined {
  * Presence in the key/value store (for routing) and on the events stream (for the control
  * plane's history). A new session's `online` writes the key unconditionally (the newest session
  * wins); a refresh is a compare-and-set on the session's own record, so an older session never
- * takes the key back. `offline` is still check-then-delete (a newer session's key written in that
- * window is lost until its next refresh restores it).
+ * takes the key back, and `offline` deletes the key only if it still holds this session's record.
  */
 export class Presence {
   constructor(private readonly context: GatewayContext) {}
@@ -69,13 +68,20 @@ export class Presence {
     return stores.kv.set(key, mine, { ttlMs, onlyIfAbsent: true });
   }
 
-  /** Reports offline only if the key still names this session; a newer session must stay online. */
+  /**
+   * Reports offline only if the key still names this session; a newer session must stay online.
+   * The key is removed by delete-if-equal on this session's own record (atomic on the store): a
+   * read then a delete would remove a newer session's record written between the two, and that
+   * session would be routed nothing until its next refresh, or be reported offline by us.
+   */
   async offline(session: PresenceSession, reason: string): Promise<boolean> {
     const { gatewayId, stores } = this.context.options;
     const key = kvKeys.presence(session.deviceId);
-    const current = parseRecord(await stores.kv.get(key));
-    if (current !== undefined && current.session_id !== session.sessionId) return false;
-    if (current !== undefined) await stores.kv.del(key);
+    if (!(await stores.kv.deleteIfEqual(key, this.#record(session)))) {
+      // Not ours (or gone): another session's record means that session holds the device.
+      const current = parseRecord(await stores.kv.get(key));
+      if (current !== undefined && current.session_id !== session.sessionId) return false;
+    }
     await this.context.report('presence', {
       device_id: session.deviceId, gateway_id: gatewayId, session_id: session.sessionId, online: false,
       at_ms: this.context.nowMs(), reason: reason.slice(0, 256),

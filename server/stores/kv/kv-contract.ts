@@ -70,6 +70,23 @@ export function runKvContract(name: string, target: KvContractTarget): void {
       assert.equal(wins.filter(Boolean).length, 1);
     });
 
+    it('deleteIfEqual removes only exactly the expected value, and one of racing deleters wins', async () => {
+      assert.equal(await kv.deleteIfEqual('die', 'a'), false, 'a missing key is not the expected value');
+      await kv.set('die', 'a', { ttlMs: 10_000 });
+      assert.equal(await kv.deleteIfEqual('die', 'other'), false);
+      assert.equal(await kv.deleteIfEqual('die', ''), false, 'an empty expectation is not a wildcard');
+      assert.equal(await kv.get('die'), 'a');
+      assert.ok((await kv.ttlMs('die'))! > 0, 'a refused delete leaves the TTL');
+      assert.equal(await kv.deleteIfEqual('die', 'a'), true);
+      assert.equal(await kv.get('die'), null);
+      // An old owner's delete after a new owner wrote its value removes nothing.
+      await kv.set('die', 'new');
+      assert.equal(await kv.deleteIfEqual('die', 'old'), false);
+      assert.equal(await kv.get('die'), 'new');
+      const wins = await Promise.all([1, 2, 3].map(() => kv.deleteIfEqual('die', 'new')));
+      assert.equal(wins.filter(Boolean).length, 1);
+    });
+
     it('expires keys after their TTL', async () => {
       await kv.set('short', 'v', { ttlMs: 150 });
       const remaining = await kv.ttlMs('short');

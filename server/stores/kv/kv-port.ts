@@ -22,6 +22,12 @@ export interface KeyValueStore {
    * another writer's value land between the two and be overwritten.
    */
   compareAndSet(key: string, expected: string, value: string, opts?: { readonly ttlMs?: number }): Promise<boolean>;
+  /**
+   * Delete-if-equal, atomically: removes the key only when it holds exactly `expected`. True if
+   * removed. A read then a delete would remove a value another writer put there between the two
+   * (presence: a new session's record removed by the old session's timeout).
+   */
+  deleteIfEqual(key: string, expected: string): Promise<boolean>;
   /** True if the key existed. */
   del(key: string): Promise<boolean>;
   /** Adds `by` (default 1) to an integer value, creating it at 0; STORE_CONFLICT if the value is not an integer. */

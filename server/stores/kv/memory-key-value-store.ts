@@ -165,6 +165,14 @@ export class MemoryKeyValueStore implements KeyValueStore {
     });
   }
 
+  deleteIfEqual(key: string, expected: string): Promise<boolean> {
+    return this.#run(() => {
+      const fullKey = this.#key(key);
+      if (this.#space.read(fullKey)?.value !== expected) return false;
+      return this.#space.remove(fullKey);
+    });
+  }
+
   del(key: string): Promise<boolean> {
     return this.#run(() => this.#space.remove(this.#key(key)));
   }

@@ -25,6 +25,11 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1`;
 
+/** The comparison and the DEL in one script, for the same reason as compareAndSetScript. */
+const deleteIfEqualScript = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])`;
+
 function reportHandlerError(error: unknown, channel: string): void {
   process.emitWarning(`kv subscriber for ${channel} threw: ${error instanceof Error ? error.message : String(error)}`, 'KeyValueStoreWarning');
 }
@@ -84,6 +89,10 @@ export class RedisKeyValueStore implements KeyValueStore {
       const reply = await this.client.eval(compareAndSetScript, 1, fullKey, expected, value, opts.ttlMs === undefined ? '' : String(opts.ttlMs));
       return reply === 1;
     });
+  }
+
+  deleteIfEqual(key: string, expected: string): Promise<boolean> {
+    return this.run(async () => (await this.client.eval(deleteIfEqualScript, 1, this.key(key), expected)) === 1);
   }
 
   del(key: string): Promise<boolean> {

@@ -23,16 +23,18 @@ function refusedWith(code: string) {
 }
 
 describe('approvals signed in the browser', () => {
-  it('signs the statement the server checks, valid until the command expires, with the reason beside it', () => {
+  it('signs the statement the server checks, valid until the command expires, the reason signed with it', () => {
     const key = approvalKeyFromSeed(seed);
     const body = approvalRequestBody({ command: pending(), decision: 'reject', approver: 'ann', kid: 'uk-1', key, reason: 'not today' });
     assert.deepEqual({ ...body, signature: undefined }, { command_sha256: approvalSubjectHash(subject, nobleSha256), kid: 'uk-1', expires_at_ms: 9_000, signature: undefined, reason: 'not today' });
-    const statement = { command_id: 'c_1', command_sha256: String(body.command_sha256), decision: 'reject' as const, approver: 'ann', kid: 'uk-1', expires_at: 9_000 };
+    const statement = { command_id: 'c_1', command_sha256: String(body.command_sha256), decision: 'reject' as const, approver: 'ann', kid: 'uk-1', expires_at: 9_000, reason: 'not today' };
     const signature = bytesFromBase64url(String(body.signature), { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', name: 'signature', length: 64 });
     const publicKey = bytesFromBase64url(key.publicKey, { code: 'CRYPTO_BAD_KEY', name: 'key', length: 32 });
     assert.equal(provider.verify(publicKey, approvalSigningInput(statement), signature), true);
     // The same signature says nothing about an approval: the decision is signed.
     assert.equal(provider.verify(publicKey, approvalSigningInput({ ...statement, decision: 'approve' }), signature), false);
+    // Nor about another reason: the reason is signed (decision 0005).
+    assert.equal(provider.verify(publicKey, approvalSigningInput({ ...statement, reason: 'whenever' }), signature), false);
   });
 
   it('signs nothing when the shown subject is not the command shown, its hash differs, or it no longer waits', () => {

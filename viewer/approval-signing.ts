@@ -86,6 +86,6 @@ export function approvalRequestBody(options: {
   const { command, decision, approver, kid, key } = options;
   const sha256 = checkedSubjectHash(command);
   const expiresAt = command.expires_at_ms;
-  const signature = signApproval({ statement: { command_id: command.id, command_sha256: sha256, decision, approver, kid, expires_at: expiresAt }, seed: key.seed, provider });
+  const signature = signApproval({ statement: { command_id: command.id, command_sha256: sha256, decision, approver, kid, expires_at: expiresAt, ...(options.reason === undefined ? {} : { reason: options.reason }) }, seed: key.seed, provider });
   return { command_sha256: sha256, kid, expires_at_ms: expiresAt, signature, ...(options.reason === undefined ? {} : { reason: options.reason }) };
 }

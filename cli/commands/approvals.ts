@@ -81,7 +81,8 @@ async function decide(io: CliIo, api: ApiClient, id: string, decision: ApprovalD
   // Valid until the command itself expires unless asked for less.
   const expiresAt = options.validForMs > 0 ? Math.min(Date.now() + options.validForMs, command.expires_at_ms) : command.expires_at_ms;
   const signature = signApproval({
-    statement: { command_id: command.id, command_sha256: sha256, decision, approver: api.login.name, kid, expires_at: expiresAt }, seed, provider,
+    // A rejection's reason is signed with it (decision 0005).
+    statement: { command_id: command.id, command_sha256: sha256, decision, approver: api.login.name, kid, expires_at: expiresAt, ...(options.reason === undefined ? {} : { reason: options.reason }) }, seed, provider,
   });
   return api.post(`/v1/commands/${segment(id)}/${decision}`, {
     command_sha256: sha256, kid, expires_at_ms: expiresAt, signature, ...(options.reason === undefined ? {} : { reason: options.reason }),
@@ -123,6 +124,23 @@ export const rejectCommand: Command = {
     const reason = requireOption(args, 'reason');
     const answer = await decide(io, await apiClient(io), id, 'reject', { validForMs: 0, reason });
     io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} rejected\n`);
+    return 0;
+  },
+};
+
+export const cancelCommand: Command = {
+  name: 'cancel',
+  summary: 'Cancel a command still waiting for approvals (its requester or an admin); it ends rejected',
+  usage: 'ID [--reason R] [--json]',
+  optionHelp: [['--reason R', 'Why (audited)'], ['--json', 'Print the answer as JSON']],
+  options: { reason: { type: 'string' }, json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(args, io) {
+    const id = onePositional(args.positionals, 'command id');
+    const reason = args.values.reason;
+    if (reason !== undefined && (typeof reason !== 'string' || reason.length === 0)) throw new SdcError('CLI_USAGE', '--reason must not be empty');
+    const answer = await (await apiClient(io)).post<{ command?: { state?: string } }>(`/v1/commands/${segment(id)}/cancel`, reason === undefined ? {} : { reason });
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} cancelled; ${answer.command?.state ?? 'rejected'}\n`);
     return 0;
   },
 };

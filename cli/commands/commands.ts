@@ -4,7 +4,7 @@ import { opcodeNames as opcodes } from '../../core/protocol/messages/opcode-name
 import { requireOption, type CliIo, type Command, type CommandGroup } from '../command.js';
 import { apiClient, onePositional, segment, type ApiClient } from '../api-client.js';
 import { durationOption, durationOptions, type DurationOptionSpec } from '../duration-option.js';
-import { approveCommand, rejectCommand } from './approvals.js';
+import { approveCommand, cancelCommand, rejectCommand } from './approvals.js';
 
 interface CommandView { id: string; device_id: string; opcode: string; state: CommandState; history?: Array<{ state: string; at_ms: number }>; [key: string]: unknown }
 
@@ -133,4 +133,4 @@ const watch: Command = {
   },
 };
 
-export const commandCommands: CommandGroup = { name: 'command', summary: 'Commands, through a running control plane (sdc login first)', commands: [send, show, watch, approveCommand, rejectCommand] };
+export const commandCommands: CommandGroup = { name: 'command', summary: 'Commands, through a running control plane (sdc login first)', commands: [send, show, watch, approveCommand, rejectCommand, cancelCommand] };

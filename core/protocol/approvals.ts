@@ -55,6 +55,12 @@ export interface ApprovalStatement {
   readonly kid: string;
   /** The approval counts only for a command released before this time (ms since the epoch). */
   readonly expires_at: number;
+  /**
+   * Why (a rejection's reason, which the API requires): signed with the decision, so the audited
+   * reason is the approver's own words. Absent, the signed text is exactly the one before reasons
+   * were signed, so the approvals embedded in commands (which carry none) verify as they did.
+   */
+  readonly reason?: string;
 }
 
 /** An approver's registered signing key as the checker needs it. */
@@ -77,8 +83,8 @@ export function approvalSubjectOf(command: SignedCommand): ApprovalSubject | und
 }
 
 export function approvalSigningInput(statement: ApprovalStatement): Uint8Array {
-  const { command_id, command_sha256, decision, approver, kid, expires_at } = statement;
-  return concatBytes(approvalSigningPrefix, canonicalBytes({ command_id, command_sha256, decision, approver, kid, expires_at }));
+  const { command_id, command_sha256, decision, approver, kid, expires_at, reason } = statement;
+  return concatBytes(approvalSigningPrefix, canonicalBytes({ command_id, command_sha256, decision, approver, kid, expires_at, ...(reason === undefined ? {} : { reason }) }));
 }
 
 /** The approver's side (the CLI): the base64url signature over the statement. */
@@ -107,6 +113,8 @@ export interface ApprovalCheck {
   readonly commandId: string;
   readonly commandSha256: string;
   readonly decision: ApprovalDecision;
+  /** The reason submitted with the decision; the statement must carry exactly it (undefined: none). */
+  readonly reason?: string;
   readonly requestedBy: string;
   /** The approval must not have expired at this time. */
   readonly atMs: number;
@@ -123,7 +131,8 @@ export function checkApproval(check: ApprovalCheck, provider: Ed25519Provider): 
   const { statement, key } = check;
   const approver = statement.approver;
   if (key === undefined || key.approver !== approver) return refusal('APPROVAL_KEY_UNKNOWN', `no signing key ${statement.kid} registered for ${approver}`, approver);
-  if (statement.command_id !== check.commandId || statement.command_sha256 !== check.commandSha256 || statement.decision !== check.decision) {
+  if (statement.command_id !== check.commandId || statement.command_sha256 !== check.commandSha256 || statement.decision !== check.decision
+    || statement.reason !== check.reason) {
     return refusal('APPROVAL_STATEMENT_MISMATCH', `the statement does not ${check.decision} command ${check.commandId} as it stands`, approver);
   }
   if (!signatureVerifies(check, key, provider)) return refusal('APPROVAL_SIGNATURE_INVALID', `signature of ${approver} does not verify`, approver);

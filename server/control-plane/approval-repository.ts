@@ -27,6 +27,13 @@ export interface PendingApproval {
   /** The subject approvers sign (its hash is `command_sha256`), kept as it was at creation. */
   readonly subject: ApprovalSubject;
   readonly command_sha256: string;
+  /**
+   * The facts admission judged the request with that release must judge it with again (absent in
+   * rows stored before it was kept): the stated reason, and per rate-limit key the count before
+   * this command, whose place in the window admission reserved and kept (counting it again at
+   * release would count the command twice).
+   */
+  readonly admission?: { readonly reason?: string; readonly rate_counts?: Readonly<Record<string, number>> };
 }
 
 /** One approver's stored decision. */
@@ -124,6 +131,21 @@ export class ApprovalRepository {
       if (updated.changes !== 1) throw new NoLongerPending();
       await appendHistory(tx, row.command_id, 'rejected', row.created_at, { event: 'approval_reject', by: row.approver, reason: row.reason ?? '' });
       await this.#audit.record(tx, audit);
+    });
+  }
+
+  /**
+   * Ends a pending command `rejected` at its requester's or an admin's word (no approver signs a
+   * cancel: the caller's session authenticates it), with its history and audit entry, in one
+   * transaction. `rejected` because the guarantee is the same: it never left the control plane.
+   */
+  async cancel(options: { commandId: string; by: string; reason: string | null; atMs: number; audit: AuditRecord }): Promise<void> {
+    await this.#inTransaction(async (tx) => {
+      await requirePending(tx, options.commandId);
+      const updated = await tx.execute("UPDATE commands SET state = 'rejected', updated_at = ? WHERE id = ? AND state = 'pending_approval'", [options.atMs, options.commandId]);
+      if (updated.changes !== 1) throw new NoLongerPending();
+      await appendHistory(tx, options.commandId, 'rejected', options.atMs, { event: 'cancel', by: options.by, ...(options.reason === null ? {} : { reason: options.reason }) });
+      await this.#audit.record(tx, options.audit);
     });
   }
 

@@ -59,14 +59,18 @@ function suite(pair: StorePair): void {
       return created.json();
     };
     /** The approver's signed decision as the CLI sends it; `change` spoils one part. */
-    const decide = async (by: Person, command: Record<string, any>, decision: ApprovalDecision, change: { sha?: string; expiresAtMs?: number; kid?: string; signWith?: Uint8Array; reason?: string } = {}) => {
+    const decide = async (by: Person, command: Record<string, any>, decision: ApprovalDecision, change: { sha?: string; expiresAtMs?: number; kid?: string; signWith?: Uint8Array; reason?: string; signedReason?: string } = {}) => {
       const commandSha256 = change.sha ?? command.approval.command_sha256 as string;
       const expiresAtMs = change.expiresAtMs ?? command.expires_at_ms as number;
       const kid = change.kid ?? by.kid;
+      const reason = decision === 'reject' ? change.reason ?? 'not now' : undefined;
+      // The reason is signed with the decision; `signedReason` signs another one than is sent.
+      const signedReason = change.signedReason ?? reason;
       const signature = signApproval({
-        statement: { command_id: command.id, command_sha256: commandSha256, decision, approver: by.name, kid, expires_at: expiresAtMs }, seed: change.signWith ?? by.seed, provider,
+        statement: { command_id: command.id, command_sha256: commandSha256, decision, approver: by.name, kid, expires_at: expiresAtMs, ...(signedReason === undefined ? {} : { reason: signedReason }) },
+        seed: change.signWith ?? by.seed, provider,
       });
-      const body = { command_sha256: commandSha256, kid, expires_at_ms: expiresAtMs, signature, ...(decision === 'reject' ? { reason: change.reason ?? 'not now' } : {}) };
+      const body = { command_sha256: commandSha256, kid, expires_at_ms: expiresAtMs, signature, ...(reason === undefined ? {} : { reason }) };
       return call('POST', `/v1/commands/${command.id}/${decision}`, by.token, body);
     };
     const refusedWith = (response: { status: number; json: () => Record<string, any>; text: string }, code: string) => {
@@ -183,6 +187,9 @@ function suite(pair: StorePair): void {
 
     it('a rejection ends the command rejected, never delivered; an unapproved command expires', async () => {
       const created = await send('EXEC_LOCK_SCREEN');
+      // The reason is signed: a reason other than the one signed (or an empty one) is not the approver's word.
+      refusedWith(await decide(ap2, created, 'reject', { reason: 'change freeze', signedReason: 'ok later' }), 'APPROVAL_SIGNATURE_INVALID');
+      refusedWith(await decide(ap2, created, 'reject', { reason: 'change freeze', signedReason: '' }), 'APPROVAL_SIGNATURE_INVALID');
       const rejected = await decide(ap2, created, 'reject', { reason: 'change freeze' });
       assert.equal(rejected.status, 200, rejected.text);
       const detail = (await call('GET', `/v1/commands/${created.id}`, ap1.token)).json();

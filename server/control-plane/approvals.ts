@@ -96,6 +96,37 @@ export class ApprovalService {
     return this.#approve(row, command, pending, nowMs);
   }
 
+  /**
+   * Cancels a command waiting for approvals (POST /v1/commands/{id}/cancel): only its requester or
+   * an admin (APPROVAL_CANCEL_FORBIDDEN), only while it waits (APPROVAL_NOT_PENDING); it ends
+   * `rejected`, audited as `command.approval_cancelled` with the reason given.
+   */
+  async cancel(options: { actor: Actor; commandId: string; reason?: string }): Promise<CommandDetail> {
+    const { actor, commandId } = options;
+    const nowMs = this.#ctx.clock.nowMs();
+    const command = await this.#options.commands.get(commandId);
+    const pending = command.approval;
+    if (command.state !== 'pending_approval' || pending === undefined || pending === null) {
+      throw new SdcError('APPROVAL_NOT_PENDING', `command ${command.id} is ${command.state}, not waiting for approvals`, { state: command.state });
+    }
+    if (actor.name !== pending.subject.requested_by && actor.role !== 'admin') {
+      throw new SdcError('APPROVAL_CANCEL_FORBIDDEN', `${actor.name} neither requested command ${command.id} nor is an admin`, { commandId: command.id });
+    }
+    if (options.reason !== undefined && options.reason.length > approvalLimits.reasonLengthMax) {
+      throw new SdcError('API_VALIDATION', `reason is longer than ${approvalLimits.reasonLengthMax} characters`, { path: 'body/reason' });
+    }
+    const reason = options.reason ?? null;
+    await this.#repository.cancel({
+      commandId: command.id, by: actor.name, reason, atMs: nowMs,
+      audit: {
+        kind: 'command.approval_cancelled', actor: actors.user(actor.name), subject: `command:${command.id}`,
+        payload: { by: actor.name, role: actor.role, requested_by: pending.subject.requested_by, ...(reason === null ? {} : { reason }) },
+      },
+    });
+    await this.#afterChange(command, 'rejected', nowMs);
+    return this.#options.commands.get(command.id);
+  }
+
   /** The submission checked against the registered key and the command; the row to store. */
   async #checked(submission: ApprovalSubmission, pending: PendingApproval, nowMs: number): Promise<ApprovalRow> {
     const { actor } = submission;
@@ -105,10 +136,12 @@ export class ApprovalService {
     const statement: ApprovalStatement = {
       command_id: submission.commandId, command_sha256: submission.commandSha256, decision: submission.decision,
       approver: actor.name, kid: submission.kid, expires_at: submission.expiresAtMs,
+      // The reason is part of what the approver signed (decision 0005): the audited words are theirs.
+      ...(submission.reason === undefined ? {} : { reason: submission.reason }),
     };
     const refused = checkApproval({
       statement, signature: submission.signature, key, commandId: pending.subject.id, commandSha256: pending.command_sha256,
-      decision: submission.decision, requestedBy: pending.subject.requested_by, atMs: nowMs, roles: pending.roles,
+      decision: submission.decision, ...(submission.reason === undefined ? {} : { reason: submission.reason }), requestedBy: pending.subject.requested_by, atMs: nowMs, roles: pending.roles,
     }, this.#ctx.ed25519);
     if (refused !== undefined) throw new SdcError(refused.code, refused.reason, { commandId: submission.commandId, approver: actor.name });
     if (submission.expiresAtMs > pending.subject.expires_at) {
@@ -116,7 +149,11 @@ export class ApprovalService {
     }
     const earlier = await this.#repository.decisionsOf([submission.commandId]);
     if (earlier.some((d) => d.approver === actor.name)) throw new SdcError('APPROVAL_DUPLICATE', `${actor.name} has already decided on command ${submission.commandId}`, { approver: actor.name });
-    const reason = submission.reason === undefined ? null : submission.reason.slice(0, approvalLimits.reasonLengthMax);
+    // Never cut: the stored reason must be the signed one (the route's schema bounds it).
+    if (submission.reason !== undefined && submission.reason.length > approvalLimits.reasonLengthMax) {
+      throw new SdcError('API_VALIDATION', `reason is longer than ${approvalLimits.reasonLengthMax} characters`, { path: 'body/reason' });
+    }
+    const reason = submission.reason ?? null;
     return {
       command_id: submission.commandId, approver: actor.name, decision: submission.decision, role: actor.role, kid: submission.kid,
       expires_at: submission.expiresAtMs, signature: submission.signature, reason, created_at: nowMs,
@@ -190,11 +227,14 @@ export class ApprovalService {
     const role = await this.#options.roleOf(requester);
     if (role === undefined) throw new SdcError('COMMAND_POLICY_DENIED', `the requester ${requester} no longer exists`, { reason: 'requester removed' });
     const { policy, revision } = await this.#options.policy.current();
-    const decision = evaluatePolicy(policy, {
+    const reason = pending.admission?.reason;
+    // The same facts admission gathered (policy-facts.ts): tags and posture, the reason it stated, its rate counts.
+    const request = await this.#options.commands.policyFacts.atRelease(policy, {
       actor: { id: requester, role }, opcode: command.opcode, device: { id: command.device_id }, nowMs,
       argsBytes: Buffer.byteLength(canonicalize(pending.subject.args), 'utf8'), approvals: approvals.map((a) => ({ id: a.approver, role: a.role })),
-    });
-    return { decision, revision };
+      ...(reason === undefined ? {} : { reason }),
+    }, pending.admission?.rate_counts);
+    return { decision: evaluatePolicy(policy, request), revision };
   }
 
   async #afterChange(command: CommandDetail, state: 'queued' | 'rejected', atMs: number): Promise<void> {

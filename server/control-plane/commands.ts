@@ -216,7 +216,8 @@ export class CommandService {
     // Allowed once approvals are in: stored pending_approval instead of refused (approvals.ts); `pendingOut` says so.
     const approval = (decision as PolicyDecision | undefined)?.approval;
     if (approval !== undefined) {
-      pendingOut.approval = { ...approval, revision };
+      // The facts release re-evaluates with (approvals.ts): the stated reason, and the rate counts this command's places were reserved at (kept).
+      pendingOut.approval = { ...approval, revision, admission: admissionFacts(request.reason, gathered?.request.rateCounts) };
       return { decision: 'approval_required', reason: (decision as unknown as PolicyDecision).reason, rule_id: approval.ruleId, revision };
     }
     await gathered?.release();
@@ -265,6 +266,7 @@ export class CommandService {
     const pending: PendingApproval = {
       rule_id: facts.approval.ruleId, count: facts.approval.count, roles: facts.approval.roles, requester_role: actor.role,
       policy_revision: facts.approval.revision, subject, command_sha256: approvalSubjectHash(subject, sha256),
+      ...(facts.approval.admission === undefined ? {} : { admission: facts.approval.admission }),
     };
     await this.#approvals.insertPending({
       subject, pending, createdBy: actor.name, idempotencyKey: request.idempotencyKey ?? null, argsJson: facts.argsJson, atMs: facts.nowMs,
@@ -561,6 +563,11 @@ interface PendingRequirement {
   readonly count: number;
   readonly roles: PendingApproval['roles'];
   readonly revision: number;
+  readonly admission?: PendingApproval['admission'];
+}
+
+function admissionFacts(reason: string | undefined, rateCounts: Readonly<Record<string, number>> | undefined): PendingApproval['admission'] {
+  return { ...(reason === undefined ? {} : { reason }), ...(rateCounts === undefined ? {} : { rate_counts: { ...rateCounts } }) };
 }
 
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());

@@ -58,6 +58,20 @@ export class PolicyFacts {
     return { ...withDevice, rateCounts: Object.fromEntries(uses.map((use, index) => [use.key, counts[index]!])) };
   }
 
+  /**
+   * The request for a command released after its approvals (approvals.ts): tags and posture as
+   * they are now (a device that left the group or fell out of compliance while the command
+   * waited does not get it), and the rate counts admission reserved this command's places at,
+   * since its place is still held; a rate limit the policy gained since is counted now.
+   */
+  async atRelease(policy: Policy, base: PolicyRequest, admittedCounts: Readonly<Record<string, number>> | undefined): Promise<PolicyRequest> {
+    const withDevice = await this.#withDevice(policy, base);
+    const uses = rateLimitsFor(policy, withDevice);
+    const counts = await Promise.all(uses.map((use) => (admittedCounts !== undefined && Object.hasOwn(admittedCounts, use.key)
+      ? admittedCounts[use.key]! : this.#counter.count(use.key, use.limit.windowMs))));
+    return { ...withDevice, rateCounts: Object.fromEntries(uses.map((use, index) => [use.key, counts[index]!])) };
+  }
+
   /** The request with tags, posture and counts, each rate limit's place reserved for this command. */
   async reserve(policy: Policy, base: PolicyRequest): Promise<GatheredRequest> {
     const withDevice = await this.#withDevice(policy, base);

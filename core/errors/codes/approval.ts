@@ -17,4 +17,5 @@ export const approvalErrors = defineErrors({
   APPROVAL_STATEMENT_MISMATCH: { fault: 'remote', status: 400, summary: 'Approval statement names another command, command hash, approver or decision than the request' },
   APPROVAL_NOT_PENDING: { fault: 'remote', status: 409, summary: 'Command is not waiting for approvals (released, rejected, expired, or never needed any)' },
   APPROVAL_INSUFFICIENT: { fault: 'remote', status: 403, summary: 'Command carries fewer valid approvals than the policy rule requires' },
+  APPROVAL_CANCEL_FORBIDDEN: { fault: 'remote', status: 403, summary: 'Only the command\'s requester or an admin may cancel a command waiting for approvals' },
 });

@@ -15,9 +15,15 @@ export type ApproveBody = Static<typeof ApproveBody>;
 
 export const RejectBody = Type.Object({
   command_sha256: Sha256Hex, kid: Kid, expires_at_ms: ExpiresAtMs, signature: Signature,
-  reason: Type.String({ minLength: 1, maxLength: approvalLimits.reasonLengthMax, description: 'Why; audited with the rejection (not signed)' }),
+  reason: Type.String({ minLength: 1, maxLength: approvalLimits.reasonLengthMax, description: 'Why; part of the signed statement (its `reason`), audited with the rejection' }),
 }, strict);
 export type RejectBody = Static<typeof RejectBody>;
+
+/** POST /v1/commands/{id}/cancel: the requester's or an admin's word, authenticated by the session (nothing signed). */
+export const CancelBody = Type.Object({
+  reason: Type.Optional(Type.String({ minLength: 1, maxLength: approvalLimits.reasonLengthMax, description: 'Why; audited with the cancellation' })),
+}, strict);
+export type CancelBody = Static<typeof CancelBody>;
 
 const Decision = Type.Object({
   approver: Type.String(), decision: Type.String(), role: Type.String(), kid: Type.String(), at_ms: Type.Integer(), expires_at_ms: Type.Integer(),

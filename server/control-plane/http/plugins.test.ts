@@ -35,6 +35,7 @@ const documentedRoutes = [
   'POST /v1/commands operator',
   'GET /v1/commands/{id} viewer',
   'POST /v1/commands/{id}/approve approver',
+  'POST /v1/commands/{id}/cancel operator',
   'POST /v1/commands/{id}/reject approver',
   'GET /v1/crl public',
   'GET /v1/devices viewer',

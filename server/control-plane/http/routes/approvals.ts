@@ -3,7 +3,7 @@ import { SdcError } from '../../../../core/errors/index.js';
 import type { ControlPlaneServices } from '../../services.js';
 import { principalOf } from '../authentication.js';
 import type { RoutesPlugin } from '../plugin.js';
-import { ApprovalOutcome, ApproveBody, PendingPage, RejectBody, SigningKeyBody, SigningKeyView } from '../approval-schemas.js';
+import { ApprovalOutcome, ApproveBody, CancelBody, PendingPage, RejectBody, SigningKeyBody, SigningKeyView } from '../approval-schemas.js';
 import { CommandParams, PageQuery } from '../schemas.js';
 import type { SigningKey } from '../../signing-keys.js';
 
@@ -38,6 +38,15 @@ export const approvalRoutes: RoutesPlugin<{ readonly services: ControlPlaneServi
   }, async (request) => {
     const { command_sha256: commandSha256, kid, expires_at_ms: expiresAtMs, signature, reason } = request.body;
     return approvals.decide({ actor: principalOf(request), commandId: request.params.id, decision: 'reject', commandSha256, kid, expiresAtMs, signature, reason });
+  });
+
+  app.post('/v1/commands/:id/cancel', {
+    schema: { params: CommandParams, body: CancelBody, response: { 200: ApprovalOutcome } },
+    config: { auth: 'operator', summary: 'Cancel a command waiting for approvals (its requester or an admin); it ends rejected, audited' },
+  }, async (request) => {
+    const reason = request.body?.reason;
+    const command = await approvals.cancel({ actor: principalOf(request), commandId: request.params.id, ...(reason === undefined ? {} : { reason }) });
+    return { released: false, command };
   });
 
   app.put('/v1/users/me/signing-key', {

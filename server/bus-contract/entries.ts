@@ -53,6 +53,9 @@ export const busEntrySchemas = {
     /** A `clock_skew` alert's measured offset; the control plane records it on the device. */
     clock_offset_ms: Type.Optional(ClockOffsetMs) }, strict),
 
+  /** gateway -> control plane: the device's signed OTA_REPORT frame (docs/ota.md), verified again by the control plane. */
+  ota_report: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, at_ms: EpochMs, frame: SignedFrameText }, strict),
+
   /** gateway -> telemetry writer: a verified TELEMETRY frame. */
   telemetry: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, received_at_ms: EpochMs, frame: SignedFrameText }, strict),
 } as const satisfies Record<string, TSchema>;

@@ -7,6 +7,7 @@ import type { CommandRouter } from './command-router.js';
 import type { DeviceSession } from './device-session.js';
 import type { GatewayContext } from './gateway-context.js';
 import { reportPolicyBundle } from './policy-bundle-push.js';
+import { reportOta } from './ota-notice-push.js';
 
 const textDecoder = new TextDecoder();
 
@@ -43,6 +44,9 @@ export async function forwardMessage({ context, router, telemetry }: ForwardTarg
     }
     case 'POLICY_BUNDLE_REPORT':
       await reportPolicyBundle(context, session.deviceId, message.body as MessageBody<'POLICY_BUNDLE_REPORT'>);
+      break;
+    case 'OTA_REPORT':
+      await reportOta(context, session.deviceId, frame, nowMs);
       break;
     case 'ERROR': {
       const error = message.body as MessageBody<'ERROR'>;

@@ -14,6 +14,7 @@ import { CommandRouter, type DeliveryTarget } from './command-router.js';
 import { DeviceSession } from './device-session.js';
 import { forwardMessage } from './forward-message.js';
 import { PolicyBundlePush } from './policy-bundle-push.js';
+import { OtaNoticePush, type NoticeTarget } from './ota-notice-push.js';
 import type { SignedPolicyBundle } from '../../core/protocol/policy-bundle-schema.js';
 import { reportAlert, reportClockOffset } from './gateway-alerts.js';
 import { createGatewayContext, type GatewayContext, type GatewayCoreOptions, type ResolvedGatewayOptions } from './gateway-context.js';
@@ -147,6 +148,8 @@ class Gateway implements GatewayCore {
   readonly #probe: LivenessProbe;
   /** Sends each device the policy bundle the control plane signed for it (policy-bundle-push.ts). */
   readonly #bundles: PolicyBundlePush;
+  /** Sends each device its OTA notice (ota-notice-push.ts). */
+  readonly #otaNotices: OtaNoticePush;
   /** Requeue and presence-offline work of closed sessions, awaited by stop(); one per closed session. */
   readonly #closeBookkeeping = new Set<Promise<void>>();
   #accepting = true;
@@ -163,6 +166,7 @@ class Gateway implements GatewayCore {
     this.#peers = new PeerWatch(this.#context, this.#router);
     this.#probe = new LivenessProbe(options);
     this.#bundles = new PolicyBundlePush({ context: this.#context, targetOf: (deviceId) => this.#bundleTarget(deviceId), connectedDevices: () => this.#sessions.keys() });
+    this.#otaNotices = new OtaNoticePush({ context: this.#context, targetOf: (deviceId) => this.#noticeTarget(deviceId) });
     options.metrics?.addCollector(() => this.#collectGauges(options.metrics!));
     this.#telemetry = new AppendBatcher({
       bus: options.stores.bus, stream: streamNames.telemetry, maxLen: streamMaxLen.telemetry, entriesMax: options.telemetryBatchEntriesMax,
@@ -177,6 +181,7 @@ class Gateway implements GatewayCore {
     await this.#router.start();
     await this.#peers.start();
     await this.#bundles.start();
+    await this.#otaNotices.start();
   }
 
   async stop(): Promise<void> {
@@ -374,6 +379,17 @@ class Gateway implements GatewayCore {
     };
   }
 
+  #noticeTarget(deviceId: string): NoticeTarget | undefined {
+    const session = this.#sessions.get(deviceId);
+    if (session === undefined || session.closed || session.connection.state !== 'ready') return undefined;
+    return (notice) => {
+      if (session.closed || session.connection.state !== 'ready') return false;
+      session.connection.sendOtaNotice(notice, this.#options.clock.nowMs());
+      this.#flush(session);
+      return true;
+    };
+  }
+
   /** Writes the connection's queued frames; a closing transport may refuse them (logged). */
   #flush(session: DeviceSession): void {
     for (const frame of session.connection.takeOutgoing()) {
@@ -520,6 +536,7 @@ class Gateway implements GatewayCore {
     if (previous !== undefined && previous !== session) this.#endSession(previous, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     if (Math.abs(clockOffsetMs) > clockOffsetLimits.alertMs) await reportClockOffset(this.#context, session, clockOffsetMs, 'corrected');
     await this.#bundles.onAuthenticated(session.deviceId);
+    await this.#otaNotices.send(session.deviceId);
   }
 
   async #onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
@@ -595,6 +612,7 @@ class Gateway implements GatewayCore {
 
   async #unsubscribe(): Promise<void> {
     await this.#bundles.stop();
+    await this.#otaNotices.stop();
     const done = this.#unsubscribeRevocations;
     this.#unsubscribeRevocations = undefined;
     await done?.().catch((error: unknown) => this.#options.logger.warn({ err: error }, 'revocation channel unsubscribe failed'));

@@ -4,6 +4,7 @@ import { CommandOutcomeError, CommandResultStatus, SignedCommandSchema } from '.
 import { clockOffsetLimits } from '../clock-offset.js';
 import { PolicyBundleReportSchema, SignedPolicyBundleSchema } from '../policy-bundle-schema.js';
 import { DevicePostureSchema } from './posture.js';
+import { OtaNoticeSchema, OtaReportSchema } from './ota.js';
 
 /**
  * Every agent-gateway message body, one schema each. The envelope (envelope.ts) carries
@@ -126,6 +127,16 @@ export const messageCatalog = {
     direction: 'agent->gateway',
     summary: "The agent's answer to a POLICY_BUNDLE: accepted, or refused with the code (bad signature, lower version, expired, another device, malformed). The gateway passes it on as an alert, which the control plane audits.",
     body: PolicyBundleReportSchema,
+  },
+  OTA_NOTICE: {
+    direction: 'gateway->agent',
+    summary: "An update for this device (docs/ota.md): the execution, the director's signed document naming one target, and the control plane's signed kernel commands; sent again after AUTH while the execution runs, with the health check's nonce once it is issued, or with cancel set.",
+    body: OtaNoticeSchema,
+  },
+  OTA_REPORT: {
+    direction: 'agent->gateway',
+    summary: "The device's progress on one execution, signed with the device key; `version_report` (after the reboot, with the health check's nonce) is the only way an execution succeeds. The gateway passes it on to the control plane verbatim.",
+    body: OtaReportSchema,
   },
   ALERT: {
     direction: 'both',

@@ -36,6 +36,18 @@ export const exampleBodies: { [T in MessageType]: MessageBody<T> } = {
     },
   },
   POLICY_BUNDLE_REPORT: { version: 6, status: 'refused', held_version: 7, error: { code: 'POLICY_BUNDLE_VERSION_STALE', message: 'policy bundle version 6 is older than the held version 7' } },
+  OTA_NOTICE: {
+    execution_id: 'x_91', rollout_id: 'r_7', wave: 0,
+    director: { signed: { type: 'ota_director', device_id: 'dev-0001', rollout_id: 'r_7', wave: 0, execution_id: 'x_91' }, signature: { key_id: 'cp-2026-11', sig: 'A'.repeat(86) } },
+    kernel_commands: {
+      stage: { id: 'x_91-stage', device_id: 'dev-0001', opcode: 'EXEC_STAGE_UPDATE', args: { version: '2.4.0', sha256: 'a'.repeat(64), size_bytes: 1_048_576 }, issued_at: 1_764_000_000_000, expires_at: 1_764_010_800_000, device_seq: 43, issuer: 'control-plane', sig },
+      commit: { id: 'x_91-commit', device_id: 'dev-0001', opcode: 'EXEC_COMMIT_UPDATE', args: { version: '2.4.0' }, issued_at: 1_764_000_000_000, expires_at: 1_764_010_800_000, device_seq: 44, issuer: 'control-plane', sig },
+      rollback: { id: 'x_91-rollback', device_id: 'dev-0001', opcode: 'EXEC_ROLLBACK_UPDATE', args: {}, issued_at: 1_764_000_000_000, expires_at: 1_764_010_800_000, device_seq: 45, issuer: 'control-plane', sig },
+    },
+    health_nonce: nonce,
+    cancel: false,
+  },
+  OTA_REPORT: { execution_id: 'x_91', event: 'version_report', nonce, release_counter: 42, healthy: true, report_id: 'r_x_91_9' },
   ALERT: { severity: 'warning', kind: 'risk_score', message: 'risk score 83 above threshold 80', risk_score: 83 },
   ERROR: { code: 'PROTO_REPLAY', message: 'seq 7 was already accepted', ref_id: 'f_19' },
 };

@@ -104,6 +104,7 @@ export class AgentConnection extends ConnectionCore {
     switch (message.type) {
       case 'COMMAND_DELIVERY':
       case 'POLICY_BUNDLE':
+      case 'OTA_NOTICE':
       case 'HEARTBEAT':
       case 'ALERT':
       case 'ERROR':
@@ -137,6 +138,11 @@ export class AgentConnection extends ConnectionCore {
   sendAlert(body: MessageBody<'ALERT'>, nowMs: number): void {
     this.requireReady('ALERT');
     this.sendFrame('ALERT', body, this.#gatewayNowMs(nowMs));
+  }
+
+  sendOtaReport(body: MessageBody<'OTA_REPORT'>, nowMs: number): void {
+    this.requireReady('OTA_REPORT');
+    this.sendFrame('OTA_REPORT', body, this.#gatewayNowMs(nowMs));
   }
 
   sendPolicyBundleReport(body: MessageBody<'POLICY_BUNDLE_REPORT'>, nowMs: number): void {

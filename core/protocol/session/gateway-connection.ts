@@ -138,6 +138,7 @@ export class GatewayConnection extends ConnectionCore {
       case 'COMMAND_ACK':
       case 'COMMAND_RESULT':
       case 'POLICY_BUNDLE_REPORT':
+      case 'OTA_REPORT':
       case 'ALERT':
       case 'ERROR':
         this.applyEvent('frame', nowMs);
@@ -163,6 +164,11 @@ export class GatewayConnection extends ConnectionCore {
   sendAlert(body: MessageBody<'ALERT'>, nowMs: number): void {
     this.requireReady('ALERT');
     this.sendFrame('ALERT', body, nowMs);
+  }
+
+  sendOtaNotice(body: MessageBody<'OTA_NOTICE'>, nowMs: number): void {
+    this.requireReady('OTA_NOTICE');
+    this.sendFrame('OTA_NOTICE', body, nowMs);
   }
 
   sendPolicyBundle(body: MessageBody<'POLICY_BUNDLE'>, nowMs: number): void {

@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { gatewayCommandStream, groups, revocationChannel, streamMaxLen, streamNames, type RevocationNotice } from '../bus-contract/streams.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
 import { pendingEntriesReadMax, type ServiceMetrics } from '../observability/metrics.js';
+import { AgentReports } from '../observability/agent-reports.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
 import { SdcError } from '../../core/errors/index.js';
 import { clockOffsetLimits } from '../../core/protocol/clock-offset.js';
@@ -141,6 +142,8 @@ class Gateway implements GatewayCore {
   readonly #connections = new Set<DeviceSession>();
   /** Authenticated sessions by device id: one per device. */
   readonly #sessions = new Map<string, DeviceSession>();
+  /** Each session's last HEARTBEAT figures, for /metrics. */
+  readonly #agentReports = new AgentReports();
   readonly #presence: Presence;
   readonly #router: CommandRouter;
   readonly #peers: PeerWatch;
@@ -210,6 +213,7 @@ class Gateway implements GatewayCore {
     metrics.busPending.set({ stream, group: groups.gateway }, (await bus.pending(stream, groups.gateway, { count: pendingEntriesReadMax }).catch(() => [])).length);
     metrics.deadLetters.set({ stream }, await bus.length(deadLetterStream(stream)));
     metrics.agentsOnline.set({ role: 'gateway' }, this.#sessions.size);
+    this.#agentReports.collect(metrics, this.#sessions.values(), this.#options.clock.nowMs());
   }
 
   checkPeers(): Promise<number> {
@@ -542,6 +546,7 @@ class Gateway implements GatewayCore {
   async #onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
     const nowMs = this.#options.clock.nowMs();
     if (message.type === 'TELEMETRY' && !session.dropQueuedFrames) this.#options.metrics?.telemetrySamples.inc({ role: 'gateway' });
+    if (message.type === 'HEARTBEAT' && !session.closed) this.#agentReports.record(session, (message as DecodedMessage<'HEARTBEAT'>).body, nowMs);
     if (session.closed) {
       // A closed session never touches presence: its device may hold a newer session by now.
       // Closed for overload (the stores are behind already) or revocation, its queued frames stop

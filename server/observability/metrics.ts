@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { SdcError } from '../../core/errors/index.js';
+import { executionOutcome, executionTerminalStates, type ExecutionState } from '../../core/ota/execution-machine.js';
 
 /**
  * The Prometheus metrics of one process (issue 12, 11.1), in the text exposition format. One
@@ -32,8 +33,13 @@ export class ServiceMetrics {
   readonly deadLetters: Gauge<'stream'>;
   readonly agentsOnline: Gauge<'role'>;
   readonly eventLoopDelay: Gauge<'quantile'>;
+  readonly agentsReporting: Gauge;
+  readonly agentQueueDepth: Gauge<'stat'>;
+  readonly agentUptime: Gauge<'stat'>;
+  readonly otaExecutions: Counter<'state' | 'outcome'>;
   readonly #collectors: Collector[] = [];
   #loopDelay: IntervalHistogram | undefined;
+  #collecting: Promise<void> | undefined;
 
   readonly #onCollectorError: (error: unknown) => void;
 
@@ -57,17 +63,48 @@ export class ServiceMetrics {
       name: 'sdc_alerts_raised_total', help: 'Alerts stored by the control plane, by kind (one per rule episode: device_offline, risk_score, update_failed, tamper, backpressure; device alerts)',
       labelNames: ['kind'], registers,
     });
-    // Registered first of the gauges, so its collect (which sets every gauge) runs before they are read.
-    const collect = (): Promise<void> => this.#collect();
+    // prom-client reads every metric of a scrape at once (Promise.all), so a gauge without a
+    // collect of its own would be read before another gauge's collect had set it, one scrape
+    // stale. Every collected gauge awaits the same pass instead: the first one read starts it.
+    const collect = (): Promise<void> => this.#collectOnce();
     this.busPending = new Gauge({
       name: 'sdc_bus_pending_entries', help: `Entries read but not acknowledged, per stream and consumer group (at most ${pendingEntriesReadMax} counted)`,
       labelNames: ['stream', 'group'], registers, collect,
     });
-    this.deadLetters = new Gauge({ name: 'sdc_dlq_depth', help: 'Entries in a stream\'s dead-letter stream (<stream>:dead)', labelNames: ['stream'], registers });
+    this.deadLetters = new Gauge({ name: 'sdc_dlq_depth', help: 'Entries in a stream\'s dead-letter stream (<stream>:dead)', labelNames: ['stream'], registers, collect });
     this.agentsOnline = new Gauge({
-      name: 'sdc_agents_online', help: 'Devices online: with a gateway recorded (role control-plane), authenticated sessions held (role gateway)', labelNames: ['role'], registers,
+      name: 'sdc_agents_online', help: 'Devices online: with a gateway recorded (role control-plane), authenticated sessions held (role gateway)', labelNames: ['role'], registers, collect,
     });
-    this.eventLoopDelay = new Gauge({ name: 'sdc_event_loop_delay_seconds', help: 'Event-loop delay since the previous scrape (p50, p99, max)', labelNames: ['quantile'], registers });
+    this.eventLoopDelay = new Gauge({ name: 'sdc_event_loop_delay_seconds', help: 'Event-loop delay since the previous scrape (p50, p99, max)', labelNames: ['quantile'], registers, collect });
+    // From the agents' HEARTBEATs (agent-reports.ts), over the sessions this gateway holds.
+    this.agentsReporting = new Gauge({ name: 'sdc_agents_reporting', help: 'Sessions held by this gateway whose agent has sent a HEARTBEAT (the figures below are over these)', registers, collect });
+    this.agentQueueDepth = new Gauge({
+      name: 'sdc_agent_queue_depth', help: 'Commands the agents hold (received, not finished), from their last HEARTBEAT: stat sum (all agents) and max (the fullest one)',
+      labelNames: ['stat'], registers, collect,
+    });
+    this.agentUptime = new Gauge({
+      name: 'sdc_agent_uptime_seconds', help: 'Agent process uptime from the last HEARTBEAT, aged to the scrape: stat min (the latest restart), median, max',
+      labelNames: ['stat'], registers, collect,
+    });
+    this.otaExecutions = new Counter({
+      name: 'sdc_ota_executions_total',
+      help: 'OTA device executions that reached a terminal state, by state and outcome (success, failure, not_counted as in core/ota/execution-machine.ts); success rate: rate of outcome="success" over rate of success and failure',
+      labelNames: ['state', 'outcome'], registers,
+    });
+    // Every series from zero, so rate() sees the first execution of each state.
+    for (const state of executionTerminalStates) this.otaExecutions.inc({ state, outcome: executionOutcome[state] }, 0);
+  }
+
+  /**
+   * The hook for the OTA code: an execution reached `state`. Only terminal states count (a label
+   * per state is bounded); any other state counts nothing and answers false, so a wrong call is
+   * seen in a test rather than as a stray series.
+   */
+  otaExecutionFinished(state: ExecutionState): boolean {
+    const outcome = executionOutcome[state];
+    if (!executionTerminalStates.includes(state) || outcome === 'pending' || outcome === undefined) return false;
+    this.otaExecutions.inc({ state, outcome });
+    return true;
   }
 
   /** A gauge reader run at each scrape (bus pending, dead letters, agents online). */
@@ -78,6 +115,12 @@ export class ServiceMetrics {
   /** The exposition text (metricsContentType). */
   text(): Promise<string> {
     return this.registry.metrics();
+  }
+
+  /** One collection per scrape however many gauges ask for it. */
+  #collectOnce(): Promise<void> {
+    this.#collecting ??= this.#collect().finally(() => { this.#collecting = undefined; });
+    return this.#collecting;
   }
 
   async #collect(): Promise<void> {

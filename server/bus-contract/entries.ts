@@ -56,6 +56,9 @@ export const busEntrySchemas = {
   /** gateway -> control plane: the device's signed OTA_REPORT frame (docs/ota.md), verified again by the control plane. */
   ota_report: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, at_ms: EpochMs, frame: SignedFrameText }, strict),
 
+  /** gateway -> control plane: the device's signed POLICY_BUNDLE_REPORT frame (audited once per device, version and outcome). */
+  policy_bundle_report: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, at_ms: EpochMs, frame: SignedFrameText }, strict),
+
   /** gateway -> telemetry writer: a verified TELEMETRY frame. */
   telemetry: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, received_at_ms: EpochMs, frame: SignedFrameText }, strict),
 } as const satisfies Record<string, TSchema>;

@@ -9,6 +9,7 @@ import { AlertMonitor, updateOpcodes } from './alert-monitor.js';
 import { AlertRateLimiter } from './alert-rate-limit.js';
 import { alertRulesDefault, type AlertRules } from './alert-rules.js';
 import { TelemetryRowWriter } from './telemetry-rows.js';
+import { PolicyBundleReports } from './policy-bundle-reports.js';
 import type { CommandService } from './commands.js';
 import { actors, type ServiceContext } from './context.js';
 import type { DeviceService } from './devices.js';
@@ -44,6 +45,7 @@ export class EventHandlers {
   readonly #episodes: AlertEpisodes;
   /** Many samples per INSERT (group commit across the concurrent telemetry handlers). */
   readonly #telemetryRows: TelemetryRowWriter;
+  readonly #bundleReports: PolicyBundleReports;
 
   /** Called for each telemetry sample stored (the ingest counter, /metrics). */
   readonly #onTelemetryStored: () => void;
@@ -60,6 +62,7 @@ export class EventHandlers {
     this.#commands = options.commands;
     this.#devices = options.devices;
     this.#telemetryRows = new TelemetryRowWriter(this.#ctx.db);
+    this.#bundleReports = new PolicyBundleReports(this.#ctx);
     this.alertRateLimiter = new AlertRateLimiter({ kv: this.#ctx.kv, clock: this.#ctx.clock, logger: this.#ctx.logger });
     this.#episodes = new AlertEpisodes({ context: this.#ctx, ...(options.onAlertRaised === undefined ? {} : { onRaised: options.onAlertRaised }) });
     this.alertMonitor = new AlertMonitor({ context: this.#ctx, episodes: this.#episodes, rateLimiter: this.alertRateLimiter, rules: options.alertRules ?? alertRulesDefault });
@@ -73,6 +76,7 @@ export class EventHandlers {
       case 'command_progress': return this.#progress(decoded.data);
       case 'command_result': return this.#result(decoded.data);
       case 'alert': return this.#alert(decoded.data);
+      case 'policy_bundle_report': return this.#policyBundleReport(decoded.data);
       default: throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the events stream`);
     }
   }
@@ -170,6 +174,22 @@ export class EventHandlers {
     if (data.kind === 'tamper' && await this.alertMonitor.onTamper({ deviceId: data.device_id, message: data.message, atMs: data.at_ms, detail, actor: actors.gateway(data.gateway_id) })) return;
     await this.#raiseDeviceAlert({
       deviceId: data.device_id, kind: data.kind, severity: data.severity, message: data.message, atMs: data.at_ms, detail, actor: actors.gateway(data.gateway_id),
+    });
+  }
+
+  /**
+   * A device's signed word on its policy bundle: audited once per (device, version, outcome)
+   * (policy-bundle-reports.ts); a refusal, the first time, is also a warning alert.
+   */
+  async #policyBundleReport(data: BusEntryData<'policy_bundle_report'>): Promise<void> {
+    const { body } = await this.#devices.verifyDeviceFrame(data.device_id, data.frame, 'POLICY_BUNDLE_REPORT');
+    const recorded = await this.#bundleReports.record({ deviceId: data.device_id, gatewayId: data.gateway_id, atMs: data.at_ms, report: body, frame: data.frame });
+    if (!recorded || body.status !== 'refused') return;
+    const code = body.error?.code ?? 'POLICY_BUNDLE_INVALID';
+    await this.#raiseDeviceAlert({
+      deviceId: data.device_id, kind: 'policy_bundle_refused', severity: 'warning', atMs: data.at_ms, actor: actors.gateway(data.gateway_id),
+      message: `device refused policy bundle version ${body.version} with ${code}: ${body.error?.message ?? ''}; it enforces ${body.held_version === undefined ? 'no bundle' : `version ${body.held_version}`}`,
+      detail: { gateway_id: data.gateway_id, frame: data.frame },
     });
   }
 

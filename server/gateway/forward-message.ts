@@ -43,7 +43,7 @@ export async function forwardMessage({ context, router, telemetry }: ForwardTarg
       break;
     }
     case 'POLICY_BUNDLE_REPORT':
-      await reportPolicyBundle(context, session.deviceId, message.body as MessageBody<'POLICY_BUNDLE_REPORT'>);
+      await reportPolicyBundle(context, session.deviceId, message.body as MessageBody<'POLICY_BUNDLE_REPORT'>, frame);
       break;
     case 'OTA_REPORT':
       await reportOta(context, session.deviceId, frame, nowMs);

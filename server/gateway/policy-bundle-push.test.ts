@@ -97,15 +97,13 @@ describe('the gateway pushes policy bundles', () => {
     await w.push.stop();
   });
 
-  it("a device's refusal becomes a policy_bundle_refused alert; an acceptance records the held version", async () => {
+  it("a device's report goes to the events stream with its signed frame (the control plane audits it); an acceptance records the held version", async () => {
     const w = world();
-    await reportPolicyBundle(w.context, 'dev-a', { version: 2, status: 'refused', held_version: 5, error: { code: 'POLICY_BUNDLE_VERSION_STALE', message: 'older' } });
-    await reportPolicyBundle(w.context, 'dev-a', { version: 6, status: 'accepted', held_version: 6 });
-    assert.equal(w.reports.length, 1);
-    const alert = w.reports[0]!.data as BusEntryData<'alert'>;
-    assert.equal(w.reports[0]!.kind, 'alert');
-    assert.equal(alert.kind, 'policy_bundle_refused');
-    assert.match(alert.message, /version 2 with POLICY_BUNDLE_VERSION_STALE.*enforces version 5/);
+    await reportPolicyBundle(w.context, 'dev-a', { version: 2, status: 'refused', held_version: 5, error: { code: 'POLICY_BUNDLE_VERSION_STALE', message: 'older' } }, 'frame-1');
+    await reportPolicyBundle(w.context, 'dev-a', { version: 6, status: 'accepted', held_version: 6 }, 'frame-2');
+    assert.deepEqual(w.reports.map((r) => r.kind), ['policy_bundle_report', 'policy_bundle_report']);
+    assert.deepEqual(w.reports.map((r) => (r.data as BusEntryData<'policy_bundle_report'>).frame), ['frame-1', 'frame-2']);
+    assert.equal((w.reports[0]!.data as BusEntryData<'policy_bundle_report'>).device_id, 'dev-a');
     assert.equal(await w.kv.get(policyBundleKeys.held('dev-a')), '6');
   });
 });

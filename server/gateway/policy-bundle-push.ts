@@ -3,7 +3,6 @@ import type { SignedPolicyBundle } from '../../core/protocol/policy-bundle-schem
 import { parseStrictJson } from '../../core/protocol/strict-json.js';
 import { policyBundleLimits } from '../../core/protocol/policy-bundle.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
-import { reportAlert } from './gateway-alerts.js';
 import type { GatewayContext } from './gateway-context.js';
 
 /** A session that can take a POLICY_BUNDLE now; false when it is closing. */
@@ -114,17 +113,20 @@ function parseRevision(text: string | null): number | undefined {
 }
 
 /**
- * A device's POLICY_BUNDLE_REPORT: a refusal becomes a warning alert (the control plane stores
- * and audits it as alert.raised); an acceptance records the version the device enforces under
- * policyBundleKeys.held. Never throws.
+ * A device's POLICY_BUNDLE_REPORT: its signed frame goes to the events stream, where the control
+ * plane audits it once per (device, version, outcome) and raises a `policy_bundle_refused`
+ * warning alert for a new refusal (policy-bundle-reports.ts); an acceptance also records the
+ * version the device enforces under policyBundleKeys.held. Never throws.
  */
-export async function reportPolicyBundle(context: GatewayContext, deviceId: string, report: MessageBody<'POLICY_BUNDLE_REPORT'>): Promise<void> {
+export async function reportPolicyBundle(context: GatewayContext, deviceId: string, report: MessageBody<'POLICY_BUNDLE_REPORT'>, frame: string): Promise<void> {
   const { logger } = context.options;
+  try {
+    await context.report('policy_bundle_report', { device_id: deviceId, gateway_id: context.options.gatewayId, at_ms: context.nowMs(), frame });
+  } catch (error) {
+    logger.error({ err: error, device_id: deviceId, version: report.version }, 'policy bundle report not forwarded');
+  }
   if (report.status === 'refused') {
-    const code = report.error?.code ?? 'POLICY_BUNDLE_INVALID';
-    logger.warn({ device_id: deviceId, version: report.version, code }, 'device refused its policy bundle');
-    await reportAlert(context, { deviceId }, 'policy_bundle_refused',
-      `device refused policy bundle version ${report.version} with ${code}: ${report.error?.message ?? ''}; it enforces ${report.held_version === undefined ? 'no bundle' : `version ${report.held_version}`}`);
+    logger.warn({ device_id: deviceId, version: report.version, code: report.error?.code }, 'device refused its policy bundle');
     return;
   }
   try {

@@ -201,6 +201,22 @@ describe('the agent and its policy bundle', () => {
     assert.equal((await world.deliver(world.command('EXEC_LOCK_SCREEN')))?.error?.code, 'POLICY_BUNDLE_DENIED');
   });
 
+  it('an expired held bundle still decides, also after a restart (docs/policy.md "Expiry"): its denies stay refused, its allows still run', async () => {
+    const world = await connectedWorld();
+    await world.push(world.bundle(3, { validityMs: 10_000 }));
+    // The control plane is unreachable past the bundle's expiry: no fresh bundle arrives.
+    await world.time.runUntil(world.time.nowMs() + 20_000, settle);
+    assert.equal((await world.deliver(world.command('EXEC_LOCK_SCREEN')))?.error?.code, 'POLICY_BUNDLE_DENIED');
+    assert.equal(world.kernelCalls, 0);
+    assert.notEqual((await world.deliver(world.command('EXEC_GET_STATUS')))?.status, 'rejected', 'expiry does not turn the bundle into refuse-all');
+    assert.equal(world.kernelCalls, 1);
+    await world.core.stop();
+    await world.startAgent();
+    world.connect();
+    assert.equal((await world.deliver(world.command('EXEC_LOCK_SCREEN')))?.error?.code, 'POLICY_BUNDLE_DENIED', 'reloaded expired, still enforced');
+    assert.equal(world.kernelCalls, 1);
+  });
+
   it('a newer bundle replaces the held one: what it allows runs', async () => {
     const world = await connectedWorld();
     await world.push(world.bundle(1));

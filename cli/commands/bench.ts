@@ -6,6 +6,7 @@ import { ioctlBenchCommand } from './bench-ioctl.js';
 import { busBenchCommand } from './bench-bus.js';
 import { ingestBenchCommand } from './bench-ingest.js';
 import { apiBenchCommand } from './bench-api.js';
+import { connectionsBenchCommand, reconnectBenchCommand } from './bench-connections.js';
 
 /** `sdc bench <name>`: each benchmark module exports its Command; add one import and one entry. */
 export const benchGroup: CommandGroup = {
@@ -19,5 +20,7 @@ export const benchGroup: CommandGroup = {
     busBenchCommand,
     ingestBenchCommand,
     apiBenchCommand,
+    connectionsBenchCommand,
+    reconnectBenchCommand,
   ],
 };

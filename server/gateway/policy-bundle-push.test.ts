@@ -6,6 +6,7 @@ import { cutPolicyBundle, signPolicyBundle, type SignedPolicyBundle } from '../.
 import { defaultPolicy } from '../../core/protocol/policy.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
+import { VirtualTime } from '../../core/time/virtual-time.js';
 import type { BusEntryData, BusEntryKind } from '../bus-contract/entries.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
 import type { GatewayContext } from './gateway-context.js';
@@ -22,8 +23,10 @@ function world() {
   const kv = new MemoryKeyValueStore({ clock: { nowMs: () => clockMs } });
   const reports: Array<{ kind: BusEntryKind; data: unknown }> = [];
   const context = {
-    options: { stores: { kv }, logger: pino({ level: 'silent' }), gatewayId: 'gw-1' },
+    options: { stores: { kv }, logger: pino({ level: 'silent' }), gatewayId: 'gw-1', scheduler: { cancel: () => undefined } },
     nowMs: () => clockMs,
+    // The refresh sweep never fires here (its own test runs it on virtual time).
+    schedule: () => ({ id: 0 }),
     report: async <K extends BusEntryKind>(kind: K, data: BusEntryData<K>) => { reports.push({ kind, data }); },
     traceId: () => 't',
   } as unknown as GatewayContext;
@@ -95,6 +98,45 @@ describe('the gateway pushes policy bundles', () => {
     await settle();
     assert.deepEqual(w.requests.sort(), ['dev-a', 'dev-b']);
     await w.push.stop();
+  });
+
+  it('a device that stays connected is asked a fresh bundle past half its validity, on the sweep timer (virtual time), and never holds an expired one', async () => {
+    const time = new VirtualTime(nowMs);
+    const kv = new MemoryKeyValueStore({ clock: time });
+    const context = {
+      options: { stores: { kv }, logger: pino({ level: 'silent' }), gatewayId: 'gw-1', scheduler: time },
+      nowMs: () => time.nowMs(), schedule: (delayMs: number, run: () => void) => time.schedule(delayMs, run),
+      report: async () => undefined, traceId: () => 't',
+    } as unknown as GatewayContext;
+    const connected = new Set(['dev-long', 'dev-gone']);
+    const sent: Array<{ deviceId: string; issuedAtMs: number; atMs: number }> = [];
+    const push = new PolicyBundlePush({
+      context, connectedDevices: () => connected, refreshSweepIntervalMs: 5_000,
+      targetOf: (deviceId) => (connected.has(deviceId) ? (signed) => { sent.push({ deviceId, issuedAtMs: signed.bundle.issued_at, atMs: time.nowMs() }); return true; } : undefined),
+    });
+    const requests: Array<{ deviceId: string; atMs: number }> = [];
+    // Stands in for the control plane: each request is signed at once (validity 100 s) and announced.
+    await kv.subscribe(policyBundleChannels.requests, (deviceId) => {
+      requests.push({ deviceId, atMs: time.nowMs() });
+      void kv.set(policyBundleKeys.bundle(deviceId), canonicalize(bundle(deviceId, 1, time.nowMs()))).then(() => kv.publish(policyBundleChannels.ready, deviceId));
+    });
+    await kv.set(policyBundleKeys.bundle('dev-long'), canonicalize(bundle('dev-long', 1, nowMs)));
+    await kv.set(policyBundleKeys.bundle('dev-gone'), canonicalize(bundle('dev-gone', 1, nowMs)));
+    await push.start();
+    await push.onAuthenticated('dev-long');
+    await push.onAuthenticated('dev-gone');
+    connected.delete('dev-gone');
+    await time.runUntil(nowMs + 400_000, settle);
+    await push.stop();
+    const long = sent.filter((s) => s.deviceId === 'dev-long');
+    // Re-signed every half validity (50 s), found within one sweep (5 s): never older than 55 s when held.
+    assert.ok(long.length >= 7, `re-sent ${long.length} times in 400 s`);
+    for (let i = 1; i < long.length; i += 1) assert.ok(long[i]!.issuedAtMs - long[i - 1]!.issuedAtMs <= 55_000, `gap ${long[i]!.issuedAtMs - long[i - 1]!.issuedAtMs} ms`);
+    assert.ok(long.every((s) => s.atMs < s.issuedAtMs + 100_000), 'every bundle sent was still valid');
+    assert.ok(nowMs + 400_000 - long.at(-1)!.issuedAtMs < 100_000, 'the bundle held at the end has not expired');
+    assert.deepEqual(requests.filter((r) => r.deviceId === 'dev-gone'), [], 'a device no longer here is not asked for');
+    const timersAfterStop = time.nextDueMs();
+    assert.equal(timersAfterStop, undefined, 'stop cancels the sweep');
   });
 
   it("a device's report goes to the events stream with its signed frame (the control plane audits it); an acceptance records the held version", async () => {

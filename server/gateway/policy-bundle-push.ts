@@ -1,3 +1,4 @@
+import type { TimerHandle } from '../../core/ports/ports.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import type { SignedPolicyBundle } from '../../core/protocol/policy-bundle-schema.js';
 import { parseStrictJson } from '../../core/protocol/strict-json.js';
@@ -7,6 +8,15 @@ import type { GatewayContext } from './gateway-context.js';
 
 /** A session that can take a POLICY_BUNDLE now; false when it is closing. */
 export type BundleTarget = (signed: SignedPolicyBundle) => boolean;
+
+export const policyBundlePushLimits = Object.freeze({
+  /**
+   * How often the gateway looks for connected devices whose bundle is past half its validity (a
+   * week by default, so re-signed after 3.5 days): an in-memory scan of the sessions, no store
+   * reads; a device is re-asked for at most once per sweep.
+   */
+  refreshSweepIntervalMs: 5 * 60_000,
+});
 
 /**
  * The gateway's half of the policy bundle push (docs/policy.md): after a device's AUTH, the
@@ -23,11 +33,21 @@ export class PolicyBundlePush {
   #unsubscribes: Array<() => Promise<void>> = [];
   /** The revision in force as last announced; undefined until known. */
   #revision: number | undefined;
+  /** Per device held here, when the bundle last sent to it is due for a re-sign (half its validity); bounded by the sessions. */
+  readonly #refreshAtMs = new Map<string, number>();
+  readonly #sweepIntervalMs: number;
+  #sweepTimer: TimerHandle | undefined;
+  #stopped = false;
 
-  constructor(options: { context: GatewayContext; targetOf: (deviceId: string) => BundleTarget | undefined; connectedDevices: () => Iterable<string> }) {
+  constructor(options: {
+    context: GatewayContext; targetOf: (deviceId: string) => BundleTarget | undefined; connectedDevices: () => Iterable<string>;
+    /** Default policyBundlePushLimits.refreshSweepIntervalMs. */
+    refreshSweepIntervalMs?: number;
+  }) {
     this.#context = options.context;
     this.#targetOf = options.targetOf;
     this.#connectedDevices = options.connectedDevices;
+    this.#sweepIntervalMs = options.refreshSweepIntervalMs ?? policyBundlePushLimits.refreshSweepIntervalMs;
   }
 
   async start(): Promise<void> {
@@ -35,9 +55,48 @@ export class PolicyBundlePush {
     this.#unsubscribes.push(await kv.subscribe(policyBundleChannels.ready, (deviceId) => void this.#onReady(deviceId)));
     this.#unsubscribes.push(await kv.subscribe(policyBundleChannels.revision, (text) => void this.#onRevision(text)));
     this.#revision = parseRevision(await kv.get(policyBundleKeys.revision));
+    this.#scheduleSweep();
+  }
+
+  /**
+   * A device that stays connected for days would otherwise keep the bundle it got at AUTH until
+   * it expires (the AUTH-time check is the only other re-sign trigger): every sweep asks for a
+   * fresh one for each device held here whose bundle is past half its validity, or that has none
+   * this gateway knows of (a request lost, a control plane that was down).
+   */
+  #scheduleSweep(): void {
+    if (this.#stopped) return;
+    this.#sweepTimer = this.#context.schedule(this.#sweepIntervalMs, () => {
+      this.#sweepTimer = undefined;
+      void this.refreshDue().finally(() => this.#scheduleSweep());
+    });
+  }
+
+  /** One sweep (the timer's; tests call it on virtual time): asks for the bundles due; returns the devices asked for. Never throws. */
+  async refreshDue(): Promise<string[]> {
+    const nowMs = this.#context.nowMs();
+    const connected = new Set(this.#connectedDevices());
+    for (const deviceId of this.#refreshAtMs.keys()) if (!connected.has(deviceId)) this.#refreshAtMs.delete(deviceId);
+    const due = [...connected].filter((deviceId) => (this.#refreshAtMs.get(deviceId) ?? nowMs) <= nowMs);
+    for (const deviceId of due) {
+      // Asked once per sweep until the fresh bundle arrives (#sent moves the time on).
+      this.#refreshAtMs.set(deviceId, nowMs + this.#sweepIntervalMs);
+      await this.#request(deviceId);
+    }
+    return due;
+  }
+
+  /** Sends a bundle to a device held here and remembers when it is due for a re-sign. */
+  #send(deviceId: string, signed: SignedPolicyBundle, target: BundleTarget | undefined = this.#targetOf(deviceId)): void {
+    if (target === undefined || !target(signed)) return;
+    const { issued_at: issuedAtMs, expires_at: expiresAtMs } = signed.bundle;
+    this.#refreshAtMs.set(deviceId, issuedAtMs + Math.floor((expiresAtMs - issuedAtMs) / 2));
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#sweepTimer !== undefined) this.#context.options.scheduler.cancel(this.#sweepTimer);
+    this.#sweepTimer = undefined;
     const unsubscribes = this.#unsubscribes.splice(0);
     await Promise.all(unsubscribes.map((unsubscribe) => unsubscribe().catch((error: unknown) => {
       this.#context.options.logger.warn({ err: error }, 'policy bundle channel unsubscribe failed');
@@ -51,7 +110,7 @@ export class PolicyBundlePush {
       const revision = parseRevision(await this.#context.options.stores.kv.get(policyBundleKeys.revision));
       if (revision !== undefined && (this.#revision === undefined || revision > this.#revision)) this.#revision = revision;
       const signed = await this.#stored(deviceId);
-      if (signed !== undefined) this.#targetOf(deviceId)?.(signed);
+      if (signed !== undefined) this.#send(deviceId, signed);
       if (signed === undefined || !this.#isCurrent(signed)) await this.#request(deviceId);
     } catch (error) {
       this.#context.options.logger.warn({ err: error, device_id: deviceId }, 'policy bundle not pushed after AUTH');
@@ -70,7 +129,7 @@ export class PolicyBundlePush {
     if (target === undefined) return;
     try {
       const signed = await this.#stored(deviceId);
-      if (signed !== undefined) target(signed);
+      if (signed !== undefined) this.#send(deviceId, signed, target);
     } catch (error) {
       this.#context.options.logger.warn({ err: error, device_id: deviceId }, 'policy bundle not pushed');
     }

@@ -18,11 +18,34 @@ export interface WorkerAgentSpec {
   readonly clockSkewMs: number;
   /** Wall ms after start before the agent first connects (spreads the TLS handshakes). */
   readonly startDelayMs: number;
+  /** The gateways to try, in turn, instead of trust.json's (`sdc bench connections` spreads a fleet over gateway processes started after enrollment). */
+  readonly gatewayUrls?: readonly string[];
 }
 
 export interface WorkerSettings {
   readonly telemetryIntervalMs: number;
+  /** The agents' reconnect backoff ceiling (default 8 s). */
+  readonly backoffMaxMs?: number;
   readonly kernelErrors?: { readonly ratio: { readonly numerator: number; readonly denominator: number }; readonly status: 'BUSY' | 'IO_ERROR' };
+  /**
+   * `sdc chaos run`: each agent's journal is a file in its directory, and every kernel call is
+   * appended to a log there before it runs, so a worker killed (SIGKILL) and started again resumes
+   * from its journal and still counts what the dead process executed.
+   */
+  readonly durableJournal?: boolean;
+  /** `sdc chaos run`: the mock kernels get a status fault that is off until a `kernel_faults` message turns it on. */
+  readonly switchableKernelFaults?: boolean;
+}
+
+/** What a chaos run asks of one device (bounded: the run asks about a few). */
+export interface DeviceFacts {
+  readonly deviceId: string;
+  readonly ready: boolean;
+  /** Commands this device's agent executed or refused, and when the last one was (wall ms). */
+  readonly deliveries: number;
+  readonly lastDeliveryAtMs: number | null;
+  /** The last few reasons its sessions closed for (the agent core's `closed` events). */
+  readonly closeReasons: readonly string[];
 }
 
 export type ParentMessage =
@@ -30,7 +53,13 @@ export type ParentMessage =
   | { readonly type: 'start'; readonly settings: WorkerSettings }
   /** Send executions and connected devices, then `collected`. */
   | { readonly type: 'collect' }
-  | { readonly type: 'stop' };
+  | { readonly type: 'stop' }
+  /** Chaos: the switchable kernel fault's ratio (numerator 0 turns it off) and status. */
+  | { readonly type: 'kernel_faults'; readonly numerator: number; readonly denominator: number; readonly status: 'BUSY' | 'IO_ERROR' }
+  /** Chaos: these devices' clocks are off by skewMs from now on. */
+  | { readonly type: 'clock_skew'; readonly items: ReadonlyArray<readonly [string, number]> }
+  /** Chaos: answer `device_facts` for these devices (ours among them). */
+  | { readonly type: 'device_facts'; readonly deviceIds: readonly string[] };
 
 export interface WorkerStatus {
   readonly agents: number;
@@ -52,6 +81,7 @@ export type WorkerMessage =
   | { readonly type: 'connected'; readonly deviceIds: readonly string[] }
   | { readonly type: 'collected'; readonly status: WorkerStatus }
   | { readonly type: 'failed'; readonly message: string }
+  | { readonly type: 'device_facts'; readonly items: readonly DeviceFacts[] }
   | { readonly type: 'stopped' };
 
 export function* chunks<T>(items: readonly T[], size = ipcChunkItemsMax): Generator<T[]> {

@@ -1,0 +1,78 @@
+import { chunks, type WorkerAgentSpec } from '../sim/real/messages.js';
+import { WorkerFleet } from '../sim/real/worker-fleet.js';
+import type { AgentWorkerReport, AgentWorkerRequest } from './connections-messages.js';
+
+/**
+ * An agent child of `sdc bench connections|reconnect`: the simulator's real agents (the agent
+ * core with an in-memory journal, synthetic telemetry and the mock kernel, over the real
+ * WebSocket/TLS driver with the device certificate and jittered backoff; sim/real/worker-fleet.ts).
+ * Besides counts it keeps, per agent, when its session last closed and when it was last ready, so
+ * the reconnect storm can say how long each agent took to come back.
+ */
+
+const statusIntervalMs = 500;
+
+const send = (report: AgentWorkerReport): void => {
+  if (process.connected) process.send?.(report);
+};
+
+const specs: WorkerAgentSpec[] = [];
+const lastClosedMs = new Map<string, number>();
+const lastReadyMs = new Map<string, number>();
+const fleet = new WorkerFleet({
+  onViolation: (message) => send({ type: 'violation', message }),
+  onAgentEvent: (deviceId, event) => {
+    if (event.kind === 'ready') lastReadyMs.set(deviceId, Date.now());
+    else if (event.kind === 'closed') lastClosedMs.set(deviceId, Date.now());
+  },
+});
+let statusTimer: NodeJS.Timeout | undefined;
+
+function status(): void {
+  const s = fleet.status();
+  send({ type: 'status', status: { agents: s.agents, connected: s.connected, executions: s.executions, violations: s.violations } });
+}
+
+function returns(sinceMs: number): void {
+  const afterMs: number[] = [];
+  let closed = 0;
+  let notBack = 0;
+  for (const [deviceId, closedMs] of lastClosedMs) {
+    if (closedMs < sinceMs) continue;
+    closed += 1;
+    const readyMs = lastReadyMs.get(deviceId);
+    if (readyMs === undefined || readyMs < closedMs) notBack += 1;
+    else afterMs.push(readyMs - sinceMs);
+  }
+  for (const part of chunks(afterMs)) send({ type: 'returns', afterMs: part });
+  send({ type: 'returnsDone', closed, notBack });
+}
+
+process.on('message', (request: AgentWorkerRequest) => {
+  switch (request.type) {
+    case 'agents':
+      specs.push(...request.agents);
+      return;
+    case 'start':
+      fleet.start(specs, { telemetryIntervalMs: request.telemetryIntervalMs, backoffMaxMs: request.backoffMaxMs }).then(() => {
+        statusTimer = setInterval(status, statusIntervalMs);
+        status();
+      }, (error: unknown) => send({ type: 'failed', message: error instanceof Error ? error.message : String(error) }));
+      return;
+    case 'returns':
+      returns(request.sinceMs);
+      return;
+    case 'executions':
+      for (const items of chunks(fleet.executionCounts())) send({ type: 'executions', items });
+      send({ type: 'executionsDone' });
+      return;
+    case 'stop':
+      if (statusTimer) clearInterval(statusTimer);
+      void fleet.stop().finally(() => {
+        send({ type: 'stopped' });
+        process.disconnect?.();
+      });
+      return;
+  }
+});
+process.on('disconnect', () => { void fleet.stop().finally(() => process.exit(0)); });

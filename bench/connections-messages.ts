@@ -1,0 +1,72 @@
+/**
+ * What `sdc bench connections` / `sdc bench reconnect` and their child processes say over the IPC
+ * channel. Lists travel in chunks of at most `ipcChunkItemsMax` items (sim/real/messages.ts).
+ */
+import type { WorkerAgentSpec } from '../sim/real/messages.js';
+
+export interface ServerMemory {
+  readonly rssBytes: number;
+  readonly heapUsedBytes: number;
+  /** Every other V8 and Buffer allocation: external plus array buffers. */
+  readonly externalBytes: number;
+  /** Open WebSocket connections (bare server), or every TCP socket of the process (gateway: its Redis connections too; the bench subtracts the idle count). */
+  readonly connections: number;
+}
+
+/** To a server child (a gateway process, or the bare mutual-TLS ws server). */
+export type ServerRequest =
+  | {
+    readonly type: 'start'; readonly dataDir: string; readonly redisUrl: string; readonly keyPrefix: string; readonly gatewayId: string;
+    readonly heartbeatIntervalMs: number; readonly tls: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
+  }
+  /** Answered with `memory`, after a full garbage collection (the child runs with --expose-gc). */
+  | { readonly type: 'memory' }
+  | { readonly type: 'stop' };
+
+export type ServerReport =
+  | { readonly type: 'listening'; readonly url: string; readonly pid: number }
+  | ({ readonly type: 'memory' } & ServerMemory)
+  | { readonly type: 'failed'; readonly message: string }
+  | { readonly type: 'stopped' };
+
+export interface AgentWorkerStatus {
+  readonly agents: number;
+  readonly connected: number;
+  readonly executions: number;
+  readonly violations: number;
+}
+
+/** To an agent child (bench/connections-agent-worker.ts, the simulator's real agents). */
+export type AgentWorkerRequest =
+  | { readonly type: 'agents'; readonly agents: readonly WorkerAgentSpec[] }
+  | { readonly type: 'start'; readonly telemetryIntervalMs: number; readonly backoffMaxMs: number }
+  /** The agents whose session closed at or after `sinceMs`: how long after `sinceMs` each was ready again. */
+  | { readonly type: 'returns'; readonly sinceMs: number }
+  /** [command id, kernel executions] of every command a journal marked executing. */
+  | { readonly type: 'executions' }
+  | { readonly type: 'stop' };
+
+export type AgentWorkerReport =
+  | { readonly type: 'status'; readonly status: AgentWorkerStatus }
+  | { readonly type: 'returns'; readonly afterMs: readonly number[] }
+  | { readonly type: 'returnsDone'; readonly closed: number; readonly notBack: number }
+  | { readonly type: 'executions'; readonly items: ReadonlyArray<readonly [string, number]> }
+  | { readonly type: 'executionsDone' }
+  | { readonly type: 'violation'; readonly message: string }
+  | { readonly type: 'failed'; readonly message: string }
+  | { readonly type: 'stopped' };
+
+/** To a bare client child: plain mutual-TLS ws clients with the agents' certificates, no protocol. */
+export type BareClientRequest =
+  | { readonly type: 'dirs'; readonly dirs: readonly string[] }
+  /** Open one connection per directory to `url`, each after a delay uniform in [0, jitterMs]; retried with the agents' backoff. */
+  | { readonly type: 'open'; readonly url: string; readonly caPem: string; readonly jitterMs: number; readonly backoffMaxMs: number }
+  | { readonly type: 'close' };
+
+export type BareClientReport =
+  | { readonly type: 'status'; readonly open: number; readonly failures: number }
+  /** Per connection, ms from `open` until it was open. */
+  | { readonly type: 'opened'; readonly afterMs: readonly number[] }
+  | { readonly type: 'openedDone' }
+  | { readonly type: 'failed'; readonly message: string }
+  | { readonly type: 'closed' };

@@ -1,0 +1,196 @@
+import { loadavg } from 'node:os';
+import { SdcError } from '../core/errors/index.js';
+import { commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
+import { benchReport, type BenchReport, type BenchRow } from './output.js';
+import { BareClients, ServerChild, type AgentChildren } from './connections-processes.js';
+import { agentsPerProcessDefault, planAgents, standardProfile, startAgents, startScaleOut } from './connections-setup.js';
+import type { CommandRecord } from './roundtrip-deployment.js';
+import { summarizeLatencies } from './stats.js';
+import { sleep } from './wall-time.js';
+
+/**
+ * `sdc bench reconnect` (issue 15): three gateway processes on one Redis hold the fleet; one is
+ * killed with SIGKILL (no close frames, no goodbye to Redis) while it holds a third of it. Its
+ * agents notice the closed socket, wait their jittered backoff (agent/ws-transport.ts: uniform in
+ * [0, 500 ms] after a session that was ready) and go to the next gateway in their list. The figure
+ * is, per agent that lost its session, the time from the kill until it was authenticated again,
+ * with its distribution; the baseline in the same run is the same number of bare mutual-TLS
+ * clients opening at once, with the same jitter, against one bare `ws` server. Commands sent
+ * through the API to the killed gateway's agents just before and after the kill must each end
+ * `succeeded` and run on the device exactly once.
+ */
+
+export interface ReconnectBenchOptions {
+  readonly agents: number;
+  readonly redisUrl: string;
+  readonly mysqlUrl?: string;
+  readonly dataDir?: string;
+  readonly rampPerSecond?: number;
+  readonly agentsPerProcess?: number;
+  readonly commands: number;
+  readonly timeoutMs: number;
+  readonly progress: (line: string) => void;
+}
+
+export interface ReconnectDetails {
+  readonly ok: boolean;
+  readonly killed_gateway: string;
+  /** Agents whose session closed after the kill. */
+  readonly disconnected: number;
+  /** Of those, not authenticated again before the timeout. */
+  readonly not_back: number;
+  readonly all_back_within_ms: number | null;
+  readonly goal_all_back_ms: number;
+  readonly commands_accepted: number;
+  readonly commands_by_state: Readonly<Record<string, number>>;
+  /** Commands the devices' kernels ran more than once, and accepted commands that did not end succeeded. */
+  readonly executed_twice: number;
+  readonly not_succeeded: number;
+  readonly refused_by_code: Readonly<Record<string, number>>;
+  readonly connect_ms: number;
+  readonly load_average_start: readonly number[];
+  readonly load_average_end: readonly number[];
+  readonly violations: readonly string[];
+  readonly notes: readonly string[];
+}
+
+const gatewayCount = 3;
+const jitterMs = 500;
+const goalAllBackMs = 15_000;
+const commandPollMs = 250;
+const commandSettleMs = 120_000;
+const returnsPollMs = 500;
+
+function distributionRow(what: string, count: number, samples: readonly number[]): BenchRow {
+  const s = summarizeLatencies(samples);
+  return { what, count, p50_ms: s.p50, p90_ms: s.p90, p99_ms: s.p99, max_ms: s.max };
+}
+
+export const reconnectUnits = { count: 'connections', p50_ms: 'ms', p90_ms: 'ms', p99_ms: 'ms', max_ms: 'ms' } as const;
+
+export async function runReconnectBench(options: ReconnectBenchOptions): Promise<BenchReport<ReconnectDetails>> {
+  const deadlineMs = Date.now() + options.timeoutMs;
+  const rampPerSecond = options.rampPerSecond ?? 200;
+  const agentsPerProcess = options.agentsPerProcess ?? agentsPerProcessDefault;
+  const loadStart = loadavg();
+  const notes: string[] = [];
+  const scale = await startScaleOut({
+    agents: options.agents, gateways: gatewayCount, redisUrl: options.redisUrl, rampPerSecond, agentsPerProcess, progress: options.progress,
+    ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}), ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+  });
+  let agents: AgentChildren | undefined;
+  try {
+    const specs = planAgents(scale.devices, scale.gateways.map((g) => g.url), rampPerSecond);
+    const started = await startAgents({ specs, agentsPerProcess, deadlineMs, progress: options.progress });
+    agents = started.agents;
+    if (!started.allConnected) throw new SdcError('BENCH_FAILED', `only ${agents.totals().connected}/${options.agents} agents authenticated before the timeout`);
+    // Agent i starts on gateway i mod 3: the killed gateway's agents are those with i mod 3 = 0.
+    const victim = scale.gateways[0]!;
+    const victimDevices = specs.filter((_, i) => i % gatewayCount === 0).map((s) => s.deviceId);
+    const commands = new CommandSender(scale.bench.api, scale.bench.runTag);
+    const before = Math.floor(options.commands / 2);
+    const target = (i: number) => victimDevices[i % victimDevices.length]!;
+    await Promise.all(Array.from({ length: before }, (_, i) => commands.send(target(i), i)));
+    options.progress(`${commands.accepted.length} commands accepted; killing ${victim.name} (pid ${victim.pid}) with SIGKILL`);
+    const killedMs = Date.now();
+    victim.kill();
+    // The rest during the storm, to devices that are reconnecting.
+    const during = Promise.all(Array.from({ length: options.commands - before }, (_, i) => commands.send(target(before + i), before + i)));
+    const returns = await waitAllBack(agents, killedMs, victimDevices.length, Math.min(deadlineMs, killedMs + 10 * goalAllBackMs));
+    const allBack = returns.closed >= victimDevices.length && returns.notBack === 0;
+    const backMs = Date.now() - killedMs;
+    await during;
+    options.progress(`${returns.afterMs.length}/${returns.closed} agents back (${allBack ? `all within ${backMs} ms` : 'not all'})`);
+    const settled = await commands.settle(Math.min(deadlineMs, Date.now() + commandSettleMs));
+    const executions = await agents.executions();
+    const executedTwice = commands.accepted.filter((id) => (executions.get(id) ?? 0) > 1).length;
+    const notSucceeded = settled.filter((r) => r.state !== 'succeeded').length;
+    const violations = [...agents.violations];
+    await agents.stop();
+    agents = undefined;
+    for (const gateway of scale.gateways.slice(1)) await gateway.close();
+
+    const baselineMs = await bareStorm({ scale, dirs: scale.devices.filter((_, i) => i % gatewayCount === 0).slice(0, returns.closed).map((d) => d.dir), agentsPerProcess, deadlineMs });
+    const rows = [distributionRow('agents_reauthenticated_after_kill', returns.afterMs.length, returns.afterMs), distributionRow('bare_tls_rehandshake', baselineMs.length, baselineMs)];
+    const byState: Record<string, number> = {};
+    for (const record of settled) byState[record.state] = (byState[record.state] ?? 0) + 1;
+    const allBackWithinMs = allBack && returns.notBack === 0 ? Math.max(0, ...returns.afterMs) : null;
+    if (returns.closed < victimDevices.length) notes.push(`${victimDevices.length - returns.closed} of the killed gateway's agents did not see their session close`);
+    const ok = allBackWithinMs !== null && executedTwice === 0 && notSucceeded === 0 && violations.length === 0;
+    return benchReport<ReconnectDetails>({
+      benchmark: 'reconnect',
+      parameters: {
+        agents: options.agents, gateways: gatewayCount, heartbeat_interval_ms: standardProfile.heartbeatIntervalMs, telemetry_interval_ms: standardProfile.telemetryIntervalMs,
+        ramp_per_s: rampPerSecond, agents_per_process: agentsPerProcess, commands: options.commands, backoff_after_ready_ms: jitterMs,
+        sql: options.mysqlUrl ? 'mysql' : 'sql.js', bus_and_kv: 'redis',
+      },
+      results: rows, units: reconnectUnits,
+      details: {
+        ok, killed_gateway: victim.name, disconnected: returns.closed, not_back: returns.notBack, all_back_within_ms: allBackWithinMs, goal_all_back_ms: goalAllBackMs,
+        commands_accepted: commands.accepted.length, commands_by_state: byState, executed_twice: executedTwice, not_succeeded: notSucceeded,
+        refused_by_code: commands.refusedByCode, connect_ms: started.connectMs, load_average_start: loadStart, load_average_end: loadavg(), violations,
+        notes: [...notes, `wall ms from the kill until the bench saw every one back: ${backMs} (it asks the agent processes every ${returnsPollMs} ms)`],
+      },
+    });
+  } finally {
+    await agents?.stop();
+    await scale.close();
+  }
+}
+
+/**
+ * Polls the agent processes until at least `expected` sessions closed after `sinceMs` and every
+ * one of them is authenticated again, or the deadline passes; the last answer.
+ */
+async function waitAllBack(agents: AgentChildren, sinceMs: number, expected: number, deadlineMs: number): Promise<{ afterMs: number[]; closed: number; notBack: number }> {
+  for (;;) {
+    agents.assertHealthy();
+    const returns = await agents.returns(sinceMs);
+    if ((returns.closed >= expected && returns.notBack === 0) || Date.now() >= deadlineMs) return returns;
+    await sleep(returnsPollMs);
+  }
+}
+
+/** Commands through the API; refusals counted by code (a refusal is an answer, not a loss). */
+class CommandSender {
+  readonly accepted: string[] = [];
+  readonly refusedByCode: Record<string, number> = {};
+
+  constructor(private readonly api: Awaited<ReturnType<typeof startScaleOut>>['bench']['api'], private readonly runTag: string) {}
+
+  async send(deviceId: string, index: number): Promise<void> {
+    try {
+      const command = await this.api<{ id: string }>('POST', '/v1/commands', { device_id: deviceId, opcode: 'EXEC_PING_KERNEL', args: {} },
+        { 'idempotency-key': `reconnect-${this.runTag}-${index}` });
+      this.accepted.push(command.id);
+    } catch (error) {
+      const code = SdcError.is(error) ? String(error.details?.serverCode ?? error.code) : 'UNKNOWN';
+      this.refusedByCode[code] = (this.refusedByCode[code] ?? 0) + 1;
+    }
+  }
+
+  /** Polls every accepted command until each is in a terminal state or the deadline passes; the records as last read. */
+  async settle(deadlineMs: number): Promise<CommandRecord[]> {
+    for (;;) {
+      const records = await Promise.all(this.accepted.map((id) => this.api<CommandRecord>('GET', `/v1/commands/${id}`)));
+      const open = records.filter((r) => !commandTerminalStates.includes(r.state as CommandState));
+      if (open.length === 0 || Date.now() >= deadlineMs) return records;
+      await sleep(commandPollMs);
+    }
+  }
+}
+
+/** Step: the same number of bare mutual-TLS clients opening at once (start jitter as the agents'), against one bare server. */
+async function bareStorm(options: { scale: Awaited<ReturnType<typeof startScaleOut>>; dirs: string[]; agentsPerProcess: number; deadlineMs: number }): Promise<number[]> {
+  const { scale } = options;
+  const server = await ServerChild.start('bare', 'bare-ws', {
+    type: 'start', dataDir: scale.dataDir, redisUrl: '', keyPrefix: '', gatewayId: 'bare', heartbeatIntervalMs: 0, tls: scale.bench.materials.serverTls,
+  }, 60_000);
+  const clients = new BareClients(options.dirs, Math.max(1, Math.ceil(options.dirs.length / options.agentsPerProcess)));
+  try {
+    return await clients.open(server.url, scale.bench.materials.rootCaPem, jitterMs, Math.max(1_000, options.deadlineMs - Date.now()));
+  } finally {
+    await clients.close();
+    await server.close();
+  }
+}

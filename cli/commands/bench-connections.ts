@@ -1,0 +1,87 @@
+import { SdcError } from '../../core/errors/index.js';
+import { integerOption, requireOption, type Command, type CliIo, type ParsedCommandArgs } from '../command.js';
+import { durationOption, durationOptions, type DurationOptionSpec } from '../duration-option.js';
+
+const runTimeout: DurationOptionSpec = { name: 'timeout', fallbackMs: 3_600_000, minMs: 5_000, maxMs: 86_400_000 };
+const hold: DurationOptionSpec = { name: 'hold', fallbackMs: 65_000, minMs: 0, maxMs: 3_600_000 };
+const agentsMax = 100_000;
+
+/** The options both scale-out benches take. */
+const sharedOptions = {
+  agents: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' }, dir: { type: 'string' }, 'ramp-per-s': { type: 'string' },
+  'agents-per-process': { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' }, ...durationOptions(runTimeout),
+} as const;
+
+const sharedHelp = [
+  ['--agents N', `Agents (1 to ${agentsMax.toLocaleString('en-US')}); their certificates are issued in bulk by the data directory's CA (docs/benchmarks.md says why)`],
+  ['--redis URL', 'The Redis every gateway shares (required)'],
+  ['--mysql URL', 'MySQL/MariaDB for the control plane (default: embedded sql.js)'],
+  ['--dir D', 'Keep the data directory and its fleet in D (reused by later runs); default a temporary one, removed'],
+  ['--ramp-per-s R', 'Agents\' first connections start at R per second (default 200)'],
+  ['--agents-per-process P', 'Agents per agent process (default 5000; each process may hold 20,000 open files here)'],
+  ['--json', 'Print the report as one JSON object (docs/benchmarks.md, "Output")'],
+  ['--out DIR', 'Also write <bench>.json and <bench>.csv to DIR'],
+  ['--timeout D', 'Give up after D, like 30m (default 1h)'],
+] as const;
+
+function sharedValues(args: ParsedCommandArgs, io: CliIo) {
+  requireOption(args, 'agents');
+  const redisUrl = requireOption(args, 'redis');
+  return {
+    agents: integerOption(args, 'agents', 1, 1, agentsMax),
+    redisUrl,
+    ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
+    ...(typeof args.values.dir === 'string' ? { dataDir: args.values.dir } : {}),
+    rampPerSecond: integerOption(args, 'ramp-per-s', 200, 1, 100_000),
+    agentsPerProcess: integerOption(args, 'agents-per-process', 5_000, 1, 15_000),
+    timeoutMs: durationOption(args, runTimeout, io.stderr),
+    progress: (line: string) => io.stderr(`${line}\n`),
+  };
+}
+
+async function emit(args: ParsedCommandArgs, io: CliIo, report: import('../../bench/output.js').BenchReport<object>): Promise<void> {
+  const { renderBenchJson, renderBenchTable, writeBenchOut } = await import('../../bench/output.js');
+  io.stdout(args.values.json === true ? renderBenchJson(report) : `${renderBenchTable(report)}${JSON.stringify(report.details, null, 2)}\n`);
+  if (typeof args.values.out === 'string') io.stderr(`wrote ${(await writeBenchOut(args.values.out, report)).join(', ')}\n`);
+}
+
+export const connectionsBenchCommand: Command = {
+  name: 'connections',
+  summary: 'N authenticated agents on G gateway processes sharing one Redis: gateway memory per agent against a bare mutual-TLS ws server',
+  usage: '--agents N --redis URL [--gateways G] [--hold 65s] [--no-baseline] [--dir D] [--json] [--out DIR]',
+  optionHelp: [
+    ...sharedHelp,
+    ['--gateways G', 'Gateway processes (default 1)'],
+    ['--hold D', 'Hold the sessions this long before reading memory (default 65s: two heartbeats and a telemetry sample)'],
+    ['--no-baseline', 'Skip the bare-server baseline'],
+  ],
+  options: { ...sharedOptions, gateways: { type: 'string' }, ...durationOptions(hold), 'no-baseline': { type: 'boolean' } },
+  async run(args, io) {
+    const values = sharedValues(args, io);
+    const gateways = integerOption(args, 'gateways', 1, 1, 16);
+    if (Math.ceil(values.agents / gateways) > 19_500) throw new SdcError('CLI_USAGE', `${values.agents} agents on ${gateways} gateways is more than one process may hold here (20,000 open files)`);
+    const { runConnectionsBench } = await import('../../bench/connections.js');
+    const report = await runConnectionsBench({ ...values, gateways, holdMs: durationOption(args, hold, io.stderr), baseline: args.values['no-baseline'] !== true });
+    await emit(args, io, report);
+    return report.details?.all_authenticated === true ? 0 : 1;
+  },
+};
+
+export const reconnectBenchCommand: Command = {
+  name: 'reconnect',
+  summary: 'Reconnect storm: three gateways, one killed (SIGKILL) while it holds a third of the fleet; time until every agent is back, against bare TLS',
+  usage: '--agents N --redis URL [--commands C] [--dir D] [--json] [--out DIR]',
+  optionHelp: [
+    ...sharedHelp,
+    ['--commands C', 'EXEC_PING_KERNEL commands sent through the API around the kill, to the killed gateway\'s agents (default 30); each must end succeeded and run once'],
+  ],
+  options: { ...sharedOptions, commands: { type: 'string' } },
+  async run(args, io) {
+    const values = sharedValues(args, io);
+    if (Math.ceil(values.agents / 2) > 19_500) throw new SdcError('CLI_USAGE', `after the kill two gateways hold all ${values.agents} agents: at most 39,000 here (20,000 open files per process)`);
+    const { runReconnectBench } = await import('../../bench/reconnect.js');
+    const report = await runReconnectBench({ ...values, commands: integerOption(args, 'commands', 30, 0, 10_000) });
+    await emit(args, io, report);
+    return report.details?.ok === true ? 0 : 1;
+  },
+};

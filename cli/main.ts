@@ -20,6 +20,7 @@ import { commandCommands } from './commands/commands.js';
 import { policyCommands } from './commands/policy.js';
 import { dlqCommands } from './commands/dlq.js';
 import { complianceCommands } from './commands/compliance.js';
+import { alertCommands } from './commands/alert.js';
 import { approvalsCommands } from './commands/approvals.js';
 import { tufClientCommand } from './commands/tuf-client.js';
 import { releaseCommands } from './commands/release.js';
@@ -47,6 +48,7 @@ const entries: CommandEntry[] = [
   policyCommands,
   dlqCommands,
   complianceCommands,
+  alertCommands,
   approvalsCommands,
   tufClientCommand,
   releaseCommands,

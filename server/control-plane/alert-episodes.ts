@@ -1,6 +1,6 @@
 import { SdcError } from '../../core/errors/index.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
-import { newId, type ServiceContext } from './context.js';
+import { actors, newId, type ServiceContext } from './context.js';
 
 export interface RaiseAlert {
   readonly deviceId: string | null;
@@ -79,13 +79,24 @@ export class AlertEpisodes {
 
   /**
    * Ends the episode: its alert stays (open or acknowledged) with cleared_at set, and the next
-   * raise of the key is a new alert. Returns the alert's id, or undefined when none was open.
+   * raise of the key is a new alert. The clear is audited (`alert.cleared`) in the transaction of
+   * the conditional UPDATE, so of two control planes clearing one episode only the one whose
+   * UPDATE changed the row records it: once. Returns the alert's id, or undefined when none was open.
    */
-  async clear(episodeKey: string, atMs: number): Promise<string | undefined> {
+  async clear(episodeKey: string, atMs: number, actor: string = actors.system): Promise<string | undefined> {
     const [row] = await this.#ctx.db.query<{ id: string; device_id: string | null; kind: string }>('SELECT id, device_id, kind FROM alerts WHERE episode_key = ?', [episodeKey]);
     if (row === undefined) return undefined;
-    const updated = await this.#ctx.db.execute('UPDATE alerts SET episode_key = NULL, cleared_at = ?, updated_at = ? WHERE id = ? AND episode_key = ?', [atMs, atMs, row.id, episodeKey]);
-    if (updated.changes === 0) return undefined;
+    const cleared = await this.#ctx.db.transaction(async (tx) => {
+      const updated = await tx.execute('UPDATE alerts SET episode_key = NULL, cleared_at = ?, updated_at = ? WHERE id = ? AND episode_key = ?', [atMs, atMs, row.id, episodeKey]);
+      if (updated.changes === 0) return false;
+      await this.#ctx.audit.record(tx, {
+        kind: 'alert.cleared', actor, subject: row.device_id === null ? `alert:${row.id}` : `device:${row.device_id}`,
+        payload: { alert_id: row.id, kind: row.kind, episode_key: episodeKey, cleared_at_ms: atMs },
+      });
+      return true;
+    });
+    if (!cleared) return undefined;
+    await this.#ctx.settleAudit();
     this.#ctx.publishLive({ type: 'alert_cleared', alert_id: row.id, device_id: row.device_id, kind: row.kind, at_ms: atMs });
     return row.id;
   }

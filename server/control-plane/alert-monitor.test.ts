@@ -12,6 +12,7 @@ import type { AlertView } from './alerts.js';
 import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
 
 const offlineAfterMs = 30_000;
+const [binaryA, binaryB, configA, configB] = ['a', 'b', 'c', 'd'].map((c) => c.repeat(64)) as [string, string, string, string];
 const rules = parseAlertRules({
   offlineAfterMs, riskScoreAbove: 70, updateFailures: 2, tamper: true, backpressure: { busPendingAbove: 2, deadLettersAbove: 0 }, sampleIntervalMs: 1_000,
 });
@@ -23,10 +24,10 @@ function suite(pair: StorePair): void {
     let unsubscribe: (() => Promise<void>) | undefined;
 
     before(async () => {
-      h = await makeHarness(pair.sql, { ...(pair.kv === undefined ? {} : { kv: pair.kv }), controlPlane: { alertRules: rules } });
+      h = await makeHarness(pair.sql, { ...(pair.kv === undefined ? {} : { kv: pair.kv }), controlPlane: { alertRules: rules, complianceRules: { binary_sha256_allowed: [binaryA] } } });
       // What LiveHub relays to SSE clients: everything published on the live channel.
       unsubscribe = await h.cp.context.kv.subscribe(liveChannel, (message) => live.push(JSON.parse(message) as JsonObject));
-      for (const device of ['dev-away', 'dev-hot', 'dev-ota', 'dev-opened']) {
+      for (const device of ['dev-away', 'dev-hot', 'dev-ota', 'dev-opened', 'dev-posture', 'dev-back']) {
         await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device, h.clock.nowMs()]);
       }
     });
@@ -147,6 +148,64 @@ function suite(pair: StorePair): void {
       await tamper();
       assert.equal((await alertsOf('tamper')).length, 2);
       assert.equal(await audited('tamper'), 2);
+    });
+
+    it('tamper from compliance signals: a configured reason or a hash change newly in a posture report raises tamper; the same finding again does not; an upgrade is not tamper', async () => {
+      const report = async (posture: JsonObject, agentVersion = '0.1.0') => {
+        h.clock.advance(1_000);
+        await h.bus.append(streamNames.events, encodeBusEntry('presence', {
+          device_id: 'dev-posture', gateway_id: 'gw1', session_id: `s_${h.clock.nowMs()}`, online: true, at_ms: h.clock.nowMs(),
+          agent_version: agentVersion, posture: posture as never,
+        }));
+        await h.cp.eventsConsumer.drain();
+      };
+      const tampers = () => alertsOf('tamper', 'dev-posture');
+      const ackAll = async () => { for (const a of await tampers()) if (a.state === 'open') await h.cp.alerts.acknowledge({ alertId: a.id, actor: 'op' }); };
+      await report({ binary_sha256: binaryA, config_sha256: configA, kernel_attestation: 'attested' });
+      assert.deepEqual(await tampers(), [], 'an expected first report is no signal');
+
+      await report({ binary_sha256: binaryA, config_sha256: configB, kernel_attestation: 'attested' });
+      const [configChanged, ...none] = await tampers();
+      assert.deepEqual(none, []);
+      assert.equal(configChanged!.severity, 'critical');
+      assert.deepEqual(configChanged!.detail, { source: 'compliance', signals: ['config_hash_changed'] });
+      await report({ binary_sha256: binaryA, config_sha256: configB, kernel_attestation: 'attested' });
+      assert.equal((await tampers()).length, 1, 'the same configuration again is not a new signal');
+
+      await ackAll();
+      await report({ binary_sha256: binaryB, config_sha256: configB, kernel_attestation: 'attested' });
+      const second = (await tampers())[1];
+      assert.deepEqual(second?.detail, { source: 'compliance', signals: ['binary_hash_mismatch', 'binary_hash_changed'] });
+      await ackAll();
+      await report({ binary_sha256: binaryB, config_sha256: configB, kernel_attestation: 'failed' });
+      assert.deepEqual((await tampers())[2]?.detail, { source: 'compliance', signals: ['kernel_attestation_failed'] });
+      await ackAll();
+      await report({ binary_sha256: binaryB, config_sha256: configB, kernel_attestation: 'failed' });
+      assert.equal((await tampers()).length, 3, 'a finding that persists is not raised again after its acknowledgement');
+      // An upgrade: a new binary under a new version, and an allowed one.
+      await report({ binary_sha256: binaryA, config_sha256: configB, kernel_attestation: 'attested' }, '0.2.0');
+      assert.equal((await tampers()).length, 3, 'an upgrade is not a tamper signal');
+      assert.equal(await audited('tamper'), (await alertsOf('tamper')).length, 'each raised and audited once');
+    });
+
+    it('a clear is audited once (alert.cleared), however often the end of its condition is seen', async () => {
+      await presence('dev-back', true);
+      await presence('dev-back', false);
+      h.clock.advance(offlineAfterMs);
+      await h.cp.events.alertMonitor.sample();
+      const [alert] = await alertsOf('device_offline', 'dev-back');
+      assert.ok(alert);
+      const clearedEntries = async () => (await h.cp.auditStore.scan(1, 10_000)).filter((e) => e.kind === 'alert.cleared' && e.payload['alert_id'] === alert.id);
+      assert.deepEqual(await clearedEntries(), []);
+      h.clock.advance(1_000);
+      const atMs = h.clock.nowMs();
+      await Promise.all([1, 2, 3].map(() => h.cp.events.alertMonitor.onPresence('dev-back', true, atMs)));
+      await presence('dev-back', true);
+      const entries = await clearedEntries();
+      assert.equal(entries.length, 1);
+      assert.equal(entries[0]!.actor, 'system');
+      assert.deepEqual(entries[0]!.payload, { alert_id: alert.id, kind: 'device_offline', episode_key: 'device_offline:dev-back', cleared_at_ms: atMs });
+      assert.equal((await alertsOf('device_offline', 'dev-back'))[0]!.cleared_at_ms, atMs);
     });
 
     it('two raises of one episode at once store, audit and publish one alert: the UNIQUE episode_key decides', async () => {

@@ -6,6 +6,8 @@ import { pendingEntriesReadMax } from '../observability/metrics.js';
 import type { AlertRateLimiter } from './alert-rate-limit.js';
 import { AlertEpisodes, episodeKeyOf, type RaiseAlert } from './alert-episodes.js';
 import type { AlertRules } from './alert-rules.js';
+import type { PostureReport } from './compliance.js';
+import { tamperSignalsOf } from './compliance-tamper.js';
 import { actors, type ServiceContext } from './context.js';
 
 /** Update opcodes (the kernel's STAGE/COMMIT/ROLLBACK): their failed results count toward `update_failed`. */
@@ -70,6 +72,20 @@ export class AlertMonitor {
       message: `tamper signal: ${alert.message}`, episodeKey: episodeKeyOf('tamper', alert.deviceId),
     });
     return true;
+  }
+
+  /**
+   * A device's posture report (compliance.ts): new tamper signals in it (a configured compliance
+   * reason, a hash change, compliance-tamper.ts) raise the same `tamper` alert as an ALERT frame.
+   */
+  async onPostureReport(report: PostureReport): Promise<void> {
+    if (!this.rules.tamper) return;
+    const signals = tamperSignalsOf({ previous: report.previous, reported: report.reported, result: report.result, rules: this.rules.tamperSignals });
+    if (signals.length === 0) return;
+    await this.onTamper({
+      deviceId: report.deviceId, atMs: report.atMs, actor: actors.system, message: `compliance: ${signals.map((s) => s.message).join('; ')}`,
+      detail: { source: 'compliance', signals: signals.map((s) => s.code) },
+    });
   }
 
   /** An update command finished: a success ends the device's update_failed episode; enough failures in a row raise it. */

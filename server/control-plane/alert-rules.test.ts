@@ -22,9 +22,11 @@ describe('alert rules configuration', () => {
       backpressure: { busPendingAbove: null, deadLettersAbove: 3 }, sampleIntervalMs: 2_000,
     });
     assert.deepEqual(rules, {
-      offlineAfterMs: 5_000, riskScoreAbove: 55.5, updateFailures: null, tamper: false,
+      offlineAfterMs: 5_000, riskScoreAbove: 55.5, updateFailures: null, tamper: false, tamperSignals: alertRulesDefault.tamperSignals,
       backpressure: { busPendingAbove: null, deadLettersAbove: 3 }, sampleIntervalMs: 2_000,
     });
+    assert.deepEqual(parseAlertRules({ tamperSignals: { complianceReasons: ['kernel_attestation_failed'] } }).tamperSignals, { complianceReasons: ['kernel_attestation_failed'], hashChange: true });
+    assert.deepEqual(parseAlertRules({ tamperSignals: { complianceReasons: [], hashChange: false } }).tamperSignals, { complianceReasons: [], hashChange: false });
     assert.deepEqual(parseAlertRules({ backpressure: { deadLettersAbove: 9 } }).backpressure, { busPendingAbove: alertRulesDefault.backpressure.busPendingAbove, deadLettersAbove: 9 });
   });
 
@@ -38,6 +40,11 @@ describe('alert rules configuration', () => {
       [{ riskScoreAbove: 0 }, 'riskScoreAbove'],
       [{ updateFailures: 0 }, 'updateFailures'],
       [{ tamper: 'yes' }, 'tamper'],
+      [{ tamperSignals: true }, 'tamperSignals'],
+      [{ tamperSignals: { complianceReasons: 'kernel_attestation_failed' } }, 'tamperSignals.complianceReasons'],
+      [{ tamperSignals: { complianceReasons: ['ok', 'Bad-Code'] } }, 'tamperSignals.complianceReasons.1'],
+      [{ tamperSignals: { hashChange: 1 } }, 'tamperSignals.hashChange'],
+      [{ tamperSignals: { binary: true } }, 'tamperSignals.binary'],
       [{ backpressure: 5 }, 'backpressure'],
       [{ backpressure: { busPendingAbove: -1 } }, 'backpressure.busPendingAbove'],
       [{ backpressure: { lagAbove: 1 } }, 'backpressure.lagAbove'],

@@ -13,8 +13,15 @@ export interface AlertRules {
   readonly riskScoreAbove: number | null;
   /** This many update commands failing in a row on one device: `update_failed`. */
   readonly updateFailures: number | null;
-  /** A device ALERT frame of kind `tamper`: one critical `tamper` alert until acknowledged. */
+  /** A device ALERT frame of kind `tamper`, or a compliance tamper signal: one critical `tamper` alert until acknowledged. */
   readonly tamper: boolean;
+  /** Which compliance findings are tamper signals (compliance-tamper.ts); judged at each posture report. */
+  readonly tamperSignals: {
+    /** Compliance reason codes (core/protocol/compliance.ts) that raise `tamper` when they newly appear. */
+    readonly complianceReasons: readonly string[];
+    /** The configuration hash changed between two reports, or the binary hash changed under the same agent version. */
+    readonly hashChange: boolean;
+  };
   readonly backpressure: {
     /** Entries delivered to a consumer group and not yet acknowledged, per stream (counted up to pendingEntriesReadMax). */
     readonly busPendingAbove: number | null;
@@ -31,6 +38,9 @@ export const alertRulesDefault: AlertRules = Object.freeze({
   riskScoreAbove: alertThreshold,
   updateFailures: 1,
   tamper: true,
+  // The findings that only a changed binary, configuration or kernel explains; an upgrade changes the
+  // binary hash together with the agent version, so only a change under the same version counts.
+  tamperSignals: Object.freeze({ complianceReasons: Object.freeze(['binary_hash_mismatch', 'config_hash_mismatch', 'kernel_attestation_failed']), hashChange: true }),
   // 1,000 unacknowledged entries is minutes behind at the simulator's rates; any dead letter is a lost event.
   backpressure: Object.freeze({ busPendingAbove: 1_000, deadLettersAbove: 0 }),
   sampleIntervalMs: 15_000,
@@ -43,11 +53,13 @@ export const alertRuleLimits = Object.freeze({
   sampleIntervalMsMax: 60 * 60 * 1000,
   updateFailuresMax: 100,
   countAboveMax: 1_000_000_000,
+  tamperReasonCodesMax: 32,
   fileBytesMax: 64 * 1024,
 });
 
-const topKeys = ['offlineAfterMs', 'riskScoreAbove', 'updateFailures', 'tamper', 'backpressure', 'sampleIntervalMs'] as const;
+const topKeys = ['offlineAfterMs', 'riskScoreAbove', 'updateFailures', 'tamper', 'tamperSignals', 'backpressure', 'sampleIntervalMs'] as const;
 const backpressureKeys = ['busPendingAbove', 'deadLettersAbove'] as const;
+const tamperSignalKeys = ['complianceReasons', 'hashChange'] as const;
 
 function invalid(path: string, message: string): SdcError {
   return new SdcError('API_ALERT_RULES_INVALID', `alert rules: ${path} ${message}`, { path });
@@ -89,6 +101,23 @@ function parseBackpressure(value: unknown): AlertRules['backpressure'] {
   };
 }
 
+function parseTamperSignals(value: unknown): AlertRules['tamperSignals'] {
+  const fallback = alertRulesDefault.tamperSignals;
+  if (value === undefined) return fallback;
+  if (!isObject(value)) throw invalid('tamperSignals', 'must be an object');
+  refuseUnknownKeys(value, tamperSignalKeys, 'tamperSignals.');
+  const reasons = value['complianceReasons'] ?? fallback.complianceReasons;
+  if (!Array.isArray(reasons) || reasons.length > alertRuleLimits.tamperReasonCodesMax) {
+    throw invalid('tamperSignals.complianceReasons', `must be a list of at most ${alertRuleLimits.tamperReasonCodesMax} compliance reason codes`);
+  }
+  reasons.forEach((code: unknown, index) => {
+    if (typeof code !== 'string' || !/^[a-z][a-z0-9_]{0,63}$/.test(code)) throw invalid(`tamperSignals.complianceReasons.${index}`, 'must be a snake_case reason code');
+  });
+  const hashChange = value['hashChange'] ?? fallback.hashChange;
+  if (typeof hashChange !== 'boolean') throw invalid('tamperSignals.hashChange', 'must be true or false');
+  return Object.freeze({ complianceReasons: Object.freeze([...reasons as string[]]), hashChange });
+}
+
 /** Checks a rules document field by field; a refusal names the field (details.path). */
 export function parseAlertRules(document: unknown): AlertRules {
   if (!isObject(document)) throw invalid('(document)', 'must be a JSON object');
@@ -103,6 +132,7 @@ export function parseAlertRules(document: unknown): AlertRules {
     riskScoreAbove: riskThreshold(document['riskScoreAbove']),
     updateFailures: integerOrNull(document['updateFailures'], 'updateFailures', { min: 1, max: alertRuleLimits.updateFailuresMax }, alertRulesDefault.updateFailures),
     tamper,
+    tamperSignals: parseTamperSignals(document['tamperSignals']),
     backpressure: Object.freeze(parseBackpressure(document['backpressure'])),
     sampleIntervalMs,
   });

@@ -100,12 +100,12 @@ export class AlertService {
       if (updated.changes === 0) return undefined;
       const [row] = await tx.query<{ device_id: string | null; kind: string }>('SELECT device_id, kind FROM alerts WHERE id = ?', [options.alertId]);
       const kind = row?.kind ?? '';
-      if (clearedByAcknowledgement.has(kind)) {
-        await tx.execute('UPDATE alerts SET episode_key = NULL, cleared_at = ? WHERE id = ? AND episode_key IS NOT NULL', [nowMs, options.alertId]);
-      }
+      // The episode ends with the acknowledgement (tamper, update_failed): said in this audit entry, not a second one.
+      const cleared = clearedByAcknowledgement.has(kind)
+        && (await tx.execute('UPDATE alerts SET episode_key = NULL, cleared_at = ? WHERE id = ? AND episode_key IS NOT NULL', [nowMs, options.alertId])).changes > 0;
       await this.#ctx.audit.record(tx, {
         kind: 'alert.acknowledged', actor: actors.user(options.actor), subject: `alert:${options.alertId}`,
-        payload: { alert_id: options.alertId, device_id: row?.device_id ?? null, kind, acknowledged_at_ms: nowMs, note },
+        payload: { alert_id: options.alertId, device_id: row?.device_id ?? null, kind, acknowledged_at_ms: nowMs, note, ...(cleared ? { cleared: true } : {}) },
       });
       return { deviceId: row?.device_id ?? null, kind };
     });

@@ -7,6 +7,7 @@ import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 import { decodeBusEntry } from '../bus-contract/entries.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
+import type { PreviousReport } from './compliance-tamper.js';
 import { actors, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 
@@ -45,13 +46,25 @@ export const complianceLimits = Object.freeze({
 
 interface ComplianceRow { device_id: string; state: string; reasons_json: string; facts_json: string; reported_at: number; evaluated_at: number }
 
+/** A device's new posture report with its judgement and the report before it, for the tamper rule (AlertMonitor.onPostureReport). */
+export interface PostureReport {
+  readonly deviceId: string;
+  readonly previous: PreviousReport | undefined;
+  readonly reported: ReportedFacts;
+  readonly result: ComplianceResult;
+  readonly atMs: number;
+}
+
 export class ComplianceService implements DeviceComplianceReader {
   readonly #ctx: ServiceContext;
   readonly #rules: ComplianceRules;
+  readonly #onReported: (report: PostureReport) => Promise<void>;
 
-  constructor(options: { context: ServiceContext; rules: ComplianceRules }) {
+  /** `onReported`: each new report, before it is stored (a failure there leaves the report to be taken again, judged against the same previous one). */
+  constructor(options: { context: ServiceContext; rules: ComplianceRules; onReported?: (report: PostureReport) => Promise<void> }) {
     this.#ctx = options.context;
     this.#rules = options.rules;
+    this.#onReported = options.onReported ?? (async () => undefined);
   }
 
   get rules(): ComplianceRules {
@@ -77,6 +90,7 @@ export class ComplianceService implements DeviceComplianceReader {
     const certNotAfterMs = await this.#certNotAfter(deviceId);
     if (certNotAfterMs === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `no device ${deviceId}`);
     const result = evaluateCompliance(factsOf(reported, reportedAtMs, certNotAfterMs), this.#rules, nowMs);
+    await this.#onReported({ deviceId, previous: await this.#previous(deviceId), reported, result, atMs: reportedAtMs });
     await this.#store(deviceId, { reported, reportedAtMs, result, nowMs });
     return result;
   }
@@ -152,6 +166,13 @@ export class ComplianceService implements DeviceComplianceReader {
       await this.#store(row.device_id, { reported, reportedAtMs: Number(row.reported_at), result, nowMs });
     }
     return changed;
+  }
+
+  /** The stored report and its reasons, if the device reported before. */
+  async #previous(deviceId: string): Promise<PreviousReport | undefined> {
+    const [row] = await this.#ctx.db.query<ComplianceRow>('SELECT * FROM device_compliance WHERE device_id = ?', [deviceId]);
+    if (row === undefined) return undefined;
+    return { reported: reportedOf(row), reasons: JSON.parse(row.reasons_json) as ComplianceReason[] };
   }
 
   /** The device's certificate expiry: a number, null when none is on record, undefined when there is no such device. */

@@ -7,7 +7,8 @@ import { ensurePrivateDirectory, fileExists, writeFileAtomic } from '../runtime/
 import { createIntermediateCa, createRootCa, type CaMaterial } from './ca.js';
 import { DeviceCertificateIssuer } from './device-issuer.js';
 import { publicKeyOf } from './ed25519-keys.js';
-import { readPrivateKeyFile, requireStrongPassphrase, writePrivateKeyFile } from './key-files.js';
+import { readPrivateKeyFile, requirePrivateKeyFileMode, requireStrongPassphrase, writePrivateKeyFile } from './key-files.js';
+import { importServingCaKey, issueServingCa } from './server-certificate.js';
 import { JsonFileRevocationStore } from './revocation-file-store.js';
 import { parseCertificate, x509 } from './x509-provider.js';
 
@@ -25,6 +26,9 @@ export interface PkiPaths {
   readonly pairingTokensPath: string;
   /** The control plane's current CRL (from SQL), rewritten at each revocation; gateways read it. */
   readonly crlPath: string;
+  /** The ECDSA P-256 serving CA for browsers (decision 0006): its certificate is what a browser installs. */
+  readonly servingCaCertPath: string;
+  readonly servingCaKeyPath: string;
 }
 
 export function pkiPaths(dataDir: string): PkiPaths {
@@ -38,6 +42,8 @@ export function pkiPaths(dataDir: string): PkiPaths {
     revocationsPath: join(pkiDir, 'revocations.json'),
     pairingTokensPath: join(pkiDir, 'pairing-tokens.json'),
     crlPath: join(pkiDir, 'crl.pem'),
+    servingCaCertPath: join(pkiDir, 'serving-ca.pem'),
+    servingCaKeyPath: join(pkiDir, 'serving-ca.key'),
   };
 }
 
@@ -82,6 +88,7 @@ export async function initPki(options: InitPkiOptions): Promise<InitializedPki> 
   await writeFileAtomic(paths.rootCertPath, root.certificate.toString('pem') + '\n', { mode: certificateFileMode });
   await writePrivateKeyFile({ path: paths.intermediateKeyPath, privateKey: intermediate.privateKey });
   await writeFileAtomic(paths.intermediateCertPath, intermediate.certificate.toString('pem') + '\n', { mode: certificateFileMode });
+  await createServingCa({ paths, now: options.now, random: options.random });
   // Revocations name serials of the replaced intermediate; they mean nothing to the new one.
   if (options.force) await rm(paths.revocationsPath, { force: true });
   return {
@@ -90,6 +97,42 @@ export async function initPki(options: InitPkiOptions): Promise<InitializedPki> 
     rootFingerprintSha256: certificateFingerprintSha256(root.certificate),
     intermediateNotAfter: intermediate.certificate.notAfter,
   };
+}
+
+/** The serving CA lives as long as the intermediate does by default (issued by `createIntermediateCa`): 5 years at most here. */
+export const servingCaValidityMs = 5 * 366 * 24 * 60 * 60 * 1000;
+
+/**
+ * Creates the ECDSA P-256 serving CA (docs/decisions/0006-browser-serving-chain.md) in D/pki:
+ * serving-ca.pem (public; the one file a browser installs) and serving-ca.key. The key is kept
+ * like the intermediate's, unencrypted with mode 0600 and checked at every load, and not like
+ * the root's, because `sdc serve` issues and renews the API's browser certificate with it at start,
+ * as it does the Ed25519 one with the intermediate. It can sign server certificates only for
+ * browsers that installed it; devices never trust it.
+ */
+export async function createServingCa(options: { paths: PkiPaths; now: Date; random: RandomSource }): Promise<{ certPem: string }> {
+  const ca = await issueServingCa({ commonName: 'SDC serving CA (browsers)', now: options.now, validityMs: servingCaValidityMs, random: options.random });
+  await ensurePrivateDirectory(options.paths.pkiDir);
+  await writePrivateKeyFile({ path: options.paths.servingCaKeyPath, privateKey: ca.privateKey });
+  await writeFileAtomic(options.paths.servingCaCertPath, ca.certPem.trim() + '\n', { mode: certificateFileMode });
+  return { certPem: ca.certPem };
+}
+
+/** The serving CA, or undefined in a data directory made before it existed (`sdc pki serving-ca` adds one). */
+export async function loadServingCa(paths: PkiPaths): Promise<{ certPem: string; privateKey: CryptoKey } | undefined> {
+  if (!(await fileExists(paths.servingCaCertPath))) return undefined;
+  if (!(await fileExists(paths.servingCaKeyPath))) throw new SdcError('TRUST_PKI_MISSING', `${paths.servingCaKeyPath} does not exist beside ${paths.servingCaCertPath}`);
+  const certificate = await readCertificateFile(paths.servingCaCertPath);
+  await requirePrivateKeyFileMode(paths.servingCaKeyPath);
+  const privateKey = await importServingCaKey(paths.servingCaKeyPath, await readFile(paths.servingCaKeyPath, 'utf8'));
+  // A key from another CA would issue certificates no browser that installed this one accepts.
+  const probe = new Uint8Array([0x73, 0x64, 0x63]);
+  const ecdsa = { name: 'ECDSA', hash: 'SHA-256' } as const;
+  const publicKey = await certificate.publicKey.export({ name: 'ECDSA', namedCurve: 'P-256' }, ['verify']);
+  if (!(await crypto.subtle.verify(ecdsa, publicKey, await crypto.subtle.sign(ecdsa, privateKey, probe), probe))) {
+    throw new SdcError('TRUST_KEY_FILE_INVALID', `${paths.servingCaKeyPath} does not match the certificate's public key`);
+  }
+  return { certPem: certificate.toString('pem'), privateKey };
 }
 
 /** TRUST_PKI_EXISTS naming the CA files already there; `sdc pki init` asks it before asking for a passphrase. */

@@ -1,3 +1,4 @@
+import { createPrivateKey } from 'node:crypto';
 import { isIP } from 'node:net';
 import { SdcError } from '../core/errors/index.js';
 import type { RandomSource } from '../core/ports/ports.js';
@@ -14,8 +15,8 @@ import { ed25519Algorithm, parseCertificate, x509 } from './x509-provider.js';
  *
  * Browsers take no Ed25519 anywhere in a TLS chain (docs/decisions/0006-browser-serving-chain.md,
  * measured with Chromium), so the same profile can also be issued as an ECDSA P-256 leaf by an
- * ECDSA P-256 serving CA (`issueServingCa`): the chain a browser can be made to trust. Not wired
- * into `sdc serve` yet; the decision record says what remains.
+ * ECDSA P-256 serving CA (`issueServingCa`): the chain a browser can be made to trust. The API port
+ * presents both (`apiTlsCertificates`): Ed25519 to clients that offer it, ECDSA to browsers.
  */
 export const oidServerAuth = '1.3.6.1.5.5.7.3.1';
 export const serverCertificateValidityMsDefault = 90 * 24 * 60 * 60 * 1000;
@@ -160,4 +161,57 @@ export async function issueServingCa(options: { commonName: string; now: Date; v
     ],
   });
   return { certPem: certificate.toString('pem'), privateKey: keys.privateKey, keyPem: toPem('PRIVATE KEY', await exportPkcs8Der(keys.privateKey)) };
+}
+
+/** The serving CA's key (D/pki/serving-ca.key): an unencrypted P-256 PKCS#8 PEM, read back as a WebCrypto signing key. */
+export async function importServingCaKey(path: string, keyPem: string): Promise<CryptoKey> {
+  let der: Buffer;
+  try {
+    const keyObject = createPrivateKey({ key: keyPem, format: 'pem' });
+    if (keyObject.asymmetricKeyType !== 'ec' || keyObject.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+      throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} holds a ${keyObject.asymmetricKeyType ?? 'unknown'} key, not ECDSA P-256`, { path });
+    }
+    der = keyObject.export({ format: 'der', type: 'pkcs8' });
+  } catch (error) {
+    if (error instanceof SdcError) throw error;
+    throw new SdcError('TRUST_KEY_FILE_INVALID', `${path} is not a PEM private key`, { path }, { cause: error });
+  }
+  try {
+    return await crypto.subtle.importKey('pkcs8', new Uint8Array(der), ecdsaP256, false, ['sign']);
+  } finally {
+    der.fill(0);
+  }
+}
+
+/**
+ * The signature algorithms the API port offers, Ed25519 first. With two certificates on one port
+ * OpenSSL takes the first of these the client also offers (server preference): Node clients (the
+ * CLI, agents, tests) offer Ed25519 and keep the Ed25519 chain under our root; browsers offer no
+ * Ed25519 and get the ECDSA P-256 chain under the serving CA (docs/decisions/0006). The list also
+ * bounds what client certificates may be signed with (devices renewing: Ed25519).
+ */
+export const apiSignatureAlgorithms = [
+  'ed25519', 'ecdsa_secp256r1_sha256', 'ecdsa_secp384r1_sha384', 'ecdsa_secp521r1_sha512',
+  'rsa_pss_rsae_sha256', 'rsa_pss_rsae_sha384', 'rsa_pss_rsae_sha512', 'rsa_pss_pss_sha256', 'rsa_pss_pss_sha384', 'rsa_pss_pss_sha512',
+  'rsa_pkcs1_sha256', 'rsa_pkcs1_sha384', 'rsa_pkcs1_sha512',
+].join(':');
+
+/**
+ * Node TLS options for the API port: the Ed25519 certificate with its intermediate, and when a
+ * serving-CA certificate exists, that one as well (one chain per key; OpenSSL picks by the
+ * client's signature algorithms). Without one, exactly the Ed25519 certificate as before.
+ */
+export function apiTlsCertificates(options: {
+  serverTls: { certPem: string; keyPem: string };
+  intermediateCaPem: string;
+  browserTls?: { certPem: string; keyPem: string } | undefined;
+}): { key: string | string[]; cert: string | string[]; sigalgs?: string; honorCipherOrder?: boolean } {
+  const ed25519Chain = `${options.serverTls.certPem.trim()}\n${options.intermediateCaPem.trim()}\n`;
+  if (options.browserTls === undefined) return { key: options.serverTls.keyPem, cert: ed25519Chain };
+  return {
+    key: [options.serverTls.keyPem, options.browserTls.keyPem],
+    cert: [ed25519Chain, `${options.browserTls.certPem.trim()}\n`],
+    sigalgs: apiSignatureAlgorithms,
+    honorCipherOrder: true,
+  };
 }

@@ -6,7 +6,12 @@ import { connect, createServer } from 'node:tls';
 import { describe, it } from 'node:test';
 import { SdcError } from '../core/errors/index.js';
 import { systemRandom } from '../runtime/system.js';
-import { issueServerCertificate, issueServingCa, servingCaValidityMsMax } from './server-certificate.js';
+import { apiTlsCertificates, issueServerCertificate, issueServingCa, servingCaValidityMsMax } from './server-certificate.js';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { initPki, loadServingCa } from './pki-directory.js';
+import { makeTestPki } from './test-fixtures.js';
 import { dayMs } from './test-fixtures.js';
 
 /** The ECDSA P-256 serving chain browsers can trust (docs/decisions/0006-browser-serving-chain.md). */
@@ -68,6 +73,68 @@ describe('the ECDSA serving chain', () => {
     }), (error: unknown) => SdcError.is(error, 'TRUST_INVALID_ARGUMENT'));
     for (const bad of [{ commonName: '', validityMs: dayMs }, { commonName: 'x'.repeat(65), validityMs: dayMs }, { commonName: 'ok', validityMs: 0 }, { commonName: 'ok', validityMs: servingCaValidityMsMax + 1 }]) {
       await assert.rejects(issueServingCa({ ...bad, now, random: systemRandom }), (error: unknown) => SdcError.is(error, 'TRUST_INVALID_ARGUMENT'), JSON.stringify(bad).slice(0, 60));
+    }
+  });
+});
+
+/** The API port's two chains (decision 0006): which one a client gets depends on what it can verify. */
+describe('the API port with both chains', () => {
+  it('gives a client offering Ed25519 the Ed25519 chain under our root, and a client without Ed25519 (a browser) the ECDSA one', async () => {
+    const now = new Date();
+    const pki = await makeTestPki(now);
+    const intermediateCaPem = pki.intermediate.certificate.toString('pem');
+    const rootPem = pki.root.certificate.toString('pem');
+    const serverTls = await issueServerCertificate({
+      intermediateCertPem: intermediateCaPem, intermediateKey: pki.intermediate.privateKey, hostnames: ['localhost'], ipAddresses: ['127.0.0.1'], now, validityMs: dayMs, random: systemRandom,
+    });
+    const ca = await issueServingCa({ commonName: 'SDC serving CA', now, validityMs: 365 * dayMs, random: systemRandom });
+    const browserTls = await issueServerCertificate({
+      intermediateCertPem: ca.certPem, intermediateKey: ca.privateKey, hostnames: ['localhost'], ipAddresses: ['127.0.0.1'], now, validityMs: dayMs, random: systemRandom, keyAlgorithm: 'ECDSA-P256',
+    });
+    const server = createServer({ ...apiTlsCertificates({ serverTls, intermediateCaPem, browserTls }), minVersion: 'TLSv1.3' }, (socket) => socket.end('ok'));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const keyType = (options: { ca: string; sigalgs?: string }) => new Promise<string>((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, servername: 'localhost', ...options }, () => {
+        resolve(socket.getPeerX509Certificate()?.publicKey.asymmetricKeyType ?? 'none');
+        socket.destroy();
+      });
+      socket.on('error', reject);
+    });
+    try {
+      assert.equal(await keyType({ ca: rootPem }), 'ed25519', 'Node clients (CLI, agents) keep trusting only our root');
+      const browserLike = 'ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384:rsa_pss_rsae_sha256:rsa_pkcs1_sha256';
+      assert.equal(await keyType({ ca: ca.certPem, sigalgs: browserLike }), 'ec');
+      await assert.rejects(keyType({ ca: rootPem, sigalgs: browserLike }), /issuer|verify|certificate/i, 'the ECDSA chain is not under our root');
+    } finally {
+      server.close();
+    }
+    // Without a serving certificate: exactly the Ed25519 chain, as before.
+    assert.deepEqual(apiTlsCertificates({ serverTls, intermediateCaPem }), { key: serverTls.keyPem, cert: `${serverTls.certPem.trim()}\n${intermediateCaPem.trim()}\n` });
+  });
+
+  it('sdc pki init writes the serving CA beside the others; loading checks its key\'s mode and that it matches', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sdc-serving-ca-'));
+    try {
+      const { paths } = await initPki({ dataDir: dir, now: new Date(), random: systemRandom, rootKey: { insecurePlain: true } });
+      const loaded = await loadServingCa(paths);
+      assert.ok(loaded);
+      const cert = new NodeX509(loaded.certPem);
+      assert.equal(cert.ca, true);
+      assert.equal(cert.publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
+      await chmod(paths.servingCaKeyPath, 0o644);
+      await assert.rejects(loadServingCa(paths), (error: unknown) => SdcError.is(error, 'TRUST_KEY_FILE_PERMISSIONS'));
+      const other = await issueServingCa({ commonName: 'another', now: new Date(), validityMs: dayMs, random: systemRandom });
+      await writeFile(paths.servingCaKeyPath, other.keyPem, { mode: 0o600 });
+      await chmod(paths.servingCaKeyPath, 0o600);
+      await assert.rejects(loadServingCa(paths), (error: unknown) => SdcError.is(error, 'TRUST_KEY_FILE_INVALID'));
+      await writeFile(paths.servingCaKeyPath, (await makeTestPki()).intermediate.certificate.toString('pem'));
+      await assert.rejects(loadServingCa(paths), (error: unknown) => SdcError.is(error, 'TRUST_KEY_FILE_INVALID'));
+      await rm(paths.servingCaCertPath);
+      assert.equal(await loadServingCa(paths), undefined, 'a data directory from before the serving CA');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

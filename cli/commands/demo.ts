@@ -27,17 +27,23 @@ function renderSummary(s: DemoSummary): string {
 }
 
 /**
- * `--viewer`: the summary, then the console through a loopback ECDSA front (browsers speak no
- * Ed25519 TLS; cli/demo/console-proxy.ts), its URL and the demo's login, until SIGINT or SIGTERM.
+ * `--viewer`: the summary, then the console's URL (the API's own port: it also presents an ECDSA
+ * certificate from the serving CA, since browsers take no Ed25519 in TLS), the serving CA to trust,
+ * and the demo's login, until SIGINT or SIGTERM.
  */
 async function serveConsoleUntilStopped(live: DemoLiveAccess, json: boolean, io: CliIo): Promise<void> {
   io.stdout(json ? `${JSON.stringify(live.summary)}\n` : renderSummary(live.summary));
-  const { startConsoleProxy } = await import('../demo/console-proxy.js');
-  const proxy = await startConsoleProxy({ apiUrl: live.apiUrl, rootCaPem: live.rootCaPem });
+  const { X509Certificate } = await import('node:crypto');
   const lines = [
-    `console              ${proxy.url}`,
+    `console              ${live.apiUrl}/`,
     `login                ${live.name} / ${live.password}`,
-    `certificate sha256   ${proxy.certificateSha256} (throwaway, self-signed: accept it in the browser)`,
+    `serving CA           ${live.servingCaPath}`,
+    `serving CA sha256    ${new X509Certificate(live.servingCaPem).fingerprint256}`,
+    'trust it once (this demo\'s own CA, for browsers only), then open the console:',
+    `  Chromium/Chrome on Linux: certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n sdc-serving-ca -i ${live.servingCaPath}`,
+    '  Firefox: Settings, Certificates, View Certificates, Authorities, Import (trust for websites)',
+    `  macOS: security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db ${live.servingCaPath}`,
+    '  the data directory (and this CA) goes when the demo stops unless --dir keeps it; remove the CA from the browser then',
     'the demo keeps running; Ctrl-C stops it',
     '',
   ];
@@ -47,7 +53,6 @@ async function serveConsoleUntilStopped(live: DemoLiveAccess, json: boolean, io:
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  await proxy.close();
 }
 
 function kernelChoice(value: unknown): KernelChoice {

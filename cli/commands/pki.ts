@@ -28,11 +28,11 @@ const tokenTtl: DurationOptionSpec = { name: 'ttl', fallbackMs: 15 * 60_000, min
  * which would otherwise cost every start of the CLI, `sdc --help` included, a large part of its time.
  */
 async function trustModules() {
-  const [{ generateCrl }, { parseDeviceCsr }, { EnrollmentService }, { initPki, loadIssuingPki, pkiPaths, requireNoCa }, { parseCertificate }] = await Promise.all([
+  const [{ generateCrl }, { parseDeviceCsr }, { EnrollmentService }, { initPki, loadIssuingPki, pkiPaths, requireNoCa, createServingCa }, { parseCertificate }] = await Promise.all([
     import('../../trust/crl.js'), import('../../trust/device-csr.js'), import('../../trust/enrollment.js'),
     import('../../trust/pki-directory.js'), import('../../trust/x509-provider.js'),
   ]);
-  return { generateCrl, parseDeviceCsr, EnrollmentService, initPki, loadIssuingPki, pkiPaths, requireNoCa, parseCertificate };
+  return { generateCrl, parseDeviceCsr, EnrollmentService, initPki, loadIssuingPki, pkiPaths, requireNoCa, createServingCa, parseCertificate };
 }
 
 /** The text for a reader, or with --json one JSON object with the same facts. */
@@ -87,13 +87,35 @@ const init: Command = {
     report(args, io, {
       root_cert: paths.rootCertPath, root_key: paths.rootKeyPath, root_key_encrypted: result.rootKeyEncrypted, intermediate_cert: paths.intermediateCertPath,
       intermediate_not_after: result.intermediateNotAfter.toISOString(), intermediate_key: paths.intermediateKeyPath, root_sha256: result.rootFingerprintSha256,
+      serving_ca_cert: paths.servingCaCertPath, serving_ca_key: paths.servingCaKeyPath,
     }, [
       `root CA:          ${paths.rootCertPath}`,
       `root key:         ${paths.rootKeyPath} (${result.rootKeyEncrypted ? 'encrypted' : 'NOT encrypted'}; keep it offline)`,
       `intermediate CA:  ${paths.intermediateCertPath} (valid until ${result.intermediateNotAfter.toISOString()})`,
       `intermediate key: ${paths.intermediateKeyPath}`,
       `root SHA-256:     ${result.rootFingerprintSha256}`,
+      `serving CA:       ${paths.servingCaCertPath} (ECDSA P-256, for browsers only: trust it in the browser to open the console; docs/viewer.md)`,
     ].join('\n') + '\n');
+    return 0;
+  },
+};
+
+const servingCa: Command = {
+  name: 'serving-ca',
+  summary: 'Create the ECDSA P-256 serving CA for browsers in D/pki (made by init; for data directories made before it)',
+  usage: '--dir D [--force] [--json]',
+  optionHelp: [dirHelp, jsonHelp, ['--force', 'Replace an existing serving CA (browsers must then trust the new one)']],
+  options: { ...dirOption, force: { type: 'boolean' } },
+  async run(args, io) {
+    const { pkiPaths, createServingCa } = await trustModules();
+    await requireInitialisedDataDir(dataDir(args));
+    const paths = pkiPaths(dataDir(args));
+    if (args.values.force !== true && await fileExists(paths.servingCaCertPath)) {
+      throw new SdcError('TRUST_PKI_EXISTS', `${paths.servingCaCertPath} already exists (use --force to replace)`);
+    }
+    await createServingCa({ paths, now: new Date(systemClock.nowMs()), random: systemRandom });
+    report(args, io, { serving_ca_cert: paths.servingCaCertPath, serving_ca_key: paths.servingCaKeyPath },
+      `serving CA: ${paths.servingCaCertPath} (key ${paths.servingCaKeyPath}); sdc serve issues the browsers' certificate from it at its next start\n`);
     return 0;
   },
 };
@@ -306,5 +328,5 @@ const enroll: Command = {
 export const pkiCommands: CommandGroup = {
   name: 'pki',
   summary: 'Device PKI: CA hierarchy, certificate issuance, revocation, CRLs and pairing tokens',
-  commands: [init, issue, revoke, crl, pairingToken, enroll],
+  commands: [init, servingCa, issue, revoke, crl, pairingToken, enroll],
 };

@@ -211,7 +211,7 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
     import('../../server/materials/materials.js'), import('../../runtime/system.js'),
   ]);
   const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info' }, pino.destination(2));
-  const materials = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, ...certificateNames(args), serverTlsName: tlsName });
+  const materials = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, ...certificateNames(args), serverTlsName: tlsName, browserCertificate: withControlPlane });
   // While the stores are awaited only unref'd timers may be pending; this keeps the process up.
   const keepAlive = setInterval(() => undefined, 60_000);
   let deployment: Deployment;
@@ -227,6 +227,12 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
   }
   io.stdout(`gateway        ${deployment.gatewayUrl}\n`);
   io.stdout(`root CA        ${materials.dataDir}/pki/root-ca.pem (give it to agents with --ca)\n`);
+  if (withControlPlane) {
+    // Browsers take no Ed25519 in TLS (docs/viewer.md): the console's certificate chains to the serving CA.
+    io.stdout(materials.browserTls === undefined
+      ? 'console        no serving CA in this data directory: browsers cannot connect (sdc pki serving-ca adds one)\n'
+      : `console        ${deployment.apiUrl ?? ''}/ (browsers: trust ${materials.browserTls.servingCaPath} once, docs/viewer.md)\n`);
+  }
   io.stdout(`stores         ${describeStores(deployment.stores)}\n`);
   io.stdout('ready\n');
   // Timers from the system scheduler are unref'd; the listening sockets keep the process alive.

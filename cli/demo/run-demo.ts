@@ -41,6 +41,9 @@ export interface DemoLiveAccess {
   readonly summary: DemoSummary;
   readonly apiUrl: string;
   readonly rootCaPem: string;
+  /** The serving CA a browser trusts to open the console (D/pki/serving-ca.pem), and its certificate. */
+  readonly servingCaPath: string;
+  readonly servingCaPem: string;
   readonly name: string;
   readonly password: string;
 }
@@ -228,7 +231,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       ok: false,
     };
     summary.ok = notTerminal === 0 && summary.audit_verified && online === options.agents;
-    await options.keepRunning?.({ summary, apiUrl, rootCaPem: caPem, name: adminName, password });
+    const browserTls = materials.browserTls;
+    if (options.keepRunning !== undefined && browserTls === undefined) throw new SdcError('TRUST_PKI_MISSING', `${dataDir} has no serving CA for browsers: run sdc pki serving-ca --dir ${dataDir}`);
+    if (browserTls !== undefined) await options.keepRunning?.({ summary, apiUrl, rootCaPem: caPem, servingCaPath: browserTls.servingCaPath, servingCaPem: browserTls.servingCaPem, name: adminName, password });
     return summary;
   } finally {
     closeLive?.();

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { groups, liveChannel, streamNames } from '../bus-contract/streams.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import type { DeploymentMaterials } from '../materials/materials.js';
+import { apiTlsOptions, type DeploymentMaterials } from '../materials/materials.js';
 import { AuditLog } from '../../core/protocol/audit-chain.js';
 import type { Policy } from '../../core/protocol/policy.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
@@ -22,6 +22,7 @@ import type { ComplianceRules } from '../../core/protocol/compliance.js';
 import type { AlertRules } from './alert-rules.js';
 import { AuthService } from './auth.js';
 import { attachOta } from '../ota/control-plane-ota.js';
+import type { ExecutionTimeouts } from '../../core/ota/execution-machine.js';
 import type { OtaServices } from '../ota/ota-service.js';
 import { CommandService } from './commands.js';
 import { ApprovalService } from './approvals.js';
@@ -131,6 +132,10 @@ export interface ControlPlaneOptions {
   readonly scryptParams?: { N: number; r: number; p: number };
   /** The OTA image repository's artifact size limit (default releaseLimits.artifactBytesMax, 256 MiB). */
   readonly otaArtifactBytesMax?: number;
+  /** OTA execution timeouts (core/ota/execution-machine.ts defaultExecutionTimeouts by default). */
+  readonly otaExecutionTimeouts?: ExecutionTimeouts;
+  /** How often running rollouts are ticked and executions checked for timeouts (default 1 s). */
+  readonly otaRolloutSweepIntervalMs?: number;
 }
 
 export interface ControlPlane extends ControlPlaneServices {
@@ -238,8 +243,16 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   // The OTA image repository, when `sdc ota init` created one in the data directory; its routes answer either way.
   const ota = await attachOta({
     context, app, dataDir: materials.dataDir, raiseAlert: (alert) => events.raiseAlert(alert),
+    rollouts: {
+      signer: materials.commandSigner,
+      verifyReportFrame: async (deviceId, frame) => (await devices.verifyDeviceFrame(deviceId, frame, 'OTA_REPORT')).body,
+      ...(options.otaExecutionTimeouts === undefined ? {} : { timeouts: options.otaExecutionTimeouts }),
+    },
+    ...(options.otaRolloutSweepIntervalMs === undefined ? {} : { rolloutSweepIntervalMs: options.otaRolloutSweepIntervalMs }),
     ...(options.otaArtifactBytesMax === undefined ? {} : { artifactBytesMax: options.otaArtifactBytesMax }),
   });
+
+  if (ota.services !== undefined) events.otaReports = (data) => ota.services!.rollouts.onReport(data);
 
   const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
   const claimIdleMs = options.claimIdleMs ?? 30_000;
@@ -276,7 +289,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       const handler = (req: Parameters<FastifyInstance['routing']>[0], res: Parameters<FastifyInstance['routing']>[1]) => app.routing(req, res);
       const created = tls
         ? createHttpsServer({
-          key: materials.serverTls.keyPem, cert: `${materials.serverTls.certPem.trim()}\n${materials.intermediateCaPem.trim()}\n`, minVersion: 'TLSv1.3', // hardening 10.4: no TLS 1.2 anywhere (docs/security/threat-model.md)
+          ...apiTlsOptions(materials), minVersion: 'TLSv1.3', // hardening 10.4: no TLS 1.2 anywhere (docs/security/threat-model.md)
           // Requested, not required, and not judged here: only certificate renewal uses it, and it
           // verifies the certificate itself (chain, validity, revocation, device id).
           requestCert: true, rejectUnauthorized: false, ca: [materials.intermediateCaPem, materials.rootCaPem],

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
 import { SdcError } from '../../core/errors/index.js';
 import type { RandomSource } from '../../core/ports/ports.js';
-import type { DeploymentMaterials } from '../materials/materials.js';
+import { apiTlsOptions, type DeploymentMaterials } from '../materials/materials.js';
 import { healthzAnswer, type Readiness } from './readiness.js';
 
 /**
@@ -90,7 +90,7 @@ export async function startStartupApiServer(options: {
       });
   };
   const server = createHttpsServer({
-    key: materials.serverTls.keyPem, cert: `${materials.serverTls.certPem.trim()}\n${materials.intermediateCaPem.trim()}\n`, minVersion: 'TLSv1.3', // hardening 10.4: no TLS 1.2 anywhere (docs/security/threat-model.md)
+    ...apiTlsOptions(materials), minVersion: 'TLSv1.3', // hardening 10.4: no TLS 1.2 anywhere (docs/security/threat-model.md)
   }, handler);
   const port = await listen(server, 'api', options.host, options.port);
   const shownHost = options.host.includes(':') ? `[${options.host}]` : options.host;

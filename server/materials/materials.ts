@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
@@ -6,8 +6,8 @@ import type { Clock, RandomSource } from '../../core/ports/ports.js';
 import { createNodeEd25519Provider, pemFromPrivateSeed } from '../../runtime/ed25519-node.js';
 import { ensurePrivateDirectory, fileExists, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
 import { readEd25519SeedFile, requireParsablePrivateKeyPem, requirePrivateKeyFileMode } from '../../trust/key-files.js';
-import { initPki, loadIssuingPki, pkiPaths, type IssuingPki } from '../../trust/pki-directory.js';
-import { issueServerCertificate } from '../../trust/server-certificate.js';
+import { initPki, loadIssuingPki, loadServingCa, pkiPaths, type IssuingPki } from '../../trust/pki-directory.js';
+import { apiTlsCertificates, issueServerCertificate } from '../../trust/server-certificate.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
 
 /** A service's own Ed25519 signing key, with its key id. */
@@ -26,6 +26,11 @@ export interface DeploymentMaterials {
   readonly intermediateKey: CryptoKey;
   readonly pki: IssuingPki;
   readonly serverTls: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
+  /**
+   * The API's second certificate, ECDSA P-256 under the serving CA, for browsers (decision 0006);
+   * absent in a data directory without a serving CA, or when the caller asked for none (gateways).
+   */
+  readonly browserTls?: { readonly certPem: string; readonly keyPem: string; readonly servingCaPem: string; readonly servingCaPath: string };
   readonly commandSigner: ServiceSigner;
   readonly gatewaySigner: ServiceSigner;
 }
@@ -46,6 +51,8 @@ export interface LoadDeploymentOptions {
    * in one file would re-issue it over each other at every start.
    */
   serverTlsName?: string;
+  /** Issue (or renew) the browsers' ECDSA certificate from D/pki/serving-ca.* when there is one (default true; gateways say false). */
+  browserCertificate?: boolean;
 }
 
 const dayMs = 24 * 3600 * 1000;
@@ -65,6 +72,8 @@ export function deploymentPaths(dataDir: string, serverTlsName = 'server') {
     tlsDir: join(dataDir, 'tls'),
     serverCertPath: join(dataDir, 'tls', `${serverTlsName}.pem`),
     serverKeyPath: join(dataDir, 'tls', `${serverTlsName}.key`),
+    browserCertPath: join(dataDir, 'tls', `${serverTlsName}-browser.pem`),
+    browserKeyPath: join(dataDir, 'tls', `${serverTlsName}-browser.key`),
     jwtKeysPath: join(dataDir, 'jwt', 'keys.json'),
     databasePath: join(dataDir, 'db', 'sdc.sqlite'),
   } as const;
@@ -90,11 +99,50 @@ export async function loadDeployment(options: LoadDeploymentOptions): Promise<De
   const commandSigner = await loadOrCreateServiceKey(paths.commandKeyPath, 'cp', options.random);
   const gatewaySigner = await loadOrCreateServiceKey(paths.gatewayKeyPath, 'gateway', options.random);
   const serverTls = await loadOrIssueServerCertificate(options, pki, intermediateCaPem);
+  const browserTls = options.browserCertificate === false ? undefined : await loadOrIssueBrowserCertificate(options);
   return {
     dataDir: options.dataDir, rootCaPem, intermediateCaPem, intermediateKey: pki.intermediate.privateKey, pki,
     serverTls: { ...serverTls, caPem: `${intermediateCaPem.trim()}\n${rootCaPem.trim()}\n` },
+    ...(browserTls === undefined ? {} : { browserTls }),
     commandSigner, gatewaySigner,
   };
+}
+
+/** The API port's Node TLS options: the Ed25519 chain, and the browsers' ECDSA one when there is one. */
+export function apiTlsOptions(materials: Pick<DeploymentMaterials, 'serverTls' | 'intermediateCaPem' | 'browserTls'>): ReturnType<typeof apiTlsCertificates> {
+  return apiTlsCertificates(materials);
+}
+
+/**
+ * The browsers' certificate: an ECDSA P-256 leaf for the same names, from the serving CA, kept in
+ * D/tls/NAME-browser.pem and renewed like the Ed25519 one (a third of its life left, a name
+ * missing) and also when the serving CA was replaced.
+ */
+async function loadOrIssueBrowserCertificate(options: LoadDeploymentOptions): Promise<DeploymentMaterials['browserTls']> {
+  const pkiFiles = pkiPaths(options.dataDir);
+  const servingCa = await loadServingCa(pkiFiles);
+  if (servingCa === undefined) return undefined;
+  const paths = deploymentPaths(options.dataDir, options.serverTlsName);
+  const hostnames = [...(options.serverHostnames ?? ['localhost'])];
+  const ipAddresses = [...(options.serverIpAddresses ?? ['127.0.0.1', '::1'])];
+  const nowMs = options.clock.nowMs();
+  const shared = { servingCaPem: servingCa.certPem, servingCaPath: pkiFiles.servingCaCertPath };
+  if ((await fileExists(paths.browserCertPath)) && (await fileExists(paths.browserKeyPath))) {
+    const certPem = await readFile(paths.browserCertPath, 'utf8');
+    await requirePrivateKeyFileMode(paths.browserKeyPath);
+    const keyPem = await readFile(paths.browserKeyPath, 'utf8');
+    requireParsablePrivateKeyPem(paths.browserKeyPath, keyPem);
+    const stillFits = serverCertificateStillFits(paths.browserCertPath, certPem, { nowMs, hostnames, ipAddresses });
+    if (stillFits && new X509Certificate(certPem).verify(new X509Certificate(servingCa.certPem).publicKey)) return { certPem, keyPem, ...shared };
+  }
+  const issued = await issueServerCertificate({
+    intermediateCertPem: servingCa.certPem, intermediateKey: servingCa.privateKey, hostnames, ipAddresses,
+    now: new Date(nowMs), validityMs: options.serverCertValidityMs ?? 90 * dayMs, random: options.random, keyAlgorithm: 'ECDSA-P256',
+  });
+  await ensurePrivateDirectory(paths.tlsDir);
+  await writeFileAtomic(paths.browserKeyPath, issued.keyPem, { mode: privateFileMode });
+  await writeFileAtomic(paths.browserCertPath, issued.certPem, { mode: 0o644 });
+  return { ...issued, ...shared };
 }
 
 /**

@@ -1,9 +1,12 @@
 // `sdc demo --viewer`: after the summary, the deployment keeps running and the console answers at
-// the printed URL (through the ECDSA front browsers need), the printed login works, and Ctrl-C
-// (SIGINT) stops it all with the demo's exit status.
+// the printed URL, on the API's own port, to a client that speaks only what browsers speak (no
+// Ed25519) and trusts only the printed serving CA; the printed login works, and Ctrl-C (SIGINT)
+// stops it all with the demo's exit status.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -12,19 +15,19 @@ import { e2eWaitMsMin, eventually } from './support/e2e-harness.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
-/** One HTTPS call to the front; its certificate is checked against the fingerprint the demo printed, not skipped. */
-function call(url: URL, fingerprint: string, options: { method?: string; body?: string } = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+/** A browser's signature algorithms: no Ed25519, so the API port must present its ECDSA chain. */
+const browserSigalgs = 'ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384:rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pkcs1_sha256';
+
+/** One HTTPS call as a browser makes it, trusting only the printed serving CA (verified, not skipped). */
+function call(url: URL, servingCaPem: string, options: { method?: string; body?: string; token?: string } = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string; keyType: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, {
-      method: options.method ?? 'GET', rejectUnauthorized: false, headers: options.body ? { 'content-type': 'application/json' } : {},
-    }, (res) => {
-      const socket = res.socket as import('node:tls').TLSSocket;
-      const seen = socket.getPeerCertificate().fingerprint256;
-      if (seen !== fingerprint) reject(new Error(`certificate ${seen} is not the printed ${fingerprint}`));
+    const headers: Record<string, string> = { ...(options.body ? { 'content-type': 'application/json' } : {}), ...(options.token ? { authorization: `Bearer ${options.token}` } : {}) };
+    const req = request(url, { method: options.method ?? 'GET', ca: servingCaPem, sigalgs: browserSigalgs, headers }, (res) => {
+      const keyType = (res.socket as import('node:tls').TLSSocket).getPeerX509Certificate()?.publicKey.asymmetricKeyType ?? 'none';
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => { body += chunk; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, keyType }));
     });
     req.on('error', reject);
     req.end(options.body);
@@ -47,26 +50,25 @@ describe('sdc demo --viewer', () => {
         if (child.exitCode !== null) throw new Error(`sdc demo exited with ${child.exitCode} before printing the console: ${stdout}${stderr}`);
         const url = /^console\s+(https:\/\/\S+)$/m.exec(stdout)?.[1];
         const login = /^login\s+(\S+) \/ (\S+)$/m.exec(stdout);
-        const fingerprint = /^certificate sha256\s+([0-9A-F:]{95})/m.exec(stdout)?.[1];
-        return url && login && fingerprint ? { url: new URL(url), name: login[1]!, password: login[2]!, fingerprint } : undefined;
+        const servingCaPath = /^serving CA\s+(\S+\.pem)$/m.exec(stdout)?.[1];
+        const fingerprint = /^serving CA sha256\s+([0-9A-F:]{95})$/m.exec(stdout)?.[1];
+        return url && login && servingCaPath && fingerprint ? { url: new URL(url), name: login[1]!, password: login[2]!, servingCaPath, fingerprint } : undefined;
       }, e2eWaitMsMin * 2);
       assert.match(stdout, /result\s+ok/, stdout);
       assert.equal(child.exitCode, null, 'still running after the summary');
 
-      const page = await call(printed.url, printed.fingerprint);
+      const servingCaPem = readFileSync(printed.servingCaPath, 'utf8');
+      assert.equal(new X509Certificate(servingCaPem).fingerprint256, printed.fingerprint);
+      assert.match(stdout, /certutil -d sql:\$HOME\/\.pki\/nssdb -A -t C,, -n sdc-serving-ca -i /);
+      const page = await call(printed.url, servingCaPem);
       assert.equal(page.status, 200, `${page.body}\n${stdout}`);
+      assert.equal(page.keyType, 'ec', 'the console\'s ECDSA chain, straight from the API port');
       assert.match(String(page.headers['content-security-policy']), /script-src 'self'/);
       assert.match(page.body, /<sdc-app>/);
-      const login = await call(new URL('/v1/auth/login', printed.url), printed.fingerprint, { method: 'POST', body: JSON.stringify({ name: printed.name, password: printed.password }) });
+      const login = await call(new URL('/v1/auth/login', printed.url), servingCaPem, { method: 'POST', body: JSON.stringify({ name: printed.name, password: printed.password }) });
       assert.equal(login.status, 200, `${login.body}\n${stdout}`);
       const token = (JSON.parse(login.body) as { token: string }).token;
-      const listDevices = () => new Promise<{ items: Array<{ online: boolean }> }>((resolve, reject) => {
-        request(new URL('/v1/devices', printed.url), { rejectUnauthorized: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
-          let body = '';
-          res.on('data', (chunk) => { body += chunk; });
-          res.on('end', () => resolve(JSON.parse(body)));
-        }).on('error', reject).end();
-      });
+      const listDevices = async () => JSON.parse((await call(new URL('/v1/devices', printed.url), servingCaPem, { token })).body) as { items: Array<{ online: boolean }> };
       // The agents are still connected after the summary (waited for: a heartbeat may be late on a loaded machine).
       await eventually('both agents online after the summary', async () => ((await listDevices()).items.filter((d) => d.online).length === 2 ? true : undefined));
     } finally {

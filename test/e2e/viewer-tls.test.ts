@@ -1,15 +1,17 @@
 // What a browser makes of our TLS chains (docs/decisions/0006-browser-serving-chain.md), in Debian's
 // Chromium with the CA installed the way Linux browsers trust one: in the profile's NSS database
-// (certutil), and with certificate errors NOT ignored. Today's all-Ed25519 API certificate fails
-// the TLS handshake itself; an ECDSA P-256 leaf under an ECDSA P-256 serving CA loads the page.
+// (certutil), and with certificate errors NOT ignored. An all-Ed25519 certificate fails the TLS
+// handshake itself; an ECDSA P-256 leaf under an ECDSA P-256 serving CA loads the page, and so does
+// a real `sdc serve` (after `sdc pki init`) once D/pki/serving-ca.pem is installed.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { systemRandom } from '../../runtime/system.js';
 import { issueServerCertificate, issueServingCa } from '../../trust/server-certificate.js';
@@ -26,14 +28,17 @@ async function serve(certPem: string, keyPem: string): Promise<{ url: string; se
   return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/`, server };
 }
 
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
 /** Loads the URL with certificate errors counted; the page's text, or Chromium's net:: error. */
-async function load(home: string, url: string): Promise<string> {
+async function load(home: string, url: string, waitFor?: string): Promise<string> {
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'], env: { ...process.env, HOME: home } });
   try {
     const page = await (await browser.newContext({ ignoreHTTPSErrors: false })).newPage();
     try {
       await page.goto(url, { timeout: 30_000 });
+      if (waitFor !== undefined) await page.getByRole('button', { name: waitFor }).waitFor({ timeout: 30_000 });
       return await page.textContent('body') ?? '';
     } catch (error) {
       return /net::[A-Z_]+/.exec((error as Error).message)?.[0] ?? (error as Error).message;
@@ -89,5 +94,44 @@ describe('browsers and our TLS chains', { skip }, () => {
     servers.push(server);
     await assert.rejects(install('sdc-root', pki.root.certificate.toString('pem')), /SEC_ERROR_ADDING_CERT/);
     assert.equal(await load(home, url), 'net::ERR_SSL_VERSION_OR_CIPHER_MISMATCH');
+  });
+
+  it('loads the console from a real `sdc serve` directly, once the serving CA that `sdc pki init` made is installed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sdc-tls-serve-'));
+    const run = (args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'bin/sdc.js'), ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000, env: { ...process.env, SDC_FROM_SOURCE: '1' } });
+    const built = spawnSync(process.execPath, [join(repoRoot, 'scripts/build-viewer.mjs'), '--out-dir', join(dir, 'viewer')], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(built.status, 0, built.stderr);
+    const init = run(['pki', 'init', '--dir', join(dir, 'data'), '--insecure-plain-root-key', '--json']);
+    assert.equal(init.status, 0, init.stderr);
+    const servingCaPath = (JSON.parse(init.stdout) as { serving_ca_cert: string }).serving_ca_cert;
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/sdc.js'), 'serve', '--dir', join(dir, 'data'), '--api-port', '0', '--gateway-port', '0'], {
+      cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SDC_FROM_SOURCE: '1', SDC_VIEWER_DIR: join(dir, 'viewer'), SDC_LOG_LEVEL: 'warn' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const check = () => {
+          const found = /^console\s+(https:\/\/\S+\/) \(browsers: trust (\S+) once/m.exec(stdout);
+          if (found && /^ready$/m.test(stdout)) {
+            assert.equal(found[2], servingCaPath, 'sdc serve names the serving CA that sdc pki init made');
+            resolve(found[1]!);
+          } else if (child.exitCode !== null) reject(new Error(`sdc serve exited ${child.exitCode}: ${stdout}${stderr}`));
+          else setTimeout(check, 100);
+        };
+        check();
+      });
+      const consoleUrl = url.replace('://localhost:', '://127.0.0.1:');
+      assert.equal(await load(home, consoleUrl), 'net::ERR_CERT_AUTHORITY_INVALID', 'not trusted before the serving CA is installed');
+      await install('sdc-serve-serving-ca', await (await import('node:fs/promises')).readFile(servingCaPath, 'utf8'));
+      assert.match(await load(home, consoleUrl, 'Log in'), /Log in/, 'the console page from sdc serve, its script run, straight from the API port');
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -63,16 +63,20 @@ export const suiteControlPlane = Object.freeze({
   deviceId: 'kernel-suite-01',
 });
 
+/** When the suite's commands are issued: the machine's clock at load (a test helper, not the kernel). */
+const suiteIssuedAtMs = Date.now();
+
 export function runKernelContractSuite(name: string, factory: KernelTargetFactory, options: { skip?: string } = {}): void {
   describe(`kernel contract: ${name}`, { skip: options.skip }, () => {
     let counter = 1n;
     let deviceSeq = 1;
     /** A command signed by the suite's control plane (or `seed`), as the agent would pass it down. */
     const authorize = (t: KernelTarget, opcode: ProtocolOpcode, args: Record<string, unknown> = {},
-      o: { seq?: number; deviceId?: string; seed?: Uint8Array } = {}): CommandAuthorization => commandAuthorization(signCommand({
+      o: { seq?: number; deviceId?: string; seed?: Uint8Array; issuedAtMs?: number; expiresAtMs?: number } = {}): CommandAuthorization => commandAuthorization(signCommand({
       command: {
-        id: `suite-${deviceSeq}`, device_id: o.deviceId ?? suiteControlPlane.deviceId, opcode, args, issued_at: 1_700_000_000_000,
-        expires_at: 1_700_000_060_000, device_seq: o.seq ?? deviceSeq++, issuer: 'kernel-suite',
+        // Valid for a day from now on the test machine's clock (the native library reads CLOCK_REALTIME; the mocks' clocks are earlier).
+        id: `suite-${deviceSeq}`, device_id: o.deviceId ?? suiteControlPlane.deviceId, opcode, args, issued_at: o.issuedAtMs ?? suiteIssuedAtMs,
+        expires_at: o.expiresAtMs ?? suiteIssuedAtMs + 86_400_000, device_seq: o.seq ?? deviceSeq++, issuer: 'kernel-suite',
       },
       kid: 'cp-1', seed: o.seed ?? suiteControlPlane.seed, provider: t.ed25519,
     }));
@@ -377,6 +381,18 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
       assert.deepEqual([status.stagedVersion, status.currentVersion, status.commits, status.rollbacks], ['', '', 0, 0]);
     }));
 
+    test('an expired signed command is refused COMMAND_EXPIRED on the kernel\'s own clock, takes no seq, and leaves the state alone', () => withTarget(async (t) => {
+      const bridge = await provisioned(t);
+      // Expired decades ago on every clock the suite runs under (mock: 2023; native: now).
+      const expired = authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seq: 500, issuedAtMs: 1_000_000, expiresAtMs: 1_060_000 });
+      await assert.rejects(bridge.rollbackUpdate(expired), refusedWith('COMMAND_EXPIRED'));
+      await assert.rejects(bridge.rollbackUpdate(expired), refusedWith('COMMAND_EXPIRED'), 'still expired, not a replay: the seq was not taken');
+      // The same seq, signed with a live expiry, still runs (reaches the operation: nothing staged, BAD_STATE).
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seq: 500 })), refusedWith('BAD_STATE'));
+      // Forged beats expired: an unprovisioned key's expired command is COMMAND_FORGED (the order of checks).
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seq: 501, seed: suiteControlPlane.otherSeed, issuedAtMs: 1_000_000, expiresAtMs: 1_060_000 })), refusedWith('COMMAND_FORGED'));
+    }));
+
     test('signed commands for another device, another operation or already run are refused with their codes', () => withTarget(async (t) => {
       const bridge = await provisioned(t);
       const bytes = new Uint8Array([5, 6, 7]);
@@ -400,6 +416,9 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
       await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seq: 1000 - 255 })), refusedWith('BAD_STATE'));
       // Malformed: signed_len disagreeing with command_len; control-plane-signed bytes that are not a command.
       const junk = new TextEncoder().encode('sdc-command-v1\n{"args":{},"device_id":"kernel-suite-01"}');
+      // Every field but expires_at: a command without an expiry is malformed, not timeless.
+      const noExpiry = new TextEncoder().encode('sdc-command-v1\n{"args":{},"device_id":"kernel-suite-01","device_seq":2000,"opcode":"EXEC_ROLLBACK_UPDATE"}');
+      await assert.rejects(bridge.rollbackUpdate({ signedBytes: noExpiry, signature: t.ed25519.sign(suiteControlPlane.seed, noExpiry) }), refusedWith('COMMAND_INVALID'));
       const junkAuth = { signedBytes: junk, signature: t.ed25519.sign(suiteControlPlane.seed, junk) };
       await assert.rejects(bridge.rollbackUpdate(junkAuth), refusedWith('COMMAND_INVALID'));
       assert.equal((await bridge.getStatus()).stagedVersion, 'v1');

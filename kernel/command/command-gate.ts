@@ -4,8 +4,8 @@
  * whether one IOCTL may run; `provision` executes PROVISION_COMMAND_KEYS. The native library
  * implements the same rules in the same order (sdc_command.c); docs/kernel-contract.md lists them.
  */
-import type { Ed25519Provider } from '../../core/ports/ports.js';
-import { KernelStatus, Layout, PRIVILEGED_OPCODES, type OpcodeName } from '../generated/contract.js';
+import type { Clock, Ed25519Provider } from '../../core/ports/ports.js';
+import { COMMAND_EXPIRY_GRACE_MS, KernelStatus, Layout, PRIVILEGED_OPCODES, type OpcodeName } from '../generated/contract.js';
 import { view } from '../codec.js';
 import { decodeCommandAttachment } from './attachment.js';
 import { commandMatches } from './match.js';
@@ -23,7 +23,8 @@ export class CommandGate {
   private keys: Uint8Array[] = [];
   private readonly window = new CommandReplayWindow();
 
-  constructor(private readonly ed25519: Ed25519Provider) {}
+  /** `clock`: the kernel's own time (the native library reads CLOCK_REALTIME), never the agent's word. */
+  constructor(private readonly ed25519: Ed25519Provider, private readonly clock: Clock) {}
 
   /**
    * OK when the request may run. `attachment` is the payload's last command_len bytes (empty for
@@ -41,6 +42,8 @@ export class CommandGate {
     if (command === undefined) return S.COMMAND_INVALID;
     if (command.deviceId !== this.deviceId) return S.COMMAND_WRONG_DEVICE;
     if (!commandMatches(name, command, request)) return S.COMMAND_MISMATCH;
+    // Before the replay window, so an expired command does not take a seq either.
+    if (BigInt(Math.floor(this.clock.nowMs())) >= command.expiresAt + BigInt(COMMAND_EXPIRY_GRACE_MS)) return S.COMMAND_EXPIRED;
     if (!this.window.fresh(command.deviceSeq)) return S.COMMAND_REPLAY;
     this.window.mark(command.deviceSeq);
     return S.OK;

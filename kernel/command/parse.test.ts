@@ -24,6 +24,7 @@ test('property: every command the control plane signs is read back with its devi
     assert.ok(parsed, new TextDecoder().decode(bytes));
     assert.equal(parsed.deviceId, c.device_id);
     assert.equal(parsed.deviceSeq, BigInt(c.device_seq));
+    assert.equal(parsed.expiresAt, BigInt(c.issued_at + 1));
     assert.equal(parsed.opcode, 'EXEC_GET_STATUS');
     assert.deepEqual([...parsed.args.keys()].sort(), Object.keys(c.args).sort());
     for (const [name, value] of Object.entries(c.args)) {
@@ -35,7 +36,7 @@ test('property: every command the control plane signs is read back with its devi
 });
 
 test('refuses what is not one strict command object', () => {
-  const ok = 'sdc-command-v1\n{"args":{},"device_id":"d1","device_seq":3,"opcode":"EXEC_GET_STATUS"}';
+  const ok = 'sdc-command-v1\n{"args":{},"device_id":"d1","device_seq":3,"expires_at":1700000060000,"opcode":"EXEC_GET_STATUS"}';
   assert.ok(parseSignedCommand(utf8.encode(ok)));
   const bad = [
     ok.replace('sdc-command-v1', 'sdc-command-v2'),
@@ -49,6 +50,13 @@ test('refuses what is not one strict command object', () => {
     ok.replace('"args":{}', '"args":{"a":{"b":1}}'),
     ok.replace('"args":{}', '"args":{"a":true}'),
     ok.replace(',"opcode":"EXEC_GET_STATUS"', ''),
+    // expires_at: required, one non-negative safe integer.
+    ok.replace(',"expires_at":1700000060000', ''),
+    ok.replace('"expires_at":1700000060000', '"expires_at":1700000060000,"expires_at":1'),
+    ok.replace('"expires_at":1700000060000', '"expires_at":"1700000060000"'),
+    ok.replace('"expires_at":1700000060000', '"expires_at":1.7e12'),
+    ok.replace('"expires_at":1700000060000', '"expires_at":-1'),
+    ok.replace('"expires_at":1700000060000', '"expires_at":9007199254740992'),
     ok.replace('"device_id":"d1"', '"device_id":"d\\u0031"'),
     ok.replace('"args":{}', `"args":{},"x":${'['.repeat(9)}${']'.repeat(9)}`),
     ok.replace('"d1"', '"d1\u0001"'),

@@ -4,7 +4,7 @@
  * command signature verified, so its input is control-plane output; strictness (no whitespace, no
  * duplicate fields, bounded depth and sizes) keeps it small enough to mirror byte for byte in C
  * (kernel/native/src/sdc_command.c), which gives the same answer for every input.
- * It extracts only what the kernel checks: device_id, device_seq, opcode and the flat args.
+ * It extracts only what the kernel checks: device_id, device_seq, expires_at, opcode and the flat args.
  */
 
 export const commandSigningPrefixBytes = new TextEncoder().encode('sdc-command-v1\n');
@@ -28,6 +28,8 @@ export type CommandArg = { kind: 'string'; raw: Uint8Array } | { kind: 'integer'
 export interface ParsedCommand {
   deviceId: string;
   deviceSeq: bigint;
+  /** Unix ms after which the command is void (the kernel allows commandExpiryGraceMs of clock difference). */
+  expiresAt: bigint;
   opcode: string;
   args: Map<string, CommandArg>;
 }
@@ -141,7 +143,7 @@ function parseArgs(s: Scanner): Map<string, CommandArg> | undefined {
   return s.take(0x7d) ? args : undefined;
 }
 
-/** Undefined when the bytes are not the prefix and one object with the four fields (COMMAND_INVALID). */
+/** Undefined when the bytes are not the prefix and one object with the five fields (COMMAND_INVALID). */
 export function parseSignedCommand(bytes: Uint8Array): ParsedCommand | undefined {
   const prefix = commandSigningPrefixBytes;
   if (bytes.length < prefix.length || !prefix.every((b, i) => bytes[i] === b)) return undefined;
@@ -154,12 +156,13 @@ export function parseSignedCommand(bytes: Uint8Array): ParsedCommand | undefined
       const key = s.string();
       if (key === undefined || !s.take(0x3a)) return undefined;
       const name = key.includes(BACKSLASH) ? '' : ascii(key);
-      if (name === 'device_id' || name === 'opcode' || name === 'device_seq' || name === 'args') {
-        const field = name === 'device_id' ? 'deviceId' : name === 'device_seq' ? 'deviceSeq' : name;
+      if (name === 'device_id' || name === 'opcode' || name === 'device_seq' || name === 'expires_at' || name === 'args') {
+        const field = name === 'device_id' ? 'deviceId' : name === 'device_seq' ? 'deviceSeq' : name === 'expires_at' ? 'expiresAt' : name;
         if (found[field] !== undefined) return undefined;
         if (name === 'device_id') found.deviceId = plain(s.string(), commandParseLimits.deviceIdBytesMax);
         else if (name === 'opcode') found.opcode = plain(s.string(), commandParseLimits.opcodeBytesMax);
         else if (name === 'device_seq') found.deviceSeq = s.integer();
+        else if (name === 'expires_at') found.expiresAt = s.integer();
         else found.args = parseArgs(s);
         if (found[field] === undefined) return undefined;
       } else if (!s.skipValue(1)) {
@@ -169,7 +172,7 @@ export function parseSignedCommand(bytes: Uint8Array): ParsedCommand | undefined
     if (!s.take(0x7d)) return undefined;
   }
   if (s.pos !== bytes.length) return undefined;
-  const { deviceId, deviceSeq, opcode, args } = found;
-  if (deviceId === undefined || deviceSeq === undefined || deviceSeq < 1n || opcode === undefined || args === undefined) return undefined;
-  return { deviceId, deviceSeq, opcode, args };
+  const { deviceId, deviceSeq, expiresAt, opcode, args } = found;
+  if (deviceId === undefined || deviceSeq === undefined || deviceSeq < 1n || expiresAt === undefined || opcode === undefined || args === undefined) return undefined;
+  return { deviceId, deviceSeq, expiresAt, opcode, args };
 }

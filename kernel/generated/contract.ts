@@ -13,6 +13,7 @@ export const ARTIFACT_BYTES_MAX = 268435456;
 export const COMMAND_SIGNED_BYTES_MAX = 16384;
 export const COMMAND_KEYS_MAX = 8;
 export const COMMAND_REPLAY_WINDOW = 256;
+export const COMMAND_EXPIRY_GRACE_MS = 300000;
 
 /** Opcode values carried in the header. */
 export const Opcode = {
@@ -66,6 +67,7 @@ export const KernelStatus = {
   COMMAND_REPLAY: 21,
   NOT_PROVISIONED: 22,
   PROVISION_DENIED: 23,
+  COMMAND_EXPIRED: 24,
 } as const;
 export type KernelStatusName = keyof typeof KernelStatus;
 
@@ -94,6 +96,7 @@ export const kernelStatusNames: Readonly<Record<number, KernelStatusName>> = {
   21: 'COMMAND_REPLAY',
   22: 'NOT_PROVISIONED',
   23: 'PROVISION_DENIED',
+  24: 'COMMAND_EXPIRED',
 };
 
 /** Byte offsets and sizes of every fixed layout, plus each opcode's payload layouts. */

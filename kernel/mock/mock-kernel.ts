@@ -91,7 +91,7 @@ export class MockKernelService {
   private readonly gate: CommandGate;
 
   constructor(private readonly options: MockKernelOptions) {
-    this.gate = new CommandGate(options.ed25519);
+    this.gate = new CommandGate(options.ed25519, options.clock);
     if (options.commandKeys) this.gate.provision(encodeProvisionRequest(options.commandKeys));
     for (const fault of options.faults ?? []) validateFault(fault);
     this.statusFaults = (options.faults ?? []).filter((f) => f.kind === 'status');

@@ -68,7 +68,9 @@ test('native and mock agree on every control-plane-signed command, mutated or no
   const cpSeed = new Uint8Array(32).fill(3);
   const deviceId = 'diff-device';
   const native = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
-  const mock = createMockTarget({ agentSeed, serviceSeed, clock: { nowMs: () => 0 } });
+  // Both kernels judge expires_at on the machine's clock (the native library reads CLOCK_REALTIME).
+  const mock = createMockTarget({ agentSeed, serviceSeed, clock: { nowMs: () => Date.now() } });
+  const issuedAtMs = Date.now();
   let counter = 1n;
   const both = async (code: number, input: Uint8Array): Promise<number> => {
     const a = await native.device.call(code, input, 400);
@@ -99,7 +101,7 @@ test('native and mock agree on every control-plane-signed command, mutated or no
     await fc.assert(fc.asyncProperty(opcodeArgs, fc.integer({ min: 1, max: 600 }), fc.boolean(), mutation, fc.constantFrom('EXEC_ROLLBACK_UPDATE', 'EXEC_COMMIT_UPDATE') as fc.Arbitrary<'EXEC_ROLLBACK_UPDATE' | 'EXEC_COMMIT_UPDATE'>,
       async ({ opcode, args }, seq, ours, mutate, target) => {
         const command = signCommand({
-          command: { id: `d${seq}`, device_id: ours ? deviceId : 'other-device', opcode, args, issued_at: 1, expires_at: 2, device_seq: seq, issuer: 'diff' },
+          command: { id: `d${seq}`, device_id: ours ? deviceId : 'other-device', opcode, args, issued_at: issuedAtMs, expires_at: issuedAtMs + 86_400_000, device_seq: seq, issuer: 'diff' },
           kid: 'cp', seed: cpSeed, provider: ed25519,
         });
         const signedBytes = mutate(commandAuthorization(command).signedBytes);
@@ -123,7 +125,8 @@ test('a reopened native sandbox keeps its command keys and the seqs already run'
   const provision = async (target: KernelTarget, counter: bigint, keys = set.keys) => (await target.device.call(IoctlCode.PROVISION_COMMAND_KEYS,
     buildRequest({ ed25519, agentSeed, opcode: Opcode.PROVISION_COMMAND_KEYS, counter, payload: encodeProvisionRequest({ ...set, keys }) }), 200)).status;
   const rollback = commandAuthorization(signCommand({
-    command: { id: 'r1', device_id: set.deviceId, opcode: 'EXEC_ROLLBACK_UPDATE', args: {}, issued_at: 1, expires_at: 2, device_seq: 7, issuer: 'test' },
+    // Live on the native library's clock (CLOCK_REALTIME), which judges expires_at.
+    command: { id: 'r1', device_id: set.deviceId, opcode: 'EXEC_ROLLBACK_UPDATE', args: {}, issued_at: Date.now(), expires_at: Date.now() + 86_400_000, device_seq: 7, issuer: 'test' },
     kid: 'cp', seed: cpSeed, provider: ed25519,
   }));
   const runRollback = async (target: KernelTarget, counter: bigint) => (await target.device.call(IoctlCode.EXEC_ROLLBACK_UPDATE,

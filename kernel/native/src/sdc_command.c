@@ -2,7 +2,8 @@
  * Control-plane command authorization inside the kernel service: PROVISION_COMMAND_KEYS (the
  * device id and command keys, persisted in the sandbox), and the check every request passes
  * before it runs: a privileged opcode needs the control plane's signed command; an attached
- * command must verify under a provisioned key, name this device, match the IOCTL and carry a
+ * command must verify under a provisioned key, name this device, match the IOCTL, not be past its
+ * expires_at by more than SDC_COMMAND_EXPIRY_GRACE_MS on this kernel's clock, and carry a
  * device_seq not run before (a 256-seq window). Mirrors the TypeScript in kernel/command/ rule for rule, so the
  * mock and this library give the same status for the same bytes.
  *
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "sdc_internal.h"
 
@@ -44,8 +46,8 @@ typedef struct {
 
 typedef struct {
   span device_id, opcode;
-  uint64_t device_seq;
-  int has_device_id, has_opcode, has_seq, has_args;
+  uint64_t device_seq, expires_at;
+  int has_device_id, has_opcode, has_seq, has_expires, has_args;
   command_arg args[ARGS_MAX];
   uint32_t arg_count;
 } parsed_command;
@@ -184,6 +186,11 @@ static int parse_field(scanner* s, const span* key, parsed_command* c, int* hand
     c->has_seq = 1;
     return scan_integer(s, &c->device_seq);
   }
+  if (span_is(key, "expires_at")) {
+    if (c->has_expires) return 0;
+    c->has_expires = 1;
+    return scan_integer(s, &c->expires_at);
+  }
   if (span_is(key, "args")) {
     if (c->has_args) return 0;
     c->has_args = 1;
@@ -209,7 +216,7 @@ static int parse_command(const uint8_t* bytes, size_t len, parsed_command* c) {
     if (!take(&s, '}')) return 0;
   }
   if (s.pos != len) return 0;
-  return c->has_device_id && c->has_opcode && c->has_seq && c->device_seq >= 1 && c->has_args;
+  return c->has_device_id && c->has_opcode && c->has_seq && c->device_seq >= 1 && c->has_expires && c->has_args;
 }
 
 /* ---- matching the IOCTL ---- */
@@ -278,6 +285,13 @@ static int command_matches(int opcode, const parsed_command* c, const uint8_t* r
     default:
       return 1;
   }
+}
+
+/* ---- expiry: CLOCK_REALTIME in Unix ms (expires_at is at most 2^53 - 1, so the sum cannot wrap) ---- */
+static uint64_t unix_ms_now(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || ts.tv_sec < 0) return UINT64_MAX; /* no clock: treat as expired (fail closed) */
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* ---- replay window: bit i of seq_bits is seq (seq_highest - i) ---- */
@@ -386,6 +400,8 @@ int sdc_command_check(sdc_handle* h, int opcode, const uint8_t* attachment, uint
   size_t id_len = strlen(h->device_id);
   if (command.device_id.len != id_len || memcmp(command.device_id.p, h->device_id, id_len) != 0) return SDC_STATUS_COMMAND_WRONG_DEVICE;
   if (!command_matches(opcode, &command, request)) return SDC_STATUS_COMMAND_MISMATCH;
+  /* The kernel's own clock, never the agent's word; before the window, so an expired command takes no seq. */
+  if (unix_ms_now() >= command.expires_at + SDC_COMMAND_EXPIRY_GRACE_MS) return SDC_STATUS_COMMAND_EXPIRED;
   if (!window_fresh(h, command.device_seq)) return SDC_STATUS_COMMAND_REPLAY;
   uint64_t highest = h->seq_highest, bits[SDC_SEQ_WORDS];
   memcpy(bits, h->seq_bits, sizeof bits);

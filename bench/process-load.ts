@@ -6,6 +6,8 @@ export interface ProcessLoad {
   event_loop_utilization: number;
   event_loop_delay_ms: { p50: number; p99: number; max: number };
   cpu_per_wall: number;
+  /** CPU time (user + system, all threads) over the phase: divided by the operations it ran, the figure that holds on a busy machine. */
+  cpu_ms: number;
 }
 
 /** Event-loop utilization, event-loop delay and CPU use from now until `stop`. */
@@ -25,6 +27,7 @@ export function loadMonitor(): { stop(): ProcessLoad } {
         event_loop_utilization: Math.round(perfHooks.eventLoopUtilization(elu).utilization * 1000) / 1000,
         event_loop_delay_ms: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) },
         cpu_per_wall: Math.round(((used.user + used.system) / 1000 / wallMs) * 100) / 100,
+        cpu_ms: Math.round((used.user + used.system) / 1000),
       };
     },
   };

@@ -29,6 +29,8 @@ export interface CommandRounds {
   readonly lagSamples: number[];
   readonly refusedByCode: Record<string, number>;
   terminalCount: number;
+  /** Commands the API created in the phase, warm-up ones included: what the phase's CPU is divided by. */
+  created: number;
 }
 
 /**
@@ -36,7 +38,7 @@ export interface CommandRounds {
  * from just before its POST to its terminal event on the live stream; until done or the deadline.
  */
 export async function runCommandRounds(options: CommandRoundsOptions): Promise<CommandRounds> {
-  const rounds: CommandRounds = { ids: [], clientSamples: [], postSamples: [], lagSamples: [], refusedByCode: {}, terminalCount: 0 };
+  const rounds: CommandRounds = { ids: [], clientSamples: [], postSamples: [], lagSamples: [], refusedByCode: {}, terminalCount: 0, created: 0 };
   const measuredTotal = options.identities.length * options.commandsPerAgent;
   await Promise.all(options.identities.map(async ({ deviceId }) => {
     for (let round = 0; round < options.warmupRounds + options.commandsPerAgent; round += 1) {
@@ -63,6 +65,7 @@ async function oneCommand(options: CommandRoundsOptions, rounds: CommandRounds, 
     return false;
   }
   const postedMs = performance.now();
+  rounds.created += 1;
   const seen = await options.live.waitTerminal(command.id, options.deadlineMs);
   if (!measured) return false;
   rounds.postSamples.push(postedMs - sentMs);

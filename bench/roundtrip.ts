@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -51,6 +51,8 @@ export interface RoundtripBenchOptions {
   echoMessageBytes?: number;
   progress?: (line: string) => void;
   logger?: Logger;
+  /** Write a V8 CPU profile of this process (the services and the bench's client) over the commands phase here. */
+  cpuProfilePath?: string;
 }
 
 export interface PercentileRatios {
@@ -109,6 +111,12 @@ export interface RoundtripSummary {
    * latencies include waiting for the CPU.
    */
   commands_phase_load: ProcessLoad;
+  /**
+   * This process's CPU over the commands phase divided by the commands created in it (warm-up
+   * included): what one command round trip costs the services (control plane, gateway, stores'
+   * clients) plus the bench's own HTTP and SSE client. Robust on a busy machine, unlike latencies.
+   */
+  cpu_ms_per_command: number;
   duration_ms: number;
   ok: boolean;
 }
@@ -254,12 +262,14 @@ function measureBaseline(run: RoundtripRun, bench: BenchDeployment, identities: 
 async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identities: readonly AgentIdentity[]): Promise<{ rounds: CommandRounds; load: ProcessLoad; liveStreamReconnects: number }> {
   const live = await LiveTracker.open({ apiUrl: bench.apiUrl, token: bench.token, caPem: bench.caPem, api: bench.api });
   try {
+    const profiler = run.options.cpuProfilePath === undefined ? undefined : await startCpuProfile();
     const monitor = loadMonitor();
     const rounds = await runCommandRounds({
       api: bench.api, live, identities, warmupRounds, commandsPerAgent: run.options.commandsPerAgent, runTag: bench.runTag, deadlineMs: run.deadlineMs, progress: run.progress,
     });
-    await run.fdSampler.sample();
     const load = monitor.stop();
+    if (profiler !== undefined && run.options.cpuProfilePath !== undefined) await profiler.stop(run.options.cpuProfilePath);
+    await run.fdSampler.sample();
     run.progress(`commands ${rounds.terminalCount}/${identities.length * run.options.commandsPerAgent} terminal`);
     return { rounds, load, liveStreamReconnects: live.reconnects };
   } finally {
@@ -307,10 +317,29 @@ async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripB
     setup_conflict_retries: m.setupConflictRetries,
     phases_ms: m.phasesMs,
     commands_phase_load: m.load,
+    cpu_ms_per_command: rounds.created > 0 ? Math.round((m.load.cpu_ms / rounds.created) * 100) / 100 : 0,
     duration_ms: Math.round(performance.now() - run.startedMs),
     ok: m.online === options.agents && notTerminal === 0 && succeeded === measuredTotal,
   };
   return { summary, samplesMs: { baseline: m.baseline.samplesMs, server: m.serverSamples, client: rounds.clientSamples } };
+}
+
+/** The inspector's sampling profiler on this thread, from now until `stop` writes the `.cpuprofile` (Chrome DevTools format). */
+async function startCpuProfile(): Promise<{ stop(path: string): Promise<void> }> {
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  // 1 ms sampling (the default is 1 ms too, set so a reader knows the resolution of the figures).
+  await session.post('Profiler.setSamplingInterval', { interval: 1000 });
+  await session.post('Profiler.start');
+  return {
+    async stop(path) {
+      const { profile } = await session.post('Profiler.stop');
+      session.disconnect();
+      await writeFile(path, JSON.stringify(profile));
+    },
+  };
 }
 
 async function environmentOf(run: RoundtripRun): Promise<RoundtripSummary['environment']> {

@@ -23,11 +23,13 @@ export const roundtripBenchCommand: Command = {
     ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
     ['--timeout D', 'Give up after D, like 30m (default 30m)'],
     ['--verbose', 'Log the services to stderr'],
+    ['--cpu-profile FILE', 'Write a V8 CPU profile (.cpuprofile) of the services\' process over the commands phase'],
     ...legacyHelp(runTimeout),
   ],
   options: {
     agents: { type: 'string' }, commands: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
     redis: { type: 'string' }, mysql: { type: 'string' }, ...durationOptions(runTimeout), verbose: { type: 'boolean' },
+    'cpu-profile': { type: 'string' },
   },
   async run(args, io) {
     requireOption(args, 'agents');
@@ -45,6 +47,7 @@ export const roundtripBenchCommand: Command = {
       agents, commandsPerAgent, timeoutMs,
       ...(typeof args.values.redis === 'string' ? { redisUrl: args.values.redis } : {}),
       ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
+      ...(typeof args.values['cpu-profile'] === 'string' ? { cpuProfilePath: args.values['cpu-profile'] } : {}),
       progress: (line) => io.stderr(`${line}\n`),
       ...(args.values.verbose === true ? { logger: pino({ level: 'info' }, pino.destination(2)) } : {}),
     });

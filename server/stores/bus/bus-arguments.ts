@@ -53,6 +53,14 @@ export function parseEntryId(id: string): { ms: number; seq: number } {
   return { ms: Number(match[1]), seq: Number(match[2]) };
 }
 
+/** Ids for range and remove: 1..countMax well-formed entry ids. */
+export function checkIds(ids: readonly string[]): void {
+  if (!Array.isArray(ids) || ids.length === 0 || ids.length > busLimits.countMax) {
+    throw new SdcError('STORE_INVALID_ARGUMENT', `give 1..${busLimits.countMax} entry ids`);
+  }
+  for (const id of ids) parseEntryId(id);
+}
+
 /** Checks a whole batch before anything is appended, so a refusal appends nothing. */
 export function checkBatch(stream: string, entries: ReadonlyArray<Record<string, string>>, maxLen: number | undefined): void {
   checkName('stream', stream);

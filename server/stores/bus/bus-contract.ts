@@ -141,6 +141,30 @@ export function runBusContract(name: string, target: BusContractTarget): void {
       assert.equal(await bus.deadLetter('d', 'g', id, 'again'), null, 'an entry no longer pending is not moved twice');
     });
 
+    it('range reads entries in id order after an id, outside any group; remove deletes by id', async () => {
+      assert.deepEqual(await bus.range('r', { count: 10 }), [], 'a missing stream is empty');
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i += 1) ids.push(await bus.append('r', { n: String(i) }));
+      const first = await bus.range('r', { count: 2 });
+      assert.deepEqual(first, [{ id: ids[0], fields: { n: '0' } }, { id: ids[1], fields: { n: '1' } }]);
+      const next = await bus.range('r', { afterId: first.at(-1)!.id, count: 10 });
+      assert.deepEqual(next.map((e) => e.fields['n']), ['2', '3', '4'], 'after is exclusive');
+      assert.deepEqual(await bus.range('r', { afterId: ids[4]!, count: 10 }), []);
+      // Reading a range delivers nothing: a group created from the start still gets everything.
+      await bus.ensureGroup('r', 'g', '0');
+      assert.equal((await bus.readGroup('r', 'g', 'c', { count: 10 })).length, 5);
+      assert.equal(await bus.remove('r', [ids[1]!, ids[3]!, ids[3]!]), 2, 'a repeated id counts once');
+      assert.equal(await bus.remove('r', [ids[1]!]), 0, 'already removed');
+      assert.equal(await bus.remove('nowhere', [ids[0]!]), 0);
+      assert.equal(await bus.length('r'), 3);
+      assert.deepEqual((await bus.range('r', { count: 10 })).map((e) => e.fields['n']), ['0', '2', '4']);
+      assert.deepEqual((await bus.range('r', { afterId: ids[1]!, count: 10 })).map((e) => e.fields['n']), ['2', '4'], 'after a removed id');
+      await rejectsWithCode(bus.range('r', { count: 0 }), 'STORE_INVALID_ARGUMENT');
+      await rejectsWithCode(bus.range('r', { afterId: 'x-1', count: 1 }), 'STORE_INVALID_ARGUMENT');
+      await rejectsWithCode(bus.remove('r', []), 'STORE_INVALID_ARGUMENT');
+      await rejectsWithCode(bus.remove('r', ['1-x']), 'STORE_INVALID_ARGUMENT');
+    });
+
     it('trims to about maxLen, always keeping the newest entries', async () => {
       const ids = [];
       for (let i = 0; i < 300; i++) ids.push(await bus.append('t', { n: String(i) }, { maxLen: 20 }));

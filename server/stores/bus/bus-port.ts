@@ -47,6 +47,18 @@ export interface ClaimOptions {
   readonly count: number;
 }
 
+export interface RangeOptions {
+  /** Entries after this id (exclusive); absent: from the first entry. */
+  readonly afterId?: string;
+  readonly count: number;
+}
+
+/** An entry as stored, read outside any consumer group. */
+export interface StoredBusEntry {
+  readonly id: string;
+  readonly fields: Readonly<Record<string, string>>;
+}
+
 export interface StreamBus {
   append(stream: string, fields: Record<string, string>, opts?: AppendOptions): Promise<string>;
   /**
@@ -71,6 +83,16 @@ export interface StreamBus {
    */
   deadLetter(stream: string, group: string, id: string, reason: string): Promise<string | null>;
   length(stream: string): Promise<number>;
+  /**
+   * Up to `count` entries in id order after `afterId`, read outside any group (XRANGE): nothing is
+   * delivered or acknowledged. For operators inspecting a stream (dead letters); a missing stream is empty.
+   */
+  range(stream: string, opts: RangeOptions): Promise<StoredBusEntry[]>;
+  /**
+   * Deletes entries by id (XDEL); returns how many existed. Pending references to them stay until
+   * a claim drops them, as on Redis. For removing a dead letter an operator has dealt with.
+   */
+  remove(stream: string, ids: readonly string[]): Promise<number>;
   close(): Promise<void>;
 }
 

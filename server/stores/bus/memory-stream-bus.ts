@@ -2,9 +2,10 @@ import { SdcError } from '../../../core/errors/index.js';
 import type { Clock, Scheduler, TimerHandle } from '../../../core/ports/ports.js';
 import {
   deadFields, deadLetterStream,
-  type AppendOptions, type BusEntry, type ClaimOptions, type PendingEntry, type PendingOptions, type ReadGroupOptions, type StreamBus,
+  type AppendOptions, type BusEntry, type ClaimOptions, type PendingEntry, type PendingOptions, type RangeOptions, type ReadGroupOptions,
+  type StoredBusEntry, type StreamBus,
 } from './bus-port.js';
-import { busLimits, checkBatch, checkCount, checkFields, checkName, checkNonNegative, parseEntryId } from './bus-arguments.js';
+import { busLimits, checkBatch, checkCount, checkFields, checkIds, checkName, checkNonNegative, parseEntryId } from './bus-arguments.js';
 
 /**
  * Redis Streams semantics in memory, on an injected Clock and Scheduler so idle times and blocking
@@ -253,6 +254,33 @@ export class MemoryStreamBus implements StreamBus {
   async length(stream: string): Promise<number> {
     this.assertOpen();
     return this.streams.get(stream)?.entries.length ?? 0;
+  }
+
+  async range(stream: string, opts: RangeOptions): Promise<StoredBusEntry[]> {
+    this.assertOpen();
+    checkName('stream', stream);
+    checkCount('count', opts.count);
+    const after = opts.afterId === undefined ? undefined : parseEntryId(opts.afterId);
+    const entries = this.streams.get(stream)?.entries ?? [];
+    const start = after === undefined ? 0 : firstIndexAfter(entries, after.ms, after.seq);
+    return entries.slice(start, start + opts.count).map((entry) => ({ id: entry.id, fields: { ...entry.fields } }));
+  }
+
+  async remove(stream: string, ids: readonly string[]): Promise<number> {
+    this.assertOpen();
+    checkName('stream', stream);
+    checkIds(ids);
+    const state = this.streams.get(stream);
+    if (state === undefined) return 0;
+    let removed = 0;
+    for (const id of new Set(ids)) {
+      const entry = state.byId.get(id);
+      if (entry === undefined) continue;
+      state.byId.delete(id);
+      state.entries.splice(firstIndexAfter(state.entries, entry.ms, entry.seq) - 1, 1);
+      removed += 1;
+    }
+    return removed;
   }
 
   async close(): Promise<void> {

@@ -3,9 +3,10 @@ import { SdcError } from '../../../core/errors/index.js';
 import { mapRedisError } from '../redis-errors.js';
 import {
   deadFields, deadLetterStream,
-  type AppendOptions, type BusEntry, type ClaimOptions, type PendingEntry, type PendingOptions, type ReadGroupOptions, type StreamBus,
+  type AppendOptions, type BusEntry, type ClaimOptions, type PendingEntry, type PendingOptions, type RangeOptions, type ReadGroupOptions,
+  type StoredBusEntry, type StreamBus,
 } from './bus-port.js';
-import { busLimits, checkBatch, checkCount, checkFields, checkName, checkNonNegative, parseEntryId } from './bus-arguments.js';
+import { busLimits, checkBatch, checkCount, checkFields, checkIds, checkName, checkNonNegative, parseEntryId } from './bus-arguments.js';
 
 export interface RedisStreamBusOptions {
   /** redis://host:port/db */
@@ -186,6 +187,22 @@ export class RedisStreamBus implements StreamBus {
 
   async length(stream: string): Promise<number> {
     return Number(await this.command(this.client, 'XLEN', this.key(stream)));
+  }
+
+  async range(stream: string, opts: RangeOptions): Promise<StoredBusEntry[]> {
+    checkName('stream', stream);
+    checkCount('count', opts.count);
+    // The next possible id, inclusive: the same as an exclusive start, which XRANGE has only since Redis 6.2.
+    const after = opts.afterId === undefined ? undefined : parseEntryId(opts.afterId);
+    const start = after === undefined ? '-' : `${after.ms}-${after.seq + 1}`;
+    const reply = await this.command(this.client, 'XRANGE', this.key(stream), start, '+', 'COUNT', opts.count);
+    return entriesFromReply(reply, 0).map(({ id, fields }) => ({ id, fields }));
+  }
+
+  async remove(stream: string, ids: readonly string[]): Promise<number> {
+    checkName('stream', stream);
+    checkIds(ids);
+    return Number(await this.command(this.client, 'XDEL', this.key(stream), ...new Set(ids)));
   }
 
   async close(): Promise<void> {

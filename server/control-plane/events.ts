@@ -68,6 +68,9 @@ export class EventHandlers {
     this.alertMonitor = new AlertMonitor({ context: this.#ctx, episodes: this.#episodes, rateLimiter: this.alertRateLimiter, rules: options.alertRules ?? alertRulesDefault });
   }
 
+  /** A device's OTA_REPORT (server/ota/rollouts.ts), set when the control plane has an image repository. */
+  otaReports: ((data: BusEntryData<'ota_report'>) => Promise<void>) | undefined;
+
   /** One entry of `sdc:events`. */
   async handleEvent(entry: BusEntry): Promise<void> {
     const decoded = decodeBusEntry(entry.fields);
@@ -76,6 +79,10 @@ export class EventHandlers {
       case 'command_progress': return this.#progress(decoded.data);
       case 'command_result': return this.#result(decoded.data);
       case 'alert': return this.#alert(decoded.data);
+      case 'ota_report': {
+        if (this.otaReports === undefined) throw new SdcError('OTA_REPOSITORY_NOT_INITIALISED', `OTA report from ${decoded.data.device_id}, but this control plane has no image repository`);
+        return this.otaReports(decoded.data);
+      }
       case 'policy_bundle_report': return this.#policyBundleReport(decoded.data);
       default: throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the events stream`);
     }

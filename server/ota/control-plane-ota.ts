@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import type { ServiceContext } from '../control-plane/context.js';
 import type { RepositoryAlarm } from './image-repository.js';
-import { openOtaServices, type OtaServices } from './ota-service.js';
+import { openOtaServices, type OtaOptions, type OtaServices } from './ota-service.js';
+import { rolloutRoutes } from './rollout-routes.js';
 import { otaRoutes } from './routes.js';
 
 /** What the control plane's alert service offers (EventHandlers.raiseAlert): an alert, its audit entry, the live event. */
@@ -14,10 +15,17 @@ export interface OtaAttachOptions {
   readonly dataDir: string;
   readonly raiseAlert: RaiseAlert;
   readonly artifactBytesMax?: number;
+  readonly rollouts: OtaOptions['rollouts'];
+  /** How often running rollouts are ticked and executions checked for their timeouts (default otaSweepDefaults.rolloutSweepIntervalMs). */
+  readonly rolloutSweepIntervalMs?: number;
 }
 
 /** Defaults of the periodic passes: both are cheap (a few primary-key reads) and only sign when due. */
-export const otaSweepDefaults = { resignCheckIntervalMs: 60_000, alarmCheckIntervalMs: 3_600_000 } as const;
+export const otaSweepDefaults = {
+  resignCheckIntervalMs: 60_000, alarmCheckIntervalMs: 3_600_000,
+  /** A second: a soak's end or a free place in the rate window is acted on within it; a tick of an idle rollout is a few reads. */
+  rolloutSweepIntervalMs: 1_000,
+} as const;
 
 /**
  * The image repository in a control plane: opened from the data directory (none without `sdc
@@ -28,16 +36,18 @@ export const otaSweepDefaults = { resignCheckIntervalMs: 60_000, alarmCheckInter
  */
 export async function attachOta(options: OtaAttachOptions): Promise<{ services: OtaServices | undefined; sweeps: ReadonlyArray<readonly [string, number, () => Promise<unknown>]> }> {
   const services = await openOtaServices({
-    context: options.context, dataDir: options.dataDir, raiseAlert: alarmToAlert(options),
+    context: options.context, dataDir: options.dataDir, raiseAlert: alarmToAlert(options), rollouts: options.rollouts,
     ...(options.artifactBytesMax === undefined ? {} : { artifactBytesMax: options.artifactBytesMax }),
   });
   options.app.register(otaRoutes, { ota: () => services });
+  options.app.register(rolloutRoutes, { rollouts: () => services?.rollouts });
   if (services === undefined) return { services, sweeps: [] };
   return {
     services,
     sweeps: [
       ['TUF online roles re-sign', otaSweepDefaults.resignCheckIntervalMs, () => services.repository.resignDue()],
       ['TUF expiry alarms', otaSweepDefaults.alarmCheckIntervalMs, () => services.repository.checkAlarms()],
+      ['OTA rollouts sweep', options.rolloutSweepIntervalMs ?? otaSweepDefaults.rolloutSweepIntervalMs, () => services.rollouts.sweep()],
     ],
   };
 }

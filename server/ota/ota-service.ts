@@ -6,6 +6,7 @@ import { FileArtifactStore, type ArtifactStore } from './artifact-store.js';
 import { FileHighWaterStore, type HighWaterStore } from './high-water.js';
 import { ImageRepository, type OnlineRoleSchedule, type RepositoryAlarm } from './image-repository.js';
 import { ReleaseService } from './releases.js';
+import { RolloutService, type RolloutServiceOptions } from './rollouts.js';
 import { repositoryPaths } from './repository-init.js';
 import { readOnlineKeyFile } from './tuf-keys.js';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import { join } from 'node:path';
 export interface OtaServices {
   readonly repository: ImageRepository;
   readonly releases: ReleaseService;
+  readonly rollouts: RolloutService;
 }
 
 export interface OtaOptions {
@@ -25,6 +27,8 @@ export interface OtaOptions {
   readonly highWater?: HighWaterStore;
   readonly artifactBytesMax?: number;
   readonly schedules?: Partial<Record<'snapshot' | 'timestamp', OnlineRoleSchedule>>;
+  /** The rollout coordinator's signer, frame check and tuning (rollouts.ts). */
+  readonly rollouts: Pick<RolloutServiceOptions, 'signer' | 'verifyReportFrame' | 'timeouts' | 'directorLifetimeMs' | 'onExecutionFinished'>;
 }
 
 /**
@@ -53,5 +57,6 @@ export async function openOtaServices(options: OtaOptions): Promise<OtaServices 
     artifacts: options.artifacts ?? new FileArtifactStore(join(options.dataDir, 'ota', 'artifacts')),
     ...(options.artifactBytesMax === undefined ? {} : { artifactBytesMax: options.artifactBytesMax }),
   });
-  return { repository, releases };
+  const rollouts = new RolloutService({ context: options.context, releases, ...options.rollouts });
+  return { repository, releases, rollouts };
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,4 +52,26 @@ export async function makeOtaHarness(target: SqlTarget, options: {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Creates, uploads, signs (two release signers, two users, as `sdc release sign` does offline)
+ * and publishes a release; returns its view. For rollout tests.
+ */
+export async function publishTestRelease(ota: OtaServices, keys: RepositoryKeys, release: {
+  id: string; version: string; artifact: Uint8Array; platforms?: string[]; rebootRequired?: boolean;
+}): Promise<Awaited<ReturnType<OtaServices['releases']['get']>>> {
+  const sha256 = createHash('sha256').update(release.artifact).digest('hex');
+  await ota.releases.create({
+    id: release.id, version: release.version, artifact_name: 'agent.bin', platforms: release.platforms ?? ['linux-x64'], min_agent_version: '0.1.0',
+    reboot_required: release.rebootRequired ?? true, health_check: { timeout_ms: 60_000, probes: ['kernel_status'] },
+  }, 'olga');
+  const artifact = release.artifact;
+  await ota.releases.upload(release.id, (async function* () { yield artifact; })(), { sha256 }, 'olga');
+  const proposal = await ota.releases.proposal(release.id);
+  for (const [index, signer] of ['olga', 'sam'].entries()) {
+    const key = keys.targets[index]!.key;
+    await ota.releases.addSignature(release.id, { keyid: key.keyid, sig: key.sign(new TextEncoder().encode(proposal.signed_canonical)) }, signer);
+  }
+  return ota.releases.publish(release.id, 'olga');
 }

@@ -36,4 +36,8 @@ export const otaErrors = defineErrors({
   OTA_REPOSITORY_NOT_FOUND: { fault: 'remote', status: 404, summary: 'The image repository holds no such metadata version or target' },
   OTA_REPOSITORY_VERSION_ROLLBACK: { fault: 'local', status: 409, summary: 'The repository refused to sign or serve a metadata version not above the highest it ever published (a restored backup or a stale database)' },
   OTA_REPOSITORY_KEYS: { fault: 'local', status: 500, summary: 'The repository\'s online snapshot or timestamp key is missing, unreadable or not the key root lists for its role' },
+  OTA_ROLLOUT_NOT_FOUND: { fault: 'remote', status: 404, summary: 'No rollout with this id' },
+  OTA_ROLLOUT_RELEASE_NOT_PUBLISHED: { fault: 'remote', status: 409, summary: 'A rollout names a release that is not published (or was revoked): only published releases are rolled out' },
+  OTA_HEALTH_CHECK_FAILED: { fault: 'remote', status: 409, summary: 'The device\'s health check after an update failed: the update is rolled back' },
+  OTA_UPDATE_STEP_FAILED: { fault: 'remote', status: 409, summary: 'A step of the device\'s update (TUF refresh, download, kernel STAGE or COMMIT) failed; the error names the step and the cause' },
 });

@@ -1,0 +1,147 @@
+import { SdcError } from '../../core/errors/index.js';
+import { executionStates, type ExecutionState } from '../../core/ota/execution-machine.js';
+import type { ExecutionRecord } from '../../core/ota/execution-decisions.js';
+import type { RolloutRecord, RolloutStatus } from '../../core/ota/rollout-decisions.js';
+import { parseStrictJson } from '../../core/protocol/strict-json.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import type { SqlExecutor } from '../stores/sql/sql-port.js';
+
+/**
+ * Every SQL statement about rollouts and their executions (migration 016), and the checks on
+ * what is read back: a row that does not match is STORE_CORRUPT, never a cast.
+ */
+
+export interface StoredRollout {
+  readonly id: string;
+  readonly releaseId: string;
+  readonly platform: string;
+  readonly record: RolloutRecord;
+  readonly createdBy: string;
+  readonly createdAtMs: number;
+  readonly updatedAtMs: number;
+}
+
+export interface StoredExecution extends ExecutionRecord {
+  readonly rolloutId: string;
+  readonly wave: number;
+  readonly endedAtMs: number | null;
+  /** The OTA_NOTICE body (canonical JSON) the device gets, without the health nonce and cancel flag. */
+  readonly noticeJson: string;
+  readonly lastErrorCode: string | null;
+  readonly updatedAtMs: number;
+}
+
+interface RolloutRow { id: string; release_id: string; platform: string; status: string; record_json: string; created_by: string; created_at: number; updated_at: number }
+interface ExecutionRow {
+  id: string; rollout_id: string; device_id: string; wave: number; state: string; created_at: number; state_entered_at: number; ended_at: number | null;
+  health_nonce: string | null; target_release_counter: number; previous_release_counter: number; notice_json: string; last_error_code: string | null; updated_at: number;
+}
+
+const rolloutColumns = 'id, release_id, platform, status, record_json, created_by, created_at, updated_at';
+const executionColumns = 'id, rollout_id, device_id, wave, state, created_at, state_entered_at, ended_at, health_nonce, target_release_counter, previous_release_counter, notice_json, last_error_code, updated_at';
+const rolloutStatuses: readonly RolloutStatus[] = ['running', 'paused', 'completed', 'aborted'];
+
+export const rolloutStoreLimits = {
+  /** Rollouts listed per request. */
+  listMax: 200,
+  /** Executions read for one rollout: a rollout's fleet is at most this (rolloutLimits.fleetDevicesMax is the plan's bound). */
+  executionsPerRolloutMax: 100_000,
+} as const;
+
+export async function insertRollout(tx: SqlExecutor, rollout: StoredRollout): Promise<void> {
+  await tx.execute(`INSERT INTO ota_rollouts (${rolloutColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, [
+    rollout.id, rollout.releaseId, rollout.platform, rollout.record.status, canonicalize(rollout.record),
+    rollout.createdBy, rollout.createdAtMs, rollout.updatedAtMs,
+  ]);
+}
+
+export async function updateRolloutRecord(tx: SqlExecutor, id: string, record: RolloutRecord, nowMs: number): Promise<void> {
+  await tx.execute('UPDATE ota_rollouts SET status = ?, record_json = ?, updated_at = ? WHERE id = ?', [
+    record.status, canonicalize(record), nowMs, id,
+  ]);
+}
+
+export async function readRollout(tx: SqlExecutor, id: string): Promise<StoredRollout> {
+  const [row] = await tx.query<RolloutRow>(`SELECT ${rolloutColumns} FROM ota_rollouts WHERE id = ?`, [id]);
+  if (row === undefined) throw new SdcError('OTA_ROLLOUT_NOT_FOUND', `no rollout ${id}`, { rolloutId: id });
+  return rolloutOf(row);
+}
+
+export async function listRollouts(tx: SqlExecutor, options: { status?: RolloutStatus; limit: number }): Promise<StoredRollout[]> {
+  const where = options.status === undefined ? '' : 'WHERE status = ?';
+  const rows = await tx.query<RolloutRow>(`SELECT ${rolloutColumns} FROM ota_rollouts ${where} ORDER BY created_at DESC, id DESC LIMIT ?`,
+    [...(options.status === undefined ? [] : [options.status]), Math.min(options.limit, rolloutStoreLimits.listMax)]);
+  return rows.map(rolloutOf);
+}
+
+/** Ids of rollouts that are running: the coordinator's sweep ticks each. */
+export async function runningRolloutIds(tx: SqlExecutor): Promise<string[]> {
+  const rows = await tx.query<{ id: string }>("SELECT id FROM ota_rollouts WHERE status = 'running' ORDER BY created_at ASC LIMIT ?", [rolloutStoreLimits.listMax]);
+  return rows.map((row) => row.id);
+}
+
+export async function insertExecution(tx: SqlExecutor, execution: StoredExecution): Promise<void> {
+  await tx.execute(`INSERT INTO ota_executions (${executionColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+    execution.executionId, execution.rolloutId, execution.deviceId, execution.wave, execution.state, execution.createdAtMs, execution.stateEnteredAtMs,
+    execution.endedAtMs, execution.healthNonce, execution.targetReleaseCounter, execution.previousReleaseCounter, execution.noticeJson,
+    execution.lastErrorCode, execution.updatedAtMs,
+  ]);
+}
+
+/**
+ * Moves an execution from `from` to `to`; false when its state was no longer `from` (another
+ * report or a sweep moved it first), so two writers never both apply a transition.
+ */
+export async function moveExecution(tx: SqlExecutor, move: {
+  executionId: string; from: ExecutionState; to: ExecutionState; atMs: number; terminal: boolean; healthNonce: string | null; errorCode: string | null;
+}): Promise<boolean> {
+  const result = await tx.execute(
+    `UPDATE ota_executions SET state = ?, state_entered_at = ?, ended_at = ?, health_nonce = ?, last_error_code = COALESCE(?, last_error_code), updated_at = ?
+      WHERE id = ? AND state = ?`,
+    [move.to, move.atMs, move.terminal ? move.atMs : null, move.healthNonce, move.errorCode, move.atMs, move.executionId, move.from],
+  );
+  return result.changes === 1;
+}
+
+export async function readExecution(tx: SqlExecutor, executionId: string): Promise<StoredExecution | undefined> {
+  const [row] = await tx.query<ExecutionRow>(`SELECT ${executionColumns} FROM ota_executions WHERE id = ?`, [executionId]);
+  return row === undefined ? undefined : executionOf(row);
+}
+
+export async function executionsOfRollout(tx: SqlExecutor, rolloutId: string): Promise<StoredExecution[]> {
+  const rows = await tx.query<ExecutionRow>(`SELECT ${executionColumns} FROM ota_executions WHERE rollout_id = ? ORDER BY created_at ASC, id ASC LIMIT ?`,
+    [rolloutId, rolloutStoreLimits.executionsPerRolloutMax]);
+  return rows.map(executionOf);
+}
+
+/** The highest release counter a device ran to success: the "previous" of its next execution. */
+export async function installedReleaseCounter(tx: SqlExecutor, deviceId: string): Promise<number> {
+  const [row] = await tx.query<{ n: number | null }>("SELECT MAX(target_release_counter) AS n FROM ota_executions WHERE device_id = ? AND state = 'succeeded'", [deviceId]);
+  return Number(row?.n ?? 0);
+}
+
+function rolloutOf(row: RolloutRow): StoredRollout {
+  if (!rolloutStatuses.includes(row.status as RolloutStatus)) corrupt(`rollout ${row.id} has status ${row.status}`);
+  let record: RolloutRecord;
+  try {
+    record = parseStrictJson(row.record_json, { frameBytesMax: 64 * 1024 * 1024 }) as unknown as RolloutRecord;
+  } catch (error) {
+    corrupt(`rollout ${row.id} record is not JSON: ${(error as Error).message}`);
+  }
+  if (record.rolloutId !== row.id || record.status !== row.status || !Array.isArray(record.waves)) corrupt(`rollout ${row.id} record does not match its row`);
+  return { id: row.id, releaseId: row.release_id, platform: row.platform, record, createdBy: row.created_by, createdAtMs: Number(row.created_at), updatedAtMs: Number(row.updated_at) };
+}
+
+function executionOf(row: ExecutionRow): StoredExecution {
+  if (!(executionStates as readonly string[]).includes(row.state)) corrupt(`execution ${row.id} has state ${row.state}`);
+  return {
+    executionId: row.id, rolloutId: row.rollout_id, deviceId: row.device_id, wave: Number(row.wave), state: row.state as ExecutionState,
+    createdAtMs: Number(row.created_at), stateEnteredAtMs: Number(row.state_entered_at), endedAtMs: row.ended_at === null ? null : Number(row.ended_at),
+    healthNonce: row.health_nonce, targetReleaseCounter: Number(row.target_release_counter), previousReleaseCounter: Number(row.previous_release_counter),
+    noticeJson: row.notice_json, lastErrorCode: row.last_error_code, updatedAtMs: Number(row.updated_at),
+  };
+}
+
+function corrupt(message: string): never {
+  throw new SdcError('STORE_CORRUPT', message);
+}

@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { verifyDirectorEnvelope } from '../../core/ota/director.js';
+import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import { verifyCommand } from '../../core/protocol/signed-command.js';
+import { SdcError } from '../../core/errors/index.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { otaKeys } from '../bus-contract/ota-keys.js';
+import { storePairs, type Harness } from '../control-plane/test-support.js';
+import type { RepositoryKeys } from './repository-init.js';
+import { RolloutService } from './rollouts.js';
+import { makeOtaHarness, publishTestRelease } from './test-support.js';
+import type { OtaServices } from './ota-service.js';
+
+/**
+ * The rollout coordinator in the control plane on virtual time (a ManualClock), on sql.js and on
+ * MySQL + Redis when both URLs are set: the notice each device gets (the director's document and
+ * kernel commands verify under the command key), success only from a version report with the
+ * health nonce, waves in order after the soak, a wave over its error threshold pausing the
+ * rollout with no device of the next wave notified, timeouts, and the operator's actions.
+ * Device frames are taken as verified here (the e2e test verifies real device signatures).
+ */
+
+const provider = createNodeEd25519Provider();
+const artifact = new TextEncoder().encode('firmware 2.0.0 '.repeat(64));
+
+for (const pair of storePairs().pairs) {
+  describe(`rollouts (${pair.name})`, () => {
+    let h: Harness & { ota: OtaServices; keys: RepositoryKeys | undefined };
+    let service: RolloutService;
+    let reportsSent = 0;
+    const tag = Math.random().toString(16).slice(2, 8);
+    const devices = Array.from({ length: 6 }, (_, i) => `ro-${tag}-${i}`);
+
+    before(async () => {
+      h = await makeOtaHarness(pair.sql);
+      const nowMs = h.clock.nowMs();
+      for (const id of devices) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'active', ?)", [id, nowMs]);
+      await publishTestRelease(h.ota, h.keys!, { id: `rel-${tag}`, version: '2.0.0', artifact });
+      service = new RolloutService({
+        context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
+        // The frame is the report body itself here: what this suite tests is what happens after verification.
+        verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as MessageBody<'OTA_REPORT'>,
+      });
+    });
+    after(async () => { await h?.close(); await pair.sql.cleanup(); });
+
+    const notice = async (deviceId: string): Promise<MessageBody<'OTA_NOTICE'> | undefined> => {
+      const text = await h.cp.context.kv.get(otaKeys.notice(deviceId));
+      return text === null ? undefined : JSON.parse(text) as MessageBody<'OTA_NOTICE'>;
+    };
+    const report = (deviceId: string, body: Omit<MessageBody<'OTA_REPORT'>, 'report_id'>) => service.onReport({
+      device_id: deviceId, gateway_id: 'gw-1', at_ms: h.clock.nowMs(), frame: JSON.stringify({ ...body, report_id: `r${++reportsSent}` }),
+    });
+    const stateOf = async (rolloutId: string, deviceId: string) => (await service.view(rolloutId)).executions.find((e) => e.device_id === deviceId)?.state;
+    /** The device's side of a good update up to its version report: every step reported in order. */
+    const runUpdate = async (deviceId: string, healthy: boolean) => {
+      const { execution_id } = (await notice(deviceId))!;
+      for (const event of ['accept', 'precheck_pass', 'download_complete', 'stage', 'commit', 'reboot', 'rebooted'] as const) await report(deviceId, { execution_id, event });
+      const nonce = (await notice(deviceId))!.health_nonce;
+      assert.ok(nonce, 'the health nonce reaches the device once it is back');
+      await report(deviceId, { execution_id, event: 'version_report', nonce: nonce!, release_counter: 1, healthy });
+      if (!healthy) await report(deviceId, { execution_id, event: 'rollback_complete' });
+    };
+    const wave = (ids: string[], soakMs = 0, failedPercentMax = 0) => ({
+      selector: { deviceIds: ids }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs }, errorThreshold: { executedMin: 1, failedPercentMax },
+    });
+
+    it('notifies the first wave only, with a director document and kernel commands that verify under the command key', async () => {
+      const view = await service.start({ releaseId: `rel-${tag}`, platform: 'linux-x64', deviceIds: devices.slice(0, 2), plan: { waves: [wave([devices[0]!], 60_000), wave([devices[1]!])], devicesPerMinuteMax: 10 } }, 'olga');
+      assert.equal(view.status, 'running');
+      assert.deepEqual(view.executions.map((e) => [e.device_id, e.state]), [[devices[0], 'notified']]);
+      assert.equal(await notice(devices[1]!), undefined, 'the second wave is not told anything yet');
+      const first = (await notice(devices[0]!))!;
+      const signer = h.materials.commandSigner;
+      const doc = verifyDirectorEnvelope(first.director, { keyId: signer.kid, publicKey: signer.publicKey }, provider);
+      assert.deepEqual([doc.deviceId, doc.rolloutId, doc.wave, doc.executionId, doc.target.releaseCounter, doc.target.platform], [devices[0], view.id, 0, first.execution_id, 1, 'linux-x64']);
+      for (const command of Object.values(first.kernel_commands)) {
+        verifyCommand({ command, deviceId: devices[0]!, resolveKey: (kid) => (kid === signer.kid ? signer.publicKey : undefined), provider, nowMs: h.clock.nowMs() });
+      }
+      assert.equal(first.kernel_commands.stage.args['sha256'], doc.target.hashes['sha256'], 'the kernel is told the digest the director names');
+
+      // A version report before the health check started is refused, and success comes only with the nonce.
+      await report(devices[0]!, { execution_id: first.execution_id, event: 'accept' });
+      await assert.rejects(report(devices[0]!, { execution_id: first.execution_id, event: 'version_report', nonce: 'n'.repeat(43), release_counter: 1, healthy: true }),
+        (error) => SdcError.is(error, 'OTA_REPORT_UNEXPECTED'));
+      for (const event of ['precheck_pass', 'download_complete', 'stage', 'commit', 'reboot', 'rebooted'] as const) await report(devices[0]!, { execution_id: first.execution_id, event });
+      await assert.rejects(report(devices[0]!, { execution_id: first.execution_id, event: 'version_report', nonce: 'x'.repeat(43), release_counter: 1, healthy: true }),
+        (error) => SdcError.is(error, 'OTA_REPORT_STALE_NONCE'));
+      const nonce = (await notice(devices[0]!))!.health_nonce!;
+      await report(devices[0]!, { execution_id: first.execution_id, event: 'version_report', nonce, release_counter: 1, healthy: true });
+      assert.equal(await stateOf(view.id, devices[0]!), 'succeeded');
+      assert.equal(await notice(devices[0]!), undefined, 'a finished execution\'s notice is removed');
+
+      // The wave soaks for a minute before the next one starts.
+      await service.sweep();
+      assert.equal(await stateOf(view.id, devices[1]!), undefined);
+      h.clock.advance(60_000);
+      await service.sweep();
+      assert.equal(await stateOf(view.id, devices[1]!), 'notified');
+      await runUpdate(devices[1]!, true);
+      const done = await service.view(view.id);
+      assert.equal(done.status, 'completed');
+      assert.deepEqual(done.waves.map((w) => w.succeeded), [1, 1]);
+    });
+
+    it('a first wave over its error threshold pauses the rollout; no device of the next wave is notified, abort ends it', async () => {
+      await publishTestRelease(h.ota, h.keys!, { id: `rel2-${tag}`, version: '2.1.0', artifact: new TextEncoder().encode('firmware 2.1.0') });
+      const [a, b, c, d] = devices.slice(2) as [string, string, string, string];
+      const view = await service.start({ releaseId: `rel2-${tag}`, platform: 'linux-x64', deviceIds: [a, b, c, d], plan: { waves: [wave([a, b], 0, 40), wave([c, d])], devicesPerMinuteMax: 10 } }, 'olga');
+      await runUpdate(a, true);
+      await runUpdate(b, false);
+      assert.equal(await stateOf(view.id, b), 'rolled_back');
+      const paused = await service.view(view.id);
+      assert.deepEqual([paused.status, paused.pause_reason, paused.wave_index], ['paused', 'error_threshold', 0]);
+      h.clock.advance(120_000);
+      await service.sweep();
+      assert.equal((await service.view(view.id)).executions.length, 2, 'no execution for the second wave');
+      assert.equal(await notice(c), undefined);
+      assert.equal(await notice(d), undefined);
+      await assert.rejects(service.act(view.id, 'resume', 'olga').then(() => service.act(view.id, 'resume', 'olga')), (error) => SdcError.is(error, 'OTA_ROLLOUT_STATE'));
+    });
+
+    it('an execution that stops answering times out (a failure), and an emergency abort cancels what is in flight', async () => {
+      await publishTestRelease(h.ota, h.keys!, { id: `rel3-${tag}`, version: '2.2.0', artifact: new TextEncoder().encode('firmware 2.2.0') });
+      const [x, y] = devices.slice(0, 2) as [string, string];
+      const view = await service.start({ releaseId: `rel3-${tag}`, platform: 'linux-x64', deviceIds: [x, y], plan: { waves: [{ selector: { percent: 100 }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 5, failedPercentMax: 100 } }], devicesPerMinuteMax: 10 } }, 'olga');
+      const xNotice = (await notice(x))!;
+      await report(x, { execution_id: xNotice.execution_id, event: 'accept' });
+      h.clock.advance(31 * 60_000); // y's `notified` step (30 min) runs out; x is prechecking (10 min)
+      await service.sweep();
+      assert.equal(await stateOf(view.id, y), 'timed_out');
+      assert.equal(await stateOf(view.id, x), 'timed_out');
+      const ended = await service.view(view.id);
+      assert.deepEqual([ended.status, ended.waves[0]!.failed], ['completed', 2], 'timed_out counts as a failure and the wave still ends (hawkBit #693)');
+    });
+
+    it('an emergency abort cancels before commit and rolls back after it, and tells the device', async () => {
+      await publishTestRelease(h.ota, h.keys!, { id: `rel4-${tag}`, version: '2.3.0', artifact: new TextEncoder().encode('firmware 2.3.0') });
+      const [x, y] = devices.slice(0, 2) as [string, string];
+      const view = await service.start({ releaseId: `rel4-${tag}`, platform: 'linux-x64', deviceIds: [x, y], plan: { waves: [wave([x, y], 0, 100)], devicesPerMinuteMax: 10 } }, 'olga');
+      const xNotice = (await notice(x))!;
+      for (const event of ['accept', 'precheck_pass', 'download_complete', 'stage', 'commit'] as const) await report(x, { execution_id: xNotice.execution_id, event });
+      await assert.rejects(service.act(view.id, 'resume', 'olga'), (error) => SdcError.is(error, 'OTA_ROLLOUT_STATE'));
+      const aborted = await service.act(view.id, 'emergency_abort', 'ada');
+      assert.equal(aborted.status, 'aborted');
+      assert.equal(await stateOf(view.id, x), 'rolling_back', 'after commit a cancel means roll back');
+      assert.equal(await stateOf(view.id, y), 'canceled', 'before commit a cancel stops it');
+      assert.equal((await notice(x))?.cancel, true, 'the device is told to stop');
+      await report(x, { execution_id: xNotice.execution_id, event: 'rollback_complete' });
+      assert.equal(await stateOf(view.id, x), 'rolled_back');
+    });
+  });
+}

@@ -1,0 +1,373 @@
+import { SdcError } from '../../core/errors/index.js';
+import { base64urlFromBytes } from '../../core/crypto/bytes.js';
+import { directorSignedJson, directorSigningBytes, directorLimits, type DirectorDocument } from '../../core/ota/director.js';
+import {
+  decideExecutionEvent, decideExecutionTimeout, decideVersionReport, executionDeadline, type ExecutionDecision,
+} from '../../core/ota/execution-decisions.js';
+import { defaultExecutionTimeouts, executionTable, type ExecutionEvent, type ExecutionState, type ExecutionTimeouts } from '../../core/ota/execution-machine.js';
+import {
+  decideOperatorAction, decideRollout, startRollout, waveStats, type Executions, type OperatorAction, type RolloutPlan, type RolloutRecord,
+} from '../../core/ota/rollout-decisions.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import type { SignedCommand } from '../../core/protocol/messages/command.js';
+import type { OtaReportEvent } from '../../core/protocol/messages/ota.js';
+import { signCommand } from '../../core/protocol/signed-command.js';
+import { isTerminal } from '../../core/protocol/state-machine.js';
+import { parseStrictJson } from '../../core/protocol/strict-json.js';
+import { otaChannels, otaKeys } from '../bus-contract/ota-keys.js';
+import { actors, newId, type ServiceContext } from '../control-plane/context.js';
+import { nextCounterValue } from '../control-plane/stores/counters.js';
+import type { ServiceSigner } from '../materials/materials.js';
+import type { SqlExecutor } from '../stores/sql/sql-port.js';
+import type { ReleaseService, ReleaseView } from './releases.js';
+import {
+  executionsOfRollout, insertExecution, insertRollout, installedReleaseCounter, listRollouts, moveExecution, readExecution, readRollout,
+  runningRolloutIds, updateRolloutRecord, type StoredExecution, type StoredRollout,
+} from './rollout-store.js';
+
+/**
+ * The rollout coordinator in the control plane (issue 10, docs/ota.md "Rollouts"): it stores
+ * rollouts and their executions (rollout-store.ts) and performs what core/ota decides, on the
+ * control plane's clock (a ManualClock in tests):
+ * - `start` fixes the waves (assignWaves) and ticks once;
+ * - `tick` asks decideRollout which devices to notify now (current wave only, within the rate);
+ *   each gets an execution and a notice: the director's document (Uptane: this device, this
+ *   rollout, wave and execution, exactly one target, short-lived) and the kernel's STAGE, COMMIT
+ *   and ROLLBACK commands signed with the command key, so the kernel accepts exactly this digest
+ *   and version; the notice goes to the device's gateway through the key/value store;
+ * - `onReport` applies a device's signed OTA_REPORT through decideExecutionEvent, and a version
+ *   report through decideVersionReport (the only way to `succeeded`);
+ * - `sweep` times executions out (every one ends: hawkBit #693) and ticks running rollouts;
+ * - `act` performs pause, resume, abort and emergency abort (decideOperatorAction), canceling
+ *   what that decides and telling the devices.
+ * One control plane at a time coordinates a rollout: every transition is a compare-and-set on
+ * the execution's state, so a second one never double-applies, but notifying is not leased.
+ */
+
+export interface RolloutServiceOptions {
+  readonly context: ServiceContext;
+  readonly releases: ReleaseService;
+  /** The control plane's command key: signs the kernel commands and, as the director key, the director's documents. */
+  readonly signer: ServiceSigner;
+  /** Verifies a device-signed frame against the enrolled key (DeviceService.verifyDeviceFrame). */
+  readonly verifyReportFrame: (deviceId: string, frame: string) => Promise<MessageBody<'OTA_REPORT'>>;
+  readonly timeouts?: ExecutionTimeouts;
+  /** Lifetime of a director's document; at most directorLimits.lifetimeMsMax. */
+  readonly directorLifetimeMs?: number;
+  /** Counts executions by final state (the metrics hook), when the control plane has one. */
+  readonly onExecutionFinished?: (state: string) => void;
+}
+
+export interface StartRolloutInput {
+  readonly releaseId: string;
+  /** The platform the director names; one of the release's platforms. */
+  readonly platform: string;
+  readonly deviceIds: readonly string[];
+  readonly plan: RolloutPlan;
+}
+
+export interface RolloutView {
+  readonly id: string;
+  readonly release_id: string;
+  readonly status: RolloutRecord['status'];
+  readonly pause_reason: RolloutRecord['pauseReason'];
+  readonly wave_index: number;
+  readonly waves: ReadonlyArray<{ readonly devices: readonly string[]; readonly size: number; readonly started: number; readonly succeeded: number; readonly failed: number; readonly terminal: number }>;
+  readonly executions: ReadonlyArray<{ readonly id: string; readonly device_id: string; readonly wave: number; readonly state: ExecutionState; readonly created_at_ms: number; readonly ended_at_ms: number | null; readonly last_error_code: string | null }>;
+  readonly created_by: string;
+  readonly created_at_ms: number;
+  readonly updated_at_ms: number;
+}
+
+/** The notice as stored per execution: everything but the health nonce and the cancel flag, which come from the row. */
+type StoredNotice = Omit<MessageBody<'OTA_NOTICE'>, 'health_nonce' | 'cancel'> & { readonly platform: string };
+
+/** Device events a report may carry, mapped to the execution table's (version_report and canceled are handled apart). */
+const reportEvents: Readonly<Record<Exclude<OtaReportEvent, 'version_report' | 'canceled'>, ExecutionEvent>> = {
+  accept: 'accept', refuse: 'refuse', precheck_pass: 'precheck_pass', download_complete: 'download_complete', download_fail: 'download_fail',
+  verify_fail: 'verify_fail', stage: 'stage', stage_fail: 'stage_fail', commit: 'commit', commit_fail: 'commit_fail', reboot: 'reboot',
+  reboot_fail: 'reboot_fail', rebooted: 'rebooted', health_check_start: 'health_check_start', watchdog_rollback: 'watchdog_rollback',
+  rollback_complete: 'rollback_complete', rollback_fail: 'rollback_fail',
+};
+
+export class RolloutService {
+  readonly #ctx: ServiceContext;
+  readonly #o: RolloutServiceOptions;
+  readonly #timeouts: ExecutionTimeouts;
+  /** One tick per rollout at a time in this process: notifying twice would create two executions (the unique index refuses the second). */
+  readonly #ticking = new Map<string, Promise<void>>();
+
+  constructor(options: RolloutServiceOptions) {
+    this.#ctx = options.context;
+    this.#o = options;
+    this.#timeouts = options.timeouts ?? defaultExecutionTimeouts;
+  }
+
+  async start(input: StartRolloutInput, actor: string): Promise<RolloutView> {
+    const release = await this.#o.releases.get(input.releaseId).catch((error: unknown) => {
+      throw SdcError.is(error, 'OTA_RELEASE_NOT_FOUND') ? new SdcError('OTA_ROLLOUT_RELEASE_NOT_PUBLISHED', error.message) : error;
+    });
+    if (release.state !== 'published') throw new SdcError('OTA_ROLLOUT_RELEASE_NOT_PUBLISHED', `release ${release.id} is ${release.state}, not published`);
+    const platforms = (release.custom['sdc'] as { platforms?: unknown } | undefined)?.platforms;
+    if (!Array.isArray(platforms) || !platforms.includes(input.platform)) {
+      throw new SdcError('OTA_ROLLOUT_PLAN_INVALID', `release ${release.id} is not for platform ${input.platform}`);
+    }
+    const id = newId('ro', this.#ctx.random).replace('_', '-');
+    const record = startRollout(id, input.plan, input.deviceIds);
+    const nowMs = this.#ctx.clock.nowMs();
+    await this.#ctx.db.transaction(async (tx) => {
+      await this.#requireDevices(tx, input.deviceIds);
+      await insertRollout(tx, { id, releaseId: release.id, platform: input.platform, record, createdBy: actor, createdAtMs: nowMs, updatedAtMs: nowMs });
+      await this.#ctx.audit.record(tx, {
+        kind: 'ota.rollout.started', actor: actors.user(actor), subject: `rollout:${id}`,
+        payload: { release_id: release.id, platform: input.platform, devices: input.deviceIds.length, waves: record.waves.length },
+      });
+    });
+    await this.#ctx.settleAudit();
+    await this.tick(id);
+    return this.view(id);
+  }
+
+  async view(id: string): Promise<RolloutView> {
+    const rollout = await readRollout(this.#ctx.db, id);
+    return viewOf(rollout, await executionsOfRollout(this.#ctx.db, id));
+  }
+
+  async list(limit: number): Promise<RolloutView[]> {
+    const rollouts = await listRollouts(this.#ctx.db, { limit });
+    return Promise.all(rollouts.map(async (rollout) => viewOf(rollout, await executionsOfRollout(this.#ctx.db, rollout.id))));
+  }
+
+  /** One coordinator tick for a rollout; concurrent calls for one rollout wait for each other. */
+  async tick(rolloutId: string): Promise<void> {
+    const previous = this.#ticking.get(rolloutId) ?? Promise.resolve();
+    const run = previous.catch(() => undefined).then(() => this.#tickNow(rolloutId));
+    this.#ticking.set(rolloutId, run);
+    try {
+      await run;
+    } finally {
+      if (this.#ticking.get(rolloutId) === run) this.#ticking.delete(rolloutId);
+    }
+  }
+
+  async #tickNow(rolloutId: string): Promise<void> {
+    const rollout = await readRollout(this.#ctx.db, rolloutId);
+    const executions = await executionsOfRollout(this.#ctx.db, rolloutId);
+    const nowMs = this.#ctx.clock.nowMs();
+    const decision = decideRollout(rollout.record, coordinatorView(executions), nowMs);
+    if (decision.next !== rollout.record) {
+      await this.#ctx.db.transaction(async (tx) => {
+        await updateRolloutRecord(tx, rolloutId, decision.next, nowMs);
+        if (decision.next.status !== rollout.record.status) {
+          await this.#ctx.audit.record(tx, {
+            kind: `ota.rollout.${decision.next.status}`, actor: actors.system, subject: `rollout:${rolloutId}`,
+            payload: { wave: decision.next.waveIndex, ...(decision.next.pauseReason === null ? {} : { reason: decision.next.pauseReason }) },
+          });
+        }
+      });
+      await this.#ctx.settleAudit();
+      if (decision.next.status === 'paused') this.#ctx.logger.warn({ rollout_id: rolloutId, reason: decision.next.pauseReason, wave: decision.next.waveIndex }, 'rollout paused');
+    }
+    if (decision.notify.length === 0) return;
+    const release = await this.#o.releases.get(rollout.releaseId);
+    for (const deviceId of decision.notify) await this.#createExecution(rollout, decision.next.waveIndex, deviceId, release, rollout.platform);
+  }
+
+  /** Creates one execution (queued) with its notice, moves it to notified and hands the notice to the device's gateway. */
+  async #createExecution(rollout: StoredRollout, wave: number, deviceId: string, release: ReleaseView, platform: string): Promise<void> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const executionId = newId('ex', this.#ctx.random).replace('_', '-');
+    const sdc = release.custom['sdc'] as { release_counter: number; version: string };
+    if (release.artifact === null) throw new SdcError('OTA_ROLLOUT_RELEASE_NOT_PUBLISHED', `release ${release.id} has no artifact`);
+    const artifact = release.artifact;
+    await this.#ctx.db.transaction(async (tx) => {
+      const previous = await installedReleaseCounter(tx, deviceId);
+      const seqs = [await nextCounterValue(tx, `device_seq:${deviceId}`), await nextCounterValue(tx, `device_seq:${deviceId}`), await nextCounterValue(tx, `device_seq:${deviceId}`)];
+      const document: DirectorDocument = {
+        deviceId, rolloutId: rollout.id, wave, executionId, issuedAtMs: nowMs,
+        expiresAtMs: nowMs + Math.min(this.#o.directorLifetimeMs ?? directorLimits.lifetimeMsMax, directorLimits.lifetimeMsMax),
+        target: { path: release.target_path, length: artifact.length, hashes: { sha256: artifact.sha256, sha512: artifact.sha512 }, releaseCounter: sdc.release_counter, platform },
+      };
+      const notice: StoredNotice = {
+        execution_id: executionId, rollout_id: rollout.id, wave, platform,
+        director: {
+          signed: directorSignedJson(document),
+          signature: { key_id: this.#o.signer.kid, sig: base64urlFromBytes(this.#ctx.ed25519.sign(this.#o.signer.seed, directorSigningBytes(document))) },
+        },
+        kernel_commands: {
+          stage: this.#kernelCommand(executionId, 'stage', deviceId, seqs[0]!, nowMs, { opcode: 'EXEC_STAGE_UPDATE', args: { version: sdc.version, sha256: artifact.sha256, size_bytes: artifact.length } }),
+          commit: this.#kernelCommand(executionId, 'commit', deviceId, seqs[1]!, nowMs, { opcode: 'EXEC_COMMIT_UPDATE', args: { version: sdc.version } }),
+          rollback: this.#kernelCommand(executionId, 'rollback', deviceId, seqs[2]!, nowMs, { opcode: 'EXEC_ROLLBACK_UPDATE', args: {} }),
+        },
+      };
+      await insertExecution(tx, {
+        executionId, rolloutId: rollout.id, deviceId, wave, state: 'queued', createdAtMs: nowMs, stateEnteredAtMs: nowMs, endedAtMs: null, healthNonce: null,
+        targetReleaseCounter: sdc.release_counter, previousReleaseCounter: previous, noticeJson: canonicalize(notice), lastErrorCode: null, updatedAtMs: nowMs,
+      });
+      await moveExecution(tx, { executionId, from: 'queued', to: 'notified', atMs: nowMs, terminal: false, healthNonce: null, errorCode: null });
+      await this.#ctx.audit.record(tx, {
+        kind: 'ota.execution.notified', actor: actors.system, subject: `device:${deviceId}`,
+        payload: { rollout_id: rollout.id, execution_id: executionId, wave, release_id: release.id, release_counter: sdc.release_counter },
+      });
+    });
+    await this.#ctx.settleAudit();
+    const stored = await readExecution(this.#ctx.db, executionId);
+    if (stored !== undefined) await this.#pushNotice(stored);
+  }
+
+  #kernelCommand(executionId: string, step: string, deviceId: string, deviceSeq: number, nowMs: number, what: Pick<SignedCommand, 'opcode' | 'args'>): SignedCommand {
+    // Valid as long as the execution may last: the kernel takes them at any step until then.
+    const ttlMs = this.#timeouts.executionMs + 60_000;
+    return signCommand({
+      command: { id: `${executionId}-${step}`, device_id: deviceId, opcode: what.opcode, args: what.args, issued_at: nowMs, expires_at: nowMs + ttlMs, device_seq: deviceSeq, issuer: this.#o.signer.kid },
+      kid: this.#o.signer.kid, seed: this.#o.signer.seed, provider: this.#ctx.ed25519,
+    });
+  }
+
+  /** Writes the execution's notice under the device's key and announces it; a terminal execution's key is removed. Never throws. */
+  async #pushNotice(execution: StoredExecution, cancel = false): Promise<void> {
+    const { kv } = this.#ctx;
+    try {
+      if (isTerminal(executionTable, execution.state) && !cancel) {
+        await kv.del(otaKeys.notice(execution.deviceId));
+        return;
+      }
+      const { platform: _platform, ...stored } = parseStrictJson(execution.noticeJson, { frameBytesMax: 64 * 1024 }) as unknown as StoredNotice;
+      const notice: MessageBody<'OTA_NOTICE'> = { ...stored, cancel, ...(execution.healthNonce === null ? {} : { health_nonce: execution.healthNonce }) };
+      const ttlMs = Math.max(1_000, execution.createdAtMs + this.#timeouts.executionMs - this.#ctx.clock.nowMs());
+      await kv.set(otaKeys.notice(execution.deviceId), canonicalize(notice), { ttlMs });
+      await kv.publish(otaChannels.noticeReady, execution.deviceId);
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error, device_id: execution.deviceId, execution_id: execution.executionId }, 'OTA notice not pushed; the device gets it at its next AUTH');
+    }
+  }
+
+  /** A device's OTA_REPORT frame from the events stream. Refusals throw typed errors (the consumer logs and acks them). */
+  async onReport(data: { device_id: string; gateway_id: string; at_ms: number; frame: string }): Promise<void> {
+    const report = await this.#o.verifyReportFrame(data.device_id, data.frame);
+    const execution = await readExecution(this.#ctx.db, report.execution_id);
+    if (execution === undefined || execution.deviceId !== data.device_id) {
+      throw new SdcError('OTA_REPORT_UNEXPECTED', `report for execution ${report.execution_id}, which device ${data.device_id} does not run`);
+    }
+    const nowMs = this.#ctx.clock.nowMs();
+    if (report.event === 'canceled') return; // the control plane applied the cancel when it was asked; the device confirms it stopped
+    let decision: ExecutionDecision;
+    let event: string = report.event;
+    if (report.event === 'version_report') {
+      const verdict = decideVersionReport(execution, {
+        deviceId: data.device_id, executionId: report.execution_id, nonce: report.nonce ?? '', releaseCounter: report.release_counter ?? -1,
+        healthy: report.healthy === true, signatureValid: true,
+      }, nowMs);
+      if (!verdict.accepted) throw new SdcError(verdict.code, verdict.message, { deviceId: data.device_id, executionId: report.execution_id });
+      decision = verdict.decision;
+      event = verdict.event;
+    } else {
+      decision = decideExecutionEvent(execution, reportEvents[report.event], nowMs);
+    }
+    if (!decision.applied) {
+      // Reports arrive at least once: a repeat or a late one is normal, and said in the log only.
+      this.#ctx.logger.info({ device_id: data.device_id, execution_id: execution.executionId, event, state: decision.state, reason: decision.reason }, 'OTA report not applied');
+      return;
+    }
+    await this.#apply(execution, decision, event, report.error?.code ?? null, actors.device(data.device_id));
+  }
+
+  async #apply(execution: StoredExecution, decision: Extract<ExecutionDecision, { applied: true }>, event: string, errorCode: string | null, actor: string): Promise<void> {
+    const healthNonce = decision.issueHealthNonce ? base64urlFromBytes(this.#ctx.random.bytes(32)) : null;
+    const terminal = isTerminal(executionTable, decision.to);
+    const moved = await this.#ctx.db.transaction(async (tx) => {
+      const ok = await moveExecution(tx, { executionId: execution.executionId, from: decision.from, to: decision.to, atMs: decision.atMs, terminal, healthNonce, errorCode });
+      if (!ok) return false;
+      await this.#ctx.audit.record(tx, {
+        kind: 'ota.execution.transition', actor, subject: `device:${execution.deviceId}`,
+        payload: { rollout_id: execution.rolloutId, execution_id: execution.executionId, event, from: decision.from, to: decision.to, ...(errorCode === null ? {} : { code: errorCode }) },
+      });
+      return true;
+    });
+    if (!moved) return;
+    await this.#ctx.settleAudit();
+    this.#ctx.logger.info({ device_id: execution.deviceId, execution_id: execution.executionId, event, from: decision.from, to: decision.to }, 'OTA execution moved');
+    const after = await readExecution(this.#ctx.db, execution.executionId);
+    if (after === undefined) return;
+    // A new nonce, or a move to rolling_back by cancel, is news for the device; a terminal state clears its notice.
+    if (healthNonce !== null || terminal) await this.#pushNotice(after);
+    if (terminal) {
+      this.#o.onExecutionFinished?.(decision.to);
+      await this.tick(execution.rolloutId);
+    }
+  }
+
+  /** The periodic pass: timeouts of every active execution of running or paused rollouts, then a tick of each running rollout. */
+  async sweep(): Promise<void> {
+    const ids = [...new Set([...await runningRolloutIds(this.#ctx.db), ...await this.#pausedOrAbortedWithActive()])];
+    for (const id of ids) {
+      const nowMs = this.#ctx.clock.nowMs();
+      for (const execution of await executionsOfRollout(this.#ctx.db, id)) {
+        const decision = decideExecutionTimeout(execution, nowMs, this.#timeouts);
+        if (decision?.applied === true) await this.#apply(execution, decision, executionDeadline(execution, this.#timeouts)!.event, null, actors.system);
+      }
+      await this.tick(id);
+    }
+  }
+
+  async #pausedOrAbortedWithActive(): Promise<string[]> {
+    const rows = await this.#ctx.db.query<{ rollout_id: string }>(
+      "SELECT DISTINCT rollout_id FROM ota_executions WHERE ended_at IS NULL LIMIT ?", [200]);
+    return rows.map((row) => row.rollout_id);
+  }
+
+  /** An operator's or admin's action (the route checks the role: emergency_abort needs an admin). */
+  async act(rolloutId: string, action: OperatorAction, actor: string): Promise<RolloutView> {
+    const rollout = await readRollout(this.#ctx.db, rolloutId);
+    const executions = await executionsOfRollout(this.#ctx.db, rolloutId);
+    const decision = decideOperatorAction(rollout.record, action, coordinatorView(executions));
+    if (!decision.ok) throw new SdcError(decision.code, decision.message, { rolloutId, status: rollout.record.status });
+    const nowMs = this.#ctx.clock.nowMs();
+    await this.#ctx.db.transaction(async (tx) => {
+      await updateRolloutRecord(tx, rolloutId, decision.next, nowMs);
+      await this.#ctx.audit.record(tx, { kind: `ota.rollout.${action}`, actor: actors.user(actor), subject: `rollout:${rolloutId}`, payload: { cancel: decision.cancel.length, wave: decision.next.waveIndex } });
+    });
+    await this.#ctx.settleAudit();
+    const byDevice = new Map(executions.map((e) => [e.deviceId, e]));
+    for (const deviceId of decision.cancel) {
+      const execution = byDevice.get(deviceId);
+      if (execution === undefined) continue;
+      const cancel = decideExecutionEvent(execution, 'cancel', nowMs);
+      if (!cancel.applied) continue;
+      await this.#apply(execution, cancel, 'cancel', null, actors.user(actor));
+      // The device stops before its next step (or rolls back after commit): the notice says so.
+      const after = await readExecution(this.#ctx.db, execution.executionId);
+      if (after !== undefined) await this.#pushNotice(after, true);
+    }
+    if (decision.next.status === 'running') await this.tick(rolloutId);
+    return this.view(rolloutId);
+  }
+
+  async #requireDevices(tx: SqlExecutor, deviceIds: readonly string[]): Promise<void> {
+    for (const deviceId of deviceIds) {
+      const [row] = await tx.query<{ id: string }>('SELECT id FROM devices WHERE id = ?', [deviceId]);
+      if (row === undefined) throw new SdcError('OTA_ROLLOUT_PLAN_INVALID', `device ${deviceId} is not known`, { deviceId });
+    }
+  }
+}
+
+function coordinatorView(executions: readonly StoredExecution[]): Executions {
+  return new Map(executions.map((e) => [e.deviceId, { state: e.state, createdAtMs: e.createdAtMs, endedAtMs: e.endedAtMs }]));
+}
+
+function viewOf(rollout: StoredRollout, executions: readonly StoredExecution[]): RolloutView {
+  const view = coordinatorView(executions);
+  return {
+    id: rollout.id, release_id: rollout.releaseId, status: rollout.record.status, pause_reason: rollout.record.pauseReason, wave_index: rollout.record.waveIndex,
+    waves: rollout.record.waves.map((devices) => {
+      const stats = waveStats(devices, view);
+      return { devices, size: stats.size, started: stats.started, succeeded: stats.succeeded, failed: stats.failed, terminal: stats.terminal };
+    }),
+    executions: executions.map((e) => ({
+      id: e.executionId, device_id: e.deviceId, wave: e.wave, state: e.state, created_at_ms: e.createdAtMs, ended_at_ms: e.endedAtMs, last_error_code: e.lastErrorCode,
+    })),
+    created_by: rollout.createdBy, created_at_ms: rollout.createdAtMs, updated_at_ms: rollout.updatedAtMs,
+  };
+}
+

@@ -167,6 +167,17 @@ describe('deploy/k8s manifests', () => {
     const volume = podSpec(named('Deployment', 'sdc-control-plane')).volumes!.find((v) => v.name === mount.name);
     assert.equal(volume?.secret?.secretName, 'sdc-db');
     assert.ok(Object.keys(named('Secret', 'sdc-db').stringData).includes(passwordFile.slice(passwordFile.lastIndexOf('/') + 1)));
+    // Redis's password as compose.yaml has it: a file from a Secret (SDC_REDIS_PASSWORD_FILE), in every pod that talks to Redis, never in the URL.
+    assert.doesNotMatch(String(named('ConfigMap', 'sdc-config').data.SDC_REDIS_URL), /@/, 'no credentials in the Redis URL');
+    for (const name of ['sdc-control-plane', 'sdc-gateway']) {
+      const spec = podSpec(named('Deployment', name));
+      const [container] = spec.containers;
+      const redisFile = container!.env.find((e: { name: string }) => e.name === 'SDC_REDIS_PASSWORD_FILE')?.value as string | undefined;
+      assert.ok(redisFile, `${name}: SDC_REDIS_PASSWORD_FILE`);
+      const redisMount = container!.volumeMounts.find((m: { mountPath: string }) => redisFile.startsWith(`${m.mountPath}/`));
+      assert.equal(spec.volumes!.find((v) => v.name === redisMount?.name)?.secret?.secretName, 'sdc-redis', name);
+      assert.ok(Object.keys(named('Secret', 'sdc-redis').stringData).includes(redisFile.slice(redisFile.lastIndexOf('/') + 1)), name);
+    }
   });
 
   test('every sdc command line parses with the CLI\'s own option parser ($(VAR) filled from the ConfigMap and the pod name)', async () => {

@@ -86,7 +86,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
    * (also across processes); the DELETE must remove every row read, or another writer chained
    * them first and the transaction is refused (AUDIT_CONFLICT, retried by AuditLog), so an input
    * is never chained twice. The outbox read is a plain read taken after the lock: on MySQL its
-   * snapshot begins then (nextCounterValue's first plain read), so it sees every drain before it,
+   * snapshot begins then (the transaction's first plain read), so it sees every drain before it,
    * and it takes no gap locks that would stall the transactions recording new inputs.
    */
   async appendRecorded(next: (head: AuditEntry | undefined, inputs: readonly AuditEntryInput[]) => readonly AuditEntry[], limit: number): Promise<readonly AuditEntry[]> {

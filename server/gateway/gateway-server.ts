@@ -209,8 +209,11 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const wss = new WebSocketServer({ noServer: true, maxPayload: frameBytesMax * maxPayloadFactor });
 
   server.on('connection', (socket: Socket) => {
-    const handshake = sockets.size < socketsMax ? handshakes.begin(socket) : undefined;
+    // Dropped before TLS, so the peer cannot be told; each drop is counted under its own code (/metrics).
+    const full = sockets.size >= socketsMax;
+    const handshake = full ? undefined : handshakes.begin(socket);
     if (handshake === undefined) {
+      options.metrics?.websocketErrors.inc({ code: full ? 'GATEWAY_CONNECTIONS_FULL' : 'GATEWAY_SOURCE_LIMIT' });
       socket.destroy();
       return;
     }
@@ -221,7 +224,9 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     });
   });
   server.on('secureConnection', (tlsSocket: TLSSocket) => handshakes.end(handshakeKeyOf(tlsSocket)));
-  server.on('tlsClientError', (error) => {
+  server.on('tlsClientError', (error: Error & { code?: string }) => {
+    // Node's handshakeTimeout ends a socket that never finished TLS (a slowloris) with this error.
+    if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') options.metrics?.websocketErrors.inc({ code: 'GATEWAY_HANDSHAKE_TIMEOUT' });
     logger.info({ err: error }, 'TLS handshake refused');
   });
 

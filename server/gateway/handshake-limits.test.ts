@@ -3,6 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { GatewayCore } from './gateway-core.js';
 import { startGatewayServer, type GatewayServer } from './gateway-server.js';
+import { ServiceMetrics } from '../observability/metrics.js';
 import { connectTls, embeddedStores, eventually, makeCore, makeGatewayPki, type GatewayPki, type TestStores } from './test-support.js';
 
 /** A TCP connection that never starts the TLS handshake (a slowloris, or a port scanner). */
@@ -39,7 +40,7 @@ describe('gateway server: sockets that never finish the TLS handshake', () => {
     await stores.kv.close();
   });
 
-  async function server(limits: { handshakeTimeoutMs: number; pendingHandshakesPerSourceMax: number }): Promise<GatewayServer> {
+  async function server(limits: { handshakeTimeoutMs: number; pendingHandshakesPerSourceMax: number; socketsMax?: number; metrics?: ServiceMetrics }): Promise<GatewayServer> {
     const started = await startGatewayServer({
       core, tls: gpki.serverTls, host: '127.0.0.1', port: 0, trustAnchors: [gpki.pki.intermediate.certificate, gpki.pki.root.certificate], ...limits,
     });
@@ -75,5 +76,31 @@ describe('gateway server: sockets that never finish the TLS handshake', () => {
     sockets.push(again.socket, beyond.socket);
     await eventually(() => (beyond.closed() ? true : undefined), 10_000, 'the handshake beyond the cap dropped');
     assert.deepEqual([held[1]!.closed(), again.closed()], [false, false]);
+  });
+
+  // Issue 15: each drop before TLS is counted under its own code, since the peer cannot be told.
+  it('counts a handshake timeout, a per-source drop and a drop at the global socket limit under their own codes', async () => {
+    const refusals = async (metrics: ServiceMetrics) => {
+      const text = await metrics.text();
+      const count = (code: string) => Number(new RegExp(`sdc_websocket_errors_total\\{code="${code}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+      return { timeout: count('GATEWAY_HANDSHAKE_TIMEOUT'), source: count('GATEWAY_SOURCE_LIMIT'), full: count('GATEWAY_CONNECTIONS_FULL') };
+    };
+    const perSource = new ServiceMetrics();
+    const a = await server({ handshakeTimeoutMs: 300, pendingHandshakesPerSourceMax: 1, metrics: perSource });
+    const first = await silentSocket(a.address.port);
+    const second = await silentSocket(a.address.port);
+    sockets.push(first.socket, second.socket);
+    await eventually(async () => ((await refusals(perSource)).source === 1 ? true : undefined), 10_000, 'the second socket counted as GATEWAY_SOURCE_LIMIT');
+    await eventually(async () => (first.closed() && (await refusals(perSource)).timeout === 1 ? true : undefined), 10_000, 'the first socket timed out and was counted');
+    assert.deepEqual(await refusals(perSource), { timeout: 1, source: 1, full: 0 });
+
+    const global = new ServiceMetrics();
+    const b = await server({ handshakeTimeoutMs: 60_000, pendingHandshakesPerSourceMax: 8, socketsMax: 1, metrics: global });
+    const held = await silentSocket(b.address.port);
+    const beyond = await silentSocket(b.address.port);
+    sockets.push(held.socket, beyond.socket);
+    await eventually(() => (beyond.closed() ? true : undefined), 10_000, 'the socket beyond socketsMax dropped');
+    assert.deepEqual(await refusals(global), { timeout: 0, source: 0, full: 1 });
+    assert.equal(held.closed(), false);
   });
 });

@@ -9,6 +9,7 @@ import { AgentConnection, type AgentEvent } from '../core/protocol/session/agent
 import type { FrameSigner } from '../core/protocol/session/codec.js';
 import { verifyCommand } from '../core/protocol/signed-command.js';
 import { clockOffsetLimits } from '../core/protocol/clock-offset.js';
+import { traceLogFields } from '../core/trace/trace-context.js';
 import type { CommandJournal, CommandResultBody } from './command-journal.js';
 import { kernelBridgeLimits, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { executeOpcode, type OpcodeExecutorOptions } from './opcode-executor.js';
@@ -244,7 +245,7 @@ class DefaultAgentCore implements AgentCore {
     if (this.#live) this.#closeLive(this.#live, 'replaced by a new connection', true);
     const connection = new AgentConnection({
       deviceId: this.#o.deviceId, signer: this.#o.signer, resolveGatewayKey: this.#o.resolveGatewayKey,
-      agentVersion: this.#o.agentVersion, lastCommandSeq: this.#o.journal.highestExecutedSeq(),
+      agentVersion: this.#o.agentVersion, lastCommandSeq: this.#o.journal.highestExecutedSeq(), traceContext: true,
       ...(this.#o.posture === undefined ? {} : { posture: this.#posture(this.#o.posture) }),
       ...(this.#o.sessionCrypto === undefined ? {} : { sessionMac: { crypto: this.#o.sessionCrypto, random: this.#o.random } }),
     });
@@ -308,8 +309,8 @@ class DefaultAgentCore implements AgentCore {
       case 'COMMAND_DELIVERY': {
         const delivery = body as MessageBody<'COMMAND_DELIVERY'>;
         const command = delivery.command;
-        if (!this.#enqueueIntake(() => this.#handleDelivery(command))) {
-          this.#log.warn({ commandId: command.id, code: 'AGENT_BUSY' }, 'delivery dropped: too many waiting');
+        if (!this.#enqueueIntake(() => this.#handleDelivery(command, delivery.traceparent))) {
+          this.#log.warn({ commandId: command.id, code: 'AGENT_BUSY', ...traceLogFields(delivery.traceparent) }, 'delivery dropped: too many waiting');
         }
         return;
       }
@@ -491,19 +492,25 @@ class DefaultAgentCore implements AgentCore {
     }
   }
 
-  /** Takes a delivery: answered from the record if known, else checked, journaled, acknowledged and queued to run. */
-  async #handleDelivery(command: SignedCommand): Promise<void> {
+  /**
+   * Takes a delivery: answered from the record if known, else checked, journaled, acknowledged and
+   * queued to run. `traceparent` (the operation's W3C trace, when the gateway sent one) goes on
+   * every log line, the kernel call and the ACK and RESULT frames, so the control plane and the
+   * audit see the same trace id.
+   */
+  async #handleDelivery(command: SignedCommand, traceparent?: string): Promise<void> {
     // Not taken and not answered once stopped: the gateway redelivers it to the next run.
     if (this.#stopped) return;
+    this.#log.info({ commandId: command.id, opcode: command.opcode, deviceSeq: command.device_seq, ...traceLogFields(traceparent) }, 'command delivery received');
     const known = this.#o.journal.get(command.id);
     if (known && known.command.sig.value === command.sig.value) {
       // A redelivery: answered from the record, never executed again.
       if (known.result) this.#sendResult(known.result, true);
-      else this.#sendAck(command, known.stage === 'received' ? 'received' : 'executing');
+      else this.#sendAck(command, known.stage === 'received' ? 'received' : 'executing', traceparent);
       return;
     }
     const refusal = this.#check(command, known !== undefined);
-    if (refusal) return this.#reject(command, refusal);
+    if (refusal) return this.#reject(command, refusal, traceparent);
     try {
       await this.#o.journal.received(command);
     } catch (error) {
@@ -515,8 +522,8 @@ class DefaultAgentCore implements AgentCore {
       }
       throw error;
     }
-    this.#sendAck(command, 'received');
-    this.#enqueue(() => this.#executeJournaled(command, false));
+    this.#sendAck(command, 'received', traceparent);
+    this.#enqueue(() => this.#executeJournaled(command, false, traceparent));
   }
 
   /** The device-side checks; undefined when the command may run. */
@@ -538,37 +545,40 @@ class DefaultAgentCore implements AgentCore {
   }
 
   /** Refused commands are answered but not journaled: an attacker's junk must not fill the journal. */
-  #reject(command: SignedCommand, error: SdcError): void {
+  #reject(command: SignedCommand, error: SdcError, traceparent: string | undefined): void {
     this.#o.onEvent?.({ kind: 'rejected', commandId: command.id, code: error.code });
-    this.#log.warn({ commandId: command.id, code: error.code }, `command rejected: ${error.message}`);
-    this.#sendResult(this.#result(command, 'rejected', {}, { code: error.code, message: error.message.slice(0, agentCoreLimits.errorMessageCharsMax) }), false);
+    this.#log.warn({ commandId: command.id, code: error.code, ...traceLogFields(traceparent) }, `command rejected: ${error.message}`);
+    this.#sendResult(this.#result(command, 'rejected', {}, { code: error.code, message: error.message.slice(0, agentCoreLimits.errorMessageCharsMax) }, traceparent), false);
   }
 
-  async #executeJournaled(command: SignedCommand, recovered: boolean): Promise<void> {
+  /** `traceparent`: the delivery's; none for an entry recovered after a restart (the journal keeps commands, not deliveries). */
+  async #executeJournaled(command: SignedCommand, recovered: boolean, traceparent?: string): Promise<void> {
     // After stop no command starts and none is refused: it stays `received` in the journal, and
     // the next run (which may share the journal while this one winds down) decides it. Writing a
     // refusal here raced that run: it could record COMMAND_SEQ_STALE over a run it had started.
     if (this.#stopped) return;
     const refusal = this.#refusalAtStart(command, recovered);
     if (refusal) {
-      await this.#finish(command, this.#result(command, 'rejected', {}, { code: refusal.code, message: refusal.message.slice(0, agentCoreLimits.errorMessageCharsMax) }));
+      await this.#finish(command, this.#result(command, 'rejected', {}, { code: refusal.code, message: refusal.message.slice(0, agentCoreLimits.errorMessageCharsMax) }, traceparent));
       return;
     }
     // From here on the command counts as run, whatever happens next.
     await this.#o.journal.executing(command.id);
-    this.#sendAck(command, 'executing');
+    this.#sendAck(command, 'executing', traceparent);
     let result: CommandResultBody;
     try {
       const output = await executeOpcode(command, {
         kernel: this.#o.kernel,
         artifactPath: this.#o.artifactPath ?? ((args) => `updates/${args.version}.bin`),
         processEntriesMax: this.#o.processEntriesMax ?? kernelBridgeLimits.processEntriesDefault,
+        ...(traceparent === undefined ? {} : { traceparent }),
       });
-      result = this.#result(command, 'succeeded', output);
+      result = this.#result(command, 'succeeded', output, undefined, traceparent);
     } catch (error) {
       const typed = SdcError.is(error) ? error : new SdcError('AGENT_EXECUTION_FAILED', String(error));
-      result = this.#result(command, 'failed', {}, { code: typed.code, message: typed.message.slice(0, agentCoreLimits.errorMessageCharsMax) });
+      result = this.#result(command, 'failed', {}, { code: typed.code, message: typed.message.slice(0, agentCoreLimits.errorMessageCharsMax) }, traceparent);
     }
+    this.#log.info({ commandId: command.id, status: result.status, code: result.error?.code, ...traceLogFields(traceparent) }, 'command finished');
     await this.#finish(command, result);
   }
 
@@ -598,17 +608,19 @@ class DefaultAgentCore implements AgentCore {
     this.#sendResult(result, true);
   }
 
-  #result(command: SignedCommand, status: CommandResultBody['status'], output: Record<string, unknown>, error?: { code: ErrorCode | string; message: string }): CommandResultBody {
+  #result(command: SignedCommand, status: CommandResultBody['status'], output: Record<string, unknown>, error?: { code: ErrorCode | string; message: string }, traceparent?: string): CommandResultBody {
     return {
       command_id: command.id, device_seq: command.device_seq, status, output,
       ...(error ? { error: { code: error.code, message: error.message } } : {}), finished_at: this.#gatewayNowMs(),
+      ...(traceparent === undefined ? {} : { traceparent }),
     };
   }
 
-  #sendAck(command: SignedCommand, stage: 'received' | 'executing'): void {
+  #sendAck(command: SignedCommand, stage: 'received' | 'executing', traceparent: string | undefined): void {
     const live = this.#live;
     if (!live || !this.isReady) return;
-    this.#trySend(live, (c) => c.sendCommandAck({ command_id: command.id, device_seq: command.device_seq, stage }, this.#o.clock.nowMs()));
+    const body = { command_id: command.id, device_seq: command.device_seq, stage, ...(traceparent === undefined ? {} : { traceparent }) };
+    this.#trySend(live, (c) => c.sendCommandAck(body, this.#o.clock.nowMs()));
   }
 
   /**

@@ -18,7 +18,7 @@ import { FileCommandJournal } from './command-journal-file.js';
 import { agentPosture } from './posture.js';
 import { createFilePolicyBundleStore } from './policy-bundle-file.js';
 import { ensureEnrolled, provisionKernelCommandKeys, renewalDue, renewCertificate, type AgentIdentity } from './enrollment.js';
-import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
+import { IoctlKernelBridge, type KernelBridge, type KernelCallLogger } from '../kernel/bridge/kernel-bridge.js';
 import { pinnedKeyResolver } from './state/agent-state.js';
 import { createHostMetricsSource } from './telemetry/host-metrics.js';
 import { startWsAgentDriver, type WsAgentDriver } from './ws-transport.js';
@@ -73,7 +73,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   });
   let current = await renewIfDue(identity, options.clock, logger);
   const provider = createNodeEd25519Provider();
-  const kernel = openKernel({ choice: options.kernel, dir: join(options.dir, 'kernel'), clock: options.clock, random: options.random, scheduler: options.scheduler });
+  const kernel = openKernel({ choice: options.kernel, dir: join(options.dir, 'kernel'), clock: options.clock, random: options.random, scheduler: options.scheduler, logger });
   // The kernel checks every privileged command's control-plane signature with these keys itself.
   // Not fatal: a refused provisioning leaves privileged commands failing visibly, not the agent down.
   await provisionKernelCommandKeys(kernel, current).catch((error: unknown) => {
@@ -137,7 +137,7 @@ async function renewIfDue(identity: AgentIdentity, clock: Clock, logger: AgentLo
  * keys are provisioned in `dir` on first use. The counter starts at wall-clock microseconds so
  * a restarted agent stays above the service's last accepted counter.
  */
-export function openKernel(options: { choice: KernelChoice; dir: string; clock: Clock; random: RandomSource; scheduler: Scheduler }): KernelBridge {
+export function openKernel(options: { choice: KernelChoice; dir: string; clock: Clock; random: RandomSource; scheduler: Scheduler; logger?: KernelCallLogger }): KernelBridge {
   const ed25519 = createNodeEd25519Provider();
   const keys = provisionKernelKeys({ dir: options.dir, ed25519, random: options.random });
   const { libraryPath } = nativeArtifacts('release');
@@ -158,6 +158,7 @@ export function openKernel(options: { choice: KernelChoice; dir: string; clock: 
   return new IoctlKernelBridge({
     device, ed25519, agentSeed: readKeyFile(keys.agentSeedPath), servicePublicKey: readKeyFile(keys.servicePublicKeyPath),
     counterStart: BigInt(options.clock.nowMs()) * 1000n, timeoutMs: 10_000, scheduler: options.scheduler,
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
   });
 }
 

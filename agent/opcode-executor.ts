@@ -11,6 +11,8 @@ export interface OpcodeExecutorOptions {
   artifactPath: (args: OpcodeArgs<'EXEC_STAGE_UPDATE'>) => string;
   /** Process entries returned at most (default kernelBridgeLimits.processEntriesDefault: a result must fit one frame). */
   processEntriesMax: number;
+  /** The delivery's W3C traceparent: the bridge logs the kernel call with its trace id. */
+  traceparent?: string;
 }
 
 /**
@@ -22,7 +24,7 @@ export interface OpcodeExecutorOptions {
  */
 export async function executeOpcode(command: SignedCommand, options: OpcodeExecutorOptions): Promise<Record<string, unknown>> {
   const { kernel } = options;
-  const auth = commandAuthorization(command);
+  const auth = { ...commandAuthorization(command), ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent }) };
   switch (command.opcode) {
     case 'EXEC_PING_KERNEL': {
       const ping = await kernel.pingKernel(undefined, auth);

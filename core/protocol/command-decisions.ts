@@ -32,6 +32,8 @@ export interface NewCommandRow {
   readonly idempotencyKey: string | null;
   /** The args as canonical JSON: the idempotency fingerprint compares this text. */
   readonly argsJson: string;
+  /** The W3C traceparent of the request that created it (core/trace); every later step logs under its trace id. */
+  readonly traceparent?: string;
 }
 
 /** Effects performed inside one SQL transaction: all of them commit, or none. */

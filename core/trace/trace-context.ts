@@ -70,3 +70,19 @@ function nonZeroHex(random: RandomSource, byteLength: number): string {
   }
   throw new Error('random source returned only zero bytes');
 }
+
+/**
+ * The log fields of a received traceparent, for a service that carries the operation on without
+ * a span of its own (the gateway, the agent, the kernel bridge): `trace_id` and the sender's span
+ * as `parent_id` (W3C's name for it). Empty when there is none or it does not parse, so a line
+ * is never refused for its trace.
+ */
+export function traceLogFields(traceparent: string | undefined): { trace_id?: string; parent_id?: string } {
+  const context = parseTraceparent(traceparent);
+  return context === undefined ? {} : { trace_id: context.traceId, parent_id: context.spanId };
+}
+
+/** The log fields of a span this service opened: its trace id and its own span id. */
+export function spanLogFields(context: TraceContext): { trace_id: string; span_id: string } {
+  return { trace_id: context.traceId, span_id: context.spanId };
+}

@@ -6,6 +6,7 @@
  */
 import { SdcError } from '../../core/errors/index.js';
 import type { Ed25519Provider, Scheduler } from '../../core/ports/ports.js';
+import { traceLogFields } from '../../core/trace/trace-context.js';
 import { COUNTER_MAX, ENVELOPE_BYTES, buildRequest, verifyResponse } from '../codec.js';
 import { encodeCommandAttachment, type CommandAuthorization } from '../command/attachment.js';
 import { decodeProvisionResponse, encodeProvisionRequest, type CommandKeySet, type ProvisionOutcomeName } from '../command/provision.js';
@@ -56,6 +57,13 @@ export interface IoctlKernelBridgeOptions {
   scheduler?: Scheduler;
   /** Calls waiting behind the one in flight; more are refused with KERNEL_QUEUE_FULL. */
   queueMax?: number;
+  /** One line per finished call (opcode, counter, status, and the command's trace id when it has one); default none. */
+  logger?: KernelCallLogger;
+}
+
+/** pino-compatible: the agent passes its own logger. */
+export interface KernelCallLogger {
+  info(fields: object, message: string): void;
 }
 
 /** The bridge's defaults; callers override them per bridge (queueMax) or per call (maxEntries). */
@@ -154,13 +162,13 @@ export class IoctlKernelBridge implements KernelBridge {
     this.waiting++;
     const run = this.tail.then(() => {
       this.waiting--;
-      return this.callNow(name, payload, responsePayloadBytes, attachment);
+      return this.callNow(name, payload, responsePayloadBytes, attachment, auth?.traceparent);
     });
     this.tail = run.catch(() => undefined);
     return run;
   }
 
-  private async callNow(name: OpcodeName, payload: Uint8Array, responsePayloadBytes: number, attachment?: Uint8Array): Promise<Uint8Array> {
+  private async callNow(name: OpcodeName, payload: Uint8Array, responsePayloadBytes: number, attachment?: Uint8Array, traceparent?: string): Promise<Uint8Array> {
     if (this.closed) throw new SdcError('KERNEL_CLOSED', 'kernel bridge is closed');
     const counter = this.takeCounter();
     const request = buildRequest({ ed25519: this.options.ed25519, agentSeed: this.options.agentSeed, opcode: Opcode[name], counter, payload, attachment });
@@ -181,6 +189,8 @@ export class IoctlKernelBridge implements KernelBridge {
       this.inFlight.delete(controller);
     }
     const statusName = kernelStatusNames[result.status] ?? `UNDEFINED_${result.status}`;
+    // Logged before the response is judged: a refused or forged answer is a call that happened too.
+    this.options.logger?.info({ opcode: name, counter: counter.toString(), status: statusName, ...traceLogFields(traceparent) }, 'kernel call');
     if (result.output.length === 0) {
       throw new SdcError('KERNEL_REFUSED', `${name} refused with ${statusName} (no response written)`, { status: statusName, authenticated: false });
     }

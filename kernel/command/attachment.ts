@@ -14,6 +14,11 @@ export interface CommandAuthorization {
   signedBytes: Uint8Array;
   /** The 64-byte Ed25519 signature from the command's sig.value. */
   signature: Uint8Array;
+  /**
+   * The W3C traceparent the command was delivered with, if any. Not sent to the kernel (its
+   * binary contract has no room, and needs none): the bridge logs the call with its trace id.
+   */
+  traceparent?: string;
 }
 
 const A = Layout.CommandAttachment;

@@ -3,7 +3,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { SdcError } from '../../core/errors/index.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { parseStrictJson } from '../../core/protocol/strict-json.js';
-import { DeviceId, EpochMs, FrameId, SessionId, Seq } from '../../core/protocol/messages/fields.js';
+import { DeviceId, EpochMs, FrameId, SessionId, Seq, Traceparent } from '../../core/protocol/messages/fields.js';
 import { SignedCommandSchema } from '../../core/protocol/messages/command.js';
 import { DevicePostureSchema } from '../../core/protocol/messages/posture.js';
 
@@ -20,8 +20,12 @@ const SignedFrameText = Type.String({ maxLength: 65_536 });
 const ClockOffsetMs = Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER });
 
 export const busEntrySchemas = {
-  /** control plane -> gateway: deliver this command to the device (held by this gateway). */
-  deliver: Type.Object({ command: SignedCommandSchema }, strict),
+  /**
+   * control plane -> gateway: deliver this command to the device (held by this gateway). With the
+   * W3C traceparent of the operation that created it (the API request's), which the gateway logs
+   * with and puts into COMMAND_DELIVERY; absent for a command stored without one.
+   */
+  deliver: Type.Object({ command: SignedCommandSchema, traceparent: Type.Optional(Traceparent) }, strict),
 
   /** gateway -> control plane: a device session opened or closed. */
   presence: Type.Object({
@@ -41,10 +45,16 @@ export const busEntrySchemas = {
     detail: Type.Optional(Type.String({ maxLength: 512 })),
     /** The device's signed COMMAND_ACK frame, when the event came from one. */
     frame: Type.Optional(SignedFrameText),
+    /** The command's trace (from its delivery, or the device's ACK), so the control plane logs the event under it. */
+    traceparent: Type.Optional(Traceparent),
   }, strict),
 
   /** gateway -> control plane: the device's signed COMMAND_RESULT frame. */
-  command_result: Type.Object({ command_id: FrameId, device_id: DeviceId, gateway_id: GatewayId, at_ms: EpochMs, frame: SignedFrameText }, strict),
+  command_result: Type.Object({
+    command_id: FrameId, device_id: DeviceId, gateway_id: GatewayId, at_ms: EpochMs, frame: SignedFrameText,
+    /** The command's trace, as for command_progress (the device also signs it inside the frame). */
+    traceparent: Type.Optional(Traceparent),
+  }, strict),
 
   /** gateway -> control plane: an ALERT frame from a device, or one the gateway raised. */
   alert: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, at_ms: EpochMs, frame: Type.Optional(SignedFrameText),

@@ -64,13 +64,15 @@ export class ApprovalRepository {
   /** Stores a command that waits for approvals, its first history entry and its audit entry, in one transaction. */
   async insertPending(row: {
     subject: ApprovalSubject; pending: PendingApproval; createdBy: string; idempotencyKey: string | null; argsJson: string; atMs: number; audit: AuditRecord;
+    /** The request's W3C traceparent: the release dispatches under the same trace id (migration 017). */
+    traceparent?: string;
   }): Promise<void> {
     const { subject } = row;
     await this.#db.transaction(async (tx) => {
       await tx.execute(
-        `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at, approval_json)
-         VALUES (?, ?, ?, ?, 'pending_approval', ?, ?, NULL, NULL, ?, 0, ?, ?, ?)`,
-        [subject.id, subject.device_id, subject.opcode, row.argsJson, row.createdBy, row.idempotencyKey, subject.expires_at, row.atMs, row.atMs, canonicalize(row.pending)],
+        `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at, approval_json, traceparent)
+         VALUES (?, ?, ?, ?, 'pending_approval', ?, ?, NULL, NULL, ?, 0, ?, ?, ?, ?)`,
+        [subject.id, subject.device_id, subject.opcode, row.argsJson, row.createdBy, row.idempotencyKey, subject.expires_at, row.atMs, row.atMs, canonicalize(row.pending), row.traceparent ?? null],
       );
       await appendHistory(tx, subject.id, 'pending_approval', row.atMs, { event: 'create', by: row.createdBy, rule_id: row.pending.rule_id });
       await this.#audit.record(tx, row.audit);

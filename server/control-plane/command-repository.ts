@@ -7,6 +7,7 @@ import type { CommandRecord, TransactionEffect } from '../../core/protocol/comma
 import { commandStates, commandTerminalStates, type CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
 import { SignedCommandSchema, type SignedCommand } from '../../core/protocol/messages/command.js';
+import { formatTraceparent, parseTraceparent } from '../../core/trace/trace-context.js';
 import type { SqlDatabase, SqlExecutor, SqlValue } from '../stores/sql/sql-port.js';
 import { nextCounterValue } from './stores/counters.js';
 
@@ -51,17 +52,19 @@ const CommandRowSchema = Type.Object({
   first_dispatched_at: NullableMs,
   /** What a pending command waits for (migration 012); NULL for a command that needed no approval. */
   approval_json: Type.Optional(NullableText(JsonTextMax)),
+  /** The W3C traceparent it was created under (migration 017); NULL without one. */
+  traceparent: Type.Optional(NullableText(64)),
 });
 export type CommandRow = Static<typeof CommandRowSchema>;
 
 const HistoryRowSchema = Type.Object({ state: StateColumn, at: EpochMsColumn, detail_json: NullableText(JsonTextMax) });
 const ExpiryRowSchema = Type.Pick(CommandRowSchema, ['id', 'first_dispatched_at']);
 // Rows read for delivery are never pending, so their signed command is there.
-const DueRowSchema = Type.Object({ id: Text(64), device_id: Text(64), signed_json: Text(JsonTextMax) });
-const SignedRowSchema = Type.Object({ id: Text(64), signed_json: Text(JsonTextMax) });
+const DueRowSchema = Type.Object({ id: Text(64), device_id: Text(64), signed_json: Text(JsonTextMax), traceparent: Type.Optional(NullableText(64)) });
+const SignedRowSchema = Type.Object({ id: Text(64), signed_json: Text(JsonTextMax), traceparent: Type.Optional(NullableText(64)) });
 const StateRowSchema = Type.Pick(CommandRowSchema, ['state']);
 const DeviceStatusRowSchema = Type.Object({ status: Text(32) });
-const OwnerRowSchema = Type.Object({ device_id: Text(64), device_seq: Type.Integer({ minimum: 0 }), status: NullableText(32) });
+const OwnerRowSchema = Type.Object({ device_id: Text(64), device_seq: Type.Integer({ minimum: 0 }), status: NullableText(32), traceparent: Type.Optional(NullableText(64)) });
 
 // Compiled once at load.
 const checks = {
@@ -133,15 +136,28 @@ export interface StoredCommand {
   readonly id: string;
   readonly deviceId: string;
   readonly command: SignedCommand | SdcError;
+  /** The trace it was created under, carried by every dispatch of it. */
+  readonly traceparent?: string;
 }
 
-function storedCommandOf(row: { id: string; signed_json: string }, deviceId: string): StoredCommand {
+function storedCommandOf(row: { id: string; signed_json: string; traceparent?: string | null | undefined }, deviceId: string): StoredCommand {
+  const traceparent = storedTraceparent(row.traceparent);
+  const trace = traceparent === undefined ? {} : { traceparent };
   try {
-    return { id: row.id, deviceId, command: signedCommandOf(row) };
+    return { id: row.id, deviceId, command: signedCommandOf(row), ...trace };
   } catch (error) {
-    if (SdcError.is(error, 'STORE_CORRUPT')) return { id: row.id, deviceId, command: error };
+    if (SdcError.is(error, 'STORE_CORRUPT')) return { id: row.id, deviceId, command: error, ...trace };
     throw error;
   }
+}
+
+/**
+ * A stored traceparent as we send it on (version 00), or undefined for NULL or a value that does
+ * not parse: a damaged trace loses the log correlation, never the command's delivery.
+ */
+export function storedTraceparent(value: string | null | undefined): string | undefined {
+  const context = parseTraceparent(value ?? undefined);
+  return context === undefined ? undefined : formatTraceparent(context);
 }
 
 export function recordOf(row: CommandRow): CommandRecord {
@@ -211,14 +227,15 @@ export class CommandRepository {
     return row === undefined ? undefined : validRow(checks.deviceStatus, row, 'devices').status;
   }
 
-  /** The command's device, seq and that device's status (null when the device row is gone). */
-  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null } | undefined> {
+  /** The command's device, seq, that device's status (null when the device row is gone) and the trace it was created under. */
+  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null; traceparent?: string } | undefined> {
     const [row] = await this.#db.query(
       // A pending command (no seq yet) was never sent: no device can name it.
-      'SELECT c.device_id, c.device_seq, d.status FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ? AND c.device_seq IS NOT NULL', [commandId]);
+      'SELECT c.device_id, c.device_seq, d.status, c.traceparent FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ? AND c.device_seq IS NOT NULL', [commandId]);
     if (row === undefined) return undefined;
     const owner = validRow(checks.owner, row, 'commands');
-    return { deviceId: owner.device_id, deviceSeq: owner.device_seq, deviceStatus: owner.status };
+    const traceparent = storedTraceparent(owner.traceparent);
+    return { deviceId: owner.device_id, deviceSeq: owner.device_seq, deviceStatus: owner.status, ...(traceparent === undefined ? {} : { traceparent }) };
   }
 
   /** Unfinished commands past their expiry, oldest expiry first. */
@@ -233,7 +250,7 @@ export class CommandRepository {
   /** Unexpired, unfinished commands whose last dispatch is at or before `dueAtMs` (or that were never dispatched), oldest dispatch first. */
   async dueForRedispatch(nowMs: number, dueAtMs: number, limit: number): Promise<StoredCommand[]> {
     const rows = validRows(checks.due, await this.#db.query(
-      `SELECT id, device_id, signed_json FROM commands
+      `SELECT id, device_id, signed_json, traceparent FROM commands
        WHERE state IN (${deliverableList}) AND expires_at > ? AND (dispatched_at IS NULL OR dispatched_at <= ?)
        ORDER BY COALESCE(dispatched_at, 0) ASC, created_at ASC, device_seq ASC LIMIT ?`,
       [nowMs, dueAtMs, limit],
@@ -244,7 +261,7 @@ export class CommandRepository {
   /** The device's unfinished, unexpired commands in device_seq order. */
   async unfinishedOf(deviceId: string, nowMs: number, limit: number): Promise<StoredCommand[]> {
     const rows = validRows(checks.signed, await this.#db.query(
-      `SELECT id, signed_json FROM commands WHERE device_id = ? AND state IN (${deliverableList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
+      `SELECT id, signed_json, traceparent FROM commands WHERE device_id = ? AND state IN (${deliverableList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
       [deviceId, nowMs, limit],
     ), 'commands');
     return rows.map((row) => storedCommandOf(row, deviceId));
@@ -253,7 +270,7 @@ export class CommandRepository {
   /** The device's queued, unexpired commands no gateway holds, in device_seq order. */
   async waitingOf(deviceId: string, nowMs: number, limit: number): Promise<StoredCommand[]> {
     const rows = validRows(checks.signed, await this.#db.query(
-      `SELECT id, signed_json FROM commands WHERE device_id = ? AND state = 'queued' AND gateway_id IS NULL AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
+      `SELECT id, signed_json, traceparent FROM commands WHERE device_id = ? AND state = 'queued' AND gateway_id IS NULL AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
       [deviceId, nowMs, limit],
     ), 'commands');
     return rows.map((row) => storedCommandOf(row, deviceId));
@@ -333,13 +350,13 @@ export class CommandRepository {
   }
 }
 
-async function insertCommand(tx: SqlExecutor, row: { command: SignedCommand; createdBy: string; idempotencyKey: string | null; argsJson: string }): Promise<void> {
+async function insertCommand(tx: SqlExecutor, row: { command: SignedCommand; createdBy: string; idempotencyKey: string | null; argsJson: string; traceparent?: string }): Promise<void> {
   const { command } = row;
   await tx.execute(
-    `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at)
-     VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?)`,
+    `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at, traceparent)
+     VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?)`,
     [command.id, command.device_id, command.opcode, row.argsJson, row.createdBy, row.idempotencyKey, command.device_seq, canonicalize(command),
-      command.expires_at, command.issued_at, command.issued_at],
+      command.expires_at, command.issued_at, command.issued_at, row.traceparent ?? null],
   );
 }
 

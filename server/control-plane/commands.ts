@@ -24,6 +24,7 @@ import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import type { PolicyStore } from './policy-store.js';
 import { PolicyFacts, policyBlockDetails, policyBlockRecord, policyRefusalCode } from './policy-facts.js';
 import type { DeviceComplianceReader } from '../../core/protocol/compliance.js';
+import { formatTraceparent, spanLogFields, traceLogFields, type TraceContext } from '../../core/trace/trace-context.js';
 import type { Role } from './users.js';
 
 /** Who asks: the authenticated operator. */
@@ -41,6 +42,11 @@ export interface CreateCommandRequest {
   readonly idempotencyKey?: string;
   /** Why the operator sends it (policy `reasonRequired`); recorded in the audit entry. */
   readonly reason?: string;
+  /**
+   * The span of the API request (core/trace): stored with the command as its traceparent, which
+   * every dispatch carries to the gateway and the device, so the whole path logs one trace id.
+   */
+  readonly trace?: TraceContext;
 }
 
 export interface CommandHistoryEntry {
@@ -240,7 +246,10 @@ export class CommandService {
         kid: this.#options.signer.kid, seed: this.#options.signer.seed, provider: this.#ctx.ed25519,
       });
       const effects = decideCreate({
-        row: { command, createdBy: actor.name, idempotencyKey: request.idempotencyKey ?? null, argsJson: facts.argsJson },
+        row: {
+          command, createdBy: actor.name, idempotencyKey: request.idempotencyKey ?? null, argsJson: facts.argsJson,
+          ...(request.trace === undefined ? {} : { traceparent: formatTraceparent(request.trace) }),
+        },
         auditActor: actors.user(actor.name), policyRecord: facts.policyRecord,
       });
       return { ...effects, command };
@@ -248,6 +257,9 @@ export class CommandService {
     // Committed: from here on nothing turns the answer into an error (issue 18.4), or a client
     // retrying without an Idempotency-Key would make a second command. Each step below either
     // never throws or has a fallback.
+    this.#ctx.logger.info({
+      commandId: id, deviceId, opcode: facts.opcode, deviceSeq: decided.command.device_seq, ...(request.trace === undefined ? {} : spanLogFields(request.trace)),
+    }, 'command created');
     await this.#afterCommit(decided.afterCommit);
     return decided.command;
   }
@@ -270,6 +282,7 @@ export class CommandService {
     };
     await this.#approvals.insertPending({
       subject, pending, createdBy: actor.name, idempotencyKey: request.idempotencyKey ?? null, argsJson: facts.argsJson, atMs: facts.nowMs,
+      ...(request.trace === undefined ? {} : { traceparent: formatTraceparent(request.trace) }),
       audit: {
         kind: 'command.approval_requested', actor: actors.user(actor.name), subject: `command:${subject.id}`,
         payload: { command: subject as unknown as JsonObject, command_sha256: pending.command_sha256, policy: facts.policyRecord, approval: { rule_id: pending.rule_id, count: pending.count, roles: [...pending.roles] } },
@@ -315,13 +328,13 @@ export class CommandService {
    * Appends a `deliver` entry to the stream of the gateway holding the device, if any. Never
    * throws: a failure leaves the command queued for the next presence or the redelivery sweep.
    */
-  async dispatch(command: SignedCommand, gatewayId?: string): Promise<boolean> {
+  async dispatch(command: SignedCommand, gatewayId?: string, traceparent?: string): Promise<boolean> {
     try {
       const gateway = gatewayId ?? (await this.presenceGateway(command.device_id));
       if (gateway === undefined) return false;
-      return await this.#append(command, gateway);
+      return await this.#append(command, gateway, traceparent);
     } catch (error) {
-      this.#ctx.logger.warn({ err: error, commandId: command.id }, 'dispatch failed; the command stays queued for redelivery');
+      this.#ctx.logger.warn({ err: error, commandId: command.id, ...traceLogFields(traceparent) }, 'dispatch failed; the command stays queued for redelivery');
       return false;
     }
   }
@@ -331,10 +344,12 @@ export class CommandService {
    * already. It is marked as leaving the control plane first (CommandRepository.markLeaving), so
    * the expiry sweep times it out rather than expiring it once a device may have it.
    */
-  async #append(command: SignedCommand, gateway: string): Promise<boolean> {
+  async #append(command: SignedCommand, gateway: string, traceparent: string | undefined): Promise<boolean> {
     if (!(await this.#repository.markLeaving(command.id, this.#ctx.clock.nowMs()))) return false;
-    await this.#ctx.bus.append(gatewayCommandStream(gateway), encodeBusEntry('deliver', { command }), { maxLen: streamMaxLen.gatewayCommands });
+    const entry = encodeBusEntry('deliver', { command, ...(traceparent === undefined ? {} : { traceparent }) });
+    await this.#ctx.bus.append(gatewayCommandStream(gateway), entry, { maxLen: streamMaxLen.gatewayCommands });
     await this.#repository.recordDispatch(command.id, gateway, this.#ctx.clock.nowMs());
+    this.#ctx.logger.info({ commandId: command.id, gatewayId: gateway, ...traceLogFields(traceparent) }, 'command dispatched to its gateway');
     return true;
   }
 
@@ -348,7 +363,7 @@ export class CommandService {
       const gateway = await this.presenceGateway(deviceId);
       if (gateway === undefined) return;
       const waiting = await this.#repository.waitingOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.waitingPerCreateMax);
-      for (const { command } of waiting) await this.#append(readable(command), gateway);
+      for (const { command, traceparent } of waiting) await this.#append(readable(command), gateway, traceparent);
     } catch (error) {
       this.#ctx.logger.warn({ err: error, deviceId }, 'dispatch failed; the commands stay queued for redelivery');
     }
@@ -386,7 +401,7 @@ export class CommandService {
         if (!gateways.has(row.deviceId)) gateways.set(row.deviceId, await this.presenceGateway(row.deviceId));
         const decision = decideRedispatch(row.id, gateways.get(row.deviceId), nowMs);
         if (decision.type === 'stamp_dispatched') await this.#repository.stampDispatched(decision.commandId, decision.atMs);
-        else if (await this.#append(readable(row.command), decision.gatewayId)) sent += 1;
+        else if (await this.#append(readable(row.command), decision.gatewayId, row.traceparent)) sent += 1;
       } catch (error) {
         // Not stamped: retried at the next sweep. Later commands of the device wait so they cannot overtake it.
         failedDevices.add(row.deviceId);
@@ -424,10 +439,10 @@ export class CommandService {
   async redeliver(deviceId: string, gatewayId: string): Promise<number> {
     const commands = await this.#repository.unfinishedOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.redeliverPerPresenceMax);
     let sent = 0;
-    for (const { id, command } of commands) {
+    for (const { id, command, traceparent } of commands) {
       // A damaged row cannot be delivered by anyone; the others still are (it expires by its expires_at column).
       if (command instanceof SdcError) this.#ctx.logger.error({ err: command, commandId: id }, 'stored command is not readable; not redelivered');
-      else if (await this.dispatch(command, gatewayId)) sent += 1;
+      else if (await this.dispatch(command, gatewayId, traceparent)) sent += 1;
     }
     return sent;
   }
@@ -441,8 +456,8 @@ export class CommandService {
     await this.#repository.clearGateway(commandId);
   }
 
-  /** The command's device, seq and that device's status, for checking an event that names it. */
-  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null } | undefined> {
+  /** The command's device, seq, that device's status and its stored traceparent, for checking and logging an event that names it. */
+  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null; traceparent?: string } | undefined> {
     return this.#repository.ownerOf(commandId);
   }
 

@@ -43,7 +43,7 @@ function suite(target: SqlTarget): void {
       const bad = await call('POST', '/v1/auth/login', { body: { name: 'root', password: 'wrong password!!' } });
       assert.equal(bad.status, 401);
       assert.equal(bad.json().error.code, 'API_LOGIN_FAILED');
-      assert.match(bad.json().error.trace_id, /^[0-9a-f]{16}$/);
+      assert.match(bad.json().error.trace_id, /^[0-9a-f]{32}$/);
       const unknown = await call('POST', '/v1/auth/login', { body: { name: 'nobody', password: 'wrong password!!' } });
       assert.deepEqual(unknown.json().error.message, bad.json().error.message);
       const audit = await call('GET', '/v1/audit?limit=10', { token: tokens.admin });

@@ -297,7 +297,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         : createHttpServer(handler);
       server = created;
       // Node's own refusals (headers too large, malformed HTTP) in our error shape.
-      created.on('clientError', clientErrorListener({ logger, newTraceId: () => hexFromBytes(random.bytes(8)) }));
+      // A new W3C trace id (16 bytes), as a routed request's error carries: no request exists to continue a trace from.
+      created.on('clientError', clientErrorListener({ logger, newTraceId: () => hexFromBytes(random.bytes(16)) }));
       await new Promise<void>((resolve, reject) => {
         created.once('error', reject);
         created.listen(port, host, () => { created.off('error', reject); resolve(); });

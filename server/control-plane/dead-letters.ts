@@ -1,10 +1,11 @@
 import { SdcError } from '../../core/errors/index.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
+import { traceLogFields } from '../../core/trace/trace-context.js';
 import { encodeBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, streamMaxLen } from '../bus-contract/streams.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
-import { CommandRepository, signedCommandOf } from './command-repository.js';
+import { CommandRepository, signedCommandOf, storedTraceparent } from './command-repository.js';
 import { actors, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 
@@ -134,7 +135,7 @@ export class DeadLetterService {
   }
 
   async #retryOne(commandId: string, actor: string): Promise<RetryOutcome> {
-    const { command, deviceId } = await this.#deadLettered(commandId);
+    const { command, deviceId, traceparent } = await this.#deadLettered(commandId);
     if ((await this.#commands.deviceStatus(deviceId)) === 'revoked') {
       throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked; its commands are not retried`, { deviceId });
     }
@@ -148,7 +149,9 @@ export class DeadLetterService {
     await this.#ctx.settleAudit();
     // After the audit entry is committed: an append that fails leaves an audited request the
     // operator sees refused (STORE_*) and can repeat; a delivery never goes out unaudited.
-    await this.#ctx.bus.append(gatewayCommandStream(gatewayId), encodeBusEntry('deliver', { command }), { maxLen: streamMaxLen.gatewayCommands });
+    // Under the trace the command was created with (migration 017): the retry's path logs the same trace id.
+    await this.#ctx.bus.append(gatewayCommandStream(gatewayId), encodeBusEntry('deliver', { command, ...(traceparent === undefined ? {} : { traceparent }) }), { maxLen: streamMaxLen.gatewayCommands });
+    this.#ctx.logger.info({ commandId, gatewayId, retries, ...traceLogFields(traceparent) }, 'dead-lettered command retried');
     return { command_id: commandId, outcome: 'retried', gateway_id: gatewayId, retries };
   }
 
@@ -198,11 +201,11 @@ export class DeadLetterService {
   }
 
   /** The command, which must be dead-lettered now (DLQ_ENTRY_NOT_FOUND otherwise, naming its state). */
-  async #deadLettered(commandId: string): Promise<{ command: SignedCommand; deviceId: string }> {
+  async #deadLettered(commandId: string): Promise<{ command: SignedCommand; deviceId: string; traceparent: string | undefined }> {
     const row = await this.#commands.byId(commandId);
     if (row === undefined) throw new SdcError('DLQ_ENTRY_NOT_FOUND', `no command ${commandId}`);
     if (row.state !== 'dead_lettered') throw new SdcError('DLQ_ENTRY_NOT_FOUND', `command ${commandId} is ${row.state}, not dead-lettered`, { state: row.state });
-    return { command: signedCommandOf(row), deviceId: row.device_id };
+    return { command: signedCommandOf(row), deviceId: row.device_id, traceparent: storedTraceparent(row.traceparent) };
   }
 
   /**

@@ -3,6 +3,7 @@ import { decodeBusEntry, type BusEntryData } from '../bus-contract/entries.js';
 import { commandExecution, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import { riskScore } from '../../core/protocol/risk-score.js';
+import { traceLogFields } from '../../core/trace/trace-context.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
 import { AlertEpisodes, type RaiseAlert } from './alert-episodes.js';
 import { AlertMonitor, updateOpcodes } from './alert-monitor.js';
@@ -10,7 +11,7 @@ import { AlertRateLimiter } from './alert-rate-limit.js';
 import { alertRulesDefault, type AlertRules } from './alert-rules.js';
 import { TelemetryRowWriter } from './telemetry-rows.js';
 import { PolicyBundleReports } from './policy-bundle-reports.js';
-import type { CommandService } from './commands.js';
+import type { CommandService, TransitionOutcome } from './commands.js';
 import { actors, type ServiceContext } from './context.js';
 import type { DeviceService } from './devices.js';
 import { pageLimit } from './pagination.js';
@@ -110,15 +111,19 @@ export class EventHandlers {
       return;
     }
     const detail: JsonObject = { gateway_id: data.gateway_id, attempt: data.attempt, ...(data.detail === undefined ? {} : { detail: data.detail }) };
+    let outcome: TransitionOutcome;
     if ((data.event === 'ack' || data.event === 'start') && data.frame !== undefined) {
       await this.#verifyAck(data, data.frame, command.device_seq);
       // Audited as `command.ack` with the device-signed frame, in the transition's own transaction (command-decisions.ts).
-      await this.#commands.transition(data.command_id, data.event, data.at_ms, {
+      outcome = await this.#commands.transition(data.command_id, data.event, data.at_ms, {
         detail, actor: actors.device(data.device_id), ack: { frame: data.frame, gatewayId: data.gateway_id },
       });
-      return;
+    } else {
+      outcome = await this.#commands.transition(data.command_id, data.event, data.at_ms, { detail, actor: actors.gateway(data.gateway_id) });
     }
-    await this.#commands.transition(data.command_id, data.event, data.at_ms, { detail, actor: actors.gateway(data.gateway_id) });
+    this.#ctx.logger.debug({
+      commandId: data.command_id, event: data.event, gatewayId: data.gateway_id, applied: outcome.applied, ...traceLogFields(command.traceparent ?? data.traceparent),
+    }, 'command progress recorded');
   }
 
   /** The ACK frame must be the device's, about this command and seq, at the stage the gateway reported. */
@@ -143,6 +148,11 @@ export class EventHandlers {
       detail: { gateway_id: data.gateway_id, status: body.status }, actor: actors.device(data.device_id),
       result: { frame: data.frame, gatewayId: data.gateway_id },
     });
+    // The trace the command was created under (ours), else the one the gateway and the device passed back.
+    this.#ctx.logger.info({
+      commandId: data.command_id, deviceId: data.device_id, status: body.status, applied: outcome.applied, ...(outcome.applied ? { state: outcome.to } : {}),
+      ...traceLogFields(command.traceparent ?? data.traceparent ?? body.traceparent),
+    }, 'command result recorded');
     if (outcome.applied) await this.#updateOutcome(data, body.status === 'succeeded');
     if (!outcome.applied) {
       this.#ctx.logger.info({ commandId: data.command_id, reason: outcome.reason }, 'command result not applied (duplicate or late)');
@@ -200,11 +210,11 @@ export class EventHandlers {
     });
   }
 
-  async #requireCommandOf(commandId: string, deviceId: string): Promise<{ device_seq: number; deviceStatus: string | null }> {
+  async #requireCommandOf(commandId: string, deviceId: string): Promise<{ device_seq: number; deviceStatus: string | null; traceparent: string | undefined }> {
     const owner = await this.#commands.ownerOf(commandId);
     if (owner === undefined) throw new SdcError('COMMAND_NOT_FOUND', `no command ${commandId}`);
     if (owner.deviceId !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `command ${commandId} is not for ${deviceId}`);
-    return { device_seq: owner.deviceSeq, deviceStatus: owner.deviceStatus };
+    return { device_seq: owner.deviceSeq, deviceStatus: owner.deviceStatus, traceparent: owner.traceparent };
   }
 
   /**

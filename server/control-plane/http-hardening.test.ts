@@ -103,7 +103,7 @@ function suite(pair: StorePair): void {
       const answer = await call('GET', `/v1/devices/${longId}`, { token: admin });
       assert.equal(answer.status, 414);
       assert.equal(answer.json().error.code, 'HTTP_URI_TOO_LONG');
-      assert.match(answer.json().error.trace_id, /^[0-9a-f]{16}$/);
+      assert.match(answer.json().error.trace_id, /^[0-9a-f]{32}$/);
       assert.ok(!answer.body.includes(longId), answer.body);
       const badUrl = await call('GET', '/v1/devices/%zz', { token: admin });
       assert.equal(badUrl.status, 400);
@@ -156,7 +156,7 @@ describe('16.11: Node-level refusals (clientError) in our error shape', () => {
     assert.match(answer.statusLine, /^HTTP\/1\.1 431 /);
     assert.match(answer.headers, /content-type: application\/json/);
     assert.equal(answer.body.error.code, 'HTTP_HEADERS_TOO_LARGE');
-    assert.match(answer.body.error.trace_id, /^[0-9a-f]{16}$/);
+    assert.match(answer.body.error.trace_id, /^[0-9a-f]{32}$/);
   });
 
   it('a request that is not HTTP: 400 HTTP_BAD_REQUEST', async () => {

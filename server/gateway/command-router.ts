@@ -5,6 +5,7 @@ import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import type { TimerHandle } from '../../core/ports/ports.js';
 import { verifyCommand } from '../../core/protocol/signed-command.js';
+import { traceLogFields } from '../../core/trace/trace-context.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
 import { backoffDelayMs } from './backoff.js';
 import type { GatewayContext } from './gateway-context.js';
@@ -12,14 +13,16 @@ import type { GatewayContext } from './gateway-context.js';
 /** The live session a command can be written to. */
 export interface DeliveryTarget {
   readonly sessionId: string;
-  /** Writes COMMAND_DELIVERY; false if the session can no longer send. */
-  deliver(command: SignedCommand, attempt: number): boolean;
+  /** Writes COMMAND_DELIVERY (with the traceparent when the agent takes one); false if the session can no longer send. */
+  deliver(command: SignedCommand, attempt: number, traceparent?: string): boolean;
 }
 
 interface Delivery {
   readonly stream: string;
   readonly entryId: string;
   readonly command: SignedCommand;
+  /** The operation's W3C trace from the `deliver` entry: logged with, sent to the agent, reported back with the progress. */
+  readonly traceparent: string | undefined;
   readonly target: DeliveryTarget;
   attempt: number;
   acked: boolean;
@@ -163,10 +166,12 @@ export class CommandRouter {
     const { bus } = this.context.options.stores;
     const { commandKeys, provider, logger, pendingDeliveriesPerDeviceMax } = this.context.options;
     let command: SignedCommand;
+    let traceparent: string | undefined;
     try {
       const decoded = decodeBusEntry(entry.fields);
       if (decoded.kind !== 'deliver') throw new SdcError('GATEWAY_COMMAND_REFUSED', `a gateway stream carries deliver entries, not ${decoded.kind}`);
       command = decoded.data.command;
+      traceparent = decoded.data.traceparent;
     } catch (error) {
       const code = SdcError.is(error) ? error.code : 'GATEWAY_COMMAND_REFUSED';
       logger.warn({ code, entry_id: entry.id, trace_id: this.context.traceId() }, 'malformed command entry dead-lettered');
@@ -180,12 +185,12 @@ export class CommandRouter {
       const code = SdcError.is(error) ? error.code : 'GATEWAY_COMMAND_REFUSED';
       if (code === 'COMMAND_EXPIRED') {
         // The control plane's expiry sweep owns expired commands; handing it back would only loop.
-        logger.info({ command_id: command.id }, 'expired command dropped');
+        logger.info({ command_id: command.id, ...traceLogFields(traceparent) }, 'expired command dropped');
         await bus.ack(this.#stream, groups.gateway, [entry.id]);
         return;
       }
-      logger.warn({ code, command_id: command.id, trace_id: this.context.traceId() }, 'command refused by the gateway');
-      await this.#progress(command, 'dead_letter', 0, `${code}: refused by gateway`);
+      logger.warn({ code, command_id: command.id, trace_id: this.context.traceId(), ...traceLogFields(traceparent) }, 'command refused by the gateway');
+      await this.#progress(command, 'dead_letter', 0, `${code}: refused by gateway`, this.context.nowMs(), traceparent);
       await bus.deadLetter(this.#stream, groups.gateway, entry.id, code);
       return;
     }
@@ -201,14 +206,14 @@ export class CommandRouter {
     }
     const target = this.targetFor(command.device_id);
     if (target === undefined) {
-      await this.#handBackCommand(this.#stream, entry.id, command, 0, 'device not connected to this gateway');
+      await this.#handBackCommand(this.#stream, entry.id, command, 0, 'device not connected to this gateway', traceparent);
       return;
     }
     if ((this.#perDevice.get(command.device_id) ?? 0) >= pendingDeliveriesPerDeviceMax) {
-      await this.#handBackCommand(this.#stream, entry.id, command, 0, 'device delivery queue full');
+      await this.#handBackCommand(this.#stream, entry.id, command, 0, 'device delivery queue full', traceparent);
       return;
     }
-    const delivery: Delivery = { stream: this.#stream, entryId: entry.id, command, target, attempt: 0, acked: false, timer: undefined };
+    const delivery: Delivery = { stream: this.#stream, entryId: entry.id, command, traceparent, target, attempt: 0, acked: false, timer: undefined };
     this.#deliveries.set(command.id, delivery);
     this.#perDevice.set(command.device_id, (this.#perDevice.get(command.device_id) ?? 0) + 1);
     await this.#send(delivery);
@@ -217,23 +222,26 @@ export class CommandRouter {
   async #send(delivery: Delivery): Promise<void> {
     if (this.#deliveries.get(delivery.command.id) !== delivery) return;
     delivery.attempt += 1;
-    if (!delivery.target.deliver(delivery.command, delivery.attempt)) {
+    if (!delivery.target.deliver(delivery.command, delivery.attempt, delivery.traceparent)) {
       await this.#requeue(delivery, 'session closed before delivery');
       return;
     }
+    this.context.options.logger.info({
+      command_id: delivery.command.id, device_id: delivery.command.device_id, attempt: delivery.attempt, ...traceLogFields(delivery.traceparent),
+    }, 'command delivered to the device');
     this.#cancelTimer(delivery);
     delivery.timer = this.context.schedule(this.context.options.ackTimeoutMs, () => { void this.#onAckTimeout(delivery); });
     const attempt = delivery.attempt;
     // Stamped now, not when the report finally goes out: a report retried after a bus outage must
     // not carry a time later than the device's ACK and RESULT that followed this delivery.
     const atMs = this.context.nowMs();
-    await this.#persist('deliver', delivery.command.id, [() => this.#progress(delivery.command, 'deliver', attempt, undefined, atMs)]);
+    await this.#persist('deliver', delivery.command.id, [() => this.#progress(delivery.command, 'deliver', attempt, undefined, atMs, delivery.traceparent)]);
   }
 
   /** COMMAND_DELIVERY again for an acked delivery; no `deliver` progress: the command is past `sent` here. */
   async #resend(delivery: Delivery): Promise<void> {
     delivery.attempt = Math.min(commandAttemptMax, delivery.attempt + 1);
-    if (!delivery.target.deliver(delivery.command, delivery.attempt)) await this.#requeue(delivery, 'session closed before redelivery');
+    if (!delivery.target.deliver(delivery.command, delivery.attempt, delivery.traceparent)) await this.#requeue(delivery, 'session closed before redelivery');
   }
 
   async #onAckTimeout(delivery: Delivery): Promise<void> {
@@ -242,9 +250,9 @@ export class CommandRouter {
     const { deliveryAttemptsMax, backoff, random, logger } = this.context.options;
     try {
       if (delivery.attempt >= deliveryAttemptsMax) {
-        logger.warn({ command_id: delivery.command.id, attempts: delivery.attempt }, 'no ACK after the last attempt; dead-lettered');
+        logger.warn({ command_id: delivery.command.id, attempts: delivery.attempt, ...traceLogFields(delivery.traceparent) }, 'no ACK after the last attempt; dead-lettered');
         this.#forget(delivery);
-        await this.#progress(delivery.command, 'dead_letter', delivery.attempt, `no ACK after ${delivery.attempt} attempts`);
+        await this.#progress(delivery.command, 'dead_letter', delivery.attempt, `no ACK after ${delivery.attempt} attempts`, this.context.nowMs(), delivery.traceparent);
         await this.context.options.stores.bus.deadLetter(delivery.stream, groups.gateway, delivery.entryId, 'GATEWAY_ACK_TIMEOUT');
         return;
       }
@@ -265,10 +273,14 @@ export class CommandRouter {
    */
   async onAck(deviceId: string, body: MessageBody<'COMMAND_ACK'>, frame: string): Promise<void> {
     const delivery = this.#markAcked(deviceId, body.command_id);
+    // The device's word on the trace first: it also covers an ACK with no delivery held here (after a gateway restart).
+    const traceparent = body.traceparent ?? delivery?.traceparent;
     const data = {
       command_id: body.command_id, device_id: deviceId, gateway_id: this.context.options.gatewayId, at_ms: this.context.nowMs(),
       event: body.stage === 'received' ? 'ack' as const : 'start' as const, attempt: delivery?.attempt ?? 0, frame,
+      ...(traceparent === undefined ? {} : { traceparent }),
     };
+    this.context.options.logger.debug({ command_id: body.command_id, device_id: deviceId, stage: body.stage, ...traceLogFields(traceparent) }, 'command ACK forwarded');
     await this.#persist(`COMMAND_ACK ${body.stage}`, body.command_id, [() => this.context.report('command_progress', data)]);
   }
 
@@ -280,7 +292,12 @@ export class CommandRouter {
   async onResult(deviceId: string, body: MessageBody<'COMMAND_RESULT'>, frame: string): Promise<void> {
     // A result can overtake its ACK on a lossy link; it ends the ACK wait all the same.
     const delivery = this.#markAcked(deviceId, body.command_id);
-    const data = { command_id: body.command_id, device_id: deviceId, gateway_id: this.context.options.gatewayId, at_ms: this.context.nowMs(), frame };
+    const traceparent = body.traceparent ?? delivery?.traceparent;
+    const data = {
+      command_id: body.command_id, device_id: deviceId, gateway_id: this.context.options.gatewayId, at_ms: this.context.nowMs(), frame,
+      ...(traceparent === undefined ? {} : { traceparent }),
+    };
+    this.context.options.logger.info({ command_id: body.command_id, device_id: deviceId, status: body.status, ...traceLogFields(traceparent) }, 'command result forwarded');
     const steps = [() => this.context.report('command_result', data)];
     if (delivery !== undefined) {
       steps.push(async () => {
@@ -374,26 +391,28 @@ export class CommandRouter {
   /** Reports `requeue` for a claimed or stale entry and acks it; a malformed entry is dead-lettered. */
   async handBack(stream: string, entry: BusEntry, why: string): Promise<void> {
     let command: SignedCommand;
+    let traceparent: string | undefined;
     try {
       const decoded = decodeBusEntry(entry.fields);
       if (decoded.kind !== 'deliver') throw new SdcError('GATEWAY_COMMAND_REFUSED', `unexpected entry kind ${decoded.kind}`);
       command = decoded.data.command;
+      traceparent = decoded.data.traceparent;
     } catch (error) {
       await this.context.options.stores.bus.deadLetter(stream, groups.gateway, entry.id, SdcError.is(error) ? error.code : 'GATEWAY_COMMAND_REFUSED');
       return;
     }
-    await this.#handBackCommand(stream, entry.id, command, Math.min(commandAttemptMax, Math.max(0, entry.deliveryCount - 1)), why);
+    await this.#handBackCommand(stream, entry.id, command, Math.min(commandAttemptMax, Math.max(0, entry.deliveryCount - 1)), why, traceparent);
   }
 
-  async #handBackCommand(stream: string, entryId: string, command: SignedCommand, attempt: number, why: string): Promise<void> {
+  async #handBackCommand(stream: string, entryId: string, command: SignedCommand, attempt: number, why: string, traceparent: string | undefined): Promise<void> {
     // Report first, then ack: a crash in between leaves the entry pending, and a second requeue is harmless.
-    await this.#progress(command, 'requeue', attempt, why);
+    await this.#progress(command, 'requeue', attempt, why, this.context.nowMs(), traceparent);
     await this.context.options.stores.bus.ack(stream, groups.gateway, [entryId]);
   }
 
   async #requeue(delivery: Delivery, why: string): Promise<void> {
     this.#forget(delivery);
-    await this.#handBackCommand(delivery.stream, delivery.entryId, delivery.command, delivery.attempt, why);
+    await this.#handBackCommand(delivery.stream, delivery.entryId, delivery.command, delivery.attempt, why, delivery.traceparent);
   }
 
   #deliveryOf(deviceId: string, commandId: string): Delivery | undefined {
@@ -415,11 +434,12 @@ export class CommandRouter {
     delivery.timer = undefined;
   }
 
-  /** `atMs`: when the event happened here (default now). */
-  async #progress(command: SignedCommand, event: 'deliver' | 'dead_letter' | 'requeue', attempt: number, detail?: string, atMs = this.context.nowMs()): Promise<void> {
+  /** `atMs`: when the event happened here (default now); `traceparent`: the command's trace, passed on. */
+  async #progress(command: SignedCommand, event: 'deliver' | 'dead_letter' | 'requeue', attempt: number, detail?: string, atMs = this.context.nowMs(), traceparent?: string): Promise<void> {
     await this.context.report('command_progress', {
       command_id: command.id, device_id: command.device_id, gateway_id: this.context.options.gatewayId, at_ms: atMs,
       event, attempt, ...(detail === undefined ? {} : { detail: detail.slice(0, commandRouterLimits.progressDetailCharsMax) }),
+      ...(traceparent === undefined ? {} : { traceparent }),
     });
   }
 }

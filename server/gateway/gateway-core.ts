@@ -363,9 +363,9 @@ class Gateway implements GatewayCore {
     if (session === undefined || session.closed || session.connection.state !== 'ready') return undefined;
     return {
       sessionId: session.sessionId,
-      deliver: (command, attempt) => {
+      deliver: (command, attempt, traceparent) => {
         if (session.closed || session.connection.state !== 'ready') return false;
-        session.connection.deliverCommand(command, attempt, this.#options.clock.nowMs());
+        session.connection.deliverCommand(command, attempt, this.#options.clock.nowMs(), traceparent);
         this.#flush(session);
         return true;
       },

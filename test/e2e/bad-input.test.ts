@@ -35,7 +35,7 @@ for (const target of storeTargets()) {
     const assertApiRefusal = async (answer: Awaited<ReturnType<typeof rawApi>>, status: number, code: string) => {
       assert.equal(answer.status, status, JSON.stringify(answer.body));
       assert.equal(answer.body.error?.code, code, JSON.stringify(answer.body));
-      assert.match(answer.body.error?.trace_id ?? '', /^[0-9a-f]{16}$/);
+      assert.match(answer.body.error?.trace_id ?? '', /^[0-9a-f]{32}$/);
       await assertLogged(code);
       const line = system.logs.lines.find((l) => l.code === code && l.traceId === answer.body.error?.trace_id);
       assert.ok(line, `no log line with ${code} and trace id ${answer.body.error?.trace_id}`);

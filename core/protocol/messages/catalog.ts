@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { Base64Url, DeviceId, DurationMs, EpochMs, ErrorCodeField, FrameId, Kid, Nonce, Seq, SessionId, ShortText, X25519PublicKey } from './fields.js';
+import { Base64Url, DeviceId, DurationMs, EpochMs, ErrorCodeField, FrameId, Kid, Nonce, Seq, SessionId, ShortText, Traceparent, X25519PublicKey } from './fields.js';
 import { CommandOutcomeError, CommandResultStatus, SignedCommandSchema } from './command.js';
 import { clockOffsetLimits } from '../clock-offset.js';
 import { PolicyBundleReportSchema, SignedPolicyBundleSchema } from '../policy-bundle-schema.js';
@@ -46,6 +46,8 @@ export const messageCatalog = {
       x25519_pub: Type.Optional(X25519PublicKey),
       /** What the agent reports for compliance (posture.ts): once per connection, not on the heartbeat's hot path. */
       posture: Type.Optional(DevicePostureSchema),
+      /** The agent takes `traceparent` in COMMAND_DELIVERY; the gateway adds it only when this is true, so older agents get what they know. */
+      trace_context: Type.Optional(Type.Boolean()),
     }, strict),
   },
   AUTH_ACK: {
@@ -94,8 +96,12 @@ export const messageCatalog = {
   },
   COMMAND_DELIVERY: {
     direction: 'gateway->agent',
-    summary: 'A command signed by the control plane, with the delivery attempt number.',
-    body: Type.Object({ command: SignedCommandSchema, attempt: Type.Integer({ minimum: 1, maximum: 100 }) }, strict),
+    summary: "A command signed by the control plane, with the delivery attempt number and, to an agent that announced `trace_context` in AUTH, the operation's W3C `traceparent`.",
+    body: Type.Object({
+      command: SignedCommandSchema, attempt: Type.Integer({ minimum: 1, maximum: 100 }),
+      /** The trace the command was created under (the API request's); outside the signed command, which the kernel verifies byte for byte. */
+      traceparent: Type.Optional(Traceparent),
+    }, strict),
   },
   COMMAND_ACK: {
     direction: 'agent->gateway',
@@ -104,6 +110,8 @@ export const messageCatalog = {
       command_id: FrameId,
       device_seq: Seq,
       stage: Type.Union([Type.Literal('received'), Type.Literal('executing')]),
+      /** The delivery's trace, passed back by the agent; present when the delivery carried one. */
+      traceparent: Type.Optional(Traceparent),
     }, strict),
   },
   COMMAND_RESULT: {
@@ -116,6 +124,8 @@ export const messageCatalog = {
       output: Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 64 }),
       error: Type.Optional(CommandOutcomeError),
       finished_at: EpochMs,
+      /** The delivery's trace, passed back by the agent; signed with the result, so the audit names it too. */
+      traceparent: Type.Optional(Traceparent),
     }, strict),
   },
   POLICY_BUNDLE: {

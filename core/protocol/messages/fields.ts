@@ -23,3 +23,8 @@ export const Signature = Type.Object({
   kid: Kid,
   value: Type.String({ pattern: '^[A-Za-z0-9_-]{86}$', description: '64-byte Ed25519 signature, base64url' }),
 }, { additionalProperties: false });
+/**
+ * A W3C trace context (core/trace/trace-context.ts), version 00 as we always write it. Optional
+ * wherever it appears: it ties one operation's log lines together and decides nothing.
+ */
+export const Traceparent = Type.String({ pattern: '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$', description: 'W3C traceparent, version 00' });

@@ -22,6 +22,8 @@ export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'fra
   lastCommandSeq: number;
   /** Compliance facts sent in AUTH (messages/posture.ts); absent: none reported. */
   posture?: DevicePosture;
+  /** Announce in AUTH that deliveries may carry a `traceparent` (the agent core does). */
+  traceContext?: boolean;
 }
 
 /**
@@ -178,6 +180,7 @@ export class AgentConnection extends ConnectionCore {
         nonce: challenge.nonce, agent_version: this.#options.agentVersion, last_command_seq: this.#options.lastCommandSeq,
         ...(this.#options.posture === undefined ? {} : { posture: this.#options.posture }),
         ...(this.#ephemeral === undefined ? {} : { x25519_pub: base64urlFromBytes(this.#ephemeral.publicKey) }),
+        ...(this.#options.traceContext === true ? { trace_context: true } : {}),
       }, nowMs);
       this.#clockOffsetMs = estimatedOffsetMs;
       return [];

@@ -49,6 +49,8 @@ export class GatewayConnection extends ConnectionCore {
   #challengedAtMs = 0;
   readonly #telemetryChain: TelemetryChain | undefined;
   #clockOffsetMs = 0;
+  /** The agent announced `trace_context` in AUTH: its deliveries may carry a traceparent (an older agent's schema would refuse one). */
+  #traceContext = false;
 
   constructor(options: GatewayConnectionOptions) {
     super({ ...options, frameIdPrefix: 'g' });
@@ -113,6 +115,7 @@ export class GatewayConnection extends ConnectionCore {
         ownPublicKey = base64urlFromBytes(own.publicKey);
       }
       this.applyEvent('auth_ok', nowMs);
+      this.#traceContext = auth.trace_context === true;
       this.sendFrame('AUTH_ACK', {
         session_id: this.sessionId, session_token: this.#options.sessionToken,
         heartbeat_interval_ms: this.#options.heartbeatIntervalMs, seq_start: message.envelope.seq + 1, server_time_ms: nowMs,
@@ -156,9 +159,11 @@ export class GatewayConnection extends ConnectionCore {
     return deviceTsMs - offsetMs;
   }
 
-  deliverCommand(command: SignedCommand, attempt: number, nowMs: number): void {
+  /** `traceparent` goes out only to an agent that announced `trace_context`; an older agent gets the frame it knows. */
+  deliverCommand(command: SignedCommand, attempt: number, nowMs: number, traceparent?: string): void {
     this.requireReady('COMMAND_DELIVERY');
-    this.sendFrame('COMMAND_DELIVERY', { command, attempt }, nowMs);
+    const trace = traceparent !== undefined && this.#traceContext ? { traceparent } : {};
+    this.sendFrame('COMMAND_DELIVERY', { command, attempt, ...trace }, nowMs);
   }
 
   sendAlert(body: MessageBody<'ALERT'>, nowMs: number): void {

@@ -1,6 +1,6 @@
+import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { hexFromBytes } from '../../../core/crypto/bytes.js';
 import type { RandomSource } from '../../../core/ports/ports.js';
 import type { ControlPlaneServices } from '../services.js';
 import { authentication } from './authentication.js';
@@ -9,6 +9,7 @@ import { sendError } from './errors.js';
 import { openApi } from './openapi.js';
 import { AuthRateLimiter, type AuthRateLimits } from './rate-limit.js';
 import { requestHandling } from './request-handling.js';
+import { answerTraceparent, requestTraceBindings, traceRequestId } from './request-trace.js';
 import { alertRoutes } from './routes/alerts.js';
 import { auditRoutes } from './routes/audit.js';
 import { authRoutes } from './routes/auth.js';
@@ -47,7 +48,10 @@ function createFastify(options: HttpAppOptions, bodyLimitBytes: number): Fastify
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: bodyLimitBytes,
-    genReqId: () => hexFromBytes(options.random.bytes(8)),
+    // The request id is its W3C trace id (continued from a valid `traceparent`, else new), and its
+    // logger carries trace_id and span_id on every line (request-trace.ts).
+    genReqId: traceRequestId(options.random),
+    childLoggerFactory: (logger, bindings, childOptions, rawRequest) => logger.child({ ...bindings, ...requestTraceBindings(rawRequest as IncomingMessage) }, childOptions),
     // Unknown members are refused, not silently dropped.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     return503OnClosing: true,
@@ -71,6 +75,8 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     kv: services.context.kv, clock: services.context.clock, ...(options.authRateLimits === undefined ? {} : { limits: options.authRateLimits }),
   });
   const app = createFastify(options, bodyLimitBytes);
+  // First of all hooks, so that every answer, a refusal by authentication included, names its trace.
+  app.addHook('onRequest', answerTraceparent);
   const { metrics } = options;
   if (metrics !== undefined) {
     // Every answer of 400 or above, by our error code, whichever route or hook refused it.

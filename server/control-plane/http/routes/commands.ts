@@ -1,6 +1,7 @@
 import type { ControlPlaneServices } from '../../services.js';
 import { principalOf } from '../authentication.js';
 import type { RoutesPlugin } from '../plugin.js';
+import { requestTrace } from '../request-trace.js';
 import { CommandDetail, CommandListQuery, CommandPage, CommandParams, CreateCommandHeaders } from '../schemas.js';
 import { CreateCommandWithReasonBody } from '../policy-schemas.js';
 
@@ -14,9 +15,11 @@ export const commandRoutes: RoutesPlugin<{ readonly services: ControlPlaneServic
   }, async (request, reply) => {
     const { device_id: deviceId, opcode, args, ttl_ms: ttlMs, reason } = request.body;
     const idempotencyKey = request.headers['idempotency-key'];
+    const trace = requestTrace(request);
     const { command, created } = await commands.create({
       actor: principalOf(request), deviceId, opcode, args,
       ...(ttlMs === undefined ? {} : { ttlMs }), ...(idempotencyKey === undefined ? {} : { idempotencyKey }), ...(reason === undefined ? {} : { reason }),
+      ...(trace === undefined ? {} : { trace }),
     });
     return reply.status(created ? 201 : 200).send(command);
   });

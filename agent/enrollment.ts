@@ -36,6 +36,8 @@ export interface EnrollmentAnswer {
   command_keys: PinnedKey[];
   gateway_keys: PinnedKey[];
   gateway_urls: string[];
+  /** The kernel rotation to command_keys, signed by each command key the control plane holds (absent from older control planes). */
+  kernel_key_rotations?: Array<{ kid: string; signature: string }>;
 }
 
 export interface EnsureEnrolledOptions {
@@ -146,6 +148,7 @@ async function storeAnswer(paths: AgentPaths, answer: EnrollmentAnswer, context:
   const trust = parseTrustConfig({
     version: 1, device_id: context.deviceId, control_plane_url: context.controlPlaneUrl, gateway_urls: answer.gateway_urls,
     ca_pem: context.caPem, command_keys: answer.command_keys, gateway_keys: answer.gateway_keys,
+    ...(answer.kernel_key_rotations === undefined ? {} : { kernel_key_rotations: answer.kernel_key_rotations }),
   }, 'enrollment answer');
   await writeAgentFile(paths, paths.deviceCert, answer.certificate_pem.trimEnd() + '\n');
   await writeAgentFile(paths, paths.chain, answer.chain_pems.map((p) => p.trimEnd() + '\n').join(''));
@@ -190,11 +193,32 @@ export function kernelCommandKeys(identity: Pick<AgentIdentity, 'deviceId' | 'tr
  * Provisions the command keys into the kernel, so the kernel verifies the control plane's
  * signature on every privileged command itself. Runs after every enrollment load: the first time
  * it sets the keys (the trusted moment, before the agent has handled any input), later it is a
- * no-op ('unchanged'). Keys that changed since (renewal) need a rotation signature by a key the
- * kernel holds; without one the kernel answers PROVISION_DENIED and keeps the old keys, and this
- * throws so the caller can say so (privileged commands then fail COMMAND_FORGED, visibly).
+ * no-op ('unchanged'). Keys that changed since (the control plane rotated its command key and the
+ * device renewed) need a rotation signature by a key the kernel holds: the kernel answers
+ * PROVISION_DENIED to the plain request, and the rotations the control plane signed
+ * (`trust.kernel_key_rotations`, one per command key it held) are offered in turn until the
+ * kernel takes one ('rotated'). When none is by a key the kernel holds (a device that missed two
+ * rotations), the last refusal is thrown so the caller can say so (privileged commands then fail
+ * COMMAND_FORGED, visibly).
  */
 export async function provisionKernelCommandKeys(kernel: KernelBridge, identity: Pick<AgentIdentity, 'deviceId' | 'trust'>): Promise<ProvisionOutcomeName | 'unsupported'> {
   if (!kernel.provisionCommandKeys) return 'unsupported';
-  return (await kernel.provisionCommandKeys(kernelCommandKeys(identity))).outcome;
+  const set = kernelCommandKeys(identity);
+  try {
+    return (await kernel.provisionCommandKeys(set)).outcome;
+  } catch (error) {
+    const rotations = identity.trust.kernel_key_rotations ?? [];
+    if (!SdcError.is(error, 'KERNEL_REFUSED') || error.details?.status !== 'PROVISION_DENIED' || rotations.length === 0) throw error;
+    let last: unknown = error;
+    for (const rotation of rotations) {
+      const signature = bytesFromBase64url(rotation.signature, { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', name: 'kernel_key_rotations.signature', length: 64 });
+      try {
+        return (await kernel.provisionCommandKeys(set, signature)).outcome;
+      } catch (refused) {
+        if (!SdcError.is(refused, 'KERNEL_REFUSED') || refused.details?.status !== 'PROVISION_DENIED') throw refused;
+        last = refused;
+      }
+    }
+    throw last;
+  }
 }

@@ -10,6 +10,7 @@ import type { Opcode } from '../core/protocol/messages/opcodes.js';
 import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
 import { IoctlKernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
+import { signKernelKeyRotation } from '../core/protocol/kernel-key-rotation.js';
 import { provisionKernelCommandKeys } from './enrollment.js';
 import { executeOpcode } from './opcode-executor.js';
 import type { TrustConfig } from './state/agent-state.js';
@@ -74,4 +75,39 @@ test('a command the agent would accept but the kernel was not provisioned for is
   const once = command('EXEC_ROLLBACK_UPDATE');
   await assert.rejects(executeOpcode(once, executor(bridge)), refusedWith('BAD_STATE'));
   await assert.rejects(executeOpcode(once, executor(bridge)), refusedWith('COMMAND_REPLAY'));
+});
+
+/** The trust.json a renewal writes after the control plane rotated from `previous` to `current`: both keys, and its signed rotations. */
+function rotatedIdentity(current: Uint8Array, previous: Uint8Array, signers: readonly Uint8Array[]): { deviceId: string; trust: TrustConfig } {
+  const keys = [current, previous].map((seed) => provider.publicKeyFromSeed(seed));
+  const base = identity(current);
+  return {
+    deviceId,
+    trust: {
+      ...base.trust,
+      command_keys: keys.map((key, i) => ({ kid: `cp-${i}`, public_key: base64urlFromBytes(key) })),
+      kernel_key_rotations: signers.map((seed, i) => signKernelKeyRotation({ set: { deviceId, keys }, kid: `cp-${i}`, seed, provider })),
+    },
+  };
+}
+
+test('after the control plane rotates its command key, the agent passes its signed rotation to the kernel, which then runs commands by the new key', async () => {
+  const bridge = kernel();
+  assert.equal(await provisionKernelCommandKeys(bridge, identity(controlPlaneSeed)), 'provisioned');
+  await assert.rejects(executeOpcode(command('EXEC_LOCK_SCREEN', { seed: otherSeed }), executor(bridge)), refusedWith('COMMAND_FORGED'));
+  // Signed by the new key (which the kernel does not hold) and by the previous one (which it does): the second is taken.
+  assert.equal(await provisionKernelCommandKeys(bridge, rotatedIdentity(otherSeed, controlPlaneSeed, [otherSeed, controlPlaneSeed])), 'rotated');
+  assert.deepEqual(await executeOpcode(command('EXEC_LOCK_SCREEN', { seed: otherSeed }), executor(bridge)), { locked: true });
+  assert.deepEqual(await executeOpcode(command('EXEC_LOCK_SCREEN'), executor(bridge)), { locked: true }, 'the previous key still verifies');
+  assert.equal(await provisionKernelCommandKeys(bridge, rotatedIdentity(otherSeed, controlPlaneSeed, [otherSeed, controlPlaneSeed])), 'unchanged');
+});
+
+test('a rotation signed by no key the kernel holds (a device that missed a rotation) is refused, and the kernel keeps its keys', async () => {
+  const bridge = kernel();
+  await provisionKernelCommandKeys(bridge, identity(controlPlaneSeed));
+  const thirdSeed = new Uint8Array(32).fill(5);
+  await assert.rejects(provisionKernelCommandKeys(bridge, rotatedIdentity(thirdSeed, otherSeed, [thirdSeed, otherSeed])), refusedWith('PROVISION_DENIED'));
+  await assert.rejects(provisionKernelCommandKeys(bridge, rotatedIdentity(thirdSeed, otherSeed, [])), refusedWith('PROVISION_DENIED'));
+  assert.deepEqual(await executeOpcode(command('EXEC_LOCK_SCREEN'), executor(bridge)), { locked: true });
+  await assert.rejects(executeOpcode(command('EXEC_LOCK_SCREEN', { seed: thirdSeed }), executor(bridge)), refusedWith('COMMAND_FORGED'));
 });

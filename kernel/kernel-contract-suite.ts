@@ -18,6 +18,8 @@ import { encodeCommandAttachment, type CommandAuthorization } from './command/at
 import { commandAuthorization } from './command/authorization.js';
 import { encodeProvisionBody, encodeProvisionRequest, provisionRotationInput } from './command/provision.js';
 import { signCommand } from '../core/protocol/signed-command.js';
+import { signKernelKeyRotation } from '../core/protocol/kernel-key-rotation.js';
+import { bytesFromBase64url } from '../core/crypto/bytes.js';
 import type { Opcode as ProtocolOpcode } from '../core/protocol/messages/opcodes.js';
 
 export interface KernelTarget {
@@ -360,6 +362,22 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
       assert.equal((await send(t, IoctlCode.PROVISION_COMMAND_KEYS, request(t, 'PROVISION_COMMAND_KEYS', raw))).status, KernelStatus.BAD_PAYLOAD);
       const withCommand = request(t, 'PROVISION_COMMAND_KEYS', encodeProvisionRequest(set), counter++, encodeCommandAttachment(authorize(t, 'EXEC_PING_KERNEL')));
       assert.equal((await send(t, IoctlCode.PROVISION_COMMAND_KEYS, withCommand)).status, KernelStatus.COMMAND_INVALID);
+    }));
+
+    test('provisioning: the rotation the control plane signs (signKernelKeyRotation) moves the kernel to [new, previous]; both keys then authorize', () => withTarget(async (t) => {
+      const bridge = await provisioned(t);
+      const keys = [cpKey(t, suiteControlPlane.otherSeed), cpKey(t)];
+      const set = { deviceId: suiteControlPlane.deviceId, keys };
+      // What the control plane puts in its enrollment answer: one signature per key it holds.
+      const byNew = signKernelKeyRotation({ set, kid: 'cp-new', seed: suiteControlPlane.otherSeed, provider: t.ed25519 });
+      const byPrevious = signKernelKeyRotation({ set, kid: 'cp-old', seed: suiteControlPlane.seed, provider: t.ed25519 });
+      const decode = (signature: string) => bytesFromBase64url(signature, { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', name: 'signature', length: 64 });
+      await assert.rejects(bridge.provisionCommandKeys(set, decode(byNew.signature)), refusedWith('PROVISION_DENIED'), 'the new key is not held yet');
+      await assert.rejects(bridge.provisionCommandKeys({ ...set, keys: [keys[0]!] }, decode(byPrevious.signature)), refusedWith('PROVISION_DENIED'), 'the signature covers the set');
+      assert.deepEqual(await bridge.provisionCommandKeys(set, decode(byPrevious.signature)), { outcome: 'rotated', keyCount: 2 });
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE', {}, { seed: suiteControlPlane.otherSeed })), refusedWith('BAD_STATE'));
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE')), refusedWith('BAD_STATE'));
+      assert.deepEqual(await bridge.provisionCommandKeys(set), { outcome: 'unchanged', keyCount: 2 });
     }));
 
     test('a compromised agent (agent key, no control-plane signature) cannot run a privileged opcode', () => withTarget(async (t) => {

@@ -47,6 +47,12 @@ export interface TrustConfig {
   ca_pem: string;
   command_keys: PinnedKey[];
   gateway_keys: PinnedKey[];
+  /**
+   * The kernel rotation to `command_keys`, signed by each command key the control plane held when
+   * it answered (core/protocol/kernel-key-rotation.ts); absent in files written before rotations
+   * were issued. provisionKernelCommandKeys passes them to the kernel.
+   */
+  kernel_key_rotations?: Array<{ kid: string; signature: string }>;
 }
 
 const textFileBytesMax = 256 * 1024;
@@ -128,10 +134,27 @@ export function parseTrustConfig(value: unknown, source: string): TrustConfig {
   if (typeof v.ca_pem !== 'string' || !v.ca_pem.includes('-----BEGIN CERTIFICATE-----')) fail('ca_pem must hold PEM certificates');
   const command_keys = parsePinnedKeys(v.command_keys, 'command_keys', fail);
   const gateway_keys = parsePinnedKeys(v.gateway_keys, 'gateway_keys', fail);
+  const rotations = v.kernel_key_rotations === undefined ? undefined : parseKernelKeyRotations(v.kernel_key_rotations, fail);
   return {
     version: 1, device_id: v.device_id as string, control_plane_url: v.control_plane_url as string,
     gateway_urls: [...(v.gateway_urls as string[])], ca_pem: v.ca_pem as string, command_keys, gateway_keys,
+    ...(rotations === undefined ? {} : { kernel_key_rotations: rotations }),
   };
+}
+
+function parseKernelKeyRotations(value: unknown, fail: (what: string) => never): Array<{ kid: string; signature: string }> {
+  if (!Array.isArray(value) || value.length > pinnedKeysMax) fail(`kernel_key_rotations must list at most ${pinnedKeysMax} signatures`);
+  return (value as unknown[]).map((item) => {
+    const rotation = item as Record<string, unknown>;
+    if (typeof rotation?.kid !== 'string' || rotation.kid.length === 0 || rotation.kid.length > 128) fail('kernel_key_rotations: a kid is missing or too long');
+    if (typeof rotation.signature !== 'string') fail(`kernel_key_rotations: ${String(rotation.kid)} has no signature`);
+    try {
+      bytesFromBase64url(rotation.signature as string, { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', name: 'signature', length: 64 });
+    } catch {
+      fail(`kernel_key_rotations: ${String(rotation.kid)} signature is not 64 bytes of base64url`);
+    }
+    return { kid: rotation.kid as string, signature: rotation.signature as string };
+  });
 }
 
 function parsePinnedKeys(value: unknown, name: string, fail: (what: string) => never): PinnedKey[] {

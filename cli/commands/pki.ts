@@ -120,6 +120,24 @@ const servingCa: Command = {
   },
 };
 
+const rotateCommandKey: Command = {
+  name: 'rotate-command-key',
+  summary: 'Rotate the control plane\'s command-signing key in D/keys (the old one is kept as previous); control planes take it at their next start',
+  usage: '--dir D [--json]',
+  optionHelp: [dirHelp, jsonHelp],
+  options: { ...dirOption },
+  async run(args, io) {
+    await requireInitialisedDataDir(dataDir(args));
+    // Loaded here, not at the top: --help must not load the service modules.
+    const { rotateCommandSigningKey } = await import('../../server/materials/materials.js');
+    const kids = await rotateCommandSigningKey(dataDir(args), systemRandom);
+    report(args, io, { current_kid: kids.current, previous_kid: kids.previous },
+      `command-signing key rotated: ${kids.current} (previous ${kids.previous}, kept). Restart the control planes; devices pin the new key, `
+      + 'and their kernels take it with the rotation the control plane signs, at their next certificate renewal\n');
+    return 0;
+  },
+};
+
 const issue: Command = {
   name: 'issue',
   summary: 'Issue a device certificate for an Ed25519 PEM CSR (device id = CSR CN)',
@@ -328,5 +346,5 @@ const enroll: Command = {
 export const pkiCommands: CommandGroup = {
   name: 'pki',
   summary: 'Device PKI: CA hierarchy, certificate issuance, revocation, CRLs and pairing tokens',
-  commands: [init, servingCa, issue, revoke, crl, pairingToken, enroll],
+  commands: [init, servingCa, rotateCommandKey, issue, revoke, crl, pairingToken, enroll],
 };

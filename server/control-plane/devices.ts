@@ -4,6 +4,7 @@ import { BoundedLru } from '../../core/crypto/bounded-lru.js';
 import { kvKeys } from '../bus-contract/streams.js';
 import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
+import { signKernelKeyRotation, type KernelKeyRotation } from '../../core/protocol/kernel-key-rotation.js';
 import { decodeEnvelope, envelopeMacAlg, parseSignedEnvelope, verifyEnvelope, type SignedEnvelope } from '../../core/protocol/envelope.js';
 import type { JsonValue } from '../../core/protocol/json-value.js';
 import type { MessageBody, MessageType } from '../../core/protocol/messages/catalog.js';
@@ -58,6 +59,12 @@ export interface EnrollmentAnswer {
   readonly command_keys: ReadonlyArray<{ kid: string; public_key: string }>;
   readonly gateway_keys: ReadonlyArray<{ kid: string; public_key: string }>;
   readonly gateway_urls: readonly string[];
+  /**
+   * The kernel rotation to `command_keys` for this device, signed by each command key the control
+   * plane holds (current and, after a rotation, previous): the agent passes them to
+   * PROVISION_COMMAND_KEYS until the kernel takes one (docs/kernel-contract.md, "Provisioning").
+   */
+  readonly kernel_key_rotations: readonly KernelKeyRotation[];
 }
 
 export interface DeviceServiceOptions {
@@ -315,7 +322,7 @@ export class DeviceService {
     await this.#ctx.settleAudit();
     await this.#publishSuperseded(options.deviceId, supersededSerials, nowMs);
     await this.trust.certificateIssued(options.deviceId, serial, result.notAfter.getTime());
-    return this.#answer(result.certificatePem, result.chainPems);
+    return this.#answer(options.deviceId, result.certificatePem, result.chainPems);
   }
 
   /**
@@ -370,7 +377,7 @@ export class DeviceService {
     await this.#ctx.settleAudit();
     await this.#publishSuperseded(deviceId, supersededSerials, nowMs);
     await this.trust.certificateIssued(deviceId, serial, result.notAfter.getTime());
-    return this.#answer(result.certificatePem, this.#issuer.chainPems());
+    return this.#answer(deviceId, result.certificatePem, this.#issuer.chainPems());
   }
 
   async #recordCertificate(tx: SqlExecutor, deviceId: string, issued: Pick<IssuedDeviceCertificate, 'serialHex' | 'notAfter'>, nowMs: number): Promise<void> {
@@ -400,11 +407,15 @@ export class DeviceService {
     await this.trust.certificatesRevoked(deviceId, [...superseded], nowMs);
   }
 
-  #answer(certificatePem: string, chainPems: readonly string[]): EnrollmentAnswer {
-    const { commandSigner, gatewaySigner } = this.#options.materials;
+  #answer(deviceId: string, certificatePem: string, chainPems: readonly string[]): EnrollmentAnswer {
+    const { commandSigner, previousCommandSigner, gatewaySigner } = this.#options.materials;
+    // Current first (the kernel keeps the first COMMAND_KEYS_MAX), then the one it replaced, so commands signed before the rotation still verify.
+    const commandSigners = previousCommandSigner === undefined ? [commandSigner] : [commandSigner, previousCommandSigner];
+    const set = { deviceId, keys: commandSigners.map((signer) => signer.publicKey) };
     return {
       certificate_pem: certificatePem, chain_pems: [...chainPems],
-      command_keys: [{ kid: commandSigner.kid, public_key: base64urlFromBytes(commandSigner.publicKey) }],
+      command_keys: commandSigners.map((signer) => ({ kid: signer.kid, public_key: base64urlFromBytes(signer.publicKey) })),
+      kernel_key_rotations: commandSigners.map((signer) => signKernelKeyRotation({ set, kid: signer.kid, seed: signer.seed, provider: this.#ctx.ed25519 })),
       gateway_keys: [{ kid: gatewaySigner.kid, public_key: base64urlFromBytes(gatewaySigner.publicKey) }],
       gateway_urls: [...this.#options.gatewayUrls],
     };

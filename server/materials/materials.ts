@@ -32,6 +32,12 @@ export interface DeploymentMaterials {
    */
   readonly browserTls?: { readonly certPem: string; readonly keyPem: string; readonly servingCaPem: string; readonly servingCaPath: string };
   readonly commandSigner: ServiceSigner;
+  /**
+   * The command key the current one replaced (`rotateCommandSigningKey`), kept so devices keep
+   * verifying commands signed before the rotation and so the control plane can sign the kernels'
+   * rotation to the new key with a key they hold; absent until the first rotation.
+   */
+  readonly previousCommandSigner?: ServiceSigner;
   readonly gatewaySigner: ServiceSigner;
 }
 
@@ -68,6 +74,7 @@ export function deploymentPaths(dataDir: string, serverTlsName = 'server') {
   return {
     keysDir: join(dataDir, 'keys'),
     commandKeyPath: join(dataDir, 'keys', 'command-signing.key'),
+    previousCommandKeyPath: join(dataDir, 'keys', 'command-signing.previous.key'),
     gatewayKeyPath: join(dataDir, 'keys', 'gateway-signing.key'),
     tlsDir: join(dataDir, 'tls'),
     serverCertPath: join(dataDir, 'tls', `${serverTlsName}.pem`),
@@ -97,6 +104,7 @@ export async function loadDeployment(options: LoadDeploymentOptions): Promise<De
   const intermediateCaPem = await readFile(pkiFiles.intermediateCertPath, 'utf8');
   await ensurePrivateDirectory(paths.keysDir);
   const commandSigner = await loadOrCreateServiceKey(paths.commandKeyPath, 'cp', options.random);
+  const previousCommandSigner = await loadServiceKeyIfPresent(paths.previousCommandKeyPath, 'cp');
   const gatewaySigner = await loadOrCreateServiceKey(paths.gatewayKeyPath, 'gateway', options.random);
   const serverTls = await loadOrIssueServerCertificate(options, pki, intermediateCaPem);
   const browserTls = options.browserCertificate === false ? undefined : await loadOrIssueBrowserCertificate(options);
@@ -105,7 +113,25 @@ export async function loadDeployment(options: LoadDeploymentOptions): Promise<De
     serverTls: { ...serverTls, caPem: `${intermediateCaPem.trim()}\n${rootCaPem.trim()}\n` },
     ...(browserTls === undefined ? {} : { browserTls }),
     commandSigner, gatewaySigner,
+    ...(previousCommandSigner === undefined ? {} : { previousCommandSigner }),
   };
+}
+
+/**
+ * Rotates the control plane's command-signing key in `dataDir`: the current key becomes the
+ * previous one (replacing an older previous key) and a new current key is made; running control
+ * planes pick it up at their next start. Devices learn the new key, and get the kernel rotation
+ * signed by the keys their kernel may hold, at their next enrollment answer (renewal);
+ * docs/kernel-contract.md, "Provisioning". Returns the kids.
+ */
+export async function rotateCommandSigningKey(dataDir: string, random: RandomSource): Promise<{ current: string; previous: string }> {
+  const paths = deploymentPaths(dataDir);
+  await ensurePrivateDirectory(paths.keysDir);
+  const old = await loadOrCreateServiceKey(paths.commandKeyPath, 'cp', random);
+  await writeFileAtomic(paths.previousCommandKeyPath, pemFromPrivateSeed(old.seed), { mode: privateFileMode });
+  const seed = random.bytes(32);
+  await writeFileAtomic(paths.commandKeyPath, pemFromPrivateSeed(seed), { mode: privateFileMode });
+  return { current: serviceKid('cp', provider.publicKeyFromSeed(seed)), previous: old.kid };
 }
 
 /** The API port's Node TLS options: the Ed25519 chain, and the browsers' ECDSA one when there is one. */
@@ -172,6 +198,13 @@ export async function initDeployment(options: LoadDeploymentOptions): Promise<De
     await initPki({ dataDir: options.dataDir, now: new Date(options.clock.nowMs()), random: options.random, rootKey: { passphrase } });
   }
   return loadDeployment(options);
+}
+
+async function loadServiceKeyIfPresent(path: string, role: 'cp' | 'gateway'): Promise<ServiceSigner | undefined> {
+  if (!(await fileExists(path))) return undefined;
+  const seed = await readEd25519SeedFile(path);
+  const publicKey = provider.publicKeyFromSeed(seed);
+  return { kid: serviceKid(role, publicKey), seed, publicKey };
 }
 
 async function loadOrCreateServiceKey(path: string, role: 'cp' | 'gateway', random: RandomSource): Promise<ServiceSigner> {

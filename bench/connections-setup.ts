@@ -117,7 +117,7 @@ export async function startAgents(options: {
     const allConnected = await agents.waitConnected(options.specs.length, options.deadlineMs, (connected) => {
       if (Date.now() - lastLineMs < 2_000 && connected < options.specs.length) return;
       lastLineMs = Date.now();
-      options.progress(`agents authenticated ${connected}/${options.specs.length} in ${processes} process${processes === 1 ? '' : 'es'}`);
+      options.progress(`agents authenticated ${connected}/${options.specs.length} in ${processes} process${processes === 1 ? '' : 'es'} after ${Math.round((Date.now() - startedMs) / 1000)} s`);
     });
     return { agents, connectMs: Date.now() - startedMs, allConnected };
   } catch (error) {

@@ -1,0 +1,66 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connectionsBenchCommand, reconnectBenchCommand } from './bench-connections.js';
+import { parseCommandArgs, type CliIo } from '../command.js';
+import type { BenchReport } from '../../bench/output.js';
+import type { ConnectionsDetails } from '../../bench/connections.js';
+import type { ReconnectDetails } from '../../bench/reconnect.js';
+
+function captureIo(): CliIo & { out: string[]; err: string[] } {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, stdout: (t) => out.push(t), stderr: (t) => err.push(t), readStdin: async () => '', env: {} };
+}
+
+const redisUrl = process.env['REDIS_URL'];
+const skip = redisUrl ? false : 'needs REDIS_URL: gateway processes share one Redis';
+
+// Tiny runs of the scale-out benches: behaviour and the report's shape, never a figure.
+describe('sdc bench connections and reconnect, tiny', { skip }, () => {
+  it('connections: 4 agents on 2 gateway processes, then the bare server with as many as one gateway held', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'sdc-bench-conn-'));
+    try {
+      const io = captureIo();
+      const code = await connectionsBenchCommand.run(parseCommandArgs(connectionsBenchCommand,
+        ['--agents', '4', '--gateways', '2', '--hold', '0s', '--redis', redisUrl!, '--json', '--out', out]), io);
+      assert.equal(code, 0, io.err.join(''));
+      const report = JSON.parse(io.out.join('')) as BenchReport<ConnectionsDetails>;
+      assert.equal(report.benchmark, 'connections');
+      assert.deepEqual(report.results.map((r) => [r.server, r.role, r.connections]), [['gw-bench-1', 'gateway', 2], ['gw-bench-2', 'gateway', 2], ['bare-ws', 'bare', 2]]);
+      for (const row of report.results) for (const key of ['rss_per_connection_kib', 'heap_per_connection_kib', 'rss_idle_mib']) assert.equal(typeof row[key], 'number', key);
+      const details = report.details!;
+      assert.equal(details.all_authenticated, true);
+      assert.equal(details.held, 4);
+      assert.equal(typeof details.rss_difference_kib_per_connection, 'number');
+      assert.equal(details.fleet_issued_now, 4);
+      assert.deepEqual(details.violations, []);
+      assert.deepEqual(report.parameters.heartbeat_interval_ms, 30_000);
+      assert.deepEqual(report.parameters.telemetry_interval_ms, 60_000);
+      assert.deepEqual((await readdir(out)).sort(), ['connections.csv', 'connections.json']);
+      assert.deepEqual(JSON.parse(await readFile(join(out, 'connections.json'), 'utf8')), report);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+
+  it('reconnect: the killed gateway\'s agents come back on the others; commands around the kill end succeeded, each run once', async () => {
+    const io = captureIo();
+    const code = await reconnectBenchCommand.run(parseCommandArgs(reconnectBenchCommand, ['--agents', '6', '--commands', '4', '--redis', redisUrl!, '--json']), io);
+    assert.equal(code, 0, io.err.join(''));
+    const report = JSON.parse(io.out.join('')) as BenchReport<ReconnectDetails>;
+    assert.equal(report.benchmark, 'reconnect');
+    assert.deepEqual(report.results.map((r) => [r.what, r.count]), [['agents_reauthenticated_after_kill', 2], ['bare_tls_rehandshake', 2]]);
+    for (const row of report.results) assert.ok(Number(row.p50_ms) <= Number(row.p90_ms) && Number(row.p90_ms) <= Number(row.p99_ms) && Number(row.p99_ms) <= Number(row.max_ms));
+    const details = report.details!;
+    assert.equal(details.ok, true);
+    assert.equal(details.disconnected, 2);
+    assert.equal(details.not_back, 0);
+    assert.deepEqual(details.commands_by_state, { succeeded: 4 });
+    assert.equal(details.commands_accepted, 4);
+    assert.equal(details.executed_twice, 0);
+    assert.equal(details.not_succeeded, 0);
+  });
+});

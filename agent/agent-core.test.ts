@@ -156,6 +156,37 @@ async function readyHarness(): Promise<Harness> {
 }
 
 describe('agent core', () => {
+  it('carries a delivery\'s traceparent to the kernel call and back in its ACKs and RESULT; a redelivery answered from the journal keeps it', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const h = new Harness();
+    const base = h.kernel.kernel;
+    const kernelTraces: Array<string | undefined> = [];
+    h.createCore({ ...base, pingKernel: (nonce, auth) => { kernelTraces.push(auth?.traceparent); return base.pingKernel(nonce, auth); } });
+    await h.core.idle();
+    h.connect();
+    const command = h.command();
+    // Sent only because the agent announced trace_context in its AUTH (gateway-connection.ts).
+    h.gateway.deliverCommand(command, 1, h.time.nowMs(), traceparent);
+    h.pump();
+    await h.core.idle();
+    assert.deepEqual(kernelTraces, [traceparent]);
+    assert.deepEqual(h.messages('COMMAND_ACK').map((m) => [m.body.stage, m.body.traceparent]), [['received', traceparent], ['executing', traceparent]]);
+    assert.deepEqual(h.messages('COMMAND_RESULT').map((m) => [m.body.status, m.body.traceparent]), [['succeeded', traceparent]]);
+    // The redelivery is answered from the journal: the same signed result, trace included, and no second kernel call.
+    h.gateway.deliverCommand(command, 2, h.time.nowMs(), traceparent);
+    h.pump();
+    await h.core.idle();
+    assert.deepEqual(h.messages('COMMAND_RESULT').map((m) => m.body.traceparent), [traceparent, traceparent]);
+    assert.equal(kernelTraces.length, 1);
+  });
+
+  it('a delivery without a traceparent is answered without one', async () => {
+    const h = await readyHarness();
+    await h.deliver(h.command());
+    assert.ok(h.messages('COMMAND_ACK').every((m) => !('traceparent' in m.body)));
+    assert.equal('traceparent' in h.messages('COMMAND_RESULT')[0]!.body, false);
+  });
+
   it('authenticates with the device key and reports the journal high-water mark', async () => {
     const h = await readyHarness();
     const auth = h.received.flatMap((r) => r.events).find((e) => e.kind === 'authenticated');

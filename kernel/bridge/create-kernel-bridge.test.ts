@@ -59,3 +59,25 @@ test("'windows' on Linux is refused with KERNEL_LIBRARY_MISSING, not a crash", w
   assert.throws(() => createKernelBridge({ backend: 'windows', ed25519, clock, keys, windows: { devicePath: '\\\\.\\SdcKernel' } }),
     (e) => SdcError.is(e, 'KERNEL_LIBRARY_MISSING'));
 }));
+
+test('each kernel call is logged with its opcode, counter and status, and with the trace id its authorization carries', withKeys(async (dir) => {
+  const keys = provisionKernelKeys({ dir, ed25519, random: new SeededRandom(5) });
+  const lines: Array<Record<string, unknown>> = [];
+  const { bridge } = createKernelBridge({ backend: 'mock', ed25519, clock, keys, logger: { info: (fields) => { lines.push({ ...fields }); } } });
+  try {
+    await bridge.pingKernel(7n);
+    // An authorization the kernel refuses (no command keys, a junk signature): the call is logged all the same, with its trace.
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    await assert.rejects(bridge.pingKernel(8n, { signedBytes: new Uint8Array([1, 2, 3]), signature: new Uint8Array(64), traceparent }), (error) => SdcError.is(error));
+    assert.equal(lines.length, 2);
+    assert.equal(lines[0]!.opcode, 'EXEC_PING_KERNEL');
+    assert.equal(lines[0]!.status, 'OK');
+    assert.equal(lines[0]!.trace_id, undefined);
+    assert.equal(lines[1]!.trace_id, '4bf92f3577b34da6a3ce929d0e0e4736');
+    assert.equal(lines[1]!.parent_id, '00f067aa0ba902b7');
+    assert.notEqual(lines[1]!.status, 'OK');
+    assert.equal(BigInt(String(lines[1]!.counter)), BigInt(String(lines[0]!.counter)) + 1n);
+  } finally {
+    bridge.close();
+  }
+}));

@@ -14,7 +14,7 @@ import { MockIoctlDevice, type ArtifactSource } from '../mock/mock-kernel.js';
 import { sampleProcesses } from '../mock/mock-target.js';
 import { nativeArtifacts } from '../native/build.js';
 import { NativeIoctlDevice } from '../native/native-device.js';
-import { IoctlKernelBridge, type KernelBridge } from './kernel-bridge.js';
+import { IoctlKernelBridge, type KernelBridge, type KernelCallLogger } from './kernel-bridge.js';
 import { WindowsIoctlDevice } from './windows-device.js';
 
 export type KernelBackendChoice = 'mock' | 'native' | 'windows' | 'auto';
@@ -33,6 +33,8 @@ export interface KernelBridgeConfig {
   mock?: { artifacts?: ArtifactSource; faults?: readonly KernelFault[]; random?: RandomSource; lockScreenSupported?: boolean };
   scheduler?: Scheduler;
   timeoutMs?: number;
+  /** One line per kernel call, with the command's trace id when it has one (IoctlKernelBridgeOptions.logger). */
+  logger?: KernelCallLogger;
 }
 
 export interface KernelBridgeChoice {
@@ -71,7 +73,7 @@ export function createKernelBridge(config: KernelBridgeConfig): KernelBridgeChoi
     device, ed25519: config.ed25519, agentSeed, servicePublicKey,
     // Wall-clock microseconds: a restarted agent starts above every counter it sent before.
     counterStart: BigInt(Math.max(1, Math.floor(config.clock.nowMs()))) * 1000n,
-    scheduler: config.scheduler, timeoutMs: config.timeoutMs,
+    scheduler: config.scheduler, timeoutMs: config.timeoutMs, ...(config.logger === undefined ? {} : { logger: config.logger }),
   });
   return notice === undefined ? { bridge } : { bridge, notice };
 }

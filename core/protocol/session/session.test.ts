@@ -18,7 +18,7 @@ const gatewaySeed = seed();
 const cpSeed = seed();
 const t0 = 1_764_000_000_000;
 
-function pair(options: { devicePublicKey?: Uint8Array; agentSeed?: Uint8Array } = {}) {
+function pair(options: { devicePublicKey?: Uint8Array; agentSeed?: Uint8Array; traceContext?: boolean } = {}) {
   const gateway = new GatewayConnection({
     gatewayId: 'gw-1', sessionId: 'sess_1', deviceId: 'dev-1', devicePublicKey: options.devicePublicKey ?? provider.publicKeyFromSeed(deviceSeed),
     signer: { kid: gatewayKid('gw-1'), seed: gatewaySeed, provider }, random: seededRandom,
@@ -27,7 +27,7 @@ function pair(options: { devicePublicKey?: Uint8Array; agentSeed?: Uint8Array } 
   const agent = new AgentConnection({
     deviceId: 'dev-1', signer: { kid: deviceKid('dev-1'), seed: options.agentSeed ?? deviceSeed, provider },
     resolveGatewayKey: (kid) => (kid === gatewayKid('gw-1') ? provider.publicKeyFromSeed(gatewaySeed) : undefined),
-    agentVersion: '0.1.0', lastCommandSeq: 0,
+    agentVersion: '0.1.0', lastCommandSeq: 0, ...(options.traceContext === undefined ? {} : { traceContext: options.traceContext }),
   });
   return { gateway, agent };
 }
@@ -202,4 +202,27 @@ test('an agent refuses a challenge further off its clock than it accepts, and se
   assert.ok(events.some((e) => e.kind === 'refused' && e.error.code === 'PROTO_CLOCK_SKEW'));
   assert.equal(agent.state, 'closed');
   assert.deepEqual(agent.takeOutgoing(), []);
+});
+
+test('COMMAND_DELIVERY carries the traceparent only to an agent that announced trace_context in AUTH', () => {
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const command = signCommand({
+    command: { id: 'cmd_t', device_id: 'dev-1', opcode: 'EXEC_PING_KERNEL', args: {}, issued_at: t0, expires_at: t0 + 60_000, device_seq: 1, issuer: 'cp' },
+    kid: 'cp-1', seed: cpSeed, provider,
+  });
+  const deliveredTo = (traceContext: boolean | undefined) => {
+    const { gateway, agent } = pair(traceContext === undefined ? {} : { traceContext });
+    gateway.start(t0);
+    pump(gateway, agent, t0);
+    assert.equal(gateway.state, 'ready');
+    gateway.deliverCommand(command, 1, t0 + 1, traceparent);
+    const { agentEvents } = pump(gateway, agent, t0 + 1);
+    const delivered = agentEvents.find((e) => e.kind === 'message');
+    assert.ok(delivered?.kind === 'message' && delivered.message.type === 'COMMAND_DELIVERY', JSON.stringify(agentEvents));
+    return delivered.message.body as Record<string, unknown>;
+  };
+  assert.equal(deliveredTo(true).traceparent, traceparent);
+  // An agent that does not announce it (an older one, whose schema refuses unknown members) gets the frame it knows.
+  assert.equal('traceparent' in deliveredTo(undefined), false);
+  assert.equal('traceparent' in deliveredTo(false), false);
 });

@@ -227,15 +227,21 @@ export class CommandRepository {
     return row === undefined ? undefined : validRow(checks.deviceStatus, row, 'devices').status;
   }
 
-  /** The command's device, seq, that device's status (null when the device row is gone) and the trace it was created under. */
-  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null; traceparent?: string } | undefined> {
-    const [row] = await this.#db.query(
+  /**
+   * The command's device, seq, that device's status (null when the device row is gone) and the
+   * trace it was created under, with the whole row: an event handler checks the owner and hands
+   * the row to the transition, one read where there were two (issue 17).
+   */
+  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null; traceparent?: string; row: CommandRow } | undefined> {
+    const [read] = await this.#db.query<Record<string, unknown>>(
       // A pending command (no seq yet) was never sent: no device can name it.
-      'SELECT c.device_id, c.device_seq, d.status, c.traceparent FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ? AND c.device_seq IS NOT NULL', [commandId]);
-    if (row === undefined) return undefined;
-    const owner = validRow(checks.owner, row, 'commands');
+      'SELECT c.*, d.status AS device_status FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ? AND c.device_seq IS NOT NULL', [commandId]);
+    if (read === undefined) return undefined;
+    const { device_status: deviceStatus, ...columns } = read;
+    const owner = validRow(checks.owner, { device_id: columns['device_id'], device_seq: columns['device_seq'], status: deviceStatus, traceparent: columns['traceparent'] }, 'commands');
+    const row = validRow(checks.command, columns, 'commands');
     const traceparent = storedTraceparent(owner.traceparent);
-    return { deviceId: owner.device_id, deviceSeq: owner.device_seq, deviceStatus: owner.status, ...(traceparent === undefined ? {} : { traceparent }) };
+    return { deviceId: owner.device_id, deviceSeq: owner.device_seq, deviceStatus: owner.status, ...(traceparent === undefined ? {} : { traceparent }), row };
   }
 
   /** Unfinished commands past their expiry, oldest expiry first. */

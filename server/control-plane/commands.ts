@@ -11,7 +11,7 @@ import { commandTable, type CommandEvent, type CommandState } from '../../core/p
 import { isTerminal } from '../../core/protocol/state-machine.js';
 import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
-import { CommandTtlMsMax } from '../../core/protocol/messages/command.js';
+import { CommandTtlMsMax, commandRequester } from '../../core/protocol/messages/command.js';
 import { validateOpcodeArgs } from '../../core/protocol/messages/validate.js';
 import { evaluatePolicy, type PolicyDecision } from '../../core/protocol/policy.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
@@ -132,6 +132,12 @@ export interface TransitionOptions {
   readonly result?: ResultReport;
   /** The device's signed COMMAND_ACK: audited verbatim as `command.ack` in the transition's transaction. */
   readonly ack?: AckReport;
+  /**
+   * The command's row as the caller just read it (ownerOf): decided on instead of reading it
+   * again. The update is a compare-and-set on the state, so a row that changed since only costs
+   * the retry that reads it afresh.
+   */
+  readonly current?: CommandRow;
 }
 
 /** Result of applying an event: the transition made, or why nothing changed. */
@@ -241,8 +247,13 @@ export class CommandService {
     const { nowMs } = facts;
     const id = newId('c', this.#ctx.random);
     const decided = await this.#repository.create(deviceId, (deviceSeq) => {
+      // The requester's role travels signed, so the device's policy bundle judges role-specific rules too.
+      const requester = commandRequester(actor.name, actor.role);
       const command = signCommand({
-        command: { id, device_id: deviceId, opcode: facts.opcode, args: request.args, issued_at: nowMs, expires_at: nowMs + facts.ttlMs, device_seq: deviceSeq, issuer: this.#options.issuer },
+        command: {
+          id, device_id: deviceId, opcode: facts.opcode, args: request.args, issued_at: nowMs, expires_at: nowMs + facts.ttlMs, device_seq: deviceSeq, issuer: this.#options.issuer,
+          ...(requester === undefined ? {} : { requester }),
+        },
         kid: this.#options.signer.kid, seed: this.#options.signer.seed, provider: this.#ctx.ed25519,
       });
       const effects = decideCreate({
@@ -457,7 +468,7 @@ export class CommandService {
   }
 
   /** The command's device, seq, that device's status and its stored traceparent, for checking and logging an event that names it. */
-  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null; traceparent?: string } | undefined> {
+  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null; traceparent?: string; row: CommandRow } | undefined> {
     return this.#repository.ownerOf(commandId);
   }
 
@@ -478,7 +489,7 @@ export class CommandService {
       ...(options.ack === undefined ? {} : { ack: options.ack }),
     };
     for (let attempt = 0; attempt < commandLimits.transitionRetriesMax; attempt += 1) {
-      const row = await this.#repository.byId(commandId);
+      const row = attempt === 0 && options.current?.id === commandId ? options.current : await this.#repository.byId(commandId);
       const decision = decideTransition(row === undefined ? undefined : recordOf(row), input);
       if (!decision.applied) {
         if (decision.unexpected) this.#ctx.logger.warn({ commandId, from: decision.state, event }, 'illegal command transition ignored');

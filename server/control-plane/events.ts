@@ -12,6 +12,7 @@ import { alertRulesDefault, type AlertRules } from './alert-rules.js';
 import { TelemetryRowWriter } from './telemetry-rows.js';
 import { PolicyBundleReports } from './policy-bundle-reports.js';
 import type { CommandService, TransitionOutcome } from './commands.js';
+import type { CommandRow } from './command-repository.js';
 import { actors, type ServiceContext } from './context.js';
 import type { DeviceService } from './devices.js';
 import { pageLimit } from './pagination.js';
@@ -116,10 +117,10 @@ export class EventHandlers {
       await this.#verifyAck(data, data.frame, command.device_seq);
       // Audited as `command.ack` with the device-signed frame, in the transition's own transaction (command-decisions.ts).
       outcome = await this.#commands.transition(data.command_id, data.event, data.at_ms, {
-        detail, actor: actors.device(data.device_id), ack: { frame: data.frame, gatewayId: data.gateway_id },
+        detail, actor: actors.device(data.device_id), ack: { frame: data.frame, gatewayId: data.gateway_id }, current: command.row,
       });
     } else {
-      outcome = await this.#commands.transition(data.command_id, data.event, data.at_ms, { detail, actor: actors.gateway(data.gateway_id) });
+      outcome = await this.#commands.transition(data.command_id, data.event, data.at_ms, { detail, actor: actors.gateway(data.gateway_id), current: command.row });
     }
     this.#ctx.logger.debug({
       commandId: data.command_id, event: data.event, gatewayId: data.gateway_id, applied: outcome.applied, ...traceLogFields(command.traceparent ?? data.traceparent),
@@ -146,26 +147,25 @@ export class EventHandlers {
     // Stored with the command and audited as `command.result` with the device-signed frame, verbatim (command-decisions.ts).
     const outcome = await this.#commands.transition(data.command_id, resultEvents[body.status], data.at_ms, {
       detail: { gateway_id: data.gateway_id, status: body.status }, actor: actors.device(data.device_id),
-      result: { frame: data.frame, gatewayId: data.gateway_id },
+      result: { frame: data.frame, gatewayId: data.gateway_id }, current: command.row,
     });
     // The trace the command was created under (ours), else the one the gateway and the device passed back.
     this.#ctx.logger.info({
       commandId: data.command_id, deviceId: data.device_id, status: body.status, applied: outcome.applied, ...(outcome.applied ? { state: outcome.to } : {}),
       ...traceLogFields(command.traceparent ?? data.traceparent ?? body.traceparent),
     }, 'command result recorded');
-    if (outcome.applied) await this.#updateOutcome(data, body.status === 'succeeded');
+    if (outcome.applied) await this.#updateOutcome(data, command.row.opcode, body.status === 'succeeded');
     if (!outcome.applied) {
       this.#ctx.logger.info({ commandId: data.command_id, reason: outcome.reason }, 'command result not applied (duplicate or late)');
       if (outcome.state !== undefined && body.status !== 'rejected') await this.#contradiction(data, body.status, outcome.state);
     }
   }
 
-  /** A finished update command (STAGE/COMMIT/ROLLBACK) feeds the update_failed rule; one primary-key read when the rule is on. */
-  async #updateOutcome(data: BusEntryData<'command_result'>, succeeded: boolean): Promise<void> {
+  /** A finished update command (STAGE/COMMIT/ROLLBACK) feeds the update_failed rule (the opcode from the row the handler read). */
+  async #updateOutcome(data: BusEntryData<'command_result'>, opcode: string, succeeded: boolean): Promise<void> {
     if (this.alertMonitor.rules.updateFailures === null) return;
-    const [row] = await this.#ctx.db.query<{ opcode: string }>('SELECT opcode FROM commands WHERE id = ?', [data.command_id]);
-    if (row === undefined || !updateOpcodes.includes(row.opcode)) return;
-    await this.alertMonitor.onUpdateOutcome({ deviceId: data.device_id, commandId: data.command_id, opcode: row.opcode, succeeded, atMs: data.at_ms });
+    if (!updateOpcodes.includes(opcode)) return;
+    await this.alertMonitor.onUpdateOutcome({ deviceId: data.device_id, commandId: data.command_id, opcode, succeeded, atMs: data.at_ms });
   }
 
   /**
@@ -210,11 +210,11 @@ export class EventHandlers {
     });
   }
 
-  async #requireCommandOf(commandId: string, deviceId: string): Promise<{ device_seq: number; deviceStatus: string | null; traceparent: string | undefined }> {
+  async #requireCommandOf(commandId: string, deviceId: string): Promise<{ device_seq: number; deviceStatus: string | null; traceparent: string | undefined; row: CommandRow }> {
     const owner = await this.#commands.ownerOf(commandId);
     if (owner === undefined) throw new SdcError('COMMAND_NOT_FOUND', `no command ${commandId}`);
     if (owner.deviceId !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `command ${commandId} is not for ${deviceId}`);
-    return { device_seq: owner.deviceSeq, deviceStatus: owner.deviceStatus, traceparent: owner.traceparent };
+    return { device_seq: owner.deviceSeq, deviceStatus: owner.deviceStatus, traceparent: owner.traceparent, row: owner.row };
   }
 
   /**

@@ -126,11 +126,14 @@ class World {
     await this.core.idle();
   }
 
-  command(opcode: Opcode): SignedCommand {
+  command(opcode: Opcode, requester?: { name: string; role: 'operator' | 'admin' }): SignedCommand {
     this.#seq += 1;
     const issuedAt = this.time.nowMs();
     return signCommand({
-      command: { id: `cmd-${this.#seq}`, device_id: deviceId, opcode, args: {}, issued_at: issuedAt, expires_at: issuedAt + 60_000, device_seq: this.#seq, issuer: 'cp' },
+      command: {
+        id: `cmd-${this.#seq}`, device_id: deviceId, opcode, args: {}, issued_at: issuedAt, expires_at: issuedAt + 60_000, device_seq: this.#seq, issuer: 'cp',
+        ...(requester === undefined ? {} : { requester }),
+      },
       kid: 'cp:test', seed: this.keys.commands, provider,
     });
   }
@@ -214,6 +217,20 @@ describe('the agent and its policy bundle', () => {
     await world.startAgent();
     world.connect();
     assert.equal((await world.deliver(world.command('EXEC_LOCK_SCREEN')))?.error?.code, 'POLICY_BUNDLE_DENIED', 'reloaded expired, still enforced');
+    assert.equal(world.kernelCalls, 1);
+  });
+
+  it('a role-specific deny holds on the device for a command that names its requester\'s role; another role\'s command runs', async () => {
+    const world = await connectedWorld();
+    await world.push(world.bundle(4, { extraRules: [
+      { id: 'ops-all', effect: 'allow', roles: ['operator'], opcodes: '*', devices: '*' },
+      { id: 'no-ops-status', effect: 'deny', roles: ['operator'], opcodes: ['EXEC_GET_STATUS'], devices: '*' },
+    ] }));
+    const denied = await world.deliver(world.command('EXEC_GET_STATUS', { name: 'olga', role: 'operator' }));
+    assert.equal(denied?.error?.code, 'POLICY_BUNDLE_DENIED');
+    assert.match(denied?.error?.message ?? '', /no-ops-status/);
+    assert.equal(world.kernelCalls, 0, 'never reached the kernel');
+    assert.notEqual((await world.deliver(world.command('EXEC_GET_STATUS', { name: 'ada', role: 'admin' })))?.status, 'rejected');
     assert.equal(world.kernelCalls, 1);
   });
 

@@ -223,3 +223,33 @@ test('approvals: the approver keys are part of the signed bundle, and a malforme
   const twice = signPolicyBundle({ bundle: { ...signed.bundle, approvers: [approverEntries[0]!, approverEntries[0]!] }, kid: 'cp-1', seed, provider });
   assert.equal(codeOf(() => verify(twice)), 'POLICY_BUNDLE_INVALID');
 });
+
+test('a command that names its requester is judged for that role on the device: a deny aimed at one role holds (issue 12)', () => {
+  // Operators may not read process lists on this device; admins may (admin-all). Without the role the device cannot tell.
+  const roleDeny = parsePolicy({
+    version: 1, revision: 6,
+    rules: [...policy.rules, { id: 'no-ops-proc', effect: 'deny', roles: ['operator'], opcodes: ['EXEC_GET_PROCESS_LIST'], devices: '*' }],
+  });
+  const bundle = verify(signPolicyBundle({
+    bundle: cutPolicyBundle({ policy: roleDeny, version: 6, device: { id: 'office-2', tags: [] }, issuedAtMs }), kid: 'cp-1', seed, provider,
+  }), { deviceId: 'office-2' });
+  const command = (requester?: { name: string; role: 'operator' | 'admin' }): SignedCommand => signCommand({
+    command: {
+      id: 'c-role', device_id: 'office-2', opcode: 'EXEC_GET_PROCESS_LIST', args: { limit: 5 }, issued_at: issuedAtMs, expires_at: issuedAtMs + 60_000, device_seq: 1, issuer: 'cp',
+      ...(requester === undefined ? {} : { requester }),
+    },
+    kid: 'cp-1', seed, provider,
+  });
+  const ports = { nowMs: issuedAtMs + 1_000, provider, sha256: nobleSha256 };
+  const denied = commandBundleRefusal(bundle, command({ name: 'olga', role: 'operator' }), ports);
+  assert.equal(denied?.code, 'POLICY_BUNDLE_DENIED');
+  assert.equal(denied?.details?.ruleId, 'no-ops-proc');
+  assert.equal(commandBundleRefusal(bundle, command({ name: 'ada', role: 'admin' }), ports), undefined);
+  // The engine's own answer for each: the device now agrees with the control plane.
+  for (const role of ['operator', 'admin'] as const) {
+    const engine = evaluatePolicy(roleDeny, { actor: { id: 'x', role }, opcode: 'EXEC_GET_PROCESS_LIST', device: { id: 'office-2', tags: [] }, nowMs: issuedAtMs, argsBytes: 11 });
+    assert.equal(commandBundleRefusal(bundle, command({ name: 'x', role }), ports) === undefined, engine.decision === 'allow', role);
+  }
+  // A command without a requester (older control plane, OTA rollouts) keeps the "some role" reading.
+  assert.equal(commandBundleRefusal(bundle, command(), ports), undefined);
+});

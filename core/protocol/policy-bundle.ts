@@ -209,8 +209,8 @@ export interface BundleCommandFacts {
   /** The gateway's clock (time windows are judged on the control plane's time). */
   readonly nowMs: number;
   /**
-   * Who asked for the command, when the signed command says so. Absent (today's commands carry
-   * no requester): the command passes only if the bundle would allow it for some role.
+   * Who asked for the command, when the signed command says so (`requester`). Absent (a command
+   * without one): the command passes only if the bundle would allow it for some role.
    */
   readonly actor?: PolicyActor;
   /** Approvers whose embedded approvals were verified; see docs/policy.md on approvals. */
@@ -255,19 +255,27 @@ export function bundleRefusal(bundle: VerifiedPolicyBundle, facts: BundleCommand
 
 /**
  * The device's whole check of one command against its bundle, approvals included: undefined when
- * the bundle allows it. Allowed as evaluatePolicyBundle allows it; otherwise, when an allow rule
- * only waits for approvals and the command carries some (`approval`, core/protocol/approvals.ts),
- * they are verified with the bundle's approver keys against that rule's condition (a refusal is
- * the approval's own code: APPROVAL_SIGNATURE_INVALID, APPROVAL_BY_REQUESTER, ...), and the
- * command is evaluated again as asked by its requester, with the verified approvers.
+ * the bundle allows it. A command that names its requester (`requester`, signed by the control
+ * plane) is judged for exactly that actor, so role-specific rules hold on the device; one that
+ * does not (older control planes, OTA rollouts) is judged as evaluatePolicyBundle does without an
+ * actor ("allowed for some role"). When the plain decision refuses and an allow rule only waits
+ * for approvals and the command carries some (`approval`, core/protocol/approvals.ts), they are
+ * verified with the bundle's approver keys against that rule's condition (a refusal is the
+ * approval's own code: APPROVAL_SIGNATURE_INVALID, APPROVAL_BY_REQUESTER, ...), and the command is
+ * evaluated again as asked by its requester (in the signed role, or else in each role), with the
+ * verified approvers.
  */
 export function commandBundleRefusal(bundle: VerifiedPolicyBundle, command: SignedCommand, ports: { nowMs: number; provider: Ed25519Provider; sha256: Sha256 }): SdcError | undefined {
   const facts = { opcode: command.opcode, argsBytes: commandArgsBytes(command.args), nowMs: ports.nowMs };
-  const plain = bundleRefusal(bundle, facts);
+  const named = command.requester === undefined ? undefined : { id: command.requester.name, role: command.requester.role };
+  const plain = bundleRefusal(bundle, named === undefined ? facts : { ...facts, actor: named });
   if (plain === undefined || command.approval === undefined) return plain;
   const requester = command.approval.requested_by;
+  if (named !== undefined && named.id !== requester) {
+    return new SdcError('POLICY_BUNDLE_DENIED', `command names requester ${named.id} but its approvals were asked by ${requester}`, { version: bundle.bundle.version });
+  }
   let approvalRefusal: SdcError | undefined;
-  for (const role of policyRoles) {
+  for (const role of named === undefined ? policyRoles : [named.role]) {
     const actor = { id: requester, role };
     const pending = evaluatePolicyBundle(bundle, { ...facts, actor }).approval;
     if (pending === undefined) continue;

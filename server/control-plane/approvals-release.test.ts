@@ -96,6 +96,10 @@ function suite(pair: StorePair): void {
       assert.equal(approved.status, 200, approved.text);
       assert.equal(approved.json().released, true, approved.text);
       assert.equal(approved.json().command.state, 'queued');
+      // The requester and the role the release was judged with travel signed, for the device's bundle check.
+      assert.deepEqual(approved.json().command.signed.requester, { name: op.name, role: 'operator' });
+      const direct = await call('POST', '/v1/commands', adm.token, { device_id: device, opcode: 'EXEC_GET_STATUS', args: {} });
+      assert.deepEqual(direct.json().signed?.requester, { name: adm.name, role: 'admin' }, direct.text);
       const released = (await auditKinds(created.id)).find((entry) => entry.kind === 'command.released');
       assert.equal((released?.payload['policy'] as Record<string, unknown>)['rule_id'], 'lab-lock');
     });

@@ -4,7 +4,7 @@ import { approvalLimits, checkApproval, type ApprovalDecision, type ApprovalStat
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { AuditRecord } from '../../core/protocol/command-decisions.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
-import type { SignedCommand } from '../../core/protocol/messages/command.js';
+import { commandRequester, type SignedCommand } from '../../core/protocol/messages/command.js';
 import { evaluatePolicy, type PolicyDecision } from '../../core/protocol/policy.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
 import type { ServiceSigner } from '../materials/materials.js';
@@ -170,9 +170,9 @@ export class ApprovalService {
   async #approve(row: ApprovalRow, command: CommandDetail, pending: PendingApproval, nowMs: number): Promise<ApprovalOutcome> {
     const earlier = (await this.#repository.decisionsOf([command.id])).filter((d) => d.decision === 'approve' && d.expires_at > nowMs);
     const approvals = [...earlier, row];
-    const { decision, revision } = await this.#evaluate(pending, command, approvals, nowMs);
+    const { decision, revision, requesterRole } = await this.#evaluate(pending, command, approvals, nowMs);
     const audit = decisionAudit(row, 'command.approved');
-    if (decision.decision === 'allow') return this.#release({ command, pending, approvals, decision, revision, nowMs, by: row.approver, approval: { row, audit } });
+    if (decision.decision === 'allow') return this.#release({ command, pending, approvals, decision, revision, requesterRole, nowMs, by: row.approver, approval: { row, audit } });
     if (decision.approval === undefined) throw new SdcError('COMMAND_POLICY_DENIED', `policy no longer lets this command through: ${decision.reason}`, { reason: decision.reason });
     await this.#repository.recordApproval(row, audit);
     await this.#ctx.settleAudit();
@@ -182,7 +182,7 @@ export class ApprovalService {
     const again = await this.#evaluate(pending, command, now, nowMs);
     if (again.decision.decision === 'allow') {
       try {
-        return await this.#release({ command, pending, approvals: now, decision: again.decision, revision: again.revision, nowMs, by: row.approver });
+        return await this.#release({ command, pending, approvals: now, decision: again.decision, revision: again.revision, requesterRole: again.requesterRole, nowMs, by: row.approver });
       } catch (error) {
         // The other submission released it first: this approval is stored and counted.
         if (!SdcError.is(error, 'APPROVAL_NOT_PENDING')) throw error;
@@ -194,16 +194,20 @@ export class ApprovalService {
   /** Signs the command with `approvals` embedded and queues it (storing `approval` in the same transaction), then dispatches it. */
   async #release(facts: {
     command: CommandDetail; pending: PendingApproval; approvals: readonly ApprovalRow[]; decision: PolicyDecision; revision: number; nowMs: number; by: string;
+    /** The requester's role the release was judged with; signed into the command (`requester`). */
+    requesterRole: Role;
     approval?: { row: ApprovalRow; audit: AuditRecord };
   }): Promise<ApprovalOutcome> {
     const { command, pending, approvals, decision, revision, nowMs } = facts;
     const signer = this.#options.signer;
+    const requester = commandRequester(pending.subject.requested_by, facts.requesterRole);
     await this.#repository.release({
       commandId: command.id, deviceId: command.device_id, atMs: nowMs, by: facts.by, ...(facts.approval === undefined ? {} : { approval: facts.approval }),
       sign: (deviceSeq) => signCommand({
         command: {
           id: pending.subject.id, device_id: pending.subject.device_id, opcode: pending.subject.opcode as SignedCommand['opcode'], args: pending.subject.args,
           issued_at: nowMs, expires_at: pending.subject.expires_at, device_seq: deviceSeq, issuer: pending.subject.issuer,
+          ...(requester === undefined ? {} : { requester }),
           approval: {
             requested_by: pending.subject.requested_by, rule_id: decision.ruleId ?? pending.rule_id,
             approvals: approvals.slice(0, approvalLimits.approvalsMax).map((a) => ({ approver: a.approver, kid: a.kid, decision: 'approve' as const, expires_at: a.expires_at, sig: a.signature })),
@@ -222,7 +226,7 @@ export class ApprovalService {
   }
 
   /** The current policy's decision for the requester (with their current role) and these approvals. */
-  async #evaluate(pending: PendingApproval, command: CommandDetail, approvals: readonly ApprovalRow[], nowMs: number): Promise<{ decision: PolicyDecision; revision: number }> {
+  async #evaluate(pending: PendingApproval, command: CommandDetail, approvals: readonly ApprovalRow[], nowMs: number): Promise<{ decision: PolicyDecision; revision: number; requesterRole: Role }> {
     const requester = pending.subject.requested_by;
     const role = await this.#options.roleOf(requester);
     if (role === undefined) throw new SdcError('COMMAND_POLICY_DENIED', `the requester ${requester} no longer exists`, { reason: 'requester removed' });
@@ -234,7 +238,7 @@ export class ApprovalService {
       argsBytes: Buffer.byteLength(canonicalize(pending.subject.args), 'utf8'), approvals: approvals.map((a) => ({ id: a.approver, role: a.role })),
       ...(reason === undefined ? {} : { reason }),
     }, pending.admission?.rate_counts);
-    return { decision: evaluatePolicy(policy, request), revision };
+    return { decision: evaluatePolicy(policy, request), revision, requesterRole: role };
   }
 
   async #afterChange(command: CommandDetail, state: 'queued' | 'rejected', atMs: number): Promise<void> {

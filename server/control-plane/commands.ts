@@ -11,7 +11,7 @@ import { commandTable, type CommandEvent, type CommandState } from '../../core/p
 import { isTerminal } from '../../core/protocol/state-machine.js';
 import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
-import { CommandTtlMsMax } from '../../core/protocol/messages/command.js';
+import { CommandTtlMsMax, commandRequester } from '../../core/protocol/messages/command.js';
 import { validateOpcodeArgs } from '../../core/protocol/messages/validate.js';
 import { evaluatePolicy, type PolicyDecision } from '../../core/protocol/policy.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
@@ -247,8 +247,13 @@ export class CommandService {
     const { nowMs } = facts;
     const id = newId('c', this.#ctx.random);
     const decided = await this.#repository.create(deviceId, (deviceSeq) => {
+      // The requester's role travels signed, so the device's policy bundle judges role-specific rules too.
+      const requester = commandRequester(actor.name, actor.role);
       const command = signCommand({
-        command: { id, device_id: deviceId, opcode: facts.opcode, args: request.args, issued_at: nowMs, expires_at: nowMs + facts.ttlMs, device_seq: deviceSeq, issuer: this.#options.issuer },
+        command: {
+          id, device_id: deviceId, opcode: facts.opcode, args: request.args, issued_at: nowMs, expires_at: nowMs + facts.ttlMs, device_seq: deviceSeq, issuer: this.#options.issuer,
+          ...(requester === undefined ? {} : { requester }),
+        },
         kid: this.#options.signer.kid, seed: this.#options.signer.seed, provider: this.#ctx.ed25519,
       });
       const effects = decideCreate({

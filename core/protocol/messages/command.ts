@@ -25,6 +25,29 @@ export const CommandApprovalBlockSchema = Type.Object({
 }, { additionalProperties: false });
 
 /**
+ * Who asked for the command and in which role, as the control plane admitted it (the role at
+ * creation, or the requester's role re-read at release after approvals). Signed with the command,
+ * so the agent can evaluate its policy bundle for exactly this actor: role-specific rules (a deny
+ * aimed at operators only) are then enforced on the device too (docs/policy.md, "The device's
+ * policy bundle"). Absent on commands no user asked for (OTA rollouts) and on commands signed
+ * before it was carried. The roles are policy.ts's `policyRoles`.
+ */
+export const CommandRequesterSchema = Type.Object({
+  name: UserName,
+  role: Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('approver'), Type.Literal('admin')]),
+}, { additionalProperties: false });
+
+export type CommandRequester = Static<typeof CommandRequesterSchema>;
+
+const requesterRoles: readonly string[] = ['viewer', 'operator', 'approver', 'admin'];
+const userNamePattern = /^[A-Za-z0-9_.@-]{1,128}$/;
+
+/** The requester block for a user and role, or undefined when either is outside the schema (then the command carries none). */
+export function commandRequester(name: string, role: string): CommandRequester | undefined {
+  return userNamePattern.test(name) && requesterRoles.includes(role) ? { name, role: role as CommandRequester['role'] } : undefined;
+}
+
+/**
  * A command as the control plane signs it. The signature (in `sig`) covers the canonical form
  * of every other field, so the gateway, the bus and the stores can carry it without being able
  * to change it; the device verifies it against control-plane keys pinned at enrollment.
@@ -40,6 +63,8 @@ export const SignedCommandSchema = Type.Object({
   issuer: ShortText(128),
   /** Present only on a command released by approvals (core/protocol/approvals.ts); covered by `sig`. */
   approval: Type.Optional(CommandApprovalBlockSchema),
+  /** The requesting user and their role (CommandRequesterSchema); covered by `sig`. */
+  requester: Type.Optional(CommandRequesterSchema),
   sig: Signature,
 }, { additionalProperties: false, description: 'A command signed by the control plane (see signed-command.ts)' });
 export type SignedCommand = Static<typeof SignedCommandSchema>;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kvKeys } from '../../server/bus-contract/streams.js';
+import { kvKeys, streamNames } from '../../server/bus-contract/streams.js';
 import { makeHarness, sqlJsTarget, type Harness } from '../../server/control-plane/test-support.js';
 import type { CliIo } from '../command.js';
 import { main } from '../main.js';
@@ -72,5 +72,36 @@ describe('sdc dlq', () => {
     const again = await sdc(['dlq', 'discard', commandId, '--reason', 'again']);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /DLQ_ENTRY_DISCARDED/);
+  });
+
+  it('dead bus entries: streams with counts, one stream\'s entries, discard with a reason and replay', async () => {
+    await h.bus.append(streamNames.events, { kind: 'bogus', data: '{}' });
+    await h.bus.append(streamNames.events, { kind: 'also-bogus', data: '{}' });
+    await h.cp.eventsConsumer.drain();
+    const counted = await sdc(['dlq', 'streams']);
+    assert.equal(counted.code, 0, counted.stderr);
+    assert.match(counted.stdout, /^sdc:events\t2\n/m);
+    const listed = await sdc(['dlq', 'entries', '--stream', 'sdc:events']);
+    assert.equal(listed.code, 0, listed.stderr);
+    const rows = listed.stdout.trimEnd().split('\n');
+    assert.equal(rows[0], 'entry\tkind\tdevice\tdeliveries\treason');
+    assert.deepEqual(rows.slice(1).map((row) => row.split('\t').slice(1, 4)), [['bogus', '', '1'], ['also-bogus', '', '1']]);
+    const [first, second] = rows.slice(1).map((row) => row.split('\t')[0]!);
+    assert.equal((await sdc(['dlq', 'discard-entry', first!, '--stream', 'sdc:events'])).code, 2, 'a reason is required');
+    const discarded = await sdc(['dlq', 'discard-entry', first!, '--stream', 'sdc:events', '--reason', 'from a test gateway']);
+    assert.equal(discarded.code, 0, discarded.stderr);
+    assert.equal(discarded.stdout, `${first!}\tdiscarded\tsdc:events\tfrom a test gateway\n`);
+    const replayed = await sdc(['dlq', 'replay-entry', second!, '--stream', 'sdc:events', '--json']);
+    assert.equal(replayed.code, 0, replayed.stderr);
+    assert.equal((JSON.parse(replayed.stdout) as { id: string }).id, second);
+    await h.cp.eventsConsumer.drain();
+    // Still malformed: dead-lettered again under a new id; the discarded one is gone.
+    const after = JSON.parse((await sdc(['dlq', 'entries', '--stream', 'sdc:events', '--json'])).stdout) as { items: Array<{ id: string; kind: string }> };
+    assert.deepEqual(after.items.map((e) => e.kind), ['also-bogus']);
+    assert.notEqual(after.items[0]!.id, second);
+    const missing = await sdc(['dlq', 'discard-entry', first!, '--stream', 'sdc:events', '--reason', 'again']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /DLQ_ENTRY_NOT_FOUND/);
+    assert.equal((await sdc(['dlq', 'entries', '--stream', 'redis:anything'])).code, 1);
   });
 });

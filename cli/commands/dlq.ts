@@ -88,4 +88,87 @@ const discard: Command = {
   },
 };
 
-export const dlqCommands: CommandGroup = { name: 'dlq', summary: 'Dead-lettered commands: list, retry, discard (sdc login first; operator role)', commands: [list, retry, discard] };
+interface DeadEntry { stream: string; id: string; reason: string | null; kind: string | null; device_id: string | null; delivery_count: number | null; fields: Record<string, string> }
+
+/** Dead bus entries (<stream>:dead; docs/decisions/0007-dead-letters.md): the streams, one stream's entries, replay, discard. */
+const streams: Command = {
+  name: 'streams',
+  summary: 'Streams with their count of dead bus entries (GET /v1/dead-letters/streams)',
+  usage: '[--json]',
+  optionHelp: [['--json', 'Print { items: [...] } as JSON']],
+  options: { json: { type: 'boolean' } },
+  async run(args, io) {
+    const answer = await (await apiClient(io)).get<{ items: Array<{ stream: string; dead_entries: number }> }>('/v1/dead-letters/streams');
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : answer.items.map((s) => `${s.stream}\t${s.dead_entries}\n`).join(''));
+    return 0;
+  },
+};
+
+const entries: Command = {
+  name: 'entries',
+  summary: 'One stream\'s dead bus entries, oldest first, with why (GET /v1/dead-letters/streams/entries)',
+  usage: '--stream S [--limit N] [--json]',
+  optionHelp: [['--stream S', 'sdc:events, sdc:telemetry or sdc:gw:ID:commands'], ['--limit N', 'Entries at most (default 1000)'], ['--json', 'Print { items: [...] } as JSON']],
+  options: { stream: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+  async run(args, io) {
+    const stream = requireOption(args, 'stream');
+    const limit = integerOption(args, 'limit', 1_000, 1, 50_000);
+    const api = await apiClient(io);
+    const items: DeadEntry[] = [];
+    let after: string | null = null;
+    for (let page = 0; page < listPagesMax && items.length < limit; page++) {
+      const query = new URLSearchParams({ stream, limit: String(Math.min(500, limit - items.length)) });
+      if (after !== null) query.set('after', after);
+      const answer: { items: DeadEntry[]; next_after: string | null } = await api.get(`/v1/dead-letters/streams/entries?${query.toString()}`);
+      items.push(...answer.items);
+      after = answer.next_after;
+      if (after === null) break;
+    }
+    if (args.values.json === true) {
+      io.stdout(JSON.stringify({ items }) + '\n');
+      return 0;
+    }
+    io.stdout('entry\tkind\tdevice\tdeliveries\treason\n');
+    for (const e of items) io.stdout(`${e.id}\t${e.kind ?? ''}\t${e.device_id ?? ''}\t${e.delivery_count ?? ''}\t${(e.reason ?? '').replace(/[\t\r\n]+/g, ' ')}\n`);
+    return 0;
+  },
+};
+
+const replayEntry: Command = {
+  name: 'replay-entry',
+  summary: 'Append a dead bus entry to its stream again and remove it from <stream>:dead (POST /v1/dead-letters/streams/replay); audited',
+  usage: 'ID --stream S [--json]',
+  optionHelp: [['--stream S', 'The entry\'s source stream'], ['--json', 'Print the answer as JSON']],
+  options: { stream: { type: 'string' }, json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(args, io) {
+    const id = onePositional(args.positionals, 'entry id');
+    const stream = requireOption(args, 'stream');
+    const answer = await (await apiClient(io)).post<{ stream: string; id: string; new_id: string }>('/v1/dead-letters/streams/replay', { stream, id });
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${answer.id}\treplayed\t${answer.stream}\t${answer.new_id}\n`);
+    return 0;
+  },
+};
+
+const discardEntry: Command = {
+  name: 'discard-entry',
+  summary: 'Remove a dead bus entry for good, with a reason (POST /v1/dead-letters/streams/discard); audited',
+  usage: 'ID --stream S --reason TEXT [--json]',
+  optionHelp: [['--stream S', 'The entry\'s source stream'], ['--reason TEXT', 'Why (required; kept in the audit log)'], ['--json', 'Print the answer as JSON']],
+  options: { stream: { type: 'string' }, reason: { type: 'string' }, json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(args, io) {
+    const id = onePositional(args.positionals, 'entry id');
+    const stream = requireOption(args, 'stream');
+    const reason = requireOption(args, 'reason');
+    const answer = await (await apiClient(io)).post<{ stream: string; id: string; reason: string }>('/v1/dead-letters/streams/discard', { stream, id, reason });
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${answer.id}\tdiscarded\t${answer.stream}\t${answer.reason}\n`);
+    return 0;
+  },
+};
+
+export const dlqCommands: CommandGroup = {
+  name: 'dlq',
+  summary: 'Dead letters: commands (list, retry, discard) and dead bus entries (streams, entries, replay-entry, discard-entry); sdc login first, operator role',
+  commands: [list, retry, discard, streams, entries, replayEntry, discardEntry],
+};

@@ -7,6 +7,7 @@ import { gatewayCommandStream, streamMaxLen } from '../bus-contract/streams.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { CommandRepository, signedCommandOf, storedTraceparent } from './command-repository.js';
 import { actors, type ServiceContext } from './context.js';
+import { DeadBusEntryService } from './dead-letters-bus.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 
 /**
@@ -69,12 +70,15 @@ export class DeadLetterService {
   readonly #ctx: ServiceContext;
   readonly #commands: CommandRepository;
   readonly #presenceGateway: (deviceId: string) => Promise<string | undefined>;
+  /** The other kind of dead letter: entries the bus moved to `<stream>:dead` (dead-letters-bus.ts). */
+  readonly busEntries: DeadBusEntryService;
 
   /** `presenceGateway`: the gateway holding a device now (CommandService.presenceGateway). */
   constructor(options: { context: ServiceContext; presenceGateway: (deviceId: string) => Promise<string | undefined> }) {
     this.#ctx = options.context;
     this.#commands = new CommandRepository({ db: options.context.db, audit: options.context.audit });
     this.#presenceGateway = options.presenceGateway;
+    this.busEntries = new DeadBusEntryService({ context: options.context });
   }
 
   /** Dead-lettered commands not discarded, newest first; one device's with `deviceId`. */

@@ -43,6 +43,8 @@ export const approvalRoutes: RoutesPlugin<{ readonly services: ControlPlaneServi
   app.post('/v1/commands/:id/cancel', {
     schema: { params: CommandParams, body: CancelBody, response: { 200: ApprovalOutcome } },
     config: { auth: 'operator', summary: 'Cancel a command waiting for approvals (its requester or an admin); it ends rejected, audited' },
+    // The body is optional: a bare POST cancels without a reason (as /v1/alerts/{id}/ack).
+    preValidation: async (request) => { if (request.body === undefined || request.body === null) request.body = {}; },
   }, async (request) => {
     const reason = request.body?.reason;
     const command = await approvals.cancel({ actor: principalOf(request), commandId: request.params.id, ...(reason === undefined ? {} : { reason }) });

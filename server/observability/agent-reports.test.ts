@@ -92,6 +92,21 @@ describe('agent reports on /metrics (queue depth, uptime)', () => {
     await heartbeat(aAgain, { uptime_ms: 7_000, queue_depth: 2 });
     assert.equal(value(await scrape(), 'sdc_agent_queue_depth', { stat: 'sum' }), 3);
   });
+
+  it('counts WebSocket refusals by error code: a malformed frame and a replayed one', async () => {
+    const agent = await connect('dev-report-junk');
+    const before = await scrape();
+    const count = (samples: ExpositionSample[], code: string): number => value(samples, 'sdc_websocket_errors_total', { code }) ?? 0;
+    agent.sendRaw('{"v":1,');
+    agent.connection.sendHeartbeat({ uptime_ms: 1, queue_depth: 0 }, driver.time.nowMs());
+    const [frame] = agent.connection.takeOutgoing();
+    agent.sendRaw(frame!);
+    agent.sendRaw(frame!);
+    await driver.until(() => (agent.errorCodes().length >= 2 ? true : undefined), 2_000, 'two ERROR frames');
+    const after = await scrape();
+    assert.equal(count(after, 'PROTO_JSON_SYNTAX') - count(before, 'PROTO_JSON_SYNTAX'), 1);
+    assert.equal(count(after, 'PROTO_REPLAY') - count(before, 'PROTO_REPLAY'), 1);
+  });
 });
 
 describe('sdc_ota_executions_total (the hook the OTA code calls)', () => {

@@ -93,6 +93,8 @@ export interface AgentCoreOptions {
   posture?: () => DevicePosture;
   /** Where the enforced policy bundle is kept across restarts (policy-bundle-file.ts); default in memory. */
   policyBundleStore?: PolicyBundleStore;
+  /** Takes OTA_NOTICE bodies (agent/ota/update-runner.ts); absent: notices are logged and dropped. */
+  onOtaNotice?: (notice: MessageBody<'OTA_NOTICE'>) => void;
 }
 
 export interface AgentCore {
@@ -108,6 +110,8 @@ export interface AgentCore {
   /** Resolves when no command work is queued (tests, the simulator). */
   idle(): Promise<void>;
   readonly isReady: boolean;
+  /** Sends an OTA_REPORT on the current session; false when there is no ready session (the update runner sends it again later). */
+  sendOtaReport(report: MessageBody<'OTA_REPORT'>): boolean;
 }
 
 const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -196,6 +200,12 @@ class DefaultAgentCore implements AgentCore {
       deviceId: options.deviceId, resolveKey: options.resolveCommandKey, provider: options.signer.provider, sha256: options.sha256 ?? nobleSha256,
       store: options.policyBundleStore ?? createMemoryPolicyBundleStore(),
     });
+  }
+
+  sendOtaReport(report: MessageBody<'OTA_REPORT'>): boolean {
+    const live = this.#live;
+    if (live === undefined || !this.isReady) return false;
+    return this.#trySend(live, (c) => c.sendOtaReport(report, this.#o.clock.nowMs()));
   }
 
   get isReady(): boolean {
@@ -317,6 +327,10 @@ class DefaultAgentCore implements AgentCore {
       case 'POLICY_BUNDLE':
         // On the intake lane, so a command delivered after the bundle is checked against it.
         this.#enqueueIntake(() => this.#acceptPolicyBundle((body as MessageBody<'POLICY_BUNDLE'>).signed), true);
+        return;
+      case 'OTA_NOTICE':
+        if (this.#o.onOtaNotice === undefined) this.#log.warn({}, 'OTA notice dropped: this agent has no update runner');
+        else this.#o.onOtaNotice(body as MessageBody<'OTA_NOTICE'>);
         return;
       case 'HEARTBEAT':
         this.#onHeartbeatEcho(live, (body as MessageBody<'HEARTBEAT'>).uptime_ms);

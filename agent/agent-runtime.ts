@@ -21,6 +21,11 @@ import { ensureEnrolled, provisionKernelCommandKeys, renewalDue, renewCertificat
 import { IoctlKernelBridge, type KernelBridge, type KernelCallLogger } from '../kernel/bridge/kernel-bridge.js';
 import { pinnedKeyResolver } from './state/agent-state.js';
 import { createHostMetricsSource } from './telemetry/host-metrics.js';
+import { UpdateRunner } from './ota/update-runner.js';
+import { fileUpdateJournal } from './ota/update-journal.js';
+import { directoryStore } from './tuf/driver.js';
+import { createHttpFetcher } from './tuf/http-fetcher.js';
+import { createNodeTufCrypto } from '../runtime/tuf-crypto-node.js';
 import { startWsAgentDriver, type WsAgentDriver } from './ws-transport.js';
 
 export type KernelChoice = 'mock' | 'native' | 'auto';
@@ -47,6 +52,8 @@ export interface RunAgentOptions {
   logger?: AgentLogger;
   /** How often the certificate's remaining validity is checked (default renewalCheckIntervalMsDefault, 6 h). */
   renewalCheckIntervalMs?: number;
+  /** OTA (agent/ota/update-runner.ts): the platform releases name (default <os>-<arch>, e.g. linux-x64), an extra health probe, the mock kernel's factory version. */
+  ota?: { platform?: string; healthProbe?: (context: { version: string }) => Promise<boolean>; mockInstalledVersion?: string };
 }
 
 export interface RunningAgent {
@@ -55,6 +62,8 @@ export interface RunningAgent {
   readonly core: AgentCore;
   readonly kernel: KernelBridge;
   readonly driver: WsAgentDriver;
+  /** The update path: its journal state, for tests and status. */
+  readonly updates: UpdateRunner;
   /** Graceful: closes the session, waits for the command in progress, closes journal and kernel. */
   stop(): Promise<void>;
 }
@@ -73,7 +82,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   });
   let current = await renewIfDue(identity, options.clock, logger);
   const provider = createNodeEd25519Provider();
-  const kernel = openKernel({ choice: options.kernel, dir: join(options.dir, 'kernel'), clock: options.clock, random: options.random, scheduler: options.scheduler, logger });
+  const kernel = openKernel({ choice: options.kernel, dir: join(options.dir, 'kernel'), clock: options.clock, random: options.random, scheduler: options.scheduler, logger, ...(options.ota?.mockInstalledVersion === undefined ? {} : { mockInstalledVersion: options.ota.mockInstalledVersion }) });
   // The kernel checks every privileged command's control-plane signature with these keys itself.
   // Not fatal: a refused provisioning leaves privileged commands failing visibly, not the agent down.
   await provisionKernelCommandKeys(kernel, current).catch((error: unknown) => {
@@ -87,6 +96,21 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
       gateway_keys: current.trust.gateway_keys.map((key) => ({ ...key })), command_keys: current.trust.command_keys.map((key) => ({ ...key })), ca_pem: current.trust.ca_pem,
     },
   });
+  // The update path: metadata and artifacts from the control plane's image repository over the pinned TLS connection.
+  const controlPlaneUrl = current.trust.control_plane_url;
+  let sendReport: (report: Parameters<AgentCore['sendOtaReport']>[0]) => boolean = () => false;
+  const updates = new UpdateRunner({
+    deviceId: current.deviceId, platform: options.ota?.platform ?? defaultPlatform(), agentVersion: agentVersion.slice(agentVersion.indexOf('/') + 1),
+    resolveDirectorKey: pinnedKeyResolver(current.trust.command_keys), kernel, journal: fileUpdateJournal(options.dir),
+    source: {
+      metadataBaseUrl: new URL('/v1/tuf/metadata/', controlPlaneUrl).toString(), targetBaseUrl: new URL('/v1/tuf/targets/', controlPlaneUrl).toString(),
+      fetcher: createHttpFetcher({ scheduler: options.scheduler, caPem: current.trust.ca_pem }),
+      metadata: directoryStore(join(options.dir, 'ota', 'metadata')), targets: directoryStore(join(options.dir, 'ota', 'targets')), targetsDir: join(options.dir, 'ota', 'targets'),
+    },
+    tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: options.clock, random: options.random, send: (report) => sendReport(report),
+    ...(options.ota?.healthProbe === undefined ? {} : { healthProbe: options.ota.healthProbe }), logger,
+  });
+  await updates.recover().catch((error: unknown) => logger.error({ err: error }, 'OTA journal not recovered'));
   const core = createAgentCore({
     deviceId: current.deviceId, signer: { kid: deviceKid(current.deviceId), seed: current.seed, provider },
     resolveGatewayKey: pinnedKeyResolver(current.trust.gateway_keys), resolveCommandKey: pinnedKeyResolver(current.trust.command_keys),
@@ -95,8 +119,10 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     telemetryIntervalMs: options.telemetryIntervalMs, agentVersion, posture: () => posture,
     artifactPath: (args) => join(options.dir, 'updates', `${args.version}.bin`),
     policyBundleStore: createFilePolicyBundleStore(options.dir),
+    onOtaNotice: (notice) => updates.onNotice(notice),
   });
   core.start();
+  sendReport = (report) => core.sendOtaReport(report);
   const driver = startWsAgentDriver({
     core, urls: current.trust.gateway_urls, certPem: current.certPem + current.chainPem, keyPem: current.keyPem, caPem: current.trust.ca_pem,
     random: options.random, scheduler: options.scheduler, logger,
@@ -108,7 +134,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     renewalTimer = options.scheduler.schedule(renewalCheckIntervalMs, check);
   });
   return {
-    identity: current, enrolledNow, core, kernel, driver,
+    identity: current, enrolledNow, core, kernel, driver, updates,
     async stop() {
       options.scheduler.cancel(renewalTimer);
       await driver.stop();
@@ -116,6 +142,11 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
       kernel.close();
     },
   };
+}
+
+/** The platform name releases use for this host: <os>-<arch> as Node names them (linux-x64, win32-x64 as windows-x64). */
+function defaultPlatform(): string {
+  return `${process.platform === 'win32' ? 'windows' : process.platform}-${process.arch}`;
 }
 
 /** Renewal failures are logged, not fatal: the current certificate still works until it expires. */
@@ -137,7 +168,7 @@ async function renewIfDue(identity: AgentIdentity, clock: Clock, logger: AgentLo
  * keys are provisioned in `dir` on first use. The counter starts at wall-clock microseconds so
  * a restarted agent stays above the service's last accepted counter.
  */
-export function openKernel(options: { choice: KernelChoice; dir: string; clock: Clock; random: RandomSource; scheduler: Scheduler; logger?: KernelCallLogger }): KernelBridge {
+export function openKernel(options: { choice: KernelChoice; dir: string; clock: Clock; random: RandomSource; scheduler: Scheduler; logger?: KernelCallLogger; mockInstalledVersion?: string }): KernelBridge {
   const ed25519 = createNodeEd25519Provider();
   const keys = provisionKernelKeys({ dir: options.dir, ed25519, random: options.random });
   const { libraryPath } = nativeArtifacts('release');
@@ -153,6 +184,7 @@ export function openKernel(options: { choice: KernelChoice; dir: string; clock: 
     device = new MockIoctlDevice({
       ed25519, serviceSeed: readKeyFile(keys.serviceSeedPath), agentPublicKey: readKeyFile(keys.agentPublicKeyPath), clock: options.clock,
       lockScreenSupported: true, processes: () => sampleProcesses, artifacts: fileArtifactSource(options.dir),
+      ...(options.mockInstalledVersion === undefined ? {} : { installedVersion: options.mockInstalledVersion }),
     });
   }
   return new IoctlKernelBridge({

@@ -53,6 +53,11 @@ export interface MockKernelOptions {
    * PROVISION_COMMAND_KEYS (the simulator's and test worlds' kernels); omitted means unprovisioned.
    */
   commandKeys?: CommandKeySet;
+  /**
+   * The version label the device runs at construction (its factory image, no bytes kept), so a
+   * first update has something to roll back to; default none (''), as the native library starts.
+   */
+  installedVersion?: string;
 }
 
 interface UpdateState {
@@ -91,6 +96,7 @@ export class MockKernelService {
   private readonly gate: CommandGate;
 
   constructor(private readonly options: MockKernelOptions) {
+    this.update.current = options.installedVersion ?? '';
     this.gate = new CommandGate(options.ed25519, options.clock);
     if (options.commandKeys) this.gate.provision(encodeProvisionRequest(options.commandKeys));
     for (const fault of options.faults ?? []) validateFault(fault);

@@ -104,6 +104,8 @@ export interface E2eSystem {
 export interface StartE2eOptions {
   target: StoreTarget;
   gateway?: StartDeploymentOptions['gateway'];
+  /** Runs on the data directory before the deployment starts (e.g. writes an OTA image repository, as `sdc ota init` does). */
+  beforeStart?: (dataDir: string) => Promise<void>;
 }
 
 export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
@@ -123,6 +125,7 @@ export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
     // Short sweeps, so that recovery after a crash fits the tests' waits.
     controlPlaneTuning: { expirySweepIntervalMs: 500, redeliverySweepIntervalMs: 500, redispatchIntervalMs: 3_000 },
   };
+  await options.beforeStart?.(dataDir);
   const deployment = await startDeployment(deploymentOptions);
   const apiUrl = deployment.apiUrl;
   const controlPlane = deployment.controlPlane;

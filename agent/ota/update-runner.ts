@@ -1,0 +1,347 @@
+import { join } from 'node:path';
+import { SdcError } from '../../core/errors/index.js';
+import type { Clock, Ed25519Provider, RandomSource } from '../../core/ports/ports.js';
+import { hexFromBytes } from '../../core/crypto/bytes.js';
+import { checkUpdate, verifyDirectorEnvelope, type DirectorKey } from '../../core/ota/director.js';
+import { decideDeviceStep } from '../../core/ota/execution-decisions.js';
+import { executionTable, type ExecutionState } from '../../core/ota/execution-machine.js';
+import { nextState, isTerminal } from '../../core/protocol/state-machine.js';
+import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import type { OtaReportEvent } from '../../core/protocol/messages/ota.js';
+import type { TufCrypto } from '../../core/tuf/crypto-port.js';
+import { Updater } from '../../core/tuf/updater.js';
+import { commandAuthorization } from '../../kernel/command/authorization.js';
+import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
+import type { AgentLogger } from '../agent-core.js';
+import { defaultTufTimeouts, runTufWorkflow, type TufFileStore } from '../tuf/driver.js';
+import type { TufFetcher } from '../tuf/http-fetcher.js';
+import { updateJournalLimits, type UpdateJournal, type UpdateJournalEntry, type UpdateJournalState } from './update-journal.js';
+
+type Notice = MessageBody<'OTA_NOTICE'>;
+type Report = MessageBody<'OTA_REPORT'>;
+
+/** Where the agent gets signed metadata and artifacts: the control plane's image repository (a downloader with resumable ranges can replace `fetcher`). */
+export interface UpdateSource {
+  readonly metadataBaseUrl: string;
+  readonly targetBaseUrl: string;
+  readonly fetcher: TufFetcher;
+  /** The trusted metadata (root.json, ...) and the verified artifacts, each a directory store. */
+  readonly metadata: TufFileStore;
+  readonly targets: TufFileStore;
+  /** The directory behind `targets`, where the kernel reads a staged artifact from. */
+  readonly targetsDir: string;
+}
+
+export interface UpdateRunnerOptions {
+  readonly deviceId: string;
+  /** The device's platform, as releases name it (e.g. linux-x64). */
+  readonly platform: string;
+  /** major.minor.patch of this agent. */
+  readonly agentVersion: string;
+  /** The director's key: the control plane's pinned command keys, by kid. */
+  readonly resolveDirectorKey: (kid: string) => Uint8Array | undefined;
+  readonly kernel: KernelBridge;
+  readonly journal: UpdateJournal;
+  readonly source: UpdateSource;
+  readonly tufCrypto: TufCrypto;
+  readonly ed25519: Ed25519Provider;
+  readonly clock: Clock;
+  readonly random: RandomSource;
+  /** Sends an OTA_REPORT on the current session; false when there is none (it is sent again when the notice comes again). */
+  readonly send: (report: Report) => boolean;
+  /**
+   * The post-update health check beyond the kernel's (the kernel must run the target version):
+   * default none. Tests and the simulator make a device unhealthy here.
+   */
+  readonly healthProbe?: (context: { version: string }) => Promise<boolean>;
+  /** The reboot into the committed image; simulated (default: nothing happens, the agent goes on). */
+  readonly reboot?: () => Promise<void>;
+  readonly logger: AgentLogger;
+}
+
+/**
+ * The agent's update path (docs/ota.md, "The agent's update path"). On an OTA_NOTICE it takes
+ * the execution (one at a time), and steps through it as core/ota decideDeviceStep says, checking
+ * cancellation before every step (mender #1815):
+ * TUF refresh against the image repository and the director's document checked against it
+ * (checkUpdate: device, rollout, wave, execution, path, length, hashes, counter, platform), the
+ * artifact downloaded and verified by the TUF client (length and every hash), kernel STAGE (which
+ * re-checks the digest the control plane signed), COMMIT (the version the control plane signed),
+ * the reboot, the health check, and the signed version report with the control plane's nonce;
+ * ROLLBACK when the health check fails or a cancel comes after the commit. Every step is
+ * journaled, and the kernel call it is about to make before it is made, so `recover` after a
+ * crash asks the kernel where it stands and resumes or rolls back; no half-applied update stays.
+ */
+export class UpdateRunner {
+  readonly #o: UpdateRunnerOptions;
+  #state: UpdateJournalState = { current: null, installedReleaseCounter: 0 };
+  /** One step sequence at a time; notices arriving meanwhile are applied to the journal and looked at when it is done. */
+  #running: Promise<void> = Promise.resolve();
+  #reportSeq = 0;
+
+  constructor(options: UpdateRunnerOptions) {
+    this.#o = options;
+  }
+
+  get current(): UpdateJournalEntry | null {
+    return this.#state.current;
+  }
+
+  get installedReleaseCounter(): number {
+    return this.#state.installedReleaseCounter;
+  }
+
+  /** After a restart: loads the journal and finishes or rolls back what a crash interrupted. */
+  async recover(): Promise<void> {
+    this.#state = await this.#o.journal.load();
+    const entry = this.#state.current;
+    if (entry === null || isTerminal(executionTable, entry.state)) return;
+    if (entry.intent !== null) await this.#settleIntent(entry);
+    this.#kick();
+  }
+
+  /** Resolves when no step is running (tests). */
+  async idle(): Promise<void> {
+    for (;;) {
+      const running = this.#running;
+      await running;
+      if (running === this.#running) return;
+    }
+  }
+
+  /** An OTA_NOTICE from the gateway. Never throws. */
+  onNotice(notice: Notice): void {
+    this.#running = this.#running.then(() => this.#takeNotice(notice)).catch((error: unknown) => {
+      this.#o.logger.error({ err: error, executionId: notice.execution_id }, 'OTA notice handling failed');
+    });
+  }
+
+  async #takeNotice(notice: Notice): Promise<void> {
+    const entry = this.#state.current;
+    if (entry !== null && entry.executionId === notice.execution_id) {
+      // The same execution again (after an AUTH, a new nonce, or a cancel): take what is new, send our reports again.
+      const updated: UpdateJournalEntry = { ...entry, notice: { ...entry.notice, ...notice }, cancelRequested: entry.cancelRequested || notice.cancel };
+      await this.#save(updated);
+      for (const report of updated.reports) this.#o.send(report);
+      if (!isTerminal(executionTable, updated.state)) await this.#run();
+      return;
+    }
+    if (entry !== null && !isTerminal(executionTable, entry.state)) {
+      this.#o.logger.warn({ executionId: notice.execution_id, busyWith: entry.executionId }, 'OTA notice ignored: another update is in progress');
+      return;
+    }
+    if (notice.cancel) return; // canceled before we ever started it
+    await this.#save({ executionId: notice.execution_id, notice, state: 'notified', intent: null, cancelRequested: false, approved: null, reports: [] });
+    await this.#run();
+  }
+
+  #kick(): void {
+    this.#running = this.#running.then(() => this.#run()).catch((error: unknown) => this.#o.logger.error({ err: error }, 'OTA update run failed'));
+  }
+
+  /** Steps until the execution ends or waits for something from outside (the health nonce). */
+  async #run(): Promise<void> {
+    for (let steps = 0; steps < 32; steps++) {
+      const entry = this.#state.current;
+      if (entry === null) return;
+      const decision = decideDeviceStep({ state: entry.state, cancelRequested: entry.cancelRequested, rebootRequired: entry.approved?.rebootRequired ?? true });
+      if (decision.type === 'done') return;
+      if (decision.type === 'cancel') {
+        const to = nextState(executionTable, entry.state, 'cancel')!;
+        await this.#move(entry, to, to === 'canceled' ? 'canceled' : null);
+        continue;
+      }
+      const progressed = await this.#step(entry, decision.step);
+      if (!progressed) return;
+    }
+  }
+
+  /** One step; false when it waits for something from outside. Failures end the execution with a typed report. */
+  async #step(entry: UpdateJournalEntry, step: string): Promise<boolean> {
+    switch (step) {
+      case 'check_director': return this.#checkDirector(entry);
+      case 'precheck': await this.#move(entry, 'downloading', 'precheck_pass'); return true;
+      case 'download': return this.#download(entry);
+      case 'verify_and_stage': return this.#kernelStep(entry, 'stage');
+      case 'commit': return this.#kernelStep(entry, 'commit');
+      case 'reboot': {
+        await this.#move(entry, 'rebooting', 'reboot');
+        await (this.#o.reboot?.() ?? Promise.resolve());
+        await this.#move(this.#state.current!, 'health_checking', 'rebooted');
+        return true;
+      }
+      case 'health_check': await this.#move(entry, 'health_checking', 'health_check_start'); return true;
+      case 'report_version': return this.#healthCheck(entry);
+      case 'rollback': return this.#kernelStep(entry, 'rollback');
+      default: return false; // queued or rebooting: nothing the device does
+    }
+  }
+
+  async #checkDirector(entry: UpdateJournalEntry): Promise<boolean> {
+    try {
+      const signature = (entry.notice.director as { signature?: { key_id?: unknown } }).signature;
+      const kid = typeof signature?.key_id === 'string' ? signature.key_id : '';
+      const publicKey = this.#o.resolveDirectorKey(kid);
+      if (publicKey === undefined) throw new SdcError('OTA_DIRECTOR_SIGNATURE', `director key ${kid} is not one this device trusts`);
+      const key: DirectorKey = { keyId: kid, publicKey };
+      const director = verifyDirectorEnvelope(entry.notice.director, key, this.#o.ed25519);
+      const updater = await this.#updater();
+      const imageTarget = await runTufWorkflow(updater.targetInfo(director.target.path), this.#tufIo());
+      const approved = checkUpdate({
+        director, imageTarget,
+        binding: { deviceId: this.#o.deviceId, rolloutId: entry.notice.rollout_id, wave: entry.notice.wave, executionId: entry.executionId },
+        device: { platform: this.#o.platform, agentVersion: this.#o.agentVersion, installedReleaseCounter: this.#state.installedReleaseCounter },
+        nowMs: this.#o.clock.nowMs(),
+      });
+      const stage = entry.notice.kernel_commands.stage.args as { version?: unknown; sha256?: unknown };
+      // The kernel's commands must name what the director and the repository agreed on, or STAGE would approve other bytes.
+      if (stage.sha256 !== approved.hashes['sha256'] || stage.version !== approved.release.version) {
+        throw new SdcError('OTA_TARGET_MISMATCH', 'the signed STAGE command names another digest or version than the director');
+      }
+      const file = join(this.#o.source.targetsDir, encodeURIComponent(approved.path));
+      await this.#save({ ...entry, approved: { version: approved.release.version, file, releaseCounter: approved.release.releaseCounter, rebootRequired: approved.release.rebootRequired } });
+      await this.#move(this.#state.current!, 'prechecking', 'accept');
+      return true;
+    } catch (error) {
+      await this.#move(entry, 'rejected', 'refuse', error);
+      return false;
+    }
+  }
+
+  async #download(entry: UpdateJournalEntry): Promise<boolean> {
+    try {
+      const path = (entry.notice.director.signed as { targets?: Array<{ path?: string }> }).targets?.[0]?.path ?? '';
+      // The TUF client checks the length and every listed hash before the file is written.
+      await runTufWorkflow((await this.#updater()).downloadTarget(path), this.#tufIo());
+      await this.#move(entry, 'verifying', 'download_complete');
+      return true;
+    } catch (error) {
+      const verify = SdcError.is(error) && /HASH|LENGTH/.test(error.code);
+      await this.#move(entry, 'failed', verify ? 'verify_fail' : 'download_fail', error);
+      return false;
+    }
+  }
+
+  /** A kernel call: journaled as an intent first, so a crash in it is settled by asking the kernel (#settleIntent). */
+  async #kernelStep(entry: UpdateJournalEntry, intent: 'stage' | 'commit' | 'rollback'): Promise<boolean> {
+    const approved = entry.approved;
+    if (approved === null) {
+      await this.#move(entry, 'failed', intent === 'rollback' ? 'rollback_fail' : `${intent}_fail`, new SdcError('OTA_UPDATE_STEP_FAILED', `${intent} without an approved target`));
+      return false;
+    }
+    await this.#save({ ...entry, intent });
+    const commands = entry.notice.kernel_commands;
+    try {
+      if (intent === 'stage') {
+        await this.#o.kernel.stageUpdate({ path: approved.file, version: approved.version, sha256: hexToBytes(String(commands.stage.args['sha256'])) }, commandAuthorization(commands.stage));
+        await this.#move(this.#state.current!, 'staged', 'stage');
+      } else if (intent === 'commit') {
+        await this.#o.kernel.commitUpdate(approved.version, commandAuthorization(commands.commit));
+        await this.#move(this.#state.current!, 'committed', 'commit');
+      } else {
+        await this.#o.kernel.rollbackUpdate(commandAuthorization(commands.rollback));
+        await this.#move(this.#state.current!, 'rolled_back', 'rollback_complete');
+      }
+      return true;
+    } catch (error) {
+      const failure = { stage: ['failed', 'stage_fail'], commit: ['failed', 'commit_fail'], rollback: ['rollback_failed', 'rollback_fail'] } as const;
+      const [to, event] = failure[intent];
+      await this.#move(this.#state.current!, to, event, error);
+      return false;
+    }
+  }
+
+  /** After a crash during a kernel call: the kernel's status says whether the call happened. */
+  async #settleIntent(entry: UpdateJournalEntry): Promise<void> {
+    const status = await this.#o.kernel.getStatus();
+    const version = entry.approved?.version;
+    if (entry.intent === 'stage') {
+      if (status.stagedVersion === version) await this.#move(entry, 'staged', 'stage');
+      else await this.#save({ ...entry, intent: null });
+    } else if (entry.intent === 'commit') {
+      if (status.currentVersion === version) await this.#move(entry, 'committed', 'commit');
+      else await this.#save({ ...entry, intent: null });
+    } else if (entry.intent === 'rollback') {
+      if (status.currentVersion !== version) await this.#move(entry, 'rolled_back', 'rollback_complete');
+      else await this.#save({ ...entry, intent: null });
+    }
+  }
+
+  /** The health check, then the signed version report with the control plane's nonce; waits when no nonce came yet. */
+  async #healthCheck(entry: UpdateJournalEntry): Promise<boolean> {
+    const nonce = entry.notice.health_nonce;
+    if (nonce === undefined || entry.approved === null) return false;
+    const { version, releaseCounter } = entry.approved;
+    let healthy: boolean;
+    try {
+      const status = await this.#o.kernel.getStatus();
+      healthy = status.currentVersion === version && (await (this.#o.healthProbe?.({ version }) ?? Promise.resolve(true)));
+    } catch (error) {
+      this.#o.logger.warn({ err: error, executionId: entry.executionId }, 'health check failed to run');
+      healthy = false;
+    }
+    const report = this.#report(entry.executionId, 'version_report', { nonce, release_counter: healthy ? releaseCounter : releaseCounter, healthy });
+    if (healthy) {
+      this.#state = { ...this.#state, installedReleaseCounter: Math.max(this.#state.installedReleaseCounter, releaseCounter) };
+      await this.#save({ ...entry, state: 'succeeded', reports: appendReport(entry.reports, report) });
+      this.#o.send(report);
+      this.#o.logger.info({ executionId: entry.executionId, version }, 'update installed and healthy');
+      return false;
+    }
+    await this.#save({ ...entry, state: 'rolling_back', reports: appendReport(entry.reports, report) });
+    this.#o.send(report);
+    this.#o.logger.warn({ executionId: entry.executionId, version, code: 'OTA_HEALTH_CHECK_FAILED' }, 'health check failed; rolling back');
+    return true;
+  }
+
+  /** Journals the new state with its report, then sends the report. */
+  async #move(entry: UpdateJournalEntry, to: ExecutionState, event: OtaReportEvent | null, error?: unknown): Promise<void> {
+    const report = event === null ? undefined : this.#report(entry.executionId, event, error === undefined ? {} : { error: errorOf(error) });
+    await this.#save({ ...entry, state: to, intent: null, reports: report === undefined ? entry.reports : appendReport(entry.reports, report) });
+    if (report !== undefined) this.#o.send(report);
+    if (error !== undefined) this.#o.logger.warn({ executionId: entry.executionId, event, code: errorOf(error).code }, `update step failed: ${errorOf(error).message}`);
+  }
+
+  #report(executionId: string, event: OtaReportEvent, extra: Partial<Report>): Report {
+    return { execution_id: executionId, event, report_id: `or-${hexFromBytes(this.#o.random.bytes(8))}-${++this.#reportSeq}`, ...extra };
+  }
+
+  async #save(entry: UpdateJournalEntry): Promise<void> {
+    this.#state = { ...this.#state, current: entry };
+    await this.#o.journal.save(this.#state);
+  }
+
+  /** A fresh TUF client per step ("now" from the clock); the trusted root is fetched once, trust on first use over the pinned TLS connection. */
+  async #updater(): Promise<Updater> {
+    const { source } = this.#o;
+    if ((await source.metadata.read('root.json')) === undefined) {
+      const outcome = await source.fetcher.fetch(`${withSlash(source.metadataBaseUrl)}1.root.json`, { bytesMax: 512_000, ...defaultTufTimeouts }, 'initial root');
+      if (!outcome.ok) throw outcome.error;
+      await source.metadata.write('root.json', outcome.bytes);
+    }
+    return new Updater({ metadataBaseUrl: source.metadataBaseUrl, targetBaseUrl: source.targetBaseUrl, nowMs: this.#o.clock.nowMs(), crypto: this.#o.tufCrypto });
+  }
+
+  #tufIo() {
+    const { source } = this.#o;
+    return { metadata: source.metadata, targets: source.targets, fetcher: source.fetcher, timeouts: defaultTufTimeouts };
+  }
+}
+
+function appendReport(reports: readonly Report[], report: Report): Report[] {
+  return [...reports, report].slice(-updateJournalLimits.reportsMax);
+}
+
+function errorOf(error: unknown): { code: string; message: string } {
+  if (SdcError.is(error)) return { code: error.code, message: error.message.slice(0, 512) };
+  return { code: 'OTA_UPDATE_STEP_FAILED', message: String((error as Error)?.message ?? error).slice(0, 512) };
+}
+
+function hexToBytes(hex: string): Uint8Array {
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new SdcError('OTA_TARGET_MISMATCH', 'the STAGE command names no SHA-256');
+  return Uint8Array.from(hex.match(/../g)!.map((byte) => parseInt(byte, 16)));
+}
+
+function withSlash(url: string): string {
+  return url.endsWith('/') ? url : `${url}/`;
+}

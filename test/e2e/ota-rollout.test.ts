@@ -1,0 +1,136 @@
+// An update rollout through the real system (issue 10): a control plane with an image
+// repository publishes a release signed by two release signers; a rollout in two waves reaches
+// real agents (runAgent, mock kernels) over a real gateway. Each agent refreshes its TUF
+// metadata from the control plane, checks the director's document against it, downloads and
+// verifies the artifact, STAGEs and COMMITs it with the control plane's signed kernel commands,
+// runs its health check and sends its signed version report with the health nonce. Every device
+// succeeds but one whose health check fails, which rolls back (kernel ROLLBACK). A second rollout
+// whose first wave crosses its error threshold pauses, and no device of its second wave is told.
+// On the embedded stores always, and on Redis + MySQL when REDIS_URL and MYSQL_URL are set.
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runAgent, type RunningAgent } from '../../agent/agent-runtime.js';
+import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from '../../server/ota/repository-init.js';
+import { publishTestRelease } from '../../server/ota/test-support.js';
+import type { RolloutView } from '../../server/ota/rollouts.js';
+import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
+import { mysqlTarget } from '../../server/control-plane/test-support.js';
+import { agentDir, eventually, startE2e, storeTargets, waitOnline, type E2eSystem } from './support/e2e-harness.js';
+
+const factoryVersion = '1.0.0';
+const terminal = new Set(['succeeded', 'rejected', 'failed', 'rolled_back', 'rollback_failed', 'timed_out', 'canceled']);
+
+for (const target of storeTargets()) {
+  describe(`OTA rollout end to end on ${target.name} stores`, () => {
+    let system: E2eSystem;
+    let keys: RepositoryKeys;
+    const unhealthy = new Set<string>();
+    const devices: string[] = [];
+    const agents = new Map<string, RunningAgent>();
+
+    // A database of its own on MySQL: the image repository's versions are durable and never go
+    // backwards, so a shared database would hold another run's root, signed by other keys.
+    const mysql = target.mysqlUrl === undefined ? undefined : mysqlTarget(target.mysqlUrl) as ReturnType<typeof mysqlTarget> & { url: string };
+
+    before(async () => {
+      keys = generateRepositoryKeys();
+      if (mysql !== undefined) await (await mysql.open('')).close();
+      system = await startE2e({
+        target: mysql === undefined ? target : { ...target, mysqlUrl: mysql.url },
+        beforeStart: async (dataDir) => writeRepositoryFiles(dataDir, keys, initialMetadata(keys, systemClock.nowMs())),
+      });
+      for (let i = 0; i < 4; i++) devices.push(`e2e-ota-${system.tag}-${i}`);
+      for (const deviceId of devices) {
+        const { token } = await system.api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
+        const dir = agentDir(system, deviceId);
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        const agent = await runAgent({
+          dir, serverUrl: system.apiUrl, deviceId, pairingToken: token, caPem: system.materials.rootCaPem, kernel: 'mock', telemetryIntervalMs: 1_000,
+          clock: systemClock, random: systemRandom, scheduler: systemScheduler,
+          ota: { platform: 'linux-x64', mockInstalledVersion: factoryVersion, healthProbe: async () => !unhealthy.has(deviceId) },
+        });
+        system.agents.set(deviceId, agent);
+        agents.set(deviceId, agent);
+      }
+      await waitOnline(system, devices);
+    });
+    after(async () => {
+      await system?.stop();
+      await mysql?.cleanup();
+    });
+
+    const ota = () => system.deployment.controlPlane!.ota!;
+    const rolloutOf = (id: string) => system.api<RolloutView>('GET', `/v1/rollouts/${id}`);
+    const wave = (deviceIds: string[], failedPercentMax: number, executedMin: number) => ({
+      device_ids: deviceIds, success_threshold: { succeeded_min: 0, succeeded_percent_min: 0, soak_ms: 0 }, error_threshold: { executed_min: executedMin, failed_percent_max: failedPercentMax },
+    });
+
+    it('every device installs the release and reports it healthy; the one whose health check fails rolls back', async () => {
+      const [a, b, c, d] = devices as [string, string, string, string];
+      await publishTestRelease(ota(), keys, { id: `e2e-${system.tag}-2-0-0`, version: '2.0.0', artifact: Buffer.from('sdc e2e firmware 2.0.0\n'.repeat(256)) });
+      unhealthy.add(b);
+      const started = await system.api<RolloutView>('POST', '/v1/rollouts', {
+        release_id: `e2e-${system.tag}-2-0-0`, platform: 'linux-x64', device_ids: devices, devices_per_minute_max: 100,
+        waves: [wave([a, b], 50, 1), wave([c, d], 50, 1)],
+      });
+      assert.equal(started.status, 'running');
+      assert.deepEqual(started.executions.map((e) => e.device_id).sort(), [a, b].sort(), 'only the first wave is notified');
+      const done = await eventually('the rollout to complete', async () => {
+        const view = await rolloutOf(started.id);
+        return view.status === 'completed' ? view : undefined;
+      });
+      const states = Object.fromEntries(done.executions.map((e) => [e.device_id, e.state]));
+      assert.deepEqual(states, { [a]: 'succeeded', [b]: 'rolled_back', [c]: 'succeeded', [d]: 'succeeded' });
+      for (const id of [a, c, d]) {
+        const status = await agents.get(id)!.kernel.getStatus();
+        assert.deepEqual([status.currentVersion, status.previousVersion, status.commits, status.rollbacks], ['2.0.0', factoryVersion, 1, 0], id);
+        assert.equal(agents.get(id)!.updates.installedReleaseCounter, 1);
+      }
+      const bStatus = await agents.get(b)!.kernel.getStatus();
+      assert.deepEqual([bStatus.currentVersion, bStatus.commits, bStatus.rollbacks], [factoryVersion, 1, 1], 'the kernel rolled the failed update back');
+      assert.equal(done.waves[0]!.failed, 1);
+      // Success came from each device's signed version report: the audit chain says so, device by device.
+      // (Chained from the outbox after each commit, so the last one may still be on its way.)
+      const successes = await eventually('three successes in the audit chain', async () => {
+        const rows = await system.deployment.controlPlane!.context.db.query<{ actor: string; payload_json: string }>(
+          "SELECT actor, payload_json FROM audit_log WHERE kind = 'ota.execution.transition' AND subject LIKE ?", [`device:e2e-ota-${system.tag}-%`]);
+        const found = rows.map((row) => ({ actor: row.actor, payload: JSON.parse(row.payload_json) as { to: string; event: string; rollout_id: string } }))
+          .filter((entry) => entry.payload.to === 'succeeded' && entry.payload.rollout_id === started.id);
+        return found.length >= 3 ? found : undefined;
+      });
+      assert.deepEqual(successes.map((entry) => entry.actor).sort(), [a, c, d].map((id) => `device:${id}`).sort());
+      assert.ok(successes.every((entry) => entry.payload.event === 'health_check_pass'));
+    });
+
+    it('a first wave over its error threshold pauses the rollout, and no device of the second wave is notified', async () => {
+      const [a, b, c, d] = devices as [string, string, string, string];
+      await publishTestRelease(ota(), keys, { id: `e2e-${system.tag}-2-1-0`, version: '2.1.0', artifact: Buffer.from('sdc e2e firmware 2.1.0\n'.repeat(256)) });
+      unhealthy.add(a);
+      const before = new Map([c, d].map((id) => [id, agents.get(id)!.updates.current?.executionId]));
+      const started = await system.api<RolloutView>('POST', '/v1/rollouts', {
+        release_id: `e2e-${system.tag}-2-1-0`, platform: 'linux-x64', device_ids: devices, devices_per_minute_max: 100,
+        waves: [wave([a, b], 50, 2), wave([c, d], 50, 1)],
+      });
+      const paused = await eventually('the rollout to pause', async () => {
+        const view = await rolloutOf(started.id);
+        return view.status === 'paused' ? view : undefined;
+      });
+      assert.equal(paused.pause_reason, 'error_threshold');
+      assert.deepEqual(paused.executions.map((e) => [e.device_id, e.state]).sort(), [[a, 'rolled_back'], [b, 'rolled_back']].sort());
+      // The pause is final for wave 2 until an operator acts: a few sweeps later still nobody there was told.
+      const sweepsLater = systemClock.nowMs() + 3_000;
+      await eventually('three rollout sweeps', () => (systemClock.nowMs() >= sweepsLater ? true : undefined));
+      const still = await rolloutOf(started.id);
+      assert.equal(still.executions.length, 2);
+      for (const id of [c, d]) {
+        assert.equal(agents.get(id)!.updates.current?.executionId, before.get(id), `${id} got no notice`);
+        assert.equal((await agents.get(id)!.kernel.getStatus()).currentVersion, '2.0.0');
+      }
+      const aborted = await system.api<RolloutView>('POST', `/v1/rollouts/${started.id}/abort`, {});
+      assert.equal(aborted.status, 'aborted');
+      assert.ok(aborted.executions.every((e) => terminal.has(e.state)));
+    });
+  });
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ApiClient, ApiError, tokenExpiryMs, type Fetch } from './api.js';
+import { ApiClient, ApiError, tokenExpiryMs, tokenExpiryOnLocalClockMs, type Fetch } from './api.js';
 
 function jwtWithExp(expS: number): string {
   const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -51,5 +51,10 @@ describe('the console\'s API client', () => {
   it('reads a token\'s expiry, and nothing from a malformed one', () => {
     assert.equal(tokenExpiryMs(jwtWithExp(1_700_000_000)), 1_700_000_000_000);
     for (const bad of ['', 'a', 'a.b.c', 'a.!!!.c', `a.${Buffer.from('{"exp":"soon"}').toString('base64url')}.c`]) assert.equal(tokenExpiryMs(bad), undefined, bad);
+    // On this page's clock: the token's lifetime from when it arrived, whatever the server's clock says.
+    const claims = (c: object) => `h.${Buffer.from(JSON.stringify(c)).toString('base64url')}.s`;
+    assert.equal(tokenExpiryOnLocalClockMs(claims({ iat: 1_700_000_000, exp: 1_700_000_900 }), 5_000_000_000_000), 5_000_000_900_000);
+    assert.equal(tokenExpiryOnLocalClockMs(claims({ exp: 1_700_000_900 }), 5), 1_700_000_900_000, 'no iat: the exp');
+    assert.equal(tokenExpiryOnLocalClockMs(claims({ iat: 10, exp: 5 }), 5), 5_000, 'exp before iat: the exp as given');
   });
 });

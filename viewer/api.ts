@@ -40,17 +40,35 @@ export function isSessionEnding(error: unknown): boolean {
   return error instanceof ApiError && (error.status === 401 || sessionEndingCodes.has(error.code));
 }
 
-/** The `exp` of a JWT in milliseconds, read without verifying (the server verifies; this only schedules the re-ask). */
-export function tokenExpiryMs(token: string): number | undefined {
+/** A JWT's claims, read without verifying (the server verifies; this only schedules the re-ask). */
+function tokenClaims(token: string): { exp?: unknown; iat?: unknown } | undefined {
   const payload = token.split('.')[1];
   if (payload === undefined) return undefined;
   try {
-    const text = atob(payload.replace(/-/g, '+').replace(/_/g, '/'));
-    const exp = (JSON.parse(text) as { exp?: unknown }).exp;
-    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+    const claims: unknown = JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/')));
+    return typeof claims === 'object' && claims !== null ? claims as { exp?: unknown; iat?: unknown } : undefined;
   } catch {
     return undefined;
   }
+}
+
+const finite = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value);
+
+/** The `exp` of a JWT in milliseconds (the server's clock). */
+export function tokenExpiryMs(token: string): number | undefined {
+  const exp = tokenClaims(token)?.exp;
+  return finite(exp) ? exp * 1000 : undefined;
+}
+
+/**
+ * When the token expires on this page's clock: its lifetime (`exp` - `iat`) from when it was
+ * received. The server's `exp` alone would be wrong by however far this computer's clock is off
+ * (too far ahead, and every new token would look expired at once). Without `iat`, the `exp`.
+ */
+export function tokenExpiryOnLocalClockMs(token: string, receivedAtMs: number): number | undefined {
+  const claims = tokenClaims(token);
+  if (finite(claims?.exp) && finite(claims?.iat) && claims.exp >= claims.iat) return receivedAtMs + (claims.exp - claims.iat) * 1000;
+  return tokenExpiryMs(token);
 }
 
 export class ApiClient {
@@ -69,7 +87,7 @@ export class ApiClient {
 
   async login(name: string, password: string, nowMs: number): Promise<Session> {
     const answer = await this.#request<{ token: string; role: Role }>('POST', '/v1/auth/login', { body: { name, password }, authenticated: false });
-    const expiresAtMs = tokenExpiryMs(answer.token) ?? nowMs + 15 * 60_000;
+    const expiresAtMs = tokenExpiryOnLocalClockMs(answer.token, nowMs) ?? nowMs + 15 * 60_000;
     this.#session = { name, role: answer.role, token: answer.token, expiresAtMs };
     return this.#session;
   }

@@ -139,6 +139,28 @@ describe('sdc pki', () => {
   });
 });
 
+describe('sdc pki serving-ca (the browsers\' ECDSA CA, decision 0006)', () => {
+  it('init makes it (key 0600); serving-ca adds one to a data directory without, refuses to replace one without --force', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      const init = await sdc(['pki', 'init', '--dir', data, '--json']);
+      assert.equal(init.code, 0, init.stderr);
+      const { serving_ca_cert: cert, serving_ca_key: key } = JSON.parse(init.stdout) as { serving_ca_cert: string; serving_ca_key: string };
+      assert.equal((await stat(key)).mode & 0o777, 0o600);
+      const first = await readFile(cert, 'utf8');
+      assert.match(first, /^-----BEGIN CERTIFICATE-----/);
+      const again = await sdc(['pki', 'serving-ca', '--dir', data]);
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /TRUST_PKI_EXISTS/);
+      const replaced = await sdc(['pki', 'serving-ca', '--dir', data, '--force', '--json']);
+      assert.equal(replaced.code, 0, replaced.stderr);
+      assert.notEqual(await readFile(cert, 'utf8'), first, 'a new CA');
+      const missing = await sdc(['pki', 'serving-ca', '--dir', join(dir, 'nothing')]);
+      assert.equal(missing.code, 1, 'no data directory: nothing created');
+    });
+  });
+});
+
 describe('sdc pki --json and the duration options', () => {
   it('init, issue --validity, pairing-token --ttl, revoke and crl answer one JSON object each; --days and --ttl-minutes still work with a note', async () => {
     await withTempDir(async (dir) => {

@@ -22,6 +22,7 @@ import { tufErrors } from './codes/tuf.js';
 import { otaErrors } from './codes/ota.js';
 import { complianceErrors } from './codes/compliance.js';
 import { dlqErrors } from './codes/dlq.js';
+import { viewerErrors } from './codes/viewer.js';
 
 /**
  * The one registry of error codes. Each domain keeps its codes in codes/<domain>.ts;
@@ -51,6 +52,7 @@ export const errorRegistry = {
   ...otaErrors,
   ...complianceErrors,
   ...dlqErrors,
+  ...viewerErrors,
 } as const;
 
 export type ErrorCode = keyof typeof errorRegistry;
@@ -80,6 +82,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'ota', table: otaErrors },
   { name: 'compliance', table: complianceErrors },
   { name: 'dlq', table: dlqErrors },
+  { name: 'viewer', table: viewerErrors },
 ];
 
 export function isErrorCode(value: unknown): value is ErrorCode {

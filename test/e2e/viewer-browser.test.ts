@@ -1,18 +1,19 @@
 // The operator console end to end in Debian's Chromium (playwright-core drives /usr/bin/chromium;
-// no browser is ever downloaded) against a real deployment on loopback TLS with real agents:
+// no browser is ever downloaded) against a real deployment on loopback TLS with real agents,
+// reached directly on the API's port with the deployment's serving CA installed in the browser
+// profile's NSS database (certutil) and certificate errors NOT ignored (decision 0006):
 // log in, see the fleet online, send a command and watch it reach succeeded, see the result
 // table, verify the audit chain in the browser, and see that check fail after an audit row is
 // changed in the database. Screenshots go to .tmp/viewer-e2e/ (git-ignored).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
-import { startConsoleProxy, type ConsoleProxy } from '../../cli/demo/console-proxy.js';
 import { systemClock } from '../../runtime/system.js';
 import { parsePolicy } from '../../core/protocol/policy.js';
 import { actors } from '../../server/control-plane/context.js';
@@ -21,11 +22,14 @@ import { createCommand, e2eWaitMsMin, eventually, pairAgent, startE2e, waitOnlin
 const chromiumPath = '/usr/bin/chromium';
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const screenshotDir = join(repoRoot, '.tmp', 'viewer-e2e');
-const skip = existsSync(chromiumPath) ? false : `${chromiumPath} is absent: apt-get install chromium (.ci/run does) to run the console in a browser`;
+const certutilPath = '/usr/bin/certutil';
+const skip = !existsSync(chromiumPath) ? `${chromiumPath} is absent: apt-get install chromium (.ci/run does) to run the console in a browser`
+  : !existsSync(certutilPath) ? `${certutilPath} is absent: apt-get install libnss3-tools (.ci/run does) to trust the serving CA in the browser profile` : false;
 
 describe('the operator console in Chromium against a real deployment', { skip }, () => {
   let system: E2eSystem;
-  let proxy: ConsoleProxy;
+  let consoleUrl: string;
+  let browserHome: string;
   let browser: Browser;
   let page: Page;
   let viewerDir: string;
@@ -60,13 +64,18 @@ describe('the operator console in Chromium against a real deployment', { skip },
     deviceIds.push(`console-${system.tag}-1`, `console-${system.tag}-2`);
     await Promise.all(deviceIds.map((id) => pairAgent(system, id, { telemetryIntervalMs: 500 })));
     await waitOnline(system, deviceIds);
-    // Browsers speak no Ed25519 TLS, our CA's only kind: the console is reached through the
-    // ECDSA front that `sdc demo --viewer` also uses (cli/demo/console-proxy.ts, docs/viewer.md).
-    proxy = await startConsoleProxy({ apiUrl: system.apiUrl, rootCaPem: system.materials.rootCaPem });
+    // The serving CA trusted the way a Linux browser trusts one: in the profile's NSS database.
+    assert.ok(system.materials.browserTls, 'the deployment has a serving CA and an ECDSA certificate for browsers');
+    browserHome = await mkdtemp(join(tmpdir(), 'sdc-viewer-home-'));
+    const nssDb = `sql:${join(browserHome, '.pki', 'nssdb')}`;
+    await mkdir(join(browserHome, '.pki', 'nssdb'), { recursive: true });
+    execFileSync(certutilPath, ['-N', '-d', nssDb, '--empty-password']);
+    await writeFile(join(browserHome, 'serving-ca.pem'), system.materials.browserTls.servingCaPem);
+    execFileSync(certutilPath, ['-A', '-d', nssDb, '-n', 'sdc-serving-ca', '-t', 'C,,', '-i', join(browserHome, 'serving-ca.pem')]);
+    consoleUrl = `${system.apiUrl}/`;
     const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
-    // The front's certificate is a throwaway self-signed one, which this browser profile does not trust.
-    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 720 } });
+    browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'], env: { ...process.env, HOME: browserHome } });
+    const context = await browser.newContext({ ignoreHTTPSErrors: false, viewport: { width: 1280, height: 720 } });
     page = await context.newPage();
     page.setDefaultTimeout(e2eWaitMsMin);
     // A CSP violation or an uncaught error in the page fails the run at the end.
@@ -80,7 +89,7 @@ describe('the operator console in Chromium against a real deployment', { skip },
 
   after(async () => {
     await browser?.close();
-    await proxy?.close();
+    if (browserHome !== undefined) await rm(browserHome, { recursive: true, force: true });
     await system?.stop();
     if (previousViewerDir === undefined) delete process.env.SDC_VIEWER_DIR;
     else process.env.SDC_VIEWER_DIR = previousViewerDir;
@@ -88,7 +97,7 @@ describe('the operator console in Chromium against a real deployment', { skip },
   });
 
   it('refuses a wrong password with its code, then logs in', async () => {
-    await page.goto(proxy.url);
+    await page.goto(consoleUrl);
     await page.getByLabel('Name').fill(operator.name);
     await page.getByLabel('Password').fill('wrong password');
     await page.getByRole('button', { name: 'Log in' }).click();
@@ -112,9 +121,15 @@ describe('the operator console in Chromium against a real deployment', { skip },
   it('sends a process list command and watches it reach succeeded, with the result as a table', async () => {
     await page.locator(`tr[data-device="${deviceIds[0]}"]`).getByRole('link', { name: `Send a command to ${deviceIds[0]}` }).click();
     await page.getByRole('heading', { name: 'Send a command' }).waitFor();
-    assert.equal(await page.getByLabel('Device').inputValue(), deviceIds[0]);
+    assert.equal(await page.getByLabel('Device', { exact: true }).inputValue(), deviceIds[0]);
     await page.getByLabel('Opcode').selectOption('EXEC_GET_PROCESS_LIST');
     await page.getByLabel('limit').fill('5');
+    // Send shows the policy's dry run first; the second press sends what was checked.
+    await page.getByRole('button', { name: 'Send' }).click();
+    const verdict = page.locator(`[data-testid="verdict"][data-device="${deviceIds[0]}"]`);
+    await verdict.filter({ hasText: 'allowed by rule admin-all' }).waitFor();
+    assert.equal(await verdict.getAttribute('data-verdict'), 'allowed');
+    assert.equal(new URL(page.url()).hash.startsWith('#/compose'), true, 'nothing sent yet');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.getByTestId('command-state').filter({ hasText: /^succeeded$/ }).waitFor();
     commandId = decodeURIComponent(new URL(page.url()).hash.replace('#/commands/', ''));
@@ -134,7 +149,7 @@ describe('the operator console in Chromium against a real deployment', { skip },
   });
 
   it('shows the device with its telemetry chart and the command', async () => {
-    await page.goto(`${proxy.url}#/devices/${deviceIds[0]}`);
+    await page.goto(`${consoleUrl}#/devices/${deviceIds[0]}`);
     await page.getByRole('heading', { name: `Device ${deviceIds[0]}` }).waitFor();
     await page.locator('sdc-chart canvas').first().waitFor();
     await page.getByRole('link', { name: commandId }).waitFor();
@@ -161,6 +176,26 @@ describe('the operator console in Chromium against a real deployment', { skip },
     assert.equal(await page.locator('table.devices tbody tr').count(), 1);
     await shot('fleet-by-tag');
     await page.getByLabel('Filter by tag').selectOption('');
+  });
+
+  it('composes by tag: the devices carrying it, each one\'s dry-run verdict, then one command each', async () => {
+    await page.getByRole('link', { name: 'Send a command', exact: true }).click();
+    await page.getByLabel('Devices with a tag').check();
+    await page.getByLabel('Tag', { exact: true }).fill('group:console-e2e');
+    await page.getByRole('button', { name: 'Find devices' }).click();
+    const picks = page.getByTestId('tag-devices');
+    await picks.getByLabel(deviceIds[0]!).waitFor();
+    assert.equal(await picks.getByRole('checkbox').count(), 1, 'only the device carrying the tag');
+    await page.getByLabel('Opcode').selectOption('EXEC_GET_PROCESS_LIST');
+    await page.getByLabel('limit').fill('2');
+    await page.getByRole('button', { name: 'Check with the policy' }).click();
+    await page.locator(`[data-testid="verdict"][data-device="${deviceIds[0]}"][data-verdict="allowed"]`).waitFor();
+    await shot('composer-tag-verdict');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.getByTestId('command-state').filter({ hasText: /^succeeded$/ }).waitFor();
+    const sent = decodeURIComponent(new URL(page.url()).hash.replace('#/commands/', ''));
+    const stored = await system.api<{ device_id: string; args: { limit: number } }>('GET', `/v1/commands/${sent}`);
+    assert.deepEqual([stored.device_id, stored.args.limit], [deviceIds[0], 2]);
   });
 
   it('verifies the audit chain and the device signatures in the browser', async () => {
@@ -226,6 +261,32 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await page.getByTestId('open-alerts').locator(`tr[data-alert="${second}"]`).waitFor();
     await system.api('POST', `/v1/alerts/${second}/ack`, { note: 'from the CLI' });
     await page.getByTestId('acked-alerts').locator(`tr[data-alert="${second}"]`).filter({ hasText: 'from the CLI' }).waitFor();
+  });
+
+  it('shows a device\'s certificate and alerts; an admin creates a pairing token (shown once) and revokes the certificate after confirming', async () => {
+    await page.goto(`${consoleUrl}#/devices/${deviceIds[0]}`);
+    const alerts = page.getByTestId('device-alerts');
+    await alerts.locator('tr').filter({ hasText: 'case opened (console e2e)' }).waitFor();
+    // The stopped second device: a token for it, then its certificate revoked.
+    await page.goto(`${consoleUrl}#/devices/${deviceIds[1]}`);
+    const stored = await system.api<{ cert_serial: string; cert_not_after_ms: number }>('GET', `/v1/devices/${deviceIds[1]}`);
+    await page.getByTestId('cert-serial').filter({ hasText: stored.cert_serial }).waitFor();
+    await page.getByRole('button', { name: 'Create a pairing token' }).click();
+    const token = page.getByTestId('pairing-token');
+    await token.waitFor();
+    assert.match(await token.locator('code').textContent() ?? '', /^[A-Za-z0-9_-]{20,}$/);
+    await shot('device-pairing-token');
+    await page.getByRole('button', { name: 'Hide it' }).click();
+    await token.waitFor({ state: 'detached' });
+    await page.getByLabel('Reason').selectOption('keyCompromise');
+    await page.getByRole('button', { name: 'Revoke certificate…' }).click();
+    const confirm = page.getByTestId('revoke-confirm');
+    await confirm.filter({ hasText: `Revoke the certificate of ${deviceIds[1]} (keyCompromise)?` }).waitFor();
+    assert.equal((await system.api<{ status: string }>('GET', `/v1/devices/${deviceIds[1]}`)).status !== 'revoked', true, 'nothing revoked before the confirmation');
+    await shot('device-revoke-confirm');
+    await page.getByRole('button', { name: `Yes, revoke ${deviceIds[1]}` }).click();
+    await page.getByTestId('revoke-outcome').filter({ hasText: `Revoked certificate ${stored.cert_serial}` }).waitFor();
+    assert.equal((await system.api<{ status: string }>('GET', `/v1/devices/${deviceIds[1]}`)).status, 'revoked');
   });
 
   it('lists dead letters, retries the selected one (answered from the agent\'s journal) and discards another with a reason', async () => {
@@ -300,7 +361,8 @@ describe('the operator console in Chromium against a real deployment', { skip },
   it('plots a simulation run opened from disk and saves a plot as PNG', async () => {
     await page.getByRole('link', { name: 'Simulation runs' }).click();
     const summary = { seed: 42, scenario: 'churn', agents: 3, tier: 'full', gitCommit: null, reproduce: 'sdc sim --seed 42 --scenario churn',
-      latencyMs: { count: 4, p50Ms: 50, p99Ms: 900 }, checkers: { none_lost: 'pass', at_most_once: 'pass' } };
+      latencyMs: { count: 4, p50Ms: 50, p99Ms: 900 }, checkers: { none_lost: 'pass', at_most_once: 'pass' },
+      resolvedScenario: { faults: { gatewayRestarts: [{ gateway: 'gw-1', atMs: 1500, downMs: 1000 }] } } };
     const file = (name: string, text: string) => ({ name, mimeType: name.endsWith('.json') ? 'application/json' : 'text/csv', buffer: Buffer.from(text) });
     await page.getByTestId('run-files').setInputFiles([
       file('summary.json', JSON.stringify(summary)),
@@ -316,12 +378,151 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await page.getByRole('button', { name: 'Save PNG of Round-trip latency CDF' }).click();
     const saved = await download;
     assert.equal(saved.suggestedFilename(), 'latency-cdf.png');
+    const svgDownload = page.waitForEvent('download');
+    await page.getByRole('button', { name: 'Save SVG of Round-trip latency CDF' }).click();
+    const svg = await svgDownload;
+    assert.equal(svg.suggestedFilename(), 'latency-cdf.svg');
+    const svgText = await readFile(await svg.path(), 'utf8');
+    assert.match(svgText, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[\s\S]*<polyline[\s\S]*<\/svg>/);
+    // The run restarted gw-1 at 1.5 s: one agent missing at 2 s, back at 3 s.
+    const recovery = page.getByTestId('recovery-plot');
+    await recovery.waitFor();
+    assert.match(await recovery.locator('img').getAttribute('alt') ?? '', /restart gw-1, back after 1\.5 s/);
     await shot('research');
+    const bench = { benchmark: 'ioctl', schema_version: 1, environment: { node: 'v20.20.2', cpu: 'test', cpu_count: 2, git_commit: null }, parameters: { calls: 100 },
+      results: [{ backend: 'mock', opcode: 'EXEC_PING_KERNEL', calls: 100, calls_per_s: 41000, p50_us: 22.1 }, { backend: 'native', opcode: 'EXEC_PING_KERNEL', calls: 100, calls_per_s: 9000, p50_us: 90 }],
+      units: { calls: 'calls', calls_per_s: 'calls per second', p50_us: 'microseconds' } };
+    await page.getByTestId('run-files').setInputFiles([file('ioctl.json', JSON.stringify(bench))]);
+    const benchPlot = page.getByTestId('bench-plot');
+    await benchPlot.waitFor();
+    await page.getByLabel('Bench field to plot').selectOption('calls_per_s');
+    assert.match(await benchPlot.locator('img').getAttribute('alt') ?? '', /mock EXEC_PING_KERNEL 41000 calls per second; native EXEC_PING_KERNEL 9000/);
+    assert.equal(await page.getByTestId('bench-results').locator('tbody tr').count(), 2);
+    await page.getByTestId('run-files').setInputFiles([file('broken.json', '{"seed": 1}')]);
+    await page.getByRole('alert').filter({ hasText: 'VIEWER_FILE_INVALID broken.json' }).waitFor();
+    await shot('research-bench');
   });
 
   it('says so when the control plane has no OTA image repository (no release routes)', async () => {
     await page.getByRole('link', { name: 'Releases', exact: true }).click();
     await page.getByTestId('ota-absent').waitFor();
+  });
+
+  it('shows rollouts with waves and per-device states, and pauses and aborts one (the element, with the API answered in the page)', async () => {
+    // This deployment has no image repository, so the rollout routes are answered here with the
+    // API's own shape (server/ota/rollout-routes.ts): a test of the element, not of the server.
+    const rollout = {
+      id: `ro-${'a'.repeat(32)}`, release_id: 'fw-2', status: 'running', pause_reason: null, wave_index: 1,
+      waves: [{ devices: ['d1'], size: 1, started: 1, succeeded: 1, failed: 0, terminal: 1 }, { devices: ['d2', 'd3'], size: 2, started: 2, succeeded: 0, failed: 1, terminal: 1 }],
+      executions: [
+        { id: 'ex1', device_id: 'd1', wave: 0, state: 'succeeded', created_at_ms: 1_700_000_000_000, ended_at_ms: 1_700_000_060_000, last_error_code: null },
+        { id: 'ex2', device_id: 'd2', wave: 1, state: 'downloading', created_at_ms: 1_700_000_100_000, ended_at_ms: null, last_error_code: null },
+        { id: 'ex3', device_id: 'd3', wave: 1, state: 'failed', created_at_ms: 1_700_000_100_000, ended_at_ms: 1_700_000_160_000, last_error_code: 'OTA_HEALTH_CHECK_FAILED' },
+      ],
+      created_by: 'ops', created_at_ms: 1_700_000_000_000, updated_at_ms: 1_700_000_160_000,
+    };
+    const posted: string[] = [];
+    await page.route('**/v1/releases', (route) => route.fulfill({ json: { items: [] } }));
+    await page.route('**/v1/rollouts?limit=50', (route) => route.fulfill({ json: { items: [rollout] } }));
+    await page.route('**/v1/rollouts/*/*', (route) => {
+      const action = new URL(route.request().url()).pathname.split('/').at(-1)!;
+      posted.push(action);
+      return route.fulfill({ json: { ...rollout, status: action === 'pause' ? 'paused' : 'aborted', pause_reason: action === 'pause' ? 'operator' : null } });
+    });
+    try {
+      await page.getByRole('link', { name: 'Fleet', exact: true }).click();
+      await page.getByRole('link', { name: 'Releases', exact: true }).click();
+      const card = page.locator(`[data-rollout="${rollout.id}"]`);
+      await card.waitFor();
+      assert.equal(await card.getByTestId('rollout-waves').locator('tbody tr').count(), 2);
+      assert.match(await card.getByTestId('rollout-waves').locator('tr[aria-current="step"]').textContent() ?? '', /2 \(current\)/);
+      await card.getByText('Devices (3)').click();
+      assert.match(await card.locator('tr[data-device="d3"]').textContent() ?? '', /failed[\s\S]*OTA_HEALTH_CHECK_FAILED/);
+      await shot('rollouts');
+      await card.getByRole('button', { name: `Pause rollout ${rollout.id}` }).click();
+      await card.getByTestId('rollout-status').filter({ hasText: 'paused' }).waitFor();
+      await card.getByText('paused by an operator').waitFor();
+      await card.getByRole('button', { name: `Abort rollout ${rollout.id}`, exact: true }).click();
+      await card.getByTestId('rollout-confirm').waitFor();
+      assert.deepEqual(posted, ['pause'], 'an abort waits for its confirmation');
+      await card.getByRole('button', { name: 'Yes, abort' }).click();
+      await card.getByTestId('rollout-status').filter({ hasText: 'aborted' }).waitFor();
+      assert.deepEqual(posted, ['pause', 'abort']);
+      assert.equal(await card.getByRole('button', { name: /Pause|Resume|Abort/ }).count(), 0, 'an aborted rollout offers no action');
+    } finally {
+      await page.unroute('**/v1/releases');
+      await page.unroute('**/v1/rollouts?limit=50');
+      await page.unroute('**/v1/rollouts/*/*');
+    }
+  });
+
+  it('is usable with the keyboard, every control labelled, and readable at 1280x720 and at a phone\'s 390x844 with nothing wider than the screen', async () => {
+    // Keyboard: Tab from the top of the page reaches the navigation; Enter follows a link.
+    await page.getByRole('link', { name: 'Fleet', exact: true }).focus();
+    for (let i = 0; i < 12; i += 1) {
+      if ((await page.evaluate(() => document.activeElement?.textContent?.trim())) === 'Alerts') break;
+      await page.keyboard.press('Tab');
+    }
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Alerts' }).waitFor();
+    const views: Array<[string, string]> = [
+      ['fleet', '#/fleet'], ['device', `#/devices/${deviceIds[0]}`], ['compose', `#/compose?device=${deviceIds[0]}`], ['command', `#/commands/${commandId}`],
+      ['alerts', '#/alerts'], ['approvals', '#/approvals'], ['dead-letters', '#/dead-letters'], ['releases', '#/releases'], ['audit', '#/audit'], ['research', '#/research'],
+    ];
+    for (const [width, height] of [[1280, 720], [390, 844]] as const) {
+      await page.setViewportSize({ width, height });
+      for (const [name, hash] of views) {
+        await page.goto(`${consoleUrl}${hash}`);
+        await page.locator('main h1').first().waitFor();
+        // Let the view's first read land (its tables are what could be too wide).
+        await page.waitForLoadState('networkidle');
+        const unlabelled = await page.evaluate(() => Array.from(document.querySelectorAll('main input, main select, main textarea, main button'))
+          .filter((el) => {
+            const control = el as HTMLInputElement;
+            if (control.type === 'hidden') return false;
+            const named = (control.labels?.length ?? 0) > 0 || control.getAttribute('aria-label') || control.getAttribute('aria-labelledby') || (el.tagName === 'BUTTON' && el.textContent?.trim());
+            return !named;
+          }).map((el) => el.outerHTML.slice(0, 80)));
+        assert.deepEqual(unlabelled, [], `${name}: controls without a label`);
+        if (width === 390) {
+          const overflow = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }));
+          assert.ok(overflow.scroll <= overflow.inner, `${name} at 390 px is ${overflow.scroll} px wide`);
+        }
+        await shot(`${name}-${width}x${height}`);
+      }
+    }
+    await page.setViewportSize({ width: 1280, height: 720 });
+  });
+
+  it('asks for the password again when the token expires, keeping the page and what was typed', async () => {
+    // A page of its own with a controlled clock: jumping past the token's 15 minutes needs no wait.
+    const context = await browser.newContext({ ignoreHTTPSErrors: false, viewport: { width: 1280, height: 720 } });
+    const clocked = await context.newPage();
+    clocked.setDefaultTimeout(e2eWaitMsMin);
+    clocked.on('pageerror', (error) => pageProblems.push(error.message));
+    try {
+      await clocked.clock.install();
+      await clocked.goto(`${consoleUrl}#/compose?device=${deviceIds[0]}`);
+      await clocked.getByLabel('Name').fill(operator.name);
+      await clocked.getByLabel('Password').fill(operator.password);
+      await clocked.getByRole('button', { name: 'Log in' }).click();
+      await clocked.getByRole('heading', { name: 'Send a command' }).waitFor();
+      await clocked.getByLabel('limit').fill('7');
+      await clocked.clock.fastForward('20:00');
+      const dialog = clocked.getByRole('dialog', { name: 'Log in again' });
+      await dialog.getByText('Your session expired').waitFor();
+      assert.equal(await dialog.getByLabel('Name').inputValue(), operator.name, 'the name is filled in');
+      assert.equal(await clocked.getByLabel('limit').inputValue(), '7', 'the form behind the dialog is kept');
+      await clocked.screenshot({ path: join(screenshotDir, 'reauth.png') });
+      await dialog.getByLabel('Password').fill(operator.password);
+      await dialog.getByRole('button', { name: 'Log in' }).click();
+      await dialog.waitFor({ state: 'detached' });
+      assert.equal(await clocked.getByLabel('limit').inputValue(), '7', 'still there after logging in again');
+      assert.equal(await clocked.getByLabel('Device', { exact: true }).inputValue(), deviceIds[0]);
+      await clocked.getByTestId('live-status').filter({ hasText: 'live: open' }).waitFor();
+    } finally {
+      await context.close();
+    }
   });
 
   it('logs out, forgetting the token', async () => {

@@ -28,7 +28,7 @@ export type LiveBus = EventTarget;
  */
 export class SdcApp extends LightElement {
   static override properties = {
-    session: { state: true }, route: { state: true }, liveStatus: { state: true }, notice: { state: true },
+    session: { state: true }, route: { state: true }, liveStatus: { state: true }, notice: { state: true }, reauth: { state: true },
     notices: { state: true }, notificationPermission: { state: true },
   };
 
@@ -36,6 +36,12 @@ export class SdcApp extends LightElement {
   declare route: Route;
   declare liveStatus: LiveStatus;
   declare notice: string | undefined;
+  /**
+   * Set when the token expired or was refused while a session was open: the page stays as it is
+   * (the view, what was typed, the notices) under a dialog asking for the password again, and
+   * carries on after it. The API has no refresh token, so re-asking is how a session continues.
+   */
+  declare reauth: string | undefined;
   declare notices: readonly Notice[];
   declare notificationPermission: NotificationPermission | 'unsupported';
   readonly api: ApiClient;
@@ -52,9 +58,10 @@ export class SdcApp extends LightElement {
     this.route = parseRoute(location.hash);
     this.liveStatus = 'closed';
     this.notice = undefined;
+    this.reauth = undefined;
     this.notices = [];
     this.notificationPermission = typeof Notification === 'undefined' ? 'unsupported' : Notification.permission;
-    this.api = new ApiClient({ onSessionEnd: (reason) => this.#endSession(`Your session ended (${reason}); log in again.`) });
+    this.api = new ApiClient({ onSessionEnd: (reason) => this.#pauseSession(`Your session ended (${reason}); log in again to carry on.`) });
   }
 
   override connectedCallback(): void {
@@ -69,11 +76,18 @@ export class SdcApp extends LightElement {
   }
 
   #loggedIn(session: Session): void {
+    // Someone else logging in at the re-ask starts afresh: nothing of the previous user's stays.
+    if (this.reauth !== undefined && this.session !== undefined && session.name !== this.session.name) {
+      this.#signer = undefined;
+      this.notices = [];
+      location.hash = '#/fleet';
+    }
+    this.reauth = undefined;
     this.session = session;
     this.notice = undefined;
     clearTimeout(this.#expiryTimer);
     // Re-ask at expiry: the API would refuse the token from then on anyway.
-    this.#expiryTimer = setTimeout(() => this.#endSession('Your session expired; log in again.'), Math.max(0, session.expiresAtMs - Date.now()));
+    this.#expiryTimer = setTimeout(() => this.#pauseSession('Your session expired; log in again to carry on.'), Math.max(0, session.expiresAtMs - Date.now()));
     this.#live = new LiveStream({
       token: () => this.api.session?.token,
       onEvent: (event: LiveEvent) => {
@@ -84,7 +98,7 @@ export class SdcApp extends LightElement {
         this.liveStatus = status;
         if (status === 'open') this.liveBus.dispatchEvent(new Event('resync'));
       },
-      onTokenExpired: () => this.#endSession('Your session expired; log in again.'),
+      onTokenExpired: () => this.#pauseSession('Your session expired; log in again to carry on.'),
     });
     this.#live.start();
   }
@@ -110,7 +124,19 @@ export class SdcApp extends LightElement {
     this.notificationPermission = await Notification.requestPermission();
   }
 
+  /** The token is gone (expired or refused) but the page is kept: the re-ask dialog covers it. */
+  #pauseSession(notice: string): void {
+    if (this.session === undefined || this.reauth !== undefined) return;
+    clearTimeout(this.#expiryTimer);
+    this.#live?.stop();
+    this.#live = undefined;
+    this.api.logout();
+    this.liveStatus = 'closed';
+    this.reauth = notice;
+  }
+
   #endSession(notice: string | undefined): void {
+    this.reauth = undefined;
     clearTimeout(this.#expiryTimer);
     this.#live?.stop();
     this.#live = undefined;
@@ -128,8 +154,16 @@ export class SdcApp extends LightElement {
     const current = this.route.view;
     const link = (view: Route['view'], href: string, label: string) =>
       html`<a href=${href} aria-current=${current === view ? 'page' : 'false'}>${label}</a>`;
+    const paused = this.reauth !== undefined;
     return html`
-      <header class="bar">
+      ${paused ? html`
+        <div class="reauth-backdrop">
+          <div class="reauth" role="dialog" aria-modal="true" aria-label="Log in again" data-testid="reauth">
+            <sdc-login .api=${this.api} .notice=${this.reauth} .presetName=${this.session.name} @logged-in=${(e: CustomEvent<Session>) => this.#loggedIn(e.detail)}></sdc-login>
+            <button type="button" @click=${() => this.#endSession(undefined)}>Log out instead</button>
+          </div>
+        </div>` : nothing}
+      <header class="bar" ?inert=${paused}>
         <span class="brand">Secure Device Control</span>
         <nav aria-label="Main">
           ${link('fleet', '#/fleet', 'Fleet')} ${link('compose', '#/compose', 'Send a command')} ${link('alerts', '#/alerts', 'Alerts')}
@@ -143,8 +177,8 @@ export class SdcApp extends LightElement {
       </header>
       <sdc-notices .notices=${this.notices} .permission=${this.notificationPermission}
         @notice-dismissed=${(e: CustomEvent<string>) => { this.notices = this.notices.filter((n) => n.id !== e.detail); }}
-        @notifications-requested=${() => void this.#requestNotifications()}></sdc-notices>
-      <main id="main">${this.#view()}</main>`;
+        @notifications-requested=${() => void this.#requestNotifications()} ?inert=${paused}></sdc-notices>
+      <main id="main" ?inert=${paused}>${this.#view()}</main>`;
   }
 
   #view() {
@@ -160,7 +194,7 @@ export class SdcApp extends LightElement {
       case 'approvals': return html`<sdc-approvals .api=${this.api} .liveBus=${this.liveBus} .userRole=${this.session?.role} .userName=${this.session?.name ?? ''} .signer=${this.#signer}
         @signer-changed=${(e: CustomEvent<ApprovalSigner>) => { this.#signer = e.detail; }}></sdc-approvals>`;
       case 'dead-letters': return html`<sdc-dead-letters .api=${this.api} .userRole=${this.session?.role} .deviceId=${r.deviceId}></sdc-dead-letters>`;
-      case 'releases': return html`<sdc-releases .api=${this.api}></sdc-releases>`;
+      case 'releases': return html`<sdc-releases .api=${this.api} .userRole=${this.session?.role}></sdc-releases>`;
       default: return nothing;
     }
   }

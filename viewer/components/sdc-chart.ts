@@ -2,6 +2,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { html } from 'lit';
 import { LightElement } from './light-element.js';
+import { svgDataUrl, svgLinePlot } from '../svg-plot.js';
 
 export interface ChartSeries {
   readonly label: string;
@@ -22,7 +23,7 @@ export class SdcChart extends LightElement {
   declare unit: string;
   /** Empty: `times` are Unix milliseconds on a time axis. Otherwise the x values are plain numbers in this unit. */
   declare xUnit: string;
-  /** When set, a button saves the plot as `<exportName>.png`. */
+  /** When set, buttons save the plot as `<exportName>.png` (the canvas) and `<exportName>.svg` (drawn again as vectors). */
   declare exportName: string;
   #plot: uPlot | undefined;
 
@@ -47,7 +48,8 @@ export class SdcChart extends LightElement {
     return html`
       <figure class="chart">
         <figcaption>${this.label}
-          ${this.exportName ? html`<button type="button" class="small" @click=${() => this.#savePng()}>Save PNG<span class="visually-hidden"> of ${this.label}</span></button>` : ''}</figcaption>
+          ${this.exportName ? html`<button type="button" class="small" @click=${() => this.#savePng()}>Save PNG<span class="visually-hidden"> of ${this.label}</span></button>
+            <button type="button" class="small" @click=${() => this.#saveSvg()}>Save SVG<span class="visually-hidden"> of ${this.label}</span></button>` : ''}</figcaption>
         <div class="plot" role="img" aria-label="${this.label}: ${this.times.length} samples"></div>
         <table class="visually-hidden">
           <caption>${this.label}, latest sample</caption>
@@ -69,6 +71,23 @@ export class SdcChart extends LightElement {
       series: [timeAxis ? {} : { label: this.xUnit }, ...this.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5 }))],
       axes: [timeAxis ? {} : { label: this.xUnit }, { label: this.unit }],
     }, data, target);
+  }
+
+  /** The same numbers as the canvas, as an SVG document (viewer/svg-plot.ts). */
+  svg(): string {
+    const timeAxis = this.xUnit === '';
+    const xs = this.times.map((t) => (timeAxis ? t / 1000 : t));
+    return svgLinePlot({
+      title: this.label, xLabel: timeAxis ? 'Unix time (s)' : this.xUnit, yLabel: this.unit,
+      series: this.series.map((s) => ({ label: s.label, stroke: s.stroke, points: xs.map((x, i) => [x, s.values[i] ?? null] as const) })),
+    });
+  }
+
+  #saveSvg(): void {
+    const link = document.createElement('a');
+    link.href = svgDataUrl(this.svg());
+    link.download = `${this.exportName}.svg`;
+    link.click();
   }
 
   #savePng(): void {

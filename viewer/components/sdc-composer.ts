@@ -1,5 +1,6 @@
 import { html, nothing } from 'lit';
-import type { ApiClient, ApiError } from '../api.js';
+import { ApiError, type ApiClient } from '../api.js';
+import { composerDevicesMax, verdictOf, type EvaluateAnswer, type Verdict } from '../policy-verdict.js';
 import { opcodeArgs, opcodes, type Opcode } from '../../core/protocol/messages/opcodes.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
@@ -41,14 +42,27 @@ function newIdempotencyKey(): string {
   return `viewer-${crypto.randomUUID()}`;
 }
 
+type TargetMode = 'device' | 'tag';
+
+interface Checked {
+  /** What was checked: the devices, opcode and args as JSON; Send sends only what was checked. */
+  readonly key: string;
+  readonly verdicts: ReadonlyArray<{ deviceId: string; verdict?: Verdict; error?: ApiError }>;
+}
+
 /**
- * Device, opcode and arguments; sent with an Idempotency-Key that is kept until the API answers,
- * so pressing Send again after a failure retries the same command instead of creating a second one
- * (docs/api.md, "Commands and idempotency"). On success it opens the command's live timeline.
+ * Devices (one by id, or every device carrying a tag), opcode and arguments; the policy's dry run
+ * (`POST /v1/policy/evaluate`) for each device is shown before anything is sent: Send first checks
+ * what is in the form, and sends only what was checked, so a verdict is always on screen before
+ * a command exists. Each device's command carries its own Idempotency-Key, kept until the API
+ * answers, so pressing Send again after a failure retries the same command instead of creating a
+ * second one (docs/api.md, "Commands and idempotency"). One device: its live timeline opens;
+ * several: a list of the commands made.
  */
 export class SdcComposer extends LightElement {
   static override properties = {
     api: { attribute: false }, deviceId: {}, opcode: { state: true }, error: { state: true }, busy: { state: true }, idempotencyKey: { state: true },
+    mode: { state: true }, tagDevices: { state: true }, checked: { state: true }, sent: { state: true },
   };
 
   declare api: ApiClient;
@@ -56,7 +70,15 @@ export class SdcComposer extends LightElement {
   declare opcode: Opcode;
   declare error: ApiError | undefined;
   declare busy: boolean;
+  /** The key of the next command to the first (or only) device; shown so an operator can quote it. */
   declare idempotencyKey: string;
+  declare mode: TargetMode;
+  /** The devices found for the tag, each with whether it is picked. */
+  declare tagDevices: ReadonlyArray<{ id: string; picked: boolean }> | undefined;
+  declare checked: Checked | undefined;
+  declare sent: ReadonlyArray<{ deviceId: string; commandId?: string; state?: string; error?: ApiError }> | undefined;
+  /** Idempotency keys by device, kept until that device's create is answered. */
+  readonly #keys = new Map<string, string>();
 
   constructor() {
     super();
@@ -65,35 +87,146 @@ export class SdcComposer extends LightElement {
     this.error = undefined;
     this.busy = false;
     this.idempotencyKey = newIdempotencyKey();
+    this.mode = 'device';
+    this.tagDevices = undefined;
+    this.checked = undefined;
+    this.sent = undefined;
+  }
+
+  #keyFor(deviceId: string, index: number): string {
+    let key = this.#keys.get(deviceId);
+    if (key === undefined) {
+      key = index === 0 ? this.idempotencyKey : newIdempotencyKey();
+      this.#keys.set(deviceId, key);
+    }
+    return key;
+  }
+
+  /** The devices, opcode and args in the form now. */
+  #request(form: HTMLFormElement): { devices: string[]; args: Record<string, string | number> } {
+    const data = new FormData(form);
+    const devices = this.mode === 'device'
+      ? [String(data.get('device') ?? '').trim()].filter((id) => id !== '')
+      : (this.tagDevices ?? []).filter((d) => d.picked).map((d) => d.id);
+    return { devices, args: argsFromForm(this.opcode, (name) => String(data.get(`arg-${name}`) ?? '')) };
+  }
+
+  async #findByTag(): Promise<void> {
+    const input = this.querySelector<HTMLInputElement>('input[name="tag"]');
+    const tag = input?.value.trim().toLowerCase() ?? '';
+    this.error = undefined;
+    this.checked = undefined;
+    if (tag === '') { this.tagDevices = undefined; return; }
+    try {
+      const page = await this.api.get<{ items: Array<{ id: string }> }>(`/v1/devices?tag=${encodeURIComponent(tag)}&limit=${composerDevicesMax}`);
+      this.tagDevices = page.items.map((d) => ({ id: d.id, picked: true }));
+    } catch (error) {
+      this.error = asApiError(error);
+    }
+  }
+
+  async #check(form: HTMLFormElement): Promise<Checked | undefined> {
+    const { devices, args } = this.#request(form);
+    if (devices.length === 0) {
+      this.error = new ApiError('VIEWER_INPUT_MISSING', this.mode === 'device' ? 'give a device id' : 'find the devices of a tag and pick at least one', 0);
+      return undefined;
+    }
+    const verdicts = [];
+    for (const deviceId of devices) {
+      try {
+        const answer = await this.api.post<EvaluateAnswer>('/v1/policy/evaluate', { device_id: deviceId, opcode: this.opcode, args });
+        verdicts.push({ deviceId, verdict: verdictOf(answer) });
+      } catch (error) {
+        verdicts.push({ deviceId, error: asApiError(error) });
+      }
+    }
+    this.checked = { key: JSON.stringify({ devices, opcode: this.opcode, args }), verdicts };
+    return this.checked;
   }
 
   async #submit(event: SubmitEvent): Promise<void> {
     event.preventDefault();
-    const data = new FormData(event.target as HTMLFormElement);
-    const deviceId = String(data.get('device') ?? '').trim();
-    const body = { device_id: deviceId, opcode: this.opcode, args: argsFromForm(this.opcode, (name) => String(data.get(`arg-${name}`) ?? '')) };
+    const form = event.target as HTMLFormElement;
+    const { devices, args } = this.#request(form);
+    const key = JSON.stringify({ devices, opcode: this.opcode, args });
     this.busy = true;
     this.error = undefined;
     try {
-      const command = await this.api.post<{ id: string }>('/v1/commands', body, { 'idempotency-key': this.idempotencyKey });
-      this.idempotencyKey = newIdempotencyKey();
-      location.hash = `#/commands/${encodeURIComponent(command.id)}`;
-    } catch (error) {
-      this.error = asApiError(error);
+      // Not checked yet, or changed since: show the verdict first; the next Send sends.
+      if (this.checked?.key !== key) {
+        await this.#check(form);
+        return;
+      }
+      const sent = [];
+      for (const [index, deviceId] of devices.entries()) {
+        try {
+          const command = await this.api.post<{ id: string; state: string }>('/v1/commands', { device_id: deviceId, opcode: this.opcode, args }, { 'idempotency-key': this.#keyFor(deviceId, index) });
+          this.#keys.delete(deviceId);
+          sent.push({ deviceId, commandId: command.id, state: command.state });
+        } catch (error) {
+          sent.push({ deviceId, error: asApiError(error) });
+        }
+      }
+      if (this.#keys.size === 0) this.idempotencyKey = newIdempotencyKey();
+      const only = sent[0];
+      if (sent.length === 1 && only?.commandId !== undefined) {
+        location.hash = `#/commands/${encodeURIComponent(only.commandId)}`;
+        return;
+      }
+      if (sent.length === 1) this.error = only?.error;
+      else this.sent = sent;
     } finally {
       this.busy = false;
     }
   }
 
+  #verdicts() {
+    const checked = this.checked;
+    if (checked === undefined) return nothing;
+    return html`
+      <div class="verdicts" role="status" aria-live="polite" data-testid="verdicts">
+        <h2>Policy dry run</h2>
+        <ul>${checked.verdicts.map((v) => html`
+          <li data-device=${v.deviceId} data-verdict=${v.verdict?.kind ?? 'error'} data-testid="verdict">
+            <strong>${v.deviceId}</strong>:
+            ${v.verdict === undefined ? errorLine(v.error) : html`<span class="policy-verdict policy-verdict-${v.verdict.kind}">${v.verdict.text}</span>${v.verdict.code ? html` <code>${v.verdict.code}</code>` : nothing}`}
+          </li>`)}</ul>
+        <p class="hint">Press <strong>Send</strong> to send ${checked.verdicts.length === 1 ? 'it' : `to these ${checked.verdicts.length} devices`}; changing the form checks again first.</p>
+      </div>`;
+  }
+
+  #sentList() {
+    if (this.sent === undefined) return nothing;
+    return html`
+      <div class="card" data-testid="sent-list" role="status">
+        <h2>Sent</h2>
+        <ul>${this.sent.map((s) => html`<li data-device=${s.deviceId}>${s.deviceId}:
+          ${s.commandId === undefined ? errorLine(s.error) : html`<a href="#/commands/${encodeURIComponent(s.commandId)}">${s.commandId}</a> (${s.state})`}</li>`)}</ul>
+      </div>`;
+  }
+
   override render() {
     const fields = argFields(this.opcode);
+    const changed = () => { this.sent = undefined; };
     return html`
       <section aria-labelledby="compose-title">
         <h1 id="compose-title">Send a command</h1>
-        <form class="card composer" @submit=${this.#submit}>
-          <label>Device <input name="device" required maxlength="128" pattern="[A-Za-z0-9_.:\\-]+" .value=${this.deviceId ?? ''} autocomplete="off"></label>
+        <form class="card composer" @submit=${this.#submit} @input=${changed}>
+          <fieldset>
+            <legend>Devices</legend>
+            <label class="inline"><input type="radio" name="mode" value="device" ?checked=${this.mode === 'device'} @change=${() => { this.mode = 'device'; this.checked = undefined; }}> One device</label>
+            <label class="inline"><input type="radio" name="mode" value="tag" ?checked=${this.mode === 'tag'} @change=${() => { this.mode = 'tag'; this.checked = undefined; }}> Devices with a tag</label>
+            ${this.mode === 'device'
+              ? html`<label>Device <input name="device" required maxlength="128" pattern="[A-Za-z0-9_.:\\-]+" .value=${this.deviceId ?? ''} autocomplete="off"></label>`
+              : html`<label>Tag <input name="tag" maxlength="64" autocomplete="off" @keydown=${(e: KeyboardEvent) => { if (e.key === 'Enter') { e.preventDefault(); void this.#findByTag(); } }}></label>
+                <button type="button" @click=${() => void this.#findByTag()}>Find devices</button>
+                ${this.tagDevices === undefined ? nothing : this.tagDevices.length === 0 ? html`<p data-testid="tag-devices">No device carries this tag.</p>` : html`
+                  <ul class="picks" data-testid="tag-devices">${this.tagDevices.map((d, i) => html`<li><label class="inline"><input type="checkbox" .checked=${d.picked}
+                    @change=${(e: Event) => { this.tagDevices = this.tagDevices!.map((x, j) => (j === i ? { ...x, picked: (e.target as HTMLInputElement).checked } : x)); this.checked = undefined; }}> ${d.id}</label></li>`)}</ul>
+                  ${this.tagDevices.length >= composerDevicesMax ? html`<p class="hint">The first ${composerDevicesMax} devices of the tag.</p>` : nothing}`}`}
+          </fieldset>
           <label>Opcode
-            <select name="opcode" @change=${(e: Event) => { this.opcode = (e.target as HTMLSelectElement).value as Opcode; }}>
+            <select name="opcode" @change=${(e: Event) => { this.opcode = (e.target as HTMLSelectElement).value as Opcode; this.checked = undefined; }}>
               ${opcodes.map((o) => html`<option value=${o} ?selected=${o === this.opcode}>${o}</option>`)}
             </select>
           </label>
@@ -106,9 +239,14 @@ export class SdcComposer extends LightElement {
               </label>`)}
           </fieldset>
           <p class="hint">Idempotency-Key <code data-testid="idempotency-key">${this.idempotencyKey}</code>: kept until the API answers, so sending again after a failure cannot create a second command.</p>
-          <button type="submit" ?disabled=${this.busy}>${this.busy ? 'Sending…' : 'Send'}</button>
+          <div class="actions">
+            <button type="button" ?disabled=${this.busy} @click=${(e: Event) => { const form = (e.target as HTMLElement).closest('form'); if (form?.reportValidity()) void this.#check(form); }}>Check with the policy</button>
+            <button type="submit" ?disabled=${this.busy}>${this.busy ? 'Working…' : 'Send'}</button>
+          </div>
           ${errorLine(this.error)}
+          ${this.#verdicts()}
         </form>
+        ${this.#sentList()}
       </section>`;
   }
 }

@@ -2,6 +2,7 @@ import { html, nothing } from 'lit';
 import type { ApiClient, ApiError, Role } from '../api.js';
 import { roleAtLeast } from '../roles.js';
 import './sdc-tags-editor.js';
+import './sdc-device-trust.js';
 import { formatAgo, formatTime } from '../format.js';
 import type { LiveEvent } from '../live.js';
 import type { ChartSeries } from './sdc-chart.js';
@@ -20,6 +21,7 @@ interface DeviceCompliance {
 }
 interface Sample { ts_ms: number; risk_score: number; metrics: Record<string, number | undefined> }
 interface CommandSummary { id: string; opcode: string; state: string; created_at_ms: number; created_by: string }
+interface DeviceAlert { id: string; kind: string; severity: string; message: string; state: string; created_at_ms: number; acknowledged_by?: string | null }
 
 /** Telemetry ranges offered; the API returns at most 500 samples, newest first. */
 export const telemetryRanges = Object.freeze([
@@ -30,7 +32,7 @@ export const telemetryRanges = Object.freeze([
 export class SdcDevice extends LightElement {
   static override properties = {
     api: { attribute: false }, liveBus: { attribute: false }, deviceId: {}, userRole: {},
-    device: { state: true }, compliance: { state: true }, samples: { state: true }, commands: { state: true }, error: { state: true }, rangeMs: { state: true },
+    device: { state: true }, compliance: { state: true }, samples: { state: true }, commands: { state: true }, alerts: { state: true }, error: { state: true }, rangeMs: { state: true },
   };
 
   declare api: ApiClient;
@@ -41,11 +43,13 @@ export class SdcDevice extends LightElement {
   declare device: DeviceDetail | undefined;
   declare samples: Sample[];
   declare commands: CommandSummary[];
+  declare alerts: DeviceAlert[];
   declare error: ApiError | undefined;
   declare rangeMs: number;
   readonly #onLive = (event: Event) => {
-    const live = (event as CustomEvent<LiveEvent>).detail;
-    if (live.device_id === this.deviceId && (live.type === 'command' || live.type === 'presence')) void this.load();
+    // A reconnect ('resync') reads everything again; a live event only when it is about this device.
+    const live = event.type === 'live' ? (event as CustomEvent<LiveEvent>).detail : undefined;
+    if (live === undefined || live.device_id === this.deviceId) void this.load();
   };
 
   constructor() {
@@ -55,6 +59,7 @@ export class SdcDevice extends LightElement {
     this.userRole = undefined;
     this.samples = [];
     this.commands = [];
+    this.alerts = [];
     this.error = undefined;
     this.rangeMs = telemetryRanges[0]!.ms;
   }
@@ -79,12 +84,14 @@ export class SdcDevice extends LightElement {
     const id = encodeURIComponent(this.deviceId);
     const fromMs = Date.now() - this.rangeMs;
     try {
-      const [device, telemetry, commands, compliance] = await Promise.all([
+      const [device, telemetry, commands, compliance, alerts] = await Promise.all([
         this.api.get<DeviceDetail>(`/v1/devices/${id}`),
         this.api.get<{ items: Sample[] }>(`/v1/devices/${id}/telemetry?from_ms=${fromMs}&limit=500`),
         this.api.get<{ items: CommandSummary[] }>(`/v1/commands?device_id=${id}&limit=20`),
         this.api.get<DeviceCompliance>(`/v1/devices/${id}/compliance`),
+        this.api.get<{ items: DeviceAlert[] }>(`/v1/alerts?device_id=${id}&limit=20`),
       ]);
+      this.alerts = alerts.items;
       this.compliance = compliance;
       this.device = device;
       this.samples = [...telemetry.items].sort((a, b) => a.ts_ms - b.ts_ms);
@@ -122,11 +129,12 @@ export class SdcDevice extends LightElement {
           <div><dt>Status</dt><dd>${d.status}</dd></div>
           <div><dt>Last seen</dt><dd>${formatAgo(d.last_seen_at_ms, Date.now())}</dd></div>
           <div><dt>Gateway</dt><dd>${d.gateway_id ?? '—'}</dd></div>
-          <div><dt>Certificate</dt><dd>${d.cert_serial ?? '—'}, until ${formatTime(d.cert_not_after_ms)}</dd></div>
           <div><dt>Last command seq</dt><dd>${d.last_command_seq ?? '—'}</dd></div>
           <div><dt>Agent version</dt><dd>${d.agent_version ?? '—'}</dd></div>
           <div><dt>Clock offset</dt><dd>${d.clock_offset_ms === null ? '—' : `${d.clock_offset_ms} ms`}</dd></div>
         </dl>
+        <sdc-device-trust .api=${this.api} .deviceId=${d.id} .status=${d.status} .certSerial=${d.cert_serial} .certNotAfterMs=${d.cert_not_after_ms}
+          .userRole=${this.userRole} @device-changed=${() => void this.load()}></sdc-device-trust>
         <sdc-tags-editor .api=${this.api} .deviceId=${d.id} .tags=${d.tags ?? []} ?editable=${roleAtLeast(this.userRole, 'operator')} @tags-saved=${() => void this.load()}></sdc-tags-editor>
         ${this.#compliance()}
         <p><a class="button" href="#/compose?device=${encodeURIComponent(d.id)}">Send a command to ${d.id}</a>
@@ -150,7 +158,15 @@ export class SdcDevice extends LightElement {
               <th scope="row"><a href="#/commands/${encodeURIComponent(c.id)}">${c.id}</a></th><td>${c.opcode}</td>
               <td><span class="state state-${c.state}">${c.state}</span></td><td>${formatTime(c.created_at_ms)}</td><td>${c.created_by}</td></tr>`)}</tbody>
           </table>`}
-        ${nothing}
+        <h2>Alerts</h2>
+        ${this.alerts.length === 0 ? html`<p>No alerts for this device.</p>` : html`
+          <div class="table-scroll"><table data-testid="device-alerts">
+            <thead><tr><th scope="col">Raised</th><th scope="col">Severity</th><th scope="col">Kind</th><th scope="col">Message</th><th scope="col">State</th></tr></thead>
+            <tbody>${this.alerts.map((a) => html`<tr data-alert=${a.id}>
+              <td>${formatTime(a.created_at_ms)}</td><td><span class="severity severity-${a.severity}">${a.severity}</span></td>
+              <td>${a.kind}</td><td>${a.message}</td><td>${a.state}${a.acknowledged_by ? ` by ${a.acknowledged_by}` : ''}</td></tr>`)}</tbody>
+          </table></div>`}
+        <p><a href="#/alerts">All alerts</a></p>
       </section>`;
   }
 }

@@ -1,5 +1,6 @@
 import { html } from 'lit';
-import type { ApiClient, ApiError } from '../api.js';
+import type { ApiClient, ApiError, Role } from '../api.js';
+import './sdc-rollouts.js';
 import { formatTime } from '../format.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
@@ -20,9 +21,10 @@ const absentCodes: ReadonlySet<string> = new Set(['API_NOT_FOUND', 'OTA_REPOSITO
  * `sdc release` (signing needs the release signers' offline keys).
  */
 export class SdcReleases extends LightElement {
-  static override properties = { api: { attribute: false }, releases: { state: true }, error: { state: true }, absent: { state: true } };
+  static override properties = { api: { attribute: false }, userRole: {}, releases: { state: true }, error: { state: true }, absent: { state: true } };
 
   declare api: ApiClient;
+  declare userRole: Role | undefined;
   declare releases: ReleaseRow[] | undefined;
   declare error: ApiError | undefined;
   declare absent: boolean;
@@ -32,6 +34,7 @@ export class SdcReleases extends LightElement {
     this.releases = undefined;
     this.error = undefined;
     this.absent = false;
+    this.userRole = undefined;
   }
 
   override connectedCallback(): void {
@@ -58,7 +61,7 @@ export class SdcReleases extends LightElement {
         <h1 id="releases-title">OTA releases</h1>
         ${errorLine(this.error)}
         ${this.releases.length === 0 ? html`<p>No releases yet.</p>` : html`
-          <table data-testid="releases">
+          <div class="table-scroll"><table data-testid="releases">
             <thead><tr><th scope="col">Release</th><th scope="col">Counter</th><th scope="col">Version</th><th scope="col">State</th><th scope="col">Artifact</th><th scope="col">Signed by</th><th scope="col">Created</th><th scope="col">Updated</th></tr></thead>
             <tbody>${this.releases.map((r) => html`
               <tr data-release=${r.id}>
@@ -68,7 +71,8 @@ export class SdcReleases extends LightElement {
                 <td>${r.signatures.length === 0 ? '—' : r.signatures.map((s) => s.signed_by).join(', ')}</td>
                 <td>${formatTime(r.created_at_ms)} by ${r.created_by}</td><td>${formatTime(r.updated_at_ms)}</td>
               </tr>`)}</tbody>
-          </table>`}
+          </table></div>`}
+        <sdc-rollouts .api=${this.api} .userRole=${this.userRole}></sdc-rollouts>
       </section>`;
   }
 }

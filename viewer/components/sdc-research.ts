@@ -1,6 +1,10 @@
 import { html, nothing } from 'lit';
 import { cellText } from '../format.js';
-import { latencyCdf, parseNumericCsv, researchLimits, runFileKind, type NumericTable, type RunFileKind } from '../research-data.js';
+import {
+  benchBars, benchNumericFields, faultWindowsOf, latencyCdf, parseBenchJson, parseNumericCsv, recoveryCurves, researchLimits, runFileKind,
+  type BenchFile, type NumericTable, type RunFileKind,
+} from '../research-data.js';
+import { svgBarPlot, svgDataUrl, svgLinePlot } from '../svg-plot.js';
 import type { ChartSeries } from './sdc-chart.js';
 import './sdc-chart.js';
 import { LightElement } from './light-element.js';
@@ -10,15 +14,25 @@ const stateColors: Readonly<Record<string, string>> = {
   expired: '#953800', rejected: '#a40e26', dead_lettered: '#57606a', timed_out: '#e16f24', succeeded_late: '#2da44e', failed_late: '#fa4549',
 };
 
+const faultColors = ['#cf222e', '#0969da', '#8250df', '#bf8700', '#1a7f37', '#953800'];
+
+/** A link that saves an SVG document under a name. */
+function svgDownload(svg: string, name: string, label: string) {
+  return html`<a class="button small" href=${svgDataUrl(svg)} download=${`${name}.svg`}>Save SVG<span class="visually-hidden"> of ${label}</span></a>`;
+}
+
 /**
  * A simulation run (`sdc sim --out DIR`) opened from disk: the summary's facts and verdicts, online
- * agents and commands by state over virtual time, the latency CDF; each plot saved as PNG. The
- * files are read in the page; nothing is sent anywhere.
+ * agents and commands by state over virtual time, the latency CDF, the recovery after each fault
+ * the run injected; or a bench report (`sdc bench ... --json`, `--out`'s `<bench>.json`) as bars of
+ * one result field. Each plot saved as PNG and SVG. The files are read in the page; nothing is sent anywhere.
  */
 export class SdcResearch extends LightElement {
-  static override properties = { summary: { state: true }, tables: { state: true }, problems: { state: true } };
+  static override properties = { summary: { state: true }, tables: { state: true }, problems: { state: true }, bench: { state: true }, benchField: { state: true } };
 
   declare summary: Record<string, unknown> | undefined;
+  declare bench: BenchFile | undefined;
+  declare benchField: string;
   declare tables: Partial<Record<RunFileKind, NumericTable>>;
   declare problems: string[];
 
@@ -27,6 +41,8 @@ export class SdcResearch extends LightElement {
     this.summary = undefined;
     this.tables = {};
     this.problems = [];
+    this.bench = undefined;
+    this.benchField = '';
   }
 
   async #open(event: Event): Promise<void> {
@@ -35,11 +51,14 @@ export class SdcResearch extends LightElement {
     const tables = { ...this.tables };
     for (const file of files) {
       const kind = runFileKind(file.name);
-      if (kind === undefined) { problems.push(`${file.name}: not a file of sdc sim --out`); continue; }
+      if (kind === undefined) { problems.push(`${file.name}: not a file of sdc sim --out or a bench report`); continue; }
       if (file.size > researchLimits.fileBytesMax) { problems.push(`${file.name}: larger than ${researchLimits.fileBytesMax} bytes`); continue; }
       try {
         const text = await file.text();
-        if (kind === 'summary') {
+        if (kind === 'bench') {
+          this.bench = parseBenchJson(JSON.parse(text));
+          this.benchField = benchNumericFields(this.bench)[0] ?? '';
+        } else if (kind === 'summary') {
           const value: unknown = JSON.parse(text);
           if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
           this.summary = value as Record<string, unknown>;
@@ -58,12 +77,13 @@ export class SdcResearch extends LightElement {
     return html`
       <section aria-labelledby="research-title">
         <h1 id="research-title">Simulation run</h1>
-        <label>Open a run's files (summary.json, online-agents.csv, commands-by-state.csv, latency-histogram.csv)
+        <label>Open a run's files (summary.json, online-agents.csv, commands-by-state.csv, latency-histogram.csv) or a bench report (.json)
           <input type="file" multiple accept=".json,.csv" data-testid="run-files" @change=${this.#open}>
         </label>
-        ${this.problems.map((problem) => html`<p class="error" role="alert">${problem}</p>`)}
+        ${this.problems.map((problem) => html`<p class="error" role="alert"><code>${'VIEWER_FILE_INVALID'}</code> ${problem}</p>`)}
         ${this.#summary()}
-        <div class="charts">${this.#online()}${this.#states()}${this.#latency()}</div>
+        <div class="charts">${this.#online()}${this.#states()}${this.#latency()}${this.#recovery()}</div>
+        ${this.#bench()}
       </section>`;
   }
 
@@ -107,6 +127,55 @@ export class SdcResearch extends LightElement {
     } catch (error) {
       return html`<p class="error" role="alert">${(error as Error).message}</p>`;
     }
+  }
+
+  /** Agents missing after each fault the summary's scenario names, until all are back (seconds since the fault began). */
+  #recovery() {
+    const online = this.tables.online;
+    if (this.summary === undefined || online === undefined) return nothing;
+    const windows = faultWindowsOf(this.summary);
+    if (windows.length === 0) return html`<p data-testid="no-faults">This run injected no faults: no recovery to plot.</p>`;
+    let curves;
+    try {
+      curves = recoveryCurves(windows, online);
+    } catch (error) {
+      return html`<p class="error" role="alert"><code>${'VIEWER_FILE_INVALID'}</code> ${(error as Error).message}</p>`;
+    }
+    const label = 'Recovery after faults';
+    const svg = svgLinePlot({ title: label, xLabel: 'virtual s since the fault began', yLabel: 'agents missing', series: curves.map((c, i) => ({ label: c.name, stroke: faultColors[i % faultColors.length]!, points: c.points })) });
+    return html`
+      <figure class="chart" data-testid="recovery-plot">
+        <figcaption>${label} ${svgDownload(svg, 'recovery-after-faults', label)}</figcaption>
+        <img src=${svgDataUrl(svg)} alt="${label}: ${curves.map((c) => `${c.name}, back after ${c.points.at(-1)?.[0] ?? 0} s`).join('; ')}">
+      </figure>`;
+  }
+
+  #bench() {
+    const bench = this.bench;
+    if (bench === undefined) return nothing;
+    const fields = benchNumericFields(bench);
+    const field = fields.includes(this.benchField) ? this.benchField : fields[0];
+    const unit = field === undefined ? '' : bench.units[field] ?? '';
+    const label = `${bench.benchmark}: ${field ?? 'no numeric field'}`;
+    const svg = field === undefined ? undefined : svgBarPlot({ title: label, unit, bars: benchBars(bench, field) });
+    const columns = [...new Set(bench.results.flatMap((row) => Object.keys(row)))];
+    return html`
+      <section class="card" aria-labelledby="bench-title" data-testid="bench">
+        <h2 id="bench-title">Bench ${bench.benchmark}</h2>
+        <dl class="facts">${Object.entries(bench.parameters).map(([k, v]) => html`<div><dt>${k}</dt><dd>${cellText(v)}</dd></div>`)}
+          ${(['node', 'cpu', 'cpu_count', 'git_commit'] as const).map((k) => html`<div><dt>${k}</dt><dd>${cellText(bench.environment[k])}</dd></div>`)}</dl>
+        ${fields.length > 0 ? html`<label>Plot <select aria-label="Bench field to plot" @change=${(e: Event) => { this.benchField = (e.target as HTMLSelectElement).value; }}>
+          ${fields.map((f) => html`<option value=${f} ?selected=${f === field}>${f} (${bench.units[f]})</option>`)}</select></label>` : nothing}
+        ${svg === undefined ? nothing : html`
+          <figure class="chart" data-testid="bench-plot">
+            <figcaption>${label} ${svgDownload(svg, `${bench.benchmark}-${field}`, label)}</figcaption>
+            <img src=${svgDataUrl(svg)} alt="${label}: ${benchBars(bench, field!).map((b) => `${b.label} ${b.value} ${unit}`).join('; ')}">
+          </figure>`}
+        <div class="table-scroll"><table data-testid="bench-results"><caption>Results</caption>
+          <thead><tr>${columns.map((c) => html`<th scope="col">${c}${bench.units[c] ? html` <small>(${bench.units[c]})</small>` : nothing}</th>`)}</tr></thead>
+          <tbody>${bench.results.map((row) => html`<tr>${columns.map((c) => html`<td>${cellText(row[c])}</td>`)}</tr>`)}</tbody>
+        </table></div>
+      </section>`;
   }
 }
 

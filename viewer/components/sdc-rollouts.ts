@@ -1,0 +1,144 @@
+import { html, nothing } from 'lit';
+import type { ApiClient, ApiError, Role } from '../api.js';
+import { formatTime } from '../format.js';
+import { roleAtLeast } from '../roles.js';
+import { asApiError, errorLine } from './error-line.js';
+import { LightElement } from './light-element.js';
+
+interface RolloutView {
+  id: string; release_id: string; status: 'running' | 'paused' | 'completed' | 'aborted';
+  pause_reason: null | 'error_threshold' | 'success_threshold_not_met' | 'operator'; wave_index: number;
+  waves: Array<{ devices: string[]; size: number; started: number; succeeded: number; failed: number; terminal: number }>;
+  executions: Array<{ id: string; device_id: string; wave: number; state: string; created_at_ms: number; ended_at_ms: number | null; last_error_code: string | null }>;
+  created_by: string; created_at_ms: number; updated_at_ms: number;
+}
+
+type Action = 'pause' | 'resume' | 'abort' | 'emergency-abort';
+
+/** Which actions the API takes in which status (server/ota/rollout-routes.ts); the server judges again. */
+export function rolloutActions(status: RolloutView['status'], role: Role | undefined): Action[] {
+  if (!roleAtLeast(role, 'operator') || status === 'completed' || status === 'aborted') return [];
+  const actions: Action[] = [status === 'running' ? 'pause' : 'resume', 'abort'];
+  if (roleAtLeast(role, 'admin')) actions.push('emergency-abort');
+  return actions;
+}
+
+const actionText: Readonly<Record<Action, string>> = { pause: 'Pause', resume: 'Resume', abort: 'Abort', 'emergency-abort': 'Emergency abort' };
+const pauseText: Readonly<Record<string, string>> = {
+  error_threshold: 'paused: the wave crossed its error threshold', success_threshold_not_met: 'paused: the wave did not reach its success threshold', operator: 'paused by an operator',
+};
+
+/**
+ * OTA rollouts (docs/ota.md "Rollouts", `GET /v1/rollouts`): each with its status, waves (size,
+ * started, succeeded, failed, terminal; the current one marked) and every device's execution state;
+ * pause, resume and abort for operators, emergency abort for admins, the last two after a
+ * confirmation naming the rollout. Starting one stays with the CLI and API (it names a fleet and
+ * thresholds). Absent (the view says nothing) where the control plane has no image repository.
+ */
+export class SdcRollouts extends LightElement {
+  static override properties = {
+    api: { attribute: false }, userRole: {}, rollouts: { state: true }, error: { state: true }, confirming: { state: true }, busy: { state: true },
+  };
+
+  declare api: ApiClient;
+  declare userRole: Role | undefined;
+  declare rollouts: RolloutView[] | undefined;
+  declare error: ApiError | undefined;
+  /** `rollout id action` awaiting its confirmation (abort and emergency abort). */
+  declare confirming: string | undefined;
+  declare busy: boolean;
+
+  constructor() {
+    super();
+    this.userRole = undefined;
+    this.rollouts = undefined;
+    this.error = undefined;
+    this.confirming = undefined;
+    this.busy = false;
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    void this.load();
+  }
+
+  async load(): Promise<void> {
+    try {
+      this.rollouts = (await this.api.get<{ items: RolloutView[] }>('/v1/rollouts?limit=50')).items;
+      this.error = undefined;
+    } catch (error) {
+      const refusal = asApiError(error);
+      // No image repository (or no rollout routes in this build): the releases view already says so.
+      if (refusal.code === 'OTA_REPOSITORY_NOT_INITIALISED' || refusal.code === 'API_NOT_FOUND') this.rollouts = undefined;
+      else this.error = refusal;
+    }
+  }
+
+  async #act(rollout: RolloutView, action: Action): Promise<void> {
+    if ((action === 'abort' || action === 'emergency-abort') && this.confirming !== `${rollout.id} ${action}`) {
+      this.confirming = `${rollout.id} ${action}`;
+      return;
+    }
+    this.confirming = undefined;
+    this.busy = true;
+    this.error = undefined;
+    try {
+      const updated = await this.api.post<RolloutView>(`/v1/rollouts/${encodeURIComponent(rollout.id)}/${action}`, {});
+      this.rollouts = (this.rollouts ?? []).map((r) => (r.id === updated.id ? updated : r));
+    } catch (error) {
+      this.error = asApiError(error);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  #rollout(r: RolloutView) {
+    const actions = rolloutActions(r.status, this.userRole);
+    const confirmingAction = this.confirming?.startsWith(`${r.id} `) ? this.confirming.slice(r.id.length + 1) as Action : undefined;
+    return html`
+      <article class="card" data-rollout=${r.id} aria-labelledby="rollout-${r.id}">
+        <h3 id="rollout-${r.id}">${r.release_id} <small><code>${r.id}</code></small>
+          <span class="state state-${r.status}" data-testid="rollout-status">${r.status}</span></h3>
+        <p>${r.pause_reason ? html`<span class="notice">${pauseText[r.pause_reason] ?? r.pause_reason}</span>; ` : nothing}wave ${r.wave_index + 1} of ${r.waves.length};
+          started ${formatTime(r.created_at_ms)} by ${r.created_by}, updated ${formatTime(r.updated_at_ms)}</p>
+        <div class="table-scroll"><table data-testid="rollout-waves"><caption>Waves</caption>
+          <thead><tr><th scope="col">Wave</th><th scope="col">Devices</th><th scope="col">Started</th><th scope="col">Succeeded</th><th scope="col">Failed</th><th scope="col">Finished</th></tr></thead>
+          <tbody>${r.waves.map((w, i) => html`<tr aria-current=${i === r.wave_index ? 'step' : 'false'}>
+            <th scope="row">${i + 1}${i === r.wave_index ? ' (current)' : ''}</th><td>${w.size}</td><td>${w.started}</td><td>${w.succeeded}</td><td>${w.failed}</td><td>${w.terminal}</td></tr>`)}</tbody>
+        </table></div>
+        <details><summary>Devices (${r.executions.length})</summary>
+          <div class="table-scroll"><table data-testid="rollout-devices">
+            <thead><tr><th scope="col">Device</th><th scope="col">Wave</th><th scope="col">State</th><th scope="col">Error</th><th scope="col">Ended</th></tr></thead>
+            <tbody>${r.executions.map((e) => html`<tr data-device=${e.device_id}><th scope="row">${e.device_id}</th><td>${e.wave + 1}</td>
+              <td><span class="state state-${e.state}">${e.state}</span></td><td>${e.last_error_code ? html`<code>${e.last_error_code}</code>` : '—'}</td><td>${formatTime(e.ended_at_ms)}</td></tr>`)}</tbody>
+          </table></div>
+        </details>
+        ${actions.length === 0 ? nothing : html`<div class="actions">${actions.map((a) => html`
+          <button type="button" class=${a === 'pause' || a === 'resume' ? '' : 'danger'} ?disabled=${this.busy} @click=${() => void this.#act(r, a)}>${actionText[a]}<span class="visually-hidden"> rollout ${r.id}</span></button>`)}</div>`}
+        ${confirmingAction === undefined ? nothing : html`
+          <div class="confirm" role="alertdialog" aria-labelledby="confirm-${r.id}" data-testid="rollout-confirm">
+            <p id="confirm-${r.id}">${actionText[confirmingAction]} the rollout of ${r.release_id}? ${confirmingAction === 'abort' ? 'No further device is notified; queued executions are canceled.' : 'Every execution in flight is canceled, rolled back after commit.'}</p>
+            <button type="button" class="danger" @click=${() => void this.#act(r, confirmingAction)}>Yes, ${actionText[confirmingAction].toLowerCase()}</button>
+            <button type="button" @click=${() => { this.confirming = undefined; }}>Cancel</button>
+          </div>`}
+      </article>`;
+  }
+
+  override render() {
+    if (this.rollouts === undefined && this.error === undefined) return nothing;
+    return html`
+      <section aria-labelledby="rollouts-title" data-testid="rollouts">
+        <h2 id="rollouts-title">Rollouts</h2>
+        ${errorLine(this.error)}
+        ${this.rollouts === undefined ? nothing : this.rollouts.length === 0 ? html`<p>No rollouts yet (<code>POST /v1/rollouts</code> starts one).</p>` : this.rollouts.map((r) => this.#rollout(r))}
+      </section>`;
+  }
+}
+
+customElements.define('sdc-rollouts', SdcRollouts);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'sdc-rollouts': SdcRollouts;
+  }
+}

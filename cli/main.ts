@@ -24,6 +24,7 @@ import { alertCommands } from './commands/alert.js';
 import { approvalsCommands } from './commands/approvals.js';
 import { tufClientCommand } from './commands/tuf-client.js';
 import { releaseCommands } from './commands/release.js';
+import { rolloutCommands } from './commands/rollout.js';
 import { otaCommands } from './commands/ota.js';
 import { reportCommand } from './commands/report.js';
 import { ttyPromptSecret } from './password-input.js';
@@ -52,6 +53,7 @@ const entries: CommandEntry[] = [
   approvalsCommands,
   tufClientCommand,
   releaseCommands,
+  rolloutCommands,
   otaCommands,
   reportCommand,
 ];

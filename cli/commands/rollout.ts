@@ -1,0 +1,127 @@
+import { SdcError } from '../../core/errors/index.js';
+import { apiClient, onePositional, segment } from '../api-client.js';
+import { integerOption, requireOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
+
+/**
+ * `sdc rollout`: rollouts of published releases through a running control plane (sdc login
+ * first; docs/ota.md, "Rollouts"). `start` names the fleet and its waves; pause, resume and
+ * abort need an operator, `abort --emergency` an admin; `status` shows each wave and device.
+ */
+
+interface RolloutView {
+  id: string; release_id: string; status: string; pause_reason: string | null; wave_index: number;
+  waves: Array<{ devices: string[]; size: number; started: number; succeeded: number; failed: number; terminal: number }>;
+  executions: Array<{ id: string; device_id: string; wave: number; state: string; last_error_code: string | null }>;
+}
+
+const jsonOption = { json: { type: 'boolean' } } as const;
+const jsonHelp = ['--json', 'Print the rollout as JSON'] as const;
+
+function print(io: CliIo, json: boolean, rollout: RolloutView): void {
+  if (json) {
+    io.stdout(JSON.stringify(rollout) + '\n');
+    return;
+  }
+  const reason = rollout.pause_reason === null ? '' : ` (${rollout.pause_reason})`;
+  io.stdout(`${rollout.id}\trelease ${rollout.release_id}\t${rollout.status}${reason}\twave ${rollout.wave_index + 1}/${rollout.waves.length}\n`);
+  rollout.waves.forEach((wave, index) => {
+    io.stdout(`  wave ${index + 1}: ${wave.size} devices, ${wave.started} notified, ${wave.succeeded} succeeded, ${wave.failed} failed, ${wave.terminal} finished\n`);
+  });
+  for (const execution of rollout.executions) {
+    io.stdout(`    ${execution.device_id}\twave ${execution.wave + 1}\t${execution.state}${execution.last_error_code === null ? '' : `\t${execution.last_error_code}`}\n`);
+  }
+}
+
+/** `--wave` values: `PERCENT%` or a comma-separated device list, each wave with the same thresholds. */
+function wavesOf(args: ParsedCommandArgs): unknown[] {
+  const waves = (args.values.wave as string[] | undefined) ?? [];
+  if (waves.length === 0) throw new SdcError('CLI_USAGE', 'give at least one --wave (PERCENT% or DEVICE,DEVICE,...)');
+  const thresholds = {
+    success_threshold: {
+      succeeded_min: integerOption(args, 'succeeded-min', 0, 0, 1_000_000), succeeded_percent_min: integerOption(args, 'succeeded-percent-min', 0, 0, 100),
+      soak_ms: integerOption(args, 'soak-ms', 0, 0, 7 * 86_400_000),
+    },
+    error_threshold: { executed_min: integerOption(args, 'executed-min', 1, 0, 1_000_000), failed_percent_max: integerOption(args, 'failed-percent-max', 0, 0, 100) },
+  };
+  return waves.map((wave) => {
+    const percent = /^(\d{1,3})%$/.exec(wave);
+    if (percent !== null) return { percent: Number(percent[1]), ...thresholds };
+    return { device_ids: wave.split(',').filter((id) => id.length > 0), ...thresholds };
+  });
+}
+
+const start: Command = {
+  name: 'start',
+  summary: 'Start a rollout (POST /v1/rollouts): a published release to devices in waves',
+  usage: '--release ID --platform P --device ID [--device ID...] --wave W [--wave W...] [--rate N] [--failed-percent-max N] [--executed-min N] [--succeeded-percent-min N] [--succeeded-min N] [--soak-ms N] [--json]',
+  optionHelp: [
+    ['--release ID', 'A published release'], ['--platform P', 'The platform the director names (one of the release\'s)'],
+    ['--device ID', 'A device of the rollout (repeat); every one ends up in exactly one wave'],
+    ['--wave W', 'A wave, in order: PERCENT% of the devices, or DEVICE,DEVICE,... (repeat)'],
+    ['--rate N', 'At most N devices notified per minute (default 60)'],
+    ['--failed-percent-max N', 'Each wave pauses the rollout above N % failed (default 0)'], ['--executed-min N', '... once at least N devices of it finished (default 1)'],
+    ['--succeeded-percent-min N', 'A wave completes with at least N % succeeded (default 0)'], ['--succeeded-min N', '... and at least N devices (default 0)'],
+    ['--soak-ms N', 'Time after a wave ends before the next starts (default 0)'], jsonHelp,
+  ],
+  options: {
+    release: { type: 'string' }, platform: { type: 'string' }, device: { type: 'string', multiple: true }, wave: { type: 'string', multiple: true },
+    rate: { type: 'string' }, 'failed-percent-max': { type: 'string' }, 'executed-min': { type: 'string' }, 'succeeded-percent-min': { type: 'string' },
+    'succeeded-min': { type: 'string' }, 'soak-ms': { type: 'string' }, ...jsonOption,
+  },
+  async run(args, io) {
+    const devices = (args.values.device as string[] | undefined) ?? [];
+    if (devices.length === 0) throw new SdcError('CLI_USAGE', 'give at least one --device');
+    const body = {
+      release_id: requireOption(args, 'release'), platform: requireOption(args, 'platform'), device_ids: devices,
+      waves: wavesOf(args), devices_per_minute_max: integerOption(args, 'rate', 60, 1, 100_000),
+    };
+    print(io, args.values.json === true, await (await apiClient(io)).post<RolloutView>('/v1/rollouts', body));
+    return 0;
+  },
+};
+
+function action(name: 'pause' | 'resume' | 'abort', summary: string): Command {
+  return {
+    name, summary, usage: `ROLLOUT_ID${name === 'abort' ? ' [--emergency]' : ''} [--json]`,
+    optionHelp: name === 'abort' ? [['--emergency', 'Also cancel every execution in flight (rolled back after commit); needs an admin'], jsonHelp] : [jsonHelp],
+    options: name === 'abort' ? { emergency: { type: 'boolean' }, ...jsonOption } : { ...jsonOption },
+    allowPositionals: true,
+    async run(args, io) {
+      const id = segment(onePositional(args.positionals, 'rollout id'));
+      const path = name === 'abort' && args.values.emergency === true ? 'emergency-abort' : name;
+      print(io, args.values.json === true, await (await apiClient(io)).post<RolloutView>(`/v1/rollouts/${id}/${path}`, {}));
+      return 0;
+    },
+  };
+}
+
+const status: Command = {
+  name: 'status',
+  summary: 'A rollout\'s status, waves and every device\'s execution state (GET /v1/rollouts/ID), or the list without an id',
+  usage: '[ROLLOUT_ID] [--json]',
+  optionHelp: [jsonHelp],
+  options: { ...jsonOption },
+  allowPositionals: true,
+  async run(args, io) {
+    const client = await apiClient(io);
+    if (args.positionals.length === 0) {
+      const { items } = await client.get<{ items: RolloutView[] }>('/v1/rollouts');
+      for (const rollout of items) print(io, args.values.json === true, rollout);
+      return 0;
+    }
+    print(io, args.values.json === true, await client.get<RolloutView>(`/v1/rollouts/${segment(onePositional(args.positionals, 'rollout id'))}`));
+    return 0;
+  },
+};
+
+export const rolloutCommands: CommandGroup = {
+  name: 'rollout',
+  summary: 'OTA rollouts, through a running control plane (sdc login first): start, pause, resume, abort, status',
+  commands: [
+    start,
+    action('pause', 'Pause a running rollout: nobody else is notified; executions in flight go on'),
+    action('resume', 'Resume a paused rollout (the failures seen so far in its wave are accepted)'),
+    action('abort', 'Abort a rollout: nobody else is notified, queued executions are canceled'),
+    status,
+  ],
+};

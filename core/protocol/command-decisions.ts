@@ -125,7 +125,8 @@ export function decideCreate(input: { readonly row: NewCommandRow; readonly audi
       { type: 'append_history', commandId: command.id, state: 'queued', atMs, detail: { event: 'create', by: createdBy } },
       { type: 'record_audit', entry: {
         kind: 'command.created', actor: input.auditActor, subject: `command:${command.id}`,
-        payload: { command: command as unknown as JsonObject, policy: input.policyRecord },
+        // The trace of the request that created it: the audit entry names the logs' trace id.
+        payload: { command: command as unknown as JsonObject, policy: input.policyRecord, ...(input.row.traceparent === undefined ? {} : { traceparent: input.row.traceparent }) },
       } },
     ],
     afterCommit: [

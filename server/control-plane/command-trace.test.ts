@@ -15,7 +15,8 @@ import { makeHarness, storePairs, type Harness, type StorePair } from './test-su
  * again after its creation: each `deliver` entry carries the traceparent of the API request that
  * created it (migration 017) when the redelivery sweep re-sends it, when the device's presence
  * redelivers it, when an operator retries it from the dead letters, and when approvals release
- * it. On sql.js + embedded kv, and MySQL + Redis when set.
+ * it. The `command.created` (or `command.approval_requested`) audit entry names it too. On sql.js
+ * + embedded kv, and MySQL + Redis when set.
  */
 
 const provider = createNodeEd25519Provider();
@@ -55,6 +56,8 @@ function suite(pair: StorePair): void {
         return data.command.id === commandId ? [data.traceparent] : [];
       });
     };
+    const auditEntry = async (kind: string, commandId: string) => ((await h.cp.auditStore.scan(1, 10_000)) as Array<{ kind: string; subject: string; payload: Record<string, unknown> }>)
+      .find((entry) => entry.kind === kind && entry.subject === `command:${commandId}`);
     /** Creates a command through the API with a caller's traceparent; returns its id and the traceparent the answer named. */
     const create = async (opcode: string, token = tokens.operator!): Promise<{ id: string; traceparent: string; body: Record<string, any> }> => {
       const caller = newTraceparent();
@@ -84,6 +87,7 @@ function suite(pair: StorePair): void {
 
     it('the first dispatch, the redelivery sweep and the presence redelivery carry the request\'s traceparent', async () => {
       const { id, traceparent } = await create('EXEC_GET_STATUS');
+      assert.equal((await auditEntry('command.created', id))?.payload.traceparent, traceparent, 'the audit names the trace');
       assert.deepEqual(await deliveries(id), [traceparent]);
       h.clock.advance(1_001);
       assert.ok((await h.cp.commands.redispatchDue()) >= 1);
@@ -112,6 +116,7 @@ function suite(pair: StorePair): void {
     it('a command held for approval is released under the trace of the request that created it', async () => {
       const { id, traceparent, body } = await create('EXEC_LOCK_SCREEN');
       assert.equal(body.state, 'pending_approval');
+      assert.equal((await auditEntry('command.approval_requested', id))?.payload.traceparent, traceparent);
       assert.deepEqual(await deliveries(id), []);
       const commandSha256 = body.approval.command_sha256 as string;
       const expiresAtMs = body.expires_at_ms as number;

@@ -296,7 +296,10 @@ export class CommandService {
       ...(request.trace === undefined ? {} : { traceparent: formatTraceparent(request.trace) }),
       audit: {
         kind: 'command.approval_requested', actor: actors.user(actor.name), subject: `command:${subject.id}`,
-        payload: { command: subject as unknown as JsonObject, command_sha256: pending.command_sha256, policy: facts.policyRecord, approval: { rule_id: pending.rule_id, count: pending.count, roles: [...pending.roles] } },
+        payload: {
+          command: subject as unknown as JsonObject, command_sha256: pending.command_sha256, policy: facts.policyRecord, approval: { rule_id: pending.rule_id, count: pending.count, roles: [...pending.roles] },
+          ...(request.trace === undefined ? {} : { traceparent: formatTraceparent(request.trace) }),
+        },
       },
     });
     await this.#ctx.settleAudit();

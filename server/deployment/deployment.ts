@@ -187,7 +187,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     if (options.metricsPort !== undefined) {
       const metricsServer = await startMetricsServer({
         metrics, host: options.metricsHost ?? '127.0.0.1', port: options.metricsPort, scrapeToken: options.metricsScrapeToken,
-        logger: logger.child({ role: 'metrics' }), newTraceId: () => hexFromBytes(random.bytes(8)),
+        logger: logger.child({ role: 'metrics' }), newTraceId: () => hexFromBytes(random.bytes(16)),
       });
       stopped.push(() => metricsServer.close());
       metricsUrl = metricsServer.url;

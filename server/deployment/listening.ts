@@ -83,7 +83,8 @@ export async function startStartupApiServer(options: {
 }): Promise<StartupApiServer> {
   const { materials, readiness } = options;
   const handler = (request: IncomingMessage, response: ServerResponse): void => {
-    answerWhileStarting(request, response, readiness, () => hexFromBytes(options.random.bytes(8)))
+    // A new W3C trace id (16 bytes), the form of the API's other error bodies (docs/api.md, "Errors").
+    answerWhileStarting(request, response, readiness, () => hexFromBytes(options.random.bytes(16)))
       .catch((error: unknown) => {
         options.logger.warn({ err: error }, 'startup API answer failed');
         response.destroy();

@@ -13,6 +13,8 @@ export interface PresenceSession {
   readonly deviceId: string;
   readonly sessionId: string;
   readonly sinceMs: number;
+  /** True once the session ended (DeviceSession sets it): its presence is never written again. */
+  readonly closed?: boolean;
 }
 
 /** 1.5 heartbeat intervals: the same bound as GatewayConnection's silence timeout. */
@@ -64,7 +66,11 @@ export class Presence {
     // session's key written between the two, and that session would then be closed as replaced.
     if (await stores.kv.compareAndSet(key, mine, mine, { ttlMs })) return true;
     // Missing: it expired during a stall (e.g. a store outage); the session is live, so restore
-    // it, again only if nobody wrote it meanwhile. Anything else names another session.
+    // it, again only if nobody wrote it meanwhile. Anything else names another session. Not if
+    // the session ended while the compare-and-set was out: its offline may have deleted the key
+    // just now, and a restore would bring back a closed session's presence. (A restore sent
+    // before the close is removed by the offline's delete, which is sent after it.)
+    if (session.closed === true) return false;
     return stores.kv.set(key, mine, { ttlMs, onlyIfAbsent: true });
   }
 

@@ -114,6 +114,23 @@ function suite(pair: StorePair): void {
       assert.equal(await audited(command.id), auditedBefore);
       await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
     });
+
+    it('a transition handed a stale row (ownerOf before another event moved the command) decides again on the stored state', async () => {
+      const command = await create();
+      const owner = await h.cp.commands.ownerOf(command.id);
+      assert.ok(owner !== undefined);
+      assert.equal(owner.row.state, 'queued');
+      await h.cp.commands.transition(command.id, 'deliver', h.clock.nowMs());
+      await h.cp.commands.transition(command.id, 'ack', h.clock.nowMs());
+      const eventsBefore = await countOf('SELECT id FROM command_events WHERE command_id = ?', [command.id]);
+      // On the stale row, deliver would move queued -> sent; the compare-and-set on the state loses, the retry reads ack_received.
+      const outcome = await h.cp.commands.transition(command.id, 'deliver', h.clock.nowMs(), { current: owner.row });
+      assert.equal((await h.cp.commands.get(command.id)).state, 'ack_received');
+      if (outcome.applied) assert.equal(outcome.from, 'ack_received', 'decided on the stored state, not the stale row');
+      else assert.equal(outcome.state, 'ack_received');
+      if (!outcome.applied) assert.equal(await countOf('SELECT id FROM command_events WHERE command_id = ?', [command.id]), eventsBefore);
+      await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
   });
 }
 

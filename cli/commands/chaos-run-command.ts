@@ -38,8 +38,10 @@ function describe(report: ChaosRunReport): string {
     `  fault on at ${fault.at_ms ?? '-'} ms, healed at ${fault.healed_at_ms ?? '-'} ms of ${run.durationMs} ms of commands; every agent online again ${report.agents_back_after_heal_ms ?? 'never'} ms after the heal`,
     `  ${run.agents} agents: sessions ready ${run.counts.sessions_ready ?? 0}, closed ${run.counts.sessions_closed ?? 0}; online at the end ${run.online.agents} (control plane: ${run.online.controlPlane})`,
     `  commands accepted ${run.counts.commands_accepted ?? 0} (refused ${run.counts.commands_refused ?? 0}), kernel calls ${run.counts.kernel_calls ?? 0}; drained ${run.drainedAfterMs ?? 'never'} ms after the last command`,
-    `  checkers: ${Object.entries(run.checkers).map(([name, verdict]) => `${name}=${verdict}`).join(' ')}`,
+    `  checkers: ${Object.entries(run.checkers).map(([name, verdict]) => `${name}=${verdict}`).join(' ')} no_unauthenticated_access=${report.unauthenticated_access.verdict}`,
+    `  outside probes: ${report.unauthenticated_access.probes.map((p) => `${p.probe}/${p.phase}=${p.outcome}`).join(', ') || 'none'}`,
   ];
+  if (Object.keys(report.scenario_facts).length > 0) lines.push(`  scenario: ${JSON.stringify(report.scenario_facts)}`);
   for (const v of report.violations) lines.push(`  violation (${v.checker}): ${v.message}`);
   return `${lines.join('\n')}\n`;
 }
@@ -81,10 +83,10 @@ export async function runChaosCommand(args: ParsedCommandArgs, io: CliIo): Promi
 
 export const runCommand: Command = {
   name: 'run',
-  summary: 'Real control plane, gateway and agents on loopback sockets through the fault proxy; one fault on a timeline; the invariants checked from outside',
+  summary: 'Real control plane, gateway and agents on loopback sockets through the fault proxy; one fault on a timeline; the invariants, unauthenticated probes included, checked from outside',
   usage: '--scenario NAME[,NAME...]|all [--agents N] [--duration 15s] [--fault-at 2s] [--fault-for 6s] [--reconnect-bound 30s] [--drain-bound 60s] [--seed S] [--toxiproxy URL] [--redis URL] [--mysql URL] [--out DIR] [--json]',
   optionHelp: [
-    ['--scenario NAME', 'partition, drop, reset, latency, bandwidth, slicer, slow-close, redis-cut (--redis), mysql-cut (--mysql), a comma list, or all'],
+    ['--scenario NAME', 'partition, drop, reset, latency, bandwidth, slicer, slow-close, redis-cut (--redis), mysql-cut (--mysql), agent-kill, gateway-crash, kernel-errors, clock-skew, jwt-expiry (at least 40s of commands), cert-revoked; a comma list, or all'],
     ['--agents N', 'real agents in one worker process (default 4)'],
     ['--duration D', 'wall time of commands (default 15s, 2 a second)'],
     ['--fault-at D', 'the fault goes on this long after the first command (default 2s)'],

@@ -11,6 +11,10 @@ import { agentPathDefault } from '../../server/gateway/gateway-server.js';
 import { kvKeys } from '../../server/bus-contract/streams.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.js';
+import type { DeploymentMaterials } from '../../server/materials/materials.js';
+import type { FaultContext, RealFaultScenario, RunProxies } from '../../chaos/real/fault-context.js';
+import { processFaultScenarios } from '../../chaos/real/process-faults.js';
+import { prepareProbes, probeTraces, runProbes, type ProbeKit, type ProbeOutcome } from '../../chaos/real/outside-probes.js';
 import { parseScenario, type Scenario } from '../../sim/scenario.js';
 
 /**
@@ -24,27 +28,7 @@ import { parseScenario, type Scenario } from '../../sim/scenario.js';
  * and presence (the agents reconnected and the control plane sees them).
  */
 
-/** The proxies a fault may act on. */
-export interface RunProxies {
-  /** Agents to gateway (the address handed to agents at enrollment). */
-  readonly gateway: Proxy;
-  /** Control plane and gateway to Redis (with --redis). */
-  readonly redis?: Proxy;
-  /** Control plane to MySQL (with --mysql). */
-  readonly mysql?: Proxy;
-}
-
-export interface RealFaultScenario {
-  readonly name: string;
-  readonly summary: string;
-  /** The fault of `sdc chaos matrix` it puts on real sockets. */
-  readonly matrixFault?: string;
-  readonly needs?: 'redis' | 'mysql';
-  /** Whether the fault ends sessions (the run then expects agents to have reconnected). */
-  readonly cutsSessions: boolean;
-  /** Puts the fault on; resolves with the function that heals it. */
-  readonly inject: (proxies: RunProxies) => Promise<() => Promise<void>>;
-}
+export type { RealFaultScenario, RunProxies } from '../../chaos/real/fault-context.js';
 
 type Stream = 'upstream' | 'downstream';
 const bothStreams: readonly Stream[] = ['upstream', 'downstream'];
@@ -69,34 +53,41 @@ function need(proxy: Proxy | undefined, flag: string): Proxy {
   return proxy;
 }
 
+/** Short timers, so that silence, retries, presence and reconnects fit in seconds (as the e2e tests). */
+const fastGateway: NonNullable<StartDeploymentOptions['gateway']> = {
+  heartbeatIntervalMs: 1_000, authTimeoutMs: 3_000, ackTimeoutMs: 1_500, backoff: { baseMs: 200, maxMs: 1_000 },
+  commandReadBlockMs: 100, aliveRefreshIntervalMs: 500, peerCheckIntervalMs: 500,
+};
+const fastControlPlane = { expirySweepIntervalMs: 500, redeliverySweepIntervalMs: 500, redispatchIntervalMs: 3_000 };
+
 export const realFaultScenarios: readonly RealFaultScenario[] = [
   {
     name: 'partition', summary: 'the gateway proxy disabled: every agent session closed, reconnects refused', matrixFault: 'partition', cutsSessions: true,
-    inject: (p) => down(p.gateway),
+    inject: ({ proxies: p }) => down(p.gateway),
   },
   {
     name: 'drop', summary: 'a black hole: timeout toxics (0 = never close) hold every byte both ways; agents find the link silent and reconnect into it', matrixFault: 'drop', cutsSessions: true,
-    inject: (p) => toxics(p.gateway, 'timeout', { timeout: 0 }),
+    inject: ({ proxies: p }) => toxics(p.gateway, 'timeout', { timeout: 0 }),
   },
   {
     name: 'reset', summary: 'reset_peer both ways: each connection is reset (RST) at its first bytes', cutsSessions: true,
-    inject: (p) => toxics(p.gateway, 'reset_peer', { timeout: 0 }),
+    inject: ({ proxies: p }) => toxics(p.gateway, 'reset_peer', { timeout: 0 }),
   },
   {
     name: 'latency', summary: '300 +/- 100 ms each way on every agent link', matrixFault: 'delay', cutsSessions: false,
-    inject: (p) => toxics(p.gateway, 'latency', { latency: 300, jitter: 100 }),
+    inject: ({ proxies: p }) => toxics(p.gateway, 'latency', { latency: 300, jitter: 100 }),
   },
   {
     name: 'bandwidth', summary: 'each direction of each agent link capped at 2 KB/s', cutsSessions: false,
-    inject: (p) => toxics(p.gateway, 'bandwidth', { rate: 2 }),
+    inject: ({ proxies: p }) => toxics(p.gateway, 'bandwidth', { rate: 2 }),
   },
   {
     name: 'slicer', summary: 'every write cut into 1-15 byte slices 50 us apart (frames arrive in pieces)', cutsSessions: false,
-    inject: (p) => toxics(p.gateway, 'slicer', { average_size: 8, size_variation: 7, delay: 50 }),
+    inject: ({ proxies: p }) => toxics(p.gateway, 'slicer', { average_size: 8, size_variation: 7, delay: 50 }),
   },
   {
     name: 'slow-close', summary: 'agent to gateway connections closed after 4 KB (limit_data), the FIN passed on 2 s late (slow_close)', cutsSessions: true,
-    inject: async (p) => {
+    inject: async ({ proxies: p }) => {
       const healLimit = await toxics(p.gateway, 'limit_data', { bytes: 4_000 }, ['upstream']);
       const healSlow = await toxics(p.gateway, 'slow_close', { delay: 2_000 });
       return async () => { await healLimit(); await healSlow(); };
@@ -104,12 +95,13 @@ export const realFaultScenarios: readonly RealFaultScenario[] = [
   },
   {
     name: 'redis-cut', summary: 'the Redis proxy disabled: every Redis connection of the control plane and gateway closed, reconnects refused', matrixFault: 'redis_down', needs: 'redis', cutsSessions: false,
-    inject: (p) => down(need(p.redis, '--redis')),
+    inject: ({ proxies: p }) => down(need(p.redis, '--redis')),
   },
   {
     name: 'mysql-cut', summary: "the MySQL proxy disabled: the control plane's connections closed, reconnects refused", matrixFault: 'sql_down', needs: 'mysql', cutsSessions: false,
-    inject: (p) => down(need(p.mysql, '--mysql')),
+    inject: ({ proxies: p }) => down(need(p.mysql, '--mysql')),
   },
+  ...processFaultScenarios(fastGateway),
 ];
 
 export function realFaultScenario(name: string): RealFaultScenario | undefined {
@@ -151,18 +143,21 @@ export interface ChaosRunReport {
    */
   readonly agents_back_after_heal_ms: number | null;
   readonly reconnect_bound_ms: number;
+  /**
+   * No unauthenticated access, from outside: the probes during the fault and after the heal
+   * (chaos/real/outside-probes.ts), and what they left behind (a session or a command would be).
+   */
+  readonly unauthenticated_access: { readonly verdict: 'pass' | 'fail' | 'not_reached'; readonly probes: readonly ProbeOutcome[]; readonly traces: readonly string[] };
+  /** What the scenario's own checks found (process and trust faults). */
+  readonly scenario_facts: Readonly<Record<string, unknown>>;
+  /** The command phase actually run (a scenario may need longer than asked). */
+  readonly duration_ms: number;
   /** Passed: every checker held, and a fault that cuts sessions made the agents reconnect. */
   readonly passed: boolean;
   readonly violations: ReadonlyArray<{ readonly checker: string; readonly message: string }>;
   readonly run: RealRunResult;
 }
 
-/** Short timers, so that silence, retries, presence and reconnects fit in seconds (as the e2e tests). */
-const fastGateway: NonNullable<StartDeploymentOptions['gateway']> = {
-  heartbeatIntervalMs: 1_000, authTimeoutMs: 3_000, ackTimeoutMs: 1_500, backoff: { baseMs: 200, maxMs: 1_000 },
-  commandReadBlockMs: 100, aliveRefreshIntervalMs: 500, peerCheckIntervalMs: 500,
-};
-const fastControlPlane = { expirySweepIntervalMs: 500, redeliverySweepIntervalMs: 500, redispatchIntervalMs: 3_000 };
 
 /** A placeholder upstream: the gateway proxy exists before the gateway (its address goes into enrollment), then points at it. */
 const upstreamNotYet = '127.0.0.1:9';
@@ -186,7 +181,7 @@ function workloadScenario(options: ChaosRunOptions): Scenario {
     description: options.scenario.summary,
     agents: options.agents, gateways: 1, safetyMs: options.durationMs, livenessBoundMs: options.drainBoundMs,
     heartbeatIntervalMs: fastGateway.heartbeatIntervalMs, telemetryIntervalMs: 2_000,
-    commands: { perMinute: 120, ttlMs: Math.max(600_000, options.drainBoundMs + 1), mix: { EXEC_PING_KERNEL: 4, EXEC_GET_STATUS: 2, EXEC_LOCK_SCREEN: 1, EXEC_GET_PROCESS_LIST: 1 } },
+    commands: { perMinute: 120, ttlMs: options.scenario.commandTtlMs ?? Math.max(600_000, options.drainBoundMs + 1), mix: { EXEC_PING_KERNEL: 4, EXEC_GET_STATUS: 2, EXEC_LOCK_SCREEN: 1, EXEC_GET_PROCESS_LIST: 1 } },
     faults: {},
   }, `chaos scenario ${options.scenario.name}`);
 }
@@ -223,7 +218,7 @@ async function startProxies(options: ChaosRunOptions, tag: string): Promise<Star
 }
 
 /** The deployment with its agents' gateway address, and its stores, behind the proxies. */
-async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string, proxies: RunProxies, tag: string): Promise<{ deployment: Deployment; gateway: Proxy; caPem: string }> {
+async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string, proxies: RunProxies, tag: string): Promise<Proxied> {
   const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
   const deployment = await startDeployment({
     materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: options.logger,
@@ -234,7 +229,7 @@ async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string,
   });
   const { address } = deployment.gatewayServer;
   const gateway = await proxies.gateway.update({ enabled: true, listen: proxies.gateway.listen, upstream: `${address.host}:${address.port}` });
-  return { deployment, gateway, caPem: materials.rootCaPem };
+  return { deployment, gateway, materials };
 }
 
 /** The fault's timeline on the wall clock, from the first command: on at faultAtMs, healed faultMs later (or before the drain). */
@@ -250,17 +245,23 @@ class FaultTimeline {
   /** Started at the heal: wall ms until every agent was online again (null past the bound). */
   agentsBack: Promise<number | null> = Promise.resolve(null);
 
-  constructor(private readonly options: ChaosRunOptions, private readonly proxies: RunProxies, private readonly afterHeal: () => Promise<number | null>) {}
+  /** The outside probes run while the fault is on (halfway through it). */
+  probesDuring: Promise<ProbeOutcome[]> = Promise.resolve([]);
+
+  constructor(private readonly options: ChaosRunOptions, private readonly context: () => FaultContext, private readonly afterHeal: () => Promise<number | null>, private readonly probe: (phase: string) => Promise<ProbeOutcome[]>) {}
 
   start(): void {
     this.#startMs = systemClock.nowMs();
     this.#timers.push(systemScheduler.schedule(this.options.faultAtMs, () => { this.#pending = this.#inject(); }));
+    this.#timers.push(systemScheduler.schedule(this.options.faultAtMs + Math.floor(this.options.faultMs / 2), () => {
+      this.probesDuring = this.#pending.then(() => this.probe('during'));
+    }));
     this.#timers.push(systemScheduler.schedule(this.options.faultAtMs + this.options.faultMs, () => { this.#pending = this.#pending.then(() => this.#healNow()); }));
   }
 
   async #inject(): Promise<void> {
     try {
-      this.#heal = await this.options.scenario.inject(this.proxies);
+      this.#heal = await this.options.scenario.inject(this.context());
       this.onAtMs = systemClock.nowMs() - this.#startMs;
       this.options.onProgress?.(`fault ${this.options.scenario.name} on at ${this.onAtMs} ms`);
     } catch (error) {
@@ -295,42 +296,94 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
   if (options.faultAtMs + options.faultMs > options.durationMs) throw new SdcError('CLI_USAGE', 'the fault must end within --duration (fault start + fault length <= duration)');
   if (options.scenario.needs === 'redis' && options.redisUrl === undefined) throw new SdcError('CLI_USAGE', `scenario ${options.scenario.name} needs --redis URL`);
   if (options.scenario.needs === 'mysql' && options.mysqlUrl === undefined) throw new SdcError('CLI_USAGE', `scenario ${options.scenario.name} needs --mysql URL`);
+  // A token refused only once it is 31 s old (1 s life, 30 s of allowed skew) needs a longer command phase.
+  const durationMs = Math.max(options.durationMs, options.scenario.minDurationMs ?? 0);
+  if (durationMs !== options.durationMs) options.onProgress?.(`commands for ${durationMs} ms (this scenario needs at least that)`);
+  const run = { ...options, durationMs, drainBoundMs: options.scenario.drainBoundMs ?? options.drainBoundMs };
   const tag = Buffer.from(systemRandom.bytes(4)).toString('hex');
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-chaos-run-'));
-  const started = await startProxies(options, tag);
+  const started = await startProxies(run, tag);
   let deployment: Deployment | undefined;
+  const cleanups: Array<() => Promise<void>> = [];
   try {
-    const proxied = await startProxiedDeployment(options, dataDir, started.proxies, tag);
+    const proxied = await startProxiedDeployment(run, dataDir, started.proxies, tag);
     deployment = proxied.deployment;
-    const proxies: RunProxies = { ...started.proxies, gateway: proxied.gateway };
-    const admin = `chaos-admin-${tag}`;
-    const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
-    await deployment.controlPlane!.auth.users.add({ name: admin, role: 'admin', password, nowMs: systemClock.nowMs() });
-    let ours: Promise<readonly string[]> = Promise.resolve([]);
-    const timeline = new FaultTimeline(options, proxies, () => waitAgentsBack(proxied.deployment, options, ours));
-    let agentsBackMs: number | null = null;
-    const run = await runRealSimulation({
-      url: deployment.apiUrl!, caPem: proxied.caPem,
-      admin, password, scenario: workloadScenario(options), scenarioRef: `chaos:${options.scenario.name}`, seed: options.seed,
-      agents: options.agents, durationMs: options.durationMs, processes: 1,
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      onCommandsStart: () => {
-        // An unreadable store leaves the list empty, and the reconnect check then fails by its bound.
-        ours = onlineDevices(proxied.deployment).catch(() => []);
-        timeline.start();
-      },
-      beforeDrain: async () => {
-        await timeline.heal();
-        agentsBackMs = await timeline.agentsBack;
-      },
-    }).finally(() => timeline.heal().catch(() => undefined));
-    return reportOf(options, { started, proxies, timeline, run, agentsBackMs });
+    return await runOnDeployment(run, { started, proxied, tag, cleanups });
   } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => options.logger.warn({ err: error }, 'chaos cleanup failed'));
     await deployment?.stop();
     await Promise.allSettled(started.names.map((name) => started.toxiproxy.get(name).then((p) => p.remove())));
     await started.server?.close();
     await rm(dataDir, { recursive: true, force: true });
   }
+}
+
+interface Proxied {
+  readonly deployment: Deployment;
+  readonly gateway: Proxy;
+  readonly materials: DeploymentMaterials;
+}
+
+/**
+ * Steps on a running deployment: the run's operator, the outside probes' kit, the workload with
+ * the fault on its timeline (probes halfway through the fault and after the heal), the
+ * scenario's own checks, and the report.
+ */
+async function runOnDeployment(options: ChaosRunOptions, setup: { started: Started; proxied: Proxied; tag: string; cleanups: Array<() => Promise<void>> }): Promise<ChaosRunReport> {
+  const { started, proxied, tag } = setup;
+  const { deployment, materials } = proxied;
+  const proxies: RunProxies = { ...started.proxies, gateway: proxied.gateway };
+  const admin = `chaos-admin-${tag}`;
+  const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
+  await deployment.controlPlane!.auth.users.add({ name: admin, role: 'admin', password, nowMs: systemClock.nowMs() });
+  const kit = await prepareProbes({ deployment, tag, admin, targetDeviceId: 'unknown' });
+  const notes: Record<string, unknown> = {};
+  const scenarioViolations: Array<{ checker: string; message: string }> = [];
+  const offline = new Set<string>();
+  let context: FaultContext | undefined;
+  const contextOf = (): FaultContext => {
+    if (context === undefined) throw new SdcError('CHAOS_FAULT_FAILED', 'the fault was due before the fleet was online');
+    return context;
+  };
+  const probes: ProbeOutcome[] = [];
+  let probeKit: ProbeKit = kit;
+  const probe = async (phase: string) => runProbes({ kit: probeKit, gatewayUrl: context?.gatewayUrl ?? deployment.gatewayUrl, apiUrl: deployment.apiUrl!, caPem: materials.rootCaPem, materials, phase });
+  let ours: Promise<readonly string[]> = Promise.resolve([]);
+  const timeline = new FaultTimeline(options, contextOf, () => waitAgentsBack(deployment, options, ours, offline), probe);
+  let agentsBackMs: number | null = null;
+  const run = await runRealSimulation({
+    url: deployment.apiUrl!, caPem: materials.rootCaPem,
+    admin, password, scenario: workloadScenario(options), scenarioRef: `chaos:${options.scenario.name}`, seed: options.seed,
+    agents: options.agents, durationMs: options.durationMs, processes: 1,
+    ...(options.scenario.chaosSettings ? { chaosSettings: options.scenario.chaosSettings } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    tokenSource: async (passwordLogin) => (context?.shortTokens === true
+      ? deployment.controlPlane!.auth.authority.issue({ sub: admin, role: 'admin', ttlMs: 1_000 })
+      : passwordLogin()),
+    onFleet: (pool, agents, api) => {
+      probeKit = { ...kit, targetDeviceId: agents[0]!.deviceId };
+      context = {
+        tag, admin, proxies, gatewayUrl: deployment.gatewayUrl, api, shortTokens: false, deployment, materials, pool, agents, logger: options.logger,
+        note: (key, value) => { notes[key] = value; },
+        violation: (checker, message) => { scenarioViolations.push({ checker, message }); },
+        onCleanup: (cleanup) => { setup.cleanups.push(cleanup); },
+        expectOffline: (deviceId) => { offline.add(deviceId); },
+      };
+    },
+    onCommandsStart: () => {
+      // An unreadable store leaves the list empty, and the reconnect check then fails by its bound.
+      ours = onlineDevices(deployment).catch(() => []);
+      timeline.start();
+    },
+    beforeDrain: async () => {
+      await timeline.heal();
+      agentsBackMs = await timeline.agentsBack;
+      probes.push(...await timeline.probesDuring, ...await probe('after'));
+    },
+  }).finally(() => timeline.heal().catch(() => undefined));
+  if (context !== undefined) await options.scenario.afterRun?.(run, context);
+  const traces = await probeTraces(deployment, probeKit).catch((error: unknown) => [`the traces could not be read: ${(error as Error).message}`]);
+  return reportOf(options, { started, proxies, timeline, run, agentsBackMs, probes, traces, notes, scenarioViolations, offline: offline.size });
 }
 
 const presencePollMs = 250;
@@ -342,13 +395,15 @@ const sleep = (ms: number) => new Promise<void>((resolve) => systemScheduler.sch
  * store; the wall ms that took, or null past the bound. The run's own presence checker compares it with the agents'
  * sessions afterwards.
  */
-async function waitAgentsBack(deployment: Deployment, options: ChaosRunOptions, ours: Promise<readonly string[]>): Promise<number | null> {
+async function waitAgentsBack(deployment: Deployment, options: ChaosRunOptions, ours: Promise<readonly string[]>, offline: ReadonlySet<string>): Promise<number | null> {
   const startMs = systemClock.nowMs();
   const { kv } = deployment.stores;
-  const deviceIds = await ours;
+  const all = await ours;
+  // A revoked device is expected to stay away.
+  const deviceIds = all.filter((id) => !offline.has(id));
   for (;;) {
     const online = await Promise.all(deviceIds.map((id) => kv.get(kvKeys.presence(id)).catch(() => null)));
-    if (deviceIds.length === options.agents && online.every((value) => value !== null)) return systemClock.nowMs() - startMs;
+    if (all.length === options.agents && online.every((value) => value !== null)) return systemClock.nowMs() - startMs;
     if (systemClock.nowMs() - startMs > options.reconnectBoundMs) return null;
     await sleep(presencePollMs);
   }
@@ -371,11 +426,23 @@ interface RunFacts {
   readonly timeline: FaultTimeline;
   readonly run: RealRunResult;
   readonly agentsBackMs: number | null;
+  readonly probes: readonly ProbeOutcome[];
+  readonly traces: readonly string[];
+  readonly notes: Readonly<Record<string, unknown>>;
+  readonly scenarioViolations: ReadonlyArray<{ checker: string; message: string }>;
+  readonly offline: number;
 }
 
 function reportOf(options: ChaosRunOptions, facts: RunFacts): ChaosRunReport {
   const { started, proxies, timeline, run } = facts;
   const violations: Array<{ checker: string; message: string }> = run.violations.map((v) => ({ checker: v.checker, message: v.message }));
+  violations.push(...facts.scenarioViolations);
+  for (const p of facts.probes.filter((outcome) => !outcome.held)) {
+    violations.push({ checker: 'no_unauthenticated_access', message: `${p.probe} (${p.phase}) got ${p.outcome}, expected ${p.expected.join(' or ')}` });
+  }
+  for (const trace of facts.traces) violations.push({ checker: 'no_unauthenticated_access', message: trace });
+  const probed = facts.probes.length > 0;
+  const unauthenticated = !probed ? 'not_reached' as const : violations.some((v) => v.checker === 'no_unauthenticated_access') ? 'fail' as const : 'pass' as const;
   if (timeline.onAtMs === null) violations.push({ checker: 'fault', message: `the fault was never put on (the command phase ended before ${options.faultAtMs} ms?)` });
   // A fault that cuts sessions and left every one standing did not bite: the run proves nothing.
   if (options.scenario.cutsSessions && (run.counts.sessions_closed ?? 0) === 0) violations.push({ checker: 'reconnect', message: 'the fault cut no session, so nothing reconnected' });
@@ -390,6 +457,8 @@ function reportOf(options: ChaosRunOptions, facts: RunFacts): ChaosRunReport {
     stores,
     fault: { at_ms: timeline.onAtMs, healed_at_ms: timeline.healedAtMs, planned_at_ms: options.faultAtMs, planned_ms: options.faultMs },
     agents_back_after_heal_ms: facts.agentsBackMs, reconnect_bound_ms: options.reconnectBoundMs,
-    passed: violations.length === 0, violations, run,
+    unauthenticated_access: { verdict: unauthenticated, probes: facts.probes, traces: facts.traces },
+    scenario_facts: facts.notes, duration_ms: options.durationMs,
+    passed: violations.length === 0 && unauthenticated === 'pass', violations, run,
   };
 }

@@ -6,7 +6,7 @@ import type { SeededRandom } from '../../core/random/prng.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
 import type { Scenario } from '../scenario.js';
 import { forEachBounded, sleep } from './concurrency.js';
-import type { WorkerAgentSpec } from './messages.js';
+import type { WorkerAgentSpec, WorkerSettings } from './messages.js';
 import type { OperatorApi } from './operator-api.js';
 import type { ViolationLog } from './violations.js';
 import { WorkerPool } from './worker-pool.js';
@@ -56,6 +56,8 @@ export interface StartFleetOptions {
   readonly scenario: Scenario;
   readonly onlineTimeoutMs: number;
   readonly violations: ViolationLog;
+  /** `sdc chaos run`: durable journals, a switchable kernel fault. */
+  readonly chaosSettings?: Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults'>;
 }
 
 /**
@@ -69,6 +71,7 @@ export async function startFleet(options: StartFleetOptions): Promise<WorkerPool
   pool.start(options.agents, {
     telemetryIntervalMs: scenario.telemetryIntervalMs,
     ...(scenario.faults.kernelErrors ? { kernelErrors: scenario.faults.kernelErrors } : {}),
+    ...options.chaosSettings,
   });
   try {
     await waitForSessions(pool, options.agents.length, systemClock.nowMs() + options.onlineTimeoutMs);

@@ -9,10 +9,10 @@ import type { Scenario } from '../scenario.js';
 import { AcceptedCommands, drainCommands, runCommandSchedule, startSeries, type RealSeriesSample } from './command-schedule.js';
 import { pairFleet, planFleet, startFleet } from './fleet.js';
 import { openLiveStates, type LiveStates } from './live-states.js';
-import { logInOperator, type OperatorApi } from './operator-api.js';
+import { logInOperator, type OperatorApi, type OperatorLogin } from './operator-api.js';
 import { checkAuditChain, checkCommandRecords, checkPresenceAgreement, readBackCommands, type LatencyHistogram } from './outside-checks.js';
 import { ViolationLog, type RealCheckerName, type RealViolation } from './violations.js';
-import type { WorkerStatus } from './messages.js';
+import type { WorkerAgentSpec, WorkerSettings, WorkerStatus } from './messages.js';
 import type { WorkerPool } from './worker-pool.js';
 
 /**
@@ -50,6 +50,12 @@ export interface RealRunOptions {
   readonly onCommandsStart?: () => void;
   /** Awaited after the last command, before the drain (`sdc chaos run` heals its faults here, so the drain measures recovery). */
   readonly beforeDrain?: () => Promise<void>;
+  /** `sdc chaos run`: worker settings its faults need (durable journals, a switchable kernel fault). */
+  readonly chaosSettings?: Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults'>;
+  /** `sdc chaos run`: called once the fleet is online, with its worker pool (to kill workers, skew clocks, ask about devices). */
+  readonly onFleet?: (pool: WorkerPool, agents: readonly WorkerAgentSpec[], api: OperatorApi) => void;
+  /** `sdc chaos run`'s expired-JWT fault: where the operator's tokens come from (operator-api.ts). */
+  readonly tokenSource?: OperatorLogin['tokenSource'];
 }
 
 export type { RealCheckerName, RealViolation } from './violations.js';
@@ -157,7 +163,8 @@ async function runFleet(plan: RunPlan, api: OperatorApi, live: LiveStates, workD
   const agents = planFleet({ seed: options.seed, agentCount, scenario: options.scenario, random: plan.random.agents, workDir });
   await pairFleet(api, agents, options.pairConcurrency ?? pairConcurrencyDefault, progress);
   const pairingMs = systemClock.nowMs() - plan.wallStartMs;
-  const pool = await startFleet({ agents, processes: plan.processes, scenario: options.scenario, onlineTimeoutMs: options.onlineTimeoutMs ?? onlineTimeoutMsDefault(agentCount), violations: plan.violations });
+  const pool = await startFleet({ agents, processes: plan.processes, scenario: options.scenario, onlineTimeoutMs: options.onlineTimeoutMs ?? onlineTimeoutMsDefault(agentCount), violations: plan.violations, ...(options.chaosSettings ? { chaosSettings: options.chaosSettings } : {}) });
+  options.onFleet?.(pool, agents, api);
   try {
     const onlineAfterMs = systemClock.nowMs() - plan.wallStartMs;
     progress(`${agentCount} agents online over ${plan.processes} processes`);
@@ -219,7 +226,7 @@ function resultOf(plan: RunPlan, api: OperatorApi, found: RunFindings & { pairin
     pairingMs: found.pairingMs, onlineAfterMs: found.onlineAfterMs, wallMs: systemClock.nowMs() - plan.wallStartMs,
     counts: {
       ...counts, executions: status.executions, rejections: status.rejections, kernel_calls: status.kernelCalls,
-      sessions_ready: status.sessionsReady, sessions_closed: status.sessionsClosed,
+      sessions_ready: status.sessionsReady, sessions_closed: status.sessionsClosed, token_expired_relogins: api.expiredRefusals(),
     },
     online: found.online, commandsByState: found.commandsByState, checkers: violations.verdicts(), violations: [...violations.all],
     series: found.series, latencyHistogram: found.latencyHistogram,

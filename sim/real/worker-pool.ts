@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { forkSiblingModule } from '../../runtime/fork-module.js';
 import { SdcError } from '../../core/errors/index.js';
 import { systemScheduler } from '../../runtime/system.js';
-import { chunks, type ParentMessage, type WorkerAgentSpec, type WorkerMessage, type WorkerSettings, type WorkerStatus } from './messages.js';
+import { chunks, type DeviceFacts, type ParentMessage, type WorkerAgentSpec, type WorkerMessage, type WorkerSettings, type WorkerStatus } from './messages.js';
 
 const stopTimeoutMs = 15_000;
 const collectTimeoutMs = 30_000;
@@ -68,8 +68,17 @@ class WorkerHandle {
  */
 export class WorkerPool {
   readonly #workers: WorkerHandle[];
+  readonly #onViolation: (message: string) => void;
+  /** What each worker was started with, so a chaos run can start a killed one again. */
+  #dealt: WorkerAgentSpec[][] = [];
+  #settings: WorkerSettings | undefined;
+  /** Counters of killed workers (sessions, executions, rejections; kernel calls come back from the durable log). */
+  #retired: WorkerStatus[] = [];
+  /** Between killAll and restartKilled: the dead workers are expected, not a failure. */
+  #killed = false;
 
   constructor(options: { processes: number; onViolation: (message: string) => void }) {
+    this.#onViolation = options.onViolation;
     this.#workers = Array.from({ length: options.processes }, (_, i) => new WorkerHandle(i, options.onViolation));
   }
 
@@ -80,21 +89,69 @@ export class WorkerPool {
   start(agents: readonly WorkerAgentSpec[], settings: WorkerSettings): void {
     const dealt = this.#workers.map((): WorkerAgentSpec[] => []);
     agents.forEach((agent, i) => dealt[i % this.#workers.length]!.push(agent));
+    this.#dealt = dealt;
+    this.#settings = settings;
     this.#workers.forEach((worker, i) => {
       for (const part of chunks(dealt[i]!)) worker.send({ type: 'agents', agents: part });
       worker.send({ type: 'start', settings });
     });
   }
 
+  /**
+   * Chaos: SIGKILLs every worker process (no close frame, no journal flush beyond what was
+   * fsynced) and waits for them to be gone; their last counters are kept for the totals.
+   */
+  async killAll(): Promise<void> {
+    await Promise.all(this.#workers.map(async (worker) => {
+      if (worker.exited) return;
+      const exited = new Promise<void>((resolve) => worker.child.once('exit', () => resolve()));
+      worker.child.kill('SIGKILL');
+      await exited;
+    }));
+    this.#killed = true;
+    for (const worker of this.#workers) if (worker.status) this.#retired.push({ ...worker.status, kernelCalls: 0, violations: 0 });
+  }
+
+  /** Chaos: a new process for every worker that was killed, with the same agents (their directories, journals and logs). */
+  restartKilled(): void {
+    if (this.#settings === undefined) throw new SdcError('SIM_WORKER_FAILED', 'the pool was never started');
+    this.#workers.forEach((worker, i) => {
+      if (!worker.exited) return;
+      const fresh = new WorkerHandle(i, this.#onViolation);
+      this.#workers[i] = fresh;
+      // Agents connect at once: their start spread was for the first connections.
+      for (const part of chunks(this.#dealt[i]!.map((spec) => ({ ...spec, startDelayMs: 0 })))) fresh.send({ type: 'agents', agents: part });
+      fresh.send({ type: 'start', settings: this.#settings! });
+    });
+    this.#killed = false;
+  }
+
+  /** Chaos: tells every worker (each applies what concerns its own agents). */
+  broadcast(message: Extract<ParentMessage, { type: 'kernel_faults' | 'clock_skew' }>): void {
+    for (const worker of this.#workers) worker.send(message);
+  }
+
+  /** Chaos: what each worker knows of these devices. */
+  async deviceFacts(deviceIds: readonly string[]): Promise<DeviceFacts[]> {
+    const facts: DeviceFacts[] = [];
+    await Promise.all(this.#workers.map((worker) => worker.request({ type: 'device_facts', deviceIds }, collectTimeoutMs, (reply) => {
+      if (reply.type !== 'device_facts') return false;
+      facts.push(...reply.items);
+      return true;
+    })));
+    return facts;
+  }
+
   /** Throws SIM_WORKER_FAILED if a worker has failed or exited. */
   assertHealthy(): void {
+    if (this.#killed) return;
     const bad = this.#workers.find((w) => w.failure !== undefined || w.exited);
     if (bad) throw new SdcError('SIM_WORKER_FAILED', `worker ${bad.index}: ${bad.failure ?? 'exited'}`);
   }
 
   /** Sums of the latest status each worker sent (every second). */
   totals(): WorkerStatus {
-    const sum = (key: keyof WorkerStatus) => this.#workers.reduce((n, w) => n + (w.status?.[key] ?? 0), 0);
+    const sum = (key: keyof WorkerStatus) => this.#workers.reduce((n, w) => n + (w.status?.[key] ?? 0), 0) + this.#retiredSum(key);
     return {
       agents: sum('agents'), started: sum('started'), connected: sum('connected'), sessionsReady: sum('sessionsReady'), sessionsClosed: sum('sessionsClosed'),
       executions: sum('executions'), rejections: sum('rejections'), kernelCalls: sum('kernelCalls'), violations: sum('violations'),
@@ -111,12 +168,18 @@ export class WorkerPool {
       else if (reply.type === 'collected') { statuses.push(reply.status); return true; }
       return false;
     })));
-    const sum = (key: keyof WorkerStatus) => statuses.reduce((n, s) => n + s[key], 0);
+    const sum = (key: keyof WorkerStatus) => statuses.reduce((n, s) => n + s[key], 0) + this.#retiredSum(key);
     const status: WorkerStatus = {
       agents: sum('agents'), started: sum('started'), connected: sum('connected'), sessionsReady: sum('sessionsReady'), sessionsClosed: sum('sessionsClosed'),
       executions: sum('executions'), rejections: sum('rejections'), kernelCalls: sum('kernelCalls'), violations: sum('violations'),
     };
     return { executions, connected, status };
+  }
+
+  /** Counters of killed workers that still count (not connected or agents: those are the live processes'). */
+  #retiredSum(key: keyof WorkerStatus): number {
+    if (key === 'agents' || key === 'started' || key === 'connected') return 0;
+    return this.#retired.reduce((n, s) => n + s[key], 0);
   }
 
   /** Asks every worker to close its sessions; one that does not within 15 s is killed. */

@@ -50,6 +50,15 @@ async function main(): Promise<void> {
         for (const deviceIds of chunks(fleet.connectedDeviceIds())) send({ type: 'connected', deviceIds });
         send({ type: 'collected', status: fleet.status() });
         return;
+      case 'kernel_faults':
+        fleet.setKernelFaults(message);
+        return;
+      case 'clock_skew':
+        fleet.setClockSkew(message.items);
+        return;
+      case 'device_facts':
+        send({ type: 'device_facts', items: fleet.deviceFacts(message.deviceIds) });
+        return;
       case 'stop':
         if (statusTimer) clearInterval(statusTimer);
         fleet.stop().then(() => {

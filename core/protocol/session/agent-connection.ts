@@ -99,7 +99,7 @@ export class AgentConnection extends ConnectionCore {
       if (message.type === 'AUTH_ERROR') {
         const refusal = message.body as MessageBody<'AUTH_ERROR'>;
         this.applyEvent('auth_failed', nowMs);
-        return [{ kind: 'auth_error', code: refusal.code, message: refusal.message }, { kind: 'closed', reason: 'authentication refused', }];
+        return [{ kind: 'auth_error', code: refusal.code, message: refusal.message }, { kind: 'closed', reason: `authentication refused: ${refusal.code}` }];
       }
       return this.refuse(new SdcError('PROTO_ILLEGAL_TRANSITION', `expected AUTH_ACK, got ${message.type}`), nowMs, message.envelope.id);
     }

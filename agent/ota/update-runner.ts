@@ -78,6 +78,8 @@ export class UpdateRunner {
   /** One step sequence at a time; notices arriving meanwhile are applied to the journal and looked at when it is done. */
   #running: Promise<void> = Promise.resolve();
   #reportSeq = 0;
+  /** Cancels seen but maybe not yet journaled: a step sequence in progress sees them before its next step. */
+  readonly #cancelIds = new Set<string>();
 
   constructor(options: UpdateRunnerOptions) {
     this.#o = options;
@@ -111,6 +113,12 @@ export class UpdateRunner {
 
   /** An OTA_NOTICE from the gateway. Never throws. */
   onNotice(notice: Notice): void {
+    // At once, not behind the running sequence: cancellation is checked before every step (mender #1815).
+    if (notice.cancel) {
+      this.#cancelIds.add(notice.execution_id);
+      // Bounded: only the execution in progress matters; older ids are journaled or moot.
+      if (this.#cancelIds.size > 16) this.#cancelIds.delete(this.#cancelIds.values().next().value!);
+    }
     this.#running = this.#running.then(() => this.#takeNotice(notice)).catch((error: unknown) => {
       this.#o.logger.error({ err: error, executionId: notice.execution_id }, 'OTA notice handling failed');
     });
@@ -144,7 +152,8 @@ export class UpdateRunner {
     for (let steps = 0; steps < 32; steps++) {
       const entry = this.#state.current;
       if (entry === null) return;
-      const decision = decideDeviceStep({ state: entry.state, cancelRequested: entry.cancelRequested, rebootRequired: entry.approved?.rebootRequired ?? true });
+      const cancelRequested = entry.cancelRequested || this.#cancelIds.has(entry.executionId);
+      const decision = decideDeviceStep({ state: entry.state, cancelRequested, rebootRequired: entry.approved?.rebootRequired ?? true });
       if (decision.type === 'done') return;
       if (decision.type === 'cancel') {
         const to = nextState(executionTable, entry.state, 'cancel')!;

@@ -1,0 +1,191 @@
+// The agent's update path (agent/ota/update-runner.ts) against a real control plane's image
+// repository and rollout coordinator, in one process: the TUF client fetches through the HTTP app
+// (inject), the kernel is a small fake whose calls can hang (a crash in the middle of one), the
+// journal is in memory and outlives the runner (a restart). What is tested: a crash at a kernel
+// call resumes without calling the kernel twice or rolls forward when the call never ran;
+// cancellation is seen before the next step, not only at commit; a director document for another
+// device is refused with its code and nothing reaches the kernel.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { SdcError } from '../../core/errors/index.js';
+import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import type { FetchOutcome } from '../../core/tuf/updater.js';
+import { UpdateRunner } from '../../agent/ota/update-runner.js';
+import { memoryUpdateJournal, type UpdateJournal } from '../../agent/ota/update-journal.js';
+import type { TufFileStore } from '../../agent/tuf/driver.js';
+import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
+import type { KernelServiceStatus } from '../../kernel/payloads.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { createNodeTufCrypto } from '../../runtime/tuf-crypto-node.js';
+import { systemRandom } from '../../runtime/system.js';
+import { otaKeys } from '../../server/bus-contract/ota-keys.js';
+import { sqlJsTarget, type Harness } from '../../server/control-plane/test-support.js';
+import type { OtaServices } from '../../server/ota/ota-service.js';
+import type { RepositoryKeys } from '../../server/ota/repository-init.js';
+import { RolloutService } from '../../server/ota/rollouts.js';
+import { makeOtaHarness, publishTestRelease } from '../../server/ota/test-support.js';
+
+type Notice = MessageBody<'OTA_NOTICE'>;
+type Report = MessageBody<'OTA_REPORT'>;
+
+/** A kernel that keeps update slots and can be made to hang in a call, before or after it takes effect. */
+class FakeKernel {
+  current = '1.0.0';
+  previous = '';
+  staged = '';
+  calls: string[] = [];
+  hang: { call: 'stage' | 'commit' | 'rollback'; when: 'before' | 'after' } | undefined;
+
+  bridge(): KernelBridge {
+    const step = async (call: 'stage' | 'commit' | 'rollback', apply: () => void) => {
+      this.calls.push(call);
+      if (this.hang?.call === call && this.hang.when === 'before') return new Promise<never>(() => undefined);
+      apply();
+      if (this.hang?.call === call) return new Promise<never>(() => undefined);
+      return undefined;
+    };
+    return {
+      backend: 'mock',
+      stageUpdate: async (args) => { await step('stage', () => { this.staged = args.version; }); return { version: args.version, sizeBytes: 0n, sha256: args.sha256 }; },
+      commitUpdate: async (version) => { await step('commit', () => { this.previous = this.current; this.current = version; this.staged = ''; }); return { currentVersion: this.current, previousVersion: this.previous }; },
+      rollbackUpdate: async () => { await step('rollback', () => { this.current = this.previous; this.previous = ''; }); return { currentVersion: this.current, previousVersion: this.previous }; },
+      getStatus: async () => ({ currentVersion: this.current, previousVersion: this.previous, stagedVersion: this.staged }) as KernelServiceStatus,
+    } as KernelBridge;
+  }
+}
+
+function memoryStore(): TufFileStore & { files: Map<string, Uint8Array> } {
+  const files = new Map<string, Uint8Array>();
+  return { files, async read(name) { return files.get(name); }, async write(name, bytes) { files.set(name, bytes); }, async delete(name) { files.delete(name); } };
+}
+
+describe('the agent update runner against a real image repository', () => {
+  let h: Harness & { ota: OtaServices; keys: RepositoryKeys | undefined };
+  let service: RolloutService;
+  const provider = createNodeEd25519Provider();
+  let gateDownload: Promise<void> | undefined;
+
+  before(async () => {
+    h = await makeOtaHarness(sqlJsTarget);
+    for (const id of ['ur-1', 'ur-2', 'ur-3', 'ur-4']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
+    await publishTestRelease(h.ota, h.keys!, { id: 'ur-rel', version: '2.0.0', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(50)) });
+    service = new RolloutService({
+      context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
+      verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report,
+    });
+  });
+  after(async () => { await h.close(); await sqlJsTarget.cleanup(); });
+
+  /** Serves the TUF client's requests from the control plane's HTTP app. */
+  const fetcher = {
+    async fetch(url: string): Promise<FetchOutcome> {
+      if (url.includes('/v1/tuf/targets/')) await gateDownload;
+      const answer = await h.cp.app.inject({ method: 'GET', url: new URL(url).pathname });
+      if (answer.statusCode !== 200) return { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', `${url}: ${answer.statusCode}`) };
+      return { ok: true, bytes: new Uint8Array(answer.rawPayload) };
+    },
+  };
+
+  const runnerFor = (deviceId: string, kernel: FakeKernel, journal: UpdateJournal, sent: Report[]) => new UpdateRunner({
+    deviceId, platform: 'linux-x64', agentVersion: '0.1.0',
+    resolveDirectorKey: (kid) => (kid === h.materials.commandSigner.kid ? h.materials.commandSigner.publicKey : undefined),
+    kernel: kernel.bridge(), journal,
+    source: { metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', fetcher, metadata: memoryStore(), targets: memoryStore(), targetsDir: '/nonexistent' },
+    tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: h.clock, random: systemRandom,
+    send: (report) => { sent.push(report); return true; }, logger: { debug() {}, info() {}, warn() {}, error() {} },
+  });
+  const noticeOf = async (deviceId: string): Promise<Notice> => JSON.parse((await h.cp.context.kv.get(otaKeys.notice(deviceId)))!) as Notice;
+  const deliver = async (deviceId: string, reports: Report[]) => {
+    for (const report of reports.splice(0)) await service.onReport({ device_id: deviceId, gateway_id: 'gw-1', at_ms: h.clock.nowMs(), frame: JSON.stringify(report) }).catch(() => undefined);
+  };
+  const startFor = async (deviceId: string) => {
+    const view = await service.start({
+      releaseId: 'ur-rel', platform: 'linux-x64', deviceIds: [deviceId],
+      plan: { waves: [{ selector: { percent: 100 }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 1, failedPercentMax: 0 } }], devicesPerMinuteMax: 10 },
+    }, 'olga');
+    return { view, notice: await noticeOf(deviceId) };
+  };
+  const stateOf = async (rolloutId: string) => (await service.view(rolloutId)).executions[0]!.state;
+
+  it('a crash after the kernel committed resumes without committing twice, and ends succeeded', async () => {
+    const kernel = new FakeKernel();
+    const journal = memoryUpdateJournal();
+    const sent: Report[] = [];
+    const { view, notice } = await startFor('ur-1');
+    kernel.hang = { call: 'commit', when: 'after' };
+    const first = runnerFor('ur-1', kernel, journal, sent);
+    first.onNotice(notice);
+    await waitFor(() => kernel.calls.includes('commit'));
+    assert.equal((await journal.load()).current?.intent, 'commit', 'the intent was journaled before the kernel call');
+    // The process dies here; a new runner starts from the journal with the same kernel.
+    kernel.hang = undefined;
+    const second = runnerFor('ur-1', kernel, journal, sent);
+    await second.recover();
+    await second.idle();
+    assert.deepEqual(kernel.calls, ['stage', 'commit'], 'COMMIT is not sent again: the kernel says it happened');
+    assert.equal(second.current?.state, 'health_checking', 'waits for the control plane\'s nonce');
+    await deliver('ur-1', sent);
+    assert.equal(await stateOf(view.id), 'health_checking');
+    second.onNotice(await noticeOf('ur-1'));
+    await second.idle();
+    await deliver('ur-1', sent);
+    assert.equal(await stateOf(view.id), 'succeeded');
+    assert.equal(second.installedReleaseCounter, 1);
+  });
+
+  it('a crash before the kernel call ran retries it once and goes on', async () => {
+    const kernel = new FakeKernel();
+    const journal = memoryUpdateJournal();
+    const sent: Report[] = [];
+    const { notice } = await startFor('ur-2');
+    kernel.hang = { call: 'stage', when: 'before' };
+    runnerFor('ur-2', kernel, journal, sent).onNotice(notice);
+    await waitFor(() => kernel.calls.includes('stage'));
+    kernel.hang = undefined;
+    const second = runnerFor('ur-2', kernel, journal, sent);
+    await second.recover();
+    await second.idle();
+    assert.deepEqual(kernel.calls, ['stage', 'stage', 'commit']);
+    assert.equal(kernel.current, '2.0.0');
+  });
+
+  it('a cancel that arrives during the download stops the update before STAGE', async () => {
+    const kernel = new FakeKernel();
+    const sent: Report[] = [];
+    const { view, notice } = await startFor('ur-3');
+    let open!: () => void;
+    gateDownload = new Promise((resolve) => { open = resolve; });
+    const runner = runnerFor('ur-3', kernel, memoryUpdateJournal(), sent);
+    runner.onNotice(notice);
+    await waitFor(() => runner.current?.state === 'downloading');
+    runner.onNotice({ ...notice, cancel: true });
+    open();
+    gateDownload = undefined;
+    await runner.idle();
+    assert.equal(runner.current?.state, 'canceled');
+    assert.deepEqual(kernel.calls, [], 'nothing reached the kernel');
+    assert.equal(sent.at(-1)?.event, 'canceled');
+    await deliver('ur-3', sent);
+    // The control plane cancels on its operator's word (it moved the execution before telling the device); here it never asked.
+    assert.equal(await stateOf(view.id), 'verifying');
+  });
+
+  it('a director document for another device is refused with OTA_DIRECTOR_WRONG_BINDING, and reported', async () => {
+    const kernel = new FakeKernel();
+    const sent: Report[] = [];
+    const { view, notice } = await startFor('ur-4');
+    const runner = runnerFor('ur-1', kernel, memoryUpdateJournal(), sent);
+    runner.onNotice(notice);
+    await runner.idle();
+    assert.equal(runner.current?.state, 'rejected');
+    assert.deepEqual([sent[0]?.event, sent[0]?.error?.code], ['refuse', 'OTA_DIRECTOR_WRONG_BINDING']);
+    assert.deepEqual(kernel.calls, []);
+    await deliver('ur-4', sent);
+    assert.equal(await stateOf(view.id), 'rejected');
+  });
+});
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 2_000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.ok(condition(), 'condition not reached');
+}

@@ -83,8 +83,12 @@ describe('sdc chaos matrix', () => {
     const simOk = async (): Promise<MatrixRunOutcome> => ({ checkers: allPass, violations: [], convergedAfterMs: 1_000 });
     const real = async (fault: { name: string; realScenario?: string }) => (fault.realScenario === undefined ? undefined : {
       scenario: fault.realScenario, rerun: `sdc chaos run --scenario ${fault.realScenario} --seed 1`,
-      checkers: { none_lost: 'pass', at_most_once: 'pass', audit_chain: 'pass', liveness: 'pass', not_executed: 'pass', legal_transitions: 'pass', presence: fault.name === 'partition' ? 'fail' : 'pass' } as const,
-      violations: fault.name === 'partition' ? [{ checker: 'presence', message: 'not every agent was online again within 30000 ms of the heal' }] : [],
+      checkers: {
+        none_lost: 'pass', at_most_once: 'pass', audit_chain: 'pass', liveness: 'pass', not_executed: 'pass', legal_transitions: 'pass', presence: fault.name === 'partition' ? 'fail' : 'pass',
+        no_unauthenticated_access: fault.name === 'revoked_certificate' ? 'fail' : 'pass',
+      } as const,
+      violations: fault.name === 'partition' ? [{ checker: 'presence', message: 'not every agent was online again within 30000 ms of the heal' }]
+        : fault.name === 'revoked_certificate' ? [{ checker: 'no_unauthenticated_access', message: 'the revoked device has a session again' }] : [],
     });
     const run = io();
     const args = parseCommandArgs(matrixCommand, ['--fault', 'partition,duplicate,delay', '--seeds', '1', '--json']);
@@ -103,6 +107,18 @@ describe('sdc chaos matrix', () => {
     assert.match(table, /\| partition \|.*\| \*\*FAIL\*\* \(partition\) \|/);
     assert.match(table, /\| delay \|.*\| held \(latency\) \|/);
     assert.match(table, /\| duplicate \|.*\| - \|/);
+    // No unauthenticated access: not checked by the simulator, judged by the real-socket run's outside probes.
+    assert.equal(cell('delay', 'no_unauthenticated_access').not_checked, 1);
+    assert.equal(cell('delay', 'no_unauthenticated_access').real!.verdict, 'held');
+    // Faults the simulator does not model get a row of real-socket verdicts alone.
+    assert.equal(cell('expired_jwt', 'none_lost').seeds, 0);
+    assert.equal(cell('expired_jwt', 'none_lost').real!.scenario, 'jwt-expiry');
+    assert.deepEqual(cell('revoked_certificate', 'no_unauthenticated_access').real, {
+      scenario: 'cert-revoked', verdict: 'failed', rerun: 'sdc chaos run --scenario cert-revoked --seed 1', violation: 'the revoked device has a session again',
+    });
+    assert.match(table, /\| expired_jwt \| not simulated \|.*\| held \(jwt-expiry\) \|/);
+    assert.match(table, /\| revoked_certificate \| not simulated \|.*\| \*\*FAIL\*\* \(cert-revoked\) \|/);
+    assert.ok(!/ota_mid_download \| not simulated/.test(table), 'no real scenario for the OTA cut: not a row');
   });
 
   it('a seed names its fault exactly; faults at t = 0 start at 0, the others inside the safety phase', () => {

@@ -21,9 +21,12 @@ describe('semver', () => {
 
   it('compare is antisymmetric and consistent with equality', () => {
     const version = fc.tuple(fc.nat(3), fc.nat(3), fc.nat(3), fc.constantFrom('', '-rc.1', '-rc.2', '-beta')).map(([a, b, c, pre]) => parseSemVer(`${a}.${b}.${c}${pre}`)!);
+    // Summed, not negated: -Math.sign(0) is -0, which strict equality tells apart from 0, so the
+    // negated form failed whenever fast-check drew two equal versions (about one run in three).
+    const same = parseSemVer('1.2.3-rc.1')!;
     fc.assert(fc.property(version, version, (a, b) => {
-      assert.equal(Math.sign(compareSemVer(a, b)), -Math.sign(compareSemVer(b, a)));
+      assert.equal(Math.sign(compareSemVer(a, b)) + Math.sign(compareSemVer(b, a)), 0);
       if (compareSemVer(a, b) === 0) assert.deepEqual(a, b);
-    }));
+    }), { examples: [[same, same]] });
   });
 });

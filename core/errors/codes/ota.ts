@@ -40,4 +40,10 @@ export const otaErrors = defineErrors({
   OTA_ROLLOUT_RELEASE_NOT_PUBLISHED: { fault: 'remote', status: 409, summary: 'A rollout names a release that is not published (or was revoked): only published releases are rolled out' },
   OTA_HEALTH_CHECK_FAILED: { fault: 'remote', status: 409, summary: 'The device\'s health check after an update failed: the update is rolled back' },
   OTA_UPDATE_STEP_FAILED: { fault: 'remote', status: 409, summary: 'A step of the device\'s update (TUF refresh, download, kernel STAGE or COMMIT) failed; the error names the step and the cause' },
+  OTA_PRESIGN_INVALID: { fault: 'remote', status: 400, summary: 'A presigned URL was asked for with an expiry outside 60 s to 1 h, or for a blob key that is not allowed (1-512 characters of A-Z a-z 0-9 . _ - /, no . or .. segments)' },
+  OTA_DOWNLOAD_FAILED: { fault: 'remote', status: 502, summary: 'An artifact download failed: the connection, an unexpected HTTP status, or no progress after the allowed number of resumptions' },
+  OTA_DOWNLOAD_RANGE_INVALID: { fault: 'remote', status: 502, summary: 'A resumed download was answered 206 with a Content-Range that is not the range asked for (a lying or broken server); nothing is spliced' },
+  OTA_DOWNLOAD_TOO_LARGE: { fault: 'remote', status: 502, summary: 'An artifact download sent more bytes than the expected length or the byte limit (an endless response)' },
+  OTA_DOWNLOAD_TIMEOUT: { fault: 'remote', status: 504, summary: 'An artifact download stalled longer than the idle limit, or took longer than the total limit' },
+  OTA_DOWNLOAD_DIGEST_MISMATCH: { fault: 'remote', status: 502, summary: 'A downloaded artifact\'s length or SHA-256 is not the expected one (a tampered or changed artifact); the file is discarded' },
 });

@@ -1,6 +1,6 @@
 import { benchReport, type BenchReport, type BenchRow } from '../output.js';
 import { renderMarkdownTable } from '../report.js';
-import { percentile } from '../stats.js';
+import { hdrLatencySummary } from '../latency-hdr.js';
 import type { ApiScenarioRun } from './api-scenario.js';
 import type { ApiScenario } from './scenario.js';
 import type { ThresholdResult } from './thresholds.js';
@@ -31,8 +31,9 @@ function metricRows(run: ApiScenarioRun): BenchRow[] {
     const metric = run.metrics.get(name)!;
     const values = metric.values;
     if (metric.kind === 'trend') {
-      const sorted = [...values].sort((a, b) => a - b);
-      return { metric: name, kind: 'trend', samples: values.length, p50_ms: percentile(sorted, 0.5), p90_ms: percentile(sorted, 0.9), p99_ms: percentile(sorted, 0.99), max_ms: sorted.at(-1) ?? 0 };
+      // HdrHistogram, as k6 reports trends; thresholds are still judged on the exact samples.
+      const hdr = hdrLatencySummary(values);
+      return { metric: name, kind: 'trend', samples: values.length, p50_ms: hdr.p50_ms, p90_ms: hdr.p90_ms, p99_ms: hdr.p99_ms, max_ms: hdr.max_ms };
     }
     const sum = values.reduce((s, v) => s + v, 0);
     if (metric.kind === 'rate') return { metric: name, kind: 'rate', samples: values.length, rate: values.length === 0 ? 0 : sum / values.length };

@@ -9,6 +9,7 @@ import { DeviceCertificateIssuer } from './device-issuer.js';
 import { publicKeyOf } from './ed25519-keys.js';
 import { readPrivateKeyFile, requirePrivateKeyFileMode, requireStrongPassphrase, writePrivateKeyFile } from './key-files.js';
 import { importServingCaKey, issueServingCa } from './server-certificate.js';
+import { parsePermittedNames } from './name-constraints.js';
 import { JsonFileRevocationStore } from './revocation-file-store.js';
 import { parseCertificate, x509 } from './x509-provider.js';
 
@@ -62,6 +63,8 @@ export interface InitPkiOptions {
   /** Replace existing CA files (and the revocations of the replaced intermediate). */
   force?: boolean;
   rootKey: RootKeyProtection;
+  /** Names the serving CA may issue for, beside localhost and the loopback addresses (`--serving-name`). */
+  servingNames?: readonly string[];
 }
 
 export interface InitializedPki {
@@ -88,7 +91,7 @@ export async function initPki(options: InitPkiOptions): Promise<InitializedPki> 
   await writeFileAtomic(paths.rootCertPath, root.certificate.toString('pem') + '\n', { mode: certificateFileMode });
   await writePrivateKeyFile({ path: paths.intermediateKeyPath, privateKey: intermediate.privateKey });
   await writeFileAtomic(paths.intermediateCertPath, intermediate.certificate.toString('pem') + '\n', { mode: certificateFileMode });
-  await createServingCa({ paths, now: options.now, random: options.random });
+  await createServingCa({ paths, now: options.now, random: options.random, ...(options.servingNames === undefined ? {} : { servingNames: options.servingNames }) });
   // Revocations name serials of the replaced intermediate; they mean nothing to the new one.
   if (options.force) await rm(paths.revocationsPath, { force: true });
   return {
@@ -98,6 +101,9 @@ export async function initPki(options: InitPkiOptions): Promise<InitializedPki> 
     intermediateNotAfter: intermediate.certificate.notAfter,
   };
 }
+
+/** Names every serving CA permits: the ones `sdc serve` puts in every API certificate. */
+export const servingNamesAlways = ['localhost', '127.0.0.1', '::1'] as const;
 
 /** The serving CA lives as long as the intermediate does by default (issued by `createIntermediateCa`): 5 years at most here. */
 export const servingCaValidityMs = 5 * 366 * 24 * 60 * 60 * 1000;
@@ -110,8 +116,11 @@ export const servingCaValidityMs = 5 * 366 * 24 * 60 * 60 * 1000;
  * as it does the Ed25519 one with the intermediate. It can sign server certificates only for
  * browsers that installed it; devices never trust it.
  */
-export async function createServingCa(options: { paths: PkiPaths; now: Date; random: RandomSource }): Promise<{ certPem: string }> {
-  const ca = await issueServingCa({ commonName: 'SDC serving CA (browsers)', now: options.now, validityMs: servingCaValidityMs, random: options.random });
+export async function createServingCa(options: { paths: PkiPaths; now: Date; random: RandomSource; servingNames?: readonly string[] }): Promise<{ certPem: string }> {
+  // Name constraints (critical): a browser trusting this CA trusts it for these names only.
+  // `sdc serve` always names localhost and the loopback addresses, so they are always permitted.
+  const permittedNames = parsePermittedNames([...new Set([...servingNamesAlways, ...(options.servingNames ?? [])])]);
+  const ca = await issueServingCa({ commonName: 'SDC serving CA (browsers)', now: options.now, validityMs: servingCaValidityMs, random: options.random, permittedNames });
   await ensurePrivateDirectory(options.paths.pkiDir);
   await writePrivateKeyFile({ path: options.paths.servingCaKeyPath, privateKey: ca.privateKey });
   await writeFileAtomic(options.paths.servingCaCertPath, ca.certPem.trim() + '\n', { mode: certificateFileMode });

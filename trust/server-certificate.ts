@@ -4,6 +4,7 @@ import { SdcError } from '../core/errors/index.js';
 import type { RandomSource } from '../core/ports/ports.js';
 import { notBeforeBackdateMs, oidCommonName } from './device-profile.js';
 import { exportPkcs8Der, generateEd25519KeyPair } from './ed25519-keys.js';
+import { decodeNameConstraints, encodeNameConstraints, oidNameConstraints, type PermittedNames } from './name-constraints.js';
 import { toPem } from './pem.js';
 import { randomSerialHex, serialHexForEncoding } from './serial-number.js';
 import { ed25519Algorithm, parseCertificate, x509 } from './x509-provider.js';
@@ -140,7 +141,15 @@ export interface IssuedServingCa {
  * Devices never see it: their certificates, the gateway's mutual TLS and every signature of the
  * protocol stay Ed25519 under our root.
  */
-export async function issueServingCa(options: { commonName: string; now: Date; validityMs: number; random: RandomSource }): Promise<IssuedServingCa> {
+export async function issueServingCa(options: {
+  commonName: string; now: Date; validityMs: number; random: RandomSource;
+  /**
+   * The names its leaves may carry (critical name constraints): a browser that trusts the CA then
+   * trusts it for these DNS subtrees and IP ranges only, not for any site it could sign.
+   * Leaving it out makes an unconstrained CA (only for tests that need one to compare).
+   */
+  permittedNames?: PermittedNames;
+}): Promise<IssuedServingCa> {
   const { now, validityMs } = options;
   if (!Number.isSafeInteger(validityMs) || validityMs <= 0 || validityMs > servingCaValidityMsMax) {
     throw new SdcError('TRUST_INVALID_ARGUMENT', `validityMs must be from 1 to ${servingCaValidityMsMax}`);
@@ -158,9 +167,16 @@ export async function issueServingCa(options: { commonName: string; now: Date; v
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      ...(options.permittedNames === undefined ? [] : [new x509.Extension(oidNameConstraints, true, encodeNameConstraints(options.permittedNames))]),
     ],
   });
   return { certPem: certificate.toString('pem'), privateKey: keys.privateKey, keyPem: toPem('PRIVATE KEY', await exportPkcs8Der(keys.privateKey)) };
+}
+
+/** The serving CA's permitted names, or undefined for a CA made without constraints (before they existed). */
+export function servingCaPermittedNames(certPem: string): PermittedNames | undefined {
+  const extension = parseCertificate(certPem).extensions.find((candidate) => candidate.type === oidNameConstraints);
+  return extension === undefined ? undefined : decodeNameConstraints(extension.value);
 }
 
 /** The serving CA's key (D/pki/serving-ca.key): an unencrypted P-256 PKCS#8 PEM, read back as a WebCrypto signing key. */

@@ -159,6 +159,23 @@ describe('sdc pki serving-ca (the browsers\' ECDSA CA, decision 0006)', () => {
       assert.equal(missing.code, 1, 'no data directory: nothing created');
     });
   });
+
+  it('the CA is name-constrained (critical) to localhost, loopback and every --serving-name; a bad name is refused', async () => {
+    await withTempDir(async (dir) => {
+      const data = join(dir, 'data');
+      const init = await sdc(['pki', 'init', '--dir', data, '--serving-name', 'console.example.test', '--json']);
+      assert.equal(init.code, 0, init.stderr);
+      const cert = (JSON.parse(init.stdout) as { serving_ca_cert: string }).serving_ca_cert;
+      const text = openssl(['x509', '-in', cert, '-noout', '-text'], dir);
+      assert.match(text.stdout, /Name Constraints: critical\s+Permitted:\s+DNS:localhost\s+DNS:console\.example\.test\s+IP:127\.0\.0\.1\/255\.255\.255\.255/);
+      const replaced = await sdc(['pki', 'serving-ca', '--dir', data, '--force', '--serving-name', '192.0.2.0/24', '--serving-name', 'sdc.example.org']);
+      assert.equal(replaced.code, 0, replaced.stderr);
+      assert.match(openssl(['x509', '-in', cert, '-noout', '-text'], dir).stdout, /DNS:sdc\.example\.org\s+IP:127\.0\.0\.1\/255\.255\.255\.255\s+IP:0:0:0:0:0:0:0:1\/FFFF(:FFFF){7}\s+IP:192\.0\.2\.0\/255\.255\.255\.0/);
+      const bad = await sdc(['pki', 'serving-ca', '--dir', data, '--force', '--serving-name', '*.example.org']);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /TRUST_INVALID_ARGUMENT/);
+    });
+  });
 });
 
 describe('sdc pki --json and the duration options', () => {

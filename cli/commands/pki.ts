@@ -57,17 +57,26 @@ async function readInputFile(path: string, what: string): Promise<string> {
   return text;
 }
 
+// The serving CA is name-constrained (decision 0006): it can issue only for these names and
+// localhost/127.0.0.1/::1, so give every name `sdc serve --server-name` will use for the API.
+const servingNameHelp = ['--serving-name NAME', 'A DNS name (and the names below it), IP address or address/prefix the serving CA may issue for; repeat (localhost and loopback always)'] as const;
+const servingNameOption = { 'serving-name': { type: 'string', multiple: true } } as const;
+function servingNames(args: ParsedCommandArgs): string[] {
+  return (args.values['serving-name'] as string[] | undefined) ?? [];
+}
+
 const init: Command = {
   name: 'init',
   summary: 'Create the offline root CA (key encrypted) and the online intermediate CA in D/pki',
-  usage: '--dir D [--root-key-passphrase-file F | --insecure-plain-root-key] [--force]',
+  usage: '--dir D [--root-key-passphrase-file F | --insecure-plain-root-key] [--serving-name NAME]... [--force]',
   optionHelp: [
     dirHelp,
     jsonHelp,
     ...rootKeyProtectionHelp,
+    servingNameHelp,
     ['--force', 'Replace existing CA files (device certificates of the old CA stop verifying)'],
   ],
-  options: { ...dirOption, force: { type: 'boolean' }, ...rootKeyProtectionOptions },
+  options: { ...dirOption, force: { type: 'boolean' }, ...rootKeyProtectionOptions, ...servingNameOption },
   async run(args, io) {
     const { initPki, pkiPaths, requireNoCa } = await trustModules();
     // Before asking for a passphrase: nobody should type one twice to learn that a CA is there.
@@ -79,6 +88,7 @@ const init: Command = {
       random: systemRandom,
       force: args.values.force === true,
       rootKey,
+      servingNames: servingNames(args),
     });
     const { paths } = result;
     if (!result.rootKeyEncrypted) {
@@ -103,9 +113,9 @@ const init: Command = {
 const servingCa: Command = {
   name: 'serving-ca',
   summary: 'Create the ECDSA P-256 serving CA for browsers in D/pki (made by init; for data directories made before it)',
-  usage: '--dir D [--force] [--json]',
-  optionHelp: [dirHelp, jsonHelp, ['--force', 'Replace an existing serving CA (browsers must then trust the new one)']],
-  options: { ...dirOption, force: { type: 'boolean' } },
+  usage: '--dir D [--serving-name NAME]... [--force] [--json]',
+  optionHelp: [dirHelp, jsonHelp, servingNameHelp, ['--force', 'Replace an existing serving CA (browsers must then trust the new one)']],
+  options: { ...dirOption, force: { type: 'boolean' }, ...servingNameOption },
   async run(args, io) {
     const { pkiPaths, createServingCa } = await trustModules();
     await requireInitialisedDataDir(dataDir(args));
@@ -113,7 +123,7 @@ const servingCa: Command = {
     if (args.values.force !== true && await fileExists(paths.servingCaCertPath)) {
       throw new SdcError('TRUST_PKI_EXISTS', `${paths.servingCaCertPath} already exists (use --force to replace)`);
     }
-    await createServingCa({ paths, now: new Date(systemClock.nowMs()), random: systemRandom });
+    await createServingCa({ paths, now: new Date(systemClock.nowMs()), random: systemRandom, servingNames: servingNames(args) });
     report(args, io, { serving_ca_cert: paths.servingCaCertPath, serving_ca_key: paths.servingCaKeyPath },
       `serving CA: ${paths.servingCaCertPath} (key ${paths.servingCaKeyPath}); sdc serve issues the browsers' certificate from it at its next start\n`);
     return 0;

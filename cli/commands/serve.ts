@@ -232,6 +232,10 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
     io.stdout(materials.browserTls === undefined
       ? 'console        no serving CA in this data directory: browsers cannot connect (sdc pki serving-ca adds one)\n'
       : `console        ${deployment.apiUrl ?? ''}/ (browsers: trust ${materials.browserTls.servingCaPath} once, docs/viewer.md)\n`);
+    const outside = materials.browserTls?.namesOutsideServingCa ?? [];
+    if (outside.length > 0) {
+      io.stderr(`sdc: WARNING: the serving CA's name constraints do not permit ${outside.join(', ')}: browsers reach the console only by the other names (sdc pki serving-ca --force --serving-name NAME, decision 0006)\n`);
+    }
   }
   io.stdout(`stores         ${describeStores(deployment.stores)}\n`);
   io.stdout('ready\n');

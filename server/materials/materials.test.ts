@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createServer, connect } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
@@ -123,4 +124,20 @@ test('initDeployment encrypts the root key with a generated passphrase kept in a
   assert.match(await readFile(keyPath, 'utf8'), /^-----BEGIN ENCRYPTED PRIVATE KEY-----/);
   await readPrivateKeyFile({ path: keyPath, passphrase });
   await assert.rejects(readPrivateKeyFile({ path: keyPath }), (e) => SdcError.is(e, 'TRUST_KEY_PASSPHRASE_REQUIRED'));
+});
+
+test('the browsers\' certificate carries only the names the serving CA\'s name constraints permit; the others are reported', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  // initDeployment constrains a new serving CA to the names it serves under (and loopback).
+  const first = await initDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', 'control-plane'] });
+  assert.deepEqual(first.browserTls?.namesOutsideServingCa, []);
+  assert.match(new X509Certificate(first.browserTls!.certPem).subjectAltName ?? '', /DNS:control-plane/);
+  const later = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, serverHostnames: ['localhost', 'control-plane', 'new.example.test'], serverIpAddresses: ['127.0.0.1', '192.0.2.9'] });
+  assert.deepEqual(later.browserTls?.namesOutsideServingCa, ['new.example.test', '192.0.2.9']);
+  const browserNames = new X509Certificate(later.browserTls!.certPem).subjectAltName ?? '';
+  assert.match(browserNames, /^DNS:localhost, DNS:control-plane, IP Address:127\.0\.0\.1/);
+  assert.doesNotMatch(browserNames, /new\.example|192\.0\.2/);
+  // The Ed25519 certificate (no name constraints under our root) still names them all.
+  assert.match(new X509Certificate(later.serverTls.certPem).subjectAltName ?? '', /DNS:new\.example\.test.*IP Address:192\.0\.2\.9/);
 });

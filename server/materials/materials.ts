@@ -7,7 +7,8 @@ import { createNodeEd25519Provider, pemFromPrivateSeed } from '../../runtime/ed2
 import { ensurePrivateDirectory, fileExists, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
 import { readEd25519SeedFile, requireParsablePrivateKeyPem, requirePrivateKeyFileMode } from '../../trust/key-files.js';
 import { initPki, loadIssuingPki, loadServingCa, pkiPaths, type IssuingPki } from '../../trust/pki-directory.js';
-import { apiTlsCertificates, issueServerCertificate } from '../../trust/server-certificate.js';
+import { namePermitted } from '../../trust/name-constraints.js';
+import { apiTlsCertificates, issueServerCertificate, servingCaPermittedNames } from '../../trust/server-certificate.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
 
 /** A service's own Ed25519 signing key, with its key id. */
@@ -30,7 +31,11 @@ export interface DeploymentMaterials {
    * The API's second certificate, ECDSA P-256 under the serving CA, for browsers (decision 0006);
    * absent in a data directory without a serving CA, or when the caller asked for none (gateways).
    */
-  readonly browserTls?: { readonly certPem: string; readonly keyPem: string; readonly servingCaPem: string; readonly servingCaPath: string };
+  readonly browserTls?: {
+    readonly certPem: string; readonly keyPem: string; readonly servingCaPem: string; readonly servingCaPath: string;
+    /** Server names left out of the browsers' certificate because the serving CA's name constraints do not permit them. */
+    readonly namesOutsideServingCa: readonly string[];
+  };
   readonly commandSigner: ServiceSigner;
   /**
    * The command key the current one replaced (`rotateCommandSigningKey`), kept so devices keep
@@ -149,10 +154,18 @@ async function loadOrIssueBrowserCertificate(options: LoadDeploymentOptions): Pr
   const servingCa = await loadServingCa(pkiFiles);
   if (servingCa === undefined) return undefined;
   const paths = deploymentPaths(options.dataDir, options.serverTlsName);
-  const hostnames = [...(options.serverHostnames ?? ['localhost'])];
-  const ipAddresses = [...(options.serverIpAddresses ?? ['127.0.0.1', '::1'])];
+  // A name the CA may not issue for would make browsers refuse the whole chain; it is left out
+  // (and reported) rather than issued. localhost and loopback are always permitted.
+  const permitted = servingCaPermittedNames(servingCa.certPem);
+  const fits = (name: string): boolean => permitted === undefined || namePermitted(permitted, name);
+  const wantedHostnames = [...(options.serverHostnames ?? ['localhost'])];
+  const wantedIpAddresses = [...(options.serverIpAddresses ?? ['127.0.0.1', '::1'])];
+  const hostnames = wantedHostnames.filter(fits);
+  const ipAddresses = wantedIpAddresses.filter(fits);
+  const namesOutsideServingCa = [...wantedHostnames, ...wantedIpAddresses].filter((name) => !fits(name));
+  if (hostnames.length + ipAddresses.length === 0) return undefined;
   const nowMs = options.clock.nowMs();
-  const shared = { servingCaPem: servingCa.certPem, servingCaPath: pkiFiles.servingCaCertPath };
+  const shared = { servingCaPem: servingCa.certPem, servingCaPath: pkiFiles.servingCaCertPath, namesOutsideServingCa };
   if ((await fileExists(paths.browserCertPath)) && (await fileExists(paths.browserKeyPath))) {
     const certPem = await readFile(paths.browserCertPath, 'utf8');
     await requirePrivateKeyFileMode(paths.browserKeyPath);
@@ -195,7 +208,9 @@ export async function initDeployment(options: LoadDeploymentOptions): Promise<De
     const passphrase = Buffer.from(options.random.bytes(generatedPassphraseBytes)).toString('base64url');
     await ensurePrivateDirectory(options.dataDir);
     await writeFileAtomic(generatedRootKeyPassphrasePath(options.dataDir), `${passphrase}\n`, { mode: privateFileMode });
-    await initPki({ dataDir: options.dataDir, now: new Date(options.clock.nowMs()), random: options.random, rootKey: { passphrase } });
+    // The serving CA is constrained to the names this deployment serves under (decision 0006).
+    const servingNames = [...(options.serverHostnames ?? []), ...(options.serverIpAddresses ?? [])];
+    await initPki({ dataDir: options.dataDir, now: new Date(options.clock.nowMs()), random: options.random, rootKey: { passphrase }, servingNames });
   }
   return loadDeployment(options);
 }

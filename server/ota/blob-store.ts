@@ -1,0 +1,351 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { Clock } from '../../core/ports/ports.js';
+import { SdcError } from '../../core/errors/index.js';
+import { s3ErrorXml, verifyPresignedUrl, type SigV4Credentials } from './sigv4.js';
+
+/**
+ * The blob store (issue 10, "Artifacts and downloads"): objects under keys, reached by devices
+ * and operators through SigV4 presigned URLs. Two adapters behind one port: an embedded store in
+ * the data directory that the control plane serves and that verifies the presigned URLs itself,
+ * and S3 (any S3-compatible service). Both presign with @aws-sdk/s3-request-presigner, so one
+ * presigner serves both; the embedded store is "an S3 endpoint" at `<public base>/v1/blobs`.
+ */
+export interface BlobInfo {
+  readonly length: number;
+  /** Quoted, as in the ETag header: what If-Range carries back. */
+  readonly etag: string;
+}
+
+export type PresignMethod = 'GET' | 'PUT';
+
+export interface BlobStore {
+  readonly kind: 'embedded' | 's3';
+  /** Stores the whole stream under `key`; OTA_UPLOAD_TOO_LARGE (nothing kept) past `bytesMax`. */
+  put(key: string, body: AsyncIterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }>;
+  head(key: string): Promise<BlobInfo | undefined>;
+  delete(key: string): Promise<void>;
+  /** A URL for one method on one object, valid `expiresInSeconds` (60..3600, else OTA_PRESIGN_INVALID). */
+  presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string>;
+}
+
+export const presignExpiryMinSeconds = 60;
+export const presignExpiryMaxSeconds = 3600;
+const keyPattern = /^[A-Za-z0-9][A-Za-z0-9._\-/]{0,511}$/;
+
+function checkKey(key: string): void {
+  if (!keyPattern.test(key) || key.includes('//') || key.split('/').some((segment) => segment === '.' || segment === '..')) {
+    throw new SdcError('OTA_PRESIGN_INVALID', 'a blob key is 1-512 characters of A-Z a-z 0-9 . _ - /, without empty, . or .. segments');
+  }
+}
+
+function checkExpiry(expiresInSeconds: number): void {
+  if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < presignExpiryMinSeconds || expiresInSeconds > presignExpiryMaxSeconds) {
+    throw new SdcError('OTA_PRESIGN_INVALID', `a presigned URL lives ${presignExpiryMinSeconds} to ${presignExpiryMaxSeconds} seconds, not ${expiresInSeconds}`);
+  }
+}
+
+export interface S3Endpoint {
+  /** e.g. `http://127.0.0.1:4569` for a local S3, or `https://cp.example:8443/v1/blobs` for the embedded store. */
+  readonly endpoint: string;
+  readonly region: string;
+  readonly bucket: string;
+  readonly credentials: SigV4Credentials;
+}
+
+function s3Client(endpoint: S3Endpoint): S3Client {
+  // Path style, so the bucket is in the path and any host works; checksums only where required,
+  // since a presigned PUT must not carry a checksum of an empty body.
+  return new S3Client({ region: endpoint.region, endpoint: endpoint.endpoint, forcePathStyle: true, credentials: endpoint.credentials, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+}
+
+/** The one presigner: @aws-sdk/s3-request-presigner on a path-style client for either endpoint. */
+export function createPresigner(endpoint: S3Endpoint): (method: PresignMethod, key: string, expiresInSeconds: number) => Promise<string> {
+  const client = s3Client(endpoint);
+  return async (method, key, expiresInSeconds) => {
+    checkKey(key);
+    checkExpiry(expiresInSeconds);
+    const command = method === 'GET' ? new GetObjectCommand({ Bucket: endpoint.bucket, Key: key }) : new PutObjectCommand({ Bucket: endpoint.bucket, Key: key });
+    return getSignedUrl(client, command, { expiresIn: expiresInSeconds });
+  };
+}
+
+async function collect(body: AsyncIterable<Uint8Array>, bytesMax: number): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of body) {
+    length += chunk.length;
+    if (length > bytesMax) throw new SdcError('OTA_UPLOAD_TOO_LARGE', `the object exceeds ${bytesMax} bytes`, { bytesMax });
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** S3 through @aws-sdk/client-s3: S3 itself checks the presigned URLs and answers Range/If-Range. */
+export class S3BlobStore implements BlobStore {
+  readonly kind = 's3' as const;
+  readonly #client: S3Client;
+  readonly #endpoint: S3Endpoint;
+  readonly #presign: ReturnType<typeof createPresigner>;
+
+  constructor(endpoint: S3Endpoint) {
+    this.#endpoint = endpoint;
+    this.#client = s3Client(endpoint);
+    this.#presign = createPresigner(endpoint);
+  }
+
+  async put(key: string, body: AsyncIterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }> {
+    checkKey(key);
+    // Buffered (bounded by bytesMax) because PutObject needs the length up front; large objects
+    // go straight from the device to S3 by presigned PUT and never pass through here.
+    const bytes = await collect(body, options.bytesMax);
+    const sent = await this.#client.send(new PutObjectCommand({ Bucket: this.#endpoint.bucket, Key: key, Body: bytes, ContentLength: bytes.length }));
+    return { length: bytes.length, etag: sent.ETag ?? '', sha256: createHash('sha256').update(bytes).digest('hex') };
+  }
+
+  async head(key: string): Promise<BlobInfo | undefined> {
+    checkKey(key);
+    try {
+      const head = await this.#client.send(new HeadObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
+      return { length: head.ContentLength ?? 0, etag: head.ETag ?? '' };
+    } catch (error) {
+      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    checkKey(key);
+    await this.#client.send(new DeleteObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
+  }
+
+  presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string> {
+    return this.#presign(method, key, expiresInSeconds);
+  }
+}
+
+export interface EmbeddedBlobStoreOptions {
+  /** `<dataDir>/blobs`: objects and their metadata, 0700/0600. */
+  readonly directory: string;
+  /** The public base under which the control plane serves this store, e.g. `https://cp:8443`. */
+  readonly publicBaseUrl: string;
+  readonly credentials: SigV4Credentials;
+  readonly clock: Clock;
+  /** The largest object a presigned PUT may write. */
+  readonly putBytesMax: number;
+  readonly region?: string;
+}
+
+interface ObjectMeta {
+  readonly key: string;
+  readonly length: number;
+  readonly sha256: string;
+}
+
+export const embeddedBlobPathPrefix = '/v1/blobs';
+export const embeddedBucket = 'sdc';
+
+/**
+ * Objects in the data directory, each as `<sha256 of key>.bin` with a `.json` beside it (key,
+ * length, SHA-256; the ETag is the quoted SHA-256, so a changed object always has a new ETag).
+ * `handle` serves presigned GET/HEAD/PUT on `/v1/blobs/sdc/<key>`: it verifies the URL itself
+ * (sigv4.ts) and answers a single Range, If-Range and 416 as RFC 9110 says. A write goes to a
+ * temporary file and is renamed when whole, so a reader never sees half an object.
+ */
+export class EmbeddedBlobStore implements BlobStore {
+  readonly kind = 'embedded' as const;
+  readonly #options: EmbeddedBlobStoreOptions;
+  readonly #presign: ReturnType<typeof createPresigner>;
+  readonly #region: string;
+
+  constructor(options: EmbeddedBlobStoreOptions) {
+    this.#options = options;
+    this.#region = options.region ?? 'us-east-1';
+    this.#presign = createPresigner({ endpoint: `${options.publicBaseUrl.replace(/\/+$/, '')}${embeddedBlobPathPrefix}`, region: this.#region, bucket: embeddedBucket, credentials: options.credentials });
+  }
+
+  #file(key: string, extension: 'bin' | 'json'): string {
+    return join(this.#options.directory, `${createHash('sha256').update(key, 'utf8').digest('hex')}.${extension}`);
+  }
+
+  async put(key: string, body: AsyncIterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }> {
+    checkKey(key);
+    await mkdir(this.#options.directory, { recursive: true, mode: 0o700 });
+    const temporary = join(this.#options.directory, `.put-${randomBytes(8).toString('hex')}.tmp`);
+    const handle = await open(temporary, 'wx', 0o600);
+    const hash = createHash('sha256');
+    let length = 0;
+    try {
+      try {
+        for await (const chunk of body) {
+          length += chunk.length;
+          if (length > options.bytesMax) throw new SdcError('OTA_UPLOAD_TOO_LARGE', `the object exceeds ${options.bytesMax} bytes`, { bytesMax: options.bytesMax });
+          hash.update(chunk);
+          await handle.write(chunk);
+        }
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      const meta: ObjectMeta = { key, length, sha256: hash.digest('hex') };
+      // Metadata first, then the object: a crash between the two leaves the old object with
+      // new metadata, which the length/ETag check on read reports rather than serves.
+      await writeFile(`${this.#file(key, 'json')}.tmp`, JSON.stringify(meta), { mode: 0o600 });
+      await rename(`${this.#file(key, 'json')}.tmp`, this.#file(key, 'json'));
+      await rename(temporary, this.#file(key, 'bin'));
+      return { length, etag: `"${meta.sha256}"`, sha256: meta.sha256 };
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async #meta(key: string): Promise<ObjectMeta | undefined> {
+    try {
+      const meta = JSON.parse(await readFile(this.#file(key, 'json'), 'utf8')) as ObjectMeta;
+      const { size } = await stat(this.#file(key, 'bin'));
+      return meta.key === key && size === meta.length ? meta : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async head(key: string): Promise<BlobInfo | undefined> {
+    checkKey(key);
+    const meta = await this.#meta(key);
+    return meta === undefined ? undefined : { length: meta.length, etag: `"${meta.sha256}"` };
+  }
+
+  async delete(key: string): Promise<void> {
+    checkKey(key);
+    await unlink(this.#file(key, 'bin')).catch(() => undefined);
+    await unlink(this.#file(key, 'json')).catch(() => undefined);
+  }
+
+  presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string> {
+    return this.#presign(method, key, expiresInSeconds);
+  }
+
+  /**
+   * Serves one request if its path is under `/v1/blobs/`; returns false otherwise. Never throws:
+   * every refusal is an S3-style XML error with S3's code and status.
+   */
+  async handle(request: IncomingMessage, response: ServerResponse): Promise<boolean> {
+    const target = request.url ?? '/';
+    if (!target.startsWith(`${embeddedBlobPathPrefix}/`)) return false;
+    try {
+      await this.#serve(request, response, target);
+    } catch (error) {
+      if (!response.headersSent) {
+        const tooLarge = error instanceof SdcError && error.code === 'OTA_UPLOAD_TOO_LARGE';
+        sendError(response, tooLarge ? 400 : 500, tooLarge ? 'EntityTooLarge' : 'InternalError', tooLarge ? error.message : 'the object could not be read or written');
+      } else {
+        response.destroy();
+      }
+    }
+    return true;
+  }
+
+  async #serve(request: IncomingMessage, response: ServerResponse, target: string): Promise<void> {
+    const method = (request.method ?? 'GET').toUpperCase();
+    if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT') return sendError(response, 405, 'MethodNotAllowed', 'only GET, HEAD and PUT with a presigned URL');
+    // A HEAD is allowed by a GET URL, as S3 does not (it signs HEAD separately) but curl -I expects.
+    const outcome = verifyPresignedUrl({ method: method === 'HEAD' ? 'GET' : method, target, headers: request.headers, nowMs: this.#options.clock.nowMs() }, { credentials: [this.#options.credentials], region: this.#region });
+    if (!outcome.ok) {
+      request.resume();
+      return sendError(response, outcome.code === 'AuthorizationQueryParametersError' ? 400 : 403, outcome.code, outcome.message);
+    }
+    const bucketPrefix = `${embeddedBlobPathPrefix}/${embeddedBucket}/`;
+    const key = outcome.path.startsWith(bucketPrefix) ? outcome.path.slice(bucketPrefix.length) : '';
+    try {
+      checkKey(key);
+    } catch {
+      request.resume();
+      return sendError(response, 400, 'InvalidArgument', 'not an object key of this store');
+    }
+    if (method === 'PUT') {
+      const declared = Number(request.headers['content-length']);
+      if (Number.isFinite(declared) && declared > this.#options.putBytesMax) {
+        request.resume();
+        return sendError(response, 400, 'EntityTooLarge', `the object exceeds ${this.#options.putBytesMax} bytes`);
+      }
+      const stored = await this.put(key, request, { bytesMax: this.#options.putBytesMax });
+      response.writeHead(200, { etag: stored.etag, 'content-length': '0' }).end();
+      return;
+    }
+    request.resume();
+    const meta = await this.#meta(key);
+    if (meta === undefined) return sendError(response, 404, 'NoSuchKey', 'The specified key does not exist.');
+    const etag = `"${meta.sha256}"`;
+    const range = chooseRange(request.headers.range, request.headers['if-range'], etag, meta.length);
+    const common = { etag, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
+    if (range === 'unsatisfiable') {
+      response.writeHead(416, { ...common, 'content-range': `bytes */${meta.length}`, 'content-type': 'application/xml' });
+      response.end(s3ErrorXml('InvalidRange', 'The requested range is not satisfiable'));
+      return;
+    }
+    const [start, end] = range === 'whole' ? [0, meta.length - 1] : range;
+    const headers = { ...common, 'content-length': String(Math.max(0, end - start + 1)), ...(range === 'whole' ? {} : { 'content-range': `bytes ${start}-${end}/${meta.length}` }) };
+    response.writeHead(range === 'whole' ? 200 : 206, headers);
+    if (method === 'HEAD' || meta.length === 0) {
+      response.end();
+      return;
+    }
+    const stream = createReadStream(this.#file(key, 'bin'), { start, end });
+    stream.on('error', () => response.destroy());
+    response.on('close', () => stream.destroy());
+    stream.pipe(response);
+  }
+}
+
+/**
+ * RFC 9110 §14: one `bytes=` range (first-last, first-, -suffix) is answered 206; several ranges,
+ * a malformed header or an If-Range that does not match the current ETag get the whole object
+ * (200), which a resuming client must read as "start again"; a range wholly past the end is 416.
+ */
+export function chooseRange(rangeHeader: string | undefined, ifRange: string | undefined, etag: string, length: number): 'whole' | 'unsatisfiable' | [number, number] {
+  if (rangeHeader === undefined) return 'whole';
+  if (ifRange !== undefined && ifRange !== etag) return 'whole';
+  const match = /^bytes=(\d*)-(\d*)$/.exec(rangeHeader.trim());
+  if (match === null || (match[1] === '' && match[2] === '')) return 'whole';
+  if (match[1] === '') {
+    const suffix = Number(match[2]);
+    if (suffix === 0) return 'unsatisfiable';
+    return length === 0 ? 'unsatisfiable' : [Math.max(0, length - suffix), length - 1];
+  }
+  const first = Number(match[1]);
+  const last = match[2] === '' ? length - 1 : Math.min(Number(match[2]), length - 1);
+  if (match[2] !== '' && Number(match[2]) < first) return 'whole';
+  if (first >= length) return 'unsatisfiable';
+  return [first, last];
+}
+
+function sendError(response: ServerResponse, status: number, code: string, message: string): void {
+  const body = s3ErrorXml(code, message);
+  response.writeHead(status, { 'content-type': 'application/xml', 'content-length': String(Buffer.byteLength(body)) }).end(body);
+}
+
+/**
+ * The embedded store's access key, made once per data directory (0600), like the other service
+ * keys: `<dataDir>/blobs.key.json`. The access key id is public (it is in every URL); the secret
+ * never leaves the control plane.
+ */
+export async function loadOrCreateBlobCredentials(dataDir: string): Promise<SigV4Credentials> {
+  const path = join(dataDir, 'blobs.key.json');
+  try {
+    const parsed = JSON.parse(await readFile(path, 'utf8')) as SigV4Credentials;
+    if (typeof parsed.accessKeyId === 'string' && typeof parsed.secretAccessKey === 'string' && parsed.secretAccessKey.length >= 32) return parsed;
+    throw new SdcError('OTA_PRESIGN_INVALID', `${path} is not a blob store key`);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const credentials = { accessKeyId: `SDC${randomBytes(8).toString('hex').toUpperCase()}`, secretAccessKey: randomBytes(32).toString('base64url') };
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await writeFile(path, JSON.stringify(credentials), { mode: 0o600, flag: 'wx' });
+  return credentials;
+}

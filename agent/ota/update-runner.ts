@@ -225,8 +225,8 @@ export class UpdateRunner {
       await this.#move(entry, 'verifying', 'download_complete');
       return true;
     } catch (error) {
-      const verify = SdcError.is(error) && /HASH|LENGTH/.test(error.code);
-      await this.#move(entry, 'failed', verify ? 'verify_fail' : 'download_fail', error);
+      // Bytes the TUF client refused (length, a hash) are a failed download: the table's verify_fail is for after it.
+      await this.#move(entry, 'failed', 'download_fail', error);
       return false;
     }
   }

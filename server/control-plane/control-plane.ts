@@ -247,6 +247,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       signer: materials.commandSigner,
       verifyReportFrame: async (deviceId, frame) => (await devices.verifyDeviceFrame(deviceId, frame, 'OTA_REPORT')).body,
       ...(options.otaExecutionTimeouts === undefined ? {} : { timeouts: options.otaExecutionTimeouts }),
+      // The metrics hook: sdc_ota_executions_total by terminal state and outcome.
+      onExecutionFinished: (state) => { metrics.otaExecutionFinished(state); },
     },
     ...(options.otaRolloutSweepIntervalMs === undefined ? {} : { rolloutSweepIntervalMs: options.otaRolloutSweepIntervalMs }),
     ...(options.otaArtifactBytesMax === undefined ? {} : { artifactBytesMax: options.otaArtifactBytesMax }),

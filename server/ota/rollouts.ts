@@ -56,7 +56,7 @@ export interface RolloutServiceOptions {
   /** Lifetime of a director's document; at most directorLimits.lifetimeMsMax. */
   readonly directorLifetimeMs?: number;
   /** Counts executions by final state (the metrics hook), when the control plane has one. */
-  readonly onExecutionFinished?: (state: string) => void;
+  readonly onExecutionFinished?: (state: ExecutionState) => void;
 }
 
 export interface StartRolloutInput {

@@ -102,6 +102,9 @@ for (const target of storeTargets()) {
       });
       assert.deepEqual(successes.map((entry) => entry.actor).sort(), [a, c, d].map((id) => `device:${id}`).sort());
       assert.ok(successes.every((entry) => entry.payload.event === 'health_check_pass'));
+      // The metrics hook counted the finished executions by state.
+      const counted = new Map((await system.deployment.controlPlane!.metrics.otaExecutions.get()).values.map((v) => [v.labels['state'], v.value]));
+      assert.deepEqual([counted.get('succeeded'), counted.get('rolled_back')], [3, 1]);
     });
 
     it('a first wave over its error threshold pauses the rollout, and no device of the second wave is notified', async () => {

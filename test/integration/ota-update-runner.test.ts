@@ -64,10 +64,12 @@ describe('the agent update runner against a real image repository', () => {
   let service: RolloutService;
   const provider = createNodeEd25519Provider();
   let gateDownload: Promise<void> | undefined;
+  /** Flips a byte of every artifact served (a tampered mirror). */
+  let tamper = false;
 
   before(async () => {
     h = await makeOtaHarness(sqlJsTarget);
-    for (const id of ['ur-1', 'ur-2', 'ur-3', 'ur-4']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
+    for (const id of ['ur-1', 'ur-2', 'ur-3', 'ur-4', 'ur-5']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
     await publishTestRelease(h.ota, h.keys!, { id: 'ur-rel', version: '2.0.0', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(50)) });
     service = new RolloutService({
       context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
@@ -82,7 +84,9 @@ describe('the agent update runner against a real image repository', () => {
       if (url.includes('/v1/tuf/targets/')) await gateDownload;
       const answer = await h.cp.app.inject({ method: 'GET', url: new URL(url).pathname });
       if (answer.statusCode !== 200) return { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', `${url}: ${answer.statusCode}`) };
-      return { ok: true, bytes: new Uint8Array(answer.rawPayload) };
+      const bytes = new Uint8Array(answer.rawPayload);
+      if (tamper && url.includes('/v1/tuf/targets/')) bytes[0] = bytes[0]! ^ 1;
+      return { ok: true, bytes };
     },
   };
 
@@ -168,6 +172,22 @@ describe('the agent update runner against a real image repository', () => {
     await deliver('ur-3', sent);
     // The control plane cancels on its operator's word (it moved the execution before telling the device); here it never asked.
     assert.equal(await stateOf(view.id), 'verifying');
+  });
+
+  it('a tampered artifact is refused by the TUF client before the kernel sees it, and the execution fails', async () => {
+    const kernel = new FakeKernel();
+    const sent: Report[] = [];
+    const { view, notice } = await startFor('ur-5');
+    tamper = true;
+    const runner = runnerFor('ur-5', kernel, memoryUpdateJournal(), sent);
+    runner.onNotice(notice);
+    await runner.idle();
+    tamper = false;
+    assert.equal(runner.current?.state, 'failed');
+    assert.match(sent.at(-1)?.error?.code ?? '', /^TUF_/);
+    assert.deepEqual(kernel.calls, []);
+    await deliver('ur-5', sent);
+    assert.equal(await stateOf(view.id), 'failed');
   });
 
   it('a director document for another device is refused with OTA_DIRECTOR_WRONG_BINDING, and reported', async () => {

@@ -1,0 +1,297 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { SdcError } from '../../core/errors/index.js';
+import type { Clock, Scheduler, TimerHandle } from '../../core/ports/ports.js';
+
+/**
+ * A download that survives cut connections (issue 10, "Downloads resume"), for artifacts whose
+ * length and SHA-256 are known in advance (from signed TUF metadata). The bytes go to
+ * `<destination>.part`, with `<destination>.part.json` recording the expected digest and the
+ * server's ETag; the file appears at `destination` only when whole and verified.
+ *
+ * Per attempt, with a partial file of N bytes and an ETag: `Range: bytes=N-` and `If-Range: <ETag>`.
+ * - 206 continues only if Content-Range is exactly `bytes N-(L-1)/L` for the expected length L and
+ *   the ETag is unchanged; anything else is OTA_DOWNLOAD_RANGE_INVALID and the partial is dropped
+ *   (a lying server never gets its bytes spliced in).
+ * - 200 means the server sends the whole object (it ignored the range, or If-Range saw a changed
+ *   object): start again from zero, so a changed object is never spliced onto the old bytes.
+ * - 416 means the partial no longer fits the object: drop it and start again from zero.
+ * A cut connection or a stall (idle limit) keeps the partial and tries again, up to `attemptsMax`.
+ * Never more than L bytes are written (OTA_DOWNLOAD_TOO_LARGE on the first byte beyond: an endless
+ * response costs nothing — the failure mender #1632 describes), and the whole download has a total
+ * deadline. At the end, length and SHA-256 are checked (OTA_DOWNLOAD_DIGEST_MISMATCH, partial dropped).
+ */
+export interface ResumableDownloadOptions {
+  readonly url: string;
+  readonly destination: string;
+  readonly expected: { readonly length: number; readonly sha256: string };
+  readonly limits: {
+    readonly idleTimeoutMs: number;
+    readonly totalTimeoutMs: number;
+    /** Requests in all, the first included. */
+    readonly attemptsMax: number;
+  };
+  readonly scheduler: Scheduler;
+  readonly clock: Clock;
+  /** Wait before the next attempt after a cut (doubles each time, at most 30 s). */
+  readonly retryDelayMs?: number;
+  readonly caPem?: string;
+  /** Aborts the download (e.g. the rollout was cancelled): the partial is kept for a later try. */
+  readonly signal?: AbortSignal;
+}
+
+export interface ResumableDownloadResult {
+  readonly length: number;
+  readonly sha256: string;
+  /** Requests made; the offsets each one started from (0 for a fresh start). */
+  readonly attempts: number;
+  readonly startOffsets: readonly number[];
+}
+
+interface PartState {
+  readonly sha256: string;
+  readonly length: number;
+  readonly etag: string | undefined;
+}
+
+/** What one attempt ended with: done (all bytes on disk), or a retryable interruption. */
+type AttemptEnd = { kind: 'complete' } | { kind: 'interrupted'; error: SdcError };
+
+export async function downloadResumable(options: ResumableDownloadOptions): Promise<ResumableDownloadResult> {
+  const expectedSha = options.expected.sha256.toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(expectedSha) || !Number.isSafeInteger(options.expected.length) || options.expected.length < 0) {
+    throw new SdcError('OTA_DOWNLOAD_FAILED', 'the expected length and SHA-256 must be given before a download starts');
+  }
+  const url = parseUrl(options.url);
+  const part = `${options.destination}.part`;
+  const statePath = `${part}.json`;
+  const deadlineMs = options.clock.nowMs() + options.limits.totalTimeoutMs;
+  const startOffsets: number[] = [];
+  let state = await readState(statePath, options.expected.length, expectedSha);
+  if (state === undefined) await dropPartial(part, statePath);
+  let lastError: SdcError | undefined;
+  let delayMs = options.retryDelayMs ?? 500;
+  for (let attempt = 1; attempt <= options.limits.attemptsMax; attempt += 1) {
+    if (options.signal?.aborted) throw new SdcError('OTA_DOWNLOAD_FAILED', 'the download was cancelled; the partial file is kept');
+    let offset = state === undefined ? 0 : await partSize(part);
+    // Without an ETag a resumed range could splice two versions: only resume what If-Range can guard.
+    if (state?.etag === undefined && offset > 0) {
+      await dropPartial(part, statePath);
+      state = undefined;
+      offset = 0;
+    }
+    if (offset === options.expected.length && state !== undefined && offset > 0) break;
+    startOffsets.push(offset);
+    const end = await attemptOnce(url, options, part, statePath, offset, state, deadlineMs, expectedSha);
+    if (end.kind === 'complete') {
+      state = await readState(statePath, options.expected.length, expectedSha);
+      break;
+    }
+    lastError = end.error;
+    state = await readState(statePath, options.expected.length, expectedSha);
+    if (attempt < options.limits.attemptsMax) {
+      await sleep(options.scheduler, Math.min(delayMs, Math.max(0, deadlineMs - options.clock.nowMs())));
+      delayMs = Math.min(delayMs * 2, 30_000);
+      if (options.clock.nowMs() >= deadlineMs) throw new SdcError('OTA_DOWNLOAD_TIMEOUT', `the download did not finish within ${options.limits.totalTimeoutMs} ms`, { limitMs: options.limits.totalTimeoutMs });
+    }
+  }
+  if (state === undefined || (await partSize(part)) !== options.expected.length) {
+    throw lastError ?? new SdcError('OTA_DOWNLOAD_FAILED', `the download did not complete in ${options.limits.attemptsMax} attempts`);
+  }
+  const sha256 = await hashFile(part);
+  if (sha256 !== expectedSha) {
+    await dropPartial(part, statePath);
+    throw new SdcError('OTA_DOWNLOAD_DIGEST_MISMATCH', `the downloaded artifact's SHA-256 is ${sha256}, not ${expectedSha}`, { expected: expectedSha, actual: sha256 });
+  }
+  await rename(part, options.destination);
+  await unlink(statePath).catch(() => undefined);
+  return { length: options.expected.length, sha256, attempts: startOffsets.length, startOffsets };
+}
+
+function parseUrl(raw: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new SdcError('OTA_DOWNLOAD_FAILED', 'not a URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new SdcError('OTA_DOWNLOAD_FAILED', `only http and https URLs are fetched, not ${url.protocol}`);
+  return url;
+}
+
+async function attemptOnce(url: URL, options: ResumableDownloadOptions, part: string, statePath: string, offset: number, state: PartState | undefined, deadlineMs: number, expectedSha: string): Promise<AttemptEnd> {
+  const length = options.expected.length;
+  const headers: Record<string, string> = {};
+  if (offset > 0 && state?.etag !== undefined) {
+    headers.range = `bytes=${offset}-`;
+    headers['if-range'] = state.etag;
+  }
+  let response: IncomingMessage;
+  try {
+    response = await startRequest(url, headers, options, deadlineMs);
+  } catch (error) {
+    return interruptedOrThrow(error);
+  }
+  const status = response.statusCode ?? 0;
+  const etag = strongEtag(response.headers.etag);
+  let writeFrom: number;
+  if (status === 206) {
+    const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(response.headers['content-range'] ?? ''));
+    const [first, last, total] = range === null ? [NaN, NaN, NaN] : [Number(range[1]), Number(range[2]), Number(range[3])];
+    if (offset === 0 || first !== offset || last !== length - 1 || total !== length || etag !== state?.etag) {
+      response.destroy();
+      await dropPartial(part, statePath);
+      throw new SdcError('OTA_DOWNLOAD_RANGE_INVALID', `asked for bytes ${offset}-${length - 1}/${length} of ${state?.etag ?? 'the object'}, got Content-Range "${String(response.headers['content-range'] ?? '')}" with ETag ${etag ?? 'none'}`, { offset, length });
+    }
+    writeFrom = offset;
+  } else if (status === 200) {
+    writeFrom = 0;
+  } else if (status === 416) {
+    response.resume();
+    await dropPartial(part, statePath);
+    return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_RANGE_INVALID', `the server answered 416 to bytes=${offset}-: the partial file was dropped`, { offset, length }) };
+  } else {
+    response.resume();
+    const error = new SdcError('OTA_DOWNLOAD_FAILED', `HTTP ${status}`, { status });
+    // Server trouble may pass; a refusal (an expired or wrong URL, a missing object) will not.
+    if (status >= 500) return { kind: 'interrupted', error };
+    throw error;
+  }
+  const declared = Number(response.headers['content-length']);
+  if (Number.isFinite(declared) && declared > length - writeFrom) {
+    response.destroy();
+    throw new SdcError('OTA_DOWNLOAD_TOO_LARGE', `the server declares ${declared} bytes where at most ${length - writeFrom} remain`, { bytesMax: length });
+  }
+  await writeFile(statePath, JSON.stringify({ sha256: expectedSha, length, etag } satisfies PartState), { mode: 0o600 });
+  const file = await open(part, writeFrom === 0 ? 'w' : 'r+', 0o600);
+  try {
+    if (writeFrom === 0) await file.truncate(0);
+    let position = writeFrom;
+    const ended = await readBody(response, options, deadlineMs, async (chunk) => {
+      if (position + chunk.length > length) {
+        throw new SdcError('OTA_DOWNLOAD_TOO_LARGE', `the response runs past the expected ${length} bytes`, { bytesMax: length });
+      }
+      await file.write(chunk, 0, chunk.length, position);
+      position += chunk.length;
+    });
+    await file.sync();
+    if (ended.kind === 'interrupted') return ended;
+    if (position !== length) return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_FAILED', `the response ended after ${position} of ${length} bytes`) };
+    return { kind: 'complete' };
+  } finally {
+    await file.close();
+  }
+}
+
+function interruptedOrThrow(error: unknown): AttemptEnd {
+  if (error instanceof SdcError && error.code === 'OTA_DOWNLOAD_TIMEOUT' && error.details?.total === true) throw error;
+  if (error instanceof SdcError) return { kind: 'interrupted', error };
+  return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_FAILED', (error as Error).message) };
+}
+
+function startRequest(url: URL, headers: Record<string, string>, options: ResumableDownloadOptions, deadlineMs: number): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const request = send(url, { method: 'GET', headers, ...(options.caPem === undefined ? {} : { ca: options.caPem }) }, (response) => {
+      options.scheduler.cancel(timer);
+      resolve(response);
+    });
+    const waitMs = Math.min(options.limits.idleTimeoutMs, Math.max(0, deadlineMs - options.clock.nowMs()));
+    const timer = options.scheduler.schedule(waitMs, () => {
+      request.destroy();
+      reject(timeoutError(options, deadlineMs));
+    });
+    request.on('error', (error) => {
+      options.scheduler.cancel(timer);
+      reject(new SdcError('OTA_DOWNLOAD_FAILED', error.message));
+    });
+    request.end();
+  });
+}
+
+function timeoutError(options: ResumableDownloadOptions, deadlineMs: number): SdcError {
+  const total = options.clock.nowMs() >= deadlineMs;
+  return total
+    ? new SdcError('OTA_DOWNLOAD_TIMEOUT', `the download did not finish within ${options.limits.totalTimeoutMs} ms`, { limitMs: options.limits.totalTimeoutMs, total: true })
+    : new SdcError('OTA_DOWNLOAD_TIMEOUT', `no byte for ${options.limits.idleTimeoutMs} ms`, { limitMs: options.limits.idleTimeoutMs, total: false });
+}
+
+/**
+ * Reads the body chunk by chunk (backpressure: the next chunk waits for the write), under the
+ * idle and total limits. A cut or a stall ends the attempt as interrupted; a refusal from
+ * `write` (too many bytes) or the total deadline is thrown and stops the download.
+ */
+async function readBody(response: IncomingMessage, options: ResumableDownloadOptions, deadlineMs: number, write: (chunk: Buffer) => Promise<void>): Promise<AttemptEnd> {
+  let timer: TimerHandle | undefined;
+  let stalled: SdcError | undefined;
+  const arm = () => {
+    if (timer !== undefined) options.scheduler.cancel(timer);
+    const waitMs = Math.min(options.limits.idleTimeoutMs, Math.max(0, deadlineMs - options.clock.nowMs()));
+    timer = options.scheduler.schedule(waitMs, () => {
+      stalled = timeoutError(options, deadlineMs);
+      response.destroy(stalled);
+    });
+  };
+  const onAbort = () => response.destroy(new SdcError('OTA_DOWNLOAD_FAILED', 'the download was cancelled; the partial file is kept'));
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    arm();
+    for await (const chunk of response) {
+      await write(chunk as Buffer);
+      arm();
+    }
+    return { kind: 'complete' };
+  } catch (error) {
+    response.destroy();
+    if (stalled !== undefined) {
+      if (stalled.details?.total === true) throw stalled;
+      return { kind: 'interrupted', error: stalled };
+    }
+    if (error instanceof SdcError) throw error;
+    return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_FAILED', `the connection broke: ${(error as Error).message}`) };
+  } finally {
+    if (timer !== undefined) options.scheduler.cancel(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+function strongEtag(value: string | undefined): string | undefined {
+  // A weak ETag cannot guard a byte range (RFC 9110 §13.1.5).
+  return value === undefined || value.startsWith('W/') ? undefined : value;
+}
+
+async function readState(path: string, length: number, sha256: string): Promise<PartState | undefined> {
+  try {
+    const state = JSON.parse(await readFile(path, 'utf8')) as PartState;
+    // A partial of another artifact (or another version of this one) is never continued.
+    return state.sha256 === sha256 && state.length === length ? state : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function partSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function dropPartial(part: string, statePath: string): Promise<void> {
+  await unlink(part).catch(() => undefined);
+  await unlink(statePath).catch(() => undefined);
+}
+
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+function sleep(scheduler: Scheduler, delayMs: number): Promise<void> {
+  return new Promise((resolve) => scheduler.schedule(delayMs, resolve));
+}

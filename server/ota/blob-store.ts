@@ -27,7 +27,7 @@ export type PresignMethod = 'GET' | 'PUT';
 export interface BlobStore {
   readonly kind: 'embedded' | 's3';
   /** Stores the whole stream under `key`; OTA_UPLOAD_TOO_LARGE (nothing kept) past `bytesMax`. */
-  put(key: string, body: AsyncIterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }>;
+  put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }>;
   head(key: string): Promise<BlobInfo | undefined>;
   delete(key: string): Promise<void>;
   /** A URL for one method on one object, valid `expiresInSeconds` (60..3600, else OTA_PRESIGN_INVALID). */
@@ -75,7 +75,7 @@ export function createPresigner(endpoint: S3Endpoint): (method: PresignMethod, k
   };
 }
 
-async function collect(body: AsyncIterable<Uint8Array>, bytesMax: number): Promise<Buffer> {
+async function collect(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, bytesMax: number): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   let length = 0;
   for await (const chunk of body) {
@@ -99,7 +99,7 @@ export class S3BlobStore implements BlobStore {
     this.#presign = createPresigner(endpoint);
   }
 
-  async put(key: string, body: AsyncIterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }> {
+  async put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }> {
     checkKey(key);
     // Buffered (bounded by bytesMax) because PutObject needs the length up front; large objects
     // go straight from the device to S3 by presigned PUT and never pass through here.
@@ -173,7 +173,7 @@ export class EmbeddedBlobStore implements BlobStore {
     return join(this.#options.directory, `${createHash('sha256').update(key, 'utf8').digest('hex')}.${extension}`);
   }
 
-  async put(key: string, body: AsyncIterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }> {
+  async put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }> {
     checkKey(key);
     await mkdir(this.#options.directory, { recursive: true, mode: 0o700 });
     const temporary = join(this.#options.directory, `.put-${randomBytes(8).toString('hex')}.tmp`);
@@ -282,7 +282,8 @@ export class EmbeddedBlobStore implements BlobStore {
     const meta = await this.#meta(key);
     if (meta === undefined) return sendError(response, 404, 'NoSuchKey', 'The specified key does not exist.');
     const etag = `"${meta.sha256}"`;
-    const range = chooseRange(request.headers.range, request.headers['if-range'], etag, meta.length);
+    const ifRange = request.headers['if-range'];
+    const range = chooseRange(request.headers.range, typeof ifRange === 'string' ? ifRange : undefined, etag, meta.length);
     const common = { etag, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
     if (range === 'unsatisfiable') {
       response.writeHead(416, { ...common, 'content-range': `bytes */${meta.length}`, 'content-type': 'application/xml' });

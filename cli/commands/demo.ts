@@ -18,6 +18,8 @@ function renderSummary(s: DemoSummary): string {
     `states in order      ${s.commands_in_order}/${s.commands.total} (queued, sent, ack_received, executing, terminal)`,
     `round trip           p50 ${s.roundtrip_ms.p50} ms, p99 ${s.roundtrip_ms.p99} ms, max ${s.roundtrip_ms.max} ms (created -> terminal, ${s.roundtrip_ms.count} commands)`,
     `telemetry stored     ${s.telemetry_stored} samples`,
+    s.rollout === null ? 'update rollout       skipped (MySQL keeps an earlier run\'s TUF root)'
+      : `update rollout       ${s.rollout.status}: ${s.rollout.succeeded}/${s.rollout.devices} updated, ${s.rollout.failed} failed${s.rollout.not_finished ? `, ${s.rollout.not_finished} not finished` : ''}`,
     `audit chain          ${s.audit_verified ? 'verified' : 'BROKEN'} (${s.audit_entries} entries)`,
     `stores               SQL ${s.stores.sql}, bus and key/value ${s.stores.bus_kv}`,
     `duration             ${(s.duration_ms / 1000).toFixed(1)} s`,

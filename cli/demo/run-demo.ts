@@ -6,6 +6,7 @@ import pino, { type Logger } from 'pino';
 import { runAgent, type KernelChoice, type RunningAgent } from '../../agent/agent-runtime.js';
 import { summarizeLatencies, type LatencySummary } from '../../bench/stats.js';
 import { startDeployment, type Deployment } from '../../server/deployment/deployment.js';
+import { prepareDemoRepository, runDemoRollout, type DemoRolloutSummary } from './demo-rollout.js';
 import { generatedRootKeyPassphrasePath, initDeployment } from '../../server/materials/materials.js';
 import { SdcError } from '../../core/errors/index.js';
 import { commandStates, commandTerminalStates, type CommandState } from '../../core/protocol/command-machine.js';
@@ -59,6 +60,8 @@ export interface DemoSummary {
   audit_verified: boolean;
   audit_entries: number;
   stores: { sql: 'sql.js' | 'mysql'; bus_kv: 'embedded' | 'redis' };
+  /** The update rollout's outcome (docs/ota.md); null on MySQL, whose database outlives the demo and keeps an earlier run's TUF root. */
+  rollout: DemoRolloutSummary | null;
   duration_ms: number;
   ok: boolean;
 }
@@ -108,6 +111,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
     // The demo's root key is encrypted like any other; its passphrase is random and demo-only (docs/deployment.md).
     options.progress(`root key encrypted; demo-only passphrase in ${generatedRootKeyPassphrasePath(dataDir)}`);
+    // An image repository for the update rollout, as `sdc ota init` writes one (fresh databases only: see DemoSummary.rollout).
+    const otaKeys = options.mysqlUrl ? undefined : await prepareDemoRepository(dataDir, systemClock);
     deployment = await startDeployment({
       materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,
       ...(options.redisUrl ? { redisUrl: options.redisUrl, keyPrefix: options.keyPrefix ?? `sdc-demo-${process.pid}-${startedMs}:` } : {}),
@@ -199,6 +204,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     }));
     options.progress(`commands ${done}/${total} terminal`, true);
 
+    // An update rollout of a signed release to every agent: a canary wave, then the rest.
+    let rollout: DemoRolloutSummary | null = null;
+    if (otaKeys !== undefined && controlPlane.ota !== undefined && online > 0) {
+      rollout = await runDemoRollout({
+        ota: controlPlane.ota, keys: otaKeys, runTag, deviceIds, deadlineMs, clock: systemClock, api: (method, path, body) => api(method, path, body),
+        sleep: (ms) => new Promise((resolve) => { systemScheduler.schedule(ms, () => resolve(undefined)); }),
+      });
+      options.progress(`update rollout ${rollout.status}: ${rollout.succeeded}/${rollout.devices} devices updated`, true);
+    }
+
     // Read every command back through the API: final state, history order, round trip.
     const records = await Promise.all(ids.map((id) => api<CommandRecord>('GET', `/v1/commands/${id}`)));
     const counts = Object.fromEntries(commandStates.map((s) => [s, 0])) as Record<CommandState, number>;
@@ -227,10 +242,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       audit_verified: audit.ok === true,
       audit_entries: audit.count ?? 0,
       stores: { sql: options.mysqlUrl ? 'mysql' : 'sql.js', bus_kv: options.redisUrl ? 'redis' : 'embedded' },
+      rollout,
       duration_ms: systemClock.nowMs() - startedMs,
       ok: false,
     };
-    summary.ok = notTerminal === 0 && summary.audit_verified && online === options.agents;
+    summary.ok = notTerminal === 0 && summary.audit_verified && online === options.agents && (rollout === null || rollout.status === 'completed');
     const browserTls = materials.browserTls;
     if (options.keepRunning !== undefined && browserTls === undefined) throw new SdcError('TRUST_PKI_MISSING', `${dataDir} has no serving CA for browsers: run sdc pki serving-ca --dir ${dataDir}`);
     if (browserTls !== undefined) await options.keepRunning?.({ summary, apiUrl, rootCaPem: caPem, servingCaPath: browserTls.servingCaPath, servingCaPem: browserTls.servingCaPem, name: adminName, password });

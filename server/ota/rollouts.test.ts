@@ -90,6 +90,9 @@ for (const pair of storePairs().pairs) {
       const nonce = (await notice(devices[0]!))!.health_nonce!;
       await report(devices[0]!, { execution_id: first.execution_id, event: 'version_report', nonce, release_counter: 1, healthy: true });
       assert.equal(await stateOf(view.id, devices[0]!), 'succeeded');
+      // The agent re-sends its reports at every AUTH: a repeat of the version report is ignored, not refused.
+      await report(devices[0]!, { execution_id: first.execution_id, event: 'version_report', nonce, release_counter: 1, healthy: true });
+      assert.equal(await stateOf(view.id, devices[0]!), 'succeeded');
       assert.equal(await notice(devices[0]!), undefined, 'a finished execution\'s notice is removed');
 
       // The wave soaks for a minute before the next one starts.

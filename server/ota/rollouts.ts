@@ -252,6 +252,12 @@ export class RolloutService {
     }
     const nowMs = this.#ctx.clock.nowMs();
     if (report.event === 'canceled') return; // the control plane applied the cancel when it was asked; the device confirms it stopped
+    // The agent sends its reports again whenever the notice comes again (each AUTH): one for an execution that ended, or a
+    // version report after the verdict was taken, is a repeat, not an attack; logged, not dead-lettered.
+    if (isTerminal(executionTable, execution.state) || (report.event === 'version_report' && execution.state === 'rolling_back')) {
+      this.#ctx.logger.info({ device_id: data.device_id, execution_id: execution.executionId, event: report.event, state: execution.state }, 'OTA report for a settled step ignored');
+      return;
+    }
     let decision: ExecutionDecision;
     let event: string = report.event;
     if (report.event === 'version_report') {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { benchReport, progressReporter, renderBenchCsv, renderBenchTable, writeBenchOut, type BenchEnvironment } from './output.js';
+import { benchEnvironment, benchReport, captureBenchReports, mergeRepeats, progressReporter, renderBenchCsv, renderBenchMarkdown, renderBenchTable, writeBenchOut, type BenchEnvironment } from './output.js';
 
 const environment: BenchEnvironment = {
   node: 'v20', openssl: '3', platform: 'linux', arch: 'x64', cpu: 'test cpu', cpu_count: 2, memory_total_mib: 1024, git_commit: null,
@@ -29,13 +29,15 @@ test('renderBenchCsv has no padding; the table aligns numbers to the right', () 
   assert.equal(renderBenchTable(report), 'case          n\na, quoted     1\nbb         12.5\n');
 });
 
-test('writeBenchOut writes <benchmark>.json and .csv and the extra files', async () => {
+test('writeBenchOut writes <benchmark>.json, .csv, a generic .svg and the bench\'s own .md over the generic one', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-out-'));
   try {
     const report = benchReport({ benchmark: 'demo', environment, parameters: {}, results: [{ n: 1 }], units: { n: 'count' } });
     await writeBenchOut(dir, report, { 'demo.md': '# demo\n' });
-    assert.deepEqual((await readdir(dir)).sort(), ['demo.csv', 'demo.json', 'demo.md']);
+    assert.deepEqual((await readdir(dir)).sort(), ['demo.csv', 'demo.json', 'demo.md', 'demo.svg']);
     assert.deepEqual(JSON.parse(await readFile(join(dir, 'demo.json'), 'utf8')), report);
+    assert.equal(await readFile(join(dir, 'demo.md'), 'utf8'), '# demo\n');
+    assert.match(await readFile(join(dir, 'demo.svg'), 'utf8'), /<rect class="bar"[^>]*data-value="1"/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -60,4 +62,34 @@ test('progressReporter: periodic lines without a terminal, a bar that ends on 10
   bar.finish();
   assert.equal(drawn.length, 3);
   assert.match(drawn.at(-1)!, /\[#{25}\] 100% 3\/3\n$/);
+});
+
+test('mergeRepeats: medians in the rows, min/median/max per field, text from the first run, loaded flag kept', () => {
+  const run = (ops: number, loaded: boolean) => benchReport({
+    benchmark: 'demo', environment: { ...environment, loaded_machine: loaded }, parameters: {}, results: [{ case: 'a', ops_per_s: ops }, { case: 'b', ops_per_s: ops * 2 }], units: { ops_per_s: 'ops/s' },
+  });
+  const merged = mergeRepeats([run(10, false), run(30, true), run(20, false)]);
+  assert.deepEqual(merged.results, [{ case: 'a', ops_per_s: 20 }, { case: 'b', ops_per_s: 40 }]);
+  assert.deepEqual(merged.repeats, { count: 3, spread: [
+    { row: 0, label: 'a', field: 'ops_per_s', min: 10, median: 20, max: 30 },
+    { row: 1, label: 'b', field: 'ops_per_s', min: 20, median: 40, max: 60 },
+  ] });
+  assert.equal(merged.environment.loaded_machine, true);
+  assert.match(renderBenchMarkdown(merged), /Across 3 repeats[\s\S]*\| 1 \| b \| ops_per_s \| 20 \| 40 \| 60 \|/);
+  assert.match(renderBenchMarkdown(merged), /LOADED MACHINE/);
+  assert.equal(mergeRepeats([run(7, false)]).results[0]!['ops_per_s'], 7);
+});
+
+test('the environment block: kernel, load before and after, the seed from the parameters; reports are captured per run', async () => {
+  const env = benchEnvironment(42);
+  assert.equal(env.seed, 42);
+  assert.equal(env.load_average_before!.length, 3);
+  assert.equal(env.load_average_after!.length, 3);
+  assert.equal(typeof env.kernel, 'string');
+  assert.equal(env.loaded_machine, env.load_average_before![0]! > env.cpu_count || env.load_average_after![0]! > env.cpu_count);
+  const { reports } = await captureBenchReports(async () => {
+    benchReport({ benchmark: 'demo', parameters: { seed: 'abc' }, results: [], units: {} });
+  });
+  assert.equal(reports.length, 1);
+  assert.equal(reports[0]!.environment.seed, 'abc');
 });

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { cpus, totalmem } from 'node:os';
-import { formatNumber, renderCsv, writeReportFiles, type Cell } from './report.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { cpus, loadavg, release, totalmem } from 'node:os';
+import { formatNumber, renderBarChartSvg, renderCsv, renderMarkdownTable, writeReportFiles, type Cell } from './report.js';
 
 /**
  * The one output shape of every `sdc bench` subcommand (docs/benchmarks.md, "Output"):
@@ -24,6 +25,17 @@ export interface BenchEnvironment {
   memory_total_mib: number;
   /** `git rev-parse HEAD` of the checkout the bench ran from, null outside a git checkout. */
   git_commit: string | null;
+  /** `os.release()`: the kernel the figures were taken on. */
+  kernel?: string;
+  /** 1, 5 and 15 minute load averages when the bench started (see `markBenchStart`) and when its report was built. */
+  load_average_before?: number[];
+  load_average_after?: number[];
+  /** True when either 1-minute load average exceeds the CPU count: the figures were taken on a busy machine. */
+  loaded_machine?: boolean;
+  /** The bench's seed, when it takes one (parameters.seed), so the environment block alone says how to reproduce. */
+  seed?: BenchValue;
+  /** Versions of the stores the bench used (Redis INFO server, MariaDB SELECT VERSION()), filled by the CLI after the run. */
+  store_versions?: Record<string, string>;
 }
 
 export type BenchValue = string | number | boolean | null;
@@ -55,12 +67,42 @@ export function gitCommit(): string | null {
   return cachedCommit;
 }
 
-export function benchEnvironment(): BenchEnvironment {
+/**
+ * The load average at the start of the bench. Set when this module loads (a `sdc bench` process
+ * loads it before the bench runs) and again by `markBenchStart()`, which the `sdc bench` group
+ * calls before each run and each repeat.
+ */
+let loadBefore: number[] = loadavg();
+
+export function markBenchStart(): void {
+  loadBefore = loadavg();
+}
+
+const roundLoad = (values: readonly number[]) => values.map((v) => Math.round(v * 100) / 100);
+
+export function benchEnvironment(seed: BenchValue = null): BenchEnvironment {
+  const cpuCount = cpus().length;
+  const after = loadavg();
   return {
     node: process.version, openssl: process.versions.openssl, platform: process.platform, arch: process.arch,
-    cpu: cpus()[0]?.model ?? 'unknown', cpu_count: cpus().length, memory_total_mib: Math.round(totalmem() / 2 ** 20),
-    git_commit: gitCommit(),
+    cpu: cpus()[0]?.model ?? 'unknown', cpu_count: cpuCount, memory_total_mib: Math.round(totalmem() / 2 ** 20),
+    git_commit: gitCommit(), kernel: release(),
+    load_average_before: roundLoad(loadBefore), load_average_after: roundLoad(after),
+    loaded_machine: (loadBefore[0] ?? 0) > cpuCount || (after[0] ?? 0) > cpuCount,
+    seed,
   };
+}
+
+/**
+ * Reports built inside `captureBenchReports(fn)` are also handed to its collector: `--repeat`
+ * runs a bench N times and merges what each run built, whichever bench it is.
+ */
+const reportCollector = new AsyncLocalStorage<Array<BenchReport<object>>>();
+
+export async function captureBenchReports<T>(fn: () => Promise<T>): Promise<{ value: T; reports: Array<BenchReport<object>> }> {
+  const reports: Array<BenchReport<object>> = [];
+  const value = await reportCollector.run(reports, fn);
+  return { value, reports };
 }
 
 /** Rounds like every other bench figure: the JSON shows what the table and the CSV show. */
@@ -91,10 +133,52 @@ export function benchReport<Extra extends object = Record<string, never>>(input:
     }
     return out;
   });
-  return {
-    benchmark: input.benchmark, schema_version: benchSchemaVersion, environment: input.environment ?? benchEnvironment(),
+  const seed = input.parameters['seed'] ?? null;
+  const report: BenchReport<Extra> = {
+    benchmark: input.benchmark, schema_version: benchSchemaVersion, environment: input.environment ?? benchEnvironment(seed),
     parameters: input.parameters, results, units: input.units, ...(input.details === undefined ? {} : { details: input.details }),
   };
+  reportCollector.getStore()?.push(report);
+  return report;
+}
+
+/** min / median / max of one numeric field of one result row across repeats. */
+export interface RepeatSpread { row: number; label: string; field: string; min: number; median: number; max: number }
+
+export interface RepeatedBenchReport extends BenchReport<object> {
+  /** Present after `--repeat N`: results hold each numeric field's median over the N runs; spread holds min/median/max. */
+  repeats?: { count: number; spread: RepeatSpread[] };
+}
+
+function median(sorted: readonly number[]): number {
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * Merges the reports of N runs of one bench: the first run's rows with every numeric field
+ * replaced by its median across runs (text fields from the first run), and the spread of each.
+ * The environment is the last run's with the first run's load before, so it covers the whole span.
+ */
+export function mergeRepeats(reports: ReadonlyArray<BenchReport<object>>): RepeatedBenchReport {
+  const first = reports[0];
+  if (first === undefined) throw new RangeError('mergeRepeats takes at least one report');
+  const last = reports.at(-1)!;
+  const spread: RepeatSpread[] = [];
+  const results = first.results.map((row, index) => {
+    const out: Record<string, BenchValue> = { ...row };
+    for (const [field, value] of Object.entries(row)) {
+      if (typeof value !== 'number') continue;
+      const values = reports.map((r) => r.results[index]?.[field]).filter((v): v is number => typeof v === 'number').sort((a, b) => a - b);
+      const entry = { row: index, label: String(Object.values(row).find((v) => typeof v === 'string') ?? index), field, min: values[0]!, median: roundValue(median(values)) as number, max: values.at(-1)! };
+      spread.push(entry);
+      out[field] = entry.median;
+    }
+    return out;
+  });
+  const environment: BenchEnvironment = { ...last.environment, ...(first.environment.load_average_before ? { load_average_before: first.environment.load_average_before } : {}) };
+  environment.loaded_machine = (first.environment.loaded_machine ?? false) || reports.some((r) => r.environment.loaded_machine === true);
+  return { ...last, environment, results, repeats: { count: reports.length, spread } };
 }
 
 /** The columns of the results: every field name, in first-seen order. */
@@ -137,10 +221,62 @@ export function renderBenchJson(report: BenchReport<object>): string {
  * files a bench adds (histograms, SVG, Markdown). Returns the paths written.
  */
 export function writeBenchOut(dir: string, report: BenchReport<object>, extraFiles: Readonly<Record<string, string>> = {}): Promise<string[]> {
+  const repeats = (report as RepeatedBenchReport).repeats;
+  const svg = renderBenchSvg(report);
   return writeReportFiles(dir, {
     [`${report.benchmark}.json`]: renderBenchJson(report),
     [`${report.benchmark}.csv`]: renderBenchCsv(report),
+    // A bench's own table and plot (extraFiles) win over the generic ones below.
+    [`${report.benchmark}.md`]: renderBenchMarkdown(report),
+    ...(svg === null ? {} : { [`${report.benchmark}.svg`]: svg }),
+    ...(repeats === undefined ? {} : {
+      [`${report.benchmark}-repeats.csv`]: renderCsv(['row', 'label', 'field', 'min', 'median', 'max'], repeats.spread.map((s) => [s.row, s.label, s.field, s.min, s.median, s.max])),
+    }),
     ...extraFiles,
+  });
+}
+
+/** The environment as Markdown lines: what a figure taken into a paper must carry with it. */
+export function renderEnvironmentMarkdown(env: BenchEnvironment): string {
+  const load = (values: readonly number[] | undefined) => (values === undefined ? 'n/a' : values.map(formatNumber).join(' / '));
+  const stores = Object.entries(env.store_versions ?? {}).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  return [
+    `- CPU: ${env.cpu} x ${env.cpu_count}; memory ${env.memory_total_mib} MiB; ${env.platform} ${env.arch} kernel ${env.kernel ?? 'n/a'}`,
+    `- Node ${env.node}, OpenSSL ${env.openssl}; stores: ${stores}`,
+    `- git ${env.git_commit ?? 'n/a'}; seed ${env.seed === undefined || env.seed === null ? 'none' : String(env.seed)}`,
+    `- load average (1/5/15 min) before ${load(env.load_average_before)}, after ${load(env.load_average_after)}${env.loaded_machine === true ? ' -- LOADED MACHINE: load above the CPU count, figures are pessimistic' : ''}`,
+  ].join('\n') + '\n';
+}
+
+/** `<bench>.md`: the results table, the spread across repeats when there were any, and the environment. */
+export function renderBenchMarkdown(report: BenchReport<object>): string {
+  const columns = benchColumns(report);
+  const parts = [`# sdc bench ${report.benchmark}\n`, renderMarkdownTable(columns, report.results.map((row) => columns.map((c) => cellOf(row[c])))) ];
+  const repeats = (report as RepeatedBenchReport).repeats;
+  if (repeats !== undefined) {
+    parts.push(`\nAcross ${repeats.count} repeats (results above are medians):\n`);
+    parts.push(renderMarkdownTable(['row', 'label', 'field', 'min', 'median', 'max'], repeats.spread.map((s) => [s.row, s.label, s.field, s.min, s.median, s.max])));
+  }
+  parts.push(`\nParameters: ${Object.entries(report.parameters).map(([k, v]) => `${k}=${String(v)}`).join(', ')}\n\nEnvironment:\n\n${renderEnvironmentMarkdown(report.environment)}`);
+  return parts.join('');
+}
+
+/**
+ * `<bench>.svg`: a bar per result row of the first numeric field whose unit is not a count
+ * (a rate or a latency, the figure a reader looks for), labelled by the row's first text field.
+ * Null when the results have no such field.
+ */
+export function renderBenchSvg(report: BenchReport<object>): string | null {
+  const columns = benchColumns(report);
+  const numericField = columns.find((c) => report.results.some((r) => typeof r[c] === 'number') && !/^(samples|count|appends|calls|total|agents|entries)$/.test(c))
+    ?? columns.find((c) => report.results.some((r) => typeof r[c] === 'number'));
+  if (numericField === undefined || report.results.length === 0) return null;
+  const labelField = columns.find((c) => report.results.every((r) => typeof r[c] === 'string'));
+  const rows = report.results.slice(0, 64).filter((r) => typeof r[numericField] === 'number');
+  if (rows.length === 0) return null;
+  return renderBarChartSvg({
+    title: `sdc bench ${report.benchmark}: ${numericField}`, unit: report.units[numericField] ?? '', series: [numericField],
+    groups: rows.map((r, i) => ({ label: labelField === undefined ? String(i) : String(r[labelField]), values: [r[numericField] as number] })),
   });
 }
 

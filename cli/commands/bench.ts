@@ -1,4 +1,5 @@
 import type { CommandGroup } from '../command.js';
+import { withBenchSuiteOptions } from '../bench-suite.js';
 import { ed25519BenchCommand } from './bench-ed25519.js';
 import { simBenchCommand } from './bench-sim.js';
 import { roundtripBenchCommand } from './bench-roundtrip.js';
@@ -12,6 +13,7 @@ import { connectionsBenchCommand, reconnectBenchCommand } from './bench-connecti
 export const benchGroup: CommandGroup = {
   name: 'bench',
   summary: 'Benchmarks with report-ready output (tables or --json)',
+  // --repeat, --json, --out and the environment block are added to every bench here (cli/bench-suite.ts).
   commands: [
     ed25519BenchCommand,
     simBenchCommand,
@@ -22,5 +24,5 @@ export const benchGroup: CommandGroup = {
     apiBenchCommand,
     connectionsBenchCommand,
     reconnectBenchCommand,
-  ],
+  ].map(withBenchSuiteOptions),
 };

@@ -29,6 +29,8 @@ export interface BlobStore {
   /** Stores the whole stream under `key`; OTA_UPLOAD_TOO_LARGE (nothing kept) past `bytesMax`. */
   put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }>;
   head(key: string): Promise<BlobInfo | undefined>;
+  /** The object's bytes for the control plane itself (devices and operators use presigned URLs). */
+  read(key: string): Promise<AsyncIterable<Uint8Array> | undefined>;
   delete(key: string): Promise<void>;
   /** A URL for one method on one object, valid `expiresInSeconds` (60..3600, else OTA_PRESIGN_INVALID). */
   presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string>;
@@ -113,6 +115,17 @@ export class S3BlobStore implements BlobStore {
     try {
       const head = await this.#client.send(new HeadObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
       return { length: head.ContentLength ?? 0, etag: head.ETag ?? '' };
+    } catch (error) {
+      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async read(key: string): Promise<AsyncIterable<Uint8Array> | undefined> {
+    checkKey(key);
+    try {
+      const object = await this.#client.send(new GetObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
+      return object.Body as AsyncIterable<Uint8Array> | undefined;
     } catch (error) {
       if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
       throw error;
@@ -219,6 +232,12 @@ export class EmbeddedBlobStore implements BlobStore {
     checkKey(key);
     const meta = await this.#meta(key);
     return meta === undefined ? undefined : { length: meta.length, etag: `"${meta.sha256}"` };
+  }
+
+  async read(key: string): Promise<AsyncIterable<Uint8Array> | undefined> {
+    checkKey(key);
+    const meta = await this.#meta(key);
+    return meta === undefined ? undefined : createReadStream(this.#file(key, 'bin'));
   }
 
   async delete(key: string): Promise<void> {

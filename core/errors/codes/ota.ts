@@ -47,4 +47,5 @@ export const otaErrors = defineErrors({
   OTA_DOWNLOAD_TIMEOUT: { fault: 'remote', status: 504, summary: 'An artifact download stalled longer than the idle limit, or took longer than the total limit' },
   OTA_DOWNLOAD_DIGEST_MISMATCH: { fault: 'remote', status: 502, summary: 'A downloaded artifact\'s length or SHA-256 is not the expected one (a tampered or changed artifact); the file is discarded' },
   OTA_ARTIFACT_DECRYPT_FAILED: { fault: 'remote', status: 422, summary: 'An encrypted upload does not decrypt: a changed, truncated or reordered byte, another device or command than the one bound into it, or not sealed to this control plane\'s artifact key' },
+  OTA_UPLOAD_FAILED: { fault: 'remote', status: 502, summary: 'A device\'s upload to a presigned URL failed: the connection, a timeout, or a refusal by the store (expired or wrong URL, too large)' },
 });

@@ -1,0 +1,78 @@
+import { createHash, type KeyObject } from 'node:crypto';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SdcError } from '../../core/errors/index.js';
+import { artifactPrivateKeyFromPem, generateArtifactKeyPair, openArtifact, rawPublicKey, type SealBinding } from '../../runtime/artifact-seal-node.js';
+import type { BlobStore } from './blob-store.js';
+
+/**
+ * The control plane's half of encrypted uploads: the artifact key (X25519, `<dataDir>/artifact.key.pem`,
+ * 0600 like the other service keys; devices get only the public half) and opening an upload for
+ * an operator. An upload is opened only if its stored bytes have exactly the SHA-256 and length
+ * the device's command result reported (so an object replaced in the store after the fact is
+ * refused), and only for the device and command it was sealed for.
+ */
+export async function loadOrCreateArtifactKey(dataDir: string): Promise<{ privateKey: KeyObject; publicKey: Uint8Array }> {
+  const path = join(dataDir, 'artifact.key.pem');
+  let pem: string;
+  try {
+    pem = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    pem = generateArtifactKeyPair().privateKeyPem;
+    // wx: two processes starting at once never overwrite each other's key.
+    await writeFile(path, pem, { mode: 0o600, flag: 'wx' }).catch(async (writeError: NodeJS.ErrnoException) => {
+      if (writeError.code !== 'EEXIST') throw writeError;
+      pem = await readFile(path, 'utf8');
+    });
+  }
+  const privateKey = artifactPrivateKeyFromPem(pem);
+  return { privateKey, publicKey: rawPublicKey(privateKey) };
+}
+
+/** Where a device's upload for one command lives in the blob store. */
+export function uploadKey(binding: SealBinding): string {
+  const safe = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex').slice(0, 32);
+  // Hashed, so any device or command id makes a valid key and none can climb out of uploads/.
+  return `uploads/${safe(binding.deviceId)}/${safe(binding.commandId)}.sealed`;
+}
+
+export interface OpenUploadOptions {
+  readonly store: BlobStore;
+  readonly privateKey: KeyObject;
+  readonly binding: SealBinding;
+  /** What the command result reported. */
+  readonly expected: { readonly sha256: string; readonly length: number };
+  readonly plaintextBytesMax: number;
+}
+
+/**
+ * The plaintext, held in memory (bounded by plaintextBytesMax) until both the seal and the digest
+ * have been checked: nothing unchecked is ever handed to the operator.
+ */
+export async function openEncryptedUpload(options: OpenUploadOptions): Promise<Buffer> {
+  const key = uploadKey(options.binding);
+  const head = await options.store.head(key);
+  if (head === undefined) throw new SdcError('OTA_REPOSITORY_NOT_FOUND', 'no upload is stored for this device and command');
+  if (head.length !== options.expected.length) throw new SdcError('OTA_UPLOAD_DIGEST_MISMATCH', `the stored upload is ${head.length} bytes, the command result says ${options.expected.length}`);
+  const body = await options.store.read(key);
+  if (body === undefined) throw new SdcError('OTA_REPOSITORY_NOT_FOUND', 'no upload is stored for this device and command');
+  const hash = createHash('sha256');
+  let length = 0;
+  async function* hashed(): AsyncGenerator<Uint8Array> {
+    for await (const chunk of body!) {
+      length += chunk.length;
+      if (length > options.expected.length) throw new SdcError('OTA_UPLOAD_DIGEST_MISMATCH', 'the stored upload is longer than the command result says');
+      hash.update(chunk);
+      yield chunk;
+    }
+  }
+  const chunks: Uint8Array[] = [];
+  for await (const plain of openArtifact(hashed(), options.privateKey, options.binding, { plaintextBytesMax: options.plaintextBytesMax })) chunks.push(plain);
+  const sha256 = hash.digest('hex');
+  if (sha256 !== options.expected.sha256.toLowerCase() || length !== options.expected.length) {
+    throw new SdcError('OTA_UPLOAD_DIGEST_MISMATCH', `the stored upload's SHA-256 is ${sha256}, the command result says ${options.expected.sha256}`);
+  }
+  return Buffer.concat(chunks);
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cellText, formatAgo, formatTime, isTable, tableColumns } from './format.js';
+import { cellText, compareByRisk, formatAgo, formatTime, isTable, riskBand, riskText, tableColumns } from './format.js';
 
 describe('viewer formatting', () => {
   it('says how long ago, and the time itself past a day', () => {
@@ -22,5 +22,14 @@ describe('viewer formatting', () => {
     assert.equal(isTable([1, 2]), false);
     assert.equal(cellText({ a: 1 }), '{"a":1}');
     assert.equal(cellText(null), '');
+  });
+
+  it('shows a risk score rounded, "—" without one, in bands, and sorts highest first with unscored devices last', () => {
+    assert.equal(riskText(81.4), '81');
+    assert.equal(riskText(null), '—');
+    assert.equal(riskText(undefined), '—');
+    assert.deepEqual([null, 10, 50, 79.9, 80, 100].map(riskBand), ['none', 'low', 'medium', 'medium', 'high', 'high']);
+    const rows = [{ id: 'c', risk_score: null }, { id: 'b', risk_score: 40 }, { id: 'a', risk_score: 90 }, { id: 'd', risk_score: 40 }, { id: 'e' }];
+    assert.deepEqual([...rows].sort(compareByRisk).map((row) => row.id), ['a', 'b', 'd', 'c', 'e']);
   });
 });

@@ -39,3 +39,21 @@ export function tableColumns(rows: readonly unknown[], columnsMax = 16): string[
 export function isTable(value: unknown): value is ReadonlyArray<Record<string, unknown>> {
   return Array.isArray(value) && value.length > 0 && value.every((row) => typeof row === 'object' && row !== null && !Array.isArray(row));
 }
+
+/** A risk score (0..100, from the device's newest telemetry sample) as shown; "—" before any. */
+export function riskText(score: number | null | undefined): string {
+  return score === null || score === undefined || !Number.isFinite(score) ? '—' : String(Math.round(score));
+}
+
+/** The band a risk score is drawn in; the alert rule's default threshold (80) starts "high". */
+export function riskBand(score: number | null | undefined): 'none' | 'low' | 'medium' | 'high' {
+  if (score === null || score === undefined || !Number.isFinite(score)) return 'none';
+  return score >= 80 ? 'high' : score >= 50 ? 'medium' : 'low';
+}
+
+/** Highest risk first; devices without a score last; ties by id so the order is stable. */
+export function compareByRisk(a: { id: string; risk_score?: number | null }, b: { id: string; risk_score?: number | null }): number {
+  const left = a.risk_score ?? -1;
+  const right = b.risk_score ?? -1;
+  return right - left || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}

@@ -45,6 +45,12 @@ export interface DeviceView {
   readonly tags: readonly string[];
   /** The agent version reported at its last AUTH; null before one. */
   readonly agent_version: string | null;
+  /**
+   * The risk score of its newest telemetry sample (core/protocol/risk-score.ts, 0..100; the
+   * fact policy rules see as `riskScore`) and that sample's time; null before any telemetry.
+   */
+  readonly risk_score: number | null;
+  readonly risk_scored_at_ms: number | null;
 }
 
 interface DeviceRow {
@@ -181,14 +187,38 @@ export class DeviceService {
     );
     const page = rows.slice(0, limit);
     const last = page.at(-1);
-    const tags = await this.#tagsOfMany(page.map((row) => row.id));
-    const items = await Promise.all(page.map((row) => this.#view(row, tags.get(row.id) ?? [])));
+    const ids = page.map((row) => row.id);
+    const [tags, risks] = await Promise.all([this.#tagsOfMany(ids), this.#latestRiskOfMany(ids)]);
+    const items = await Promise.all(page.map((row) => this.#view(row, tags.get(row.id) ?? [], risks.get(row.id))));
     return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(['0', last.id]) : null };
   }
 
   async get(deviceId: string): Promise<DeviceView> {
     const row = await this.#row(deviceId);
-    return this.#view(row, (await this.#tagsOfMany([deviceId])).get(deviceId) ?? []);
+    const [tags, risks] = await Promise.all([this.#tagsOfMany([deviceId]), this.#latestRiskOfMany([deviceId])]);
+    return this.#view(row, tags.get(deviceId) ?? [], risks.get(deviceId));
+  }
+
+  /**
+   * The newest telemetry sample's risk score per device for a page of ids: one query per
+   * pendingLookupIdsMax ids, each group's MAX(ts) found on the (device_id, ts) index, the same
+   * on SQLite and MySQL. Two samples at the same ts: either one (they were scored together).
+   */
+  async #latestRiskOfMany(deviceIds: readonly string[]): Promise<Map<string, { score: number; atMs: number }>> {
+    const byDevice = new Map<string, { score: number; atMs: number }>();
+    for (let start = 0; start < deviceIds.length; start += pendingLookupIdsMax) {
+      const chunk = deviceIds.slice(start, start + pendingLookupIdsMax);
+      const rows = await this.#ctx.db.query<{ device_id: string; risk_score: number | string | null; ts: number | string }>(
+        `SELECT t.device_id, t.risk_score, t.ts FROM telemetry t
+           JOIN (SELECT device_id, MAX(ts) AS ts FROM telemetry WHERE device_id IN (${chunk.map(() => '?').join(', ')}) GROUP BY device_id) newest
+             ON t.device_id = newest.device_id AND t.ts = newest.ts`, chunk,
+      );
+      for (const row of rows) {
+        const score = row.risk_score === null ? Number.NaN : Number(row.risk_score);
+        if (Number.isFinite(score)) byDevice.set(row.device_id, { score, atMs: Number(row.ts) });
+      }
+    }
+    return byDevice;
   }
 
   /**
@@ -236,7 +266,7 @@ export class DeviceService {
   }
 
   /** Online means the gateway's presence key exists now (it expires without heartbeats). */
-  async #view(row: DeviceRow, tags: readonly string[]): Promise<DeviceView> {
+  async #view(row: DeviceRow, tags: readonly string[], risk?: { score: number; atMs: number }): Promise<DeviceView> {
     const online = (await this.#ctx.kv.get(kvKeys.presence(row.id))) !== null;
     return {
       id: row.id, status: row.status, created_at_ms: Number(row.created_at), online,
@@ -245,6 +275,7 @@ export class DeviceService {
       last_command_seq: row.last_command_seq === null ? null : Number(row.last_command_seq),
       clock_offset_ms: row.clock_offset_ms === null ? null : Number(row.clock_offset_ms),
       tags: [...tags], agent_version: row.agent_version ?? null,
+      risk_score: risk?.score ?? null, risk_scored_at_ms: risk?.atMs ?? null,
     };
   }
 

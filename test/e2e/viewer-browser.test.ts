@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { systemClock } from '../../runtime/system.js';
+import { httpsJson } from '../../runtime/https-json.js';
 import { parsePolicy } from '../../core/protocol/policy.js';
 import { actors } from '../../server/control-plane/context.js';
 import { createCommand, e2eWaitMsMin, eventually, pairAgent, startE2e, waitOnline, waitTerminal, type E2eSystem } from './support/e2e-harness.js';
@@ -118,6 +119,35 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await shot('fleet');
   });
 
+  it('shows each device\'s risk score from the API, filters by it and sorts highest first', async () => {
+    // Each device's newest real sample, copied ten minutes ahead with a chosen score, so the
+    // newest sample (what the API and policy call the device's risk) stays put while agents send more.
+    const sql = system.deployment.stores.sql!;
+    const aheadMs = systemClock.nowMs() + 600_000;
+    for (const [id, score] of [[deviceIds[0]!, 20], [deviceIds[1]!, 75]] as const) {
+      const newest = await eventually(`a telemetry sample from ${id}`, async () => (await sql.query<{ metrics_json: string }>('SELECT metrics_json FROM telemetry WHERE device_id = ? ORDER BY ts DESC LIMIT 1', [id]))[0]);
+      await sql.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)', [id, aheadMs, newest.metrics_json, score]);
+    }
+    const listed = await system.api<{ items: Array<{ id: string; risk_score: number | null }> }>('GET', '/v1/devices?limit=50');
+    assert.deepEqual(deviceIds.map((id) => listed.items.find((d) => d.id === id)?.risk_score), [20, 75]);
+    // The fleet reads the list when it is shown again.
+    await page.getByRole('link', { name: 'Audit' }).click();
+    await page.getByRole('link', { name: 'Fleet' }).click();
+    await page.locator(`tr[data-device="${deviceIds[1]}"] [data-testid="risk"]`).filter({ hasText: /^75$/ }).waitFor();
+    assert.equal(await page.locator(`tr[data-device="${deviceIds[0]}"] [data-testid="risk"]`).textContent(), '20');
+    assert.match(await page.locator(`tr[data-device="${deviceIds[1]}"] [data-testid="risk"]`).getAttribute('class') ?? '', /risk-medium/);
+    await page.getByLabel('Sort devices').selectOption('risk');
+    const order = await page.locator('table.devices tbody tr').evaluateAll((rows) => rows.map((row) => row.getAttribute('data-device')));
+    assert.ok(order.indexOf(deviceIds[1]!) < order.indexOf(deviceIds[0]!), `highest risk first: ${order.join(', ')}`);
+    await page.getByLabel('Minimum risk score').selectOption('50');
+    await page.locator(`tr[data-device="${deviceIds[0]}"]`).waitFor({ state: 'detached' });
+    await page.locator(`tr[data-device="${deviceIds[1]}"]`).waitFor();
+    await shot('fleet-risk');
+    await page.getByLabel('Minimum risk score').selectOption('0');
+    await page.getByLabel('Sort devices').selectOption('id');
+    await page.locator(`tr[data-device="${deviceIds[0]}"]`).waitFor();
+  });
+
   it('sends a process list command and watches it reach succeeded, with the result as a table', async () => {
     await page.locator(`tr[data-device="${deviceIds[0]}"]`).getByRole('link', { name: `Send a command to ${deviceIds[0]}` }).click();
     await page.getByRole('heading', { name: 'Send a command' }).waitFor();
@@ -198,6 +228,43 @@ describe('the operator console in Chromium against a real deployment', { skip },
     assert.deepEqual([stored.device_id, stored.args.limit], [deviceIds[0], 2]);
   });
 
+  it('shows the dry run\'s denied (with the rule) and approvals-needed verdicts from a policy stored with PUT /v1/policy, and sends nothing', async () => {
+    const current = await system.api<{ revision: number; document: { rules: unknown[] } }>('GET', '/v1/policy');
+    const document = { version: 1, revision: current.revision, rules: [...current.document.rules, { id: 'console-no-ping', effect: 'deny', roles: ['approver'], opcodes: ['EXEC_PING_KERNEL'], devices: '*' }] };
+    const stored = await httpsJson<{ revision: number }>({ method: 'PUT', url: new URL('/v1/policy', system.apiUrl), caPem: system.materials.rootCaPem, token: system.token, body: document, timeoutMs: e2eWaitMsMin });
+    assert.equal(stored.status, 200);
+    const before = await system.api<{ items: unknown[] }>('GET', '/v1/commands?limit=200');
+    // The approver: its screen lock needs an admin's approval (rule lock-with-admin), its kernel ping is denied.
+    const context = await browser.newContext({ ignoreHTTPSErrors: false, viewport: { width: 1280, height: 720 } });
+    const other = await context.newPage();
+    other.setDefaultTimeout(e2eWaitMsMin);
+    other.on('pageerror', (error) => pageProblems.push(error.message));
+    try {
+      await other.goto(`${consoleUrl}#/compose?device=${deviceIds[0]}`);
+      await other.getByLabel('Name').fill(requester.name);
+      await other.getByLabel('Password').fill(requester.password);
+      await other.getByRole('button', { name: 'Log in' }).click();
+      await other.getByRole('heading', { name: 'Send a command' }).waitFor();
+      const verdict = other.locator(`[data-testid="verdict"][data-device="${deviceIds[0]}"]`);
+      await other.getByLabel('Opcode').selectOption('EXEC_LOCK_SCREEN');
+      await other.getByRole('button', { name: 'Check with the policy' }).click();
+      await other.locator(`[data-testid="verdict"][data-device="${deviceIds[0]}"][data-verdict="approval"]`).waitFor();
+      assert.match(await verdict.textContent() ?? '', /needs 1 approval by admin \(rule lock-with-admin\)/);
+      await other.screenshot({ path: join(screenshotDir, 'composer-verdict-approval.png'), fullPage: true });
+      await other.getByLabel('Opcode').selectOption('EXEC_PING_KERNEL');
+      await other.getByRole('button', { name: 'Check with the policy' }).click();
+      await other.locator(`[data-testid="verdict"][data-device="${deviceIds[0]}"][data-verdict="denied"]`).waitFor();
+      const denied = await verdict.textContent() ?? '';
+      assert.match(denied, /denied by rule console-no-ping/);
+      assert.match(denied, /COMMAND_POLICY_DENIED/);
+      await other.screenshot({ path: join(screenshotDir, 'composer-verdict-denied.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+    const after = await system.api<{ items: unknown[] }>('GET', '/v1/commands?limit=200');
+    assert.equal(after.items.length, before.items.length, 'a dry run creates no command');
+  });
+
   it('verifies the audit chain and the device signatures in the browser', async () => {
     await page.getByRole('link', { name: 'Audit' }).click();
     await page.getByRole('button', { name: 'Verify in this browser' }).click();
@@ -230,6 +297,21 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await page.locator(`tr[data-device="${deviceIds[1]}"] [data-testid="presence"]`).filter({ hasText: 'offline' }).waitFor();
     await shot('fleet-offline');
     await page.setViewportSize({ width: 390, height: 844 });
+    // The table scrolls sideways in its own box; the page does not widen, and no id breaks mid-word.
+    const phone = await page.evaluate(() => {
+      const box = document.querySelector('[data-testid="fleet-scroll"]')!;
+      const idLinks = Array.from(document.querySelectorAll('table.devices tbody th a'));
+      // What sticks out, outside the table's own box: named in the failure.
+      const wide = Array.from(document.querySelectorAll('body *')).filter((el) => !box.contains(el) && el.getBoundingClientRect().right > window.innerWidth + 1)
+        .slice(0, 8).map((el) => `${el.tagName.toLowerCase()}.${el.className}:${Math.round(el.getBoundingClientRect().right)}`);
+      return { page: document.documentElement.scrollWidth, inner: window.innerWidth, boxScroll: box.scrollWidth, boxClient: box.clientWidth, lines: idLinks.map((a) => a.getClientRects().length), wide };
+    });
+    assert.ok(phone.page <= phone.inner, `the page is ${phone.page} px wide at ${phone.inner}: ${phone.wide.join(' ')}`);
+    assert.ok(phone.boxScroll > phone.boxClient, `the fleet table scrolls in its box (${phone.boxScroll} > ${phone.boxClient})`);
+    assert.ok(phone.lines.length >= 2 && phone.lines.every((count) => count === 1), `each id on one line: ${phone.lines.join(', ')}`);
+    await page.getByTestId('fleet-scroll').evaluate((box) => { box.scrollLeft = box.scrollWidth; });
+    await shot('fleet-phone-scrolled');
+    await page.getByTestId('fleet-scroll').evaluate((box) => { box.scrollLeft = 0; });
     await shot('fleet-phone');
     await page.setViewportSize({ width: 1280, height: 720 });
   });

@@ -3,7 +3,7 @@ import type { ApiClient, ApiError, Role } from '../api.js';
 import { roleAtLeast } from '../roles.js';
 import './sdc-tags-editor.js';
 import './sdc-device-trust.js';
-import { formatAgo, formatTime } from '../format.js';
+import { formatAgo, formatTime, riskText } from '../format.js';
 import type { LiveEvent } from '../live.js';
 import type { ChartSeries } from './sdc-chart.js';
 import './sdc-chart.js';
@@ -13,7 +13,7 @@ import { LightElement } from './light-element.js';
 interface DeviceDetail {
   id: string; status: string; online: boolean; last_seen_at_ms: number | null; gateway_id: string | null;
   cert_serial: string | null; cert_not_after_ms: number | null; last_command_seq: number | null; clock_offset_ms: number | null;
-  tags?: string[]; agent_version?: string | null;
+  tags?: string[]; agent_version?: string | null; risk_score?: number | null; risk_scored_at_ms?: number | null;
 }
 interface DeviceCompliance {
   state: string; reasons: Array<{ code: string; severity: string; message: string }>;
@@ -131,6 +131,7 @@ export class SdcDevice extends LightElement {
           <div><dt>Gateway</dt><dd>${d.gateway_id ?? '—'}</dd></div>
           <div><dt>Last command seq</dt><dd>${d.last_command_seq ?? '—'}</dd></div>
           <div><dt>Agent version</dt><dd>${d.agent_version ?? '—'}</dd></div>
+          <div><dt>Risk score</dt><dd data-testid="device-risk">${riskText(d.risk_score)}${d.risk_scored_at_ms == null ? '' : html` <span class="hint">(${formatAgo(d.risk_scored_at_ms, Date.now())})</span>`}</dd></div>
           <div><dt>Clock offset</dt><dd>${d.clock_offset_ms === null ? '—' : `${d.clock_offset_ms} ms`}</dd></div>
         </dl>
         <sdc-device-trust .api=${this.api} .deviceId=${d.id} .status=${d.status} .certSerial=${d.cert_serial} .certNotAfterMs=${d.cert_not_after_ms}

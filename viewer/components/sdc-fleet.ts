@@ -1,6 +1,6 @@
 import { html, nothing } from 'lit';
 import type { ApiClient, ApiError } from '../api.js';
-import { formatAgo } from '../format.js';
+import { compareByRisk, formatAgo, riskBand, riskText } from '../format.js';
 import type { LiveEvent } from '../live.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
@@ -14,6 +14,8 @@ export interface DeviceRow {
   readonly cert_not_after_ms: number | null;
   readonly tags?: readonly string[];
   readonly agent_version?: string | null;
+  /** The newest telemetry sample's risk score (0..100); null before any telemetry. */
+  readonly risk_score?: number | null;
 }
 
 export type ComplianceState = 'compliant' | 'warning' | 'non_compliant' | 'unknown';
@@ -32,7 +34,7 @@ export class SdcFleet extends LightElement {
   static override properties = {
     api: { attribute: false }, liveBus: { attribute: false },
     devices: { state: true }, error: { state: true }, filterText: { state: true }, presence: { state: true }, truncated: { state: true }, nowMs: { state: true },
-    compliance: { state: true }, complianceCounts: { state: true }, tag: { state: true },
+    compliance: { state: true }, complianceCounts: { state: true }, tag: { state: true }, sortBy: { state: true }, riskAtLeast: { state: true },
   };
 
   declare api: ApiClient;
@@ -46,6 +48,9 @@ export class SdcFleet extends LightElement {
   declare compliance: ReadonlyMap<string, ComplianceState>;
   declare complianceCounts: Record<ComplianceState, number> | undefined;
   declare tag: string;
+  declare sortBy: 'id' | 'risk';
+  /** Only devices scoring at least this (0: every device, scored or not). */
+  declare riskAtLeast: number;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #loadsInFlight = 0;
   /** The latest presence event per device seen during a read (bounded: the oldest goes first). */
@@ -64,6 +69,8 @@ export class SdcFleet extends LightElement {
     this.compliance = new Map();
     this.complianceCounts = undefined;
     this.tag = '';
+    this.sortBy = 'id';
+    this.riskAtLeast = 0;
   }
 
   override connectedCallback(): void {
@@ -149,9 +156,11 @@ export class SdcFleet extends LightElement {
 
   #visible(rows: readonly DeviceRow[]): DeviceRow[] {
     const text = this.filterText.trim().toLowerCase();
-    return rows.filter((d) => (this.presence === 'all' || (this.presence === 'online') === d.online)
+    const shown = rows.filter((d) => (this.presence === 'all' || (this.presence === 'online') === d.online)
+      && (this.riskAtLeast === 0 || (d.risk_score ?? -1) >= this.riskAtLeast)
       && (this.tag === '' || (d.tags ?? []).includes(this.tag))
       && (text === '' || (d.tags ?? []).some((tag) => tag.includes(text)) || d.id.toLowerCase().includes(text) || d.status.toLowerCase().includes(text) || (d.gateway_id ?? '').toLowerCase().includes(text)));
+    return this.sortBy === 'risk' ? shown.sort(compareByRisk) : shown;
   }
 
   override render() {
@@ -188,10 +197,22 @@ export class SdcFleet extends LightElement {
               <option value="all">all</option><option value="online">online</option><option value="offline">offline</option>
             </select>
           </label>
+          <label>Risk
+            <select aria-label="Minimum risk score" data-testid="risk-filter" @change=${(e: Event) => { this.riskAtLeast = Number((e.target as HTMLSelectElement).value); }}>
+              <option value="0">any</option><option value="50">50 or more</option><option value="80">80 or more</option>
+            </select>
+          </label>
+          <label>Sort
+            <select aria-label="Sort devices" data-testid="fleet-sort" @change=${(e: Event) => { this.sortBy = (e.target as HTMLSelectElement).value as SdcFleet['sortBy']; }}>
+              <option value="id">by id</option><option value="risk">highest risk first</option>
+            </select>
+          </label>
         </div>
+        <!-- The table scrolls sideways in its own box on a phone; the page does not widen. -->
+        <div class="table-scroll fleet-scroll" role="region" aria-label="Devices table" tabindex="0" data-testid="fleet-scroll">
         <table class="devices">
           <caption class="visually-hidden">Devices, ${rows.length} shown</caption>
-          <thead><tr><th scope="col">Device</th><th scope="col">Presence</th><th scope="col">Status</th><th scope="col">Compliance</th><th scope="col">Tags</th><th scope="col">Agent</th><th scope="col">Last seen</th><th scope="col">Gateway</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+          <thead><tr><th scope="col">Device</th><th scope="col">Presence</th><th scope="col">Status</th><th scope="col">Compliance</th><th scope="col" aria-sort=${this.sortBy === 'risk' ? 'descending' : 'none'}>Risk</th><th scope="col">Tags</th><th scope="col">Agent</th><th scope="col">Last seen</th><th scope="col">Gateway</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
           <tbody>
             ${rows.map((d) => html`
               <tr data-device=${d.id}>
@@ -199,6 +220,7 @@ export class SdcFleet extends LightElement {
                 <td><span class="presence ${d.online ? 'online' : 'offline'}" data-testid="presence">${d.online ? 'online' : 'offline'}</span></td>
                 <td>${d.status}</td>
                 <td><span class="compliance compliance-${this.compliance.get(d.id) ?? 'unknown'}" data-testid="compliance">${(this.compliance.get(d.id) ?? 'unknown').replace('_', '-')}</span></td>
+                <td><span class="risk risk-${riskBand(d.risk_score)}" data-testid="risk">${riskText(d.risk_score)}</span></td>
                 <td>${(d.tags ?? []).map((tag) => html`<span class="tag">${tag}</span> `)}</td>
                 <td>${d.agent_version ?? '—'}</td>
                 <td>${formatAgo(d.last_seen_at_ms, this.nowMs)}</td>
@@ -207,6 +229,7 @@ export class SdcFleet extends LightElement {
               </tr>`)}
           </tbody>
         </table>
+        </div>
         ${rows.length === 0 ? html`<p>No device matches.</p>` : nothing}
       </section>`;
   }

@@ -8,7 +8,7 @@ import type { AuthRateLimiter } from '../rate-limit.js';
 import { SdcError } from '../../../../core/errors/index.js';
 import { deviceIdsFromPrefix } from '../../../../trust/pairing-tokens.js';
 import { DeviceParams, EnrollBody, PairingTokenBatchBody, PairingTokenBody, RenewBody, RevokeBody } from '../schemas.js';
-import { DeviceListQuery, DeviceTagsBody, DeviceTagsView } from '../policy-schemas.js';
+import { DeviceListQuery, DevicePage, DeviceTagsBody, DeviceTagsView, DeviceView } from '../policy-schemas.js';
 
 /**
  * The TLS client certificate of the connection, if any. The HTTPS listener requests one but does
@@ -40,7 +40,7 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
   const { devices } = services;
 
   app.get('/v1/devices', {
-    schema: { querystring: DeviceListQuery }, config: { auth: 'viewer', summary: 'List devices (tag: only those with the tag)' },
+    schema: { querystring: DeviceListQuery, response: { 200: DevicePage } }, config: { auth: 'viewer', summary: 'List devices (tag: only those with the tag), each with its newest risk score' },
   }, async (request) => devices.list(request.query));
 
   app.put('/v1/devices/:id/tags', {
@@ -49,7 +49,7 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
   }, async (request) => devices.setTags({ actor: principalOf(request).name, deviceId: request.params.id, tags: request.body.tags }));
 
   app.get('/v1/devices/:id', {
-    schema: { params: DeviceParams }, config: { auth: 'viewer', summary: 'One device, with presence and certificate' },
+    schema: { params: DeviceParams, response: { 200: DeviceView } }, config: { auth: 'viewer', summary: 'One device, with presence, certificate and newest risk score' },
   }, async (request) => devices.get(request.params.id));
 
   app.post('/v1/devices/:id/pairing-tokens', {

@@ -83,10 +83,13 @@ describe('compose.yaml', () => {
     for (const [name, service] of online) {
       for (const volume of service.volumes ?? []) assert.doesNotMatch(volume, /offline/, `${name} mounts ${volume}`);
     }
-    // What pki-init copies into the services' volume: the certificates and the intermediate key only.
+    // What pki-init copies into the services' volume: the certificates, the intermediate key and the serving CA's key (browsers' chain, decision 0006) only.
     const script = readFileSync(join(root, 'deploy', 'pki-init.sh'), 'utf8');
     const copied = [...script.matchAll(/^install -m \d+ .*"\$offline\/pki\/([^"]+)" "\$online\//gm)].map((m) => m[1]);
-    assert.deepEqual(copied.sort(), ['intermediate-ca.key', 'intermediate-ca.pem', 'root-ca.pem']);
+    assert.deepEqual(copied.sort(), ['intermediate-ca.key', 'intermediate-ca.pem', 'root-ca.pem', 'serving-ca.key', 'serving-ca.pem']);
+    // The serving CA is constrained to the names the API is reached by.
+    assert.match(script, /pki init --dir "\$offline" --serving-name control-plane --serving-name "\$SDC_PUBLIC_HOST"/);
+    assert.equal(pkiInit.environment?.SDC_PUBLIC_HOST, 'devices.example.test', 'pki-init is given the public host (interpolated from the test .env)');
     assert.deepEqual([...script.matchAll(/^(?:cp|mv|install|ln)\b.*root-ca\.key/gm)], [], 'the root key is never copied');
   });
 

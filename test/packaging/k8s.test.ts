@@ -156,6 +156,11 @@ describe('deploy/k8s manifests', () => {
       for (const value of Object.values(secret.stringData as Record<string, string>)) assert.match(value, /^REPLACE/, secret.metadata.name);
     }
     assert.equal(Object.keys(named('Secret', 'sdc-pki').stringData).includes('root-ca.key'), false, 'the root CA key is never online');
+    // The serving CA (the ECDSA chain browsers take, decision 0006) travels like the intermediate:
+    // in the sdc-pki Secret, copied into the data directory by the control plane's init container.
+    assert.deepEqual(Object.keys(named('Secret', 'sdc-pki').stringData).sort(), ['intermediate-ca.key', 'intermediate-ca.pem', 'root-ca.pem', 'serving-ca.key', 'serving-ca.pem']);
+    const copy = (podSpec(named('Deployment', 'sdc-control-plane')) as { initContainers?: Array<{ name: string; command?: string[] }> }).initContainers?.find((c) => c.name === 'pki-from-secret');
+    assert.match(copy?.command?.join(' ') ?? '', /for f in [^;]*serving-ca\.pem serving-ca\.key; do/);
     for (const deployment of byKind('Deployment')) {
       for (const container of podSpec(deployment).containers) {
         for (const argument of container.args ?? []) assert.doesNotMatch(String(argument), /password|secret|passphrase|token/i, `${deployment.metadata.name}: ${argument}`);

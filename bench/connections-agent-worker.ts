@@ -11,6 +11,7 @@ import type { AgentWorkerReport, AgentWorkerRequest } from './connections-messag
  */
 
 const statusIntervalMs = 500;
+const windowPollMs = 50;
 
 const send = (report: AgentWorkerReport): void => {
   if (process.connected) process.send?.(report);
@@ -48,16 +49,32 @@ function returns(sinceMs: number): void {
   send({ type: 'returnsDone', closed, notBack });
 }
 
+/**
+ * A closed-loop ramp: agents are started `window` at a time, and the next ones only once all but
+ * half a window of those started have a session. An open-loop ramp faster than the machine can
+ * handshake (a busy 2-core machine does a few per second) piles up handshakes that time out and
+ * retry, and the fleet never converges; this one goes as fast as the gateways answer. The
+ * scheduled ramp (startDelayMs) still bounds the rate from above.
+ */
+async function startWindowed(request: Extract<AgentWorkerRequest, { type: 'start' }>): Promise<void> {
+  const settings = { telemetryIntervalMs: request.telemetryIntervalMs, backoffMaxMs: request.backoffMaxMs };
+  const startedMs = Date.now();
+  for (let i = 0; i < specs.length; i += request.window) {
+    const batch = specs.slice(i, i + request.window).map((spec) => ({ ...spec, startDelayMs: Math.max(0, startedMs + spec.startDelayMs - Date.now()) }));
+    await fleet.start(batch, settings);
+    const started = i + batch.length;
+    while (fleet.status().connected < started - Math.floor(request.window / 2)) await new Promise((resolve) => setTimeout(resolve, windowPollMs));
+  }
+}
+
 process.on('message', (request: AgentWorkerRequest) => {
   switch (request.type) {
     case 'agents':
       specs.push(...request.agents);
       return;
     case 'start':
-      fleet.start(specs, { telemetryIntervalMs: request.telemetryIntervalMs, backoffMaxMs: request.backoffMaxMs }).then(() => {
-        statusTimer = setInterval(status, statusIntervalMs);
-        status();
-      }, (error: unknown) => send({ type: 'failed', message: error instanceof Error ? error.message : String(error) }));
+      statusTimer = setInterval(status, statusIntervalMs);
+      startWindowed(request).catch((error: unknown) => send({ type: 'failed', message: error instanceof Error ? error.message : String(error) }));
       return;
     case 'returns':
       returns(request.sinceMs);

@@ -39,7 +39,8 @@ export interface AgentWorkerStatus {
 /** To an agent child (bench/connections-agent-worker.ts, the simulator's real agents). */
 export type AgentWorkerRequest =
   | { readonly type: 'agents'; readonly agents: readonly WorkerAgentSpec[] }
-  | { readonly type: 'start'; readonly telemetryIntervalMs: number; readonly backoffMaxMs: number }
+  /** `window`: agents of this process started but not yet authenticated, at most (connections-agent-worker.ts). */
+  | { readonly type: 'start'; readonly telemetryIntervalMs: number; readonly backoffMaxMs: number; readonly window: number }
   /** The agents whose session closed at or after `sinceMs`: how long after `sinceMs` each was ready again. */
   | { readonly type: 'returns'; readonly sinceMs: number }
   /** [command id, kernel executions] of every command a journal marked executing. */

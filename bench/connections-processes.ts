@@ -137,7 +137,7 @@ export class AgentChildren {
     return this.#children.length;
   }
 
-  start(agents: readonly WorkerAgentSpec[], settings: { telemetryIntervalMs: number; backoffMaxMs: number }): void {
+  start(agents: readonly WorkerAgentSpec[], settings: { telemetryIntervalMs: number; backoffMaxMs: number; window: number }): void {
     const dealt = this.#children.map((): WorkerAgentSpec[] => []);
     agents.forEach((agent, i) => dealt[i % this.#children.length]!.push(agent));
     this.#children.forEach((child, i) => {

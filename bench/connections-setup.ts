@@ -24,6 +24,8 @@ export const agentsPerProcessMax = 15_000;
 /** As the agents' driver does in production (agent/ws-transport.ts caps at 30 s); the simulator's workers use 8 s. */
 export const agentBackoffMaxMs = 8_000;
 const gatewayStartTimeoutMs = 120_000;
+/** Agents per process in their handshake at once (connections-agent-worker.ts, the closed-loop ramp). */
+export const startWindowPerProcess = 32;
 
 export interface ScaleOutOptions {
   readonly agents: number;
@@ -112,7 +114,7 @@ export async function startAgents(options: {
   const agents = new AgentChildren(processes);
   const startedMs = Date.now();
   try {
-    agents.start(options.specs, { telemetryIntervalMs: standardProfile.telemetryIntervalMs, backoffMaxMs: agentBackoffMaxMs });
+    agents.start(options.specs, { telemetryIntervalMs: standardProfile.telemetryIntervalMs, backoffMaxMs: agentBackoffMaxMs, window: startWindowPerProcess });
     let lastLineMs = 0;
     const allConnected = await agents.waitConnected(options.specs.length, options.deadlineMs, (connected) => {
       if (Date.now() - lastLineMs < 2_000 && connected < options.specs.length) return;

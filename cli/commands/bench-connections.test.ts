@@ -39,7 +39,8 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
       assert.deepEqual(details.violations, []);
       assert.deepEqual(report.parameters.heartbeat_interval_ms, 30_000);
       assert.deepEqual(report.parameters.telemetry_interval_ms, 60_000);
-      assert.deepEqual((await readdir(out)).sort(), ['connections.csv', 'connections.json']);
+      const written = await readdir(out);
+      for (const name of ['connections.csv', 'connections.json']) assert.ok(written.includes(name), `${name} in ${written.join(', ')}`);
       assert.deepEqual(JSON.parse(await readFile(join(out, 'connections.json'), 'utf8')), report);
     } finally {
       await rm(out, { recursive: true, force: true });

@@ -505,11 +505,14 @@ describe('the operator console in Chromium against a real deployment', { skip },
     };
     const posted: string[] = [];
     await page.route('**/v1/releases', (route) => route.fulfill({ json: { items: [] } }));
-    await page.route('**/v1/rollouts?limit=50', (route) => route.fulfill({ json: { items: [rollout] } }));
+    // Stateful like the API: the view reads the list again every few seconds while a rollout is in progress.
+    let current: typeof rollout = rollout;
+    await page.route('**/v1/rollouts?limit=50', (route) => route.fulfill({ json: { items: [current] } }));
     await page.route('**/v1/rollouts/*/*', (route) => {
       const action = new URL(route.request().url()).pathname.split('/').at(-1)!;
       posted.push(action);
-      return route.fulfill({ json: { ...rollout, status: action === 'pause' ? 'paused' : 'aborted', pause_reason: action === 'pause' ? 'operator' : null } });
+      current = { ...rollout, status: action === 'pause' ? 'paused' : 'aborted', pause_reason: action === 'pause' ? 'operator' : null } as typeof rollout;
+      return route.fulfill({ json: current });
     });
     try {
       await page.getByRole('link', { name: 'Fleet', exact: true }).click();

@@ -23,6 +23,9 @@ export function rolloutActions(status: RolloutView['status'], role: Role | undef
   return actions;
 }
 
+/** How often an in-progress rollout is read again while the view is open. */
+export const rolloutPollMs = 2_000;
+
 const actionText: Readonly<Record<Action, string>> = { pause: 'Pause', resume: 'Resume', abort: 'Abort', 'emergency-abort': 'Emergency abort' };
 const pauseText: Readonly<Record<string, string>> = {
   error_threshold: 'paused: the wave crossed its error threshold', success_threshold_not_met: 'paused: the wave did not reach its success threshold', operator: 'paused by an operator',
@@ -57,9 +60,21 @@ export class SdcRollouts extends LightElement {
     this.busy = false;
   }
 
+  #poller: ReturnType<typeof setInterval> | undefined;
+
   override connectedCallback(): void {
     super.connectedCallback();
     void this.load();
+    // No rollout events on the live stream yet: while a rollout is in progress its waves and
+    // device states are read again every few seconds (one small request), so they move on screen.
+    this.#poller = setInterval(() => {
+      if (!this.busy && (this.rollouts ?? []).some((r) => r.status === 'running' || r.status === 'paused')) void this.load();
+    }, rolloutPollMs);
+  }
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    clearInterval(this.#poller);
   }
 
   async load(): Promise<void> {

@@ -1,0 +1,152 @@
+// The console's rollouts view against a real rollout (issue 13): a control plane with an image
+// repository (what `sdc ota init` writes), a release published with two release signers, and a
+// rollout in two waves to three real agents (runAgent, mock kernels, the real update path) over a
+// real gateway. In Debian's Chromium, trusting the serving CA in the profile's NSS database (no
+// certificate error ignored): the release listed, the rollout's waves and each device's state
+// moving as the agents update, Pause and Resume pressed in the page (the API agrees each time),
+// and the rollout reaching completed with every device succeeded. Screenshots in .tmp/viewer-e2e/.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { runAgent } from '../../agent/agent-runtime.js';
+import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from '../../server/ota/repository-init.js';
+import type { RolloutView } from '../../server/ota/rollouts.js';
+import { publishTestRelease } from '../../server/ota/test-support.js';
+import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
+import { agentDir, e2eWaitMsMin, eventually, startE2e, waitOnline, type E2eSystem } from './support/e2e-harness.js';
+
+const chromiumPath = '/usr/bin/chromium';
+const certutilPath = '/usr/bin/certutil';
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+const screenshotDir = join(repoRoot, '.tmp', 'viewer-e2e');
+const skip = !existsSync(chromiumPath) ? `${chromiumPath} is absent: apt-get install chromium (.ci/run does)`
+  : !existsSync(certutilPath) ? `${certutilPath} is absent: apt-get install libnss3-tools (.ci/run does)` : false;
+
+describe('the console\'s rollouts view in Chromium against a real rollout to real agents', { skip }, () => {
+  let system: E2eSystem;
+  let keys: RepositoryKeys;
+  let browser: Browser;
+  let page: Page;
+  let browserHome: string;
+  let viewerDir: string;
+  let previousViewerDir: string | undefined;
+  const devices: string[] = [];
+  const pageProblems: string[] = [];
+  const admin = { name: 'rollout-admin', password: 'correct horse battery staple' };
+  const releaseId = 'console-rollout-2-0-0';
+  let rolloutId = '';
+
+  before(async () => {
+    viewerDir = join(await mkdtemp(join(tmpdir(), 'sdc-viewer-rollouts-')), 'viewer');
+    const built = spawnSync(process.execPath, [join(repoRoot, 'scripts/build-viewer.mjs'), '--out-dir', viewerDir], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(built.status, 0, built.stderr);
+    previousViewerDir = process.env.SDC_VIEWER_DIR;
+    process.env.SDC_VIEWER_DIR = viewerDir;
+    await mkdir(screenshotDir, { recursive: true });
+    keys = generateRepositoryKeys();
+    system = await startE2e({ target: { name: 'embedded' }, beforeStart: async (dataDir) => writeRepositoryFiles(dataDir, keys, initialMetadata(keys, systemClock.nowMs())) });
+    await system.deployment.controlPlane!.auth.users.add({ ...admin, role: 'admin', nowMs: systemClock.nowMs() });
+    for (let i = 0; i < 3; i++) devices.push(`console-ota-${system.tag}-${i}`);
+    for (const deviceId of devices) {
+      const { token } = await system.api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
+      const dir = agentDir(system, deviceId);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      system.agents.set(deviceId, await runAgent({
+        dir, serverUrl: system.apiUrl, deviceId, pairingToken: token, caPem: system.materials.rootCaPem, kernel: 'mock', telemetryIntervalMs: 1_000,
+        clock: systemClock, random: systemRandom, scheduler: systemScheduler,
+        ota: { platform: 'linux-x64', mockInstalledVersion: '1.0.0', healthProbe: async () => true },
+      }));
+    }
+    await waitOnline(system, devices);
+    await publishTestRelease(system.deployment.controlPlane!.ota!, keys, { id: releaseId, version: '2.0.0', artifact: Buffer.from('sdc console e2e firmware 2.0.0\n'.repeat(256)) });
+    assert.ok(system.materials.browserTls, 'a serving CA for the browser');
+    browserHome = await mkdtemp(join(tmpdir(), 'sdc-viewer-rollouts-home-'));
+    const nssDb = `sql:${join(browserHome, '.pki', 'nssdb')}`;
+    await mkdir(join(browserHome, '.pki', 'nssdb'), { recursive: true });
+    execFileSync(certutilPath, ['-N', '-d', nssDb, '--empty-password']);
+    await writeFile(join(browserHome, 'serving-ca.pem'), system.materials.browserTls.servingCaPem);
+    execFileSync(certutilPath, ['-A', '-d', nssDb, '-n', 'sdc-serving-ca', '-t', 'C,,', '-i', join(browserHome, 'serving-ca.pem')]);
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'], env: { ...process.env, HOME: browserHome } });
+    page = await (await browser.newContext({ ignoreHTTPSErrors: false, viewport: { width: 1280, height: 900 } })).newPage();
+    page.setDefaultTimeout(e2eWaitMsMin);
+    page.on('console', (message) => { if (message.type() === 'error') pageProblems.push(`${message.text()} ${message.location().url}`); });
+    page.on('pageerror', (error) => pageProblems.push(error.message));
+  });
+
+  after(async () => {
+    await browser?.close();
+    if (browserHome !== undefined) await rm(browserHome, { recursive: true, force: true });
+    await system?.stop();
+    if (previousViewerDir === undefined) delete process.env.SDC_VIEWER_DIR;
+    else process.env.SDC_VIEWER_DIR = previousViewerDir;
+    if (viewerDir !== undefined) await rm(join(viewerDir, '..'), { recursive: true, force: true });
+  });
+
+  const card = () => page.locator(`article[data-rollout="${rolloutId}"]`);
+  const deviceState = (deviceId: string) => card().locator(`[data-testid="rollout-devices"] tr[data-device="${deviceId}"] .state`);
+
+  it('lists the published release, then shows the rollout\'s first wave and its device moving to succeeded', async () => {
+    await page.goto(`${system.apiUrl}/#/releases`);
+    await page.getByLabel('Name').fill(admin.name);
+    await page.getByLabel('Password').fill(admin.password);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByText(releaseId).first().waitFor();
+    // Wave 1: one device, then a soak long enough to press Pause and Resume before wave 2.
+    const started = await system.api<RolloutView>('POST', '/v1/rollouts', {
+      release_id: releaseId, platform: 'linux-x64', device_ids: devices, devices_per_minute_max: 100,
+      waves: [
+        { device_ids: [devices[0]], success_threshold: { succeeded_min: 1, succeeded_percent_min: 100, soak_ms: 4_000 }, error_threshold: { executed_min: 1, failed_percent_max: 0 } },
+        { device_ids: [devices[1], devices[2]], success_threshold: { succeeded_min: 0, succeeded_percent_min: 0, soak_ms: 0 }, error_threshold: { executed_min: 1, failed_percent_max: 50 } },
+      ],
+    });
+    rolloutId = started.id;
+    assert.equal(started.status, 'running');
+    // The view was open before the rollout existed: shown again, it reads the list.
+    await page.getByRole('link', { name: 'Fleet' }).click();
+    await page.getByRole('link', { name: 'Releases' }).click();
+    await card().waitFor();
+    await card().getByTestId('rollout-status').filter({ hasText: 'running' }).waitFor();
+    await card().locator('summary').click();
+    const waves = card().locator('[data-testid="rollout-waves"] tbody tr');
+    assert.equal(await waves.count(), 2);
+    assert.match(await waves.nth(0).textContent() ?? '', /1 \(current\)/);
+    const firstSeen = await deviceState(devices[0]!).textContent();
+    await shot('rollout-wave-1-started');
+    // The page reads the rollout again on its own while it runs: the device's state moves on screen.
+    await deviceState(devices[0]!).filter({ hasText: /^succeeded$/ }).waitFor();
+    assert.notEqual(firstSeen, 'succeeded', 'seen before it succeeded, then moving to it');
+    assert.equal(await card().locator(`[data-testid="rollout-devices"] tr[data-device="${devices[1]}"]`).count(), 0, 'wave 2 not notified yet');
+    await shot('rollout-wave-1-succeeded');
+  });
+
+  it('pauses and resumes from the page (the API agrees), then wave 2 runs and the rollout completes', async () => {
+    await card().getByRole('button', { name: `Pause rollout ${rolloutId}` }).click();
+    await card().getByTestId('rollout-status').filter({ hasText: 'paused' }).waitFor();
+    assert.equal((await system.api<RolloutView>('GET', `/v1/rollouts/${rolloutId}`)).status, 'paused');
+    await shot('rollout-paused');
+    await card().getByRole('button', { name: `Resume rollout ${rolloutId}` }).click();
+    await card().getByTestId('rollout-status').filter({ hasText: /^running$|^completed$/ }).waitFor();
+    assert.notEqual((await system.api<RolloutView>('GET', `/v1/rollouts/${rolloutId}`)).status, 'paused');
+    for (const deviceId of devices.slice(1)) await deviceState(deviceId).filter({ hasText: /^succeeded$/ }).waitFor({ timeout: Math.max(e2eWaitMsMin, 60_000) });
+    await card().getByTestId('rollout-status').filter({ hasText: 'completed' }).waitFor({ timeout: Math.max(e2eWaitMsMin, 60_000) });
+    const waves = card().locator('[data-testid="rollout-waves"] tbody tr');
+    assert.match(await waves.nth(1).textContent() ?? '', /2\s*2\s*2\s*0\s*2/, 'wave 2: 2 devices, 2 started, 2 succeeded, 0 failed, 2 finished');
+    const stored = await eventually('the API to say completed', async () => {
+      const view = await system.api<RolloutView>('GET', `/v1/rollouts/${rolloutId}`);
+      return view.status === 'completed' ? view : undefined;
+    });
+    assert.deepEqual(Object.fromEntries(stored.executions.map((e) => [e.device_id, e.state])), Object.fromEntries(devices.map((id) => [id, 'succeeded'])));
+    for (const deviceId of devices) assert.equal((await system.agents.get(deviceId)!.kernel.getStatus()).currentVersion, '2.0.0', deviceId);
+    await shot('rollout-completed');
+    assert.deepEqual(pageProblems, []);
+  });
+
+  const shot = (name: string) => page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
+});

@@ -54,11 +54,12 @@ export const benchReportSchemas = {
 
 export type BenchName = keyof typeof benchReportSchemas;
 
-const compiled = Object.fromEntries(Object.entries(benchReportSchemas).map(([name, schema]) => [name, TypeCompiler.Compile(schema)])) as Record<BenchName, ReturnType<typeof TypeCompiler.Compile>>;
+const compiled = new Map<string, ReturnType<typeof TypeCompiler.Compile<TSchema>>>(Object.entries(benchReportSchemas).map(([name, schema]) => [name, TypeCompiler.Compile<TSchema>(schema)]));
 
 /** The schema errors of a bench's JSON report (empty when it validates), as `path: message` lines. */
 export function benchReportErrors(json: unknown): string[] {
   const name = (json as { benchmark?: unknown } | null)?.benchmark;
-  if (typeof name !== 'string' || !(name in compiled)) return [`benchmark: unknown bench ${JSON.stringify(name)}`];
-  return [...compiled[name as BenchName].Errors(json)].slice(0, 20).map((e) => `${e.path}: ${e.message}`);
+  const check = typeof name === 'string' ? compiled.get(name) : undefined;
+  if (check === undefined) return [`benchmark: unknown bench ${JSON.stringify(name)}`];
+  return [...check.Errors(json)].slice(0, 20).map((e) => `${e.path}: ${e.message}`);
 }

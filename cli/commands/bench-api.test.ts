@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../main.js';
 import { apiScenario, loadScenarioFile } from '../../bench/harness/scenario.js';
+import { benchReportErrors } from '../../bench/schemas.js';
 
 async function sdc(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -36,6 +37,7 @@ test('sdc bench api: a tiny open-loop run in process, thresholds from the defini
       details: { thresholds: Array<{ metric: string; threshold: string; crossed: boolean }>; final_states: Record<string, number>; dropped_iterations: number };
     };
     assert.equal(report.benchmark, 'api');
+    assert.deepEqual(benchReportErrors(report), []);
     const crossed = report.details.thresholds.filter((t) => t.crossed).map((t) => `${t.metric} ${t.threshold}`);
     assert.deepEqual(crossed, ['sdc_command_create_ms min<0']);
     // 3 arrivals, each created and polled until it succeeded on the real agent.
@@ -44,7 +46,7 @@ test('sdc bench api: a tiny open-loop run in process, thresholds from the defini
     assert.equal(terminal['samples'], 3);
     assert.ok(Number(terminal['p99_ms']) >= Number(terminal['p50_ms']));
     assert.match(run.stderr, /^x sdc_command_create_ms min<0/m);
-    assert.deepEqual((await readdir(join(dir, 'out'))).sort(), ['api.csv', 'api.json', 'api.md']);
+    assert.deepEqual((await readdir(join(dir, 'out'))).sort(), ['api.csv', 'api.json', 'api.md', 'api.svg']);
     assert.match(await readFile(join(dir, 'out', 'api.md'), 'utf8'), /\| sdc_command_create_ms \| min<0 \| [\d.]+ \| yes \|/);
   } finally {
     await rm(dir, { recursive: true, force: true });

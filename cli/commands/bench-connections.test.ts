@@ -8,6 +8,7 @@ import { parseCommandArgs, type CliIo } from '../command.js';
 import type { BenchReport } from '../../bench/output.js';
 import type { ConnectionsDetails } from '../../bench/connections.js';
 import type { ReconnectDetails } from '../../bench/reconnect.js';
+import { benchReportErrors } from '../../bench/schemas.js';
 
 function captureIo(): CliIo & { out: string[]; err: string[] } {
   const out: string[] = [];
@@ -29,6 +30,7 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
       assert.equal(code, 0, io.err.join(''));
       const report = JSON.parse(io.out.join('')) as BenchReport<ConnectionsDetails>;
       assert.equal(report.benchmark, 'connections');
+      assert.deepEqual(benchReportErrors(report), []);
       assert.deepEqual(report.results.map((r) => [r.server, r.role, r.connections]), [['gw-bench-1', 'gateway', 2], ['gw-bench-2', 'gateway', 2], ['bare-ws', 'bare', 2]]);
       for (const row of report.results) for (const key of ['rss_per_connection_kib', 'heap_per_connection_kib', 'rss_idle_mib']) assert.equal(typeof row[key], 'number', key);
       const details = report.details!;
@@ -53,6 +55,7 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
     assert.equal(code, 0, io.err.join(''));
     const report = JSON.parse(io.out.join('')) as BenchReport<ReconnectDetails>;
     assert.equal(report.benchmark, 'reconnect');
+    assert.deepEqual(benchReportErrors(report), []);
     assert.deepEqual(report.results.map((r) => [r.what, r.count]), [['agents_reauthenticated_after_kill', 2], ['bare_tls_rehandshake', 2]]);
     for (const row of report.results) assert.ok(Number(row.p50_ms) <= Number(row.p90_ms) && Number(row.p90_ms) <= Number(row.p99_ms) && Number(row.p99_ms) <= Number(row.max_ms));
     const details = report.details!;

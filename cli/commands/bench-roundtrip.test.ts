@@ -8,6 +8,7 @@ import type { CliIo } from '../command.js';
 import { parseCommandArgs } from '../command.js';
 import type { RoundtripSummary } from '../../bench/roundtrip.js';
 import type { BenchReport } from '../../bench/output.js';
+import { benchReportErrors } from '../../bench/schemas.js';
 
 function captureIo(): CliIo & { out: string[]; err: string[] } {
   const out: string[] = [];
@@ -26,6 +27,7 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
     const report = JSON.parse(io.out.join('')) as BenchReport<RoundtripSummary>;
     assert.equal(code, 0, io.err.join(''));
     assert.equal(report.benchmark, 'roundtrip');
+    assert.deepEqual(benchReportErrors(report), []);
     assert.deepEqual(report.results.map((row) => [row.measure, row.samples]), [['baseline_echo', 6], ['command_server', 6], ['command_client', 6], ['api_post', 6], ['live_lag', 6]]);
     const summary = report.details!;
     assert.deepEqual(summary.agents, { requested: 3, enrolled: 3, online: 3 });

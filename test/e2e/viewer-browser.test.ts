@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { systemClock } from '../../runtime/system.js';
 import { httpsJson } from '../../runtime/https-json.js';
+import { servingCaPermittedNames } from '../../trust/server-certificate.js';
 import { parsePolicy } from '../../core/protocol/policy.js';
 import { actors } from '../../server/control-plane/context.js';
 import { createCommand, e2eWaitMsMin, eventually, pairAgent, startE2e, waitOnline, waitTerminal, type E2eSystem } from './support/e2e-harness.js';
@@ -67,6 +68,8 @@ describe('the operator console in Chromium against a real deployment', { skip },
     await waitOnline(system, deviceIds);
     // The serving CA trusted the way a Linux browser trusts one: in the profile's NSS database.
     assert.ok(system.materials.browserTls, 'the deployment has a serving CA and an ECDSA certificate for browsers');
+    // Name-constrained (decision 0006): Chromium loads the console through a CA that can sign only for localhost and loopback.
+    assert.deepEqual(servingCaPermittedNames(system.materials.browserTls.servingCaPem), { hostnames: ['localhost'], ipRanges: ['127.0.0.1/32', '0:0:0:0:0:0:0:1/128'] });
     browserHome = await mkdtemp(join(tmpdir(), 'sdc-viewer-home-'));
     const nssDb = `sql:${join(browserHome, '.pki', 'nssdb')}`;
     await mkdir(join(browserHome, '.pki', 'nssdb'), { recursive: true });

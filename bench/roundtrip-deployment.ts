@@ -69,8 +69,22 @@ async function logInOperator(materials: DeploymentMaterials, deployment: Deploym
   const adminName = `bench-admin-${runTag}`;
   const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
   await controlPlane.auth.users.add({ name: adminName, role: 'admin', password, nowMs: systemClock.nowMs() });
-  const { token } = (await httpsJson<{ token: string }>({ method: 'POST', url: new URL('/v1/auth/login', apiUrl), caPem, body: { name: adminName, password } })).body;
-  const api: BenchApi = async <T>(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<T> =>
+  const logIn = async (): Promise<string> =>
+    (await httpsJson<{ token: string }>({ method: 'POST', url: new URL('/v1/auth/login', apiUrl), caPem, body: { name: adminName, password } })).body.token;
+  const firstToken = await logIn();
+  let token = firstToken;
+  const request = async <T>(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<T> =>
     (await httpsJson<T>({ method, url: new URL(path, apiUrl), caPem, token, ...(body === undefined ? {} : { body }), ...(headers ? { headers } : {}), timeoutMs: apiRequestTimeoutMs })).body;
-  return { apiUrl, caPem, runTag, token, api };
+  // A run at 1,000 agents on a busy machine outlasts the operator token (its read-back failed
+  // JWT_EXPIRED after 13 minutes): log in again once and repeat the request.
+  const api: BenchApi = async <T>(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<T> => {
+    try {
+      return await request<T>(method, path, body, headers);
+    } catch (error) {
+      if (!(SdcError.is(error) && error.details?.['serverCode'] === 'JWT_EXPIRED')) throw error;
+      token = await logIn();
+      return request<T>(method, path, body, headers);
+    }
+  };
+  return { apiUrl, caPem, runTag, token: firstToken, api };
 }

@@ -1,7 +1,7 @@
 import { commandTable } from '../core/protocol/command-machine.js';
 import { sessionTable } from '../core/protocol/session-machine.js';
 import type { TransitionTable } from '../core/protocol/state-machine.js';
-import { benchColumns, type BenchReport, type BenchValue } from './output.js';
+import { benchColumns, type BenchReport, type BenchValue, type RepeatedBenchReport } from './output.js';
 import { formatNumber, renderBarChartSvg, type Cell } from './report.js';
 import { latexProblems, markdownProblems, xmlProblems } from './report-check.js';
 import { renderLatex, renderMarkdown, type Block, type ReportDocument, type Section } from './report-document.js';
@@ -61,7 +61,15 @@ function cellOf(value: BenchValue | undefined): Cell {
 
 function environmentText(report: BenchReport<object>): string {
   const e = report.environment;
-  return `Environment: ${e.cpu} x ${e.cpu_count}, ${formatNumber(e.memory_total_mib)} MiB, Node ${e.node}, OpenSSL ${e.openssl}, ${e.platform}/${e.arch}, commit \`${e.git_commit ?? 'unknown'}\`.`;
+  // Fields added with the suite's environment block; older recorded reports lack them and say nothing.
+  const extra = [
+    e.kernel === undefined ? '' : ` kernel ${e.kernel},`,
+    e.store_versions === undefined ? '' : ` stores ${Object.entries(e.store_versions).map(([k, v]) => `${k} ${v}`).join(', ')},`,
+    e.seed === undefined || e.seed === null ? '' : ` seed ${String(e.seed)},`,
+  ].join('');
+  const load = e.load_average_before === undefined || e.load_average_after === undefined ? ''
+    : ` Load average (1/5/15 min) ${e.load_average_before.map(formatNumber).join('/')} before, ${e.load_average_after.map(formatNumber).join('/')} after${e.loaded_machine === true ? ': a loaded machine (load above the CPU count), so these figures are pessimistic' : ''}.`;
+  return `Environment: ${e.cpu} x ${e.cpu_count}, ${formatNumber(e.memory_total_mib)} MiB, Node ${e.node}, OpenSSL ${e.openssl}, ${e.platform}/${e.arch},${extra} commit \`${e.git_commit ?? 'unknown'}\`.${load}`;
 }
 
 function commandText(report: BenchReport<Record<string, unknown>>): string {
@@ -94,6 +102,11 @@ function performanceSection(inputs: ReportInputs, files: Files): Section[] {
       { kind: 'table', header: columns, rows: report.results.map((r) => columns.map((c) => cellOf(r[c]))) },
       { kind: 'paragraph', text: `Units: ${Object.entries(report.units).map(([k, u]) => `\`${k}\` ${u}`).join('; ')}.` },
     ];
+    const repeats = (report as RepeatedBenchReport).repeats;
+    if (repeats !== undefined) {
+      blocks.push({ kind: 'paragraph', text: `Across ${repeats.count} repeats (\`--repeat ${repeats.count}\`; the table above holds medians): min, median and max of each figure.` });
+      blocks.push({ kind: 'table', header: ['row', 'label', 'field', 'min', 'median', 'max'], rows: repeats.spread.map((r) => [r.row, String(r.label ?? ''), String(r.field), Number(r.min), Number(r.median), Number(r.max)]) });
+    }
     const figure = benchFigure(report, `bench-${i + 1}-${report.benchmark.replace(/[^a-z0-9-]/gi, '')}.svg`, files);
     if (figure !== undefined) blocks.push(figure);
     sections.push({ title: `sdc bench ${report.benchmark}`, level: 2, blocks });

@@ -1,6 +1,7 @@
 import { benchReport, type BenchReport, type BenchRow } from '../output.js';
-import { renderMarkdownTable } from '../report.js';
-import { hdrLatencySummary } from '../latency-hdr.js';
+import { renderCsv, renderMarkdownTable, type Cell } from '../report.js';
+import { hdrLatencySummary, hdrPercentileRows } from '../latency-hdr.js';
+import { lineSeriesMax, renderLineChartSvg } from '../report-figures.js';
 import type { ApiScenarioRun } from './api-scenario.js';
 import type { ApiScenario } from './scenario.js';
 import type { ThresholdResult } from './thresholds.js';
@@ -71,4 +72,21 @@ export function apiMarkdown(report: BenchReport<ApiReportDetails>): string {
       String(r['metric']), String(r['kind']), Number(r['samples'] ?? r['total'] ?? 0), Number(r['p50_ms'] ?? 0), Number(r['p99_ms'] ?? 0), Number(r['rate'] ?? 0)])),
     renderMarkdownTable(['metric', 'threshold', 'observed', 'crossed'], d.thresholds.map((t) => [t.metric, t.threshold, t.value, t.crossed ? 'yes' : 'no'])),
   ].join('\n');
+}
+
+/**
+ * `api-percentiles.csv` and `api-cdf.svg`: each trend metric's latency at HdrHistogram's fixed
+ * percentiles (bench/latency-hdr.ts), as rows and as a CDF plot (latency against percentile).
+ */
+export function apiLatencyCdfFiles(run: ApiScenarioRun): Record<string, string> {
+  const trends = run.metrics.names().filter((name) => run.metrics.get(name)!.kind === 'trend' && run.metrics.get(name)!.values.length > 0).slice(0, lineSeriesMax);
+  if (trends.length === 0) return {};
+  const rows = trends.flatMap((name) => hdrPercentileRows(run.metrics.get(name)!.values).map((r) => [name, r.percentile, r.latency_ms] as Cell[]));
+  return {
+    'api-percentiles.csv': renderCsv(['metric', 'percentile', 'latency_ms'], rows),
+    'api-cdf.svg': renderLineChartSvg({
+      title: 'sdc bench api: latency CDF (HdrHistogram)', xLabel: 'latency (ms)', yLabel: 'percentile',
+      series: trends.map((name) => ({ name, points: hdrPercentileRows(run.metrics.get(name)!.values).map((r) => [r.latency_ms, r.percentile] as const) })),
+    }),
+  };
 }

@@ -68,7 +68,7 @@ export const apiBenchCommand: Command = {
     const agents = integerOption(args, 'agents', 2, 1, 1_000);
     const setupTimeoutMs = durationOption(args, setupTimeout);
     // Loaded here: the deployment is most of the CLI's start-up time.
-    const [{ runApiScenario }, { apiBenchReport, apiMarkdown, renderThresholds }] = await Promise.all([import('../../bench/harness/api-scenario.js'), import('../../bench/harness/api-report.js')]);
+    const [{ runApiScenario }, { apiBenchReport, apiLatencyCdfFiles, apiMarkdown, renderThresholds }] = await Promise.all([import('../../bench/harness/api-scenario.js'), import('../../bench/harness/api-report.js')]);
     let target: ApiTarget;
     let stop = async () => undefined as void;
     if (typeof args.values.api === 'string') {
@@ -88,7 +88,7 @@ export const apiBenchCommand: Command = {
         target: typeof args.values.api === 'string' ? 'remote' : 'in-process', agents: target.deviceIds.length,
       });
       io.stderr(renderThresholds(run.thresholds));
-      await emitBenchReport(args, io, report, { extraFiles: { 'api.md': apiMarkdown(report) } });
+      await emitBenchReport(args, io, report, { extraFiles: { 'api.md': apiMarkdown(report), ...apiLatencyCdfFiles(run) } });
       return run.thresholds.some((t) => t.crossed) ? thresholdsCrossedExitCode : 0;
     } finally {
       await stop();

@@ -5,7 +5,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
  * One JSON schema per `sdc bench` report (docs/benchmarks.md, "Output"): the common envelope
  * with each bench's result row. A row must carry the fields a reader plots (its label and its
  * key figures); other fields are allowed (a bench may add a column) but must be plain values.
- * Validated on a tiny run of every bench in npm test (bench/schemas.test.ts and the heavier
+ * Validated on a tiny run of every bench in npm test (cli/bench-suite.test.ts and the heavier
  * benches' own tests).
  */
 const Value = Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]);

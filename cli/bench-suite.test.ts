@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { benchGroup } from '../cli/commands/bench.js';
-import { parseCommandArgs, type CliIo } from '../cli/command.js';
-import { benchReportErrors, benchReportSchemas } from './schemas.js';
+import { benchGroup } from './commands/bench.js';
+import { parseCommandArgs, type CliIo } from './command.js';
+import { benchReportErrors, benchReportSchemas } from '../bench/schemas.js';
 
 /**
  * Each cheap bench runs at a tiny size through the real `sdc bench` command (with the suite's

@@ -180,9 +180,10 @@ export function processFaultScenarios(gatewayTuning: Partial<GatewayCoreOptions>
         };
       },
       afterRun: async (_run, context) => {
-        // The short TTL must not make "none lost" hold by expiry: only the revoked device's commands may have expired.
+        // The short TTL must not make "none lost" hold by expiry: only the revoked device's commands may have expired
+        // (this run's operator's: a MySQL database may hold other runs' commands).
         const victim = context.agents[0]!.deviceId;
-        const rows = await context.deployment.stores.sql!.query<{ device_id: string; n: number | string }>("SELECT device_id, COUNT(*) AS n FROM commands WHERE state = 'expired' GROUP BY device_id");
+        const rows = await context.deployment.stores.sql!.query<{ device_id: string; n: number | string }>("SELECT device_id, COUNT(*) AS n FROM commands WHERE state = 'expired' AND created_by = ? GROUP BY device_id", [context.admin]);
         const expired = Object.fromEntries(rows.map((r) => [r.device_id, Number(r.n)]));
         context.note('commands_expired_by_device', expired);
         for (const [deviceId, n] of Object.entries(expired)) if (deviceId !== victim) context.violation('none_lost', `${n} command(s) of ${deviceId}, which was not revoked, expired`);

@@ -336,7 +336,7 @@ async function runOnDeployment(options: ChaosRunOptions, setup: { started: Start
   const admin = `chaos-admin-${tag}`;
   const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
   await deployment.controlPlane!.auth.users.add({ name: admin, role: 'admin', password, nowMs: systemClock.nowMs() });
-  const kit = await prepareProbes({ deployment, tag, admin, targetDeviceId: 'unknown' });
+  const kit = await prepareProbes({ deployment, tag, admin, targetDeviceId: 'unknown', withRevoked: options.scenario.needs === undefined });
   const notes: Record<string, unknown> = {};
   const scenarioViolations: Array<{ checker: string; message: string }> = [];
   const offline = new Set<string>();

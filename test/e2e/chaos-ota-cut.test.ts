@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Toxiproxy } from 'toxiproxy-node-client';
+import { downloadResumable } from '../../agent/ota/resumable-download.js';
+import { startChaosServer } from '../../chaos/proxy/server.js';
+import { systemClock, systemScheduler } from '../../runtime/system.js';
+
+// The OTA cut mid-download (issue 11) on real sockets, at the downloader: an artifact server that
+// honours Range and If-Range, reached through the fault proxy with a limit_data toxic downstream,
+// so every connection is closed after a few KB, mid-body. The agent's resumable download must
+// continue each time from where it was cut and end with the exact bytes. Not an `sdc chaos run`
+// scenario yet: the rollout path (control plane release, agent's update runner) is not driven.
+
+const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+describe('OTA download cut mid-way by the fault proxy (limit_data)', () => {
+  // todo, a finding (docs/chaos.md): through the proxy's limit_data cut the downloader sent no Range
+  // on any retry (13 requests from 0, then its deadline), where a socket destroyed mid-body by the
+  // server resumes (agent/ota/resumable-download.test.ts). Not diagnosed yet: the downloader's
+  // handling of a clean close mid-body, or this setup. Reported, not failing the suite.
+  it('resumes after every cut from the bytes it has, and ends with the exact artifact', { todo: 'finding: no resume through limit_data cuts' }, async () => {
+    const artifact = randomBytes(96 * 1024);
+    const etag = `"${sha(artifact)}"`;
+    const ranges: Array<string | undefined> = [];
+    const server = createServer((request, response) => {
+      ranges.push(request.headers.range);
+      const match = /^bytes=(\d+)-$/.exec(request.headers.range ?? '');
+      const ranged = match !== null && request.headers['if-range'] === etag;
+      const start = ranged ? Number(match![1]) : 0;
+      response.writeHead(ranged ? 206 : 200, {
+        etag, 'content-length': String(artifact.length - start), ...(ranged ? { 'content-range': `bytes ${start}-${artifact.length - 1}/${artifact.length}` } : {}),
+      });
+      response.end(artifact.subarray(start));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const chaos = await startChaosServer({ host: '127.0.0.1', port: 0, seed: 3 });
+    const directory = await mkdtemp(join(tmpdir(), 'sdc-chaos-ota-'));
+    try {
+      const toxiproxy = new Toxiproxy(chaos.url);
+      const proxy = await toxiproxy.createProxy({ name: 'artifacts', listen: '127.0.0.1:0', upstream: `127.0.0.1:${(server.address() as AddressInfo).port}` });
+      // Each connection closed after 20 KB towards the agent (headers included): 96 KB needs at least 5 connections.
+      await proxy.addToxic({ name: 'cut', type: 'limit_data', stream: 'downstream', toxicity: 1, attributes: { bytes: 20_000 } });
+      const destination = join(directory, 'artifact.bin');
+      const result = await downloadResumable({
+        // (ranges seen so far are printed if this fails)
+        url: `http://${proxy.listen}/artifact.bin`, destination, expected: { length: artifact.length, sha256: sha(artifact) },
+        limits: { idleTimeoutMs: 2_000, totalTimeoutMs: 20_000, attemptsMax: 20 }, scheduler: systemScheduler, clock: systemClock, retryDelayMs: 10,
+      }).catch((error: unknown) => { throw new Error(`${(error as Error).message}; requests: ${JSON.stringify(ranges)}`); });
+      assert.equal(result.sha256, sha(artifact), JSON.stringify(ranges));
+      assert.deepEqual(await readFile(destination), artifact);
+      assert.ok(result.attempts >= 5, `attempts: ${result.attempts}`);
+      // Every attempt after the first continued from a later offset: nothing downloaded twice, nothing skipped.
+      assert.equal(result.startOffsets[0], 0);
+      for (let i = 1; i < result.startOffsets.length; i += 1) assert.ok(result.startOffsets[i]! > result.startOffsets[i - 1]!, JSON.stringify(result.startOffsets));
+      assert.deepEqual(ranges.slice(1), result.startOffsets.slice(1).map((offset) => `bytes=${offset}-`));
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+      await chaos.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});

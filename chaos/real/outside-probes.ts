@@ -160,8 +160,9 @@ export async function probeTraces(deployment: Deployment, kit: ProbeKit): Promis
   for (const device of kit.revoked === undefined ? [kit.selfSigned] : [kit.selfSigned, kit.revoked]) {
     if ((await deployment.stores.kv.get(kvKeys.presence(device.deviceId))) !== null) found.push(`probe device ${device.deviceId} has a presence key (a session was opened)`);
   }
-  const rows = await deployment.stores.sql!.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM commands WHERE opcode = ?', [probeOpcode]);
+  // The device the probes named: a shared MySQL database holds other runs' commands, this opcode among them.
+  const rows = await deployment.stores.sql!.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM commands WHERE opcode = ? AND device_id = ?', [probeOpcode, kit.targetDeviceId]);
   const commands = Number(rows[0]?.n ?? 0);
-  if (commands > 0) found.push(`${commands} command(s) with the probe opcode ${probeOpcode} exist: an unauthenticated call created one`);
+  if (commands > 0) found.push(`${commands} command(s) with the probe opcode ${probeOpcode} exist for ${kit.targetDeviceId}: an unauthenticated call created one`);
   return found;
 }

@@ -12,9 +12,9 @@ import { kvKeys } from '../../server/bus-contract/streams.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.js';
 import type { DeploymentMaterials } from '../../server/materials/materials.js';
-import type { FaultContext, RealFaultScenario, RunProxies } from '../../chaos/real/fault-context.js';
-import { processFaultScenarios } from '../../chaos/real/process-faults.js';
-import { prepareProbes, probeTraces, runProbes, type ProbeKit, type ProbeOutcome } from '../../chaos/real/outside-probes.js';
+import type { FaultContext, RealFaultScenario, RunProxies } from './chaos-real/fault-context.js';
+import { processFaultScenarios } from './chaos-real/process-faults.js';
+import { prepareProbes, probeTraces, runProbes, type ProbeKit, type ProbeOutcome } from './chaos-real/outside-probes.js';
 import { parseScenario, type Scenario } from '../../sim/scenario.js';
 
 /**
@@ -28,7 +28,7 @@ import { parseScenario, type Scenario } from '../../sim/scenario.js';
  * and presence (the agents reconnected and the control plane sees them).
  */
 
-export type { RealFaultScenario, RunProxies } from '../../chaos/real/fault-context.js';
+export type { RealFaultScenario, RunProxies } from './chaos-real/fault-context.js';
 
 type Stream = 'upstream' | 'downstream';
 const bothStreams: readonly Stream[] = ['upstream', 'downstream'];
@@ -145,7 +145,7 @@ export interface ChaosRunReport {
   readonly reconnect_bound_ms: number;
   /**
    * No unauthenticated access, from outside: the probes during the fault and after the heal
-   * (chaos/real/outside-probes.ts), and what they left behind (a session or a command would be).
+   * (chaos-real/outside-probes.ts), and what they left behind (a session or a command would be).
    */
   readonly unauthenticated_access: { readonly verdict: 'pass' | 'fail' | 'not_reached'; readonly probes: readonly ProbeOutcome[]; readonly traces: readonly string[] };
   /** What the scenario's own checks found (process and trust faults). */

@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import type { Proxy } from 'toxiproxy-node-client';
-import type { Deployment } from '../../server/deployment/deployment.js';
-import type { DeploymentMaterials } from '../../server/materials/materials.js';
-import type { WorkerAgentSpec, WorkerSettings } from '../../sim/real/messages.js';
-import type { OperatorApi } from '../../sim/real/operator-api.js';
-import type { RealRunResult } from '../../sim/real/run-real.js';
-import type { WorkerPool } from '../../sim/real/worker-pool.js';
+import type { Deployment } from '../../../server/deployment/deployment.js';
+import type { DeploymentMaterials } from '../../../server/materials/materials.js';
+import type { WorkerAgentSpec, WorkerSettings } from '../../../sim/real/messages.js';
+import type { OperatorApi } from '../../../sim/real/operator-api.js';
+import type { RealRunResult } from '../../../sim/real/run-real.js';
+import type { WorkerPool } from '../../../sim/real/worker-pool.js';
 
 /**
  * What a real-socket fault (`sdc chaos run`) may act on: the proxies for the network and store

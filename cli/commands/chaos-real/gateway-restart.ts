@@ -1,13 +1,13 @@
 import type { Logger } from 'pino';
-import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../../server/gateway/gateway-core.js';
-import { startGatewayServer, type GatewayServer } from '../../server/gateway/gateway-server.js';
-import { createRevocationCheck } from '../../server/gateway/revocation-check.js';
-import { CrlFileWatch } from '../../server/deployment/crl-file-watch.js';
-import type { Deployment } from '../../server/deployment/deployment.js';
-import type { DeploymentMaterials } from '../../server/materials/materials.js';
-import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
-import { pkiPaths } from '../../trust/pki-directory.js';
+import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../../../server/gateway/gateway-core.js';
+import { startGatewayServer, type GatewayServer } from '../../../server/gateway/gateway-server.js';
+import { createRevocationCheck } from '../../../server/gateway/revocation-check.js';
+import { CrlFileWatch } from '../../../server/deployment/crl-file-watch.js';
+import type { Deployment } from '../../../server/deployment/deployment.js';
+import type { DeploymentMaterials } from '../../../server/materials/materials.js';
+import { createNodeEd25519Provider } from '../../../runtime/ed25519-node.js';
+import { systemClock, systemRandom, systemScheduler } from '../../../runtime/system.js';
+import { pkiPaths } from '../../../trust/pki-directory.js';
 
 /**
  * A gateway crash for `sdc chaos run --scenario gateway-crash`: the deployment's gateway is

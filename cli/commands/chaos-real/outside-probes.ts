@@ -1,19 +1,19 @@
 import WebSocket from 'ws';
-import { createCsrPem } from '../../agent/enrollment.js';
-import { SdcError } from '../../core/errors/index.js';
-import { kvKeys } from '../../server/bus-contract/streams.js';
-import type { Deployment } from '../../server/deployment/deployment.js';
-import type { DeploymentMaterials } from '../../server/materials/materials.js';
-import { TestAgent, type DeviceMaterial } from '../../server/gateway/test-support.js';
-import { createNodeEd25519Provider, pemFromPrivateSeed } from '../../runtime/ed25519-node.js';
-import { httpsJson } from '../../runtime/https-json.js';
-import { systemClock, systemRandom } from '../../runtime/system.js';
-import { exportPkcs8Der, generateEd25519KeyPair } from '../../trust/ed25519-keys.js';
-import { JwtAuthority } from '../../trust/jwt-authority.js';
-import { MemoryJwtKeyStore } from '../../trust/jwt-key-store.js';
-import { toPem } from '../../trust/pem.js';
-import { normalizeSerialHex } from '../../trust/serial-number.js';
-import { ed25519Algorithm, parseCertificate, x509 } from '../../trust/x509-provider.js';
+import { createCsrPem } from '../../../agent/enrollment.js';
+import { SdcError } from '../../../core/errors/index.js';
+import { kvKeys } from '../../../server/bus-contract/streams.js';
+import type { Deployment } from '../../../server/deployment/deployment.js';
+import type { DeploymentMaterials } from '../../../server/materials/materials.js';
+import { TestAgent, type DeviceMaterial } from '../../../server/gateway/test-support.js';
+import { createNodeEd25519Provider, pemFromPrivateSeed } from '../../../runtime/ed25519-node.js';
+import { httpsJson } from '../../../runtime/https-json.js';
+import { systemClock, systemRandom } from '../../../runtime/system.js';
+import { exportPkcs8Der, generateEd25519KeyPair } from '../../../trust/ed25519-keys.js';
+import { JwtAuthority } from '../../../trust/jwt-authority.js';
+import { MemoryJwtKeyStore } from '../../../trust/jwt-key-store.js';
+import { toPem } from '../../../trust/pem.js';
+import { normalizeSerialHex } from '../../../trust/serial-number.js';
+import { ed25519Algorithm, parseCertificate, x509 } from '../../../trust/x509-provider.js';
 
 /**
  * "No unauthenticated access", checked from outside during and after a fault (issue 11): three

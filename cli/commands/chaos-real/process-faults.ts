@@ -1,15 +1,15 @@
-import { loadIdentity } from '../../agent/enrollment.js';
-import { agentPaths } from '../../agent/state/agent-state.js';
-import { clockOffsetLimits } from '../../core/protocol/clock-offset.js';
-import { closeCodes } from '../../server/gateway/close-codes.js';
-import { systemClock } from '../../runtime/system.js';
-import { parseCertificate } from '../../trust/x509-provider.js';
-import { normalizeSerialHex } from '../../trust/serial-number.js';
-import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { loadIdentity } from '../../../agent/enrollment.js';
+import { agentPaths } from '../../../agent/state/agent-state.js';
+import { clockOffsetLimits } from '../../../core/protocol/clock-offset.js';
+import { closeCodes } from '../../../server/gateway/close-codes.js';
+import { systemClock } from '../../../runtime/system.js';
+import { parseCertificate } from '../../../trust/x509-provider.js';
+import { normalizeSerialHex } from '../../../trust/serial-number.js';
+import { createNodeEd25519Provider } from '../../../runtime/ed25519-node.js';
 import { crashGateway, startReplacementGateway } from './gateway-restart.js';
 import { gatewayAnswer } from './outside-probes.js';
 import { waitFor, type FaultContext, type RealFaultScenario } from './fault-context.js';
-import type { GatewayCoreOptions } from '../../server/gateway/gateway-core.js';
+import type { GatewayCoreOptions } from '../../../server/gateway/gateway-core.js';
 
 /**
  * The real-socket faults that act on processes and trust rather than on the network (issue 11):

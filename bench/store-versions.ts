@@ -1,5 +1,3 @@
-import { Redis } from 'ioredis';
-import mysql from 'mysql2/promise';
 import type { BenchValue } from './output.js';
 
 /** A version query is one round trip; a store that does not answer in this time is reported as unreachable, not waited for. */
@@ -12,6 +10,8 @@ function withTimeout<T>(promise: Promise<T>): Promise<T> {
 }
 
 async function redisVersion(url: string): Promise<string> {
+  // Loaded here, not at the top: `sdc --help` must not load the store clients (test/packaging/built-cli.test.ts).
+  const { Redis } = await import('ioredis');
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: storeVersionTimeoutMs });
   try {
     await withTimeout(client.connect());
@@ -23,6 +23,7 @@ async function redisVersion(url: string): Promise<string> {
 }
 
 async function mysqlVersion(url: string): Promise<string> {
+  const mysql = (await import('mysql2/promise')).default;
   const connection = await withTimeout(mysql.createConnection({ uri: url, connectTimeout: storeVersionTimeoutMs }));
   try {
     const [rows] = await withTimeout(connection.query('SELECT VERSION() AS v'));

@@ -27,7 +27,10 @@ test('sdc bench ioctl --json reports mock and native rows for ping and status in
     assert.equal(report.units.p99_us, 'microseconds');
     // Progress without a terminal ends on 100 %.
     assert.match(err, /bench ioctl: 100% 80\/80 calls\n/);
-    assert.deepEqual((await readdir(dir)).sort(), ['ioctl.csv', 'ioctl.json']);
+    // --out writes the common four: JSON, CSV, a Markdown table and an SVG plot.
+    assert.deepEqual((await readdir(dir)).sort(), ['ioctl.csv', 'ioctl.json', 'ioctl.md', 'ioctl.svg']);
+    assert.match(await readFile(join(dir, 'ioctl.md'), 'utf8'), /^\|.*\|$/m, 'the Markdown holds a table');
+    assert.match((await readFile(join(dir, 'ioctl.svg'), 'utf8')).trim(), /^<svg[\s\S]*<\/svg>$/, 'the SVG is one element');
     const csv = (await readFile(join(dir, 'ioctl.csv'), 'utf8')).split('\n');
     assert.equal(csv[0], 'backend,opcode,calls,calls_per_s,p50_us,p99_us');
     assert.ok(!csv.some((line) => / ,|, /.test(line)), 'CSV cells are not padded');

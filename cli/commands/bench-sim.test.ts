@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../main.js';
@@ -29,7 +29,10 @@ test('sdc bench sim: the common JSON report for both tiers, progress to 100 %, -
       for (const key of Object.keys(report.results[0]!)) assert.ok(report.units[key], `${key} has a unit`);
       assert.match(run.stderr, new RegExp(`bench sim \\(${tier}\\): 100% 1/1 fleets\\n`));
     }
-    assert.deepEqual((await readdir(dir)).sort(), ['sim.csv', 'sim.json']);
+    // --out writes the common four: JSON, CSV, a Markdown table and an SVG plot.
+    assert.deepEqual((await readdir(dir)).sort(), ['sim.csv', 'sim.json', 'sim.md', 'sim.svg']);
+    assert.match(await readFile(join(dir, 'sim.md'), 'utf8'), /^\|.*\|$/m, 'the Markdown holds a table');
+    assert.match((await readFile(join(dir, 'sim.svg'), 'utf8')).trim(), /^<svg[\s\S]*<\/svg>$/, 'the SVG is one element');
     const legacy = await sdc(['bench', 'sim', '--tier', 'model', '--max-agents', '2', '--duration-s', '1', '--json']);
     assert.equal(legacy.code, 0, legacy.stderr);
     assert.match(legacy.stderr, /--duration-s is deprecated .* use --duration 1s/);

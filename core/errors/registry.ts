@@ -20,6 +20,7 @@ import { chaosErrors } from './codes/chaos.js';
 import { benchErrors } from './codes/bench.js';
 import { tufErrors } from './codes/tuf.js';
 import { otaErrors } from './codes/ota.js';
+import { artifactErrors } from './codes/artifact.js';
 import { complianceErrors } from './codes/compliance.js';
 import { dlqErrors } from './codes/dlq.js';
 import { viewerErrors } from './codes/viewer.js';
@@ -50,6 +51,7 @@ export const errorRegistry = {
   ...benchErrors,
   ...tufErrors,
   ...otaErrors,
+  ...artifactErrors,
   ...complianceErrors,
   ...dlqErrors,
   ...viewerErrors,
@@ -80,6 +82,7 @@ export const errorDomains: ReadonlyArray<{ name: string; table: Readonly<Record<
   { name: 'bench', table: benchErrors },
   { name: 'tuf', table: tufErrors },
   { name: 'ota', table: otaErrors },
+  { name: 'artifact', table: artifactErrors },
   { name: 'compliance', table: complianceErrors },
   { name: 'dlq', table: dlqErrors },
   { name: 'viewer', table: viewerErrors },

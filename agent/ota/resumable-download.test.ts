@@ -76,6 +76,25 @@ test('a connection cut mid-body twice resumes with Range + If-Range to a correct
   }));
 });
 
+test('a body cut by a clean close that arrives with its last bytes keeps every byte received (the OTA-cut finding)', async () => {
+  const bytes = randomBytes(96 * 1024);
+  // What a proxy's limit_data toxic does: the first 20,000 body bytes, then FIN at once, so the
+  // cut body and the close reach the client together, before it has started reading the body.
+  const cutCleanly: Handler = (_request, response) => {
+    response.writeHead(200, { etag: etagOf(bytes), 'content-length': String(bytes.length) });
+    response.flushHeaders();
+    response.socket!.end(bytes.subarray(0, 20_000));
+  };
+  await inTemp(async (directory) => withServer([cutCleanly, serve(bytes)], async (url, seen) => {
+    const destination = join(directory, 'cut.bin');
+    const result = await downloadResumable(options(url, destination, bytes));
+    assert.deepEqual(await readFile(destination), bytes);
+    // Exactly: TCP delivers every byte sent before the FIN, and none of them may be lost.
+    assert.deepEqual(result.startOffsets, [0, 20_000]);
+    assert.deepEqual(seen[1], { range: 'bytes=20000-', ifRange: etagOf(bytes) });
+  }));
+});
+
 test('an object changed between attempts is fetched whole again (200 after If-Range), never spliced', async () => {
   const before = randomBytes(200_000);
   const after = randomBytes(200_000);

@@ -130,8 +130,9 @@ async function attemptOnce(url: URL, options: ResumableDownloadOptions, part: st
     headers['if-range'] = state.etag;
   }
   let response: IncomingMessage;
+  let body: BodyQueue;
   try {
-    response = await startRequest(url, headers, options, deadlineMs);
+    ({ response, body } = await startRequest(url, headers, options, deadlineMs));
   } catch (error) {
     return interruptedOrThrow(error);
   }
@@ -150,11 +151,11 @@ async function attemptOnce(url: URL, options: ResumableDownloadOptions, part: st
   } else if (status === 200) {
     writeFrom = 0;
   } else if (status === 416) {
-    response.resume();
+    response.destroy();
     await dropPartial(part, statePath);
     return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_RANGE_INVALID', `the server answered 416 to bytes=${offset}-: the partial file was dropped`, { offset, length }) };
   } else {
-    response.resume();
+    response.destroy();
     const error = new SdcError('OTA_DOWNLOAD_FAILED', `HTTP ${status}`, { status });
     // Server trouble may pass; a refusal (an expired or wrong URL, a missing object) will not.
     if (status >= 500) return { kind: 'interrupted', error };
@@ -170,7 +171,7 @@ async function attemptOnce(url: URL, options: ResumableDownloadOptions, part: st
   try {
     if (writeFrom === 0) await file.truncate(0);
     let position = writeFrom;
-    const ended = await readBody(response, options, deadlineMs, async (chunk) => {
+    const ended = await readBody(response, body, options, deadlineMs, async (chunk) => {
       if (position + chunk.length > length) {
         throw new SdcError('OTA_DOWNLOAD_TOO_LARGE', `the response runs past the expected ${length} bytes`, { bytesMax: length });
       }
@@ -192,12 +193,13 @@ function interruptedOrThrow(error: unknown): AttemptEnd {
   return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_FAILED', (error as Error).message) };
 }
 
-function startRequest(url: URL, headers: Record<string, string>, options: ResumableDownloadOptions, deadlineMs: number): Promise<IncomingMessage> {
+function startRequest(url: URL, headers: Record<string, string>, options: ResumableDownloadOptions, deadlineMs: number): Promise<{ response: IncomingMessage; body: BodyQueue }> {
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const request = send(url, { method: 'GET', headers, ...(options.caPem === undefined ? {} : { ca: options.caPem }) }, (response) => {
       options.scheduler.cancel(timer);
-      resolve(response);
+      // Taken at once, in the same turn as the headers: see BodyQueue for why.
+      resolve({ response, body: new BodyQueue(response) });
     });
     const waitMs = Math.min(options.limits.idleTimeoutMs, Math.max(0, deadlineMs - options.clock.nowMs()));
     const timer = options.scheduler.schedule(waitMs, () => {
@@ -220,11 +222,75 @@ function timeoutError(options: ResumableDownloadOptions, deadlineMs: number): Sd
 }
 
 /**
- * Reads the body chunk by chunk (backpressure: the next chunk waits for the write), under the
- * idle and total limits. A cut or a stall ends the attempt as interrupted; a refusal from
- * `write` (too many bytes) or the total deadline is thrown and stops the download.
+ * The body's bytes, taken from the socket as they arrive and held (bounded) until written.
+ *
+ * Why not `for await (const chunk of response)` after the headers: when a connection is closed
+ * mid-body (a proxy's cut, a server's crash), node destroys the response with "aborted", and
+ * destroying a stream discards what it had buffered but not yet handed out. A small body cut
+ * arrives whole, with the close, while the caller is still writing the `.part.json` and opening
+ * the file; the iterator then threw at once and every received byte was lost, so each retry
+ * started from 0 again (docs/chaos.md, "Finding, the OTA cut"). Here a `data` listener is attached
+ * in the same turn as the headers, so every byte node parsed is in this queue before the close is
+ * seen, and the queue hands out all of it before it reports the interruption.
+ * Backpressure: past `highWaterBytes` queued, the response is paused (what node then holds in its
+ * own buffer may still be lost to a cut; it is downloaded again).
  */
-async function readBody(response: IncomingMessage, options: ResumableDownloadOptions, deadlineMs: number, write: (chunk: Buffer) => Promise<void>): Promise<AttemptEnd> {
+class BodyQueue {
+  static readonly highWaterBytes = 1024 * 1024;
+  readonly #response: IncomingMessage;
+  readonly #chunks: Buffer[] = [];
+  #queuedBytes = 0;
+  #end: 'complete' | Error | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(response: IncomingMessage) {
+    this.#response = response;
+    response.on('data', (chunk: Buffer) => {
+      this.#chunks.push(chunk);
+      this.#queuedBytes += chunk.length;
+      if (this.#queuedBytes > BodyQueue.highWaterBytes) response.pause();
+      this.#signal();
+    });
+    response.on('end', () => this.#finish('complete'));
+    response.on('error', (error) => this.#finish(error));
+    // A close without 'end' is a cut even where node reports no error.
+    response.on('close', () => this.#finish(new Error('the connection closed before the end of the body')));
+  }
+
+  /** The next chunk; undefined at the end of a whole body; throws the interruption once every received byte was handed out. */
+  async next(): Promise<Buffer | undefined> {
+    for (;;) {
+      const chunk = this.#chunks.shift();
+      if (chunk !== undefined) {
+        this.#queuedBytes -= chunk.length;
+        if (this.#response.isPaused() && this.#queuedBytes <= BodyQueue.highWaterBytes / 2) this.#response.resume();
+        return chunk;
+      }
+      if (this.#end === 'complete') return undefined;
+      if (this.#end !== undefined) throw this.#end;
+      await new Promise<void>((resolve) => { this.#wake = resolve; });
+    }
+  }
+
+  #finish(end: 'complete' | Error): void {
+    this.#end ??= end;
+    this.#signal();
+  }
+
+  #signal(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
+/**
+ * Writes the body chunk by chunk (the next chunk waits for the write) under the idle and total
+ * limits. A cut or a stall ends the attempt as interrupted, after every byte received before it
+ * was written; a refusal from `write` (too many bytes) or the total deadline is thrown and stops
+ * the download.
+ */
+async function readBody(response: IncomingMessage, body: BodyQueue, options: ResumableDownloadOptions, deadlineMs: number, write: (chunk: Buffer) => Promise<void>): Promise<AttemptEnd> {
   let timer: TimerHandle | undefined;
   let stalled: SdcError | undefined;
   const arm = () => {
@@ -239,8 +305,8 @@ async function readBody(response: IncomingMessage, options: ResumableDownloadOpt
   options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     arm();
-    for await (const chunk of response) {
-      await write(chunk as Buffer);
+    for (let chunk = await body.next(); chunk !== undefined; chunk = await body.next()) {
+      await write(chunk);
       arm();
     }
     return { kind: 'complete' };

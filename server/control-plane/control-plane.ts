@@ -21,7 +21,8 @@ import { DeadLetterService } from './dead-letters.js';
 import type { ComplianceRules } from '../../core/protocol/compliance.js';
 import type { AlertRules } from './alert-rules.js';
 import { AuthService } from './auth.js';
-import { attachOta } from '../ota/control-plane-ota.js';
+import { attachOta, type OtaBlobOptions } from '../ota/control-plane-ota.js';
+import type { BlobStore } from '../ota/blob-store.js';
 import type { ExecutionTimeouts } from '../../core/ota/execution-machine.js';
 import type { OtaServices } from '../ota/ota-service.js';
 import { CommandService } from './commands.js';
@@ -136,12 +137,16 @@ export interface ControlPlaneOptions {
   readonly otaExecutionTimeouts?: ExecutionTimeouts;
   /** How often running rollouts are ticked and executions checked for timeouts (default 1 s). */
   readonly otaRolloutSweepIntervalMs?: number;
+  /** The blob store (docs/ota.md): S3 and the public base URL of presigned URLs; default embedded, based on the listen address. */
+  readonly otaBlobs?: OtaBlobOptions;
 }
 
 export interface ControlPlane extends ControlPlaneServices {
   readonly app: FastifyInstance;
   /** The OTA image repository and releases (docs/ota.md); undefined until `sdc ota init` created one in the data directory. */
   readonly ota: OtaServices | undefined;
+  /** The blob store of artifacts and uploads (embedded or S3), with or without an image repository; `presign` is the one presigner. */
+  readonly blobStore: BlobStore;
   /** What `GET /metrics` serves. */
   readonly metrics: ServiceMetrics;
   /** Consumers of `sdc:events` and `sdc:telemetry`; `drain()` processes everything pending now (tests, simulator). */
@@ -252,6 +257,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     },
     ...(options.otaRolloutSweepIntervalMs === undefined ? {} : { rolloutSweepIntervalMs: options.otaRolloutSweepIntervalMs }),
     ...(options.otaArtifactBytesMax === undefined ? {} : { artifactBytesMax: options.otaArtifactBytesMax }),
+    ...(options.otaBlobs === undefined ? {} : { blobs: options.otaBlobs }),
   });
 
   if (ota.services !== undefined) events.otaReports = (data) => ota.services!.rollouts.onReport(data);
@@ -285,7 +291,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   let server: Server | undefined;
 
   return {
-    ...services, app, ota: ota.services, metrics, eventsConsumer, telemetryConsumer,
+    ...services, app, ota: ota.services, blobStore: ota.blobStore, metrics, eventsConsumer, telemetryConsumer,
     async listen({ host, port, tls }) {
       await app.ready();
       const handler = (req: Parameters<FastifyInstance['routing']>[0], res: Parameters<FastifyInstance['routing']>[1]) => app.routing(req, res);
@@ -307,7 +313,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       });
       const address = created.address() as AddressInfo;
       const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      return { host: address.address, port: address.port, url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}` };
+      const url = `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`;
+      ota.onListening(url); // the embedded blob store's presigned URLs point here unless a public base URL was configured
+      return { host: address.address, port: address.port, url };
     },
     async start() {
       if (running) return;

@@ -145,8 +145,12 @@ export class S3BlobStore implements BlobStore {
 export interface EmbeddedBlobStoreOptions {
   /** `<dataDir>/blobs`: objects and their metadata, 0700/0600. */
   readonly directory: string;
-  /** The public base under which the control plane serves this store, e.g. `https://cp:8443`. */
-  readonly publicBaseUrl: string;
+  /**
+   * The public base under which the control plane serves this store, e.g. `https://cp:8443`: the
+   * host devices and operators reach, which every presigned URL names (and signs). A function
+   * when it is known only once the API listens (the default is derived from its address).
+   */
+  readonly publicBaseUrl: string | (() => string);
   readonly credentials: SigV4Credentials;
   readonly clock: Clock;
   /** The largest object a presigned PUT may write. */
@@ -173,13 +177,20 @@ export const embeddedBucket = 'sdc';
 export class EmbeddedBlobStore implements BlobStore {
   readonly kind = 'embedded' as const;
   readonly #options: EmbeddedBlobStoreOptions;
-  readonly #presign: ReturnType<typeof createPresigner>;
+  /** The presigner for the current public base (rebuilt only when the base changes). */
+  #presigner: { base: string; presign: ReturnType<typeof createPresigner> } | undefined;
   readonly #region: string;
 
   constructor(options: EmbeddedBlobStoreOptions) {
     this.#options = options;
     this.#region = options.region ?? 'us-east-1';
-    this.#presign = createPresigner({ endpoint: `${options.publicBaseUrl.replace(/\/+$/, '')}${embeddedBlobPathPrefix}`, region: this.#region, bucket: embeddedBucket, credentials: options.credentials });
+  }
+
+  /** Where presigned URLs point: `<public base>/v1/blobs` (the bucket follows in the path). */
+  get endpoint(): S3Endpoint {
+    const { publicBaseUrl } = this.#options;
+    const base = (typeof publicBaseUrl === 'string' ? publicBaseUrl : publicBaseUrl()).replace(/\/+$/, '');
+    return { endpoint: `${base}${embeddedBlobPathPrefix}`, region: this.#region, bucket: embeddedBucket, credentials: this.#options.credentials };
   }
 
   #file(key: string, extension: 'bin' | 'json'): string {
@@ -247,7 +258,9 @@ export class EmbeddedBlobStore implements BlobStore {
   }
 
   presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string> {
-    return this.#presign(method, key, expiresInSeconds);
+    const endpoint = this.endpoint;
+    if (this.#presigner?.base !== endpoint.endpoint) this.#presigner = { base: endpoint.endpoint, presign: createPresigner(endpoint) };
+    return this.#presigner.presign(method, key, expiresInSeconds);
   }
 
   /**

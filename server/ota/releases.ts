@@ -24,7 +24,7 @@ import { envelopeText, targetsSigned, type TargetEntry } from './tuf-documents.j
  */
 
 export const releaseLimits = {
-  /** Largest artifact the file store takes; the S3 blob store (later) is meant for larger ones. */
+  /** Largest artifact an upload may be (through the API, or by presigned PUT to the blob store). */
   artifactBytesMax: 256 * 1024 * 1024,
   /** How long a targets file signed for a release is valid: a year, so the 30-day alarm has room. */
   targetsLifetimeMs: 365 * 86_400_000,
@@ -289,6 +289,15 @@ export class ReleaseService {
     if (row === undefined || row.state !== 'published' || row.artifact_sha256 === null) return undefined;
     if (fileName !== `${row.artifact_sha256}.${row.artifact_name}`) return undefined;
     return this.#artifacts.open(row.artifact_sha256);
+  }
+
+  /**
+   * A presigned GET URL of a stored artifact by its SHA-256, for a device's OTA notice: bound to
+   * GET and this one object, living `expiresInSeconds` (60..3600). Undefined when the artifact
+   * store cannot presign (the file adapter of tests) or holds no such artifact.
+   */
+  async presignArtifact(sha256: string, expiresInSeconds: number): Promise<string | undefined> {
+    return this.#artifacts.presignGet?.(sha256, expiresInSeconds);
   }
 
   async #uploadFailed(id: string, actor: string, error: unknown): Promise<void> {

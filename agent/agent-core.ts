@@ -88,6 +88,8 @@ export interface AgentCoreOptions {
   silenceIntervalsMax?: number;
   artifactPath?: OpcodeExecutorOptions['artifactPath'];
   processEntriesMax?: number;
+  /** EXEC_COLLECT_ARTIFACT's handler (agent/ota/artifact-collector.ts); absent: the opcode fails ARTIFACT_KIND_UNSUPPORTED. */
+  collectArtifact?: OpcodeExecutorOptions['collectArtifact'];
   onEvent?: (event: AgentCoreEvent) => void;
   /** Compliance facts for each AUTH (messages/posture.ts), read at every connection; absent: none reported. */
   posture?: () => DevicePosture;
@@ -586,6 +588,7 @@ class DefaultAgentCore implements AgentCore {
         artifactPath: this.#o.artifactPath ?? ((args) => `updates/${args.version}.bin`),
         processEntriesMax: this.#o.processEntriesMax ?? kernelBridgeLimits.processEntriesDefault,
         ...(traceparent === undefined ? {} : { traceparent }),
+        ...(this.#o.collectArtifact === undefined ? {} : { collectArtifact: this.#o.collectArtifact }),
       });
       result = this.#result(command, 'succeeded', output, undefined, traceparent);
     } catch (error) {

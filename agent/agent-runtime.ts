@@ -22,6 +22,7 @@ import { IoctlKernelBridge, type KernelBridge, type KernelCallLogger } from '../
 import { pinnedKeyResolver } from './state/agent-state.js';
 import { createHostMetricsSource } from './telemetry/host-metrics.js';
 import { UpdateRunner } from './ota/update-runner.js';
+import { createArtifactCollector, fileTailLogs, simulatedScreenshot } from './ota/artifact-collector.js';
 import { fileUpdateJournal } from './ota/update-journal.js';
 import { directoryStore } from './tuf/driver.js';
 import { createHttpFetcher } from './tuf/http-fetcher.js';
@@ -118,6 +119,15 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     telemetrySource: createHostMetricsSource({ clock: options.clock, dataDir: options.dir }),
     telemetryIntervalMs: options.telemetryIntervalMs, agentVersion, posture: () => posture,
     artifactPath: (args) => join(options.dir, 'updates', `${args.version}.bin`),
+    // EXEC_COLLECT_ARTIFACT (docs/artifacts.md): logs from the agent's journals; a screenshot only where the kernel is the mock, which simulates one.
+    collectArtifact: createArtifactCollector({
+      deviceId: current.deviceId, controlPlaneUrl, caPem: current.trust.ca_pem, clientCert: () => ({ certPem: current.certPem + current.chainPem, keyPem: current.keyPem }),
+      resolveCommandKey: pinnedKeyResolver(current.trust.command_keys), ed25519: provider, scheduler: options.scheduler, workDir: join(options.dir, 'artifacts'),
+      sources: {
+        logs: fileTailLogs([current.paths.journal, join(options.dir, 'ota', 'journal.json')]),
+        ...(kernel.backend === 'mock' ? { screenshot: async () => simulatedScreenshot(current.deviceId) } : {}),
+      },
+    }),
     policyBundleStore: createFilePolicyBundleStore(options.dir),
     onOtaNotice: (notice) => updates.onNotice(notice),
   });

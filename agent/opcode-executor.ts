@@ -13,6 +13,8 @@ export interface OpcodeExecutorOptions {
   processEntriesMax: number;
   /** The delivery's W3C traceparent: the bridge logs the kernel call with its trace id. */
   traceparent?: string;
+  /** EXEC_COLLECT_ARTIFACT (agent/ota/artifact-collector.ts): seals and uploads; absent, the opcode fails ARTIFACT_KIND_UNSUPPORTED. */
+  collectArtifact?: (command: SignedCommand) => Promise<Record<string, unknown>>;
 }
 
 /**
@@ -69,6 +71,10 @@ export async function executeOpcode(command: SignedCommand, options: OpcodeExecu
       const slots = await kernel.rollbackUpdate(auth);
       return { current_version: slots.currentVersion, previous_version: slots.previousVersion };
     }
+    case 'EXEC_COLLECT_ARTIFACT':
+      // Not a kernel call: the agent reads its own logs (or the platform's screen) and uploads them sealed.
+      if (options.collectArtifact === undefined) throw new SdcError('ARTIFACT_KIND_UNSUPPORTED', 'this agent uploads no artifacts');
+      return options.collectArtifact(command);
   }
 }
 

@@ -166,3 +166,13 @@ export async function* openArtifact(sealed: AsyncIterable<Uint8Array> | Iterable
   if (key === undefined) throw fail('the header is incomplete');
   yield open(buffer, true);
 }
+
+/**
+ * What the control plane's command key signs to publish its artifact key to devices (in every
+ * upload grant): a device seals only to a key signed by a command key it pinned at enrollment,
+ * so neither a substituted TLS endpoint nor a stale answer can make it seal to another key.
+ */
+export function artifactKeyStatement(publicKey: Uint8Array): Uint8Array {
+  if (publicKey.length !== 32) throw new SdcError('OTA_ARTIFACT_DECRYPT_FAILED', 'an X25519 public key is 32 bytes');
+  return Buffer.concat([Buffer.from('sdc artifact key v1\n', 'utf8'), publicKey]);
+}

@@ -91,6 +91,9 @@ const init: Command = {
       servingNames: servingNames(args),
     });
     const { paths } = result;
+    // The artifact key devices seal uploads to (docs/artifacts.md), made with the CA like the other deployment keys.
+    const { loadOrCreateArtifactKey } = await import('../../server/ota/encrypted-artifacts.js');
+    await loadOrCreateArtifactKey(dataDir(args));
     if (!result.rootKeyEncrypted) {
       io.stderr(`sdc: WARNING: the root CA key ${paths.rootKeyPath} is NOT encrypted (--insecure-plain-root-key): for tests only; whoever reads it can issue certificates\n`);
     }

@@ -10,6 +10,7 @@ import { initPki, loadIssuingPki, loadServingCa, pkiPaths, type IssuingPki } fro
 import { namePermitted } from '../../trust/name-constraints.js';
 import { apiTlsCertificates, issueServerCertificate, servingCaPermittedNames } from '../../trust/server-certificate.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
+import { loadOrCreateArtifactKey, type ArtifactKey } from '../ota/encrypted-artifacts.js';
 
 /** A service's own Ed25519 signing key, with its key id. */
 export interface ServiceSigner {
@@ -44,6 +45,8 @@ export interface DeploymentMaterials {
    */
   readonly previousCommandSigner?: ServiceSigner;
   readonly gatewaySigner: ServiceSigner;
+  /** The X25519 key devices seal uploaded artifacts to (server/ota/encrypted-artifacts.ts, D/keys/artifact.key). */
+  readonly artifactKey?: ArtifactKey;
 }
 
 export interface LoadDeploymentOptions {
@@ -111,13 +114,14 @@ export async function loadDeployment(options: LoadDeploymentOptions): Promise<De
   const commandSigner = await loadOrCreateServiceKey(paths.commandKeyPath, 'cp', options.random);
   const previousCommandSigner = await loadServiceKeyIfPresent(paths.previousCommandKeyPath, 'cp');
   const gatewaySigner = await loadOrCreateServiceKey(paths.gatewayKeyPath, 'gateway', options.random);
+  const artifactKey = await loadOrCreateArtifactKey(options.dataDir);
   const serverTls = await loadOrIssueServerCertificate(options, pki, intermediateCaPem);
   const browserTls = options.browserCertificate === false ? undefined : await loadOrIssueBrowserCertificate(options);
   return {
     dataDir: options.dataDir, rootCaPem, intermediateCaPem, intermediateKey: pki.intermediate.privateKey, pki,
     serverTls: { ...serverTls, caPem: `${intermediateCaPem.trim()}\n${rootCaPem.trim()}\n` },
     ...(browserTls === undefined ? {} : { browserTls }),
-    commandSigner, gatewaySigner,
+    commandSigner, gatewaySigner, artifactKey,
     ...(previousCommandSigner === undefined ? {} : { previousCommandSigner }),
   };
 }

@@ -1,25 +1,41 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { artifactPrivateKeyFromPem, generateArtifactKeyPair, openArtifact, rawPublicKey, type SealBinding } from '../../runtime/artifact-seal-node.js';
+import { requirePrivateKeyFileMode } from '../../trust/key-files.js';
 import type { BlobStore } from './blob-store.js';
 
+/** The control plane's artifact key: where the deployment keeps it, beside the command and gateway signing keys. */
+export function artifactKeyPath(dataDir: string): string {
+  return join(dataDir, 'keys', 'artifact.key');
+}
+
+export interface ArtifactKey {
+  readonly privateKey: KeyObject;
+  /** Raw X25519, 32 bytes: what devices seal to. */
+  readonly publicKey: Uint8Array;
+}
+
 /**
- * The control plane's half of encrypted uploads: the artifact key (X25519, `<dataDir>/artifact.key.pem`,
- * 0600 like the other service keys; devices get only the public half) and opening an upload for
- * an operator. An upload is opened only if its stored bytes have exactly the SHA-256 and length
- * the device's command result reported (so an object replaced in the store after the fact is
- * refused), and only for the device and command it was sealed for.
+ * The control plane's half of encrypted uploads: the artifact key (X25519, PKCS#8 PEM at
+ * `<dataDir>/keys/artifact.key`, 0600 in a 0700 directory like the other service keys, made by
+ * `sdc pki init` or at the first load of the deployment; devices get only the public half,
+ * signed by the command key) and opening an upload for an operator. An upload is opened only if
+ * its stored bytes have exactly the SHA-256 and length the device's command result reported (so
+ * an object replaced in the store after the fact is refused), and only for the device and
+ * command it was sealed for.
  */
-export async function loadOrCreateArtifactKey(dataDir: string): Promise<{ privateKey: KeyObject; publicKey: Uint8Array }> {
-  const path = join(dataDir, 'artifact.key.pem');
+export async function loadOrCreateArtifactKey(dataDir: string): Promise<ArtifactKey> {
+  const path = artifactKeyPath(dataDir);
   let pem: string;
   try {
     pem = await readFile(path, 'utf8');
+    // Refused like the other service keys when group or others could read it.
+    await requirePrivateKeyFileMode(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     pem = generateArtifactKeyPair().privateKeyPem;
     // wx: two processes starting at once never overwrite each other's key.
     await writeFile(path, pem, { mode: 0o600, flag: 'wx' }).catch(async (writeError: NodeJS.ErrnoException) => {

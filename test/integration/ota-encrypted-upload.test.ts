@@ -28,7 +28,7 @@ for (const [name, make] of blobFixtures) {
 
     test('a device seals and uploads a file by presigned PUT; the server opens it only with the reported digest and binding', async () => {
       const key = await loadOrCreateArtifactKey(join(directory, 'data'));
-      assert.equal((await stat(join(directory, 'data', 'artifact.key.pem'))).mode & 0o777, 0o600);
+      assert.equal((await stat(join(directory, 'data', 'keys', 'artifact.key'))).mode & 0o777, 0o600);
       const plain = randomBytes(200_000 + 123);
       const path = join(directory, 'screenshot.png');
       await writeFile(path, plain);

@@ -5,7 +5,7 @@
  */
 export const opcodeNames = [
   'EXEC_PING_KERNEL', 'EXEC_LOCK_SCREEN', 'EXEC_GET_PROCESS_LIST', 'EXEC_GET_STATUS',
-  'EXEC_STAGE_UPDATE', 'EXEC_COMMIT_UPDATE', 'EXEC_ROLLBACK_UPDATE',
+  'EXEC_STAGE_UPDATE', 'EXEC_COMMIT_UPDATE', 'EXEC_ROLLBACK_UPDATE', 'EXEC_COLLECT_ARTIFACT',
 ] as const;
 
 export type OpcodeName = (typeof opcodeNames)[number];

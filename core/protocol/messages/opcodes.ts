@@ -22,6 +22,13 @@ export const opcodeArgs = {
   }, { additionalProperties: false }),
   EXEC_COMMIT_UPDATE: Type.Object({ version: Version }, { additionalProperties: false }),
   EXEC_ROLLBACK_UPDATE: NoArgs,
+  /**
+   * Asks the device for an artifact (docs/artifacts.md): its logs, or a screenshot where the
+   * platform has one. The device seals it to the control plane's artifact key, uploads it by a
+   * presigned PUT the control plane issues for this device and command, and the result carries
+   * its id, length and SHA-256.
+   */
+  EXEC_COLLECT_ARTIFACT: Type.Object({ kind: Type.Union([Type.Literal('logs'), Type.Literal('screenshot')]) }, { additionalProperties: false }),
 } as const satisfies Record<OpcodeName, TSchema>;
 
 export type Opcode = keyof typeof opcodeArgs;

@@ -1,0 +1,320 @@
+import type { TLSSocket } from 'node:tls';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { SdcError } from '../../core/errors/index.js';
+import { base64urlFromBytes } from '../../core/crypto/bytes.js';
+import { commandTerminalStates } from '../../core/protocol/command-machine.js';
+import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
+import { DeviceId } from '../../core/protocol/messages/fields.js';
+import { artifactKeyStatement, sealedLength } from '../../runtime/artifact-seal-node.js';
+import { normalizeSerialHex } from '../../trust/serial-number.js';
+import { verifyDeviceCertificate } from '../../trust/verify-device-certificate.js';
+import type { CommandService, CommandView } from '../control-plane/commands.js';
+import { actors, type ServiceContext } from '../control-plane/context.js';
+import { principalOf } from '../control-plane/http/authentication.js';
+import type { RoutesPlugin } from '../control-plane/http/plugin.js';
+import type { DeploymentMaterials } from '../materials/materials.js';
+import type { BlobStore } from './blob-store.js';
+import { loadOrCreateArtifactKey, openEncryptedUpload, uploadKey, type ArtifactKey } from './encrypted-artifacts.js';
+
+/**
+ * Encrypted artifact uploads (issue 10, docs/artifacts.md): an operator sends EXEC_COLLECT_ARTIFACT
+ * (the device's logs, or a screenshot); while running it the device asks for an upload grant
+ * (`POST /v1/devices/{id}/artifact-uploads`, authenticated by its certificate as the TLS client
+ * certificate, like renewal) and gets one presigned PUT bound to its device and that command,
+ * with the control plane's artifact key signed by the command key; it seals, uploads, and its
+ * signed command result carries the artifact id (the command id), length and SHA-256. An
+ * operator's `GET /v1/artifacts/{id}` checks the stored object against that result and the seal
+ * against the device and command, and only then answers the plaintext; each download and each
+ * refusal is audited.
+ */
+export const artifactOpcode = 'EXEC_COLLECT_ARTIFACT';
+
+export const artifactDefaults = Object.freeze({
+  /** The largest artifact (plaintext) a device may upload and an operator download: 16 MiB. */
+  plaintextBytesMax: 16 * 1024 * 1024,
+  /** How long an upload grant's presigned PUT is valid: 5 minutes (the store allows 60 s to 1 h). */
+  grantExpirySeconds: 300,
+  /** Artifacts listed at most per page. */
+  listMax: 200,
+});
+
+const sha256Pattern = /^[0-9a-f]{64}$/;
+
+/** What a succeeded EXEC_COLLECT_ARTIFACT result's output says about its upload. */
+export interface ArtifactRecord {
+  readonly id: string;
+  readonly device_id: string;
+  readonly kind: string;
+  readonly state: string;
+  readonly created_by: string;
+  readonly created_at_ms: number;
+  /** Of the sealed bytes in the store, as the device's signed result reports them; null until it succeeded. */
+  readonly sha256: string | null;
+  readonly length: number | null;
+  readonly plaintext_length: number | null;
+  readonly content_type: string | null;
+}
+
+export interface ArtifactServiceOptions {
+  readonly context: ServiceContext;
+  readonly commands: Pick<CommandService, 'get'>;
+  readonly materials: Pick<DeploymentMaterials, 'pki' | 'commandSigner'>;
+  readonly artifactKey: ArtifactKey;
+  /** The store uploads go to (the control plane's: embedded, presigning under its public base URL, or S3). */
+  readonly blobStore: () => BlobStore;
+  readonly plaintextBytesMax?: number;
+  readonly grantExpirySeconds?: number;
+}
+
+export interface UploadGrant {
+  readonly artifact_id: string;
+  readonly put_url: string;
+  readonly expires_at_ms: number;
+  readonly plaintext_bytes_max: number;
+  readonly sealed_bytes_max: number;
+  readonly artifact_key: string;
+  readonly artifact_key_kid: string;
+  readonly artifact_key_signature: string;
+}
+
+export class ArtifactService {
+  readonly #o: ArtifactServiceOptions;
+  readonly plaintextBytesMax: number;
+  readonly #grantExpirySeconds: number;
+  readonly #keySignature: string;
+
+  constructor(options: ArtifactServiceOptions) {
+    this.#o = options;
+    this.plaintextBytesMax = options.plaintextBytesMax ?? artifactDefaults.plaintextBytesMax;
+    this.#grantExpirySeconds = options.grantExpirySeconds ?? artifactDefaults.grantExpirySeconds;
+    this.#keySignature = base64urlFromBytes(options.context.ed25519.sign(options.materials.commandSigner.seed, artifactKeyStatement(options.artifactKey.publicKey)));
+  }
+
+  /**
+   * The device behind a TLS client certificate: it must chain to our CA, be valid and not
+   * revoked, name `deviceId`, be on record for it, and the device must not be revoked (as renewal checks).
+   */
+  async authenticateDevice(deviceId: string, certDer: Uint8Array | undefined): Promise<void> {
+    if (certDer === undefined) throw new SdcError('API_CLIENT_CERT_REQUIRED', 'an upload grant needs the device certificate as the TLS client certificate');
+    const { pki } = this.#o.materials;
+    const { db } = this.#o.context;
+    const verified = await verifyDeviceCertificate({
+      certDer, trustAnchors: [pki.intermediate.certificate, pki.rootCertificate], now: new Date(this.#o.context.clock.nowMs()),
+      isRevoked: async (serial) => (await db.query('SELECT serial FROM revocations WHERE serial = ?', [normalizeSerialHex(serial)])).length > 0,
+    });
+    if (verified.deviceId !== deviceId) throw new SdcError('API_CLIENT_CERT_DEVICE_MISMATCH', `the client certificate is device ${verified.deviceId}'s, not ${deviceId}'s`, { deviceId });
+    const [device] = await db.query('SELECT status FROM devices WHERE id = ?', [deviceId]);
+    if (device === undefined) throw new SdcError('API_CLIENT_CERT_UNKNOWN', `device ${deviceId} is not enrolled here`, { deviceId });
+    if ((device as { status: string }).status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked`, { deviceId });
+    const [onRecord] = await db.query('SELECT serial FROM device_certificates WHERE serial = ? AND device_id = ?', [normalizeSerialHex(verified.serialHex), deviceId]);
+    if (onRecord === undefined) throw new SdcError('API_CLIENT_CERT_UNKNOWN', `this certificate was not issued to ${deviceId} by this control plane`, { deviceId });
+  }
+
+  /**
+   * One presigned PUT for a running EXEC_COLLECT_ARTIFACT command of this device: a second ask
+   * for the same command is ARTIFACT_UPLOAD_REPLAYED (claimed once in the kv store, for as long
+   * as the command could still run), so a leaked or replayed request gets no second URL.
+   */
+  async grant(deviceId: string, commandId: string): Promise<UploadGrant> {
+    const { context } = this.#o;
+    const command = await this.#command(commandId).catch(() => undefined);
+    if (command === undefined || command.device_id !== deviceId || command.opcode !== artifactOpcode) {
+      await this.#auditRefusal('artifact.upload_refused', actors.device(deviceId), commandId, 'ARTIFACT_UPLOAD_BINDING');
+      throw new SdcError('ARTIFACT_UPLOAD_BINDING', `command ${commandId} is not an ${artifactOpcode} command of device ${deviceId}`, { deviceId, commandId });
+    }
+    const nowMs = context.clock.nowMs();
+    if ((commandTerminalStates as readonly string[]).includes(command.state) || command.expires_at_ms <= nowMs) {
+      await this.#auditRefusal('artifact.upload_refused', actors.device(deviceId), commandId, 'ARTIFACT_UPLOAD_BINDING');
+      throw new SdcError('ARTIFACT_UPLOAD_BINDING', `command ${commandId} is ${command.state}: no upload is granted for it`, { deviceId, commandId, state: command.state });
+    }
+    const claimed = await context.kv.set(`sdc:artifact:grant:${commandId}`, String(nowMs), { onlyIfAbsent: true, ttlMs: Math.max(60_000, command.expires_at_ms - nowMs + 3_600_000) });
+    if (!claimed) {
+      await this.#auditRefusal('artifact.upload_refused', actors.device(deviceId), commandId, 'ARTIFACT_UPLOAD_REPLAYED');
+      throw new SdcError('ARTIFACT_UPLOAD_REPLAYED', `an upload was already granted for command ${commandId}`, { commandId });
+    }
+    const putUrl = await this.#o.blobStore().presign('PUT', uploadKey({ deviceId, commandId }), this.#grantExpirySeconds);
+    const grant: UploadGrant = {
+      artifact_id: commandId, put_url: putUrl, expires_at_ms: nowMs + this.#grantExpirySeconds * 1000,
+      plaintext_bytes_max: this.plaintextBytesMax, sealed_bytes_max: sealedLength(this.plaintextBytesMax),
+      artifact_key: base64urlFromBytes(this.#o.artifactKey.publicKey), artifact_key_kid: this.#o.materials.commandSigner.kid, artifact_key_signature: this.#keySignature,
+    };
+    await context.audit.append({
+      kind: 'artifact.upload_granted', actor: actors.device(deviceId), subject: `artifact:${commandId}`,
+      payload: { device_id: deviceId, command_id: commandId, kind: String(command.args.kind ?? ''), expires_at_ms: grant.expires_at_ms, plaintext_bytes_max: grant.plaintext_bytes_max },
+    });
+    return grant;
+  }
+
+  /**
+   * The artifact's plaintext for an operator: the command must have succeeded with a result
+   * naming this artifact, the stored object must have exactly the length and SHA-256 of that
+   * signed result, and its seal must open for this device and command (a tampered object,
+   * another command's upload copied over it, a replaced object: all refused). Audited either way.
+   */
+  async open(artifactId: string, operator: string): Promise<{ record: ArtifactRecord; bytes: Buffer }> {
+    const actor = actors.user(operator);
+    try {
+      const command = await this.#command(artifactId);
+      if (command === undefined || command.opcode !== artifactOpcode) throw new SdcError('ARTIFACT_NOT_FOUND', `no artifact ${artifactId}`);
+      const record = recordOf(command);
+      if (command.state !== 'succeeded' || record.sha256 === null || record.length === null) {
+        throw new SdcError('ARTIFACT_NOT_FOUND', `artifact ${artifactId}'s command is ${command.state}, with no upload recorded`, { state: command.state });
+      }
+      const bytes = await openEncryptedUpload({
+        store: this.#o.blobStore(), privateKey: this.#o.artifactKey.privateKey, binding: { deviceId: command.device_id, commandId: command.id },
+        expected: { sha256: record.sha256, length: record.length }, plaintextBytesMax: this.plaintextBytesMax,
+      }).catch((error: unknown) => {
+        // The store holding no object for a succeeded command's result is its own refusal, not the repository's code.
+        if (SdcError.is(error, 'OTA_REPOSITORY_NOT_FOUND')) throw new SdcError('ARTIFACT_NOT_FOUND', `artifact ${artifactId} is not in the store`);
+        throw error;
+      });
+      if (record.plaintext_length !== null && bytes.length !== record.plaintext_length) {
+        throw new SdcError('OTA_UPLOAD_DIGEST_MISMATCH', `the artifact opened to ${bytes.length} bytes, the result says ${record.plaintext_length}`);
+      }
+      await this.#o.context.audit.append({
+        kind: 'artifact.downloaded', actor, subject: `artifact:${artifactId}`,
+        payload: { device_id: command.device_id, kind: record.kind, sha256: record.sha256, length: record.length, plaintext_length: bytes.length },
+      });
+      return { record, bytes };
+    } catch (error) {
+      const code = SdcError.is(error) ? error.code : 'INTERNAL';
+      if (code !== 'ARTIFACT_NOT_FOUND') await this.#auditRefusal('artifact.download_refused', actor, artifactId, code);
+      throw error;
+    }
+  }
+
+  /** EXEC_COLLECT_ARTIFACT commands, newest first, with what their results say about the upload. */
+  async list(query: { deviceId?: string; limit?: number }): Promise<ArtifactRecord[]> {
+    const limit = Math.min(Math.max(1, query.limit ?? 50), artifactDefaults.listMax);
+    const where = ['opcode = ?', ...(query.deviceId === undefined ? [] : ['device_id = ?'])];
+    const rows = await this.#o.context.db.query(
+      `SELECT id FROM commands WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`,
+      [artifactOpcode, ...(query.deviceId === undefined ? [] : [query.deviceId]), limit],
+    ) as Array<{ id: string }>;
+    const records: ArtifactRecord[] = [];
+    for (const row of rows) {
+      const command = await this.#command(row.id);
+      if (command !== undefined) records.push(recordOf(command));
+    }
+    return records;
+  }
+
+  async #command(id: string): Promise<CommandView | undefined> {
+    try {
+      return await this.#o.commands.get(id);
+    } catch (error) {
+      if (SdcError.is(error, 'COMMAND_NOT_FOUND')) return undefined;
+      throw error;
+    }
+  }
+
+  async #auditRefusal(kind: string, actor: string, artifactId: string, code: string): Promise<void> {
+    await this.#o.context.audit.append({ kind, actor, subject: `artifact:${artifactId}`, payload: { code } }).catch((error: unknown) => {
+      this.#o.context.logger.warn({ err: error, artifactId }, 'artifact refusal not audited');
+    });
+  }
+}
+
+function objectOf(value: JsonValue | undefined): JsonObject | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined;
+}
+
+/** The artifact an EXEC_COLLECT_ARTIFACT command's signed result describes; a succeeded result that does not is ARTIFACT_RESULT_INVALID. */
+export function recordOf(command: CommandView): ArtifactRecord {
+  const kind = typeof command.args.kind === 'string' ? command.args.kind : '';
+  const base = { id: command.id, device_id: command.device_id, kind, state: command.state, created_by: command.created_by, created_at_ms: command.created_at_ms };
+  const empty = { ...base, sha256: null, length: null, plaintext_length: null, content_type: null };
+  if (command.state !== 'succeeded') return empty;
+  const output = objectOf(objectOf(objectOf(command.result_frame ?? undefined)?.body)?.output);
+  const { artifact_id: id, sha256, length, plaintext_length: plaintextLength, content_type: contentType } = output ?? {};
+  if (id !== command.id || typeof sha256 !== 'string' || !sha256Pattern.test(sha256) || !Number.isSafeInteger(length) || (length as number) < 0
+    || !Number.isSafeInteger(plaintextLength) || (plaintextLength as number) < 0) {
+    throw new SdcError('ARTIFACT_RESULT_INVALID', `command ${command.id}'s result does not describe its upload (artifact_id, sha256, length, plaintext_length)`, { commandId: command.id });
+  }
+  return { ...base, sha256, length: length as number, plaintext_length: plaintextLength as number, content_type: typeof contentType === 'string' ? contentType : null };
+}
+
+/** The TLS client certificate of the connection, if any (the API's listener requests one and lets the route judge it). */
+function presentedCertificate(request: FastifyRequest): Uint8Array | undefined {
+  const socket = request.raw.socket as Partial<TLSSocket>;
+  if (typeof socket.getPeerCertificate !== 'function') return undefined;
+  const raw = (socket.getPeerCertificate(false) as { raw?: unknown } | null)?.raw;
+  return raw instanceof Uint8Array && raw.length > 0 ? new Uint8Array(raw) : undefined;
+}
+
+const strict = { additionalProperties: false } as const;
+const CommandId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
+const GrantBody = Type.Object({ command_id: CommandId }, strict);
+const GrantView = Type.Object({
+  artifact_id: Type.String({ description: 'The artifact\'s id: the command\'s id' }),
+  put_url: Type.String({ description: 'A presigned PUT (AWS SigV4) for this device and command only' }),
+  expires_at_ms: Type.Integer(),
+  plaintext_bytes_max: Type.Integer(),
+  sealed_bytes_max: Type.Integer(),
+  artifact_key: Type.String({ description: 'The control plane\'s X25519 artifact key, raw, base64url' }),
+  artifact_key_kid: Type.String({ description: 'The command key that signed it' }),
+  artifact_key_signature: Type.String({ description: 'Ed25519 by that key over "sdc artifact key v1\\n" || the raw key, base64url' }),
+});
+const ArtifactView = Type.Object({
+  id: Type.String(), device_id: Type.String(), kind: Type.String(), state: Type.String(), created_by: Type.String(), created_at_ms: Type.Integer(),
+  sha256: Type.Union([Type.String(), Type.Null()]), length: Type.Union([Type.Integer(), Type.Null()]),
+  plaintext_length: Type.Union([Type.Integer(), Type.Null()]), content_type: Type.Union([Type.String(), Type.Null()]),
+});
+const ListQuery = Type.Object({ device_id: Type.Optional(DeviceId), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: artifactDefaults.listMax })) }, strict);
+const Params = Type.Object({ id: CommandId }, strict);
+const DeviceParams = Type.Object({ id: DeviceId }, strict);
+
+export const artifactRoutes: RoutesPlugin<{ readonly artifacts: ArtifactService }> = async (app, { artifacts }) => {
+  app.post('/v1/devices/:id/artifact-uploads', {
+    schema: { params: DeviceParams, body: GrantBody, response: { 201: GrantView } },
+    config: { auth: 'public', summary: 'A device asks for the presigned PUT of its running EXEC_COLLECT_ARTIFACT command (the device certificate as TLS client certificate; once per command)' },
+  }, async (request, reply) => {
+    await artifacts.authenticateDevice(request.params.id, presentedCertificate(request));
+    const grant = await artifacts.grant(request.params.id, request.body.command_id);
+    return reply.status(201).send(grant);
+  });
+
+  app.get('/v1/artifacts', {
+    schema: { querystring: ListQuery, response: { 200: Type.Object({ items: Type.Array(ArtifactView) }) } },
+    config: { auth: 'viewer', summary: 'Artifacts asked of devices (EXEC_COLLECT_ARTIFACT commands), newest first, with the length and SHA-256 their signed results report' },
+  }, async (request) => ({
+    items: await artifacts.list({ ...(request.query.device_id === undefined ? {} : { deviceId: request.query.device_id }), ...(request.query.limit === undefined ? {} : { limit: request.query.limit }) }),
+  }));
+
+  app.get('/v1/artifacts/:id', {
+    schema: { params: Params },
+    config: { auth: 'operator', summary: 'The artifact\'s decrypted bytes (application/octet-stream), after its digest, length and device/command binding are checked; audited' },
+  }, async (request, reply) => {
+    const { record, bytes } = await artifacts.open(request.params.id, principalOf(request).name);
+    return reply
+      .header('content-type', 'application/octet-stream')
+      .header('content-length', String(bytes.length))
+      .header('x-sdc-artifact-kind', record.kind)
+      .header('x-sdc-device-id', record.device_id)
+      .send(bytes);
+  });
+};
+
+/**
+ * Artifacts in a control plane: the artifact key from the deployment materials (or the data
+ * directory when the materials carry none), the service over the control plane's blob store
+ * (the one attachOta opens: embedded or S3, its presigned routes registered there), the routes.
+ */
+export async function attachArtifacts(options: {
+  readonly context: ServiceContext;
+  readonly app: FastifyInstance;
+  readonly dataDir: string;
+  readonly materials: DeploymentMaterials;
+  readonly commands: Pick<CommandService, 'get'>;
+  readonly blobStore: () => BlobStore;
+  readonly plaintextBytesMax?: number;
+}): Promise<ArtifactService> {
+  const artifactKey = options.materials.artifactKey ?? await loadOrCreateArtifactKey(options.dataDir);
+  const service = new ArtifactService({
+    context: options.context, commands: options.commands, materials: options.materials, artifactKey, blobStore: options.blobStore,
+    ...(options.plaintextBytesMax === undefined ? {} : { plaintextBytesMax: options.plaintextBytesMax }),
+  });
+  options.app.register(artifactRoutes, { artifacts: service });
+  return service;
+}

@@ -30,6 +30,8 @@ const documentedRoutes = [
   'POST /v1/alerts/{id}/ack operator',
   'GET /v1/audit admin',
   'GET /v1/audit/verify admin',
+  'GET /v1/blobs/* public',
+  'PUT /v1/blobs/* public',
   'POST /v1/auth/login public',
   'GET /v1/commands viewer',
   'POST /v1/commands operator',

@@ -21,6 +21,7 @@ import { DeadLetterService } from './dead-letters.js';
 import type { ComplianceRules } from '../../core/protocol/compliance.js';
 import type { AlertRules } from './alert-rules.js';
 import { AuthService } from './auth.js';
+import { attachArtifacts } from '../ota/artifact-routes.js';
 import { attachOta, type OtaBlobOptions } from '../ota/control-plane-ota.js';
 import type { BlobStore } from '../ota/blob-store.js';
 import type { ExecutionTimeouts } from '../../core/ota/execution-machine.js';
@@ -261,6 +262,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   });
 
   if (ota.services !== undefined) events.otaReports = (data) => ota.services!.rollouts.onReport(data);
+  // Encrypted artifact uploads (docs/artifacts.md): EXEC_COLLECT_ARTIFACT's upload grants and operators' downloads, in the blob store.
+  await attachArtifacts({ context, app, dataDir: materials.dataDir, materials, commands, blobStore: () => ota.blobStore });
 
   const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
   const claimIdleMs = options.claimIdleMs ?? 30_000;

@@ -7,6 +7,7 @@ import { pairingTokensMaxDefault } from '../../trust/pairing-tokens.js';
 import type { Policy } from '../../core/protocol/policy.js';
 import type { AlertRules } from '../../server/control-plane/alert-rules.js';
 import type { ComplianceRules } from '../../core/protocol/compliance.js';
+import type { OtaBlobOptions } from '../../server/ota/control-plane-ota.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 /** The scrape token from the environment, when no --metrics-token-file names one. */
@@ -109,8 +110,59 @@ async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControl
     ...(redisUrl ? { redisUrl } : {}),
     ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),
     ...(mysqlUrl === undefined ? {} : { mysqlUrl }),
-    ...(withControlPlane ? await controlPlaneTuning(args) : {}),
+    ...(withControlPlane ? await controlPlaneTuning(args, io) : {}),
   };
+}
+
+/** The S3 credentials from the environment, when no --s3-credentials-file names them (never a flag value, which `ps` shows). */
+const s3AccessKeyEnv = 'SDC_S3_ACCESS_KEY_ID';
+const s3SecretKeyEnv = 'SDC_S3_SECRET_ACCESS_KEY';
+
+/**
+ * --public-url, --s3-endpoint, --s3-bucket, --s3-region, --s3-credentials-file (docs/ota.md,
+ * "Artifacts and downloads"): the blob store is embedded in the data directory unless an S3
+ * endpoint is given; its credentials come from a JSON file ({"access_key_id", "secret_access_key"})
+ * or the environment, never the command line.
+ */
+async function blobStoreOptions(args: ParsedCommandArgs, io: CliIo): Promise<{ otaBlobs?: OtaBlobOptions }> {
+  const publicUrl = args.values['public-url'] as string | undefined;
+  if (publicUrl !== undefined && !/^https?:\/\/[^/?#]+\/?$/.test(publicUrl)) throw new SdcError('CLI_USAGE', `--public-url ${publicUrl} is not an http(s) origin such as https://cp.example:8080`);
+  const endpoint = args.values['s3-endpoint'] as string | undefined;
+  const bucket = args.values['s3-bucket'] as string | undefined;
+  if ((endpoint === undefined) !== (bucket === undefined)) throw new SdcError('CLI_USAGE', '--s3-endpoint and --s3-bucket go together');
+  if (endpoint !== undefined && !/^https?:\/\/[^/?#]+/.test(endpoint)) throw new SdcError('CLI_USAGE', `--s3-endpoint ${endpoint} is not an http(s) URL`);
+  if (bucket !== undefined && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new SdcError('CLI_USAGE', `--s3-bucket ${bucket} is not an S3 bucket name`);
+  const otaBlobs = {
+    ...(publicUrl === undefined ? {} : { publicBaseUrl: publicUrl.replace(/\/$/, '') }),
+    ...(endpoint === undefined || bucket === undefined ? {} : {
+      s3: { endpoint, bucket, region: stringOption(args, 's3-region', 'us-east-1'), credentials: await s3Credentials(args, io) },
+    }),
+  };
+  return Object.keys(otaBlobs).length === 0 ? {} : { otaBlobs };
+}
+
+async function s3Credentials(args: ParsedCommandArgs, io: CliIo): Promise<{ accessKeyId: string; secretAccessKey: string }> {
+  const file = args.values['s3-credentials-file'] as string | undefined;
+  if (file === undefined) {
+    const accessKeyId = io.env[s3AccessKeyEnv];
+    const secretAccessKey = io.env[s3SecretKeyEnv];
+    if (!accessKeyId || !secretAccessKey) throw new SdcError('CLI_USAGE', `--s3-endpoint needs credentials: --s3-credentials-file F or $${s3AccessKeyEnv} and $${s3SecretKeyEnv}`);
+    return { accessKeyId, secretAccessKey };
+  }
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+    throw new SdcError('CLI_INPUT', `--s3-credentials-file ${file} cannot be read`, { path: file }, { cause: error });
+  });
+  let parsed: { access_key_id?: unknown; secret_access_key?: unknown };
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch (error) {
+    throw new SdcError('CLI_INPUT', `--s3-credentials-file ${file} is not JSON`, { path: file }, { cause: error });
+  }
+  if (typeof parsed.access_key_id !== 'string' || typeof parsed.secret_access_key !== 'string' || parsed.access_key_id === '' || parsed.secret_access_key === '') {
+    throw new SdcError('CLI_INPUT', `--s3-credentials-file ${file} must be {"access_key_id": "...", "secret_access_key": "..."}`, { path: file });
+  }
+  return { accessKeyId: parsed.access_key_id, secretAccessKey: parsed.secret_access_key };
 }
 
 /** --alerts F: the alert rules (docs/api.md "Alert rules"), checked before anything starts; a bad field is named. */
@@ -148,7 +200,7 @@ async function complianceRulesOption(args: ParsedCommandArgs): Promise<Complianc
 }
 
 /** --pairing-tokens-max, --policy, --alerts and --compliance; the files are parsed here, so a bad one is refused (with the field's path) before anything starts. */
-async function controlPlaneTuning(args: ParsedCommandArgs): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules; complianceRules?: ComplianceRules } }> {
+async function controlPlaneTuning(args: ParsedCommandArgs, io: CliIo): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules; complianceRules?: ComplianceRules; otaBlobs?: OtaBlobOptions } }> {
   const file = args.values.policy as string | undefined;
   let policy: Policy | undefined;
   if (file !== undefined) {
@@ -170,6 +222,7 @@ async function controlPlaneTuning(args: ParsedCommandArgs): Promise<{ controlPla
     ...(complianceRules === undefined ? {} : { complianceRules }),
     ...(args.values['pairing-tokens-max'] === undefined ? {} : { pairingTokensMax: integerOption(args, 'pairing-tokens-max', pairingTokensMaxDefault, 1, pairingTokensMaxCeiling) }),
     ...(policy === undefined ? {} : { policy }),
+    ...await blobStoreOptions(args, io),
   };
   return Object.keys(tuning).length === 0 ? {} : { controlPlaneTuning: tuning };
 }
@@ -266,11 +319,17 @@ export const serveCommand: Command = {
     ['--alerts F', 'Alert rules (docs/api.md "Alert rules": offline, risk score, update failures, tamper, backpressure); default thresholds without it'],
     ['--compliance F', 'Compliance rules (docs/compliance.md: versions, expected hashes, kernel attestation); without it only certificate expiry and failed kernel checks are judged'],
     ['--pairing-tokens-max N', `Outstanding (unused, unexpired) pairing tokens at most (default ${pairingTokensMaxDefault.toLocaleString('en-US')}; up to 1,000,000)`],
+    ['--public-url URL', 'The origin devices and operators reach the API at (e.g. https://cp.example:8080): presigned blob URLs name it (default: the listen address; 0.0.0.0 becomes 127.0.0.1)'],
+    ['--s3-endpoint URL', 'Keep artifacts and uploads in an S3-compatible bucket (S3, MinIO) instead of D/blobs; with --s3-bucket'],
+    ['--s3-bucket B', 'The bucket (it must exist)'],
+    ['--s3-region R', 'The bucket\'s region (default us-east-1)'],
+    ['--s3-credentials-file F', `JSON {"access_key_id", "secret_access_key"} (or $${s3AccessKeyEnv} and $${s3SecretKeyEnv})`],
     ...commonHelp,
   ],
   options: {
     ...commonOptions, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true },
     'pairing-tokens-max': { type: 'string' }, policy: { type: 'string' }, alerts: { type: 'string' }, compliance: { type: 'string' },
+    'public-url': { type: 'string' }, 's3-endpoint': { type: 'string' }, 's3-bucket': { type: 'string' }, 's3-region': { type: 'string' }, 's3-credentials-file': { type: 'string' },
   },
   run: (args, io) => serve(args, io, true),
 };

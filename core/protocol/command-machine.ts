@@ -8,6 +8,8 @@ import type { TransitionTable } from './state-machine.js';
  * `rejected` is the device refusing it (bad signature, expired, policy on the device) or an
  * approver rejecting it while pending; `expired` is its TTL passing before it ever left the control
  * plane (waiting for approvals included); `timed_out` is its TTL passing without a result after it left (it may have run).
+ * `canceled` is the control plane ending a queued command no delivery was reported for because
+ * its device was revoked: no session will ever deliver it.
  *
  * A terminal state says what is known about execution on the device (`commandExecution`, the
  * table in docs/protocol.md). Two terminal states are entered without knowing it, `timed_out`
@@ -20,6 +22,7 @@ export const commandStates = [
   'timed_out', 'succeeded_late', 'failed_late',
   // Appended, not inserted: the model tier and recorded outputs index states by position.
   'pending_approval',
+  'canceled',
 ] as const;
 export type CommandState = (typeof commandStates)[number];
 
@@ -35,11 +38,12 @@ export const commandEvents = [
   'dead_letter', // delivery attempts exhausted without an ACK (or the gateway refused the command)
   'release', // a pending command's approvals satisfy the policy: it is signed (approvals embedded) and queued
   'approval_reject', // an approver rejected a pending command: it never leaves the control plane
+  'cancel', // the control plane ends a queued command no delivery was reported for: its device was revoked (API_DEVICE_REVOKED)
 ] as const;
 export type CommandEvent = (typeof commandEvents)[number];
 
 export const commandTerminalStates: readonly CommandState[] = [
-  'succeeded', 'failed', 'expired', 'rejected', 'dead_lettered', 'timed_out', 'succeeded_late', 'failed_late',
+  'succeeded', 'failed', 'expired', 'rejected', 'dead_lettered', 'timed_out', 'succeeded_late', 'failed_late', 'canceled',
 ];
 
 /** Terminal states entered without knowing whether the device ran the command; a late result refines them. */
@@ -58,7 +62,7 @@ export const commandExecution: Readonly<Record<CommandState, ExecutionKnowledge 
   pending_approval: 'pending', queued: 'pending', sent: 'pending', ack_received: 'pending', executing: 'pending',
   succeeded: 'started', failed: 'started', succeeded_late: 'started', failed_late: 'started',
   expired: 'not_executed', rejected: 'not_executed',
-  timed_out: 'unknown', dead_lettered: 'unknown',
+  timed_out: 'unknown', dead_lettered: 'unknown', canceled: 'unknown',
 };
 
 /** The states in which the command is guaranteed never to have run on the device. */
@@ -76,7 +80,7 @@ export const commandTable: TransitionTable<CommandState, CommandEvent> = {
   refinable: commandRefinableStates,
   transitions: {
     // time_out from queued: the command was appended to a gateway's stream, but no delivery was reported yet.
-    queued: { deliver: 'sent', expire: 'expired', time_out: 'timed_out', dead_letter: 'dead_lettered' },
+    queued: { deliver: 'sent', expire: 'expired', time_out: 'timed_out', dead_letter: 'dead_lettered', cancel: 'canceled' },
     // A result may overtake its ACK on a lossy link; the result is authoritative.
     sent: { deliver: 'sent', ack: 'ack_received', succeed: 'succeeded', fail: 'failed', reject: 'rejected', time_out: 'timed_out', dead_letter: 'dead_lettered' },
     ack_received: { start: 'executing', succeed: 'succeeded', fail: 'failed', reject: 'rejected', time_out: 'timed_out' },
@@ -91,5 +95,6 @@ export const commandTable: TransitionTable<CommandState, CommandEvent> = {
     timed_out: { ...lateResults },
     succeeded_late: {},
     failed_late: {},
+    canceled: {},
   },
 };

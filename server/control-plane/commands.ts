@@ -93,6 +93,8 @@ export const commandLimits = Object.freeze({
   expirePerSweepMax: 500,
   /** Commands re-dispatched per redelivery sweep; the oldest-dispatched go first, the rest wait for the next sweep. */
   redispatchPerSweepMax: 200,
+  /** Commands read per page when a revoked device's commands are canceled (all of them are, page by page). */
+  revokedCancelPageMax: 500,
   /** Earlier never-appended commands of a device dispatched ahead of a new one (keeps device_seq order). */
   waitingPerCreateMax: 100,
   /** History rows returned per command (a command has at most a few dozen transitions). */
@@ -528,6 +530,36 @@ export class CommandService {
         // rest; it is retried next sweep. Anything else (a store outage) ends the sweep as before.
         if (!SdcError.is(error, 'STORE_CORRUPT') && !SdcError.is(error, 'STORE_CONFLICT')) throw error;
         this.#ctx.logger.warn({ err: error, commandId: row.id }, 'expiry sweep could not end a command; retried at the next sweep');
+      }
+    }
+    return ended;
+  }
+
+  /**
+   * Ends, at its device's revocation, every command of the device no delivery was reported for,
+   * with the code API_DEVICE_REVOKED in its history and audit entry, and the live event, each as
+   * any transition: a `queued` one is `canceled` (a gateway may have handed it over in the moment
+   * before the device's sessions closed); one `pending_approval` was never signed, so it ends
+   * `rejected` as an approver's rejection does. No session will ever deliver them (the gateways
+   * refuse the device), so they need not wait for their TTL. Pages of `revokedCancelPageMax` until
+   * none is left; a row another process moved on meanwhile (a delivery reported first) is left to
+   * its own course. Returns how many were ended.
+   */
+  async cancelForRevokedDevice(options: { deviceId: string; actor: string }): Promise<number> {
+    let ended = 0;
+    for (const [state, event] of [['pending_approval', 'approval_reject'], ['queued', 'cancel']] as const) {
+      for (;;) {
+        const rows = await this.#repository.page({ deviceId: options.deviceId, state, limit: commandLimits.revokedCancelPageMax });
+        let applied = 0;
+        for (const row of rows) {
+          const outcome = await this.transition(row.id, event, this.#ctx.clock.nowMs(), {
+            actor: actors.user(options.actor), detail: { code: 'API_DEVICE_REVOKED' }, current: row,
+          });
+          if (outcome.applied) applied += 1;
+        }
+        ended += applied;
+        // A short page is the last; a page of which none applied would only be read again.
+        if (rows.length < commandLimits.revokedCancelPageMax || applied === 0) break;
       }
     }
     return ended;

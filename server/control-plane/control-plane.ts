@@ -210,6 +210,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const devices = new DeviceService({
     context, materials, gatewayUrls: options.gatewayUrls, ...(options.crlPath === undefined ? {} : { crlPath: options.crlPath }),
     ...(options.pairingTokensMax === undefined ? {} : { pairingTokensMax: options.pairingTokensMax }),
+    // `commands` is created below; a revocation only comes once the control plane is up.
+    onRevoked: (revocation) => commands.cancelForRevokedDevice(revocation),
   });
   const policy = new PolicyStore(context);
   if (options.policy !== undefined && await policy.seed(options.policy)) logger.info('policy stored as revision 1 (none was stored)');

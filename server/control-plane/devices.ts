@@ -83,6 +83,12 @@ export interface DeviceServiceOptions {
   readonly crlPath?: string;
   /** Outstanding pairing tokens at most (default pairingTokensMaxDefault, trust/pairing-tokens.ts). */
   readonly pairingTokensMax?: number;
+  /**
+   * Called once a revocation is committed and published: the control plane cancels the device's
+   * commands no delivery was reported for (CommandService.cancelForRevokedDevice). A failure is
+   * logged, not thrown: the revocation stands, and those commands end by their TTL instead.
+   */
+  readonly onRevoked?: (revocation: { deviceId: string; actor: string }) => Promise<number>;
 }
 
 export interface CreatedPairingTokenView { readonly token: string; readonly device_id: string; readonly expires_at_ms: number }
@@ -483,8 +489,18 @@ export class DeviceService {
     await this.#ctx.settleAudit();
     await this.trust.certificatesRevoked(options.deviceId, [serial, ...others], nowMs);
     await this.trust.deviceRevoked(options.deviceId);
+    await this.#cancelCommandsOf(options.deviceId, options.actor);
     const crl = await this.#regenerateCrl(nowMs, crlNumber);
     return { serial, crl_number: crl.crlNumber.toString() };
+  }
+
+  async #cancelCommandsOf(deviceId: string, actor: string): Promise<void> {
+    try {
+      const canceled = await this.#options.onRevoked?.({ deviceId, actor });
+      if (canceled !== undefined && canceled > 0) this.#ctx.logger.info({ deviceId, canceled }, 'commands of the revoked device canceled');
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error, deviceId }, "the revoked device's waiting commands were not all canceled; the rest end by their TTL");
+    }
   }
 
   /**

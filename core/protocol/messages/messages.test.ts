@@ -50,6 +50,11 @@ test('opcode arguments: known opcodes validate their args, unknown opcodes are r
       assert.throws(() => validateOpcodeArgs(opcode, { version: '1.2.3' }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'));
     } else if (opcode === 'EXEC_COMMIT_UPDATE') {
       validateOpcodeArgs(opcode, { version: '1.2.3' });
+    } else if (opcode === 'EXEC_COLLECT_ARTIFACT') {
+      validateOpcodeArgs(opcode, { kind: 'logs' });
+      validateOpcodeArgs(opcode, { kind: 'screenshot' });
+      assert.throws(() => validateOpcodeArgs(opcode, { kind: 'memory_dump' }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'));
+      assert.throws(() => validateOpcodeArgs(opcode, { kind: 'logs', upload_url: 'https://elsewhere' }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'));
     } else {
       validateOpcodeArgs(opcode, {});
       assert.throws(() => validateOpcodeArgs(opcode, { rm: '-rf /' }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'));

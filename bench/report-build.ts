@@ -72,7 +72,18 @@ function environmentText(report: BenchReport<object>): string {
   return `Environment: ${e.cpu} x ${e.cpu_count}, ${formatNumber(e.memory_total_mib)} MiB, Node ${e.node}, OpenSSL ${e.openssl}, ${e.platform}/${e.arch},${extra} commit \`${e.git_commit ?? 'unknown'}\`.${load}`;
 }
 
-function commandText(report: BenchReport<Record<string, unknown>>): string {
+/** The step of a run set (`sdc report --run`) whose directory holds `path`, when the report ran it. */
+function runStepOf(inputs: ReportInputs, path: string): { command: string; exit_code: number | null } | undefined {
+  for (const set of inputs.runSets) {
+    const base = set.path.includes('/') ? set.path.slice(0, set.path.lastIndexOf('/') + 1) : '';
+    const step = set.steps.find((s) => path.startsWith(`${base}${s.dir}/`));
+    if (step !== undefined) return step;
+  }
+  return undefined;
+}
+
+function commandText(report: BenchReport<Record<string, unknown>>, step: { command: string } | undefined): string {
+  if (step !== undefined) return `Command: \`${step.command}\`.`;
   const recorded = report.details?.['command'];
   if (typeof recorded === 'string') return `Command: \`${recorded}\`.`;
   const parameters = Object.entries(report.parameters).map(([k, v]) => `${k}=${String(v)}`).join(', ');
@@ -97,7 +108,7 @@ function performanceSection(inputs: ReportInputs, files: Files): Section[] {
   inputs.benches.forEach(({ path, report }, i) => {
     const columns = benchColumns(report);
     const blocks: Block[] = [
-      { kind: 'paragraph', text: `From \`${path}\`. ${commandText(report)}` },
+      { kind: 'paragraph', text: `From \`${path}\`. ${commandText(report, runStepOf(inputs, path))}` },
       { kind: 'paragraph', text: environmentText(report) },
       { kind: 'table', header: columns, rows: report.results.map((r) => columns.map((c) => cellOf(r[c]))) },
       { kind: 'paragraph', text: `Units: ${Object.entries(report.units).map(([k, u]) => `\`${k}\` ${u}`).join('; ')}.` },
@@ -192,6 +203,12 @@ function aboutSection(input: ReportBuildInput): Section {
       'Wall-clock (vary between runs; read with their environment): the benchmark tables.',
     ] },
   ];
+  for (const set of inputs.runSets) {
+    blocks.push(
+      { kind: 'paragraph', text: `The inputs were made by the run set \`${set.name}\` (\`${set.path}\`): ${set.summary}. Each step, with the command that made its outputs:` },
+      { kind: 'table', header: ['step', 'command', 'exit code'], rows: set.steps.map((s) => [s.dir, `\`${s.command}\``, s.skipped === undefined ? String(s.exit_code) : `skipped: ${s.skipped}`]) },
+    );
+  }
   if (inputs.skipped.length > 0) blocks.push({ kind: 'paragraph', text: 'Inputs that could not be read:' }, { kind: 'list', items: inputs.skipped.map((s) => `\`${s.path}\`: ${s.reason}`) });
   return { title: 'About this report', level: 1, blocks };
 }

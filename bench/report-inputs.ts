@@ -20,6 +20,29 @@ export interface SimRun {
   readonly summary: SimSummaryFields;
   /** online-agents.csv: [t_ms, online_agents] rows, empty when the file is absent. */
   readonly onlineAgents: ReadonlyArray<readonly [number, number]>;
+  /** commands-by-state.csv: the state names and [t_ms, count per state...] rows, empty when absent. */
+  readonly commandsByState: NumericCsv;
+}
+
+/** A CSV of numbers under a header: `t_ms, a, b, ...`. */
+export interface NumericCsv {
+  readonly header: readonly string[];
+  readonly rows: ReadonlyArray<readonly number[]>;
+}
+
+/** One point of a latency CDF (`<bench>-percentiles.csv` beside a bench report): HdrHistogram's value at a percentile. */
+export interface CdfPoint {
+  readonly series: string;
+  readonly percentile: number;
+  readonly latencyMs: number;
+}
+
+/** The run set `sdc report --run SET` ran (`run-set.json`): each step's directory, command line and exit code. */
+export interface RunSetInput {
+  readonly path: string;
+  readonly name: string;
+  readonly summary: string;
+  readonly steps: ReadonlyArray<{ readonly dir: string; readonly command: string; readonly exit_code: number | null; readonly skipped?: string }>;
 }
 
 /** The fields of `sdc sim`'s summary.json the report uses (cli/commands/sim-report.ts, SimSummary). */
@@ -35,12 +58,18 @@ export interface SimSummaryFields {
   readonly latencyMs: { readonly count: number; readonly p50Ms: number; readonly p99Ms: number };
   readonly checkers: Readonly<Record<string, string>>;
   readonly tier?: string;
+  /** The scenario as it ran: its fault windows mark the recovery figures. */
+  readonly resolvedScenario?: { readonly faults?: Readonly<Record<string, unknown>> };
 }
 
 export interface ReportInputs {
-  readonly benches: ReadonlyArray<{ readonly path: string; readonly report: BenchReport<Record<string, unknown>> }>;
+  /** `percentiles`: the CDF points recorded beside the report (`<benchmark>-percentiles.csv`), empty when none. */
+  readonly benches: ReadonlyArray<{ readonly path: string; readonly report: BenchReport<Record<string, unknown>>; readonly percentiles: readonly CdfPoint[] }>;
   readonly sims: readonly SimRun[];
   readonly matrices: ReadonlyArray<{ readonly path: string; readonly matrix: Record<string, unknown> }>;
+  /** Prometheus text scrapes (`*.prom`, for example `metrics.prom` beside a roundtrip report). */
+  readonly scrapes: ReadonlyArray<{ readonly path: string; readonly text: string }>;
+  readonly runSets: readonly RunSetInput[];
   /** Files that looked like inputs but could not be read, with the reason: listed in the report, never silently dropped. */
   readonly skipped: ReadonlyArray<{ readonly path: string; readonly reason: string }>;
 }
@@ -52,7 +81,7 @@ async function listJsonFiles(root: string, dir: string, depth: number, out: stri
     if (out.length >= reportInputLimits.filesMax) return;
     const path = join(dir, entry.name);
     if (entry.isDirectory()) await listJsonFiles(root, path, depth + 1, out);
-    else if (entry.isFile() && entry.name.endsWith('.json')) out.push(path);
+    else if (entry.isFile() && (entry.name.endsWith('.json') || entry.name.endsWith('.prom'))) out.push(path);
   }
 }
 
@@ -68,15 +97,35 @@ function isBenchReport(value: Record<string, unknown>): boolean {
   return typeof value['benchmark'] === 'string' && typeof value['schema_version'] === 'number' && Array.isArray(value['results']) && isObject(value['units']);
 }
 
-/** online-agents.csv as numbers; a malformed line is skipped (the summary's own figures stand). */
-async function readOnlineAgents(dir: string): Promise<Array<[number, number]>> {
+/** A CSV of numbers (header, then rows as wide as it); a malformed line is skipped (the summary's own figures stand). Empty when absent. */
+async function readNumericCsv(path: string): Promise<NumericCsv> {
   let text: string;
   try {
-    text = await readFile(join(dir, 'online-agents.csv'), 'utf8');
+    text = await readFile(path, 'utf8');
+  } catch {
+    return { header: [], rows: [] };
+  }
+  const [head = '', ...lines] = text.split('\n');
+  const header = head.split(',');
+  return { header, rows: lines.map((line) => line.split(',').map(Number)).filter((c) => c.length === header.length && c.every(Number.isFinite)) };
+}
+
+/** `<benchmark>-percentiles.csv` beside a bench report: `series, percentile, latency_ms` rows (the first column names the series). */
+async function readPercentiles(dir: string, benchmark: string): Promise<CdfPoint[]> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, `${benchmark}-percentiles.csv`), 'utf8');
   } catch {
     return [];
   }
-  return text.split('\n').slice(1).map((line) => line.split(',').map(Number)).filter((c) => c.length === 2 && c.every(Number.isFinite)).map((c) => [c[0]!, c[1]!]);
+  const [head = '', ...lines] = text.split('\n');
+  if (!/^[a-z_]+,percentile,latency_ms$/.test(head.trim())) return [];
+  return lines.map((line) => line.split(',')).filter((c) => c.length === 3 && c[0] !== '' && Number.isFinite(Number(c[1])) && Number.isFinite(Number(c[2])))
+    .map(([series, percentile, latency]) => ({ series: series!, percentile: Number(percentile), latencyMs: Number(latency) }));
+}
+
+function isRunSet(value: Record<string, unknown>): boolean {
+  return typeof value['run_set'] === 'string' && Array.isArray(value['steps']);
 }
 
 export async function readReportInputs(root: string): Promise<ReportInputs> {
@@ -87,26 +136,36 @@ export async function readReportInputs(root: string): Promise<ReportInputs> {
   const benches: Array<ReportInputs['benches'][number]> = [];
   const sims: SimRun[] = [];
   const matrices: Array<ReportInputs['matrices'][number]> = [];
+  const scrapes: Array<ReportInputs['scrapes'][number]> = [];
+  const runSets: RunSetInput[] = [];
   const skipped: Array<ReportInputs['skipped'][number]> = [];
   for (const file of files) {
     const path = relative(root, file).split(sep).join('/');
     let value: unknown;
     try {
       if ((await stat(file)).size > reportInputLimits.fileBytesMax) { skipped.push({ path, reason: `larger than ${reportInputLimits.fileBytesMax} bytes` }); continue; }
+      if (file.endsWith('.prom')) { scrapes.push({ path, text: await readFile(file, 'utf8') }); continue; }
       value = JSON.parse(await readFile(file, 'utf8'));
     } catch {
       skipped.push({ path, reason: 'not JSON' });
       continue;
     }
     if (!isObject(value)) continue;
-    if (isBenchReport(value)) benches.push({ path, report: value as unknown as BenchReport<Record<string, unknown>> });
-    else if (isSimSummary(value)) {
+    if (isBenchReport(value)) {
+      const report = value as unknown as BenchReport<Record<string, unknown>>;
+      benches.push({ path, report, percentiles: await readPercentiles(dirname(file), report.benchmark) });
+    } else if (isSimSummary(value)) {
       // The CSVs sit beside summary.json; a summary saved under another name has only its own figures.
-      const series = basename(file) === 'summary.json' ? await readOnlineAgents(dirname(file)) : [];
-      sims.push({ path, summary: value as unknown as SimSummaryFields, onlineAgents: series });
+      const beside = basename(file) === 'summary.json';
+      const online = beside ? await readNumericCsv(join(dirname(file), 'online-agents.csv')) : { header: [], rows: [] };
+      const commandsByState = beside ? await readNumericCsv(join(dirname(file), 'commands-by-state.csv')) : { header: [], rows: [] };
+      const onlineAgents = online.header.length === 2 ? online.rows.map((r) => [r[0]!, r[1]!] as const) : [];
+      sims.push({ path, summary: value as unknown as SimSummaryFields, onlineAgents, commandsByState });
+    } else if (isRunSet(value)) {
+      runSets.push({ path, name: String(value['run_set']), summary: String(value['summary'] ?? ''), steps: value['steps'] as RunSetInput['steps'] });
     } else if (value['matrix'] === 'sdc chaos matrix' && Array.isArray(value['cells'])) matrices.push({ path, matrix: value });
   }
   // Runs of the same scenario side by side, by seed.
   sims.sort((a, b) => (a.summary.scenario < b.summary.scenario ? -1 : a.summary.scenario > b.summary.scenario ? 1 : a.summary.seed - b.summary.seed || (a.path < b.path ? -1 : 1)));
-  return { benches, sims, matrices, skipped };
+  return { benches, sims, matrices, scrapes, runSets, skipped };
 }

@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SdcError } from '../../core/errors/index.js';
-import type { Command } from '../command.js';
+import type { CliIo, Command } from '../command.js';
+import { runSet, runSets } from './report-sets.js';
 
 // From the sources (cli/commands) and from dist/cli/commands: the checkout's docs either way.
 const threatModelCandidates = ['../../docs/security/threat-model.md', '../../../docs/security/threat-model.md'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
@@ -17,29 +19,50 @@ async function readThreatModel(path: string | undefined): Promise<string> {
   throw new SdcError('CLI_USAGE', `no threat model at ${path ?? threatModelCandidates.join(' or ')}; pass --threat-model FILE`);
 }
 
+/** `--run SET` (default tiny) without --from: the set's steps write into OUT/runs, which is then read like --from. */
+async function runNamedSet(name: string, out: string, stores: { redis?: string; mysql?: string }, io: CliIo): Promise<string> {
+  const set = runSet(name);
+  if (set === undefined) throw new SdcError('CLI_USAGE', `--run ${name} is not one of ${runSets.map((s) => s.name).join(', ')}`);
+  const { runReportSet } = await import('./report-run.js');
+  const runsDir = join(out, 'runs');
+  io.stderr(`run set ${set.name}: ${set.steps.length} steps into ${runsDir}\n`);
+  await runReportSet({ set, runsDir, stores, io });
+  return runsDir;
+}
+
+const stringOption = (value: unknown): string | undefined => (typeof value === 'string' && value.length > 0 ? value : undefined);
+
 export const reportCommand: Command = {
   name: 'report',
-  summary: 'One report (report.md, report.tex, SVG figures, Mermaid sources) from recorded bench, sim and chaos matrix outputs (docs/report.md)',
-  usage: '--from DIR --out DIR [--threat-model FILE]',
+  summary: 'One report (report.md, report.tex, SVG figures, Mermaid sources): runs a named set of benches, simulations and the chaos matrix, or reads recorded outputs with --from (docs/report.md)',
+  usage: '--out DIR [--run tiny|paper [--redis URL] [--mysql URL] | --from DIR] [--threat-model FILE]',
   optionHelp: [
-    ['--from DIR', 'Recorded outputs: bench --out reports, sdc sim --out directories, chaos matrix.json (any layout; read recursively)'],
-    ['--out DIR', 'Where report.md, report.tex, *.svg and state-*.mmd are written'],
+    ['--out DIR', 'Where report.md, report.tex, *.svg (and *.pdf when rsvg-convert is installed) and *.mmd are written; with --run also runs/'],
+    ['--run SET', `Run this set first, into OUT/runs (default when --from is absent: tiny): ${runSets.map((s) => `${s.name}: ${s.summary}`).join('; ')}`],
+    ['--redis URL, --mysql URL', 'With --run: stores for the steps that take them (the Redis-only benches are skipped without --redis)'],
+    ['--from DIR', 'Recorded outputs instead: bench --out reports, sdc sim --out directories, chaos matrix.json, *.prom scrapes (any layout; read recursively)'],
     ['--threat-model FILE', 'The STRIDE tables to include (default docs/security/threat-model.md)'],
   ],
-  options: { from: { type: 'string' }, out: { type: 'string' }, 'threat-model': { type: 'string' } },
+  options: { from: { type: 'string' }, out: { type: 'string' }, run: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' }, 'threat-model': { type: 'string' } },
   async run(args, io) {
-    const from = args.values.from;
-    const out = args.values.out;
-    if (typeof out !== 'string' || out.length === 0) throw new SdcError('CLI_USAGE', 'missing required option --out');
-    // This first slice reads recorded outputs; running the benches and simulations itself comes later.
-    if (typeof from !== 'string' || from.length === 0) throw new SdcError('CLI_USAGE', 'missing required option --from: run the benches and simulations with --out into one directory, then sdc report --from it');
-    const threatModelPath = typeof args.values['threat-model'] === 'string' ? args.values['threat-model'] : undefined;
+    const out = stringOption(args.values.out);
+    if (out === undefined) throw new SdcError('CLI_USAGE', 'missing required option --out');
+    const recorded = stringOption(args.values.from);
+    const setName = stringOption(args.values.run);
+    if (recorded !== undefined && setName !== undefined) throw new SdcError('CLI_USAGE', '--run and --from exclude each other: --run writes its outputs into OUT/runs and reads them');
+    const threatModelPath = stringOption(args.values['threat-model']);
+    // Checked before anything runs: a set of hours must not end on a missing threat model.
+    const threatModel = await readThreatModel(threatModelPath);
+    const stores = { ...(stringOption(args.values.redis) ? { redis: stringOption(args.values.redis)! } : {}), ...(stringOption(args.values.mysql) ? { mysql: stringOption(args.values.mysql)! } : {}) };
+    const from = recorded ?? await runNamedSet(setName ?? 'tiny', out, stores, io);
+    // The command as the report prints it: the same set gives the same text whatever OUT is.
+    const command = recorded !== undefined ? `sdc report --from ${recorded}` : `sdc report --run ${setName ?? 'tiny'}${stores.redis ? ' --redis URL' : ''}${stores.mysql ? ' --mysql URL' : ''}`;
     const [{ readReportInputs }, { parseStrideTables }, { buildReport }, { writeReportFiles }] = await Promise.all([
       import('../../bench/report-inputs.js'), import('../../bench/report-stride.js'), import('../../bench/report-build.js'), import('../../bench/report.js'),
     ]);
     const inputs = await readReportInputs(from);
-    const threats = parseStrideTables(await readThreatModel(threatModelPath));
-    const files = buildReport({ inputs, threats, command: `sdc report --from ${from}${threatModelPath === undefined ? '' : ` --threat-model ${threatModelPath}`}` });
+    const threats = parseStrideTables(threatModel);
+    const files = buildReport({ inputs, threats, command: `${command}${threatModelPath === undefined ? '' : ` --threat-model ${threatModelPath}`}` });
     const paths = await writeReportFiles(out, files);
     io.stderr(`read ${inputs.benches.length} bench reports, ${inputs.sims.length} sim runs, ${inputs.matrices.length} matrices, ${threats.length} threats; wrote ${paths.length} files to ${out}\n`);
     return 0;

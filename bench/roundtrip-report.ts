@@ -79,7 +79,8 @@ export function renderRoundtripTable(summary: RoundtripSummary): string {
     `commands phase load: event-loop utilization ${summary.commands_phase_load.event_loop_utilization}, `
       + `event-loop delay p50 ${summary.commands_phase_load.event_loop_delay_ms.p50} ms, p99 ${summary.commands_phase_load.event_loop_delay_ms.p99} ms, `
       + `max ${summary.commands_phase_load.event_loop_delay_ms.max} ms; CPU per wall time ${summary.commands_phase_load.cpu_per_wall}, `
-      + `CPU per command ${summary.cpu_ms_per_command} ms`,
+      + `CPU per command ${summary.cpu_ms_per_command} ms`
+      + (summary.sql_round_trips_per_command === null ? '' : `, SQL round trips per command ${summary.sql_round_trips_per_command}`),
     '',
   ].join('\n');
 }

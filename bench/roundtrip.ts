@@ -117,6 +117,12 @@ export interface RoundtripSummary {
    * clients) plus the bench's own HTTP and SSE client. Robust on a busy machine, unlike latencies.
    */
   cpu_ms_per_command: number;
+  /**
+   * Round trips to MySQL (statements, BEGIN, COMMIT) over the commands phase divided by the
+   * commands created in it, warm-up included (server/stores/sql/mysql-database.ts counts them);
+   * null on the embedded SQL store.
+   */
+  sql_round_trips_per_command: number | null;
   duration_ms: number;
   ok: boolean;
 }
@@ -259,19 +265,23 @@ function measureBaseline(run: RoundtripRun, bench: BenchDeployment, identities: 
 }
 
 /** Step: the command rounds under the live stream (owned here) and the process load meanwhile. */
-async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identities: readonly AgentIdentity[]): Promise<{ rounds: CommandRounds; load: ProcessLoad; liveStreamReconnects: number }> {
+async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identities: readonly AgentIdentity[]): Promise<{ rounds: CommandRounds; load: ProcessLoad; liveStreamReconnects: number; sqlRoundTrips: number | null }> {
   const live = await LiveTracker.open({ apiUrl: bench.apiUrl, token: bench.token, caPem: bench.caPem, api: bench.api });
   try {
+    // Loaded only with --mysql: without it the bench does not load mysql2 at all.
+    const sqlCount = run.options.mysqlUrl ? (await import('../server/stores/sql/mysql-database.js')).mysqlRoundTrips : undefined;
+    const sqlBefore = sqlCount?.();
     const profiler = run.options.cpuProfilePath === undefined ? undefined : await startCpuProfile();
     const monitor = loadMonitor();
     const rounds = await runCommandRounds({
       api: bench.api, live, identities, warmupRounds, commandsPerAgent: run.options.commandsPerAgent, runTag: bench.runTag, deadlineMs: run.deadlineMs, progress: run.progress,
     });
     const load = monitor.stop();
+    const sqlRoundTrips = sqlCount === undefined || sqlBefore === undefined ? null : sqlCount() - sqlBefore;
     if (profiler !== undefined && run.options.cpuProfilePath !== undefined) await profiler.stop(run.options.cpuProfilePath);
     await run.fdSampler.sample();
     run.progress(`commands ${rounds.terminalCount}/${identities.length * run.options.commandsPerAgent} terminal`);
-    return { rounds, load, liveStreamReconnects: live.reconnects };
+    return { rounds, load, liveStreamReconnects: live.reconnects, sqlRoundTrips };
   } finally {
     live.close();
   }
@@ -285,6 +295,7 @@ interface Measurements {
   readonly rounds: CommandRounds;
   readonly load: ProcessLoad;
   readonly liveStreamReconnects: number;
+  readonly sqlRoundTrips: number | null;
   readonly byState: Partial<Record<CommandState, number>>;
   readonly serverSamples: number[];
   readonly phasesMs: RoundtripSummary['phases_ms'];
@@ -318,6 +329,7 @@ async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripB
     phases_ms: m.phasesMs,
     commands_phase_load: m.load,
     cpu_ms_per_command: rounds.created > 0 ? Math.round((m.load.cpu_ms / rounds.created) * 100) / 100 : 0,
+    sql_round_trips_per_command: m.sqlRoundTrips === null || rounds.created === 0 ? null : Math.round((m.sqlRoundTrips / rounds.created) * 10) / 10,
     duration_ms: Math.round(performance.now() - run.startedMs),
     ok: m.online === options.agents && notTerminal === 0 && succeeded === measuredTotal,
   };

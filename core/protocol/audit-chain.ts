@@ -278,6 +278,8 @@ export interface AuditStore<Tx = unknown> {
    * transaction `tx`, so it commits or rolls back with the change it records. It takes no seq.
    */
   record?(tx: Tx, input: AuditEntryInput): Promise<void>;
+  /** Optional: `record` for several inputs at once, kept in this order (one statement on SQL); a store without it gets `record` per input. */
+  recordMany?(tx: Tx, inputs: readonly AuditEntryInput[]): Promise<void>;
   /**
    * Optional transactional outbox, part two: under the `appendBatch` lock, reads up to `limit`
    * recorded inputs (oldest first) and the head, stores the entries `next(head, inputs)` returns
@@ -475,6 +477,23 @@ export class AuditLog<Tx = unknown> {
   async record(tx: Tx, input: Omit<AuditEntryInput, 'ts'>): Promise<void> {
     assert(this.store.record !== undefined && this.store.appendRecorded !== undefined, 'record() needs an audit store with an outbox');
     await this.store.record(tx, validAuditInput({ ...input, ts: this.clock.nowMs() }));
+  }
+
+  /**
+   * `record` for several inputs in the caller's one transaction, kept in this order (a group
+   * commit of changes, each with its entry). Every input is validated first: one invalid input
+   * refuses them all, failing the caller's transaction.
+   */
+  async recordMany(tx: Tx, inputs: ReadonlyArray<Omit<AuditEntryInput, 'ts'>>): Promise<void> {
+    assert(this.store.record !== undefined && this.store.appendRecorded !== undefined, 'recordMany() needs an audit store with an outbox');
+    if (inputs.length === 0) return;
+    const ts = this.clock.nowMs();
+    const valid = inputs.map((input) => validAuditInput({ ...input, ts }));
+    if (this.store.recordMany !== undefined) {
+      await this.store.recordMany(tx, valid);
+      return;
+    }
+    for (const input of valid) await this.store.record(tx, input);
   }
 
   /**

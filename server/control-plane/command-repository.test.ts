@@ -82,7 +82,8 @@ function suite(pair: StorePair): void {
 
     it('the state change, its history entry and its audit outbox row commit together: an outbox failure leaves none of them', async () => {
       const command = await create();
-      const failingAudit = { record: async () => { throw new SdcError('STORE_UNAVAILABLE', 'outbox down'); } } as unknown as AuditLog<SqlExecutor>;
+      const down = async () => { throw new SdcError('STORE_UNAVAILABLE', 'outbox down'); };
+      const failingAudit = { record: down, recordMany: down } as unknown as AuditLog<SqlExecutor>;
       const repository = new CommandRepository({ db: h.db, audit: failingAudit });
       const row = await repository.byId(command.id);
       const decision = decideTransition(row === undefined ? undefined : recordOf(row), { event: 'deliver', atMs: h.clock.nowMs(), actor: 'gateway:gw1' });
@@ -130,6 +131,76 @@ function suite(pair: StorePair): void {
       else assert.equal(outcome.state, 'ack_received');
       if (!outcome.applied) assert.equal(await countOf('SELECT id FROM command_events WHERE command_id = ?', [command.id]), eventsBefore);
       await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
+    // Group commit (issue 17): transitions applied while others commit share one transaction.
+    const countingTransactions = () => {
+      const counter = { transactions: 0 };
+      const db = new Proxy(h.db, {
+        get(target, property, receiver) {
+          if (property === 'transaction') return (fn: Parameters<typeof target.transaction>[0]) => { counter.transactions += 1; return target.transaction(fn); };
+          const value = Reflect.get(target, property, receiver) as unknown;
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      return { db, counter };
+    };
+    const deliverDecision = async (repository: CommandRepository, id: string) => {
+      const row = await repository.byId(id);
+      const decision = decideTransition(row === undefined ? undefined : recordOf(row), { event: 'deliver', atMs: h.clock.nowMs(), actor: 'gateway:gw1' });
+      assert.ok(decision.applied);
+      return decision.effects.transaction;
+    };
+
+    it('transitions applied together commit in one transaction; a member whose compare-and-set lost writes nothing and answers false', async () => {
+      const [a, b, c] = [await create(), await create(), await create()];
+      const { db, counter } = countingTransactions();
+      const repository = new CommandRepository({ db, audit: h.cp.context.audit });
+      const effects = [await deliverDecision(repository, a.id), await deliverDecision(repository, b.id), await deliverDecision(repository, c.id)];
+      // The same decision on a twice: the second compare-and-set finds `sent`, not `queued`.
+      const auditedBefore = await audited(a.id);
+      const outcomes = await Promise.all([...effects, effects[0]!].map((member) => repository.apply(member)));
+      assert.deepEqual(outcomes, [true, true, true, false]);
+      assert.equal(counter.transactions, 1, 'one transaction for the group');
+      for (const command of [a, b, c]) {
+        assert.equal((await h.cp.commands.get(command.id)).state, 'sent');
+        assert.equal(await countOf('SELECT id FROM command_events WHERE command_id = ?', [command.id]), 2, 'create and deliver, once each');
+      }
+      assert.equal(await audited(a.id), auditedBefore + 1, 'one audit record for a: the loser recorded none');
+      // The group's records chain in the group's order, and the chain verifies.
+      await h.cp.context.audit.drainRecorded();
+      const chained = await h.db.query<{ subject: string; kind: string }>(
+        'SELECT subject, kind FROM audit_log WHERE subject IN (?, ?, ?) AND kind = ? ORDER BY seq ASC', [`command:${a.id}`, `command:${b.id}`, `command:${c.id}`, 'command.state']);
+      assert.deepEqual(chained.map((row) => row.subject), [a, b, c].map((command) => `command:${command.id}`));
+      assert.equal((await h.cp.context.audit.verify()).ok, true);
+      // Alone: its own transaction.
+      assert.equal(await repository.apply(effects[1]!, { alone: true }), false);
+      assert.equal(counter.transactions, 2);
+      for (const command of [a, b, c]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
+    it('a group whose transaction fails is applied again member by member: the member whose audit record is refused fails alone', async () => {
+      const [bad, good] = [await create(), await create()];
+      const real = h.cp.context.audit;
+      type Entry = Parameters<typeof real.record>[1];
+      const refuse = (entries: readonly Entry[]) => {
+        if (entries.some((entry) => entry.subject === `command:${bad.id}`)) throw new SdcError('STORE_UNAVAILABLE', 'outbox refuses this one');
+      };
+      const refusing = {
+        record: async (tx: SqlExecutor, entry: Entry) => { refuse([entry]); return real.record(tx, entry); },
+        recordMany: async (tx: SqlExecutor, entries: readonly Entry[]) => { refuse(entries); return real.recordMany(tx, entries); },
+      } as unknown as AuditLog<SqlExecutor>;
+      const repository = new CommandRepository({ db: h.db, audit: refusing });
+      const effects = [await deliverDecision(repository, bad.id), await deliverDecision(repository, good.id)];
+      const settled = await Promise.allSettled(effects.map((member) => repository.apply(member)));
+      assert.equal(settled[0]!.status, 'rejected');
+      assert.ok(SdcError.is((settled[0] as PromiseRejectedResult).reason, 'STORE_UNAVAILABLE'));
+      assert.deepEqual(settled[1], { status: 'fulfilled', value: true });
+      assert.equal((await h.cp.commands.get(bad.id)).state, 'queued', 'nothing of the failed member');
+      assert.equal(await countOf('SELECT id FROM command_events WHERE command_id = ?', [bad.id]), 1);
+      assert.equal((await h.cp.commands.get(good.id)).state, 'sent');
+      assert.equal(await countOf('SELECT id FROM command_events WHERE command_id = ?', [good.id]), 2);
+      for (const command of [bad, good]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
     });
   });
 }

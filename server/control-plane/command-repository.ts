@@ -173,13 +173,38 @@ export interface HistoryRow {
 /** Thrown inside a transaction when a compare-and-set matched nothing: rolls it back; apply() answers false. */
 class CompareAndSetLost extends Error {}
 
+/** A transition waiting for its group commit. */
+interface GroupMember {
+  readonly effects: readonly TransactionEffect[];
+  resolve(won: boolean): void;
+  reject(error: unknown): void;
+}
+
+/** Transitions per group transaction, by default. */
+export const transitionsPerGroupMaxDefault = 64;
+
+/** Effects a group commit takes: a transition's compare-and-set first, then its history row and audit record. */
+function groupable(effects: readonly TransactionEffect[]): boolean {
+  return effects[0]?.type === 'update_state' && effects.every((effect) => effect.type !== 'insert_command');
+}
+
 export class CommandRepository {
   readonly #db: SqlDatabase;
   readonly #audit: AuditLog<SqlExecutor>;
+  readonly #groupMax: number;
+  /** Transitions queued for the next group commit. */
+  readonly #group: GroupMember[] = [];
+  #committing = false;
 
-  constructor(options: { db: SqlDatabase; audit: AuditLog<SqlExecutor> }) {
+  constructor(options: {
+    db: SqlDatabase; audit: AuditLog<SqlExecutor>;
+    /** Transitions committed in one transaction at most (transitionsPerGroupMaxDefault); 1 commits each alone. */
+    transitionsPerGroupMax?: number;
+  }) {
     this.#db = options.db;
     this.#audit = options.audit;
+    this.#groupMax = options.transitionsPerGroupMax ?? transitionsPerGroupMaxDefault;
+    if (!(Number.isSafeInteger(this.#groupMax) && this.#groupMax >= 1)) throw new SdcError('STORE_INVALID_ARGUMENT', 'transitionsPerGroupMax must be a positive integer');
   }
 
   // --- reads -----------------------------------------------------------------------------------
@@ -296,8 +321,24 @@ export class CommandRepository {
     });
   }
 
-  /** Applies the effects in one transaction; false (nothing changed) when a compare-and-set lost to another writer. */
-  async apply(effects: readonly TransactionEffect[]): Promise<boolean> {
+  /**
+   * Applies the effects in one transaction; false (nothing changed) when a compare-and-set lost to
+   * another writer. A transition's effects (a compare-and-set on the state, its history row and
+   * audit record) join a group commit with the transitions other callers apply meanwhile (one
+   * transaction for the group, see #commitGroup), unless `alone`: a caller retrying after a lost
+   * compare-and-set, or any other kind of change, gets a transaction of its own.
+   */
+  async apply(effects: readonly TransactionEffect[], options: { alone?: boolean } = {}): Promise<boolean> {
+    if (options.alone === true || this.#groupMax <= 1 || !groupable(effects)) return this.#applyAlone(effects);
+    return new Promise<boolean>((resolve, reject) => {
+      this.#group.push({ effects, resolve, reject });
+      if (this.#committing) return;
+      this.#committing = true;
+      void this.#commitQueued();
+    });
+  }
+
+  async #applyAlone(effects: readonly TransactionEffect[]): Promise<boolean> {
     try {
       await this.#db.transaction((tx) => this.#applyIn(tx, effects));
       return true;
@@ -305,6 +346,60 @@ export class CommandRepository {
       if (error instanceof CompareAndSetLost) return false;
       throw error;
     }
+  }
+
+  /** The one group committer: the transitions queued while a group commits form the next group. Never throws. */
+  async #commitQueued(): Promise<void> {
+    try {
+      // The transitions applied in the caller's turn join the first group.
+      await Promise.resolve();
+      while (this.#group.length > 0) await this.#commitGroup(this.#group.splice(0, this.#groupMax));
+    } finally {
+      this.#committing = false;
+    }
+  }
+
+  /**
+   * One transaction for a group of transitions (group commit, issue 17): each member's
+   * compare-and-set UPDATE runs on its own, in order; a member whose UPDATE matched nothing lost
+   * (it changes nothing, and its history and audit rows are not written) and is answered false, so
+   * its caller reads the row again and retries alone. The winners' history rows and their audit
+   * records (the outbox) go in as multi-row INSERTs, and one COMMIT makes them all
+   * durable. If the transaction fails (a store fault, or one member's audit record refused), no
+   * member changed anything, and each is applied again in a transaction of its own, so one
+   * member's failure is its own.
+   */
+  async #commitGroup(members: readonly GroupMember[]): Promise<void> {
+    let won: readonly boolean[];
+    try {
+      won = await this.#db.transaction(async (tx) => {
+        const outcome: boolean[] = [];
+        const history: Array<Extract<TransactionEffect, { type: 'append_history' }>> = [];
+        const audits: Array<Extract<TransactionEffect, { type: 'record_audit' }>> = [];
+        for (const member of members) {
+          let applied = true;
+          for (const effect of member.effects) {
+            if (effect.type === 'update_state') applied = await tryUpdateState(tx, effect);
+            else if (!applied) break;
+            else if (effect.type === 'append_history') history.push(effect);
+            else if (effect.type === 'record_audit') audits.push(effect);
+            if (!applied) break;
+          }
+          outcome.push(applied);
+        }
+        await insertHistory(tx, history);
+        await this.#audit.recordMany(tx, audits.map((effect) => effect.entry));
+        return outcome;
+      });
+    } catch (error) {
+      if (members.length === 1) {
+        members[0]!.reject(error);
+        return;
+      }
+      await Promise.all(members.map((member) => this.#applyAlone(member.effects).then(member.resolve, member.reject)));
+      return;
+    }
+    members.forEach((member, index) => member.resolve(won[index]!));
   }
 
   async #applyIn(tx: SqlExecutor, effects: readonly TransactionEffect[]): Promise<void> {
@@ -367,10 +462,27 @@ async function insertCommand(tx: SqlExecutor, row: { command: SignedCommand; cre
 }
 
 async function updateState(tx: SqlExecutor, effect: Extract<TransactionEffect, { type: 'update_state' }>): Promise<void> {
+  if (!(await tryUpdateState(tx, effect))) throw new CompareAndSetLost();
+}
+
+/** The compare-and-set on the command's state: true when it changed the row, false when another writer changed it first. */
+async function tryUpdateState(tx: SqlExecutor, effect: Extract<TransactionEffect, { type: 'update_state' }>): Promise<boolean> {
   const updated = await tx.execute(
     `UPDATE commands SET state = ?, updated_at = ?, attempts = attempts + ?, result_json = COALESCE(?, result_json) WHERE id = ? AND state = ?
      AND (? = 0 OR first_dispatched_at IS NULL)`,
     [effect.to, effect.atMs, effect.attemptsIncrement, effect.resultFrame, effect.commandId, effect.from, effect.onlyIfNeverDispatched ? 1 : 0],
   );
-  if (updated.changes !== 1) throw new CompareAndSetLost();
+  return updated.changes === 1;
+}
+
+/** History rows per INSERT statement in a group commit (4 parameters each). */
+const historyRowsPerStatementMax = 64;
+
+/** The history rows of a group's winners, in order, as multi-row INSERTs. */
+async function insertHistory(tx: SqlExecutor, rows: ReadonlyArray<Extract<TransactionEffect, { type: 'append_history' }>>): Promise<void> {
+  for (let start = 0; start < rows.length; start += historyRowsPerStatementMax) {
+    const chunk = rows.slice(start, start + historyRowsPerStatementMax);
+    await tx.execute(`INSERT INTO command_events (command_id, state, at, detail_json) VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}`,
+      chunk.flatMap((row) => [row.commandId, row.state, row.atMs, canonicalize(row.detail)]));
+  }
 }

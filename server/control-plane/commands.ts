@@ -500,7 +500,8 @@ export class CommandService {
         if (decision.unexpected) this.#ctx.logger.warn({ commandId, from: decision.state, event }, 'illegal command transition ignored');
         return { applied: false, reason: decision.reason, ...(decision.state === undefined ? {} : { state: decision.state }) };
       }
-      if (!(await this.#repository.apply(decision.effects.transaction))) continue;
+      // The first attempt joins a group commit with the transitions applied meanwhile; a loser retries in a transaction of its own.
+      if (!(await this.#repository.apply(decision.effects.transaction, { alone: attempt > 0 }))) continue;
       // No read-back of the command: the consumer applies several events per command and uses only from/to.
       await this.#afterCommit(decision.effects.afterCommit);
       if (row !== undefined && !isTerminal(commandTable, decision.from) && isTerminal(commandTable, decision.to)) {

@@ -80,6 +80,14 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
       [input.ts, input.kind, input.actor, input.subject, canonicalize(input.payload)]);
   }
 
+  /** `record` for several inputs, in order: multi-row INSERTs within the statement bounds (insertRowsMax, insertPayloadCharsMax). */
+  async recordMany(tx: SqlExecutor, inputs: readonly AuditEntryInput[]): Promise<void> {
+    for (const chunk of inputChunks(inputs)) {
+      await tx.execute(`INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
+        chunk.flatMap(({ input, payloadJson }) => [input.ts, input.kind, input.actor, input.subject, payloadJson]));
+    }
+  }
+
   /**
    * One transaction under the audit lock: read the oldest `limit` outbox rows and the head, insert
    * the entries `next` chains on them, delete exactly those rows. The lock serialises drainers
@@ -165,6 +173,25 @@ function insertChunks(entries: readonly AuditEntry[]): EntryRow[][] {
       chunkChars = 0;
     }
     chunk.push({ entry, payloadJson });
+    chunkChars += payloadJson.length;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
+/** Consecutive runs of outbox inputs within the same statement bounds as insertChunks. */
+function inputChunks(inputs: readonly AuditEntryInput[]): Array<Array<{ input: AuditEntryInput; payloadJson: string }>> {
+  const chunks: Array<Array<{ input: AuditEntryInput; payloadJson: string }>> = [];
+  let chunk: Array<{ input: AuditEntryInput; payloadJson: string }> = [];
+  let chunkChars = 0;
+  for (const input of inputs) {
+    const payloadJson = canonicalize(input.payload);
+    if (chunk.length > 0 && (chunk.length >= insertRowsMax || chunkChars + payloadJson.length > insertPayloadCharsMax)) {
+      chunks.push(chunk);
+      chunk = [];
+      chunkChars = 0;
+    }
+    chunk.push({ input, payloadJson });
     chunkChars += payloadJson.length;
   }
   if (chunk.length > 0) chunks.push(chunk);

@@ -56,8 +56,21 @@ function mysqlParams(params: readonly SqlValue[] | undefined): unknown[] {
 
 type Queryable = Pick<Pool, 'query'> | Pick<PoolConnection, 'query'>;
 
+/**
+ * Round trips to MySQL made by this process (statements, BEGIN, COMMIT, ROLLBACK), for the
+ * benches' per-command figure (`sdc bench roundtrip`): a process-wide count, read before and
+ * after a phase. Counting is one integer add per round trip.
+ */
+let roundTrips = 0;
+
+/** Round trips to MySQL this process made so far (every MysqlDatabase together). */
+export function mysqlRoundTrips(): number {
+  return roundTrips;
+}
+
 /** One statement through the callback API, its error mapped to SdcError. */
 function send(target: Queryable, sql: string, params: readonly SqlValue[] | undefined): Promise<unknown> {
+  roundTrips += 1;
   return new Promise((resolve, reject) => {
     target.query(sql, mysqlParams(params), (error: QueryError | null, result: unknown) => {
       if (error) reject(mapMysqlError(error));
@@ -68,6 +81,7 @@ function send(target: Queryable, sql: string, params: readonly SqlValue[] | unde
 
 /** A callback-style connection step (beginTransaction, commit, rollback) as a promise of its raw error. */
 function step(run: (callback: (error: Error | null) => void) => void): Promise<void> {
+  roundTrips += 1;
   return new Promise((resolve, reject) => run((error) => (error ? reject(error) : resolve())));
 }
 

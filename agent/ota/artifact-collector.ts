@@ -40,11 +40,14 @@ export interface ArtifactCollectorOptions {
   /** The device's own limit, whatever the grant allows (default 16 MiB). */
   readonly plaintextBytesMax?: number;
   readonly uploadTimeoutMs?: number;
+  /** How the grant is asked for (default: HTTPS to the control plane with the device certificate); tests give their own. */
+  readonly fetchGrant?: (commandId: string) => Promise<ArtifactGrant>;
 }
 
 export const artifactCollectorDefaults = Object.freeze({ plaintextBytesMax: 16 * 1024 * 1024, uploadTimeoutMs: 120_000, grantTimeoutMs: 30_000 });
 
-interface Grant {
+/** The control plane's answer to POST /v1/devices/{id}/artifact-uploads (the fields the device uses). */
+export interface ArtifactGrant {
   artifact_id: string;
   put_url: string;
   plaintext_bytes_max: number;
@@ -62,7 +65,7 @@ export function createArtifactCollector(options: ArtifactCollectorOptions): (com
     if (kind === 'screenshot' && options.sources.screenshot === undefined) {
       throw new SdcError('ARTIFACT_KIND_UNSUPPORTED', 'this device has no screen to capture');
     }
-    const grant = await requestGrant(options, command.id);
+    const grant = await (options.fetchGrant ?? ((id: string) => requestGrant(options, id)))(command.id);
     if (grant.artifact_id !== command.id) throw new SdcError('ARTIFACT_UPLOAD_BINDING', `the grant is for artifact ${grant.artifact_id}, not command ${command.id}`);
     const recipient = trustedArtifactKey(options, grant);
     const bytesMax = Math.min(ownMax, grant.plaintext_bytes_max);
@@ -87,9 +90,9 @@ export function createArtifactCollector(options: ArtifactCollectorOptions): (com
   };
 }
 
-async function requestGrant(options: ArtifactCollectorOptions, commandId: string): Promise<Grant> {
+async function requestGrant(options: ArtifactCollectorOptions, commandId: string): Promise<ArtifactGrant> {
   try {
-    const answer = await httpsJson<Grant>({
+    const answer = await httpsJson<ArtifactGrant>({
       method: 'POST', url: new URL(`/v1/devices/${encodeURIComponent(options.deviceId)}/artifact-uploads`, options.controlPlaneUrl),
       caPem: options.caPem, body: { command_id: commandId }, timeoutMs: artifactCollectorDefaults.grantTimeoutMs, answerBytesMax: 64 * 1024,
       clientCert: options.clientCert(),
@@ -109,7 +112,7 @@ async function requestGrant(options: ArtifactCollectorOptions, commandId: string
   }
 }
 
-function trustedArtifactKey(options: ArtifactCollectorOptions, grant: Grant): Uint8Array {
+function trustedArtifactKey(options: ArtifactCollectorOptions, grant: ArtifactGrant): Uint8Array {
   const commandKey = options.resolveCommandKey(grant.artifact_key_kid);
   const key = bytesFromBase64url(grant.artifact_key, { code: 'ARTIFACT_KEY_UNTRUSTED', name: 'artifact_key', length: 32 });
   const signature = bytesFromBase64url(grant.artifact_key_signature, { code: 'ARTIFACT_KEY_UNTRUSTED', name: 'artifact_key_signature', length: 64 });

@@ -14,6 +14,15 @@ export interface Violation {
   readonly message: string;
 }
 
+/** The OTA checkers (sim/ota/ota-checkers.ts), in runs whose scenario has a rollout; kept apart so every run's core verdicts keep their shape. */
+export const otaCheckerNames = ['ota_first_wave_only', 'ota_paused_in_first_wave', 'ota_download_resumed', 'ota_rollout_completed'] as const;
+export type OtaCheckerName = (typeof otaCheckerNames)[number];
+
+export interface OtaViolation {
+  readonly checker: OtaCheckerName;
+  readonly message: string;
+}
+
 const violationsKeptMax = 20;
 
 /** Per-session seq must strictly increase in each direction, as frames leave their sender. */

@@ -14,6 +14,7 @@ import { initDeployment, serviceKid, type DeploymentMaterials, type ServiceSigne
 import { createGatewayCore, type GatewayCore } from '../server/gateway/gateway-core.js';
 import { commandNotExecutedStates, commandStates, commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
 import type { Clock, Ed25519Provider } from '../core/ports/ports.js';
+import type { MessageBody } from '../core/protocol/messages/catalog.js';
 import { systemClock, systemRandom } from '../runtime/system.js';
 import { VirtualTime } from '../core/time/virtual-time.js';
 import { MemoryStreamBus } from '../server/stores/bus/memory-stream-bus.js';
@@ -25,8 +26,8 @@ import { openSqlJsDatabase, type SqlJsDatabase } from '../server/stores/sql/sqlj
 import type { KernelFault } from '../kernel/mock/faults.js';
 import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
 import {
-  ExecutionChecker, SessionSeqChecker, checkAuditChain, checkCommandHistories, checkNoneLost, checkNotExecuted, checkPresence,
-  type CommandEventRow, type Violation,
+  ExecutionChecker, SessionSeqChecker, checkAuditChain, checkCommandHistories, checkNoneLost, checkNotExecuted, checkPresence, otaCheckerNames,
+  type CommandEventRow, type OtaCheckerName, type OtaViolation, type Violation,
 } from './checkers.js';
 import { faultyBus, faultySql } from '../chaos/faulty-stores.js';
 import { countOutcomes } from './outcomes.js';
@@ -38,6 +39,8 @@ import { Trace } from './trace.js';
 import { observedKernel } from './observed-agent-parts.js';
 import { createModelEd25519Provider } from './model-crypto.js';
 import { drainMicrotasks } from './drain.js';
+import { brickSelector, checkOta, createUpdater, disposeOta, prepareOta, publishAndStart, readRolloutFacts, type OtaSetup } from './ota/ota-run.js';
+import type { SimUpdater } from './ota/sim-updater.js';
 
 /**
  * One simulator run (TigerBeetle's VOPR): the real control plane, gateways and agents in one
@@ -121,8 +124,11 @@ export interface RunResult {
   /** Final state and result error code of every command (sim/outcomes.ts); empty when a live violation stopped the run. */
   readonly outcomesByCode: Readonly<Record<string, number>>;
   readonly network: Readonly<Record<string, number>>;
-  readonly checkers: Readonly<Record<Violation['checker'], 'pass' | 'fail' | 'not_reached'>>;
+  /** Every checker's verdict; the OTA checkers only in runs whose scenario has a rollout. */
+  readonly checkers: Readonly<Record<Violation['checker'], CheckerVerdict>> & Readonly<Partial<Record<OtaCheckerName, CheckerVerdict>>>;
   readonly violations: readonly Violation[];
+  /** The OTA checkers' violations (runs with a rollout; empty otherwise). A run failed if either list is not empty. */
+  readonly otaViolations: readonly OtaViolation[];
   readonly series: readonly SeriesSample[];
   /** Round trip from creation to a device result (succeeded, failed or rejected). */
   readonly latencyHistogram: ReadonlyArray<{ readonly le_ms: number | null; readonly count: number }>;
@@ -134,6 +140,8 @@ export interface RunResult {
   /** The full tier's CPU split (absent in the model tier). */
   readonly timing?: RunTiming;
 }
+
+export type CheckerVerdict = 'pass' | 'fail' | 'not_reached';
 
 export const simStartMs = 1_800_000_000_000;
 const latencyBucketsMs = [10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000];
@@ -195,6 +203,8 @@ function cpuMsSince(start: NodeJS.CpuUsage): number {
 interface RunRandoms {
   readonly network: SeededRandom; readonly controlPlane: SeededRandom; readonly gateways: SeededRandom; readonly agents: SeededRandom;
   readonly faults: SeededRandom; readonly commands: SeededRandom; readonly keys: SeededRandom;
+  /** Last, so runs without a rollout draw exactly as before. */
+  readonly ota: SeededRandom;
 }
 
 /** What every step shares: the plan (seed, sizes), virtual time, the trace, counters and verdicts. */
@@ -213,6 +223,7 @@ interface Run {
   readonly counts: Record<string, number>;
   readonly refusalsByCode: Record<string, number>;
   readonly violations: Violation[];
+  readonly otaViolations: OtaViolation[];
   /** Work on real I/O that virtual time waits for (holdTime). */
   readonly realWork: Set<Promise<unknown>>;
   readonly wallStartMs: number;
@@ -271,23 +282,26 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
   const cpuStart = process.cpuUsage();
   const run = planRun(options);
   const stores = await openStores(run);
-  const materials = await runMaterials(run);
+  const ota = run.scenario.ota === undefined ? undefined : await prepareOta(run.scenario.ota, run.rng.ota, simStartMs);
+  const materials = await runMaterials(run, ota);
   const observer = await observeCommands(run, stores);
   const fleet = await registerDevices(run, stores);
-  const controlPlane = await startControlPlane(run, stores, materials);
+  const controlPlane = await startControlPlane(run, stores, materials, ota);
   const gateways = await startGateways(run, stores, materials);
   const checkers: Checkers = { seq: new SessionSeqChecker(), execution: new ExecutionChecker() };
   const network = createNetwork(run, checkers);
-  const agents = bootAgents(run, { fleet, gateways, network, checkers, materials });
+  const agents = bootAgents(run, { fleet, gateways, network, checkers, materials, ota });
   scheduleFaults(run, { fleet, agents, gateways, network });
   scheduleWorkload(run, { controlPlane, fleet, observer });
+  if (ota !== undefined) scheduleRollout(run, { controlPlane, fleet, ota });
   const setup = { cpuMs: cpuMsSince(cpuStart), wallMs: performance.now() - run.wallStartMs };
   const phases = await runPhases(run, { agents, network, observer, cpKv: controlPlane.kv, setup });
-  const { checked, outcomesByCode } = await finalChecks(run, { stores, controlPlane, observer, checkers, agents, phases });
+  const { checked, outcomesByCode } = await finalChecks(run, { stores, controlPlane, observer, checkers, agents, phases, ota });
   const traceHash = run.trace.digest();
   const virtualMs = run.time.nowMs() - simStartMs;
   const final = finalSample(run, { agents, observer, phases });
   await teardown(run, { stores, controlPlane, observer, gateways, agents });
+  if (ota !== undefined) await disposeOta(ota);
   run.counts.frames_checked = checkers.seq.framesChecked;
   return summarize(run, { traceHash, virtualMs, checked, outcomesByCode, phases, observer, network, gateways, final });
 }
@@ -301,7 +315,7 @@ function planRun(options: RunOptions): Run {
   const root = new SeededRandom(seed);
   const rng: RunRandoms = {
     network: root.fork(), controlPlane: root.fork(), gateways: root.fork(), agents: root.fork(),
-    faults: root.fork(), commands: root.fork(), keys: root.fork(),
+    faults: root.fork(), commands: root.fork(), keys: root.fork(), ota: root.fork(),
   };
   const time = new VirtualTime(simStartMs, 50_000_000);
   const trace = new Trace(time);
@@ -312,7 +326,7 @@ function planRun(options: RunOptions): Run {
   return {
     options, scenario, seed, agentCount, safetyMs, safetyEndMs: simStartMs + safetyMs, reproduce, rng, time, trace, counts,
     provider: options.crypto === 'model' ? createModelEd25519Provider() : realProviderFor(agentCount),
-    refusalsByCode: {}, violations: [], realWork: new Set(), wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
+    refusalsByCode: {}, violations: [], otaViolations: [], realWork: new Set(), wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
   };
 }
 
@@ -330,10 +344,22 @@ function holdTime(run: Run, work: Promise<unknown>): void {
 /** After each virtual timer: its promise work, and any held real work, runs to the end. */
 async function settle(run: Run): Promise<void> {
   await drainMicrotasks();
-  while (run.realWork.size > 0) {
+  while (run.realWork.size > 0 || (run.scenario.ota !== undefined && fileRequestsInFlight())) {
     await Promise.allSettled([...run.realWork]);
+    if (run.scenario.ota !== undefined) await new Promise<void>((resolve) => setImmediate(resolve));
     await drainMicrotasks();
   }
+}
+
+/**
+ * Whether a file system request is on its way. A run with a rollout reaches code that touches
+ * files on its own (the embedded blob store stats the artifact at every notice it presigns);
+ * virtual time waits for every such request, and for what its completion starts, before the
+ * next timer, so the virtual instant it lands on does not depend on the disk's speed. Runs
+ * without a rollout never look (none of their code touches a file after the start).
+ */
+function fileRequestsInFlight(): boolean {
+  return process.getActiveResourcesInfo().some((resource) => resource.startsWith('FSReq'));
 }
 
 /** The first violation stops the run. */
@@ -361,14 +387,15 @@ async function openStores(run: Run): Promise<Stores> {
 }
 
 /** The shared CA with the run's command and gateway signing keys, drawn from the seed. */
-async function runMaterials(run: Run): Promise<DeploymentMaterials> {
+async function runMaterials(run: Run, ota: OtaSetup | undefined): Promise<DeploymentMaterials> {
   const { materials: base } = await sharedMaterials();
   const seededSigner = (role: 'cp' | 'gateway'): ServiceSigner => {
     const seed = run.rng.keys.bytes(32);
     const publicKey = run.provider.publicKeyFromSeed(seed);
     return { kid: serviceKid(role, publicKey), seed, publicKey };
   };
-  return { ...base, commandSigner: seededSigner('cp'), gatewaySigner: seededSigner('gateway') };
+  // A rollout needs the image repository in the control plane's data directory (as `sdc ota init` leaves it).
+  return { ...base, commandSigner: seededSigner('cp'), gatewaySigner: seededSigner('gateway'), ...(ota === undefined ? {} : { dataDir: ota.dataDir }) };
 }
 
 /**
@@ -388,7 +415,7 @@ interface ControlPlaneRun {
  * as `sdc serve` waiting for its stores, or its supervisor restarting it, would. Until then
  * operators' requests are refused (scheduleWorkload), and agents and gateways run on.
  */
-async function startControlPlane(run: Run, stores: Stores, materials: DeploymentMaterials): Promise<ControlPlaneRun> {
+async function startControlPlane(run: Run, stores: Stores, materials: DeploymentMaterials, ota: OtaSetup | undefined): Promise<ControlPlaneRun> {
   const { time, trace } = run;
   const holder: ControlPlaneRun = { cp: undefined, kv: stores.kvFor(), retired: false };
   const attempt = async (): Promise<void> => {
@@ -399,6 +426,7 @@ async function startControlPlane(run: Run, stores: Stores, materials: Deployment
         materials, stores: { sql: stores.sql, bus: stores.bus, kv: holder.kv }, clock: time, random: run.rng.controlPlane, scheduler: time,
         gatewayUrls: ['sim://gateway'], persistJwtKeys: false, consumerName: 'cp-sim', scryptParams: { N: 1024, r: 8, p: 1 },
         expirySweepIntervalMs: 5_000, consumerBlockMs: 1_000, claimIdleMs: 30_000, ed25519: run.provider,
+        ...(ota === undefined ? {} : { otaExecutionTimeouts: ota.timeouts }),
       });
       await cp.start();
     } catch (error) {
@@ -567,10 +595,10 @@ function agentWorld(run: Run, parts: { gateways: Gateways; network: SimNetwork; 
 }
 
 /** One agent per device, each with its clock skew, mock kernel and journal; all booted. */
-function bootAgents(run: Run, parts: { fleet: Fleet; gateways: Gateways; network: SimNetwork; checkers: Checkers; materials: DeploymentMaterials }): SimAgent[] {
+function bootAgents(run: Run, parts: { fleet: Fleet; gateways: Gateways; network: SimNetwork; checkers: Checkers; materials: DeploymentMaterials; ota: OtaSetup | undefined }): SimAgent[] {
   const { time, scenario, provider, counts } = run;
   const { fleet, gateways, checkers } = parts;
-  const world = agentWorld(run, parts);
+  const world = { ...agentWorld(run, parts), ...(parts.ota === undefined ? {} : { otaNotice: otaNoticeHandler(run, parts.ota, parts.materials) }) };
   const kernelFaults = kernelFaultsOf(scenario);
   const skewMax = scenario.faults.clockSkewMsMax ?? 0;
   const agents = fleet.deviceIds.map((deviceId, i) => {
@@ -594,6 +622,49 @@ function bootAgents(run: Run, parts: { fleet: Fleet; gateways: Gateways; network
   });
   for (const agent of agents) agent.boot();
   return agents;
+}
+
+/**
+ * Each device's simulated update path (sim/ota/sim-updater.ts), made when its first notice comes;
+ * it outlives crashes of the agent process, as the update journal does, and reports through the
+ * agent core that runs now. Its randomness comes from the run's OTA fork, in notice order.
+ */
+function otaNoticeHandler(run: Run, ota: OtaSetup, materials: DeploymentMaterials): (agent: SimAgent, notice: MessageBody<'OTA_NOTICE'>) => void {
+  const scenarioOta = run.scenario.ota!;
+  const updaters = new Map<string, SimUpdater>();
+  const bricks = brickSelector(scenarioOta.bricks, run.rng.ota.fork());
+  const random = run.rng.ota.fork();
+  return (agent, notice) => {
+    let updater = updaters.get(agent.deviceId);
+    if (updater === undefined) {
+      updater = createUpdater(ota, {
+        deviceId: agent.deviceId, ota: scenarioOta, time: run.time, random: random.fork(), commandSigner: materials.commandSigner, provider: run.provider,
+        bricks, send: (report) => agent.core?.sendOtaReport(report) ?? false, trace: (kind, detail) => run.trace.add(kind, detail),
+      });
+      updaters.set(agent.deviceId, updater);
+    }
+    updater.onNotice(notice);
+  };
+}
+
+/** At the scenario's time: the release is published and its rollout started (real I/O: virtual time waits for it). */
+function scheduleRollout(run: Run, parts: { controlPlane: ControlPlaneRun; fleet: Fleet; ota: OtaSetup }): void {
+  const { ota } = parts;
+  run.time.schedule(run.scenario.ota!.atMs, () => {
+    const cp = parts.controlPlane.cp;
+    if (cp === undefined) {
+      ota.startError = 'the control plane was not up';
+      run.trace.add('ota.start_failed', ota.startError);
+      return;
+    }
+    holdTime(run, publishAndStart(ota, run.scenario.ota!, cp, parts.fleet.deviceIds, run.seed).then((rolloutId) => {
+      ota.rolloutId = rolloutId;
+      run.trace.add('ota.rollout_started', rolloutId);
+    }, (error: unknown) => {
+      ota.startError = SdcError.is(error) ? error.code : (error as Error).message;
+      run.trace.add('ota.start_failed', ota.startError);
+    }));
+  });
 }
 
 const inSafety = (run: Run) => !run.healed && run.time.nowMs() < run.safetyEndMs;
@@ -773,9 +844,9 @@ async function runLiveness(
 
 /** The checkers that read the stores at the end: none lost, not executed, legal transitions, audit chain, presence. */
 async function finalChecks(
-  run: Run, parts: { stores: Stores; controlPlane: ControlPlaneRun; observer: CommandObserver; checkers: Checkers; agents: readonly SimAgent[]; phases: Phases },
-): Promise<{ checked: Set<Violation['checker']>; outcomesByCode: Record<string, number> }> {
-  const checked = new Set<Violation['checker']>(['session_seq', 'at_most_once']);
+  run: Run, parts: { stores: Stores; controlPlane: ControlPlaneRun; observer: CommandObserver; checkers: Checkers; agents: readonly SimAgent[]; phases: Phases; ota: OtaSetup | undefined },
+): Promise<{ checked: Set<Violation['checker'] | OtaCheckerName>; outcomesByCode: Record<string, number> }> {
+  const checked = new Set<Violation['checker'] | OtaCheckerName>(['session_seq', 'at_most_once']);
   if (run.stopped) return { checked, outcomesByCode: {} };
   const { rawSql } = parts.stores;
   const { observer, phases, agents } = parts;
@@ -803,9 +874,32 @@ async function finalChecks(
     violations.push(...checkPresence(await presenceObservations(agents, parts.controlPlane.kv)));
     checked.add('presence');
   }
+  if (parts.ota !== undefined) {
+    const ota = await finalOtaChecks(run, parts.ota, parts.controlPlane, rawSql);
+    for (const violation of ota.violations) run.trace.add('violation', `${violation.checker} ${violation.message}`);
+    run.otaViolations.push(...ota.violations);
+    for (const name of ota.checked) checked.add(name);
+  }
   for (const violation of violations) run.trace.add('violation', `${violation.checker} ${violation.message}`);
   run.violations.push(...violations);
   return { checked, outcomesByCode };
+}
+
+/** The OTA checkers over the rollout as the stores hold it and what the simulated devices did. */
+async function finalOtaChecks(run: Run, ota: OtaSetup, controlPlane: ControlPlaneRun, rawSql: SqlJsDatabase): Promise<{ checked: OtaCheckerName[]; violations: OtaViolation[] }> {
+  const cp = controlPlane.cp;
+  const rollout = ota.rolloutId === undefined || cp === undefined ? undefined : await readRolloutFacts(cp, rawSql, ota.rolloutId);
+  if (rollout !== undefined) {
+    run.trace.add('ota.rollout', `${rollout.status} ${rollout.pauseReason ?? '-'} wave ${rollout.waveIndex} executions ${rollout.executions.length}`);
+    run.counts.ota_executions = rollout.executions.length;
+    run.counts.ota_succeeded = rollout.executions.filter((e) => e.state === 'succeeded').length;
+  }
+  const records = [...ota.observer.records.values()];
+  run.counts.ota_devices_bricked = records.filter((r) => r.brick !== null).length;
+  run.counts.ota_devices_committed = records.filter((r) => r.committed).length;
+  run.counts.ota_download_cuts = ota.observer.cuts;
+  run.counts.ota_download_attempts = records.reduce((n, r) => n + r.attempts.length, 0);
+  return checkOta(ota, run.scenario.ota!, rollout, run.agentCount);
 }
 
 /**
@@ -839,17 +933,19 @@ async function teardown(run: Run, parts: { stores: Stores; controlPlane: Control
 
 function summarize(
   run: Run,
-  facts: { traceHash: string; virtualMs: number; checked: Set<Violation['checker']>; outcomesByCode: Record<string, number>; phases: Phases; observer: CommandObserver; network: SimNetwork; gateways: Gateways; final: SeriesSample },
+  facts: { traceHash: string; virtualMs: number; checked: Set<Violation['checker'] | OtaCheckerName>; outcomesByCode: Record<string, number>; phases: Phases; observer: CommandObserver; network: SimNetwork; gateways: Gateways; final: SeriesSample },
 ): RunResult {
-  const { violations, counts } = run;
-  const failed = new Set(violations.map((v) => v.checker));
-  const checkers = Object.fromEntries(checkerNames.map((name) => [name, failed.has(name) ? 'fail' : facts.checked.has(name) ? 'pass' : 'not_reached'])) as RunResult['checkers'];
+  const { violations, otaViolations, counts } = run;
+  const failed = new Set<Violation['checker'] | OtaCheckerName>([...violations, ...otaViolations].map((v) => v.checker));
+  // The OTA checkers appear only in runs with a rollout, so other runs' summaries are as before.
+  const names = run.scenario.ota === undefined ? checkerNames : [...checkerNames, ...otaCheckerNames.filter((name) => facts.checked.has(name) || failed.has(name))];
+  const checkers = Object.fromEntries(names.map((name) => [name, failed.has(name) ? 'fail' : facts.checked.has(name) ? 'pass' : 'not_reached'])) as RunResult['checkers'];
   return {
     seed: run.seed, scenario: run.scenario.name, reproduce: run.reproduce, traceHash: facts.traceHash, traceEvents: run.trace.events,
     agents: run.agentCount, gateways: facts.gateways.ids.length, safetyMs: run.safetyMs, livenessBoundMs: run.scenario.livenessBoundMs,
     convergedAfterMs: facts.phases.convergedAfterMs, virtualMs: facts.virtualMs, wallMs: Math.round(performance.now() - run.wallStartMs),
     peakRssBytes: run.peakRssBytes, counts, commandsByState: { ...facts.final.commands }, outcomesByCode: facts.outcomesByCode,
-    network: { ...facts.network.stats }, checkers, violations, series: facts.phases.series,
+    network: { ...facts.network.stats }, checkers, violations, otaViolations, series: facts.phases.series,
     latencyHistogram: facts.observer.latency.map((count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
     latencyMs: facts.observer.latencyRecorder.summary(), refusalsByCode: { ...run.refusalsByCode },
     recentTrace: run.trace.recent(), timing: facts.phases.timing,

@@ -33,6 +33,46 @@ const Window = Type.Object({
   durationMs: Type.Integer({ minimum: 1 }),
 }, { additionalProperties: false });
 
+const OtaWave = Type.Object({
+  percent: Type.Integer({ minimum: 1, maximum: 100, description: 'share of the fleet in this wave (core/ota assignWaves)' }),
+  successThreshold: Type.Object({
+    succeededMin: Type.Integer({ minimum: 0 }), succeededPercentMin: Type.Integer({ minimum: 0, maximum: 100 }), soakMs: Type.Integer({ minimum: 0 }),
+  }, { additionalProperties: false }),
+  errorThreshold: Type.Object({
+    executedMin: Type.Integer({ minimum: 0 }), failedPercentMax: Type.Integer({ minimum: 0, maximum: 100 }),
+  }, { additionalProperties: false }),
+}, { additionalProperties: false });
+
+/** An OTA rollout run by the real coordinator (server/ota/rollouts.ts) in the full tier (sim/ota/). */
+const Ota = Type.Object({
+  atMs: Type.Integer({ minimum: 0, description: 'when the release is published and its rollout started, virtual ms after the run starts' }),
+  artifactBytes: Type.Integer({ minimum: 1, maximum: 16 * 1024 * 1024, description: 'artifact size; its bytes are drawn from the seed' }),
+  waves: Type.Array(OtaWave, { minItems: 1, maxItems: 64 }),
+  devicesPerMinuteMax: Type.Integer({ minimum: 1, maximum: 100_000 }),
+  stepTimeoutMs: Type.Integer({ minimum: 1_000, description: 'every execution step times out after this long (timed_out, a failure)' }),
+  executionTimeoutMs: Type.Integer({ minimum: 1_000 }),
+  bricks: Type.Optional(Type.Object({
+    ratio: Ratio,
+    mode: Type.Union([Type.Literal('health_check_fails'), Type.Literal('silent')], {
+      description: 'health_check_fails: the post-reboot version report says unhealthy and the device rolls back; silent: the device never reports after the reboot',
+    }),
+  }, { additionalProperties: false, description: 'the release bricks this share of the devices it reaches: of the devices notified, in order, exactly floor(n x ratio) of the first n (seeded phase)' })),
+  device: Type.Object({
+    stepDelayMsMin: Type.Integer({ minimum: 0, maximum: 600_000 }),
+    stepDelayMsMax: Type.Integer({ minimum: 0, maximum: 600_000 }),
+    downloadBytesPerSecond: Type.Integer({ minimum: 1 }),
+    downloadChunkBytes: Type.Integer({ minimum: 1 }),
+    retryDelayMs: Type.Integer({ minimum: 1, maximum: 600_000 }),
+    attemptsMax: Type.Integer({ minimum: 1, maximum: 1_000 }),
+  }, { additionalProperties: false }),
+  downloadCuts: Type.Optional(Type.Array(Type.Object({
+    atMs: Type.Integer({ minimum: 0 }),
+    durationMs: Type.Integer({ minimum: 1 }),
+    cutAtPercent: Type.Integer({ minimum: 1, maximum: 99, description: 'in the window, a download is cut once it holds this share of the artifact (at once if it holds more); new attempts find no server' }),
+  }, { additionalProperties: false }), { maxItems: 100 })),
+  expect: Type.Union([Type.Literal('paused_in_first_wave'), Type.Literal('completed')], { description: 'what the ota checkers hold the rollout to' }),
+}, { additionalProperties: false });
+
 export const ScenarioSchema = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 64 }),
   description: Type.String({ maxLength: 1000 }),
@@ -84,10 +124,12 @@ export const ScenarioSchema = Type.Object({
     }, { additionalProperties: false, description: 'mock kernel latency: this ratio of kernel calls answers delayMs later (a slow driver); commands taken behind one wait, and may pass their deadline' })),
     clockSkewMsMax: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000, description: 'each agent clock is off by a seeded amount in [-max, max]' })),
   }, { additionalProperties: false }),
+  ota: Type.Optional(Ota),
 }, { additionalProperties: false });
 
 export type Scenario = Static<typeof ScenarioSchema>;
 export type ScenarioLinkFaults = Static<typeof LinkFaults>;
+export type ScenarioOta = Static<typeof Ota>;
 
 function check<T extends TSchema>(schema: T, value: unknown, source: string): Static<T> {
   if (Value.Check(schema, value)) return value;
@@ -122,7 +164,18 @@ export function parseScenario(value: unknown, source = 'scenario'): Scenario {
   if (commands.ttlMs <= scenario.livenessBoundMs) fail('commands.ttlMs must exceed livenessBoundMs');
   if (scenario.churn && scenario.churn.offlineMsMax < scenario.churn.offlineMsMin) fail('churn.offlineMsMax < offlineMsMin');
   if (faults.agentCrashes && faults.agentCrashes.downMsMax < faults.agentCrashes.downMsMin) fail('agentCrashes.downMsMax < downMsMin');
+  if (scenario.ota) checkOta(scenario.ota, scenario, fail);
   return scenario;
+}
+
+function checkOta(ota: ScenarioOta, scenario: Scenario, fail: (message: string) => never): void {
+  if (ota.atMs >= scenario.safetyMs) fail('ota.atMs must fall in the safety phase');
+  if (ota.device.stepDelayMsMax < ota.device.stepDelayMsMin) fail('ota.device.stepDelayMsMax < stepDelayMsMin');
+  if (ota.bricks) {
+    try { checkRatio(ota.bricks.ratio, 'ota.bricks.ratio'); } catch (error) { fail((error as Error).message); }
+  }
+  for (const cut of ota.downloadCuts ?? []) if (cut.atMs + cut.durationMs > scenario.safetyMs) fail('ota.downloadCuts must end within the safety phase (the liveness phase heals every fault)');
+  if (ota.expect === 'paused_in_first_wave' && ota.waves.length < 2) fail('ota.expect paused_in_first_wave needs a second wave that must stay untouched');
 }
 
 export async function loadScenario(path: string): Promise<Scenario> {

@@ -10,6 +10,7 @@ import type { SimNetwork, SimLink } from '../chaos/network.js';
 import type { SeededRandom } from '../core/random/prng.js';
 import { IncarnationJournal, ObservedJournal } from './observed-agent-parts.js';
 import { nodeSha256 } from '../runtime/sha256-node.js';
+import type { MessageBody } from '../core/protocol/messages/catalog.js';
 
 
 /** What a simulated agent needs from the world around it. */
@@ -27,6 +28,8 @@ export interface SimAgentWorld {
   onExecuting(deviceId: string, commandId: string): void;
   onAgentEvent(agent: SimAgent, event: AgentCoreEvent): void;
   linkClosed(link: SimLink): void;
+  /** OTA notices for this agent's update path (sim/ota/sim-updater.ts); absent in runs without a rollout. */
+  otaNotice?: (agent: SimAgent, notice: MessageBody<'OTA_NOTICE'>) => void;
 }
 
 export interface SimAgentOptions {
@@ -107,6 +110,7 @@ export class SimAgent {
       telemetrySource: createSyntheticMetricsSource({ random: this.#o.random }),
       telemetryIntervalMs: world.telemetryIntervalMs,
       agentVersion: 'sim/1',
+      ...(world.otaNotice === undefined ? {} : { onOtaNotice: (notice: MessageBody<'OTA_NOTICE'>) => { if (this.core === core) world.otaNotice!(this, notice); } }),
       onEvent: (event) => {
         if (this.core !== core) return;
         this.#onEvent(event);

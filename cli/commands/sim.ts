@@ -91,8 +91,10 @@ async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
   const summary = simSummary(result, { scenario, tier, crypto });
   if (typeof args.values.out === 'string') await writeSimOutputs(args.values.out, summary, result.series);
   io.stdout(json ? JSON.stringify(summary) + '\n' : describeSimSummary(summary));
-  if (result.violations.length > 0) {
-    for (const violation of result.violations) io.stderr(`violation (${violation.checker}): ${violation.message}\n`);
+  // The OTA checkers' violations (sim/ota/) are kept apart from the core checkers' (runs with a rollout only).
+  const violations = [...result.violations, ...result.otaViolations];
+  if (violations.length > 0) {
+    for (const violation of violations) io.stderr(`violation (${violation.checker}): ${violation.message}\n`);
     io.stderr(`reproduce with: ${result.reproduce}\n`);
     return 1;
   }

@@ -56,7 +56,7 @@ export function modelRunResult(world: ModelWorld, facts: ModelRunFacts): ModelRu
     convergedAfterMs: facts.convergedAfterMs, virtualMs: world.nowMs, wallMs: facts.wallMs, peakRssBytes: facts.peakRssBytes,
     counts: { ...world.counts, frames_checked: world.network.stats.sent },
     commandsByState: commandsByState(world), outcomesByCode: world.controlPlane.outcomesByCode(), network: { ...world.network.stats },
-    checkers, violations: facts.violations, series: facts.series,
+    checkers, violations: facts.violations, otaViolations: [], series: facts.series,
     latencyHistogram: Array.from(latency, (count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
     latencyMs: world.controlPlane.latencyRecorder.summary(),
     // The model refuses a command only while its SQL is down, which the full tier answers with STORE_UNAVAILABLE.

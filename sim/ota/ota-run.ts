@@ -1,0 +1,134 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Ed25519Provider } from '../../core/ports/ports.js';
+import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import type { ExecutionTimeouts } from '../../core/ota/execution-machine.js';
+import { executionActiveStates } from '../../core/ota/execution-machine.js';
+import type { RolloutPlan } from '../../core/ota/rollout-decisions.js';
+import type { SeededRandom } from '../../core/random/prng.js';
+import type { VirtualTime } from '../../core/time/virtual-time.js';
+import type { ControlPlane } from '../../server/control-plane/control-plane.js';
+import type { ServiceSigner } from '../../server/materials/materials.js';
+import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from '../../server/ota/repository-init.js';
+import type { SqlDatabase } from '../../server/stores/sql/sql-port.js';
+import type { OtaCheckerName, OtaViolation } from '../checkers.js';
+import type { ScenarioOta } from '../scenario.js';
+import { SimArtifactServer } from './artifact-server.js';
+import { checkDownloadsResumed, checkFirstWaveOnly, checkPausedInFirstWave, checkRolloutCompleted, type RolloutFacts } from './ota-checkers.js';
+import { OtaObserver } from './ota-observer.js';
+import { SimUpdater, type BrickMode } from './sim-updater.js';
+
+/**
+ * The OTA part of a full-tier run (docs/simulation.md, "OTA rollouts"): an image repository in
+ * the control plane's data directory (as `sdc ota init` writes one), a release published at the
+ * scenario's time through the real ReleaseService (two release signers) and rolled out by the
+ * real coordinator (server/ota/rollouts.ts over core/ota/rollout-decisions.ts) to the whole
+ * fleet, in the scenario's waves; one simulated updater per device (sim-updater.ts) answers the
+ * notices the real gateways push. At the end the OTA checkers read the rollout from the stores.
+ */
+export const otaPlatform = 'linux-x64';
+
+export interface OtaSetup {
+  readonly dataDir: string;
+  readonly keys: RepositoryKeys;
+  readonly server: SimArtifactServer;
+  readonly observer: OtaObserver;
+  readonly timeouts: ExecutionTimeouts;
+  rolloutId: string | undefined;
+  startError: string | undefined;
+}
+
+/** The repository files and the artifact's bytes (drawn from the seed). TUF keys are not from the seed: nothing in the trace depends on their signatures. */
+export async function prepareOta(ota: ScenarioOta, random: SeededRandom, simStartMs: number): Promise<OtaSetup> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-sim-ota-'));
+  const keys = generateRepositoryKeys();
+  await writeRepositoryFiles(dataDir, keys, initialMetadata(keys, simStartMs));
+  const cuts = (ota.downloadCuts ?? []).map((cut) => ({ startMs: simStartMs + cut.atMs, endMs: simStartMs + cut.atMs + cut.durationMs, cutAtPercent: cut.cutAtPercent }));
+  const server = new SimArtifactServer(random.bytes(ota.artifactBytes), cuts);
+  const stepMs = Object.fromEntries(executionActiveStates.map((state) => [state, ota.stepTimeoutMs])) as ExecutionTimeouts['stepMs'];
+  return { dataDir, keys, server, observer: new OtaObserver(), timeouts: { stepMs, executionMs: ota.executionTimeoutMs }, rolloutId: undefined, startError: undefined };
+}
+
+export async function disposeOta(setup: OtaSetup): Promise<void> {
+  await rm(setup.dataDir, { recursive: true, force: true });
+}
+
+/** Publishes the release (create, upload, two signatures, publish) and starts its rollout to the fleet. */
+export async function publishAndStart(setup: OtaSetup, ota: ScenarioOta, cp: ControlPlane, fleetDeviceIds: readonly string[], seed: number): Promise<string> {
+  const services = cp.ota;
+  if (services === undefined) throw new Error('the control plane did not open the image repository');
+  const releaseId = `rel-sim-${seed}`;
+  const bytes = setup.server.bytes;
+  await services.releases.create({
+    id: releaseId, version: '2.0.0', artifact_name: 'agent.bin', platforms: [otaPlatform], min_agent_version: '0.1.0',
+    reboot_required: true, health_check: { timeout_ms: ota.stepTimeoutMs, probes: ['kernel_status'] },
+  }, 'sim-releaser');
+  await services.releases.upload(releaseId, (async function* () { yield bytes; })(), { sha256: createHash('sha256').update(bytes).digest('hex') }, 'sim-releaser');
+  const proposal = await services.releases.proposal(releaseId);
+  for (const [index, signer] of ['sim-signer-1', 'sim-signer-2'].entries()) {
+    const key = setup.keys.targets[index]!.key;
+    await services.releases.addSignature(releaseId, { keyid: key.keyid, sig: key.sign(new TextEncoder().encode(proposal.signed_canonical)) }, signer);
+  }
+  await services.releases.publish(releaseId, 'sim-releaser');
+  const plan: RolloutPlan = {
+    devicesPerMinuteMax: ota.devicesPerMinuteMax,
+    waves: ota.waves.map((wave) => ({ selector: { percent: wave.percent }, successThreshold: wave.successThreshold, errorThreshold: wave.errorThreshold })),
+  };
+  const view = await services.rollouts.start({ releaseId, platform: otaPlatform, deviceIds: fleetDeviceIds, plan }, 'sim-operator');
+  return view.id;
+}
+
+/**
+ * Which devices the release bricks: of the devices that take it, in the order they take it,
+ * exactly floor((k + phase) x ratio) - floor(phase x ratio) of the first k (the phase drawn from
+ * the seed), so any run of n consecutive devices holds floor or ceil of n x ratio bricked ones.
+ */
+export function brickSelector(bricks: ScenarioOta['bricks'], random: SeededRandom): () => BrickMode | null {
+  if (bricks === undefined || bricks.ratio.numerator === 0) return () => null;
+  const { numerator, denominator } = bricks.ratio;
+  let k = random.intBelow(denominator);
+  return () => {
+    const bricked = Math.floor(((k + 1) * numerator) / denominator) > Math.floor((k * numerator) / denominator);
+    k += 1;
+    return bricked ? bricks.mode : null;
+  };
+}
+
+export function createUpdater(setup: OtaSetup, options: {
+  deviceId: string; ota: ScenarioOta; time: VirtualTime; random: SeededRandom; commandSigner: ServiceSigner; provider: Ed25519Provider;
+  bricks: () => BrickMode | null; send: (report: MessageBody<'OTA_REPORT'>) => boolean;
+  trace: (kind: string, detail: string) => void;
+}): SimUpdater {
+  return new SimUpdater({
+    deviceId: options.deviceId, time: options.time, random: options.random, server: setup.server, device: options.ota.device,
+    directorKey: { keyId: options.commandSigner.kid, publicKey: options.commandSigner.publicKey }, provider: options.provider,
+    send: options.send, bricks: options.bricks, observer: setup.observer, trace: options.trace,
+  });
+}
+
+/** The rollout as the stores hold it: its record, its executions and its status changes in the audit log. */
+export async function readRolloutFacts(cp: ControlPlane, sql: SqlDatabase, rolloutId: string): Promise<RolloutFacts> {
+  const view = await cp.ota!.rollouts.view(rolloutId);
+  const rows = await sql.query<{ kind: string; payload_json: string }>(
+    "SELECT kind, payload_json FROM audit_log WHERE subject = ? AND kind LIKE 'ota.rollout.%' ORDER BY seq ASC", [`rollout:${rolloutId}`]);
+  const history = rows.map((row) => ({ status: row.kind.slice('ota.rollout.'.length), wave: Number((JSON.parse(row.payload_json) as { wave?: number }).wave ?? 0) }));
+  return {
+    status: view.status, pauseReason: view.pause_reason, waveIndex: view.wave_index, waves: view.waves.map((w) => w.devices),
+    executions: view.executions.map((e) => ({ deviceId: e.device_id, wave: e.wave, state: e.state })), history,
+  };
+}
+
+/** The checkers the scenario's expectation names, and their violations. */
+export function checkOta(setup: OtaSetup, ota: ScenarioOta, rollout: RolloutFacts | undefined, fleetSize: number): { checked: OtaCheckerName[]; violations: OtaViolation[] } {
+  const records = [...setup.observer.records.values()];
+  const violations: OtaViolation[] = [];
+  const downloads = checkDownloadsResumed(records, (ota.downloadCuts ?? []).length > 0);
+  if (ota.expect === 'paused_in_first_wave') {
+    violations.push(...checkPausedInFirstWave(rollout), ...(rollout === undefined ? [] : checkFirstWaveOnly(rollout, records)), ...downloads);
+    return { checked: ['ota_first_wave_only', 'ota_paused_in_first_wave', 'ota_download_resumed'], violations };
+  }
+  violations.push(...checkRolloutCompleted(rollout, fleetSize), ...downloads);
+  return { checked: ['ota_rollout_completed', 'ota_download_resumed'], violations };
+}

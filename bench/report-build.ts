@@ -1,3 +1,4 @@
+import { executionTable } from '../core/ota/execution-machine.js';
 import { commandTable } from '../core/protocol/command-machine.js';
 import { sessionTable } from '../core/protocol/session-machine.js';
 import type { TransitionTable } from '../core/protocol/state-machine.js';
@@ -8,6 +9,7 @@ import { renderLatex, renderMarkdown, type Block, type ReportDocument, type Sect
 import { lineSeriesMax, renderLineChartSvg } from './report-figures.js';
 import type { ReportInputs, SimRun } from './report-inputs.js';
 import { mermaidStateDiagram, transitionRows } from './report-mermaid.js';
+import type { Diagram } from './report-diagrams.js';
 import type { StrideThreat } from './report-stride.js';
 
 /**
@@ -20,6 +22,8 @@ export interface ReportBuildInput {
   readonly threats: readonly StrideThreat[];
   /** What the report says produced it, for example `sdc report --from runs/`. */
   readonly command: string;
+  /** Architecture and sequence diagrams (bench/report-diagrams.ts reportDiagrams); none when absent. */
+  readonly diagrams?: readonly Diagram[];
 }
 
 /** Bar chart groups are capped (bench/report.ts): a bench with more rows shows its first ones. */
@@ -30,18 +34,28 @@ type Files = Record<string, string>;
 function stateMachineSection(files: Files): Section {
   const tables: Array<[string, string, TransitionTable<string, string>]> = [
     ['session', 'core/protocol/session-machine.ts', sessionTable], ['command', 'core/protocol/command-machine.ts', commandTable],
+    ['ota-execution', 'core/ota/execution-machine.ts', executionTable],
   ];
   const blocks: Block[] = [{ kind: 'paragraph', text: 'Each diagram is generated from the transition table the code runs (`[state][event] -> state`), not drawn by hand; the Mermaid sources are also written as `state-*.mmd`.' }];
   for (const [name, source, table] of tables) {
     const mermaid = mermaidStateDiagram(table);
     files[`state-${name}.mmd`] = mermaid;
     blocks.push(
-      { kind: 'paragraph', text: `The ${name} machine (\`${source}\`): initial \`${table.initial}\`, terminal ${table.terminal.map((s) => `\`${s}\``).join(', ')}.` },
+      { kind: 'paragraph', text: `The ${name.replace('-', ' ')} machine (\`${source}\`): initial \`${table.initial}\`, terminal ${table.terminal.map((s) => `\`${s}\``).join(', ')}.` },
       { kind: 'code', language: 'mermaid', text: mermaid },
       { kind: 'table', header: ['from', 'event', 'to'], rows: transitionRows(table) },
     );
   }
   return { title: 'Protocol state machines', level: 1, blocks };
+}
+
+function diagramSection(diagrams: readonly Diagram[], files: Files): Section {
+  const blocks: Block[] = [{ kind: 'paragraph', text: 'Mermaid sources, also written as `diagram-*.mmd` (render them with any Mermaid renderer, for example GitHub or `mmdc`; none is installed where this report is built, so they are not drawn here). The architecture and the enrollment and command sequences are copied from the docs named under each.' }];
+  for (const diagram of diagrams) {
+    files[`diagram-${diagram.name}.mmd`] = diagram.mermaid;
+    blocks.push({ kind: 'paragraph', text: `**${diagram.title}** (from ${diagram.source}):` }, { kind: 'code', language: 'mermaid', text: diagram.mermaid });
+  }
+  return { title: 'Architecture and sequences', level: 1, blocks };
 }
 
 function strideSection(threats: readonly StrideThreat[]): Section {
@@ -218,7 +232,7 @@ export function buildReport(input: ReportBuildInput): Record<string, string> {
   const files: Files = {};
   const doc: ReportDocument = {
     title: 'Secure Device Control: report',
-    sections: [aboutSection(input), stateMachineSection(files), strideSection(input.threats), ...performanceSection(input.inputs, files), simulationSection(input.inputs.sims, files), ...matrixSection(input.inputs)],
+    sections: [aboutSection(input), ...(input.diagrams === undefined || input.diagrams.length === 0 ? [] : [diagramSection(input.diagrams, files)]), stateMachineSection(files), strideSection(input.threats), ...performanceSection(input.inputs, files), simulationSection(input.inputs.sims, files), ...matrixSection(input.inputs)],
   };
   const out: Files = { 'report.md': renderMarkdown(doc), 'report.tex': renderLatex(doc), ...files };
   const problems = [

@@ -45,7 +45,8 @@ test('sdc report: Markdown, LaTeX, SVG and Mermaid from recorded outputs, well-f
     assert.match(first.stderr, /read 1 bench reports, 2 sim runs, 1 matrices, \d+ threats/);
     assert.equal((await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'b')])).code, 0);
     const names = (await readdir(join(dir, 'a'))).sort();
-    assert.deepEqual(names, ['bench-1-roundtrip.svg', 'report.md', 'report.tex', 'sim-smoke-online-1.svg', 'state-command.mmd', 'state-session.mmd']);
+    for (const name of ['bench-1-roundtrip.svg', 'report.md', 'report.tex', 'sim-smoke-online-1.svg', 'state-command.mmd', 'state-session.mmd', 'state-ota-execution.mmd',
+      'diagram-architecture.mmd', 'diagram-enrollment.mmd', 'diagram-command-round-trip.mmd', 'diagram-ota-rollout.mmd']) assert.ok(names.includes(name), `${name} in ${names.join(', ')}`);
     assert.deepEqual((await readdir(join(dir, 'b'))).sort(), names);
     for (const name of names) assert.equal(await readFile(join(dir, 'b', name), 'utf8'), await readFile(join(dir, 'a', name), 'utf8'), `${name} differs between runs`);
 
@@ -64,6 +65,10 @@ test('sdc report: Markdown, LaTeX, SVG and Mermaid from recorded outputs, well-f
       for (const [event, to] of Object.entries(events as Record<string, string>)) assert.match(commandMermaid, new RegExp(`^    ${from} --> ${to}: .*\\b${event}\\b`, 'm'));
     }
     assert.match(await readFile(join(dir, 'a', 'state-session.mmd'), 'utf8'), new RegExp(`\\[\\*\\] --> ${sessionTable.initial}`));
+    // The architecture and the three sequences, in the report and beside it.
+    for (const title of ['Architecture: components and who talks to whom', 'Sequence: pairing (enrollment)', 'Sequence: command round trip', 'Sequence: OTA rollout']) assert.ok(md.includes(`**${title}**`), title);
+    assert.ok(md.includes('```mermaid\n' + await readFile(join(dir, 'a', 'diagram-ota-rollout.mmd'), 'utf8')));
+    assert.match(md, /The ota execution machine \(`core\/ota\/execution-machine.ts`\)/);
     // STRIDE: every row of the threat model, with its test.
     const threatModel = await readFile(new URL('../../docs/security/threat-model.md', import.meta.url), 'utf8');
     const strideRows = threatModel.split('\n').filter((l) => /^\| [STRIDE](, [STRIDE])* \|/.test(l)).length;

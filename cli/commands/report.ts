@@ -6,7 +6,21 @@ import type { CliIo, Command } from '../command.js';
 import { runSet, runSets } from './report-sets.js';
 
 // From the sources (cli/commands) and from dist/cli/commands: the checkout's docs either way.
-const threatModelCandidates = ['../../docs/security/threat-model.md', '../../../docs/security/threat-model.md'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+const docCandidates = (path: string) => [`../../${path}`, `../../../${path}`].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+const threatModelCandidates = docCandidates('docs/security/threat-model.md');
+
+/** The docs the diagrams are copied from (bench/report-diagrams.ts), by their path in the checkout. */
+async function readDiagramDocs(paths: readonly string[]): Promise<Record<string, string>> {
+  const docs: Record<string, string> = {};
+  for (const path of paths) {
+    for (const candidate of docCandidates(path)) {
+      const text = await readFile(candidate, 'utf8').catch(() => undefined);
+      if (text !== undefined) { docs[path] = text; break; }
+    }
+    if (docs[path] === undefined) throw new SdcError('CLI_USAGE', `no ${path} beside this sdc (the report's diagrams are copied from it): run sdc report from a checkout`);
+  }
+  return docs;
+}
 
 async function readThreatModel(path: string | undefined): Promise<string> {
   for (const candidate of path === undefined ? threatModelCandidates : [path]) {
@@ -53,16 +67,18 @@ export const reportCommand: Command = {
     const threatModelPath = stringOption(args.values['threat-model']);
     // Checked before anything runs: a set of hours must not end on a missing threat model.
     const threatModel = await readThreatModel(threatModelPath);
+    const [{ readReportInputs }, { parseStrideTables }, { buildReport }, { writeReportFiles }, { documentedDiagrams, reportDiagrams }] = await Promise.all([
+      import('../../bench/report-inputs.js'), import('../../bench/report-stride.js'), import('../../bench/report-build.js'), import('../../bench/report.js'),
+      import('../../bench/report-diagrams.js'),
+    ]);
+    const diagrams = reportDiagrams(await readDiagramDocs([...new Set(documentedDiagrams.map((d) => d.doc))]));
     const stores = { ...(stringOption(args.values.redis) ? { redis: stringOption(args.values.redis)! } : {}), ...(stringOption(args.values.mysql) ? { mysql: stringOption(args.values.mysql)! } : {}) };
     const from = recorded ?? await runNamedSet(setName ?? 'tiny', out, stores, io);
     // The command as the report prints it: the same set gives the same text whatever OUT is.
     const command = recorded !== undefined ? `sdc report --from ${recorded}` : `sdc report --run ${setName ?? 'tiny'}${stores.redis ? ' --redis URL' : ''}${stores.mysql ? ' --mysql URL' : ''}`;
-    const [{ readReportInputs }, { parseStrideTables }, { buildReport }, { writeReportFiles }] = await Promise.all([
-      import('../../bench/report-inputs.js'), import('../../bench/report-stride.js'), import('../../bench/report-build.js'), import('../../bench/report.js'),
-    ]);
     const inputs = await readReportInputs(from);
     const threats = parseStrideTables(threatModel);
-    const files = buildReport({ inputs, threats, command: `${command}${threatModelPath === undefined ? '' : ` --threat-model ${threatModelPath}`}` });
+    const files = buildReport({ inputs, threats, command: `${command}${threatModelPath === undefined ? '' : ` --threat-model ${threatModelPath}`}`, diagrams });
     const paths = await writeReportFiles(out, files);
     io.stderr(`read ${inputs.benches.length} bench reports, ${inputs.sims.length} sim runs, ${inputs.matrices.length} matrices, ${threats.length} threats; wrote ${paths.length} files to ${out}\n`);
     return 0;

@@ -12,12 +12,14 @@ import type { Ed25519Provider } from '../core/ports/ports.js';
 import { IoctlKernelBridge } from './bridge/kernel-bridge.js';
 import { ENVELOPE_BYTES, buildRequest, readHeader, verifyResponse, writeHeader } from './codec.js';
 import type { IoctlDevice, IoctlResult } from './device.js';
-import { HEADER_BYTES, IoctlCode, KernelStatus, Layout, Opcode, kernelStatusNames, type OpcodeName } from './generated/contract.js';
-import { encodeLabel, encodePingRequest, encodeProcessListRequest, encodeStageUpdateRequest } from './payloads.js';
+import {
+  HEADER_BYTES, IoctlCode, KernelStatus, Layout, Opcode, WATCHDOG_WINDOW_MS_MAX, WATCHDOG_WINDOW_MS_MIN, kernelStatusNames, type OpcodeName,
+} from './generated/contract.js';
+import { encodeCommitUpdateRequest, encodeLabel, encodePingRequest, encodeProcessListRequest, encodeStageUpdateRequest } from './payloads.js';
 import { encodeCommandAttachment, type CommandAuthorization } from './command/attachment.js';
 import { commandAuthorization } from './command/authorization.js';
 import { encodeProvisionBody, encodeProvisionRequest, provisionRotationInput } from './command/provision.js';
-import { signCommand } from '../core/protocol/signed-command.js';
+import { commandSigningInput, signCommand } from '../core/protocol/signed-command.js';
 import { signKernelKeyRotation } from '../core/protocol/kernel-key-rotation.js';
 import { bytesFromBase64url } from '../core/crypto/bytes.js';
 import type { Opcode as ProtocolOpcode } from '../core/protocol/messages/opcodes.js';
@@ -29,6 +31,10 @@ export interface KernelTarget {
   servicePublicKey: Uint8Array;
   /** Makes `bytes` readable by the service under the returned path. */
   putArtifact(name: string, bytes: Uint8Array): string;
+  /** Lets `ms` pass on the kernel's own clock: the mock's manual clock moves, the native library is waited for (CLOCK_MONOTONIC). */
+  elapse(ms: number): Promise<void>;
+  /** True when elapse costs no real time (the suite then also waits out long windows). */
+  readonly virtualTime: boolean;
   /** A fresh service instance with the same keys, for tests that need isolated state. */
   cleanup(): void;
 }
@@ -68,20 +74,29 @@ export const suiteControlPlane = Object.freeze({
 /** When the suite's commands are issued: the machine's clock at load (a test helper, not the kernel). */
 const suiteIssuedAtMs = Date.now();
 
+/** Kernel-side args and opcodes the protocol schema (core/protocol/messages/opcodes.ts) does not describe. */
+function kernelOnlyArgs(opcode: string, args: Record<string, unknown>): boolean {
+  return opcode === 'EXEC_CONFIRM_UPDATE' || (opcode === 'EXEC_COMMIT_UPDATE' && ('sha256' in args || 'watchdog_ms' in args));
+}
+
 export function runKernelContractSuite(name: string, factory: KernelTargetFactory, options: { skip?: string } = {}): void {
   describe(`kernel contract: ${name}`, { skip: options.skip }, () => {
     let counter = 1n;
     let deviceSeq = 1;
     /** A command signed by the suite's control plane (or `seed`), as the agent would pass it down. */
     const authorize = (t: KernelTarget, opcode: ProtocolOpcode, args: Record<string, unknown> = {},
-      o: { seq?: number; deviceId?: string; seed?: Uint8Array; issuedAtMs?: number; expiresAtMs?: number } = {}): CommandAuthorization => commandAuthorization(signCommand({
-      command: {
+      o: { seq?: number; deviceId?: string; seed?: Uint8Array; issuedAtMs?: number; expiresAtMs?: number } = {}): CommandAuthorization => {
+      const command = {
         // Valid for a day from now on the test machine's clock (the native library reads CLOCK_REALTIME; the mocks' clocks are earlier).
         id: `suite-${deviceSeq}`, device_id: o.deviceId ?? suiteControlPlane.deviceId, opcode, args, issued_at: o.issuedAtMs ?? suiteIssuedAtMs,
         expires_at: o.expiresAtMs ?? suiteIssuedAtMs + 86_400_000, device_seq: o.seq ?? deviceSeq++, issuer: 'kernel-suite',
-      },
-      kid: 'cp-1', seed: o.seed ?? suiteControlPlane.seed, provider: t.ed25519,
-    }));
+      } as Parameters<typeof signCommand>[0]['command'];
+      const seed = o.seed ?? suiteControlPlane.seed;
+      if (!kernelOnlyArgs(opcode, args)) return commandAuthorization(signCommand({ command, kid: 'cp-1', seed, provider: t.ed25519 }));
+      // Args the control plane's schema does not have yet (the commit digest and window, CONFIRM): the same signed bytes, signed directly.
+      const signedBytes = commandSigningInput(command);
+      return { signedBytes, signature: t.ed25519.sign(seed, signedBytes) };
+    };
     const cpKey = (t: KernelTarget, seed: Uint8Array = suiteControlPlane.seed): Uint8Array => t.ed25519.publicKeyFromSeed(seed);
     /** A bridge on a kernel provisioned with the suite's device id and command key. */
     const provisioned = async (t: KernelTarget, counterStart = 1n): Promise<IoctlKernelBridge> => {
@@ -196,6 +211,126 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
       assert.equal(status.commits, 1);
     }));
 
+    /** A kernel running `installed` (committed without a watchdog) with `next` staged: the starting point of the watchdog tests. */
+    const withUpdateStaged = async (t: KernelTarget, next: Uint8Array = new Uint8Array(4000).fill(2)) => {
+      const bridge = await provisioned(t);
+      const stage = (version: string, bytes: Uint8Array) => bridge.stageUpdate({ path: t.putArtifact(`${version}.bin`, bytes), version, sha256: sha256(bytes) },
+        authorize(t, 'EXEC_STAGE_UPDATE', { version, sha256: Buffer.from(sha256(bytes)).toString('hex'), size_bytes: bytes.length }));
+      await stage('1.0.0', new TextEncoder().encode('installed'));
+      await bridge.commitUpdate('1.0.0', authorize(t, 'EXEC_COMMIT_UPDATE', { version: '1.0.0' }));
+      await stage('2.0.0', next);
+      const commit = (o: { sha256?: Uint8Array; watchdogMs?: number; args?: Record<string, unknown>; version?: string } = {}) =>
+        bridge.commitUpdate(o.version ?? '2.0.0', authorize(t, 'EXEC_COMMIT_UPDATE', { version: o.version ?? '2.0.0', ...o.args }), { sha256: o.sha256, watchdogMs: o.watchdogMs });
+      const confirm = (version = '2.0.0') => bridge.confirmUpdate(version);
+      return { bridge, commit, confirm, digest: sha256(next) };
+    };
+
+    test('commit digest: the kernel hashes the staged artifact again; another approved digest is DIGEST_MISMATCH and nothing is committed', () => withTarget(async (t) => {
+      const { bridge, commit, digest } = await withUpdateStaged(t);
+      const other = sha256(new Uint8Array([1]));
+      await assert.rejects(commit({ sha256: other }), refusedWith('DIGEST_MISMATCH'));
+      let status = await bridge.getStatus();
+      assert.deepEqual([status.currentVersion, status.stagedVersion, status.commits, status.commitFailures], ['1.0.0', '2.0.0', 1, 1]);
+      // The signed command binds the digest and the window when it names them.
+      const hex = Buffer.from(digest).toString('hex');
+      await assert.rejects(commit({ sha256: digest, args: { sha256: Buffer.from(other).toString('hex') } }), refusedWith('COMMAND_MISMATCH'));
+      await assert.rejects(commit({ sha256: digest, watchdogMs: 60_000, args: { sha256: hex, watchdog_ms: 30_000 } }), refusedWith('COMMAND_MISMATCH'));
+      assert.deepEqual(await commit({ sha256: digest, args: { sha256: hex } }), { currentVersion: '2.0.0', previousVersion: '1.0.0' });
+      status = await bridge.getStatus();
+      assert.deepEqual([status.currentVersion, status.commits, status.commitFailures, status.watchdogArmed], ['2.0.0', 2, 1, false]);
+    }));
+
+    test('watchdog: an unconfirmed commit is rolled back on the kernel clock when its window runs out, and counted', () => withTarget(async (t) => {
+      const { bridge, commit, confirm, digest } = await withUpdateStaged(t);
+      await commit({ sha256: digest, watchdogMs: WATCHDOG_WINDOW_MS_MIN });
+      await t.elapse(WATCHDOG_WINDOW_MS_MIN);
+      // Checked at the start of the next call: this GET_STATUS already sees the rollback.
+      const status = await bridge.getStatus();
+      assert.deepEqual([status.currentVersion, status.previousVersion, status.watchdogArmed, status.watchdogRemainingMs], ['1.0.0', '', false, 0n]);
+      assert.deepEqual([status.commits, status.rollbacks, status.watchdogRollbacks, status.confirms], [2, 1, 1, 0]);
+      assert.equal(status.currentSizeBytes, BigInt('installed'.length));
+      await assert.rejects(confirm(), refusedWith('BAD_STATE'), 'too late: nothing to confirm');
+      await assert.rejects(bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE')), refusedWith('BAD_STATE'), 'and nothing left to roll back to');
+    }));
+
+    test('watchdog: CONFIRM of the current version disarms it; a wrong version or a second CONFIRM is BAD_STATE', () => withTarget(async (t) => {
+      const { bridge, commit, confirm, digest } = await withUpdateStaged(t);
+      await assert.rejects(confirm('1.0.0'), refusedWith('BAD_STATE'), 'nothing armed yet');
+      const windowMs = 60_000;
+      await commit({ sha256: digest, watchdogMs: windowMs, args: { watchdog_ms: windowMs } });
+      let status = await bridge.getStatus();
+      assert.equal(status.watchdogArmed, true);
+      assert.ok(status.watchdogRemainingMs > 0n && status.watchdogRemainingMs <= BigInt(windowMs), `remaining ${status.watchdogRemainingMs}`);
+      await assert.rejects(confirm('1.0.0'), refusedWith('BAD_STATE'), 'another version than the current one');
+      assert.deepEqual(await confirm(), { currentVersion: '2.0.0', previousVersion: '1.0.0' });
+      await assert.rejects(confirm(), refusedWith('BAD_STATE'), 'already confirmed');
+      // Past the window nothing happens any more (waited out only where time is virtual: a minute of real time is too long for a test).
+      if (t.virtualTime) await t.elapse(windowMs * 2);
+      status = await bridge.getStatus();
+      assert.deepEqual([status.currentVersion, status.previousVersion, status.watchdogArmed, status.watchdogRemainingMs], ['2.0.0', '1.0.0', false, 0n]);
+      assert.deepEqual([status.commits, status.rollbacks, status.watchdogRollbacks, status.confirms], [2, 0, 0, 1]);
+      // A signed CONFIRM is checked like any command: the version must match.
+      await assert.rejects(bridge.confirmUpdate('2.0.0', authorize(t, 'EXEC_CONFIRM_UPDATE' as ProtocolOpcode, { version: '9.9.9' })), refusedWith('COMMAND_MISMATCH'));
+    }));
+
+    test('watchdog: a manual ROLLBACK disarms it; no commit over an unconfirmed one; none without a version to fall back to', () => withTarget(async (t) => {
+      const { bridge, commit, confirm } = await withUpdateStaged(t);
+      await commit({ watchdogMs: 60_000 });
+      // Staging the next release is fine; committing it before 2.0.0 is confirmed is not.
+      const next = new Uint8Array([3, 3, 3]);
+      await bridge.stageUpdate({ path: t.putArtifact('3.bin', next), version: '3.0.0', sha256: sha256(next) },
+        authorize(t, 'EXEC_STAGE_UPDATE', { version: '3.0.0', sha256: Buffer.from(sha256(next)).toString('hex'), size_bytes: 3 }));
+      await assert.rejects(commit({ version: '3.0.0' }), refusedWith('BAD_STATE'));
+      assert.deepEqual(await bridge.rollbackUpdate(authorize(t, 'EXEC_ROLLBACK_UPDATE')), { currentVersion: '1.0.0', previousVersion: '' });
+      let status = await bridge.getStatus();
+      assert.deepEqual([status.watchdogArmed, status.rollbacks, status.watchdogRollbacks, status.commitFailures], [false, 1, 0, 1]);
+      await assert.rejects(confirm(), refusedWith('BAD_STATE'));
+      // A fresh kernel has no current version: a watchdog would have nothing to roll back to.
+      const fresh = await factory();
+      try {
+        const b = await provisioned(fresh);
+        const bytes = new Uint8Array([4]);
+        await b.stageUpdate({ path: fresh.putArtifact('f.bin', bytes), version: 'f1', sha256: sha256(bytes) },
+          authorize(fresh, 'EXEC_STAGE_UPDATE', { version: 'f1', sha256: Buffer.from(sha256(bytes)).toString('hex'), size_bytes: 1 }));
+        await assert.rejects(b.commitUpdate('f1', authorize(fresh, 'EXEC_COMMIT_UPDATE', { version: 'f1' }), { watchdogMs: 60_000 }), refusedWith('BAD_STATE'));
+        assert.equal((await b.commitUpdate('f1', authorize(fresh, 'EXEC_COMMIT_UPDATE', { version: 'f1' }))).currentVersion, 'f1');
+      } finally {
+        fresh.device.close();
+        fresh.cleanup();
+      }
+      status = await bridge.getStatus();
+      assert.equal(status.currentVersion, '1.0.0');
+    }));
+
+    test('commit and confirm payloads: wrong lengths, a window out of range and reserved bytes are refused, never run', () => withTarget(async (t) => {
+      await withUpdateStaged(t);
+      const C = Layout.CommitUpdateRequest;
+      const good = encodeCommitUpdateRequest('2.0.0');
+      const withWindow = (ms: number) => { const p = good.slice(); new DataView(p.buffer).setUint32(C.watchdogMs.offset, ms, true); return p; };
+      const reserved = good.slice();
+      reserved[C.reserved.offset] = 1;
+      const cases: Array<[string, OpcodeName, Uint8Array, number]> = [
+        ['commit: the old 32-byte form', 'EXEC_COMMIT_UPDATE', encodeLabel('2.0.0'), KernelStatus.BAD_LENGTH],
+        ['commit: one byte short', 'EXEC_COMMIT_UPDATE', good.subarray(0, C.bytes - 1), KernelStatus.BAD_LENGTH],
+        ['commit: one byte long', 'EXEC_COMMIT_UPDATE', Uint8Array.from([...good, 0]), KernelStatus.BAD_LENGTH],
+        ['commit: window below the minimum', 'EXEC_COMMIT_UPDATE', withWindow(WATCHDOG_WINDOW_MS_MIN - 1), KernelStatus.BAD_PAYLOAD],
+        ['commit: window above the maximum', 'EXEC_COMMIT_UPDATE', withWindow(WATCHDOG_WINDOW_MS_MAX + 1), KernelStatus.BAD_PAYLOAD],
+        ['commit: reserved set', 'EXEC_COMMIT_UPDATE', reserved, KernelStatus.BAD_PAYLOAD],
+        ['confirm: empty', 'EXEC_CONFIRM_UPDATE', new Uint8Array(0), KernelStatus.BAD_LENGTH],
+        ['confirm: 31 bytes', 'EXEC_CONFIRM_UPDATE', encodeLabel('2.0.0').subarray(0, 31), KernelStatus.BAD_LENGTH],
+        ['confirm: bad label', 'EXEC_CONFIRM_UPDATE', new Uint8Array(32).fill(0x2f), KernelStatus.BAD_PAYLOAD],
+      ];
+      for (const [label, name, payload, expected] of cases) {
+        const result = await send(t, IoctlCode[name], request(t, name, payload));
+        assert.equal(kernelStatusNames[result.status], kernelStatusNames[expected], label);
+      }
+      // A CONFIRM answer needs room for the slots.
+      const small = await send(t, IoctlCode.EXEC_CONFIRM_UPDATE, request(t, 'EXEC_CONFIRM_UPDATE', encodeLabel('2.0.0')), 100);
+      assert.equal(small.status, KernelStatus.BUFFER_TOO_SMALL);
+      const status = await bridgeOf(t, counter++).getStatus();
+      assert.deepEqual([status.currentVersion, status.stagedVersion, status.commits, status.commitFailures], ['1.0.0', '2.0.0', 1, 0]);
+    }));
+
     test('stage refuses unsafe labels, NUL in the path and a path_len that disagrees with payload_len', () => withTarget(async (t) => {
       const good = encodeStageUpdateRequest({ path: '/tmp/x', version: 'v1', sha256: new Uint8Array(32) });
       const dotdot = good.slice();
@@ -303,7 +438,7 @@ export function runKernelContractSuite(name: string, factory: KernelTargetFactor
         fc.nat(),
         fc.integer({ min: 1, max: 255 }),
         async (name, position, xor) => {
-          const payload = name === 'EXEC_PING_KERNEL' ? encodePingRequest(7n) : name === 'EXEC_COMMIT_UPDATE' ? encodeLabel('v1') : new Uint8Array(0);
+          const payload = name === 'EXEC_PING_KERNEL' ? encodePingRequest(7n) : name === 'EXEC_COMMIT_UPDATE' ? encodeCommitUpdateRequest('v1') : new Uint8Array(0);
           // COMMIT carries its signed command: a change anywhere in it breaks the agent signature too.
           const attachment = name === 'EXEC_COMMIT_UPDATE' ? encodeCommandAttachment(authorize(t, 'EXEC_COMMIT_UPDATE', { version: 'v1' })) : undefined;
           const original = request(t, name, payload, counter++, attachment);

@@ -4,7 +4,7 @@
  */
 import { SdcError } from '../core/errors/index.js';
 import {
-  Layout, PROCESS_ENTRIES_MAX, UPDATE_PATH_BYTES_MAX, VERSION_LABEL_BYTES,
+  Layout, PROCESS_ENTRIES_MAX, UPDATE_PATH_BYTES_MAX, VERSION_LABEL_BYTES, WATCHDOG_WINDOW_MS_MAX, WATCHDOG_WINDOW_MS_MIN,
 } from './generated/contract.js';
 import { view } from './codec.js';
 
@@ -168,14 +168,37 @@ export function decodeStageUpdateResponse(payload: Uint8Array): StageUpdateResul
   };
 }
 
-// ---- EXEC_COMMIT_UPDATE / EXEC_ROLLBACK_UPDATE ----
+// ---- EXEC_COMMIT_UPDATE / EXEC_ROLLBACK_UPDATE / EXEC_CONFIRM_UPDATE ----
 
 export interface UpdateSlots {
   currentVersion: string;
   previousVersion: string;
 }
 
-export function encodeCommitUpdateRequest(version: string): Uint8Array {
+export interface CommitUpdateOptions {
+  /** The approved SHA-256 (32 bytes): the kernel hashes the staged artifact again and refuses DIGEST_MISMATCH when it differs. Omitted: no digest named. */
+  sha256?: Uint8Array;
+  /** Arms the commit watchdog: WATCHDOG_WINDOW_MS_MIN..MAX ms for EXEC_CONFIRM_UPDATE to arrive, else the kernel rolls back. Omitted or 0: none. */
+  watchdogMs?: number;
+}
+
+export function encodeCommitUpdateRequest(version: string, options: CommitUpdateOptions = {}): Uint8Array {
+  const C = Layout.CommitUpdateRequest;
+  const out = new Uint8Array(C.bytes);
+  out.set(encodeLabel(version), C.version.offset);
+  if (options.sha256 !== undefined) {
+    if (!(options.sha256 instanceof Uint8Array) || options.sha256.length !== C.sha256.bytes) throw new SdcError('KERNEL_BAD_ARGUMENT', 'sha256 must be 32 bytes');
+    out.set(options.sha256, C.sha256.offset);
+  }
+  const watchdogMs = options.watchdogMs ?? 0;
+  if (!Number.isInteger(watchdogMs) || (watchdogMs !== 0 && (watchdogMs < WATCHDOG_WINDOW_MS_MIN || watchdogMs > WATCHDOG_WINDOW_MS_MAX))) {
+    throw new SdcError('KERNEL_BAD_ARGUMENT', `watchdogMs must be 0 or an integer from ${WATCHDOG_WINDOW_MS_MIN} to ${WATCHDOG_WINDOW_MS_MAX}`);
+  }
+  view(out).setUint32(C.watchdogMs.offset, watchdogMs, true);
+  return out;
+}
+
+export function encodeConfirmUpdateRequest(version: string): Uint8Array {
   return encodeLabel(version);
 }
 
@@ -200,6 +223,13 @@ export interface KernelServiceStatus extends UpdateSlots {
   stageFailures: number;
   currentSizeBytes: bigint;
   lastCommitUnixMs: bigint;
+  /** A commit awaits EXEC_CONFIRM_UPDATE; the kernel rolls back when watchdogRemainingMs runs out. */
+  watchdogArmed: boolean;
+  watchdogRemainingMs: bigint;
+  /** Rollbacks by the watchdog; `rollbacks` counts them too. */
+  watchdogRollbacks: number;
+  commitFailures: number;
+  confirms: number;
 }
 
 export function encodeStatusResponse(status: KernelServiceStatus): Uint8Array {
@@ -218,6 +248,11 @@ export function encodeStatusResponse(status: KernelServiceStatus): Uint8Array {
   v.setUint32(S.stageFailures.offset, status.stageFailures, true);
   v.setBigUint64(S.currentSizeBytes.offset, status.currentSizeBytes, true);
   v.setBigUint64(S.lastCommitUnixMs.offset, status.lastCommitUnixMs, true);
+  v.setUint32(S.watchdogState.offset, status.watchdogArmed ? 1 : 0, true);
+  v.setBigUint64(S.watchdogRemainingMs.offset, status.watchdogRemainingMs, true);
+  v.setUint32(S.watchdogRollbacks.offset, status.watchdogRollbacks, true);
+  v.setUint32(S.commitFailures.offset, status.commitFailures, true);
+  v.setUint32(S.confirms.offset, status.confirms, true);
   return out;
 }
 
@@ -237,5 +272,10 @@ export function decodeStatusResponse(payload: Uint8Array): KernelServiceStatus {
     stageFailures: v.getUint32(S.stageFailures.offset, true),
     currentSizeBytes: v.getBigUint64(S.currentSizeBytes.offset, true),
     lastCommitUnixMs: v.getBigUint64(S.lastCommitUnixMs.offset, true),
+    watchdogArmed: v.getUint32(S.watchdogState.offset, true) === 1,
+    watchdogRemainingMs: v.getBigUint64(S.watchdogRemainingMs.offset, true),
+    watchdogRollbacks: v.getUint32(S.watchdogRollbacks.offset, true),
+    commitFailures: v.getUint32(S.commitFailures.offset, true),
+    confirms: v.getUint32(S.confirms.offset, true),
   };
 }

@@ -16,8 +16,8 @@ import {
 } from '../generated/contract.js';
 import {
   decodePingResponse, decodeProcessListResponse, decodeStageUpdateResponse, decodeStatusResponse, decodeUpdateSlotsResponse,
-  encodeCommitUpdateRequest, encodePingRequest, encodeProcessListRequest, encodeStageUpdateRequest,
-  type KernelServiceStatus, type PingResult, type ProcessListResult, type StageUpdateArgs, type StageUpdateResult, type UpdateSlots,
+  encodeCommitUpdateRequest, encodeConfirmUpdateRequest, encodePingRequest, encodeProcessListRequest, encodeStageUpdateRequest,
+  type CommitUpdateOptions, type KernelServiceStatus, type PingResult, type ProcessListResult, type StageUpdateArgs, type StageUpdateResult, type UpdateSlots,
 } from '../payloads.js';
 
 /**
@@ -33,8 +33,11 @@ export interface KernelBridge {
   lockScreen(auth?: CommandAuthorization): Promise<void>;
   getProcessList(maxEntries?: number, auth?: CommandAuthorization): Promise<ProcessListResult>;
   stageUpdate(args: StageUpdateArgs, auth?: CommandAuthorization): Promise<StageUpdateResult>;
-  commitUpdate(version: string, auth?: CommandAuthorization): Promise<UpdateSlots>;
+  /** `options`: the approved digest (checked against the staged artifact) and the watchdog window; see CommitUpdateOptions. */
+  commitUpdate(version: string, auth?: CommandAuthorization, options?: CommitUpdateOptions): Promise<UpdateSlots>;
   rollbackUpdate(auth?: CommandAuthorization): Promise<UpdateSlots>;
+  /** Disarms the commit watchdog for the current version (health confirmed); absent on test doubles, which then get no watchdog. */
+  confirmUpdate?(version: string, auth?: CommandAuthorization): Promise<UpdateSlots>;
   getStatus(auth?: CommandAuthorization): Promise<KernelServiceStatus>;
   /** Sets the device id and command keys in the kernel (enrollment); absent on test doubles. */
   provisionCommandKeys?(set: CommandKeySet, rotationSignature?: Uint8Array): Promise<{ outcome: ProvisionOutcomeName; keyCount: number }>;
@@ -84,6 +87,7 @@ const responseBytes: Readonly<Record<Exclude<OpcodeName, 'EXEC_GET_PROCESS_LIST'
   EXEC_ROLLBACK_UPDATE: Layout.UpdateSlotsResponse.bytes,
   EXEC_GET_STATUS: Layout.StatusResponse.bytes,
   PROVISION_COMMAND_KEYS: Layout.ProvisionResponse.bytes,
+  EXEC_CONFIRM_UPDATE: Layout.UpdateSlotsResponse.bytes,
 };
 
 export class IoctlKernelBridge implements KernelBridge {
@@ -123,8 +127,12 @@ export class IoctlKernelBridge implements KernelBridge {
     return decodeStageUpdateResponse(await this.call('EXEC_STAGE_UPDATE', encodeStageUpdateRequest(args), responseBytes.EXEC_STAGE_UPDATE, auth));
   }
 
-  async commitUpdate(version: string, auth?: CommandAuthorization): Promise<UpdateSlots> {
-    return decodeUpdateSlotsResponse(await this.call('EXEC_COMMIT_UPDATE', encodeCommitUpdateRequest(version), responseBytes.EXEC_COMMIT_UPDATE, auth));
+  async commitUpdate(version: string, auth?: CommandAuthorization, options?: CommitUpdateOptions): Promise<UpdateSlots> {
+    return decodeUpdateSlotsResponse(await this.call('EXEC_COMMIT_UPDATE', encodeCommitUpdateRequest(version, options), responseBytes.EXEC_COMMIT_UPDATE, auth));
+  }
+
+  async confirmUpdate(version: string, auth?: CommandAuthorization): Promise<UpdateSlots> {
+    return decodeUpdateSlotsResponse(await this.call('EXEC_CONFIRM_UPDATE', encodeConfirmUpdateRequest(version), responseBytes.EXEC_CONFIRM_UPDATE, auth));
   }
 
   async rollbackUpdate(auth?: CommandAuthorization): Promise<UpdateSlots> {

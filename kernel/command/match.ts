@@ -1,6 +1,7 @@
 /**
  * Whether a parsed signed command authorizes this IOCTL: the same opcode, and args that say what
- * the request does (the version and digest staged, the version committed, no more process entries
+ * the request does (the version and digest staged, the version committed with the digest and watchdog
+ * window when the command names them, the version confirmed, no more process entries
  * than the limit). The artifact path is the agent's local choice and is not in the command; the
  * digest the command names is what binds the bytes staged. Mirrored in sdc_command.c.
  */
@@ -14,10 +15,11 @@ const allowedArgs: Readonly<Record<OpcodeName, readonly string[]>> = {
   EXEC_LOCK_SCREEN: [],
   EXEC_GET_PROCESS_LIST: ['limit'],
   EXEC_STAGE_UPDATE: ['version', 'sha256', 'size_bytes', 'url'],
-  EXEC_COMMIT_UPDATE: ['version'],
+  EXEC_COMMIT_UPDATE: ['version', 'sha256', 'watchdog_ms'],
   EXEC_ROLLBACK_UPDATE: [],
   EXEC_GET_STATUS: [],
   PROVISION_COMMAND_KEYS: [],
+  EXEC_CONFIRM_UPDATE: ['version'],
 };
 
 function rawEquals(arg: CommandArg | undefined, expected: string): boolean {
@@ -49,8 +51,17 @@ export function commandMatches(name: OpcodeName, command: ParsedCommand, request
         rawEquals(args.get('sha256'), hex(request.subarray(R.sha256.offset, R.sha256.offset + R.sha256.bytes))) &&
         sizeBytes?.kind === 'integer' && (url === undefined || url.kind === 'string');
     }
-    case 'EXEC_COMMIT_UPDATE':
-      return rawEquals(args.get('version'), decodeLabel(request.subarray(0, Layout.CommitUpdateRequest.version.bytes)));
+    case 'EXEC_COMMIT_UPDATE': {
+      // version always; the digest and the watchdog window when the command names them.
+      const C = Layout.CommitUpdateRequest;
+      const sha = args.get('sha256');
+      const watchdog = args.get('watchdog_ms');
+      return rawEquals(args.get('version'), decodeLabel(request.subarray(C.version.offset, C.version.offset + C.version.bytes))) &&
+        (sha === undefined || rawEquals(sha, hex(request.subarray(C.sha256.offset, C.sha256.offset + C.sha256.bytes)))) &&
+        (watchdog === undefined || (watchdog.kind === 'integer' && watchdog.value === BigInt(view(request).getUint32(C.watchdogMs.offset, true))));
+    }
+    case 'EXEC_CONFIRM_UPDATE':
+      return rawEquals(args.get('version'), decodeLabel(request.subarray(0, Layout.ConfirmUpdateRequest.version.bytes)));
     default:
       return true;
   }

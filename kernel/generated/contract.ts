@@ -14,6 +14,8 @@ export const COMMAND_SIGNED_BYTES_MAX = 16384;
 export const COMMAND_KEYS_MAX = 8;
 export const COMMAND_REPLAY_WINDOW = 256;
 export const COMMAND_EXPIRY_GRACE_MS = 300000;
+export const WATCHDOG_WINDOW_MS_MIN = 100;
+export const WATCHDOG_WINDOW_MS_MAX = 86400000;
 
 /** Opcode values carried in the header. */
 export const Opcode = {
@@ -25,6 +27,7 @@ export const Opcode = {
   EXEC_ROLLBACK_UPDATE: 6,
   EXEC_GET_STATUS: 7,
   PROVISION_COMMAND_KEYS: 8,
+  EXEC_CONFIRM_UPDATE: 9,
 } as const;
 export type OpcodeName = keyof typeof Opcode;
 export type OpcodeValue = (typeof Opcode)[OpcodeName];
@@ -39,6 +42,7 @@ export const IoctlCode = {
   EXEC_ROLLBACK_UPDATE: 0x00222018,
   EXEC_GET_STATUS: 0x0022201c,
   PROVISION_COMMAND_KEYS: 0x00222020,
+  EXEC_CONFIRM_UPDATE: 0x00222024,
 } as const;
 
 /** Status codes in response headers (and the native call's return value). */
@@ -156,6 +160,13 @@ export const Layout = {
     sha256: { offset: 40, bytes: 32 },
   },
   CommitUpdateRequest: {
+    bytes: 72,
+    version: { offset: 0, bytes: 32 },
+    sha256: { offset: 32, bytes: 32 },
+    watchdogMs: { offset: 64, bytes: 4 },
+    reserved: { offset: 68, bytes: 4 },
+  },
+  ConfirmUpdateRequest: {
     bytes: 32,
     version: { offset: 0, bytes: 32 },
   },
@@ -165,7 +176,7 @@ export const Layout = {
     previousVersion: { offset: 32, bytes: 32 },
   },
   StatusResponse: {
-    bytes: 152,
+    bytes: 176,
     currentVersion: { offset: 0, bytes: 32 },
     previousVersion: { offset: 32, bytes: 32 },
     stagedVersion: { offset: 64, bytes: 32 },
@@ -175,9 +186,14 @@ export const Layout = {
     commits: { offset: 120, bytes: 4 },
     rollbacks: { offset: 124, bytes: 4 },
     stageFailures: { offset: 128, bytes: 4 },
-    reserved: { offset: 132, bytes: 4 },
+    watchdogState: { offset: 132, bytes: 4 },
     currentSizeBytes: { offset: 136, bytes: 8 },
     lastCommitUnixMs: { offset: 144, bytes: 8 },
+    watchdogRemainingMs: { offset: 152, bytes: 8 },
+    watchdogRollbacks: { offset: 160, bytes: 4 },
+    commitFailures: { offset: 164, bytes: 4 },
+    confirms: { offset: 168, bytes: 4 },
+    reserved: { offset: 172, bytes: 4 },
   },
   CommandAttachment: {
     bytes: 68,
@@ -211,4 +227,5 @@ export const opcodePayloads = {
   EXEC_ROLLBACK_UPDATE: { request: 'Empty', response: 'UpdateSlotsResponse' },
   EXEC_GET_STATUS: { request: 'Empty', response: 'StatusResponse' },
   PROVISION_COMMAND_KEYS: { request: 'ProvisionRequest', response: 'ProvisionResponse' },
+  EXEC_CONFIRM_UPDATE: { request: 'ConfirmUpdateRequest', response: 'UpdateSlotsResponse' },
 } as const;

@@ -3,12 +3,17 @@
  * statuses as kernel/native/src/sdc_kernel.c, with the OS replaced by injected state (process
  * table, artifact store, clock). Refusals are byte-identical to the native library's for the same
  * keys; the contract suite and a differential test hold both to that.
+ *
+ * The commit watchdog runs on the injected `clock` (the kernel's own time; virtual or manual in
+ * tests and the simulator) and, as in the native library, is checked at the start of every call
+ * that gets past the output-buffer check: an expired watchdog rolls back before the request is
+ * looked at. There is no timer: a kernel nobody calls rolls back at its next call.
  */
 import { createHash } from 'node:crypto';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../../core/ports/ports.js';
 import {
   ARTIFACT_BYTES_MAX, CONTRACT_VERSION, HEADER_BYTES, KernelStatus, Layout, Opcode, PAYLOAD_BYTES_MAX, PROCESS_ENTRIES_MAX,
-  REQUEST_MAGIC, RESPONSE_MAGIC, UPDATE_PATH_BYTES_MAX, VERSION_LABEL_BYTES, type OpcodeName,
+  REQUEST_MAGIC, RESPONSE_MAGIC, UPDATE_PATH_BYTES_MAX, VERSION_LABEL_BYTES, WATCHDOG_WINDOW_MS_MAX, WATCHDOG_WINDOW_MS_MIN, type OpcodeName,
 } from '../generated/contract.js';
 import { ENVELOPE_BYTES, opcodeNameOfCode, readHeader, sealEnvelope, view } from '../codec.js';
 import type { IoctlDevice, IoctlResult } from '../device.js';
@@ -41,6 +46,7 @@ export interface MockKernelOptions {
   serviceSeed: Uint8Array;
   /** The provisioned agent public key (32 bytes): verifies requests. */
   agentPublicKey: Uint8Array;
+  /** The kernel's own clock: judges command expiry and runs the commit watchdog. */
   clock: Clock;
   processes?: () => readonly ProcessEntry[];
   artifacts?: ArtifactSource;
@@ -70,6 +76,11 @@ interface UpdateState {
   rollbacks: number;
   stageFailures: number;
   lastCommitUnixMs: number;
+  commitFailures: number;
+  confirms: number;
+  watchdogRollbacks: number;
+  /** The armed commit watchdog: the version it guards (the current one) and when it rolls back, on the kernel clock. */
+  watchdog: { version: string; deadlineMs: number } | null;
 }
 
 const S = KernelStatus;
@@ -82,6 +93,7 @@ const responsePayloadMin: Readonly<Record<OpcodeName, number>> = {
   EXEC_ROLLBACK_UPDATE: Layout.UpdateSlotsResponse.bytes,
   EXEC_GET_STATUS: Layout.StatusResponse.bytes,
   PROVISION_COMMAND_KEYS: Layout.ProvisionResponse.bytes,
+  EXEC_CONFIRM_UPDATE: Layout.UpdateSlotsResponse.bytes,
 };
 
 export class MockKernelService {
@@ -90,6 +102,7 @@ export class MockKernelService {
   private requestsRefused = 0n;
   private readonly update: UpdateState = {
     current: '', previous: '', staged: '', versions: new Map(), commits: 0, rollbacks: 0, stageFailures: 0, lastCommitUnixMs: 0,
+    commitFailures: 0, confirms: 0, watchdogRollbacks: 0, watchdog: null,
   };
   private readonly statusFaults: KernelFault[];
   /** Provisioned command keys and the replay window: in memory, like the handle state of the native library. */
@@ -107,6 +120,7 @@ export class MockKernelService {
   /** The synchronous DeviceIoControl: never writes more than outLen bytes. */
   deviceIoControl(code: number, input: Uint8Array, outLen: number): IoctlResult {
     if (outLen < ENVELOPE_BYTES) return { status: S.BUFFER_TOO_SMALL, output: new Uint8Array(0) };
+    this.checkWatchdog();
     const counter = input.length >= HEADER_BYTES ? readHeader(input).counter : 0n;
     const name = opcodeNameOfCode(code);
     if (name === undefined) return this.respond(0, counter, S.UNKNOWN_CODE);
@@ -173,10 +187,15 @@ export class MockKernelService {
         return { status: S.OK, payload: this.processList(view(request).getUint32(0, true), capacity) };
       case 'EXEC_STAGE_UPDATE':
         return this.stage(request);
-      case 'EXEC_COMMIT_UPDATE':
-        return this.commit(decodeLabel(request));
+      case 'EXEC_COMMIT_UPDATE': {
+        const result = this.commit(request);
+        if (result.status !== S.OK) this.update.commitFailures++;
+        return result;
+      }
       case 'EXEC_ROLLBACK_UPDATE':
-        return this.rollback();
+        return this.rollback(false);
+      case 'EXEC_CONFIRM_UPDATE':
+        return this.confirm(decodeLabel(request));
       case 'EXEC_GET_STATUS':
         return { status: S.OK, payload: this.statusPayload() };
       case 'PROVISION_COMMAND_KEYS':
@@ -225,9 +244,33 @@ export class MockKernelService {
     return { status: S.OK, payload };
   }
 
-  private commit(label: string): { status: number; payload: Uint8Array } {
+  /** Rolls back when the armed watchdog's deadline has passed on the kernel clock; called at the start of every call. */
+  private checkWatchdog(): void {
+    const watchdog = this.update.watchdog;
+    if (watchdog === null || this.options.clock.nowMs() < watchdog.deadlineMs) return;
+    if (this.update.current !== watchdog.version || this.update.previous === '') {
+      this.update.watchdog = null; // cannot happen (commit and rollback keep them in step); never roll back something else
+      return;
+    }
+    this.rollback(true);
+  }
+
+  private commit(request: Uint8Array): { status: number; payload: Uint8Array } {
+    const C = Layout.CommitUpdateRequest;
     const u = this.update;
-    if (u.staged === '' || u.staged !== label) return { status: S.BAD_STATE, payload: new Uint8Array(0) };
+    const label = decodeLabel(request.subarray(C.version.offset, C.version.offset + C.version.bytes));
+    const refused = (status: number): { status: number; payload: Uint8Array } => ({ status, payload: new Uint8Array(0) });
+    if (u.staged === '' || u.staged !== label) return refused(S.BAD_STATE);
+    // An unconfirmed commit is still on trial: committing over it would make it the fallback.
+    if (u.watchdog !== null) return refused(S.BAD_STATE);
+    const approved = request.subarray(C.sha256.offset, C.sha256.offset + C.sha256.bytes);
+    if (approved.some((b) => b !== 0)) {
+      // Recomputed over the staged bytes, not remembered from STAGE.
+      const digest = createHash('sha256').update(u.versions.get(u.staged) ?? new Uint8Array(0)).digest();
+      if (!digest.every((b, i) => b === approved[i])) return refused(S.DIGEST_MISMATCH);
+    }
+    const watchdogMs = view(request).getUint32(C.watchdogMs.offset, true);
+    if (watchdogMs !== 0 && u.current === '') return refused(S.BAD_STATE); // nothing to fall back to
     const oldPrevious = u.previous;
     u.previous = u.current;
     u.current = u.staged;
@@ -235,17 +278,28 @@ export class MockKernelService {
     if (oldPrevious !== u.previous && oldPrevious !== u.current) u.versions.delete(oldPrevious);
     u.commits++;
     u.lastCommitUnixMs = this.options.clock.nowMs();
+    if (watchdogMs !== 0) u.watchdog = { version: u.current, deadlineMs: this.options.clock.nowMs() + watchdogMs };
     return { status: S.OK, payload: this.slotsPayload() };
   }
 
-  private rollback(): { status: number; payload: Uint8Array } {
+  private confirm(label: string): { status: number; payload: Uint8Array } {
+    const u = this.update;
+    if (u.watchdog === null || u.current !== label) return { status: S.BAD_STATE, payload: new Uint8Array(0) };
+    u.watchdog = null;
+    u.confirms++;
+    return { status: S.OK, payload: this.slotsPayload() };
+  }
+
+  private rollback(byWatchdog: boolean): { status: number; payload: Uint8Array } {
     const u = this.update;
     if (u.previous === '') return { status: S.BAD_STATE, payload: new Uint8Array(0) };
+    u.watchdog = null;
     const oldCurrent = u.current;
     u.current = u.previous;
     u.previous = '';
     if (oldCurrent !== u.current && oldCurrent !== u.staged) u.versions.delete(oldCurrent);
     u.rollbacks++;
+    if (byWatchdog) u.watchdogRollbacks++;
     u.lastCommitUnixMs = this.options.clock.nowMs();
     return { status: S.OK, payload: this.slotsPayload() };
   }
@@ -272,6 +326,11 @@ export class MockKernelService {
       stageFailures: u.stageFailures,
       currentSizeBytes: BigInt(u.versions.get(u.current)?.length ?? 0),
       lastCommitUnixMs: BigInt(Math.max(0, Math.floor(u.lastCommitUnixMs))),
+      watchdogArmed: u.watchdog !== null,
+      watchdogRemainingMs: BigInt(u.watchdog === null ? 0 : Math.max(0, Math.ceil(u.watchdog.deadlineMs - this.options.clock.nowMs()))),
+      watchdogRollbacks: u.watchdogRollbacks,
+      commitFailures: u.commitFailures,
+      confirms: u.confirms,
     });
   }
 }
@@ -307,8 +366,16 @@ function validatePayload(name: OpcodeName, p: Uint8Array): number {
           p.subarray(R.bytes).includes(0)) return S.BAD_PAYLOAD;
       return S.OK;
     }
-    case 'EXEC_COMMIT_UPDATE':
-      if (p.length !== Layout.CommitUpdateRequest.bytes) return S.BAD_LENGTH;
+    case 'EXEC_COMMIT_UPDATE': {
+      const C = Layout.CommitUpdateRequest;
+      if (p.length !== C.bytes) return S.BAD_LENGTH;
+      const watchdogMs = v.getUint32(C.watchdogMs.offset, true);
+      if (!labelBytesValid(p.subarray(C.version.offset, C.version.offset + C.version.bytes)) || v.getUint32(C.reserved.offset, true) !== 0 ||
+          (watchdogMs !== 0 && (watchdogMs < WATCHDOG_WINDOW_MS_MIN || watchdogMs > WATCHDOG_WINDOW_MS_MAX))) return S.BAD_PAYLOAD;
+      return S.OK;
+    }
+    case 'EXEC_CONFIRM_UPDATE':
+      if (p.length !== Layout.ConfirmUpdateRequest.bytes) return S.BAD_LENGTH;
       return labelBytesValid(p) ? S.OK : S.BAD_PAYLOAD;
     case 'PROVISION_COMMAND_KEYS':
       if (p.length !== Layout.ProvisionRequest.bytes) return S.BAD_LENGTH;

@@ -24,11 +24,13 @@ export function createMockTarget(options: {
 }): KernelTarget & { device: MockIoctlDevice } {
   const ed25519 = options.ed25519 ?? createNodeEd25519Provider();
   const artifacts = new MemoryArtifactStore();
+  // The kernel's clock is the given one plus what the suite lets elapse (manual time: no waiting).
+  let elapsedMs = 0;
   const device = new MockIoctlDevice({
     ed25519,
     serviceSeed: options.serviceSeed,
     agentPublicKey: ed25519.publicKeyFromSeed(options.agentSeed),
-    clock: options.clock,
+    clock: { nowMs: () => options.clock.nowMs() + elapsedMs },
     processes: () => sampleProcesses,
     artifacts,
     lockScreenSupported: options.lockScreenSupported ?? false,
@@ -46,6 +48,10 @@ export function createMockTarget(options: {
       artifacts.put(path, bytes);
       return path;
     },
+    async elapse(ms) {
+      elapsedMs += ms;
+    },
+    virtualTime: true,
     cleanup() {},
   };
 }

@@ -6,7 +6,7 @@ import { runKernelContractSuite } from '../kernel-contract-suite.js';
 import { buildRequest } from '../codec.js';
 import { IoctlCode, KernelStatus, Opcode } from '../generated/contract.js';
 import { createMockTarget } from '../mock/mock-target.js';
-import { encodeLabel, encodePingRequest } from '../payloads.js';
+import { encodeCommitUpdateRequest, encodePingRequest } from '../payloads.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
 import { commandAuthorization } from '../command/authorization.js';
 import { encodeCommandAttachment } from '../command/attachment.js';
@@ -107,7 +107,7 @@ test('native and mock agree on every control-plane-signed command, mutated or no
         const signedBytes = mutate(commandAuthorization(command).signedBytes);
         if (signedBytes.length === 0) return;
         const attachment = encodeCommandAttachment({ signedBytes, signature: ed25519.sign(cpSeed, signedBytes) });
-        const payload = target === 'EXEC_COMMIT_UPDATE' ? encodeLabel('v1') : new Uint8Array(0);
+        const payload = target === 'EXEC_COMMIT_UPDATE' ? encodeCommitUpdateRequest('v1') : new Uint8Array(0);
         await both(IoctlCode[target], requestFor(native, target, payload, attachment));
       },
     ), { numRuns: 400, endOnFailure: true });

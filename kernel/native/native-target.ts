@@ -38,6 +38,9 @@ export function createNativeTarget(options: { libraryPath: string; agentSeed: Ui
       writeFileSync(path, bytes);
       return path;
     },
+    // The library's watchdog runs on CLOCK_MONOTONIC: real waiting, plus a margin for timer granularity.
+    elapse: (ms) => new Promise((resolve) => setTimeout(resolve, ms + 50)),
+    virtualTime: false,
     cleanup() {
       rmSync(root, { recursive: true, force: true });
     },

@@ -230,6 +230,7 @@ static const char* opcode_name(int opcode) {
     case SDC_OP_EXEC_COMMIT_UPDATE: return "EXEC_COMMIT_UPDATE";
     case SDC_OP_EXEC_ROLLBACK_UPDATE: return "EXEC_ROLLBACK_UPDATE";
     case SDC_OP_EXEC_GET_STATUS: return "EXEC_GET_STATUS";
+    case SDC_OP_EXEC_CONFIRM_UPDATE: return "EXEC_CONFIRM_UPDATE";
     default: return "";
   }
 }
@@ -239,7 +240,8 @@ static int arg_allowed(int opcode, const span* name) {
     case SDC_OP_EXEC_GET_PROCESS_LIST: return span_is(name, "limit");
     case SDC_OP_EXEC_STAGE_UPDATE:
       return span_is(name, "version") || span_is(name, "sha256") || span_is(name, "size_bytes") || span_is(name, "url");
-    case SDC_OP_EXEC_COMMIT_UPDATE: return span_is(name, "version");
+    case SDC_OP_EXEC_COMMIT_UPDATE: return span_is(name, "version") || span_is(name, "sha256") || span_is(name, "watchdog_ms");
+    case SDC_OP_EXEC_CONFIRM_UPDATE: return span_is(name, "version");
     default: return 0;
   }
 }
@@ -280,8 +282,16 @@ static int command_matches(int opcode, const parsed_command* c, const uint8_t* r
              arg_is_hex(find_arg(c, "sha256"), request + SDC_STAGE_UPDATE_REQUEST_SHA256_OFFSET, SDC_STAGE_UPDATE_REQUEST_SHA256_SIZE) &&
              size != NULL && !size->is_string && (url == NULL || url->is_string);
     }
-    case SDC_OP_EXEC_COMMIT_UPDATE:
-      return arg_is_label(find_arg(c, "version"), request + SDC_COMMIT_UPDATE_REQUEST_VERSION_OFFSET);
+    case SDC_OP_EXEC_COMMIT_UPDATE: {
+      /* version always; the digest and the watchdog window when the command names them. */
+      const command_arg* sha = find_arg(c, "sha256");
+      const command_arg* watchdog = find_arg(c, "watchdog_ms");
+      return arg_is_label(find_arg(c, "version"), request + SDC_COMMIT_UPDATE_REQUEST_VERSION_OFFSET) &&
+             (sha == NULL || arg_is_hex(sha, request + SDC_COMMIT_UPDATE_REQUEST_SHA256_OFFSET, SDC_COMMIT_UPDATE_REQUEST_SHA256_SIZE)) &&
+             (watchdog == NULL || (!watchdog->is_string && watchdog->value == sdc_rd32(request + SDC_COMMIT_UPDATE_REQUEST_WATCHDOG_MS_OFFSET)));
+    }
+    case SDC_OP_EXEC_CONFIRM_UPDATE:
+      return arg_is_label(find_arg(c, "version"), request + SDC_CONFIRM_UPDATE_REQUEST_VERSION_OFFSET);
     default:
       return 1;
   }

@@ -23,6 +23,14 @@ typedef struct sdc_update_state {
   uint32_t rollbacks;
   uint32_t stage_failures;
   uint64_t last_commit_unix_ms;
+  uint32_t commit_failures;
+  uint32_t confirms;
+  uint32_t watchdog_rollbacks;
+  /* The commit watchdog: armed after a COMMIT with a window until CONFIRM, ROLLBACK or expiry.
+     Deadline on CLOCK_MONOTONIC; persisted as <sandbox>/watchdog (label + window) for a reopen. */
+  int watchdog_armed;
+  uint32_t watchdog_window_ms;
+  uint64_t watchdog_deadline_ms;
 } sdc_update_state;
 
 typedef struct sdc_handle {
@@ -75,6 +83,10 @@ int sdc_op_process_list(uint32_t max_entries, uint8_t* payload, uint32_t capacit
 int sdc_op_stage_update(sdc_handle* h, const uint8_t* request, uint32_t request_len, uint8_t* payload, uint32_t* payload_len);
 int sdc_op_commit_update(sdc_handle* h, const uint8_t* request, uint8_t* payload, uint32_t* payload_len);
 int sdc_op_rollback_update(sdc_handle* h, uint8_t* payload, uint32_t* payload_len);
+int sdc_op_confirm_update(sdc_handle* h, const uint8_t* request, uint8_t* payload, uint32_t* payload_len);
+void sdc_watchdog_check(sdc_handle* h);
+void sdc_restore_watchdog(sdc_handle* h);
+uint64_t sdc_watchdog_remaining_ms(const sdc_handle* h);
 uint64_t sdc_current_size_bytes(const sdc_handle* h);
 
 /* control-plane command authorization (sdc_command.c) */

@@ -72,6 +72,7 @@ void* sdc_open(const char* sandbox_dir, const char* agent_public_key_path,
   h->flags = flags;
   h->lock_screen_supported = (flags & SDC_OPEN_NO_LOCK_SCREEN) ? 0 : sdc_detect_lock_screen();
   sdc_restore_update_state(h);
+  sdc_restore_watchdog(h);
   /* A damaged key or seq file must not silently reopen provisioning or forget what already ran. */
   if (!sdc_restore_command_keys(h) || !sdc_restore_command_window(h)) {
     sdc_close(h);
@@ -111,6 +112,7 @@ static int opcode_of(uint32_t code) {
     case SDC_IOCTL_EXEC_ROLLBACK_UPDATE: return SDC_OP_EXEC_ROLLBACK_UPDATE;
     case SDC_IOCTL_EXEC_GET_STATUS: return SDC_OP_EXEC_GET_STATUS;
     case SDC_IOCTL_PROVISION_COMMAND_KEYS: return SDC_OP_PROVISION_COMMAND_KEYS;
+    case SDC_IOCTL_EXEC_CONFIRM_UPDATE: return SDC_OP_EXEC_CONFIRM_UPDATE;
     default: return 0;
   }
 }
@@ -125,6 +127,7 @@ static uint32_t response_payload_min(int opcode) {
     case SDC_OP_EXEC_ROLLBACK_UPDATE: return SDC_UPDATE_SLOTS_RESPONSE_BYTES;
     case SDC_OP_EXEC_GET_STATUS: return SDC_STATUS_RESPONSE_BYTES;
     case SDC_OP_PROVISION_COMMAND_KEYS: return SDC_PROVISION_RESPONSE_BYTES;
+    case SDC_OP_EXEC_CONFIRM_UPDATE: return SDC_UPDATE_SLOTS_RESPONSE_BYTES;
     default: return 0;
   }
 }
@@ -155,9 +158,17 @@ static int validate_payload(int opcode, const uint8_t* p, uint32_t len) {
         return SDC_STATUS_BAD_PAYLOAD;
       return SDC_STATUS_OK;
     }
-    case SDC_OP_EXEC_COMMIT_UPDATE:
+    case SDC_OP_EXEC_COMMIT_UPDATE: {
       if (len != SDC_COMMIT_UPDATE_REQUEST_BYTES) return SDC_STATUS_BAD_LENGTH;
-      return sdc_label_valid(p + SDC_COMMIT_UPDATE_REQUEST_VERSION_OFFSET) ? SDC_STATUS_OK : SDC_STATUS_BAD_PAYLOAD;
+      uint32_t watchdog_ms = sdc_rd32(p + SDC_COMMIT_UPDATE_REQUEST_WATCHDOG_MS_OFFSET);
+      if (!sdc_label_valid(p + SDC_COMMIT_UPDATE_REQUEST_VERSION_OFFSET) || sdc_rd32(p + SDC_COMMIT_UPDATE_REQUEST_RESERVED_OFFSET) != 0 ||
+          (watchdog_ms != 0 && (watchdog_ms < SDC_WATCHDOG_WINDOW_MS_MIN || watchdog_ms > SDC_WATCHDOG_WINDOW_MS_MAX)))
+        return SDC_STATUS_BAD_PAYLOAD;
+      return SDC_STATUS_OK;
+    }
+    case SDC_OP_EXEC_CONFIRM_UPDATE:
+      if (len != SDC_CONFIRM_UPDATE_REQUEST_BYTES) return SDC_STATUS_BAD_LENGTH;
+      return sdc_label_valid(p + SDC_CONFIRM_UPDATE_REQUEST_VERSION_OFFSET) ? SDC_STATUS_OK : SDC_STATUS_BAD_PAYLOAD;
     case SDC_OP_PROVISION_COMMAND_KEYS:
       if (len != SDC_PROVISION_REQUEST_BYTES) return SDC_STATUS_BAD_LENGTH;
       return sdc_provision_body_valid(p) ? SDC_STATUS_OK : SDC_STATUS_BAD_PAYLOAD;
@@ -179,6 +190,11 @@ static void write_status_payload(const sdc_handle* h, uint8_t* p) {
   sdc_wr32(p + SDC_STATUS_RESPONSE_STAGE_FAILURES_OFFSET, h->update.stage_failures);
   sdc_wr64(p + SDC_STATUS_RESPONSE_CURRENT_SIZE_BYTES_OFFSET, sdc_current_size_bytes(h));
   sdc_wr64(p + SDC_STATUS_RESPONSE_LAST_COMMIT_UNIX_MS_OFFSET, h->update.last_commit_unix_ms);
+  sdc_wr32(p + SDC_STATUS_RESPONSE_WATCHDOG_STATE_OFFSET, h->update.watchdog_armed ? 1u : 0u);
+  sdc_wr64(p + SDC_STATUS_RESPONSE_WATCHDOG_REMAINING_MS_OFFSET, sdc_watchdog_remaining_ms(h));
+  sdc_wr32(p + SDC_STATUS_RESPONSE_WATCHDOG_ROLLBACKS_OFFSET, h->update.watchdog_rollbacks);
+  sdc_wr32(p + SDC_STATUS_RESPONSE_COMMIT_FAILURES_OFFSET, h->update.commit_failures);
+  sdc_wr32(p + SDC_STATUS_RESPONSE_CONFIRMS_OFFSET, h->update.confirms);
 }
 
 static int execute(sdc_handle* h, int opcode, const uint8_t* request, uint32_t request_len,
@@ -197,8 +213,13 @@ static int execute(sdc_handle* h, int opcode, const uint8_t* request, uint32_t r
       return sdc_op_process_list(sdc_rd32(request + SDC_PROCESS_LIST_REQUEST_MAX_ENTRIES_OFFSET), payload, capacity, payload_len);
     case SDC_OP_EXEC_STAGE_UPDATE:
       return sdc_op_stage_update(h, request, request_len, payload, payload_len);
-    case SDC_OP_EXEC_COMMIT_UPDATE:
-      return sdc_op_commit_update(h, request, payload, payload_len);
+    case SDC_OP_EXEC_COMMIT_UPDATE: {
+      int status = sdc_op_commit_update(h, request, payload, payload_len);
+      if (status != SDC_STATUS_OK) h->update.commit_failures++;
+      return status;
+    }
+    case SDC_OP_EXEC_CONFIRM_UPDATE:
+      return sdc_op_confirm_update(h, request, payload, payload_len);
     case SDC_OP_EXEC_ROLLBACK_UPDATE:
       return sdc_op_rollback_update(h, payload, payload_len);
     case SDC_OP_EXEC_GET_STATUS:
@@ -244,6 +265,8 @@ static int refuse(sdc_handle* h, uint8_t* out, int opcode, uint64_t counter, int
 
 static int handle_locked(sdc_handle* h, uint32_t code, const uint8_t* in, uint32_t in_len, uint8_t* out,
                          uint32_t out_len, uint32_t* bytes_returned) {
+  /* The commit watchdog is checked on every call, before the request is looked at (no timer thread). */
+  sdc_watchdog_check(h);
   uint64_t counter = in_len >= SDC_HEADER_BYTES ? sdc_rd64(in + SDC_HEADER_COUNTER_OFFSET) : 0;
   int opcode = opcode_of(code);
   if (opcode == 0) return refuse(h, out, 0, counter, SDC_STATUS_UNKNOWN_CODE, bytes_returned);

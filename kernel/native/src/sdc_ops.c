@@ -270,14 +270,129 @@ static void write_slots(const sdc_handle* h, uint8_t* payload, uint32_t* payload
   *payload_len = SDC_UPDATE_SLOTS_RESPONSE_BYTES;
 }
 
+/* ---- commit watchdog ---- */
+
+#define WATCHDOG_FILE_BYTES (SDC_LABEL_BYTES + 4u) /* label, then the window in ms (u32 LE) */
+
+static uint64_t mono_ms_now(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0 || ts.tv_sec < 0) return UINT64_MAX; /* no clock: the watchdog fires (fail safe) */
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* <sandbox>/watchdog names the version on trial and its window: temp file, fsync, rename. */
+static int watchdog_persist(const sdc_handle* h, const char* label, uint32_t window_ms) {
+  char path[PATH_MAX], tmp[PATH_MAX];
+  sandbox_path(h, path, sizeof path, "watchdog", "");
+  sandbox_path(h, tmp, sizeof tmp, "watchdog", ".tmp");
+  uint8_t body[WATCHDOG_FILE_BYTES];
+  sdc_label_write(body, label);
+  sdc_wr32(body + SDC_LABEL_BYTES, window_ms);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return 0;
+  int ok = write_all(fd, body, sizeof body) && fsync(fd) == 0;
+  if (close(fd) != 0) ok = 0;
+  if (ok && rename(tmp, path) != 0) ok = 0;
+  if (!ok) unlink(tmp);
+  return ok;
+}
+
+static int watchdog_clear(sdc_handle* h) {
+  char path[PATH_MAX];
+  sandbox_path(h, path, sizeof path, "watchdog", "");
+  if (unlink(path) != 0 && errno != ENOENT) return 0;
+  h->update.watchdog_armed = 0;
+  h->update.watchdog_window_ms = 0;
+  h->update.watchdog_deadline_ms = 0;
+  return 1;
+}
+
+/*
+ * At open: a watchdog file naming the current version (with a previous one to fall back to) is
+ * armed again with its whole window from now: the monotonic clock does not survive a reboot, and
+ * the restarted system gets the full window to confirm. Anything else is stale and removed.
+ */
+void sdc_restore_watchdog(sdc_handle* h) {
+  char path[PATH_MAX];
+  sandbox_path(h, path, sizeof path, "watchdog", "");
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  uint8_t body[WATCHDOG_FILE_BYTES + 1];
+  ssize_t n = read(fd, body, sizeof body);
+  close(fd);
+  uint32_t window_ms = n == (ssize_t)WATCHDOG_FILE_BYTES ? sdc_rd32(body + SDC_LABEL_BYTES) : 0;
+  if (n != (ssize_t)WATCHDOG_FILE_BYTES || !sdc_label_valid(body) || strcmp((const char*)body, h->update.current) != 0 ||
+      h->update.previous[0] == '\0' || window_ms < SDC_WATCHDOG_WINDOW_MS_MIN || window_ms > SDC_WATCHDOG_WINDOW_MS_MAX) {
+    unlink(path);
+    return;
+  }
+  h->update.watchdog_armed = 1;
+  h->update.watchdog_window_ms = window_ms;
+  h->update.watchdog_deadline_ms = mono_ms_now() + window_ms;
+}
+
+uint64_t sdc_watchdog_remaining_ms(const sdc_handle* h) {
+  if (!h->update.watchdog_armed) return 0;
+  uint64_t now = mono_ms_now();
+  return now >= h->update.watchdog_deadline_ms ? 0 : h->update.watchdog_deadline_ms - now;
+}
+
+static int hash_file(const char* path, uint8_t digest[32]) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return SDC_STATUS_IO_ERROR;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  int status = SDC_STATUS_OK;
+  if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) status = SDC_STATUS_IO_ERROR;
+  uint8_t buffer[16384];
+  while (status == SDC_STATUS_OK) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) { status = SDC_STATUS_IO_ERROR; break; }
+    if (n == 0) break;
+    if (EVP_DigestUpdate(ctx, buffer, (size_t)n) != 1) status = SDC_STATUS_IO_ERROR;
+  }
+  unsigned int digest_len = 0;
+  if (status == SDC_STATUS_OK && (EVP_DigestFinal_ex(ctx, digest, &digest_len) != 1 || digest_len != 32)) status = SDC_STATUS_IO_ERROR;
+  EVP_MD_CTX_free(ctx);
+  close(fd);
+  return status;
+}
+
+static int all_zero(const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; i++) if (p[i] != 0) return 0;
+  return 1;
+}
+
 int sdc_op_commit_update(sdc_handle* h, const uint8_t* request, uint8_t* payload, uint32_t* payload_len) {
   const char* label = (const char*)(request + SDC_COMMIT_UPDATE_REQUEST_VERSION_OFFSET);
   if (h->update.staged[0] == '\0' || strcmp(label, h->update.staged) != 0) return SDC_STATUS_BAD_STATE;
+  /* An unconfirmed commit is still on trial: committing over it would make it the fallback. */
+  if (h->update.watchdog_armed) return SDC_STATUS_BAD_STATE;
+  const uint8_t* approved = request + SDC_COMMIT_UPDATE_REQUEST_SHA256_OFFSET;
+  if (!all_zero(approved, SDC_COMMIT_UPDATE_REQUEST_SHA256_SIZE)) {
+    /* Recomputed over the staged file, not remembered from STAGE. */
+    char staged_path[PATH_MAX];
+    uint8_t digest[32];
+    sandbox_path(h, staged_path, sizeof staged_path, "versions/", h->update.staged);
+    int status = hash_file(staged_path, digest);
+    if (status != SDC_STATUS_OK) return status;
+    if (memcmp(digest, approved, 32) != 0) return SDC_STATUS_DIGEST_MISMATCH;
+  }
+  uint32_t watchdog_ms = sdc_rd32(request + SDC_COMMIT_UPDATE_REQUEST_WATCHDOG_MS_OFFSET);
+  if (watchdog_ms != 0 && h->update.current[0] == '\0') return SDC_STATUS_BAD_STATE; /* nothing to fall back to */
+  /* The watchdog file first: a crash after the switch must find the trial recorded. */
+  if (watchdog_ms != 0 && !watchdog_persist(h, h->update.staged, watchdog_ms)) return SDC_STATUS_IO_ERROR;
   char old_previous[SDC_LABEL_BYTES];
   memcpy(old_previous, h->update.previous, SDC_LABEL_BYTES);
   /* previous first, then current: a crash in between leaves current intact and previous == current. */
   if (!set_link(h, "previous", h->update.current) || !set_link(h, "current", h->update.staged) || !set_link(h, "staged", "")) {
     sdc_restore_update_state(h);
+    if (watchdog_ms != 0 && strcmp(h->update.current, label) != 0) watchdog_clear(h);
+    else if (watchdog_ms != 0) { /* current did switch: keep the trial */
+      h->update.watchdog_armed = 1;
+      h->update.watchdog_window_ms = watchdog_ms;
+      h->update.watchdog_deadline_ms = mono_ms_now() + watchdog_ms;
+    }
     return SDC_STATUS_IO_ERROR;
   }
   memcpy(h->update.previous, h->update.current, SDC_LABEL_BYTES);
@@ -286,11 +401,16 @@ int sdc_op_commit_update(sdc_handle* h, const uint8_t* request, uint8_t* payload
   if (strcmp(old_previous, h->update.previous) != 0 && strcmp(old_previous, h->update.current) != 0) remove_version(h, old_previous);
   h->update.commits++;
   h->update.last_commit_unix_ms = unix_ms_now();
+  if (watchdog_ms != 0) {
+    h->update.watchdog_armed = 1;
+    h->update.watchdog_window_ms = watchdog_ms;
+    h->update.watchdog_deadline_ms = mono_ms_now() + watchdog_ms;
+  }
   write_slots(h, payload, payload_len);
   return SDC_STATUS_OK;
 }
 
-int sdc_op_rollback_update(sdc_handle* h, uint8_t* payload, uint32_t* payload_len) {
+static int rollback(sdc_handle* h, int by_watchdog) {
   if (h->update.previous[0] == '\0') return SDC_STATUS_BAD_STATE;
   char old_current[SDC_LABEL_BYTES];
   memcpy(old_current, h->update.current, SDC_LABEL_BYTES);
@@ -301,8 +421,33 @@ int sdc_op_rollback_update(sdc_handle* h, uint8_t* payload, uint32_t* payload_le
   memcpy(h->update.current, h->update.previous, SDC_LABEL_BYTES);
   h->update.previous[0] = '\0';
   if (strcmp(old_current, h->update.current) != 0 && strcmp(old_current, h->update.staged) != 0) remove_version(h, old_current);
+  /* The trial is over either way; a stale file left by a failed unlink is dropped at the next open (it no longer names current). */
+  watchdog_clear(h);
+  h->update.watchdog_armed = 0;
   h->update.rollbacks++;
+  if (by_watchdog) h->update.watchdog_rollbacks++;
   h->update.last_commit_unix_ms = unix_ms_now();
+  return SDC_STATUS_OK;
+}
+
+int sdc_op_rollback_update(sdc_handle* h, uint8_t* payload, uint32_t* payload_len) {
+  int status = rollback(h, 0);
+  if (status == SDC_STATUS_OK) write_slots(h, payload, payload_len);
+  return status;
+}
+
+int sdc_op_confirm_update(sdc_handle* h, const uint8_t* request, uint8_t* payload, uint32_t* payload_len) {
+  const char* label = (const char*)(request + SDC_CONFIRM_UPDATE_REQUEST_VERSION_OFFSET);
+  if (!h->update.watchdog_armed || strcmp(label, h->update.current) != 0) return SDC_STATUS_BAD_STATE;
+  if (!watchdog_clear(h)) return SDC_STATUS_IO_ERROR; /* still armed: a reopen would find the trial */
+  h->update.confirms++;
   write_slots(h, payload, payload_len);
   return SDC_STATUS_OK;
+}
+
+/* Called at the start of every call: an expired trial rolls back; a failed rollback stays armed and is retried. */
+void sdc_watchdog_check(sdc_handle* h) {
+  if (!h->update.watchdog_armed || mono_ms_now() < h->update.watchdog_deadline_ms) return;
+  if (h->update.previous[0] == '\0') { watchdog_clear(h); h->update.watchdog_armed = 0; return; }
+  (void)rollback(h, 1);
 }

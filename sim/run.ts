@@ -359,7 +359,8 @@ async function settle(run: Run): Promise<void> {
  * without a rollout never look (none of their code touches a file after the start).
  */
 function fileRequestsInFlight(): boolean {
-  return process.getActiveResourcesInfo().some((resource) => resource.startsWith('FSReq'));
+  // FSReqCallback, FSReqPromise, and a FileHandle's CloseReq (fs/promises closes its handle when a readFile ends).
+  return process.getActiveResourcesInfo().some((resource) => resource.startsWith('FSReq') || resource === 'CloseReq');
 }
 
 /** The first violation stops the run. */

@@ -421,23 +421,29 @@ export class CommandRepository {
   // --- dispatch bookkeeping (single statements, outside a transaction) -------------------------
 
   /**
-   * Records that the command leaves the control plane (`first_dispatched_at`), before its first
-   * append: from then on a device may have it, and its TTL passing makes it `timed_out`, never
-   * `expired`. Both this update and the `expire` transition are conditional on the row, so one of
-   * them wins: false for a command that is finished (the sweep expired it first) or gone.
+   * Records, before its append, that the command leaves the control plane (`first_dispatched_at`,
+   * if not set yet), and the gateway and the dispatch time, in one statement (issue 17: it was two
+   * or three). From then on a device may have it, and its TTL passing makes it `timed_out`, never
+   * `expired`. This update and the `expire` transition are both conditional on the row, so one of
+   * them wins. False, and
+   * nothing changed, for a command that is finished (the sweep expired it first) or gone. If the
+   * append then fails, `dispatchFailed` takes the gateway and the time back.
    */
-  async markLeaving(commandId: string, atMs: number): Promise<boolean> {
+  async markDispatching(commandId: string, gatewayId: string, atMs: number): Promise<boolean> {
     const marked = await this.#db.execute(
-      `UPDATE commands SET first_dispatched_at = ? WHERE id = ? AND first_dispatched_at IS NULL AND state IN (${deliverableList})`,
-      [atMs, commandId],
+      `UPDATE commands SET first_dispatched_at = COALESCE(first_dispatched_at, ?), gateway_id = ?, dispatched_at = ? WHERE id = ? AND state IN (${deliverableList})`,
+      [atMs, gatewayId, atMs, commandId],
     );
-    if (marked.changes === 1) return true;
-    const [row] = await this.#db.query('SELECT state FROM commands WHERE id = ?', [commandId]);
-    return row !== undefined && deliverableStates.includes(validRow(checks.state, row, 'commands').state);
+    return marked.changes === 1;
   }
 
-  async recordDispatch(commandId: string, gatewayId: string, atMs: number): Promise<void> {
-    await this.#db.execute('UPDATE commands SET gateway_id = ?, dispatched_at = ? WHERE id = ?', [gatewayId, atMs, commandId]);
+  /**
+   * The append after markDispatching failed: no gateway holds the command and it is due at once
+   * (the next create for its device or the next redelivery sweep sends it). `first_dispatched_at`
+   * stays: a device may have it for all the control plane knows (a timeout, not an expiry).
+   */
+  async dispatchFailed(commandId: string, gatewayId: string): Promise<void> {
+    await this.#db.execute('UPDATE commands SET gateway_id = NULL, dispatched_at = NULL WHERE id = ? AND gateway_id = ?', [commandId, gatewayId]);
   }
 
   /** A device without a gateway: only the time, so the command waits a redispatch interval before the sweep picks it again. */

@@ -195,12 +195,13 @@ export class CommandService {
     const pendingOut: { approval?: PendingRequirement } = {};
     const policyRecord = await this.#admit(request, opcode, nowMs, Buffer.byteLength(fingerprint.args, 'utf8'), pendingOut);
     let signed: SignedCommand;
+    let gatewayId: string | undefined;
     try {
       if (pendingOut.approval !== undefined) {
         const id = await this.#storePending(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord, approval: pendingOut.approval });
         return { command: await this.get(id), created: true };
       }
-      signed = await this.#store(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord });
+      ({ signed, gatewayId } = await this.#store(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord }));
     } catch (error) {
       // Two requests with one key raced; the loser answers like a retry.
       if (key !== undefined && SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) {
@@ -209,7 +210,8 @@ export class CommandService {
       }
       throw error;
     }
-    return { command: await this.#committedView(signed.id, () => createdView(signed, actor.name, fingerprint.args)), created: true };
+    // Answered as committed and dispatched, not read back (issue 17: two SQL round trips less per command).
+    return { command: createdView(signed, actor.name, fingerprint.args, gatewayId ?? null), created: true };
   }
 
   /** The device's status and the policy decide whether the command may be stored; returns the policy record, or throws the refusal. */
@@ -243,8 +245,11 @@ export class CommandService {
     throw new SdcError(decision === undefined ? refusal.code : policyRefusalCode(decision), refusal.message, { reason: refusal.reason, ...(decision === undefined ? {} : policyBlockDetails(decision)) });
   }
 
-  /** Signs and stores the command with its history entry and audit record in one transaction, then runs the after-commit effects. */
-  async #store(request: CreateCommandRequest, facts: { opcode: SignedCommand['opcode']; nowMs: number; ttlMs: number; argsJson: string; policyRecord: JsonObject }): Promise<SignedCommand> {
+  /**
+   * Signs and stores the command with its history entry and audit record in one transaction, then
+   * runs the after-commit effects; returns the command and the gateway it was appended for, if any.
+   */
+  async #store(request: CreateCommandRequest, facts: { opcode: SignedCommand['opcode']; nowMs: number; ttlMs: number; argsJson: string; policyRecord: JsonObject }): Promise<{ signed: SignedCommand; gatewayId?: string }> {
     const { actor, deviceId } = request;
     const { nowMs } = facts;
     const id = newId('c', this.#ctx.random);
@@ -273,8 +278,8 @@ export class CommandService {
     this.#ctx.logger.info({
       commandId: id, deviceId, opcode: facts.opcode, deviceSeq: decided.command.device_seq, ...(request.trace === undefined ? {} : spanLogFields(request.trace)),
     }, 'command created');
-    await this.#afterCommit(decided.afterCommit);
-    return decided.command;
+    const gatewayId = (await this.#afterCommit(decided.afterCommit)).get(id);
+    return { signed: decided.command, ...(gatewayId === undefined ? {} : { gatewayId }) };
   }
 
   /**
@@ -314,23 +319,15 @@ export class CommandService {
     await this.#dispatchWaiting(deviceId);
   }
 
-  /** Settles the audit outbox, then publishes and dispatches; none of these throws. */
-  async #afterCommit(effects: readonly AfterCommitEffect[]): Promise<void> {
+  /** Settles the audit outbox, then publishes and dispatches; none of these throws. Returns the commands appended, with their gateway. */
+  async #afterCommit(effects: readonly AfterCommitEffect[]): Promise<ReadonlyMap<string, string>> {
     await this.#ctx.settleAudit();
+    const appended = new Map<string, string>();
     for (const effect of effects) {
       if (effect.type === 'publish_live') this.#ctx.publishLive(effect.event);
-      else await this.#dispatchWaiting(effect.deviceId);
+      else for (const [commandId, gatewayId] of await this.#dispatchWaiting(effect.deviceId)) appended.set(commandId, gatewayId);
     }
-  }
-
-  /** The command as stored now, or, when it cannot be read back (a store outage right after the commit), as it was committed. */
-  async #committedView(commandId: string, asCommitted: () => CommandDetail): Promise<CommandDetail> {
-    try {
-      return await this.get(commandId);
-    } catch (error) {
-      this.#ctx.logger.warn({ err: error, commandId }, 'created command not readable after its commit; answered as committed');
-      return asCommitted();
-    }
+    return appended;
   }
 
   async #replay(row: CommandRow, want: { device_id: string; opcode: string; args: string; ttl_ms: number }): Promise<CommandDetail> {
@@ -357,14 +354,22 @@ export class CommandService {
 
   /**
    * Appends the command to the gateway's stream; false (nothing appended) when it is finished
-   * already. It is marked as leaving the control plane first (CommandRepository.markLeaving), so
+   * already. It is marked as leaving the control plane first (CommandRepository.markDispatching), so
    * the expiry sweep times it out rather than expiring it once a device may have it.
    */
   async #append(command: SignedCommand, gateway: string, traceparent: string | undefined): Promise<boolean> {
-    if (!(await this.#repository.markLeaving(command.id, this.#ctx.clock.nowMs()))) return false;
+    // Leaving, the gateway and the time in one UPDATE before the append (issue 17); taken back if the append fails.
+    if (!(await this.#repository.markDispatching(command.id, gateway, this.#ctx.clock.nowMs()))) return false;
     const entry = encodeBusEntry('deliver', { command, ...(traceparent === undefined ? {} : { traceparent }) });
-    await this.#ctx.bus.append(gatewayCommandStream(gateway), entry, { maxLen: streamMaxLen.gatewayCommands });
-    await this.#repository.recordDispatch(command.id, gateway, this.#ctx.clock.nowMs());
+    try {
+      await this.#ctx.bus.append(gatewayCommandStream(gateway), entry, { maxLen: streamMaxLen.gatewayCommands });
+    } catch (error) {
+      // If this fails too, the command looks held by the gateway: the redelivery sweep sends it once the redispatch interval passed.
+      await this.#repository.dispatchFailed(command.id, gateway).catch((undo: unknown) => {
+        this.#ctx.logger.warn({ err: undo, commandId: command.id }, 'failed dispatch not taken back; the redelivery sweep sends the command after its interval');
+      });
+      throw error;
+    }
     this.#ctx.logger.info({ commandId: command.id, gatewayId: gateway, ...traceLogFields(traceparent) }, 'command dispatched to its gateway');
     return true;
   }
@@ -374,15 +379,19 @@ export class CommandService {
    * dispatch failed to append), in device_seq order, stopping at the first failure so a later
    * command never overtakes an earlier one (the agent refuses a device_seq below one it ran).
    */
-  async #dispatchWaiting(deviceId: string): Promise<void> {
+  async #dispatchWaiting(deviceId: string): Promise<Map<string, string>> {
+    const appended = new Map<string, string>();
     try {
       const gateway = await this.presenceGateway(deviceId);
-      if (gateway === undefined) return;
+      if (gateway === undefined) return appended;
       const waiting = await this.#repository.waitingOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.waitingPerCreateMax);
-      for (const { command, traceparent } of waiting) await this.#append(readable(command), gateway, traceparent);
+      for (const { id, command, traceparent } of waiting) {
+        if (await this.#append(readable(command), gateway, traceparent)) appended.set(id, gateway);
+      }
     } catch (error) {
       this.#ctx.logger.warn({ err: error, deviceId }, 'dispatch failed; the commands stay queued for redelivery');
     }
+    return appended;
   }
 
   /**
@@ -596,13 +605,13 @@ function readable(command: SignedCommand | SdcError): SignedCommand {
   return command;
 }
 
-/** A command just created, as its create transaction committed it (state queued, not yet dispatched). */
-function createdView(signed: SignedCommand, createdBy: string, argsJson: string): CommandDetail {
+/** A command just created, as its create transaction committed it (state queued), with the gateway it was appended for (null: none yet). */
+function createdView(signed: SignedCommand, createdBy: string, argsJson: string, gatewayId: string | null): CommandDetail {
   const atMs = signed.issued_at;
   return {
     id: signed.id, device_id: signed.device_id, opcode: signed.opcode, args: JSON.parse(argsJson) as JsonObject, state: 'queued',
     device_seq: signed.device_seq, created_by: createdBy, created_at_ms: atMs, updated_at_ms: atMs, expires_at_ms: signed.expires_at,
-    attempts: 0, gateway_id: null, signed, result_frame: null, history: [{ state: 'queued', at_ms: atMs, detail: { by: createdBy, event: 'create' } }],
+    attempts: 0, gateway_id: gatewayId, signed, result_frame: null, history: [{ state: 'queued', at_ms: atMs, detail: { by: createdBy, event: 'create' } }],
   };
 }
 

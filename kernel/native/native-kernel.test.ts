@@ -1,6 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { createHash } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { IoctlKernelBridge } from '../bridge/kernel-bridge.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { runKernelContractSuite } from '../kernel-contract-suite.js';
 import { buildRequest } from '../codec.js';
@@ -153,4 +157,54 @@ test('a closed native device refuses calls with KERNEL_CLOSED instead of touchin
   target.device.close();
   target.cleanup();
   await assert.rejects(target.device.call(IoctlCode.EXEC_GET_STATUS, new Uint8Array(0), 200), /closed/);
+});
+
+test('a reopened native sandbox re-arms an unconfirmed commit with its whole window; a stale watchdog file is dropped', { skip }, async () => {
+  const ed25519 = createNodeEd25519Provider();
+  const cpSeed = new Uint8Array(32).fill(3);
+  const deviceId = 'watchdog-01';
+  let seq = 1;
+  const auth = (opcode: 'EXEC_STAGE_UPDATE' | 'EXEC_COMMIT_UPDATE', args: Record<string, unknown>) => commandAuthorization(signCommand({
+    command: { id: `w${seq}`, device_id: deviceId, opcode, args, issued_at: Date.now(), expires_at: Date.now() + 86_400_000, device_seq: seq++, issuer: 'test' },
+    kid: 'cp', seed: cpSeed, provider: ed25519,
+  } as Parameters<typeof signCommand>[0]));
+  const bridgeOf = (t: KernelTarget) => new IoctlKernelBridge({ device: t.device, ed25519, agentSeed, servicePublicKey: t.servicePublicKey, counterStart: 1n });
+  const first = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
+  const install = async (bridge: IoctlKernelBridge, version: string, bytes: Uint8Array, watchdogMs?: number) => {
+    const sha256 = new Uint8Array(createHash('sha256').update(bytes).digest());
+    await bridge.stageUpdate({ path: first.putArtifact(`${version}.bin`, bytes), version, sha256 },
+      auth('EXEC_STAGE_UPDATE', { version, sha256: Buffer.from(sha256).toString('hex'), size_bytes: bytes.length }));
+    await bridge.commitUpdate(version, auth('EXEC_COMMIT_UPDATE', { version }), { sha256, watchdogMs });
+  };
+  try {
+    const bridge = bridgeOf(first);
+    await bridge.provisionCommandKeys({ deviceId, keys: [ed25519.publicKeyFromSeed(cpSeed)] });
+    await install(bridge, '1.0.0', new Uint8Array([1]));
+    await install(bridge, '2.0.0', new Uint8Array([2, 2]), 60_000);
+    first.device.close();
+    // The service restarts (a reboot) before the agent confirmed: the trial is still on, with a whole window.
+    let again = reopenNativeTarget(first);
+    const reopened = bridgeOf(again);
+    let status = await reopened.getStatus();
+    assert.deepEqual([status.currentVersion, status.previousVersion, status.watchdogArmed], ['2.0.0', '1.0.0', true]);
+    assert.ok(status.watchdogRemainingMs > 0n && status.watchdogRemainingMs <= 60_000n, `remaining ${status.watchdogRemainingMs}`);
+    await reopened.confirmUpdate('2.0.0');
+    again.device.close();
+    again = reopenNativeTarget(first);
+    status = await bridgeOf(again).getStatus();
+    assert.deepEqual([status.currentVersion, status.watchdogArmed], ['2.0.0', false], 'confirmed before the restart: not armed again');
+    again.device.close();
+    // A file naming another version than the current one (a commit that crashed before its switch) is stale.
+    const stale = new Uint8Array(36);
+    stale.set(new TextEncoder().encode('9.9.9'));
+    new DataView(stale.buffer).setUint32(32, 60_000, true);
+    writeFileSync(join(first.root, 'sandbox', 'watchdog'), stale);
+    again = reopenNativeTarget(first);
+    status = await bridgeOf(again).getStatus();
+    assert.deepEqual([status.currentVersion, status.watchdogArmed], ['2.0.0', false]);
+    assert.equal(existsSync(join(first.root, 'sandbox', 'watchdog')), false, 'the stale file is removed');
+    again.device.close();
+  } finally {
+    first.cleanup();
+  }
 });

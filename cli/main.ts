@@ -25,6 +25,7 @@ import { approvalsCommands } from './commands/approvals.js';
 import { tufClientCommand } from './commands/tuf-client.js';
 import { releaseCommands } from './commands/release.js';
 import { rolloutCommands } from './commands/rollout.js';
+import { artifactCommands } from './commands/artifact.js';
 import { otaCommands } from './commands/ota.js';
 import { reportCommand } from './commands/report.js';
 import { ttyPromptSecret } from './password-input.js';
@@ -54,6 +55,7 @@ const entries: CommandEntry[] = [
   tufClientCommand,
   releaseCommands,
   rolloutCommands,
+  artifactCommands,
   otaCommands,
   reportCommand,
 ];

@@ -741,6 +741,14 @@ export const defaultPolicy: Policy = parsePolicy({
       devices: '*',
     },
     {
+      id: 'collect-artifacts',
+      description: 'A device\'s logs or a screenshot, sealed to the control plane (docs/artifacts.md)',
+      effect: 'allow',
+      roles: ['operator', 'approver'],
+      opcodes: ['EXEC_COLLECT_ARTIFACT'],
+      devices: '*',
+    },
+    {
       id: 'approve-updates',
       description: 'Staging, committing and rolling back updates',
       effect: 'allow',

@@ -75,7 +75,7 @@ describe('the control plane signs and publishes device policy bundles', () => {
     });
     assert.equal(verified.bundle.version, 1);
     assert.deepEqual(verified.bundle.device_tags, ['kiosk']);
-    assert.deepEqual(verified.policy.rules.map((rule) => rule.id), ['operate-basic', 'approve-updates', 'admin-all', 'kiosk-no-lock', 'updates-approved']);
+    assert.deepEqual(verified.policy.rules.map((rule) => rule.id), ['operate-basic', 'collect-artifacts', 'approve-updates', 'admin-all', 'kiosk-no-lock', 'updates-approved']);
     // Only approvers' keys: the rule takes approvals from role approver, so olga's key is not carried.
     assert.deepEqual(verified.bundle.approvers, [{ approver: 'alice', role: 'approver', kid: 'uk-alice', public_key: alicePublic }]);
   });

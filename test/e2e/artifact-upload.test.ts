@@ -7,8 +7,14 @@
 // client certificate; a tampered object and another command's object in its place.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { CliIo } from '../../cli/command.js';
+import { main } from '../../cli/main.js';
+import { systemClock } from '../../runtime/system.js';
 import { simulatedScreenshot } from '../../agent/ota/artifact-collector.js';
 import type { RunningAgent } from '../../agent/agent-runtime.js';
 import { uploadKey } from '../../server/ota/encrypted-artifacts.js';
@@ -88,6 +94,42 @@ for (const target of storeTargets()) {
       await system?.stop();
     });
 
+    it('sdc artifact request, list and get --out: the file holds exactly the device\'s screenshot, mode 0600', async () => {
+      const home = await mkdtemp(join(tmpdir(), 'sdc-artifact-home-'));
+      try {
+        const password = 'artifact operator password';
+        const operator = `art-op-${system.tag}`;
+        await system.deployment.controlPlane!.auth.users.add({ name: operator, role: 'operator', password, nowMs: systemClock.nowMs() });
+        await writeFile(join(home, 'ca.pem'), system.materials.rootCaPem);
+        const sdc = async (argv: string[]) => {
+          let stdout = '';
+          let stderr = '';
+          const io: CliIo = { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, readStdin: async () => `${password}\n`, env: { XDG_CONFIG_HOME: home } };
+          return { code: await main(argv, io), stdout, stderr };
+        };
+        assert.equal((await sdc(['login', '--server', system.apiUrl, '--name', operator, '--ca', join(home, 'ca.pem'), '--password-stdin'])).code, 0);
+        const requested = await sdc(['artifact', 'request', '--device', device, '--kind', 'screenshot', '--json']);
+        assert.equal(requested.code, 0, requested.stderr);
+        const id = (JSON.parse(requested.stdout) as { id: string }).id;
+        assert.equal((await waitTerminal(system, id)).state, 'succeeded');
+        const listed = await sdc(['artifact', 'list', '--device', device, '--json']);
+        assert.equal(listed.code, 0, listed.stderr);
+        assert.ok((JSON.parse(listed.stdout) as { items: Array<{ id: string; sha256: string | null }> }).items.some((item) => item.id === id && item.sha256 !== null));
+        const out = join(home, 'shot.png');
+        const got = await sdc(['artifact', 'get', id, '--out', out, '--json']);
+        assert.equal(got.code, 0, got.stderr);
+        const expected = Buffer.from(simulatedScreenshot(device));
+        assert.deepEqual(await readFile(out), expected);
+        assert.equal((await stat(out)).mode & 0o777, 0o600);
+        assert.equal((JSON.parse(got.stdout) as { sha256: string }).sha256, createHash('sha256').update(expected).digest('hex'));
+        const missing = await sdc(['artifact', 'get', 'c_nonexistent', '--out', join(home, 'none')]);
+        assert.equal(missing.code, 1);
+        assert.match(missing.stderr, /ARTIFACT_NOT_FOUND/);
+      } finally {
+        await rm(home, { recursive: true, force: true });
+      }
+    });
+
     it('a screenshot and the logs: sealed, uploaded by presigned PUT, the result carries id, length and digest; the operator gets exactly the bytes', async () => {
       screenshot = await waitTerminal(system, (await createCommand(system, device, 'EXEC_COLLECT_ARTIFACT', { kind: 'screenshot' })).id);
       assert.equal(screenshot.state, 'succeeded', JSON.stringify(screenshot));
@@ -119,7 +161,8 @@ for (const target of storeTargets()) {
       assert.ok(logBytes.body.toString('utf8').includes(screenshot.id), 'the logs name the earlier command');
 
       const list = await system.api<{ items: Array<{ id: string; sha256: string | null; kind: string; device_id: string }> }>('GET', `/v1/artifacts?device_id=${device}`);
-      assert.deepEqual(list.items.map((item) => [item.id, item.kind, item.sha256]), [[logs.id, 'logs', outputOf(logs).sha256], [screenshot.id, 'screenshot', shot.sha256]]);
+      // Newest first (the CLI test's screenshot came before these two).
+      assert.deepEqual(list.items.slice(0, 2).map((item) => [item.id, item.kind, item.sha256]), [[logs.id, 'logs', outputOf(logs).sha256], [screenshot.id, 'screenshot', shot.sha256]]);
 
       const kinds = (await auditEntries(system)).filter((entry) => entry.subject === `artifact:${screenshot.id}`).map((entry) => entry.kind);
       assert.ok(kinds.includes('artifact.upload_granted') && kinds.includes('artifact.downloaded'), kinds.join(','));

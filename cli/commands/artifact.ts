@@ -1,0 +1,115 @@
+import { createHash } from 'node:crypto';
+import { request } from 'node:https';
+import { integerOption, type Command, type CommandGroup } from '../command.js';
+import { apiClient, onePositional, segment } from '../api-client.js';
+import { SdcError } from '../../core/errors/index.js';
+import { privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
+
+/**
+ * Artifacts asked of devices (docs/artifacts.md): `request` sends EXEC_COLLECT_ARTIFACT (the
+ * device's logs, or a screenshot), `list` shows them with what the devices' signed results
+ * report, `get` downloads one decrypted (the control plane checks its digest and its device and
+ * command binding first) into a 0600 file.
+ */
+
+interface ArtifactView {
+  id: string; device_id: string; kind: string; state: string; created_by: string; created_at_ms: number;
+  sha256: string | null; length: number | null; plaintext_length: number | null; content_type: string | null;
+}
+
+const kinds = ['logs', 'screenshot'] as const;
+/** The largest artifact `get` keeps in memory before writing it: the control plane's own limit is 16 MiB. */
+const downloadBytesMax = 64 * 1024 * 1024;
+
+const requestArtifact: Command = {
+  name: 'request',
+  summary: 'Ask a device for an artifact (POST /v1/commands with EXEC_COLLECT_ARTIFACT); the command id is the artifact id',
+  usage: '--device ID --kind logs|screenshot [--json]',
+  optionHelp: [['--device ID', 'The device'], ['--kind K', 'logs (the agent\'s journals) or screenshot (where the platform has one)'], ['--json', 'Print the command as JSON']],
+  options: { device: { type: 'string' }, kind: { type: 'string' }, json: { type: 'boolean' } },
+  async run(args, io) {
+    const deviceId = args.values.device;
+    const kind = args.values.kind;
+    if (typeof deviceId !== 'string' || deviceId.length === 0) throw new SdcError('CLI_USAGE', '--device is required');
+    if (typeof kind !== 'string' || !(kinds as readonly string[]).includes(kind)) throw new SdcError('CLI_USAGE', `--kind must be one of ${kinds.join(', ')}`);
+    const command = await (await apiClient(io)).post<{ id: string; state: string }>('/v1/commands', { device_id: deviceId, opcode: 'EXEC_COLLECT_ARTIFACT', args: { kind } });
+    io.stdout(args.values.json === true ? JSON.stringify(command) + '\n' : `${command.id}\t${command.state}\t(sdc command watch ${command.id}; then sdc artifact get ${command.id} --out FILE)\n`);
+    return 0;
+  },
+};
+
+const list: Command = {
+  name: 'list',
+  summary: 'Artifacts, newest first (GET /v1/artifacts), with the length and SHA-256 of the sealed upload each device\'s signed result reports',
+  usage: '[--device ID] [--limit N] [--json]',
+  optionHelp: [['--device ID', 'Only this device\'s artifacts'], ['--limit N', 'At most N (1-200, default 50)'], ['--json', 'Print { items: [...] } as JSON']],
+  options: { device: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+  async run(args, io) {
+    const query = new URLSearchParams({ limit: String(integerOption(args, 'limit', 50, 1, 200)) });
+    if (typeof args.values.device === 'string') query.set('device_id', args.values.device);
+    const { items } = await (await apiClient(io)).get<{ items: ArtifactView[] }>(`/v1/artifacts?${query.toString()}`);
+    if (args.values.json === true) {
+      io.stdout(JSON.stringify({ items }) + '\n');
+      return 0;
+    }
+    io.stdout('artifact\tdevice\tkind\tstate\tbytes\tsealed_sha256\trequested_by\trequested_at\n');
+    for (const a of items) {
+      io.stdout(`${a.id}\t${a.device_id}\t${a.kind}\t${a.state}\t${a.plaintext_length ?? ''}\t${a.sha256 ?? ''}\t${a.created_by}\t${new Date(a.created_at_ms).toISOString()}\n`);
+    }
+    return 0;
+  },
+};
+
+const get: Command = {
+  name: 'get',
+  summary: 'Download an artifact decrypted (GET /v1/artifacts/ID, operator; audited) into FILE (0600)',
+  usage: 'ID --out FILE [--json]',
+  optionHelp: [['--out FILE', 'Where to write the bytes (replaced atomically, mode 0600)'], ['--json', 'Print { id, file, bytes, sha256 } as JSON']],
+  options: { out: { type: 'string' }, json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(args, io) {
+    const id = onePositional(args.positionals, 'artifact id');
+    const out = args.values.out;
+    if (typeof out !== 'string' || out.length === 0) throw new SdcError('CLI_USAGE', '--out FILE is required');
+    const api = await apiClient(io);
+    const url = new URL(`/v1/artifacts/${segment(id)}`, api.login.server);
+    const bytes = await new Promise<Buffer>((resolve, reject) => {
+      const req = request(url, { method: 'GET', ca: api.login.ca_pem, minVersion: 'TLSv1.3', headers: { authorization: `Bearer ${api.login.token}` } }, (res) => {
+        const chunks: Buffer[] = [];
+        let length = 0;
+        res.on('data', (chunk: Buffer) => {
+          length += chunk.length;
+          if (length > downloadBytesMax) {
+            res.destroy();
+            reject(new SdcError('HTTP_ANSWER_INVALID', `the artifact exceeds ${downloadBytesMax} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('end', () => {
+          const body = Buffer.concat(chunks);
+          if (res.statusCode === 200) return resolve(body);
+          let error: { code?: string; message?: string } | undefined;
+          try {
+            error = (JSON.parse(body.toString('utf8')) as { error?: { code?: string; message?: string } }).error;
+          } catch {
+            error = undefined;
+          }
+          reject(new SdcError('HTTP_REFUSED', `GET ${url.pathname} refused with ${error?.code ?? res.statusCode}: ${error?.message ?? ''}`, { status: res.statusCode ?? 0, serverCode: error?.code ?? '' }));
+        });
+        res.on('error', reject);
+      });
+      req.on('error', (error) => reject(SdcError.is(error) ? error : new SdcError('HTTP_UNREACHABLE', `${url.origin}: ${error.message}`)));
+      req.end();
+    });
+    await writeFileAtomic(out, bytes, { mode: privateFileMode });
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    io.stdout(args.values.json === true ? JSON.stringify({ id, file: out, bytes: bytes.length, sha256 }) + '\n' : `${id}\t${out}\t${bytes.length} bytes\tsha256 ${sha256}\n`);
+    return 0;
+  },
+};
+
+export const artifactCommands: CommandGroup = {
+  name: 'artifact', summary: 'Artifacts from devices (logs, screenshots), sealed to the control plane: request, list, get (sdc login first; get needs the operator role)',
+  commands: [requestArtifact, list, get],
+};

@@ -56,8 +56,20 @@ export interface UpdateRunnerOptions {
   readonly healthProbe?: (context: { version: string }) => Promise<boolean>;
   /** The reboot into the committed image; simulated (default: nothing happens, the agent goes on). */
   readonly reboot?: () => Promise<void>;
+  /**
+   * The kernel's commit watchdog window (docs/kernel-contract.md, "Commit watchdog"): unless the
+   * health check passes and the agent confirms within it, the kernel rolls back by itself (an
+   * agent that died or hangs after COMMIT). Default updateRunnerDefaults.commitWatchdogMs; armed
+   * only when the kernel bridge can confirm and the device has a version to fall back to.
+   */
+  readonly commitWatchdogMs?: number;
   readonly logger: AgentLogger;
 }
+
+export const updateRunnerDefaults = {
+  /** Reboot, health check and the control plane's nonce all fit in it; a device that stays silent longer is rolled back by its kernel. */
+  commitWatchdogMs: 15 * 60_000,
+} as const;
 
 /**
  * The agent's update path (docs/ota.md, "The agent's update path"). On an OTA_NOTICE it takes
@@ -245,10 +257,16 @@ export class UpdateRunner {
         await this.#o.kernel.stageUpdate({ path: approved.file, version: approved.version, sha256: hexToBytes(String(commands.stage.args['sha256'])) }, commandAuthorization(commands.stage));
         await this.#move(this.#state.current!, 'staged', 'stage');
       } else if (intent === 'commit') {
-        await this.#o.kernel.commitUpdate(approved.version, commandAuthorization(commands.commit));
+        // The digest the director approved (STAGE's, checked equal at check_director): the kernel hashes the staged bytes again.
+        const sha256 = hexToBytes(String(commands.stage.args['sha256']));
+        const { kernel } = this.#o;
+        const fallback = kernel.confirmUpdate !== undefined && (await kernel.getStatus()).currentVersion !== '';
+        const watchdogMs = fallback ? (this.#o.commitWatchdogMs ?? updateRunnerDefaults.commitWatchdogMs) : undefined;
+        await kernel.commitUpdate(approved.version, commandAuthorization(commands.commit), { sha256, ...(watchdogMs === undefined ? {} : { watchdogMs }) });
         await this.#move(this.#state.current!, 'committed', 'commit');
       } else {
-        await this.#o.kernel.rollbackUpdate(commandAuthorization(commands.rollback));
+        // The kernel's watchdog may have rolled back already (this agent did not confirm in time): then there is nothing to undo.
+        if ((await this.#o.kernel.getStatus()).currentVersion === approved.version) await this.#o.kernel.rollbackUpdate(commandAuthorization(commands.rollback));
         await this.#move(this.#state.current!, 'rolled_back', 'rollback_complete');
       }
       return true;
@@ -285,6 +303,8 @@ export class UpdateRunner {
     try {
       const status = await this.#o.kernel.getStatus();
       healthy = status.currentVersion === version && (await (this.#o.healthProbe?.({ version }) ?? Promise.resolve(true)));
+      // Healthy: disarm the kernel's commit watchdog. Too late (it rolled back) throws, and counts as unhealthy.
+      if (healthy && status.watchdogArmed) await this.#o.kernel.confirmUpdate?.(version);
     } catch (error) {
       this.#o.logger.warn({ err: error, executionId: entry.executionId }, 'health check failed to run');
       healthy = false;

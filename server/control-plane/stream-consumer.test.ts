@@ -69,6 +69,41 @@ describe('StreamConsumer partitions', () => {
     ), { numRuns: 150 });
   });
 
+  it('acks the entries finished together in one XACK, and each entry only after its handler resolved', async () => {
+    const time = new VirtualTime();
+    const bus = new MemoryStreamBus({ clock: time, scheduler: time });
+    for (let index = 0; index < 12; index += 1) await bus.append(stream, { device: `d${index}`, index: String(index) });
+    const ackCalls: string[][] = [];
+    const handled = new Set<string>();
+    const counting = new Proxy(bus, {
+      get(target, property, receiver) {
+        if (property === 'ack') {
+          return async (s: string, g: string, ids: readonly string[]) => {
+            for (const id of ids) assert.ok(handled.has(id), `entry ${id} acked before its handler resolved`);
+            ackCalls.push([...ids]);
+            await turns(1); // a round trip to the bus, during which more entries finish
+            return target.ack(s, g, ids);
+          };
+        }
+        const value = Reflect.get(target, property, receiver) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const consumer = new StreamConsumer({
+      bus: counting, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time,
+      partitionKey: (entry: BusEntry) => entry.fields['device'], partitionsInFlightMax: 64,
+      handle: async (entry) => {
+        await turns(1);
+        handled.add(entry.id);
+      },
+    });
+    assert.equal(await consumer.drain(), 12);
+    assert.deepEqual(await bus.pending(stream, group), [], 'every entry acked');
+    assert.equal(ackCalls.flat().length, 12, 'each entry acked once');
+    assert.ok(ackCalls.length < 12, `12 entries finished together took ${ackCalls.length} XACKs`);
+    await bus.close();
+  });
+
   it('runs as a pipeline: reads on while an entry is handled, never more than entriesInFlightMax unfinished, one device in order', async () => {
     const time = new VirtualTime();
     const bus = new MemoryStreamBus({ clock: time, scheduler: time });

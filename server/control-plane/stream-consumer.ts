@@ -14,7 +14,9 @@ import type { Scheduler } from '../../core/ports/ports.js';
  * Entries are processed concurrently across partitions (`partitionKey`, e.g. the device id) and in
  * stream order within one, at most `partitionsInFlightMax` handlers at a time: entries about one
  * device keep their order (ACK before RESULT), entries about different devices do not wait for
- * each other's SQL and audit writes. Each entry is acked on its own, after its handler.
+ * each other's SQL and audit writes. Each entry is acked after its handler; the acks of entries
+ * finished while an XACK is in flight go together in the next one (one bus call for many entries,
+ * issue 17), and an entry counts as finished only once its ack is through.
  *
  * The running loop (`start`) is a pipeline: it reads the next entries while earlier ones are still
  * being handled, up to `entriesInFlightMax` read and not yet finished, and an entry waits only for
@@ -50,6 +52,9 @@ export interface StreamConsumerOptions {
 
 const serial = (): string => '';
 
+/** Entry ids per XACK at most (the entries in flight are fewer by default: entriesInFlightMax 256). */
+const ackIdsPerCallMax = 256;
+
 /**
  * A failed handler, ack or dead-letter is tried again here, after a pause that doubles from
  * `pauseMsFirst` up to `pauseMsMax`, `attemptsMax` attempts in all (31.75 s of pauses, about the
@@ -82,6 +87,9 @@ export class StreamConsumer {
   #stopping = false;
   /** Cuts short the retry pauses now waiting (at most one per entry in flight). */
   readonly #pauses = new Set<() => void>();
+  /** Acks waiting for the next XACK, and whether one is in flight. */
+  readonly #acks: Array<{ readonly id: string; resolve(): void; reject(error: unknown): void }> = [];
+  #acking = false;
 
   constructor(options: StreamConsumerOptions) {
     this.#o = { batchSize: 64, claimIdleMs: 30_000, deliveriesMax: 5, partitionKey: serial, partitionsInFlightMax: 64, entriesInFlightMax: 256, ...options };
@@ -314,11 +322,43 @@ export class StreamConsumer {
   async #finish(entry: BusEntry, verdict: Verdict): Promise<void> {
     const { bus, stream, group, logger } = this.#o;
     if (verdict.ack) {
-      await bus.ack(stream, group, [entry.id]);
+      await this.#ack(entry.id);
       return;
     }
     logger.warn({ stream, entryId: entry.id, reason: verdict.reason }, 'bus entry dead-lettered');
     await bus.deadLetter(stream, group, entry.id, verdict.reason);
+  }
+
+  /**
+   * Acks the entry together with the others finished meanwhile: the first ack goes at once (after
+   * the entries finished in the same turn joined it), those that come while it is in flight go in
+   * the next XACK. A failed XACK fails each of its entries, which retry their own ack (#process).
+   */
+  #ack(id: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#acks.push({ id, resolve, reject });
+      if (this.#acking) return;
+      this.#acking = true;
+      void this.#flushAcks();
+    });
+  }
+
+  async #flushAcks(): Promise<void> {
+    const { bus, stream, group } = this.#o;
+    try {
+      await Promise.resolve();
+      while (this.#acks.length > 0) {
+        const batch = this.#acks.splice(0, ackIdsPerCallMax);
+        try {
+          await bus.ack(stream, group, batch.map((waiting) => waiting.id));
+          for (const waiting of batch) waiting.resolve();
+        } catch (error) {
+          for (const waiting of batch) waiting.reject(error);
+        }
+      }
+    } finally {
+      this.#acking = false;
+    }
   }
 
   /** An earlier entry of the partition is left pending: this one stays pending behind it, unhandled. */

@@ -55,6 +55,8 @@ interface Execution {
   canceled: boolean;
   /** Reports not yet handed to a session, oldest first. */
   readonly unsent: Report[];
+  /** Every report handed to a session: sent again when the notice comes again, as the update runner does (at most a dozen per execution). */
+  readonly sent: Report[];
   reportSeq: number;
   held: Uint8Array;
   etag: string | undefined;
@@ -96,7 +98,7 @@ export class SimUpdater {
     const stage = notice.kernel_commands.stage.args as { sha256: string; size_bytes: number };
     const brick = this.#o.bricks();
     const execution: Execution = {
-      notice, document, expectedSha256: stage.sha256, brick, phase: 'running', canceled: notice.cancel, unsent: [], reportSeq: 0,
+      notice, document, expectedSha256: stage.sha256, brick, phase: 'running', canceled: notice.cancel, unsent: [], sent: [], reportSeq: 0,
       held: new Uint8Array(0), etag: undefined, attempts: 0, retryDelayMs: this.#o.device.retryDelayMs,
     };
     this.#current = execution;
@@ -115,6 +117,8 @@ export class SimUpdater {
       execution.canceled = true;
       this.#o.trace('ota.cancel', `${this.#o.deviceId} ${notice.execution_id}`);
     }
+    // A report may have been lost with a session: the control plane takes a repeat as a repeat.
+    for (const report of execution.sent) this.#o.send(report);
     this.#flush(execution);
     if (execution.phase === 'awaiting_health' && notice.health_nonce !== undefined) this.#versionReport(execution, notice.health_nonce);
   }
@@ -281,7 +285,7 @@ export class SimUpdater {
   #flush(execution: Execution): void {
     while (execution.unsent.length > 0) {
       if (!this.#o.send(execution.unsent[0]!)) return;
-      execution.unsent.shift();
+      execution.sent.push(execution.unsent.shift()!);
     }
   }
 

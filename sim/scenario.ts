@@ -56,7 +56,7 @@ const Ota = Type.Object({
     mode: Type.Union([Type.Literal('health_check_fails'), Type.Literal('silent')], {
       description: 'health_check_fails: the post-reboot version report says unhealthy and the device rolls back; silent: the device never reports after the reboot',
     }),
-  }, { additionalProperties: false, description: 'the release bricks this share of the devices it reaches: of the devices notified, in order, exactly floor(n x ratio) of the first n (seeded phase)' })),
+  }, { additionalProperties: false, description: 'the release bricks this share of the devices it reaches, counted in the order devices take it from a seeded phase: any n consecutive devices hold floor or ceil of n x ratio bricked ones' })),
   device: Type.Object({
     stepDelayMsMin: Type.Integer({ minimum: 0, maximum: 600_000 }),
     stepDelayMsMax: Type.Integer({ minimum: 0, maximum: 600_000 }),

@@ -10,6 +10,7 @@ import { lineSeriesMax, renderLineChartSvg } from './report-figures.js';
 import type { ReportInputs, SimRun } from './report-inputs.js';
 import { mermaidStateDiagram, transitionRows } from './report-mermaid.js';
 import type { Diagram } from './report-diagrams.js';
+import { againstAgentsFigures, cdfFigure, commandsByStateFigure, matrixRecoveryFigure, ratioFigure, recoveryFigure, scrapeFigures, type DashboardPanel } from './report-plots.js';
 import type { StrideThreat } from './report-stride.js';
 
 /**
@@ -24,6 +25,8 @@ export interface ReportBuildInput {
   readonly command: string;
   /** Architecture and sequence diagrams (bench/report-diagrams.ts reportDiagrams); none when absent. */
   readonly diagrams?: readonly Diagram[];
+  /** The Grafana dashboard's panels (bench/dashboards/sdc-overview.json), drawn from each /metrics scrape among the inputs. */
+  readonly panels?: readonly DashboardPanel[];
 }
 
 /** Bar chart groups are capped (bench/report.ts): a bench with more rows shows its first ones. */
@@ -133,9 +136,11 @@ function performanceSection(inputs: ReportInputs, files: Files): Section[] {
       blocks.push({ kind: 'table', header: ['row', 'label', 'field', 'min', 'median', 'max'], rows: repeats.spread.map((r) => [r.row, String(r.label ?? ''), String(r.field), Number(r.min), Number(r.median), Number(r.max)]) });
     }
     const figure = benchFigure(report, `bench-${i + 1}-${report.benchmark.replace(/[^a-z0-9-]/gi, '')}.svg`, files);
-    if (figure !== undefined) blocks.push(figure);
+    for (const block of [figure, cdfFigure(inputs.benches[i]!, i, files), ratioFigure(inputs.benches[i]!, i, files)]) if (block !== undefined) blocks.push(block);
     sections.push({ title: `sdc bench ${report.benchmark}`, level: 2, blocks });
   });
+  const fleet = againstAgentsFigures(inputs.benches, files);
+  if (fleet.length > 0) sections.push({ title: 'Against fleet size', level: 2, blocks: [{ kind: 'paragraph', text: 'Throughput and memory of each bench run at two or more fleet sizes (or whose rows are fleet sizes), one point per run.' }, ...fleet] });
   return sections;
 }
 
@@ -189,12 +194,41 @@ function simulationSection(sims: readonly SimRun[], files: Files): Section {
       { kind: 'paragraph', text: 'Reproduce:' },
       { kind: 'list', items: sims.map((r) => `\`${r.summary.reproduce}\``) },
       ...simFigures(sims, files),
+      ...perSeedFigures(sims, files),
     ],
   };
 }
 
-function matrixSection(inputs: ReportInputs): Section[] {
-  return inputs.matrices.map(({ path, matrix }) => {
+/** Seeds per scenario drawn one by one (commands by state, recovery); the table above has every seed. */
+const seedFiguresMax = 6;
+
+function perSeedFigures(sims: readonly SimRun[], files: Files): Block[] {
+  const drawn = new Map<string, number>();
+  const blocks: Block[] = [];
+  for (const run of sims) {
+    const count = drawn.get(run.summary.scenario) ?? 0;
+    if (count >= seedFiguresMax) continue;
+    drawn.set(run.summary.scenario, count + 1);
+    for (const block of [commandsByStateFigure(run, files), recoveryFigure(run, files)]) if (block !== undefined) blocks.push(block);
+  }
+  return blocks;
+}
+
+function observabilitySection(input: ReportBuildInput, files: Files): Section {
+  const { inputs } = input;
+  if (inputs.scrapes.length === 0) return { title: 'Observability', level: 1, blocks: [{ kind: 'paragraph', text: 'No /metrics scrape (`*.prom`) among the inputs: `sdc bench roundtrip --out D` records one as `D/metrics.prom`.' }] };
+  const blocks = inputs.scrapes.flatMap((scrape, i) => {
+    const dir = scrape.path.includes('/') ? scrape.path.slice(0, scrape.path.lastIndexOf('/') + 1) : '';
+    const bench = inputs.benches.find((b) => b.path.startsWith(dir) && !b.path.slice(dir.length).includes('/'));
+    const step = runStepOf(inputs, scrape.path);
+    const command = step !== undefined ? `\`${step.command}\`` : bench === undefined ? undefined : commandText(bench.report, undefined).replace(/^Command: /, '').replace(/\.$/, '');
+    return scrapeFigures(scrape, i, input.panels ?? [], files, command);
+  });
+  return { title: 'Observability', level: 1, blocks };
+}
+
+function matrixSection(inputs: ReportInputs, files: Files): Section[] {
+  return inputs.matrices.map(({ path, matrix }, index) => {
     const cells = (matrix['cells'] as Array<Record<string, unknown>>).map((c): Cell[] => {
       const recovery = (c['recovery_ms'] ?? {}) as { p50?: number | null; p99?: number | null };
       return [String(c['fault']), String(c['invariant']), Number(c['seeds']), Number(c['held']), Array.isArray(c['failed']) ? c['failed'].length : 0, Number(c['not_checked']), recovery.p50 ?? '', recovery.p99 ?? ''];
@@ -203,6 +237,7 @@ function matrixSection(inputs: ReportInputs): Section[] {
       title: 'Fault matrix', level: 1, blocks: [
         { kind: 'paragraph', text: `From \`${path}\`: \`${String(matrix['command'])}\`, ${String(matrix['seeds'])} seeds per fault from base seed ${String(matrix['base_seed'])}, tier ${String(matrix['tier'])}.` },
         { kind: 'table', header: ['fault', 'invariant', 'seeds', 'held', 'failed', 'not_checked', 'recovery_p50_ms', 'recovery_p99_ms'], rows: cells },
+        ...[matrixRecoveryFigure(matrix, index, files)].filter((b): b is Block => b !== undefined),
       ],
     } satisfies Section;
   });
@@ -214,7 +249,7 @@ function aboutSection(input: ReportBuildInput): Section {
     { kind: 'paragraph', text: `Produced by \`${input.command}\` from ${inputs.benches.length} benchmark reports, ${inputs.sims.length} simulation runs and ${inputs.matrices.length} fault matrices.` },
     { kind: 'list', items: [
       'Deterministic (reproduced byte for byte from their seeds): the state machines, the STRIDE table, the simulation results and the fault matrix.',
-      'Wall-clock (vary between runs; read with their environment): the benchmark tables.',
+      'Wall-clock (vary between runs; read with their environment): the benchmark tables and figures (Performance) and the /metrics panels (Observability).',
     ] },
   ];
   for (const set of inputs.runSets) {
@@ -232,7 +267,7 @@ export function buildReport(input: ReportBuildInput): Record<string, string> {
   const files: Files = {};
   const doc: ReportDocument = {
     title: 'Secure Device Control: report',
-    sections: [aboutSection(input), ...(input.diagrams === undefined || input.diagrams.length === 0 ? [] : [diagramSection(input.diagrams, files)]), stateMachineSection(files), strideSection(input.threats), ...performanceSection(input.inputs, files), simulationSection(input.inputs.sims, files), ...matrixSection(input.inputs)],
+    sections: [aboutSection(input), ...(input.diagrams === undefined || input.diagrams.length === 0 ? [] : [diagramSection(input.diagrams, files)]), stateMachineSection(files), strideSection(input.threats), ...performanceSection(input.inputs, files), simulationSection(input.inputs.sims, files), ...matrixSection(input.inputs, files), observabilitySection(input, files)],
   };
   const out: Files = { 'report.md': renderMarkdown(doc), 'report.tex': renderLatex(doc), ...files };
   const problems = [

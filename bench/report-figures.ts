@@ -28,7 +28,19 @@ function thin(points: ReadonlyArray<readonly [number, number]>): ReadonlyArray<r
   return Array.from({ length: pointsMax }, (_, i) => points[Math.floor(i * step)]!).concat([points.at(-1)!]);
 }
 
-export function renderLineChartSvg(options: { title: string; xLabel: string; yLabel: string; series: readonly LineSeries[]; widthPx?: number; heightPx?: number }): string {
+/** A shaded x interval behind the lines (a fault window), labelled at its top. */
+export interface XBand {
+  readonly from: number;
+  readonly to: number;
+  readonly label: string;
+}
+
+export function renderLineChartSvg(options: {
+  title: string; xLabel: string; yLabel: string; series: readonly LineSeries[]; widthPx?: number; heightPx?: number;
+  /** A log-scale x axis (latency CDFs): points at x <= 0 are dropped. */
+  xLog?: boolean;
+  bands?: readonly XBand[];
+}): string {
   const { series } = options;
   if (series.length === 0 || series.length > lineSeriesMax) throw new RangeError(`a line chart takes 1 to ${lineSeriesMax} series`);
   const width = options.widthPx ?? 720;
@@ -36,11 +48,17 @@ export function renderLineChartSvg(options: { title: string; xLabel: string; yLa
   const margin = { top: 40, right: 16, bottom: 70, left: 64 };
   const plotW = width - margin.left - margin.right;
   const plotH = height - margin.top - margin.bottom;
-  const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
-  const xMin = all.length === 0 ? 0 : Math.min(...all.map(([x]) => x));
-  const xMax = Math.max(xMin + 1, ...all.map(([x]) => x));
+  const xLog = options.xLog === true;
+  const drawable = ([x, y]: readonly [number, number]) => Number.isFinite(x) && Number.isFinite(y) && (!xLog || x > 0);
+  const all = series.flatMap((s) => s.points).filter(drawable);
+  // On a log axis x is log10(x) from here on: whole decades around the data.
+  const xOf = (x: number) => (xLog ? Math.log10(x) : x);
+  const xs = all.map(([x]) => xOf(x));
+  const xMin = xs.length === 0 ? 0 : xLog ? Math.floor(Math.min(...xs)) : Math.min(...xs);
+  const xMax = xLog ? Math.max(xMin + 1, Math.ceil(Math.max(xMin, ...xs))) : Math.max(xMin + 1, ...xs);
   const yMax = niceCeiling(Math.max(0, ...all.map(([, y]) => y)));
-  const px = (x: number) => (margin.left + ((x - xMin) / (xMax - xMin)) * plotW).toFixed(1);
+  const pxRaw = (x: number) => margin.left + ((Math.min(xMax, Math.max(xMin, xOf(x))) - xMin) / (xMax - xMin)) * plotW;
+  const px = (x: number) => pxRaw(x).toFixed(1);
   const py = (y: number) => (margin.top + plotH - (Math.max(0, y) / yMax) * plotH).toFixed(1);
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
@@ -48,18 +66,24 @@ export function renderLineChartSvg(options: { title: string; xLabel: string; yLa
     `<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`,
     `<text x="${width / 2}" y="20" text-anchor="middle" font-size="15">${escapeXml(options.title)}</text>`,
   ];
+  for (const band of options.bands ?? []) {
+    const x1 = pxRaw(band.from);
+    const x2 = Math.max(x1 + 1, pxRaw(band.to));
+    out.push(`<rect class="band" data-label="${escapeXml(band.label)}" x="${x1.toFixed(1)}" y="${margin.top}" width="${(x2 - x1).toFixed(1)}" height="${plotH}" fill="#e45756" fill-opacity="0.15"/>`);
+    out.push(`<text x="${x1.toFixed(1)}" y="${margin.top - 4}" font-size="10">${escapeXml(band.label)}</text>`);
+  }
   for (let i = 0; i <= 4; i++) {
     const y = (yMax * i) / 4;
     out.push(`<line x1="${margin.left}" y1="${py(y)}" x2="${width - margin.right}" y2="${py(y)}" stroke="#dddddd"/>`);
     out.push(`<text x="${margin.left - 6}" y="${(Number(py(y)) + 4).toFixed(1)}" text-anchor="end">${escapeXml(formatNumber(y))}</text>`);
-    const x = xMin + ((xMax - xMin) * i) / 4;
-    out.push(`<text x="${px(x)}" y="${margin.top + plotH + 16}" text-anchor="middle">${escapeXml(formatNumber(x))}</text>`);
   }
+  const xTicks = xLog ? Array.from({ length: xMax - xMin + 1 }, (_, i) => 10 ** (xMin + i)) : [0, 1, 2, 3, 4].map((i) => xMin + ((xMax - xMin) * i) / 4);
+  for (const x of xTicks) out.push(`<text x="${px(x)}" y="${margin.top + plotH + 16}" text-anchor="middle">${escapeXml(formatNumber(x))}</text>`);
   out.push(`<line x1="${margin.left}" y1="${margin.top + plotH}" x2="${width - margin.right}" y2="${margin.top + plotH}" stroke="#333333"/>`);
-  out.push(`<text x="${margin.left + plotW / 2}" y="${margin.top + plotH + 34}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
+  out.push(`<text x="${margin.left + plotW / 2}" y="${margin.top + plotH + 34}" text-anchor="middle">${escapeXml(`${options.xLabel}${xLog ? ' (log scale)' : ''}`)}</text>`);
   out.push(`<text x="16" y="${margin.top + plotH / 2}" transform="rotate(-90 16 ${margin.top + plotH / 2})" text-anchor="middle">${escapeXml(options.yLabel)}</text>`);
   series.forEach((s, i) => {
-    const points = thin(s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))).map(([x, y]) => `${px(x)},${py(y)}`).join(' ');
+    const points = thin(s.points.filter(drawable)).map(([x, y]) => `${px(x)},${py(y)}`).join(' ');
     out.push(`<polyline class="series" data-series="${escapeXml(s.name)}" fill="none" stroke="${colours[i]}" stroke-width="1.5" points="${points}"/>`);
     const lx = margin.left + i * 110;
     out.push(`<rect x="${lx}" y="${height - 20}" width="12" height="12" fill="${colours[i]}"/>`);

@@ -2,6 +2,7 @@ import type { LatencySummary } from './stats.js';
 import { formatNumber, latencyHistogramRows, renderBarChartSvg, renderCsv, renderMarkdownTable, type Cell } from './report.js';
 import { benchReport, renderBenchJson, renderBenchCsv, type BenchReport } from './output.js';
 import type { RoundtripBenchRun, RoundtripSummary } from './roundtrip.js';
+import { hdrPercentileRows } from './latency-hdr.js';
 
 /** The table, CSV, SVG and Markdown forms of a `sdc bench roundtrip` run. */
 
@@ -112,13 +113,16 @@ export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string
     renderMarkdownTable(latency.header, latency.rows),
     renderMarkdownTable(ratios.header, ratios.rows),
     '![percentiles](roundtrip.svg)', '',
-    'Files: `roundtrip.json` (the bench report, the summary in `details`), `roundtrip.csv` (percentiles per measure), `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge, the last `+Inf`), `roundtrip.svg`.', '',
+    'Files: `roundtrip.json` (the bench report, the summary in `details`), `roundtrip.csv` (percentiles per measure), `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge, the last `+Inf`), `roundtrip-percentiles.csv` (the latency CDF: HdrHistogram value at fixed percentiles per measure), `roundtrip.svg`, `metrics.prom` (the services\' /metrics after the commands).', '',
   ].join('\n');
   return {
     'roundtrip.json': renderBenchJson(report),
     'roundtrip.csv': renderBenchCsv(report),
     'roundtrip-histogram.csv': renderCsv(histogram.header, histogram.rows),
     'roundtrip.svg': renderRoundtripSvg(summary),
+    'roundtrip-percentiles.csv': renderCsv(['measure', 'percentile', 'latency_ms'], ([['baseline_echo', samplesMs.baseline], ['command_server', samplesMs.server], ['command_client', samplesMs.client]] as const)
+      .flatMap(([measure, samples]) => hdrPercentileRows(samples).map((r): Cell[] => [measure, r.percentile, r.latency_ms]))),
     'roundtrip.md': markdown,
+    ...(run.metricsText === undefined ? {} : { 'metrics.prom': run.metricsText }),
   };
 }

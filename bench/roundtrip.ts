@@ -131,6 +131,8 @@ export interface RoundtripBenchRun {
   summary: RoundtripSummary;
   /** Every measured sample, for histograms. */
   samplesMs: { baseline: number[]; server: number[]; client: number[] };
+  /** The services' /metrics text (control plane and gateway, one registry) after the commands: `metrics.prom` with --out. */
+  metricsText?: string;
 }
 
 const warmupRounds = 1;
@@ -238,10 +240,13 @@ async function enrollAndMeasure(run: RoundtripRun, bench: BenchDeployment, dataD
     const measured = await measureCommands(run, bench, enrolled.identities);
     const commandsMs = phases.lap();
     const records = await readServerRecords(bench.api, measured.rounds.ids);
-    return await summarize(run, {
+    // What a Prometheus scrape of /metrics would read now, with the agents still online; a failing collector is not the bench's failure.
+    const metricsText = await bench.deployment.metrics.text().catch(() => undefined);
+    const result = await summarize(run, {
       ...measured, ...records, baseline, online, identities: enrolled.identities, setupConflictRetries: enrolled.setupConflictRetries,
       phasesMs: { deployment: phases.deploymentMs, enrollment: enrollmentMs, baseline: baselineMs, agents_online: agentsOnlineMs, commands: commandsMs },
     });
+    return metricsText === undefined ? result : { ...result, metricsText };
   } finally {
     await agents.stop();
   }

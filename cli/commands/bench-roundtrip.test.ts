@@ -52,7 +52,11 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
     assert.ok(load.event_loop_delay_ms.p50 <= load.event_loop_delay_ms.p99 && load.event_loop_delay_ms.p99 <= load.event_loop_delay_ms.max);
     assert.ok(load.cpu_per_wall > 0);
 
-    assert.deepEqual((await readdir(out)).sort(), ['roundtrip-histogram.csv', 'roundtrip.csv', 'roundtrip.json', 'roundtrip.md', 'roundtrip.svg']);
+    assert.deepEqual((await readdir(out)).sort(), ['metrics.prom', 'roundtrip-histogram.csv', 'roundtrip-percentiles.csv', 'roundtrip.csv', 'roundtrip.json', 'roundtrip.md', 'roundtrip.svg']);
+    assert.match(await readFile(join(out, 'metrics.prom'), 'utf8'), /^sdc_command_latency_seconds_count\{.*\} [1-9]/m);
+    const cdf = (await readFile(join(out, 'roundtrip-percentiles.csv'), 'utf8')).trimEnd().split('\n');
+    assert.equal(cdf[0], 'measure,percentile,latency_ms');
+    assert.equal(cdf.length, 1 + 3 * 12);
     assert.deepEqual(JSON.parse(await readFile(join(out, 'roundtrip.json'), 'utf8')), report);
     const percentiles = (await readFile(join(out, 'roundtrip.csv'), 'utf8')).trimEnd().split('\n');
     assert.equal(percentiles[0], 'measure,samples,p50_ms,p90_ms,p99_ms,max_ms,mean_ms');

@@ -29,6 +29,8 @@ async function recordedOutputs(dir: string): Promise<void> {
     environment: { node: 'v20', openssl: '3', platform: 'linux', arch: 'x64', cpu: 'Test CPU & co', cpu_count: 2, memory_total_mib: 1024, git_commit: 'abc' },
   });
   await writeFile(join(dir, 'bench', 'roundtrip.json'), renderBenchJson(report));
+  await writeFile(join(dir, 'bench', 'roundtrip-percentiles.csv'), 'measure,percentile,latency_ms\nserver,0,1\nserver,50,12.5\nserver,100,40\necho,0,0.1\necho,50,0.4\necho,100,1.2\n');
+  await writeFile(join(dir, 'bench', 'metrics.prom'), '# TYPE sdc_agents_online gauge\nsdc_agents_online{role="gateway"} 2\nsdc_telemetry_samples_total{role="gateway"} 40\n');
   await writeFile(join(dir, 'bench', 'broken.json'), '{ not json');
   await writeFile(join(dir, 'matrix.json'), JSON.stringify({
     matrix: 'sdc chaos matrix', schema_version: 1, command: 'sdc chaos matrix --seeds 2', tier: 'full', seeds: 2, base_seed: 1,
@@ -45,7 +47,7 @@ test('sdc report: Markdown, LaTeX, SVG and Mermaid from recorded outputs, well-f
     assert.match(first.stderr, /read 1 bench reports, 2 sim runs, 1 matrices, \d+ threats/);
     assert.equal((await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'b')])).code, 0);
     const names = (await readdir(join(dir, 'a'))).sort();
-    for (const name of ['bench-1-roundtrip.svg', 'report.md', 'report.tex', 'sim-smoke-online-1.svg', 'state-command.mmd', 'state-session.mmd', 'state-ota-execution.mmd',
+    for (const name of ['bench-1-roundtrip.svg', 'bench-1-roundtrip-cdf.svg', 'metrics-1-panel-1.svg', 'sim-smoke-seed-3-commands.svg', 'report.md', 'report.tex', 'sim-smoke-online-1.svg', 'state-command.mmd', 'state-session.mmd', 'state-ota-execution.mmd',
       'diagram-architecture.mmd', 'diagram-enrollment.mmd', 'diagram-command-round-trip.mmd', 'diagram-ota-rollout.mmd']) assert.ok(names.includes(name), `${name} in ${names.join(', ')}`);
     assert.deepEqual((await readdir(join(dir, 'b'))).sort(), names);
     for (const name of names) assert.equal(await readFile(join(dir, 'b', name), 'utf8'), await readFile(join(dir, 'a', name), 'utf8'), `${name} differs between runs`);
@@ -82,6 +84,9 @@ test('sdc report: Markdown, LaTeX, SVG and Mermaid from recorded outputs, well-f
     assert.match(tex, /Test CPU \\& co/);
     assert.match(md, /\| partition \| none_lost \| 2 \| 2 \| 0 \| 0 \| 1000 \| 2000 \|/);
     assert.match(md, /`bench\/broken.json`: not JSON/);
+    // Observability: the dashboard's panels from the scrape, named by the bench beside it.
+    assert.match(md, /From `bench\/metrics.prom` \(2 samples, scraped at the end of `sdc bench roundtrip` with parameters agents=2\)/);
+    assert.match(md, /!\[Agents online/);
     const online = await readFile(join(dir, 'a', 'sim-smoke-online-1.svg'), 'utf8');
     assert.equal(online.match(/class="series"/g)?.length, 2);
   } finally {

@@ -46,6 +46,17 @@ async function runNamedSet(name: string, out: string, stores: { redis?: string; 
 
 const stringOption = (value: unknown): string | undefined => (typeof value === 'string' && value.length > 0 ? value : undefined);
 
+/** The Grafana dashboard's panels (title and queries), drawn from the /metrics scrapes among the inputs; none when the file is not beside this sdc. */
+async function readDashboardPanels(): Promise<Array<{ title: string; exprs: string[] }>> {
+  for (const candidate of docCandidates('bench/dashboards/sdc-overview.json')) {
+    const text = await readFile(candidate, 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    const panels = (JSON.parse(text) as { panels?: Array<{ title?: string; targets?: Array<{ expr?: string }> }> }).panels ?? [];
+    return panels.map((p) => ({ title: String(p.title ?? ''), exprs: (p.targets ?? []).map((t) => String(t.expr ?? '')) }));
+  }
+  return [];
+}
+
 export const reportCommand: Command = {
   name: 'report',
   summary: 'One report (report.md, report.tex, SVG figures, Mermaid sources): runs a named set of benches, simulations and the chaos matrix, or reads recorded outputs with --from (docs/report.md)',
@@ -72,13 +83,14 @@ export const reportCommand: Command = {
       import('../../bench/report-diagrams.js'),
     ]);
     const diagrams = reportDiagrams(await readDiagramDocs([...new Set(documentedDiagrams.map((d) => d.doc))]));
+    const panels = await readDashboardPanels();
     const stores = { ...(stringOption(args.values.redis) ? { redis: stringOption(args.values.redis)! } : {}), ...(stringOption(args.values.mysql) ? { mysql: stringOption(args.values.mysql)! } : {}) };
     const from = recorded ?? await runNamedSet(setName ?? 'tiny', out, stores, io);
     // The command as the report prints it: the same set gives the same text whatever OUT is.
     const command = recorded !== undefined ? `sdc report --from ${recorded}` : `sdc report --run ${setName ?? 'tiny'}${stores.redis ? ' --redis URL' : ''}${stores.mysql ? ' --mysql URL' : ''}`;
     const inputs = await readReportInputs(from);
     const threats = parseStrideTables(threatModel);
-    const files = buildReport({ inputs, threats, command: `${command}${threatModelPath === undefined ? '' : ` --threat-model ${threatModelPath}`}`, diagrams });
+    const files = buildReport({ inputs, threats, command: `${command}${threatModelPath === undefined ? '' : ` --threat-model ${threatModelPath}`}`, diagrams, panels });
     const paths = await writeReportFiles(out, files);
     io.stderr(`read ${inputs.benches.length} bench reports, ${inputs.sims.length} sim runs, ${inputs.matrices.length} matrices, ${threats.length} threats; wrote ${paths.length} files to ${out}\n`);
     return 0;

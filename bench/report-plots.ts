@@ -1,0 +1,271 @@
+import type { BenchReport, BenchRow } from './output.js';
+import { renderBarChartSvg } from './report.js';
+import type { Block } from './report-document.js';
+import { lineSeriesMax, renderLineChartSvg, type LineSeries, type XBand } from './report-figures.js';
+import type { CdfPoint, SimRun } from './report-inputs.js';
+
+/**
+ * The report's plots beyond the per-bench percentile bars: latency CDFs, figures against fleet
+ * size, ratios to the same-run baseline, commands by state and recovery around fault windows,
+ * and the dashboard's panels from a /metrics scrape. Each function returns the figure blocks and
+ * puts the SVGs in `files`; none reads a clock or a file.
+ */
+
+type Files = Record<string, string>;
+type Bench = { readonly path: string; readonly report: BenchReport<Record<string, unknown>>; readonly percentiles: readonly CdfPoint[] };
+
+const safe = (text: string) => text.replace(/[^a-z0-9-]/gi, '');
+const groupsMax = 32;
+
+/** A latency CDF from the bench's HdrHistogram points (`<bench>-percentiles.csv`): percentile against latency, log x. */
+export function cdfFigure(bench: Bench, index: number, files: Files): Block | undefined {
+  const names = [...new Set(bench.percentiles.map((p) => p.series))].slice(0, lineSeriesMax);
+  if (names.length === 0) return undefined;
+  const file = `bench-${index + 1}-${safe(bench.report.benchmark)}-cdf.svg`;
+  files[file] = renderLineChartSvg({
+    title: `sdc bench ${bench.report.benchmark}: latency CDF`, xLabel: 'latency (ms)', yLabel: 'percentile', xLog: true,
+    series: names.map((name) => ({ name, points: bench.percentiles.filter((p) => p.series === name).map((p) => [p.latencyMs, p.percentile] as const) })),
+  });
+  return { kind: 'figure', file, caption: `sdc bench ${bench.report.benchmark}: latency CDF from HdrHistogram (3 significant digits), ${names.join(', ')} (wall-clock)` };
+}
+
+const num = (value: unknown): number | undefined => (typeof value === 'number' && Number.isFinite(value) ? value : undefined);
+const labelOf = (row: BenchRow) => Object.values(row).filter((v) => typeof v === 'string').join(' ') || '-';
+
+/** Ratios to the same-run baseline: roundtrip's `details.ratios`, and any `ratio*` result column (bus: to redis-benchmark). */
+export function ratioFigure(bench: Bench, index: number, files: Files): Block | undefined {
+  const { report } = bench;
+  const ratios = report.details?.['ratios'] as Record<string, Record<string, number>> | undefined;
+  let series: string[];
+  let groups: Array<{ label: string; values: number[] }>;
+  if (ratios !== undefined && typeof ratios === 'object' && Object.keys(ratios).length > 0) {
+    series = Object.keys(ratios).slice(0, 6).map((k) => `${k} / baseline`);
+    const keys = Object.keys(Object.values(ratios)[0] ?? {});
+    groups = keys.map((key) => ({ label: key, values: Object.keys(ratios).slice(0, 6).map((k) => Math.max(0, num(ratios[k]?.[key]) ?? 0)) }));
+  } else {
+    const column = Object.keys(report.units).find((c) => /ratio/.test(c) && report.results.some((r) => num(r[c]) !== undefined));
+    if (column === undefined) return undefined;
+    series = [column];
+    groups = report.results.filter((r) => num(r[column]) !== undefined).slice(0, groupsMax).map((r) => ({ label: labelOf(r), values: [Math.max(0, num(r[column])!)] }));
+  }
+  if (groups.length === 0) return undefined;
+  const file = `bench-${index + 1}-${safe(report.benchmark)}-ratio.svg`;
+  files[file] = renderBarChartSvg({ title: `sdc bench ${report.benchmark}: ratio to the same-run baseline`, unit: 'x baseline', series, groups, scale: 'log' });
+  return { kind: 'figure', file, caption: `sdc bench ${report.benchmark}: ratio to the baseline measured in the same run (1 = as fast as the baseline; log scale; wall-clock)` };
+}
+
+/** One bench's figures at its fleet size: what the "against agents" plots draw, by metric name. */
+function fleetFigures(report: BenchReport<Record<string, unknown>>): { throughput: Record<string, number>; memory: Record<string, number> } {
+  const throughput: Record<string, number> = {};
+  const memory: Record<string, number> = {};
+  const details = report.details ?? {};
+  if (report.benchmark === 'roundtrip') {
+    const total = num((details['real'] as { commands?: { total?: number } } | undefined)?.commands?.total);
+    const phaseMs = num((details['phases_ms'] as { commands?: number } | undefined)?.commands);
+    if (total !== undefined && phaseMs !== undefined && phaseMs > 0) throughput['commands_per_s'] = (total * 1000) / phaseMs;
+  }
+  // Rows of one role or measure: the mean of each per-second and memory column.
+  const byLabel = new Map<string, BenchRow[]>();
+  for (const row of report.results) byLabel.set(String(row['role'] ?? row['measure'] ?? ''), [...(byLabel.get(String(row['role'] ?? row['measure'] ?? '')) ?? []), row]);
+  for (const [label, rows] of byLabel) {
+    for (const column of Object.keys(report.units)) {
+      const values = rows.map((r) => num(r[column])).filter((v): v is number => v !== undefined);
+      if (values.length === 0) continue;
+      const mean = values.reduce((a, b) => a + b, 0) / values.length;
+      const name = label === '' ? column : `${label} ${column}`;
+      if (/_per_((wall|cpu)_)?s$/.test(column)) throughput[name] = mean;
+      else if (/(_mib|_kib)$/.test(column)) memory[name] = mean;
+    }
+  }
+  return { throughput, memory };
+}
+
+function againstAgentsChart(benchmark: string, kind: 'throughput' | 'memory', points: Array<{ agents: number; values: Record<string, number> }>, files: Files): Block | undefined {
+  const names = [...new Set(points.flatMap((p) => Object.keys(p.values)))].slice(0, lineSeriesMax);
+  if (names.length === 0) return undefined;
+  const series: LineSeries[] = names.map((name) => ({ name, points: points.filter((p) => p.values[name] !== undefined).map((p) => [p.agents, p.values[name]!] as const) }));
+  const file = `bench-${safe(benchmark)}-${kind}-vs-agents.svg`;
+  files[file] = renderLineChartSvg({ title: `sdc bench ${benchmark}: ${kind} against agents`, xLabel: 'agents', yLabel: kind === 'throughput' ? 'per second' : 'KiB or MiB (see the series name)', series });
+  return { kind: 'figure', file, caption: `sdc bench ${benchmark}: ${kind} against fleet size, ${points.map((p) => p.agents).join(', ')} agents (one run each; wall-clock)` };
+}
+
+/**
+ * Throughput and memory against agents: reports of one bench at two or more fleet sizes
+ * (`parameters.agents`), or one report whose rows carry an `agents` column (bench sim's fleets).
+ */
+export function againstAgentsFigures(benches: readonly Bench[], files: Files): Block[] {
+  const blocks: Block[] = [];
+  const byBenchmark = new Map<string, Bench[]>();
+  for (const bench of benches) byBenchmark.set(bench.report.benchmark, [...(byBenchmark.get(bench.report.benchmark) ?? []), bench]);
+  for (const [benchmark, runs] of byBenchmark) {
+    let points: Array<{ agents: number; values: { throughput: Record<string, number>; memory: Record<string, number> } }> = [];
+    const sizes = new Set(runs.map((r) => num(r.report.parameters['agents'])).filter((a) => a !== undefined));
+    if (sizes.size >= 2) {
+      points = runs.filter((r) => num(r.report.parameters['agents']) !== undefined).map((r) => ({ agents: num(r.report.parameters['agents'])!, values: fleetFigures(r.report) }));
+    } else {
+      const rows = runs.flatMap((r) => r.report.results.filter((row) => num(row['agents']) !== undefined).map((row) => ({ row, report: r.report })));
+      if (new Set(rows.map((r) => r.row['agents'])).size < 2) continue;
+      points = rows.map(({ row, report }) => ({ agents: num(row['agents'])!, values: fleetFigures({ ...report, results: [row] }) }));
+    }
+    points.sort((a, b) => a.agents - b.agents);
+    for (const kind of ['throughput', 'memory'] as const) {
+      const block = againstAgentsChart(benchmark, kind, points.map((p) => ({ agents: p.agents, values: p.values[kind] })), files);
+      if (block !== undefined) blocks.push(block);
+    }
+  }
+  return blocks;
+}
+
+/** Fault windows of a sim scenario (gateway restarts, bus and SQL outages), in virtual seconds. */
+export function faultBands(run: SimRun): XBand[] {
+  const faults = (run.summary.resolvedScenario?.faults ?? {}) as Record<string, unknown>;
+  const list = (key: string) => (Array.isArray(faults[key]) ? faults[key] as Array<Record<string, unknown>> : []);
+  const bands: XBand[] = [];
+  for (const r of list('gatewayRestarts')) if (num(r['atMs']) !== undefined) bands.push({ from: num(r['atMs'])! / 1000, to: (num(r['atMs'])! + (num(r['downMs']) ?? 0)) / 1000, label: `${String(r['gateway'] ?? 'gateway')} down` });
+  for (const [key, label] of [['busOutages', 'bus down'], ['sqlOutages', 'SQL down']] as const) {
+    for (const o of list(key)) if (num(o['atMs']) !== undefined) bands.push({ from: num(o['atMs'])! / 1000, to: (num(o['atMs'])! + (num(o['durationMs']) ?? 0)) / 1000, label });
+  }
+  const end = run.summary.virtualMs / 1000;
+  return bands.filter((b) => b.from <= end);
+}
+
+/** Commands by state over virtual time for one seed (the six largest states), with the fault windows shaded. */
+export function commandsByStateFigure(run: SimRun, files: Files): Block | undefined {
+  const { header, rows } = run.commandsByState;
+  if (header[0] !== 't_ms' || rows.length === 0) return undefined;
+  const states = header.slice(1).map((name, i) => ({ name, max: Math.max(...rows.map((r) => r[i + 1] ?? 0)), i: i + 1 }))
+    .filter((s) => s.max > 0).sort((a, b) => b.max - a.max || (a.name < b.name ? -1 : 1)).slice(0, lineSeriesMax);
+  if (states.length === 0) return undefined;
+  const bands = faultBands(run);
+  const file = `sim-${safe(run.summary.scenario)}-seed-${run.summary.seed}-commands.svg`;
+  files[file] = renderLineChartSvg({
+    title: `${run.summary.scenario}, seed ${run.summary.seed}: commands by state`, xLabel: 'virtual time (s)', yLabel: 'commands', bands,
+    series: states.map((s) => ({ name: s.name, points: rows.map((r) => [r[0]! / 1000, r[s.i] ?? 0] as const) })),
+  });
+  const faults = bands.length === 0 ? 'no fault windows' : `fault windows shaded: ${bands.map((b) => `${b.label} ${b.from}-${b.to} s`).join(', ')}`;
+  return { kind: 'figure', file, caption: `\`${run.summary.reproduce}\`: commands by state over virtual time (cumulative counts per state; ${faults}; deterministic)` };
+}
+
+/** Recovery after faults: agents online around the fault windows for one seed of a scenario that has them. */
+export function recoveryFigure(run: SimRun, files: Files): Block | undefined {
+  const bands = faultBands(run);
+  if (bands.length === 0 || run.onlineAgents.length === 0) return undefined;
+  const file = `sim-${safe(run.summary.scenario)}-seed-${run.summary.seed}-recovery.svg`;
+  files[file] = renderLineChartSvg({
+    title: `${run.summary.scenario}, seed ${run.summary.seed}: agents online around the faults`, xLabel: 'virtual time (s)', yLabel: 'agents online', bands,
+    series: [{ name: `seed ${run.summary.seed}`, points: run.onlineAgents.map(([t, n]) => [t / 1000, n] as const) }],
+  });
+  const converged = run.summary.convergedAfterMs === null ? 'did not converge' : `converged ${run.summary.convergedAfterMs} ms after healing`;
+  return { kind: 'figure', file, caption: `\`${run.summary.reproduce}\`: agents online with the fault windows shaded; ${converged} (deterministic)` };
+}
+
+/** The fault matrix's recovery (convergence after healing) per fault: p50 and p99 over its seeds. */
+export function matrixRecoveryFigure(matrix: Record<string, unknown>, index: number, files: Files): Block | undefined {
+  const cells = (matrix['cells'] as Array<Record<string, unknown>>) ?? [];
+  const byFault = new Map<string, { p50: number; p99: number }>();
+  for (const cell of cells) {
+    const r = (cell['recovery_ms'] ?? {}) as { p50?: number | null; p99?: number | null };
+    if (typeof r.p50 === 'number' && typeof r.p99 === 'number' && !byFault.has(String(cell['fault']))) byFault.set(String(cell['fault']), { p50: r.p50, p99: r.p99 });
+  }
+  if (byFault.size === 0) return undefined;
+  const file = `matrix-${index + 1}-recovery.svg`;
+  files[file] = renderBarChartSvg({
+    title: 'Fault matrix: recovery after healing', unit: 'ms (virtual)', series: ['p50', 'p99'],
+    groups: [...byFault].slice(0, groupsMax).map(([fault, r]) => ({ label: fault, values: [Math.max(0, r.p50), Math.max(0, r.p99)] })),
+  });
+  return { kind: 'figure', file, caption: `\`${String(matrix['command'])}\`: time from healing to convergence, p50 and p99 over the seeds of each fault (virtual ms; deterministic)` };
+}
+
+/** One sample of a Prometheus text exposition. */
+export interface PromSample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** The samples of a Prometheus text scrape (comments and malformed lines skipped). */
+export function parsePrometheusText(text: string): PromSample[] {
+  const samples: PromSample[] = [];
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?\s*$/.exec(line);
+    if (match === null || line.startsWith('#')) continue;
+    const value = match[4] === '+Inf' ? Infinity : match[4] === '-Inf' ? -Infinity : Number(match[4]);
+    if (Number.isNaN(value)) continue;
+    const labels: Record<string, string> = {};
+    for (const [, key, raw] of (match[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[key!] = raw!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    }
+    samples.push({ name: match[1]!, labels, value });
+  }
+  return samples;
+}
+
+export interface DashboardPanel {
+  readonly title: string;
+  readonly exprs: readonly string[];
+}
+
+/** `histogram_quantile(q, ...)` over the summed cumulative buckets: the bucket edge where the rank falls (as Prometheus, linear within the bucket). */
+function histogramQuantile(q: number, buckets: ReadonlyArray<{ le: number; count: number }>): number | undefined {
+  const sorted = [...buckets].sort((a, b) => a.le - b.le);
+  const total = sorted.at(-1)?.count ?? 0;
+  if (total === 0) return undefined;
+  const rank = q * total;
+  let previous = { le: 0, count: 0 };
+  for (const bucket of sorted) {
+    if (bucket.count >= rank) {
+      if (!Number.isFinite(bucket.le)) return previous.le;
+      const inBucket = bucket.count - previous.count;
+      return previous.le + (bucket.le - previous.le) * (inBucket === 0 ? 0 : (rank - previous.count) / inBucket);
+    }
+    previous = bucket;
+  }
+  return previous.le;
+}
+
+/** One panel's values at the scrape: groups (by the panel's `by (...)` labels) and their values; counters are totals since start. */
+function panelValues(panel: DashboardPanel, samples: readonly PromSample[]): { unit: string; series: string[]; groups: Array<{ label: string; values: number[] }> } | undefined {
+  const expr = panel.exprs.join(' ');
+  const quantiles = [...expr.matchAll(/histogram_quantile\(([0-9.]+),.*?(sdc_[a-z_]+)_bucket/g)];
+  if (quantiles.length > 0) {
+    const family = quantiles[0]![2]!;
+    const byLe = new Map<number, number>();
+    for (const s of samples.filter((x) => x.name === `${family}_bucket`)) {
+      const le = s.labels['le'] === '+Inf' ? Infinity : Number(s.labels['le']);
+      byLe.set(le, (byLe.get(le) ?? 0) + s.value);
+    }
+    const buckets = [...byLe].map(([le, count]) => ({ le, count }));
+    const values = quantiles.map((q) => histogramQuantile(Number(q[1]), buckets));
+    if (values.some((v) => v === undefined)) return undefined;
+    return { unit: 'seconds', series: ['value'], groups: quantiles.map((q, i) => ({ label: `p${Number(q[1]) * 100}`, values: [values[i]!] })) };
+  }
+  const metric = /sdc_[a-z_]+/.exec(expr)?.[0];
+  if (metric === undefined) return undefined;
+  const by = /by \(([^)]*)\)/.exec(expr)?.[1]?.split(',').map((l) => l.trim()).filter((l) => l.length > 0);
+  const sums = new Map<string, number>();
+  for (const s of samples.filter((x) => x.name === metric && Number.isFinite(x.value))) {
+    const keys = by ?? Object.keys(s.labels).sort();
+    const label = keys.map((k) => s.labels[k] ?? '').filter((v) => v !== '').join(' ') || metric;
+    sums.set(label, (sums.get(label) ?? 0) + s.value);
+  }
+  if (sums.size === 0) return undefined;
+  const unit = /_seconds/.test(metric) ? 'seconds' : /_total|_count/.test(metric) ? 'total since start' : 'value';
+  return { unit, series: [metric], groups: [...sums].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).slice(0, groupsMax).map(([label, value]) => ({ label, values: [Math.max(0, value)] })) };
+}
+
+/** The dashboard's panels as static bar charts from one scrape; panels without samples are named, not drawn. */
+/** `producedBy`: the command that ran the services, as report text (code spans in backticks). */
+export function scrapeFigures(scrape: { path: string; text: string }, index: number, panels: readonly DashboardPanel[], files: Files, producedBy: string | undefined): Block[] {
+  const samples = parsePrometheusText(scrape.text);
+  const blocks: Block[] = [{ kind: 'paragraph', text: `From \`${scrape.path}\` (${samples.length} samples${producedBy === undefined ? '' : `, scraped at the end of ${producedBy}`}): each panel of \`bench/dashboards/sdc-overview.json\` at the moment of the scrape. Rates and increases over time need a series of scrapes (Prometheus); counters are drawn as their totals since the process started. Wall-clock.` }];
+  const empty: string[] = [];
+  panels.forEach((panel, p) => {
+    const values = panelValues(panel, samples);
+    if (values === undefined) { empty.push(panel.title); return; }
+    const file = `metrics-${index + 1}-panel-${p + 1}.svg`;
+    files[file] = renderBarChartSvg({ title: panel.title, unit: values.unit, series: values.series, groups: values.groups });
+    blocks.push({ kind: 'figure', file, caption: `${panel.title} (\`${panel.exprs.join('; ')}\`), at the scrape` });
+  });
+  if (empty.length > 0) blocks.push({ kind: 'paragraph', text: `No samples in this scrape for: ${empty.join('; ')}.` });
+  return blocks;
+}

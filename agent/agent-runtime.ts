@@ -107,6 +107,8 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
       metadataBaseUrl: new URL('/v1/tuf/metadata/', controlPlaneUrl).toString(), targetBaseUrl: new URL('/v1/tuf/targets/', controlPlaneUrl).toString(),
       fetcher: createHttpFetcher({ scheduler: options.scheduler, caPem: current.trust.ca_pem }),
       metadata: directoryStore(join(options.dir, 'ota', 'metadata')), targets: directoryStore(join(options.dir, 'ota', 'targets')), targetsDir: join(options.dir, 'ota', 'targets'),
+      // The artifact itself from the notice's presigned URL, resumable (Range + If-Range).
+      download: { scheduler: options.scheduler, caPem: current.trust.ca_pem },
     },
     tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: options.clock, random: options.random, send: (report) => sendReport(report),
     ...(options.ota?.healthProbe === undefined ? {} : { healthProbe: options.ota.healthProbe }), logger,

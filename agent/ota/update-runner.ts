@@ -1,6 +1,9 @@
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
-import type { Clock, Ed25519Provider, RandomSource } from '../../core/ports/ports.js';
+import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../../core/ports/ports.js';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
 import { checkUpdate, verifyDirectorEnvelope, type DirectorKey } from '../../core/ota/director.js';
 import { decideDeviceStep } from '../../core/ota/execution-decisions.js';
@@ -15,12 +18,17 @@ import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { AgentLogger } from '../agent-core.js';
 import { defaultTufTimeouts, runTufWorkflow, type TufFileStore } from '../tuf/driver.js';
 import type { TufFetcher } from '../tuf/http-fetcher.js';
+import { downloadResumable, type ResumableDownloadOptions } from './resumable-download.js';
 import { updateJournalLimits, type UpdateJournal, type UpdateJournalEntry, type UpdateJournalState } from './update-journal.js';
 
 type Notice = MessageBody<'OTA_NOTICE'>;
 type Report = MessageBody<'OTA_REPORT'>;
 
-/** Where the agent gets signed metadata and artifacts: the control plane's image repository (a downloader with resumable ranges can replace `fetcher`). */
+/**
+ * Where the agent gets signed metadata and artifacts: the control plane's image repository for
+ * metadata, and for the artifact the presigned URL of the notice, fetched by the resumable
+ * downloader (`download`); without either, the TUF targets route through `fetcher`.
+ */
 export interface UpdateSource {
   readonly metadataBaseUrl: string;
   readonly targetBaseUrl: string;
@@ -30,7 +38,16 @@ export interface UpdateSource {
   readonly targets: TufFileStore;
   /** The directory behind `targets`, where the kernel reads a staged artifact from. */
   readonly targetsDir: string;
+  /** The resumable downloader's I/O and limits (agent/ota/resumable-download.ts), for notices with an artifact URL. */
+  readonly download?: { readonly scheduler: Scheduler; readonly caPem?: string; readonly limits?: ResumableDownloadOptions['limits']; readonly retryDelayMs?: number };
 }
+
+export const updateDownloadDefaults = {
+  /** Per download: 30 s without a byte is a stall (retried from where it stopped), an hour in all, twenty requests. */
+  limits: { idleTimeoutMs: 30_000, totalTimeoutMs: 60 * 60_000, attemptsMax: 20 },
+  /** New artifact URLs asked for in one execution (a refused URL: expired, or signed for a moment ago); then the download fails. */
+  urlRenewalsMax: 8,
+} as const;
 
 export interface UpdateRunnerOptions {
   readonly deviceId: string;
@@ -92,6 +109,10 @@ export class UpdateRunner {
   #reportSeq = 0;
   /** Cancels seen but maybe not yet journaled: a step sequence in progress sees them before its next step. */
   readonly #cancelIds = new Set<string>();
+  /** The download in progress: a cancel for its execution stops it at once (the partial file is kept). */
+  #downloading: { readonly executionId: string; readonly abort: AbortController } | undefined;
+  /** New artifact URLs asked for, per execution (bounded by updateDownloadDefaults.urlRenewalsMax). */
+  readonly #urlRenewals = new Map<string, number>();
 
   constructor(options: UpdateRunnerOptions) {
     this.#o = options;
@@ -130,6 +151,7 @@ export class UpdateRunner {
       this.#cancelIds.add(notice.execution_id);
       // Bounded: only the execution in progress matters; older ids are journaled or moot.
       if (this.#cancelIds.size > 16) this.#cancelIds.delete(this.#cancelIds.values().next().value!);
+      if (this.#downloading?.executionId === notice.execution_id) this.#downloading.abort.abort();
     }
     this.#running = this.#running.then(() => this.#takeNotice(notice)).catch((error: unknown) => {
       this.#o.logger.error({ err: error, executionId: notice.execution_id }, 'OTA notice handling failed');
@@ -230,17 +252,76 @@ export class UpdateRunner {
   }
 
   async #download(entry: UpdateJournalEntry): Promise<boolean> {
+    const url = entry.notice.artifact_url;
+    const { download } = this.#o.source;
     try {
-      const path = (entry.notice.director.signed as { targets?: Array<{ path?: string }> }).targets?.[0]?.path ?? '';
-      // The TUF client checks the length and every listed hash before the file is written.
-      await runTufWorkflow((await this.#updater()).downloadTarget(path), this.#tufIo());
+      if (url !== undefined && download !== undefined && entry.approved !== null) {
+        const outcome = await this.#downloadPresigned(entry, url, download, entry.approved.file);
+        if (outcome !== 'done') return outcome === 'canceled';
+      } else {
+        const path = (entry.notice.director.signed as { targets?: Array<{ path?: string }> }).targets?.[0]?.path ?? '';
+        // The TUF client checks the length and every listed hash before the file is written.
+        await runTufWorkflow((await this.#updater()).downloadTarget(path), this.#tufIo());
+      }
       await this.#move(entry, 'verifying', 'download_complete');
       return true;
     } catch (error) {
-      // Bytes the TUF client refused (length, a hash) are a failed download: the table's verify_fail is for after it.
+      // Bytes refused (length, a hash) are a failed download: the table's verify_fail is for after it.
       await this.#move(entry, 'failed', 'download_fail', error);
       return false;
     }
+  }
+
+  /**
+   * The artifact from the notice's presigned URL, resumable (Range + If-Range, agent/ota/resumable-download.ts),
+   * capped at the signed length and checked against every hash the director and the image repository
+   * agreed on before it is kept (checkUpdate compared them at check_director). A refused URL (expired:
+   * 403) is not the end: the device asks for a new one and waits for the notice that brings it, keeping
+   * its partial file. 'canceled' when a cancel stopped it (the step loop then cancels).
+   */
+  async #downloadPresigned(entry: UpdateJournalEntry, url: string, download: NonNullable<UpdateSource['download']>, file: string): Promise<'done' | 'waiting' | 'canceled'> {
+    const target = this.#directorTarget(entry);
+    if (await fileMatches(file, target)) return 'done'; // downloaded before a restart
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    const abort = new AbortController();
+    this.#downloading = { executionId: entry.executionId, abort };
+    try {
+      const result = await downloadResumable({
+        url, destination: file, expected: { length: target.length, sha256: target.hashes['sha256']! },
+        limits: download.limits ?? updateDownloadDefaults.limits, scheduler: download.scheduler, clock: this.#o.clock, signal: abort.signal,
+        ...(download.caPem === undefined ? {} : { caPem: download.caPem }), ...(download.retryDelayMs === undefined ? {} : { retryDelayMs: download.retryDelayMs }),
+      });
+      this.#o.logger.info({ executionId: entry.executionId, attempts: result.attempts, startOffsets: result.startOffsets, length: result.length }, 'artifact downloaded from its presigned URL');
+    } catch (error) {
+      if (abort.signal.aborted) return 'canceled';
+      const status = SdcError.is(error, 'OTA_DOWNLOAD_FAILED') ? error.details?.['status'] : undefined;
+      const renewals = this.#urlRenewals.get(entry.executionId) ?? 0;
+      if (status !== 403 || renewals >= updateDownloadDefaults.urlRenewalsMax) throw error;
+      this.#urlRenewals.set(entry.executionId, renewals + 1);
+      this.#o.logger.info({ executionId: entry.executionId, renewals: renewals + 1 }, 'artifact URL refused (expired?): asking for a new one');
+      // Not journaled: it is no step, and the control plane answers it with the notice, which resumes this one.
+      this.#o.send(this.#report(entry.executionId, 'artifact_url_expired', {}));
+      return 'waiting';
+    } finally {
+      this.#downloading = undefined;
+    }
+    if (!(await fileMatches(file, target))) {
+      throw new SdcError('OTA_DOWNLOAD_DIGEST_MISMATCH', `the artifact does not have every hash the signed target lists (${Object.keys(target.hashes).join(', ')})`);
+    }
+    return 'done';
+  }
+
+  /** The director's target of this execution, its signature checked again (the journaled notice may have been replaced by a later one). */
+  #directorTarget(entry: UpdateJournalEntry): { length: number; hashes: Readonly<Record<string, string>> } {
+    const signature = (entry.notice.director as { signature?: { key_id?: unknown } }).signature;
+    const kid = typeof signature?.key_id === 'string' ? signature.key_id : '';
+    const publicKey = this.#o.resolveDirectorKey(kid);
+    if (publicKey === undefined) throw new SdcError('OTA_DIRECTOR_SIGNATURE', `director key ${kid} is not one this device trusts`);
+    const director = verifyDirectorEnvelope(entry.notice.director, { keyId: kid, publicKey }, this.#o.ed25519);
+    if (director.executionId !== entry.executionId || director.target.hashes['sha256'] === undefined) {
+      throw new SdcError('OTA_TARGET_MISMATCH', 'the director\'s document is not for this execution or lists no SHA-256');
+    }
+    return director.target;
   }
 
   /** A kernel call: journaled as an intent first, so a crash in it is settled by asking the kernel (#settleIntent). */
@@ -369,6 +450,22 @@ function errorOf(error: unknown): { code: string; message: string } {
 function hexToBytes(hex: string): Uint8Array {
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new SdcError('OTA_TARGET_MISMATCH', 'the STAGE command names no SHA-256');
   return Uint8Array.from(hex.match(/../g)!.map((byte) => parseInt(byte, 16)));
+}
+
+/** Whether `file` exists with exactly the target's length and every listed hash (sha224..sha512). */
+async function fileMatches(file: string, target: { length: number; hashes: Readonly<Record<string, string>> }): Promise<boolean> {
+  const hashes = Object.entries(target.hashes).map(([algorithm, digest]) => ({ digest, hash: createHash(algorithm) }));
+  let length = 0;
+  try {
+    for await (const chunk of createReadStream(file)) {
+      length += (chunk as Buffer).length;
+      if (length > target.length) return false;
+      for (const { hash } of hashes) hash.update(chunk as Buffer);
+    }
+  } catch {
+    return false;
+  }
+  return length === target.length && hashes.every(({ digest, hash }) => hash.digest('hex') === digest);
 }
 
 function withSlash(url: string): string {

@@ -66,14 +66,18 @@ function s3Client(endpoint: S3Endpoint): S3Client {
   return new S3Client({ region: endpoint.region, endpoint: endpoint.endpoint, forcePathStyle: true, credentials: endpoint.credentials, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
 }
 
-/** The one presigner: @aws-sdk/s3-request-presigner on a path-style client for either endpoint. */
-export function createPresigner(endpoint: S3Endpoint): (method: PresignMethod, key: string, expiresInSeconds: number) => Promise<string> {
+/**
+ * The one presigner: @aws-sdk/s3-request-presigner on a path-style client for either endpoint.
+ * `clock` dates the signature: the embedded store signs and verifies on the same clock (the
+ * control plane's); S3 uses the system clock, as its own does.
+ */
+export function createPresigner(endpoint: S3Endpoint, clock?: Clock): (method: PresignMethod, key: string, expiresInSeconds: number) => Promise<string> {
   const client = s3Client(endpoint);
   return async (method, key, expiresInSeconds) => {
     checkKey(key);
     checkExpiry(expiresInSeconds);
     const command = method === 'GET' ? new GetObjectCommand({ Bucket: endpoint.bucket, Key: key }) : new PutObjectCommand({ Bucket: endpoint.bucket, Key: key });
-    return getSignedUrl(client, command, { expiresIn: expiresInSeconds });
+    return getSignedUrl(client, command, { expiresIn: expiresInSeconds, ...(clock === undefined ? {} : { signingDate: new Date(clock.nowMs()) }) });
   };
 }
 
@@ -259,7 +263,7 @@ export class EmbeddedBlobStore implements BlobStore {
 
   presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string> {
     const endpoint = this.endpoint;
-    if (this.#presigner?.base !== endpoint.endpoint) this.#presigner = { base: endpoint.endpoint, presign: createPresigner(endpoint) };
+    if (this.#presigner?.base !== endpoint.endpoint) this.#presigner = { base: endpoint.endpoint, presign: createPresigner(endpoint, this.#options.clock) };
     return this.#presigner.presign(method, key, expiresInSeconds);
   }
 

@@ -57,7 +57,12 @@ export interface RolloutServiceOptions {
   readonly directorLifetimeMs?: number;
   /** Counts executions by final state (the metrics hook), when the control plane has one. */
   readonly onExecutionFinished?: (state: ExecutionState) => void;
+  /** Lifetime of the presigned artifact URL in each notice (60..3600 s; default artifactUrlExpirySecondsDefault). */
+  readonly artifactUrlExpirySeconds?: number;
 }
+
+/** A quarter hour: long enough for a slow download to start (it resumes with a fresh URL if it outlives it), short enough to be worthless when leaked. */
+export const artifactUrlExpirySecondsDefault = 900;
 
 export interface StartRolloutInput {
   readonly releaseId: string;
@@ -84,7 +89,7 @@ export interface RolloutView {
 type StoredNotice = Omit<MessageBody<'OTA_NOTICE'>, 'health_nonce' | 'cancel'> & { readonly platform: string };
 
 /** Device events a report may carry, mapped to the execution table's (version_report and canceled are handled apart). */
-const reportEvents: Readonly<Record<Exclude<OtaReportEvent, 'version_report' | 'canceled'>, ExecutionEvent>> = {
+const reportEvents: Readonly<Record<Exclude<OtaReportEvent, 'version_report' | 'canceled' | 'artifact_url_expired'>, ExecutionEvent>> = {
   accept: 'accept', refuse: 'refuse', precheck_pass: 'precheck_pass', download_complete: 'download_complete', download_fail: 'download_fail',
   verify_fail: 'verify_fail', stage: 'stage', stage_fail: 'stage_fail', commit: 'commit', commit_fail: 'commit_fail', reboot: 'reboot',
   reboot_fail: 'reboot_fail', rebooted: 'rebooted', health_check_start: 'health_check_start', watchdog_rollback: 'watchdog_rollback',
@@ -234,12 +239,31 @@ export class RolloutService {
         return;
       }
       const { platform: _platform, ...stored } = parseStrictJson(execution.noticeJson, { frameBytesMax: 64 * 1024 }) as unknown as StoredNotice;
-      const notice: MessageBody<'OTA_NOTICE'> = { ...stored, cancel, ...(execution.healthNonce === null ? {} : { health_nonce: execution.healthNonce }) };
+      const artifactUrl = await this.#artifactUrl(stored);
+      const notice: MessageBody<'OTA_NOTICE'> = {
+        ...stored, cancel, ...(execution.healthNonce === null ? {} : { health_nonce: execution.healthNonce }), ...(artifactUrl === undefined ? {} : { artifact_url: artifactUrl }),
+      };
       const ttlMs = Math.max(1_000, execution.createdAtMs + this.#timeouts.executionMs - this.#ctx.clock.nowMs());
       await kv.set(otaKeys.notice(execution.deviceId), canonicalize(notice), { ttlMs });
       await kv.publish(otaChannels.noticeReady, execution.deviceId);
     } catch (error) {
       this.#ctx.logger.warn({ err: error, device_id: execution.deviceId, execution_id: execution.executionId }, 'OTA notice not pushed; the device gets it at its next AUTH');
+    }
+  }
+
+  /**
+   * A fresh presigned GET of the director's target, minted at each push (a URL in a notice stored
+   * in the key/value store would outlive itself). None when the artifact store cannot presign or
+   * the API does not listen yet: the device then downloads from the TUF targets route.
+   */
+  async #artifactUrl(notice: Pick<StoredNotice, 'director' | 'execution_id'>): Promise<string | undefined> {
+    const sha256 = (notice.director.signed as { targets?: Array<{ hashes?: { sha256?: unknown } }> }).targets?.[0]?.hashes?.sha256;
+    if (typeof sha256 !== 'string') return undefined;
+    try {
+      return await this.#o.releases.presignArtifact(sha256, this.#o.artifactUrlExpirySeconds ?? artifactUrlExpirySecondsDefault);
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error, execution_id: notice.execution_id }, 'no presigned artifact URL for the OTA notice; the device uses the TUF targets route');
+      return undefined;
     }
   }
 
@@ -252,6 +276,11 @@ export class RolloutService {
     }
     const nowMs = this.#ctx.clock.nowMs();
     if (report.event === 'canceled') return; // the control plane applied the cancel when it was asked; the device confirms it stopped
+    if (report.event === 'artifact_url_expired') {
+      // Asking again (the device keeps its partial download): the notice goes out with a freshly presigned URL.
+      if (!isTerminal(executionTable, execution.state)) await this.#pushNotice(execution);
+      return;
+    }
     // The agent sends its reports again whenever the notice comes again (each AUTH): one for an execution that ended, or a
     // version report after the verdict was taken, is a repeat, not an attack; logged, not dead-lettered.
     if (isTerminal(executionTable, execution.state) || (report.event === 'version_report' && execution.state === 'rolling_back')) {

@@ -1,8 +1,8 @@
 // An update rollout through the real system (issue 10): a control plane with an image
 // repository publishes a release signed by two release signers; a rollout in two waves reaches
 // real agents (runAgent, mock kernels) over a real gateway. Each agent refreshes its TUF
-// metadata from the control plane, checks the director's document against it, downloads and
-// verifies the artifact, STAGEs and COMMITs it with the control plane's signed kernel commands,
+// metadata from the control plane, checks the director's document against it, downloads the
+// artifact from the blob store by the presigned URL of its notice (resumable) and verifies it, STAGEs and COMMITs it with the control plane's signed kernel commands,
 // runs its health check and sends its signed version report with the health nonce. Every device
 // succeeds but one whose health check fails, which rolls back (kernel ROLLBACK). A second rollout
 // whose first wave crosses its error threshold pauses, and no device of its second wave is told.
@@ -29,6 +29,8 @@ for (const target of storeTargets()) {
     const unhealthy = new Set<string>();
     const devices: string[] = [];
     const agents = new Map<string, RunningAgent>();
+    /** What each agent logged (its update runner says how it downloaded). */
+    const logs = new Map<string, string[]>();
 
     // A database of its own on MySQL: the image repository's versions are durable and never go
     // backwards, so a shared database would hold another run's root, signed by other keys.
@@ -46,7 +48,10 @@ for (const target of storeTargets()) {
         const { token } = await system.api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
         const dir = agentDir(system, deviceId);
         await mkdir(dir, { recursive: true, mode: 0o700 });
+        const lines: string[] = [];
+        logs.set(deviceId, lines);
         const agent = await runAgent({
+          logger: { debug() {}, info(_fields, message) { lines.push(message); }, warn(_fields, message) { lines.push(message); }, error(_fields, message) { lines.push(message); } },
           dir, serverUrl: system.apiUrl, deviceId, pairingToken: token, caPem: system.materials.rootCaPem, kernel: 'mock', telemetryIntervalMs: 1_000,
           clock: systemClock, random: systemRandom, scheduler: systemScheduler,
           ota: { platform: 'linux-x64', mockInstalledVersion: factoryVersion, healthProbe: async () => !unhealthy.has(deviceId) },
@@ -87,6 +92,11 @@ for (const target of storeTargets()) {
         const status = await agents.get(id)!.kernel.getStatus();
         assert.deepEqual([status.currentVersion, status.previousVersion, status.commits, status.rollbacks], ['2.0.0', factoryVersion, 1, 0], id);
         assert.equal(agents.get(id)!.updates.installedReleaseCounter, 1);
+      }
+      // Every device took the artifact over HTTPS from the embedded blob store, by the presigned GET of its notice.
+      for (const id of devices) {
+        assert.ok(logs.get(id)!.includes('artifact downloaded from its presigned URL'), `${id}: ${JSON.stringify(logs.get(id))}`);
+        assert.match(agents.get(id)!.updates.current?.notice.artifact_url ?? '', /^https:\/\/127\.0\.0\.1:\d+\/v1\/blobs\/sdc\/ota\/artifacts\/[0-9a-f]{64}\?X-Amz-Algorithm=AWS4-HMAC-SHA256&/, id);
       }
       const bStatus = await agents.get(b)!.kernel.getStatus();
       assert.deepEqual([bStatus.currentVersion, bStatus.commits, bStatus.rollbacks], [factoryVersion, 1, 1], 'the kernel rolled the failed update back');

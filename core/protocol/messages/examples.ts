@@ -45,6 +45,7 @@ export const exampleBodies: { [T in MessageType]: MessageBody<T> } = {
       rollback: { id: 'x_91-rollback', device_id: 'dev-0001', opcode: 'EXEC_ROLLBACK_UPDATE', args: {}, issued_at: 1_764_000_000_000, expires_at: 1_764_010_800_000, device_seq: 45, issuer: 'control-plane', sig },
     },
     health_nonce: nonce,
+    artifact_url: 'https://cp.example:8080/v1/blobs/sdc/ota/artifacts/aaaa?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature=bbbb',
     cancel: false,
   },
   OTA_REPORT: { execution_id: 'x_91', event: 'version_report', nonce, release_counter: 42, healthy: true, report_id: 'r_x_91_9' },

@@ -30,6 +30,14 @@ export const OtaNoticeSchema = Type.Object({
   kernel_commands: Type.Object({ stage: SignedCommandSchema, commit: SignedCommandSchema, rollback: SignedCommandSchema }, strict),
   /** Set once the control plane waits for the health check: the version report must carry it. */
   health_nonce: Type.Optional(Nonce),
+  /**
+   * Where to download the artifact: a presigned GET URL of the blob store (bound to GET and this
+   * object, living 60 s to 1 h), minted afresh each time the notice is sent. Not trusted for
+   * anything but location: the bytes are checked against the director's and the image
+   * repository's length and hashes. When it has expired the device reports
+   * `artifact_url_expired` and gets a notice with a new one. Absent: the TUF targets route.
+   */
+  artifact_url: Type.Optional(Type.String({ minLength: 8, maxLength: 4096, pattern: '^https?://[^\\s]+$' })),
   /** The operator canceled the execution: stop before the next step, or roll back after commit. */
   cancel: Type.Boolean(),
 }, strict);
@@ -39,6 +47,8 @@ export const otaReportEvents = [
   'accept', 'refuse', 'precheck_pass', 'download_complete', 'download_fail', 'verify_fail', 'stage', 'stage_fail',
   'commit', 'commit_fail', 'reboot', 'reboot_fail', 'rebooted', 'health_check_start', 'version_report',
   'watchdog_rollback', 'rollback_complete', 'rollback_fail', 'canceled',
+  // Not a step: the notice's artifact URL was refused (expired); the control plane sends the notice again with a fresh one.
+  'artifact_url_expired',
 ] as const;
 export type OtaReportEvent = (typeof otaReportEvents)[number];
 

@@ -195,7 +195,14 @@ export class ArtifactService {
     const records: ArtifactRecord[] = [];
     for (const row of rows) {
       const command = await this.#command(row.id);
-      if (command !== undefined) records.push(recordOf(command));
+      if (command === undefined) continue;
+      try {
+        records.push(recordOf(command));
+      } catch (error) {
+        // A result that describes no upload is listed without one (its download answers ARTIFACT_RESULT_INVALID), not fatal to the list.
+        if (!SdcError.is(error, 'ARTIFACT_RESULT_INVALID')) throw error;
+        records.push({ id: command.id, device_id: command.device_id, kind: String(command.args.kind ?? ''), state: command.state, created_by: command.created_by, created_at_ms: command.created_at_ms, sha256: null, length: null, plaintext_length: null, content_type: null });
+      }
     }
     return records;
   }

@@ -139,6 +139,12 @@ describe('artifact upload: agent collector and control-plane service', () => {
     commands.set('c7', c7);
     commands.set('c10', commandView('c10', 'dev-1', 'succeeded', 'logs', { artifact_id: 'c10', length: 12 }));
     await refused(server.open('c10', 'alice'), 'ARTIFACT_RESULT_INVALID');
+    // Listed without an upload rather than failing the list.
+    const listed = await (new ArtifactService({
+      context: { ...context, db: { query: async () => [{ id: 'c10' }, { id: 'c7' }] } } as unknown as ServiceContext,
+      commands: { get: async (id) => ({ ...commands.get(id)!, history: [] }) }, materials: { commandSigner: signer } as never, artifactKey, blobStore: () => fixture.store,
+    })).list({});
+    assert.deepEqual(listed.map((item) => [item.id, item.sha256 === null]), [['c10', true], ['c7', false]]);
     commands.set('c11', commandView('c11', 'dev-1', 'failed', 'logs'));
     await refused(server.open('c11', 'alice'), 'ARTIFACT_NOT_FOUND');
     assert.deepEqual(audit.filter((entry) => entry.kind === 'artifact.download_refused' && (entry.subject === 'artifact:c8' || entry.subject === 'artifact:c7')).map((entry) => entry.payload.code),

@@ -179,6 +179,31 @@ function suite(pair: StorePair): void {
       for (const command of [a, b, c]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
     });
 
+    it('owner reads asked for together go in one query, each answered for its own command (a damaged row only for itself)', async () => {
+      const [a, b, damaged] = [await create(), await create(), await create()];
+      await damage(damaged.id, 'state', 'bogus');
+      let queries = 0;
+      const db = new Proxy(h.db, {
+        get(target, property, receiver) {
+          if (property === 'query') return (sql: string, params?: Parameters<typeof target.query>[1]) => { queries += 1; return target.query(sql, params); };
+          const value = Reflect.get(target, property, receiver) as unknown;
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      const repository = new CommandRepository({ db, audit: h.cp.context.audit });
+      const [ownerA, ownerB, missing, corrupt, again] = await Promise.allSettled([
+        repository.ownerOf(a.id), repository.ownerOf(b.id), repository.ownerOf('c_missing'), repository.ownerOf(damaged.id), repository.ownerOf(a.id),
+      ]);
+      assert.equal(queries, 1, 'one query for five reads');
+      assert.ok(ownerA.status === 'fulfilled' && ownerA.value?.row.id === a.id && ownerA.value.deviceId === device && ownerA.value.deviceStatus === 'enrolled');
+      assert.ok(ownerB.status === 'fulfilled' && ownerB.value?.row.id === b.id && ownerB.value.deviceSeq === b.device_seq);
+      assert.deepEqual(missing, { status: 'fulfilled', value: undefined });
+      assert.ok(corrupt.status === 'rejected' && SdcError.is(corrupt.reason, 'STORE_CORRUPT'));
+      assert.ok(again.status === 'fulfilled' && again.value?.row.id === a.id);
+      await damage(damaged.id, 'state', 'queued');
+      for (const command of [a, b, damaged]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
     it('a group whose transaction fails is applied again member by member: the member whose audit record is refused fails alone', async () => {
       const [bad, good] = [await create(), await create()];
       const real = h.cp.context.audit;

@@ -170,6 +170,18 @@ export interface HistoryRow {
   readonly detail?: JsonValue;
 }
 
+/** What ownerOf answers: the command's device, seq, device status, trace and whole row. */
+export interface CommandOwner {
+  readonly deviceId: string;
+  readonly deviceSeq: number;
+  readonly deviceStatus: string | null;
+  readonly traceparent?: string;
+  readonly row: CommandRow;
+}
+
+/** Command ids per batched owner read (one placeholder each). */
+const ownerReadsPerQueryMax = 128;
+
 /** Thrown inside a transaction when a compare-and-set matched nothing: rolls it back; apply() answers false. */
 class CompareAndSetLost extends Error {}
 
@@ -195,6 +207,9 @@ export class CommandRepository {
   /** Transitions queued for the next group commit. */
   readonly #group: GroupMember[] = [];
   #committing = false;
+  /** ownerOf calls waiting for the next batched read, and whether one is in flight. */
+  readonly #ownerReads: Array<{ readonly commandId: string; resolve(owner: CommandOwner | undefined): void; reject(error: unknown): void }> = [];
+  #readingOwners = false;
 
   constructor(options: {
     db: SqlDatabase; audit: AuditLog<SqlExecutor>;
@@ -255,18 +270,60 @@ export class CommandRepository {
   /**
    * The command's device, seq, that device's status (null when the device row is gone) and the
    * trace it was created under, with the whole row: an event handler checks the owner and hands
-   * the row to the transition, one read where there were two (issue 17).
+   * the row to the transition, one read where there were two (issue 17). The reads asked for while
+   * one is in flight go together in the next (`WHERE c.id IN (...)`, up to ownerReadsPerQueryMax):
+   * each still reads after it was asked for, so it sees every change committed before.
    */
-  async ownerOf(commandId: string): Promise<{ deviceId: string; deviceSeq: number; deviceStatus: string | null; traceparent?: string; row: CommandRow } | undefined> {
-    const [read] = await this.#db.query<Record<string, unknown>>(
+  ownerOf(commandId: string): Promise<CommandOwner | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#ownerReads.push({ commandId, resolve, reject });
+      if (this.#readingOwners) return;
+      this.#readingOwners = true;
+      void this.#readOwnersQueued();
+    });
+  }
+
+  async #readOwnersQueued(): Promise<void> {
+    try {
+      await Promise.resolve();
+      while (this.#ownerReads.length > 0) {
+        const batch = this.#ownerReads.splice(0, ownerReadsPerQueryMax);
+        try {
+          const owners = await this.#readOwners([...new Set(batch.map((read) => read.commandId))]);
+          for (const read of batch) {
+            const owner = owners.get(read.commandId);
+            if (owner instanceof SdcError) read.reject(owner);
+            else read.resolve(owner);
+          }
+        } catch (error) {
+          for (const read of batch) read.reject(error);
+        }
+      }
+    } finally {
+      this.#readingOwners = false;
+    }
+  }
+
+  /** One query for the commands' owners; a row that does not validate is its own STORE_CORRUPT, not the batch's. */
+  async #readOwners(commandIds: readonly string[]): Promise<Map<string, CommandOwner | SdcError>> {
+    const rows = await this.#db.query<Record<string, unknown>>(
       // A pending command (no seq yet) was never sent: no device can name it.
-      'SELECT c.*, d.status AS device_status FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = ? AND c.device_seq IS NOT NULL', [commandId]);
-    if (read === undefined) return undefined;
-    const { device_status: deviceStatus, ...columns } = read;
-    const owner = validRow(checks.owner, { device_id: columns['device_id'], device_seq: columns['device_seq'], status: deviceStatus, traceparent: columns['traceparent'] }, 'commands');
-    const row = validRow(checks.command, columns, 'commands');
-    const traceparent = storedTraceparent(owner.traceparent);
-    return { deviceId: owner.device_id, deviceSeq: owner.device_seq, deviceStatus: owner.status, ...(traceparent === undefined ? {} : { traceparent }), row };
+      `SELECT c.*, d.status AS device_status FROM commands c LEFT JOIN devices d ON d.id = c.device_id WHERE c.id IN (${commandIds.map(() => '?').join(', ')}) AND c.device_seq IS NOT NULL`,
+      commandIds);
+    const owners = new Map<string, CommandOwner | SdcError>();
+    for (const read of rows) {
+      const { device_status: deviceStatus, ...columns } = read;
+      try {
+        const owner = validRow(checks.owner, { device_id: columns['device_id'], device_seq: columns['device_seq'], status: deviceStatus, traceparent: columns['traceparent'] }, 'commands');
+        const row = validRow(checks.command, columns, 'commands');
+        const traceparent = storedTraceparent(owner.traceparent);
+        owners.set(row.id, { deviceId: owner.device_id, deviceSeq: owner.device_seq, deviceStatus: owner.status, ...(traceparent === undefined ? {} : { traceparent }), row });
+      } catch (error) {
+        if (!SdcError.is(error, 'STORE_CORRUPT') || typeof columns['id'] !== 'string') throw error;
+        owners.set(columns['id'], error);
+      }
+    }
+    return owners;
   }
 
   /** Unfinished commands past their expiry, oldest expiry first. */

@@ -283,7 +283,7 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
   const run = planRun(options);
   const stores = await openStores(run);
   const ota = run.scenario.ota === undefined ? undefined : await prepareOta(run.scenario.ota, run.rng.ota, simStartMs);
-  const materials = await runMaterials(run, ota);
+  const materials = await runMaterials(run, ota?.dataDir ?? stores.workDir);
   const observer = await observeCommands(run, stores);
   const fleet = await registerDevices(run, stores);
   const controlPlane = await startControlPlane(run, stores, materials, ota);
@@ -388,15 +388,17 @@ async function openStores(run: Run): Promise<Stores> {
 }
 
 /** The shared CA with the run's command and gateway signing keys, drawn from the seed. */
-async function runMaterials(run: Run, ota: OtaSetup | undefined): Promise<DeploymentMaterials> {
+async function runMaterials(run: Run, dataDir: string): Promise<DeploymentMaterials> {
   const { materials: base } = await sharedMaterials();
   const seededSigner = (role: 'cp' | 'gateway'): ServiceSigner => {
     const seed = run.rng.keys.bytes(32);
     const publicKey = run.provider.publicKeyFromSeed(seed);
     return { kid: serviceKid(role, publicKey), seed, publicKey };
   };
-  // A rollout needs the image repository in the control plane's data directory (as `sdc ota init` leaves it).
-  return { ...base, commandSigner: seededSigner('cp'), gatewaySigner: seededSigner('gateway'), ...(ota === undefined ? {} : { dataDir: ota.dataDir }) };
+  // The control plane writes into its data directory (the blob store's key, blobs): the run's
+  // own, removed at teardown, never the shared CA's (removed as soon as it is loaded). A rollout
+  // needs the image repository there, as `sdc ota init` leaves it.
+  return { ...base, commandSigner: seededSigner('cp'), gatewaySigner: seededSigner('gateway'), dataDir };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, openSync, closeSync, fstatSync, readSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
 import { join, resolve, sep } from 'node:path';
 import pino from 'pino';
@@ -114,6 +115,8 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     ...(options.ota?.healthProbe === undefined ? {} : { healthProbe: options.ota.healthProbe }), logger,
   });
   await updates.recover().catch((error: unknown) => logger.error({ err: error }, 'OTA journal not recovered'));
+  // Plaintext an EXEC_COLLECT_ARTIFACT run left behind when the agent stopped mid-upload: never kept across a restart.
+  await rm(join(options.dir, 'artifacts'), { recursive: true, force: true });
   const core = createAgentCore({
     deviceId: current.deviceId, signer: { kid: deviceKid(current.deviceId), seed: current.seed, provider },
     resolveGatewayKey: pinnedKeyResolver(current.trust.gateway_keys), resolveCommandKey: pinnedKeyResolver(current.trust.command_keys),

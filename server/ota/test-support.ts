@@ -8,6 +8,7 @@ import { ManualClock, type Harness, type SqlTarget } from '../control-plane/test
 import { initDeployment } from '../materials/materials.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.js';
+import type { OtaBlobOptions } from './control-plane-ota.js';
 import type { OtaServices } from './ota-service.js';
 import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from './repository-init.js';
 
@@ -19,7 +20,7 @@ import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type Rep
  * first snapshot and timestamp. Like makeHarness otherwise (a ManualClock, embedded bus and kv).
  */
 export async function makeOtaHarness(target: SqlTarget, options: {
-  createRepository?: (dataDir: string, nowMs: number) => Promise<void>; artifactBytesMax?: number;
+  createRepository?: (dataDir: string, nowMs: number) => Promise<void>; artifactBytesMax?: number; otaBlobs?: OtaBlobOptions;
 } = {}): Promise<Harness & { ota: OtaServices; keys: RepositoryKeys | undefined }> {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-ota-'));
   const clock = new ManualClock();
@@ -38,6 +39,7 @@ export async function makeOtaHarness(target: SqlTarget, options: {
     materials, stores: { sql: db, bus, kv }, clock, random: systemRandom, scheduler: systemScheduler,
     gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 }, claimIdleMs: 1_000,
     ...(options.artifactBytesMax === undefined ? {} : { otaArtifactBytesMax: options.artifactBytesMax }),
+    ...(options.otaBlobs === undefined ? {} : { otaBlobs: options.otaBlobs }),
   });
   if (cp.ota === undefined) throw new Error('the control plane did not open the repository written into its data directory');
   // What start() does first: the first snapshot and timestamp (start itself would begin the consumers and sweeps).

@@ -8,7 +8,8 @@
 // - a download cut half way whose URL has meanwhile expired asks for a new URL (the
 //   `artifact_url_expired` report), gets it in the next notice, and resumes from the cut with
 //   Range + If-Range: nothing downloaded twice, the execution never failed;
-// - URLs refused every time end in download_fail after a bounded number of renewals.
+// - URLs refused every time end in download_fail after a bounded number of renewals;
+// - with the blob store in S3 (s3rver), the upload lands in the bucket and the notice's URL is S3's.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -33,6 +34,7 @@ import type { OtaServices } from '../../server/ota/ota-service.js';
 import type { RepositoryKeys } from '../../server/ota/repository-init.js';
 import { RolloutService } from '../../server/ota/rollouts.js';
 import { makeOtaHarness, publishTestRelease } from '../../server/ota/test-support.js';
+import { s3, type BlobFixture } from '../../server/ota/blob-store-test-support.js';
 
 type Notice = MessageBody<'OTA_NOTICE'>;
 type Report = MessageBody<'OTA_REPORT'>;
@@ -208,5 +210,68 @@ describe('the agent downloads its artifact by presigned URL, resumes it, and ask
     assert.ok(blobRequests.every((request) => request.status === 403));
     assert.deepEqual(calls, [], 'nothing reached the kernel');
     assert.equal(await stateOf(view.id), 'failed');
+  });
+});
+
+describe('with the blob store in S3 (s3rver), the release artifact is uploaded there and the agent downloads it by S3\'s presigned URL', () => {
+  let fixture: BlobFixture;
+  let h: Harness & { ota: OtaServices; keys: RepositoryKeys | undefined };
+  let targetsDir: string;
+  const artifact = randomBytes(120_000);
+
+  before(async () => {
+    fixture = await s3();
+    h = await makeOtaHarness(sqlJsTarget, { otaBlobs: { s3: fixture.endpoint } });
+    targetsDir = await mkdtemp(join(tmpdir(), 'sdc-ota-s3-'));
+    await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", ['s3-1', h.clock.nowMs()]);
+    await publishTestRelease(h.ota, h.keys!, { id: 's3-rel', version: '2.0.0', artifact });
+  });
+  after(async () => {
+    await h.close();
+    await sqlJsTarget.cleanup();
+    await fixture.close();
+    await rm(targetsDir, { recursive: true, force: true });
+  });
+
+  it('notice, presigned GET from the bucket, verified, staged', async () => {
+    const sha256 = createHash('sha256').update(artifact).digest('hex');
+    assert.equal((await fixture.store.head(`ota/artifacts/${sha256}`))?.length, artifact.length, 'the upload went to the bucket');
+    const service = new RolloutService({
+      context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
+      verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report,
+    });
+    await service.start({
+      releaseId: 's3-rel', platform: 'linux-x64', deviceIds: ['s3-1'],
+      plan: { waves: [{ selector: { percent: 100 }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 1, failedPercentMax: 0 } }], devicesPerMinuteMax: 10 },
+    }, 'olga');
+    const notice = JSON.parse((await h.cp.context.kv.get(otaKeys.notice('s3-1')))!) as Notice;
+    assert.ok(notice.artifact_url?.startsWith(`${fixture.endpoint.endpoint}/sdc/ota/artifacts/${sha256}?`), notice.artifact_url);
+    const tufTargetRequests: string[] = [];
+    const calls: string[] = [];
+    const logs: string[] = [];
+    const runner = new UpdateRunner({
+      deviceId: 's3-1', platform: 'linux-x64', agentVersion: '0.1.0',
+      resolveDirectorKey: (kid) => (kid === h.materials.commandSigner.kid ? h.materials.commandSigner.publicKey : undefined),
+      kernel: recordingKernel(calls), journal: memoryUpdateJournal(),
+      source: {
+        metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', metadata: memoryStore(), targets: memoryStore(),
+        fetcher: {
+          async fetch(url: string): Promise<FetchOutcome> {
+            if (url.includes('/v1/tuf/targets/')) tufTargetRequests.push(url);
+            const answer = await h.cp.app.inject({ method: 'GET', url: new URL(url).pathname });
+            return answer.statusCode === 200 ? { ok: true, bytes: new Uint8Array(answer.rawPayload) } : { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', url) };
+          },
+        },
+        targetsDir, download: { scheduler: systemScheduler, retryDelayMs: 1, limits: { idleTimeoutMs: 10_000, totalTimeoutMs: 120_000, attemptsMax: 5 } },
+      },
+      tufCrypto: createNodeTufCrypto(), ed25519: createNodeEd25519Provider(), clock: h.clock, random: systemRandom, send: () => true,
+      logger: { debug() {}, info(_fields, message) { logs.push(message); }, warn(_fields, message) { logs.push(message); }, error(_fields, message) { logs.push(message); } },
+    });
+    runner.onNotice(notice);
+    await runner.idle();
+    assert.equal(runner.current?.state, 'health_checking', JSON.stringify(logs));
+    assert.ok(logs.includes('artifact downloaded from its presigned URL'));
+    assert.deepEqual(tufTargetRequests, []);
+    assert.deepEqual(calls, ['stage', 'commit']);
   });
 });

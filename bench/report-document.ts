@@ -85,7 +85,8 @@ function latexBlock(block: Block): string {
     case 'list': return ['\\begin{itemize}', ...block.items.map((item) => `\\item ${latexInline(item)}`), '\\end{itemize}', ''].join('\n');
     case 'table': return latexTable(block.header, block.rows);
     // verbatim ends only at \end{verbatim}: a source line holding that text would end it early.
-    case 'code': return `\\begin{verbatim}\n${block.text.replace(/\n$/, '').replaceAll('\\end{verbatim}', '\\end {verbatim}')}\n\\end{verbatim}\n`;
+    // Small type: Mermaid lines are long, and verbatim never wraps.
+    case 'code': return `\\begingroup\n\\footnotesize\n\\begin{verbatim}\n${block.text.replace(/\n$/, '').replaceAll('\\end{verbatim}', '\\end {verbatim}')}\n\\end{verbatim}\n\\endgroup\n`;
     case 'figure': {
       // pdflatex cannot read SVG: a PDF beside it (from a converter, when one exists) is used, else the SVG's name is printed.
       const pdf = block.file.replace(/\.svg$/, '.pdf');
@@ -100,7 +101,9 @@ function latexBlock(block: Block): string {
 
 export function renderLatex(doc: ReportDocument): string {
   const parts = [
-    '\\documentclass[a4paper,10pt]{article}', '\\usepackage[T1]{fontenc}', '\\usepackage[margin=2cm]{geometry}',
+    // lmodern: scalable T1 fonts (without it pdflatex makes bitmap fonts); the page-group warning is pdfTeX's, one per included PDF figure.
+    '\\documentclass[a4paper,10pt]{article}', '\\usepackage[T1]{fontenc}', '\\usepackage{lmodern}', '\\usepackage[margin=2cm]{geometry}',
+    '\\ifdefined\\pdfsuppresswarningpagegroup\\pdfsuppresswarningpagegroup=1\\fi',
     '\\usepackage{booktabs}', '\\usepackage{longtable}', '\\usepackage{graphicx}', '\\usepackage{array}',
     `\\title{${latexInline(doc.title)}}`, '\\date{}', '\\begin{document}', '\\maketitle', '',
   ];

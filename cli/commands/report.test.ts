@@ -8,6 +8,9 @@ import { benchReport, renderBenchJson } from '../../bench/output.js';
 import { latexProblems, markdownProblems, xmlProblems } from '../../bench/report-check.js';
 import { commandTable } from '../../core/protocol/command-machine.js';
 import { sessionTable } from '../../core/protocol/session-machine.js';
+import { toolOnPath } from './report-pdf.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 
 async function sdc(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -44,7 +47,7 @@ test('sdc report: Markdown, LaTeX, SVG and Mermaid from recorded outputs, well-f
     await recordedOutputs(join(dir, 'in'));
     const first = await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'a')]);
     assert.equal(first.code, 0, first.stderr);
-    assert.match(first.stderr, /read 1 bench reports, 2 sim runs, 1 matrices, \d+ threats/);
+    assert.match(first.stderr, /read 1 bench reports, 2 sim runs, 1 matrices, 1 scrapes, \d+ threats/);
     assert.equal((await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'b')])).code, 0);
     const names = (await readdir(join(dir, 'a'))).sort();
     for (const name of ['bench-1-roundtrip.svg', 'bench-1-roundtrip-cdf.svg', 'metrics-1-panel-1.svg', 'sim-smoke-seed-3-commands.svg', 'report.md', 'report.tex', 'sim-smoke-online-1.svg', 'state-command.mmd', 'state-session.mmd', 'state-ota-execution.mmd',
@@ -137,6 +140,34 @@ test('sdc report --run tiny: runs the set into OUT/runs, names each command, and
     for (const [name, tex] of [['report.md', false], ['report.tex', true]] as const) {
       assert.equal(withoutPerformance(await readFile(join(dir, 'b', name), 'utf8'), tex), withoutPerformance(await readFile(join(dir, 'a', name), 'utf8'), tex), `${name} outside Performance differs`);
     }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+const pdflatex = await toolOnPath('pdflatex');
+const rsvgConvert = await toolOnPath('rsvg-convert');
+
+test('sdc report: report.tex compiles with pdflatex, with every figure as a PDF from rsvg-convert', {
+  skip: pdflatex && rsvgConvert ? false : 'needs pdflatex and rsvg-convert on the PATH (apt-get install texlive-latex-base texlive-latex-recommended librsvg2-bin); the structural LaTeX and SVG checks run in the test above',
+}, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-report-pdf-'));
+  try {
+    await recordedOutputs(join(dir, 'in'));
+    const run = await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'out')]);
+    assert.equal(run.code, 0, run.stderr);
+    const names = await readdir(join(dir, 'out'));
+    const svgs = names.filter((n) => n.endsWith('.svg'));
+    assert.ok(svgs.length >= 5);
+    for (const svg of svgs) assert.ok(names.includes(svg.replace(/\.svg$/, '.pdf')), `${svg} has its PDF`);
+    assert.match(run.stderr, new RegExp(`and ${svgs.length} PDF figures \\(rsvg-convert\\)`));
+    // nonstopmode + halt-on-error: any LaTeX error fails the run (exit code 1) instead of waiting for input.
+    const compiled = await promisify(execFile)('pdflatex', ['-interaction=nonstopmode', '-halt-on-error', 'report.tex'], { cwd: join(dir, 'out'), timeout: 120_000 }).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '', failed: true }));
+    assert.ok(!('failed' in compiled), compiled.stdout.split('\n').filter((l) => l.startsWith('!')).join('\n') || compiled.stdout.slice(-2000));
+    assert.match(compiled.stdout, /Output written on report\.pdf \(\d+ pages/);
+    // The figures went in as PDFs, not as the fallback boxes.
+    assert.doesNotMatch(compiled.stdout, /no PDF converter was available/);
+    assert.ok((await readFile(join(dir, 'out', 'report.pdf'))).subarray(0, 5).toString() === '%PDF-');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

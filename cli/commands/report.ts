@@ -92,7 +92,10 @@ export const reportCommand: Command = {
     const threats = parseStrideTables(threatModel);
     const files = buildReport({ inputs, threats, command: `${command}${threatModelPath === undefined ? '' : ` --threat-model ${threatModelPath}`}`, diagrams, panels });
     const paths = await writeReportFiles(out, files);
-    io.stderr(`read ${inputs.benches.length} bench reports, ${inputs.sims.length} sim runs, ${inputs.matrices.length} matrices, ${threats.length} threats; wrote ${paths.length} files to ${out}\n`);
+    const { convertSvgsToPdf } = await import('./report-pdf.js');
+    const pdfs = await convertSvgsToPdf(out, Object.keys(files).filter((name) => name.endsWith('.svg')));
+    io.stderr(`read ${inputs.benches.length} bench reports, ${inputs.sims.length} sim runs, ${inputs.matrices.length} matrices, ${inputs.scrapes.length} scrapes, ${threats.length} threats; wrote ${paths.length} files to ${out}`
+      + `${pdfs === null ? ' (figures as SVG only: no rsvg-convert on the PATH)' : `, and ${pdfs.length} PDF figures (rsvg-convert)`}\n`);
     return 0;
   },
 };

@@ -16,6 +16,7 @@ export const COMMAND_REPLAY_WINDOW = 256;
 export const COMMAND_EXPIRY_GRACE_MS = 300000;
 export const WATCHDOG_WINDOW_MS_MIN = 100;
 export const WATCHDOG_WINDOW_MS_MAX = 86400000;
+export const WATCHDOG_REARMS_MAX = 3;
 
 /** Opcode values carried in the header. */
 export const Opcode = {

@@ -8,7 +8,7 @@ import { IoctlKernelBridge } from '../bridge/kernel-bridge.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { runKernelContractSuite } from '../kernel-contract-suite.js';
 import { buildRequest } from '../codec.js';
-import { IoctlCode, KernelStatus, Opcode } from '../generated/contract.js';
+import { IoctlCode, KernelStatus, Opcode, WATCHDOG_REARMS_MAX } from '../generated/contract.js';
 import { createMockTarget } from '../mock/mock-target.js';
 import { encodeCommitUpdateRequest, encodePingRequest } from '../payloads.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
@@ -159,7 +159,7 @@ test('a closed native device refuses calls with KERNEL_CLOSED instead of touchin
   await assert.rejects(target.device.call(IoctlCode.EXEC_GET_STATUS, new Uint8Array(0), 200), /closed/);
 });
 
-test('a reopened native sandbox re-arms an unconfirmed commit with its whole window; a stale watchdog file is dropped', { skip }, async () => {
+test('a reopened native sandbox re-arms an unconfirmed commit with its whole window, at most WATCHDOG_REARMS_MAX times; a stale watchdog file is dropped', { skip }, async () => {
   const ed25519 = createNodeEd25519Provider();
   const cpSeed = new Uint8Array(32).fill(3);
   const deviceId = 'watchdog-01';
@@ -195,7 +195,7 @@ test('a reopened native sandbox re-arms an unconfirmed commit with its whole win
     assert.deepEqual([status.currentVersion, status.watchdogArmed], ['2.0.0', false], 'confirmed before the restart: not armed again');
     again.device.close();
     // A file naming another version than the current one (a commit that crashed before its switch) is stale.
-    const stale = new Uint8Array(36);
+    const stale = new Uint8Array(40);
     stale.set(new TextEncoder().encode('9.9.9'));
     new DataView(stale.buffer).setUint32(32, 60_000, true);
     writeFileSync(join(first.root, 'sandbox', 'watchdog'), stale);
@@ -204,6 +204,25 @@ test('a reopened native sandbox re-arms an unconfirmed commit with its whole win
     assert.deepEqual([status.currentVersion, status.watchdogArmed], ['2.0.0', false]);
     assert.equal(existsSync(join(first.root, 'sandbox', 'watchdog')), false, 'the stale file is removed');
     again.device.close();
+    // A crash loop: the service restarts again and again before anyone confirms 3.0.0. Re-armed
+    // WATCHDOG_REARMS_MAX times, then the next open rolls back (the boot counter of a bootloader).
+    const loop = bridgeOf(again = reopenNativeTarget(first));
+    const bytes = new Uint8Array([3, 3, 3]);
+    const sha256 = new Uint8Array(createHash('sha256').update(bytes).digest());
+    await loop.stageUpdate({ path: first.putArtifact('3.0.0.bin', bytes), version: '3.0.0', sha256 },
+      auth('EXEC_STAGE_UPDATE', { version: '3.0.0', sha256: Buffer.from(sha256).toString('hex'), size_bytes: 3 }));
+    await loop.commitUpdate('3.0.0', auth('EXEC_COMMIT_UPDATE', { version: '3.0.0' }), { sha256, watchdogMs: 60_000 });
+    again.device.close();
+    for (let restart = 1; restart <= WATCHDOG_REARMS_MAX; restart++) {
+      again = reopenNativeTarget(first);
+      status = await bridgeOf(again).getStatus();
+      again.device.close();
+      assert.deepEqual([status.currentVersion, status.watchdogArmed], ['3.0.0', true], `restart ${restart}: still on trial`);
+    }
+    again = reopenNativeTarget(first);
+    status = await bridgeOf(again).getStatus();
+    again.device.close();
+    assert.deepEqual([status.currentVersion, status.previousVersion, status.watchdogArmed, status.watchdogRollbacks], ['2.0.0', '', false, 1], 'rolled back at open');
   } finally {
     first.cleanup();
   }

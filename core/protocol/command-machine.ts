@@ -8,8 +8,8 @@ import type { TransitionTable } from './state-machine.js';
  * `rejected` is the device refusing it (bad signature, expired, policy on the device) or an
  * approver rejecting it while pending; `expired` is its TTL passing before it ever left the control
  * plane (waiting for approvals included); `timed_out` is its TTL passing without a result after it left (it may have run).
- * `canceled` is the control plane ending a queued command no delivery was reported for because
- * its device was revoked: no session will ever deliver it.
+ * `canceled` is the control plane ending an unfinished command because its device was revoked: no
+ * session will deliver it again, and no result of the device is accepted any more.
  *
  * A terminal state says what is known about execution on the device (`commandExecution`, the
  * table in docs/protocol.md). Two terminal states are entered without knowing it, `timed_out`
@@ -38,7 +38,7 @@ export const commandEvents = [
   'dead_letter', // delivery attempts exhausted without an ACK (or the gateway refused the command)
   'release', // a pending command's approvals satisfy the policy: it is signed (approvals embedded) and queued
   'approval_reject', // an approver rejected a pending command: it never leaves the control plane
-  'cancel', // the control plane ends a queued command no delivery was reported for: its device was revoked (API_DEVICE_REVOKED)
+  'cancel', // the control plane ends an unfinished command: its device was revoked (API_DEVICE_REVOKED)
 ] as const;
 export type CommandEvent = (typeof commandEvents)[number];
 
@@ -54,7 +54,8 @@ export const commandRefinableStates: readonly CommandState[] = ['dead_lettered',
  * - `not_executed`: the command never ran and never will (no device got it, or the device
  *   said in a signed result that it refused it; a refused command id is never run later);
  * - `started`: the device started it (`failed` may have failed before or after any effect);
- * - `unknown`: the device may have run it; a late signed result refines the state.
+ * - `unknown`: the device may have run it; a late signed result refines the state (`canceled`
+ *   excepted: its device is revoked, and the control plane refuses every frame it still sends).
  */
 export type ExecutionKnowledge = 'not_executed' | 'started' | 'unknown';
 
@@ -82,9 +83,9 @@ export const commandTable: TransitionTable<CommandState, CommandEvent> = {
     // time_out from queued: the command was appended to a gateway's stream, but no delivery was reported yet.
     queued: { deliver: 'sent', expire: 'expired', time_out: 'timed_out', dead_letter: 'dead_lettered', cancel: 'canceled' },
     // A result may overtake its ACK on a lossy link; the result is authoritative.
-    sent: { deliver: 'sent', ack: 'ack_received', succeed: 'succeeded', fail: 'failed', reject: 'rejected', time_out: 'timed_out', dead_letter: 'dead_lettered' },
-    ack_received: { start: 'executing', succeed: 'succeeded', fail: 'failed', reject: 'rejected', time_out: 'timed_out' },
-    executing: { succeed: 'succeeded', fail: 'failed', time_out: 'timed_out' },
+    sent: { deliver: 'sent', ack: 'ack_received', succeed: 'succeeded', fail: 'failed', reject: 'rejected', time_out: 'timed_out', dead_letter: 'dead_lettered', cancel: 'canceled' },
+    ack_received: { start: 'executing', succeed: 'succeeded', fail: 'failed', reject: 'rejected', time_out: 'timed_out', cancel: 'canceled' },
+    executing: { succeed: 'succeeded', fail: 'failed', time_out: 'timed_out', cancel: 'canceled' },
     // Not signed and not delivered while it waits; its TTL passing ends it like a queued command that never left.
     pending_approval: { release: 'queued', approval_reject: 'rejected', expire: 'expired' },
     succeeded: {},

@@ -546,18 +546,19 @@ export class CommandService {
   }
 
   /**
-   * Ends, at its device's revocation, every command of the device no delivery was reported for,
-   * with the code API_DEVICE_REVOKED in its history and audit entry, and the live event, each as
-   * any transition: a `queued` one is `canceled` (a gateway may have handed it over in the moment
-   * before the device's sessions closed); one `pending_approval` was never signed, so it ends
-   * `rejected` as an approver's rejection does. No session will ever deliver them (the gateways
-   * refuse the device), so they need not wait for their TTL. Pages of `revokedCancelPageMax` until
-   * none is left; a row another process moved on meanwhile (a delivery reported first) is left to
-   * its own course. Returns how many were ended.
+   * Ends, at its device's revocation, every unfinished command of the device, with the code
+   * API_DEVICE_REVOKED in its history and audit entry, and the live event, each as any transition:
+   * one `pending_approval` was never signed, so it ends `rejected` as an approver's rejection does;
+   * the others (`queued`, `sent`, `ack_received`, `executing`) end `canceled`. No session will
+   * deliver them again (the gateways refuse the device) and no result of the device is accepted any
+   * more (verifyDeviceFrame), so they need not wait for their TTL. Pages of `revokedCancelPageMax`
+   * per state until none is left; a row another process moved on meanwhile is decided again by the
+   * transition (a terminal one is left). Returns how many were ended.
    */
   async cancelForRevokedDevice(options: { deviceId: string; actor: string }): Promise<number> {
     let ended = 0;
-    for (const [state, event] of [['pending_approval', 'approval_reject'], ['queued', 'cancel']] as const) {
+    const steps = [['pending_approval', 'approval_reject'], ['queued', 'cancel'], ['sent', 'cancel'], ['ack_received', 'cancel'], ['executing', 'cancel']] as const;
+    for (const [state, event] of steps) {
       for (;;) {
         const rows = await this.#repository.page({ deviceId: options.deviceId, state, limit: commandLimits.revokedCancelPageMax });
         let applied = 0;

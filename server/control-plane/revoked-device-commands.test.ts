@@ -5,11 +5,10 @@ import { parsePolicy } from '../../core/protocol/policy.js';
 import { kvKeys, liveChannel } from '../bus-contract/streams.js';
 import { makeDeviceKey, makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
 
-// Issue 11 (found by `sdc chaos run --scenario cert-revoked`): a revoked device's commands that no
-// delivery was reported for stayed `queued` (or `pending_approval`) until their TTL. The
-// revocation now ends them at once (`canceled`; a never-signed pending one `rejected`), with
-// API_DEVICE_REVOKED in the history and the audit entry, and the live event. A command the device was already handed, and another device's
-// command, go on as before.
+// Issue 11 (found by `sdc chaos run --scenario cert-revoked`): a revoked device's unfinished
+// commands stayed `queued` or `sent` until their TTL. The revocation now ends them at once
+// (`canceled`; a never-signed pending one `rejected`), with API_DEVICE_REVOKED in the history and
+// the audit entry, and the live event. Another device's command goes on as before.
 
 const policy = parsePolicy({
   version: 1,
@@ -50,7 +49,7 @@ function suite(pair: StorePair): void {
       }
     });
 
-    it('cancels its queued and pending commands at once (API_DEVICE_REVOKED, audited, live); a delivered one and another device\'s stay', async () => {
+    it('ends its unfinished commands at once (API_DEVICE_REVOKED, audited, live): queued and delivered canceled, pending rejected; another device\'s stay', async () => {
       await enroll('rev-dev');
       await enroll('other-dev');
       // Dispatched to gw1's stream, no delivery reported: the case the chaos run found.
@@ -72,7 +71,8 @@ function suite(pair: StorePair): void {
       const pendingDetail = await h.cp.commands.get(pending.id);
       assert.equal(pendingDetail.state, 'rejected');
       assert.deepEqual(pendingDetail.history.at(-1)?.detail, { event: 'approval_reject', code: 'API_DEVICE_REVOKED' });
-      assert.equal(await stateOf(delivered.id), 'sent', 'a command the device was handed is not canceled: it may be running');
+      // Handed to the device: it may be running it, but no result of a revoked device is accepted: canceled too.
+      assert.equal(await stateOf(delivered.id), 'canceled');
       assert.equal(await stateOf(others.id), 'queued');
       // Audited, one entry per command, by the operator who revoked.
       const bySubject = (a: { subject: string }, b: { subject: string }) => a.subject.localeCompare(b.subject);
@@ -80,14 +80,14 @@ function suite(pair: StorePair): void {
         .filter((e) => e.kind === 'command.state' && (e.payload['to'] === 'canceled' || e.payload['event'] === 'approval_reject'))
         .map((e) => ({ subject: e.subject, actor: e.actor, event: e.payload['event'], to: e.payload['to'], detail: e.payload['detail'] }));
       assert.deepEqual(audited.sort(bySubject), [
-        ...queued.map((c) => ({ subject: `command:${c.id}`, actor: 'user:root', event: 'cancel', to: 'canceled', detail: { code: 'API_DEVICE_REVOKED' } })),
+        ...[...queued, delivered].map((c) => ({ subject: `command:${c.id}`, actor: 'user:root', event: 'cancel', to: 'canceled', detail: { code: 'API_DEVICE_REVOKED' } })),
         { subject: `command:${pending.id}`, actor: 'user:root', event: 'approval_reject', to: 'rejected', detail: { code: 'API_DEVICE_REVOKED' } },
       ].sort(bySubject));
       assert.ok((await h.cp.auditStore.scan(1, 10_000)).some((e) => e.kind === 'device.revoked' && e.subject === 'device:rev-dev'));
       // The live stream said so (published after each commit; the channel delivers asynchronously).
       const endedLive = () => live.filter((e) => e.state === 'canceled' || (e.state === 'rejected' && e.command_id === pending.id)).map((e) => e.command_id).sort();
-      for (let i = 0; i < 400 && endedLive().length < 3; i += 1) await new Promise((resolve) => setTimeout(resolve, 25));
-      assert.deepEqual(endedLive(), [...queued, pending].map((c) => c.id).sort());
+      for (let i = 0; i < 400 && endedLive().length < 4; i += 1) await new Promise((resolve) => setTimeout(resolve, 25));
+      assert.deepEqual(endedLive(), [...queued, pending, delivered].map((c) => c.id).sort());
       // Canceled is final and says the device may have had it (a delivery not reported yet), never refined.
       assert.equal(commandExecution.canceled, 'unknown');
       assert.equal((await h.cp.commands.transition(queued[0]!.id, 'deliver', h.clock.nowMs())).applied, false);

@@ -1,4 +1,7 @@
 import { createServer } from 'node:https';
+import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { pino } from 'pino';
@@ -27,9 +30,49 @@ const send = (report: ServerReport): void => {
   if (process.connected) process.send?.(report);
 };
 
+/**
+ * With SDC_BENCH_HEAP_SNAPSHOT_DIR set, every memory reading also writes a V8 heap snapshot there
+ * (`<role>-<pid>-<n>.heapsnapshot`), for the per-session breakdown in docs/benchmarks.md. It
+ * costs seconds and about the heap's size on disk per reading, so it is off by default.
+ */
+const heapSnapshotDir = process.env.SDC_BENCH_HEAP_SNAPSHOT_DIR;
+let heapSnapshots = 0;
+
+/** The snapshot, and beside it the reading: memoryUsage, V8's heap spaces and the kernel's view (/proc/self/status). */
+function writeSnapshot(dir: string, usage: NodeJS.MemoryUsage): void {
+  const base = join(dir, `${role ?? 'server'}-${process.pid}-${heapSnapshots++}`);
+  const status = readFileSync('/proc/self/status', 'utf8').split('\n').filter((line) => /^(Vm|Rss)/.test(line));
+  writeFileSync(`${base}.json`, JSON.stringify({ connections: connections(), usage, heapSpaces: getHeapSpaceStatistics(), status, rssByMapping: rssByMapping() }, null, 1));
+  writeHeapSnapshot(`${base}.heapsnapshot`);
+}
+
+/**
+ * Resident KiB per kind of mapping (/proc/self/smaps): the brk heap is glibc's main malloc arena,
+ * file mappings are code; anonymous ones are V8's pages, other threads' malloc arenas and large
+ * mallocs, told apart only roughly by the size of the mapping.
+ */
+function rssByMapping(): Record<string, number> {
+  const totals: Record<string, number> = {};
+  let kind = '';
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (header) {
+      const sizeMib = (parseInt(header[2]!, 16) - parseInt(header[1]!, 16)) / 2 ** 20;
+      const name = header[3] ?? '';
+      kind = name.startsWith('/') ? 'file' : name !== '' ? name : sizeMib >= 60 ? 'anon >=60 MiB' : sizeMib >= 1 ? 'anon 1-60 MiB' : 'anon <1 MiB';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) totals[kind] = (totals[kind] ?? 0) + Number(rss[1]);
+  }
+  return totals;
+}
+
 function memory(): ServerMemory {
   (globalThis as { gc?: () => void }).gc?.();
   const usage = process.memoryUsage();
+  // After the reading: writing a snapshot grows the process.
+  if (heapSnapshotDir) writeSnapshot(heapSnapshotDir, usage);
   return { rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, externalBytes: usage.external, connections: connections() };
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../../core/ports/ports.js';
@@ -306,6 +306,7 @@ export class UpdateRunner {
       this.#downloading = undefined;
     }
     if (!(await fileMatches(file, target))) {
+      await rm(file, { force: true });
       throw new SdcError('OTA_DOWNLOAD_DIGEST_MISMATCH', `the artifact does not have every hash the signed target lists (${Object.keys(target.hashes).join(', ')})`);
     }
     return 'done';

@@ -188,6 +188,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const socketsMax = options.socketsMax ?? 20_000;
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? handshakeLimitsDefault.handshakeTimeoutMs;
   const handshakes = new PendingHandshakes(options.pendingHandshakesPerSourceMax ?? handshakeLimitsDefault.pendingHandshakesPerSourceMax);
+  // Parsed once here, not once per connection: PEM anchors were parsed again for every device's check.
+  const trustAnchors = options.trustAnchors.map((anchor) => (typeof anchor === 'string' ? parseCertificate(anchor) : anchor));
 
   const server: Server = createServer({
     cert: options.tls.certPem,
@@ -257,7 +259,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     try {
       if (der === undefined) throw new SdcError('GATEWAY_CERT_REFUSED', 'no client certificate');
       // Revocation is the core's check (it answers with AUTH_ERROR TRUST_CERT_REVOKED), so the simulator gets it too.
-      const verified = await verifyDeviceCertificate({ certDer: der, trustAnchors: options.trustAnchors, now: new Date(clock.nowMs()), isRevoked: () => false });
+      const verified = await verifyDeviceCertificate({ certDer: der, trustAnchors, now: new Date(clock.nowMs()), isRevoked: () => false });
       handle = core.acceptConnection({
         ...transport, deviceId: verified.deviceId, devicePublicKey: ed25519RawKey(parseCertificate(der)), certSerialHex: verified.serialHex,
         certNotAfterMs: verified.notAfter.getTime(),

@@ -265,8 +265,8 @@ export class EmbeddedBlobStore implements BlobStore {
     await unlink(this.#file(key, 'json')).catch(() => undefined);
   }
 
-  presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string> {
-    const endpoint = this.endpoint;
+  async presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string> {
+    const endpoint = this.endpoint; // throws (rejects) while no public base is known
     if (this.#presigner?.base !== endpoint.endpoint) this.#presigner = { base: endpoint.endpoint, presign: createPresigner(endpoint, this.#options.clock) };
     return this.#presigner.presign(method, key, expiresInSeconds);
   }

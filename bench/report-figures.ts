@@ -14,6 +14,8 @@ const colours = ['#4c78a8', '#f58518', '#54a24b', '#e45756', '#72b7b2', '#b279a2
 export const lineSeriesMax = colours.length;
 /** Points per series beyond this are thinned evenly: a day of 1 s samples stays a small file. */
 const pointsMax = 2_000;
+/** Series with at most this many points get a marker on each. */
+const markersMax = 40;
 
 function niceCeiling(value: number): number {
   if (value <= 0) return 1;
@@ -85,7 +87,11 @@ export function renderLineChartSvg(options: {
   series.forEach((s, i) => {
     const points = thin(s.points.filter(drawable)).map(([x, y]) => `${px(x)},${py(y)}`).join(' ');
     out.push(`<polyline class="series" data-series="${escapeXml(s.name)}" fill="none" stroke="${colours[i]}" stroke-width="1.5" points="${points}"/>`);
-    const lx = margin.left + i * 110;
+    // A few points (one per run, one per percentile) are marked, so a reader sees where the measurements are.
+    const drawn = s.points.filter(drawable);
+    if (drawn.length <= markersMax) for (const [x, y] of drawn) out.push(`<circle cx="${px(x)}" cy="${py(y)}" r="2.5" fill="${colours[i]}"/>`);
+    // Legend entries side by side, each as wide as its name (about 7 px a character at 12 px).
+    const lx = margin.left + series.slice(0, i).reduce((x, p) => x + 36 + p.name.length * 7, 0);
     out.push(`<rect x="${lx}" y="${height - 20}" width="12" height="12" fill="${colours[i]}"/>`);
     out.push(`<text x="${lx + 16}" y="${height - 10}">${escapeXml(s.name)}</text>`);
   });

@@ -42,7 +42,7 @@ test('ratio to baseline from roundtrip details, and from a ratio column (bus)', 
   const bus = benchReport({ benchmark: 'bus', parameters: {}, environment, results: [{ adapter: 'redis', appends_per_s: 100, ratio_to_redis_benchmark: 0.5 }, { adapter: 'redis-benchmark', appends_per_s: 200, ratio_to_redis_benchmark: 1 }], units: { appends_per_s: '1/s', ratio_to_redis_benchmark: 'x' } });
   ratioFigure({ path: 'b', report: bus as never, percentiles: [] }, 1, files);
   assert.equal(files['bench-2-bus-ratio.svg']!.match(/class="bar"/g)?.length, 2);
-  const none = benchReport({ benchmark: 'ed25519', parameters: {}, environment, results: [{ op: 'sign', ops_per_s: 1 }], units: { ops_per_s: '1/s' } });
+  const none = benchReport({ benchmark: 'ed25519', parameters: {}, environment, results: [{ op: 'sign', operations: 640, ops_per_s: 1 }], units: { operations: 'operations', ops_per_s: '1/s' } });
   assert.equal(ratioFigure({ path: 'c', report: none as never, percentiles: [] }, 2, files), undefined);
 });
 

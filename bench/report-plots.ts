@@ -43,7 +43,8 @@ export function ratioFigure(bench: Bench, index: number, files: Files): Block | 
     const keys = Object.keys(Object.values(ratios)[0] ?? {});
     groups = keys.map((key) => ({ label: key, values: Object.keys(ratios).slice(0, 6).map((k) => Math.max(0, num(ratios[k]?.[key]) ?? 0)) }));
   } else {
-    const column = Object.keys(report.units).find((c) => /ratio/.test(c) && report.results.some((r) => num(r[c]) !== undefined));
+    // A word of the name, not a substring: `operations` holds "ratio" too.
+    const column = Object.keys(report.units).find((c) => /(^|_)ratio(_|$)/.test(c) && report.results.some((r) => num(r[c]) !== undefined));
     if (column === undefined) return undefined;
     series = [column];
     groups = report.results.filter((r) => num(r[column]) !== undefined).slice(0, groupsMax).map((r) => ({ label: labelOf(r), values: [Math.max(0, num(r[column])!)] }));

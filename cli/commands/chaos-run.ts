@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createConnection as createMysqlConnection } from 'mysql2/promise';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -12,10 +13,11 @@ import { kvKeys } from '../../server/bus-contract/streams.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.js';
 import type { DeploymentMaterials } from '../../server/materials/materials.js';
-import type { FaultContext, RealFaultScenario, RunProxies } from './chaos-real/fault-context.js';
+import { failedByCode, type FaultContext, type RealFaultScenario, type RunProxies } from './chaos-real/fault-context.js';
 import { processFaultScenarios } from './chaos-real/process-faults.js';
 import { prepareProbes, probeTraces, runProbes, type ProbeKit, type ProbeOutcome } from './chaos-real/outside-probes.js';
 import { parseScenario, type Scenario } from '../../sim/scenario.js';
+import { rideOutStartOutage, startOutageRetry, type StartOutageFacts } from './chaos-real/start-outage.js';
 
 /**
  * `sdc chaos run` (issue 11): the real control plane and gateway on loopback TLS, real agents
@@ -58,7 +60,11 @@ const fastGateway: NonNullable<StartDeploymentOptions['gateway']> = {
   heartbeatIntervalMs: 1_000, authTimeoutMs: 3_000, ackTimeoutMs: 1_500, backoff: { baseMs: 200, maxMs: 1_000 },
   commandReadBlockMs: 100, aliveRefreshIntervalMs: 500, peerCheckIntervalMs: 500,
 };
-const fastControlPlane = { expirySweepIntervalMs: 500, redeliverySweepIntervalMs: 500, redispatchIntervalMs: 3_000 };
+/**
+ * The token checks allow 1 s of clock skew (30 s by default): every process of the run shares one
+ * clock, and the expired-JWT fault's 1 s tokens are then refused within 2 s of their issue, not 31 s.
+ */
+const fastControlPlane = { expirySweepIntervalMs: 500, redeliverySweepIntervalMs: 500, redispatchIntervalMs: 3_000, jwt: { clockSkewMs: 1_000 } };
 
 export const realFaultScenarios: readonly RealFaultScenario[] = [
   {
@@ -102,6 +108,14 @@ export const realFaultScenarios: readonly RealFaultScenario[] = [
     inject: ({ proxies: p }) => down(need(p.mysql, '--mysql')),
   },
   ...processFaultScenarios(fastGateway),
+  {
+    name: 'redis-down-at-start', summary: 'Redis unreachable (its proxy disabled) while the deployment starts: /readyz names it, the start waits and completes once it is back; no fault during the commands', needs: 'redis', downAtStart: 'redis', cutsSessions: false,
+    inject: async () => async () => undefined,
+  },
+  {
+    name: 'mysql-down-at-start', summary: 'MySQL unreachable (its proxy disabled) while the deployment starts: /readyz names it, the start waits and completes once it is back; no fault during the commands', needs: 'mysql', downAtStart: 'mysql', cutsSessions: false,
+    inject: async () => async () => undefined,
+  },
 ];
 
 export function realFaultScenario(name: string): RealFaultScenario | undefined {
@@ -217,19 +231,47 @@ async function startProxies(options: ChaosRunOptions, tag: string): Promise<Star
   }
 }
 
-/** The deployment with its agents' gateway address, and its stores, behind the proxies. */
+/**
+ * The deployment with its agents' gateway address, and its stores, behind the proxies. With a
+ * store down at start (`downAtStart`), its proxy is disabled first and the start ridden out.
+ */
 async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string, proxies: RunProxies, tag: string): Promise<Proxied> {
   const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
-  const deployment = await startDeployment({
+  const downAtStart = options.scenario.downAtStart;
+  const downProxy = downAtStart === undefined ? undefined : need(proxies[downAtStart], `--${downAtStart}`);
+  if (downProxy !== undefined) await down(downProxy);
+  let apiUrl: string | undefined;
+  const starting = startDeployment({
     materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: options.logger,
     advertisedGatewayUrls: [`wss://${proxies.gateway.listen}${agentPathDefault}`],
     ...(options.redisUrl === undefined ? {} : { redisUrl: throughProxy(options.redisUrl, proxies.redis!.listen), keyPrefix: `sdc-chaos-${tag}:` }),
     ...(options.mysqlUrl === undefined ? {} : { mysqlUrl: throughProxy(options.mysqlUrl, proxies.mysql!.listen) }),
     scryptParams: { N: 1024, r: 8, p: 1 }, gateway: fastGateway, controlPlaneTuning: fastControlPlane,
+    ...(downProxy === undefined ? {} : { storeRetry: startOutageRetry, onApiListening: (url: string) => { apiUrl = url; } }),
   });
+  let startOutage: StartOutageFacts | undefined;
+  let deployment: Deployment;
+  if (downProxy === undefined) deployment = await starting;
+  else {
+    const ridden = await rideOutStartOutage({ store: downAtStart!, proxy: downProxy, downForMs: options.faultMs, caPem: materials.rootCaPem, apiUrl: () => apiUrl, starting });
+    deployment = ridden.started;
+    startOutage = ridden.facts;
+    options.onProgress?.(`${downAtStart} down at start for ${options.faultMs} ms after /readyz named it; started ${ridden.facts.started_after_heal_ms} ms after it came back`);
+  }
   const { address } = deployment.gatewayServer;
   const gateway = await proxies.gateway.update({ enabled: true, listen: proxies.gateway.listen, upstream: `${address.host}:${address.port}` });
-  return { deployment, gateway, materials };
+  return { deployment, gateway, materials, ...(startOutage === undefined ? {} : { startOutage }) };
+}
+
+/** A store down at start must have been named by /readyz (503) while it was down, and the deployment ready (200) after. */
+function startOutageViolations(facts: StartOutageFacts): Array<{ checker: string; message: string }> {
+  const found: Array<{ checker: string; message: string }> = [];
+  const during = facts.readyz_while_down;
+  if (during === null || during.status !== 503 || !during.body.down.includes(facts.store)) {
+    found.push({ checker: 'readiness', message: `/readyz never answered 503 naming ${facts.store} while it was down at start: ${JSON.stringify(during)}` });
+  }
+  if (facts.readyz_after?.status !== 200) found.push({ checker: 'readiness', message: `/readyz after the start answered ${JSON.stringify(facts.readyz_after)}` });
+  return found;
 }
 
 /** The fault's timeline on the wall clock, from the first command: on at faultAtMs, healed faultMs later (or before the drain). */
@@ -299,10 +341,11 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
   // A token refused only once it is 31 s old (1 s life, 30 s of allowed skew) needs a longer command phase.
   const durationMs = Math.max(options.durationMs, options.scenario.minDurationMs ?? 0);
   if (durationMs !== options.durationMs) options.onProgress?.(`commands for ${durationMs} ms (this scenario needs at least that)`);
-  const run = { ...options, durationMs, drainBoundMs: options.scenario.drainBoundMs ?? options.drainBoundMs };
   const tag = Buffer.from(systemRandom.bytes(4)).toString('hex');
+  const database = options.mysqlUrl === undefined ? undefined : await createRunDatabase(options.mysqlUrl, tag);
+  const run = { ...options, durationMs, drainBoundMs: options.scenario.drainBoundMs ?? options.drainBoundMs, ...(database === undefined ? {} : { mysqlUrl: database.url }) };
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-chaos-run-'));
-  const started = await startProxies(run, tag);
+  const started = await startProxies(run, tag).catch(async (error: unknown) => { await database?.drop(); throw error; });
   let deployment: Deployment | undefined;
   const cleanups: Array<() => Promise<void>> = [];
   try {
@@ -315,13 +358,34 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
     await Promise.allSettled(started.names.map((name) => started.toxiproxy.get(name).then((p) => p.remove())));
     await started.server?.close();
     await rm(dataDir, { recursive: true, force: true });
+    await database?.drop().catch((error: unknown) => options.logger.warn({ err: error }, 'chaos run database not dropped'));
   }
+}
+
+/**
+ * A MySQL database of the run's own on the server --mysql names (dropped at the end): a run shares
+ * no table, lock row or schema change with other runs or tests on that server. Sharing the given
+ * database, a run's API calls and start waited on other processes' audit-chain locks and
+ * migrations (docs/chaos.md, the hang after a store cut).
+ */
+async function createRunDatabase(mysqlUrl: string, tag: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `sdc_chaos_${tag}`;
+  const url = new URL(mysqlUrl);
+  url.pathname = `/${name}`;
+  const admin = async (sql: string) => {
+    const connection = await createMysqlConnection({ uri: mysqlUrl });
+    try { await connection.query(sql); } finally { await connection.end(); }
+  };
+  await admin(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+  return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS \`${name}\``) };
 }
 
 interface Proxied {
   readonly deployment: Deployment;
   readonly gateway: Proxy;
   readonly materials: DeploymentMaterials;
+  /** What a store down at start looked like (downAtStart scenarios). */
+  readonly startOutage?: StartOutageFacts;
 }
 
 /**
@@ -336,9 +400,13 @@ async function runOnDeployment(options: ChaosRunOptions, setup: { started: Start
   const admin = `chaos-admin-${tag}`;
   const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
   await deployment.controlPlane!.auth.users.add({ name: admin, role: 'admin', password, nowMs: systemClock.nowMs() });
-  const kit = await prepareProbes({ deployment, tag, admin, targetDeviceId: 'unknown', withRevoked: options.scenario.needs === undefined });
+  const kit = await prepareProbes({ deployment, tag, admin, targetDeviceId: 'unknown' });
   const notes: Record<string, unknown> = {};
   const scenarioViolations: Array<{ checker: string; message: string }> = [];
+  if (proxied.startOutage !== undefined) {
+    notes.start_outage = proxied.startOutage;
+    scenarioViolations.push(...startOutageViolations(proxied.startOutage));
+  }
   const offline = new Set<string>();
   let context: FaultContext | undefined;
   const contextOf = (): FaultContext => {
@@ -355,7 +423,9 @@ async function runOnDeployment(options: ChaosRunOptions, setup: { started: Start
     url: deployment.apiUrl!, caPem: materials.rootCaPem,
     admin, password, scenario: workloadScenario(options), scenarioRef: `chaos:${options.scenario.name}`, seed: options.seed,
     agents: options.agents, durationMs: options.durationMs, processes: 1,
-    ...(options.scenario.chaosSettings ? { chaosSettings: options.scenario.chaosSettings } : {}),
+    // The workload's EXEC_LOCK_SCREEN (a privileged call, checked by the kernel against the signed
+    // command) succeeds on a mock with a screen lock: a failed command is then a fault's doing.
+    chaosSettings: { lockScreenSupported: true, ...options.scenario.chaosSettings },
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     tokenSource: async (passwordLogin) => (context?.shortTokens === true
       ? deployment.controlPlane!.auth.authority.issue({ sub: admin, role: 'admin', ttlMs: 1_000 })
@@ -381,6 +451,9 @@ async function runOnDeployment(options: ChaosRunOptions, setup: { started: Start
       probes.push(...await timeline.probesDuring, ...await probe('after'));
     },
   }).finally(() => timeline.heal().catch(() => undefined));
+  // Every run: failed commands by code. The mock kernels answer every opcode of the workload, so a
+  // failure is a fault's doing (kernel-errors, an agent killed mid-command), never the mix's.
+  notes.failed_by_code = await failedByCode(deployment, admin).catch((error: unknown) => ({ unreadable: (error as Error).message }));
   if (context !== undefined) await options.scenario.afterRun?.(run, context);
   const traces = await probeTraces(deployment, probeKit).catch((error: unknown) => [`the traces could not be read: ${(error as Error).message}`]);
   return reportOf(options, { started, proxies, timeline, run, agentsBackMs, probes, traces, notes, scenarioViolations, offline: offline.size });

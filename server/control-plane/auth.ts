@@ -43,6 +43,8 @@ export interface AuthServiceOptions {
   readonly tokenTtlMs?: number;
   readonly rotationIntervalMs?: number;
   readonly tokenTtlMsMax?: number;
+  /** Clock skew the verifier allows, and the authority keeps retired keys for (default 30 s). */
+  readonly clockSkewMs?: number;
   readonly scryptParams?: { N: number; r: number; p: number };
 }
 
@@ -73,9 +75,11 @@ export class AuthService {
       ...(options.tokenTtlMs === undefined ? {} : { tokenTtlMs: options.tokenTtlMs }),
       ...(options.rotationIntervalMs === undefined ? {} : { rotationIntervalMs: options.rotationIntervalMs }),
       ...(options.tokenTtlMsMax === undefined ? {} : { tokenTtlMsMax: options.tokenTtlMsMax }),
+      ...(options.clockSkewMs === undefined ? {} : { clockSkewMs: options.clockSkewMs }),
     });
     const verifier = JwtVerifier.create({
       issuer: options.issuer, audience: options.audience, clock: context.clock, fetchJwks: async () => authority.jwks(),
+      ...(options.clockSkewMs === undefined ? {} : { clockSkewMs: options.clockSkewMs }),
     });
     const users = new UserDirectory({ db: context.db, random: context.random, ...(options.scryptParams === undefined ? {} : { scryptParams: options.scryptParams }) });
     return new AuthService(context, users, authority, verifier);

@@ -65,6 +65,8 @@ export interface ControlPlaneOptions {
     readonly rotationIntervalMs?: number;
     /** Longest token lifetime (JwtAuthority default 1 h): how long a retired key stays published. */
     readonly tokenTtlMsMax?: number;
+    /** Clock skew the token checks allow (default 30 s): `sdc chaos run`'s expired-JWT fault lowers it to fit in seconds. */
+    readonly clockSkewMs?: number;
   };
   /**
    * How often the JWT key ring is checked for a due rotation and for retired keys past their
@@ -203,6 +205,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(options.jwt?.tokenTtlMs === undefined ? {} : { tokenTtlMs: options.jwt.tokenTtlMs }),
     ...(options.jwt?.rotationIntervalMs === undefined ? {} : { rotationIntervalMs: options.jwt.rotationIntervalMs }),
     ...(options.jwt?.tokenTtlMsMax === undefined ? {} : { tokenTtlMsMax: options.jwt.tokenTtlMsMax }),
+    ...(options.jwt?.clockSkewMs === undefined ? {} : { clockSkewMs: options.jwt.clockSkewMs }),
     ...(options.scryptParams === undefined ? {} : { scryptParams: options.scryptParams }),
   });
   const metrics = options.metrics ?? new ServiceMetrics();

@@ -57,7 +57,7 @@ export interface StartFleetOptions {
   readonly onlineTimeoutMs: number;
   readonly violations: ViolationLog;
   /** `sdc chaos run`: durable journals, a switchable kernel fault. */
-  readonly chaosSettings?: Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults'>;
+  readonly chaosSettings?: Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults' | 'lockScreenSupported'>;
 }
 
 /**

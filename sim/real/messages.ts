@@ -35,6 +35,11 @@ export interface WorkerSettings {
   readonly durableJournal?: boolean;
   /** `sdc chaos run`: the mock kernels get a status fault that is off until a `kernel_faults` message turns it on. */
   readonly switchableKernelFaults?: boolean;
+  /**
+   * `sdc chaos run`: the mock kernels have a session manager to lock, so EXEC_LOCK_SCREEN succeeds
+   * and a failed command means a fault (default: none, EXEC_LOCK_SCREEN fails KERNEL_NOT_SUPPORTED).
+   */
+  readonly lockScreenSupported?: boolean;
 }
 
 /** What a chaos run asks of one device (bounded: the run asks about a few). */

@@ -113,7 +113,7 @@ export class WorkerFleet {
       const serviceSeed = random.bytes(32);
       const device = new MockIoctlDevice({
         ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock, scheduler: systemScheduler,
-        faults: kernelFaults, random: random.fork(),
+        faults: kernelFaults, random: random.fork(), lockScreenSupported: settings.lockScreenSupported === true,
         commandKeys: kernelCommandKeys(identity),
       });
       const bridge = new IoctlKernelBridge({

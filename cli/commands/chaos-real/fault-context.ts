@@ -56,10 +56,15 @@ export interface RealFaultScenario {
   /** The fault of `sdc chaos matrix` it puts on real sockets. */
   readonly matrixFault?: string;
   readonly needs?: 'redis' | 'mysql';
+  /**
+   * The store whose proxy is disabled before the deployment starts (faults at t = 0,
+   * chaos-real/start-outage.ts): kept down --fault-for after /readyz names it, then enabled.
+   */
+  readonly downAtStart?: 'redis' | 'mysql';
   /** Whether the fault ends sessions (the run then expects agents to have reconnected). */
   readonly cutsSessions: boolean;
   /** Worker settings the fault needs. */
-  readonly chaosSettings?: Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults'>;
+  readonly chaosSettings?: Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults' | 'lockScreenSupported'>;
   /** The workload's command TTL (default: longer than the drain bound, so none expires). */
   readonly commandTtlMs?: number;
   /** The drain bound it needs (below commandTtlMs, which the workload's scenario requires). */
@@ -86,4 +91,23 @@ export async function waitFor<T>(check: () => Promise<T | undefined>, boundMs: n
     if (Date.now() >= deadline) return undefined;
     await sleepMs(pollMs);
   }
+}
+
+/**
+ * The run's failed commands by the error code of the device-signed result kept with each
+ * (`KERNEL_REFUSED:IO_ERROR` when the kernel's status is named in its message), read from SQL; only
+ * this run's operator's (a MySQL database may hold other runs' commands).
+ */
+export async function failedByCode(deployment: Deployment, admin: string): Promise<Record<string, number>> {
+  const rows = await deployment.stores.sql!.query<{ result_json: unknown }>("SELECT result_json FROM commands WHERE created_by = ? AND state IN ('failed', 'failed_late')", [admin]);
+  const codes: Record<string, number> = {};
+  for (const row of rows) {
+    const text = typeof row.result_json === 'string' ? row.result_json : JSON.stringify(row.result_json ?? null);
+    const code = /\\?"code\\?":\s*\\?"([A-Z0-9_]+)/.exec(text)?.[1] ?? 'none';
+    // KERNEL_REFUSED names the kernel's status in its message ("... refused with IO_ERROR").
+    const status = /refused with ([A-Z_]+)/.exec(text)?.[1];
+    const key = status === undefined ? code : `${code}:${status}`;
+    codes[key] = (codes[key] ?? 0) + 1;
+  }
+  return codes;
 }

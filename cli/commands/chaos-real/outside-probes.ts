@@ -42,8 +42,7 @@ export interface ProbeOutcome {
 
 export interface ProbeKit {
   readonly selfSigned: DeviceMaterial;
-  /** Absent for the store cuts: see prepareProbes. */
-  readonly revoked?: DeviceMaterial;
+  readonly revoked: DeviceMaterial;
   readonly forgedToken: string;
   /** Any device of the run (the probe's HTTP calls name it, so that only the token can refuse them). */
   readonly targetDeviceId: string;
@@ -84,15 +83,11 @@ async function forgedToken(admin: string): Promise<string> {
   return foreign.issue({ sub: admin, role: 'admin' });
 }
 
-/**
- * `withRevoked: false` for the Redis and MySQL cuts: with a device revoked before the run, an API
- * call after a store cut's heal went unanswered for 15 s (HTTP_UNREACHABLE) on Redis + MariaDB,
- * and not without it (docs/chaos.md, finding, not diagnosed); those runs try the other probes.
- */
-export async function prepareProbes(options: { deployment: Deployment; tag: string; admin: string; targetDeviceId: string; withRevoked: boolean }): Promise<ProbeKit> {
+/** Every run's kit, the store cuts' included (they once ran without the revoked device: docs/chaos.md). */
+export async function prepareProbes(options: { deployment: Deployment; tag: string; admin: string; targetDeviceId: string }): Promise<ProbeKit> {
   return {
     selfSigned: await selfSignedDevice(`chaos-probe-${options.tag}-selfsigned`),
-    ...(options.withRevoked ? { revoked: await revokedDevice(options.deployment, `chaos-probe-${options.tag}-revoked`) } : {}),
+    revoked: await revokedDevice(options.deployment, `chaos-probe-${options.tag}-revoked`),
     forgedToken: await forgedToken(options.admin),
     targetDeviceId: options.targetDeviceId,
   };
@@ -147,7 +142,7 @@ export async function runProbes(options: { kit: ProbeKit; gatewayUrl: string; ap
   return [
     await tls('tls_no_certificate', undefined, tlsRefused),
     await tls('tls_self_signed', kit.selfSigned, tlsRefused),
-    ...(kit.revoked === undefined ? [] : [await tls('tls_revoked', kit.revoked, ['TRUST_CERT_REVOKED'])]),
+    await tls('tls_revoked', kit.revoked, ['TRUST_CERT_REVOKED']),
     await http('http_no_token', undefined, ['401 API_UNAUTHENTICATED']),
     await http('http_malformed_token', 'not-a-jwt', ['401 JWT_MALFORMED']),
     await http('http_forged_token', kit.forgedToken, ['401 JWT_UNKNOWN_KID']),
@@ -157,7 +152,7 @@ export async function runProbes(options: { kit: ProbeKit; gatewayUrl: string; ap
 /** After the run: no probe device ever had a session (presence key), and no command carries the probe opcode. */
 export async function probeTraces(deployment: Deployment, kit: ProbeKit): Promise<string[]> {
   const found: string[] = [];
-  for (const device of kit.revoked === undefined ? [kit.selfSigned] : [kit.selfSigned, kit.revoked]) {
+  for (const device of [kit.selfSigned, kit.revoked]) {
     if ((await deployment.stores.kv.get(kvKeys.presence(device.deviceId))) !== null) found.push(`probe device ${device.deviceId} has a presence key (a session was opened)`);
   }
   // The device the probes named: a shared MySQL database holds other runs' commands, this opcode among them.

@@ -8,7 +8,7 @@ import { normalizeSerialHex } from '../../../trust/serial-number.js';
 import { createNodeEd25519Provider } from '../../../runtime/ed25519-node.js';
 import { crashGateway, startReplacementGateway } from './gateway-restart.js';
 import { gatewayAnswer } from './outside-probes.js';
-import { waitFor, type FaultContext, type RealFaultScenario } from './fault-context.js';
+import { failedByCode, waitFor, type FaultContext, type RealFaultScenario } from './fault-context.js';
 import type { GatewayCoreOptions } from '../../../server/gateway/gateway-core.js';
 
 /**
@@ -24,6 +24,8 @@ const provider = createNodeEd25519Provider();
 const deploymentGatewayId = 'gw-1';
 /** The gateway closes a revoked device's session at once on the revocation notice (docs/gateway.md 7); this is our allowance for "at once" on a busy machine. The fallback, a lost notice, is the 60 s session re-check. */
 export const revokedCloseBoundMs = 5_000;
+/** How long the revoked agent may take to be refused once (its reconnect backoff is at most 8 s). */
+const revokedRefusalBoundMs = 15_000;
 /** Beyond and within the gateway's clock bound (5 min): 400 s and 200 s. */
 const skewBeyondMs = clockOffsetLimits.offsetMsMax + 100_000;
 const skewWithinMs = clockOffsetLimits.offsetMsMax - 100_000;
@@ -72,20 +74,9 @@ export function processFaultScenarios(gatewayTuning: Partial<GatewayCoreOptions>
         return async () => { context.pool.broadcast({ type: 'kernel_faults', numerator: 0, denominator: 1, status: 'IO_ERROR' }); };
       },
       afterRun: async (run, context) => {
-        // Commands fail for other reasons too, so the fault bit only if some failure names the kernel's IO_ERROR.
-        // The device-signed result frame is kept with the command (result_json); its body names the error's code.
-        const rows = await context.deployment.stores.sql!.query<{ result_json: unknown }>("SELECT result_json FROM commands WHERE created_by = ? AND state = 'failed'", [context.admin]);
-        const codes: Record<string, number> = {};
-        for (const row of rows) {
-          const text = typeof row.result_json === 'string' ? row.result_json : JSON.stringify(row.result_json ?? null);
-          const code = /\\?"code\\?":\s*\\?"([A-Z0-9_]+)/.exec(text)?.[1] ?? 'none';
-          // KERNEL_REFUSED names the kernel's status in its message ("... refused with IO_ERROR").
-          const status = /refused with ([A-Z_]+)/.exec(text)?.[1];
-          const key = status === undefined ? code : `${code}:${status}`;
-          codes[key] = (codes[key] ?? 0) + 1;
-        }
+        // The fault bit only if some failure names the kernel's IO_ERROR (every run notes failed_by_code).
+        const codes = await failedByCode(context.deployment, context.admin);
         context.note('commands_failed', run.commandsByState.failed ?? 0);
-        context.note('failed_by_code', codes);
         if (!Object.keys(codes).some((code) => code.includes('IO_ERROR'))) context.violation('fault', `no command failed with the kernel's IO_ERROR (failures by code: ${JSON.stringify(codes)})`);
       },
     },
@@ -118,8 +109,10 @@ export function processFaultScenarios(gatewayTuning: Partial<GatewayCoreOptions>
       },
     },
     {
-      name: 'jwt-expiry', matrixFault: 'expired_jwt', cutsSessions: false, minDurationMs: 40_000,
-      summary: "the operator's logins give 1 s tokens during the fault (the verifier allows 30 s of skew): requests get 401 JWT_EXPIRED, the client logs in again and sends the same request once",
+      // A 1 s token is refused within 2 s of its issue (the run's verifier allows 1 s of skew), so
+      // 3 s of commands after the fault starts show a refusal whatever the fault's length.
+      name: 'jwt-expiry', matrixFault: 'expired_jwt', cutsSessions: false, minDurationMs: 6_000,
+      summary: "the operator's logins give 1 s tokens during the fault (the run's verifier allows 1 s of skew): requests get 401 JWT_EXPIRED, the client logs in again and sends the same request once",
       inject: async (context) => {
         context.shortTokens = true;
         await context.api.logInAgain();
@@ -137,10 +130,10 @@ export function processFaultScenarios(gatewayTuning: Partial<GatewayCoreOptions>
       },
     },
     {
-      // Commands already queued for the device when it is revoked stay queued: the control plane
-      // does not end them at revocation (docs/chaos.md, finding). A 12 s TTL ends them, expired,
-      // within an 11 s drain; afterRun checks that no other device's command expired.
-      name: 'cert-revoked', matrixFault: 'revoked_certificate', cutsSessions: true, commandTtlMs: 12_000, drainBoundMs: 11_000,
+      // The revocation ends the device's unfinished commands at once (canceled, API_DEVICE_REVOKED),
+      // so the run keeps the usual TTL and drain. afterRun checks that no other device's command
+      // was canceled or ended by its TTL, and that none of the device's is left unfinished.
+      name: 'cert-revoked', matrixFault: 'revoked_certificate', cutsSessions: true,
       summary: `one connected device revoked through the control plane: its session closed within ${revokedCloseBoundMs / 1000} s (4003 TRUST_CERT_REVOKED), its reconnections refused, no command delivered to it after`,
       inject: async (context) => {
         const victim = context.agents[0]!;
@@ -166,10 +159,16 @@ export function processFaultScenarios(gatewayTuning: Partial<GatewayCoreOptions>
         const deliveriesAtRevocation = closed?.deliveries ?? before?.deliveries ?? 0;
         return async () => {
           // Revocation does not heal. What held meanwhile: the agent kept being refused, and took no command.
+          // A short fault may end before the agent tried again: wait (bounded) for a refusal to show.
+          const refusedReason = (reasons: readonly string[]) => reasons.some((r) => r.includes('TRUST_CERT_REVOKED') || r.includes(String(closeCodes.revoked)));
+          await waitFor(async () => {
+            const seen = (await context.pool.deviceFacts([victim.deviceId]))[0];
+            return seen !== undefined && refusedReason(seen.closeReasons) ? seen : undefined;
+          }, revokedRefusalBoundMs, 100);
           const facts = (await context.pool.deviceFacts([victim.deviceId]))[0];
           context.note('revoked_device_close_reasons', facts?.closeReasons ?? []);
           if (facts?.ready) context.violation('no_unauthenticated_access', 'the revoked device has a session again');
-          if (!(facts?.closeReasons ?? []).some((r) => r.includes('TRUST_CERT_REVOKED') || r.includes(String(closeCodes.revoked)))) {
+          if (!refusedReason(facts?.closeReasons ?? [])) {
             context.violation('no_unauthenticated_access', `the revoked device's sessions closed for ${JSON.stringify(facts?.closeReasons ?? [])}, never TRUST_CERT_REVOKED`);
           }
           if ((facts?.deliveries ?? 0) > deliveriesAtRevocation) context.violation('no_unauthenticated_access', `the revoked device took ${(facts?.deliveries ?? 0) - deliveriesAtRevocation} command(s) after its session was closed`);
@@ -180,13 +179,19 @@ export function processFaultScenarios(gatewayTuning: Partial<GatewayCoreOptions>
         };
       },
       afterRun: async (_run, context) => {
-        // The short TTL must not make "none lost" hold by expiry: only the revoked device's commands may have expired
-        // (this run's operator's: a MySQL database may hold other runs' commands).
+        // Only the revoked device's commands may have been canceled; none may have ended by its TTL (this run's operator's).
         const victim = context.agents[0]!.deviceId;
-        const rows = await context.deployment.stores.sql!.query<{ device_id: string; n: number | string }>("SELECT device_id, COUNT(*) AS n FROM commands WHERE state = 'expired' AND created_by = ? GROUP BY device_id", [context.admin]);
-        const expired = Object.fromEntries(rows.map((r) => [r.device_id, Number(r.n)]));
-        context.note('commands_expired_by_device', expired);
-        for (const [deviceId, n] of Object.entries(expired)) if (deviceId !== victim) context.violation('none_lost', `${n} command(s) of ${deviceId}, which was not revoked, expired`);
+        const rows = await context.deployment.stores.sql!.query<{ device_id: string; state: string; n: number | string }>(
+          "SELECT device_id, state, COUNT(*) AS n FROM commands WHERE state IN ('expired', 'timed_out', 'canceled', 'queued', 'sent', 'ack_received', 'executing') AND created_by = ? GROUP BY device_id, state", [context.admin]);
+        const byDevice: Record<string, Record<string, number>> = {};
+        for (const r of rows) byDevice[r.device_id] = { ...byDevice[r.device_id], [r.state]: Number(r.n) };
+        context.note('commands_not_run_by_device', byDevice);
+        for (const [deviceId, states] of Object.entries(byDevice)) {
+          const notCanceled = Object.entries(states).filter(([state]) => state !== 'canceled');
+          if (deviceId !== victim && Object.keys(states).length > 0) context.violation('none_lost', `commands of ${deviceId}, which was not revoked, ended ${JSON.stringify(states)}`);
+          // The revoked device's unfinished commands were canceled at the revocation, not left to their TTL.
+          if (deviceId === victim && notCanceled.length > 0) context.violation('liveness', `commands of the revoked device not canceled at the revocation: ${JSON.stringify(states)}`);
+        }
       },
     },
   ];

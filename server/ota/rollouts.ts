@@ -321,16 +321,16 @@ export class RolloutService {
       return true;
     });
     if (!moved) return;
+    // Counted as soon as the terminal state is committed: a reader who sees the execution finished
+    // (the API, the audit chain) also sees it counted.
+    if (terminal) this.#o.onExecutionFinished?.(decision.to);
     await this.#ctx.settleAudit();
     this.#ctx.logger.info({ device_id: execution.deviceId, execution_id: execution.executionId, event, from: decision.from, to: decision.to }, 'OTA execution moved');
     const after = await readExecution(this.#ctx.db, execution.executionId);
     if (after === undefined) return;
     // A new nonce, or a move to rolling_back by cancel, is news for the device; a terminal state clears its notice.
     if (healthNonce !== null || terminal) await this.#pushNotice(after);
-    if (terminal) {
-      this.#o.onExecutionFinished?.(decision.to);
-      await this.tick(execution.rolloutId);
-    }
+    if (terminal) await this.tick(execution.rolloutId);
   }
 
   /** The periodic pass: timeouts of every active execution of running or paused rollouts, then a tick of each running rollout. */

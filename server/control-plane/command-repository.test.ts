@@ -135,10 +135,19 @@ function suite(pair: StorePair): void {
 
     // Group commit (issue 17): transitions applied while others commit share one transaction.
     const countingTransactions = () => {
-      const counter = { transactions: 0 };
+      const counter = { transactions: 0, statements: 0 };
       const db = new Proxy(h.db, {
         get(target, property, receiver) {
-          if (property === 'transaction') return (fn: Parameters<typeof target.transaction>[0]) => { counter.transactions += 1; return target.transaction(fn); };
+          if (property === 'transaction') {
+            return (fn: Parameters<typeof target.transaction>[0]) => {
+              counter.transactions += 1;
+              return target.transaction((tx) => fn({
+                dialect: tx.dialect,
+                query: (sql, params) => { counter.statements += 1; return tx.query(sql, params); },
+                execute: (sql, params) => { counter.statements += 1; return tx.execute(sql, params); },
+              } as typeof tx));
+            };
+          }
           const value = Reflect.get(target, property, receiver) as unknown;
           return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
         },
@@ -176,6 +185,31 @@ function suite(pair: StorePair): void {
       // Alone: its own transaction.
       assert.equal(await repository.apply(effects[1]!, { alone: true }), false);
       assert.equal(counter.transactions, 2);
+      for (const command of [a, b, c]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
+    it('a group of different commands decides its compare-and-sets on rows read under lock and writes the winners in one UPDATE', async () => {
+      const [a, b, c] = [await create(), await create(), await create()];
+      const { db, counter } = countingTransactions();
+      const repository = new CommandRepository({ db, audit: h.cp.context.audit });
+      const effects = [await deliverDecision(repository, a.id), await deliverDecision(repository, b.id), await deliverDecision(repository, c.id)];
+      // c moves on before the group: its decision (from queued) is stale.
+      await h.cp.commands.transition(c.id, 'deliver', h.clock.nowMs());
+      await h.cp.commands.transition(c.id, 'ack', h.clock.nowMs());
+      const before = { ...counter };
+      const outcomes = await Promise.all(effects.map((member) => repository.apply(member)));
+      assert.deepEqual(outcomes, [true, true, false]);
+      assert.equal(counter.transactions - before.transactions, 1);
+      // A locking read, one UPDATE, one history INSERT, one outbox INSERT.
+      assert.equal(counter.statements - before.statements, 4);
+      for (const command of [a, b]) {
+        const stored = await h.cp.commands.get(command.id);
+        assert.equal(stored.state, 'sent');
+        assert.equal(stored.attempts, 1, 'deliver counts an attempt');
+        assert.deepEqual(stored.history.map((entry) => entry.state), ['queued', 'sent']);
+      }
+      assert.equal((await h.cp.commands.get(c.id)).state, 'ack_received', 'the loser changed nothing');
+      assert.deepEqual((await h.cp.commands.get(c.id)).history.map((entry) => entry.state), ['queued', 'sent', 'ack_received']);
       for (const command of [a, b, c]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
     });
 

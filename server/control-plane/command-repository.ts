@@ -417,8 +417,9 @@ export class CommandRepository {
   }
 
   /**
-   * One transaction for a group of transitions (group commit, issue 17): each member's
-   * compare-and-set UPDATE runs on its own, in order; a member whose UPDATE matched nothing lost
+   * One transaction for a group of transitions (group commit, issue 17): the members'
+   * compare-and-sets are decided on the group's rows read under lock and written in one UPDATE
+   * (updateStates); a member whose compare-and-set failed lost
    * (it changes nothing, and its history and audit rows are not written) and is answered false, so
    * its caller reads the row again and retries alone. The winners' history rows and their audit
    * records (the outbox) go in as multi-row INSERTs, and one COMMIT makes them all
@@ -430,20 +431,16 @@ export class CommandRepository {
     let won: readonly boolean[];
     try {
       won = await this.#db.transaction(async (tx) => {
-        const outcome: boolean[] = [];
+        const outcome = await updateStates(tx, members.map((member) => member.effects[0] as StateUpdate));
         const history: Array<Extract<TransactionEffect, { type: 'append_history' }>> = [];
         const audits: Array<Extract<TransactionEffect, { type: 'record_audit' }>> = [];
-        for (const member of members) {
-          let applied = true;
+        members.forEach((member, index) => {
+          if (!outcome[index]) return;
           for (const effect of member.effects) {
-            if (effect.type === 'update_state') applied = await tryUpdateState(tx, effect);
-            else if (!applied) break;
-            else if (effect.type === 'append_history') history.push(effect);
+            if (effect.type === 'append_history') history.push(effect);
             else if (effect.type === 'record_audit') audits.push(effect);
-            if (!applied) break;
           }
-          outcome.push(applied);
-        }
+        });
         await insertHistory(tx, history);
         await this.#audit.recordMany(tx, audits.map((effect) => effect.entry));
         return outcome;
@@ -478,29 +475,25 @@ export class CommandRepository {
   // --- dispatch bookkeeping (single statements, outside a transaction) -------------------------
 
   /**
-   * Records, before its append, that the command leaves the control plane (`first_dispatched_at`,
-   * if not set yet), and the gateway and the dispatch time, in one statement (issue 17: it was two
-   * or three). From then on a device may have it, and its TTL passing makes it `timed_out`, never
-   * `expired`. This update and the `expire` transition are both conditional on the row, so one of
-   * them wins. False, and
-   * nothing changed, for a command that is finished (the sweep expired it first) or gone. If the
-   * append then fails, `dispatchFailed` takes the gateway and the time back.
+   * Records that the command leaves the control plane (`first_dispatched_at`, if not set yet),
+   * before its append: from then on a device may have it, and its TTL passing makes it
+   * `timed_out`, never `expired`. This update and the `expire` transition are both conditional on
+   * the row, so one of them wins: false, and nothing changed, for a command that is finished (the
+   * sweep expired it first) or gone. One statement whether or not it was stamped before (issue 17:
+   * a stamped command cost an UPDATE and a SELECT). The gateway is recorded only after the append
+   * (recordDispatch): until then a concurrent dispatch for the device still sees the command as
+   * waiting and appends it again ahead of its later ones, so a later command never overtakes it.
    */
-  async markDispatching(commandId: string, gatewayId: string, atMs: number): Promise<boolean> {
+  async markLeaving(commandId: string, atMs: number): Promise<boolean> {
     const marked = await this.#db.execute(
-      `UPDATE commands SET first_dispatched_at = COALESCE(first_dispatched_at, ?), gateway_id = ?, dispatched_at = ? WHERE id = ? AND state IN (${deliverableList})`,
-      [atMs, gatewayId, atMs, commandId],
+      `UPDATE commands SET first_dispatched_at = COALESCE(first_dispatched_at, ?) WHERE id = ? AND state IN (${deliverableList})`,
+      [atMs, commandId],
     );
     return marked.changes === 1;
   }
 
-  /**
-   * The append after markDispatching failed: no gateway holds the command and it is due at once
-   * (the next create for its device or the next redelivery sweep sends it). `first_dispatched_at`
-   * stays: a device may have it for all the control plane knows (a timeout, not an expiry).
-   */
-  async dispatchFailed(commandId: string, gatewayId: string): Promise<void> {
-    await this.#db.execute('UPDATE commands SET gateway_id = NULL, dispatched_at = NULL WHERE id = ? AND gateway_id = ?', [commandId, gatewayId]);
+  async recordDispatch(commandId: string, gatewayId: string, atMs: number): Promise<void> {
+    await this.#db.execute('UPDATE commands SET gateway_id = ?, dispatched_at = ? WHERE id = ?', [gatewayId, atMs, commandId]);
   }
 
   /** A device without a gateway: only the time, so the command waits a redispatch interval before the sweep picks it again. */
@@ -536,6 +529,54 @@ async function tryUpdateState(tx: SqlExecutor, effect: Extract<TransactionEffect
     [effect.to, effect.atMs, effect.attemptsIncrement, effect.resultFrame, effect.commandId, effect.from, effect.onlyIfNeverDispatched ? 1 : 0],
   );
   return updated.changes === 1;
+}
+
+type StateUpdate = Extract<TransactionEffect, { type: 'update_state' }>;
+
+/** Commands per locking read and per CASE UPDATE of a group (4 CASE arms of 2 parameters each). */
+const stateUpdatesPerStatementMax = 64;
+
+/**
+ * The compare-and-sets of a group, in two statements instead of one UPDATE each: the group's rows
+ * read under lock (`FOR UPDATE` on MySQL, in id order; SQLite's transactions run one at a time),
+ * each member decided on them (the state it was decided from, and never dispatched when it asks
+ * for that), and the winners written by one UPDATE. Under the lock nobody changes those rows
+ * before the commit, so this decides exactly what the per-row compare-and-set would. A group that
+ * names one command twice, or is larger than the statement bound, is done row by row
+ * (tryUpdateState). Returns, per member, whether it won.
+ */
+async function updateStates(tx: SqlExecutor, updates: readonly StateUpdate[]): Promise<boolean[]> {
+  const ids = [...new Set(updates.map((update) => update.commandId))].sort();
+  if (updates.length === 1 || ids.length !== updates.length || ids.length > stateUpdatesPerStatementMax) {
+    const outcome: boolean[] = [];
+    for (const update of updates) outcome.push(await tryUpdateState(tx, update));
+    return outcome;
+  }
+  const list = ids.map(() => '?').join(', ');
+  const rows = await tx.query<{ id: string; state: string; first_dispatched_at: number | null }>(
+    `SELECT id, state, first_dispatched_at FROM commands WHERE id IN (${list}) ORDER BY id${tx.dialect === 'mysql' ? ' FOR UPDATE' : ''}`, ids);
+  const current = new Map(rows.map((row) => [row.id, row]));
+  const outcome = updates.map((update) => {
+    const row = current.get(update.commandId);
+    return row !== undefined && row.state === update.from && (!update.onlyIfNeverDispatched || row.first_dispatched_at === null);
+  });
+  const winners = updates.filter((_, index) => outcome[index]);
+  if (winners.length === 0) return outcome;
+  const arms = (value: (update: StateUpdate) => SqlValue) => ({
+    sql: `CASE id ${winners.map(() => 'WHEN ? THEN ?').join(' ')} END`, params: winners.flatMap((update) => [update.commandId, value(update)]),
+  });
+  const state = arms((update) => update.to);
+  const updatedAt = arms((update) => update.atMs);
+  const attempts = arms((update) => update.attemptsIncrement);
+  const result = arms((update) => update.resultFrame);
+  const updated = await tx.execute(
+    `UPDATE commands SET state = ${state.sql}, updated_at = ${updatedAt.sql}, attempts = attempts + ${attempts.sql}, result_json = COALESCE(${result.sql}, result_json)
+     WHERE id IN (${winners.map(() => '?').join(', ')})`,
+    [...state.params, ...updatedAt.params, ...attempts.params, ...result.params, ...winners.map((update) => update.commandId)],
+  );
+  // Locked rows cannot have changed: anything else is a store that does not do what we asked, and fails the group.
+  if (updated.changes !== winners.length) throw new SdcError('STORE_CONFLICT', `group UPDATE changed ${updated.changes} of ${winners.length} locked commands`);
+  return outcome;
 }
 
 /** History rows per INSERT statement in a group commit (4 parameters each). */

@@ -354,22 +354,15 @@ export class CommandService {
 
   /**
    * Appends the command to the gateway's stream; false (nothing appended) when it is finished
-   * already. It is marked as leaving the control plane first (CommandRepository.markDispatching), so
+   * already. It is marked as leaving the control plane first (CommandRepository.markLeaving), so
    * the expiry sweep times it out rather than expiring it once a device may have it.
    */
   async #append(command: SignedCommand, gateway: string, traceparent: string | undefined): Promise<boolean> {
-    // Leaving, the gateway and the time in one UPDATE before the append (issue 17); taken back if the append fails.
-    if (!(await this.#repository.markDispatching(command.id, gateway, this.#ctx.clock.nowMs()))) return false;
+    if (!(await this.#repository.markLeaving(command.id, this.#ctx.clock.nowMs()))) return false;
     const entry = encodeBusEntry('deliver', { command, ...(traceparent === undefined ? {} : { traceparent }) });
-    try {
-      await this.#ctx.bus.append(gatewayCommandStream(gateway), entry, { maxLen: streamMaxLen.gatewayCommands });
-    } catch (error) {
-      // If this fails too, the command looks held by the gateway: the redelivery sweep sends it once the redispatch interval passed.
-      await this.#repository.dispatchFailed(command.id, gateway).catch((undo: unknown) => {
-        this.#ctx.logger.warn({ err: undo, commandId: command.id }, 'failed dispatch not taken back; the redelivery sweep sends the command after its interval');
-      });
-      throw error;
-    }
+    await this.#ctx.bus.append(gatewayCommandStream(gateway), entry, { maxLen: streamMaxLen.gatewayCommands });
+    // After the append, never before: a concurrent dispatch for the device must still see it waiting (markLeaving).
+    await this.#repository.recordDispatch(command.id, gateway, this.#ctx.clock.nowMs());
     this.#ctx.logger.info({ commandId: command.id, gatewayId: gateway, ...traceLogFields(traceparent) }, 'command dispatched to its gateway');
     return true;
   }

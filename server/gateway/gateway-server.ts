@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
@@ -10,7 +11,7 @@ import { isDeviceId } from '../../core/protocol/device-id.js';
 import { defaultProtocolLimits } from '../../core/protocol/limits.js';
 import type { Clock } from '../../core/ports/ports.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
-import { hexFromBytes } from '../../core/crypto/bytes.js';
+import { bytesFromBase64url, hexFromBytes } from '../../core/crypto/bytes.js';
 import { verifyDeviceCertificate } from '../../trust/verify-device-certificate.js';
 import { oidCommonName } from '../../trust/device-profile.js';
 import { parseCertificate, type x509 } from '../../trust/x509-provider.js';
@@ -130,11 +131,16 @@ class PendingHandshakes {
   }
 }
 
-/** The raw 32-byte key of an Ed25519 SubjectPublicKeyInfo (12-byte header + key). */
-function ed25519RawKey(certificate: x509.X509Certificate): Uint8Array {
-  const spki = new Uint8Array(certificate.publicKey.rawData);
-  if (spki.length !== 44) throw new SdcError('TRUST_CERT_PROFILE', 'device key is not Ed25519');
-  return spki.slice(12);
+/**
+ * The raw 32-byte Ed25519 key of the peer's certificate, read through node:crypto from the
+ * certificate the TLS layer already parsed, instead of a second @peculiar/x509 parse. Measured:
+ * the first parse (inside verifyDeviceCertificate) is what costs RSS per connection; this second
+ * one added nothing measurable (docs/benchmarks.md, "where the gateway's extra memory goes").
+ */
+function ed25519RawKey(certificate: X509Certificate): Uint8Array {
+  const key = certificate.publicKey;
+  if (key.asymmetricKeyType !== 'ed25519') throw new SdcError('TRUST_CERT_PROFILE', 'device key is not Ed25519');
+  return bytesFromBase64url(String(key.export({ format: 'jwk' }).x), { code: 'TRUST_CERT_PROFILE', name: 'device key', length: 32 });
 }
 
 /**
@@ -239,16 +245,17 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       return;
     }
     const tlsSocket = request.socket as TLSSocket;
-    const der = tlsSocket.getPeerCertificate(false)?.raw;
+    const peer = tlsSocket.getPeerX509Certificate();
     wss.handleUpgrade(request, socket, head, (ws) => {
-      void admit(ws, der === undefined ? undefined : new Uint8Array(der)).catch((error: unknown) => {
+      void admit(ws, peer).catch((error: unknown) => {
         logger.error({ err: error }, 'connection admission failed');
         ws.terminate();
       });
     });
   });
 
-  async function admit(ws: WebSocket, der: Uint8Array | undefined): Promise<void> {
+  async function admit(ws: WebSocket, peer: X509Certificate | undefined): Promise<void> {
+    const der = peer === undefined ? undefined : new Uint8Array(peer.raw);
     const transport = {
       send: (bytes: Uint8Array) => { if (ws.readyState === ws.OPEN) ws.send(bytes); },
       close: (code: number, reason: string) => { if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason); },
@@ -257,11 +264,11 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     };
     let handle: ConnectionHandle;
     try {
-      if (der === undefined) throw new SdcError('GATEWAY_CERT_REFUSED', 'no client certificate');
+      if (peer === undefined || der === undefined) throw new SdcError('GATEWAY_CERT_REFUSED', 'no client certificate');
       // Revocation is the core's check (it answers with AUTH_ERROR TRUST_CERT_REVOKED), so the simulator gets it too.
       const verified = await verifyDeviceCertificate({ certDer: der, trustAnchors, now: new Date(clock.nowMs()), isRevoked: () => false });
       handle = core.acceptConnection({
-        ...transport, deviceId: verified.deviceId, devicePublicKey: ed25519RawKey(parseCertificate(der)), certSerialHex: verified.serialHex,
+        ...transport, deviceId: verified.deviceId, devicePublicKey: ed25519RawKey(peer), certSerialHex: verified.serialHex,
         certNotAfterMs: verified.notAfter.getTime(),
       });
     } catch (error) {

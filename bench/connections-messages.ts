@@ -9,6 +9,12 @@ export interface ServerMemory {
   readonly heapUsedBytes: number;
   /** Every other V8 and Buffer allocation: external plus array buffers. */
   readonly externalBytes: number;
+  /**
+   * Resident bytes of V8's young generation (new space, physical). V8 shrinks it in a process
+   * that has gone quiet (the bare server) and keeps it at its grown size in a busy one (a gateway
+   * with heartbeats), about 32 MiB here: a fixed cost, not a per-connection one.
+   */
+  readonly youngGenerationBytes: number;
   /** Open WebSocket connections (bare server), or every TCP socket of the process (gateway: its Redis connections too; the bench subtracts the idle count). */
   readonly connections: number;
 }

@@ -105,7 +105,10 @@ export class ServerChild extends BenchChild<ServerRequest, ServerReport> {
     let memory: ServerMemory | undefined;
     await this.request({ type: 'memory' }, timeoutMs, (report) => {
       if (report.type !== 'memory') return false;
-      memory = { rssBytes: report.rssBytes, heapUsedBytes: report.heapUsedBytes, externalBytes: report.externalBytes, connections: report.connections };
+      memory = {
+        rssBytes: report.rssBytes, heapUsedBytes: report.heapUsedBytes, externalBytes: report.externalBytes, youngGenerationBytes: report.youngGenerationBytes,
+        connections: report.connections,
+      };
       return true;
     });
     return memory!;

@@ -73,7 +73,8 @@ function memory(): ServerMemory {
   const usage = process.memoryUsage();
   // After the reading: writing a snapshot grows the process.
   if (heapSnapshotDir) writeSnapshot(heapSnapshotDir, usage);
-  return { rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, externalBytes: usage.external, connections: connections() };
+  const young = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.physical_space_size ?? 0;
+  return { rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, externalBytes: usage.external, youngGenerationBytes: young, connections: connections() };
 }
 
 async function startGateway(request: Extract<ServerRequest, { type: 'start' }>): Promise<string> {

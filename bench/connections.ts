@@ -60,13 +60,16 @@ function memoryRow(server: string, role: 'gateway' | 'bare', idle: ServerMemory,
     server, role, connections: held,
     rss_idle_mib: idle.rssBytes / mib, rss_loaded_mib: loaded.rssBytes / mib,
     rss_per_connection_kib: per(loaded.rssBytes, idle.rssBytes),
+    // The same growth without V8's young generation, which one process shrinks when quiet and the other keeps (connections-messages.ts).
+    rss_without_young_generation_per_connection_kib: per(loaded.rssBytes - loaded.youngGenerationBytes, idle.rssBytes - idle.youngGenerationBytes),
     heap_per_connection_kib: per(loaded.heapUsedBytes, idle.heapUsedBytes),
     external_per_connection_kib: per(loaded.externalBytes, idle.externalBytes),
   };
 }
 
 export const connectionsUnits = {
-  connections: 'connections', rss_idle_mib: 'MiB', rss_loaded_mib: 'MiB', rss_per_connection_kib: 'KiB', heap_per_connection_kib: 'KiB',
+  connections: 'connections', rss_idle_mib: 'MiB', rss_loaded_mib: 'MiB', rss_per_connection_kib: 'KiB', rss_without_young_generation_per_connection_kib: 'KiB',
+  heap_per_connection_kib: 'KiB',
   external_per_connection_kib: 'KiB',
 } as const;
 

@@ -93,7 +93,7 @@ export const matrixFaults: readonly MatrixFault[] = [
     draw: (r, shape) => ({ faults: { network: lan, busOutages: [window(r, shape, 8_000)] } }),
   },
   {
-    name: 'redis_down_at_start', summary: 'the same from t = 0, while the services start (issue 11, swarm seed 12292)',
+    name: 'redis_down_at_start', summary: 'the same from t = 0, while the services start (issue 11, swarm seed 12292)', realScenario: 'redis-down-at-start',
     draw: (r) => ({ faults: { network: lan, busOutages: [{ atMs: 0, durationMs: r.intBetween(500, 8_000) }] } }),
   },
   {
@@ -101,7 +101,7 @@ export const matrixFaults: readonly MatrixFault[] = [
     draw: (r, shape) => ({ faults: { network: lan, sqlOutages: [window(r, shape, 8_000)] } }),
   },
   {
-    name: 'sql_down_at_start', summary: 'the same from t = 0, while the services start (issue 11, swarm seed 61503)',
+    name: 'sql_down_at_start', summary: 'the same from t = 0, while the services start (issue 11, swarm seed 61503)', realScenario: 'mysql-down-at-start',
     draw: (r) => ({ faults: { network: lan, sqlOutages: [{ atMs: 0, durationMs: r.intBetween(500, 8_000) }] } }),
   },
   {

@@ -90,7 +90,7 @@ describe('sdc chaos run', () => {
 
   it('Redis or MySQL down while the deployment starts (t = 0): /readyz names it, the start waits and completes once it is back', { skip: redisUrl === undefined || mysqlUrl === undefined }, async () => {
     const { code, reports, err } = await chaosRun(['--scenario', 'redis-down-at-start,mysql-down-at-start', '--redis', redisUrl!, '--mysql', mysqlUrl!]);
-    assert.equal(code, 0, err);
+    assert.equal(code, 0, `${err}\n${JSON.stringify(reports.map((r) => ({ run: r.chaos_run, violations: r.violations, facts: r.scenario_facts })))}`);
     assert.deepEqual(reports.map((r) => r.chaos_run), ['redis-down-at-start', 'mysql-down-at-start']);
     for (const report of reports) {
       assertHeld(report, { cutsSessions: false });

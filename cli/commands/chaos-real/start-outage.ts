@@ -17,6 +17,8 @@ export const startOutageRetry: StoreRetryLimits = Object.freeze({ attemptsMax: 6
 /** How long the API may take to listen and name the store down. */
 const readyzSeenBoundMs = 30_000;
 const readyzTimeoutMs = 5_000;
+/** How long /readyz may take to say ready once the start resolved. */
+const readyAfterBoundMs = 10_000;
 
 export interface StartOutageFacts {
   readonly store: string;
@@ -73,7 +75,11 @@ export async function rideOutStartOutage<T>(options: {
   const started = await options.starting;
   const startedAfterHealMs = Date.now() - healedAtMs;
   const url = options.apiUrl();
-  const after = url === undefined ? null : await getReadyz(url, options.caPem).catch(() => null);
+  // /readyz may serve its report from before the start for up to readinessLimits.reportCacheMs (1 s): read until 200, bounded.
+  const after = url === undefined ? null : (await waitFor(async () => {
+    const answer = await getReadyz(url, options.caPem);
+    return answer.status === 200 ? answer : undefined;
+  }, readyAfterBoundMs, 250)) ?? await getReadyz(url, options.caPem).catch(() => null);
   return {
     started,
     facts: { store: options.store, readyz_while_down: whileDown, down_for_ms: options.downForMs, started_after_heal_ms: startedAfterHealMs, readyz_after: after },

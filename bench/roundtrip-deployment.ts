@@ -77,12 +77,19 @@ async function logInOperator(materials: DeploymentMaterials, deployment: Deploym
     (await httpsJson<T>({ method, url: new URL(path, apiUrl), caPem, token, ...(body === undefined ? {} : { body }), ...(headers ? { headers } : {}), timeoutMs: apiRequestTimeoutMs })).body;
   // A run at 1,000 agents on a busy machine outlasts the operator token (its read-back failed
   // JWT_EXPIRED after 13 minutes): log in again once and repeat the request.
+  // One login for all the requests that found the token expired at once: a login each was refused
+  // API_RATE_LIMITED by the account's login limit (the 1,000-agent read-back, 2026-12-03).
+  let relogin: Promise<void> | undefined;
   const api: BenchApi = async <T>(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<T> => {
+    const used = token;
     try {
       return await request<T>(method, path, body, headers);
     } catch (error) {
       if (!(SdcError.is(error) && error.details?.['serverCode'] === 'JWT_EXPIRED')) throw error;
-      token = await logIn();
+      if (token === used) {
+        relogin ??= logIn().then((fresh) => { token = fresh; }).finally(() => { relogin = undefined; });
+        await relogin;
+      }
       return request<T>(method, path, body, headers);
     }
   };

@@ -8,25 +8,21 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SdcError } from '../../core/errors/index.js';
-import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import type { FetchOutcome } from '../../core/tuf/updater.js';
 import { UpdateRunner } from '../../agent/ota/update-runner.js';
 import { memoryUpdateJournal, type UpdateJournal } from '../../agent/ota/update-journal.js';
-import type { TufFileStore } from '../../agent/tuf/driver.js';
 import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { KernelServiceStatus } from '../../kernel/payloads.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createNodeTufCrypto } from '../../runtime/tuf-crypto-node.js';
 import { systemRandom } from '../../runtime/system.js';
-import { otaKeys } from '../../server/bus-contract/ota-keys.js';
 import { sqlJsTarget, type Harness } from '../../server/control-plane/test-support.js';
 import type { OtaServices } from '../../server/ota/ota-service.js';
 import type { RepositoryKeys } from '../../server/ota/repository-init.js';
 import { RolloutService } from '../../server/ota/rollouts.js';
 import { makeOtaHarness, publishTestRelease } from '../../server/ota/test-support.js';
+import { memoryStore, singleDeviceRollouts, type Report } from './support/ota-rollout-driver.js';
 
-type Notice = MessageBody<'OTA_NOTICE'>;
-type Report = MessageBody<'OTA_REPORT'>;
 
 /** A kernel that keeps update slots and can be made to hang in a call, before or after it takes effect. */
 class FakeKernel {
@@ -52,11 +48,6 @@ class FakeKernel {
       getStatus: async () => ({ currentVersion: this.current, previousVersion: this.previous, stagedVersion: this.staged }) as KernelServiceStatus,
     } as KernelBridge;
   }
-}
-
-function memoryStore(): TufFileStore & { files: Map<string, Uint8Array> } {
-  const files = new Map<string, Uint8Array>();
-  return { files, async read(name) { return files.get(name); }, async write(name, bytes) { files.set(name, bytes); }, async delete(name) { files.delete(name); } };
 }
 
 describe('the agent update runner against a real image repository', () => {
@@ -98,18 +89,7 @@ describe('the agent update runner against a real image repository', () => {
     tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: h.clock, random: systemRandom,
     send: (report) => { sent.push(report); return true; }, logger: { debug() {}, info() {}, warn() {}, error() {} },
   });
-  const noticeOf = async (deviceId: string): Promise<Notice> => JSON.parse((await h.cp.context.kv.get(otaKeys.notice(deviceId)))!) as Notice;
-  const deliver = async (deviceId: string, reports: Report[]) => {
-    for (const report of reports.splice(0)) await service.onReport({ device_id: deviceId, gateway_id: 'gw-1', at_ms: h.clock.nowMs(), frame: JSON.stringify(report) }).catch(() => undefined);
-  };
-  const startFor = async (deviceId: string) => {
-    const view = await service.start({
-      releaseId: 'ur-rel', platform: 'linux-x64', deviceIds: [deviceId],
-      plan: { waves: [{ selector: { percent: 100 }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 1, failedPercentMax: 0 } }], devicesPerMinuteMax: 10 },
-    }, 'olga');
-    return { view, notice: await noticeOf(deviceId) };
-  };
-  const stateOf = async (rolloutId: string) => (await service.view(rolloutId)).executions[0]!.state;
+  const { noticeOf, deliver, startFor, stateOf } = singleDeviceRollouts(() => h, () => service, 'ur-rel');
 
   it('a crash after the kernel committed resumes without committing twice, and ends succeeded', async () => {
     const kernel = new FakeKernel();

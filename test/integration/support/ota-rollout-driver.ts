@@ -1,0 +1,36 @@
+// What the OTA integration tests share: an in-memory TUF file store for the agent, and a driver of
+// one single-device rollout through the real RolloutService (start it, read the device's notice
+// from the key/value store, hand the agent's reports back, read the execution's state).
+import type { MessageBody } from '../../../core/protocol/messages/catalog.js';
+import type { TufFileStore } from '../../../agent/tuf/driver.js';
+import { otaKeys } from '../../../server/bus-contract/ota-keys.js';
+import type { Harness } from '../../../server/control-plane/test-support.js';
+import type { RolloutService } from '../../../server/ota/rollouts.js';
+
+export type Notice = MessageBody<'OTA_NOTICE'>;
+export type Report = MessageBody<'OTA_REPORT'>;
+
+export function memoryStore(): TufFileStore & { files: Map<string, Uint8Array> } {
+  const files = new Map<string, Uint8Array>();
+  return { files, async read(name) { return files.get(name); }, async write(name, bytes) { files.set(name, bytes); }, async delete(name) { files.delete(name); } };
+}
+
+/** `harness` and `service` are read at each call: the tests make them in `before`. */
+export function singleDeviceRollouts(harness: () => Harness, service: () => RolloutService, releaseId: string) {
+  const noticeOf = async (deviceId: string): Promise<Notice> => JSON.parse((await harness().cp.context.kv.get(otaKeys.notice(deviceId)))!) as Notice;
+  /** The reports the agent sent, in order; a refused one is the coordinator's business, not the test's. */
+  const deliver = async (deviceId: string, reports: Report[]): Promise<void> => {
+    for (const report of reports.splice(0)) {
+      await service().onReport({ device_id: deviceId, gateway_id: 'gw-1', at_ms: harness().clock.nowMs(), frame: JSON.stringify(report) }).catch(() => undefined);
+    }
+  };
+  const startFor = async (deviceId: string) => {
+    const view = await service().start({
+      releaseId, platform: 'linux-x64', deviceIds: [deviceId],
+      plan: { waves: [{ selector: { percent: 100 }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 1, failedPercentMax: 0 } }], devicesPerMinuteMax: 10 },
+    }, 'olga');
+    return { view, notice: await noticeOf(deviceId) };
+  };
+  const stateOf = async (rolloutId: string) => (await service().view(rolloutId)).executions[0]!.state;
+  return { noticeOf, deliver, startFor, stateOf };
+}

@@ -16,12 +16,9 @@ import type { KernelServiceStatus } from '../../kernel/payloads.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createNodeTufCrypto } from '../../runtime/tuf-crypto-node.js';
 import { systemRandom } from '../../runtime/system.js';
-import { sqlJsTarget, type Harness } from '../../server/control-plane/test-support.js';
-import type { OtaServices } from '../../server/ota/ota-service.js';
-import type { RepositoryKeys } from '../../server/ota/repository-init.js';
+import { sqlJsTarget } from '../../server/control-plane/test-support.js';
 import { RolloutService } from '../../server/ota/rollouts.js';
-import { makeOtaHarness, publishTestRelease } from '../../server/ota/test-support.js';
-import { memoryStore, singleDeviceRollouts, type Report } from './support/ota-rollout-driver.js';
+import { memoryStore, openRolloutWorld, singleDeviceRollouts, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
 
 
 /** A kernel that keeps update slots and can be made to hang in a call, before or after it takes effect. */
@@ -51,7 +48,7 @@ class FakeKernel {
 }
 
 describe('the agent update runner against a real image repository', () => {
-  let h: Harness & { ota: OtaServices; keys: RepositoryKeys | undefined };
+  let h: OtaHarness;
   let service: RolloutService;
   const provider = createNodeEd25519Provider();
   let gateDownload: Promise<void> | undefined;
@@ -59,13 +56,7 @@ describe('the agent update runner against a real image repository', () => {
   let tamper = false;
 
   before(async () => {
-    h = await makeOtaHarness(sqlJsTarget);
-    for (const id of ['ur-1', 'ur-2', 'ur-3', 'ur-4', 'ur-5']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
-    await publishTestRelease(h.ota, h.keys!, { id: 'ur-rel', version: '2.0.0', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(50)) });
-    service = new RolloutService({
-      context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
-      verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report,
-    });
+    ({ h, service } = await openRolloutWorld(['ur-1', 'ur-2', 'ur-3', 'ur-4', 'ur-5'], { id: 'ur-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(50)) }));
   });
   after(async () => { await h.close(); await sqlJsTarget.cleanup(); });
 

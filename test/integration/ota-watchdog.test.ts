@@ -18,12 +18,9 @@ import { MockIoctlDevice } from '../../kernel/mock/mock-kernel.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createNodeTufCrypto } from '../../runtime/tuf-crypto-node.js';
 import { systemRandom } from '../../runtime/system.js';
-import { sqlJsTarget, type Harness } from '../../server/control-plane/test-support.js';
-import type { OtaServices } from '../../server/ota/ota-service.js';
-import type { RepositoryKeys } from '../../server/ota/repository-init.js';
+import { sqlJsTarget } from '../../server/control-plane/test-support.js';
 import { RolloutService } from '../../server/ota/rollouts.js';
-import { makeOtaHarness, publishTestRelease } from '../../server/ota/test-support.js';
-import { memoryStore, singleDeviceRollouts, type Report } from './support/ota-rollout-driver.js';
+import { memoryStore, openRolloutWorld, singleDeviceRollouts, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
 
 
 const targetsDir = '/device/targets';
@@ -32,18 +29,12 @@ const agentSeed = new Uint8Array(32).fill(11);
 const serviceSeed = new Uint8Array(32).fill(12);
 
 describe('the kernel commit watchdog under the agent update runner', () => {
-  let h: Harness & { ota: OtaServices; keys: RepositoryKeys | undefined };
+  let h: OtaHarness;
   let service: RolloutService;
   const provider = createNodeEd25519Provider();
 
   before(async () => {
-    h = await makeOtaHarness(sqlJsTarget);
-    for (const id of ['wd-1', 'wd-2']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
-    await publishTestRelease(h.ota, h.keys!, { id: 'wd-rel', version: '2.0.0', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(40)) });
-    service = new RolloutService({
-      context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
-      verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report,
-    });
+    ({ h, service } = await openRolloutWorld(['wd-1', 'wd-2'], { id: 'wd-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(40)) }));
   });
   after(async () => { await h.close(); await sqlJsTarget.cleanup(); });
 

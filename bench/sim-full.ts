@@ -141,6 +141,7 @@ export async function schedulerFloors(events: number): Promise<SchedulerFloorRow
 
 export async function benchFullTier(options: {
   readonly standard: Scenario; readonly fleets: readonly number[]; readonly safetyMs: number; readonly seed: number;
+  /** Fleet of the CPU-per-message runs; 0 leaves them out (a smoke run of the command). */
   readonly costAgents: number; readonly floorEvents: number;
   /** Called before each fleet and once at the end, with the fleets done. */
   readonly onFleet?: (done: number, agents: number | undefined) => void;
@@ -154,6 +155,6 @@ export async function benchFullTier(options: {
   }
   const messageCostRows: MessageCostRow[] = [];
   options.onFleet?.(options.fleets.length, undefined);
-  for (const crypto of ['real', 'model'] as const) messageCostRows.push(await messageCosts(options.standard, options.costAgents, options.safetyMs, options.seed, crypto));
+  if (options.costAgents > 0) for (const crypto of ['real', 'model'] as const) messageCostRows.push(await messageCosts(options.standard, options.costAgents, options.safetyMs, options.seed, crypto));
   return { profile: options.standard.name, fleets, messageCosts: messageCostRows, schedulerFloors: await schedulerFloors(options.floorEvents) };
 }

@@ -16,14 +16,25 @@ test('sdc bench sim: the common JSON report for both tiers, progress to 100 %, -
   const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-sim-'));
   try {
     for (const tier of ['full', 'model']) {
-      const run = await sdc(['bench', 'sim', '--tier', tier, '--max-agents', '4', '--duration', '2s', '--json', '--out', dir]);
+      // The per-message cost runs (six more fleets) are left out and the scheduler floors kept short: a smoke run of the command.
+      const smallFullTier = tier === 'full' ? ['--cost-agents', '0', '--floor-events', '2000'] : [];
+      const run = await sdc(['bench', 'sim', '--tier', tier, '--max-agents', '4', '--duration', '2s', ...smallFullTier, '--json', '--out', dir]);
       assert.equal(run.code, 0, run.stderr);
-      const report = JSON.parse(run.stdout) as { benchmark: string; parameters: { tier: string }; results: Array<Record<string, number>>; units: Record<string, string> };
+      const report = JSON.parse(run.stdout) as {
+        benchmark: string; parameters: { tier: string }; results: Array<Record<string, number>>; units: Record<string, string>;
+        details?: { message_costs: unknown[]; scheduler_floors: Array<{ scheduler: string; events: number; cpu_us_per_event: number }> };
+      };
       assert.equal(report.benchmark, 'sim');
       assert.equal(report.parameters.tier, tier);
       // The full tier runs each fleet with real and with modelled crypto: the same trace, each the other's baseline.
       assert.equal(report.results.length, tier === 'full' ? 2 : 1);
-      if (tier === 'full') assert.equal(report.results[0]!.trace_hash, report.results[1]!.trace_hash);
+      if (tier === 'full') {
+        assert.equal(report.results[0]!.trace_hash, report.results[1]!.trace_hash);
+        assert.deepEqual(report.details!.message_costs, [], '--cost-agents 0 leaves the per-message runs out');
+        // Four schedulers, each timed over the events asked for.
+        assert.deepEqual(report.details!.scheduler_floors.map((row) => row.events), [2_000, 2_000, 2_000, 2_000]);
+        assert.ok(report.details!.scheduler_floors.every((row) => row.cpu_us_per_event > 0), JSON.stringify(report.details!.scheduler_floors));
+      }
       assert.equal(report.results[0]!.agents, 4);
       assert.ok(report.results[0]!.virtual_ms! >= 2_000);
       for (const key of Object.keys(report.results[0]!)) assert.ok(report.units[key], `${key} has a unit`);

@@ -38,11 +38,13 @@ async function runFullTier(args: ParsedCommandArgs, io: CliIo): Promise<FullTier
   const maxAgents = integerOption(args, 'max-agents', 10_000, 1, 20_000);
   const fleets = [1_000, 10_000].filter((n) => n <= maxAgents);
   const runFleets = fleets.length > 0 ? fleets : [maxAgents];
+  const costAgents = integerOption(args, 'cost-agents', Math.min(1_000, maxAgents), 0, 20_000);
+  const floorEvents = integerOption(args, 'floor-events', 200_000, 1_000, 10_000_000);
   const progress = cliProgress(io, 'bench sim (full)', runFleets.length, ' fleets');
   const [{ benchFullTier }, { builtinScenarioPath, loadScenario }] = await Promise.all([import('../../bench/sim-full.js'), import('../../sim/scenario.js')]);
   const bench = await benchFullTier({
     standard: await loadScenario(builtinScenarioPath('standard')), fleets: runFleets, safetyMs, seed: 1,
-    costAgents: Math.min(1_000, maxAgents), floorEvents: 200_000,
+    costAgents, floorEvents,
     onFleet: (done, agents) => progress.update(done, agents === undefined ? 'message costs and scheduler floors' : `running ${agents} agents (real and modelled crypto)`),
   });
   progress.finish();
@@ -70,15 +72,17 @@ async function runFleets(args: ParsedCommandArgs, io: CliIo, tier: 'model'): Pro
 export const simBenchCommand: Command = {
   name: 'sim',
   summary: 'Simulator throughput on the standard profile: full tier (start-up and steady state apart, real and modelled crypto, CPU per message, scheduler floors) for 1,000 and 10,000 agents; model tier for 10,000 and 100,000',
-  usage: '[--tier full|model] [--duration 30s] [--max-agents N] [--json] [--out DIR]',
+  usage: '[--tier full|model] [--duration 30s] [--max-agents N] [--cost-agents N] [--floor-events N] [--json] [--out DIR]',
   optionHelp: [
     ['--tier T', 'full (default): the real code, with real and modelled crypto; model: the model tier; both on the standard profile'],
     ['--duration D', 'virtual safety phase per fleet, like 30s or 1h (default 30s for full, 1h for model)'],
     ['--max-agents N', 'largest fleet (default 10000 for full, 100000 for model)'],
+    ['--cost-agents N', 'full tier: fleet of the CPU-per-message runs (default min(1000, --max-agents); 0 leaves them out)'],
+    ['--floor-events N', 'full tier: empty events per scheduler floor (default 200000)'],
     ...benchOutputHelp(''),
     ...legacyHelp(fullDuration),
   ],
-  options: { tier: { type: 'string' }, ...durationOptions(fullDuration), 'max-agents': { type: 'string' }, ...benchOutputOptions },
+  options: { tier: { type: 'string' }, ...durationOptions(fullDuration), 'max-agents': { type: 'string' }, 'cost-agents': { type: 'string' }, 'floor-events': { type: 'string' }, ...benchOutputOptions },
   async run(args, io) {
     const tier = args.values.tier ?? 'full';
     if (tier !== 'full' && tier !== 'model') throw new SdcError('CLI_USAGE', `--tier is full or model, got '${String(tier)}'`);

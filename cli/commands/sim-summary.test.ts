@@ -16,7 +16,9 @@ async function simOnce(tierArgs: string[]) {
   const out = await mkdtemp(join(tmpdir(), 'sdc-sim-summary-'));
   let stdout = '';
   let stderr = '';
-  const code = await main(['sim', ...tierArgs, '--agents', '3', '--duration', '10m', '--seed', '7', '--out', out, '--json'], {
+  // 150 s of safety phase plus the 60 s liveness bound sample every 2 s; the run ends near 151 s,
+  // between samples, so a stale last row would show (10 minutes cost 30-40 s of wall time under load).
+  const code = await main(['sim', ...tierArgs, '--agents', '3', '--duration', '150s', '--seed', '7', '--out', out, '--json'], {
     stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, readStdin: async () => '', env: {}, stderrIsTty: false,
   });
   const lastRow = async (file: string) => (await readFile(join(out, file), 'utf8')).trimEnd().split('\n').at(-1)!.split(',').map(Number);
@@ -40,7 +42,7 @@ for (const tier of ['full', 'model'] as const) {
     // The smoke scenario with --agents and --duration applied, everything else from its file.
     assert.equal(summary.resolvedScenario.name, 'smoke');
     assert.equal(summary.resolvedScenario.agents, 3);
-    assert.equal(summary.resolvedScenario.safetyMs, 600_000);
+    assert.equal(summary.resolvedScenario.safetyMs, 150_000);
     assert.equal(summary.resolvedScenario.livenessBoundMs, summary.livenessBoundMs);
     assert.equal(summary.resolvedScenario.commands.perMinute, 40);
 
@@ -55,7 +57,8 @@ for (const tier of ['full', 'model'] as const) {
     assert.equal(failedOutcomes, outcomes - (summary.outcomesByCode.succeeded ?? 0));
 
     // The last CSV rows are the final sample, taken when the run ended, and the summary's totals.
-    // Ten virtual minutes sample every 4 s, so a run ending between samples would show a stale last row.
+    // The run samples every 2 s and ends between samples (asserted below), so a stale last row would show.
+    assert.notEqual(summary.virtualMs % 2_000, 0, `the run ended between samples (t=${summary.virtualMs} ms)`);
     assert.deepEqual(files.online, [summary.virtualMs, summary.final.online_agents]);
     assert.deepEqual(files.commands, [summary.virtualMs, ...commandStates.map((state) => summary.commandsByState[state])]);
     assert.deepEqual(summary.final.commands, summary.commandsByState);

@@ -43,7 +43,9 @@ export async function createCrl(options: CreateCrlOptions): Promise<SignedCrl> {
   const nextUpdateMs = options.nextUpdateMs ?? crlNextUpdateMsDefault;
   if (!Number.isSafeInteger(nextUpdateMs) || nextUpdateMs <= 0) throw new SdcError('TRUST_INVALID_ARGUMENT', 'nextUpdateMs must be a positive safe integer');
   if (options.crlNumber < 1n || options.crlNumber > crlNumberMax) throw new SdcError('TRUST_INVALID_ARGUMENT', 'crlNumber must be from 1 to 2^159-1');
-  const thisUpdate = options.now;
+  // Whole seconds, as the DER's UTCTime/GeneralizedTime holds them: the times returned are the ones
+  // a reader of the CRL sees, so "re-sign when a third is left" is computed on the same instants.
+  const thisUpdate = new Date(Math.floor(options.now.getTime() / 1000) * 1000);
   const nextUpdate = new Date(thisUpdate.getTime() + nextUpdateMs);
   const crl = await x509.X509CrlGenerator.create({
     issuer: options.issuer.certificate.subjectName,

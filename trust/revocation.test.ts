@@ -151,6 +151,12 @@ describe('CRL', () => {
     assert.equal(await parsed.verify({ publicKey: pki.intermediate.certificate.publicKey }), true);
     assert.equal(parsed.findRevoked(revoked.serialHex)?.reason, x509.X509CrlReason.keyCompromise);
     assert.equal(parsed.findRevoked(good.serialHex), null);
+    // The times returned are the encoded ones (whole seconds), also for a time with milliseconds.
+    const withMs = await generateCrl({ issuer: pki.intermediate, store: pki.revocations, now: new Date(fixedNow.getTime() + 1_499) });
+    const withMsParsed = new x509.X509Crl(withMs.pem);
+    assert.equal(withMs.thisUpdate.getTime(), withMsParsed.thisUpdate.getTime());
+    assert.equal(withMs.nextUpdate.getTime(), withMsParsed.nextUpdate!.getTime());
+    assert.equal(withMs.thisUpdate.getTime(), fixedNow.getTime() + 1_000);
 
     await withTempDir(async (dir) => {
       const [intermediate, root] = pki.issuer.chainPems();

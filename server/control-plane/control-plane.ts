@@ -165,6 +165,11 @@ export interface ControlPlane extends ControlPlaneServices {
   start(): Promise<void>;
   /** Stops everything this object started; the stores stay open (the caller owns them). */
   stop(): Promise<void>;
+  /**
+   * Resolves when no periodic sweep's pass is running. A test on virtual time awaits it before
+   * moving time on, so a pass's real work (SQL, file writes) never lags behind the clock.
+   */
+  sweepsSettled(): Promise<void>;
 }
 
 /** The control plane's scrape-time gauges: its consumer groups' pending entries, their dead letters, devices online. */
@@ -287,14 +292,34 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
 
   let running = false;
   const timers = new Map<string, TimerHandle>();
-  // One pass at a time per sweep: the next is scheduled only when the previous has finished.
+  /** The passes of the periodic sweeps now running: stop() waits for them, and tests on virtual time do (sweepsSettled). */
+  const passesInFlight = new Set<Promise<void>>();
+  // One pass at a time per sweep. The schedule is anchored at the start (due, due + interval, ...),
+  // not at the end of each pass: on a busy machine a slow pass must not push every later one back,
+  // or "healed within one interval" stops holding. A pass that outlasts its interval skips the
+  // turns it missed instead of overlapping itself.
   const every = (name: string, intervalMs: number, pass: () => Promise<unknown>): void => {
+    let dueMs = clock.nowMs() + intervalMs;
     const run = (): void => {
-      pass()
-        .catch((error: unknown) => logger.error({ err: error }, `${name} failed`))
-        .finally(() => { if (running) timers.set(name, scheduler.schedule(intervalMs, run)); });
+      const inFlight: Promise<void> = pass()
+        .then(() => undefined, (error: unknown) => { logger.error({ err: error }, `${name} failed`); })
+        .finally(() => {
+          passesInFlight.delete(inFlight);
+          if (!running) return;
+          const nowMs = clock.nowMs();
+          dueMs += intervalMs;
+          if (dueMs <= nowMs) dueMs += Math.ceil((nowMs - dueMs + 1) / intervalMs) * intervalMs;
+          // Never more than one interval away: with a clock that does not follow the scheduler (a
+          // test's hand-moved clock beside real timers) the anchor would otherwise run ahead.
+          dueMs = Math.min(dueMs, nowMs + intervalMs);
+          timers.set(name, scheduler.schedule(dueMs - nowMs, run));
+        });
+      passesInFlight.add(inFlight);
     };
     timers.set(name, scheduler.schedule(intervalMs, run));
+  };
+  const sweepsSettled = async (): Promise<void> => {
+    while (passesInFlight.size > 0) await Promise.all([...passesInFlight]);
   };
   let server: Server | undefined;
 
@@ -356,10 +381,14 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       every('policy bundle revision check', options.policyRevisionCheckIntervalMs ?? 5_000, () => policyBundles.checkRevision());
       every('alert rules sample', events.alertMonitor.rules.sampleIntervalMs, () => events.alertMonitor.sample());
     },
+    sweepsSettled,
     async stop() {
       running = false;
       for (const timer of timers.values()) scheduler.cancel(timer);
       timers.clear();
+      // A pass still running would otherwise touch the stores after stop. Awaited only when there is
+      // one: an extra turn here lets the consumers enter a blocking read that stop then waits out.
+      if (passesInFlight.size > 0) await sweepsSettled();
       await Promise.all([eventsConsumer.stop(), telemetryConsumer.stop()]);
       await live.stop();
       await policyBundles.stop();

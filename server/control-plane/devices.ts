@@ -553,7 +553,7 @@ export class DeviceService {
   async crlPem(): Promise<string> {
     const nowMs = this.#ctx.clock.nowMs();
     const crl = this.#crl;
-    if (crl === undefined || nowMs > crl.nextUpdate.getTime() - (crl.nextUpdate.getTime() - crl.thisUpdate.getTime()) / 3) {
+    if (crl === undefined || nowMs >= crl.nextUpdate.getTime() - (crl.nextUpdate.getTime() - crl.thisUpdate.getTime()) / 3) {
       return (await this.#regenerateCrl(nowMs)).pem;
     }
     return crl.pem;

@@ -58,6 +58,8 @@ class World {
   db!: SqlDatabase;
   bus!: MemoryStreamBus;
   kv!: KeyValueStore;
+  /** The control plane running now: time moves on only when its sweeps' passes have finished. */
+  #running: ControlPlane | undefined;
 
   async open(): Promise<void> {
     this.dir = await mkdtemp(join(tmpdir(), 'sdc-trust-schedule-'));
@@ -80,8 +82,10 @@ class World {
       // The other sweeps rarely: they play no part here.
       consumerBlockMs, auditDrainIntervalMs: 10 * minuteMs, expirySweepIntervalMs: 10 * minuteMs, redeliverySweepIntervalMs: 10 * minuteMs,
       enrolledDevicesPublishIntervalMs: 10 * minuteMs, trustWipeCheckIntervalMs: 10 * minuteMs,
+      complianceSweepIntervalMs: 10 * minuteMs, policyRevisionCheckIntervalMs: 10 * minuteMs,
     });
     await cp.start();
+    this.#running = cp;
     return cp;
   }
 
@@ -90,13 +94,22 @@ class World {
     const stopped = cp.stop();
     await this.runTo(this.time.nowMs() + consumerBlockMs + 1);
     await stopped;
+    this.#running = undefined;
   }
 
-  /** Moves virtual time to `untilMs` in steps of at most 5 s, letting each fired timer's work finish. */
+  /**
+   * Moves virtual time to `untilMs` in steps of at most 30 s. After each fired timer, the pass it
+   * started runs to its end before time moves on (sweepsSettled): otherwise, on a busy machine, a
+   * pass ends some virtual seconds late, and the test's "within one interval" would hang on timing.
+   */
   async runTo(untilMs: number): Promise<void> {
-    while (this.time.nowMs() < untilMs) {
-      await this.time.runUntil(Math.min(untilMs, this.time.nowMs() + 5_000), settleRealWork);
+    const settle = async (): Promise<void> => {
       await settleRealWork();
+      await this.#running?.sweepsSettled();
+    };
+    while (this.time.nowMs() < untilMs) {
+      await this.time.runUntil(Math.min(untilMs, this.time.nowMs() + 30_000), settle);
+      await settle();
     }
   }
 

@@ -381,6 +381,22 @@ describe('agent core', () => {
     assert.equal(h.journal.get(command.id)?.result?.status, 'succeeded');
   });
 
+  it('a command a crash left received runs, after the restart, under the trace its delivery carried', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const h = new Harness();
+    const command = h.command();
+    await h.journal.received(command, traceparent);
+    const kernelTraces: Array<string | undefined> = [];
+    const base = h.kernel.kernel;
+    h.createCore({ ...base, pingKernel: (nonce, auth) => { kernelTraces.push(auth?.traceparent); return base.pingKernel(nonce, auth); } });
+    await h.core.idle();
+    assert.deepEqual(kernelTraces, [traceparent]);
+    assert.equal(h.journal.get(command.id)?.result?.traceparent, traceparent);
+    h.connect();
+    await h.core.idle();
+    assert.deepEqual(h.messages('COMMAND_RESULT').map((m) => [m.body.command_id, m.body.traceparent]), [[command.id, traceparent]]);
+  });
+
   it('re-sends unconfirmed results after reconnecting, and stops once a heartbeat echo confirms them', async () => {
     const h = await readyHarness();
     const command = h.command();

@@ -503,7 +503,7 @@ class DefaultAgentCore implements AgentCore {
         this.#o.onEvent?.({ kind: 'interrupted', commandId: entry.command.id });
         this.#log.warn({ commandId: entry.command.id }, 'command interrupted by a restart; reported failed');
       } else if (entry.stage === 'received') {
-        await this.#executeJournaled(entry.command, true);
+        await this.#executeJournaled(entry.command, true, entry.traceparent);
       }
     }
   }
@@ -528,7 +528,7 @@ class DefaultAgentCore implements AgentCore {
     const refusal = this.#check(command, known !== undefined);
     if (refusal) return this.#reject(command, refusal, traceparent);
     try {
-      await this.#o.journal.received(command);
+      await this.#o.journal.received(command, traceparent);
     } catch (error) {
       if (SdcError.is(error) && error.code === 'AGENT_JOURNAL_FULL') {
         // Back-pressure, not a refusal: not answered, so the gateway retries; a signed `rejected`
@@ -567,7 +567,7 @@ class DefaultAgentCore implements AgentCore {
     this.#sendResult(this.#result(command, 'rejected', {}, { code: error.code, message: error.message.slice(0, agentCoreLimits.errorMessageCharsMax) }, traceparent), false);
   }
 
-  /** `traceparent`: the delivery's; none for an entry recovered after a restart (the journal keeps commands, not deliveries). */
+  /** `traceparent`: the delivery's, also for an entry recovered after a restart (the journal keeps it with the command). */
   async #executeJournaled(command: SignedCommand, recovered: boolean, traceparent?: string): Promise<void> {
     // After stop no command starts and none is refused: it stays `received` in the journal, and
     // the next run (which may share the journal while this one winds down) decides it. Writing a

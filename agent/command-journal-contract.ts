@@ -143,6 +143,24 @@ export function runJournalContract(name: string, target: JournalContractTarget):
       await journal.close();
     });
 
+    it("keeps a command's traceparent across a restart, and drops one that is not a traceparent", async () => {
+      const traced = testCommand(1);
+      const untraced = testCommand(2);
+      const forged = testCommand(3);
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      let journal = await target.create({});
+      await journal.received(traced, traceparent);
+      await journal.received(untraced);
+      await journal.received(forged, 'not a traceparent');
+      assert.equal(journal.get(traced.id)?.traceparent, traceparent);
+      journal = await target.reopen(journal, {});
+      assert.equal(journal.get(traced.id)?.traceparent, traceparent, 'a recovered command keeps its trace');
+      assert.equal(journal.get(untraced.id)?.traceparent, undefined);
+      assert.equal(journal.get(forged.id)?.traceparent, undefined);
+      assert.equal(journal.get(forged.id)?.stage, 'received', 'the command itself is kept');
+      await journal.close();
+    });
+
     it('refuses mutations after close', async () => {
       const journal = await target.create({});
       await journal.close();

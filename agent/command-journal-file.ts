@@ -4,6 +4,7 @@ import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../run
 import { AsyncMutex } from '../runtime/async-mutex.js';
 import { dirname } from 'node:path';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
+import { parseTraceparent } from '../core/trace/trace-context.js';
 import {
   JournalState, RecordJournal, defaultJournalLimits, type JournalLimits, type JournalRecord,
 } from './command-journal.js';
@@ -145,7 +146,10 @@ function parseRecord(line: string): JournalRecord | undefined {
   const record = value as Record<string, unknown>;
   switch (record.r) {
     case 'received':
-      return isCommandLike(record.command) ? (record as JournalRecord) : undefined;
+      if (!isCommandLike(record.command)) return undefined;
+      // A traceparent that does not parse is dropped, not the command: the trace is only a label.
+      if (record.traceparent !== undefined && parseTraceparent(record.traceparent) === undefined) return { r: 'received', command: record.command as SignedCommand };
+      return record as JournalRecord;
     case 'executing':
       return typeof record.id === 'string' ? (record as JournalRecord) : undefined;
     case 'finished':

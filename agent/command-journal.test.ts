@@ -85,6 +85,23 @@ describe('file command journal', () => {
     await reopened.close();
   });
 
+  it('keeps a received command whose stored traceparent was altered on disk, without the trace', async () => {
+    const path = await tempPath();
+    const journal = await FileCommandJournal.open({ path });
+    await journal.received(testCommand(1), '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+    await journal.received(testCommand(2));
+    await journal.close();
+    const lines = (await readFile(path, 'utf8')).split('\n');
+    const altered = lines.map((line) => line.replace('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'x'.repeat(600)));
+    assert.notDeepEqual(altered, lines, 'the trace was on disk');
+    await writeFile(path, altered.join('\n'));
+    const reopened = await FileCommandJournal.open({ path });
+    assert.equal(reopened.get('cmd-1')?.stage, 'received');
+    assert.equal(reopened.get('cmd-1')?.traceparent, undefined);
+    assert.equal(reopened.get('cmd-2')?.stage, 'received');
+    await reopened.close();
+  });
+
   it('refuses a damaged line before the last one', async () => {
     const path = await tempPath();
     const journal = await FileCommandJournal.open({ path });

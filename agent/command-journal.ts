@@ -1,6 +1,7 @@
 import { SdcError } from '../core/errors/index.js';
 import type { MessageBody } from '../core/protocol/messages/catalog.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
+import { parseTraceparent } from '../core/trace/trace-context.js';
 
 export type CommandResultBody = MessageBody<'COMMAND_RESULT'>;
 
@@ -9,6 +10,11 @@ export type JournalStage = 'received' | 'executing' | 'finished';
 
 export interface JournalEntry {
   readonly command: SignedCommand;
+  /**
+   * The delivery's W3C traceparent, kept so that a command recovered after a restart still runs
+   * and reports under the operation's trace (issue 12); absent when the delivery had none.
+   */
+  readonly traceparent?: string;
   readonly stage: JournalStage;
   readonly result?: CommandResultBody;
   /** The gateway provably received the result (agent-core: a later heartbeat was echoed). */
@@ -33,7 +39,7 @@ export interface CommandJournal {
    */
   isSeqDone(seq: number): boolean;
   /** Throws AGENT_JOURNAL_FULL when `unfinishedMax` commands are not finished yet. */
-  received(command: SignedCommand): Promise<void>;
+  received(command: SignedCommand, traceparent?: string): Promise<void>;
   executing(commandId: string): Promise<void>;
   finished(commandId: string, result: CommandResultBody): Promise<void>;
   confirmed(commandIds: readonly string[]): Promise<void>;
@@ -62,7 +68,7 @@ export const executedSeqsAboveWatermarkMax = 4096;
 
 /** One line of the file journal; the memory journal applies the same records. */
 export type JournalRecord =
-  | { r: 'received'; command: SignedCommand }
+  | { r: 'received'; command: SignedCommand; traceparent?: string }
   | { r: 'executing'; id: string }
   | { r: 'finished'; id: string; result: CommandResultBody }
   | { r: 'confirmed'; ids: string[] }
@@ -73,6 +79,7 @@ export type JournalRecord =
 
 interface MutableEntry {
   command: SignedCommand;
+  traceparent?: string;
   stage: JournalStage;
   result?: CommandResultBody;
   confirmed: boolean;
@@ -168,7 +175,10 @@ export class JournalState {
     this.check(record);
     switch (record.r) {
       case 'received':
-        this.#entries.set(record.command.id, { command: record.command, stage: 'received', confirmed: false });
+        this.#entries.set(record.command.id, {
+          command: record.command, stage: 'received', confirmed: false,
+          ...(record.traceparent === undefined ? {} : { traceparent: record.traceparent }),
+        });
         this.#unfinished += 1;
         return;
       case 'executing': {
@@ -208,7 +218,7 @@ export class JournalState {
     if (this.#executedSeqs.size > 0) records.push({ r: 'executed_seqs', seqs: [...this.#executedSeqs].sort((a, b) => a - b) });
     const confirmedIds: string[] = [];
     for (const entry of this.#entries.values()) {
-      records.push({ r: 'received', command: entry.command });
+      records.push({ r: 'received', command: entry.command, ...(entry.traceparent === undefined ? {} : { traceparent: entry.traceparent }) });
       if (entry.stage !== 'received' && entry.result === undefined) records.push({ r: 'executing', id: entry.command.id });
       if (entry.result !== undefined) records.push({ r: 'finished', id: entry.command.id, result: entry.result });
       if (entry.confirmed) confirmedIds.push(entry.command.id);
@@ -263,8 +273,10 @@ export abstract class RecordJournal implements CommandJournal {
     return this.state.isSeqDone(seq);
   }
 
-  received(command: SignedCommand): Promise<void> {
-    return this.write({ r: 'received', command });
+  received(command: SignedCommand, traceparent?: string): Promise<void> {
+    // Only a well-formed context is kept: the journal must not carry what a delivery smuggled in.
+    const kept = parseTraceparent(traceparent) === undefined ? undefined : traceparent;
+    return this.write({ r: 'received', command, ...(kept === undefined ? {} : { traceparent: kept }) });
   }
 
   executing(commandId: string): Promise<void> {

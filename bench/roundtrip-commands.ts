@@ -54,6 +54,7 @@ export async function runCommandRounds(options: CommandRoundsOptions): Promise<C
 async function oneCommand(options: CommandRoundsOptions, rounds: CommandRounds, deviceId: string, round: number): Promise<boolean> {
   const measured = round >= options.warmupRounds;
   const sentMs = performance.now();
+  const epoch = options.live.epoch;
   let command: { id: string };
   try {
     command = await options.api<{ id: string }>('POST', '/v1/commands', { device_id: deviceId, opcode: 'EXEC_PING_KERNEL', args: {} },
@@ -66,7 +67,7 @@ async function oneCommand(options: CommandRoundsOptions, rounds: CommandRounds, 
   }
   const postedMs = performance.now();
   rounds.created += 1;
-  const seen = await options.live.waitTerminal(command.id, options.deadlineMs);
+  const seen = await options.live.waitTerminal(command.id, options.deadlineMs, epoch);
   if (!measured) return false;
   rounds.postSamples.push(postedMs - sentMs);
   rounds.ids.push(command.id);

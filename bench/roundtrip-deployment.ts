@@ -26,7 +26,15 @@ export interface BenchDeployment {
   readonly caPem: string;
   /** Keeps this run's device ids and idempotency keys apart from any other run's. */
   readonly runTag: string;
+  /** The first token: harnesses that run shorter than its lifetime use it as is. */
   readonly token: string;
+  /** The token the API calls use now (renewed when one was found expired). */
+  currentToken(): string;
+  /**
+   * A fresh token when `expired` is still the current one (one login for all callers that found
+   * it expired at once); the current one otherwise. The live stream reconnects with it.
+   */
+  renewToken(expired: string): Promise<string>;
   readonly api: BenchApi;
   stop(): Promise<void>;
 }
@@ -37,6 +45,8 @@ export interface BenchDeploymentOptions {
   readonly redisUrl?: string;
   readonly mysqlUrl?: string;
   readonly keyPrefix?: string;
+  /** Operator token lifetime (default the control plane's): a test makes it short to see the bench outlive it. */
+  readonly tokenTtlMs?: number;
 }
 
 /**
@@ -52,6 +62,7 @@ export async function startBenchDeployment(options: BenchDeploymentOptions): Pro
     ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}),
     // A throwaway account: cheap password hashing keeps start-up short.
     scryptParams: { N: 2 ** 14, r: 8, p: 1 },
+    ...(options.tokenTtlMs === undefined ? {} : { controlPlaneTuning: { jwt: { tokenTtlMs: options.tokenTtlMs } } }),
   });
   try {
     return { ...await logInOperator(materials, deployment), materials, deployment, stop: () => deployment.stop() };
@@ -61,7 +72,9 @@ export async function startBenchDeployment(options: BenchDeploymentOptions): Pro
   }
 }
 
-async function logInOperator(materials: DeploymentMaterials, deployment: Deployment): Promise<{ apiUrl: string; caPem: string; runTag: string; token: string; api: BenchApi }> {
+type OperatorSession = Pick<BenchDeployment, 'apiUrl' | 'caPem' | 'runTag' | 'token' | 'currentToken' | 'renewToken' | 'api'>;
+
+async function logInOperator(materials: DeploymentMaterials, deployment: Deployment): Promise<OperatorSession> {
   const { controlPlane, apiUrl } = deployment;
   if (controlPlane === undefined || apiUrl === undefined) throw new SdcError('PROTO_INVALID_ARGUMENT', 'the bench needs a control plane');
   const caPem = materials.rootCaPem;
@@ -80,18 +93,22 @@ async function logInOperator(materials: DeploymentMaterials, deployment: Deploym
   // One login for all the requests that found the token expired at once: a login each was refused
   // API_RATE_LIMITED by the account's login limit (the 1,000-agent read-back, 2026-12-03).
   let relogin: Promise<void> | undefined;
+  const renewToken = async (expired: string): Promise<string> => {
+    if (token === expired) {
+      relogin ??= logIn().then((fresh) => { token = fresh; }).finally(() => { relogin = undefined; });
+      await relogin;
+    }
+    return token;
+  };
   const api: BenchApi = async <T>(method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<T> => {
     const used = token;
     try {
       return await request<T>(method, path, body, headers);
     } catch (error) {
       if (!(SdcError.is(error) && error.details?.['serverCode'] === 'JWT_EXPIRED')) throw error;
-      if (token === used) {
-        relogin ??= logIn().then((fresh) => { token = fresh; }).finally(() => { relogin = undefined; });
-        await relogin;
-      }
+      await renewToken(used);
       return request<T>(method, path, body, headers);
     }
   };
-  return { apiUrl, caPem, runTag, token: firstToken, api };
+  return { apiUrl, caPem, runTag, token: firstToken, currentToken: () => token, renewToken, api };
 }

@@ -76,7 +76,7 @@ export function renderRoundtripTable(summary: RoundtripSummary): string {
     alignedTable(latency.header, latency.rows),
     alignedTable(ratios.header, ratios.rows),
     `phases: deployment ${p.deployment} ms, enrollment ${p.enrollment} ms, baseline ${p.baseline} ms, agents online ${p.agents_online} ms, commands ${p.commands} ms; `
-      + `live stream reconnects ${summary.real.live_stream_reconnects}; result ${summary.ok ? 'ok' : 'FAILED'}`,
+      + `live stream reconnects ${summary.real.live_stream_reconnects} (drops ${JSON.stringify(summary.real.live_stream_drops ?? {})}); result ${summary.ok ? 'ok' : 'FAILED'}`,
     `commands phase load: event-loop utilization ${summary.commands_phase_load.event_loop_utilization}, `
       + `event-loop delay p50 ${summary.commands_phase_load.event_loop_delay_ms.p50} ms, p99 ${summary.commands_phase_load.event_loop_delay_ms.p99} ms, `
       + `max ${summary.commands_phase_load.event_loop_delay_ms.max} ms; CPU per wall time ${summary.commands_phase_load.cpu_per_wall}, `

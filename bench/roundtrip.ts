@@ -98,6 +98,9 @@ export interface RoundtripSummary {
      */
     live_lag_ms: LatencySummary;
     live_stream_reconnects: number;
+    /** The hub's `dropped` events by reason (slow_client, token_expired), and reconnects that gave up. */
+    live_stream_drops: Record<string, number>;
+    live_stream_reconnect_failures: number;
   };
   /** real / baseline, per percentile. */
   ratios: { server: PercentileRatios; client: PercentileRatios };
@@ -270,8 +273,8 @@ function measureBaseline(run: RoundtripRun, bench: BenchDeployment, identities: 
 }
 
 /** Step: the command rounds under the live stream (owned here) and the process load meanwhile. */
-async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identities: readonly AgentIdentity[]): Promise<{ rounds: CommandRounds; load: ProcessLoad; liveStreamReconnects: number; sqlRoundTrips: number | null }> {
-  const live = await LiveTracker.open({ apiUrl: bench.apiUrl, token: bench.token, caPem: bench.caPem, api: bench.api });
+async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identities: readonly AgentIdentity[]): Promise<{ rounds: CommandRounds; load: ProcessLoad; liveStream: LiveStreamFacts; sqlRoundTrips: number | null }> {
+  const live = await LiveTracker.open({ apiUrl: bench.apiUrl, caPem: bench.caPem, api: bench.api, currentToken: bench.currentToken, renewToken: bench.renewToken });
   try {
     // Loaded only with --mysql: without it the bench does not load mysql2 at all.
     const sqlCount = run.options.mysqlUrl ? (await import('../server/stores/sql/mysql-database.js')).mysqlRoundTrips : undefined;
@@ -286,10 +289,17 @@ async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identi
     if (profiler !== undefined && run.options.cpuProfilePath !== undefined) await profiler.stop(run.options.cpuProfilePath);
     await run.fdSampler.sample();
     run.progress(`commands ${rounds.terminalCount}/${identities.length * run.options.commandsPerAgent} terminal`);
-    return { rounds, load, liveStreamReconnects: live.reconnects, sqlRoundTrips };
+    if (live.reconnects > 0) run.progress(`live stream: ${live.reconnects} reconnects (${live.reconnectFailures} gave up), drops ${JSON.stringify(live.dropsByReason)}`);
+    return { rounds, load, liveStream: { reconnects: live.reconnects, drops: { ...live.dropsByReason }, reconnectFailures: live.reconnectFailures }, sqlRoundTrips };
   } finally {
     live.close();
   }
+}
+
+interface LiveStreamFacts {
+  readonly reconnects: number;
+  readonly drops: Record<string, number>;
+  readonly reconnectFailures: number;
 }
 
 interface Measurements {
@@ -299,7 +309,7 @@ interface Measurements {
   readonly online: number;
   readonly rounds: CommandRounds;
   readonly load: ProcessLoad;
-  readonly liveStreamReconnects: number;
+  readonly liveStream: LiveStreamFacts;
   readonly sqlRoundTrips: number | null;
   readonly byState: Partial<Record<CommandState, number>>;
   readonly serverSamples: number[];
@@ -327,7 +337,8 @@ async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripB
     real: {
       commands: { total: measuredTotal, succeeded, refused, not_sent: measuredTotal - refused - rounds.ids.length, refused_by_code: rounds.refusedByCode, not_terminal: notTerminal, by_state: m.byState },
       server_ms: serverSummary, client_ms: clientSummary, api_post_ms: summarizeLatencies(rounds.postSamples),
-      live_lag_ms: summarizeLatencies(rounds.lagSamples), live_stream_reconnects: m.liveStreamReconnects,
+      live_lag_ms: summarizeLatencies(rounds.lagSamples), live_stream_reconnects: m.liveStream.reconnects,
+      live_stream_drops: m.liveStream.drops, live_stream_reconnect_failures: m.liveStream.reconnectFailures,
     },
     ratios: { server: ratiosOf(serverSummary, baselineSummary), client: ratiosOf(clientSummary, baselineSummary) },
     setup_conflict_retries: m.setupConflictRetries,

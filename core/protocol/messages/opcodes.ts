@@ -20,7 +20,17 @@ export const opcodeArgs = {
     size_bytes: Type.Integer({ minimum: 1, maximum: 2 ** 32 - 1 }),
     url: Type.Optional(Type.String({ maxLength: 2048 })),
   }, { additionalProperties: false }),
-  EXEC_COMMIT_UPDATE: Type.Object({ version: Version }, { additionalProperties: false }),
+  /**
+   * `sha256`: the approved digest, recomputed by the kernel over the staged bytes. `watchdog_ms`:
+   * the commit watchdog's window (kernel watchdogWindowMsMin..Max); when the control plane names
+   * them the kernel requires exactly these, so they are the control plane's choice, not the
+   * agent's (docs/kernel-contract.md, "Commit watchdog").
+   */
+  EXEC_COMMIT_UPDATE: Type.Object({
+    version: Version,
+    sha256: Type.Optional(Sha256Hex),
+    watchdog_ms: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000 })),
+  }, { additionalProperties: false }),
   EXEC_ROLLBACK_UPDATE: NoArgs,
   /**
    * Asks the device for an artifact (docs/artifacts.md): its logs, or a screenshot where the

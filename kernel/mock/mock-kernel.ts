@@ -269,8 +269,9 @@ export class MockKernelService {
       const digest = createHash('sha256').update(u.versions.get(u.staged) ?? new Uint8Array(0)).digest();
       if (!digest.every((b, i) => b === approved[i])) return refused(S.DIGEST_MISMATCH);
     }
-    const watchdogMs = view(request).getUint32(C.watchdogMs.offset, true);
-    if (watchdogMs !== 0 && u.current === '') return refused(S.BAD_STATE); // nothing to fall back to
+    // The first install has nothing to fall back to, so it cannot be on trial: a window (which the
+    // control plane signs without knowing what the device runs) is then ignored, not refused.
+    const watchdogMs = u.current === '' ? 0 : view(request).getUint32(C.watchdogMs.offset, true);
     const oldPrevious = u.previous;
     u.previous = u.current;
     u.current = u.staged;

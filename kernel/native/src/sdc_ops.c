@@ -355,8 +355,9 @@ int sdc_op_commit_update(sdc_handle* h, const uint8_t* request, uint8_t* payload
     if (status != SDC_STATUS_OK) return status;
     if (memcmp(digest, approved, 32) != 0) return SDC_STATUS_DIGEST_MISMATCH;
   }
-  uint32_t watchdog_ms = sdc_rd32(request + SDC_COMMIT_UPDATE_REQUEST_WATCHDOG_MS_OFFSET);
-  if (watchdog_ms != 0 && h->update.current[0] == '\0') return SDC_STATUS_BAD_STATE; /* nothing to fall back to */
+  /* The first install has nothing to fall back to, so it cannot be on trial: a window (which the
+     control plane signs without knowing what the device runs) is then ignored, not refused. */
+  uint32_t watchdog_ms = h->update.current[0] == '\0' ? 0u : sdc_rd32(request + SDC_COMMIT_UPDATE_REQUEST_WATCHDOG_MS_OFFSET);
   /* The watchdog file first: a crash after the switch must find the trial recorded. */
   if (watchdog_ms != 0 && !watchdog_persist(h, h->update.staged, watchdog_ms, 0)) return SDC_STATUS_IO_ERROR;
   char old_previous[SDC_LABEL_BYTES];

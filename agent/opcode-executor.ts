@@ -15,7 +15,16 @@ export interface OpcodeExecutorOptions {
   traceparent?: string;
   /** EXEC_COLLECT_ARTIFACT (agent/ota/artifact-collector.ts): seals and uploads; absent, the opcode fails ARTIFACT_KIND_UNSUPPORTED. */
   collectArtifact?: (command: SignedCommand) => Promise<Record<string, unknown>>;
+  /** The health check after a plain EXEC_COMMIT_UPDATE, before the agent confirms it (default: the kernel runs the committed version). */
+  healthProbe?: (context: { version: string }) => Promise<boolean>;
 }
+
+/**
+ * The commit watchdog window of a plain EXEC_COMMIT_UPDATE that names none (docs/kernel-contract.md,
+ * "Commit watchdog"). The agent checks health right after the commit (no reboot on this path), so
+ * the window only has to outlast that check and an agent restart; 5 min.
+ */
+export const plainCommitWatchdogMsDefault = 5 * 60_000;
 
 /**
  * Runs a verified command through the kernel bridge and returns the result's `output`. Every
@@ -62,11 +71,8 @@ export async function executeOpcode(command: SignedCommand, options: OpcodeExecu
       }
       return { version: staged.version, size_bytes: jsonInteger(staged.sizeBytes), sha256: hexFromBytes(staged.sha256) };
     }
-    case 'EXEC_COMMIT_UPDATE': {
-      const args = command.args as OpcodeArgs<'EXEC_COMMIT_UPDATE'>;
-      const slots = await kernel.commitUpdate(args.version, auth);
-      return { current_version: slots.currentVersion, previous_version: slots.previousVersion };
-    }
+    case 'EXEC_COMMIT_UPDATE':
+      return commitWithWatchdog(command.args as OpcodeArgs<'EXEC_COMMIT_UPDATE'>, auth, options);
     case 'EXEC_ROLLBACK_UPDATE': {
       const slots = await kernel.rollbackUpdate(auth);
       return { current_version: slots.currentVersion, previous_version: slots.previousVersion };
@@ -76,6 +82,26 @@ export async function executeOpcode(command: SignedCommand, options: OpcodeExecu
       if (options.collectArtifact === undefined) throw new SdcError('ARTIFACT_KIND_UNSUPPORTED', 'this agent uploads no artifacts');
       return options.collectArtifact(command);
   }
+}
+
+/**
+ * COMMIT on trial: the signed window (or plainCommitWatchdogMsDefault when the command names none
+ * and the kernel can be confirmed), then the health check, then CONFIRM. An unhealthy version is
+ * not confirmed and the kernel rolls it back when the window runs out; the result says so.
+ */
+async function commitWithWatchdog(args: OpcodeArgs<'EXEC_COMMIT_UPDATE'>, auth: ReturnType<typeof commandAuthorization>, options: OpcodeExecutorOptions): Promise<Record<string, unknown>> {
+  const { kernel } = options;
+  const watchdogMs = args.watchdog_ms ?? (kernel.confirmUpdate === undefined ? undefined : plainCommitWatchdogMsDefault);
+  const slots = await kernel.commitUpdate(args.version, auth, {
+    ...(args.sha256 === undefined ? {} : { sha256: bytesFromHex(args.sha256, { code: 'PROTO_SCHEMA_INVALID', name: 'sha256', length: 32 }) }),
+    ...(watchdogMs === undefined ? {} : { watchdogMs }),
+  });
+  const result = { current_version: slots.currentVersion, previous_version: slots.previousVersion };
+  if (kernel.confirmUpdate === undefined || !(await kernel.getStatus()).watchdogArmed) return { ...result, watchdog: 'none' };
+  const healthy = slots.currentVersion === args.version && (await (options.healthProbe?.({ version: args.version }) ?? Promise.resolve(true)));
+  if (!healthy) return { ...result, watchdog: 'armed', watchdog_ms: watchdogMs ?? 0 };
+  await kernel.confirmUpdate(args.version);
+  return { ...result, watchdog: 'confirmed' };
 }
 
 function jsonInteger(value: bigint): number | string {

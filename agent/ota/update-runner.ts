@@ -74,10 +74,11 @@ export interface UpdateRunnerOptions {
   /** The reboot into the committed image; simulated (default: nothing happens, the agent goes on). */
   readonly reboot?: () => Promise<void>;
   /**
-   * The kernel's commit watchdog window (docs/kernel-contract.md, "Commit watchdog"): unless the
-   * health check passes and the agent confirms within it, the kernel rolls back by itself (an
-   * agent that died or hangs after COMMIT). Default updateRunnerDefaults.commitWatchdogMs; armed
-   * only when the kernel bridge can confirm and the device has a version to fall back to.
+   * The kernel's commit watchdog window (docs/kernel-contract.md, "Commit watchdog") for COMMIT
+   * commands that name none (the control plane's rollout commands sign theirs, which wins):
+   * unless the health check passes and the agent confirms within it, the kernel rolls back by
+   * itself (an agent that died or hangs after COMMIT). Default updateRunnerDefaults.commitWatchdogMs;
+   * armed only when the kernel bridge can confirm and the device has a version to fall back to.
    */
   readonly commitWatchdogMs?: number;
   readonly logger: AgentLogger;
@@ -241,6 +242,10 @@ export class UpdateRunner {
       if (stage.sha256 !== approved.hashes['sha256'] || stage.version !== approved.release.version) {
         throw new SdcError('OTA_TARGET_MISMATCH', 'the signed STAGE command names another digest or version than the director');
       }
+      const commit = entry.notice.kernel_commands.commit.args as { version?: unknown; sha256?: unknown };
+      if (commit.version !== approved.release.version || (commit.sha256 !== undefined && commit.sha256 !== approved.hashes['sha256'])) {
+        throw new SdcError('OTA_TARGET_MISMATCH', 'the signed COMMIT command names another digest or version than the director');
+      }
       const file = join(this.#o.source.targetsDir, encodeURIComponent(approved.path));
       await this.#save({ ...entry, approved: { version: approved.release.version, file, releaseCounter: approved.release.releaseCounter, rebootRequired: approved.release.rebootRequired } });
       await this.#move(this.#state.current!, 'prechecking', 'accept');
@@ -339,12 +344,7 @@ export class UpdateRunner {
         await this.#o.kernel.stageUpdate({ path: approved.file, version: approved.version, sha256: hexToBytes(String(commands.stage.args['sha256'])) }, commandAuthorization(commands.stage));
         await this.#move(this.#state.current!, 'staged', 'stage');
       } else if (intent === 'commit') {
-        // The digest the director approved (STAGE's, checked equal at check_director): the kernel hashes the staged bytes again.
-        const sha256 = hexToBytes(String(commands.stage.args['sha256']));
-        const { kernel } = this.#o;
-        const fallback = kernel.confirmUpdate !== undefined && (await kernel.getStatus()).currentVersion !== '';
-        const watchdogMs = fallback ? (this.#o.commitWatchdogMs ?? updateRunnerDefaults.commitWatchdogMs) : undefined;
-        await kernel.commitUpdate(approved.version, commandAuthorization(commands.commit), { sha256, ...(watchdogMs === undefined ? {} : { watchdogMs }) });
+        await this.#o.kernel.commitUpdate(approved.version, commandAuthorization(commands.commit), await this.#commitOptions(commands));
         await this.#move(this.#state.current!, 'committed', 'commit');
       } else {
         // The kernel's watchdog may have rolled back already (this agent did not confirm in time): then there is nothing to undo.
@@ -358,6 +358,21 @@ export class UpdateRunner {
       await this.#move(this.#state.current!, to, event, error);
       return false;
     }
+  }
+
+  /**
+   * The digest and watchdog window sent with COMMIT. When the control plane signed them (its
+   * rollout commands do) the kernel requires exactly those, so they are taken from the command;
+   * otherwise the digest is STAGE's (checked equal to the director's at check_director) and the
+   * window this agent's option, armed only where there is a version to fall back to.
+   */
+  async #commitOptions(commands: Notice['kernel_commands']): Promise<{ sha256: Uint8Array; watchdogMs?: number }> {
+    const args = commands.commit.args;
+    const sha256 = hexToBytes(String(args['sha256'] ?? commands.stage.args['sha256']));
+    if (typeof args['watchdog_ms'] === 'number') return { sha256, watchdogMs: args['watchdog_ms'] };
+    const { kernel } = this.#o;
+    const fallback = kernel.confirmUpdate !== undefined && (await kernel.getStatus()).currentVersion !== '';
+    return fallback ? { sha256, watchdogMs: this.#o.commitWatchdogMs ?? updateRunnerDefaults.commitWatchdogMs } : { sha256 };
   }
 
   /** After a crash during a kernel call: the kernel's status says whether the call happened. */

@@ -59,7 +59,15 @@ export interface RolloutServiceOptions {
   readonly onExecutionFinished?: (state: ExecutionState) => void;
   /** Lifetime of the presigned artifact URL in each notice (60..3600 s; default artifactUrlExpirySecondsDefault). */
   readonly artifactUrlExpirySeconds?: number;
+  /**
+   * The kernel's commit watchdog window, signed into each COMMIT command (the kernel requires the
+   * agent to pass exactly this): default commitWatchdogMsDefault, within the kernel's 100 ms..24 h.
+   */
+  readonly commitWatchdogMs?: number;
 }
+
+/** Reboot, health check and the control plane's nonce all fit in it; a device silent for longer is rolled back by its kernel. */
+export const commitWatchdogMsDefault = 15 * 60_000;
 
 /** A quarter hour: long enough for a slow download to start (it resumes with a fresh URL if it outlives it), short enough to be worthless when leaked. */
 export const artifactUrlExpirySecondsDefault = 900;
@@ -202,7 +210,10 @@ export class RolloutService {
         },
         kernel_commands: {
           stage: this.#kernelCommand(executionId, 'stage', deviceId, seqs[0]!, nowMs, { opcode: 'EXEC_STAGE_UPDATE', args: { version: sdc.version, sha256: artifact.sha256, size_bytes: artifact.length } }),
-          commit: this.#kernelCommand(executionId, 'commit', deviceId, seqs[1]!, nowMs, { opcode: 'EXEC_COMMIT_UPDATE', args: { version: sdc.version } }),
+          // The approved digest and the watchdog window are signed: the kernel takes them from here, not from the agent.
+          commit: this.#kernelCommand(executionId, 'commit', deviceId, seqs[1]!, nowMs, {
+            opcode: 'EXEC_COMMIT_UPDATE', args: { version: sdc.version, sha256: artifact.sha256, watchdog_ms: this.#o.commitWatchdogMs ?? commitWatchdogMsDefault },
+          }),
           rollback: this.#kernelCommand(executionId, 'rollback', deviceId, seqs[2]!, nowMs, { opcode: 'EXEC_ROLLBACK_UPDATE', args: {} }),
         },
       };

@@ -4,7 +4,9 @@
 // control plane's signed commands, the kernel's own manual clock). What is tested: an agent that
 // dies after COMMIT, before its health check could confirm, is rolled back by the kernel when the
 // window runs out, and the restarted agent reports the execution rolled back without a ROLLBACK
-// of its own; a healthy agent confirms, and the window passing later changes nothing.
+// of its own; a healthy agent confirms, and the window passing later changes nothing. The window
+// and the digest are the control plane's: signed into the rollout's COMMIT command, taken by the
+// kernel from there whatever the agent's own option says, and an agent that sends others is refused.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +16,7 @@ import { UpdateRunner } from '../../agent/ota/update-runner.js';
 import { memoryUpdateJournal, type UpdateJournal } from '../../agent/ota/update-journal.js';
 import type { TufFileStore } from '../../agent/tuf/driver.js';
 import { IoctlKernelBridge } from '../../kernel/bridge/kernel-bridge.js';
+import { commandAuthorization } from '../../kernel/command/authorization.js';
 import { MockIoctlDevice } from '../../kernel/mock/mock-kernel.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createNodeTufCrypto } from '../../runtime/tuf-crypto-node.js';
@@ -34,7 +37,7 @@ describe('the kernel commit watchdog under the agent update runner', () => {
   const provider = createNodeEd25519Provider();
 
   before(async () => {
-    ({ h, service } = await openRolloutWorld(['wd-1', 'wd-2'], { id: 'wd-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(40)) }));
+    ({ h, service } = await openRolloutWorld(['wd-1', 'wd-2', 'wd-3', 'wd-4'], { id: 'wd-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(40)) }, { commitWatchdogMs: windowMs }));
   });
   after(async () => { await h.close(); await sqlJsTarget.cleanup(); });
 
@@ -76,10 +79,10 @@ describe('the kernel commit watchdog under the agent update runner', () => {
     return { targets, bridge, status, kernelCalls, elapse: (ms: number) => { elapsedMs += ms; } };
   };
 
-  const runnerFor = (deviceId: string, kernel: IoctlKernelBridge, targets: TufFileStore, journal: UpdateJournal, sent: Report[], healthy = true) => new UpdateRunner({
+  const runnerFor = (deviceId: string, kernel: IoctlKernelBridge, targets: TufFileStore, journal: UpdateJournal, sent: Report[], healthy = true, agentWindowMs = 5_000) => new UpdateRunner({
     deviceId, platform: 'linux-x64', agentVersion: '0.1.0',
     resolveDirectorKey: (kid) => (kid === h.materials.commandSigner.kid ? h.materials.commandSigner.publicKey : undefined),
-    kernel, journal, commitWatchdogMs: windowMs, healthProbe: async () => healthy,
+    kernel, journal, commitWatchdogMs: agentWindowMs, healthProbe: async () => healthy,
     source: { metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', fetcher, metadata: memoryStore(), targets, targetsDir },
     tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: h.clock, random: systemRandom,
     send: (report) => { sent.push(report); return true; }, logger: { debug() {}, info() {}, warn() {}, error() {} },
@@ -135,4 +138,43 @@ describe('the kernel commit watchdog under the agent update runner', () => {
     await deliver('wd-2', sent);
     assert.equal(await stateOf(view.id), 'succeeded');
   });
+
+  it('the rollout signs the approved digest and the window into COMMIT; the kernel arms that window, not the agent\'s own', async () => {
+    const d = deviceFor('wd-3');
+    const sent: Report[] = [];
+    const { notice } = await startFor('wd-3');
+    const stage = notice.kernel_commands.stage.args;
+    assert.deepEqual(notice.kernel_commands.commit.args, { version: '2.0.0', sha256: stage['sha256'], watchdog_ms: windowMs });
+    // The agent's own option (5 s) is not what the kernel arms.
+    const runner = runnerFor('wd-3', d.bridge(), d.targets, memoryUpdateJournal(), sent, true, 5_000);
+    runner.onNotice(notice);
+    await runner.idle();
+    assert.equal(runner.current?.state, 'health_checking');
+    const status = await d.status();
+    assert.deepEqual([status.currentVersion, status.watchdogArmed, status.watchdogRemainingMs], ['2.0.0', true, BigInt(windowMs)]);
+  });
+
+  it('a COMMIT with another window, no window or another digest than the signed ones is refused COMMAND_MISMATCH', async () => {
+    const d = deviceFor('wd-4');
+    const { notice } = await startFor('wd-4');
+    const commands = notice.kernel_commands;
+    const artifact = new TextEncoder().encode('firmware 2.0.0 '.repeat(40));
+    const kernel = d.bridge();
+    d.targets.files.set('staged.bin', artifact);
+    await kernel.stageUpdate({ path: join(targetsDir, 'staged.bin'), version: '2.0.0', sha256: bytesOfHex(String(commands.stage.args['sha256'])) }, commandAuthorization(commands.stage));
+    const sha256 = bytesOfHex(String(commands.commit.args['sha256']));
+    const other = new Uint8Array(32).fill(7);
+    for (const options of [{ sha256, watchdogMs: 5_000 }, { sha256 }, { sha256: other, watchdogMs: windowMs }]) {
+      await assert.rejects(kernel.commitUpdate('2.0.0', commandAuthorization(commands.commit), options), (error: unknown) => SdcError.is(error, 'KERNEL_REFUSED') && error.details['status'] === 'COMMAND_MISMATCH');
+    }
+    let status = await kernel.getStatus();
+    assert.deepEqual([status.currentVersion, status.stagedVersion, status.commits], ['1.0.0', '2.0.0', 0]);
+    await kernel.commitUpdate('2.0.0', commandAuthorization(commands.commit), { sha256, watchdogMs: windowMs });
+    status = await kernel.getStatus();
+    assert.deepEqual([status.currentVersion, status.watchdogArmed, status.commits], ['2.0.0', true, 1]);
+  });
 });
+
+function bytesOfHex(hex: string): Uint8Array {
+  return Uint8Array.from(Buffer.from(hex, 'hex'));
+}

@@ -7,7 +7,7 @@ import { otaKeys } from '../../../server/bus-contract/ota-keys.js';
 import { sqlJsTarget, type Harness } from '../../../server/control-plane/test-support.js';
 import type { OtaServices } from '../../../server/ota/ota-service.js';
 import type { RepositoryKeys } from '../../../server/ota/repository-init.js';
-import { RolloutService } from '../../../server/ota/rollouts.js';
+import { RolloutService, type RolloutServiceOptions } from '../../../server/ota/rollouts.js';
 import { makeOtaHarness, publishTestRelease } from '../../../server/ota/test-support.js';
 
 export type Notice = MessageBody<'OTA_NOTICE'>;
@@ -45,13 +45,15 @@ export type OtaHarness = Harness & { ota: OtaServices; keys: RepositoryKeys | un
  * 2.0.0), and a RolloutService over it that takes the agent's reports as plain JSON (the tests
  * drive the runner directly; the signature is the gateway's business).
  */
-export async function openRolloutWorld(deviceIds: readonly string[], release: { id: string; artifact: Uint8Array }): Promise<{ h: OtaHarness; service: RolloutService }> {
+export async function openRolloutWorld(
+  deviceIds: readonly string[], release: { id: string; artifact: Uint8Array }, options: Pick<RolloutServiceOptions, 'commitWatchdogMs'> = {},
+): Promise<{ h: OtaHarness; service: RolloutService }> {
   const h = await makeOtaHarness(sqlJsTarget);
   for (const id of deviceIds) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
   await publishTestRelease(h.ota, h.keys!, { id: release.id, version: '2.0.0', artifact: release.artifact });
   const service = new RolloutService({
     context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
-    verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report,
+    verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report, ...options,
   });
   return { h, service };
 }

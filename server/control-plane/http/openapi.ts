@@ -35,6 +35,11 @@ function parameters(schema: unknown, where: 'path' | 'query' | 'header'): unknow
   }));
 }
 
+/** A version-00 traceparent as we write it; what we accept is wider (core/trace/trace-context.ts). */
+const traceparentSchema = { type: 'string', pattern: '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$', maxLength: 512 };
+/** Every answer, refusals included, carries the request's traceparent (request-trace.ts). */
+const traceparentHeader = { traceparent: { $ref: '#/components/headers/traceparent' } };
+
 /** OpenAPI 3.1 from the registered routes' own schemas, so the document cannot drift from validation. */
 export function openApiDocument(routes: readonly RouteDoc[], info: { title: string; version: string }): JsonSchema {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -44,11 +49,12 @@ export function openApiDocument(routes: readonly RouteDoc[], info: { title: stri
       summary: route.summary,
       ...(route.auth === 'public' ? { security: [] } : { security: [{ bearer: [] }], 'x-sdc-role': route.auth }),
       parameters: [
+        { $ref: '#/components/parameters/traceparent' },
         ...parameters(route.schema.params, 'path'), ...parameters(route.schema.querystring, 'query'), ...parameters(route.schema.headers, 'header'),
       ],
       responses: {
-        '200': { description: 'Success', ...(route.response === undefined ? {} : { content: { 'application/json': { schema: plain(route.response) } } }) },
-        default: { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+        '200': { description: 'Success', headers: traceparentHeader, ...(route.response === undefined ? {} : { content: { 'application/json': { schema: plain(route.response) } } }) },
+        default: { description: 'Error', headers: traceparentHeader, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
       },
     };
     if (route.schema.body !== undefined) {
@@ -62,6 +68,15 @@ export function openApiDocument(routes: readonly RouteDoc[], info: { title: stri
     paths,
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      parameters: {
+        traceparent: {
+          name: 'traceparent', in: 'header', required: false, schema: traceparentSchema,
+          description: 'W3C Trace Context. One that parses is continued (same trace id, a new span); one that does not is ignored and a new trace started, never an error (docs/api.md, "Trace context").',
+        },
+      },
+      headers: {
+        traceparent: { description: "The request's own span in its trace; an error body's trace_id is its trace id.", schema: traceparentSchema },
+      },
       schemas: {
         Error: {
           type: 'object', required: ['error'],

@@ -86,19 +86,32 @@ class BenchChild<Request, Report extends { type: string }> {
 export class ServerChild extends BenchChild<ServerRequest, ServerReport> {
   url = '';
 
+  /**
+   * Forks the child without starting a server: it loads its modules (seconds of CPU under tsx)
+   * while the bench does other work; `begin` starts the server.
+   */
+  static fork(role: 'gateway' | 'bare', name: string): ServerChild {
+    return new ServerChild(name, 'connections-server', [role]);
+  }
+
   static async start(role: 'gateway' | 'bare', name: string, start: Extract<ServerRequest, { type: 'start' }>, timeoutMs: number): Promise<ServerChild> {
-    const server = new ServerChild(name, 'connections-server', [role]);
+    const server = ServerChild.fork(role, name);
+    await server.begin(start, timeoutMs);
+    return server;
+  }
+
+  /** Starts the server and waits until it listens; a child that does not is killed. */
+  async begin(start: Extract<ServerRequest, { type: 'start' }>, timeoutMs: number): Promise<void> {
     try {
-      await server.request(start, timeoutMs, (report) => {
+      await this.request(start, timeoutMs, (report) => {
         if (report.type !== 'listening') return false;
-        server.url = report.url;
+        this.url = report.url;
         return true;
       });
     } catch (error) {
-      server.kill();
+      this.kill();
       throw error;
     }
-    return server;
   }
 
   async memory(timeoutMs = 60_000): Promise<ServerMemory> {
@@ -205,15 +218,32 @@ export class AgentChildren {
 
 /** Bare client children holding one plain mutual-TLS connection per directory. */
 export class BareClients {
-  readonly #children: Array<BenchChild<BareClientRequest, BareClientReport>>;
+  readonly #children: Array<BenchChild<BareClientRequest, BareClientReport>> = [];
   readonly #open = new Map<number, number>();
 
-  constructor(dirs: readonly string[], processes: number) {
-    this.#children = Array.from({ length: processes }, (_, i) => {
+  /** Forks `processes` children, which load their modules until `load` deals them directories. */
+  constructor(processes: number) {
+    this.grow(processes);
+  }
+
+  get processes(): number {
+    return this.#children.length;
+  }
+
+  /** Forks more children until there are `processes`. */
+  grow(processes: number): void {
+    for (let i = this.#children.length; i < processes; i++) {
       const child = new BenchChild<BareClientRequest, BareClientReport>(`bare client process ${i}`, 'connections-bare-client');
       child.on((report) => { if (report.type === 'status') this.#open.set(i, report.open); });
+      this.#children.push(child);
+    }
+  }
+
+  /** Deals the directories round-robin over the children (call once). */
+  load(dirs: readonly string[]): void {
+    const processes = this.#children.length;
+    this.#children.forEach((child, i) => {
       for (const part of chunks(dirs.filter((_, j) => j % processes === i))) child.send({ type: 'dirs', dirs: part });
-      return child;
     });
   }
 

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { SdcError } from '../core/errors/index.js';
 import type { WorkerAgentSpec } from '../sim/real/messages.js';
 import { ensureBenchFleet, type BenchDevice } from './connections-fleet.js';
-import { AgentChildren, ServerChild } from './connections-processes.js';
+import { AgentChildren, BareClients, ServerChild } from './connections-processes.js';
 import { startBenchDeployment, type BenchDeployment } from './roundtrip-deployment.js';
 
 /**
@@ -27,9 +27,46 @@ const gatewayStartTimeoutMs = 120_000;
 /** Agents per process in their handshake at once (connections-agent-worker.ts, the closed-loop ramp). */
 export const startWindowPerProcess = 32;
 
+/**
+ * Every child process of a run, forked at its start: each spends seconds of CPU loading its
+ * modules (more under tsx), and forked together they load while the control plane starts and
+ * the fleet is issued, instead of one after the other. Nothing is started in them yet.
+ */
+export interface BenchProcesses {
+  /** Not started; startScaleOut starts them. */
+  readonly gateways: readonly ServerChild[];
+  readonly agents: AgentChildren;
+  /** The baseline's bare server, not started; absent in a run without a baseline. */
+  readonly bare?: { readonly server: ServerChild; readonly clients: BareClients };
+  /** Stops every child (each is killed if it has not exited within 30 s). */
+  stop(): Promise<void>;
+}
+
+/** `bareConnections` undefined: no baseline, no bare processes. */
+export function forkBenchProcesses(options: { gateways: number; agents: number; bareConnections?: number; agentsPerProcess: number }): BenchProcesses {
+  const gateways = Array.from({ length: options.gateways }, (_, i) => ServerChild.fork('gateway', `gw-bench-${i + 1}`));
+  const agents = new AgentChildren(Math.max(1, Math.ceil(options.agents / options.agentsPerProcess)));
+  const bare = options.bareConnections === undefined
+    ? undefined
+    : { server: ServerChild.fork('bare', 'bare-ws'), clients: new BareClients(bareProcesses(options.bareConnections, options.agentsPerProcess)) };
+  return {
+    gateways, agents, ...(bare ? { bare } : {}),
+    stop: async () => {
+      await Promise.allSettled([agents.stop(), bare?.clients.close()]);
+      await Promise.allSettled([...gateways, ...(bare ? [bare.server] : [])].map((server) => server.close()));
+    },
+  };
+}
+
+/** Bare client processes for `connections` connections. */
+export function bareProcesses(connections: number, agentsPerProcess: number): number {
+  return Math.max(1, Math.ceil(connections / agentsPerProcess));
+}
+
 export interface ScaleOutOptions {
   readonly agents: number;
-  readonly gateways: number;
+  /** Forked gateway processes (forkBenchProcesses), started here; the caller stops them. */
+  readonly gateways: readonly ServerChild[];
   readonly redisUrl: string;
   readonly mysqlUrl?: string;
   /** Kept (and its fleet reused by later runs) when given; else a temporary directory, removed. */
@@ -45,7 +82,7 @@ export interface ScaleOut {
   readonly devices: readonly BenchDevice[];
   readonly issuedNow: number;
   readonly issueMs: number;
-  readonly gateways: ServerChild[];
+  readonly gateways: readonly ServerChild[];
   readonly dataDir: string;
   readonly keyPrefix: string;
   close(): Promise<void>;
@@ -56,7 +93,10 @@ function keyPrefixOf(dataDir: string): string {
   return `sdc-bench-conn-${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 12)}:`;
 }
 
-/** Steps: data directory, control plane, fleet, gateway processes. Everything opened is closed by `close` (or here on failure). */
+/**
+ * Steps: data directory, control plane, fleet, then the gateway processes started together.
+ * Everything opened here is closed by `close` (or here on failure); the gateways are the caller's.
+ */
 export async function startScaleOut(options: ScaleOutOptions): Promise<ScaleOut> {
   const dataDir = options.dataDir ?? await mkdtemp(join(tmpdir(), 'sdc-bench-conn-'));
   const keyPrefix = keyPrefixOf(dataDir);
@@ -77,17 +117,14 @@ export async function startScaleOut(options: ScaleOutOptions): Promise<ScaleOut>
       dataDir, count: options.agents, materials: bench.materials, sql, kv: bench.deployment.stores.kv, apiUrl: bench.apiUrl,
       gatewayUrl: bench.deployment.gatewayUrl, progress: options.progress,
     });
-    const gateways: ServerChild[] = [];
-    closers.push(async () => { await Promise.allSettled(gateways.map((g) => g.close())); });
-    for (let i = 0; i < options.gateways; i++) {
-      const gatewayId = `gw-bench-${i + 1}`;
-      gateways.push(await ServerChild.start('gateway', gatewayId, {
-        type: 'start', dataDir, redisUrl: options.redisUrl, keyPrefix, gatewayId, heartbeatIntervalMs: standardProfile.heartbeatIntervalMs,
+    await Promise.all(options.gateways.map(async (gateway) => {
+      await gateway.begin({
+        type: 'start', dataDir, redisUrl: options.redisUrl, keyPrefix, gatewayId: gateway.name, heartbeatIntervalMs: standardProfile.heartbeatIntervalMs,
         tls: bench.materials.serverTls,
-      }, gatewayStartTimeoutMs));
-      options.progress(`gateway ${gatewayId} listening at ${gateways[i]!.url}`);
-    }
-    return { bench, devices: fleet.devices, issuedNow: fleet.issuedNow, issueMs: fleet.issueMs, gateways, dataDir, keyPrefix, close };
+      }, gatewayStartTimeoutMs);
+      options.progress(`gateway ${gateway.name} listening at ${gateway.url}`);
+    }));
+    return { bench, devices: fleet.devices, issuedNow: fleet.issuedNow, issueMs: fleet.issueMs, gateways: options.gateways, dataDir, keyPrefix, close };
   } catch (error) {
     await close();
     throw error;
@@ -106,24 +143,19 @@ export function planAgents(devices: readonly BenchDevice[], gatewayUrls: readonl
   }));
 }
 
-/** Step: the agents in ceil(N / perProcess) child processes, until all have a session or the deadline passes. */
+/** Step: the agents in the forked agent processes, until all have a session or the deadline passes. */
 export async function startAgents(options: {
-  specs: readonly WorkerAgentSpec[]; agentsPerProcess: number; deadlineMs: number; progress: (line: string) => void;
-}): Promise<{ agents: AgentChildren; connectMs: number; allConnected: boolean }> {
-  const processes = Math.max(1, Math.ceil(options.specs.length / options.agentsPerProcess));
-  const agents = new AgentChildren(processes);
+  agents: AgentChildren; specs: readonly WorkerAgentSpec[]; deadlineMs: number; progress: (line: string) => void;
+}): Promise<{ connectMs: number; allConnected: boolean }> {
+  const { agents } = options;
+  const processes = agents.processes;
   const startedMs = Date.now();
-  try {
-    agents.start(options.specs, { telemetryIntervalMs: standardProfile.telemetryIntervalMs, backoffMaxMs: agentBackoffMaxMs, window: startWindowPerProcess });
-    let lastLineMs = 0;
-    const allConnected = await agents.waitConnected(options.specs.length, options.deadlineMs, (connected) => {
-      if (Date.now() - lastLineMs < 2_000 && connected < options.specs.length) return;
-      lastLineMs = Date.now();
-      options.progress(`agents authenticated ${connected}/${options.specs.length} in ${processes} process${processes === 1 ? '' : 'es'} after ${Math.round((Date.now() - startedMs) / 1000)} s`);
-    });
-    return { agents, connectMs: Date.now() - startedMs, allConnected };
-  } catch (error) {
-    await agents.stop();
-    throw error;
-  }
+  agents.start(options.specs, { telemetryIntervalMs: standardProfile.telemetryIntervalMs, backoffMaxMs: agentBackoffMaxMs, window: startWindowPerProcess });
+  let lastLineMs = 0;
+  const allConnected = await agents.waitConnected(options.specs.length, options.deadlineMs, (connected) => {
+    if (Date.now() - lastLineMs < 2_000 && connected < options.specs.length) return;
+    lastLineMs = Date.now();
+    options.progress(`agents authenticated ${connected}/${options.specs.length} in ${processes} process${processes === 1 ? '' : 'es'} after ${Math.round((Date.now() - startedMs) / 1000)} s`);
+  });
+  return { connectMs: Date.now() - startedMs, allConnected };
 }

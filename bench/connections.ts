@@ -1,8 +1,10 @@
 import { loadavg } from 'node:os';
 import { benchReport, type BenchReport, type BenchRow } from './output.js';
 import type { ServerMemory } from './connections-messages.js';
-import { BareClients, ServerChild, type AgentChildren } from './connections-processes.js';
-import { agentsPerProcessDefault, planAgents, standardProfile, startAgents, startScaleOut } from './connections-setup.js';
+import type { BareClients, ServerChild } from './connections-processes.js';
+import {
+  agentsPerProcessDefault, bareProcesses, forkBenchProcesses, planAgents, standardProfile, startAgents, startScaleOut, type ScaleOut,
+} from './connections-setup.js';
 import { sleep } from './wall-time.js';
 
 /**
@@ -79,18 +81,23 @@ export async function runConnectionsBench(options: ConnectionsBenchOptions): Pro
   const agentsPerProcess = options.agentsPerProcess ?? agentsPerProcessDefault;
   const loadStart = loadavg();
   const notes: string[] = [];
-  const scale = await startScaleOut({
-    agents: options.agents, gateways: options.gateways, redisUrl: options.redisUrl, rampPerSecond, agentsPerProcess, progress: options.progress,
-    ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}), ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+  // The bare server holds as many connections as the busiest gateway: about agents / gateways.
+  const processes = forkBenchProcesses({
+    gateways: options.gateways, agents: options.agents, agentsPerProcess,
+    ...(options.baseline === false ? {} : { bareConnections: Math.ceil(options.agents / options.gateways) }),
   });
-  const rows: BenchRow[] = [];
-  let agents: AgentChildren | undefined;
+  let scale: ScaleOut | undefined;
   try {
+    scale = await startScaleOut({
+      agents: options.agents, gateways: processes.gateways, redisUrl: options.redisUrl, rampPerSecond, agentsPerProcess, progress: options.progress,
+      ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}), ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+    });
+    const rows: BenchRow[] = [];
     const idle = await Promise.all(scale.gateways.map((g) => g.memory()));
     const started = await startAgents({
-      specs: planAgents(scale.devices, scale.gateways.map((g) => g.url), rampPerSecond), agentsPerProcess, deadlineMs, progress: options.progress,
+      agents: processes.agents, specs: planAgents(scale.devices, scale.gateways.map((g) => g.url), rampPerSecond), deadlineMs, progress: options.progress,
     });
-    agents = started.agents;
+    const { agents } = processes;
     if (!started.allConnected) notes.push(`only ${agents.totals().connected}/${options.agents} agents authenticated before the timeout`);
     options.progress(`holding ${agents.totals().connected} sessions for ${options.holdMs} ms`);
     await sleep(Math.min(options.holdMs, Math.max(0, deadlineMs - Date.now())));
@@ -99,14 +106,16 @@ export async function runConnectionsBench(options: ConnectionsBenchOptions): Pro
     scale.gateways.forEach((gateway, i) => rows.push(memoryRow(gateway.name, 'gateway', idle[i]!, loaded[i]!, loaded[i]!.connections - idle[i]!.connections)));
     const violations = [...agents.violations];
     await agents.stop();
-    agents = undefined;
-    for (const gateway of scale.gateways) await gateway.close();
+    await Promise.all(scale.gateways.map((gateway) => gateway.close()));
 
     let baselineConnectMs: number | null = null;
-    if (options.baseline !== false) {
+    if (processes.bare !== undefined) {
       // As many idle connections as the busiest gateway held, with the same certificates and TLS settings.
       const count = Math.max(...loaded.map((m, i) => m.connections - idle[i]!.connections), 1);
-      const baseline = await bareBaseline({ scale, count, rampPerSecond, agentsPerProcess, holdMs: Math.min(options.holdMs, 10_000), deadlineMs, progress: options.progress });
+      const baseline = await bareBaseline({
+        scale, ...processes.bare, count, rampPerSecond, agentsPerProcess,
+        holdMs: Math.min(options.holdMs, 10_000), deadlineMs, progress: options.progress,
+      });
       rows.push(baseline.row);
       baselineConnectMs = baseline.connectMs;
       if (baseline.row.connections !== count) notes.push(`the bare server held ${String(baseline.row.connections)} of ${count} connections`);
@@ -126,27 +135,28 @@ export async function runConnectionsBench(options: ConnectionsBenchOptions): Pro
       details: {
         rss_difference_kib_per_connection: difference === null ? null : Math.round(difference * 1000) / 1000, goal_difference_kib: goalDifferenceKib,
         goal_met: difference === null ? null : difference <= goalDifferenceKib, all_authenticated: started.allConnected, held,
-        connect_ms: started.connectMs, baseline_connect_ms: baselineConnectMs, agent_processes: started.agents.processes,
+        connect_ms: started.connectMs, baseline_connect_ms: baselineConnectMs, agent_processes: agents.processes,
         fleet_issued_now: scale.issuedNow, fleet_issue_ms: scale.issueMs, load_average_start: loadStart, load_average_end: loadavg(), violations, notes,
       },
     });
   } finally {
-    await agents?.stop();
-    await scale.close();
+    await processes.stop();
+    await scale?.close();
   }
 }
 
 /** Step: the bare server holding `count` idle connections opened at the agents' ramp; its memory before and after. */
 async function bareBaseline(options: {
-  scale: Awaited<ReturnType<typeof startScaleOut>>; count: number; rampPerSecond: number; agentsPerProcess: number; holdMs: number; deadlineMs: number;
+  scale: ScaleOut; server: ServerChild; clients: BareClients; count: number; rampPerSecond: number; agentsPerProcess: number; holdMs: number; deadlineMs: number;
   progress: (line: string) => void;
 }): Promise<{ row: BenchRow; connectMs: number }> {
-  const { scale } = options;
-  const server = await ServerChild.start('bare', 'bare-ws', {
+  const { scale, server, clients } = options;
+  await server.begin({
     type: 'start', dataDir: scale.dataDir, redisUrl: '', keyPrefix: '', gatewayId: 'bare', heartbeatIntervalMs: 0, tls: scale.bench.materials.serverTls,
   }, 60_000);
   const dirs = scale.devices.slice(0, options.count).map((d) => d.dir);
-  const clients = new BareClients(dirs, Math.max(1, Math.ceil(dirs.length / options.agentsPerProcess)));
+  clients.grow(bareProcesses(dirs.length, options.agentsPerProcess));
+  clients.load(dirs);
   try {
     const idle = await server.memory();
     options.progress(`baseline: ${dirs.length} bare mutual-TLS connections to ${server.url}`);

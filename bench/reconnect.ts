@@ -2,14 +2,16 @@ import { loadavg } from 'node:os';
 import { SdcError } from '../core/errors/index.js';
 import { commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
 import { benchReport, type BenchReport, type BenchRow } from './output.js';
-import { BareClients, ServerChild, type AgentChildren } from './connections-processes.js';
-import { agentsPerProcessDefault, planAgents, standardProfile, startAgents, startScaleOut } from './connections-setup.js';
+import type { AgentChildren, BareClients, ServerChild } from './connections-processes.js';
+import {
+  agentsPerProcessDefault, bareProcesses, forkBenchProcesses, planAgents, standardProfile, startAgents, startScaleOut, type ScaleOut,
+} from './connections-setup.js';
 import type { CommandRecord } from './roundtrip-deployment.js';
 import { summarizeLatencies } from './stats.js';
 import { sleep } from './wall-time.js';
 
 /**
- * `sdc bench reconnect` (issue 15): three gateway processes on one Redis hold the fleet; one is
+ * `sdc bench reconnect` (issue 15): G gateway processes (three unless --gateways) on one Redis hold the fleet; one is
  * killed with SIGKILL (no close frames, no goodbye to Redis) while it holds a third of it. Its
  * agents notice the closed socket, wait their jittered backoff (agent/ws-transport.ts: uniform in
  * [0, 500 ms] after a session that was ready) and go to the next gateway in their list. The figure
@@ -22,6 +24,8 @@ import { sleep } from './wall-time.js';
 
 export interface ReconnectBenchOptions {
   readonly agents: number;
+  /** Gateway processes, at least 2 (one is killed); default reconnectGatewaysDefault. */
+  readonly gateways?: number;
   readonly redisUrl: string;
   readonly mysqlUrl?: string;
   readonly dataDir?: string;
@@ -54,7 +58,8 @@ export interface ReconnectDetails {
   readonly notes: readonly string[];
 }
 
-const gatewayCount = 3;
+/** The issue's storm: one of three gateways killed. */
+export const reconnectGatewaysDefault = 3;
 const jitterMs = 500;
 const goalAllBackMs = 15_000;
 const commandPollMs = 250;
@@ -74,17 +79,21 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
   const agentsPerProcess = options.agentsPerProcess ?? agentsPerProcessDefault;
   const loadStart = loadavg();
   const notes: string[] = [];
-  const scale = await startScaleOut({
-    agents: options.agents, gateways: gatewayCount, redisUrl: options.redisUrl, rampPerSecond, agentsPerProcess, progress: options.progress,
-    ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}), ...(options.dataDir ? { dataDir: options.dataDir } : {}),
-  });
-  let agents: AgentChildren | undefined;
+  // The bare storm has as many clients as the killed gateway's agents: a third of the fleet.
+  const gatewayCount = options.gateways ?? reconnectGatewaysDefault;
+  if (!Number.isInteger(gatewayCount) || gatewayCount < 2) throw new SdcError('BENCH_FAILED', `the storm needs at least 2 gateways (one is killed), not ${gatewayCount}`);
+  const processes = forkBenchProcesses({ gateways: gatewayCount, agents: options.agents, agentsPerProcess, bareConnections: Math.ceil(options.agents / gatewayCount) });
+  let scale: ScaleOut | undefined;
   try {
+    scale = await startScaleOut({
+      agents: options.agents, gateways: processes.gateways, redisUrl: options.redisUrl, rampPerSecond, agentsPerProcess, progress: options.progress,
+      ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}), ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+    });
     const specs = planAgents(scale.devices, scale.gateways.map((g) => g.url), rampPerSecond);
-    const started = await startAgents({ specs, agentsPerProcess, deadlineMs, progress: options.progress });
-    agents = started.agents;
+    const { agents } = processes;
+    const started = await startAgents({ agents, specs, deadlineMs, progress: options.progress });
     if (!started.allConnected) throw new SdcError('BENCH_FAILED', `only ${agents.totals().connected}/${options.agents} agents authenticated before the timeout`);
-    // Agent i starts on gateway i mod 3: the killed gateway's agents are those with i mod 3 = 0.
+    // Agent i starts on gateway i mod G: the killed gateway's agents are those with i mod G = 0.
     const victim = scale.gateways[0]!;
     const victimDevices = specs.filter((_, i) => i % gatewayCount === 0).map((s) => s.deviceId);
     const commands = new CommandSender(scale.bench.api, scale.bench.runTag);
@@ -107,10 +116,9 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
     const notSucceeded = settled.filter((r) => r.state !== 'succeeded').length;
     const violations = [...agents.violations];
     await agents.stop();
-    agents = undefined;
-    for (const gateway of scale.gateways.slice(1)) await gateway.close();
+    await Promise.all(scale.gateways.slice(1).map((gateway) => gateway.close()));
 
-    const baselineMs = await bareStorm({ scale, dirs: scale.devices.filter((_, i) => i % gatewayCount === 0).slice(0, returns.closed).map((d) => d.dir), agentsPerProcess, deadlineMs });
+    const baselineMs = await bareStorm({ scale, ...processes.bare!, dirs: scale.devices.filter((_, i) => i % gatewayCount === 0).slice(0, returns.closed).map((d) => d.dir), agentsPerProcess, deadlineMs });
     const rows = [distributionRow('agents_reauthenticated_after_kill', returns.afterMs.length, returns.afterMs), distributionRow('bare_tls_rehandshake', baselineMs.length, baselineMs)];
     const byState: Record<string, number> = {};
     for (const record of settled) byState[record.state] = (byState[record.state] ?? 0) + 1;
@@ -133,8 +141,8 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
       },
     });
   } finally {
-    await agents?.stop();
-    await scale.close();
+    await processes.stop();
+    await scale?.close();
   }
 }
 
@@ -181,12 +189,15 @@ class CommandSender {
 }
 
 /** Step: the same number of bare mutual-TLS clients opening at once (start jitter as the agents'), against one bare server. */
-async function bareStorm(options: { scale: Awaited<ReturnType<typeof startScaleOut>>; dirs: string[]; agentsPerProcess: number; deadlineMs: number }): Promise<number[]> {
-  const { scale } = options;
-  const server = await ServerChild.start('bare', 'bare-ws', {
+async function bareStorm(options: {
+  scale: ScaleOut; server: ServerChild; clients: BareClients; dirs: string[]; agentsPerProcess: number; deadlineMs: number;
+}): Promise<number[]> {
+  const { scale, server, clients } = options;
+  await server.begin({
     type: 'start', dataDir: scale.dataDir, redisUrl: '', keyPrefix: '', gatewayId: 'bare', heartbeatIntervalMs: 0, tls: scale.bench.materials.serverTls,
   }, 60_000);
-  const clients = new BareClients(options.dirs, Math.max(1, Math.ceil(options.dirs.length / options.agentsPerProcess)));
+  clients.grow(bareProcesses(options.dirs.length, options.agentsPerProcess));
+  clients.load(options.dirs);
   try {
     return await clients.open(server.url, scale.bench.materials.rootCaPem, jitterMs, Math.max(1_000, options.deadlineMs - Date.now()));
   } finally {

@@ -70,17 +70,21 @@ export const connectionsBenchCommand: Command = {
 export const reconnectBenchCommand: Command = {
   name: 'reconnect',
   summary: 'Reconnect storm: three gateways, one killed (SIGKILL) while it holds a third of the fleet; time until every agent is back, against bare TLS',
-  usage: '--agents N --redis URL [--commands C] [--dir D] [--json] [--out DIR]',
+  usage: '--agents N --redis URL [--gateways G] [--commands C] [--dir D] [--json] [--out DIR]',
   optionHelp: [
     ...sharedHelp,
+    ['--gateways G', 'Gateway processes, one of them killed (default 3, at least 2)'],
     ['--commands C', 'EXEC_PING_KERNEL commands sent through the API around the kill, to the killed gateway\'s agents (default 30); each must end succeeded and run once'],
   ],
-  options: { ...sharedOptions, commands: { type: 'string' } },
+  options: { ...sharedOptions, gateways: { type: 'string' }, commands: { type: 'string' } },
   async run(args, io) {
     const values = sharedValues(args, io);
-    if (Math.ceil(values.agents / 2) > 19_500) throw new SdcError('CLI_USAGE', `after the kill two gateways hold all ${values.agents} agents: at most 39,000 here (20,000 open files per process)`);
+    const gateways = integerOption(args, 'gateways', 3, 2, 16);
+    if (Math.ceil(values.agents / (gateways - 1)) > 19_500) {
+      throw new SdcError('CLI_USAGE', `after the kill ${gateways - 1} gateway${gateways === 2 ? '' : 's'} hold all ${values.agents} agents: at most ${(19_500 * (gateways - 1)).toLocaleString('en-US')} here (20,000 open files per process)`);
+    }
     const { runReconnectBench } = await import('../../bench/reconnect.js');
-    const report = await runReconnectBench({ ...values, commands: integerOption(args, 'commands', 30, 0, 10_000) });
+    const report = await runReconnectBench({ ...values, gateways, commands: integerOption(args, 'commands', 30, 0, 10_000) });
     await emit(args, io, report);
     return report.details?.ok === true ? 0 : 1;
   },

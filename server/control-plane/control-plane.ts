@@ -359,6 +359,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       logger.info({ published, certificates, revoked }, 'enrolled devices, their certificates and revoked serials published');
       await devices.republishCrl(); // signs (and writes) a CRL from SQL now, not at the first request
       await live.start();
+      await devices.start();
       await policyBundles.start();
       await eventsConsumer.claimIdle(claimIdleMs);
       await telemetryConsumer.claimIdle(claimIdleMs);
@@ -391,6 +392,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       if (passesInFlight.size > 0) await sweepsSettled();
       await Promise.all([eventsConsumer.stop(), telemetryConsumer.stop()]);
       await live.stop();
+      await devices.stop();
       await policyBundles.stop();
       if (server !== undefined) {
         const s = server;

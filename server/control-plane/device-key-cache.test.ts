@@ -57,4 +57,25 @@ describe('DeviceKeyCache (verifyDeviceFrame without a SQL read per sample)', () 
     assert.equal((await t.cache.get('d1')).revoked, true, 'but did not poison the cache');
     assert.deepEqual(t.loads, ['d1', 'd1']);
   });
+
+  it('shares one read among the frames of a device that miss at once (an ACK and a RESULT together)', async () => {
+    const t = setup();
+    t.holdNextLoad();
+    const both = [t.cache.get('d1'), t.cache.get('d1')];
+    await Promise.resolve();
+    t.releaseLoad();
+    assert.deepEqual((await Promise.all(both)).map((r) => r.publicKey), [key, key]);
+    assert.deepEqual(t.loads, ['d1']);
+  });
+
+  it('reload reads the row again within the TTL (a key renewed by another control plane) and keeps what it read', async () => {
+    const t = setup();
+    await t.cache.get('d1');
+    const renewed = new Uint8Array(32).fill(9);
+    t.rows.set('d1', { publicKey: renewed, revoked: false });
+    assert.equal((await t.cache.get('d1')).publicKey, key, 'still the cached row');
+    assert.equal((await t.cache.reload('d1')).publicKey, renewed);
+    assert.equal((await t.cache.get('d1')).publicKey, renewed, 'the fresh row is cached');
+    assert.deepEqual(t.loads, ['d1', 'd1']);
+  });
 });

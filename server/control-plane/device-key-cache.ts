@@ -12,11 +12,14 @@ export const deviceKeyCacheLimits = Object.freeze({
   /** Devices kept: the devices that send telemetry at once, as the gateway's connectionsMax. */
   entriesMax: 10_000,
   /**
-   * How long a row is trusted. This service drops a device's entry when it enrolls, renews or
-   * revokes it, so this only bounds how long a change made by another process (a second control
-   * plane on the same MySQL) goes unseen.
+   * How long a row is trusted. This service drops its entries when it enrolls, renews or revokes a
+   * device, and when any control plane's revocation notice arrives (DeviceService.start); a frame
+   * whose signature fails under a cached key is checked again under a fresh read (a key renewed by
+   * another process). So this only bounds a revocation by another process whose notice was lost
+   * (pub/sub is at most once). It was 1 s, which left 1.9 SQL reads of the device row per command
+   * (ACK and RESULT a second or more apart): 10 s keeps a command's frames on one read.
    */
-  ttlMs: 1_000,
+  ttlMs: 10_000,
 });
 
 /**
@@ -26,6 +29,8 @@ export const deviceKeyCacheLimits = Object.freeze({
  */
 export class DeviceKeyCache {
   readonly #entries = new BoundedLru<string, { record: DeviceKeyRecord; fetchedAtMs: number }>(deviceKeyCacheLimits.entriesMax);
+  /** Reads in flight, so a device's ACK and RESULT handled at once share one (bounded: one per device asking). */
+  readonly #loading = new Map<string, { generation: number; record: Promise<DeviceKeyRecord> }>();
   #generation = 0;
 
   constructor(private readonly clock: Clock, private readonly load: (deviceId: string) => Promise<DeviceKeyRecord>) {}
@@ -34,9 +39,25 @@ export class DeviceKeyCache {
     const nowMs = this.clock.nowMs();
     const cached = this.#entries.get(deviceId);
     if (cached !== undefined && nowMs - cached.fetchedAtMs < deviceKeyCacheLimits.ttlMs && nowMs >= cached.fetchedAtMs) return cached.record;
+    return this.#read(deviceId, nowMs);
+  }
+
+  /** A fresh read, whatever is cached: after a signature failed under the cached key. */
+  reload(deviceId: string): Promise<DeviceKeyRecord> {
+    return this.#read(deviceId, this.clock.nowMs(), false);
+  }
+
+  #read(deviceId: string, nowMs: number, share = true): Promise<DeviceKeyRecord> {
     const generation = this.#generation;
-    const record = await this.load(deviceId);
-    if (generation === this.#generation) this.#entries.set(deviceId, { record, fetchedAtMs: nowMs });
+    const inFlight = this.#loading.get(deviceId);
+    if (share && inFlight !== undefined && inFlight.generation === generation) return inFlight.record;
+    const record = this.load(deviceId).then((loaded) => {
+      if (generation === this.#generation) this.#entries.set(deviceId, { record: loaded, fetchedAtMs: nowMs });
+      return loaded;
+    }).finally(() => {
+      if (this.#loading.get(deviceId)?.record === record) this.#loading.delete(deviceId);
+    });
+    this.#loading.set(deviceId, { generation, record });
     return record;
   }
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
 import { BoundedLru } from '../../core/crypto/bounded-lru.js';
-import { kvKeys } from '../bus-contract/streams.js';
+import { kvKeys, revocationChannel } from '../bus-contract/streams.js';
 import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
 import { signKernelKeyRotation, type KernelKeyRotation } from '../../core/protocol/kernel-key-rotation.js';
@@ -150,6 +150,7 @@ export class DeviceService {
   readonly trust: TrustPublisher;
   #tokenCreator = 'system';
   #crl: SignedCrl | undefined;
+  #unsubscribeRevocations: (() => Promise<void>) | undefined;
 
   constructor(options: DeviceServiceOptions) {
     this.#ctx = options.context;
@@ -579,13 +580,37 @@ export class DeviceService {
     const envelope = options.gatewayAuthenticated === true ? decodeGatewayCheckedFrame(frameText) : decodeEnvelope(frameText);
     if (envelope.type !== type) throw new SdcError('PROTO_SCHEMA_INVALID', `frame is ${envelope.type}, expected ${type}`);
     if (envelope.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `frame is from ${envelope.device_id}, entry names ${deviceId}`);
-    const { publicKey, revoked } = await this.#deviceKeys.get(deviceId);
+    const macTrusted = options.gatewayAuthenticated === true && sessionMacTypes.has(type) && envelope.sig.alg === envelopeMacAlg;
+    try {
+      this.#checkDeviceFrame(deviceId, envelope, await this.#deviceKeys.get(deviceId), macTrusted);
+    } catch (error) {
+      // The cached row may predate an enrollment or renewal made by another control plane (docs/decisions/0008).
+      if (!SdcError.is(error) || !(error.code === 'CRYPTO_SIGNATURE_INVALID' || error.code === 'API_DEVICE_NOT_ENROLLED')) throw error;
+      this.#checkDeviceFrame(deviceId, envelope, await this.#deviceKeys.reload(deviceId), macTrusted);
+    }
+    return { envelope, body: validateMessageBody(type, envelope.body) };
+  }
+
+  #checkDeviceFrame(deviceId: string, envelope: SignedEnvelope, { publicKey, revoked }: DeviceKeyRecord, macTrusted: boolean): void {
     if (publicKey === null) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${deviceId} has no enrolled key`);
     // Frames a revoked device sent before its sessions were closed may still be on the streams.
     if (revoked) throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked; its frame is refused`, { deviceId });
-    const macTrusted = options.gatewayAuthenticated === true && sessionMacTypes.has(type) && envelope.sig.alg === envelopeMacAlg;
     if (!macTrusted) verifyEnvelope({ envelope, resolveKey: (kid) => (kid === deviceKid(deviceId) ? publicKey : undefined), provider: this.#ctx.ed25519 });
-    return { envelope, body: validateMessageBody(type, envelope.body) };
+  }
+
+  /**
+   * Drops the cached device rows at every revocation notice, this process's or another control
+   * plane's, so a revocation made elsewhere is seen at once rather than after the cache's TTL.
+   */
+  async start(): Promise<void> {
+    if (this.#unsubscribeRevocations !== undefined) return;
+    this.#unsubscribeRevocations = await this.#ctx.kv.subscribe(revocationChannel, () => this.#deviceKeys.invalidate());
+  }
+
+  async stop(): Promise<void> {
+    const unsubscribe = this.#unsubscribeRevocations;
+    this.#unsubscribeRevocations = undefined;
+    if (unsubscribe !== undefined) await unsubscribe();
   }
 
   /**

@@ -26,6 +26,17 @@ export interface ArtifactStore {
   open(sha256: string): Promise<{ stream: Readable; length: number } | undefined>;
   /** A presigned GET URL of the artifact (blob store only; undefined elsewhere or when it is not stored). */
   presignGet?(sha256: string, expiresInSeconds: number): Promise<string | undefined>;
+  /**
+   * Release uploads by presigned PUT (blob store only): a URL for the pending object `name`
+   * whose signature binds the exact length, the pending object's bytes, and its removal.
+   */
+  readonly pendingUploads?: PendingUploads;
+}
+
+export interface PendingUploads {
+  presignPut(name: string, lengthBytes: number, expiresInSeconds: number): Promise<string>;
+  open(name: string): Promise<AsyncIterable<Uint8Array> | undefined>;
+  delete(name: string): Promise<void>;
 }
 
 const sha256Pattern = /^[0-9a-f]{64}$/;
@@ -61,6 +72,13 @@ export class BlobArtifactStore implements ArtifactStore {
   static key(sha256: string): string {
     return `ota/artifacts/${sha256}`;
   }
+
+  /** Release uploads by presigned PUT land under `ota/release-uploads/<name>` until the control plane has checked them. */
+  readonly pendingUploads: PendingUploads = {
+    presignPut: (name, lengthBytes, expiresInSeconds) => this.#blobs.presign('PUT', `ota/release-uploads/${name}`, expiresInSeconds, { contentLength: lengthBytes }),
+    open: (name) => this.#blobs.read(`ota/release-uploads/${name}`),
+    delete: (name) => this.#blobs.delete(`ota/release-uploads/${name}`),
+  };
 
   async put(body: AsyncIterable<Uint8Array>, options: { bytesMax: number }): Promise<StoredArtifact> {
     const upload = `ota/uploads/${randomBytes(12).toString('hex')}`;

@@ -32,8 +32,17 @@ export interface BlobStore {
   /** The object's bytes for the control plane itself (devices and operators use presigned URLs). */
   read(key: string): Promise<AsyncIterable<Uint8Array> | undefined>;
   delete(key: string): Promise<void>;
-  /** A URL for one method on one object, valid `expiresInSeconds` (60..3600, else OTA_PRESIGN_INVALID). */
-  presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string>;
+  /**
+   * A URL for one method on one object, valid `expiresInSeconds` (60..3600, else OTA_PRESIGN_INVALID).
+   * `contentLength` (PUT only) is signed as the Content-Length header: the store refuses a body of
+   * any other length (S3 and the embedded store alike: SignatureDoesNotMatch).
+   */
+  presign(method: PresignMethod, key: string, expiresInSeconds: number, options?: PresignOptions): Promise<string>;
+}
+
+export interface PresignOptions {
+  /** The exact body length of a presigned PUT, bound into the signature (1..2^53-1 bytes). */
+  readonly contentLength?: number;
 }
 
 export const presignExpiryMinSeconds = 60;
@@ -75,12 +84,18 @@ function s3Client(endpoint: S3Endpoint): S3Client {
  * `clock` dates the signature: the embedded store signs and verifies on the same clock (the
  * control plane's); S3 uses the system clock, as its own does.
  */
-export function createPresigner(endpoint: S3Endpoint, clock?: Clock): (method: PresignMethod, key: string, expiresInSeconds: number) => Promise<string> {
+export function createPresigner(endpoint: S3Endpoint, clock?: Clock): (method: PresignMethod, key: string, expiresInSeconds: number, options?: PresignOptions) => Promise<string> {
   const client = s3Client(endpoint);
-  return async (method, key, expiresInSeconds) => {
+  return async (method, key, expiresInSeconds, options = {}) => {
     checkKey(key);
     checkExpiry(expiresInSeconds);
-    const command = method === 'GET' ? new GetObjectCommand({ Bucket: endpoint.bucket, Key: key }) : new PutObjectCommand({ Bucket: endpoint.bucket, Key: key });
+    const { contentLength } = options;
+    if (contentLength !== undefined && (method !== 'PUT' || !Number.isSafeInteger(contentLength) || contentLength < 1)) {
+      throw new SdcError('OTA_PRESIGN_INVALID', 'a content length is bound into presigned PUTs only, and is a positive integer');
+    }
+    // ContentLength makes the presigner sign the content-length header (X-Amz-SignedHeaders=content-length;host).
+    const command = method === 'GET' ? new GetObjectCommand({ Bucket: endpoint.bucket, Key: key })
+      : new PutObjectCommand({ Bucket: endpoint.bucket, Key: key, ...(contentLength === undefined ? {} : { ContentLength: contentLength }) });
     return getSignedUrl(client, command, { expiresIn: expiresInSeconds, ...(clock === undefined ? {} : { signingDate: new Date(clock.nowMs()) }) });
   };
 }
@@ -145,8 +160,8 @@ export class S3BlobStore implements BlobStore {
     await this.#client.send(new DeleteObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
   }
 
-  presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string> {
-    return this.#presign(method, key, expiresInSeconds);
+  presign(method: PresignMethod, key: string, expiresInSeconds: number, options?: PresignOptions): Promise<string> {
+    return this.#presign(method, key, expiresInSeconds, options);
   }
 }
 
@@ -265,10 +280,10 @@ export class EmbeddedBlobStore implements BlobStore {
     await unlink(this.#file(key, 'json')).catch(() => undefined);
   }
 
-  async presign(method: PresignMethod, key: string, expiresInSeconds: number): Promise<string> {
+  async presign(method: PresignMethod, key: string, expiresInSeconds: number, options?: PresignOptions): Promise<string> {
     const endpoint = this.endpoint; // throws (rejects) while no public base is known
     if (this.#presigner?.base !== endpoint.endpoint) this.#presigner = { base: endpoint.endpoint, presign: createPresigner(endpoint, this.#options.clock) };
-    return this.#presigner.presign(method, key, expiresInSeconds);
+    return this.#presigner.presign(method, key, expiresInSeconds, options);
   }
 
   /**

@@ -171,6 +171,49 @@ export class ReleaseService {
   }
 
   /**
+   * A presigned PUT for the release's artifact, straight to the blob store (the bytes never pass
+   * through the API): valid `expiresInSeconds`, for exactly `declared.length` bytes (the length is
+   * in the signature, so the store refuses any other). The release moves draft → uploading; it
+   * leaves `uploading` only through completeUpload, which checks what arrived.
+   */
+  async presignUpload(id: string, declared: { sha256: string; length: number }, actor: string, expiresInSeconds: number): Promise<PresignedUpload> {
+    const pending = this.#artifacts.pendingUploads;
+    if (pending === undefined) throw new SdcError('OTA_PRESIGN_INVALID', 'this control plane\'s artifact store takes no presigned uploads: PUT /v1/releases/{id}/artifact');
+    checkDeclared(declared, this.#artifactBytesMax);
+    const row = await this.#row(this.#ctx.db, id);
+    if (row.state !== 'draft' && row.state !== 'uploading') refuseTransition(row.state, 'upload_start');
+    const url = await pending.presignPut(pendingUploadName(id, declared), declared.length, expiresInSeconds);
+    await this.#ctx.db.transaction(async (tx) => {
+      const current = await this.#row(tx, id);
+      if (current.state === 'draft') await this.#move(tx, current, 'upload_start');
+      await this.#audit(tx, 'ota.release.upload_url_issued', actor, id, { sha256: declared.sha256, length: declared.length, expires_in_seconds: expiresInSeconds });
+    });
+    await this.#ctx.settleAudit();
+    return { method: 'PUT', url, headers: { 'content-length': String(declared.length) }, expires_at_ms: this.#ctx.clock.nowMs() + expiresInSeconds * 1000 };
+  }
+
+  /**
+   * After the presigned PUT: the pending object is read and checked against the same declared
+   * length and SHA-256 (upload: a match is `verified`, anything else stays `uploading` with
+   * OTA_UPLOAD_DIGEST_MISMATCH), then removed either way.
+   */
+  async completeUpload(id: string, declared: { sha256: string; length: number }, actor: string): Promise<ReleaseView> {
+    const pending = this.#artifacts.pendingUploads;
+    if (pending === undefined) throw new SdcError('OTA_PRESIGN_INVALID', 'this control plane\'s artifact store takes no presigned uploads');
+    checkDeclared(declared, this.#artifactBytesMax);
+    const name = pendingUploadName(id, declared);
+    const body = await pending.open(name);
+    if (body === undefined) {
+      throw new SdcError('OTA_UPLOAD_DIGEST_MISMATCH', `nothing was uploaded for release ${id} with ${declared.length} bytes and sha256 ${declared.sha256}: PUT it to the presigned URL first`, { releaseId: id });
+    }
+    try {
+      return await this.upload(id, body, declared, actor);
+    } finally {
+      await pending.delete(name).catch(() => undefined);
+    }
+  }
+
+  /**
    * The targets metadata release signers sign for this release: every published release plus
    * this one, at the next targets version. Built once and kept while it is current; targets
    * versions are signed one at a time (OTA_TARGETS_PROPOSAL_OPEN while another release's is open).
@@ -344,6 +387,25 @@ export class ReleaseService {
       created_by: row.created_by, created_at_ms: Number(row.created_at), updated_at_ms: Number(row.updated_at),
     };
   }
+}
+
+export interface PresignedUpload {
+  readonly method: 'PUT';
+  readonly url: string;
+  /** Send exactly these (the length is signed). */
+  readonly headers: { readonly 'content-length': string };
+  readonly expires_at_ms: number;
+}
+
+function checkDeclared(declared: { sha256: string; length: number }, bytesMax: number): void {
+  if (!sha256Pattern.test(declared.sha256)) throw new SdcError('API_VALIDATION', 'the declared sha256 must be 64 lower-case hex digits');
+  if (!Number.isSafeInteger(declared.length) || declared.length < 1) throw new SdcError('API_VALIDATION', 'the declared length must be a positive integer');
+  if (declared.length > bytesMax) throw new SdcError('OTA_UPLOAD_TOO_LARGE', `the artifact exceeds ${bytesMax} bytes`, { bytesMax });
+}
+
+/** One pending object per release and declared artifact: asking again for the same upload overwrites it, never another's. */
+function pendingUploadName(id: string, declared: { sha256: string; length: number }): string {
+  return `${id}/${declared.sha256}-${declared.length}`;
 }
 
 /**

@@ -49,6 +49,22 @@ const ArtifactHeaders = Type.Object({
   'x-sdc-artifact-sha256': Hex64,
   'content-type': Type.Literal('application/octet-stream'),
 });
+const DeclaredArtifact = Type.Object({
+  sha256: Hex64,
+  length: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'The exact byte length; bound into the presigned PUT\'s signature' }),
+}, strict);
+const UploadUrlBody = Type.Object({
+  ...DeclaredArtifact.properties,
+  expires_in_seconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 3600, description: 'Default 900' })),
+}, strict);
+const PresignedUpload = Type.Object({
+  method: Type.Literal('PUT'),
+  url: Type.String({ description: 'AWS SigV4 presigned PUT to the blob store (embedded or S3), for this release and declared artifact only' }),
+  headers: Type.Object({ 'content-length': Type.String() }, { description: 'Send exactly these: the length is signed' }),
+  expires_at_ms: Type.Integer(),
+});
+/** A quarter hour for a presigned release upload, as for a device's download. */
+const uploadUrlExpirySecondsDefault = 900;
 const Proposal = Type.Object({
   release_id: Type.String(),
   targets_version: Type.Integer(),
@@ -118,6 +134,19 @@ export const otaRoutes: RoutesPlugin<{ readonly ota: () => OtaServices | undefin
       { sha256: request.headers['x-sdc-artifact-sha256'], ...(declaredLength === undefined || !Number.isSafeInteger(declaredLength) ? {} : { length: declaredLength }) },
       principalOf(request).name);
   });
+
+  app.post('/v1/releases/:id/artifact-upload-url', {
+    schema: { params: ReleaseParams, body: UploadUrlBody, response: { 200: PresignedUpload } },
+    config: { auth: 'operator', summary: 'A presigned PUT of the artifact straight to the blob store, for the declared length (signed) and SHA-256; then POST artifact-upload-complete' },
+  }, async (request) => {
+    const { expires_in_seconds: expiry, ...declared } = request.body;
+    return required().releases.presignUpload(request.params.id, declared, principalOf(request).name, expiry ?? uploadUrlExpirySecondsDefault);
+  });
+
+  app.post('/v1/releases/:id/artifact-upload-complete', {
+    schema: { params: ReleaseParams, body: DeclaredArtifact, response: { 200: ReleaseView } },
+    config: { auth: 'operator', summary: 'Check what the presigned PUT stored against the declared length and SHA-256: verified, or still uploading (OTA_UPLOAD_DIGEST_MISMATCH)' },
+  }, async (request) => required().releases.completeUpload(request.params.id, request.body, principalOf(request).name));
 
   app.get('/v1/releases/:id/targets-proposal', {
     schema: { params: ReleaseParams, response: { 200: Proposal } },

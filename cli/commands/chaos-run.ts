@@ -17,7 +17,9 @@ import { failedByCode, type FaultContext, type RealFaultScenario, type RunProxie
 import { processFaultScenarios } from './chaos-real/process-faults.js';
 import { prepareProbes, probeTraces, runProbes, type ProbeKit, type ProbeOutcome } from './chaos-real/outside-probes.js';
 import { parseScenario, type Scenario } from '../../sim/scenario.js';
-import { rideOutStartOutage, startOutageRetry, type StartOutageFacts } from './chaos-real/start-outage.js';
+import {
+  midStartLatencyMs, midStartLossViolations, rideOutLossMidStart, rideOutStartOutage, startOutageRetry, type MidStartLossFacts, type StartOutageFacts,
+} from './chaos-real/start-outage.js';
 
 /**
  * `sdc chaos run` (issue 11): the real control plane and gateway on loopback TLS, real agents
@@ -114,6 +116,10 @@ export const realFaultScenarios: readonly RealFaultScenario[] = [
   },
   {
     name: 'mysql-down-at-start', summary: 'MySQL unreachable (its proxy disabled) while the deployment starts: /readyz names it, the start waits and completes once it is back; no fault during the commands', needs: 'mysql', downAtStart: 'mysql', cutsSessions: false,
+    inject: async () => async () => undefined,
+  },
+  {
+    name: 'mysql-lost-mid-start', summary: `MySQL answers, then is cut (its proxy disabled) while the control plane migrates and starts (slowed by ${midStartLatencyMs} ms each way until the cut): /readyz names it, the start waits and runs again once it is back; no fault during the commands`, needs: 'mysql', lostMidStart: 'mysql', cutsSessions: false,
     inject: async () => async () => undefined,
   },
 ];
@@ -240,6 +246,10 @@ async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string,
   const downAtStart = options.scenario.downAtStart;
   const downProxy = downAtStart === undefined ? undefined : need(proxies[downAtStart], `--${downAtStart}`);
   if (downProxy !== undefined) await down(downProxy);
+  const lostMidStart = options.scenario.lostMidStart;
+  const lossProxy = lostMidStart === undefined ? undefined : need(proxies[lostMidStart], `--${lostMidStart}`);
+  const healLatency = lossProxy === undefined ? undefined : await toxics(lossProxy, 'latency', { latency: midStartLatencyMs, jitter: 0 });
+  const ridesOut = downProxy !== undefined || lossProxy !== undefined;
   let apiUrl: string | undefined;
   const starting = startDeployment({
     materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: options.logger,
@@ -247,11 +257,17 @@ async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string,
     ...(options.redisUrl === undefined ? {} : { redisUrl: throughProxy(options.redisUrl, proxies.redis!.listen), keyPrefix: `sdc-chaos-${tag}:` }),
     ...(options.mysqlUrl === undefined ? {} : { mysqlUrl: throughProxy(options.mysqlUrl, proxies.mysql!.listen) }),
     scryptParams: { N: 1024, r: 8, p: 1 }, gateway: fastGateway, controlPlaneTuning: fastControlPlane,
-    ...(downProxy === undefined ? {} : { storeRetry: startOutageRetry, onApiListening: (url: string) => { apiUrl = url; } }),
+    ...(ridesOut ? { storeRetry: startOutageRetry, onApiListening: (url: string) => { apiUrl = url; } } : {}),
   });
   let startOutage: StartOutageFacts | undefined;
+  let midStartLoss: MidStartLossFacts | undefined;
   let deployment: Deployment;
-  if (downProxy === undefined) deployment = await starting;
+  if (lossProxy !== undefined) {
+    const ridden = await rideOutLossMidStart({ store: lostMidStart!, proxy: lossProxy, healLatency: healLatency!, downForMs: options.faultMs, caPem: materials.rootCaPem, apiUrl: () => apiUrl, starting });
+    deployment = ridden.started;
+    midStartLoss = ridden.facts;
+    options.onProgress?.(`${lostMidStart} cut mid-start for ${options.faultMs} ms after /readyz named it; started ${ridden.facts.started_after_heal_ms} ms after it came back`);
+  } else if (downProxy === undefined) deployment = await starting;
   else {
     const ridden = await rideOutStartOutage({ store: downAtStart!, proxy: downProxy, downForMs: options.faultMs, caPem: materials.rootCaPem, apiUrl: () => apiUrl, starting });
     deployment = ridden.started;
@@ -260,7 +276,7 @@ async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string,
   }
   const { address } = deployment.gatewayServer;
   const gateway = await proxies.gateway.update({ enabled: true, listen: proxies.gateway.listen, upstream: `${address.host}:${address.port}` });
-  return { deployment, gateway, materials, ...(startOutage === undefined ? {} : { startOutage }) };
+  return { deployment, gateway, materials, ...(startOutage === undefined ? {} : { startOutage }), ...(midStartLoss === undefined ? {} : { midStartLoss }) };
 }
 
 /** A store down at start must have been named by /readyz (503) while it was down, and the deployment ready (200) after. */
@@ -386,6 +402,8 @@ interface Proxied {
   readonly materials: DeploymentMaterials;
   /** What a store down at start looked like (downAtStart scenarios). */
   readonly startOutage?: StartOutageFacts;
+  /** What a store lost part-way through the start looked like (lostMidStart scenarios). */
+  readonly midStartLoss?: MidStartLossFacts;
 }
 
 /**
@@ -406,6 +424,10 @@ async function runOnDeployment(options: ChaosRunOptions, setup: { started: Start
   if (proxied.startOutage !== undefined) {
     notes.start_outage = proxied.startOutage;
     scenarioViolations.push(...startOutageViolations(proxied.startOutage));
+  }
+  if (proxied.midStartLoss !== undefined) {
+    notes.mid_start_loss = proxied.midStartLoss;
+    scenarioViolations.push(...midStartLossViolations(proxied.midStartLoss));
   }
   const offline = new Set<string>();
   let context: FaultContext | undefined;

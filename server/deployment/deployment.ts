@@ -16,7 +16,9 @@ import type { Clock, RandomSource, Scheduler } from '../../core/ports/ports.js';
 import type { Stores } from '../stores/index.js';
 import { holdPort, listenRefusal, startStartupApiServer } from './listening.js';
 import { Readiness, registerProbeRoutes } from './readiness.js';
-import { connectStores, deploymentDependencies, storeProbes, storeRetryNone, storeTargets, type StoreRetryLimits } from './store-connect.js';
+import { connectStores, deploymentDependencies, storeProbes, storeRetryNone, storeTargets, type ConnectedStores, type StoreRetryLimits } from './store-connect.js';
+import { startRidingOutStoreLoss } from './start-store-loss.js';
+import type { HeldPort } from './listening.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
 
 /**
@@ -97,6 +99,68 @@ function requireSharedRedis(options: StartDeploymentOptions): void {
   if (options.controlPlane === false && options.redisUrl === undefined) throw new SdcError('PROTO_INVALID_ARGUMENT', 'a gateway-only deployment needs a shared Redis');
 }
 
+interface ServicesStart {
+  readonly options: StartDeploymentOptions;
+  readonly logger: Logger;
+  readonly host: string;
+  readonly stores: ConnectedStores;
+  readonly crl: CrlFileWatch;
+  readonly crlPath: string;
+  readonly gatewayPort: HeldPort;
+  readonly withApi: boolean;
+  readonly onStop: (stop: () => Promise<void>) => void;
+}
+
+interface Services {
+  readonly metrics: ServiceMetrics;
+  readonly gateway: GatewayCore;
+  readonly gatewayServer: GatewayServer;
+  readonly gatewayUrl: string;
+  readonly controlPlane: ControlPlane | undefined;
+}
+
+/**
+ * One attempt at the services on the opened stores: the gateway core and its listener (on the
+ * port held for it; a later attempt listens on the same port again), then the control plane
+ * (migrations, start) unless gateway-only. Each has fresh metrics, so that a failed attempt's
+ * collectors are not left reporting.
+ */
+async function startServices(start: ServicesStart): Promise<Services> {
+  const { options, logger, host, stores, crl, gatewayPort, onStop } = start;
+  const { materials, clock, random, scheduler } = options;
+  const metrics = new ServiceMetrics({ onCollectorError: (error) => logger.warn({ err: error }, 'a metrics collector failed; its gauges keep their last values') });
+  onStop(async () => metrics.stop());
+  const gateway = createGatewayCore({
+    isRevoked: createRevocationCheck({ kv: stores.kv, crlSerials: () => crl.serials() }),
+    telemetryBatchEntriesMax: gatewayTelemetryBatchEntries,
+    ...options.gateway,
+    gatewayId: options.gatewayId ?? 'gw-1',
+    signer: materials.gatewaySigner,
+    provider: createNodeEd25519Provider(),
+    stores: { bus: stores.bus, kv: stores.kv },
+    clock, random, scheduler, logger: logger.child({ role: 'gateway' }), metrics,
+    commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),
+  });
+  await gateway.start();
+  onStop(() => gateway.stop());
+  await gatewayPort.release();
+  const gatewayServer = await startGatewayServer({
+    core: gateway, tls: materials.serverTls, host, port: gatewayPort.port,
+    trustAnchors: [materials.intermediateCaPem, materials.rootCaPem], clock, logger: logger.child({ role: 'gateway-server' }), metrics,
+  }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
+  onStop(() => gatewayServer.close());
+  const gatewayUrl = gatewayServer.address.url;
+  if (!start.withApi || stores.sql === undefined) return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane: undefined };
+  const controlPlane = await createControlPlane({
+    materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
+    gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], crlPath: start.crlPath, ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
+    metrics, ...(options.metricsScrapeToken === undefined ? {} : { metricsScrapeToken: options.metricsScrapeToken }),
+  });
+  onStop(() => controlPlane.stop());
+  await controlPlane.start();
+  return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane };
+}
+
 /**
  * Opens the stores, starts a gateway (first, so its URL can be handed to devices at enrollment)
  * and the control plane, both over TLS with the deployment's server certificate.
@@ -108,11 +172,9 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
   const withControlPlane = options.controlPlane !== false;
   requireSharedRedis(options);
   storeTargets(options); // a malformed store URL is refused before anything listens or waits
-  const metrics = new ServiceMetrics({ onCollectorError: (error) => logger.warn({ err: error }, 'a metrics collector failed; its gauges keep their last values') });
   const readiness = new Readiness({ dependencies: deploymentDependencies(options, withControlPlane), clock, scheduler });
   const stopped: Array<() => Promise<void>> = [];
   const stopAll = async () => {
-    metrics.stop();
     for (const stop of stopped.reverse()) await stop().catch((error: unknown) => logger.warn({ err: error }, 'stop failed'));
   };
   try {
@@ -145,36 +207,21 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     const crl = new CrlFileWatch({ path: crlPath, intermediateCaPem: materials.intermediateCaPem, scheduler, logger: logger.child({ role: 'gateway' }) });
     await crl.start();
     stopped.push(async () => crl.stop());
-    const gateway = createGatewayCore({
-      isRevoked: createRevocationCheck({ kv: stores.kv, crlSerials: () => crl.serials() }),
-      telemetryBatchEntriesMax: gatewayTelemetryBatchEntries,
-      ...options.gateway,
-      gatewayId: options.gatewayId ?? 'gw-1',
-      signer: materials.gatewaySigner,
-      provider: createNodeEd25519Provider(),
-      stores: { bus: stores.bus, kv: stores.kv },
-      clock, random, scheduler, logger: logger.child({ role: 'gateway' }), metrics,
-      commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),
+    // From here the stores are used: a store lost part-way (a migration, the consumer groups) is
+    // ridden out like one down at t = 0 (start-store-loss.ts), each attempt from a clean slate.
+    const targets = storeTargets(options);
+    const probes = new Map([...storeProbes(stores)].flatMap(([name, probe]) => {
+      const target = name === 'mysql' ? targets.mysql : name === 'redis' ? targets.redis : undefined;
+      return target === undefined ? [] : [[name, { target, probe }] as const];
+    }));
+    const started = await startRidingOutStoreLoss({
+      limits: options.storeRetry ?? storeRetryNone, probes, readiness, scheduler, random, logger: logger.child({ role: 'stores' }),
+      attempt: (onStop) => startServices({ options, logger, host, stores, crl, crlPath, gatewayPort, withApi: startupApi !== undefined, onStop }),
     });
-    await gateway.start();
-    stopped.push(() => gateway.stop());
-    await gatewayPort.release();
-    const gatewayServer = await startGatewayServer({
-      core: gateway, tls: materials.serverTls, host, port: gatewayPort.port,
-      trustAnchors: [materials.intermediateCaPem, materials.rootCaPem], clock, logger: logger.child({ role: 'gateway-server' }), metrics,
-    }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
-    stopped.push(() => gatewayServer.close());
-    const gatewayUrl = gatewayServer.address.url;
-    let controlPlane: ControlPlane | undefined;
+    stopped.push(...started.stops);
+    const { metrics, gateway, gatewayServer, gatewayUrl, controlPlane } = started.value;
     let apiUrl: string | undefined;
-    if (startupApi !== undefined && stores.sql !== undefined) {
-      controlPlane = await createControlPlane({
-        materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
-        gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], crlPath, ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
-        metrics, ...(options.metricsScrapeToken === undefined ? {} : { metricsScrapeToken: options.metricsScrapeToken }),
-      });
-      stopped.push(() => controlPlane!.stop());
-      await controlPlane.start();
+    if (startupApi !== undefined && controlPlane !== undefined) {
       registerProbeRoutes(controlPlane.app, readiness);
       readiness.running(storeProbes(stores));
       // The API takes over the port the startup server held.

@@ -61,6 +61,8 @@ export interface RealFaultScenario {
    * chaos-real/start-outage.ts): kept down --fault-for after /readyz names it, then enabled.
    */
   readonly downAtStart?: 'redis' | 'mysql';
+  /** A store lost part-way through the start: up at first, cut while the services start, back after the fault's length. */
+  readonly lostMidStart?: 'redis' | 'mysql';
   /** Whether the fault ends sessions (the run then expects agents to have reconnected). */
   readonly cutsSessions: boolean;
   /** Worker settings the fault needs. */

@@ -85,3 +85,76 @@ export async function rideOutStartOutage<T>(options: {
     facts: { store: options.store, readyz_while_down: whileDown, down_for_ms: options.downForMs, started_after_heal_ms: startedAfterHealMs, readyz_after: after },
   };
 }
+
+/**
+ * A store lost part-way through the start (issue 11): the stores answered, then one went away
+ * while the services were starting. Latency on the store's proxy (each way) stretches the start
+ * after the stores first answer (migrations, consumer groups: many round trips) so that the cut
+ * lands inside it, not after it.
+ */
+export const midStartLatencyMs = 150;
+
+export interface MidStartLossFacts {
+  readonly store: string;
+  /** `/readyz` when the store had answered and the start was still going: the moment of the cut. */
+  readonly readyz_before_cut: { readonly status: number; readonly body: ReadinessReport } | null;
+  /** Whether the start had already completed when the proxy was disabled (the cut then shows nothing). */
+  readonly started_before_cut: boolean;
+  /** `/readyz` after the cut, naming the store down while the start waits (null if never). */
+  readonly readyz_after_cut: { readonly status: number; readonly body: ReadinessReport } | null;
+  readonly down_for_ms: number;
+  readonly started_after_heal_ms: number | null;
+  readonly readyz_after: { readonly status: number; readonly body: ReadinessReport } | null;
+}
+
+/**
+ * Rides the cut out: waits until /readyz shows the store up while the start is still going, cuts
+ * it (proxy disabled, latency removed), waits until /readyz names it down again, keeps it down
+ * `downForMs`, enables the proxy and waits for the start; `healLatency` removes the latency toxic.
+ */
+export async function rideOutLossMidStart<T>(options: {
+  store: 'redis' | 'mysql'; proxy: Proxy; healLatency: () => Promise<void>; downForMs: number; caPem: string; apiUrl: () => string | undefined; starting: Promise<T>;
+}): Promise<{ started: T; facts: MidStartLossFacts }> {
+  const { proxy, store } = options;
+  let startedYet = false;
+  options.starting.then(() => { startedYet = true; }, () => undefined);
+  const readyz = async (accept: (answer: { status: number; body: ReadinessReport }) => boolean) => {
+    const url = options.apiUrl();
+    if (url === undefined) return undefined;
+    const answer = await getReadyz(url, options.caPem);
+    return accept(answer) ? answer : undefined;
+  };
+  const up = (answer: { body: ReadinessReport }) => answer.body.dependencies.some((d) => d.name === store && d.state === 'up');
+  const beforeCut = await waitFor(() => readyz((a) => a.body.status === 'starting' && up(a)), readyzSeenBoundMs, 50) ?? null;
+  await proxy.update({ enabled: false, listen: proxy.listen, upstream: proxy.upstream });
+  const startedBeforeCut = startedYet;
+  await options.healLatency();
+  const afterCut = await waitFor(() => readyz((a) => a.status === 503 && a.body.down.includes(store)), readyzSeenBoundMs, 200) ?? null;
+  await sleepMs(options.downForMs);
+  await proxy.update({ enabled: true, listen: proxy.listen, upstream: proxy.upstream });
+  const healedAtMs = Date.now();
+  const started = await options.starting;
+  const startedAfterHealMs = Date.now() - healedAtMs;
+  const after = (await waitFor(() => readyz((a) => a.status === 200), readyAfterBoundMs, 250)) ?? null;
+  return {
+    started,
+    facts: {
+      store, readyz_before_cut: beforeCut, started_before_cut: startedBeforeCut, readyz_after_cut: afterCut,
+      down_for_ms: options.downForMs, started_after_heal_ms: startedAfterHealMs, readyz_after: after,
+    },
+  };
+}
+
+/** The cut must have landed inside the start, been named by /readyz (503), and the deployment ready (200) after. */
+export function midStartLossViolations(facts: MidStartLossFacts): Array<{ checker: string; message: string }> {
+  const found: Array<{ checker: string; message: string }> = [];
+  if (facts.readyz_before_cut === null || facts.started_before_cut) {
+    found.push({ checker: 'fault', message: `the cut did not land inside the start (store seen up while starting: ${facts.readyz_before_cut !== null}, started already: ${facts.started_before_cut})` });
+  }
+  const during = facts.readyz_after_cut;
+  if (during === null || during.status !== 503 || !during.body.down.includes(facts.store)) {
+    found.push({ checker: 'readiness', message: `/readyz never answered 503 naming ${facts.store} after it was lost mid-start: ${JSON.stringify(during)}` });
+  }
+  if (facts.readyz_after?.status !== 200) found.push({ checker: 'readiness', message: `/readyz after the start answered ${JSON.stringify(facts.readyz_after)}` });
+  return found;
+}

@@ -57,6 +57,8 @@ const documentedRoutes = [
   'POST /v1/releases operator',
   'GET /v1/releases/{id} viewer',
   'PUT /v1/releases/{id}/artifact operator',
+  'POST /v1/releases/{id}/artifact-upload-url operator',
+  'POST /v1/releases/{id}/artifact-upload-complete operator',
   'GET /v1/releases/{id}/targets-proposal operator',
   'POST /v1/releases/{id}/signatures operator',
   'POST /v1/releases/{id}/publish operator',

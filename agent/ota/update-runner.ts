@@ -18,6 +18,7 @@ import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { AgentLogger } from '../agent-core.js';
 import { defaultTufTimeouts, runTufWorkflow, type TufFileStore } from '../tuf/driver.js';
 import type { TufFetcher } from '../tuf/http-fetcher.js';
+import { presignedUrlExpiresAtMs } from './presigned-url-expiry.js';
 import { downloadResumable, type ResumableDownloadOptions } from './resumable-download.js';
 import { updateJournalLimits, type UpdateJournal, type UpdateJournalEntry, type UpdateJournalState } from './update-journal.js';
 
@@ -47,6 +48,8 @@ export const updateDownloadDefaults = {
   limits: { idleTimeoutMs: 30_000, totalTimeoutMs: 60 * 60_000, attemptsMax: 20 },
   /** New artifact URLs asked for in one execution (a refused URL: expired, or signed for a moment ago); then the download fails. */
   urlRenewalsMax: 8,
+  /** A URL this close to its expiry (by the device's clock) is not worth a request: it could die before the first byte. */
+  urlExpiryMarginMs: 5_000,
 } as const;
 
 export interface UpdateRunnerOptions {
@@ -287,6 +290,14 @@ export class UpdateRunner {
   async #downloadPresigned(entry: UpdateJournalEntry, url: string, download: NonNullable<UpdateSource['download']>, file: string): Promise<'done' | 'waiting' | 'canceled'> {
     const target = this.#directorTarget(entry);
     if (await fileMatches(file, target)) return 'done'; // downloaded before a restart
+    // A stored notice re-sent after a reconnect may carry a URL that expired meanwhile: ask for a new
+    // one without first making a request that can only be refused. Only while no new URL was asked
+    // in this execution: a device whose clock runs ahead would otherwise never try any URL (after
+    // that, a 403 is what says a URL expired).
+    const expiresAtMs = presignedUrlExpiresAtMs(url);
+    if (!this.#urlRenewals.has(entry.executionId) && expiresAtMs !== undefined && expiresAtMs <= this.#o.clock.nowMs() + updateDownloadDefaults.urlExpiryMarginMs) {
+      return this.#askNewUrl(entry, 'artifact URL expired before use: asking for a new one');
+    }
     await mkdir(dirname(file), { recursive: true, mode: 0o700 });
     const abort = new AbortController();
     this.#downloading = { executionId: entry.executionId, abort };
@@ -302,11 +313,7 @@ export class UpdateRunner {
       const status = SdcError.is(error, 'OTA_DOWNLOAD_FAILED') ? error.details?.['status'] : undefined;
       const renewals = this.#urlRenewals.get(entry.executionId) ?? 0;
       if (status !== 403 || renewals >= updateDownloadDefaults.urlRenewalsMax) throw error;
-      this.#urlRenewals.set(entry.executionId, renewals + 1);
-      this.#o.logger.info({ executionId: entry.executionId, renewals: renewals + 1 }, 'artifact URL refused (expired?): asking for a new one');
-      // Not journaled: it is no step, and the control plane answers it with the notice, which resumes this one.
-      this.#o.send(this.#report(entry.executionId, 'artifact_url_expired', {}));
-      return 'waiting';
+      return this.#askNewUrl(entry, 'artifact URL refused (expired?): asking for a new one');
     } finally {
       this.#downloading = undefined;
     }
@@ -315,6 +322,16 @@ export class UpdateRunner {
       throw new SdcError('OTA_DOWNLOAD_DIGEST_MISMATCH', `the artifact does not have every hash the signed target lists (${Object.keys(target.hashes).join(', ')})`);
     }
     return 'done';
+  }
+
+  /** Asks the control plane for a new artifact URL (counted against urlRenewalsMax); the next notice resumes the download. */
+  #askNewUrl(entry: UpdateJournalEntry, message: string): 'waiting' {
+    const renewals = (this.#urlRenewals.get(entry.executionId) ?? 0) + 1;
+    this.#urlRenewals.set(entry.executionId, renewals);
+    this.#o.logger.info({ executionId: entry.executionId, renewals }, message);
+    // Not journaled: it is no step, and the control plane answers it with the notice, which resumes this one.
+    this.#o.send(this.#report(entry.executionId, 'artifact_url_expired', {}));
+    return 'waiting';
   }
 
   /** The director's target of this execution, its signature checked again (the journaled notice may have been replaced by a later one). */

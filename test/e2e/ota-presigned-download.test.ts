@@ -98,7 +98,7 @@ describe('the agent downloads its artifact by presigned URL, resumes it, and ask
   before(async () => {
     h = await makeOtaHarness(sqlJsTarget);
     targetsDir = await mkdtemp(join(tmpdir(), 'sdc-ota-presigned-'));
-    for (const id of ['pd-1', 'pd-2']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
+    for (const id of ['pd-1', 'pd-2', 'pd-3']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
     h.cp.app.addHook('onRequest', async (request, reply) => {
       if (!request.url.startsWith('/v1/blobs/')) return;
       const seen: BlobRequest = { range: request.headers.range, status: 0 };
@@ -190,6 +190,28 @@ describe('the agent downloads its artifact by presigned URL, resumes it, and ask
     assert.equal(await stateOf(view.id), 'health_checking');
   });
 
+  it('a stored notice whose URL expired while the device was away gets a new URL before any request is made', async () => {
+    const calls: string[] = [];
+    const sent: Report[] = [];
+    const view = await startFor('pd-3');
+    const stored = await noticeOf('pd-3');
+    // The device reconnects after the URL's 60 s: the gateway re-sends the stored notice as it is.
+    h.clock.advance(61_000);
+    blobRequests.length = 0;
+    const runner = runnerFor('pd-3', calls, sent, []);
+    runner.onNotice(stored);
+    await runner.idle();
+    assert.deepEqual(sent.map((report) => report.event), ['accept', 'precheck_pass', 'artifact_url_expired']);
+    assert.equal(blobRequests.length, 0, 'no request with the expired URL');
+    await deliver('pd-3', sent);
+    runner.onNotice(await noticeOf('pd-3'));
+    await runner.idle();
+    assert.deepEqual(blobRequests.map((request) => [request.range, request.status]), [[undefined, 200]], 'one request in all');
+    assert.deepEqual(calls, ['stage', 'commit']);
+    await deliver('pd-3', sent);
+    assert.equal(await stateOf(view.id), 'health_checking');
+  });
+
   it('URLs refused every time end the download as failed after a bounded number of new URLs', async () => {
     const calls: string[] = [];
     const sent: Report[] = [];
@@ -206,7 +228,8 @@ describe('the agent downloads its artifact by presigned URL, resumes it, and ask
       notice = await noticeOf('pd-2').catch(() => notice);
     }
     assert.equal(runner.current?.state, 'failed');
-    assert.equal(blobRequests.length, updateDownloadDefaults.urlRenewalsMax + 1);
+    // The first URL is seen expired before use (no request); each later one is tried and refused.
+    assert.equal(blobRequests.length, updateDownloadDefaults.urlRenewalsMax);
     assert.ok(blobRequests.every((request) => request.status === 403));
     assert.deepEqual(calls, [], 'nothing reached the kernel');
     assert.equal(await stateOf(view.id), 'failed');

@@ -2,19 +2,16 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { SdcError } from '../../core/errors/index.js';
-import { isDeviceId } from '../../core/protocol/device-id.js';
 import { defaultProtocolLimits } from '../../core/protocol/limits.js';
 import type { Clock } from '../../core/ports/ports.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
 import { bytesFromBase64url, hexFromBytes } from '../../core/crypto/bytes.js';
-import { verifyDeviceCertificate } from '../../trust/verify-device-certificate.js';
-import { oidCommonName } from '../../trust/device-profile.js';
-import { parseCertificate, type x509 } from '../../trust/x509-provider.js';
+import { unverifiedDeviceIdOf, verifyDeviceCertificate, type TrustAnchor } from '../../trust/verify-device-certificate.js';
 import { closeCodes } from './close-codes.js';
 import type { ConnectionHandle, GatewayCore } from './gateway-core.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
@@ -29,7 +26,7 @@ export interface GatewayServerOptions {
   /** 0 picks a free port (see `address`). */
   port: number;
   /** Our CA certificates for verifyDeviceCertificate (usually the same as tls.caPem, parsed). */
-  trustAnchors: ReadonlyArray<string | x509.X509Certificate>;
+  trustAnchors: readonly TrustAnchor[];
   path?: string;
   clock?: Clock;
   logger?: Logger;
@@ -133,28 +130,12 @@ class PendingHandshakes {
 
 /**
  * The raw 32-byte Ed25519 key of the peer's certificate, read through node:crypto from the
- * certificate the TLS layer already parsed, instead of a second @peculiar/x509 parse. Measured:
- * the first parse (inside verifyDeviceCertificate) is what costs RSS per connection; this second
- * one added nothing measurable (docs/benchmarks.md, "where the gateway's extra memory goes").
+ * certificate the TLS layer already parsed (docs/benchmarks.md, "where the gateway's extra memory goes").
  */
 function ed25519RawKey(certificate: X509Certificate): Uint8Array {
   const key = certificate.publicKey;
   if (key.asymmetricKeyType !== 'ed25519') throw new SdcError('TRUST_CERT_PROFILE', 'device key is not Ed25519');
   return bytesFromBase64url(String(key.export({ format: 'jwk' }).x), { code: 'TRUST_CERT_PROFILE', name: 'device key', length: 32 });
-}
-
-/**
- * The device id a certificate names, read without verifying it, for the refusal of a certificate
- * that failed verification: only a CN that follows the protocol's device-id rule, because the
- * AUTH_ERROR frame carries it; any other certificate gets the close alone.
- */
-function refusableDeviceIdOf(der: Uint8Array): string | undefined {
-  try {
-    const names = parseCertificate(der).subjectName.getField(oidCommonName);
-    return names.length === 1 && isDeviceId(names[0]) ? names[0] : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -194,8 +175,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const socketsMax = options.socketsMax ?? 20_000;
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? handshakeLimitsDefault.handshakeTimeoutMs;
   const handshakes = new PendingHandshakes(options.pendingHandshakesPerSourceMax ?? handshakeLimitsDefault.pendingHandshakesPerSourceMax);
-  // Parsed once here, not once per connection: PEM anchors were parsed again for every device's check.
-  const trustAnchors = options.trustAnchors.map((anchor) => (typeof anchor === 'string' ? parseCertificate(anchor) : anchor));
+  // Parsed once here, not once per connection: verifyDeviceCertificate remembers what it read of each anchor object.
+  const trustAnchors = options.trustAnchors.map((anchor) => (typeof anchor === 'string' ? new X509Certificate(anchor) : anchor));
 
   const server: Server = createServer({
     cert: options.tls.certPem,
@@ -273,7 +254,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       });
     } catch (error) {
       const refusal = SdcError.is(error) ? error : new SdcError('GATEWAY_CERT_REFUSED', 'client certificate check failed');
-      const deviceId = der === undefined ? undefined : refusableDeviceIdOf(der);
+      // Only a device id that follows the protocol's rule goes into AUTH_ERROR; any other certificate gets the close alone.
+      const deviceId = der === undefined ? undefined : unverifiedDeviceIdOf(der);
       if (deviceId !== undefined) core.refuseConnection({ ...transport, deviceId, error: refusal });
       else transport.close(closeCodes.policyViolation, refusal.code);
       return;

@@ -109,7 +109,40 @@ const get: Command = {
   },
 };
 
+const deleteArtifact: Command = {
+  name: 'delete',
+  summary: 'Delete an artifact\'s stored object (DELETE /v1/artifacts/ID; operator; audited artifact.deleted); its downloads then answer ARTIFACT_NOT_FOUND',
+  usage: 'ID [--json]',
+  optionHelp: [['--json', 'Print { id, length } as JSON']],
+  options: { json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(args, io) {
+    const id = onePositional(args.positionals, 'artifact id');
+    const gone = await (await apiClient(io)).delete<{ id: string; length: number }>(`/v1/artifacts/${segment(id)}`);
+    io.stdout(args.values.json === true ? JSON.stringify(gone) + '\n' : `${gone.id}\tdeleted\t${gone.length} bytes\n`);
+    return 0;
+  },
+};
+
+const prune: Command = {
+  name: 'prune',
+  summary: 'Run the retention pass now (POST /v1/artifacts/retention; admin): delete artifacts past the age limit or the total byte budget, oldest first; each audited',
+  usage: '[--json]',
+  optionHelp: [['--json', 'Print { deleted: [...] } as JSON']],
+  options: { json: { type: 'boolean' } },
+  async run(args, io) {
+    const { deleted } = await (await apiClient(io)).post<{ deleted: Array<{ id: string; length: number; reason: string }> }>('/v1/artifacts/retention', {});
+    if (args.values.json === true) {
+      io.stdout(JSON.stringify({ deleted }) + '\n');
+      return 0;
+    }
+    for (const d of deleted) io.stdout(`${d.id}\tdeleted\t${d.length} bytes\t${d.reason}\n`);
+    io.stdout(`${deleted.length} artifact(s) deleted\n`);
+    return 0;
+  },
+};
+
 export const artifactCommands: CommandGroup = {
-  name: 'artifact', summary: 'Artifacts from devices (logs, screenshots), sealed to the control plane: request, list, get (sdc login first; get needs the operator role)',
-  commands: [requestArtifact, list, get],
+  name: 'artifact', summary: 'Artifacts from devices (logs, screenshots), sealed to the control plane: request, list, get, delete, prune (sdc login first; get and delete need the operator role, prune the admin)',
+  commands: [requestArtifact, list, get, deleteArtifact, prune],
 };

@@ -37,7 +37,19 @@ export const artifactDefaults = Object.freeze({
   grantExpirySeconds: 300,
   /** Artifacts listed at most per page. */
   listMax: 200,
+  /** Retention: an uploaded artifact older than this is deleted (30 days). */
+  retentionAgeMsMax: 30 * 86_400_000,
+  /** Retention: past this many stored (sealed) bytes in all, the oldest artifacts are deleted (1 GiB). */
+  retentionBytesMax: 1024 * 1024 * 1024,
+  /** Artifact commands a retention pass looks at, newest first: bounded work per pass (older ones are left to a later pass once newer ones go). */
+  retentionScanMax: 5_000,
 });
+
+/** How long and how much uploaded artifacts are kept (docs/artifacts.md, "Retention and deletion"). */
+export interface ArtifactRetention {
+  readonly ageMsMax: number;
+  readonly bytesMax: number;
+}
 
 const sha256Pattern = /^[0-9a-f]{64}$/;
 
@@ -65,6 +77,8 @@ export interface ArtifactServiceOptions {
   readonly blobStore: () => BlobStore;
   readonly plaintextBytesMax?: number;
   readonly grantExpirySeconds?: number;
+  /** Default artifactDefaults.retentionAgeMsMax and retentionBytesMax. */
+  readonly retention?: Partial<ArtifactRetention>;
 }
 
 export interface UploadGrant {
@@ -83,9 +97,11 @@ export class ArtifactService {
   readonly plaintextBytesMax: number;
   readonly #grantExpirySeconds: number;
   readonly #keySignature: string;
+  readonly retention: ArtifactRetention;
 
   constructor(options: ArtifactServiceOptions) {
     this.#o = options;
+    this.retention = { ageMsMax: options.retention?.ageMsMax ?? artifactDefaults.retentionAgeMsMax, bytesMax: options.retention?.bytesMax ?? artifactDefaults.retentionBytesMax };
     this.plaintextBytesMax = options.plaintextBytesMax ?? artifactDefaults.plaintextBytesMax;
     this.#grantExpirySeconds = options.grantExpirySeconds ?? artifactDefaults.grantExpirySeconds;
     this.#keySignature = base64urlFromBytes(options.context.ed25519.sign(options.materials.commandSigner.seed, artifactKeyStatement(options.artifactKey.publicKey)));
@@ -143,7 +159,60 @@ export class ArtifactService {
       kind: 'artifact.upload_granted', actor: actors.device(deviceId), subject: `artifact:${commandId}`,
       payload: { device_id: deviceId, command_id: commandId, kind: String(command.args.kind ?? ''), expires_at_ms: grant.expires_at_ms, plaintext_bytes_max: grant.plaintext_bytes_max },
     });
+    // Each new upload is when the store grows: the retention pass runs here (and on demand), so no timer is needed for the byte limit.
+    await this.enforceRetention().catch((error: unknown) => context.logger.warn({ err: error }, 'artifact retention pass failed'));
     return grant;
+  }
+
+  /**
+   * Deletes one uploaded artifact's object from the store; audited `artifact.deleted` with the
+   * reason. ARTIFACT_NOT_FOUND when there is no such artifact command or its object is gone
+   * already. Downloads of it then answer ARTIFACT_NOT_FOUND.
+   */
+  async delete(artifactId: string, actor: string, reason: string): Promise<{ id: string; length: number }> {
+    const command = await this.#command(artifactId);
+    if (command === undefined || command.opcode !== artifactOpcode) throw new SdcError('ARTIFACT_NOT_FOUND', `no artifact ${artifactId}`);
+    const key = uploadKey({ deviceId: command.device_id, commandId: command.id });
+    const store = this.#o.blobStore();
+    const head = await store.head(key);
+    if (head === undefined) throw new SdcError('ARTIFACT_NOT_FOUND', `artifact ${artifactId} has no object in the store (never uploaded, or deleted)`);
+    await store.delete(key);
+    await this.#o.context.audit.append({
+      kind: 'artifact.deleted', actor, subject: `artifact:${artifactId}`,
+      payload: { device_id: command.device_id, kind: String(command.args.kind ?? ''), length: head.length, reason },
+    });
+    return { id: artifactId, length: head.length };
+  }
+
+  /**
+   * The retention pass: of the artifacts still in the store (newest first, at most
+   * retentionScanMax commands looked at), deletes those older than `ageMsMax` and, once the
+   * newer ones add up to `bytesMax`, every older one. Each deletion is audited by the system
+   * with its reason (`retention_age`, `retention_bytes`). Returns what it deleted.
+   */
+  async enforceRetention(): Promise<Array<{ id: string; length: number; reason: string }>> {
+    const { db, clock } = this.#o.context;
+    const rows = await db.query<{ id: string; device_id: string; created_at: number }>(
+      'SELECT id, device_id, created_at FROM commands WHERE opcode = ? ORDER BY created_at DESC, id DESC LIMIT ?', [artifactOpcode, artifactDefaults.retentionScanMax]);
+    const store = this.#o.blobStore();
+    const oldestKeptMs = clock.nowMs() - this.retention.ageMsMax;
+    const deleted: Array<{ id: string; length: number; reason: string }> = [];
+    let keptBytes = 0;
+    for (const row of rows) {
+      const head = await store.head(uploadKey({ deviceId: row.device_id, commandId: row.id }));
+      if (head === undefined) continue;
+      const reason = Number(row.created_at) < oldestKeptMs ? 'retention_age' : keptBytes + head.length > this.retention.bytesMax ? 'retention_bytes' : undefined;
+      if (reason === undefined) {
+        keptBytes += head.length;
+        continue;
+      }
+      const gone = await this.delete(row.id, actors.system, reason).catch((error: unknown) => {
+        if (SdcError.is(error, 'ARTIFACT_NOT_FOUND')) return undefined; // deleted meanwhile by someone else
+        throw error;
+      });
+      if (gone !== undefined) deleted.push({ ...gone, reason });
+    }
+    return deleted;
   }
 
   /**
@@ -289,6 +358,16 @@ export const artifactRoutes: RoutesPlugin<{ readonly artifacts: ArtifactService 
     items: await artifacts.list({ ...(request.query.device_id === undefined ? {} : { deviceId: request.query.device_id }), ...(request.query.limit === undefined ? {} : { limit: request.query.limit }) }),
   }));
 
+  app.delete('/v1/artifacts/:id', {
+    schema: { params: Params, response: { 200: Type.Object({ id: Type.String(), length: Type.Integer() }) } },
+    config: { auth: 'operator', summary: 'Delete an uploaded artifact\'s object from the store (audited artifact.deleted); its downloads then answer ARTIFACT_NOT_FOUND' },
+  }, async (request) => artifacts.delete(request.params.id, actors.user(principalOf(request).name), 'operator'));
+
+  app.post('/v1/artifacts/retention', {
+    schema: { response: { 200: Type.Object({ deleted: Type.Array(Type.Object({ id: Type.String(), length: Type.Integer(), reason: Type.String() })) }) } },
+    config: { auth: 'admin', summary: 'Run the artifact retention pass now (age and total bytes; it also runs at each upload grant); each deletion audited' },
+  }, async () => ({ deleted: await artifacts.enforceRetention() }));
+
   app.get('/v1/artifacts/:id', {
     schema: { params: Params },
     config: { auth: 'operator', summary: 'The artifact\'s decrypted bytes (application/octet-stream), after its digest, length and device/command binding are checked; audited' },
@@ -316,11 +395,13 @@ export async function attachArtifacts(options: {
   readonly commands: Pick<CommandService, 'get'>;
   readonly blobStore: () => BlobStore;
   readonly plaintextBytesMax?: number;
+  readonly retention?: Partial<ArtifactRetention>;
 }): Promise<ArtifactService> {
   const artifactKey = options.materials.artifactKey ?? await loadOrCreateArtifactKey(options.dataDir);
   const service = new ArtifactService({
     context: options.context, commands: options.commands, materials: options.materials, artifactKey, blobStore: options.blobStore,
     ...(options.plaintextBytesMax === undefined ? {} : { plaintextBytesMax: options.plaintextBytesMax }),
+    ...(options.retention === undefined ? {} : { retention: options.retention }),
   });
   options.app.register(artifactRoutes, { artifacts: service });
   return service;

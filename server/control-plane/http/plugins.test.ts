@@ -42,6 +42,8 @@ const documentedRoutes = [
   'GET /v1/crl public',
   'GET /v1/artifacts viewer',
   'GET /v1/artifacts/{id} operator',
+  'DELETE /v1/artifacts/{id} operator',
+  'POST /v1/artifacts/retention admin',
   'POST /v1/devices/{id}/artifact-uploads public',
   'GET /v1/devices viewer',
   'GET /v1/devices/{id} viewer',

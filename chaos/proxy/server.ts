@@ -46,6 +46,11 @@ export async function startChaosServer(options: ChaosServerOptions): Promise<Cha
   const api = new ChaosApi(registry, limits, logger);
   const http = createServer({ requestTimeout: limits.apiRequestTimeoutMs }, api.handle);
   http.maxConnections = limits.apiConnectionsMax;
+  // Idle API connections are closed by the client, never by us (Toxiproxy, a Go server, has no idle
+  // timeout either). With node's default 5 s, a client that reuses a connection at its own limit
+  // (undici: the server's hint less 1 s) raced our close on a loaded machine: `fetch failed` in
+  // `sdc chaos run`. The number of connections stays bounded by apiConnectionsMax.
+  http.keepAliveTimeout = 0;
   const address = await listenExclusive(http, options.host, options.port);
   // After listening, an accept failure (out of file descriptors) is logged, not a crash.
   http.on('error', (error) => logger.error({ code: 'CHAOS_INTERNAL', error: error.message }, 'chaos API listener failed'));

@@ -275,7 +275,10 @@ async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string,
     options.onProgress?.(`${downAtStart} down at start for ${options.faultMs} ms after /readyz named it; started ${ridden.facts.started_after_heal_ms} ms after it came back`);
   }
   const { address } = deployment.gatewayServer;
-  const gateway = await proxies.gateway.update({ enabled: true, listen: proxies.gateway.listen, upstream: `${address.host}:${address.port}` });
+  // The caller stops the deployment only once this returns: a failure here must stop it (a running
+  // deployment kept a failed test file alive until its 15 min timeout).
+  const gateway = await proxies.gateway.update({ enabled: true, listen: proxies.gateway.listen, upstream: `${address.host}:${address.port}` })
+    .catch(async (error: unknown) => { await deployment.stop(); throw error; });
   return { deployment, gateway, materials, ...(startOutage === undefined ? {} : { startOutage }), ...(midStartLoss === undefined ? {} : { midStartLoss }) };
 }
 

@@ -10,7 +10,9 @@ import { lineSeriesMax, renderLineChartSvg } from './report-figures.js';
 import type { ReportInputs, SimRun } from './report-inputs.js';
 import { mermaidStateDiagram, transitionRows } from './report-mermaid.js';
 import type { Diagram } from './report-diagrams.js';
-import { againstAgentsFigures, cdfFigure, commandsByStateFigure, matrixRecoveryFigure, ratioFigure, recoveryFigure, scrapeFigures, type DashboardPanel } from './report-plots.js';
+import type { MermaidRendering, MermaidSource } from './report-mermaid-render.js';
+import { againstAgentsFigures, cdfFigure, commandsByStateFigure, matrixRecoveryFigure, ratioFigure, recoveryFigure } from './report-plots.js';
+import { pairScrapes, scrapeFigures, type DashboardPanel } from './report-scrapes.js';
 import type { StrideThreat } from './report-stride.js';
 
 /**
@@ -27,6 +29,8 @@ export interface ReportBuildInput {
   readonly diagrams?: readonly Diagram[];
   /** The Grafana dashboard's panels (bench/dashboards/sdc-overview.json), drawn from each /metrics scrape among the inputs. */
   readonly panels?: readonly DashboardPanel[];
+  /** The Mermaid sources (reportMermaidSources) drawn as SVG, or why not; absent: sources only, nothing said. */
+  readonly rendering?: MermaidRendering;
 }
 
 /** Bar chart groups are capped (bench/report.ts): a bench with more rows shows its first ones. */
@@ -34,17 +38,42 @@ const chartGroupsMax = 32;
 
 type Files = Record<string, string>;
 
-function stateMachineSection(files: Files): Section {
-  const tables: Array<[string, string, TransitionTable<string, string>]> = [
-    ['session', 'core/protocol/session-machine.ts', sessionTable], ['command', 'core/protocol/command-machine.ts', commandTable],
-    ['ota-execution', 'core/ota/execution-machine.ts', executionTable],
+const stateMachines: ReadonlyArray<[string, string, TransitionTable<string, string>]> = [
+  ['session', 'core/protocol/session-machine.ts', sessionTable], ['command', 'core/protocol/command-machine.ts', commandTable],
+  ['ota-execution', 'core/ota/execution-machine.ts', executionTable],
+];
+
+/** Every Mermaid source the report shows (`diagram-*`, then `state-*`), for a renderer to draw before the report is built. */
+export function reportMermaidSources(diagrams: readonly Diagram[] = []): MermaidSource[] {
+  return [
+    ...diagrams.map((d) => ({ name: `diagram-${d.name}`, mermaid: d.mermaid })),
+    ...stateMachines.map(([name, , table]) => ({ name: `state-${name}`, mermaid: mermaidStateDiagram(table) })),
   ];
-  const blocks: Block[] = [{ kind: 'paragraph', text: 'Each diagram is generated from the transition table the code runs (`[state][event] -> state`), not drawn by hand; the Mermaid sources are also written as `state-*.mmd`.' }];
-  for (const [name, source, table] of tables) {
+}
+
+/** The drawn diagram as a figure (its SVG written beside the report), when the renderer drew it. */
+function renderedFigure(name: string, caption: string, rendering: MermaidRendering | undefined, files: Files): Block[] {
+  const svg = rendering?.svgs?.[name];
+  if (svg === undefined) return [];
+  files[`${name}.svg`] = svg;
+  return [{ kind: 'figure', file: `${name}.svg`, caption }];
+}
+
+/** What a section says about drawing: by which renderer, or why the sources stand alone. */
+function renderingNote(rendering: MermaidRendering | undefined, pattern: string): string {
+  if (rendering === undefined) return `The Mermaid sources are also written as \`${pattern}.mmd\`.`;
+  if (rendering.svgs === null) return `Not drawn here: ${rendering.reason}. The Mermaid sources stand alone, also written as \`${pattern}.mmd\` (GitHub draws the \`mermaid\` blocks of report.md).`;
+  return `Drawn by ${rendering.renderer} from the Mermaid sources shown under each figure (also written as \`${pattern}.mmd\`; the figures as \`${pattern}.svg\`).`;
+}
+
+function stateMachineSection(files: Files, rendering: MermaidRendering | undefined): Section {
+  const blocks: Block[] = [{ kind: 'paragraph', text: `Each diagram is generated from the transition table the code runs (\`[state][event] -> state\`), not drawn by hand. ${renderingNote(rendering, 'state-*')}` }];
+  for (const [name, source, table] of stateMachines) {
     const mermaid = mermaidStateDiagram(table);
     files[`state-${name}.mmd`] = mermaid;
     blocks.push(
       { kind: 'paragraph', text: `The ${name.replace('-', ' ')} machine (\`${source}\`): initial \`${table.initial}\`, terminal ${table.terminal.map((s) => `\`${s}\``).join(', ')}.` },
+      ...renderedFigure(`state-${name}`, `The ${name.replace('-', ' ')} machine, from its transition table`, rendering, files),
       { kind: 'code', language: 'mermaid', text: mermaid },
       { kind: 'table', header: ['from', 'event', 'to'], rows: transitionRows(table) },
     );
@@ -52,11 +81,15 @@ function stateMachineSection(files: Files): Section {
   return { title: 'Protocol state machines', level: 1, blocks };
 }
 
-function diagramSection(diagrams: readonly Diagram[], files: Files): Section {
-  const blocks: Block[] = [{ kind: 'paragraph', text: 'Mermaid sources, also written as `diagram-*.mmd` (render them with any Mermaid renderer, for example GitHub or `mmdc`; none is installed where this report is built, so they are not drawn here). The architecture and the enrollment and command sequences are copied from the docs named under each.' }];
+function diagramSection(diagrams: readonly Diagram[], files: Files, rendering: MermaidRendering | undefined): Section {
+  const blocks: Block[] = [{ kind: 'paragraph', text: `${renderingNote(rendering, 'diagram-*')} The architecture and the enrollment and command sequences are copied from the docs named under each.` }];
   for (const diagram of diagrams) {
     files[`diagram-${diagram.name}.mmd`] = diagram.mermaid;
-    blocks.push({ kind: 'paragraph', text: `**${diagram.title}** (from ${diagram.source}):` }, { kind: 'code', language: 'mermaid', text: diagram.mermaid });
+    blocks.push(
+      { kind: 'paragraph', text: `**${diagram.title}** (from ${diagram.source}):` },
+      ...renderedFigure(`diagram-${diagram.name}`, diagram.title, rendering, files),
+      { kind: 'code', language: 'mermaid', text: diagram.mermaid },
+    );
   }
   return { title: 'Architecture and sequences', level: 1, blocks };
 }
@@ -216,13 +249,14 @@ function perSeedFigures(sims: readonly SimRun[], files: Files): Block[] {
 
 function observabilitySection(input: ReportBuildInput, files: Files): Section {
   const { inputs } = input;
-  if (inputs.scrapes.length === 0) return { title: 'Observability', level: 1, blocks: [{ kind: 'paragraph', text: 'No /metrics scrape (`*.prom`) among the inputs: `sdc bench roundtrip --out D` records one as `D/metrics.prom`.' }] };
-  const blocks = inputs.scrapes.flatMap((scrape, i) => {
-    const dir = scrape.path.includes('/') ? scrape.path.slice(0, scrape.path.lastIndexOf('/') + 1) : '';
+  if (inputs.scrapes.length === 0) return { title: 'Observability', level: 1, blocks: [{ kind: 'paragraph', text: 'No /metrics scrape (`*.prom`) among the inputs: `sdc bench roundtrip --out D` and `sdc bench ingest --out D` record two, `D/metrics-start.prom` and `D/metrics-end.prom`.' }] };
+  const blocks = pairScrapes(inputs.scrapes).flatMap((source, i) => {
+    const path = source.end.path;
+    const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '';
     const bench = inputs.benches.find((b) => b.path.startsWith(dir) && !b.path.slice(dir.length).includes('/'));
-    const step = runStepOf(inputs, scrape.path);
+    const step = runStepOf(inputs, path);
     const command = step !== undefined ? `\`${step.command}\`` : bench === undefined ? undefined : commandText(bench.report, undefined).replace(/^Command: /, '').replace(/\.$/, '');
-    return scrapeFigures(scrape, i, input.panels ?? [], files, command);
+    return scrapeFigures(source, i, input.panels ?? [], files, command);
   });
   return { title: 'Observability', level: 1, blocks };
 }
@@ -250,6 +284,7 @@ function aboutSection(input: ReportBuildInput): Section {
     { kind: 'list', items: [
       'Deterministic (reproduced byte for byte from their seeds): the state machines, the STRIDE table, the simulation results and the fault matrix.',
       'Wall-clock (vary between runs; read with their environment): the benchmark tables and figures (Performance) and the /metrics panels (Observability).',
+      ...(input.rendering?.svgs ? [`Rendered: the diagrams drawn as SVG by ${input.rendering.renderer}; the same sources give the same SVG with the same browser and fonts.`] : []),
     ] },
   ];
   for (const set of inputs.runSets) {
@@ -267,7 +302,7 @@ export function buildReport(input: ReportBuildInput): Record<string, string> {
   const files: Files = {};
   const doc: ReportDocument = {
     title: 'Secure Device Control: report',
-    sections: [aboutSection(input), ...(input.diagrams === undefined || input.diagrams.length === 0 ? [] : [diagramSection(input.diagrams, files)]), stateMachineSection(files), strideSection(input.threats), ...performanceSection(input.inputs, files), simulationSection(input.inputs.sims, files), ...matrixSection(input.inputs, files), observabilitySection(input, files)],
+    sections: [aboutSection(input), ...(input.diagrams === undefined || input.diagrams.length === 0 ? [] : [diagramSection(input.diagrams, files, input.rendering)]), stateMachineSection(files, input.rendering), strideSection(input.threats), ...performanceSection(input.inputs, files), simulationSection(input.inputs.sims, files), ...matrixSection(input.inputs, files), observabilitySection(input, files)],
   };
   const out: Files = { 'report.md': renderMarkdown(doc), 'report.tex': renderLatex(doc), ...files };
   const problems = [

@@ -19,7 +19,8 @@ export function mermaidStateDiagram<S extends string, E extends string>(table: T
   for (const state of table.terminal) {
     if (!(table.refinable ?? []).includes(state)) lines.push(`    ${state} --> [*]`);
   }
-  if (table.errorState !== undefined) lines.push(`    note right of ${table.errorState}: sticky, entered on any illegal event`);
+  // Declared on its own line: no transition names the error state (any illegal event enters it), and Mermaid refuses a note on an undeclared state.
+  if (table.errorState !== undefined) lines.push(`    ${table.errorState}`, `    note right of ${table.errorState}: sticky, entered on any illegal event`);
   for (const state of table.refinable ?? []) lines.push(`    note right of ${state}: terminal, refined once by a late result`);
   return lines.join('\n') + '\n';
 }

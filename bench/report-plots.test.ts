@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { benchReport } from './output.js';
 import { xmlProblems } from './report-check.js';
-import { againstAgentsFigures, cdfFigure, commandsByStateFigure, faultBands, matrixRecoveryFigure, parsePrometheusText, ratioFigure, recoveryFigure, scrapeFigures } from './report-plots.js';
+import { againstAgentsFigures, cdfFigure, commandsByStateFigure, faultBands, matrixRecoveryFigure, ratioFigure, recoveryFigure } from './report-plots.js';
+import { pairScrapes, parsePrometheusText, scrapeFigures, timestampScrape } from './report-scrapes.js';
 import type { SimRun } from './report-inputs.js';
 import { renderLineChartSvg } from './report-figures.js';
 
@@ -108,7 +109,7 @@ test('a /metrics scrape: parsed, and each dashboard panel drawn from it (histogr
   assert.equal(samples.length, 11);
   assert.deepEqual(samples.at(-1), { name: 'sdc_http_errors_total', labels: { code: 'A"B', status: '400' }, value: 2 });
   const files: Record<string, string> = {};
-  const blocks = scrapeFigures({ path: 'rt/metrics.prom', text }, 0, [
+  const blocks = scrapeFigures({ end: { path: 'rt/metrics.prom', samples, atMs: undefined } }, 0, [
     { title: 'Agents online', exprs: ['sdc_agents_online'] },
     { title: 'Latency', exprs: ['histogram_quantile(0.5, sum by (le) (rate(sdc_command_latency_seconds_bucket[5m])))', 'histogram_quantile(0.99, sum by (le) (rate(sdc_command_latency_seconds_bucket[5m])))'] },
     { title: 'By final state', exprs: ['sum by (final_state) (rate(sdc_command_latency_seconds_count[5m]))'] },

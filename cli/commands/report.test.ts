@@ -45,10 +45,11 @@ test('sdc report: Markdown, LaTeX, SVG and Mermaid from recorded outputs, well-f
   const dir = await mkdtemp(join(tmpdir(), 'sdc-report-'));
   try {
     await recordedOutputs(join(dir, 'in'));
-    const first = await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'a')]);
+    // --mermaid source: no browser here (bench/report-mermaid-render.test.ts draws the diagrams).
+    const first = await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'a'), '--mermaid', 'source']);
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stderr, /read 1 bench reports, 2 sim runs, 1 matrices, 1 scrapes, \d+ threats/);
-    assert.equal((await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'b')])).code, 0);
+    assert.equal((await sdc(['report', '--from', join(dir, 'in'), '--out', join(dir, 'b'), '--mermaid', 'source'])).code, 0);
     const names = (await readdir(join(dir, 'a'))).sort();
     for (const name of ['bench-1-roundtrip.svg', 'bench-1-roundtrip-cdf.svg', 'metrics-1-panel-1.svg', 'sim-smoke-seed-3-commands.svg', 'report.md', 'report.tex', 'sim-smoke-online-1.svg', 'state-command.mmd', 'state-session.mmd', 'state-ota-execution.mmd',
       'diagram-architecture.mmd', 'diagram-enrollment.mmd', 'diagram-command-round-trip.mmd', 'diagram-ota-rollout.mmd']) assert.ok(names.includes(name), `${name} in ${names.join(', ')}`);
@@ -102,6 +103,7 @@ test('sdc report: usage errors', async () => {
   assert.equal((await sdc(['report', '--run', 'nope', '--out', '/tmp/x'])).code, 2);
   assert.equal((await sdc(['report', '--run', 'tiny', '--from', '/tmp', '--out', '/tmp/x'])).code, 2);
   assert.equal((await sdc(['report', '--from', '/nonexistent-sdc-report-dir', '--out', '/tmp/x'])).code, 2);
+  assert.equal((await sdc(['report', '--from', '/tmp', '--out', '/tmp/x', '--mermaid', 'png'])).code, 2);
 });
 
 const pdflatex = await toolOnPath('pdflatex');

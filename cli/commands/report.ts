@@ -57,18 +57,33 @@ async function readDashboardPanels(): Promise<Array<{ title: string; exprs: stri
   return [];
 }
 
+function mermaidMode(value: unknown): 'svg' | 'source' {
+  if (value === undefined || value === 'svg') return 'svg';
+  if (value === 'source') return 'source';
+  throw new SdcError('CLI_USAGE', `--mermaid takes svg or source, not ${JSON.stringify(value)}`);
+}
+
+/** The diagrams as SVG (bench/report-mermaid-render.ts), or the reason they stay sources. */
+async function renderDiagrams(sources: ReadonlyArray<{ name: string; mermaid: string }>, io: CliIo): Promise<import('../../bench/report-mermaid-render.js').MermaidRendering> {
+  const { renderMermaidSvgs } = await import('../../bench/report-mermaid-render.js');
+  const rendering = await renderMermaidSvgs(sources);
+  io.stderr(rendering.svgs === null ? `diagrams not drawn: ${rendering.reason}; the Mermaid sources stand alone\n` : `drew ${Object.keys(rendering.svgs).length} diagrams (${rendering.renderer})\n`);
+  return rendering;
+}
+
 export const reportCommand: Command = {
   name: 'report',
   summary: 'One report (report.md, report.tex, SVG figures, Mermaid sources): runs a named set of benches, simulations and the chaos matrix, or reads recorded outputs with --from (docs/report.md)',
-  usage: '--out DIR [--run tiny|paper [--redis URL] [--mysql URL] | --from DIR] [--threat-model FILE]',
+  usage: '--out DIR [--run tiny|paper [--redis URL] [--mysql URL] | --from DIR] [--threat-model FILE] [--mermaid svg|source]',
   optionHelp: [
     ['--out DIR', 'Where report.md, report.tex, *.svg (and *.pdf when rsvg-convert is installed) and *.mmd are written; with --run also runs/'],
     ['--run SET', `Run this set first, into OUT/runs (default when --from is absent: tiny): ${runSets.map((s) => `${s.name}: ${s.summary}`).join('; ')}`],
     ['--redis URL, --mysql URL', 'With --run: stores for the steps that take them (the Redis-only benches are skipped without --redis)'],
     ['--from DIR', 'Recorded outputs instead: bench --out reports, sdc sim --out directories, chaos matrix.json, *.prom scrapes (any layout; read recursively)'],
     ['--threat-model FILE', 'The STRIDE tables to include (default docs/security/threat-model.md)'],
+    ['--mermaid svg|source', 'svg (default): draw the diagrams as SVG with mermaid in /usr/bin/chromium (sources only, with the reason, when either is missing); source: sources only, no browser started'],
   ],
-  options: { from: { type: 'string' }, out: { type: 'string' }, run: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' }, 'threat-model': { type: 'string' } },
+  options: { from: { type: 'string' }, out: { type: 'string' }, run: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' }, 'threat-model': { type: 'string' }, mermaid: { type: 'string' } },
   async run(args, io) {
     const out = stringOption(args.values.out);
     if (out === undefined) throw new SdcError('CLI_USAGE', 'missing required option --out');
@@ -78,11 +93,12 @@ export const reportCommand: Command = {
     const threatModelPath = stringOption(args.values['threat-model']);
     // Checked before anything runs: a set of hours must not end on a missing threat model.
     const threatModel = await readThreatModel(threatModelPath);
-    const [{ readReportInputs }, { parseStrideTables }, { buildReport }, { writeReportFiles }, { documentedDiagrams, reportDiagrams }] = await Promise.all([
+    const [{ readReportInputs }, { parseStrideTables }, { buildReport, reportMermaidSources }, { writeReportFiles }, { documentedDiagrams, reportDiagrams }] = await Promise.all([
       import('../../bench/report-inputs.js'), import('../../bench/report-stride.js'), import('../../bench/report-build.js'), import('../../bench/report.js'),
       import('../../bench/report-diagrams.js'),
     ]);
     const diagrams = reportDiagrams(await readDiagramDocs([...new Set(documentedDiagrams.map((d) => d.doc))]));
+    const mermaid = mermaidMode(args.values.mermaid);
     const panels = await readDashboardPanels();
     const stores = { ...(stringOption(args.values.redis) ? { redis: stringOption(args.values.redis)! } : {}), ...(stringOption(args.values.mysql) ? { mysql: stringOption(args.values.mysql)! } : {}) };
     const from = recorded ?? await runNamedSet(setName ?? 'tiny', out, stores, io);
@@ -90,7 +106,8 @@ export const reportCommand: Command = {
     const command = recorded !== undefined ? `sdc report --from ${recorded}` : `sdc report --run ${setName ?? 'tiny'}${stores.redis ? ' --redis URL' : ''}${stores.mysql ? ' --mysql URL' : ''}`;
     const inputs = await readReportInputs(from);
     const threats = parseStrideTables(threatModel);
-    const files = buildReport({ inputs, threats, command: `${command}${threatModelPath === undefined ? '' : ` --threat-model ${threatModelPath}`}`, diagrams, panels });
+    const rendering = mermaid === 'source' ? { svgs: null, reason: 'not asked for (--mermaid source)' } : await renderDiagrams(reportMermaidSources(diagrams), io);
+    const files = buildReport({ inputs, threats, command: `${command}${threatModelPath === undefined ? '' : ` --threat-model ${threatModelPath}`}`, diagrams, panels, rendering });
     const paths = await writeReportFiles(out, files);
     const { convertSvgsToPdf } = await import('./report-pdf.js');
     const pdfs = await convertSvgsToPdf(out, Object.keys(files).filter((name) => name.endsWith('.svg')));

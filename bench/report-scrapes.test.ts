@@ -1,0 +1,67 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { xmlProblems } from './report-check.js';
+import { pairScrapes, parsePrometheusText, scrapeFigures, timestampScrape } from './report-scrapes.js';
+
+const panels = [
+  { title: 'Agents online', exprs: ['sdc_agents_online'] },
+  { title: 'Latency', exprs: ['histogram_quantile(0.5, sum by (le) (rate(sdc_command_latency_seconds_bucket[5m])))'] },
+  { title: 'Ingest', exprs: ['sum by (role) (rate(sdc_telemetry_samples_total[1m]))'] },
+  { title: 'Alerts', exprs: ['sum by (kind) (increase(sdc_alerts_raised_total[1h]))'] },
+];
+
+const scrape = (online: number, telemetry: number, fast: number, slow: number, alerts: number) => [
+  '# TYPE sdc_agents_online gauge', `sdc_agents_online{role="gateway"} ${online}`,
+  `sdc_telemetry_samples_total{role="gateway"} ${telemetry}`,
+  `sdc_command_latency_seconds_bucket{le="0.1"} ${fast}`, `sdc_command_latency_seconds_bucket{le="1"} ${fast + slow}`, `sdc_command_latency_seconds_bucket{le="+Inf"} ${fast + slow}`,
+  `sdc_alerts_raised_total{kind="tamper"} ${alerts}`, '',
+].join('\n');
+
+const bars = (svg: string) => [...svg.matchAll(/data-series="([^"]*)" data-group="([^"]*)" data-value="([^"]*)"/g)].map((m) => `${m[1]}:${m[2]}=${m[3]}`);
+
+test('timestampScrape stamps every sample line and leaves comments alone; the parser reads the stamp back', () => {
+  const stamped = timestampScrape('# HELP x y\nx{a="1"} 2\ny 3\n', 1_700_000_000_123.4);
+  assert.equal(stamped, '# HELP x y\nx{a="1"} 2 1700000000123\ny 3 1700000000123\n');
+  assert.deepEqual(parsePrometheusText(stamped), [
+    { name: 'x', labels: { a: '1' }, value: 2, timestampMs: 1_700_000_000_123 }, { name: 'y', labels: {}, value: 3, timestampMs: 1_700_000_000_123 },
+  ]);
+});
+
+test('X-start.prom and X-end.prom pair when both are stamped and the end is later; any other scrape stands alone', () => {
+  const at = (ms: number) => timestampScrape(scrape(1, 1, 1, 1, 1), ms);
+  const sources = pairScrapes([
+    { path: 'rt/metrics-end.prom', text: at(2_000) }, { path: 'rt/metrics-start.prom', text: at(1_000) },
+    { path: 'old/metrics.prom', text: scrape(1, 1, 1, 1, 1) },
+    { path: 'unstamped/metrics-end.prom', text: scrape(1, 1, 1, 1, 1) }, { path: 'unstamped/metrics-start.prom', text: scrape(1, 1, 1, 1, 1) },
+    { path: 'backwards/m-end.prom', text: at(1_000) }, { path: 'backwards/m-start.prom', text: at(2_000) },
+  ]);
+  assert.deepEqual(sources.map((s) => `${s.start?.path ?? '-'} ${s.end.path}`), [
+    'rt/metrics-start.prom rt/metrics-end.prom', '- old/metrics.prom', '- unstamped/metrics-end.prom', '- unstamped/metrics-start.prom', '- backwards/m-end.prom', '- backwards/m-start.prom',
+  ]);
+});
+
+test('between two scrapes 10 s apart: rate() per second, increase() as the increase, quantiles over the new commands, gauges at both', () => {
+  const [source] = pairScrapes([
+    { path: 'rt/metrics-start.prom', text: timestampScrape(scrape(2, 40, 100, 0, 5), 1_000) },
+    // 1,000 samples more; 10 commands more, all slow; the alert counter was reset (a restart): its end value is the increase.
+    { path: 'rt/metrics-end.prom', text: timestampScrape(scrape(3, 1_040, 100, 10, 2), 11_000) },
+  ]);
+  const files: Record<string, string> = {};
+  const blocks = scrapeFigures(source!, 0, panels, files, '`sdc bench roundtrip`');
+  assert.deepEqual(bars(files['metrics-1-panel-1.svg']!), ['at start:gateway=2', 'at end:gateway=3']);
+  // Every command finished in the window took 0.1-1 s: the median is half-way through that bucket (the 100 older fast ones are not counted).
+  assert.deepEqual(bars(files['metrics-1-panel-2.svg']!), ['value:p50=0.55']);
+  assert.deepEqual(bars(files['metrics-1-panel-3.svg']!), ['sdc_telemetry_samples_total:gateway=100']);
+  assert.match(files['metrics-1-panel-3.svg']!, />per second</);
+  assert.deepEqual(bars(files['metrics-1-panel-4.svg']!), ['sdc_alerts_raised_total:tamper=2']);
+  for (const svg of Object.values(files)) assert.deepEqual(xmlProblems(svg), []);
+  assert.match(JSON.stringify(blocks), /scraped 10 s apart by `sdc bench roundtrip`/);
+});
+
+test('one scrape alone: counters as totals since start, as before', () => {
+  const [source] = pairScrapes([{ path: 'x/metrics.prom', text: scrape(2, 40, 100, 0, 5) }]);
+  const files: Record<string, string> = {};
+  scrapeFigures(source!, 0, panels, files, undefined);
+  assert.deepEqual(bars(files['metrics-1-panel-3.svg']!), ['sdc_telemetry_samples_total:gateway=40']);
+  assert.match(files['metrics-1-panel-3.svg']!, />total since start</);
+});

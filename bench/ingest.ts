@@ -16,9 +16,11 @@ import { createControlPlane, type ControlPlane } from '../server/control-plane/i
 import { gatewayTelemetryBatchEntries } from '../server/deployment/deployment.js';
 import { createGatewayCore, type ConnectionHandle, type GatewayCore } from '../server/gateway/gateway-core.js';
 import { initDeployment, type DeploymentMaterials } from '../server/materials/materials.js';
+import { ServiceMetrics } from '../server/observability/metrics.js';
 import { openStores, type Stores } from '../server/stores/index.js';
 import type { ExecuteResult, SqlDatabase, SqlValue } from '../server/stores/sql/sql-port.js';
 import { ingestBenchDefaults, ingestBenchLimits } from './ingest-limits.js';
+import { timestampScrape } from './report-scrapes.js';
 
 /**
  * Telemetry ingest (issue 17): signed-session telemetry from many device connections through
@@ -71,6 +73,23 @@ export interface IngestBenchRow {
 export interface IngestBenchOutcome {
   rows: IngestBenchRow[];
   ed25519VerifyPerS: number;
+  /**
+   * Per mode, the services' /metrics (control plane and gateway, one registry) at the start and
+   * the end of the measured window, each sample stamped with its scrape time: the report draws
+   * the ingest rate from them (bench/report-scrapes.ts).
+   */
+  scrapes: Array<{ mode: IngestMode; start: string; end: string }>;
+}
+
+interface ModeOutcome {
+  row: IngestBenchRow;
+  scrapes?: { start: string; end: string };
+}
+
+/** The registry as a Prometheus scrape now, stamped; a failing collector leaves the run without scrapes, not failed. */
+async function scrapeMetrics(metrics: ServiceMetrics): Promise<string | undefined> {
+  const text = await metrics.text().catch(() => undefined);
+  return text === undefined ? undefined : timestampScrape(text, systemClock.nowMs());
 }
 
 export { ingestBenchDefaults, ingestBenchLimits } from './ingest-limits.js';
@@ -213,8 +232,9 @@ export function ed25519VerifyPerS(durationMs: number): number {
   return (verifies * 1000) / (performance.now() - startMs);
 }
 
-async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptions, 'connections' | 'durationMs' | 'warmupMs' | 'windowFrames'>> & IngestBenchOptions, materials: DeploymentMaterials, verifyPerS: number): Promise<IngestBenchRow> {
+async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptions, 'connections' | 'durationMs' | 'warmupMs' | 'windowFrames'>> & IngestBenchOptions, materials: DeploymentMaterials, verifyPerS: number): Promise<ModeOutcome> {
   const runTag = hexFromBytes(systemRandom.bytes(4));
+  const metrics = new ServiceMetrics();
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-bench-ingest-'));
   const stores: Stores = await openStores({
     dataDir, clock: systemClock, scheduler: systemScheduler, keyPrefix: `sdc-bench-ingest-${runTag}:`,
@@ -232,7 +252,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     cp = await createControlPlane({
       materials, stores: { sql: countingSql(stores.sql, () => { stored += 1; }), bus: stores.bus, kv: stores.kv },
       clock: systemClock, random: systemRandom, scheduler: systemScheduler, gatewayUrls: ['bench://gateway'], persistJwtKeys: false,
-      consumerName: `cp-bench-${runTag}`, scryptParams: { N: 1024, r: 8, p: 1 },
+      consumerName: `cp-bench-${runTag}`, scryptParams: { N: 1024, r: 8, p: 1 }, metrics,
     });
     await cp.start();
     gateway = createGatewayCore({
@@ -242,7 +262,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
       telemetryBatchEntriesMax: gatewayTelemetryBatchEntries, connectionsMax: options.connections + 10,
       sessionCrypto: mode === 'session-mac' ? sessionCrypto : null,
       // Samples arrive far faster than heartbeats would: the session must not time out meanwhile.
-      heartbeatIntervalMs: 3_600_000,
+      heartbeatIntervalMs: 3_600_000, metrics,
     });
     await gateway.start();
     const connections = devices.map((device) => new BenchConnection(device, materials, mode));
@@ -272,6 +292,8 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     };
     const pumping = pump();
     await new Promise((resolve) => setTimeout(resolve, options.warmupMs));
+    // Before the window's clocks start and after they stop, so the scrapes' own cost is not measured.
+    const scrapeAtStart = await scrapeMetrics(metrics);
     const backlogAtStart = sent - stored;
     const storedAtStart = stored;
     const agentMsAtStart = agentTime.agentMs;
@@ -283,19 +305,22 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     const cpu = process.cpuUsage(cpuAtStart);
     const backlogAtEnd = sent - stored;
     const agentCpuUs = (agentTime.agentMs - agentMsAtStart) * 1000;
+    const scrapeAtEnd = await scrapeMetrics(metrics);
     running = false;
     await pumping;
     if (samplesStored === 0) throw new SdcError('BENCH_FAILED', `no telemetry was stored in ${mode} mode`);
     const samplesPerS = (samplesStored * 1000) / elapsedMs;
     options.onProgress?.(`${mode}: ${Math.round(samplesPerS)} samples/s stored over ${options.connections} connections`);
-    return {
+    const row: IngestBenchRow = {
       mode, stores: `${options.redisUrl === undefined ? 'memory bus' : 'redis'} + ${options.mysqlUrl === undefined ? 'sql.js' : 'mysql'}`,
       connections: options.connections, samples_stored: samplesStored, elapsed_ms: elapsedMs, samples_per_s: samplesPerS,
       ratio_to_ed25519_verify: samplesPerS / verifyPerS, cpu_us_per_sample: (cpu.user + cpu.system) / samplesStored,
       service_cpu_us_per_sample: Math.max(0, cpu.user + cpu.system - agentCpuUs) / samplesStored,
       backlog_at_start: backlogAtStart, backlog_at_end: backlogAtEnd,
     };
+    return scrapeAtStart === undefined || scrapeAtEnd === undefined ? { row } : { row, scrapes: { start: scrapeAtStart, end: scrapeAtEnd } };
   } finally {
+    metrics.stop();
     // systemScheduler's timers are unref'd (a service's sockets keep it alive); here nothing else
     // would, and Node would exit with the consumers' last blocking reads pending.
     const keepAlive = setInterval(() => undefined, 1_000);
@@ -317,9 +342,15 @@ export async function runIngestBench(input: IngestBenchOptions): Promise<IngestB
   } finally {
     await rm(materialsDir, { recursive: true, force: true });
   }
-  const verifyPerS = ed25519VerifyPerS(1_000);
+  // As long as one mode's window, at most 1 s: a 200 ms smoke run (sdc report's tiny set) need not spend 1 s on its baseline.
+  const verifyPerS = ed25519VerifyPerS(Math.min(1_000, options.durationMs));
   options.onProgress?.(`node:crypto Ed25519 verify: ${Math.round(verifyPerS)}/s`);
   const rows: IngestBenchRow[] = [];
-  for (const mode of options.modes ?? ['session-mac', 'ed25519']) rows.push(await runMode(mode, options, materials, verifyPerS));
-  return { rows, ed25519VerifyPerS: verifyPerS };
+  const scrapes: IngestBenchOutcome['scrapes'] = [];
+  for (const mode of options.modes ?? ['session-mac', 'ed25519']) {
+    const outcome = await runMode(mode, options, materials, verifyPerS);
+    rows.push(outcome.row);
+    if (outcome.scrapes !== undefined) scrapes.push({ mode, ...outcome.scrapes });
+  }
+  return { rows, ed25519VerifyPerS: verifyPerS, scrapes };
 }

@@ -113,7 +113,7 @@ export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string
     renderMarkdownTable(latency.header, latency.rows),
     renderMarkdownTable(ratios.header, ratios.rows),
     '![percentiles](roundtrip.svg)', '',
-    'Files: `roundtrip.json` (the bench report, the summary in `details`), `roundtrip.csv` (percentiles per measure), `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge, the last `+Inf`), `roundtrip-percentiles.csv` (the latency CDF: HdrHistogram value at fixed percentiles per measure), `roundtrip.svg`, `metrics.prom` (the services\' /metrics after the commands).', '',
+    'Files: `roundtrip.json` (the bench report, the summary in `details`), `roundtrip.csv` (percentiles per measure), `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge, the last `+Inf`), `roundtrip-percentiles.csv` (the latency CDF: HdrHistogram value at fixed percentiles per measure), `roundtrip.svg`, `metrics-start.prom` and `metrics-end.prom` (the services\' /metrics just before and just after the commands phase, each sample stamped with its scrape time).', '',
   ].join('\n');
   return {
     'roundtrip.json': renderBenchJson(report),
@@ -123,6 +123,6 @@ export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string
     'roundtrip-percentiles.csv': renderCsv(['measure', 'percentile', 'latency_ms'], ([['baseline_echo', samplesMs.baseline], ['command_server', samplesMs.server], ['command_client', samplesMs.client]] as const)
       .flatMap(([measure, samples]) => hdrPercentileRows(samples).map((r): Cell[] => [measure, r.percentile, r.latency_ms]))),
     'roundtrip.md': markdown,
-    ...(run.metricsText === undefined ? {} : { 'metrics.prom': run.metricsText }),
+    ...(run.metricsScrapes === undefined ? {} : { 'metrics-start.prom': run.metricsScrapes.start, 'metrics-end.prom': run.metricsScrapes.end }),
   };
 }

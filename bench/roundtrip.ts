@@ -15,6 +15,7 @@ import { roundtripLimits } from './roundtrip-limits.js';
 import { LiveTracker } from './roundtrip-live.js';
 import { summarizeLatencies, type LatencySummary } from './stats.js';
 import { runWsEchoBaseline, type WsEchoResult } from './ws-echo.js';
+import { timestampScrape } from './report-scrapes.js';
 
 export { openFilesLimit } from './process-load.js';
 export { roundtripLimits } from './roundtrip-limits.js';
@@ -134,8 +135,12 @@ export interface RoundtripBenchRun {
   summary: RoundtripSummary;
   /** Every measured sample, for histograms. */
   samplesMs: { baseline: number[]; server: number[]; client: number[] };
-  /** The services' /metrics text (control plane and gateway, one registry) after the commands: `metrics.prom` with --out. */
-  metricsText?: string;
+  /**
+   * The services' /metrics (control plane and gateway, one registry) just before and just after
+   * the commands phase, each sample stamped with its scrape time (ms): `metrics-start.prom` and
+   * `metrics-end.prom` with --out, so the report draws rates over the phase, not totals.
+   */
+  metricsScrapes?: { readonly start: string; readonly end: string };
 }
 
 const warmupRounds = 1;
@@ -240,19 +245,25 @@ async function enrollAndMeasure(run: RoundtripRun, bench: BenchDeployment, dataD
     await run.fdSampler.sample();
     const agentsOnlineMs = phases.lap();
     progress(`${online}/${options.agents} agents online`);
+    const scrapeAtStart = await scrapeMetrics(bench);
     const measured = await measureCommands(run, bench, enrolled.identities);
     const commandsMs = phases.lap();
+    const scrapeAtEnd = await scrapeMetrics(bench);
     const records = await readServerRecords(bench.api, measured.rounds.ids);
-    // What a Prometheus scrape of /metrics would read now, with the agents still online; a failing collector is not the bench's failure.
-    const metricsText = await bench.deployment.metrics.text().catch(() => undefined);
     const result = await summarize(run, {
       ...measured, ...records, baseline, online, identities: enrolled.identities, setupConflictRetries: enrolled.setupConflictRetries,
       phasesMs: { deployment: phases.deploymentMs, enrollment: enrollmentMs, baseline: baselineMs, agents_online: agentsOnlineMs, commands: commandsMs },
     });
-    return metricsText === undefined ? result : { ...result, metricsText };
+    return scrapeAtStart === undefined || scrapeAtEnd === undefined ? result : { ...result, metricsScrapes: { start: scrapeAtStart, end: scrapeAtEnd } };
   } finally {
     await agents.stop();
   }
+}
+
+/** What a Prometheus scrape of /metrics reads now, stamped with the time; a failing collector is not the bench's failure. */
+async function scrapeMetrics(bench: BenchDeployment): Promise<string | undefined> {
+  const text = await bench.deployment.metrics.text().catch(() => undefined);
+  return text === undefined ? undefined : timestampScrape(text, systemClock.nowMs());
 }
 
 /**

@@ -1,7 +1,8 @@
 import { SdcError } from '../../core/errors/index.js';
 import type { IngestMode } from '../../bench/ingest.js';
 import { ingestBenchDefaults, ingestBenchLimits } from '../../bench/ingest-limits.js';
-import { benchReport, renderBenchJson, renderBenchTable } from '../../bench/output.js';
+import { benchReport, renderBenchJson, renderBenchTable, writeBenchOut } from '../../bench/output.js';
+import { storeVersions } from '../../bench/store-versions.js';
 import { parseDurationText } from '../duration-option.js';
 import type { Command } from '../command.js';
 
@@ -23,7 +24,7 @@ function modes(raw: unknown): IngestMode[] {
 export const ingestBenchCommand: Command = {
   name: 'ingest',
   summary: 'Telemetry samples/s through gateway, bus, consumer and SQL (session MAC and Ed25519 per frame) beside the raw Ed25519 verify rate',
-  usage: '[--connections N] [--duration 5s] [--window N] [--modes session-mac,ed25519] [--redis URL --mysql URL] [--json]',
+  usage: '[--connections N] [--duration 5s] [--window N] [--modes session-mac,ed25519] [--redis URL --mysql URL] [--json] [--out DIR]',
   optionHelp: [
     ['--connections N', `Device sessions sending telemetry (default ${ingestBenchDefaults.connections}, at most ${ingestBenchLimits.connectionsMax})`],
     ['--duration D', `Wall time measured per mode after a warm-up (default ${ingestBenchDefaults.durationMs / 1000}s)`],
@@ -32,10 +33,11 @@ export const ingestBenchCommand: Command = {
     ['--redis URL', 'Redis for the bus and key/value store (default embedded)'],
     ['--mysql URL', 'MySQL/MariaDB for SQL (default sql.js)'],
     ['--json', 'Print the report as one JSON object'],
+    ['--out DIR', 'Also write ingest.json, .csv, .md, .svg and, per mode, metrics-MODE-start.prom and metrics-MODE-end.prom (the services\' /metrics at the start and the end of the measured window, for sdc report\'s rate panels; not with --repeat)'],
   ],
   options: {
     connections: { type: 'string' }, duration: { type: 'string' }, window: { type: 'string' }, modes: { type: 'string' },
-    redis: { type: 'string' }, mysql: { type: 'string' }, json: { type: 'boolean' },
+    redis: { type: 'string' }, mysql: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
   },
   async run(args, io) {
     const connections = integerOption(args.values.connections, '--connections', ingestBenchDefaults.connections, ingestBenchLimits.connectionsMax);
@@ -62,7 +64,14 @@ export const ingestBenchCommand: Command = {
       },
       details: { ed25519_verify_per_s: Math.round(outcome.ed25519VerifyPerS) },
     });
+    // Its own --out (the bench suite hands it over without --repeat): the suite's files plus the scrapes, and the stores' versions the suite would add.
+    const versions = await storeVersions(report.parameters, args.values, io.env);
+    if (Object.keys(versions).length > 0) report.environment.store_versions = versions;
     io.stdout(args.values.json === true ? renderBenchJson(report) : `${renderBenchTable(report)}\nnode:crypto Ed25519 verify in the same run: ${Math.round(outcome.ed25519VerifyPerS)}/s\n`);
+    if (typeof args.values.out === 'string') {
+      const scrapes = Object.fromEntries(outcome.scrapes.flatMap(({ mode, start, end }) => [[`metrics-${mode}-start.prom`, start], [`metrics-${mode}-end.prom`, end]]));
+      io.stderr(`wrote ${(await writeBenchOut(args.values.out, report, scrapes)).join(', ')}\n`);
+    }
     return 0;
   },
 };

@@ -52,8 +52,12 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
     assert.ok(load.event_loop_delay_ms.p50 <= load.event_loop_delay_ms.p99 && load.event_loop_delay_ms.p99 <= load.event_loop_delay_ms.max);
     assert.ok(load.cpu_per_wall > 0);
 
-    assert.deepEqual((await readdir(out)).sort(), ['metrics.prom', 'roundtrip-histogram.csv', 'roundtrip-percentiles.csv', 'roundtrip.csv', 'roundtrip.json', 'roundtrip.md', 'roundtrip.svg']);
-    assert.match(await readFile(join(out, 'metrics.prom'), 'utf8'), /^sdc_command_latency_seconds_count\{.*\} [1-9]/m);
+    assert.deepEqual((await readdir(out)).sort(), ['metrics-end.prom', 'metrics-start.prom', 'roundtrip-histogram.csv', 'roundtrip-percentiles.csv', 'roundtrip.csv', 'roundtrip.json', 'roundtrip.md', 'roundtrip.svg']);
+    // Two scrapes around the commands phase, each sample stamped with its time: the end one counts the commands, later than the start one.
+    const stamp = (text: string) => Number(/^sdc_agents_online\{[^}]*\} \S+ (\d+)$/m.exec(text)?.[1]);
+    const [start, end] = await Promise.all(['metrics-start.prom', 'metrics-end.prom'].map((name) => readFile(join(out, name), 'utf8')));
+    assert.match(end!, /^sdc_command_latency_seconds_count\{.*\} [1-9]\d* \d+$/m);
+    assert.ok(stamp(end!) > stamp(start!), `${stamp(start!)} then ${stamp(end!)}`);
     const cdf = (await readFile(join(out, 'roundtrip-percentiles.csv'), 'utf8')).trimEnd().split('\n');
     assert.equal(cdf[0], 'measure,percentile,latency_ms');
     assert.equal(cdf.length, 1 + 3 * 12);

@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { CliIo } from '../command.js';
 import { main } from '../main.js';
+import { runReportSet } from './report-run.js';
+import { runSet } from './report-sets.js';
 
 async function sdc(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -12,23 +15,24 @@ async function sdc(argv: string[]): Promise<{ code: number; stdout: string; stde
   return { code, stdout, stderr };
 }
 
-// Its own file: the set runs twice (about 20 s of CPU), apart from the --from tests in report.test.ts.
-/** The report without its wall-clock part: the Performance section (to the next top-level section) cut out. */
-function withoutPerformance(text: string, tex: boolean): string {
-  const [start, next] = tex ? ['\\section{Performance}', '\\section{'] : ['## Performance\n', '\n## '];
-  const from = text.indexOf(start);
-  assert.ok(from > 0, 'a Performance section');
-  const to = text.indexOf(next, from + start.length);
-  return text.slice(0, from) + text.slice(to);
+/** The report's Simulation results and Fault matrix sections: everything the seeds fix. */
+function seededSections(md: string): string {
+  const from = md.indexOf('\n## Simulation results\n');
+  const to = md.indexOf('\n## Observability\n');
+  assert.ok(from > 0 && to > from, 'Simulation results, then the fault matrix, then Observability');
+  return md.slice(from, to);
 }
 
-test('sdc report --run tiny: runs the set into OUT/runs, names each command, and twice gives byte-identical simulation and matrix figures', async () => {
+/** `data-group=value` of every bar of a bar chart. */
+const bars = (svg: string) => new Map([...svg.matchAll(/data-group="([^"]*)" data-value="([^"]*)"/g)].map((m) => [m[1]!, Number(m[2])]));
+
+// Its own file: the whole tiny set, then its seeded steps again. The benches run once: they are
+// wall-clock, and nothing about them is compared between runs.
+test('sdc report --run tiny: runs the set into OUT/runs, names each command, draws the /metrics window, and its seeded figures are byte-identical on a second run', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-report-run-'));
   try {
-    const first = await sdc(['report', '--run', 'tiny', '--out', join(dir, 'a')]);
+    const first = await sdc(['report', '--run', 'tiny', '--out', join(dir, 'a'), '--mermaid', 'source']);
     assert.equal(first.code, 0, first.stderr);
-    const second = await sdc(['report', '--out', join(dir, 'b')]);
-    assert.equal(second.code, 0, second.stderr);
     const manifest = JSON.parse(await readFile(join(dir, 'a', 'runs', 'run-set.json'), 'utf8')) as { run_set: string; steps: Array<{ dir: string; command: string; exit_code: number }> };
     assert.equal(manifest.run_set, 'tiny');
     assert.deepEqual(manifest.steps.map((s) => s.exit_code), manifest.steps.map(() => 0));
@@ -41,14 +45,28 @@ test('sdc report --run tiny: runs the set into OUT/runs, names each command, and
     assert.match(md, /\| smoke \| 2 \| 2 \|/);
     assert.match(md, /\| partition \| none_lost \|/);
     const names = (await readdir(join(dir, 'a'))).filter((n) => n !== 'runs').sort();
-    assert.deepEqual((await readdir(join(dir, 'b'))).filter((n) => n !== 'runs').sort(), names);
-    // Deterministic: everything but the benches (wall-clock: their figures and the Performance section).
-    const deterministic = names.filter((n) => !n.startsWith('bench-') && !n.startsWith('report.') && !n.endsWith('.pdf'));
-    assert.ok(deterministic.filter((n) => n.startsWith('sim-')).length >= 2, deterministic.join(', '));
-    for (const name of deterministic) assert.equal(await readFile(join(dir, 'b', name), 'utf8'), await readFile(join(dir, 'a', name), 'utf8'), `${name} differs between runs`);
-    for (const [name, tex] of [['report.md', false], ['report.tex', true]] as const) {
-      assert.equal(withoutPerformance(await readFile(join(dir, 'b', name), 'utf8'), tex), withoutPerformance(await readFile(join(dir, 'a', name), 'utf8'), tex), `${name} outside Performance differs`);
-    }
+    // /metrics: the ingest window, from its start and end scrapes: rates, not totals since start.
+    assert.match(md, /From `bench-ingest\/metrics-session-mac-start.prom` and `bench-ingest\/metrics-session-mac-end.prom` \(\d+ samples, scraped [\d.]+ s apart by `sdc bench ingest --connections 2 --duration 200ms --modes session-mac --out runs\/bench-ingest`\)/);
+    const ingestRate = await readFile(join(dir, 'a', 'metrics-1-panel-4.svg'), 'utf8');
+    assert.match(ingestRate, /<title>Telemetry ingest rate<\/title>/);
+    assert.match(ingestRate, />per second</);
+    assert.ok((bars(ingestRate).get('gateway') ?? 0) > 0, ingestRate);
+    // A gauge at both scrapes: the two devices online, by either role, at the start and at the end.
+    const online = [...(await readFile(join(dir, 'a', 'metrics-1-panel-1.svg'), 'utf8')).matchAll(/data-series="([^"]*)" data-group="([^"]*)" data-value="([^"]*)"/g)].map((m) => m.slice(1).join(' '));
+    assert.deepEqual(online, ['at start control-plane 2', 'at end control-plane 2', 'at start gateway 2', 'at end gateway 2']);
+    // --mermaid source: the browser is not started here (bench/report-mermaid-render.test.ts draws the diagrams).
+    assert.match(md, /Not drawn here: not asked for \(--mermaid source\)\. The Mermaid sources stand alone/);
+
+    // The seeded steps again (the set's simulations and matrix, not its benches), and a report from them.
+    const tiny = runSet('tiny')!;
+    const quiet: CliIo = { stdout: () => undefined, stderr: () => undefined, readStdin: async () => '', env: {} };
+    await runReportSet({ set: { ...tiny, steps: tiny.steps.filter((s) => !s.dir.startsWith('bench-')) }, runsDir: join(dir, 'b', 'runs'), stores: {}, io: quiet });
+    const second = await sdc(['report', '--from', join(dir, 'b', 'runs'), '--out', join(dir, 'b'), '--mermaid', 'source']);
+    assert.equal(second.code, 0, second.stderr);
+    const seeded = names.filter((n) => n.startsWith('sim-') || n.startsWith('matrix-') || n.endsWith('.mmd'));
+    assert.ok(seeded.filter((n) => n.startsWith('sim-')).length >= 2, seeded.join(', '));
+    for (const name of seeded) assert.equal(await readFile(join(dir, 'b', name), 'utf8'), await readFile(join(dir, 'a', name), 'utf8'), `${name} differs between runs`);
+    assert.equal(seededSections(await readFile(join(dir, 'b', 'report.md'), 'utf8')), seededSections(md), 'the simulation and matrix sections differ between runs');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

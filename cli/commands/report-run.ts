@@ -68,7 +68,13 @@ export async function runReportSet(options: RunSetOptions): Promise<RunSetManife
     await writeFile(join(runsDir, `${step.dir}.log`), log);
     if (code !== 0) io.stderr(`  exit code ${code} (output in runs/${step.dir}.log)\n`);
     steps.push({ dir: step.dir, command: shown, exit_code: code });
+    // After every step, not only at the end: a set of hours stopped part-way still names the commands behind what it wrote (sdc report --from runs).
+    await writeManifest(runsDir, set, steps);
   }
+  return writeManifest(runsDir, set, steps);
+}
+
+async function writeManifest(runsDir: string, set: RunSet, steps: RunSetManifest['steps']): Promise<RunSetManifest> {
   const manifest: RunSetManifest = { run_set: set.name, schema_version: 1, summary: set.summary, steps };
   await writeFile(join(runsDir, 'run-set.json'), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;

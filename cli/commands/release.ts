@@ -1,6 +1,7 @@
 import { createHash, KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
 import { SdcError } from '../../core/errors/index.js';
 import { encodeCanonical, parseTufJson, type TufJsonObject } from '../../core/tuf/olpc-json.js';
@@ -98,15 +99,56 @@ async function uploadFile(api: ApiClient, id: string, file: string): Promise<Rel
   });
 }
 
+interface PresignedUpload { method: 'PUT'; url: string; headers: { 'content-length': string } }
+
+/**
+ * The presigned path (docs/ota.md, "Releases"): a URL for the declared length and SHA-256, the
+ * file PUT straight to the blob store (the API's CA when the store is the control plane's own
+ * origin, the system's otherwise), then the server's check of what arrived.
+ */
+async function uploadPresigned(api: ApiClient, id: string, file: string): Promise<ReleaseView> {
+  const declared = await describeFile(file);
+  const presigned = await api.post<PresignedUpload>(`/v1/releases/${segment(id)}/artifact-upload-url`, declared);
+  const target = new URL(presigned.url);
+  const sameOrigin = target.origin === new URL(api.login.server).origin;
+  const status = await new Promise<number>((resolve, reject) => {
+    const send = target.protocol === 'https:' ? request : httpRequest;
+    const req = send(target, { method: 'PUT', headers: presigned.headers, ...(sameOrigin ? { ca: api.login.ca_pem } : {}) }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', (error) => reject(new SdcError('HTTP_UNREACHABLE', `${target.origin}: ${error.message}`)));
+    createReadStream(file).on('error', (error) => req.destroy(error)).pipe(req);
+  });
+  if (status !== 200) throw new SdcError('HTTP_REFUSED', `the blob store refused the presigned PUT with ${status}`, { status, serverCode: '' });
+  return api.post<ReleaseView>(`/v1/releases/${segment(id)}/artifact-upload-complete`, declared);
+}
+
+async function describeFile(file: string): Promise<{ sha256: string; length: number }> {
+  let length: number;
+  try {
+    length = (await stat(file)).size;
+  } catch (error) {
+    throw new SdcError('CLI_INPUT', `--file ${file} cannot be read`, {}, { cause: error });
+  }
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return { sha256: hash.digest('hex'), length };
+}
+
 const upload: Command = {
   name: 'upload',
-  summary: 'Upload a release\'s artifact (PUT /v1/releases/ID/artifact); the server checks it against the SHA-256 computed here',
-  usage: 'ID --file F [--json]',
-  optionHelp: [['--file F', 'The artifact'], jsonHelp],
-  options: { file: { type: 'string' }, ...jsonOption },
+  summary: 'Upload a release\'s artifact (PUT /v1/releases/ID/artifact, or --presigned straight to the blob store); the server checks it against the length and SHA-256 computed here',
+  usage: 'ID --file F [--presigned] [--json]',
+  optionHelp: [['--file F', 'The artifact'], ['--presigned', 'PUT to a presigned blob store URL (length signed), then have the server check it'], jsonHelp],
+  options: { file: { type: 'string' }, presigned: { type: 'boolean' }, ...jsonOption },
   allowPositionals: true,
   async run(args, io) {
-    print(io, args.values.json === true, await uploadFile(await apiClient(io), onePositional(args.positionals, 'release id'), requireOption(args, 'file')));
+    const api = await apiClient(io);
+    const id = onePositional(args.positionals, 'release id');
+    const file = requireOption(args, 'file');
+    print(io, args.values.json === true, args.values.presigned === true ? await uploadPresigned(api, id, file) : await uploadFile(api, id, file));
     return 0;
   },
 };

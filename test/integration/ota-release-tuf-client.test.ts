@@ -127,6 +127,19 @@ describe('signed release, published by the control plane, verified by the TUF cl
     assert.equal(targets.signatures.length, 2);
   });
 
+  it('sdc release upload --presigned PUTs straight to the blob store (the length signed) and the server verifies what arrived', async () => {
+    const created = await run('release', 'create', '--id', 'rel-2-5-0', '--version', '2.5.0', '--artifact-name', 'agent.bin', '--platform', 'linux-x64',
+      '--min-agent-version', '1.0.0', '--json');
+    assert.equal(created.code, 0, created.err);
+    const uploaded = await run('release', 'upload', 'rel-2-5-0', '--file', join(work, 'agent.bin'), '--presigned', '--json');
+    assert.equal(uploaded.code, 0, uploaded.err);
+    const release = JSON.parse(uploaded.out) as { state: string; artifact: { length: number } };
+    assert.deepEqual([release.state, release.artifact.length], ['verified', artifact.length]);
+    // The presigned path, not the API upload: a URL was issued, and the pending object is gone after the check.
+    const kinds = await h.db.query<{ kind: string }>("SELECT kind FROM audit_log WHERE subject = 'release:rel-2-5-0' ORDER BY seq");
+    assert.deepEqual(kinds.map((row) => row.kind), ['ota.release.created', 'ota.release.upload_url_issued', 'ota.release.uploaded']);
+  });
+
   it('a re-signed timestamp reaches the client; a revoked release is no longer downloadable', async () => {
     const metadataDir = join(work, 'device', 'metadata');
     // Revoked first: the operator's token lives an hour of the harness's clock, which moves a day below.

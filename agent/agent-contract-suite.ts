@@ -182,7 +182,7 @@ class ContractRun {
       lockScreen: (auth) => count(() => bridge.lockScreen(auth)),
       getProcessList: (n, auth) => count(() => bridge.getProcessList(n, auth)),
       stageUpdate: (a, auth) => count(() => bridge.stageUpdate(a, auth)),
-      commitUpdate: (v, auth) => count(() => bridge.commitUpdate(v, auth)),
+      commitUpdate: (v, auth, options) => count(() => bridge.commitUpdate(v, auth, options)),
       rollbackUpdate: (auth) => count(() => bridge.rollbackUpdate(auth)),
       getStatus: (auth) => count(() => bridge.getStatus(auth)),
       close: () => bridge.close(),

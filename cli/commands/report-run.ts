@@ -18,8 +18,10 @@ export interface RunSetManifest {
   readonly steps: ReadonlyArray<{ readonly dir: string; readonly command: string; readonly exit_code: number | null; readonly skipped?: string }>;
 }
 
-// From the sources (cli/commands) and from dist/cli/commands: the checkout's scenarios either way.
-const scenarioDirCandidates = ['../../sim/scenarios', '../../../sim/scenarios'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+// From dist/cli/commands the checkout's own sim/scenarios first, then dist's copy; from the
+// sources (cli/commands) the first is outside the checkout and absent. So the reproduce lines read
+// `sim/scenarios/...` whether sdc runs built or from source (a built run printed dist/sim/...).
+const scenarioDirCandidates = ['../../../sim/scenarios', '../../sim/scenarios'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
 
 async function scenariosDir(): Promise<string> {
   const { stat } = await import('node:fs/promises');
@@ -30,7 +32,7 @@ async function scenariosDir(): Promise<string> {
       return rel.startsWith('..') || isAbsolute(rel) ? dir : rel;
     }
   }
-  return scenarioDirCandidates[0]!;
+  return scenarioDirCandidates[1]!;
 }
 
 export interface RunSetOptions {

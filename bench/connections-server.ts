@@ -4,16 +4,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
-import { pino } from 'pino';
-import { loadDeployment } from '../server/materials/materials.js';
-import { startDeployment, type Deployment } from '../server/deployment/deployment.js';
-import { agentPathDefault } from '../server/gateway/gateway-server.js';
-import { systemClock, systemRandom, systemScheduler } from '../runtime/system.js';
-// Both roles load the deployment's modules, the bare server too though it never runs them: a
-// process's growth per connection depends on what its allocator already holds, so the baseline
-// starts from the same loaded state as a gateway. (A bare child that loaded nothing read 53.5 KiB
-// per connection against 28.7 in the earlier runs; it was put back before any figure was kept.)
+import { SdcError } from '../core/errors/index.js';
 import type { ServerMemory, ServerReport, ServerRequest } from './connections-messages.js';
+
+/** The gateway's WebSocket path (server/gateway/gateway-server.ts agentPathDefault), which the bare server serves too. */
+const agentPath = '/v1/agent';
 
 /**
  * A server child of `sdc bench connections|reconnect`, forked with --expose-gc so its memory can
@@ -81,9 +76,20 @@ function memory(): ServerMemory {
   return { rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, externalBytes: usage.external, youngGenerationBytes: young, connections: connections() };
 }
 
+/**
+ * The deployment's modules are loaded here, in the gateway role only: the bare server never runs
+ * them, and loading them cost each bare child about 2 s of CPU (under tsx) for nothing. It does
+ * not move the baseline: at 2,500 connections and load ~20 the bare server grew 53.5 and 52.8 KiB
+ * per connection without them, 54.7 and 57.4 KiB with them (docs/benchmarks.md, 2026-12-03).
+ */
 async function startGateway(request: Extract<ServerRequest, { type: 'start' }>): Promise<string> {
+  const [{ pino }, { loadDeployment }, { startDeployment }, { agentPathDefault }, { systemClock, systemRandom, systemScheduler }] = await Promise.all([
+    import('pino'), import('../server/materials/materials.js'), import('../server/deployment/deployment.js'), import('../server/gateway/gateway-server.js'),
+    import('../runtime/system.js'),
+  ]);
+  if (agentPathDefault !== agentPath) throw new SdcError('BENCH_FAILED', `the gateway serves ${agentPathDefault}, the bare server ${agentPath}`);
   const materials = await loadDeployment({ dataDir: request.dataDir, clock: systemClock, random: systemRandom, serverTlsName: `gateway-${request.gatewayId}` });
-  const deployment: Deployment = await startDeployment({
+  const deployment = await startDeployment({
     materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: pino({ level: process.env.SDC_LOG_LEVEL ?? 'silent' }),
     controlPlane: false, redisUrl: request.redisUrl, keyPrefix: request.keyPrefix, gatewayId: request.gatewayId, gatewayPort: 0,
     gateway: { heartbeatIntervalMs: request.heartbeatIntervalMs },
@@ -99,7 +105,7 @@ async function startBare(request: Extract<ServerRequest, { type: 'start' }>): Pr
     cert: request.tls.certPem, key: request.tls.keyPem, ca: request.tls.caPem,
     minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: true,
   });
-  const wss = new WebSocketServer({ server, path: agentPathDefault });
+  const wss = new WebSocketServer({ server, path: agentPath });
   wss.on('connection', (ws) => { ws.on('error', () => undefined); });
   server.listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
@@ -112,7 +118,7 @@ async function startBare(request: Extract<ServerRequest, { type: 'start' }>): Pr
     wss.close();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
-  return `wss://127.0.0.1:${(server.address() as AddressInfo).port}${agentPathDefault}`;
+  return `wss://127.0.0.1:${(server.address() as AddressInfo).port}${agentPath}`;
 }
 
 process.on('message', (request: ServerRequest) => {

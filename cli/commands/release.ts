@@ -64,15 +64,7 @@ const create: Command = {
 
 /** Streams the file twice: once for its SHA-256 (declared in a header), once as the body; the server checks both. */
 async function uploadFile(api: ApiClient, id: string, file: string): Promise<ReleaseView> {
-  let length: number;
-  try {
-    length = (await stat(file)).size;
-  } catch (error) {
-    throw new SdcError('CLI_INPUT', `--file ${file} cannot be read`, {}, { cause: error });
-  }
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  const sha256 = hash.digest('hex');
+  const { sha256, length } = await describeFile(file);
   const url = new URL(`/v1/releases/${segment(id)}/artifact`, api.login.server);
   return new Promise((resolve, reject) => {
     const req = request(url, {

@@ -134,12 +134,16 @@ function suite(target: SqlTarget): void {
       const doc = (await call('GET', '/openapi.json')).json();
       const list = doc.paths['/v1/alerts'].get;
       assert.equal(list['x-sdc-role'], 'viewer');
-      assert.deepEqual(list.parameters.map((p: { name: string }) => p.name).sort(), ['acknowledged', 'cursor', 'device_id', 'limit', 'since_ms', 'state']);
+      // Every operation takes the shared traceparent header first (openapi-trace.test.ts), then its own.
+      const traceparentRef = { $ref: '#/components/parameters/traceparent' };
+      assert.deepEqual(list.parameters[0], traceparentRef);
+      assert.deepEqual(list.parameters.slice(1).map((p: { name: string }) => p.name).sort(), ['acknowledged', 'cursor', 'device_id', 'limit', 'since_ms', 'state']);
       assert.equal(list.parameters.find((p: { name: string }) => p.name === 'limit').schema.maximum, pageLimitMax);
       assert.ok(list.responses['200'].content['application/json'].schema.properties.items);
       const ack = doc.paths['/v1/alerts/{id}/ack'].post;
       assert.equal(ack['x-sdc-role'], 'operator');
-      assert.deepEqual(ack.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`), ['path:id']);
+      assert.deepEqual(ack.parameters[0], traceparentRef);
+      assert.deepEqual(ack.parameters.slice(1).map((p: { name: string; in: string }) => `${p.in}:${p.name}`), ['path:id']);
       assert.ok(ack.responses['200'].content['application/json'].schema.properties.acknowledged_by);
       assert.ok(ack.requestBody.content['application/json'].schema.properties.note);
     });

@@ -62,11 +62,17 @@ if (files.length === 0) {
  * an idle machine and several on one busy with other work; none should fail for being slow.
  */
 const testFileTimeoutMs = 900_000;
+/**
+ * Test files at once. Three on a 2-core machine: many end-to-end files wait on sockets, child
+ * processes and fault windows, so two left a core idle (clean clone, 3 December: 2 files 14:28 wall
+ * at 123 % CPU, 3 files 11:17 at 172 %, both 2,063/2,063). TEST_CONCURRENCY overrides it.
+ */
+const testConcurrencyDefault = 3;
 const reportDir = mkdtempSync(join(tmpdir(), 'sdc-test-report-'));
 const failuresFile = join(reportDir, 'failures.jsonl');
 try {
   const result = spawnSync(process.execPath, [
-    '--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, `--test-timeout=${testFileTimeoutMs}`,
+    '--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? testConcurrencyDefault}`, `--test-timeout=${testFileTimeoutMs}`,
     // node's default reporter for the terminal or a pipe, as before; the failure list to a file.
     `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`, '--test-reporter-destination=stdout',
     `--test-reporter=${join(root, 'scripts', 'failure-reporter.mjs')}`, `--test-reporter-destination=${failuresFile}`,

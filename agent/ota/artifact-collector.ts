@@ -6,7 +6,7 @@ import { bytesFromBase64url } from '../../core/crypto/bytes.js';
 import type { Ed25519Provider, Scheduler } from '../../core/ports/ports.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import type { OpcodeArgs } from '../../core/protocol/messages/opcodes.js';
-import { artifactKeyStatement } from '../../runtime/artifact-seal-node.js';
+import { artifactKeyStatement, sealedLength, sealRecordBytesDefault } from '../../runtime/artifact-seal-node.js';
 import { httpsJson } from '../../runtime/https-json.js';
 import { uploadEncryptedFile } from './encrypted-upload.js';
 
@@ -40,8 +40,11 @@ export interface ArtifactCollectorOptions {
   /** The device's own limit, whatever the grant allows (default 16 MiB). */
   readonly plaintextBytesMax?: number;
   readonly uploadTimeoutMs?: number;
-  /** How the grant is asked for (default: HTTPS to the control plane with the device certificate); tests give their own. */
-  readonly fetchGrant?: (commandId: string) => Promise<ArtifactGrant>;
+  /**
+   * How the grant is asked for (default: HTTPS to the control plane with the device certificate);
+   * tests give their own. `sealedLength` is the exact length of the upload, signed into the PUT.
+   */
+  readonly fetchGrant?: (commandId: string, sealedLength: number) => Promise<ArtifactGrant>;
 }
 
 export const artifactCollectorDefaults = Object.freeze({ plaintextBytesMax: 16 * 1024 * 1024, uploadTimeoutMs: 120_000, grantTimeoutMs: 30_000 });
@@ -51,6 +54,8 @@ export interface ArtifactGrant {
   artifact_id: string;
   put_url: string;
   plaintext_bytes_max: number;
+  /** The sealed length the PUT is signed for (what the device declared). */
+  sealed_length: number;
   artifact_key: string;
   artifact_key_kid: string;
   artifact_key_signature: string;
@@ -65,11 +70,17 @@ export function createArtifactCollector(options: ArtifactCollectorOptions): (com
     if (kind === 'screenshot' && options.sources.screenshot === undefined) {
       throw new SdcError('ARTIFACT_KIND_UNSUPPORTED', 'this device has no screen to capture');
     }
-    const grant = await (options.fetchGrant ?? ((id: string) => requestGrant(options, id)))(command.id);
+    // The artifact is made before the grant: its sealed length (known from the plaintext length
+    // alone) is declared in the grant request and signed into the PUT, so the store takes exactly
+    // that many bytes. The control plane refuses a length past its limit before claiming the grant.
+    const plaintext = kind === 'logs' ? await options.sources.logs(ownMax) : await options.sources.screenshot!();
+    if (plaintext.length > ownMax) throw new SdcError('OTA_UPLOAD_TOO_LARGE', `the ${kind} are ${plaintext.length} bytes, more than ${ownMax}`, { bytesMax: ownMax });
+    const declared = sealedLength(plaintext.length, sealRecordBytesDefault);
+    const grant = await (options.fetchGrant ?? ((id: string, length: number) => requestGrant(options, id, length)))(command.id, declared);
     if (grant.artifact_id !== command.id) throw new SdcError('ARTIFACT_UPLOAD_BINDING', `the grant is for artifact ${grant.artifact_id}, not command ${command.id}`);
+    if (grant.sealed_length !== declared) throw new SdcError('OTA_UPLOAD_FAILED', `the grant is for ${grant.sealed_length} sealed bytes, not the ${declared} declared`);
     const recipient = trustedArtifactKey(options, grant);
     const bytesMax = Math.min(ownMax, grant.plaintext_bytes_max);
-    const plaintext = kind === 'logs' ? await options.sources.logs(bytesMax) : await options.sources.screenshot!();
     if (plaintext.length > bytesMax) throw new SdcError('OTA_UPLOAD_TOO_LARGE', `the ${kind} are ${plaintext.length} bytes, more than ${bytesMax}`, { bytesMax });
     await mkdir(options.workDir, { recursive: true, mode: 0o700 });
     const path = join(options.workDir, `${command.id.replace(/[^A-Za-z0-9_-]/g, '_')}.plain`);
@@ -90,16 +101,17 @@ export function createArtifactCollector(options: ArtifactCollectorOptions): (com
   };
 }
 
-async function requestGrant(options: ArtifactCollectorOptions, commandId: string): Promise<ArtifactGrant> {
+async function requestGrant(options: ArtifactCollectorOptions, commandId: string, sealedBytes: number): Promise<ArtifactGrant> {
   try {
     const answer = await httpsJson<ArtifactGrant>({
       method: 'POST', url: new URL(`/v1/devices/${encodeURIComponent(options.deviceId)}/artifact-uploads`, options.controlPlaneUrl),
-      caPem: options.caPem, body: { command_id: commandId }, timeoutMs: artifactCollectorDefaults.grantTimeoutMs, answerBytesMax: 64 * 1024,
+      caPem: options.caPem, body: { command_id: commandId, sealed_length: sealedBytes }, timeoutMs: artifactCollectorDefaults.grantTimeoutMs, answerBytesMax: 64 * 1024,
       clientCert: options.clientCert(),
     });
     const grant = answer.body;
     if (typeof grant?.put_url !== 'string' || typeof grant.artifact_key !== 'string' || typeof grant.artifact_key_signature !== 'string'
-      || typeof grant.artifact_key_kid !== 'string' || typeof grant.artifact_id !== 'string' || !Number.isSafeInteger(grant.plaintext_bytes_max)) {
+      || typeof grant.artifact_key_kid !== 'string' || typeof grant.artifact_id !== 'string' || !Number.isSafeInteger(grant.plaintext_bytes_max)
+      || !Number.isSafeInteger(grant.sealed_length)) {
       throw new SdcError('OTA_UPLOAD_FAILED', 'the upload grant is malformed');
     }
     return grant;

@@ -21,7 +21,8 @@ import { loadOrCreateArtifactKey, openEncryptedUpload, uploadKey, type ArtifactK
  * Encrypted artifact uploads (issue 10, docs/artifacts.md): an operator sends EXEC_COLLECT_ARTIFACT
  * (the device's logs, or a screenshot); while running it the device asks for an upload grant
  * (`POST /v1/devices/{id}/artifact-uploads`, authenticated by its certificate as the TLS client
- * certificate, like renewal) and gets one presigned PUT bound to its device and that command,
+ * certificate, like renewal) and gets one presigned PUT bound to its device, that command and
+ * the sealed length it declared (signed as Content-Length),
  * with the control plane's artifact key signed by the command key; it seals, uploads, and its
  * signed command result carries the artifact id (the command id), length and SHA-256. An
  * operator's `GET /v1/artifacts/{id}` checks the stored object against that result and the seal
@@ -87,6 +88,8 @@ export interface UploadGrant {
   readonly expires_at_ms: number;
   readonly plaintext_bytes_max: number;
   readonly sealed_bytes_max: number;
+  /** The sealed length the device declared, signed into put_url as Content-Length. */
+  readonly sealed_length: number;
   readonly artifact_key: string;
   readonly artifact_key_kid: string;
   readonly artifact_key_signature: string;
@@ -132,7 +135,7 @@ export class ArtifactService {
    * for the same command is ARTIFACT_UPLOAD_REPLAYED (claimed once in the kv store, for as long
    * as the command could still run), so a leaked or replayed request gets no second URL.
    */
-  async grant(deviceId: string, commandId: string): Promise<UploadGrant> {
+  async grant(deviceId: string, commandId: string, sealedBytes: number): Promise<UploadGrant> {
     const { context } = this.#o;
     const command = await this.#command(commandId).catch(() => undefined);
     if (command === undefined || command.device_id !== deviceId || command.opcode !== artifactOpcode) {
@@ -144,20 +147,28 @@ export class ArtifactService {
       await this.#auditRefusal('artifact.upload_refused', actors.device(deviceId), commandId, 'ARTIFACT_UPLOAD_BINDING');
       throw new SdcError('ARTIFACT_UPLOAD_BINDING', `command ${commandId} is ${command.state}: no upload is granted for it`, { deviceId, commandId, state: command.state });
     }
+    // Checked before the claim: a device refused for size has used up nothing and may ask again with a smaller artifact.
+    const sealedBytesMax = sealedLength(this.plaintextBytesMax);
+    if (!Number.isSafeInteger(sealedBytes) || sealedBytes < sealedLength(0) || sealedBytes > sealedBytesMax) {
+      await this.#auditRefusal('artifact.upload_refused', actors.device(deviceId), commandId, 'OTA_UPLOAD_TOO_LARGE');
+      throw new SdcError('OTA_UPLOAD_TOO_LARGE', `a sealed upload is ${sealedLength(0)} to ${sealedBytesMax} bytes here, not ${sealedBytes}`, { bytesMax: sealedBytesMax });
+    }
     const claimed = await context.kv.set(`sdc:artifact:grant:${commandId}`, String(nowMs), { onlyIfAbsent: true, ttlMs: Math.max(60_000, command.expires_at_ms - nowMs + 3_600_000) });
     if (!claimed) {
       await this.#auditRefusal('artifact.upload_refused', actors.device(deviceId), commandId, 'ARTIFACT_UPLOAD_REPLAYED');
       throw new SdcError('ARTIFACT_UPLOAD_REPLAYED', `an upload was already granted for command ${commandId}`, { commandId });
     }
-    const putUrl = await this.#o.blobStore().presign('PUT', uploadKey({ deviceId, commandId }), this.#grantExpirySeconds);
+    // The declared length is signed as Content-Length: the store refuses a body of any other length
+    // (S3 and the embedded store: SignatureDoesNotMatch), so the device cannot store more than it asked for.
+    const putUrl = await this.#o.blobStore().presign('PUT', uploadKey({ deviceId, commandId }), this.#grantExpirySeconds, { contentLength: sealedBytes });
     const grant: UploadGrant = {
       artifact_id: commandId, put_url: putUrl, expires_at_ms: nowMs + this.#grantExpirySeconds * 1000,
-      plaintext_bytes_max: this.plaintextBytesMax, sealed_bytes_max: sealedLength(this.plaintextBytesMax),
+      plaintext_bytes_max: this.plaintextBytesMax, sealed_bytes_max: sealedBytesMax, sealed_length: sealedBytes,
       artifact_key: base64urlFromBytes(this.#o.artifactKey.publicKey), artifact_key_kid: this.#o.materials.commandSigner.kid, artifact_key_signature: this.#keySignature,
     };
     await context.audit.append({
       kind: 'artifact.upload_granted', actor: actors.device(deviceId), subject: `artifact:${commandId}`,
-      payload: { device_id: deviceId, command_id: commandId, kind: String(command.args.kind ?? ''), expires_at_ms: grant.expires_at_ms, plaintext_bytes_max: grant.plaintext_bytes_max },
+      payload: { device_id: deviceId, command_id: commandId, kind: String(command.args.kind ?? ''), expires_at_ms: grant.expires_at_ms, plaintext_bytes_max: grant.plaintext_bytes_max, sealed_length: sealedBytes },
     });
     // Each new upload is when the store grows: the retention pass runs here (and on demand), so no timer is needed for the byte limit.
     await this.enforceRetention().catch((error: unknown) => context.logger.warn({ err: error }, 'artifact retention pass failed'));
@@ -321,13 +332,17 @@ function presentedCertificate(request: FastifyRequest): Uint8Array | undefined {
 
 const strict = { additionalProperties: false } as const;
 const CommandId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
-const GrantBody = Type.Object({ command_id: CommandId }, strict);
+const GrantBody = Type.Object({
+  command_id: CommandId,
+  sealed_length: Type.Integer({ minimum: 1, description: 'The exact length of the sealed upload (header, records and tags): signed into put_url as Content-Length' }),
+}, strict);
 const GrantView = Type.Object({
   artifact_id: Type.String({ description: 'The artifact\'s id: the command\'s id' }),
   put_url: Type.String({ description: 'A presigned PUT (AWS SigV4) for this device and command only' }),
   expires_at_ms: Type.Integer(),
   plaintext_bytes_max: Type.Integer(),
   sealed_bytes_max: Type.Integer(),
+  sealed_length: Type.Integer({ description: 'The declared sealed length, signed as the PUT\'s Content-Length: the store refuses any other' }),
   artifact_key: Type.String({ description: 'The control plane\'s X25519 artifact key, raw, base64url' }),
   artifact_key_kid: Type.String({ description: 'The command key that signed it' }),
   artifact_key_signature: Type.String({ description: 'Ed25519 by that key over "sdc artifact key v1\\n" || the raw key, base64url' }),
@@ -344,10 +359,10 @@ const DeviceParams = Type.Object({ id: DeviceId }, strict);
 export const artifactRoutes: RoutesPlugin<{ readonly artifacts: ArtifactService }> = async (app, { artifacts }) => {
   app.post('/v1/devices/:id/artifact-uploads', {
     schema: { params: DeviceParams, body: GrantBody, response: { 201: GrantView } },
-    config: { auth: 'public', summary: 'A device asks for the presigned PUT of its running EXEC_COLLECT_ARTIFACT command (the device certificate as TLS client certificate; once per command)' },
+    config: { auth: 'public', summary: 'A device asks for the presigned PUT of its running EXEC_COLLECT_ARTIFACT command (the device certificate as TLS client certificate; once per command; the declared sealed length is signed as Content-Length)' },
   }, async (request, reply) => {
     await artifacts.authenticateDevice(request.params.id, presentedCertificate(request));
-    const grant = await artifacts.grant(request.params.id, request.body.command_id);
+    const grant = await artifacts.grant(request.params.id, request.body.command_id, request.body.sealed_length);
     return reply.status(201).send(grant);
   });
 

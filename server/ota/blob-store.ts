@@ -26,8 +26,11 @@ export type PresignMethod = 'GET' | 'PUT';
 
 export interface BlobStore {
   readonly kind: 'embedded' | 's3';
-  /** Stores the whole stream under `key`; OTA_UPLOAD_TOO_LARGE (nothing kept) past `bytesMax`. */
-  put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }>;
+  /**
+   * Stores the whole stream under `key`; OTA_UPLOAD_TOO_LARGE (nothing kept) past `bytesMax`, and
+   * OTA_UPLOAD_DIGEST_MISMATCH (nothing kept) when `lengthExact` is given and the stream is shorter.
+   */
+  put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: PutOptions): Promise<BlobInfo & { sha256: string }>;
   head(key: string): Promise<BlobInfo | undefined>;
   /** The object's bytes for the control plane itself (devices and operators use presigned URLs). */
   read(key: string): Promise<AsyncIterable<Uint8Array> | undefined>;
@@ -38,6 +41,18 @@ export interface BlobStore {
    * any other length (S3 and the embedded store alike: SignatureDoesNotMatch).
    */
   presign(method: PresignMethod, key: string, expiresInSeconds: number, options?: PresignOptions): Promise<string>;
+}
+
+export interface PutOptions {
+  readonly bytesMax: number;
+  /** The body must be exactly this long (a presigned PUT's signed Content-Length): a shorter one keeps nothing. */
+  readonly lengthExact?: number;
+}
+
+function checkExactLength(length: number, options: PutOptions): void {
+  if (options.lengthExact !== undefined && length !== options.lengthExact) {
+    throw new SdcError('OTA_UPLOAD_DIGEST_MISMATCH', `the body is ${length} bytes, not the ${options.lengthExact} declared`, { length, declared: options.lengthExact });
+  }
 }
 
 export interface PresignOptions {
@@ -124,11 +139,12 @@ export class S3BlobStore implements BlobStore {
     this.#presign = createPresigner(endpoint);
   }
 
-  async put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }> {
+  async put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: PutOptions): Promise<BlobInfo & { sha256: string }> {
     checkKey(key);
     // Buffered (bounded by bytesMax) because PutObject needs the length up front; large objects
     // go straight from the device to S3 by presigned PUT and never pass through here.
-    const bytes = await collect(body, options.bytesMax);
+    const bytes = await collect(body, Math.min(options.bytesMax, options.lengthExact ?? Number.MAX_SAFE_INTEGER));
+    checkExactLength(bytes.length, options);
     const sent = await this.#client.send(new PutObjectCommand({ Bucket: this.#endpoint.bucket, Key: key, Body: bytes, ContentLength: bytes.length }));
     return { length: bytes.length, etag: sent.ETag ?? '', sha256: createHash('sha256').update(bytes).digest('hex') };
   }
@@ -220,7 +236,7 @@ export class EmbeddedBlobStore implements BlobStore {
     return join(this.#options.directory, `${createHash('sha256').update(key, 'utf8').digest('hex')}.${extension}`);
   }
 
-  async put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: { bytesMax: number }): Promise<BlobInfo & { sha256: string }> {
+  async put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: PutOptions): Promise<BlobInfo & { sha256: string }> {
     checkKey(key);
     await mkdir(this.#options.directory, { recursive: true, mode: 0o700 });
     const temporary = join(this.#options.directory, `.put-${randomBytes(8).toString('hex')}.tmp`);
@@ -235,6 +251,7 @@ export class EmbeddedBlobStore implements BlobStore {
           hash.update(chunk);
           await handle.write(chunk);
         }
+        checkExactLength(length, options);
         await handle.sync();
       } finally {
         await handle.close();
@@ -298,7 +315,10 @@ export class EmbeddedBlobStore implements BlobStore {
     } catch (error) {
       if (!response.headersSent) {
         const tooLarge = error instanceof SdcError && error.code === 'OTA_UPLOAD_TOO_LARGE';
-        sendError(response, tooLarge ? 400 : 500, tooLarge ? 'EntityTooLarge' : 'InternalError', tooLarge ? error.message : 'the object could not be read or written');
+        const incomplete = error instanceof SdcError && error.code === 'OTA_UPLOAD_DIGEST_MISMATCH';
+        if (tooLarge) sendError(response, 400, 'EntityTooLarge', error.message);
+        else if (incomplete) sendError(response, 400, 'IncompleteBody', error.message);
+        else sendError(response, 500, 'InternalError', 'the object could not be read or written');
       } else {
         response.destroy();
       }
@@ -329,7 +349,10 @@ export class EmbeddedBlobStore implements BlobStore {
         request.resume();
         return sendError(response, 400, 'EntityTooLarge', `the object exceeds ${this.#options.putBytesMax} bytes`);
       }
-      const stored = await this.put(key, request, { bytesMax: this.#options.putBytesMax });
+      // A body that ends before its Content-Length (the connection closed early) keeps nothing; a
+      // longer one cannot be sent (the HTTP parser stops at Content-Length), and a Content-Length
+      // other than a presigned PUT's signed one fails the signature above.
+      const stored = await this.put(key, request, { bytesMax: this.#options.putBytesMax, ...(Number.isSafeInteger(declared) ? { lengthExact: declared } : {}) });
       response.writeHead(200, { etag: stored.etag, 'content-length': '0' }).end();
       return;
     }

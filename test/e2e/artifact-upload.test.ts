@@ -172,19 +172,19 @@ for (const target of storeTargets()) {
     it('upload grants are refused: no client certificate, a finished command, another device\'s command', async () => {
       const identity = agent.identity;
       const clientCert = { certPem: identity.certPem + identity.chainPem, keyPem: identity.keyPem };
-      const noCert = await raw(system, 'POST', `/v1/devices/${device}/artifact-uploads`, { body: { command_id: logs.id } });
+      const noCert = await raw(system, 'POST', `/v1/devices/${device}/artifact-uploads`, { body: { command_id: logs.id, sealed_length: 4096 } });
       assert.equal(noCert.status, 401, noCert.body.toString('utf8'));
       assert.equal(errorCode(noCert), 'API_CLIENT_CERT_REQUIRED');
-      const finished = await raw(system, 'POST', `/v1/devices/${device}/artifact-uploads`, { body: { command_id: logs.id }, clientCert });
+      const finished = await raw(system, 'POST', `/v1/devices/${device}/artifact-uploads`, { body: { command_id: logs.id, sealed_length: 4096 }, clientCert });
       assert.equal(errorCode(finished), 'ARTIFACT_UPLOAD_BINDING', finished.body.toString('utf8'));
       assert.equal(finished.status, 403);
       // This device's certificate, asking under the other device's id: refused before any command is looked at.
-      const otherId = await raw(system, 'POST', `/v1/devices/${other}/artifact-uploads`, { body: { command_id: logs.id }, clientCert });
+      const otherId = await raw(system, 'POST', `/v1/devices/${other}/artifact-uploads`, { body: { command_id: logs.id, sealed_length: 4096 }, clientCert });
       assert.equal(errorCode(otherId), 'API_CLIENT_CERT_DEVICE_MISMATCH', otherId.body.toString('utf8'));
       // The other device asking for this device's command.
       const otherAgent = system.agents.get(other)!;
       const otherCert = { certPem: otherAgent.identity.certPem + otherAgent.identity.chainPem, keyPem: otherAgent.identity.keyPem };
-      const foreign = await raw(system, 'POST', `/v1/devices/${other}/artifact-uploads`, { body: { command_id: logs.id }, clientCert: otherCert });
+      const foreign = await raw(system, 'POST', `/v1/devices/${other}/artifact-uploads`, { body: { command_id: logs.id, sealed_length: 4096 }, clientCert: otherCert });
       assert.equal(errorCode(foreign), 'ARTIFACT_UPLOAD_BINDING', foreign.body.toString('utf8'));
     });
 

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import { createArtifactCollector, simulatedScreenshot, type ArtifactGrant, type ArtifactSources } from '../../agent/ota/artifact-collector.js';
-import { artifactKeyStatement, artifactPrivateKeyFromPem, generateArtifactKeyPair, rawPublicKey } from '../../runtime/artifact-seal-node.js';
+import { artifactKeyStatement, artifactPrivateKeyFromPem, generateArtifactKeyPair, rawPublicKey, sealedLength } from '../../runtime/artifact-seal-node.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { systemScheduler } from '../../runtime/system.js';
 import type { CommandView } from '../../server/control-plane/commands.js';
@@ -40,6 +40,9 @@ function commandView(id: string, deviceId: string, state: CommandView['state'], 
   };
 }
 
+/** A valid declared length for grants asked directly (100 bytes of plaintext, sealed). */
+const sealed100 = sealedLength(100);
+
 const signed = (id: string, kind: 'logs' | 'screenshot') => ({ id, args: { kind } }) as unknown as SignedCommand;
 
 describe('artifact upload: agent collector and control-plane service', () => {
@@ -56,10 +59,10 @@ describe('artifact upload: agent collector and control-plane service', () => {
     context, commands: { get: async (id) => { const view = commands.get(id); if (view === undefined) throw new SdcError('COMMAND_NOT_FOUND', id); return { ...view, history: [] }; } },
     materials: { commandSigner: signer } as never, artifactKey, blobStore: () => fixture.store, plaintextBytesMax,
   });
-  const collector = (server: ArtifactService, sources: ArtifactSources, overrides: { resolveCommandKey?: (kid: string) => Uint8Array | undefined; fetchGrant?: (id: string) => Promise<ArtifactGrant> } = {}) => createArtifactCollector({
+  const collector = (server: ArtifactService, sources: ArtifactSources, overrides: { resolveCommandKey?: (kid: string) => Uint8Array | undefined; fetchGrant?: (id: string, sealedLength: number) => Promise<ArtifactGrant> } = {}) => createArtifactCollector({
     deviceId: 'dev-1', controlPlaneUrl: 'https://cp.invalid', caPem: '', clientCert: () => ({ certPem: '', keyPem: '' }),
     resolveCommandKey: overrides.resolveCommandKey ?? ((kid) => (kid === signer.kid ? signer.publicKey : undefined)), ed25519, scheduler: systemScheduler, workDir, sources,
-    fetchGrant: overrides.fetchGrant ?? ((id) => server.grant('dev-1', id)),
+    fetchGrant: overrides.fetchGrant ?? ((id, length) => server.grant('dev-1', id, length)),
   });
   const sources: ArtifactSources = { logs: async () => Buffer.from('log line\n'.repeat(500)), screenshot: async () => simulatedScreenshot('dev-1') };
 
@@ -83,7 +86,7 @@ describe('artifact upload: agent collector and control-plane service', () => {
     const output = await collector(server, sources)(signed('c1', 'screenshot'));
     assert.equal(output.artifact_id, 'c1');
     assert.equal(output.content_type, 'image/png');
-    await refused(server.grant('dev-1', 'c1'), 'ARTIFACT_UPLOAD_REPLAYED');
+    await refused(server.grant('dev-1', 'c1', sealed100), 'ARTIFACT_UPLOAD_REPLAYED');
     commands.set('c1', commandView('c1', 'dev-1', 'succeeded', 'screenshot', output));
     const { bytes, record } = await server.open('c1', 'alice');
     assert.deepEqual(bytes, Buffer.from(simulatedScreenshot('dev-1')));
@@ -91,7 +94,7 @@ describe('artifact upload: agent collector and control-plane service', () => {
     assert.deepEqual(audit.filter((entry) => entry.subject === 'artifact:c1').map((entry) => entry.kind), ['artifact.upload_granted', 'artifact.upload_refused', 'artifact.downloaded']);
     // What the grant carries verifies against the command key, and only for this artifact key.
     commands.set('c9', commandView('c9', 'dev-1', 'executing', 'logs'));
-    const grant = await server.grant('dev-1', 'c9');
+    const grant = await server.grant('dev-1', 'c9', sealed100);
     const signature = Buffer.from(grant.artifact_key_signature, 'base64url');
     assert.ok(ed25519.verify(signer.publicKey, artifactKeyStatement(Buffer.from(grant.artifact_key, 'base64url')), signature));
     assert.ok(!ed25519.verify(signer.publicKey, artifactKeyStatement(rawPublicKey(artifactPrivateKeyFromPem(generateArtifactKeyPair().privateKeyPem))), signature));
@@ -100,21 +103,23 @@ describe('artifact upload: agent collector and control-plane service', () => {
   test('grants only for a running EXEC_COLLECT_ARTIFACT command of this device', async () => {
     const server = service();
     commands.set('c2', commandView('c2', 'dev-2', 'executing', 'logs'));
-    await refused(server.grant('dev-1', 'c2'), 'ARTIFACT_UPLOAD_BINDING');
+    await refused(server.grant('dev-1', 'c2', sealed100), 'ARTIFACT_UPLOAD_BINDING');
     commands.set('c3', commandView('c3', 'dev-1', 'failed', 'logs'));
-    await refused(server.grant('dev-1', 'c3'), 'ARTIFACT_UPLOAD_BINDING');
+    await refused(server.grant('dev-1', 'c3', sealed100), 'ARTIFACT_UPLOAD_BINDING');
     commands.set('c4', { ...commandView('c4', 'dev-1', 'executing', 'logs'), opcode: 'EXEC_LOCK_SCREEN' });
-    await refused(server.grant('dev-1', 'c4'), 'ARTIFACT_UPLOAD_BINDING');
-    await refused(server.grant('dev-1', 'never'), 'ARTIFACT_UPLOAD_BINDING');
+    await refused(server.grant('dev-1', 'c4', sealed100), 'ARTIFACT_UPLOAD_BINDING');
+    await refused(server.grant('dev-1', 'never', sealed100), 'ARTIFACT_UPLOAD_BINDING');
     commands.set('c5', { ...commandView('c5', 'dev-1', 'sent', 'logs'), expires_at_ms: Date.now() - 1 });
-    await refused(server.grant('dev-1', 'c5'), 'ARTIFACT_UPLOAD_BINDING');
+    await refused(server.grant('dev-1', 'c5', sealed100), 'ARTIFACT_UPLOAD_BINDING');
   });
 
-  test('size limits on both sides: the device refuses past the grant\'s limit before sending; the control plane refuses to open past its own', async () => {
+  test('size limits on both sides: the grant is refused for a declared length past the control plane\'s limit (nothing claimed, nothing sent); the control plane refuses to open past its own', async () => {
     const small = service(1000);
     commands.set('c6', commandView('c6', 'dev-1', 'executing', 'logs'));
     await refused(collector(small, sources)(signed('c6', 'logs')), 'OTA_UPLOAD_TOO_LARGE');
     assert.equal(await fixture.store.head(uploadKey({ deviceId: 'dev-1', commandId: 'c6' })), undefined);
+    // The refusal came before the claim: the same command still gets a grant for a length within the limit.
+    assert.equal((await small.grant('dev-1', 'c6', sealedLength(1000))).sealed_length, sealedLength(1000));
     // Uploaded under a large limit, opened under a small one.
     commands.set('c7', commandView('c7', 'dev-1', 'executing', 'logs'));
     const output = await collector(service(), sources)(signed('c7', 'logs'));
@@ -159,10 +164,10 @@ describe('artifact upload: agent collector and control-plane service', () => {
     await refused(collector(server, { logs: sources.logs })(signed('d2', 'screenshot')), 'ARTIFACT_KIND_UNSUPPORTED');
 
     commands.set('d3', commandView('d3', 'dev-1', 'executing', 'logs'));
-    const grant = await server.grant('dev-1', 'd3');
+    const grant = await server.grant('dev-1', 'd3', sealed100);
     const client = new S3Client({ region: fixture.endpoint.region, endpoint: fixture.endpoint.endpoint, forcePathStyle: true, credentials: fixture.endpoint.credentials, requestChecksumCalculation: 'WHEN_REQUIRED' });
     const expired = await getSignedUrl(client, new PutObjectCommand({ Bucket: fixture.endpoint.bucket, Key: uploadKey({ deviceId: 'dev-1', commandId: 'd3' }) }), { expiresIn: 60, signingDate: new Date(Date.now() - 2 * 3_600_000) });
-    await refused(collector(server, sources, { fetchGrant: async () => ({ ...grant, put_url: expired }) })(signed('d3', 'logs')), 'OTA_UPLOAD_FAILED', (error) => error.details.status === 403);
+    await refused(collector(server, sources, { fetchGrant: async (_id, length) => ({ ...grant, sealed_length: length, put_url: expired }) })(signed('d3', 'logs')), 'OTA_UPLOAD_FAILED', (error) => error.details.status === 403);
     assert.equal(await fixture.store.head(uploadKey({ deviceId: 'dev-1', commandId: 'd3' })), undefined);
   });
 });

@@ -8,6 +8,7 @@ import type { Policy } from '../../core/protocol/policy.js';
 import type { AlertRules } from '../../server/control-plane/alert-rules.js';
 import type { ComplianceRules } from '../../core/protocol/compliance.js';
 import type { OtaBlobOptions } from '../../server/ota/control-plane-ota.js';
+import { artifactRetentionHelp, artifactRetentionOptions, artifactRetentionParseOptions, type ArtifactRetentionTuning } from '../artifact-retention-options.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 /** The scrape token from the environment, when no --metrics-token-file names one. */
@@ -200,7 +201,7 @@ async function complianceRulesOption(args: ParsedCommandArgs): Promise<Complianc
 }
 
 /** --pairing-tokens-max, --policy, --alerts and --compliance; the files are parsed here, so a bad one is refused (with the field's path) before anything starts. */
-async function controlPlaneTuning(args: ParsedCommandArgs, io: CliIo): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules; complianceRules?: ComplianceRules; otaBlobs?: OtaBlobOptions } }> {
+async function controlPlaneTuning(args: ParsedCommandArgs, io: CliIo): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules; complianceRules?: ComplianceRules; otaBlobs?: OtaBlobOptions } & ArtifactRetentionTuning }> {
   const file = args.values.policy as string | undefined;
   let policy: Policy | undefined;
   if (file !== undefined) {
@@ -223,6 +224,7 @@ async function controlPlaneTuning(args: ParsedCommandArgs, io: CliIo): Promise<{
     ...(args.values['pairing-tokens-max'] === undefined ? {} : { pairingTokensMax: integerOption(args, 'pairing-tokens-max', pairingTokensMaxDefault, 1, pairingTokensMaxCeiling) }),
     ...(policy === undefined ? {} : { policy }),
     ...await blobStoreOptions(args, io),
+    ...artifactRetentionOptions(args, io.env),
   };
   return Object.keys(tuning).length === 0 ? {} : { controlPlaneTuning: tuning };
 }
@@ -324,12 +326,14 @@ export const serveCommand: Command = {
     ['--s3-bucket B', 'The bucket (it must exist)'],
     ['--s3-region R', 'The bucket\'s region (default us-east-1)'],
     ['--s3-credentials-file F', `JSON {"access_key_id", "secret_access_key"} (or $${s3AccessKeyEnv} and $${s3SecretKeyEnv})`],
+    ...artifactRetentionHelp,
     ...commonHelp,
   ],
   options: {
     ...commonOptions, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true },
     'pairing-tokens-max': { type: 'string' }, policy: { type: 'string' }, alerts: { type: 'string' }, compliance: { type: 'string' },
     'public-url': { type: 'string' }, 's3-endpoint': { type: 'string' }, 's3-bucket': { type: 'string' }, 's3-region': { type: 'string' }, 's3-credentials-file': { type: 'string' },
+    ...artifactRetentionParseOptions,
   },
   run: (args, io) => serve(args, io, true),
 };

@@ -21,7 +21,7 @@ import { DeadLetterService } from './dead-letters.js';
 import type { ComplianceRules } from '../../core/protocol/compliance.js';
 import type { AlertRules } from './alert-rules.js';
 import { AuthService } from './auth.js';
-import { attachArtifacts } from '../ota/artifact-routes.js';
+import { artifactDefaults, attachArtifacts, type ArtifactRetention } from '../ota/artifact-routes.js';
 import { attachOta, type OtaBlobOptions } from '../ota/control-plane-ota.js';
 import type { BlobStore } from '../ota/blob-store.js';
 import type { ExecutionTimeouts } from '../../core/ota/execution-machine.js';
@@ -142,6 +142,10 @@ export interface ControlPlaneOptions {
   readonly otaRolloutSweepIntervalMs?: number;
   /** The blob store (docs/ota.md): S3 and the public base URL of presigned URLs; default embedded, based on the listen address. */
   readonly otaBlobs?: OtaBlobOptions;
+  /** How long and how much uploaded artifacts are kept (docs/artifacts.md); default artifactDefaults' 30 days and 1 GiB. */
+  readonly artifactRetention?: Partial<ArtifactRetention>;
+  /** How often the artifact retention pass runs besides at each upload grant (default artifactDefaults.retentionSweepIntervalMs, 1 h). */
+  readonly artifactRetentionSweepIntervalMs?: number;
 }
 
 export interface ControlPlane extends ControlPlaneServices {
@@ -273,7 +277,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
 
   if (ota.services !== undefined) events.otaReports = (data) => ota.services!.rollouts.onReport(data);
   // Encrypted artifact uploads (docs/artifacts.md): EXEC_COLLECT_ARTIFACT's upload grants and operators' downloads, in the blob store.
-  await attachArtifacts({ context, app, dataDir: materials.dataDir, materials, commands, blobStore: () => ota.blobStore });
+  const artifacts = await attachArtifacts({
+    context, app, dataDir: materials.dataDir, materials, commands, blobStore: () => ota.blobStore,
+    ...(options.artifactRetention === undefined ? {} : { retention: options.artifactRetention }),
+  });
 
   const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
   const claimIdleMs = options.claimIdleMs ?? 30_000;
@@ -381,6 +388,11 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       every('compliance sweep', options.complianceSweepIntervalMs ?? 60_000, () => compliance.reevaluateDue());
       every('policy bundle revision check', options.policyRevisionCheckIntervalMs ?? 5_000, () => policyBundles.checkRevision());
       every('alert rules sample', events.alertMonitor.rules.sampleIntervalMs, () => events.alertMonitor.sample());
+      // Also at every upload grant; this pass is what ages artifacts out when no device uploads. Each deletion is audited.
+      every('artifact retention sweep', options.artifactRetentionSweepIntervalMs ?? artifactDefaults.retentionSweepIntervalMs, async () => {
+        const deleted = await artifacts.enforceRetention();
+        if (deleted.length > 0) logger.info({ deleted: deleted.length, bytes: deleted.reduce((sum, item) => sum + item.length, 0) }, 'artifact retention sweep deleted artifacts (each audited artifact.deleted)');
+      });
     },
     sweepsSettled,
     async stop() {

@@ -44,6 +44,8 @@ export const artifactDefaults = Object.freeze({
   retentionBytesMax: 1024 * 1024 * 1024,
   /** Artifact commands a retention pass looks at, newest first: bounded work per pass (older ones are left to a later pass once newer ones go). */
   retentionScanMax: 5_000,
+  /** How often the control plane's periodic retention pass runs (besides each upload grant): 1 hour. */
+  retentionSweepIntervalMs: 3_600_000,
 });
 
 /** How long and how much uploaded artifacts are kept (docs/artifacts.md, "Retention and deletion"). */

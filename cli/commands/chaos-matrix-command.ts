@@ -63,7 +63,7 @@ async function realRunner(args: ParsedCommandArgs, seed: number, io: CliIo): Pro
   const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'silent' }, pino.destination(2));
   return async (fault: { readonly name: string; readonly realScenario?: string }): Promise<MatrixRealOutcome | undefined> => {
     const scenario = fault.realScenario === undefined ? undefined : realFaultScenario(fault.realScenario);
-    if (scenario === undefined || (scenario.needs === 'redis' && urls.redisUrl === undefined) || (scenario.needs === 'mysql' && urls.mysqlUrl === undefined)) return undefined;
+    if (scenario === undefined || (scenario.needs?.includes('redis') === true && urls.redisUrl === undefined) || (scenario.needs?.includes('mysql') === true && urls.mysqlUrl === undefined)) return undefined;
     io.stderr(`real sockets: ${fault.name} as sdc chaos run --scenario ${scenario.name}\n`);
     const report = await runChaosScenario({
       scenario, seed, agents: 4, durationMs: 15_000, faultAtMs: 2_000, faultMs: 6_000, drainBoundMs: 60_000, reconnectBoundMs: 30_000, logger,

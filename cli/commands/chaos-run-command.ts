@@ -20,12 +20,13 @@ async function scenariosOption(args: ParsedCommandArgs): Promise<RealFaultScenar
   const { all, find } = await scenarioNames();
   const raw = requireOption(args, 'scenario');
   if (raw === 'all') {
-    return all.filter((s) => (s.needs !== 'redis' || typeof args.values.redis === 'string') && (s.needs !== 'mysql' || typeof args.values.mysql === 'string'));
+    return all.filter((s) => (s.needs ?? []).every((store) => typeof args.values[store] === 'string'));
   }
   return raw.split(',').map((name) => {
     const scenario = find(name.trim());
     if (scenario === undefined) throw new SdcError('CLI_USAGE', `--scenario ${name} is not one of ${all.map((s) => s.name).join(', ')}, all`);
-    if (scenario.needs !== undefined && typeof args.values[scenario.needs] !== 'string') throw new SdcError('CLI_USAGE', `--scenario ${scenario.name} needs --${scenario.needs} URL`);
+    const missing = (scenario.needs ?? []).filter((store) => typeof args.values[store] !== 'string');
+    if (missing.length > 0) throw new SdcError('CLI_USAGE', `--scenario ${scenario.name} needs ${missing.map((store) => `--${store} URL`).join(' and ')}`);
     return scenario;
   });
 }
@@ -86,7 +87,7 @@ export const runCommand: Command = {
   summary: 'Real control plane, gateway and agents on loopback sockets through the fault proxy; one fault on a timeline; the invariants, unauthenticated probes included, checked from outside',
   usage: '--scenario NAME[,NAME...]|all [--agents N] [--duration 15s] [--fault-at 2s] [--fault-for 6s] [--reconnect-bound 30s] [--drain-bound 60s] [--seed S] [--toxiproxy URL] [--redis URL] [--mysql URL] [--out DIR] [--json]',
   optionHelp: [
-    ['--scenario NAME', 'partition, drop, reset, latency, bandwidth, slicer, slow-close, redis-cut (--redis), mysql-cut (--mysql), agent-kill, gateway-crash, kernel-errors, clock-skew, jwt-expiry (at least 40s of commands), cert-revoked; a comma list, or all'],
+    ['--scenario NAME', 'partition, drop, reset, latency, bandwidth, slicer, slow-close, redis-cut (--redis), mysql-cut (--mysql), agent-kill, gateway-crash, kernel-errors, clock-skew, jwt-expiry (at least 6s of commands), cert-revoked; at start: redis-down-at-start, mysql-down-at-start, stores-down-at-start (both), redis-lost-mid-start, mysql-lost-mid-start; a comma list, or all'],
     ['--agents N', 'real agents in one worker process (default 4)'],
     ['--duration D', 'wall time of commands (default 15s, 2 a second)'],
     ['--fault-at D', 'the fault goes on this long after the first command (default 2s)'],

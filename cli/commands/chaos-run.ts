@@ -102,24 +102,32 @@ export const realFaultScenarios: readonly RealFaultScenario[] = [
     },
   },
   {
-    name: 'redis-cut', summary: 'the Redis proxy disabled: every Redis connection of the control plane and gateway closed, reconnects refused', matrixFault: 'redis_down', needs: 'redis', cutsSessions: false,
+    name: 'redis-cut', summary: 'the Redis proxy disabled: every Redis connection of the control plane and gateway closed, reconnects refused', matrixFault: 'redis_down', needs: ['redis'], cutsSessions: false,
     inject: ({ proxies: p }) => down(need(p.redis, '--redis')),
   },
   {
-    name: 'mysql-cut', summary: "the MySQL proxy disabled: the control plane's connections closed, reconnects refused", matrixFault: 'sql_down', needs: 'mysql', cutsSessions: false,
+    name: 'mysql-cut', summary: "the MySQL proxy disabled: the control plane's connections closed, reconnects refused", matrixFault: 'sql_down', needs: ['mysql'], cutsSessions: false,
     inject: ({ proxies: p }) => down(need(p.mysql, '--mysql')),
   },
   ...processFaultScenarios(fastGateway),
   {
-    name: 'redis-down-at-start', summary: 'Redis unreachable (its proxy disabled) while the deployment starts: /readyz names it, the start waits and completes once it is back; no fault during the commands', needs: 'redis', downAtStart: 'redis', cutsSessions: false,
+    name: 'redis-down-at-start', summary: 'Redis unreachable (its proxy disabled) while the deployment starts: /readyz names it, the start waits and completes once it is back; no fault during the commands', needs: ['redis'], downAtStart: ['redis'], cutsSessions: false,
     inject: async () => async () => undefined,
   },
   {
-    name: 'mysql-down-at-start', summary: 'MySQL unreachable (its proxy disabled) while the deployment starts: /readyz names it, the start waits and completes once it is back; no fault during the commands', needs: 'mysql', downAtStart: 'mysql', cutsSessions: false,
+    name: 'mysql-down-at-start', summary: 'MySQL unreachable (its proxy disabled) while the deployment starts: /readyz names it, the start waits and completes once it is back; no fault during the commands', needs: ['mysql'], downAtStart: ['mysql'], cutsSessions: false,
     inject: async () => async () => undefined,
   },
   {
-    name: 'mysql-lost-mid-start', summary: `MySQL answers, then is cut (its proxy disabled) while the control plane migrates and starts (slowed by ${midStartLatencyMs} ms each way until the cut): /readyz names it, the start waits and runs again once it is back; no fault during the commands`, needs: 'mysql', lostMidStart: 'mysql', cutsSessions: false,
+    name: 'stores-down-at-start', summary: 'Redis and MySQL both unreachable (both proxies disabled) while the deployment starts: /readyz names both, the start waits and completes once they are back; no fault during the commands', needs: ['redis', 'mysql'], downAtStart: ['redis', 'mysql'], cutsSessions: false,
+    inject: async () => async () => undefined,
+  },
+  {
+    name: 'redis-lost-mid-start', summary: `Redis answers, then is cut (its proxy disabled) while the gateway and control plane start (slowed by ${midStartLatencyMs} ms each way until the cut): /readyz names it, the start waits and runs again once it is back; no fault during the commands`, needs: ['redis'], lostMidStart: 'redis', cutsSessions: false,
+    inject: async () => async () => undefined,
+  },
+  {
+    name: 'mysql-lost-mid-start', summary: `MySQL answers, then is cut (its proxy disabled) while the control plane migrates and starts (slowed by ${midStartLatencyMs} ms each way until the cut): /readyz names it, the start waits and runs again once it is back; no fault during the commands`, needs: ['mysql'], lostMidStart: 'mysql', cutsSessions: false,
     inject: async () => async () => undefined,
   },
 ];
@@ -244,12 +252,12 @@ async function startProxies(options: ChaosRunOptions, tag: string): Promise<Star
 async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string, proxies: RunProxies, tag: string): Promise<Proxied> {
   const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
   const downAtStart = options.scenario.downAtStart;
-  const downProxy = downAtStart === undefined ? undefined : need(proxies[downAtStart], `--${downAtStart}`);
-  if (downProxy !== undefined) await down(downProxy);
+  const downProxies = (downAtStart ?? []).map((store) => need(proxies[store], `--${store}`));
+  for (const proxy of downProxies) await down(proxy);
   const lostMidStart = options.scenario.lostMidStart;
   const lossProxy = lostMidStart === undefined ? undefined : need(proxies[lostMidStart], `--${lostMidStart}`);
   const healLatency = lossProxy === undefined ? undefined : await toxics(lossProxy, 'latency', { latency: midStartLatencyMs, jitter: 0 });
-  const ridesOut = downProxy !== undefined || lossProxy !== undefined;
+  const ridesOut = downProxies.length > 0 || lossProxy !== undefined;
   let apiUrl: string | undefined;
   const starting = startDeployment({
     materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: options.logger,
@@ -267,12 +275,12 @@ async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string,
     deployment = ridden.started;
     midStartLoss = ridden.facts;
     options.onProgress?.(`${lostMidStart} cut mid-start for ${options.faultMs} ms after /readyz named it; started ${ridden.facts.started_after_heal_ms} ms after it came back`);
-  } else if (downProxy === undefined) deployment = await starting;
+  } else if (downProxies.length === 0) deployment = await starting;
   else {
-    const ridden = await rideOutStartOutage({ store: downAtStart!, proxy: downProxy, downForMs: options.faultMs, caPem: materials.rootCaPem, apiUrl: () => apiUrl, starting });
+    const ridden = await rideOutStartOutage({ stores: downAtStart!, proxies: downProxies, downForMs: options.faultMs, caPem: materials.rootCaPem, apiUrl: () => apiUrl, starting });
     deployment = ridden.started;
     startOutage = ridden.facts;
-    options.onProgress?.(`${downAtStart} down at start for ${options.faultMs} ms after /readyz named it; started ${ridden.facts.started_after_heal_ms} ms after it came back`);
+    options.onProgress?.(`${downAtStart!.join(' and ')} down at start for ${options.faultMs} ms after /readyz named ${downAtStart!.length > 1 ? 'them' : 'it'}; started ${ridden.facts.started_after_heal_ms} ms after ${downAtStart!.length > 1 ? 'they' : 'it'} came back`);
   }
   const { address } = deployment.gatewayServer;
   // The caller stops the deployment only once this returns: a failure here must stop it (a running
@@ -282,12 +290,12 @@ async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string,
   return { deployment, gateway, materials, ...(startOutage === undefined ? {} : { startOutage }), ...(midStartLoss === undefined ? {} : { midStartLoss }) };
 }
 
-/** A store down at start must have been named by /readyz (503) while it was down, and the deployment ready (200) after. */
+/** The stores down at start must have been named by /readyz (503) while they were down, and the deployment ready (200) after. */
 function startOutageViolations(facts: StartOutageFacts): Array<{ checker: string; message: string }> {
   const found: Array<{ checker: string; message: string }> = [];
   const during = facts.readyz_while_down;
-  if (during === null || during.status !== 503 || !during.body.down.includes(facts.store)) {
-    found.push({ checker: 'readiness', message: `/readyz never answered 503 naming ${facts.store} while it was down at start: ${JSON.stringify(during)}` });
+  if (during === null || during.status !== 503 || !facts.stores.every((store) => during.body.down.includes(store))) {
+    found.push({ checker: 'readiness', message: `/readyz never answered 503 naming ${facts.stores.join(' and ')} while down at start: ${JSON.stringify(during)}` });
   }
   if (facts.readyz_after?.status !== 200) found.push({ checker: 'readiness', message: `/readyz after the start answered ${JSON.stringify(facts.readyz_after)}` });
   return found;
@@ -355,8 +363,8 @@ class FaultTimeline {
 
 export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosRunReport> {
   if (options.faultAtMs + options.faultMs > options.durationMs) throw new SdcError('CLI_USAGE', 'the fault must end within --duration (fault start + fault length <= duration)');
-  if (options.scenario.needs === 'redis' && options.redisUrl === undefined) throw new SdcError('CLI_USAGE', `scenario ${options.scenario.name} needs --redis URL`);
-  if (options.scenario.needs === 'mysql' && options.mysqlUrl === undefined) throw new SdcError('CLI_USAGE', `scenario ${options.scenario.name} needs --mysql URL`);
+  if (options.scenario.needs?.includes('redis') === true && options.redisUrl === undefined) throw new SdcError('CLI_USAGE', `scenario ${options.scenario.name} needs --redis URL`);
+  if (options.scenario.needs?.includes('mysql') === true && options.mysqlUrl === undefined) throw new SdcError('CLI_USAGE', `scenario ${options.scenario.name} needs --mysql URL`);
   // A token refused only once it is 31 s old (1 s life, 30 s of allowed skew) needs a longer command phase.
   const durationMs = Math.max(options.durationMs, options.scenario.minDurationMs ?? 0);
   if (durationMs !== options.durationMs) options.onProgress?.(`commands for ${durationMs} ms (this scenario needs at least that)`);

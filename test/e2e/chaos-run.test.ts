@@ -11,7 +11,7 @@ import { assertLinkRunHeld, chaosRun, cliIo, linkFaultForm } from './support/cha
 // forms (4 agents, 15 s, every scenario, `latency`, `bandwidth`, `slicer`, `slow-close` and
 // `drop` among them) are `sdc chaos run --scenario all` (docs/chaos.md). The store faults are in
 // chaos-store-cut.test.ts and chaos-store-start.test.ts, the process and trust faults in
-// chaos-process, chaos-kernel-clock and chaos-trust.
+// chaos-process.
 
 describe('sdc chaos run', () => {
   it('a partition between agents and gateway: sessions cut, agents reconnect, no command lost or run twice, audit intact', async () => {

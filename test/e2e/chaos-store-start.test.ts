@@ -1,49 +1,56 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MidStartLossFacts, StartOutageFacts } from '../../cli/commands/chaos-real/start-outage.js';
-import { assertLinkRunHeld, chaosRun, linkFaultForm } from './support/chaos-run-driver.js';
+import { assertLinkRunHeld, chaosRun, startFaultForm } from './support/chaos-run-driver.js';
 
 // `sdc chaos run`'s store outages while the deployment starts (issue 11, faults at t = 0), in a
-// short form: the store's proxy disabled before the start, /readyz read while the start waits, the
-// proxy enabled again after 2 s, then 5 s of commands with no fault; and MySQL lost part-way
-// through the start (after it answered, while the control plane migrates). Judged by what held.
+// short form: Redis and MySQL down together before the start (both proxies disabled), /readyz read
+// while the start waits, the proxies enabled again 1 s after it named them, then 2 s of commands
+// with no fault; and each store lost part-way through the start (after it answered, while the
+// services start and the control plane migrates). Judged by what held. The three runs go side by
+// side: each has its own deployment, proxies, MySQL database and Redis key prefix, and mostly waits.
 
 const redisUrl = process.env.REDIS_URL;
 const mysqlUrl = process.env.MYSQL_URL;
+// Skipped without the servers: the embedded stores live in the process and cannot be down.
+const skip = redisUrl === undefined || mysqlUrl === undefined;
 
-describe('sdc chaos run: a store down while the deployment starts', () => {
-  // Skipped without the servers: the embedded stores live in the process and cannot be down.
-  it('Redis or MySQL down while the deployment starts (t = 0): /readyz names it, the start waits and completes once it is back', { skip: redisUrl === undefined || mysqlUrl === undefined }, async () => {
-    const { code, reports, detail } = await chaosRun(['--scenario', 'redis-down-at-start,mysql-down-at-start', '--redis', redisUrl!, '--mysql', mysqlUrl!], linkFaultForm);
-    assert.equal(code, 0, detail);
-    assert.deepEqual(reports.map((r) => r.chaos_run), ['redis-down-at-start', 'mysql-down-at-start']);
-    for (const report of reports) {
-      assertLinkRunHeld(report, { cutsSessions: false });
-      const outage = report.scenario_facts.start_outage as StartOutageFacts;
-      const store = report.chaos_run.startsWith('redis') ? 'redis' : 'mysql';
-      assert.equal(outage.store, store);
-      assert.equal(outage.readyz_while_down?.status, 503);
-      assert.deepEqual(outage.readyz_while_down?.body.down, [store]);
-      assert.equal(outage.readyz_while_down?.body.status, 'starting');
-      assert.equal(outage.readyz_after?.status, 200);
-      assert.equal(outage.readyz_after?.body.ready, true);
-    }
-  });
-
-  // Before the start rode this out (server/deployment/start-store-loss.ts), the run exited 1 with
-  // `sdc: STORE_UNAVAILABLE: Connection lost: The server closed the connection.`
-  it('MySQL lost part-way through the start (after it answered): /readyz names it again, the start runs again once it is back', { skip: mysqlUrl === undefined }, async () => {
-    const { code, reports, detail } = await chaosRun(['--scenario', 'mysql-lost-mid-start', '--mysql', mysqlUrl!], linkFaultForm);
+describe('sdc chaos run: a store down while the deployment starts', { concurrency: 3 }, () => {
+  // One run for both stores (there were two, one a store): each is named while down and the start
+  // waits for the later one; a store that alone is down waits the same way (store-connect.ts).
+  it('Redis and MySQL down while the deployment starts (t = 0): /readyz names both, the start waits and completes once they are back', { skip }, async () => {
+    const { code, reports, detail } = await chaosRun(['--scenario', 'stores-down-at-start', '--redis', redisUrl!, '--mysql', mysqlUrl!], startFaultForm);
     assert.equal(code, 0, detail);
     const [report] = reports;
+    assert.equal(report!.chaos_run, 'stores-down-at-start');
     assertLinkRunHeld(report!, { cutsSessions: false });
-    const loss = report!.scenario_facts.mid_start_loss as MidStartLossFacts;
-    // The cut landed inside the start: MySQL had answered, the start had not completed.
-    assert.equal(loss.readyz_before_cut?.body.status, 'starting');
-    assert.deepEqual(loss.readyz_before_cut?.body.dependencies.find((d) => d.name === 'mysql')?.state, 'up');
-    assert.equal(loss.started_before_cut, false);
-    assert.equal(loss.readyz_after_cut?.status, 503);
-    assert.deepEqual(loss.readyz_after_cut?.body.down, ['mysql']);
-    assert.equal(loss.readyz_after?.status, 200);
+    const outage = report!.scenario_facts.start_outage as StartOutageFacts;
+    assert.deepEqual(outage.stores, ['redis', 'mysql']);
+    assert.equal(outage.readyz_while_down?.status, 503);
+    assert.deepEqual([...outage.readyz_while_down!.body.down].sort(), ['mysql', 'redis']);
+    assert.equal(outage.readyz_while_down?.body.status, 'starting');
+    assert.equal(outage.readyz_after?.status, 200);
+    assert.equal(outage.readyz_after?.body.ready, true);
   });
+
+  // Before the start rode this out (server/deployment/start-store-loss.ts), the MySQL run exited 1
+  // with `sdc: STORE_UNAVAILABLE: Connection lost: The server closed the connection.`
+  for (const store of ['mysql', 'redis'] as const) {
+    const url = store === 'mysql' ? mysqlUrl : redisUrl;
+    it(`${store === 'mysql' ? 'MySQL' : 'Redis'} lost part-way through the start (after it answered): /readyz names it again, the start runs again once it is back`, { skip: url === undefined }, async () => {
+      const { code, reports, detail } = await chaosRun(['--scenario', `${store}-lost-mid-start`, `--${store}`, url!], startFaultForm);
+      assert.equal(code, 0, detail);
+      const [report] = reports;
+      assertLinkRunHeld(report!, { cutsSessions: false });
+      const loss = report!.scenario_facts.mid_start_loss as MidStartLossFacts;
+      // The cut landed inside the start: the store had answered, the start had not completed.
+      assert.equal(loss.store, store);
+      assert.equal(loss.readyz_before_cut?.body.status, 'starting');
+      assert.deepEqual(loss.readyz_before_cut?.body.dependencies.find((d) => d.name === store)?.state, 'up');
+      assert.equal(loss.started_before_cut, false);
+      assert.equal(loss.readyz_after_cut?.status, 503);
+      assert.deepEqual(loss.readyz_after_cut?.body.down, [store]);
+      assert.equal(loss.readyz_after?.status, 200);
+    });
+  }
 });

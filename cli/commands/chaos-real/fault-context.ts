@@ -55,12 +55,13 @@ export interface RealFaultScenario {
   readonly summary: string;
   /** The fault of `sdc chaos matrix` it puts on real sockets. */
   readonly matrixFault?: string;
-  readonly needs?: 'redis' | 'mysql';
+  /** The stores it needs (`--redis`, `--mysql`); none: it runs on the embedded stores too. */
+  readonly needs?: ReadonlyArray<'redis' | 'mysql'>;
   /**
    * The store whose proxy is disabled before the deployment starts (faults at t = 0,
    * chaos-real/start-outage.ts): kept down --fault-for after /readyz names it, then enabled.
    */
-  readonly downAtStart?: 'redis' | 'mysql';
+  readonly downAtStart?: ReadonlyArray<'redis' | 'mysql'>;
   /** A store lost part-way through the start: up at first, cut while the services start, back after the fault's length. */
   readonly lostMidStart?: 'redis' | 'mysql';
   /** Whether the fault ends sessions (the run then expects agents to have reconnected). */

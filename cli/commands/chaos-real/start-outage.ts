@@ -21,10 +21,11 @@ const readyzTimeoutMs = 5_000;
 const readyAfterBoundMs = 10_000;
 
 export interface StartOutageFacts {
-  readonly store: string;
-  /** `/readyz` while the store was down: its status code and body (null if it never named the store). */
+  /** The stores down at start (one, or Redis and MySQL together). */
+  readonly stores: readonly string[];
+  /** `/readyz` while the stores were down: its status code and body (null if it never named every one). */
   readonly readyz_while_down: { readonly status: number; readonly body: ReadinessReport } | null;
-  /** Wall ms the store was kept down after /readyz named it. */
+  /** Wall ms the stores were kept down after /readyz named them. */
   readonly down_for_ms: number;
   /** Wall ms from the heal until startDeployment resolved. */
   readonly started_after_heal_ms: number | null;
@@ -54,23 +55,22 @@ export function getReadyz(apiUrl: string, caPem: string): Promise<{ status: numb
 }
 
 /**
- * Rides the start out: waits until /readyz names `store` down (the API URL comes from
- * onApiListening), keeps it down `downForMs` more, enables the proxy, and waits for the start.
+ * Rides the start out: waits until /readyz names every store of `stores` down (the API URL comes
+ * from onApiListening), keeps them down `downForMs` more, enables their proxies, and waits for the start.
  */
 export async function rideOutStartOutage<T>(options: {
-  store: string; proxy: Proxy; downForMs: number; caPem: string; apiUrl: () => string | undefined; starting: Promise<T>;
+  stores: readonly string[]; proxies: readonly Proxy[]; downForMs: number; caPem: string; apiUrl: () => string | undefined; starting: Promise<T>;
 }): Promise<{ started: T; facts: StartOutageFacts }> {
-  const { proxy } = options;
   // A start that fails meanwhile is awaited below; do not let it reject unhandled while we poll.
   options.starting.catch(() => undefined);
   const whileDown = await waitFor(async () => {
     const url = options.apiUrl();
     if (url === undefined) return undefined;
     const answer = await getReadyz(url, options.caPem);
-    return answer.body.down.includes(options.store) ? answer : undefined;
+    return options.stores.every((store) => answer.body.down.includes(store)) ? answer : undefined;
   }, readyzSeenBoundMs, 200) ?? null;
   await sleepMs(options.downForMs);
-  await proxy.update({ enabled: true, listen: proxy.listen, upstream: proxy.upstream });
+  for (const proxy of options.proxies) await proxy.update({ enabled: true, listen: proxy.listen, upstream: proxy.upstream });
   const healedAtMs = Date.now();
   const started = await options.starting;
   const startedAfterHealMs = Date.now() - healedAtMs;
@@ -82,7 +82,7 @@ export async function rideOutStartOutage<T>(options: {
   }, readyAfterBoundMs, 250)) ?? await getReadyz(url, options.caPem).catch(() => null);
   return {
     started,
-    facts: { store: options.store, readyz_while_down: whileDown, down_for_ms: options.downForMs, started_after_heal_ms: startedAfterHealMs, readyz_after: after },
+    facts: { stores: options.stores, readyz_while_down: whileDown, down_for_ms: options.downForMs, started_after_heal_ms: startedAfterHealMs, readyz_after: after },
   };
 }
 

@@ -17,6 +17,12 @@ export const chaosAgents = 2;
 
 /** The agent-link and store faults: 2 agents, 5 s of commands, the fault from 1 s to 3 s. */
 export const linkFaultForm = ['--agents', String(chaosAgents), '--duration', '5s', '--fault-at', '1s', '--fault-for', '2s', '--seed', '5', '--json'] as const;
+/**
+ * The store outages at start: the store kept down 1 s after /readyz named it (the start's own
+ * fault), then 2 s of commands with no fault on them (the no-op fault's window is where the
+ * outside probes run), enough to show that the deployment serves once it has ridden the outage out.
+ */
+export const startFaultForm = ['--agents', String(chaosAgents), '--duration', '2s', '--fault-at', '0s', '--fault-for', '1s', '--seed', '5', '--json'] as const;
 /** The process and trust faults: a restart or an expiry needs the fault on from 1 s to 4 s. */
 export const processFaultForm = ['--agents', String(chaosAgents), '--duration', '5s', '--fault-at', '1s', '--fault-for', '3s', '--seed', '7', '--json'] as const;
 

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { longFilesFirst } from './test-file-order.mjs';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
 const sourceDirs = ['core', 'runtime', 'trust', 'server', 'agent', 'kernel', 'sim', 'chaos', 'bench', 'viewer', 'cli', 'test'];
@@ -50,8 +51,23 @@ function printFailures(failures) {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
+/** Slowest files listed after a run: where to look first when the suite gets long. */
+const listedSlowFilesMax = 12;
+
+function readFileTimes(path) {
+  try { return JSON.parse(readFileSync(path, 'utf8')); } catch { return {}; }
+}
+
+function printSlowestFiles(secondsByFile) {
+  const slowest = Object.entries(secondsByFile).sort((a, b) => b[1] - a[1]).slice(0, listedSlowFilesMax);
+  if (slowest.length < 2) return;
+  const lines = ['', `slowest test files (seconds of their own tests, ${process.env.TEST_CONCURRENCY ?? testConcurrencyDefault} files at once):`];
+  for (const [file, seconds] of slowest) lines.push(`  ${seconds.toFixed(1).padStart(7)}  ${relative(root, file)}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
-const files = sourceDirs.flatMap((d) => collect(join(root, d), [])).sort()
+const files = sourceDirs.flatMap((d) => collect(join(root, d), [])).sort(longFilesFirst)
   .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
 if (files.length === 0) {
   console.error('no test files matched');
@@ -70,14 +86,17 @@ const testFileTimeoutMs = 900_000;
 const testConcurrencyDefault = 3;
 const reportDir = mkdtempSync(join(tmpdir(), 'sdc-test-report-'));
 const failuresFile = join(reportDir, 'failures.jsonl');
+const fileTimesFile = join(reportDir, 'file-times.json');
 try {
   const result = spawnSync(process.execPath, [
     '--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? testConcurrencyDefault}`, `--test-timeout=${testFileTimeoutMs}`,
     // node's default reporter for the terminal or a pipe, as before; the failure list to a file.
     `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`, '--test-reporter-destination=stdout',
     `--test-reporter=${join(root, 'scripts', 'failure-reporter.mjs')}`, `--test-reporter-destination=${failuresFile}`,
+    `--test-reporter=${join(root, 'scripts', 'file-time-reporter.mjs')}`, `--test-reporter-destination=${fileTimesFile}`,
     ...files,
   ], { cwd: root, stdio: 'inherit' });
+  printSlowestFiles(readFileTimes(fileTimesFile));
   printFailures(readFailures(failuresFile));
   process.exitCode = result.status ?? 1;
 } finally {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { sep } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { longFilesFirst } from '../scripts/test-file-order.mjs';
 
 const runTests = fileURLToPath(new URL('../scripts/run-tests.mjs', import.meta.url));
 
@@ -34,5 +36,24 @@ describe('scripts/run-tests.mjs', () => {
     assert.equal(run.status, 0, run.stdout + run.stderr);
     assert.match(run.stdout, /^# fail 0$/m);
     assert.doesNotMatch(run.stdout, /failed tests/);
+  });
+
+  it('lists the slowest files after the run, slowest first, each with its seconds', () => {
+    const run = spawnSync(process.execPath, [runTests, 'test/fixtures/run-tests-fixture.test.ts', 'test/fixtures/run-tests-second-fixture.test.ts'], {
+      env: childEnv(''), encoding: 'utf8', timeout: 120_000,
+    });
+    assert.equal(run.status, 0, run.stdout + run.stderr);
+    const lines = run.stdout.split('\n');
+    const heading = lines.findIndex((l) => l.startsWith('slowest test files'));
+    assert.ok(heading > lines.indexOf('# fail 0'), run.stdout);
+    const rows = lines.slice(heading + 1, heading + 3).map((l) => /^ +([\d.]+) {2}(\S+)$/.exec(l));
+    assert.deepEqual(rows.map((r) => r?.[2]).sort(), ['test/fixtures/run-tests-fixture.test.ts', 'test/fixtures/run-tests-second-fixture.test.ts']);
+    const seconds = rows.map((r) => Number(r![1]));
+    assert.ok(seconds[0]! >= seconds[1]!, `slowest first: ${seconds.join(', ')}`);
+  });
+
+  it('starts the end-to-end files under test/ first, each group in path order', () => {
+    const files = ['core/b.test.ts', 'test/e2e/z.test.ts', 'agent/a.test.ts', 'test/e2e/a.test.ts', 'server/c.test.ts'].map((f) => f.split('/').join(sep));
+    assert.deepEqual([...files].sort(longFilesFirst), ['test/e2e/a.test.ts', 'test/e2e/z.test.ts', 'agent/a.test.ts', 'core/b.test.ts', 'server/c.test.ts'].map((f) => f.split('/').join(sep)));
   });
 });

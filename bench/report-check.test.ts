@@ -33,6 +33,6 @@ test('LaTeX escaping: any text, code spans included, gives a structurally valid 
   };
   assert.deepEqual(latexProblems(renderLatex(doc)), []);
   assert.deepEqual(markdownProblems(renderMarkdown(doc)), []);
-  assert.equal(latexInline('`a_b`'), '\\texttt{a\\_b}');
+  assert.equal(latexInline('`a_b/c`'), '\\texttt{a\\_\\allowbreak{}b/\\allowbreak{}c}');
   assert.equal(escapeLatex('\u2192'), '?');
 });

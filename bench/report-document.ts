@@ -54,27 +54,60 @@ export function escapeLatex(text: string): string {
   return text.replace(/[\\{}$&#^_%~<>|]/g, (c) => latexSpecials[c]!).replace(/\*\*/g, '').replace(/[^\n\t\u0020-\u007e\u00a0-\u00ff]/g, '?');
 }
 
-/** Text with `code` spans: the spans in \texttt, the rest escaped. */
+/**
+ * Escaped, with a line break allowed after each `/`, `.`, `_`, `-`, `=` and `,`: TeX never
+ * hyphenates typewriter text, so a long path or metric name would run into the margin.
+ */
+function breakableLatex(text: string): string {
+  return escapeLatex(text).replace(/(\\_|[/.\-=,])(?!$)/g, '$1\\allowbreak{}');
+}
+
+/** Text with `code` spans: the spans in \texttt, breakable at path and name separators; the rest escaped. */
 export function latexInline(text: string): string {
-  return text.split('`').map((part, i) => (i % 2 === 1 ? `\\texttt{${escapeLatex(part)}}` : escapeLatex(part))).join('');
+  return text.split('`').map((part, i) => (i % 2 === 1 ? `\\texttt{${breakableLatex(part)}}` : escapeLatex(part).replaceAll('\\_', '\\_\\allowbreak{}'))).join('');
 }
 
 function latexCell(cell: Cell): string {
   return typeof cell === 'number' ? formatNumber(cell) : latexInline(cell);
 }
 
+/** A header name's lines: split after each underscore when longer than 8 characters. */
+function headerParts(cell: string): string[] {
+  return cell.length > 8 && !cell.includes('`') ? cell.split(/(?<=_)/) : [cell];
+}
+
+/** What a cell prints, for its width. */
+function latexCellText(cell: Cell | undefined): string {
+  return cell === undefined ? '' : typeof cell === 'number' ? formatNumber(cell) : cell;
+}
+
+/**
+ * A numeric column's header: a long name like `samples_per_s` stacked one part per line, split
+ * after each underscore, so the column is as wide as its numbers, not its name.
+ */
+function latexNumericHeader(cell: string): string {
+  const parts = headerParts(cell);
+  return parts.length === 1 ? latexInline(cell) : `\\begin{tabular}[b]{@{}r@{}}${parts.map(latexInline).join('\\\\')}\\end{tabular}`;
+}
+
 function latexTable(header: readonly string[], rows: ReadonlyArray<readonly Cell[]>): string {
   // A column is numeric when every filled cell is a number (blank cells are absent values).
   const numeric = header.map((_, i) => rows.some((row) => typeof row[i] === 'number') && rows.every((row) => typeof row[i] === 'number' || row[i] === '' || row[i] === undefined));
-  // Text columns wrap (p{}) and share what the numeric columns (about 6 % of the line each) leave.
+  // Numeric columns are as wide as their longest number or header part (digits are half an em:
+  // 4 pt in \footnotesize, 3.5 pt in \scriptsize, plus 2 x \tabcolsep); text columns wrap (p{})
+  // and share what is left of the 483 pt A4 line, at least 6 % each.
+  const wide = header.length > 8;
+  const [digitPt, paddingPt, linePt] = wide ? [3.5, 6, 483] : [4, 12, 483];
+  const chars = (i: number) => Math.max(...headerParts(header[i]!).map((part) => part.length), ...rows.map((row) => latexCellText(row[i]).length));
+  const numericPt = header.reduce((sum, _, i) => sum + (numeric[i] ? chars(i) * digitPt + paddingPt : 0), 0);
   const textColumns = numeric.filter((n) => !n).length;
-  const share = Math.max(0.3, 0.95 - 0.06 * (header.length - textColumns));
-  const width = textColumns === 0 ? 0 : Math.max(0.06, Math.floor((share / textColumns) * 100) / 100);
+  const width = textColumns === 0 ? 0 : Math.max(0.06, Math.floor(((linePt - numericPt) / textColumns - paddingPt) / linePt * 100) / 100);
   const spec = numeric.map((n) => (n ? 'r' : `p{${width}\\linewidth}`)).join('');
   const line = (cells: readonly Cell[]) => `${cells.map(latexCell).join(' & ')} \\\\`;
-  const size = header.length > 8 ? ['\\scriptsize', '\\setlength{\\tabcolsep}{3pt}'] : ['\\footnotesize'];
+  const headerLine = `${header.map((cell, i) => (numeric[i] ? latexNumericHeader(cell) : latexInline(cell))).join(' & ')} \\\\`;
+  const size = wide ? ['\\scriptsize', '\\setlength{\\tabcolsep}{3pt}'] : ['\\footnotesize'];
   return [
-    '\\begingroup', ...size, `\\begin{longtable}{${spec}}`, '\\toprule', line(header), '\\midrule', '\\endhead',
+    '\\begingroup', ...size, `\\begin{longtable}{${spec}}`, '\\toprule', headerLine, '\\midrule', '\\endhead',
     ...rows.map(line), '\\bottomrule', '\\end{longtable}', '\\endgroup', '',
   ].join('\n');
 }
@@ -89,9 +122,10 @@ function latexBlock(block: Block): string {
     case 'code': return `\\begingroup\n\\footnotesize\n\\begin{verbatim}\n${block.text.replace(/\n$/, '').replaceAll('\\end{verbatim}', '\\end {verbatim}')}\n\\end{verbatim}\n\\endgroup\n`;
     case 'figure': {
       // pdflatex cannot read SVG: a PDF beside it (from a converter, when one exists) is used, else the SVG's name is printed.
+      // [H] (float.sty): here, below its text. Floating figures beside a longtable overfilled pages (by up to 300 pt).
       const pdf = block.file.replace(/\.svg$/, '.pdf');
       return [
-        '\\begin{figure}[htbp]', '\\centering',
+        '\\begin{figure}[H]', '\\centering',
         `\\IfFileExists{${pdf}}{\\includegraphics[width=0.9\\linewidth]{${pdf}}}{\\fbox{\\texttt{${escapeLatex(block.file)}} (SVG; no PDF converter was available)}}`,
         `\\caption{${latexInline(block.caption)}}`, '\\end{figure}', '',
       ].join('\n');
@@ -104,7 +138,7 @@ export function renderLatex(doc: ReportDocument): string {
     // lmodern: scalable T1 fonts (without it pdflatex makes bitmap fonts); the page-group warning is pdfTeX's, one per included PDF figure.
     '\\documentclass[a4paper,10pt]{article}', '\\usepackage[T1]{fontenc}', '\\usepackage{lmodern}', '\\usepackage[margin=2cm]{geometry}',
     '\\ifdefined\\pdfsuppresswarningpagegroup\\pdfsuppresswarningpagegroup=1\\fi',
-    '\\usepackage{booktabs}', '\\usepackage{longtable}', '\\usepackage{graphicx}', '\\usepackage{array}',
+    '\\usepackage{booktabs}', '\\usepackage{longtable}', '\\usepackage{graphicx}', '\\usepackage{array}', '\\usepackage{float}',
     `\\title{${latexInline(doc.title)}}`, '\\date{}', '\\begin{document}', '\\maketitle', '',
   ];
   for (const section of doc.sections) {

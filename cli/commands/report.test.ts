@@ -109,6 +109,16 @@ test('sdc report: usage errors', async () => {
 const pdflatex = await toolOnPath('pdflatex');
 const rsvgConvert = await toolOnPath('rsvg-convert');
 
+/** pdflatex in nonstopmode with halt-on-error: a LaTeX error ends the run with exit code 1 instead of waiting for input. */
+async function compileLatex(dir: string, file: string): Promise<{ ok: boolean; stdout: string; log: string }> {
+  const run = await promisify(execFile)('pdflatex', ['-interaction=nonstopmode', '-halt-on-error', file], { cwd: dir, timeout: 120_000 })
+    .then((r) => ({ ok: true, stdout: r.stdout }), (error: { stdout?: string }) => ({ ok: false, stdout: error.stdout ?? '' }));
+  return { ...run, log: await readFile(join(dir, file.replace(/\.tex$/, '.log')), 'utf8').catch(() => '') };
+}
+
+/** The widest `Overfull \hbox` in a pdflatex log, in points (0 when none). */
+const widestOverfullPt = (log: string) => Math.max(0, ...[...log.matchAll(/Overfull \\hbox \(([\d.]+)pt too wide\)/g)].map((m) => Number(m[1])));
+
 test('sdc report: report.tex compiles with pdflatex, with every figure as a PDF from rsvg-convert', {
   skip: pdflatex && rsvgConvert ? false : 'needs pdflatex and rsvg-convert on the PATH (apt-get install texlive-latex-base texlive-latex-recommended librsvg2-bin); the structural LaTeX and SVG checks run in the test above',
 }, async () => {
@@ -122,13 +132,21 @@ test('sdc report: report.tex compiles with pdflatex, with every figure as a PDF 
     assert.ok(svgs.length >= 5);
     for (const svg of svgs) assert.ok(names.includes(svg.replace(/\.svg$/, '.pdf')), `${svg} has its PDF`);
     assert.match(run.stderr, new RegExp(`and ${svgs.length} PDF figures \\(rsvg-convert\\)`));
-    // nonstopmode + halt-on-error: any LaTeX error fails the run (exit code 1) instead of waiting for input.
-    const compiled = await promisify(execFile)('pdflatex', ['-interaction=nonstopmode', '-halt-on-error', 'report.tex'], { cwd: join(dir, 'out'), timeout: 120_000 }).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '', failed: true }));
-    assert.ok(!('failed' in compiled), compiled.stdout.split('\n').filter((l) => l.startsWith('!')).join('\n') || compiled.stdout.slice(-2000));
+    // The check itself: a LaTeX error (here an undefined command) fails the compile.
+    await writeFile(join(dir, 'broken.tex'), '\\documentclass{article}\n\\begin{document}\n\\undefinedcommandforthetest\n\\end{document}\n');
+    const broken = await compileLatex(dir, 'broken.tex');
+    assert.equal(broken.ok, false);
+    assert.match(broken.stdout, /^! Undefined control sequence/m);
+    const compiled = await compileLatex(join(dir, 'out'), 'report.tex');
+    assert.ok(compiled.ok, compiled.stdout.split('\n').filter((l) => l.startsWith('!')).join('\n') || compiled.stdout.slice(-2000));
     assert.match(compiled.stdout, /Output written on report\.pdf \(\d+ pages/);
     // The figures went in as PDFs, not as the fallback boxes.
     assert.doesNotMatch(compiled.stdout, /no PDF converter was available/);
     assert.ok((await readFile(join(dir, 'out', 'report.pdf'))).subarray(0, 5).toString() === '%PDF-');
+    // Laid out on the page: no page overfilled (floating figures beside a longtable did, by up to
+    // 300 pt) and nothing far into the margin (tables sized to their numbers, code breakable at / . _ -).
+    assert.doesNotMatch(compiled.log, /Overfull \\vbox/);
+    assert.ok(widestOverfullPt(compiled.log) < 40, `a line ${widestOverfullPt(compiled.log)} pt too wide`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -22,17 +22,62 @@ export interface HttpsJsonAnswer<T> {
 }
 
 /**
+ * Times a request is sent again after the kept-alive connection it went out on was reset before
+ * any answer. Each try takes another pooled connection or a new one, so a few stale connections
+ * in the pool are used up at most this many times; a fresh connection's reset is never retried.
+ */
+const staleConnectionRetriesMax = 3;
+
+/** Transport errors of a kept-alive connection the server had already closed (Node: "socket hang up" is ECONNRESET too). */
+const staleConnectionCodes = new Set(['ECONNRESET', 'EPIPE']);
+
+/**
+ * Whether sending the request twice does nothing more than sending it once (RFC 9110, 9.2.2): GET,
+ * PUT and DELETE are; a POST only with an Idempotency-Key, which the API answers from its record.
+ */
+function repeatable(options: HttpsJsonRequest): boolean {
+  if (options.method !== 'POST') return true;
+  return Object.keys(options.headers ?? {}).some((name) => name.toLowerCase() === 'idempotency-key');
+}
+
+/**
  * One HTTPS request with a JSON answer, TLS 1.3, trusting only `caPem`. A non-2xx answer with our
  * error body becomes HTTP_REFUSED carrying the server's status and code in `details`; transport
  * failures are HTTP_UNREACHABLE. Used by the agent's enrollment, the demo and the benchmarks.
+ *
+ * A repeatable request (see `repeatable`) that fails with a reset on a reused keep-alive
+ * connection, before any answer came, is sent again: the server closed that idle connection just
+ * as the request went out (Node's documented race, `reusedSocket`), and a repeatable request may be
+ * sent again whether or not the server saw it.
+ * (`sdc bench roundtrip` at 500 agents ended on a `read ECONNRESET` from the API: issue 17.)
  */
 export async function httpsJson<T>(options: HttpsJsonRequest): Promise<HttpsJsonAnswer<T>> {
+  for (let retry = 0; ; retry += 1) {
+    try {
+      return await httpsJsonOnce<T>(options);
+    } catch (error) {
+      const stale = error instanceof StaleConnectionError;
+      if (stale && retry < staleConnectionRetriesMax && repeatable(options)) continue;
+      throw stale ? error.refusal : error;
+    }
+  }
+}
+
+/** A reset on a reused connection before any answer: `refusal` is what the caller gets when it is not sent again. */
+class StaleConnectionError extends Error {
+  constructor(readonly refusal: SdcError) {
+    super(refusal.message);
+  }
+}
+
+async function httpsJsonOnce<T>(options: HttpsJsonRequest): Promise<HttpsJsonAnswer<T>> {
   const url = typeof options.url === 'string' ? new URL(options.url) : options.url;
   if (url.protocol !== 'https:') throw new SdcError('HTTP_UNREACHABLE', `${url.origin} is not https`);
   const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
   const timeoutMs = options.timeoutMs ?? 15_000;
   const answerBytesMax = options.answerBytesMax ?? 4 * 1024 * 1024;
   return new Promise((resolve, reject) => {
+    let answered = false;
     const req = request(url, {
       method: options.method, ca: options.caPem, minVersion: 'TLSv1.3', timeout: timeoutMs,
       headers: {
@@ -43,6 +88,7 @@ export async function httpsJson<T>(options: HttpsJsonRequest): Promise<HttpsJson
       },
       ...(options.clientCert ? { cert: options.clientCert.certPem, key: options.clientCert.keyPem } : {}),
     }, (res) => {
+      answered = true;
       const chunks: Buffer[] = [];
       let bytes = 0;
       res.on('data', (chunk: Buffer) => {
@@ -78,7 +124,15 @@ export async function httpsJson<T>(options: HttpsJsonRequest): Promise<HttpsJson
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new SdcError('HTTP_UNREACHABLE', `no answer from ${url.origin} within ${timeoutMs} ms`)));
-    req.on('error', (error) => reject(SdcError.is(error) ? error : new SdcError('HTTP_UNREACHABLE', `${url.origin}: ${error.message}`, {}, { cause: error })));
+    req.on('error', (error) => {
+      if (SdcError.is(error)) {
+        reject(error);
+        return;
+      }
+      const refusal = new SdcError('HTTP_UNREACHABLE', `${url.origin}: ${error.message}`, {}, { cause: error });
+      const code = (error as NodeJS.ErrnoException).code;
+      reject(req.reusedSocket && !answered && code !== undefined && staleConnectionCodes.has(code) ? new StaleConnectionError(refusal) : refusal);
+    });
     req.end(payload);
   });
 }

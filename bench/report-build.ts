@@ -172,7 +172,7 @@ function performanceSection(inputs: ReportInputs, files: Files): Section[] {
     for (const block of [figure, cdfFigure(inputs.benches[i]!, i, files), ratioFigure(inputs.benches[i]!, i, files)]) if (block !== undefined) blocks.push(block);
     sections.push({ title: `sdc bench ${report.benchmark}`, level: 2, blocks });
   });
-  const fleet = againstAgentsFigures(inputs.benches, files);
+  const fleet = againstAgentsFigures(inputs.benches, files, (bench) => `from \`${bench.path}\`. ${commandText(bench.report, runStepOf(inputs, bench.path))}`);
   if (fleet.length > 0) sections.push({ title: 'Against fleet size', level: 2, blocks: [{ kind: 'paragraph', text: 'Throughput and memory of each bench run at two or more fleet sizes (or whose rows are fleet sizes), one point per run.' }, ...fleet] });
   return sections;
 }
@@ -282,8 +282,8 @@ function aboutSection(input: ReportBuildInput): Section {
   const blocks: Block[] = [
     { kind: 'paragraph', text: `Produced by \`${input.command}\` from ${inputs.benches.length} benchmark reports, ${inputs.sims.length} simulation runs and ${inputs.matrices.length} fault matrices.` },
     { kind: 'list', items: [
-      'Deterministic (reproduced byte for byte from their seeds): the state machines, the STRIDE table, the simulation results and the fault matrix.',
-      'Wall-clock (vary between runs; read with their environment): the benchmark tables and figures (Performance) and the /metrics panels (Observability).',
+      'Deterministic (the same inputs give the same bytes): the state machines and the Mermaid sources (from the code\'s transition tables), the STRIDE table (from the threat model file), the simulation results (each run named by its `sdc sim --seed` command, each figure by its scenario and seeds) and the fault matrix (named by its `sdc chaos matrix` command with its base seed). Their figures and captions say "deterministic".',
+      'Wall-clock (vary between runs; read with their environment, load average included): the benchmark tables and figures (Performance; each table named by the command that made it, a plot against fleet size by the run behind each point) and the /metrics panels (Observability; named by their scrape files and the command that made them). Their figures and captions say "wall-clock".',
       ...(input.rendering?.svgs ? [`Rendered: the diagrams drawn as SVG by ${input.rendering.renderer}; the same sources give the same SVG with the same browser and fonts.`] : []),
     ] },
   ];

@@ -51,7 +51,9 @@ test('throughput against agents: one point per fleet size, only with two sizes o
   const files: Record<string, string> = {};
   const runs = [roundtrip(10, 2000), roundtrip(2, 1000), roundtrip(50, 5000)].map((report, i) => ({ path: `r${i}`, report, percentiles: [] }));
   const blocks = againstAgentsFigures(runs, files);
-  assert.equal(blocks.length, 1);
+  // The runs behind the points, then the chart.
+  assert.deepEqual(blocks.map((b) => b.kind), ['list', 'figure']);
+  assert.deepEqual(blocks[0]!.kind === 'list' && blocks[0]!.items, runs.map((r) => `${String(r.report.parameters['agents'])} agents: \`${r.path}\``).sort((a, b) => parseInt(a) - parseInt(b)));
   const [line] = polylines(files['bench-roundtrip-throughput-vs-agents.svg']!);
   assert.equal(line!.name, 'commands_per_s');
   assert.equal(line!.points.length, 3);
@@ -61,7 +63,7 @@ test('throughput against agents: one point per fleet size, only with two sizes o
   // Memory from rows with an agents column (bench sim's fleets).
   const sim = benchReport({ benchmark: 'sim', parameters: {}, environment, results: [{ agents: 10, agent_s_per_wall_s: 100, peak_rss_mib: 50 }, { agents: 100, agent_s_per_wall_s: 90, peak_rss_mib: 80 }], units: { agents: 'agents', agent_s_per_wall_s: 'x', peak_rss_mib: 'MiB' } });
   const simFiles: Record<string, string> = {};
-  assert.equal(againstAgentsFigures([{ path: 's', report: sim as never, percentiles: [] }], simFiles).length, 2);
+  assert.deepEqual(againstAgentsFigures([{ path: 's', report: sim as never, percentiles: [] }], simFiles).map((b) => (b.kind === 'list' ? b.items : b.kind)), [['10, 100 agents: `s`'], 'figure', 'figure']);
   assert.deepEqual(Object.keys(simFiles).sort(), ['bench-sim-memory-vs-agents.svg', 'bench-sim-throughput-vs-agents.svg']);
 });
 

@@ -94,25 +94,26 @@ function againstAgentsChart(benchmark: string, kind: 'throughput' | 'memory', po
  * Throughput and memory against agents: reports of one bench at two or more fleet sizes
  * (`parameters.agents`), or one report whose rows carry an `agents` column (bench sim's fleets).
  */
-export function againstAgentsFigures(benches: readonly Bench[], files: Files): Block[] {
+export function againstAgentsFigures(benches: readonly Bench[], files: Files, source: (bench: Bench) => string = (bench) => `\`${bench.path}\``): Block[] {
   const blocks: Block[] = [];
   const byBenchmark = new Map<string, Bench[]>();
   for (const bench of benches) byBenchmark.set(bench.report.benchmark, [...(byBenchmark.get(bench.report.benchmark) ?? []), bench]);
   for (const [benchmark, runs] of byBenchmark) {
-    let points: Array<{ agents: number; values: { throughput: Record<string, number>; memory: Record<string, number> } }> = [];
+    let points: Array<{ agents: number; values: { throughput: Record<string, number>; memory: Record<string, number> }; from: Bench }> = [];
     const sizes = new Set(runs.map((r) => num(r.report.parameters['agents'])).filter((a) => a !== undefined));
     if (sizes.size >= 2) {
-      points = runs.filter((r) => num(r.report.parameters['agents']) !== undefined).map((r) => ({ agents: num(r.report.parameters['agents'])!, values: fleetFigures(r.report) }));
+      points = runs.filter((r) => num(r.report.parameters['agents']) !== undefined).map((r) => ({ agents: num(r.report.parameters['agents'])!, values: fleetFigures(r.report), from: r }));
     } else {
-      const rows = runs.flatMap((r) => r.report.results.filter((row) => num(row['agents']) !== undefined).map((row) => ({ row, report: r.report })));
+      const rows = runs.flatMap((r) => r.report.results.filter((row) => num(row['agents']) !== undefined).map((row) => ({ row, bench: r })));
       if (new Set(rows.map((r) => r.row['agents'])).size < 2) continue;
-      points = rows.map(({ row, report }) => ({ agents: num(row['agents'])!, values: fleetFigures({ ...report, results: [row] }) }));
+      points = rows.map(({ row, bench }) => ({ agents: num(row['agents'])!, values: fleetFigures({ ...bench.report, results: [row] }), from: bench }));
     }
     points.sort((a, b) => a.agents - b.agents);
-    for (const kind of ['throughput', 'memory'] as const) {
-      const block = againstAgentsChart(benchmark, kind, points.map((p) => ({ agents: p.agents, values: p.values[kind] })), files);
-      if (block !== undefined) blocks.push(block);
-    }
+    const charts = (['throughput', 'memory'] as const).map((kind) => againstAgentsChart(benchmark, kind, points.map((p) => ({ agents: p.agents, values: p.values[kind] })), files)).filter((b) => b !== undefined);
+    if (charts.length === 0) continue;
+    // Before the charts, the run behind each point: a reader must find the command behind every number.
+    const sources = [...new Set(points.map((p) => p.from))];
+    blocks.push({ kind: 'list', items: sources.map((bench) => { const sizes = points.filter((p) => p.from === bench).map((p) => p.agents); return `${sizes.join(', ')} agent${sizes.length === 1 && sizes[0] === 1 ? '' : 's'}: ${source(bench)}`; }) }, ...charts);
   }
   return blocks;
 }

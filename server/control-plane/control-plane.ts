@@ -43,6 +43,9 @@ import type { ControlPlaneServices } from './services.js';
 import { SqlAuditStore } from './stores/sql-audit-store.js';
 import { StreamConsumer } from './stream-consumer.js';
 
+/** How long the API keeps an idle kept-alive connection open (see listen). */
+export const apiKeepAliveTimeoutMs = 72_000;
+
 export interface ControlPlaneOptions {
   readonly materials: DeploymentMaterials;
   readonly stores: { readonly sql: SqlDatabase; readonly bus: StreamBus; readonly kv: KeyValueStore };
@@ -344,6 +347,12 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         }, handler)
         : createHttpServer(handler);
       server = created;
+      // Idle kept-alive connections are closed long after any client gives them up. Node's default
+      // (5 s) is one second above its own client pool's (the answer's hint minus 1 s, counted from
+      // when the client reads the answer); a client whose event loop lags more than that second (the
+      // bench's, sharing this process at 300 agents: loop delay up to 1.3 s) can send a request on
+      // a connection this side has just closed and read ECONNRESET (issue 17). fastify's own default.
+      created.keepAliveTimeout = apiKeepAliveTimeoutMs;
       // Node's own refusals (headers too large, malformed HTTP) in our error shape.
       // A new W3C trace id (16 bytes), as a routed request's error carries: no request exists to continue a trace from.
       created.on('clientError', clientErrorListener({ logger, newTraceId: () => hexFromBytes(random.bytes(16)) }));

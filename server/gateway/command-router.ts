@@ -39,6 +39,11 @@ export const commandRouterLimits = Object.freeze({
   idleWhenFullMs: 50,
   /** Pause after a failed read, so a broken bus is not hammered. */
   errorPauseMs: 500,
+  /**
+   * After a restart, the second look for entries a previous run's blocked read took comes this
+   * long after that read's longest block (commandReadBlockMs); a leftover is then idle at least this.
+   */
+  leftoverClaimMarginMs: 100,
   /** COMMAND_DELIVERY's `attempt` is at most 100 on the wire. */
   commandAttemptMax: 100,
   /**
@@ -52,7 +57,7 @@ export const commandRouterLimits = Object.freeze({
   /** A progress report's detail is cut to this: the bus contract's command_progress allows 512 characters. */
   progressDetailCharsMax: 512,
 });
-const { readCountMax, idleWhenFullMs, errorPauseMs, commandAttemptMax, reportBacklogsMax, reportsPerCommandMax } = commandRouterLimits;
+const { readCountMax, idleWhenFullMs, errorPauseMs, commandAttemptMax, reportBacklogsMax, reportsPerCommandMax, leftoverClaimMarginMs } = commandRouterLimits;
 
 /** One report to the events stream: its steps run in order; `next` is the first not yet done. */
 interface PendingReport {
@@ -81,6 +86,8 @@ export class CommandRouter {
   readonly #backlogs = new Map<string, ReportBacklog>();
   #running = false;
   #stopped = false;
+  /** The second look at our own pending entries after a restart (start()). */
+  #leftoverTimer: TimerHandle | undefined;
 
   constructor(private readonly context: GatewayContext, private readonly targetFor: (deviceId: string) => DeliveryTarget | undefined) {
     this.#stream = gatewayCommandStream(context.options.gatewayId);
@@ -101,12 +108,44 @@ export class CommandRouter {
     }
     this.#running = true;
     void this.#run();
+    // A previous run of this gateway that crashed in this process (abort) may still have a read
+    // blocked on our stream, under our consumer name: an entry appended after the claim above goes
+    // to it, and it is dropped there, pending for our name, until the control plane's redispatch
+    // sweep (30 s by default). Such a read ends within commandReadBlockMs, so one more look then
+    // finds what it took (gateway_crash seed 23 of the fault matrix, docs/chaos.md).
+    this.#leftoverTimer = this.context.schedule(this.context.options.commandReadBlockMs + leftoverClaimMarginMs, () => {
+      this.#leftoverTimer = undefined;
+      void this.#takeLeftovers();
+    });
+  }
+
+  /** Delivers (or hands back) the entries pending for our name that no delivery of ours holds. */
+  async #takeLeftovers(): Promise<void> {
+    const { bus } = this.context.options.stores;
+    const ours = new Set([...this.#deliveries.values()].map((delivery) => delivery.entryId));
+    try {
+      for (let round = 0; round < commandRouterLimits.restartClaimRoundsMax && this.#running; round++) {
+        // Our own deliveries' entries idle that long are claimed too (to us again); they are skipped.
+        const taken = await bus.claim(this.#stream, groups.gateway, this.context.options.gatewayId, { minIdleMs: leftoverClaimMarginMs, count: readCountMax });
+        for (const entry of taken) {
+          if (!this.#running) return;
+          if (ours.has(entry.id)) continue;
+          ours.add(entry.id);
+          await this.#handleEntry(entry);
+        }
+        if (taken.length < readCountMax) break;
+      }
+    } catch (error) {
+      // A store failure: what is left is handed back by the control plane's redispatch sweep.
+      this.context.options.logger.error({ err: error, trace_id: this.context.traceId() }, 'claiming entries left by a previous run failed');
+    }
   }
 
   /** Stops reading; in-flight deliveries stay pending in the stream (stop() hands them back via session close). */
   stop(): void {
     this.#running = false;
     this.#stopped = true;
+    if (this.#leftoverTimer !== undefined) this.context.options.scheduler.cancel(this.#leftoverTimer);
     for (const delivery of this.#deliveries.values()) this.#cancelTimer(delivery);
     // A report still failing is given up: the control plane's redelivery sweep re-asks the device for it.
     for (const backlog of this.#backlogs.values()) {

@@ -45,12 +45,19 @@ test('sdc report --run tiny: runs the set into OUT/runs, names each command, dra
     assert.match(md, /\| smoke \| 2 \| 2 \|/);
     assert.match(md, /\| partition \| none_lost \|/);
     const names = (await readdir(join(dir, 'a'))).filter((n) => n !== 'runs').sort();
-    // /metrics: the ingest window, from its start and end scrapes: rates, not totals since start.
-    assert.match(md, /From `bench-ingest\/metrics-session-mac-start.prom` and `bench-ingest\/metrics-session-mac-end.prom` \(\d+ samples, scraped [\d.]+ s apart by `sdc bench ingest --connections 2 --duration 200ms --modes session-mac --out runs\/bench-ingest`\)/);
-    const ingestRate = await readFile(join(dir, 'a', 'metrics-1-panel-4.svg'), 'utf8');
-    assert.match(ingestRate, /<title>Telemetry ingest rate<\/title>/);
-    assert.match(ingestRate, />per second</);
-    assert.ok((bars(ingestRate).get('gateway') ?? 0) > 0, ingestRate);
+    // The round trip's latency CDF, from its HdrHistogram points: the commands and the echo baseline.
+    const cdfName = names.find((n) => /^bench-\d+-roundtrip-cdf\.svg$/.test(n));
+    assert.ok(cdfName !== undefined, names.join(', '));
+    assert.ok(md.includes(`](${cdfName})`), 'report.md shows the CDF');
+    const cdfSeries = new Set([...(await readFile(join(dir, 'a', cdfName), 'utf8')).matchAll(/class="series" data-series="([^"]*)"/g)].map((m) => m[1]));
+    assert.deepEqual([...cdfSeries].sort(), ['baseline_echo', 'command_client', 'command_server']);
+    assert.ok(names.some((n) => /^bench-\d+-roundtrip-ratio\.svg$/.test(n)), 'and its ratio to the echo baseline');
+    // /metrics: the commands window, from its start and end scrapes: rates, not totals since start.
+    assert.match(md, /From `bench-roundtrip\/metrics-start.prom` and `bench-roundtrip\/metrics-end.prom` \(\d+ samples, scraped [\d.]+ s apart by `sdc bench roundtrip --agents 2 --commands 3 --out runs\/bench-roundtrip`\)/);
+    const finished = await readFile(join(dir, 'a', 'metrics-1-panel-3.svg'), 'utf8');
+    assert.match(finished, /<title>Commands finished by final state<\/title>/);
+    assert.match(finished, />per second</);
+    assert.ok((bars(finished).get('succeeded') ?? 0) > 0, finished);
     // A gauge at both scrapes: the two devices online, by either role, at the start and at the end.
     const online = [...(await readFile(join(dir, 'a', 'metrics-1-panel-1.svg'), 'utf8')).matchAll(/data-series="([^"]*)" data-group="([^"]*)" data-value="([^"]*)"/g)].map((m) => m.slice(1).join(' '));
     assert.deepEqual(online, ['at start control-plane 2', 'at end control-plane 2', 'at start gateway 2', 'at end gateway 2']);

@@ -95,6 +95,8 @@ describe('the periodic artifact retention sweep (virtual time)', () => {
     const oldest = await artifact(4_000);
     await runTo(t0 + 40 * minuteMs);
     const middle = await artifact(4_000);
+    // A minute apart: the pass orders by creation time, and two commands of one instant by their random ids.
+    await runTo(t0 + 41 * minuteMs);
     const newest = await artifact(4_000);
     // 12,000 bytes stored against a budget of 10,000, but no sweep has fallen due since: all kept.
     await runTo(t0 + 2 * sweepIntervalMs - 1);
@@ -105,8 +107,8 @@ describe('the periodic artifact retention sweep (virtual time)', () => {
     assert.deepEqual(await Promise.all([oldest, middle, newest].map(inStore)), [false, true, true]);
     assert.deepEqual(await deletions(), [['system', `artifact:${oldest}`, 'retention_bytes']]);
 
-    // The two others turn 2 h old at t0 + 2 h 40 min: the sweep at t0 + 3 h deletes them, newest first, and not the one before.
-    await runTo(t0 + 40 * minuteMs + ageMsMax + 1);
+    // The two others turn 2 h old at t0 + 2 h 40/41 min: the sweep at t0 + 3 h deletes them, newest first, and not the one before.
+    await runTo(t0 + 41 * minuteMs + ageMsMax + 1);
     assert.deepEqual(await Promise.all([middle, newest].map(inStore)), [true, true]);
     await runTo(t0 + 6 * sweepIntervalMs + 1);
     assert.deepEqual(await Promise.all([middle, newest].map(inStore)), [false, false]);

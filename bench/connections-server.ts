@@ -1,6 +1,7 @@
 import { createServer } from 'node:https';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
@@ -32,14 +33,32 @@ const send = (report: ServerReport): void => {
 /**
  * With SDC_BENCH_HEAP_SNAPSHOT_DIR set, every memory reading also writes a V8 heap snapshot there
  * (`<role>-<pid>-<n>.heapsnapshot`), for the per-session breakdown in docs/benchmarks.md. It
- * costs seconds and about the heap's size on disk per reading, so it is off by default.
+ * costs seconds and about the heap's size on disk per reading, so it is off by default. Writing
+ * the idle snapshot grows the process, so in such a run the loaded RSS is not comparable: read the
+ * heap (scripts/heap-snapshot-diff.mjs over an N and a 2N run) and malloc's bytes in use instead.
  */
 const heapSnapshotDir = process.env.SDC_BENCH_HEAP_SNAPSHOT_DIR;
 let heapSnapshots = 0;
 
+/**
+ * glibc's own count of the bytes malloc has handed out and not had back (all arenas, mmapped
+ * blocks too), which RSS hides under fragmentation and arenas kept after a burst of handshakes.
+ * With SDC_BENCH_MALLOC_STATS=1 (and a snapshot directory) gdb calls `malloc_stats()` in this
+ * process, which prints to our stderr (the bench's), after a marker line naming the reading.
+ * Needs gdb and the right to ptrace this process (root here); a failure is reported, not fatal.
+ */
+function printMallocStats(label: string): void {
+  process.stderr.write(`malloc_stats ${label}:\n`);
+  // gdb exits 1 here after the call has printed (it cannot restore the AVX state in this container), so its status says nothing.
+  const gdb = spawnSync('gdb', ['-p', String(process.pid), '-batch', '-nx', '-ex', 'call (void)malloc_stats()'], { stdio: 'ignore', timeout: 60_000 });
+  if (gdb.error !== undefined) process.stderr.write(`malloc_stats: gdb did not run: ${gdb.error.message}\n`);
+}
+
 /** The snapshot, and beside it the reading: memoryUsage, V8's heap spaces and the kernel's view (/proc/self/status). */
 function writeSnapshot(dir: string, usage: NodeJS.MemoryUsage): void {
-  const base = join(dir, `${role ?? 'server'}-${process.pid}-${heapSnapshots++}`);
+  const name = `${role ?? 'server'}-${process.pid}-${heapSnapshots++}`;
+  const base = join(dir, name);
+  if (process.env.SDC_BENCH_MALLOC_STATS === '1') printMallocStats(`${name} connections=${connections()}`);
   const status = readFileSync('/proc/self/status', 'utf8').split('\n').filter((line) => /^(Vm|Rss)/.test(line));
   writeFileSync(`${base}.json`, JSON.stringify({ connections: connections(), usage, heapSpaces: getHeapSpaceStatistics(), status, rssByMapping: rssByMapping() }, null, 1));
   writeHeapSnapshot(`${base}.heapsnapshot`);

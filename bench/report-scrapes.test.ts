@@ -56,12 +56,17 @@ test('between two scrapes 10 s apart: rate() per second, increase() as the incre
   assert.deepEqual(bars(files['metrics-1-panel-4.svg']!), ['sdc_alerts_raised_total:tamper=2']);
   for (const svg of Object.values(files)) assert.deepEqual(xmlProblems(svg), []);
   assert.match(JSON.stringify(blocks), /scraped 10 s apart by `sdc bench roundtrip`/);
+  // Each figure's caption names the command and says wall-clock, for a figure taken out of the report.
+  const captions = blocks.flatMap((b) => (b.kind === 'figure' ? [b.caption] : []));
+  assert.equal(captions.length, 4);
+  for (const caption of captions) assert.match(caption, /, between the scrapes 10 s apart, by `sdc bench roundtrip` \(wall-clock\)$/);
 });
 
 test('one scrape alone: counters as totals since start, as before', () => {
   const [source] = pairScrapes([{ path: 'x/metrics.prom', text: scrape(2, 40, 100, 0, 5) }]);
   const files: Record<string, string> = {};
-  scrapeFigures(source!, 0, panels, files, undefined);
+  const blocks = scrapeFigures(source!, 0, panels, files, undefined);
+  assert.match(JSON.stringify(blocks.filter((b) => b.kind === 'figure')[0]), /at the scrape, `x\/metrics.prom` \(wall-clock\)/);
   assert.deepEqual(bars(files['metrics-1-panel-3.svg']!), ['sdc_telemetry_samples_total:gateway=40']);
   assert.match(files['metrics-1-panel-3.svg']!, />total since start</);
 });

@@ -201,7 +201,9 @@ export function scrapeFigures(source: ScrapeSource, index: number, panels: reado
     if (values === undefined) { empty.push(panel.title); return; }
     const file = `metrics-${index + 1}-panel-${p + 1}.svg`;
     files[file] = renderBarChartSvg({ title: panel.title, unit: values.unit, series: values.series, groups: values.groups });
-    blocks.push({ kind: 'figure', file, caption: `${panel.title} (\`${panel.exprs.join('; ')}\`), ${start === undefined ? 'at the scrape' : `between the scrapes ${formatSeconds(seconds)} s apart`}` });
+    // The caption names its source and says wall-clock: a figure taken into a paper leaves the paragraph above behind.
+    const when = start === undefined ? 'at the scrape' : `between the scrapes ${formatSeconds(seconds)} s apart`;
+    blocks.push({ kind: 'figure', file, caption: `${panel.title} (\`${panel.exprs.join('; ')}\`), ${when}, ${producedBy === undefined ? `\`${end.path}\`` : `by ${producedBy}`} (wall-clock)` });
   });
   if (empty.length > 0) blocks.push({ kind: 'paragraph', text: `No samples in ${start === undefined ? 'this scrape' : 'these scrapes'} for: ${empty.join('; ')}.` });
   return blocks;

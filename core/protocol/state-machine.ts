@@ -119,6 +119,7 @@ export class StateMachine<S extends string, E extends string> {
 
   #record(from: S, event: E, to: S, atMs: number): void {
     this.#state = to;
+    if (this.#historyEntriesMax === 0) return;
     this.#history.push({ from, event, to, atMs });
     if (this.#history.length > this.#historyEntriesMax) this.#history.shift();
   }

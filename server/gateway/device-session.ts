@@ -1,7 +1,7 @@
 import type { TimerHandle } from '../../core/ports/ports.js';
+import type { SdcError } from '../../core/errors/index.js';
 import type { GatewayConnection } from '../../core/protocol/session/gateway-connection.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
-import type { DeadlineTimer } from './deadline-timer.js';
 import { SerialTasks } from './serial-tasks.js';
 
 /** How the core writes to one device's transport (a TLS WebSocket, or the simulator's in-memory pipe). */
@@ -18,13 +18,31 @@ export interface DeviceTransport {
  */
 const sessionTasksMax = 256;
 
-/** One device connection: the sans-IO GatewayConnection plus what the driver keeps beside it. */
+/**
+ * The gateway's steps for one session, which the session's handle calls (gateway-core.ts). One
+ * object per gateway: the handle needs no closures of its own.
+ */
+export interface SessionDriver {
+  receive(session: DeviceSession, bytes: Uint8Array): void;
+  transportClosed(session: DeviceSession): void;
+  refuseFromTransport(session: DeviceSession, error: SdcError, closeCode: number): void;
+  pong(session: DeviceSession): void;
+}
+
+/**
+ * One device connection: the sans-IO GatewayConnection plus what the driver keeps beside it. It is
+ * also the handle the transport calls (gateway-core.ts ConnectionHandle), through the gateway's one
+ * SessionDriver: a gateway holds tens of thousands of these, so each costs one object, not a set of
+ * closures (docs/benchmarks.md, memory per session).
+ */
 export class DeviceSession {
   readonly tasks: SerialTasks;
   /** Normalized, as revocation notices and keys name it. */
   readonly certSerialHex: string;
+  /** The certificate's notAfter; the session's one timer also stands for it (gateway-core.ts #armTimer). */
+  readonly certNotAfterMs: number | undefined;
+  /** The session's one timer: at the earliest of the connection's deadline, the probe's and the certificate's notAfter. */
   timer: TimerHandle | undefined;
-  expiry: DeadlineTimer | undefined;
   authenticated = false;
   closed = false;
   /** Closed for overload (its work queue was full) or revocation: its queued frames are dropped, not handled. */
@@ -33,9 +51,29 @@ export class DeviceSession {
   lastRefreshMs = 0;
   lastRecheckMs = 0;
 
-  constructor(readonly connection: GatewayConnection, readonly transport: DeviceTransport, certSerialHex: string, onTaskError: (error: unknown) => void) {
+  constructor(
+    readonly connection: GatewayConnection, readonly transport: DeviceTransport, private readonly driver: SessionDriver,
+    certificate: { certSerialHex: string; certNotAfterMs?: number | undefined }, onTaskError: (error: unknown) => void,
+  ) {
     this.tasks = new SerialTasks(sessionTasksMax, onTaskError);
-    this.certSerialHex = normalizedSerial(certSerialHex);
+    this.certSerialHex = normalizedSerial(certificate.certSerialHex);
+    this.certNotAfterMs = certificate.certNotAfterMs;
+  }
+
+  receive(bytes: Uint8Array): void {
+    this.driver.receive(this, bytes);
+  }
+
+  transportClosed(): void {
+    this.driver.transportClosed(this);
+  }
+
+  refuse(error: SdcError, closeCode: number): void {
+    this.driver.refuseFromTransport(this, error, closeCode);
+  }
+
+  pong(): void {
+    this.driver.pong(this);
   }
 
   get deviceId(): string {
@@ -46,12 +84,10 @@ export class DeviceSession {
     return this.connection.id;
   }
 
-  /** Stops the session's own timers (silence/ACK and certificate expiry). */
+  /** Stops the session's timer (silence/ACK, probe and certificate expiry in one). */
   cancelTimers(cancel: (timer: TimerHandle) => void): void {
     if (this.timer !== undefined) cancel(this.timer);
     this.timer = undefined;
-    this.expiry?.cancel();
-    this.expiry = undefined;
   }
 }
 

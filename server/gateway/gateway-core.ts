@@ -12,7 +12,7 @@ import type { DecodedMessage, FrameSigner } from '../../core/protocol/session/co
 import { GatewayConnection, type GatewayEvent } from '../../core/protocol/session/gateway-connection.js';
 import { closeCodes } from './close-codes.js';
 import { CommandRouter, type DeliveryTarget } from './command-router.js';
-import { DeviceSession } from './device-session.js';
+import { DeviceSession, type SessionDriver } from './device-session.js';
 import { forwardMessage } from './forward-message.js';
 import { PolicyBundlePush } from './policy-bundle-push.js';
 import { OtaNoticePush, type NoticeTarget } from './ota-notice-push.js';
@@ -22,7 +22,7 @@ import { createGatewayContext, type GatewayContext, type GatewayCoreOptions, typ
 import { PeerWatch } from './peer-watch.js';
 import { Presence } from './presence.js';
 import { createEnrollmentCheck } from './enrollment-check.js';
-import { armDeadline } from './deadline-timer.js';
+import { timerDelayMs } from './deadline-timer.js';
 import { refuseConnection, type RefuseConnectionInput } from './refusal.js';
 import { createRevocationCheck } from './revocation-check.js';
 import { AppendBatcher } from './append-batcher.js';
@@ -32,6 +32,7 @@ import type { DeviceTransport } from './device-session.js';
 import { gatewayDefaults, gatewayLimits } from './gateway-defaults.js';
 import { checkProbeOptions, LivenessProbe, probeDefaults } from './liveness-probe.js';
 import type { DevicePosture } from '../../core/protocol/messages/posture.js';
+import type { SessionMacOptions } from '../../core/protocol/session/session-mac.js';
 
 export type { GatewayCoreOptions } from './gateway-context.js';
 export type { DeviceTransport } from './device-session.js';
@@ -153,6 +154,15 @@ class Gateway implements GatewayCore {
   readonly #bundles: PolicyBundlePush;
   /** Sends each device its OTA notice (ota-notice-push.ts). */
   readonly #otaNotices: OtaNoticePush;
+  /** What every session's handle calls: one object for all sessions (device-session.ts). */
+  readonly #driver: SessionDriver = {
+    receive: (session, bytes) => this.#receive(session, bytes),
+    transportClosed: (session) => this.#transportClosed(session),
+    refuseFromTransport: (session, error, closeCode) => this.#refuseFromTransport(session, error, closeCode),
+    pong: (session) => this.#pong(session),
+  };
+  /** The session MAC options, the same for every session: one object, not one per session. */
+  readonly #sessionMac: SessionMacOptions | undefined;
   /** Requeue and presence-offline work of closed sessions, awaited by stop(); one per closed session. */
   readonly #closeBookkeeping = new Set<Promise<void>>();
   #accepting = true;
@@ -164,6 +174,7 @@ class Gateway implements GatewayCore {
     this.gatewayId = options.gatewayId;
     this.#context = createGatewayContext(options);
     this.#frameSigner = { kid: options.signer.kid, seed: options.signer.seed, provider: options.provider };
+    this.#sessionMac = options.sessionCrypto === null ? undefined : { crypto: options.sessionCrypto, random: options.random };
     this.#presence = new Presence(this.#context);
     this.#router = new CommandRouter(this.#context, (deviceId) => this.#deliveryTarget(deviceId));
     this.#peers = new PeerWatch(this.#context, this.#router);
@@ -237,15 +248,13 @@ class Gateway implements GatewayCore {
     }
     const session = this.#newSession(input);
     this.#connections.add(session);
-    const notAfterMs = input.certNotAfterMs;
-    if (notAfterMs !== undefined) {
-      session.expiry = armDeadline({ clock: this.#options.clock, scheduler: this.#options.scheduler, deadlineMs: notAfterMs, run: () => this.#expire(session, notAfterMs) });
+    // A certificate already past its notAfter ends the session at once (its timer is armed after admission).
+    if (input.certNotAfterMs !== undefined && input.certNotAfterMs <= this.#options.clock.nowMs()) {
+      this.#expire(session);
+      return session;
     }
     this.#queue(session, () => this.#admit(session));
-    return {
-      receive: (bytes) => this.#receive(session, bytes), transportClosed: () => this.#transportClosed(session),
-      refuse: (error, closeCode) => this.#refuseFromTransport(session, error, closeCode), pong: () => this.#pong(session),
-    };
+    return session;
   }
 
   /** Refused before any check of the device: stopping, or full. */
@@ -270,11 +279,11 @@ class Gateway implements GatewayCore {
       // Opaque and random: it names the session to the agent; nothing in this version redeems it.
       sessionToken: base64urlFromBytes(random.bytes(32)),
       telemetrySha256Hex: sha256Hex,
-      ...(this.#options.sessionCrypto === null ? {} : { sessionMac: { crypto: this.#options.sessionCrypto, random } }),
+      ...(this.#sessionMac === undefined ? {} : { sessionMac: this.#sessionMac }),
       refusalsMax: this.#options.refusalsMax,
       ...(this.#options.limits === undefined ? {} : { limits: this.#options.limits }),
     });
-    return new DeviceSession(connection, input, input.certSerialHex, (error) => {
+    return new DeviceSession(connection, input, this.#driver, input, (error) => {
       logger.error({ err: error, device_id: input.deviceId, trace_id: this.#context.traceId() }, 'session task failed');
     });
   }
@@ -405,21 +414,36 @@ class Gateway implements GatewayCore {
     }
   }
 
-  /** One timer per session, at the connection's next deadline (pollTimeoutMs, as in quinn). */
+  /**
+   * One timer per session, at its next deadline (pollTimeoutMs, as in quinn): the connection's, the
+   * liveness probe's or the certificate's notAfter, whichever comes first. One timer, not one per
+   * purpose: each costs a Timeout, its handle and closures, per session.
+   */
   #armTimer(session: DeviceSession): void {
     const { scheduler, clock } = this.#options;
     if (session.timer !== undefined) scheduler.cancel(session.timer);
     session.timer = undefined;
     if (session.closed || this.#aborted) return;
+    const deadlineMs = this.#nextDeadlineMs(session);
+    if (deadlineMs === undefined) return;
+    session.timer = this.#context.schedule(timerDelayMs(deadlineMs, clock.nowMs()), () => this.#onTimer(session));
+  }
+
+  #nextDeadlineMs(session: DeviceSession): number | undefined {
     const connectionDeadlineMs = session.connection.pollTimeoutMs();
-    if (connectionDeadlineMs === undefined) return;
-    const deadline = this.#probing(session) ? this.#probe.deadlineMs(session, connectionDeadlineMs) : connectionDeadlineMs;
-    session.timer = this.#context.schedule(deadline - clock.nowMs(), () => this.#onTimer(session));
+    const notAfterMs = session.certNotAfterMs;
+    if (connectionDeadlineMs === undefined) return notAfterMs;
+    const deadlineMs = this.#probing(session) ? this.#probe.deadlineMs(session, connectionDeadlineMs) : connectionDeadlineMs;
+    return notAfterMs === undefined ? deadlineMs : Math.min(deadlineMs, notAfterMs);
   }
 
   #onTimer(session: DeviceSession): void {
     session.timer = undefined;
     if (session.closed || this.#aborted) return;
+    if (session.certNotAfterMs !== undefined && this.#options.clock.nowMs() >= session.certNotAfterMs) {
+      this.#expire(session);
+      return;
+    }
     const connectionDeadlineMs = session.connection.pollTimeoutMs();
     if (connectionDeadlineMs !== undefined && this.#probing(session)) {
       const step = this.#probe.step(session, connectionDeadlineMs, this.#options.clock.nowMs(), () => this.#ping(session));
@@ -607,8 +631,8 @@ class Gateway implements GatewayCore {
   }
 
   /** The certificate reached its notAfter: the session ends (TRUST_CERT_EXPIRED), logged and alerted. */
-  #expire(session: DeviceSession, notAfterMs: number): void {
-    session.expiry = undefined;
+  #expire(session: DeviceSession): void {
+    const notAfterMs = session.certNotAfterMs ?? 0;
     if (session.closed || this.#aborted) return;
     this.#options.logger.warn({ device_id: session.deviceId, serial: session.certSerialHex, not_after_ms: notAfterMs, trace_id: this.#context.traceId() }, 'session closed: its certificate expired');
     if (session.authenticated) void reportAlert(this.#context, session, 'certificate_expired', `certificate ${session.certSerialHex} expired at ${new Date(notAfterMs).toISOString()}; session closed`);

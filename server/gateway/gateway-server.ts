@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { WebSocketServer } from 'ws';
 import { SdcError } from '../../core/errors/index.js';
 import { defaultProtocolLimits } from '../../core/protocol/limits.js';
 import type { Clock } from '../../core/ports/ports.js';
@@ -13,7 +13,8 @@ import { systemClock, systemRandom } from '../../runtime/system.js';
 import { bytesFromBase64url, hexFromBytes } from '../../core/crypto/bytes.js';
 import { unverifiedDeviceIdOf, verifyDeviceCertificate, type TrustAnchor } from '../../trust/verify-device-certificate.js';
 import { closeCodes } from './close-codes.js';
-import type { ConnectionHandle, GatewayCore } from './gateway-core.js';
+import type { GatewayCore } from './gateway-core.js';
+import { AgentSocket, AgentWebSocket, type AgentSocketShared } from './agent-socket.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
 
 export const agentPathDefault = '/v1/agent';
@@ -70,24 +71,16 @@ export interface GatewayServer {
  */
 const maxPayloadFactor = 2;
 
-/** Token bucket: `ratePerSecond` refills, the same number as burst. */
-class RateBudget {
-  #tokens: number;
-  #lastMs: number;
-
-  constructor(private readonly ratePerSecond: number, nowMs: number) {
-    this.#tokens = ratePerSecond;
-    this.#lastMs = nowMs;
-  }
-
-  take(nowMs: number): boolean {
-    const elapsedMs = Math.max(0, nowMs - this.#lastMs);
-    this.#lastMs = nowMs;
-    this.#tokens = Math.min(this.ratePerSecond, this.#tokens + (elapsedMs * this.ratePerSecond) / 1000);
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
-  }
+/**
+ * Node's TLS socket keeps its own copy of the server's ALPN list (a few bytes in a Buffer, so a
+ * slice of Buffer's shared 8 KiB pool) for its whole life, though only its handshake reads it.
+ * Between handshakes the gateway allocates from the same pool, so each socket's copy ends up
+ * keeping most of a pool slab alive: about 0.23 slabs (1.9 KB) per session at 2,000 sessions
+ * (heap snapshots, docs/benchmarks.md). After the handshake the copy is let go.
+ */
+function forgetAlpnCopy(tlsSocket: TLSSocket): void {
+  const options = (tlsSocket as unknown as { _tlsOptions?: { ALPNProtocols?: unknown } })._tlsOptions;
+  if (options !== undefined) delete options.ALPNProtocols;
 }
 
 interface HandshakeKey {
@@ -139,27 +132,6 @@ function ed25519RawKey(certificate: X509Certificate): Uint8Array {
 }
 
 /**
- * ws closes a connection whose message is over maxPayload by calling `ws.close(1009)` itself,
- * before it emits 'error', so the device would get 1009 and no code. This wraps that one call:
- * the core sends the typed refusal (PROTO_FRAME_TOO_LARGE, as ERROR or AUTH_ERROR) and then
- * closes with 1009 and the code as the reason. The oversize message itself is never read.
- */
-function refuseOversizeFirst(ws: WebSocket, handle: ConnectionHandle, maxPayloadBytes: number): void {
-  const closeSocket = ws.close.bind(ws);
-  let refusing = false;
-  ws.close = (code?: number, reason?: string | Buffer): void => {
-    if (code !== closeCodes.tooLarge || reason !== undefined || refusing) {
-      closeSocket(code, reason);
-      return;
-    }
-    refusing = true;
-    handle.refuse?.(new SdcError('PROTO_FRAME_TOO_LARGE', `a message over ${maxPayloadBytes} bytes was dropped unread`), closeCodes.tooLarge);
-    // The core closed through the transport (with the reason); if it had nothing open to close, close as ws meant to.
-    if (ws.readyState === ws.OPEN) closeSocket(code, 'PROTO_FRAME_TOO_LARGE');
-  };
-}
-
-/**
  * The gateway's network face: HTTPS with TLS 1.3 only and mandatory client certificates
  * (the TLS layer checks the chain to our CA), then our own device-certificate check, then a
  * WebSocket on `path` whose messages go to the core. Everything about sessions lives in the core.
@@ -195,7 +167,15 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     response.writeHead(refusal.status, { 'content-type': 'application/json; charset=utf-8', upgrade: 'websocket', connection: 'close' });
     response.end(JSON.stringify({ error: { code: refusal.code, message: refusal.message, trace_id: traceId } }));
   });
-  const wss = new WebSocketServer({ noServer: true, maxPayload: frameBytesMax * maxPayloadFactor });
+  const maxPayloadBytes = frameBytesMax * maxPayloadFactor;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: maxPayloadBytes, WebSocket: AgentWebSocket });
+  const shared: AgentSocketShared = { clock, logger, metrics: options.metrics, messagesPerSecondMax, maxPayloadBytes };
+
+  // One listener for every socket (not a closure each): the address was read, and so kept, when the socket connected.
+  function onSocketClose(this: Socket): void {
+    sockets.delete(this);
+    handshakes.end(handshakeKeyOf(this));
+  }
 
   server.on('connection', (socket: Socket) => {
     // Dropped before TLS, so the peer cannot be told; each drop is counted under its own code (/metrics).
@@ -207,12 +187,12 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       return;
     }
     sockets.add(socket);
-    socket.once('close', () => {
-      sockets.delete(socket);
-      handshakes.end(handshake);
-    });
+    socket.once('close', onSocketClose);
   });
-  server.on('secureConnection', (tlsSocket: TLSSocket) => handshakes.end(handshakeKeyOf(tlsSocket)));
+  server.on('secureConnection', (tlsSocket: TLSSocket) => {
+    handshakes.end(handshakeKeyOf(tlsSocket));
+    forgetAlpnCopy(tlsSocket);
+  });
   server.on('tlsClientError', (error: Error & { code?: string }) => {
     // Node's handshakeTimeout ends a socket that never finished TLS (a slowloris) with this error.
     if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') options.metrics?.websocketErrors.inc({ code: 'GATEWAY_HANDSHAKE_TIMEOUT' });
@@ -228,54 +208,33 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     const tlsSocket = request.socket as TLSSocket;
     const peer = tlsSocket.getPeerX509Certificate();
     wss.handleUpgrade(request, socket, head, (ws) => {
-      void admit(ws, peer).catch((error: unknown) => {
+      void admit(new AgentSocket(ws as AgentWebSocket, shared), peer).catch((error: unknown) => {
         logger.error({ err: error }, 'connection admission failed');
         ws.terminate();
       });
     });
   });
 
-  async function admit(ws: WebSocket, peer: X509Certificate | undefined): Promise<void> {
+  async function admit(agent: AgentSocket, peer: X509Certificate | undefined): Promise<void> {
     const der = peer === undefined ? undefined : new Uint8Array(peer.raw);
-    const transport = {
-      send: (bytes: Uint8Array) => { if (ws.readyState === ws.OPEN) ws.send(bytes); },
-      close: (code: number, reason: string) => { if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason); },
-      // The liveness probe: a half-open socket never answers; a live peer's ws answers by itself.
-      ping: () => { if (ws.readyState === ws.OPEN) ws.ping(); },
-    };
-    let handle: ConnectionHandle;
     try {
       if (peer === undefined || der === undefined) throw new SdcError('GATEWAY_CERT_REFUSED', 'no client certificate');
       // Revocation is the core's check (it answers with AUTH_ERROR TRUST_CERT_REVOKED), so the simulator gets it too.
       const verified = await verifyDeviceCertificate({ certDer: der, trustAnchors, now: new Date(clock.nowMs()), isRevoked: () => false });
-      handle = core.acceptConnection({
-        ...transport, deviceId: verified.deviceId, devicePublicKey: ed25519RawKey(peer), certSerialHex: verified.serialHex,
-        certNotAfterMs: verified.notAfter.getTime(),
-      });
+      // Closed while its certificate was checked: no session for a socket that is gone.
+      if (!agent.open) return;
+      agent.deviceId = verified.deviceId;
+      agent.devicePublicKey = ed25519RawKey(peer);
+      agent.certSerialHex = verified.serialHex;
+      agent.certNotAfterMs = verified.notAfter.getTime();
+      agent.handle = core.acceptConnection(agent);
     } catch (error) {
       const refusal = SdcError.is(error) ? error : new SdcError('GATEWAY_CERT_REFUSED', 'client certificate check failed');
       // Only a device id that follows the protocol's rule goes into AUTH_ERROR; any other certificate gets the close alone.
       const deviceId = der === undefined ? undefined : unverifiedDeviceIdOf(der);
-      if (deviceId !== undefined) core.refuseConnection({ ...transport, deviceId, error: refusal });
-      else transport.close(closeCodes.policyViolation, refusal.code);
-      return;
+      if (deviceId !== undefined) core.refuseConnection({ send: (bytes) => agent.send(bytes), close: (code, reason) => agent.close(code, reason), deviceId, error: refusal });
+      else agent.close(closeCodes.policyViolation, refusal.code);
     }
-    refuseOversizeFirst(ws, handle, frameBytesMax * maxPayloadFactor);
-    const budget = new RateBudget(messagesPerSecondMax, clock.nowMs());
-    ws.on('message', (data: RawData) => {
-      if (!budget.take(clock.nowMs())) {
-        logger.warn('message rate exceeded; closing');
-        options.metrics?.websocketErrors.inc({ code: 'GATEWAY_RATE_LIMITED' });
-        transport.close(closeCodes.policyViolation, 'GATEWAY_RATE_LIMITED');
-        handle.transportClosed();
-        return;
-      }
-      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-      handle.receive(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    });
-    ws.on('pong', () => handle.pong?.());
-    ws.on('close', () => handle.transportClosed());
-    ws.on('error', (error) => logger.info({ err: error }, 'websocket error'));
   }
 
   server.listen(options.port, options.host);

@@ -34,7 +34,12 @@ export interface ConnectionCoreOptions {
  * No sockets and no clock: every call takes `nowMs`.
  */
 export abstract class ConnectionCore {
-  protected readonly machine = new StateMachine(sessionTable);
+  /**
+   * No transition history: nothing reads a session's, and it cost every session a gateway holds
+   * up to 32 records (an object, a heap number and a slot each, about 2.3 KB once full; 8.7 records
+   * per session after the 65 s hold of `sdc bench connections`, docs/benchmarks.md).
+   */
+  protected readonly machine = new StateMachine(sessionTable, { historyEntriesMax: 0 });
   protected readonly replay: ReplayGuard;
   protected sessionId = '';
   protected lastHeardMs = 0;

@@ -1,0 +1,135 @@
+import type { Logger } from 'pino';
+import { WebSocket, type RawData } from 'ws';
+import { SdcError } from '../../core/errors/index.js';
+import type { Clock } from '../../core/ports/ports.js';
+import type { ServiceMetrics } from '../observability/metrics.js';
+import { closeCodes } from './close-codes.js';
+import type { AcceptConnectionInput, ConnectionHandle } from './gateway-core.js';
+
+/**
+ * One agent's WebSocket on the gateway, as compact as it can be: a gateway holds tens of thousands
+ * of idle ones, and its memory per session is measured against a bare `ws` server's
+ * (docs/benchmarks.md, `sdc bench connections`). So the transport is one object with methods (not
+ * an object of closures), the listeners are shared functions that find it through the socket, and
+ * the rate budget is two fields of it.
+ */
+
+/** What every agent socket of one gateway server shares. */
+export interface AgentSocketShared {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: ServiceMetrics | undefined;
+  /** Per connection; a peer above it is disconnected with GATEWAY_RATE_LIMITED. */
+  readonly messagesPerSecondMax: number;
+  /** ws's maxPayload: a message over it is dropped unread and refused (PROTO_FRAME_TOO_LARGE). */
+  readonly maxPayloadBytes: number;
+}
+
+/** Before admission: what arrives is dropped, as it was when no listener was attached yet. */
+const unadmitted: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined };
+
+/**
+ * The WebSocket class the gateway's server makes (ws's `WebSocket` option). It carries its
+ * AgentSocket, and it turns ws's own close for an oversize message into the typed refusal first:
+ * ws closes such a connection by calling `close(1009)` itself, before it emits 'error', so the
+ * device would get 1009 and no code. Here the core sends PROTO_FRAME_TOO_LARGE (as ERROR or
+ * AUTH_ERROR) and then closes with 1009 and the code as the reason. The message is never read.
+ */
+export class AgentWebSocket extends WebSocket {
+  agent: AgentSocket | undefined;
+  #refusing = false;
+
+  override close(code?: number, reason?: string | Buffer): void {
+    const agent = this.agent;
+    if (agent === undefined || agent.handle === unadmitted || code !== closeCodes.tooLarge || reason !== undefined || this.#refusing) {
+      super.close(code, reason);
+      return;
+    }
+    this.#refusing = true;
+    agent.handle.refuse?.(new SdcError('PROTO_FRAME_TOO_LARGE', `a message over ${agent.shared.maxPayloadBytes} bytes was dropped unread`), closeCodes.tooLarge);
+    // The core closed through the transport (with the reason); if it had nothing open to close, close as ws meant to.
+    if (this.readyState === WebSocket.OPEN) super.close(code, 'PROTO_FRAME_TOO_LARGE');
+  }
+}
+
+/** The device transport (gateway-core.ts DeviceTransport) and the admission input over one AgentWebSocket. */
+export class AgentSocket implements AcceptConnectionInput {
+  handle: ConnectionHandle = unadmitted;
+  deviceId = '';
+  devicePublicKey: Uint8Array = new Uint8Array(0);
+  certSerialHex = '';
+  certNotAfterMs: number | undefined = undefined;
+  /** Token bucket: messagesPerSecondMax refills per second, the same number as burst. */
+  #tokens: number;
+  #lastMs: number;
+
+  constructor(readonly ws: AgentWebSocket, readonly shared: AgentSocketShared) {
+    this.#tokens = shared.messagesPerSecondMax;
+    this.#lastMs = shared.clock.nowMs();
+    ws.agent = this;
+    ws.on('message', onMessage);
+    ws.on('pong', onPong);
+    ws.on('close', onClose);
+    ws.on('error', onError);
+  }
+
+  get open(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
+
+  send(bytes: Uint8Array): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(bytes);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);
+  }
+
+  /** The liveness probe: a half-open socket never answers; a live peer's ws answers by itself. */
+  ping(): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+  }
+
+  /** A message from the device: over the rate budget the connection is closed (GATEWAY_RATE_LIMITED), else it goes to the core. */
+  message(data: RawData): void {
+    if (!this.#takeToken()) {
+      this.shared.logger.warn('message rate exceeded; closing');
+      this.shared.metrics?.websocketErrors.inc({ code: 'GATEWAY_RATE_LIMITED' });
+      this.close(closeCodes.policyViolation, 'GATEWAY_RATE_LIMITED');
+      this.handle.transportClosed();
+      return;
+    }
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    this.handle.receive(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  }
+
+  #takeToken(): boolean {
+    const nowMs = this.shared.clock.nowMs();
+    const ratePerSecond = this.shared.messagesPerSecondMax;
+    const elapsedMs = Math.max(0, nowMs - this.#lastMs);
+    this.#lastMs = nowMs;
+    this.#tokens = Math.min(ratePerSecond, this.#tokens + (elapsedMs * ratePerSecond) / 1000);
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+}
+
+// Shared by every socket: ws calls a listener with the socket (an AgentWebSocket here) as `this`.
+const agentOf = (ws: WebSocket): AgentSocket | undefined => (ws as AgentWebSocket).agent;
+
+function onMessage(this: WebSocket, data: RawData): void {
+  agentOf(this)?.message(data);
+}
+
+function onPong(this: WebSocket): void {
+  agentOf(this)?.handle.pong?.();
+}
+
+function onClose(this: WebSocket): void {
+  agentOf(this)?.handle.transportClosed();
+}
+
+function onError(this: WebSocket, error: Error): void {
+  agentOf(this)?.shared.logger.info({ err: error }, 'websocket error');
+}

@@ -142,7 +142,49 @@ const prune: Command = {
   },
 };
 
+const keys: Command = {
+  name: 'keys',
+  summary: 'The artifact keys held (GET /v1/artifacts/keys; admin): the current one, which new grants hand out, and the retired ones',
+  usage: '[--json]',
+  optionHelp: [['--json', 'Print { items: [...] } as JSON']],
+  options: { json: { type: 'boolean' } },
+  async run(args, io) {
+    const { items } = await (await apiClient(io)).get<{ items: Array<{ key_id: string; current: boolean }> }>('/v1/artifacts/keys');
+    if (args.values.json === true) io.stdout(JSON.stringify({ items }) + '\n');
+    else for (const key of items) io.stdout(`${key.key_id}\t${key.current ? 'current' : 'retired'}\n`);
+    return 0;
+  },
+};
+
+const rotateKey: Command = {
+  name: 'rotate-key',
+  summary: 'Rotate the artifact key (POST /v1/artifacts/keys/rotate; admin; audited): later uploads are sealed to a new key, the old one still opens earlier uploads until removed',
+  usage: '[--json]',
+  optionHelp: [['--json', 'Print { retired, current } as JSON']],
+  options: { json: { type: 'boolean' } },
+  async run(args, io) {
+    const rotated = await (await apiClient(io)).post<{ retired: string; current: string }>('/v1/artifacts/keys/rotate', {});
+    io.stdout(args.values.json === true ? JSON.stringify(rotated) + '\n' : `current ${rotated.current}\tretired ${rotated.retired}\n`);
+    return 0;
+  },
+};
+
+const removeKey: Command = {
+  name: 'remove-key',
+  summary: 'Remove a retired artifact key (DELETE /v1/artifacts/keys/KEY_ID; admin; audited): uploads sealed to it no longer open (ARTIFACT_KEY_UNKNOWN)',
+  usage: 'KEY_ID [--json]',
+  optionHelp: [['--json', 'Print { key_id, removed } as JSON']],
+  options: { json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(args, io) {
+    const keyId = onePositional(args.positionals, 'key id');
+    const removed = await (await apiClient(io)).delete<{ key_id: string; removed: boolean }>(`/v1/artifacts/keys/${segment(keyId)}`);
+    io.stdout(args.values.json === true ? JSON.stringify(removed) + '\n' : `${removed.key_id}\tremoved\n`);
+    return 0;
+  },
+};
+
 export const artifactCommands: CommandGroup = {
-  name: 'artifact', summary: 'Artifacts from devices (logs, screenshots), sealed to the control plane: request, list, get, delete, prune (sdc login first; get and delete need the operator role, prune the admin)',
-  commands: [requestArtifact, list, get, deleteArtifact, prune],
+  name: 'artifact', summary: 'Artifacts from devices (logs, screenshots), sealed to the control plane: request, list, get, delete, prune, keys, rotate-key, remove-key (sdc login first; get and delete need the operator role, prune and the key commands the admin)',
+  commands: [requestArtifact, list, get, deleteArtifact, prune, keys, rotateKey, removeKey],
 };

@@ -15,7 +15,8 @@ import { principalOf } from '../control-plane/http/authentication.js';
 import type { RoutesPlugin } from '../control-plane/http/plugin.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
 import type { BlobStore } from './blob-store.js';
-import { loadOrCreateArtifactKey, openEncryptedUpload, uploadKey, type ArtifactKey } from './encrypted-artifacts.js';
+import { ArtifactKeyRing } from './artifact-key-ring.js';
+import { openEncryptedUpload, uploadKey, type ArtifactKey } from './encrypted-artifacts.js';
 
 /**
  * Encrypted artifact uploads (issue 10, docs/artifacts.md): an operator sends EXEC_COLLECT_ARTIFACT
@@ -75,7 +76,8 @@ export interface ArtifactServiceOptions {
   readonly context: ServiceContext;
   readonly commands: Pick<CommandService, 'get'>;
   readonly materials: Pick<DeploymentMaterials, 'pki' | 'commandSigner'>;
-  readonly artifactKey: ArtifactKey;
+  /** The key ring of the data directory (rotatable), or one key held in memory. */
+  readonly artifactKey: ArtifactKey | ArtifactKeyRing;
   /** The store uploads go to (the control plane's: embedded, presigning under its public base URL, or S3). */
   readonly blobStore: () => BlobStore;
   readonly plaintextBytesMax?: number;
@@ -93,6 +95,8 @@ export interface UploadGrant {
   /** The sealed length the device declared, signed into put_url as Content-Length. */
   readonly sealed_length: number;
   readonly artifact_key: string;
+  /** The artifact key's id (what the sealed header names). */
+  readonly artifact_key_id: string;
   readonly artifact_key_kid: string;
   readonly artifact_key_signature: string;
 }
@@ -101,15 +105,25 @@ export class ArtifactService {
   readonly #o: ArtifactServiceOptions;
   readonly plaintextBytesMax: number;
   readonly #grantExpirySeconds: number;
-  readonly #keySignature: string;
+  /** The command key's signature over the current artifact key, made again when the key changes. */
+  #keySignature: { keyId: string; signature: string } | undefined;
   readonly retention: ArtifactRetention;
+  readonly keys: ArtifactKeyRing;
 
   constructor(options: ArtifactServiceOptions) {
     this.#o = options;
+    this.keys = options.artifactKey instanceof ArtifactKeyRing ? options.artifactKey : ArtifactKeyRing.inMemory(options.artifactKey);
     this.retention = { ageMsMax: options.retention?.ageMsMax ?? artifactDefaults.retentionAgeMsMax, bytesMax: options.retention?.bytesMax ?? artifactDefaults.retentionBytesMax };
     this.plaintextBytesMax = options.plaintextBytesMax ?? artifactDefaults.plaintextBytesMax;
     this.#grantExpirySeconds = options.grantExpirySeconds ?? artifactDefaults.grantExpirySeconds;
-    this.#keySignature = base64urlFromBytes(options.context.ed25519.sign(options.materials.commandSigner.seed, artifactKeyStatement(options.artifactKey.publicKey)));
+  }
+
+  #signedCurrentKey(): { keyId: string; publicKey: Uint8Array; signature: string } {
+    const { keyId, publicKey } = this.keys.current;
+    if (this.#keySignature?.keyId !== keyId) {
+      this.#keySignature = { keyId, signature: base64urlFromBytes(this.#o.context.ed25519.sign(this.#o.materials.commandSigner.seed, artifactKeyStatement(publicKey))) };
+    }
+    return { keyId, publicKey, signature: this.#keySignature.signature };
   }
 
   /**
@@ -163,14 +177,17 @@ export class ArtifactService {
     // The declared length is signed as Content-Length: the store refuses a body of any other length
     // (S3 and the embedded store: SignatureDoesNotMatch), so the device cannot store more than it asked for.
     const putUrl = await this.#o.blobStore().presign('PUT', uploadKey({ deviceId, commandId }), this.#grantExpirySeconds, { contentLength: sealedBytes });
+    // The key files again: another control plane process on this data directory may have rotated.
+    await this.keys.refresh();
+    const key = this.#signedCurrentKey();
     const grant: UploadGrant = {
       artifact_id: commandId, put_url: putUrl, expires_at_ms: nowMs + this.#grantExpirySeconds * 1000,
       plaintext_bytes_max: this.plaintextBytesMax, sealed_bytes_max: sealedBytesMax, sealed_length: sealedBytes,
-      artifact_key: base64urlFromBytes(this.#o.artifactKey.publicKey), artifact_key_kid: this.#o.materials.commandSigner.kid, artifact_key_signature: this.#keySignature,
+      artifact_key: base64urlFromBytes(key.publicKey), artifact_key_id: key.keyId, artifact_key_kid: this.#o.materials.commandSigner.kid, artifact_key_signature: key.signature,
     };
     await context.audit.append({
       kind: 'artifact.upload_granted', actor: actors.device(deviceId), subject: `artifact:${commandId}`,
-      payload: { device_id: deviceId, command_id: commandId, kind: String(command.args.kind ?? ''), expires_at_ms: grant.expires_at_ms, plaintext_bytes_max: grant.plaintext_bytes_max, sealed_length: sealedBytes },
+      payload: { device_id: deviceId, command_id: commandId, kind: String(command.args.kind ?? ''), expires_at_ms: grant.expires_at_ms, plaintext_bytes_max: grant.plaintext_bytes_max, sealed_length: sealedBytes, artifact_key_id: key.keyId },
     });
     // Each new upload is when the store grows: the retention pass runs here (and on demand), so no timer is needed for the byte limit.
     await this.enforceRetention().catch((error: unknown) => context.logger.warn({ err: error }, 'artifact retention pass failed'));
@@ -244,7 +261,7 @@ export class ArtifactService {
         throw new SdcError('ARTIFACT_NOT_FOUND', `artifact ${artifactId}'s command is ${command.state}, with no upload recorded`, { state: command.state });
       }
       const bytes = await openEncryptedUpload({
-        store: this.#o.blobStore(), privateKey: this.#o.artifactKey.privateKey, binding: { deviceId: command.device_id, commandId: command.id },
+        store: this.#o.blobStore(), privateKey: this.keys.resolver(), binding: { deviceId: command.device_id, commandId: command.id },
         expected: { sha256: record.sha256, length: record.length }, plaintextBytesMax: this.plaintextBytesMax,
       }).catch((error: unknown) => {
         // The store holding no object for a succeeded command's result is its own refusal, not the repository's code.
@@ -264,6 +281,22 @@ export class ArtifactService {
       if (code !== 'ARTIFACT_NOT_FOUND') await this.#auditRefusal('artifact.download_refused', actor, artifactId, code);
       throw error;
     }
+  }
+
+  /**
+   * A new artifact key for every later grant; the old one is retired and still opens what was
+   * sealed to it. Audited `artifact.key_rotated` with both key ids.
+   */
+  async rotateKey(actor: string): Promise<{ retired: string; current: string }> {
+    const rotated = await this.keys.rotate();
+    await this.#o.context.audit.append({ kind: 'artifact.key_rotated', actor, subject: `artifact-key:${rotated.current}`, payload: { retired_key_id: rotated.retired, current_key_id: rotated.current } });
+    return rotated;
+  }
+
+  /** Forgets a retired artifact key (uploads sealed to it then answer ARTIFACT_KEY_UNKNOWN). Audited `artifact.key_removed`. */
+  async removeKey(keyId: string, actor: string): Promise<void> {
+    await this.keys.remove(keyId);
+    await this.#o.context.audit.append({ kind: 'artifact.key_removed', actor, subject: `artifact-key:${keyId}`, payload: { key_id: keyId } });
   }
 
   /** EXEC_COLLECT_ARTIFACT commands, newest first, with what their results say about the upload. */
@@ -346,6 +379,7 @@ const GrantView = Type.Object({
   sealed_bytes_max: Type.Integer(),
   sealed_length: Type.Integer({ description: 'The declared sealed length, signed as the PUT\'s Content-Length: the store refuses any other' }),
   artifact_key: Type.String({ description: 'The control plane\'s X25519 artifact key, raw, base64url' }),
+  artifact_key_id: Type.String({ description: 'Its key id: hex of the first 8 bytes of SHA-256 of the raw key, named in the sealed header' }),
   artifact_key_kid: Type.String({ description: 'The command key that signed it' }),
   artifact_key_signature: Type.String({ description: 'Ed25519 by that key over "sdc artifact key v1\\n" || the raw key, base64url' }),
 });
@@ -385,6 +419,28 @@ export const artifactRoutes: RoutesPlugin<{ readonly artifacts: ArtifactService 
     config: { auth: 'admin', summary: 'Run the artifact retention pass now (age and total bytes; it also runs at each upload grant); each deletion audited' },
   }, async () => ({ deleted: await artifacts.enforceRetention() }));
 
+  const KeyList = Type.Object({ items: Type.Array(Type.Object({ key_id: Type.String(), current: Type.Boolean() })) });
+  app.get('/v1/artifacts/keys', {
+    schema: { response: { 200: KeyList } },
+    config: { auth: 'admin', summary: 'The artifact keys held: the current one (new grants) and the retired ones (they open what was sealed to them)' },
+  }, async () => {
+    await artifacts.keys.refresh();
+    return { items: artifacts.keys.list() };
+  });
+
+  app.post('/v1/artifacts/keys/rotate', {
+    schema: { response: { 200: Type.Object({ retired: Type.String(), current: Type.String() }) } },
+    config: { auth: 'admin', summary: 'Rotate the artifact key: later grants hand out a new key; the old one is retired and still opens its uploads (audited artifact.key_rotated)' },
+  }, async (request) => artifacts.rotateKey(actors.user(principalOf(request).name)));
+
+  app.delete('/v1/artifacts/keys/:key_id', {
+    schema: { params: Type.Object({ key_id: Type.String({ pattern: '^[0-9a-f]{16}$' }) }, strict), response: { 200: Type.Object({ key_id: Type.String(), removed: Type.Boolean() }) } },
+    config: { auth: 'admin', summary: 'Remove a retired artifact key: uploads sealed to it no longer open (ARTIFACT_KEY_UNKNOWN); the current key is ARTIFACT_KEY_IN_USE (audited artifact.key_removed)' },
+  }, async (request) => {
+    await artifacts.removeKey(request.params.key_id, actors.user(principalOf(request).name));
+    return { key_id: request.params.key_id, removed: true };
+  });
+
   app.get('/v1/artifacts/:id', {
     schema: { params: Params },
     config: { auth: 'operator', summary: 'The artifact\'s decrypted bytes (application/octet-stream), after its digest, length and device/command binding are checked; audited' },
@@ -414,7 +470,8 @@ export async function attachArtifacts(options: {
   readonly plaintextBytesMax?: number;
   readonly retention?: Partial<ArtifactRetention>;
 }): Promise<ArtifactService> {
-  const artifactKey = options.materials.artifactKey ?? await loadOrCreateArtifactKey(options.dataDir);
+  // The ring of the data directory: the current key (the one the materials loaded) and the retired ones.
+  const artifactKey = await ArtifactKeyRing.load(options.dataDir);
   const service = new ArtifactService({
     context: options.context, commands: options.commands, materials: options.materials, artifactKey, blobStore: options.blobStore,
     ...(options.plaintextBytesMax === undefined ? {} : { plaintextBytesMax: options.plaintextBytesMax }),

@@ -2,7 +2,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
-import { artifactPrivateKeyFromPem, generateArtifactKeyPair, openArtifact, rawPublicKey, type SealBinding } from '../../runtime/artifact-seal-node.js';
+import { artifactPrivateKeyFromPem, generateArtifactKeyPair, openArtifact, rawPublicKey, type ArtifactKeyResolver, type SealBinding } from '../../runtime/artifact-seal-node.js';
 import { requirePrivateKeyFileMode } from '../../trust/key-files.js';
 import type { BlobStore } from './blob-store.js';
 
@@ -56,7 +56,8 @@ export function uploadKey(binding: SealBinding): string {
 
 export interface OpenUploadOptions {
   readonly store: BlobStore;
-  readonly privateKey: KeyObject;
+  /** The key, or the ring's resolver (the key the upload's header names: ARTIFACT_KEY_UNKNOWN when none is held). */
+  readonly privateKey: KeyObject | ArtifactKeyResolver;
   readonly binding: SealBinding;
   /** What the command result reported. */
   readonly expected: { readonly sha256: string; readonly length: number };

@@ -4,7 +4,8 @@
 // artifact key, PUTs to the presigned URL, and its signed result carries the artifact's id,
 // length and SHA-256; the operator's GET /v1/artifacts/{id} answers exactly the device's bytes.
 // Then the refusals: a grant for a finished command, for another device's command, without a
-// client certificate; a tampered object and another command's object in its place.
+// client certificate; a tampered object and another command's object in its place. The CLI case
+// also rotates the artifact key (sdc artifact rotate-key, keys, remove-key) between two uploads.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -126,6 +127,30 @@ for (const target of storeTargets()) {
         const missing = await sdc(['artifact', 'get', 'c_nonexistent', '--out', join(home, 'none')]);
         assert.equal(missing.code, 1);
         assert.match(missing.stderr, /ARTIFACT_NOT_FOUND/);
+
+        // Key rotation: the agent seals the next screenshot to the new key; the first still opens with the retired key until it is removed.
+        const rotated = await sdc(['artifact', 'rotate-key', '--json']);
+        assert.equal(rotated.code, 0, rotated.stderr);
+        const { retired, current } = JSON.parse(rotated.stdout) as { retired: string; current: string };
+        const keys = await sdc(['artifact', 'keys']);
+        assert.equal(keys.stdout, `${current}\tcurrent\n${retired}\tretired\n`);
+        const second = (JSON.parse((await sdc(['artifact', 'request', '--device', device, '--kind', 'screenshot', '--json'])).stdout) as { id: string }).id;
+        assert.equal((await waitTerminal(system, second)).state, 'succeeded');
+        const store = system.deployment.controlPlane!.blobStore;
+        const headerKeyId = async (commandId: string) => {
+          for await (const chunk of (await store.read(uploadKey({ deviceId: device, commandId })))!) return Buffer.from(chunk).subarray(5, 13).toString('hex');
+          return '';
+        };
+        assert.deepEqual([await headerKeyId(id), await headerKeyId(second)], [retired, current]);
+        for (const artifactId of [id, second]) {
+          assert.equal((await sdc(['artifact', 'get', artifactId, '--out', out])).code, 0);
+          assert.deepEqual(await readFile(out), expected);
+        }
+        assert.equal((await sdc(['artifact', 'remove-key', retired])).code, 0);
+        const gone = await sdc(['artifact', 'get', id, '--out', join(home, 'none')]);
+        assert.equal(gone.code, 1);
+        assert.match(gone.stderr, /ARTIFACT_KEY_UNKNOWN/);
+        assert.equal((await sdc(['artifact', 'get', second, '--out', out])).code, 0);
       } finally {
         await rm(home, { recursive: true, force: true });
       }

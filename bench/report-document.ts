@@ -93,19 +93,26 @@ function latexNumericHeader(cell: string): string {
 function latexTable(header: readonly string[], rows: ReadonlyArray<readonly Cell[]>): string {
   // A column is numeric when every filled cell is a number (blank cells are absent values).
   const numeric = header.map((_, i) => rows.some((row) => typeof row[i] === 'number') && rows.every((row) => typeof row[i] === 'number' || row[i] === '' || row[i] === undefined));
-  // Numeric columns are as wide as their longest number or header part (digits are half an em:
-  // 4 pt in \footnotesize, 3.5 pt in \scriptsize, plus 2 x \tabcolsep); text columns wrap (p{})
-  // and share what is left of the 483 pt A4 line, at least 6 % each.
+  // Numeric columns are as wide as their longest number or header part (a character about
+  // 5 pt in \footnotesize, 4.2 in \scriptsize, 3.3 in \tiny: Latin Modern's small design sizes
+  // are wide; measured on pdflatex's overfull-box reports), plus 2 x \tabcolsep; text columns wrap
+  // (p{}) and share what is left of the A4 line (483 pt; 13 pt kept spare), at least 6 % each. More than 12 columns
+  // (the simulation table has 16) only fit the line in \tiny.
   const wide = header.length > 8;
-  const [digitPt, paddingPt, linePt] = wide ? [3.5, 6, 483] : [4, 12, 483];
+  const widest = header.length > 12;
+  const [charPt, paddingPt, linePt] = widest ? [3.3, 4, 470] : wide ? [4.2, 6, 470] : [5, 12, 470];
   const chars = (i: number) => Math.max(...headerParts(header[i]!).map((part) => part.length), ...rows.map((row) => latexCellText(row[i]).length));
-  const numericPt = header.reduce((sum, _, i) => sum + (numeric[i] ? chars(i) * digitPt + paddingPt : 0), 0);
+  const numericPt = header.reduce((sum, _, i) => sum + (numeric[i] ? chars(i) * charPt + paddingPt : 0), 0);
   const textColumns = numeric.filter((n) => !n).length;
   const width = textColumns === 0 ? 0 : Math.max(0.06, Math.floor(((linePt - numericPt) / textColumns - paddingPt) / linePt * 100) / 100);
-  const spec = numeric.map((n) => (n ? 'r' : `p{${width}\\linewidth}`)).join('');
+  // A text column is never narrower than its longest word (a trace hash, say: TeX cannot break
+  // it; code spans break at / . _ - = , as above), up to a quarter of the line.
+  const longestWord = (i: number) => Math.max(0, ...rows.flatMap((row) => latexCellText(row[i]).split(/[\s/_.,=`()-]+/).map((word) => word.length)));
+  const textWidth = (i: number) => Math.max(width, Math.min(0.25, Math.ceil((longestWord(i) * charPt) / linePt * 100) / 100));
+  const spec = numeric.map((n, i) => (n ? 'r' : `p{${textWidth(i)}\\linewidth}`)).join('');
   const line = (cells: readonly Cell[]) => `${cells.map(latexCell).join(' & ')} \\\\`;
   const headerLine = `${header.map((cell, i) => (numeric[i] ? latexNumericHeader(cell) : latexInline(cell))).join(' & ')} \\\\`;
-  const size = wide ? ['\\scriptsize', '\\setlength{\\tabcolsep}{3pt}'] : ['\\footnotesize'];
+  const size = widest ? ['\\tiny', '\\setlength{\\tabcolsep}{2pt}'] : wide ? ['\\scriptsize', '\\setlength{\\tabcolsep}{3pt}'] : ['\\footnotesize'];
   return [
     '\\begingroup', ...size, `\\begin{longtable}{${spec}}`, '\\toprule', headerLine, '\\midrule', '\\endhead',
     ...rows.map(line), '\\bottomrule', '\\end{longtable}', '\\endgroup', '',
@@ -139,6 +146,8 @@ export function renderLatex(doc: ReportDocument): string {
     '\\documentclass[a4paper,10pt]{article}', '\\usepackage[T1]{fontenc}', '\\usepackage{lmodern}', '\\usepackage[margin=2cm]{geometry}',
     '\\ifdefined\\pdfsuppresswarningpagegroup\\pdfsuppresswarningpagegroup=1\\fi',
     '\\usepackage{booktabs}', '\\usepackage{longtable}', '\\usepackage{graphicx}', '\\usepackage{array}', '\\usepackage{float}',
+    // emergencystretch: a line of typewriter text (a command, a path) may stretch the spaces around it instead of running into the margin.
+    '\\setlength{\\emergencystretch}{3em}',
     `\\title{${latexInline(doc.title)}}`, '\\date{}', '\\begin{document}', '\\maketitle', '',
   ];
   for (const section of doc.sections) {

@@ -108,32 +108,55 @@ export class ApiClient {
     return this.#request<T>('PUT', path, { body });
   }
 
-  async #request<T>(method: string, path: string, options: { body?: unknown; headers?: Record<string, string>; authenticated?: boolean }): Promise<T> {
+  /**
+   * A binary answer (an artifact download) with its headers; an answer over `bytesMax` is refused
+   * (VIEWER_DOWNLOAD_TOO_LARGE) rather than held. Refusals are read as JSON, as for every route.
+   */
+  async getBytes(path: string, bytesMax: number): Promise<{ bytes: Uint8Array<ArrayBuffer>; headers: Headers }> {
+    const response = await this.#send('GET', path, { headers: { accept: 'application/octet-stream, application/json' } });
+    if (!response.ok) await this.#refusal(response, true);
+    const declared = Number(response.headers.get('content-length'));
+    if (Number.isFinite(declared) && declared > bytesMax) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new ApiError('VIEWER_DOWNLOAD_TOO_LARGE', `the answer is ${declared} bytes, more than the ${bytesMax} this page keeps`, 0);
+    }
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (bytes.length > bytesMax) throw new ApiError('VIEWER_DOWNLOAD_TOO_LARGE', `the answer is ${bytes.length} bytes, more than the ${bytesMax} this page keeps`, 0);
+    return { bytes, headers: response.headers };
+  }
+
+  async #send(method: string, path: string, options: { body?: unknown; headers?: Record<string, string>; authenticated?: boolean }): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
     if (options.authenticated !== false) {
       if (this.#session === undefined) throw new ApiError('API_UNAUTHENTICATED', 'not logged in', 401);
       headers.authorization = `Bearer ${this.#session.token}`;
     }
     if (options.body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
     try {
-      response = await this.#fetch(path, {
+      return await this.#fetch(path, {
         method, headers, ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
         signal: AbortSignal.timeout(apiRequestTimeoutMs), credentials: 'omit', cache: 'no-store',
       });
     } catch (error) {
       throw new ApiError('VIEWER_NETWORK', `the control plane did not answer: ${(error as Error).message}`, 0);
     }
+  }
+
+  /** Throws the API's refusal; a session-ending one also ends the session here. */
+  async #refusal(response: Response, authenticated: boolean): Promise<never> {
     const body = await response.json().catch(() => undefined) as { error?: { code?: string; message?: string; trace_id?: string } } | undefined;
-    if (!response.ok) {
-      const refusal = body?.error;
-      const error = new ApiError(refusal?.code ?? `HTTP_${response.status}`, refusal?.message ?? response.statusText, response.status, refusal?.trace_id);
-      if (options.authenticated !== false && isSessionEnding(error)) {
-        this.#session = undefined;
-        this.#onSessionEnd(`${error.code}: ${error.message}`);
-      }
-      throw error;
+    const refusal = body?.error;
+    const error = new ApiError(refusal?.code ?? `HTTP_${response.status}`, refusal?.message ?? response.statusText, response.status, refusal?.trace_id);
+    if (authenticated && isSessionEnding(error)) {
+      this.#session = undefined;
+      this.#onSessionEnd(`${error.code}: ${error.message}`);
     }
-    return body as T;
+    throw error;
+  }
+
+  async #request<T>(method: string, path: string, options: { body?: unknown; headers?: Record<string, string>; authenticated?: boolean }): Promise<T> {
+    const response = await this.#send(method, path, options);
+    if (!response.ok) await this.#refusal(response, options.authenticated !== false);
+    return await response.json().catch(() => undefined) as T;
   }
 }

@@ -12,7 +12,8 @@ export type Route =
   | { readonly view: 'alerts' }
   | { readonly view: 'approvals' }
   | { readonly view: 'dead-letters'; readonly deviceId: string | undefined }
-  | { readonly view: 'releases' };
+  | { readonly view: 'releases' }
+  | { readonly view: 'artifacts' };
 
 /** Path segments are ids of at most 128 characters; anything longer or odd falls back to the fleet. */
 const segmentPattern = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -32,6 +33,7 @@ export function parseRoute(hash: string): Route {
     case 'approvals': return { view: 'approvals' };
     case 'dead-letters': return { view: 'dead-letters', deviceId: param !== undefined && segmentPattern.test(param) ? param : undefined };
     case 'releases': return { view: 'releases' };
+    case 'artifacts': return { view: 'artifacts' };
     default: return { view: 'fleet' };
   }
 }
@@ -48,6 +50,7 @@ export function routeHref(route: Route): string {
     case 'approvals': return '#/approvals';
     case 'dead-letters': return route.deviceId === undefined ? '#/dead-letters' : `#/dead-letters?device=${encodeURIComponent(route.deviceId)}`;
     case 'releases': return '#/releases';
+    case 'artifacts': return '#/artifacts';
   }
 }
 

@@ -17,6 +17,7 @@ import type { ApprovalSigner } from './sdc-approvals.js';
 import './sdc-approvals.js';
 import './sdc-dead-letters.js';
 import './sdc-releases.js';
+import './sdc-artifacts.js';
 import './sdc-notices.js';
 
 /** Live events fan out to the views through this target, as `live` CustomEvents; views subscribe while connected. */
@@ -169,7 +170,7 @@ export class SdcApp extends LightElement {
           ${link('fleet', '#/fleet', 'Fleet')} ${link('compose', '#/compose', 'Send a command')} ${link('alerts', '#/alerts', 'Alerts')}
           ${roleAtLeast(this.session.role, 'approver') ? link('approvals', '#/approvals', 'Approvals') : nothing}
           ${roleAtLeast(this.session.role, 'operator') ? link('dead-letters', '#/dead-letters', 'Dead letters') : nothing}
-          ${link('releases', '#/releases', 'Releases')} ${link('audit', '#/audit', 'Audit')} ${link('research', '#/research', 'Simulation runs')}
+          ${link('releases', '#/releases', 'Releases')} ${link('artifacts', '#/artifacts', 'Artifacts')} ${link('audit', '#/audit', 'Audit')} ${link('research', '#/research', 'Simulation runs')}
         </nav>
         <span class="live live-${this.liveStatus}" role="status" aria-live="polite" data-testid="live-status">live: ${this.liveStatus}</span>
         <span class="who">${this.session.name} (${this.session.role})</span>
@@ -195,6 +196,7 @@ export class SdcApp extends LightElement {
         @signer-changed=${(e: CustomEvent<ApprovalSigner>) => { this.#signer = e.detail; }}></sdc-approvals>`;
       case 'dead-letters': return html`<sdc-dead-letters .api=${this.api} .userRole=${this.session?.role} .deviceId=${r.deviceId}></sdc-dead-letters>`;
       case 'releases': return html`<sdc-releases .api=${this.api} .userRole=${this.session?.role}></sdc-releases>`;
+      case 'artifacts': return html`<sdc-artifacts .api=${this.api} .userRole=${this.session?.role}></sdc-artifacts>`;
       default: return nothing;
     }
   }

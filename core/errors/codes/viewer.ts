@@ -13,5 +13,6 @@ export const viewerErrors = defineErrors({
   VIEWER_FRAME_INVALID: { fault: 'remote', status: 502, summary: 'An audit entry\'s device-signed frame does not decode as a signed envelope' },
   VIEWER_FRAME_ACTOR: { fault: 'remote', status: 502, summary: 'An audit entry\'s actor is not the device that signed its frame' },
   VIEWER_INPUT_MISSING: { fault: 'local', status: 400, summary: 'A form in the console lacks what the action needs (a device id, a picked device)' },
+  VIEWER_DOWNLOAD_TOO_LARGE: { fault: 'remote', status: 413, summary: 'A download (an artifact) is larger than the console keeps in page memory; sdc artifact get writes it to a file instead' },
   VIEWER_FILE_INVALID: { fault: 'local', status: 400, summary: 'A file opened in the research view is too large, not the expected CSV or JSON, or not numeric where a number belongs' },
 });

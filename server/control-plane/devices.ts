@@ -27,6 +27,7 @@ import { SqlRevocationStore } from './stores/sql-revocation-store.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { TrustPublisher, type TrustPublishCounts } from './trust-publisher.js';
 import { DeviceKeyCache, type DeviceKeyRecord } from './device-key-cache.js';
+import { CommandFinishedWrites } from './command-finished-writes.js';
 import { deviceTagLimits, deviceTagPattern, isDeviceTag } from '../../core/protocol/device-tags.js';
 
 export interface DeviceView {
@@ -141,6 +142,7 @@ export class DeviceService {
   readonly #deviceKeys: DeviceKeyCache;
   /** The last last_seen_at this process wrote per device (bounded): lets recordSeen skip writes that would match nothing. */
   readonly #lastSeenWritten = new BoundedLru<string, number>(deviceActivityLimits.lastSeenCacheEntriesMax);
+  readonly #finishedWrites: CommandFinishedWrites;
   readonly #options: DeviceServiceOptions;
   readonly #tokens: SqlPairingTokenStore;
   readonly revocations: SqlRevocationStore;
@@ -155,6 +157,7 @@ export class DeviceService {
   constructor(options: DeviceServiceOptions) {
     this.#ctx = options.context;
     this.#deviceKeys = new DeviceKeyCache(options.context.clock, (deviceId) => this.#loadDeviceKey(deviceId));
+    this.#finishedWrites = new CommandFinishedWrites(options.context.db);
     this.#options = options;
     this.#tokens = new SqlPairingTokenStore(options.context.db, {
       createdBy: () => this.#tokenCreator,
@@ -643,14 +646,8 @@ export class DeviceService {
    * moves up to it (never down: results may arrive out of order), and the device was seen then.
    */
   async recordCommandFinished(options: { deviceId: string; deviceSeq: number; atMs: number }): Promise<void> {
-    const { deviceId, deviceSeq, atMs } = options;
-    await this.#ctx.db.execute(
-      `UPDATE devices SET
-         last_command_seq = CASE WHEN last_command_seq IS NULL OR last_command_seq < ? THEN ? ELSE last_command_seq END,
-         last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN ? ELSE last_seen_at END
-       WHERE id = ?`,
-      [deviceSeq, deviceSeq, atMs, atMs, deviceId],
-    );
+    // Written together with the other results that arrive while a write is in flight (command-finished-writes.ts).
+    await this.#finishedWrites.record(options);
   }
 
   /**

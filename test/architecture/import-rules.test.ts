@@ -25,7 +25,7 @@ export const allowedImports: Readonly<Record<string, readonly string[]>> = Objec
   bench: ['core', 'runtime', 'trust', 'kernel', 'server', 'agent', 'chaos', 'sim', 'bench'],
   viewer: ['core', 'viewer'],
   cli: ['core', 'runtime', 'trust', 'kernel', 'server', 'agent', 'chaos', 'sim', 'bench', 'viewer', 'cli'],
-  test: ['core', 'runtime', 'trust', 'kernel', 'server', 'agent', 'chaos', 'sim', 'bench', 'viewer', 'cli', 'bin', 'test'],
+  test: ['core', 'runtime', 'trust', 'kernel', 'server', 'agent', 'chaos', 'sim', 'bench', 'viewer', 'cli', 'bin', 'scripts', 'test'],
   scripts: ['core', 'runtime', 'trust', 'kernel', 'server', 'agent', 'chaos', 'sim', 'bench', 'viewer', 'cli', 'scripts'],
 });
 

@@ -10,10 +10,11 @@ import { assertLinkRunHeld, chaosRun, cliIo, linkFaultForm } from './support/cha
 // from 1 s to 3 s; the outcome is judged by what held, never by how long anything took. The long
 // forms (4 agents, 15 s, every scenario, `latency`, `bandwidth`, `slicer`, `slow-close` and
 // `drop` among them) are `sdc chaos run --scenario all` (docs/chaos.md). The store faults are in
-// chaos-store-cut.test.ts and chaos-store-start.test.ts, the process and trust faults in
+// chaos-stores.test.ts, the process and trust faults in
 // chaos-process.
 
-describe('sdc chaos run', () => {
+// The tests go side by side (each run its own deployment, proxy and worker process): a run mostly waits.
+describe('sdc chaos run', { concurrency: 3 }, () => {
   it('a partition between agents and gateway: sessions cut, agents reconnect, no command lost or run twice, audit intact', async () => {
     const { code, reports, err } = await chaosRun(['--scenario', 'partition'], linkFaultForm);
     assert.equal(code, 0, err);

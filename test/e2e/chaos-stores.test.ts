@@ -1,21 +1,36 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MidStartLossFacts, StartOutageFacts } from '../../cli/commands/chaos-real/start-outage.js';
-import { assertLinkRunHeld, chaosRun, startFaultForm } from './support/chaos-run-driver.js';
+import { assertLinkRunHeld, chaosRun, linkFaultForm, startFaultForm } from './support/chaos-run-driver.js';
 
-// `sdc chaos run`'s store outages while the deployment starts (issue 11, faults at t = 0), in a
-// short form: Redis and MySQL down together before the start (both proxies disabled), /readyz read
-// while the start waits, the proxies enabled again 1 s after it named them, then 2 s of commands
-// with no fault; and each store lost part-way through the start (after it answered, while the
-// services start and the control plane migrates). Judged by what held. The three runs go side by
-// side: each has its own deployment, proxies, MySQL database and Redis key prefix, and mostly waits.
+// `sdc chaos run`'s store faults in a short form (issue 11), with Redis and MySQL behind the fault
+// proxy. Under the running services: each store cut (its proxy disabled) from 1 s to 3 s of 5 s of
+// commands. While the deployment starts (faults at t = 0): Redis and MySQL down together before
+// the start (both proxies disabled), /readyz read while the start waits, the proxies enabled again
+// 1 s after it named them, then 2 s of commands with no fault; and each store lost part-way
+// through the start (after it answered, while the services start and the control plane migrates).
+// Judged by what held, never by how long anything took. The runs go three at a time: each has its
+// own deployment, proxies, MySQL database and Redis key prefix, and mostly waits (the file's
+// process and module load are paid once; these were chaos-store-cut and chaos-store-start).
 
 const redisUrl = process.env.REDIS_URL;
 const mysqlUrl = process.env.MYSQL_URL;
 // Skipped without the servers: the embedded stores live in the process and cannot be down.
 const skip = redisUrl === undefined || mysqlUrl === undefined;
 
-describe('sdc chaos run: a store down while the deployment starts', { concurrency: 3 }, () => {
+describe('sdc chaos run: store faults', { concurrency: 3 }, () => {
+  // Skipped without the servers: chaos-run.test.ts covers the agent-side faults on embedded
+  // stores; the store faults need a real Redis and MySQL behind the proxy (.ci/run starts both).
+  for (const store of ['redis', 'mysql'] as const) {
+    it(`${store === 'redis' ? 'Redis' : 'MySQL'} connections cut under the running services: they reconnect and nothing is lost`, { skip }, async () => {
+      const { code, reports, detail } = await chaosRun(['--scenario', `${store}-cut`, '--redis', redisUrl!, '--mysql', mysqlUrl!], linkFaultForm);
+      assert.equal(code, 0, detail);
+      assert.deepEqual(reports.map((r) => r.chaos_run), [`${store}-cut`]);
+      assert.equal(reports[0]!.stores, 'redis+mysql');
+      assertLinkRunHeld(reports[0]!, { cutsSessions: false });
+    });
+  }
+
   // One run for both stores (there were two, one a store): each is named while down and the start
   // waits for the later one; a store that alone is down waits the same way (store-connect.ts).
   it('Redis and MySQL down while the deployment starts (t = 0): /readyz names both, the start waits and completes once they are back', { skip }, async () => {

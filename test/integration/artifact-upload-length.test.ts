@@ -151,6 +151,17 @@ for (const [name, open] of blobFixtures) {
       }
     });
 
+    test('the device sends nothing on a grant signed for another length than it declared (OTA_UPLOAD_FAILED)', async () => {
+      commands.set('l4', commandView('l4', 'executing'));
+      await assert.rejects(createArtifactCollector({
+        deviceId: 'dev-1', controlPlaneUrl: 'https://cp.invalid', caPem: '', clientCert: () => ({ certPem: '', keyPem: '' }),
+        resolveCommandKey: (kid) => (kid === signer.kid ? signer.publicKey : undefined), ed25519, scheduler: systemScheduler, workDir,
+        sources: { logs: async () => Buffer.alloc(0), screenshot: async () => simulatedScreenshot('dev-1') },
+        fetchGrant: async (id, length) => service.grant('dev-1', id, length + 16),
+      })({ id: 'l4', args: { kind: 'screenshot' } } as unknown as SignedCommand), (error: unknown) => SdcError.is(error, 'OTA_UPLOAD_FAILED') && /not the \d+ declared/.test(error.message));
+      assert.equal(await fixture.store.head(uploadKey({ deviceId: 'dev-1', commandId: 'l4' })), undefined);
+    });
+
     test('a declared length past the limit gets no grant and claims nothing; refusal audited', async () => {
       commands.set('l3', commandView('l3', 'executing'));
       await assert.rejects(service.grant('dev-1', 'l3', sealedLength(64 * 1024) + 1), (error: unknown) => SdcError.is(error, 'OTA_UPLOAD_TOO_LARGE'));

@@ -81,7 +81,7 @@ export class SdcArtifacts extends LightElement {
         ${errorLine(this.error)}
         ${this.saved === undefined ? nothing : html`<p role="status" data-testid="artifact-saved">Saved ${this.saved}</p>`}
         ${this.items === undefined ? html`<p>Loading…</p>` : this.items.length === 0 ? html`<p>No artifacts yet (<code>sdc artifact request</code> asks a device for one).</p>` : html`
-          <div class="table-scroll"><table data-testid="artifacts">
+          <div class="whole-words"><table data-testid="artifacts">
             <thead><tr><th scope="col">Artifact</th><th scope="col">Device</th><th scope="col">Kind</th><th scope="col">State</th><th scope="col">Size</th><th scope="col">SHA-256 (sealed)</th><th scope="col">Asked</th>${canDownload ? html`<th scope="col">Download</th>` : nothing}</tr></thead>
             <tbody>${this.items.map((record) => {
               const row = artifactRow(record);

@@ -4,6 +4,7 @@ import { commandTerminalStates, type CommandState } from '../core/protocol/comma
 import { systemClock } from '../runtime/system.js';
 import type { BenchApi, CommandRecord } from './roundtrip-deployment.js';
 import type { LiveTracker } from './roundtrip-live.js';
+import { sleep } from './wall-time.js';
 
 /** Command records read back at once. */
 const readBackBatchSize = 64;
@@ -79,12 +80,20 @@ async function oneCommand(options: CommandRoundsOptions, rounds: CommandRounds, 
   return true;
 }
 
-/** Step: the server's own record of each measured command: how many ended in each state, and created-to-terminal times. */
-export async function readServerRecords(api: BenchApi, ids: readonly string[]): Promise<{ byState: Partial<Record<CommandState, number>>; serverSamples: number[] }> {
+/**
+ * Step: the server's own record of each measured command: how many ended in each state, and
+ * created-to-terminal times. A record the API cannot be reached for (after readBackAttemptsMax
+ * tries) is left out, so it counts as not terminal, and `unread` says how many: before, one
+ * transport error here ended a run of half an hour (the paper set's 500 agents, issue 17).
+ */
+export async function readServerRecords(api: BenchApi, ids: readonly string[]): Promise<{ byState: Partial<Record<CommandState, number>>; serverSamples: number[]; unread: number }> {
   const byState: Partial<Record<CommandState, number>> = {};
   const serverSamples: number[] = [];
+  let unread = 0;
   for (let i = 0; i < ids.length; i += readBackBatchSize) {
-    const records = await Promise.all(ids.slice(i, i + readBackBatchSize).map((id) => api<CommandRecord>('GET', `/v1/commands/${id}`)));
+    const read = await Promise.all(ids.slice(i, i + readBackBatchSize).map((id) => readRecord(api, id)));
+    const records = read.filter((record): record is CommandRecord => record !== undefined);
+    unread += read.length - records.length;
     for (const record of records) {
       byState[record.state] = (byState[record.state] ?? 0) + 1;
       const first = record.history[0];
@@ -92,5 +101,21 @@ export async function readServerRecords(api: BenchApi, ids: readonly string[]): 
       if (commandTerminalStates.includes(record.state) && first !== undefined && last !== undefined) serverSamples.push(last.at_ms - first.at_ms);
     }
   }
-  return { byState, serverSamples };
+  return { byState, serverSamples, unread };
+}
+
+const readBackAttemptsMax = 3;
+const readBackRetryMs = 1_000;
+
+/** One command's record; undefined when the API stayed unreachable (HTTP_UNREACHABLE) for every attempt. Refusals are thrown. */
+async function readRecord(api: BenchApi, id: string): Promise<CommandRecord | undefined> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await api<CommandRecord>('GET', `/v1/commands/${id}`);
+    } catch (error) {
+      if (!SdcError.is(error, 'HTTP_UNREACHABLE')) throw error;
+      if (attempt >= readBackAttemptsMax) return undefined;
+      await sleep(readBackRetryMs);
+    }
+  }
 }

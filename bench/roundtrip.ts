@@ -250,6 +250,7 @@ async function enrollAndMeasure(run: RoundtripRun, bench: BenchDeployment, dataD
     const commandsMs = phases.lap();
     const scrapeAtEnd = await scrapeMetrics(bench);
     const records = await readServerRecords(bench.api, measured.rounds.ids);
+    if (records.unread > 0) progress(`${records.unread} command records could not be read back (API unreachable); counted as not terminal`);
     const result = await summarize(run, {
       ...measured, ...records, baseline, online, identities: enrolled.identities, setupConflictRetries: enrolled.setupConflictRetries,
       phasesMs: { deployment: phases.deploymentMs, enrollment: enrollmentMs, baseline: baselineMs, agents_online: agentsOnlineMs, commands: commandsMs },

@@ -361,6 +361,11 @@ export function policyUsesPosture(policy: Policy): boolean {
   return policy.rules.some((rule) => rule.conditions?.posture !== undefined);
 }
 
+/** Whether any rule selects devices by tag: only then can a device's tags change a decision (selectsDevice). */
+export function policyUsesTags(policy: Policy): boolean {
+  return policy.rules.some((rule) => rule.devices !== '*' && (rule.devices.tags?.length ?? 0) > 0);
+}
+
 function failedPostureField(condition: PostureCondition, posture: DevicePosture): PostureField | undefined {
   if (condition.online !== undefined && posture.online !== condition.online) return 'online';
   if (condition.complianceStates !== undefined && !(posture.complianceState !== undefined && condition.complianceStates.includes(posture.complianceState))) return 'complianceState';

@@ -2,7 +2,7 @@ import type { ErrorCode } from '../../core/errors/index.js';
 import type { DeviceComplianceReader } from '../../core/protocol/compliance.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import {
-  policyUsesPosture, rateLimitsFor,
+  policyUsesPosture, policyUsesTags, rateLimitsFor,
   type DevicePosture, type Policy, type PolicyDecision, type PolicyRequest, type RateLimitUse,
 } from '../../core/protocol/policy.js';
 import { kvKeys } from '../bus-contract/streams.js';
@@ -52,7 +52,8 @@ export class PolicyFacts {
 
   /** The request with tags, posture and the current counts, reserving nothing (the dry run). */
   async peek(policy: Policy, base: PolicyRequest): Promise<PolicyRequest> {
-    const withDevice = await this.#withDevice(policy, base);
+    // The dry run shows the device's tags whether or not a rule selects by them.
+    const withDevice = await this.#withDevice(policy, base, { tags: 'always' });
     const uses = rateLimitsFor(policy, withDevice);
     const counts = await Promise.all(uses.map((use) => this.#counter.count(use.key, use.limit.windowMs)));
     return { ...withDevice, rateCounts: Object.fromEntries(uses.map((use, index) => [use.key, counts[index]!])) };
@@ -97,10 +98,16 @@ export class PolicyFacts {
     return made;
   }
 
-  async #withDevice(policy: Policy, base: PolicyRequest): Promise<PolicyRequest> {
+  /**
+   * The request with the device's facts the policy can use: tags when a rule selects by tag (or
+   * `tags: 'always'`), posture when a rule has a posture condition. Admission read the tags for
+   * every command before, one SQL round trip each under a policy that never looks at them (issue 17).
+   */
+  async #withDevice(policy: Policy, base: PolicyRequest, options: { tags?: 'always' | 'when_used' } = {}): Promise<PolicyRequest> {
     const deviceId = base.device.id;
-    const [tags, posture] = await Promise.all([this.tagsOf(deviceId), policyUsesPosture(policy) ? this.postureOf(deviceId) : undefined]);
-    return { ...base, device: { ...base.device, tags, ...(posture === undefined ? {} : { posture }) } };
+    const wantTags = options.tags === 'always' || policyUsesTags(policy);
+    const [tags, posture] = await Promise.all([wantTags ? this.tagsOf(deviceId) : undefined, policyUsesPosture(policy) ? this.postureOf(deviceId) : undefined]);
+    return { ...base, device: { ...base.device, ...(tags === undefined ? {} : { tags }), ...(posture === undefined ? {} : { posture }) } };
   }
 
   async tagsOf(deviceId: string): Promise<string[]> {

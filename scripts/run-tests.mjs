@@ -4,9 +4,9 @@
 // Usage: npm test [-- <substring> ...]   (only files whose path contains a substring)
 //
 // node's output (TAP, or spec on a terminal) goes to stdout unchanged, closing lines
-// "# pass N" / "# fail N" included, as CI reads them. A second reporter
-// (scripts/failure-reporter.mjs) writes the failed tests to a file; their names and files are
-// printed after node's output, so a run thousands of lines long ends with what failed.
+// "# pass N" / "# fail N" included, as CI reads them. A second reporter (scripts/run-reporter.mjs)
+// writes the failed tests and each file's time to a file; after node's output the runner prints
+// the slowest files and then the failures, so a run thousands of lines long ends with what failed.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -34,7 +34,8 @@ function collect(dir, out) {
   return out;
 }
 
-function readFailures(path) {
+/** The second reporter's JSON lines: failures and file times (scripts/run-reporter.mjs). */
+function readRecords(path) {
   let text = '';
   try { text = readFileSync(path, 'utf8'); } catch { return []; }
   return text.split('\n').filter((line) => line.length > 0).map((line) => JSON.parse(line));
@@ -53,10 +54,6 @@ function printFailures(failures) {
 
 /** Slowest files listed after a run: where to look first when the suite gets long. */
 const listedSlowFilesMax = 12;
-
-function readFileTimes(path) {
-  try { return JSON.parse(readFileSync(path, 'utf8')); } catch { return {}; }
-}
 
 function printSlowestFiles(secondsByFile) {
   const slowest = Object.entries(secondsByFile).sort((a, b) => b[1] - a[1]).slice(0, listedSlowFilesMax);
@@ -85,19 +82,18 @@ const testFileTimeoutMs = 900_000;
  */
 const testConcurrencyDefault = 3;
 const reportDir = mkdtempSync(join(tmpdir(), 'sdc-test-report-'));
-const failuresFile = join(reportDir, 'failures.jsonl');
-const fileTimesFile = join(reportDir, 'file-times.json');
+const reportFile = join(reportDir, 'report.jsonl');
 try {
   const result = spawnSync(process.execPath, [
     '--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? testConcurrencyDefault}`, `--test-timeout=${testFileTimeoutMs}`,
     // node's default reporter for the terminal or a pipe, as before; the failure list to a file.
     `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`, '--test-reporter-destination=stdout',
-    `--test-reporter=${join(root, 'scripts', 'failure-reporter.mjs')}`, `--test-reporter-destination=${failuresFile}`,
-    `--test-reporter=${join(root, 'scripts', 'file-time-reporter.mjs')}`, `--test-reporter-destination=${fileTimesFile}`,
+    `--test-reporter=${join(root, 'scripts', 'run-reporter.mjs')}`, `--test-reporter-destination=${reportFile}`,
     ...files,
   ], { cwd: root, stdio: 'inherit' });
-  printSlowestFiles(readFileTimes(fileTimesFile));
-  printFailures(readFailures(failuresFile));
+  const records = readRecords(reportFile);
+  printSlowestFiles(records.find((r) => r.kind === 'fileTimes')?.secondsByFile ?? {});
+  printFailures(records.filter((r) => r.kind === 'failure'));
   process.exitCode = result.status ?? 1;
 } finally {
   rmSync(reportDir, { recursive: true, force: true });

@@ -101,6 +101,13 @@ function memory(): ServerMemory {
  * not move the baseline: at 2,500 connections and load ~20 the bare server grew 53.5 and 52.8 KiB
  * per connection without them, 54.7 and 57.4 KiB with them (docs/benchmarks.md, 2026-12-03).
  */
+/**
+ * The gateway's default (gatewayDefaults.connectionsMax, 10,000) would refuse the issue's 19,000
+ * agents on one gateway with GATEWAY_CONNECTIONS_FULL; the bench raises it to what one process
+ * can hold here (20,000 open files, less Redis's sockets and the process's own files).
+ */
+const benchConnectionsMax = 19_900;
+
 async function startGateway(request: Extract<ServerRequest, { type: 'start' }>): Promise<string> {
   const [{ pino }, { loadDeployment }, { startDeployment }, { agentPathDefault }, { systemClock, systemRandom, systemScheduler }] = await Promise.all([
     import('pino'), import('../server/materials/materials.js'), import('../server/deployment/deployment.js'), import('../server/gateway/gateway-server.js'),
@@ -111,7 +118,7 @@ async function startGateway(request: Extract<ServerRequest, { type: 'start' }>):
   const deployment = await startDeployment({
     materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: pino({ level: process.env.SDC_LOG_LEVEL ?? 'silent' }),
     controlPlane: false, redisUrl: request.redisUrl, keyPrefix: request.keyPrefix, gatewayId: request.gatewayId, gatewayPort: 0,
-    gateway: { heartbeatIntervalMs: request.heartbeatIntervalMs },
+    gateway: { heartbeatIntervalMs: request.heartbeatIntervalMs, connectionsMax: benchConnectionsMax },
   });
   stopServer = () => deployment.stop();
   // Every TCP socket of the process (Redis's too): the bench takes the growth from the idle reading.

@@ -52,6 +52,16 @@ export interface ConnectionsDetails {
 }
 
 const goalDifferenceKib = 4;
+
+/**
+ * The gateway's RSS per connection minus the bare server's, or null when either fell between its
+ * idle and loaded readings (a GC or the allocator returning pages outweighed a small fleet): that
+ * is no figure per connection, and the goal is then not judged rather than "met".
+ */
+export function rssDifferencePerConnectionKib(gatewayKib: number, bareKib: number): number | null {
+  if (!(gatewayKib > 0) || !(bareKib > 0)) return null;
+  return gatewayKib - bareKib;
+}
 const rampPerSecondDefault = 200;
 const kib = 1024;
 const mib = 1024 * 1024;
@@ -123,7 +133,8 @@ export async function runConnectionsBench(options: ConnectionsBenchOptions): Pro
     const gatewayRows = rows.filter((r) => r.role === 'gateway');
     const bare = rows.find((r) => r.role === 'bare');
     const meanGateway = gatewayRows.reduce((s, r) => s + Number(r.rss_per_connection_kib), 0) / Math.max(1, gatewayRows.length);
-    const difference = bare === undefined ? null : meanGateway - Number(bare.rss_per_connection_kib);
+    const difference = bare === undefined ? null : rssDifferencePerConnectionKib(meanGateway, Number(bare.rss_per_connection_kib));
+    if (bare !== undefined && difference === null) notes.push('RSS fell between the idle and the loaded reading (gateway or bare server): too few connections to measure memory per connection; goal not judged');
     return benchReport<ConnectionsDetails>({
       benchmark: 'connections',
       parameters: {

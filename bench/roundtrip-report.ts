@@ -27,7 +27,7 @@ function percentileTable(summary: RoundtripSummary): { header: string[]; rows: C
 
 /** The common bench report (bench/output.ts): one row per measure, the whole summary in `details`. */
 export function roundtripBenchReport(summary: RoundtripSummary): BenchReport<RoundtripSummary> {
-  return benchReport({
+  const report = benchReport({
     benchmark: 'roundtrip',
     parameters: {
       agents: summary.agents.requested, commands_per_agent: summary.commands_per_agent, warmup_rounds: summary.warmup_rounds,
@@ -37,6 +37,8 @@ export function roundtripBenchReport(summary: RoundtripSummary): BenchReport<Rou
     units: { samples: 'samples', p50_ms: 'ms', p90_ms: 'ms', p99_ms: 'ms', max_ms: 'ms', mean_ms: 'ms' },
     details: summary,
   });
+  if (summary.environment.store_versions !== undefined) report.environment.store_versions = summary.environment.store_versions;
+  return report;
 }
 
 function ratioTable(summary: RoundtripSummary): { header: string[]; rows: Cell[][] } {

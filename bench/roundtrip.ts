@@ -78,6 +78,8 @@ export interface RoundtripSummary {
     /** Most file descriptors seen open at once (sampled at phase ends), null where unknown. */
     open_files_peak: number | null;
     stores: { sql: 'sql.js' | 'mysql'; bus_kv: 'embedded' | 'redis' };
+    /** The real stores' versions (`sdc bench roundtrip` asks them after the run), absent on embedded stores. */
+    store_versions?: Record<string, string>;
   };
   baseline: { samples: number; message_bytes: number; latency_ms: LatencySummary };
   real: {

@@ -37,7 +37,14 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
       const details = report.details!;
       assert.equal(details.all_authenticated, true);
       assert.equal(details.held, 3);
-      assert.equal(typeof details.rss_difference_kib_per_connection, 'number');
+      // Three connections are within the noise of RSS: a figure, or none with the goal not judged and a note saying why.
+      if (details.rss_difference_kib_per_connection === null) {
+        assert.equal(details.goal_met, null);
+        assert.ok(details.notes.some((n) => n.includes('goal not judged')), details.notes.join('; '));
+      } else {
+        assert.equal(typeof details.goal_met, 'boolean');
+      }
+      assert.match(report.environment.store_versions?.['redis'] ?? '', /^\d+\.\d+/, 'the Redis version in the environment block');
       assert.equal(details.fleet_issued_now, 3);
       assert.deepEqual(details.violations, []);
       assert.deepEqual(report.parameters.heartbeat_interval_ms, 30_000);

@@ -41,6 +41,10 @@ function sharedValues(args: ParsedCommandArgs, io: CliIo) {
 
 async function emit(args: ParsedCommandArgs, io: CliIo, report: import('../../bench/output.js').BenchReport<object>): Promise<void> {
   const { renderBenchJson, renderBenchTable, writeBenchOut } = await import('../../bench/output.js');
+  // These commands write their own --out, so the bench suite's store versions are added here.
+  const { storeVersions } = await import('../../bench/store-versions.js');
+  const versions = await storeVersions(report.parameters, args.values, io.env);
+  if (Object.keys(versions).length > 0) report.environment.store_versions = versions;
   io.stdout(args.values.json === true ? renderBenchJson(report) : `${renderBenchTable(report)}${JSON.stringify(report.details, null, 2)}\n`);
   if (typeof args.values.out === 'string') io.stderr(`wrote ${(await writeBenchOut(args.values.out, report)).join(', ')}\n`);
 }

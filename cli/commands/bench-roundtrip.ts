@@ -2,6 +2,7 @@ import { integerOption, requireOption, type Command } from '../command.js';
 import { writeReportFiles } from '../../bench/report.js';
 import { renderRoundtripTable, roundtripBenchReport, roundtripReportFiles } from '../../bench/roundtrip-report.js';
 import { renderBenchJson } from '../../bench/output.js';
+import { storeVersions } from '../../bench/store-versions.js';
 import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
 import { roundtripLimits } from '../../bench/roundtrip-limits.js';
 
@@ -51,6 +52,9 @@ export const roundtripBenchCommand: Command = {
       progress: (line) => io.stderr(`${line}\n`),
       ...(args.values.verbose === true ? { logger: pino({ level: 'info' }, pino.destination(2)) } : {}),
     });
+    // This command writes its own --out, so the bench suite's store versions are added here.
+    const versions = await storeVersions({}, args.values, io.env);
+    if (Object.keys(versions).length > 0) run.summary.environment.store_versions = versions;
     io.stdout(args.values.json === true ? renderBenchJson(roundtripBenchReport(run.summary)) : renderRoundtripTable(run.summary));
     if (typeof args.values.out === 'string') {
       const commandLine = `sdc bench roundtrip --agents ${agents} --commands ${commandsPerAgent}`

@@ -66,18 +66,34 @@ for (const target of storeTargets()) {
       // unknown (core/protocol/command-machine.ts), with its history row and audit entry in one
       // transaction. So the commands are read before and after the audit, and compared only when
       // no history moved in between (a busy machine makes such late results common).
+      // The entry commits with its change in the audit outbox and joins the chain (what /v1/audit
+      // reads) just after the commit, or at the periodic drain (5 s) if that settle failed: a read
+      // between the two sees the history row before its entry. So the chain may lag, never lead:
+      // the reads are repeated until it caught up, and an entry that never comes fails the test.
       const readAll = async (): Promise<CommandRecord[]> => Promise.all(ids.map((id) => system.api<CommandRecord>('GET', `/v1/commands/${id}`)));
+      const kindsOf = (entries: readonly AuditEntry[], id: string): string[] => entries.filter((e) => e.subject === `command:${id}`).map((e) => e.kind);
+      const chainLagWaitMs = 15_000;
+      const deadline = Date.now() + chainLagWaitMs;
       let settled: { finals: CommandRecord[]; entries: AuditEntry[] } | undefined;
-      for (let attempt = 0; attempt < 5 && settled === undefined; attempt += 1) {
+      for (let caughtUp = false; !caughtUp;) {
         const before = await readAll();
         const entries = await wholeAudit(system);
         const after = await readAll();
-        if (before.every((c, i) => c.history.length === after[i]!.history.length)) settled = { finals: after, entries };
+        if (!before.every((c, i) => c.history.length === after[i]!.history.length)) {
+          if (Date.now() > deadline) break;
+          continue;
+        }
+        settled = { finals: after, entries };
+        for (const command of after) {
+          assert.ok(kindsOf(entries, command.id).length <= command.history.length, `${command.id}: more entries than state changes`);
+        }
+        caughtUp = after.every((c) => kindsOf(entries, c.id).length === c.history.length) || Date.now() > deadline;
+        if (!caughtUp) await new Promise((resolve) => setTimeout(resolve, 200));
       }
       assert.ok(settled !== undefined, 'the commands kept changing while the audit was read');
       const { finals, entries } = settled;
       for (const command of finals) {
-        const kinds: string[] = entries.filter((e) => e.subject === `command:${command.id}`).map((e) => e.kind);
+        const kinds = kindsOf(entries, command.id);
         assert.equal(kinds[0], 'command.created', `${command.id}: ${kinds.join(',')}`);
         assert.equal(kinds.length, command.history.length, `${command.id}: ${kinds.join(',')} for ${command.history.map((h) => h.state).join(',')}`);
       }

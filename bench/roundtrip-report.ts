@@ -60,12 +60,13 @@ function alignedTable(header: readonly string[], rows: ReadonlyArray<readonly Ce
 
 function headline(summary: RoundtripSummary): string {
   const e = summary.environment;
+  const versionOf = (store: string): string => (e.store_versions?.[store] === undefined ? '' : ` ${e.store_versions[store]}`);
   return `${summary.agents.online}/${summary.agents.requested} agents online, ${summary.commands_per_agent} EXEC_PING_KERNEL per agent `
     + `(+${summary.warmup_rounds} warm-up); ${summary.real.commands.succeeded}/${summary.real.commands.total} succeeded`
     + `${summary.real.commands.refused > 0 ? `, ${summary.real.commands.refused} REFUSED (${Object.entries(summary.real.commands.refused_by_code).map(([c, n]) => `${c} ${n}`).join(', ')})` : ''}`
     + `${summary.real.commands.not_terminal > 0 ? `, ${summary.real.commands.not_terminal} NOT terminal` : ''}`
     + `${summary.real.commands.not_sent > 0 ? `, ${summary.real.commands.not_sent} not sent before the deadline` : ''}; `
-    + `node ${e.node}, ${e.cpu} (${e.cpu_count} cores), SQL ${e.stores.sql}, bus/kv ${e.stores.bus_kv}; `
+    + `node ${e.node}, ${e.cpu} (${e.cpu_count} cores), SQL ${e.stores.sql}${versionOf('mysql')}, bus/kv ${e.stores.bus_kv}${versionOf('redis')}; `
     + `open files ${e.open_files_peak ?? '?'} peak of ${e.open_files_limit ?? 'unlimited'} allowed`;
 }
 

@@ -7,6 +7,7 @@ import pino, { type Logger } from 'pino';
 import { groups, liveChannel, streamNames } from '../bus-contract/streams.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { apiTlsOptions, type DeploymentMaterials } from '../materials/materials.js';
+import { SdcError } from '../../core/errors/index.js';
 import { AuditLog } from '../../core/protocol/audit-chain.js';
 import type { Policy } from '../../core/protocol/policy.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
@@ -82,6 +83,12 @@ export interface ControlPlaneOptions {
    * the current CRL (deleted, replaced, or a write that failed).
    */
   readonly crlRepublishIntervalMs?: number;
+  /**
+   * A CRL's validity, thisUpdate to nextUpdate (default 24 h). Relying parties may cache a CRL
+   * until its nextUpdate, so a shorter one bounds how long they can miss a revocation, at the cost
+   * of more signing; it must exceed crlRepublishIntervalMs several times over.
+   */
+  readonly crlValidityMs?: number;
   readonly commandTtlMsDefault?: number;
   /** WSS URLs handed to devices at enrollment. */
   readonly gatewayUrls: readonly string[];
@@ -191,10 +198,24 @@ async function controlPlaneGauges(metrics: ServiceMetrics, db: SqlDatabase, bus:
 
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
 
+const crlRepublishIntervalMsDefault = 60_000;
+
+/**
+ * A CRL is re-signed with a third of its validity left, at a republish pass: with a validity of
+ * three intervals or less a pass could come only after it went stale, so such a setting is refused.
+ */
+function assertCrlTiming(crlValidityMs: number | undefined, republishIntervalMs: number): void {
+  if (crlValidityMs === undefined) return;
+  if (!Number.isSafeInteger(crlValidityMs) || crlValidityMs <= 3 * republishIntervalMs) {
+    throw new SdcError('TRUST_INVALID_ARGUMENT', `crlValidityMs must be an integer above three CRL republish intervals (${3 * republishIntervalMs} ms), got ${crlValidityMs}`);
+  }
+}
+
 export async function createControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const { materials, clock, random, scheduler } = options;
   const { sql: db, bus, kv } = options.stores;
   const logger = options.logger ?? pino({ level: 'silent' });
+  assertCrlTiming(options.crlValidityMs, options.crlRepublishIntervalMs ?? crlRepublishIntervalMsDefault);
   await migrateControlPlane(db, clock);
   const auditStore = new SqlAuditStore(db);
   const audit = new AuditLog<SqlExecutor>({ store: auditStore, sha256, clock });
@@ -223,7 +244,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const metrics = options.metrics ?? new ServiceMetrics();
   metrics.addCollector(() => controlPlaneGauges(metrics, db, bus));
   const devices = new DeviceService({
-    context, materials, gatewayUrls: options.gatewayUrls, ...(options.crlPath === undefined ? {} : { crlPath: options.crlPath }),
+    context, materials, gatewayUrls: options.gatewayUrls, ...(options.crlPath === undefined ? {} : { crlPath: options.crlPath }), ...(options.crlValidityMs === undefined ? {} : { crlValidityMs: options.crlValidityMs }),
     ...(options.pairingTokensMax === undefined ? {} : { pairingTokensMax: options.pairingTokensMax }),
     // `commands` is created below; a revocation only comes once the control plane is up.
     onRevoked: (revocation) => commands.cancelForRevokedDevice(revocation),
@@ -386,7 +407,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       every('expiry sweep', options.expirySweepIntervalMs ?? 5_000, () => commands.expireDue());
       every('redelivery sweep', options.redeliverySweepIntervalMs ?? 5_000, () => commands.redispatchDue());
       every('enrolled devices publish', options.enrolledDevicesPublishIntervalMs ?? 60_000, () => devices.publishEnrolledDevices());
-      every('CRL republish', options.crlRepublishIntervalMs ?? 60_000, () => devices.republishCrl());
+      every('CRL republish', options.crlRepublishIntervalMs ?? crlRepublishIntervalMsDefault, () => devices.republishCrl());
       every('JWT key rotation', options.jwtRotationCheckIntervalMs ?? 60_000, () => auth.authority.rotateIfDue(clock.nowMs()));
       every('trust wipe check', options.trustWipeCheckIntervalMs ?? 5_000, () => devices.trust.publishIfWiped());
       // Once now (a restored backup is re-signed past its high-water mark at once), then periodically; a failure never stops the start.

@@ -82,6 +82,8 @@ export interface DeviceServiceOptions {
   readonly certificateValidityMs?: number;
   /** Where each newly signed CRL is written (PEM, world-readable), for gateways to read; none when absent. */
   readonly crlPath?: string;
+  /** A CRL's validity, thisUpdate to nextUpdate (default crlNextUpdateMsDefault, 24 h); re-signed with a third of it left. */
+  readonly crlValidityMs?: number;
   /** Outstanding pairing tokens at most (default pairingTokensMaxDefault, trust/pairing-tokens.ts). */
   readonly pairingTokensMax?: number;
   /**
@@ -524,7 +526,10 @@ export class DeviceService {
       revoke: (serial, reason, at) => revocations.revoke(serial, reason, at), isRevoked: (serial) => revocations.isRevoked(serial),
       list: () => revocations.list(), nextCrlNumber: async () => crlNumber,
     };
-    this.#crl = await generateCrl({ issuer: this.#options.materials.pki.intermediate, store, now: new Date(nowMs) });
+    this.#crl = await generateCrl({
+      issuer: this.#options.materials.pki.intermediate, store, now: new Date(nowMs),
+      ...(this.#options.crlValidityMs === undefined ? {} : { nextUpdateMs: this.#options.crlValidityMs }),
+    });
     await this.#writeCrlFile(this.#crl.pem);
     return this.#crl;
   }

@@ -28,6 +28,11 @@ const tokenTtlMsMax = 10 * minuteMs;
 const overlapMs = tokenTtlMsMax + 30_000;
 const rotationIntervalMs = 30 * minuteMs;
 const consumerBlockMs = minuteMs;
+/**
+ * A CRL valid one hour, re-signed with 20 min left: the re-sign is 40 virtual minutes away, not
+ * 16 hours (1,920 steps of 30 s, each waiting on the sweeps' real work, made this file 30 s long).
+ */
+const crlValidityMs = 60 * minuteMs;
 const password = 'correct horse battery staple';
 
 /**
@@ -74,15 +79,16 @@ class World {
   }
 
   /** A control plane on this data directory and database; the JWT key ring persists in `<dir>/jwt/`. */
-  async controlPlane(): Promise<ControlPlane> {
+  async controlPlane(overrides: { crlValidityMs?: number } = {}): Promise<ControlPlane> {
     const cp = await createControlPlane({
       materials: this.materials, stores: { sql: this.db, bus: this.bus, kv: this.kv }, clock: this.time, random: systemRandom, scheduler: this.time,
       gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 }, crlPath: this.crlPath,
-      jwt: { rotationIntervalMs, tokenTtlMs: tokenTtlMsMax, tokenTtlMsMax }, jwtRotationCheckIntervalMs: minuteMs, crlRepublishIntervalMs: minuteMs,
+      jwt: { rotationIntervalMs, tokenTtlMs: tokenTtlMsMax, tokenTtlMsMax }, jwtRotationCheckIntervalMs: minuteMs, crlRepublishIntervalMs: minuteMs, crlValidityMs,
       // The other sweeps rarely: they play no part here.
       consumerBlockMs, auditDrainIntervalMs: 10 * minuteMs, expirySweepIntervalMs: 10 * minuteMs, redeliverySweepIntervalMs: 10 * minuteMs,
       enrolledDevicesPublishIntervalMs: 10 * minuteMs, trustWipeCheckIntervalMs: 10 * minuteMs,
       complianceSweepIntervalMs: 10 * minuteMs, policyRevisionCheckIntervalMs: 10 * minuteMs,
+      ...overrides,
     });
     await cp.start();
     this.#running = cp;
@@ -186,6 +192,7 @@ describe('the CRL is re-published at every revocation and on a schedule (virtual
     try {
       const first = await crlOnDisk();
       assert.deepEqual(first.serials, [], 'written at start');
+      assert.equal(first.nextUpdate.getTime() - first.thisUpdate.getTime(), crlValidityMs, 'the configured validity');
       const device = 'crl-dev-1';
       const key = await makeDeviceKey(device);
       const { token } = await cp.devices.createPairingToken({ actor: 'root', deviceId: device });
@@ -216,5 +223,9 @@ describe('the CRL is re-published at every revocation and on a schedule (virtual
     } finally {
       await world.stop(cp);
     }
+  });
+
+  it('refuses a CRL validity of three republish intervals or less: the re-sign could come only after it went stale', async () => {
+    await assert.rejects(world.controlPlane({ crlValidityMs: 3 * minuteMs }), (error: unknown) => error instanceof SdcError && error.code === 'TRUST_INVALID_ARGUMENT');
   });
 });

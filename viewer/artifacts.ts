@@ -1,23 +1,13 @@
+import type { ArtifactRecord } from '../core/ota/artifact-record.js';
 import { isDeviceId } from '../core/protocol/device-id.js';
 import { formatTime } from './format.js';
+
+export type { ArtifactRecord };
 
 /**
  * The artifacts view's logic (docs/artifacts.md; GET /v1/artifacts): what each row shows and
  * what a download is saved as. Pure, so it is tested in Node without a browser.
  */
-export interface ArtifactRecord {
-  readonly id: string;
-  readonly device_id: string;
-  readonly kind: string;
-  readonly state: string;
-  readonly created_by: string;
-  readonly created_at_ms: number;
-  readonly sha256: string | null;
-  readonly length: number | null;
-  readonly plaintext_length: number | null;
-  readonly content_type: string | null;
-}
-
 export interface ArtifactRow {
   readonly id: string;
   readonly deviceId: string;

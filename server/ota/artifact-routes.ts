@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { SdcError } from '../../core/errors/index.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
+import type { ArtifactRecord } from '../../core/ota/artifact-record.js';
 import { commandTerminalStates } from '../../core/protocol/command-machine.js';
 import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
 import { DeviceId } from '../../core/protocol/messages/fields.js';
@@ -56,21 +57,6 @@ export interface ArtifactRetention {
 }
 
 const sha256Pattern = /^[0-9a-f]{64}$/;
-
-/** What a succeeded EXEC_COLLECT_ARTIFACT result's output says about its upload. */
-export interface ArtifactRecord {
-  readonly id: string;
-  readonly device_id: string;
-  readonly kind: string;
-  readonly state: string;
-  readonly created_by: string;
-  readonly created_at_ms: number;
-  /** Of the sealed bytes in the store, as the device's signed result reports them; null until it succeeded. */
-  readonly sha256: string | null;
-  readonly length: number | null;
-  readonly plaintext_length: number | null;
-  readonly content_type: string | null;
-}
 
 export interface ArtifactServiceOptions {
   readonly context: ServiceContext;

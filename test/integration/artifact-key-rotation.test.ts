@@ -24,17 +24,11 @@ import { ArtifactService } from '../../server/ota/artifact-routes.js';
 import { embedded, type BlobFixture } from '../../server/ota/blob-store-test-support.js';
 import { uploadKey } from '../../server/ota/encrypted-artifacts.js';
 import { createEmbeddedKeyValueStore } from '../../server/stores/kv/redis-key-value-store.js';
+import { artifactCommandView } from './support/artifact-command-view.js';
 
 const ed25519 = createNodeEd25519Provider();
 
-function commandView(id: string, state: CommandView['state'], output?: Record<string, unknown>): CommandView {
-  const nowMs = Date.now();
-  return {
-    id, device_id: 'dev-1', opcode: 'EXEC_COLLECT_ARTIFACT', args: { kind: 'screenshot' }, state, device_seq: 1, created_by: 'alice', created_at_ms: nowMs,
-    updated_at_ms: nowMs, expires_at_ms: nowMs + 600_000, attempts: 1, gateway_id: 'gw-1', signed: null,
-    result_frame: output === undefined ? null : { type: 'COMMAND_RESULT', body: { command_id: id, status: 'succeeded', output } } as never,
-  };
-}
+const commandView = (id: string, state: CommandView['state'], output?: Record<string, unknown>): CommandView => artifactCommandView({ id, state, output });
 
 const refusedWith = (code: ErrorCode) => (error: unknown) => SdcError.is(error, code);
 

@@ -17,6 +17,7 @@ import { ArtifactService } from '../../server/ota/artifact-routes.js';
 import { blobFixtures, type BlobFixture } from '../../server/ota/blob-store-test-support.js';
 import { uploadKey } from '../../server/ota/encrypted-artifacts.js';
 import { createEmbeddedKeyValueStore } from '../../server/stores/kv/redis-key-value-store.js';
+import { artifactCommandView } from './support/artifact-command-view.js';
 
 // A device's artifact PUT is bounded by the length it declared (docs/artifacts.md, "Grant"): the
 // grant signs that length as Content-Length, the embedded store refuses any other length itself
@@ -26,14 +27,7 @@ import { createEmbeddedKeyValueStore } from '../../server/stores/kv/redis-key-va
 
 const ed25519 = createNodeEd25519Provider();
 
-function commandView(id: string, state: CommandView['state'], output?: Record<string, unknown>): CommandView {
-  const nowMs = Date.now();
-  return {
-    id, device_id: 'dev-1', opcode: 'EXEC_COLLECT_ARTIFACT', args: { kind: 'screenshot' }, state, device_seq: 1, created_by: 'alice', created_at_ms: nowMs,
-    updated_at_ms: nowMs, expires_at_ms: nowMs + 600_000, attempts: 1, gateway_id: 'gw-1', signed: null,
-    result_frame: output === undefined ? null : { type: 'COMMAND_RESULT', body: { command_id: id, status: 'succeeded', output } } as never,
-  };
-}
+const commandView = (id: string, state: CommandView['state'], output?: Record<string, unknown>): CommandView => artifactCommandView({ id, state, output });
 
 /** PUTs `body` to `url` declaring `declaredLength`; with `cutAfter`, the connection is closed after that many bytes. */
 function put(url: string, body: Buffer, declaredLength: number, cutAfter?: number): Promise<{ status: number; text: string } | 'cut'> {

@@ -18,6 +18,7 @@ import { ArtifactService } from '../../server/ota/artifact-routes.js';
 import { embedded, type BlobFixture } from '../../server/ota/blob-store-test-support.js';
 import { uploadKey } from '../../server/ota/encrypted-artifacts.js';
 import { createEmbeddedKeyValueStore } from '../../server/stores/kv/redis-key-value-store.js';
+import { artifactCommandView } from './support/artifact-command-view.js';
 
 // The grant, seal, upload and open path between agent/ota/artifact-collector.ts and
 // server/ota/artifact-routes.ts's ArtifactService, on the embedded blob store over a real socket,
@@ -32,13 +33,8 @@ async function refused(run: Promise<unknown>, code: string, check?: (error: SdcE
   await assert.rejects(run, (error: unknown) => error instanceof SdcError && error.code === code && (check === undefined || check(error)), code);
 }
 
-function commandView(id: string, deviceId: string, state: CommandView['state'], kind: string, output?: Record<string, unknown>): CommandView {
-  return {
-    id, device_id: deviceId, opcode: 'EXEC_COLLECT_ARTIFACT', args: { kind }, state, device_seq: 1, created_by: 'alice', created_at_ms: nowMs,
-    updated_at_ms: nowMs, expires_at_ms: nowMs + 600_000, attempts: 1, gateway_id: 'gw-1', signed: null,
-    result_frame: output === undefined ? null : { type: 'COMMAND_RESULT', body: { command_id: id, status: 'succeeded', output } } as never,
-  };
-}
+const commandView = (id: string, deviceId: string, state: CommandView['state'], kind: string, output?: Record<string, unknown>): CommandView =>
+  artifactCommandView({ id, deviceId, state, kind, output, nowMs });
 
 /** A valid declared length for grants asked directly (100 bytes of plaintext, sealed). */
 const sealed100 = sealedLength(100);

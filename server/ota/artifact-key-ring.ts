@@ -40,6 +40,12 @@ export class ArtifactKeyRing {
   readonly #dataDir: string | undefined;
   #current: HeldArtifactKey;
   #retired = new Map<string, HeldArtifactKey>();
+  /**
+   * The keys of the last refresh by the PEM text they were read from: a refresh (at every grant
+   * and download) rebuilds only a key whose file changed, since a KeyObject costs about 0.7 ms and
+   * a full ring holds 17. Holds only the keys on disk at the last refresh, so it is bounded as the ring is.
+   */
+  #heldByPem = new Map<string, HeldArtifactKey>();
   /** Rotations and removals one at a time in this process. */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -72,9 +78,15 @@ export class ArtifactKeyRing {
   /** Reads the current and retired keys from the data directory again (another process may have rotated). */
   async refresh(): Promise<void> {
     if (this.#dataDir === undefined) return;
+    const heldByPem = new Map<string, HeldArtifactKey>();
+    const heldFrom = (pem: string): HeldArtifactKey => {
+      const key = this.#heldByPem.get(pem) ?? held(fromPem(pem));
+      heldByPem.set(pem, key);
+      return key;
+    };
     const currentPem = await readFile(artifactKeyPath(this.#dataDir), 'utf8');
     await requirePrivateKeyFileMode(artifactKeyPath(this.#dataDir));
-    const current = held(fromPem(currentPem));
+    const current = heldFrom(currentPem);
     const retired = new Map<string, HeldArtifactKey>();
     const directory = retiredArtifactKeyDirectory(this.#dataDir);
     const names = await readdir(directory).catch((error: NodeJS.ErrnoException) => {
@@ -86,12 +98,13 @@ export class ArtifactKeyRing {
       if (keyId === undefined || keyId === current.keyId) continue;
       const path = join(directory, name);
       await requirePrivateKeyFileMode(path);
-      const key = held(fromPem(await readFile(path, 'utf8')));
+      const key = heldFrom(await readFile(path, 'utf8'));
       // A file named for another key than it holds is not trusted to be that key.
       if (key.keyId === keyId) retired.set(keyId, key);
     }
     this.#current = current;
     this.#retired = retired;
+    this.#heldByPem = heldByPem;
   }
 
   /** The private keys that may open an upload whose header names `keyId` (all of them for a version 1 header without one). */

@@ -291,8 +291,10 @@ async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identi
   const live = await LiveTracker.open({ apiUrl: bench.apiUrl, caPem: bench.caPem, api: bench.api, currentToken: bench.currentToken, renewToken: bench.renewToken });
   try {
     // Loaded only with --mysql: without it the bench does not load mysql2 at all.
-    const sqlCount = run.options.mysqlUrl ? (await import('../server/stores/sql/mysql-database.js')).mysqlRoundTrips : undefined;
+    const mysql = run.options.mysqlUrl ? await import('../server/stores/sql/mysql-database.js') : undefined;
+    const sqlCount = mysql?.mysqlRoundTrips;
     const sqlBefore = sqlCount?.();
+    const stopTally = mysql?.startMysqlStatementTally();
     const profiler = run.options.cpuProfilePath === undefined ? undefined : await startCpuProfile();
     const monitor = loadMonitor();
     const rounds = await runCommandRounds({
@@ -300,6 +302,7 @@ async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identi
     });
     const load = monitor.stop();
     const sqlRoundTrips = sqlCount === undefined || sqlBefore === undefined ? null : sqlCount() - sqlBefore;
+    if (stopTally !== undefined) reportStatementTally(run, stopTally(), rounds.created);
     if (profiler !== undefined && run.options.cpuProfilePath !== undefined) await profiler.stop(run.options.cpuProfilePath);
     await run.fdSampler.sample();
     run.progress(`commands ${rounds.terminalCount}/${identities.length * run.options.commandsPerAgent} terminal`);
@@ -308,6 +311,16 @@ async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identi
   } finally {
     live.close();
   }
+}
+
+/** Statements whose share is printed (stderr progress), largest first. */
+const statementTallyLinesMax = 30;
+
+/** The commands phase's MySQL round trips by statement, per created command: where the per-command figure goes. */
+function reportStatementTally(run: RoundtripRun, tally: ReadonlyMap<string, number>, created: number): void {
+  if (created === 0) return;
+  const lines = [...tally].sort((a, b) => b[1] - a[1]).slice(0, statementTallyLinesMax);
+  run.progress(`SQL round trips per command by statement (${created} commands):\n${lines.map(([sql, n]) => `  ${(n / created).toFixed(2).padStart(6)}  ${sql}`).join('\n')}`);
 }
 
 interface LiveStreamFacts {

@@ -42,7 +42,7 @@ export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promis
   try {
     await database.query('SELECT 1');
   } catch (error) {
-    await step((done) => pool.end(done)).catch(() => undefined);
+    await step((done) => pool.end(done), 'END').catch(() => undefined);
     throw error;
   }
   return database;
@@ -68,9 +68,37 @@ export function mysqlRoundTrips(): number {
   return roundTrips;
 }
 
+/**
+ * Round trips by statement (whitespace collapsed, first statementTallyKeyLength characters) while a
+ * tally is running: where the per-command figure goes, stage by stage (`sdc bench roundtrip`).
+ * Undefined, and no cost beyond one comparison, when none runs.
+ */
+let statementTally: Map<string, number> | undefined;
+/** Distinct statements a tally keeps; the rest are counted under one key (bounded like every map here). */
+const statementTallyKeysMax = 500;
+const statementTallyKeyLength = 90;
+
+/** Starts counting round trips by statement in this process; the returned function stops and answers the counts. */
+export function startMysqlStatementTally(): () => ReadonlyMap<string, number> {
+  const tally = new Map<string, number>();
+  statementTally = tally;
+  return () => {
+    if (statementTally === tally) statementTally = undefined;
+    return tally;
+  };
+}
+
+function countStatement(text: string): void {
+  if (statementTally === undefined) return;
+  let key = text.replace(/\s+/g, ' ').trim().slice(0, statementTallyKeyLength);
+  if (!statementTally.has(key) && statementTally.size >= statementTallyKeysMax) key = '(other statements)';
+  statementTally.set(key, (statementTally.get(key) ?? 0) + 1);
+}
+
 /** One statement through the callback API, its error mapped to SdcError. */
 function send(target: Queryable, sql: string, params: readonly SqlValue[] | undefined): Promise<unknown> {
   roundTrips += 1;
+  countStatement(sql);
   return new Promise((resolve, reject) => {
     target.query(sql, mysqlParams(params), (error: QueryError | null, result: unknown) => {
       if (error) reject(mapMysqlError(error));
@@ -80,8 +108,9 @@ function send(target: Queryable, sql: string, params: readonly SqlValue[] | unde
 }
 
 /** A callback-style connection step (beginTransaction, commit, rollback) as a promise of its raw error. */
-function step(run: (callback: (error: Error | null) => void) => void): Promise<void> {
+function step(run: (callback: (error: Error | null) => void) => void, label: string): Promise<void> {
   roundTrips += 1;
+  countStatement(label);
   return new Promise((resolve, reject) => run((error) => (error ? reject(error) : resolve())));
 }
 
@@ -158,21 +187,21 @@ class MysqlDatabase implements SqlDatabase {
       },
     };
     try {
-      await step((done) => connection.beginTransaction(done)).catch((error: unknown) => { throw mapMysqlError(error); });
+      await step((done) => connection.beginTransaction(done), 'BEGIN').catch((error: unknown) => { throw mapMysqlError(error); });
       let result: T;
       try {
         result = await fn(tx);
       } catch (error) {
         open = false;
-        await step((done) => connection.rollback(done)).catch(() => {
+        await step((done) => connection.rollback(done), 'ROLLBACK').catch(() => {
           // The connection is broken; destroy it below instead of returning it to the pool.
           broken = true;
         });
         throw error;
       }
       open = false;
-      await step((done) => connection.commit(done)).catch(async (error: unknown) => {
-        await step((done) => connection.rollback(done)).catch(() => { broken = true; });
+      await step((done) => connection.commit(done), 'COMMIT').catch(async (error: unknown) => {
+        await step((done) => connection.rollback(done), 'ROLLBACK').catch(() => { broken = true; });
         throw mapMysqlError(error);
       });
       return result;
@@ -186,7 +215,7 @@ class MysqlDatabase implements SqlDatabase {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await step((done) => this.pool.end(done)).catch((error: unknown) => { throw mapMysqlError(error); });
+    await step((done) => this.pool.end(done), 'END').catch((error: unknown) => { throw mapMysqlError(error); });
   }
 
   private assertOpen(): void {

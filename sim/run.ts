@@ -33,7 +33,7 @@ import { faultyBus, faultySql } from '../chaos/faulty-stores.js';
 import { countOutcomes } from './outcomes.js';
 import { SimNetwork, type SimLink } from '../chaos/network.js';
 import { SeededRandom } from '../core/random/prng.js';
-import { commandMeanGapMs, opcodePicker, type Scenario } from './scenario.js';
+import { commandMeanGapMs, fullTierAgentsMax, opcodePicker, type Scenario } from './scenario.js';
 import { SimAgent, type SimAgentWorld } from './sim-agent.js';
 import { Trace } from './trace.js';
 import { observedKernel } from './observed-agent-parts.js';
@@ -310,6 +310,7 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
 function planRun(options: RunOptions): Run {
   const { scenario, seed } = options;
   const agentCount = options.agents ?? scenario.agents;
+  if (!(Number.isSafeInteger(agentCount) && agentCount >= 1 && agentCount <= fullTierAgentsMax)) throw new RangeError(`the full tier runs 1 to ${fullTierAgentsMax} agents, not ${agentCount}`);
   const safetyMs = options.safetyMs ?? scenario.safetyMs;
   const reproduce = `sdc sim --seed ${seed} --scenario ${options.scenarioRef}${options.agents === undefined ? '' : ` --agents ${agentCount}`}${options.safetyMs === undefined ? '' : ` --duration ${safetyMs}ms`}`;
   const root = new SeededRandom(seed);
@@ -380,7 +381,8 @@ async function openStores(run: Run): Promise<Stores> {
   // Saved only at close: a run never waits on the disk.
   const rawSql = await openSqlJsDatabase({ dataDir: workDir, durability: { mode: 'interval', intervalMs: 365 * 24 * 3600 * 1000 }, scheduler: time });
   const rawBus = new MemoryStreamBus({ clock: time, scheduler: time, entriesPerStreamMax: 2_000_000, pendingPerGroupMax: 1_000_000, waitersMax: 100_000 });
-  const kvSpace = new MemoryKeyValueSpace({ clock: time, keysMax: 1_000_000 });
+  // About ten keys per device (presence, sessions, nonces, delivery state), so the bound grows with the fleet.
+  const kvSpace = new MemoryKeyValueSpace({ clock: time, keysMax: Math.max(1_000_000, run.agentCount * 20) });
   return {
     workDir, rawSql, rawBus, sql: faultySql(rawSql, sqlDown), bus: faultyBus(rawBus, busDown),
     kvFor: () => new MemoryKeyValueStore({ space: kvSpace, keyPrefix: 'sdc:kv:' }),

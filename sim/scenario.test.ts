@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { assertRefused } from '../core/errors/assert-refused.js';
-import { builtinScenarioPath, commandMeanGapMs, loadScenario, parseScenario } from './scenario.js';
+import { builtinScenarioPath, commandMeanGapMs, fullTierAgentsMax, loadScenario, parseScenario } from './scenario.js';
+import { runSimulation } from './run.js';
 
 const base = {
   name: 't', description: '', agents: 10, gateways: 1, safetyMs: 10_000, livenessBoundMs: 10_000,
@@ -36,5 +37,16 @@ describe('scenario command rates', () => {
     assert.deepEqual(standard.faults, {});
     assert.equal(standard.churn, undefined);
     assert.equal(commandMeanGapMs(standard.commands, 10_000), 360);
+  });
+
+  it('takes fleets up to 100,000 agents (issue 17) and refuses larger ones, in the file and from --agents', async () => {
+    assert.equal(fullTierAgentsMax, 100_000);
+    const commands = { perAgentHour: 1, ttlMs: 60_000, mix };
+    assert.equal(parseScenario({ ...base, agents: 100_000, commands }).agents, 100_000);
+    assertRefused(() => parseScenario({ ...base, agents: 100_001, commands }), 'CLI_INPUT');
+    const scenario = parseScenario({ ...base, commands });
+    for (const agents of [0, 100_001, 1.5]) {
+      await assert.rejects(runSimulation({ scenario, scenarioRef: 't', seed: 1, agents }), { name: 'RangeError', message: /the full tier runs 1 to 100000 agents/ });
+    }
   });
 });

@@ -22,11 +22,11 @@ const seedMax = 2 ** 48 - 1;
  * server and agent, which would otherwise be most of the start-up time of every `sdc` call.
  */
 async function simRunners() {
-  const [{ runSimulation }, { runRealSimulation }, { runSwarm, swarmScenario }, { modelAgentsMax, runModel }, { describeValidation, validateModel }, { builtinScenarioPath, loadScenario }] = await Promise.all([
+  const [{ runSimulation }, { runRealSimulation }, { runSwarm, swarmScenario }, { modelAgentsMax, runModel }, { describeValidation, validateModel }, { builtinScenarioPath, fullTierAgentsMax, loadScenario }] = await Promise.all([
     import('../../sim/run.js'), import('../../sim/real/run-real.js'), import('../../sim/swarm.js'), import('../../sim/model/run-model.js'), import('../../sim/validate-model.js'),
     import('../../sim/scenario.js'),
   ]);
-  return { runSimulation, runRealSimulation, runSwarm, swarmScenario, modelAgentsMax, runModel, describeValidation, validateModel, builtinScenarioPath, loadScenario };
+  return { runSimulation, runRealSimulation, runSwarm, swarmScenario, modelAgentsMax, runModel, describeValidation, validateModel, builtinScenarioPath, loadScenario, fullTierAgentsMax };
 }
 
 /** --seed, or a random seed; with `runs` > 1 (a swarm) the last of the consecutive seeds stays within range too. */
@@ -75,8 +75,8 @@ async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
   // The seed first, before anything can fail.
   (json ? io.stderr : io.stdout)(`seed: ${seed}\n`);
   const tier = tierOption(args);
-  const { modelAgentsMax, runModel, runSimulation } = await simRunners();
-  const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, tier === 'model' ? modelAgentsMax : 20_000);
+  const { modelAgentsMax, fullTierAgentsMax, runModel, runSimulation } = await simRunners();
+  const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, tier === 'model' ? modelAgentsMax : fullTierAgentsMax);
   const safetyMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : undefined;
   const scenario = await resolveScenario(scenarioRef, { agents, safetyMs });
   // A bar on a terminal (or with --progress), a line per 10 % of virtual time elsewhere (a log, CI).

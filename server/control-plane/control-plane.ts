@@ -305,6 +305,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     context, app, dataDir: materials.dataDir, materials, commands, blobStore: () => ota.blobStore,
     ...(options.artifactRetention === undefined ? {} : { retention: options.artifactRetention }),
   });
+  // An artifact command's result is checked against its stored upload when it arrives, not only at download.
+  events.resultCheck = (command, output) => artifacts.checkResult(command, output);
 
   const consumer = options.consumerName ?? `cp-${hexFromBytes(random.bytes(6))}`;
   const claimIdleMs = options.claimIdleMs ?? 30_000;

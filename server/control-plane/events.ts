@@ -1,6 +1,6 @@
 import { SdcError } from '../../core/errors/index.js';
 import { decodeBusEntry, type BusEntryData } from '../bus-contract/entries.js';
-import { commandExecution, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
+import { commandExecution, commandTerminalStates, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import { riskScore } from '../../core/protocol/risk-score.js';
 import { traceLogFields } from '../../core/trace/trace-context.js';
@@ -73,6 +73,13 @@ export class EventHandlers {
   /** A device's OTA_REPORT (server/ota/rollouts.ts), set when the control plane has an image repository. */
   otaReports: ((data: BusEntryData<'ota_report'>) => Promise<void>) | undefined;
 
+  /**
+   * Checks a device's succeeded result against what it claims, before it is recorded (set by the
+   * control plane: an artifact upload's length and digest in the blob store, artifact-routes.ts).
+   * A refusal records the command failed, with the refusal's code in its history; a throw retries the entry.
+   */
+  resultCheck: ((command: { id: string; deviceId: string; opcode: string }, output: Readonly<Record<string, unknown>>) => Promise<SdcError | undefined>) | undefined;
+
   /** One entry of `sdc:events`. */
   async handleEvent(entry: BusEntry): Promise<void> {
     const decoded = decodeBusEntry(entry.fields);
@@ -144,9 +151,13 @@ export class EventHandlers {
     }
     // Before the transition, so a retry after a failure here still records it (it only moves up).
     await this.#devices.recordCommandFinished({ deviceId: data.device_id, deviceSeq: command.device_seq, atMs: data.at_ms });
+    // Only a result that would be recorded is checked (a duplicate or late one changes nothing).
+    const refusal = body.status === 'succeeded' && !commandTerminalStates.includes(command.row.state)
+      ? await this.resultCheck?.({ id: data.command_id, deviceId: data.device_id, opcode: command.row.opcode }, body.output) : undefined;
     // Stored with the command and audited as `command.result` with the device-signed frame, verbatim (command-decisions.ts).
-    const outcome = await this.#commands.transition(data.command_id, resultEvents[body.status], data.at_ms, {
-      detail: { gateway_id: data.gateway_id, status: body.status }, actor: actors.device(data.device_id),
+    const outcome = await this.#commands.transition(data.command_id, resultEvents[refusal === undefined ? body.status : 'failed'], data.at_ms, {
+      detail: { gateway_id: data.gateway_id, status: body.status, ...(refusal === undefined ? {} : { refused: { code: refusal.code, message: refusal.message } }) },
+      actor: actors.device(data.device_id),
       result: { frame: data.frame, gatewayId: data.gateway_id }, current: command.row,
     });
     // The trace the command was created under (ours), else the one the gateway and the device passed back.

@@ -17,7 +17,7 @@ import type { RoutesPlugin } from '../control-plane/http/plugin.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
 import type { BlobStore } from './blob-store.js';
 import { ArtifactKeyRing } from './artifact-key-ring.js';
-import { openEncryptedUpload, uploadKey, type ArtifactKey } from './encrypted-artifacts.js';
+import { checkStoredUpload, openEncryptedUpload, uploadKey, type ArtifactKey } from './encrypted-artifacts.js';
 
 /**
  * Encrypted artifact uploads (issue 10, docs/artifacts.md): an operator sends EXEC_COLLECT_ARTIFACT
@@ -232,6 +232,34 @@ export class ArtifactService {
   }
 
   /**
+   * A device's succeeded EXEC_COLLECT_ARTIFACT result, checked when it arrives (the control
+   * plane's result handler asks before recording it; events.ts `resultCheck`): the result must
+   * describe its upload, and the stored object must have exactly that length and SHA-256. The
+   * refusal is returned (the handler records the command failed with its code) and audited
+   * `artifact.result_refused`; other opcodes pass. A store that cannot be reached throws, so the
+   * handler's entry is retried, not recorded either way.
+   */
+  async checkResult(command: { readonly id: string; readonly deviceId: string; readonly opcode: string }, output: Readonly<Record<string, unknown>>): Promise<SdcError | undefined> {
+    if (command.opcode !== artifactOpcode) return undefined;
+    let refusal: SdcError | undefined;
+    try {
+      const claimed = uploadClaimOf(command.id, output);
+      refusal = await checkStoredUpload({
+        store: this.#o.blobStore(), binding: { deviceId: command.deviceId, commandId: command.id },
+        expected: claimed, sealedBytesMax: sealedLength(this.plaintextBytesMax),
+      });
+    } catch (error) {
+      if (!SdcError.is(error, 'ARTIFACT_RESULT_INVALID')) throw error;
+      refusal = error;
+    }
+    if (refusal !== undefined) {
+      this.#o.context.logger.warn({ commandId: command.id, deviceId: command.deviceId, code: refusal.code, reason: refusal.message }, 'artifact result refused: its upload does not match');
+      await this.#auditRefusal('artifact.result_refused', actors.device(command.deviceId), command.id, refusal.code);
+    }
+    return refusal;
+  }
+
+  /**
    * The artifact's plaintext for an operator: the command must have succeeded with a result
    * naming this artifact, the stored object must have exactly the length and SHA-256 of that
    * signed result, and its seal must open for this device and command (a tampered object,
@@ -335,12 +363,18 @@ export function recordOf(command: CommandView): ArtifactRecord {
   const empty = { ...base, sha256: null, length: null, plaintext_length: null, content_type: null };
   if (command.state !== 'succeeded') return empty;
   const output = objectOf(objectOf(objectOf(command.result_frame ?? undefined)?.body)?.output);
-  const { artifact_id: id, sha256, length, plaintext_length: plaintextLength, content_type: contentType } = output ?? {};
-  if (id !== command.id || typeof sha256 !== 'string' || !sha256Pattern.test(sha256) || !Number.isSafeInteger(length) || (length as number) < 0
+  const { sha256, length, plaintextLength, contentType } = uploadClaimOf(command.id, output ?? {});
+  return { ...base, sha256, length, plaintext_length: plaintextLength, content_type: contentType };
+}
+
+/** The upload a succeeded result's output reports; ARTIFACT_RESULT_INVALID when it does not describe one of this command. */
+function uploadClaimOf(commandId: string, output: Readonly<Record<string, unknown>>): { sha256: string; length: number; plaintextLength: number; contentType: string | null } {
+  const { artifact_id: id, sha256, length, plaintext_length: plaintextLength, content_type: contentType } = output;
+  if (id !== commandId || typeof sha256 !== 'string' || !sha256Pattern.test(sha256) || !Number.isSafeInteger(length) || (length as number) < 0
     || !Number.isSafeInteger(plaintextLength) || (plaintextLength as number) < 0) {
-    throw new SdcError('ARTIFACT_RESULT_INVALID', `command ${command.id}'s result does not describe its upload (artifact_id, sha256, length, plaintext_length)`, { commandId: command.id });
+    throw new SdcError('ARTIFACT_RESULT_INVALID', `command ${commandId}'s result does not describe its upload (artifact_id, sha256, length, plaintext_length)`, { commandId });
   }
-  return { ...base, sha256, length: length as number, plaintext_length: plaintextLength as number, content_type: typeof contentType === 'string' ? contentType : null };
+  return { sha256, length: length as number, plaintextLength: plaintextLength as number, contentType: typeof contentType === 'string' ? contentType : null };
 }
 
 /** The TLS client certificate of the connection, if any (the API's listener requests one and lets the route judge it). */

@@ -93,3 +93,46 @@ export async function openEncryptedUpload(options: OpenUploadOptions): Promise<B
   }
   return Buffer.concat(chunks);
 }
+
+export interface StoredUploadCheck {
+  readonly store: BlobStore;
+  readonly binding: SealBinding;
+  /** What the command result reported. */
+  readonly expected: { readonly sha256: string; readonly length: number };
+  /** The largest sealed upload a grant allows: a result reporting more is refused before anything is read. */
+  readonly sealedBytesMax: number;
+}
+
+/**
+ * The stored upload has exactly the length and SHA-256 the device's result reports, else the
+ * typed refusal: ARTIFACT_NOT_FOUND when no object is stored, OTA_UPLOAD_DIGEST_MISMATCH when it
+ * differs, OTA_UPLOAD_TOO_LARGE when the report passes the grant's bound. The object is hashed as
+ * it is read and reading stops one byte past the reported length, so a check costs at most that
+ * much. The digest is computed here on every store: S3's ETag is an MD5 (or a multipart
+ * composite), and s3rver keeps no SHA-256 checksum (x-amz-checksum-sha256) to ask for instead.
+ * A store that cannot be reached throws, for the caller to retry.
+ */
+export async function checkStoredUpload(options: StoredUploadCheck): Promise<SdcError | undefined> {
+  const { expected } = options;
+  if (expected.length > options.sealedBytesMax) {
+    return new SdcError('OTA_UPLOAD_TOO_LARGE', `the result reports a ${expected.length}-byte upload; grants allow at most ${options.sealedBytesMax}`, { bytesMax: options.sealedBytesMax });
+  }
+  const key = uploadKey(options.binding);
+  const head = await options.store.head(key);
+  const body = head === undefined ? undefined : await options.store.read(key);
+  if (head === undefined || body === undefined) return new SdcError('ARTIFACT_NOT_FOUND', 'the result reports an upload, but none is stored for this device and command');
+  if (head.length !== expected.length) return new SdcError('OTA_UPLOAD_DIGEST_MISMATCH', `the stored upload is ${head.length} bytes, the command result says ${expected.length}`);
+  const hash = createHash('sha256');
+  let length = 0;
+  for await (const chunk of body) {
+    length += chunk.length;
+    // The object may have grown since the HEAD: stop reading rather than hash an unbounded body.
+    if (length > expected.length) return new SdcError('OTA_UPLOAD_DIGEST_MISMATCH', 'the stored upload is longer than the command result says');
+    hash.update(chunk);
+  }
+  const sha256 = hash.digest('hex');
+  if (length !== expected.length || sha256 !== expected.sha256.toLowerCase()) {
+    return new SdcError('OTA_UPLOAD_DIGEST_MISMATCH', `the stored upload (${length} bytes, SHA-256 ${sha256}) is not what the command result says (${expected.length} bytes, ${expected.sha256})`);
+  }
+  return undefined;
+}

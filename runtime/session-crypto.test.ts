@@ -4,7 +4,7 @@ import { SdcError } from '../core/errors/index.js';
 import { bytesFromHex, hexFromBytes } from '../core/crypto/bytes.js';
 import { createNobleSessionKeyCrypto } from '../core/crypto/session-crypto-noble.js';
 import type { SessionKeyCrypto } from '../core/ports/ports.js';
-import { createNodeSessionKeyCrypto } from './session-crypto-node.js';
+import { createNodeSessionKeyCrypto, x25519ImportStats } from './session-crypto-node.js';
 
 const hex = (text: string) => bytesFromHex(text, { code: 'PROTO_INVALID_ARGUMENT', name: 'vector' });
 const ascii = (text: string) => new TextEncoder().encode(text);
@@ -52,3 +52,22 @@ for (const crypto of [createNodeSessionKeyCrypto(), createNobleSessionKeyCrypto(
     });
   });
 }
+
+describe('SessionKeyCrypto: node:crypto reuses a session\'s imported secret', () => {
+  it('imports the ephemeral secret once for its public key and the shared secret, and afresh when the array changed', () => {
+    const crypto = createNodeSessionKeyCrypto();
+    const secret = hex(x25519Vector.alicePrivate);
+    const before = x25519ImportStats.privateKeyImports;
+    assert.equal(hexFromBytes(crypto.x25519PublicKey(secret)), x25519Vector.alicePublic);
+    assert.equal(hexFromBytes(crypto.x25519SharedSecret(secret, hex(x25519Vector.bobPublic))), x25519Vector.shared);
+    assert.equal(x25519ImportStats.privateKeyImports - before, 1, 'one import for both calls');
+    // The same array, now holding Bob's secret: the held key must not be used.
+    secret.set(hex(x25519Vector.bobPrivate));
+    assert.equal(hexFromBytes(crypto.x25519SharedSecret(secret, hex(x25519Vector.alicePublic))), x25519Vector.shared);
+    assert.equal(hexFromBytes(crypto.x25519PublicKey(secret)), x25519Vector.bobPublic);
+    assert.equal(x25519ImportStats.privateKeyImports - before, 3);
+    // A copy of a secret is another array: imported on its own.
+    assert.equal(hexFromBytes(crypto.x25519SharedSecret(hex(x25519Vector.alicePrivate), hex(x25519Vector.bobPublic))), x25519Vector.shared);
+    assert.equal(x25519ImportStats.privateKeyImports - before, 4);
+  });
+});

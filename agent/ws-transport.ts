@@ -1,7 +1,10 @@
+import { isIP } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { defaultProtocolLimits } from '../core/protocol/limits.js';
 import type { RandomSource, Scheduler, TimerHandle } from '../core/ports/ports.js';
 import type { AgentConnectionHandle, AgentCore, AgentLogger } from './agent-core.js';
+import { TlsSessionCache } from './tls-session-cache.js';
 
 export interface WsAgentDriverOptions {
   core: AgentCore;
@@ -24,6 +27,8 @@ export interface WsAgentDriverOptions {
    * read must not make the agent buffer without bound. Results survive in the journal.
    */
   socketBufferedBytesMax?: number;
+  /** Offer the last TLS session ticket at reconnect (agent/tls-session-cache.ts); default true. */
+  tlsSessionResumption?: boolean;
 }
 
 export interface WsAgentDriver {
@@ -33,6 +38,19 @@ export interface WsAgentDriver {
 }
 
 const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * The TLS connect ws would make (its own sets the server name from the host unless it is an IP
+ * address), which also hands every session ticket the gateway sends to `onTicket`.
+ */
+function ticketKeepingConnect(onTicket: (ticket: Buffer) => void): (options: ConnectionOptions) => TLSSocket {
+  return (options) => {
+    const host = options.host ?? '';
+    const socket = tlsConnect({ ...options, path: undefined, servername: options.servername ?? (isIP(host) === 0 ? host : '') });
+    socket.on('session', onTicket);
+    return socket;
+  };
+}
 
 /**
  * The socket driver around an AgentCore: one WebSocket over TLS 1.3 with the device certificate
@@ -50,6 +68,7 @@ export function startWsAgentDriver(options: WsAgentDriverOptions): WsAgentDriver
   let socket: WebSocket | undefined;
   let retryTimer: TimerHandle | undefined;
   let closedSignal: (() => void) | undefined;
+  const sessions = options.tlsSessionResumption === false ? undefined : new TlsSessionCache();
 
   const scheduleReconnect = () => {
     if (stopped) return;
@@ -67,9 +86,14 @@ export function startWsAgentDriver(options: WsAgentDriverOptions): WsAgentDriver
     if (stopped) return;
     const url = options.urls[urlIndex % options.urls.length]!;
     urlIndex += 1;
+    const session = sessions?.offerFor(url, options.certPem);
     const ws = new WebSocket(url, {
       cert: options.certPem, key: options.keyPem, ca: options.caPem, minVersion: 'TLSv1.3',
       maxPayload: defaultProtocolLimits.frameBytesMax, handshakeTimeout: options.connectTimeoutMs ?? 15_000, perMessageDeflate: false,
+      ...(sessions === undefined ? {} : {
+        ...(session === undefined ? {} : { session }),
+        createConnection: ticketKeepingConnect((ticket) => sessions.remember(url, options.certPem, ticket)) as unknown as WebSocket.ClientOptions['createConnection'],
+      }),
     });
     socket = ws;
     let handle: AgentConnectionHandle | undefined;

@@ -69,6 +69,12 @@ export interface StartDeploymentOptions {
   metricsPort?: number;
   /** Where that listener binds (default 127.0.0.1). */
   metricsHost?: string;
+  /**
+   * The secret the gateway's TLS session ticket keys are derived from (server/gateway/tls-session-tickets.ts).
+   * Default: the gateway signing key's seed, which every gateway of the data directory shares, so
+   * an agent resumes its TLS session on any of them. The reconnect bench gives one gateway another.
+   */
+  gatewayTicketSecret?: Uint8Array;
 }
 
 /** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
@@ -147,6 +153,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
   const gatewayServer = await startGatewayServer({
     core: gateway, tls: materials.serverTls, host, port: gatewayPort.port,
     trustAnchors: [materials.intermediateCaPem, materials.rootCaPem], clock, logger: logger.child({ role: 'gateway-server' }), metrics,
+    sessionTickets: { secret: options.gatewayTicketSecret ?? materials.gatewaySigner.seed },
   }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
   onStop(() => gatewayServer.close());
   const gatewayUrl = gatewayServer.address.url;

@@ -15,6 +15,9 @@ import { unverifiedDeviceIdOf, verifyDeviceCertificate, type TrustAnchor } from 
 import { closeCodes } from './close-codes.js';
 import type { GatewayCore } from './gateway-core.js';
 import { AgentSocket, AgentWebSocket, type AgentSocketShared } from './agent-socket.js';
+import {
+  msUntilNextPeriod, sessionIdContextFor, ticketKeyRotationMsDefault, ticketKeysFor, ticketPeriodOf, type SessionTicketOptions,
+} from './tls-session-tickets.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
 
 export const agentPathDefault = '/v1/agent';
@@ -43,6 +46,12 @@ export interface GatewayServerOptions {
   handshakeTimeoutMs?: number;
   /** Default handshakeLimitsDefault.pendingHandshakesPerSourceMax. */
   pendingHandshakesPerSourceMax?: number;
+  /**
+   * TLS session tickets every gateway with the same secret accepts (tls-session-tickets.ts), so an
+   * agent whose gateway died resumes on another one. Absent: Node's random per-process ticket keys
+   * (a ticket resumes only on the gateway that issued it, for Node's default 300 s).
+   */
+  sessionTickets?: SessionTicketOptions;
 }
 
 /**
@@ -62,6 +71,8 @@ export interface GatewayServer {
   close(): Promise<void>;
   /** Destroys every socket at once, with no close frames and no callbacks into the core: a crash. */
   kill(): void;
+  /** TLS handshakes completed since the start: full ones, and resumed ones (a ticket accepted). */
+  readonly tlsHandshakes: { readonly full: number; readonly resumed: number };
 }
 
 /**
@@ -150,6 +161,9 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const handshakes = new PendingHandshakes(options.pendingHandshakesPerSourceMax ?? handshakeLimitsDefault.pendingHandshakesPerSourceMax);
   // Parsed once here, not once per connection: verifyDeviceCertificate remembers what it read of each anchor object.
   const trustAnchors = options.trustAnchors.map((anchor) => (typeof anchor === 'string' ? new X509Certificate(anchor) : anchor));
+  const tickets = options.sessionTickets;
+  const ticketRotationMs = tickets?.rotationMs ?? ticketKeyRotationMsDefault;
+  const tlsHandshakes = { full: 0, resumed: 0 };
 
   const server: Server = createServer({
     cert: options.tls.certPem,
@@ -160,6 +174,11 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     requestCert: true,
     rejectUnauthorized: true,
     handshakeTimeout: handshakeTimeoutMs,
+    sessionIdContext: sessionIdContextFor(options.tls.caPem),
+    // A ticket cannot outlive its key, so it is not offered for longer.
+    ...(tickets === undefined ? {} : {
+      ticketKeys: ticketKeysFor(tickets.secret, ticketPeriodOf(clock.nowMs(), ticketRotationMs)), sessionTimeout: Math.floor(ticketRotationMs / 1000),
+    }),
   }, (_request, response) => {
     // A plain HTTPS request (no upgrade): the client's mistake, in the API's error shape.
     const refusal = new SdcError('GATEWAY_UPGRADE_REQUIRED', `connect with a WebSocket on ${path}`);
@@ -192,6 +211,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   });
   server.on('secureConnection', (tlsSocket: TLSSocket) => {
     handshakes.end(handshakeKeyOf(tlsSocket));
+    if (tlsSocket.isSessionReused()) tlsHandshakes.resumed += 1;
+    else tlsHandshakes.full += 1;
     forgetAlpnCopy(tlsSocket);
   });
   server.on('tlsClientError', (error: Error & { code?: string }) => {
@@ -238,20 +259,33 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     }
   }
 
+  // Every gateway changes keys at the same period boundary (their clocks agreeing), so they keep accepting each other's tickets.
+  let rotationTimer: NodeJS.Timeout | undefined;
+  const scheduleRotation = (secret: Uint8Array) => {
+    rotationTimer = setTimeout(() => {
+      server.setTicketKeys(ticketKeysFor(secret, ticketPeriodOf(clock.nowMs(), ticketRotationMs)));
+      scheduleRotation(secret);
+    }, msUntilNextPeriod(clock.nowMs(), ticketRotationMs) + 1);
+    rotationTimer.unref();
+  };
+
   server.listen(options.port, options.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
   });
+  if (tickets !== undefined) scheduleRotation(tickets.secret);
   const info = server.address() as AddressInfo;
   const hostForUrl = info.family === 'IPv6' ? `[${info.address}]` : info.address;
   let closed = false;
 
   return {
     address: { host: info.address, port: info.port, url: `wss://${hostForUrl}:${info.port}${path}` },
+    tlsHandshakes,
     async close() {
       if (closed) return;
       closed = true;
+      clearTimeout(rotationTimer);
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const client of wss.clients) client.close(closeCodes.goingAway, 'GATEWAY_SHUTTING_DOWN');
       wss.close();
@@ -263,6 +297,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     },
     kill() {
       closed = true;
+      clearTimeout(rotationTimer);
       for (const client of wss.clients) client.removeAllListeners();
       for (const socket of sockets) socket.destroy();
       server.close();

@@ -40,7 +40,7 @@ export async function ensurePrivateDirectory(path: string): Promise<void> {
 }
 
 /** Makes the rename durable; some platforms refuse to fsync a directory, which only weakens durability. */
-async function syncDirectory(directory: string): Promise<void> {
+export async function syncDirectory(directory: string): Promise<void> {
   let handle;
   try {
     handle = await open(directory, 'r');

@@ -1,13 +1,13 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import initSqlJs from 'sql.js';
 import { SdcError } from '../../../core/errors/index.js';
 import type { Scheduler, TimerHandle } from '../../../core/ports/ports.js';
 import { runSqlContract } from './sql-contract.js';
 import { openSqlJsDatabase } from './sqljs-database.js';
+import { scanJournal } from './sqljs-journal.js';
 
 const roots: string[] = [];
 async function freshDir(): Promise<string> {
@@ -24,6 +24,20 @@ runSqlContract('sql.js (embedded file)', {
   create: () => openSqlJsDatabase({ dataDir }),
   reset: async () => { dataDir = await freshDir(); },
 });
+
+/** A copy of the database's files (snapshot and journal, as they are now) in a new directory: what a crash now would leave. */
+async function copyOfFiles(dir: string, fileName = 'control-plane.sqlite'): Promise<string> {
+  const copy = await freshDir();
+  for (const name of [fileName, `${fileName}.journal`]) await copyFile(join(dir, name), join(copy, name)).catch(() => undefined);
+  return copy;
+}
+
+/** A non-empty directory where a file must be written or removed makes that fail on any user, root included. */
+async function blockPath(path: string): Promise<void> {
+  await rm(path, { force: true });
+  await mkdir(path);
+  await writeFile(join(path, 'blocker'), 'x');
+}
 
 /** Timers that fire only when the test says so. */
 function manualScheduler(): Scheduler & { fireAll(): void; pending(): number } {
@@ -46,63 +60,60 @@ function manualScheduler(): Scheduler & { fireAll(): void; pending(): number } {
 }
 
 describe('sql.js adapter specifics', () => {
-  it('every-commit durability: a second opener sees a write before the first closes', async () => {
+  it('every-commit durability: a write is on disk when it resolves, and a closed database is one file again', async () => {
     const dir = await freshDir();
     const writer = await openSqlJsDatabase({ dataDir: dir });
     await writer.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
     await writer.execute('INSERT INTO t (id) VALUES (?)', ['a']);
-    const reader = await openSqlJsDatabase({ dataDir: dir });
-    assert.deepEqual(await reader.query('SELECT id FROM t'), [{ id: 'a' }]);
-    await reader.close();
+    // What a crash right now would leave: a copy of the files opened elsewhere.
+    const copy = await openSqlJsDatabase({ dataDir: await copyOfFiles(dir) });
+    assert.deepEqual(await copy.query('SELECT id FROM t'), [{ id: 'a' }]);
+    await copy.close();
     await writer.close();
-    assert.deepEqual((await readdir(dir)).sort(), ['control-plane.sqlite'], 'no temporary file is left behind');
+    assert.deepEqual((await readdir(dir)).sort(), ['control-plane.sqlite'], 'the journal went into the snapshot; no temporary file is left behind');
   });
 
-  it('every-commit group commit: each concurrent write is in the file when it resolves, with fewer saves than writes', async () => {
+  it('every-commit group commit: each concurrent write is in the journal when it resolves, with fewer appends than writes', async () => {
     const dir = await freshDir();
     const db = await openSqlJsDatabase({ dataDir: dir });
     await db.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
-    const SQL = await initSqlJs();
-    const idsInFile = async (): Promise<Set<string>> => {
-      const copy = new SQL.Database(new Uint8Array(await readFile(join(dir, 'control-plane.sqlite'))));
-      try {
-        return new Set((copy.exec('SELECT id FROM t')[0]?.values ?? []).map((row) => String(row[0])));
-      } finally {
-        copy.close();
-      }
+    const idsInJournal = async (): Promise<Set<string>> => {
+      const scan = scanJournal(await readFile(join(dir, 'control-plane.sqlite.journal')), 'journal');
+      return new Set(scan.records.flatMap((record) => record.statements.map((statement) => String(statement.params[0]))));
     };
     const before = db.saveStats();
     const writes = 40;
     const missing: string[] = [];
     await Promise.all(Array.from({ length: writes }, async (_, i) => {
       const id = `w${i}`;
-      // Half plain statements, half transactions: both wait for the save that covers them.
+      // Half plain statements, half transactions: both wait for the append that covers them.
       if (i % 2 === 0) await db.execute('INSERT INTO t (id) VALUES (?)', [id]);
       else await db.transaction(async (tx) => { await tx.execute('INSERT INTO t (id) VALUES (?)', [id]); });
-      if (!(await idsInFile()).has(id)) missing.push(id);
+      if (!(await idsInJournal()).has(id)) missing.push(id);
     }));
-    assert.deepEqual(missing, [], 'a write resolved before a save containing it reached the file');
+    assert.deepEqual(missing, [], 'a write resolved before an append containing it reached the file');
     const after = db.saveStats();
     assert.equal(after.commits - before.commits, writes);
-    const saves = after.saves - before.saves;
-    assert.ok(saves >= 1 && saves < writes, `${saves} saves for ${writes} concurrent writes`);
+    const appends = after.journalAppends - before.journalAppends;
+    assert.ok(appends >= 1 && appends < writes, `${appends} appends for ${writes} concurrent writes`);
+    assert.equal(after.journalRecordsWritten - before.journalRecordsWritten, writes, 'one record per commit');
+    assert.equal(after.snapshots, 0, 'no whole-database write below the journal bound');
     await db.close();
   });
 
-  it('every-commit group commit: a failed save fails every write of its batch, and the next write retries the save', async () => {
+  it('every-commit group commit: a failed append fails every write of its group, and the next write repairs it with a snapshot', async () => {
     const dir = await freshDir();
     const db = await openSqlJsDatabase({ dataDir: dir, fileName: 'db.sqlite' });
     await db.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
-    await rm(join(dir, 'db.sqlite'));
-    await mkdir(join(dir, 'db.sqlite'));
-    await writeFile(join(dir, 'db.sqlite', 'blocker'), 'x');
+    await blockPath(join(dir, 'db.sqlite.journal'));
     const results = await Promise.allSettled(['a', 'b', 'c', 'd'].map((id) => db.execute('INSERT INTO t (id) VALUES (?)', [id])));
     assert.ok(results.every((r) => r.status === 'rejected' && SdcError.is(r.reason, 'STORE_SAVE_FAILED')), 'no write reports success without a save');
-    await rm(join(dir, 'db.sqlite'), { recursive: true });
+    await rm(join(dir, 'db.sqlite.journal'), { recursive: true });
     await db.execute('INSERT INTO t (id) VALUES (?)', ['e']);
-    const reopened = await openSqlJsDatabase({ dataDir: dir, fileName: 'db.sqlite' });
-    assert.equal((await reopened.query('SELECT id FROM t')).length, 5, 'the retried save wrote the earlier batch too');
-    await reopened.close();
+    assert.equal(db.saveStats().snapshots, 1, 'the repair was a snapshot');
+    const copy = await openSqlJsDatabase({ dataDir: await copyOfFiles(dir, 'db.sqlite'), fileName: 'db.sqlite' });
+    assert.equal((await copy.query('SELECT id FROM t')).length, 5, 'the snapshot holds the failed group too, and the journal the write after it');
+    await copy.close();
     await db.close();
   });
 
@@ -116,14 +127,16 @@ describe('sql.js adapter specifics', () => {
     assert.deepEqual((await readdir(dir)).filter((f) => !f.endsWith('.lock')), [], 'nothing written before the interval');
     scheduler.fireAll();
     await db.query('SELECT 1 AS one'); // queued behind the save on the mutex
-    const reader = await openSqlJsDatabase({ dataDir: dir });
+    const reader = await openSqlJsDatabase({ dataDir: await copyOfFiles(dir) });
     assert.deepEqual(await reader.query('SELECT id FROM t'), [{ id: 'a' }]);
     await reader.close();
     await db.execute('INSERT INTO t (id) VALUES (?)', ['b']);
     await db.flush();
-    const again = await openSqlJsDatabase({ dataDir: dir });
+    const again = await openSqlJsDatabase({ dataDir: await copyOfFiles(dir) });
     assert.equal((await again.query('SELECT id FROM t')).length, 2);
     await again.close();
+    assert.deepEqual((await readdir(dir)).filter((f) => !f.endsWith('.lock')), ['control-plane.sqlite'], 'interval mode writes snapshots, no journal');
+    await assert.rejects(openSqlJsDatabase({ dataDir: dir }), (e) => SdcError.is(e, 'STORE_INVALID_ARGUMENT'), 'a second opener in this process must ask for the same durability');
     await db.close();
     assert.equal(scheduler.pending(), 0);
   });
@@ -132,14 +145,12 @@ describe('sql.js adapter specifics', () => {
     const dir = await freshDir();
     const db = await openSqlJsDatabase({ dataDir: dir, fileName: 'db.sqlite' });
     await db.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
-    // A non-empty directory where the file must be renamed makes the save fail on any user, root included.
-    await rm(join(dir, 'db.sqlite'));
-    await mkdir(join(dir, 'db.sqlite'));
-    await writeFile(join(dir, 'db.sqlite', 'blocker'), 'x');
+    await blockPath(join(dir, 'db.sqlite.journal'));
     await assert.rejects(db.execute('INSERT INTO t (id) VALUES (?)', ['a']), (e) => SdcError.is(e, 'STORE_SAVE_FAILED'));
+    // The repairing snapshot is written, but the journal cannot be removed: still refused, and 'b' never runs.
     await assert.rejects(db.execute('INSERT INTO t (id) VALUES (?)', ['b']), (e) => SdcError.is(e, 'STORE_SAVE_FAILED'));
     await assert.rejects(db.close(), (e) => SdcError.is(e, 'STORE_SAVE_FAILED'), 'close does not drop unsaved data quietly');
-    await rm(join(dir, 'db.sqlite'), { recursive: true });
+    await rm(join(dir, 'db.sqlite.journal'), { recursive: true });
     await db.close();
     const reopened = await openSqlJsDatabase({ dataDir: dir, fileName: 'db.sqlite' });
     assert.deepEqual(await reopened.query('SELECT id FROM t'), [{ id: 'a' }]);

@@ -1,8 +1,8 @@
 import { acquireFileLock, type FileLock } from './file-lock.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import initSqlJs, { type Database, type SqlJsStatic, type Statement } from 'sql.js';
+import type { Database, Statement } from 'sql.js';
 import { SdcError } from '../../../core/errors/index.js';
 import type { Scheduler, TimerHandle } from '../../../core/ports/ports.js';
 import { AsyncMutex } from '../../../runtime/async-mutex.js';
@@ -11,65 +11,94 @@ import { mapSqliteError } from './sqlite-errors.js';
 import type { ExecuteResult, SqlDatabase, SqlExecutor, SqlValue } from './sql-port.js';
 import { normaliseParams } from './sql-values.js';
 import { SqlJsStatementCache } from './sqljs-statements.js';
+import { encodeRecord, journalRecordBytesMax, recordHeaderBytes, statementBytes, type JournalStatement } from './sqljs-journal-format.js';
+import { JournalFile } from './sqljs-journal.js';
+import { loadSqlJsFiles, writeSnapshotPosition } from './sqljs-recovery.js';
 
 /**
- * When the in-memory database is written to its file:
- * - `every-commit` (default): a write's promise resolves only once a save that includes it has
- *   reached the disk (export + fsync + rename). Saves are group commits: writes that commit while
- *   a save is running share the next one, so N concurrent writers cost about two saves, not N.
- * - `interval`: at most every `intervalMs` after a write (on the given Scheduler), plus `flush()`
- *   and `close()`. A crash loses at most that window; a failed save is still never silent.
+ * When a commit reaches the disk:
+ * - `every-commit` (default): a write's promise resolves only once its record is in the journal
+ *   beside the database file and synced (sqljs-journal.ts). Appends are group commits: writes
+ *   that commit while an append is running share the next one, so N concurrent writers cost about
+ *   two appends, not N. The whole database (a snapshot) is written only when the journal passes
+ *   its bound, at close, and to repair a failed append.
+ * - `interval`: no journal; a snapshot at most every `intervalMs` after a write (on the given
+ *   Scheduler), plus `flush()` and `close()`. A crash loses at most that window; a failed save is
+ *   still never silent.
  */
 export type SqlJsDurability = { readonly mode: 'every-commit' } | { readonly mode: 'interval'; readonly intervalMs: number };
 
+/** Where recovery at open is reported (a pino logger fits); by default one JSON line on stderr. */
+export interface SqlJsLogger {
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
 export interface SqlJsDatabaseOptions {
   readonly dataDir: string;
-  /** File name inside dataDir. */
+  /** File name inside dataDir; the journal is this name plus `.journal`. */
   readonly fileName?: string;
   readonly durability?: SqlJsDurability;
   /** Needed for `interval` durability, so the simulator can drive saves on virtual time. */
   readonly scheduler?: Scheduler;
   /** Callers allowed to wait for the single connection before STORE_LIMIT. */
   readonly waitersMax?: number;
+  /** A snapshot is written once the journal holds this many bytes, or the last snapshot's size if that is larger. */
+  readonly snapshotAfterJournalBytes?: number;
+  /** ... or this many records (bounds the replay at open). */
+  readonly snapshotAfterJournalRecords?: number;
+  readonly logger?: SqlJsLogger;
+}
+
+/** Counters since open (observability; tests and the benchmark count bytes written). */
+export interface SqlJsSaveStats {
+  /** Committed writes. */
+  readonly commits: number;
+  /** Completed file writes of either kind: journal appends plus snapshots. */
+  readonly saves: number;
+  readonly journalAppends: number;
+  readonly journalRecordsWritten: number;
+  readonly journalBytesWritten: number;
+  /** What the journal file holds now. */
+  readonly journalBytes: number;
+  readonly journalRecords: number;
+  readonly snapshots: number;
+  readonly snapshotBytesWritten: number;
+  /** Size of the last snapshot written or loaded. */
+  readonly snapshotBytes: number;
+  /** Records replayed from the journal at open, and the torn tail cut off then. */
+  readonly recoveredRecords: number;
+  readonly tornTailBytes: number;
 }
 
 export interface SqlJsDatabase extends SqlDatabase {
   readonly dialect: 'sqlite';
   readonly path: string;
-  /** Writes unsaved changes now; throws STORE_SAVE_FAILED if the file cannot be written. */
+  /** Makes every commit so far durable now; throws STORE_SAVE_FAILED if the files cannot be written. */
   flush(): Promise<void>;
-  /** Committed writes and completed file saves since open (observability; tests count saves). */
-  saveStats(): { readonly commits: number; readonly saves: number };
-}
-
-/** Writes waiting for the save that will cover them. */
-interface SaveBatch {
-  readonly done: Promise<void>;
-  resolve(): void;
-  reject(error: unknown): void;
-}
-
-function newSaveBatch(): SaveBatch {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const done = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
-  // A batch nobody awaits (all its writers' callers gave up) must not be an unhandled rejection.
-  done.catch(() => undefined);
-  return { done, resolve, reject };
+  saveStats(): SqlJsSaveStats;
 }
 
 export const sqlJsDefaultFileName = 'control-plane.sqlite';
 const waitersMaxDefault = 10_000;
+/** 32 MiB of journal before a snapshot: on a database smaller than that, a snapshot costs less than the journal it retires. */
+export const snapshotAfterJournalBytesDefault = 32 * 1024 * 1024;
+/** At about 50 µs a statement, replaying 50,000 records at open takes a few seconds. */
+export const snapshotAfterJournalRecordsDefault = 50_000;
+/** Records committed but not yet appended, beyond which a writer waits for the appends to catch up (backpressure, not refusal). */
+const queuedJournalBytesMax = 64 * 1024 * 1024;
 const selectOnly = /^\s*SELECT\b/i;
 const insertOrReplace = /^\s*(INSERT|REPLACE)\b/i;
+/** DML whose getRowsModified() is its own: with 0 rows it changed nothing, so it is not journaled. */
+const plainDml = /^\s*(INSERT|REPLACE|UPDATE|DELETE)\b/i;
+/** Statements that change the schema or settings without counting in total_changes(). */
+const schemaChange = /^\s*(CREATE|DROP|ALTER|PRAGMA)\b/i;
 
-let sqlJsModule: Promise<SqlJsStatic> | undefined;
-function loadSqlJs(): Promise<SqlJsStatic> {
-  sqlJsModule ??= initSqlJs();
-  return sqlJsModule;
-}
-
-/** Opens (or creates) the embedded database file in `dataDir`. A damaged file fails with STORE_CORRUPT and is left untouched. */
+/**
+ * Opens (or creates) the embedded database in `dataDir`: the snapshot file, then the journal
+ * replayed on it. A damaged snapshot or a damaged record before intact ones fails with
+ * STORE_CORRUPT and both files are left untouched. Openers in one process share one database
+ * (two appenders on one journal would interleave records), each with its own close().
+ */
 export async function openSqlJsDatabase(options: SqlJsDatabaseOptions): Promise<SqlJsDatabase> {
   const durability = options.durability ?? { mode: 'every-commit' };
   if (durability.mode === 'interval') {
@@ -78,69 +107,190 @@ export async function openSqlJsDatabase(options: SqlJsDatabaseOptions): Promise<
     }
     if (options.scheduler === undefined) throw new SdcError('STORE_INVALID_ARGUMENT', 'interval durability needs a scheduler');
   }
-  const SQL = await loadSqlJs();
+  for (const name of ['snapshotAfterJournalBytes', 'snapshotAfterJournalRecords'] as const) {
+    const value = options[name];
+    if (value !== undefined && !(Number.isSafeInteger(value) && value > 0)) throw new SdcError('STORE_INVALID_ARGUMENT', `${name} must be a positive integer`);
+  }
   await mkdir(options.dataDir, { recursive: true });
   const path = join(options.dataDir, options.fileName ?? sqlJsDefaultFileName);
-  let bytes: Uint8Array | undefined;
-  // The lock is taken before the file is read, so no other process saves over what we load.
+  let shared = openInThisProcess.get(path);
+  // An opener arriving while the last handle closes waits, then opens the files afresh.
+  while (shared?.closing !== undefined) {
+    await shared.closing.catch(() => undefined);
+    shared = openInThisProcess.get(path);
+  }
+  if (shared === undefined) {
+    shared = { core: openCore(path, durability, options), handles: 0 };
+    openInThisProcess.set(path, shared);
+    shared.core.catch(() => openInThisProcess.delete(path));
+  }
+  const core = await shared.core;
+  if (core.durability.mode !== durability.mode) {
+    throw new SdcError('STORE_INVALID_ARGUMENT', `${path} is already open in this process with ${core.durability.mode} durability`);
+  }
+  shared.handles += 1;
+  return new SqlJsDatabaseHandle(core, shared, () => openInThisProcess.delete(path));
+}
+
+interface SharedDatabase {
+  readonly core: Promise<SqlJsDatabaseImpl>;
+  handles: number;
+  /** Set while the last handle's close runs. */
+  closing?: Promise<void>;
+}
+const openInThisProcess = new Map<string, SharedDatabase>();
+
+async function openCore(path: string, durability: SqlJsDurability, options: SqlJsDatabaseOptions): Promise<SqlJsDatabaseImpl> {
+  // The lock is taken before the files are read, so no other process writes over what we load.
   const lock = await acquireFileLock(path);
   try {
-    bytes = new Uint8Array(await readFile(path));
+    const loaded = await loadSqlJsFiles(path, options.logger ?? stderrLogger);
+    return new SqlJsDatabaseImpl(loaded.database, path, durability, options, lock, loaded);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-      await lock.release();
-      throw new SdcError('STORE_UNAVAILABLE', `cannot read ${path}: ${(error as Error).message}`, {}, { cause: error });
-    }
-  }
-  const database = new SQL.Database(bytes);
-  try {
-    const check = database.exec('PRAGMA quick_check');
-    const verdict = check[0]?.values[0]?.[0];
-    if (verdict !== 'ok') throw new Error(`quick_check: ${String(verdict)}`);
-  } catch (error) {
-    database.close();
     await lock.release();
-    throw new SdcError('STORE_CORRUPT', `${path} is not a readable SQLite database: ${(error as Error).message}`, {}, { cause: error });
+    throw error;
   }
-  // The database lives in sql.js's in-memory file system and reaches the disk only as a whole
-  // export (written atomically), so a rollback journal file buys nothing a crash could use: the
-  // journal in memory still rolls transactions back, and an autocommit write costs several times
-  // less without the journal file's create, writes and delete (docs/benchmarks.md).
-  database.run('PRAGMA journal_mode = MEMORY');
-  return new SqlJsDatabaseImpl(database, path, durability, options.scheduler, options.waitersMax ?? waitersMaxDefault, lock);
+}
+
+const stderrLogger: SqlJsLogger = {
+  warn(fields, message) {
+    process.stderr.write(`${JSON.stringify({ level: 'warn', ...fields, msg: message })}\n`);
+  },
+};
+
+/** One opener's view: its own close(), the shared database underneath. */
+class SqlJsDatabaseHandle implements SqlJsDatabase {
+  readonly dialect = 'sqlite' as const;
+  private closed = false;
+
+  constructor(private readonly core: SqlJsDatabaseImpl, private readonly shared: SharedDatabase, private readonly forget: () => void) {}
+
+  get path(): string {
+    return this.core.path;
+  }
+
+  query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
+    return this.open().query<T>(sql, params);
+  }
+
+  execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
+    return this.open().execute(sql, params);
+  }
+
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return this.open().transaction(fn);
+  }
+
+  flush(): Promise<void> {
+    return this.open().flush();
+  }
+
+  saveStats(): SqlJsSaveStats {
+    return this.core.saveStats();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // The last opener closes the database (a failed final snapshot leaves this handle open to retry).
+    if (this.shared.handles === 1) {
+      const closing = this.core.close();
+      this.shared.closing = closing;
+      try {
+        await closing;
+      } finally {
+        this.shared.closing = undefined;
+      }
+      this.forget();
+    }
+    this.closed = true;
+    this.shared.handles -= 1;
+  }
+
+  private open(): SqlJsDatabaseImpl {
+    if (this.closed) throw new SdcError('STORE_CLOSED', `${this.core.path} is closed`);
+    return this.core;
+  }
 }
 
 /** Marks the async context of a running transaction, to refuse `db.*` calls inside it (they would deadlock on the mutex). */
 const transactionScope = new AsyncLocalStorage<SqlJsDatabaseImpl>();
 
-class SqlJsDatabaseImpl implements SqlJsDatabase {
+/** Commits waiting for one journal append. */
+interface AppendGroup {
+  readonly records: Buffer[];
+  firstSequence: number;
+  lastSequence: number;
+  bytes: number;
+  readonly done: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+function newAppendGroup(firstSequence: number): AppendGroup {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const done = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+  // A group nobody awaits (all its writers' callers gave up) must not be an unhandled rejection.
+  done.catch(() => undefined);
+  return { records: [], firstSequence, lastSequence: firstSequence - 1, bytes: 0, done, resolve, reject };
+}
+
+/** What a write collects while it runs: the statements to journal and their size so far. */
+interface PendingRecord {
+  readonly statements: JournalStatement[];
+  bytes: number;
+}
+
+class SqlJsDatabaseImpl {
   readonly dialect = 'sqlite' as const;
   private readonly mutex: AsyncMutex;
   private readonly statements: SqlJsStatementCache;
-  /** Changes made (counted per statement or commit) and the count the file holds: dirty when they differ. */
+  private readonly scheduler: Scheduler | undefined;
+  private readonly journaling: boolean;
+  private readonly journal: JournalFile;
+  private readonly snapshotAfterJournalBytes: number;
+  private readonly snapshotAfterJournalRecords: number;
+  /** Last sequence number given to a journal record, and the last one the snapshot on disk holds. */
+  private sequence: number;
+  private snapshotSequence: number;
+  /** Interval mode: changes made and the count the snapshot holds (dirty when they differ). */
   private changeCount = 0;
   private savedCount = 0;
-  private savesCompleted = 0;
-  private commitsCompleted = 0;
-  /** Writes committed since the last export, waiting for the next save (every-commit). */
-  private batch: SaveBatch | undefined;
-  private saveLoopRunning = false;
-  /** File writes run one after another in export order, so an older image never lands last. */
+  /** The group later commits join until its append starts; the newest group (empty commits wait for it). */
+  private openGroup: AppendGroup | undefined;
+  private newestGroup: AppendGroup | undefined;
+  private queuedBytes = 0;
+  private queuedRecords = 0;
+  private snapshotQueued = false;
+  /** Every file write (appends, snapshots, removal) runs here, one after another, in commit order. */
   private fileWrites: Promise<void> = Promise.resolve();
   private closed = false;
   private saveFailure: SdcError | undefined;
   private saveTimer: TimerHandle | undefined;
+  private stats: { -readonly [K in keyof SqlJsSaveStats]: SqlJsSaveStats[K] };
 
   constructor(
     private readonly database: Database,
     readonly path: string,
-    private readonly durability: SqlJsDurability,
-    private readonly scheduler: Scheduler | undefined,
-    waitersMax: number,
+    readonly durability: SqlJsDurability,
+    options: SqlJsDatabaseOptions,
     private readonly lock: FileLock,
+    loaded: { readonly snapshotSequence: number; readonly lastSequence: number; readonly snapshotBytes: number; readonly journal: JournalFile; readonly recoveredRecords: number; readonly tornTailBytes: number },
   ) {
-    this.mutex = new AsyncMutex(waitersMax);
+    this.mutex = new AsyncMutex(options.waitersMax ?? waitersMaxDefault);
     this.statements = new SqlJsStatementCache(database);
+    this.scheduler = options.scheduler;
+    this.journaling = durability.mode === 'every-commit';
+    this.journal = loaded.journal;
+    this.snapshotAfterJournalBytes = options.snapshotAfterJournalBytes ?? snapshotAfterJournalBytesDefault;
+    this.snapshotAfterJournalRecords = options.snapshotAfterJournalRecords ?? snapshotAfterJournalRecordsDefault;
+    this.sequence = loaded.lastSequence;
+    this.snapshotSequence = loaded.snapshotSequence;
+    this.stats = {
+      commits: 0, saves: 0, journalAppends: 0, journalRecordsWritten: 0, journalBytesWritten: 0, journalBytes: this.journal.bytes,
+      journalRecords: this.journal.records, snapshots: 0, snapshotBytesWritten: 0, snapshotBytes: loaded.snapshotBytes,
+      recoveredRecords: loaded.recoveredRecords, tornTailBytes: loaded.tornTailBytes,
+    };
   }
 
   async query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
@@ -148,10 +298,11 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     const rows = await this.exclusive(async () => {
       // A plain SELECT changes nothing; anything else may (INSERT ... RETURNING), so it is counted.
       if (selectOnly.test(sql)) return this.runQuery<T>(sql, params);
-      const before = this.totalChanges();
-      const found = this.runQuery<T>(sql, params);
-      if (this.totalChanges() !== before) durable = this.afterCommit();
-      return found;
+      await this.beforeWrite();
+      const record = this.newRecord();
+      const found = this.runJournaledQuery<T>(record, sql, params);
+      if (found.changed) durable = this.afterCommit(record);
+      return found.rows;
     });
     await durable;
     return rows;
@@ -160,9 +311,10 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
   async execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
     let durable: Promise<void> | undefined;
     const result = await this.exclusive(async () => {
-      await this.retryFailedSave();
-      const executed = this.runExecute(sql, params);
-      durable = this.afterCommit();
+      await this.beforeWrite();
+      const record = this.newRecord();
+      const executed = this.runJournaledExecute(record, sql, params);
+      durable = this.afterCommit(record);
       return executed;
     });
     await durable;
@@ -172,17 +324,18 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
   async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     let durable: Promise<void> | undefined;
     const result = await this.exclusive(async () => {
-      await this.retryFailedSave();
+      await this.beforeWrite();
       let open = true;
+      const record = this.newRecord();
       const tx: SqlExecutor = {
         dialect: 'sqlite',
         query: async <R>(sql: string, params?: readonly SqlValue[]) => {
           this.assertTransactionOpen(open);
-          return this.runQuery<R>(sql, params);
+          return selectOnly.test(sql) ? this.runQuery<R>(sql, params) : this.runJournaledQuery<R>(record, sql, params).rows;
         },
         execute: async (sql: string, params?: readonly SqlValue[]) => {
           this.assertTransactionOpen(open);
-          return this.runExecute(sql, params);
+          return this.runJournaledExecute(record, sql, params);
         },
       };
       this.database.run('BEGIN IMMEDIATE');
@@ -191,6 +344,7 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
         result = await transactionScope.run(this, () => fn(tx));
       } catch (error) {
         open = false;
+        // Its statements were never journaled: a rolled-back transaction leaves no record.
         this.database.run('ROLLBACK');
         throw error;
       }
@@ -201,7 +355,7 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
         this.database.run('ROLLBACK');
         throw mapSqliteError(error);
       }
-      durable = this.afterCommit();
+      durable = this.afterCommit(record);
       return result;
     });
     await durable;
@@ -209,16 +363,24 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
   }
 
   flush(): Promise<void> {
-    return this.exclusive(() => this.saveHeld());
+    return this.exclusive(async () => {
+      await this.fileWrites;
+      if (this.saveFailure !== undefined || (!this.journaling && this.changeCount !== this.savedCount)) await this.snapshotHeld();
+    });
   }
 
-  saveStats(): { commits: number; saves: number } {
-    return { commits: this.commitsCompleted, saves: this.savesCompleted };
+  saveStats(): SqlJsSaveStats {
+    return { ...this.stats, journalBytes: this.journal.bytes, journalRecords: this.journal.records };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.exclusive(() => this.saveHeld());
+    await this.exclusive(async () => {
+      await this.fileWrites;
+      // Everything goes into the snapshot and the journal is removed: a closed database is one file, as before the journal.
+      const unsaved = this.sequence !== this.snapshotSequence || this.journal.bytes > 0 || this.changeCount !== this.savedCount;
+      if (unsaved || this.saveFailure !== undefined) await this.snapshotHeld();
+    });
     this.closed = true;
     if (this.saveTimer !== undefined) this.scheduler?.cancel(this.saveTimer);
     this.saveTimer = undefined;
@@ -264,11 +426,31 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     }
   }
 
+  /** A statement through query() that may write: journaled when it changed rows or the schema. */
+  private runJournaledQuery<T>(record: PendingRecord | undefined, sql: string, params: readonly SqlValue[] | undefined): { rows: T[]; changed: boolean } {
+    const values = normaliseParams(params);
+    const bytes = this.checkRecordRoom(record, sql, values);
+    const before = this.totalChanges();
+    const rows = this.runQuery<T>(sql, params);
+    const changed = this.totalChanges() !== before || schemaChange.test(sql);
+    if (changed) this.keep(record, sql, values, bytes);
+    return { rows, changed };
+  }
+
+  private runJournaledExecute(record: PendingRecord | undefined, sql: string, params: readonly SqlValue[] | undefined): ExecuteResult {
+    const values = normaliseParams(params);
+    const bytes = this.checkRecordRoom(record, sql, values);
+    const result = this.runExecute(sql, values);
+    // Only after it succeeded: a failed statement is undone by SQLite and must not be replayed.
+    if (result.changes > 0 || !plainDml.test(sql)) this.keep(record, sql, values, bytes);
+    return result;
+  }
+
   /** Runs one statement (the first of `sql`, as sql.js's run with parameters does). */
-  private runExecute(sql: string, params: readonly SqlValue[] | undefined): ExecuteResult {
+  private runExecute(sql: string, values: ReturnType<typeof normaliseParams>): ExecuteResult {
     const statement = this.statement(sql);
     try {
-      statement.bind(normaliseParams(params) as never);
+      statement.bind(values as never);
       statement.step();
     } catch (error) {
       throw mapSqliteError(error);
@@ -276,7 +458,6 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
       statement.reset();
     }
     const changes = this.database.getRowsModified();
-    this.changeCount += 1;
     if (changes > 0 && insertOrReplace.test(sql)) {
       const rowId = this.scalar('SELECT last_insert_rowid()');
       if (typeof rowId === 'number') return { changes, lastInsertId: rowId };
@@ -298,51 +479,154 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
     return Number(this.scalar('SELECT total_changes()') ?? 0);
   }
 
-  /**
-   * Called under the mutex right after a commit. Returns what the caller awaits after releasing
-   * the mutex: in every-commit mode the save covering this commit (so other writers can commit
-   * meanwhile and join the same save), in interval mode nothing.
-   */
-  private afterCommit(): Promise<void> | undefined {
-    this.changeCount += 1;
-    this.commitsCompleted += 1;
-    if (this.durability.mode !== 'every-commit') {
-      this.scheduleSave();
-      return undefined;
+  /** A record to collect a write's statements in (interval mode keeps no journal: undefined). */
+  private newRecord(): PendingRecord | undefined {
+    return this.journaling ? { statements: [], bytes: 4 } : undefined;
+  }
+
+  /** Refuses, before it runs, a statement that would make its commit's record larger than a record may be. */
+  private checkRecordRoom(record: PendingRecord | undefined, sql: string, values: JournalStatement['params']): number {
+    if (record === undefined) return 0;
+    const bytes = statementBytes({ sql, params: values });
+    if (recordHeaderBytes + record.bytes + bytes > journalRecordBytesMax) {
+      throw new SdcError('STORE_LIMIT', `a commit's journal record would exceed ${journalRecordBytesMax} bytes`, { limit: journalRecordBytesMax });
     }
-    const batch = (this.batch ??= newSaveBatch());
-    if (!this.saveLoopRunning) {
-      this.saveLoopRunning = true;
-      void this.saveLoop();
-    }
-    return batch.done;
+    return bytes;
+  }
+
+  private keep(record: PendingRecord | undefined, sql: string, params: JournalStatement['params'], bytes: number): void {
+    if (record === undefined) return;
+    record.statements.push({ sql, params });
+    record.bytes += bytes;
   }
 
   /**
-   * The one background saver: takes the waiting batch and a snapshot of the database under the
-   * mutex (export must not run inside an open transaction), then writes the file outside it, so
-   * writers keep committing into the next batch meanwhile. Runs until no batch is waiting.
+   * Under the mutex, before a write runs: after a failed save, writes are refused until the files
+   * can be written again (a snapshot repairs whatever the failed append left); and when appends
+   * have fallen far behind, the writer waits for them (the mutex holds the others back).
    */
-  private async saveLoop(): Promise<void> {
-    // The check and the flag reset happen in one synchronous step, so a batch is never stranded.
-    while (this.batch !== undefined) {
-      let taken: SaveBatch | undefined;
-      let write: Promise<void> | undefined;
-      try {
-        await this.mutex.run(async () => {
-          taken = this.batch;
-          this.batch = undefined;
-          // flush() or close() may have saved (and settled) it while we waited for the mutex.
-          if (taken === undefined || this.closed) return;
-          write = this.enqueueWrite();
-        }, { reserved: true });
-        await write;
-        taken?.resolve();
-      } catch (error) {
-        taken?.reject(error);
-      }
+  private async beforeWrite(): Promise<void> {
+    if (this.saveFailure !== undefined) await this.snapshotHeld();
+    while (this.queuedBytes > queuedJournalBytesMax) await this.fileWrites;
+  }
+
+  /**
+   * Called under the mutex right after a commit. Returns what the caller awaits after releasing
+   * the mutex: in every-commit mode the append covering this commit (so other writers can commit
+   * meanwhile and join the same group), in interval mode nothing. A commit that changed nothing
+   * appends nothing but still waits for the commits before it (what it read is then durable).
+   */
+  private afterCommit(record: PendingRecord | undefined): Promise<void> | undefined {
+    this.stats.commits += 1;
+    if (record === undefined) {
+      this.changeCount += 1;
+      this.scheduleSave();
+      return undefined;
     }
-    this.saveLoopRunning = false;
+    if (record.statements.length === 0) {
+      const newest = this.newestGroup;
+      return newest !== undefined && newest.lastSequence > this.snapshotSequence ? newest.done : undefined;
+    }
+    this.sequence += 1;
+    const encoded = encodeRecord({ sequence: this.sequence, statements: record.statements });
+    const group = this.openGroup ?? this.startGroup();
+    group.records.push(encoded);
+    group.lastSequence = this.sequence;
+    group.bytes += encoded.length;
+    this.queuedBytes += encoded.length;
+    this.queuedRecords += 1;
+    if (this.snapshotDue()) this.queueSnapshot();
+    return group.done;
+  }
+
+  private startGroup(): AppendGroup {
+    const group = newAppendGroup(this.sequence);
+    this.openGroup = group;
+    this.newestGroup = group;
+    this.enqueueFileWrite(() => this.appendGroup(group)).catch(() => undefined);
+    return group;
+  }
+
+  /** In the file queue: seals the group (later commits start the next one) and appends it. */
+  private async appendGroup(group: AppendGroup): Promise<void> {
+    if (this.openGroup === group) this.openGroup = undefined;
+    this.queuedBytes -= group.bytes;
+    this.queuedRecords -= group.records.length;
+    // An append after a failed one could leave a gap: the records wait for the repairing snapshot.
+    if (this.saveFailure !== undefined) {
+      group.reject(this.saveFailure);
+      return;
+    }
+    // Records a snapshot already holds (committed just before it) need no append.
+    const skip = Math.max(0, Math.min(group.records.length, this.snapshotSequence - group.firstSequence + 1));
+    const records = group.records.slice(skip);
+    try {
+      if (records.length > 0) {
+        const written = await this.journal.append(records, group.firstSequence + skip);
+        this.stats.journalAppends += 1;
+        this.stats.saves += 1;
+        this.stats.journalRecordsWritten += records.length;
+        this.stats.journalBytesWritten += written;
+      }
+      group.resolve();
+    } catch (error) {
+      this.saveFailure = new SdcError('STORE_SAVE_FAILED', `cannot append to ${this.journal.path}: ${(error as Error).message}`, {}, { cause: error });
+      group.reject(this.saveFailure);
+    }
+  }
+
+  private snapshotDue(): boolean {
+    if (this.snapshotQueued) return false;
+    const bytesBound = Math.max(this.snapshotAfterJournalBytes, this.stats.snapshotBytes);
+    return this.journal.bytes + this.queuedBytes >= bytesBound || this.journal.records + this.queuedRecords >= this.snapshotAfterJournalRecords;
+  }
+
+  /** Under the mutex: exports now and queues the snapshot's write behind the appends before it. */
+  private queueSnapshot(): Promise<void> {
+    writeSnapshotPosition(this.database, this.sequence);
+    const bytes = this.database.export();
+    const covers = { sequence: this.sequence, changeCount: this.changeCount };
+    // Later commits go to a group appended after the snapshot.
+    this.openGroup = undefined;
+    this.snapshotQueued = true;
+    const write = this.enqueueFileWrite(() => this.writeSnapshot(bytes, covers));
+    write.catch(() => undefined);
+    return write;
+  }
+
+  /** Saves everything committed so far as a snapshot and waits for it. Only under the mutex, never inside a transaction. */
+  private async snapshotHeld(): Promise<void> {
+    await this.queueSnapshot();
+  }
+
+  /**
+   * In the file queue: the snapshot replaces the database file atomically; only then is the
+   * journal removed (everything in it has a sequence the snapshot holds). A crash between the two
+   * leaves a journal whose records open() skips, so none is applied twice.
+   */
+  private async writeSnapshot(bytes: Uint8Array, covers: { sequence: number; changeCount: number }): Promise<void> {
+    try {
+      await writeFileAtomic(this.path, bytes, { mode: privateFileMode });
+      this.snapshotSequence = Math.max(this.snapshotSequence, covers.sequence);
+      this.savedCount = Math.max(this.savedCount, covers.changeCount);
+      this.stats.snapshots += 1;
+      this.stats.saves += 1;
+      this.stats.snapshotBytesWritten += bytes.length;
+      this.stats.snapshotBytes = bytes.length;
+      await this.journal.remove();
+      this.saveFailure = undefined;
+    } catch (error) {
+      this.saveFailure = new SdcError('STORE_SAVE_FAILED', `cannot write ${this.path}: ${(error as Error).message}`, {}, { cause: error });
+      throw this.saveFailure;
+    } finally {
+      this.snapshotQueued = false;
+    }
+  }
+
+  private enqueueFileWrite(write: () => Promise<void>): Promise<void> {
+    const run = this.fileWrites.then(write);
+    this.fileWrites = run.catch(() => undefined);
+    return run;
   }
 
   private scheduleSave(): void {
@@ -354,54 +638,5 @@ class SqlJsDatabaseImpl implements SqlJsDatabase {
         if (!this.closed) this.scheduleSave();
       });
     });
-  }
-
-  /** After a failed save, writes are refused until the file can be written again (never pile up undurable commits). */
-  private async retryFailedSave(): Promise<void> {
-    if (this.saveFailure !== undefined) await this.saveHeld();
-  }
-
-  /**
-   * Saves everything committed so far and settles the waiting batch. Only called under the
-   * mutex, never inside a transaction. Waits for a background write in flight first, so its
-   * outcome (and a failure) is known before deciding whether anything is still unsaved.
-   */
-  private async saveHeld(): Promise<void> {
-    await this.fileWrites;
-    const batch = this.batch;
-    this.batch = undefined;
-    if (this.changeCount === this.savedCount && this.saveFailure === undefined) {
-      batch?.resolve();
-      return;
-    }
-    try {
-      await this.enqueueWrite();
-      batch?.resolve();
-    } catch (error) {
-      batch?.reject(error);
-      throw error;
-    }
-  }
-
-  /**
-   * Exports the database now (caller holds the mutex) and queues the file write behind any
-   * earlier one. Resolves when this image is on disk; rejects with STORE_SAVE_FAILED.
-   */
-  private enqueueWrite(): Promise<void> {
-    const bytes = this.database.export();
-    const covers = this.changeCount;
-    const write = this.fileWrites.then(async () => {
-      try {
-        await writeFileAtomic(this.path, bytes, { mode: privateFileMode });
-      } catch (error) {
-        this.saveFailure = new SdcError('STORE_SAVE_FAILED', `cannot write ${this.path}: ${(error as Error).message}`, {}, { cause: error });
-        throw this.saveFailure;
-      }
-      this.savedCount = Math.max(this.savedCount, covers);
-      this.savesCompleted += 1;
-      this.saveFailure = undefined;
-    });
-    this.fileWrites = write.catch(() => undefined);
-    return write;
   }
 }

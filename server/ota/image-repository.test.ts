@@ -143,11 +143,12 @@ describe('ImageRepository', () => {
     const repo = repository(db, clock, highWater);
     await repo.importInitial(initialMetadata(keys, clock.nowMs()));
     await repo.resignDue();
-    // The backup: the database file as it is now (timestamp 1).
+    // The backup: the database as it is now (timestamp 1).
     const backup = await mkdtemp(join(tmpdir(), 'sdc-tuf-backup-'));
     directories.push(backup);
     await mkdir(join(backup, 'db'));
-    await copyFile(join(dir, 'db', 'sdc.sqlite'), join(backup, 'db', 'sdc.sqlite'));
+    // The embedded database's files as they are now: the snapshot (if one was written yet) and its journal.
+    for (const name of ['sdc.sqlite', 'sdc.sqlite.journal']) await copyFile(join(dir, 'db', name), join(backup, 'db', name)).catch(() => undefined);
     for (let day = 0; day < 3; day++) {
       clock.advance(dayMs + 1000);
       await repo.resignDue();

@@ -169,19 +169,19 @@ class SqlJsDatabaseHandle implements SqlJsDatabase {
     return this.core.path;
   }
 
-  query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
+  async query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
     return this.open().query<T>(sql, params);
   }
 
-  execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
+  async execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
     return this.open().execute(sql, params);
   }
 
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     return this.open().transaction(fn);
   }
 
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
     return this.open().flush();
   }
 

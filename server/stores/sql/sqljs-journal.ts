@@ -74,9 +74,12 @@ function corrupt(path: string, what: string): SdcError {
   return new SdcError('STORE_CORRUPT', `${path} ${what}; the journal and the snapshot are left as they are`);
 }
 
-/** A header cut short: the bytes there are the magic's first bytes, or zeros (a file extended but not written). */
+/** A header cut short: its fixed bytes (magic, version, reserved) as written, or zeros (a file extended but not written). */
 function isTornHeader(file: Buffer): boolean {
-  return file.every((byte, i) => byte === 0 || (i < journalMagic.length && byte === journalMagic[i]));
+  const fixed = Buffer.alloc(16);
+  journalMagic.copy(fixed, 0);
+  fixed.writeUInt32LE(journalFormatVersion, 8);
+  return file.every((byte, i) => byte === 0 || i >= fixed.length || byte === fixed[i]);
 }
 
 /** Whether an intact record with one of the next sequence numbers starts anywhere after `offset`. */

@@ -4,7 +4,7 @@ import { agentPaths, parseTrustConfig, type PinnedKey, type TrustConfig } from '
 import { base64urlFromBytes } from '../core/crypto/bytes.js';
 import { createNodeEd25519Provider, pemFromPrivateSeed } from '../runtime/ed25519-node.js';
 import type { DeviceCsr } from '../trust/device-csr.js';
-import { parseCertificate, x509 } from '../trust/x509-provider.js';
+import { parseCertificate } from '../trust/x509-provider.js';
 import { systemClock, systemRandom } from '../runtime/system.js';
 import { kvKeys } from '../server/bus-contract/streams.js';
 import type { DeploymentMaterials } from '../server/materials/materials.js';
@@ -39,8 +39,6 @@ export interface BenchDevice {
 
 const fleetFile = 'fleet.csv';
 const kvConcurrency = 64;
-/** The DER header of an Ed25519 SubjectPublicKeyInfo (RFC 8410), before the 32 raw key bytes. */
-const ed25519SpkiPrefix = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
 const ed25519 = createNodeEd25519Provider();
 const ed25519SignatureBytes = 64;
 /** Every 1,000th certificate from the template is checked as the gateway checks one. */
@@ -52,10 +50,7 @@ const verifyEvery = 1_000;
  * parseDeviceCsr, whose self-signature check is the device's proof of possession.
  */
 function benchKeyAsCsr(deviceId: string, publicKeyRaw: Uint8Array): DeviceCsr {
-  const spki = new Uint8Array(ed25519SpkiPrefix.length + publicKeyRaw.length);
-  spki.set(ed25519SpkiPrefix);
-  spki.set(publicKeyRaw, ed25519SpkiPrefix.length);
-  return { commonName: deviceId, publicKeyRaw, request: { publicKey: new x509.PublicKey(spki) } as unknown as x509.Pkcs10CertificateRequest };
+  return { commonName: deviceId, publicKeyRaw };
 }
 
 /** Offsets of every occurrence of `needle` in `haystack`. */

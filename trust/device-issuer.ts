@@ -1,15 +1,18 @@
 import { SdcError } from '../core/errors/index.js';
 import type { RandomSource } from '../core/ports/ports.js';
 import type { CaMaterial } from './ca.js';
-import { createHash, KeyObject, sign as signBytes, webcrypto } from 'node:crypto';
-import { parseDeviceCsr, rawEd25519FromSpki, type DeviceCsr } from './device-csr.js';
+import { KeyObject, sign as signBytes } from 'node:crypto';
+import { readCertificateFields } from './certificate-fields.js';
+import { encodeDeviceTbsCertificate, encodeSignedCertificate, type DeviceCertificateIssuerParts } from './device-certificate-der.js';
+import { parseDeviceCsr, type DeviceCsr } from './device-csr.js';
 import {
-  deviceCertificateValidityMsDefault, deviceCertificateValidityMsMax, deviceSanUri, notBeforeBackdateMs, oidClientAuth, oidCommonName,
+  deviceCertificateValidityMsDefault, deviceCertificateValidityMsMax, notBeforeBackdateMs, oidClientAuth,
   requireDeviceId,
 } from './device-profile.js';
-import { randomSerialHex, serialHexForEncoding } from './serial-number.js';
+import { toPem } from './pem.js';
+import { randomSerialHex } from './serial-number.js';
 import { verifyDeviceCertificate } from './verify-device-certificate.js';
-import { ed25519Algorithm, parseCertificate, x509 } from './x509-provider.js';
+import { parseCertificate, x509 } from './x509-provider.js';
 
 export interface DeviceCertificateIssuerOptions {
   /** The online intermediate CA: certificate and private key. */
@@ -47,42 +50,23 @@ export interface IssuedDeviceCertificate {
 
 const secondMs = 1000;
 
-/** A Crypto whose subtle.sign signs with `key` by node:crypto (Ed25519 takes no digest: null). */
-function oneShotSigningCrypto(key: KeyObject): Crypto {
-  const sign = async (_algorithm: unknown, _key: unknown, data: BufferSource): Promise<ArrayBuffer> => {
-    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    const signature = signBytes(null, bytes, key);
-    return signature.buffer.slice(signature.byteOffset, signature.byteOffset + signature.byteLength) as ArrayBuffer;
-  };
-  return { subtle: { sign }, getRandomValues: (array: Uint8Array) => webcrypto.getRandomValues(array) } as unknown as Crypto;
-}
-
 /** Issues device certificates with the intermediate CA, following the profile in device-profile.ts. */
 export class DeviceCertificateIssuer {
   readonly #intermediate: CaMaterial;
   readonly #rootCertificate: x509.X509Certificate;
   readonly #random: RandomSource;
   readonly #isRevoked: DeviceCertificateIssuerOptions['isRevoked'];
-  /**
-   * The extensions that are the same in every certificate of this issuer, built once: ASN.1
-   * encoding is most of an issuance's CPU (issue 15 measured it), and the authority key
-   * identifier also hashes the issuer's key.
-   */
-  #fixedExtensions: Promise<x509.Extension[]> | undefined;
-  /**
-   * The crypto the certificate generator signs with: node:crypto's one-shot Ed25519 sign on the
-   * intermediate's key, instead of WebCrypto's sign, which runs as a thread-pool job and cost about
-   * 0.8 ms per certificate in issue 15's enrollment profile (a plain sign is about 0.05 ms). The
-   * generator calls nothing else of it when given a serial number and a parsed public key.
-   */
-  readonly #signingCrypto: Crypto;
+  /** Built once: the issuer's name and shared extensions (see #issuerParts). */
+  #parts: Promise<DeviceCertificateIssuerParts> | undefined;
+  /** node:crypto's one-shot Ed25519 sign on a KeyObject made once (about 0.05 ms a certificate). */
+  readonly #signingKey: KeyObject;
 
   constructor(options: DeviceCertificateIssuerOptions) {
     this.#intermediate = options.intermediate;
     this.#rootCertificate = options.rootCertificate;
     this.#random = options.random;
     this.#isRevoked = options.isRevoked;
-    this.#signingCrypto = oneShotSigningCrypto(KeyObject.from(options.intermediate.privateKey));
+    this.#signingKey = KeyObject.from(options.intermediate.privateKey);
   }
 
   /** What a device needs to present and verify its chain: intermediate, then root. */
@@ -106,7 +90,7 @@ export class DeviceCertificateIssuer {
     if (csr.commonName !== deviceId) {
       throw new SdcError('TRUST_CSR_SUBJECT_MISMATCH', `CSR CN '${csr.commonName}' is not the device id '${deviceId}'`, { deviceId });
     }
-    return this.#sign(csr.request.publicKey, deviceId, options.now, options.validityMs ?? deviceCertificateValidityMsDefault);
+    return this.#sign(csr.publicKeyRaw, deviceId, options.now, options.validityMs ?? deviceCertificateValidityMsDefault);
   }
 
   /**
@@ -137,7 +121,7 @@ export class DeviceCertificateIssuer {
     return certificate.verify({ publicKey: this.#intermediate.certificate.publicKey, signatureOnly: true });
   }
 
-  async #sign(publicKey: x509.PublicKey, deviceId: string, now: Date, validityMs: number): Promise<IssuedDeviceCertificate> {
+  async #sign(publicKeyRaw: Uint8Array, deviceId: string, now: Date, validityMs: number): Promise<IssuedDeviceCertificate> {
     if (!Number.isSafeInteger(validityMs) || validityMs <= 0 || validityMs > deviceCertificateValidityMsMax) {
       throw new SdcError('TRUST_INVALID_ARGUMENT', `validityMs must be from 1 to ${deviceCertificateValidityMsMax}`);
     }
@@ -151,34 +135,31 @@ export class DeviceCertificateIssuer {
     const notAfter = new Date(wholeSeconds(Math.min(now.getTime() + validityMs, issuer.notAfter.getTime())));
     const notBefore = new Date(Math.max(wholeSeconds(now.getTime() - notBeforeBackdateMs), issuer.notBefore.getTime()));
     const serialHex = randomSerialHex(this.#random);
-    const publicKeyRaw = rawEd25519FromSpki(publicKey.rawData);
-    const certificate = await x509.X509CertificateGenerator.create({
-      serialNumber: serialHexForEncoding(serialHex),
-      subject: [{ [oidCommonName]: [deviceId] }],
-      issuer: issuer.subjectName,
-      notBefore,
-      notAfter,
-      publicKey,
-      signingKey: this.#intermediate.privateKey,
-      signingAlgorithm: ed25519Algorithm,
-      extensions: [
-        ...(await this.#extensionsForEveryCertificate()),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: deviceSanUri(deviceId) }], false),
-        // RFC 5280's method 1, as the library computes it (SHA-1 of the key's bits), but synchronously:
-        // its WebCrypto digest is a thread-pool job that cost about 0.4 ms per certificate here.
-        new x509.SubjectKeyIdentifierExtension(createHash('sha1').update(publicKeyRaw).digest('hex')),
-      ],
-    }, this.#signingCrypto);
-    return { certificatePem: certificate.toString('pem'), serialHex, deviceId, notAfter, publicKeyRaw };
+    const tbs = encodeDeviceTbsCertificate(await this.#issuerParts(), {
+      serialHex, notBeforeMs: notBefore.getTime(), notAfterMs: notAfter.getTime(), deviceId, publicKeyRaw,
+    });
+    const der = encodeSignedCertificate(tbs, new Uint8Array(signBytes(null, tbs, this.#signingKey)));
+    return { certificatePem: toPem('CERTIFICATE', der), serialHex, deviceId, notAfter, publicKeyRaw };
   }
 
-  #extensionsForEveryCertificate(): Promise<x509.Extension[]> {
-    this.#fixedExtensions ??= (async () => [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([oidClientAuth], false),
-      await x509.AuthorityKeyIdentifierExtension.create(this.#intermediate.certificate.publicKey),
-    ])();
-    return this.#fixedExtensions;
+  /**
+   * The issuer's name as its own certificate encodes it (RFC 5280 path building compares names
+   * byte for byte) and the extensions every certificate shares, encoded once: the authority key
+   * identifier also hashes the issuer's key.
+   */
+  #issuerParts(): Promise<DeviceCertificateIssuerParts> {
+    this.#parts ??= (async () => {
+      const extensions = [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([oidClientAuth], false),
+        await x509.AuthorityKeyIdentifierExtension.create(this.#intermediate.certificate.publicKey),
+      ];
+      return {
+        issuerNameDer: readCertificateFields(new Uint8Array(this.#intermediate.certificate.rawData)).subjectName,
+        fixedExtensionsDer: extensions.map((extension) => new Uint8Array(extension.rawData)),
+      };
+    })();
+    return this.#parts;
   }
 }

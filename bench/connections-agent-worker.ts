@@ -35,7 +35,7 @@ function status(): void {
 }
 
 function returns(sinceMs: number): void {
-  const afterMs: number[] = [];
+  const items: Array<readonly [string, number]> = [];
   let closed = 0;
   let notBack = 0;
   for (const [deviceId, closedMs] of lastClosedMs) {
@@ -43,9 +43,9 @@ function returns(sinceMs: number): void {
     closed += 1;
     const readyMs = lastReadyMs.get(deviceId);
     if (readyMs === undefined || readyMs < closedMs) notBack += 1;
-    else afterMs.push(readyMs - sinceMs);
+    else items.push([deviceId, readyMs - sinceMs]);
   }
-  for (const part of chunks(afterMs)) send({ type: 'returns', afterMs: part });
+  for (const part of chunks(items)) send({ type: 'returns', items: part });
   send({ type: 'returnsDone', closed, notBack });
 }
 

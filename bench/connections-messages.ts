@@ -24,14 +24,19 @@ export type ServerRequest =
   | {
     readonly type: 'start'; readonly dataDir: string; readonly redisUrl: string; readonly keyPrefix: string; readonly gatewayId: string;
     readonly heartbeatIntervalMs: number; readonly tls: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
+    /** The gateway's TLS ticket secret (hex) instead of the data directory's (deployment.ts gatewayTicketSecret): gateways with other secrets do not resume each other's sessions. */
+    readonly ticketSecretHex?: string;
   }
   /** Answered with `memory`, after a full garbage collection (the child runs with --expose-gc). */
   | { readonly type: 'memory' }
+  /** Answered with `tlsHandshakes`: the gateway's full and resumed TLS handshakes since it started. */
+  | { readonly type: 'tlsHandshakes' }
   | { readonly type: 'stop' };
 
 export type ServerReport =
   | { readonly type: 'listening'; readonly url: string; readonly pid: number }
   | ({ readonly type: 'memory' } & ServerMemory)
+  | { readonly type: 'tlsHandshakes'; readonly full: number; readonly resumed: number }
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'stopped' };
 
@@ -55,7 +60,8 @@ export type AgentWorkerRequest =
 
 export type AgentWorkerReport =
   | { readonly type: 'status'; readonly status: AgentWorkerStatus }
-  | { readonly type: 'returns'; readonly afterMs: readonly number[] }
+  /** [device id, ms from `sinceMs` until its session was ready again]. */
+  | { readonly type: 'returns'; readonly items: ReadonlyArray<readonly [string, number]> }
   | { readonly type: 'returnsDone'; readonly closed: number; readonly notBack: number }
   | { readonly type: 'executions'; readonly items: ReadonlyArray<readonly [string, number]> }
   | { readonly type: 'executionsDone' }

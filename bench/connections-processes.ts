@@ -127,6 +127,16 @@ export class ServerChild extends BenchChild<ServerRequest, ServerReport> {
     return memory!;
   }
 
+  async tlsHandshakes(timeoutMs = 60_000): Promise<{ full: number; resumed: number }> {
+    let counts = { full: 0, resumed: 0 };
+    await this.request({ type: 'tlsHandshakes' }, timeoutMs, (report) => {
+      if (report.type !== 'tlsHandshakes') return false;
+      counts = { full: report.full, resumed: report.resumed };
+      return true;
+    });
+    return counts;
+  }
+
   close(): Promise<void> {
     return this.stop({ type: 'stop' });
   }
@@ -189,17 +199,23 @@ export class AgentChildren {
     }
   }
 
-  /** How long after `sinceMs` each agent whose session closed since then was ready again; and those not back. */
-  async returns(sinceMs: number): Promise<{ afterMs: number[]; closed: number; notBack: number }> {
+  /** How long after `sinceMs` each agent whose session closed since then was ready again (by device id); and those not back. */
+  async returns(sinceMs: number): Promise<{ afterMs: number[]; byDevice: Map<string, number>; closed: number; notBack: number }> {
     const afterMs: number[] = [];
+    const byDevice = new Map<string, number>();
     let closed = 0;
     let notBack = 0;
     await Promise.all(this.#children.map((child) => child.request({ type: 'returns', sinceMs }, 60_000, (report) => {
-      if (report.type === 'returns') afterMs.push(...report.afterMs);
+      if (report.type === 'returns') {
+        for (const [deviceId, ms] of report.items) {
+          afterMs.push(ms);
+          byDevice.set(deviceId, ms);
+        }
+      }
       else if (report.type === 'returnsDone') { closed += report.closed; notBack += report.notBack; return true; }
       return false;
     })));
-    return { afterMs, closed, notBack };
+    return { afterMs, byDevice, closed, notBack };
   }
 
   async executions(): Promise<Map<string, number>> {

@@ -25,6 +25,7 @@ const agentPath = '/v1/agent';
 const role = process.argv[2];
 let stopServer: (() => Promise<void>) | undefined;
 let connections: () => number = () => 0;
+let tlsHandshakes: () => { full: number; resumed: number } = () => ({ full: 0, resumed: 0 });
 
 const send = (report: ServerReport): void => {
   if (process.connected) process.send?.(report);
@@ -119,8 +120,10 @@ async function startGateway(request: Extract<ServerRequest, { type: 'start' }>):
     materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: pino({ level: process.env.SDC_LOG_LEVEL ?? 'silent' }),
     controlPlane: false, redisUrl: request.redisUrl, keyPrefix: request.keyPrefix, gatewayId: request.gatewayId, gatewayPort: 0,
     gateway: { heartbeatIntervalMs: request.heartbeatIntervalMs, connectionsMax: benchConnectionsMax },
+    ...(request.ticketSecretHex === undefined ? {} : { gatewayTicketSecret: new Uint8Array(Buffer.from(request.ticketSecretHex, 'hex')) }),
   });
   stopServer = () => deployment.stop();
+  tlsHandshakes = () => ({ ...deployment.gatewayServer.tlsHandshakes });
   // Every TCP socket of the process (Redis's too): the bench takes the growth from the idle reading.
   connections = () => process.getActiveResourcesInfo().filter((name) => name === 'TCPSocketWrap').length;
   return deployment.gatewayUrl;
@@ -155,6 +158,8 @@ process.on('message', (request: ServerRequest) => {
     );
   } else if (request.type === 'memory') {
     send({ type: 'memory', ...memory() });
+  } else if (request.type === 'tlsHandshakes') {
+    send({ type: 'tlsHandshakes', ...tlsHandshakes() });
   } else {
     void (stopServer?.() ?? Promise.resolve()).finally(() => {
       send({ type: 'stopped' });

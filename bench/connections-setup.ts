@@ -75,6 +75,8 @@ export interface ScaleOutOptions {
   readonly rampPerSecond: number;
   readonly agentsPerProcess: number;
   readonly progress: (line: string) => void;
+  /** Gateway i's TLS ticket secret (hex), or undefined for the data directory's, which every gateway shares by default. */
+  readonly ticketSecretHex?: (gatewayIndex: number) => string | undefined;
 }
 
 export interface ScaleOut {
@@ -117,10 +119,11 @@ export async function startScaleOut(options: ScaleOutOptions): Promise<ScaleOut>
       dataDir, count: options.agents, materials: bench.materials, sql, kv: bench.deployment.stores.kv, apiUrl: bench.apiUrl,
       gatewayUrl: bench.deployment.gatewayUrl, progress: options.progress,
     });
-    await Promise.all(options.gateways.map(async (gateway) => {
+    await Promise.all(options.gateways.map(async (gateway, i) => {
+      const ticketSecretHex = options.ticketSecretHex?.(i);
       await gateway.begin({
         type: 'start', dataDir, redisUrl: options.redisUrl, keyPrefix, gatewayId: gateway.name, heartbeatIntervalMs: standardProfile.heartbeatIntervalMs,
-        tls: bench.materials.serverTls,
+        tls: bench.materials.serverTls, ...(ticketSecretHex === undefined ? {} : { ticketSecretHex }),
       }, gatewayStartTimeoutMs);
       options.progress(`gateway ${gateway.name} listening at ${gateway.url}`);
     }));
@@ -132,15 +135,25 @@ export async function startScaleOut(options: ScaleOutOptions): Promise<ScaleOut>
 }
 
 /**
- * The agents' plan: agent i tries gateway i mod G first, then the others in turn (so a fleet
- * spreads evenly and an agent whose gateway dies goes to the next), and first connects at
- * i / rampPerSecond s.
+ * The agents' plan: agent i tries gateway i mod G first, then the others (so a fleet spreads
+ * evenly), and first connects at i / rampPerSecond s. The others come in an order that turns with
+ * floor(i / G), so the agents of a gateway that dies spread evenly over the rest: with one order
+ * for all, every one of them went to the same next gateway, which then held two thirds of a
+ * three-gateway fleet (more than one process may hold here beyond 29,000 agents).
  */
 export function planAgents(devices: readonly BenchDevice[], gatewayUrls: readonly string[], rampPerSecond: number): WorkerAgentSpec[] {
   return devices.map((device, i) => ({
     deviceId: device.deviceId, dir: device.dir, seed: i + 1, clockSkewMs: 0, startDelayMs: Math.floor((i * 1000) / rampPerSecond),
-    gatewayUrls: gatewayUrls.map((_, k) => gatewayUrls[(i + k) % gatewayUrls.length]!),
+    gatewayUrls: gatewayOrder(i, gatewayUrls.length).map((g) => gatewayUrls[g]!),
   }));
+}
+
+/** Agent i's gateways by index: i mod G first, then the other G - 1 in turn, starting at the (floor(i / G) mod (G - 1))-th of them. */
+export function gatewayOrder(agentIndex: number, gateways: number): number[] {
+  const first = agentIndex % gateways;
+  const others = Array.from({ length: gateways - 1 }, (_, k) => (first + 1 + k) % gateways);
+  const turn = gateways > 1 ? Math.floor(agentIndex / gateways) % (gateways - 1) : 0;
+  return [first, ...others.slice(turn), ...others.slice(0, turn)];
 }
 
 /** Step: the agents in the forked agent processes, until all have a session or the deadline passes. */

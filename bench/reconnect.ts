@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { SdcError } from '../core/errors/index.js';
 import { commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
@@ -32,9 +33,20 @@ export interface ReconnectBenchOptions {
   readonly rampPerSecond?: number;
   readonly agentsPerProcess?: number;
   readonly commands: number;
+  /**
+   * `shared` (default, as deployed): every gateway derives its TLS ticket keys from the data
+   * directory, so the killed gateway's agents resume their TLS sessions on the others. `split`:
+   * the storm with and without resumption in one run: the killed gateway shares its ticket keys
+   * with the second gateway only, every other gateway has its own, and the killed gateway's agents
+   * are spread evenly over the survivors (planAgents), so half of them (at three gateways) resume
+   * and the rest do full handshakes, at the same moment on the same machine.
+   */
+  readonly ticketKeys?: TicketKeysMode;
   readonly timeoutMs: number;
   readonly progress: (line: string) => void;
 }
+
+export type TicketKeysMode = 'shared' | 'split';
 
 export interface ReconnectDetails {
   readonly ok: boolean;
@@ -52,6 +64,9 @@ export interface ReconnectDetails {
   readonly not_succeeded: number;
   readonly refused_by_code: Readonly<Record<string, number>>;
   readonly connect_ms: number;
+  readonly ticket_keys: TicketKeysMode;
+  /** Per surviving gateway, its TLS handshakes from just before the kill until every agent was back. */
+  readonly storm_tls_handshakes: Readonly<Record<string, { readonly full: number; readonly resumed: number }>>;
   readonly load_average_start: readonly number[];
   readonly load_average_end: readonly number[];
   readonly violations: readonly string[];
@@ -82,12 +97,16 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
   // The bare storm has as many clients as the killed gateway's agents: a third of the fleet.
   const gatewayCount = options.gateways ?? reconnectGatewaysDefault;
   if (!Number.isInteger(gatewayCount) || gatewayCount < 2) throw new SdcError('BENCH_FAILED', `the storm needs at least 2 gateways (one is killed), not ${gatewayCount}`);
+  const ticketKeys = options.ticketKeys ?? 'shared';
+  if (ticketKeys === 'split' && gatewayCount < 3) throw new SdcError('BENCH_FAILED', 'split ticket keys need at least 3 gateways (one killed, one sharing its keys, one not)');
   const processes = forkBenchProcesses({ gateways: gatewayCount, agents: options.agents, agentsPerProcess, bareConnections: Math.ceil(options.agents / gatewayCount) });
   let scale: ScaleOut | undefined;
   try {
     scale = await startScaleOut({
       agents: options.agents, gateways: processes.gateways, redisUrl: options.redisUrl, rampPerSecond, agentsPerProcess, progress: options.progress,
       ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}), ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+      // Split: gateways 0 (killed) and 1 keep the data directory's secret, each other one gets its own.
+      ...(ticketKeys === 'split' ? { ticketSecretHex: (i: number) => (i <= 1 ? undefined : randomBytes(32).toString('hex')) } : {}),
     });
     const specs = planAgents(scale.devices, scale.gateways.map((g) => g.url), rampPerSecond);
     const { agents } = processes;
@@ -100,6 +119,8 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
     const before = Math.floor(options.commands / 2);
     const target = (i: number) => victimDevices[i % victimDevices.length]!;
     await Promise.all(Array.from({ length: before }, (_, i) => commands.send(target(i), i)));
+    const survivors = scale.gateways.slice(1);
+    const handshakesBefore = await Promise.all(survivors.map((g) => g.tlsHandshakes()));
     options.progress(`${commands.accepted.length} commands accepted; killing ${victim.name} (pid ${victim.pid}) with SIGKILL`);
     const killedMs = Date.now();
     victim.kill();
@@ -108,6 +129,10 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
     const returns = await waitAllBack(agents, killedMs, victimDevices.length, Math.min(deadlineMs, killedMs + 10 * goalAllBackMs));
     const allBack = returns.closed >= victimDevices.length && returns.notBack === 0;
     const backMs = Date.now() - killedMs;
+    const handshakesAfter = await Promise.all(survivors.map((g) => g.tlsHandshakes()));
+    const stormHandshakes = Object.fromEntries(survivors.map((g, i) => [g.name, {
+      full: handshakesAfter[i]!.full - handshakesBefore[i]!.full, resumed: handshakesAfter[i]!.resumed - handshakesBefore[i]!.resumed,
+    }]));
     await during;
     options.progress(`${returns.afterMs.length}/${returns.closed} agents back (${allBack ? `all within ${backMs} ms` : 'not all'})`);
     const settled = await commands.settle(Math.min(deadlineMs, Date.now() + commandSettleMs));
@@ -119,7 +144,11 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
     await Promise.all(scale.gateways.slice(1).map((gateway) => gateway.close()));
 
     const baselineMs = await bareStorm({ scale, ...processes.bare!, dirs: scale.devices.filter((_, i) => i % gatewayCount === 0).slice(0, returns.closed).map((d) => d.dir), agentsPerProcess, deadlineMs });
-    const rows = [distributionRow('agents_reauthenticated_after_kill', returns.afterMs.length, returns.afterMs), distributionRow('bare_tls_rehandshake', baselineMs.length, baselineMs)];
+    const rows = [
+      distributionRow('agents_reauthenticated_after_kill', returns.afterMs.length, returns.afterMs),
+      ...(ticketKeys === 'split' ? splitRows(specs.filter((_, i) => i % gatewayCount === 0), scale.gateways[1]!.url, returns.byDevice) : []),
+      distributionRow('bare_tls_rehandshake', baselineMs.length, baselineMs),
+    ];
     const byState: Record<string, number> = {};
     for (const record of settled) byState[record.state] = (byState[record.state] ?? 0) + 1;
     const allBackWithinMs = allBack && returns.notBack === 0 ? Math.max(0, ...returns.afterMs) : null;
@@ -129,14 +158,14 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
       benchmark: 'reconnect',
       parameters: {
         agents: options.agents, gateways: gatewayCount, heartbeat_interval_ms: standardProfile.heartbeatIntervalMs, telemetry_interval_ms: standardProfile.telemetryIntervalMs,
-        ramp_per_s: rampPerSecond, agents_per_process: agentsPerProcess, commands: options.commands, backoff_after_ready_ms: jitterMs,
+        ramp_per_s: rampPerSecond, agents_per_process: agentsPerProcess, commands: options.commands, backoff_after_ready_ms: jitterMs, ticket_keys: ticketKeys,
         sql: options.mysqlUrl ? 'mysql' : 'sql.js', bus_and_kv: 'redis',
       },
       results: rows, units: reconnectUnits,
       details: {
         ok, killed_gateway: victim.name, disconnected: returns.closed, not_back: returns.notBack, all_back_within_ms: allBackWithinMs, goal_all_back_ms: goalAllBackMs,
         commands_accepted: commands.accepted.length, commands_by_state: byState, executed_twice: executedTwice, not_succeeded: notSucceeded,
-        refused_by_code: commands.refusedByCode, connect_ms: started.connectMs, load_average_start: loadStart, load_average_end: loadavg(), violations,
+        refused_by_code: commands.refusedByCode, connect_ms: started.connectMs, ticket_keys: ticketKeys, storm_tls_handshakes: stormHandshakes, load_average_start: loadStart, load_average_end: loadavg(), violations,
         notes: [...notes, `wall ms from the kill until the bench saw every one back: ${backMs} (it asks the agent processes every ${returnsPollMs} ms)`],
       },
     });
@@ -147,10 +176,24 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
 }
 
 /**
+ * The split storm's two halves: the killed gateway's agents whose next gateway shares its ticket
+ * keys (they can resume), and those whose next gateway does not (full handshakes).
+ */
+function splitRows(victims: ReadonlyArray<{ deviceId: string; gatewayUrls?: readonly string[] }>, sharingUrl: string, byDevice: ReadonlyMap<string, number>): BenchRow[] {
+  const sharing: number[] = [];
+  const other: number[] = [];
+  for (const victim of victims) {
+    const ms = byDevice.get(victim.deviceId);
+    if (ms !== undefined) (victim.gatewayUrls?.[1] === sharingUrl ? sharing : other).push(ms);
+  }
+  return [distributionRow('to_gateway_sharing_ticket_keys', sharing.length, sharing), distributionRow('to_gateway_with_other_ticket_keys', other.length, other)];
+}
+
+/**
  * Polls the agent processes until at least `expected` sessions closed after `sinceMs` and every
  * one of them is authenticated again, or the deadline passes; the last answer.
  */
-async function waitAllBack(agents: AgentChildren, sinceMs: number, expected: number, deadlineMs: number): Promise<{ afterMs: number[]; closed: number; notBack: number }> {
+async function waitAllBack(agents: AgentChildren, sinceMs: number, expected: number, deadlineMs: number): ReturnType<AgentChildren['returns']> {
   for (;;) {
     agents.assertHealthy();
     const returns = await agents.returns(sinceMs);

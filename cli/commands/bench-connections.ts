@@ -79,8 +79,9 @@ export const reconnectBenchCommand: Command = {
     ...sharedHelp,
     ['--gateways G', 'Gateway processes, one of them killed (default 3, at least 2)'],
     ['--commands C', 'EXEC_PING_KERNEL commands sent through the API around the kill, to the killed gateway\'s agents (default 30); each must end succeeded and run once'],
+    ['--ticket-keys M', 'shared (default): every gateway accepts the others\' TLS session tickets; split: only the second gateway shares the killed one\'s, so half the storm resumes and half does full handshakes, in one run'],
   ],
-  options: { ...sharedOptions, gateways: { type: 'string' }, commands: { type: 'string' } },
+  options: { ...sharedOptions, gateways: { type: 'string' }, commands: { type: 'string' }, 'ticket-keys': { type: 'string' } },
   async run(args, io) {
     const values = sharedValues(args, io);
     const gateways = integerOption(args, 'gateways', 3, 2, 16);
@@ -88,7 +89,10 @@ export const reconnectBenchCommand: Command = {
       throw new SdcError('CLI_USAGE', `after the kill ${gateways - 1} gateway${gateways === 2 ? '' : 's'} hold all ${values.agents} agents: at most ${(19_500 * (gateways - 1)).toLocaleString('en-US')} here (20,000 open files per process)`);
     }
     const { runReconnectBench } = await import('../../bench/reconnect.js');
-    const report = await runReconnectBench({ ...values, gateways, commands: integerOption(args, 'commands', 30, 0, 10_000) });
+    const ticketKeys = args.values['ticket-keys'] ?? 'shared';
+    if (ticketKeys !== 'shared' && ticketKeys !== 'split') throw new SdcError('CLI_USAGE', `--ticket-keys is shared or split, not ${JSON.stringify(ticketKeys)}`);
+    if (ticketKeys === 'split' && gateways < 3) throw new SdcError('CLI_USAGE', '--ticket-keys split needs at least 3 gateways');
+    const report = await runReconnectBench({ ...values, gateways, commands: integerOption(args, 'commands', 30, 0, 10_000), ticketKeys });
     await emit(args, io, report);
     return report.details?.ok === true ? 0 : 1;
   },

@@ -39,8 +39,8 @@ import { Trace } from './trace.js';
 import { observedKernel } from './observed-agent-parts.js';
 import { createModelEd25519Provider } from './model-crypto.js';
 import { drainMicrotasks } from './drain.js';
-import { brickSelector, checkOta, createUpdater, disposeOta, prepareOta, publishAndStart, readRolloutFacts, type OtaSetup } from './ota/ota-run.js';
-import type { SimUpdater } from './ota/sim-updater.js';
+import { brickSelector, checkOta, createUpdater, disposeOta, otaDeviceParts, prepareOta, publishAndStart, readRolloutFacts, type OtaSetup } from './ota/ota-run.js';
+import { simControlPlaneUrl, type DeviceUpdates } from './ota/device-updates.js';
 
 /**
  * One simulator run (TigerBeetle's VOPR): the real control plane, gateways and agents in one
@@ -287,6 +287,7 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
   const observer = await observeCommands(run, stores);
   const fleet = await registerDevices(run, stores);
   const controlPlane = await startControlPlane(run, stores, materials, ota);
+  if (ota !== undefined) ota.app = () => controlPlane.cp?.app;
   const gateways = await startGateways(run, stores, materials);
   const checkers: Checkers = { seq: new SessionSeqChecker(), execution: new ExecutionChecker() };
   const network = createNetwork(run, checkers);
@@ -431,7 +432,8 @@ async function startControlPlane(run: Run, stores: Stores, materials: Deployment
         materials, stores: { sql: stores.sql, bus: stores.bus, kv: holder.kv }, clock: time, random: run.rng.controlPlane, scheduler: time,
         gatewayUrls: ['sim://gateway'], persistJwtKeys: false, consumerName: 'cp-sim', scryptParams: { N: 1024, r: 8, p: 1 },
         expirySweepIntervalMs: 5_000, consumerBlockMs: 1_000, claimIdleMs: 30_000, ed25519: run.provider,
-        ...(ota === undefined ? {} : { otaExecutionTimeouts: ota.timeouts }),
+        // The notices' presigned artifact URLs name this origin; the devices' fetch adapter answers it in process.
+        ...(ota === undefined ? {} : { otaExecutionTimeouts: ota.timeouts, otaBlobs: { publicBaseUrl: simControlPlaneUrl } }),
       });
       await cp.start();
     } catch (error) {
@@ -612,13 +614,15 @@ function bootAgents(run: Run, parts: { fleet: Fleet; gateways: Gateways; network
     const clock: Clock = { nowMs: () => time.nowMs() + skewMs };
     const agentSeed = random.bytes(32);
     const serviceSeed = random.bytes(32);
+    const ota = otaDeviceParts(parts.ota, deviceId, clock);
     const device = new MockIoctlDevice({
       ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock, scheduler: time,
-      faults: kernelFaults, random: random.fork(),
+      faults: kernelFaults, random: random.fork(), ...ota.kernelOptions,
       // Provisioned as enrollment does: the kernel verifies every command's control-plane signature itself.
       commandKeys: { deviceId, keys: [...gateways.commandKeys.values()] },
     });
     const bridge = new IoctlKernelBridge({ device, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: BigInt(simStartMs) * 1000n });
+    ota.attach(bridge);
     const kernel = observedKernel(bridge, () => {
       counts.kernel_calls! += 1;
       violate(run, checkers.execution.kernelCall(deviceId));
@@ -630,13 +634,14 @@ function bootAgents(run: Run, parts: { fleet: Fleet; gateways: Gateways; network
 }
 
 /**
- * Each device's simulated update path (sim/ota/sim-updater.ts), made when its first notice comes;
- * it outlives crashes of the agent process, as the update journal does, and reports through the
- * agent core that runs now. Its randomness comes from the run's OTA fork, in notice order.
+ * Each device's update runner (sim/ota/device-updates.ts: the real agent's, on the simulator's
+ * ports), made when its first notice comes; it outlives crashes of the agent process, as the
+ * update journal does, and reports through the agent core that runs now. Its randomness comes
+ * from the run's OTA fork, in notice order.
  */
 function otaNoticeHandler(run: Run, ota: OtaSetup, materials: DeploymentMaterials): (agent: SimAgent, notice: MessageBody<'OTA_NOTICE'>) => void {
   const scenarioOta = run.scenario.ota!;
-  const updaters = new Map<string, SimUpdater>();
+  const updaters = new Map<string, DeviceUpdates>();
   const bricks = brickSelector(scenarioOta.bricks, run.rng.ota.fork());
   const random = run.rng.ota.fork();
   return (agent, notice) => {
@@ -645,6 +650,7 @@ function otaNoticeHandler(run: Run, ota: OtaSetup, materials: DeploymentMaterial
       updater = createUpdater(ota, {
         deviceId: agent.deviceId, ota: scenarioOta, time: run.time, random: random.fork(), commandSigner: materials.commandSigner, provider: run.provider,
         bricks, send: (report) => agent.core?.sendOtaReport(report) ?? false, trace: (kind, detail) => run.trace.add(kind, detail),
+        hold: (work) => holdTime(run, work),
       });
       updaters.set(agent.deviceId, updater);
     }

@@ -28,7 +28,7 @@ export interface SimAgentWorld {
   onExecuting(deviceId: string, commandId: string): void;
   onAgentEvent(agent: SimAgent, event: AgentCoreEvent): void;
   linkClosed(link: SimLink): void;
-  /** OTA notices for this agent's update path (sim/ota/sim-updater.ts); absent in runs without a rollout. */
+  /** OTA notices for this agent's update runner (sim/ota/device-updates.ts); absent in runs without a rollout. */
   otaNotice?: (agent: SimAgent, notice: MessageBody<'OTA_NOTICE'>) => void;
 }
 

@@ -1,10 +1,8 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { SdcError } from '../../core/errors/index.js';
 import type { Clock, Scheduler, TimerHandle } from '../../core/ports/ports.js';
+import type { ArtifactFetcher, ArtifactResponse, StagingStore } from './download-ports.js';
+import { createNodeArtifactFetcher, nodeStagingStore } from './node-download-adapters.js';
 
 /**
  * A download that survives cut connections (issue 10, "Downloads resume"), for artifacts whose
@@ -23,6 +21,8 @@ import type { Clock, Scheduler, TimerHandle } from '../../core/ports/ports.js';
  * Never more than L bytes are written (OTA_DOWNLOAD_TOO_LARGE on the first byte beyond: an endless
  * response costs nothing — the failure mender #1632 describes), and the whole download has a total
  * deadline. At the end, length and SHA-256 are checked (OTA_DOWNLOAD_DIGEST_MISMATCH, partial dropped).
+ * The GETs and the files go through ports (download-ports.ts): HTTP and files by default, the
+ * simulator's in-process server and memory on virtual time.
  */
 export interface ResumableDownloadOptions {
   readonly url: string;
@@ -38,7 +38,12 @@ export interface ResumableDownloadOptions {
   readonly clock: Clock;
   /** Wait before the next attempt after a cut (doubles each time, at most 30 s). */
   readonly retryDelayMs?: number;
+  /** For the default fetcher (HTTPS with the pinned CA); ignored when `fetcher` is given. */
   readonly caPem?: string;
+  /** The GETs; default node's http/https client. */
+  readonly fetcher?: ArtifactFetcher;
+  /** The partial, its state file and the finished artifact; default files. */
+  readonly staging?: StagingStore;
   /** Aborts the download (e.g. the rollout was cancelled): the partial is kept for a later try. */
   readonly signal?: AbortSignal;
 }
@@ -57,6 +62,11 @@ interface PartState {
   readonly etag: string | undefined;
 }
 
+interface DownloadIo {
+  readonly fetcher: ArtifactFetcher;
+  readonly staging: StagingStore;
+}
+
 /** What one attempt ended with: done (all bytes on disk), or a retryable interruption. */
 type AttemptEnd = { kind: 'complete' } | { kind: 'interrupted'; error: SdcError };
 
@@ -66,48 +76,49 @@ export async function downloadResumable(options: ResumableDownloadOptions): Prom
     throw new SdcError('OTA_DOWNLOAD_FAILED', 'the expected length and SHA-256 must be given before a download starts');
   }
   const url = parseUrl(options.url);
+  const io: DownloadIo = { fetcher: options.fetcher ?? createNodeArtifactFetcher(options.caPem === undefined ? {} : { caPem: options.caPem }), staging: options.staging ?? nodeStagingStore };
   const part = `${options.destination}.part`;
   const statePath = `${part}.json`;
   const deadlineMs = options.clock.nowMs() + options.limits.totalTimeoutMs;
   const startOffsets: number[] = [];
-  let state = await readState(statePath, options.expected.length, expectedSha);
-  if (state === undefined) await dropPartial(part, statePath);
+  let state = await readState(io.staging, statePath, options.expected.length, expectedSha);
+  if (state === undefined) await dropPartial(io.staging, part, statePath);
   let lastError: SdcError | undefined;
   let delayMs = options.retryDelayMs ?? 500;
   for (let attempt = 1; attempt <= options.limits.attemptsMax; attempt += 1) {
     if (options.signal?.aborted) throw new SdcError('OTA_DOWNLOAD_FAILED', 'the download was cancelled; the partial file is kept');
-    let offset = state === undefined ? 0 : await partSize(part);
+    let offset = state === undefined ? 0 : await io.staging.size(part);
     // Without an ETag a resumed range could splice two versions: only resume what If-Range can guard.
     if (state?.etag === undefined && offset > 0) {
-      await dropPartial(part, statePath);
+      await dropPartial(io.staging, part, statePath);
       state = undefined;
       offset = 0;
     }
     if (offset === options.expected.length && state !== undefined && offset > 0) break;
     startOffsets.push(offset);
-    const end = await attemptOnce(url, options, part, statePath, offset, state, deadlineMs, expectedSha);
+    const end = await attemptOnce(io, url, options, part, statePath, offset, state, deadlineMs, expectedSha);
     if (end.kind === 'complete') {
-      state = await readState(statePath, options.expected.length, expectedSha);
+      state = await readState(io.staging, statePath, options.expected.length, expectedSha);
       break;
     }
     lastError = end.error;
-    state = await readState(statePath, options.expected.length, expectedSha);
+    state = await readState(io.staging, statePath, options.expected.length, expectedSha);
     if (attempt < options.limits.attemptsMax) {
       await sleep(options.scheduler, Math.min(delayMs, Math.max(0, deadlineMs - options.clock.nowMs())));
       delayMs = Math.min(delayMs * 2, 30_000);
       if (options.clock.nowMs() >= deadlineMs) throw new SdcError('OTA_DOWNLOAD_TIMEOUT', `the download did not finish within ${options.limits.totalTimeoutMs} ms`, { limitMs: options.limits.totalTimeoutMs });
     }
   }
-  if (state === undefined || (await partSize(part)) !== options.expected.length) {
+  if (state === undefined || (await io.staging.size(part)) !== options.expected.length) {
     throw lastError ?? new SdcError('OTA_DOWNLOAD_FAILED', `the download did not complete in ${options.limits.attemptsMax} attempts`);
   }
-  const sha256 = await hashFile(part);
+  const sha256 = await hashFile(io.staging, part);
   if (sha256 !== expectedSha) {
-    await dropPartial(part, statePath);
+    await dropPartial(io.staging, part, statePath);
     throw new SdcError('OTA_DOWNLOAD_DIGEST_MISMATCH', `the downloaded artifact's SHA-256 is ${sha256}, not ${expectedSha}`, { expected: expectedSha, actual: sha256 });
   }
-  await rename(part, options.destination);
-  await unlink(statePath).catch(() => undefined);
+  await io.staging.rename(part, options.destination);
+  await io.staging.remove(statePath);
   return { length: options.expected.length, sha256, attempts: startOffsets.length, startOffsets };
 }
 
@@ -122,37 +133,36 @@ function parseUrl(raw: string): URL {
   return url;
 }
 
-async function attemptOnce(url: URL, options: ResumableDownloadOptions, part: string, statePath: string, offset: number, state: PartState | undefined, deadlineMs: number, expectedSha: string): Promise<AttemptEnd> {
+async function attemptOnce(io: DownloadIo, url: URL, options: ResumableDownloadOptions, part: string, statePath: string, offset: number, state: PartState | undefined, deadlineMs: number, expectedSha: string): Promise<AttemptEnd> {
   const length = options.expected.length;
   const headers: Record<string, string> = {};
   if (offset > 0 && state?.etag !== undefined) {
     headers.range = `bytes=${offset}-`;
     headers['if-range'] = state.etag;
   }
-  let response: IncomingMessage;
-  let body: BodyQueue;
+  let response: ArtifactResponse;
   try {
-    ({ response, body } = await startRequest(url, headers, options, deadlineMs));
+    response = await startRequest(io.fetcher, url, headers, options, deadlineMs);
   } catch (error) {
     return interruptedOrThrow(error);
   }
-  const status = response.statusCode ?? 0;
-  const etag = strongEtag(response.headers.etag);
+  const status = response.status;
+  const etag = strongEtag(response.etag);
   let writeFrom: number;
   if (status === 206) {
-    const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(response.headers['content-range'] ?? ''));
+    const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(response.contentRange ?? ''));
     const [first, last, total] = range === null ? [NaN, NaN, NaN] : [Number(range[1]), Number(range[2]), Number(range[3])];
     if (offset === 0 || first !== offset || last !== length - 1 || total !== length || etag !== state?.etag) {
       response.destroy();
-      await dropPartial(part, statePath);
-      throw new SdcError('OTA_DOWNLOAD_RANGE_INVALID', `asked for bytes ${offset}-${length - 1}/${length} of ${state?.etag ?? 'the object'}, got Content-Range "${String(response.headers['content-range'] ?? '')}" with ETag ${etag ?? 'none'}`, { offset, length });
+      await dropPartial(io.staging, part, statePath);
+      throw new SdcError('OTA_DOWNLOAD_RANGE_INVALID', `asked for bytes ${offset}-${length - 1}/${length} of ${state?.etag ?? 'the object'}, got Content-Range "${String(response.contentRange ?? '')}" with ETag ${etag ?? 'none'}`, { offset, length });
     }
     writeFrom = offset;
   } else if (status === 200) {
     writeFrom = 0;
   } else if (status === 416) {
     response.destroy();
-    await dropPartial(part, statePath);
+    await dropPartial(io.staging, part, statePath);
     return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_RANGE_INVALID', `the server answered 416 to bytes=${offset}-: the partial file was dropped`, { offset, length }) };
   } else {
     response.destroy();
@@ -161,21 +171,20 @@ async function attemptOnce(url: URL, options: ResumableDownloadOptions, part: st
     if (status >= 500) return { kind: 'interrupted', error };
     throw error;
   }
-  const declared = Number(response.headers['content-length']);
-  if (Number.isFinite(declared) && declared > length - writeFrom) {
+  const declared = response.contentLength;
+  if (declared !== undefined && declared > length - writeFrom) {
     response.destroy();
     throw new SdcError('OTA_DOWNLOAD_TOO_LARGE', `the server declares ${declared} bytes where at most ${length - writeFrom} remain`, { bytesMax: length });
   }
-  await writeFile(statePath, JSON.stringify({ sha256: expectedSha, length, etag } satisfies PartState), { mode: 0o600 });
-  const file = await open(part, writeFrom === 0 ? 'w' : 'r+', 0o600);
+  await io.staging.writeText(statePath, JSON.stringify({ sha256: expectedSha, length, etag } satisfies PartState));
+  const file = await io.staging.open(part, { truncate: writeFrom === 0 });
   try {
-    if (writeFrom === 0) await file.truncate(0);
     let position = writeFrom;
-    const ended = await readBody(response, body, options, deadlineMs, async (chunk) => {
+    const ended = await readBody(response, options, deadlineMs, async (chunk) => {
       if (position + chunk.length > length) {
         throw new SdcError('OTA_DOWNLOAD_TOO_LARGE', `the response runs past the expected ${length} bytes`, { bytesMax: length });
       }
-      await file.write(chunk, 0, chunk.length, position);
+      await file.write(chunk, position);
       position += chunk.length;
     });
     await file.sync();
@@ -193,25 +202,23 @@ function interruptedOrThrow(error: unknown): AttemptEnd {
   return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_FAILED', (error as Error).message) };
 }
 
-function startRequest(url: URL, headers: Record<string, string>, options: ResumableDownloadOptions, deadlineMs: number): Promise<{ response: IncomingMessage; body: BodyQueue }> {
-  return new Promise((resolve, reject) => {
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const request = send(url, { method: 'GET', headers, ...(options.caPem === undefined ? {} : { ca: options.caPem }) }, (response) => {
-      options.scheduler.cancel(timer);
-      // Taken at once, in the same turn as the headers: see BodyQueue for why.
-      resolve({ response, body: new BodyQueue(response) });
-    });
-    const waitMs = Math.min(options.limits.idleTimeoutMs, Math.max(0, deadlineMs - options.clock.nowMs()));
-    const timer = options.scheduler.schedule(waitMs, () => {
-      request.destroy();
-      reject(timeoutError(options, deadlineMs));
-    });
-    request.on('error', (error) => {
-      options.scheduler.cancel(timer);
-      reject(new SdcError('OTA_DOWNLOAD_FAILED', error.message));
-    });
-    request.end();
+/** The response's headers, or a rejection; waiting for them counts against the idle limit (and the total deadline). */
+async function startRequest(fetcher: ArtifactFetcher, url: URL, headers: Record<string, string>, options: ResumableDownloadOptions, deadlineMs: number): Promise<ArtifactResponse> {
+  const abort = new AbortController();
+  let timedOut = false;
+  const waitMs = Math.min(options.limits.idleTimeoutMs, Math.max(0, deadlineMs - options.clock.nowMs()));
+  const timer = options.scheduler.schedule(waitMs, () => {
+    timedOut = true;
+    abort.abort();
   });
+  try {
+    return await fetcher.get(url, headers, abort.signal);
+  } catch (error) {
+    if (timedOut) throw timeoutError(options, deadlineMs);
+    throw error instanceof SdcError ? error : new SdcError('OTA_DOWNLOAD_FAILED', (error as Error).message);
+  } finally {
+    options.scheduler.cancel(timer);
+  }
 }
 
 function timeoutError(options: ResumableDownloadOptions, deadlineMs: number): SdcError {
@@ -222,75 +229,12 @@ function timeoutError(options: ResumableDownloadOptions, deadlineMs: number): Sd
 }
 
 /**
- * The body's bytes, taken from the socket as they arrive and held (bounded) until written.
- *
- * Why not `for await (const chunk of response)` after the headers: when a connection is closed
- * mid-body (a proxy's cut, a server's crash), node destroys the response with "aborted", and
- * destroying a stream discards what it had buffered but not yet handed out. A small body cut
- * arrives whole, with the close, while the caller is still writing the `.part.json` and opening
- * the file; the iterator then threw at once and every received byte was lost, so each retry
- * started from 0 again (docs/chaos.md, "Finding, the OTA cut"). Here a `data` listener is attached
- * in the same turn as the headers, so every byte node parsed is in this queue before the close is
- * seen, and the queue hands out all of it before it reports the interruption.
- * Backpressure: past `highWaterBytes` queued, the response is paused (what node then holds in its
- * own buffer may still be lost to a cut; it is downloaded again).
- */
-class BodyQueue {
-  static readonly highWaterBytes = 1024 * 1024;
-  readonly #response: IncomingMessage;
-  readonly #chunks: Buffer[] = [];
-  #queuedBytes = 0;
-  #end: 'complete' | Error | undefined;
-  #wake: (() => void) | undefined;
-
-  constructor(response: IncomingMessage) {
-    this.#response = response;
-    response.on('data', (chunk: Buffer) => {
-      this.#chunks.push(chunk);
-      this.#queuedBytes += chunk.length;
-      if (this.#queuedBytes > BodyQueue.highWaterBytes) response.pause();
-      this.#signal();
-    });
-    response.on('end', () => this.#finish('complete'));
-    response.on('error', (error) => this.#finish(error));
-    // A close without 'end' is a cut even where node reports no error.
-    response.on('close', () => this.#finish(new Error('the connection closed before the end of the body')));
-  }
-
-  /** The next chunk; undefined at the end of a whole body; throws the interruption once every received byte was handed out. */
-  async next(): Promise<Buffer | undefined> {
-    for (;;) {
-      const chunk = this.#chunks.shift();
-      if (chunk !== undefined) {
-        this.#queuedBytes -= chunk.length;
-        if (this.#response.isPaused() && this.#queuedBytes <= BodyQueue.highWaterBytes / 2) this.#response.resume();
-        return chunk;
-      }
-      if (this.#end === 'complete') return undefined;
-      if (this.#end !== undefined) throw this.#end;
-      await new Promise<void>((resolve) => { this.#wake = resolve; });
-    }
-  }
-
-  #finish(end: 'complete' | Error): void {
-    this.#end ??= end;
-    this.#signal();
-  }
-
-  #signal(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-}
-
-/**
  * Writes the body chunk by chunk (the next chunk waits for the write) under the idle and total
  * limits. A cut or a stall ends the attempt as interrupted, after every byte received before it
  * was written; a refusal from `write` (too many bytes) or the total deadline is thrown and stops
  * the download.
  */
-async function readBody(response: IncomingMessage, body: BodyQueue, options: ResumableDownloadOptions, deadlineMs: number, write: (chunk: Buffer) => Promise<void>): Promise<AttemptEnd> {
+async function readBody(response: ArtifactResponse, options: ResumableDownloadOptions, deadlineMs: number, write: (chunk: Uint8Array) => Promise<void>): Promise<AttemptEnd> {
   let timer: TimerHandle | undefined;
   let stalled: SdcError | undefined;
   const arm = () => {
@@ -305,7 +249,7 @@ async function readBody(response: IncomingMessage, body: BodyQueue, options: Res
   options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     arm();
-    for (let chunk = await body.next(); chunk !== undefined; chunk = await body.next()) {
+    for (let chunk = await response.next(); chunk !== undefined; chunk = await response.next()) {
       await write(chunk);
       arm();
     }
@@ -329,9 +273,11 @@ function strongEtag(value: string | undefined): string | undefined {
   return value === undefined || value.startsWith('W/') ? undefined : value;
 }
 
-async function readState(path: string, length: number, sha256: string): Promise<PartState | undefined> {
+async function readState(staging: StagingStore, path: string, length: number, sha256: string): Promise<PartState | undefined> {
   try {
-    const state = JSON.parse(await readFile(path, 'utf8')) as PartState;
+    const text = await staging.readText(path);
+    if (text === undefined) return undefined;
+    const state = JSON.parse(text) as PartState;
     // A partial of another artifact (or another version of this one) is never continued.
     return state.sha256 === sha256 && state.length === length ? state : undefined;
   } catch {
@@ -339,22 +285,15 @@ async function readState(path: string, length: number, sha256: string): Promise<
   }
 }
 
-async function partSize(path: string): Promise<number> {
-  try {
-    return (await stat(path)).size;
-  } catch {
-    return 0;
-  }
+async function dropPartial(staging: StagingStore, part: string, statePath: string): Promise<void> {
+  await staging.remove(part);
+  await staging.remove(statePath);
 }
 
-async function dropPartial(part: string, statePath: string): Promise<void> {
-  await unlink(part).catch(() => undefined);
-  await unlink(statePath).catch(() => undefined);
-}
-
-async function hashFile(path: string): Promise<string> {
+async function hashFile(staging: StagingStore, path: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  const chunks = await staging.chunks(path);
+  for await (const chunk of chunks ?? []) hash.update(chunk);
   return hash.digest('hex');
 }
 

@@ -61,12 +61,21 @@ export function fileUpdateJournal(dir: string): UpdateJournal {
   };
 }
 
-export function memoryUpdateJournal(): UpdateJournal & { readonly saved: UpdateJournalState[] } {
+/**
+ * The journal in memory (tests; the simulator's devices, whose journal outlives their agent's
+ * crashes as the file does). `keepHistory` (default true, for tests) keeps every saved state in
+ * `saved`; the simulator keeps only the latest.
+ */
+export function memoryUpdateJournal(options: { readonly keepHistory?: boolean } = {}): UpdateJournal & { readonly saved: UpdateJournalState[] } {
   const saved: UpdateJournalState[] = [];
+  const keepHistory = options.keepHistory ?? true;
   let state: UpdateJournalState = { current: null, installedReleaseCounter: 0 };
   return {
     saved,
     async load() { return structuredClone(state); },
-    async save(next) { state = structuredClone(next); saved.push(state); },
+    async save(next) {
+      state = structuredClone(next);
+      if (keepHistory) saved.push(state);
+    },
   };
 }

@@ -1,6 +1,4 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../../core/ports/ports.js';
@@ -18,6 +16,8 @@ import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { AgentLogger } from '../agent-core.js';
 import { defaultTufTimeouts, runTufWorkflow, type TufFileStore } from '../tuf/driver.js';
 import type { TufFetcher } from '../tuf/http-fetcher.js';
+import type { ArtifactFetcher, StagingStore } from './download-ports.js';
+import { nodeStagingStore } from './node-download-adapters.js';
 import { presignedUrlExpiresAtMs } from './presigned-url-expiry.js';
 import { downloadResumable, type ResumableDownloadOptions } from './resumable-download.js';
 import { updateJournalLimits, type UpdateJournal, type UpdateJournalEntry, type UpdateJournalState } from './update-journal.js';
@@ -39,8 +39,16 @@ export interface UpdateSource {
   readonly targets: TufFileStore;
   /** The directory behind `targets`, where the kernel reads a staged artifact from. */
   readonly targetsDir: string;
-  /** The resumable downloader's I/O and limits (agent/ota/resumable-download.ts), for notices with an artifact URL. */
-  readonly download?: { readonly scheduler: Scheduler; readonly caPem?: string; readonly limits?: ResumableDownloadOptions['limits']; readonly retryDelayMs?: number };
+  /** Where presigned downloads are staged and the kernel reads them (download-ports.ts); default files under targetsDir. */
+  readonly staging?: StagingStore;
+  /**
+   * The resumable downloader's I/O and limits (agent/ota/resumable-download.ts), for notices with
+   * an artifact URL: `fetcher` defaults to HTTPS with `caPem` pinned.
+   */
+  readonly download?: {
+    readonly scheduler: Scheduler; readonly caPem?: string; readonly fetcher?: ArtifactFetcher;
+    readonly limits?: ResumableDownloadOptions['limits']; readonly retryDelayMs?: number;
+  };
 }
 
 export const updateDownloadDefaults = {
@@ -289,7 +297,8 @@ export class UpdateRunner {
    */
   async #downloadPresigned(entry: UpdateJournalEntry, url: string, download: NonNullable<UpdateSource['download']>, file: string): Promise<'done' | 'waiting' | 'canceled'> {
     const target = this.#directorTarget(entry);
-    if (await fileMatches(file, target)) return 'done'; // downloaded before a restart
+    const staging = this.#o.source.staging ?? nodeStagingStore;
+    if (await fileMatches(staging, file, target)) return 'done'; // downloaded before a restart
     // A stored notice re-sent after a reconnect may carry a URL that expired meanwhile: ask for a new
     // one without first making a request that can only be refused. Only while no new URL was asked
     // in this execution: a device whose clock runs ahead would otherwise never try any URL (after
@@ -298,14 +307,14 @@ export class UpdateRunner {
     if (!this.#urlRenewals.has(entry.executionId) && expiresAtMs !== undefined && expiresAtMs <= this.#o.clock.nowMs() + updateDownloadDefaults.urlExpiryMarginMs) {
       return this.#askNewUrl(entry, 'artifact URL expired before use: asking for a new one');
     }
-    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    await staging.ensureDirectory(dirname(file));
     const abort = new AbortController();
     this.#downloading = { executionId: entry.executionId, abort };
     try {
       const result = await downloadResumable({
         url, destination: file, expected: { length: target.length, sha256: target.hashes['sha256']! },
-        limits: download.limits ?? updateDownloadDefaults.limits, scheduler: download.scheduler, clock: this.#o.clock, signal: abort.signal,
-        ...(download.caPem === undefined ? {} : { caPem: download.caPem }), ...(download.retryDelayMs === undefined ? {} : { retryDelayMs: download.retryDelayMs }),
+        limits: download.limits ?? updateDownloadDefaults.limits, scheduler: download.scheduler, clock: this.#o.clock, signal: abort.signal, staging,
+        ...(download.fetcher === undefined ? {} : { fetcher: download.fetcher }), ...(download.caPem === undefined ? {} : { caPem: download.caPem }), ...(download.retryDelayMs === undefined ? {} : { retryDelayMs: download.retryDelayMs }),
       });
       this.#o.logger.info({ executionId: entry.executionId, attempts: result.attempts, startOffsets: result.startOffsets, length: result.length }, 'artifact downloaded from its presigned URL');
     } catch (error) {
@@ -317,8 +326,8 @@ export class UpdateRunner {
     } finally {
       this.#downloading = undefined;
     }
-    if (!(await fileMatches(file, target))) {
-      await rm(file, { force: true });
+    if (!(await fileMatches(staging, file, target))) {
+      await staging.remove(file);
       throw new SdcError('OTA_DOWNLOAD_DIGEST_MISMATCH', `the artifact does not have every hash the signed target lists (${Object.keys(target.hashes).join(', ')})`);
     }
     return 'done';
@@ -486,14 +495,16 @@ function hexToBytes(hex: string): Uint8Array {
 }
 
 /** Whether `file` exists with exactly the target's length and every listed hash (sha224..sha512). */
-async function fileMatches(file: string, target: { length: number; hashes: Readonly<Record<string, string>> }): Promise<boolean> {
+async function fileMatches(staging: StagingStore, file: string, target: { length: number; hashes: Readonly<Record<string, string>> }): Promise<boolean> {
   const hashes = Object.entries(target.hashes).map(([algorithm, digest]) => ({ digest, hash: createHash(algorithm) }));
   let length = 0;
   try {
-    for await (const chunk of createReadStream(file)) {
-      length += (chunk as Buffer).length;
+    const chunks = await staging.chunks(file);
+    if (chunks === undefined) return false;
+    for await (const chunk of chunks) {
+      length += chunk.length;
       if (length > target.length) return false;
-      for (const { hash } of hashes) hash.update(chunk as Buffer);
+      for (const { hash } of hashes) hash.update(chunk);
     }
   } catch {
     return false;

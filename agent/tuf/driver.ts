@@ -111,3 +111,25 @@ function localStoreError(verb: string, fileName: string, error: unknown): SdcErr
   const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
   return new SdcError('TUF_LOCAL_STORE', `cannot ${verb} ${fileName}: ${reason}`, { file: fileName });
 }
+
+/**
+ * A TufFileStore in memory (the simulator's devices, tests): bounded to `filesMax` files of at most
+ * `fileBytesMax` bytes each (the workflow's own byte limits are below that), TUF_LOCAL_STORE past either.
+ */
+export function memoryTufStore(limits: { readonly filesMax: number; readonly fileBytesMax: number } = { filesMax: 64, fileBytesMax: 16 * 1024 * 1024 }): TufFileStore {
+  const files = new Map<string, Uint8Array>();
+  return {
+    async read(fileName) {
+      return files.get(checkedName(fileName));
+    },
+    async write(fileName, bytes) {
+      const name = checkedName(fileName);
+      if (bytes.length > limits.fileBytesMax) throw new SdcError('TUF_LOCAL_STORE', `cannot write ${fileName}: more than ${limits.fileBytesMax} bytes`, { file: fileName });
+      if (!files.has(name) && files.size >= limits.filesMax) throw new SdcError('TUF_LOCAL_STORE', `cannot write ${fileName}: more than ${limits.filesMax} files`, { file: fileName });
+      files.set(name, bytes);
+    },
+    async delete(fileName) {
+      files.delete(checkedName(fileName));
+    },
+  };
+}

@@ -2,38 +2,58 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Ed25519Provider } from '../../core/ports/ports.js';
+import type { FastifyInstance } from 'fastify';
+import type { Clock, Ed25519Provider } from '../../core/ports/ports.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import type { ExecutionTimeouts } from '../../core/ota/execution-machine.js';
 import { executionActiveStates } from '../../core/ota/execution-machine.js';
 import type { RolloutPlan } from '../../core/ota/rollout-decisions.js';
 import type { SeededRandom } from '../../core/random/prng.js';
 import type { VirtualTime } from '../../core/time/virtual-time.js';
+import type { TufCrypto } from '../../core/tuf/crypto-port.js';
+import { MemoryStagingStore } from '../../agent/ota/memory-staging-store.js';
+import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
+import { createNodeTufCrypto } from '../../runtime/tuf-crypto-node.js';
 import type { ControlPlane } from '../../server/control-plane/control-plane.js';
 import type { ServiceSigner } from '../../server/materials/materials.js';
 import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from '../../server/ota/repository-init.js';
 import type { SqlDatabase } from '../../server/stores/sql/sql-port.js';
 import type { OtaCheckerName, OtaViolation } from '../checkers.js';
 import type { ScenarioOta } from '../scenario.js';
-import { SimArtifactServer } from './artifact-server.js';
 import { checkDownloadsResumed, checkFirstWaveOnly, checkPausedInFirstWave, checkRolloutCompleted, type RolloutFacts } from './ota-checkers.js';
 import { OtaObserver } from './ota-observer.js';
-import { SimUpdater, type BrickMode } from './sim-updater.js';
+import { DeviceUpdates, simInstalledVersion, type BrickMode } from './device-updates.js';
+import { SimFetch, type CutWindow } from './sim-fetch.js';
 
 /**
  * The OTA part of a full-tier run (docs/simulation.md, "OTA rollouts"): an image repository in
  * the control plane's data directory (as `sdc ota init` writes one), a release published at the
  * scenario's time through the real ReleaseService (two release signers) and rolled out by the
  * real coordinator (server/ota/rollouts.ts over core/ota/rollout-decisions.ts) to the whole
- * fleet, in the scenario's waves; one simulated updater per device (sim-updater.ts) answers the
- * notices the real gateways push. At the end the OTA checkers read the rollout from the stores.
+ * fleet, in the scenario's waves; each device runs the real agent's update runner on the
+ * simulator's ports (device-updates.ts), fetching from the control plane's own TUF repository and
+ * blob store in process (sim-fetch.ts). At the end the OTA checkers read the rollout from the stores.
  */
 export const otaPlatform = 'linux-x64';
+
+/** What a device's update runner needs of the device: its kernel bridge, its clock, and the memory its kernel reads staged artifacts from. */
+export interface OtaDevice {
+  readonly kernel: KernelBridge;
+  readonly clock: Clock;
+  readonly staging: MemoryStagingStore;
+}
 
 export interface OtaSetup {
   readonly dataDir: string;
   readonly keys: RepositoryKeys;
-  readonly server: SimArtifactServer;
+  /** The release's artifact, drawn from the seed. */
+  readonly artifact: Uint8Array;
+  readonly cuts: readonly CutWindow[];
+  /** One for the run: its key cache spares every device parsing the repository's keys again. */
+  readonly tufCrypto: TufCrypto;
+  readonly devices: Map<string, OtaDevice>;
+  /** The control plane's routes, set once it started (undefined while it is down). */
+  app: () => FastifyInstance | undefined;
   readonly observer: OtaObserver;
   readonly timeouts: ExecutionTimeouts;
   rolloutId: string | undefined;
@@ -46,9 +66,12 @@ export async function prepareOta(ota: ScenarioOta, random: SeededRandom, simStar
   const keys = generateRepositoryKeys();
   await writeRepositoryFiles(dataDir, keys, initialMetadata(keys, simStartMs));
   const cuts = (ota.downloadCuts ?? []).map((cut) => ({ startMs: simStartMs + cut.atMs, endMs: simStartMs + cut.atMs + cut.durationMs, cutAtPercent: cut.cutAtPercent }));
-  const server = new SimArtifactServer(random.bytes(ota.artifactBytes), cuts);
+  const artifact = random.bytes(ota.artifactBytes);
   const stepMs = Object.fromEntries(executionActiveStates.map((state) => [state, ota.stepTimeoutMs])) as ExecutionTimeouts['stepMs'];
-  return { dataDir, keys, server, observer: new OtaObserver(), timeouts: { stepMs, executionMs: ota.executionTimeoutMs }, rolloutId: undefined, startError: undefined };
+  return {
+    dataDir, keys, artifact, cuts, tufCrypto: createNodeTufCrypto(), devices: new Map(), app: () => undefined,
+    observer: new OtaObserver(), timeouts: { stepMs, executionMs: ota.executionTimeoutMs }, rolloutId: undefined, startError: undefined,
+  };
 }
 
 export async function disposeOta(setup: OtaSetup): Promise<void> {
@@ -60,7 +83,7 @@ export async function publishAndStart(setup: OtaSetup, ota: ScenarioOta, cp: Con
   const services = cp.ota;
   if (services === undefined) throw new Error('the control plane did not open the image repository');
   const releaseId = `rel-sim-${seed}`;
-  const bytes = setup.server.bytes;
+  const bytes = setup.artifact;
   await services.releases.create({
     id: releaseId, version: '2.0.0', artifact_name: 'agent.bin', platforms: [otaPlatform], min_agent_version: '0.1.0',
     reboot_required: true, health_check: { timeout_ms: ota.stepTimeoutMs, probes: ['kernel_status'] },
@@ -96,15 +119,40 @@ export function brickSelector(bricks: ScenarioOta['bricks'], random: SeededRando
   };
 }
 
+/**
+ * A device's part in the rollout, made with its kernel: the memory its update runner stages
+ * artifacts in, which is also where its mock kernel reads STAGE's file, and the factory version
+ * the kernel starts at (so a bricked update has one to roll back to). `attach` registers the
+ * device's kernel bridge for its runner. Nothing without a rollout.
+ */
+export function otaDeviceParts(setup: OtaSetup | undefined, deviceId: string, clock: Clock): {
+  readonly kernelOptions: { artifacts?: MemoryStagingStore; installedVersion?: string };
+  attach(kernel: KernelBridge): void;
+} {
+  if (setup === undefined) return { kernelOptions: {}, attach: () => undefined };
+  const staging = new MemoryStagingStore();
+  return {
+    kernelOptions: { artifacts: staging, installedVersion: simInstalledVersion },
+    attach: (kernel) => { setup.devices.set(deviceId, { kernel, clock, staging }); },
+  };
+}
+
+/** The device's update runner on the simulator's ports (device-updates.ts); its kernel must have been registered in setup.devices. */
 export function createUpdater(setup: OtaSetup, options: {
   deviceId: string; ota: ScenarioOta; time: VirtualTime; random: SeededRandom; commandSigner: ServiceSigner; provider: Ed25519Provider;
   bricks: () => BrickMode | null; send: (report: MessageBody<'OTA_REPORT'>) => boolean;
-  trace: (kind: string, detail: string) => void;
-}): SimUpdater {
-  return new SimUpdater({
-    deviceId: options.deviceId, time: options.time, random: options.random, server: setup.server, device: options.ota.device,
-    directorKey: { keyId: options.commandSigner.kid, publicKey: options.commandSigner.publicKey }, provider: options.provider,
-    send: options.send, bricks: options.bricks, observer: setup.observer, trace: options.trace,
+  trace: (kind: string, detail: string) => void; hold: (work: Promise<unknown>) => void;
+}): DeviceUpdates {
+  const device = setup.devices.get(options.deviceId);
+  if (device === undefined) throw new Error(`device ${options.deviceId} has no kernel registered for its updates`);
+  const fetch = new SimFetch({
+    deviceId: options.deviceId, app: () => setup.app(), time: options.time, cuts: setup.cuts, observer: setup.observer, trace: options.trace, hold: options.hold,
+    rate: { bytesPerSecond: options.ota.device.downloadBytesPerSecond, chunkBytes: options.ota.device.downloadChunkBytes },
+  });
+  return new DeviceUpdates({
+    deviceId: options.deviceId, ota: options.ota, time: options.time, clock: device.clock, random: options.random, kernel: device.kernel, staging: device.staging,
+    fetch, tufCrypto: setup.tufCrypto, commandSigner: options.commandSigner, provider: options.provider, bricks: options.bricks, send: options.send,
+    observer: setup.observer, trace: options.trace,
   });
 }
 

@@ -126,7 +126,7 @@ export const matrixFaults: readonly MatrixFault[] = [
 export const unsimulatedFaults: ReadonlyArray<{ readonly name: string; readonly summary: string; readonly coveredBy: string; readonly realScenario?: string }> = [
   { name: 'expired_jwt', summary: "an operator's JWT expiring mid-session", coveredBy: 'not simulated (the simulator creates commands inside the control plane, without tokens); on real sockets with --real', realScenario: 'jwt-expiry' },
   { name: 'revoked_certificate', summary: 'a device certificate revoked while connected', coveredBy: 'not simulated (no certificates in the simulator); on real sockets with --real, and test/e2e/revocation.test.ts', realScenario: 'cert-revoked' },
-  { name: 'ota_mid_download', summary: 'an update download cut mid-way', coveredBy: 'not a matrix row: the simulator\'s rollouts cut downloads in sim/scenarios/ota-cut-download.json (a simulated updater, not this matrix\'s fault catalogue); on real sockets the resumable downloader resumes through the proxy\'s limit_data cuts (test/e2e/chaos-ota-cut.test.ts), but no `sdc chaos run` scenario drives a rollout yet (docs/chaos.md)' },
+  { name: 'ota_mid_download', summary: 'an update download cut mid-way', coveredBy: 'not a matrix row: the simulator\'s rollouts cut downloads in sim/scenarios/ota-cut-download.json (the agent\'s update runner on the simulator\'s ports, not this matrix\'s fault catalogue); on real sockets the resumable downloader resumes through the proxy\'s limit_data cuts (test/e2e/chaos-ota-cut.test.ts), but no `sdc chaos run` scenario drives a rollout yet (docs/chaos.md)' },
 ];
 
 export function matrixFault(name: string): MatrixFault | undefined {

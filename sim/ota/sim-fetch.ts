@@ -139,7 +139,8 @@ export class SimFetch implements TufFetcher, ArtifactFetcher {
     return {
       status: response.statusCode,
       headers: { etag: single(response.headers['etag']), 'content-range': single(response.headers['content-range']), 'content-length': single(response.headers['content-length']) },
-      body: new Uint8Array(response.rawPayload),
+      // A view, not a copy: the answer is only read (each chunk is copied into the staging store as it is written).
+      body: new Uint8Array(response.rawPayload.buffer, response.rawPayload.byteOffset, response.rawPayload.byteLength),
     };
   }
 

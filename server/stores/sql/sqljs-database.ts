@@ -169,20 +169,21 @@ class SqlJsDatabaseHandle implements SqlJsDatabase {
     return this.core.path;
   }
 
-  async query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
-    return this.open().query<T>(sql, params);
+  // Each call is passed on as it is (no extra await), so a call costs the event loop what it did before the handle.
+  query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
+    return this.closed ? this.refuse() : this.core.query<T>(sql, params);
   }
 
-  async execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
-    return this.open().execute(sql, params);
+  execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
+    return this.closed ? this.refuse() : this.core.execute(sql, params);
   }
 
-  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-    return this.open().transaction(fn);
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return this.closed ? this.refuse() : this.core.transaction(fn);
   }
 
-  async flush(): Promise<void> {
-    return this.open().flush();
+  flush(): Promise<void> {
+    return this.closed ? this.refuse() : this.core.flush();
   }
 
   saveStats(): SqlJsSaveStats {
@@ -206,9 +207,8 @@ class SqlJsDatabaseHandle implements SqlJsDatabase {
     this.shared.handles -= 1;
   }
 
-  private open(): SqlJsDatabaseImpl {
-    if (this.closed) throw new SdcError('STORE_CLOSED', `${this.core.path} is closed`);
-    return this.core;
+  private refuse(): Promise<never> {
+    return Promise.reject(new SdcError('STORE_CLOSED', `${this.core.path} is closed`));
   }
 }
 
@@ -298,7 +298,7 @@ class SqlJsDatabaseImpl {
     const rows = await this.exclusive(async () => {
       // A plain SELECT changes nothing; anything else may (INSERT ... RETURNING), so it is counted.
       if (selectOnly.test(sql)) return this.runQuery<T>(sql, params);
-      await this.beforeWrite();
+      if (this.saveFailure !== undefined || this.queuedBytes > queuedJournalBytesMax) await this.beforeWrite();
       const record = this.newRecord();
       const found = this.runJournaledQuery<T>(record, sql, params);
       if (found.changed) durable = this.afterCommit(record);

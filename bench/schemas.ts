@@ -50,6 +50,7 @@ export const benchReportSchemas = {
   connections: report('connections', row({ server: Type.String(), role: Type.String(), connections: Num, rss_per_connection_kib: Num })),
   reconnect: report('reconnect', row({ what: Type.String(), count: Num, ...latency })),
   api: report('api', row({ metric: Type.String(), kind: Type.String() })),
+  enroll: report('enroll', row({ path: Type.String(), requests: Num, failures: Num, per_s: Num, server_cpu_ms_per_request: Num, client_cpu_ms_per_request: Num, p50_ms: Num, p99_ms: Num })),
 } as const;
 
 export type BenchName = keyof typeof benchReportSchemas;

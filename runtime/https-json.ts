@@ -14,6 +14,11 @@ export interface HttpsJsonRequest {
   timeoutMs?: number;
   /** Answers above this size are refused while they stream in (default 4 MiB). */
   answerBytesMax?: number;
+  /**
+   * A connection of its own, closed after the answer, instead of one from the kept-alive pool: what
+   * a device that calls once (enrollment) costs the server, which `sdc bench enroll` measures.
+   */
+  newConnection?: boolean;
 }
 
 export interface HttpsJsonAnswer<T> {
@@ -87,6 +92,7 @@ async function httpsJsonOnce<T>(options: HttpsJsonRequest): Promise<HttpsJsonAns
         ...options.headers,
       },
       ...(options.clientCert ? { cert: options.clientCert.certPem, key: options.clientCert.keyPem } : {}),
+      ...(options.newConnection === true ? { agent: false } : {}),
     }, (res) => {
       answered = true;
       const chunks: Buffer[] = [];

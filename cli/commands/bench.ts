@@ -8,6 +8,7 @@ import { busBenchCommand } from './bench-bus.js';
 import { ingestBenchCommand } from './bench-ingest.js';
 import { apiBenchCommand } from './bench-api.js';
 import { connectionsBenchCommand, reconnectBenchCommand } from './bench-connections.js';
+import { enrollBenchCommand } from './bench-enroll.js';
 
 /** `sdc bench <name>`: each benchmark module exports its Command; add one import and one entry. */
 export const benchGroup: CommandGroup = {
@@ -24,5 +25,6 @@ export const benchGroup: CommandGroup = {
     apiBenchCommand,
     connectionsBenchCommand,
     reconnectBenchCommand,
+    enrollBenchCommand,
   ].map(withBenchSuiteOptions),
 };

@@ -10,6 +10,8 @@ import { SignedCommandSchema, type SignedCommand } from '../../core/protocol/mes
 import { formatTraceparent, parseTraceparent } from '../../core/trace/trace-context.js';
 import type { SqlDatabase, SqlExecutor, SqlValue } from '../stores/sql/sql-port.js';
 import { nextCounterValue } from './stores/counters.js';
+import { Batched } from './batched-reads.js';
+import { latestRevisionSql, revisionOf } from './policy-store.js';
 
 /**
  * The `commands` and `command_events` tables behind CommandService: every SQL statement about a
@@ -181,6 +183,16 @@ export interface CommandOwner {
 
 /** Command ids per batched owner read (one placeholder each). */
 const ownerReadsPerQueryMax = 128;
+/** Keys per batched point statement of the create and dispatch path (up to two placeholders each, four in a CASE UPDATE). */
+const pointReadsPerQueryMax = 64;
+
+/** What admission reads in one statement (admissionFacts). */
+export interface AdmissionFacts {
+  /** Undefined: no such device. */
+  readonly deviceStatus?: string;
+  /** The current policy revision number (PolicyStore.at). */
+  readonly policyRevision: number;
+}
 
 /** Thrown inside a transaction when a compare-and-set matched nothing: rolls it back; apply() answers false. */
 class CompareAndSetLost extends Error {}
@@ -189,6 +201,14 @@ class CompareAndSetLost extends Error {}
 interface GroupMember {
   readonly effects: readonly TransactionEffect[];
   resolve(won: boolean): void;
+  reject(error: unknown): void;
+}
+
+/** A create waiting for its group commit: its device, and what it decides once it has its seq. */
+interface CreateMember {
+  readonly deviceId: string;
+  build(deviceSeq: number): { readonly transaction: readonly TransactionEffect[] };
+  resolve(decided: unknown): void;
   reject(error: unknown): void;
 }
 
@@ -208,8 +228,22 @@ export class CommandRepository {
   readonly #group: GroupMember[] = [];
   #committing = false;
   /** ownerOf calls waiting for the next batched read, and whether one is in flight. */
+  /** Creates queued for the next group commit, and whether one is committing. */
+  readonly #creates: CreateMember[] = [];
+  #creating = false;
   readonly #ownerReads: Array<{ readonly commandId: string; resolve(owner: CommandOwner | undefined): void; reject(error: unknown): void }> = [];
   #readingOwners = false;
+  // The create path's point statements, each batched with the same statement of concurrent
+  // requests (issue 17; see Batched: each still runs after it was asked for).
+  readonly #idempotencyReads = new Batched<string, CommandRow>({ run: (keys) => this.#readByIdempotencyKeys(keys), keysPerBatchMax: pointReadsPerQueryMax });
+  readonly #admissionReads = new Batched<string, AdmissionFacts>({ run: (ids) => this.#readAdmissionFacts(ids), keysPerBatchMax: pointReadsPerQueryMax });
+  readonly #waitingReads = new Batched<string, StoredCommand[], { nowMs: number; limit: number }>({
+    run: (ids, asked) => this.#readWaiting(ids, asked), keysPerBatchMax: pointReadsPerQueryMax,
+  });
+  readonly #leavingMarks = new Batched<string, boolean, number>({ run: (ids, atMs) => this.#markLeavingMany(ids, atMs), keysPerBatchMax: pointReadsPerQueryMax });
+  readonly #dispatchRecords = new Batched<string, true, { gatewayId: string; atMs: number }>({
+    run: (ids, records) => this.#recordDispatchMany(ids, records), keysPerBatchMax: pointReadsPerQueryMax,
+  });
 
   constructor(options: {
     db: SqlDatabase; audit: AuditLog<SqlExecutor>;
@@ -229,9 +263,32 @@ export class CommandRepository {
     return row === undefined ? undefined : validRow(checks.command, row, 'commands');
   }
 
-  async byIdempotencyKey(createdBy: string, key: string): Promise<CommandRow | undefined> {
-    const [row] = await this.#db.query('SELECT * FROM commands WHERE created_by = ? AND idempotency_key = ?', [createdBy, key]);
-    return row === undefined ? undefined : validRow(checks.command, row, 'commands');
+  /** The command an operator created with this Idempotency-Key, if any (batched with concurrent lookups). */
+  byIdempotencyKey(createdBy: string, key: string): Promise<CommandRow | undefined> {
+    return this.#idempotencyReads.get(JSON.stringify([createdBy, key]), undefined);
+  }
+
+  async #readByIdempotencyKeys(pairs: readonly string[]): Promise<Map<string, CommandRow | SdcError>> {
+    const params = pairs.flatMap((pair) => JSON.parse(pair) as [string, string]);
+    const rows = await this.#db.query<Record<string, unknown>>(
+      `SELECT * FROM commands WHERE ${pairs.map(() => '(created_by = ? AND idempotency_key = ?)').join(' OR ')}`, params);
+    const found = new Map<string, CommandRow | SdcError>();
+    let unclaimed = false;
+    for (const row of rows) {
+      const pair = JSON.stringify([row['created_by'], row['idempotency_key']]);
+      if (!pairs.includes(pair)) unclaimed = true;
+      found.set(pair, validOrCorrupt(row));
+    }
+    // A row the database matched but whose text is not one asked for byte for byte (MariaDB's
+    // PAD SPACE collations match 'k' for 'k '): the keys it may belong to are read one by one,
+    // as the single statement did before the batch.
+    if (unclaimed) {
+      for (const pair of pairs.filter((asked) => !found.has(asked))) {
+        const [row] = await this.#db.query<Record<string, unknown>>('SELECT * FROM commands WHERE created_by = ? AND idempotency_key = ?', JSON.parse(pair) as string[]);
+        if (row !== undefined) found.set(pair, validOrCorrupt(row));
+      }
+    }
+    return found;
   }
 
   async history(commandId: string, entriesMax: number): Promise<HistoryRow[]> {
@@ -259,6 +316,34 @@ export class CommandRepository {
       [...params, query.limit],
     );
     return validRows(checks.command, rows, 'commands');
+  }
+
+  /**
+   * What admission reads before it decides: the device's status (undefined for an unknown device)
+   * and the current policy revision number, in one statement batched with concurrent admissions
+   * (issue 17: was two round trips per command). Read after the request asked, like the two
+   * statements it replaces, so a revocation or a new policy revision committed before it counts.
+   */
+  async admissionFacts(deviceId: string): Promise<AdmissionFacts> {
+    const facts = await this.#admissionReads.get(deviceId, undefined);
+    if (facts === undefined) throw new SdcError('STORE_CONFLICT', 'admission read answered nothing');
+    return facts;
+  }
+
+  async #readAdmissionFacts(deviceIds: readonly string[]): Promise<Map<string, AdmissionFacts>> {
+    // The derived table has exactly one row, so the revision comes back even when no device matches.
+    const rows = await this.#db.query<{ revision: unknown; id: unknown; status: unknown }>(
+      `SELECT r.revision, d.id, d.status FROM (${latestRevisionSql}) r LEFT JOIN devices d ON d.id IN (${deviceIds.map(() => '?').join(', ')})`, deviceIds);
+    const policyRevision = revisionOf(rows[0]?.revision);
+    const statuses = new Map<string, string>();
+    for (const row of rows) {
+      if (row.id === null || row.id === undefined) continue;
+      statuses.set(String(row.id), validRow(checks.deviceStatus, { status: row.status }, 'devices').status);
+    }
+    return new Map(deviceIds.map((id) => {
+      const deviceStatus = statuses.get(id);
+      return [id, { policyRevision, ...(deviceStatus === undefined ? {} : { deviceStatus }) }];
+    }));
   }
 
   /** The device row's status, or undefined for an unknown device. */
@@ -355,13 +440,32 @@ export class CommandRepository {
     return rows.map((row) => storedCommandOf(row, deviceId));
   }
 
-  /** The device's queued, unexpired commands no gateway holds, in device_seq order. */
+  /**
+   * The device's queued, unexpired commands no gateway holds, in device_seq order, at most `limit`.
+   * Batched with the reads of other devices asked for meanwhile (issue 17): one statement, each
+   * device's rows numbered in seq order so every device gets its own first `limit`.
+   */
   async waitingOf(deviceId: string, nowMs: number, limit: number): Promise<StoredCommand[]> {
-    const rows = validRows(checks.signed, await this.#db.query(
-      `SELECT id, signed_json, traceparent FROM commands WHERE device_id = ? AND state = 'queued' AND gateway_id IS NULL AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
-      [deviceId, nowMs, limit],
+    return (await this.#waitingReads.get(deviceId, { nowMs, limit })) ?? [];
+  }
+
+  async #readWaiting(deviceIds: readonly string[], asked: ReadonlyMap<string, { nowMs: number; limit: number }>): Promise<Map<string, StoredCommand[]>> {
+    // The latest time asked for: a read sent now would use it; the largest limit, each device cut to its own below.
+    const nowMs = Math.max(...[...asked.values()].map((ask) => ask.nowMs));
+    const limit = Math.max(...[...asked.values()].map((ask) => ask.limit));
+    const rows = validRows(checks.due, await this.#db.query(
+      `SELECT id, device_id, signed_json, traceparent FROM (
+         SELECT id, device_id, signed_json, traceparent, device_seq, ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY device_seq ASC) AS n
+         FROM commands WHERE device_id IN (${deviceIds.map(() => '?').join(', ')}) AND state = 'queued' AND gateway_id IS NULL AND expires_at > ?
+       ) w WHERE n <= ? ORDER BY device_id, device_seq ASC`,
+      [...deviceIds, nowMs, limit],
     ), 'commands');
-    return rows.map((row) => storedCommandOf(row, deviceId));
+    const waiting = new Map<string, StoredCommand[]>(deviceIds.map((id) => [id, []]));
+    for (const row of rows) {
+      const list = waiting.get(row.device_id);
+      if (list !== undefined && list.length < (asked.get(row.device_id)?.limit ?? 0)) list.push(storedCommandOf(row, row.device_id));
+    }
+    return waiting;
   }
 
   // --- transactional effects -------------------------------------------------------------------
@@ -371,11 +475,77 @@ export class CommandRepository {
    * it, in one transaction. Returns what `build` returned once committed.
    */
   async create<T extends { readonly transaction: readonly TransactionEffect[] }>(deviceId: string, build: (deviceSeq: number) => T): Promise<T> {
+    if (this.#groupMax <= 1) return this.#createAlone(deviceId, build);
+    return new Promise<T>((resolve, reject) => {
+      this.#creates.push({ deviceId, build, resolve: resolve as (decided: unknown) => void, reject });
+      if (this.#creating) return;
+      this.#creating = true;
+      void this.#commitCreatesQueued();
+    });
+  }
+
+  #createAlone<T extends { readonly transaction: readonly TransactionEffect[] }>(deviceId: string, build: (deviceSeq: number) => T): Promise<T> {
     return this.#db.transaction(async (tx) => {
       const decided = build(await nextCounterValue(tx, `device_seq:${deviceId}`));
       await this.#applyIn(tx, decided.transaction);
       return decided;
     });
+  }
+
+  /** The one create committer: the creates asked for while a group commits form the next group. Never throws. */
+  async #commitCreatesQueued(): Promise<void> {
+    try {
+      await Promise.resolve();
+      while (this.#creates.length > 0) await this.#commitCreates(this.#creates.splice(0, this.#groupMax));
+    } finally {
+      this.#creating = false;
+    }
+  }
+
+  /**
+   * Group commit of creates (issue 17), as #commitGroup does for transitions: one transaction for
+   * the creates asked for meanwhile. Each takes its device's next seq in arrival order (the
+   * counter upsert, one each: its answer is the seq the command is signed with), then the
+   * commands, their history rows and their audit outbox records go in as multi-row INSERTs and
+   * one COMMIT makes them all durable. If the transaction fails (a store fault, an Idempotency-Key
+   * that another request took, a refused audit record), nothing of it was committed and each
+   * create runs again in a transaction of its own, one after another, so one member's failure
+   * stays its own; `build` is then called again with the seq that transaction takes.
+   */
+  async #commitCreates(members: readonly CreateMember[]): Promise<void> {
+    if (members.length === 1) {
+      const [only] = members;
+      await this.#createAlone(only!.deviceId, only!.build).then(only!.resolve, only!.reject);
+      return;
+    }
+    let decided: Array<{ readonly transaction: readonly TransactionEffect[] }>;
+    try {
+      decided = await this.#db.transaction(async (tx) => {
+        const built: Array<{ readonly transaction: readonly TransactionEffect[] }> = [];
+        for (const member of members) built.push(member.build(await nextCounterValue(tx, `device_seq:${member.deviceId}`)));
+        const commands: Array<Extract<TransactionEffect, { type: 'insert_command' }>['row']> = [];
+        const history: Array<Extract<TransactionEffect, { type: 'append_history' }>> = [];
+        const audits: Array<Extract<TransactionEffect, { type: 'record_audit' }>> = [];
+        const others: TransactionEffect[] = [];
+        for (const effect of built.flatMap((one) => one.transaction)) {
+          if (effect.type === 'insert_command') commands.push(effect.row);
+          else if (effect.type === 'append_history') history.push(effect);
+          else if (effect.type === 'record_audit') audits.push(effect);
+          else others.push(effect);
+        }
+        await insertCommands(tx, commands);
+        await insertHistory(tx, history);
+        await this.#audit.recordMany(tx, audits.map((effect) => effect.entry));
+        // A create decides only the three kinds above today; anything else is applied as it comes, after the rows it may refer to.
+        await this.#applyIn(tx, others);
+        return built;
+      });
+    } catch {
+      // One after another, so each device's seqs still follow the order its creates were asked in.
+      for (const member of members) await this.#createAlone(member.deviceId, member.build).then(member.resolve, member.reject);
+      return;
+    }
+    members.forEach((member, index) => member.resolve(decided[index]!));
   }
 
   /**
@@ -485,15 +655,46 @@ export class CommandRepository {
    * waiting and appends it again ahead of its later ones, so a later command never overtakes it.
    */
   async markLeaving(commandId: string, atMs: number): Promise<boolean> {
-    const marked = await this.#db.execute(
-      `UPDATE commands SET first_dispatched_at = COALESCE(first_dispatched_at, ?) WHERE id = ? AND state IN (${deliverableList})`,
-      [atMs, commandId],
-    );
-    return marked.changes === 1;
+    return (await this.#leavingMarks.get(commandId, atMs)) === true;
   }
 
+  /**
+   * The marks asked for meanwhile in one UPDATE (issue 17). It matches every row it names only
+   * when each is still deliverable, the usual case; otherwise each is marked again alone (the
+   * COALESCE makes that harmless) to learn which ones are finished.
+   */
+  async #markLeavingMany(commandIds: readonly string[], atMs: ReadonlyMap<string, number>): Promise<Map<string, boolean>> {
+    const markOne = async (id: string): Promise<boolean> => (await this.#db.execute(
+      `UPDATE commands SET first_dispatched_at = COALESCE(first_dispatched_at, ?) WHERE id = ? AND state IN (${deliverableList})`, [atMs.get(id)!, id],
+    )).changes === 1;
+    if (commandIds.length === 1) return new Map([[commandIds[0]!, await markOne(commandIds[0]!)]]);
+    const times = caseOf(commandIds, (id) => atMs.get(id)!);
+    const marked = await this.#db.execute(
+      `UPDATE commands SET first_dispatched_at = COALESCE(first_dispatched_at, ${times.sql}) WHERE id IN (${commandIds.map(() => '?').join(', ')}) AND state IN (${deliverableList})`,
+      [...times.params, ...commandIds],
+    );
+    if (marked.changes === commandIds.length) return new Map(commandIds.map((id) => [id, true]));
+    const outcome = new Map<string, boolean>();
+    for (const id of commandIds) outcome.set(id, await markOne(id));
+    return outcome;
+  }
+
+  /** Records the gateway and the time of the dispatch (batched with the dispatches recorded meanwhile: one UPDATE). */
   async recordDispatch(commandId: string, gatewayId: string, atMs: number): Promise<void> {
-    await this.#db.execute('UPDATE commands SET gateway_id = ?, dispatched_at = ? WHERE id = ?', [gatewayId, atMs, commandId]);
+    await this.#dispatchRecords.get(commandId, { gatewayId, atMs });
+  }
+
+  async #recordDispatchMany(commandIds: readonly string[], records: ReadonlyMap<string, { gatewayId: string; atMs: number }>): Promise<Map<string, true>> {
+    if (commandIds.length === 1) {
+      const { gatewayId, atMs } = records.get(commandIds[0]!)!;
+      await this.#db.execute('UPDATE commands SET gateway_id = ?, dispatched_at = ? WHERE id = ?', [gatewayId, atMs, commandIds[0]!]);
+    } else {
+      const gateways = caseOf(commandIds, (id) => records.get(id)!.gatewayId);
+      const times = caseOf(commandIds, (id) => records.get(id)!.atMs);
+      await this.#db.execute(`UPDATE commands SET gateway_id = ${gateways.sql}, dispatched_at = ${times.sql} WHERE id IN (${commandIds.map(() => '?').join(', ')})`,
+        [...gateways.params, ...times.params, ...commandIds]);
+    }
+    return new Map(commandIds.map((id) => [id, true]));
   }
 
   /** A device without a gateway: only the time, so the command waits a redispatch interval before the sweep picks it again. */
@@ -507,14 +708,41 @@ export class CommandRepository {
   }
 }
 
-async function insertCommand(tx: SqlExecutor, row: { command: SignedCommand; createdBy: string; idempotencyKey: string | null; argsJson: string; traceparent?: string }): Promise<void> {
-  const { command } = row;
-  await tx.execute(
-    `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at, traceparent)
-     VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?)`,
-    [command.id, command.device_id, command.opcode, row.argsJson, row.createdBy, row.idempotencyKey, command.device_seq, canonicalize(command),
-      command.expires_at, command.issued_at, command.issued_at, row.traceparent ?? null],
-  );
+/** A commands row validated, or its STORE_CORRUPT error (one bad row fails only the caller that asked for it). */
+function validOrCorrupt(row: unknown): CommandRow | SdcError {
+  try {
+    return validRow(checks.command, row, 'commands');
+  } catch (error) {
+    if (!SdcError.is(error, 'STORE_CORRUPT')) throw error;
+    return error;
+  }
+}
+
+/** `CASE id WHEN ? THEN ? ... END` over the commands, with its parameters: one value per row in one UPDATE. */
+function caseOf(commandIds: readonly string[], value: (id: string) => SqlValue): { sql: string; params: SqlValue[] } {
+  return { sql: `CASE id ${commandIds.map(() => 'WHEN ? THEN ?').join(' ')} END`, params: commandIds.flatMap((id) => [id, value(id)]) };
+}
+
+type NewCommand = { command: SignedCommand; createdBy: string; idempotencyKey: string | null; argsJson: string; traceparent?: string };
+
+async function insertCommand(tx: SqlExecutor, row: NewCommand): Promise<void> {
+  await insertCommands(tx, [row]);
+}
+
+/** Command rows per INSERT statement in a group commit (11 parameters each, under SQLite's 999). */
+const commandRowsPerStatementMax = 64;
+
+/** New commands (state queued), as multi-row INSERTs. */
+async function insertCommands(tx: SqlExecutor, rows: readonly NewCommand[]): Promise<void> {
+  for (let start = 0; start < rows.length; start += commandRowsPerStatementMax) {
+    const chunk = rows.slice(start, start + commandRowsPerStatementMax);
+    await tx.execute(
+      `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at, traceparent)
+       VALUES ${chunk.map(() => "(?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?)").join(', ')}`,
+      chunk.flatMap(({ command, ...row }) => [command.id, command.device_id, command.opcode, row.argsJson, row.createdBy, row.idempotencyKey, command.device_seq, canonicalize(command),
+        command.expires_at, command.issued_at, command.issued_at, row.traceparent ?? null]),
+    );
+  }
 }
 
 async function updateState(tx: SqlExecutor, effect: Extract<TransactionEffect, { type: 'update_state' }>): Promise<void> {

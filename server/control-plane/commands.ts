@@ -106,7 +106,7 @@ export const commandLimits = Object.freeze({
 export interface CommandServiceOptions {
   readonly context: ServiceContext;
   readonly signer: ServiceSigner;
-  /** The current policy revision is read per admission (PolicyStore.current), so a new one applies to the next command. */
+  /** The current policy revision number is read per admission (with the device's status), so a new one applies to the next command. */
   readonly policy: PolicyStore;
   readonly ttlMsDefault: number;
   /** `issuer` field of signed commands. */
@@ -217,8 +217,9 @@ export class CommandService {
   /** The device's status and the policy decide whether the command may be stored; returns the policy record, or throws the refusal. */
   async #admit(request: CreateCommandRequest, opcode: string, nowMs: number, argsBytes: number, pendingOut: { approval?: PendingRequirement }): Promise<JsonObject> {
     const { actor, deviceId } = request;
-    const deviceStatus = await this.#repository.deviceStatus(deviceId);
-    const { policy, revision } = await this.#options.policy.current();
+    // The device's status and the policy revision number in one statement, shared with concurrent admissions (issue 17).
+    const { deviceStatus, policyRevision } = await this.#repository.admissionFacts(deviceId);
+    const { policy, revision } = await this.#options.policy.at(policyRevision);
     const base = { actor: { id: actor.name, role: actor.role }, opcode, device: { id: deviceId }, nowMs, argsBytes, ...(request.reason === undefined ? {} : { reason: request.reason }) };
     // Tags, posture and rate-limit places (reserved now, given back below unless admitted); only for a device that may take commands.
     const gathered = deviceStatus === 'enrolled' ? await this.policyFacts.reserve(policy, base) : undefined;

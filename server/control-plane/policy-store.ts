@@ -44,8 +44,8 @@ const builtin: PolicyRevision = Object.freeze({
 
 /**
  * The policy in SQL (migration 009), versioned and audited. Every control plane sharing the
- * database reads the current revision number on each admission (`current()`): one primary-key
- * MAX query, far cheaper than the insert transaction a command creation runs anyway, and the
+ * database reads the current revision number on each admission (a primary-key MAX, in the same
+ * statement as the device's status since issue 17: `latestRevisionSql`, then `at()`), and the
  * document is re-read and re-parsed only when that number changed. A cache with a time to live
  * would be cheaper still, but would let a revoked permission keep working for that long on the
  * other control planes; checking the number makes a new revision apply to the very next command
@@ -61,7 +61,15 @@ export class PolicyStore {
 
   /** The policy in force now: the highest stored revision, or the built-in default when none is stored. */
   async current(): Promise<PolicyRevision> {
-    const latest = await latestRevision(this.#ctx.db);
+    return this.at(await latestRevision(this.#ctx.db));
+  }
+
+  /**
+   * The policy of a revision number the caller just read with `latestRevisionSql` (command
+   * admission reads it in the same statement as the device's status, issue 17): the cached
+   * document when the number is unchanged, else read and parsed once.
+   */
+  async at(latest: number): Promise<PolicyRevision> {
     if (latest === this.#cached.revision) return this.#cached;
     if (latest === builtinPolicyRevision) return builtin;
     const loaded = await this.#read(this.#ctx.db, latest);
@@ -142,9 +150,17 @@ export class PolicyStore {
   }
 }
 
+/** The current revision number as a one-row, one-column (`revision`) query, for a statement that reads it with other facts. */
+export const latestRevisionSql = 'SELECT MAX(revision) AS revision FROM policy_revisions';
+
+/** The `revision` that latestRevisionSql answered, as a revision number (NULL: none stored, the built-in default). */
+export function revisionOf(value: unknown): number {
+  return value === null || value === undefined ? builtinPolicyRevision : Number(value);
+}
+
 async function latestRevision(executor: SqlExecutor): Promise<number> {
-  const [row] = await executor.query<{ revision: number | string | null }>('SELECT MAX(revision) AS revision FROM policy_revisions');
-  return row?.revision === null || row?.revision === undefined ? builtinPolicyRevision : Number(row.revision);
+  const [row] = await executor.query<{ revision: number | string | null }>(latestRevisionSql);
+  return revisionOf(row?.revision);
 }
 
 function stale(current: number, given: number): SdcError {

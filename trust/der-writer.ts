@@ -1,3 +1,4 @@
+import { concatBytes } from '../core/crypto/bytes.js';
 import { SdcError } from '../core/errors/index.js';
 import { derTag } from './der-reader.js';
 
@@ -31,26 +32,14 @@ export function derElement(tag: number, value: Uint8Array): Uint8Array {
   return out;
 }
 
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const part of parts) total += part.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
+export const derSequence = (...children: Uint8Array[]): Uint8Array => derElement(derTag.sequence, concatBytes(...children));
 
-export const derSequence = (...children: Uint8Array[]): Uint8Array => derElement(derTag.sequence, concatBytes(children));
-
-export const derSet = (...children: Uint8Array[]): Uint8Array => derElement(derTag.set, concatBytes(children));
+export const derSet = (...children: Uint8Array[]): Uint8Array => derElement(derTag.set, concatBytes(...children));
 
 export const derOctetString = (value: Uint8Array): Uint8Array => derElement(derTag.octetString, value);
 
 /** A BIT STRING of whole bytes (no unused bits), as keys and signatures are. */
-export const derBitString = (value: Uint8Array): Uint8Array => derElement(derTag.bitString, concatBytes([Uint8Array.of(0), value]));
+export const derBitString = (value: Uint8Array): Uint8Array => derElement(derTag.bitString, concatBytes(Uint8Array.of(0), value));
 
 export function derUtf8String(text: string): Uint8Array {
   return derElement(derTag.utf8String, new Uint8Array(Buffer.from(text, 'utf8')));
@@ -71,7 +60,7 @@ export function derPositiveIntegerFromHex(hex: string): Uint8Array {
   if (digits.length % 2 === 1) digits = '0' + digits;
   let value: Uint8Array = new Uint8Array(Buffer.from(digits, 'hex'));
   // A set top bit would read as negative: DER puts one zero byte in front.
-  if ((value[0]! & 0x80) !== 0) value = concatBytes([Uint8Array.of(0), value]);
+  if ((value[0]! & 0x80) !== 0) value = concatBytes(Uint8Array.of(0), value);
   return derElement(derTag.integer, value);
 }
 

@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { SdcError } from '../core/errors/index.js';
 import { extensionOid, oidEd25519 } from './certificate-fields.js';
 import { contextConstructed, contextPrimitive } from './der-reader.js';
+import { concatBytes } from '../core/crypto/bytes.js';
 import {
-  concatBytes, derBitString, derElement, derIa5, derOctetString, derOid, derPositiveIntegerFromHex, derSequence, derSet, derSmallInteger,
+  derBitString, derElement, derIa5, derOctetString, derOid, derPositiveIntegerFromHex, derSequence, derSet, derSmallInteger,
   derTime, derUtf8String,
 } from './der-writer.js';
 import { ed25519SpkiPrefix } from './device-csr.js';
@@ -60,7 +61,7 @@ function directoryString(text: string): Uint8Array {
 export function encodeDeviceTbsCertificate(issuer: DeviceCertificateIssuerParts, values: DeviceCertificateValues): Uint8Array {
   if (values.publicKeyRaw.length !== ed25519PublicKeyBytes) throw new SdcError('TRUST_INVALID_ARGUMENT', 'device key must be 32 raw Ed25519 bytes');
   const subject = derSequence(derSet(derSequence(commonNameOid, directoryString(values.deviceId))));
-  const publicKeyInfo = concatBytes([ed25519SpkiPrefix, values.publicKeyRaw]);
+  const publicKeyInfo = concatBytes(ed25519SpkiPrefix, values.publicKeyRaw);
   const generalNames = derSequence(derIa5(contextPrimitive(6), deviceSanUri(values.deviceId)));
   // RFC 5280's method 1: SHA-1 of the subjectPublicKey bits, here the raw key.
   const keyId = createHash('sha1').update(values.publicKeyRaw).digest();

@@ -6,18 +6,8 @@ import { systemRandom } from '../runtime/system.js';
 import { generateEd25519KeyPair } from './ed25519-keys.js';
 import { parseDeviceCsr } from './device-csr.js';
 import { toPem } from './pem.js';
-import { makeCsrPem, openssl, withTempDir } from './test-fixtures.js';
+import { codeOf, makeCsrPem, openssl, withTempDir } from './test-fixtures.js';
 import { ed25519Algorithm, x509 } from './x509-provider.js';
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof SdcError, String(error));
-    return error.code;
-  }
-  assert.fail('expected a refusal');
-}
 
 const derOf = (pem: string): Buffer => Buffer.from(new x509.Pkcs10CertificateRequest(pem).rawData);
 

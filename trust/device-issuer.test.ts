@@ -5,20 +5,10 @@ import { SdcError } from '../core/errors/index.js';
 import { systemRandom } from '../runtime/system.js';
 import { normalizeSerialHex, randomSerialHex } from './serial-number.js';
 import {
-  dayMs, fixedNow, makeCsrPem, makeTestPki, openssl, signCustomDeviceCertificate, withTempDir, writeText, type TestPki,
+  codeOf, dayMs, fixedNow, makeCsrPem, makeTestPki, openssl, signCustomDeviceCertificate, withTempDir, writeText, type TestPki,
 } from './test-fixtures.js';
 import { verifyDeviceCertificate } from './verify-device-certificate.js';
 import { x509 } from './x509-provider.js';
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof SdcError, String(error));
-    return error.code;
-  }
-  assert.fail('expected a refusal');
-}
 
 describe('CA hierarchy', () => {
   let pki: TestPki;

@@ -9,20 +9,10 @@ import {
   createPairingToken, createPairingTokens, deviceIdsFromPrefix, hashPairingToken, JsonFilePairingTokenStore, MemoryPairingTokenStore,
   pairingRecordRetentionMs, pairingTokensPerBatchMax, type PairingTokenStore,
 } from './pairing-tokens.js';
-import { fixedNow, makeCsrPem, makeTestPki, withTempDir, type TestPki } from './test-fixtures.js';
+import { codeOf, fixedNow, makeCsrPem, makeTestPki, withTempDir, type TestPki } from './test-fixtures.js';
 import { verifyDeviceCertificate } from './verify-device-certificate.js';
 
 const minuteMs = 60_000;
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof SdcError, String(error));
-    return error.code;
-  }
-  assert.fail('expected a refusal');
-}
 
 function enrollmentContract(name: string, makeStore: (dir: string) => PairingTokenStore): void {
   describe(`enrollment with ${name} pairing tokens`, () => {

@@ -1,9 +1,11 @@
 // Shared by the trust tests (not used by production code): a fresh PKI, OpenSSL helpers and
 // a way to sign certificates that break the device profile on purpose.
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SdcError } from '../core/errors/index.js';
 import { systemRandom } from '../runtime/system.js';
 import { createIntermediateCa, createRootCa, type CaMaterial } from './ca.js';
 import { DeviceCertificateIssuer } from './device-issuer.js';
@@ -11,6 +13,17 @@ import { generateEd25519KeyPair } from './ed25519-keys.js';
 import { MemoryRevocationStore } from './revocation.js';
 import { randomSerialHex, serialHexForEncoding } from './serial-number.js';
 import { ed25519Algorithm, x509 } from './x509-provider.js';
+
+/** The code of the SdcError `promise` rejects with; fails the test when it resolves or rejects with anything else. */
+export async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof SdcError, String(error));
+    return error.code;
+  }
+  assert.fail('expected a refusal');
+}
 
 export const fixedNow = new Date('2030-01-01T00:00:00Z');
 export const dayMs = 24 * 60 * 60 * 1000;

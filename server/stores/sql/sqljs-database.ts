@@ -1,7 +1,7 @@
 import { acquireFileLock, type FileLock } from './file-lock.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Database, Statement } from 'sql.js';
 import { SdcError } from '../../../core/errors/index.js';
 import type { Scheduler, TimerHandle } from '../../../core/ports/ports.js';
@@ -113,23 +113,25 @@ export async function openSqlJsDatabase(options: SqlJsDatabaseOptions): Promise<
   }
   await mkdir(options.dataDir, { recursive: true });
   const path = join(options.dataDir, options.fileName ?? sqlJsDefaultFileName);
-  let shared = openInThisProcess.get(path);
+  // Keyed by the absolute path, so a relative and an absolute name of one file share too.
+  const key = resolve(path);
+  let shared = openInThisProcess.get(key);
   // An opener arriving while the last handle closes waits, then opens the files afresh.
   while (shared?.closing !== undefined) {
     await shared.closing.catch(() => undefined);
-    shared = openInThisProcess.get(path);
+    shared = openInThisProcess.get(key);
   }
   if (shared === undefined) {
     shared = { core: openCore(path, durability, options), handles: 0 };
-    openInThisProcess.set(path, shared);
-    shared.core.catch(() => openInThisProcess.delete(path));
+    openInThisProcess.set(key, shared);
+    shared.core.catch(() => openInThisProcess.delete(key));
   }
   const core = await shared.core;
   if (core.durability.mode !== durability.mode) {
     throw new SdcError('STORE_INVALID_ARGUMENT', `${path} is already open in this process with ${core.durability.mode} durability`);
   }
   shared.handles += 1;
-  return new SqlJsDatabaseHandle(core, shared, () => openInThisProcess.delete(path));
+  return new SqlJsDatabaseHandle(core, shared, () => openInThisProcess.delete(key));
 }
 
 interface SharedDatabase {

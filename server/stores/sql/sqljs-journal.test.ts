@@ -2,7 +2,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import initSqlJs from 'sql.js';
 import { SdcError } from '../../../core/errors/index.js';
 import type { SqlDatabase } from './sql-port.js';
@@ -304,7 +304,7 @@ describe('sql.js journal: what goes in', () => {
   it('openers in one process share the database: each sees the other\'s writes, the last close writes the snapshot', async () => {
     const dir = await freshDir();
     const first = await openSqlJsDatabase({ dataDir: dir });
-    const second = await openSqlJsDatabase({ dataDir: dir });
+    const second = await openSqlJsDatabase({ dataDir: relative(process.cwd(), dir) }); // another name of the same file
     await first.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
     await second.execute('INSERT INTO t (id) VALUES (?)', ['b']);
     assert.deepEqual(await first.query('SELECT id FROM t'), [{ id: 'b' }]);

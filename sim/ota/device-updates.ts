@@ -64,7 +64,7 @@ const targetsDir = '/sim/ota/targets';
 /** The agent version simulated devices report to the release's minimum-agent-version check. */
 const simAgentVersion = '0.1.0';
 /** A silent logger: the trace and the observer are the simulator's record. */
-const quiet: AgentLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } as unknown as AgentLogger;
+const quiet: AgentLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 export class DeviceUpdates {
   readonly #o: DeviceUpdatesOptions;

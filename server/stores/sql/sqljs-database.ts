@@ -530,8 +530,8 @@ class SqlJsDatabaseImpl {
       return newest !== undefined && newest.lastSequence > this.snapshotSequence ? newest.done : undefined;
     }
     this.sequence += 1;
-    const encoded = encodeRecord({ sequence: this.sequence, statements: record.statements });
     const group = this.openGroup ?? this.startGroup();
+    const encoded = encodeRecord({ sequence: this.sequence, positionInAppend: group.records.length, statements: record.statements });
     group.records.push(encoded);
     group.lastSequence = this.sequence;
     group.bytes += encoded.length;

@@ -8,17 +8,20 @@ import { SdcError } from '../../../core/errors/index.js';
  *
  *   header  = magic "SDCJRNL1" (8 bytes) | format version u32 | reserved u32 (0)
  *             | sequence of the first record u64 (the one after the snapshot it follows)
- *   record  = payload length u32 | CRC-32C u32 of (sequence || payload) | sequence u64 | payload
+ *   record  = payload length u32 | CRC-32C u32 of the rest | sequence u64
+ *             | position in its append u32 (0: the first record of one group commit's write) | payload
  *   payload = statement count u32, then per statement:
  *             SQL length u32 | SQL UTF-8 | value count u32 | values (tag u8 + data each)
  *
  * All integers are little-endian. The sequence number counts records from the database's first
- * commit, so a snapshot can say which records it already holds.
+ * commit, so a snapshot can say which records it already holds. The position tells which records
+ * went to disk in one write (sequence - position = the write's first record): a crash can leave
+ * such a write's records damaged in any order, while a write after it proves it was synced.
  */
 export const journalMagic = Buffer.from('SDCJRNL1', 'ascii');
-export const journalFormatVersion = 1;
+export const journalFormatVersion = 2;
 export const journalHeaderBytes = 24;
-export const recordHeaderBytes = 16;
+export const recordHeaderBytes = 20;
 
 /**
  * Largest record (one commit's statements and values): 16 MiB, MariaDB's default
@@ -37,6 +40,8 @@ export interface JournalStatement {
 
 export interface JournalRecord {
   readonly sequence: number;
+  /** Records before it in the same append (group commit). */
+  readonly positionInAppend: number;
   readonly statements: readonly JournalStatement[];
 }
 
@@ -76,6 +81,7 @@ export function encodeRecord(record: JournalRecord): Buffer {
   const buffer = Buffer.allocUnsafe(recordHeaderBytes + payloadBytes);
   buffer.writeUInt32LE(payloadBytes, 0);
   writeSequence(buffer, 8, record.sequence);
+  buffer.writeUInt32LE(record.positionInAppend, 16);
   let offset = buffer.writeUInt32LE(record.statements.length, recordHeaderBytes);
   for (const statement of record.statements) offset = writeStatement(buffer, offset, statement);
   buffer.writeUInt32LE(crc32c(buffer, 8, buffer.length), 4);
@@ -126,7 +132,7 @@ export function readSequence(buffer: Buffer, offset: number): number {
 
 /** What is at `offset`: a whole record with a good checksum, or why not. */
 export type RecordProbe =
-  | { readonly kind: 'record'; readonly sequence: number; readonly end: number }
+  | { readonly kind: 'record'; readonly sequence: number; readonly appendStart: number; readonly end: number }
   | { readonly kind: 'incomplete' }
   | { readonly kind: 'bad-checksum'; readonly end: number }
   | { readonly kind: 'bad-length' };
@@ -138,7 +144,8 @@ export function probeRecord(file: Buffer, offset: number): RecordProbe {
   const end = offset + recordHeaderBytes + payloadBytes;
   if (end > file.length) return { kind: 'incomplete' };
   if (crc32c(file, offset + 8, end) !== file.readUInt32LE(offset + 4)) return { kind: 'bad-checksum', end };
-  return { kind: 'record', sequence: readSequence(file, offset + 8), end };
+  const sequence = readSequence(file, offset + 8);
+  return { kind: 'record', sequence, appendStart: sequence - file.readUInt32LE(offset + 16), end };
 }
 
 /** Decodes the statements of a record that probeRecord accepted; a malformed payload is STORE_CORRUPT. */

@@ -175,6 +175,34 @@ describe('sql.js journal: crashes and damage', () => {
     await db.close();
   });
 
+  it('damage inside the last group commit\'s write is a torn tail even with its later records intact; before a later write it is STORE_CORRUPT', async () => {
+    const dir = await freshDir();
+    const db = await openSqlJsDatabase({ dataDir: dir });
+    await db.execute('CREATE TABLE t (n INTEGER PRIMARY KEY)');
+    await Promise.all(Array.from({ length: 30 }, (_, n) => db.execute('INSERT INTO t (n) VALUES (?)', [n])));
+    await db.execute('INSERT INTO t (n) VALUES (?)', [100]); // a write of its own after the group
+    const files = await crashCopy(dir);
+    await db.close();
+    const journal = await readFile(join(files, journalName));
+    const records = scanJournal(journal, journalName).records;
+    const appendStarts = [...new Set(records.map((r) => r.appendStart))];
+    // The longest write of the concurrent inserts, and where the next write starts.
+    const longest = appendStarts.map((start) => records.filter((r) => r.appendStart === start)).sort((a, b) => b.length - a.length)[0]!;
+    assert.ok(longest.length >= 3, `a group commit wrote ${longest.length} records at once`);
+    const damaged = Buffer.from(journal);
+    damaged.fill(0, longest[0]!.offset, longest[1]!.offset); // its first record lost, its others intact
+    const nextWrite = records.find((r) => r.sequence === longest.at(-1)!.sequence + 1)!;
+    const cut = await freshDir();
+    await writeFile(join(cut, journalName), damaged.subarray(0, nextWrite.offset));
+    const torn = await openSqlJsDatabase({ dataDir: cut, logger: capturingLogger() });
+    assert.equal((await torn.query('SELECT n FROM t')).length, longest[0]!.sequence - 2, 'every record before the damaged write, none of it');
+    await torn.close();
+    const whole = await freshDir();
+    await writeFile(join(whole, journalName), damaged);
+    await assert.rejects(openSqlJsDatabase({ dataDir: whole }), (e) => SdcError.is(e, 'STORE_CORRUPT'), 'a later write proves the damaged one had been synced');
+    assert.deepEqual(await readFile(join(whole, journalName)), damaged);
+  });
+
   it('a journal cut inside its header holds nothing acknowledged and is removed', async () => {
     const { dir, ends } = await sixCommits();
     const journal = await readFile(join(dir, journalName));

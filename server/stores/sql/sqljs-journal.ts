@@ -10,6 +10,9 @@ import {
 /** One record found by scanJournal, decoded. */
 export interface ScannedRecord {
   readonly sequence: number;
+  /** The first sequence of the append (group commit) that wrote it, and where it starts in the file. */
+  readonly appendStart: number;
+  readonly offset: number;
   readonly statements: readonly JournalStatement[];
 }
 
@@ -24,8 +27,10 @@ export interface JournalScan {
   readonly tornTailBytes: number;
 }
 
-/** How many sequence numbers past a bad record to look for an intact one (damage spanning more is not told from a torn tail). */
-const lookaheadRecords = 4;
+/** How many sequence numbers past a bad record to look for an intact one of a later append (damage spanning more is not told from a torn tail). */
+const lookaheadRecords = 64;
+/** Damaged stretches to search past before calling the rest a torn tail. */
+const resyncsMax = 8;
 
 /** The journal file, or undefined when there is none. Other read errors are STORE_UNAVAILABLE. */
 export async function readJournalFile(path: string): Promise<Buffer | undefined> {
@@ -39,9 +44,11 @@ export async function readJournalFile(path: string): Promise<Buffer | undefined>
 
 /**
  * Reads the records in order. A record that is incomplete or fails its checksum ends the journal
- * when nothing intact follows it: that is a group commit cut by a crash, whose writers were never
- * answered (a torn tail). When an intact later record follows, the damage is in the middle:
- * STORE_CORRUPT (the caller leaves the files as they are). Sequence numbers must follow each other.
+ * when no intact record of a later append follows it: that is a group commit cut by a crash,
+ * whose writers were never answered (a torn tail; the write's other records may be intact or not,
+ * in any order). An intact record of a later append proves the damaged one had been synced: the
+ * damage is in the middle, STORE_CORRUPT (the caller leaves the files as they are). Sequence
+ * numbers must follow each other.
  */
 export function scanJournal(file: Buffer, path: string): JournalScan {
   if (file.length < journalHeaderBytes) {
@@ -59,11 +66,11 @@ export function scanJournal(file: Buffer, path: string): JournalScan {
   while (offset < file.length) {
     const probe = probeRecord(file, offset);
     if (probe.kind !== 'record') {
-      if (intactRecordAfter(file, offset, expected)) throw corrupt(path, `has a damaged record at byte ${offset} (sequence ${expected}) before intact ones`);
+      if (laterAppendAfter(file, offset, expected)) throw corrupt(path, `has a damaged record at byte ${offset} (sequence ${expected}) before intact records of a later write`);
       return { baseSequence, records, validBytes: offset, tornTailBytes: file.length - offset };
     }
     if (probe.sequence !== expected) throw corrupt(path, `has sequence ${probe.sequence} at byte ${offset} where ${expected} was due`);
-    records.push({ sequence: probe.sequence, statements: decodeStatements(file, offset, probe.end) });
+    records.push({ sequence: probe.sequence, appendStart: probe.appendStart, offset, statements: decodeStatements(file, offset, probe.end) });
     offset = probe.end;
     expected += 1;
   }
@@ -82,18 +89,44 @@ function isTornHeader(file: Buffer): boolean {
   return file.every((byte, i) => byte === 0 || i >= fixed.length || byte === fixed[i]);
 }
 
-/** Whether an intact record with one of the next sequence numbers starts anywhere after `offset`. */
-function intactRecordAfter(file: Buffer, offset: number, expected: number): boolean {
+/**
+ * Whether a record written by an append after the damaged record's starts after `offset`: finds an
+ * intact record with one of the next sequence numbers, then follows the records from there (a
+ * group commit's write can be long) until one of a later append, another damaged one (search
+ * again from there, a bounded number of times) or the end.
+ */
+function laterAppendAfter(file: Buffer, offset: number, expected: number): boolean {
+  let from = offset;
+  for (let search = 0; search < resyncsMax; search++) {
+    let at = firstIntactAfter(file, from, expected);
+    if (at === undefined) return false;
+    for (let probe = probeRecord(file, at); probe.kind === 'record'; probe = probeRecord(file, at)) {
+      if (probe.appendStart > expected) return true;
+      at = probe.end;
+    }
+    if (at >= file.length) return false;
+    from = at;
+  }
+  return false;
+}
+
+/** The offset of the first intact record after `offset` whose sequence is one of the next few after `expected`. */
+function firstIntactAfter(file: Buffer, offset: number, expected: number): number | undefined {
+  let first: number | undefined;
+  const pattern = Buffer.alloc(8);
   for (let sequence = expected + 1; sequence <= expected + lookaheadRecords; sequence++) {
-    const pattern = Buffer.alloc(8);
     pattern.writeUInt32LE(sequence % 0x1_0000_0000, 0);
     pattern.writeUInt32LE(Math.floor(sequence / 0x1_0000_0000), 4);
     // The sequence sits 8 bytes into its record's header.
-    for (let at = file.indexOf(pattern, offset + 8); at !== -1; at = file.indexOf(pattern, at + 1)) {
-      if (probeRecord(file, at - 8).kind === 'record') return true;
+    for (let at = file.indexOf(pattern, offset + 8); at !== -1 && (first === undefined || at - 8 < first); at = file.indexOf(pattern, at + 1)) {
+      const probe = probeRecord(file, at - 8);
+      if (probe.kind === 'record' && probe.sequence === sequence) {
+        first = at - 8;
+        break;
+      }
     }
   }
-  return false;
+  return first;
 }
 
 /**

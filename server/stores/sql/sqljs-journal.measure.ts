@@ -3,8 +3,12 @@
 // and many concurrent writers (group commits). It uses only openSqlJsDatabase's public calls, so
 // the same file runs on a commit before the journal (whole-database saves) and after it. Bytes
 // come from /proc/self/io (write_bytes: what reached the block layer; wchar: what write() calls
-// carried), so both commits are counted the same way. Figures in docs/benchmarks.md ("embedded
-// SQL store: journal") and docs/decisions/0009-sqljs-append-only-journal.md.
+// carried), so both commits are counted the same way. Figures in docs/benchmarks.md ("sdc bench
+// roundtrip", 2026-12-03, the embedded SQL store's journal) and
+// docs/decisions/0009-sqljs-append-only-journal.md.
+// Each writer commits one after another (an awaited commit at a time); commits of different
+// writers share group commits. The figures cover the measured commits only (after the preload),
+// snapshots included when the journal reaches its bound during them.
 // Run: DB_MB=20 WRITERS=64 COMMITS=4000 nice -n 10 npx tsx server/stores/sql/sqljs-journal.measure.ts
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -32,7 +36,7 @@ function body(seed: number): string {
 async function main(): Promise<void> {
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-journal-measure-'));
   try {
-    const db = await openSqlJsDatabase({ dataDir });
+    let db = await openSqlJsDatabase({ dataDir });
     await db.execute('CREATE TABLE samples (id INTEGER PRIMARY KEY AUTOINCREMENT, device_id VARCHAR(64) NOT NULL, at_ms BIGINT NOT NULL, body TEXT NOT NULL)');
     await db.execute('CREATE TABLE counters (name VARCHAR(64) NOT NULL PRIMARY KEY, value BIGINT NOT NULL)');
     // Preload in a few large transactions, so the database has the size a long-lived control plane has.
@@ -44,7 +48,9 @@ async function main(): Promise<void> {
         }
       });
     }
-    await db.flush();
+    // Reopened, so the measured commits start from a database file that holds everything (no journal yet).
+    await db.close();
+    db = await openSqlJsDatabase({ dataDir });
     const ioBefore = await ioCounters();
     const cpuBefore = process.cpuUsage();
     const wallStartMs = performance.now();

@@ -26,6 +26,8 @@ export type ServerRequest =
     readonly heartbeatIntervalMs: number; readonly tls: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
     /** The gateway's TLS ticket secret (hex) instead of the data directory's (deployment.ts gatewayTicketSecret): gateways with other secrets do not resume each other's sessions. */
     readonly ticketSecretHex?: string;
+    /** The gateway's bound on handshakes in flight per source address, instead of its default (64): every bench agent comes from 127.0.0.1. */
+    readonly pendingHandshakesPerSourceMax?: number;
   }
   /** Answered with `memory`, after a full garbage collection (the child runs with --expose-gc). */
   | { readonly type: 'memory' }
@@ -36,7 +38,8 @@ export type ServerRequest =
 export type ServerReport =
   | { readonly type: 'listening'; readonly url: string; readonly pid: number }
   | ({ readonly type: 'memory' } & ServerMemory)
-  | { readonly type: 'tlsHandshakes'; readonly full: number; readonly resumed: number }
+  /** `dropped`: sockets the gateway dropped before or during TLS, by code (GATEWAY_SOURCE_LIMIT, GATEWAY_HANDSHAKE_TIMEOUT...). */
+  | { readonly type: 'tlsHandshakes'; readonly full: number; readonly resumed: number; readonly dropped: Readonly<Record<string, number>> }
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'stopped' };
 

@@ -129,11 +129,11 @@ export class ServerChild extends BenchChild<ServerRequest, ServerReport> {
     return memory!;
   }
 
-  async tlsHandshakes(timeoutMs = 60_000): Promise<{ full: number; resumed: number }> {
-    let counts = { full: 0, resumed: 0 };
+  async tlsHandshakes(timeoutMs = 60_000): Promise<{ full: number; resumed: number; dropped: Readonly<Record<string, number>> }> {
+    let counts: { full: number; resumed: number; dropped: Readonly<Record<string, number>> } = { full: 0, resumed: 0, dropped: {} };
     await this.request({ type: 'tlsHandshakes' }, timeoutMs, (report) => {
       if (report.type !== 'tlsHandshakes') return false;
-      counts = { full: report.full, resumed: report.resumed };
+      counts = { full: report.full, resumed: report.resumed, dropped: report.dropped };
       return true;
     });
     return counts;

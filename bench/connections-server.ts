@@ -25,7 +25,7 @@ const agentPath = '/v1/agent';
 const role = process.argv[2];
 let stopServer: (() => Promise<void>) | undefined;
 let connections: () => number = () => 0;
-let tlsHandshakes: () => { full: number; resumed: number } = () => ({ full: 0, resumed: 0 });
+let tlsHandshakes: () => Promise<{ full: number; resumed: number; dropped: Record<string, number> }> = async () => ({ full: 0, resumed: 0, dropped: {} });
 
 const send = (report: ServerReport): void => {
   if (process.connected) process.send?.(report);
@@ -121,9 +121,14 @@ async function startGateway(request: Extract<ServerRequest, { type: 'start' }>):
     controlPlane: false, redisUrl: request.redisUrl, keyPrefix: request.keyPrefix, gatewayId: request.gatewayId, gatewayPort: 0,
     gateway: { heartbeatIntervalMs: request.heartbeatIntervalMs, connectionsMax: benchConnectionsMax },
     ...(request.ticketSecretHex === undefined ? {} : { gatewayTicketSecret: new Uint8Array(Buffer.from(request.ticketSecretHex, 'hex')) }),
+    ...(request.pendingHandshakesPerSourceMax === undefined ? {} : { gatewayPendingHandshakesPerSourceMax: request.pendingHandshakesPerSourceMax }),
   });
   stopServer = () => deployment.stop();
-  tlsHandshakes = () => ({ ...deployment.gatewayServer.tlsHandshakes });
+  tlsHandshakes = async () => {
+    const dropped: Record<string, number> = {};
+    for (const { labels, value } of (await deployment.metrics.websocketErrors.get()).values) dropped[String(labels.code)] = value;
+    return { ...deployment.gatewayServer.tlsHandshakes, dropped };
+  };
   // Every TCP socket of the process (Redis's too): the bench takes the growth from the idle reading.
   connections = () => process.getActiveResourcesInfo().filter((name) => name === 'TCPSocketWrap').length;
   return deployment.gatewayUrl;
@@ -159,7 +164,7 @@ process.on('message', (request: ServerRequest) => {
   } else if (request.type === 'memory') {
     send({ type: 'memory', ...memory() });
   } else if (request.type === 'tlsHandshakes') {
-    send({ type: 'tlsHandshakes', ...tlsHandshakes() });
+    void tlsHandshakes().then((counts) => send({ type: 'tlsHandshakes', ...counts }));
   } else {
     void (stopServer?.() ?? Promise.resolve()).finally(() => {
       send({ type: 'stopped' });

@@ -77,6 +77,8 @@ export interface ScaleOutOptions {
   readonly progress: (line: string) => void;
   /** Gateway i's TLS ticket secret (hex), or undefined for the data directory's, which every gateway shares by default. */
   readonly ticketSecretHex?: (gatewayIndex: number) => string | undefined;
+  /** Each gateway's bound on handshakes in flight per source address; default the gateway's own (64). */
+  readonly pendingHandshakesPerSourceMax?: number;
 }
 
 export interface ScaleOut {
@@ -124,6 +126,7 @@ export async function startScaleOut(options: ScaleOutOptions): Promise<ScaleOut>
       await gateway.begin({
         type: 'start', dataDir, redisUrl: options.redisUrl, keyPrefix, gatewayId: gateway.name, heartbeatIntervalMs: standardProfile.heartbeatIntervalMs,
         tls: bench.materials.serverTls, ...(ticketSecretHex === undefined ? {} : { ticketSecretHex }),
+        ...(options.pendingHandshakesPerSourceMax === undefined ? {} : { pendingHandshakesPerSourceMax: options.pendingHandshakesPerSourceMax }),
       }, gatewayStartTimeoutMs);
       options.progress(`gateway ${gateway.name} listening at ${gateway.url}`);
     }));

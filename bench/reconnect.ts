@@ -42,6 +42,12 @@ export interface ReconnectBenchOptions {
    * and the rest do full handshakes, at the same moment on the same machine.
    */
   readonly ticketKeys?: TicketKeysMode;
+  /**
+   * The gateways' bound on TLS handshakes in flight per source address (default theirs, 64).
+   * Every bench agent connects from 127.0.0.1, so the bound meant for one NAT applies to the whole
+   * storm: beyond 64 at once the gateway drops the socket and the agent backs off, doubling.
+   */
+  readonly handshakesPerSourceMax?: number;
   readonly timeoutMs: number;
   readonly progress: (line: string) => void;
 }
@@ -66,7 +72,8 @@ export interface ReconnectDetails {
   readonly connect_ms: number;
   readonly ticket_keys: TicketKeysMode;
   /** Per surviving gateway, its TLS handshakes from just before the kill until every agent was back. */
-  readonly storm_tls_handshakes: Readonly<Record<string, { readonly full: number; readonly resumed: number }>>;
+  readonly storm_tls_handshakes: Readonly<Record<string, { readonly full: number; readonly resumed: number; readonly dropped: Readonly<Record<string, number>> }>>;
+  readonly handshakes_per_source_max: number | null;
   readonly load_average_start: readonly number[];
   readonly load_average_end: readonly number[];
   readonly violations: readonly string[];
@@ -107,6 +114,7 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
       ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}), ...(options.dataDir ? { dataDir: options.dataDir } : {}),
       // Split: gateways 0 (killed) and 1 keep the data directory's secret, each other one gets its own.
       ...(ticketKeys === 'split' ? { ticketSecretHex: (i: number) => (i <= 1 ? undefined : randomBytes(32).toString('hex')) } : {}),
+      ...(options.handshakesPerSourceMax === undefined ? {} : { pendingHandshakesPerSourceMax: options.handshakesPerSourceMax }),
     });
     const specs = planAgents(scale.devices, scale.gateways.map((g) => g.url), rampPerSecond);
     const { agents } = processes;
@@ -130,9 +138,11 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
     const allBack = returns.closed >= victimDevices.length && returns.notBack === 0;
     const backMs = Date.now() - killedMs;
     const handshakesAfter = await Promise.all(survivors.map((g) => g.tlsHandshakes()));
-    const stormHandshakes = Object.fromEntries(survivors.map((g, i) => [g.name, {
-      full: handshakesAfter[i]!.full - handshakesBefore[i]!.full, resumed: handshakesAfter[i]!.resumed - handshakesBefore[i]!.resumed,
-    }]));
+    const stormHandshakes = Object.fromEntries(survivors.map((g, i) => {
+      const [before, after] = [handshakesBefore[i]!, handshakesAfter[i]!];
+      const dropped = Object.fromEntries(Object.entries(after.dropped).map(([code, n]) => [code, n - (before.dropped[code] ?? 0)]));
+      return [g.name, { full: after.full - before.full, resumed: after.resumed - before.resumed, dropped }];
+    }));
     await during;
     options.progress(`${returns.afterMs.length}/${returns.closed} agents back (${allBack ? `all within ${backMs} ms` : 'not all'})`);
     const settled = await commands.settle(Math.min(deadlineMs, Date.now() + commandSettleMs));
@@ -165,7 +175,8 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
       details: {
         ok, killed_gateway: victim.name, disconnected: returns.closed, not_back: returns.notBack, all_back_within_ms: allBackWithinMs, goal_all_back_ms: goalAllBackMs,
         commands_accepted: commands.accepted.length, commands_by_state: byState, executed_twice: executedTwice, not_succeeded: notSucceeded,
-        refused_by_code: commands.refusedByCode, connect_ms: started.connectMs, ticket_keys: ticketKeys, storm_tls_handshakes: stormHandshakes, load_average_start: loadStart, load_average_end: loadavg(), violations,
+        refused_by_code: commands.refusedByCode, connect_ms: started.connectMs, ticket_keys: ticketKeys, storm_tls_handshakes: stormHandshakes,
+        handshakes_per_source_max: options.handshakesPerSourceMax ?? null, load_average_start: loadStart, load_average_end: loadavg(), violations,
         notes: [...notes, `wall ms from the kill until the bench saw every one back: ${backMs} (it asks the agent processes every ${returnsPollMs} ms)`],
       },
     });

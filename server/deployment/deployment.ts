@@ -75,6 +75,8 @@ export interface StartDeploymentOptions {
    * an agent resumes its TLS session on any of them. The reconnect bench gives one gateway another.
    */
   gatewayTicketSecret?: Uint8Array;
+  /** The gateway's bound on TLS handshakes in flight per source address (default handshakeLimitsDefault); the reconnect bench, whose agents all come from 127.0.0.1, raises it. */
+  gatewayPendingHandshakesPerSourceMax?: number;
 }
 
 /** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
@@ -154,6 +156,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
     core: gateway, tls: materials.serverTls, host, port: gatewayPort.port,
     trustAnchors: [materials.intermediateCaPem, materials.rootCaPem], clock, logger: logger.child({ role: 'gateway-server' }), metrics,
     sessionTickets: { secret: options.gatewayTicketSecret ?? materials.gatewaySigner.seed },
+    ...(options.gatewayPendingHandshakesPerSourceMax === undefined ? {} : { pendingHandshakesPerSourceMax: options.gatewayPendingHandshakesPerSourceMax }),
   }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
   onStop(() => gatewayServer.close());
   const gatewayUrl = gatewayServer.address.url;

@@ -1,4 +1,4 @@
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SqlDatabase, SqlExecutor, SqlValue } from '../stores/sql/sql-port.js';
 import { CommandRepository } from './command-repository.js';
@@ -7,7 +7,12 @@ import { defaultPolicy } from '../../core/protocol/policy.js';
 import { decideCreate } from '../../core/protocol/command-decisions.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import { SdcError } from '../../core/errors/index.js';
-import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { deviceFrame, makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { randomBytes } from 'node:crypto';
+import { base64urlFromBytes } from '../../core/crypto/bytes.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+
+const ed25519 = createNodeEd25519Provider();
 
 /** The database, with every statement it is given outside a transaction recorded (the point statements under test run outside one). */
 function counting(db: SqlDatabase): { db: SqlDatabase; statements: string[] } {
@@ -44,15 +49,18 @@ async function insertQueued(db: SqlDatabase, row: { id: string; deviceId: string
   );
 }
 
-/** The target's database, with its transactions counted. */
-function countingTransactions(pair: StorePair): { target: StorePair['sql']; transactions: () => number } {
+/** The target's database, with its transactions counted and every statement outside a transaction recorded. */
+function countingTarget(pair: StorePair): { target: StorePair['sql']; transactions: () => number; statements: string[] } {
   let transactions = 0;
+  const statements: string[] = [];
   const target = {
     ...pair.sql,
     open: async (dir: string): Promise<SqlDatabase> => {
       const db = await pair.sql.open(dir);
       return {
-        dialect: db.dialect, query: (sql, params) => db.query(sql, params), execute: (sql, params) => db.execute(sql, params), close: () => db.close(),
+        dialect: db.dialect, close: () => db.close(),
+        query: (sql, params) => { statements.push(sql); return db.query(sql, params); },
+        execute: (sql, params) => { statements.push(sql); return db.execute(sql, params); },
         transaction: <T>(fn: (tx: SqlExecutor) => Promise<T>) => {
           transactions += 1;
           return db.transaction(fn);
@@ -60,10 +68,16 @@ function countingTransactions(pair: StorePair): { target: StorePair['sql']; tran
       } as SqlDatabase;
     },
   };
-  return { target, transactions: () => transactions };
+  return { target, transactions: () => transactions, statements };
 }
 
 function suite(pair: StorePair): void {
+  // One control plane per store pair for every test here (each test uses devices of its own).
+  const counted = countingTarget(pair);
+  let h: Harness;
+  before(async () => { h = await makeHarness(counted.target, pair.kv === undefined ? {} : { kv: pair.kv }); });
+  after(async () => { await h.close(); });
+
   describe(`creates asked for meanwhile commit together (issue 17), on ${pair.name}`, () => {
     const actor = { name: 'op', role: 'operator' as const };
     const send = (h: Harness, deviceId: string, idempotencyKey?: string) => h.cp.commands.create({
@@ -73,9 +87,7 @@ function suite(pair: StorePair): void {
       + (await h.db.query('SELECT seq FROM audit_log WHERE subject = ?', [`command:${id}`])).length;
 
     it('one transaction for the creates that queue behind the first, each with its seq, history row and audit entry', async () => {
-      const counted = countingTransactions(pair);
-      const h = await makeHarness(counted.target, pair.kv === undefined ? {} : { kv: pair.kv });
-      try {
+      {
         const devices = ['pg-a', 'pg-b', 'pg-c', 'pg-d'];
         for (const id of devices) await insertDevice(h.db, id, 'enrolled');
         const before = counted.transactions();
@@ -88,14 +100,11 @@ function suite(pair: StorePair): void {
           assert.equal(await audited(h, command.id), 1, `one command.created entry for ${command.id}`);
           assert.equal(command.signed?.device_seq, command.device_seq);
         }
-      } finally {
-        await h.close();
       }
     });
 
     it('a member that fails (an Idempotency-Key already taken) costs only itself: the group runs again one by one, the others keep their seqs, history and audit', async () => {
-      const h = await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
-      try {
+      {
         for (const id of ['pf-a', 'pf-b']) await insertDevice(h.db, id, 'enrolled');
         await insertQueued(h.db, { id: 'c-pf-taken', deviceId: 'pf-b', seq: 0 });
         let transactions = 0;
@@ -124,16 +133,13 @@ function suite(pair: StorePair): void {
         assert.equal(await audited(h, 'c-pf-2'), 0);
         await h.cp.context.settleAudit();
         assert.equal((await h.cp.context.audit.verify()).ok, true);
-      } finally {
-        await h.close();
       }
     });
   });
 
   describe(`the create and dispatch path's point statements, batched (issue 17), on ${pair.name}`, () => {
     it('admissions asked for meanwhile share one statement; each device gets its own status and every one the revision committed before it asked', async () => {
-      const h = await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
-      try {
+      {
         await insertDevice(h.db, 'pb-a', 'enrolled');
         await insertDevice(h.db, 'pb-b', 'revoked');
         await insertDevice(h.db, 'pb-c', 'enrolled');
@@ -151,14 +157,11 @@ function suite(pair: StorePair): void {
         const next = await repository.admissionFacts('pb-c');
         assert.equal(next.policyRevision, 1);
         assert.equal((await new PolicyStore(h.cp.context).at(next.policyRevision)).revision, 1);
-      } finally {
-        await h.close();
       }
     });
 
     it('idempotency lookups asked for meanwhile share one statement, each answered with its own row', async () => {
-      const h = await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
-      try {
+      {
         await insertDevice(h.db, 'pi-a', 'enrolled');
         await insertQueued(h.db, { id: 'c-pi-1', deviceId: 'pi-a', seq: 1 });
         await insertQueued(h.db, { id: 'c-pi-2', deviceId: 'pi-a', seq: 2 });
@@ -170,14 +173,11 @@ function suite(pair: StorePair): void {
         ]);
         assert.deepEqual(rows.map((row) => row?.id), ['c-pi-2', 'c-pi-1', undefined, undefined]);
         assert.equal(statements.length, 1);
-      } finally {
-        await h.close();
       }
     });
 
     it("waiting commands of several devices in one statement, each device's own in seq order and within its limit", async () => {
-      const h = await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
-      try {
+      {
         for (const id of ['pw-a', 'pw-b', 'pw-c']) await insertDevice(h.db, id, 'enrolled');
         await insertQueued(h.db, { id: 'c-pw-a3', deviceId: 'pw-a', seq: 3 });
         await insertQueued(h.db, { id: 'c-pw-a1', deviceId: 'pw-a', seq: 1 });
@@ -192,14 +192,29 @@ function suite(pair: StorePair): void {
         assert.deepEqual(b!.map((command) => command.id), ['c-pw-b1']);
         assert.deepEqual(c, []);
         assert.equal(statements.length, 1);
-      } finally {
-        await h.close();
       }
     });
 
+    it("device keys of frames from several devices read in one statement; a key that does not decode fails only its own device's frame", async () => {
+      const seeds = ['pk-a', 'pk-b', 'pk-c'].map((id) => ({ id, seed: new Uint8Array(randomBytes(32)) }));
+      for (const { id, seed } of seeds) {
+        await h.db.execute("INSERT INTO devices (id, status, created_at, public_key) VALUES (?, 'enrolled', 0, ?)", [id, base64urlFromBytes(ed25519.publicKeyFromSeed(seed))]);
+      }
+      await h.db.execute("INSERT INTO devices (id, status, created_at, public_key) VALUES ('pk-bad', 'enrolled', 0, 'AAAA')");
+      const ack = (deviceId: string, seed: Uint8Array) => deviceFrame({ deviceId, seed, type: 'COMMAND_ACK', ts: h.clock.nowMs(), body: { command_id: `c-${deviceId}`, device_seq: 1, stage: 'received' } });
+      counted.statements.length = 0;
+      const outcomes = await Promise.allSettled([
+        ...seeds.map(({ id, seed }) => h.cp.devices.verifyDeviceFrame(id, ack(id, seed), 'COMMAND_ACK')),
+        h.cp.devices.verifyDeviceFrame('pk-bad', ack('pk-bad', seeds[0]!.seed), 'COMMAND_ACK'),
+      ]);
+      assert.deepEqual(outcomes.map((outcome) => outcome.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected']);
+      assert.ok(SdcError.is((outcomes[3] as PromiseRejectedResult).reason, 'CRYPTO_BAD_KEY'));
+      // One read for the four devices: were four.
+      assert.equal(matching(counted.statements, /FROM devices WHERE id/), 1);
+    });
+
     it('dispatch marks and records of several commands in one UPDATE each; a finished command among them is still answered false alone', async () => {
-      const h = await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
-      try {
+      {
         await insertDevice(h.db, 'pd-a', 'enrolled');
         await insertQueued(h.db, { id: 'c-pd-1', deviceId: 'pd-a', seq: 1 });
         await insertQueued(h.db, { id: 'c-pd-2', deviceId: 'pd-a', seq: 2 });
@@ -221,8 +236,6 @@ function suite(pair: StorePair): void {
         assert.deepEqual(rows.map((row) => [row.id, row.first_dispatched_at === null ? null : Number(row.first_dispatched_at), row.gateway_id, row.dispatched_at === null ? null : Number(row.dispatched_at)]), [
           ['c-pd-1', 50, 'gw-1', 80], ['c-pd-2', 60, 'gw-2', 90], ['c-pd-3', null, null, null],
         ]);
-      } finally {
-        await h.close();
       }
     });
   });

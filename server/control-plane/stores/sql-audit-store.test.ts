@@ -41,7 +41,10 @@ function countingStore(store: SqlAuditStore, mode: WriteMode): AuditStore & { co
 function suite(target: SqlTarget): void {
   describe(`SqlAuditStore on ${target.name}`, () => {
     const dirs: string[] = [];
+    let contractDb: SqlDatabase | undefined;
+    // Closed before its directory goes: an embedded database writes its snapshot at close.
     after(async () => {
+      await contractDb?.close();
       await target.cleanup();
       await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
     });
@@ -54,8 +57,6 @@ function suite(target: SqlTarget): void {
       return db;
     };
 
-    let contractDb: SqlDatabase | undefined;
-    after(async () => { await contractDb?.close(); });
     runAuditStoreContract(`SqlAuditStore on ${target.name}`, {
       create: async () => {
         contractDb ??= await open();

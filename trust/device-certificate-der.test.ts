@@ -3,11 +3,11 @@ import { createHash, KeyObject, sign as signBytes } from 'node:crypto';
 import { before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { SdcError } from '../core/errors/index.js';
-import { readCertificateFields } from './certificate-fields.js';
 import { derPositiveIntegerFromHex, derTime } from './der-writer.js';
 import { encodeDeviceTbsCertificate, encodeSignedCertificate, type DeviceCertificateIssuerParts } from './device-certificate-der.js';
 import { deviceSanUri, oidClientAuth, oidCommonName } from './device-profile.js';
 import { serialHexForEncoding } from './serial-number.js';
+import { deviceCertificateIssuerParts } from './device-issuer.js';
 import { makeTestPki, type TestPki } from './test-fixtures.js';
 import { ed25519Algorithm, x509 } from './x509-provider.js';
 
@@ -39,19 +39,6 @@ async function libraryCertificate(pki: TestPki, values: { serialHex: string; not
   return new Uint8Array(certificate.rawData);
 }
 
-async function issuerParts(pki: TestPki): Promise<DeviceCertificateIssuerParts> {
-  const extensions = [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-    new x509.ExtendedKeyUsageExtension([oidClientAuth], false),
-    await x509.AuthorityKeyIdentifierExtension.create(pki.intermediate.certificate.publicKey),
-  ];
-  return {
-    issuerNameDer: readCertificateFields(new Uint8Array(pki.intermediate.certificate.rawData)).subjectName,
-    fixedExtensionsDer: extensions.map((extension) => new Uint8Array(extension.rawData)),
-  };
-}
-
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 const deviceIdChars = 'abcdefghijklmnopqrstuvwxyz0123456789._-'.split('');
 
@@ -61,7 +48,7 @@ describe('device certificate DER', () => {
   let signingKey: KeyObject;
   before(async () => {
     pki = await makeTestPki();
-    parts = await issuerParts(pki);
+    parts = await deviceCertificateIssuerParts(pki.intermediate.certificate);
     signingKey = KeyObject.from(pki.intermediate.privateKey);
   });
 

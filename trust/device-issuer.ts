@@ -142,24 +142,26 @@ export class DeviceCertificateIssuer {
     return { certificatePem: toPem('CERTIFICATE', der), serialHex, deviceId, notAfter, publicKeyRaw };
   }
 
-  /**
-   * The issuer's name as its own certificate encodes it (RFC 5280 path building compares names
-   * byte for byte) and the extensions every certificate shares, encoded once: the authority key
-   * identifier also hashes the issuer's key.
-   */
   #issuerParts(): Promise<DeviceCertificateIssuerParts> {
-    this.#parts ??= (async () => {
-      const extensions = [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([oidClientAuth], false),
-        await x509.AuthorityKeyIdentifierExtension.create(this.#intermediate.certificate.publicKey),
-      ];
-      return {
-        issuerNameDer: readCertificateFields(new Uint8Array(this.#intermediate.certificate.rawData)).subjectName,
-        fixedExtensionsDer: extensions.map((extension) => new Uint8Array(extension.rawData)),
-      };
-    })();
+    this.#parts ??= deviceCertificateIssuerParts(this.#intermediate.certificate);
     return this.#parts;
   }
+}
+
+/**
+ * The parts every device certificate of `intermediate` shares: its name as its own certificate
+ * encodes it (RFC 5280 path building compares names byte for byte) and the profile's fixed
+ * extensions, encoded once (the authority key identifier also hashes the issuer's key).
+ */
+export async function deviceCertificateIssuerParts(intermediate: x509.X509Certificate): Promise<DeviceCertificateIssuerParts> {
+  const extensions = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension([oidClientAuth], false),
+    await x509.AuthorityKeyIdentifierExtension.create(intermediate.publicKey),
+  ];
+  return {
+    issuerNameDer: readCertificateFields(new Uint8Array(intermediate.rawData)).subjectName,
+    fixedExtensionsDer: extensions.map((extension) => new Uint8Array(extension.rawData)),
+  };
 }

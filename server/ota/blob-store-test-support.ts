@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 import { EmbeddedBlobStore, loadOrCreateBlobCredentials, S3BlobStore, type BlobStore, type S3Endpoint } from './blob-store.js';
 
@@ -51,5 +52,29 @@ export async function s3(): Promise<BlobFixture> {
   return { store: new S3BlobStore(endpoint), endpoint, lacks: { signatureCheck: why, ifRange: why, incompleteBodyCheck: incomplete }, async close() { await s3rver.close(); await rm(directory, { recursive: true, force: true }); } };
 }
 
+/**
+ * A real S3 service when `MINIO_URL` is set, as `http://ACCESS_KEY:SECRET_KEY@127.0.0.1:9000/BUCKET`
+ * (MinIO, or any S3 endpoint; the bucket is created when missing). It checks SigV4 signatures,
+ * If-Range and short bodies, so nothing is skipped on it. Undefined when the variable is not set.
+ */
+export function minioUrl(): URL | undefined {
+  const text = process.env['MINIO_URL'];
+  return text === undefined || text === '' ? undefined : new URL(text);
+}
+
+export const minioSkipReason = 'MINIO_URL is not set (http://ACCESS_KEY:SECRET_KEY@HOST:PORT/BUCKET of a MinIO or S3 endpoint): s3rver stands in for S3, without its signature and If-Range checks';
+
+export async function minio(): Promise<BlobFixture> {
+  const url = minioUrl();
+  if (url === undefined) throw new Error(minioSkipReason);
+  const bucket = url.pathname.replace(/^\/+|\/+$/g, '') || 'sdc-test';
+  const endpoint: S3Endpoint = {
+    endpoint: `${url.protocol}//${url.host}`, region: process.env['MINIO_REGION'] ?? 'us-east-1', bucket,
+    credentials: { accessKeyId: decodeURIComponent(url.username), secretAccessKey: decodeURIComponent(url.password) },
+  };
+  const client = new S3Client({ region: endpoint.region, endpoint: endpoint.endpoint, forcePathStyle: true, credentials: endpoint.credentials });
+  await client.send(new HeadBucketCommand({ Bucket: bucket })).catch(() => client.send(new CreateBucketCommand({ Bucket: bucket })));
+  return { store: new S3BlobStore(endpoint), endpoint, lacks: {}, async close() { client.destroy(); } };
+}
 
 export const blobFixtures = [['embedded', embedded], ['s3 (s3rver)', s3]] as const;

@@ -106,6 +106,8 @@ export interface StartE2eOptions {
   gateway?: StartDeploymentOptions['gateway'];
   /** Runs on the data directory before the deployment starts (e.g. writes an OTA image repository, as `sdc ota init` does). */
   beforeStart?: (dataDir: string) => Promise<void>;
+  /** Merged over the short sweeps below (e.g. `otaBlobs` for a control plane whose blob store is S3). */
+  controlPlaneTuning?: StartDeploymentOptions['controlPlaneTuning'];
 }
 
 export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
@@ -123,7 +125,7 @@ export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
     scryptParams: { N: 1024, r: 8, p: 1 },
     gateway: { ...fastGateway, ...options.gateway },
     // Short sweeps, so that recovery after a crash fits the tests' waits.
-    controlPlaneTuning: { expirySweepIntervalMs: 500, redeliverySweepIntervalMs: 500, redispatchIntervalMs: 3_000 },
+    controlPlaneTuning: { expirySweepIntervalMs: 500, redeliverySweepIntervalMs: 500, redispatchIntervalMs: 3_000, ...options.controlPlaneTuning },
   };
   await options.beforeStart?.(dataDir);
   const deployment = await startDeployment(deploymentOptions);

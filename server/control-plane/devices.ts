@@ -26,7 +26,7 @@ import { SqlPairingTokenStore } from './stores/sql-pairing-token-store.js';
 import { SqlRevocationStore } from './stores/sql-revocation-store.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { TrustPublisher, type TrustPublishCounts } from './trust-publisher.js';
-import { DeviceKeyCache, type DeviceKeyRecord } from './device-key-cache.js';
+import { DeviceKeyCache, deviceKeyCacheLimits, type DeviceKeyRecord } from './device-key-cache.js';
 import { Batched } from './batched-reads.js';
 import { CommandFinishedWrites } from './command-finished-writes.js';
 import { deviceTagLimits, deviceTagPattern, isDeviceTag } from '../../core/protocol/device-tags.js';
@@ -616,7 +616,9 @@ export class DeviceService {
     if (envelope.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `frame is from ${envelope.device_id}, entry names ${deviceId}`);
     const macTrusted = options.gatewayAuthenticated === true && sessionMacTypes.has(type) && envelope.sig.alg === envelopeMacAlg;
     try {
-      this.#checkDeviceFrame(deviceId, envelope, await this.#deviceKeys.get(deviceId), macTrusted);
+      // A MAC-checked frame needs only the revoked flag, which every revocation drops from the cache at once.
+      const ttlMs = macTrusted ? deviceKeyCacheLimits.macCheckedTtlMs : deviceKeyCacheLimits.ttlMs;
+      this.#checkDeviceFrame(deviceId, envelope, await this.#deviceKeys.get(deviceId, ttlMs), macTrusted);
     } catch (error) {
       // The cached row may predate an enrollment or renewal made by another control plane (docs/decisions/0008).
       if (!SdcError.is(error) || !(error.code === 'CRYPTO_SIGNATURE_INVALID' || error.code === 'API_DEVICE_NOT_ENROLLED')) throw error;

@@ -5,9 +5,10 @@ import fc from 'fast-check';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { SdcError } from '../errors/index.js';
 import {
-  AuditLog, InMemoryAuditStore, appendAuditEntry, auditEntryHash, auditGenesisHash, auditLimits, verifyAuditChain,
+  AuditLog, InMemoryAuditStore, appendAuditEntry, auditEntryHash, auditPayloadJson, auditGenesisHash, auditLimits, verifyAuditChain,
   type AuditEntry, type AuditEntryInput, type AuditStore,
 } from './audit-chain.js';
+import { canonicalize } from './canonical-json.js';
 import type { JsonObject } from './json-value.js';
 
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
@@ -55,6 +56,29 @@ describe('appendAuditEntry', () => {
     assert.equal((entry.payload.envelope as JsonObject).sig, 'abc');
     assert.ok(Object.isFrozen(entry) && Object.isFrozen(entry.payload) && Object.isFrozen(entry.payload.envelope));
     assert.equal(Object.is((entry.payload.envelope as { body: { n: number } }).body.n, -0), false);
+  });
+
+  it('hashes and stores an entry from its payload\'s kept canonical text exactly as from a fresh copy (issue 17)', () => {
+    const names = fc.string({ minLength: 1, maxLength: 12 }).filter((name) => /^[\x20-\x7e]+$/.test(name) || /^[\u00a0-\u00ff]+$/.test(name));
+    fc.assert(fc.property(
+      fc.record({
+        ts: fc.nat(),
+        kind: fc.constantFrom('command.sent', 'a', 'x9.y-z_w'),
+        actor: names,
+        subject: names,
+        payload: fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 }) as fc.Arbitrary<JsonObject>,
+      }),
+      fc.nat({ max: 1_000 }),
+      (each, previousSeq) => {
+        const prev = previousSeq === 0 ? undefined : appendAuditEntry(undefined, input(), sha256);
+        const entry = appendAuditEntry(prev === undefined ? undefined : { ...prev, seq: previousSeq }, each, sha256);
+        // A structurally equal copy has no kept text: the hash and the stored payload are computed afresh.
+        const copy = JSON.parse(JSON.stringify(entry)) as AuditEntry;
+        assert.equal(auditEntryHash(copy, sha256), entry.hash);
+        assert.equal(auditPayloadJson(entry.payload), canonicalize(copy.payload));
+        assert.equal(auditPayloadJson(copy.payload), canonicalize(copy.payload));
+      },
+    ), { numRuns: 300 });
   });
 
   it('refuses malformed input with AUDIT_ENTRY_INVALID naming the field', () => {

@@ -1,9 +1,8 @@
 import { SdcError } from '../../../core/errors/index.js';
-import { auditScanLimitMax, type AuditEntry, type AuditEntryInput, type AuditStore } from '../../../core/protocol/audit-chain.js';
-import { canonicalize } from '../../../core/protocol/canonical-json.js';
+import { auditPayloadJson, auditScanLimitMax, type AuditEntry, type AuditEntryInput, type AuditStore } from '../../../core/protocol/audit-chain.js';
 import type { JsonObject } from '../../../core/protocol/json-value.js';
 import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
-import { nextCounterValue } from './counters.js';
+import { lockCounterRow } from './counters.js';
 
 interface AuditRow {
   seq: number; ts: number; kind: string; actor: string; subject: string | null; payload_json: string; prev_hash: string; hash: string;
@@ -46,7 +45,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
   async appendAtHead(next: (head: AuditEntry | undefined) => AuditEntry): Promise<AuditEntry> {
     let seq = 0;
     return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
-      await nextCounterValue(tx, auditAppendLockName);
+      await lockCounterRow(tx, auditAppendLockName);
       const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
       const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
       const entry = next(row === undefined ? undefined : entryFromRow(row));
@@ -64,7 +63,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
   async appendBatch(next: (head: AuditEntry | undefined) => readonly AuditEntry[]): Promise<readonly AuditEntry[]> {
     let seq = 0;
     return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
-      await nextCounterValue(tx, auditAppendLockName);
+      await lockCounterRow(tx, auditAppendLockName);
       const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
       const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
       const entries = next(row === undefined ? undefined : entryFromRow(row));
@@ -77,7 +76,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
   /** Inserts a validated input into `audit_outbox` inside the caller's transaction; it commits or rolls back with it. */
   async record(tx: SqlExecutor, input: AuditEntryInput): Promise<void> {
     await tx.execute('INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) VALUES (?, ?, ?, ?, ?)',
-      [input.ts, input.kind, input.actor, input.subject, canonicalize(input.payload)]);
+      [input.ts, input.kind, input.actor, input.subject, auditPayloadJson(input.payload)]);
   }
 
   /** `record` for several inputs, in order: multi-row INSERTs within the statement bounds (insertRowsMax, insertPayloadCharsMax). */
@@ -103,7 +102,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
     if (waiting === undefined) return [];
     let seq = 0;
     return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
-      await nextCounterValue(tx, auditAppendLockName);
+      await lockCounterRow(tx, auditAppendLockName);
       const rows = await tx.query<OutboxRow>('SELECT id, ts, kind, actor, subject, payload_json FROM audit_outbox ORDER BY id ASC LIMIT ?', [limit]);
       if (rows.length === 0) return [];
       const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
@@ -137,13 +136,13 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
   }
 }
 
-/** The counters row whose lock serialises appends across processes (its value counts append transactions). */
+/** The counters row whose lock serialises appends across processes (its value counts append transactions; never read). */
 const auditAppendLockName = 'audit_append_lock';
 
 async function insertEntry(db: SqlExecutor, entry: AuditEntry): Promise<void> {
   await db.execute(
     'INSERT INTO audit_log (seq, ts, kind, actor, subject, payload_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-    [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, canonicalize(entry.payload), entry.prev_hash, entry.hash],
+    [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, auditPayloadJson(entry.payload), entry.prev_hash, entry.hash],
   );
 }
 
@@ -166,7 +165,7 @@ function insertChunks(entries: readonly AuditEntry[]): EntryRow[][] {
   let chunk: EntryRow[] = [];
   let chunkChars = 0;
   for (const entry of entries) {
-    const payloadJson = canonicalize(entry.payload);
+    const payloadJson = auditPayloadJson(entry.payload);
     if (chunk.length > 0 && (chunk.length >= insertRowsMax || chunkChars + payloadJson.length > insertPayloadCharsMax)) {
       chunks.push(chunk);
       chunk = [];
@@ -185,7 +184,7 @@ function inputChunks(inputs: readonly AuditEntryInput[]): Array<Array<{ input: A
   let chunk: Array<{ input: AuditEntryInput; payloadJson: string }> = [];
   let chunkChars = 0;
   for (const input of inputs) {
-    const payloadJson = canonicalize(input.payload);
+    const payloadJson = auditPayloadJson(input.payload);
     if (chunk.length > 0 && (chunk.length >= insertRowsMax || chunkChars + payloadJson.length > insertPayloadCharsMax)) {
       chunks.push(chunk);
       chunk = [];

@@ -33,3 +33,12 @@ export async function nextCounterValue(tx: SqlExecutor, name: string): Promise<n
   if (row === undefined) throw new SdcError('STORE_CONFLICT', `counter ${name} vanished inside a transaction`);
   return Number(row.value);
 }
+
+/**
+ * Takes a named counter's row lock for the rest of the caller's transaction (adding 1 to it, as
+ * nextCounterValue does), without reading the value back: for a row used only as a lock (the
+ * audit append lock), the SQLite read was a statement per append for nothing (issue 17).
+ */
+export async function lockCounterRow(tx: SqlExecutor, name: string): Promise<void> {
+  await tx.execute(incrementSql[tx.dialect], [name]);
+}

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { SdcError } from '../../../core/errors/index.js';
 import { AuditLog, type AuditEntry, type AuditStore } from '../../../core/protocol/audit-chain.js';
 import { systemClock } from '../../../runtime/system.js';
-import type { SqlDatabase } from '../../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
 import { migrateControlPlane } from '../database.js';
 import { mysqlTarget, sqlJsTarget, type SqlTarget } from '../test-support.js';
 import { runAuditStoreContract } from './audit-store-contract.js';
@@ -146,6 +146,24 @@ function suite(target: SqlTarget): void {
       const stored = results.filter((r) => r.status === 'fulfilled').length;
       const verdict = await logs[0]!.verify();
       assert.ok(verdict.ok && verdict.count === stored, JSON.stringify(verdict));
+      await db.close();
+    });
+
+    it('a drain takes the audit lock without reading the counter back (issue 17: the value is never used)', async () => {
+      const db = await open();
+      const statements: string[] = [];
+      const logged = (executor: SqlExecutor): SqlExecutor => ({
+        dialect: executor.dialect,
+        query: (sql, params) => { statements.push(sql); return executor.query(sql, params); },
+        execute: (sql, params) => { statements.push(sql); return executor.execute(sql, params); },
+      });
+      const store = new SqlAuditStore({ ...logged(db), transaction: (fn) => db.transaction((tx) => fn(logged(tx))), close: () => db.close() } as SqlDatabase);
+      const log = new AuditLog({ store, sha256, clock: systemClock });
+      await db.transaction((tx) => log.record(tx, { kind: 'test.recorded', actor: 'system', subject: 'test:1', payload: {} }));
+      statements.length = 0;
+      assert.equal(await log.drainRecorded(), 1);
+      assert.equal(statements.filter((sql) => sql.includes('counters')).length, 1, statements.join('\n'));
+      assert.equal(statements.filter((sql) => /^SELECT value FROM counters/.test(sql)).length, 0);
       await db.close();
     });
   });

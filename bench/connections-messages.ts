@@ -28,6 +28,8 @@ export type ServerRequest =
     readonly ticketSecretHex?: string;
     /** The gateway's bound on handshakes in flight per source address, instead of its default (64): every bench agent comes from 127.0.0.1. */
     readonly pendingHandshakesPerSourceMax?: number;
+    /** The gateway's bound on TLS handshakes running at once (later sockets wait their turn), instead of its default. */
+    readonly handshakesInFlightMax?: number;
   }
   /** Answered with `memory`, after a full garbage collection (the child runs with --expose-gc). */
   | { readonly type: 'memory' }

@@ -122,6 +122,7 @@ async function startGateway(request: Extract<ServerRequest, { type: 'start' }>):
     gateway: { heartbeatIntervalMs: request.heartbeatIntervalMs, connectionsMax: benchConnectionsMax },
     ...(request.ticketSecretHex === undefined ? {} : { gatewayTicketSecret: new Uint8Array(Buffer.from(request.ticketSecretHex, 'hex')) }),
     ...(request.pendingHandshakesPerSourceMax === undefined ? {} : { gatewayPendingHandshakesPerSourceMax: request.pendingHandshakesPerSourceMax }),
+    ...(request.handshakesInFlightMax === undefined ? {} : { gatewayHandshakesInFlightMax: request.handshakesInFlightMax }),
   });
   stopServer = () => deployment.stop();
   tlsHandshakes = async () => {

@@ -79,6 +79,8 @@ export interface ScaleOutOptions {
   readonly ticketSecretHex?: (gatewayIndex: number) => string | undefined;
   /** Each gateway's bound on handshakes in flight per source address; default the gateway's own (64). */
   readonly pendingHandshakesPerSourceMax?: number;
+  /** Each gateway's bound on TLS handshakes running at once; default the gateway's own. */
+  readonly handshakesInFlightMax?: number;
 }
 
 export interface ScaleOut {
@@ -127,6 +129,7 @@ export async function startScaleOut(options: ScaleOutOptions): Promise<ScaleOut>
         type: 'start', dataDir, redisUrl: options.redisUrl, keyPrefix, gatewayId: gateway.name, heartbeatIntervalMs: standardProfile.heartbeatIntervalMs,
         tls: bench.materials.serverTls, ...(ticketSecretHex === undefined ? {} : { ticketSecretHex }),
         ...(options.pendingHandshakesPerSourceMax === undefined ? {} : { pendingHandshakesPerSourceMax: options.pendingHandshakesPerSourceMax }),
+        ...(options.handshakesInFlightMax === undefined ? {} : { handshakesInFlightMax: options.handshakesInFlightMax }),
       }, gatewayStartTimeoutMs);
       options.progress(`gateway ${gateway.name} listening at ${gateway.url}`);
     }));

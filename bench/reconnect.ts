@@ -48,6 +48,8 @@ export interface ReconnectBenchOptions {
    * storm: beyond 64 at once the gateway drops the socket and the agent backs off, doubling.
    */
   readonly handshakesPerSourceMax?: number;
+  /** The gateways' bound on TLS handshakes running at once (default theirs, handshakeLimitsDefault); sockets beyond it wait their turn. */
+  readonly handshakesInFlightMax?: number;
   readonly timeoutMs: number;
   readonly progress: (line: string) => void;
 }
@@ -74,6 +76,7 @@ export interface ReconnectDetails {
   /** Per surviving gateway, its TLS handshakes from just before the kill until every agent was back. */
   readonly storm_tls_handshakes: Readonly<Record<string, { readonly full: number; readonly resumed: number; readonly dropped: Readonly<Record<string, number>> }>>;
   readonly handshakes_per_source_max: number | null;
+  readonly handshakes_in_flight_max: number | null;
   readonly load_average_start: readonly number[];
   readonly load_average_end: readonly number[];
   readonly violations: readonly string[];
@@ -115,6 +118,7 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
       // Split: gateways 0 (killed) and 1 keep the data directory's secret, each other one gets its own.
       ...(ticketKeys === 'split' ? { ticketSecretHex: (i: number) => (i <= 1 ? undefined : randomBytes(32).toString('hex')) } : {}),
       ...(options.handshakesPerSourceMax === undefined ? {} : { pendingHandshakesPerSourceMax: options.handshakesPerSourceMax }),
+      ...(options.handshakesInFlightMax === undefined ? {} : { handshakesInFlightMax: options.handshakesInFlightMax }),
     });
     const specs = planAgents(scale.devices, scale.gateways.map((g) => g.url), rampPerSecond);
     const { agents } = processes;
@@ -176,7 +180,7 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
         ok, killed_gateway: victim.name, disconnected: returns.closed, not_back: returns.notBack, all_back_within_ms: allBackWithinMs, goal_all_back_ms: goalAllBackMs,
         commands_accepted: commands.accepted.length, commands_by_state: byState, executed_twice: executedTwice, not_succeeded: notSucceeded,
         refused_by_code: commands.refusedByCode, connect_ms: started.connectMs, ticket_keys: ticketKeys, storm_tls_handshakes: stormHandshakes,
-        handshakes_per_source_max: options.handshakesPerSourceMax ?? null, load_average_start: loadStart, load_average_end: loadavg(), violations,
+        handshakes_per_source_max: options.handshakesPerSourceMax ?? null, handshakes_in_flight_max: options.handshakesInFlightMax ?? null, load_average_start: loadStart, load_average_end: loadavg(), violations,
         notes: [...notes, `wall ms from the kill until the bench saw every one back: ${backMs} (it asks the agent processes every ${returnsPollMs} ms)`],
       },
     });

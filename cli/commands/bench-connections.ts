@@ -80,9 +80,10 @@ export const reconnectBenchCommand: Command = {
     ['--gateways G', 'Gateway processes, one of them killed (default 3, at least 2)'],
     ['--commands C', 'EXEC_PING_KERNEL commands sent through the API around the kill, to the killed gateway\'s agents (default 30); each must end succeeded and run once'],
     ['--handshakes-per-source N', 'The gateways\' bound on TLS handshakes in flight per source address (default theirs, 64); every bench agent comes from 127.0.0.1'],
+    ['--handshakes-in-flight N', 'The gateways\' bound on TLS handshakes running at once (default theirs, 256); sockets beyond it wait their turn, unread'],
     ['--ticket-keys M', 'shared (default): every gateway accepts the others\' TLS session tickets; split: only the second gateway shares the killed one\'s, so half the storm resumes and half does full handshakes, in one run'],
   ],
-  options: { ...sharedOptions, gateways: { type: 'string' }, commands: { type: 'string' }, 'ticket-keys': { type: 'string' }, 'handshakes-per-source': { type: 'string' } },
+  options: { ...sharedOptions, gateways: { type: 'string' }, commands: { type: 'string' }, 'ticket-keys': { type: 'string' }, 'handshakes-per-source': { type: 'string' }, 'handshakes-in-flight': { type: 'string' } },
   async run(args, io) {
     const values = sharedValues(args, io);
     const gateways = integerOption(args, 'gateways', 3, 2, 16);
@@ -94,8 +95,10 @@ export const reconnectBenchCommand: Command = {
     if (ticketKeys !== 'shared' && ticketKeys !== 'split') throw new SdcError('CLI_USAGE', `--ticket-keys is shared or split, not ${JSON.stringify(ticketKeys)}`);
     if (ticketKeys === 'split' && gateways < 3) throw new SdcError('CLI_USAGE', '--ticket-keys split needs at least 3 gateways');
     const perSource = args.values['handshakes-per-source'] === undefined ? undefined : integerOption(args, 'handshakes-per-source', 64, 1, 20_000);
+    const inFlight = args.values['handshakes-in-flight'] === undefined ? undefined : integerOption(args, 'handshakes-in-flight', 256, 1, 20_000);
     const report = await runReconnectBench({
-      ...values, gateways, commands: integerOption(args, 'commands', 30, 0, 10_000), ticketKeys, ...(perSource === undefined ? {} : { handshakesPerSourceMax: perSource }),
+      ...values, gateways, commands: integerOption(args, 'commands', 30, 0, 10_000), ticketKeys,
+      ...(perSource === undefined ? {} : { handshakesPerSourceMax: perSource }), ...(inFlight === undefined ? {} : { handshakesInFlightMax: inFlight }),
     });
     await emit(args, io, report);
     return report.details?.ok === true ? 0 : 1;

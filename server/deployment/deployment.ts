@@ -77,6 +77,8 @@ export interface StartDeploymentOptions {
   gatewayTicketSecret?: Uint8Array;
   /** The gateway's bound on TLS handshakes in flight per source address (default handshakeLimitsDefault); the reconnect bench, whose agents all come from 127.0.0.1, raises it. */
   gatewayPendingHandshakesPerSourceMax?: number;
+  /** The gateway's bound on TLS handshakes running at once (default handshakeLimitsDefault); later sockets wait their turn. */
+  gatewayHandshakesInFlightMax?: number;
 }
 
 /** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
@@ -157,6 +159,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
     trustAnchors: [materials.intermediateCaPem, materials.rootCaPem], clock, logger: logger.child({ role: 'gateway-server' }), metrics,
     sessionTickets: { secret: options.gatewayTicketSecret ?? materials.gatewaySigner.seed },
     ...(options.gatewayPendingHandshakesPerSourceMax === undefined ? {} : { pendingHandshakesPerSourceMax: options.gatewayPendingHandshakesPerSourceMax }),
+    ...(options.gatewayHandshakesInFlightMax === undefined ? {} : { handshakesInFlightMax: options.gatewayHandshakesInFlightMax }),
   }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
   onStop(() => gatewayServer.close());
   const gatewayUrl = gatewayServer.address.url;

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -19,6 +19,7 @@ import {
   msUntilNextPeriod, sessionIdContextFor, ticketKeyRotationMsDefault, ticketKeysFor, ticketPeriodOf, type SessionTicketOptions,
 } from './tls-session-tickets.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
+import { HandshakeAdmission } from './handshake-admission.js';
 
 export const agentPathDefault = '/v1/agent';
 
@@ -46,6 +47,12 @@ export interface GatewayServerOptions {
   handshakeTimeoutMs?: number;
   /** Default handshakeLimitsDefault.pendingHandshakesPerSourceMax. */
   pendingHandshakesPerSourceMax?: number;
+  /** Default handshakeLimitsDefault.handshakesInFlightMax. */
+  handshakesInFlightMax?: number;
+  /** Default handshakeLimitsDefault.handshakeQueueMax. */
+  handshakeQueueMax?: number;
+  /** Default: handshakeTimeoutMs. */
+  handshakeQueueWaitMsMax?: number;
   /**
    * TLS session tickets every gateway with the same secret accepts (tls-session-tickets.ts), so an
    * agent whose gateway died resumes on another one. Absent: Node's random per-process ticket keys
@@ -61,8 +68,16 @@ export interface GatewayServerOptions {
 export const handshakeLimitsDefault = {
   /** A socket that has not finished the TLS handshake by then is destroyed. A real device needs well under a second. */
   handshakeTimeoutMs: 10_000,
-  /** Sockets from one source address in the handshake at once; more are dropped at once. Room for a NAT in front of many devices. */
+  /** Sockets from one source address in the handshake or waiting for it at once; more are dropped at once. Room for a NAT in front of many devices. */
   pendingHandshakesPerSourceMax: 64,
+  /**
+   * TLS handshakes running at once; later sockets wait, unread, in arrival order (handshake-admission.ts).
+   * At 1-4 ms of CPU per handshake, 256 at once finish within about a second on one core, far inside
+   * handshakeTimeoutMs, and keep enough in flight to cover network round trips.
+   */
+  handshakesInFlightMax: 256,
+  /** Sockets waiting for a handshake slot; beyond it new sockets are dropped at once (each waiting one holds a file descriptor). */
+  handshakeQueueMax: 8_192,
 } as const;
 
 export interface GatewayServer {
@@ -95,42 +110,13 @@ function forgetAlpnCopy(tlsSocket: TLSSocket): void {
   if (options !== undefined) options.ALPNProtocols = undefined;
 }
 
-interface HandshakeKey {
-  readonly source: string;
-  readonly port: number;
-}
-
-/** Read while the socket is connected: a destroyed socket no longer has its addresses. */
-function handshakeKeyOf(socket: Socket): HandshakeKey {
-  return { source: socket.remoteAddress ?? 'unknown', port: socket.remotePort ?? 0 };
-}
-
 /**
- * Sockets in the TLS handshake, counted per source address. A TLS socket and the TCP socket under
- * it share their remote address and port, which is how the end of a handshake finds its entry.
+ * A socket's admission key, its source address and port. Read while the socket is connected (a
+ * destroyed socket no longer has its addresses); a TLS socket and the TCP socket under it share
+ * them, which is how the end of a handshake finds its slot.
  */
-class PendingHandshakes {
-  readonly #bySource = new Map<string, Set<number>>();
-
-  constructor(private readonly perSourceMax: number) {}
-
-  /** The socket's key, or undefined (and nothing counted) when its source already has perSourceMax handshakes running. */
-  begin(socket: Socket): HandshakeKey | undefined {
-    const key = handshakeKeyOf(socket);
-    const ports = this.#bySource.get(key.source) ?? new Set<number>();
-    if (ports.size >= this.perSourceMax) return undefined;
-    ports.add(key.port);
-    this.#bySource.set(key.source, ports);
-    return key;
-  }
-
-  /** The handshake finished, or the socket closed; idempotent. */
-  end(key: HandshakeKey): void {
-    const ports = this.#bySource.get(key.source);
-    if (ports === undefined) return;
-    ports.delete(key.port);
-    if (ports.size === 0) this.#bySource.delete(key.source);
-  }
+function admissionKeyOf(socket: Socket): string {
+  return `${socket.remoteAddress ?? 'unknown'}|${socket.remotePort ?? 0}`;
 }
 
 /**
@@ -158,7 +144,14 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const sockets = new Set<Socket>();
   const socketsMax = options.socketsMax ?? 20_000;
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? handshakeLimitsDefault.handshakeTimeoutMs;
-  const handshakes = new PendingHandshakes(options.pendingHandshakesPerSourceMax ?? handshakeLimitsDefault.pendingHandshakesPerSourceMax);
+  const admission = new HandshakeAdmission<string>({
+    handshakesInFlightMax: options.handshakesInFlightMax ?? handshakeLimitsDefault.handshakesInFlightMax,
+    handshakeQueueMax: options.handshakeQueueMax ?? handshakeLimitsDefault.handshakeQueueMax,
+    handshakeQueueWaitMsMax: options.handshakeQueueWaitMsMax ?? handshakeTimeoutMs,
+    pendingHandshakesPerSourceMax: options.pendingHandshakesPerSourceMax ?? handshakeLimitsDefault.pendingHandshakesPerSourceMax,
+  });
+  /** Sockets admitted to wait for a handshake slot, by admission key, until their turn or their close. */
+  const waitingSockets = new Map<string, Socket>();
   // Parsed once here, not once per connection: verifyDeviceCertificate remembers what it read of each anchor object.
   const trustAnchors = options.trustAnchors.map((anchor) => (typeof anchor === 'string' ? new X509Certificate(anchor) : anchor));
   const tickets = options.sessionTickets;
@@ -194,23 +187,47 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   // One listener for every socket (not a closure each): the address was read, and so kept, when the socket connected.
   function onSocketClose(this: Socket): void {
     sockets.delete(this);
-    handshakes.end(handshakeKeyOf(this));
+    const key = admissionKeyOf(this);
+    waitingSockets.delete(key);
+    takeTurn(admission.release(key, clock.nowMs()));
   }
 
-  server.on('connection', (socket: Socket) => {
+  /** Starts the handshakes a released slot allows (a waiting socket is read from here on) and drops those that waited too long. */
+  function takeTurn(turn: { start: string[]; expired: string[] }): void {
+    for (const key of turn.expired) {
+      const socket = waitingSockets.get(key);
+      waitingSockets.delete(key);
+      options.metrics?.websocketErrors.inc({ code: 'GATEWAY_HANDSHAKE_QUEUE_TIMEOUT' });
+      socket?.destroy();
+    }
+    for (const key of turn.start) {
+      const socket = waitingSockets.get(key);
+      waitingSockets.delete(key);
+      // Gone while it waited (killed, or the server closed): its close already ran, so free the slot again.
+      if (socket === undefined || socket.destroyed) takeTurn(admission.release(key, clock.nowMs()));
+      else server.emit('connection', socket);
+    }
+  }
+
+  // The TCP listener: sockets arrive paused (no byte read), and reach the TLS server only when admitted.
+  const listener = createTcpServer({ pauseOnConnect: true }, (socket: Socket) => {
     // Dropped before TLS, so the peer cannot be told; each drop is counted under its own code (/metrics).
-    const full = sockets.size >= socketsMax;
-    const handshake = full ? undefined : handshakes.begin(socket);
-    if (handshake === undefined) {
-      options.metrics?.websocketErrors.inc({ code: full ? 'GATEWAY_CONNECTIONS_FULL' : 'GATEWAY_SOURCE_LIMIT' });
+    const key = admissionKeyOf(socket);
+    const decision = sockets.size >= socketsMax ? 'GATEWAY_CONNECTIONS_FULL' : admission.admit(key, socket.remoteAddress ?? 'unknown', clock.nowMs());
+    if (decision !== 'start' && decision !== 'queued') {
+      options.metrics?.websocketErrors.inc({ code: decision });
       socket.destroy();
       return;
     }
     sockets.add(socket);
     socket.once('close', onSocketClose);
+    if (decision === 'start') server.emit('connection', socket);
+    else waitingSockets.set(key, socket);
   });
+  server.on('error', (error: Error) => listener.emit('error', error));
+
   server.on('secureConnection', (tlsSocket: TLSSocket) => {
-    handshakes.end(handshakeKeyOf(tlsSocket));
+    takeTurn(admission.release(admissionKeyOf(tlsSocket), clock.nowMs()));
     if (tlsSocket.isSessionReused()) tlsHandshakes.resumed += 1;
     else tlsHandshakes.full += 1;
     forgetAlpnCopy(tlsSocket);
@@ -269,13 +286,13 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     rotationTimer.unref();
   };
 
-  server.listen(options.port, options.host);
+  listener.listen(options.port, options.host);
   await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
+    listener.once('listening', resolve);
+    listener.once('error', reject);
   });
   if (tickets !== undefined) scheduleRotation(tickets.secret);
-  const info = server.address() as AddressInfo;
+  const info = listener.address() as AddressInfo;
   const hostForUrl = info.family === 'IPv6' ? `[${info.address}]` : info.address;
   let closed = false;
 
@@ -286,7 +303,9 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       if (closed) return;
       closed = true;
       clearTimeout(rotationTimer);
-      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      const stopped = new Promise<void>((resolve) => listener.close(() => resolve()));
+      // Sockets still waiting for a handshake slot would never get one now.
+      for (const socket of waitingSockets.values()) socket.destroy();
       for (const client of wss.clients) client.close(closeCodes.goingAway, 'GATEWAY_SHUTTING_DOWN');
       wss.close();
       // Sockets that do not finish the close handshake promptly are cut.
@@ -300,6 +319,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       clearTimeout(rotationTimer);
       for (const client of wss.clients) client.removeAllListeners();
       for (const socket of sockets) socket.destroy();
+      listener.close();
       server.close();
       wss.close();
     },

@@ -40,7 +40,10 @@ describe('gateway server: sockets that never finish the TLS handshake', () => {
     await stores.kv.close();
   });
 
-  async function server(limits: { handshakeTimeoutMs: number; pendingHandshakesPerSourceMax: number; socketsMax?: number; metrics?: ServiceMetrics }): Promise<GatewayServer> {
+  async function server(limits: {
+    handshakeTimeoutMs: number; pendingHandshakesPerSourceMax: number; socketsMax?: number; metrics?: ServiceMetrics;
+    handshakesInFlightMax?: number; handshakeQueueMax?: number; handshakeQueueWaitMsMax?: number;
+  }): Promise<GatewayServer> {
     const started = await startGatewayServer({
       core, tls: gpki.serverTls, host: '127.0.0.1', port: 0, trustAnchors: [gpki.pki.intermediate.certificate, gpki.pki.root.certificate], ...limits,
     });
@@ -102,5 +105,47 @@ describe('gateway server: sockets that never finish the TLS handshake', () => {
     await eventually(() => (beyond.closed() ? true : undefined), 10_000, 'the socket beyond socketsMax dropped');
     assert.deepEqual(await refusals(global), { timeout: 0, source: 0, full: 1 });
     assert.equal(held.closed(), false);
+  });
+
+  // Issue 15: a reconnect storm must not start every handshake at once (each would then outlast the
+  // timeout); sockets beyond handshakesInFlightMax wait their turn instead of being dropped.
+  it('holds a device beyond handshakesInFlightMax until a slot frees, then completes its handshake', async () => {
+    const metrics = new ServiceMetrics();
+    const { address } = await server({ handshakeTimeoutMs: 60_000, pendingHandshakesPerSourceMax: 8, handshakesInFlightMax: 1, metrics });
+    const silent = await silentSocket(address.port); // holds the only slot
+    sockets.push(silent.socket);
+    const device = await gpki.issueDevice('dev-queued');
+    let ready = false;
+    const connecting = connectTls(address.url, device, gpki.serverTls.caPem).then((connected) => {
+      sockets.push({ destroy: () => connected.ws.terminate() });
+      return eventually(() => (connected.agent.ready ? true : undefined), 10_000, 'AUTH_ACK after the wait');
+    }).then(() => { ready = true; });
+    // The device is waiting, not dropped: nothing counted, and it is not through while the slot is held.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(ready, false, 'the device waits while the only slot is held');
+    silent.socket.destroy();
+    await connecting;
+    const text = await metrics.text();
+    assert.doesNotMatch(text, /sdc_websocket_errors_total\{code="GATEWAY_(SOURCE_LIMIT|HANDSHAKE_QUEUE_FULL|HANDSHAKE_QUEUE_TIMEOUT)"\} [1-9]/);
+  });
+
+  it('drops a socket beyond handshakeQueueMax at once, and one that waited past handshakeQueueWaitMsMax at its turn', async () => {
+    const metrics = new ServiceMetrics();
+    const count = async (code: string) => Number(new RegExp(`sdc_websocket_errors_total\\{code="${code}"\\} (\\d+)`).exec(await metrics.text())?.[1] ?? 0);
+    const { address } = await server({
+      handshakeTimeoutMs: 60_000, pendingHandshakesPerSourceMax: 8, handshakesInFlightMax: 1, handshakeQueueMax: 1, handshakeQueueWaitMsMax: 200, metrics,
+    });
+    const first = await silentSocket(address.port); // in the handshake
+    const second = await silentSocket(address.port); // waiting
+    const third = await silentSocket(address.port); // beyond the queue
+    sockets.push(first.socket, second.socket, third.socket);
+    await eventually(() => (third.closed() ? true : undefined), 10_000, 'the socket beyond the queue dropped');
+    assert.equal(await count('GATEWAY_HANDSHAKE_QUEUE_FULL'), 1);
+    assert.deepEqual([first.closed(), second.closed()], [false, false]);
+    // Past the wait bound, the waiting socket is dropped when the slot frees, not handed to TLS.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    first.socket.destroy();
+    await eventually(() => (second.closed() ? true : undefined), 10_000, 'the socket that waited too long dropped at its turn');
+    assert.equal(await count('GATEWAY_HANDSHAKE_QUEUE_TIMEOUT'), 1);
   });
 });

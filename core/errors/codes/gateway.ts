@@ -3,8 +3,10 @@ import { defineErrors } from '../error-spec.js';
 /** The real-time gateway (server/gateway): connection admission, command routing, limits. */
 export const gatewayErrors = defineErrors({
   GATEWAY_CONNECTIONS_FULL: { fault: 'local', status: 503, summary: 'The gateway holds its maximum number of connections; try another gateway or later' },
-  GATEWAY_SOURCE_LIMIT: { fault: 'remote', status: 429, summary: 'Too many sockets from one source address were in the TLS handshake at once; this one was dropped before TLS (counted by code in sdc_websocket_errors_total)' },
+  GATEWAY_SOURCE_LIMIT: { fault: 'remote', status: 429, summary: 'Too many sockets from one source address were in the TLS handshake or waiting for it at once; this one was dropped before TLS (counted by code in sdc_websocket_errors_total)' },
   GATEWAY_HANDSHAKE_TIMEOUT: { fault: 'remote', status: 408, summary: 'The peer did not finish the TLS handshake within the gateway\'s handshake timeout; its socket was closed (counted by code in sdc_websocket_errors_total)' },
+  GATEWAY_HANDSHAKE_QUEUE_FULL: { fault: 'local', status: 503, summary: 'The gateway\'s queue of sockets waiting to start the TLS handshake was full; this one was dropped before TLS (counted by code in sdc_websocket_errors_total)' },
+  GATEWAY_HANDSHAKE_QUEUE_TIMEOUT: { fault: 'local', status: 503, summary: 'A socket waited in the gateway\'s handshake queue longer than its bound and was dropped before TLS when its turn came (counted by code in sdc_websocket_errors_total)' },
   GATEWAY_DEVICE_UNKNOWN: { fault: 'remote', status: 403, summary: 'The client certificate names a device this deployment does not know' },
   GATEWAY_CERT_UNKNOWN: { fault: 'remote', status: 403, summary: 'The client certificate is not one the control plane issued to this device (through enrollment or renewal) and still holds current' },
   GATEWAY_RATE_LIMITED: { fault: 'remote', status: 429, summary: 'The connection sent frames faster than its message rate allows' },

@@ -159,6 +159,9 @@ export function runSqlContract(name: string, target: SqlContractTarget): void {
       assert.equal(typeof first.lastInsertId, 'number');
       assert.equal(second.lastInsertId, (first.lastInsertId ?? 0) + 1);
       assert.equal((await db.execute('DELETE FROM contract_log WHERE text = ?', ['none'])).lastInsertId, undefined);
+      // A table keyed by a name has no auto-increment id (sql.js reported SQLite's hidden rowid, asked after every INSERT).
+      await db.execute('CREATE TABLE contract_named (name VARCHAR(32) NOT NULL PRIMARY KEY)');
+      assert.equal((await db.execute('INSERT INTO contract_named (name) VALUES (?)', ['a'])).lastInsertId, undefined);
     });
 
     it('applies each migration once, with per-dialect and shared SQL', async () => {

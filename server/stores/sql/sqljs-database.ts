@@ -88,6 +88,8 @@ export const snapshotAfterJournalRecordsDefault = 50_000;
 const queuedJournalBytesMax = 64 * 1024 * 1024;
 const selectOnly = /^\s*SELECT\b/i;
 const insertOrReplace = /^\s*(INSERT|REPLACE)\b/i;
+/** The table an INSERT or REPLACE writes (a plain or quoted name). */
+const insertTable = /^\s*(?:INSERT|REPLACE)(?:\s+OR\s+\w+)?\s+INTO\s+[`"]?(\w+)[`"]?/i;
 /** DML whose getRowsModified() is its own: with 0 rows it changed nothing, so it is not journaled. */
 const plainDml = /^\s*(INSERT|REPLACE|UPDATE|DELETE)\b/i;
 /** Statements that change the schema or settings without counting in total_changes(). */
@@ -270,6 +272,14 @@ class SqlJsDatabaseImpl {
   private saveFailure: SdcError | undefined;
   private saveTimer: TimerHandle | undefined;
   private stats: { -readonly [K in keyof SqlJsSaveStats]: SqlJsSaveStats[K] };
+  /**
+   * Per table: whether it has an INTEGER PRIMARY KEY (the rowid, SQLite's auto-increment id), so
+   * that only INSERTs into those ask `last_insert_rowid()` (issue 17: it followed every INSERT, 8 of
+   * the 38 statements per device at the simulator's start-up; an id of the hidden rowid of other
+   * tables is nothing MySQL's insert id would give either). Emptied at every schema change; one
+   * entry per table, so bounded by the schema.
+   */
+  private readonly autoIdTables = new Map<string, boolean>();
 
   constructor(
     private readonly database: Database,
@@ -432,6 +442,7 @@ class SqlJsDatabaseImpl {
   private runJournaledQuery<T>(record: PendingRecord | undefined, sql: string, params: readonly SqlValue[] | undefined): { rows: T[]; changed: boolean } {
     const values = normaliseParams(params);
     const bytes = this.checkRecordRoom(record, sql, values);
+    if (schemaChange.test(sql)) this.autoIdTables.clear();
     const before = this.totalChanges();
     const rows = this.runQuery<T>(sql, params);
     const changed = this.totalChanges() !== before || schemaChange.test(sql);
@@ -442,6 +453,7 @@ class SqlJsDatabaseImpl {
   private runJournaledExecute(record: PendingRecord | undefined, sql: string, params: readonly SqlValue[] | undefined): ExecuteResult {
     const values = normaliseParams(params);
     const bytes = this.checkRecordRoom(record, sql, values);
+    if (schemaChange.test(sql)) this.autoIdTables.clear();
     const result = this.runExecute(sql, values);
     // Only after it succeeded: a failed statement is undone by SQLite and must not be replayed.
     if (result.changes > 0 || !plainDml.test(sql)) this.keep(record, sql, values, bytes);
@@ -460,11 +472,26 @@ class SqlJsDatabaseImpl {
       statement.reset();
     }
     const changes = this.database.getRowsModified();
-    if (changes > 0 && insertOrReplace.test(sql)) {
+    if (changes > 0 && insertOrReplace.test(sql) && this.hasAutoId(sql)) {
       const rowId = this.scalar('SELECT last_insert_rowid()');
       if (typeof rowId === 'number') return { changes, lastInsertId: rowId };
     }
     return { changes };
+  }
+
+  /** Whether the table `sql` inserts into has an INTEGER PRIMARY KEY; true when that cannot be told (the answer as before). */
+  private hasAutoId(sql: string): boolean {
+    const table = insertTable.exec(sql)?.[1];
+    if (table === undefined) return true;
+    const known = this.autoIdTables.get(table);
+    if (known !== undefined) return known;
+    const [info] = this.database.exec(`PRAGMA table_info("${table}")`);
+    if (info === undefined) return true;
+    const [typeAt, pkAt] = [info.columns.indexOf('type'), info.columns.indexOf('pk')];
+    const keys = info.values.filter((column) => Number(column[pkAt]) > 0);
+    const autoId = keys.length === 1 && String(keys[0]![typeAt]).toUpperCase() === 'INTEGER';
+    this.autoIdTables.set(table, autoId);
+    return autoId;
   }
 
   /** The first column of the first row of a parameterless statement, from the cache. */

@@ -40,6 +40,12 @@ describe('sql.js prepared statement cache', () => {
     await db.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)');
     for (const name of ['a', 'b', 'c']) assert.equal((await db.execute('INSERT INTO t (name) VALUES (?)', [name])).changes, 1);
     assert.equal((await db.execute('INSERT INTO t (name) VALUES (?)', ['d'])).lastInsertId, 4);
+    // Whether a table has an auto-increment id is kept per table, and learnt again after a schema change.
+    await db.execute('CREATE TABLE u (name TEXT NOT NULL PRIMARY KEY)');
+    assert.equal((await db.execute('INSERT INTO u (name) VALUES (?)', ['a'])).lastInsertId, undefined);
+    await db.execute('DROP TABLE u');
+    await db.execute('CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT NOT NULL)');
+    assert.equal((await db.execute('INSERT INTO u (name) VALUES (?)', ['a'])).lastInsertId, 1);
     assert.deepEqual(await db.query('SELECT name FROM t WHERE id = ?', [2]), [{ name: 'b' }]);
     assert.deepEqual(await db.query('SELECT name FROM t WHERE id = ?', [3]), [{ name: 'c' }], 'the same text with other parameters');
     await assert.rejects(db.execute('INSERT INTO nowhere VALUES (?)', [1]), (error: unknown) => SdcError.is(error));

@@ -126,7 +126,7 @@ export const matrixFaults: readonly MatrixFault[] = [
 export const unsimulatedFaults: ReadonlyArray<{ readonly name: string; readonly summary: string; readonly coveredBy: string; readonly realScenario?: string }> = [
   { name: 'expired_jwt', summary: "an operator's JWT expiring mid-session", coveredBy: 'not simulated (the simulator creates commands inside the control plane, without tokens); on real sockets with --real', realScenario: 'jwt-expiry' },
   { name: 'revoked_certificate', summary: 'a device certificate revoked while connected', coveredBy: 'not simulated (no certificates in the simulator); on real sockets with --real, and test/e2e/revocation.test.ts', realScenario: 'cert-revoked' },
-  { name: 'ota_mid_download', summary: 'an update download cut mid-way', coveredBy: 'not a matrix row: the simulator\'s rollouts cut downloads in sim/scenarios/ota-cut-download.json (the agent\'s update runner on the simulator\'s ports, not this matrix\'s fault catalogue); on real sockets the resumable downloader resumes through the proxy\'s limit_data cuts (test/e2e/chaos-ota-cut.test.ts), but no `sdc chaos run` scenario drives a rollout yet (docs/chaos.md)' },
+  { name: 'ota_mid_download', summary: 'an update download cut mid-way', coveredBy: 'not in the simulator\'s fault catalogue (its rollouts cut downloads in sim/scenarios/ota-cut-download.json, the agent\'s update runner on the simulator\'s ports); on real sockets with --real: a rollout whose artifact downloads the proxy\'s limit_data cuts', realScenario: 'ota-cut' },
 ];
 
 export function matrixFault(name: string): MatrixFault | undefined {
@@ -173,6 +173,8 @@ export interface MatrixRealOutcome {
   readonly checkers: Readonly<Record<string, 'pass' | 'fail' | 'not_reached'>>;
   readonly violations: ReadonlyArray<{ readonly checker: string; readonly message: string }>;
   readonly rerun: string;
+  /** Violations of the scenario's own checks that name no invariant (`checker: message`); they fail the real run too. */
+  readonly scenarioFailures?: readonly string[];
 }
 
 /** What the matrix keeps of one run. */
@@ -205,7 +207,11 @@ export interface MatrixCell {
   readonly recovery_ms: { readonly p50: number | null; readonly p99: number | null; readonly converged: number };
   readonly note?: string;
   /** With --real: the fault's real-socket run, once, and whether this invariant held there. */
-  readonly real?: { readonly scenario: string; readonly verdict: 'held' | 'failed' | 'not_checked'; readonly rerun: string; readonly violation?: string };
+  readonly real?: {
+    readonly scenario: string; readonly verdict: 'held' | 'failed' | 'not_checked'; readonly rerun: string; readonly violation?: string;
+    /** The scenario's own checks that name no invariant and failed (ota-cut's no_splice, resume): the fault's real run failed. */
+    readonly scenario_failures?: readonly string[];
+  };
 }
 
 export interface MatrixReport {
@@ -275,6 +281,7 @@ function withReal(cell: MatrixCell, real: MatrixRealOutcome | undefined): Matrix
     real: {
       scenario: real.scenario, rerun: real.rerun, verdict: verdict === 'pass' ? 'held' : verdict === 'fail' ? 'failed' : 'not_checked',
       ...(violation === undefined ? {} : { violation }),
+      ...(real.scenarioFailures === undefined || real.scenarioFailures.length === 0 ? {} : { scenario_failures: real.scenarioFailures }),
     },
   };
 }
@@ -346,6 +353,10 @@ export function renderMatrixMarkdown(report: MatrixReport): string {
   for (const cell of report.cells.filter((c) => c.real?.verdict === 'failed')) {
     lines.push(`- ${cell.fault} / ${cell.invariant}, on real sockets (${cell.real!.scenario}): ${cell.real!.violation ?? ''} — \`${cell.real!.rerun}\``);
   }
+  for (const fault of report.faults.map((f) => f.name).concat(report.unsimulated.map((f) => f.name))) {
+    const real = report.cells.find((c) => c.fault === fault && c.real?.scenario_failures !== undefined)?.real;
+    if (real !== undefined) lines.push(`- ${fault}, the scenario's own checks on real sockets (${real.scenario}): ${real.scenario_failures!.join('; ')} — \`${real.rerun}\``);
+  }
   lines.push('', '## Faults', '');
   for (const fault of report.faults) lines.push(`- ${fault.name}: ${fault.summary}${fault.real_scenario ? ` (on real sockets: \`sdc chaos run --scenario ${fault.real_scenario}\`)` : ''}`);
   return `${lines.join('\n')}\n`;
@@ -355,7 +366,7 @@ export function renderMatrixMarkdown(report: MatrixReport): string {
 function realSummary(cells: readonly MatrixCell[]): string {
   const real = cells.find((c) => c.real !== undefined)?.real;
   if (real === undefined) return '-';
-  return `${cells.some((c) => c.real?.verdict === 'failed') ? '**FAIL**' : 'held'} (${real.scenario})`;
+  return `${cells.some((c) => c.real?.verdict === 'failed' || c.real?.scenario_failures !== undefined) ? '**FAIL**' : 'held'} (${real.scenario})`;
 }
 
 /** The simulator's runners as the matrix calls them (imported when the command runs). */

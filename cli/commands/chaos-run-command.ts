@@ -87,7 +87,7 @@ export const runCommand: Command = {
   summary: 'Real control plane, gateway and agents on loopback sockets through the fault proxy; one fault on a timeline; the invariants, unauthenticated probes included, checked from outside',
   usage: '--scenario NAME[,NAME...]|all [--agents N] [--duration 15s] [--fault-at 2s] [--fault-for 6s] [--reconnect-bound 30s] [--drain-bound 60s] [--seed S] [--toxiproxy URL] [--redis URL] [--mysql URL] [--out DIR] [--json]',
   optionHelp: [
-    ['--scenario NAME', 'partition, drop, reset, latency, bandwidth, slicer, slow-close, redis-cut (--redis), mysql-cut (--mysql), agent-kill, gateway-crash, kernel-errors, clock-skew, jwt-expiry (at least 6s of commands), cert-revoked; at start: redis-down-at-start, mysql-down-at-start, stores-down-at-start (both), redis-lost-mid-start, mysql-lost-mid-start; a comma list, or all'],
+    ['--scenario NAME', 'partition, drop, reset, latency, bandwidth, slicer, slow-close, redis-cut (--redis), mysql-cut (--mysql), agent-kill, gateway-crash, kernel-errors, clock-skew, jwt-expiry (at least 6s of commands), cert-revoked, ota-cut (a rollout whose downloads are cut); at start: redis-down-at-start, mysql-down-at-start, stores-down-at-start (both), redis-lost-mid-start, mysql-lost-mid-start; a comma list, or all'],
     ['--agents N', 'real agents in one worker process (default 4)'],
     ['--duration D', 'wall time of commands (default 15s, 2 a second)'],
     ['--fault-at D', 'the fault goes on this long after the first command (default 2s)'],

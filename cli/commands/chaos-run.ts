@@ -15,6 +15,8 @@ import { runRealSimulation, type RealRunResult } from '../../sim/real/run-real.j
 import type { DeploymentMaterials } from '../../server/materials/materials.js';
 import { failedByCode, type FaultContext, type RealFaultScenario, type RunProxies } from './chaos-real/fault-context.js';
 import { processFaultScenarios } from './chaos-real/process-faults.js';
+import { otaCutScenario } from './chaos-real/ota-cut.js';
+import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from '../../server/ota/repository-init.js';
 import { prepareProbes, probeTraces, runProbes, type ProbeKit, type ProbeOutcome } from './chaos-real/outside-probes.js';
 import { parseScenario, type Scenario } from '../../sim/scenario.js';
 import {
@@ -110,6 +112,7 @@ export const realFaultScenarios: readonly RealFaultScenario[] = [
     inject: ({ proxies: p }) => down(need(p.mysql, '--mysql')),
   },
   ...processFaultScenarios(fastGateway),
+  otaCutScenario(),
   {
     name: 'redis-down-at-start', summary: 'Redis unreachable (its proxy disabled) while the deployment starts: /readyz names it, the start waits and completes once it is back; no fault during the commands', needs: ['redis'], downAtStart: ['redis'], cutsSessions: false,
     inject: async () => async () => undefined,
@@ -237,7 +240,9 @@ async function startProxies(options: ChaosRunOptions, tag: string): Promise<Star
     const gateway = await create('gateway', upstreamNotYet);
     const redis = options.redisUrl === undefined ? undefined : await create('redis', hostPortOf(new URL(options.redisUrl), 6379));
     const mysql = options.mysqlUrl === undefined ? undefined : await create('mysql', hostPortOf(new URL(options.mysqlUrl), 3306));
-    return { server, api, toxiproxy, names, proxies: { gateway, ...(redis ? { redis } : {}), ...(mysql ? { mysql } : {}) } };
+    // Like the gateway's, pointed at the API once it listens.
+    const artifacts = options.scenario.imageRepository === true ? await create('artifacts', upstreamNotYet) : undefined;
+    return { server, api, toxiproxy, names, proxies: { gateway, ...(redis ? { redis } : {}), ...(mysql ? { mysql } : {}), ...(artifacts ? { artifacts } : {}) } };
   } catch (error) {
     await Promise.allSettled(names.map((name) => toxiproxy.get(name).then((p) => p.remove())));
     await server?.close();
@@ -251,6 +256,11 @@ async function startProxies(options: ChaosRunOptions, tag: string): Promise<Star
  */
 async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string, proxies: RunProxies, tag: string): Promise<Proxied> {
   const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+  // As `sdc ota init` before `sdc serve`: the control plane imports root and targets version 1 at its start.
+  const repositoryKeys = options.scenario.imageRepository === true ? generateRepositoryKeys() : undefined;
+  if (repositoryKeys !== undefined) await writeRepositoryFiles(dataDir, repositoryKeys, initialMetadata(repositoryKeys, systemClock.nowMs()));
+  // Presigned artifact URLs name the artifacts proxy (a URL signed for one host is refused at another).
+  const otaBlobs = proxies.artifacts === undefined ? {} : { otaBlobs: { publicBaseUrl: `https://${proxies.artifacts.listen}` } };
   const downAtStart = options.scenario.downAtStart;
   const downProxies = (downAtStart ?? []).map((store) => need(proxies[store], `--${store}`));
   for (const proxy of downProxies) await down(proxy);
@@ -264,7 +274,7 @@ async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string,
     advertisedGatewayUrls: [`wss://${proxies.gateway.listen}${agentPathDefault}`],
     ...(options.redisUrl === undefined ? {} : { redisUrl: throughProxy(options.redisUrl, proxies.redis!.listen), keyPrefix: `sdc-chaos-${tag}:` }),
     ...(options.mysqlUrl === undefined ? {} : { mysqlUrl: throughProxy(options.mysqlUrl, proxies.mysql!.listen) }),
-    scryptParams: { N: 1024, r: 8, p: 1 }, gateway: fastGateway, controlPlaneTuning: fastControlPlane,
+    scryptParams: { N: 1024, r: 8, p: 1 }, gateway: fastGateway, controlPlaneTuning: { ...fastControlPlane, ...otaBlobs },
     ...(ridesOut ? { storeRetry: startOutageRetry, onApiListening: (url: string) => { apiUrl = url; } } : {}),
   });
   let startOutage: StartOutageFacts | undefined;
@@ -285,9 +295,14 @@ async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string,
   const { address } = deployment.gatewayServer;
   // The caller stops the deployment only once this returns: a failure here must stop it (a running
   // deployment kept a failed test file alive until its 15 min timeout).
-  const gateway = await proxies.gateway.update({ enabled: true, listen: proxies.gateway.listen, upstream: `${address.host}:${address.port}` })
-    .catch(async (error: unknown) => { await deployment.stop(); throw error; });
-  return { deployment, gateway, materials, ...(startOutage === undefined ? {} : { startOutage }), ...(midStartLoss === undefined ? {} : { midStartLoss }) };
+  const pointed = async () => {
+    const gateway = await proxies.gateway.update({ enabled: true, listen: proxies.gateway.listen, upstream: `${address.host}:${address.port}` });
+    const api = new URL(deployment.apiUrl!);
+    const artifacts = proxies.artifacts === undefined ? undefined : await proxies.artifacts.update({ enabled: true, listen: proxies.artifacts.listen, upstream: `${api.hostname}:${api.port}` });
+    return { gateway, artifacts };
+  };
+  const { gateway, artifacts } = await pointed().catch(async (error: unknown) => { await deployment.stop(); throw error; });
+  return { deployment, gateway, materials, repositoryKeys, ...(artifacts === undefined ? {} : { artifacts }), ...(startOutage === undefined ? {} : { startOutage }), ...(midStartLoss === undefined ? {} : { midStartLoss }) };
 }
 
 /** The stores down at start must have been named by /readyz (503) while they were down, and the deployment ready (200) after. */
@@ -410,7 +425,10 @@ async function createRunDatabase(mysqlUrl: string, tag: string): Promise<{ url: 
 interface Proxied {
   readonly deployment: Deployment;
   readonly gateway: Proxy;
+  /** The artifacts proxy once pointed at the API (imageRepository scenarios). */
+  readonly artifacts?: Proxy;
   readonly materials: DeploymentMaterials;
+  readonly repositoryKeys: RepositoryKeys | undefined;
   /** What a store down at start looked like (downAtStart scenarios). */
   readonly startOutage?: StartOutageFacts;
   /** What a store lost part-way through the start looked like (lostMidStart scenarios). */
@@ -425,7 +443,7 @@ interface Proxied {
 async function runOnDeployment(options: ChaosRunOptions, setup: { started: Started; proxied: Proxied; tag: string; cleanups: Array<() => Promise<void>> }): Promise<ChaosRunReport> {
   const { started, proxied, tag } = setup;
   const { deployment, materials } = proxied;
-  const proxies: RunProxies = { ...started.proxies, gateway: proxied.gateway };
+  const proxies: RunProxies = { ...started.proxies, gateway: proxied.gateway, ...(proxied.artifacts === undefined ? {} : { artifacts: proxied.artifacts }) };
   const admin = `chaos-admin-${tag}`;
   const password = Buffer.from(systemRandom.bytes(18)).toString('base64url');
   await deployment.controlPlane!.auth.users.add({ name: admin, role: 'admin', password, nowMs: systemClock.nowMs() });
@@ -466,7 +484,7 @@ async function runOnDeployment(options: ChaosRunOptions, setup: { started: Start
     onFleet: (pool, agents, api) => {
       probeKit = { ...kit, targetDeviceId: agents[0]!.deviceId };
       context = {
-        tag, admin, proxies, gatewayUrl: deployment.gatewayUrl, api, shortTokens: false, deployment, materials, pool, agents, logger: options.logger,
+        tag, admin, proxies, gatewayUrl: deployment.gatewayUrl, api, shortTokens: false, deployment, materials, repositoryKeys: proxied.repositoryKeys, pool, agents, logger: options.logger,
         note: (key, value) => { notes[key] = value; },
         violation: (checker, message) => { scenarioViolations.push({ checker, message }); },
         onCleanup: (cleanup) => { setup.cleanups.push(cleanup); },

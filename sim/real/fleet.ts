@@ -6,7 +6,7 @@ import type { SeededRandom } from '../../core/random/prng.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
 import type { Scenario } from '../scenario.js';
 import { forEachBounded, sleep } from './concurrency.js';
-import type { WorkerAgentSpec, WorkerSettings } from './messages.js';
+import type { ChaosWorkerSettings, WorkerAgentSpec, WorkerSettings } from './messages.js';
 import type { OperatorApi } from './operator-api.js';
 import type { ViolationLog } from './violations.js';
 import { WorkerPool } from './worker-pool.js';
@@ -57,7 +57,7 @@ export interface StartFleetOptions {
   readonly onlineTimeoutMs: number;
   readonly violations: ViolationLog;
   /** `sdc chaos run`: durable journals, a switchable kernel fault. */
-  readonly chaosSettings?: Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults' | 'lockScreenSupported'>;
+  readonly chaosSettings?: ChaosWorkerSettings;
 }
 
 /**

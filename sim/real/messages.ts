@@ -40,6 +40,30 @@ export interface WorkerSettings {
    * and a failed command means a fault (default: none, EXEC_LOCK_SCREEN fails KERNEL_NOT_SUPPORTED).
    */
   readonly lockScreenSupported?: boolean;
+  /**
+   * `sdc chaos run --scenario ota-cut`: each agent runs the real update runner (sim/real/worker-ota.ts)
+   * on its mock kernel, which starts at otaFactoryVersion and reads staged artifacts from the agent's directory.
+   */
+  readonly ota?: boolean;
+}
+
+/** The worker settings a chaos scenario may ask for. */
+export type ChaosWorkerSettings = Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults' | 'lockScreenSupported' | 'ota'>;
+
+/** What a chaos run asks of one device's update path (ota-cut), from the agent's side; every list bounded in worker-ota.ts. */
+export interface OtaDeviceFacts {
+  readonly deviceId: string;
+  /** Each artifact GET: the offset its Range asked from, the status, the body bytes received, and whether it ended cut. */
+  readonly requests: ReadonlyArray<{ offset: number; status: number; bytes: number; cut: boolean }>;
+  /** Each completed download, as the runner logged it: its attempts and the offset each started from. */
+  readonly downloads: ReadonlyArray<{ readonly attempts: number; readonly start_offsets: readonly number[] }>;
+  /** The SHA-256 of the bytes each STAGE read (the mock kernel's artifact source). */
+  readonly staged_sha256: readonly string[];
+  /** The update's privileged kernel calls. */
+  readonly kernel_calls: { readonly stage: number; readonly commit: number; readonly rollback: number };
+  readonly kernel: { readonly current_version: string; readonly previous_version: string; readonly commits: number; readonly rollbacks: number; readonly stage_failures: number };
+  /** The runner's execution and its state, as its journal holds it. */
+  readonly execution: { readonly id: string; readonly state: string } | null;
 }
 
 /** What a chaos run asks of one device (bounded: the run asks about a few). */
@@ -64,7 +88,11 @@ export type ParentMessage =
   /** Chaos: these devices' clocks are off by skewMs from now on. */
   | { readonly type: 'clock_skew'; readonly items: ReadonlyArray<readonly [string, number]> }
   /** Chaos: answer `device_facts` for these devices (ours among them). */
-  | { readonly type: 'device_facts'; readonly deviceIds: readonly string[] };
+  | { readonly type: 'device_facts'; readonly deviceIds: readonly string[] }
+  /** Chaos (ota-cut): these devices' health checks fail from now on (their update must roll back). */
+  | { readonly type: 'ota_unhealthy'; readonly deviceIds: readonly string[] }
+  /** Chaos (ota-cut): answer `ota_facts` for these devices (ours among them). */
+  | { readonly type: 'ota_facts'; readonly deviceIds: readonly string[] };
 
 export interface WorkerStatus {
   readonly agents: number;
@@ -87,6 +115,7 @@ export type WorkerMessage =
   | { readonly type: 'collected'; readonly status: WorkerStatus }
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'device_facts'; readonly items: readonly DeviceFacts[] }
+  | { readonly type: 'ota_facts'; readonly items: readonly OtaDeviceFacts[] }
   | { readonly type: 'stopped' };
 
 export function* chunks<T>(items: readonly T[], size = ipcChunkItemsMax): Generator<T[]> {

@@ -12,7 +12,7 @@ import { openLiveStates, type LiveStates } from './live-states.js';
 import { logInOperator, type OperatorApi, type OperatorLogin } from './operator-api.js';
 import { checkAuditChain, checkCommandRecords, checkPresenceAgreement, readBackCommands, type LatencyHistogram } from './outside-checks.js';
 import { ViolationLog, type RealCheckerName, type RealViolation } from './violations.js';
-import type { WorkerAgentSpec, WorkerSettings, WorkerStatus } from './messages.js';
+import type { ChaosWorkerSettings, WorkerAgentSpec, WorkerStatus } from './messages.js';
 import type { WorkerPool } from './worker-pool.js';
 
 /**
@@ -51,7 +51,7 @@ export interface RealRunOptions {
   /** Awaited after the last command, before the drain (`sdc chaos run` heals its faults here, so the drain measures recovery). */
   readonly beforeDrain?: () => Promise<void>;
   /** `sdc chaos run`: worker settings its faults need (durable journals, a switchable kernel fault). */
-  readonly chaosSettings?: Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults' | 'lockScreenSupported'>;
+  readonly chaosSettings?: ChaosWorkerSettings;
   /** `sdc chaos run`: called once the fleet is online, with its worker pool (to kill workers, skew clocks, ask about devices). */
   readonly onFleet?: (pool: WorkerPool, agents: readonly WorkerAgentSpec[], api: OperatorApi) => void;
   /** `sdc chaos run`'s expired-JWT fault: where the operator's tokens come from (operator-api.ts). */

@@ -17,7 +17,8 @@ import { MockIoctlDevice } from '../../kernel/mock/mock-kernel.js';
 import { ExecutionChecker } from '../checkers.js';
 import { IncarnationJournal, ObservedJournal, observedKernel } from '../observed-agent-parts.js';
 import { SeededRandom } from '../../core/random/prng.js';
-import { workerViolationsMax, type DeviceFacts, type WorkerAgentSpec, type WorkerSettings, type WorkerStatus } from './messages.js';
+import { otaFactoryVersion, startWorkerOta, type WorkerOta } from './worker-ota.js';
+import { workerViolationsMax, type DeviceFacts, type OtaDeviceFacts, type WorkerAgentSpec, type WorkerSettings, type WorkerStatus } from './messages.js';
 
 const provider = createNodeEd25519Provider();
 
@@ -32,6 +33,8 @@ interface RunningAgent {
   deliveries: number;
   lastDeliveryAtMs: number | null;
   readonly closeReasons: string[];
+  /** With settings.ota: the agent's update runner. */
+  readonly ota: WorkerOta | undefined;
 }
 
 const closeReasonsKept = 5;
@@ -90,6 +93,8 @@ export class WorkerFleet {
   #earlierCalls = 0;
   /** With switchableKernelFaults: one status fault every mock kernel of this worker consults at each call. */
   readonly #switchable: StatusFault = { kind: 'status', status: 'IO_ERROR', ratio: { numerator: 0, denominator: 1 } };
+  /** With settings.ota: devices whose update health check fails (an `ota_unhealthy` message). */
+  readonly #unhealthy = new Set<string>();
 
   /** `onAgentEvent`: each agent's events with its device id (`sdc bench reconnect` times each agent's return). */
   constructor(options: { onViolation: (message: string) => void; onAgentEvent?: (deviceId: string, event: AgentCoreEvent) => void }) {
@@ -111,15 +116,24 @@ export class WorkerFleet {
       let agentRef: RunningAgent | undefined;
       const agentSeed = random.bytes(32);
       const serviceSeed = random.bytes(32);
+      const deviceId = identity.deviceId;
+      let bridgeRef: KernelBridge | undefined;
+      let coreRef: AgentCore | undefined;
+      // Created before the kernel: the mock kernel reads the runner's staged artifacts through it.
+      const ota = settings.ota === true ? startWorkerOta({
+        identity, dir: spec.dir, kernel: () => bridgeRef!, clock, random: random.fork(), scheduler: systemScheduler, ed25519: provider,
+        send: (report) => coreRef?.sendOtaReport(report) ?? false, healthy: () => !this.#unhealthy.has(deviceId),
+      }) : undefined;
       const device = new MockIoctlDevice({
         ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock, scheduler: systemScheduler,
         faults: kernelFaults, random: random.fork(), lockScreenSupported: settings.lockScreenSupported === true,
         commandKeys: kernelCommandKeys(identity),
+        ...(ota === undefined ? {} : { artifacts: ota.artifacts, installedVersion: otaFactoryVersion }),
       });
       const bridge = new IoctlKernelBridge({
         device, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: BigInt(clock.nowMs()) * 1000n,
       });
-      const deviceId = identity.deviceId;
+      bridgeRef = bridge;
       const marked = new Set<string>();
       this.#marked.set(deviceId, marked);
       let current: string | undefined;
@@ -151,8 +165,11 @@ export class WorkerFleet {
         }), journal, clock, random, scheduler: systemScheduler,
         telemetrySource: createSyntheticMetricsSource({ random: random.fork() }), telemetryIntervalMs: settings.telemetryIntervalMs,
         agentVersion: 'sim-real/1', onEvent: (event) => { this.#onEvent(agent, event); this.#onAgentEvent?.(deviceId, event); },
+        ...(ota === undefined ? {} : { onOtaNotice: (notice: Parameters<WorkerOta['runner']['onNotice']>[0]) => ota.runner.onNotice(notice) }),
       });
-      const agent: RunningAgent = { deviceId, core, driver: undefined, startTimer: undefined, ...state };
+      coreRef = core;
+      if (ota !== undefined) await ota.runner.recover();
+      const agent: RunningAgent = { deviceId, core, driver: undefined, startTimer: undefined, ...state, ota };
       agentRef = agent;
       agent.startTimer = systemScheduler.schedule(spec.startDelayMs, () => {
         agent.startTimer = undefined;
@@ -194,6 +211,16 @@ export class WorkerFleet {
     return this.#agents.filter((a) => wanted.has(a.deviceId)).map((a) => ({
       deviceId: a.deviceId, ready: a.core.isReady, deliveries: a.deliveries, lastDeliveryAtMs: a.lastDeliveryAtMs, closeReasons: [...a.closeReasons],
     }));
+  }
+
+  setOtaUnhealthy(deviceIds: readonly string[]): void {
+    for (const id of deviceIds) this.#unhealthy.add(id);
+  }
+
+  /** The update path of these devices (those of ours that run one). */
+  async otaFacts(deviceIds: readonly string[]): Promise<OtaDeviceFacts[]> {
+    const wanted = new Set(deviceIds);
+    return Promise.all(this.#agents.filter((a) => wanted.has(a.deviceId) && a.ota !== undefined).map((a) => a.ota!.facts()));
   }
 
   /** [command id, kernel executions] for every command marked executing on one of our devices. */

@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { forkSiblingModule } from '../../runtime/fork-module.js';
 import { SdcError } from '../../core/errors/index.js';
 import { systemScheduler } from '../../runtime/system.js';
-import { chunks, type DeviceFacts, type ParentMessage, type WorkerAgentSpec, type WorkerMessage, type WorkerSettings, type WorkerStatus } from './messages.js';
+import { chunks, type DeviceFacts, type OtaDeviceFacts, type ParentMessage, type WorkerAgentSpec, type WorkerMessage, type WorkerSettings, type WorkerStatus } from './messages.js';
 
 const stopTimeoutMs = 15_000;
 const collectTimeoutMs = 30_000;
@@ -127,7 +127,7 @@ export class WorkerPool {
   }
 
   /** Chaos: tells every worker (each applies what concerns its own agents). */
-  broadcast(message: Extract<ParentMessage, { type: 'kernel_faults' | 'clock_skew' }>): void {
+  broadcast(message: Extract<ParentMessage, { type: 'kernel_faults' | 'clock_skew' | 'ota_unhealthy' }>): void {
     for (const worker of this.#workers) worker.send(message);
   }
 
@@ -136,6 +136,17 @@ export class WorkerPool {
     const facts: DeviceFacts[] = [];
     await Promise.all(this.#workers.map((worker) => worker.request({ type: 'device_facts', deviceIds }, collectTimeoutMs, (reply) => {
       if (reply.type !== 'device_facts') return false;
+      facts.push(...reply.items);
+      return true;
+    })));
+    return facts;
+  }
+
+  /** Chaos (ota-cut): each worker's facts about these devices' update path. */
+  async otaFacts(deviceIds: readonly string[]): Promise<OtaDeviceFacts[]> {
+    const facts: OtaDeviceFacts[] = [];
+    await Promise.all(this.#workers.map((worker) => worker.request({ type: 'ota_facts', deviceIds }, collectTimeoutMs, (reply) => {
+      if (reply.type !== 'ota_facts') return false;
       facts.push(...reply.items);
       return true;
     })));

@@ -59,6 +59,12 @@ async function main(): Promise<void> {
       case 'device_facts':
         send({ type: 'device_facts', items: fleet.deviceFacts(message.deviceIds) });
         return;
+      case 'ota_unhealthy':
+        fleet.setOtaUnhealthy(message.deviceIds);
+        return;
+      case 'ota_facts':
+        fleet.otaFacts(message.deviceIds).then((items) => send({ type: 'ota_facts', items }), fail);
+        return;
       case 'stop':
         if (statusTimer) clearInterval(statusTimer);
         fleet.stop().then(() => {

@@ -90,6 +90,8 @@ describe('sdc chaos matrix', () => {
       } as const,
       violations: fault.name === 'partition' ? [{ checker: 'presence', message: 'not every agent was online again within 30000 ms of the heal' }]
         : fault.name === 'revoked_certificate' ? [{ checker: 'no_unauthenticated_access', message: 'the revoked device has a session again' }] : [],
+      // A scenario's own check that names no invariant (ota-cut's splice check) fails the fault's real run.
+      ...(fault.name === 'ota_mid_download' ? { scenarioFailures: ['no_splice: dev-1: STAGE read bytes with SHA-256 bb..., not the release\'s aa...'] } : {}),
     });
     const run = io();
     const args = parseCommandArgs(matrixCommand, ['--fault', 'partition,duplicate,delay', '--seeds', '1', '--json']);
@@ -119,7 +121,10 @@ describe('sdc chaos matrix', () => {
     });
     assert.match(table, /\| expired_jwt \| not simulated \|.*\| held \(jwt-expiry\) \|/);
     assert.match(table, /\| revoked_certificate \| not simulated \|.*\| \*\*FAIL\*\* \(cert-revoked\) \|/);
-    assert.ok(!/ota_mid_download \| not simulated/.test(table), 'no real scenario for the OTA cut: not a row');
+    assert.equal(cell('ota_mid_download', 'none_lost').real!.verdict, 'held');
+    assert.deepEqual(cell('ota_mid_download', 'none_lost').real!.scenario_failures, ['no_splice: dev-1: STAGE read bytes with SHA-256 bb..., not the release\'s aa...']);
+    assert.match(table, /\| ota_mid_download \| not simulated \|.*\| \*\*FAIL\*\* \(ota-cut\) \|/);
+    assert.match(table, /- ota_mid_download, the scenario's own checks on real sockets \(ota-cut\): no_splice: dev-1/);
   });
 
   it('a seed names its fault exactly; faults at t = 0 start at 0, the others inside the safety phase', () => {

@@ -10,16 +10,18 @@ import { Toxiproxy } from 'toxiproxy-node-client';
 import { downloadResumable } from '../../agent/ota/resumable-download.js';
 import { startChaosServer } from '../../chaos/proxy/server.js';
 import { systemClock, systemScheduler } from '../../runtime/system.js';
+import { otaArtifactBytes } from '../../cli/commands/chaos-real/ota-cut.js';
+import { assertProcessRunHeld, chaosRun, processFaultForm } from './support/chaos-run-driver.js';
 
 // The OTA cut mid-download (issue 11) on real sockets, at the downloader: an artifact server that
 // honours Range and If-Range, reached through the fault proxy with a limit_data toxic downstream,
 // so every connection is closed after a few KB, mid-body. The agent's resumable download must
-// continue each time from where it was cut and end with the exact bytes. Not an `sdc chaos run`
-// scenario yet: the rollout path (control plane release, agent's update runner) is not driven.
+// continue each time from where it was cut and end with the exact bytes. The second test is the
+// same cut on a whole rollout: `sdc chaos run --scenario ota-cut` in its short form.
 
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
-describe('OTA download cut mid-way by the fault proxy (limit_data)', () => {
+describe('OTA download cut mid-way by the fault proxy (limit_data)', { concurrency: 2 }, () => {
   // Was a todo (docs/chaos.md, "Finding, the OTA cut"): every retry started from 0 because node
   // discarded the cut body it had buffered when the close arrived with it; the downloader now
   // takes the body from the socket in the same turn as the headers (BodyQueue) and keeps it all.
@@ -63,6 +65,37 @@ describe('OTA download cut mid-way by the fault proxy (limit_data)', () => {
       await chaos.close();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  // The rollout through the real deployment (image repository, release signed by two signers and
+  // published, rollout over the API) to the chaos run's worker agents, each running the update
+  // runner on its mock kernel, every artifact connection cut by limit_data after 32 KB.
+  it('sdc chaos run --scenario ota-cut: every download resumes from its bytes, one device succeeds and the unhealthy one rolls back, nothing staged twice or spliced', async () => {
+    const { code, reports, detail } = await chaosRun(['--scenario', 'ota-cut'], processFaultForm);
+    assert.equal(code, 0, detail);
+    const report = reports[0]!;
+    assertProcessRunHeld(report, 2);
+    const facts = report.scenario_facts as {
+      ota: { sha256: string; expected_rolled_back: string[] };
+      ota_rollout: { status: string; executions: Record<string, string> };
+      ota_devices: Array<{ device: string; requests: number; resumed_from: number[]; statuses: number[]; cut: number; staged_sha256: string[]; kernel_calls: { stage: number; commit: number; rollback: number } }>;
+    };
+    assert.equal(facts.ota_rollout.status, 'completed');
+    const [healthy, unhealthy] = facts.ota_devices.map((d) => d.device).sort();
+    assert.deepEqual(facts.ota.expected_rolled_back, [unhealthy]);
+    assert.deepEqual(facts.ota_rollout.executions, { [healthy!]: 'succeeded', [unhealthy!]: 'rolled_back' });
+    for (const device of facts.ota_devices) {
+      // 96 KB through connections cut after 32 KB (about one 16 KB TLS record of body each): cut at least 4 times.
+      assert.ok(device.requests >= 5 && device.cut === device.requests - 1, JSON.stringify(device));
+      // Each retry continued inside the artifact from where the last one stopped, never from 0, answered 206
+      // (a connection cut before its response headers, status 0, is asked again from the same offset).
+      device.resumed_from.forEach((offset, i) => assert.ok(offset >= (device.resumed_from[i - 1] ?? 1) && offset < otaArtifactBytes, JSON.stringify(device)));
+      const answered = device.statuses.filter((status) => status !== 0);
+      assert.deepEqual(answered, [200, ...answered.slice(1).map(() => 206)], JSON.stringify(device));
+      assert.ok(answered.length >= 5, JSON.stringify(device));
+      assert.deepEqual(device.staged_sha256, [facts.ota.sha256], 'STAGE read the published bytes, once');
+      assert.deepEqual(device.kernel_calls, { stage: 1, commit: 1, rollback: device.device === unhealthy ? 1 : 0 });
     }
   });
 });

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { Proxy } from 'toxiproxy-node-client';
 import type { Deployment } from '../../../server/deployment/deployment.js';
 import type { DeploymentMaterials } from '../../../server/materials/materials.js';
-import type { WorkerAgentSpec, WorkerSettings } from '../../../sim/real/messages.js';
+import type { RepositoryKeys } from '../../../server/ota/repository-init.js';
+import type { ChaosWorkerSettings, WorkerAgentSpec } from '../../../sim/real/messages.js';
 import type { OperatorApi } from '../../../sim/real/operator-api.js';
 import type { RealRunResult } from '../../../sim/real/run-real.js';
 import type { WorkerPool } from '../../../sim/real/worker-pool.js';
@@ -22,6 +23,11 @@ export interface RunProxies {
   readonly redis?: Proxy;
   /** Control plane to MySQL (with --mysql). */
   readonly mysql?: Proxy;
+  /**
+   * Agents to the API for artifact downloads only (scenarios with `imageRepository`): the presigned
+   * URLs name this address (the blob store's public base URL), the TUF metadata and the API do not.
+   */
+  readonly artifacts?: Proxy;
 }
 
 export interface FaultContext {
@@ -37,6 +43,8 @@ export interface FaultContext {
   shortTokens: boolean;
   readonly deployment: Deployment;
   readonly materials: DeploymentMaterials;
+  /** The image repository's offline keys (root, release signers), for a scenario with `imageRepository`. */
+  readonly repositoryKeys: RepositoryKeys | undefined;
   readonly pool: WorkerPool;
   readonly agents: readonly WorkerAgentSpec[];
   readonly logger: Logger;
@@ -64,10 +72,15 @@ export interface RealFaultScenario {
   readonly downAtStart?: ReadonlyArray<'redis' | 'mysql'>;
   /** A store lost part-way through the start: up at first, cut while the services start, back after the fault's length. */
   readonly lostMidStart?: 'redis' | 'mysql';
+  /**
+   * The deployment gets an image repository (`sdc ota init`'s files, keys held by the run as release
+   * signers hold theirs) and an `artifacts` proxy that the presigned artifact URLs go through.
+   */
+  readonly imageRepository?: boolean;
   /** Whether the fault ends sessions (the run then expects agents to have reconnected). */
   readonly cutsSessions: boolean;
   /** Worker settings the fault needs. */
-  readonly chaosSettings?: Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults' | 'lockScreenSupported'>;
+  readonly chaosSettings?: ChaosWorkerSettings;
   /** The workload's command TTL (default: longer than the drain bound, so none expires). */
   readonly commandTtlMs?: number;
   /** The drain bound it needs (below commandTtlMs, which the workload's scenario requires). */

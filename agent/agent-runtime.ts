@@ -22,7 +22,7 @@ import { ensureEnrolled, provisionKernelCommandKeys, renewalDue, renewCertificat
 import { IoctlKernelBridge, type KernelBridge, type KernelCallLogger } from '../kernel/bridge/kernel-bridge.js';
 import { pinnedKeyResolver } from './state/agent-state.js';
 import { createHostMetricsSource } from './telemetry/host-metrics.js';
-import { UpdateRunner } from './ota/update-runner.js';
+import { UpdateRunner, updateRunnerDefaults } from './ota/update-runner.js';
 import { createArtifactCollector, fileTailLogs, simulatedScreenshot } from './ota/artifact-collector.js';
 import { fileUpdateJournal } from './ota/update-journal.js';
 import { directoryStore } from './tuf/driver.js';
@@ -113,6 +113,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     },
     tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: options.clock, random: options.random, send: (report) => sendReport(report),
     ...(options.ota?.healthProbe === undefined ? {} : { healthProbe: options.ota.healthProbe }), logger,
+    reportResend: { scheduler: options.scheduler, intervalMs: updateRunnerDefaults.reportResendIntervalMs, resendsMax: updateRunnerDefaults.reportResendsMax },
   });
   await updates.recover().catch((error: unknown) => logger.error({ err: error }, 'OTA journal not recovered'));
   // Plaintext an EXEC_COLLECT_ARTIFACT run left behind when the agent stopped mid-upload: never kept across a restart.

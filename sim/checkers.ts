@@ -15,7 +15,7 @@ export interface Violation {
 }
 
 /** The OTA checkers (sim/ota/ota-checkers.ts), in runs whose scenario has a rollout; kept apart so every run's core verdicts keep their shape. */
-export const otaCheckerNames = ['ota_first_wave_only', 'ota_paused_in_first_wave', 'ota_download_resumed', 'ota_rollout_completed'] as const;
+export const otaCheckerNames = ['ota_first_wave_only', 'ota_paused_in_first_wave', 'ota_download_resumed', 'ota_rollout_completed', 'ota_targets_route', 'ota_crash_recovered'] as const;
 export type OtaCheckerName = (typeof otaCheckerNames)[number];
 
 export interface OtaViolation {

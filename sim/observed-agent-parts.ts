@@ -74,17 +74,23 @@ export class IncarnationJournal implements CommandJournal {
   }
 }
 
-/** Reports every call that reaches the kernel, before it runs. */
-export function observedKernel(bridge: KernelBridge, onCall: () => void): KernelBridge {
+/**
+ * Reports every call that reaches the kernel, before it runs, with its name (the OTA checkers
+ * tell the update's calls apart). `withConfirm` passes the bridge's confirmUpdate through: the
+ * update runner confirms a healthy commit with it; the agent core's wrapper has none (its plain
+ * EXEC_COMMIT_UPDATE arms no watchdog then), as the recorded trace hashes were made without it.
+ */
+export function observedKernel(bridge: KernelBridge, onCall: (call: keyof KernelBridge) => void, options: { readonly withConfirm?: boolean } = {}): KernelBridge {
   return {
     backend: bridge.backend,
-    pingKernel: (nonce, auth) => { onCall(); return bridge.pingKernel(nonce, auth); },
-    lockScreen: (auth) => { onCall(); return bridge.lockScreen(auth); },
-    getProcessList: (limit, auth) => { onCall(); return bridge.getProcessList(limit, auth); },
-    stageUpdate: (args, auth) => { onCall(); return bridge.stageUpdate(args, auth); },
-    commitUpdate: (version, auth, options) => { onCall(); return bridge.commitUpdate(version, auth, options); },
-    rollbackUpdate: (auth) => { onCall(); return bridge.rollbackUpdate(auth); },
-    getStatus: (auth) => { onCall(); return bridge.getStatus(auth); },
+    pingKernel: (nonce, auth) => { onCall('pingKernel'); return bridge.pingKernel(nonce, auth); },
+    lockScreen: (auth) => { onCall('lockScreen'); return bridge.lockScreen(auth); },
+    getProcessList: (limit, auth) => { onCall('getProcessList'); return bridge.getProcessList(limit, auth); },
+    stageUpdate: (args, auth) => { onCall('stageUpdate'); return bridge.stageUpdate(args, auth); },
+    commitUpdate: (version, auth, options) => { onCall('commitUpdate'); return bridge.commitUpdate(version, auth, options); },
+    rollbackUpdate: (auth) => { onCall('rollbackUpdate'); return bridge.rollbackUpdate(auth); },
+    getStatus: (auth) => { onCall('getStatus'); return bridge.getStatus(auth); },
+    ...(options.withConfirm !== true || bridge.confirmUpdate === undefined ? {} : { confirmUpdate: (version: string, auth?: Parameters<NonNullable<KernelBridge['confirmUpdate']>>[1]) => { onCall('confirmUpdate'); return bridge.confirmUpdate!(version, auth); } }),
     close: () => bridge.close(),
   };
 }

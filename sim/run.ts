@@ -39,7 +39,7 @@ import { Trace } from './trace.js';
 import { observedKernel } from './observed-agent-parts.js';
 import { createModelEd25519Provider } from './model-crypto.js';
 import { drainMicrotasks } from './drain.js';
-import { brickSelector, checkOta, createUpdater, disposeOta, otaDeviceParts, prepareOta, publishAndStart, readRolloutFacts, type OtaSetup } from './ota/ota-run.js';
+import { brickSelector, checkOta, crashPlanner, createUpdater, disposeOta, otaDeviceParts, prepareOta, publishAndStart, ratioSelector, readDeviceEnds, readRolloutFacts, type OtaSetup } from './ota/ota-run.js';
 import { simControlPlaneUrl, type DeviceUpdates } from './ota/device-updates.js';
 
 /**
@@ -626,7 +626,16 @@ function bootAgents(run: Run, parts: { fleet: Fleet; gateways: Gateways; network
       commandKeys: { deviceId, keys: [...gateways.commandKeys.values()] },
     });
     const bridge = new IoctlKernelBridge({ device, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: BigInt(simStartMs) * 1000n });
-    ota.attach(bridge);
+    // The update runner's kernel calls are counted as every kernel call is, and attributed to its
+    // execution by the OTA observer, not to an operator command (the at-most-once checker's).
+    const otaObserver = parts.ota?.observer;
+    if (otaObserver !== undefined) {
+      ota.attach(observedKernel(bridge, (call) => {
+        counts.kernel_calls! += 1;
+        counts.ota_kernel_calls = (counts.ota_kernel_calls ?? 0) + 1;
+        otaObserver.kernelCall(deviceId, call);
+      }, { withConfirm: true }), bridge);
+    }
     const kernel = observedKernel(bridge, () => {
       counts.kernel_calls! += 1;
       violate(run, checkers.execution.kernelCall(deviceId));
@@ -648,12 +657,17 @@ function otaNoticeHandler(run: Run, ota: OtaSetup, materials: DeploymentMaterial
   const updaters = new Map<string, DeviceUpdates>();
   const bricks = brickSelector(scenarioOta.bricks, run.rng.ota.fork());
   const random = run.rng.ota.fork();
+  // Forked after the two above, so the draws they make stay as they were.
+  const targetsRoute = ratioSelector(scenarioOta.targetsRoute?.ratio, run.rng.ota.fork());
+  const crashes = crashPlanner(scenarioOta.crashes, run.rng.ota.fork());
   return (agent, notice) => {
     let updater = updaters.get(agent.deviceId);
     if (updater === undefined) {
       updater = createUpdater(ota, {
         deviceId: agent.deviceId, ota: scenarioOta, time: run.time, random: random.fork(), commandSigner: materials.commandSigner, provider: run.provider,
-        bricks, send: (report) => agent.core?.sendOtaReport(report) ?? false, trace: (kind, detail) => run.trace.add(kind, detail),
+        bricks, targetsRoute, crashes,
+        crashAgent: (downMs) => { run.counts.agent_crashes! += 1; agent.crash(downMs); },
+        send: (report) => agent.core?.sendOtaReport(report) ?? false, trace: (kind, detail) => run.trace.add(kind, detail),
         hold: (work) => holdTime(run, work),
       });
       updaters.set(agent.deviceId, updater);
@@ -914,7 +928,9 @@ async function finalOtaChecks(run: Run, ota: OtaSetup, controlPlane: ControlPlan
   run.counts.ota_devices_committed = records.filter((r) => r.committed).length;
   run.counts.ota_download_cuts = ota.observer.cuts;
   run.counts.ota_download_attempts = records.reduce((n, r) => n + r.attempts.length, 0);
-  return checkOta(ota, run.scenario.ota!, rollout, run.agentCount);
+  run.counts.ota_crashes = records.filter((r) => r.crash !== null).length;
+  run.counts.ota_targets_route = records.filter((r) => r.targetsRoute && r.downloaded !== null).length;
+  return checkOta(ota, run.scenario.ota!, rollout, run.agentCount, await readDeviceEnds(ota));
 }
 
 /**

@@ -70,6 +70,18 @@ const Ota = Type.Object({
     durationMs: Type.Integer({ minimum: 1 }),
     cutAtPercent: Type.Integer({ minimum: 1, maximum: 99, description: 'in the window, a download is cut once it holds this share of the artifact (at once if it holds more); new attempts find no server' }),
   }, { additionalProperties: false }), { maxItems: 100 })),
+  targetsRoute: Type.Optional(Type.Object({ ratio: Ratio }, {
+    additionalProperties: false,
+    description: 'this share of the executions (counted as bricks are) reaches its device without an artifact URL, as a control plane that could not presign one sends it: the device takes the TUF targets route',
+  })),
+  crashes: Type.Optional(Type.Object({
+    ratio: Ratio,
+    downMsMin: Type.Integer({ minimum: 0, maximum: 600_000 }),
+    downMsMax: Type.Integer({ minimum: 0, maximum: 600_000 }),
+  }, {
+    additionalProperties: false,
+    description: 'this share of the executions (counted as bricks are) has its agent crash once mid-update, at a kernel call drawn from the seed (stage, commit, or rollback when there is one), just before or just after the call reaches the kernel; the agent restarts after a seeded down time and its update runner recovers from its journal',
+  })),
   expect: Type.Union([Type.Literal('paused_in_first_wave'), Type.Literal('completed')], { description: 'what the ota checkers hold the rollout to' }),
 }, { additionalProperties: false });
 
@@ -178,6 +190,11 @@ export function parseScenario(value: unknown, source = 'scenario'): Scenario {
 function checkOta(ota: ScenarioOta, scenario: Scenario, fail: (message: string) => never): void {
   if (ota.atMs >= scenario.safetyMs) fail('ota.atMs must fall in the safety phase');
   if (ota.device.stepDelayMsMax < ota.device.stepDelayMsMin) fail('ota.device.stepDelayMsMax < stepDelayMsMin');
+  if (ota.crashes && ota.crashes.downMsMax < ota.crashes.downMsMin) fail('ota.crashes.downMsMax < downMsMin');
+  for (const [name, ratio] of [['ota.targetsRoute.ratio', ota.targetsRoute?.ratio], ['ota.crashes.ratio', ota.crashes?.ratio]] as const) {
+    if (ratio === undefined) continue;
+    try { checkRatio(ratio, name); } catch (error) { fail((error as Error).message); }
+  }
   if (ota.bricks) {
     try { checkRatio(ota.bricks.ratio, 'ota.bricks.ratio'); } catch (error) { fail((error as Error).message); }
   }

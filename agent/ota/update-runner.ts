@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
-import type { Clock, Ed25519Provider, RandomSource, Scheduler } from '../../core/ports/ports.js';
+import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
 import { checkUpdate, verifyDirectorEnvelope, type DirectorKey } from '../../core/ota/director.js';
-import { decideDeviceStep } from '../../core/ota/execution-decisions.js';
+import { decideDeviceStep, type DeviceStep } from '../../core/ota/execution-decisions.js';
 import { executionTable, type ExecutionState } from '../../core/ota/execution-machine.js';
 import { nextState, isTerminal } from '../../core/protocol/state-machine.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
@@ -92,12 +92,30 @@ export interface UpdateRunnerOptions {
    * armed only when the kernel bridge can confirm and the device has a version to fall back to.
    */
   readonly commitWatchdogMs?: number;
+  /**
+   * Waits before each step the device takes (default: none, a real device's steps take the time
+   * their I/O takes). The simulator's devices pace their steps on virtual time here, since their
+   * in-process ports answer at once; never a real timer.
+   */
+  readonly pace?: (step: DeviceStep) => Promise<void>;
+  /**
+   * Sends the journaled reports again while the runner waits (default: only when a notice comes
+   * again, i.e. at each AUTH). An OTA_REPORT has no acknowledgement: one lost on a session that
+   * stays up (the simulator's lossy links; a gateway that failed to pass it on) would leave the
+   * control plane a step behind until the step times out. Each execution gets at most
+   * `resendsMax`, `intervalMs` after the runner last acted; an ended one re-sends only its last report.
+   */
+  readonly reportResend?: { readonly scheduler: Scheduler; readonly intervalMs: number; readonly resendsMax: number };
   readonly logger: AgentLogger;
 }
 
 export const updateRunnerDefaults = {
   /** Reboot, health check and the control plane's nonce all fit in it; a device that stays silent longer is rolled back by its kernel. */
   commitWatchdogMs: 15 * 60_000,
+  /** Half the control plane's default step timeout (60 s): a lost report is sent again before its step times out. */
+  reportResendIntervalMs: 30_000,
+  /** Re-sends per execution: a dozen reports each at most, four times. */
+  reportResendsMax: 4,
 } as const;
 
 /**
@@ -125,6 +143,8 @@ export class UpdateRunner {
   #downloading: { readonly executionId: string; readonly abort: AbortController } | undefined;
   /** New artifact URLs asked for, per execution (bounded by updateDownloadDefaults.urlRenewalsMax). */
   readonly #urlRenewals = new Map<string, number>();
+  /** The pending re-send of the current execution's reports (options.reportResend), and how many it had. */
+  #resend: { readonly executionId: string; count: number; timer: TimerHandle | undefined } | undefined;
 
   constructor(options: UpdateRunnerOptions) {
     this.#o = options;
@@ -193,13 +213,56 @@ export class UpdateRunner {
     this.#running = this.#running.then(() => this.#run()).catch((error: unknown) => this.#o.logger.error({ err: error }, 'OTA update run failed'));
   }
 
-  /** Steps until the execution ends or waits for something from outside (the health nonce). */
+  /** Steps until the execution ends or waits for something from outside (the health nonce); then arms the reports' re-send. */
   async #run(): Promise<void> {
+    try {
+      await this.#steps();
+    } finally {
+      this.#armResend();
+    }
+  }
+
+  /**
+   * `intervalMs` after the runner last acted, the current execution's reports go again (all of
+   * them while it runs, the last one once it ended), through the step chain so never beside a step.
+   */
+  #armResend(): void {
+    const option = this.#o.reportResend;
+    const entry = this.#state.current;
+    if (option === undefined || entry === null || entry.reports.length === 0) return;
+    if (this.#resend?.executionId !== entry.executionId) {
+      if (this.#resend?.timer !== undefined) option.scheduler.cancel(this.#resend.timer);
+      this.#resend = { executionId: entry.executionId, count: 0, timer: undefined };
+    }
+    const resend = this.#resend;
+    if (resend.timer !== undefined) option.scheduler.cancel(resend.timer);
+    resend.timer = undefined;
+    if (resend.count >= option.resendsMax) return;
+    resend.timer = option.scheduler.schedule(option.intervalMs, () => {
+      resend.timer = undefined;
+      this.#running = this.#running.then(() => {
+        const current = this.#state.current;
+        if (current === null || current.executionId !== resend.executionId || resend.timer !== undefined) return;
+        resend.count += 1;
+        const reports = isTerminal(executionTable, current.state) ? current.reports.slice(-1) : current.reports;
+        for (const report of reports) this.#o.send(report);
+        this.#armResend();
+      }).catch((error: unknown) => this.#o.logger.error({ err: error }, 'OTA report re-send failed'));
+    });
+  }
+
+  async #steps(): Promise<void> {
     for (let steps = 0; steps < 32; steps++) {
-      const entry = this.#state.current;
+      let entry = this.#state.current;
       if (entry === null) return;
-      const cancelRequested = entry.cancelRequested || this.#cancelIds.has(entry.executionId);
-      const decision = decideDeviceStep({ state: entry.state, cancelRequested, rebootRequired: entry.approved?.rebootRequired ?? true });
+      let decision = this.#decide(entry);
+      if (decision.type === 'step' && decision.step !== 'none' && this.#o.pace !== undefined) {
+        await this.#o.pace(decision.step);
+        // Decided again: a cancel may have come during the pause (cancellation is checked before every step).
+        entry = this.#state.current;
+        if (entry === null) return;
+        decision = this.#decide(entry);
+      }
       if (decision.type === 'done') return;
       if (decision.type === 'cancel') {
         const to = nextState(executionTable, entry.state, 'cancel')!;
@@ -209,6 +272,11 @@ export class UpdateRunner {
       const progressed = await this.#step(entry, decision.step);
       if (!progressed) return;
     }
+  }
+
+  #decide(entry: UpdateJournalEntry): ReturnType<typeof decideDeviceStep> {
+    const cancelRequested = entry.cancelRequested || this.#cancelIds.has(entry.executionId);
+    return decideDeviceStep({ state: entry.state, cancelRequested, rebootRequired: entry.approved?.rebootRequired ?? true });
   }
 
   /** One step; false when it waits for something from outside. Failures end the execution with a typed report. */

@@ -14,7 +14,8 @@ import { sqlJsTarget, type Harness } from '../../server/control-plane/test-suppo
 import type { OtaServices } from '../../server/ota/ota-service.js';
 import { RolloutService } from '../../server/ota/rollouts.js';
 import { makeOtaHarness, publishTestRelease } from '../../server/ota/test-support.js';
-import { DeviceUpdates, simControlPlaneUrl, simInstalledVersion, type BrickMode } from './device-updates.js';
+import { observedKernel } from '../observed-agent-parts.js';
+import { DeviceUpdates, simControlPlaneUrl, simInstalledVersion, type BrickMode, type CrashPlan } from './device-updates.js';
 import { OtaObserver } from './ota-observer.js';
 import { SimFetch } from './sim-fetch.js';
 
@@ -42,7 +43,6 @@ describe('a simulated device runs the real update runner against the control pla
   before(async () => {
     const harness = await makeOtaHarness(sqlJsTarget, { otaBlobs: { publicBaseUrl: simControlPlaneUrl } });
     h = harness;
-    for (const id of ['sim-ok', 'sim-brick']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
     await publishTestRelease(harness.ota, harness.keys!, { id: 'sim-rel', version: '2.0.0', artifact });
     service = new RolloutService({
       context: h.cp.context, releases: harness.ota.releases, signer: h.materials.commandSigner,
@@ -52,7 +52,7 @@ describe('a simulated device runs the real update runner against the control pla
   after(async () => { await h.close(); await sqlJsTarget.cleanup(); });
 
   /** The device: its mock kernel (provisioned with the command key, at the factory version, reading the staging memory) and its runner. */
-  function device(deviceId: string, brick: BrickMode | null) {
+  function device(deviceId: string, brick: BrickMode | null, fate: { targetsRoute?: boolean; crash?: CrashPlan } = {}) {
     const time = new VirtualTime(h.clock.nowMs());
     const staging = new MemoryStagingStore();
     const agentSeed = new Uint8Array(randomBytes(32));
@@ -69,9 +69,13 @@ describe('a simulated device runs the real update runner against the control pla
       deviceId, app: () => h.cp.app, time, cuts: [], observer, trace: () => undefined, hold: (work) => { held.add(work); void work.finally(() => held.delete(work)).catch(() => undefined); },
       rate: { bytesPerSecond: ota.device.downloadBytesPerSecond, chunkBytes: ota.device.downloadChunkBytes },
     });
+    const crashes: number[] = [];
     const updates = new DeviceUpdates({
-      deviceId, ota, time, clock: time, random: new SeededRandom(7), kernel, staging, fetch, tufCrypto: createNodeTufCrypto(),
-      commandSigner: h.materials.commandSigner, provider, bricks: () => brick, send: (report) => { sent.push(report); return true; }, observer, trace: () => undefined,
+      deviceId, ota, time, clock: time, random: new SeededRandom(7), staging, fetch, tufCrypto: createNodeTufCrypto(),
+      // Through the counting wrapper, as sim/run.ts routes them: the observer counts the update's kernel calls.
+      kernel: observedKernel(kernel, (call) => observer.kernelCall(deviceId, call), { withConfirm: true }),
+      commandSigner: h.materials.commandSigner, provider, bricks: () => brick, targetsRoute: () => fate.targetsRoute === true, crashes: () => fate.crash ?? null,
+      crashAgent: (downMs) => { crashes.push(downMs); }, send: (report) => { sent.push(report); return true; }, observer, trace: () => undefined,
     });
     /** Virtual time forward in 100 ms steps, each followed by the control plane's answers and the promise work they start. */
     const run = async (ms: number) => {
@@ -85,17 +89,18 @@ describe('a simulated device runs the real update runner against the control pla
         for (let round = 0; round < 5; round += 1) await new Promise<void>((resolve) => setImmediate(resolve));
       }
     };
-    return { kernel, observer, sent, updates, run };
+    return { kernel, observer, sent, updates, run, crashes };
   }
 
-  async function rollOut(deviceId: string, brick: BrickMode | null) {
+  async function rollOut(deviceId: string, brick: BrickMode | null, fate: Parameters<typeof device>[2] = {}) {
+    await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [deviceId, h.clock.nowMs()]);
     const view = await service.start({
       releaseId: 'sim-rel', platform: 'linux-x64', deviceIds: [deviceId],
       plan: { waves: [{ selector: { percent: 100 }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 1, failedPercentMax: 0 } }], devicesPerMinuteMax: 10 },
     }, 'olga');
     const noticeOf = async () => JSON.parse((await h.cp.context.kv.get(otaKeys.notice(deviceId)))!) as Notice;
     const stateOf = async () => (await service.view(view.id)).executions[0]!.state;
-    const sim = device(deviceId, brick);
+    const sim = device(deviceId, brick, fate);
     const first = await noticeOf();
     assert.ok(first.artifact_url?.startsWith(`${simControlPlaneUrl}/`), 'the notice carries a presigned URL under the simulator\'s origin');
     sim.updates.onNotice(first);
@@ -126,4 +131,42 @@ describe('a simulated device runs the real update runner against the control pla
     assert.equal((await sim.kernel.getStatus()).currentVersion, simInstalledVersion);
     assert.equal(sim.observer.records.get('sim-brick')!.healthy, false);
   });
+
+  it('a notice without an artifact URL: the device takes the TUF targets route (no presigned GET) and succeeds', async () => {
+    const { sim, state } = await rollOut('sim-targets', null, { targetsRoute: true });
+    assert.equal(state, 'succeeded');
+    const record = sim.observer.records.get('sim-targets')!;
+    assert.deepEqual(record.attempts, [], 'no GET by presigned URL');
+    assert.equal(record.targetFetches, 1, 'one request to the targets route');
+    assert.equal(record.downloaded?.matched, true);
+    assert.equal((await sim.kernel.getStatus()).currentVersion, '2.0.0');
+  });
+
+  // A crash at each kernel call, before it reaches the kernel (the restarted runner makes it) and
+  // after (the restarted runner asks the kernel and does not make it again): the update resumes
+  // (stage, commit) or goes on rolling back (rollback), each kernel call made exactly once.
+  const crashCases: Array<{ intent: CrashPlan['intent']; beforeCall: boolean; brick: BrickMode | null; ends: string; version: string }> = [
+    { intent: 'stage', beforeCall: true, brick: null, ends: 'succeeded', version: '2.0.0' },
+    { intent: 'stage', beforeCall: false, brick: null, ends: 'succeeded', version: '2.0.0' },
+    { intent: 'commit', beforeCall: true, brick: null, ends: 'succeeded', version: '2.0.0' },
+    { intent: 'commit', beforeCall: false, brick: null, ends: 'succeeded', version: '2.0.0' },
+    { intent: 'rollback', beforeCall: true, brick: 'health_check_fails', ends: 'rolled_back', version: simInstalledVersion },
+    { intent: 'rollback', beforeCall: false, brick: 'health_check_fails', ends: 'rolled_back', version: simInstalledVersion },
+  ];
+  for (const { intent, beforeCall, brick, ends, version } of crashCases) {
+    const when = beforeCall ? 'before' : 'after';
+    it(`the agent crashes ${when} its ${intent} call reaches the kernel: a new runner recovers from the journal and the update ends ${ends}, each kernel call made once`, async () => {
+      const deviceId = `sim-crash-${intent}-${when}`;
+      const { sim, state } = await rollOut(deviceId, brick, { crash: { intent, beforeCall, downMs: 500 } });
+      assert.deepEqual(sim.crashes, [500], 'the agent crashed once');
+      assert.equal(state, ends);
+      const status = await sim.kernel.getStatus();
+      assert.deepEqual([status.currentVersion, status.stagedVersion, status.watchdogArmed], [version, '', false], 'nothing half applied');
+      const record = sim.observer.records.get(deviceId)!;
+      assert.deepEqual(record.crash, { intent, beforeCall, recovered: true });
+      const made = { stageUpdate: record.kernelCalls['stageUpdate'], commitUpdate: record.kernelCalls['commitUpdate'], rollbackUpdate: record.kernelCalls['rollbackUpdate'] };
+      assert.deepEqual(made, { stageUpdate: 1, commitUpdate: 1, rollbackUpdate: brick === null ? undefined : 1 });
+      assert.equal(sim.updates.current?.intent, null);
+    });
+  }
 });

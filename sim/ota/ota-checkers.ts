@@ -105,3 +105,75 @@ export function checkDownloadsResumed(records: Iterable<DeviceOtaRecord>, cutsEx
   if (cutsExpected && cuts === 0) violations.push({ checker: 'ota_download_resumed', message: 'no download was cut: the scenario tested nothing' });
   return capped(violations);
 }
+
+/**
+ * Devices whose notice came without an artifact URL took the TUF targets route: no presigned GET,
+ * at least one request to the targets route when they got as far as the download, and the bytes
+ * they staged have the signed digest. With `expected`, some device downloaded that way.
+ */
+export function checkTargetsRoute(records: Iterable<DeviceOtaRecord>, expected: boolean): Violation[] {
+  const violations: Violation[] = [];
+  let downloaded = 0;
+  for (const record of records) {
+    if (!record.targetsRoute) continue;
+    if (record.attempts.length > 0) violations.push({ checker: 'ota_targets_route', message: `device ${record.deviceId} had no artifact URL but made ${record.attempts.length} presigned GETs` });
+    if (record.downloaded === null) continue;
+    downloaded += 1;
+    if (record.targetFetches === 0) violations.push({ checker: 'ota_targets_route', message: `device ${record.deviceId} had no artifact URL and never asked the targets route, yet staged an artifact` });
+    if (!record.downloaded.matched) violations.push({ checker: 'ota_targets_route', message: `device ${record.deviceId}'s artifact from the targets route has SHA-256 ${record.downloaded.sha256}, not the signed digest` });
+  }
+  if (expected && downloaded === 0) violations.push({ checker: 'ota_targets_route', message: 'no device downloaded by the TUF targets route: the scenario tested nothing' });
+  return capped(violations);
+}
+
+/** A device's update as its journal ends the run, and its kernel's status then. */
+export interface DeviceEnd {
+  readonly deviceId: string;
+  readonly executionId: string;
+  readonly state: string;
+  readonly intent: string | null;
+  /** The approved target's version; null when the device never approved one. */
+  readonly targetVersion: string | null;
+  readonly kernel: { readonly currentVersion: string; readonly stagedVersion: string; readonly watchdogArmed: boolean };
+}
+
+const installedEnds = new Set(['succeeded']);
+const undoneEnds = new Set(['rolled_back', 'failed', 'rejected', 'canceled']);
+
+/**
+ * Never a half-applied update (issue 10: "a crash at any point of an update resumes or rolls
+ * back"): at the end every device's journal holds a finished execution and no kernel call in
+ * flight, and its kernel agrees: a succeeded update runs the target version with no watchdog
+ * armed; one that ended otherwise runs the version installed before; a device that made a
+ * kernel call of the update did so at most once per call (a crash never made the kernel stage,
+ * commit or roll back twice). Every device whose agent crashed mid-update was restarted from its
+ * journal. With `crashesExpected`, some agent crashed mid-update. Silent bricks (never back from
+ * the reboot) are left out: their kernel's watchdog is theirs to settle.
+ */
+export function checkCrashRecovered(records: Iterable<DeviceOtaRecord>, ends: readonly DeviceEnd[], options: { readonly crashesExpected: boolean; readonly installedVersion: string }): Violation[] {
+  const violations: Violation[] = [];
+  const silent = new Set<string>();
+  let crashes = 0;
+  for (const record of records) {
+    if (record.ended === 'silent') silent.add(record.deviceId);
+    for (const call of ['stageUpdate', 'commitUpdate', 'rollbackUpdate']) {
+      const count = record.kernelCalls[call] ?? 0;
+      if (count > 1) violations.push({ checker: 'ota_crash_recovered', message: `device ${record.deviceId} made ${call} ${count} times in one execution` });
+    }
+    if (record.crash === null) continue;
+    crashes += 1;
+    if (!record.crash.recovered) violations.push({ checker: 'ota_crash_recovered', message: `device ${record.deviceId} crashed at ${record.crash.intent} and its update runner never recovered` });
+  }
+  for (const end of ends) {
+    if (silent.has(end.deviceId)) continue;
+    const where = `device ${end.deviceId} ended ${end.state}${end.intent === null ? '' : ` with ${end.intent} in flight`}, kernel at ${end.kernel.currentVersion || '-'} (staged ${end.kernel.stagedVersion || '-'}, watchdog ${end.kernel.watchdogArmed ? 'armed' : 'off'})`;
+    if (end.intent !== null) violations.push({ checker: 'ota_crash_recovered', message: `${where}: a kernel call never settled` });
+    else if (installedEnds.has(end.state)) {
+      if (end.kernel.currentVersion !== end.targetVersion || end.kernel.watchdogArmed) violations.push({ checker: 'ota_crash_recovered', message: `${where}: not the installed ${end.targetVersion}` });
+    } else if (undoneEnds.has(end.state)) {
+      if (end.kernel.currentVersion !== options.installedVersion) violations.push({ checker: 'ota_crash_recovered', message: `${where}: not back at ${options.installedVersion}` });
+    } else violations.push({ checker: 'ota_crash_recovered', message: `${where}: the update never finished` });
+  }
+  if (options.crashesExpected && crashes === 0) violations.push({ checker: 'ota_crash_recovered', message: 'no agent crashed mid-update: the scenario tested nothing' });
+  return capped(violations);
+}

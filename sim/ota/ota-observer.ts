@@ -22,6 +22,14 @@ export interface DeviceOtaRecord {
   healthy: boolean | null;
   ended: string | null;
   readonly events: string[];
+  /** True when the device's notice came without an artifact URL (the TUF targets route). */
+  readonly targetsRoute: boolean;
+  /** Requests for the artifact on the TUF targets route. */
+  targetFetches: number;
+  /** The update's kernel calls that reached the kernel, by name (stageUpdate, commitUpdate, ...). */
+  readonly kernelCalls: Record<string, number>;
+  /** The agent's crash in this update: at which kernel call, before or after it reached the kernel; and whether the runner was restarted from its journal. */
+  crash: { readonly intent: string; readonly beforeCall: boolean; recovered: boolean } | null;
 }
 
 /** Bounded by the fleet: one record per device (its latest execution) and the refusals, at most `refusalsMax`. */
@@ -30,8 +38,28 @@ export class OtaObserver {
   readonly refusals: Array<{ deviceId: string; executionId: string; message: string }> = [];
   static readonly refusalsMax = 100;
 
-  taken(deviceId: string, execution: { executionId: string; wave: number; brick: string | null; length: number }): void {
-    this.records.set(deviceId, { deviceId, ...execution, attempts: [], downloaded: null, committed: false, healthy: null, ended: null, events: [] });
+  taken(deviceId: string, execution: { executionId: string; wave: number; brick: string | null; length: number; targetsRoute: boolean }): void {
+    this.records.set(deviceId, { deviceId, ...execution, attempts: [], downloaded: null, committed: false, healthy: null, ended: null, events: [], targetFetches: 0, kernelCalls: {}, crash: null });
+  }
+
+  targetFetched(deviceId: string): void {
+    const record = this.records.get(deviceId);
+    if (record !== undefined) record.targetFetches += 1;
+  }
+
+  kernelCall(deviceId: string, call: string): void {
+    const record = this.records.get(deviceId);
+    if (record !== undefined) record.kernelCalls[call] = (record.kernelCalls[call] ?? 0) + 1;
+  }
+
+  crashed(deviceId: string, crash: { intent: string; beforeCall: boolean }): void {
+    const record = this.records.get(deviceId);
+    if (record !== undefined) record.crash = { ...crash, recovered: false };
+  }
+
+  recovered(deviceId: string): void {
+    const record = this.records.get(deviceId);
+    if (record?.crash != null) record.crash.recovered = true;
   }
 
   refused(deviceId: string, executionId: string, message: string): void {

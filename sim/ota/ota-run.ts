@@ -20,9 +20,9 @@ import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type Rep
 import type { SqlDatabase } from '../../server/stores/sql/sql-port.js';
 import type { OtaCheckerName, OtaViolation } from '../checkers.js';
 import type { ScenarioOta } from '../scenario.js';
-import { checkDownloadsResumed, checkFirstWaveOnly, checkPausedInFirstWave, checkRolloutCompleted, type RolloutFacts } from './ota-checkers.js';
+import { checkCrashRecovered, checkDownloadsResumed, checkFirstWaveOnly, checkPausedInFirstWave, checkRolloutCompleted, checkTargetsRoute, type DeviceEnd, type RolloutFacts } from './ota-checkers.js';
 import { OtaObserver } from './ota-observer.js';
-import { DeviceUpdates, simInstalledVersion, type BrickMode } from './device-updates.js';
+import { DeviceUpdates, simInstalledVersion, type BrickMode, type CrashPlan } from './device-updates.js';
 import { SimFetch, type CutWindow } from './sim-fetch.js';
 
 /**
@@ -38,7 +38,10 @@ export const otaPlatform = 'linux-x64';
 
 /** What a device's update runner needs of the device: its kernel bridge, its clock, and the memory its kernel reads staged artifacts from. */
 export interface OtaDevice {
+  /** The update runner's kernel: the device's bridge through the run's counting wrapper (sim/observed-agent-parts.ts). */
   readonly kernel: KernelBridge;
+  /** The bridge itself, for the end-of-run check (its reads are no device's calls). */
+  readonly rawKernel: KernelBridge;
   readonly clock: Clock;
   readonly staging: MemoryStagingStore;
 }
@@ -52,6 +55,8 @@ export interface OtaSetup {
   /** One for the run: its key cache spares every device parsing the repository's keys again. */
   readonly tufCrypto: TufCrypto;
   readonly devices: Map<string, OtaDevice>;
+  /** Each device's update path, made at its first notice. */
+  readonly updaters: Map<string, DeviceUpdates>;
   /** The control plane's routes, set once it started (undefined while it is down). */
   app: () => FastifyInstance | undefined;
   readonly observer: OtaObserver;
@@ -69,7 +74,7 @@ export async function prepareOta(ota: ScenarioOta, random: SeededRandom, simStar
   const artifact = random.bytes(ota.artifactBytes);
   const stepMs = Object.fromEntries(executionActiveStates.map((state) => [state, ota.stepTimeoutMs])) as ExecutionTimeouts['stepMs'];
   return {
-    dataDir, keys, artifact, cuts, tufCrypto: createNodeTufCrypto(), devices: new Map(), app: () => undefined,
+    dataDir, keys, artifact, cuts, tufCrypto: createNodeTufCrypto(), devices: new Map(), updaters: new Map(), app: () => undefined,
     observer: new OtaObserver(), timeouts: { stepMs, executionMs: ota.executionTimeoutMs }, rolloutId: undefined, startError: undefined,
   };
 }
@@ -109,13 +114,35 @@ export async function publishAndStart(setup: OtaSetup, ota: ScenarioOta, cp: Con
  * the seed), so any run of n consecutive devices holds floor or ceil of n x ratio bricked ones.
  */
 export function brickSelector(bricks: ScenarioOta['bricks'], random: SeededRandom): () => BrickMode | null {
-  if (bricks === undefined || bricks.ratio.numerator === 0) return () => null;
-  const { numerator, denominator } = bricks.ratio;
+  if (bricks === undefined) return () => null;
+  const select = ratioSelector(bricks.ratio, random);
+  return () => (select() ? bricks.mode : null);
+}
+
+/** Evenly spread picks at an exact ratio, from a seeded phase (brickSelector's rule); never draws when the ratio is absent or zero. */
+export function ratioSelector(ratio: { readonly numerator: number; readonly denominator: number } | undefined, random: SeededRandom): () => boolean {
+  if (ratio === undefined || ratio.numerator === 0) return () => false;
+  const { numerator, denominator } = ratio;
   let k = random.intBelow(denominator);
   return () => {
-    const bricked = Math.floor(((k + 1) * numerator) / denominator) > Math.floor((k * numerator) / denominator);
+    const picked = Math.floor(((k + 1) * numerator) / denominator) > Math.floor((k * numerator) / denominator);
     k += 1;
-    return bricked ? bricks.mode : null;
+    return picked;
+  };
+}
+
+/**
+ * Where agents crash mid-update (scenario `ota.crashes`): a share of the executions, spread as
+ * bricks are; each at a kernel call drawn from the seed (a rollback only for a device whose health
+ * check fails, the only one that makes that call), before or after it, down for a seeded time.
+ */
+export function crashPlanner(crashes: ScenarioOta['crashes'], random: SeededRandom): (brick: BrickMode | null) => CrashPlan | null {
+  if (crashes === undefined) return () => null;
+  const select = ratioSelector(crashes.ratio, random);
+  return (brick) => {
+    if (!select()) return null;
+    const intents = brick === 'health_check_fails' ? (['stage', 'commit', 'rollback'] as const) : (['stage', 'commit'] as const);
+    return { intent: random.pick(intents), beforeCall: random.chance(1, 2), downMs: random.intBetween(crashes.downMsMin, crashes.downMsMax) };
   };
 }
 
@@ -127,21 +154,22 @@ export function brickSelector(bricks: ScenarioOta['bricks'], random: SeededRando
  */
 export function otaDeviceParts(setup: OtaSetup | undefined, deviceId: string, clock: Clock): {
   readonly kernelOptions: { artifacts?: MemoryStagingStore; installedVersion?: string };
-  attach(kernel: KernelBridge): void;
+  /** `kernel`: the bridge through the run's counting wrapper, which the runner calls; `rawKernel`: the bridge. */
+  attach(kernel: KernelBridge, rawKernel: KernelBridge): void;
 } {
   if (setup === undefined) return { kernelOptions: {}, attach: () => undefined };
   const staging = new MemoryStagingStore();
   return {
     kernelOptions: { artifacts: staging, installedVersion: simInstalledVersion },
-    attach: (kernel) => { setup.devices.set(deviceId, { kernel, clock, staging }); },
+    attach: (kernel, rawKernel) => { setup.devices.set(deviceId, { kernel, rawKernel, clock, staging }); },
   };
 }
 
 /** The device's update runner on the simulator's ports (device-updates.ts); its kernel must have been registered in setup.devices. */
 export function createUpdater(setup: OtaSetup, options: {
   deviceId: string; ota: ScenarioOta; time: VirtualTime; random: SeededRandom; commandSigner: ServiceSigner; provider: Ed25519Provider;
-  bricks: () => BrickMode | null; send: (report: MessageBody<'OTA_REPORT'>) => boolean;
-  trace: (kind: string, detail: string) => void; hold: (work: Promise<unknown>) => void;
+  bricks: () => BrickMode | null; targetsRoute: () => boolean; crashes: (brick: BrickMode | null) => CrashPlan | null; crashAgent: (downMs: number) => void;
+  send: (report: MessageBody<'OTA_REPORT'>) => boolean; trace: (kind: string, detail: string) => void; hold: (work: Promise<unknown>) => void;
 }): DeviceUpdates {
   const device = setup.devices.get(options.deviceId);
   if (device === undefined) throw new Error(`device ${options.deviceId} has no kernel registered for its updates`);
@@ -149,11 +177,30 @@ export function createUpdater(setup: OtaSetup, options: {
     deviceId: options.deviceId, app: () => setup.app(), time: options.time, cuts: setup.cuts, observer: setup.observer, trace: options.trace, hold: options.hold,
     rate: { bytesPerSecond: options.ota.device.downloadBytesPerSecond, chunkBytes: options.ota.device.downloadChunkBytes },
   });
-  return new DeviceUpdates({
+  const updater = new DeviceUpdates({
     deviceId: options.deviceId, ota: options.ota, time: options.time, clock: device.clock, random: options.random, kernel: device.kernel, staging: device.staging,
-    fetch, tufCrypto: setup.tufCrypto, commandSigner: options.commandSigner, provider: options.provider, bricks: options.bricks, send: options.send,
+    fetch, tufCrypto: setup.tufCrypto, commandSigner: options.commandSigner, provider: options.provider, bricks: options.bricks,
+    targetsRoute: options.targetsRoute, crashes: options.crashes, crashAgent: options.crashAgent, send: options.send,
     observer: setup.observer, trace: options.trace,
   });
+  setup.updaters.set(options.deviceId, updater);
+  return updater;
+}
+
+/** Each device's update as its journal ends the run, beside its kernel's status (read from the bridge itself). */
+export async function readDeviceEnds(setup: OtaSetup): Promise<DeviceEnd[]> {
+  const ends: DeviceEnd[] = [];
+  for (const [deviceId, updater] of setup.updaters) {
+    const entry = updater.current;
+    const kernel = setup.devices.get(deviceId)?.rawKernel;
+    if (entry === null || kernel === undefined) continue;
+    const status = await kernel.getStatus();
+    ends.push({
+      deviceId, executionId: entry.executionId, state: entry.state, intent: entry.intent, targetVersion: entry.approved?.version ?? null,
+      kernel: { currentVersion: status.currentVersion, stagedVersion: status.stagedVersion, watchdogArmed: status.watchdogArmed === true },
+    });
+  }
+  return ends;
 }
 
 /** The rollout as the stores hold it: its record, its executions and its status changes in the audit log. */
@@ -169,14 +216,20 @@ export async function readRolloutFacts(cp: ControlPlane, sql: SqlDatabase, rollo
 }
 
 /** The checkers the scenario's expectation names, and their violations. */
-export function checkOta(setup: OtaSetup, ota: ScenarioOta, rollout: RolloutFacts | undefined, fleetSize: number): { checked: OtaCheckerName[]; violations: OtaViolation[] } {
+export function checkOta(setup: OtaSetup, ota: ScenarioOta, rollout: RolloutFacts | undefined, fleetSize: number, ends: readonly DeviceEnd[]): { checked: OtaCheckerName[]; violations: OtaViolation[] } {
   const records = [...setup.observer.records.values()];
   const violations: OtaViolation[] = [];
   const downloads = checkDownloadsResumed(records, (ota.downloadCuts ?? []).length > 0);
+  // Every run holds the update path to these two; a scenario that plans crashes or URL-less notices must also show them happening.
+  const paths = [
+    ...checkTargetsRoute(records, (ota.targetsRoute?.ratio.numerator ?? 0) > 0),
+    ...checkCrashRecovered(records, ends, { crashesExpected: (ota.crashes?.ratio.numerator ?? 0) > 0, installedVersion: simInstalledVersion }),
+  ];
+  const always: OtaCheckerName[] = ['ota_download_resumed', 'ota_targets_route', 'ota_crash_recovered'];
   if (ota.expect === 'paused_in_first_wave') {
-    violations.push(...checkPausedInFirstWave(rollout), ...(rollout === undefined ? [] : checkFirstWaveOnly(rollout, records)), ...downloads);
-    return { checked: ['ota_first_wave_only', 'ota_paused_in_first_wave', 'ota_download_resumed'], violations };
+    violations.push(...checkPausedInFirstWave(rollout), ...(rollout === undefined ? [] : checkFirstWaveOnly(rollout, records)), ...downloads, ...paths);
+    return { checked: ['ota_first_wave_only', 'ota_paused_in_first_wave', ...always], violations };
   }
-  violations.push(...checkRolloutCompleted(rollout, fleetSize), ...downloads);
-  return { checked: ['ota_rollout_completed', 'ota_download_resumed'], violations };
+  violations.push(...checkRolloutCompleted(rollout, fleetSize), ...downloads, ...paths);
+  return { checked: ['ota_rollout_completed', ...always], violations };
 }

@@ -49,5 +49,12 @@ describe('sim OTA scenarios', () => {
     assert.equal(result.checkers.ota_rollout_completed, 'pass');
     assert.ok(result.counts.ota_download_cuts! > 0, 'some download was cut');
     assert.equal(result.counts.ota_succeeded, 10);
+    // A tenth of 10: one device on the TUF targets route, one agent crashed mid-update and recovered; none half applied.
+    assert.equal(result.checkers.ota_targets_route, 'pass');
+    assert.equal(result.checkers.ota_crash_recovered, 'pass');
+    assert.equal(result.counts.ota_targets_route, 1);
+    assert.equal(result.counts.ota_crashes, 1);
+    // The update's kernel calls go through the run's counting wrapper: at least STAGE, COMMIT and the health check's status read per device.
+    assert.ok(result.counts.ota_kernel_calls! >= 30, `ota kernel calls: ${result.counts.ota_kernel_calls}`);
   });
 });

@@ -57,7 +57,7 @@ describe('SimFetch: the devices\' OTA network on virtual time', () => {
   it('the artifact: one chunk per chunk time on virtual time; in a cut window the body breaks at its share and a new request finds no server', async () => {
     const time = new VirtualTime(0);
     const observer = new OtaObserver();
-    observer.taken('dev-1', { executionId: 'ex-1', wave: 0, brick: null, length: artifact.length });
+    observer.taken('dev-1', { executionId: 'ex-1', wave: 0, brick: null, length: artifact.length, targetsRoute: false });
     const fetch = make(time, [{ startMs: 2, endMs: 100, cutAtPercent: 50 }], observer);
     const response = await fetch.get(new URL('https://cp.sim.invalid/blob'), {}, new AbortController().signal);
     assert.equal(response.status, 200);

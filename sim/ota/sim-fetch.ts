@@ -50,8 +50,12 @@ export class SimFetch implements TufFetcher, ArtifactFetcher {
     this.#o = options;
   }
 
-  /** TUF metadata (and targets, were the notice to carry no artifact URL). */
+  /** TUF metadata, and the artifact on the TUF targets route when the notice carries no artifact URL (not cut: the cuts are the presigned path's). */
   async fetch(url: string, limits: { readonly bytesMax: number }, what: string): Promise<FetchOutcome> {
+    if (new URL(url).pathname.startsWith('/v1/tuf/targets/')) {
+      this.#o.observer.targetFetched(this.#o.deviceId);
+      this.#o.trace('ota.target_get', this.#o.deviceId);
+    }
     const answer = await this.#inject(new URL(url), {});
     if (answer === undefined) return { ok: false, error: new SdcError('TUF_DOWNLOAD_FAILED', `${what}: the control plane is down`) };
     if (answer.status !== 200) return { ok: false, status: answer.status, error: new SdcError('TUF_DOWNLOAD_FAILED', `${what}: HTTP ${answer.status}`, { status: answer.status }) };

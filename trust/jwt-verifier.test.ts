@@ -89,6 +89,58 @@ test('a token signed before a rotation verifies after it until its exp, then JWT
   assert.equal(await rejectionCode(verifier.verify(before)), 'JWT_EXPIRED');
 });
 
+/** Counts the signature checks jose makes (WebCrypto) while `run` runs. */
+async function countSignatureChecks(run: () => Promise<void>): Promise<number> {
+  const subtle = globalThis.crypto.subtle;
+  const original = subtle.verify;
+  let checks = 0;
+  subtle.verify = function (this: SubtleCrypto, ...args: Parameters<SubtleCrypto['verify']>) {
+    checks += 1;
+    return original.apply(this, args);
+  } as SubtleCrypto['verify'];
+  try {
+    await run();
+  } finally {
+    subtle.verify = original;
+  }
+  return checks;
+}
+
+test('a token sent again is answered from its first verification while its time claims are current (issue 17)', async () => {
+  // The key set stays fresh for the whole hour: a refreshed set's keys are new objects, under
+  // which a kept token is checked in full again (the withdrawn-key test below).
+  const { clock, authority, verifier } = await setup({ jwksMaxAgeMs: 2 * 60 * minuteMs });
+  const token = await authority.issue({ sub: 'alice', role: 'operator', ttlMs: 60 * minuteMs });
+  const other = await authority.issue({ sub: 'bob', role: 'viewer', ttlMs: 60 * minuteMs });
+  const checks = await countSignatureChecks(async () => {
+    for (let request = 0; request < 5; request += 1) assert.equal((await verifier.verify(token)).sub, 'alice');
+    assert.equal((await verifier.verify(other)).sub, 'bob');
+    clock.advance(60 * minuteMs - 1000);
+    assert.equal((await verifier.verify(token)).role, 'operator');
+  });
+  assert.equal(checks, 2, 'one signature check per distinct token');
+  // Past exp the kept answer is not used: the full check refuses it with its own code.
+  clock.advance(1000 + 30_000);
+  assert.equal(await rejectionCode(verifier.verify(token)), 'JWT_EXPIRED');
+  // A changed token is another string: checked in full, refused.
+  assert.equal(await rejectionCode(verifier.verify(reencoded(other, { payload: { role: 'admin' } }))), 'JWT_SIGNATURE_INVALID');
+});
+
+test('verifiedTokensMax bounds the kept tokens; 0 keeps none', async () => {
+  const none = await setup({ verifiedTokensMax: 0 });
+  const token = await none.authority.issue({ sub: 'alice', role: 'operator' });
+  assert.equal(await countSignatureChecks(async () => {
+    for (let request = 0; request < 3; request += 1) await none.verifier.verify(token);
+  }), 3);
+  const two = await setup({ verifiedTokensMax: 2 });
+  const tokens = await Promise.all(['a', 'b', 'c'].map((sub) => two.authority.issue({ sub, role: 'r' })));
+  assert.equal(await countSignatureChecks(async () => {
+    for (const each of tokens) await two.verifier.verify(each); // a is evicted by c
+    await two.verifier.verify(tokens[2]!);
+    await two.verifier.verify(tokens[0]!);
+  }), 4);
+});
+
 test('unknown kid: refused after exactly one JWKS refresh; a second unknown kid within the interval fetches nothing', async () => {
   const { clock, verifier, fetches } = await setup();
   const stranger = await setup({}, 'stranger');

@@ -102,6 +102,32 @@ function suite(target: SqlTarget): void {
       assert.deepEqual(await refusalsOf(huge.id), ['OTA_UPLOAD_TOO_LARGE']);
     });
 
+    it('a refused result whose recording is retried (the transition failed once) is audited once, not once per try', async () => {
+      const command = await create();
+      await store(command.id, sealedBytes(8));
+      const commands = h.cp.commands as { transition: typeof h.cp.commands.transition };
+      const transition = commands.transition.bind(h.cp.commands);
+      let failures = 1;
+      // The store fails the first transition after the check: the consumer retries the entry in place (stream-consumer.ts retryLimits).
+      commands.transition = async (...args) => {
+        if (args[0] === command.id && args[3]?.result !== undefined && failures > 0) {
+          failures -= 1;
+          throw new Error('the database went away');
+        }
+        return transition(...args);
+      };
+      // The retry pause is an unref'd timer: something must keep the event loop up meanwhile.
+      const keepAlive = setInterval(() => undefined, 50);
+      try {
+        assert.equal((await report(command, claim(command.id, sealedBytes(9)))).state, 'failed', 'recorded on the second try');
+      } finally {
+        clearInterval(keepAlive);
+        commands.transition = transition;
+      }
+      assert.equal(failures, 0, 'the first try failed');
+      assert.deepEqual(await refusalsOf(command.id), ['OTA_UPLOAD_DIGEST_MISMATCH']);
+    });
+
     it('the control plane keeps handling results after refusals (a later good one is recorded)', async () => {
       const command = await create();
       const bytes = sealedBytes(7);

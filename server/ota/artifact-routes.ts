@@ -31,6 +31,14 @@ import { checkStoredUpload, openEncryptedUpload, uploadKey, type ArtifactKey } f
  * against the device and command, and only then answers the plaintext; each download and each
  * refusal is audited.
  */
+
+/**
+ * How long a command's result refusal stays claimed (#auditResultRefusalOnce): the result's bus
+ * entry is retried for minutes at most (in place, then once idle), and a command lives far less
+ * than a day; one small key per refused result.
+ */
+const resultRefusalClaimTtlMs = 24 * 3_600_000;
+
 export const artifactOpcode = 'EXEC_COLLECT_ARTIFACT';
 
 export const artifactDefaults = Object.freeze({
@@ -254,9 +262,28 @@ export class ArtifactService {
     }
     if (refusal !== undefined) {
       this.#o.context.logger.warn({ commandId: command.id, deviceId: command.deviceId, code: refusal.code, reason: refusal.message }, 'artifact result refused: its upload does not match');
-      await this.#auditRefusal('artifact.result_refused', actors.device(command.deviceId), command.id, refusal.code);
+      await this.#auditResultRefusalOnce(command, refusal.code);
     }
     return refusal;
+  }
+
+  /**
+   * `artifact.result_refused`, once per command: the result's bus entry is handled again when the
+   * transition after this check fails (a store error: the consumer retries the entry), and the
+   * check then refuses it again. The first refusal claims a key; a claimed key means it was
+   * audited, or is being audited by the try in flight. An append that fails gives the key back,
+   * so the retry audits it.
+   */
+  async #auditResultRefusalOnce(command: { readonly id: string; readonly deviceId: string }, code: string): Promise<void> {
+    const { kv, audit, logger } = this.#o.context;
+    const key = `sdc:artifact:result-refused:${command.id}`;
+    if (!(await kv.set(key, code, { onlyIfAbsent: true, ttlMs: resultRefusalClaimTtlMs }))) return;
+    try {
+      await audit.append({ kind: 'artifact.result_refused', actor: actors.device(command.deviceId), subject: `artifact:${command.id}`, payload: { code } });
+    } catch (error) {
+      await kv.del(key).catch(() => undefined);
+      logger.warn({ err: error, artifactId: command.id }, 'artifact refusal not audited');
+    }
   }
 
   /**

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SdcError } from '../../core/errors/index.js';
 import type { FetchOutcome } from '../../core/tuf/updater.js';
-import { UpdateRunner } from '../../agent/ota/update-runner.js';
+import { UpdateRunner, type UpdateRunnerOptions } from '../../agent/ota/update-runner.js';
+import { VirtualTime } from '../../core/time/virtual-time.js';
 import { memoryUpdateJournal, type UpdateJournal } from '../../agent/ota/update-journal.js';
 import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { KernelServiceStatus } from '../../kernel/payloads.js';
@@ -56,7 +57,7 @@ describe('the agent update runner against a real image repository', () => {
   let tamper = false;
 
   before(async () => {
-    ({ h, service } = await openRolloutWorld(['ur-1', 'ur-2', 'ur-3', 'ur-4', 'ur-5'], { id: 'ur-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(50)) }));
+    ({ h, service } = await openRolloutWorld(['ur-1', 'ur-2', 'ur-3', 'ur-4', 'ur-5', 'ur-6'], { id: 'ur-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(50)) }));
   });
   after(async () => { await h.close(); await sqlJsTarget.cleanup(); });
 
@@ -72,13 +73,13 @@ describe('the agent update runner against a real image repository', () => {
     },
   };
 
-  const runnerFor = (deviceId: string, kernel: FakeKernel, journal: UpdateJournal, sent: Report[]) => new UpdateRunner({
+  const runnerFor = (deviceId: string, kernel: FakeKernel, journal: UpdateJournal, sent: Report[], extra: Partial<UpdateRunnerOptions> = {}) => new UpdateRunner({
     deviceId, platform: 'linux-x64', agentVersion: '0.1.0',
     resolveDirectorKey: (kid) => (kid === h.materials.commandSigner.kid ? h.materials.commandSigner.publicKey : undefined),
     kernel: kernel.bridge(), journal,
     source: { metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', fetcher, metadata: memoryStore(), targets: memoryStore(), targetsDir: '/nonexistent' },
     tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: h.clock, random: systemRandom,
-    send: (report) => { sent.push(report); return true; }, logger: { debug() {}, info() {}, warn() {}, error() {} },
+    send: (report) => { sent.push(report); return true; }, logger: { debug() {}, info() {}, warn() {}, error() {} }, ...extra,
   });
   const { noticeOf, deliver, startFor, stateOf } = singleDeviceRollouts(() => h, () => service, 'ur-rel');
 
@@ -159,6 +160,39 @@ describe('the agent update runner against a real image repository', () => {
     assert.deepEqual(kernel.calls, []);
     await deliver('ur-5', sent);
     assert.equal(await stateOf(view.id), 'failed');
+  });
+
+  it('reports lost on a session that stays up go again while the runner waits, at most resendsMax times, and the rollout goes on', async () => {
+    const time = new VirtualTime(0);
+    const sent: Report[] = [];
+    let lost = true;
+    // The frame leaves, the session stays up, and nothing arrives (no acknowledgement says so).
+    const dropping: Report[] = [];
+    const runner = runnerFor('ur-6', new FakeKernel(), memoryUpdateJournal(), dropping, {
+      send: (report) => { if (!lost) sent.push(report); return true; },
+      reportResend: { scheduler: time, intervalMs: 10_000, resendsMax: 3 },
+    });
+    const { view, notice } = await startFor('ur-6');
+    runner.onNotice(notice);
+    await runner.idle();
+    assert.equal(runner.current?.state, 'health_checking', 'waits for the nonce');
+    assert.equal(await stateOf(view.id), 'notified', 'the control plane heard nothing');
+    lost = false;
+    time.advance(9_999);
+    await runner.idle();
+    assert.deepEqual(sent, [], 'not before the interval');
+    time.advance(1);
+    await runner.idle();
+    assert.deepEqual(sent.map((r) => r.event), ['accept', 'precheck_pass', 'download_complete', 'stage', 'commit', 'reboot', 'rebooted'], 'every journaled report, in order');
+    await deliver('ur-6', sent);
+    assert.equal(await stateOf(view.id), 'health_checking');
+    runner.onNotice(await noticeOf('ur-6'));
+    await runner.idle();
+    await deliver('ur-6', sent);
+    assert.equal(await stateOf(view.id), 'succeeded');
+    // Ended: only the last report goes again, and the re-sends stop at resendsMax (one was spent above).
+    for (let i = 0; i < 5; i++) { time.advance(10_000); await runner.idle(); }
+    assert.deepEqual(sent.map((r) => r.event), ['version_report', 'version_report']);
   });
 
   it('a director document for another device is refused with OTA_DIRECTOR_WRONG_BINDING, and reported', async () => {

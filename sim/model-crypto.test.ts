@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SdcError } from '../core/errors/index.js';
-import { createModelEd25519Provider } from './model-crypto.js';
+import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
+import { createModelEd25519Provider, createModelSessionKeyCrypto } from './model-crypto.js';
 import { runSimulation } from './run.js';
 import { builtinScenarioPath, loadScenario } from './scenario.js';
 
@@ -36,6 +37,23 @@ describe('modelled crypto (simulator only)', () => {
     assert.equal(code(() => provider.sign(new Uint8Array(31), message)), 'CRYPTO_BAD_KEY');
     assert.equal(code(() => provider.verify(new Uint8Array(33), message, new Uint8Array(64))), 'CRYPTO_BAD_KEY');
     assert.equal(code(() => provider.verify(new Uint8Array(32), message, new Uint8Array(63))), 'CRYPTO_BAD_SIGNATURE_ENCODING');
+  });
+
+  it('modelled key agreement: both sides agree, another key does not, sizes and refusals as node:crypto X25519', () => {
+    const model = createModelSessionKeyCrypto();
+    const real = createNodeSessionKeyCrypto();
+    const [agentSecret, gatewaySecret, otherSecret] = [seedA, seedB, new Uint8Array(32).fill(9)];
+    const [agentPublic, gatewayPublic] = [model.x25519PublicKey(agentSecret), model.x25519PublicKey(gatewaySecret)];
+    assert.equal(agentPublic.length, real.x25519PublicKey(agentSecret).length);
+    const agentSide = model.x25519SharedSecret(agentSecret, gatewayPublic);
+    assert.deepEqual(agentSide, model.x25519SharedSecret(gatewaySecret, agentPublic));
+    assert.equal(agentSide.length, 32);
+    assert.notDeepEqual(model.x25519SharedSecret(otherSecret, gatewayPublic), agentSide);
+    const code = (fn: () => unknown) => { try { fn(); return 'none'; } catch (error) { return SdcError.is(error) ? error.code : 'other'; } };
+    for (const crypto of [model, real]) {
+      assert.equal(code(() => crypto.x25519PublicKey(new Uint8Array(31))), 'CRYPTO_BAD_KEY');
+      assert.equal(code(() => crypto.x25519SharedSecret(agentSecret, new Uint8Array(33))), 'CRYPTO_BAD_KEY');
+    }
   });
 
   it('a run has the same trace hash with real and with modelled crypto', async () => {

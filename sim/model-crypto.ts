@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { ensureBytes } from '../core/crypto/bytes.js';
 import { ed25519PublicKeyBytes, ed25519SeedBytes, ed25519SignatureBytes } from '../core/crypto/ed25519-sizes.js';
-import type { Ed25519Provider } from '../core/ports/ports.js';
+import { sessionCryptoChecks as checks } from '../core/crypto/session-crypto-checks.js';
+import type { Ed25519Provider, SessionKeyCrypto } from '../core/ports/ports.js';
+import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
 
 /**
  * Modelled signatures for the simulator (`--crypto model`): the Ed25519 port with the sizes and
@@ -63,3 +65,44 @@ export function createModelEd25519Provider(): Ed25519Provider {
     },
   };
 }
+
+const x25519PublicTag = Buffer.from('sdc-sim-model-x25519-public-key\0');
+const x25519SharedTag = Buffer.from('sdc-sim-model-x25519-shared-secret\0');
+
+function x25519PublicOf(secretKey: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(x25519PublicTag).update(secretKey).digest());
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length && i < b.length; i += 1) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+/**
+ * Modelled session-key agreement for `--crypto model`, beside the modelled signatures: the
+ * session's X25519 (an import of each ephemeral key and an agreement per side, about 9 % of a
+ * modelled run's start-up, issue 17) without the curve arithmetic; HKDF and the MAC stay
+ * node:crypto's. publicKey = SHA-256(tag || secret); shared = SHA-256(tag || lower public key ||
+ * higher public key), which both sides compute (each knows its own public key), so a session
+ * agrees on its keys and every MAC checks as with X25519. Same sizes and refusals (the shared
+ * checks), so frames, and the trace hash of a seed, are the same with either. No secrecy: the
+ * shared secret follows from the public keys. Never use it outside the simulator.
+ */
+export function createModelSessionKeyCrypto(): SessionKeyCrypto {
+  const node = createNodeSessionKeyCrypto();
+  return {
+    name: 'model (simulator only)',
+    x25519PublicKey(secretKey) {
+      return x25519PublicOf(checks.secretKey(secretKey));
+    },
+    x25519SharedSecret(secretKey, peerPublicKey) {
+      const own = x25519PublicOf(checks.secretKey(secretKey));
+      checks.publicKey(peerPublicKey);
+      const [low, high] = compareBytes(own, peerPublicKey) <= 0 ? [own, peerPublicKey] : [peerPublicKey, own];
+      return checks.sharedSecret(new Uint8Array(createHash('sha256').update(x25519SharedTag).update(low).update(high).digest()));
+    },
+    hkdfSha256: (input) => node.hkdfSha256(input),
+    hmacSha256: (key, message) => node.hmacSha256(key, message),
+  };
+}
+

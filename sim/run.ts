@@ -13,7 +13,7 @@ import { createNodeEd25519Provider, defaultKeyCacheEntriesMax } from '../runtime
 import { initDeployment, serviceKid, type DeploymentMaterials, type ServiceSigner } from '../server/materials/materials.js';
 import { createGatewayCore, type GatewayCore } from '../server/gateway/gateway-core.js';
 import { commandNotExecutedStates, commandStates, commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
-import type { Clock, Ed25519Provider } from '../core/ports/ports.js';
+import type { Clock, Ed25519Provider, SessionKeyCrypto } from '../core/ports/ports.js';
 import type { MessageBody } from '../core/protocol/messages/catalog.js';
 import { systemClock, systemRandom } from '../runtime/system.js';
 import { VirtualTime } from '../core/time/virtual-time.js';
@@ -37,7 +37,7 @@ import { commandMeanGapMs, fullTierAgentsMax, opcodePicker, type Scenario } from
 import { SimAgent, type SimAgentWorld } from './sim-agent.js';
 import { Trace } from './trace.js';
 import { observedKernel } from './observed-agent-parts.js';
-import { createModelEd25519Provider } from './model-crypto.js';
+import { createModelEd25519Provider, createModelSessionKeyCrypto } from './model-crypto.js';
 import { drainMicrotasks } from './drain.js';
 import { brickSelector, checkOta, crashPlanner, createUpdater, disposeOta, otaDeviceParts, prepareOta, publishAndStart, ratioSelector, readDeviceEnds, readRolloutFacts, type OtaSetup } from './ota/ota-run.js';
 import { simControlPlaneUrl, type DeviceUpdates } from './ota/device-updates.js';
@@ -221,6 +221,8 @@ interface Run {
   readonly reproduce: string;
   readonly rng: RunRandoms;
   readonly provider: Ed25519Provider;
+  /** The session MAC's key agreement: modelled with modelled signatures, node:crypto's X25519 (undefined) with real ones. */
+  readonly sessionCrypto: SessionKeyCrypto | undefined;
   readonly time: VirtualTime;
   readonly trace: Trace;
   readonly counts: Record<string, number>;
@@ -331,6 +333,7 @@ function planRun(options: RunOptions): Run {
   return {
     options, scenario, seed, agentCount, safetyMs, safetyEndMs: simStartMs + safetyMs, reproduce, rng, time, trace, counts,
     provider: options.crypto === 'model' ? createModelEd25519Provider() : realProviderFor(agentCount),
+    sessionCrypto: options.crypto === 'model' ? createModelSessionKeyCrypto() : undefined,
     refusalsByCode: {}, violations: [], otaViolations: [], realWork: new Set(), wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
   };
 }
@@ -527,6 +530,7 @@ async function startGateways(run: Run, stores: Stores, materials: DeploymentMate
   const start = async (gatewayId: string): Promise<void> => {
     const gateway = createGatewayCore({
       gatewayId, signer: { kid: materials.gatewaySigner.kid, seed: materials.gatewaySigner.seed }, provider: run.provider,
+      ...(run.sessionCrypto === undefined ? {} : { sessionCrypto: run.sessionCrypto }),
       stores: { bus: stores.bus, kv: stores.kvFor() }, clock: time, random: run.rng.gateways.fork(), scheduler: time, commandKeys,
       heartbeatIntervalMs: scenario.heartbeatIntervalMs, connectionsMax: Math.max(10_000, agentCount + 100),
       pendingDeliveriesMax: Math.max(10_000, agentCount * 4),
@@ -582,6 +586,7 @@ function agentWorld(run: Run, parts: { gateways: Gateways; network: SimNetwork; 
   const { gateways, checkers, materials } = parts;
   return {
     time, network: parts.network, provider: run.provider, gatewayIds: gateways.ids,
+    ...(run.sessionCrypto === undefined ? {} : { sessionCrypto: run.sessionCrypto }),
     gateway: (id) => gateways.byId.get(id),
     resolveGatewayKey: (kid) => (kid === materials.gatewaySigner.kid ? materials.gatewaySigner.publicKey : undefined),
     resolveCommandKey: (kid) => gateways.commandKeys.get(kid),

@@ -3,7 +3,7 @@ import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
 import type { KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { createSyntheticMetricsSource } from '../agent/telemetry/synthetic-metrics.js';
 import type { GatewayCore } from '../server/gateway/gateway-core.js';
-import type { Clock, Ed25519Provider, TimerHandle } from '../core/ports/ports.js';
+import type { Clock, Ed25519Provider, SessionKeyCrypto, TimerHandle } from '../core/ports/ports.js';
 import { deviceKid } from '../core/protocol/session/gateway-connection.js';
 import type { VirtualTime } from '../core/time/virtual-time.js';
 import type { SimNetwork, SimLink } from '../chaos/network.js';
@@ -18,6 +18,8 @@ export interface SimAgentWorld {
   readonly time: VirtualTime;
   readonly network: SimNetwork;
   readonly provider: Ed25519Provider;
+  /** The session MAC's key agreement; node:crypto's X25519 when absent (sim/model-crypto.ts has the modelled one). */
+  readonly sessionCrypto?: SessionKeyCrypto;
   readonly gatewayIds: readonly string[];
   gateway(gatewayId: string): GatewayCore | undefined;
   resolveGatewayKey(kid: string): Uint8Array | undefined;
@@ -106,7 +108,7 @@ export class SimAgent {
       // node:crypto's SHA-256 for the TELEMETRY chain, as the real agent runtime passes (same digests, a fraction of the pure-JS cost).
       sha256: nodeSha256,
       // The session MAC as the real agent offers it; X25519 keys from the seeded source, so a seed keeps one trace.
-      sessionCrypto: simSessionCrypto,
+      sessionCrypto: world.sessionCrypto ?? simSessionCrypto,
       telemetrySource: createSyntheticMetricsSource({ random: this.#o.random }),
       telemetryIntervalMs: world.telemetryIntervalMs,
       agentVersion: 'sim/1',

@@ -77,4 +77,10 @@ export async function minio(): Promise<BlobFixture> {
   return { store: new S3BlobStore(endpoint), endpoint, lacks: {}, async close() { client.destroy(); } };
 }
 
-export const blobFixtures = [['embedded', embedded], ['s3 (s3rver)', s3]] as const;
+/**
+ * The adapters every blob store suite runs on: the embedded store and s3rver always, and a real S3
+ * service too when MINIO_URL is set (not run on this project's machine, which has no MinIO).
+ */
+export const blobFixtures: ReadonlyArray<readonly [string, () => Promise<BlobFixture>]> = [
+  ['embedded', embedded], ['s3 (s3rver)', s3], ...(minioUrl() === undefined ? [] : [['s3 (MinIO, MINIO_URL)', minio] as const]),
+];

@@ -16,8 +16,12 @@ const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('he
 
 interface Seen { readonly range: string | undefined; readonly ifRange: string | undefined }
 
-/** Serves `bytes` with a strong ETag; the first body is cut after `cutAfter` bytes (delivered in 1 KiB chunks, one per virtual ms). */
-function memoryServer(time: VirtualTime, bytes: Uint8Array, cutAfter: number): ArtifactFetcher & { seen: Seen[] } {
+/**
+ * Serves `bytes` with a strong ETag; the first body (every body with `cutEvery`) is cut after
+ * `cutAfter` bytes (delivered in 1 KiB chunks, one per virtual ms). `ignoreRange`: every answer is
+ * a 200 from byte 0, as a server without Range support gives.
+ */
+function memoryServer(time: VirtualTime, bytes: Uint8Array, cutAfter: number, behaviour: { cutEvery?: boolean; ignoreRange?: boolean } = {}): ArtifactFetcher & { seen: Seen[] } {
   const seen: Seen[] = [];
   const etag = `"${sha(bytes)}"`;
   return {
@@ -25,10 +29,10 @@ function memoryServer(time: VirtualTime, bytes: Uint8Array, cutAfter: number): A
     async get(_url, headers) {
       seen.push({ range: headers['range'], ifRange: headers['if-range'] });
       const match = /^bytes=(\d+)-$/.exec(headers['range'] ?? '');
-      const ranged = match !== null && headers['if-range'] === etag;
+      const ranged = match !== null && headers['if-range'] === etag && behaviour.ignoreRange !== true;
       const first = ranged ? Number(match![1]) : 0;
       const body = bytes.subarray(first);
-      const cutAt = seen.length === 1 ? cutAfter : Number.POSITIVE_INFINITY;
+      const cutAt = seen.length === 1 || behaviour.cutEvery === true ? cutAfter : Number.POSITIVE_INFINITY;
       let delivered = 0;
       let ended: Error | undefined;
       const response: ArtifactResponse = {
@@ -70,7 +74,7 @@ test('a download cut half way resumes from its offset through the ports: Range a
   const server = memoryServer(time, artifact, 5_120);
   const result = await onVirtualTime(time, downloadResumable({
     url: 'https://cp.test/v1/blobs/a.bin', destination: '/targets/a.bin', expected: { length: artifact.length, sha256: sha(artifact) },
-    limits: { idleTimeoutMs: 5_000, totalTimeoutMs: 60_000, attemptsMax: 3 }, scheduler: time, clock: time, retryDelayMs: 10, fetcher: server, staging,
+    limits: { idleTimeoutMs: 5_000, totalTimeoutMs: 60_000, attemptsWithoutProgressMax: 3 }, scheduler: time, clock: time, retryDelayMs: 10, fetcher: server, staging,
   }));
   assert.deepEqual(result.startOffsets, [0, 5_120]);
   assert.deepEqual(server.seen, [{ range: undefined, ifRange: undefined }, { range: 'bytes=5120-', ifRange: `"${sha(artifact)}"` }]);
@@ -79,13 +83,41 @@ test('a download cut half way resumes from its offset through the ports: Range a
   assert.equal(await staging.readText('/targets/a.bin.part.json'), undefined, 'its state file is gone');
 });
 
+// Found by issue 11's OTA-cut scenario: every attempt counted against the limit and each wait
+// doubled, so a link that cuts every connection after a few KB could never deliver an artifact of
+// more than about attemptsMax cuts' worth, and later pieces waited seconds each.
+test('a link that cuts every connection delivers the whole artifact: only attempts without new bytes count, and progress resets the wait', async () => {
+  const time = new VirtualTime(1_000_000);
+  const startMs = time.nowMs();
+  const server = memoryServer(time, artifact, 1_000, { cutEvery: true });
+  const staging = new MemoryStagingStore();
+  const result = await onVirtualTime(time, downloadResumable({
+    url: 'https://cp.test/v1/blobs/a.bin', destination: '/targets/a.bin', expected: { length: artifact.length, sha256: sha(artifact) },
+    limits: { idleTimeoutMs: 5_000, totalTimeoutMs: 60_000, attemptsWithoutProgressMax: 2 }, scheduler: time, clock: time, retryDelayMs: 10, fetcher: server, staging,
+  }));
+  assert.deepEqual(result.startOffsets, [0, 1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 7_000, 8_000, 9_000], 'ten attempts with a limit of two without progress');
+  assert.equal(sha(staging.read('/targets/a.bin')!), sha(artifact));
+  // Nine waits of 10 ms and a few ms of transfer each; doubling waits would be 10 + 20 + ... + 2,560 = 5,110 ms.
+  assert.ok(time.nowMs() - startMs < 200, `${time.nowMs() - startMs} virtual ms`);
+});
+
+test('a server that restarts every answer from byte 0 and cuts it again is not progress: refused after attemptsWithoutProgressMax', async () => {
+  const time = new VirtualTime(1_000_000);
+  const server = memoryServer(time, artifact, 1_000, { cutEvery: true, ignoreRange: true });
+  await assert.rejects(onVirtualTime(time, downloadResumable({
+    url: 'https://cp.test/v1/blobs/a.bin', destination: '/targets/a.bin', expected: { length: artifact.length, sha256: sha(artifact) },
+    limits: { idleTimeoutMs: 5_000, totalTimeoutMs: 60_000, attemptsWithoutProgressMax: 3 }, scheduler: time, clock: time, retryDelayMs: 10, fetcher: server, staging: new MemoryStagingStore(),
+  })), (error: unknown) => error instanceof SdcError);
+  assert.equal(server.seen.length, 4, 'the first attempt brought 1,000 bytes; three more brought none beyond them');
+});
+
 test('bytes that do not match the signed digest are refused and nothing is kept', async () => {
   const time = new VirtualTime(1_000_000);
   const staging = new MemoryStagingStore();
   const other = artifact.map((byte) => byte ^ 1);
   await assert.rejects(onVirtualTime(time, downloadResumable({
     url: 'https://cp.test/a.bin', destination: '/t/a.bin', expected: { length: artifact.length, sha256: sha(artifact) },
-    limits: { idleTimeoutMs: 5_000, totalTimeoutMs: 60_000, attemptsMax: 3 }, scheduler: time, clock: time, retryDelayMs: 10, fetcher: memoryServer(time, other, Infinity), staging,
+    limits: { idleTimeoutMs: 5_000, totalTimeoutMs: 60_000, attemptsWithoutProgressMax: 3 }, scheduler: time, clock: time, retryDelayMs: 10, fetcher: memoryServer(time, other, Infinity), staging,
   })), (error: unknown) => SdcError.is(error, 'OTA_DOWNLOAD_DIGEST_MISMATCH'));
   assert.equal(staging.read('/t/a.bin'), undefined);
   assert.equal(staging.bytesHeld, 0);

@@ -17,7 +17,14 @@ import { createNodeArtifactFetcher, nodeStagingStore } from './node-download-ada
  * - 200 means the server sends the whole object (it ignored the range, or If-Range saw a changed
  *   object): start again from zero, so a changed object is never spliced onto the old bytes.
  * - 416 means the partial no longer fits the object: drop it and start again from zero.
- * A cut connection or a stall (idle limit) keeps the partial and tries again, up to `attemptsMax`.
+ * A cut connection or a stall (idle limit) keeps the partial and tries again. Only attempts that
+ * brought no new bytes count against `attemptsWithoutProgressMax`, and one that did resets the
+ * wait: a link that cuts every connection after a few KB (a proxy's limit_data, a flaky mobile
+ * network) still delivers an artifact of any size, at its pace, within `totalTimeoutMs`. Counting
+ * every attempt (as before) made an artifact over about 20 cuts' worth impossible on such a link,
+ * and the doubling wait made each later piece slower (issue 11's OTA-cut scenario found it). New
+ * bytes means past the furthest point any earlier attempt reached, so a server that restarts
+ * every answer from zero (200) and cuts it again is not progress.
  * Never more than L bytes are written (OTA_DOWNLOAD_TOO_LARGE on the first byte beyond: an endless
  * response costs nothing — the failure mender #1632 describes), and the whole download has a total
  * deadline. At the end, length and SHA-256 are checked (OTA_DOWNLOAD_DIGEST_MISMATCH, partial dropped).
@@ -31,12 +38,12 @@ export interface ResumableDownloadOptions {
   readonly limits: {
     readonly idleTimeoutMs: number;
     readonly totalTimeoutMs: number;
-    /** Requests in all, the first included. */
-    readonly attemptsMax: number;
+    /** Requests in a row that brought no new bytes (the first included); one that did starts the count again. */
+    readonly attemptsWithoutProgressMax: number;
   };
   readonly scheduler: Scheduler;
   readonly clock: Clock;
-  /** Wait before the next attempt after a cut (doubles each time, at most 30 s). */
+  /** Wait before the next attempt after a cut (doubles after each attempt without progress, at most 30 s; back to this after progress). */
   readonly retryDelayMs?: number;
   /** For the default fetcher (HTTPS with the pinned CA); ignored when `fetcher` is given. */
   readonly caPem?: string;
@@ -84,8 +91,12 @@ export async function downloadResumable(options: ResumableDownloadOptions): Prom
   let state = await readState(io.staging, statePath, options.expected.length, expectedSha);
   if (state === undefined) await dropPartial(io.staging, part, statePath);
   let lastError: SdcError | undefined;
-  let delayMs = options.retryDelayMs ?? 500;
-  for (let attempt = 1; attempt <= options.limits.attemptsMax; attempt += 1) {
+  const firstDelayMs = options.retryDelayMs ?? 500;
+  let delayMs = firstDelayMs;
+  /** The furthest the partial has reached in this call: progress is passing it. */
+  let furthestBytes = state === undefined ? 0 : await io.staging.size(part);
+  let withoutProgress = 0;
+  for (;;) {
     if (options.signal?.aborted) throw new SdcError('OTA_DOWNLOAD_FAILED', 'the download was cancelled; the partial file is kept');
     let offset = state === undefined ? 0 : await io.staging.size(part);
     // Without an ETag a resumed range could splice two versions: only resume what If-Range can guard.
@@ -103,14 +114,21 @@ export async function downloadResumable(options: ResumableDownloadOptions): Prom
     }
     lastError = end.error;
     state = await readState(io.staging, statePath, options.expected.length, expectedSha);
-    if (attempt < options.limits.attemptsMax) {
-      await sleep(options.scheduler, Math.min(delayMs, Math.max(0, deadlineMs - options.clock.nowMs())));
-      delayMs = Math.min(delayMs * 2, 30_000);
-      if (options.clock.nowMs() >= deadlineMs) throw new SdcError('OTA_DOWNLOAD_TIMEOUT', `the download did not finish within ${options.limits.totalTimeoutMs} ms`, { limitMs: options.limits.totalTimeoutMs });
+    const reachedBytes = state === undefined ? 0 : await io.staging.size(part);
+    if (reachedBytes > furthestBytes) {
+      furthestBytes = reachedBytes;
+      withoutProgress = 0;
+      delayMs = firstDelayMs;
+    } else {
+      withoutProgress += 1;
+      if (withoutProgress >= options.limits.attemptsWithoutProgressMax) break;
     }
+    await sleep(options.scheduler, Math.min(delayMs, Math.max(0, deadlineMs - options.clock.nowMs())));
+    if (withoutProgress > 0) delayMs = Math.min(delayMs * 2, 30_000);
+    if (options.clock.nowMs() >= deadlineMs) throw new SdcError('OTA_DOWNLOAD_TIMEOUT', `the download did not finish within ${options.limits.totalTimeoutMs} ms`, { limitMs: options.limits.totalTimeoutMs });
   }
   if (state === undefined || (await io.staging.size(part)) !== options.expected.length) {
-    throw lastError ?? new SdcError('OTA_DOWNLOAD_FAILED', `the download did not complete in ${options.limits.attemptsMax} attempts`);
+    throw lastError ?? new SdcError('OTA_DOWNLOAD_FAILED', `the download brought no new bytes in ${options.limits.attemptsWithoutProgressMax} attempts in a row`);
   }
   const sha256 = await hashFile(io.staging, part);
   if (sha256 !== expectedSha) {

@@ -53,7 +53,7 @@ export interface UpdateSource {
 
 export const updateDownloadDefaults = {
   /** Per download: 30 s without a byte is a stall (retried from where it stopped), an hour in all, twenty requests. */
-  limits: { idleTimeoutMs: 30_000, totalTimeoutMs: 60 * 60_000, attemptsMax: 20 },
+  limits: { idleTimeoutMs: 30_000, totalTimeoutMs: 60 * 60_000, attemptsWithoutProgressMax: 20 },
   /** New artifact URLs asked for in one execution (a refused URL: expired, or signed for a moment ago); then the download fails. */
   urlRenewalsMax: 8,
   /** A URL this close to its expiry (by the device's clock) is not worth a request: it could die before the first byte. */

@@ -156,7 +156,7 @@ export class DeviceUpdates {
         metadata: memoryTufStore(), targets: this.#o.staging.tufView(targetsDir), targetsDir, staging: this.#o.staging,
         download: {
           scheduler: time, fetcher: { get: (url, headers, signal) => (alive() ? fetch.get(url, headers, signal) : never()) }, retryDelayMs: ota.device.retryDelayMs,
-          limits: { idleTimeoutMs: 30_000, totalTimeoutMs: ota.executionTimeoutMs, attemptsMax: ota.device.attemptsMax },
+          limits: { idleTimeoutMs: 30_000, totalTimeoutMs: ota.executionTimeoutMs, attemptsWithoutProgressMax: ota.device.attemptsMax },
         },
       },
       tufCrypto: this.#o.tufCrypto, ed25519: this.#o.provider, clock: this.#o.clock, random: this.#o.random,

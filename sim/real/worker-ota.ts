@@ -37,7 +37,7 @@ const runnerAgentVersion = '0.1.0';
  * cuts each download five times or more, and 0.5 + 1 + 2 + 4 + 8 s would outlast its commands.
  */
 const retryDelayMs = 20;
-/** Requests and stages kept per device (a download has at most 20 attempts per URL, 8 URLs). */
+/** Requests and stages kept per device (bounds on what is reported; a download may take more requests while each brings new bytes). */
 const requestsKeptMax = 200;
 const stagesKeptMax = 8;
 /** The mock kernel reads no artifact larger than this (the chaos run's is a few hundred KB). */

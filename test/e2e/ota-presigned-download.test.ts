@@ -140,7 +140,7 @@ describe('the agent downloads its artifact by presigned URL, resumes it, and ask
     kernel: recordingKernel(calls), journal: memoryUpdateJournal(),
     source: {
       metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', fetcher, metadata: memoryStore(), targets: memoryStore(),
-      targetsDir: join(targetsDir, deviceId), download: { scheduler: systemScheduler, retryDelayMs: 1, limits: { idleTimeoutMs: 10_000, totalTimeoutMs: 120_000, attemptsMax: 5 } },
+      targetsDir: join(targetsDir, deviceId), download: { scheduler: systemScheduler, retryDelayMs: 1, limits: { idleTimeoutMs: 10_000, totalTimeoutMs: 120_000, attemptsWithoutProgressMax: 5 } },
     },
     tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: h.clock, random: systemRandom,
     send: (report) => { sent.push(report); return true; },
@@ -285,7 +285,7 @@ describe('with the blob store in S3 (s3rver), the release artifact is uploaded t
             return answer.statusCode === 200 ? { ok: true, bytes: new Uint8Array(answer.rawPayload) } : { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', url) };
           },
         },
-        targetsDir, download: { scheduler: systemScheduler, retryDelayMs: 1, limits: { idleTimeoutMs: 10_000, totalTimeoutMs: 120_000, attemptsMax: 5 } },
+        targetsDir, download: { scheduler: systemScheduler, retryDelayMs: 1, limits: { idleTimeoutMs: 10_000, totalTimeoutMs: 120_000, attemptsWithoutProgressMax: 5 } },
       },
       tufCrypto: createNodeTufCrypto(), ed25519: createNodeEd25519Provider(), clock: h.clock, random: systemRandom, send: () => true,
       logger: { debug() {}, info(_fields, message) { logs.push(message); }, warn(_fields, message) { logs.push(message); }, error(_fields, message) { logs.push(message); } },

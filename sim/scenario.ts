@@ -63,6 +63,7 @@ const Ota = Type.Object({
     downloadBytesPerSecond: Type.Integer({ minimum: 1 }),
     downloadChunkBytes: Type.Integer({ minimum: 1 }),
     retryDelayMs: Type.Integer({ minimum: 1, maximum: 600_000 }),
+    /** Download attempts in a row that bring no new bytes before the device gives up (the downloader's attemptsWithoutProgressMax). */
     attemptsMax: Type.Integer({ minimum: 1, maximum: 1_000 }),
   }, { additionalProperties: false }),
   downloadCuts: Type.Optional(Type.Array(Type.Object({

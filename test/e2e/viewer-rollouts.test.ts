@@ -41,6 +41,10 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
   const admin = { name: 'rollout-admin', password: 'correct horse battery staple' };
   const releaseId = 'console-rollout-2-0-0';
   let rolloutId = '';
+  // The first device's post-commit health check waits for the test, so the page is sure to show it
+  // before it succeeded (its update took less time than the page's login once, and the order flipped).
+  let releaseFirstHealthCheck = (): void => undefined;
+  const firstHealthCheck = new Promise<void>((resolve) => { releaseFirstHealthCheck = resolve; });
 
   before(async () => {
     viewerDir = join(await mkdtemp(join(tmpdir(), 'sdc-viewer-rollouts-')), 'viewer');
@@ -60,7 +64,10 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
       system.agents.set(deviceId, await runAgent({
         dir, serverUrl: system.apiUrl, deviceId, pairingToken: token, caPem: system.materials.rootCaPem, kernel: 'mock', telemetryIntervalMs: 1_000,
         clock: systemClock, random: systemRandom, scheduler: systemScheduler,
-        ota: { platform: 'linux-x64', mockInstalledVersion: '1.0.0', healthProbe: async () => true },
+        ota: {
+          platform: 'linux-x64', mockInstalledVersion: '1.0.0',
+          healthProbe: deviceId === devices[0] ? async () => { await firstHealthCheck; return true; } : async () => true,
+        },
       }));
     }
     await waitOnline(system, devices);
@@ -81,6 +88,7 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
   });
 
   after(async () => {
+    releaseFirstHealthCheck();
     await browser?.close();
     if (browserHome !== undefined) await rm(browserHome, { recursive: true, force: true });
     await system?.stop();
@@ -119,6 +127,7 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
     assert.match(await waves.nth(0).textContent() ?? '', /1 \(current\)/);
     const firstSeen = await deviceState(devices[0]!).textContent();
     await shot('rollout-wave-1-started');
+    releaseFirstHealthCheck();
     // The page reads the rollout again on its own while it runs: the device's state moves on screen.
     await deviceState(devices[0]!).filter({ hasText: /^succeeded$/ }).waitFor();
     assert.notEqual(firstSeen, 'succeeded', 'seen before it succeeded, then moving to it');

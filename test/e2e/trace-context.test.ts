@@ -110,7 +110,8 @@ for (const target of storeTargets()) {
       // The device signed the trace into its result, which the audit holds verbatim.
       const detail = await system.api<{ result_frame: { body: { traceparent?: string } } }>('GET', `/v1/commands/${commandId}`);
       assert.equal(parseTraceparent(detail.result_frame.body.traceparent)?.traceId, traceId);
-      const resultEntry = await auditEntry(system, 'command.result', `command:${commandId}`);
+      // The result's audit entry is chained from the outbox after the state change, so it may come a moment after the terminal state.
+      const resultEntry = await eventually('the result\'s audit entry chained', () => auditEntry(system, 'command.result', `command:${commandId}`));
       assert.ok(resultEntry?.payload.frame?.includes(traceId), 'the audited result frame names the trace id');
 
       const lines = await eventually('every step of the command logged', () => {

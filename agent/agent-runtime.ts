@@ -1,7 +1,7 @@
-import { existsSync, mkdirSync, openSync, closeSync, fstatSync, readSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
-import { join, resolve, sep } from 'node:path';
+import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { SdcError } from '../core/errors/index.js';
 import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
@@ -9,7 +9,7 @@ import { nodeSha256 } from '../runtime/sha256-node.js';
 import type { Clock, RandomSource, Scheduler } from '../core/ports/ports.js';
 import { deviceKid } from '../core/protocol/session/gateway-connection.js';
 import { provisionKernelKeys, readKeyFile } from '../kernel/keys.js';
-import { MockIoctlDevice, type ArtifactSource } from '../kernel/mock/mock-kernel.js';
+import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
 import { sampleProcesses } from '../kernel/mock/mock-target.js';
 import { nativeArtifacts } from '../kernel/native/build.js';
 import { NativeIoctlDevice } from '../kernel/native/native-device.js';
@@ -25,10 +25,14 @@ import { createHostMetricsSource } from './telemetry/host-metrics.js';
 import { UpdateRunner, updateRunnerDefaults } from './ota/update-runner.js';
 import { createArtifactCollector, fileTailLogs, simulatedScreenshot } from './ota/artifact-collector.js';
 import { fileUpdateJournal } from './ota/update-journal.js';
+import { filesUnder } from './ota/file-artifact-source.js';
 import { directoryStore } from './tuf/driver.js';
 import { createHttpFetcher } from './tuf/http-fetcher.js';
 import { createNodeTufCrypto } from '../runtime/tuf-crypto-node.js';
 import { startWsAgentDriver, type WsAgentDriver } from './ws-transport.js';
+
+/** The largest artifact the mock kernel reads from the agent's directory. */
+const agentArtifactBytesMax = 64 * 1024 * 1024;
 
 export type KernelChoice = 'mock' | 'native' | 'auto';
 export const agentVersion = 'sdc-agent/0.1.0';
@@ -199,7 +203,7 @@ export function openKernel(options: { choice: KernelChoice; dir: string; clock: 
     // and reads staged artifacts from the agent's directory as the real service would.
     device = new MockIoctlDevice({
       ed25519, serviceSeed: readKeyFile(keys.serviceSeedPath), agentPublicKey: readKeyFile(keys.agentPublicKeyPath), clock: options.clock,
-      lockScreenSupported: true, processes: () => sampleProcesses, artifacts: fileArtifactSource(options.dir),
+      lockScreenSupported: true, processes: () => sampleProcesses, artifacts: filesUnder(resolve(options.dir, '..'), agentArtifactBytesMax),
       ...(options.mockInstalledVersion === undefined ? {} : { installedVersion: options.mockInstalledVersion }),
     });
   }
@@ -210,25 +214,3 @@ export function openKernel(options: { choice: KernelChoice; dir: string; clock: 
   });
 }
 
-/** Artifact bytes from files under the agent's directory, bounded in size; anything else reads as absent. */
-function fileArtifactSource(rootDir: string, artifactBytesMax = 64 * 1024 * 1024): ArtifactSource {
-  const root = resolve(rootDir, '..') + sep;
-  return {
-    read(path) {
-      if (!resolve(path).startsWith(root)) return undefined;
-      let fd: number | undefined;
-      try {
-        fd = openSync(path, 'r');
-        const size = fstatSync(fd).size;
-        if (size > artifactBytesMax) return undefined;
-        const bytes = new Uint8Array(size);
-        readSync(fd, bytes, 0, size, 0);
-        return bytes;
-      } catch {
-        return undefined;
-      } finally {
-        if (fd !== undefined) closeSync(fd);
-      }
-    },
-  };
-}

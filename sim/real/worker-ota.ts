@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { join } from 'node:path';
 import type { AgentIdentity } from '../../agent/enrollment.js';
 import type { AgentLogger } from '../../agent/agent-core.js';
 import type { ArtifactFetcher } from '../../agent/ota/download-ports.js';
 import { createNodeArtifactFetcher } from '../../agent/ota/node-download-adapters.js';
 import { fileUpdateJournal } from '../../agent/ota/update-journal.js';
+import { filesUnder } from '../../agent/ota/file-artifact-source.js';
 import { UpdateRunner } from '../../agent/ota/update-runner.js';
 import { pinnedKeyResolver } from '../../agent/state/agent-state.js';
 import { directoryStore } from '../../agent/tuf/driver.js';
@@ -132,24 +132,12 @@ function recordingFetcher(inner: ArtifactFetcher, requests: Array<OtaDeviceFacts
 
 /** Files under the agent's directory, bounded; the SHA-256 of every artifact STAGE read is kept. */
 function digestRecordingSource(dir: string, stagedSha256: string[]): ArtifactSource {
-  const root = resolve(dir) + sep;
+  const files = filesUnder(dir, artifactBytesMax);
   return {
     read(path) {
-      if (!resolve(path).startsWith(root)) return undefined;
-      let fd: number | undefined;
-      try {
-        fd = openSync(path, 'r');
-        const size = fstatSync(fd).size;
-        if (size > artifactBytesMax) return undefined;
-        const bytes = new Uint8Array(size);
-        readSync(fd, bytes, 0, size, 0);
-        if (stagedSha256.length < stagesKeptMax) stagedSha256.push(createHash('sha256').update(bytes).digest('hex'));
-        return bytes;
-      } catch {
-        return undefined;
-      } finally {
-        if (fd !== undefined) closeSync(fd);
-      }
+      const bytes = files.read(path);
+      if (bytes !== undefined && stagedSha256.length < stagesKeptMax) stagedSha256.push(createHash('sha256').update(bytes).digest('hex'));
+      return bytes;
     },
   };
 }

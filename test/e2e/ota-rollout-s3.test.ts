@@ -14,17 +14,16 @@
 // test/e2e/ota-presigned-download.test.ts, whose expired URL is refused with 403).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { Toxiproxy, type Proxy, type Toxic } from 'toxiproxy-node-client';
-import { runAgent, type RunningAgent } from '../../agent/agent-runtime.js';
+import type { RunningAgent } from '../../agent/agent-runtime.js';
 import { startChaosServer, type ChaosServer } from '../../chaos/proxy/server.js';
 import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from '../../server/ota/repository-init.js';
 import { minio, minioUrl, s3, type BlobFixture } from '../../server/ota/blob-store-test-support.js';
 import { publishTestRelease } from '../../server/ota/test-support.js';
 import type { RolloutView } from '../../server/ota/rollouts.js';
-import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
-import { agentDir, eventually, startE2e, waitOnline, type E2eSystem } from './support/e2e-harness.js';
+import { systemClock } from '../../runtime/system.js';
+import { eventually, startE2e, startOtaAgent, waitOnline, type AgentLogLine, type E2eSystem } from './support/e2e-harness.js';
 
 const factoryVersion = '1.0.0';
 /** Each connection from the proxy towards a device carries at most this much (headers included). */
@@ -34,7 +33,6 @@ const artifact = randomBytes(56 * 1024);
 const sha256 = createHash('sha256').update(artifact).digest('hex');
 const serviceName = minioUrl() === undefined ? 's3rver' : 'MinIO (MINIO_URL)';
 
-interface Logged { readonly message: string; readonly fields: Record<string, unknown> }
 
 describe(`OTA rollout end to end with the blob store in S3 (${serviceName}), downloads cut by the fault proxy`, () => {
   let fixture: BlobFixture;
@@ -45,7 +43,7 @@ describe(`OTA rollout end to end with the blob store in S3 (${serviceName}), dow
   let keys: RepositoryKeys;
   const devices: string[] = [];
   const agents = new Map<string, RunningAgent>();
-  const logs = new Map<string, Logged[]>();
+  const logs = new Map<string, AgentLogLine[]>();
   const unhealthy = new Set<string>();
 
   before(async () => {
@@ -61,19 +59,9 @@ describe(`OTA rollout end to end with the blob store in S3 (${serviceName}), dow
     });
     for (let i = 0; i < 3; i++) devices.push(`e2e-ota-s3-${system.tag}-${i}`);
     for (const deviceId of devices) {
-      const { token } = await system.api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
-      const dir = agentDir(system, deviceId);
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      const lines: Logged[] = [];
+      const lines: AgentLogLine[] = [];
       logs.set(deviceId, lines);
-      const log = (fields: unknown, message: string) => { lines.push({ message, fields: (fields ?? {}) as Record<string, unknown> }); };
-      const agent = await runAgent({
-        logger: { debug() {}, info: log, warn: log, error: log },
-        dir, serverUrl: system.apiUrl, deviceId, pairingToken: token, caPem: system.materials.rootCaPem, kernel: 'mock', telemetryIntervalMs: 1_000,
-        clock: systemClock, random: systemRandom, scheduler: systemScheduler,
-        ota: { platform: 'linux-x64', mockInstalledVersion: factoryVersion, healthProbe: async () => !unhealthy.has(deviceId) },
-      });
-      system.agents.set(deviceId, agent);
+      const agent = await startOtaAgent(system, deviceId, { installedVersion: factoryVersion, healthProbe: async () => !unhealthy.has(deviceId), lines });
       agents.set(deviceId, agent);
     }
     await waitOnline(system, devices);

@@ -8,16 +8,15 @@
 // whose first wave crosses its error threshold pauses, and no device of its second wave is told.
 // On the embedded stores always, and on Redis + MySQL when REDIS_URL and MYSQL_URL are set.
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runAgent, type RunningAgent } from '../../agent/agent-runtime.js';
+import type { RunningAgent } from '../../agent/agent-runtime.js';
 import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from '../../server/ota/repository-init.js';
 import { publishTestRelease } from '../../server/ota/test-support.js';
 import type { RolloutView } from '../../server/ota/rollouts.js';
-import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
+import { systemClock } from '../../runtime/system.js';
 import { mysqlTarget } from '../../server/control-plane/test-support.js';
-import { agentDir, eventually, startE2e, storeTargets, waitOnline, type E2eSystem } from './support/e2e-harness.js';
+import { eventually, startE2e, startOtaAgent, storeTargets, waitOnline, type AgentLogLine, type E2eSystem } from './support/e2e-harness.js';
 
 const factoryVersion = '1.0.0';
 const terminal = new Set(['succeeded', 'rejected', 'failed', 'rolled_back', 'rollback_failed', 'timed_out', 'canceled']);
@@ -30,7 +29,7 @@ for (const target of storeTargets()) {
     const devices: string[] = [];
     const agents = new Map<string, RunningAgent>();
     /** What each agent logged (its update runner says how it downloaded). */
-    const logs = new Map<string, string[]>();
+    const logs = new Map<string, AgentLogLine[]>();
 
     // A database of its own on MySQL: the image repository's versions are durable and never go
     // backwards, so a shared database would hold another run's root, signed by other keys.
@@ -45,18 +44,9 @@ for (const target of storeTargets()) {
       });
       for (let i = 0; i < 4; i++) devices.push(`e2e-ota-${system.tag}-${i}`);
       for (const deviceId of devices) {
-        const { token } = await system.api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
-        const dir = agentDir(system, deviceId);
-        await mkdir(dir, { recursive: true, mode: 0o700 });
-        const lines: string[] = [];
+        const lines: AgentLogLine[] = [];
         logs.set(deviceId, lines);
-        const agent = await runAgent({
-          logger: { debug() {}, info(_fields, message) { lines.push(message); }, warn(_fields, message) { lines.push(message); }, error(_fields, message) { lines.push(message); } },
-          dir, serverUrl: system.apiUrl, deviceId, pairingToken: token, caPem: system.materials.rootCaPem, kernel: 'mock', telemetryIntervalMs: 1_000,
-          clock: systemClock, random: systemRandom, scheduler: systemScheduler,
-          ota: { platform: 'linux-x64', mockInstalledVersion: factoryVersion, healthProbe: async () => !unhealthy.has(deviceId) },
-        });
-        system.agents.set(deviceId, agent);
+        const agent = await startOtaAgent(system, deviceId, { installedVersion: factoryVersion, healthProbe: async () => !unhealthy.has(deviceId), lines });
         agents.set(deviceId, agent);
       }
       await waitOnline(system, devices);
@@ -95,7 +85,7 @@ for (const target of storeTargets()) {
       }
       // Every device took the artifact over HTTPS from the embedded blob store, by the presigned GET of its notice.
       for (const id of devices) {
-        assert.ok(logs.get(id)!.includes('artifact downloaded from its presigned URL'), `${id}: ${JSON.stringify(logs.get(id))}`);
+        assert.ok(logs.get(id)!.some((line) => line.message === 'artifact downloaded from its presigned URL'), `${id}: ${JSON.stringify(logs.get(id)!.map((line) => line.message))}`);
         assert.match(agents.get(id)!.updates.current?.notice.artifact_url ?? '', /^https:\/\/127\.0\.0\.1:\d+\/v1\/blobs\/sdc\/ota\/artifacts\/[0-9a-f]{64}\?X-Amz-Algorithm=AWS4-HMAC-SHA256&/, id);
       }
       const bStatus = await agents.get(b)!.kernel.getStatus();

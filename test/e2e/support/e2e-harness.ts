@@ -204,6 +204,31 @@ export function agentDir(system: Pick<E2eSystem, 'dataDir'>, deviceId: string): 
   return join(system.dataDir, 'agents', deviceId);
 }
 
+/** What an OTA test's agent logs, each line with its fields (the update runner says how it downloaded). */
+export type AgentLogLine = { readonly message: string; readonly fields: Record<string, unknown> };
+
+/**
+ * Pairs `deviceId`, enrolls and starts its agent on the mock kernel with the OTA runner
+ * (`installedVersion` the mock's current version; `healthProbe` its post-commit check), its log
+ * lines kept in `lines`, and registers it with the system. The OTA end-to-end tests' agent.
+ */
+export async function startOtaAgent(system: E2eSystem, deviceId: string, options: {
+  installedVersion: string; healthProbe: () => Promise<boolean>; lines: AgentLogLine[];
+}): Promise<RunningAgent> {
+  const { token } = await system.api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
+  const dir = agentDir(system, deviceId);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const log = (fields: unknown, message: string) => { options.lines.push({ message, fields: (fields ?? {}) as Record<string, unknown> }); };
+  const agent = await runAgent({
+    logger: { debug() {}, info: log, warn: log, error: log },
+    dir, serverUrl: system.apiUrl, deviceId, pairingToken: token, caPem: system.materials.rootCaPem, kernel: 'mock', telemetryIntervalMs: 1_000,
+    clock: systemClock, random: systemRandom, scheduler: systemScheduler,
+    ota: { platform: 'linux-x64', mockInstalledVersion: options.installedVersion, healthProbe: options.healthProbe },
+  });
+  system.agents.set(deviceId, agent);
+  return agent;
+}
+
 /**
  * The shortest real-time wait for a condition before a test fails. Generous on purpose: these
  * tests share the machine with other work, a condition that holds ends the wait at once, and a

@@ -7,11 +7,13 @@
 // "# pass N" / "# fail N" included, as CI reads them. A second reporter (scripts/run-reporter.mjs)
 // writes the failed tests and each file's time to a file; after node's output the runner prints
 // the slowest files and then the failures, so a run thousands of lines long ends with what failed.
+// Each file's process also records its CPU seconds (scripts/test-cpu-probe.mjs), listed too: on
+// 2 cores the run cannot take less than its CPU time over 2, however the files are scheduled.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { longFilesFirst } from './test-file-order.mjs';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
@@ -63,6 +65,18 @@ function printSlowestFiles(secondsByFile) {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
+/** CPU seconds per file (its process and the children it waited for), most first, with the run's total. */
+function printCpuFiles(records) {
+  const secondsByFile = new Map();
+  for (const r of records) secondsByFile.set(r.file, (secondsByFile.get(r.file) ?? 0) + r.own + r.children);
+  if (secondsByFile.size < 2) return;
+  const total = [...secondsByFile.values()].reduce((sum, s) => sum + s, 0);
+  const most = [...secondsByFile].sort((a, b) => b[1] - a[1]).slice(0, listedSlowFilesMax);
+  const lines = ['', `most CPU (user + system seconds of each file's process and its child processes; ${total.toFixed(0)} s in all, ${secondsByFile.size} files):`];
+  for (const [file, seconds] of most) lines.push(`  ${seconds.toFixed(1).padStart(7)}  ${relative(root, file)}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const files = sourceDirs.flatMap((d) => collect(join(root, d), [])).sort(longFilesFirst)
   .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
@@ -83,16 +97,18 @@ const testFileTimeoutMs = 900_000;
 const testConcurrencyDefault = 3;
 const reportDir = mkdtempSync(join(tmpdir(), 'sdc-test-report-'));
 const reportFile = join(reportDir, 'report.jsonl');
+const cpuFile = join(reportDir, 'cpu.jsonl');
 try {
   const result = spawnSync(process.execPath, [
-    '--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? testConcurrencyDefault}`, `--test-timeout=${testFileTimeoutMs}`,
+    '--import', 'tsx', '--import', pathToFileURL(join(root, 'scripts', 'test-cpu-probe.mjs')).href, '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? testConcurrencyDefault}`, `--test-timeout=${testFileTimeoutMs}`,
     // node's default reporter for the terminal or a pipe, as before; the failure list to a file.
     `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`, '--test-reporter-destination=stdout',
     `--test-reporter=${join(root, 'scripts', 'run-reporter.mjs')}`, `--test-reporter-destination=${reportFile}`,
     ...files,
-  ], { cwd: root, stdio: 'inherit' });
+  ], { cwd: root, stdio: 'inherit', env: { ...process.env, SDC_TEST_CPU_FILE: cpuFile } });
   const records = readRecords(reportFile);
   printSlowestFiles(records.find((r) => r.kind === 'fileTimes')?.secondsByFile ?? {});
+  printCpuFiles(readRecords(cpuFile).filter((r) => r.kind === 'fileCpu'));
   printFailures(records.filter((r) => r.kind === 'failure'));
   process.exitCode = result.status ?? 1;
 } finally {

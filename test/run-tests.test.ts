@@ -52,6 +52,24 @@ describe('scripts/run-tests.mjs', () => {
     assert.ok(seconds[0]! >= seconds[1]!, `slowest first: ${seconds.join(', ')}`);
   });
 
+  it('lists the files by CPU seconds (their processes and child processes), most first, with the run\'s total', () => {
+    const files = ['test/fixtures/run-tests-fixture.test.ts', 'test/fixtures/run-tests-second-fixture.test.ts'];
+    const run = spawnSync(process.execPath, [runTests, ...files], { env: childEnv(''), encoding: 'utf8', timeout: 120_000 });
+    assert.equal(run.status, 0, run.stdout + run.stderr);
+    const lines = run.stdout.split('\n');
+    const heading = lines.findIndex((l) => l.startsWith('most CPU'));
+    assert.ok(heading > lines.indexOf('# fail 0'), run.stdout);
+    const total = /; (\d+) s in all, 2 files\):$/.exec(lines[heading]!);
+    assert.ok(total, lines[heading]);
+    const rows = lines.slice(heading + 1, heading + 3).map((l) => /^ +([\d.]+) {2}(\S+)$/.exec(l));
+    assert.deepEqual(rows.map((r) => r?.[2]).sort(), files);
+    const seconds = rows.map((r) => Number(r![1]));
+    // Each file's process loads tsx and node:test: some CPU, never none.
+    assert.ok(seconds.every((s) => s > 0), `each file used some CPU: ${seconds.join(', ')}`);
+    assert.ok(seconds[0]! >= seconds[1]!, `most first: ${seconds.join(', ')}`);
+    assert.ok(Math.abs(Number(total[1]) - (seconds[0]! + seconds[1]!)) <= 1, `the total is the files' sum: ${lines[heading]}`);
+  });
+
   it('starts the end-to-end files under test/ first, each group in path order', () => {
     const files = ['core/b.test.ts', 'test/e2e/z.test.ts', 'agent/a.test.ts', 'test/e2e/a.test.ts', 'server/c.test.ts'].map((f) => f.split('/').join(sep));
     assert.deepEqual([...files].sort(longFilesFirst), ['test/e2e/a.test.ts', 'test/e2e/z.test.ts', 'agent/a.test.ts', 'core/b.test.ts', 'server/c.test.ts'].map((f) => f.split('/').join(sep)));

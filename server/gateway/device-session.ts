@@ -43,6 +43,10 @@ export class DeviceSession {
   readonly certNotAfterMs: number | undefined;
   /** The session's one timer: at the earliest of the connection's deadline, the probe's and the certificate's notAfter. */
   timer: TimerHandle | undefined;
+  /** When `timer` was meant to fire, so a late firing is seen (late-timer.ts). */
+  timerDueMs = 0;
+  /** A late timer deferred its judgement and nothing was heard since: the next judgement is final. */
+  stallDeferred = false;
   authenticated = false;
   closed = false;
   /** Closed for overload (its work queue was full) or revocation: its queued frames are dropped, not handled. */

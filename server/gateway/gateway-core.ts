@@ -31,6 +31,7 @@ import { normalizeSerialHex } from '../../trust/serial-number.js';
 import type { DeviceTransport } from './device-session.js';
 import { gatewayDefaults, gatewayLimits } from './gateway-defaults.js';
 import { checkProbeOptions, LivenessProbe, probeDefaults } from './liveness-probe.js';
+import { lateTimerLimitsFor, stallDeferralMs, type LateTimerLimits } from './late-timer.js';
 import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 import type { SessionMacOptions } from '../../core/protocol/session/session-mac.js';
 
@@ -150,6 +151,8 @@ class Gateway implements GatewayCore {
   readonly #peers: PeerWatch;
   readonly #telemetry: AppendBatcher;
   readonly #probe: LivenessProbe;
+  /** When a late session timer judges silence (late-timer.ts). */
+  readonly #lateTimer: LateTimerLimits;
   /** Sends each device the policy bundle the control plane signed for it (policy-bundle-push.ts). */
   readonly #bundles: PolicyBundlePush;
   /** Sends each device its OTA notice (ota-notice-push.ts). */
@@ -179,6 +182,7 @@ class Gateway implements GatewayCore {
     this.#router = new CommandRouter(this.#context, (deviceId) => this.#deliveryTarget(deviceId));
     this.#peers = new PeerWatch(this.#context, this.#router);
     this.#probe = new LivenessProbe(options);
+    this.#lateTimer = lateTimerLimitsFor(options.heartbeatIntervalMs);
     this.#bundles = new PolicyBundlePush({ context: this.#context, targetOf: (deviceId) => this.#bundleTarget(deviceId), connectedDevices: () => this.#sessions.keys() });
     this.#otaNotices = new OtaNoticePush({ context: this.#context, targetOf: (deviceId) => this.#noticeTarget(deviceId) });
     options.metrics?.addCollector(() => this.#collectGauges(options.metrics!));
@@ -328,6 +332,7 @@ class Gateway implements GatewayCore {
       return;
     }
     this.#probe.heard(session);
+    session.stallDeferred = false;
     this.#flush(session);
     this.#handleEvents(session, events);
     this.#armTimer(session);
@@ -426,7 +431,12 @@ class Gateway implements GatewayCore {
     if (session.closed || this.#aborted) return;
     const deadlineMs = this.#nextDeadlineMs(session);
     if (deadlineMs === undefined) return;
-    session.timer = this.#context.schedule(timerDelayMs(deadlineMs, clock.nowMs()), () => this.#onTimer(session));
+    this.#scheduleTimer(session, timerDelayMs(deadlineMs, clock.nowMs()));
+  }
+
+  #scheduleTimer(session: DeviceSession, delayMs: number): void {
+    session.timerDueMs = this.#options.clock.nowMs() + delayMs;
+    session.timer = this.#context.schedule(delayMs, () => this.#onTimer(session));
   }
 
   #nextDeadlineMs(session: DeviceSession): number | undefined {
@@ -440,8 +450,17 @@ class Gateway implements GatewayCore {
   #onTimer(session: DeviceSession): void {
     session.timer = undefined;
     if (session.closed || this.#aborted) return;
-    if (session.certNotAfterMs !== undefined && this.#options.clock.nowMs() >= session.certNotAfterMs) {
+    const nowMs = this.#options.clock.nowMs();
+    if (session.certNotAfterMs !== undefined && nowMs >= session.certNotAfterMs) {
       this.#expire(session);
+      return;
+    }
+    // Fired late: the gateway was not running, and what the peer sent meanwhile is not read yet (timers run before I/O).
+    const deferralMs = stallDeferralMs(session.timerDueMs, nowMs, session.stallDeferred, this.#lateTimer);
+    if (deferralMs !== undefined) {
+      session.stallDeferred = true;
+      this.#options.logger.debug({ device_id: session.deviceId, late_ms: nowMs - session.timerDueMs, deferral_ms: deferralMs }, 'session timer fired late; judging after the stall');
+      this.#scheduleTimer(session, deferralMs);
       return;
     }
     const connectionDeadlineMs = session.connection.pollTimeoutMs();
@@ -453,6 +472,7 @@ class Gateway implements GatewayCore {
         return;
       }
       if (step === 'wait') {
+        session.stallDeferred = false;
         this.#armTimer(session);
         return;
       }
@@ -460,6 +480,7 @@ class Gateway implements GatewayCore {
     const events = session.connection.handleTimeout(this.#options.clock.nowMs());
     this.#flush(session);
     this.#handleEvents(session, events);
+    if (!session.closed) session.stallDeferred = false;
     this.#armTimer(session);
   }
 

@@ -144,7 +144,17 @@ export class ServerChild extends BenchChild<ServerRequest, ServerReport> {
   }
 }
 
-/** Agent children; agents are dealt round-robin. */
+/**
+ * The agent process that holds agent i: agents are dealt G at a time (G gateways), so each
+ * gateway's agents (i mod G) are spread evenly over the processes. Dealt one at a time (i mod P),
+ * with P = G every agent of the reconnect bench's killed gateway was in one process, whose one
+ * core then paced the storm's client side (docs/benchmarks.md, the 5,000-agent storm).
+ */
+export function agentProcessOf(agentIndex: number, gateways: number, processes: number): number {
+  return Math.floor(agentIndex / Math.max(1, gateways)) % processes;
+}
+
+/** Agent children; agents are dealt G at a time, round-robin (agentProcessOf). */
 export class AgentChildren {
   readonly #children: Array<BenchChild<AgentWorkerRequest, AgentWorkerReport>>;
   readonly #status = new Map<number, AgentWorkerStatus>();
@@ -167,7 +177,8 @@ export class AgentChildren {
 
   start(agents: readonly WorkerAgentSpec[], settings: { telemetryIntervalMs: number; backoffMaxMs: number; window: number }): void {
     const dealt = this.#children.map((): WorkerAgentSpec[] => []);
-    agents.forEach((agent, i) => dealt[i % this.#children.length]!.push(agent));
+    const gateways = agents[0]?.gatewayUrls?.length ?? 1;
+    agents.forEach((agent, i) => dealt[agentProcessOf(i, gateways, this.#children.length)]!.push(agent));
     this.#children.forEach((child, i) => {
       for (const part of chunks(dealt[i]!)) child.send({ type: 'agents', agents: part });
       child.send({ type: 'start', ...settings });

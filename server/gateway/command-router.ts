@@ -1,4 +1,4 @@
-import { decodeBusEntry } from '../bus-contract/entries.js';
+import { decodeBusEntry, encodeBusEntry, type BusEntryData } from '../bus-contract/entries.js';
 import { gatewayCommandStream, groups } from '../bus-contract/streams.js';
 import { SdcError } from '../../core/errors/index.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
@@ -59,11 +59,16 @@ export const commandRouterLimits = Object.freeze({
 });
 const { readCountMax, idleWhenFullMs, errorPauseMs, commandAttemptMax, reportBacklogsMax, reportsPerCommandMax, leftoverClaimMarginMs } = commandRouterLimits;
 
-/** One report to the events stream: its steps run in order; `next` is the first not yet done. */
+/**
+ * One report to the events stream: its entry (encoded when the event happened), then what must
+ * wait until the entry is on the stream (`then`: the result's stream ack). `appended` is set once
+ * the entry is there, so a retry after a failed `then` does not append it again.
+ */
 interface PendingReport {
   readonly what: string;
-  readonly steps: ReadonlyArray<() => Promise<void>>;
-  next: number;
+  readonly entry: Record<string, string>;
+  readonly then: (() => Promise<void>) | undefined;
+  appended: boolean;
 }
 
 /** A command's reports not yet on the events stream, in the order the gateway got them; retried after a failure. */
@@ -274,7 +279,7 @@ export class CommandRouter {
     // Stamped now, not when the report finally goes out: a report retried after a bus outage must
     // not carry a time later than the device's ACK and RESULT that followed this delivery.
     const atMs = this.context.nowMs();
-    await this.#persist('deliver', delivery.command.id, [() => this.#progress(delivery.command, 'deliver', attempt, undefined, atMs, delivery.traceparent)]);
+    await this.#persist('deliver', delivery.command.id, 'command_progress', progressData(delivery.command, this.context.options.gatewayId, { event: 'deliver', attempt, atMs, traceparent: delivery.traceparent }));
   }
 
   /** COMMAND_DELIVERY again for an acked delivery; no `deliver` progress: the command is past `sent` here. */
@@ -320,7 +325,7 @@ export class CommandRouter {
       ...(traceparent === undefined ? {} : { traceparent }),
     };
     this.context.options.logger.debug({ command_id: body.command_id, device_id: deviceId, stage: body.stage, ...traceLogFields(traceparent) }, 'command ACK forwarded');
-    await this.#persist(`COMMAND_ACK ${body.stage}`, body.command_id, [() => this.context.report('command_progress', data)]);
+    await this.#persist(`COMMAND_ACK ${body.stage}`, body.command_id, 'command_progress', data);
   }
 
   /**
@@ -337,14 +342,11 @@ export class CommandRouter {
       ...(traceparent === undefined ? {} : { traceparent }),
     };
     this.context.options.logger.info({ command_id: body.command_id, device_id: deviceId, status: body.status, ...traceLogFields(traceparent) }, 'command result forwarded');
-    const steps = [() => this.context.report('command_result', data)];
-    if (delivery !== undefined) {
-      steps.push(async () => {
-        this.#forget(delivery);
-        await this.context.options.stores.bus.ack(delivery.stream, groups.gateway, [delivery.entryId]);
-      });
-    }
-    await this.#persist('COMMAND_RESULT', body.command_id, steps);
+    const then = delivery === undefined ? undefined : async () => {
+      this.#forget(delivery);
+      await this.context.options.stores.bus.ack(delivery.stream, groups.gateway, [delivery.entryId]);
+    };
+    await this.#persist('COMMAND_RESULT', body.command_id, 'command_result', data, then);
   }
 
   #markAcked(deviceId: string, commandId: string): Delivery | undefined {
@@ -357,17 +359,26 @@ export class CommandRouter {
   }
 
   /**
-   * Runs a report's `steps` in order, through a per-command queue so that the control plane sees
-   * deliver, ack, start and result in the order the gateway got them. Normally the report goes
-   * out at once and is awaited. After a failure the queue is retried in order on the scheduler
-   * with backoff (options.backoff) while the caller goes on, so the session's other work
-   * continues during a store outage; later reports of the command join the queue. Bounded:
-   * `reportAttemptsMax` attempts per report, reportsPerCommandMax queued per command,
+   * Appends a report (then runs its `then`), through a per-command queue so that the control
+   * plane sees deliver, ack, start and result in the order the gateway got them. Normally the
+   * report goes out at once and is awaited; reports that queue while one is in flight go out
+   * together in one appendBatch (#drainBacklog). After a failure the queue is retried in order
+   * on the scheduler with backoff (options.backoff) while the caller goes on, so the session's
+   * other work continues during a store outage; later reports of the command join the queue.
+   * Bounded: `reportAttemptsMax` attempts per report, reportsPerCommandMax queued per command,
    * reportBacklogsMax commands queued. What is given up is recovered by the control plane's
    * redelivery sweep, answered by the device from its journal.
    */
-  async #persist(what: string, commandId: string, steps: ReadonlyArray<() => Promise<void>>): Promise<void> {
-    const report: PendingReport = { what, steps, next: 0 };
+  async #persist<K extends 'command_progress' | 'command_result'>(what: string, commandId: string, kind: K, data: BusEntryData<K>, then?: () => Promise<void>): Promise<void> {
+    let entry: Record<string, string>;
+    try {
+      entry = encodeBusEntry(kind, data);
+    } catch (error) {
+      // Refused by the bus contract: every retry would be refused the same way.
+      this.context.options.logger.error({ err: error, command_id: commandId, trace_id: this.context.traceId() }, `${what} not reported: not a valid ${kind} entry; left to the redelivery sweep`);
+      return;
+    }
+    const report: PendingReport = { what, entry, then, appended: false };
     const queued = this.#backlogs.get(commandId);
     if (queued !== undefined) {
       if (queued.reports.length < reportsPerCommandMax) queued.reports.push(report);
@@ -377,7 +388,7 @@ export class CommandRouter {
     if (this.#stopped || this.#backlogs.size >= reportBacklogsMax) {
       // No room to keep it for a retry: one attempt.
       try {
-        await runReport(report);
+        await this.#runReports([report]);
       } catch (error) {
         this.context.options.logger.error({ err: error, command_id: commandId, trace_id: this.context.traceId() }, `${what} not reported; left to the redelivery sweep`);
       }
@@ -407,10 +418,11 @@ export class CommandRouter {
   async #drainBacklog(commandId: string, backlog: ReportBacklog): Promise<void> {
     if (this.#backlogs.get(commandId) !== backlog) return;
     try {
-      // Reports that arrive meanwhile are pushed onto `reports` and taken by this loop.
+      // Reports that arrive meanwhile are pushed onto `reports` and taken by this loop, together.
       while (backlog.reports.length > 0) {
-        await runReport(backlog.reports[0]!);
-        backlog.reports.shift();
+        const batch = nextReportBatch(backlog.reports);
+        await this.#runReports(batch);
+        backlog.reports.splice(0, batch.length);
         if (backlog.failures > 0) this.context.options.logger.info({ command_id: commandId, failures: backlog.failures }, 'report delivered after a retry');
         backlog.failures = 0;
       }
@@ -419,6 +431,20 @@ export class CommandRouter {
       backlog.failures += 1;
       this.#retryLater(commandId, backlog, error);
     }
+  }
+
+  /**
+   * Appends the entries of `batch` not yet on the stream in one call (one pipeline, in order),
+   * then runs the last report's `then` (only the last may have one: nextReportBatch). A failure
+   * leaves every entry of the call to be appended again: at least once, and in order.
+   */
+  async #runReports(batch: readonly PendingReport[]): Promise<void> {
+    const unsent = batch.filter((report) => !report.appended);
+    if (unsent.length > 0) {
+      await this.context.reportEncoded(unsent.map((report) => report.entry));
+      for (const report of unsent) report.appended = true;
+    }
+    await batch[batch.length - 1]?.then?.();
   }
 
   /** The session ended: everything it had in flight goes back to the control plane. */
@@ -475,14 +501,32 @@ export class CommandRouter {
 
   /** `atMs`: when the event happened here (default now); `traceparent`: the command's trace, passed on. */
   async #progress(command: SignedCommand, event: 'deliver' | 'dead_letter' | 'requeue', attempt: number, detail?: string, atMs = this.context.nowMs(), traceparent?: string): Promise<void> {
-    await this.context.report('command_progress', {
-      command_id: command.id, device_id: command.device_id, gateway_id: this.context.options.gatewayId, at_ms: atMs,
-      event, attempt, ...(detail === undefined ? {} : { detail: detail.slice(0, commandRouterLimits.progressDetailCharsMax) }),
-      ...(traceparent === undefined ? {} : { traceparent }),
-    });
+    await this.context.report('command_progress', progressData(command, this.context.options.gatewayId, { event, attempt, detail, atMs, traceparent }));
   }
 }
 
-async function runReport(report: PendingReport): Promise<void> {
-  for (; report.next < report.steps.length; report.next += 1) await report.steps[report.next]!();
+interface ProgressFacts {
+  readonly event: 'deliver' | 'dead_letter' | 'requeue';
+  readonly attempt: number;
+  readonly atMs: number;
+  readonly detail?: string | undefined;
+  readonly traceparent?: string | undefined;
+}
+
+function progressData(command: SignedCommand, gatewayId: string, { event, attempt, atMs, detail, traceparent }: ProgressFacts): BusEntryData<'command_progress'> {
+  return {
+    command_id: command.id, device_id: command.device_id, gateway_id: gatewayId, at_ms: atMs,
+    event, attempt, ...(detail === undefined ? {} : { detail: detail.slice(0, commandRouterLimits.progressDetailCharsMax) }),
+    ...(traceparent === undefined ? {} : { traceparent }),
+  };
+}
+
+/**
+ * The reports at the head of a command's queue that go out in one call: up to and including the
+ * first with a `then` (its stream ack must follow its own entry, and nothing after it may be
+ * appended before that ack's turn). At most reportsPerCommandMax, the queue's own bound.
+ */
+function nextReportBatch(reports: readonly PendingReport[]): readonly PendingReport[] {
+  const end = reports.findIndex((report) => report.then !== undefined);
+  return reports.slice(0, end === -1 ? reportsPerCommandMax : Math.min(end + 1, reportsPerCommandMax));
 }

@@ -100,6 +100,12 @@ export interface GatewayContext {
   schedule(delayMs: number, run: () => void): TimerHandle;
   /** Appends a typed entry to streamNames.events (bounded by streamMaxLen.events). */
   report<K extends BusEntryKind>(kind: K, data: BusEntryData<K>): Promise<void>;
+  /**
+   * Appends entries already encoded (encodeBusEntry) to streamNames.events, in order, in one
+   * appendBatch (one pipeline); one entry is one append. A failure fails them all, and some may
+   * still have been written: the caller retries them all (at least once, in order).
+   */
+  reportEncoded(entries: ReadonlyArray<Record<string, string>>): Promise<void>;
   traceId(): string;
 }
 
@@ -112,6 +118,10 @@ export function createGatewayContext(options: ResolvedGatewayOptions): GatewayCo
     schedule: (delayMs, run) => scheduler.schedule(Math.max(0, delayMs), run),
     async report(kind, data) {
       await stores.bus.append(streamNames.events, encodeBusEntry(kind, data), { maxLen: streamMaxLen.events });
+    },
+    async reportEncoded(entries) {
+      if (entries.length === 1) await stores.bus.append(streamNames.events, entries[0]!, { maxLen: streamMaxLen.events });
+      else if (entries.length > 1) await stores.bus.appendBatch(streamNames.events, entries, { maxLen: streamMaxLen.events });
     },
     traceId: () => hexFromBytes(random.bytes(8)),
   };

@@ -9,17 +9,26 @@ import {
   type GatewayPki, type TestStores,
 } from './test-support.js';
 
-/** Passes everything through, except appends to the events stream while `down()` holds (a bus outage as the gateway reports). */
+/** Passes everything through, except appends (one or a batch) to the events stream while `down()` holds (a bus outage as the gateway reports). */
 function eventAppendsFailWhile(bus: StreamBus, down: () => boolean, onFailure: () => void): StreamBus {
+  const failIfDown = (stream: string) => {
+    if (down() && stream === streamNames.events) {
+      onFailure();
+      throw new SdcError('STORE_UNAVAILABLE', 'the stream bus is unavailable (test)');
+    }
+  };
   return new Proxy(bus, {
     get(target, name, receiver) {
       if (name === 'append') {
         return async (stream: string, fields: Record<string, string>, opts?: { maxLen?: number }) => {
-          if (down() && stream === streamNames.events) {
-            onFailure();
-            throw new SdcError('STORE_UNAVAILABLE', 'the stream bus is unavailable (test)');
-          }
+          failIfDown(stream);
           return target.append(stream, fields, opts);
+        };
+      }
+      if (name === 'appendBatch') {
+        return async (stream: string, entries: ReadonlyArray<Record<string, string>>, opts?: { maxLen?: number }) => {
+          failIfDown(stream);
+          return target.appendBatch(stream, entries, opts);
         };
       }
       const value: unknown = Reflect.get(target, name, receiver);

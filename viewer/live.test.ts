@@ -26,12 +26,14 @@ function harness(token: () => string | undefined = () => 'tok') {
   const events: LiveEvent[] = [];
   const statuses: LiveStatus[] = [];
   let expired = 0;
+  let resyncs = 0;
   const live = new LiveStream({
     token, onEvent: (event) => events.push(event), onStatus: (status) => statuses.push(status), onTokenExpired: () => { expired += 1; },
+    onResync: () => { resyncs += 1; },
     createSource: (url) => { const source = new FakeSource(url); sources.push(source); return source as unknown as EventSource; },
     setTimer: (callback, delayMs) => timers.push({ callback, delayMs }),
   });
-  return { live, sources, timers, events, statuses, expired: () => expired };
+  return { live, sources, timers, events, statuses, expired: () => expired, resyncs: () => resyncs };
 }
 
 describe('the live stream', () => {
@@ -46,6 +48,17 @@ describe('the live stream', () => {
     source.emit('command', '{"state":"sent"}');
     assert.deepEqual(h.events, [{ type: 'presence', device_id: 'lab-1', online: true, gateway_id: 'gw-1', at_ms: 5 }]);
     assert.deepEqual(h.statuses, ['connecting', 'open']);
+  });
+
+  it('asks the views to read again when the server says resync (it lost changes), on the same connection', () => {
+    const h = harness();
+    h.live.start();
+    const source = h.sources[0]!;
+    source.onopen?.();
+    source.emit('resync', '{"type":"resync","reason":"publish_lost","at_ms":9}');
+    assert.equal(h.resyncs(), 1);
+    assert.equal(source.closed, false);
+    assert.deepEqual(h.events, []);
   });
 
   it('delivers alert raises, acknowledgements and clears, also about no one device, and skips an alert without an id', () => {

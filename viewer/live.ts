@@ -1,7 +1,8 @@
 /**
  * The `/v1/live` Server-Sent Events stream (docs/api.md, "Live updates"), with reconnects. The
- * server keeps no replay buffer, so "resume" means: after every (re)connect, `onOpen` fires and the
- * views read their state again from the REST API, then apply events on top.
+ * server keeps no replay buffer, so "resume" means: after every (re)connect, and whenever the
+ * server says `resync` (it lost changes in a store outage), the views read their state again from
+ * the REST API, then apply events on top.
  */
 
 export type LiveEvent =
@@ -20,6 +21,11 @@ export interface LiveOptions {
   readonly token: () => string | undefined;
   readonly onEvent: (event: LiveEvent) => void;
   readonly onStatus: (status: LiveStatus) => void;
+  /**
+   * The server said `event: resync`: changes before it may have been lost (a store outage), so
+   * the views read their state again, as after a reconnect.
+   */
+  readonly onResync: () => void;
   /** The stream ended because the token expired (`event: dropped`, reason token_expired). */
   readonly onTokenExpired: () => void;
   readonly createSource?: (url: string) => EventSource;
@@ -65,6 +71,7 @@ export class LiveStream {
     for (const type of eventTypes) {
       source.addEventListener(type, (message) => this.#deliver(type, (message as MessageEvent<string>).data));
     }
+    source.addEventListener('resync', () => this.#options.onResync());
     source.addEventListener('dropped', (message) => {
       source.close();
       const reason = parseObject((message as MessageEvent<string>).data)?.reason;

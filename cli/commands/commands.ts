@@ -95,6 +95,8 @@ async function followUntilTerminal(api: ApiClient, io: CliIo, id: string, json: 
     const timer = setTimeout(() => finish(undefined), timeoutMs);
     const reread = () => api.get<CommandView>(`/v1/commands/${segment(id)}`).then((c) => { if (isTerminal(c.state)) finish(c); }, (error: Error) => finish(undefined, error));
     api.live(({ event, data }) => {
+      // The server lost changes (a store outage): the terminal state may have been one of them.
+      if (event === 'resync') void reread();
       if (event !== 'command') return;
       const message = JSON.parse(data) as { command_id?: string; state?: string; at_ms?: number };
       if (message.command_id !== id || typeof message.state !== 'string') return;

@@ -143,6 +143,17 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     const live = await openSse({
       url: new URL(`/v1/live?token=${encodeURIComponent(token)}`, apiUrl), caPem,
       onEvent: ({ event, data }) => {
+        // The server lost changes (a store outage): the commands still waited for are read again.
+        if (event === 'resync') {
+          for (const id of [...waiters.keys()]) {
+            void api<{ state: CommandState }>('GET', `/v1/commands/${id}`).then(({ state }) => {
+              if (!commandTerminalStates.includes(state)) return;
+              terminal.set(id, state);
+              waiters.get(id)?.(state);
+            }, () => undefined);
+          }
+          return;
+        }
         if (event !== 'command') return;
         const message = JSON.parse(data) as { command_id: string; state: CommandState };
         if (!commandTerminalStates.includes(message.state)) return;

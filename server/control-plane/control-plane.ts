@@ -4,7 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
-import { groups, liveChannel, streamNames } from '../bus-contract/streams.js';
+import { groups, streamNames } from '../bus-contract/streams.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { apiTlsOptions, type DeploymentMaterials } from '../materials/materials.js';
 import { SdcError } from '../../core/errors/index.js';
@@ -38,6 +38,7 @@ import { buildHttpApp } from './http/app.js';
 import { clientErrorListener } from './http/client-errors.js';
 import type { AuthRateLimits } from './http/rate-limit.js';
 import { LiveHub } from './live.js';
+import { LivePublisher } from './live-publisher.js';
 import { PolicyStore } from './policy-store.js';
 import { PolicyBundlePublisher, sqlApproverKeys, sqlDeviceTags } from './policy-bundles.js';
 import type { ControlPlaneServices } from './services.js';
@@ -226,11 +227,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       logger.warn({ err: error }, 'audit outbox drain failed; the entries stay recorded and the periodic drain chains them');
     }
   };
+  const livePublisher = new LivePublisher({ kv, logger, clock, scheduler });
   const context: ServiceContext = {
     db, bus, kv, clock, random, scheduler, logger, audit, settleAudit, ed25519: options.ed25519 ?? createNodeEd25519Provider(),
-    publishLive(event: LiveEvent) {
-      kv.publish(liveChannel, JSON.stringify(event)).catch((error: unknown) => logger.warn({ err: error }, 'live publish failed'));
-    },
+    publishLive: (event: LiveEvent) => livePublisher.publish(event),
   };
   const auth = await AuthService.create({
     context, issuer: options.jwt?.issuer ?? 'sdc-control-plane', audience: options.jwt?.audience ?? 'sdc-api',
@@ -435,6 +435,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       // one: an extra turn here lets the consumers enter a blocking read that stop then waits out.
       if (passesInFlight.size > 0) await sweepsSettled();
       await Promise.all([eventsConsumer.stop(), telemetryConsumer.stop()]);
+      livePublisher.stop();
       await live.stop();
       await devices.stop();
       await policyBundles.stop();

@@ -4,6 +4,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { liveChannel } from '../bus-contract/streams.js';
 import type { Clock, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import type { ResyncEvent } from './live-publisher.js';
 
 export interface LiveHubOptions {
   readonly kv: KeyValueStore;
@@ -69,7 +70,14 @@ export class LiveHub {
 
   async start(): Promise<void> {
     if (this.#unsubscribe !== undefined) return;
-    this.#unsubscribe = await this.#o.kv.subscribe(liveChannel, (message) => this.#broadcast(message));
+    // Changes published while this process's subscription was down never reach it: its clients
+    // are told to read their state again (the publisher's side of this is LivePublisher).
+    const resync = (): void => {
+      const event: ResyncEvent = { type: 'resync', reason: 'subscription_restored', at_ms: this.#o.clock.nowMs() };
+      this.#o.logger.info('live subscription restored; clients told to resync');
+      this.#broadcast(JSON.stringify(event));
+    };
+    this.#unsubscribe = await this.#o.kv.subscribe(liveChannel, (message) => this.#broadcast(message), { onResubscribed: resync });
   }
 
   async stop(): Promise<void> {

@@ -119,23 +119,44 @@ export async function runCommandSchedule(options: ScheduleOptions): Promise<void
 /**
  * Step: wait until every accepted command is terminal, at most `boundMs` (the scenario's liveness
  * bound; beyond it a `liveness` violation). Returns the wait, or null when the bound passed.
+ *
+ * States come from the live stream. It is at most once: when it ends, or says `resync` (the server
+ * lost changes, e.g. during a store outage), the open commands are read back from the API, a page
+ * a look. At the bound the open ones are read back once more, so the verdict is the API's: a
+ * command the API calls terminal is not a liveness failure, but if the stream neither told its
+ * state nor said `resync`, the live feed failed its clients (`live_feed`).
  */
 export async function drainCommands(options: { api: OperatorApi; pool: WorkerPool; live: LiveStates; accepted: AcceptedCommands; boundMs: number; violations: ViolationLog }): Promise<number | null> {
   const { api, pool, live, accepted, boundMs } = options;
   const startMs = systemClock.nowMs();
+  const readBack = (ids: readonly string[]): Promise<void> => forEachBounded(ids, readBackConcurrency, async (id) => {
+    live.set(id, (await api.call<{ state: CommandState }>('GET', `/v1/commands/${id}`)).state);
+  });
+  // Commands open when the last resync was heard, still to be read back (a page per look).
+  let owed: string[] = [];
+  let resyncsSeen = 0;
   for (;;) {
     pool.assertHealthy();
+    if (live.resyncs > resyncsSeen) {
+      resyncsSeen = live.resyncs;
+      owed = accepted.unfinished();
+    }
     let open = accepted.unfinished();
-    if (open.length > 0 && live.ended) {
-      // The live stream is gone (dropped as slow, or the server restarted): ask for a few directly.
-      await forEachBounded(open.slice(0, readBackPerLookMax), readBackConcurrency, async (id) => {
-        live.set(id, (await api.call<{ state: CommandState }>('GET', `/v1/commands/${id}`)).state);
-      });
+    if (open.length > 0 && (live.ended || owed.length > 0)) {
+      const page = live.ended ? open.slice(0, readBackPerLookMax) : owed.splice(0, readBackPerLookMax);
+      await readBack(page);
       open = accepted.unfinished();
     }
     if (open.length === 0) return systemClock.nowMs() - startMs;
     if (systemClock.nowMs() >= startMs + boundMs) {
-      options.violations.add('liveness', `${open.length} commands not terminal ${boundMs} ms after the last command (first: ${open[0]})`);
+      await readBack(open.slice(0, readBackPerLookMax));
+      const stillOpen = accepted.unfinished();
+      const unheard = open.filter((id) => !stillOpen.includes(id));
+      if (unheard.length > 0) {
+        options.violations.add('live_feed', `${unheard.length} commands terminal by the API but still open on the live stream, which sent neither their state nor a resync (first: ${unheard[0]})`);
+      }
+      if (stillOpen.length === 0) return systemClock.nowMs() - startMs;
+      options.violations.add('liveness', `${stillOpen.length} commands not terminal ${boundMs} ms after the last command (first: ${stillOpen[0]})`);
       return null;
     }
     await sleep(drainPollMs);

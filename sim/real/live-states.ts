@@ -11,6 +11,8 @@ export interface LiveStates {
   set(commandId: string, state: CommandState): void;
   /** The stream ended (dropped as slow, or the server restarted): states must be asked for. */
   readonly ended: boolean;
+  /** `resync` events heard: each says changes before it may have been lost, so states must be asked for again. */
+  readonly resyncs: number;
   close(): void;
 }
 
@@ -21,9 +23,11 @@ export interface LiveStates {
 export async function openLiveStates(api: OperatorApi): Promise<LiveStates> {
   const states = new Map<string, CommandState>();
   let ended = false;
+  let resyncs = 0;
   const live = await openSse({
     url: new URL(`/v1/live?token=${encodeURIComponent(api.token())}`, api.apiUrl), caPem: api.caPem,
     onEvent: ({ event, data }) => {
+      if (event === 'resync') resyncs += 1;
       if (event !== 'command') return;
       const message = JSON.parse(data) as { command_id?: string; state?: CommandState };
       if (typeof message.command_id !== 'string' || message.state === undefined) return;
@@ -36,6 +40,7 @@ export async function openLiveStates(api: OperatorApi): Promise<LiveStates> {
     get: (id) => states.get(id),
     set: (id, state) => { states.set(id, state); },
     get ended() { return ended; },
+    get resyncs() { return resyncs; },
     close: () => live.close(),
   };
 }

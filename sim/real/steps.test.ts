@@ -3,9 +3,11 @@ import { describe, it } from 'node:test';
 import type { CommandState } from '../../core/protocol/command-machine.js';
 import { SeededRandom } from '../../core/random/prng.js';
 import { builtinScenarioPath, loadScenario } from '../scenario.js';
-import { AcceptedCommands } from './command-schedule.js';
+import { AcceptedCommands, drainCommands } from './command-schedule.js';
 import { planFleet } from './fleet.js';
 import type { LiveStates } from './live-states.js';
+import type { OperatorApi } from './operator-api.js';
+import type { WorkerPool } from './worker-pool.js';
 import type { WorkerStatus } from './messages.js';
 import { checkCommandRecords, type CommandRecord } from './outside-checks.js';
 import { realCheckerNames, ViolationLog } from './violations.js';
@@ -47,7 +49,7 @@ describe('sim --real: ViolationLog', () => {
 describe('sim --real: AcceptedCommands', () => {
   it('counts a command the live stream has not named yet as queued, and lists the unfinished', () => {
     const states = new Map<string, CommandState>([['a', 'succeeded'], ['b', 'executing']]);
-    const live: LiveStates = { get: (id) => states.get(id), set: (id, s) => { states.set(id, s); }, ended: false, close: () => undefined };
+    const live: LiveStates = { get: (id) => states.get(id), set: (id, s) => { states.set(id, s); }, ended: false, resyncs: 0, close: () => undefined };
     const accepted = new AcceptedCommands(live);
     accepted.ids.push('a', 'b', 'c');
     const byState = accepted.byState();
@@ -84,5 +86,41 @@ describe('sim --real: checkCommandRecords', () => {
     assert.deepEqual(found('not_executed'), ['command c3 is expired, which guarantees it never ran, but took effect 1 times']);
     assert.equal(found('none_lost').length, 1);
     assert.match(found('none_lost')[0]!, /c4/);
+  });
+});
+
+describe('sim --real: drainCommands', () => {
+  // The live stream said `executing` for b; the API knows it `succeeded` (its terminal change was not published).
+  const setUp = (resyncs: number, apiState: CommandState) => {
+    const states = new Map<string, CommandState>([['a', 'succeeded'], ['b', 'executing']]);
+    const live: LiveStates = { get: (id) => states.get(id), set: (id, s) => { states.set(id, s); }, ended: false, resyncs, close: () => undefined };
+    const asked: string[] = [];
+    const api = { call: async (_method: string, path: string) => { asked.push(path); return { state: apiState }; } } as unknown as OperatorApi;
+    const pool = { assertHealthy: () => undefined } as unknown as WorkerPool;
+    const accepted = new AcceptedCommands(live);
+    accepted.ids.push('a', 'b');
+    return { live, api, pool, accepted, asked, violations: new ViolationLog() };
+  };
+
+  it('reads the open commands back after the stream says resync, and finishes without a violation', async () => {
+    const run = setUp(1, 'succeeded');
+    const waitedMs = await drainCommands({ ...run, boundMs: 60_000 });
+    assert.notEqual(waitedMs, null);
+    assert.deepEqual(run.asked, ['/v1/commands/b']);
+    assert.deepEqual(run.violations.all, []);
+  });
+
+  it('at the bound, a command the API calls terminal fails live_feed (the stream was silent), not liveness', async () => {
+    const run = setUp(0, 'succeeded');
+    const waitedMs = await drainCommands({ ...run, boundMs: 0 });
+    assert.notEqual(waitedMs, null);
+    assert.deepEqual(run.violations.all.map((v) => v.checker), ['live_feed']);
+    assert.match(run.violations.all[0]!.message, /first: b\)/);
+  });
+
+  it('at the bound, a command the API still calls open fails liveness', async () => {
+    const run = setUp(0, 'executing');
+    assert.equal(await drainCommands({ ...run, boundMs: 0 }), null);
+    assert.deepEqual(run.violations.all.map((v) => v.checker), ['liveness']);
   });
 });

@@ -1,11 +1,16 @@
-export type RealCheckerName = 'none_lost' | 'at_most_once' | 'ran_once' | 'not_executed' | 'legal_transitions' | 'audit_chain' | 'presence' | 'liveness';
+/**
+ * `live_feed`: the operator's live stream (`/v1/live`) told every terminal state it did not lose,
+ * and for what it lost it said `resync`; a command finished by the API but still open on a stream
+ * that never said so fails it (the stream is at most once by design; silence is the defect).
+ */
+export type RealCheckerName = 'none_lost' | 'at_most_once' | 'ran_once' | 'not_executed' | 'legal_transitions' | 'audit_chain' | 'presence' | 'liveness' | 'live_feed';
 
 export interface RealViolation {
   readonly checker: RealCheckerName;
   readonly message: string;
 }
 
-export const realCheckerNames: readonly RealCheckerName[] = ['none_lost', 'at_most_once', 'ran_once', 'not_executed', 'legal_transitions', 'audit_chain', 'presence', 'liveness'];
+export const realCheckerNames: readonly RealCheckerName[] = ['none_lost', 'at_most_once', 'ran_once', 'not_executed', 'legal_transitions', 'audit_chain', 'presence', 'liveness', 'live_feed'];
 
 /** A run reports the first violations; a broken run would otherwise print one line per command. */
 const violationsKeptMax = 50;

@@ -99,6 +99,7 @@ export class SdcApp extends LightElement {
         this.liveStatus = status;
         if (status === 'open') this.liveBus.dispatchEvent(new Event('resync'));
       },
+      onResync: () => this.liveBus.dispatchEvent(new Event('resync')),
       onTokenExpired: () => this.#pauseSession('Your session expired; log in again to carry on.'),
     });
     this.#live.start();

@@ -12,6 +12,15 @@ export interface SetOptions {
 
 export type MessageHandler = (message: string) => void;
 
+export interface SubscribeOptions {
+  /**
+   * Called when the subscription was lost (the connection dropped) and is back: messages
+   * published meanwhile were not received, so a listener that keeps state from them must read
+   * it again. Never called by a store whose subscriptions cannot be lost (the in-process ones).
+   */
+  readonly onResubscribed?: () => void;
+}
+
 export interface KeyValueStore {
   get(key: string): Promise<string | null>;
   /** True if written; false only when onlyIfAbsent found the key present. A write without ttlMs removes any TTL. */
@@ -39,6 +48,6 @@ export interface KeyValueStore {
   /** Returns how many subscribers received the message (at most once, only those subscribed now). */
   publish(channel: string, message: string): Promise<number>;
   /** Resolves once subscribed; the result unsubscribes this handler. */
-  subscribe(channel: string, handler: MessageHandler): Promise<() => Promise<void>>;
+  subscribe(channel: string, handler: MessageHandler, options?: SubscribeOptions): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { SdcError } from '../../../core/errors/index.js';
 import { mapRedisError } from '../redis-errors.js';
-import type { KeyValueStore, MessageHandler, SetOptions } from './kv-port.js';
+import type { KeyValueStore, MessageHandler, SetOptions, SubscribeOptions } from './kv-port.js';
 
 export interface RedisKeyValueStoreOptions {
   /** An ioredis client or an ioredis-mock instance; the store owns it and closes it. */
@@ -57,6 +57,8 @@ export class RedisKeyValueStore implements KeyValueStore {
   private readonly client: Redis;
   private subscriber: Redis | undefined;
   private readonly handlers = new Map<string, Set<MessageHandler>>();
+  /** By subscription: what to call when the subscriber connection came back (SubscribeOptions). */
+  private readonly resubscribeListeners = new Map<MessageHandler, () => void>();
   private readonly keyPrefix: string;
   private readonly keyLengthMax: number;
   private readonly valueBytesMax: number;
@@ -168,7 +170,7 @@ export class RedisKeyValueStore implements KeyValueStore {
     });
   }
 
-  subscribe(channel: string, handler: MessageHandler): Promise<() => Promise<void>> {
+  subscribe(channel: string, handler: MessageHandler, options: SubscribeOptions = {}): Promise<() => Promise<void>> {
     return this.run(async () => {
       const fullChannel = this.key(channel);
       let set = this.handlers.get(fullChannel);
@@ -186,7 +188,10 @@ export class RedisKeyValueStore implements KeyValueStore {
       if (set.size >= this.handlersPerChannelMax) throw new SdcError('STORE_LIMIT', `more than ${this.handlersPerChannelMax} handlers on ${channel}`);
       const entry: MessageHandler = (message) => handler(message); // a distinct identity per subscription
       set.add(entry);
+      const onResubscribed = options.onResubscribed;
+      if (onResubscribed !== undefined) this.resubscribeListeners.set(entry, onResubscribed);
       return async () => {
+        this.resubscribeListeners.delete(entry);
         const current = this.handlers.get(fullChannel);
         if (current === undefined || !current.delete(entry) || current.size > 0) return;
         this.handlers.delete(fullChannel);
@@ -199,13 +204,15 @@ export class RedisKeyValueStore implements KeyValueStore {
     if (this.closed) return;
     this.closed = true;
     this.handlers.clear();
+    this.resubscribeListeners.clear();
     const clients = this.subscriber === undefined ? [this.client] : [this.subscriber, this.client];
     await Promise.all(clients.map((client) => client.quit().catch(() => client.disconnect())));
   }
 
   private subscriberClient(): Redis {
     if (this.subscriber === undefined) {
-      const subscriber = this.client.duplicate();
+      // Named, so an operator's CLIENT LIST (and our outage test) can tell which connection is whose.
+      const subscriber = this.client.duplicate({ connectionName: subscriberConnectionName(this.keyPrefix) });
       subscriber.on('error', () => undefined);
       subscriber.on('message', (channel: string, message: string) => {
         for (const handler of this.handlers.get(channel) ?? []) {
@@ -216,9 +223,27 @@ export class RedisKeyValueStore implements KeyValueStore {
           }
         }
       });
+      // ioredis re-subscribes by itself after a reconnect (autoResubscribe), then says `ready`;
+      // what was published in between is gone, so the listeners are told from the second `ready` on.
+      let readies = 0;
+      subscriber.on('ready', () => {
+        readies += 1;
+        if (readies > 1 && !this.closed) this.notifyResubscribed();
+      });
       this.subscriber = subscriber;
     }
     return this.subscriber;
+  }
+
+  private notifyResubscribed(): void {
+    for (const [entry, listener] of [...this.resubscribeListeners]) {
+      try {
+        listener();
+      } catch (error) {
+        const channel = [...this.handlers].find(([, set]) => set.has(entry))?.[0] ?? '';
+        this.onHandlerError(error, channel.slice(this.keyPrefix.length));
+      }
+    }
   }
 
   private async run<T>(fn: () => Promise<T>): Promise<T> {
@@ -247,6 +272,11 @@ export class RedisKeyValueStore implements KeyValueStore {
       throw new SdcError('STORE_INVALID_ARGUMENT', `ttlMs must be an integer in 1..${ttlMsMax}`);
     }
   }
+}
+
+/** The subscriber connection's CLIENT SETNAME: no spaces, and short. */
+export function subscriberConnectionName(keyPrefix: string): string {
+  return `sdc-sub:${keyPrefix}`.replace(/[^\x21-\x7e]/g, '_').slice(0, 100);
 }
 
 /** The embedded default: ioredis-mock in this process. TTLs follow the real clock (ioredis-mock reads Date.now). */

@@ -528,7 +528,11 @@ async function waitAgentsBack(deployment: Deployment, options: ChaosRunOptions, 
   for (;;) {
     const online = await Promise.all(deviceIds.map((id) => kv.get(kvKeys.presence(id)).catch(() => null)));
     if (all.length === options.agents && online.every((value) => value !== null)) return systemClock.nowMs() - startMs;
-    if (systemClock.nowMs() - startMs > options.reconnectBoundMs) return null;
+    if (systemClock.nowMs() - startMs > options.reconnectBoundMs) {
+      const missing = deviceIds.filter((_, i) => online[i] === null);
+      options.logger.warn({ missing, devices: all.length, agents: options.agents }, 'agents not all shown online within the reconnect bound after the heal');
+      return null;
+    }
     await sleep(presencePollMs);
   }
 }

@@ -99,12 +99,14 @@ const reportDir = mkdtempSync(join(tmpdir(), 'sdc-test-report-'));
 const reportFile = join(reportDir, 'report.jsonl');
 const cpuFile = join(reportDir, 'cpu.jsonl');
 try {
+  // Not `node --test FILES`: node 20 sorts those by path and so ignores longFilesFirst (scripts/run-test-files.mjs).
   const result = spawnSync(process.execPath, [
-    '--import', 'tsx', '--import', pathToFileURL(join(root, 'scripts', 'test-cpu-probe.mjs')).href, '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? testConcurrencyDefault}`, `--test-timeout=${testFileTimeoutMs}`,
+    '--import', 'tsx', '--import', pathToFileURL(join(root, 'scripts', 'test-cpu-probe.mjs')).href,
+    join(root, 'scripts', 'run-test-files.mjs'),
+    '--concurrency', String(process.env.TEST_CONCURRENCY ?? testConcurrencyDefault), '--timeout-ms', String(testFileTimeoutMs),
     // node's default reporter for the terminal or a pipe, as before; the failure list to a file.
-    `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`, '--test-reporter-destination=stdout',
-    `--test-reporter=${join(root, 'scripts', 'run-reporter.mjs')}`, `--test-reporter-destination=${reportFile}`,
-    ...files,
+    '--reporter', process.stdout.isTTY ? 'spec' : 'tap', '--report', reportFile,
+    ...files.map((file) => join(root, file)),
   ], { cwd: root, stdio: 'inherit', env: { ...process.env, SDC_TEST_CPU_FILE: cpuFile } });
   const records = readRecords(reportFile);
   printSlowestFiles(records.find((r) => r.kind === 'fileTimes')?.secondsByFile ?? {});

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { sep } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, sep } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { longFilesFirst } from '../scripts/test-file-order.mjs';
+import { longestFiles, longFilesFirst } from '../scripts/test-file-order.mjs';
 
 const runTests = fileURLToPath(new URL('../scripts/run-tests.mjs', import.meta.url));
+const runTestFiles = fileURLToPath(new URL('../scripts/run-test-files.mjs', import.meta.url));
 
 /** The environment for a test run of its own: without NODE_TEST_CONTEXT, which would make node skip the files as a nested run. */
 function childEnv(fixture: '1' | ''): NodeJS.ProcessEnv {
@@ -73,5 +76,24 @@ describe('scripts/run-tests.mjs', () => {
   it('starts the end-to-end files under test/ first, each group in path order', () => {
     const files = ['core/b.test.ts', 'test/e2e/z.test.ts', 'agent/a.test.ts', 'test/e2e/a.test.ts', 'server/c.test.ts'].map((f) => f.split('/').join(sep));
     assert.deepEqual([...files].sort(longFilesFirst), ['test/e2e/a.test.ts', 'test/e2e/z.test.ts', 'agent/a.test.ts', 'core/b.test.ts', 'server/c.test.ts'].map((f) => f.split('/').join(sep)));
+  });
+
+  it('starts the measured long files before all others, in their list\'s order', () => {
+    const [longest, second] = longestFiles;
+    const files = ['agent/a.test.ts', 'test/e2e/a.test.ts', second!, longest!].map((f) => f.split('/').join(sep));
+    assert.deepEqual([...files].sort(longFilesFirst), [longest!, second!, 'test/e2e/a.test.ts', 'agent/a.test.ts'].map((f) => f.split('/').join(sep)));
+  });
+
+  it('hands node the files in that order: node --test sorts its files by path, the runner\'s driver does not', () => {
+    // The second fixture's path sorts after the first's; given first, with one file at a time, it runs first.
+    const files = ['test/fixtures/run-tests-second-fixture.test.ts', 'test/fixtures/run-tests-fixture.test.ts'];
+    const report = join(mkdtempSync(join(tmpdir(), 'sdc-run-order-')), 'report.jsonl');
+    const run = spawnSync(process.execPath, ['--import', 'tsx', runTestFiles, '--concurrency', '1', '--timeout-ms', '120000', '--reporter', 'tap', '--report', report, ...files], {
+      env: childEnv(''), encoding: 'utf8', timeout: 120_000,
+    });
+    rmSync(join(report, '..'), { recursive: true, force: true });
+    assert.equal(run.status, 0, run.stdout + run.stderr);
+    const started = [...run.stdout.matchAll(/^ok \d+ - (run-tests (?:second )?fixture)/gm)].map((m) => m[1]);
+    assert.deepEqual(started, ['run-tests second fixture', 'run-tests fixture'], run.stdout);
   });
 });

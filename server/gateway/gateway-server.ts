@@ -49,6 +49,8 @@ export interface GatewayServerOptions {
   pendingHandshakesPerSourceMax?: number;
   /** Default handshakeLimitsDefault.handshakesInFlightMax. */
   handshakesInFlightMax?: number;
+  /** The floor the bound on handshakes at once falls to while handshakes time out; default handshakeLimitsDefault.handshakesInFlightMin (equal to the max: fixed). */
+  handshakesInFlightMin?: number;
   /** Default handshakeLimitsDefault.handshakeQueueMax. */
   handshakeQueueMax?: number;
   /** Default: handshakeTimeoutMs. */
@@ -76,6 +78,12 @@ export const handshakeLimitsDefault = {
    * handshakeTimeoutMs, and keep enough in flight to cover network round trips.
    */
   handshakesInFlightMax: 256,
+  /**
+   * The adaptive bound's floor: a handshake that passed handshakeTimeoutMs halves the bound, each
+   * one that finished raises it by one (handshake-admission.ts). On a gateway starved of CPU, 256
+   * at once each outlasted the timeout (docs/benchmarks.md).
+   */
+  handshakesInFlightMin: 32,
   /** Sockets waiting for a handshake slot; beyond it new sockets are dropped at once (each waiting one holds a file descriptor). */
   handshakeQueueMax: 8_192,
 } as const;
@@ -146,6 +154,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? handshakeLimitsDefault.handshakeTimeoutMs;
   const admission = new HandshakeAdmission<string>({
     handshakesInFlightMax: options.handshakesInFlightMax ?? handshakeLimitsDefault.handshakesInFlightMax,
+    handshakesInFlightMin: options.handshakesInFlightMin ?? handshakeLimitsDefault.handshakesInFlightMin,
     handshakeQueueMax: options.handshakeQueueMax ?? handshakeLimitsDefault.handshakeQueueMax,
     handshakeQueueWaitMsMax: options.handshakeQueueWaitMsMax ?? handshakeTimeoutMs,
     pendingHandshakesPerSourceMax: options.pendingHandshakesPerSourceMax ?? handshakeLimitsDefault.pendingHandshakesPerSourceMax,
@@ -227,14 +236,18 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   server.on('error', (error: Error) => listener.emit('error', error));
 
   server.on('secureConnection', (tlsSocket: TLSSocket) => {
-    takeTurn(admission.release(admissionKeyOf(tlsSocket), clock.nowMs()));
+    takeTurn(admission.release(admissionKeyOf(tlsSocket), clock.nowMs(), 'finished'));
     if (tlsSocket.isSessionReused()) tlsHandshakes.resumed += 1;
     else tlsHandshakes.full += 1;
     forgetAlpnCopy(tlsSocket);
   });
-  server.on('tlsClientError', (error: Error & { code?: string }) => {
+  server.on('tlsClientError', (error: Error & { code?: string }, tlsSocket: TLSSocket) => {
     // Node's handshakeTimeout ends a socket that never finished TLS (a slowloris) with this error.
-    if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') options.metrics?.websocketErrors.inc({ code: 'GATEWAY_HANDSHAKE_TIMEOUT' });
+    if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') {
+      options.metrics?.websocketErrors.inc({ code: 'GATEWAY_HANDSHAKE_TIMEOUT' });
+      // Too many at once for the CPU we get (or a slow peer): fewer handshakes at once (handshake-admission.ts).
+      takeTurn(admission.release(admissionKeyOf(tlsSocket), clock.nowMs(), 'timedOut'));
+    }
     logger.info({ err: error }, 'TLS handshake refused');
   });
 

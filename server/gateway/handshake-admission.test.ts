@@ -116,3 +116,74 @@ describe('handshake admission: a bounded number of TLS handshakes at once, the r
     }), { numRuns: 300 });
   });
 });
+
+/**
+ * A storm on a gateway short of CPU, in virtual time: `agents` connect at once; the handshakes in
+ * flight share the CPU equally (each needs `cpuMsPerHandshake`), one that is not done `timeoutMs`
+ * after it started is dropped as Node's handshakeTimeout does, a socket that waited longer than
+ * that is dropped at its turn, and a dropped agent connects again after a backoff of 1-8 s (spread
+ * by its index). Returns how many agents finished a handshake within `horizonMs`.
+ */
+function stormFinished(limits: HandshakeAdmissionLimits, o: { agents: number; cpuMsPerHandshake: number; timeoutMs: number; horizonMs: number }): { finished: number; boundAtEnd: number } {
+  const admission = new HandshakeAdmission<number>(limits);
+  const running = new Map<number, { agent: number; startedMs: number; cpuMs: number }>();
+  const waiting = new Map<number, number>(); // socket key -> agent
+  const retries: Array<{ atMs: number; agent: number }> = [];
+  let nextKey = 0;
+  let finished = 0;
+  const connect = (agent: number, nowMs: number) => {
+    const key = nextKey++;
+    const decision = admission.admit(key, `10.0.${agent >> 8}.${agent & 255}`, nowMs);
+    if (decision === 'start') running.set(key, { agent, startedMs: nowMs, cpuMs: 0 });
+    else if (decision === 'queued') waiting.set(key, agent);
+    else retries.push({ atMs: nowMs + 1_000 + ((agent * 7_919) % 7_000), agent });
+  };
+  const take = (turn: { start: number[]; expired: number[] }, nowMs: number) => {
+    for (const key of turn.start) { running.set(key, { agent: waiting.get(key)!, startedMs: nowMs, cpuMs: 0 }); waiting.delete(key); }
+    for (const key of turn.expired) { const agent = waiting.get(key)!; waiting.delete(key); retries.push({ atMs: nowMs + 1_000 + ((agent * 7_919) % 7_000), agent }); }
+  };
+  for (let agent = 0; agent < o.agents; agent++) connect(agent, 0);
+  const stepMs = 10;
+  for (let nowMs = stepMs; nowMs <= o.horizonMs; nowMs += stepMs) {
+    for (let i = retries.length - 1; i >= 0; i--) {
+      if (retries[i]!.atMs > nowMs) continue;
+      const { agent } = retries[i]!;
+      retries.splice(i, 1);
+      connect(agent, nowMs);
+    }
+    const share = stepMs / Math.max(1, running.size);
+    for (const [key, handshake] of [...running]) {
+      handshake.cpuMs += share;
+      const outcome = handshake.cpuMs >= o.cpuMsPerHandshake ? 'finished' : nowMs - handshake.startedMs >= o.timeoutMs ? 'timedOut' : undefined;
+      if (outcome === undefined) continue;
+      running.delete(key);
+      if (outcome === 'finished') finished += 1;
+      else retries.push({ atMs: nowMs + 1_000 + ((handshake.agent * 7_919) % 7_000), agent: handshake.agent });
+      take(admission.release(key, nowMs, outcome), nowMs);
+    }
+  }
+  return { finished, boundAtEnd: admission.inFlightMax };
+}
+
+describe('handshake admission under a storm on a starved gateway (a model on virtual time)', () => {
+  // 1,000 sockets; 140 ms of the CPU it gets per handshake (about 7 a second: a gateway with a few
+  // per cent of a core, as at load 25 here); Node's handshake timeout of 10 s.
+  const storm = { agents: 1_000, cpuMsPerHandshake: 140, timeoutMs: 10_000, horizonMs: 150_000 };
+  const fixed = { handshakesInFlightMax: 256, handshakeQueueMax: 8_192, handshakeQueueWaitMsMax: 10_000, pendingHandshakesPerSourceMax: 64 };
+
+  it('a fixed bound of 256 lets every handshake outlast the timeout, so none finishes', () => {
+    assert.equal(stormFinished(fixed, storm).finished, 0);
+  });
+
+  it('the adaptive bound halves on timeouts and finishes handshakes at the rate the CPU allows', () => {
+    const adaptive = stormFinished({ ...fixed, handshakesInFlightMin: 32 }, storm);
+    // The CPU allows about 7 a second, 1,000 in 150 s at best; the bound gets there after a few rounds of timeouts.
+    assert.ok(adaptive.finished >= 700, `only ${adaptive.finished} finished`);
+    assert.ok(adaptive.boundAtEnd >= 32 && adaptive.boundAtEnd <= 256);
+  });
+
+  it('a healthy gateway keeps its full bound: nothing times out, so nothing halves it', () => {
+    const healthy = stormFinished({ ...fixed, handshakesInFlightMin: 32 }, { ...storm, cpuMsPerHandshake: 2 });
+    assert.deepEqual(healthy, { finished: 1_000, boundAtEnd: 256 });
+  });
+});

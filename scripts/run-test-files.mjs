@@ -32,5 +32,5 @@ const stream = run({ files, concurrency, timeout: timeoutMs });
 stream.on('test:fail', (data) => {
   if (data.todo === undefined || data.todo === false) process.exitCode = 1;
 });
-stream.compose(values.reporter === 'spec' ? spec : tap).pipe(process.stdout);
+stream.compose(values.reporter === 'spec' ? spec() : tap).pipe(process.stdout);
 stream.compose(runReporter).pipe(createWriteStream(values.report));

@@ -96,4 +96,15 @@ describe('scripts/run-tests.mjs', () => {
     const started = [...run.stdout.matchAll(/^ok \d+ - (run-tests (?:second )?fixture)/gm)].map((m) => m[1]);
     assert.deepEqual(started, ['run-tests second fixture', 'run-tests fixture'], run.stdout);
   });
+
+  it('the driver writes node\'s spec reporter too (a terminal gets it)', () => {
+    const report = join(mkdtempSync(join(tmpdir(), 'sdc-run-spec-')), 'report.jsonl');
+    const run = spawnSync(process.execPath, ['--import', 'tsx', runTestFiles, '--concurrency', '1', '--timeout-ms', '120000', '--reporter', 'spec', '--report', report, 'test/fixtures/run-tests-second-fixture.test.ts'], {
+      env: childEnv(''), encoding: 'utf8', timeout: 120_000,
+    });
+    rmSync(join(report, '..'), { recursive: true, force: true });
+    assert.equal(run.status, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, /^ℹ pass 1$/m);
+    assert.doesNotMatch(run.stdout, /^TAP version/m);
+  });
 });

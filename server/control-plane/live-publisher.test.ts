@@ -85,6 +85,20 @@ describe('LivePublisher: a lost change is followed by a resync notice', () => {
     assert.equal(time.pendingTimers, 0);
   });
 
+  it('sends one notice for the changes that come together when the channel is back', async () => {
+    const time = new VirtualTime(1_000);
+    const store = switchableKv(time);
+    const publisher = new LivePublisher({ kv: store.kv, logger: silent, clock: time, scheduler: time });
+    store.setDown(true);
+    publisher.publish(event('executing'));
+    await settle();
+    store.setDown(false);
+    for (const state of ['succeeded', 'sent', 'failed']) publisher.publish(event(state));
+    await settle();
+    assert.deepEqual(store.heard(), ['resync:publish_lost', 'succeeded', 'sent', 'failed']);
+    publisher.stop();
+  });
+
   it('stays quiet while nothing is lost', async () => {
     const time = new VirtualTime(1_000);
     const store = switchableKv(time);

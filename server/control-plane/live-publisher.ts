@@ -46,6 +46,7 @@ export class LivePublisher {
   /** A change was lost and no resync notice has gone out since. */
   #resyncOwed = false;
   #retryTimer: TimerHandle | undefined;
+  #noticeInFlight: Promise<void> | undefined;
   #failedTries = 0;
   #stopped = false;
   /** Publishes failed and resync notices sent, for tests and logs. */
@@ -73,7 +74,8 @@ export class LivePublisher {
 
   async #publishInOrder(message: string): Promise<void> {
     // Both go out on one connection, so the notice reaches the subscribers before the change.
-    const notice = this.#resyncOwed ? this.#sendResync() : undefined;
+    // One notice in flight covers every change published after it (they queue behind it).
+    const notice = this.#resyncOwed && this.#noticeInFlight === undefined ? this.#sendResync() : undefined;
     try {
       await this.#o.kv.publish(liveChannel, message);
     } catch (error) {
@@ -82,7 +84,13 @@ export class LivePublisher {
     await notice;
   }
 
-  async #sendResync(): Promise<void> {
+  #sendResync(): Promise<void> {
+    const sending = this.#trySendResync().finally(() => { this.#noticeInFlight = undefined; });
+    this.#noticeInFlight = sending;
+    return sending;
+  }
+
+  async #trySendResync(): Promise<void> {
     const lossesBefore = this.counts.publishesLost;
     const event: ResyncEvent = { type: 'resync', reason: 'publish_lost', at_ms: this.#o.clock.nowMs() };
     try {
@@ -93,7 +101,10 @@ export class LivePublisher {
     }
     this.counts.resyncsSent += 1;
     // A change lost while the notice was in flight may postdate the clients' re-read: still owed.
-    if (this.counts.publishesLost !== lossesBefore) return;
+    if (this.counts.publishesLost !== lossesBefore) {
+      this.#scheduleRetry();
+      return;
+    }
     this.#o.logger.info({ failed_tries: this.#failedTries }, 'live resync notice published after lost changes');
     this.#resyncOwed = false;
     this.#failedTries = 0;
@@ -114,7 +125,7 @@ export class LivePublisher {
     const delayMs = Math.min(livePublisherLimits.retryMaxMs, livePublisherLimits.retryFirstMs * 2 ** Math.min(this.#failedTries - 1, 20));
     this.#retryTimer = this.#o.scheduler.schedule(delayMs, () => {
       this.#retryTimer = undefined;
-      if (this.#resyncOwed && !this.#stopped) void this.#sendResync();
+      if (this.#resyncOwed && !this.#stopped && this.#noticeInFlight === undefined) void this.#sendResync();
     });
   }
 }

@@ -69,7 +69,8 @@ describe('LivePublisher: a lost change is followed by a resync notice', () => {
     publisher.stop();
   });
 
-  it('puts the notice before the next change when that comes first', async () => {
+  /** A publisher that lost one change while the store was down; the store is back. */
+  const afterOneLoss = async () => {
     const time = new VirtualTime(1_000);
     const store = switchableKv(time);
     const publisher = new LivePublisher({ kv: store.kv, logger: silent, clock: time, scheduler: time });
@@ -77,6 +78,11 @@ describe('LivePublisher: a lost change is followed by a resync notice', () => {
     publisher.publish(event('executing'));
     await settle();
     store.setDown(false);
+    return { time, store, publisher };
+  };
+
+  it('puts the notice before the next change when that comes first', async () => {
+    const { time, store, publisher } = await afterOneLoss();
     publisher.publish(event('succeeded'));
     await settle();
     assert.deepEqual(store.heard(), ['resync:publish_lost', 'succeeded']);
@@ -86,13 +92,7 @@ describe('LivePublisher: a lost change is followed by a resync notice', () => {
   });
 
   it('sends one notice for the changes that come together when the channel is back', async () => {
-    const time = new VirtualTime(1_000);
-    const store = switchableKv(time);
-    const publisher = new LivePublisher({ kv: store.kv, logger: silent, clock: time, scheduler: time });
-    store.setDown(true);
-    publisher.publish(event('executing'));
-    await settle();
-    store.setDown(false);
+    const { store, publisher } = await afterOneLoss();
     for (const state of ['succeeded', 'sent', 'failed']) publisher.publish(event(state));
     await settle();
     assert.deepEqual(store.heard(), ['resync:publish_lost', 'succeeded', 'sent', 'failed']);

@@ -4,15 +4,12 @@
 // heartbeat waited in the buffer must stay online; a silent one must still be closed, at most one
 // deferral (its lateness, capped at a heartbeat interval) later.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import type { VirtualTime } from '../../core/time/virtual-time.js';
 import { kvKeys } from '../bus-contract/streams.js';
-import type { GatewayCore } from './gateway-core.js';
 import { lateTimerLimitsFor, stallDeferralMs } from './late-timer.js';
-import {
-  embeddedStores, makeCore, makeGatewayPki, settle, StreamReader, TestAgent, VirtualDriver, type GatewayPki, type TestStores,
-} from './test-support.js';
+import { settle, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 const silenceMsMax = Math.ceil(heartbeatIntervalMs * 1.5);
@@ -56,33 +53,16 @@ class StallingScheduler implements Scheduler {
 describe('late session timers (a stalled gateway)', () => {
   const driver = new VirtualDriver();
   const scheduler = new StallingScheduler(driver.time);
-  let gpki: GatewayPki;
-  let stores: TestStores;
-  let core: GatewayCore;
-  let events: StreamReader;
-
-  before(async () => {
-    gpki = await makeGatewayPki();
-    stores = embeddedStores(driver.time);
-    core = makeCore(stores, { clock: driver.time, scheduler, heartbeatIntervalMs, ackTimeoutMs: 60_000 });
-    await core.start();
-    events = new StreamReader(stores.bus);
-  });
-
-  after(async () => {
-    await core.stop();
-    await stores.bus.close();
-    await stores.kv.close();
-  });
+  const gw = useVirtualGateway(driver, { scheduler, heartbeatIntervalMs, ackTimeoutMs: 60_000 });
 
   /** A session whose frames to the gateway can be held back (in the socket's buffer) while the gateway stalls. */
   async function connect(deviceId: string) {
-    const device = await gpki.issueDevice(deviceId);
+    const device = await gw.gpki.issueDevice(deviceId);
     const agent = new TestAgent(device, { clock: driver.time });
     let heardMs = Number.NaN;
     const buffered: Uint8Array[] = [];
     const wire = { holding: false };
-    const handle = core.acceptConnection({
+    const handle = gw.core.acceptConnection({
       deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
       send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
       close: (code, reason) => { agent.closed = { code, reason }; },
@@ -113,8 +93,8 @@ describe('late session timers (a stalled gateway)', () => {
 
   const offlineOf = async (deviceId: string) => {
     await settle();
-    await events.poll();
-    return events.entries.find((e) => e.kind === 'presence' && e.data.device_id === deviceId && !e.data.online);
+    await gw.events.poll();
+    return gw.events.entries.find((e) => e.kind === 'presence' && e.data.device_id === deviceId && !e.data.online);
   };
 
   it('keeps a device online whose heartbeat arrived during the stall, though its deadline passed', async () => {
@@ -132,7 +112,7 @@ describe('late session timers (a stalled gateway)', () => {
     assert.equal(agent.closed, undefined, 'closed by a timer that fired before the buffered heartbeat was read');
     await runTo(deadlineMs + heartbeatIntervalMs);
     assert.equal(await offlineOf('dev-stalled'), undefined, 'reported offline');
-    assert.notEqual(await stores.kv.get(kvKeys.presence('dev-stalled')), null, 'presence key gone');
+    assert.notEqual(await gw.stores.kv.get(kvKeys.presence('dev-stalled')), null, 'presence key gone');
     // Its presence is judged from the heartbeat read after the stall: silent from then on, closed at that deadline.
     const nextDeadlineMs = lastHeardMs() + silenceMsMax;
     await runTo(nextDeadlineMs - 1);

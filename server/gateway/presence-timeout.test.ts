@@ -2,12 +2,9 @@
 // heartbeat intervals after the last frame the gateway heard, never a millisecond before. The
 // TLS test in gateway-server.test.ts checks the same path end to end by outcome and order only.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { kvKeys } from '../bus-contract/streams.js';
-import type { GatewayCore } from './gateway-core.js';
-import {
-  embeddedStores, makeCore, makeGatewayPki, onVirtualTime, settle, StreamReader, TestAgent, VirtualDriver, type GatewayPki, type TestStores,
-} from './test-support.js';
+import { settle, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 /** What the gateway promises: presence lasts 1.5 heartbeat intervals past the last frame heard. */
@@ -15,31 +12,14 @@ const silenceMsMax = Math.ceil(heartbeatIntervalMs * 1.5);
 
 describe('gateway presence on virtual time', () => {
   const driver = new VirtualDriver();
-  let gpki: GatewayPki;
-  let stores: TestStores;
-  let core: GatewayCore;
-  let events: StreamReader;
-
-  before(async () => {
-    gpki = await makeGatewayPki();
-    stores = embeddedStores(driver.time);
-    core = makeCore(stores, { ...onVirtualTime(driver), heartbeatIntervalMs, ackTimeoutMs: 60_000 });
-    await core.start();
-    events = new StreamReader(stores.bus);
-  });
-
-  after(async () => {
-    await core.stop();
-    await stores.bus.close();
-    await stores.kv.close();
-  });
+  const gw = useVirtualGateway(driver, { heartbeatIntervalMs, ackTimeoutMs: 60_000 });
 
   /** An in-memory session that records the virtual time of every frame the gateway receives. */
   async function connect(deviceId: string): Promise<{ agent: TestAgent; lastHeardMs: () => number }> {
-    const device = await gpki.issueDevice(deviceId);
+    const device = await gw.gpki.issueDevice(deviceId);
     const agent = new TestAgent(device, { clock: driver.time });
     let heardMs = Number.NaN;
-    const handle = core.acceptConnection({
+    const handle = gw.core.acceptConnection({
       deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
       send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
       close: (code, reason) => { agent.closed = { code, reason }; },
@@ -51,8 +31,8 @@ describe('gateway presence on virtual time', () => {
 
   const offlineOf = async (deviceId: string) => {
     await settle();
-    await events.poll();
-    return events.entries.find((e) => e.kind === 'presence' && e.data.device_id === deviceId && !e.data.online);
+    await gw.events.poll();
+    return gw.events.entries.find((e) => e.kind === 'presence' && e.data.device_id === deviceId && !e.data.online);
   };
 
   /** Runs virtual time to exactly `atMs`, firing what falls due and settling after each timer. */
@@ -73,7 +53,7 @@ describe('gateway presence on virtual time', () => {
     assert.ok(offline?.kind === 'presence', 'offline at the deadline');
     assert.equal(offline.data.at_ms, deadlineMs);
     assert.equal(closeCode(), 4000);
-    assert.equal(await stores.kv.get(kvKeys.presence('dev-silent')), null);
+    assert.equal(await gw.stores.kv.get(kvKeys.presence('dev-silent')), null);
   });
 
   it('moves the deadline with every frame heard', async () => {

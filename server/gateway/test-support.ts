@@ -1,6 +1,7 @@
 // Shared by the server/gateway tests (not used by production code): PKI material, a gateway on
 // embedded stores, agents over an in-memory transport or a real TLS WebSocket, and store readers.
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { decodeBusEntry, encodeBusEntry, type DecodedBusEntry } from '../bus-contract/entries.js';
@@ -208,6 +209,37 @@ export function coreOptions(stores: TestStores): GatewayCoreOptions {
  */
 export function makeCore(stores: TestStores, overrides: Partial<GatewayCoreOptions> = {}): GatewayCore {
   return createGatewayCore({ ...coreOptions(stores), checkEnrollment: () => undefined, ...overrides });
+}
+
+/** A started test gateway on virtual time, its stores, a test CA and a reader of its events stream. */
+export interface VirtualGateway {
+  readonly driver: VirtualDriver;
+  readonly gpki: GatewayPki;
+  readonly stores: TestStores;
+  readonly core: GatewayCore;
+  readonly events: StreamReader;
+}
+
+/**
+ * Registers, in the calling describe, a `before` that starts a gateway on `driver`'s virtual time
+ * (makeCore with `overrides`, which may replace the scheduler) and an `after` that stops it and
+ * closes its stores. The fields are set once `before` has run.
+ */
+export function useVirtualGateway(driver: VirtualDriver, overrides: Partial<GatewayCoreOptions>): VirtualGateway {
+  const gateway = { driver } as { -readonly [K in keyof VirtualGateway]: VirtualGateway[K] };
+  before(async () => {
+    gateway.gpki = await makeGatewayPki();
+    gateway.stores = embeddedStores(driver.time);
+    gateway.core = makeCore(gateway.stores, { ...onVirtualTime(driver), ...overrides });
+    await gateway.core.start();
+    gateway.events = new StreamReader(gateway.stores.bus);
+  });
+  after(async () => {
+    await gateway.core.stop();
+    await gateway.stores.bus.close();
+    await gateway.stores.kv.close();
+  });
+  return gateway;
 }
 
 /** How a test agent answers COMMAND_DELIVERY: ack+result, nothing, or ack only. */

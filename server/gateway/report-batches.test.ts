@@ -1,13 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { decodeBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, groups, streamNames } from '../bus-contract/streams.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
-import type { GatewayCore } from './gateway-core.js';
-import {
-  appendDeliver, connectInMemory, embeddedStores, makeCommand, makeCore, makeGatewayPki, onVirtualTime, StreamReader, TestAgent, VirtualDriver,
-  type GatewayPki, type TestStores,
-} from './test-support.js';
+import { appendDeliver, connectInMemory, makeCommand, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
 
 /** One call the gateway made to write to the events stream or to ack its command stream, in call order. */
 type BusCall = { readonly call: 'append' | 'appendBatch'; readonly events: readonly string[] } | { readonly call: 'ack' };
@@ -56,39 +52,21 @@ function recordingBus(bus: StreamBus, calls: BusCall[], held: () => boolean, wai
 describe('gateway: a command\'s reports that wait behind one in flight go out in one batch', () => {
   const stepVirtualMsMax = 10_000;
   const driver = new VirtualDriver();
-  let gpki: GatewayPki;
-  let stores: TestStores;
-  let core: GatewayCore;
-  let events: StreamReader;
   const calls: BusCall[] = [];
   const waiters: Array<() => void> = [];
   let held = false;
-
-  before(async () => {
-    gpki = await makeGatewayPki();
-    const raw = embeddedStores(driver.time);
-    stores = { kv: raw.kv, bus: recordingBus(raw.bus, calls, () => held, waiters) };
-    core = makeCore(stores, { ...onVirtualTime(driver), heartbeatIntervalMs: 60_000, ackTimeoutMs: 30_000 });
-    await core.start();
-    events = new StreamReader(raw.bus);
-  });
-
-  after(async () => {
-    await core.stop();
-    await stores.bus.close();
-    await stores.kv.close();
-  });
+  const gw = useVirtualGateway(driver, { heartbeatIntervalMs: 60_000, ackTimeoutMs: 30_000 }, (bus) => recordingBus(bus, calls, () => held, waiters));
 
   const until = <T>(check: () => Promise<T | undefined> | T | undefined, what: string) => driver.until(check, stepVirtualMsMax, what);
 
   it('deliver alone; ACK, start and RESULT, which arrived meanwhile, in one appendBatch in order; the stream entry acked after it', async () => {
-    const device = await gpki.issueDevice('dev-batch');
-    const agent = connectInMemory(core, device, new TestAgent(device, { clock: driver.time }));
+    const device = await gw.gpki.issueDevice('dev-batch');
+    const agent = connectInMemory(gw.core, device, new TestAgent(device, { clock: driver.time }));
     await until(() => (agent.ready ? true : undefined), 'AUTH_ACK');
     calls.length = 0;
     held = true;
     const command = makeCommand('dev-batch', { nowMs: driver.time.nowMs() });
-    await appendDeliver(stores.bus, 'gw-a', command);
+    await appendDeliver(gw.stores.bus, 'gw-a', command);
     // The device answers at once (ACK, executing, RESULT) while the deliver report is still in flight.
     await until(() => (calls.length === 1 && agent.deliveries.length === 1 ? true : undefined), 'the deliver report in flight');
     await driver.advance(100);
@@ -101,10 +79,10 @@ describe('gateway: a command\'s reports that wait behind one in flight go out in
       { call: 'appendBatch', events: ['ack', 'start', 'command_result'] },
       { call: 'ack' },
     ]);
-    await events.poll();
-    const order = events.entries.flatMap((e) => (e.kind === 'command_progress' && e.data.command_id === command.id ? [e.data.event]
+    await gw.events.poll();
+    const order = gw.events.entries.flatMap((e) => (e.kind === 'command_progress' && e.data.command_id === command.id ? [e.data.event]
       : e.kind === 'command_result' && e.data.command_id === command.id ? ['result'] : []));
     assert.deepEqual(order, ['deliver', 'ack', 'start', 'result']);
-    assert.deepEqual(await stores.bus.pending(gatewayCommandStream('gw-a'), groups.gateway), []);
+    assert.deepEqual(await gw.stores.bus.pending(gatewayCommandStream('gw-a'), groups.gateway), []);
   });
 });

@@ -222,17 +222,20 @@ export interface VirtualGateway {
 
 /**
  * Registers, in the calling describe, a `before` that starts a gateway on `driver`'s virtual time
- * (makeCore with `overrides`, which may replace the scheduler) and an `after` that stops it and
+ * (makeCore with `overrides`, which may replace the scheduler; its bus wrapped by `wrapBus` when
+ * given) and an `after` that stops it and
  * closes its stores. The fields are set once `before` has run.
  */
-export function useVirtualGateway(driver: VirtualDriver, overrides: Partial<GatewayCoreOptions>): VirtualGateway {
+export function useVirtualGateway(driver: VirtualDriver, overrides: Partial<GatewayCoreOptions>, wrapBus?: (bus: StreamBus) => StreamBus): VirtualGateway {
   const gateway = { driver } as { -readonly [K in keyof VirtualGateway]: VirtualGateway[K] };
   before(async () => {
     gateway.gpki = await makeGatewayPki();
-    gateway.stores = embeddedStores(driver.time);
+    const raw = embeddedStores(driver.time);
+    // The gateway writes through `wrapBus` (a test's failing or recording bus); the events are read from the store itself.
+    gateway.stores = wrapBus === undefined ? raw : { kv: raw.kv, bus: wrapBus(raw.bus) };
     gateway.core = makeCore(gateway.stores, { ...onVirtualTime(driver), ...overrides });
     await gateway.core.start();
-    gateway.events = new StreamReader(gateway.stores.bus);
+    gateway.events = new StreamReader(raw.bus);
   });
   after(async () => {
     await gateway.core.stop();

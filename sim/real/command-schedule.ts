@@ -151,7 +151,8 @@ export async function drainCommands(options: { api: OperatorApi; pool: WorkerPoo
     if (systemClock.nowMs() >= startMs + boundMs) {
       await readBack(open.slice(0, readBackPerLookMax));
       const stillOpen = accepted.unfinished();
-      const unheard = open.filter((id) => !stillOpen.includes(id));
+      const stillOpenIds = new Set(stillOpen);
+      const unheard = open.filter((id) => !stillOpenIds.has(id));
       if (unheard.length > 0) {
         options.violations.add('live_feed', `${unheard.length} commands terminal by the API but still open on the live stream, which sent neither their state nor a resync (first: ${unheard[0]})`);
       }

@@ -12,6 +12,8 @@ import { signCommand } from '../core/protocol/signed-command.js';
 import { MockIoctlDevice } from '../kernel/mock/mock-kernel.js';
 import { SeededRandom } from '../core/random/prng.js';
 import { VirtualTime } from '../core/time/virtual-time.js';
+import { StallingScheduler } from '../core/time/stalling-scheduler.js';
+import type { Scheduler } from '../core/ports/ports.js';
 import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreEvent } from './agent-core.js';
 import { MemoryCommandJournal, type CommandJournal } from './command-journal.js';
 import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
@@ -65,6 +67,8 @@ class Harness {
   transportClosed = false;
   /** The agent's clock reads virtual time plus this (the gateway's reads virtual time). */
   agentSkewMs = 0;
+  /** The agent's timers; a test may put a StallingScheduler over `time` before createCore. */
+  scheduler: Scheduler = this.time;
   #sessions = 0;
   #seq = 0;
 
@@ -73,7 +77,7 @@ class Harness {
       deviceId, signer: { kid: deviceKid(deviceId), seed: this.keys.device, provider },
       resolveGatewayKey: (kid) => (kid === gatewayKid('gw-1') ? provider.publicKeyFromSeed(this.keys.gateway) : undefined),
       resolveCommandKey: (kid) => (kid === 'cp:test' ? provider.publicKeyFromSeed(this.keys.commands) : undefined),
-      kernel, journal: this.journal, clock: { nowMs: () => this.time.nowMs() + this.agentSkewMs }, random: this.random, scheduler: this.time,
+      kernel, journal: this.journal, clock: { nowMs: () => this.time.nowMs() + this.agentSkewMs }, random: this.random, scheduler: this.scheduler,
       telemetrySource: createSyntheticMetricsSource({ random: this.random }), telemetryIntervalMs, agentVersion: 'test/1', sessionCrypto,
       onEvent: (event) => this.events.push(event),
     });
@@ -577,5 +581,109 @@ describe('agent core', () => {
     const h = await readyHarness();
     await h.deliver(h.command());
     for (const { bytes } of h.received) assert.equal(decodeEnvelope(bytes).sig.kid, deviceKid(deviceId));
+  });
+});
+
+// The agent's silence check after a stall (core/time/late-timer.ts; docs/gateway.md, "Deadlines
+// after a stall"). The agent process is stalled as Node runs one: its timers that fell due during
+// the stall fire when it ends, with the clock at the stall's end, and only then are the frames
+// that arrived meanwhile read. Interval 10 s, so the bound is 30 s of silence, lateness up to 1 s
+// is ordinary and a deferral lasts at most 10 s.
+describe('agent core: the silence check after a stall', () => {
+  /** A ready agent whose process can stall; frames from the gateway can be held in its socket or lost. */
+  async function stallableHarness() {
+    const h = new Harness();
+    const scheduler = new StallingScheduler(h.time);
+    h.scheduler = scheduler;
+    h.createCore();
+    await h.core.idle();
+    h.connect();
+    const startMs = h.time.nowMs();
+    const socket = h.handle;
+    const wire = { mode: 'open' as 'open' | 'hold' | 'lose', buffered: [] as Uint8Array[] };
+    h.handle = {
+      receive: (bytes) => {
+        if (wire.mode === 'open') socket.receive(bytes);
+        else if (wire.mode === 'hold') wire.buffered.push(bytes);
+      },
+      transportClosed: () => socket.transportClosed(),
+    };
+    /** Runs to `atMs` after the session started. */
+    const runTo = (atMs: number) => h.advance(startMs + atMs - h.time.nowMs());
+    /** The process runs again: late timers first, then the frames that waited in the socket. */
+    const endStall = async () => {
+      scheduler.resume();
+      if (wire.mode === 'hold') wire.mode = 'open';
+      for (const bytes of wire.buffered.splice(0)) socket.receive(bytes);
+      await h.advance(0);
+    };
+    /** Heartbeats the gateway read, as ms after the session started (uptime_ms counts from createCore, here the same instant). */
+    const heartbeatsAtMs = () => h.messages('HEARTBEAT').map((m) => m.body.uptime_ms);
+    const closeReasons = () => h.events.flatMap((e) => (e.kind === 'closed' ? [e.reason] : []));
+    return { h, scheduler, wire, runTo, endStall, heartbeatsAtMs, closeReasons };
+  }
+
+  /**
+   * Heartbeats at 10 s (echo read) and 20 s; the process stalls right after sending the second, so
+   * its echo arrives in the stall; the stall ends at 45 s, when the tick due at 30 s fires first:
+   * 35 s since the echo read at 10 s, 15 s late.
+   */
+  async function stallAfterSecondHeartbeat(lostInTheStall: boolean) {
+    const t = await stallableHarness();
+    await t.runTo(2 * heartbeatIntervalMs - 1);
+    t.wire.mode = lostInTheStall ? 'lose' : 'hold';
+    await t.runTo(2 * heartbeatIntervalMs);
+    t.scheduler.stall();
+    await t.runTo(45_000);
+    assert.equal(t.h.transportClosed, false, 'nothing runs in the stall');
+    await t.endStall();
+    return t;
+  }
+
+  it('keeps a session whose gateway echo waited in the socket while the process stalled', async () => {
+    const t = await stallAfterSecondHeartbeat(false);
+    assert.equal(t.h.transportClosed, false, 'dropped by a tick that ran before the waiting echo was read');
+    assert.equal(t.h.core.isReady, true);
+    // The late tick still sent its heartbeat, and judges again one deferral (10 s) later: with the echo read, the session stays.
+    assert.deepEqual(t.heartbeatsAtMs(), [10_000, 20_000, 45_000]);
+    await t.runTo(55_000);
+    await t.runTo(65_000);
+    assert.deepEqual(t.heartbeatsAtMs(), [10_000, 20_000, 45_000, 55_000, 65_000], 'back to one heartbeat an interval');
+    assert.equal(t.h.transportClosed, false);
+    assert.deepEqual(t.closeReasons(), []);
+  });
+
+  it('still drops a gateway that is really silent, exactly one deferral after the stall', async () => {
+    const t = await stallAfterSecondHeartbeat(true);
+    assert.equal(t.h.transportClosed, false, 'judged before the frames of the stall could be read');
+    await t.runTo(55_000 - 1);
+    assert.equal(t.h.transportClosed, false);
+    await t.runTo(55_000);
+    assert.equal(t.h.transportClosed, true);
+    assert.equal(t.h.core.isReady, false);
+    // The judgement after a deferral is final: 45 s since the last frame read, at 10 s.
+    assert.deepEqual(t.closeReasons(), ['gateway silent for 45000 ms']);
+  });
+
+  it('without a stall, drops a silent gateway at the first tick past the bound, as before (no deferral on time)', async () => {
+    const t = await stallableHarness();
+    // Silent from the AUTH_ACK on: ticks at 10, 20 and 30 s (30 s is not past the bound), dropped at 40 s.
+    t.wire.mode = 'lose';
+    await t.runTo(4 * heartbeatIntervalMs - 1);
+    assert.equal(t.h.transportClosed, false);
+    await t.runTo(4 * heartbeatIntervalMs);
+    assert.equal(t.h.transportClosed, true);
+    assert.deepEqual(t.closeReasons(), ['gateway silent for 40000 ms']);
+  });
+
+  it('a second stall right after a deferral is not deferred again when nothing was heard', async () => {
+    const t = await stallAfterSecondHeartbeat(true);
+    // Deferred to 55 s; the process stalls again until 70 s: that late tick judges, finally.
+    t.scheduler.stall();
+    await t.runTo(70_000);
+    assert.equal(t.h.transportClosed, false);
+    await t.endStall();
+    assert.equal(t.h.transportClosed, true);
+    assert.deepEqual(t.closeReasons(), ['gateway silent for 60000 ms']);
   });
 });

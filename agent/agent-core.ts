@@ -9,6 +9,7 @@ import { AgentConnection, type AgentEvent } from '../core/protocol/session/agent
 import type { FrameSigner } from '../core/protocol/session/codec.js';
 import { verifyCommand } from '../core/protocol/signed-command.js';
 import { clockOffsetLimits } from '../core/protocol/clock-offset.js';
+import { lateTimerLimitsFor, stallDeferralMs } from '../core/time/late-timer.js';
 import { traceLogFields } from '../core/trace/trace-context.js';
 import type { CommandJournal, CommandResultBody } from './command-journal.js';
 import { kernelBridgeLimits, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
@@ -139,6 +140,10 @@ interface LiveConnection {
   readonly transport: AgentTransport;
   heartbeatIntervalMs: number;
   heartbeatTimer?: TimerHandle;
+  /** When `heartbeatTimer` was meant to fire, so a late tick is seen (core/time/late-timer.ts). */
+  heartbeatDueMs: number;
+  /** A late tick deferred its silence judgement and nothing was heard since: the next judgement is final. */
+  silenceDeferred: boolean;
   authTimer?: TimerHandle;
   /** Results sent since the last heartbeat. */
   resultsSinceHeartbeat: string[];
@@ -263,6 +268,7 @@ class DefaultAgentCore implements AgentCore {
     });
     const live: LiveConnection = {
       connection, transport, heartbeatIntervalMs: 0, resultsSinceHeartbeat: [], heartbeatsInFlight: [], lastHeardMs: this.#o.clock.nowMs(),
+      heartbeatDueMs: 0, silenceDeferred: false,
     };
     this.#live = live;
     live.authTimer = this.#o.scheduler.schedule(this.#o.authTimeoutMs ?? agentCoreLimits.authTimeoutMs, () => {
@@ -282,6 +288,7 @@ class DefaultAgentCore implements AgentCore {
   #receive(live: LiveConnection, bytes: Uint8Array): void {
     if (this.#live !== live) return;
     live.lastHeardMs = this.#o.clock.nowMs();
+    live.silenceDeferred = false;
     let events: AgentEvent[];
     try {
       events = live.connection.receive(bytes, this.#o.clock.nowMs());
@@ -371,29 +378,49 @@ class DefaultAgentCore implements AgentCore {
     }, true);
   }
 
-  #scheduleHeartbeat(live: LiveConnection): void {
-    live.heartbeatTimer = this.#o.scheduler.schedule(live.heartbeatIntervalMs, () => {
+  /**
+   * The heartbeat tick: judges the gateway's silence, then sends a heartbeat. A tick that fired
+   * late (this process did not run: starved of CPU, GC, a blocked loop) runs before the frames that
+   * arrived meanwhile are read, as Node runs due timers before it reads sockets; so it does not
+   * drop the gateway then but judges again one deferral later (its lateness, at most an interval),
+   * and that judgement is final (core/time/late-timer.ts, docs/gateway.md "Deadlines after a stall").
+   */
+  #scheduleHeartbeat(live: LiveConnection, delayMs = live.heartbeatIntervalMs): void {
+    live.heartbeatDueMs = this.#o.clock.nowMs() + delayMs;
+    live.heartbeatTimer = this.#o.scheduler.schedule(delayMs, () => {
       live.heartbeatTimer = undefined;
       if (this.#live !== live || !this.isReady) return;
       const nowMs = this.#o.clock.nowMs();
       const silenceMs = nowMs - live.lastHeardMs;
+      let nextDelayMs = live.heartbeatIntervalMs;
       if (silenceMs > (this.#o.silenceIntervalsMax ?? agentCoreLimits.silenceIntervalsMax) * live.heartbeatIntervalMs) {
-        this.#closeLive(live, `gateway silent for ${silenceMs} ms`, true);
-        return;
+        const deferralMs = stallDeferralMs(live.heartbeatDueMs, nowMs, live.silenceDeferred, lateTimerLimitsFor(live.heartbeatIntervalMs));
+        if (deferralMs === undefined) {
+          this.#closeLive(live, `gateway silent for ${silenceMs} ms`, true);
+          return;
+        }
+        // Still a heartbeat now (the gateway has not heard this process through the stall either); the next tick judges.
+        live.silenceDeferred = true;
+        nextDelayMs = deferralMs;
+        this.#log.debug({ silence_ms: silenceMs, late_ms: nowMs - live.heartbeatDueMs, deferral_ms: deferralMs }, 'heartbeat tick fired late; judging the gateway after the stall');
       }
-      // Strictly increasing, so an echo names exactly one heartbeat.
-      const uptimeMs = Math.max(nowMs - this.#startedAtMs, this.#lastUptimeMs + 1);
-      this.#lastUptimeMs = uptimeMs;
-      // Recorded before sending: an in-memory transport may deliver the echo within the send.
-      const inFlight = { uptimeMs, commandIds: live.resultsSinceHeartbeat.splice(0) };
-      live.heartbeatsInFlight.push(inFlight);
-      if (live.heartbeatsInFlight.length > agentCoreLimits.heartbeatsInFlightMax) live.heartbeatsInFlight.shift();
-      if (!this.#trySend(live, (c) => c.sendHeartbeat({ uptime_ms: uptimeMs, queue_depth: this.#queued }, nowMs))) {
-        live.heartbeatsInFlight = live.heartbeatsInFlight.filter((h) => h !== inFlight);
-        live.resultsSinceHeartbeat.unshift(...inFlight.commandIds);
-      }
-      this.#scheduleHeartbeat(live);
+      this.#sendHeartbeat(live, nowMs);
+      this.#scheduleHeartbeat(live, nextDelayMs);
     });
+  }
+
+  #sendHeartbeat(live: LiveConnection, nowMs: number): void {
+    // Strictly increasing, so an echo names exactly one heartbeat.
+    const uptimeMs = Math.max(nowMs - this.#startedAtMs, this.#lastUptimeMs + 1);
+    this.#lastUptimeMs = uptimeMs;
+    // Recorded before sending: an in-memory transport may deliver the echo within the send.
+    const inFlight = { uptimeMs, commandIds: live.resultsSinceHeartbeat.splice(0) };
+    live.heartbeatsInFlight.push(inFlight);
+    if (live.heartbeatsInFlight.length > agentCoreLimits.heartbeatsInFlightMax) live.heartbeatsInFlight.shift();
+    if (!this.#trySend(live, (c) => c.sendHeartbeat({ uptime_ms: uptimeMs, queue_depth: this.#queued }, nowMs))) {
+      live.heartbeatsInFlight = live.heartbeatsInFlight.filter((h) => h !== inFlight);
+      live.resultsSinceHeartbeat.unshift(...inFlight.commandIds);
+    }
   }
 
   /**

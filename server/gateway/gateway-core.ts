@@ -31,7 +31,7 @@ import { normalizeSerialHex } from '../../trust/serial-number.js';
 import type { DeviceTransport } from './device-session.js';
 import { gatewayDefaults, gatewayLimits } from './gateway-defaults.js';
 import { checkProbeOptions, LivenessProbe, probeDefaults } from './liveness-probe.js';
-import { lateTimerLimitsFor, stallDeferralMs, type LateTimerLimits } from './late-timer.js';
+import { lateTimerLimitsFor, stallDeferralMs, type LateTimerLimits } from '../../core/time/late-timer.js';
 import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 import type { SessionMacOptions } from '../../core/protocol/session/session-mac.js';
 

@@ -1,54 +1,16 @@
-// Deadlines after a stall (late-timer.ts), on virtual time. A stalled gateway is modelled as
+// Deadlines after a stall (core/time/late-timer.ts) at the gateway, on virtual time. A stalled gateway is modelled as
 // Node runs one: the timers that fell due during the stall fire when it ends, with the clock at
 // the stall's end, and only then are the frames that arrived meanwhile read. A live device whose
 // heartbeat waited in the buffer must stay online; a silent one must still be closed, at most one
 // deferral (its lateness, capped at a heartbeat interval) later.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Scheduler, TimerHandle } from '../../core/ports/ports.js';
-import type { VirtualTime } from '../../core/time/virtual-time.js';
+import { StallingScheduler } from '../../core/time/stalling-scheduler.js';
 import { kvKeys } from '../bus-contract/streams.js';
-import { lateTimerLimitsFor, stallDeferralMs } from './late-timer.js';
 import { settle, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 const silenceMsMax = Math.ceil(heartbeatIntervalMs * 1.5);
-
-/**
- * The gateway's scheduler on virtual time, which can stall: a timer that falls due while stalled
- * is held and fired when the stall ends (late, the clock at the stall's end), as Node's loop does.
- */
-class StallingScheduler implements Scheduler {
-  #held: Array<() => void> | undefined;
-  readonly #cancelled = new Set<number>();
-
-  constructor(readonly time: VirtualTime) {}
-
-  schedule(delayMs: number, callback: () => void): TimerHandle {
-    const handle = this.time.schedule(delayMs, () => {
-      if (this.#cancelled.delete(handle.id)) return;
-      if (this.#held !== undefined) this.#held.push(() => { if (!this.#cancelled.delete(handle.id)) callback(); });
-      else callback();
-    });
-    return handle;
-  }
-
-  cancel(handle: TimerHandle): void {
-    this.time.cancel(handle);
-    this.#cancelled.add(handle.id);
-  }
-
-  stall(): void {
-    this.#held = [];
-  }
-
-  /** Fires what fell due during the stall, in order; the caller then delivers the I/O that waited. */
-  resume(): void {
-    const held = this.#held ?? [];
-    this.#held = undefined;
-    for (const fire of held) fire();
-  }
-}
 
 describe('late session timers (a stalled gateway)', () => {
   const driver = new VirtualDriver();
@@ -137,18 +99,5 @@ describe('late session timers (a stalled gateway)', () => {
     const offline = await offlineOf('dev-dead');
     assert.ok(offline?.kind === 'presence', 'offline reported');
     assert.equal(offline.data.at_ms, stallEndMs + lateMs);
-  });
-});
-
-describe('stallDeferralMs', () => {
-  const limits = lateTimerLimitsFor(30_000);
-
-  it('tolerates a busy loop, defers a stall by its lateness up to an interval, and only once', () => {
-    assert.deepEqual(limits, { lateToleranceMs: 1_000, recheckMsMax: 30_000 });
-    assert.equal(stallDeferralMs(10_000, 11_000, false, limits), undefined, 'lateness within the tolerance');
-    assert.equal(stallDeferralMs(10_000, 11_001, false, limits), 1_001);
-    assert.equal(stallDeferralMs(10_000, 90_000, false, limits), 30_000, 'capped at an interval');
-    assert.equal(stallDeferralMs(10_000, 90_000, true, limits), undefined, 'the judgement after a deferral is final');
-    assert.equal(stallDeferralMs(10_000, 9_000, false, limits), undefined, 'early (a day step of a far deadline)');
   });
 });

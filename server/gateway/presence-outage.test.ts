@@ -1,0 +1,142 @@
+// Presence across a key/value store outage, on virtual time (docs/chaos.md, the redis-cut finding
+// "an agent's presence was not back within 30 s of the heal"). The store is cut for many presence
+// TTLs, so every presence key expires (as a Redis restart without persistence loses them); a session
+// that lives through the cut must have its key again at its first heartbeat after the store answers,
+// named for itself, and keep it. Also when the session authenticated during the cut, so that its
+// first write (online) failed. These pin what the finding's reading relies on: a refresh re-creates
+// a missing key (compare-and-set, then set-if-absent; an EXPIRE would not), and a failed write
+// neither closes the session nor stops later refreshes.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { SdcError } from '../../core/errors/index.js';
+import { kvKeys } from '../bus-contract/streams.js';
+import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
+import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
+import type { GatewayCore } from './gateway-core.js';
+import { presenceTtlMs, type PresenceRecord } from './presence.js';
+import { makeCore, makeGatewayPki, onVirtualTime, settle, TestAgent, VirtualDriver, type GatewayPki } from './test-support.js';
+
+const heartbeatIntervalMs = 400;
+const outageMs = 10 * presenceTtlMs(heartbeatIntervalMs);
+
+/** The store as a gateway sees Redis through a cut: every call refused with STORE_UNAVAILABLE while down. */
+function outageKv(kv: KeyValueStore): { kv: KeyValueStore; setDown(down: boolean): void } {
+  let down = false;
+  const wrapped = new Proxy(kv, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        if (down && property !== 'close') return Promise.reject(new SdcError('STORE_UNAVAILABLE', 'redis is unreachable (test)'));
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { kv: wrapped, setDown: (next) => { down = next; } };
+}
+
+describe('presence across a key/value store outage (virtual time)', () => {
+  const driver = new VirtualDriver();
+  /** The store itself, read by the test (never cut). */
+  const kv = new MemoryKeyValueStore({ clock: driver.time, keyPrefix: `presence-outage-${randomBytes(4).toString('hex')}:` });
+  const bus = new MemoryStreamBus({ clock: driver.time, scheduler: driver.time });
+  const outage = outageKv(kv);
+  let gpki: GatewayPki;
+  let core: GatewayCore;
+
+  before(async () => {
+    gpki = await makeGatewayPki();
+    core = makeCore({ bus, kv: outage.kv }, { ...onVirtualTime(driver), heartbeatIntervalMs, ackTimeoutMs: 60_000 });
+    await core.start();
+  });
+  after(async () => {
+    outage.setDown(false);
+    await core.stop();
+    await bus.close();
+    await kv.close();
+  });
+
+  const runTo = async (atMs: number) => {
+    await driver.time.runUntil(atMs, () => settle());
+    await settle();
+  };
+
+  /** The session id the presence key names, or null when there is no key. */
+  const keyNames = async (deviceId: string): Promise<string | null> => {
+    const text = await kv.get(kvKeys.presence(deviceId));
+    return text === null ? null : (JSON.parse(text) as PresenceRecord).session_id;
+  };
+
+  /**
+   * A device that heartbeats every interval on virtual time, as an agent does. `onAuthSent` runs
+   * when its AUTH goes out (after the gateway's admission checks passed).
+   */
+  async function connect(deviceId: string, onAuthSent: () => void = () => undefined) {
+    const device = await gpki.issueDevice(deviceId);
+    const agent = new TestAgent(device, { clock: driver.time });
+    const handle = core.acceptConnection({
+      deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
+      send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
+      close: (code, reason) => { agent.closed = { code, reason }; },
+    });
+    let sent = 0;
+    agent.attach((bytes) => {
+      if (sent++ === 0) onAuthSent();
+      queueMicrotask(() => handle.receive(bytes));
+    });
+    await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
+    const ready = agent.events.find((e) => e.kind === 'ready');
+    assert.ok(ready?.kind === 'ready');
+    let uptimeMs = 0;
+    const beat = () => {
+      if (agent.closed !== undefined) return;
+      uptimeMs += heartbeatIntervalMs;
+      agent.connection.sendHeartbeat({ uptime_ms: uptimeMs, queue_depth: 0 }, driver.time.nowMs());
+      agent.flush();
+      driver.time.schedule(heartbeatIntervalMs, beat);
+    };
+    driver.time.schedule(heartbeatIntervalMs, beat);
+    return { agent, sessionId: ready.sessionId };
+  }
+
+  /** From `fromMs` to `toMs`, in steps of a tenth of an interval: the key names `sessionId` at every step. */
+  async function heldThroughout(deviceId: string, sessionId: string, fromMs: number, toMs: number): Promise<void> {
+    for (let atMs = fromMs; atMs <= toMs; atMs += heartbeatIntervalMs / 10) {
+      await runTo(atMs);
+      assert.equal(await keyNames(deviceId), sessionId, `presence key at ${atMs - fromMs} ms`);
+    }
+  }
+
+  it('a session that lives through the cut has its key again at its first heartbeat after the store answers', async () => {
+    const { agent, sessionId } = await connect('dev-through-cut');
+    const startMs = driver.time.nowMs();
+    await heldThroughout('dev-through-cut', sessionId, startMs, startMs + 2 * heartbeatIntervalMs);
+    outage.setDown(true);
+    const cutMs = driver.time.nowMs();
+    await runTo(cutMs + outageMs);
+    assert.equal(await keyNames('dev-through-cut'), null, 'the key expired during the cut');
+    assert.equal(agent.closed, undefined, 'the session lives through the cut (its refreshes failed)');
+    outage.setDown(false);
+    const healMs = driver.time.nowMs();
+    await runTo(healMs + heartbeatIntervalMs);
+    assert.equal(await keyNames('dev-through-cut'), sessionId, 'not back within one heartbeat of the heal');
+    await heldThroughout('dev-through-cut', sessionId, healMs + heartbeatIntervalMs, healMs + 6 * heartbeatIntervalMs);
+    assert.equal(agent.closed, undefined);
+  });
+
+  it('a session that authenticated during the cut (its online write failed) has its key within one heartbeat of the heal', async () => {
+    const { agent, sessionId } = await connect('dev-auth-in-cut', () => outage.setDown(true));
+    const authMs = driver.time.nowMs();
+    await runTo(authMs + 4 * heartbeatIntervalMs);
+    assert.equal(await keyNames('dev-auth-in-cut'), null, 'written although the store was cut');
+    assert.equal(agent.closed, undefined);
+    outage.setDown(false);
+    const healMs = driver.time.nowMs();
+    await runTo(healMs + heartbeatIntervalMs);
+    assert.equal(await keyNames('dev-auth-in-cut'), sessionId, 'not back within one heartbeat of the heal');
+    await heldThroughout('dev-auth-in-cut', sessionId, healMs + heartbeatIntervalMs, healMs + 6 * heartbeatIntervalMs);
+    assert.equal(agent.closed, undefined);
+  });
+});

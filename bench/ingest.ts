@@ -21,6 +21,7 @@ import { openStores, type Stores } from '../server/stores/index.js';
 import type { ExecuteResult, SqlDatabase, SqlValue } from '../server/stores/sql/sql-port.js';
 import { ingestBenchDefaults, ingestBenchLimits } from './ingest-limits.js';
 import { timestampScrape } from './report-scrapes.js';
+import { startMetricsSeries, type MetricsSeries } from './metrics-series.js';
 
 /**
  * Telemetry ingest (issue 17): signed-session telemetry from many device connections through
@@ -51,6 +52,8 @@ export interface IngestBenchOptions {
   redisUrl?: string;
   mysqlUrl?: string;
   onProgress?: (line: string) => void;
+  /** The services' /metrics every this many ms over each measured window (0: only at its start and end). */
+  scrapeIntervalMs?: number;
 }
 
 export interface IngestBenchRow {
@@ -79,17 +82,25 @@ export interface IngestBenchOutcome {
    * the ingest rate from them (bench/report-scrapes.ts).
    */
   scrapes: Array<{ mode: IngestMode; start: string; end: string }>;
+  /**
+   * Per mode, the same registry every `scrapeIntervalMs` over the measured window, from the start
+   * scrape to the end one (bench/metrics-series.ts): `metrics-MODE-series.jsonl` with --out.
+   */
+  series: Array<{ mode: IngestMode; series: MetricsSeries }>;
 }
 
 interface ModeOutcome {
   row: IngestBenchRow;
   scrapes?: { start: string; end: string };
+  series: MetricsSeries;
 }
 
-/** The registry as a Prometheus scrape now, stamped; a failing collector leaves the run without scrapes, not failed. */
-async function scrapeMetrics(metrics: ServiceMetrics): Promise<string | undefined> {
-  const text = await metrics.text().catch(() => undefined);
-  return text === undefined ? undefined : timestampScrape(text, systemClock.nowMs());
+/** The series' first and last scrapes, stamped, when both succeeded; a failing collector leaves the run without the pair, not failed. */
+function seriesEnds(series: MetricsSeries): { start: string; end: string } | undefined {
+  const first = series.entries[0];
+  const last = series.entries.at(-1);
+  if (first?.text === undefined || last?.text === undefined || series.entries.length < 2) return undefined;
+  return { start: timestampScrape(first.text, first.atMs), end: timestampScrape(last.text, last.atMs) };
 }
 
 export { ingestBenchDefaults, ingestBenchLimits } from './ingest-limits.js';
@@ -292,8 +303,9 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     };
     const pumping = pump();
     await new Promise((resolve) => setTimeout(resolve, options.warmupMs));
-    // Before the window's clocks start and after they stop, so the scrapes' own cost is not measured.
-    const scrapeAtStart = await scrapeMetrics(metrics);
+    // The first scrape before the window's clocks start and the last after they stop, so their
+    // cost is not measured; the ones between are (one registry read per interval).
+    const scrapes = await startMetricsSeries({ scrape: () => metrics.text(), nowMs: () => systemClock.nowMs(), ...(options.scrapeIntervalMs === undefined ? {} : { intervalMs: options.scrapeIntervalMs }) });
     const backlogAtStart = sent - stored;
     const storedAtStart = stored;
     const agentMsAtStart = agentTime.agentMs;
@@ -305,7 +317,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     const cpu = process.cpuUsage(cpuAtStart);
     const backlogAtEnd = sent - stored;
     const agentCpuUs = (agentTime.agentMs - agentMsAtStart) * 1000;
-    const scrapeAtEnd = await scrapeMetrics(metrics);
+    const series = await scrapes.stop();
     running = false;
     await pumping;
     if (samplesStored === 0) throw new SdcError('BENCH_FAILED', `no telemetry was stored in ${mode} mode`);
@@ -318,7 +330,9 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
       service_cpu_us_per_sample: Math.max(0, cpu.user + cpu.system - agentCpuUs) / samplesStored,
       backlog_at_start: backlogAtStart, backlog_at_end: backlogAtEnd,
     };
-    return scrapeAtStart === undefined || scrapeAtEnd === undefined ? { row } : { row, scrapes: { start: scrapeAtStart, end: scrapeAtEnd } };
+    if (series.failures > 0) options.onProgress?.(`${mode}: ${series.failures} of ${series.entries.length} /metrics scrapes failed (noted in the series)`);
+    const pair = seriesEnds(series);
+    return pair === undefined ? { row, series } : { row, scrapes: pair, series };
   } finally {
     metrics.stop();
     // systemScheduler's timers are unref'd (a service's sockets keep it alive); here nothing else
@@ -347,10 +361,12 @@ export async function runIngestBench(input: IngestBenchOptions): Promise<IngestB
   options.onProgress?.(`node:crypto Ed25519 verify: ${Math.round(verifyPerS)}/s`);
   const rows: IngestBenchRow[] = [];
   const scrapes: IngestBenchOutcome['scrapes'] = [];
+  const series: IngestBenchOutcome['series'] = [];
   for (const mode of options.modes ?? ['session-mac', 'ed25519']) {
     const outcome = await runMode(mode, options, materials, verifyPerS);
     rows.push(outcome.row);
     if (outcome.scrapes !== undefined) scrapes.push({ mode, ...outcome.scrapes });
+    series.push({ mode, series: outcome.series });
   }
-  return { rows, ed25519VerifyPerS: verifyPerS, scrapes };
+  return { rows, ed25519VerifyPerS: verifyPerS, scrapes, series };
 }

@@ -42,6 +42,8 @@ export function renderLineChartSvg(options: {
   /** A log-scale x axis (latency CDFs): points at x <= 0 are dropped. */
   xLog?: boolean;
   bands?: readonly XBand[];
+  /** Where a linear x axis starts (a series over time starts at its first scrape, 0, though its first rate point is later); default the data's least x. */
+  xMin?: number;
 }): string {
   const { series } = options;
   if (series.length === 0 || series.length > lineSeriesMax) throw new RangeError(`a line chart takes 1 to ${lineSeriesMax} series`);
@@ -56,7 +58,7 @@ export function renderLineChartSvg(options: {
   // On a log axis x is log10(x) from here on: whole decades around the data.
   const xOf = (x: number) => (xLog ? Math.log10(x) : x);
   const xs = all.map(([x]) => xOf(x));
-  const xMin = xs.length === 0 ? 0 : xLog ? Math.floor(Math.min(...xs)) : Math.min(...xs);
+  const xMin = xs.length === 0 ? 0 : xLog ? Math.floor(Math.min(...xs)) : Math.min(options.xMin ?? Infinity, ...xs);
   const xMax = xLog ? Math.max(xMin + 1, Math.ceil(Math.max(xMin, ...xs))) : Math.max(xMin + 1, ...xs);
   const yMax = niceCeiling(Math.max(0, ...all.map(([, y]) => y)));
   const pxRaw = (x: number) => margin.left + ((Math.min(xMax, Math.max(xMin, xOf(x))) - xMin) / (xMax - xMin)) * plotW;

@@ -2,6 +2,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
 import type { BenchReport } from './output.js';
+import { parseMetricsSeriesJsonl } from './metrics-series.js';
+import { timestampScrape } from './report-scrapes.js';
 
 /**
  * What `sdc report --from DIR` reads: recorded outputs, found by their shape rather than their
@@ -67,7 +69,11 @@ export interface ReportInputs {
   readonly benches: ReadonlyArray<{ readonly path: string; readonly report: BenchReport<Record<string, unknown>>; readonly percentiles: readonly CdfPoint[] }>;
   readonly sims: readonly SimRun[];
   readonly matrices: ReadonlyArray<{ readonly path: string; readonly matrix: Record<string, unknown> }>;
-  /** Prometheus text scrapes (`*.prom`, for example `metrics.prom` beside a roundtrip report). */
+  /**
+   * Prometheus text scrapes (`*.prom`, for example `metrics.prom` beside a roundtrip report), and
+   * each scrape of a `*-series.jsonl` as `PATH#0001`, `PATH#0002`... (stamped with its time; a
+   * scrape the bench noted as failed has empty text), which bench/report-scrapes.ts groups again.
+   */
   readonly scrapes: ReadonlyArray<{ readonly path: string; readonly text: string }>;
   readonly runSets: readonly RunSetInput[];
   /** Files that looked like inputs but could not be read, with the reason: listed in the report, never silently dropped. */
@@ -81,7 +87,7 @@ async function listJsonFiles(root: string, dir: string, depth: number, out: stri
     if (out.length >= reportInputLimits.filesMax) return;
     const path = join(dir, entry.name);
     if (entry.isDirectory()) await listJsonFiles(root, path, depth + 1, out);
-    else if (entry.isFile() && (entry.name.endsWith('.json') || entry.name.endsWith('.prom'))) out.push(path);
+    else if (entry.isFile() && (entry.name.endsWith('.json') || entry.name.endsWith('.prom') || entry.name.endsWith('-series.jsonl'))) out.push(path);
   }
 }
 
@@ -124,6 +130,13 @@ async function readPercentiles(dir: string, benchmark: string): Promise<CdfPoint
     .map(([series, percentile, latency]) => ({ series: series!, percentile: Number(percentile), latencyMs: Number(latency) }));
 }
 
+/** A `*-series.jsonl` (bench/metrics-series.ts) as one stamped scrape per entry, numbered in file order; undefined when it is not one. */
+function seriesScrapes(path: string, text: string): Array<{ path: string; text: string }> | undefined {
+  const series = parseMetricsSeriesJsonl(text);
+  if (series === undefined) return undefined;
+  return series.entries.map((entry, i) => ({ path: `${path}#${String(i + 1).padStart(4, '0')}`, text: entry.text === undefined ? '' : timestampScrape(entry.text, entry.atMs) }));
+}
+
 function isRunSet(value: Record<string, unknown>): boolean {
   return typeof value['run_set'] === 'string' && Array.isArray(value['steps']);
 }
@@ -145,6 +158,12 @@ export async function readReportInputs(root: string): Promise<ReportInputs> {
     try {
       if ((await stat(file)).size > reportInputLimits.fileBytesMax) { skipped.push({ path, reason: `larger than ${reportInputLimits.fileBytesMax} bytes` }); continue; }
       if (file.endsWith('.prom')) { scrapes.push({ path, text: await readFile(file, 'utf8') }); continue; }
+      if (file.endsWith('.jsonl')) {
+        const series = seriesScrapes(path, await readFile(file, 'utf8'));
+        if (series === undefined) skipped.push({ path, reason: 'not a metrics series (no metrics_series header line)' });
+        else scrapes.push(...series);
+        continue;
+      }
       value = JSON.parse(await readFile(file, 'utf8'));
     } catch {
       skipped.push({ path, reason: 'not JSON' });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { xmlProblems } from './report-check.js';
-import { pairScrapes, parsePrometheusText, scrapeFigures, timestampScrape } from './report-scrapes.js';
+import { pairScrapes, panelOverTime, parsePrometheusText, scrapeFigures, timestampScrape } from './report-scrapes.js';
 
 const panels = [
   { title: 'Agents online', exprs: ['sdc_agents_online'] },
@@ -69,4 +69,58 @@ test('one scrape alone: counters as totals since start, as before', () => {
   assert.match(JSON.stringify(blocks.filter((b) => b.kind === 'figure')[0]), /at the scrape, `x\/metrics.prom` \(wall-clock\)/);
   assert.deepEqual(bars(files['metrics-1-panel-3.svg']!), ['sdc_telemetry_samples_total:gateway=40']);
   assert.match(files['metrics-1-panel-3.svg']!, />total since start</);
+});
+
+// A series: four scrapes at 0, 1, 2 and 4 s. The telemetry counter is reset between 2 s and 4 s
+// (300 -> 50: a restart), so that interval's increase is 50, not -250, as Prometheus counts it.
+const seriesScrape = (online: number, telemetry: number, fast: number, slow: number, alerts: number, atMs: number) => timestampScrape(scrape(online, telemetry, fast, slow, alerts), atMs);
+const series = [
+  { path: 'rt/metrics-series.jsonl#0001', text: seriesScrape(2, 0, 0, 0, 5, 10_000) },
+  { path: 'rt/metrics-series.jsonl#0002', text: seriesScrape(3, 100, 4, 0, 7, 11_000) },
+  { path: 'rt/metrics-series.jsonl#0003', text: seriesScrape(3, 300, 4, 4, 7, 12_000) },
+  { path: 'rt/metrics-series.jsonl#0004', text: '' }, // a scrape the bench noted as failed
+  { path: 'rt/metrics-series.jsonl#0005', text: seriesScrape(1, 50, 4, 4, 1, 14_000) },
+];
+
+/** Each polyline's points as [x, y] pixel pairs, by series name. */
+const polylines = (svg: string) => new Map([...svg.matchAll(/data-series="([^"]*)"[^>]* points="([^"]*)"/g)].map((m) => [m[1]!, m[2]!.split(' ').map((p) => p.split(',').map(Number))]));
+
+test('a series file is one source (its failed scrape counted) and replaces the start/end pair beside it; the pair alone still pairs', () => {
+  const sources = pairScrapes([
+    { path: 'rt/metrics-end.prom', text: seriesScrape(1, 50, 4, 4, 1, 14_000) }, ...series, { path: 'rt/metrics-start.prom', text: seriesScrape(2, 0, 0, 0, 5, 10_000) },
+    { path: 'old/metrics-end.prom', text: seriesScrape(1, 1, 1, 1, 1, 2_000) }, { path: 'old/metrics-start.prom', text: seriesScrape(1, 1, 1, 1, 1, 1_000) },
+  ]);
+  assert.deepEqual(sources.map((s) => [s.start?.path ?? '-', s.end.path, s.series?.length ?? 0, s.failed ?? 0]), [
+    ['rt/metrics-series.jsonl#0001', 'rt/metrics-series.jsonl#0005', 4, 1], ['old/metrics-start.prom', 'old/metrics-end.prom', 0, 0],
+  ]);
+});
+
+test('panelOverTime: rate() per interval (a counter that went down restarts from zero), increase() since the first scrape, quantiles per interval, gauges at each scrape', () => {
+  const [source] = pairScrapes(series);
+  const lines = (p: number) => panelOverTime(panels[p]!, source!.series!)!.lines.map((l) => [l.name, l.points.map(([x, y]) => [x, Math.round(y * 1000) / 1000])]);
+  assert.deepEqual(lines(0), [['gateway', [[0, 2], [1, 3], [2, 3], [4, 1]]]]);
+  // Commands: 4 fast ones in the first second, 4 slow ones in the next, none after: no point there.
+  assert.deepEqual(lines(1), [['p50', [[1, 0.05], [2, 0.55]]]]);
+  assert.deepEqual(lines(2), [['gateway', [[1, 100], [2, 200], [4, 25]]]]);
+  assert.deepEqual(lines(3), [['tamper', [[0, 0], [1, 2], [2, 2], [4, 3]]]]);
+  assert.equal(panelOverTime(panels[2]!, source!.series!.slice(0, 1)), undefined, 'one scrape is no series');
+});
+
+test('scrapeFigures on a series: one well-formed line chart per panel with a point per interval, captions naming the command and wall-clock', () => {
+  const [source] = pairScrapes(series);
+  const files: Record<string, string> = {};
+  const blocks = scrapeFigures(source!, 0, panels, files, '`sdc bench roundtrip --agents 2`');
+  assert.deepEqual(Object.keys(files).sort(), [1, 2, 3, 4].map((p) => `metrics-1-panel-${p}.svg`));
+  for (const svg of Object.values(files)) assert.deepEqual(xmlProblems(svg), []);
+  const ingest = polylines(files['metrics-1-panel-3.svg']!).get('gateway')!;
+  assert.equal(ingest.length, 3);
+  // x: 1, 2 and 4 s of 0-4 s; y: 100, 200 and 25 per second on a 0-200 axis (plot 64-704 px wide, 40-290 px high).
+  assert.deepEqual(ingest, [[224, 165], [384, 40], [704, 258.8]]);
+  assert.match(files['metrics-1-panel-3.svg']!, />per second</);
+  assert.match(files['metrics-1-panel-3.svg']!, /seconds since the first scrape \(wall-clock\)/);
+  assert.equal(polylines(files['metrics-1-panel-1.svg']!).get('gateway')!.length, 4);
+  assert.match(JSON.stringify(blocks[0]), /From `rt\/metrics-series.jsonl` \(4 scrapes over 4 s; 1 more noted as failed, by `sdc bench roundtrip --agents 2`\)/);
+  const captions = blocks.flatMap((b) => (b.kind === 'figure' ? [b.caption] : []));
+  assert.equal(captions.length, 4);
+  for (const caption of captions) assert.match(caption, / over 4 s, 4 scrapes, by `sdc bench roundtrip --agents 2` \(wall-clock\)$/);
 });

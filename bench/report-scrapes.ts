@@ -1,5 +1,6 @@
 import { renderBarChartSvg } from './report.js';
 import type { Block } from './report-document.js';
+import { lineSeriesMax, renderLineChartSvg, type LineSeries } from './report-figures.js';
 
 /**
  * The dashboard's panels (bench/dashboards/sdc-overview.json) drawn from recorded /metrics
@@ -56,8 +57,15 @@ export interface ParsedScrape {
   readonly atMs: number | undefined;
 }
 
-/** What one set of panels is drawn from: one scrape, or the first and last timestamped scrapes of a directory. */
-export type ScrapeSource = { readonly end: ParsedScrape; readonly start?: ParsedScrape };
+/**
+ * What one set of panels is drawn from: one scrape, a start and end pair, or a series (every
+ * scrape of a `*-series.jsonl` in time order, `start` its first and `end` its last; `failed`
+ * counts the scrapes the bench noted as failed).
+ */
+export type ScrapeSource = { readonly end: ParsedScrape; readonly start?: ParsedScrape; readonly series?: readonly ParsedScrape[]; readonly failed?: number };
+
+/** How report-inputs.ts names the scrapes of a series file: `DIR/X-series.jsonl#0001`, numbered in file order. */
+export const seriesMemberPattern = /^(.*-series\.jsonl)#\d+$/;
 
 function parseScrape(scrape: { path: string; text: string }): ParsedScrape {
   const samples = parsePrometheusText(scrape.text);
@@ -69,11 +77,20 @@ function parseScrape(scrape: { path: string; text: string }): ParsedScrape {
 /**
  * Scrapes paired by name: `X-start.prom` and `X-end.prom` in one directory, both timestamped, the
  * end one later, are one run's window (roundtrip writes `metrics-start.prom` and
- * `metrics-end.prom`, ingest one pair per mode); every other scrape stands alone. In input order
- * (of the end scrape for a pair).
+ * `metrics-end.prom`, ingest one pair per mode); the scrapes of one series file
+ * (`X-series.jsonl#N`, see seriesMemberPattern) are one series, which replaces the `X-start.prom`
+ * and `X-end.prom` pair beside it (the series begins and ends with the same two scrapes); every
+ * other scrape stands alone. In input order (of the end scrape for a pair, of the first scrape
+ * for a series).
  */
 export function pairScrapes(scrapes: ReadonlyArray<{ path: string; text: string }>): ScrapeSource[] {
   const parsed = scrapes.map(parseScrape);
+  const seriesFiles = new Map<string, ParsedScrape[]>();
+  for (const s of parsed) {
+    const file = seriesMemberPattern.exec(s.path)?.[1];
+    if (file !== undefined) seriesFiles.set(file, [...(seriesFiles.get(file) ?? []), s]);
+  }
+  const coveredPairs = new Set([...seriesFiles.keys()].flatMap((file) => ['-start.prom', '-end.prom'].map((end) => file.replace(/-series\.jsonl$/, end))));
   const byPath = new Map(parsed.map((s) => [s.path, s]));
   const startOf = (end: ParsedScrape) => {
     if (!end.path.endsWith('-end.prom') || end.atMs === undefined) return undefined;
@@ -81,10 +98,38 @@ export function pairScrapes(scrapes: ReadonlyArray<{ path: string; text: string 
     return start?.atMs !== undefined && start.atMs < end.atMs ? start : undefined;
   };
   const pairedStarts = new Set(parsed.map(startOf).filter((s) => s !== undefined).map((s) => s.path));
-  return parsed.filter((s) => !pairedStarts.has(s.path)).map((end) => {
-    const start = startOf(end);
-    return start === undefined ? { end } : { start, end };
-  });
+  const sources: ScrapeSource[] = [];
+  for (const s of parsed) {
+    const file = seriesMemberPattern.exec(s.path)?.[1];
+    if (file !== undefined) {
+      const members = seriesFiles.get(file)!;
+      if (members[0] === s) sources.push(...seriesSource(members));
+      continue;
+    }
+    if (pairedStarts.has(s.path) || (coveredPairs.has(s.path) && seriesSourceDrawable(seriesFiles.get(s.path.replace(/-(start|end)\.prom$/, '-series.jsonl'))))) continue;
+    const start = startOf(s);
+    sources.push(start === undefined ? { end: s } : { start, end: s });
+  }
+  return sources;
+}
+
+/** The stamped scrapes of a series in time order (two at the same instant: the later in the file). */
+function stampedInOrder(members: readonly ParsedScrape[]): ParsedScrape[] {
+  return members.filter((m) => m.atMs !== undefined && m.samples.length > 0).map((m, i) => ({ m, i }))
+    .sort((a, b) => a.m.atMs! - b.m.atMs! || a.i - b.i).map(({ m }) => m);
+}
+
+function seriesSourceDrawable(members: readonly ParsedScrape[] | undefined): boolean {
+  return members !== undefined && stampedInOrder(members).length >= 2;
+}
+
+/** A series of at least two stamped scrapes; one alone stands alone, none gives nothing. */
+function seriesSource(members: readonly ParsedScrape[]): ScrapeSource[] {
+  const ordered = stampedInOrder(members);
+  const failed = members.length - ordered.length;
+  if (ordered.length === 0) return [];
+  if (ordered.length === 1) return [{ end: ordered[0]! }];
+  return [{ start: ordered[0]!, end: ordered.at(-1)!, series: ordered, failed }];
 }
 
 const seriesKey = (s: PromSample) => `${s.name}{${Object.keys(s.labels).sort().map((k) => `${k}=${s.labels[k]}`).join(',')}}`;
@@ -183,12 +228,109 @@ function panelOverRun(panel: DashboardPanel, start: readonly PromSample[], end: 
   return { unit: /_seconds/.test(metric) ? 'seconds' : 'value', series: ['at start', 'at end'], groups: labels.map((label) => ({ label, values: [Math.max(0, atStart.get(label) ?? 0), Math.max(0, atEnd.get(label) ?? 0)] })) };
 }
 
+/** One panel over a series: a line per group (per quantile for a quantile panel), x in seconds since the first scrape. */
+export interface PanelOverTime {
+  readonly unit: string;
+  readonly lines: LineSeries[];
+  /** Groups with samples; only the lineSeriesMax with the largest peaks are drawn. */
+  readonly groupsTotal: number;
+}
+
+type Points = Map<string, Array<readonly [number, number]>>;
+
+function addPoint(points: Points, label: string, point: readonly [number, number]): void {
+  points.set(label, [...(points.get(label) ?? []), point]);
+}
+
+/** The lineSeriesMax groups with the largest peaks, in label order (the same data give the same lines). */
+function largestLines(points: Points): LineSeries[] {
+  const peak = (p: ReadonlyArray<readonly [number, number]>) => Math.max(...p.map(([, y]) => y));
+  return [...points].sort(([a, pa], [b, pb]) => peak(pb) - peak(pa) || (a < b ? -1 : 1)).slice(0, lineSeriesMax)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, p]) => ({ name, points: p }));
+}
+
+/**
+ * A panel as Prometheus would draw it over a series of scrapes, one point per scrape interval:
+ * `rate()` as each interval's increase per second, `increase()` as the increase since the first
+ * scrape, `histogram_quantile` over each interval's bucket increases (no point where no command
+ * finished in it), gauges at each scrape. A counter that went down between two scrapes was reset:
+ * its new value is that interval's increase, as in Prometheus.
+ */
+export function panelOverTime(panel: DashboardPanel, series: readonly ParsedScrape[]): PanelOverTime | undefined {
+  const expr = panel.exprs.join(' ');
+  const t0 = series[0]?.atMs;
+  if (t0 === undefined || series.length < 2) return undefined;
+  const secondsAt = (scrape: ParsedScrape) => (scrape.atMs! - t0) / 1000;
+  const points: Points = new Map();
+  const intervals = series.slice(1).map((cur, i) => ({ prev: series[i]!, cur, seconds: (cur.atMs! - series[i]!.atMs!) / 1000 })).filter((x) => x.seconds > 0);
+  let unit: string;
+  if (/histogram_quantile\(/.test(expr)) {
+    unit = 'seconds';
+    for (const { prev, cur } of intervals) {
+      for (const g of quantileValues(expr, increases(prev.samples, cur.samples))?.groups ?? []) addPoint(points, g.label, [secondsAt(cur), g.values[0]!]);
+    }
+  } else {
+    const metric = /sdc_[a-z_]+/.exec(expr)?.[0];
+    if (metric === undefined) return undefined;
+    const counter = /\b(rate|increase)\(/.exec(expr)?.[1];
+    if (counter === 'rate') {
+      unit = 'per second';
+      for (const { prev, cur, seconds } of intervals) for (const [label, value] of sumsBy(expr, metric, increases(prev.samples, cur.samples))) addPoint(points, label, [secondsAt(cur), Math.max(0, value / seconds)]);
+    } else if (counter === 'increase') {
+      unit = 'increase since the first scrape';
+      const total = new Map<string, number>();
+      for (const { prev, cur } of intervals) {
+        for (const [label, value] of sumsBy(expr, metric, increases(prev.samples, cur.samples))) {
+          if (!total.has(label)) addPoint(points, label, [0, 0]);
+          total.set(label, (total.get(label) ?? 0) + Math.max(0, value));
+          addPoint(points, label, [secondsAt(cur), total.get(label)!]);
+        }
+      }
+    } else {
+      unit = /_seconds/.test(metric) ? 'seconds' : 'value';
+      for (const scrape of series) for (const [label, value] of sumsBy(expr, metric, scrape.samples)) addPoint(points, label, [secondsAt(scrape), Math.max(0, value)]);
+    }
+  }
+  if (points.size === 0) return undefined;
+  return { unit, lines: largestLines(points), groupsTotal: points.size };
+}
+
+/** A series source's panels as line charts over wall-clock seconds since its first scrape. */
+function seriesFigures(source: ScrapeSource & { series: readonly ParsedScrape[] }, index: number, panels: readonly DashboardPanel[], files: Files, producedBy: string | undefined): Block[] {
+  const { series } = source;
+  const file = seriesFileOf(source.end.path);
+  const seconds = (source.end.atMs! - source.start!.atMs!) / 1000;
+  const failed = source.failed ?? 0;
+  const blocks: Block[] = [{
+    kind: 'paragraph',
+    text: `From \`${file}\` (${series.length} scrapes over ${formatSeconds(seconds)} s${failed > 0 ? `; ${failed} more noted as failed` : ''}${producedBy === undefined ? '' : `, by ${producedBy}`}): each panel of \`bench/dashboards/sdc-overview.json\` over time, one point per scrape interval as Prometheus would draw it: rate() panels per second over each interval, increase() panels as the increase since the first scrape, latency quantiles over the commands finished in each interval (no point where none finished), gauges at each scrape. Wall-clock.`,
+  }];
+  const empty: string[] = [];
+  panels.forEach((panel, p) => {
+    const values = panelOverTime(panel, series);
+    if (values === undefined) { empty.push(panel.title); return; }
+    const name = `metrics-${index + 1}-panel-${p + 1}.svg`;
+    files[name] = renderLineChartSvg({ title: panel.title, xLabel: 'seconds since the first scrape (wall-clock)', yLabel: values.unit, series: values.lines, xMin: 0 });
+    const shown = values.groupsTotal > values.lines.length ? ` (the ${values.lines.length} of ${values.groupsTotal} groups with the largest peaks)` : '';
+    // The caption names its source and says wall-clock: a figure taken into a paper leaves the paragraph above behind.
+    blocks.push({ kind: 'figure', file: name, caption: `${panel.title} (\`${panel.exprs.join('; ')}\`) over ${formatSeconds(seconds)} s, ${series.length} scrapes${shown}, ${producedBy === undefined ? `\`${file}\`` : `by ${producedBy}`} (wall-clock)` });
+  });
+  if (empty.length > 0) blocks.push({ kind: 'paragraph', text: `No samples in this series for: ${empty.join('; ')}.` });
+  return blocks;
+}
+
+/** `DIR/X-series.jsonl` for a member `DIR/X-series.jsonl#N`, else the path itself. */
+function seriesFileOf(path: string): string {
+  return seriesMemberPattern.exec(path)?.[1] ?? path;
+}
+
 /**
  * The dashboard's panels as static bar charts from one source (one scrape, or a start and end
  * pair); panels without samples are named, not drawn. `producedBy`: the command that ran the
  * services, as report text (code spans in backticks).
  */
 export function scrapeFigures(source: ScrapeSource, index: number, panels: readonly DashboardPanel[], files: Files, producedBy: string | undefined): Block[] {
+  if (source.series !== undefined) return seriesFigures({ ...source, series: source.series }, index, panels, files, producedBy);
   const { start, end } = source;
   const seconds = start === undefined ? 0 : (end.atMs! - start.atMs!) / 1000;
   const intro = start === undefined

@@ -3,6 +3,7 @@ import { formatNumber, latencyHistogramRows, renderBarChartSvg, renderCsv, rende
 import { benchReport, renderBenchJson, renderBenchCsv, type BenchReport } from './output.js';
 import type { RoundtripBenchRun, RoundtripSummary } from './roundtrip.js';
 import { hdrPercentileRows } from './latency-hdr.js';
+import { renderMetricsSeriesJsonl } from './metrics-series.js';
 
 /** The table, CSV, SVG and Markdown forms of a `sdc bench roundtrip` run. */
 
@@ -116,7 +117,7 @@ export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string
     renderMarkdownTable(latency.header, latency.rows),
     renderMarkdownTable(ratios.header, ratios.rows),
     '![percentiles](roundtrip.svg)', '',
-    'Files: `roundtrip.json` (the bench report, the summary in `details`), `roundtrip.csv` (percentiles per measure), `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge, the last `+Inf`), `roundtrip-percentiles.csv` (the latency CDF: HdrHistogram value at fixed percentiles per measure), `roundtrip.svg`, `metrics-start.prom` and `metrics-end.prom` (the services\' /metrics just before and just after the commands phase, each sample stamped with its scrape time).', '',
+    'Files: `roundtrip.json` (the bench report, the summary in `details`), `roundtrip.csv` (percentiles per measure), `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge, the last `+Inf`), `roundtrip-percentiles.csv` (the latency CDF: HdrHistogram value at fixed percentiles per measure), `roundtrip.svg`, `metrics-start.prom` and `metrics-end.prom` (the services\' /metrics just before and just after the commands phase, each sample stamped with its scrape time), `metrics-series.jsonl` (the same /metrics every scrape interval over the commands phase, from the first of those two scrapes to the last, each line stamped with its time).', '',
   ].join('\n');
   return {
     'roundtrip.json': renderBenchJson(report),
@@ -127,5 +128,6 @@ export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string
       .flatMap(([measure, samples]) => hdrPercentileRows(samples).map((r): Cell[] => [measure, r.percentile, r.latency_ms]))),
     'roundtrip.md': markdown,
     ...(run.metricsScrapes === undefined ? {} : { 'metrics-start.prom': run.metricsScrapes.start, 'metrics-end.prom': run.metricsScrapes.end }),
+    ...(run.metricsSeries === undefined ? {} : { 'metrics-series.jsonl': renderMetricsSeriesJsonl(run.metricsSeries) }),
   };
 }

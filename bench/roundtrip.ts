@@ -16,6 +16,7 @@ import { LiveTracker } from './roundtrip-live.js';
 import { summarizeLatencies, type LatencySummary } from './stats.js';
 import { runWsEchoBaseline, type WsEchoResult } from './ws-echo.js';
 import { timestampScrape } from './report-scrapes.js';
+import { startMetricsSeries, type MetricsSeries } from './metrics-series.js';
 
 export { openFilesLimit } from './process-load.js';
 export { roundtripLimits } from './roundtrip-limits.js';
@@ -54,6 +55,10 @@ export interface RoundtripBenchOptions {
   logger?: Logger;
   /** Write a V8 CPU profile of this process (the services and the bench's client) over the commands phase here. */
   cpuProfilePath?: string;
+  /** The services' /metrics every this many ms over the commands phase (bench/metrics-series.ts; 0: only at its start and end). */
+  scrapeIntervalMs?: number;
+  /** Scrapes kept in the series, at most (halved, the interval doubled, when reached). */
+  scrapesMax?: number;
 }
 
 export interface PercentileRatios {
@@ -143,6 +148,12 @@ export interface RoundtripBenchRun {
    * `metrics-end.prom` with --out, so the report draws rates over the phase, not totals.
    */
   metricsScrapes?: { readonly start: string; readonly end: string };
+  /**
+   * The same registry scraped every `scrapeIntervalMs` over the commands phase, the first and the
+   * last scrape being the two above: `metrics-series.jsonl` with --out, so the report draws each
+   * panel over time.
+   */
+  metricsSeries?: MetricsSeries;
 }
 
 const warmupRounds = 1;
@@ -247,26 +258,33 @@ async function enrollAndMeasure(run: RoundtripRun, bench: BenchDeployment, dataD
     await run.fdSampler.sample();
     const agentsOnlineMs = phases.lap();
     progress(`${online}/${options.agents} agents online`);
-    const scrapeAtStart = await scrapeMetrics(bench);
-    const measured = await measureCommands(run, bench, enrolled.identities);
+    const scrapes = await startMetricsSeries({
+      scrape: () => bench.deployment.metrics.text(), nowMs: () => systemClock.nowMs(),
+      ...(options.scrapeIntervalMs === undefined ? {} : { intervalMs: options.scrapeIntervalMs }), ...(options.scrapesMax === undefined ? {} : { scrapesMax: options.scrapesMax }),
+    });
+    const measured = await measureCommands(run, bench, enrolled.identities).catch(async (error: unknown) => { await scrapes.stop(); throw error; });
     const commandsMs = phases.lap();
-    const scrapeAtEnd = await scrapeMetrics(bench);
+    const series = await scrapes.stop();
     const records = await readServerRecords(bench.api, measured.rounds.ids);
     if (records.unread > 0) progress(`${records.unread} command records could not be read back (API unreachable); counted as not terminal`);
     const result = await summarize(run, {
       ...measured, ...records, baseline, online, identities: enrolled.identities, setupConflictRetries: enrolled.setupConflictRetries,
       phasesMs: { deployment: phases.deploymentMs, enrollment: enrollmentMs, baseline: baselineMs, agents_online: agentsOnlineMs, commands: commandsMs },
     });
-    return scrapeAtStart === undefined || scrapeAtEnd === undefined ? result : { ...result, metricsScrapes: { start: scrapeAtStart, end: scrapeAtEnd } };
+    if (series.failures > 0) progress(`/metrics: ${series.failures} of ${series.entries.length} scrapes failed (noted in metrics-series.jsonl)`);
+    const pair = seriesEnds(series);
+    return { ...result, metricsSeries: series, ...(pair === undefined ? {} : { metricsScrapes: pair }) };
   } finally {
     await agents.stop();
   }
 }
 
-/** What a Prometheus scrape of /metrics reads now, stamped with the time; a failing collector is not the bench's failure. */
-async function scrapeMetrics(bench: BenchDeployment): Promise<string | undefined> {
-  const text = await bench.deployment.metrics.text().catch(() => undefined);
-  return text === undefined ? undefined : timestampScrape(text, systemClock.nowMs());
+/** The series' first and last scrapes as stamped `.prom` texts (as before the series), when both succeeded; a failing collector is not the bench's failure. */
+function seriesEnds(series: MetricsSeries): { start: string; end: string } | undefined {
+  const first = series.entries[0];
+  const last = series.entries.at(-1);
+  if (first?.text === undefined || last?.text === undefined || series.entries.length < 2) return undefined;
+  return { start: timestampScrape(first.text, first.atMs), end: timestampScrape(last.text, last.atMs) };
 }
 
 /**

@@ -4,6 +4,7 @@ import { ingestBenchDefaults, ingestBenchLimits } from '../../bench/ingest-limit
 import { benchReport, renderBenchJson, renderBenchTable, writeBenchOut } from '../../bench/output.js';
 import { storeVersions } from '../../bench/store-versions.js';
 import { parseDurationText } from '../duration-option.js';
+import { scrapeIntervalOption } from '../../bench/metrics-series-option.js';
 import type { Command } from '../command.js';
 
 function integerOption(raw: unknown, name: string, fallback: number, max: number): number {
@@ -24,7 +25,7 @@ function modes(raw: unknown): IngestMode[] {
 export const ingestBenchCommand: Command = {
   name: 'ingest',
   summary: 'Telemetry samples/s through gateway, bus, consumer and SQL (session MAC and Ed25519 per frame) beside the raw Ed25519 verify rate',
-  usage: '[--connections N] [--duration 5s] [--window N] [--modes session-mac,ed25519] [--redis URL --mysql URL] [--json] [--out DIR]',
+  usage: '[--connections N] [--duration 5s] [--window N] [--modes session-mac,ed25519] [--redis URL --mysql URL] [--scrape-interval-ms 1000] [--json] [--out DIR]',
   optionHelp: [
     ['--connections N', `Device sessions sending telemetry (default ${ingestBenchDefaults.connections}, at most ${ingestBenchLimits.connectionsMax})`],
     ['--duration D', `Wall time measured per mode after a warm-up (default ${ingestBenchDefaults.durationMs / 1000}s)`],
@@ -33,23 +34,25 @@ export const ingestBenchCommand: Command = {
     ['--redis URL', 'Redis for the bus and key/value store (default embedded)'],
     ['--mysql URL', 'MySQL/MariaDB for SQL (default sql.js)'],
     ['--json', 'Print the report as one JSON object'],
-    ['--out DIR', 'Also write ingest.json, .csv, .md, .svg and, per mode, metrics-MODE-start.prom and metrics-MODE-end.prom (the services\' /metrics at the start and the end of the measured window, for sdc report\'s rate panels; not with --repeat)'],
+    ['--out DIR', 'Also write ingest.json, .csv, .md, .svg and, per mode, metrics-MODE-start.prom and metrics-MODE-end.prom (the services\' /metrics at the start and the end of the measured window) and metrics-MODE-series.jsonl (every scrape interval in between), for sdc report\'s panels; not with --repeat'],
+    ['--scrape-interval-ms N', 'Scrape /metrics every N ms over each measured window (default 1000; 0: only at its start and end; at most 600 kept, halved with the interval doubled when reached)'],
   ],
   options: {
     connections: { type: 'string' }, duration: { type: 'string' }, window: { type: 'string' }, modes: { type: 'string' },
-    redis: { type: 'string' }, mysql: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
+    redis: { type: 'string' }, mysql: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' }, 'scrape-interval-ms': { type: 'string' },
   },
   async run(args, io) {
     const connections = integerOption(args.values.connections, '--connections', ingestBenchDefaults.connections, ingestBenchLimits.connectionsMax);
     const windowFrames = integerOption(args.values.window, '--window', ingestBenchDefaults.windowFrames, ingestBenchLimits.windowFramesMax);
     const durationMs = args.values.duration === undefined ? ingestBenchDefaults.durationMs : parseDurationText('duration', String(args.values.duration));
     if (!(durationMs >= 100 && durationMs <= ingestBenchLimits.durationMsMax)) throw new SdcError('CLI_USAGE', `--duration must be from 100ms to ${ingestBenchLimits.durationMsMax / 1000}s`);
+    const scrapeIntervalMs = scrapeIntervalOption(args.values['scrape-interval-ms']);
     const redisUrl = typeof args.values.redis === 'string' ? args.values.redis : undefined;
     const mysqlUrl = typeof args.values.mysql === 'string' ? args.values.mysql : undefined;
     // Imported here, not at the top: the bench runs a whole deployment, which every start of the CLI would load otherwise.
-    const { runIngestBench } = await import('../../bench/ingest.js');
+    const [{ runIngestBench }, { renderMetricsSeriesJsonl }] = await Promise.all([import('../../bench/ingest.js'), import('../../bench/metrics-series.js')]);
     const outcome = await runIngestBench({
-      connections, durationMs, windowFrames, modes: modes(args.values.modes),
+      connections, durationMs, windowFrames, modes: modes(args.values.modes), scrapeIntervalMs,
       ...(redisUrl === undefined ? {} : { redisUrl }), ...(mysqlUrl === undefined ? {} : { mysqlUrl }),
       onProgress: (line) => io.stderr(`${line}\n`),
     });
@@ -69,7 +72,10 @@ export const ingestBenchCommand: Command = {
     if (Object.keys(versions).length > 0) report.environment.store_versions = versions;
     io.stdout(args.values.json === true ? renderBenchJson(report) : `${renderBenchTable(report)}\nnode:crypto Ed25519 verify in the same run: ${Math.round(outcome.ed25519VerifyPerS)}/s\n`);
     if (typeof args.values.out === 'string') {
-      const scrapes = Object.fromEntries(outcome.scrapes.flatMap(({ mode, start, end }) => [[`metrics-${mode}-start.prom`, start], [`metrics-${mode}-end.prom`, end]]));
+      const scrapes = Object.fromEntries([
+        ...outcome.scrapes.flatMap(({ mode, start, end }) => [[`metrics-${mode}-start.prom`, start], [`metrics-${mode}-end.prom`, end]]),
+        ...outcome.series.map(({ mode, series }) => [`metrics-${mode}-series.jsonl`, renderMetricsSeriesJsonl(series)]),
+      ]);
       io.stderr(`wrote ${(await writeBenchOut(args.values.out, report, scrapes)).join(', ')}\n`);
     }
     return 0;

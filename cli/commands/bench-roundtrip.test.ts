@@ -9,6 +9,7 @@ import { parseCommandArgs } from '../command.js';
 import type { RoundtripSummary } from '../../bench/roundtrip.js';
 import type { BenchReport } from '../../bench/output.js';
 import { benchReportErrors } from '../../bench/schemas.js';
+import { parseMetricsSeriesJsonl } from '../../bench/metrics-series.js';
 
 function captureIo(): CliIo & { out: string[]; err: string[] } {
   const out: string[] = [];
@@ -52,12 +53,20 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
     assert.ok(load.event_loop_delay_ms.p50 <= load.event_loop_delay_ms.p99 && load.event_loop_delay_ms.p99 <= load.event_loop_delay_ms.max);
     assert.ok(load.cpu_per_wall > 0);
 
-    assert.deepEqual((await readdir(out)).sort(), ['metrics-end.prom', 'metrics-start.prom', 'roundtrip-histogram.csv', 'roundtrip-percentiles.csv', 'roundtrip.csv', 'roundtrip.json', 'roundtrip.md', 'roundtrip.svg']);
+    assert.deepEqual((await readdir(out)).sort(), ['metrics-end.prom', 'metrics-series.jsonl', 'metrics-start.prom', 'roundtrip-histogram.csv', 'roundtrip-percentiles.csv', 'roundtrip.csv', 'roundtrip.json', 'roundtrip.md', 'roundtrip.svg']);
     // Two scrapes around the commands phase, each sample stamped with its time: the end one counts the commands, later than the start one.
     const stamp = (text: string) => Number(/^sdc_agents_online\{[^}]*\} \S+ (\d+)$/m.exec(text)?.[1]);
     const [start, end] = await Promise.all(['metrics-start.prom', 'metrics-end.prom'].map((name) => readFile(join(out, name), 'utf8')));
     assert.match(end!, /^sdc_command_latency_seconds_count\{.*\} [1-9]\d* \d+$/m);
     assert.ok(stamp(end!) > stamp(start!), `${stamp(start!)} then ${stamp(end!)}`);
+    // The series over the commands phase: at least those two scrapes, in time order, the first and the last being them.
+    const series = parseMetricsSeriesJsonl(await readFile(join(out, 'metrics-series.jsonl'), 'utf8'))!;
+    assert.ok(series.entries.length >= 2, `${series.entries.length} scrapes`);
+    assert.equal(series.header['interval_ms_requested'], 1_000);
+    assert.deepEqual(series.entries.map((e) => e.atMs), [...series.entries.map((e) => e.atMs)].sort((a, b) => a - b));
+    assert.equal(series.entries[0]!.atMs, stamp(start!));
+    assert.equal(series.entries.at(-1)!.atMs, stamp(end!));
+    assert.match(series.entries.at(-1)!.text!, /^sdc_command_latency_seconds_count\{.*\} [1-9]\d*$/m);
     const cdf = (await readFile(join(out, 'roundtrip-percentiles.csv'), 'utf8')).trimEnd().split('\n');
     assert.equal(cdf[0], 'measure,percentile,latency_ms');
     assert.equal(cdf.length, 1 + 3 * 12);

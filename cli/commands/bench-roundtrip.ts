@@ -5,6 +5,8 @@ import { renderBenchJson } from '../../bench/output.js';
 import { storeVersions } from '../../bench/store-versions.js';
 import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
 import { roundtripLimits } from '../../bench/roundtrip-limits.js';
+import { scrapeIntervalOption } from '../../bench/metrics-series-option.js';
+import { metricsSeriesDefaults } from '../../bench/metrics-series.js';
 
 /** Descriptors one agent costs in this process: its WebSocket, the gateway's end, its journal, an API socket. */
 const openFilesPerAgent = 4;
@@ -14,29 +16,31 @@ const runTimeout: DurationOptionSpec = { name: 'timeout', fallbackMs: 1_800_000,
 export const roundtripBenchCommand: Command = {
   name: 'roundtrip',
   summary: 'Command round trip (created -> terminal) with N connected agents, against a bare TLS WebSocket echo baseline',
-  usage: '--agents N [--commands M] [--json] [--out DIR] [--redis URL] [--mysql URL] [--timeout 30m]',
+  usage: '--agents N [--commands M] [--json] [--out DIR] [--redis URL] [--mysql URL] [--timeout 30m] [--scrape-interval-ms 1000]',
   optionHelp: [
     ['--agents N', `Agents to enroll and connect (1 to ${roundtripLimits.agentsMax})`],
     ['--commands M', 'EXEC_PING_KERNEL commands per agent, one after another, all agents at once (default 5; one more warm-up)'],
     ['--json', 'Print the report as one JSON object (docs/benchmarks.md, "Output"; the summary in details)'],
-    ['--out DIR', 'Also write roundtrip.json, roundtrip.csv, roundtrip-histogram.csv, roundtrip.svg and roundtrip.md to DIR'],
+    ['--out DIR', 'Also write roundtrip.json, roundtrip.csv, roundtrip-histogram.csv, roundtrip-percentiles.csv, roundtrip.svg, roundtrip.md, metrics-start.prom, metrics-end.prom and metrics-series.jsonl to DIR'],
     ['--redis URL', 'Use Redis for the bus and key/value store (default: embedded)'],
     ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
     ['--timeout D', 'Give up after D, like 30m (default 30m)'],
     ['--verbose', 'Log the services to stderr'],
     ['--cpu-profile FILE', 'Write a V8 CPU profile (.cpuprofile) of the services\' process over the commands phase'],
+    ['--scrape-interval-ms N', `Scrape the services' /metrics every N ms over the commands phase into metrics-series.jsonl (default ${metricsSeriesDefaults.intervalMs}; 0: only at its start and end; at most ${metricsSeriesDefaults.scrapesMax} kept, halved with the interval doubled when reached)`],
     ...legacyHelp(runTimeout),
   ],
   options: {
     agents: { type: 'string' }, commands: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
     redis: { type: 'string' }, mysql: { type: 'string' }, ...durationOptions(runTimeout), verbose: { type: 'boolean' },
-    'cpu-profile': { type: 'string' },
+    'cpu-profile': { type: 'string' }, 'scrape-interval-ms': { type: 'string' },
   },
   async run(args, io) {
     requireOption(args, 'agents');
     const agents = integerOption(args, 'agents', 1, 1, roundtripLimits.agentsMax);
     const commandsPerAgent = integerOption(args, 'commands', 5, 1, roundtripLimits.commandsPerAgentMax);
     const timeoutMs = durationOption(args, runTimeout, io.stderr);
+    const scrapeIntervalMs = scrapeIntervalOption(args.values['scrape-interval-ms']);
     // Loaded here, not at the top: the bench runs a whole deployment, most of the CLI's start-up time.
     const [{ openFilesLimit, runRoundtripBench }, { default: pino }] = await Promise.all([import('../../bench/roundtrip.js'), import('pino')]);
     const limit = await openFilesLimit();
@@ -45,7 +49,7 @@ export const roundtripBenchCommand: Command = {
       io.stderr(`warning: ${agents} agents need about ${needed} open files; this process may hold ${limit} (ulimit -n)\n`);
     }
     const run = await runRoundtripBench({
-      agents, commandsPerAgent, timeoutMs,
+      agents, commandsPerAgent, timeoutMs, scrapeIntervalMs,
       ...(typeof args.values.redis === 'string' ? { redisUrl: args.values.redis } : {}),
       ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
       ...(typeof args.values['cpu-profile'] === 'string' ? { cpuProfilePath: args.values['cpu-profile'] } : {}),

@@ -23,12 +23,9 @@ function seededSections(md: string): string {
   return md.slice(from, to);
 }
 
-/** `data-group=value` of every bar of a bar chart. */
-const bars = (svg: string) => new Map([...svg.matchAll(/data-group="([^"]*)" data-value="([^"]*)"/g)].map((m) => [m[1]!, Number(m[2])]));
-
 // Its own file: the whole tiny set, then its seeded steps again. The benches run once: they are
 // wall-clock, and nothing about them is compared between runs.
-test('sdc report --run tiny: runs the set into OUT/runs, names each command, draws the /metrics window, and its seeded figures are byte-identical on a second run', async () => {
+test('sdc report --run tiny: runs the set into OUT/runs, names each command, draws the /metrics series, and its seeded figures are byte-identical on a second run', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-report-run-'));
   try {
     const first = await sdc(['report', '--run', 'tiny', '--out', join(dir, 'a'), '--mermaid', 'source']);
@@ -52,15 +49,18 @@ test('sdc report --run tiny: runs the set into OUT/runs, names each command, dra
     const cdfSeries = new Set([...(await readFile(join(dir, 'a', cdfName), 'utf8')).matchAll(/class="series" data-series="([^"]*)"/g)].map((m) => m[1]));
     assert.deepEqual([...cdfSeries].sort(), ['baseline_echo', 'command_client', 'command_server']);
     assert.ok(names.some((n) => /^bench-\d+-roundtrip-ratio\.svg$/.test(n)), 'and its ratio to the echo baseline');
-    // /metrics: the commands window, from its start and end scrapes: rates, not totals since start.
-    assert.match(md, /From `bench-roundtrip\/metrics-start.prom` and `bench-roundtrip\/metrics-end.prom` \(\d+ samples, scraped [\d.]+ s apart by `sdc bench roundtrip --agents 2 --commands 3 --out runs\/bench-roundtrip`\)/);
+    // /metrics: the commands phase as a series (its start and end scrapes and every second between): each panel over time.
+    assert.match(md, /From `bench-roundtrip\/metrics-series.jsonl` \(\d+ scrapes over [\d.]+ s, by `sdc bench roundtrip --agents 2 --commands 3 --out runs\/bench-roundtrip`\)/);
+    assert.ok(!md.includes('metrics-start.prom` and `'), 'the series replaces the start/end pair beside it');
     const finished = await readFile(join(dir, 'a', 'metrics-1-panel-3.svg'), 'utf8');
     assert.match(finished, /<title>Commands finished by final state<\/title>/);
     assert.match(finished, />per second</);
-    assert.ok((bars(finished).get('succeeded') ?? 0) > 0, finished);
-    // A gauge at both scrapes: the two devices online, by either role, at the start and at the end.
-    const online = [...(await readFile(join(dir, 'a', 'metrics-1-panel-1.svg'), 'utf8')).matchAll(/data-series="([^"]*)" data-group="([^"]*)" data-value="([^"]*)"/g)].map((m) => m.slice(1).join(' '));
-    assert.deepEqual(online, ['at start control-plane 2', 'at end control-plane 2', 'at start gateway 2', 'at end gateway 2']);
+    assert.match(finished, /<polyline class="series" data-series="succeeded"/);
+    // A gauge at each scrape: the two devices online, by either role.
+    const online = [...(await readFile(join(dir, 'a', 'metrics-1-panel-1.svg'), 'utf8')).matchAll(/data-series="([^"]*)"[^>]* points="([^"]*)"/g)];
+    assert.deepEqual(online.map((m) => m[1]), ['control-plane', 'gateway']);
+    // Online all along: every point of each line at the same height, one point per scrape.
+    for (const [, , points] of online) assert.equal(new Set(points!.split(' ').map((p) => p.split(',')[1])).size, 1, points);
     // --mermaid source: the browser is not started here (bench/report-mermaid-render.test.ts draws the diagrams).
     assert.match(md, /Not drawn here: not asked for \(--mermaid source\)\. The Mermaid sources stand alone/);
 

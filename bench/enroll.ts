@@ -48,6 +48,8 @@ export interface EnrollBenchResult {
   /** Enrollments per second over the bare server's requests per second, both in this run. */
   readonly ratioToBare: number;
   readonly goalPerSecond: number;
+  /** Each answered request's latency (ms), per path: the CDFs of `enroll-percentiles.csv`. */
+  readonly latenciesMs: { readonly bare_https: readonly number[]; readonly enroll: readonly number[] };
 }
 
 export const enrollGoalPerSecond = 100;
@@ -95,6 +97,7 @@ export async function runEnrollBench(options: EnrollBenchOptions): Promise<Enrol
       firstFailure: enrollRow.firstFailure ?? bareRow.firstFailure,
       ratioToBare: bareRow.row.per_s > 0 ? enrollRow.row.per_s / bareRow.row.per_s : 0,
       goalPerSecond: enrollGoalPerSecond,
+      latenciesMs: { bare_https: bareRow.latenciesMs, enroll: enrollRow.latenciesMs },
     };
   } finally {
     client.stop();
@@ -116,7 +119,7 @@ async function pairingTokens(deployment: BenchDeployment, deviceIds: readonly st
 /** One run of every device's request; the server's CPU is this process's over the run. */
 async function measure(
   label: EnrollBenchRow['path'], client: EnrollClient, run: { url: string; caPem: string; tokens: readonly string[]; concurrency: number },
-): Promise<{ row: EnrollBenchRow; firstFailure: string | null }> {
+): Promise<{ row: EnrollBenchRow; firstFailure: string | null; latenciesMs: readonly number[] }> {
   const ran = client.next('ran');
   const cpuBefore = process.cpuUsage();
   client.send({ type: 'run', label, ...run, timeoutMs: requestTimeoutMs });
@@ -133,6 +136,7 @@ async function measure(
       p50_ms: latency.p50, p99_ms: latency.p99,
     },
     firstFailure: report.firstFailure,
+    latenciesMs: report.latenciesMs,
   };
 }
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { benchEnvironment, benchReport, captureBenchReports, mergeRepeats, progressReporter, renderBenchCsv, renderBenchMarkdown, renderBenchTable, writeBenchOut, type BenchEnvironment } from './output.js';
+import { attachLatencySamples, benchEnvironment, benchReport, captureBenchReports, latencySamplesOf, mergeRepeats, progressReporter, renderBenchCsv, renderBenchMarkdown, renderBenchTable, writeBenchOut, type BenchEnvironment } from './output.js';
 
 const environment: BenchEnvironment = {
   node: 'v20', openssl: '3', platform: 'linux', arch: 'x64', cpu: 'test cpu', cpu_count: 2, memory_total_mib: 1024, git_commit: null,
@@ -38,6 +38,36 @@ test('writeBenchOut writes <benchmark>.json, .csv, a generic .svg and the bench\
     assert.deepEqual(JSON.parse(await readFile(join(dir, 'demo.json'), 'utf8')), report);
     assert.equal(await readFile(join(dir, 'demo.md'), 'utf8'), '# demo\n');
     assert.match(await readFile(join(dir, 'demo.svg'), 'utf8'), /<rect class="bar"[^>]*data-value="1"/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('attached latencies: writeBenchOut adds <benchmark>-percentiles.csv (not in the JSON); --repeat pools them per series', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-out-'));
+  try {
+    const make = (samples: number[]) => {
+      const report = benchReport({ benchmark: 'demo', environment, parameters: {}, results: [{ what: 'op', count: samples.length }], units: { count: 'operations' } });
+      attachLatencySamples(report, { op_ms: samples, empty: [] });
+      return report;
+    };
+    const one = make(Array.from({ length: 100 }, (_, i) => i + 1));
+    await writeBenchOut(dir, one);
+    assert.deepEqual((await readdir(dir)).sort(), ['demo-percentiles.csv', 'demo.csv', 'demo.json', 'demo.md', 'demo.svg']);
+    assert.doesNotMatch(await readFile(join(dir, 'demo.json'), 'utf8'), /op_ms/);
+    const rows = (await readFile(join(dir, 'demo-percentiles.csv'), 'utf8')).trimEnd().split('\n');
+    // 12 fixed percentiles of the one series with samples; 1..100 ms: the median is 50 (HdrHistogram: within 0.1 %), the top 100.
+    assert.equal(rows.length, 13);
+    assert.equal(rows[0], 'series,percentile,latency_ms');
+    const median = Number(rows.find((r) => r.startsWith('op_ms,50,'))?.split(',')[2]);
+    assert.ok(median >= 50 && median <= 50.05, rows.join(' '));
+    assert.equal(rows.at(-1), 'op_ms,100,100');
+    const merged = mergeRepeats([one, make([1_000])]);
+    assert.deepEqual(latencySamplesOf(merged)?.['op_ms']?.length, 101);
+    assert.throws(() => attachLatencySamples(one, { 'Not-snake': [1] }), /snake_case/);
+    const none = benchReport({ benchmark: 'bare', environment, parameters: {}, results: [{ n: 1 }], units: { n: 'count' } });
+    await writeBenchOut(dir, none);
+    assert.ok(!(await readdir(dir)).includes('bare-percentiles.csv'), 'no latencies, no CDF file');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

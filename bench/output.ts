@@ -142,6 +142,38 @@ export function benchReport<Extra extends object = Record<string, never>>(input:
   return report;
 }
 
+/**
+ * Per-operation latencies a bench measured (re-authentication times, requests...), by series
+ * name, kept beside its report object rather than in its JSON (a run can hold thousands):
+ * `writeBenchOut` writes them as `<benchmark>-percentiles.csv` (`series,percentile,latency_ms`,
+ * HdrHistogram at bench/latency-hdr.ts's fixed percentiles), the file `sdc report` draws a
+ * latency CDF from. A WeakMap, so a report dropped is its samples dropped.
+ */
+const latencySamples = new WeakMap<object, Readonly<Record<string, readonly number[]>>>();
+/** Series drawn per CDF (bench/report-figures.ts draws at most 6 lines). */
+const latencySeriesMax = 6;
+
+export function attachLatencySamples(report: BenchReport<object>, samplesMsBySeries: Readonly<Record<string, readonly number[]>>): void {
+  const names = Object.keys(samplesMsBySeries);
+  for (const name of names) if (!/^[a-z_]+$/.test(name)) throw new RangeError(`latency series ${name} is not snake_case`);
+  if (names.length > latencySeriesMax) throw new RangeError(`at most ${latencySeriesMax} latency series per report, not ${names.length}`);
+  latencySamples.set(report, samplesMsBySeries);
+}
+
+export function latencySamplesOf(report: BenchReport<object>): Readonly<Record<string, readonly number[]>> | undefined {
+  return latencySamples.get(report);
+}
+
+/** `<benchmark>-percentiles.csv`: each non-empty series at the fixed percentiles; undefined when the report has none. */
+export async function renderLatencyPercentilesCsv(report: BenchReport<object>): Promise<string | undefined> {
+  const samples = latencySamples.get(report);
+  if (samples === undefined) return undefined;
+  // Loaded here: hdr-histogram-js costs about 0.1 s to load, which every `sdc` start would pay otherwise.
+  const { hdrPercentileRows } = await import('./latency-hdr.js');
+  const rows = Object.entries(samples).flatMap(([series, values]) => hdrPercentileRows(values).map((r): Cell[] => [series, r.percentile, r.latency_ms]));
+  return rows.length === 0 ? undefined : renderCsv(['series', 'percentile', 'latency_ms'], rows);
+}
+
 /** min / median / max of one numeric field of one result row across repeats. */
 export interface RepeatSpread { row: number; label: string; field: string; min: number; median: number; max: number }
 
@@ -178,7 +210,12 @@ export function mergeRepeats(reports: ReadonlyArray<BenchReport<object>>): Repea
   });
   const environment: BenchEnvironment = { ...last.environment, ...(first.environment.load_average_before ? { load_average_before: first.environment.load_average_before } : {}) };
   environment.loaded_machine = (first.environment.loaded_machine ?? false) || reports.some((r) => r.environment.loaded_machine === true);
-  return { ...last, environment, results, repeats: { count: reports.length, spread } };
+  const merged: RepeatedBenchReport = { ...last, environment, results, repeats: { count: reports.length, spread } };
+  // The repeats' latencies pooled per series: one CDF over every run, as the medians are over every run.
+  const pooled: Record<string, number[]> = {};
+  for (const report of reports) for (const [series, values] of Object.entries(latencySamples.get(report) ?? {})) pooled[series] = [...(pooled[series] ?? []), ...values];
+  if (Object.keys(pooled).length > 0) latencySamples.set(merged, pooled);
+  return merged;
 }
 
 /** The columns of the results: every field name, in first-seen order. */
@@ -217,12 +254,14 @@ export function renderBenchJson(report: BenchReport<object>): string {
 }
 
 /**
- * `--out DIR`: `<benchmark>.json` (the report), `<benchmark>.csv` (its results) and any extra
+ * `--out DIR`: `<benchmark>.json` (the report), `<benchmark>.csv` (its results),
+ * `<benchmark>-percentiles.csv` when latencies are attached (attachLatencySamples) and any extra
  * files a bench adds (histograms, SVG, Markdown). Returns the paths written.
  */
-export function writeBenchOut(dir: string, report: BenchReport<object>, extraFiles: Readonly<Record<string, string>> = {}): Promise<string[]> {
+export async function writeBenchOut(dir: string, report: BenchReport<object>, extraFiles: Readonly<Record<string, string>> = {}): Promise<string[]> {
   const repeats = (report as RepeatedBenchReport).repeats;
   const svg = renderBenchSvg(report);
+  const percentiles = await renderLatencyPercentilesCsv(report);
   return writeReportFiles(dir, {
     [`${report.benchmark}.json`]: renderBenchJson(report),
     [`${report.benchmark}.csv`]: renderBenchCsv(report),
@@ -232,6 +271,7 @@ export function writeBenchOut(dir: string, report: BenchReport<object>, extraFil
     ...(repeats === undefined ? {} : {
       [`${report.benchmark}-repeats.csv`]: renderCsv(['row', 'label', 'field', 'min', 'median', 'max'], repeats.spread.map((s) => [s.row, s.label, s.field, s.min, s.median, s.max])),
     }),
+    ...(percentiles === undefined ? {} : { [`${report.benchmark}-percentiles.csv`]: percentiles }),
     ...extraFiles,
   });
 }

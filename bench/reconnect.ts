@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { SdcError } from '../core/errors/index.js';
 import { commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
-import { benchReport, type BenchReport, type BenchRow } from './output.js';
+import { attachLatencySamples, benchReport, type BenchReport, type BenchRow } from './output.js';
 import type { AgentChildren, BareClients, ServerChild } from './connections-processes.js';
 import {
   agentsPerProcessDefault, bareProcesses, forkBenchProcesses, planAgents, standardProfile, startAgents, startScaleOut, type ScaleOut,
@@ -158,17 +158,19 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
     await Promise.all(scale.gateways.slice(1).map((gateway) => gateway.close()));
 
     const baselineMs = await bareStorm({ scale, ...processes.bare!, dirs: scale.devices.filter((_, i) => i % gatewayCount === 0).slice(0, returns.closed).map((d) => d.dir), agentsPerProcess, deadlineMs });
-    const rows = [
-      distributionRow('agents_reauthenticated_after_kill', returns.afterMs.length, returns.afterMs),
-      ...(ticketKeys === 'split' ? splitRows(specs.filter((_, i) => i % gatewayCount === 0), scale.gateways[1]!.url, returns.byDevice) : []),
-      distributionRow('bare_tls_rehandshake', baselineMs.length, baselineMs),
+    // Each row's samples also go to reconnect-percentiles.csv (attachLatencySamples below), the report's latency CDF.
+    const distributions: Array<readonly [string, readonly number[]]> = [
+      ['agents_reauthenticated_after_kill', returns.afterMs],
+      ...(ticketKeys === 'split' ? splitDistributions(specs.filter((_, i) => i % gatewayCount === 0), scale.gateways[1]!.url, returns.byDevice) : []),
+      ['bare_tls_rehandshake', baselineMs],
     ];
+    const rows = distributions.map(([what, samples]) => distributionRow(what, samples.length, samples));
     const byState: Record<string, number> = {};
     for (const record of settled) byState[record.state] = (byState[record.state] ?? 0) + 1;
     const allBackWithinMs = allBack && returns.notBack === 0 ? Math.max(0, ...returns.afterMs) : null;
     if (returns.closed < victimDevices.length) notes.push(`${victimDevices.length - returns.closed} of the killed gateway's agents did not see their session close`);
     const ok = allBackWithinMs !== null && executedTwice === 0 && notSucceeded === 0 && violations.length === 0;
-    return benchReport<ReconnectDetails>({
+    const report = benchReport<ReconnectDetails>({
       benchmark: 'reconnect',
       parameters: {
         agents: options.agents, gateways: gatewayCount, heartbeat_interval_ms: standardProfile.heartbeatIntervalMs, telemetry_interval_ms: standardProfile.telemetryIntervalMs,
@@ -184,6 +186,8 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
         notes: [...notes, `wall ms from the kill until the bench saw every one back: ${backMs} (it asks the agent processes every ${returnsPollMs} ms)`],
       },
     });
+    attachLatencySamples(report, Object.fromEntries(distributions));
+    return report;
   } finally {
     await processes.stop();
     await scale?.close();
@@ -194,14 +198,14 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
  * The split storm's two halves: the killed gateway's agents whose next gateway shares its ticket
  * keys (they can resume), and those whose next gateway does not (full handshakes).
  */
-function splitRows(victims: ReadonlyArray<{ deviceId: string; gatewayUrls?: readonly string[] }>, sharingUrl: string, byDevice: ReadonlyMap<string, number>): BenchRow[] {
+function splitDistributions(victims: ReadonlyArray<{ deviceId: string; gatewayUrls?: readonly string[] }>, sharingUrl: string, byDevice: ReadonlyMap<string, number>): Array<readonly [string, readonly number[]]> {
   const sharing: number[] = [];
   const other: number[] = [];
   for (const victim of victims) {
     const ms = byDevice.get(victim.deviceId);
     if (ms !== undefined) (victim.gatewayUrls?.[1] === sharingUrl ? sharing : other).push(ms);
   }
-  return [distributionRow('to_gateway_sharing_ticket_keys', sharing.length, sharing), distributionRow('to_gateway_with_other_ticket_keys', other.length, other)];
+  return [['to_gateway_sharing_ticket_keys', sharing], ['to_gateway_with_other_ticket_keys', other]];
 }
 
 /**

@@ -59,7 +59,9 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
 
   it('reconnect: the killed gateway\'s agents come back on the other; commands around the kill end succeeded, each run once', async () => {
     const io = captureIo();
-    const code = await reconnectBenchCommand.run(parseCommandArgs(reconnectBenchCommand, ['--agents', '4', '--gateways', '2', '--commands', '4', '--redis', redisUrl!, '--json']), io);
+    const out = await mkdtemp(join(tmpdir(), 'sdc-bench-reconnect-'));
+    try {
+    const code = await reconnectBenchCommand.run(parseCommandArgs(reconnectBenchCommand, ['--agents', '4', '--gateways', '2', '--commands', '4', '--redis', redisUrl!, '--json', '--out', out]), io);
     assert.equal(code, 0, io.err.join(''));
     const report = JSON.parse(io.out.join('')) as BenchReport<ReconnectDetails>;
     assert.equal(report.benchmark, 'reconnect');
@@ -75,5 +77,19 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
     assert.equal(details.commands_accepted, 4);
     assert.equal(details.executed_twice, 0);
     assert.equal(details.not_succeeded, 0);
+    // The re-authentication times and the baseline as a latency CDF (HdrHistogram, 3 significant
+    // digits) for sdc report: 12 fixed percentiles per row, rising, ending at the row's max.
+    const cdf = (await readFile(join(out, 'reconnect-percentiles.csv'), 'utf8')).trimEnd().split('\n');
+    assert.equal(cdf[0], 'series,percentile,latency_ms');
+    for (const row of report.results) {
+      const points = cdf.slice(1).map((line) => line.split(',')).filter(([series]) => series === row.what).map(([, p, ms]) => [Number(p), Number(ms)] as const);
+      assert.equal(points.length, 12, String(row.what));
+      assert.deepEqual(points.map(([p]) => p), [0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99, 100]);
+      assert.ok(points.every(([, ms], i) => i === 0 || ms >= points[i - 1]![1]), `${row.what}: ${JSON.stringify(points)}`);
+      assert.ok(Math.abs(points.at(-1)![1] - Number(row.max_ms)) <= Number(row.max_ms) * 0.001 + 0.001, `${row.what}: max ${row.max_ms}, p100 ${points.at(-1)![1]}`);
+    }
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
   });
 });

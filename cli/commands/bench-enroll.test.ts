@@ -1,5 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { benchReportErrors } from '../../bench/schemas.js';
 import { main } from '../main.js';
 
@@ -19,7 +22,8 @@ async function runBench(argv: string[]): Promise<{ code: number; report: EnrollR
 }
 
 test('sdc bench enroll enrolls every device through POST /v1/enroll and measures the bare HTTPS baseline in the same run', async () => {
-  const { code, report, err } = await runBench(['--devices', '6', '--concurrency', '2']);
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-enroll-out-'));
+  const { code, report, err } = await runBench(['--devices', '6', '--concurrency', '2', '--out', dir]);
   assert.equal(code, 0, err);
   assert.deepEqual(benchReportErrors(report), []);
   assert.deepEqual(report.results.map((row) => row.path), ['bare-https', 'enroll']);
@@ -31,6 +35,11 @@ test('sdc bench enroll enrolls every device through POST /v1/enroll and measures
   assert.equal(report.details.stores, 'sql.js + embedded kv');
   assert.equal(report.details.goal_per_s, 100);
   assert.match(err, /bare HTTPS/);
+  // Each request's latency as a CDF for sdc report: both paths, 12 fixed percentiles each.
+  const cdf = (await readFile(join(dir, 'enroll-percentiles.csv'), 'utf8')).trimEnd().split('\n');
+  await rm(dir, { recursive: true, force: true });
+  assert.equal(cdf[0], 'series,percentile,latency_ms');
+  assert.deepEqual(cdf.slice(1).map((line) => line.split(',')[0]), [...Array(12).fill('bare_https'), ...Array(12).fill('enroll')]);
 });
 
 test('sdc bench enroll refuses a device count past its bound before starting anything', async () => {

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { benchReport } from '../../bench/output.js';
+import { attachLatencySamples, benchReport } from '../../bench/output.js';
 import { storeVersions } from '../../bench/store-versions.js';
 import { integerOption, type Command } from '../command.js';
 import { benchOutputHelp, benchOutputOptions, emitBenchReport } from '../bench-output.js';
@@ -56,6 +56,8 @@ export const enrollBenchCommand: Command = {
           first_failure: outcome.firstFailure,
         },
       });
+      // Each request's latency, for enroll-percentiles.csv (the report's latency CDF); not in the JSON.
+      attachLatencySamples(report, outcome.latenciesMs);
       // It writes its own --out, so the suite does not add the stores' versions: added here, as ingest does.
       const versions = await storeVersions(report.parameters, args.values, io.env);
       if (Object.keys(versions).length > 0) report.environment.store_versions = versions;

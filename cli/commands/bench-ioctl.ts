@@ -8,7 +8,7 @@ import type { IoctlDevice } from '../../kernel/device.js';
 import { createMockTarget } from '../../kernel/mock/mock-target.js';
 import { buildNativeLibrary } from '../../kernel/native/build.js';
 import { integerOption, type Command } from '../command.js';
-import { benchReport } from '../../bench/output.js';
+import { attachLatencySamples, benchReport } from '../../bench/output.js';
 import { benchOutputHelp, benchOutputOptions, cliProgress, emitBenchReport } from '../bench-output.js';
 
 interface IoctlBenchRow {
@@ -28,7 +28,10 @@ function percentileUs(sortedNs: BigInt64Array, fraction: number): number {
 }
 
 /** Full bridge calls: sign the request, call the device, verify the signed response, decode. */
-async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, agentSeed: Uint8Array, servicePublicKey: Uint8Array, calls: number, onCall: () => void): Promise<IoctlBenchRow[]> {
+/** Each call's latency in ms, by `backend_opcode` (snake case): the CDFs of `ioctl-percentiles.csv`. */
+type IoctlSamplesMs = Record<string, number[]>;
+
+async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, agentSeed: Uint8Array, servicePublicKey: Uint8Array, calls: number, onCall: () => void, samplesMs: IoctlSamplesMs): Promise<IoctlBenchRow[]> {
   const bridge = new IoctlKernelBridge({ device, ed25519: createNodeEd25519Provider(), agentSeed, servicePublicKey, counterStart: 1n });
   const rows: IoctlBenchRow[] = [];
   for (const opcode of ['EXEC_PING_KERNEL', 'EXEC_GET_STATUS'] as const) {
@@ -44,6 +47,7 @@ async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, a
     }
     const elapsedNs = Number(process.hrtime.bigint() - started);
     samples.sort();
+    samplesMs[`${backend}_${opcode.toLowerCase()}`] = Array.from(samples, (ns) => Number(ns) / 1e6);
     rows.push({
       backend, opcode, calls,
       callsPerSecond: Math.round(calls / (elapsedNs / 1e9)),
@@ -73,7 +77,8 @@ export const ioctlBenchCommand: Command = {
     let done = 0;
     const onCall = () => progress.update(++done);
     const mock = createMockTarget({ agentSeed, serviceSeed, clock: { nowMs: () => Date.now() } });
-    const rows = await measure('mock', mock.device, agentSeed, mock.servicePublicKey, calls, onCall);
+    const samplesMs: IoctlSamplesMs = {};
+    const rows = await measure('mock', mock.device, agentSeed, mock.servicePublicKey, calls, onCall, samplesMs);
     let nativeSkipped: string | undefined;
     let libraryPath: string | undefined;
     try {
@@ -87,7 +92,7 @@ export const ioctlBenchCommand: Command = {
       const { createNativeTarget } = await import('../../kernel/native/native-target.js');
       const native = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
       try {
-        rows.push(...await measure('native', native.device, agentSeed, native.servicePublicKey, calls, onCall));
+        rows.push(...await measure('native', native.device, agentSeed, native.servicePublicKey, calls, onCall, samplesMs));
       } finally {
         native.cleanup();
       }
@@ -103,6 +108,7 @@ export const ioctlBenchCommand: Command = {
         native_skipped: nativeSkipped ?? null,
       },
     });
+    attachLatencySamples(report, samplesMs);
     await emitBenchReport(args, io, report);
     if (nativeSkipped && args.values.json !== true) io.stdout(`native skipped: ${nativeSkipped}\n`);
     return 0;

@@ -8,7 +8,9 @@ import { lineSeriesMax, renderLineChartSvg, type LineSeries } from './report-fig
  * scrapes of the same run (`metrics-start.prom` and `metrics-end.prom`, each sample stamped with
  * its scrape time in ms, as the exposition format allows; pairScrapes) give what Prometheus would: `rate()`
  * as the counter's increase over the seconds between them, `increase()` as the increase,
- * `histogram_quantile` over the buckets' increases, and gauges at both instants.
+ * `histogram_quantile` over the buckets' increases, and gauges at both instants. A series of
+ * scrapes (`metrics-series.jsonl`, bench/metrics-series.ts) gives each panel over time: the same
+ * per interval between consecutive scrapes (panelOverTime), drawn as line charts.
  */
 
 type Files = Record<string, string>;

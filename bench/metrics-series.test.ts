@@ -4,6 +4,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseMetricsSeriesJsonl, renderMetricsSeriesJsonl, startMetricsSeries } from './metrics-series.js';
+import { scrapeIntervalOption } from './metrics-series-option.js';
 import { readReportInputs } from './report-inputs.js';
 import { pairScrapes } from './report-scrapes.js';
 
@@ -73,4 +74,9 @@ test('the JSONL round-trips, a malformed line is skipped, and the report reads i
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('--scrape-interval-ms: absent is 1000, 0 and 100 ms to 1 h pass, anything else is CLI_USAGE', () => {
+  assert.deepEqual([undefined, '0', '100', '3600000'].map(scrapeIntervalOption), [1_000, 0, 100, 3_600_000]);
+  for (const bad of ['50', '3600001', '-1', '1.5', 'x']) assert.throws(() => scrapeIntervalOption(bad), (e: { code?: string }) => e.code === 'CLI_USAGE', bad);
 });

@@ -21,8 +21,13 @@ import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = join(fileURLToPath(import.meta.url), '..', '..');
-/** Under node_modules: ignored by git, gone with `npm ci`, never mistaken for a source folder. */
-export const cacheDir = join(root, 'node_modules', '.cache', 'sdc-test-js');
+/**
+ * Under node_modules: ignored by git, gone with `npm ci`, never mistaken for a source folder. One
+ * folder per checkout (a digest of its path): clones that share one node_modules through a link
+ * would otherwise overwrite each other's files (correct, by the stamps below, but compiled again
+ * every time the other ran).
+ */
+export const cacheDir = join(root, 'node_modules', '.cache', 'sdc-test-js', createHash('sha256').update(root).digest('hex').slice(0, 16));
 /** The source folders with TypeScript that tests import (tsconfig.json's include). */
 export const sourceDirs = ['core', 'runtime', 'trust', 'server', 'agent', 'kernel', 'sim', 'chaos', 'bench', 'viewer', 'cli', 'scripts', 'test'];
 const skipDirs = new Set(['node_modules', 'build', 'data', 'dist']);

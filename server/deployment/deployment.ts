@@ -9,6 +9,8 @@ import type { ControlPlaneOptions } from '../control-plane/control-plane.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../gateway/gateway-core.js';
 import { createRevocationCheck } from '../gateway/revocation-check.js';
+import { presenceRefreshWindowMsFor } from '../gateway/presence-refresh-window.js';
+import { gatewayDefaults } from '../gateway/gateway-defaults.js';
 import { pkiPaths } from '../../trust/pki-directory.js';
 import { CrlFileWatch } from './crl-file-watch.js';
 import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
@@ -143,6 +145,8 @@ async function startServices(start: ServicesStart): Promise<Services> {
   const gateway = createGatewayCore({
     isRevoked: createRevocationCheck({ kv: stores.kv, crlSerials: () => crl.serials() }),
     telemetryBatchEntriesMax: gatewayTelemetryBatchEntries,
+    // Presence refreshes of many sessions in one pipelined write (server/gateway/presence-refresh-window.ts).
+    presenceRefreshWindowMs: presenceRefreshWindowMsFor(options.gateway?.heartbeatIntervalMs ?? gatewayDefaults.heartbeatIntervalMs),
     ...options.gateway,
     gatewayId: options.gatewayId ?? 'gw-1',
     signer: materials.gatewaySigner,

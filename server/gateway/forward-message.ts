@@ -24,29 +24,30 @@ export interface ForwardTargets {
 }
 
 export async function forwardMessage({ context, router, telemetry }: ForwardTargets, session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<void> {
-  // The bytes the device sent (strict UTF-8 JSON, authenticated): passed on as they are, not encoded again.
-  const frame = textDecoder.decode(message.bytes ?? encodeEnvelope(message.envelope));
   const { gatewayId, logger } = context.options;
   switch (message.type) {
+    // Most frames are HEARTBEATs (two in three on the standard profile), which forward nothing: nothing to decode.
+    case 'HEARTBEAT':
+      return;
     case 'TELEMETRY':
-      await telemetry.append(encodeBusEntry('telemetry', { device_id: session.deviceId, gateway_id: gatewayId, received_at_ms: nowMs, frame }));
+      await telemetry.append(encodeBusEntry('telemetry', { device_id: session.deviceId, gateway_id: gatewayId, received_at_ms: nowMs, frame: frameText(message) }));
       break;
     case 'COMMAND_ACK':
-      await router.onAck(session.deviceId, message.body as MessageBody<'COMMAND_ACK'>, frame);
+      await router.onAck(session.deviceId, message.body as MessageBody<'COMMAND_ACK'>, frameText(message));
       break;
     case 'COMMAND_RESULT':
-      await router.onResult(session.deviceId, message.body as MessageBody<'COMMAND_RESULT'>, frame);
+      await router.onResult(session.deviceId, message.body as MessageBody<'COMMAND_RESULT'>, frameText(message));
       break;
     case 'ALERT': {
       const alert = message.body as MessageBody<'ALERT'>;
-      await context.report('alert', { device_id: session.deviceId, gateway_id: gatewayId, at_ms: nowMs, frame, severity: alert.severity, kind: alert.kind, message: alert.message });
+      await context.report('alert', { device_id: session.deviceId, gateway_id: gatewayId, at_ms: nowMs, frame: frameText(message), severity: alert.severity, kind: alert.kind, message: alert.message });
       break;
     }
     case 'POLICY_BUNDLE_REPORT':
-      await reportPolicyBundle(context, session.deviceId, message.body as MessageBody<'POLICY_BUNDLE_REPORT'>, frame);
+      await reportPolicyBundle(context, session.deviceId, message.body as MessageBody<'POLICY_BUNDLE_REPORT'>, frameText(message));
       break;
     case 'OTA_REPORT':
-      await reportOta(context, session.deviceId, frame, nowMs);
+      await reportOta(context, session.deviceId, frameText(message), nowMs);
       break;
     case 'ERROR': {
       const error = message.body as MessageBody<'ERROR'>;
@@ -56,4 +57,9 @@ export async function forwardMessage({ context, router, telemetry }: ForwardTarg
     default:
       break;
   }
+}
+
+/** The bytes the device sent (strict UTF-8 JSON, authenticated): passed on as they are, not encoded again. */
+function frameText(message: DecodedMessage): string {
+  return textDecoder.decode(message.bytes ?? encodeEnvelope(message.envelope));
 }

@@ -86,6 +86,13 @@ export interface GatewayCoreOptions {
    * simulator's traces expect; `sdc serve` uses gatewayTelemetryBatchEntries.
    */
   telemetryBatchEntriesMax?: number;
+  /**
+   * How long a presence refresh of a HEARTBEAT, a TELEMETRY frame or a pong may wait for the
+   * refreshes of other sessions, to go out with them in one pipelined write
+   * (presence-refresh-window.ts). Default 0: each at once, as the simulator's traces expect;
+   * `sdc serve` and `sdc gateway` use gatewayPresenceRefreshWindowMs.
+   */
+  presenceRefreshWindowMs?: number;
 }
 
 export type ResolvedGatewayOptions = Required<Omit<GatewayCoreOptions, 'logger' | 'checkEnrollment' | 'limits' | 'isRevoked' | 'metrics'>>

@@ -21,6 +21,7 @@ import { reportAlert, reportClockOffset } from './gateway-alerts.js';
 import { createGatewayContext, type GatewayContext, type GatewayCoreOptions, type ResolvedGatewayOptions } from './gateway-context.js';
 import { PeerWatch } from './peer-watch.js';
 import { Presence } from './presence.js';
+import { PresenceRefreshWindow } from './presence-refresh-window.js';
 import { createEnrollmentCheck } from './enrollment-check.js';
 import { timerDelayMs } from './deadline-timer.js';
 import { refuseConnection, type RefuseConnectionInput } from './refusal.js';
@@ -109,6 +110,7 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     commandReadBlockMs: options.commandReadBlockMs ?? gatewayDefaults.commandReadBlockMs,
     refusalsMax: options.refusalsMax ?? gatewayDefaults.refusalsMax,
     telemetryBatchEntriesMax: options.telemetryBatchEntriesMax ?? gatewayDefaults.telemetryBatchEntriesMax,
+    presenceRefreshWindowMs: options.presenceRefreshWindowMs ?? gatewayDefaults.presenceRefreshWindowMs,
     sessionCrypto: options.sessionCrypto === undefined ? createNodeSessionKeyCrypto() : options.sessionCrypto,
     probeGraceMs: options.probeGraceMs ?? probeDefaults(heartbeatIntervalMs).probeGraceMs,
     probeTimeoutMs: options.probeTimeoutMs ?? probeDefaults(heartbeatIntervalMs).probeTimeoutMs,
@@ -121,6 +123,11 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
   if (resolved.deliveryAttemptsMax > gatewayLimits.attemptsMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `deliveryAttemptsMax is at most ${gatewayLimits.attemptsMax}`);
   if (resolved.reportAttemptsMax > gatewayLimits.attemptsMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `reportAttemptsMax is at most ${gatewayLimits.attemptsMax}`);
   if (resolved.telemetryBatchEntriesMax > busLimits.batchEntriesMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `telemetryBatchEntriesMax is at most ${busLimits.batchEntriesMax}`);
+  // Below the heartbeat/4 refresh spacing, so a refresh never waits past the next one's turn.
+  const { presenceRefreshWindowMs } = resolved;
+  if (!Number.isSafeInteger(presenceRefreshWindowMs) || presenceRefreshWindowMs < 0 || presenceRefreshWindowMs >= heartbeatIntervalMs / 4) {
+    throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'presenceRefreshWindowMs must be an integer from 0 to below a quarter of the heartbeat interval');
+  }
   checkProbeOptions(resolved);
   return resolved;
 }
@@ -147,6 +154,8 @@ class Gateway implements GatewayCore {
   /** Each session's last HEARTBEAT figures, for /metrics. */
   readonly #agentReports = new AgentReports();
   readonly #presence: Presence;
+  /** Presence refreshes of many sessions in one pipelined write (presence-refresh-window.ts). */
+  readonly #presenceRefresh: PresenceRefreshWindow;
   readonly #router: CommandRouter;
   readonly #peers: PeerWatch;
   readonly #telemetry: AppendBatcher;
@@ -179,6 +188,11 @@ class Gateway implements GatewayCore {
     this.#frameSigner = { kid: options.signer.kid, seed: options.signer.seed, provider: options.provider };
     this.#sessionMac = options.sessionCrypto === null ? undefined : { crypto: options.sessionCrypto, random: options.random };
     this.#presence = new Presence(this.#context);
+    this.#presenceRefresh = new PresenceRefreshWindow({
+      presence: this.#presence, heartbeatIntervalMs: options.heartbeatIntervalMs, windowMs: options.presenceRefreshWindowMs,
+      waitingMax: options.connectionsMax, nowMs: () => options.clock.nowMs(), schedule: (delayMs, run) => this.#context.schedule(delayMs, run),
+      aborted: () => this.#aborted,
+    });
     this.#router = new CommandRouter(this.#context, (deviceId) => this.#deliveryTarget(deviceId));
     this.#peers = new PeerWatch(this.#context, this.#router);
     this.#probe = new LivenessProbe(options);
@@ -352,7 +366,7 @@ class Gateway implements GatewayCore {
     this.#queue(session, async () => {
       if (session.closed) return;
       session.lastRefreshMs = nowMs;
-      if (!(await this.#presence.refresh(session))) this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
+      if (!(await this.#presenceRefresh.refresh(session, nowMs, true))) this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     });
   }
 
@@ -600,8 +614,14 @@ class Gateway implements GatewayCore {
       await forwardMessage({ context: this.#context, router: this.#router, telemetry: this.#telemetry }, session, message, nowMs);
       return;
     }
-    if (!(await this.#refreshPresence(session, message, nowMs))) return;
-    if (nowMs - session.lastRecheckMs >= this.#options.sessionRecheckIntervalMs && (await this.#revokedSince(session, nowMs))) return;
+    // The refresh and a due re-check are issued together, not one after the other: on Redis both
+    // are on the key/value client, and commands issued in the same turn go out in one pipelined
+    // write (ioredis autopipelining), so the re-check (every session, every minute) costs no write
+    // and no round trip of its own. Either one that fails the session closes it; the other is then moot.
+    const refreshed = this.#refreshPresence(session, message, nowMs);
+    const revoked = nowMs - session.lastRecheckMs >= this.#options.sessionRecheckIntervalMs ? this.#revokedSince(session, nowMs) : false;
+    const [present, revokedNow] = await Promise.all([refreshed, revoked]);
+    if (!present || revokedNow) return;
     await forwardMessage({ context: this.#context, router: this.#router, telemetry: this.#telemetry }, session, message, nowMs);
   }
 
@@ -610,7 +630,9 @@ class Gateway implements GatewayCore {
     // Refresh at most 5 times per presence TTL: enough margin, and a telemetry burst costs no extra writes.
     if (nowMs - session.lastRefreshMs < Math.floor(this.#options.heartbeatIntervalMs / 4) && message.type !== 'HEARTBEAT') return true;
     session.lastRefreshMs = nowMs;
-    if (await this.#presence.refresh(session)) return true;
+    // HEARTBEAT and TELEMETRY may wait for other sessions' refreshes; a command's ACK or RESULT is not held up.
+    const canWait = message.type === 'HEARTBEAT' || message.type === 'TELEMETRY';
+    if (await this.#presenceRefresh.refresh(session, nowMs, canWait)) return true;
     this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     return false;
   }

@@ -29,6 +29,8 @@ export const gatewayDefaults = Object.freeze({
   refusalsMax: 8,
   /** One append per telemetry sample, as the simulator's traces expect; `sdc serve` batches more. */
   telemetryBatchEntriesMax: 1,
+  /** Each presence refresh sent at once, as the simulator's traces expect; `sdc serve` and `sdc gateway` batch (PresenceRefreshWindow). */
+  presenceRefreshWindowMs: 0,
 });
 
 export const gatewayLimits = Object.freeze({

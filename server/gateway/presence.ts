@@ -54,14 +54,14 @@ export class Presence {
   }
 
   /**
-   * Extends the key's TTL. Returns false when the key names another session: a newer session
-   * of this device exists (here or on another gateway), so this one must end.
+   * Extends the key's TTL (default the full presence TTL; PresenceRefreshWindow passes what is left
+   * of it since the frame was heard). Returns false when the key names another session: a newer
+   * session of this device exists (here or on another gateway), so this one must end.
    */
-  async refresh(session: PresenceSession): Promise<boolean> {
-    const { stores, heartbeatIntervalMs } = this.context.options;
+  async refresh(session: PresenceSession, ttlMs = presenceTtlMs(this.context.options.heartbeatIntervalMs)): Promise<boolean> {
+    const { stores } = this.context.options;
     const key = kvKeys.presence(session.deviceId);
     const mine = this.#record(session);
-    const ttlMs = presenceTtlMs(heartbeatIntervalMs);
     // Compare-and-set on this session's record: a read then a write would overwrite a newer
     // session's key written between the two, and that session would then be closed as replaced.
     if (await stores.kv.compareAndSet(key, mine, mine, { ttlMs })) return true;

@@ -11,6 +11,7 @@ import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import type { Clock } from '../../core/ports/ports.js';
 import { AgentConnection, type AgentEvent } from '../../core/protocol/session/agent-connection.js';
 import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
+import type { SessionMacOptions } from '../../core/protocol/session/session-mac.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
@@ -262,12 +263,17 @@ export class TestAgent {
    * `gatewayKey`: the key the gateway signs with (default the test gateway's), e.g. a deployment's materials.gatewaySigner.
    * `clock`: the device's clock (default the system clock; a VirtualDriver's time for a gateway on virtual time).
    */
-  constructor(readonly device: Pick<DeviceMaterial, 'deviceId' | 'seed'>, options: { signSeed?: Uint8Array; gatewayKey?: { kid: string; publicKey: Uint8Array }; clock?: Clock } = {}) {
+  constructor(
+    readonly device: Pick<DeviceMaterial, 'deviceId' | 'seed'>,
+    options: { signSeed?: Uint8Array; gatewayKey?: { kid: string; publicKey: Uint8Array }; clock?: Clock; sessionMac?: SessionMacOptions } = {},
+  ) {
     this.#clock = options.clock ?? systemClock;
     const gateway = options.gatewayKey ?? { kid: gatewaySigner.kid, publicKey: gatewayPublicKey };
     this.connection = new AgentConnection({
       deviceId: device.deviceId, signer: { kid: deviceKid(device.deviceId), seed: options.signSeed ?? device.seed, provider },
       resolveGatewayKey: (kid) => (kid === gateway.kid ? gateway.publicKey : undefined), agentVersion: 'test', lastCommandSeq: 0,
+      // Offered, as the real agent runtime does: HEARTBEAT and TELEMETRY then carry the session MAC. Absent: every frame is signed.
+      ...(options.sessionMac === undefined ? {} : { sessionMac: options.sessionMac }),
     });
   }
 

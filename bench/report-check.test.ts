@@ -36,3 +36,32 @@ test('LaTeX escaping: any text, code spans included, gives a structurally valid 
   assert.equal(latexInline('`a_b/c`'), '\\texttt{a\\_\\allowbreak{}b/\\allowbreak{}c}');
   assert.equal(escapeLatex('\u2192'), '?');
 });
+
+const commit = '33a222141939c39af3af551967e13fbffd3971ba';
+const traceHash = 'f20358513fe2680ff6103c9362a6a9124ce22483a03e4bcd61a9a1419972cb0f';
+
+test('long tokens: a commit or hash TeX cannot break is refused; the writer breaks them in prose and shortens hashes in tables (report.md keeps them whole)', () => {
+  assert.notDeepEqual(latexProblems(wrap(`commit \\texttt{${commit}}.`)), []);
+  assert.notDeepEqual(latexProblems(wrap(`trace ${traceHash}.`)), []);
+  // Long words are not hashes (roman type hyphenates them), nor are command names.
+  assert.deepEqual(latexProblems(wrap('internationalization \\pdfsuppresswarningpagegroup=1')), []);
+  // Prose: the whole value, with a break point every 8 characters, in code spans and plain text alike.
+  assert.equal(latexInline(`commit \`${commit}\``), `commit \\texttt{${commit.match(/.{1,8}/g)!.join('\\allowbreak{}')}}`);
+  assert.equal(latexInline(`hash ${traceHash}`), `hash ${traceHash.match(/.{1,8}/g)!.join('\\allowbreak{}')}`);
+  assert.equal(latexInline('characteristically'), 'characteristically');
+  const header = ['agents', 'crypto', 'trace_hash', ...Array.from({ length: 9 }, (_, i) => `steady_metric_${i}_per_s`)];
+  const doc: ReportDocument = {
+    title: 'T', sections: [{ title: 'S', level: 1, blocks: [
+      { kind: 'paragraph', text: `Environment: kernel 6.18.44-fc-v1252, stores redis 7.0.15, mysql 10.11.19-MariaDB-0+deb12u1, commit \`${commit}\`.` },
+      { kind: 'table', header, rows: [[1000, 'real', traceHash, ...Array.from({ length: 9 }, () => 73_791)], [1000, 'model', traceHash.toUpperCase(), ...Array.from({ length: 9 }, () => 1.5)]] },
+    ] }],
+  };
+  const tex = renderLatex(doc);
+  assert.deepEqual(latexProblems(tex), []);
+  assert.ok(tex.includes(`& ${traceHash.slice(0, 12)} &`), 'the hash shortened to 12 characters in the table');
+  assert.ok(!tex.includes(traceHash.slice(0, 13)));
+  assert.match(tex, /Hashes in this table are shortened to their first 12 characters; report\.md and the JSON and CSV files it was read from hold them in full/);
+  assert.ok(renderMarkdown(doc).includes(`| ${traceHash} |`), 'report.md keeps the whole hash');
+  // A table without a hash has no note; a long decimal number written as text is not a hash.
+  assert.doesNotMatch(renderLatex({ title: 'T', sections: [{ title: 'S', level: 1, blocks: [{ kind: 'table', header: ['id'], rows: [['123456789012345678901']] }] }] }), /shortened/);
+});

@@ -43,9 +43,17 @@ export function xmlProblems(text: string): string[] {
 }
 
 /**
+ * A hash or commit as one run of more than 16 letters and digits (with a digit among them, so
+ * not a long word, which roman type hyphenates): nowhere for TeX to break it, as in a 64-character
+ * trace hash that ran 125 pt into the margin. Command names are not runs (after a backslash).
+ */
+const unbreakableTokenPattern = /(?<![\\A-Za-z0-9])(?=[A-Za-z]*[0-9])[A-Za-z0-9]{17,}/;
+
+/**
  * LaTeX structure: a preamble and one document environment, environments opened and closed in
  * order, braces balanced outside verbatim, every table row of a booktabs table ended by `\\`,
- * and no unescaped special character (`#`, `$`, `%`, `&` outside a tabular, `_`, `^`) in text.
+ * no unescaped special character (`#`, `$`, `%`, `&` outside a tabular, `_`, `^`) in text, and
+ * no token too long to break (unbreakableTokenPattern).
  */
 export function latexProblems(text: string): string[] {
   const problems: string[] = [];
@@ -70,6 +78,8 @@ export function latexProblems(text: string): string[] {
     const inTable = environments.includes('longtable');
     if (/[#$%^]|(?<!\\)_/.test(code.replace(/\\[a-z]+/gi, ''))) problems.push(`${at}: unescaped special character`);
     if (!inTable && code.includes('&')) problems.push(`${at}: & outside a table`);
+    const token = unbreakableTokenPattern.exec(line)?.[0];
+    if (token !== undefined) problems.push(`${at}: ${token.length} letters and digits TeX cannot break (${token.slice(0, 20)}...): they run into the margin`);
     if (inTable && code.includes('&') && !line.endsWith('\\\\')) problems.push(`${at}: table row without \\\\`);
   });
   if (depth !== 0) problems.push(`${depth} unclosed braces`);

@@ -55,20 +55,50 @@ export function escapeLatex(text: string): string {
 }
 
 /**
+ * TeX breaks typewriter text nowhere and roman text only at spaces and hyphens: a run of letters
+ * and digits longer than this (a 40-character commit, a 64-character trace hash) gets a break
+ * point after every `runChunkChars`, so no token can run into the margin however long it is.
+ */
+const unbreakableCharsMax = 16;
+const runChunkChars = 8;
+const longRunPattern = new RegExp(`(?<![\\\\A-Za-z0-9])[A-Za-z0-9]{${unbreakableCharsMax + 1},}`, 'g');
+
+/** Escaped LaTeX with `\allowbreak{}` inside each long run of letters and digits (`digitsOnly`: only runs holding a digit, so roman words keep their hyphenation). */
+function breakLongRuns(escaped: string, digitsOnly: boolean): string {
+  return escaped.replace(longRunPattern, (run) => (digitsOnly && !/[0-9]/.test(run) ? run : run.match(new RegExp(`.{1,${runChunkChars}}`, 'g'))!.join('\\allowbreak{}')));
+}
+
+/**
  * Escaped, with a line break allowed after each `/`, `.`, `_`, `-`, `=` and `,`: TeX never
  * hyphenates typewriter text, so a long path or metric name would run into the margin.
  */
 function breakableLatex(text: string): string {
-  return escapeLatex(text).replace(/(\\_|[/.\-=,])(?!$)/g, '$1\\allowbreak{}');
+  return breakLongRuns(escapeLatex(text).replace(/(\\_|[/.\-=,])(?!$)/g, '$1\\allowbreak{}'), false);
 }
 
-/** Text with `code` spans: the spans in \texttt, breakable at path and name separators; the rest escaped. */
+/** Text with `code` spans: the spans in \texttt, breakable at path and name separators; the rest escaped. Long runs break in both (breakLongRuns). */
 export function latexInline(text: string): string {
-  return text.split('`').map((part, i) => (i % 2 === 1 ? `\\texttt{${breakableLatex(part)}}` : escapeLatex(part).replaceAll('\\_', '\\_\\allowbreak{}'))).join('');
+  return text.split('`').map((part, i) => (i % 2 === 1 ? `\\texttt{${breakableLatex(part)}}` : breakLongRuns(escapeLatex(part).replaceAll('\\_', '\\_\\allowbreak{}'), true))).join('');
+}
+
+/**
+ * A hex hash in a table cell (a trace hash, a commit): shortened to `hashShownChars` in report.tex,
+ * as a paper prints them, with a note under the table; report.md and the JSON and CSV it came from keep it whole.
+ */
+const hexHashPattern = /^[0-9a-f]{17,}$/i;
+const hashShownChars = 12;
+
+/** A hash, not a long decimal number written as text: at least one letter a-f. */
+const isHexHash = (cell: Cell | undefined) => typeof cell === 'string' && hexHashPattern.test(cell) && /[a-f]/i.test(cell);
+
+function shownCell(cell: Cell | undefined): Cell {
+  if (cell === undefined) return '';
+  return isHexHash(cell) ? (cell as string).slice(0, hashShownChars) : cell;
 }
 
 function latexCell(cell: Cell): string {
-  return typeof cell === 'number' ? formatNumber(cell) : latexInline(cell);
+  const shown = shownCell(cell);
+  return typeof shown === 'number' ? formatNumber(shown) : latexInline(shown);
 }
 
 /** A header name's lines: split after each underscore when longer than 8 characters. */
@@ -78,7 +108,13 @@ function headerParts(cell: string): string[] {
 
 /** What a cell prints, for its width. */
 function latexCellText(cell: Cell | undefined): string {
-  return cell === undefined ? '' : typeof cell === 'number' ? formatNumber(cell) : cell;
+  const shown = shownCell(cell);
+  return typeof shown === 'number' ? formatNumber(shown) : shown;
+}
+
+/** The longest piece of `text` TeX cannot break (at spaces, the separators code spans break at, and inside long runs as breakLongRuns does). */
+function longestUnbreakableChars(text: string): number {
+  return Math.max(0, ...text.split(/[\s/_.,=`()-]+/).flatMap((word) => word.replace(longRunPattern, (run) => run.match(new RegExp(`.{1,${runChunkChars}}`, 'g'))!.join(' ')).split(' ')).map((piece) => piece.length));
 }
 
 /**
@@ -90,32 +126,81 @@ function latexNumericHeader(cell: string): string {
   return parts.length === 1 ? latexInline(cell) : `\\begin{tabular}[b]{@{}r@{}}${parts.map(latexInline).join('\\\\')}\\end{tabular}`;
 }
 
+/**
+ * Type sizes a table may be set in, largest first, with a character's width in each (Latin
+ * Modern's small design sizes are wide; measured on pdflatex's overfull-box reports) and the
+ * column padding (2 x \tabcolsep).
+ */
+const tableSizes = [
+  { commands: ['\\footnotesize'], charPt: 5, paddingPt: 12 },
+  { commands: ['\\scriptsize', '\\setlength{\\tabcolsep}{3pt}'], charPt: 4.2, paddingPt: 6 },
+  { commands: ['\\tiny', '\\setlength{\\tabcolsep}{2pt}'], charPt: 3.3, paddingPt: 4 },
+] as const;
+/** The A4 line (483 pt at 2 cm margins) with 13 pt kept spare for the estimate's error. */
+const tableLinePt = 470;
+
+interface TableLayout {
+  readonly size: (typeof tableSizes)[number];
+  /** Per column: undefined for a numeric (r) column, else its p{} width in points. */
+  readonly textPt: ReadonlyArray<number | undefined>;
+  /** The estimated width of the whole table, padding included. */
+  readonly totalPt: number;
+}
+
+/**
+ * Text columns share what the numeric columns leave of the line; a column whose longest
+ * unbreakable piece is wider than its share gets that width and the others share the rest.
+ */
+function shareTextWidths(minPt: ReadonlyArray<number | undefined>, availablePt: number): Array<number | undefined> {
+  const widths: Array<number | undefined> = minPt.map(() => undefined);
+  let open = minPt.flatMap((m, i) => (m === undefined ? [] : [i])).sort((a, b) => minPt[b]! - minPt[a]! || a - b);
+  let remainingPt = availablePt;
+  while (open.length > 0 && minPt[open[0]!]! > remainingPt / open.length) {
+    widths[open[0]!] = minPt[open[0]!]!;
+    remainingPt -= minPt[open[0]!]!;
+    open = open.slice(1);
+  }
+  for (const i of open) widths[i] = Math.max(minPt[i]!, remainingPt / open.length);
+  return widths;
+}
+
+/**
+ * The largest size, from the one the column count suggests (over 8 columns \scriptsize, over 12
+ * \tiny), at which the numeric columns and every text column's longest unbreakable piece fit the
+ * line; the smallest when none does (then the table is as narrow as it can be).
+ */
+function tableLayout(header: readonly string[], rows: ReadonlyArray<readonly Cell[]>, numeric: readonly boolean[]): TableLayout {
+  const first = header.length > 12 ? 2 : header.length > 8 ? 1 : 0;
+  let layout: TableLayout | undefined;
+  for (const size of tableSizes.slice(first)) {
+    const numericChars = (i: number) => Math.max(...headerParts(header[i]!).map((part) => part.length), ...rows.map((row) => latexCellText(row[i]).length));
+    const textChars = (i: number) => Math.max(1, longestUnbreakableChars(header[i]!), ...rows.map((row) => longestUnbreakableChars(latexCellText(row[i]))));
+    const numericPt = header.reduce((sum, _, i) => sum + (numeric[i] ? numericChars(i) * size.charPt + size.paddingPt : 0), 0);
+    const textColumns = numeric.filter((n) => !n).length;
+    const minPt = header.map((_, i) => (numeric[i] ? undefined : textChars(i) * size.charPt));
+    const textPt = shareTextWidths(minPt, tableLinePt - numericPt - textColumns * size.paddingPt);
+    const totalPt = numericPt + textPt.reduce<number>((sum, w) => sum + (w === undefined ? 0 : w + size.paddingPt), 0);
+    layout = { size, textPt, totalPt };
+    if (totalPt <= tableLinePt) break;
+  }
+  return layout!;
+}
+
 function latexTable(header: readonly string[], rows: ReadonlyArray<readonly Cell[]>): string {
   // A column is numeric when every filled cell is a number (blank cells are absent values).
   const numeric = header.map((_, i) => rows.some((row) => typeof row[i] === 'number') && rows.every((row) => typeof row[i] === 'number' || row[i] === '' || row[i] === undefined));
-  // Numeric columns are as wide as their longest number or header part (a character about
-  // 5 pt in \footnotesize, 4.2 in \scriptsize, 3.3 in \tiny: Latin Modern's small design sizes
-  // are wide; measured on pdflatex's overfull-box reports), plus 2 x \tabcolsep; text columns wrap
-  // (p{}) and share what is left of the A4 line (483 pt; 13 pt kept spare), at least 6 % each. More than 12 columns
-  // (the simulation table has 16) only fit the line in \tiny.
-  const wide = header.length > 8;
-  const widest = header.length > 12;
-  const [charPt, paddingPt, linePt] = widest ? [3.3, 4, 470] : wide ? [4.2, 6, 470] : [5, 12, 470];
-  const chars = (i: number) => Math.max(...headerParts(header[i]!).map((part) => part.length), ...rows.map((row) => latexCellText(row[i]).length));
-  const numericPt = header.reduce((sum, _, i) => sum + (numeric[i] ? chars(i) * charPt + paddingPt : 0), 0);
-  const textColumns = numeric.filter((n) => !n).length;
-  const width = textColumns === 0 ? 0 : Math.max(0.06, Math.floor(((linePt - numericPt) / textColumns - paddingPt) / linePt * 100) / 100);
-  // A text column is never narrower than its longest word (a trace hash, say: TeX cannot break
-  // it; code spans break at / . _ - = , as above), up to a quarter of the line.
-  const longestWord = (i: number) => Math.max(0, ...rows.flatMap((row) => latexCellText(row[i]).split(/[\s/_.,=`()-]+/).map((word) => word.length)));
-  const textWidth = (i: number) => Math.max(width, Math.min(0.25, Math.ceil((longestWord(i) * charPt) / linePt * 100) / 100));
-  const spec = numeric.map((n, i) => (n ? 'r' : `p{${textWidth(i)}\\linewidth}`)).join('');
+  // Numeric columns are as wide as their longest number or header part; text columns wrap (p{}).
+  const { size, textPt } = tableLayout(header, rows, numeric);
+  // Widths in thousandths of the line, rounded up: a column never narrower than its longest piece.
+  // Ragged right: justified narrow columns stretch their spaces (hundreds of underfull lines).
+  const spec = textPt.map((w) => (w === undefined ? 'r' : `>{\\raggedright\\arraybackslash}p{${(Math.ceil((w / tableLinePt) * 1000) / 1000).toFixed(3)}\\linewidth}`)).join('');
   const line = (cells: readonly Cell[]) => `${cells.map(latexCell).join(' & ')} \\\\`;
   const headerLine = `${header.map((cell, i) => (numeric[i] ? latexNumericHeader(cell) : latexInline(cell))).join(' & ')} \\\\`;
-  const size = widest ? ['\\tiny', '\\setlength{\\tabcolsep}{2pt}'] : wide ? ['\\scriptsize', '\\setlength{\\tabcolsep}{3pt}'] : ['\\footnotesize'];
+  const shortened = rows.some((row) => row.some(isHexHash));
+  const note = shortened ? [`{\\footnotesize Hashes in this table are shortened to their first ${hashShownChars} characters; report.md and the JSON and CSV files it was read from hold them in full.\\par}`, ''] : [];
   return [
-    '\\begingroup', ...size, `\\begin{longtable}{${spec}}`, '\\toprule', headerLine, '\\midrule', '\\endhead',
-    ...rows.map(line), '\\bottomrule', '\\end{longtable}', '\\endgroup', '',
+    '\\begingroup', ...size.commands, `\\begin{longtable}{${spec}}`, '\\toprule', headerLine, '\\midrule', '\\endhead',
+    ...rows.map(line), '\\bottomrule', '\\end{longtable}', '\\endgroup', '', ...note,
   ].join('\n');
 }
 

@@ -3,7 +3,7 @@ import { escapeXml, formatNumber } from './report.js';
 /**
  * A line chart as hand-written SVG (no charting dependency), in the style of bench/report.ts's
  * bar chart: one polyline per series, `<polyline class="series" data-series="..">`, axes with
- * round ticks. Coordinates are printed with one decimal, so the same data give the same bytes.
+ * round ticks (niceTicks). Coordinates are printed with one decimal, so the same data give the same bytes.
  */
 export interface LineSeries {
   readonly name: string;
@@ -22,6 +22,20 @@ function niceCeiling(value: number): number {
   const power = 10 ** Math.floor(Math.log10(value));
   for (const step of [1, 2, 5, 10]) if (step * power >= value) return step * power;
   return 10 * power;
+}
+
+/**
+ * Axis ticks at a round step (1, 2 or 5 times a power of ten), at most six across [from, to]: a
+ * reader reads 0, 0.5, 1, 1.5 s, not the raw quarters of the span (0.39, 0.779). Each tick is
+ * rounded to its step's decimals, so 0.1 + 0.2 prints as 0.3. Ticks stay inside the data's range.
+ */
+export function niceTicks(from: number, to: number): number[] {
+  if (!(to > from)) return [from];
+  const step = niceCeiling((to - from) / 5);
+  const decimals = Math.max(0, -Math.floor(Math.log10(step)));
+  const ticks: number[] = [];
+  for (let k = Math.ceil(from / step - 1e-9); k * step <= to + step * 1e-9; k += 1) ticks.push(Number((k * step).toFixed(decimals)));
+  return ticks;
 }
 
 function thin(points: ReadonlyArray<readonly [number, number]>): ReadonlyArray<readonly [number, number]> {
@@ -76,12 +90,11 @@ export function renderLineChartSvg(options: {
     out.push(`<rect class="band" data-label="${escapeXml(band.label)}" x="${x1.toFixed(1)}" y="${margin.top}" width="${(x2 - x1).toFixed(1)}" height="${plotH}" fill="#e45756" fill-opacity="0.15"/>`);
     out.push(`<text x="${x1.toFixed(1)}" y="${margin.top - 4}" font-size="10">${escapeXml(band.label)}</text>`);
   }
-  for (let i = 0; i <= 4; i++) {
-    const y = (yMax * i) / 4;
+  for (const y of niceTicks(0, yMax)) {
     out.push(`<line x1="${margin.left}" y1="${py(y)}" x2="${width - margin.right}" y2="${py(y)}" stroke="#dddddd"/>`);
     out.push(`<text x="${margin.left - 6}" y="${(Number(py(y)) + 4).toFixed(1)}" text-anchor="end">${escapeXml(formatNumber(y))}</text>`);
   }
-  const xTicks = xLog ? Array.from({ length: xMax - xMin + 1 }, (_, i) => 10 ** (xMin + i)) : [0, 1, 2, 3, 4].map((i) => xMin + ((xMax - xMin) * i) / 4);
+  const xTicks = xLog ? Array.from({ length: xMax - xMin + 1 }, (_, i) => 10 ** (xMin + i)) : niceTicks(xMin, xMax);
   for (const x of xTicks) out.push(`<text x="${px(x)}" y="${margin.top + plotH + 16}" text-anchor="middle">${escapeXml(formatNumber(x))}</text>`);
   out.push(`<line x1="${margin.left}" y1="${margin.top + plotH}" x2="${width - margin.right}" y2="${margin.top + plotH}" stroke="#333333"/>`);
   out.push(`<text x="${margin.left + plotW / 2}" y="${margin.top + plotH + 34}" text-anchor="middle">${escapeXml(`${options.xLabel}${xLog ? ' (log scale)' : ''}`)}</text>`);

@@ -124,3 +124,18 @@ test('scrapeFigures on a series: one well-formed line chart per panel with a poi
   assert.equal(captions.length, 4);
   for (const caption of captions) assert.match(caption, / over 4 s, 4 scrapes, by `sdc bench roundtrip --agents 2` \(wall-clock\)$/);
 });
+
+test('a series with one usable scrape beside its start/end pair: the pair is drawn, not also the lone scrape; without a pair the lone scrape stands alone', () => {
+  const lone = [
+    { path: 'rt/metrics-series.jsonl#0001', text: seriesScrape(2, 0, 0, 0, 5, 10_000) },
+    { path: 'rt/metrics-series.jsonl#0002', text: '' }, // noted as failed
+  ];
+  const withPair = pairScrapes([
+    ...lone, { path: 'rt/metrics-start.prom', text: seriesScrape(2, 0, 0, 0, 5, 10_000) }, { path: 'rt/metrics-end.prom', text: seriesScrape(1, 50, 4, 4, 1, 14_000) },
+  ]);
+  assert.deepEqual(withPair.map((s) => `${s.start?.path ?? '-'} ${s.end.path}`), ['rt/metrics-start.prom rt/metrics-end.prom']);
+  // Only the end file beside it (the start was lost): that one scrape is drawn, once.
+  const endOnly = pairScrapes([...lone, { path: 'rt/metrics-end.prom', text: seriesScrape(1, 50, 4, 4, 1, 14_000) }]);
+  assert.deepEqual(endOnly.map((s) => `${s.start?.path ?? '-'} ${s.end.path}`), ['- rt/metrics-end.prom']);
+  assert.deepEqual(pairScrapes(lone).map((s) => `${s.start?.path ?? '-'} ${s.end.path}`), ['- rt/metrics-series.jsonl#0001']);
+});

@@ -105,7 +105,8 @@ export function pairScrapes(scrapes: ReadonlyArray<{ path: string; text: string 
     const file = seriesMemberPattern.exec(s.path)?.[1];
     if (file !== undefined) {
       const members = seriesFiles.get(file)!;
-      if (members[0] === s) sources.push(...seriesSource(members));
+      const pairBeside = ['-start.prom', '-end.prom'].some((end) => byPath.has(file.replace(/-series\.jsonl$/, end)));
+      if (members[0] === s) sources.push(...seriesSource(members, pairBeside));
       continue;
     }
     if (pairedStarts.has(s.path) || (coveredPairs.has(s.path) && seriesSourceDrawable(seriesFiles.get(s.path.replace(/-(start|end)\.prom$/, '-series.jsonl'))))) continue;
@@ -125,12 +126,16 @@ function seriesSourceDrawable(members: readonly ParsedScrape[] | undefined): boo
   return members !== undefined && stampedInOrder(members).length >= 2;
 }
 
-/** A series of at least two stamped scrapes; one alone stands alone, none gives nothing. */
-function seriesSource(members: readonly ParsedScrape[]): ScrapeSource[] {
+/**
+ * A series of at least two stamped scrapes; none gives nothing; one alone stands alone, unless
+ * the bench's `X-start.prom`/`X-end.prom` are beside it (`pairBeside`): then those are drawn
+ * instead (pairScrapes keeps them when the series is not drawable), not the same instant twice.
+ */
+function seriesSource(members: readonly ParsedScrape[], pairBeside: boolean): ScrapeSource[] {
   const ordered = stampedInOrder(members);
   const failed = members.length - ordered.length;
   if (ordered.length === 0) return [];
-  if (ordered.length === 1) return [{ end: ordered[0]! }];
+  if (ordered.length === 1) return pairBeside ? [] : [{ end: ordered[0]! }];
   return [{ start: ordered[0]!, end: ordered.at(-1)!, series: ordered, failed }];
 }
 

@@ -25,13 +25,14 @@ function niceCeiling(value: number): number {
 }
 
 /**
- * Axis ticks at a round step (1, 2 or 5 times a power of ten), at most six across [from, to]: a
- * reader reads 0, 0.5, 1, 1.5 s, not the raw quarters of the span (0.39, 0.779). Each tick is
+ * Axis ticks at a round step (1, 2 or 5 times a power of ten) across [from, to]: a
+ * reader reads 0, 0.5, 1, 1.5 s, not the raw quarters of the span (0.39, 0.779). At most seven
+ * (a step of at least a sixth of the span: 50 to 300 by 50 over 1-300 s, not 100 to 300). Each tick is
  * rounded to its step's decimals, so 0.1 + 0.2 prints as 0.3. Ticks stay inside the data's range.
  */
 export function niceTicks(from: number, to: number): number[] {
   if (!(to > from)) return [from];
-  const step = niceCeiling((to - from) / 5);
+  const step = niceCeiling((to - from) / 6);
   const decimals = Math.max(0, -Math.floor(Math.log10(step)));
   const ticks: number[] = [];
   for (let k = Math.ceil(from / step - 1e-9); k * step <= to + step * 1e-9; k += 1) ticks.push(Number((k * step).toFixed(decimals)));

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -52,6 +53,24 @@ describe('key files', () => {
       // PBES2 with PBKDF2-HMAC-SHA256 at 600 000 (0x0927C0) iterations and AES-256-CBC.
       const structure = openssl(['asn1parse', '-in', path]).stdout;
       for (const part of [/:PBES2/, /:PBKDF2/, /INTEGER\s+:0927C0/, /:hmacWithSHA256/, /:aes-256-cbc/]) assert.match(structure, part);
+    });
+  });
+
+  it('a generated passphrase (random bytes, 128 bits or more) is written with 10,000 iterations; less entropy is refused', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'generated.key');
+      const { privateKey } = await generateEd25519KeyPair(systemRandom);
+      const generated = randomBytes(24).toString('base64url');
+      await writePrivateKeyFile({ path, privateKey, passphrase: generated, generatedPassphraseEntropyBits: 192 });
+      assert.ok(await sameKey(privateKey, await readPrivateKeyFile({ path, passphrase: generated })));
+      const opened = openssl(['pkey', '-in', path, '-passin', `pass:${generated}`, '-noout']);
+      assert.equal(opened.status, 0, opened.stderr);
+      // 10,000 = 0x2710; a chosen passphrase keeps 600,000 (the test above).
+      const structure = openssl(['asn1parse', '-in', path]).stdout;
+      assert.match(structure, /INTEGER\s+:2710\b/);
+      assert.doesNotMatch(structure, /:0927C0/);
+      await assert.rejects(writePrivateKeyFile({ path: join(dir, 'weak.key'), privateKey, passphrase: generated, generatedPassphraseEntropyBits: 96 }),
+        (e) => SdcError.is(e, 'TRUST_KEY_PASSPHRASE_WEAK'));
     });
   });
 

@@ -15,6 +15,16 @@ export const rootKeyPassphraseEnv = 'SDC_ROOT_KEY_PASSPHRASE';
  * which is why we write the PBES2 container ourselves.
  */
 export const keyPbkdf2Iterations = 600_000;
+/**
+ * Iterations when the passphrase is not a person's but random bytes made by the code (at least
+ * generatedPassphraseEntropyBitsMin of entropy; initDeployment's is 192 bits). Stretching makes up
+ * for the few bits of a chosen passphrase; a random one has none to make up: 2^128 guesses are out
+ * of reach at any iteration count. So the floor NIST SP 800-132 recommends (1,000) with a margin,
+ * not 600,000: about 4 ms instead of 0.2 s per key, which every test deployment paid.
+ */
+export const generatedPassphraseKdfIterations = 10_000;
+/** The entropy a passphrase must carry for generatedPassphraseKdfIterations: AES-128-level, as for any other key. */
+export const generatedPassphraseEntropyBitsMin = 128;
 /** Even with a slow KDF, a short passphrase falls to offline guessing; 16 characters is the floor. */
 export const keyPassphraseLengthMin = 16;
 const pemLengthMax = 16 * 1024;
@@ -24,6 +34,12 @@ export interface WritePrivateKeyFileOptions {
   privateKey: CryptoKey;
   /** If given, the file is encrypted PKCS#8 (PBES2: PBKDF2-HMAC-SHA256, 600 000 iterations, AES-256-CBC). */
   passphrase?: string;
+  /**
+   * The passphrase is random bytes the code made, with this many bits of entropy (at least
+   * generatedPassphraseEntropyBitsMin, else TRUST_KEY_PASSPHRASE_WEAK): written with
+   * generatedPassphraseKdfIterations. Never for a passphrase a person chose.
+   */
+  generatedPassphraseEntropyBits?: number;
 }
 
 /**
@@ -36,12 +52,17 @@ export interface WritePrivateKeyFileOptions {
  */
 export async function writePrivateKeyFile(options: WritePrivateKeyFileOptions): Promise<void> {
   if (options.passphrase !== undefined) requireStrongPassphrase(options.passphrase);
+  const generatedBits = options.generatedPassphraseEntropyBits;
+  if (generatedBits !== undefined && !(generatedBits >= generatedPassphraseEntropyBitsMin)) {
+    throw new SdcError('TRUST_KEY_PASSPHRASE_WEAK', `a generated key passphrase must carry at least ${generatedPassphraseEntropyBitsMin} bits of entropy`);
+  }
+  const iterations = generatedBits === undefined ? keyPbkdf2Iterations : generatedPassphraseKdfIterations;
   const der = await exportPkcs8Der(options.privateKey);
   let pem: string;
   try {
     pem = options.passphrase === undefined
       ? toPem('PRIVATE KEY', der)
-      : toPem('ENCRYPTED PRIVATE KEY', encryptPkcs8(der, options.passphrase));
+      : toPem('ENCRYPTED PRIVATE KEY', encryptPkcs8(der, options.passphrase, iterations));
   } finally {
     der.fill(0);
   }
@@ -160,14 +181,14 @@ const oidHmacWithSha256 = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x09]; // 1
 const oidAes256Cbc = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a]; // 2.16.840.1.101.3.4.1.42
 
 /** EncryptedPrivateKeyInfo with PBES2 (PBKDF2-HMAC-SHA256 + AES-256-CBC) over a PKCS#8 DER key. */
-function encryptPkcs8(pkcs8Der: Uint8Array, passphrase: string): Uint8Array {
+function encryptPkcs8(pkcs8Der: Uint8Array, passphrase: string, iterations: number): Uint8Array {
   const salt = randomBytes(16);
   const iv = randomBytes(16);
-  const key = pbkdf2Sync(Buffer.from(passphrase, 'utf8'), salt, keyPbkdf2Iterations, 32, 'sha256');
+  const key = pbkdf2Sync(Buffer.from(passphrase, 'utf8'), salt, iterations, 32, 'sha256');
   const cipher = createCipheriv('aes-256-cbc', key, iv);
   const encrypted = Buffer.concat([cipher.update(pkcs8Der), cipher.final()]);
   key.fill(0);
-  const pbkdf2Params = der(0x30, der(0x04, salt), derUnsignedInteger(keyPbkdf2Iterations), der(0x30, der(0x06, oidHmacWithSha256), der(0x05)));
+  const pbkdf2Params = der(0x30, der(0x04, salt), derUnsignedInteger(iterations), der(0x30, der(0x06, oidHmacWithSha256), der(0x05)));
   const pbes2Params = der(0x30, der(0x30, der(0x06, oidPbkdf2), pbkdf2Params), der(0x30, der(0x06, oidAes256Cbc), der(0x04, iv)));
   return der(0x30, der(0x30, der(0x06, oidPbes2), pbes2Params), der(0x04, encrypted));
 }

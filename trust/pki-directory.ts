@@ -54,7 +54,11 @@ export function pkiPaths(dataDir: string): PkiPaths {
  * Only the root key is encrypted: the intermediate key signs device certificates and CRLs while
  * the services run, so it is online by design (plain PKCS#8, mode 0600, checked at start).
  */
-export type RootKeyProtection = { readonly passphrase: string } | { readonly insecurePlain: true };
+/**
+ * A person's passphrase, or one the code generated from random bytes (`generatedEntropyBits`:
+ * written with fewer KDF iterations, trust/key-files.ts generatedPassphraseKdfIterations).
+ */
+export type RootKeyProtection = { readonly passphrase: string; readonly generatedEntropyBits?: number } | { readonly insecurePlain: true };
 
 export interface InitPkiOptions {
   dataDir: string;
@@ -87,7 +91,11 @@ export async function initPki(options: InitPkiOptions): Promise<InitializedPki> 
   const root = await createRootCa({ now: options.now, random: options.random });
   const intermediate = await createIntermediateCa({ root, now: options.now, random: options.random });
   await ensurePrivateDirectory(paths.pkiDir);
-  await writePrivateKeyFile({ path: paths.rootKeyPath, privateKey: root.privateKey, ...(passphrase === undefined ? {} : { passphrase }) });
+  const generatedBits = 'passphrase' in options.rootKey ? options.rootKey.generatedEntropyBits : undefined;
+  await writePrivateKeyFile({
+    path: paths.rootKeyPath, privateKey: root.privateKey,
+    ...(passphrase === undefined ? {} : { passphrase }), ...(generatedBits === undefined ? {} : { generatedPassphraseEntropyBits: generatedBits }),
+  });
   await writeFileAtomic(paths.rootCertPath, root.certificate.toString('pem') + '\n', { mode: certificateFileMode });
   await writePrivateKeyFile({ path: paths.intermediateKeyPath, privateKey: intermediate.privateKey });
   await writeFileAtomic(paths.intermediateCertPath, intermediate.certificate.toString('pem') + '\n', { mode: certificateFileMode });

@@ -214,7 +214,7 @@ export async function initDeployment(options: LoadDeploymentOptions): Promise<De
     await writeFileAtomic(generatedRootKeyPassphrasePath(options.dataDir), `${passphrase}\n`, { mode: privateFileMode });
     // The serving CA is constrained to the names this deployment serves under (decision 0006).
     const servingNames = [...(options.serverHostnames ?? []), ...(options.serverIpAddresses ?? [])];
-    await initPki({ dataDir: options.dataDir, now: new Date(options.clock.nowMs()), random: options.random, rootKey: { passphrase }, servingNames });
+    await initPki({ dataDir: options.dataDir, now: new Date(options.clock.nowMs()), random: options.random, rootKey: { passphrase, generatedEntropyBits: generatedPassphraseBytes * 8 }, servingNames });
   }
   return loadDeployment(options);
 }

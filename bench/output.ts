@@ -174,6 +174,43 @@ export async function renderLatencyPercentilesCsv(report: BenchReport<object>): 
   return rows.length === 0 ? undefined : renderCsv(['series', 'percentile', 'latency_ms'], rows);
 }
 
+/**
+ * Files a bench writes beside its report with its own `--out` (the /metrics series and the
+ * start/end pair of roundtrip and ingest), kept beside the report object like its latencies: the
+ * bench suite runs each `--repeat` without `--out`, so without this side channel each repeat's
+ * series would be lost; the suite writes them under per-repeat names (repeatFileName). A WeakMap,
+ * so a report dropped is its files dropped.
+ */
+const sideFiles = new WeakMap<object, Readonly<Record<string, string>>>();
+/** Files per report: a bench writes a handful (ingest: three per mode); more would be a programming error. */
+const sideFilesMax = 16;
+
+export function attachSideFiles(report: BenchReport<object>, files: Readonly<Record<string, string>>): void {
+  const names = Object.keys(files);
+  for (const name of names) if (!/^[a-z0-9][a-z0-9._-]*$/.test(name)) throw new RangeError(`side file ${name} is not a plain lower-case file name`);
+  if (names.length > sideFilesMax) throw new RangeError(`at most ${sideFilesMax} side files per report, not ${names.length}`);
+  sideFiles.set(report, files);
+}
+
+/** The report's side files, handed over once: the suite writes each repeat's as it finishes, so N repeats never hold N series at once. */
+export function takeSideFiles(report: BenchReport<object>): Readonly<Record<string, string>> {
+  const files = sideFiles.get(report) ?? {};
+  sideFiles.delete(report);
+  return files;
+}
+
+/**
+ * A side file's name for repeat K: `-repeat-K` before the `-series.jsonl`, `-start.prom` or
+ * `-end.prom` ending (`metrics-series.jsonl` -> `metrics-repeat-2-series.jsonl`,
+ * `metrics-ed25519-start.prom` -> `metrics-ed25519-repeat-2-start.prom`), else before the
+ * extension. Kept inside those endings so `sdc report` still finds a series and pairs it with its
+ * start/end scrapes (bench/report-scrapes.ts) without knowing about repeats.
+ */
+export function repeatFileName(name: string, repeat: number): string {
+  const match = /^(.*?)(-series\.jsonl|-start\.prom|-end\.prom|\.[a-z0-9]+)?$/.exec(name)!;
+  return `${match[1]}-repeat-${repeat}${match[2] ?? ''}`;
+}
+
 /** min / median / max of one numeric field of one result row across repeats. */
 export interface RepeatSpread { row: number; label: string; field: string; min: number; median: number; max: number }
 

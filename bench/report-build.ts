@@ -247,6 +247,18 @@ function perSeedFigures(sims: readonly SimRun[], files: Files): Block[] {
   return blocks;
 }
 
+/**
+ * `, repeat K of N` for the scrapes of one repeat of a `--repeat N` bench (the suite names them
+ * `metrics-repeat-K-series.jsonl`, bench/output.ts repeatFileName): each repeat ran its own
+ * deployment, so each gets its own set of panels and every caption says which repeat it shows.
+ */
+function repeatOf(path: string, report: BenchReport<Record<string, unknown>> | undefined): string {
+  const repeat = /-repeat-(\d+)-(series\.jsonl#\d+|start\.prom|end\.prom)$/.exec(path)?.[1];
+  if (repeat === undefined) return '';
+  const count = (report as RepeatedBenchReport | undefined)?.repeats?.count;
+  return `, repeat ${repeat}${count === undefined ? '' : ` of ${count}`}`;
+}
+
 function observabilitySection(input: ReportBuildInput, files: Files): Section {
   const { inputs } = input;
   if (inputs.scrapes.length === 0) return { title: 'Observability', level: 1, blocks: [{ kind: 'paragraph', text: 'No /metrics scrape (`*.prom`) among the inputs: `sdc bench roundtrip --out D` and `sdc bench ingest --out D` record two, `D/metrics-start.prom` and `D/metrics-end.prom`.' }] };
@@ -256,7 +268,7 @@ function observabilitySection(input: ReportBuildInput, files: Files): Section {
     const bench = inputs.benches.find((b) => b.path.startsWith(dir) && !b.path.slice(dir.length).includes('/'));
     const step = runStepOf(inputs, path);
     const command = step !== undefined ? `\`${step.command}\`` : bench === undefined ? undefined : commandText(bench.report, undefined).replace(/^Command: /, '').replace(/\.$/, '');
-    return scrapeFigures(source, i, input.panels ?? [], files, command);
+    return scrapeFigures(source, i, input.panels ?? [], files, command === undefined ? undefined : `${command}${repeatOf(path, bench?.report)}`);
   });
   return { title: 'Observability', level: 1, blocks };
 }

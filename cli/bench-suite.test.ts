@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { benchGroup } from './commands/bench.js';
 import { parseCommandArgs, type CliIo } from './command.js';
 import { benchReportErrors, benchReportSchemas } from '../bench/schemas.js';
+import { parseMetricsSeriesJsonl } from '../bench/metrics-series.js';
+import { main } from './main.js';
 
 /**
  * Each cheap bench runs at a tiny size through the real `sdc bench` command (with the suite's
@@ -53,6 +55,55 @@ test('--repeat 2 --out: merged report validates, with spread; the files are JSON
     assert.deepEqual((await readdir(dir)).sort(), ['bus-repeats.csv', 'bus.csv', 'bus.json', 'bus.md', 'bus.svg']);
     assert.match(await readFile(join(dir, 'bus.svg'), 'utf8'), /^<svg[\s\S]*<\/svg>\n?$/);
     assert.match(await readFile(join(dir, 'bus.md'), 'utf8'), /Across 2 repeats/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+// Issue 14: under --repeat the suite ran each repeat without --out, and the /metrics series (and
+// the start/end pair) of roundtrip and ingest were lost, so `sdc report` drew no Observability
+// panel for such a run. Now each repeat's land in DIR under its own name and the report draws a
+// set of panels per repeat, each caption naming its repeat.
+test('roundtrip --repeat 2 --out: each repeat\'s /metrics series and pair in DIR, and sdc report draws panels from both', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-suite-rt-'));
+  try {
+    const { code, stderr } = await run(['roundtrip', '--agents', '1', '--commands', '1', '--scrape-interval-ms', '0', '--repeat', '2', '--out', join(dir, 'rt')]);
+    assert.equal(code, 0, stderr);
+    const names = (await readdir(join(dir, 'rt'))).sort();
+    for (const repeat of [1, 2]) {
+      for (const end of ['series.jsonl', 'start.prom', 'end.prom']) assert.ok(names.includes(`metrics-repeat-${repeat}-${end}`), `metrics-repeat-${repeat}-${end} in ${names.join(', ')}`);
+      const series = parseMetricsSeriesJsonl(await readFile(join(dir, 'rt', `metrics-repeat-${repeat}-series.jsonl`), 'utf8'))!;
+      assert.equal(series.entries.length, 2, 'interval 0: the first and the last scrape');
+      assert.match(series.entries.at(-1)!.text!, /^sdc_command_latency_seconds_count\{.*\} [1-9]\d*$/m);
+    }
+    assert.ok(!names.includes('metrics-series.jsonl'), 'no unnumbered series: which repeat would it be?');
+    const merged = JSON.parse(await readFile(join(dir, 'rt', 'roundtrip.json'), 'utf8')) as { repeats: { count: number } };
+    assert.equal(merged.repeats.count, 2);
+    // The repeats' latencies pooled, as the medians are over both runs.
+    const cdf = await readFile(join(dir, 'rt', 'roundtrip-percentiles.csv'), 'utf8');
+    assert.match(cdf, /^series,percentile,latency_ms\n/);
+    assert.match(cdf, /^command_server,50,/m);
+
+    const report = await main(['report', '--from', dir, '--out', join(dir, 'report')], { stdout: () => {}, stderr: () => {}, readStdin: async () => '', env: {} });
+    assert.equal(report, 0);
+    const md = await readFile(join(dir, 'report', 'report.md'), 'utf8');
+    for (const repeat of [1, 2]) {
+      assert.match(md, new RegExp(`From \`rt/metrics-repeat-${repeat}-series\\.jsonl\` \\(2 scrapes over [^)]*, by \`sdc bench roundtrip\` with parameters agents=1[^)]*, repeat ${repeat} of 2\\)`));
+      assert.match(md, new RegExp(`!\\[Agents online[^\\]]*repeat ${repeat} of 2 \\(wall-clock\\)\\]`));
+    }
+    assert.ok(!/From `rt\/metrics-repeat-\d-(start|end)\.prom`/.test(md), 'each pair is drawn once, as its series');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('ingest --repeat 2 --out: each repeat\'s series and pair per mode, named metrics-MODE-repeat-K-*', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-suite-ingest-'));
+  try {
+    const { code, stderr } = await run(['ingest', '--connections', '1', '--duration', '200ms', '--modes', 'session-mac', '--scrape-interval-ms', '0', '--repeat', '2', '--out', dir]);
+    assert.equal(code, 0, stderr);
+    const metrics = (await readdir(dir)).filter((n) => n.startsWith('metrics-')).sort();
+    assert.deepEqual(metrics, [1, 2].flatMap((k) => ['end.prom', 'series.jsonl', 'start.prom'].map((end) => `metrics-session-mac-repeat-${k}-${end}`)));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

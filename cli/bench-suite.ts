@@ -1,4 +1,5 @@
-import { captureBenchReports, markBenchStart, mergeRepeats, renderBenchJson, renderBenchMarkdown, renderBenchTable, writeBenchOut, type BenchReport } from '../bench/output.js';
+import { captureBenchReports, markBenchStart, mergeRepeats, renderBenchJson, renderBenchMarkdown, renderBenchTable, repeatFileName, takeSideFiles, writeBenchOut, type BenchReport } from '../bench/output.js';
+import { writeReportFiles } from '../bench/report.js';
 import { storeVersions } from '../bench/store-versions.js';
 import { integerOption, type CliIo, type Command, type ParsedCommandArgs } from './command.js';
 
@@ -56,8 +57,10 @@ async function runSuite(command: Command, args: ParsedCommandArgs, io: CliIo, re
       if (built.length === 0 && code === 0) io.stderr(`sdc bench ${command.name}: the bench built no report; nothing to repeat or write\n`);
       return code;
     }
-    reports.push(built.at(-1)!);
-    if (repeat > 1) io.stderr(`sdc bench ${command.name}: run ${run}/${repeat} done\n`);
+    const report = built.at(-1)!;
+    reports.push(report);
+    const written = await writeSideFiles(args.values['out'], report, repeat > 1 ? run : undefined);
+    if (repeat > 1) io.stderr(`sdc bench ${command.name}: run ${run}/${repeat} done${written.length > 0 ? `; wrote ${written.join(', ')}` : ''}\n`);
   }
   const merged = repeat > 1 ? mergeRepeats(reports) : reports[0]!;
   const versions = await storeVersions(merged.parameters, args.values, io.env);
@@ -70,4 +73,16 @@ async function runSuite(command: Command, args: ParsedCommandArgs, io: CliIo, re
     io.stderr(`wrote ${paths.join(', ')}\n`);
   }
   return 0;
+}
+
+/**
+ * The files the bench attached to a run's report (attachSideFiles: roundtrip's and ingest's
+ * /metrics series and start/end scrapes), written as soon as the run ends, under per-repeat names
+ * when there are repeats (`metrics-repeat-2-series.jsonl`): each repeat has its own deployment,
+ * so its series is its own, and `sdc report` draws one set of panels per repeat. Nothing without --out.
+ */
+async function writeSideFiles(out: unknown, report: BenchReport<object>, repeat: number | undefined): Promise<string[]> {
+  const files = takeSideFiles(report);
+  if (typeof out !== 'string' || Object.keys(files).length === 0) return [];
+  return writeReportFiles(out, Object.fromEntries(Object.entries(files).map(([name, text]) => [repeat === undefined ? name : repeatFileName(name, repeat), text])));
 }

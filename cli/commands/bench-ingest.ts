@@ -1,7 +1,7 @@
 import { SdcError } from '../../core/errors/index.js';
 import type { IngestMode } from '../../bench/ingest.js';
 import { ingestBenchDefaults, ingestBenchLimits } from '../../bench/ingest-limits.js';
-import { benchReport, renderBenchJson, renderBenchTable, writeBenchOut } from '../../bench/output.js';
+import { attachSideFiles, benchReport, renderBenchJson, renderBenchTable, writeBenchOut } from '../../bench/output.js';
 import { storeVersions } from '../../bench/store-versions.js';
 import { parseDurationText } from '../duration-option.js';
 import { scrapeIntervalOption } from '../../bench/metrics-series-option.js';
@@ -34,7 +34,7 @@ export const ingestBenchCommand: Command = {
     ['--redis URL', 'Redis for the bus and key/value store (default embedded)'],
     ['--mysql URL', 'MySQL/MariaDB for SQL (default sql.js)'],
     ['--json', 'Print the report as one JSON object'],
-    ['--out DIR', 'Also write ingest.json, .csv, .md, .svg and, per mode, metrics-MODE-start.prom and metrics-MODE-end.prom (the services\' /metrics at the start and the end of the measured window) and metrics-MODE-series.jsonl (every scrape interval in between), for sdc report\'s panels; not with --repeat'],
+    ['--out DIR', 'Also write ingest.json, .csv, .md, .svg and, per mode, metrics-MODE-start.prom and metrics-MODE-end.prom (the services\' /metrics at the start and the end of the measured window) and metrics-MODE-series.jsonl (every scrape interval in between), for sdc report\'s panels; with --repeat N, each repeat\'s as metrics-MODE-repeat-K-start.prom, -end.prom and -series.jsonl'],
     ['--scrape-interval-ms N', 'Scrape /metrics every N ms over each measured window (default 1000; 0: only at its start and end; at most 600 kept, halved with the interval doubled when reached)'],
   ],
   options: {
@@ -71,13 +71,14 @@ export const ingestBenchCommand: Command = {
     const versions = await storeVersions(report.parameters, args.values, io.env);
     if (Object.keys(versions).length > 0) report.environment.store_versions = versions;
     io.stdout(args.values.json === true ? renderBenchJson(report) : `${renderBenchTable(report)}\nnode:crypto Ed25519 verify in the same run: ${Math.round(outcome.ed25519VerifyPerS)}/s\n`);
-    if (typeof args.values.out === 'string') {
-      const scrapes = Object.fromEntries([
-        ...outcome.scrapes.flatMap(({ mode, start, end }) => [[`metrics-${mode}-start.prom`, start], [`metrics-${mode}-end.prom`, end]]),
-        ...outcome.series.map(({ mode, series }) => [`metrics-${mode}-series.jsonl`, renderMetricsSeriesJsonl(series)]),
-      ]);
-      io.stderr(`wrote ${(await writeBenchOut(args.values.out, report, scrapes)).join(', ')}\n`);
-    }
+    const scrapes: Record<string, string> = Object.fromEntries([
+      ...outcome.scrapes.flatMap(({ mode, start, end }) => [[`metrics-${mode}-start.prom`, start], [`metrics-${mode}-end.prom`, end]]),
+      ...outcome.series.map(({ mode, series }) => [`metrics-${mode}-series.jsonl`, renderMetricsSeriesJsonl(series)]),
+    ]);
+    // Under `--repeat` the bench suite runs this without --out: the scrapes ride along with the
+    // report (attachSideFiles) and the suite writes each repeat's as metrics-MODE-repeat-K-*.
+    attachSideFiles(report, scrapes);
+    if (typeof args.values.out === 'string') io.stderr(`wrote ${(await writeBenchOut(args.values.out, report, scrapes)).join(', ')}\n`);
     return 0;
   },
 };

@@ -1,12 +1,12 @@
 import { integerOption, requireOption, type Command } from '../command.js';
 import { writeReportFiles } from '../../bench/report.js';
 import { renderRoundtripTable, roundtripBenchReport, roundtripReportFiles } from '../../bench/roundtrip-report.js';
-import { renderBenchJson } from '../../bench/output.js';
+import { attachLatencySamples, attachSideFiles, renderBenchJson } from '../../bench/output.js';
 import { storeVersions } from '../../bench/store-versions.js';
 import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
 import { roundtripLimits } from '../../bench/roundtrip-limits.js';
 import { scrapeIntervalOption } from '../../bench/metrics-series-option.js';
-import { metricsSeriesDefaults } from '../../bench/metrics-series.js';
+import { metricsSeriesDefaults, renderMetricsSeriesJsonl } from '../../bench/metrics-series.js';
 
 /** Descriptors one agent costs in this process: its WebSocket, the gateway's end, its journal, an API socket. */
 const openFilesPerAgent = 4;
@@ -21,7 +21,7 @@ export const roundtripBenchCommand: Command = {
     ['--agents N', `Agents to enroll and connect (1 to ${roundtripLimits.agentsMax})`],
     ['--commands M', 'EXEC_PING_KERNEL commands per agent, one after another, all agents at once (default 5; one more warm-up)'],
     ['--json', 'Print the report as one JSON object (docs/benchmarks.md, "Output"; the summary in details)'],
-    ['--out DIR', 'Also write roundtrip.json, roundtrip.csv, roundtrip-histogram.csv, roundtrip-percentiles.csv, roundtrip.svg, roundtrip.md, metrics-start.prom, metrics-end.prom and metrics-series.jsonl to DIR'],
+    ['--out DIR', 'Also write roundtrip.json, roundtrip.csv, roundtrip-histogram.csv, roundtrip-percentiles.csv, roundtrip.svg, roundtrip.md, metrics-start.prom, metrics-end.prom and metrics-series.jsonl to DIR (with --repeat N: the merged report, and each repeat\'s scrapes as metrics-repeat-K-start.prom, -end.prom and -series.jsonl)'],
     ['--redis URL', 'Use Redis for the bus and key/value store (default: embedded)'],
     ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
     ['--timeout D', 'Give up after D, like 30m (default 30m)'],
@@ -59,7 +59,17 @@ export const roundtripBenchCommand: Command = {
     // This command writes its own --out, so the bench suite's store versions are added here.
     const versions = await storeVersions({}, args.values, io.env);
     if (Object.keys(versions).length > 0) run.summary.environment.store_versions = versions;
-    io.stdout(args.values.json === true ? renderBenchJson(roundtripBenchReport(run.summary)) : renderRoundtripTable(run.summary));
+    // Built on every run, --json or not: under `--repeat` the bench suite runs this without --json
+    // and --out and merges the reports it built. The scrapes ride along (attachSideFiles), so the
+    // suite writes each repeat's series where this command's own --out would write it.
+    const report = roundtripBenchReport(run.summary);
+    attachSideFiles(report, {
+      ...(run.metricsScrapes === undefined ? {} : { 'metrics-start.prom': run.metricsScrapes.start, 'metrics-end.prom': run.metricsScrapes.end }),
+      ...(run.metricsSeries === undefined ? {} : { 'metrics-series.jsonl': renderMetricsSeriesJsonl(run.metricsSeries) }),
+    });
+    // The repeats' latencies pooled into the merged report's roundtrip-percentiles.csv (mergeRepeats), as its own --out writes one run's.
+    attachLatencySamples(report, { baseline_echo: run.samplesMs.baseline, command_server: run.samplesMs.server, command_client: run.samplesMs.client });
+    io.stdout(args.values.json === true ? renderBenchJson(report) : renderRoundtripTable(run.summary));
     if (typeof args.values.out === 'string') {
       const commandLine = `sdc bench roundtrip --agents ${agents} --commands ${commandsPerAgent}`
         + `${typeof args.values.redis === 'string' ? ' --redis URL' : ''}${typeof args.values.mysql === 'string' ? ' --mysql URL' : ''}`;

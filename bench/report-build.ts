@@ -14,6 +14,7 @@ import type { MermaidRendering, MermaidSource } from './report-mermaid-render.js
 import { againstAgentsFigures, cdfFigure, commandsByStateFigure, matrixRecoveryFigure, ratioFigure, recoveryFigure } from './report-plots.js';
 import { pairScrapes, scrapeFigures, type DashboardPanel } from './report-scrapes.js';
 import type { StrideThreat } from './report-stride.js';
+import { k6Sections } from './report-k6.js';
 
 /**
  * `sdc report`: one document from recorded outputs, rendered as report.md and report.tex with
@@ -292,10 +293,10 @@ function matrixSection(inputs: ReportInputs, files: Files): Section[] {
 function aboutSection(input: ReportBuildInput): Section {
   const { inputs } = input;
   const blocks: Block[] = [
-    { kind: 'paragraph', text: `Produced by \`${input.command}\` from ${inputs.benches.length} benchmark reports, ${inputs.sims.length} simulation runs and ${inputs.matrices.length} fault matrices.` },
+    { kind: 'paragraph', text: `Produced by \`${input.command}\` from ${inputs.benches.length} benchmark reports, ${inputs.sims.length} simulation runs${(inputs.k6 ?? []).length === 0 ? ' and' : ','} ${inputs.matrices.length} fault matrices${(inputs.k6 ?? []).length === 0 ? '' : ` and ${inputs.k6!.length} k6 summaries`}.` },
     { kind: 'list', items: [
       'Deterministic (the same inputs give the same bytes): the state machines and the Mermaid sources (from the code\'s transition tables), the STRIDE table (from the threat model file), the simulation results (each run named by its `sdc sim --seed` command, each figure by its scenario and seeds) and the fault matrix (named by its `sdc chaos matrix` command with its base seed). Their figures and captions say "deterministic".',
-      'Wall-clock (vary between runs; read with their environment, load average included): the benchmark tables and figures (Performance; each table named by the command that made it, a plot against fleet size by the run behind each point) and the /metrics panels (Observability; named by their scrape files and the command that made them). Their figures and captions say "wall-clock".',
+      'Wall-clock (vary between runs; read with their environment, load average included): the benchmark tables and figures (Performance, k6 summaries included; each table named by the command that made it, a plot against fleet size by the run behind each point) and the /metrics panels (Observability; named by their scrape files and the command that made them). Their figures and captions say "wall-clock".',
       ...(input.rendering?.svgs ? [`Rendered: the diagrams drawn as SVG by ${input.rendering.renderer}; the same sources give the same SVG with the same browser and fonts.`] : []),
     ] },
   ];
@@ -314,7 +315,7 @@ export function buildReport(input: ReportBuildInput): Record<string, string> {
   const files: Files = {};
   const doc: ReportDocument = {
     title: 'Secure Device Control: report',
-    sections: [aboutSection(input), ...(input.diagrams === undefined || input.diagrams.length === 0 ? [] : [diagramSection(input.diagrams, files, input.rendering)]), stateMachineSection(files, input.rendering), strideSection(input.threats), ...performanceSection(input.inputs, files), simulationSection(input.inputs.sims, files), ...matrixSection(input.inputs, files), observabilitySection(input, files)],
+    sections: [aboutSection(input), ...(input.diagrams === undefined || input.diagrams.length === 0 ? [] : [diagramSection(input.diagrams, files, input.rendering)]), stateMachineSection(files, input.rendering), strideSection(input.threats), ...performanceSection(input.inputs, files), ...k6Sections(input.inputs.k6 ?? []), simulationSection(input.inputs.sims, files), ...matrixSection(input.inputs, files), observabilitySection(input, files)],
   };
   const out: Files = { 'report.md': renderMarkdown(doc), 'report.tex': renderLatex(doc), ...files };
   const problems = [

@@ -4,12 +4,14 @@ import { SdcError } from '../core/errors/index.js';
 import type { BenchReport } from './output.js';
 import { parseMetricsSeriesJsonl } from './metrics-series.js';
 import { timestampScrape } from './report-scrapes.js';
+import { isK6SummaryShape, parseK6Summary, type K6Summary } from './report-k6.js';
 
 /**
  * What `sdc report --from DIR` reads: recorded outputs, found by their shape rather than their
  * names (so any layout of runs works): bench reports (`{benchmark, schema_version, results}`),
  * `sdc sim --out` summaries (`summary.json` with `seed` and `commandsByState`, and the
- * `online-agents.csv` beside it) and `sdc chaos matrix` reports (`matrix.json`). Everything is
+ * `online-agents.csv` beside it), `sdc chaos matrix` reports (`matrix.json`) and k6's end-of-test
+ * summaries (`k6 run --summary-export FILE`, bench/report-k6.ts). Everything is
  * sorted by its path relative to DIR, so the same inputs give the same report.
  */
 
@@ -76,6 +78,8 @@ export interface ReportInputs {
    */
   readonly scrapes: ReadonlyArray<{ readonly path: string; readonly text: string }>;
   readonly runSets: readonly RunSetInput[];
+  /** k6 end-of-test summaries (bench/report-k6.ts); absent or empty when none. */
+  readonly k6?: ReadonlyArray<{ readonly path: string; readonly summary: K6Summary }>;
   /** Files that looked like inputs but could not be read, with the reason: listed in the report, never silently dropped. */
   readonly skipped: ReadonlyArray<{ readonly path: string; readonly reason: string }>;
 }
@@ -151,6 +155,7 @@ export async function readReportInputs(root: string): Promise<ReportInputs> {
   const matrices: Array<ReportInputs['matrices'][number]> = [];
   const scrapes: Array<ReportInputs['scrapes'][number]> = [];
   const runSets: RunSetInput[] = [];
+  const k6: Array<{ path: string; summary: K6Summary }> = [];
   const skipped: Array<ReportInputs['skipped'][number]> = [];
   for (const file of files) {
     const path = relative(root, file).split(sep).join('/');
@@ -182,9 +187,13 @@ export async function readReportInputs(root: string): Promise<ReportInputs> {
       sims.push({ path, summary: value as unknown as SimSummaryFields, onlineAgents, commandsByState });
     } else if (isRunSet(value)) {
       runSets.push({ path, name: String(value['run_set']), summary: String(value['summary'] ?? ''), steps: value['steps'] as RunSetInput['steps'] });
+    } else if (isK6SummaryShape(value)) {
+      const summary = parseK6Summary(value);
+      if (typeof summary === 'string') skipped.push({ path, reason: summary });
+      else k6.push({ path, summary });
     } else if (value['matrix'] === 'sdc chaos matrix' && Array.isArray(value['cells'])) matrices.push({ path, matrix: value });
   }
   // Runs of the same scenario side by side, by seed.
   sims.sort((a, b) => (a.summary.scenario < b.summary.scenario ? -1 : a.summary.scenario > b.summary.scenario ? 1 : a.summary.seed - b.summary.seed || (a.path < b.path ? -1 : 1)));
-  return { benches, sims, matrices, scrapes, runSets, skipped };
+  return { benches, sims, matrices, scrapes, runSets, k6, skipped };
 }

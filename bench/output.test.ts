@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attachLatencySamples, benchEnvironment, benchReport, captureBenchReports, latencySamplesOf, mergeRepeats, progressReporter, renderBenchCsv, renderBenchMarkdown, renderBenchTable, writeBenchOut, type BenchEnvironment } from './output.js';
+import { attachLatencySamples, attachSideFiles, repeatFileName, takeSideFiles, benchEnvironment, benchReport, captureBenchReports, latencySamplesOf, mergeRepeats, progressReporter, renderBenchCsv, renderBenchMarkdown, renderBenchTable, writeBenchOut, type BenchEnvironment } from './output.js';
 
 const environment: BenchEnvironment = {
   node: 'v20', openssl: '3', platform: 'linux', arch: 'x64', cpu: 'test cpu', cpu_count: 2, memory_total_mib: 1024, git_commit: null,
@@ -122,4 +122,15 @@ test('the environment block: kernel, load before and after, the seed from the pa
   });
   assert.equal(reports.length, 1);
   assert.equal(reports[0]!.environment.seed, 'abc');
+});
+
+test('side files: a repeat\'s name keeps the ending sdc report pairs by; handed over once; names and count bounded', () => {
+  assert.deepEqual(['metrics-series.jsonl', 'metrics-start.prom', 'metrics-end.prom', 'metrics-session-mac-series.jsonl', 'metrics-ed25519-end.prom', 'extra.csv'].map((n) => repeatFileName(n, 3)),
+    ['metrics-repeat-3-series.jsonl', 'metrics-repeat-3-start.prom', 'metrics-repeat-3-end.prom', 'metrics-session-mac-repeat-3-series.jsonl', 'metrics-ed25519-repeat-3-end.prom', 'extra-repeat-3.csv']);
+  const report = benchReport({ benchmark: 'x', parameters: {}, results: [], units: {}, environment });
+  attachSideFiles(report, { 'metrics-series.jsonl': 'a' });
+  assert.deepEqual(takeSideFiles(report), { 'metrics-series.jsonl': 'a' });
+  assert.deepEqual(takeSideFiles(report), {}, 'taken once: the suite does not write a repeat twice');
+  assert.throws(() => attachSideFiles(report, { '../escape': 'x' }), RangeError);
+  assert.throws(() => attachSideFiles(report, Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`f${i}.txt`, '']))), RangeError);
 });

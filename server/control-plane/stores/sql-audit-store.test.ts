@@ -149,22 +149,86 @@ function suite(target: SqlTarget): void {
       await db.close();
     });
 
-    it('a drain takes the audit lock without reading the counter back (issue 17: the value is never used)', async () => {
-      const db = await open();
+    /** A store over `db` that logs every statement it runs and counts its transactions. */
+    const loggedStore = (db: SqlDatabase): { store: SqlAuditStore; statements: string[]; transactions: () => number } => {
       const statements: string[] = [];
+      let transactions = 0;
       const logged = (executor: SqlExecutor): SqlExecutor => ({
         dialect: executor.dialect,
         query: (sql, params) => { statements.push(sql); return executor.query(sql, params); },
         execute: (sql, params) => { statements.push(sql); return executor.execute(sql, params); },
       });
-      const store = new SqlAuditStore({ ...logged(db), transaction: (fn) => db.transaction((tx) => fn(logged(tx))), close: () => db.close() } as SqlDatabase);
-      const log = new AuditLog({ store, sha256, clock: systemClock });
-      await db.transaction((tx) => log.record(tx, { kind: 'test.recorded', actor: 'system', subject: 'test:1', payload: {} }));
-      statements.length = 0;
-      assert.equal(await log.drainRecorded(), 1);
-      assert.equal(statements.filter((sql) => sql.includes('counters')).length, 1, statements.join('\n'));
-      assert.equal(statements.filter((sql) => /^SELECT value FROM counters/.test(sql)).length, 0);
-      await db.close();
+      const transaction: SqlDatabase['transaction'] = (fn) => { transactions += 1; return db.transaction((tx) => fn(logged(tx))); };
+      const store = new SqlAuditStore({ ...logged(db), transaction, close: () => db.close() } as SqlDatabase);
+      return { store, statements, transactions: () => transactions };
+    };
+
+    it('a drain takes the audit lock row on MySQL only, without reading the counter back (issue 17: SQLite\'s write lock already serialises it)', async () => {
+      const db = await open();
+      try {
+        const { store, statements } = loggedStore(db);
+        const log = new AuditLog({ store, sha256, clock: systemClock });
+        await db.transaction((tx) => log.record(tx, { kind: 'test.recorded', actor: 'system', subject: 'test:1', payload: {} }));
+        statements.length = 0;
+        assert.equal(await log.drainRecorded(), 1);
+        assert.equal(statements.filter((sql) => sql.includes('counters')).length, db.dialect === 'mysql' ? 1 : 0, statements.join('\n'));
+        assert.equal(statements.filter((sql) => /^SELECT value FROM counters/.test(sql)).length, 0);
+      } finally {
+        // Closed even when an assertion failed: an open MySQL pool would keep the test process alive.
+        await db.close();
+      }
+    });
+
+    it('a drain after this store recorded skips the outbox probe (issue 17): 4 statements on SQLite, 5 on MySQL, was 6', async () => {
+      const db = await open();
+      try {
+        await db.execute('DELETE FROM audit_outbox');
+        const { store, statements } = loggedStore(db);
+        const log = new AuditLog({ store, sha256, clock: systemClock });
+        await db.transaction((tx) => log.record(tx, { kind: 'test.recorded', actor: 'system', subject: 'test:1', payload: {} }));
+        statements.length = 0;
+        assert.equal(await log.drainRecorded(), 1);
+        assert.deepEqual(statements.map((sql) => sql.split(' ').slice(0, 3).join(' ')), [
+          ...(db.dialect === 'mysql' ? ['INSERT INTO counters'] : []),
+          'SELECT id, ts,', 'SELECT * FROM', 'DELETE FROM audit_outbox', 'INSERT INTO audit_log',
+        ]);
+        // Nothing recorded since: the periodic drain probes and answers without a transaction, as before.
+        statements.length = 0;
+        assert.equal(await log.drainRecorded(), 0);
+        assert.deepEqual(statements, ['SELECT id FROM audit_outbox ORDER BY id ASC LIMIT 1']);
+        assert.equal((await log.verify()).ok, true);
+      } finally {
+        // Closed even when an assertion failed: an open MySQL pool would keep the test process alive.
+        await db.close();
+      }
+    });
+
+    it('inputs another store (process) recorded are still found by the probe and chained in order; a rolled-back record costs one empty drain', async () => {
+      const db = await open();
+      try {
+        await db.execute('DELETE FROM audit_outbox');
+        const other = new SqlAuditStore(db);
+        const { store, statements, transactions } = loggedStore(db);
+        const log = new AuditLog({ store, sha256, clock: systemClock });
+        const otherLog = new AuditLog({ store: other, sha256, clock: systemClock });
+        await db.transaction((tx) => otherLog.recordMany(tx, [1, 2].map((n) => ({ kind: 'test.other', actor: 'system', subject: `test:${n}`, payload: { n } }))));
+        assert.equal(await log.drainRecorded(), 2);
+        assert.equal(statements[0], 'SELECT id FROM audit_outbox ORDER BY id ASC LIMIT 1');
+        await assert.rejects(db.transaction(async (tx) => {
+          await log.record(tx, { kind: 'test.rolled_back', actor: 'system', subject: 'test:3', payload: {} });
+          throw new Error('roll back');
+        }), /roll back/);
+        const before = transactions();
+        assert.equal(await log.drainRecorded(), 0);
+        assert.equal(transactions(), before + 1);
+        assert.equal(await store.recordedCount(), 0);
+        const entries = await store.scan(1, 10);
+        assert.deepEqual(entries.map((entry) => entry.subject), ['test:1', 'test:2']);
+        assert.equal((await log.verify()).ok, true);
+      } finally {
+        // Closed even when an assertion failed: an open MySQL pool would keep the test process alive.
+        await db.close();
+      }
     });
   });
 }

@@ -22,6 +22,13 @@ interface OutboxRow {
  */
 export class SqlAuditStore implements AuditStore<SqlExecutor> {
   readonly #db: SqlDatabase;
+  /**
+   * This store recorded an input since its last drain transaction began: the next drain need not
+   * probe the outbox first (the probe is one statement per drain, and a session's two entries are
+   * drained one by one, issue 17). Only a hint: a recording transaction that rolled back costs one
+   * empty drain transaction, and inputs recorded by other processes are found by the periodic drain's probe.
+   */
+  #recordedSinceDrain = false;
 
   constructor(db: SqlDatabase) {
     this.#db = db;
@@ -45,7 +52,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
   async appendAtHead(next: (head: AuditEntry | undefined) => AuditEntry): Promise<AuditEntry> {
     let seq = 0;
     return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
-      await lockCounterRow(tx, auditAppendLockName);
+      await takeAppendLock(tx);
       const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
       const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
       const entry = next(row === undefined ? undefined : entryFromRow(row));
@@ -63,7 +70,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
   async appendBatch(next: (head: AuditEntry | undefined) => readonly AuditEntry[]): Promise<readonly AuditEntry[]> {
     let seq = 0;
     return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
-      await lockCounterRow(tx, auditAppendLockName);
+      await takeAppendLock(tx);
       const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
       const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
       const entries = next(row === undefined ? undefined : entryFromRow(row));
@@ -77,6 +84,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
   async record(tx: SqlExecutor, input: AuditEntryInput): Promise<void> {
     await tx.execute('INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) VALUES (?, ?, ?, ?, ?)',
       [input.ts, input.kind, input.actor, input.subject, auditPayloadJson(input.payload)]);
+    this.#recordedSinceDrain = true;
   }
 
   /** `record` for several inputs, in order: multi-row INSERTs within the statement bounds (insertRowsMax, insertPayloadCharsMax). */
@@ -85,6 +93,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
       await tx.execute(`INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
         chunk.flatMap(({ input, payloadJson }) => [input.ts, input.kind, input.actor, input.subject, payloadJson]));
     }
+    if (inputs.length > 0) this.#recordedSinceDrain = true;
   }
 
   /**
@@ -97,12 +106,17 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
    * and it takes no gap locks that would stall the transactions recording new inputs.
    */
   async appendRecorded(next: (head: AuditEntry | undefined, inputs: readonly AuditEntryInput[]) => readonly AuditEntry[], limit: number): Promise<readonly AuditEntry[]> {
-    // The periodic drain usually finds nothing: answered without a transaction (on sql.js, a file save).
-    const [waiting] = await this.#db.query<{ id: number }>('SELECT id FROM audit_outbox ORDER BY id ASC LIMIT 1');
-    if (waiting === undefined) return [];
+    // The periodic drain usually finds nothing: answered without a transaction (on sql.js, a file
+    // save). After this store recorded an input there is no need to look first.
+    if (!this.#recordedSinceDrain) {
+      const [waiting] = await this.#db.query<{ id: number }>('SELECT id FROM audit_outbox ORDER BY id ASC LIMIT 1');
+      if (waiting === undefined) return [];
+    }
     let seq = 0;
     return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
-      await lockCounterRow(tx, auditAppendLockName);
+      // Cleared before the outbox read: an input recorded from here on may not be in it.
+      this.#recordedSinceDrain = false;
+      await takeAppendLock(tx);
       const rows = await tx.query<OutboxRow>('SELECT id, ts, kind, actor, subject, payload_json FROM audit_outbox ORDER BY id ASC LIMIT ?', [limit]);
       if (rows.length === 0) return [];
       const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
@@ -138,6 +152,18 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
 
 /** The counters row whose lock serialises appends across processes (its value counts append transactions; never read). */
 const auditAppendLockName = 'audit_append_lock';
+
+/**
+ * Serialises appenders for the rest of `tx`. On MySQL, the lock row's row lock (transactions
+ * there run concurrently). On SQLite the transaction already holds the database's one write lock
+ * from its start (the sql.js adapter begins with BEGIN IMMEDIATE, and one process owns the file),
+ * so no other appender can run until it ends; the row's upsert was a statement per append and per
+ * drain for nothing (issue 17).
+ */
+async function takeAppendLock(tx: SqlExecutor): Promise<void> {
+  if (tx.dialect === 'sqlite') return;
+  await lockCounterRow(tx, auditAppendLockName);
+}
 
 async function insertEntry(db: SqlExecutor, entry: AuditEntry): Promise<void> {
   await db.execute(

@@ -7,6 +7,7 @@ import { agentPaths, pinnedKeyResolver } from '../../agent/state/agent-state.js'
 import { createSyntheticMetricsSource } from '../../agent/telemetry/synthetic-metrics.js';
 import { startWsAgentDriver, type WsAgentDriver } from '../../agent/ws-transport.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
 import type { Clock, TimerHandle } from '../../core/ports/ports.js';
 import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
 import { systemScheduler } from '../../runtime/system.js';
@@ -163,6 +164,10 @@ export class WorkerFleet {
           const violation = this.#checker.kernelCall(deviceId);
           if (violation) this.#violate(violation.message);
         }), journal, clock, random, scheduler: systemScheduler,
+        // As the real agent (agent/agent-runtime.ts): the session MAC, so heartbeats and telemetry
+        // are MAC'd, not Ed25519-signed frame by frame. Without it every bench and chaos run on real
+        // sockets measured a path no deployed agent takes (15 % of a gateway's busy time, docs/benchmarks.md).
+        sessionCrypto: createNodeSessionKeyCrypto(),
         telemetrySource: createSyntheticMetricsSource({ random: random.fork() }), telemetryIntervalMs: settings.telemetryIntervalMs,
         agentVersion: 'sim-real/1', onEvent: (event) => { this.#onEvent(agent, event); this.#onAgentEvent?.(deviceId, event); },
         ...(ota === undefined ? {} : { onOtaNotice: (notice: Parameters<WorkerOta['runner']['onNotice']>[0]) => ota.runner.onNotice(notice) }),

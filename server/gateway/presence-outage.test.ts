@@ -9,33 +9,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { SdcError } from '../../core/errors/index.js';
 import { kvKeys } from '../bus-contract/streams.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
-import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import type { GatewayCore } from './gateway-core.js';
 import { presenceTtlMs, type PresenceRecord } from './presence.js';
-import { makeCore, makeGatewayPki, onVirtualTime, settle, TestAgent, VirtualDriver, type GatewayPki } from './test-support.js';
+import { makeCore, makeGatewayPki, onVirtualTime, outageKv, settle, TestAgent, VirtualDriver, type GatewayPki } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 const outageMs = 10 * presenceTtlMs(heartbeatIntervalMs);
-
-/** The store as a gateway sees Redis through a cut: every call refused with STORE_UNAVAILABLE while down. */
-function outageKv(kv: KeyValueStore): { kv: KeyValueStore; setDown(down: boolean): void } {
-  let down = false;
-  const wrapped = new Proxy(kv, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver) as unknown;
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        if (down && property !== 'close') return Promise.reject(new SdcError('STORE_UNAVAILABLE', 'redis is unreachable (test)'));
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  return { kv: wrapped, setDown: (next) => { down = next; } };
-}
 
 describe('presence across a key/value store outage (virtual time)', () => {
   const driver = new VirtualDriver();

@@ -1,26 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { SdcError } from '../../core/errors/index.js';
-import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import type { GatewayCore } from './gateway-core.js';
 import { startGatewayServer, type GatewayServer } from './gateway-server.js';
-import { connectTls, embeddedStores, eventually, makeCore, makeGatewayPki, type GatewayPki, type TestStores } from './test-support.js';
-
-/** The key/value store as a gateway sees Redis: every call refused with STORE_UNAVAILABLE while `down`. */
-function outageKv(kv: KeyValueStore): { kv: KeyValueStore; setDown(down: boolean): void } {
-  let down = false;
-  const wrapped = new Proxy(kv, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver) as unknown;
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        if (down && property !== 'close') return Promise.reject(new SdcError('STORE_UNAVAILABLE', 'redis is unreachable (test)'));
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  return { kv: wrapped, setDown: (next) => { down = next; } };
-}
+import { connectTls, embeddedStores, eventually, makeCore, makeGatewayPki, outageKv, type GatewayPki, type TestStores } from './test-support.js';
 
 // Issue 15, "Bad input and faults": a gateway that cannot reach Redis refuses new sessions with a
 // typed error (admission reads the revocation key there; it fails closed) and admits again once

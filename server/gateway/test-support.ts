@@ -25,6 +25,7 @@ import { makeTestPki, type TestPki } from '../../trust/test-fixtures.js';
 import { ed25519Algorithm, x509 } from '../../trust/x509-provider.js';
 import { createGatewayCore, type AcceptConnectionInput, type GatewayCore, type GatewayCoreOptions } from './gateway-core.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
+import { SdcError } from '../../core/errors/index.js';
 
 export const provider = createNodeEd25519Provider();
 export const gatewaySeed = new Uint8Array(randomBytes(32));
@@ -347,4 +348,20 @@ export async function connectTls(url: string, device: DeviceMaterial, caPem: str
   });
   ws.on('error', () => undefined);
   return { agent, ws };
+}
+
+/** The key/value store as a gateway sees Redis: every call refused with STORE_UNAVAILABLE while `down`. */
+export function outageKv(kv: KeyValueStore): { kv: KeyValueStore; setDown(down: boolean): void } {
+  let down = false;
+  const wrapped = new Proxy(kv, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        if (down && property !== 'close') return Promise.reject(new SdcError('STORE_UNAVAILABLE', 'redis is unreachable (test)'));
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { kv: wrapped, setDown: (next) => { down = next; } };
 }

@@ -1,11 +1,11 @@
-// Started by scripts/run-tests.mjs (with `--import tsx` and the CPU probe, which node passes on to
+// Started by scripts/run-tests.mjs (with the TypeScript loader, scripts/test-ts-register.mjs, and the CPU probe, which node passes on to
 // each test file's process): runs the test files with node:test's run() in the order given.
 // `node --test FILES` sorts its files by path whatever order they come in (node 20), so the
 // longest files, most of them under test/, started last and the run ended on a tail of them.
 // Otherwise the same as `node --test`: the concurrency, the per-file timeout, node's TAP or spec
 // reporter on stdout, the second reporter to a file, exit code 1 when a test failed.
 //
-// Usage: node --import tsx run-test-files.mjs --concurrency N --timeout-ms MS --reporter tap|spec --report FILE FILE...
+// Usage: node --import <a TypeScript loader: tsx or scripts/test-ts-register.mjs> run-test-files.mjs --concurrency N --timeout-ms MS --reporter tap|spec --report FILE FILE...
 import { createWriteStream } from 'node:fs';
 import { run } from 'node:test';
 import { spec, tap } from 'node:test/reporters';

@@ -48,7 +48,7 @@ function printFailures(failures) {
   if (failures.length === 0) return;
   const lines = ['', `failed tests (${failures.length}):`];
   for (const failure of failures.slice(0, listedFailuresMax)) {
-    // No line number: node reports the line in the code tsx compiled, not in the source.
+    // No line number: the reporter's location is not reliably the source line (a compiled module's).
     lines.push(`  ${failure.file === null ? '(no file)' : relative(root, failure.file)}  ${failure.name}`, `      ${failure.message}`);
   }
   if (failures.length > listedFailuresMax) lines.push(`  ... and ${failures.length - listedFailuresMax} more`);

@@ -25,7 +25,15 @@ export const busEntrySchemas = {
    * W3C traceparent of the operation that created it (the API request's), which the gateway logs
    * with and puts into COMMAND_DELIVERY; absent for a command stored without one.
    */
-  deliver: Type.Object({ command: SignedCommandSchema, traceparent: Type.Optional(Traceparent) }, strict),
+  deliver: Type.Object({
+    command: SignedCommandSchema, traceparent: Type.Optional(Traceparent),
+    /**
+     * An operator's retry of a dead letter: its number (1 for the first). Absent on a first dispatch
+     * and on redeliveries, which a gateway that has just dead-lettered the command drops as late
+     * copies (server/gateway/given-up-commands.ts); a retry is always delivered.
+     */
+    retry: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
+  }, strict),
 
   /** gateway -> control plane: a device session opened or closed. */
   presence: Type.Object({

@@ -154,7 +154,7 @@ export class DeadLetterService {
     // After the audit entry is committed: an append that fails leaves an audited request the
     // operator sees refused (STORE_*) and can repeat; a delivery never goes out unaudited.
     // Under the trace the command was created with (migration 017): the retry's path logs the same trace id.
-    await this.#ctx.bus.append(gatewayCommandStream(gatewayId), encodeBusEntry('deliver', { command, ...(traceparent === undefined ? {} : { traceparent }) }), { maxLen: streamMaxLen.gatewayCommands });
+    await this.#ctx.bus.append(gatewayCommandStream(gatewayId), encodeBusEntry('deliver', { command, retry: retries, ...(traceparent === undefined ? {} : { traceparent }) }), { maxLen: streamMaxLen.gatewayCommands });
     this.#ctx.logger.info({ commandId, gatewayId, retries, ...traceLogFields(traceparent) }, 'dead-lettered command retried');
     return { command_id: commandId, outcome: 'retried', gateway_id: gatewayId, retries };
   }

@@ -9,6 +9,7 @@ import { traceLogFields } from '../../core/trace/trace-context.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
 import { backoffDelayMs } from './backoff.js';
 import type { GatewayContext } from './gateway-context.js';
+import { GivenUpCommands } from './given-up-commands.js';
 
 /** The live session a command can be written to. */
 export interface DeliveryTarget {
@@ -23,6 +24,8 @@ interface Delivery {
   readonly command: SignedCommand;
   /** The operation's W3C trace from the `deliver` entry: logged with, sent to the agent, reported back with the progress. */
   readonly traceparent: string | undefined;
+  /** The operator's retry number from the `deliver` entry (0: not a retry), remembered if this delivery is given up. */
+  readonly retry: number;
   readonly target: DeliveryTarget;
   attempt: number;
   acked: boolean;
@@ -89,6 +92,8 @@ export class CommandRouter {
   readonly #stream: string;
   /** By command id: reports in flight or waiting for a retry (at most reportBacklogsMax commands). */
   readonly #backlogs = new Map<string, ReportBacklog>();
+  /** Commands dead-lettered here lately: a late re-append of one is not a new delivery (given-up-commands.ts). */
+  readonly #givenUp = new GivenUpCommands();
   #running = false;
   #stopped = false;
   /** The second look at our own pending entries after a restart (start()). */
@@ -211,11 +216,13 @@ export class CommandRouter {
     const { commandKeys, provider, logger, pendingDeliveriesPerDeviceMax } = this.context.options;
     let command: SignedCommand;
     let traceparent: string | undefined;
+    let retry: number;
     try {
       const decoded = decodeBusEntry(entry.fields);
       if (decoded.kind !== 'deliver') throw new SdcError('GATEWAY_COMMAND_REFUSED', `a gateway stream carries deliver entries, not ${decoded.kind}`);
       command = decoded.data.command;
       traceparent = decoded.data.traceparent;
+      retry = decoded.data.retry ?? 0;
     } catch (error) {
       const code = SdcError.is(error) ? error.code : 'GATEWAY_COMMAND_REFUSED';
       logger.warn({ code, entry_id: entry.id, trace_id: this.context.traceId() }, 'malformed command entry dead-lettered');
@@ -248,6 +255,13 @@ export class CommandRouter {
       if (existing.entryId !== entry.id) await bus.ack(this.#stream, groups.gateway, [entry.id]);
       return;
     }
+    if (this.#givenUp.isStale(command.id, retry, this.context.nowMs())) {
+      // Appended before the control plane read our dead letter (its sweep or a presence event):
+      // the attempts are spent, and only an operator's retry starts them again.
+      logger.info({ command_id: command.id, entry_id: entry.id, ...traceLogFields(traceparent) }, 'late re-append of a command dead-lettered here; dropped');
+      await bus.ack(this.#stream, groups.gateway, [entry.id]);
+      return;
+    }
     const target = this.targetFor(command.device_id);
     if (target === undefined) {
       await this.#handBackCommand(this.#stream, entry.id, command, 0, 'device not connected to this gateway', traceparent);
@@ -257,7 +271,7 @@ export class CommandRouter {
       await this.#handBackCommand(this.#stream, entry.id, command, 0, 'device delivery queue full', traceparent);
       return;
     }
-    const delivery: Delivery = { stream: this.#stream, entryId: entry.id, command, traceparent, target, attempt: 0, acked: false, timer: undefined };
+    const delivery: Delivery = { stream: this.#stream, entryId: entry.id, command, traceparent, retry, target, attempt: 0, acked: false, timer: undefined };
     this.#deliveries.set(command.id, delivery);
     this.#perDevice.set(command.device_id, (this.#perDevice.get(command.device_id) ?? 0) + 1);
     await this.#send(delivery);
@@ -296,6 +310,7 @@ export class CommandRouter {
       if (delivery.attempt >= deliveryAttemptsMax) {
         logger.warn({ command_id: delivery.command.id, attempts: delivery.attempt, ...traceLogFields(delivery.traceparent) }, 'no ACK after the last attempt; dead-lettered');
         this.#forget(delivery);
+        this.#givenUp.remember(delivery.command.id, delivery.retry, this.context.nowMs());
         await this.#progress(delivery.command, 'dead_letter', delivery.attempt, `no ACK after ${delivery.attempt} attempts`, this.context.nowMs(), delivery.traceparent);
         await this.context.options.stores.bus.deadLetter(delivery.stream, groups.gateway, delivery.entryId, 'GATEWAY_ACK_TIMEOUT');
         return;

@@ -1,9 +1,12 @@
 // Redelivery on ACK timeout, on virtual time: a device that never acknowledges is asked again
 // only after the ACK timeout, deliveryAttemptsMax times in all, and then the command is
-// dead-lettered; nothing more comes however long the gateway runs on.
+// dead-lettered; nothing more comes however long the gateway runs on, also when the control
+// plane appends the command again before it has read the dead letter. An operator's retry does
+// start the attempts again.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { gatewayCommandStream } from '../bus-contract/streams.js';
+import { encodeBusEntry } from '../bus-contract/entries.js';
+import { gatewayCommandStream, groups } from '../bus-contract/streams.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
 import { appendDeliver, connectInMemory, makeCommand, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
 
@@ -34,5 +37,38 @@ describe('gateway redelivery on virtual time', () => {
     ]);
     assert.deepEqual(agent.deliveries.map((d) => d.attempt), [1, 2, 3]);
     assert.equal(await deadLetters(), 1);
+  });
+
+  it('a late re-append of a dead-lettered command is dropped; an operator retry delivers it again, and a late copy of that retry is dropped too', async () => {
+    const device = await gw.gpki.issueDevice('dev-mute-2');
+    const agent = connectInMemory(gw.core, device, new TestAgent(device, { clock: driver.time }));
+    await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
+    agent.behaviour = 'silent';
+    const command = makeCommand('dev-mute-2', { nowMs: driver.time.nowMs() });
+    const stream = gatewayCommandStream('gw-a');
+    const deadLetters = () => gw.stores.bus.length(deadLetterStream(stream));
+    const before = await deadLetters();
+    const attemptBoundMs = 10 * deliveryAttemptsMax * (ackTimeoutMs + backoff.maxMs);
+    await appendDeliver(gw.stores.bus, 'gw-a', command);
+    await driver.until(async () => ((await deadLetters()) > before ? true : undefined), attemptBoundMs, 'the dead letter');
+    // The control plane's redelivery sweep read the command as unfinished just before the dead letter reached it.
+    await appendDeliver(gw.stores.bus, 'gw-a', command);
+    await driver.advance(10 * (ackTimeoutMs + backoff.maxMs));
+    assert.deepEqual(agent.deliveries.map((d) => d.attempt), [1, 2, 3], 'no second round of attempts for a late copy');
+
+    // The operator retries the dead letter: the same signed command, with its retry number.
+    await gw.stores.bus.append(stream, encodeBusEntry('deliver', { command, retry: 1 }));
+    await driver.until(async () => ((await deadLetters()) > before + 1 ? true : undefined), attemptBoundMs, 'the retry dead-lettered again');
+    assert.deepEqual(agent.deliveries.map((d) => d.attempt), [1, 2, 3, 1, 2, 3]);
+    assert.ok(agent.deliveries.every((d) => d.commandId === command.id));
+    // A late copy of that retry (or of the first dispatch) is dropped; a second retry is delivered.
+    await gw.stores.bus.append(stream, encodeBusEntry('deliver', { command, retry: 1 }));
+    await appendDeliver(gw.stores.bus, 'gw-a', command);
+    await driver.advance(10 * (ackTimeoutMs + backoff.maxMs));
+    assert.equal(agent.deliveries.length, 6);
+    await gw.stores.bus.append(stream, encodeBusEntry('deliver', { command, retry: 2 }));
+    await driver.until(() => (agent.deliveries.length === 7 ? true : undefined), attemptBoundMs, 'the second retry delivered');
+    // The late copies were acked, not left pending: only the delivery in flight holds an entry.
+    assert.equal((await gw.stores.bus.pending(stream, groups.gateway)).length, 1);
   });
 });

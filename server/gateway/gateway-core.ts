@@ -20,7 +20,7 @@ import type { SignedPolicyBundle } from '../../core/protocol/policy-bundle-schem
 import { reportAlert, reportClockOffset } from './gateway-alerts.js';
 import { createGatewayContext, type GatewayContext, type GatewayCoreOptions, type ResolvedGatewayOptions } from './gateway-context.js';
 import { PeerWatch } from './peer-watch.js';
-import { Presence } from './presence.js';
+import { Presence, presenceTtlMs, type OnlineFacts, type PresenceRecord } from './presence.js';
 import { PresenceRefreshWindow } from './presence-refresh-window.js';
 import { createEnrollmentCheck } from './enrollment-check.js';
 import { timerDelayMs } from './deadline-timer.js';
@@ -33,7 +33,6 @@ import type { DeviceTransport } from './device-session.js';
 import { gatewayDefaults, gatewayLimits } from './gateway-defaults.js';
 import { checkProbeOptions, LivenessProbe, probeDefaults } from './liveness-probe.js';
 import { lateTimerLimitsFor, stallDeferralMs, type LateTimerLimits } from '../../core/time/late-timer.js';
-import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 import type { SessionMacOptions } from '../../core/protocol/session/session-mac.js';
 
 export type { GatewayCoreOptions } from './gateway-context.js';
@@ -175,6 +174,13 @@ class Gateway implements GatewayCore {
   };
   /** The session MAC options, the same for every session: one object, not one per session. */
   readonly #sessionMac: SessionMacOptions | undefined;
+  /**
+   * Sessions that owe the control plane their `online` event: their AUTH's presence write failed
+   * (the store was down). Reported by the first refresh that finds the key theirs
+   * (#refreshOwedOnline), never once the session closed. At most one entry per authenticated
+   * session, removed at its close (#finish): bounded by connectionsMax.
+   */
+  readonly #onlineOwed = new Map<DeviceSession, OnlineFacts>();
   /** Requeue and presence-offline work of closed sessions, awaited by stop(); one per closed session. */
   readonly #closeBookkeeping = new Set<Promise<void>>();
   #accepting = true;
@@ -366,7 +372,7 @@ class Gateway implements GatewayCore {
     this.#queue(session, async () => {
       if (session.closed) return;
       session.lastRefreshMs = nowMs;
-      if (!(await this.#presenceRefresh.refresh(session, nowMs, true))) this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
+      if (!(await this.#refreshKey(session, nowMs, true))) this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     });
   }
 
@@ -510,6 +516,7 @@ class Gateway implements GatewayCore {
   #finish(session: DeviceSession, code: number, reason: string): void {
     if (session.closed) return;
     session.closed = true;
+    this.#onlineOwed.delete(session);
     // A close we decided with a typed code (overload, replaced, revoked, expired, too large); a refusal's code was counted when refused.
     if (code !== closeCodes.normal && code !== closeCodes.policyViolation && errorCodePattern.test(reason)) this.#options.metrics?.websocketErrors.inc({ code: reason });
     session.cancelTimers((timer) => this.#options.scheduler.cancel(timer));
@@ -565,7 +572,9 @@ class Gateway implements GatewayCore {
         case 'authenticated':
           session.authenticated = true;
           session.sinceMs = this.#options.clock.nowMs();
-          this.#queue(session, () => this.#onAuthenticated(session, event.lastCommandSeq, event.clockOffsetMs, { agentVersion: event.agentVersion, ...(event.posture === undefined ? {} : { posture: event.posture }) }));
+          this.#queue(session, () => this.#onAuthenticated(session, {
+            lastCommandSeq: event.lastCommandSeq, clockOffsetMs: event.clockOffsetMs, agentVersion: event.agentVersion, ...(event.posture === undefined ? {} : { posture: event.posture }),
+          }));
           break;
         case 'message':
           this.#queue(session, () => this.#onMessage(session, event.message));
@@ -588,16 +597,24 @@ class Gateway implements GatewayCore {
     if (error.code === 'PROTO_TELEMETRY_CHAIN_BROKEN') this.#queue(session, () => reportAlert(this.#context, session, 'telemetry_chain_broken', error.message));
   }
 
-  async #onAuthenticated(session: DeviceSession, lastCommandSeq: number, clockOffsetMs: number, reported: { agentVersion: string; posture?: DevicePosture }): Promise<void> {
+  async #onAuthenticated(session: DeviceSession, facts: OnlineFacts): Promise<void> {
     // Closed before this queued task ran: it must not claim the device's presence or its session slot.
     if (session.closed) return;
     const previous = this.#sessions.get(session.deviceId);
     this.#sessions.set(session.deviceId, session);
     session.lastRefreshMs = this.#options.clock.nowMs();
     // The key names the new session before the old one closes, so the old one's close reports no offline.
-    await this.#presence.online(session, lastCommandSeq, clockOffsetMs, reported);
+    await this.#goOnline(session, facts);
+    // Ended even when that write failed (the store down): both sessions are this gateway's and the
+    // device proved itself in the newer one's AUTH, so the older one is stale whatever the store
+    // holds; choosing between two sessions of one gateway needs no shared state. Safe with two
+    // gateways: the close touches the key only by delete-if-equal on the older session's own record,
+    // and reports offline only if no other session's record is there (Presence.offline), so a
+    // session on another gateway keeps its key and its online. If the store answers again before
+    // that close's bookkeeping runs, the older session may be reported offline just before the
+    // newer one's owed online: the honest order.
     if (previous !== undefined && previous !== session) this.#endSession(previous, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
-    if (Math.abs(clockOffsetMs) > clockOffsetLimits.alertMs) await reportClockOffset(this.#context, session, clockOffsetMs, 'corrected');
+    if (Math.abs(facts.clockOffsetMs) > clockOffsetLimits.alertMs) await reportClockOffset(this.#context, session, facts.clockOffsetMs, 'corrected');
     await this.#bundles.onAuthenticated(session.deviceId);
     await this.#otaNotices.send(session.deviceId);
   }
@@ -625,6 +642,59 @@ class Gateway implements GatewayCore {
     await forwardMessage({ context: this.#context, router: this.#router, telemetry: this.#telemetry }, session, message, nowMs);
   }
 
+  /** Writes presence and reports online; a failure (the store down) leaves the online owed (#onlineOwed). */
+  async #goOnline(session: DeviceSession, facts: OnlineFacts): Promise<void> {
+    try {
+      await this.#presence.online(session, facts);
+    } catch (error) {
+      // Closed meanwhile: nothing is owed (its offline follows), and an entry added now would never be removed.
+      if (session.closed || this.#aborted) return;
+      this.#onlineOwed.set(session, facts);
+      this.#options.logger.warn({ err: error, device_id: session.deviceId, session_id: session.sessionId, trace_id: this.#context.traceId() },
+        'presence online write failed; reported once a refresh finds the key');
+    }
+  }
+
+  /** The session's presence refresh (false: another session holds the key); a session owing its online reclaims the key and reports it. */
+  #refreshKey(session: DeviceSession, heardMs: number, canWait: boolean): Promise<boolean> {
+    const owed = this.#onlineOwed.get(session);
+    return owed === undefined ? this.#presenceRefresh.refresh(session, heardMs, canWait) : this.#refreshOwedOnline(session, owed, heardMs);
+  }
+
+  /**
+   * The refresh of a session whose online is owed: sent at once (such sessions are few), and once
+   * the key is the session's, the online event, exactly once. Not once the session closed: its
+   * offline follows its tasks (this one included), so an online reported here before the close
+   * still comes first, and none may come after it.
+   */
+  async #refreshOwedOnline(session: DeviceSession, facts: OnlineFacts, heardMs: number): Promise<boolean> {
+    const ttlMs = Math.max(1, presenceTtlMs(this.#options.heartbeatIntervalMs) - (this.#options.clock.nowMs() - heardMs));
+    const held = await this.#presence.reclaim(session, ttlMs, (holder) => this.#supersededHere(session, holder));
+    if (!held || session.closed) return held;
+    try {
+      await this.#presence.reportOnline(session, facts);
+      this.#onlineOwed.delete(session);
+    } catch (error) {
+      this.#options.logger.warn({ err: error, device_id: session.deviceId, session_id: session.sessionId, trace_id: this.#context.traceId() },
+        'owed presence online not reported; tried again at the next refresh');
+    }
+    return true;
+  }
+
+  /**
+   * Whether a session owing its online may take the key from `holder`: a record of this gateway
+   * naming another session of the device, while `session` is still the device's newest here. This
+   * gateway holds one session per device and the newest AUTH wins, so such a record is a session
+   * that this one (or one before it) replaced, left there because its close could not delete it
+   * while the store was down; a newer session here is in #sessions before it writes. Another
+   * gateway's record is never taken: which AUTH came later cannot be told from here, so this
+   * session ends as replaced (as any refresh would) and the device's next AUTH, whose write is
+   * unconditional, decides.
+   */
+  #supersededHere(session: DeviceSession, holder: PresenceRecord): boolean {
+    return holder.gateway_id === this.gatewayId && holder.session_id !== session.sessionId && this.#sessions.get(session.deviceId) === session;
+  }
+
   /** False (and the session closed) if another session took the device's presence key. */
   async #refreshPresence(session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<boolean> {
     // Refresh at most 5 times per presence TTL: enough margin, and a telemetry burst costs no extra writes.
@@ -632,7 +702,7 @@ class Gateway implements GatewayCore {
     session.lastRefreshMs = nowMs;
     // HEARTBEAT and TELEMETRY may wait for other sessions' refreshes; a command's ACK or RESULT is not held up.
     const canWait = message.type === 'HEARTBEAT' || message.type === 'TELEMETRY';
-    if (await this.#presenceRefresh.refresh(session, nowMs, canWait)) return true;
+    if (await this.#refreshKey(session, nowMs, canWait)) return true;
     this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     return false;
   }

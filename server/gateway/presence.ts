@@ -9,6 +9,15 @@ export interface PresenceRecord {
   since_ms: number;
 }
 
+/** What a session's `online` event carries besides the session: the device's word at AUTH. */
+export interface OnlineFacts {
+  readonly lastCommandSeq: number;
+  /** The device clock minus ours, measured at AUTH; the control plane shows it on the device. */
+  readonly clockOffsetMs: number;
+  readonly agentVersion?: string;
+  readonly posture?: DevicePosture;
+}
+
 export interface PresenceSession {
   readonly deviceId: string;
   readonly sessionId: string;
@@ -20,6 +29,11 @@ export interface PresenceSession {
 /** 1.5 heartbeat intervals: the same bound as GatewayConnection's silence timeout. */
 export function presenceTtlMs(heartbeatIntervalMs: number): number {
   return Math.ceil(heartbeatIntervalMs * 1.5);
+}
+
+/** A function, not an inline test: the flag changes across awaits, which TypeScript's narrowing does not see. */
+function isClosed(session: PresenceSession): boolean {
+  return session.closed === true;
 }
 
 function parseRecord(text: string | null): PresenceRecord | undefined {
@@ -41,15 +55,24 @@ function parseRecord(text: string | null): PresenceRecord | undefined {
 export class Presence {
   constructor(private readonly context: GatewayContext) {}
 
-  /** `clockOffsetMs`: the device clock minus ours, measured at AUTH; the control plane shows it on the device. */
-  async online(session: PresenceSession, lastCommandSeq: number, clockOffsetMs: number, reported: { agentVersion?: string; posture?: DevicePosture } = {}): Promise<void> {
-    const { gatewayId, stores, heartbeatIntervalMs } = this.context.options;
+  /**
+   * The key, written unconditionally (the newest AUTH wins), then the online event. A failure of
+   * either leaves the event owed: the caller reports it with `reclaim` and `reportOnline` once the
+   * store answers again (gateway-core.ts #refreshOwedOnline).
+   */
+  async online(session: PresenceSession, facts: OnlineFacts): Promise<void> {
+    const { stores, heartbeatIntervalMs } = this.context.options;
     await stores.kv.set(kvKeys.presence(session.deviceId), this.#record(session), { ttlMs: presenceTtlMs(heartbeatIntervalMs) });
+    await this.reportOnline(session, facts);
+  }
+
+  /** The `online` entry on the events stream alone, stamped now. */
+  async reportOnline(session: PresenceSession, facts: OnlineFacts): Promise<void> {
     await this.context.report('presence', {
-      device_id: session.deviceId, gateway_id: gatewayId, session_id: session.sessionId, online: true,
-      at_ms: this.context.nowMs(), last_command_seq: lastCommandSeq, clock_offset_ms: clockOffsetMs,
+      device_id: session.deviceId, gateway_id: this.context.options.gatewayId, session_id: session.sessionId, online: true,
+      at_ms: this.context.nowMs(), last_command_seq: facts.lastCommandSeq, clock_offset_ms: facts.clockOffsetMs,
       // What the device said of itself in AUTH, passed on for the control plane's compliance state.
-      ...(reported.agentVersion === undefined ? {} : { agent_version: reported.agentVersion }), ...(reported.posture === undefined ? {} : { posture: reported.posture }),
+      ...(facts.agentVersion === undefined ? {} : { agent_version: facts.agentVersion }), ...(facts.posture === undefined ? {} : { posture: facts.posture }),
     });
   }
 
@@ -72,6 +95,28 @@ export class Presence {
     // before the close is removed by the offline's delete, which is sent after it.)
     if (session.closed === true) return false;
     return stores.kv.set(key, mine, { ttlMs, onlyIfAbsent: true });
+  }
+
+  /**
+   * The refresh of a session whose AUTH write failed (its key may never have been written): as
+   * `refresh`, and when the key names another session that `mayTakeOver` accepts, a compare-and-set
+   * on that exact record, so nothing written since is overwritten. Why: during a store outage
+   * shorter than the TTL, the key still names the session this one replaced; a plain refresh
+   * would find it and end the newer session as replaced by the older one.
+   */
+  async reclaim(session: PresenceSession, ttlMs: number, mayTakeOver: (holder: PresenceRecord) => boolean): Promise<boolean> {
+    if (await this.refresh(session, ttlMs)) return true;
+    if (isClosed(session)) return false;
+    const { stores } = this.context.options;
+    const key = kvKeys.presence(session.deviceId);
+    const text = await stores.kv.get(key);
+    // Each write below only if the session is still open (as in refresh: its offline may be under way).
+    if (isClosed(session)) return false;
+    // Gone since the refresh looked (the holder's close deleted it): as a refresh, only if still absent.
+    if (text === null) return stores.kv.set(key, this.#record(session), { ttlMs, onlyIfAbsent: true });
+    const holder = parseRecord(text);
+    if (holder === undefined || !mayTakeOver(holder)) return false;
+    return stores.kv.compareAndSet(key, text, this.#record(session), { ttlMs });
   }
 
   /**

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { SdcError } from '../../../core/errors/index.js';
@@ -43,6 +44,32 @@ return 1`;
 const deleteIfEqualScript = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])`;
+
+/** A Lua script and the SHA-1 of its text, by which EVALSHA names it. */
+export interface StoreScript {
+  readonly lua: string;
+  readonly sha1: string;
+}
+
+function storeScript(lua: string): StoreScript {
+  return { lua, sha1: createHash('sha1').update(lua).digest('hex') };
+}
+
+/**
+ * Sent by SHA-1 (EVALSHA): the presence refresh of every heartbeat is a compareAndSet, and EVAL
+ * would ship the text each time and make Redis hash it again. By hand rather than with ioredis
+ * `defineCommand`, whose wrapper cost 1-3 µs more of the client's CPU per call (issue 15,
+ * docs/benchmarks.md). Exported for scripts/measure-kv-scripts.ts, which compares the two ways.
+ */
+export const kvScripts = {
+  compareAndSet: storeScript(compareAndSetScript),
+  deleteIfEqual: storeScript(deleteIfEqualScript),
+} as const;
+
+/** Redis's answer to EVALSHA of a script it does not hold. */
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
 
 function reportHandlerError(error: unknown, channel: string): void {
   process.emitWarning(`kv subscriber for ${channel} threw: ${error instanceof Error ? error.message : String(error)}`, 'KeyValueStoreWarning');
@@ -110,7 +137,7 @@ export class RedisKeyValueStore implements KeyValueStore {
         const written = opts.ttlMs === undefined ? this.client.set(fullKey, value) : this.client.set(fullKey, value, 'PX', opts.ttlMs);
         return (await written) === 'OK';
       }
-      const reply = await this.client.eval(compareAndSetScript, 1, fullKey, expected, value, opts.ttlMs === undefined ? '' : String(opts.ttlMs));
+      const reply = await this.evalScript(kvScripts.compareAndSet, fullKey, expected, value, opts.ttlMs === undefined ? '' : String(opts.ttlMs));
       return reply === 1;
     });
   }
@@ -123,8 +150,25 @@ export class RedisKeyValueStore implements KeyValueStore {
         if (this.inProcessValue(fullKey) !== expected) return false;
         return (await this.client.del(fullKey)) > 0;
       }
-      return (await this.client.eval(deleteIfEqualScript, 1, fullKey, expected)) === 1;
+      return (await this.evalScript(kvScripts.deleteIfEqual, fullKey, expected)) === 1;
     });
+  }
+
+  /**
+   * Runs a one-key script by its SHA-1. Redis holds scripts until a restart or SCRIPT FLUSH (and
+   * never had one it was not sent yet): it then answers NOSCRIPT, and EVAL sends the text, which
+   * runs the script and caches it again, so callers never see NOSCRIPT. The EVAL goes after what
+   * was sent meanwhile; both scripts write only over `expected`, so a write that overtook one makes
+   * it answer false rather than clobber. With autopipelining, EVALSHA joins the pipeline as any
+   * command does, and one NOSCRIPT in a pipeline fails only that command.
+   */
+  private async evalScript(script: StoreScript, fullKey: string, ...args: string[]): Promise<unknown> {
+    try {
+      return await this.client.evalsha(script.sha1, 1, fullKey, ...args);
+    } catch (error) {
+      if (!isNoScript(error)) throw error;
+      return this.client.eval(script.lua, 1, fullKey, ...args);
+    }
   }
 
   /** What GET would answer now, read synchronously from ioredis-mock's keyspace (null: no such key). */

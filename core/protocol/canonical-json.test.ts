@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { assertRefused } from '../errors/assert-refused.js';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { canonicalBytes, canonicalize } from './canonical-json.js';
+import { canonicalBytes, canonicalize, canonicalMembers } from './canonical-json.js';
 import { parseStrictJson } from './strict-json.js';
 
 const vectorDir = new URL('./vectors/rfc8785/', import.meta.url);
@@ -164,4 +164,31 @@ test('property: canonical text is valid JSON that JSON.parse reads back to the s
     // never in content: parsing both gives the same canonical text.
     assert.equal(canonicalize(JSON.parse(JSON.stringify(value))), text);
   }), { numRuns: 500 });
+});
+
+test('property: canonicalMembers are the members canonicalize writes, joined in sorted order', () => {
+  const objects = fc.dictionary(fc.string({ unit: 'binary', maxLength: 8 }), jsonValues, { maxKeys: 8 });
+  fc.assert(fc.property(objects, (object) => {
+    const names = Object.keys(object).sort();
+    assert.equal(`{${canonicalMembers(object, names).join(',')}}`, canonicalize(object));
+  }), { numRuns: 300 });
+});
+
+test('canonicalMembers refuses what canonicalize refuses inside the object, with the same code, path and depth', () => {
+  const nest = (depth: number): unknown => (depth === 0 ? 0 : [nest(depth - 1)]);
+  const refused = [
+    [{ a: { b: Number.NaN } }, 'PROTO_JCS_NON_FINITE'], [{ a: [1, undefined] }, 'PROTO_JCS_UNSUPPORTED_VALUE'],
+    [{ a: nest(32) }, 'PROTO_JSON_TOO_DEEP'], [{ a: 'x\ud800' }, 'PROTO_JCS_LONE_SURROGATE'],
+  ] as const;
+  for (const [object, code] of refused) {
+    const whole = assertRefused(() => canonicalize(object), code);
+    const members = assertRefused(() => canonicalMembers(object, ['a']), code);
+    assert.equal(members.details.path, whole.details.path);
+  }
+  assert.equal(canonicalMembers({ a: nest(31) }, ['a'])[0], `"a":${canonicalize(nest(31))}`);
+  // The object itself is an ancestor: a member that leads back to it is a cycle, as in canonicalize.
+  const cyclic: Record<string, unknown> = { b: 1 };
+  cyclic.a = { back: cyclic };
+  assertRefused(() => canonicalMembers(cyclic, ['a']), 'PROTO_JSON_TOO_DEEP');
+  assertRefused(() => canonicalMembers({}, ['missing']), 'PROTO_JCS_UNSUPPORTED_VALUE');
 });

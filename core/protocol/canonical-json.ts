@@ -26,9 +26,9 @@ export function canonicalize(value: unknown, options: CanonicalizeOptions = {}):
   const depthMax = options.limits?.depthMax ?? defaultProtocolLimits.depthMax;
   assert(Number.isSafeInteger(depthMax) && depthMax >= 0 && depthMax <= depthCeiling,
     `canonicalize depthMax must be an integer from 0 to ${depthCeiling}`);
-  const out: string[] = [];
-  new CanonicalWriter(out, depthMax).write(value);
-  return out.join('');
+  const writer = new CanonicalWriter(depthMax);
+  writer.write(value);
+  return writer.take();
 }
 
 /** UTF-8 bytes of the canonical form: exactly what gets hashed or signed. */
@@ -37,32 +37,69 @@ export function canonicalBytes(value: unknown, options: CanonicalizeOptions = {}
   return utf8Encoder.encode(canonicalize(value, options));
 }
 
+/**
+ * The canonical `"name":value` text of each named member of `object`, in the order given: exactly
+ * the text canonicalize(object) writes for that member (its depth and error paths are those inside
+ * `object`). For a caller that assembles a canonical object from parts (envelope.ts writes the
+ * signed fields once and the whole frame from the same parts); that caller owns what
+ * canonicalize would otherwise check of `object` itself: a plain object whose enumerable own
+ * data members are exactly the names, which it joins with ',' in sorted order inside braces.
+ */
+export function canonicalMembers(object: object, names: readonly string[], options: CanonicalizeOptions = {}): string[] {
+  const depthMax = options.limits?.depthMax ?? defaultProtocolLimits.depthMax;
+  assert(Number.isSafeInteger(depthMax) && depthMax >= 1 && depthMax <= depthCeiling,
+    `canonicalMembers depthMax must be an integer from 1 to ${depthCeiling}`);
+  const writer = new CanonicalWriter(depthMax, object);
+  return names.map((name) => {
+    writer.writeMember(object, name);
+    return writer.take();
+  });
+}
+
 class CanonicalWriter {
   /** Containers currently being written, outermost first: the depth and the cycle check. */
   private readonly ancestors: object[] = [];
   /** Member names and indexes leading to the current value, for error details only. */
   private readonly path: (string | number)[] = [];
 
-  constructor(private readonly out: string[], private readonly depthMax: number) {}
+  /**
+   * The text so far: appended to, not pushed and joined (V8 concatenates into a rope, then
+   * flattens once; an array of small strings cost more per frame, docs/benchmarks.md 2026-12-04).
+   */
+  private out = '';
+  /** Made once, not per string written: only an error reads it. */
+  private readonly pointerOf = (): string => this.pointer();
+
+  constructor(private readonly depthMax: number, parent?: object) {
+    // Writing members of `parent` on their own: it is their container, as writeContainer would have made it.
+    if (parent !== undefined) this.ancestors.push(parent);
+  }
+
+  /** The text written since the last take. */
+  take(): string {
+    const text = this.out;
+    this.out = '';
+    return text;
+  }
 
   write(value: unknown): void {
     switch (typeof value) {
       case 'string':
-        this.out.push(quoteString(value, () => this.pointer()));
+        this.out += quoteString(value, this.pointerOf);
         return;
       case 'number':
         if (!Number.isFinite(value)) {
           throw new SdcError('PROTO_JCS_NON_FINITE', `${value} has no JSON representation`, { path: this.pointer() });
         }
         // ECMAScript Number::toString is exactly the serialisation RFC 8785 section 3.2.2.3 requires; it maps -0 to "0".
-        this.out.push(String(value));
+        this.out += String(value);
         return;
       case 'boolean':
-        this.out.push(value ? 'true' : 'false');
+        this.out += value ? 'true' : 'false';
         return;
       case 'object':
         if (value === null) {
-          this.out.push('null');
+          this.out += 'null';
           return;
         }
         this.writeContainer(value);
@@ -99,14 +136,14 @@ class CanonicalWriter {
     if (Reflect.ownKeys(array).length !== array.length + 1) {
       throw this.unsupported('sparse arrays and arrays with extra properties have no exact JSON representation');
     }
-    this.out.push('[');
+    this.out += '[';
     for (let index = 0; index < array.length; index++) {
-      if (index > 0) this.out.push(',');
+      if (index > 0) this.out += ',';
       this.path.push(index);
       this.write(array[index]);
       this.path.pop();
     }
-    this.out.push(']');
+    this.out += ']';
   }
 
   private writeObject(object: object): void {
@@ -124,20 +161,24 @@ class CanonicalWriter {
     }
     // Default sort compares UTF-16 code units, which is the order RFC 8785 section 3.2.3 requires.
     names.sort();
-    this.out.push('{');
+    this.out += '{';
     for (let index = 0; index < names.length; index++) {
-      const name = names[index] as string;
-      if (index > 0) this.out.push(',');
-      this.path.push(name);
-      this.out.push(quoteString(name, () => this.pointer()), ':');
-      const member = (object as Record<string, unknown>)[name];
-      // Refused, not dropped: JSON.stringify drops undefined members, so a signer using it and
-      // a verifier using us would sign different bytes for the "same" object. Callers omit the key instead.
-      if (member === undefined) throw this.unsupported('an undefined member has no JSON representation (omit the member instead)');
-      this.write(member);
-      this.path.pop();
+      if (index > 0) this.out += ',';
+      this.writeMember(object, names[index] as string);
     }
-    this.out.push('}');
+    this.out += '}';
+  }
+
+  /** `"name":value` of one member of `object`, the object being the innermost ancestor. */
+  writeMember(object: object, name: string): void {
+    this.path.push(name);
+    this.out += quoteString(name, this.pointerOf) + ':';
+    const member = (object as Record<string, unknown>)[name];
+    // Refused, not dropped: JSON.stringify drops undefined members, so a signer using it and
+    // a verifier using us would sign different bytes for the "same" object. Callers omit the key instead.
+    if (member === undefined) throw this.unsupported('an undefined member has no JSON representation (omit the member instead)');
+    this.write(member);
+    this.path.pop();
   }
 
   private unsupported(message: string): SdcError {

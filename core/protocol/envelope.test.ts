@@ -6,9 +6,11 @@ import { base64urlFromBytes } from '../crypto/bytes.js';
 import { createNobleEd25519Provider } from '../crypto/ed25519-noble.js';
 import { canonicalBytes } from './canonical-json.js';
 import {
-  decodeEnvelope, encodeEnvelope, envelopeSigningInput, envelopeSigningPrefix, signEnvelope, verifyEnvelope,
-  type EnvelopeFields, type SignedEnvelope,
+  decodeEnvelope, encodeEnvelope, envelopeSigningInput, envelopeSigningPrefix, macAndEncodeEnvelope, macEnvelope, signAndEncodeEnvelope,
+  signEnvelope, verifyEnvelope, verifyEnvelopeMac, type EnvelopeFields, type SignedEnvelope,
 } from './envelope.js';
+import { createNobleSessionKeyCrypto } from '../crypto/session-crypto-noble.js';
+import { assertRefused } from '../errors/assert-refused.js';
 import type { JsonObject } from './json-value.js';
 
 // core tests use core's own provider; runtime/ed25519-providers.test.ts checks that node:crypto agrees.
@@ -242,5 +244,42 @@ describe('tamper evidence', () => {
       const frame = encodeEnvelope(signed(fields));
       assertFlipRefused(frame, position % (frame.length * 8));
     }), { numRuns: 500 });
+  });
+});
+
+describe('one canonicalisation per frame sent (issue 17)', () => {
+  const sessionCrypto = createNobleSessionKeyCrypto();
+  const macKey = new Uint8Array(32).fill(3);
+  // Bodies with any well-formed UTF-16 (escapes, astral characters) and nesting, beside the envelope's own fields.
+  const anyFields = fieldsArbitrary.chain((fields) => fc.dictionary(fc.string({ unit: 'binary', maxLength: 12 }), fc.jsonValue({ stringUnit: 'binary', maxDepth: 4 }), { maxKeys: 6 })
+    .map((body) => ({ ...fields, body: body as JsonObject })));
+
+  test('property: sign/MAC and encode in one give the bytes encodeEnvelope gives, over the signing input of the canonical fields', () => {
+    fc.assert(fc.property(anyFields, (fields) => {
+      const signedAndEncoded = signAndEncodeEnvelope({ fields, kid, seed, provider: node });
+      assert.deepEqual(signedAndEncoded.envelope, signEnvelope({ fields, kid, seed, provider: node }));
+      assert.deepEqual(signedAndEncoded.bytes, encodeEnvelope(signedAndEncoded.envelope));
+      const macd = macAndEncodeEnvelope({ fields, key: macKey, crypto: sessionCrypto });
+      assert.deepEqual(macd.envelope, macEnvelope({ fields, key: macKey, crypto: sessionCrypto }));
+      assert.deepEqual(macd.bytes, encodeEnvelope(macd.envelope));
+      assert.deepEqual(encodeEnvelope(verifyEnvelopeMac({ envelope: decodeEnvelope(macd.bytes), key: macKey, crypto: sessionCrypto })), macd.bytes);
+      assert.deepEqual(envelopeSigningInput(fields), new Uint8Array([...utf8.encode(envelopeSigningPrefix), ...canonicalBytes(fields)]));
+    }), { numRuns: 300 });
+  });
+
+  test('a body canonicalize refuses is refused with the same code and path as before: inside the envelope, under /body', () => {
+    const nest = (depth: number): JsonObject => (depth === 1 ? { x: 0 } : { x: nest(depth - 1) });
+    const refused = [[{ x: Number.NaN }, 'PROTO_JCS_NON_FINITE'], [{ x: 'a\udc00' }, 'PROTO_JCS_LONE_SURROGATE'], [nest(32), 'PROTO_JSON_TOO_DEEP']] as const;
+    for (const [body, code] of refused) {
+      const fields = { ...baseFields, body: body as unknown as JsonObject };
+      const whole = assertRefused(() => canonicalBytes(fields), code);
+      assert.match(String(whole.details.path), /^\/body\//);
+      for (const run of [() => signAndEncodeEnvelope({ fields, kid, seed, provider: node }), () => macAndEncodeEnvelope({ fields, key: macKey, crypto: sessionCrypto }), () => envelopeSigningInput(fields)]) {
+        assert.equal(assertRefused(run, code).details.path, whole.details.path);
+      }
+    }
+    // 31 levels in the body is 32 in the envelope: still within the default depth.
+    const deep = { ...baseFields, body: nest(31) };
+    assert.deepEqual(signAndEncodeEnvelope({ fields: deep, kid, seed, provider: node }).bytes, encodeEnvelope(signEnvelope({ fields: deep, kid, seed, provider: node })));
   });
 });

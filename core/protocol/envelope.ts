@@ -1,6 +1,6 @@
 import { SdcError } from '../errors/index.js';
-import { base64urlFromBytes, bytesEqualConstantTime, bytesFromBase64url, concatBytes } from '../crypto/bytes.js';
-import { canonicalBytes } from './canonical-json.js';
+import { base64urlFromBytes, bytesEqualConstantTime, bytesFromBase64url } from '../crypto/bytes.js';
+import { canonicalBytes, canonicalMembers } from './canonical-json.js';
 import type { JsonObject, JsonValue } from './json-value.js';
 import type { ProtocolLimits } from './limits.js';
 import type { Ed25519Provider, SessionKeyCrypto } from '../ports/ports.js';
@@ -51,12 +51,16 @@ export interface SignedEnvelope extends EnvelopeFields {
  * the same canonical bytes. The version in the prefix does the same across envelope versions.
  */
 export const envelopeSigningPrefix = 'sdc-envelope-v1\n';
-const signingPrefixBytes = new TextEncoder().encode(envelopeSigningPrefix);
+const utf8Encoder = new TextEncoder();
 
 const fieldNames = ['v', 'type', 'id', 'device_id', 'session_id', 'seq', 'ts', 'body'] as const;
 const fieldNameSet: ReadonlySet<string> = new Set(fieldNames);
 const signedEnvelopeNames: ReadonlySet<string> = new Set([...fieldNames, 'sig']);
 const signatureNames: ReadonlySet<string> = new Set(['alg', 'kid', 'value']);
+/** The signed fields in RFC 8785 member order (UTF-16 code units, what Array.prototype.sort compares). */
+const sortedFieldNames: readonly string[] = [...fieldNames].sort();
+/** Where `sig` goes among them in the whole envelope's member order. */
+const sigMemberIndex = sortedFieldNames.filter((name) => name < 'sig').length;
 
 // Patterns shared with the message schemas (core/protocol/messages/fields.ts).
 const typePattern = /^[A-Z][A-Z0-9_]{0,63}$/;
@@ -147,10 +151,37 @@ export function parseSignedEnvelope(value: JsonValue): SignedEnvelope {
   return { ...fields, sig: { alg: alg as EnvelopeSignature['alg'], kid, value: signatureValue } };
 }
 
+/**
+ * The canonical `"name":value` texts of the signed fields, in member order. Written once per frame
+ * sent: the signing input and the whole frame are both joined from them (the body, most of a
+ * frame, used to be canonicalised twice: to sign or MAC, then to encode).
+ */
+function canonicalFieldMembers(fields: EnvelopeFields): string[] {
+  const { v, type, id, device_id, session_id, seq, ts, body } = fields;
+  return canonicalMembers({ v, type, id, device_id, session_id, seq, ts, body }, sortedFieldNames);
+}
+
+/** Prefix and fields in one encode, not two and a concatenation (the prefix is ASCII, one byte a character). */
+function signingInputOf(fieldMembers: readonly string[]): Uint8Array {
+  return utf8Encoder.encode(`${envelopeSigningPrefix}{${fieldMembers.join(',')}}`);
+}
+
+/** canonicalBytes of the whole envelope, from the fields' members and `sig` (the only other member). */
+function frameBytesOf(fieldMembers: readonly string[], sig: EnvelopeSignature): Uint8Array {
+  const [sigMember] = canonicalMembers({ sig }, ['sig']);
+  const members = [...fieldMembers.slice(0, sigMemberIndex), sigMember, ...fieldMembers.slice(sigMemberIndex)];
+  return utf8Encoder.encode(`{${members.join(',')}}`);
+}
+
 /** The exact bytes an envelope signature covers: the prefix, then the canonical signed fields. */
 export function envelopeSigningInput(fields: EnvelopeFields): Uint8Array {
-  const { v, type, id, device_id, session_id, seq, ts, body } = fields;
-  return concatBytes(signingPrefixBytes, canonicalBytes({ v, type, id, device_id, session_id, seq, ts, body }));
+  return signingInputOf(canonicalFieldMembers(fields));
+}
+
+/** An envelope just authenticated, with its fields' canonical members for encoding it. */
+interface Authenticated {
+  envelope: SignedEnvelope;
+  fieldMembers: string[];
 }
 
 export interface SignEnvelopeInput {
@@ -162,11 +193,22 @@ export interface SignEnvelopeInput {
 }
 
 /** Signs the fields. Refuses fields that `decodeEnvelope` would refuse, so every envelope we make can be read back. */
-export function signEnvelope({ fields, kid, seed, provider }: SignEnvelopeInput): SignedEnvelope {
+export function signEnvelope(input: SignEnvelopeInput): SignedEnvelope {
+  return signFields(input).envelope;
+}
+
+/** signEnvelope and encodeEnvelope in one, canonicalising the fields once: the bytes are those encodeEnvelope gives. */
+export function signAndEncodeEnvelope(input: SignEnvelopeInput): { envelope: SignedEnvelope; bytes: Uint8Array } {
+  const { envelope, fieldMembers } = signFields(input);
+  return { envelope, bytes: frameBytesOf(fieldMembers, envelope.sig) };
+}
+
+function signFields({ fields, kid, seed, provider }: SignEnvelopeInput): Authenticated {
   const checked = parseEnvelopeFields(fields as unknown as JsonValue);
   if (typeof kid !== 'string' || !kidPattern.test(kid)) throw schemaError('sig.kid', 'must be 1-128 characters of [A-Za-z0-9_.:-]');
-  const signature = provider.sign(seed, envelopeSigningInput(checked));
-  return { ...checked, sig: { alg: envelopeSignatureAlg, kid, value: base64urlFromBytes(signature) } };
+  const fieldMembers = canonicalFieldMembers(checked);
+  const signature = provider.sign(seed, signingInputOf(fieldMembers));
+  return { envelope: { ...checked, sig: { alg: envelopeSignatureAlg, kid, value: base64urlFromBytes(signature) } }, fieldMembers };
 }
 
 export interface VerifyEnvelopeInput {
@@ -182,7 +224,14 @@ export interface VerifyEnvelopeInput {
  * PROTO_SCHEMA_INVALID for an envelope that did not come through decodeEnvelope and is malformed).
  */
 export function verifyEnvelope({ envelope, resolveKey, provider }: VerifyEnvelopeInput): SignedEnvelope {
-  const checked = parseSignedEnvelope(envelope as unknown as JsonValue);
+  return verifyDecodedEnvelope({ envelope: parseSignedEnvelope(envelope as unknown as JsonValue), resolveKey, provider });
+}
+
+/**
+ * verifyEnvelope for an envelope exactly as decodeEnvelope (or parseSignedEnvelope) returned it,
+ * not changed since, so its shape is not checked a second time (codec.ts, per received frame).
+ */
+export function verifyDecodedEnvelope({ envelope: checked, resolveKey, provider }: VerifyEnvelopeInput): SignedEnvelope {
   const { alg, kid, value } = checked.sig;
   if (alg !== envelopeSignatureAlg) {
     throw new SdcError('CRYPTO_UNSUPPORTED_ALG', `signature algorithm ${JSON.stringify(alg)} is not supported (expected ${envelopeSignatureAlg})`, { alg });
@@ -207,10 +256,21 @@ export interface MacEnvelopeInput {
  * Authenticates the fields with the session MAC instead of a signature: the same signing input
  * (prefix and canonical fields), so a MAC'd and a signed frame differ only in `sig`.
  */
-export function macEnvelope({ fields, key, crypto }: MacEnvelopeInput): SignedEnvelope {
+export function macEnvelope(input: MacEnvelopeInput): SignedEnvelope {
+  return macFields(input).envelope;
+}
+
+/** macEnvelope and encodeEnvelope in one, canonicalising the fields once: the bytes are those encodeEnvelope gives. */
+export function macAndEncodeEnvelope(input: MacEnvelopeInput): { envelope: SignedEnvelope; bytes: Uint8Array } {
+  const { envelope, fieldMembers } = macFields(input);
+  return { envelope, bytes: frameBytesOf(fieldMembers, envelope.sig) };
+}
+
+function macFields({ fields, key, crypto }: MacEnvelopeInput): Authenticated {
   const checked = parseEnvelopeFields(fields as unknown as JsonValue);
-  const tag = crypto.hmacSha256(key, envelopeSigningInput(checked));
-  return { ...checked, sig: { alg: envelopeMacAlg, kid: envelopeMacKid, value: base64urlFromBytes(tag) } };
+  const fieldMembers = canonicalFieldMembers(checked);
+  const tag = crypto.hmacSha256(key, signingInputOf(fieldMembers));
+  return { envelope: { ...checked, sig: { alg: envelopeMacAlg, kid: envelopeMacKid, value: base64urlFromBytes(tag) } }, fieldMembers };
 }
 
 export interface VerifyEnvelopeMacInput {
@@ -225,7 +285,11 @@ export interface VerifyEnvelopeMacInput {
  * or CRYPTO_SIGNATURE_INVALID, the codes a bad signature gets.
  */
 export function verifyEnvelopeMac({ envelope, key, crypto }: VerifyEnvelopeMacInput): SignedEnvelope {
-  const checked = parseSignedEnvelope(envelope as unknown as JsonValue);
+  return verifyDecodedEnvelopeMac({ envelope: parseSignedEnvelope(envelope as unknown as JsonValue), key, crypto });
+}
+
+/** verifyEnvelopeMac for an envelope exactly as decodeEnvelope returned it (see verifyDecodedEnvelope). */
+export function verifyDecodedEnvelopeMac({ envelope: checked, key, crypto }: VerifyEnvelopeMacInput): SignedEnvelope {
   const { alg, kid, value } = checked.sig;
   if (alg !== envelopeMacAlg) {
     throw new SdcError('CRYPTO_UNSUPPORTED_ALG', `${checked.type} frames of this session carry the session MAC (${envelopeMacAlg}), not ${JSON.stringify(alg)}`, { alg });

@@ -37,8 +37,21 @@ export const defaultProtocolLimits: Readonly<ProtocolLimits> = Object.freeze({
   objectMembersMax: 256,
 });
 
-/** Merges caller overrides onto the defaults; every limit must be a non-negative safe integer. */
-export function resolveProtocolLimits(overrides: Partial<ProtocolLimits> = {}): Readonly<ProtocolLimits> {
+/**
+ * Limits this module resolved: frozen, so handing one back instead of resolving it again cannot
+ * let one caller's change reach another. Weak, so it holds no caller's object alive.
+ */
+const resolvedLimits = new WeakSet<object>([defaultProtocolLimits]);
+
+/**
+ * Merges caller overrides onto the defaults; every limit must be a non-negative safe integer.
+ * A result of this function (or the defaults) is returned as it is, and no overrides at all give
+ * the defaults: a session resolves its limits once and every frame's parse reuses them. A
+ * caller's own overrides object is never cached (it may change between calls).
+ */
+export function resolveProtocolLimits(overrides?: Partial<ProtocolLimits>): Readonly<ProtocolLimits> {
+  if (overrides === undefined) return defaultProtocolLimits;
+  if (resolvedLimits.has(overrides)) return overrides as Readonly<ProtocolLimits>;
   const limits = { ...defaultProtocolLimits };
   for (const name of Object.keys(defaultProtocolLimits) as (keyof ProtocolLimits)[]) {
     const value = overrides[name];
@@ -46,5 +59,7 @@ export function resolveProtocolLimits(overrides: Partial<ProtocolLimits> = {}): 
     assert(Number.isSafeInteger(value) && value >= 0, `protocol limit ${name} must be a non-negative safe integer`);
     limits[name] = value;
   }
-  return Object.freeze(limits);
+  const resolved = Object.freeze(limits);
+  resolvedLimits.add(resolved);
+  return resolved;
 }

@@ -18,7 +18,7 @@ import { resolveProtocolLimits, type ProtocolLimits } from './limits.js';
 // parser can refuse it (RFC 8259 section 8.1: senders must not add one).
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-export function parseStrictJson(input: Uint8Array | string, limits: Partial<ProtocolLimits> = {}): JsonValue {
+export function parseStrictJson(input: Uint8Array | string, limits?: Partial<ProtocolLimits>): JsonValue {
   const resolved = resolveProtocolLimits(limits);
   const text = decodeFrame(input, resolved.frameBytesMax);
   return new StrictJsonParser(text, resolved).parseDocument();

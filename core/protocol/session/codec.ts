@@ -1,5 +1,5 @@
 import { SdcError } from '../../errors/index.js';
-import { decodeEnvelope, encodeEnvelope, envelopeMacAlg, macEnvelope, signEnvelope, verifyEnvelope, verifyEnvelopeMac, type EnvelopeFields, type SignedEnvelope } from '../envelope.js';
+import { decodeEnvelope, envelopeMacAlg, macAndEncodeEnvelope, signAndEncodeEnvelope, verifyDecodedEnvelope, verifyDecodedEnvelopeMac, type EnvelopeFields, type SignedEnvelope } from '../envelope.js';
 import type { JsonObject } from '../json-value.js';
 import type { ProtocolLimits } from '../limits.js';
 import { isMessageType, type MessageBody, type MessageType } from '../messages/catalog.js';
@@ -39,11 +39,24 @@ export interface DecodedMessage<T extends MessageType = MessageType> {
  */
 export function encodeMessage<T extends MessageType>(type: T, body: MessageBody<T>, address: FrameAddress, signer: FrameSigner, mac?: SessionMacKeys): { envelope: SignedEnvelope; bytes: Uint8Array } {
   validateMessageBody(type, body);
+  return encodeValidated(type, body, address, signer, mac);
+}
+
+/**
+ * encodeMessage for the body of a message this side has just decoded (checkBody validated it for
+ * its type, and nothing has run since that could change it): the gateway's HEARTBEAT echo. The
+ * body is not validated a second time.
+ */
+export function encodeDecodedBody(message: DecodedMessage, address: FrameAddress, signer: FrameSigner, mac?: SessionMacKeys): { envelope: SignedEnvelope; bytes: Uint8Array } {
+  return encodeValidated(message.type, message.body, address, signer, mac);
+}
+
+function encodeValidated(type: MessageType, body: MessageBody<MessageType>, address: FrameAddress, signer: FrameSigner, mac: SessionMacKeys | undefined): { envelope: SignedEnvelope; bytes: Uint8Array } {
   const fields: EnvelopeFields = { v: 1, type, id: address.id, device_id: address.deviceId, session_id: address.sessionId, seq: address.seq, ts: address.ts, body: body as unknown as JsonObject };
-  const envelope = mac !== undefined && sessionMacTypes.has(type)
-    ? macEnvelope({ fields, key: mac.send, crypto: mac.crypto })
-    : signEnvelope({ fields, kid: signer.kid, seed: signer.seed, provider: signer.provider });
-  return { envelope, bytes: encodeEnvelope(envelope) };
+  // The fields are canonicalised once, for both the MAC or signature and the frame's bytes.
+  return mac !== undefined && sessionMacTypes.has(type)
+    ? macAndEncodeEnvelope({ fields, key: mac.send, crypto: mac.crypto })
+    : signAndEncodeEnvelope({ fields, kid: signer.kid, seed: signer.seed, provider: signer.provider });
 }
 
 /**
@@ -53,6 +66,7 @@ export function encodeMessage<T extends MessageType>(type: T, body: MessageBody<
  */
 export function decodeAndVerify(options: {
   bytes: Uint8Array;
+  /** Resolved once per session (resolveProtocolLimits), so a frame's parse does not merge them again. */
   limits?: Partial<ProtocolLimits>;
   expectDeviceId: string;
   expectSessionId: string;
@@ -68,12 +82,12 @@ export function decodeAndVerify(options: {
   // One accepted form per type and session: a MAC'd session never pays for an Ed25519 verify of
   // its frequent frames, and a MAC is never accepted where a signature is the evidence.
   if (options.mac !== undefined && sessionMacTypes.has(envelope.type as MessageType)) {
-    return verifyEnvelopeMac({ envelope, key: options.mac.receive, crypto: options.mac.crypto });
+    return verifyDecodedEnvelopeMac({ envelope, key: options.mac.receive, crypto: options.mac.crypto });
   }
   if (envelope.sig.alg === envelopeMacAlg) {
     throw new SdcError('CRYPTO_UNSUPPORTED_ALG', `${envelope.type} frames ${options.mac === undefined ? 'of a session without an agreed MAC key ' : ''}must be signed, not MAC'd`, { alg: envelope.sig.alg, refId: envelope.id });
   }
-  return verifyEnvelope({ envelope, resolveKey: options.resolveKey, provider: options.provider });
+  return verifyDecodedEnvelope({ envelope, resolveKey: options.resolveKey, provider: options.provider });
 }
 
 export function checkBody(envelope: SignedEnvelope): DecodedMessage {

@@ -1,10 +1,10 @@
 import { SdcError, type ErrorCode } from '../../errors/index.js';
-import type { ProtocolLimits } from '../limits.js';
+import { resolveProtocolLimits, type ProtocolLimits } from '../limits.js';
 import type { MessageBody, MessageType } from '../messages/catalog.js';
 import { ReplayGuard, type ReplayGuardOptions } from '../replay-guard.js';
 import { sessionTable, type SessionEvent, type SessionState } from '../session-machine.js';
 import { StateMachine } from '../state-machine.js';
-import { checkBody, decodeAndVerify, encodeMessage, type DecodedMessage, type FrameSigner } from './codec.js';
+import { checkBody, decodeAndVerify, encodeDecodedBody, encodeMessage, type DecodedMessage, type FrameAddress, type FrameSigner } from './codec.js';
 import type { SessionMacKeys, SessionMacOptions } from './session-mac.js';
 
 /** What either end reports to its driver after `receive` or `handleTimeout`. */
@@ -51,7 +51,8 @@ export abstract class ConnectionCore {
   #refusals = 0;
 
   protected constructor(options: ConnectionCoreOptions) {
-    this.#options = { refusalsMax: 8, outgoingFramesMax: 1024, ...options };
+    // Limits resolved (and checked) once here: every received frame's parse reuses the frozen result.
+    this.#options = { refusalsMax: 8, outgoingFramesMax: 1024, ...options, limits: resolveProtocolLimits(options.limits) };
     this.replay = new ReplayGuard({ sessionsMax: 1, ...options.replay });
   }
 
@@ -118,14 +119,22 @@ export abstract class ConnectionCore {
   }
 
   protected sendFrame<T extends MessageType>(type: T, body: MessageBody<T>, nowMs: number): void {
+    const address = this.#nextAddress(nowMs);
+    this.#outgoing.push(encodeMessage(type, body, address, this.#options.signer, this.macKeys).bytes);
+  }
+
+  /** Sends back a message just received, with its body as received (checkBody validated it; the HEARTBEAT echo). */
+  protected echoFrame(message: DecodedMessage, nowMs: number): void {
+    const address = this.#nextAddress(nowMs);
+    this.#outgoing.push(encodeDecodedBody(message, address, this.#options.signer, this.macKeys).bytes);
+  }
+
+  #nextAddress(nowMs: number): FrameAddress {
     if (this.#outgoing.length >= this.#options.outgoingFramesMax) {
       throw new SdcError('PROTO_INVALID_ARGUMENT', 'outgoing frames not drained by the driver');
     }
     const seq = this.#nextSeq++;
-    const { bytes } = encodeMessage(type, body, {
-      id: `${this.#options.frameIdPrefix}${seq}`, deviceId: this.#options.deviceId, sessionId: this.sessionId, seq, ts: nowMs,
-    }, this.#options.signer, this.macKeys);
-    this.#outgoing.push(bytes);
+    return { id: `${this.#options.frameIdPrefix}${seq}`, deviceId: this.#options.deviceId, sessionId: this.sessionId, seq, ts: nowMs };
   }
 
   protected requireReady(type: string): void {

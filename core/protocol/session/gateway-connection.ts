@@ -131,7 +131,7 @@ export class GatewayConnection extends ConnectionCore {
     switch (message.type) {
       case 'HEARTBEAT':
         this.applyEvent('frame', nowMs);
-        this.sendFrame('HEARTBEAT', message.body as MessageBody<'HEARTBEAT'>, nowMs);
+        this.echoFrame(message, nowMs);
         return [{ kind: 'message', message }];
       case 'TELEMETRY': {
         this.applyEvent('frame', nowMs);

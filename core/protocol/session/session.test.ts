@@ -9,6 +9,7 @@ import { signCommand } from '../signed-command.js';
 import { AgentConnection } from './agent-connection.js';
 import { GatewayConnection, deviceKid, gatewayKid } from './gateway-connection.js';
 import { pumpFrames } from './test-support.js';
+import type { ProtocolLimits } from '../limits.js';
 
 const provider = createNobleEd25519Provider();
 const seededRandom = new SeededRandom(20261202);
@@ -18,8 +19,9 @@ const gatewaySeed = seed();
 const cpSeed = seed();
 const t0 = 1_764_000_000_000;
 
-function pair(options: { devicePublicKey?: Uint8Array; agentSeed?: Uint8Array; traceContext?: boolean } = {}) {
+function pair(options: { devicePublicKey?: Uint8Array; agentSeed?: Uint8Array; traceContext?: boolean; gatewayLimits?: Partial<ProtocolLimits> } = {}) {
   const gateway = new GatewayConnection({
+    ...(options.gatewayLimits === undefined ? {} : { limits: options.gatewayLimits }),
     gatewayId: 'gw-1', sessionId: 'sess_1', deviceId: 'dev-1', devicePublicKey: options.devicePublicKey ?? provider.publicKeyFromSeed(deviceSeed),
     signer: { kid: gatewayKid('gw-1'), seed: gatewaySeed, provider }, random: seededRandom,
     heartbeatIntervalMs: 10_000, authTimeoutMs: 5_000, sessionToken: 'token-1',
@@ -225,4 +227,24 @@ test('COMMAND_DELIVERY carries the traceparent only to an agent that announced t
   // An agent that does not announce it (an older one, whose schema refuses unknown members) gets the frame it knows.
   assert.equal('traceparent' in deliveredTo(undefined), false);
   assert.equal('traceparent' in deliveredTo(false), false);
+});
+
+test("a session's limits are checked when it is made and apply to its frames only: another session keeps its own (resolved once, never shared)", () => {
+  assert.throws(() => pair({ gatewayLimits: { stringLengthMax: -1 } }), (error) => SdcError.is(error, 'PROTO_INVALID_ARGUMENT'));
+  const overrides: Partial<ProtocolLimits> = { stringLengthMax: 100 };
+  const strict = pair({ gatewayLimits: overrides });
+  // Changed after the session resolved it: the session keeps what it was given, and the next session gets the change.
+  overrides.stringLengthMax = 90; // still above a signature's 86 characters
+  const stricter = pair({ gatewayLimits: overrides });
+  const lenient = pair();
+  const alert = { severity: 'info' as const, kind: 'test', message: 'x'.repeat(95) };
+  const codes = [strict, stricter, lenient].map(({ gateway, agent }) => {
+    gateway.start(t0);
+    pump(gateway, agent, t0);
+    assert.equal(gateway.state, 'ready');
+    agent.sendAlert(alert, t0 + 1);
+    const { gatewayEvents } = pump(gateway, agent, t0 + 1);
+    return gatewayEvents.map((e) => (e.kind === 'refused' ? e.error.code : e.kind));
+  });
+  assert.deepEqual(codes, [['message'], ['PROTO_STRING_TOO_LONG'], ['message']]);
 });

@@ -332,8 +332,11 @@ export class RolloutService {
       return true;
     });
     if (!moved) return;
-    // Counted as soon as the terminal state is committed: a reader who sees the execution finished
-    // (the API, the audit chain) also sees it counted.
+    // Counted as soon as the transaction resolves, before the notice push and the tick. Close behind
+    // the commit, not atomic with it: the committed state is visible to other readers before this
+    // line runs (sql.js resolves after its journal's fsync, MySQL after COMMIT's answer), and another
+    // transition's settleAudit may chain this one's entry meanwhile, so a reader may see the
+    // execution finished (the API, the audit chain) a moment before it is counted.
     if (terminal) this.#o.onExecutionFinished?.(decision.to);
     await this.#ctx.settleAudit();
     this.#ctx.logger.info({ device_id: execution.deviceId, execution_id: execution.executionId, event, from: decision.from, to: decision.to }, 'OTA execution moved');

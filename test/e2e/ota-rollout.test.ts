@@ -8,18 +8,48 @@
 // whose first wave crosses its error threshold pauses, and no device of its second wave is told.
 // On the embedded stores always, and on Redis + MySQL when REDIS_URL and MYSQL_URL are set.
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { RunningAgent } from '../../agent/agent-runtime.js';
 import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from '../../server/ota/repository-init.js';
 import { publishTestRelease } from '../../server/ota/test-support.js';
 import type { RolloutView } from '../../server/ota/rollouts.js';
 import { systemClock } from '../../runtime/system.js';
 import { mysqlTarget } from '../../server/control-plane/test-support.js';
-import { eventually, startE2e, startOtaAgent, storeTargets, waitOnline, type AgentLogLine, type E2eSystem } from './support/e2e-harness.js';
+import { e2eWaitMsMin, eventually, startE2e, startOtaAgent, storeTargets, waitOnline, type AgentLogLine, type E2eSystem } from './support/e2e-harness.js';
 
 const factoryVersion = '1.0.0';
 const terminal = new Set(['succeeded', 'rejected', 'failed', 'rolled_back', 'rollback_failed', 'timed_out', 'canceled']);
+
+/**
+ * Waits until the rollout reaches `status`, failing at once if it settles elsewhere (a paused
+ * rollout moves only when an operator acts), and failing when it stops moving: no new status,
+ * wave or execution state for e2eWaitMsMin. Not one wait for the whole rollout: it is some thirty
+ * steps in sequence (device reports, notices, ticks) through one process that hosts every party,
+ * and all the system promises is that each step is taken; at load (four busy loops beside it) a
+ * whole rollout took 99 s while every step was taken within seconds. Bounded all the same: the
+ * execution and rollout states only move forward, so the view changes a bounded number of times.
+ */
+async function untilRollout(view: () => Promise<RolloutView>, status: RolloutView['status']): Promise<RolloutView> {
+  let progress = '';
+  let progressAtMs = systemClock.nowMs();
+  let lastError: unknown;
+  for (;;) {
+    const current = await view().catch((error: unknown) => { lastError = error; return undefined; });
+    if (current?.status === status) return current;
+    const now = current === undefined ? progress : JSON.stringify([current.status, current.pause_reason, current.wave_index, current.executions.map((e) => [e.device_id, e.state])]);
+    if (current !== undefined && current.status !== 'running') throw new Error(`the rollout settled ${now}, not ${status}`);
+    if (now !== progress) {
+      progress = now;
+      progressAtMs = systemClock.nowMs();
+    } else if (systemClock.nowMs() - progressAtMs > e2eWaitMsMin) {
+      throw new Error(`waiting for the rollout to be ${status}: it stood still for ${e2eWaitMsMin} ms at ${now}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
+    }
+    await delay(50);
+  }
+}
 
 for (const target of storeTargets()) {
   describe(`OTA rollout end to end on ${target.name} stores`, () => {
@@ -68,14 +98,14 @@ for (const target of storeTargets()) {
       unhealthy.add(b);
       const started = await system.api<RolloutView>('POST', '/v1/rollouts', {
         release_id: `e2e-${system.tag}-2-0-0`, platform: 'linux-x64', device_ids: devices, devices_per_minute_max: 100,
-        waves: [wave([a, b], 50, 1), wave([c, d], 50, 1)],
+        // executed_min 2: the first wave's failure rate is judged once both a and b ended (1 of 2,
+        // not over 50 %). Judged after the first (executed_min 1), it paused the rollout whenever
+        // b's rollback was reported before a's success, which load decides.
+        waves: [wave([a, b], 50, 2), wave([c, d], 50, 1)],
       });
       assert.equal(started.status, 'running');
       assert.deepEqual(started.executions.map((e) => e.device_id).sort(), [a, b].sort(), 'only the first wave is notified');
-      const done = await eventually('the rollout to complete', async () => {
-        const view = await rolloutOf(started.id);
-        return view.status === 'completed' ? view : undefined;
-      });
+      const done = await untilRollout(() => rolloutOf(started.id), 'completed');
       const states = Object.fromEntries(done.executions.map((e) => [e.device_id, e.state]));
       assert.deepEqual(states, { [a]: 'succeeded', [b]: 'rolled_back', [c]: 'succeeded', [d]: 'succeeded' });
       for (const id of [a, c, d]) {
@@ -102,9 +132,16 @@ for (const target of storeTargets()) {
       });
       assert.deepEqual(successes.map((entry) => entry.actor).sort(), [a, c, d].map((id) => `device:${id}`).sort());
       assert.ok(successes.every((entry) => entry.payload.event === 'health_check_pass'));
-      // The metrics hook counted the finished executions by state.
-      const counted = new Map((await system.deployment.controlPlane!.metrics.otaExecutions.get()).values.map((v) => [v.labels['state'], v.value]));
-      assert.deepEqual([counted.get('succeeded'), counted.get('rolled_back')], [3, 1]);
+      // The metrics hook counted the finished executions by state. Eventually: it runs in the
+      // transition's continuation after its COMMIT, and a reader can see the committed state first
+      // (the API, or the audit chain drained by another transition's settleAudit meanwhile).
+      const counts = async () => {
+        const counted = new Map((await system.deployment.controlPlane!.metrics.otaExecutions.get()).values.map((v) => [v.labels['state'], v.value]));
+        return [counted.get('succeeded'), counted.get('rolled_back')];
+      };
+      await eventually('the metrics hook to count the finished executions', async () => (isDeepStrictEqual(await counts(), [3, 1]) ? true : undefined)).catch(async (error: unknown) => {
+        assert.deepEqual(await counts(), [3, 1], (error as Error).message);
+      });
     });
 
     it('a first wave over its error threshold pauses the rollout, and no device of the second wave is notified', async () => {
@@ -112,14 +149,13 @@ for (const target of storeTargets()) {
       await publishTestRelease(ota(), keys, { id: `e2e-${system.tag}-2-1-0`, version: '2.1.0', artifact: Buffer.from('sdc e2e firmware 2.1.0\n'.repeat(256)) });
       unhealthy.add(a);
       const before = new Map([c, d].map((id) => [id, agents.get(id)!.updates.current?.executionId]));
+      // What wave 2 runs now (2.0.0 after the first test): untouched by this rollout, whatever the first test left.
+      const versionsBefore = new Map(await Promise.all([c, d].map(async (id) => [id, (await agents.get(id)!.kernel.getStatus()).currentVersion] as const)));
       const started = await system.api<RolloutView>('POST', '/v1/rollouts', {
         release_id: `e2e-${system.tag}-2-1-0`, platform: 'linux-x64', device_ids: devices, devices_per_minute_max: 100,
         waves: [wave([a, b], 50, 2), wave([c, d], 50, 1)],
       });
-      const paused = await eventually('the rollout to pause', async () => {
-        const view = await rolloutOf(started.id);
-        return view.status === 'paused' ? view : undefined;
-      });
+      const paused = await untilRollout(() => rolloutOf(started.id), 'paused');
       assert.equal(paused.pause_reason, 'error_threshold');
       assert.deepEqual(paused.executions.map((e) => [e.device_id, e.state]).sort(), [[a, 'rolled_back'], [b, 'rolled_back']].sort());
       // The pause is final for wave 2 until an operator acts: a few sweeps later still nobody there was told.
@@ -129,7 +165,7 @@ for (const target of storeTargets()) {
       assert.equal(still.executions.length, 2);
       for (const id of [c, d]) {
         assert.equal(agents.get(id)!.updates.current?.executionId, before.get(id), `${id} got no notice`);
-        assert.equal((await agents.get(id)!.kernel.getStatus()).currentVersion, '2.0.0');
+        assert.equal((await agents.get(id)!.kernel.getStatus()).currentVersion, versionsBefore.get(id), `${id} runs what it ran`);
       }
       const aborted = await system.api<RolloutView>('POST', `/v1/rollouts/${started.id}/abort`, {});
       assert.equal(aborted.status, 'aborted');

@@ -82,12 +82,17 @@ describe(`OTA rollout end to end with the blob store in S3 (${serviceName}), dow
     unhealthy.add(b);
     const started = await system.api<RolloutView>('POST', '/v1/rollouts', {
       release_id: releaseId, platform: 'linux-x64', device_ids: devices, devices_per_minute_max: 100,
-      waves: [{ device_ids: devices, success_threshold: { succeeded_min: 0, succeeded_percent_min: 0, soak_ms: 0 }, error_threshold: { executed_min: 1, failed_percent_max: 50 } }],
+      // executed_min 3: the failure rate is judged once the whole wave ended (1 of 3). Judged after
+      // the first (executed_min 1), b's rollback reported before a's and c's success (an order a
+      // busy machine decides) was 1 of 1 and paused the rollout, which then never completed.
+      waves: [{ device_ids: devices, success_threshold: { succeeded_min: 0, succeeded_percent_min: 0, soak_ms: 0 }, error_threshold: { executed_min: 3, failed_percent_max: 50 } }],
     });
-    const done = await eventually('the rollout to complete', async () => {
+    // Any status but running is final here (a paused rollout waits for an operator): read it and judge it at once.
+    const done = await eventually('the rollout to leave running', async () => {
       const view = await system.api<RolloutView>('GET', `/v1/rollouts/${started.id}`);
-      return view.status === 'completed' ? view : undefined;
+      return view.status === 'running' ? undefined : view;
     });
+    assert.equal(done.status, 'completed', JSON.stringify(done));
     assert.deepEqual(Object.fromEntries(done.executions.map((e) => [e.device_id, e.state])), { [a]: 'succeeded', [b]: 'rolled_back', [c]: 'succeeded' });
     for (const id of devices) {
       const notice = agents.get(id)!.updates.current?.notice;

@@ -72,12 +72,15 @@ export function otaCutScenario(): RealFaultScenario {
       context.note('ota', { release_id: releaseId, sha256, artifact_bytes: otaArtifactBytes, cut_bytes: otaCutBytes, rollout_id: rollout.id, expected_rolled_back: unhealthy });
       return async () => {
         // The cut stays on until every execution ended: healed earlier, a download could finish uncut.
+        // And until the rollout itself left `running`: its wave is judged after the last execution's
+        // transition, a step later (on a busy machine a read in between saw every execution terminal
+        // and the rollout still running, and the run reported `running` for `completed`).
         const done = await waitFor(async () => {
           const view = await context.api.call<RolloutView>('GET', `/v1/rollouts/${rollout.id}`);
-          return view.executions.length === ids.length && view.executions.every((e) => terminal.has(e.state)) ? view : undefined;
+          return view.executions.length === ids.length && view.executions.every((e) => terminal.has(e.state)) && view.status !== 'running' ? view : undefined;
         }, rolloutSettleBoundMs, 250);
         context.note('ota_rollout_settled_after_ms', done === undefined ? null : systemClock.nowMs() - startedAtMs);
-        if (done === undefined) context.violation('liveness', `the rollout's executions were not all terminal within ${rolloutSettleBoundMs} ms of its start`);
+        if (done === undefined) context.violation('liveness', `the rollout's executions were not all terminal, or the rollout still running, ${rolloutSettleBoundMs} ms after its start`);
         await toxic.remove();
         run.settled = { view: await context.api.call<RolloutView>('GET', `/v1/rollouts/${rollout.id}`), facts: await context.pool.otaFacts(ids) };
       };

@@ -17,8 +17,8 @@ import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import { closeCodes } from './close-codes.js';
 import type { ConnectionHandle, GatewayCore } from './gateway-core.js';
-import { presenceTtlMs, type PresenceRecord } from './presence.js';
-import { makeCore, makeGatewayPki, onVirtualTime, outageKv, settle, StreamReader, TestAgent, VirtualDriver, type GatewayPki } from './test-support.js';
+import { presenceTtlMs } from './presence.js';
+import { makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, StreamReader, TestAgent, VirtualDriver, type GatewayPki } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 const ttlMs = presenceTtlMs(heartbeatIntervalMs);
@@ -84,11 +84,7 @@ describe('an AUTH whose online write fails (key/value store down; virtual time)'
     await settle();
   };
 
-  /** The session id the presence key names, or null when there is no key. */
-  const keyNames = async (deviceId: string): Promise<string | null> => {
-    const text = await kv.get(kvKeys.presence(deviceId));
-    return text === null ? null : (JSON.parse(text) as PresenceRecord).session_id;
-  };
+  const keyNames = (deviceId: string) => presenceSessionOf(kv, deviceId);
 
   /** The presence entries of `sessionId` on the events stream, in order: 'online' or 'offline'. */
   const presenceOf = async (sessionId: string): Promise<string[]> => {

@@ -9,12 +9,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { kvKeys } from '../bus-contract/streams.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import type { GatewayCore } from './gateway-core.js';
-import { presenceTtlMs, type PresenceRecord } from './presence.js';
-import { makeCore, makeGatewayPki, onVirtualTime, outageKv, settle, TestAgent, VirtualDriver, type GatewayPki } from './test-support.js';
+import { presenceTtlMs } from './presence.js';
+import { makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, TestAgent, VirtualDriver, type GatewayPki } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 const outageMs = 10 * presenceTtlMs(heartbeatIntervalMs);
@@ -45,11 +44,7 @@ describe('presence across a key/value store outage (virtual time)', () => {
     await settle();
   };
 
-  /** The session id the presence key names, or null when there is no key. */
-  const keyNames = async (deviceId: string): Promise<string | null> => {
-    const text = await kv.get(kvKeys.presence(deviceId));
-    return text === null ? null : (JSON.parse(text) as PresenceRecord).session_id;
-  };
+  const keyNames = (deviceId: string) => presenceSessionOf(kv, deviceId);
 
   /**
    * A device that heartbeats every interval on virtual time, as an agent does. `onAuthSent` runs

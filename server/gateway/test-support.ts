@@ -5,7 +5,7 @@ import { after, before } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { decodeBusEntry, encodeBusEntry, type DecodedBusEntry } from '../bus-contract/entries.js';
-import { gatewayCommandStream, streamNames } from '../bus-contract/streams.js';
+import { gatewayCommandStream, kvKeys, streamNames } from '../bus-contract/streams.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import type { Clock } from '../../core/ports/ports.js';
@@ -26,6 +26,7 @@ import { ed25519Algorithm, x509 } from '../../trust/x509-provider.js';
 import { createGatewayCore, type AcceptConnectionInput, type GatewayCore, type GatewayCoreOptions } from './gateway-core.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
 import { SdcError } from '../../core/errors/index.js';
+import type { PresenceRecord } from './presence.js';
 
 export const provider = createNodeEd25519Provider();
 export const gatewaySeed = new Uint8Array(randomBytes(32));
@@ -364,4 +365,10 @@ export function outageKv(kv: KeyValueStore): { kv: KeyValueStore; setDown(down: 
     },
   });
   return { kv: wrapped, setDown: (next) => { down = next; } };
+}
+
+/** The session id the device's presence key names, or null when there is no key. */
+export async function presenceSessionOf(kv: KeyValueStore, deviceId: string): Promise<string | null> {
+  const text = await kv.get(kvKeys.presence(deviceId));
+  return text === null ? null : (JSON.parse(text) as PresenceRecord).session_id;
 }

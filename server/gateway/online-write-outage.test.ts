@@ -16,9 +16,9 @@ import type { KeyValueStore, SetOptions } from '../stores/kv/kv-port.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import { closeCodes } from './close-codes.js';
-import type { ConnectionHandle, GatewayCore } from './gateway-core.js';
+import type { GatewayCore } from './gateway-core.js';
 import { presenceTtlMs } from './presence.js';
-import { makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, StreamReader, TestAgent, VirtualDriver, type GatewayPki } from './test-support.js';
+import { connectHeartbeating, makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, StreamReader, VirtualDriver, type GatewayPki } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 const ttlMs = presenceTtlMs(heartbeatIntervalMs);
@@ -92,37 +92,8 @@ describe('an AUTH whose online write fails (key/value store down; virtual time)'
     return entries.flatMap((e) => (e.kind === 'presence' && e.data.session_id === sessionId ? [e.data.online ? 'online' : 'offline'] : []));
   };
 
-  /**
-   * A device that heartbeats on virtual time, as an agent does: first `firstBeatMs` after AUTH_ACK,
-   * then every interval. `onAuthSent` runs when its AUTH goes out (after admission, which reads the store).
-   */
-  async function connect(deviceId: string, options: { onAuthSent?: () => void; firstBeatMs?: number } = {}) {
-    const device = await gpki.issueDevice(deviceId);
-    const agent = new TestAgent(device, { clock: driver.time });
-    const handle: ConnectionHandle = core.acceptConnection({
-      deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
-      send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
-      close: (code, reason) => { agent.closed = { code, reason }; },
-    });
-    let sent = 0;
-    agent.attach((bytes) => {
-      if (sent++ === 0) options.onAuthSent?.();
-      queueMicrotask(() => handle.receive(bytes));
-    });
-    await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
-    const ready = agent.events.find((e) => e.kind === 'ready');
-    assert.ok(ready?.kind === 'ready');
-    let uptimeMs = 0;
-    const beat = () => {
-      if (agent.closed !== undefined) return;
-      uptimeMs += heartbeatIntervalMs;
-      agent.connection.sendHeartbeat({ uptime_ms: uptimeMs, queue_depth: 0 }, driver.time.nowMs());
-      agent.flush();
-      driver.time.schedule(heartbeatIntervalMs, beat);
-    };
-    driver.time.schedule(options.firstBeatMs ?? heartbeatIntervalMs, beat);
-    return { agent, handle, sessionId: ready.sessionId, readyMs: driver.time.nowMs() };
-  }
+  const connect = (deviceId: string, options: { onAuthSent?: () => void; firstBeatMs?: number } = {}) =>
+    connectHeartbeating({ core, gpki, driver, deviceId, heartbeatIntervalMs, ...options });
 
   it('closes the older session as replaced at the newer AUTH while the store is down', async () => {
     const older = await connect('dev-replaced-in-cut');

@@ -13,7 +13,7 @@ import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import type { GatewayCore } from './gateway-core.js';
 import { presenceTtlMs } from './presence.js';
-import { makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, TestAgent, VirtualDriver, type GatewayPki } from './test-support.js';
+import { connectHeartbeating, makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, VirtualDriver, type GatewayPki } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 const outageMs = 10 * presenceTtlMs(heartbeatIntervalMs);
@@ -46,37 +46,8 @@ describe('presence across a key/value store outage (virtual time)', () => {
 
   const keyNames = (deviceId: string) => presenceSessionOf(kv, deviceId);
 
-  /**
-   * A device that heartbeats every interval on virtual time, as an agent does. `onAuthSent` runs
-   * when its AUTH goes out (after the gateway's admission checks passed).
-   */
-  async function connect(deviceId: string, onAuthSent: () => void = () => undefined) {
-    const device = await gpki.issueDevice(deviceId);
-    const agent = new TestAgent(device, { clock: driver.time });
-    const handle = core.acceptConnection({
-      deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
-      send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
-      close: (code, reason) => { agent.closed = { code, reason }; },
-    });
-    let sent = 0;
-    agent.attach((bytes) => {
-      if (sent++ === 0) onAuthSent();
-      queueMicrotask(() => handle.receive(bytes));
-    });
-    await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
-    const ready = agent.events.find((e) => e.kind === 'ready');
-    assert.ok(ready?.kind === 'ready');
-    let uptimeMs = 0;
-    const beat = () => {
-      if (agent.closed !== undefined) return;
-      uptimeMs += heartbeatIntervalMs;
-      agent.connection.sendHeartbeat({ uptime_ms: uptimeMs, queue_depth: 0 }, driver.time.nowMs());
-      agent.flush();
-      driver.time.schedule(heartbeatIntervalMs, beat);
-    };
-    driver.time.schedule(heartbeatIntervalMs, beat);
-    return { agent, sessionId: ready.sessionId };
-  }
+  const connect = (deviceId: string, onAuthSent?: () => void) =>
+    connectHeartbeating({ core, gpki, driver, deviceId, heartbeatIntervalMs, ...(onAuthSent === undefined ? {} : { onAuthSent }) });
 
   /** From `fromMs` to `toMs`, in steps of a tenth of an interval: the key names `sessionId` at every step. */
   async function heldThroughout(deviceId: string, sessionId: string, fromMs: number, toMs: number): Promise<void> {

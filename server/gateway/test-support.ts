@@ -23,7 +23,7 @@ import { toPem } from '../../trust/pem.js';
 import { issueServerCertificate } from '../../trust/server-certificate.js';
 import { makeTestPki, type TestPki } from '../../trust/test-fixtures.js';
 import { ed25519Algorithm, x509 } from '../../trust/x509-provider.js';
-import { createGatewayCore, type AcceptConnectionInput, type GatewayCore, type GatewayCoreOptions } from './gateway-core.js';
+import { createGatewayCore, type AcceptConnectionInput, type ConnectionHandle, type GatewayCore, type GatewayCoreOptions } from './gateway-core.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
 import { SdcError } from '../../core/errors/index.js';
 import type { PresenceRecord } from './presence.js';
@@ -371,4 +371,42 @@ export function outageKv(kv: KeyValueStore): { kv: KeyValueStore; setDown(down: 
 export async function presenceSessionOf(kv: KeyValueStore, deviceId: string): Promise<string | null> {
   const text = await kv.get(kvKeys.presence(deviceId));
   return text === null ? null : (JSON.parse(text) as PresenceRecord).session_id;
+}
+
+/**
+ * A device that heartbeats on virtual time, as an agent does: first `firstBeatMs` after AUTH_ACK
+ * (default one interval), then every `heartbeatIntervalMs`, until the gateway closes it.
+ * `onAuthSent` runs when its AUTH goes out (after admission, which reads the store): the moment a
+ * test cuts the store to fail the session's `online` write.
+ */
+export async function connectHeartbeating(input: {
+  core: GatewayCore; gpki: GatewayPki; driver: VirtualDriver; deviceId: string; heartbeatIntervalMs: number;
+  onAuthSent?: () => void; firstBeatMs?: number;
+}): Promise<{ agent: TestAgent; handle: ConnectionHandle; sessionId: string; readyMs: number }> {
+  const { core, driver, heartbeatIntervalMs } = input;
+  const device = await input.gpki.issueDevice(input.deviceId);
+  const agent = new TestAgent(device, { clock: driver.time });
+  const handle = core.acceptConnection({
+    deviceId: input.deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
+    send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
+    close: (code, reason) => { agent.closed = { code, reason }; },
+  });
+  let sent = 0;
+  agent.attach((bytes) => {
+    if (sent++ === 0) input.onAuthSent?.();
+    queueMicrotask(() => handle.receive(bytes));
+  });
+  await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
+  const ready = agent.events.find((e) => e.kind === 'ready');
+  if (ready?.kind !== 'ready') throw new Error('AUTH_ACK without a ready event');
+  let uptimeMs = 0;
+  const beat = () => {
+    if (agent.closed !== undefined) return;
+    uptimeMs += heartbeatIntervalMs;
+    agent.connection.sendHeartbeat({ uptime_ms: uptimeMs, queue_depth: 0 }, driver.time.nowMs());
+    agent.flush();
+    driver.time.schedule(heartbeatIntervalMs, beat);
+  };
+  driver.time.schedule(input.firstBeatMs ?? heartbeatIntervalMs, beat);
+  return { agent, handle, sessionId: ready.sessionId, readyMs: driver.time.nowMs() };
 }

@@ -48,10 +48,7 @@ describe('late session timers (a stalled gateway)', () => {
   /** Read through a call, so the compiler does not keep an earlier assertion's narrowing. */
   const closeCodeOf = (agent: TestAgent) => agent.closed?.code;
 
-  const runTo = async (atMs: number) => {
-    await driver.time.runUntil(atMs, () => settle());
-    await settle();
-  };
+  const runTo = (atMs: number) => driver.runTo(atMs);
 
   const offlineOf = async (deviceId: string) => {
     await settle();

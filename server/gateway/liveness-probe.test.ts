@@ -68,10 +68,7 @@ describe('liveness probe on virtual time', () => {
     return events.entries.find((e) => e.kind === 'presence' && e.data.device_id === deviceId && !e.data.online);
   };
 
-  const runTo = async (atMs: number) => {
-    await driver.time.runUntil(atMs, () => settle());
-    await settle();
-  };
+  const runTo = (atMs: number) => driver.runTo(atMs);
 
   it('pings a half-open peer at heartbeat + grace and closes it at heartbeat + grace + probe timeout, not before', async () => {
     const { agent, lastHeardMs, pingsAtMs } = await connect('dev-half-open');

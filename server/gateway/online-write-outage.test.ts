@@ -79,10 +79,7 @@ describe('an AUTH whose online write fails (key/value store down; virtual time)'
     await kv.close();
   });
 
-  const runTo = async (atMs: number) => {
-    await driver.time.runUntil(atMs, () => settle());
-    await settle();
-  };
+  const runTo = (atMs: number) => driver.runTo(atMs);
 
   const keyNames = (deviceId: string) => presenceSessionOf(kv, deviceId);
 

@@ -13,7 +13,7 @@ import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import type { GatewayCore } from './gateway-core.js';
 import { presenceTtlMs } from './presence.js';
-import { connectHeartbeating, makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, VirtualDriver, type GatewayPki } from './test-support.js';
+import { connectHeartbeating, makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, VirtualDriver, type GatewayPki } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 const outageMs = 10 * presenceTtlMs(heartbeatIntervalMs);
@@ -39,10 +39,7 @@ describe('presence across a key/value store outage (virtual time)', () => {
     await kv.close();
   });
 
-  const runTo = async (atMs: number) => {
-    await driver.time.runUntil(atMs, () => settle());
-    await settle();
-  };
+  const runTo = (atMs: number) => driver.runTo(atMs);
 
   const keyNames = (deviceId: string) => presenceSessionOf(kv, deviceId);
 

@@ -11,7 +11,7 @@ import type { GatewayCore, GatewayCoreOptions } from './gateway-core.js';
 import { parseRevocationNotice } from './gateway-core.js';
 import type { DecodedBusEntry } from '../bus-contract/entries.js';
 import {
-  connectInMemory, embeddedStores, eventually, makeCore, makeGatewayPki, onVirtualTime, settle, StreamReader, TestAgent, VirtualDriver,
+  connectInMemory, embeddedStores, eventually, makeCore, makeGatewayPki, onVirtualTime, StreamReader, TestAgent, VirtualDriver,
   type DeviceMaterial, type GatewayPki, type TestStores,
 } from './test-support.js';
 
@@ -144,10 +144,7 @@ describe('gateway session trust: certificate expiry on virtual time', () => {
     const notAfterMs = driver.time.nowMs() + 1_000;
     const agent = connectInMemory(core, device, new TestAgent(device, { clock: driver.time }), { certNotAfterMs: notAfterMs });
     await driver.until(() => (agent.ready ? true : undefined), 500, 'AUTH_ACK');
-    const runTo = async (atMs: number) => {
-      await driver.time.runUntil(atMs, () => settle());
-      await settle();
-    };
+    const runTo = (atMs: number) => driver.runTo(atMs);
     await runTo(notAfterMs - 1);
     assert.equal(agent.closed, undefined, 'closed before notAfter');
     await runTo(notAfterMs);

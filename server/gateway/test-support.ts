@@ -162,6 +162,12 @@ export class VirtualDriver {
     this.time = new VirtualTime(startMs);
   }
 
+  /** Runs virtual time to exactly `atMs`, firing what falls due and settling after each timer and at the end. */
+  async runTo(atMs: number): Promise<void> {
+    await this.time.runUntil(atMs, () => settle());
+    await settle();
+  }
+
   /** Moves virtual time forward by `ms`, in steps of `stepMs`, settling after every timer and step. */
   async advance(ms: number): Promise<void> {
     const untilMs = this.time.nowMs() + ms;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, groups } from '../bus-contract/streams.js';
-import { deadLetterStream } from '../stores/bus/bus-port.js';
+import { deadFields, deadLetterStream } from '../stores/bus/bus-port.js';
 import { appendDeliver, connectInMemory, makeCommand, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
 
 const ackTimeoutMs = 150;
@@ -70,5 +70,27 @@ describe('gateway redelivery on virtual time', () => {
     await driver.until(() => (agent.deliveries.length === 7 ? true : undefined), attemptBoundMs, 'the second retry delivered');
     // The late copies were acked, not left pending: only the delivery in flight holds an entry.
     assert.equal((await gw.stores.bus.pending(stream, groups.gateway)).length, 1);
+  });
+
+  it('a deliver entry whose retry number is not a whole number from 1 is dead-lettered PROTO_SCHEMA_INVALID, never delivered', async () => {
+    const device = await gw.gpki.issueDevice('dev-bad-retry');
+    const agent = connectInMemory(gw.core, device, new TestAgent(device, { clock: driver.time }));
+    await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
+    const command = makeCommand('dev-bad-retry', { nowMs: driver.time.nowMs() });
+    const stream = gatewayCommandStream('gw-a');
+    const valid = encodeBusEntry('deliver', { command, retry: 1 });
+    const bad = [0, -1, 1.5, '2'];
+    for (const retry of bad) {
+      const data = { ...(JSON.parse(valid.data!) as Record<string, unknown>), retry };
+      await gw.stores.bus.append(stream, { ...valid, data: JSON.stringify(data) });
+    }
+    const refused = async () => (await gw.stores.bus.range(deadLetterStream(stream), { count: 1_000 }))
+      .filter((entry) => entry.fields.data?.includes('"dev-bad-retry"'));
+    const dead = await driver.until(async () => {
+      const found = await refused();
+      return found.length === bad.length ? found : undefined;
+    }, 1_000, 'the bad entries dead-lettered');
+    assert.deepEqual(dead.map((entry) => entry.fields[deadFields.reason]), bad.map(() => 'PROTO_SCHEMA_INVALID'));
+    assert.deepEqual(agent.deliveries, []);
   });
 });

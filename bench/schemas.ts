@@ -45,7 +45,8 @@ export const benchReportSchemas = {
   ioctl: report('ioctl', row({ backend: Type.String(), opcode: Type.String(), calls: Num, calls_per_s: Num, p50_us: Num, p99_us: Num })),
   bus: report('bus', row({ adapter: Type.String(), mode: Type.String(), appends: Num, appends_per_s: Num, ratio_to_redis_benchmark: NumOrNull })),
   ingest: report('ingest', row({ mode: Type.String(), samples_stored: Num, samples_per_s: Num, ratio_to_ed25519_verify: Num })),
-  sim: report('sim', row({ agents: Num, events: Num })),
+  // Every row carries its ratio to the same run's baseline, the scheduler's empty-event floor (null when that measured 0 CPU).
+  sim: report('sim', row({ agents: Num, ratio_to_empty_event_floor: NumOrNull })),
   roundtrip: report('roundtrip', row({ measure: Type.String(), samples: Num, ...latency, mean_ms: Num })),
   connections: report('connections', row({ server: Type.String(), role: Type.String(), connections: Num, rss_per_connection_kib: Num })),
   reconnect: report('reconnect', row({ what: Type.String(), count: Num, ...latency })),

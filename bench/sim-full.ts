@@ -1,8 +1,8 @@
-import { EventQueue } from '../sim/model/event-queue.js';
-import { drainMicrotasks } from '../sim/drain.js';
 import { runSimulation, type RunResult, type SimCrypto } from '../sim/run.js';
 import type { Scenario } from '../sim/scenario.js';
-import { VirtualTime } from '../core/time/virtual-time.js';
+import { fullTierFloorScheduler, ratioToFloor, schedulerFloors, type SchedulerFloorRow } from './sim-floors.js';
+
+export type { SchedulerFloorRow } from './sim-floors.js';
 
 /**
  * The full tier on the standard profile (`sdc bench sim --json`): start-up and steady state
@@ -12,7 +12,7 @@ import { VirtualTime } from '../core/time/virtual-time.js';
  */
 /** One run: field names carry their units (bench/output.ts); `fullTierUnits` lists them. */
 export interface FullTierRow {
-  readonly [field: string]: string | number;
+  readonly [field: string]: string | number | null;
   readonly agents: number;
   readonly crypto: SimCrypto;
   readonly trace_hash: string;
@@ -28,6 +28,12 @@ export interface FullTierRow {
   readonly steady_agent_s_per_cpu_s: number;
   /** CPU of one virtual timer event in the steady state, everything it triggers included. */
   readonly steady_cpu_us_per_timer_event: number;
+  /**
+   * The baseline measured in the same run (issue 14): steady_cpu_us_per_timer_event over the CPU
+   * of an empty event through the scheduler the full tier drives (`fullTierFloorScheduler`); null
+   * when that floor measured 0 (too few events for the CPU clock to see).
+   */
+  readonly ratio_to_empty_event_floor: number | null;
 }
 
 export const fullTierUnits = {
@@ -37,6 +43,7 @@ export const fullTierUnits = {
   startup_wall_ms: 'milliseconds', steady_virtual_ms: 'milliseconds of virtual time',
   steady_agent_s_per_wall_s: 'agent-seconds of virtual time per wall-clock second', steady_agent_s_per_cpu_s: 'agent-seconds of virtual time per CPU second',
   steady_cpu_us_per_timer_event: 'microseconds of CPU per virtual timer event',
+  ratio_to_empty_event_floor: 'ratio to an empty event through the same scheduler (same run)',
 } as const;
 
 export interface MessageCostRow {
@@ -50,12 +57,6 @@ export interface MessageCostRow {
   readonly command_round_trip_cpu_us: number;
 }
 
-export interface SchedulerFloorRow {
-  readonly scheduler: string;
-  readonly events: number;
-  readonly cpu_us_per_event: number;
-}
-
 export interface FullTierBench {
   readonly profile: string;
   readonly fleets: readonly FullTierRow[];
@@ -63,16 +64,12 @@ export interface FullTierBench {
   readonly schedulerFloors: readonly SchedulerFloorRow[];
 }
 
-function cpuMicros(since: NodeJS.CpuUsage): number {
-  const used = process.cpuUsage(since);
-  return used.user + used.system;
-}
-
 /** A short liveness bound: the bench measures the safety phase; the run still checks convergence. */
 function benchScenario(scenario: Scenario, changes: Partial<Scenario>): Scenario {
   return { ...scenario, livenessBoundMs: 60_000, ...changes };
 }
 
+/** The row of one run; its ratio is filled once the floors are measured, after every fleet. */
 function fleetRow(agents: number, crypto: SimCrypto, result: RunResult): FullTierRow {
   const timing = result.timing!;
   const steadyAgentSeconds = (agents * timing.steadyVirtualMs) / 1_000;
@@ -84,6 +81,7 @@ function fleetRow(agents: number, crypto: SimCrypto, result: RunResult): FullTie
     steady_agent_s_per_wall_s: Math.round(steadyAgentSeconds / Math.max(0.001, timing.steadyWallMs / 1_000)),
     steady_agent_s_per_cpu_s: Math.round(steadyAgentSeconds / Math.max(0.001, timing.steadyCpuMs / 1_000)),
     steady_cpu_us_per_timer_event: Math.round((timing.steadyCpuMs * 1_000) / Math.max(1, timing.steadyTimersFired)),
+    ratio_to_empty_event_floor: null,
   };
 }
 
@@ -113,32 +111,6 @@ async function messageCosts(standard: Scenario, agents: number, safetyMs: number
   };
 }
 
-/** Empty timers through each scheduler as the tiers drive them: the cost of an event that does nothing. */
-export async function schedulerFloors(events: number): Promise<SchedulerFloorRow[]> {
-  const measure = async (scheduler: string, drive: () => Promise<void> | void): Promise<SchedulerFloorRow> => {
-    const start = process.cpuUsage();
-    await drive();
-    return { scheduler, events, cpu_us_per_event: cpuMicros(start) / events };
-  };
-  const filled = () => {
-    const time = new VirtualTime(0, events + 1);
-    for (let i = 0; i < events; i += 1) time.schedule(i % 1_000, () => {});
-    return time;
-  };
-  const immediate = () => new Promise<void>((resolve) => setImmediate(resolve));
-  const rows = [
-    await measure('VirtualTime.advance (synchronous)', () => { filled().advance(1_000); }),
-    await measure('VirtualTime.runUntil + drainMicrotasks (the full tier now)', async () => { await filled().runUntil(1_000, drainMicrotasks); }),
-    await measure('VirtualTime.runUntil + setImmediate (the full tier before)', async () => { await filled().runUntil(1_000, immediate); }),
-  ];
-  rows.push(await measure('model tier EventQueue push + popUntil', () => {
-    const queue = new EventQueue();
-    for (let i = 0; i < events; i += 1) queue.push(i % 1_000, 0, i, 0, 0, 0);
-    while (queue.popUntil(1_000)) { /* empty event */ }
-  }));
-  return rows;
-}
-
 export async function benchFullTier(options: {
   readonly standard: Scenario; readonly fleets: readonly number[]; readonly safetyMs: number; readonly seed: number;
   /** Fleet of the CPU-per-message runs; 0 leaves them out (a smoke run of the command). */
@@ -156,5 +128,10 @@ export async function benchFullTier(options: {
   const messageCostRows: MessageCostRow[] = [];
   options.onFleet?.(options.fleets.length, undefined);
   if (options.costAgents > 0) for (const crypto of ['real', 'model'] as const) messageCostRows.push(await messageCosts(options.standard, options.costAgents, options.safetyMs, options.seed, crypto));
-  return { profile: options.standard.name, fleets, messageCosts: messageCostRows, schedulerFloors: await schedulerFloors(options.floorEvents) };
+  const floors = await schedulerFloors(options.floorEvents);
+  const floor = floors.find((row) => row.scheduler === fullTierFloorScheduler);
+  return {
+    profile: options.standard.name, messageCosts: messageCostRows, schedulerFloors: floors,
+    fleets: fleets.map((row) => ({ ...row, ratio_to_empty_event_floor: ratioToFloor(row.steady_cpu_us_per_timer_event, floor) })),
+  };
 }

@@ -4,6 +4,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../main.js';
+import { benchReportErrors } from '../../bench/schemas.js';
 
 async function sdc(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -17,14 +18,16 @@ test('sdc bench sim: the common JSON report for both tiers, progress to 100 %, -
   try {
     for (const tier of ['full', 'model']) {
       // The per-message cost runs (six more fleets) are left out and the scheduler floors kept short: a smoke run of the command.
-      const smallFullTier = tier === 'full' ? ['--cost-agents', '0', '--floor-events', '2000'] : [];
-      const run = await sdc(['bench', 'sim', '--tier', tier, '--max-agents', '4', '--duration', '2s', ...smallFullTier, '--json', '--out', dir]);
+      const smallFullTier = tier === 'full' ? ['--cost-agents', '0'] : [];
+      const run = await sdc(['bench', 'sim', '--tier', tier, '--max-agents', '4', '--duration', '2s', ...smallFullTier, '--floor-events', '2000', '--json', '--out', dir]);
       assert.equal(run.code, 0, run.stderr);
       const report = JSON.parse(run.stdout) as {
         benchmark: string; parameters: { tier: string }; results: Array<Record<string, number>>; units: Record<string, string>;
         details?: { message_costs: unknown[]; scheduler_floors: Array<{ scheduler: string; events: number; cpu_us_per_event: number }> };
       };
       assert.equal(report.benchmark, 'sim');
+      // Both tiers' JSON validates against the sim schema (the full tier's rows have no `events`: the schema once required it).
+      assert.deepEqual(benchReportErrors(report), []);
       assert.equal(report.parameters.tier, tier);
       // The full tier runs each fleet with real and with modelled crypto: the same trace, each the other's baseline.
       assert.equal(report.results.length, tier === 'full' ? 2 : 1);
@@ -34,6 +37,19 @@ test('sdc bench sim: the common JSON report for both tiers, progress to 100 %, -
         // Four schedulers, each timed over the events asked for.
         assert.deepEqual(report.details!.scheduler_floors.map((row) => row.events), [2_000, 2_000, 2_000, 2_000]);
         assert.ok(report.details!.scheduler_floors.every((row) => row.cpu_us_per_event > 0), JSON.stringify(report.details!.scheduler_floors));
+      }
+      // Issue 14: the baseline measured in the same run is the empty-event floor of the scheduler
+      // the tier drives, and every row carries its ratio to it (sdc report draws that column).
+      const floorName = tier === 'full' ? 'VirtualTime.runUntil + drainMicrotasks (the full tier now)' : 'model tier EventQueue push + popUntil';
+      const floor = report.details!.scheduler_floors.find((row) => row.scheduler === floorName);
+      assert.ok(floor !== undefined && floor.events === 2_000, `the ${floorName} floor in ${JSON.stringify(report.details!.scheduler_floors)}`);
+      if (tier === 'model') assert.equal(report.details!.scheduler_floors.length, 1, 'the model tier measures its own floor only');
+      assert.equal(report.units['ratio_to_empty_event_floor'], `ratio to an empty event through the same ${tier === 'full' ? 'scheduler' : 'event queue'} (same run)`);
+      for (const row of report.results) {
+        const perEvent = tier === 'full' ? row.steady_cpu_us_per_timer_event! : row.cpu_us_per_event!;
+        assert.equal(typeof perEvent, 'number', JSON.stringify(row));
+        // Both figures are rounded to 3 decimals in the JSON: the ratio within that rounding.
+        assert.ok(Math.abs(row.ratio_to_empty_event_floor! - perEvent / floor.cpu_us_per_event) <= 0.002 * Math.max(1, perEvent / floor.cpu_us_per_event), JSON.stringify({ row, floor }));
       }
       assert.equal(report.results[0]!.agents, 4);
       assert.ok(report.results[0]!.virtual_ms! >= 2_000);

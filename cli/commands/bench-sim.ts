@@ -3,6 +3,7 @@ import { integerOption } from '../command.js';
 import { SdcError } from '../../core/errors/index.js';
 import type { SimBenchRow } from '../../bench/sim.js';
 import type { FullTierBench } from '../../bench/sim-full.js';
+import type { SchedulerFloorRow } from '../../bench/sim-floors.js';
 import { benchReport, type BenchRow } from '../../bench/output.js';
 import { benchOutputHelp, benchOutputOptions, cliProgress, emitBenchReport } from '../bench-output.js';
 import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } from '../duration-option.js';
@@ -15,6 +16,8 @@ const simUnits = {
   agents: 'agents', virtual_ms: 'milliseconds of virtual time', wall_ms: 'milliseconds', cpu_ms: 'milliseconds of CPU time',
   agent_s_per_wall_s: 'agent-seconds of virtual time per wall-clock second', agent_s_per_cpu_s: 'agent-seconds of virtual time per CPU second',
   peak_rss_mib: 'MiB', violations: 'checker violations', events: 'model events',
+  cpu_us_per_event: 'microseconds of CPU per model event, everything it triggers included',
+  ratio_to_empty_event_floor: 'ratio to an empty event through the same event queue (same run)',
 };
 
 function rowOf(r: SimBenchRow & { cpuMs?: number; agentSecondsPerCpuSecond?: number; events?: number }): BenchRow {
@@ -51,13 +54,18 @@ async function runFullTier(args: ParsedCommandArgs, io: CliIo): Promise<FullTier
   return bench;
 }
 
-/** One fleet after another, so progress can count fleets (each run is one long call). */
-async function runFleets(args: ParsedCommandArgs, io: CliIo, tier: 'model'): Promise<BenchRow[]> {
+/**
+ * One fleet after another, so progress can count fleets (each run is one long call), then the
+ * model tier's baseline in the same run (issue 14): the CPU of an empty event through its event
+ * queue, each row's CPU per event divided by it.
+ */
+async function runFleets(args: ParsedCommandArgs, io: CliIo, tier: 'model'): Promise<{ rows: BenchRow[]; floors: SchedulerFloorRow[] }> {
   const model = tier === 'model';
   const safetyMs = durationOption(args, model ? modelDuration : fullDuration, io.stderr);
   const maxAgents = integerOption(args, 'max-agents', model ? 100_000 : 10_000, 1, model ? 1_000_000 : 20_000);
   const fleets = (model ? [10_000, 100_000] : [1_000, 10_000]).filter((n) => n <= maxAgents);
-  const [{ benchModel }, { builtinScenarioPath, loadScenario }] = await Promise.all([import('../../bench/sim.js'), import('../../sim/scenario.js')]);
+  const floorEvents = integerOption(args, 'floor-events', 200_000, 1_000, 10_000_000);
+  const [{ benchModel }, { builtinScenarioPath, loadScenario }, floorsModule] = await Promise.all([import('../../bench/sim.js'), import('../../sim/scenario.js'), import('../../bench/sim-floors.js')]);
   const scenario = model ? await loadScenario(builtinScenarioPath('standard')) : undefined;
   const progress = cliProgress(io, `bench sim (${tier})`, fleets.length || 1, ' fleets');
   const rows: BenchRow[] = [];
@@ -65,8 +73,15 @@ async function runFleets(args: ParsedCommandArgs, io: CliIo, tier: 'model'): Pro
     progress.update(rows.length, `running ${agents} agents`);
     rows.push(...benchModel({ fleets: [agents], safetyMs, seed: 1, scenario: scenario! }).map(rowOf));
   }
+  const floors = await floorsModule.schedulerFloors(floorEvents, floorsModule.modelTierFloorScheduler);
   progress.finish();
-  return rows;
+  return {
+    floors,
+    rows: rows.map((row) => {
+      const cpuUsPerEvent = typeof row['cpu_ms'] === 'number' && typeof row['events'] === 'number' && row['events'] > 0 ? (row['cpu_ms'] * 1_000) / row['events'] : undefined;
+      return cpuUsPerEvent === undefined ? row : { ...row, cpu_us_per_event: cpuUsPerEvent, ratio_to_empty_event_floor: floorsModule.ratioToFloor(cpuUsPerEvent, floors[0]) };
+    }),
+  };
 }
 
 export const simBenchCommand: Command = {
@@ -78,7 +93,7 @@ export const simBenchCommand: Command = {
     ['--duration D', 'virtual safety phase per fleet, like 30s or 1h (default 30s for full, 1h for model)'],
     ['--max-agents N', 'largest fleet (default 10000 for full, 100000 for model)'],
     ['--cost-agents N', 'full tier: fleet of the CPU-per-message runs (default min(1000, --max-agents); 0 leaves them out)'],
-    ['--floor-events N', 'full tier: empty events per scheduler floor (default 200000)'],
+    ['--floor-events N', 'empty events per scheduler floor, the baseline each row\'s ratio is to (default 200000)'],
     ...benchOutputHelp(''),
     ...legacyHelp(fullDuration),
   ],
@@ -95,11 +110,12 @@ export const simBenchCommand: Command = {
       }));
       return 0;
     }
-    const results = await runFleets(args, io, tier);
+    const { rows: results, floors } = await runFleets(args, io, tier);
     const report = benchReport({
       benchmark: 'sim',
       parameters: { tier, scenario: 'standard', seed: 1 },
       results, units: Object.fromEntries(Object.entries(simUnits).filter(([key]) => results.some((row) => key in row))),
+      details: { scheduler_floors: floors },
     });
     await emitBenchReport(args, io, report);
     return 0;

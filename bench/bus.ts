@@ -7,7 +7,9 @@ import { MemoryStreamBus } from '../server/stores/bus/memory-stream-bus.js';
 /**
  * Stream appends per second through the bus port, one by one, with many in flight, and in
  * batches (appendBatch, one pipeline each), beside `redis-benchmark` XADD on the same server with
- * the same entry: the server's own ceiling, measured in the same run.
+ * the same entry: the server's own ceiling, measured in the same run. The in-memory adapter has
+ * its own same-run baseline (issue 14): a plain array push of the same entry in the same timed
+ * loop, so its ratio shows what the adapter adds (ids, trimming, its copy of the fields).
  */
 
 export interface BusBenchOptions {
@@ -23,13 +25,15 @@ export interface BusBenchOptions {
 }
 
 export interface BusBenchRow {
-  adapter: 'memory' | 'redis' | 'redis-benchmark';
+  adapter: 'memory' | 'array-push' | 'redis' | 'redis-benchmark';
   mode: string;
   appends: number;
   elapsed_ms: number;
   appends_per_s: number;
   /** appends_per_s / redis-benchmark's; null without the baseline. */
   ratio_to_redis_benchmark: number | null;
+  /** The in-memory rows' appends_per_s / a plain array push's, measured in the same run; null for the other rows. */
+  ratio_to_array_push: number | null;
 }
 
 export const busBenchDefaults = { batchEntries: 100, inFlight: 64, payloadBytes: 400 } as const;
@@ -77,9 +81,26 @@ async function measureAdapter(adapter: 'memory' | 'redis', bus: StreamBus, optio
   const rows: BusBenchRow[] = [];
   for (const [mode, append] of appenders(bus, options)) {
     const { appends, elapsedMs } = await measure(append, options.durationMsPerCase, nowMs);
-    rows.push({ adapter, mode, appends, elapsed_ms: elapsedMs, appends_per_s: elapsedMs > 0 ? (appends * 1000) / elapsedMs : 0, ratio_to_redis_benchmark: null });
+    rows.push({ adapter, mode, appends, elapsed_ms: elapsedMs, appends_per_s: elapsedMs > 0 ? (appends * 1000) / elapsedMs : 0, ratio_to_redis_benchmark: null, ratio_to_array_push: null });
   }
   return rows;
+}
+
+/**
+ * The in-memory adapter's baseline: the same entry pushed onto a plain array through the same
+ * timed loop (one awaited call per append, as the adapter's sequential case), emptied at the
+ * stream's cap so that memory stays bounded whatever the duration.
+ */
+async function measureArrayPush(options: { durationMsPerCase: number; payloadBytes: number }, nowMs: () => number): Promise<BusBenchRow> {
+  const fields = entry(options.payloadBytes);
+  const array: Array<Record<string, string>> = [];
+  const push = async () => {
+    if (array.length >= benchMaxLen) array.length = 0;
+    array.push(fields);
+    return 1;
+  };
+  const { appends, elapsedMs } = await measure(push, options.durationMsPerCase, nowMs);
+  return { adapter: 'array-push', mode: 'Array push, one by one (baseline of memory)', appends, elapsed_ms: elapsedMs, appends_per_s: elapsedMs > 0 ? (appends * 1000) / elapsedMs : 0, ratio_to_redis_benchmark: null, ratio_to_array_push: 1 };
 }
 
 /** `redis-benchmark` XADD with the same entry and trim; undefined if the tool is missing or fails (the reason in `note`). */
@@ -108,8 +129,13 @@ export async function runBusBench(input: BusBenchOptions): Promise<BusBenchOutco
   const options: BusBenchOptions & { batchEntries: number; inFlight: number; payloadBytes: number } = { ...busBenchDefaults, ...input };
   const nowMs = input.nowMs ?? (() => performance.now());
   const memory = new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler, entriesPerStreamMax: benchMaxLen });
-  const rows = await measureAdapter('memory', memory, options, nowMs);
+  const memoryRows = await measureAdapter('memory', memory, options, nowMs);
   await memory.close();
+  const arrayPush = await measureArrayPush(options, nowMs);
+  const rows = [
+    ...memoryRows.map((row) => ({ ...row, ratio_to_array_push: arrayPush.appends_per_s > 0 ? row.appends_per_s / arrayPush.appends_per_s : null })),
+    arrayPush,
+  ];
   if (input.redisUrl === undefined) return { rows, baselineNote: 'no --redis URL: the in-memory adapter only' };
   // Imported here, not at the top: ioredis would cost every start of the CLI (`sdc --help` loads the bench commands).
   const { RedisStreamBus } = await import('../server/stores/bus/redis-stream-bus.js');
@@ -129,7 +155,7 @@ export async function runBusBench(input: BusBenchOptions): Promise<BusBenchOutco
     rows: [
       ...rows,
       ...redisRows.map((row) => ({ ...row, ratio_to_redis_benchmark: ratio(row.appends_per_s) })),
-      { adapter: 'redis-benchmark', mode: 'XADD, 50 clients (its default)', appends: baseline.requests, elapsed_ms: (baseline.requests * 1000) / baseline.perSecond, appends_per_s: baseline.perSecond, ratio_to_redis_benchmark: 1 },
+      { adapter: 'redis-benchmark', mode: 'XADD, 50 clients (its default)', appends: baseline.requests, elapsed_ms: (baseline.requests * 1000) / baseline.perSecond, appends_per_s: baseline.perSecond, ratio_to_redis_benchmark: 1, ratio_to_array_push: null },
     ],
   };
 }

@@ -43,7 +43,7 @@ const latency = { p50_ms: Num, p90_ms: Num, p99_ms: Num, max_ms: Num };
 export const benchReportSchemas = {
   ed25519: report('ed25519', row({ provider: Type.String(), operation: Type.String(), operations: Num, ops_per_s: Num, us_per_op: Num })),
   ioctl: report('ioctl', row({ backend: Type.String(), opcode: Type.String(), calls: Num, calls_per_s: Num, p50_us: Num, p99_us: Num })),
-  bus: report('bus', row({ adapter: Type.String(), mode: Type.String(), appends: Num, appends_per_s: Num, ratio_to_redis_benchmark: NumOrNull })),
+  bus: report('bus', row({ adapter: Type.String(), mode: Type.String(), appends: Num, appends_per_s: Num, ratio_to_redis_benchmark: NumOrNull, ratio_to_array_push: NumOrNull })),
   ingest: report('ingest', row({ mode: Type.String(), samples_stored: Num, samples_per_s: Num, ratio_to_ed25519_verify: Num })),
   // Every row carries its ratio to the same run's baseline, the scheduler's empty-event floor (null when that measured 0 CPU).
   sim: report('sim', row({ agents: Num, ratio_to_empty_event_floor: NumOrNull })),

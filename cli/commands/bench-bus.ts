@@ -23,7 +23,7 @@ function batchEntries(raw: unknown): number {
 
 export const busBenchCommand: Command = {
   name: 'bus',
-  summary: 'Stream appends/s through the bus port (one by one, 64 in flight, batched) beside redis-benchmark XADD on the same server',
+  summary: 'Stream appends/s through the bus port (one by one, 64 in flight, batched) beside redis-benchmark XADD on the same server, and the in-memory adapter beside a plain array push',
   usage: '[--redis URL] [--duration-ms MS] [--batch N] [--json]',
   optionHelp: [
     ['--redis URL', 'Redis to measure (redis://host:port/db); without it only the in-memory adapter runs'],
@@ -41,7 +41,7 @@ export const busBenchCommand: Command = {
       benchmark: 'bus',
       parameters: { duration_ms_per_case: perCaseMs, batch_entries: batch, in_flight: busBenchDefaults.inFlight, payload_bytes: busBenchDefaults.payloadBytes, redis: redisUrl !== undefined },
       results: outcome.rows.map((row) => ({ ...row })),
-      units: { appends: 'entries', elapsed_ms: 'milliseconds', appends_per_s: 'entries per second', ratio_to_redis_benchmark: 'ratio' },
+      units: { appends: 'entries', elapsed_ms: 'milliseconds', appends_per_s: 'entries per second', ratio_to_redis_benchmark: 'ratio', ratio_to_array_push: 'ratio' },
       details: { baseline_note: outcome.baselineNote ?? null },
     });
     io.stdout(args.values.json === true ? renderBenchJson(report) : renderBenchTable(report) + (outcome.baselineNote === undefined ? '' : `\n${outcome.baselineNote}\n`));

@@ -47,6 +47,29 @@ test('ratio to baseline from roundtrip details, and from a ratio column (bus)', 
   assert.equal(ratioFigure({ path: 'c', report: none as never, percentiles: [] }, 2, files), undefined);
 });
 
+// Issue 14: a bench with two baselines (bus with Redis: redis-benchmark, and an array push for the
+// in-memory rows) or a ratio per percentile (reconnect) drew only its first ratio column.
+test('ratio to baseline: every ratio column is a series; a row without any ratio is left out, one without a column\'s has no bar there', () => {
+  const files: Record<string, string> = {};
+  const bus = benchReport({
+    benchmark: 'bus', parameters: {}, environment, units: { appends_per_s: '1/s', ratio_to_redis_benchmark: 'ratio', ratio_to_array_push: 'ratio' },
+    results: [
+      { adapter: 'memory', appends_per_s: 50, ratio_to_redis_benchmark: null, ratio_to_array_push: 0.25 },
+      { adapter: 'array-push', appends_per_s: 200, ratio_to_redis_benchmark: null, ratio_to_array_push: 1 },
+      { adapter: 'redis', appends_per_s: 100, ratio_to_redis_benchmark: 0.5, ratio_to_array_push: null },
+      { adapter: 'redis-benchmark', appends_per_s: 200, ratio_to_redis_benchmark: 1, ratio_to_array_push: null },
+      { adapter: 'none', appends_per_s: 1, ratio_to_redis_benchmark: null, ratio_to_array_push: null },
+    ],
+  });
+  const block = ratioFigure({ path: 'b', report: bus as never, percentiles: [] }, 0, files);
+  const bars = [...files['bench-1-bus-ratio.svg']!.matchAll(/data-series="([^"]*)" data-group="([^"]*)" data-value="([^"]*)"/g)].map((m) => `${m[2]}/${m[1]}=${m[3]}`);
+  assert.deepEqual(bars, [
+    'memory/ratio_to_redis_benchmark=0', 'memory/ratio_to_array_push=0.25', 'array-push/ratio_to_redis_benchmark=0', 'array-push/ratio_to_array_push=1',
+    'redis/ratio_to_redis_benchmark=0.5', 'redis/ratio_to_array_push=0', 'redis-benchmark/ratio_to_redis_benchmark=1', 'redis-benchmark/ratio_to_array_push=0',
+  ]);
+  assert.match((block as { caption: string }).caption, /ratio_to_redis_benchmark, ratio_to_array_push \(1 = the baseline; log scale; a missing bar has no ratio; wall-clock\)$/);
+});
+
 test('throughput against agents: one point per fleet size, only with two sizes or more', () => {
   const files: Record<string, string> = {};
   const runs = [roundtrip(10, 2000), roundtrip(2, 1000), roundtrip(50, 5000)].map((report, i) => ({ path: `r${i}`, report, percentiles: [] }));

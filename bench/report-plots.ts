@@ -16,6 +16,8 @@ type Bench = { readonly path: string; readonly report: BenchReport<Record<string
 
 const safe = (text: string) => text.replace(/[^a-z0-9-]/gi, '');
 const groupsMax = 32;
+/** Ratio columns drawn per figure: bars per row stay readable. */
+const ratioSeriesMax = 6;
 
 /** A latency CDF from the bench's HdrHistogram points (`<bench>-percentiles.csv`): percentile against latency, log x. */
 export function cdfFigure(bench: Bench, index: number, files: Files): Block | undefined {
@@ -43,16 +45,20 @@ export function ratioFigure(bench: Bench, index: number, files: Files): Block | 
     const keys = Object.keys(Object.values(ratios)[0] ?? {});
     groups = keys.map((key) => ({ label: key, values: Object.keys(ratios).slice(0, 6).map((k) => Math.max(0, num(ratios[k]?.[key]) ?? 0)) }));
   } else {
-    // A word of the name, not a substring: `operations` holds "ratio" too.
-    const column = Object.keys(report.units).find((c) => /(^|_)ratio(_|$)/.test(c) && report.results.some((r) => num(r[c]) !== undefined));
-    if (column === undefined) return undefined;
-    series = [column];
-    groups = report.results.filter((r) => num(r[column]) !== undefined).slice(0, groupsMax).map((r) => ({ label: labelOf(r), values: [Math.max(0, num(r[column])!)] }));
+    // Every ratio column with a figure, one series each (bus: to redis-benchmark and to an array
+    // push; reconnect: at p50 and p99), rows without any left out. A word of the name, not a
+    // substring: `operations` holds "ratio" too.
+    const columns = Object.keys(report.units).filter((c) => /(^|_)ratio(_|$)/.test(c) && report.results.some((r) => num(r[c]) !== undefined)).slice(0, ratioSeriesMax);
+    if (columns.length === 0) return undefined;
+    series = columns;
+    groups = report.results.filter((r) => columns.some((c) => num(r[c]) !== undefined)).slice(0, groupsMax)
+      .map((r) => ({ label: labelOf(r), values: columns.map((c) => Math.max(0, num(r[c]) ?? 0)) }));
   }
   if (groups.length === 0) return undefined;
   const file = `bench-${index + 1}-${safe(report.benchmark)}-ratio.svg`;
   files[file] = renderBarChartSvg({ title: `sdc bench ${report.benchmark}: ratio to the same-run baseline`, unit: 'x baseline', series, groups, scale: 'log' });
-  return { kind: 'figure', file, caption: `sdc bench ${report.benchmark}: ratio to the baseline measured in the same run (1 = as fast as the baseline; log scale; wall-clock)` };
+  // "1 = the baseline": a ratio of rates above 1 is faster, of latencies or memory above 1 is more; the columns' units say which.
+  return { kind: 'figure', file, caption: `sdc bench ${report.benchmark}: ratio to the baseline measured in the same run, ${series.join(', ')} (1 = the baseline; log scale; a missing bar has no ratio; wall-clock)` };
 }
 
 /** One bench's figures at its fleet size: what the "against agents" plots draw, by metric name. */

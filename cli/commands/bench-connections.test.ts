@@ -45,6 +45,11 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
         assert.equal(typeof details.goal_met, 'boolean');
       }
       assert.match(report.environment.store_versions?.['redis'] ?? '', /^\d+\.\d+/, 'the Redis version in the environment block');
+      // Issue 14: memory per connection as a ratio to the bare server's, measured in the same run
+      // (null where either figure is not positive: three connections are within RSS's noise).
+      for (const row of report.results) for (const key of ['ratio_to_bare_rss_per_connection', 'ratio_to_bare_heap_per_connection']) assert.ok(key in row && (row[key] === null || typeof row[key] === 'number'), `${key} in ${JSON.stringify(row)}`);
+      const bareHeap = report.results[1]!['heap_per_connection_kib'] as number;
+      assert.equal(report.results[1]!['ratio_to_bare_heap_per_connection'], bareHeap > 0 ? 1 : null);
       assert.equal(details.fleet_issued_now, 3);
       assert.deepEqual(details.violations, []);
       assert.deepEqual(report.parameters.heartbeat_interval_ms, 30_000);
@@ -88,6 +93,12 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
       assert.ok(points.every(([, ms], i) => i === 0 || ms >= points[i - 1]![1]), `${row.what}: ${JSON.stringify(points)}`);
       assert.ok(Math.abs(points.at(-1)![1] - Number(row.max_ms)) <= Number(row.max_ms) * 0.001 + 0.001, `${row.what}: max ${row.max_ms}, p100 ${points.at(-1)![1]}`);
     }
+    // Issue 14: the ratio to the same run's baseline (the bare re-handshakes), in the JSON and in --out's.
+    const [agentsRow, bareRow] = report.results;
+    assert.deepEqual([bareRow!['ratio_to_bare_p50'], bareRow!['ratio_to_bare_p99']], [1, 1]);
+    assert.ok(Math.abs(Number(agentsRow!['ratio_to_bare_p50']) - Number(agentsRow!.p50_ms) / Number(bareRow!.p50_ms)) <= 0.002 * Math.max(1, Number(agentsRow!['ratio_to_bare_p50'])), JSON.stringify(report.results));
+    assert.equal(typeof report.units['ratio_to_bare_p99'], 'string');
+    assert.deepEqual(JSON.parse(await readFile(join(out, 'reconnect.json'), 'utf8')).results, report.results);
     } finally {
       await rm(out, { recursive: true, force: true });
     }

@@ -20,7 +20,7 @@ const sharedHelp = [
   ['--ramp-per-s R', 'Agents\' first connections start at R per second (default 200)'],
   ['--agents-per-process P', 'Agents per agent process (default 5000; each process may hold 20,000 open files here)'],
   ['--json', 'Print the report as one JSON object (docs/benchmarks.md, "Output")'],
-  ['--out DIR', 'Also write <bench>.json and <bench>.csv to DIR'],
+  ['--out DIR', 'Also write <bench>.json, .csv, .md and .svg to DIR (reconnect also <bench>-percentiles.csv)'],
   ['--timeout D', 'Give up after D, like 30m (default 1h)'],
 ] as const;
 
@@ -41,6 +41,9 @@ function sharedValues(args: ParsedCommandArgs, io: CliIo) {
 
 async function emit(args: ParsedCommandArgs, io: CliIo, report: import('../../bench/output.js').BenchReport<object>): Promise<void> {
   const { renderBenchJson, renderBenchTable, writeBenchOut } = await import('../../bench/output.js');
+  // The ratio to the baseline row measured in the same run (issue 14), in place: the suite's --repeat keeps this object.
+  const { addBaselineRatios } = await import('../../bench/baseline-ratio.js');
+  addBaselineRatios(report);
   // These commands write their own --out, so the bench suite's store versions are added here.
   const { storeVersions } = await import('../../bench/store-versions.js');
   const versions = await storeVersions(report.parameters, args.values, io.env);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attachLatencySamples, attachSideFiles, repeatFileName, takeSideFiles, benchEnvironment, benchReport, captureBenchReports, latencySamplesOf, mergeRepeats, progressReporter, renderBenchCsv, renderBenchMarkdown, renderBenchTable, writeBenchOut, type BenchEnvironment } from './output.js';
+import { attachLatencySamples, attachSideFiles, repeatFileName, takeSideFiles, benchEnvironment, benchReport, captureBenchReports, latencySamplesOf, mergeRepeats, progressReporter, renderLatencySamplesCsv, renderBenchCsv, renderBenchMarkdown, renderBenchTable, writeBenchOut, type BenchEnvironment } from './output.js';
 
 const environment: BenchEnvironment = {
   node: 'v20', openssl: '3', platform: 'linux', arch: 'x64', cpu: 'test cpu', cpu_count: 2, memory_total_mib: 1024, git_commit: null,
@@ -53,7 +53,9 @@ test('attached latencies: writeBenchOut adds <benchmark>-percentiles.csv (not in
     };
     const one = make(Array.from({ length: 100 }, (_, i) => i + 1));
     await writeBenchOut(dir, one);
-    assert.deepEqual((await readdir(dir)).sort(), ['demo-percentiles.csv', 'demo.csv', 'demo.json', 'demo.md', 'demo.svg']);
+    assert.deepEqual((await readdir(dir)).sort(), ['demo-percentiles.csv', 'demo-samples.csv', 'demo.csv', 'demo.json', 'demo.md', 'demo.svg']);
+    // Issue 14, "CSV of raw samples and percentiles": every sample as recorded, in order; the empty series has no row.
+    assert.equal(await readFile(join(dir, 'demo-samples.csv'), 'utf8'), `series,latency_ms\n${Array.from({ length: 100 }, (_, i) => `op_ms,${i + 1}\n`).join('')}`);
     assert.doesNotMatch(await readFile(join(dir, 'demo.json'), 'utf8'), /op_ms/);
     const rows = (await readFile(join(dir, 'demo-percentiles.csv'), 'utf8')).trimEnd().split('\n');
     // 12 fixed percentiles of the one series with samples; 1..100 ms: the median is 50 (HdrHistogram: within 0.1 %), the top 100.
@@ -64,6 +66,9 @@ test('attached latencies: writeBenchOut adds <benchmark>-percentiles.csv (not in
     assert.equal(rows.at(-1), 'op_ms,100,100');
     const merged = mergeRepeats([one, make([1_000])]);
     assert.deepEqual(latencySamplesOf(merged)?.['op_ms']?.length, 101);
+    // Past the row cap each series keeps the same share, its first samples, and none is dropped whole.
+    assert.equal(renderLatencySamplesCsv({ a: [1, 2, 3, 4, 5, 6, 7, 8], b: [9.12345, 10], c: [11] }, 6), 'series,latency_ms\na,1\na,2\na,3\na,4\nb,9.123\nc,11\n');
+    assert.equal(renderLatencySamplesCsv({ none: [] }), undefined);
     assert.throws(() => attachLatencySamples(one, { 'Not-snake': [1] }), /snake_case/);
     const none = benchReport({ benchmark: 'bare', environment, parameters: {}, results: [{ n: 1 }], units: { n: 'count' } });
     await writeBenchOut(dir, none);

@@ -175,6 +175,29 @@ export async function renderLatencyPercentilesCsv(report: BenchReport<object>): 
 }
 
 /**
+ * Raw samples written per file (issue 14: "CSV of raw samples and percentiles"): a million rows
+ * is about 20 MB, more than any bench here records (roundtrip at 500 agents: 30,000). Past it
+ * each series keeps the same share, its first samples (docs/benchmarks.md says so); the
+ * percentiles CSV still covers them all.
+ */
+export const latencySamplesCsvRowsMax = 1_000_000;
+
+/**
+ * `<benchmark>-samples.csv`: every recorded latency, `series,latency_ms`, series after series in
+ * the order the bench recorded them (each sample as measured, at most 3 decimals). Undefined when
+ * there are no samples.
+ */
+export function renderLatencySamplesCsv(samplesMsBySeries: Readonly<Record<string, readonly number[]>>, rowsMax: number = latencySamplesCsvRowsMax): string | undefined {
+  const series = Object.entries(samplesMsBySeries).filter(([, values]) => values.length > 0);
+  const total = series.reduce((sum, [, values]) => sum + values.length, 0);
+  if (total === 0) return undefined;
+  // Over the cap each series keeps the same share of its samples (its first ones), so none is dropped whole.
+  const share = total > rowsMax ? rowsMax / total : 1;
+  const rows = series.flatMap(([name, values]) => values.slice(0, Math.max(1, Math.floor(values.length * share))).map((value): Cell[] => [name, value]));
+  return renderCsv(['series', 'latency_ms'], rows);
+}
+
+/**
  * Files a bench writes beside its report with its own `--out` (the /metrics series and the
  * start/end pair of roundtrip and ingest), kept beside the report object like its latencies: the
  * bench suite runs each `--repeat` without `--out`, so without this side channel each repeat's
@@ -292,13 +315,16 @@ export function renderBenchJson(report: BenchReport<object>): string {
 
 /**
  * `--out DIR`: `<benchmark>.json` (the report), `<benchmark>.csv` (its results),
- * `<benchmark>-percentiles.csv` when latencies are attached (attachLatencySamples) and any extra
+ * `<benchmark>-percentiles.csv` and `<benchmark>-samples.csv` (every sample) when latencies are
+ * attached (attachLatencySamples) and any extra
  * files a bench adds (histograms, SVG, Markdown). Returns the paths written.
  */
 export async function writeBenchOut(dir: string, report: BenchReport<object>, extraFiles: Readonly<Record<string, string>> = {}): Promise<string[]> {
   const repeats = (report as RepeatedBenchReport).repeats;
   const svg = renderBenchSvg(report);
   const percentiles = await renderLatencyPercentilesCsv(report);
+  const attached = latencySamples.get(report);
+  const samples = attached === undefined ? undefined : renderLatencySamplesCsv(attached);
   return writeReportFiles(dir, {
     [`${report.benchmark}.json`]: renderBenchJson(report),
     [`${report.benchmark}.csv`]: renderBenchCsv(report),
@@ -309,6 +335,7 @@ export async function writeBenchOut(dir: string, report: BenchReport<object>, ex
       [`${report.benchmark}-repeats.csv`]: renderCsv(['row', 'label', 'field', 'min', 'median', 'max'], repeats.spread.map((s) => [s.row, s.label, s.field, s.min, s.median, s.max])),
     }),
     ...(percentiles === undefined ? {} : { [`${report.benchmark}-percentiles.csv`]: percentiles }),
+    ...(samples === undefined ? {} : { [`${report.benchmark}-samples.csv`]: samples }),
     ...extraFiles,
   });
 }

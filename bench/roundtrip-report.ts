@@ -1,6 +1,6 @@
 import type { LatencySummary } from './stats.js';
 import { formatNumber, latencyHistogramRows, renderBarChartSvg, renderCsv, renderMarkdownTable, type Cell } from './report.js';
-import { benchReport, renderBenchJson, renderBenchCsv, type BenchReport } from './output.js';
+import { benchReport, renderBenchJson, renderBenchCsv, renderLatencySamplesCsv, type BenchReport } from './output.js';
 import type { RoundtripBenchRun, RoundtripSummary } from './roundtrip.js';
 import { hdrPercentileRows } from './latency-hdr.js';
 import { renderMetricsSeriesJsonl } from './metrics-series.js';
@@ -117,7 +117,7 @@ export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string
     renderMarkdownTable(latency.header, latency.rows),
     renderMarkdownTable(ratios.header, ratios.rows),
     '![percentiles](roundtrip.svg)', '',
-    'Files: `roundtrip.json` (the bench report, the summary in `details`), `roundtrip.csv` (percentiles per measure), `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge, the last `+Inf`), `roundtrip-percentiles.csv` (the latency CDF: HdrHistogram value at fixed percentiles per measure), `roundtrip.svg`, `metrics-start.prom` and `metrics-end.prom` (the services\' /metrics just before and just after the commands phase, each sample stamped with its scrape time), `metrics-series.jsonl` (the same /metrics every scrape interval over the commands phase, from the first of those two scrapes to the last, each line stamped with its time).', '',
+    'Files: `roundtrip.json` (the bench report, the summary in `details`), `roundtrip.csv` (percentiles per measure), `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge, the last `+Inf`), `roundtrip-percentiles.csv` (the latency CDF: HdrHistogram value at fixed percentiles per measure), `roundtrip-samples.csv` (every latency sample, `series,latency_ms`), `roundtrip.svg`, `metrics-start.prom` and `metrics-end.prom` (the services\' /metrics just before and just after the commands phase, each sample stamped with its scrape time), `metrics-series.jsonl` (the same /metrics every scrape interval over the commands phase, from the first of those two scrapes to the last, each line stamped with its time).', '',
   ].join('\n');
   return {
     'roundtrip.json': renderBenchJson(report),
@@ -126,6 +126,8 @@ export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string
     'roundtrip.svg': renderRoundtripSvg(summary),
     'roundtrip-percentiles.csv': renderCsv(['measure', 'percentile', 'latency_ms'], ([['baseline_echo', samplesMs.baseline], ['command_server', samplesMs.server], ['command_client', samplesMs.client]] as const)
       .flatMap(([measure, samples]) => hdrPercentileRows(samples).map((r): Cell[] => [measure, r.percentile, r.latency_ms]))),
+    // Every sample as measured (the same file writeBenchOut writes under --repeat, pooled).
+    'roundtrip-samples.csv': renderLatencySamplesCsv({ baseline_echo: samplesMs.baseline, command_server: samplesMs.server, command_client: samplesMs.client }) ?? 'series,latency_ms\n',
     'roundtrip.md': markdown,
     ...(run.metricsScrapes === undefined ? {} : { 'metrics-start.prom': run.metricsScrapes.start, 'metrics-end.prom': run.metricsScrapes.end }),
     ...(run.metricsSeries === undefined ? {} : { 'metrics-series.jsonl': renderMetricsSeriesJsonl(run.metricsSeries) }),

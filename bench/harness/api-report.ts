@@ -1,4 +1,4 @@
-import { benchReport, type BenchReport, type BenchRow } from '../output.js';
+import { benchReport, renderLatencySamplesCsv, type BenchReport, type BenchRow } from '../output.js';
 import { renderCsv, renderMarkdownTable, type Cell } from '../report.js';
 import { hdrLatencySummary, hdrPercentileRows } from '../latency-hdr.js';
 import { lineSeriesMax, renderLineChartSvg } from '../report-figures.js';
@@ -76,14 +76,17 @@ export function apiMarkdown(report: BenchReport<ApiReportDetails>): string {
 
 /**
  * `api-percentiles.csv` and `api-cdf.svg`: each trend metric's latency at HdrHistogram's fixed
- * percentiles (bench/latency-hdr.ts), as rows and as a CDF plot (latency against percentile).
+ * percentiles (bench/latency-hdr.ts), as rows and as a CDF plot (latency against percentile);
+ * `api-samples.csv`: every trend sample (renderLatencySamplesCsv).
  */
 export function apiLatencyCdfFiles(run: ApiScenarioRun): Record<string, string> {
   const trends = run.metrics.names().filter((name) => run.metrics.get(name)!.kind === 'trend' && run.metrics.get(name)!.values.length > 0).slice(0, lineSeriesMax);
   if (trends.length === 0) return {};
   const rows = trends.flatMap((name) => hdrPercentileRows(run.metrics.get(name)!.values).map((r) => [name, r.percentile, r.latency_ms] as Cell[]));
+  const samples = renderLatencySamplesCsv(Object.fromEntries(trends.map((name) => [name, run.metrics.get(name)!.values])));
   return {
     'api-percentiles.csv': renderCsv(['metric', 'percentile', 'latency_ms'], rows),
+    ...(samples === undefined ? {} : { 'api-samples.csv': samples }),
     'api-cdf.svg': renderLineChartSvg({
       title: 'sdc bench api: latency CDF (HdrHistogram)', xLabel: 'latency (ms)', yLabel: 'percentile',
       series: trends.map((name) => ({ name, points: hdrPercentileRows(run.metrics.get(name)!.values).map((r) => [r.latency_ms, r.percentile] as const) })),

@@ -46,7 +46,7 @@ test('sdc bench api: a tiny open-loop run in process, thresholds from the defini
     assert.equal(terminal['samples'], 3);
     assert.ok(Number(terminal['p99_ms']) >= Number(terminal['p50_ms']));
     assert.match(run.stderr, /^x sdc_command_create_ms min<0/m);
-    assert.deepEqual((await readdir(join(dir, 'out'))).sort(), ['api-cdf.svg', 'api-percentiles.csv', 'api.csv', 'api.json', 'api.md', 'api.svg']);
+    assert.deepEqual((await readdir(join(dir, 'out'))).sort(), ['api-cdf.svg', 'api-percentiles.csv', 'api-samples.csv', 'api.csv', 'api.json', 'api.md', 'api.svg']);
     assert.match(await readFile(join(dir, 'out', 'api.md'), 'utf8'), /\| sdc_command_create_ms \| min<0 \| [\d.]+ \| yes \|/);
     assert.match(await readFile(join(dir, 'out', 'api-percentiles.csv'), 'utf8'), /^metric,percentile,latency_ms\n[a-z_]+,0,[\d.]+\n[\s\S]*^sdc_command_create_ms,100,[\d.]+$/m);
     assert.match(await readFile(join(dir, 'out', 'api-cdf.svg'), 'utf8'), /^<svg[\s\S]*<\/svg>\n?$/);

@@ -28,7 +28,7 @@ test('sdc bench ioctl --json reports mock and native rows for ping and status in
     // Progress without a terminal ends on 100 %.
     assert.match(err, /bench ioctl: 100% 80\/80 calls\n/);
     // --out writes the common four: JSON, CSV, a Markdown table and an SVG plot.
-    assert.deepEqual((await readdir(dir)).sort(), ['ioctl-percentiles.csv', 'ioctl.csv', 'ioctl.json', 'ioctl.md', 'ioctl.svg']);
+    assert.deepEqual((await readdir(dir)).sort(), ['ioctl-percentiles.csv', 'ioctl-samples.csv', 'ioctl.csv', 'ioctl.json', 'ioctl.md', 'ioctl.svg']);
     // And each backend and opcode's call latencies as a CDF for sdc report (12 fixed percentiles each).
     const cdf = (await readFile(join(dir, 'ioctl-percentiles.csv'), 'utf8')).trimEnd().split('\n');
     assert.equal(cdf[0], 'series,percentile,latency_ms');

@@ -53,7 +53,7 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
     assert.ok(load.event_loop_delay_ms.p50 <= load.event_loop_delay_ms.p99 && load.event_loop_delay_ms.p99 <= load.event_loop_delay_ms.max);
     assert.ok(load.cpu_per_wall > 0);
 
-    assert.deepEqual((await readdir(out)).sort(), ['metrics-end.prom', 'metrics-series.jsonl', 'metrics-start.prom', 'roundtrip-histogram.csv', 'roundtrip-percentiles.csv', 'roundtrip.csv', 'roundtrip.json', 'roundtrip.md', 'roundtrip.svg']);
+    assert.deepEqual((await readdir(out)).sort(), ['metrics-end.prom', 'metrics-series.jsonl', 'metrics-start.prom', 'roundtrip-histogram.csv', 'roundtrip-percentiles.csv', 'roundtrip-samples.csv', 'roundtrip.csv', 'roundtrip.json', 'roundtrip.md', 'roundtrip.svg']);
     // Two scrapes around the commands phase, each sample stamped with its time: the end one counts the commands, later than the start one.
     const stamp = (text: string) => Number(/^sdc_agents_online\{[^}]*\} \S+ (\d+)$/m.exec(text)?.[1]);
     const [start, end] = await Promise.all(['metrics-start.prom', 'metrics-end.prom'].map((name) => readFile(join(out, name), 'utf8')));
@@ -70,6 +70,14 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
     const cdf = (await readFile(join(out, 'roundtrip-percentiles.csv'), 'utf8')).trimEnd().split('\n');
     assert.equal(cdf[0], 'measure,percentile,latency_ms');
     assert.equal(cdf.length, 1 + 3 * 12);
+    // Every raw sample (issue 14: "CSV of raw samples and percentiles"): 6 per series, the largest each series's max.
+    const raw = (await readFile(join(out, 'roundtrip-samples.csv'), 'utf8')).trimEnd().split('\n');
+    assert.equal(raw[0], 'series,latency_ms');
+    for (const measure of ['baseline_echo', 'command_server', 'command_client']) {
+      const values = raw.slice(1).filter((line) => line.startsWith(`${measure},`)).map((line) => Number(line.split(',')[1]));
+      assert.equal(values.length, 6, measure);
+      assert.equal(Math.max(...values), report.results.find((r) => r.measure === measure)!.max_ms, measure);
+    }
     assert.deepEqual(JSON.parse(await readFile(join(out, 'roundtrip.json'), 'utf8')), report);
     const percentiles = (await readFile(join(out, 'roundtrip.csv'), 'utf8')).trimEnd().split('\n');
     assert.equal(percentiles[0], 'measure,samples,p50_ms,p90_ms,p99_ms,max_ms,mean_ms');

@@ -21,7 +21,7 @@ export const roundtripBenchCommand: Command = {
     ['--agents N', `Agents to enroll and connect (1 to ${roundtripLimits.agentsMax})`],
     ['--commands M', 'EXEC_PING_KERNEL commands per agent, one after another, all agents at once (default 5; one more warm-up)'],
     ['--json', 'Print the report as one JSON object (docs/benchmarks.md, "Output"; the summary in details)'],
-    ['--out DIR', 'Also write roundtrip.json, roundtrip.csv, roundtrip-histogram.csv, roundtrip-percentiles.csv, roundtrip.svg, roundtrip.md, metrics-start.prom, metrics-end.prom and metrics-series.jsonl to DIR (with --repeat N: the merged report, and each repeat\'s scrapes as metrics-repeat-K-start.prom, -end.prom and -series.jsonl)'],
+    ['--out DIR', 'Also write roundtrip.json, roundtrip.csv, roundtrip-histogram.csv, roundtrip-percentiles.csv, roundtrip-samples.csv, roundtrip.svg, roundtrip.md, metrics-start.prom, metrics-end.prom and metrics-series.jsonl to DIR (with --repeat N: the merged report, and each repeat\'s scrapes as metrics-repeat-K-start.prom, -end.prom and -series.jsonl)'],
     ['--redis URL', 'Use Redis for the bus and key/value store (default: embedded)'],
     ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
     ['--timeout D', 'Give up after D, like 30m (default 30m)'],

@@ -83,6 +83,11 @@ process.on('message', (request: AgentWorkerRequest) => {
       for (const items of chunks(fleet.executionCounts())) send({ type: 'executions', items });
       send({ type: 'executionsDone' });
       return;
+    case 'cpu': {
+      const { user, system } = process.cpuUsage();
+      send({ type: 'cpu', userUs: user, systemUs: system, framesReceived: 0 });
+      return;
+    }
     case 'stop':
       if (statusTimer) clearInterval(statusTimer);
       void fleet.stop().finally(() => {

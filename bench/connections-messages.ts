@@ -35,13 +35,27 @@ export type ServerRequest =
   | { readonly type: 'memory' }
   /** Answered with `tlsHandshakes`: the gateway's full and resumed TLS handshakes since it started. */
   | { readonly type: 'tlsHandshakes' }
+  /** Answered with `cpu`: the process's CPU so far and the agents' messages it received so far. */
+  | { readonly type: 'cpu' }
   | { readonly type: 'stop' };
+
+/**
+ * A process's CPU since it started (process.cpuUsage(): every thread of it, user and system, µs)
+ * and, from a gateway, the WebSocket messages its agents sent it (GatewayServer.received; 0 from
+ * any other process). The bench takes the difference of two readings.
+ */
+export interface CpuReading {
+  readonly userUs: number;
+  readonly systemUs: number;
+  readonly framesReceived: number;
+}
 
 export type ServerReport =
   | { readonly type: 'listening'; readonly url: string; readonly pid: number }
   | ({ readonly type: 'memory' } & ServerMemory)
   /** `dropped`: sockets the gateway dropped before or during TLS, by code (GATEWAY_SOURCE_LIMIT, GATEWAY_HANDSHAKE_TIMEOUT...). */
   | { readonly type: 'tlsHandshakes'; readonly full: number; readonly resumed: number; readonly dropped: Readonly<Record<string, number>> }
+  | ({ readonly type: 'cpu' } & CpuReading)
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'stopped' };
 
@@ -61,6 +75,8 @@ export type AgentWorkerRequest =
   | { readonly type: 'returns'; readonly sinceMs: number }
   /** [command id, kernel executions] of every command a journal marked executing. */
   | { readonly type: 'executions' }
+  /** Answered with `cpu` (framesReceived 0). */
+  | { readonly type: 'cpu' }
   | { readonly type: 'stop' };
 
 export type AgentWorkerReport =
@@ -70,6 +86,7 @@ export type AgentWorkerReport =
   | { readonly type: 'returnsDone'; readonly closed: number; readonly notBack: number }
   | { readonly type: 'executions'; readonly items: ReadonlyArray<readonly [string, number]> }
   | { readonly type: 'executionsDone' }
+  | ({ readonly type: 'cpu' } & CpuReading)
   | { readonly type: 'violation'; readonly message: string }
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'stopped' };

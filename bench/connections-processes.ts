@@ -4,7 +4,7 @@ import { SdcError } from '../core/errors/index.js';
 import { sourceLoaderExecArgv } from '../runtime/fork-module.js';
 import { chunks, type WorkerAgentSpec } from '../sim/real/messages.js';
 import type {
-  AgentWorkerReport, AgentWorkerRequest, AgentWorkerStatus, BareClientReport, BareClientRequest, ServerMemory, ServerReport, ServerRequest,
+  AgentWorkerReport, AgentWorkerRequest, AgentWorkerStatus, BareClientReport, BareClientRequest, CpuReading, ServerMemory, ServerReport, ServerRequest,
 } from './connections-messages.js';
 import { sleep } from './wall-time.js';
 
@@ -130,6 +130,17 @@ export class ServerChild extends BenchChild<ServerRequest, ServerReport> {
     return memory!;
   }
 
+  /** The process's CPU and the agents' messages it received, so far (connections-messages.ts CpuReading). */
+  async cpu(timeoutMs = 60_000): Promise<CpuReading> {
+    let reading: CpuReading = { userUs: 0, systemUs: 0, framesReceived: 0 };
+    await this.request({ type: 'cpu' }, timeoutMs, (report) => {
+      if (report.type !== 'cpu') return false;
+      reading = { userUs: report.userUs, systemUs: report.systemUs, framesReceived: report.framesReceived };
+      return true;
+    });
+    return reading;
+  }
+
   async tlsHandshakes(timeoutMs = 60_000): Promise<{ full: number; resumed: number; dropped: Readonly<Record<string, number>> }> {
     let counts: { full: number; resumed: number; dropped: Readonly<Record<string, number>> } = { full: 0, resumed: 0, dropped: {} };
     await this.request({ type: 'tlsHandshakes' }, timeoutMs, (report) => {
@@ -230,6 +241,20 @@ export class AgentChildren {
       return false;
     })));
     return { afterMs, byDevice, closed, notBack };
+  }
+
+  /** Every agent process's CPU so far, summed (framesReceived 0: agents receive no agents' messages). */
+  async cpu(): Promise<CpuReading> {
+    const readings = await Promise.all(this.#children.map(async (child) => {
+      let reading: CpuReading = { userUs: 0, systemUs: 0, framesReceived: 0 };
+      await child.request({ type: 'cpu' }, 60_000, (report) => {
+        if (report.type !== 'cpu') return false;
+        reading = { userUs: report.userUs, systemUs: report.systemUs, framesReceived: 0 };
+        return true;
+      });
+      return reading;
+    }));
+    return readings.reduce((a, b) => ({ userUs: a.userUs + b.userUs, systemUs: a.systemUs + b.systemUs, framesReceived: 0 }), { userUs: 0, systemUs: 0, framesReceived: 0 });
   }
 
   async executions(): Promise<Map<string, number>> {

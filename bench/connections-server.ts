@@ -25,6 +25,8 @@ const agentPath = '/v1/agent';
 const role = process.argv[2];
 let stopServer: (() => Promise<void>) | undefined;
 let connections: () => number = () => 0;
+/** The agents' messages the gateway received so far (GatewayServer.received); the bare server reads none. */
+let framesReceived: () => number = () => 0;
 let tlsHandshakes: () => Promise<{ full: number; resumed: number; dropped: Record<string, number> }> = async () => ({ full: 0, resumed: 0, dropped: {} });
 
 const send = (report: ServerReport): void => {
@@ -130,6 +132,7 @@ async function startGateway(request: Extract<ServerRequest, { type: 'start' }>):
     for (const { labels, value } of (await deployment.metrics.websocketErrors.get()).values) dropped[String(labels.code)] = value;
     return { ...deployment.gatewayServer.tlsHandshakes, dropped };
   };
+  framesReceived = () => deployment.gatewayServer.received.frames;
   // Every TCP socket of the process (Redis's too): the bench takes the growth from the idle reading.
   connections = () => process.getActiveResourcesInfo().filter((name) => name === 'TCPSocketWrap').length;
   return deployment.gatewayUrl;
@@ -164,6 +167,9 @@ process.on('message', (request: ServerRequest) => {
     );
   } else if (request.type === 'memory') {
     send({ type: 'memory', ...memory() });
+  } else if (request.type === 'cpu') {
+    const { user, system } = process.cpuUsage();
+    send({ type: 'cpu', userUs: user, systemUs: system, framesReceived: framesReceived() });
   } else if (request.type === 'tlsHandshakes') {
     void tlsHandshakes().then((counts) => send({ type: 'tlsHandshakes', ...counts }));
   } else {

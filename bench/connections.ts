@@ -1,7 +1,11 @@
 import { loadavg } from 'node:os';
 import { benchReport, type BenchReport, type BenchRow } from './output.js';
 import type { ServerMemory } from './connections-messages.js';
-import type { BareClients, ServerChild } from './connections-processes.js';
+import type { AgentChildren, BareClients, ServerChild } from './connections-processes.js';
+import {
+  cpuColumns, cpuRows, cpuSummary, cpuUnits, cpuWindowOf, noCpuColumns, ownCpu, redisCpuOf, type RoleCpu,
+} from './connections-cpu.js';
+import type { CpuReading } from './connections-messages.js';
 import {
   agentsPerProcessDefault, bareProcesses, forkBenchProcesses, planAgents, standardProfile, startAgents, startScaleOut, type ScaleOut,
 } from './connections-setup.js';
@@ -45,6 +49,17 @@ export interface ConnectionsDetails {
   readonly agent_processes: number;
   readonly fleet_issued_now: number;
   readonly fleet_issue_ms: number;
+  /**
+   * The CPU window (connections-cpu.ts): it starts `cpu_lead_in_ms` into the hold and lasts
+   * `cpu_window_ms` (wall time between the readings); the rows carry each role's CPU in it.
+   */
+  readonly cpu_lead_in_ms: number;
+  readonly cpu_window_ms: number;
+  readonly frames_received_per_s: number | null;
+  /** All gateways' CPU over all the frames they received in the window. */
+  readonly gateways_cpu_us_per_frame_received: number | null;
+  /** Gateways, agent processes and the bench's control plane together (Redis left out: its figure is server-wide). */
+  readonly processes_cpu_us_per_frame_received: number | null;
   readonly load_average_start: readonly number[];
   readonly load_average_end: readonly number[];
   readonly violations: readonly string[];
@@ -66,7 +81,7 @@ const rampPerSecondDefault = 200;
 const kib = 1024;
 const mib = 1024 * 1024;
 
-function memoryRow(server: string, role: 'gateway' | 'bare', idle: ServerMemory, loaded: ServerMemory, held: number): BenchRow {
+function memoryRow(server: string, role: 'gateway' | 'bare', idle: ServerMemory, loaded: ServerMemory, held: number, cpu: BenchRow = noCpuColumns): BenchRow {
   const per = (after: number, before: number) => (held === 0 ? 0 : (after - before) / held / kib);
   return {
     server, role, connections: held,
@@ -76,6 +91,7 @@ function memoryRow(server: string, role: 'gateway' | 'bare', idle: ServerMemory,
     rss_without_young_generation_per_connection_kib: per(loaded.rssBytes - loaded.youngGenerationBytes, idle.rssBytes - idle.youngGenerationBytes),
     heap_per_connection_kib: per(loaded.heapUsedBytes, idle.heapUsedBytes),
     external_per_connection_kib: per(loaded.externalBytes, idle.externalBytes),
+    ...cpu,
   };
 }
 
@@ -83,7 +99,25 @@ export const connectionsUnits = {
   connections: 'connections', rss_idle_mib: 'MiB', rss_loaded_mib: 'MiB', rss_per_connection_kib: 'KiB', rss_without_young_generation_per_connection_kib: 'KiB',
   heap_per_connection_kib: 'KiB',
   external_per_connection_kib: 'KiB',
+  ...cpuUnits,
 } as const;
+
+/** Every role's CPU reading at one moment, read in parallel: [gateways..., agents, control plane, redis if it answered]. */
+async function readCpu(gateways: readonly ServerChild[], agents: AgentChildren, redisCpu: () => Promise<CpuReading | undefined>): Promise<{ readings: Array<CpuReading | undefined>; atMs: number }> {
+  const readings = await Promise.all([...gateways.map((g) => g.cpu()), agents.cpu(), Promise.resolve(ownCpu()), redisCpu()]);
+  return { readings, atMs: performance.now() };
+}
+
+/** Redis's INFO cpu through a client of its own (not the stores' clients, whose traffic is measured), or undefined. */
+async function redisCpuReader(redisUrl: string): Promise<{ read: () => Promise<CpuReading | undefined>; close: () => void }> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 2_000 });
+  await client.connect().catch(() => undefined);
+  return {
+    read: async () => redisCpuOf(await client.info('cpu').catch(() => '')),
+    close: () => client.disconnect(),
+  };
+}
 
 export async function runConnectionsBench(options: ConnectionsBenchOptions): Promise<BenchReport<ConnectionsDetails>> {
   const deadlineMs = Date.now() + options.timeoutMs;
@@ -110,10 +144,37 @@ export async function runConnectionsBench(options: ConnectionsBenchOptions): Pro
     const { agents } = processes;
     if (!started.allConnected) notes.push(`only ${agents.totals().connected}/${options.agents} agents authenticated before the timeout`);
     options.progress(`holding ${agents.totals().connected} sessions for ${options.holdMs} ms`);
-    await sleep(Math.min(options.holdMs, Math.max(0, deadlineMs - Date.now())));
+    const holdMs = Math.min(options.holdMs, Math.max(0, deadlineMs - Date.now()));
+    const { leadInMs, windowMs: plannedWindowMs } = cpuWindowOf(holdMs);
+    await sleep(leadInMs);
+    const redis = await redisCpuReader(options.redisUrl);
+    let cpuStart: Awaited<ReturnType<typeof readCpu>>;
+    let cpuEnd: Awaited<ReturnType<typeof readCpu>>;
+    try {
+      cpuStart = await readCpu(scale.gateways, agents, redis.read);
+      options.progress(`CPU window: ${plannedWindowMs} ms, from ${leadInMs} ms into the hold`);
+      await sleep(plannedWindowMs);
+      cpuEnd = await readCpu(scale.gateways, agents, redis.read);
+    } finally {
+      redis.close();
+    }
+    const windowMs = Math.round(cpuEnd.atMs - cpuStart.atMs);
+    const gatewayCount = scale.gateways.length;
     const held = agents.totals().connected;
+    const roles: RoleCpu[] = [
+      ...scale.gateways.map((gateway, i): RoleCpu => ({ server: gateway.name, role: 'gateway', before: cpuStart.readings[i]!, after: cpuEnd.readings[i]!, connections: null })),
+      { server: `agent-processes-${agents.processes}`, role: 'agents', before: cpuStart.readings[gatewayCount]!, after: cpuEnd.readings[gatewayCount]!, connections: held },
+      { server: 'bench-control-plane', role: 'control-plane', before: cpuStart.readings[gatewayCount + 1]!, after: cpuEnd.readings[gatewayCount + 1]!, connections: null },
+    ];
+    const redisStart = cpuStart.readings[gatewayCount + 2];
+    const redisEnd = cpuEnd.readings[gatewayCount + 2];
+    if (redisStart !== undefined && redisEnd !== undefined) roles.push({ server: 'redis', role: 'redis', before: redisStart, after: redisEnd, connections: null });
+    else notes.push('Redis did not answer INFO cpu: no redis row');
     const loaded = await Promise.all(scale.gateways.map((g) => g.memory()));
-    scale.gateways.forEach((gateway, i) => rows.push(memoryRow(gateway.name, 'gateway', idle[i]!, loaded[i]!, loaded[i]!.connections - idle[i]!.connections)));
+    scale.gateways.forEach((gateway, i) => {
+      const cpu = cpuColumns(roles[i]!.before, roles[i]!.after, windowMs, Math.max(0, roles[i]!.after.framesReceived - roles[i]!.before.framesReceived));
+      rows.push(memoryRow(gateway.name, 'gateway', idle[i]!, loaded[i]!, loaded[i]!.connections - idle[i]!.connections, cpu));
+    });
     const violations = [...agents.violations];
     await agents.stop();
     await Promise.all(scale.gateways.map((gateway) => gateway.close()));
@@ -130,6 +191,8 @@ export async function runConnectionsBench(options: ConnectionsBenchOptions): Pro
       baselineConnectMs = baseline.connectMs;
       if (baseline.row.connections !== count) notes.push(`the bare server held ${String(baseline.row.connections)} of ${count} connections`);
     }
+    // After the memory rows (the bare server's is the baseline row, second with one gateway): the other roles' CPU.
+    rows.push(...cpuRows(roles, windowMs));
     const gatewayRows = rows.filter((r) => r.role === 'gateway');
     const bare = rows.find((r) => r.role === 'bare');
     const meanGateway = gatewayRows.reduce((s, r) => s + Number(r.rss_per_connection_kib), 0) / Math.max(1, gatewayRows.length);
@@ -147,7 +210,8 @@ export async function runConnectionsBench(options: ConnectionsBenchOptions): Pro
         rss_difference_kib_per_connection: difference === null ? null : Math.round(difference * 1000) / 1000, goal_difference_kib: goalDifferenceKib,
         goal_met: difference === null ? null : difference <= goalDifferenceKib, all_authenticated: started.allConnected, held,
         connect_ms: started.connectMs, baseline_connect_ms: baselineConnectMs, agent_processes: agents.processes,
-        fleet_issued_now: scale.issuedNow, fleet_issue_ms: scale.issueMs, load_average_start: loadStart, load_average_end: loadavg(), violations, notes,
+        fleet_issued_now: scale.issuedNow, fleet_issue_ms: scale.issueMs, cpu_lead_in_ms: leadInMs, cpu_window_ms: windowMs, ...cpuSummary(roles, windowMs),
+        load_average_start: loadStart, load_average_end: loadavg(), violations, notes,
       },
     });
   } finally {

@@ -27,14 +27,32 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
     try {
       const io = captureIo();
       const code = await connectionsBenchCommand.run(parseCommandArgs(connectionsBenchCommand,
-        ['--agents', '3', '--gateways', '1', '--hold', '0s', '--redis', redisUrl!, '--json', '--out', out]), io);
+        ['--agents', '3', '--gateways', '1', '--hold', '3s', '--redis', redisUrl!, '--json', '--out', out]), io);
       assert.equal(code, 0, io.err.join(''));
       const report = JSON.parse(io.out.join('')) as BenchReport<ConnectionsDetails>;
       assert.equal(report.benchmark, 'connections');
       assert.deepEqual(benchReportErrors(report), []);
-      assert.deepEqual(report.results.map((r) => [r.server, r.role, r.connections]), [['gw-bench-1', 'gateway', 3], ['bare-ws', 'bare', 3]]);
-      for (const row of report.results) for (const key of ['rss_per_connection_kib', 'heap_per_connection_kib', 'rss_idle_mib']) assert.equal(typeof row[key], 'number', key);
+      // The servers' memory rows, then a CPU row per other process role (the agents' processes, this process, Redis).
+      assert.deepEqual(report.results.map((r) => [r.server, r.role, r.connections]), [
+        ['gw-bench-1', 'gateway', 3], ['bare-ws', 'bare', 3], ['agent-processes-1', 'agents', 3], ['bench-control-plane', 'control-plane', null], ['redis', 'redis', null],
+      ]);
+      for (const row of report.results.slice(0, 2)) for (const key of ['rss_per_connection_kib', 'heap_per_connection_kib', 'rss_idle_mib']) assert.equal(typeof row[key], 'number', key);
       const details = report.details!;
+      // Issues 15 and 17: each role's CPU over the window of the hold (3 s: a second's lead-in, then the window),
+      // and the frames the gateway received in it (none here: the first heartbeat is 30 s away), so no figure per frame.
+      assert.equal(details.cpu_lead_in_ms, 1_000);
+      assert.ok(details.cpu_window_ms >= 2_000, String(details.cpu_window_ms));
+      for (const row of report.results.filter((r) => r.role !== 'bare')) {
+        assert.ok(typeof row['cpu_core'] === 'number' && row['cpu_core'] >= 0, JSON.stringify(row));
+        assert.equal(Math.abs(Number(row['cpu_core']) - (Number(row['cpu_user_ms']) + Number(row['cpu_system_ms'])) / details.cpu_window_ms) <= 0.002, true, JSON.stringify(row));
+        assert.equal(row['frames_received'], report.results[0]!['frames_received']);
+        const perFrame = (Number(row['cpu_user_ms']) + Number(row['cpu_system_ms'])) * 1000 / Number(row['frames_received']);
+        if (row['frames_received'] === 0) assert.equal(row['cpu_us_per_frame_received'], null);
+        else assert.ok(Math.abs(Number(row['cpu_us_per_frame_received']) - perFrame) <= 1, JSON.stringify(row));
+      }
+      assert.ok(Number.isInteger(report.results[0]!['frames_received']), 'frames counted by the gateway');
+      assert.equal(report.results[1]!['cpu_core'], null, 'the bare server is not in the window');
+      assert.equal(typeof report.units['cpu_us_per_frame_received'], 'string');
       assert.equal(details.all_authenticated, true);
       assert.equal(details.held, 3);
       // Three connections are within the noise of RSS: a figure, or none with the goal not judged and a note saying why.

@@ -59,7 +59,7 @@ export const connectionsBenchCommand: Command = {
   optionHelp: [
     ...sharedHelp,
     ['--gateways G', 'Gateway processes (default 1)'],
-    ['--hold D', 'Hold the sessions this long before reading memory (default 65s: two heartbeats and a telemetry sample)'],
+    ['--hold D', 'Hold the sessions this long before reading memory (default 65s: two heartbeats and a telemetry sample); each process\'s CPU is read over the hold after a lead-in of a third of it (at most 20 s)'],
     ['--no-baseline', 'Skip the bare-server baseline'],
   ],
   options: { ...sharedOptions, gateways: { type: 'string' }, ...durationOptions(hold), 'no-baseline': { type: 'boolean' } },

@@ -23,6 +23,8 @@ export interface AgentSocketShared {
   readonly messagesPerSecondMax: number;
   /** ws's maxPayload: a message over it is dropped unread and refused (PROTO_FRAME_TOO_LARGE). */
   readonly maxPayloadBytes: number;
+  /** Messages received on every socket of the server (GatewayServer.received): one increment per message. */
+  readonly received: { frames: number };
 }
 
 /** Before admission: what arrives is dropped, as it was when no listener was attached yet. */
@@ -92,6 +94,7 @@ export class AgentSocket implements AcceptConnectionInput {
 
   /** A message from the device: over the rate budget the connection is closed (GATEWAY_RATE_LIMITED), else it goes to the core. */
   message(data: RawData): void {
+    this.shared.received.frames += 1;
     if (!this.#takeToken()) {
       this.shared.logger.warn('message rate exceeded; closing');
       this.shared.metrics?.websocketErrors.inc({ code: 'GATEWAY_RATE_LIMITED' });

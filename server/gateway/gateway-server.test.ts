@@ -278,4 +278,27 @@ describe('gateway over TLS 1.3 + WebSocket', () => {
     await events.poll();
     assert.ok(!events.entries.some((e) => e.kind === 'presence' && e.data.device_id === 'dev-twice' && !e.data.online), 'no offline for a replaced session');
   });
+  it('counts every message it receives from agents (received.frames, which sdc bench connections divides the CPU by)', async () => {
+    // A server of its own on the same core, so no other test's socket can add to its count.
+    const counted = await startGatewayServer({
+      core, tls: gpki.serverTls, host: '127.0.0.1', port: 0, trustAnchors: [gpki.pki.intermediate.certificate, gpki.pki.root.certificate],
+    });
+    try {
+      assert.deepEqual(counted.received, { frames: 0 });
+      const device = await gpki.issueDevice('dev-counted');
+      const { agent, ws } = await connectTls(counted.address.url, device, gpki.serverTls.caPem);
+      sockets.push(ws);
+      await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+      assert.equal(counted.received.frames, 1, 'the AUTH');
+      for (let i = 0; i < 3; i++) {
+        agent.connection.sendHeartbeat({ uptime_ms: i + 1, queue_depth: 0 }, Date.now());
+        agent.flush();
+      }
+      await eventually(() => (counted.received.frames >= 4 ? true : undefined), 3_000, 'three heartbeats counted');
+      assert.equal(counted.received.frames, 4);
+      assert.equal(server.received.frames > 0, true, 'each server counts its own');
+    } finally {
+      await counted.close();
+    }
+  });
 });

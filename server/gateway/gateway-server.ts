@@ -96,6 +96,11 @@ export interface GatewayServer {
   kill(): void;
   /** TLS handshakes completed since the start: full ones, and resumed ones (a ticket accepted). */
   readonly tlsHandshakes: { readonly full: number; readonly resumed: number };
+  /**
+   * WebSocket messages received from agents since the start (every one, those refused or over the
+   * rate budget too): what `sdc bench connections` divides the gateway's CPU by.
+   */
+  readonly received: { readonly frames: number };
 }
 
 /**
@@ -191,7 +196,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   });
   const maxPayloadBytes = frameBytesMax * maxPayloadFactor;
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxPayloadBytes, WebSocket: AgentWebSocket });
-  const shared: AgentSocketShared = { clock, logger, metrics: options.metrics, messagesPerSecondMax, maxPayloadBytes };
+  const received = { frames: 0 };
+  const shared: AgentSocketShared = { clock, logger, metrics: options.metrics, messagesPerSecondMax, maxPayloadBytes, received };
 
   // One listener for every socket (not a closure each): the address was read, and so kept, when the socket connected.
   function onSocketClose(this: Socket): void {
@@ -312,6 +318,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   return {
     address: { host: info.address, port: info.port, url: `wss://${hostForUrl}:${info.port}${path}` },
     tlsHandshakes,
+    received,
     async close() {
       if (closed) return;
       closed = true;

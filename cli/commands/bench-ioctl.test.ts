@@ -14,7 +14,7 @@ test('sdc bench ioctl --json reports mock and native rows for ping and status in
       stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, readStdin: async () => '', env: {},
     });
     assert.equal(code, 0, err);
-    const report = JSON.parse(out) as { benchmark: string; parameters: { calls: number }; units: Record<string, string>; results: Array<{ backend: string; opcode: string; calls: number; calls_per_s: number; p99_us: number }> };
+    const report = JSON.parse(out) as { benchmark: string; parameters: { calls: number }; units: Record<string, string>; results: Array<{ backend: string; opcode: string; calls: number; calls_per_s: number; p50_us: number; p99_us: number; ratio_to_mock_p50: number | null }> };
     assert.equal(report.benchmark, 'ioctl');
     assert.deepEqual(report.parameters, { calls: 20 });
     assert.deepEqual(report.results.map((r) => `${r.backend}:${r.opcode}`), [
@@ -25,6 +25,13 @@ test('sdc bench ioctl --json reports mock and native rows for ping and status in
       assert.ok(row.calls_per_s > 0 && row.p99_us > 0, `${row.backend} ${row.opcode} measured nothing`);
     }
     assert.equal(report.units.p99_us, 'microseconds');
+    // Issue 14: the same-run baseline is the mock device (the bridge without the native library); each row's p50 over its opcode's mock p50.
+    for (const row of report.results) {
+      const mock = report.results.find((r) => r.backend === 'mock' && r.opcode === row.opcode)!;
+      if (row.backend === 'mock') assert.equal(row.ratio_to_mock_p50, 1);
+      else assert.ok(Math.abs(row.ratio_to_mock_p50! - row.p50_us / mock.p50_us) <= 0.002 * Math.max(1, row.ratio_to_mock_p50!), JSON.stringify([row, mock]));
+    }
+    assert.match(report.units['ratio_to_mock_p50'] ?? '', /^ratio of p50_us to the mock device/);
     // Progress without a terminal ends on 100 %.
     assert.match(err, /bench ioctl: 100% 80\/80 calls\n/);
     // --out writes the common four: JSON, CSV, a Markdown table and an SVG plot.
@@ -37,7 +44,7 @@ test('sdc bench ioctl --json reports mock and native rows for ping and status in
     assert.match(await readFile(join(dir, 'ioctl.md'), 'utf8'), /^\|.*\|$/m, 'the Markdown holds a table');
     assert.match((await readFile(join(dir, 'ioctl.svg'), 'utf8')).trim(), /^<svg[\s\S]*<\/svg>$/, 'the SVG is one element');
     const csv = (await readFile(join(dir, 'ioctl.csv'), 'utf8')).split('\n');
-    assert.equal(csv[0], 'backend,opcode,calls,calls_per_s,p50_us,p99_us');
+    assert.equal(csv[0], 'backend,opcode,calls,calls_per_s,p50_us,p99_us,ratio_to_mock_p50');
     assert.ok(!csv.some((line) => / ,|, /.test(line)), 'CSV cells are not padded');
   } finally {
     await rm(dir, { recursive: true, force: true });

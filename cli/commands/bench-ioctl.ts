@@ -101,8 +101,16 @@ export const ioctlBenchCommand: Command = {
     const report = benchReport({
       benchmark: 'ioctl',
       parameters: { calls },
-      results: rows.map((r) => ({ backend: r.backend, opcode: r.opcode, calls: r.calls, calls_per_s: r.callsPerSecond, p50_us: r.p50Us, p99_us: r.p99Us })),
-      units: { calls: 'calls', calls_per_s: 'calls per second', p50_us: 'microseconds', p99_us: 'microseconds' },
+      // The same-run baseline (issue 14): the mock device, the same bridge (sign, call, verify,
+      // decode) without the native library; each row's p50 over the mock's for its opcode.
+      results: rows.map((r) => {
+        const mockP50 = rows.find((m) => m.backend === 'mock' && m.opcode === r.opcode)?.p50Us;
+        return {
+          backend: r.backend, opcode: r.opcode, calls: r.calls, calls_per_s: r.callsPerSecond, p50_us: r.p50Us, p99_us: r.p99Us,
+          ratio_to_mock_p50: mockP50 !== undefined && mockP50 > 0 ? r.p50Us / mockP50 : null,
+        };
+      }),
+      units: { calls: 'calls', calls_per_s: 'calls per second', p50_us: 'microseconds', p99_us: 'microseconds', ratio_to_mock_p50: 'ratio of p50_us to the mock device\'s for the same opcode, same run' },
       details: {
         what: 'IoctlKernelBridge calls: Ed25519-sign request, DeviceIoControl-shaped call, verify signed response, decode; sequential, one process',
         native_skipped: nativeSkipped ?? null,

@@ -27,15 +27,23 @@ const violationsKeptMax = 20;
 
 /** Per-session seq must strictly increase in each direction, as frames leave their sender. */
 export class SessionSeqChecker {
-  /** Last seq by `<direction>:<session>`; entries go when the link closes (bounded by open links). */
-  readonly #last = new Map<string, number>();
+  /**
+   * Last seq by session within each `<link>:<direction>` stream; a stream's entries go when its
+   * link closes (bounded by open links). Nested by stream so that forgetting one is a delete,
+   * not a scan of every open link's entries.
+   */
+  readonly #last = new Map<string, Map<string, number>>();
   framesChecked = 0;
 
   observe(streamKey: string, sessionId: string, seq: number): Violation | undefined {
     this.framesChecked += 1;
-    const key = `${streamKey}:${sessionId}`;
-    const previous = this.#last.get(key);
-    this.#last.set(key, seq);
+    let sessions = this.#last.get(streamKey);
+    if (sessions === undefined) {
+      sessions = new Map();
+      this.#last.set(streamKey, sessions);
+    }
+    const previous = sessions.get(sessionId);
+    sessions.set(sessionId, seq);
     if (previous !== undefined && seq <= previous) {
       return { checker: 'session_seq', message: `session ${sessionId} (${streamKey}) sent seq ${seq} after ${previous}` };
     }
@@ -43,7 +51,7 @@ export class SessionSeqChecker {
   }
 
   forget(streamKey: string): void {
-    for (const key of this.#last.keys()) if (key.startsWith(`${streamKey}:`)) this.#last.delete(key);
+    this.#last.delete(streamKey);
   }
 }
 

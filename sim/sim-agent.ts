@@ -9,6 +9,7 @@ import type { VirtualTime } from '../core/time/virtual-time.js';
 import type { SimNetwork, SimLink } from '../chaos/network.js';
 import type { SeededRandom } from '../core/random/prng.js';
 import { IncarnationJournal, ObservedJournal } from './observed-agent-parts.js';
+import type { ConnectedTally, TalliedAgent } from './connected-tally.js';
 import { nodeSha256 } from '../runtime/sha256-node.js';
 import type { MessageBody } from '../core/protocol/messages/catalog.js';
 
@@ -32,6 +33,8 @@ export interface SimAgentWorld {
   linkClosed(link: SimLink): void;
   /** OTA notices for this agent's update runner (sim/ota/device-updates.ts); absent in runs without a rollout. */
   otaNotice?: (agent: SimAgent, notice: MessageBody<'OTA_NOTICE'>) => void;
+  /** Told whenever this agent's `connected` may have changed (sim/connected-tally.ts); absent where nobody counts. */
+  readonly connectedTally?: ConnectedTally;
 }
 
 export interface SimAgentOptions {
@@ -56,7 +59,7 @@ const reconnectMaxMs = 8_000;
  * the next gateway), and can crash, restart and churn. The journal and the kernel survive a
  * crash, as a file and a device would.
  */
-export class SimAgent {
+export class SimAgent implements TalliedAgent {
   readonly deviceId: string;
   readonly journal: ObservedJournal;
   core: AgentCore | undefined;
@@ -74,6 +77,10 @@ export class SimAgent {
   #gatewayIndex: number;
   readonly #o: SimAgentOptions;
   readonly #world: SimAgentWorld;
+  tallyDirty = false;
+  tallyConnected = false;
+  /** Everything that can change `connected` goes through here: a frame either way, a transport closing, a core event, boot, crash, leave, stop. */
+  readonly #mark: () => void;
 
   constructor(world: SimAgentWorld, options: SimAgentOptions) {
     this.#world = world;
@@ -81,6 +88,8 @@ export class SimAgent {
     this.deviceId = options.deviceId;
     this.#gatewayIndex = options.preferredGateway;
     this.journal = new ObservedJournal((commandId) => world.onExecuting(options.deviceId, commandId));
+    const tally = world.connectedTally;
+    this.#mark = tally === undefined ? () => {} : () => tally.mark(this);
   }
 
   /** Reality, for the presence checker: running with a ready session. */
@@ -92,6 +101,7 @@ export class SimAgent {
     if (this.#bootTimer) this.#world.time.cancel(this.#bootTimer);
     this.#bootTimer = undefined;
     if (this.up) return;
+    this.#mark();
     this.up = true;
     const world = this.#world;
     this.#incarnation = new IncarnationJournal(this.journal);
@@ -114,6 +124,7 @@ export class SimAgent {
       agentVersion: 'sim/1',
       ...(world.otaNotice === undefined ? {} : { onOtaNotice: (notice: MessageBody<'OTA_NOTICE'>) => { if (this.core === core) world.otaNotice!(this, notice); } }),
       onEvent: (event) => {
+        this.#mark();
         if (this.core !== core) return;
         this.#onEvent(event);
       },
@@ -127,6 +138,7 @@ export class SimAgent {
   /** The process dies: no goodbye on the wire; back after downMs. */
   crash(downMs: number): void {
     if (!this.up) return;
+    this.#mark();
     this.up = false;
     this.#world.trace('agent.crash', `${this.deviceId} ${downMs}`);
     this.#cancelConnect();
@@ -149,6 +161,7 @@ export class SimAgent {
   /** An orderly disconnect (device churn): the agent closes its socket and stays away offlineMs. */
   leave(offlineMs: number): void {
     if (!this.up || !this.wantOnline) return;
+    this.#mark();
     this.wantOnline = false;
     this.#world.trace('agent.leave', `${this.deviceId} ${offlineMs}`);
     this.#cancelConnect();
@@ -175,6 +188,7 @@ export class SimAgent {
   }
 
   async stop(): Promise<void> {
+    this.#mark();
     this.#cancelConnect();
     this.wantOnline = false;
     const core = this.core;
@@ -222,9 +236,11 @@ export class SimAgent {
     const gatewayId = world.gatewayIds[this.#gatewayIndex]!;
     const link = world.network.connect(this.deviceId, gatewayId);
     this.#link = link;
-    const handle = core.onConnected({ send: (bytes) => link.send('to_gateway', bytes), close: () => link.close('agent') });
+    const mark = this.#mark;
+    mark();
+    const handle = core.onConnected({ send: (bytes) => { mark(); link.send('to_gateway', bytes); }, close: () => { mark(); link.close('agent'); } });
     this.#handle = handle;
-    link.attach('to_agent', { deliver: (bytes) => handle.receive(bytes), closed: () => handle.transportClosed() });
+    link.attach('to_agent', { deliver: (bytes) => { mark(); handle.receive(bytes); }, closed: () => { mark(); handle.transportClosed(); } });
     const gateway = world.gateway(gatewayId);
     if (gateway === undefined) {
       // Connection refused: the gateway process is down.

@@ -52,6 +52,8 @@ export class DeviceSession {
   /** Closed for overload (its work queue was full) or revocation: its queued frames are dropped, not handled. */
   dropQueuedFrames = false;
   sinceMs = 0;
+  /** Its place in the order of the gateway's authentications (the larger, the newer); 0 before AUTH. */
+  authSeq = 0;
   lastRefreshMs = 0;
   lastRecheckMs = 0;
 

@@ -22,6 +22,7 @@ import { createGatewayContext, type GatewayContext, type GatewayCoreOptions, typ
 import { PeerWatch } from './peer-watch.js';
 import { Presence, presenceTtlMs, type OnlineFacts, type PresenceRecord } from './presence.js';
 import { PresenceRefreshWindow } from './presence-refresh-window.js';
+import { PresenceOfflineOwed } from './presence-offline-owed.js';
 import { createEnrollmentCheck } from './enrollment-check.js';
 import { timerDelayMs } from './deadline-timer.js';
 import { refuseConnection, type RefuseConnectionInput } from './refusal.js';
@@ -85,6 +86,16 @@ const errorCodePattern = /^[A-Z][A-Z0-9_]{1,63}$/;
 export const probeUnansweredReason = 'peer did not answer the liveness probe';
 const noopHandle: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined, refuse: () => undefined };
 const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/** What a session's AUTH left undone because a store call failed (the store down): done at its later refreshes (#refreshOwed). */
+interface AuthOwed {
+  readonly facts: OnlineFacts;
+  /** The online event is still owed (the presence write or the entry failed). */
+  online: boolean;
+  /** The policy bundle push, the OTA notice push failed: done again once the online is reported. */
+  bundle: boolean;
+  notice: boolean;
+}
 
 export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGatewayOptions {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(options.gatewayId)) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'gatewayId must be 1-64 of [A-Za-z0-9_.-]');
@@ -175,12 +186,16 @@ class Gateway implements GatewayCore {
   /** The session MAC options, the same for every session: one object, not one per session. */
   readonly #sessionMac: SessionMacOptions | undefined;
   /**
-   * Sessions that owe the control plane their `online` event: their AUTH's presence write failed
-   * (the store was down). Reported by the first refresh that finds the key theirs
-   * (#refreshOwedOnline), never once the session closed. At most one entry per authenticated
-   * session, removed at its close (#finish): bounded by connectionsMax.
+   * Sessions whose AUTH work failed (the store was down): the `online` event (their presence write
+   * failed), reported by the first refresh that finds the key theirs, and the policy bundle and
+   * OTA notice pushes that failed, done after it (#refreshOwed); never once the session closed. At
+   * most one entry per authenticated session, removed at its close (#finish): bounded by connectionsMax.
    */
-  readonly #onlineOwed = new Map<DeviceSession, OnlineFacts>();
+  readonly #authOwed = new Map<DeviceSession, AuthOwed>();
+  /** Offlines of closed sessions that failed, retried on the backoff (presence-offline-owed.ts). */
+  readonly #offlineOwed: PresenceOfflineOwed;
+  /** Authentications so far: each session's place in their order (DeviceSession.authSeq). */
+  #authCount = 0;
   /** Requeue and presence-offline work of closed sessions, awaited by stop(); one per closed session. */
   readonly #closeBookkeeping = new Set<Promise<void>>();
   #accepting = true;
@@ -198,6 +213,11 @@ class Gateway implements GatewayCore {
       presence: this.#presence, heartbeatIntervalMs: options.heartbeatIntervalMs, windowMs: options.presenceRefreshWindowMs,
       waitingMax: options.connectionsMax, nowMs: () => options.clock.nowMs(), schedule: (delayMs, run) => this.#context.schedule(delayMs, run),
       aborted: () => this.#aborted,
+    });
+    // Sessions that close during one outage were open when it began (admission reads the store), so connectionsMax bounds them.
+    this.#offlineOwed = new PresenceOfflineOwed({
+      context: this.#context, presence: this.#presence, entriesMax: options.connectionsMax, aborted: () => this.#aborted,
+      liveSessionOf: (deviceId) => this.#sessions.get(deviceId),
     });
     this.#router = new CommandRouter(this.#context, (deviceId) => this.#deliveryTarget(deviceId));
     this.#peers = new PeerWatch(this.#context, this.#router);
@@ -228,6 +248,7 @@ class Gateway implements GatewayCore {
     this.#peers.stop();
     for (const session of [...this.#connections]) this.#endSession(session, closeCodes.goingAway, 'GATEWAY_SHUTTING_DOWN');
     await Promise.all([...this.#closeBookkeeping]);
+    await this.#offlineOwed.stop();
     this.#router.stop();
     await this.#peers.retire().catch((error: unknown) => this.#options.logger.error({ err: error }, 'liveness key removal failed'));
   }
@@ -238,6 +259,7 @@ class Gateway implements GatewayCore {
     void this.#unsubscribe();
     this.#peers.stop();
     this.#router.stop();
+    this.#offlineOwed.abort();
     for (const session of this.#connections) session.cancelTimers((timer) => this.#options.scheduler.cancel(timer));
   }
 
@@ -529,7 +551,7 @@ class Gateway implements GatewayCore {
   #finish(session: DeviceSession, code: number, reason: string): void {
     if (session.closed) return;
     session.closed = true;
-    this.#onlineOwed.delete(session);
+    this.#authOwed.delete(session);
     // A close we decided with a typed code (overload, replaced, revoked, expired, too large); a refusal's code was counted when refused.
     if (code !== closeCodes.normal && code !== closeCodes.policyViolation && errorCodePattern.test(reason)) this.#options.metrics?.websocketErrors.inc({ code: reason });
     session.cancelTimers((timer) => this.#options.scheduler.cancel(timer));
@@ -556,9 +578,14 @@ class Gateway implements GatewayCore {
     if (this.#aborted) return;
     try {
       await this.#router.onSessionClosed(session.sessionId);
-      await this.#presence.offline(session, reason);
     } catch (error) {
       this.#options.logger.error({ err: error, device_id: session.deviceId, trace_id: this.#context.traceId() }, 'session close bookkeeping failed');
+    }
+    // Tried even when the hand-back failed; a failure leaves the offline owed, retried on the backoff.
+    try {
+      await this.#presence.offline(session, reason);
+    } catch (error) {
+      if (!this.#aborted) this.#offlineOwed.owe(session, reason, session.authSeq, error);
     }
   }
 
@@ -615,6 +642,9 @@ class Gateway implements GatewayCore {
     if (session.closed) return;
     const previous = this.#sessions.get(session.deviceId);
     this.#sessions.set(session.deviceId, session);
+    session.authSeq = ++this.#authCount;
+    // An older session's owed offline must never follow this session's online.
+    this.#offlineOwed.supersede(session.deviceId);
     session.lastRefreshMs = this.#options.clock.nowMs();
     // The key names the new session before the old one closes, so the old one's close reports no offline.
     await this.#goOnline(session, facts);
@@ -628,8 +658,18 @@ class Gateway implements GatewayCore {
     // newer one's owed online: the honest order.
     if (previous !== undefined && previous !== session) this.#endSession(previous, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     if (Math.abs(facts.clockOffsetMs) > clockOffsetLimits.alertMs) await reportClockOffset(this.#context, session, facts.clockOffsetMs, 'corrected');
-    await this.#bundles.onAuthenticated(session.deviceId);
-    await this.#otaNotices.send(session.deviceId);
+    const bundleSent = await this.#bundles.onAuthenticated(session.deviceId);
+    const noticeSent = await this.#otaNotices.send(session.deviceId);
+    if (!bundleSent || !noticeSent) this.#owePushes(session, facts, !bundleSent, !noticeSent);
+  }
+
+  /** A push at AUTH failed (the store down): done again at the session's next refresh, after its owed online if any (#refreshOwed). */
+  #owePushes(session: DeviceSession, facts: OnlineFacts, bundle: boolean, notice: boolean): void {
+    if (session.closed || this.#aborted) return;
+    const owed = this.#authOwed.get(session) ?? { facts, online: false, bundle: false, notice: false };
+    owed.bundle = bundle;
+    owed.notice = notice;
+    this.#authOwed.set(session, owed);
   }
 
   async #onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
@@ -655,42 +695,49 @@ class Gateway implements GatewayCore {
     await forwardMessage({ context: this.#context, router: this.#router, telemetry: this.#telemetry }, session, message, nowMs);
   }
 
-  /** Writes presence and reports online; a failure (the store down) leaves the online owed (#onlineOwed). */
+  /** Writes presence and reports online; a failure (the store down) leaves the online owed (#authOwed). */
   async #goOnline(session: DeviceSession, facts: OnlineFacts): Promise<void> {
     try {
       await this.#presence.online(session, facts);
     } catch (error) {
       // Closed meanwhile: nothing is owed (its offline follows), and an entry added now would never be removed.
       if (session.closed || this.#aborted) return;
-      this.#onlineOwed.set(session, facts);
+      this.#authOwed.set(session, { facts, online: true, bundle: false, notice: false });
       this.#options.logger.warn({ err: error, device_id: session.deviceId, session_id: session.sessionId, trace_id: this.#context.traceId() },
         'presence online write failed; reported once a refresh finds the key');
     }
   }
 
-  /** The session's presence refresh (false: another session holds the key); a session owing its online reclaims the key and reports it. */
+  /** The session's presence refresh (false: another session holds the key); a session owing AUTH work reclaims the key and does it. */
   #refreshKey(session: DeviceSession, heardMs: number, canWait: boolean): Promise<boolean> {
-    const owed = this.#onlineOwed.get(session);
-    return owed === undefined ? this.#presenceRefresh.refresh(session, heardMs, canWait) : this.#refreshOwedOnline(session, owed, heardMs);
+    const owed = this.#authOwed.get(session);
+    return owed === undefined ? this.#presenceRefresh.refresh(session, heardMs, canWait) : this.#refreshOwed(session, owed, heardMs);
   }
 
   /**
-   * The refresh of a session whose online is owed: sent at once (such sessions are few), and once
-   * the key is the session's, the online event, exactly once. Not once the session closed: its
-   * offline follows its tasks (this one included), so an online reported here before the close
-   * still comes first, and none may come after it.
+   * The refresh of a session that owes AUTH work: sent at once (such sessions are few), and once
+   * the key is the session's, the online event, exactly once, then the pushes AUTH could not do,
+   * in AUTH's order (a push that fails again is tried at the next refresh). Not once the session
+   * closed: its offline follows its tasks (this one included), so an online reported here before
+   * the close still comes first, and none may come after it.
    */
-  async #refreshOwedOnline(session: DeviceSession, facts: OnlineFacts, heardMs: number): Promise<boolean> {
+  async #refreshOwed(session: DeviceSession, owed: AuthOwed, heardMs: number): Promise<boolean> {
     const ttlMs = Math.max(1, presenceTtlMs(this.#options.heartbeatIntervalMs) - (this.#options.clock.nowMs() - heardMs));
     const held = await this.#presence.reclaim(session, ttlMs, (holder) => this.#supersededHere(session, holder));
     if (!held || session.closed) return held;
-    try {
-      await this.#presence.reportOnline(session, facts);
-      this.#onlineOwed.delete(session);
-    } catch (error) {
-      this.#options.logger.warn({ err: error, device_id: session.deviceId, session_id: session.sessionId, trace_id: this.#context.traceId() },
-        'owed presence online not reported; tried again at the next refresh');
+    if (owed.online) {
+      try {
+        await this.#presence.reportOnline(session, owed.facts);
+        owed.online = false;
+      } catch (error) {
+        this.#options.logger.warn({ err: error, device_id: session.deviceId, session_id: session.sessionId, trace_id: this.#context.traceId() },
+          'owed presence online not reported; tried again at the next refresh');
+        return true;
+      }
     }
+    if (owed.bundle && !session.closed) owed.bundle = !(await this.#bundles.onAuthenticated(session.deviceId));
+    if (owed.notice && !session.closed) owed.notice = !(await this.#otaNotices.send(session.deviceId));
+    if (!owed.online && !owed.bundle && !owed.notice) this.#authOwed.delete(session);
     return true;
   }
 

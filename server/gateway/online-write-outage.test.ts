@@ -6,19 +6,24 @@
 // the older session ends at the newer AUTH (close 4001, GATEWAY_SESSION_REPLACED) whatever the
 // store says; the owed online reaches the events stream once the store answers, exactly once,
 // with the session's id; a blip shorter than the key's TTL does not end the newer session as
-// replaced by the older session's lingering key; and no online is ever reported for a session
-// after it closed.
+// replaced by the older session's lingering key; no online is ever reported for a session
+// after it closed; and the policy bundle and OTA notice pushes that failed at AUTH are done once
+// the owed online is reported, once each.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { kvKeys } from '../bus-contract/streams.js';
+import { otaKeys } from '../bus-contract/ota-keys.js';
+import { policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import { exampleBodies } from '../../core/protocol/messages/examples.js';
 import type { KeyValueStore, SetOptions } from '../stores/kv/kv-port.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import { closeCodes } from './close-codes.js';
 import type { GatewayCore } from './gateway-core.js';
 import { presenceTtlMs } from './presence.js';
-import { connectHeartbeating, makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, StreamReader, VirtualDriver, type GatewayPki } from './test-support.js';
+import { connectHeartbeating, makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, StreamReader, VirtualDriver, type GatewayPki, type TestAgent } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 const ttlMs = presenceTtlMs(heartbeatIntervalMs);
@@ -178,5 +183,26 @@ describe('an AUTH whose online write fails (key/value store down; virtual time)'
     await runTo(driver.time.nowMs() + 4 * heartbeatIntervalMs);
     assert.deepEqual(await presenceOf(session.sessionId), ['offline']);
     assert.equal(await keyNames('dev-closed-in-claim'), null);
+  });
+
+  it('sends the policy bundle and the OTA notice that failed at AUTH once the owed online is reported, once each', async () => {
+    const deviceId = 'dev-pushes-owed';
+    const nowMs = driver.time.nowMs();
+    const signed = exampleBodies.POLICY_BUNDLE.signed;
+    // Current (well within half its validity), so AUTH sends it and asks for none.
+    await kv.set(policyBundleKeys.bundle(deviceId), canonicalize({ ...signed, bundle: { ...signed.bundle, device_id: deviceId, issued_at: nowMs, expires_at: nowMs + 7 * 24 * 3600_000 } }));
+    await kv.set(otaKeys.notice(deviceId), canonicalize(exampleBodies.OTA_NOTICE));
+    const received = (agent: TestAgent, type: string) => agent.events.filter((e) => e.kind === 'message' && e.message.type === type).length;
+    const session = await connect(deviceId, { onAuthSent: () => outage.setDown(true) });
+    await runTo(session.readyMs + 2 * heartbeatIntervalMs);
+    assert.deepEqual([received(session.agent, 'POLICY_BUNDLE'), received(session.agent, 'OTA_NOTICE')], [0, 0], 'pushed although the store was down');
+    outage.setDown(false);
+    const healMs = driver.time.nowMs();
+    await runTo(healMs + heartbeatIntervalMs);
+    assert.deepEqual(await presenceOf(session.sessionId), ['online']);
+    assert.deepEqual([received(session.agent, 'POLICY_BUNDLE'), received(session.agent, 'OTA_NOTICE')], [1, 1], 'not pushed within one heartbeat of the heal');
+    await runTo(healMs + 5 * heartbeatIntervalMs);
+    assert.deepEqual([received(session.agent, 'POLICY_BUNDLE'), received(session.agent, 'OTA_NOTICE')], [1, 1], 'pushed more than once');
+    assert.equal(session.agent.closed, undefined);
   });
 });

@@ -37,18 +37,30 @@ export class OtaNoticePush {
     await unsubscribe?.().catch((error: unknown) => this.#context.options.logger.warn({ err: error }, 'OTA notice channel unsubscribe failed'));
   }
 
-  /** Sends the stored notice to the device if it is held here and one is stored. Never throws. */
-  async send(deviceId: string): Promise<void> {
+  /**
+   * Sends the stored notice to the device if it is held here and one is stored. Never throws;
+   * false only when the store failed (the gateway tries again later: gateway-core.ts
+   * #refreshOwed). A malformed stored value is logged and counts as done: reading it again would
+   * find the same value.
+   */
+  async send(deviceId: string): Promise<boolean> {
     const target = this.#targetOf(deviceId);
-    if (target === undefined) return;
+    if (target === undefined) return true;
+    let text: string | null;
     try {
-      const text = await this.#context.options.stores.kv.get(otaKeys.notice(deviceId));
-      if (text === null) return;
+      text = await this.#context.options.stores.kv.get(otaKeys.notice(deviceId));
+    } catch (error) {
+      this.#context.options.logger.warn({ err: error, device_id: deviceId }, 'OTA notice not sent: the store failed');
+      return false;
+    }
+    if (text === null) return true;
+    try {
       const notice = parseStrictJson(text, { frameBytesMax: noticeBytesMax }) as unknown as MessageBody<'OTA_NOTICE'>;
       if (target(notice)) this.#context.options.logger.info({ device_id: deviceId, execution_id: notice.execution_id }, 'OTA notice sent');
     } catch (error) {
       this.#context.options.logger.warn({ err: error, device_id: deviceId }, 'OTA notice not sent');
     }
+    return true;
   }
 }
 

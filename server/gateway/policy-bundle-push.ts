@@ -103,17 +103,22 @@ export class PolicyBundlePush {
     })));
   }
 
-  /** After AUTH: send the stored bundle if it is current, else ask the control plane for one. Never throws. */
-  async onAuthenticated(deviceId: string): Promise<void> {
+  /**
+   * After AUTH: send the stored bundle if it is current, else ask the control plane for one. Never
+   * throws; false when a store call failed (the gateway does it again later: gateway-core.ts #refreshOwed).
+   */
+  async onAuthenticated(deviceId: string): Promise<boolean> {
     try {
       // Read again here: a revision notice this gateway missed (pub/sub is at most once) is caught at the next AUTH.
       const revision = parseRevision(await this.#context.options.stores.kv.get(policyBundleKeys.revision));
       if (revision !== undefined && (this.#revision === undefined || revision > this.#revision)) this.#revision = revision;
       const signed = await this.#stored(deviceId);
       if (signed !== undefined) this.#send(deviceId, signed);
-      if (signed === undefined || !this.#isCurrent(signed)) await this.#request(deviceId);
+      if (signed === undefined || !this.#isCurrent(signed)) return await this.#request(deviceId);
+      return true;
     } catch (error) {
       this.#context.options.logger.warn({ err: error, device_id: deviceId }, 'policy bundle not pushed after AUTH');
+      return false;
     }
   }
 
@@ -143,11 +148,14 @@ export class PolicyBundlePush {
     for (const deviceId of this.#connectedDevices()) await this.#request(deviceId);
   }
 
-  async #request(deviceId: string): Promise<void> {
+  /** False when the request could not be published (logged). */
+  async #request(deviceId: string): Promise<boolean> {
     try {
       await this.#context.options.stores.kv.publish(policyBundleChannels.requests, deviceId);
+      return true;
     } catch (error) {
       this.#context.options.logger.warn({ err: error, device_id: deviceId }, 'policy bundle request not published');
+      return false;
     }
   }
 

@@ -18,6 +18,14 @@ export interface OnlineFacts {
   readonly posture?: DevicePosture;
 }
 
+/** What a retried (owed) offline checks besides the key (presence-offline-owed.ts). */
+export interface OwedOfflineChecks {
+  /** True for a record in the key that names a session which will never refresh it (closed, of this gateway): it does not hold the device. */
+  readonly stale?: (holder: PresenceRecord) => boolean;
+  /** Asked just before the event is appended: false writes no event (a newer session came online meanwhile). */
+  readonly mayReport?: () => boolean;
+}
+
 export interface PresenceSession {
   readonly deviceId: string;
   readonly sessionId: string;
@@ -58,7 +66,7 @@ export class Presence {
   /**
    * The key, written unconditionally (the newest AUTH wins), then the online event. A failure of
    * either leaves the event owed: the caller reports it with `reclaim` and `reportOnline` once the
-   * store answers again (gateway-core.ts #refreshOwedOnline).
+   * store answers again (gateway-core.ts #refreshOwed).
    */
   async online(session: PresenceSession, facts: OnlineFacts): Promise<void> {
     const { stores, heartbeatIntervalMs } = this.context.options;
@@ -124,15 +132,23 @@ export class Presence {
    * The key is removed by delete-if-equal on this session's own record (atomic on the store): a
    * read then a delete would remove a newer session's record written between the two, and that
    * session would be routed nothing until its next refresh, or be reported offline by us.
+   * `owed`: the extra checks of an offline retried after a store failure (presence-offline-owed.ts).
    */
-  async offline(session: PresenceSession, reason: string): Promise<boolean> {
+  async offline(session: PresenceSession, reason: string, owed: OwedOfflineChecks = {}): Promise<boolean> {
     const { gatewayId, stores } = this.context.options;
     const key = kvKeys.presence(session.deviceId);
     if (!(await stores.kv.deleteIfEqual(key, this.#record(session)))) {
       // Not ours (or gone): another session's record means that session holds the device.
-      const current = parseRecord(await stores.kv.get(key));
-      if (current !== undefined && current.session_id !== session.sessionId) return false;
+      const text = await stores.kv.get(key);
+      const current = parseRecord(text);
+      if (current !== undefined && current.session_id !== session.sessionId) {
+        if (owed.stale?.(current) !== true) return false;
+        // A record no session will refresh again: removed on its exact text, so a record written
+        // since (a newer session's) stays, and then this offline is not reported either.
+        if (!(await stores.kv.deleteIfEqual(key, text!))) return false;
+      }
     }
+    if (owed.mayReport?.() === false) return false;
     await this.context.report('presence', {
       device_id: session.deviceId, gateway_id: gatewayId, session_id: session.sessionId, online: false,
       at_ms: this.context.nowMs(), reason: reason.slice(0, 256),

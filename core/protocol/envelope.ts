@@ -4,7 +4,7 @@ import { canonicalBytes, canonicalMembers } from './canonical-json.js';
 import type { JsonObject, JsonValue } from './json-value.js';
 import type { ProtocolLimits } from './limits.js';
 import type { Ed25519Provider, SessionKeyCrypto } from '../ports/ports.js';
-import { parseStrictJson } from './strict-json.js';
+import { parseStrictJson, parseStrictJsonWithForm } from './strict-json.js';
 import { deviceIdPatternSource } from './device-id.js';
 
 /**
@@ -213,6 +213,11 @@ function signFields({ fields, kid, seed, provider }: SignEnvelopeInput): Authent
 
 export interface VerifyEnvelopeInput {
   envelope: SignedEnvelope;
+  /**
+   * The envelope's signing input when decodeEnvelopeForVerify took it from the received bytes;
+   * written out from the fields when absent. Only for the envelope those bytes decoded to.
+   */
+  signingInput?: Uint8Array;
   /** The 32-byte public key for a key id, or undefined if the id is unknown (or not allowed here). */
   resolveKey: (kid: string) => Uint8Array | undefined;
   provider: Ed25519Provider;
@@ -231,7 +236,7 @@ export function verifyEnvelope({ envelope, resolveKey, provider }: VerifyEnvelop
  * verifyEnvelope for an envelope exactly as decodeEnvelope (or parseSignedEnvelope) returned it,
  * not changed since, so its shape is not checked a second time (codec.ts, per received frame).
  */
-export function verifyDecodedEnvelope({ envelope: checked, resolveKey, provider }: VerifyEnvelopeInput): SignedEnvelope {
+export function verifyDecodedEnvelope({ envelope: checked, resolveKey, provider, signingInput }: VerifyEnvelopeInput): SignedEnvelope {
   const { alg, kid, value } = checked.sig;
   if (alg !== envelopeSignatureAlg) {
     throw new SdcError('CRYPTO_UNSUPPORTED_ALG', `signature algorithm ${JSON.stringify(alg)} is not supported (expected ${envelopeSignatureAlg})`, { alg });
@@ -239,7 +244,7 @@ export function verifyDecodedEnvelope({ envelope: checked, resolveKey, provider 
   const publicKey = resolveKey(kid);
   if (publicKey === undefined) throw new SdcError('CRYPTO_UNKNOWN_KID', `no key is known for kid ${JSON.stringify(kid)}`, { kid });
   const signature = bytesFromBase64url(value, { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', name: 'sig.value', length: 64 });
-  if (!provider.verify(publicKey, envelopeSigningInput(checked), signature)) {
+  if (!provider.verify(publicKey, signingInput ?? envelopeSigningInput(checked), signature)) {
     throw new SdcError('CRYPTO_SIGNATURE_INVALID', `envelope ${checked.id} signature does not verify with kid ${JSON.stringify(kid)}`, { kid, id: checked.id });
   }
   return checked;
@@ -275,6 +280,8 @@ function macFields({ fields, key, crypto }: MacEnvelopeInput): Authenticated {
 
 export interface VerifyEnvelopeMacInput {
   envelope: SignedEnvelope;
+  /** As VerifyEnvelopeInput.signingInput. */
+  signingInput?: Uint8Array;
   key: Uint8Array;
   crypto: SessionKeyCrypto;
 }
@@ -289,14 +296,14 @@ export function verifyEnvelopeMac({ envelope, key, crypto }: VerifyEnvelopeMacIn
 }
 
 /** verifyEnvelopeMac for an envelope exactly as decodeEnvelope returned it (see verifyDecodedEnvelope). */
-export function verifyDecodedEnvelopeMac({ envelope: checked, key, crypto }: VerifyEnvelopeMacInput): SignedEnvelope {
+export function verifyDecodedEnvelopeMac({ envelope: checked, key, crypto, signingInput }: VerifyEnvelopeMacInput): SignedEnvelope {
   const { alg, kid, value } = checked.sig;
   if (alg !== envelopeMacAlg) {
     throw new SdcError('CRYPTO_UNSUPPORTED_ALG', `${checked.type} frames of this session carry the session MAC (${envelopeMacAlg}), not ${JSON.stringify(alg)}`, { alg });
   }
   if (kid !== envelopeMacKid) throw new SdcError('CRYPTO_UNKNOWN_KID', `a session MAC names kid ${JSON.stringify(envelopeMacKid)}, not ${JSON.stringify(kid)}`, { kid });
   const tag = bytesFromBase64url(value, { code: 'CRYPTO_BAD_SIGNATURE_ENCODING', name: 'sig.value', length: 32 });
-  if (!bytesEqualConstantTime(crypto.hmacSha256(key, envelopeSigningInput(checked)), tag)) {
+  if (!bytesEqualConstantTime(crypto.hmacSha256(key, signingInput ?? envelopeSigningInput(checked)), tag)) {
     throw new SdcError('CRYPTO_SIGNATURE_INVALID', `envelope ${checked.id} session MAC does not verify`, { kid, id: checked.id });
   }
   return checked;
@@ -308,6 +315,29 @@ export function verifyDecodedEnvelopeMac({ envelope: checked, key, crypto }: Ver
  */
 export function decodeEnvelope(frameBytes: Uint8Array | string, limits?: Partial<ProtocolLimits>): SignedEnvelope {
   return parseSignedEnvelope(parseStrictJson(frameBytes, limits));
+}
+
+const signingPrefixBytes = utf8Encoder.encode(envelopeSigningPrefix);
+
+/**
+ * decodeEnvelope, and the envelope's signing input taken from the frame as received when the
+ * frame is canonical (what every sender here writes): the prefix, then the bytes without
+ * `,"sig":{...}`. That is exactly envelopeSigningInput(envelope), because the canonical fields
+ * are the canonical envelope less its `sig` member, so the receiver does not write the fields out
+ * again to check a signature or MAC (issue 17: a second canonicalisation per frame received).
+ * `signingInput` is undefined for a frame the parser does not prove canonical; the verifier then
+ * writes the fields out, as before, so such a frame is accepted or refused exactly as before.
+ */
+export function decodeEnvelopeForVerify(frameBytes: Uint8Array, limits?: Partial<ProtocolLimits>): { envelope: SignedEnvelope; signingInput: Uint8Array | undefined } {
+  const { value, memberBytes } = parseStrictJsonWithForm(frameBytes, 'sig', limits);
+  const envelope = parseSignedEnvelope(value);
+  if (memberBytes === undefined) return { envelope, signingInput: undefined };
+  const prefixLength = signingPrefixBytes.length;
+  const signingInput = new Uint8Array(prefixLength + frameBytes.length - (memberBytes.end - memberBytes.start));
+  signingInput.set(signingPrefixBytes, 0);
+  signingInput.set(frameBytes.subarray(0, memberBytes.start), prefixLength);
+  signingInput.set(frameBytes.subarray(memberBytes.end), prefixLength + memberBytes.start);
+  return { envelope, signingInput };
 }
 
 /** Canonical bytes of the whole envelope: what goes on the wire. */

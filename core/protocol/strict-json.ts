@@ -24,6 +24,41 @@ export function parseStrictJson(input: Uint8Array | string, limits?: Partial<Pro
   return new StrictJsonParser(text, resolved).parseDocument();
 }
 
+/** parseStrictJson's value, with what a verifier needs to authenticate the bytes as received. */
+export interface StrictJsonWithForm {
+  readonly value: JsonValue;
+  /**
+   * The input is exactly canonicalize(value) (RFC 8785, canonical-json.ts): no whitespace,
+   * members in UTF-16 order, every number as Number::toString writes it, no escape in any string.
+   * False also for canonical text this parser does not prove so (a string with an escape).
+   */
+  readonly canonical: boolean;
+  /**
+   * UTF-8 byte range of the top-level object's member named `member` with the ',' before it:
+   * [start, end) cuts `,"name":value` out of the bytes. Set only when `canonical` and the member
+   * exists and is not the first.
+   */
+  readonly memberBytes: { readonly start: number; readonly end: number } | undefined;
+}
+
+/**
+ * parseStrictJson, and whether the input is canonical JSON, and where one top-level member lies
+ * in it. For envelope.ts: the signature of a canonical frame covers its bytes without `sig`, so a
+ * verifier need not write the fields out again (issue 17). Same refusals as parseStrictJson.
+ */
+export function parseStrictJsonWithForm(input: Uint8Array | string, member: string, limits?: Partial<ProtocolLimits>): StrictJsonWithForm {
+  const resolved = resolveProtocolLimits(limits);
+  const text = decodeFrame(input, resolved.frameBytesMax);
+  const parser = new StrictJsonParser(text, resolved, member);
+  const value = parser.parseDocument();
+  const range = parser.memberChars;
+  if (!parser.canonical || range === undefined) return { value, canonical: parser.canonical, memberBytes: undefined };
+  const byteLength = typeof input === 'string' ? utf8ByteLength(text, text.length, false) : input.byteLength;
+  // All ASCII (the usual frame): characters are bytes.
+  if (byteLength === text.length) return { value, canonical: true, memberBytes: range };
+  return { value, canonical: true, memberBytes: { start: utf8ByteLength(text, range.start, false), end: utf8ByteLength(text, range.end, false) } };
+}
+
 /** Checks the size before any decoding work, then decodes strictly. */
 function decodeFrame(input: Uint8Array | string, frameBytesMax: number): string {
   if (typeof input === 'string') {
@@ -102,8 +137,14 @@ type OpenContainer =
 
 class StrictJsonParser {
   private pos = 0;
+  /** Nothing read so far departs from canonical form (see StrictJsonWithForm.canonical). */
+  canonical = true;
+  /** The character range of `,"<trackedMember>":value` in the top-level object, once read. */
+  memberChars: { start: number; end: number } | undefined;
+  /** Where the tracked member's ',' was, while its value is read. */
+  private trackedStart = -1;
 
-  constructor(private readonly text: string, private readonly limits: Readonly<ProtocolLimits>) {}
+  constructor(private readonly text: string, private readonly limits: Readonly<ProtocolLimits>, private readonly trackedMember?: string) {}
 
   parseDocument(): JsonValue {
     if (this.text.charCodeAt(0) === 0xfeff) this.fail('a byte order mark is not allowed', 0);
@@ -130,7 +171,7 @@ class StrictJsonParser {
         } else {
           if (this.text.charCodeAt(this.pos) !== 0x7d /* } */) {
             const members: JsonObject = {};
-            stack.push({ kind: 'object', members, name: this.parseMemberName(members, 0), count: 0 });
+            stack.push({ kind: 'object', members, name: this.parseMemberName(members, 0, undefined), count: 0 });
             continue;
           }
           this.pos++;
@@ -167,10 +208,17 @@ class StrictJsonParser {
           // A data property, never assignment: assigning "__proto__" would replace the prototype.
           Object.defineProperty(top.members, top.name, { value, writable: true, enumerable: true, configurable: true });
           top.count++;
+          if (this.trackedStart >= 0 && stack.length === 1) {
+            this.memberChars = { start: this.trackedStart, end: this.pos };
+            this.trackedStart = -1;
+          }
           if (next === 0x2c /* , */) {
+            const comma = this.pos;
             this.pos++;
             this.skipWhitespace();
-            top.name = this.parseMemberName(top.members, top.count);
+            const name = this.parseMemberName(top.members, top.count, top.name);
+            if (stack.length === 1 && name === this.trackedMember) this.trackedStart = comma;
+            top.name = name;
             break;
           }
           if (next !== 0x7d /* } */) this.fail("expected ',' or '}' after an object member", this.pos);
@@ -182,8 +230,11 @@ class StrictJsonParser {
     }
   }
 
-  /** Reads `"name" :` and refuses a duplicate or one member too many before the value is read. */
-  private parseMemberName(members: JsonObject, count: number): string {
+  /**
+   * Reads `"name" :` and refuses a duplicate or one member too many before the value is read.
+   * `previous` (the member before, if any) must sort before it for the text to be canonical.
+   */
+  private parseMemberName(members: JsonObject, count: number, previous: string | undefined): string {
     const start = this.pos;
     if (this.text.charCodeAt(start) !== 0x22 /* " */) this.fail('expected a member name in double quotes', start);
     if (count >= this.limits.objectMembersMax) {
@@ -191,6 +242,8 @@ class StrictJsonParser {
         { objectMembersMax: this.limits.objectMembersMax, ...this.offsets(start) });
     }
     const name = this.parseString();
+    // UTF-16 code unit order, as canonicalize sorts (Array.prototype.sort) and `<` compares.
+    if (previous !== undefined && !(previous < name)) this.canonical = false;
     if (Object.hasOwn(members, name)) {
       throw new SdcError('PROTO_JSON_DUPLICATE_KEY', `duplicate member name ${JSON.stringify(name.slice(0, 64))}`,
         this.offsets(start));
@@ -241,10 +294,13 @@ class StrictJsonParser {
       while (isDigit(text.charCodeAt(index))) index++;
     }
     // Number() of text matching the grammar above is the correctly rounded IEEE-754 double.
-    const value = Number(text.slice(start, index));
+    const token = text.slice(start, index);
+    const value = Number(token);
     if (!Number.isFinite(value)) {
       throw new SdcError('PROTO_JCS_NON_FINITE', 'number is too large for an IEEE-754 double', this.offsets(start));
     }
+    // Canonical numbers are written by Number::toString (canonical-json.ts): `1.0`, `1e2`, `-0` are not.
+    if (this.canonical && String(value) !== token) this.canonical = false;
     this.pos = index;
     return value;
   }
@@ -270,6 +326,8 @@ class StrictJsonParser {
         continue;
       }
       decoded += text.slice(runStart, index);
+      // Canonical form escapes only controls, '"' and '\\'; whether this escape is that form is not worked out here.
+      this.canonical = false;
       const escape = text.charCodeAt(index + 1);
       const simple = simpleEscapes[escape];
       if (simple !== undefined) {
@@ -318,6 +376,7 @@ class StrictJsonParser {
       // RFC 8259 whitespace only: space, tab, line feed, carriage return.
       if (code !== 0x20 && code !== 0x09 && code !== 0x0a && code !== 0x0d) return;
       this.pos++;
+      this.canonical = false;
     }
   }
 

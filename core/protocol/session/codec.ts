@@ -1,5 +1,5 @@
 import { SdcError } from '../../errors/index.js';
-import { decodeEnvelope, envelopeMacAlg, macAndEncodeEnvelope, signAndEncodeEnvelope, verifyDecodedEnvelope, verifyDecodedEnvelopeMac, type EnvelopeFields, type SignedEnvelope } from '../envelope.js';
+import { decodeEnvelopeForVerify, envelopeMacAlg, macAndEncodeEnvelope, signAndEncodeEnvelope, verifyDecodedEnvelope, verifyDecodedEnvelopeMac, type EnvelopeFields, type SignedEnvelope } from '../envelope.js';
 import type { JsonObject } from '../json-value.js';
 import type { ProtocolLimits } from '../limits.js';
 import { isMessageType, type MessageBody, type MessageType } from '../messages/catalog.js';
@@ -75,19 +75,20 @@ export function decodeAndVerify(options: {
   /** The session's MAC keys once agreed: the types that carry the MAC must, the others must not. */
   mac?: SessionMacKeys;
 }): SignedEnvelope {
-  const envelope = decodeEnvelope(options.bytes, options.limits);
+  // The signing input comes from the received bytes when they are canonical (no second canonicalisation).
+  const { envelope, signingInput } = decodeEnvelopeForVerify(options.bytes, options.limits);
   if (envelope.device_id !== options.expectDeviceId || envelope.session_id !== options.expectSessionId) {
     throw new SdcError('PROTO_SESSION_MISMATCH', 'frame is addressed to another device or session', { refId: envelope.id });
   }
   // One accepted form per type and session: a MAC'd session never pays for an Ed25519 verify of
   // its frequent frames, and a MAC is never accepted where a signature is the evidence.
   if (options.mac !== undefined && sessionMacTypes.has(envelope.type as MessageType)) {
-    return verifyDecodedEnvelopeMac({ envelope, key: options.mac.receive, crypto: options.mac.crypto });
+    return verifyDecodedEnvelopeMac({ envelope, key: options.mac.receive, crypto: options.mac.crypto, ...(signingInput === undefined ? {} : { signingInput }) });
   }
   if (envelope.sig.alg === envelopeMacAlg) {
     throw new SdcError('CRYPTO_UNSUPPORTED_ALG', `${envelope.type} frames ${options.mac === undefined ? 'of a session without an agreed MAC key ' : ''}must be signed, not MAC'd`, { alg: envelope.sig.alg, refId: envelope.id });
   }
-  return verifyDecodedEnvelope({ envelope, resolveKey: options.resolveKey, provider: options.provider });
+  return verifyDecodedEnvelope({ envelope, resolveKey: options.resolveKey, provider: options.provider, ...(signingInput === undefined ? {} : { signingInput }) });
 }
 
 export function checkBody(envelope: SignedEnvelope): DecodedMessage {

@@ -465,18 +465,13 @@ class Gateway implements GatewayCore {
    * One timer per session, at its next deadline (pollTimeoutMs, as in quinn): the connection's, the
    * liveness probe's or the certificate's notAfter, whichever comes first. One timer, not one per
    * purpose: each costs a Timeout, its handle and closures, per session.
-   *
-   * Lazy: a timer already due no later than the new deadline is kept, and when it fires before the
-   * deadline #onTimer waits for the rest. Most frames only move the deadline later, so a frame
-   * costs no clearTimeout/setTimeout (docs/benchmarks.md, 2026-12-04 morning); the session is
-   * still judged at exactly its deadline (lazy-deadline.test.ts).
    */
   #armTimer(session: DeviceSession): void {
     const { scheduler, clock } = this.#options;
-    const deadlineMs = session.closed || this.#aborted ? undefined : this.#nextDeadlineMs(session);
-    if (deadlineMs !== undefined && session.timer !== undefined && session.timerDueMs <= deadlineMs) return;
     if (session.timer !== undefined) scheduler.cancel(session.timer);
     session.timer = undefined;
+    if (session.closed || this.#aborted) return;
+    const deadlineMs = this.#nextDeadlineMs(session);
     if (deadlineMs === undefined) return;
     this.#scheduleTimer(session, timerDelayMs(deadlineMs, clock.nowMs()));
   }
@@ -502,14 +497,6 @@ class Gateway implements GatewayCore {
       this.#expire(session);
       return;
     }
-    // Kept by #armTimer while frames moved the deadline later: nothing is due yet, so wait for the rest.
-    const dueMs = this.#nextDeadlineMs(session);
-    if (dueMs !== undefined && nowMs < dueMs) {
-      this.#scheduleTimer(session, timerDelayMs(dueMs, nowMs));
-      return;
-    }
-    // Late is judged against the deadline, as if the timer had been re-armed at every frame.
-    if (dueMs !== undefined && dueMs > session.timerDueMs) session.timerDueMs = dueMs;
     // Fired late: the gateway was not running, and what the peer sent meanwhile is not read yet (timers run before I/O).
     const deferralMs = stallDeferralMs(session.timerDueMs, nowMs, session.stallDeferred, this.#lateTimer);
     if (deferralMs !== undefined) {

@@ -71,6 +71,29 @@ test('memory is bounded: opening beyond sessionsMax is refused, not evicted', ()
   assert.equal(guard.sessionCount, 2);
 });
 
+test('sessions tracked at once keep their own windows, whichever was opened first or closed', () => {
+  const guard = new ReplayGuard({ sessionsMax: 3 });
+  guard.open('a', 0);
+  guard.open('b', 10);
+  guard.accept({ sessionId: 'a', seq: 0, ts: nowMs }, nowMs);
+  guard.accept({ sessionId: 'b', seq: 10, ts: nowMs }, nowMs);
+  guard.close('a');
+  assert.equal(codeOf(() => guard.accept({ sessionId: 'a', seq: 1, ts: nowMs }, nowMs)), 'PROTO_SESSION_MISMATCH');
+  guard.open('c', 0);
+  guard.open('d', 0);
+  assert.equal(guard.sessionCount, 3);
+  assert.equal(codeOf(() => guard.open('e', 0)), 'PROTO_REPLAY_CAPACITY');
+  guard.accept({ sessionId: 'c', seq: 0, ts: nowMs }, nowMs);
+  assert.equal(codeOf(() => guard.accept({ sessionId: 'c', seq: 0, ts: nowMs }, nowMs)), 'PROTO_REPLAY');
+  assert.equal(codeOf(() => guard.accept({ sessionId: 'b', seq: 10, ts: nowMs }, nowMs)), 'PROTO_REPLAY');
+  guard.accept({ sessionId: 'd', seq: 0, ts: nowMs }, nowMs);
+  guard.open('b', 20); // re-opened: restarted, seq 10 is now simply too low
+  assert.equal(codeOf(() => guard.accept({ sessionId: 'b', seq: 10, ts: nowMs }, nowMs)), 'PROTO_SEQ_OUT_OF_ORDER');
+  guard.accept({ sessionId: 'b', seq: 20, ts: nowMs }, nowMs);
+  for (const id of ['b', 'c', 'd']) guard.close(id);
+  assert.equal(guard.sessionCount, 0);
+});
+
 test('bad seq or ts values are typed refusals', () => {
   const guard = new ReplayGuard();
   guard.open('s', 0);

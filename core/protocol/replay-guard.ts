@@ -31,6 +31,7 @@ export const defaultReplayGuardOptions: Readonly<ReplayGuardOptions> = Object.fr
 });
 
 interface SessionWindow {
+  readonly sessionId: string;
   /** Highest accepted seq, or startSeq - 1 before the first frame. */
   highestSeq: number;
   /** Bit i set: seq (highestSeq - i) was accepted. Bit 0 is highestSeq itself. */
@@ -44,8 +45,19 @@ export interface ReplayCheckInput {
 }
 
 export class ReplayGuard {
-  readonly #options: Required<ReplayGuardOptions>;
-  readonly #sessions = new Map<string, SessionWindow>();
+  // The options as fields, not a merged object: every gateway session has its own guard
+  // (connection-core.ts), so an object per guard is paid tens of thousands of times.
+  readonly #skewMs: number;
+  readonly #ttlMs: number;
+  readonly #sessionsMax: number;
+  readonly #windowSize: number;
+  /**
+   * The first open session is kept here and a Map is made only for a second one at once: a
+   * session's guard tracks one session, and a one-entry Map cost about 400 bytes of heap per
+   * gateway session (docs/benchmarks.md, 2026-12-04 "memory per session").
+   */
+  #first: SessionWindow | undefined;
+  #others: Map<string, SessionWindow> | undefined;
 
   constructor(options: Partial<ReplayGuardOptions> = {}) {
     const merged = { ...defaultReplayGuardOptions, ...options } as Required<ReplayGuardOptions>;
@@ -55,24 +67,38 @@ export class ReplayGuard {
     for (const key of ['skewMs', 'ttlMs', 'sessionsMax'] as const) {
       if (!(Number.isSafeInteger(merged[key]) && merged[key] >= 0)) throw new SdcError('PROTO_INVALID_ARGUMENT', `${key} must be a non-negative integer`);
     }
-    this.#options = merged;
+    this.#skewMs = merged.skewMs;
+    this.#ttlMs = merged.ttlMs;
+    this.#sessionsMax = merged.sessionsMax;
+    this.#windowSize = merged.windowSize;
   }
 
   get sessionCount(): number {
-    return this.#sessions.size;
+    return (this.#first === undefined ? 0 : 1) + (this.#others?.size ?? 0);
+  }
+
+  #window(sessionId: string): SessionWindow | undefined {
+    return this.#first?.sessionId === sessionId ? this.#first : this.#others?.get(sessionId);
   }
 
   /** Starts tracking a session whose first frame must carry seq >= startSeq. */
   open(sessionId: string, startSeq: number): void {
     if (!Number.isSafeInteger(startSeq) || startSeq < 0) throw new SdcError('PROTO_INVALID_ARGUMENT', 'startSeq must be a non-negative safe integer');
-    if (!this.#sessions.has(sessionId) && this.#sessions.size >= this.#options.sessionsMax) {
-      throw new SdcError('PROTO_REPLAY_CAPACITY', `replay guard tracks ${this.#options.sessionsMax} sessions already`);
+    const window: SessionWindow = { sessionId, highestSeq: startSeq - 1, seen: 0n };
+    if (this.#first?.sessionId === sessionId) {
+      this.#first = window;
+      return;
     }
-    this.#sessions.set(sessionId, { highestSeq: startSeq - 1, seen: 0n });
+    if (this.#others?.has(sessionId) !== true && this.sessionCount >= this.#sessionsMax) {
+      throw new SdcError('PROTO_REPLAY_CAPACITY', `replay guard tracks ${this.#sessionsMax} sessions already`);
+    }
+    if (this.#first === undefined && this.#others?.has(sessionId) !== true) this.#first = window;
+    else (this.#others ??= new Map()).set(sessionId, window);
   }
 
   close(sessionId: string): void {
-    this.#sessions.delete(sessionId);
+    if (this.#first?.sessionId === sessionId) this.#first = undefined;
+    else this.#others?.delete(sessionId);
   }
 
   /**
@@ -81,28 +107,28 @@ export class ReplayGuard {
    * Nothing is remembered for a refused frame.
    */
   accept(frame: ReplayCheckInput, nowMs: number): void {
-    const session = this.#sessions.get(frame.sessionId);
+    const session = this.#window(frame.sessionId);
     if (session === undefined) throw new SdcError('PROTO_SESSION_MISMATCH', 'frame for a session that is not open');
     const { seq, ts } = frame;
     if (!Number.isSafeInteger(seq) || seq < 0 || !Number.isSafeInteger(ts) || ts < 0) {
       throw new SdcError('PROTO_SCHEMA_INVALID', 'seq and ts must be non-negative safe integers');
     }
-    if (ts > nowMs + this.#options.skewMs) {
-      throw new SdcError('PROTO_TS_IN_FUTURE', `frame is ${ts - nowMs} ms in the future`, { skewMs: this.#options.skewMs });
+    if (ts > nowMs + this.#skewMs) {
+      throw new SdcError('PROTO_TS_IN_FUTURE', `frame is ${ts - nowMs} ms in the future`, { skewMs: this.#skewMs });
     }
-    if (ts < nowMs - this.#options.ttlMs) {
-      throw new SdcError('PROTO_TS_TOO_OLD', `frame is ${nowMs - ts} ms old`, { ttlMs: this.#options.ttlMs });
+    if (ts < nowMs - this.#ttlMs) {
+      throw new SdcError('PROTO_TS_TOO_OLD', `frame is ${nowMs - ts} ms old`, { ttlMs: this.#ttlMs });
     }
     const { highestSeq } = session;
     if (seq > highestSeq) {
       const shift = seq - highestSeq;
-      const mask = (1n << BigInt(this.#options.windowSize)) - 1n;
-      session.seen = shift >= this.#options.windowSize ? 1n : ((session.seen << BigInt(shift)) | 1n) & mask;
+      const mask = (1n << BigInt(this.#windowSize)) - 1n;
+      session.seen = shift >= this.#windowSize ? 1n : ((session.seen << BigInt(shift)) | 1n) & mask;
       session.highestSeq = seq;
       return;
     }
     const offset = highestSeq - seq;
-    if (offset < this.#options.windowSize && (session.seen >> BigInt(offset)) & 1n) {
+    if (offset < this.#windowSize && (session.seen >> BigInt(offset)) & 1n) {
       throw new SdcError('PROTO_REPLAY', `seq ${seq} was already accepted`, { seq });
     }
     // Below the highest and not remembered as accepted: either skipped or older than the window.

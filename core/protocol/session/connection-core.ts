@@ -46,13 +46,28 @@ export abstract class ConnectionCore {
   /** Set once both sides' X25519 keys are known (after AUTH_ACK); from then on sessionMacTypes carry the MAC. */
   protected macKeys: SessionMacKeys | undefined;
   readonly #outgoing: Uint8Array[] = [];
-  readonly #options: Required<Omit<ConnectionCoreOptions, 'limits' | 'replay' | 'sessionMac'>> & Pick<ConnectionCoreOptions, 'limits' | 'sessionMac'>;
+  // The options this side reads, as fields: a copy of the options object (with the subclass's
+  // fields spread in) cost every gateway session a plain object and its property array
+  // (docs/benchmarks.md, 2026-12-04 "memory per session").
+  readonly #deviceId: string;
+  readonly #signer: FrameSigner;
+  readonly #frameIdPrefix: string;
+  readonly #limits: ProtocolLimits;
+  readonly #sessionMac: SessionMacOptions | undefined;
+  readonly #refusalsMax: number;
+  readonly #outgoingFramesMax: number;
   #nextSeq = 0;
   #refusals = 0;
 
   protected constructor(options: ConnectionCoreOptions) {
+    this.#deviceId = options.deviceId;
+    this.#signer = options.signer;
+    this.#frameIdPrefix = options.frameIdPrefix;
     // Limits resolved (and checked) once here: every received frame's parse reuses the frozen result.
-    this.#options = { refusalsMax: 8, outgoingFramesMax: 1024, ...options, limits: resolveProtocolLimits(options.limits) };
+    this.#limits = resolveProtocolLimits(options.limits);
+    this.#sessionMac = options.sessionMac;
+    this.#refusalsMax = options.refusalsMax ?? 8;
+    this.#outgoingFramesMax = options.outgoingFramesMax ?? 1024;
     this.replay = new ReplayGuard({ sessionsMax: 1, ...options.replay });
   }
 
@@ -65,11 +80,11 @@ export abstract class ConnectionCore {
   }
 
   get deviceId(): string {
-    return this.#options.deviceId;
+    return this.#deviceId;
   }
 
   protected get signerProvider() {
-    return this.#options.signer.provider;
+    return this.#signer.provider;
   }
 
   /** True once HEARTBEAT and TELEMETRY carry the session MAC. */
@@ -78,7 +93,7 @@ export abstract class ConnectionCore {
   }
 
   protected get sessionMacOptions(): SessionMacOptions | undefined {
-    return this.#options.sessionMac;
+    return this.#sessionMac;
   }
 
   get isOpen(): boolean {
@@ -120,21 +135,21 @@ export abstract class ConnectionCore {
 
   protected sendFrame<T extends MessageType>(type: T, body: MessageBody<T>, nowMs: number): void {
     const address = this.#nextAddress(nowMs);
-    this.#outgoing.push(encodeMessage(type, body, address, this.#options.signer, this.macKeys).bytes);
+    this.#outgoing.push(encodeMessage(type, body, address, this.#signer, this.macKeys).bytes);
   }
 
   /** Sends back a message just received, with its body as received (checkBody validated it; the HEARTBEAT echo). */
   protected echoFrame(message: DecodedMessage, nowMs: number): void {
     const address = this.#nextAddress(nowMs);
-    this.#outgoing.push(encodeDecodedBody(message, address, this.#options.signer, this.macKeys).bytes);
+    this.#outgoing.push(encodeDecodedBody(message, address, this.#signer, this.macKeys).bytes);
   }
 
   #nextAddress(nowMs: number): FrameAddress {
-    if (this.#outgoing.length >= this.#options.outgoingFramesMax) {
+    if (this.#outgoing.length >= this.#outgoingFramesMax) {
       throw new SdcError('PROTO_INVALID_ARGUMENT', 'outgoing frames not drained by the driver');
     }
     const seq = this.#nextSeq++;
-    return { id: `${this.#options.frameIdPrefix}${seq}`, deviceId: this.#options.deviceId, sessionId: this.sessionId, seq, ts: nowMs };
+    return { id: `${this.#frameIdPrefix}${seq}`, deviceId: this.#deviceId, sessionId: this.sessionId, seq, ts: nowMs };
   }
 
   protected requireReady(type: string): void {
@@ -149,8 +164,8 @@ export abstract class ConnectionCore {
    */
   protected authenticate(bytes: Uint8Array, nowMs: number, resolveKey: (kid: string) => Uint8Array | undefined, localTsOf: (ts: number) => number = (ts) => ts): DecodedMessage {
     const envelope = decodeAndVerify({
-      bytes, limits: this.#options.limits, expectDeviceId: this.#options.deviceId, expectSessionId: this.sessionId,
-      resolveKey, provider: this.#options.signer.provider, ...(this.macKeys === undefined ? {} : { mac: this.macKeys }),
+      bytes, limits: this.#limits, expectDeviceId: this.#deviceId, expectSessionId: this.sessionId,
+      resolveKey, provider: this.#signer.provider, ...(this.macKeys === undefined ? {} : { mac: this.macKeys }),
     });
     this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: localTsOf(envelope.ts) }, nowMs);
     const message = { ...checkBody(envelope), bytes };
@@ -179,9 +194,9 @@ export abstract class ConnectionCore {
     this.#refusals += 1;
     const ref = refId ?? (typeof typed.details.refId === 'string' ? typed.details.refId : undefined);
     this.sendFrame('ERROR', { code: typed.code, message: typed.message.slice(0, 512), ...(ref && /^[A-Za-z0-9_-]{1,64}$/.test(ref) ? { ref_id: ref } : {}) }, nowMs);
-    if (this.#refusals > this.#options.refusalsMax) {
+    if (this.#refusals > this.#refusalsMax) {
       this.machine.apply('close', nowMs);
-      events.push({ kind: 'closed', reason: `more than ${this.#options.refusalsMax} refused frames`, code: typed.code });
+      events.push({ kind: 'closed', reason: `more than ${this.#refusalsMax} refused frames`, code: typed.code });
     }
     return events;
   }

@@ -44,7 +44,16 @@ export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'f
  * frames are stamped on our clock.
  */
 export class GatewayConnection extends ConnectionCore {
-  readonly #options: GatewayConnectionOptions;
+  // What this end reads of its options, as fields, not the options object: a gateway holds one
+  // connection per session (docs/benchmarks.md, 2026-12-04 "memory per session").
+  readonly #gatewayId: string;
+  readonly #devicePublicKey: Uint8Array;
+  readonly #random: RandomSource;
+  readonly #heartbeatIntervalMs: number;
+  readonly #authTimeoutMs: number;
+  /** Sent once, in AUTH_ACK; forgotten then (nothing reads it after). */
+  #sessionToken: string;
+  /** The challenge's nonce: read by AUTH alone (its answer and the MAC keys), so forgotten once the session is ready. */
   #nonce = '';
   #challengedAtMs = 0;
   readonly #telemetryChain: TelemetryChain | undefined;
@@ -54,7 +63,12 @@ export class GatewayConnection extends ConnectionCore {
 
   constructor(options: GatewayConnectionOptions) {
     super({ ...options, frameIdPrefix: 'g' });
-    this.#options = options;
+    this.#gatewayId = options.gatewayId;
+    this.#devicePublicKey = options.devicePublicKey;
+    this.#random = options.random;
+    this.#heartbeatIntervalMs = options.heartbeatIntervalMs;
+    this.#authTimeoutMs = options.authTimeoutMs;
+    this.#sessionToken = options.sessionToken;
     this.#telemetryChain = options.telemetrySha256Hex === undefined ? undefined : new TelemetryChain(options.telemetrySha256Hex);
     this.sessionId = options.sessionId;
   }
@@ -62,16 +76,16 @@ export class GatewayConnection extends ConnectionCore {
   /** Sends AUTH_CHALLENGE and starts the authentication timer. */
   start(nowMs: number): void {
     this.applyEvent('challenge', nowMs);
-    this.#nonce = base64urlFromBytes(this.#options.random.bytes(32));
+    this.#nonce = base64urlFromBytes(this.#random.bytes(32));
     this.#challengedAtMs = nowMs;
     this.replay.open(this.sessionId, 0);
-    this.sendFrame('AUTH_CHALLENGE', { nonce: this.#nonce, gateway_id: this.#options.gatewayId, server_time_ms: nowMs }, nowMs);
+    this.sendFrame('AUTH_CHALLENGE', { nonce: this.#nonce, gateway_id: this.#gatewayId, server_time_ms: nowMs }, nowMs);
   }
 
   /** The time at which `handleTimeout` must be called, or undefined when no timer runs. */
   pollTimeoutMs(): number | undefined {
-    if (this.state === 'authenticating') return this.#challengedAtMs + this.#options.authTimeoutMs;
-    if (this.state === 'ready') return this.lastHeardMs + Math.ceil(this.#options.heartbeatIntervalMs * 1.5);
+    if (this.state === 'authenticating') return this.#challengedAtMs + this.#authTimeoutMs;
+    if (this.state === 'ready') return this.lastHeardMs + Math.ceil(this.#heartbeatIntervalMs * 1.5);
     return undefined;
   }
 
@@ -85,7 +99,7 @@ export class GatewayConnection extends ConnectionCore {
 
   receive(bytes: Uint8Array, nowMs: number): GatewayEvent[] {
     if (!this.isOpen || this.state === 'connecting') return [];
-    const resolveKey = (kid: string) => (kid === deviceKid(this.deviceId) ? this.#options.devicePublicKey : undefined);
+    const resolveKey = (kid: string) => (kid === deviceKid(this.deviceId) ? this.#devicePublicKey : undefined);
     const localTsOf = this.state === 'authenticating' ? (ts: number) => this.#measureClockOffset(ts, nowMs) : undefined;
     let message;
     try {
@@ -117,12 +131,14 @@ export class GatewayConnection extends ConnectionCore {
       this.applyEvent('auth_ok', nowMs);
       this.#traceContext = auth.trace_context === true;
       this.sendFrame('AUTH_ACK', {
-        session_id: this.sessionId, session_token: this.#options.sessionToken,
-        heartbeat_interval_ms: this.#options.heartbeatIntervalMs, seq_start: message.envelope.seq + 1, server_time_ms: nowMs,
+        session_id: this.sessionId, session_token: this.#sessionToken,
+        heartbeat_interval_ms: this.#heartbeatIntervalMs, seq_start: message.envelope.seq + 1, server_time_ms: nowMs,
         clock_offset_ms: this.#clockOffsetMs, ...(ownPublicKey === undefined ? {} : { x25519_pub: ownPublicKey }),
       }, nowMs);
       // After AUTH_ACK, which is signed: the agent learns our key from it before any MAC'd frame.
       this.macKeys = macKeys;
+      this.#nonce = '';
+      this.#sessionToken = '';
       return [{
         kind: 'authenticated', deviceId: this.deviceId, sessionId: this.sessionId, lastCommandSeq: auth.last_command_seq, agentVersion: auth.agent_version,
         clockOffsetMs: this.#clockOffsetMs, sessionMac: macKeys !== undefined, ...(auth.posture === undefined ? {} : { posture: auth.posture }),

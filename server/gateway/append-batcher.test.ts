@@ -5,6 +5,7 @@ import { systemClock, systemScheduler } from '../../runtime/system.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { AppendBatcher } from './append-batcher.js';
+import { VirtualTime } from '../../core/time/virtual-time.js';
 
 /** Counts the bus calls the batcher makes, and fails appendBatch while `failing` holds. */
 function countingBus(inner: StreamBus, state: { single: number; batches: number[]; failing: boolean }): StreamBus {
@@ -71,5 +72,75 @@ describe('AppendBatcher', () => {
     assert.ok(outcomes.slice(3).every((o) => o.status === 'rejected' && SdcError.is(o.reason) && o.reason.code === 'STORE_LIMIT'));
     assert.equal(await memory.length('t'), 3);
     await memory.close();
+  });
+  describe('with a window (a deployed gateway: the presence refresh window)', () => {
+    function windowed(windowMs: number, aborted = () => false) {
+      const time = new VirtualTime(1_000_000);
+      const memory = new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler });
+      const state = { single: 0, batches: [] as number[], failing: false };
+      const timers = { scheduled: 0, cancelled: 0 };
+      const batcher = new AppendBatcher({
+        bus: countingBus(memory, state), stream: 't', maxLen: 1_000, entriesMax: 100, waitingMax: 1_000, windowMs, aborted,
+        schedule: (delayMs, run) => { timers.scheduled += 1; return time.schedule(delayMs, run); },
+        cancel: (timer) => { timers.cancelled += 1; time.cancel(timer); },
+      });
+      return { time, memory, state, timers, batcher };
+    }
+    const turns = async (n = 5) => { for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve)); };
+
+    it('joins appends of many turns and writes them when the presence window closes (flushWindow), its own timer cancelled', async () => {
+      const { time, memory, state, timers, batcher } = windowed(100);
+      const ids: Array<Promise<string>> = [];
+      for (let i = 0; i < 3; i++) {
+        ids.push(batcher.append({ n: String(i) }));
+        await turns();
+        time.advance(20);
+      }
+      assert.deepEqual(state.batches, [], 'nothing written before the window closes');
+      batcher.flushWindow();
+      await Promise.all(ids);
+      assert.deepEqual(state.batches, [3], 'one write for the three');
+      assert.deepEqual(timers, { scheduled: 1, cancelled: 1 });
+      time.advance(1_000);
+      await turns();
+      assert.deepEqual(state.batches, [3], 'the cancelled timer writes nothing');
+      batcher.flushWindow();
+      assert.deepEqual(state.batches, [3], 'an empty window writes nothing');
+      await memory.close();
+    });
+
+    it('without a window closing, writes at exactly two windows after the first append', async () => {
+      const { time, memory, state, batcher } = windowed(100);
+      const first = batcher.append({ n: 'a' });
+      time.advance(40);
+      const second = batcher.append({ n: 'b' });
+      time.advance(159);
+      await turns();
+      assert.deepEqual(state.batches, [], 'not before windowMs');
+      time.advance(1);
+      await Promise.all([first, second]);
+      assert.deepEqual(state.batches, [2]);
+      await memory.close();
+    });
+
+    it('a crashed gateway (aborted) writes nothing more: the waiting entries are refused', async () => {
+      let crashed = false;
+      const { time, memory, state, batcher } = windowed(100, () => crashed);
+      const entry = batcher.append({ n: 'a' });
+      crashed = true;
+      time.advance(200);
+      await assert.rejects(entry, (e: unknown) => SdcError.is(e) && e.code === 'GATEWAY_SHUTTING_DOWN');
+      assert.deepEqual(state.batches, []);
+      assert.equal(await memory.length('t'), 0);
+      await memory.close();
+    });
+
+    it('a window of 0 keeps the end-of-turn flush (the simulator\'s timing) and needs no timer', async () => {
+      const { memory, state, timers, batcher } = windowed(0);
+      await Promise.all([batcher.append({ n: 'a' }), batcher.append({ n: 'b' })]);
+      assert.deepEqual(state.batches, [2]);
+      assert.deepEqual(timers, { scheduled: 0, cancelled: 0 });
+      await memory.close();
+    });
   });
 });

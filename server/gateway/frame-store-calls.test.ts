@@ -230,3 +230,29 @@ describe('gateway presence refreshes in a window (presenceRefreshWindowMs)', () 
     assert.throws(() => makeCore(gw.stores, { presenceRefreshWindowMs: -1 }), { code: 'GATEWAY_INVALID_ARGUMENT' });
   });
 });
+
+describe('gateway re-checks with the presence refresh window (presenceRefreshWindowMs)', () => {
+  const driver = new VirtualDriver();
+  const windowMs = 100;
+  const { gateway: gw, connect } = useRecordedGateway(driver, { presenceRefreshWindowMs: windowMs });
+
+  it('a due re-check of a heartbeat goes out when the window closes, in the same step as the refreshes (window-gate.ts)', async () => {
+    const a = await connect('dev-window-recheck-a');
+    const b = await connect('dev-window-recheck-b');
+    await driver.advance(sessionRecheckIntervalMs);
+    const from = gw.calls.length;
+    heartbeat(a.agent, driver);
+    await driver.advance(40);
+    heartbeat(b.agent, driver);
+    await driver.advance(300);
+    const made = gw.calls.slice(from);
+    const presence = (d: DeviceMaterial) => `compareAndSet ${kvKeys.presence(d.deviceId)}`;
+    const recheck = (d: DeviceMaterial) => `get ${kvKeys.revoked(normalizeSerialHex(d.serialHex))}`;
+    // Both re-checks first (released as the window closes), then both refreshes: four calls, one virtual instant, none answered before the last was issued.
+    assert.deepEqual(made.map((c) => c.call), [recheck(a.device), recheck(b.device), presence(a.device), presence(b.device)]);
+    assert.equal(new Set(made.map((c) => c.atMs)).size, 1, 'all when the window closed');
+    assert.deepEqual(made.map((c) => c.inFlightAtIssue.length), [0, 1, 2, 3]);
+    assert.equal(a.agent.closed, undefined);
+    assert.equal(b.agent.closed, undefined);
+  });
+});

@@ -28,6 +28,7 @@ import { timerDelayMs } from './deadline-timer.js';
 import { refuseConnection, type RefuseConnectionInput } from './refusal.js';
 import { createRevocationCheck } from './revocation-check.js';
 import { AppendBatcher } from './append-batcher.js';
+import { WindowGate } from './window-gate.js';
 import { busLimits } from '../stores/bus/bus-arguments.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import type { DeviceTransport } from './device-session.js';
@@ -169,6 +170,8 @@ class Gateway implements GatewayCore {
   readonly #router: CommandRouter;
   readonly #peers: PeerWatch;
   readonly #telemetry: AppendBatcher;
+  /** Session re-checks of HEARTBEAT and TELEMETRY, issued when the presence window closes (#recheck). */
+  readonly #recheckGate: WindowGate;
   readonly #probe: LivenessProbe;
   /** When a late session timer judges silence (late-timer.ts). */
   readonly #lateTimer: LateTimerLimits;
@@ -211,7 +214,9 @@ class Gateway implements GatewayCore {
     this.#presence = new Presence(this.#context);
     this.#presenceRefresh = new PresenceRefreshWindow({
       presence: this.#presence, heartbeatIntervalMs: options.heartbeatIntervalMs, windowMs: options.presenceRefreshWindowMs,
-      waitingMax: options.connectionsMax, nowMs: () => options.clock.nowMs(), schedule: (delayMs, run) => this.#context.schedule(delayMs, run),
+      waitingMax: options.connectionsMax, nowMs: () => options.clock.nowMs(),
+      // The telemetry waiting for the window goes out with the refreshes (append-batcher.ts).
+      schedule: (delayMs, run) => this.#context.schedule(delayMs, () => { this.#recheckGate.release(); run(); this.#telemetry.flushWindow(); }),
       aborted: () => this.#aborted,
     });
     // Sessions that close during one outage were open when it began (admission reads the store), so connectionsMax bounds them.
@@ -230,6 +235,12 @@ class Gateway implements GatewayCore {
       bus: options.stores.bus, stream: streamNames.telemetry, maxLen: streamMaxLen.telemetry, entriesMax: options.telemetryBatchEntriesMax,
       // Each session queues at most sessionTasksMax tasks, so this only bounds a bug.
       waitingMax: Math.max(options.connectionsMax, busLimits.batchEntriesMax),
+      windowMs: options.presenceRefreshWindowMs, schedule: (delayMs, run) => this.#context.schedule(delayMs, run),
+      cancel: (timer) => options.scheduler.cancel(timer), aborted: () => this.#aborted,
+    });
+    this.#recheckGate = new WindowGate({
+      windowMs: options.presenceRefreshWindowMs, waitingMax: options.connectionsMax,
+      schedule: (delayMs, run) => this.#context.schedule(delayMs, run), cancel: (timer) => options.scheduler.cancel(timer),
     });
   }
 
@@ -676,7 +687,7 @@ class Gateway implements GatewayCore {
     // write (ioredis autopipelining), so the re-check (every session, every minute) costs no write
     // and no round trip of its own. Either one that fails the session closes it; the other is then moot.
     const refreshed = this.#refreshPresence(session, message, nowMs);
-    const revoked = nowMs - session.lastRecheckMs >= this.#options.sessionRecheckIntervalMs ? this.#revokedSince(session, nowMs) : false;
+    const revoked = nowMs - session.lastRecheckMs >= this.#options.sessionRecheckIntervalMs ? this.#recheck(session, message, nowMs) : false;
     const [present, revokedNow] = await Promise.all([refreshed, revoked]);
     if (!present || revokedNow) return;
     await forwardMessage({ context: this.#context, router: this.#router, telemetry: this.#telemetry }, session, message, nowMs);
@@ -752,6 +763,19 @@ class Gateway implements GatewayCore {
     if (await this.#refreshKey(session, nowMs, canWait)) return true;
     this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     return false;
+  }
+
+  /**
+   * The re-check due with a frame. A HEARTBEAT or TELEMETRY waits for its presence refresh's window
+   * anyway, so its re-check is issued when that window closes, with the refreshes (window-gate.ts):
+   * one write and one read for all, not a write and a wake-up of its own. A crashed gateway reads nothing more.
+   */
+  #recheck(session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<boolean> {
+    if (message.type !== 'HEARTBEAT' && message.type !== 'TELEMETRY') return this.#revokedSince(session, nowMs);
+    return new Promise<boolean>((resolve) => {
+      const run = () => resolve(this.#aborted ? false : this.#revokedSince(session, nowMs));
+      if (!this.#recheckGate.defer(run)) run();
+    });
   }
 
   /**

@@ -96,10 +96,13 @@ function diagramSection(diagrams: readonly Diagram[], files: Files, rendering: M
 }
 
 function strideSection(threats: readonly StrideThreat[]): Section {
-  const uncovered = threats.filter((t) => !t.covered);
+  const marked = threats.filter((t) => t.markedUntested).length;
+  // Neither marked nor naming a test file (a function or a mechanism instead): not counted as covered, and listed.
+  const unnamed = threats.filter((t) => !t.markedUntested && !t.covered);
+  const covered = threats.length - marked - unnamed.length;
   return {
     title: 'Security analysis: STRIDE', level: 1, blocks: [
-      { kind: 'paragraph', text: `From \`docs/security/threat-model.md\`: ${threats.length} threats over ${new Set(threats.map((t) => t.component)).size} components; ${threats.length - uncovered.length} name the test that covers them, ${uncovered.length} are marked untested or a gap.` },
+      { kind: 'paragraph', text: `From \`docs/security/threat-model.md\`: ${threats.length} threats over ${new Set(threats.map((t) => t.component)).size} components; ${covered} name the test that covers them, ${marked} are marked untested or a gap${unnamed.length === 0 ? '' : `, and ${unnamed.length} ${unnamed.length === 1 ? 'names' : 'name'} no test file (${unnamed.map((t) => `${t.component}: ${t.threat}`).join('; ')})`}.` },
       { kind: 'table', header: ['component', 'STRIDE', 'threat', 'test'], rows: threats.map((t) => [t.component, t.stride, t.threat, t.test]) },
     ],
   };

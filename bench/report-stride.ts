@@ -9,8 +9,19 @@ export interface StrideThreat {
   readonly threat: string;
   readonly mitigation: string;
   readonly test: string;
-  /** The test column says untested or gap: no test covers the threat. */
+  /** The test column says untested or gap. */
+  readonly markedUntested: boolean;
+  /** The test files the test column names (`*.test.ts`, `*.test.mjs`, or a path under `test/`), as written. */
+  readonly testFiles: readonly string[];
+  /** Covered: not marked untested or a gap, and naming at least one test file (a row naming only code is not covered). */
   readonly covered: boolean;
+}
+
+/** A test file as the threat model names one: `x.test.ts`, `dir/x.test.mjs`, `test/e2e/x.ts`. */
+const testFilePattern = /(?:[\w.-]+\/)*[\w.-]+\.test\.(?:ts|mjs|js)|(?:^|(?<=[\s`(]))test\/[\w./-]+\.(?:ts|mjs|js)/g;
+
+export function testFilesNamed(cell: string): string[] {
+  return [...new Set(cell.match(testFilePattern) ?? [])];
 }
 
 /** A threat model longer than this is not ours: stop reading rather than grow without bound. */
@@ -34,7 +45,9 @@ export function parseStrideTables(markdown: string): StrideThreat[] {
     if (!inTable || cells.every((c) => /^:?-+:?$/.test(c))) continue;
     if (cells.length < 4 || threats.length >= threatRowsMax) continue;
     const test = cells[3]!;
-    threats.push({ component, stride: cells[0]!, threat: cells[1]!, mitigation: cells[2]!, test, covered: !/\*\*(untested|gap)/i.test(test) });
+    const markedUntested = /\*\*(untested|gap)/i.test(test);
+    const testFiles = testFilesNamed(test);
+    threats.push({ component, stride: cells[0]!, threat: cells[1]!, mitigation: cells[2]!, test, markedUntested, testFiles, covered: !markedUntested && testFiles.length > 0 });
   }
   return threats;
 }

@@ -67,18 +67,23 @@ export function checkTable<S extends string, E extends string>(table: Transition
   return problems;
 }
 
+const noHistory: readonly never[] = Object.freeze([]);
+
 /**
  * One running instance of a table. Keeps a bounded history of transitions with their times
  * (`historyEntriesMax`), which the command lifecycle reports through the API.
  */
 export class StateMachine<S extends string, E extends string> {
   #state: S;
-  readonly #history: TransitionRecord<S, E>[] = [];
+  readonly #history: TransitionRecord<S, E>[];
   readonly #historyEntriesMax: number;
 
   constructor(readonly table: TransitionTable<S, E>, options: { state?: S; historyEntriesMax?: number } = {}) {
     this.#state = options.state ?? table.initial;
     this.#historyEntriesMax = options.historyEntriesMax ?? 32;
+    // Without history (every gateway session's machine, connection-core.ts) all machines share one
+    // frozen empty array, never written (#record returns first), instead of an array each.
+    this.#history = this.#historyEntriesMax === 0 ? (noHistory as unknown as TransitionRecord<S, E>[]) : [];
     if (!table.states.includes(this.#state)) {
       throw new SdcError('PROTO_INVALID_ARGUMENT', `${table.name}: unknown state ${this.#state}`);
     }

@@ -68,8 +68,9 @@ export function deriveSessionMacKeys(input: {
   const okm = input.crypto.hkdfSha256({
     ikm: shared, salt: encoder.encode(input.nonce), info: encoder.encode(`${sessionMacInfoPrefix}${input.sessionId}\n${input.deviceId}`), length: 64,
   });
-  const agentToGateway = okm.slice(0, 32);
-  const gatewayToAgent = okm.slice(32, 64);
+  // Views of the one 64-byte output, not copies: a gateway keeps these for every session it holds.
+  const agentToGateway = okm.subarray(0, 32);
+  const gatewayToAgent = okm.subarray(32, 64);
   if (input.side === 'agent') return { crypto: input.crypto, send: agentToGateway, receive: gatewayToAgent };
   if (input.side === 'gateway') return { crypto: input.crypto, send: gatewayToAgent, receive: agentToGateway };
   throw new SdcError('PROTO_INVALID_ARGUMENT', `unknown session side ${String(input.side)}`);

@@ -14,12 +14,22 @@ interface SystemTimerHandle extends TimerHandle {
   readonly timer: NodeJS.Timeout;
 }
 
+/**
+ * Ids of the handles below, counted here: asking a Timeout for its own id (Symbol.toPrimitive)
+ * makes Node keep it in a table until it fires or is cleared, an entry per pending timer, and a
+ * gateway holds one pending timer per session (docs/benchmarks.md, 2026-12-04 "memory per session").
+ */
+let nextSystemTimerId = 1;
+
 /** Real timers. Unref'd so a pending timeout never keeps a finished process alive. */
 export const systemScheduler: Scheduler = {
   schedule(delayMs, callback) {
     const timer = setTimeout(callback, Math.max(0, delayMs));
     timer.unref();
-    const handle: SystemTimerHandle = { id: Number(timer[Symbol.toPrimitive]()), timer };
+    const id = nextSystemTimerId;
+    // Wraps below 2^31 so the id stays a small integer; ids only tell handles apart while pending.
+    nextSystemTimerId = id >= 0x7fff_ffff ? 1 : id + 1;
+    const handle: SystemTimerHandle = { id, timer };
     return handle;
   },
   cancel(handle) {

@@ -235,7 +235,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       return;
     }
     sockets.add(socket);
-    socket.once('close', onSocketClose);
+    // `on`, not `once`: a socket closes once, and `once` costs a wrapper function and its state object per socket.
+    socket.on('close', onSocketClose);
     if (decision === 'start') server.emit('connection', socket);
     else waitingSockets.set(key, socket);
   });

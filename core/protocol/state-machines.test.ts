@@ -140,3 +140,16 @@ test('command: a pending command is entered only at creation and leaves only to 
 test('a machine refuses an undeclared starting state', () => {
   assert.throws(() => new StateMachine(commandTable, { state: 'bogus' as never }), (e) => SdcError.is(e, 'PROTO_INVALID_ARGUMENT'));
 });
+
+test('machines kept without history share one empty history and record nothing', () => {
+  const a = new StateMachine(sessionTable, { historyEntriesMax: 0 });
+  const b = new StateMachine(sessionTable, { historyEntriesMax: 0 });
+  // One array for all of them (a gateway holds a session machine per agent), frozen so none can write it.
+  assert.equal(a.history, b.history);
+  assert.ok(Object.isFrozen(a.history));
+  const legal = sessionTable.events.find((event) => a.can(event));
+  assert.ok(legal !== undefined);
+  a.apply(legal, 1);
+  assert.equal(a.history.length, 0);
+  assert.notEqual(new StateMachine(sessionTable).history, new StateMachine(sessionTable).history);
+});

@@ -1,4 +1,5 @@
 import { build } from 'hdr-histogram-js';
+import { latencyHistogramPrecision, type LatencySummary } from './stats.js';
 
 /**
  * Latency percentiles through HdrHistogram (hdr-histogram-js), the structure load tools (k6,
@@ -6,10 +7,17 @@ import { build } from 'hdr-histogram-js';
  * of a sort of every sample.
  *
  * Samples are milliseconds; they are recorded as integer microseconds, so with 3 significant
- * digits a reported percentile is within 0.1 % (and 1 µs) of the sample at that rank. The pure
- * JS histogram is used (no WebAssembly): results are the same on every machine.
+ * digits a reported percentile is within 0.1 % (and 1 µs) of the sample at that rank; below
+ * 2.048 ms every microsecond has a bucket of its own. The range is fixed (no auto-resize), 1 µs to
+ * one hour, so the precision every table states (bench/stats.ts latencyHistogramPrecision, the
+ * JSON's `latency_histogram`) is the one used. The pure JS histogram is used (no WebAssembly):
+ * results are the same on every machine.
  */
-export const hdrLatencyPrecision = Object.freeze({ significantDigits: 3, recordUnitPerMs: 1_000 });
+export const hdrLatencyPrecision = Object.freeze({
+  significantDigits: latencyHistogramPrecision.significant_digits,
+  recordUnitPerMs: 1 / latencyHistogramPrecision.lowest_discernible_ms,
+  highestTrackable: Math.round(latencyHistogramPrecision.highest_trackable_ms / latencyHistogramPrecision.lowest_discernible_ms),
+});
 
 export interface HdrLatencySummary {
   count: number;
@@ -25,10 +33,14 @@ export interface HdrLatencySummary {
 export interface HdrPercentileRow { percentile: number; latency_ms: number }
 
 function recorded(samplesMs: readonly number[]) {
-  const histogram = build({ bitBucketSize: 32, autoResize: true, lowestDiscernibleValue: 1, numberOfSignificantValueDigits: hdrLatencyPrecision.significantDigits, useWebAssembly: false });
+  const histogram = build({
+    bitBucketSize: 32, autoResize: false, lowestDiscernibleValue: 1, highestTrackableValue: hdrLatencyPrecision.highestTrackable,
+    numberOfSignificantValueDigits: hdrLatencyPrecision.significantDigits, useWebAssembly: false,
+  });
   for (const ms of samplesMs) {
     // Negative or non-finite latencies are a measuring bug upstream; clamp rather than throw mid-report.
-    const value = Number.isFinite(ms) && ms > 0 ? Math.round(ms * hdrLatencyPrecision.recordUnitPerMs) : 0;
+    // Above the highest trackable value (an hour: longer than any bench's timeout) it records the highest.
+    const value = Number.isFinite(ms) && ms > 0 ? Math.min(Math.round(ms * hdrLatencyPrecision.recordUnitPerMs), hdrLatencyPrecision.highestTrackable) : 0;
     histogram.recordValue(value);
   }
   return histogram;
@@ -60,6 +72,15 @@ export function hdrLatencySummary(samplesMs: readonly number[]): HdrLatencySumma
   } finally {
     histogram.destroy();
   }
+}
+
+/**
+ * The tables' summary (count, p50, p90, p99, max, mean in ms; bench/stats.ts's shape) from
+ * HdrHistogram: what roundtrip, reconnect, ioctl and enroll report, as api does.
+ */
+export function hdrLatencyTableSummary(samplesMs: readonly number[]): LatencySummary {
+  const s = hdrLatencySummary(samplesMs);
+  return { count: s.count, p50: s.p50_ms, p90: s.p90_ms, p99: s.p99_ms, max: s.max_ms, mean: s.mean_ms };
 }
 
 /** The CDF at fixed percentiles (0 to 100): the rows of a percentile CSV and of a latency CDF plot. */

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { cpus, loadavg, release, totalmem } from 'node:os';
+import type { LatencyHistogramPrecision } from './stats.js';
 import { formatNumber, renderBarChartSvg, renderCsv, renderMarkdownTable, writeReportFiles, type Cell } from './report.js';
 
 /**
@@ -49,6 +50,11 @@ export interface BenchReport<Extra extends object = Record<string, never>> {
   results: BenchRow[];
   /** Unit of every numeric result field, by field name (`{ p50_ms: 'ms' }`). */
   units: Readonly<Record<string, string>>;
+  /**
+   * Present when the rows hold latency percentiles: the HdrHistogram they come from (library,
+   * significant digits, lowest discernible and highest trackable value; bench/stats.ts).
+   */
+  latency_histogram?: LatencyHistogramPrecision;
   /** Anything a bench reports beyond its rows (a skipped backend, phase timings), in the same shape every time. */
   details?: Extra;
 }
@@ -119,6 +125,8 @@ export function benchReport<Extra extends object = Record<string, never>>(input:
   parameters: Readonly<Record<string, BenchValue>>;
   results: readonly BenchRow[];
   units: Readonly<Record<string, string>>;
+  /** The histogram the rows' percentiles come from (bench/stats.ts latencyHistogramPrecision), when they hold any. */
+  latencyHistogram?: LatencyHistogramPrecision;
   details?: Extra;
   environment?: BenchEnvironment;
 }): BenchReport<Extra> {
@@ -136,7 +144,9 @@ export function benchReport<Extra extends object = Record<string, never>>(input:
   const seed = input.parameters['seed'] ?? null;
   const report: BenchReport<Extra> = {
     benchmark: input.benchmark, schema_version: benchSchemaVersion, environment: input.environment ?? benchEnvironment(seed),
-    parameters: input.parameters, results, units: input.units, ...(input.details === undefined ? {} : { details: input.details }),
+    parameters: input.parameters, results, units: input.units,
+    ...(input.latencyHistogram === undefined ? {} : { latency_histogram: input.latencyHistogram }),
+    ...(input.details === undefined ? {} : { details: input.details }),
   };
   reportCollector.getStore()?.push(report);
   return report;

@@ -8,7 +8,8 @@ import {
   agentsPerProcessDefault, bareProcesses, forkBenchProcesses, planAgents, standardProfile, startAgents, startScaleOut, type ScaleOut,
 } from './connections-setup.js';
 import type { CommandRecord } from './roundtrip-deployment.js';
-import { summarizeLatencies } from './stats.js';
+import { latencyHistogramPrecision } from './stats.js';
+import { hdrLatencyTableSummary } from './latency-hdr.js';
 import { sleep } from './wall-time.js';
 
 /**
@@ -91,8 +92,9 @@ const commandPollMs = 250;
 const commandSettleMs = 120_000;
 const returnsPollMs = 500;
 
-function distributionRow(what: string, count: number, samples: readonly number[]): BenchRow {
-  const s = summarizeLatencies(samples);
+/** A table row: the HdrHistogram percentiles of the samples (bench/latency-hdr.ts; the samples stay exact in reconnect-samples.csv). */
+export function distributionRow(what: string, count: number, samples: readonly number[]): BenchRow {
+  const s = hdrLatencyTableSummary(samples);
   return { what, count, p50_ms: s.p50, p90_ms: s.p90, p99_ms: s.p99, max_ms: s.max };
 }
 
@@ -177,7 +179,7 @@ export async function runReconnectBench(options: ReconnectBenchOptions): Promise
         ramp_per_s: rampPerSecond, agents_per_process: agentsPerProcess, commands: options.commands, backoff_after_ready_ms: jitterMs, ticket_keys: ticketKeys,
         sql: options.mysqlUrl ? 'mysql' : 'sql.js', bus_and_kv: 'redis',
       },
-      results: rows, units: reconnectUnits,
+      results: rows, units: reconnectUnits, latencyHistogram: latencyHistogramPrecision,
       details: {
         ok, killed_gateway: victim.name, disconnected: returns.closed, not_back: returns.notBack, all_back_within_ms: allBackWithinMs, goal_all_back_ms: goalAllBackMs,
         commands_accepted: commands.accepted.length, commands_by_state: byState, executed_twice: executedTwice, not_succeeded: notSucceeded,

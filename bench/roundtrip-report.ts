@@ -1,4 +1,4 @@
-import type { LatencySummary } from './stats.js';
+import { latencyHistogramPrecision, type LatencySummary } from './stats.js';
 import { formatNumber, latencyHistogramRows, renderBarChartSvg, renderCsv, renderMarkdownTable, type Cell } from './report.js';
 import { benchReport, renderBenchJson, renderBenchCsv, renderLatencySamplesCsv, type BenchReport } from './output.js';
 import type { RoundtripBenchRun, RoundtripSummary } from './roundtrip.js';
@@ -36,6 +36,7 @@ export function roundtripBenchReport(summary: RoundtripSummary): BenchReport<Rou
     },
     results: latencyRows(summary).map(([measure, , s]) => ({ measure, samples: s.count, p50_ms: s.p50, p90_ms: s.p90, p99_ms: s.p99, max_ms: s.max, mean_ms: s.mean })),
     units: { samples: 'samples', p50_ms: 'ms', p90_ms: 'ms', p99_ms: 'ms', max_ms: 'ms', mean_ms: 'ms' },
+    latencyHistogram: latencyHistogramPrecision,
     details: summary,
   });
   if (summary.environment.store_versions !== undefined) report.environment.store_versions = summary.environment.store_versions;

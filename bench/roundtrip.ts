@@ -13,7 +13,8 @@ import { enrollAgents, waitForOnline } from './roundtrip-fleet.js';
 import { startAgentProcesses } from './roundtrip-agent-processes.js';
 import { roundtripLimits } from './roundtrip-limits.js';
 import { LiveTracker } from './roundtrip-live.js';
-import { summarizeLatencies, type LatencySummary } from './stats.js';
+import type { LatencySummary } from './stats.js';
+import { hdrLatencyTableSummary } from './latency-hdr.js';
 import { runWsEchoBaseline, type WsEchoResult } from './ws-echo.js';
 import { timestampScrape } from './report-scrapes.js';
 import { startMetricsSeries, type MetricsSeries } from './metrics-series.js';
@@ -368,9 +369,10 @@ async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripB
   const measuredTotal = m.identities.length * options.commandsPerAgent;
   const refused = Object.values(rounds.refusedByCode).reduce((sum, n) => sum + n, 0);
   const notTerminal = rounds.ids.length - m.serverSamples.length;
-  const baselineSummary = summarizeLatencies(m.baseline.samplesMs);
-  const serverSummary = summarizeLatencies(m.serverSamples);
-  const clientSummary = summarizeLatencies(rounds.clientSamples);
+  // HdrHistogram percentiles (bench/latency-hdr.ts), as every bench's latency table; the samples stay exact in roundtrip-samples.csv.
+  const baselineSummary = hdrLatencyTableSummary(m.baseline.samplesMs);
+  const serverSummary = hdrLatencyTableSummary(m.serverSamples);
+  const clientSummary = hdrLatencyTableSummary(rounds.clientSamples);
   const succeeded = m.byState.succeeded ?? 0;
   const summary: RoundtripSummary = {
     benchmark: 'roundtrip',
@@ -381,8 +383,8 @@ async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripB
     baseline: { samples: m.baseline.samplesMs.length, message_bytes: options.echoMessageBytes ?? echoMessageBytesDefault, latency_ms: baselineSummary },
     real: {
       commands: { total: measuredTotal, succeeded, refused, not_sent: measuredTotal - refused - rounds.ids.length, refused_by_code: rounds.refusedByCode, not_terminal: notTerminal, by_state: m.byState },
-      server_ms: serverSummary, client_ms: clientSummary, api_post_ms: summarizeLatencies(rounds.postSamples),
-      live_lag_ms: summarizeLatencies(rounds.lagSamples), live_stream_reconnects: m.liveStream.reconnects,
+      server_ms: serverSummary, client_ms: clientSummary, api_post_ms: hdrLatencyTableSummary(rounds.postSamples),
+      live_lag_ms: hdrLatencyTableSummary(rounds.lagSamples), live_stream_reconnects: m.liveStream.reconnects,
       live_stream_drops: m.liveStream.drops, live_stream_reconnect_failures: m.liveStream.reconnectFailures,
     },
     ratios: { server: ratiosOf(serverSummary, baselineSummary), client: ratiosOf(clientSummary, baselineSummary) },

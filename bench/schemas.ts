@@ -29,10 +29,22 @@ function row(fields: Record<string, TSchema>) {
 
 const Spread = Type.Object({ row: Type.Integer(), label: Type.String(), field: Type.String(), min: Num, median: Num, max: Num });
 
+/**
+ * `latency_histogram`: the HdrHistogram a report's latency percentiles come from (roundtrip,
+ * reconnect, ioctl, enroll, api; bench/stats.ts latencyHistogramPrecision). Optional: reports
+ * recorded before 4 December 2026 have none (their roundtrip, reconnect, ioctl and enroll tables
+ * were exact nearest-rank percentiles) and `sdc report --from` still reads them.
+ */
+const LatencyHistogram = Type.Object({
+  library: Type.Literal('hdr-histogram-js'), significant_digits: Type.Integer({ minimum: 1, maximum: 5 }),
+  lowest_discernible_ms: Type.Number({ exclusiveMinimum: 0 }), highest_trackable_ms: Type.Number({ exclusiveMinimum: 0 }), value_at_percentile: Type.String(),
+});
+
 function report(benchmark: string, rowSchema: TSchema) {
   return Type.Object({
     benchmark: Type.Literal(benchmark), schema_version: Type.Literal(1), environment: Environment,
     parameters: Type.Record(Type.String(), Value), results: Type.Array(rowSchema), units: Type.Record(Type.String(), Type.String()),
+    latency_histogram: Type.Optional(LatencyHistogram),
     details: Type.Optional(Type.Unknown()),
     repeats: Type.Optional(Type.Object({ count: Type.Integer({ minimum: 2 }), spread: Type.Array(Spread) })),
   });

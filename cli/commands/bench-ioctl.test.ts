@@ -4,6 +4,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../main.js';
+import { assertStatesLatencyHistogram, samplesCsvSummaries } from '../../bench/latency-table-test-support.js';
 
 test('sdc bench ioctl --json reports mock and native rows for ping and status in the common shape, and --out writes them', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-ioctl-'));
@@ -14,7 +15,7 @@ test('sdc bench ioctl --json reports mock and native rows for ping and status in
       stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, readStdin: async () => '', env: {},
     });
     assert.equal(code, 0, err);
-    const report = JSON.parse(out) as { benchmark: string; parameters: { calls: number }; units: Record<string, string>; results: Array<{ backend: string; opcode: string; calls: number; calls_per_s: number; p50_us: number; p99_us: number; ratio_to_mock_p50: number | null }> };
+    const report = JSON.parse(out) as { benchmark: string; latency_histogram?: unknown; parameters: { calls: number }; units: Record<string, string>; results: Array<{ backend: string; opcode: string; calls: number; calls_per_s: number; p50_us: number; p99_us: number; ratio_to_mock_p50: number | null }> };
     assert.equal(report.benchmark, 'ioctl');
     assert.deepEqual(report.parameters, { calls: 20 });
     assert.deepEqual(report.results.map((r) => `${r.backend}:${r.opcode}`), [
@@ -46,6 +47,14 @@ test('sdc bench ioctl --json reports mock and native rows for ping and status in
     const csv = (await readFile(join(dir, 'ioctl.csv'), 'utf8')).split('\n');
     assert.equal(csv[0], 'backend,opcode,calls,calls_per_s,p50_us,p99_us,ratio_to_mock_p50');
     assert.ok(!csv.some((line) => / ,|, /.test(line)), 'CSV cells are not padded');
+    // Issue 14: the table's p50/p99 are HdrHistogram's (the precision the JSON states) over each series's samples,
+    // not the nearest-rank call to 0.1 µs the table held before 4 December 2026.
+    assertStatesLatencyHistogram(report);
+    const summaries = samplesCsvSummaries(await readFile(join(dir, 'ioctl-samples.csv'), 'utf8'));
+    for (const row of report.results) {
+      const s = summaries.get(`${row.backend}_${row.opcode.toLowerCase()}`)!;
+      assert.deepEqual([row.p50_us, row.p99_us], [s.p50, s.p99].map((ms) => Math.round(ms * 10_000) / 10), `${row.backend} ${row.opcode}`);
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -9,6 +9,7 @@ import { createMockTarget } from '../../kernel/mock/mock-target.js';
 import { buildNativeLibrary } from '../../kernel/native/build.js';
 import { integerOption, type Command } from '../command.js';
 import { attachLatencySamples, benchReport } from '../../bench/output.js';
+import { latencyHistogramPrecision } from '../../bench/stats.js';
 import { benchOutputHelp, benchOutputOptions, cliProgress, emitBenchReport } from '../bench-output.js';
 
 interface IoctlBenchRow {
@@ -22,16 +23,23 @@ interface IoctlBenchRow {
 
 const callsMax = 1_000_000;
 
-function percentileUs(sortedNs: BigInt64Array, fraction: number): number {
-  const index = Math.min(sortedNs.length - 1, Math.ceil(fraction * sortedNs.length) - 1);
-  return Number(sortedNs[Math.max(0, index)]!) / 1000;
-}
-
-/** Full bridge calls: sign the request, call the device, verify the signed response, decode. */
 /** Each call's latency in ms, by `backend_opcode` (snake case): the CDFs of `ioctl-percentiles.csv`. */
 type IoctlSamplesMs = Record<string, number[]>;
 
-async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, agentSeed: Uint8Array, servicePublicKey: Uint8Array, calls: number, onCall: () => void, samplesMs: IoctlSamplesMs): Promise<IoctlBenchRow[]> {
+type TableSummary = (samplesMs: readonly number[]) => { p50: number; p99: number };
+
+/**
+ * A row's p50/p99 in µs: HdrHistogram's (bench/latency-hdr.ts, recorded in whole µs, so exact
+ * to the µs below 2,048 µs), as every bench's latency table; ioctl-samples.csv keeps each call.
+ * The values are whole µs; the rounding to 0.1 only drops the float noise of ms * 1000.
+ */
+function ioctlLatencyColumns(summary: TableSummary, samplesMs: readonly number[]): { p50Us: number; p99Us: number } {
+  const s = summary(samplesMs);
+  return { p50Us: Math.round(s.p50 * 1000 * 10) / 10, p99Us: Math.round(s.p99 * 1000 * 10) / 10 };
+}
+
+/** Full bridge calls: sign the request, call the device, verify the signed response, decode. */
+async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, agentSeed: Uint8Array, servicePublicKey: Uint8Array, calls: number, onCall: () => void, samplesMs: IoctlSamplesMs, summary: TableSummary): Promise<IoctlBenchRow[]> {
   const bridge = new IoctlKernelBridge({ device, ed25519: createNodeEd25519Provider(), agentSeed, servicePublicKey, counterStart: 1n });
   const rows: IoctlBenchRow[] = [];
   for (const opcode of ['EXEC_PING_KERNEL', 'EXEC_GET_STATUS'] as const) {
@@ -46,14 +54,10 @@ async function measure(backend: IoctlBenchRow['backend'], device: IoctlDevice, a
       onCall();
     }
     const elapsedNs = Number(process.hrtime.bigint() - started);
-    samples.sort();
-    samplesMs[`${backend}_${opcode.toLowerCase()}`] = Array.from(samples, (ns) => Number(ns) / 1e6);
-    rows.push({
-      backend, opcode, calls,
-      callsPerSecond: Math.round(calls / (elapsedNs / 1e9)),
-      p50Us: Math.round(percentileUs(samples, 0.5) * 10) / 10,
-      p99Us: Math.round(percentileUs(samples, 0.99) * 10) / 10,
-    });
+    samples.sort(); // ioctl-samples.csv lists each series ascending, as before the table moved to HdrHistogram
+    const seriesMs = Array.from(samples, (ns) => Number(ns) / 1e6);
+    samplesMs[`${backend}_${opcode.toLowerCase()}`] = seriesMs;
+    rows.push({ backend, opcode, calls, callsPerSecond: Math.round(calls / (elapsedNs / 1e9)), ...ioctlLatencyColumns(summary, seriesMs) });
   }
   bridge.close();
   return rows;
@@ -78,7 +82,9 @@ export const ioctlBenchCommand: Command = {
     const onCall = () => progress.update(++done);
     const mock = createMockTarget({ agentSeed, serviceSeed, clock: { nowMs: () => Date.now() } });
     const samplesMs: IoctlSamplesMs = {};
-    const rows = await measure('mock', mock.device, agentSeed, mock.servicePublicKey, calls, onCall, samplesMs);
+    // Imported here: hdr-histogram-js costs about 0.1 s to load, which every start of the CLI would pay otherwise.
+    const { hdrLatencyTableSummary } = await import('../../bench/latency-hdr.js');
+    const rows = await measure('mock', mock.device, agentSeed, mock.servicePublicKey, calls, onCall, samplesMs, hdrLatencyTableSummary);
     let nativeSkipped: string | undefined;
     let libraryPath: string | undefined;
     try {
@@ -92,7 +98,7 @@ export const ioctlBenchCommand: Command = {
       const { createNativeTarget } = await import('../../kernel/native/native-target.js');
       const native = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
       try {
-        rows.push(...await measure('native', native.device, agentSeed, native.servicePublicKey, calls, onCall, samplesMs));
+        rows.push(...await measure('native', native.device, agentSeed, native.servicePublicKey, calls, onCall, samplesMs, hdrLatencyTableSummary));
       } finally {
         native.cleanup();
       }
@@ -111,6 +117,7 @@ export const ioctlBenchCommand: Command = {
         };
       }),
       units: { calls: 'calls', calls_per_s: 'calls per second', p50_us: 'microseconds', p99_us: 'microseconds', ratio_to_mock_p50: 'ratio of p50_us to the mock device\'s for the same opcode, same run' },
+      latencyHistogram: latencyHistogramPrecision,
       details: {
         what: 'IoctlKernelBridge calls: Ed25519-sign request, DeviceIoControl-shaped call, verify signed response, decode; sequential, one process',
         native_skipped: nativeSkipped ?? null,

@@ -10,6 +10,7 @@ import type { RoundtripSummary } from '../../bench/roundtrip.js';
 import type { BenchReport } from '../../bench/output.js';
 import { benchReportErrors } from '../../bench/schemas.js';
 import { parseMetricsSeriesJsonl } from '../../bench/metrics-series.js';
+import { assertStatesLatencyHistogram, samplesCsvSummaries } from '../../bench/latency-table-test-support.js';
 
 function captureIo(): CliIo & { out: string[]; err: string[] } {
   const out: string[] = [];
@@ -77,6 +78,14 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
       const values = raw.slice(1).filter((line) => line.startsWith(`${measure},`)).map((line) => Number(line.split(',')[1]));
       assert.equal(values.length, 6, measure);
       assert.equal(Math.max(...values), report.results.find((r) => r.measure === measure)!.max_ms, measure);
+    }
+    // Issue 14: the table's percentiles are HdrHistogram's (the precision the JSON states) over those samples, not nearest-rank ones.
+    assertStatesLatencyHistogram(report);
+    const summaries = samplesCsvSummaries(raw.join('\n'));
+    for (const measure of ['baseline_echo', 'command_server', 'command_client']) {
+      const row = report.results.find((r) => r.measure === measure)!;
+      const s = summaries.get(measure)!;
+      assert.deepEqual([row.p50_ms, row.p90_ms, row.p99_ms], [s.p50, s.p90, s.p99], measure);
     }
     assert.deepEqual(JSON.parse(await readFile(join(out, 'roundtrip.json'), 'utf8')), report);
     const percentiles = (await readFile(join(out, 'roundtrip.csv'), 'utf8')).trimEnd().split('\n');

@@ -7,7 +7,7 @@ import { SdcError } from '../core/errors/index.js';
 import { forkSiblingModule } from '../runtime/fork-module.js';
 import type { EnrollClientReport, EnrollClientRequest } from './enroll-client-worker.js';
 import { startBenchDeployment, type BenchDeployment } from './roundtrip-deployment.js';
-import { summarizeLatencies } from './stats.js';
+import { hdrLatencyTableSummary } from './latency-hdr.js';
 
 /**
  * `sdc bench enroll` (issue 15: "an enrollment path that sustains at least 100 enrollments per
@@ -126,7 +126,8 @@ async function measure(
   const report = await ran;
   const cpu = process.cpuUsage(cpuBefore);
   const requests = report.latenciesMs.length + report.failures;
-  const latency = summarizeLatencies(report.latenciesMs);
+  // HdrHistogram percentiles (bench/latency-hdr.ts), as every bench's latency table; enroll-samples.csv keeps each request.
+  const latency = hdrLatencyTableSummary(report.latenciesMs);
   return {
     row: {
       path: label, requests, failures: report.failures,

@@ -1,6 +1,7 @@
 import { benchReport, renderLatencySamplesCsv, type BenchReport, type BenchRow } from '../output.js';
 import { renderCsv, renderMarkdownTable, type Cell } from '../report.js';
 import { hdrLatencySummary, hdrPercentileRows } from '../latency-hdr.js';
+import { latencyHistogramPrecision } from '../stats.js';
 import { lineSeriesMax, renderLineChartSvg } from '../report-figures.js';
 import type { ApiScenarioRun } from './api-scenario.js';
 import type { ApiScenario } from './scenario.js';
@@ -50,7 +51,7 @@ export function apiBenchReport(run: ApiScenarioRun, context: { name: string; sce
       scenario: context.name, executor: scenario.executor, rate_per_s: scenario.rate_per_s, duration_s: scenario.duration_s, max_vus: scenario.max_vus,
       opcode: scenario.opcode, ttl_ms: scenario.ttl_ms, poll_interval_ms: scenario.poll_interval_ms, target: context.target, devices: context.agents,
     },
-    results: metricRows(run), units,
+    results: metricRows(run), units, latencyHistogram: latencyHistogramPrecision,
     details: {
       scenario: context.name, scenario_file: context.scenarioFile, command: context.command, target: context.target,
       thresholds: run.thresholds, thresholds_crossed: run.thresholds.filter((t) => t.crossed).length, final_states: run.finalStates, failures_by_code: run.failuresByCode,

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { attachLatencySamples, benchReport } from '../../bench/output.js';
+import { latencyHistogramPrecision } from '../../bench/stats.js';
 import { storeVersions } from '../../bench/store-versions.js';
 import { integerOption, type Command } from '../command.js';
 import { benchOutputHelp, benchOutputOptions, emitBenchReport } from '../bench-output.js';
@@ -47,6 +48,7 @@ export const enrollBenchCommand: Command = {
           server_cpu_ms_per_request: 'CPU milliseconds per request of the serving process (control plane, or the bare server)',
           client_cpu_ms_per_request: 'CPU milliseconds per request of the client process', p50_ms: 'milliseconds', p99_ms: 'milliseconds',
         },
+        latencyHistogram: latencyHistogramPrecision,
         details: {
           stores: outcome.stores,
           pairing_tokens_ms: Math.round(outcome.pairingTokensMs),

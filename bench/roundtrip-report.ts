@@ -100,12 +100,15 @@ export function renderRoundtripSvg(summary: RoundtripSummary): string {
   });
 }
 
-/** File name -> text, for `--out DIR`. */
-export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string): Record<string, string> {
+/**
+ * File name -> text, for `--out DIR`. `report` is the one the command printed (roundtripBenchReport
+ * of this run): built once, so roundtrip.json is what --json printed; a second build would read the
+ * load average again, and on a busy machine it moves between the two reads.
+ */
+export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string, report: BenchReport<RoundtripSummary> = roundtripBenchReport(run.summary)): Record<string, string> {
   const { summary, samplesMs } = run;
   const latency = percentileTable(summary);
   const ratios = ratioTable(summary);
-  const report = roundtripBenchReport(summary);
   const histogram = latencyHistogramRows([
     { name: 'baseline_echo', samples: samplesMs.baseline },
     { name: 'command_server', samples: samplesMs.server },

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
+import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { roundtripBenchCommand } from './bench-roundtrip.js';
 import type { CliIo } from '../command.js';
@@ -25,7 +26,14 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
   const out = await mkdtemp(join(tmpdir(), 'sdc-bench-rt-'));
   try {
     const io = captureIo();
-    const code = await roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, ['--agents', '3', '--commands', '2', '--json', '--out', out]), io);
+    // The load average moves on every read here, as it can on a busy machine between two reads:
+    // roundtrip.json must still be the report --json printed (one build, not two).
+    const realLoadavg = os.loadavg;
+    let loadReads = 0;
+    os.loadavg = () => [++loadReads, 1, 1];
+    syncBuiltinESMExports();
+    const code = await roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, ['--agents', '3', '--commands', '2', '--json', '--out', out]), io)
+      .finally(() => { os.loadavg = realLoadavg; syncBuiltinESMExports(); });
     const report = JSON.parse(io.out.join('')) as BenchReport<RoundtripSummary>;
     assert.equal(code, 0, io.err.join(''));
     assert.equal(report.benchmark, 'roundtrip');

@@ -73,7 +73,7 @@ export const roundtripBenchCommand: Command = {
     if (typeof args.values.out === 'string') {
       const commandLine = `sdc bench roundtrip --agents ${agents} --commands ${commandsPerAgent}`
         + `${typeof args.values.redis === 'string' ? ' --redis URL' : ''}${typeof args.values.mysql === 'string' ? ' --mysql URL' : ''}`;
-      const paths = await writeReportFiles(args.values.out, roundtripReportFiles(run, commandLine));
+      const paths = await writeReportFiles(args.values.out, roundtripReportFiles(run, commandLine, report));
       io.stderr(`wrote ${paths.join(', ')}\n`);
     }
     return run.summary.ok ? 0 : 1;

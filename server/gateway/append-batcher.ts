@@ -47,7 +47,7 @@ export class AppendBatcher {
   #waiting: Waiting[] = [];
   #flushQueued = false;
   #timer: TimerHandle | undefined;
-  readonly #windowMs: number;
+  #windowMs: number;
 
   constructor(private readonly options: AppendBatcherOptions) {
     if (!Number.isSafeInteger(options.entriesMax) || options.entriesMax < 1) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'entriesMax must be a positive integer');
@@ -69,6 +69,17 @@ export class AppendBatcher {
         queueMicrotask(() => this.#flush());
       }
     });
+  }
+
+  /**
+   * The gateway is stopping: what waits goes out now, and later appends (frames its sessions still
+   * forward while they close) at the end of their turn, as without a window. A stop must not wait
+   * for a window's timer: timers are unref'd, and a stop waited on by nothing else would end the
+   * process with the entries unwritten.
+   */
+  stopWaiting(): void {
+    this.#windowMs = 0;
+    if (this.#waiting.length > 0) this.#flush();
   }
 
   /** The presence window closed: what waits goes out now, in the same turn as the refreshes. */

@@ -255,6 +255,11 @@ class Gateway implements GatewayCore {
 
   async stop(): Promise<void> {
     this.#accepting = false;
+    // Nothing waits for a presence window from here on: the sessions' close work must not hang on
+    // an unref'd window timer (a stop that nothing else keeps alive would end the process first).
+    this.#recheckGate.stop();
+    this.#presenceRefresh.stopWaiting();
+    this.#telemetry.stopWaiting();
     await this.#unsubscribe();
     this.#peers.stop();
     for (const session of [...this.#connections]) this.#endSession(session, closeCodes.goingAway, 'GATEWAY_SHUTTING_DOWN');

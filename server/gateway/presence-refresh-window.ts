@@ -45,6 +45,7 @@ interface Waiting {
 export class PresenceRefreshWindow {
   #waiting: Waiting[] = [];
   #timer: TimerHandle | undefined;
+  #stopped = false;
 
   constructor(private readonly options: PresenceRefreshWindowOptions) {
     if (!Number.isSafeInteger(options.windowMs) || options.windowMs < 0) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'presenceRefreshWindowMs must be a non-negative integer');
@@ -57,12 +58,22 @@ export class PresenceRefreshWindow {
    */
   refresh(session: PresenceSession, heardMs: number, canWait: boolean): Promise<boolean> {
     const { windowMs, waitingMax } = this.options;
-    if (windowMs === 0 || !canWait) return this.#send(session, heardMs);
+    if (windowMs === 0 || !canWait || this.#stopped) return this.#send(session, heardMs);
     if (this.#waiting.length >= waitingMax) return Promise.reject(new SdcError('GATEWAY_OVERLOADED', `${waitingMax} presence refreshes already wait`));
     return new Promise<boolean>((resolve, reject) => {
       this.#waiting.push({ session, heardMs, resolve, reject });
       this.#timer ??= this.options.schedule(windowMs, () => this.#flush());
     });
+  }
+
+  /**
+   * The gateway is stopping: what waits is sent now and nothing waits any more. Its timer is left
+   * to fire on an empty list (this class has no cancel); a stop must not wait on it, since timers
+   * are unref'd and a stop waited on by nothing else would end the process first.
+   */
+  stopWaiting(): void {
+    this.#stopped = true;
+    if (this.#waiting.length > 0) this.#flush();
   }
 
   #flush(): void {

@@ -97,3 +97,49 @@ describe('telemetry written with the presence refresh window', () => {
     assert.deepEqual(writes, [{ atMs: t0 + 300, entries: 1 }]);
   });
 });
+
+// A stop must not wait for a window's timer: on real time the timers are unref'd, so a stop that
+// nothing else keeps alive ended the process with the close work pending (the e2e suites' teardown
+// failed "Promise resolution is still pending but the event loop has already resolved").
+describe('a stop with telemetry waiting for the presence window', () => {
+  const driver = new VirtualDriver();
+  const written: string[] = [];
+  const recording = (bus: StreamBus): StreamBus => new Proxy(bus, {
+    get(target, name, receiver) {
+      const value: unknown = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        if (name === 'appendBatch' && args[0] === streamNames.telemetry) written.push(...(args[1] as Array<Record<string, string>>).map((f) => f['data'] ?? ''));
+        if (name === 'append' && args[0] === streamNames.telemetry) written.push((args[1] as Record<string, string>)['data'] ?? '');
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  const gw = useVirtualGateway(driver, { heartbeatIntervalMs, presenceRefreshWindowMs: windowMs, telemetryBatchEntriesMax: 64, ackTimeoutMs: 60_000 }, recording);
+
+  it('writes what waits and ends without virtual time moving on', async () => {
+    const device = await gw.gpki.issueDevice('dev-tw-stop');
+    const agent = new TestAgent(device, { clock: driver.time });
+    const handle = gw.core.acceptConnection({
+      deviceId: device.deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
+      send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
+      close: (code, reason) => { agent.closed = { code, reason }; },
+    });
+    agent.attach((bytes) => queueMicrotask(() => handle.receive(bytes)));
+    await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
+    await driver.runTo(driver.time.nowMs() + 500);
+    written.length = 0;
+    // A heartbeat and a sample: the sample waits behind the heartbeat's refresh, which waits for the window.
+    agent.connection.sendHeartbeat({ uptime_ms: 1, queue_depth: 0 }, driver.time.nowMs());
+    agent.connection.sendTelemetry({ sampled_at: driver.time.nowMs(), metrics }, driver.time.nowMs());
+    agent.flush();
+    await settle();
+    let stopped = false;
+    const stopping = gw.core.stop().then(() => { stopped = true; });
+    await settle(40);
+    assert.equal(stopped, true, 'stop ended without a window timer firing');
+    await stopping;
+    assert.equal(written.length, 1, 'the waiting sample was written at the stop');
+    assert.match(written[0] ?? '', /dev-tw-stop/);
+  });
+});

@@ -22,6 +22,7 @@ export interface WindowGateOptions {
 export class WindowGate {
   #waiting: Array<() => void> = [];
   #timer: TimerHandle | undefined;
+  #stopped = false;
 
   constructor(private readonly options: WindowGateOptions) {
     if (!Number.isSafeInteger(options.windowMs) || options.windowMs < 0) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'windowMs must be a non-negative integer');
@@ -29,10 +30,16 @@ export class WindowGate {
 
   /** Queues `run` for the next window's close; false (not queued: run it now) without a window or when full. */
   defer(run: () => void): boolean {
-    if (this.options.windowMs === 0 || this.#waiting.length >= this.options.waitingMax) return false;
+    if (this.options.windowMs === 0 || this.#stopped || this.#waiting.length >= this.options.waitingMax) return false;
     this.#waiting.push(run);
     this.#timer ??= this.options.schedule(2 * this.options.windowMs, () => this.release());
     return true;
+  }
+
+  /** The gateway is stopping: what waits runs now, and nothing waits any more (a stop must not wait on an unref'd timer). */
+  stop(): void {
+    this.#stopped = true;
+    this.release();
   }
 
   /** Runs everything waiting, synchronously, in the order it was deferred. */

@@ -6,42 +6,46 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import { streamNames } from '../bus-contract/streams.js';
-import { settle, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
+import { settle, TestAgent, useVirtualGateway, VirtualDriver, type VirtualGateway } from './test-support.js';
 
 const heartbeatIntervalMs = 1_000;
 const windowMs = 100;
 const metrics = { cpu_pct: 1, mem_pct: 2, disk_pct: 3, net_rx_bytes_per_sec: 0, net_tx_bytes_per_sec: 0 };
 
+/** The bus as the gateway sees it, telling `onTelemetry` the entries of every telemetry append as it is called. */
+const recordingTelemetry = (onTelemetry: (entries: ReadonlyArray<Record<string, string>>) => void) => (bus: StreamBus): StreamBus => new Proxy(bus, {
+  get(target, name, receiver) {
+    const value: unknown = Reflect.get(target, name, receiver);
+    if (typeof value !== 'function') return value;
+    return (...args: unknown[]) => {
+      if ((name === 'append' || name === 'appendBatch') && args[0] === streamNames.telemetry) {
+        onTelemetry(name === 'append' ? [args[1] as Record<string, string>] : args[1] as Array<Record<string, string>>);
+      }
+      return (value as (...a: unknown[]) => unknown).apply(target, args);
+    };
+  },
+});
+
+/** A test agent of a new device, authenticated on the virtual gateway. */
+async function connect(gw: VirtualGateway, driver: VirtualDriver, deviceId: string): Promise<TestAgent> {
+  const device = await gw.gpki.issueDevice(deviceId);
+  const agent = new TestAgent(device, { clock: driver.time });
+  const handle = gw.core.acceptConnection({
+    deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
+    send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
+    close: (code, reason) => { agent.closed = { code, reason }; },
+  });
+  agent.attach((bytes) => queueMicrotask(() => handle.receive(bytes)));
+  await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
+  return agent;
+}
+
 describe('telemetry written with the presence refresh window', () => {
   const driver = new VirtualDriver();
   /** Telemetry appends as the bus saw them: virtual time and entries per call. */
   const writes: Array<{ atMs: number; entries: number }> = [];
-  const recording = (bus: StreamBus): StreamBus => new Proxy(bus, {
-    get(target, name, receiver) {
-      const value: unknown = Reflect.get(target, name, receiver);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        if ((name === 'append' || name === 'appendBatch') && args[0] === streamNames.telemetry) {
-          writes.push({ atMs: driver.time.nowMs(), entries: name === 'append' ? 1 : (args[1] as unknown[]).length });
-        }
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  const gw = useVirtualGateway(driver, { heartbeatIntervalMs, presenceRefreshWindowMs: windowMs, telemetryBatchEntriesMax: 64, ackTimeoutMs: 60_000 }, recording);
-
-  async function connect(deviceId: string): Promise<TestAgent> {
-    const device = await gw.gpki.issueDevice(deviceId);
-    const agent = new TestAgent(device, { clock: driver.time });
-    const handle = gw.core.acceptConnection({
-      deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
-      send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
-      close: (code, reason) => { agent.closed = { code, reason }; },
-    });
-    agent.attach((bytes) => queueMicrotask(() => handle.receive(bytes)));
-    await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
-    return agent;
-  }
+  const gw = useVirtualGateway(driver, { heartbeatIntervalMs, presenceRefreshWindowMs: windowMs, telemetryBatchEntriesMax: 64, ackTimeoutMs: 60_000 },
+    recordingTelemetry((entries) => writes.push({ atMs: driver.time.nowMs(), entries: entries.length })));
 
   const sample = async (agent: TestAgent) => {
     agent.connection.sendTelemetry({ sampled_at: driver.time.nowMs(), metrics }, driver.time.nowMs());
@@ -56,9 +60,9 @@ describe('telemetry written with the presence refresh window', () => {
   };
 
   it('joins two sessions\' samples into one append, written when the next presence window closes', async () => {
-    const a = await connect('dev-tw-a');
-    const b = await connect('dev-tw-b');
-    const c = await connect('dev-tw-c');
+    const a = await connect(gw, driver, 'dev-tw-a');
+    const b = await connect(gw, driver, 'dev-tw-b');
+    const c = await connect(gw, driver, 'dev-tw-c');
     // Past every AUTH write's window, so the next window opens with a's heartbeat.
     await driver.runTo(driver.time.nowMs() + 500);
     writes.length = 0;
@@ -83,7 +87,7 @@ describe('telemetry written with the presence refresh window', () => {
   });
 
   it('with no window closing, waits at most two windows after the first sample was forwarded', async () => {
-    const a = await connect('dev-tw-d');
+    const a = await connect(gw, driver, 'dev-tw-d');
     await driver.runTo(driver.time.nowMs() + 500);
     writes.length = 0;
     const t0 = driver.time.nowMs();
@@ -104,29 +108,11 @@ describe('telemetry written with the presence refresh window', () => {
 describe('a stop with telemetry waiting for the presence window', () => {
   const driver = new VirtualDriver();
   const written: string[] = [];
-  const recording = (bus: StreamBus): StreamBus => new Proxy(bus, {
-    get(target, name, receiver) {
-      const value: unknown = Reflect.get(target, name, receiver);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        if (name === 'appendBatch' && args[0] === streamNames.telemetry) written.push(...(args[1] as Array<Record<string, string>>).map((f) => f['data'] ?? ''));
-        if (name === 'append' && args[0] === streamNames.telemetry) written.push((args[1] as Record<string, string>)['data'] ?? '');
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  const gw = useVirtualGateway(driver, { heartbeatIntervalMs, presenceRefreshWindowMs: windowMs, telemetryBatchEntriesMax: 64, ackTimeoutMs: 60_000 }, recording);
+  const gw = useVirtualGateway(driver, { heartbeatIntervalMs, presenceRefreshWindowMs: windowMs, telemetryBatchEntriesMax: 64, ackTimeoutMs: 60_000 },
+    recordingTelemetry((entries) => written.push(...entries.map((fields) => fields['data'] ?? ''))));
 
   it('writes what waits and ends without virtual time moving on', async () => {
-    const device = await gw.gpki.issueDevice('dev-tw-stop');
-    const agent = new TestAgent(device, { clock: driver.time });
-    const handle = gw.core.acceptConnection({
-      deviceId: device.deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
-      send: (bytes) => queueMicrotask(() => agent.onFrame(bytes)),
-      close: (code, reason) => { agent.closed = { code, reason }; },
-    });
-    agent.attach((bytes) => queueMicrotask(() => handle.receive(bytes)));
-    await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
+    const agent = await connect(gw, driver, 'dev-tw-stop');
     await driver.runTo(driver.time.nowMs() + 500);
     written.length = 0;
     // A heartbeat and a sample: the sample waits behind the heartbeat's refresh, which waits for the window.

@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import * as fc from 'fast-check';
 import { SdcError } from '../errors/index.js';
 import { base64urlFromBytes, bytesFromBase64url, bytesFromHex, ensureBytes, hexFromBytes } from './bytes.js';
@@ -50,6 +52,21 @@ test('hex round-trips and refuses odd lengths and non-hex', () => {
   }), { numRuns: 200 });
   assert.deepEqual(bytesFromHex('0aFF', opts), Uint8Array.of(10, 255));
   for (const bad of ['0', 'zz', '0x00', '00 ']) assert.throws(() => bytesFromHex(bad, opts), isSigEncoding, bad);
+});
+
+test('hex strings are flat: a kept 32-byte hash costs about 80 B of heap, not a rope of 32 cons cells (about 1.5 KB)', () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const count = 20_000;
+  const digests = Array.from({ length: count }, (_, i) => Uint8Array.from({ length: 32 }, (_, j) => (i * 31 + j * 7) & 0xff));
+  gc();
+  const before = getHeapStatistics().used_heap_size;
+  const kept = digests.map((bytes) => hexFromBytes(bytes));
+  gc();
+  const perString = (getHeapStatistics().used_heap_size - before) / count;
+  assert.equal(kept.length, count);
+  // A flat one-byte string of 64 characters is 80 B, plus the array slot; the rope was about 1,500 B.
+  assert.ok(perString < 400, `${perString.toFixed(0)} B of heap per kept 32-byte hex string`);
 });
 
 test('ensureBytes checks type and length and throws the code it is given', () => {

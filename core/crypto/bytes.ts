@@ -88,10 +88,17 @@ export function bytesFromBase64url(text: string, options: { code: ErrorCode; nam
 }
 
 /** Lowercase hex. */
+const hexPairs = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
+
+/**
+ * Lower-case hex. Joined, not built with `+=`: V8 keeps a string grown by `+=` as a rope of one
+ * cons cell per byte (about 1.5 KB for a 32-byte hash instead of 80 B), and hashes kept per
+ * session or per device (the agent's telemetry prev_hash) held that rope for their lifetime.
+ */
 export function hexFromBytes(bytes: Uint8Array): string {
-  let out = '';
-  for (const byte of bytes) out += byte.toString(16).padStart(2, '0');
-  return out;
+  const pairs = new Array<string>(bytes.length);
+  for (let i = 0; i < bytes.length; i += 1) pairs[i] = hexPairs[bytes[i]!]!;
+  return pairs.join('');
 }
 
 /** Strict hex (either case, even length, nothing else). */

@@ -31,7 +31,7 @@ const Spread = Type.Object({ row: Type.Integer(), label: Type.String(), field: T
 
 /**
  * `latency_histogram`: the HdrHistogram a report's latency percentiles come from (roundtrip,
- * reconnect, ioctl, enroll, api; bench/stats.ts latencyHistogramPrecision). Optional: reports
+ * reconnect, ioctl, enroll, api, agents; bench/stats.ts latencyHistogramPrecision). Optional: reports
  * recorded before 4 December 2026 have none (their roundtrip, reconnect, ioctl and enroll tables
  * were exact nearest-rank percentiles) and `sdc report --from` still reads them.
  */
@@ -67,6 +67,8 @@ export const benchReportSchemas = {
   })),
   reconnect: report('reconnect', row({ what: Type.String(), count: Num, ...latency })),
   api: report('api', row({ metric: Type.String(), kind: Type.String() })),
+  // k6's metric names and kinds (bench/harness/agent-scenario.ts); a gauge row (vus) has last, min and max.
+  agents: report('agents', row({ metric: Type.String(), kind: Type.Union([Type.Literal('trend'), Type.Literal('rate'), Type.Literal('counter'), Type.Literal('gauge')]) })),
   enroll: report('enroll', row({ path: Type.String(), requests: Num, failures: Num, per_s: Num, server_cpu_ms_per_request: Num, client_cpu_ms_per_request: Num, p50_ms: Num, p99_ms: Num })),
 } as const;
 

@@ -5,7 +5,7 @@ import { latencyHistogramPrecision } from '../stats.js';
 import { lineSeriesMax, renderLineChartSvg } from '../report-figures.js';
 import type { ApiScenarioRun } from './api-scenario.js';
 import type { ApiScenario } from './scenario.js';
-import type { ThresholdResult } from './thresholds.js';
+import type { MetricSet, ThresholdResult } from './thresholds.js';
 
 export interface ApiReportDetails {
   scenario: string;
@@ -81,16 +81,21 @@ export function apiMarkdown(report: BenchReport<ApiReportDetails>): string {
  * `api-samples.csv`: every trend sample (renderLatencySamplesCsv).
  */
 export function apiLatencyCdfFiles(run: ApiScenarioRun): Record<string, string> {
-  const trends = run.metrics.names().filter((name) => run.metrics.get(name)!.kind === 'trend' && run.metrics.get(name)!.values.length > 0).slice(0, lineSeriesMax);
+  return trendCdfFiles(run.metrics, 'api');
+}
+
+/** The same files for any harness's metrics, named `<benchmark>-percentiles.csv`, `-samples.csv`, `-cdf.svg`. */
+export function trendCdfFiles(metrics: MetricSet, benchmark: string): Record<string, string> {
+  const trends = metrics.names().filter((name) => metrics.get(name)!.kind === 'trend' && metrics.get(name)!.values.length > 0).slice(0, lineSeriesMax);
   if (trends.length === 0) return {};
-  const rows = trends.flatMap((name) => hdrPercentileRows(run.metrics.get(name)!.values).map((r) => [name, r.percentile, r.latency_ms] as Cell[]));
-  const samples = renderLatencySamplesCsv(Object.fromEntries(trends.map((name) => [name, run.metrics.get(name)!.values])));
+  const rows = trends.flatMap((name) => hdrPercentileRows(metrics.get(name)!.values).map((r) => [name, r.percentile, r.latency_ms] as Cell[]));
+  const samples = renderLatencySamplesCsv(Object.fromEntries(trends.map((name) => [name, metrics.get(name)!.values])));
   return {
-    'api-percentiles.csv': renderCsv(['metric', 'percentile', 'latency_ms'], rows),
-    ...(samples === undefined ? {} : { 'api-samples.csv': samples }),
-    'api-cdf.svg': renderLineChartSvg({
-      title: 'sdc bench api: latency CDF (HdrHistogram)', xLabel: 'latency (ms)', yLabel: 'percentile',
-      series: trends.map((name) => ({ name, points: hdrPercentileRows(run.metrics.get(name)!.values).map((r) => [r.latency_ms, r.percentile] as const) })),
+    [`${benchmark}-percentiles.csv`]: renderCsv(['metric', 'percentile', 'latency_ms'], rows),
+    ...(samples === undefined ? {} : { [`${benchmark}-samples.csv`]: samples }),
+    [`${benchmark}-cdf.svg`]: renderLineChartSvg({
+      title: `sdc bench ${benchmark}: latency CDF (HdrHistogram)`, xLabel: 'latency (ms)', yLabel: 'percentile',
+      series: trends.map((name) => ({ name, points: hdrPercentileRows(metrics.get(name)!.values).map((r) => [r.latency_ms, r.percentile] as const) })),
     }),
   };
 }

@@ -83,3 +83,70 @@ export function apiScenario(scenarios: Record<string, unknown>, name: string): A
     poll_timeout_ms: positive(name, 'poll_timeout_ms', raw.poll_timeout_ms, 86_400_000),
   };
 }
+
+/** One stage of a ramping-vus scenario: the VU count ramps linearly to `target_vus` over `duration_s`. */
+export interface RampingStage {
+  readonly duration_s: number;
+  readonly target_vus: number;
+}
+
+/** The agent scenario of bench/k6/agent.js (`kind: "agent"`, executor ramping-vus): one device session per iteration. */
+export interface AgentScenario {
+  readonly kind: 'agent';
+  readonly description: string;
+  readonly executor: 'ramping-vus';
+  readonly stages: readonly RampingStage[];
+  /** One iteration: a session held this long, then closed by the agent. */
+  readonly session_s: number;
+  readonly heartbeat_interval_ms: number;
+  readonly telemetry_interval_ms: number;
+  readonly thresholds: Readonly<Record<string, readonly string[]>>;
+}
+
+/** Bounds on an agent scenario: a typo must not ask for a million sessions or a week-long ramp. */
+export const agentScenarioLimits = Object.freeze({ vusMax: 10_000, stagesMax: 100, stageDurationSMax: 86_400, sessionSMax: 86_400, intervalMsMin: 10, intervalMsMax: 3_600_000 });
+
+/** One agent scenario by name, checked field by field, as apiScenario checks an API one. */
+export function agentScenario(scenarios: Record<string, unknown>, name: string): AgentScenario {
+  const raw = scenarios[name] as Partial<Omit<AgentScenario, 'stages'>> & { stages?: unknown } | undefined;
+  if (raw === undefined || raw.kind !== 'agent') {
+    const known = Object.entries(scenarios).filter(([, s]) => (s as { kind?: unknown }).kind === 'agent').map(([n]) => n);
+    throw new SdcError('CLI_USAGE', `--scenario ${name} is not an agent scenario; known: ${known.join(', ')}`);
+  }
+  if (raw.executor !== 'ramping-vus') throw new SdcError('CLI_USAGE', `scenario ${name}: the agent harness runs ramping-vus only`);
+  const thresholds = raw.thresholds ?? {};
+  if (typeof thresholds !== 'object' || Object.values(thresholds).some((t) => !Array.isArray(t) || t.some((s) => typeof s !== 'string'))) {
+    throw new SdcError('CLI_USAGE', `scenario ${name}: thresholds map a metric to a list of expressions`);
+  }
+  const limits = agentScenarioLimits;
+  if (!Array.isArray(raw.stages) || raw.stages.length === 0 || raw.stages.length > limits.stagesMax) {
+    throw new SdcError('CLI_USAGE', `scenario ${name}: stages is a list of 1 to ${limits.stagesMax} { duration_s, target_vus }`);
+  }
+  const stages = (raw.stages as unknown[]).map((stage, i): RampingStage => {
+    const s = (stage ?? {}) as Partial<RampingStage>;
+    const duration = s.duration_s;
+    const target = s.target_vus;
+    // A stage of 0 s is allowed (k6 jumps to its target at once); a VU count is a whole number.
+    if (typeof duration !== 'number' || !Number.isFinite(duration) || duration < 0 || duration > limits.stageDurationSMax) {
+      throw new SdcError('CLI_USAGE', `scenario ${name}: stage ${i + 1} duration_s must be 0 to ${limits.stageDurationSMax}`);
+    }
+    if (typeof target !== 'number' || !Number.isInteger(target) || target < 0 || target > limits.vusMax) {
+      throw new SdcError('CLI_USAGE', `scenario ${name}: stage ${i + 1} target_vus must be a whole number 0 to ${limits.vusMax}`);
+    }
+    return { duration_s: duration, target_vus: target };
+  });
+  if (!stages.some((s) => s.target_vus > 0)) throw new SdcError('CLI_USAGE', `scenario ${name}: no stage has a VU`);
+  return {
+    kind: 'agent', description: String(raw.description ?? ''), executor: 'ramping-vus', stages, thresholds,
+    session_s: positive(name, 'session_s', raw.session_s, limits.sessionSMax),
+    heartbeat_interval_ms: intervalMs(name, 'heartbeat_interval_ms', raw.heartbeat_interval_ms),
+    telemetry_interval_ms: intervalMs(name, 'telemetry_interval_ms', raw.telemetry_interval_ms),
+  };
+}
+
+/** A frame interval: below 10 ms a session would be a flood, not an agent. */
+function intervalMs(name: string, field: string, value: unknown): number {
+  const ms = positive(name, field, value, agentScenarioLimits.intervalMsMax);
+  if (ms < agentScenarioLimits.intervalMsMin) throw new SdcError('CLI_USAGE', `scenario ${name}: ${field} must be at least ${agentScenarioLimits.intervalMsMin}`);
+  return ms;
+}

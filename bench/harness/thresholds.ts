@@ -13,13 +13,13 @@ import { percentile } from '../stats.js';
 /** What k6 exits with when a threshold is crossed; the harness uses the same code. */
 export const thresholdsCrossedExitCode = 99;
 
-export type MetricKind = 'trend' | 'rate' | 'counter';
+export type MetricKind = 'trend' | 'rate' | 'counter' | 'gauge';
 
 /** Samples of one metric; bounded, so a long run cannot grow memory without limit. */
 export interface Metric {
   readonly name: string;
   readonly kind: MetricKind;
-  /** Trend: values (ms); rate: 1 or 0 per sample; counter: increments. */
+  /** Trend: values (ms); rate: 1 or 0 per sample; counter: increments; gauge: readings in time order. */
   readonly values: number[];
 }
 
@@ -55,7 +55,7 @@ export class MetricSet {
   }
 }
 
-const expressionPattern = /^\s*(p\((\d+(?:\.\d+)?)\)|avg|min|max|med|rate|count)\s*(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$/;
+const expressionPattern = /^\s*(p\((\d+(?:\.\d+)?)\)|avg|min|max|med|rate|count|value)\s*(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$/;
 
 export interface ThresholdExpression {
   readonly source: string;
@@ -80,7 +80,7 @@ export function parseThreshold(source: string): ThresholdExpression {
 export function aggregateOf(metric: Metric, expression: ThresholdExpression, elapsedMs: number): number {
   const values = metric.values;
   const sum = values.reduce((s, v) => s + v, 0);
-  const valid: Record<MetricKind, readonly string[]> = { trend: ['p', 'avg', 'min', 'max', 'med'], rate: ['rate'], counter: ['count', 'rate'] };
+  const valid: Record<MetricKind, readonly string[]> = { trend: ['p', 'avg', 'min', 'max', 'med'], rate: ['rate'], counter: ['count', 'rate'], gauge: ['value', 'min', 'max'] };
   if (!valid[metric.kind].includes(expression.aggregate)) {
     throw new SdcError('CLI_USAGE', `threshold '${expression.source}' on ${metric.name}: a ${metric.kind} takes ${valid[metric.kind].join(', ')}`);
   }
@@ -89,6 +89,7 @@ export function aggregateOf(metric: Metric, expression: ThresholdExpression, ela
     case 'rate': return metric.kind === 'rate' ? sum / values.length : elapsedMs > 0 ? (sum * 1000) / elapsedMs : 0;
     case 'count': return sum;
     case 'avg': return sum / values.length;
+    case 'value': return values[values.length - 1]!;
     default: break;
   }
   const sorted = [...values].sort((a, b) => a - b);

@@ -7,6 +7,7 @@ import { ioctlBenchCommand } from './bench-ioctl.js';
 import { busBenchCommand } from './bench-bus.js';
 import { ingestBenchCommand } from './bench-ingest.js';
 import { apiBenchCommand } from './bench-api.js';
+import { agentsBenchCommand } from './bench-agents.js';
 import { connectionsBenchCommand, reconnectBenchCommand } from './bench-connections.js';
 import { enrollBenchCommand } from './bench-enroll.js';
 
@@ -23,6 +24,7 @@ export const benchGroup: CommandGroup = {
     busBenchCommand,
     ingestBenchCommand,
     apiBenchCommand,
+    agentsBenchCommand,
     connectionsBenchCommand,
     reconnectBenchCommand,
     enrollBenchCommand,

@@ -9,6 +9,7 @@ import type { Scenario } from '../../sim/scenario.js';
 import type { RealRunResult } from '../../sim/real/run-real.js';
 import { gitCommit } from '../../bench/output.js';
 import { describeSimSummary, simProgress, simSummary, writeSimOutputs } from './sim-report.js';
+import { currentHeapLimitMiB, fullTierHeapMiB, heapRelaunchArgs, heapRelaunchEnv, relaunchWithHeap } from './sim-heap.js';
 import { integerOption, readPasswordOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 /**
@@ -72,13 +73,21 @@ async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
   const json = args.values.json === true;
   const scenarioRef = typeof args.values.scenario === 'string' ? args.values.scenario : 'smoke';
   const seed = seedOption(args);
-  // The seed first, before anything can fail.
-  (json ? io.stderr : io.stdout)(`seed: ${seed}\n`);
+  // The seed first, before anything can fail (a restart for a larger heap, below, printed it already).
+  if (process.env[heapRelaunchEnv] !== '1') (json ? io.stderr : io.stdout)(`seed: ${seed}\n`);
   const tier = tierOption(args);
   const { modelAgentsMax, fullTierAgentsMax, runModel, runSimulation } = await simRunners();
   const agents = args.values.agents === undefined ? undefined : integerOption(args, 'agents', 1, 1, tier === 'model' ? modelAgentsMax : fullTierAgentsMax);
   const safetyMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : undefined;
   const scenario = await resolveScenario(scenarioRef, { agents, safetyMs });
+  if (tier === 'full') {
+    // A large fleet needs more heap than Node's default limit (cli/commands/sim-heap.ts): the CLI runs again with enough, the same seed given.
+    const relaunch = heapRelaunchArgs({
+      neededMiB: fullTierHeapMiB(agents ?? scenario.agents, (safetyMs ?? scenario.safetyMs) + scenario.livenessBoundMs), limitMiB: currentHeapLimitMiB(),
+      execArgv: process.execArgv, argv: args.values.seed === undefined ? [...process.argv, '--seed', String(seed)] : process.argv, env: process.env,
+    });
+    if (relaunch !== undefined) return relaunchWithHeap(relaunch, io.stderr);
+  }
   // A bar on a terminal (or with --progress), a line per 10 % of virtual time elsewhere (a log, CI).
   const progress = simProgress(io, { bar: args.values.progress === true || io.stderrIsTty === true });
   const runOptions = {
@@ -240,7 +249,7 @@ export const simCommand: Command = {
     ['--tier T', 'full (default): the real control plane, gateways and agents; model: the fleet model (sim/model), same scenario and seed, up to 1,000,000 agents'],
     ['--crypto C', 'full tier: real (default, Ed25519) or model (signatures of the same sizes without the curve arithmetic, several times cheaper; same trace hash)'],
     ['--validate-model', 'run both tiers on the scenario, seed and fleet and compare their aggregates against stated tolerances; exit 1 on drift (--out: full/, model/, validation.json)'],
-    ['--agents N', 'fleet size (default: the scenario\'s; 200 for --swarm)'],
+    ['--agents N', 'fleet size (default: the scenario\'s; 200 for --swarm); a full-tier fleet that needs more V8 heap than the process has (about 80,000 agents and up with Node\'s default) restarts the CLI with a larger --max-old-space-size (docs/simulation.md)'],
     ['--duration D', 'safety phase length in virtual time: 500ms, 90s, 10m, 1h (default: the scenario\'s)'],
     ['--seed S', 'the run\'s seed (default: random, printed first); with --swarm the first seed'],
     ['--out DIR', 'write summary.json, the CSV time series (online-agents.csv, commands-by-state.csv; the last row is the summary\'s final state) and latency-histogram.csv there'],

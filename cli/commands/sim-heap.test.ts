@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { fullTierHeapMiB, heapMiBMax, heapRelaunchArgs, heapRelaunchEnv } from './sim-heap.js';
+
+const sdcBin = fileURLToPath(new URL('../../bin/sdc.js', import.meta.url));
+
+test('the heap a full-tier run needs grows with the fleet and with virtual time, capped', () => {
+  assert.ok(fullTierHeapMiB(100, 120_000) < 1_024);
+  const tenMinutes = fullTierHeapMiB(100_000, 600_000);
+  // Above Node's default limit (about 4 GiB here), which a 100,000-agent run exceeds.
+  assert.ok(tenMinutes > 4_200, String(tenMinutes));
+  assert.ok(fullTierHeapMiB(100_000, 3_600_000) > tenMinutes);
+  assert.ok(fullTierHeapMiB(100_000, 600_000) > fullTierHeapMiB(50_000, 600_000));
+  assert.equal(fullTierHeapMiB(100_000, 365 * 86_400_000), heapMiBMax);
+});
+
+test('the restart keeps node\'s flags and the command line, replaces a smaller heap limit, and never restarts twice', () => {
+  const argv = ['/usr/bin/node', '/x/bin/sdc.js', 'sim', '--agents', '100000', '--seed', '1'];
+  assert.equal(heapRelaunchArgs({ neededMiB: 5_000, limitMiB: 6_000, execArgv: [], argv, env: {} }), undefined);
+  assert.equal(heapRelaunchArgs({ neededMiB: 5_000, limitMiB: 4_000, execArgv: [], argv, env: { [heapRelaunchEnv]: '1' } }), undefined);
+  assert.deepEqual(
+    heapRelaunchArgs({ neededMiB: 5_000, limitMiB: 4_000, execArgv: ['--cpu-prof', '--max-old-space-size=3000'], argv, env: {} }),
+    ['--cpu-prof', '--max-old-space-size=5000', '/x/bin/sdc.js', 'sim', '--agents', '100000', '--seed', '1'],
+  );
+});
+
+test('sdc sim under a heap limit too small for the fleet restarts itself with enough and gives the same run', () => {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env[heapRelaunchEnv];
+  const args = [sdcBin, 'sim', '--agents', '3', '--duration', '2s', '--seed', '5', '--crypto', 'model', '--json'];
+  const direct = spawnSync(process.execPath, ['--max-old-space-size=2048', ...args], { encoding: 'utf8', env });
+  const small = spawnSync(process.execPath, ['--max-old-space-size=96', ...args], { encoding: 'utf8', env });
+  assert.equal(direct.status, 0, direct.stderr);
+  assert.equal(small.status, 0, small.stderr);
+  assert.match(small.stderr, /restarting with --max-old-space-size=\d+/);
+  assert.doesNotMatch(direct.stderr, /restarting/);
+  // The seed line once, then the same run.
+  assert.equal(small.stderr.match(/seed: 5/g)?.length, 1);
+  const hashOf = (out: string) => (JSON.parse(out) as { traceHash: string }).traceHash;
+  assert.equal(hashOf(small.stdout), hashOf(direct.stdout));
+});

@@ -36,3 +36,15 @@ test('thresholds: malformed expressions, wrong aggregates and unknown metrics ar
   assert.throws(() => evaluateThresholds({ ok: ['p(99)<1'] }, metrics(), 1), (e: unknown) => SdcError.is(e) && e.code === 'CLI_USAGE');
   assert.throws(() => evaluateThresholds({ nope: ['rate<1'] }, metrics(), 1), (e: unknown) => SdcError.is(e) && /records latency_ms, ok, refused/.test(e.message));
 });
+
+test('thresholds: a gauge (k6 vus) takes value (the last reading), min and max, and nothing a trend or counter takes', () => {
+  const set = new MetricSet({ vus: 'gauge' });
+  for (const reading of [0, 3, 5, 2]) set.add('vus', reading);
+  assert.deepEqual(evaluateThresholds({ vus: ['value==2', 'max<5', 'min>=0'] }, set, 1_000).map((r) => [r.threshold, r.value, r.crossed]), [
+    ['value==2', 2, false], ['max<5', 5, true], ['min>=0', 0, false],
+  ]);
+  for (const wrong of ['p(95)<1', 'count<1', 'avg<1']) {
+    assert.throws(() => evaluateThresholds({ vus: [wrong] }, set, 1_000), (e: unknown) => SdcError.is(e) && /a gauge takes value, min, max/.test(e.message), wrong);
+  }
+  assert.throws(() => evaluateThresholds({ refused: ['value<1'] }, metrics(), 1), (e: unknown) => SdcError.is(e) && /a counter takes count, rate/.test(e.message));
+});

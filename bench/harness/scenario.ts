@@ -64,7 +64,8 @@ export function apiScenario(scenarios: Record<string, unknown>, name: string): A
   const raw = scenarios[name] as Partial<ApiScenario> | undefined;
   if (raw === undefined || raw.kind !== 'api') {
     const known = Object.entries(scenarios).filter(([, s]) => (s as { kind?: unknown }).kind === 'api').map(([n]) => n);
-    throw new SdcError('CLI_USAGE', `--scenario ${name} is not an API scenario; known: ${known.join(', ')}`);
+    const hint = (raw as { kind?: unknown } | undefined)?.kind === 'agent' ? ' (an agent scenario: sdc bench agents runs it)' : '';
+    throw new SdcError('CLI_USAGE', `--scenario ${name} is not an API scenario; known: ${known.join(', ')}${hint}`);
   }
   if (raw.executor !== 'constant-arrival-rate') throw new SdcError('CLI_USAGE', `scenario ${name}: the harness runs constant-arrival-rate only`);
   const thresholds = raw.thresholds ?? {};

@@ -38,7 +38,7 @@ test('the shared scenario file: every agent scenario the k6 script can run, the 
   assert.ok(agentNames.includes('agent-sessions'));
   for (const name of agentNames) assert.equal(agentScenario(file.scenarios, name).executor, 'ramping-vus');
   assert.throws(() => agentScenario(file.scenarios, 'api-smoke'), /not an agent scenario; known: agent-sessions/);
-  assert.throws(() => apiScenario(file.scenarios, 'agent-sessions'), /not an API scenario/);
+  assert.throws(() => apiScenario(file.scenarios, 'agent-sessions'), /not an API scenario; known: api-commands, api-smoke \(an agent scenario: sdc bench agents runs it\)/);
   assert.throws(() => agentScenario({ x: { kind: 'agent', executor: 'ramping-vus', stages: [{ duration_s: 1, target_vus: 1.5 }], session_s: 1, heartbeat_interval_ms: 100, telemetry_interval_ms: 100 } }, 'x'), /whole number/);
   assert.throws(() => agentScenario({ x: { kind: 'agent', executor: 'ramping-vus', stages: [{ duration_s: 1, target_vus: 1 }], session_s: 1, heartbeat_interval_ms: 1, telemetry_interval_ms: 100 } }, 'x'), /at least 10/);
 });

@@ -186,7 +186,6 @@ export function runAgentSession(identity: AgentVuIdentity, settings: AgentSessio
       connectedMs = performance.now();
       metrics.add('ws_connecting', connectedMs - openedMs);
       metrics.add('ws_sessions', 1);
-      timers.push(setTimeout(() => end('session time over'), settings.sessionMs));
     });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       metrics.add('ws_msgs_received', 1);
@@ -214,6 +213,8 @@ export function runAgentSession(identity: AgentVuIdentity, settings: AgentSessio
       }
       resolve();
     });
+    // From the connection's start, as the script's setTimeout right after `new WebSocket`: a slow handshake shortens the session.
+    timers.push(setTimeout(() => end('session time over'), settings.sessionMs));
     if (signal.aborted) end('interrupted');
     else signal.addEventListener('abort', () => end('interrupted'), { once: true });
   });

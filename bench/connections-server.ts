@@ -6,6 +6,8 @@ import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { SdcError } from '../core/errors/index.js';
+import { defaultProtocolLimits } from '../core/protocol/limits.js';
+import { sessionIdContextFor } from '../server/gateway/tls-session-tickets.js';
 import type { ServerMemory, ServerReport, ServerRequest } from './connections-messages.js';
 
 /** The gateway's WebSocket path (server/gateway/gateway-server.ts agentPathDefault), which the bare server serves too. */
@@ -138,12 +140,26 @@ async function startGateway(request: Extract<ServerRequest, { type: 'start' }>):
   return deployment.gatewayUrl;
 }
 
+/**
+ * The gateway's TLS and ws settings that the bare server can share without the gateway's code
+ * (server/gateway/gateway-server.ts): its handshake timeout (handshakeLimitsDefault, 10 s, not
+ * Node's 120 s), its session id context (a digest of the CAs) and its WebSocket message bound
+ * (twice the protocol's frame limit, not ws's 100 MiB). None of them allocates per connection in a
+ * way that differs (the timeout is a Timeout either way, the bound only a number), but a baseline
+ * that differs only where it must is easier to trust. What it must differ in: the gateway's ticket
+ * keys come from its signing key (the bare server keeps Node's random ones: one set per process
+ * either way) and its own per-session work, which is what the bench measures.
+ */
+const bareHandshakeTimeoutMs = 10_000;
+const bareMaxPayloadBytes = 2 * defaultProtocolLimits.frameBytesMax;
+
 async function startBare(request: Extract<ServerRequest, { type: 'start' }>): Promise<string> {
   const server = createServer({
     cert: request.tls.certPem, key: request.tls.keyPem, ca: request.tls.caPem,
     minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: true,
+    handshakeTimeout: bareHandshakeTimeoutMs, sessionIdContext: sessionIdContextFor(request.tls.caPem),
   });
-  const wss = new WebSocketServer({ server, path: agentPath });
+  const wss = new WebSocketServer({ server, path: agentPath, maxPayload: bareMaxPayloadBytes });
   wss.on('connection', (ws) => { ws.on('error', () => undefined); });
   server.listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => {

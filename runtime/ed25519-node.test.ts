@@ -69,3 +69,23 @@ test('the key cache is bounded and does not change results', () => {
     }
   }
 });
+
+test('publicKeyCacheEntriesMax bounds the public KeyObjects alone (a gateway keeps few device keys), results unchanged', () => {
+  const provider = createNodeEd25519Provider({ publicKeyCacheEntriesMax: 2 });
+  const seeds = [1, 2, 3, 4, 5].map((n) => new Uint8Array(32).fill(n));
+  const message = Uint8Array.of(4, 5, 6);
+  for (let round = 0; round < 2; round++) {
+    for (const s of seeds) {
+      const publicKey = provider.publicKeyFromSeed(s);
+      assert.equal(provider.verify(publicKey, message, provider.sign(s, message)), true);
+      const other = provider.publicKeyFromSeed(seeds[(seeds.indexOf(s) + 1) % seeds.length]!);
+      assert.equal(provider.verify(other, message, provider.sign(s, message)), false);
+    }
+  }
+  // Five devices' keys verified twice each: two public KeyObjects kept, the private cache (default bound) keeps all five seeds.
+  assert.deepEqual(provider.cachedKeys(), { privateKeys: 5, publicKeys: 2 });
+  // Without the option both caches share keyCacheEntriesMax.
+  const plain = createNodeEd25519Provider({ keyCacheEntriesMax: 3 });
+  for (const s of seeds) plain.verify(plain.publicKeyFromSeed(s), message, plain.sign(s, message));
+  assert.deepEqual(plain.cachedKeys(), { privateKeys: 3, publicKeys: 3 });
+});

@@ -18,6 +18,20 @@ export interface NodeEd25519Options {
    * 0 disables caching (the bench uses that to measure the uncached cost).
    */
   keyCacheEntriesMax?: number;
+  /**
+   * Public KeyObjects kept, when that should differ from keyCacheEntriesMax (default: the same).
+   * Each one holds about 1.4 KiB outside V8's heap (OpenSSL's key) and 0.2 KiB in it. A gateway
+   * verifies one device's key at AUTH and then only on its rare signed frames (the session MAC
+   * covers heartbeats and telemetry), so a full cache there was memory per session for little
+   * gain: building the KeyObject again costs 10-25 µs against a verify's 80 µs (docs/benchmarks.md).
+   */
+  publicKeyCacheEntriesMax?: number;
+}
+
+/** What a node:crypto provider keeps (tests and benches read it). */
+export interface NodeEd25519Provider extends Ed25519Provider {
+  /** The KeyObjects held in the two caches now. */
+  cachedKeys(): { privateKeys: number; publicKeys: number };
 }
 
 /** Map key for a byte string: one UTF-16 unit per byte, cheaper to build than hex. */
@@ -46,10 +60,10 @@ function rawPublicKeyFromKeyObject(key: KeyObject): Uint8Array {
  * time is its business, and the answer to the caller ("this signature is not valid for this
  * key") is the same. Wrong lengths and non-byte inputs are refused with typed errors.
  */
-export function createNodeEd25519Provider(options: NodeEd25519Options = {}): Ed25519Provider {
+export function createNodeEd25519Provider(options: NodeEd25519Options = {}): NodeEd25519Provider {
   const entriesMax = options.keyCacheEntriesMax ?? defaultKeyCacheEntriesMax;
   const privateKeys = new BoundedLru<string, KeyObject>(entriesMax);
-  const publicKeys = new BoundedLru<string, KeyObject>(entriesMax);
+  const publicKeys = new BoundedLru<string, KeyObject>(options.publicKeyCacheEntriesMax ?? entriesMax);
 
   function privateKeyFor(seed: Uint8Array): KeyObject {
     ensureBytes('seed', seed, { code: 'CRYPTO_BAD_KEY', length: ed25519SeedBytes });
@@ -79,6 +93,7 @@ export function createNodeEd25519Provider(options: NodeEd25519Options = {}): Ed2
 
   return {
     name: entriesMax === 0 ? 'node:crypto (uncached)' : 'node:crypto',
+    cachedKeys: () => ({ privateKeys: privateKeys.size, publicKeys: publicKeys.size }),
     publicKeyFromSeed(seed) {
       return rawPublicKeyFromKeyObject(createPublicKey(privateKeyFor(seed)));
     },

@@ -10,7 +10,7 @@ import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../gateway/gateway-core.js';
 import { createRevocationCheck } from '../gateway/revocation-check.js';
 import { presenceRefreshWindowMsFor } from '../gateway/presence-refresh-window.js';
-import { gatewayDefaults } from '../gateway/gateway-defaults.js';
+import { gatewayDefaults, gatewayDeviceKeyCacheEntriesMax } from '../gateway/gateway-defaults.js';
 import { pkiPaths } from '../../trust/pki-directory.js';
 import { CrlFileWatch } from './crl-file-watch.js';
 import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
@@ -150,7 +150,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
     ...options.gateway,
     gatewayId: options.gatewayId ?? 'gw-1',
     signer: materials.gatewaySigner,
-    provider: createNodeEd25519Provider(),
+    provider: createNodeEd25519Provider({ publicKeyCacheEntriesMax: gatewayDeviceKeyCacheEntriesMax }),
     stores: { bus: stores.bus, kv: stores.kv },
     clock, random, scheduler, logger: logger.child({ role: 'gateway' }), metrics,
     commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),

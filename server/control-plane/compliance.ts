@@ -55,6 +55,9 @@ export interface PostureReport {
   readonly atMs: number;
 }
 
+/** When a recorded change's audit entry is chained: before the call resolves, or by the instant's one drain. */
+type AuditSettle = 'now' | 'soon';
+
 export class ComplianceService implements DeviceComplianceReader {
   readonly #ctx: ServiceContext;
   readonly #rules: ComplianceRules;
@@ -81,17 +84,22 @@ export class ComplianceService implements DeviceComplianceReader {
     if (decoded.kind !== 'presence' || !decoded.data.online) return;
     const { agent_version: agentVersion, posture } = decoded.data;
     if (agentVersion === undefined && posture === undefined) return;
-    await this.record(decoded.data.device_id, { ...(posture ?? {}), ...(agentVersion === undefined ? {} : { agent_version: agentVersion }) }, decoded.data.at_ms);
+    // The events handler does not read the chain: its entry is chained by the instant's one drain (audit-drain-soon.ts, issue 17).
+    await this.record(decoded.data.device_id, { ...(posture ?? {}), ...(agentVersion === undefined ? {} : { agent_version: agentVersion }) }, decoded.data.at_ms, 'soon');
   }
 
-  /** Stores what the device reported at `reportedAtMs` and judges it now. */
-  async record(deviceId: string, reported: ReportedFacts, reportedAtMs: number): Promise<ComplianceResult> {
+  /**
+   * Stores what the device reported at `reportedAtMs` and judges it now. `settle`: 'now' chains a
+   * change's audit entry before this resolves; 'soon' leaves it to the instant's one drain
+   * (ServiceContext.settleAuditSoon), committed with the row either way.
+   */
+  async record(deviceId: string, reported: ReportedFacts, reportedAtMs: number, settle: AuditSettle = 'now'): Promise<ComplianceResult> {
     const nowMs = this.#ctx.clock.nowMs();
     const certNotAfterMs = await this.#certNotAfter(deviceId);
     if (certNotAfterMs === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `no device ${deviceId}`);
     const result = evaluateCompliance(factsOf(reported, reportedAtMs, certNotAfterMs), this.#rules, nowMs);
     await this.#onReported({ deviceId, previous: await this.#previous(deviceId), reported, result, atMs: reportedAtMs });
-    await this.#store(deviceId, { reported, reportedAtMs, result, nowMs });
+    await this.#store(deviceId, { reported, reportedAtMs, result, nowMs }, settle);
     return result;
   }
 
@@ -183,7 +191,7 @@ export class ComplianceService implements DeviceComplianceReader {
   }
 
   /** Upserts the row; a change of state is audited in the same transaction. */
-  async #store(deviceId: string, s: { reported: ReportedFacts; reportedAtMs: number; result: ComplianceResult; nowMs: number }): Promise<void> {
+  async #store(deviceId: string, s: { reported: ReportedFacts; reportedAtMs: number; result: ComplianceResult; nowMs: number }, settle: AuditSettle = 'now'): Promise<void> {
     const write = () => this.#ctx.db.transaction(async (tx) => {
       const [row] = await tx.query<{ state: string }>('SELECT state FROM device_compliance WHERE device_id = ?', [deviceId]);
       const values = [s.result.state, JSON.stringify(s.result.reasons), JSON.stringify(s.reported), s.reportedAtMs, s.nowMs];
@@ -201,7 +209,8 @@ export class ComplianceService implements DeviceComplianceReader {
       if (!SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) throw error;
       await write();
     }
-    await this.#ctx.settleAudit();
+    if (settle === 'soon') this.#ctx.settleAuditSoon();
+    else await this.#ctx.settleAudit();
   }
 
   async #auditChange(tx: SqlExecutor, deviceId: string, from: string, result: ComplianceResult): Promise<void> {

@@ -28,6 +28,12 @@ export interface ServiceContext {
    * operation that committed is answered as committed.
    */
   settleAudit(): Promise<void>;
+  /**
+   * For work that never reads the chain after its commit (the event handlers): asks for one drain
+   * at the end of the current instant, shared by every input committed before it
+   * (audit-drain-soon.ts, issue 17). The input is recorded either way; this only moves when it is chained.
+   */
+  settleAuditSoon(): void;
   readonly ed25519: Ed25519Provider;
   /** Publishes an operator-visible change on the kv live channel (fire and forget, never throws). */
   publishLive(event: LiveEvent): void;

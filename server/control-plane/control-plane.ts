@@ -42,6 +42,7 @@ import { LivePublisher } from './live-publisher.js';
 import { PolicyStore } from './policy-store.js';
 import { PolicyBundlePublisher, sqlApproverKeys, sqlDeviceTags } from './policy-bundles.js';
 import type { ControlPlaneServices } from './services.js';
+import { AuditDrainSoon } from './audit-drain-soon.js';
 import { SqlAuditStore } from './stores/sql-audit-store.js';
 import { StreamConsumer } from './stream-consumer.js';
 
@@ -227,9 +228,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       logger.warn({ err: error }, 'audit outbox drain failed; the entries stay recorded and the periodic drain chains them');
     }
   };
+  const auditDrainSoon = new AuditDrainSoon({ scheduler, drain: settleAudit });
   const livePublisher = new LivePublisher({ kv, logger, clock, scheduler });
   const context: ServiceContext = {
-    db, bus, kv, clock, random, scheduler, logger, audit, settleAudit, ed25519: options.ed25519 ?? createNodeEd25519Provider(),
+    db, bus, kv, clock, random, scheduler, logger, audit, settleAudit, settleAuditSoon: () => auditDrainSoon.request(), ed25519: options.ed25519 ?? createNodeEd25519Provider(),
     publishLive: (event: LiveEvent) => livePublisher.publish(event),
   };
   const auth = await AuthService.create({
@@ -353,6 +355,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   };
   const sweepsSettled = async (): Promise<void> => {
     while (passesInFlight.size > 0) await Promise.all([...passesInFlight]);
+    await auditDrainSoon.settled();
   };
   let server: Server | undefined;
 
@@ -392,6 +395,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     async start() {
       if (running) return;
       running = true;
+      auditDrainSoon.start();
       // What a crash left between a commit and its chain append is chained before anything new.
       await settleAudit();
       const { published, certificates, revoked } = await devices.publishEnrolledDevices();
@@ -435,6 +439,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       // one: an extra turn here lets the consumers enter a blocking read that stop then waits out.
       if (passesInFlight.size > 0) await sweepsSettled();
       await Promise.all([eventsConsumer.stop(), telemetryConsumer.stop()]);
+      // After the handlers that ask for it: what they recorded is chained before the stores go back to the caller.
+      await auditDrainSoon.stop();
       livePublisher.stop();
       await live.stop();
       await devices.stop();

@@ -50,7 +50,8 @@ export class PolicyBundleReports {
       if (error instanceof AlreadyRecorded || SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) return false;
       throw error;
     }
-    await this.#ctx.settleAudit();
+    // Nothing here reads the chain: the entry is chained by the instant's one drain (audit-drain-soon.ts).
+    this.#ctx.settleAuditSoon();
     return true;
   }
 }

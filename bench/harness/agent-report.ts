@@ -1,5 +1,5 @@
 import { benchReport, type BenchReport, type BenchRow } from '../output.js';
-import { renderMarkdownTable } from '../report.js';
+import { renderMarkdownTable, type Cell } from '../report.js';
 import { hdrLatencySummary } from '../latency-hdr.js';
 import { latencyHistogramPrecision } from '../stats.js';
 import type { AgentScenarioRun } from './agent-scenario.js';
@@ -83,14 +83,16 @@ export function agentBenchReport(run: AgentScenarioRun, context: {
   });
 }
 
+const cell = (value: BenchRow[string] | undefined): Cell => (typeof value === 'number' ? value : '');
+
 export function agentMarkdown(report: BenchReport<AgentReportDetails>): string {
   const d = report.details!;
   return [
     `# sdc bench agents: ${d.scenario}`, '', `Command: \`${d.command}\``, '',
     `Stages ${String(report.parameters['stages'])}, sessions of ${String(report.parameters['session_s'])} s: ${d.iterations} sessions ran to their end, ${d.interrupted_iterations} interrupted.`, '',
-    renderMarkdownTable(['metric', 'kind', 'samples or total', 'p50_ms', 'p99_ms', 'rate', 'max'], report.results.map((r) => [
-      String(r['metric']), String(r['kind']), Number(r['samples'] ?? r['total'] ?? r['last'] ?? 0), Number(r['p50_ms'] ?? 0), Number(r['p99_ms'] ?? 0), Number(r['rate'] ?? 0),
-      Number(r['max_ms'] ?? r['max'] ?? 0)])),
+    // A cell a metric's kind does not have stays empty (a counter has no p50).
+    renderMarkdownTable(['metric', 'kind', 'samples, total or last', 'p50_ms', 'p99_ms', 'rate', 'max'], report.results.map((r) => [
+      String(r['metric']), String(r['kind']), cell(r['samples'] ?? r['total'] ?? r['last']), cell(r['p50_ms']), cell(r['p99_ms']), cell(r['rate']), cell(r['max_ms'] ?? r['max'])])),
     renderMarkdownTable(['metric', 'threshold', 'observed', 'crossed'], d.thresholds.map((t) => [t.metric, t.threshold, t.value, t.crossed ? 'yes' : 'no'])),
   ].join('\n');
 }

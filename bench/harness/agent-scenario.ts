@@ -38,6 +38,11 @@ export interface AgentScenarioRun {
   readonly tally: AgentSessionTally;
 }
 
+/** Every threshold parsed and matched to a recorded metric of the right kind, before anything starts (k6 refuses a bad one at start too). */
+export function checkAgentThresholds(scenario: AgentScenario): void {
+  evaluateThresholds(scenario.thresholds, new MetricSet(agentMetricKinds), 0);
+}
+
 export function maxPlannedVus(scenario: AgentScenario): number {
   return Math.max(...scenario.stages.map((s) => s.target_vus));
 }

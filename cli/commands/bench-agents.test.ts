@@ -130,6 +130,19 @@ test('sdc bench agents --agents-file: the devices of a running deployment (agent
 });
 
 test('sdc bench agents: usage errors before anything starts', async () => {
+  // A threshold on a metric the harness does not record, or of the wrong kind: refused before the deployment starts, not after the run.
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-agents-usage-'));
+  try {
+    const smoke = (await loadScenarioFile()).scenarios['agent-smoke'] as object;
+    for (const thresholds of [{ checks: ['rate>0.9'] }, { sdc_auth_ok: ['p(95)<1'] }]) {
+      await writeFile(join(dir, 'scenarios.json'), JSON.stringify({ scenarios: { bad: { ...smoke, thresholds } } }));
+      const run = await sdc(['bench', 'agents', '--scenarios', join(dir, 'scenarios.json'), '--scenario', 'bad']);
+      assert.equal(run.code, 2, run.stderr);
+      assert.doesNotMatch(run.stderr, /enrolled/);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
   assert.equal((await sdc(['bench', 'agents', '--scenario', 'api-smoke'])).code, 2);
   assert.equal((await sdc(['bench', 'agents', '--scenario', 'agent-smoke', '--vus', '0'])).code, 2);
   assert.equal((await sdc(['bench', 'agents', '--scenario', 'agent-smoke', '--gateway', '127.0.0.1:1'])).code, 2);

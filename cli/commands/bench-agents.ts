@@ -94,10 +94,11 @@ export const agentsBenchCommand: Command = {
     if (agentsFile !== undefined && args.values['command-rate'] !== undefined) throw new SdcError('CLI_USAGE', '--command-rate is for the in-process deployment; against a running one, send commands as its operator');
     const commandRatePerS = agentsFile === undefined ? integerOption(args, 'command-rate', 1, 0, commandRateMax) : 0;
     // Loaded here: the deployment and the session code are most of the CLI's start-up time.
-    const [{ maxPlannedVus, runAgentScenario }, { agentBenchReport, agentMarkdown }, { renderThresholds, trendCdfFiles }, target] = await Promise.all([
+    const [{ checkAgentThresholds, maxPlannedVus, runAgentScenario }, { agentBenchReport, agentMarkdown }, { renderThresholds, trendCdfFiles }, target] = await Promise.all([
       import('../../bench/harness/agent-scenario.js'), import('../../bench/harness/agent-report.js'), import('../../bench/harness/api-report.js'),
       import('../../bench/harness/agent-target.js'),
     ]);
+    checkAgentThresholds(scenario);
     const vus = maxPlannedVus(scenario);
     let identities: AgentVuIdentity[];
     let stop = async () => undefined as void;

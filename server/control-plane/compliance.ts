@@ -45,6 +45,8 @@ export const complianceLimits = Object.freeze({
 });
 
 interface ComplianceRow { device_id: string; state: string; reasons_json: string; facts_json: string; reported_at: number; evaluated_at: number }
+/** A row of a LEFT JOIN's right side: every column null when there was no match. */
+type Nullable<T> = { [K in keyof T]: T[K] | null };
 
 /** A device's new posture report with its judgement and the report before it, for the tamper rule (AlertMonitor.onPostureReport). */
 export interface PostureReport {
@@ -95,10 +97,11 @@ export class ComplianceService implements DeviceComplianceReader {
    */
   async record(deviceId: string, reported: ReportedFacts, reportedAtMs: number, settle: AuditSettle = 'now'): Promise<ComplianceResult> {
     const nowMs = this.#ctx.clock.nowMs();
-    const certNotAfterMs = await this.#certNotAfter(deviceId);
-    if (certNotAfterMs === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `no device ${deviceId}`);
-    const result = evaluateCompliance(factsOf(reported, reportedAtMs, certNotAfterMs), this.#rules, nowMs);
-    await this.#onReported({ deviceId, previous: await this.#previous(deviceId), reported, result, atMs: reportedAtMs });
+    const stored = await this.#deviceAndReport(deviceId);
+    if (stored === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `no device ${deviceId}`);
+    const result = evaluateCompliance(factsOf(reported, reportedAtMs, stored.certNotAfterMs), this.#rules, nowMs);
+    const previous = stored.row === undefined ? undefined : { reported: reportedOf(stored.row), reasons: JSON.parse(stored.row.reasons_json) as ComplianceReason[] };
+    await this.#onReported({ deviceId, previous, reported, result, atMs: reportedAtMs });
     await this.#store(deviceId, { reported, reportedAtMs, result, nowMs }, settle);
     return result;
   }
@@ -115,9 +118,9 @@ export class ComplianceService implements DeviceComplianceReader {
 
   /** One device, judged now under the current rules and certificate (and stored when the state changed). */
   async deviceCompliance(deviceId: string): Promise<DeviceComplianceView> {
-    const certNotAfterMs = await this.#certNotAfter(deviceId);
-    if (certNotAfterMs === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `no device ${deviceId}`);
-    const [row] = await this.#ctx.db.query<ComplianceRow>('SELECT * FROM device_compliance WHERE device_id = ?', [deviceId]);
+    const stored = await this.#deviceAndReport(deviceId);
+    if (stored === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `no device ${deviceId}`);
+    const { certNotAfterMs, row } = stored;
     const certFact = { cert_not_after_ms: certNotAfterMs };
     if (row === undefined) return { device_id: deviceId, state: 'unknown', reasons: [], facts: certFact, reported_at_ms: null, evaluated_at_ms: null };
     const reported = reportedOf(row);
@@ -176,18 +179,19 @@ export class ComplianceService implements DeviceComplianceReader {
     return changed;
   }
 
-  /** The stored report and its reasons, if the device reported before. */
-  async #previous(deviceId: string): Promise<PreviousReport | undefined> {
-    const [row] = await this.#ctx.db.query<ComplianceRow>('SELECT * FROM device_compliance WHERE device_id = ?', [deviceId]);
-    if (row === undefined) return undefined;
-    return { reported: reportedOf(row), reasons: JSON.parse(row.reasons_json) as ComplianceReason[] };
-  }
-
-  /** The device's certificate expiry: a number, null when none is on record, undefined when there is no such device. */
-  async #certNotAfter(deviceId: string): Promise<number | null | undefined> {
-    const [device] = await this.#ctx.db.query<{ cert_not_after: number | null }>('SELECT cert_not_after FROM devices WHERE id = ?', [deviceId]);
-    if (device === undefined) return undefined;
-    return device.cert_not_after === null ? null : Number(device.cert_not_after);
+  /**
+   * The device's certificate expiry (null when none is on record) and its stored compliance row,
+   * if any, in one statement (issue 17: a read less per AUTH); undefined when there is no such device.
+   */
+  async #deviceAndReport(deviceId: string): Promise<{ certNotAfterMs: number | null; row: ComplianceRow | undefined } | undefined> {
+    const [found] = await this.#ctx.db.query<{ cert_not_after: number | null } & Nullable<ComplianceRow>>(
+      `SELECT d.cert_not_after, c.device_id, c.state, c.reasons_json, c.facts_json, c.reported_at, c.evaluated_at
+       FROM devices d LEFT JOIN device_compliance c ON c.device_id = d.id WHERE d.id = ?`, [deviceId],
+    );
+    if (found === undefined) return undefined;
+    const certNotAfterMs = found.cert_not_after === null ? null : Number(found.cert_not_after);
+    if (found.device_id === null) return { certNotAfterMs, row: undefined };
+    return { certNotAfterMs, row: found as ComplianceRow };
   }
 
   /** Upserts the row; a change of state is audited in the same transaction. */

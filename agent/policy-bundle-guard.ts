@@ -16,17 +16,36 @@ export interface PolicyBundleStore {
   save(signed: SignedPolicyBundle): Promise<void>;
 }
 
-export function createMemoryPolicyBundleStore(initial?: unknown): PolicyBundleStore & { saved: unknown } {
-  const store = {
-    saved: initial,
-    async load() {
-      return store.saved;
-    },
-    async save(signed: SignedPolicyBundle) {
-      store.saved = structuredClone(signed);
-    },
-  };
-  return store;
+/**
+ * In memory, the bundle is kept as the JSON text a file would hold, not as a copy of its object
+ * tree: every simulated agent has a store, and the copy of a bundle parsed from its frame cost
+ * about 2.3 KB of heap against 1.4 KB for its text (the default policy; 100,000 agents share one
+ * process, issue 17). `saved` and load() parse the text, a fresh copy each time, as a file's
+ * would be.
+ */
+export function createMemoryPolicyBundleStore(initial?: unknown): PolicyBundleStore & { readonly saved: unknown } {
+  return new MemoryPolicyBundleStore(initial === undefined ? undefined : JSON.stringify(initial));
+}
+
+/** A class, so a store is one small object and its text (its methods are shared, not closures per store). */
+class MemoryPolicyBundleStore implements PolicyBundleStore {
+  #text: string | undefined;
+
+  constructor(text: string | undefined) {
+    this.#text = text;
+  }
+
+  get saved(): unknown {
+    return this.#text === undefined ? undefined : JSON.parse(this.#text);
+  }
+
+  async load(): Promise<unknown> {
+    return this.saved;
+  }
+
+  async save(signed: SignedPolicyBundle): Promise<void> {
+    this.#text = JSON.stringify(signed);
+  }
 }
 
 export interface PolicyBundleGuardOptions {

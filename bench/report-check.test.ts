@@ -65,3 +65,20 @@ test('long tokens: a commit or hash TeX cannot break is refused; the writer brea
   // A table without a hash has no note; a long decimal number written as text is not a hash.
   assert.doesNotMatch(renderLatex({ title: 'T', sections: [{ title: 'S', level: 1, blocks: [{ kind: 'table', header: ['id'], rows: [['123456789012345678901']] }] }] }), /shortened/);
 });
+
+test('a table too wide for the line even in the smallest type is set as parts, its name columns in each (the connections table ran past the page edge)', () => {
+  const header = ['server', 'role', ...Array.from({ length: 14 }, (_, i) => `rss_without_young_generation_${i}_per_connection_kib`)];
+  const rows = [['gw-bench-1', 'gateway', ...Array.from({ length: 14 }, () => 3567.964)], ['bare-ws', 'bare', ...Array.from({ length: 14 }, () => 58.24)]];
+  const tex = renderLatex({ title: 'T', sections: [{ title: 'S', level: 1, blocks: [{ kind: 'table', header, rows }] }] });
+  assert.deepEqual(latexProblems(tex), []);
+  const tables = tex.split('\\begin{longtable}').slice(1);
+  assert.ok(tables.length >= 2, `split into parts (got ${tables.length} table)`);
+  for (const table of tables) assert.match(table, /^\{[^\n]*\}\n\\toprule\nserver & role & /, 'every part starts with the name columns');
+  // Every value column appears once, in order, across the parts.
+  const shown = tables.flatMap((table) => [...table.matchAll(/generation\\_\\allowbreak\{\}\\\\(\d+)\\_/g)].map((m) => Number(m[1])));
+  assert.deepEqual(shown, Array.from({ length: 14 }, (_, i) => i));
+  for (const table of tables) assert.match(table, /gw-bench-1 & gateway & 3567\.964/);
+  // A table that fits stays whole.
+  const narrow = renderLatex({ title: 'T', sections: [{ title: 'S', level: 1, blocks: [{ kind: 'table', header: header.slice(0, 5), rows: rows.map((r) => r.slice(0, 5)) }] }] });
+  assert.equal(narrow.split('\\begin{longtable}').length - 1, 1);
+});

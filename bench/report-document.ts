@@ -186,11 +186,36 @@ function tableLayout(header: readonly string[], rows: ReadonlyArray<readonly Cel
   return layout!;
 }
 
+/** A column is numeric when every filled cell is a number (blank cells are absent values). */
+function numericColumns(header: readonly string[], rows: ReadonlyArray<readonly Cell[]>): boolean[] {
+  return header.map((_, i) => rows.some((row) => typeof row[i] === 'number') && rows.every((row) => typeof row[i] === 'number' || row[i] === '' || row[i] === undefined));
+}
+
+/**
+ * A table too wide for the line even in the smallest size (the connections bench's 16 columns ran
+ * 57 pt past it, into the page edge) is set as several tables: its leading text columns (the
+ * row's name) repeated in each, the other columns shared out in order until each part fits.
+ */
 function latexTable(header: readonly string[], rows: ReadonlyArray<readonly Cell[]>): string {
-  // A column is numeric when every filled cell is a number (blank cells are absent values).
-  const numeric = header.map((_, i) => rows.some((row) => typeof row[i] === 'number') && rows.every((row) => typeof row[i] === 'number' || row[i] === '' || row[i] === undefined));
+  const numeric = numericColumns(header, rows);
   // Numeric columns are as wide as their longest number or header part; text columns wrap (p{}).
-  const { size, textPt } = tableLayout(header, rows, numeric);
+  const layout = tableLayout(header, rows, numeric);
+  const firstNumeric = numeric.indexOf(true);
+  const keyColumns = Math.max(1, firstNumeric === -1 ? header.length : firstNumeric);
+  const rest = header.length - keyColumns;
+  if (layout.totalPt <= tableLinePt || rest < 2) return latexTableWhole(header, rows, layout);
+  const half = keyColumns + Math.ceil(rest / 2);
+  const part = (from: number, to: number) => {
+    const columns = [...Array.from({ length: keyColumns }, (_, i) => i), ...Array.from({ length: to - from }, (_, i) => from + i)];
+    return latexTable(columns.map((i) => header[i]!), rows.map((row) => columns.map((i) => row[i] ?? '')));
+  };
+  const continued = '{\\footnotesize The same rows, their other columns:\\par}';
+  return [part(keyColumns, half), continued, '', part(half, header.length)].join('\n');
+}
+
+function latexTableWhole(header: readonly string[], rows: ReadonlyArray<readonly Cell[]>, layout: TableLayout): string {
+  const numeric = numericColumns(header, rows);
+  const { size, textPt } = layout;
   // Widths in thousandths of the line, rounded up: a column never narrower than its longest piece.
   // Ragged right: justified narrow columns stretch their spaces (hundreds of underfull lines).
   const spec = textPt.map((w) => (w === undefined ? 'r' : `>{\\raggedright\\arraybackslash}p{${(Math.ceil((w / tableLinePt) * 1000) / 1000).toFixed(3)}\\linewidth}`)).join('');

@@ -87,7 +87,7 @@ export function bytesFromBase64url(text: string, options: { code: ErrorCode; nam
   return out;
 }
 
-/** Lowercase hex. */
+/** Each byte value's two lower-case hex digits. */
 const hexPairs = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
 
 /**

@@ -5,15 +5,9 @@ import { latencyHistogramPrecision } from '../stats.js';
 import type { AgentScenarioRun } from './agent-scenario.js';
 import type { CommandFeedTally } from './agent-target.js';
 import type { AgentScenario } from './scenario.js';
-import type { ThresholdResult } from './thresholds.js';
+import type { ScenarioRunDetails } from './thresholds.js';
 
-export interface AgentReportDetails {
-  scenario: string;
-  scenario_file: string;
-  command: string;
-  target: 'in-process' | 'remote';
-  thresholds: ThresholdResult[];
-  thresholds_crossed: number;
+export interface AgentReportDetails extends ScenarioRunDetails {
   /** Iterations (sessions) that ran to their end, that the executor interrupted, that failed in the harness's own code. */
   iterations: number;
   interrupted_iterations: number;

@@ -5,15 +5,9 @@ import { latencyHistogramPrecision } from '../stats.js';
 import { lineSeriesMax, renderLineChartSvg } from '../report-figures.js';
 import type { ApiScenarioRun } from './api-scenario.js';
 import type { ApiScenario } from './scenario.js';
-import type { MetricSet, ThresholdResult } from './thresholds.js';
+import type { MetricSet, ScenarioRunDetails, ThresholdResult } from './thresholds.js';
 
-export interface ApiReportDetails {
-  scenario: string;
-  scenario_file: string;
-  command: string;
-  target: 'in-process' | 'remote';
-  thresholds: ThresholdResult[];
-  thresholds_crossed: number;
+export interface ApiReportDetails extends ScenarioRunDetails {
   final_states: Readonly<Record<string, number>>;
   failures_by_code: Readonly<Record<string, number>>;
   started_iterations: number;

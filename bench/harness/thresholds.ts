@@ -133,3 +133,13 @@ export function evaluateThresholds(thresholds: Readonly<Record<string, readonly 
   }
   return results;
 }
+
+/** What every scenario harness's report (`sdc bench api`, `sdc bench agents`) states of its run in `details`. */
+export interface ScenarioRunDetails {
+  scenario: string;
+  scenario_file: string;
+  command: string;
+  target: 'in-process' | 'remote';
+  thresholds: ThresholdResult[];
+  thresholds_crossed: number;
+}

@@ -348,10 +348,29 @@ export function countProcessListCalls(agent: RunningAgent, options: { callDelayM
 }
 
 /** The recorded history is the full path, each state once, in order, times never going back. */
+/**
+ * The command's states in order, a redelivery folded into the `sent` before it: on a loaded
+ * machine the gateway's ACK can miss the redelivery timeout, and the control plane then records
+ * `sent` again with the next attempt (both trees failed 'every state in order' this way in a
+ * clean-clone run beside another). Folded only when the attempts go up one by one, which
+ * `ordered` also requires, with the times never going back and the last state `final`.
+ */
 export function historyInOrder(record: CommandRecord, final: CommandState = 'succeeded'): { states: CommandState[]; ordered: boolean } {
-  const states = record.history.map((h) => h.state);
+  const states: CommandState[] = [];
+  let lastAttempt = 0;
+  let attemptsInOrder = true;
+  for (const entry of record.history) {
+    // The API's history entries carry `detail` (its type here leaves it out).
+    const attempt = (entry as { detail?: { attempt?: unknown } }).detail?.attempt;
+    if (entry.state === 'sent' && typeof attempt === 'number') {
+      if (attempt !== lastAttempt + 1) attemptsInOrder = false;
+      lastAttempt = attempt;
+      if (states.at(-1) === 'sent') continue;
+    }
+    states.push(entry.state);
+  }
   const times = record.history.map((h) => h.at_ms);
-  return { states, ordered: times.every((t, i) => i === 0 || t >= times[i - 1]!) && states.at(-1) === final };
+  return { states, ordered: attemptsInOrder && times.every((t, i) => i === 0 || t >= times[i - 1]!) && states.at(-1) === final };
 }
 
 /** One HTTPS call that returns any status with its JSON body (httpsJson turns refusals into errors without the trace id). */

@@ -1,16 +1,13 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { loadIdentity, type AgentIdentity } from '../../agent/enrollment.js';
 import { agentPaths, pinnedKeyResolver } from '../../agent/state/agent-state.js';
 import { SdcError } from '../../core/errors/index.js';
 import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { systemClock } from '../../runtime/system.js';
-import { startBenchDeployment, type BenchApi } from '../roundtrip-deployment.js';
-import { enrollAgents } from '../roundtrip-fleet.js';
+import type { BenchApi } from '../roundtrip-deployment.js';
 import { secureContextOnce, type AgentSessionTally, type AgentVuIdentity } from './agent-session.js';
+import { startEnrolledDeployment } from './in-process.js';
 import { agentScenarioLimits } from './scenario.js';
 
 /**
@@ -104,30 +101,12 @@ export function startCommandFeed(api: BenchApi, runTag: string, ratePerS: number
 }
 
 /**
- * Step: an in-process deployment (embedded stores unless Redis/MySQL are given) with `devices`
- * devices enrolled through the real HTTPS path, none connected: the VUs are their agents.
- * `stop` ends the deployment and removes its directory.
+ * Step: an in-process deployment with `devices` devices enrolled through the real HTTPS path,
+ * none connected: the VUs are their agents (startEnrolledDeployment).
  */
 export async function startInProcessAgentTarget(options: {
   devices: number; logger: Logger; setupTimeoutMs: number; progress: (line: string) => void; redisUrl?: string; mysqlUrl?: string;
 }): Promise<{ identities: AgentVuIdentity[]; api: BenchApi; runTag: string; stop: () => Promise<void> }> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-bench-agents-'));
-  const bench = await startBenchDeployment({
-    dataDir, logger: options.logger,
-    ...(options.redisUrl === undefined ? {} : { redisUrl: options.redisUrl }), ...(options.mysqlUrl === undefined ? {} : { mysqlUrl: options.mysqlUrl }),
-  }).catch(async (error: unknown) => { await rm(dataDir, { recursive: true, force: true }); throw error; });
-  const stop = async () => {
-    await bench.stop().catch(() => undefined);
-    await rm(dataDir, { recursive: true, force: true });
-  };
-  try {
-    const deadlineMs = systemClock.nowMs() + options.setupTimeoutMs;
-    const deviceIds = Array.from({ length: options.devices }, (_, i) => `vu-${bench.runTag}-${i}`);
-    const { identities } = await enrollAgents({ api: bench.api, apiUrl: bench.apiUrl, caPem: bench.caPem, dataDir, deviceIds, concurrency: 8, deadlineMs, progress: options.progress });
-    if (identities.length < deviceIds.length) throw new SdcError('BENCH_FAILED', `only ${identities.length} of ${deviceIds.length} devices enrolled before the set-up deadline`);
-    return { identities: identities.map((identity) => vuIdentity(identity, bench.deployment.gatewayUrl)), api: bench.api, runTag: bench.runTag, stop };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
+  const { bench, unconnected, stop } = await startEnrolledDeployment({ ...options, running: 0, unconnected: options.devices, runningPrefix: 'agent', unconnectedPrefix: 'vu', dirPrefix: 'sdc-bench-agents-' });
+  return { identities: unconnected.map((identity) => vuIdentity(identity, bench.deployment.gatewayUrl)), api: bench.api, runTag: bench.runTag, stop };
 }

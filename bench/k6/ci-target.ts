@@ -27,9 +27,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { systemClock, systemRandom } from '../../runtime/system.js';
-import { startAgentProcesses } from '../roundtrip-agent-processes.js';
-import { startBenchDeployment, type BenchDeployment, type CommandRecord } from '../roundtrip-deployment.js';
-import { enrollAgents, waitForOnline } from '../roundtrip-fleet.js';
+import { startEnrolledDeployment } from '../harness/in-process.js';
+import type { BenchDeployment, CommandRecord } from '../roundtrip-deployment.js';
 import { sleep } from '../wall-time.js';
 
 const setupTimeoutMs = 300_000;
@@ -81,20 +80,13 @@ async function main(k6Args: readonly string[]): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-k6-'));
   const stops: Array<() => Promise<void>> = [() => rm(dir, { recursive: true, force: true })];
   try {
-    const bench = await startBenchDeployment({ dataDir: join(dir, 'deployment'), logger: pino({ level: 'silent' }) });
-    stops.unshift(() => bench.stop());
-    const deadlineMs = systemClock.nowMs() + setupTimeoutMs;
-    const apiDevices = Array.from({ length: apiAgents }, (_, i) => `api-${bench.runTag}-${i}`);
-    const k6Devices = Array.from({ length: k6Agents }, (_, i) => `k6-${bench.runTag}-${i}`);
-    const { identities } = await enrollAgents({
-      api: bench.api, apiUrl: bench.apiUrl, caPem: bench.caPem, dataDir: join(dir, 'enrolled'), deviceIds: [...apiDevices, ...k6Devices],
-      concurrency: 4, deadlineMs, progress: say,
+    const { bench, running, unconnected, stop } = await startEnrolledDeployment({
+      running: apiAgents, unconnected: k6Agents, runningPrefix: 'api', unconnectedPrefix: 'k6', dirPrefix: 'sdc-k6-deployment-',
+      logger: pino({ level: 'silent' }), setupTimeoutMs, progress: say,
     });
-    if (identities.length < apiDevices.length + k6Devices.length) throw new Error(`only ${identities.length} devices enrolled before the set-up deadline`);
-    const agents = await startAgentProcesses({ identities: identities.filter((i) => apiDevices.includes(i.deviceId)), batchSize: apiAgents, deadlineMs, verbose: false, progress: say });
-    stops.unshift(() => agents.stop());
-    const online = await waitForOnline(bench.api, new Set(apiDevices), deadlineMs);
-    if (online < apiDevices.length) throw new Error(`only ${online} of ${apiDevices.length} agents came online before the set-up deadline`);
+    stops.unshift(stop);
+    const apiDevices = running.map((identity) => identity.deviceId);
+    const k6Devices = unconnected.map((identity) => identity.deviceId);
 
     const user = `k6-${bench.runTag}`;
     const password = Buffer.from(systemRandom.bytes(24)).toString('base64url');
@@ -102,7 +94,7 @@ async function main(k6Args: readonly string[]): Promise<number> {
     const caFile = join(dir, 'ca.pem');
     await writeFile(caFile, bench.caPem);
     const agentsFile = join(dir, 'agents.json');
-    await writeFile(agentsFile, `${JSON.stringify({ agents: identities.filter((i) => k6Devices.includes(i.deviceId)).map((i) => ({ device_id: i.deviceId, dir: i.paths.dir })) }, null, 2)}\n`);
+    await writeFile(agentsFile, `${JSON.stringify({ agents: unconnected.map((i) => ({ device_id: i.deviceId, dir: i.paths.dir })) }, null, 2)}\n`);
 
     say('k6 run api.js (api-smoke)');
     const apiStatus = await runK6(

@@ -10,6 +10,7 @@ import { SignedCommandSchema, type SignedCommand } from '../../core/protocol/mes
 import { formatTraceparent, parseTraceparent } from '../../core/trace/trace-context.js';
 import type { SqlDatabase, SqlExecutor, SqlValue } from '../stores/sql/sql-port.js';
 import { nextCounterValue } from './stores/counters.js';
+import { takeDeviceSeqs } from './command-device-seqs.js';
 import { Batched } from './batched-reads.js';
 import { latestRevisionSql, revisionOf } from './policy-store.js';
 
@@ -505,7 +506,8 @@ export class CommandRepository {
   /**
    * Group commit of creates (issue 17), as #commitGroup does for transitions: one transaction for
    * the creates asked for meanwhile. Each takes its device's next seq in arrival order (the
-   * counter upsert, one each: its answer is the seq the command is signed with), then the
+   * counters of the group's devices in one upsert and one read, takeDeviceSeqs: the seq the
+   * command is signed with), then the
    * commands, their history rows and their audit outbox records go in as multi-row INSERTs and
    * one COMMIT makes them all durable. If the transaction fails (a store fault, an Idempotency-Key
    * that another request took, a refused audit record), nothing of it was committed and each
@@ -521,8 +523,8 @@ export class CommandRepository {
     let decided: Array<{ readonly transaction: readonly TransactionEffect[] }>;
     try {
       decided = await this.#db.transaction(async (tx) => {
-        const built: Array<{ readonly transaction: readonly TransactionEffect[] }> = [];
-        for (const member of members) built.push(member.build(await nextCounterValue(tx, `device_seq:${member.deviceId}`)));
+        const seqs = await takeDeviceSeqs(tx, members.map((member) => member.deviceId));
+        const built = members.map((member, index) => member.build(seqs[index]!));
         const commands: Array<Extract<TransactionEffect, { type: 'insert_command' }>['row']> = [];
         const history: Array<Extract<TransactionEffect, { type: 'append_history' }>> = [];
         const audits: Array<Extract<TransactionEffect, { type: 'record_audit' }>> = [];

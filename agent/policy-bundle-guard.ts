@@ -2,7 +2,7 @@ import { SdcError } from '../core/errors/index.js';
 import type { Ed25519Provider, Sha256 } from '../core/ports/ports.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
 import type { PolicyBundleReport, SignedPolicyBundle } from '../core/protocol/policy-bundle-schema.js';
-import { commandBundleRefusal, verifyPolicyBundle, type VerifiedPolicyBundle } from '../core/protocol/policy-bundle.js';
+import { commandBundleRefusal, verifyPolicyBundle, type HeldPolicyBundle, type VerifiedPolicyBundle } from '../core/protocol/policy-bundle.js';
 
 /**
  * Where the agent keeps the bundle it enforces, so a restart (or a control plane that stays
@@ -70,7 +70,8 @@ export interface PolicyBundleGuardOptions {
  */
 export class PolicyBundleGuard {
   readonly #o: PolicyBundleGuardOptions;
-  #held: VerifiedPolicyBundle | undefined;
+  /** What is kept of the accepted bundle (core: HeldPolicyBundle); the signed document is the store's. */
+  #held: HeldPolicyBundle | undefined;
   /** Serialises accepts, so two pushes in a row are compared and saved in order. */
   #saving: Promise<unknown> = Promise.resolve();
 
@@ -80,7 +81,7 @@ export class PolicyBundleGuard {
 
   /** The version enforced now, if any. */
   get version(): number | undefined {
-    return this.#held?.bundle.version;
+    return this.#held?.version;
   }
 
   /**
@@ -92,7 +93,7 @@ export class PolicyBundleGuard {
     try {
       const saved = await this.#o.store.load();
       if (saved === undefined) return undefined;
-      this.#held = this.#verify(saved, undefined);
+      this.#held = this.#verify(saved, undefined).held;
       return undefined;
     } catch (error) {
       return SdcError.is(error) ? error : new SdcError('POLICY_BUNDLE_INVALID', String(error));
@@ -120,8 +121,8 @@ export class PolicyBundleGuard {
     }
     // Saved before it is enforced: a bundle that would not survive a restart is not taken.
     await this.#o.store.save(verified.signed);
-    this.#held = verified;
-    return { version: verified.bundle.version, status: 'accepted', held_version: verified.bundle.version };
+    this.#held = verified.held;
+    return { version: verified.held.version, status: 'accepted', held_version: verified.held.version };
   }
 
   /** The refusal for a command the held bundle denies; undefined when it allows or no bundle is held. */
@@ -136,12 +137,12 @@ export class PolicyBundleGuard {
     const held = this.#held;
     return verifyPolicyBundle({
       signed, deviceId: this.#o.deviceId, resolveKey: this.#o.resolveKey, provider: this.#o.provider, nowMs,
-      ...(held === undefined ? {} : { held: { version: held.bundle.version, issuedAtMs: held.bundle.issued_at } }),
+      ...(held === undefined ? {} : { held: { version: held.version, issuedAtMs: held.issuedAtMs } }),
     });
   }
 
   #heldVersion(): { held_version?: number } {
-    return this.#held === undefined ? {} : { held_version: this.#held.bundle.version };
+    return this.#held === undefined ? {} : { held_version: this.#held.version };
   }
 }
 

@@ -4,7 +4,7 @@ import { base64urlFromBytes, bytesFromBase64url, concatBytes } from '../crypto/b
 import type { Ed25519Provider, Sha256 } from '../ports/ports.js';
 import { verifyCommandApprovals, type ApproverKey } from './approvals.js';
 import type { SignedCommand } from './messages/command.js';
-import { canonicalBytes } from './canonical-json.js';
+import { canonicalBytes, canonicalize } from './canonical-json.js';
 import {
   devicePolicyOf, evaluatePolicy, parsePolicy, policyRoles, type DeviceSelector, type Policy, type PolicyActor, type PolicyDecision, type PolicyRule,
 } from './policy.js';
@@ -40,13 +40,34 @@ export const policyBundleLimits = Object.freeze({
   validityMsMax: 31 * 24 * 3600 * 1000,
 });
 
-/** A bundle that passed every check, with its policy parsed once for evaluation. */
+/**
+ * What a device keeps of the bundle it enforces: what the stale check, the report and the
+ * command check read, and nothing of the frame it came in. The signed document itself is the
+ * store's (a file, or its text in memory), from which a restart verifies it again. None of its
+ * strings is a slice of the frame (a kept slice keeps the whole frame text alive), and devices
+ * given the same policy share one frozen parse of it (heldPolicies): 100,000 simulated agents in
+ * one process each kept their bundle's tree, its parse and the frame (issue 17).
+ */
+export interface HeldPolicyBundle {
+  readonly deviceId: string;
+  readonly version: number;
+  readonly issuedAtMs: number;
+  readonly deviceTags: readonly string[];
+  /** The bundle's policy as the device enforces it (devicePolicyOf: no rate limits, posture or reasons). */
+  readonly devicePolicy: Policy;
+  /** The approvers' keys the bundle carries, by kid. */
+  readonly approverKeys: ReadonlyMap<string, ApproverKey>;
+}
+
+/** A bundle that passed every check: the document as received (for the store) and what a device keeps of it. */
 export interface VerifiedPolicyBundle {
   readonly signed: SignedPolicyBundle;
   readonly bundle: PolicyBundleDocument;
+  /** The bundle's policy, parsed (shared and frozen: see HeldPolicyBundle). */
   readonly policy: Policy;
   /** The approvers' keys the bundle carries, by kid. */
   readonly approverKeys: ReadonlyMap<string, ApproverKey>;
+  readonly held: HeldPolicyBundle;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -130,18 +151,38 @@ export function verifyPolicyBundle(options: {
   if (bundle.device_id !== options.deviceId) {
     throw new SdcError('POLICY_BUNDLE_DEVICE_MISMATCH', `policy bundle is for ${bundle.device_id}`, { deviceId: bundle.device_id });
   }
-  const policy = parseBundlePolicy(bundle);
+  const parsed = parseBundlePolicy(bundle);
   const held = options.held;
   if (held !== undefined && (bundle.version < held.version || (bundle.version === held.version && bundle.issued_at < held.issuedAtMs))) {
     throw new SdcError('POLICY_BUNDLE_VERSION_STALE', `policy bundle version ${bundle.version} is older than the held version ${held.version}`, { version: bundle.version, heldVersion: held.version });
   }
   checkValidity(bundle, options.nowMs);
-  return { signed: { bundle, sig }, bundle, policy, approverKeys: approverKeysOf(bundle) };
+  const approverKeys = approverKeysOf(bundle);
+  return {
+    signed: { bundle, sig }, bundle, policy: parsed.policy, approverKeys,
+    held: {
+      // The caller's id (equal to the bundle's, checked above), not a slice of the frame.
+      deviceId: options.deviceId, version: bundle.version, issuedAtMs: bundle.issued_at,
+      deviceTags: bundle.device_tags.length === 0 ? noTags : detachedCopy(bundle.device_tags),
+      devicePolicy: parsed.devicePolicy, approverKeys,
+    },
+  };
+}
+
+const noTags: readonly string[] = Object.freeze([]);
+/** Shared by every bundle without approvers; typed read-only, never written. */
+const noApproverKeys: ReadonlyMap<string, ApproverKey> = new Map();
+
+/** A copy whose strings own their characters: JSON.parse writes new strings, never slices of its input. */
+function detachedCopy<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
 }
 
 function approverKeysOf(bundle: PolicyBundleDocument): ReadonlyMap<string, ApproverKey> {
+  const entries = bundle.approvers ?? [];
+  if (entries.length === 0) return noApproverKeys;
   const keys = new Map<string, ApproverKey>();
-  (bundle.approvers ?? []).forEach((entry, index) => {
+  detachedCopy(entries).forEach((entry, index) => {
     if (keys.has(entry.kid)) throw new SdcError('POLICY_BUNDLE_INVALID', `approver key ${entry.kid} appears twice`, { path: `approvers[${index}].kid` });
     const publicKey = bytesFromBase64url(entry.public_key, { code: 'POLICY_BUNDLE_INVALID', name: `approvers[${index}].public_key`, length: 32 });
     keys.set(entry.kid, { approver: entry.approver, role: entry.role, publicKey });
@@ -175,18 +216,54 @@ function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid:
   }
 }
 
-function parseBundlePolicy(bundle: PolicyBundleDocument): Policy {
+interface ParsedBundlePolicy {
+  readonly policy: Policy;
+  readonly devicePolicy: Policy;
+}
+
+/**
+ * Parses of bundle policies by their canonical text, shared by every bundle that carries the same
+ * one (the devices of one tag set in one revision): parsePolicy's result is deeply frozen, so
+ * sharing it cannot let one holder change another's. Bounded; the oldest entry goes first. A
+ * real agent holds one bundle, so this only pays off where many agents share a process.
+ */
+const heldPolicies = new Map<string, ParsedBundlePolicy>();
+const heldPoliciesMax = 64;
+
+function parseBundlePolicy(bundle: PolicyBundleDocument): ParsedBundlePolicy {
+  // The signature check has canonicalised the whole bundle already, so this cannot throw.
+  const text = canonicalize(bundle.policy);
+  let parsed = heldPolicies.get(text);
+  if (parsed === undefined) {
+    parsed = parseBundlePolicyText(text);
+    if (heldPolicies.size >= heldPoliciesMax) heldPolicies.delete(heldPolicies.keys().next().value!);
+    heldPolicies.set(text, parsed);
+  }
+  if (parsed.policy.revision !== bundle.version) {
+    throw new SdcError('POLICY_BUNDLE_INVALID', `policy revision ${String(parsed.policy.revision)} is not the bundle version ${bundle.version}`, { path: 'policy.revision' });
+  }
+  return parsed;
+}
+
+/** From the text, not the received tree: JSON.parse's strings are new, not slices of the frame. */
+function parseBundlePolicyText(text: string): ParsedBundlePolicy {
   let policy: Policy;
   try {
-    policy = parsePolicy(bundle.policy);
+    policy = parsePolicy(text);
   } catch (error) {
     const path = SdcError.is(error) ? String(error.details?.path ?? '$') : '$';
     throw new SdcError('POLICY_BUNDLE_INVALID', `policy bundle's policy: ${SdcError.is(error) ? error.message : String(error)}`, { path: `policy.${path}` }, { cause: error });
   }
-  if (policy.revision !== bundle.version) {
-    throw new SdcError('POLICY_BUNDLE_INVALID', `policy revision ${String(policy.revision)} is not the bundle version ${bundle.version}`, { path: 'policy.revision' });
+  return { policy, devicePolicy: frozenDeep(devicePolicyOf(policy)) };
+}
+
+/** devicePolicyOf copies the rules it trims; frozen like parsePolicy's, since holders share it. */
+function frozenDeep<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const member of Object.values(value)) frozenDeep(member);
+    Object.freeze(value);
   }
-  return policy;
+  return value;
 }
 
 function checkValidity(bundle: PolicyBundleDocument, nowMs: number | undefined): void {
@@ -217,6 +294,13 @@ export interface BundleCommandFacts {
   readonly approvals?: readonly PolicyActor[];
 }
 
+/** A verified bundle (tests, the control plane's own checks) or what a device keeps of one. */
+export type EnforcedPolicyBundle = HeldPolicyBundle | VerifiedPolicyBundle;
+
+function heldOf(bundle: EnforcedPolicyBundle): HeldPolicyBundle {
+  return 'held' in bundle ? bundle.held : bundle;
+}
+
 /** Stands in for the requester when the command does not name one; never a real user id (contains a space). */
 const unnamedRequesterId = 'unnamed requester';
 
@@ -226,14 +310,15 @@ const unnamedRequesterId = 'unnamed requester';
  * they name) and opcodes no rule allows are refused; a deny aimed at one role only cannot be
  * told apart from another role's allow, and the control plane's own check covers that case.
  */
-export function evaluatePolicyBundle(bundle: VerifiedPolicyBundle, facts: BundleCommandFacts): PolicyDecision {
-  const device = { id: bundle.bundle.device_id, tags: bundle.bundle.device_tags };
+export function evaluatePolicyBundle(bundle: EnforcedPolicyBundle, facts: BundleCommandFacts): PolicyDecision {
+  const held = heldOf(bundle);
+  const device = { id: held.deviceId, tags: held.deviceTags };
   const request = (actor: PolicyActor) => ({
     actor, opcode: facts.opcode, device, nowMs: facts.nowMs, argsBytes: facts.argsBytes,
     ...(facts.approvals === undefined ? {} : { approvals: facts.approvals }),
   });
   // Rate limits, posture and reasons were judged by the control plane at admission; the device cannot.
-  const policy = devicePolicyOf(bundle.policy);
+  const policy = held.devicePolicy;
   if (facts.actor !== undefined) return evaluatePolicy(policy, request(facts.actor));
   let firstDeny: PolicyDecision | undefined;
   for (const role of policyRoles) {
@@ -245,11 +330,12 @@ export function evaluatePolicyBundle(bundle: VerifiedPolicyBundle, facts: Bundle
 }
 
 /** The agent's check before executing: undefined when the bundle allows, else the POLICY_BUNDLE_DENIED refusal. */
-export function bundleRefusal(bundle: VerifiedPolicyBundle, facts: BundleCommandFacts): SdcError | undefined {
+export function bundleRefusal(bundle: EnforcedPolicyBundle, facts: BundleCommandFacts): SdcError | undefined {
   const decision = evaluatePolicyBundle(bundle, facts);
   if (decision.decision === 'allow') return undefined;
-  return new SdcError('POLICY_BUNDLE_DENIED', `policy bundle version ${bundle.bundle.version}: ${decision.reason}`, {
-    version: bundle.bundle.version, ...(decision.ruleId === undefined ? {} : { ruleId: decision.ruleId }),
+  const { version } = heldOf(bundle);
+  return new SdcError('POLICY_BUNDLE_DENIED', `policy bundle version ${version}: ${decision.reason}`, {
+    version, ...(decision.ruleId === undefined ? {} : { ruleId: decision.ruleId }),
   });
 }
 
@@ -265,14 +351,15 @@ export function bundleRefusal(bundle: VerifiedPolicyBundle, facts: BundleCommand
  * evaluated again as asked by its requester (in the signed role, or else in each role), with the
  * verified approvers.
  */
-export function commandBundleRefusal(bundle: VerifiedPolicyBundle, command: SignedCommand, ports: { nowMs: number; provider: Ed25519Provider; sha256: Sha256 }): SdcError | undefined {
+export function commandBundleRefusal(enforced: EnforcedPolicyBundle, command: SignedCommand, ports: { nowMs: number; provider: Ed25519Provider; sha256: Sha256 }): SdcError | undefined {
+  const bundle = heldOf(enforced);
   const facts = { opcode: command.opcode, argsBytes: commandArgsBytes(command.args), nowMs: ports.nowMs };
   const named = command.requester === undefined ? undefined : { id: command.requester.name, role: command.requester.role };
   const plain = bundleRefusal(bundle, named === undefined ? facts : { ...facts, actor: named });
   if (plain === undefined || command.approval === undefined) return plain;
   const requester = command.approval.requested_by;
   if (named !== undefined && named.id !== requester) {
-    return new SdcError('POLICY_BUNDLE_DENIED', `command names requester ${named.id} but its approvals were asked by ${requester}`, { version: bundle.bundle.version });
+    return new SdcError('POLICY_BUNDLE_DENIED', `command names requester ${named.id} but its approvals were asked by ${requester}`, { version: bundle.version });
   }
   let approvalRefusal: SdcError | undefined;
   for (const role of named === undefined ? policyRoles : [named.role]) {
@@ -284,7 +371,7 @@ export function commandBundleRefusal(bundle: VerifiedPolicyBundle, command: Sign
       provider: ports.provider, sha256: ports.sha256,
     });
     if (!verdict.valid) {
-      approvalRefusal ??= new SdcError(verdict.code, `policy bundle version ${bundle.bundle.version}, rule ${pending.ruleId}: ${verdict.reason}`, { version: bundle.bundle.version, ruleId: pending.ruleId });
+      approvalRefusal ??= new SdcError(verdict.code, `policy bundle version ${bundle.version}, rule ${pending.ruleId}: ${verdict.reason}`, { version: bundle.version, ruleId: pending.ruleId });
       continue;
     }
     const approvals = verdict.approvers.map((name) => ({ id: name, role: [...bundle.approverKeys.values()].find((key) => key.approver === name)!.role }));

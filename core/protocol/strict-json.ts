@@ -205,8 +205,12 @@ class StrictJsonParser {
           this.pos++;
           value = top.items;
         } else {
-          // A data property, never assignment: assigning "__proto__" would replace the prototype.
-          Object.defineProperty(top.members, top.name, { value, writable: true, enumerable: true, configurable: true });
+          // "__proto__" as a data property, never by assignment, which would replace the prototype. Any
+          // other name: assignment makes the same own, writable, enumerable data property (a plain
+          // object's prototype has no other setter), and costs no runtime call and no descriptor
+          // object per member, as defineProperty did (about 2.5 % of a gateway's CPU in the hold).
+          if (top.name === '__proto__') Object.defineProperty(top.members, top.name, { value, writable: true, enumerable: true, configurable: true });
+          else top.members[top.name] = value;
           top.count++;
           if (this.trackedStart >= 0 && stack.length === 1) {
             this.memberChars = { start: this.trackedStart, end: this.pos };

@@ -102,7 +102,9 @@ export class AgentSocket implements AcceptConnectionInput {
       this.handle.transportClosed();
       return;
     }
-    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    // ws hands over a Buffer of its own (binaryType 'nodebuffer', nothing else writes to it): used as
+    // it is, not copied once more per frame (Buffer.from of a Buffer copies).
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     this.handle.receive(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   }
 

@@ -186,6 +186,8 @@ class Gateway implements GatewayCore {
     refuseFromTransport: (session, error, closeCode) => this.#refuseFromTransport(session, error, closeCode),
     pong: (session) => this.#pong(session),
   };
+  /** The gateway's telemetry counter with its label bound once, not hashed again per sample (prom-client). */
+  readonly #telemetrySamples: { inc(): void } | undefined;
   /** The session MAC options, the same for every session: one object, not one per session. */
   readonly #sessionMac: SessionMacOptions | undefined;
   /**
@@ -231,6 +233,7 @@ class Gateway implements GatewayCore {
     this.#bundles = new PolicyBundlePush({ context: this.#context, targetOf: (deviceId) => this.#bundleTarget(deviceId), connectedDevices: () => this.#sessions.keys() });
     this.#otaNotices = new OtaNoticePush({ context: this.#context, targetOf: (deviceId) => this.#noticeTarget(deviceId) });
     options.metrics?.addCollector(() => this.#collectGauges(options.metrics!));
+    this.#telemetrySamples = options.metrics?.telemetrySamples.labels({ role: 'gateway' });
     this.#telemetry = new AppendBatcher({
       bus: options.stores.bus, stream: streamNames.telemetry, maxLen: streamMaxLen.telemetry, entriesMax: options.telemetryBatchEntriesMax,
       // Each session queues at most sessionTasksMax tasks, so this only bounds a bug.
@@ -677,7 +680,7 @@ class Gateway implements GatewayCore {
 
   async #onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
     const nowMs = this.#options.clock.nowMs();
-    if (message.type === 'TELEMETRY' && !session.dropQueuedFrames) this.#options.metrics?.telemetrySamples.inc({ role: 'gateway' });
+    if (message.type === 'TELEMETRY' && !session.dropQueuedFrames) this.#telemetrySamples?.inc();
     if (message.type === 'HEARTBEAT' && !session.closed) this.#agentReports.record(session, (message as DecodedMessage<'HEARTBEAT'>).body, nowMs);
     if (session.closed) {
       // A closed session never touches presence: its device may hold a newer session by now.

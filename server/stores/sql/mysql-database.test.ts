@@ -1,8 +1,9 @@
-import { after, before, describe } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'mysql2/promise';
 import { runSqlContract } from './sql-contract.js';
-import { createMysqlDatabase } from './mysql-database.js';
+import { createMysqlDatabase, mysqlRoundTrips } from './mysql-database.js';
 
 const mysqlUrl = process.env['MYSQL_URL'];
 
@@ -25,6 +26,35 @@ if (mysqlUrl === undefined || mysqlUrl === '') {
     const admin = await createConnection({ uri: mysqlUrl });
     await admin.query(`DROP DATABASE IF EXISTS \`${databaseName}\``);
     await admin.end();
+  });
+
+  describe('mysql2 transactions without a START TRANSACTION round trip (issue 17)', () => {
+    it('a transaction of one statement is two round trips, and still one transaction: invisible to other connections until its COMMIT', async () => {
+      const db = await createMysqlDatabase({ url: testUrl.toString(), connectionLimit: 1 });
+      try {
+        await db.execute('CREATE TABLE IF NOT EXISTS tx_trips (id VARCHAR(16) NOT NULL PRIMARY KEY)');
+        const before = mysqlRoundTrips();
+        await db.transaction(async (tx) => { await tx.execute("INSERT INTO tx_trips (id) VALUES ('a')"); });
+        // The INSERT and the COMMIT: were three with START TRANSACTION first.
+        assert.equal(mysqlRoundTrips() - before, 2);
+        await db.transaction(async (tx) => {
+          await tx.execute("INSERT INTO tx_trips (id) VALUES ('b')");
+          await tx.execute("INSERT INTO tx_trips (id) VALUES ('c')");
+          // Another connection (the statement pool) does not see them yet: they are one uncommitted transaction.
+          assert.deepEqual((await db.query<{ id: string }>('SELECT id FROM tx_trips ORDER BY id')).map((row) => row.id), ['a']);
+        });
+        await assert.rejects(db.transaction(async (tx) => {
+          await tx.execute("INSERT INTO tx_trips (id) VALUES ('d')");
+          throw new Error('rolled back');
+        }), /rolled back/);
+        // A row committed elsewhere meanwhile is seen by the next transaction on the same pooled connection (nothing left open on it).
+        await db.execute("INSERT INTO tx_trips (id) VALUES ('e')");
+        const seen = await db.transaction((tx) => tx.query<{ id: string }>('SELECT id FROM tx_trips ORDER BY id'));
+        assert.deepEqual(seen.map((row) => row.id), ['a', 'b', 'c', 'e']);
+      } finally {
+        await db.close();
+      }
+    });
   });
 
   runSqlContract('mysql2 (MySQL / MariaDB)', {

@@ -26,7 +26,7 @@ const deadlockAttemptsMax = 4;
 export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promise<SqlDatabase> {
   // A malformed URL is refused naming it (without its password); mysql2 would throw a bare TypeError.
   parseStoreUrl('mysql', options.url);
-  const pool = createPool({
+  const poolOptions = {
     uri: options.url,
     connectionLimit: options.connectionLimit ?? 10,
     queueLimit: options.queueLimit ?? 10_000,
@@ -37,15 +37,34 @@ export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promis
     // One statement per call, as on SQLite; also closes off stacked-query injection.
     multipleStatements: false,
     charset: 'utf8mb4',
-  });
-  const database = new MysqlDatabase(pool, options.deadlockAttemptsMax ?? deadlockAttemptsMax);
+  };
+  const pools = { statements: createPool(poolOptions), transactions: transactionPool(poolOptions) };
+  const database = new MysqlDatabase(pools, options.deadlockAttemptsMax ?? deadlockAttemptsMax);
   try {
     await database.query('SELECT 1');
   } catch (error) {
-    await step((done) => pool.end(done), 'END').catch(() => undefined);
+    await database.close().catch(() => undefined);
     throw error;
   }
   return database;
+}
+
+/**
+ * The pool transactions run on: each of its connections has autocommit off from the start, so a
+ * transaction opens with its first statement and no START TRANSACTION round trip goes before it
+ * (issue 17: BEGIN was about a tenth of the control path's round trips, one per transaction).
+ * Every transaction on it ends in COMMIT or ROLLBACK (or the connection is destroyed), so none is
+ * left open for the next one. Statements outside a transaction stay on the autocommit pool.
+ */
+function transactionPool(poolOptions: Parameters<typeof createPool>[0]): Pool {
+  const pool = createPool(poolOptions);
+  pool.on('connection', (connection) => {
+    // Queued on the new connection ahead of anything its first user sends (mysql2 runs a connection's commands in order).
+    connection.query('SET autocommit = 0', (error: QueryError | null) => {
+      if (error) connection.destroy();
+    });
+  });
+  return pool;
 }
 
 /** Buffers for BLOBs: mysql2 escapes Buffer, not a bare Uint8Array. */
@@ -57,7 +76,7 @@ function mysqlParams(params: readonly SqlValue[] | undefined): unknown[] {
 type Queryable = Pick<Pool, 'query'> | Pick<PoolConnection, 'query'>;
 
 /**
- * Round trips to MySQL made by this process (statements, BEGIN, COMMIT, ROLLBACK), for the
+ * Round trips to MySQL made by this process (statements, COMMIT, ROLLBACK; no BEGIN is sent), for the
  * benches' per-command figure (`sdc bench roundtrip`): a process-wide count, read before and
  * after a phase. Counting is one integer add per round trip.
  */
@@ -131,16 +150,16 @@ class MysqlDatabase implements SqlDatabase {
   readonly dialect = 'mysql' as const;
   private closed = false;
 
-  constructor(private readonly pool: Pool, private readonly deadlockAttemptsMax: number) {}
+  constructor(private readonly pools: { readonly statements: Pool; readonly transactions: Pool }, private readonly deadlockAttemptsMax: number) {}
 
   query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
     this.assertOpen();
-    return runQuery<T>(this.pool, sql, params);
+    return runQuery<T>(this.pools.statements, sql, params);
   }
 
   execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
     this.assertOpen();
-    return runExecute(this.pool, sql, params);
+    return runExecute(this.pools.statements, sql, params);
   }
 
   /**
@@ -165,7 +184,7 @@ class MysqlDatabase implements SqlDatabase {
     let connection: PoolConnection;
     try {
       connection = await new Promise<PoolConnection>((resolve, reject) => {
-        this.pool.getConnection((error, got) => (error ? reject(error) : resolve(got)));
+        this.pools.transactions.getConnection((error, got) => (error ? reject(error) : resolve(got)));
       });
     } catch (error) {
       throw mapMysqlError(error);
@@ -187,7 +206,7 @@ class MysqlDatabase implements SqlDatabase {
       },
     };
     try {
-      await step((done) => connection.beginTransaction(done), 'BEGIN').catch((error: unknown) => { throw mapMysqlError(error); });
+      // No START TRANSACTION: the connection has autocommit off (transactionPool), so the first statement opens it.
       let result: T;
       try {
         result = await fn(tx);
@@ -215,7 +234,9 @@ class MysqlDatabase implements SqlDatabase {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await step((done) => this.pool.end(done), 'END').catch((error: unknown) => { throw mapMysqlError(error); });
+    const ends = [this.pools.statements, this.pools.transactions].map((pool) => step((done) => pool.end(done), 'END'));
+    const failed = (await Promise.allSettled(ends)).find((outcome) => outcome.status === 'rejected');
+    if (failed !== undefined) throw mapMysqlError((failed as PromiseRejectedResult).reason);
   }
 
   private assertOpen(): void {

@@ -34,6 +34,7 @@ import type { LiveEvent, ServiceContext } from './context.js';
 import { migrateControlPlane } from './database.js';
 import { DeviceService } from './devices.js';
 import { deviceIdOfEntry, EventHandlers } from './events.js';
+import { TelemetryTrimmer, type TelemetryRetention } from './telemetry-retention.js';
 import { buildHttpApp } from './http/app.js';
 import { clientErrorListener } from './http/client-errors.js';
 import type { AuthRateLimits } from './http/rate-limit.js';
@@ -158,6 +159,8 @@ export interface ControlPlaneOptions {
   readonly artifactRetention?: Partial<ArtifactRetention>;
   /** How often the artifact retention pass runs besides at each upload grant (default artifactDefaults.retentionSweepIntervalMs, 1 h). */
   readonly artifactRetentionSweepIntervalMs?: number;
+  /** Telemetry rows kept per device (docs/telemetry.md, "Retention"); default telemetryRetentionDefaults (10,080). */
+  readonly telemetryRetention?: Partial<TelemetryRetention>;
 }
 
 export interface ControlPlane extends ControlPlaneServices {
@@ -171,6 +174,8 @@ export interface ControlPlane extends ControlPlaneServices {
   /** Consumers of `sdc:events` and `sdc:telemetry`; `drain()` processes everything pending now (tests, simulator). */
   readonly eventsConsumer: StreamConsumer;
   readonly telemetryConsumer: StreamConsumer;
+  /** Trims stored telemetry to its retention bound, in passes that follow the rows stored. */
+  readonly telemetryTrimmer: TelemetryTrimmer;
   /** Serves the API over HTTP or HTTPS (materials.serverTls); returns the bound address. */
   listen(options: { host: string; port: number; tls: boolean }): Promise<{ host: string; port: number; url: string }>;
   /**
@@ -266,8 +271,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...(options.redispatchIntervalMs === undefined ? {} : { redispatchIntervalMs: options.redispatchIntervalMs }),
     onFinished: ({ opcode, state, latencyMs }) => metrics.commandLatency.observe({ opcode, final_state: state }, latencyMs / 1000),
   });
+  const telemetryTrimmer = new TelemetryTrimmer({ db, logger, ...(options.telemetryRetention === undefined ? {} : { retention: options.telemetryRetention }) });
   const events = new EventHandlers({
-    context, commands, devices, onTelemetryStored: () => metrics.telemetrySamples.inc({ role: 'control-plane' }),
+    context, commands, devices, onTelemetryStored: () => { metrics.telemetrySamples.inc({ role: 'control-plane' }); telemetryTrimmer.noteStored(); },
     onAlertRaised: (kind) => metrics.alertsRaised.inc({ kind }), ...(options.alertRules === undefined ? {} : { alertRules: options.alertRules }),
   });
   const live = new LiveHub({
@@ -360,7 +366,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   let server: Server | undefined;
 
   return {
-    ...services, app, ota: ota.services, blobStore: ota.blobStore, metrics, eventsConsumer, telemetryConsumer,
+    ...services, app, ota: ota.services, blobStore: ota.blobStore, metrics, eventsConsumer, telemetryConsumer, telemetryTrimmer,
     async listen({ host, port, tls }) {
       await app.ready();
       const handler = (req: Parameters<FastifyInstance['routing']>[0], res: Parameters<FastifyInstance['routing']>[1]) => app.routing(req, res);
@@ -439,6 +445,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       // one: an extra turn here lets the consumers enter a blocking read that stop then waits out.
       if (passesInFlight.size > 0) await sweepsSettled();
       await Promise.all([eventsConsumer.stop(), telemetryConsumer.stop()]);
+      // A retention pass the last rows started would otherwise touch the database after stop.
+      await telemetryTrimmer.idle();
       // After the handlers that ask for it: what they recorded is chained before the stores go back to the caller.
       await auditDrainSoon.stop();
       livePublisher.stop();

@@ -198,4 +198,20 @@ describe('sql.js adapter specifics', () => {
     await second.close();
     assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.lock')), []);
   });
+
+  it('keeps SQLite\'s lock for the connection\'s life (exclusive locking), also across snapshots and a reopen from snapshot plus journal', async () => {
+    const dir = await freshDir();
+    const db = await openSqlJsDatabase({ dataDir: dir, snapshotAfterJournalRecords: 2 });
+    assert.deepEqual(await db.query('PRAGMA locking_mode'), [{ locking_mode: 'exclusive' }]);
+    await db.execute('CREATE TABLE t (id VARCHAR(8) PRIMARY KEY)');
+    // Enough commits for snapshots (sql.js's export, a backup through this same connection) between them.
+    for (const id of ['a', 'b', 'c', 'd', 'e']) await db.execute('INSERT INTO t (id) VALUES (?)', [id]);
+    assert.ok(db.saveStats().snapshots >= 1, 'a snapshot was exported while the lock was held');
+    assert.deepEqual(await db.query('SELECT id FROM t ORDER BY id'), ['a', 'b', 'c', 'd', 'e'].map((id) => ({ id })));
+    const copy = await openSqlJsDatabase({ dataDir: await copyOfFiles(dir) });
+    assert.deepEqual(await copy.query('PRAGMA locking_mode'), [{ locking_mode: 'exclusive' }]);
+    assert.deepEqual(await copy.query('SELECT id FROM t ORDER BY id'), ['a', 'b', 'c', 'd', 'e'].map((id) => ({ id })));
+    await copy.close();
+    await db.close();
+  });
 });

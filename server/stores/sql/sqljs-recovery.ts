@@ -55,6 +55,12 @@ export async function loadSqlJsFiles(path: string, logger: RecoveryLogger): Prom
     // could use: the journal in memory still rolls transactions back, and an autocommit write
     // costs several times less without the journal file's create, writes and delete.
     database.run('PRAGMA journal_mode = MEMORY');
+    // One connection, and the process already holds the file's lock (file-lock.ts): in the default
+    // locking mode SQLite takes and drops its lock around every statement and, on each new read
+    // transaction, reads the file's header back from sql.js's file system to see whether another
+    // connection changed it. Exclusive mode keeps the lock and the page cache: about a third less
+    // CPU per statement on the control plane's mix (issue 17's start-up; docs/benchmarks.md).
+    database.run('PRAGMA locking_mode = EXCLUSIVE');
     const toApply = scan === undefined ? [] : recordsToApply(scan, snapshotSequence, journalPath);
     for (const record of toApply) applyRecord(database, record, journalPath);
     const lastSequence = toApply.at(-1)?.sequence ?? snapshotSequence;

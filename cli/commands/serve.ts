@@ -9,6 +9,7 @@ import type { AlertRules } from '../../server/control-plane/alert-rules.js';
 import type { ComplianceRules } from '../../core/protocol/compliance.js';
 import type { OtaBlobOptions } from '../../server/ota/control-plane-ota.js';
 import { artifactRetentionHelp, artifactRetentionOptions, artifactRetentionParseOptions, type ArtifactRetentionTuning } from '../artifact-retention-options.js';
+import { telemetryRetentionHelp, telemetryRetentionOptions, telemetryRetentionParseOptions, type TelemetryRetentionTuning } from '../telemetry-retention-options.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 /** The scrape token from the environment, when no --metrics-token-file names one. */
@@ -201,7 +202,7 @@ async function complianceRulesOption(args: ParsedCommandArgs): Promise<Complianc
 }
 
 /** --pairing-tokens-max, --policy, --alerts and --compliance; the files are parsed here, so a bad one is refused (with the field's path) before anything starts. */
-async function controlPlaneTuning(args: ParsedCommandArgs, io: CliIo): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules; complianceRules?: ComplianceRules; otaBlobs?: OtaBlobOptions } & ArtifactRetentionTuning }> {
+async function controlPlaneTuning(args: ParsedCommandArgs, io: CliIo): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules; complianceRules?: ComplianceRules; otaBlobs?: OtaBlobOptions } & ArtifactRetentionTuning & TelemetryRetentionTuning }> {
   const file = args.values.policy as string | undefined;
   let policy: Policy | undefined;
   if (file !== undefined) {
@@ -225,6 +226,7 @@ async function controlPlaneTuning(args: ParsedCommandArgs, io: CliIo): Promise<{
     ...(policy === undefined ? {} : { policy }),
     ...await blobStoreOptions(args, io),
     ...artifactRetentionOptions(args, io.env),
+    ...telemetryRetentionOptions(args, io.env),
   };
   return Object.keys(tuning).length === 0 ? {} : { controlPlaneTuning: tuning };
 }
@@ -327,6 +329,7 @@ export const serveCommand: Command = {
     ['--s3-region R', 'The bucket\'s region (default us-east-1)'],
     ['--s3-credentials-file F', `JSON {"access_key_id", "secret_access_key"} (or $${s3AccessKeyEnv} and $${s3SecretKeyEnv})`],
     ...artifactRetentionHelp,
+    ...telemetryRetentionHelp,
     ...commonHelp,
   ],
   options: {
@@ -334,6 +337,7 @@ export const serveCommand: Command = {
     'pairing-tokens-max': { type: 'string' }, policy: { type: 'string' }, alerts: { type: 'string' }, compliance: { type: 'string' },
     'public-url': { type: 'string' }, 's3-endpoint': { type: 'string' }, 's3-bucket': { type: 'string' }, 's3-region': { type: 'string' }, 's3-credentials-file': { type: 'string' },
     ...artifactRetentionParseOptions,
+    ...telemetryRetentionParseOptions,
   },
   run: (args, io) => serve(args, io, true),
 };

@@ -159,7 +159,7 @@ export interface ControlPlaneOptions {
   readonly artifactRetention?: Partial<ArtifactRetention>;
   /** How often the artifact retention pass runs besides at each upload grant (default artifactDefaults.retentionSweepIntervalMs, 1 h). */
   readonly artifactRetentionSweepIntervalMs?: number;
-  /** Telemetry rows kept per device (docs/telemetry.md, "Retention"); default telemetryRetentionDefaults (10,080). */
+  /** Telemetry rows kept per device (docs/api.md, "Telemetry retention"); default telemetryRetentionDefaults (10,080). */
   readonly telemetryRetention?: Partial<TelemetryRetention>;
 }
 

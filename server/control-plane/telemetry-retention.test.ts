@@ -1,4 +1,4 @@
-// Telemetry retention (docs/telemetry.md, "Retention"): each device keeps its newest
+// Telemetry retention (docs/api.md, "Telemetry retention"): each device keeps its newest
 // rowsPerDeviceMax samples; older rows go in passes that follow the rows stored, off the ingest
 // path. On both SQL adapters (sql.js; MySQL/MariaDB with MYSQL_URL): the trim statement itself
 // (ties, fewer rows than the bound, the cursor over more devices than one pass takes), and a

@@ -3,7 +3,7 @@ import { SdcError } from '../../core/errors/index.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 
 /**
- * How much telemetry the control plane keeps (docs/telemetry.md, "Retention"): the newest
+ * How much telemetry the control plane keeps (docs/api.md, "Telemetry retention"): the newest
  * `rowsPerDeviceMax` samples of each device (a little more between passes, and ties on the oldest
  * kept sample time); older rows are deleted. Telemetry rows are not in the audit chain, so
  * deleting them changes no audit entry and no chain verification. The newest sample of a device

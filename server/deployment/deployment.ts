@@ -52,7 +52,7 @@ export interface StartDeploymentOptions {
   /** Extra gateway tuning (heartbeat, ACK timeout, attempts...). */
   gateway?: Partial<Omit<GatewayCoreOptions, 'gatewayId' | 'signer' | 'provider' | 'stores' | 'clock' | 'random' | 'scheduler' | 'commandKeys'>>;
   /** Control-plane sweep periods (expiry, redelivery) and the pairing-token limit; defaults suit production. */
-  controlPlaneTuning?: Pick<ControlPlaneOptions, 'expirySweepIntervalMs' | 'redeliverySweepIntervalMs' | 'redispatchIntervalMs' | 'pairingTokensMax' | 'policy' | 'alertRules' | 'complianceRules' | 'otaBlobs' | 'jwt' | 'artifactRetention' | 'artifactRetentionSweepIntervalMs'>;
+  controlPlaneTuning?: Pick<ControlPlaneOptions, 'expirySweepIntervalMs' | 'redeliverySweepIntervalMs' | 'redispatchIntervalMs' | 'pairingTokensMax' | 'policy' | 'alertRules' | 'complianceRules' | 'otaBlobs' | 'jwt' | 'artifactRetention' | 'artifactRetentionSweepIntervalMs' | 'telemetryRetention'>;
   /** Cheaper password hashing, for tests and the demo's throwaway users only. */
   scryptParams?: { N: number; r: number; p: number };
   /** How long to wait for MySQL and Redis to answer at start (default storeRetryNone: fail at once; `sdc serve` waits). */

@@ -2,7 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SdcError } from '../core/errors/index.js';
 import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
-import { createModelEd25519Provider, createModelSessionKeyCrypto } from './model-crypto.js';
+import { createHook } from 'node:async_hooks';
+import { hkdfSync, randomBytes } from 'node:crypto';
+import { createModelEd25519Provider, createModelSessionKeyCrypto, hkdfSha256ByHmac } from './model-crypto.js';
 import { runSimulation } from './run.js';
 import { builtinScenarioPath, loadScenario } from './scenario.js';
 
@@ -65,5 +67,39 @@ describe('modelled crypto (simulator only)', () => {
     assert.deepEqual(real.violations, []);
     assert.equal(model.traceHash, real.traceHash);
     assert.deepEqual(model.counts, real.counts);
+  });
+});
+
+describe('HKDF-SHA256 as its HMACs (the modelled session crypto\'s HKDF)', () => {
+  const hex = (text: string) => Uint8Array.from(Buffer.from(text, 'hex'));
+  const ikm = new Uint8Array(22).fill(0x0b);
+
+  it('gives RFC 5869\'s test vectors (cases 1 and 3: with salt and info; both empty)', () => {
+    assert.equal(Buffer.from(hkdfSha256ByHmac({ ikm, salt: hex('000102030405060708090a0b0c'), info: hex('f0f1f2f3f4f5f6f7f8f9'), length: 42 })).toString('hex'),
+      '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865');
+    assert.equal(Buffer.from(hkdfSha256ByHmac({ ikm, salt: new Uint8Array(0), info: new Uint8Array(0), length: 42 })).toString('hex'),
+      '8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8');
+  });
+
+  it('gives the bytes node:crypto\'s hkdfSync gives, for lengths across block edges', () => {
+    for (const length of [1, 31, 32, 33, 64, 65, 255]) {
+      const input = { ikm: randomBytes(32), salt: randomBytes(length % 40), info: randomBytes(length % 23), length };
+      assert.deepEqual(hkdfSha256ByHmac(input), new Uint8Array(hkdfSync('sha256', input.ikm, input.salt, input.info, length)), `length ${length}`);
+    }
+  });
+
+  it('the modelled provider derives session keys without an async resource per call (hkdfSync makes one, with hooks on in the simulator)', () => {
+    const crypto = createModelSessionKeyCrypto();
+    const created: string[] = [];
+    const hook = createHook({ init: (_id, type) => { created.push(type); } }).enable();
+    let okm: Uint8Array;
+    try {
+      okm = crypto.hkdfSha256({ ikm, salt: hex('000102030405060708090a0b0c'), info: hex('f0f1f2f3f4f5f6f7f8f9'), length: 42 });
+    } finally {
+      hook.disable();
+    }
+    assert.deepEqual(created, []);
+    assert.equal(Buffer.from(okm).toString('hex'), '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865');
+    assert.throws(() => crypto.hkdfSha256({ ikm, salt: new Uint8Array(0), info: new Uint8Array(0), length: 0 }), (e) => SdcError.is(e, 'PROTO_INVALID_ARGUMENT'));
   });
 });

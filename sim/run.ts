@@ -508,7 +508,8 @@ const deviceRowsPerInsert = 500;
  */
 async function registerDevices(run: Run, stores: Stores): Promise<Fleet> {
   const { agentCount, provider } = run;
-  const agentRandoms = Array.from({ length: agentCount }, () => run.rng.agents.fork());
+  // Pairwise different streams: plain forks give one pair of twin agents (same key and serial) per ~93,000 (core/random/prng.ts).
+  const agentRandoms = run.rng.agents.forks(agentCount);
   const deviceIds = Array.from({ length: agentCount }, (_, i) => `dev-${String(i + 1).padStart(5, '0')}`);
   const deviceKeys = agentRandoms.map((r) => {
     const deviceSeed = r.bytes(32);

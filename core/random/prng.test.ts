@@ -31,3 +31,26 @@ test('intBelow is roughly uniform (chi-square over 10 buckets)', () => {
   const chi = counts.reduce((s, c) => s + (c - 10_000) ** 2 / 10_000, 0);
   assert.ok(chi < 27.9, `chi-square ${chi} (p=0.001 critical value for 9 df is 27.9)`);
 });
+
+test('forks() gives pairwise different streams where plain forks hold twins, and the same draws where they do not', () => {
+  // Seed 1's agents stream of the simulator (the fourth fork of the root): plain forks 19,950 and
+  // 91,416 (1-based) are the same stream, as are two more pairs below 100,000.
+  const agentsStream = (): SeededRandom => {
+    const root = new SeededRandom(1);
+    root.fork(); root.fork(); root.fork();
+    return root.fork();
+  };
+  const firstDraws = (r: SeededRandom) => `${r.nextUint32()}:${r.nextUint32()}:${r.nextUint32()}`;
+  const plain = agentsStream();
+  const plainDraws = Array.from({ length: 100_000 }, () => firstDraws(plain.fork()));
+  assert.equal(plainDraws[19_949], plainDraws[91_415]);
+  assert.ok(new Set(plainDraws).size < 100_000);
+
+  const distinct = agentsStream().forks(100_000).map(firstDraws);
+  assert.equal(distinct.length, 100_000);
+  assert.equal(new Set(distinct).size, 100_000);
+  // Before the first twin both give the same forks, so small fleets keep their traces.
+  assert.deepEqual(distinct.slice(0, 91_415), plainDraws.slice(0, 91_415));
+  assert.deepEqual(agentsStream().forks(0), []);
+  assert.throws(() => agentsStream().forks(-1), RangeError);
+});

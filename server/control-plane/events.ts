@@ -23,6 +23,22 @@ import { pageLimit } from './pagination.js';
  * validates the entry, and one without a device id is handled on its own.
  */
 export function deviceIdOfEntry(entry: BusEntry): string | undefined {
+  let data: object;
+  try {
+    // Decoded (strict parse and schema check) here once: the handlers get the same value from decodeBusEntry's memo (issue 17).
+    data = decodeBusEntry(entry.fields).data;
+  } catch {
+    return deviceIdOfMalformed(entry);
+  }
+  return 'device_id' in data && typeof data.device_id === 'string' ? data.device_id : undefined;
+}
+
+/**
+ * A malformed entry keeps the partition it had before entries were decoded here (its text's
+ * device_id, if any), so where its refusal comes in a device's order does not change. Malformed
+ * entries are rare; this is the only second parse left, and only for them.
+ */
+function deviceIdOfMalformed(entry: BusEntry): string | undefined {
   const data = entry.fields['data'];
   if (data === undefined) return undefined;
   const deviceId = (JSON.parse(data) as { device_id?: unknown } | null)?.device_id;

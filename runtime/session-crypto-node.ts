@@ -1,8 +1,9 @@
-import { createHmac, diffieHellman, hkdfSync, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHmac, diffieHellman, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { SdcError } from '../core/errors/index.js';
 import { bytesFromBase64url } from '../core/crypto/bytes.js';
 import { okpPrivateKey, okpPublicKey, okpRawPublicKey } from './okp-key-import.js';
 import { sessionCryptoChecks as checks } from '../core/crypto/session-crypto-checks.js';
+import { hkdfSha256ByHmac } from '../core/crypto/hkdf-by-hmac.js';
 import type { SessionKeyCrypto } from '../core/ports/ports.js';
 
 /**
@@ -35,6 +36,11 @@ function ephemeralKeyCache() {
   };
 }
 
+/** node:crypto's HMAC-SHA256, for HKDF's inner HMACs (their inputs are checked by checks.hkdf). */
+function hmacSha256Unchecked(key: Uint8Array, message: Uint8Array): Uint8Array {
+  return createHmac('sha256', key).update(message).digest();
+}
+
 /** Session-key primitives on node:crypto (OpenSSL): the services' choice. */
 export function createNodeSessionKeyCrypto(): SessionKeyCrypto {
   const ephemeralKeys = ephemeralKeyCache();
@@ -59,11 +65,12 @@ export function createNodeSessionKeyCrypto(): SessionKeyCrypto {
     },
     hkdfSha256(input) {
       checks.hkdf(input);
-      return new Uint8Array(hkdfSync('sha256', input.ikm, input.salt, input.info, input.length));
+      // As its HMACs, not hkdfSync (an OpenSSL derivation context and an async resource per call): see hkdf-by-hmac.ts.
+      return hkdfSha256ByHmac(hmacSha256Unchecked, input);
     },
     hmacSha256(key, message) {
       checks.hmac(key, message);
-      return new Uint8Array(createHmac('sha256', key).update(message).digest());
+      return new Uint8Array(hmacSha256Unchecked(key, message));
     },
   };
 }

@@ -1,5 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHook } from 'node:async_hooks';
+import { hkdfSync } from 'node:crypto';
+import fc from 'fast-check';
 import { SdcError } from '../core/errors/index.js';
 import { bytesFromHex, hexFromBytes } from '../core/crypto/bytes.js';
 import { createNobleSessionKeyCrypto } from '../core/crypto/session-crypto-noble.js';
@@ -69,5 +72,41 @@ describe('SessionKeyCrypto: node:crypto reuses a session\'s imported secret', ()
     // A copy of a secret is another array: imported on its own.
     assert.equal(hexFromBytes(crypto.x25519SharedSecret(hex(x25519Vector.alicePrivate), hex(x25519Vector.bobPublic))), x25519Vector.shared);
     assert.equal(x25519ImportStats.privateKeyImports - before, 4);
+  });
+});
+
+describe('SessionKeyCrypto: node:crypto derives HKDF-SHA256 as its HMACs', () => {
+  it('gives the bytes of hkdfSync on random inputs (lengths across block edges, empty salt and info)', () => {
+    const crypto = createNodeSessionKeyCrypto();
+    fc.assert(fc.property(
+      fc.uint8Array({ maxLength: 80 }), fc.uint8Array({ maxLength: 80 }), fc.uint8Array({ maxLength: 80 }),
+      fc.oneof(fc.integer({ min: 1, max: 130 }), fc.constantFrom(31, 32, 33, 64, 65, 255 * 32)),
+      (ikm, salt, info, length) => {
+        assert.deepEqual(crypto.hkdfSha256({ ikm, salt, info, length }), new Uint8Array(hkdfSync('sha256', ikm, salt, info, length)));
+      },
+    ), { seed: 5869, numRuns: 300 });
+  });
+
+  it('makes no async resource per derivation (hkdfSync makes one; the services and the simulator run with async hooks)', () => {
+    const crypto = createNodeSessionKeyCrypto();
+    const created: string[] = [];
+    const hook = createHook({ init: (_id, type) => { created.push(type); } }).enable();
+    let okm: Uint8Array;
+    try {
+      okm = crypto.hkdfSha256({ ikm: hex('0b'.repeat(22)), salt: hex('000102030405060708090a0b0c'), info: hex('f0f1f2f3f4f5f6f7f8f9'), length: 42 });
+    } finally {
+      hook.disable();
+    }
+    assert.deepEqual(created, []);
+    assert.equal(hexFromBytes(okm), '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865');
+  });
+
+  it('keeps the shared refusals: a length of 0, beyond 255 blocks, or not an integer, and a non-byte input', () => {
+    const crypto = createNodeSessionKeyCrypto();
+    const empty = new Uint8Array(0);
+    for (const length of [0, 255 * 32 + 1, 1.5, Number.NaN]) {
+      assert.throws(() => crypto.hkdfSha256({ ikm: empty, salt: empty, info: empty, length }), (error: unknown) => SdcError.is(error, 'PROTO_INVALID_ARGUMENT'), `length ${length}`);
+    }
+    assert.throws(() => crypto.hkdfSha256({ ikm: 'abc' as unknown as Uint8Array, salt: empty, info: empty, length: 32 }), (error: unknown) => SdcError.is(error, 'PROTO_INVALID_ARGUMENT'));
   });
 });

@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { ensureBytes } from '../core/crypto/bytes.js';
 import { ed25519PublicKeyBytes, ed25519SeedBytes, ed25519SignatureBytes } from '../core/crypto/ed25519-sizes.js';
 import { sessionCryptoChecks as checks } from '../core/crypto/session-crypto-checks.js';
@@ -81,8 +81,8 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 /**
  * Modelled session-key agreement for `--crypto model`, beside the modelled signatures: the
  * session's X25519 (an import of each ephemeral key and an agreement per side, about 9 % of a
- * modelled run's start-up, issue 17) without the curve arithmetic; HKDF (as its HMACs:
- * hkdfSha256ByHmac, the same bytes) and the MAC are the real functions. publicKey = SHA-256(tag || secret); shared = SHA-256(tag || lower public key ||
+ * modelled run's start-up, issue 17) without the curve arithmetic; HKDF (as its HMACs,
+ * core/crypto/hkdf-by-hmac.ts) and the MAC are the real functions. publicKey = SHA-256(tag || secret); shared = SHA-256(tag || lower public key ||
  * higher public key), which both sides compute (each knows its own public key), so a session
  * agrees on its keys and every MAC checks as with X25519. Same sizes and refusals (the shared
  * checks), so frames, and the trace hash of a seed, are the same with either. No secrecy: the
@@ -101,30 +101,8 @@ export function createModelSessionKeyCrypto(): SessionKeyCrypto {
       const [low, high] = compareBytes(own, peerPublicKey) <= 0 ? [own, peerPublicKey] : [peerPublicKey, own];
       return checks.sharedSecret(new Uint8Array(createHash('sha256').update(x25519SharedTag).update(low).update(high).digest()));
     },
-    hkdfSha256(input) {
-      checks.hkdf(input);
-      return hkdfSha256ByHmac(input);
-    },
+    // node:crypto's provider computes HKDF as its HMACs (core/crypto/hkdf-by-hmac.ts), not by hkdfSync.
+    hkdfSha256: (input) => node.hkdfSha256(input),
     hmacSha256: (key, message) => node.hmacSha256(key, message),
   };
-}
-
-
-/**
- * HKDF-SHA256 (RFC 5869) as its HMACs, the same bytes as node:crypto's hkdfSync (the test checks
- * both against RFC 5869's vectors). Not a model: the real function, computed another way, because
- * hkdfSync sets up an OpenSSL key-derivation context and an async resource per call (the
- * simulator's process has async hooks on), about 3.5 % of a modelled run's start-up in a profile
- * (2,000 agents; issue 17), where two or three HMACs cost a few microseconds.
- */
-export function hkdfSha256ByHmac(input: { ikm: Uint8Array; salt: Uint8Array; info: Uint8Array; length: number }): Uint8Array {
-  // RFC 5869 2.2: an empty salt is HashLen zeros, which is also how HMAC pads an empty key.
-  const prk = createHmac('sha256', input.salt).update(input.ikm).digest();
-  const okm = new Uint8Array(input.length);
-  let block: Uint8Array = new Uint8Array(0);
-  for (let counter = 1, at = 0; at < input.length; counter += 1, at += block.length) {
-    block = createHmac('sha256', prk).update(block).update(input.info).update(Uint8Array.of(counter)).digest();
-    okm.set(block.subarray(0, Math.min(block.length, input.length - at)), at);
-  }
-  return okm;
 }

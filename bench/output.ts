@@ -82,6 +82,8 @@ let loadBefore: number[] = loadavg();
 
 export function markBenchStart(): void {
   loadBefore = loadavg();
+  // Read before the run, not when its report is written (the checkout may move on meanwhile); cached from then on.
+  gitCommit();
 }
 
 const roundLoad = (values: readonly number[]) => values.map((v) => Math.round(v * 100) / 100);

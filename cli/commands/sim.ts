@@ -95,6 +95,9 @@ async function runOne(args: ParsedCommandArgs, io: CliIo): Promise<number> {
     onProgress: progress.onProgress,
   };
   const crypto = cryptoOption(args);
+  // The commit is read (and cached) before the run, not when the summary is written: during a long run the
+  // checkout can move on (a 100,000-agent run's summary named a commit made 49 minutes after its start).
+  gitCommit();
   const result = tier === 'model' ? runModel(runOptions) : await runSimulation({ ...runOptions, crypto });
   progress.finish(result.safetyMs + result.livenessBoundMs);
   const summary = simSummary(result, { scenario, tier, crypto });

@@ -1,6 +1,7 @@
 import { SdcError } from '../core/errors/index.js';
 import type { ParsedCommandArgs } from './command.js';
 import { formatDurationMs, parseDurationText } from './duration-option.js';
+import { flagOrEnvText } from './flag-or-env.js';
 
 /**
  * `sdc serve`'s artifact retention limits (docs/artifacts.md, "Retention and deletion"): each from
@@ -29,13 +30,6 @@ export function parseByteSize(name: string, text: string): number {
   return bytes;
 }
 
-function source(args: ParsedCommandArgs, env: Readonly<Record<string, string | undefined>>, flag: string, variable: string): { name: string; text: string } | undefined {
-  const raw = args.values[flag];
-  if (typeof raw === 'string') return { name: `--${flag}`, text: raw };
-  const fromEnv = env[variable];
-  return fromEnv === undefined || fromEnv === '' ? undefined : { name: `$${variable}`, text: fromEnv };
-}
-
 function durationWithin(given: { name: string; text: string }, minMs: number, maxMs: number): number {
   let ms: number;
   try {
@@ -49,9 +43,9 @@ function durationWithin(given: { name: string; text: string }, minMs: number, ma
 
 export function artifactRetentionOptions(args: ParsedCommandArgs, env: Readonly<Record<string, string | undefined>>): ArtifactRetentionTuning {
   const { maxAge, maxBytes, sweepInterval } = artifactRetentionFlags;
-  const age = source(args, env, maxAge.flag, maxAge.env);
-  const bytes = source(args, env, maxBytes.flag, maxBytes.env);
-  const interval = source(args, env, sweepInterval.flag, sweepInterval.env);
+  const age = flagOrEnvText(args, env, maxAge.flag, maxAge.env);
+  const bytes = flagOrEnvText(args, env, maxBytes.flag, maxBytes.env);
+  const interval = flagOrEnvText(args, env, sweepInterval.flag, sweepInterval.env);
   let bytesMax: number | undefined;
   if (bytes !== undefined) {
     bytesMax = parseByteSize(bytes.name, bytes.text);

@@ -1,6 +1,7 @@
 import { SdcError } from '../core/errors/index.js';
 import { telemetryRetentionDefaults, telemetryRetentionLimits } from '../server/control-plane/telemetry-retention.js';
 import type { ParsedCommandArgs } from './command.js';
+import { flagOrEnvText } from './flag-or-env.js';
 
 /**
  * `sdc serve --telemetry-rows-per-device N` (docs/api.md, "Telemetry retention"): the telemetry rows
@@ -15,8 +16,7 @@ export interface TelemetryRetentionTuning {
 
 export function telemetryRetentionOptions(args: ParsedCommandArgs, env: Readonly<Record<string, string | undefined>>): TelemetryRetentionTuning {
   const { flag, env: variable } = telemetryRetentionFlag;
-  const raw = args.values[flag];
-  const given = typeof raw === 'string' ? { name: `--${flag}`, text: raw } : env[variable] === undefined || env[variable] === '' ? undefined : { name: `$${variable}`, text: env[variable]! };
+  const given = flagOrEnvText(args, env, flag, variable);
   if (given === undefined) return {};
   const { rowsPerDeviceMin: min, rowsPerDeviceCeiling: max } = telemetryRetentionLimits;
   const rows = /^\d{1,16}$/.test(given.text.trim()) ? Number(given.text.trim()) : NaN;

@@ -82,8 +82,8 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
  * Modelled session-key agreement for `--crypto model`, beside the modelled signatures: the
  * session's X25519 (an import of each ephemeral key and an agreement per side, about 9 % of a
  * modelled run's start-up, issue 17) without the curve arithmetic; HKDF (as its HMACs,
- * core/crypto/hkdf-by-hmac.ts) and the MAC are the real functions. publicKey = SHA-256(tag || secret); shared = SHA-256(tag || lower public key ||
- * higher public key), which both sides compute (each knows its own public key), so a session
+ * core/crypto/hkdf-by-hmac.ts) and the MAC are the real functions. publicKey = SHA-256(tag ||
+ * secret); shared = SHA-256(tag || lower public key || higher public key), which both sides compute (each knows its own public key), so a session
  * agrees on its keys and every MAC checks as with X25519. Same sizes and refusals (the shared
  * checks), so frames, and the trace hash of a seed, are the same with either. No secrecy: the
  * shared secret follows from the public keys. Never use it outside the simulator.

@@ -8,6 +8,7 @@ import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import type { PolicyRole } from '../../core/protocol/policy.js';
 import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { nextCounterValue } from './stores/counters.js';
+import { deviceSeqCounterName } from './command-device-seqs.js';
 
 /**
  * The SQL of the approval flow (migration 012): pending commands (a `commands` row in state
@@ -112,7 +113,7 @@ export class ApprovalRepository {
         await insertDecision(tx, options.approval.row);
         await this.#audit.record(tx, options.approval.audit);
       }
-      const signed = options.sign(await nextCounterValue(tx, `device_seq:${options.deviceId}`));
+      const signed = options.sign(await nextCounterValue(tx, deviceSeqCounterName(options.deviceId)));
       const updated = await tx.execute(
         "UPDATE commands SET state = 'queued', device_seq = ?, signed_json = ?, updated_at = ? WHERE id = ? AND state = 'pending_approval'",
         [signed.device_seq, canonicalize(signed), options.atMs, options.commandId],

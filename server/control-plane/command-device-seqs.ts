@@ -19,7 +19,9 @@ function addSql(dialect: SqlDialect, rows: number): string {
     : `INSERT INTO counters (name, value) VALUES ${values} ON CONFLICT (name) DO UPDATE SET value = value + excluded.value`;
 }
 
-const counterName = (deviceId: string): string => `device_seq:${deviceId}`;
+/** The counter a device's command seqs come from (also taken one at a time by approvals, rollouts and lone creates). */
+export const deviceSeqCounterName = (deviceId: string): string => `device_seq:${deviceId}`;
+const counterName = deviceSeqCounterName;
 
 /**
  * The next device_seq of each device asked, inside the caller's transaction, in two statements

@@ -10,7 +10,7 @@ import { SignedCommandSchema, type SignedCommand } from '../../core/protocol/mes
 import { formatTraceparent, parseTraceparent } from '../../core/trace/trace-context.js';
 import type { SqlDatabase, SqlExecutor, SqlValue } from '../stores/sql/sql-port.js';
 import { nextCounterValue } from './stores/counters.js';
-import { takeDeviceSeqs } from './command-device-seqs.js';
+import { deviceSeqCounterName, takeDeviceSeqs } from './command-device-seqs.js';
 import { Batched } from './batched-reads.js';
 import { latestRevisionSql, revisionOf } from './policy-store.js';
 
@@ -487,7 +487,7 @@ export class CommandRepository {
 
   #createAlone<T extends { readonly transaction: readonly TransactionEffect[] }>(deviceId: string, build: (deviceSeq: number) => T): Promise<T> {
     return this.#db.transaction(async (tx) => {
-      const decided = build(await nextCounterValue(tx, `device_seq:${deviceId}`));
+      const decided = build(await nextCounterValue(tx, deviceSeqCounterName(deviceId)));
       await this.#applyIn(tx, decided.transaction);
       return decided;
     });

@@ -18,6 +18,7 @@ import { parseStrictJson } from '../../core/protocol/strict-json.js';
 import { otaChannels, otaKeys } from '../bus-contract/ota-keys.js';
 import { actors, newId, type ServiceContext } from '../control-plane/context.js';
 import { nextCounterValue } from '../control-plane/stores/counters.js';
+import { deviceSeqCounterName } from '../control-plane/command-device-seqs.js';
 import type { ServiceSigner } from '../materials/materials.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import type { ReleaseService, ReleaseView } from './releases.js';
@@ -196,7 +197,7 @@ export class RolloutService {
     const artifact = release.artifact;
     await this.#ctx.db.transaction(async (tx) => {
       const previous = await installedReleaseCounter(tx, deviceId);
-      const seqs = [await nextCounterValue(tx, `device_seq:${deviceId}`), await nextCounterValue(tx, `device_seq:${deviceId}`), await nextCounterValue(tx, `device_seq:${deviceId}`)];
+      const seqs = [await nextCounterValue(tx, deviceSeqCounterName(deviceId)), await nextCounterValue(tx, deviceSeqCounterName(deviceId)), await nextCounterValue(tx, deviceSeqCounterName(deviceId))];
       const document: DirectorDocument = {
         deviceId, rolloutId: rollout.id, wave, executionId, issuedAtMs: nowMs,
         expiresAtMs: nowMs + Math.min(this.#o.directorLifetimeMs ?? directorLimits.lifetimeMsMax, directorLimits.lifetimeMsMax),

@@ -8,7 +8,8 @@ import type { BareClientReport, BareClientRequest } from './connections-messages
  * A bare client child of `sdc bench connections|reconnect`: one mutual-TLS WebSocket per agent
  * directory, with the agent's certificate and key and the agents' TLS options, and nothing on
  * it: the baseline's idle connections, and the baseline's re-handshake storm (the same start
- * jitter and backoff as the agents' driver, agent/ws-transport.ts).
+ * jitter and backoff as the agents' driver, agent/ws-transport.ts). On request it then sends
+ * messages on every connection (`traffic`), for the baseline with traffic.
  */
 
 const statusIntervalMs = 500;
@@ -65,6 +66,28 @@ function openAll(request: Extract<BareClientRequest, { type: 'open' }>): Promise
   });
 }
 
+/** Sends between yields to the event loop, so that the echoes are read while a round is being sent. */
+const sendsPerTurn = 500;
+
+async function sendTraffic(request: Extract<BareClientRequest, { type: 'traffic' }>): Promise<void> {
+  const payload = Buffer.alloc(request.bytes, 0x78);
+  let sent = 0;
+  for (let round = 0; round < request.messages && !closing; round++) {
+    let sinceTurn = 0;
+    for (const ws of sockets) {
+      if (ws.readyState !== WebSocket.OPEN) continue;
+      ws.send(payload);
+      sent += 1;
+      if (++sinceTurn === sendsPerTurn) {
+        sinceTurn = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, request.intervalMs));
+  }
+  send({ type: 'trafficDone', sent });
+}
+
 process.on('message', (request: BareClientRequest) => {
   if (request.type === 'dirs') {
     const { dirs } = request;
@@ -78,6 +101,8 @@ process.on('message', (request: BareClientRequest) => {
   } else if (request.type === 'open') {
     statusTimer ??= setInterval(() => send({ type: 'status', open: sockets.size, failures }), statusIntervalMs);
     loaded.then(() => openAll(request)).catch((error: unknown) => send({ type: 'failed', message: error instanceof Error ? error.message : String(error) }));
+  } else if (request.type === 'traffic') {
+    sendTraffic(request).catch((error: unknown) => send({ type: 'failed', message: error instanceof Error ? error.message : String(error) }));
   } else {
     closing = true;
     if (statusTimer) clearInterval(statusTimer);

@@ -96,6 +96,11 @@ export type BareClientRequest =
   | { readonly type: 'dirs'; readonly dirs: readonly string[] }
   /** Open one connection per directory to `url`, each after a delay uniform in [0, jitterMs]; retried with the agents' backoff. */
   | { readonly type: 'open'; readonly url: string; readonly caPem: string; readonly jitterMs: number; readonly backoffMaxMs: number }
+  /**
+   * Send `messages` messages of `bytes` bytes on every open connection, one round over all of them
+   * every `intervalMs` (the bare server echoes each): the baseline with traffic (connections.ts).
+   */
+  | { readonly type: 'traffic'; readonly messages: number; readonly bytes: number; readonly intervalMs: number }
   | { readonly type: 'close' };
 
 export type BareClientReport =
@@ -103,5 +108,7 @@ export type BareClientReport =
   /** Per connection, ms from `open` until it was open. */
   | { readonly type: 'opened'; readonly afterMs: readonly number[] }
   | { readonly type: 'openedDone' }
+  /** The traffic was sent: `sent` messages over all connections. */
+  | { readonly type: 'trafficDone'; readonly sent: number }
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'closed' };

@@ -312,6 +312,17 @@ export class BareClients {
     return afterMs;
   }
 
+  /** Every child sends `messages` rounds of `bytes`-byte messages on its open connections; resolves with the messages sent in all. */
+  async traffic(messages: number, bytes: number, intervalMs: number, timeoutMs: number): Promise<number> {
+    let sent = 0;
+    await Promise.all(this.#children.map((child) => child.request({ type: 'traffic', messages, bytes, intervalMs }, timeoutMs, (report) => {
+      if (report.type !== 'trafficDone') return false;
+      sent += report.sent;
+      return true;
+    })));
+    return sent;
+  }
+
   openCount(): number {
     return [...this.#open.values()].reduce((a, b) => a + b, 0);
   }

@@ -160,7 +160,12 @@ async function startBare(request: Extract<ServerRequest, { type: 'start' }>): Pr
     handshakeTimeout: bareHandshakeTimeoutMs, sessionIdContext: sessionIdContextFor(request.tls.caPem),
   });
   const wss = new WebSocketServer({ server, path: agentPath, maxPayload: bareMaxPayloadBytes });
-  wss.on('connection', (ws) => { ws.on('error', () => undefined); });
+  // Echoes what a client sends (the baseline with traffic; the idle baseline's clients send nothing),
+  // as the gateway answers each heartbeat.
+  wss.on('connection', (ws) => {
+    ws.on('error', () => undefined);
+    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+  });
   server.listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);

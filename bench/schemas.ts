@@ -60,7 +60,7 @@ export const benchReportSchemas = {
   // Every row carries its ratio to the same run's baseline, the scheduler's empty-event floor (null when that measured 0 CPU).
   sim: report('sim', row({ agents: Num, ratio_to_empty_event_floor: NumOrNull })),
   roundtrip: report('roundtrip', row({ measure: Type.String(), samples: Num, ...latency, mean_ms: Num })),
-  // A row per gateway and the bare server (memory, and a gateway's CPU), then one per other process role (agents, control-plane, redis: CPU only, memory null).
+  // A row per gateway and the bare server (idle, then with traffic: memory, and a gateway's CPU), then one per other process role (agents, control-plane, redis: CPU only, memory null).
   connections: report('connections', row({
     server: Type.String(), role: Type.String(), connections: NumOrNull, rss_per_connection_kib: NumOrNull,
     cpu_core: NumOrNull, frames_received: NumOrNull, cpu_us_per_frame_received: NumOrNull,

@@ -34,15 +34,15 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
       assert.deepEqual(benchReportErrors(report), []);
       // The servers' memory rows, then a CPU row per other process role (the agents' processes, this process, Redis).
       assert.deepEqual(report.results.map((r) => [r.server, r.role, r.connections]), [
-        ['gw-bench-1', 'gateway', 3], ['bare-ws', 'bare', 3], ['agent-processes-1', 'agents', 3], ['bench-control-plane', 'control-plane', null], ['redis', 'redis', null],
+        ['gw-bench-1', 'gateway', 3], ['bare-ws', 'bare', 3], ['bare-ws-traffic', 'bare-traffic', 3], ['agent-processes-1', 'agents', 3], ['bench-control-plane', 'control-plane', null], ['redis', 'redis', null],
       ]);
-      for (const row of report.results.slice(0, 2)) for (const key of ['rss_per_connection_kib', 'heap_per_connection_kib', 'rss_idle_mib']) assert.equal(typeof row[key], 'number', key);
+      for (const row of report.results.slice(0, 3)) for (const key of ['rss_per_connection_kib', 'heap_per_connection_kib', 'rss_idle_mib']) assert.equal(typeof row[key], 'number', key);
       const details = report.details!;
       // Issues 15 and 17: each role's CPU over the window of the hold (3 s: a second's lead-in, then the window),
       // and the frames the gateway received in it (none here: the first heartbeat is 30 s away), so no figure per frame.
       assert.equal(details.cpu_lead_in_ms, 1_000);
       assert.ok(details.cpu_window_ms >= 2_000, String(details.cpu_window_ms));
-      for (const row of report.results.filter((r) => r.role !== 'bare')) {
+      for (const row of report.results.filter((r) => r.role !== 'bare' && r.role !== 'bare-traffic')) {
         assert.ok(typeof row['cpu_core'] === 'number' && row['cpu_core'] >= 0, JSON.stringify(row));
         assert.equal(Math.abs(Number(row['cpu_core']) - (Number(row['cpu_user_ms']) + Number(row['cpu_system_ms'])) / details.cpu_window_ms) <= 0.002, true, JSON.stringify(row));
         assert.equal(row['frames_received'], report.results[0]!['frames_received']);
@@ -52,6 +52,13 @@ describe('sdc bench connections and reconnect, tiny', { skip }, () => {
       }
       assert.ok(Number.isInteger(report.results[0]!['frames_received']), 'frames counted by the gateway');
       assert.equal(report.results[1]!['cpu_core'], null, 'the bare server is not in the window');
+      // The baseline with traffic: each bare connection sent (and had echoed) as many messages as the
+      // gateway received per session over its life (AUTH and what followed: at least one).
+      const messages = details.bare_traffic_messages_per_connection;
+      assert.ok(Number.isInteger(messages) && messages! >= 1, String(messages));
+      assert.equal(details.bare_traffic_sent, messages! * 3);
+      assert.equal(details.bare_traffic_message_bytes, 400);
+      assert.equal(details.rss_difference_same_traffic_kib_per_connection === null || typeof details.rss_difference_same_traffic_kib_per_connection === 'number', true);
       assert.equal(typeof report.units['cpu_us_per_frame_received'], 'string');
       assert.equal(details.all_authenticated, true);
       assert.equal(details.held, 3);

@@ -9,8 +9,9 @@ import { nobleSha256 } from '../crypto/sha256-noble.js';
 import { base64urlFromBytes } from '../crypto/bytes.js';
 import { approvalSubjectHash, approvalSubjectOf, signApproval } from './approvals.js';
 import type { SignedCommand } from './messages/command.js';
+import { canonicalize } from './canonical-json.js';
 import {
-  bundleRefusal, commandBundleRefusal, cutPolicyBundle, evaluatePolicyBundle, policyBundleLimits, signPolicyBundle, verifyPolicyBundle, type SignedPolicyBundle,
+  bundleRefusal, commandBundleRefusal, cutPolicyBundle, evaluatePolicyBundle, policyBundleLimits, policyBundleSigningInput, signPolicyBundle, signPolicyBundleText, verifyPolicyBundle, type SignedPolicyBundle,
 } from './policy-bundle.js';
 
 const provider = createNobleEd25519Provider();
@@ -131,6 +132,17 @@ test('a bundle too large for one frame is not signed (POLICY_BUNDLE_TOO_LARGE)',
   const big = parsePolicy({ version: 1, revision: 1, rules });
   const bundle = cutPolicyBundle({ policy: big, version: 1, device: { id: 'lab-1' }, issuedAtMs });
   assert.equal(codeOf(() => signPolicyBundle({ bundle, kid: 'cp-1', seed, provider })), 'POLICY_BUNDLE_TOO_LARGE');
+});
+
+test('signPolicyBundleText: the signature over the prefix and the canonical bundle, and exactly canonicalize(signed), non-ASCII text included', () => {
+  fc.assert(fc.property(fc.string({ maxLength: 40, unit: 'grapheme' }), fc.array(fc.constantFrom('kiosk', 'lab', 'zone-ü', 'x'), { maxLength: 3 }), (description, tags) => {
+    const described = parsePolicy({ version: 1, revision: 5, rules: [{ id: 'r', description, effect: 'allow', roles: '*', opcodes: '*', devices: '*' }] });
+    const bundle = cutPolicyBundle({ policy: described, version: 5, device: { id: 'lab-1', tags }, issuedAtMs });
+    const { signed, text } = signPolicyBundleText({ bundle, kid: 'cp-1', seed, provider });
+    assert.equal(text, canonicalize(signed));
+    assert.deepEqual(signed, signPolicyBundle({ bundle, kid: 'cp-1', seed, provider }));
+    assert.ok(provider.verify(publicKey, policyBundleSigningInput(bundle), Uint8Array.from(Buffer.from(signed.sig.value, 'base64url'))));
+  }), { numRuns: 40 });
 });
 
 test('enforcement: a deny for every role refuses POLICY_BUNDLE_DENIED; an opcode some role may send passes without a named requester', () => {

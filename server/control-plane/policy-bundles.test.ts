@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
 import { parseStrictJson } from '../../core/protocol/strict-json.js';
 import { verifyPolicyBundle } from '../../core/protocol/policy-bundle.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import type { Policy, PolicyRule } from '../../core/protocol/policy.js';
 import { defaultPolicy } from '../../core/protocol/policy.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
@@ -78,6 +80,35 @@ describe('the control plane signs and publishes device policy bundles', () => {
     assert.deepEqual(verified.policy.rules.map((rule) => rule.id), ['operate-basic', 'collect-artifacts', 'approve-updates', 'admin-all', 'kiosk-no-lock', 'updates-approved']);
     // Only approvers' keys: the rule takes approvals from role approver, so olga's key is not carried.
     assert.deepEqual(verified.bundle.approvers, [{ approver: 'alice', role: 'approver', kid: 'uk-alice', public_key: alicePublic }]);
+  });
+
+  it('canonicalizes the bundle once per publish and stores exactly its canonical text (issue 17)', async () => {
+    const { cp, clock, materials } = harness;
+    // Canonical JSON lists an object's own keys once per pass over it: the rule's proxy counts the passes.
+    let passes = 0;
+    const rule = new Proxy({ id: 'counted', effect: 'allow', roles: ['admin'], opcodes: '*', devices: '*' } as PolicyRule, {
+      ownKeys(target) {
+        passes += 1;
+        return Reflect.ownKeys(target);
+      },
+    });
+    const policy = { version: 1, revision: 9, rules: [rule] } as unknown as Policy;
+    const counted = new PolicyBundlePublisher({
+      context: cp.context, signer: materials.commandSigner,
+      currentPolicy: async () => ({ revision: 9, policy, documentSha256: '0'.repeat(64), createdBy: null, createdAtMs: null }),
+    });
+    assert.equal(await counted.publish('dev-9'), 9);
+    // Signing input, size check and stored text were three passes before.
+    assert.equal(passes, 1);
+    const text = await cp.context.kv.get(policyBundleKeys.bundle('dev-9'));
+    assert.ok(text !== null);
+    const signed = parseStrictJson(text);
+    assert.equal(text, canonicalize(signed));
+    const verified = verifyPolicyBundle({
+      signed, deviceId: 'dev-9', provider, nowMs: clock.nowMs(),
+      resolveKey: (kid) => (kid === materials.commandSigner.kid ? materials.commandSigner.publicKey : undefined),
+    });
+    assert.deepEqual(verified.policy.rules.map((entry) => entry.id), ['counted']);
   });
 
   it('bounds the requests waiting to be signed', () => {

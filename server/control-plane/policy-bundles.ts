@@ -1,8 +1,7 @@
 import { SdcError } from '../../core/errors/index.js';
-import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { isDeviceId } from '../../core/protocol/device-id.js';
 import { CommandTtlMsMax } from '../../core/protocol/messages/command.js';
-import { cutPolicyBundle, policyBundleLimits, signPolicyBundle, type ApproverKeyEntry } from '../../core/protocol/policy-bundle.js';
+import { cutPolicyBundle, policyBundleLimits, signPolicyBundleText, type ApproverKeyEntry } from '../../core/protocol/policy-bundle.js';
 import { policyRoles, type PolicyRole } from '../../core/protocol/policy.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
@@ -150,8 +149,9 @@ export class PolicyBundlePublisher {
     const approvalRoles = [...new Set(current.policy.rules.flatMap((rule) => rule.conditions?.approval?.roles ?? []))].sort();
     const approvers = this.#o.approverKeys === undefined ? [] : await this.#o.approverKeys(approvalRoles);
     const bundle = cutPolicyBundle({ policy: current.policy, version: current.revision, device: { id: deviceId, tags }, issuedAtMs, validityMs, approvers });
-    const signed = signPolicyBundle({ bundle, kid: signer.kid, seed: signer.seed, provider: context.ed25519 });
-    await context.kv.set(policyBundleKeys.bundle(deviceId), canonicalize(signed), { ttlMs: validityMs });
+    // Signed and written out with the bundle canonicalized once (core/protocol/policy-bundle.ts).
+    const { text } = signPolicyBundleText({ bundle, kid: signer.kid, seed: signer.seed, provider: context.ed25519 });
+    await context.kv.set(policyBundleKeys.bundle(deviceId), text, { ttlMs: validityMs });
     await context.kv.publish(policyBundleChannels.ready, deviceId);
     return current.revision;
   }

@@ -316,11 +316,14 @@ async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identi
     const stopTally = mysql?.startMysqlStatementTally();
     const profiler = run.options.cpuProfilePath === undefined ? undefined : await startCpuProfile();
     const monitor = loadMonitor();
+    const connectionsBefore = bench.apiConnectionsOpened();
     const rounds = await runCommandRounds({
       api: bench.api, live, identities, warmupRounds, commandsPerAgent: run.options.commandsPerAgent, runTag: bench.runTag, deadlineMs: run.deadlineMs, progress: run.progress,
     });
     const load = monitor.stop();
     const sqlRoundTrips = sqlCount === undefined || sqlBefore === undefined ? null : sqlCount() - sqlBefore;
+    // Each one a TLS handshake on both ends, in this process (issue 17: the API client's kept-alive pool).
+    run.progress(`API connections opened in the commands phase: ${bench.apiConnectionsOpened() - connectionsBefore} for ${rounds.created} commands created`);
     if (stopTally !== undefined) reportStatementTally(run, stopTally(), rounds.created);
     if (profiler !== undefined && run.options.cpuProfilePath !== undefined) await profiler.stop(run.options.cpuProfilePath);
     await run.fdSampler.sample();

@@ -1,4 +1,4 @@
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { SdcError } from '../core/errors/index.js';
 
 export interface HttpsJsonRequest {
@@ -19,11 +19,37 @@ export interface HttpsJsonRequest {
    * a device that calls once (enrollment) costs the server, which `sdc bench enroll` measures.
    */
   newConnection?: boolean;
+  /** The pool the request's connection comes from (see keptAliveAgent); Node's global agent when absent. */
+  agent?: Agent;
 }
 
 export interface HttpsJsonAnswer<T> {
   status: number;
   body: T;
+}
+
+export interface KeptAliveAgentOptions {
+  /** Connections open at once to one origin; requests beyond wait in the agent for a free one. */
+  readonly socketsMax: number;
+  /** How long an idle connection is kept for the next request. */
+  readonly idleTimeoutMs: number;
+}
+
+/**
+ * A pool of kept-alive connections for a client that calls one API many times and waits between
+ * its calls: Node 20's global agent closes a connection idle for 5 s and keeps at most 256 idle
+ * ones, so a caller that waits longer (the bench's operator waits for each command's terminal
+ * event, 10 s and more at 1,000 agents under load) or runs more at once pays a new TLS handshake
+ * per request, on both ends: in `sdc bench roundtrip`, inside the services' own process (issue 17).
+ * Every connection the pool may open may also stay idle (an idle cap below `socketsMax` would close
+ * the surplus after each burst). Node shortens `idleTimeoutMs` to a second less than the server's
+ * `Keep-Alive: timeout` hint, so the server does not close a connection just as a request reuses it.
+ */
+export function keptAliveAgent(options: KeptAliveAgentOptions): Agent {
+  const { socketsMax, idleTimeoutMs } = options;
+  if (!Number.isSafeInteger(socketsMax) || socketsMax < 1) throw new SdcError('PROTO_INVALID_ARGUMENT', 'socketsMax must be a positive integer');
+  if (!Number.isSafeInteger(idleTimeoutMs) || idleTimeoutMs < 1) throw new SdcError('PROTO_INVALID_ARGUMENT', 'idleTimeoutMs must be a positive integer');
+  return new Agent({ keepAlive: true, maxSockets: socketsMax, maxFreeSockets: socketsMax, timeout: idleTimeoutMs, scheduling: 'lifo' });
 }
 
 /**
@@ -92,7 +118,7 @@ async function httpsJsonOnce<T>(options: HttpsJsonRequest): Promise<HttpsJsonAns
         ...options.headers,
       },
       ...(options.clientCert ? { cert: options.clientCert.certPem, key: options.clientCert.keyPem } : {}),
-      ...(options.newConnection === true ? { agent: false } : {}),
+      ...(options.newConnection === true ? { agent: false } : options.agent === undefined ? {} : { agent: options.agent }),
     }, (res) => {
       answered = true;
       const chunks: Buffer[] = [];

@@ -179,7 +179,7 @@ function suite(target: SqlTarget): void {
       }
     });
 
-    it('a drain after this store recorded skips the outbox probe (issue 17): 4 statements on SQLite, 5 on MySQL, was 6', async () => {
+    it('a drain after this store recorded skips the outbox probe and reads the inputs and the head in one statement (issue 17): 3 statements on SQLite, 4 on MySQL, was 6', async () => {
       const db = await open();
       try {
         await db.execute('DELETE FROM audit_outbox');
@@ -190,13 +190,57 @@ function suite(target: SqlTarget): void {
         assert.equal(await log.drainRecorded(), 1);
         assert.deepEqual(statements.map((sql) => sql.split(' ').slice(0, 3).join(' ')), [
           ...(db.dialect === 'mysql' ? ['INSERT INTO counters'] : []),
-          'SELECT id, ts,', 'SELECT * FROM', 'DELETE FROM audit_outbox', 'INSERT INTO audit_log',
+          'SELECT * FROM', 'DELETE FROM audit_outbox', 'INSERT INTO audit_log',
         ]);
         // Nothing recorded since: the periodic drain probes and answers without a transaction, as before.
         statements.length = 0;
         assert.equal(await log.drainRecorded(), 0);
         assert.deepEqual(statements, ['SELECT id FROM audit_outbox ORDER BY id ASC LIMIT 1']);
         assert.equal((await log.verify()).ok, true);
+      } finally {
+        // Closed even when an assertion failed: an open MySQL pool would keep the test process alive.
+        await db.close();
+      }
+    });
+
+    it('a drain\'s one read hands next the stored head exactly (another writer\'s batch) and the inputs in id order, in limit-sized drains (issue 17)', async () => {
+      const db = await open();
+      try {
+        await db.execute('DELETE FROM audit_outbox');
+        const store = new SqlAuditStore(db);
+        const other = new SqlAuditStore(db);
+        const log = new AuditLog({ store, sha256, clock: systemClock });
+        const otherLog = new AuditLog({ store: other, sha256, clock: systemClock });
+        // An empty log: the first drain chains from no head.
+        await db.transaction((tx) => log.record(tx, { kind: 'test.recorded', actor: 'system', subject: 'in:0', payload: {} }));
+        const seenHeads: Array<AuditEntry | undefined> = [];
+        const seenSubjects: string[][] = [];
+        const watched: AuditStore<SqlExecutor> = {
+          head: () => store.head(), scan: (fromSeq, limit) => store.scan(fromSeq, limit), append: (entry) => store.append(entry),
+          record: (tx, input) => store.record(tx, input),
+          appendRecorded: (next, limit) => store.appendRecorded((head, inputs) => {
+            seenHeads.push(head);
+            seenSubjects.push(inputs.map((input) => input.subject));
+            return next(head, inputs);
+          }, limit),
+        };
+        const watchedLog = new AuditLog({ store: watched, sha256, clock: systemClock, batchEntriesMax: 4 });
+        assert.equal(await watchedLog.drainRecorded(), 1);
+        assert.equal(seenHeads.length, 1);
+        assert.equal(seenHeads[0], undefined);
+        // Another writer appends a batch (with a payload the JSON columns must carry back intact), then ten inputs wait.
+        const batch = await Promise.all([1, 2, 3].map((n) => otherLog.append({ kind: 'test.other', actor: 'writer:other', subject: `other:${n}`, payload: { n, text: 'é"\\'.repeat(n) } })));
+        await db.transaction((tx) => log.recordMany(tx, Array.from({ length: 10 }, (_, i) => ({ kind: 'test.recorded', actor: 'system', subject: `in:${i + 1}`, payload: { i } }))));
+        seenHeads.length = 0;
+        seenSubjects.length = 0;
+        assert.equal(await watchedLog.drainRecorded(), 10);
+        assert.deepEqual(seenHeads[0], batch[2], 'the head is the other writer\'s last entry, every column as stored');
+        assert.deepEqual(seenSubjects, [['in:1', 'in:2', 'in:3', 'in:4'], ['in:5', 'in:6', 'in:7', 'in:8'], ['in:9', 'in:10']]);
+        assert.equal(seenHeads[1]?.subject, 'in:4');
+        const stored = await store.scan(1, 100);
+        assert.deepEqual(stored.map((entry) => entry.subject), ['in:0', 'other:1', 'other:2', 'other:3', ...Array.from({ length: 10 }, (_, i) => `in:${i + 1}`)]);
+        assert.deepEqual(await log.verify(), { ok: true, count: 14, headSeq: 14, headHash: stored[13]!.hash });
+        assert.equal(await store.recordedCount(), 0);
       } finally {
         // Closed even when an assertion failed: an open MySQL pool would keep the test process alive.
         await db.close();

@@ -101,9 +101,12 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
    * the entries `next` chains on them, delete exactly those rows. The lock serialises drainers
    * (also across processes); the DELETE must remove every row read, or another writer chained
    * them first and the transaction is refused (AUDIT_CONFLICT, retried by AuditLog), so an input
-   * is never chained twice. The outbox read is a plain read taken after the lock: on MySQL its
-   * snapshot begins then (the transaction's first plain read), so it sees every drain before it,
-   * and it takes no gap locks that would stall the transactions recording new inputs.
+   * is never chained twice. The rows and the head are one plain read taken after the lock
+   * (drainReadSql): on MySQL its snapshot begins then (the transaction's first plain read), so it
+   * sees every append and drain before it (each holds the lock until its commit), and it takes no
+   * gap locks that would stall the transactions recording new inputs. A writer that skipped the
+   * lock (`append`) and took the head's next seq meanwhile makes the INSERT a duplicate: refused
+   * (AUDIT_CONFLICT) and retried, as before.
    */
   async appendRecorded(next: (head: AuditEntry | undefined, inputs: readonly AuditEntryInput[]) => readonly AuditEntry[], limit: number): Promise<readonly AuditEntry[]> {
     // The periodic drain usually finds nothing: answered without a transaction (on sql.js, a file
@@ -117,11 +120,9 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
       // Cleared before the outbox read: an input recorded from here on may not be in it.
       this.#recordedSinceDrain = false;
       await takeAppendLock(tx);
-      const rows = await tx.query<OutboxRow>('SELECT id, ts, kind, actor, subject, payload_json FROM audit_outbox ORDER BY id ASC LIMIT ?', [limit]);
+      const { head, rows } = splitDrainRead(await tx.query<DrainReadRow>(drainReadSql, [limit]));
       if (rows.length === 0) return [];
-      const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
-      const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
-      const entries = next(row === undefined ? undefined : entryFromRow(row), rows.map(inputFromOutboxRow));
+      const entries = next(head === undefined ? undefined : entryFromRow(head), rows.map(inputFromOutboxRow));
       if (entries.length !== rows.length) {
         throw new SdcError('AUDIT_ENTRY_INVALID', `the audit log chained ${entries.length} entries for ${rows.length} recorded inputs`);
       }
@@ -148,6 +149,35 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
     const rows = await this.#db.query<AuditRow>('SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq ASC LIMIT ?', [fromSeq, limit]);
     return rows.map(entryFromRow);
   }
+}
+
+/**
+ * The head and the oldest `?` outbox rows in one statement (issue 17: it was two, a round trip per
+ * drain more on MySQL). `part` tells them apart (0 the head, 1 an input; `n` its seq or outbox id);
+ * the inputs' missing columns are NULL. Each part is a derived table because SQLite allows ORDER BY
+ * and LIMIT only on a whole compound SELECT; the outer ORDER BY puts the head first and the inputs
+ * in id order in both dialects.
+ */
+const drainReadSql = 'SELECT * FROM (SELECT 0 AS part, seq AS n, ts, kind, actor, subject, payload_json, prev_hash, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS head'
+  + ' UNION ALL SELECT * FROM (SELECT 1 AS part, id AS n, ts, kind, actor, subject, payload_json, NULL AS prev_hash, NULL AS hash'
+  + ' FROM audit_outbox ORDER BY id ASC LIMIT ?) AS inputs ORDER BY part ASC, n ASC';
+
+interface DrainReadRow {
+  part: number; n: number; ts: number; kind: string; actor: string; subject: string | null; payload_json: string; prev_hash: string | null; hash: string | null;
+}
+
+/** drainReadSql's answer as the head's row (undefined for an empty log) and the inputs' rows, in id order. */
+function splitDrainRead(read: readonly DrainReadRow[]): { head: AuditRow | undefined; rows: OutboxRow[] } {
+  let head: AuditRow | undefined;
+  const rows: OutboxRow[] = [];
+  for (const row of read) {
+    if (Number(row.part) === 0) {
+      head = { seq: row.n, ts: row.ts, kind: row.kind, actor: row.actor, subject: row.subject, payload_json: row.payload_json, prev_hash: row.prev_hash ?? '', hash: row.hash ?? '' };
+    } else {
+      rows.push({ id: row.n, ts: row.ts, kind: row.kind, actor: row.actor, subject: row.subject ?? '', payload_json: row.payload_json });
+    }
+  }
+  return { head, rows };
 }
 
 /** The counters row whose lock serialises appends across processes (its value counts append transactions; never read). */

@@ -9,6 +9,7 @@ import type { BusEntry } from '../stores/bus/bus-port.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import type { PreviousReport } from './compliance-tamper.js';
 import { actors, type ServiceContext } from './context.js';
+import type { DeviceKeyReadMark } from './device-key-cache.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 
 /**
@@ -48,6 +49,12 @@ interface ComplianceRow { device_id: string; state: string; reasons_json: string
 /** A row of a LEFT JOIN's right side: every column null when there was no match. */
 type Nullable<T> = { [K in keyof T]: T[K] | null };
 
+/** Where the devices row's key and status go once read (DeviceService.deviceKeyMark and keepDeviceKey). */
+export interface DeviceKeySink {
+  deviceKeyMark(): DeviceKeyReadMark;
+  keepDeviceKey(deviceId: string, row: { public_key: string | null; status: string }, mark: DeviceKeyReadMark): void;
+}
+
 /** A device's new posture report with its judgement and the report before it, for the tamper rule (AlertMonitor.onPostureReport). */
 export interface PostureReport {
   readonly deviceId: string;
@@ -64,12 +71,18 @@ export class ComplianceService implements DeviceComplianceReader {
   readonly #ctx: ServiceContext;
   readonly #rules: ComplianceRules;
   readonly #onReported: (report: PostureReport) => Promise<void>;
+  readonly #deviceKeys: DeviceKeySink | undefined;
 
-  /** `onReported`: each new report, before it is stored (a failure there leaves the report to be taken again, judged against the same previous one). */
-  constructor(options: { context: ServiceContext; rules: ComplianceRules; onReported?: (report: PostureReport) => Promise<void> }) {
+  /**
+   * `onReported`: each new report, before it is stored (a failure there leaves the report to be
+   * taken again, judged against the same previous one). `deviceKeys`: where the device's key and
+   * status, read with its certificate expiry, are kept for the device's frames (DeviceService).
+   */
+  constructor(options: { context: ServiceContext; rules: ComplianceRules; onReported?: (report: PostureReport) => Promise<void>; deviceKeys?: DeviceKeySink }) {
     this.#ctx = options.context;
     this.#rules = options.rules;
     this.#onReported = options.onReported ?? (async () => undefined);
+    this.#deviceKeys = options.deviceKeys;
   }
 
   get rules(): ComplianceRules {
@@ -184,11 +197,14 @@ export class ComplianceService implements DeviceComplianceReader {
    * if any, in one statement (issue 17: a read less per AUTH); undefined when there is no such device.
    */
   async #deviceAndReport(deviceId: string): Promise<{ certNotAfterMs: number | null; row: ComplianceRow | undefined } | undefined> {
-    const [found] = await this.#ctx.db.query<{ cert_not_after: number | null } & Nullable<ComplianceRow>>(
-      `SELECT d.cert_not_after, c.device_id, c.state, c.reasons_json, c.facts_json, c.reported_at, c.evaluated_at
+    const mark = this.#deviceKeys?.deviceKeyMark();
+    // The key and status too: the device's policy bundle report follows its AUTH, and its check needs them (issue 17).
+    const [found] = await this.#ctx.db.query<{ cert_not_after: number | null; public_key: string | null; status: string } & Nullable<ComplianceRow>>(
+      `SELECT d.cert_not_after, d.public_key, d.status, c.device_id, c.state, c.reasons_json, c.facts_json, c.reported_at, c.evaluated_at
        FROM devices d LEFT JOIN device_compliance c ON c.device_id = d.id WHERE d.id = ?`, [deviceId],
     );
     if (found === undefined) return undefined;
+    if (mark !== undefined) this.#deviceKeys!.keepDeviceKey(deviceId, { public_key: found.public_key, status: found.status }, mark);
     const certNotAfterMs = found.cert_not_after === null ? null : Number(found.cert_not_after);
     if (found.device_id === null) return { certNotAfterMs, row: undefined };
     return { certNotAfterMs, row: found as ComplianceRow };

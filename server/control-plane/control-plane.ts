@@ -264,7 +264,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     deviceTags: sqlDeviceTags(db), approverKeys: sqlApproverKeys(db, () => clock.nowMs()),
   });
   // Before the commands: a policy posture condition reads the compliance state through it (the DeviceComplianceReader port).
-  const compliance: ComplianceService = new ComplianceService({ context, rules: options.complianceRules ?? {}, onReported: (report): Promise<void> => events.alertMonitor.onPostureReport(report) });
+  const compliance: ComplianceService = new ComplianceService({ context, rules: options.complianceRules ?? {}, onReported: (report): Promise<void> => events.alertMonitor.onPostureReport(report), deviceKeys: devices });
   const commands = new CommandService({
     context, signer: materials.commandSigner, policy, compliance,
     ttlMsDefault: options.commandTtlMsDefault ?? 10 * 60 * 1000, issuer: materials.commandSigner.kid,

@@ -8,6 +8,12 @@ export interface DeviceKeyRecord {
   readonly revoked: boolean;
 }
 
+/** DeviceKeyCache.mark(): the generation and time a read elsewhere began at. */
+export interface DeviceKeyReadMark {
+  readonly generation: number;
+  readonly atMs: number;
+}
+
 export const deviceKeyCacheLimits = Object.freeze({
   /** Devices kept: the devices that send telemetry at once, as the gateway's connectionsMax. */
   entriesMax: 10_000,
@@ -69,6 +75,21 @@ export class DeviceKeyCache {
     });
     this.#loading.set(deviceId, { generation, record });
     return record;
+  }
+
+  /** Where a read of the devices row made elsewhere starts, for `keep` (the generation and the time it is read at). */
+  mark(): DeviceKeyReadMark {
+    return { generation: this.#generation, atMs: this.clock.nowMs() };
+  }
+
+  /**
+   * A row another statement read (the compliance read at a device's AUTH, issue 17), kept as if
+   * this cache had read it at `mark`: so the device's first signed frames (its policy bundle
+   * report) find it here instead of reading the row again. Dropped when an invalidation came
+   * between the mark and now, exactly as a read of its own would be.
+   */
+  keep(deviceId: string, record: DeviceKeyRecord, mark: DeviceKeyReadMark): void {
+    if (mark.generation === this.#generation) this.#entries.set(deviceId, { record, fetchedAtMs: mark.atMs });
   }
 
   /** After a change to the device's key or status has committed. */

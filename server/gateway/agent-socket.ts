@@ -41,6 +41,36 @@ export class AgentWebSocket extends WebSocket {
   agent: AgentSocket | undefined;
   #refusing = false;
 
+  /**
+   * ws's events for an admitted agent go to its AgentSocket from here, not through listeners:
+   * four listeners per socket (message, pong, close, error) cost each session about 150 bytes of
+   * heap beside ws's own close listener (the emitter's dictionary entries and a two-listener
+   * array; docs/benchmarks.md, 2026-12-04 night). Listeners added by others still run ('close':
+   * ws's server's first, as when ours was a listener added after it).
+   */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    const agent = this.agent;
+    if (agent === undefined) return event === 'error' && this.listenerCount('error') === 0 ? false : super.emit(event, ...args);
+    switch (event) {
+      case 'message':
+        agent.message(args[0] as RawData);
+        return true;
+      case 'pong':
+        agent.handle.pong?.();
+        return true;
+      case 'error':
+        agent.shared.logger.info({ err: args[0] }, 'websocket error');
+        return true;
+      case 'close': {
+        const heard = super.emit(event, ...args);
+        agent.handle.transportClosed();
+        return heard;
+      }
+      default:
+        return super.emit(event, ...args);
+    }
+  }
+
   override close(code?: number, reason?: string | Buffer): void {
     const agent = this.agent;
     if (agent === undefined || agent.handle === unadmitted || code !== closeCodes.tooLarge || reason !== undefined || this.#refusing) {
@@ -68,11 +98,19 @@ export class AgentSocket implements AcceptConnectionInput {
   constructor(readonly ws: AgentWebSocket, readonly shared: AgentSocketShared) {
     this.#tokens = shared.messagesPerSecondMax;
     this.#lastMs = shared.clock.nowMs();
+    // From here on ws's events reach this object through AgentWebSocket.emit.
     ws.agent = this;
-    ws.on('message', onMessage);
-    ws.on('pong', onPong);
-    ws.on('close', onClose);
-    ws.on('error', onError);
+  }
+
+  /**
+   * After admission the session keeps what it needs of the certificate (DeviceSession,
+   * GatewayConnection): the socket lets its own copies go, so a session holds no second serial
+   * string (the session's is normalized, a new string) and no second notAfter (docs/benchmarks.md,
+   * 2026-12-04 night). The device id and key are the session's own objects too, so they stay.
+   */
+  forgetAdmission(): void {
+    this.certSerialHex = '';
+    this.certNotAfterMs = undefined;
   }
 
   get open(): boolean {
@@ -118,23 +156,4 @@ export class AgentSocket implements AcceptConnectionInput {
     this.#tokens -= 1;
     return true;
   }
-}
-
-// Shared by every socket: ws calls a listener with the socket (an AgentWebSocket here) as `this`.
-const agentOf = (ws: WebSocket): AgentSocket | undefined => (ws as AgentWebSocket).agent;
-
-function onMessage(this: WebSocket, data: RawData): void {
-  agentOf(this)?.message(data);
-}
-
-function onPong(this: WebSocket): void {
-  agentOf(this)?.handle.pong?.();
-}
-
-function onClose(this: WebSocket): void {
-  agentOf(this)?.handle.transportClosed();
-}
-
-function onError(this: WebSocket, error: Error): void {
-  agentOf(this)?.shared.logger.info({ err: error }, 'websocket error');
 }

@@ -3,6 +3,7 @@ import type { SdcError } from '../../core/errors/index.js';
 import type { GatewayConnection } from '../../core/protocol/session/gateway-connection.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { SerialTasks } from './serial-tasks.js';
+import { probeStateInitial, type ProbedSession } from './liveness-probe.js';
 
 /** How the core writes to one device's transport (a TLS WebSocket, or the simulator's in-memory pipe). */
 export interface DeviceTransport {
@@ -27,6 +28,8 @@ export interface SessionDriver {
   transportClosed(session: DeviceSession): void;
   refuseFromTransport(session: DeviceSession, error: SdcError, closeCode: number): void;
   pong(session: DeviceSession): void;
+  /** A queued task of the session threw (logged): one function for every session, not a closure each. */
+  taskFailed(session: DeviceSession, error: unknown): void;
 }
 
 /**
@@ -35,8 +38,8 @@ export interface SessionDriver {
  * SessionDriver: a gateway holds tens of thousands of these, so each costs one object, not a set of
  * closures (docs/benchmarks.md, memory per session).
  */
-export class DeviceSession {
-  readonly tasks: SerialTasks;
+export class DeviceSession implements ProbedSession {
+  readonly tasks: SerialTasks<DeviceSession>;
   /** Normalized, as revocation notices and keys name it. */
   readonly certSerialHex: string;
   /** The certificate's notAfter; the session's one timer also stands for it (gateway-core.ts #armTimer). */
@@ -56,12 +59,15 @@ export class DeviceSession {
   authSeq = 0;
   lastRefreshMs = 0;
   lastRecheckMs = 0;
+  /** The liveness probe's state (liveness-probe.ts ProbedSession), as fields of the session, not an entry beside it. */
+  probeLastPongMs = probeStateInitial.probeLastPongMs;
+  probeSentMs: number | undefined = probeStateInitial.probeSentMs;
 
   constructor(
     readonly connection: GatewayConnection, readonly transport: DeviceTransport, private readonly driver: SessionDriver,
-    certificate: { certSerialHex: string; certNotAfterMs?: number | undefined }, onTaskError: (error: unknown) => void,
+    certificate: { certSerialHex: string; certNotAfterMs?: number | undefined },
   ) {
-    this.tasks = new SerialTasks(sessionTasksMax, onTaskError);
+    this.tasks = new SerialTasks<DeviceSession>(sessionTasksMax, taskFailed, this);
     this.certSerialHex = normalizedSerial(certificate.certSerialHex);
     this.certNotAfterMs = certificate.certNotAfterMs;
   }
@@ -82,6 +88,10 @@ export class DeviceSession {
     this.driver.pong(this);
   }
 
+  taskFailed(error: unknown): void {
+    this.driver.taskFailed(this, error);
+  }
+
   get deviceId(): string {
     return this.connection.deviceId;
   }
@@ -95,6 +105,11 @@ export class DeviceSession {
     if (this.timer !== undefined) cancel(this.timer);
     this.timer = undefined;
   }
+}
+
+/** Every session's task error handler: the session's driver logs it. */
+function taskFailed(error: unknown, session: DeviceSession): void {
+  session.taskFailed(error);
 }
 
 /** One spelling per serial; a serial that is not hex (never from a verified certificate) is kept lower-cased, and matches no key. */

@@ -185,6 +185,9 @@ class Gateway implements GatewayCore {
     transportClosed: (session) => this.#transportClosed(session),
     refuseFromTransport: (session, error, closeCode) => this.#refuseFromTransport(session, error, closeCode),
     pong: (session) => this.#pong(session),
+    taskFailed: (session, error) => {
+      this.#options.logger.error({ err: error, device_id: session.deviceId, trace_id: this.#context.traceId() }, 'session task failed');
+    },
   };
   /** The gateway's telemetry counter with its label bound once, not hashed again per sample (prom-client). */
   readonly #telemetrySamples: { inc(): void } | undefined;
@@ -331,7 +334,7 @@ class Gateway implements GatewayCore {
   }
 
   #newSession(input: AcceptConnectionInput): DeviceSession {
-    const { random, logger } = this.#options;
+    const { random } = this.#options;
     const connection = new GatewayConnection({
       gatewayId: this.gatewayId,
       sessionId: `s_${base64urlFromBytes(random.bytes(16))}`,
@@ -348,9 +351,7 @@ class Gateway implements GatewayCore {
       refusalsMax: this.#options.refusalsMax,
       ...(this.#options.limits === undefined ? {} : { limits: this.#options.limits }),
     });
-    return new DeviceSession(connection, input, this.#driver, input, (error) => {
-      logger.error({ err: error, device_id: input.deviceId, trace_id: this.#context.traceId() }, 'session task failed');
-    });
+    return new DeviceSession(connection, input, this.#driver, input);
   }
 
   /** Revocation and enrollment checks, then the challenge; a refused device gets AUTH_ERROR and a close. */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { gatewayCommandStream, groups, kvKeys, streamNames } from '../bus-contract/streams.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
@@ -77,6 +78,27 @@ describe('gateway over TLS 1.3 + WebSocket', () => {
     const ttlMs = await stores.kv.ttlMs(kvKeys.presence('dev-auth'));
     assert.ok(ttlMs !== null && ttlMs <= 90_000 && ttlMs > 0, `ttl ${ttlMs}: at most 1.5 heartbeat intervals`);
     await events.waitFor((all) => all.some((e) => e.kind === 'presence' && e.data.device_id === 'dev-auth' && e.data.online && e.data.last_command_seq === 0));
+  });
+
+  it('keeps no copy of the peer\'s address on its sockets once the handshake is over (admission needs it only until then)', async () => {
+    // Node keeps what `remoteAddress` reads on the socket for its life (`_peername`): an object and a
+    // string on the TCP socket and on the TLS socket over it, per session (docs/benchmarks.md, 2026-12-04 night).
+    const prototype = Socket.prototype as unknown as { _getpeername(this: Socket): unknown };
+    const original = prototype._getpeername;
+    const asked = new Set<Socket>();
+    prototype._getpeername = function spied(this: Socket) {
+      asked.add(this);
+      return original.call(this);
+    };
+    try {
+      const { agent } = await connect('dev-peer-address');
+      await eventually(() => (agent.ready ? true : undefined), 3_000, 'AUTH_ACK');
+    } finally {
+      prototype._getpeername = original;
+    }
+    // The agent's own socket is the one whose peer is the gateway; every other one asked is the gateway's.
+    const gatewaySide = [...asked].filter((socket) => socket.remotePort !== server.address.port);
+    assert.deepEqual(gatewaySide.filter((socket) => (socket as unknown as { _peername?: unknown })._peername !== undefined).length, 0);
   });
 
   it('refuses at the TLS layer a client certificate from another CA', async () => {

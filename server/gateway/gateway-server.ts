@@ -20,6 +20,7 @@ import {
 } from './tls-session-tickets.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
 import { HandshakeAdmission } from './handshake-admission.js';
+import { socketPeerOf, type SocketPeer } from './socket-peer.js';
 
 export const agentPathDefault = '/v1/agent';
 
@@ -126,10 +127,11 @@ function forgetAlpnCopy(tlsSocket: TLSSocket): void {
 /**
  * A socket's admission key, its source address and port. Read while the socket is connected (a
  * destroyed socket no longer has its addresses); a TLS socket and the TCP socket under it share
- * them, which is how the end of a handshake finds its slot.
+ * them, which is how the end of a handshake finds its slot. Read without Node keeping a copy on
+ * the socket (socket-peer.ts): the key is needed only until the handshake ends.
  */
-function admissionKeyOf(socket: Socket): string {
-  return `${socket.remoteAddress ?? 'unknown'}|${socket.remotePort ?? 0}`;
+function admissionKeyOf(peer: SocketPeer): string {
+  return `${peer.address}|${peer.port}`;
 }
 
 /**
@@ -166,6 +168,13 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   });
   /** Sockets admitted to wait for a handshake slot, by admission key, until their turn or their close. */
   const waitingSockets = new Map<string, Socket>();
+  /**
+   * Sockets admitted whose handshake has not ended (waiting for a slot or in the handshake), by
+   * admission key, and their keys by socket: what a close needs to release the slot. Kept until the
+   * handshake ends or the socket closes, not for a session's life (so no address stays per session).
+   */
+  const handshakeSockets = new Map<string, Socket>();
+  const handshakeKeys = new Map<Socket, string>();
   // Parsed once here, not once per connection: verifyDeviceCertificate remembers what it read of each anchor object.
   const trustAnchors = options.trustAnchors.map((anchor) => (typeof anchor === 'string' ? new X509Certificate(anchor) : anchor));
   const tickets = options.sessionTickets;
@@ -199,11 +208,27 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const received = { frames: 0 };
   const shared: AgentSocketShared = { clock, logger, metrics: options.metrics, messagesPerSecondMax, maxPayloadBytes, received };
 
-  // One listener for every socket (not a closure each): the address was read, and so kept, when the socket connected.
+  function forgetHandshake(socket: Socket, key: string): void {
+    handshakeKeys.delete(socket);
+    // A key (address and port) can come back after its socket closed: only this socket's entry goes.
+    if (handshakeSockets.get(key) === socket) handshakeSockets.delete(key);
+  }
+
+  /** The handshake of the socket with this key ended (finished or timed out): its slot is released, its key forgotten. */
+  function endHandshake(key: string, outcome: 'finished' | 'timedOut'): void {
+    const socket = handshakeSockets.get(key);
+    if (socket !== undefined) forgetHandshake(socket, key);
+    takeTurn(admission.release(key, clock.nowMs(), outcome));
+  }
+
+  // One listener for every socket (not a closure each).
   function onSocketClose(this: Socket): void {
     sockets.delete(this);
-    const key = admissionKeyOf(this);
-    waitingSockets.delete(key);
+    const key = handshakeKeys.get(this);
+    // Its handshake ended, and released its slot then: nothing is held for it.
+    if (key === undefined) return;
+    forgetHandshake(this, key);
+    if (waitingSockets.get(key) === this) waitingSockets.delete(key);
     takeTurn(admission.release(key, clock.nowMs()));
   }
 
@@ -227,14 +252,17 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   // The TCP listener: sockets arrive paused (no byte read), and reach the TLS server only when admitted.
   const listener = createTcpServer({ pauseOnConnect: true }, (socket: Socket) => {
     // Dropped before TLS, so the peer cannot be told; each drop is counted under its own code (/metrics).
-    const key = admissionKeyOf(socket);
-    const decision = sockets.size >= socketsMax ? 'GATEWAY_CONNECTIONS_FULL' : admission.admit(key, socket.remoteAddress ?? 'unknown', clock.nowMs());
+    const peer = socketPeerOf(socket);
+    const key = admissionKeyOf(peer);
+    const decision = sockets.size >= socketsMax ? 'GATEWAY_CONNECTIONS_FULL' : admission.admit(key, peer.address, clock.nowMs());
     if (decision !== 'start' && decision !== 'queued') {
       options.metrics?.websocketErrors.inc({ code: decision });
       socket.destroy();
       return;
     }
     sockets.add(socket);
+    handshakeSockets.set(key, socket);
+    handshakeKeys.set(socket, key);
     // `on`, not `once`: a socket closes once, and `once` costs a wrapper function and its state object per socket.
     socket.on('close', onSocketClose);
     if (decision === 'start') server.emit('connection', socket);
@@ -243,7 +271,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   server.on('error', (error: Error) => listener.emit('error', error));
 
   server.on('secureConnection', (tlsSocket: TLSSocket) => {
-    takeTurn(admission.release(admissionKeyOf(tlsSocket), clock.nowMs(), 'finished'));
+    endHandshake(admissionKeyOf(socketPeerOf(tlsSocket)), 'finished');
     if (tlsSocket.isSessionReused()) tlsHandshakes.resumed += 1;
     else tlsHandshakes.full += 1;
     forgetAlpnCopy(tlsSocket);
@@ -253,7 +281,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') {
       options.metrics?.websocketErrors.inc({ code: 'GATEWAY_HANDSHAKE_TIMEOUT' });
       // Too many at once for the CPU we get (or a slow peer): fewer handshakes at once (handshake-admission.ts).
-      takeTurn(admission.release(admissionKeyOf(tlsSocket), clock.nowMs(), 'timedOut'));
+      endHandshake(admissionKeyOf(socketPeerOf(tlsSocket)), 'timedOut');
     }
     logger.info({ err: error }, 'TLS handshake refused');
   });
@@ -287,6 +315,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       agent.certSerialHex = verified.serialHex;
       agent.certNotAfterMs = verified.notAfter.getTime();
       agent.handle = core.acceptConnection(agent);
+      agent.forgetAdmission();
     } catch (error) {
       const refusal = SdcError.is(error) ? error : new SdcError('GATEWAY_CERT_REFUSED', 'client certificate check failed');
       // Only a device id that follows the protocol's rule goes into AUTH_ERROR; any other certificate gets the close alone.
@@ -338,7 +367,11 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     kill() {
       closed = true;
       clearTimeout(rotationTimer);
-      for (const client of wss.clients) client.removeAllListeners();
+      for (const client of wss.clients) {
+        client.removeAllListeners();
+        // Its events reach the core through its AgentSocket, not a listener (agent-socket.ts): cut that too.
+        (client as AgentWebSocket).agent = undefined;
+      }
       for (const socket of sockets) socket.destroy();
       listener.close();
       server.close();

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { SdcError } from '../../core/errors/index.js';
 import { kvKeys } from '../bus-contract/streams.js';
 import { probeUnansweredReason, type GatewayCore } from './gateway-core.js';
-import { checkProbeOptions, LivenessProbe } from './liveness-probe.js';
+import { checkProbeOptions, LivenessProbe, probeStateInitial } from './liveness-probe.js';
 import {
   embeddedStores, makeCore, makeGatewayPki, onVirtualTime, settle, StreamReader, TestAgent, VirtualDriver, type GatewayPki, type TestStores,
 } from './test-support.js';
@@ -139,9 +139,22 @@ describe('liveness probe options', () => {
 
   it('an unsolicited pong counts for nothing', () => {
     const probe = new LivenessProbe({ heartbeatIntervalMs: 400, probeGraceMs: 50, probeTimeoutMs: 100 });
-    const session = {};
+    const session = { ...probeStateInitial };
     assert.equal(probe.pong(session, 1_000), false);
     // Last frame at 0 (deadline 600): the probe is due at 450 whatever pongs came unasked.
     assert.equal(probe.deadlineMs(session, 600), 450);
+  });
+
+  it('keeps a session\'s probe state in the session itself, not in an entry beside it (memory per session)', () => {
+    const probe = new LivenessProbe({ heartbeatIntervalMs: 400, probeGraceMs: 50, probeTimeoutMs: 100 });
+    const session = { ...probeStateInitial };
+    let pings = 0;
+    // Last frame at 0 (deadline 600): the ping is due at 450.
+    assert.equal(probe.step(session, 600, 450, () => { pings += 1; }), 'wait');
+    assert.equal(pings, 1);
+    assert.equal(session.probeSentMs, 450);
+    assert.equal(probe.pong(session, 470), true);
+    assert.deepEqual(session, { probeLastPongMs: 470, probeSentMs: undefined });
+    assert.ok(Object.isFrozen(probeStateInitial));
   });
 });

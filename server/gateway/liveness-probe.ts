@@ -24,12 +24,20 @@ export interface LivenessProbeOptions {
 /** What the session timer does now: close it (no answer), let the connection judge its own deadline, or keep waiting. */
 export type ProbeStep = 'unresponsive' | 'connection' | 'wait';
 
-interface ProbeState {
+/**
+ * A session's probe state, kept as two fields of the session itself (DeviceSession): kept beside
+ * the sessions instead (a WeakMap entry and an object each), it cost every session a gateway
+ * holds about 100 bytes (docs/benchmarks.md, 2026-12-04 night).
+ */
+export interface ProbedSession {
   /** Our clock when the last pong to an outstanding probe arrived; -Infinity before any. */
-  lastPongMs: number;
+  probeLastPongMs: number;
   /** When the outstanding probe was sent; undefined when none is outstanding. */
-  sentMs: number | undefined;
+  probeSentMs: number | undefined;
 }
+
+/** What a session starts with: no probe sent, no pong heard. */
+export const probeStateInitial: Readonly<ProbedSession> = Object.freeze({ probeLastPongMs: Number.NEGATIVE_INFINITY, probeSentMs: undefined });
 
 /** The connection's silence bound (GatewayConnection.pollTimeoutMs): 1.5 heartbeat intervals. */
 export function silenceMsOf(heartbeatIntervalMs: number): number {
@@ -51,11 +59,10 @@ export function checkProbeOptions(o: LivenessProbeOptions): void {
   }
 }
 
-/** Per-session probe state, kept beside the sessions (weakly: a forgotten session takes its state with it). */
+/** The probe's decisions over each session's own probe state (ProbedSession). */
 export class LivenessProbe {
   readonly #o: LivenessProbeOptions;
   readonly #silenceMs: number;
-  readonly #states = new WeakMap<object, ProbeState>();
 
   constructor(options: LivenessProbeOptions) {
     checkProbeOptions(options);
@@ -72,46 +79,34 @@ export class LivenessProbe {
    * When the session's timer must fire, given the connection's own silence deadline: the probe's
    * next step, and the connection's deadline unless a pong since its last frame has superseded it.
    */
-  deadlineMs(session: object, connectionDeadlineMs: number): number {
-    const state = this.#state(session);
+  deadlineMs(session: ProbedSession, connectionDeadlineMs: number): number {
     const lastFrameMs = connectionDeadlineMs - this.#silenceMs;
-    const probeMs = state.sentMs === undefined ? Math.max(lastFrameMs, state.lastPongMs) + this.#o.heartbeatIntervalMs + this.#o.probeGraceMs : state.sentMs + this.#o.probeTimeoutMs;
-    return state.lastPongMs > lastFrameMs ? probeMs : Math.min(probeMs, connectionDeadlineMs);
+    const probeMs = session.probeSentMs === undefined ? Math.max(lastFrameMs, session.probeLastPongMs) + this.#o.heartbeatIntervalMs + this.#o.probeGraceMs : session.probeSentMs + this.#o.probeTimeoutMs;
+    return session.probeLastPongMs > lastFrameMs ? probeMs : Math.min(probeMs, connectionDeadlineMs);
   }
 
   /** At the session timer: sends the ping when it is due (`ping`), and says what the caller does next. */
-  step(session: object, connectionDeadlineMs: number, nowMs: number, ping: () => void): ProbeStep {
-    const state = this.#state(session);
-    if (state.sentMs !== undefined && nowMs >= state.sentMs + this.#o.probeTimeoutMs) return 'unresponsive';
+  step(session: ProbedSession, connectionDeadlineMs: number, nowMs: number, ping: () => void): ProbeStep {
+    if (session.probeSentMs !== undefined && nowMs >= session.probeSentMs + this.#o.probeTimeoutMs) return 'unresponsive';
     const lastFrameMs = connectionDeadlineMs - this.#silenceMs;
-    if (state.lastPongMs <= lastFrameMs && nowMs >= connectionDeadlineMs) return 'connection';
-    if (state.sentMs === undefined && nowMs >= Math.max(lastFrameMs, state.lastPongMs) + this.#o.heartbeatIntervalMs + this.#o.probeGraceMs) {
-      state.sentMs = nowMs;
+    if (session.probeLastPongMs <= lastFrameMs && nowMs >= connectionDeadlineMs) return 'connection';
+    if (session.probeSentMs === undefined && nowMs >= Math.max(lastFrameMs, session.probeLastPongMs) + this.#o.heartbeatIntervalMs + this.#o.probeGraceMs) {
+      session.probeSentMs = nowMs;
       ping();
     }
     return 'wait';
   }
 
   /** A frame arrived: any probe outstanding is answered (the connection moved its own deadline). */
-  heard(session: object): void {
-    this.#state(session).sentMs = undefined;
+  heard(session: ProbedSession): void {
+    session.probeSentMs = undefined;
   }
 
   /** A pong arrived. True if it answered our outstanding probe; an unsolicited pong counts for nothing. */
-  pong(session: object, nowMs: number): boolean {
-    const state = this.#state(session);
-    if (state.sentMs === undefined) return false;
-    state.sentMs = undefined;
-    state.lastPongMs = nowMs;
+  pong(session: ProbedSession, nowMs: number): boolean {
+    if (session.probeSentMs === undefined) return false;
+    session.probeSentMs = undefined;
+    session.probeLastPongMs = nowMs;
     return true;
-  }
-
-  #state(session: object): ProbeState {
-    let state = this.#states.get(session);
-    if (state === undefined) {
-      state = { lastPongMs: Number.NEGATIVE_INFINITY, sentMs: undefined };
-      this.#states.set(session, state);
-    }
-    return state;
   }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { queryObjects } from 'node:v8';
 import { SerialTasks } from './serial-tasks.js';
 
 /** Microtask jobs until `check` holds (at most `max`), counted. */
@@ -66,5 +67,26 @@ describe('SerialTasks (a session\'s frames in order, bounded)', () => {
     failing.push(async () => { throw new Error('x'); });
     assert.equal(await jobsUntil(() => failing.push(async () => undefined)), 4, 'after a failure too');
     await failing.drained();
+  });
+
+  it('keeps, once idle, no function and no promise of its own (a gateway holds one queue per session)', async () => {
+    const count = (constructor: new (...args: never[]) => unknown) => queryObjects(constructor as never, { format: 'count' }) as number;
+    const queuesCount = 2_000;
+    const failures: Array<[number | undefined, unknown]> = [];
+    // One error handler for every queue, told whose task failed.
+    const onError = (error: unknown, owner: number | undefined) => failures.push([owner, error]);
+    const functionsBefore = count(Function);
+    const promisesBefore = count(Promise);
+    const queues = Array.from({ length: queuesCount }, (_, i) => new SerialTasks(4, onError, i));
+    for (const queue of queues) queue.push(async () => undefined);
+    queues[3]!.push(async () => { throw new Error('boom'); });
+    await Promise.all(queues.map((queue) => queue.drained()));
+    const functionsPerQueue = (count(Function) - functionsBefore) / queuesCount;
+    const promisesPerQueue = (count(Promise) - promisesBefore) / queuesCount;
+    // Before: a `done` and a `failed` closure per queue, and its last promise.
+    assert.ok(functionsPerQueue < 0.5, `${functionsPerQueue} functions per idle queue`);
+    assert.ok(promisesPerQueue < 0.5, `${promisesPerQueue} promises per idle queue`);
+    assert.deepEqual(failures.map(([owner, error]) => [owner, (error as Error).message]), [[3, 'boom']]);
+    assert.ok(queues.every((queue) => queue.queued === 0));
   });
 });

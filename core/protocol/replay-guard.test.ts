@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { queryObjects } from 'node:v8';
 import { SdcError } from '../errors/index.js';
 import { ReplayGuard } from './replay-guard.js';
 
@@ -100,4 +101,22 @@ test('bad seq or ts values are typed refusals', () => {
   for (const [seq, ts] of [[-1, nowMs], [1.5, nowMs], [0, Number.NaN], [2 ** 53, nowMs]] as const) {
     assert.equal(codeOf(() => guard.accept({ sessionId: 's', seq, ts }, nowMs)), 'PROTO_SCHEMA_INVALID');
   }
+});
+
+test('a guard tracking one session keeps no object for it beside the guard (a gateway holds one per session)', () => {
+  const objectsNow = () => queryObjects(Object, { format: 'count' }) as number;
+  const guardsCount = 2_000;
+  const before = objectsNow();
+  const guards: ReplayGuard[] = [];
+  for (let i = 0; i < guardsCount; i++) {
+    const guard = new ReplayGuard({ sessionsMax: 1 });
+    guard.open(`s${i}`, 0);
+    guard.accept({ sessionId: `s${i}`, seq: 0, ts: nowMs }, nowMs);
+    guards.push(guard);
+  }
+  const perGuard = (objectsNow() - before) / guardsCount;
+  // The guard itself (the array holding them is one more in all); its session's window was a second object each.
+  assert.ok(perGuard < 1.5, `${perGuard} objects per guard`);
+  assert.equal(guards.length, guardsCount);
+  assert.equal(codeOf(() => guards[7]!.accept({ sessionId: 's7', seq: 0, ts: nowMs }, nowMs)), 'PROTO_REPLAY');
 });

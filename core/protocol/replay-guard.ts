@@ -30,8 +30,8 @@ export const defaultReplayGuardOptions: Readonly<ReplayGuardOptions> = Object.fr
   windowSize: 64,
 });
 
+/** A session tracked beside the first one (its own Map entry; a gateway session's guard never has one). */
 interface SessionWindow {
-  readonly sessionId: string;
   /** Highest accepted seq, or startSeq - 1 before the first frame. */
   highestSeq: number;
   /** Bit i set: seq (highestSeq - i) was accepted. Bit 0 is highestSeq itself. */
@@ -52,11 +52,16 @@ export class ReplayGuard {
   readonly #sessionsMax: number;
   readonly #windowSize: number;
   /**
-   * The first open session is kept here and a Map is made only for a second one at once: a
-   * session's guard tracks one session, and a one-entry Map cost about 400 bytes of heap per
-   * gateway session (docs/benchmarks.md, 2026-12-04 "memory per session").
+   * The first open session's window, as three fields of the guard, and a Map only for a second
+   * session at once: a gateway session's guard tracks one session, and its window as an object of
+   * its own cost a plain object per gateway session (docs/benchmarks.md, 2026-12-04 night; a
+   * one-entry Map, before that, about 400 bytes). Undefined: no first session open.
    */
-  #first: SessionWindow | undefined;
+  #firstSessionId: string | undefined;
+  /** Highest accepted seq of the first session, or its startSeq - 1 before its first frame. */
+  #firstHighestSeq = 0;
+  /** Bit i set: seq (#firstHighestSeq - i) of the first session was accepted. Bit 0 is #firstHighestSeq itself. */
+  #firstSeen = 0n;
   #others: Map<string, SessionWindow> | undefined;
 
   constructor(options: Partial<ReplayGuardOptions> = {}) {
@@ -74,30 +79,27 @@ export class ReplayGuard {
   }
 
   get sessionCount(): number {
-    return (this.#first === undefined ? 0 : 1) + (this.#others?.size ?? 0);
-  }
-
-  #window(sessionId: string): SessionWindow | undefined {
-    return this.#first?.sessionId === sessionId ? this.#first : this.#others?.get(sessionId);
+    return (this.#firstSessionId === undefined ? 0 : 1) + (this.#others?.size ?? 0);
   }
 
   /** Starts tracking a session whose first frame must carry seq >= startSeq. */
   open(sessionId: string, startSeq: number): void {
     if (!Number.isSafeInteger(startSeq) || startSeq < 0) throw new SdcError('PROTO_INVALID_ARGUMENT', 'startSeq must be a non-negative safe integer');
-    const window: SessionWindow = { sessionId, highestSeq: startSeq - 1, seen: 0n };
-    if (this.#first?.sessionId === sessionId) {
-      this.#first = window;
-      return;
-    }
-    if (this.#others?.has(sessionId) !== true && this.sessionCount >= this.#sessionsMax) {
+    const tracked = this.#firstSessionId === sessionId || this.#others?.has(sessionId) === true;
+    if (!tracked && this.sessionCount >= this.#sessionsMax) {
       throw new SdcError('PROTO_REPLAY_CAPACITY', `replay guard tracks ${this.#sessionsMax} sessions already`);
     }
-    if (this.#first === undefined && this.#others?.has(sessionId) !== true) this.#first = window;
-    else (this.#others ??= new Map()).set(sessionId, window);
+    if (this.#firstSessionId === sessionId || (this.#firstSessionId === undefined && !tracked)) {
+      this.#firstSessionId = sessionId;
+      this.#firstHighestSeq = startSeq - 1;
+      this.#firstSeen = 0n;
+      return;
+    }
+    (this.#others ??= new Map()).set(sessionId, { highestSeq: startSeq - 1, seen: 0n });
   }
 
   close(sessionId: string): void {
-    if (this.#first?.sessionId === sessionId) this.#first = undefined;
+    if (this.#firstSessionId === sessionId) this.#firstSessionId = undefined;
     else this.#others?.delete(sessionId);
   }
 
@@ -107,8 +109,9 @@ export class ReplayGuard {
    * Nothing is remembered for a refused frame.
    */
   accept(frame: ReplayCheckInput, nowMs: number): void {
-    const session = this.#window(frame.sessionId);
-    if (session === undefined) throw new SdcError('PROTO_SESSION_MISMATCH', 'frame for a session that is not open');
+    const first = this.#firstSessionId !== undefined && this.#firstSessionId === frame.sessionId;
+    const other = first ? undefined : this.#others?.get(frame.sessionId);
+    if (!first && other === undefined) throw new SdcError('PROTO_SESSION_MISMATCH', 'frame for a session that is not open');
     const { seq, ts } = frame;
     if (!Number.isSafeInteger(seq) || seq < 0 || !Number.isSafeInteger(ts) || ts < 0) {
       throw new SdcError('PROTO_SCHEMA_INVALID', 'seq and ts must be non-negative safe integers');
@@ -119,16 +122,25 @@ export class ReplayGuard {
     if (ts < nowMs - this.#ttlMs) {
       throw new SdcError('PROTO_TS_TOO_OLD', `frame is ${nowMs - ts} ms old`, { ttlMs: this.#ttlMs });
     }
-    const { highestSeq } = session;
+    const seen = this.#seenAfter(seq, first ? this.#firstHighestSeq : other!.highestSeq, first ? this.#firstSeen : other!.seen);
+    if (first) {
+      this.#firstHighestSeq = seq;
+      this.#firstSeen = seen;
+    } else {
+      other!.highestSeq = seq;
+      other!.seen = seen;
+    }
+  }
+
+  /** The window's bitmap once `seq` is accepted as its new highest; throws when `seq` is not above `highestSeq`. */
+  #seenAfter(seq: number, highestSeq: number, seen: bigint): bigint {
     if (seq > highestSeq) {
       const shift = seq - highestSeq;
       const mask = (1n << BigInt(this.#windowSize)) - 1n;
-      session.seen = shift >= this.#windowSize ? 1n : ((session.seen << BigInt(shift)) | 1n) & mask;
-      session.highestSeq = seq;
-      return;
+      return shift >= this.#windowSize ? 1n : ((seen << BigInt(shift)) | 1n) & mask;
     }
     const offset = highestSeq - seq;
-    if (offset < this.#windowSize && (session.seen >> BigInt(offset)) & 1n) {
+    if (offset < this.#windowSize && (seen >> BigInt(offset)) & 1n) {
       throw new SdcError('PROTO_REPLAY', `seq ${seq} was already accepted`, { seq });
     }
     // Below the highest and not remembered as accepted: either skipped or older than the window.

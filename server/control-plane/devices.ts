@@ -579,11 +579,6 @@ export class DeviceService {
     return (await this.#deviceKeyReads.get(deviceId, undefined)) ?? { publicKey: null, revoked: false };
   }
 
-  /**
-   * The devices' key rows the cache asked for meanwhile, in one statement (issue 17: the key of a
-   * command's ACK and RESULT frames was about 1.3 reads per command under load, one per device).
-   * A key that does not decode is that device's CRYPTO_BAD_KEY alone; an unknown device has no entry.
-   */
   /** Where a read of devices rows made elsewhere starts (ComplianceService's at AUTH), for keepDeviceKey. */
   deviceKeyMark(): DeviceKeyReadMark {
     return this.#deviceKeys.mark();
@@ -606,6 +601,11 @@ export class DeviceService {
     this.#deviceKeys.keep(deviceId, { publicKey, revoked: row.status === 'revoked' }, mark);
   }
 
+  /**
+   * The devices' key rows the cache asked for meanwhile, in one statement (issue 17: the key of a
+   * command's ACK and RESULT frames was about 1.3 reads per command under load, one per device).
+   * A key that does not decode is that device's CRYPTO_BAD_KEY alone; an unknown device has no entry.
+   */
   async #readDeviceKeys(deviceIds: readonly string[]): Promise<Map<string, DeviceKeyRecord | SdcError>> {
     const rows = await this.#ctx.db.query<{ id: string; public_key: string | null; status: string }>(
       `SELECT id, public_key, status FROM devices WHERE id IN (${deviceIds.map(() => '?').join(', ')})`, deviceIds);

@@ -6,9 +6,8 @@ import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { signEnvelope } from '../../core/protocol/envelope.js';
 import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import type { SqlDatabase } from '../stores/sql/sql-port.js';
 import { DeviceKeyCache } from './device-key-cache.js';
-import { makeHarness, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+import { makeHarness, sqlJsTargetCountingReads, type Harness } from './test-support.js';
 
 /**
  * Issue 17: the compliance read at a device's AUTH reads its devices row already; it reads the
@@ -24,24 +23,7 @@ describe('the compliance read keeps the device key for its frames', () => {
   let frameSeq = 0;
 
   /** Counts the device-key reads of verifyDeviceFrame (DeviceService.#readDeviceKeys). */
-  const counting: SqlTarget = {
-    ...sqlJsTarget,
-    open: async (dataDir) => {
-      const db = await sqlJsTarget.open(dataDir);
-      return new Proxy(db, {
-        get(target, property, receiver) {
-          if (property !== 'query') {
-            const value = Reflect.get(target, property, receiver) as unknown;
-            return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-          }
-          return (sql: string, params?: readonly unknown[]) => {
-            if (sql.startsWith('SELECT id, public_key, status FROM devices')) keyReads += 1;
-            return (target.query as (s: string, p?: readonly unknown[]) => Promise<unknown[]>)(sql, params);
-          };
-        },
-      }) as SqlDatabase;
-    },
-  };
+  const counting = sqlJsTargetCountingReads('SELECT id, public_key, status FROM devices', () => { keyReads += 1; });
 
   /** A frame signed with the device's key (not MAC'd: verified against the enrolled key). */
   const signedFrame = (deviceId: string): string => {

@@ -7,8 +7,7 @@ import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { macEnvelope } from '../../core/protocol/envelope.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
-import type { SqlDatabase } from '../stores/sql/sql-port.js';
-import { makeHarness, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+import { makeHarness, sqlJsTargetCountingReads, type Harness } from './test-support.js';
 
 /**
  * Issue 17: a TELEMETRY frame the gateway checked under the session MAC needs only the device's
@@ -27,24 +26,7 @@ describe('MAC-checked telemetry and the devices row', () => {
   let frameSeq = 0;
 
   /** Counts the batched device-key reads (DeviceService.#readDeviceKeys) on the control plane's database. */
-  const counting: SqlTarget = {
-    ...sqlJsTarget,
-    open: async (dataDir) => {
-      const db = await sqlJsTarget.open(dataDir);
-      return new Proxy(db, {
-        get(target, property, receiver) {
-          if (property !== 'query') {
-            const value = Reflect.get(target, property, receiver) as unknown;
-            return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-          }
-          return (sql: string, params?: readonly unknown[]) => {
-            if (sql.startsWith('SELECT id, public_key, status FROM devices')) keyReads += 1;
-            return (target.query as (s: string, p?: readonly unknown[]) => Promise<unknown[]>)(sql, params);
-          };
-        },
-      }) as SqlDatabase;
-    },
-  };
+  const counting = sqlJsTargetCountingReads('SELECT id, public_key, status FROM devices', () => { keyReads += 1; });
 
   const sample = (deviceId: string) => {
     frameSeq += 1;

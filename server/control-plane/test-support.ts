@@ -40,6 +40,32 @@ export const sqlJsTarget: SqlTarget = {
   cleanup: async () => undefined,
 };
 
+/**
+ * The sql.js target whose `query` calls `onRead` before each statement that starts with
+ * `sqlPrefix` (every other member passes through): for tests that count one kind of read, such as
+ * DeviceService's batched device-key read (`SELECT id, public_key, status FROM devices`).
+ */
+export function sqlJsTargetCountingReads(sqlPrefix: string, onRead: () => void): SqlTarget {
+  return {
+    ...sqlJsTarget,
+    open: async (dataDir) => {
+      const db = await sqlJsTarget.open(dataDir);
+      return new Proxy(db, {
+        get(target, property, receiver) {
+          if (property !== 'query') {
+            const value = Reflect.get(target, property, receiver) as unknown;
+            return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+          }
+          return (sql: string, params?: readonly unknown[]) => {
+            if (sql.startsWith(sqlPrefix)) onRead();
+            return (target.query as (s: string, p?: readonly unknown[]) => Promise<unknown[]>)(sql, params);
+          };
+        },
+      }) as SqlDatabase;
+    },
+  };
+}
+
 /** A MySQL database of its own per target, so parallel test files never share tables. */
 export function mysqlTarget(url: string): SqlTarget {
   const databaseName = `sdc_cp_${process.pid}_${randomBytes(4).toString('hex')}`;

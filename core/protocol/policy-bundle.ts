@@ -1,6 +1,6 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { SdcError } from '../errors/index.js';
-import { base64urlFromBytes, bytesFromBase64url, concatBytes } from '../crypto/bytes.js';
+import { base64urlFromBytes, bytesFromBase64url } from '../crypto/bytes.js';
 import type { Ed25519Provider, Sha256 } from '../ports/ports.js';
 import { verifyCommandApprovals, type ApproverKey } from './approvals.js';
 import type { SignedCommand } from './messages/command.js';
@@ -27,7 +27,6 @@ export type { ApproverKeyEntry, PolicyBundleDocument, SignedPolicyBundle } from 
  * Pure: time comes in as `nowMs`, the Ed25519 implementation as a provider.
  */
 const bundleSigningPrefixText = 'sdc-policy-bundle-v1\n';
-const bundleSigningPrefix = new TextEncoder().encode(bundleSigningPrefixText);
 const utf8Encoder = new TextEncoder();
 
 export const policyBundleLimits = Object.freeze({
@@ -103,7 +102,12 @@ export function cutPolicyBundle(options: {
 }
 
 export function policyBundleSigningInput(bundle: PolicyBundleDocument): Uint8Array {
-  return concatBytes(bundleSigningPrefix, canonicalBytes(bundle));
+  return signingInputOf(canonicalize(bundle));
+}
+
+/** The bytes signed for a bundle whose canonical text is `bundleText`: the ASCII prefix, then the text, in UTF-8. */
+function signingInputOf(bundleText: string): Uint8Array {
+  return utf8Encoder.encode(bundleSigningPrefixText + bundleText);
 }
 
 /** Signs a cut bundle; refuses one whose signed form would not fit a frame (POLICY_BUNDLE_TOO_LARGE). */
@@ -128,8 +132,7 @@ export interface SignedPolicyBundleText {
 export function signPolicyBundleText(options: { bundle: PolicyBundleDocument; kid: string; seed: Uint8Array; provider: Ed25519Provider }): SignedPolicyBundleText {
   const { bundle, kid, seed, provider } = options;
   const bundleText = canonicalize(bundle);
-  // The prefix is ASCII: one encode of the whole input is the prefix's bytes and then the text's.
-  const value = base64urlFromBytes(provider.sign(seed, utf8Encoder.encode(bundleSigningPrefixText + bundleText)));
+  const value = base64urlFromBytes(provider.sign(seed, signingInputOf(bundleText)));
   const signed: SignedPolicyBundle = { bundle, sig: { alg: 'Ed25519', kid, value } };
   const text = `{"bundle":${bundleText},"sig":${canonicalize(signed.sig)}}`;
   const bytes = utf8Encoder.encode(text).length;
@@ -227,7 +230,7 @@ function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid:
     throw new SdcError('POLICY_BUNDLE_SIGNATURE_INVALID', `policy bundle is signed by unknown key ${signed.sig.kid}`, { kid: signed.sig.kid });
   }
   const signature = bytesFromBase64url(signed.sig.value, { code: 'POLICY_BUNDLE_SIGNATURE_INVALID', name: 'sig.value', length: 64 });
-  // canonicalBytes refuses what JSON cannot carry (a lone surrogate in a description): malformed, not forged.
+  // canonicalize refuses what JSON cannot carry (a lone surrogate in a description): malformed, not forged.
   let input: Uint8Array;
   try {
     input = policyBundleSigningInput(signed.bundle);

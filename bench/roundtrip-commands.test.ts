@@ -1,11 +1,44 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SdcError } from '../core/errors/index.js';
-import { readServerRecords } from './roundtrip-commands.js';
+import type { AgentIdentity } from '../agent/enrollment.js';
+import { readServerRecords, refusalCode, runCommandRounds } from './roundtrip-commands.js';
+import type { LiveTracker } from './roundtrip-live.js';
 import type { BenchApi, CommandRecord } from './roundtrip-deployment.js';
 
 const record = (id: string, state: CommandRecord['state']): CommandRecord => ({
   id, state, history: [{ state: 'queued', at_ms: 1_000 }, { state, at_ms: 1_250 }],
+});
+
+describe('bench roundtrip: the command rounds (issue 17)', () => {
+  it('a warm-up creation the API refuses is counted by its code apart from the measured ones, not dropped', async () => {
+    // d-1's warm-up POST is refused with RATE_LIMITED, d-2's first measured one with COMMAND_QUEUE_FULL.
+    const api = (async (_method: string, _path: string, body: { device_id: string }, headers: Record<string, string>) => {
+      const round = Number(headers['idempotency-key']!.split('-').at(-1));
+      if (body.device_id === 'd-1' && round === 0) throw new SdcError('HTTP_REFUSED', 'refused', { status: 429, serverCode: 'RATE_LIMITED' });
+      if (body.device_id === 'd-2' && round === 1) throw new SdcError('HTTP_REFUSED', 'refused', { status: 503, serverCode: 'COMMAND_QUEUE_FULL' });
+      return { id: `${body.device_id}-c${round}` };
+    }) as unknown as BenchApi;
+    const live = { epoch: 0, waitTerminal: async () => ({ state: 'succeeded', atMs: performance.now() }) } as unknown as LiveTracker;
+    const identities = ['d-1', 'd-2'].map((deviceId) => ({ deviceId }) as AgentIdentity);
+    const rounds = await runCommandRounds({
+      api, live, identities, warmupRounds: 1, commandsPerAgent: 2, runTag: 't', deadlineMs: Date.now() + 60_000, progress: () => undefined,
+    });
+    assert.deepEqual(rounds.warmupRefusedByCode, { RATE_LIMITED: 1 });
+    assert.deepEqual(rounds.refusedByCode, { COMMAND_QUEUE_FULL: 1 });
+    assert.deepEqual([...rounds.ids].sort(), ['d-1-c1', 'd-1-c2', 'd-2-c2']);
+    assert.equal(rounds.created, 4);
+  });
+});
+
+describe('bench roundtrip: a refusal\'s tally key', () => {
+  it('names the server\'s code, or for a transport failure its socket error or the timeout', () => {
+    assert.equal(refusalCode(new SdcError('HTTP_REFUSED', 'refused', { status: 429, serverCode: 'RATE_LIMITED' })), 'RATE_LIMITED');
+    const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+    assert.equal(refusalCode(new SdcError('HTTP_UNREACHABLE', 'https://127.0.0.1:1: read ECONNRESET', {}, { cause: reset })), 'HTTP_UNREACHABLE ECONNRESET');
+    assert.equal(refusalCode(new SdcError('HTTP_UNREACHABLE', 'no answer from https://127.0.0.1:1 within 30000 ms')), 'HTTP_UNREACHABLE timeout');
+    assert.equal(refusalCode(new Error('boom')), 'UNKNOWN');
+  });
 });
 
 describe('bench roundtrip: reading the server records back (issue 17)', () => {

@@ -29,6 +29,8 @@ export interface CommandRounds {
   readonly postSamples: number[];
   readonly lagSamples: number[];
   readonly refusedByCode: Record<string, number>;
+  /** The warm-up rounds' refused creations by code: not measured, but a refusal is never hidden. */
+  readonly warmupRefusedByCode: Record<string, number>;
   terminalCount: number;
   /** Commands the API created in the phase, warm-up ones included: what the phase's CPU is divided by. */
   created: number;
@@ -39,7 +41,7 @@ export interface CommandRounds {
  * from just before its POST to its terminal event on the live stream; until done or the deadline.
  */
 export async function runCommandRounds(options: CommandRoundsOptions): Promise<CommandRounds> {
-  const rounds: CommandRounds = { ids: [], clientSamples: [], postSamples: [], lagSamples: [], refusedByCode: {}, terminalCount: 0, created: 0 };
+  const rounds: CommandRounds = { ids: [], clientSamples: [], postSamples: [], lagSamples: [], refusedByCode: {}, warmupRefusedByCode: {}, terminalCount: 0, created: 0 };
   const measuredTotal = options.identities.length * options.commandsPerAgent;
   await Promise.all(options.identities.map(async ({ deviceId }) => {
     for (let round = 0; round < options.warmupRounds + options.commandsPerAgent; round += 1) {
@@ -49,6 +51,18 @@ export async function runCommandRounds(options: CommandRoundsOptions): Promise<C
     }
   }));
   return rounds;
+}
+
+/**
+ * A refused creation's tally key: the server's code, or ours; a transport failure names its
+ * socket error too (`HTTP_UNREACHABLE ECONNRESET`, `HTTP_UNREACHABLE timeout`), since those are
+ * the bench's own connections failing, not the API refusing.
+ */
+export function refusalCode(error: unknown): string {
+  if (!SdcError.is(error)) return 'UNKNOWN';
+  if (error.code !== 'HTTP_UNREACHABLE') return String(error.details?.serverCode ?? error.code);
+  const cause = (error as Error & { cause?: unknown }).cause as NodeJS.ErrnoException | undefined;
+  return `HTTP_UNREACHABLE ${cause?.code ?? (/within \d+ ms/.test(error.message) ? 'timeout' : 'other')}`;
 }
 
 /** One command, recorded in `rounds` when measured; true when it was created and measured. */
@@ -62,8 +76,9 @@ async function oneCommand(options: CommandRoundsOptions, rounds: CommandRounds, 
       { 'idempotency-key': `bench-${options.runTag}-${deviceId}-${round}` });
   } catch (error) {
     // A refused creation is a result, not a reason to stop: counted by code, the agent moves on.
-    const code = SdcError.is(error) ? String(error.details?.serverCode ?? error.code) : 'UNKNOWN';
-    if (measured) rounds.refusedByCode[code] = (rounds.refusedByCode[code] ?? 0) + 1;
+    const code = refusalCode(error);
+    const tally = measured ? rounds.refusedByCode : rounds.warmupRefusedByCode;
+    tally[code] = (tally[code] ?? 0) + 1;
     return false;
   }
   const postedMs = performance.now();

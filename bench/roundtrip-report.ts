@@ -66,10 +66,17 @@ function headline(summary: RoundtripSummary): string {
   return `${summary.agents.online}/${summary.agents.requested} agents online, ${summary.commands_per_agent} EXEC_PING_KERNEL per agent `
     + `(+${summary.warmup_rounds} warm-up); ${summary.real.commands.succeeded}/${summary.real.commands.total} succeeded`
     + `${summary.real.commands.refused > 0 ? `, ${summary.real.commands.refused} REFUSED (${Object.entries(summary.real.commands.refused_by_code).map(([c, n]) => `${c} ${n}`).join(', ')})` : ''}`
+    + `${warmupRefusals(summary)}`
     + `${summary.real.commands.not_terminal > 0 ? `, ${summary.real.commands.not_terminal} NOT terminal` : ''}`
     + `${summary.real.commands.not_sent > 0 ? `, ${summary.real.commands.not_sent} not sent before the deadline` : ''}; `
     + `node ${e.node}, ${e.cpu} (${e.cpu_count} cores), SQL ${e.stores.sql}${versionOf('mysql')}, bus/kv ${e.stores.bus_kv}${versionOf('redis')}; `
     + `open files ${e.open_files_peak ?? '?'} peak of ${e.open_files_limit ?? 'unlimited'} allowed`;
+}
+
+/** The warm-up round's refused creations, named in the headline so that none goes unseen (older summaries lack the field). */
+function warmupRefusals(summary: RoundtripSummary): string {
+  const entries = Object.entries(summary.real.commands.warmup_refused_by_code ?? {});
+  return entries.length === 0 ? '' : `, warm-up REFUSED ${entries.map(([c, n]) => `${c} ${n}`).join(', ')}`;
 }
 
 export function renderRoundtripTable(summary: RoundtripSummary): string {

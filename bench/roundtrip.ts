@@ -91,9 +91,10 @@ export interface RoundtripSummary {
   real: {
     /**
      * `total` measured commands planned; `refused` creations the API answered with an error, by code;
-     * `not_terminal` created but not terminal by the deadline; `not_sent` never sent (deadline reached first).
+     * `not_terminal` created but not terminal by the deadline; `not_sent` never sent (deadline reached first);
+     * `warmup_refused_by_code` the warm-up round's refused creations (not in `total`; absent from runs before 5 December 2026).
      */
-    commands: { total: number; succeeded: number; refused: number; not_sent: number; refused_by_code: Record<string, number>; not_terminal: number; by_state: Partial<Record<CommandState, number>> };
+    commands: { total: number; succeeded: number; refused: number; not_sent: number; refused_by_code: Record<string, number>; warmup_refused_by_code?: Record<string, number>; not_terminal: number; by_state: Partial<Record<CommandState, number>> };
     /** Created (`queued`) to terminal, from the command's state history (ms resolution). */
     server_ms: LatencySummary;
     /** POST sent to terminal event received on the live stream. */
@@ -385,7 +386,7 @@ async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripB
     environment: await environmentOf(run),
     baseline: { samples: m.baseline.samplesMs.length, message_bytes: options.echoMessageBytes ?? echoMessageBytesDefault, latency_ms: baselineSummary },
     real: {
-      commands: { total: measuredTotal, succeeded, refused, not_sent: measuredTotal - refused - rounds.ids.length, refused_by_code: rounds.refusedByCode, not_terminal: notTerminal, by_state: m.byState },
+      commands: { total: measuredTotal, succeeded, refused, not_sent: measuredTotal - refused - rounds.ids.length, refused_by_code: rounds.refusedByCode, warmup_refused_by_code: rounds.warmupRefusedByCode, not_terminal: notTerminal, by_state: m.byState },
       server_ms: serverSummary, client_ms: clientSummary, api_post_ms: hdrLatencyTableSummary(rounds.postSamples),
       live_lag_ms: hdrLatencyTableSummary(rounds.lagSamples), live_stream_reconnects: m.liveStream.reconnects,
       live_stream_drops: m.liveStream.drops, live_stream_reconnect_failures: m.liveStream.reconnectFailures,

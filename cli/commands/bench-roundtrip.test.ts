@@ -42,7 +42,7 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
     const summary = report.details!;
     assert.deepEqual(summary.agents, { requested: 3, enrolled: 3, online: 3 });
     assert.equal(summary.commands_per_agent, 2);
-    assert.deepEqual(summary.real.commands, { total: 6, succeeded: 6, refused: 0, not_sent: 0, refused_by_code: {}, not_terminal: 0, by_state: { succeeded: 6 } });
+    assert.deepEqual(summary.real.commands, { total: 6, succeeded: 6, refused: 0, not_sent: 0, refused_by_code: {}, warmup_refused_by_code: {}, not_terminal: 0, by_state: { succeeded: 6 } });
     assert.equal(summary.baseline.samples, 6);
     for (const latency of [summary.baseline.latency_ms, summary.real.server_ms, summary.real.client_ms, summary.real.api_post_ms]) {
       assert.deepEqual(Object.keys(latency).sort(), latencyKeys);

@@ -11,7 +11,9 @@
 // sends `messages` messages of `bytes` bytes, one every `interval-ms`, which the server echoes
 // (`--echo 0`: only reads), and the server is read again. A reading is `process.memoryUsage()`
 // after `gc()`. Printed per connection: RSS, V8 heap used and ArrayBuffers, from no connections to
-// connected (idle) and from connected to after the traffic. `--server ws` is a `ws` server on an
+// connected (idle) and from connected to after the traffic; and, with glibc, malloc's own count of
+// the bytes it has handed out and not had back (mallinfo2 through koffi: in-use chunks plus mmapped
+// blocks), which tells live native allocations from pages that are merely resident. `--server ws` is a `ws` server on an
 // HTTPS server (as the gateway and the bench's bare baseline are); `tls` is a bare `tls` echo.
 import { fork, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,6 +23,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import koffi from 'koffi';
 import WebSocket, { WebSocketServer } from 'ws';
 
 const self = fileURLToPath(import.meta.url);
@@ -43,7 +46,20 @@ function tlsFiles(dir, name) {
   return { key: readFileSync(join(dir, `${name}.key`)), cert: readFileSync(join(dir, `${name}.pem`)), ca: readFileSync(join(dir, 'ca.pem')) };
 }
 
+/** glibc's mallinfo2 (all arenas): bytes in use, or null where there is no glibc. */
+function mallocInUseReader() {
+  try {
+    const fields = ['arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost'];
+    const MallInfo2 = koffi.struct('mallinfo2_t', Object.fromEntries(fields.map((name) => [name, 'size_t'])));
+    const mallinfo2 = koffi.load('libc.so.6').func('mallinfo2', MallInfo2, []);
+    return () => { const info = mallinfo2(); return Number(info.uordblks) + Number(info.hblkhd); };
+  } catch {
+    return () => null;
+  }
+}
+
 function runServer(dir, kind, echo) {
+  const mallocInUse = mallocInUseReader();
   let connections = 0;
   const options = { ...tlsFiles(dir, 'server'), minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: true };
   let listener;
@@ -67,7 +83,7 @@ function runServer(dir, kind, echo) {
   process.on('message', () => {
     globalThis.gc();
     const usage = process.memoryUsage();
-    process.send({ reading: { connections, rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, arrayBuffersBytes: usage.arrayBuffers } });
+    process.send({ reading: { connections, rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, arrayBuffersBytes: usage.arrayBuffers, mallocInUseBytes: mallocInUse() } });
   });
 }
 
@@ -124,7 +140,7 @@ async function measureOnce(dir, kind, echo, count, messages, bytes, intervalMs) 
   const after = await read();
   client.kill();
   server.kill();
-  const perConnectionKib = (from, to, key) => Number(((to[key] - from[key]) / 1024 / count).toFixed(2));
+  const perConnectionKib = (from, to, key) => (from[key] === null ? null : Number(((to[key] - from[key]) / 1024 / count).toFixed(2)));
   return {
     server: kind, echo, connections: count, opened, held: after.connections, messages, bytes,
     connected_rss_kib: perConnectionKib(empty, connected, 'rssBytes'),
@@ -132,6 +148,9 @@ async function measureOnce(dir, kind, echo, count, messages, bytes, intervalMs) 
     traffic_rss_kib: perConnectionKib(connected, after, 'rssBytes'),
     traffic_heap_kib: perConnectionKib(connected, after, 'heapUsedBytes'),
     traffic_array_buffers_kib: perConnectionKib(connected, after, 'arrayBuffersBytes'),
+    connected_malloc_in_use_kib: perConnectionKib(empty, connected, 'mallocInUseBytes'),
+    traffic_malloc_in_use_kib: perConnectionKib(connected, after, 'mallocInUseBytes'),
+    traffic_heap_total_kib: perConnectionKib(connected, after, 'heapTotalBytes'),
   };
 }
 

@@ -31,6 +31,45 @@ describe('bench roundtrip: the command rounds (issue 17)', () => {
   });
 });
 
+describe('bench roundtrip: the open-loop command rounds (--rate)', () => {
+  it('posts command k to agent k mod N on its due time, without waiting for earlier ones, and times it from that due time', async () => {
+    let now = 10_000;
+    const posts: string[] = [];
+    const waiting: Array<() => void> = [];
+    const api = (async (_method: string, _path: string, body: { device_id: string }, headers: Record<string, string>) => {
+      posts.push(headers['idempotency-key']!.replace('bench-t-', ''));
+      now += 30; // the POST takes 30 ms
+      return { id: `${body.device_id}-${posts.length}` };
+    }) as unknown as BenchApi;
+    // Every terminal event arrives 40 ms after its POST answered, but only once all six commands
+    // are posted: a closed loop would wait for the first and never post the rest.
+    const live = {
+      epoch: 0,
+      waitTerminal: () => new Promise((resolve) => {
+        const atMs = now + 40;
+        waiting.push(() => resolve({ state: 'succeeded', atMs }));
+        if (waiting.length === 6) for (const release of waiting) release();
+      }),
+    } as unknown as LiveTracker;
+    const identities = ['d-1', 'd-2'].map((deviceId) => ({ deviceId }) as AgentIdentity);
+    const rounds = await runCommandRounds({
+      api, live, identities, warmupRounds: 1, commandsPerAgent: 2, runTag: 't', deadlineMs: Date.now() + 60_000, progress: () => undefined,
+      ratePerS: 10, nowMs: () => now,
+      // Each wait ends 5 ms late, as a busy timer would: the due time still starts the clock.
+      // (After the started command's own steps have run, as they would on a real clock.)
+      sleepUntil: async (atMs) => {
+        await new Promise((resolve) => setImmediate(resolve));
+        now = Math.max(now, atMs + 5);
+      },
+    });
+    assert.deepEqual(posts, ['d-1-0', 'd-2-0', 'd-1-1', 'd-2-1', 'd-1-2', 'd-2-2']);
+    assert.equal(rounds.created, 6);
+    assert.equal(rounds.ids.length, 4, 'the warm-up round is not measured');
+    assert.deepEqual(rounds.postSamples, [30, 30, 30, 30]);
+    assert.deepEqual(rounds.clientSamples, [75, 75, 75, 75], '5 ms late + 30 ms POST + 40 ms to the event, from the due time');
+  });
+});
+
 describe('bench roundtrip: a refusal\'s tally key', () => {
   it('names the server\'s code, or for a transport failure its socket error or the timeout', () => {
     assert.equal(refusalCode(new SdcError('HTTP_REFUSED', 'refused', { status: 429, serverCode: 'RATE_LIMITED' })), 'RATE_LIMITED');

@@ -3,6 +3,7 @@ import { SdcError } from '../core/errors/index.js';
 import { commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
 import { systemClock } from '../runtime/system.js';
 import type { BenchApi, CommandRecord } from './roundtrip-deployment.js';
+import { runPaced } from './paced-schedule.js';
 import type { LiveTracker } from './roundtrip-live.js';
 import { sleep } from './wall-time.js';
 
@@ -19,6 +20,15 @@ export interface CommandRoundsOptions {
   readonly runTag: string;
   readonly deadlineMs: number;
   readonly progress: (line: string) => void;
+  /**
+   * Open loop (bench/paced-schedule.ts): every creation, warm-up round first, at this many per
+   * second over the fleet, command k to agent k mod N, timed from its due time; an agent may have
+   * several commands open. Absent: each agent posts its next command on the last one's terminal event.
+   */
+  readonly ratePerS?: number;
+  /** Monotonic clock in ms (performance.now()) and a wait on it; a virtual pair in tests. */
+  readonly nowMs?: () => number;
+  readonly sleepUntil?: (atMs: number) => Promise<void>;
 }
 
 /** What the client saw of the measured commands (the warm-up rounds are left out). */
@@ -43,11 +53,25 @@ export interface CommandRounds {
 export async function runCommandRounds(options: CommandRoundsOptions): Promise<CommandRounds> {
   const rounds: CommandRounds = { ids: [], clientSamples: [], postSamples: [], lagSamples: [], refusedByCode: {}, warmupRefusedByCode: {}, terminalCount: 0, created: 0 };
   const measuredTotal = options.identities.length * options.commandsPerAgent;
+  const nowMs = options.nowMs ?? (() => performance.now());
+  const reportProgress = (counted: boolean) => {
+    if (counted && rounds.terminalCount % progressEveryCommands === 0) options.progress(`commands ${rounds.terminalCount}/${measuredTotal} terminal`);
+  };
+  if (options.ratePerS !== undefined) {
+    const agents = options.identities;
+    await runPaced({
+      count: agents.length * (options.warmupRounds + options.commandsPerAgent), ratePerS: options.ratePerS, nowMs,
+      sleepUntil: options.sleepUntil ?? ((atMs) => sleep(Math.max(0, atMs - nowMs()))),
+      // The run's deadline is on the wall clock; the schedule's clock is monotonic.
+      deadlineMs: nowMs() + (options.deadlineMs - systemClock.nowMs()),
+      start: async (k, dueMs) => reportProgress(await oneCommand(options, rounds, agents[k % agents.length]!.deviceId, Math.floor(k / agents.length), nowMs, dueMs)),
+    });
+    return rounds;
+  }
   await Promise.all(options.identities.map(async ({ deviceId }) => {
     for (let round = 0; round < options.warmupRounds + options.commandsPerAgent; round += 1) {
       if (systemClock.nowMs() >= options.deadlineMs) return;
-      const counted = await oneCommand(options, rounds, deviceId, round);
-      if (counted && rounds.terminalCount % progressEveryCommands === 0) options.progress(`commands ${rounds.terminalCount}/${measuredTotal} terminal`);
+      reportProgress(await oneCommand(options, rounds, deviceId, round, nowMs));
     }
   }));
   return rounds;
@@ -65,10 +89,14 @@ export function refusalCode(error: unknown): string {
   return `HTTP_UNREACHABLE ${cause?.code ?? (/within \d+ ms/.test(error.message) ? 'timeout' : 'other')}`;
 }
 
-/** One command, recorded in `rounds` when measured; true when it was created and measured. */
-async function oneCommand(options: CommandRoundsOptions, rounds: CommandRounds, deviceId: string, round: number): Promise<boolean> {
+/**
+ * One command, recorded in `rounds` when measured; true when it was created and measured. Its
+ * client time runs from `dueMs` when it had one on a schedule (open loop), else from its POST.
+ */
+async function oneCommand(options: CommandRoundsOptions, rounds: CommandRounds, deviceId: string, round: number, nowMs: () => number, dueMs?: number): Promise<boolean> {
   const measured = round >= options.warmupRounds;
-  const sentMs = performance.now();
+  const postStartMs = nowMs();
+  const sentMs = dueMs ?? postStartMs;
   const epoch = options.live.epoch;
   let command: { id: string };
   try {
@@ -81,11 +109,11 @@ async function oneCommand(options: CommandRoundsOptions, rounds: CommandRounds, 
     tally[code] = (tally[code] ?? 0) + 1;
     return false;
   }
-  const postedMs = performance.now();
+  const postedMs = nowMs();
   rounds.created += 1;
   const seen = await options.live.waitTerminal(command.id, options.deadlineMs, epoch);
   if (!measured) return false;
-  rounds.postSamples.push(postedMs - sentMs);
+  rounds.postSamples.push(postedMs - postStartMs);
   rounds.ids.push(command.id);
   if (seen !== undefined) {
     rounds.terminalCount += 1;

@@ -64,7 +64,7 @@ function headline(summary: RoundtripSummary): string {
   const e = summary.environment;
   const versionOf = (store: string): string => (e.store_versions?.[store] === undefined ? '' : ` ${e.store_versions[store]}`);
   return `${summary.agents.online}/${summary.agents.requested} agents online, ${summary.commands_per_agent} EXEC_PING_KERNEL per agent `
-    + `(+${summary.warmup_rounds} warm-up); ${summary.real.commands.succeeded}/${summary.real.commands.total} succeeded`
+    + `(+${summary.warmup_rounds} warm-up)${typeof summary.rate_per_s === 'number' ? `, open loop at ${summary.rate_per_s}/s (timed from each one's due time)` : ', closed loop'}; ${summary.real.commands.succeeded}/${summary.real.commands.total} succeeded`
     + `${summary.real.commands.refused > 0 ? `, ${summary.real.commands.refused} REFUSED (${Object.entries(summary.real.commands.refused_by_code).map(([c, n]) => `${c} ${n}`).join(', ')})` : ''}`
     + `${warmupRefusals(summary)}`
     + `${summary.real.commands.not_terminal > 0 ? `, ${summary.real.commands.not_terminal} NOT terminal` : ''}`

@@ -7,6 +7,7 @@ import { SdcError } from '../core/errors/index.js';
 import type { CommandState } from '../core/protocol/command-machine.js';
 import { systemClock } from '../runtime/system.js';
 import { loadMonitor, openFileSampler, openFilesLimit, type ProcessLoad } from './process-load.js';
+import { pacedRatePerSMax } from './paced-schedule.js';
 import { readServerRecords, runCommandRounds, type CommandRounds } from './roundtrip-commands.js';
 import { startBenchDeployment, type BenchDeployment } from './roundtrip-deployment.js';
 import { enrollAgents, waitForOnline } from './roundtrip-fleet.js';
@@ -60,6 +61,12 @@ export interface RoundtripBenchOptions {
   scrapeIntervalMs?: number;
   /** Scrapes kept in the series, at most (halved, the interval doubled, when reached). */
   scrapesMax?: number;
+  /**
+   * Open loop (`--rate`): the commands, and the baseline's echoes, at this many per second over the
+   * fleet on a fixed schedule, each timed from its due time (bench/paced-schedule.ts). Absent: the
+   * closed loop (each agent's next command on its last one's terminal event).
+   */
+  ratePerS?: number;
 }
 
 export interface PercentileRatios {
@@ -73,6 +80,8 @@ export interface RoundtripSummary {
   benchmark: 'roundtrip';
   agents: { requested: number; enrolled: number; online: number };
   commands_per_agent: number;
+  /** Commands (and baseline echoes) per second on a fixed schedule, or null for the closed loop (absent before 4 December 2026: closed). */
+  rate_per_s?: number | null;
   warmup_rounds: number;
   environment: {
     node: string;
@@ -200,7 +209,10 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
 }
 
 /** Refuses, before starting anything, an agent or command count outside the limits (CLI_USAGE). */
-function checkRoundtripOptions({ agents, commandsPerAgent }: RoundtripBenchOptions): void {
+function checkRoundtripOptions({ agents, commandsPerAgent, ratePerS }: RoundtripBenchOptions): void {
+  if (ratePerS !== undefined && !(ratePerS > 0 && ratePerS <= pacedRatePerSMax)) {
+    throw new SdcError('CLI_USAGE', `rate must be above 0 and at most ${pacedRatePerSMax} per second`);
+  }
   if (!Number.isSafeInteger(agents) || agents < 1 || agents > roundtripLimits.agentsMax) {
     throw new SdcError('CLI_USAGE', `agents must be 1 to ${roundtripLimits.agentsMax}`);
   }
@@ -303,6 +315,7 @@ function measureBaseline(run: RoundtripRun, bench: BenchDeployment, identities: 
     clients: Math.max(1, identities.length), roundsPerClient: run.options.commandsPerAgent, warmupRounds,
     messageBytes: run.options.echoMessageBytes ?? echoMessageBytesDefault, connectConcurrency: run.concurrency * 2,
     timeoutMs: Math.max(1_000, run.deadlineMs - systemClock.nowMs()), onConnected: run.fdSampler.sample,
+    ...(run.options.ratePerS === undefined ? {} : { ratePerS: run.options.ratePerS }),
   });
 }
 
@@ -320,6 +333,7 @@ async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identi
     const connectionsBefore = bench.apiConnectionsOpened();
     const rounds = await runCommandRounds({
       api: bench.api, live, identities, warmupRounds, commandsPerAgent: run.options.commandsPerAgent, runTag: bench.runTag, deadlineMs: run.deadlineMs, progress: run.progress,
+      ...(run.options.ratePerS === undefined ? {} : { ratePerS: run.options.ratePerS }),
     });
     const load = monitor.stop();
     const sqlRoundTrips = sqlCount === undefined || sqlBefore === undefined ? null : sqlCount() - sqlBefore;
@@ -382,6 +396,7 @@ async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripB
     benchmark: 'roundtrip',
     agents: { requested: options.agents, enrolled: m.identities.length, online: m.online },
     commands_per_agent: options.commandsPerAgent,
+    rate_per_s: options.ratePerS ?? null,
     warmup_rounds: warmupRounds,
     environment: await environmentOf(run),
     baseline: { samples: m.baseline.samplesMs.length, message_bytes: options.echoMessageBytes ?? echoMessageBytesDefault, latency_ms: baselineSummary },

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { SdcError } from '../core/errors/index.js';
+import { runPaced } from './paced-schedule.js';
 
 /**
  * The baseline for the command round trip: a bare WebSocket echo over the same TLS setup as the
@@ -37,6 +38,12 @@ export interface WsEchoOptions {
   onConnected?: () => Promise<void> | void;
   /** High-resolution clock in ms; performance.now() by default. */
   nowMs?: () => number;
+  /**
+   * Open loop (bench/paced-schedule.ts): every message, warm-up ones first, at this many per
+   * second over all clients, message k on client k mod clients, each timed from its due time;
+   * a client may have several in flight. Absent: each client sends its next on the last echo.
+   */
+  ratePerS?: number;
 }
 
 export interface WsEchoResult {
@@ -80,6 +87,19 @@ export async function runWsEchoBaseline(options: WsEchoOptions): Promise<WsEchoR
     await options.onConnected?.();
     const message = Buffer.alloc(messageBytes, 0x61);
     const samplesMs: number[] = [];
+    if (options.ratePerS !== undefined) {
+      const pipes = sockets.map((ws) => new EchoPipe(ws));
+      const warmupCount = warmupRounds * sockets.length;
+      await runPaced({
+        count: (warmupRounds + options.roundsPerClient) * sockets.length, ratePerS: options.ratePerS, nowMs, deadlineMs,
+        sleepUntil: (atMs) => new Promise((resolve) => setTimeout(resolve, Math.max(0, atMs - nowMs()))),
+        start: async (k, dueMs) => {
+          await pipes[k % pipes.length]!.echo(message, Math.max(1, deadlineMs - nowMs()));
+          if (k >= warmupCount) samplesMs.push(nowMs() - dueMs);
+        },
+      });
+      return { clients: options.clients, roundsPerClient: options.roundsPerClient, messageBytes, samplesMs, connectMs };
+    }
     await Promise.all(sockets.map(async (ws) => {
       for (let round = 0; round < warmupRounds + options.roundsPerClient; round += 1) {
         const sentMs = nowMs();
@@ -137,6 +157,38 @@ function connect(url: string, identity: { certPem: string; keyPem: string }, caP
     ws.once('open', () => resolve(ws));
     ws.once('error', (error) => reject(new SdcError('HTTP_UNREACHABLE', `echo server: ${error.message}`, {}, { cause: error })));
   });
+}
+
+/** Several echoes in flight on one socket: the server answers in order, so each reply settles the oldest wait. */
+export class EchoPipe {
+  readonly #ws: WebSocket;
+  // Bounded by the schedule: at most the messages given to this client.
+  readonly #waiting: Array<{ resolve: () => void; reject: (error: Error) => void; timer: NodeJS.Timeout }> = [];
+
+  constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.on('message', () => {
+      const first = this.#waiting.shift();
+      if (first === undefined) return;
+      clearTimeout(first.timer);
+      first.resolve();
+    });
+  }
+
+  echo(message: Buffer, timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // A lost echo breaks the order for every later one on this socket: all of them fail.
+        const error = new SdcError('HTTP_UNREACHABLE', `no echo within ${Math.round(timeoutMs)} ms`);
+        for (const waiting of this.#waiting.splice(0)) {
+          clearTimeout(waiting.timer);
+          waiting.reject(error);
+        }
+      }, timeoutMs);
+      this.#waiting.push({ resolve, reject, timer });
+      this.#ws.send(message, { binary: true });
+    });
+  }
 }
 
 function echoOnce(ws: WebSocket, message: Buffer, timeoutMs: number): Promise<void> {

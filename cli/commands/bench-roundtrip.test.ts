@@ -118,3 +118,24 @@ test('bench roundtrip refuses a missing or out-of-range agent count before start
     await assert.rejects(roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, argv), captureIo()), (error: Error & { code?: string }) => error.code === 'CLI_USAGE');
   }
 });
+
+// The open loop end to end: the same counts, the rate in the summary and the headline.
+test('bench roundtrip --rate runs the commands and the baseline on a schedule (open loop)', async () => {
+  const io = captureIo();
+  const code = await roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, ['--agents', '2', '--commands', '2', '--rate', '20', '--json']), io);
+  assert.equal(code, 0, io.err.join(''));
+  const report = JSON.parse(io.out.join('')) as BenchReport<RoundtripSummary>;
+  assert.deepEqual(benchReportErrors(report), []);
+  const summary = report.details!;
+  assert.equal(summary.rate_per_s, 20);
+  assert.deepEqual(report.results.map((row) => [row.measure, row.samples]), [['baseline_echo', 4], ['command_server', 4], ['command_client', 4], ['api_post', 4], ['live_lag', 4]]);
+  assert.equal(summary.real.commands.succeeded, 4);
+  assert.equal(summary.ok, true);
+});
+
+test('bench roundtrip --rate refuses a rate that is not a positive number within the bound', async () => {
+  for (const rate of ['0', '-5', 'fast', '20000']) {
+    await assert.rejects(roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, ['--agents', '1', '--rate', rate]), captureIo()),
+      (error: unknown) => error instanceof Error && (error as { code?: string }).code === 'CLI_USAGE', rate);
+  }
+});

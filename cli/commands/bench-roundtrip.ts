@@ -7,19 +7,30 @@ import { durationOption, durationOptions, legacyHelp, type DurationOptionSpec } 
 import { roundtripLimits } from '../../bench/roundtrip-limits.js';
 import { scrapeIntervalOption } from '../../bench/metrics-series-option.js';
 import { metricsSeriesDefaults, renderMetricsSeriesJsonl } from '../../bench/metrics-series.js';
+import { pacedRatePerSMax } from '../../bench/paced-schedule.js';
+import { SdcError } from '../../core/errors/index.js';
 
 /** Descriptors one agent costs in this process: its WebSocket, the gateway's end, its journal, an API socket. */
 const openFilesPerAgent = 4;
 const openFilesReserve = 256;
 const runTimeout: DurationOptionSpec = { name: 'timeout', fallbackMs: 1_800_000, minMs: 5_000, maxMs: 86_400_000, legacy: { name: 'timeout-s', unitMs: 1_000 } };
 
+/** `--rate R`: a positive decimal number of commands per second, at most pacedRatePerSMax; absent: the closed loop. */
+function rateOption(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  const rate = typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : Number.NaN;
+  if (!(rate > 0 && rate <= pacedRatePerSMax)) throw new SdcError('CLI_USAGE', `--rate must be a number above 0 and at most ${pacedRatePerSMax}, got ${String(value)}`);
+  return rate;
+}
+
 export const roundtripBenchCommand: Command = {
   name: 'roundtrip',
   summary: 'Command round trip (created -> terminal) with N connected agents, against a bare TLS WebSocket echo baseline',
-  usage: '--agents N [--commands M] [--json] [--out DIR] [--redis URL] [--mysql URL] [--timeout 30m] [--scrape-interval-ms 1000]',
+  usage: '--agents N [--commands M] [--rate R] [--json] [--out DIR] [--redis URL] [--mysql URL] [--timeout 30m] [--scrape-interval-ms 1000]',
   optionHelp: [
     ['--agents N', `Agents to enroll and connect (1 to ${roundtripLimits.agentsMax})`],
     ['--commands M', 'EXEC_PING_KERNEL commands per agent, one after another, all agents at once (default 5; one more warm-up)'],
+    ['--rate R', `Open loop: the commands (warm-up round first) and the baseline's echoes at R per second over the fleet on a fixed schedule, command k to agent k mod N, each timed from its due time (above 0, at most ${pacedRatePerSMax}; default: the closed loop above)`],
     ['--json', 'Print the report as one JSON object (docs/benchmarks.md, "Output"; the summary in details)'],
     ['--out DIR', 'Also write roundtrip.json, roundtrip.csv, roundtrip-histogram.csv, roundtrip-percentiles.csv, roundtrip-samples.csv, roundtrip.svg, roundtrip.md, metrics-start.prom, metrics-end.prom and metrics-series.jsonl to DIR (with --repeat N: the merged report, and each repeat\'s scrapes as metrics-repeat-K-start.prom, -end.prom and -series.jsonl)'],
     ['--redis URL', 'Use Redis for the bus and key/value store (default: embedded)'],
@@ -33,7 +44,7 @@ export const roundtripBenchCommand: Command = {
   options: {
     agents: { type: 'string' }, commands: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
     redis: { type: 'string' }, mysql: { type: 'string' }, ...durationOptions(runTimeout), verbose: { type: 'boolean' },
-    'cpu-profile': { type: 'string' }, 'scrape-interval-ms': { type: 'string' },
+    'cpu-profile': { type: 'string' }, 'scrape-interval-ms': { type: 'string' }, rate: { type: 'string' },
   },
   async run(args, io) {
     requireOption(args, 'agents');
@@ -41,6 +52,7 @@ export const roundtripBenchCommand: Command = {
     const commandsPerAgent = integerOption(args, 'commands', 5, 1, roundtripLimits.commandsPerAgentMax);
     const timeoutMs = durationOption(args, runTimeout, io.stderr);
     const scrapeIntervalMs = scrapeIntervalOption(args.values['scrape-interval-ms']);
+    const ratePerS = rateOption(args.values.rate);
     // Loaded here, not at the top: the bench runs a whole deployment, most of the CLI's start-up time.
     const [{ openFilesLimit, runRoundtripBench }, { default: pino }] = await Promise.all([import('../../bench/roundtrip.js'), import('pino')]);
     const limit = await openFilesLimit();
@@ -49,7 +61,7 @@ export const roundtripBenchCommand: Command = {
       io.stderr(`warning: ${agents} agents need about ${needed} open files; this process may hold ${limit} (ulimit -n)\n`);
     }
     const run = await runRoundtripBench({
-      agents, commandsPerAgent, timeoutMs, scrapeIntervalMs,
+      agents, commandsPerAgent, timeoutMs, scrapeIntervalMs, ...(ratePerS === undefined ? {} : { ratePerS }),
       ...(typeof args.values.redis === 'string' ? { redisUrl: args.values.redis } : {}),
       ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
       ...(typeof args.values['cpu-profile'] === 'string' ? { cpuProfilePath: args.values['cpu-profile'] } : {}),
@@ -71,7 +83,7 @@ export const roundtripBenchCommand: Command = {
     attachLatencySamples(report, { baseline_echo: run.samplesMs.baseline, command_server: run.samplesMs.server, command_client: run.samplesMs.client });
     io.stdout(args.values.json === true ? renderBenchJson(report) : renderRoundtripTable(run.summary));
     if (typeof args.values.out === 'string') {
-      const commandLine = `sdc bench roundtrip --agents ${agents} --commands ${commandsPerAgent}`
+      const commandLine = `sdc bench roundtrip --agents ${agents} --commands ${commandsPerAgent}${ratePerS === undefined ? '' : ` --rate ${ratePerS}`}`
         + `${typeof args.values.redis === 'string' ? ' --redis URL' : ''}${typeof args.values.mysql === 'string' ? ' --mysql URL' : ''}`;
       const paths = await writeReportFiles(args.values.out, roundtripReportFiles(run, commandLine, report));
       io.stderr(`wrote ${paths.join(', ')}\n`);

@@ -238,6 +238,81 @@ function suite(pair: StorePair): void {
         ]);
       }
     });
+
+    it("a create's Idempotency-Key lookup and admission facts are one statement, batched with the other creates, lookups and admissions asked for meanwhile", async () => {
+      {
+        await insertDevice(h.db, 'pr-a', 'enrolled');
+        await insertDevice(h.db, 'pr-b', 'revoked');
+        await insertQueued(h.db, { id: 'c-pr-1', deviceId: 'pr-a', seq: 1 });
+        const { db, statements } = counting(h.db);
+        const repository = new CommandRepository({ db, audit: h.cp.context.audit });
+        const [retry, fresh, revoked, missing, lookup, admission] = await Promise.all([
+          repository.createFacts('pr-a', { createdBy: 'op', key: 'key-c-pr-1' }), repository.createFacts('pr-a', { createdBy: 'op', key: 'key-new' }),
+          repository.createFacts('pr-b', { createdBy: 'someone-else', key: 'key-c-pr-1' }), repository.createFacts('pr-missing'),
+          repository.byIdempotencyKey('op', 'key-c-pr-1'), repository.admissionFacts('pr-a'),
+        ]);
+        // Six callers, one statement: were two per create (the lookup, then the admission facts), one per other caller.
+        assert.equal(statements.length, 1, statements.join('\n'));
+        assert.ok(/idempotency_key/.test(statements[0]!) && /policy_revisions/.test(statements[0]!), 'one statement reads both');
+        assert.equal(retry.existing?.id, 'c-pr-1');
+        assert.equal(fresh.existing, undefined);
+        assert.deepEqual([fresh.deviceStatus, revoked.deviceStatus, missing.deviceStatus, admission.deviceStatus], ['enrolled', 'revoked', undefined, 'enrolled']);
+        assert.equal(revoked.existing, undefined, "another operator's key is not this one's");
+        assert.equal(lookup?.id, 'c-pr-1');
+        assert.ok([retry, revoked, missing, admission].every((facts) => facts.policyRevision === fresh.policyRevision), 'one revision for the batch');
+        // The lookup alone (the create's retry after a unique violation) and an admission alone are one statement each, as before.
+        statements.length = 0;
+        assert.equal((await repository.byIdempotencyKey('op', 'key-c-pr-1'))?.id, 'c-pr-1');
+        assert.equal((await repository.admissionFacts('pr-b')).deviceStatus, 'revoked');
+        assert.equal(statements.length, 2);
+      }
+    });
+
+    it('a damaged device status or Idempotency-Key row fails only the creates it answers', async () => {
+      {
+        await insertDevice(h.db, 'px-a', 'enrolled');
+        // Longer than any status: STORE_CORRUPT. MySQL's VARCHAR(32) cannot hold it, so there only the damaged command row is tried.
+        const damagedStatus = h.db.dialect !== 'mysql';
+        await insertDevice(h.db, 'px-bad', damagedStatus ? 'x'.repeat(40) : 'enrolled');
+        await insertQueued(h.db, { id: 'c-px-1', deviceId: 'px-a', seq: 1 });
+        await insertQueued(h.db, { id: 'c-px-2', deviceId: 'px-bad', seq: 1 });
+        await h.db.execute("UPDATE commands SET state = 'bogus' WHERE id = 'c-px-1'");
+        const { db, statements } = counting(h.db);
+        const repository = new CommandRepository({ db, audit: h.cp.context.audit });
+        const settled = await Promise.allSettled([
+          repository.createFacts('px-a', { createdBy: 'op', key: 'key-c-px-1' }), repository.createFacts('px-bad'),
+          repository.createFacts('px-bad', { createdBy: 'op', key: 'key-c-px-2' }), repository.createFacts('px-a'),
+        ]);
+        assert.equal(statements.length, 1);
+        const codes = settled.map((outcome) => outcome.status === 'rejected' && SdcError.is(outcome.reason) ? outcome.reason.code : 'fulfilled');
+        // The damaged row fails its retry; the damaged status fails its device's admission, not a retry that needs no admission.
+        assert.deepEqual(codes, ['STORE_CORRUPT', damagedStatus ? 'STORE_CORRUPT' : 'fulfilled', 'fulfilled', 'fulfilled']);
+        assert.equal((settled[2] as PromiseFulfilledResult<{ existing?: { id: string } }>).value.existing?.id, 'c-px-2');
+        assert.equal((settled[3] as PromiseFulfilledResult<{ deviceStatus?: string }>).value.deviceStatus, 'enrolled');
+        await h.db.execute("UPDATE commands SET state = 'queued' WHERE id = 'c-px-1'");
+      }
+    });
+
+    it('through the command service: a create with an Idempotency-Key costs one read before its transaction; a retry answers the stored command first, even for a device revoked since', async () => {
+      {
+        await insertDevice(h.db, 'ps-a', 'enrolled');
+        await insertDevice(h.db, 'ps-b', 'enrolled');
+        const actor = { name: 'op', role: 'operator' as const };
+        const send = (deviceId: string, idempotencyKey: string) => h.cp.commands.create({ actor, deviceId, opcode: 'EXEC_PING_KERNEL', args: {}, ttlMs: 60_000, idempotencyKey });
+        const reads = () => counted.statements.filter((sql) => /idempotency_key = \?|MAX\(revision\)/.test(sql));
+        const before = reads().length;
+        const created = await Promise.all([send('ps-a', 'ps-k1'), send('ps-b', 'ps-k2')]);
+        assert.deepEqual(created.map((one) => one.created), [true, true]);
+        // Were four: each create's lookup, then its admission facts.
+        assert.equal(reads().length - before, 1, reads().slice(before).join('\n'));
+        await h.db.execute("UPDATE devices SET status = 'revoked' WHERE id = 'ps-a'");
+        const retried = await send('ps-a', 'ps-k1');
+        assert.equal(retried.created, false);
+        assert.equal(retried.command.id, created[0]!.command.id);
+        await assert.rejects(send('ps-a', 'ps-k3'), (error) => SdcError.is(error, 'API_DEVICE_REVOKED'));
+        await assert.rejects(send('ps-missing', 'ps-k4'), (error) => SdcError.is(error, 'API_DEVICE_NOT_FOUND'));
+      }
+    });
   });
 }
 

@@ -188,7 +188,68 @@ function suite(pair: StorePair): void {
       for (const command of [a, b, c]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
     });
 
-    it('a group of different commands decides its compare-and-sets on rows read under lock and writes the winners in one UPDATE', async () => {
+    it('a group of different commands whose compare-and-sets all hold is one UPDATE (no read), one history INSERT and one outbox INSERT', async () => {
+      const [a, b, c] = [await create(), await create(), await create()];
+      const { db, counter } = countingTransactions();
+      const statements: string[] = [];
+      const recording = new Proxy(db, {
+        get(target, property, receiver) {
+          if (property === 'transaction') {
+            return (fn: Parameters<typeof target.transaction>[0]) => target.transaction((tx) => fn({
+              dialect: tx.dialect,
+              query: (sql, params) => { statements.push(sql); return tx.query(sql, params); },
+              execute: (sql, params) => { statements.push(sql); return tx.execute(sql, params); },
+            } as typeof tx));
+          }
+          const value = Reflect.get(target, property, receiver) as unknown;
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      const repository = new CommandRepository({ db: recording, audit: h.cp.context.audit });
+      const effects = [await deliverDecision(repository, a.id), await deliverDecision(repository, b.id)];
+      // c was never dispatched: `expire` holds only for such a command, and it is checked in the same UPDATE.
+      const cRow = await repository.byId(c.id);
+      const expire = decideTransition(cRow === undefined ? undefined : recordOf(cRow), { event: 'expire', atMs: h.clock.nowMs(), actor: 'system' });
+      assert.ok(expire.applied);
+      const before = { ...counter };
+      const outcomes = await Promise.all([...effects, expire.effects.transaction].map((member) => repository.apply(member)));
+      assert.deepEqual(outcomes, [true, true, true]);
+      assert.equal(counter.transactions - before.transactions, 1);
+      // Was four: a locking read of the group's rows first (issue 17).
+      assert.equal(counter.statements - before.statements, 3);
+      assert.deepEqual(statements.map((sql) => sql.trim().split(/\s+/).slice(0, 3).join(' ')), ['UPDATE commands SET', 'INSERT INTO command_events', 'INSERT INTO audit_outbox']);
+      for (const command of [a, b]) {
+        const stored = await h.cp.commands.get(command.id);
+        assert.equal(stored.state, 'sent');
+        assert.equal(stored.attempts, 1, 'deliver counts an attempt');
+        assert.deepEqual(stored.history.map((entry) => entry.state), ['queued', 'sent']);
+      }
+      assert.deepEqual((await h.cp.commands.get(c.id)).history.map((entry) => entry.state), ['queued', 'expired']);
+      for (const command of [a, b]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
+    it('a group with an expire for a command that left meanwhile: that member loses (never dispatched is part of its compare-and-set), the others win', async () => {
+      const [a, b] = [await create(), await create()];
+      const { db, counter } = countingTransactions();
+      const repository = new CommandRepository({ db, audit: h.cp.context.audit });
+      const deliver = await deliverDecision(repository, a.id);
+      const bRow = await repository.byId(b.id);
+      const expire = decideTransition(bRow === undefined ? undefined : recordOf(bRow), { event: 'expire', atMs: h.clock.nowMs(), actor: 'system' });
+      assert.ok(expire.applied);
+      // b leaves the control plane after its expiry was decided: still queued, but a device may have it now.
+      assert.equal(await repository.markLeaving(b.id, h.clock.nowMs()), true);
+      const before = { ...counter };
+      const outcomes = await Promise.all([deliver, expire.effects.transaction].map((member) => repository.apply(member)));
+      assert.deepEqual(outcomes, [true, false]);
+      // The one UPDATE changed one row of two: rolled back, then the group again with its rows read under lock.
+      assert.equal(counter.transactions - before.transactions, 2);
+      assert.equal((await h.cp.commands.get(a.id)).state, 'sent');
+      assert.equal((await h.cp.commands.get(b.id)).state, 'queued', 'the loser changed nothing');
+      assert.deepEqual((await h.cp.commands.get(b.id)).history.map((entry) => entry.state), ['queued']);
+      for (const command of [a, b]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
+    it('a group of different commands with a stale member: its one UPDATE misses, the group runs again deciding on rows read under lock, the winners in one UPDATE', async () => {
       const [a, b, c] = [await create(), await create(), await create()];
       const { db, counter } = countingTransactions();
       const repository = new CommandRepository({ db, audit: h.cp.context.audit });
@@ -199,9 +260,9 @@ function suite(pair: StorePair): void {
       const before = { ...counter };
       const outcomes = await Promise.all(effects.map((member) => repository.apply(member)));
       assert.deepEqual(outcomes, [true, true, false]);
-      assert.equal(counter.transactions - before.transactions, 1);
-      // A locking read, one UPDATE, one history INSERT, one outbox INSERT.
-      assert.equal(counter.statements - before.statements, 4);
+      assert.equal(counter.transactions - before.transactions, 2, 'the guess, rolled back, then the exact group');
+      // The guess's UPDATE; then a locking read, one UPDATE, one history INSERT, one outbox INSERT.
+      assert.equal(counter.statements - before.statements, 5);
       for (const command of [a, b]) {
         const stored = await h.cp.commands.get(command.id);
         assert.equal(stored.state, 'sent');

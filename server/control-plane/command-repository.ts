@@ -195,8 +195,61 @@ export interface AdmissionFacts {
   readonly policyRevision: number;
 }
 
+/** What a create reads in one statement (createFacts). */
+export interface CreateFacts extends AdmissionFacts {
+  /** The command its operator created with the same Idempotency-Key: the create is a retry and decides nothing (no device status is answered then). */
+  readonly existing?: CommandRow;
+}
+
+/** A createRead key's parts: the device to admit (null: none), the operator and the Idempotency-Key (both null: none). */
+type CreateReadParts = readonly [deviceId: string | null, createdBy: string | null, idempotencyKey: string | null];
+
+/** One batched createRead's answer; a damaged device status is an SdcError here, thrown only to a caller that needs it. */
+interface CreateReadAnswer {
+  readonly policyRevision: number;
+  readonly deviceStatus?: string | SdcError;
+  readonly existing?: CommandRow;
+}
+
+function createReadKey(deviceId: string | null, idempotency: { createdBy: string; key: string } | undefined): string {
+  const parts: CreateReadParts = [deviceId, idempotency?.createdBy ?? null, idempotency?.key ?? null];
+  return JSON.stringify(parts);
+}
+
+/** The commands columns a create read answers: the row schema's, by name (not `*`: both parts of its UNION must have the same columns). */
+const createReadCommandColumns = Object.keys(CommandRowSchema.properties);
+
+/**
+ * The create read's statement (see #readCreateFacts): the commands of the pairs (when any), then
+ * UNION ALL the admission part, whose command columns are NULL. Not `LEFT JOIN commands ON 1 = 0`
+ * for those: SQLite scans the whole table for it (23 ms at 200,000 commands, measured with sql.js).
+ */
+function createReadSql(devices: number, pairs: number): string {
+  const placeholders = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
+  const admission = `SELECT 'a' AS part_kind, r.revision AS part_revision, d.id AS part_device_id, d.status AS part_device_status, ${createReadCommandColumns.map((column) => `NULL AS ${column}`).join(', ')}
+    FROM (${latestRevisionSql}) r LEFT JOIN devices d ON ${devices === 0 ? '1 = 0' : `d.id IN (${placeholders(devices)})`}`;
+  if (pairs === 0) return admission;
+  // The commands first, so that the UNION's columns are typed by the table's (NULL takes any type).
+  return `SELECT 'i' AS part_kind, NULL AS part_revision, NULL AS part_device_id, NULL AS part_device_status, ${createReadCommandColumns.map((column) => `c.${column}`).join(', ')}
+    FROM commands c WHERE ${Array.from({ length: pairs }, () => '(c.created_by = ? AND c.idempotency_key = ?)').join(' OR ')}
+    UNION ALL ${admission}`;
+}
+
+/** A devices row's status checked, or its STORE_CORRUPT error. */
+function statusOrCorrupt(status: unknown): string | SdcError {
+  try {
+    return validRow(checks.deviceStatus, { status }, 'devices').status;
+  } catch (error) {
+    if (!SdcError.is(error, 'STORE_CORRUPT')) throw error;
+    return error;
+  }
+}
+
 /** Thrown inside a transaction when a compare-and-set matched nothing: rolls it back; apply() answers false. */
 class CompareAndSetLost extends Error {}
+
+/** Thrown inside a group's transaction when its one conditional UPDATE did not win for every member: rolls it back; the group runs again, exact. */
+class GroupGuessMissed extends Error {}
 
 /** A transition waiting for its group commit. */
 interface GroupMember {
@@ -236,8 +289,8 @@ export class CommandRepository {
   #readingOwners = false;
   // The create path's point statements, each batched with the same statement of concurrent
   // requests (issue 17; see Batched: each still runs after it was asked for).
-  readonly #idempotencyReads = new Batched<string, CommandRow>({ run: (keys) => this.#readByIdempotencyKeys(keys), keysPerBatchMax: pointReadsPerQueryMax });
-  readonly #admissionReads = new Batched<string, AdmissionFacts>({ run: (ids) => this.#readAdmissionFacts(ids), keysPerBatchMax: pointReadsPerQueryMax });
+  // A create's Idempotency-Key lookup and its admission facts are one read (createFacts).
+  readonly #createReads = new Batched<string, CreateReadAnswer>({ run: (keys) => this.#readCreateFacts(keys), keysPerBatchMax: pointReadsPerQueryMax });
   readonly #waitingReads = new Batched<string, StoredCommand[], { nowMs: number; limit: number }>({
     run: (ids, asked) => this.#readWaiting(ids, asked), keysPerBatchMax: pointReadsPerQueryMax,
   });
@@ -264,15 +317,65 @@ export class CommandRepository {
     return row === undefined ? undefined : validRow(checks.command, row, 'commands');
   }
 
-  /** The command an operator created with this Idempotency-Key, if any (batched with concurrent lookups). */
-  byIdempotencyKey(createdBy: string, key: string): Promise<CommandRow | undefined> {
-    return this.#idempotencyReads.get(JSON.stringify([createdBy, key]), undefined);
+  /** The command an operator created with this Idempotency-Key, if any (batched with concurrent lookups and admissions: createFacts). */
+  async byIdempotencyKey(createdBy: string, key: string): Promise<CommandRow | undefined> {
+    return (await this.#createRead(createReadKey(null, { createdBy, key }))).existing;
   }
 
-  async #readByIdempotencyKeys(pairs: readonly string[]): Promise<Map<string, CommandRow | SdcError>> {
-    const params = pairs.flatMap((pair) => JSON.parse(pair) as [string, string]);
-    const rows = await this.#db.query<Record<string, unknown>>(
-      `SELECT * FROM commands WHERE ${pairs.map(() => '(created_by = ? AND idempotency_key = ?)').join(' OR ')}`, params);
+  /**
+   * What a create reads before it decides, in one statement (issue 17: were two round trips, one
+   * after the other): the command its operator created with the same Idempotency-Key, if one was
+   * given (the create then answers as a retry and decides nothing), and the admission facts (see
+   * admissionFacts). Batched with the creates, lookups and admissions asked for meanwhile. Read
+   * after the request asked, so a command, a revocation or a policy revision committed before
+   * counts, as with the two statements it replaces; a retry's facts are read and not used.
+   */
+  async createFacts(deviceId: string, idempotency?: { createdBy: string; key: string }): Promise<CreateFacts> {
+    const answer = await this.#createRead(createReadKey(deviceId, idempotency));
+    if (answer.existing !== undefined) return { existing: answer.existing, policyRevision: answer.policyRevision };
+    if (answer.deviceStatus instanceof SdcError) throw answer.deviceStatus;
+    return { policyRevision: answer.policyRevision, ...(answer.deviceStatus === undefined ? {} : { deviceStatus: answer.deviceStatus }) };
+  }
+
+  async #createRead(key: string): Promise<CreateReadAnswer> {
+    const answer = await this.#createReads.get(key, undefined);
+    if (answer === undefined) throw new SdcError('STORE_CONFLICT', 'create read answered nothing');
+    return answer;
+  }
+
+  /**
+   * One statement for a batch of createRead keys: the admission part (the revision, one row even
+   * when no device matches, and each named device's status) and, UNION ALL, the commands of the
+   * (operator, Idempotency-Key) pairs, told apart by `part_kind`. A damaged command row or device
+   * status fails only the callers it answers.
+   */
+  async #readCreateFacts(keys: readonly string[]): Promise<Map<string, CreateReadAnswer | SdcError>> {
+    const asked = keys.map((key) => ({ key, read: JSON.parse(key) as CreateReadParts }));
+    const deviceIds = [...new Set(asked.flatMap(({ read }) => (read[0] === null ? [] : [read[0]])))];
+    const pairs = [...new Set(asked.flatMap(({ read }) => (read[1] === null ? [] : [JSON.stringify([read[1], read[2]])])))];
+    const rows = await this.#db.query<Record<string, unknown>>(createReadSql(deviceIds.length, pairs.length),
+      [...pairs.flatMap((pair) => JSON.parse(pair) as [string, string]), ...deviceIds]);
+    let policyRevision: number | undefined;
+    const statuses = new Map<string, string | SdcError>();
+    const commandRows: Array<Record<string, unknown>> = [];
+    for (const { part_kind: kind, part_revision: revision, part_device_id: deviceId, part_device_status: status, ...columns } of rows) {
+      if (kind !== 'a') { commandRows.push(columns); continue; }
+      policyRevision = revisionOf(revision);
+      if (deviceId !== null && deviceId !== undefined) statuses.set(String(deviceId), statusOrCorrupt(status));
+    }
+    if (policyRevision === undefined) throw new SdcError('STORE_CONFLICT', 'create read answered no policy revision');
+    const existing = await this.#claimIdempotencyRows(pairs, commandRows);
+    const revision = policyRevision;
+    return new Map(asked.map(({ key, read: [deviceId, createdBy, idempotencyKey] }): [string, CreateReadAnswer | SdcError] => {
+      const found = createdBy === null ? undefined : existing.get(JSON.stringify([createdBy, idempotencyKey]));
+      if (found instanceof SdcError) return [key, found];
+      const deviceStatus = deviceId === null ? undefined : statuses.get(deviceId);
+      return [key, { policyRevision: revision, ...(found === undefined ? {} : { existing: found }), ...(deviceStatus === undefined ? {} : { deviceStatus }) }];
+    }));
+  }
+
+  /** The commands rows read for the pairs, by pair (JSON [created_by, idempotency_key]). */
+  async #claimIdempotencyRows(pairs: readonly string[], rows: ReadonlyArray<Record<string, unknown>>): Promise<Map<string, CommandRow | SdcError>> {
     const found = new Map<string, CommandRow | SdcError>();
     let unclaimed = false;
     for (const row of rows) {
@@ -324,27 +427,10 @@ export class CommandRepository {
    * and the current policy revision number, in one statement batched with concurrent admissions
    * (issue 17: was two round trips per command). Read after the request asked, like the two
    * statements it replaces, so a revocation or a new policy revision committed before it counts.
+   * A create reads these with its Idempotency-Key lookup (createFacts).
    */
   async admissionFacts(deviceId: string): Promise<AdmissionFacts> {
-    const facts = await this.#admissionReads.get(deviceId, undefined);
-    if (facts === undefined) throw new SdcError('STORE_CONFLICT', 'admission read answered nothing');
-    return facts;
-  }
-
-  async #readAdmissionFacts(deviceIds: readonly string[]): Promise<Map<string, AdmissionFacts>> {
-    // The derived table has exactly one row, so the revision comes back even when no device matches.
-    const rows = await this.#db.query<{ revision: unknown; id: unknown; status: unknown }>(
-      `SELECT r.revision, d.id, d.status FROM (${latestRevisionSql}) r LEFT JOIN devices d ON d.id IN (${deviceIds.map(() => '?').join(', ')})`, deviceIds);
-    const policyRevision = revisionOf(rows[0]?.revision);
-    const statuses = new Map<string, string>();
-    for (const row of rows) {
-      if (row.id === null || row.id === undefined) continue;
-      statuses.set(String(row.id), validRow(checks.deviceStatus, { status: row.status }, 'devices').status);
-    }
-    return new Map(deviceIds.map((id) => {
-      const deviceStatus = statuses.get(id);
-      return [id, { policyRevision, ...(deviceStatus === undefined ? {} : { deviceStatus }) }];
-    }));
+    return this.createFacts(deviceId);
   }
 
   /** The device row's status, or undefined for an unknown device. */
@@ -590,20 +676,22 @@ export class CommandRepository {
 
   /**
    * One transaction for a group of transitions (group commit, issue 17): the members'
-   * compare-and-sets are decided on the group's rows read under lock and written in one UPDATE
-   * (updateStates); a member whose compare-and-set failed lost
-   * (it changes nothing, and its history and audit rows are not written) and is answered false, so
-   * its caller reads the row again and retries alone. The winners' history rows and their audit
-   * records (the outbox) go in as multi-row INSERTs, and one COMMIT makes them all
+   * compare-and-sets in one conditional UPDATE (updateStates). When it changed fewer rows than
+   * the group has members (some compare-and-set lost, which is rare: a device's events are
+   * handled in order), the transaction is rolled back and the group runs again with its rows read
+   * under lock first (`exact`), so each member is decided alone: a member whose compare-and-set
+   * failed lost (it changes nothing, and its history and audit rows are not written) and is
+   * answered false, so its caller reads the row again and retries alone. The winners' history rows
+   * and their audit records (the outbox) go in as multi-row INSERTs, and one COMMIT makes them all
    * durable. If the transaction fails (a store fault, or one member's audit record refused), no
    * member changed anything, and each is applied again in a transaction of its own, so one
    * member's failure is its own.
    */
-  async #commitGroup(members: readonly GroupMember[]): Promise<void> {
+  async #commitGroup(members: readonly GroupMember[], mode: 'guess' | 'exact' = 'guess'): Promise<void> {
     let won: readonly boolean[];
     try {
       won = await this.#db.transaction(async (tx) => {
-        const outcome = await updateStates(tx, members.map((member) => member.effects[0] as StateUpdate));
+        const outcome = await updateStates(tx, members.map((member) => member.effects[0] as StateUpdate), mode);
         const history: Array<Extract<TransactionEffect, { type: 'append_history' }>> = [];
         const audits: Array<Extract<TransactionEffect, { type: 'record_audit' }>> = [];
         members.forEach((member, index) => {
@@ -618,6 +706,10 @@ export class CommandRepository {
         return outcome;
       });
     } catch (error) {
+      if (error instanceof GroupGuessMissed) {
+        await this.#commitGroup(members, 'exact');
+        return;
+      }
       if (members.length === 1) {
         members[0]!.reject(error);
         return;
@@ -763,24 +855,36 @@ async function tryUpdateState(tx: SqlExecutor, effect: Extract<TransactionEffect
 
 type StateUpdate = Extract<TransactionEffect, { type: 'update_state' }>;
 
-/** Commands per locking read and per CASE UPDATE of a group (4 CASE arms of 2 parameters each). */
+/** Commands per locking read and per CASE UPDATE of a group (6 CASE arms of 2 parameters each and the id: 13 per command, under SQLite's 999). */
 const stateUpdatesPerStatementMax = 64;
 
 /**
- * The compare-and-sets of a group, in two statements instead of one UPDATE each: the group's rows
+ * The compare-and-sets of a group in fewer statements than one UPDATE each. `guess` (issue 17: one
+ * statement where there were two): one UPDATE whose WHERE holds each member's compare-and-set (the
+ * state it was decided from, and never dispatched when it asks for that) and whose CASE arms write
+ * each member's change; when it changed every member's row, each won, exactly as its own
+ * compare-and-set would have; otherwise GroupGuessMissed is thrown (its caller rolls back and asks
+ * again with `exact`: which members lost cannot be told from the count). `exact`: the group's rows
  * read under lock (`FOR UPDATE` on MySQL, in id order; SQLite's transactions run one at a time),
- * each member decided on them (the state it was decided from, and never dispatched when it asks
- * for that), and the winners written by one UPDATE. Under the lock nobody changes those rows
- * before the commit, so this decides exactly what the per-row compare-and-set would. A group that
- * names one command twice, or is larger than the statement bound, is done row by row
+ * each member decided on them, and the winners written by one UPDATE. Under the lock nobody
+ * changes those rows before the commit, so this decides exactly what the per-row compare-and-set
+ * would. Both lock the rows in id order (InnoDB's UPDATE walks `id IN (...)` in index order). A
+ * group that names one command twice, or is larger than the statement bound, is done row by row
  * (tryUpdateState). Returns, per member, whether it won.
  */
-async function updateStates(tx: SqlExecutor, updates: readonly StateUpdate[]): Promise<boolean[]> {
+async function updateStates(tx: SqlExecutor, updates: readonly StateUpdate[], mode: 'guess' | 'exact'): Promise<boolean[]> {
   const ids = [...new Set(updates.map((update) => update.commandId))].sort();
   if (updates.length === 1 || ids.length !== updates.length || ids.length > stateUpdatesPerStatementMax) {
     const outcome: boolean[] = [];
     for (const update of updates) outcome.push(await tryUpdateState(tx, update));
     return outcome;
+  }
+  if (mode === 'guess') {
+    const from = caseOfUpdates(updates, (update) => update.from);
+    const neverDispatched = caseOfUpdates(updates, (update) => (update.onlyIfNeverDispatched ? 1 : 0));
+    const changed = await writeStates(tx, updates, { sql: ` AND state = ${from.sql} AND (${neverDispatched.sql} = 0 OR first_dispatched_at IS NULL)`, params: [...from.params, ...neverDispatched.params] });
+    if (changed !== updates.length) throw new GroupGuessMissed();
+    return updates.map(() => true);
   }
   const list = ids.map(() => '?').join(', ');
   const rows = await tx.query<{ id: string; state: string; first_dispatched_at: number | null }>(
@@ -792,21 +896,29 @@ async function updateStates(tx: SqlExecutor, updates: readonly StateUpdate[]): P
   });
   const winners = updates.filter((_, index) => outcome[index]);
   if (winners.length === 0) return outcome;
-  const arms = (value: (update: StateUpdate) => SqlValue) => ({
-    sql: `CASE id ${winners.map(() => 'WHEN ? THEN ?').join(' ')} END`, params: winners.flatMap((update) => [update.commandId, value(update)]),
-  });
-  const state = arms((update) => update.to);
-  const updatedAt = arms((update) => update.atMs);
-  const attempts = arms((update) => update.attemptsIncrement);
-  const result = arms((update) => update.resultFrame);
+  const changed = await writeStates(tx, winners, { sql: '', params: [] });
+  // Locked rows cannot have changed: anything else is a store that does not do what we asked, and fails the group.
+  if (changed !== winners.length) throw new SdcError('STORE_CONFLICT', `group UPDATE changed ${changed} of ${winners.length} locked commands`);
+  return outcome;
+}
+
+/** `CASE id WHEN ? THEN ? ... END` over the updates, with its parameters. */
+function caseOfUpdates(updates: readonly StateUpdate[], value: (update: StateUpdate) => SqlValue): { sql: string; params: SqlValue[] } {
+  return { sql: `CASE id ${updates.map(() => 'WHEN ? THEN ?').join(' ')} END`, params: updates.flatMap((update) => [update.commandId, value(update)]) };
+}
+
+/** One UPDATE writing each update's change to its row, under the extra `condition`; returns the rows changed. */
+async function writeStates(tx: SqlExecutor, updates: readonly StateUpdate[], condition: { sql: string; params: readonly SqlValue[] }): Promise<number> {
+  const state = caseOfUpdates(updates, (update) => update.to);
+  const updatedAt = caseOfUpdates(updates, (update) => update.atMs);
+  const attempts = caseOfUpdates(updates, (update) => update.attemptsIncrement);
+  const result = caseOfUpdates(updates, (update) => update.resultFrame);
   const updated = await tx.execute(
     `UPDATE commands SET state = ${state.sql}, updated_at = ${updatedAt.sql}, attempts = attempts + ${attempts.sql}, result_json = COALESCE(${result.sql}, result_json)
-     WHERE id IN (${winners.map(() => '?').join(', ')})`,
-    [...state.params, ...updatedAt.params, ...attempts.params, ...result.params, ...winners.map((update) => update.commandId)],
+     WHERE id IN (${updates.map(() => '?').join(', ')})${condition.sql}`,
+    [...state.params, ...updatedAt.params, ...attempts.params, ...result.params, ...updates.map((update) => update.commandId), ...condition.params],
   );
-  // Locked rows cannot have changed: anything else is a store that does not do what we asked, and fails the group.
-  if (updated.changes !== winners.length) throw new SdcError('STORE_CONFLICT', `group UPDATE changed ${updated.changes} of ${winners.length} locked commands`);
-  return outcome;
+  return updated.changes;
 }
 
 /** History rows per INSERT statement in a group commit (4 parameters each). */

@@ -18,7 +18,7 @@ import { signCommand } from '../../core/protocol/signed-command.js';
 import { approvalSubjectHash, type ApprovalSubject } from '../../core/protocol/approvals.js';
 import type { ServiceSigner } from '../materials/materials.js';
 import { ApprovalRepository, type PendingApproval } from './approval-repository.js';
-import { CommandRepository, jsonObjectColumn, signedCommandOrNull, recordOf, unfinishedStates, type CommandRow } from './command-repository.js';
+import { CommandRepository, jsonObjectColumn, signedCommandOrNull, recordOf, unfinishedStates, type AdmissionFacts, type CommandRow } from './command-repository.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import type { PolicyStore } from './policy-store.js';
@@ -187,13 +187,12 @@ export class CommandService {
       throw new SdcError('API_VALIDATION', `Idempotency-Key must be 1-${commandLimits.idempotencyKeyLengthMax} characters`, { path: 'headers/idempotency-key' });
     }
     const fingerprint = { device_id: deviceId, opcode, args: canonicalize(request.args), ttl_ms: ttlMs };
-    if (key !== undefined) {
-      const existing = await this.#repository.byIdempotencyKey(actor.name, key);
-      if (existing !== undefined) return { command: await this.#replay(existing, fingerprint), created: false };
-    }
+    // The Idempotency-Key's command and the admission facts in one statement (issue 17); a retry answers before anything is decided.
+    const facts = await this.#repository.createFacts(deviceId, key === undefined ? undefined : { createdBy: actor.name, key });
+    if (facts.existing !== undefined) return { command: await this.#replay(facts.existing, fingerprint), created: false };
     const nowMs = this.#ctx.clock.nowMs();
     const pendingOut: { approval?: PendingRequirement } = {};
-    const policyRecord = await this.#admit(request, opcode, nowMs, Buffer.byteLength(fingerprint.args, 'utf8'), pendingOut);
+    const policyRecord = await this.#admit(request, { opcode, nowMs, argsBytes: Buffer.byteLength(fingerprint.args, 'utf8'), facts }, pendingOut);
     let signed: SignedCommand;
     let gatewayId: string | undefined;
     try {
@@ -214,11 +213,16 @@ export class CommandService {
     return { command: createdView(signed, actor.name, fingerprint.args, gatewayId ?? null), created: true };
   }
 
-  /** The device's status and the policy decide whether the command may be stored; returns the policy record, or throws the refusal. */
-  async #admit(request: CreateCommandRequest, opcode: string, nowMs: number, argsBytes: number, pendingOut: { approval?: PendingRequirement }): Promise<JsonObject> {
+  /**
+   * The device's status and the policy decide whether the command may be stored; returns the policy
+   * record, or throws the refusal. `facts` are the device's status and the policy revision number,
+   * read by the create in one statement with its Idempotency-Key lookup (createFacts).
+   */
+  async #admit(
+    request: CreateCommandRequest, asked: { opcode: string; nowMs: number; argsBytes: number; facts: AdmissionFacts }, pendingOut: { approval?: PendingRequirement },
+  ): Promise<JsonObject> {
     const { actor, deviceId } = request;
-    // The device's status and the policy revision number in one statement, shared with concurrent admissions (issue 17).
-    const { deviceStatus, policyRevision } = await this.#repository.admissionFacts(deviceId);
+    const { opcode, nowMs, argsBytes, facts: { deviceStatus, policyRevision } } = asked;
     const { policy, revision } = await this.#options.policy.at(policyRevision);
     const base = { actor: { id: actor.name, role: actor.role }, opcode, device: { id: deviceId }, nowMs, argsBytes, ...(request.reason === undefined ? {} : { reason: request.reason }) };
     // Tags, posture and rate-limit places (reserved now, given back below unless admitted); only for a device that may take commands.

@@ -2,6 +2,8 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { SdcError } from '../../core/errors/index.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
+import type { JsonValue } from '../../core/protocol/json-value.js';
+import { resolveProtocolLimits } from '../../core/protocol/limits.js';
 import { parseStrictJson } from '../../core/protocol/strict-json.js';
 import { DeviceId, EpochMs, FrameId, SessionId, Seq, Traceparent } from '../../core/protocol/messages/fields.js';
 import { SignedCommandSchema } from '../../core/protocol/messages/command.js';
@@ -89,10 +91,26 @@ const checks = Object.fromEntries(
   Object.entries(busEntrySchemas).map(([kind, schema]) => [kind, TypeCompiler.Compile(schema as TSchema)]),
 ) as Record<BusEntryKind, TypeCheck<TSchema>>;
 
+/**
+ * Kinds whose signed device frame travels in a bus field of its own (`frame`, the text as the
+ * gateway received it) beside `data` (the other members), not as a JSON string inside `data`.
+ * Inside `data` every quote of the frame was escaped by the gateway's canonicalize and unescaped
+ * by the reader's strict parse: about a tenth of the ingest path's CPU per telemetry sample
+ * (issue 17, docs/benchmarks.md 2026-12-04 night). Only telemetry, the high-volume kind; a
+ * reader still takes the older form (frame inside `data`), so entries appended before an upgrade
+ * are read as they were. An older reader refuses the new form (PROTO_SCHEMA_INVALID, so it is
+ * dead-lettered, not lost): upgrade the control planes before the gateways.
+ */
+const frameFieldKinds: ReadonlySet<BusEntryKind> = new Set<BusEntryKind>(['telemetry']);
+
 export function encodeBusEntry<K extends BusEntryKind>(kind: K, data: BusEntryData<K>): Record<string, string> {
   if (!checks[kind].Check(data)) {
     const first = checks[kind].Errors(data).First();
     throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry ${kind} ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`);
+  }
+  if (frameFieldKinds.has(kind) && 'frame' in data && typeof data.frame === 'string') {
+    const { frame, ...rest } = data;
+    return { kind, data: canonicalize(rest), frame };
   }
   return { kind, data: canonicalize(data) };
 }
@@ -124,10 +142,26 @@ export function decodeBusEntry(fields: Readonly<Record<string, string>>): Decode
   return entry;
 }
 
+/** Resolved once per call otherwise (a caller's limits object is never cached by resolveProtocolLimits). */
+const entryDataLimits = resolveProtocolLimits({ frameBytesMax: 256 * 1024 });
+
+/**
+ * The value of an entry whose frame came in its own field (frameFieldKinds): `data` must be an
+ * object without a frame of its own, and the kind must be one that carries it so.
+ */
+function withFrameField(kind: BusEntryKind, parsed: JsonValue, frame: string): JsonValue {
+  if (!frameFieldKinds.has(kind)) throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry ${kind} carries no frame field`);
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed) || Object.hasOwn(parsed, 'frame')) {
+    throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry ${kind} has a frame field and data that is not an object without a frame`);
+  }
+  return { ...parsed, frame };
+}
+
 function decodeBusEntryText(fields: Readonly<Record<string, string>>): DecodedBusEntry {
   const kind = fields.kind;
   if (kind === undefined || !Object.hasOwn(busEntrySchemas, kind)) throw new SdcError('PROTO_UNKNOWN_TYPE', `unknown bus entry kind ${String(kind).slice(0, 64)}`);
-  const data = parseStrictJson(fields.data ?? '', { frameBytesMax: 256 * 1024 });
+  const parsed = parseStrictJson(fields.data ?? '', entryDataLimits);
+  const data = fields.frame === undefined ? parsed : withFrameField(kind as BusEntryKind, parsed, fields.frame);
   const check = checks[kind as BusEntryKind];
   if (!check.Check(data)) {
     const first = check.Errors(data).First();

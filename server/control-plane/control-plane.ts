@@ -46,6 +46,7 @@ import type { ControlPlaneServices } from './services.js';
 import { AuditDrainSoon } from './audit-drain-soon.js';
 import { SqlAuditStore } from './stores/sql-audit-store.js';
 import { StreamConsumer } from './stream-consumer.js';
+import { telemetryConsumerOptions } from './telemetry-rows.js';
 
 /** How long the API keeps an idle kept-alive connection open (see listen). */
 export const apiKeepAliveTimeoutMs = 72_000;
@@ -328,7 +329,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   });
   const telemetryConsumer = new StreamConsumer({
     bus, stream: streamNames.telemetry, group: groups.telemetry, consumer, logger, scheduler, claimIdleMs, handle: (entry) => events.handleTelemetry(entry),
-    partitionKey: deviceIdOfEntry,
+    partitionKey: deviceIdOfEntry, ...telemetryConsumerOptions,
   });
 
   let running = false;

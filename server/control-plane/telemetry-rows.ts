@@ -9,11 +9,23 @@ export interface TelemetryRow {
 }
 
 export const telemetryRowLimits = Object.freeze({
-  /** Rows per INSERT: 4 parameters each, far below either dialect's bound on parameters. */
-  rowsPerInsertMax: 250,
+  /** Rows per INSERT: 4 parameters each (2,048 at most), far below either dialect's bound on parameters (32,766 for sql.js's SQLite, 65,535 for MySQL). */
+  rowsPerInsertMax: 512,
   /** Rows waiting for the next INSERT: beyond it insert() refuses (STORE_LIMIT) and the entry is retried. */
   waitingMax: 20_000,
 });
+
+/**
+ * The control plane's telemetry consumer (StreamConsumer options): entries per read, handlers at
+ * once and entries read but unfinished. Each handler holds its slot until its row is stored, so
+ * the handlers running at once bound the rows of one INSERT: with the events consumer's 64 the
+ * writer averaged about 14 rows per statement on Redis + MariaDB (Com_insert 4,204 for about
+ * 60,000 samples), each its own autocommit and socket write, and the read of 64 entries per
+ * XREADGROUP kept the pipeline short (issue 17; docs/benchmarks.md, 2026-12-04 night). Telemetry
+ * handlers are short and independent across devices, so more of them at once cost only memory:
+ * at most entriesInFlightMax entries of at most 64 KiB each stay in memory.
+ */
+export const telemetryConsumerOptions = Object.freeze({ batchSize: 256, partitionsInFlightMax: 256, entriesInFlightMax: 1024 });
 
 interface Waiting {
   readonly row: TelemetryRow;

@@ -32,3 +32,23 @@ test('a system timer fires once, and a cancelled one never', async () => {
   await new Promise<void>((resolve) => { systemScheduler.schedule(0, () => { fired.push('ran'); resolve(); }); });
   assert.deepEqual(fired, ['ran']);
 });
+
+test('a pending system timer is moved with its own delay (the same handle, fired once, after a timer set after it), not with another', async () => {
+  const fired: string[] = [];
+  let done!: () => void;
+  const both = new Promise<void>((resolve) => { done = resolve; });
+  // System timers are unref'd: this one keeps the test's process waiting for them.
+  const keepAlive = setInterval(() => undefined, 1_000);
+  const moved = systemScheduler.schedule(30, () => {
+    fired.push('moved');
+    done();
+  });
+  // Set after `moved`, with the same delay: without the move it would fire second.
+  systemScheduler.schedule(30, () => fired.push('later'));
+  assert.equal(systemScheduler.reschedule!(moved, 31), false, 'another delay: the caller cancels and schedules');
+  assert.equal(systemScheduler.reschedule!(moved, 30), true);
+  await both;
+  await new Promise((resolve) => setTimeout(resolve, 40));
+  clearInterval(keepAlive);
+  assert.deepEqual(fired, ['later', 'moved']);
+});

@@ -12,6 +12,13 @@ export const systemRandom: RandomSource = {
 
 interface SystemTimerHandle extends TimerHandle {
   readonly timer: NodeJS.Timeout;
+  /** The delay it was set with, as setTimeout takes it: refresh() re-arms with this one. */
+  readonly delayMs: number;
+}
+
+/** setTimeout's own reading of a delay (below 1, or not a number: 1). */
+function timeoutDelayMs(delayMs: number): number {
+  return delayMs >= 1 && delayMs <= 0x7fff_ffff ? delayMs : 1;
 }
 
 /**
@@ -29,10 +36,17 @@ export const systemScheduler: Scheduler = {
     const id = nextSystemTimerId;
     // Wraps below 2^31 so the id stays a small integer; ids only tell handles apart while pending.
     nextSystemTimerId = id >= 0x7fff_ffff ? 1 : id + 1;
-    const handle: SystemTimerHandle = { id, timer };
+    const handle: SystemTimerHandle = { id, timer, delayMs: timeoutDelayMs(Math.max(0, delayMs)) };
     return handle;
   },
   cancel(handle) {
     clearTimeout((handle as SystemTimerHandle).timer);
+  },
+  reschedule(handle, delayMs) {
+    const system = handle as SystemTimerHandle;
+    // Node's refresh() keeps the timer's own delay, so only that one: no Timeout, handle or closure made.
+    if (system.delayMs !== timeoutDelayMs(Math.max(0, delayMs))) return false;
+    system.timer.refresh();
+    return true;
   },
 };

@@ -59,6 +59,14 @@ export interface Scheduler {
   /** Calls `callback` once after `delayMs`; returns a handle for `cancel`. */
   schedule(delayMs: number, callback: () => void): TimerHandle;
   cancel(handle: TimerHandle): void;
+  /**
+   * Optional: moves a still pending timer (neither fired nor cancelled) to fire `delayMs` from now,
+   * with the same callback and handle, when the scheduler can do that without a new timer; false
+   * when it cannot (the caller cancels and schedules). Why: a gateway re-arms each session's timer
+   * on every frame received, and a new timer each time is three objects that outlive a scavenge
+   * (docs/benchmarks.md, 2026-12-04 night, the gateway's CPU per frame).
+   */
+  reschedule?(handle: TimerHandle, delayMs: number): boolean;
 }
 
 export interface TimerHandle {

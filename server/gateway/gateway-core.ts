@@ -488,12 +488,24 @@ class Gateway implements GatewayCore {
    */
   #armTimer(session: DeviceSession): void {
     const { scheduler, clock } = this.#options;
-    if (session.timer !== undefined) scheduler.cancel(session.timer);
+    const pending = session.timer;
     session.timer = undefined;
-    if (session.closed || this.#aborted) return;
-    const deadlineMs = this.#nextDeadlineMs(session);
-    if (deadlineMs === undefined) return;
-    this.#scheduleTimer(session, timerDelayMs(deadlineMs, clock.nowMs()));
+    const deadlineMs = session.closed || this.#aborted ? undefined : this.#nextDeadlineMs(session);
+    if (deadlineMs === undefined) {
+      if (pending !== undefined) scheduler.cancel(pending);
+      return;
+    }
+    const nowMs = clock.nowMs();
+    const delayMs = timerDelayMs(deadlineMs, nowMs);
+    // A held session's frames each move its deadline by the same delay (the probe's, from the frame
+    // heard), so the pending timer is moved where the scheduler can: no new timer per frame.
+    if (pending !== undefined && scheduler.reschedule?.(pending, delayMs) === true) {
+      session.timer = pending;
+      session.timerDueMs = nowMs + delayMs;
+      return;
+    }
+    if (pending !== undefined) scheduler.cancel(pending);
+    this.#scheduleTimer(session, delayMs);
   }
 
   #scheduleTimer(session: DeviceSession, delayMs: number): void {

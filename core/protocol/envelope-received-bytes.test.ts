@@ -7,7 +7,7 @@ import { assertRefused } from '../errors/assert-refused.js';
 import { decodeEnvelopeForVerify, envelopeSigningInput, macAndEncodeEnvelope, signAndEncodeEnvelope, type EnvelopeFields } from './envelope.js';
 import type { JsonObject } from './json-value.js';
 import { parseStrictJsonWithForm } from './strict-json.js';
-import { decodeAndVerify } from './session/codec.js';
+import { decodeAndVerify, decodeAndVerifyFrame } from './session/codec.js';
 import type { SessionMacKeys } from './session/session-mac.js';
 
 // Issue 17: a receiver takes a canonical frame's signing input from the bytes it received
@@ -66,6 +66,18 @@ describe('decodeEnvelopeForVerify: the signing input of a canonical frame is its
     const { envelope, signingInput } = decodeEnvelopeForVerify(bytes);
     assert.ok(signingInput !== undefined);
     assert.deepEqual(signingInput, envelopeSigningInput(envelope));
+  });
+
+  test('the frame\'s text comes back as the parser decoded it, for a forwarder (canonical or not, non-ASCII included)', () => {
+    const mac: SessionMacKeys = { send: macKey, receive: macKey, crypto };
+    const { bytes } = macAndEncodeEnvelope({ fields: fieldsWith({ cpu_pct: 12.5, note: 'café ☕' }), key: macKey, crypto });
+    const spaced = utf8.encode(text.decode(bytes).replace('"seq":17', '"seq": 17'));
+    for (const frame of [bytes, spaced]) {
+      const decoded = decodeAndVerifyFrame({ bytes: frame, expectDeviceId: 'dev-0001', expectSessionId: 'sess_7f3a', resolveKey: () => undefined, provider, mac });
+      assert.equal(decoded.text, text.decode(frame));
+      assert.equal(decoded.envelope.id, 'f_0001');
+      assert.equal(decodeEnvelopeForVerify(frame).text, text.decode(frame));
+    }
   });
 
   test('a frame MAC\'d over its canonical fields but sent in another form is verified as before; a changed byte is refused', () => {

@@ -327,17 +327,18 @@ const signingPrefixBytes = utf8Encoder.encode(envelopeSigningPrefix);
  * again to check a signature or MAC (issue 17: a second canonicalisation per frame received).
  * `signingInput` is undefined for a frame the parser does not prove canonical; the verifier then
  * writes the fields out, as before, so such a frame is accepted or refused exactly as before.
+ * `text` is the frame as the parser decoded it (strict UTF-8), for a receiver that forwards it as text.
  */
-export function decodeEnvelopeForVerify(frameBytes: Uint8Array, limits?: Partial<ProtocolLimits>): { envelope: SignedEnvelope; signingInput: Uint8Array | undefined } {
-  const { value, memberBytes } = parseStrictJsonWithForm(frameBytes, 'sig', limits);
+export function decodeEnvelopeForVerify(frameBytes: Uint8Array, limits?: Partial<ProtocolLimits>): { envelope: SignedEnvelope; signingInput: Uint8Array | undefined; text: string } {
+  const { value, memberBytes, text } = parseStrictJsonWithForm(frameBytes, 'sig', limits);
   const envelope = parseSignedEnvelope(value);
-  if (memberBytes === undefined) return { envelope, signingInput: undefined };
+  if (memberBytes === undefined) return { envelope, signingInput: undefined, text };
   const prefixLength = signingPrefixBytes.length;
   const signingInput = new Uint8Array(prefixLength + frameBytes.length - (memberBytes.end - memberBytes.start));
   signingInput.set(signingPrefixBytes, 0);
   signingInput.set(frameBytes.subarray(0, memberBytes.start), prefixLength);
   signingInput.set(frameBytes.subarray(memberBytes.end), prefixLength + memberBytes.start);
-  return { envelope, signingInput };
+  return { envelope, signingInput, text };
 }
 
 /** Canonical bytes of the whole envelope: what goes on the wire. */

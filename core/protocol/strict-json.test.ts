@@ -129,6 +129,43 @@ test('PROTO_JSON_DUPLICATE_KEY: including names equal only after unescaping', ()
   assert.ok(jsonEquals(parseStrictJson('{"a":{"a":1},"b":[{"a":1},{"a":2}]}'), { a: { a: 1 }, b: [{ a: 1 }, { a: 2 }] }));
 });
 
+test('PROTO_JSON_DUPLICATE_KEY: a duplicate after a canonical prefix, at any depth and position, is refused', () => {
+  // The parser skips the own-property lookup while the names so far rose strictly (a duplicate
+  // cannot be among them); each of these breaks the rise exactly at the duplicate or before it.
+  assertRefused(() => parseStrictJson('{"a":1,"b":2,"c":3,"c":4}'), 'PROTO_JSON_DUPLICATE_KEY');
+  assertRefused(() => parseStrictJson('{"a":1,"b":{"x":1,"y":2,"y":3},"c":3}'), 'PROTO_JSON_DUPLICATE_KEY');
+  assertRefused(() => parseStrictJson('{"b":1,"a":2,"b":3}'), 'PROTO_JSON_DUPLICATE_KEY');
+  assertRefused(() => parseStrictJson('{"a":1, "b":2,"a":3}'), 'PROTO_JSON_DUPLICATE_KEY');
+  assertRefused(() => parseStrictJson('[{"a":1},{"a":1,"a":2}]'), 'PROTO_JSON_DUPLICATE_KEY');
+});
+
+test('property: a canonical object with any member written twice is refused', () => {
+  const objects = fc.dictionary(fc.string({ unit: 'binary', maxLength: 4 }), fc.jsonValue({ maxDepth: 2 }), { minKeys: 1, maxKeys: 8 });
+  fc.assert(fc.property(objects, fc.nat(), fc.nat(), (object, pick, at) => {
+    const members = Object.keys(object).sort().map((name) => canonicalize({ [name]: object[name] }).slice(1, -1));
+    const duplicate = members[pick % members.length]!;
+    members.splice(at % (members.length + 1), 0, duplicate);
+    assertRefused(() => parseStrictJson(`{${members.join(',')}}`), 'PROTO_JSON_DUPLICATE_KEY');
+  }), { numRuns: 500 });
+});
+
+test('a canonical document costs no own-property lookup per member name; a non-canonical one does', () => {
+  const hasOwn = Object.hasOwn;
+  let lookups = 0;
+  Object.hasOwn = (object, name) => {
+    lookups += 1;
+    return hasOwn(object, name);
+  };
+  try {
+    parseStrictJson('{"a":1,"b":{"c":2,"d":[{"e":3,"f":4}]},"g":"h"}');
+    assert.equal(lookups, 0);
+    parseStrictJson('{"b":1,"a":{"c":2,"d":3}}');
+    assert.equal(lookups, 3);
+  } finally {
+    Object.hasOwn = hasOwn;
+  }
+});
+
 test('PROTO_JSON_TOO_DEEP: checked before descending; no stack overflow for any nesting', () => {
   assert.equal(canonicalize(parseStrictJson('['.repeat(32) + ']'.repeat(32))), '['.repeat(32) + ']'.repeat(32));
   assertRefused(() => parseStrictJson('['.repeat(33) + ']'.repeat(33)), 'PROTO_JSON_TOO_DEEP');

@@ -59,7 +59,10 @@ export async function forwardMessage({ context, router, telemetry }: ForwardTarg
   }
 }
 
-/** The bytes the device sent (strict UTF-8 JSON, authenticated): passed on as they are, not encoded again. */
-function frameText(message: DecodedMessage): string {
-  return textDecoder.decode(message.bytes ?? encodeEnvelope(message.envelope));
+/**
+ * The bytes the device sent (strict UTF-8 JSON, authenticated): passed on as they are, not encoded
+ * again, and as the text the strict parser already decoded them to when the session end kept it.
+ */
+export function frameText(message: DecodedMessage): string {
+  return message.text ?? textDecoder.decode(message.bytes ?? encodeEnvelope(message.envelope));
 }

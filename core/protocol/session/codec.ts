@@ -30,6 +30,8 @@ export interface DecodedMessage<T extends MessageType = MessageType> {
   readonly envelope: SignedEnvelope;
   /** The frame exactly as received (set by the session ends), so a forwarder need not encode it again. */
   readonly bytes?: Uint8Array;
+  /** The same frame as text, as the strict parser decoded it (set with `bytes`), so a forwarder need not decode it again. */
+  readonly text?: string;
 }
 
 /**
@@ -64,7 +66,18 @@ function encodeValidated(type: MessageType, body: MessageBody<MessageType>, addr
  * envelope shape, session binding, signature, then the body schema. The replay guard runs
  * between signature and schema, in the session (it needs the session's state).
  */
-export function decodeAndVerify(options: {
+export function decodeAndVerify(options: DecodeAndVerifyOptions): SignedEnvelope {
+  return decodeAndVerifyFrame(options).envelope;
+}
+
+/** decodeAndVerify, with the frame's text as the parser decoded it (DecodedMessage.text). */
+export function decodeAndVerifyFrame(options: DecodeAndVerifyOptions): { envelope: SignedEnvelope; text: string } {
+  // The signing input comes from the received bytes when they are canonical (no second canonicalisation).
+  const { envelope, signingInput, text } = decodeEnvelopeForVerify(options.bytes, options.limits);
+  return { envelope: verifyDecoded(options, envelope, signingInput), text };
+}
+
+export interface DecodeAndVerifyOptions {
   bytes: Uint8Array;
   /** Resolved once per session (resolveProtocolLimits), so a frame's parse does not merge them again. */
   limits?: Partial<ProtocolLimits>;
@@ -74,9 +87,9 @@ export function decodeAndVerify(options: {
   provider: Ed25519Provider;
   /** The session's MAC keys once agreed: the types that carry the MAC must, the others must not. */
   mac?: SessionMacKeys;
-}): SignedEnvelope {
-  // The signing input comes from the received bytes when they are canonical (no second canonicalisation).
-  const { envelope, signingInput } = decodeEnvelopeForVerify(options.bytes, options.limits);
+}
+
+function verifyDecoded(options: DecodeAndVerifyOptions, envelope: SignedEnvelope, signingInput: Uint8Array | undefined): SignedEnvelope {
   if (envelope.device_id !== options.expectDeviceId || envelope.session_id !== options.expectSessionId) {
     throw new SdcError('PROTO_SESSION_MISMATCH', 'frame is addressed to another device or session', { refId: envelope.id });
   }

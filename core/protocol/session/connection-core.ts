@@ -4,7 +4,7 @@ import type { MessageBody, MessageType } from '../messages/catalog.js';
 import { ReplayGuard, type ReplayGuardOptions } from '../replay-guard.js';
 import { sessionTable, type SessionEvent, type SessionState } from '../session-machine.js';
 import { StateMachine } from '../state-machine.js';
-import { checkBody, decodeAndVerify, encodeDecodedBody, encodeMessage, type DecodedMessage, type FrameAddress, type FrameSigner } from './codec.js';
+import { checkBody, decodeAndVerifyFrame, encodeDecodedBody, encodeMessage, type DecodedMessage, type FrameAddress, type FrameSigner } from './codec.js';
 import type { SessionMacKeys, SessionMacOptions } from './session-mac.js';
 
 /** What either end reports to its driver after `receive` or `handleTimeout`. */
@@ -163,12 +163,12 @@ export abstract class ConnectionCore {
    * (a typed error) to refuse the frame; it runs only after the signature verified.
    */
   protected authenticate(bytes: Uint8Array, nowMs: number, resolveKey: (kid: string) => Uint8Array | undefined, localTsOf: (ts: number) => number = (ts) => ts): DecodedMessage {
-    const envelope = decodeAndVerify({
+    const { envelope, text } = decodeAndVerifyFrame({
       bytes, limits: this.#limits, expectDeviceId: this.#deviceId, expectSessionId: this.sessionId,
       resolveKey, provider: this.#signer.provider, ...(this.macKeys === undefined ? {} : { mac: this.macKeys }),
     });
     this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: localTsOf(envelope.ts) }, nowMs);
-    const message = { ...checkBody(envelope), bytes };
+    const message = { ...checkBody(envelope), bytes, text };
     this.lastHeardMs = nowMs;
     return message;
   }

@@ -10,6 +10,7 @@ import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 import { makeHarness, sqlJsTarget, type Harness } from './test-support.js';
+import { deviceActivityLimits } from './devices.js';
 import { telemetryConsumerOptions } from './telemetry-rows.js';
 
 /**
@@ -24,6 +25,7 @@ describe('the telemetry consumer: many entries per read, many rows per INSERT', 
   const macKey = new Uint8Array(32).fill(5);
   const readCounts: number[] = [];
   const rowsPerInsert: number[] = [];
+  let lastSeenUpdates = 0;
   let h: Harness;
 
   /** Counts the rows of each INSERT INTO telemetry (the writer's statements) on the control plane's database. */
@@ -37,6 +39,7 @@ describe('the telemetry consumer: many entries per read, many rows per INSERT', 
           if (property !== 'execute') return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
           return (sql: string, params?: readonly unknown[]) => {
             if (sql.startsWith('INSERT INTO telemetry')) rowsPerInsert.push((params?.length ?? 0) / 4);
+            if (sql.startsWith('UPDATE devices SET last_seen_at')) lastSeenUpdates += 1;
             return (target.execute as SqlDatabase['execute'])(sql, params as never);
           };
         },
@@ -55,8 +58,7 @@ describe('the telemetry consumer: many entries per read, many rows per INSERT', 
   });
 
   const deviceId = (i: number) => `dev-batch-${String(i).padStart(3, '0')}`;
-  const sampleEntry = (id: string, seq: number) => {
-    const nowMs = h.clock.nowMs();
+  const sampleEntry = (id: string, seq: number, nowMs = h.clock.nowMs()) => {
     const frame = canonicalize(macEnvelope({
       fields: {
         v: 1, type: 'TELEMETRY', id: `t${seq}`, device_id: id, session_id: 's1', seq, ts: nowMs,
@@ -93,5 +95,22 @@ describe('the telemetry consumer: many entries per read, many rows per INSERT', 
     const counted = await h.db.query<{ n: number }>("SELECT COUNT(*) AS n FROM telemetry WHERE device_id LIKE 'dev-batch-%'");
     assert.equal(Number(counted[0]?.n), 2 * devices);
     assert.deepEqual(await h.bus.pending(streamNames.telemetry, groups.telemetry), []);
+  });
+
+  it('after a presence wrote last_seen_at, the samples within the write interval do not each try to write it again', async () => {
+    const id = deviceId(0);
+    const t0 = h.clock.nowMs() + 60_000;
+    await h.bus.append(streamNames.events, encodeBusEntry('presence', { device_id: id, gateway_id: 'gw-1', session_id: 's2', online: true, at_ms: t0, last_command_seq: 0 }));
+    await h.cp.eventsConsumer.drain();
+    lastSeenUpdates = 0;
+    const intervalMs = deviceActivityLimits.lastSeenWriteIntervalMs;
+    // Ten samples a tenth of the interval apart, all within it: the row is fresh for each of them.
+    for (let i = 1; i < 10; i += 1) await h.bus.append(streamNames.telemetry, sampleEntry(id, 10_000 + i, t0 + (i * intervalMs) / 10));
+    for (let i = 1; i < 10; i += 1) await h.cp.telemetryConsumer.drain();
+    assert.ok(lastSeenUpdates <= 1, `${lastSeenUpdates} UPDATEs of last_seen_at within one interval of the presence`);
+    assert.equal((await h.cp.devices.get(id)).last_seen_at_ms, t0);
+    await h.bus.append(streamNames.telemetry, sampleEntry(id, 10_100, t0 + intervalMs));
+    await h.cp.telemetryConsumer.drain();
+    assert.equal((await h.cp.devices.get(id)).last_seen_at_ms, t0 + intervalMs, 'a sample an interval after the presence is recorded');
   });
 });

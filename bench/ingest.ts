@@ -18,7 +18,7 @@ import { createGatewayCore, type ConnectionHandle, type GatewayCore } from '../s
 import { initDeployment, type DeploymentMaterials } from '../server/materials/materials.js';
 import { ServiceMetrics } from '../server/observability/metrics.js';
 import { openStores, type Stores } from '../server/stores/index.js';
-import type { ExecuteResult, SqlDatabase, SqlValue } from '../server/stores/sql/sql-port.js';
+import type { ExecuteResult, SqlDatabase, SqlExecutor, SqlValue } from '../server/stores/sql/sql-port.js';
 import { ingestBenchDefaults, ingestBenchLimits } from './ingest-limits.js';
 import { timestampScrape } from './report-scrapes.js';
 import { startMetricsSeries, type MetricsSeries } from './metrics-series.js';
@@ -71,6 +71,10 @@ export interface IngestBenchRow {
   service_cpu_us_per_sample: number;
   backlog_at_start: number;
   backlog_at_end: number;
+  /** Statements the control plane sent to SQL in the measured window, per sample stored (the writer's, recordSeen's, key reads, retention). */
+  sql_statements_per_sample: number;
+  /** Rows per telemetry INSERT in the measured window: how well the writer's group commit batches. */
+  rows_per_telemetry_insert: number;
 }
 
 export interface IngestBenchOutcome {
@@ -115,27 +119,37 @@ const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(byt
 const provider = createNodeEd25519Provider({ keyCacheEntriesMax: 2 * ingestBenchLimits.connectionsMax + 16 });
 const sessionCrypto = createNodeSessionKeyCrypto();
 
-/** Counts stored samples: the writer's INSERT INTO telemetry statements that succeeded. */
-function countingSql(sql: SqlDatabase, onStored: () => void): SqlDatabase {
+/** What the control plane's SQL did: every statement, and the writer's telemetry INSERTs with the rows they stored. */
+interface SqlTally {
+  statements: number;
+  telemetryInserts: number;
+  rowsStored: number;
+}
+
+/**
+ * Counts stored samples (the rows of the writer's INSERT INTO telemetry statements that
+ * succeeded) and every statement: statements per sample is a figure the machine's load does not
+ * move, unlike the rate.
+ */
+function countingSql(sql: SqlDatabase, tally: SqlTally): SqlDatabase {
   const isTelemetryInsert = (text: string) => text.startsWith('INSERT INTO telemetry');
-  return {
-    dialect: sql.dialect,
-    query: (text, params) => sql.query(text, params),
+  const counted = (executor: SqlExecutor): SqlExecutor => ({
+    dialect: executor.dialect,
+    query: (text, params) => {
+      tally.statements += 1;
+      return executor.query(text, params);
+    },
     async execute(text: string, params?: readonly SqlValue[]): Promise<ExecuteResult> {
-      const result = await sql.execute(text, params);
-      if (isTelemetryInsert(text)) for (let i = 0; i < result.changes; i++) onStored();
+      tally.statements += 1;
+      const result = await executor.execute(text, params);
+      if (isTelemetryInsert(text)) {
+        tally.telemetryInserts += 1;
+        tally.rowsStored += result.changes;
+      }
       return result;
     },
-    transaction: (fn) => sql.transaction((tx) => fn({
-      dialect: tx.dialect, query: (text, params) => tx.query(text, params),
-      async execute(text, params) {
-        const result = await tx.execute(text, params);
-        if (isTelemetryInsert(text)) for (let i = 0; i < result.changes; i++) onStored();
-        return result;
-      },
-    })),
-    close: () => sql.close(),
-  };
+  });
+  return { ...counted(sql), transaction: (fn) => sql.transaction((tx) => fn(counted(tx))), close: () => sql.close() };
 }
 
 interface BenchDevice {
@@ -253,7 +267,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     sqlDurability: { mode: 'interval', intervalMs: 24 * 3600_000 },
     ...(options.redisUrl === undefined ? {} : { redisUrl: options.redisUrl }), ...(options.mysqlUrl === undefined ? {} : { mysqlUrl: options.mysqlUrl }),
   });
-  let stored = 0;
+  const sqlTally: SqlTally = { statements: 0, telemetryInserts: 0, rowsStored: 0 };
   let sent = 0;
   let cp: ControlPlane | undefined;
   let gateway: GatewayCore | undefined;
@@ -261,7 +275,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     const devices = benchDevices(options.connections, runTag);
     await insertDevices(stores.sql, devices);
     cp = await createControlPlane({
-      materials, stores: { sql: countingSql(stores.sql, () => { stored += 1; }), bus: stores.bus, kv: stores.kv },
+      materials, stores: { sql: countingSql(stores.sql, sqlTally), bus: stores.bus, kv: stores.kv },
       clock: systemClock, random: systemRandom, scheduler: systemScheduler, gatewayUrls: ['bench://gateway'], persistJwtKeys: false,
       consumerName: `cp-bench-${runTag}`, scryptParams: { N: 1024, r: 8, p: 1 }, metrics,
     });
@@ -291,7 +305,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     const pump = async () => {
       while (running) {
         let burst = 0;
-        while (sent - stored < options.windowFrames && burst < 256) {
+        while (sent - sqlTally.rowsStored < options.windowFrames && burst < 256) {
           connections[next]!.sendSample(agentTime);
           next = (next + 1) % connections.length;
           sent += 1;
@@ -306,16 +320,18 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     // The first scrape before the window's clocks start and the last after they stop, so their
     // cost is not measured; the ones between are (one registry read per interval).
     const scrapes = await startMetricsSeries({ scrape: () => metrics.text(), nowMs: () => systemClock.nowMs(), ...(options.scrapeIntervalMs === undefined ? {} : { intervalMs: options.scrapeIntervalMs }) });
-    const backlogAtStart = sent - stored;
-    const storedAtStart = stored;
+    const backlogAtStart = sent - sqlTally.rowsStored;
+    const tallyAtStart = { ...sqlTally };
     const agentMsAtStart = agentTime.agentMs;
     const cpuAtStart = process.cpuUsage();
     const startMs = performance.now();
     await new Promise((resolve) => setTimeout(resolve, options.durationMs));
     const elapsedMs = performance.now() - startMs;
-    const samplesStored = stored - storedAtStart;
+    const samplesStored = sqlTally.rowsStored - tallyAtStart.rowsStored;
+    const statements = sqlTally.statements - tallyAtStart.statements;
+    const telemetryInserts = sqlTally.telemetryInserts - tallyAtStart.telemetryInserts;
     const cpu = process.cpuUsage(cpuAtStart);
-    const backlogAtEnd = sent - stored;
+    const backlogAtEnd = sent - sqlTally.rowsStored;
     const agentCpuUs = (agentTime.agentMs - agentMsAtStart) * 1000;
     const series = await scrapes.stop();
     running = false;
@@ -329,6 +345,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
       ratio_to_ed25519_verify: samplesPerS / verifyPerS, cpu_us_per_sample: (cpu.user + cpu.system) / samplesStored,
       service_cpu_us_per_sample: Math.max(0, cpu.user + cpu.system - agentCpuUs) / samplesStored,
       backlog_at_start: backlogAtStart, backlog_at_end: backlogAtEnd,
+      sql_statements_per_sample: statements / samplesStored, rows_per_telemetry_insert: telemetryInserts === 0 ? 0 : samplesStored / telemetryInserts,
     };
     if (series.failures > 0) options.onProgress?.(`${mode}: ${series.failures} of ${series.entries.length} /metrics scrapes failed (noted in the series)`);
     const pair = seriesEnds(series);

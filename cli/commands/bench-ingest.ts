@@ -64,6 +64,7 @@ export const ingestBenchCommand: Command = {
         connections: 'sessions', samples_stored: 'samples', elapsed_ms: 'milliseconds', samples_per_s: 'samples per second', ratio_to_ed25519_verify: 'ratio',
         cpu_us_per_sample: 'CPU microseconds per sample (this process: agents, gateway and control plane)',
         service_cpu_us_per_sample: 'CPU microseconds per sample without the agents (gateway and control plane)', backlog_at_start: 'samples', backlog_at_end: 'samples',
+        sql_statements_per_sample: 'SQL statements of the control plane per sample stored', rows_per_telemetry_insert: 'rows per telemetry INSERT statement',
       },
       details: { ed25519_verify_per_s: Math.round(outcome.ed25519VerifyPerS) },
     });

@@ -385,8 +385,11 @@ class Gateway implements GatewayCore {
   #receive(session: DeviceSession, bytes: Uint8Array): void {
     if (session.closed || this.#aborted) return;
     let events: GatewayEvent[];
+    // One reading for the frame: its deadline and the timer's delay from the same instant, so a held
+    // session's delay is the same every frame and its timer is moved, not made again (#armTimer).
+    const nowMs = this.#options.clock.nowMs();
     try {
-      events = session.connection.receive(bytes, this.#options.clock.nowMs());
+      events = session.connection.receive(bytes, nowMs);
     } catch (error) {
       // GatewayConnection turns bad frames into refusals; anything thrown here is our bug. Contain it to this session.
       this.#options.logger.error({ err: error, device_id: session.deviceId, trace_id: this.#context.traceId() }, 'frame handling failed');
@@ -397,7 +400,7 @@ class Gateway implements GatewayCore {
     session.stallDeferred = false;
     this.#flush(session);
     this.#handleEvents(session, events);
-    this.#armTimer(session);
+    this.#armTimer(session, nowMs);
   }
 
   /** Probed: ready, on a transport that can ping (the simulator's in-memory pipe cannot). */
@@ -486,8 +489,8 @@ class Gateway implements GatewayCore {
    * liveness probe's or the certificate's notAfter, whichever comes first. One timer, not one per
    * purpose: each costs a Timeout, its handle and closures, per session.
    */
-  #armTimer(session: DeviceSession): void {
-    const { scheduler, clock } = this.#options;
+  #armTimer(session: DeviceSession, nowMs = this.#options.clock.nowMs()): void {
+    const { scheduler } = this.#options;
     const pending = session.timer;
     session.timer = undefined;
     const deadlineMs = session.closed || this.#aborted ? undefined : this.#nextDeadlineMs(session);
@@ -495,7 +498,6 @@ class Gateway implements GatewayCore {
       if (pending !== undefined) scheduler.cancel(pending);
       return;
     }
-    const nowMs = clock.nowMs();
     const delayMs = timerDelayMs(deadlineMs, nowMs);
     // A held session's frames each move its deadline by the same delay (the probe's, from the frame
     // heard), so the pending timer is moved where the scheduler can: no new timer per frame.
@@ -505,11 +507,11 @@ class Gateway implements GatewayCore {
       return;
     }
     if (pending !== undefined) scheduler.cancel(pending);
-    this.#scheduleTimer(session, delayMs);
+    this.#scheduleTimer(session, delayMs, nowMs);
   }
 
-  #scheduleTimer(session: DeviceSession, delayMs: number): void {
-    session.timerDueMs = this.#options.clock.nowMs() + delayMs;
+  #scheduleTimer(session: DeviceSession, delayMs: number, nowMs = this.#options.clock.nowMs()): void {
+    session.timerDueMs = nowMs + delayMs;
     session.timer = this.#context.schedule(delayMs, () => this.#onTimer(session));
   }
 

@@ -42,13 +42,17 @@ function movingScheduler(inner: Scheduler) {
 describe('gateway session timer moved per frame', () => {
   const driver = new VirtualDriver();
   const { scheduler, counts, delays } = movingScheduler(driver.time);
+  // A clock that reads 1 ms later every other time, as a real one ticks while a frame is handled:
+  // the timer's delay must come from the instant the frame was heard, or it differs frame to frame.
+  let reads = 0;
+  const clock = { nowMs: () => driver.time.nowMs() + (reads++ % 2) };
   let gpki: GatewayPki;
   let stores: TestStores;
   let core: GatewayCore;
   before(async () => {
     gpki = await makeGatewayPki();
     stores = embeddedStores(driver.time);
-    core = makeCore(stores, { clock: driver.time, scheduler, heartbeatIntervalMs, ackTimeoutMs: 60_000, sessionRecheckIntervalMs: 600_000 });
+    core = makeCore(stores, { clock, scheduler, heartbeatIntervalMs, ackTimeoutMs: 60_000, sessionRecheckIntervalMs: 600_000 });
     await core.start();
   });
   after(async () => {

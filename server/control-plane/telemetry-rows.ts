@@ -19,9 +19,9 @@ export const telemetryRowLimits = Object.freeze({
  * The control plane's telemetry consumer (StreamConsumer options): entries per read, handlers at
  * once and entries read but unfinished. Each handler holds its slot until its row is stored, so
  * the handlers running at once bound the rows of one INSERT: with the events consumer's 64 the
- * writer averaged about 14 rows per statement on Redis + MariaDB (Com_insert 4,204 for about
- * 60,000 samples), each its own autocommit and socket write, and the read of 64 entries per
- * XREADGROUP kept the pipeline short (issue 17; docs/benchmarks.md, 2026-12-04 night). Telemetry
+ * writer's INSERTs carried 32-36 rows on Redis + MariaDB in the ingest bench (99-126 with these),
+ * each its own autocommit and socket write, and the read of 64 entries per XREADGROUP kept the
+ * pipeline short (issue 17; docs/benchmarks.md, 2026-12-04 night). Telemetry
  * handlers are short and independent across devices, so more of them at once cost only memory:
  * at most entriesInFlightMax entries of at most 64 KiB each stay in memory.
  */

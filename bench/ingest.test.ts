@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runIngestBench } from './ingest.js';
+import { Redis } from 'ioredis';
+import { removeRedisKeys, runIngestBench } from './ingest.js';
 
 // A smoke run of the bench's own accounting, not a measurement: every stored sample came from a
 // telemetry INSERT, and each INSERT is one of the statements counted.
@@ -12,4 +13,34 @@ test('ingest reports SQL statements per sample and rows per telemetry INSERT fro
   // At least the INSERTs themselves: one statement per rows_per_telemetry_insert samples.
   assert.ok(row.sql_statements_per_sample >= 1 / row.rows_per_telemetry_insert - 1e-9, `statements per sample ${row.sql_statements_per_sample}`);
   assert.ok(Number.isInteger(Math.round(row.samples_stored / row.rows_per_telemetry_insert)));
+});
+
+const redisUrl = process.env['REDIS_URL'];
+
+// Skipped without REDIS_URL: the embedded stores leave nothing behind (they live in the process).
+test('a run on Redis leaves none of its keys behind, and the cleanup removes only its own prefix', { skip: redisUrl === undefined || redisUrl === '' ? 'REDIS_URL is not set' : false }, async () => {
+  const client = new Redis(redisUrl!);
+  try {
+    const scanAll = async (pattern: string) => {
+      const found: string[] = [];
+      let cursor = '0';
+      do {
+        const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1_000);
+        found.push(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+      return found;
+    };
+    await runIngestBench({ connections: 20, durationMs: 500, warmupMs: 500, modes: ['session-mac'], scrapeIntervalMs: 0, redisUrl: redisUrl! });
+    assert.deepEqual(await scanAll('sdc-bench-ingest-*'), [], 'the run\'s streams and key/value entries are gone');
+    const tag = `h1-cleanup-${process.pid}`;
+    await client.set(`${tag}-a:x`, '1');
+    await client.xadd(`${tag}-a:stream`, '*', 'f', 'v');
+    await client.set(`${tag}-b:x`, '1');
+    assert.equal(await removeRedisKeys(redisUrl!, `${tag}-a:`), 2);
+    assert.deepEqual(await scanAll(`${tag}-*`), [`${tag}-b:x`]);
+    await client.del(`${tag}-b:x`);
+  } finally {
+    client.disconnect();
+  }
 });

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -233,6 +234,31 @@ async function removeDevices(sql: SqlDatabase, runTag: string): Promise<void> {
   await sql.execute('DELETE FROM devices WHERE id LIKE ?', [pattern]);
 }
 
+const redisKeyPrefix = (runTag: string): string => `sdc-bench-ingest-${runTag}:`;
+
+/**
+ * Deletes the run's Redis keys (its streams and key/value entries): each run's telemetry stream
+ * keeps every sample it appended (tens of MB), and tonight's 27 runs had left about 800 MB.
+ */
+export async function removeRedisKeys(url: string, prefix: string): Promise<number> {
+  const client = new Redis(url, { maxRetriesPerRequest: 3 });
+  client.on('error', () => undefined);
+  let removed = 0;
+  try {
+    let cursor = '0';
+    // SCAN ends when the cursor comes back to 0; the bound only guards against a server that never says so.
+    for (let round = 0; round < 1_000_000; round += 1) {
+      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000);
+      if (keys.length > 0) removed += await client.unlink(...keys);
+      cursor = next;
+      if (cursor === '0') break;
+    }
+  } finally {
+    client.disconnect();
+  }
+  return removed;
+}
+
 async function waitUntil(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const startMs = performance.now();
   while (!condition()) {
@@ -262,7 +288,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
   const metrics = new ServiceMetrics();
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-bench-ingest-'));
   const stores: Stores = await openStores({
-    dataDir, clock: systemClock, scheduler: systemScheduler, keyPrefix: `sdc-bench-ingest-${runTag}:`,
+    dataDir, clock: systemClock, scheduler: systemScheduler, keyPrefix: redisKeyPrefix(runTag),
     // Saved at close only: the embedded case measures ingest, not file writes.
     sqlDurability: { mode: 'interval', intervalMs: 24 * 3600_000 },
     ...(options.redisUrl === undefined ? {} : { redisUrl: options.redisUrl }), ...(options.mysqlUrl === undefined ? {} : { mysqlUrl: options.mysqlUrl }),
@@ -359,6 +385,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     await cp?.stop().catch(() => undefined);
     if (options.mysqlUrl !== undefined) await removeDevices(stores.sql, runTag).catch(() => undefined);
     await stores.close().catch(() => undefined);
+    if (options.redisUrl !== undefined) await removeRedisKeys(options.redisUrl, redisKeyPrefix(runTag)).catch(() => undefined);
     clearInterval(keepAlive);
     await rm(dataDir, { recursive: true, force: true });
   }

@@ -13,6 +13,8 @@ test('ingest reports SQL statements per sample and rows per telemetry INSERT fro
   // At least the INSERTs themselves: one statement per rows_per_telemetry_insert samples.
   assert.ok(row.sql_statements_per_sample >= 1 / row.rows_per_telemetry_insert - 1e-9, `statements per sample ${row.sql_statements_per_sample}`);
   assert.ok(Number.isInteger(Math.round(row.samples_stored / row.rows_per_telemetry_insert)));
+  // Two connections cannot hold the default window of 2,000: 128 each, half the gateway's per-session work bound.
+  assert.equal(row.window_frames, 256);
 });
 
 const redisUrl = process.env['REDIS_URL'];
@@ -43,4 +45,14 @@ test('a run on Redis leaves none of its keys behind, and the cleanup removes onl
   } finally {
     client.disconnect();
   }
+});
+
+// Skipped without REDIS_URL. With two connections the default window put 1,000 samples in flight on
+// each session; on Redis (appends take a round trip) each session's queued work passed the gateway's
+// bound, the gateway closed both GATEWAY_OVERLOADED, and the run stored nothing.
+test('a run with two connections on Redis stores telemetry, its window held to what a session may queue', { skip: redisUrl === undefined || redisUrl === '' ? 'REDIS_URL is not set' : false }, async () => {
+  const { rows } = await runIngestBench({ connections: 2, durationMs: 500, warmupMs: 300, modes: ['session-mac'], scrapeIntervalMs: 0, redisUrl: redisUrl! });
+  const [row] = rows;
+  assert.ok(row !== undefined && row.samples_stored > 0, `stored ${row?.samples_stored}`);
+  assert.equal(row.window_frames, 256);
 });

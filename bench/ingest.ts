@@ -16,6 +16,7 @@ import { systemClock, systemRandom, systemScheduler } from '../runtime/system.js
 import { createControlPlane, type ControlPlane } from '../server/control-plane/index.js';
 import { gatewayTelemetryBatchEntries } from '../server/deployment/deployment.js';
 import { createGatewayCore, type ConnectionHandle, type GatewayCore } from '../server/gateway/gateway-core.js';
+import { sessionTasksMax } from '../server/gateway/device-session.js';
 import { initDeployment, type DeploymentMaterials } from '../server/materials/materials.js';
 import { ServiceMetrics } from '../server/observability/metrics.js';
 import { openStores, type Stores } from '../server/stores/index.js';
@@ -76,6 +77,8 @@ export interface IngestBenchRow {
   sql_statements_per_sample: number;
   /** Rows per telemetry INSERT in the measured window: how well the writer's group commit batches. */
   rows_per_telemetry_insert: number;
+  /** Samples in flight at most in this run: the asked window, or less with few connections (sessionInFlightMax each). */
+  window_frames: number;
 }
 
 export interface IngestBenchOutcome {
@@ -161,10 +164,15 @@ interface BenchDevice {
 }
 
 /** One simulated device connection: the agent's session end over an in-memory link to the gateway core. */
+/** Samples in flight on one connection at most: half the gateway's per-session work bound. */
+const sessionInFlightMax = sessionTasksMax / 2;
+
 class BenchConnection {
   readonly agent: AgentConnection;
   handle: ConnectionHandle | undefined;
   ready = false;
+  /** Set when the gateway closed the session (code and reason): the run is then refused, not reported. */
+  closedReason: string | undefined;
   #prevHashHex: string | undefined;
 
   constructor(readonly device: BenchDevice, materials: DeploymentMaterials, mode: IngestMode) {
@@ -186,7 +194,10 @@ class BenchConnection {
           this.#flush();
         });
       },
-      close: () => { this.ready = false; },
+      close: (code, reason) => {
+        this.ready = false;
+        this.closedReason = `${code} ${reason}`;
+      },
     });
   }
 
@@ -324,14 +335,18 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
       throw new SdcError('BENCH_FAILED', `the sessions did not agree on ${expectedAlg} for telemetry`);
     }
 
-    // Closed loop: keep `windowFrames` samples in flight, round-robin over the connections.
+    // Closed loop: keep `windowFrames` samples in flight, round-robin over the connections, at most
+    // sessionInFlightMax on each: a session whose queued work passes the gateway's bound is closed
+    // GATEWAY_OVERLOADED (as it should be: a device sends a sample a minute), and with few connections
+    // a window of 2,000 put 1,000 on each, so every session was closed and nothing was stored.
+    const windowFrames = Math.min(options.windowFrames, options.connections * sessionInFlightMax);
     let running = true;
     let next = 0;
     const agentTime = { agentMs: 0 };
     const pump = async () => {
       while (running) {
         let burst = 0;
-        while (sent - sqlTally.rowsStored < options.windowFrames && burst < 256) {
+        while (sent - sqlTally.rowsStored < windowFrames && burst < 256) {
           connections[next]!.sendSample(agentTime);
           next = (next + 1) % connections.length;
           sent += 1;
@@ -362,12 +377,14 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     const series = await scrapes.stop();
     running = false;
     await pumping;
+    const closed = connections.find((c) => c.closedReason !== undefined);
+    if (closed !== undefined) throw new SdcError('BENCH_FAILED', `the gateway closed ${closed.device.id}'s session in ${mode} mode: ${closed.closedReason}`);
     if (samplesStored === 0) throw new SdcError('BENCH_FAILED', `no telemetry was stored in ${mode} mode`);
     const samplesPerS = (samplesStored * 1000) / elapsedMs;
     options.onProgress?.(`${mode}: ${Math.round(samplesPerS)} samples/s stored over ${options.connections} connections`);
     const row: IngestBenchRow = {
       mode, stores: `${options.redisUrl === undefined ? 'memory bus' : 'redis'} + ${options.mysqlUrl === undefined ? 'sql.js' : 'mysql'}`,
-      connections: options.connections, samples_stored: samplesStored, elapsed_ms: elapsedMs, samples_per_s: samplesPerS,
+      connections: options.connections, window_frames: windowFrames, samples_stored: samplesStored, elapsed_ms: elapsedMs, samples_per_s: samplesPerS,
       ratio_to_ed25519_verify: samplesPerS / verifyPerS, cpu_us_per_sample: (cpu.user + cpu.system) / samplesStored,
       service_cpu_us_per_sample: Math.max(0, cpu.user + cpu.system - agentCpuUs) / samplesStored,
       backlog_at_start: backlogAtStart, backlog_at_end: backlogAtEnd,

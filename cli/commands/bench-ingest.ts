@@ -29,7 +29,7 @@ export const ingestBenchCommand: Command = {
   optionHelp: [
     ['--connections N', `Device sessions sending telemetry (default ${ingestBenchDefaults.connections}, at most ${ingestBenchLimits.connectionsMax})`],
     ['--duration D', `Wall time measured per mode after a warm-up (default ${ingestBenchDefaults.durationMs / 1000}s)`],
-    ['--window N', `Samples sent and not yet stored, at most: the backlog bound of the closed loop (default ${ingestBenchDefaults.windowFrames})`],
+    ['--window N', `Samples sent and not yet stored, at most: the backlog bound of the closed loop (default ${ingestBenchDefaults.windowFrames}; at most 128 per connection, half the gateway's per-session work bound)`],
     ['--modes M', 'session-mac (agents now), ed25519 (agents signing every frame), or both (default)'],
     ['--redis URL', 'Redis for the bus and key/value store (default embedded)'],
     ['--mysql URL', 'MySQL/MariaDB for SQL (default sql.js)'],
@@ -65,6 +65,7 @@ export const ingestBenchCommand: Command = {
         cpu_us_per_sample: 'CPU microseconds per sample (this process: agents, gateway and control plane)',
         service_cpu_us_per_sample: 'CPU microseconds per sample without the agents (gateway and control plane)', backlog_at_start: 'samples', backlog_at_end: 'samples',
         sql_statements_per_sample: 'SQL statements of the control plane per sample stored', rows_per_telemetry_insert: 'rows per telemetry INSERT statement',
+        window_frames: 'samples in flight at most (the asked window, or 128 per connection if less)',
       },
       details: { ed25519_verify_per_s: Math.round(outcome.ed25519VerifyPerS) },
     });

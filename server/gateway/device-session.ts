@@ -17,7 +17,7 @@ export interface DeviceTransport {
  * Work queued per session (store writes in frame order); a device that outruns the stores by
  * this much is closed (GATEWAY_OVERLOADED) rather than buffered without end.
  */
-const sessionTasksMax = 256;
+export const sessionTasksMax = 256;
 
 /**
  * The gateway's steps for one session, which the session's handle calls (gateway-core.ts). One

@@ -27,6 +27,19 @@ describe('bench: the open-loop schedule (--rate)', () => {
     assert.deepEqual(started.map((s) => s.atMs), [1_000, 1_250, 1_500, 1_750, 2_000]);
   });
 
+  it('never starts an item before its due time, even when a wait ends early', async () => {
+    let now = 0;
+    const startedAt: Array<{ atMs: number; dueMs: number }> = [];
+    await runPaced({
+      count: 4, ratePerS: 1_000, nowMs: () => now,
+      // Each wait ends 0.6 ms short of its target, as a timer on a whole-millisecond loop clock can.
+      sleepUntil: async (atMs) => { now = Math.max(now, atMs - 0.6); if (now < atMs) now += 0.4; },
+      start: async (_k, dueMs) => { startedAt.push({ atMs: now, dueMs }); },
+    });
+    assert.equal(startedAt.length, 4);
+    for (const { atMs, dueMs } of startedAt) assert.ok(atMs >= dueMs, `started at ${atMs}, due ${dueMs}`);
+  });
+
   it('stops starting items at the deadline, and a failing item neither stops the schedule nor goes unreported', async () => {
     const clock = virtualClock();
     const started: number[] = [];

@@ -38,7 +38,9 @@ export async function runPaced(run: PacedRun): Promise<number> {
   const started: Array<Promise<void>> = [];
   for (let k = 0; k < run.count; k += 1) {
     const dueMs = startMs + k * intervalMs;
-    if (run.nowMs() < dueMs) await run.sleepUntil(dueMs);
+    // Again until due: a timer may fire up to a millisecond early against a sub-millisecond clock
+    // (libuv reads its clock once per loop turn), and an item started early would time as negative.
+    while (run.nowMs() < dueMs) await run.sleepUntil(dueMs);
     if (run.deadlineMs !== undefined && run.nowMs() >= run.deadlineMs) break;
     const item = run.start(k, dueMs);
     // Handled now, or a failure while the schedule sleeps would be an unhandled rejection; read below.

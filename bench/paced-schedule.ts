@@ -7,6 +7,8 @@
  * percentiles say what a user arriving at that rate would see.
  */
 
+import { sleep } from './wall-time.js';
+
 /** Items per second at most: above this the timer granularity, not the rate, sets the spacing. */
 export const pacedRatePerSMax = 10_000;
 
@@ -16,8 +18,8 @@ export interface PacedRun {
   readonly ratePerS: number;
   /** Monotonic clock in ms. */
   readonly nowMs: () => number;
-  /** Waits until `atMs` on the same clock (a timer in the bench, a virtual clock in tests). */
-  readonly sleepUntil: (atMs: number) => Promise<void>;
+  /** Waits until `atMs` on the same clock; default a wall-time timer (bench/wall-time.ts), a virtual clock in tests. */
+  readonly sleepUntil?: (atMs: number) => Promise<void>;
   /** Starts item k; not awaited before the next is due. `dueMs` is its place on the schedule. */
   readonly start: (k: number, dueMs: number) => Promise<void>;
   /** Stop starting items once the clock passes this (the run's deadline); started ones are awaited. */
@@ -33,6 +35,7 @@ export async function runPaced(run: PacedRun): Promise<number> {
   if (!(run.ratePerS > 0) || run.ratePerS > pacedRatePerSMax) throw new RangeError(`ratePerS must be above 0 and at most ${pacedRatePerSMax}`);
   if (!Number.isSafeInteger(run.count) || run.count < 0) throw new RangeError('count must be a whole number of items');
   const intervalMs = 1_000 / run.ratePerS;
+  const sleepUntil = run.sleepUntil ?? ((atMs: number) => sleep(Math.max(0, atMs - run.nowMs())));
   const startMs = run.nowMs();
   // Bounded by `count`, which the caller bounds (agents x commands per agent).
   const started: Array<Promise<void>> = [];
@@ -40,7 +43,7 @@ export async function runPaced(run: PacedRun): Promise<number> {
     const dueMs = startMs + k * intervalMs;
     // Again until due: a timer may fire up to a millisecond early against a sub-millisecond clock
     // (libuv reads its clock once per loop turn), and an item started early would time as negative.
-    while (run.nowMs() < dueMs) await run.sleepUntil(dueMs);
+    while (run.nowMs() < dueMs) await sleepUntil(dueMs);
     if (run.deadlineMs !== undefined && run.nowMs() >= run.deadlineMs) break;
     const item = run.start(k, dueMs);
     // Handled now, or a failure while the schedule sleeps would be an unhandled rejection; read below.

@@ -61,7 +61,7 @@ export async function runCommandRounds(options: CommandRoundsOptions): Promise<C
     const agents = options.identities;
     await runPaced({
       count: agents.length * (options.warmupRounds + options.commandsPerAgent), ratePerS: options.ratePerS, nowMs,
-      sleepUntil: options.sleepUntil ?? ((atMs) => sleep(Math.max(0, atMs - nowMs()))),
+      ...(options.sleepUntil === undefined ? {} : { sleepUntil: options.sleepUntil }),
       // The run's deadline is on the wall clock; the schedule's clock is monotonic.
       deadlineMs: nowMs() + (options.deadlineMs - systemClock.nowMs()),
       start: async (k, dueMs) => reportProgress(await oneCommand(options, rounds, agents[k % agents.length]!.deviceId, Math.floor(k / agents.length), nowMs, dueMs)),

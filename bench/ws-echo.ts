@@ -87,12 +87,11 @@ export async function runWsEchoBaseline(options: WsEchoOptions): Promise<WsEchoR
     await options.onConnected?.();
     const message = Buffer.alloc(messageBytes, 0x61);
     const samplesMs: number[] = [];
+    const pipes = sockets.map((ws) => new EchoPipe(ws));
     if (options.ratePerS !== undefined) {
-      const pipes = sockets.map((ws) => new EchoPipe(ws));
       const warmupCount = warmupRounds * sockets.length;
       await runPaced({
         count: (warmupRounds + options.roundsPerClient) * sockets.length, ratePerS: options.ratePerS, nowMs, deadlineMs,
-        sleepUntil: (atMs) => new Promise((resolve) => setTimeout(resolve, Math.max(0, atMs - nowMs()))),
         start: async (k, dueMs) => {
           await pipes[k % pipes.length]!.echo(message, Math.max(1, deadlineMs - nowMs()));
           if (k >= warmupCount) samplesMs.push(nowMs() - dueMs);
@@ -100,10 +99,10 @@ export async function runWsEchoBaseline(options: WsEchoOptions): Promise<WsEchoR
       });
       return { clients: options.clients, roundsPerClient: options.roundsPerClient, messageBytes, samplesMs, connectMs };
     }
-    await Promise.all(sockets.map(async (ws) => {
+    await Promise.all(pipes.map(async (pipe) => {
       for (let round = 0; round < warmupRounds + options.roundsPerClient; round += 1) {
         const sentMs = nowMs();
-        await echoOnce(ws, message, Math.max(1, deadlineMs - sentMs));
+        await pipe.echo(message, Math.max(1, deadlineMs - sentMs));
         if (round >= warmupRounds) samplesMs.push(nowMs() - sentMs);
       }
     }));
@@ -159,7 +158,7 @@ function connect(url: string, identity: { certPem: string; keyPem: string }, caP
   });
 }
 
-/** Several echoes in flight on one socket: the server answers in order, so each reply settles the oldest wait. */
+/** Echoes on one socket, one at a time (closed loop) or several in flight (--rate): the server answers in order, so each reply settles the oldest wait. */
 export class EchoPipe {
   readonly #ws: WebSocket;
   // Bounded by the schedule: at most the messages given to this client.
@@ -189,19 +188,4 @@ export class EchoPipe {
       this.#ws.send(message, { binary: true });
     });
   }
-}
-
-function echoOnce(ws: WebSocket, message: Buffer, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      ws.off('message', onMessage);
-      reject(new SdcError('HTTP_UNREACHABLE', `no echo within ${Math.round(timeoutMs)} ms`));
-    }, timeoutMs);
-    const onMessage = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    ws.once('message', onMessage);
-    ws.send(message, { binary: true });
-  });
 }

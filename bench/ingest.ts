@@ -24,6 +24,7 @@ import type { ExecuteResult, SqlDatabase, SqlExecutor, SqlValue } from '../serve
 import { ingestBenchDefaults, ingestBenchLimits } from './ingest-limits.js';
 import { timestampScrape } from './report-scrapes.js';
 import { startMetricsSeries, type MetricsSeries } from './metrics-series.js';
+import { withOneByOneBatches } from '../server/stores/sql/sql-batch.js';
 
 /**
  * Telemetry ingest (issue 17): signed-session telemetry from many device connections through
@@ -153,7 +154,7 @@ function countingSql(sql: SqlDatabase, tally: SqlTally): SqlDatabase {
       return result;
     },
   });
-  return { ...counted(sql), transaction: (fn) => sql.transaction((tx) => fn(counted(tx))), close: () => sql.close() };
+  return { ...counted(sql), transaction: (fn) => sql.transaction((tx) => fn(withOneByOneBatches(counted(tx)))), close: () => sql.close() };
 }
 
 interface BenchDevice {

@@ -1,6 +1,6 @@
 import { SdcError } from '../core/errors/index.js';
 import type { StreamBus } from '../server/stores/bus/bus-port.js';
-import type { ExecuteResult, SqlDatabase, SqlExecutor, SqlValue } from '../server/stores/sql/sql-port.js';
+import type { ExecuteResult, SqlDatabase, SqlTransaction, SqlValue } from '../server/stores/sql/sql-port.js';
 
 /**
  * Store wrappers for outage faults: while `down()` is true every call fails with
@@ -15,7 +15,7 @@ export function faultySql(inner: SqlDatabase, down: () => boolean): SqlDatabase 
     dialect: inner.dialect,
     async query<T = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]): Promise<T[]> { guard(); return inner.query<T>(sql, params); },
     async execute(sql: string, params?: readonly SqlValue[]): Promise<ExecuteResult> { guard(); return inner.execute(sql, params); },
-    async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> { guard(); return inner.transaction(fn); },
+    async transaction<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T> { guard(); return inner.transaction(fn); },
     close: () => inner.close(),
   };
 }

@@ -11,6 +11,7 @@ import type { AuditEntry } from '../../core/protocol/audit-chain.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 import { deviceFrame, makeDeviceKey, makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+import { withOneByOneBatches } from '../stores/sql/sql-batch.js';
 
 /** The database with every chain append failing while `failing` is set: what committed is then only in the outbox. */
 function chainAppendsFailing(db: SqlDatabase): { db: SqlDatabase; set(failing: boolean): void } {
@@ -22,11 +23,11 @@ function chainAppendsFailing(db: SqlDatabase): { db: SqlDatabase; set(failing: b
     dialect: db.dialect,
     query: async (sql, params) => { check(sql); return db.query(sql, params); },
     execute: async (sql, params) => { check(sql); return db.execute(sql, params); },
-    transaction: (fn) => db.transaction((tx) => fn({
+    transaction: (fn) => db.transaction((tx) => fn(withOneByOneBatches({
       dialect: tx.dialect,
       query: async (sql, params) => { check(sql); return tx.query(sql, params); },
       execute: async (sql, params) => { check(sql); return tx.execute(sql, params); },
-    })),
+    }))),
     close: () => db.close(),
   };
   return { db: wrapped, set: (value) => { failing = value; } };

@@ -15,6 +15,7 @@ import { systemRandom, systemScheduler } from '../../runtime/system.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 import { createControlPlane } from './control-plane.js';
 import { deviceFrame, makeDeviceKey, makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+import { withOneByOneBatches } from '../stores/sql/sql-batch.js';
 
 const adminPassword = 'correct horse battery staple';
 const operatorPassword = 'operator password 123';
@@ -37,11 +38,11 @@ function faultyDatabase(db: SqlDatabase): { db: SqlDatabase; failWhen(match: ((s
     dialect: db.dialect,
     query: async (sql, params) => { check(sql); return db.query(sql, params); },
     execute: async (sql, params) => { check(sql); return db.execute(sql, params); },
-    transaction: (fn) => db.transaction((tx) => fn({
+    transaction: (fn) => db.transaction((tx) => fn(withOneByOneBatches({
       dialect: tx.dialect,
       query: async (sql, params) => { check(sql); return tx.query(sql, params); },
       execute: async (sql, params) => { check(sql); return tx.execute(sql, params); },
-    })),
+    }))),
     close: () => db.close(),
   };
   return { db: wrapped, failWhen: (match) => { failing = match; } };

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { SdcError } from '../../core/errors/index.js';
 import type { ExecuteResult, SqlDatabase, SqlValue } from '../stores/sql/sql-port.js';
 import { TelemetryRowWriter, telemetryRowLimits, type TelemetryRow } from './telemetry-rows.js';
+import { withOneByOneBatches } from '../stores/sql/sql-batch.js';
 
 /** Records each INSERT's rows; a row whose device id is `bad` fails its statement. Answers after a few microtask turns, as a driver would. */
 function fakeDb(): { db: SqlDatabase; statements: string[][] } {
@@ -15,7 +16,7 @@ function fakeDb(): { db: SqlDatabase; statements: string[][] } {
     return { changes: devices.length };
   };
   const db: SqlDatabase = {
-    dialect: 'sqlite', query: async () => [], execute, transaction: (fn) => fn({ dialect: 'sqlite', query: async () => [], execute }), close: async () => undefined,
+    dialect: 'sqlite', query: async () => [], execute, transaction: (fn) => fn(withOneByOneBatches({ dialect: 'sqlite', query: async () => [], execute })), close: async () => undefined,
   };
   return { db, statements };
 }

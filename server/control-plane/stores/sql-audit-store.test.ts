@@ -12,6 +12,7 @@ import { migrateControlPlane } from '../database.js';
 import { mysqlTarget, sqlJsTarget, type SqlTarget } from '../test-support.js';
 import { runAuditStoreContract } from './audit-store-contract.js';
 import { SqlAuditStore } from './sql-audit-store.js';
+import { withOneByOneBatches } from '../../stores/sql/sql-batch.js';
 
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
 
@@ -158,7 +159,7 @@ function suite(target: SqlTarget): void {
         query: (sql, params) => { statements.push(sql); return executor.query(sql, params); },
         execute: (sql, params) => { statements.push(sql); return executor.execute(sql, params); },
       });
-      const transaction: SqlDatabase['transaction'] = (fn) => { transactions += 1; return db.transaction((tx) => fn(logged(tx))); };
+      const transaction: SqlDatabase['transaction'] = (fn) => { transactions += 1; return db.transaction((tx) => fn(withOneByOneBatches(logged(tx)))); };
       const store = new SqlAuditStore({ ...logged(db), transaction, close: () => db.close() } as SqlDatabase);
       return { store, statements, transactions: () => transactions };
     };

@@ -7,6 +7,7 @@ import { isStoreLoss } from '../../deployment/start-store-loss.js';
 import { migrate, type Migration } from './migrate.js';
 import { createMysqlDatabase } from './mysql-database.js';
 import type { SqlDatabase, SqlExecutor } from './sql-port.js';
+import { withOneByOneBatches } from './sql-batch.js';
 
 // A MySQL migration cut between two of its DDL statements (issue 11): MySQL commits each DDL
 // statement at once, so the statements before the cut stay applied and the migration unrecorded.
@@ -38,7 +39,7 @@ function cutAfter(db: SqlDatabase, statement: string): SqlDatabase {
       return result;
     },
   });
-  return { ...db, dialect: db.dialect, query: (sql, params) => db.query(sql, params), execute: (sql, params) => db.execute(sql, params), transaction: (fn) => db.transaction((tx) => fn(cut(tx))) };
+  return { ...db, dialect: db.dialect, query: (sql, params) => db.query(sql, params), execute: (sql, params) => db.execute(sql, params), transaction: (fn) => db.transaction((tx) => fn(withOneByOneBatches(cut(tx)))) };
 }
 
 describe('a MySQL migration cut between two DDL statements', { skip: mysqlUrl === undefined || mysqlUrl === '' ? 'MYSQL_URL is not set' : false }, () => {

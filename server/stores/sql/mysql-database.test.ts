@@ -57,6 +57,28 @@ if (mysqlUrl === undefined || mysqlUrl === '') {
     });
   });
 
+  describe('mysql2 batches (issue 17)', () => {
+    it('a batch of statements is one round trip, its COMMIT a second', async () => {
+      const db = await createMysqlDatabase({ url: testUrl.toString(), connectionLimit: 1 });
+      try {
+        await db.execute('CREATE TABLE IF NOT EXISTS batch_trips (id VARCHAR(16) NOT NULL PRIMARY KEY, n BIGINT NOT NULL)');
+        const before = mysqlRoundTrips();
+        const results = await db.transaction((tx) => tx.executeBatch([
+          { sql: 'INSERT INTO batch_trips (id, n) VALUES (?, ?)', params: ['a', 1] },
+          { sql: 'UPDATE batch_trips SET n = n + 1 WHERE id = ?', params: ['a'] },
+          { sql: 'SELECT n FROM batch_trips WHERE id = ?', params: ['a'], returnsRows: true },
+        ]));
+        // One multi-statement query and the COMMIT; three statements one by one would be four.
+        assert.equal(mysqlRoundTrips() - before, 2);
+        assert.deepEqual(results[2]?.rows, [{ n: 2 }]);
+        // Outside a transaction the statement pool still takes one statement per query.
+        await assert.rejects(db.execute('SELECT 1; SELECT 2'), (error: unknown) => (error as { code?: string }).code === 'STORE_QUERY_FAILED');
+      } finally {
+        await db.close();
+      }
+    });
+  });
+
   runSqlContract('mysql2 (MySQL / MariaDB)', {
     create: () => createMysqlDatabase({ url: testUrl.toString(), connectionLimit: 4 }),
     reset: async () => {

@@ -5,8 +5,9 @@ import { createPool, type Pool, type PoolConnection, type QueryError, type Resul
 import { SdcError } from '../../../core/errors/index.js';
 import { mapMysqlError } from './mysql-errors.js';
 import { parseStoreUrl } from '../store-url.js';
-import type { ExecuteResult, SqlDatabase, SqlExecutor, SqlValue } from './sql-port.js';
+import type { BatchResult, ExecuteResult, SqlDatabase, SqlStatement, SqlTransaction, SqlValue } from './sql-port.js';
 import { normaliseParams } from './sql-values.js';
+import { assertBatchShape, assertOneStatement } from './sql-batch.js';
 
 export interface MysqlDatabaseOptions {
   /** mysql://user:password@host:port/database */
@@ -38,7 +39,10 @@ export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promis
     multipleStatements: false,
     charset: 'utf8mb4',
   };
-  const pools = { statements: createPool(poolOptions), transactions: transactionPool(poolOptions) };
+  // Transactions may send a batch of statements as one query (SqlTransaction.executeBatch), so their
+  // connections accept several statements per query; every text sent on them is checked for `;`
+  // first (batchText), so only our own one-statement texts are stacked, never one built from input.
+  const pools = { statements: createPool(poolOptions), transactions: transactionPool({ ...poolOptions, multipleStatements: true }) };
   const database = new MysqlDatabase(pools, options.deadlockAttemptsMax ?? deadlockAttemptsMax);
   try {
     await database.query('SELECT 1');
@@ -107,17 +111,23 @@ export function startMysqlStatementTally(): () => ReadonlyMap<string, number> {
   };
 }
 
-function countStatement(text: string): void {
+/**
+ * Adds `roundTripsCounted` (1, or 0 for a statement that rode in a batch behind another) under the
+ * statement's key; a batched statement is kept under its own key marked `(batched)`, so the tally
+ * still says which statements ran while its counts stay round trips.
+ */
+function countStatement(text: string, roundTripsCounted = 1): void {
   if (statementTally === undefined) return;
-  let key = text.replace(/\s+/g, ' ').trim().slice(0, statementTallyKeyLength);
+  let key = (roundTripsCounted === 0 ? '(batched) ' : '') + text.replace(/\s+/g, ' ').trim();
+  key = key.slice(0, statementTallyKeyLength);
   if (!statementTally.has(key) && statementTally.size >= statementTallyKeysMax) key = '(other statements)';
-  statementTally.set(key, (statementTally.get(key) ?? 0) + 1);
+  statementTally.set(key, (statementTally.get(key) ?? 0) + roundTripsCounted);
 }
 
-/** One statement through the callback API, its error mapped to SdcError. */
-function send(target: Queryable, sql: string, params: readonly SqlValue[] | undefined): Promise<unknown> {
+/** One round trip through the callback API, its error mapped to SdcError; `label` names it in a tally (a batch: its first statement). */
+function send(target: Queryable, sql: string, params: readonly SqlValue[] | undefined, label = sql): Promise<unknown> {
   roundTrips += 1;
-  countStatement(sql);
+  countStatement(label);
   return new Promise((resolve, reject) => {
     target.query(sql, mysqlParams(params), (error: QueryError | null, result: unknown) => {
       if (error) reject(mapMysqlError(error));
@@ -140,10 +150,39 @@ async function runQuery<T>(target: Queryable, sql: string, params: readonly SqlV
 }
 
 async function runExecute(target: Queryable, sql: string, params: readonly SqlValue[] | undefined): Promise<ExecuteResult> {
-  const result = await send(target, sql, params);
+  return executeResult(await send(target, sql, params));
+}
+
+function executeResult(result: unknown): ExecuteResult {
   if (Array.isArray(result)) return { changes: 0 };
   const header = result as ResultSetHeader;
   return header.insertId > 0 ? { changes: header.affectedRows, lastInsertId: header.insertId } : { changes: header.affectedRows };
+}
+
+/** The statements as one query's text (joined by `;`, each checked to be one statement) and their parameters in order. */
+function batchText(statements: readonly SqlStatement[]): { sql: string; params: SqlValue[] } {
+  assertBatchShape(statements);
+  const params: SqlValue[] = [];
+  for (const statement of statements) if (statement.params !== undefined) params.push(...statement.params);
+  return { sql: statements.map((statement) => statement.sql).join(';\n'), params };
+}
+
+/** A batch as one round trip; each statement's outcome, in order (mysql2 answers one result per statement). */
+async function runBatch(target: Queryable, statements: readonly SqlStatement[]): Promise<BatchResult[]> {
+  const { sql, params } = batchText(statements);
+  for (const statement of statements.slice(1)) countStatement(statement.sql, 0);
+  const results = await send(target, sql, params, statements[0]!.sql);
+  const perStatement = statements.length === 1 ? [results] : (results as unknown[]);
+  if (!Array.isArray(perStatement) || perStatement.length !== statements.length) {
+    throw new SdcError('STORE_QUERY_FAILED', `a batch of ${statements.length} statements answered ${Array.isArray(perStatement) ? perStatement.length : 'no'} results`);
+  }
+  return perStatement.map((result, index) => {
+    if (statements[index]!.returnsRows === true) {
+      if (!Array.isArray(result)) throw new SdcError('STORE_INVALID_ARGUMENT', `batched statement ${index + 1} was marked returnsRows but returned no rows`);
+      return { changes: 0, rows: result as Array<Record<string, unknown>> };
+    }
+    return { ...executeResult(result), rows: [] };
+  });
 }
 
 class MysqlDatabase implements SqlDatabase {
@@ -167,7 +206,7 @@ class MysqlDatabase implements SqlDatabase {
    * safe to run again (nothing of it was committed), so it is retried a few times with a short
    * growing pause before STORE_CONFLICT reaches the caller.
    */
-  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.transactionOnce(fn);
@@ -179,7 +218,7 @@ class MysqlDatabase implements SqlDatabase {
     }
   }
 
-  private async transactionOnce<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  private async transactionOnce<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T> {
     this.assertOpen();
     let connection: PoolConnection;
     try {
@@ -194,15 +233,21 @@ class MysqlDatabase implements SqlDatabase {
     const assertTransactionOpen = (): void => {
       if (!open) throw new SdcError('STORE_INVALID_ARGUMENT', 'transaction executor used after its transaction ended');
     };
-    const tx: SqlExecutor = {
+    const tx: SqlTransaction = {
       dialect: 'mysql',
       query: async <R>(sql: string, params?: readonly SqlValue[]) => {
         assertTransactionOpen();
+        assertOneStatement(sql);
         return runQuery<R>(connection, sql, params);
       },
       execute: async (sql: string, params?: readonly SqlValue[]) => {
         assertTransactionOpen();
+        assertOneStatement(sql);
         return runExecute(connection, sql, params);
+      },
+      executeBatch: async (statements: readonly SqlStatement[]) => {
+        assertTransactionOpen();
+        return runBatch(connection, statements);
       },
     };
     try {

@@ -133,6 +133,56 @@ export function runSqlContract(name: string, target: SqlContractTarget): void {
       assert.equal((await db.query('SELECT id FROM contract_items')).length, 1);
     });
 
+    it('runs a batch in its transaction: each statement in order, with its changes or rows', async () => {
+      await db.execute('INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', ['b0', 'zero', 5]);
+      const results = await db.transaction((tx) => tx.executeBatch([
+        { sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['b1', 'one', 1] },
+        { sql: 'UPDATE contract_items SET qty = qty + ? WHERE id IN (?, ?)', params: [10, 'b0', 'b1'] },
+        { sql: 'UPDATE contract_items SET qty = 0 WHERE id = ?', params: ['missing'] },
+        // Sees the two statements before it: they ran first, in this transaction.
+        { sql: 'SELECT id, qty FROM contract_items ORDER BY id', returnsRows: true },
+        { sql: 'DELETE FROM contract_items WHERE id = ?', params: ['b0'] },
+      ]));
+      assert.deepEqual(results.map((result) => result.changes), [1, 2, 0, 0, 1]);
+      assert.deepEqual(results[3]?.rows, [{ id: 'b0', qty: 15 }, { id: 'b1', qty: 11 }]);
+      assert.deepEqual(results[0]?.rows, []);
+      assert.deepEqual(await db.query('SELECT id, qty FROM contract_items'), [{ id: 'b1', qty: 11 }]);
+    });
+
+    it('stops a batch at its first failing statement, throws its error, and leaves the transaction to its caller', async () => {
+      await db.execute('INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', ['keep', 'keep', 1]);
+      const seenInside = await db.transaction(async (tx) => {
+        await rejectsWithCode(tx.executeBatch([
+          { sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['before', 'before', 1] },
+          { sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['dup', 'keep', 1] },
+          { sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['after', 'after', 1] },
+        ]), 'STORE_UNIQUE_VIOLATION');
+        // The statement before the failure ran, the one after it did not; the transaction goes on.
+        return (await tx.query<{ id: string }>('SELECT id FROM contract_items ORDER BY id')).map((row) => row.id);
+      });
+      assert.deepEqual(seenInside, ['before', 'keep']);
+      assert.deepEqual((await db.query<{ id: string }>('SELECT id FROM contract_items ORDER BY id')).map((row) => row.id), ['before', 'keep']);
+      // Thrown on, it rolls the whole transaction back, the batch's earlier statements included.
+      await rejectsWithCode(db.transaction((tx) => tx.executeBatch([
+        { sql: 'UPDATE contract_items SET qty = 50 WHERE id = ?', params: ['keep'] },
+        { sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['dup2', 'keep', 1] },
+      ])), 'STORE_UNIQUE_VIOLATION');
+      assert.deepEqual(await db.query('SELECT qty FROM contract_items WHERE id = ?', ['keep']), [{ qty: 1 }]);
+    });
+
+    it('refuses an empty batch, an oversized one, and a statement text holding a second statement', async () => {
+      await db.transaction(async (tx) => {
+        await rejectsWithCode(tx.executeBatch([]), 'STORE_INVALID_ARGUMENT');
+        await rejectsWithCode(tx.executeBatch(Array.from({ length: 65 }, () => ({ sql: 'SELECT 1 AS one', returnsRows: true }))), 'STORE_INVALID_ARGUMENT');
+        await rejectsWithCode(tx.executeBatch([
+          { sql: "INSERT INTO contract_items (id, name, qty) VALUES ('x', 'x', 1); DELETE FROM contract_items" },
+        ]), 'STORE_INVALID_ARGUMENT');
+        // A hostile value is bound, not stacked: it is stored as text.
+        await tx.executeBatch([{ sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['h', "x'; DELETE FROM contract_items; --", 1] }]);
+      });
+      assert.deepEqual(await db.query('SELECT name FROM contract_items'), [{ name: "x'; DELETE FROM contract_items; --" }]);
+    });
+
     it('refuses a transaction executor used after its transaction ended', async () => {
       let leaked: Parameters<Parameters<SqlDatabase['transaction']>[0]>[0] | undefined;
       await db.transaction(async (tx) => { leaked = tx; });

@@ -8,7 +8,8 @@ import type { Scheduler, TimerHandle } from '../../../core/ports/ports.js';
 import { AsyncMutex } from '../../../runtime/async-mutex.js';
 import { privateFileMode, writeFileAtomic } from '../../../runtime/atomic-file.js';
 import { mapSqliteError } from './sqlite-errors.js';
-import type { ExecuteResult, SqlDatabase, SqlExecutor, SqlValue } from './sql-port.js';
+import type { ExecuteResult, SqlDatabase, SqlStatement, SqlTransaction, SqlValue } from './sql-port.js';
+import { runStatementsOneByOne } from './sql-batch.js';
 import { normaliseParams } from './sql-values.js';
 import { SqlJsStatementCache } from './sqljs-statements.js';
 import { encodeRecord, journalRecordBytesMax, recordHeaderBytes, statementBytes, type JournalStatement } from './sqljs-journal-format.js';
@@ -182,7 +183,7 @@ class SqlJsDatabaseHandle implements SqlJsDatabase {
     return this.closed ? this.refuse() : this.core.execute(sql, params);
   }
 
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T> {
     return this.closed ? this.refuse() : this.core.transaction(fn);
   }
 
@@ -333,13 +334,13 @@ class SqlJsDatabaseImpl {
     return result;
   }
 
-  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T> {
     let durable: Promise<void> | undefined;
     const result = await this.exclusive(async () => {
       await this.beforeWrite();
       let open = true;
       const record = this.newRecord();
-      const tx: SqlExecutor = {
+      const tx: SqlTransaction = {
         dialect: 'sqlite',
         query: async <R>(sql: string, params?: readonly SqlValue[]) => {
           this.assertTransactionOpen(open);
@@ -348,6 +349,12 @@ class SqlJsDatabaseImpl {
         execute: async (sql: string, params?: readonly SqlValue[]) => {
           this.assertTransactionOpen(open);
           return this.runJournaledExecute(record, sql, params);
+        },
+        // In-process, a batch is its statements one after another (no round trips to save); it is
+        // checked as MySQL's is, and stops at the first that fails, as MySQL's does.
+        executeBatch: async (statements: readonly SqlStatement[]) => {
+          this.assertTransactionOpen(open);
+          return runStatementsOneByOne(tx, statements);
         },
       };
       this.database.run('BEGIN IMMEDIATE');

@@ -1,0 +1,51 @@
+import { SdcError } from '../../../core/errors/index.js';
+import type { BatchResult, SqlExecutor, SqlStatement, SqlTransaction } from './sql-port.js';
+
+/** Statements per batch (SqlTransaction.executeBatch): a bound on one query's text and on the results kept for it. */
+export const batchStatementsMax = 64;
+
+/**
+ * What every adapter checks before it runs a batch, so both refuse the same batches:
+ * STORE_INVALID_ARGUMENT for an empty one, one past batchStatementsMax, or a text with `;`.
+ */
+export function assertBatchShape(statements: readonly SqlStatement[]): void {
+  if (statements.length === 0 || statements.length > batchStatementsMax) {
+    throw new SdcError('STORE_INVALID_ARGUMENT', `a batch holds 1..${batchStatementsMax} statements, got ${statements.length}`);
+  }
+  for (const statement of statements) assertOneStatement(statement.sql);
+}
+
+/**
+ * A text must be one statement: no `;` anywhere in it. Why so blunt: on MySQL a batch is sent as
+ * one multi-statement query, so a second statement hidden in a text would run; our texts never
+ * need the character (values are bound, never written into the text).
+ */
+export function assertOneStatement(sql: string): void {
+  if (sql.includes(';')) throw new SdcError('STORE_INVALID_ARGUMENT', 'a statement text may not contain ";" (one statement per text)');
+}
+
+/**
+ * A batch run as its statements one after another through `executor` (checked as every batch is):
+ * what an in-process adapter does (no round trips to save), and what a wrapper around an executor
+ * does to see each statement (a test's fault injection, a bench's statement count).
+ */
+export async function runStatementsOneByOne(executor: SqlExecutor, statements: readonly SqlStatement[]): Promise<BatchResult[]> {
+  assertBatchShape(statements);
+  const results: BatchResult[] = [];
+  for (const statement of statements) {
+    results.push(statement.returnsRows === true
+      ? { changes: 0, rows: await executor.query<Record<string, unknown>>(statement.sql, statement.params) }
+      : { ...(await executor.execute(statement.sql, statement.params)), rows: [] });
+  }
+  return results;
+}
+
+/** `executor` as a transaction executor whose batches run one statement at a time through it (runStatementsOneByOne). */
+export function withOneByOneBatches(executor: SqlExecutor): SqlTransaction {
+  return {
+    dialect: executor.dialect,
+    query: (sql, params) => executor.query(sql, params),
+    execute: (sql, params) => executor.execute(sql, params),
+    executeBatch: (statements) => runStatementsOneByOne(executor, statements),
+  };
+}

@@ -1,12 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SqlDatabase, SqlExecutor, SqlValue } from '../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor, SqlTransaction, SqlValue } from '../stores/sql/sql-port.js';
 import { CommandRepository } from './command-repository.js';
 import { takeDeviceSeqs } from './command-device-seqs.js';
 import { nextCounterValue } from './stores/counters.js';
 import { decideCreate } from '../../core/protocol/command-decisions.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { withOneByOneBatches } from '../stores/sql/sql-batch.js';
 
 /** A command as the create path signs it; the repository stores it as given. */
 function fakeSigned(id: string, deviceId: string, deviceSeq: number): SignedCommand {
@@ -24,7 +25,7 @@ function countingTransactions(db: SqlDatabase): { db: SqlDatabase; statements: s
   return {
     db: {
       dialect: db.dialect, query: db.query.bind(db), execute: db.execute.bind(db), close: db.close.bind(db),
-      transaction: <T>(fn: (tx: SqlExecutor) => Promise<T>) => db.transaction((tx) => fn(counted(tx))),
+      transaction: <T>(fn: (tx: SqlTransaction) => Promise<T>) => db.transaction((tx) => fn(withOneByOneBatches(counted(tx)))),
     } as SqlDatabase,
     statements,
   };

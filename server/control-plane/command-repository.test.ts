@@ -135,7 +135,8 @@ function suite(pair: StorePair): void {
 
     // Group commit (issue 17): transitions applied while others commit share one transaction.
     const countingTransactions = () => {
-      const counter = { transactions: 0, statements: 0 };
+      // Round trips as the adapter makes them: a statement alone is one, a batch of them one (its statements all counted).
+      const counter = { transactions: 0, statements: 0, roundTrips: 0 };
       const db = new Proxy(h.db, {
         get(target, property, receiver) {
           if (property === 'transaction') {
@@ -143,9 +144,10 @@ function suite(pair: StorePair): void {
               counter.transactions += 1;
               return target.transaction((tx) => fn({
                 dialect: tx.dialect,
-                query: (sql, params) => { counter.statements += 1; return tx.query(sql, params); },
-                execute: (sql, params) => { counter.statements += 1; return tx.execute(sql, params); },
-              } as typeof tx));
+                query: (sql, params) => { counter.statements += 1; counter.roundTrips += 1; return tx.query(sql, params); },
+                execute: (sql, params) => { counter.statements += 1; counter.roundTrips += 1; return tx.execute(sql, params); },
+                executeBatch: (statements) => { counter.statements += statements.length; counter.roundTrips += 1; return tx.executeBatch(statements); },
+              }));
             };
           }
           const value = Reflect.get(target, property, receiver) as unknown;
@@ -199,7 +201,8 @@ function suite(pair: StorePair): void {
               dialect: tx.dialect,
               query: (sql, params) => { statements.push(sql); return tx.query(sql, params); },
               execute: (sql, params) => { statements.push(sql); return tx.execute(sql, params); },
-            } as typeof tx));
+              executeBatch: (batch) => { statements.push(...batch.map((statement) => statement.sql)); return tx.executeBatch(batch); },
+            }));
           }
           const value = Reflect.get(target, property, receiver) as unknown;
           return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
@@ -215,8 +218,9 @@ function suite(pair: StorePair): void {
       const outcomes = await Promise.all([...effects, expire.effects.transaction].map((member) => repository.apply(member)));
       assert.deepEqual(outcomes, [true, true, true]);
       assert.equal(counter.transactions - before.transactions, 1);
-      // Was four: a locking read of the group's rows first (issue 17).
+      // Was four: a locking read of the group's rows first (issue 17). One round trip: the three in one batch.
       assert.equal(counter.statements - before.statements, 3);
+      assert.equal(counter.roundTrips - before.roundTrips, 1);
       assert.deepEqual(statements.map((sql) => sql.trim().split(/\s+/).slice(0, 3).join(' ')), ['UPDATE commands SET', 'INSERT INTO command_events', 'INSERT INTO audit_outbox']);
       for (const command of [a, b]) {
         const stored = await h.cp.commands.get(command.id);
@@ -226,6 +230,30 @@ function suite(pair: StorePair): void {
       }
       assert.deepEqual((await h.cp.commands.get(c.id)).history.map((entry) => entry.state), ['queued', 'expired']);
       for (const command of [a, b]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
+    it('a transition alone is one round trip in its transaction: its compare-and-set, history row and outbox row in one batch (issue 17; were three)', async () => {
+      const command = await create();
+      const { db, counter } = countingTransactions();
+      const repository = new CommandRepository({ db, audit: h.cp.context.audit });
+      const deliver = await deliverDecision(repository, command.id);
+      const before = { ...counter };
+      assert.equal(await repository.apply(deliver), true);
+      assert.deepEqual([counter.transactions - before.transactions, counter.statements - before.statements, counter.roundTrips - before.roundTrips], [1, 3, 1]);
+      assert.equal((await h.cp.commands.get(command.id)).state, 'sent');
+      // Lost: the same decision again finds `sent`; the batch's rows are rolled back with it, and it answers false.
+      const auditedBefore = await audited(command.id);
+      assert.equal(await repository.apply(deliver), false);
+      assert.equal(await audited(command.id), auditedBefore, 'no outbox row for the loser');
+      assert.deepEqual((await h.cp.commands.get(command.id)).history.map((entry) => entry.state), ['queued', 'sent']);
+      // Alone (a retry after a lost compare-and-set): the same one batch.
+      const row = await repository.byId(command.id);
+      const ack = decideTransition(row === undefined ? undefined : recordOf(row), { event: 'ack', atMs: h.clock.nowMs(), actor: 'gateway:gw1' });
+      assert.ok(ack.applied);
+      const beforeAlone = { ...counter };
+      assert.equal(await repository.apply(ack.effects.transaction, { alone: true }), true);
+      assert.equal(counter.roundTrips - beforeAlone.roundTrips, 1);
+      await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
     });
 
     it('a group with an expire for a command that left meanwhile: that member loses (never dispatched is part of its compare-and-set), the others win', async () => {
@@ -261,8 +289,10 @@ function suite(pair: StorePair): void {
       const outcomes = await Promise.all(effects.map((member) => repository.apply(member)));
       assert.deepEqual(outcomes, [true, true, false]);
       assert.equal(counter.transactions - before.transactions, 2, 'the guess, rolled back, then the exact group');
-      // The guess's UPDATE; then a locking read, one UPDATE, one history INSERT, one outbox INSERT.
-      assert.equal(counter.statements - before.statements, 5);
+      // The guess's UPDATE with its history and outbox INSERTs (one batch, rolled back); then a locking read, and
+      // one UPDATE, one history INSERT, one outbox INSERT in a second batch: three round trips (were five, one per statement).
+      assert.equal(counter.statements - before.statements, 7);
+      assert.equal(counter.roundTrips - before.roundTrips, 3);
       for (const command of [a, b]) {
         const stored = await h.cp.commands.get(command.id);
         assert.equal(stored.state, 'sent');

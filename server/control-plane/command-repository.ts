@@ -8,7 +8,8 @@ import { commandStates, commandTerminalStates, type CommandState } from '../../c
 import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
 import { SignedCommandSchema, type SignedCommand } from '../../core/protocol/messages/command.js';
 import { formatTraceparent, parseTraceparent } from '../../core/trace/trace-context.js';
-import type { SqlDatabase, SqlExecutor, SqlValue } from '../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor, SqlStatement, SqlTransaction, SqlValue } from '../stores/sql/sql-port.js';
+import { DeferredStatements, executeInBatches } from '../stores/sql/sql-batch.js';
 import { nextCounterValue } from './stores/counters.js';
 import { deviceSeqCounterName, takeDeviceSeqs } from './command-device-seqs.js';
 import { Batched } from './batched-reads.js';
@@ -621,9 +622,9 @@ export class CommandRepository {
           else if (effect.type === 'record_audit') audits.push(effect);
           else others.push(effect);
         }
-        await insertCommands(tx, commands);
-        await insertHistory(tx, history);
-        await this.#audit.recordMany(tx, audits.map((effect) => effect.entry));
+        const deferredAudit = new DeferredStatements(tx.dialect);
+        await this.#audit.recordMany(deferredAudit, audits.map((effect) => effect.entry));
+        await executeInBatches(tx, [...insertCommandsStatements(commands), ...historyStatements(history), ...deferredAudit.statements]);
         // A create decides only the three kinds above today; anything else is applied as it comes, after the rows it may refer to.
         await this.#applyIn(tx, others);
         return built;
@@ -691,23 +692,37 @@ export class CommandRepository {
     let won: readonly boolean[];
     try {
       won = await this.#db.transaction(async (tx) => {
-        const outcome = await updateStates(tx, members.map((member) => member.effects[0] as StateUpdate), mode);
+        const updates = members.map((member) => member.effects[0] as StateUpdate);
+        const outcome = await updateStates(tx, updates, mode);
         const history: Array<Extract<TransactionEffect, { type: 'append_history' }>> = [];
         const audits: Array<Extract<TransactionEffect, { type: 'record_audit' }>> = [];
         members.forEach((member, index) => {
-          if (!outcome[index]) return;
+          if (!outcome.won[index]) return;
           for (const effect of member.effects) {
             if (effect.type === 'append_history') history.push(effect);
             else if (effect.type === 'record_audit') audits.push(effect);
           }
         });
-        await insertHistory(tx, history);
-        await this.#audit.recordMany(tx, audits.map((effect) => effect.entry));
-        return outcome;
+        // The winners' state changes (when updateStates left them to this batch), history rows and
+        // outbox rows go in one round trip (issue 17: one per statement, about ten per command).
+        const deferredAudit = new DeferredStatements(tx.dialect);
+        await this.#audit.recordMany(deferredAudit, audits.map((effect) => effect.entry));
+        const statements = [...(outcome.write === undefined ? [] : [outcome.write.statement]), ...historyStatements(history), ...deferredAudit.statements];
+        if (statements.length === 0) return outcome.won;
+        const [first] = await executeInBatches(tx, statements);
+        if (outcome.write !== undefined && first!.changes !== outcome.write.rowsExpected) {
+          // guess: some compare-and-set lost, which one cannot be told from the count (rolled back, asked again exactly);
+          // exact: the rows were locked, so this is a store that does not do what was asked, and fails the group.
+          if (mode === 'guess') throw new GroupGuessMissed();
+          throw new SdcError('STORE_CONFLICT', `group UPDATE changed ${first!.changes} of ${outcome.write.rowsExpected} locked commands`);
+        }
+        return outcome.won;
       });
     } catch (error) {
       if (error instanceof GroupGuessMissed) {
-        await this.#commitGroup(members, 'exact');
+        // One member: its own compare-and-set lost, and the rollback undid its rows: it lost, as tryUpdateState would say.
+        if (members.length === 1) members[0]!.resolve(false);
+        else await this.#commitGroup(members, 'exact');
         return;
       }
       if (members.length === 1) {
@@ -720,20 +735,30 @@ export class CommandRepository {
     members.forEach((member, index) => member.resolve(won[index]!));
   }
 
-  async #applyIn(tx: SqlExecutor, effects: readonly TransactionEffect[]): Promise<void> {
-    for (const effect of effects) await this.#applyOne(tx, effect);
-  }
-
-  async #applyOne(tx: SqlExecutor, effect: TransactionEffect): Promise<void> {
-    switch (effect.type) {
-      case 'insert_command': return insertCommand(tx, effect.row);
-      case 'update_state': return updateState(tx, effect);
-      case 'append_history':
-        await tx.execute('INSERT INTO command_events (command_id, state, at, detail_json) VALUES (?, ?, ?, ?)',
-          [effect.commandId, effect.state, effect.atMs, canonicalize(effect.detail)]);
-        return;
-      case 'record_audit': return this.#audit.record(tx, effect.entry);
+  /**
+   * Applies the effects in `tx`, in order, as one batch (issue 17: a round trip for the lot, not
+   * one per statement). A compare-and-set that changed nothing throws CompareAndSetLost after
+   * the batch: the statements after it ran too, and the rollback undoes them with everything else.
+   */
+  async #applyIn(tx: SqlTransaction, effects: readonly TransactionEffect[]): Promise<void> {
+    const statements: SqlStatement[] = [];
+    const compareAndSetAt: number[] = [];
+    for (const effect of effects) {
+      switch (effect.type) {
+        case 'insert_command': statements.push(...insertCommandsStatements([effect.row])); break;
+        case 'update_state': compareAndSetAt.push(statements.length); statements.push(compareAndSetStatement(effect)); break;
+        case 'append_history': statements.push(...historyStatements([effect])); break;
+        case 'record_audit': {
+          const deferredAudit = new DeferredStatements(tx.dialect);
+          await this.#audit.record(deferredAudit, effect.entry);
+          statements.push(...deferredAudit.statements);
+          break;
+        }
+      }
     }
+    if (statements.length === 0) return;
+    const results = await executeInBatches(tx, statements);
+    if (compareAndSetAt.some((at) => results[at]!.changes !== 1)) throw new CompareAndSetLost();
   }
 
   // --- dispatch bookkeeping (single statements, outside a transaction) -------------------------
@@ -819,38 +844,37 @@ function caseOf(commandIds: readonly string[], value: (id: string) => SqlValue):
 
 type NewCommand = { command: SignedCommand; createdBy: string; idempotencyKey: string | null; argsJson: string; traceparent?: string };
 
-async function insertCommand(tx: SqlExecutor, row: NewCommand): Promise<void> {
-  await insertCommands(tx, [row]);
-}
-
 /** Command rows per INSERT statement in a group commit (11 parameters each, under SQLite's 999). */
 const commandRowsPerStatementMax = 64;
 
 /** New commands (state queued), as multi-row INSERTs. */
-async function insertCommands(tx: SqlExecutor, rows: readonly NewCommand[]): Promise<void> {
+function insertCommandsStatements(rows: readonly NewCommand[]): SqlStatement[] {
+  const statements: SqlStatement[] = [];
   for (let start = 0; start < rows.length; start += commandRowsPerStatementMax) {
     const chunk = rows.slice(start, start + commandRowsPerStatementMax);
-    await tx.execute(
-      `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at, traceparent)
+    statements.push({
+      sql: `INSERT INTO commands (id, device_id, opcode, args_json, state, created_by, idempotency_key, device_seq, signed_json, expires_at, attempts, created_at, updated_at, traceparent)
        VALUES ${chunk.map(() => "(?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?)").join(', ')}`,
-      chunk.flatMap(({ command, ...row }) => [command.id, command.device_id, command.opcode, row.argsJson, row.createdBy, row.idempotencyKey, command.device_seq, canonicalize(command),
+      params: chunk.flatMap(({ command, ...row }) => [command.id, command.device_id, command.opcode, row.argsJson, row.createdBy, row.idempotencyKey, command.device_seq, canonicalize(command),
         command.expires_at, command.issued_at, command.issued_at, row.traceparent ?? null]),
-    );
+    });
   }
-}
-
-async function updateState(tx: SqlExecutor, effect: Extract<TransactionEffect, { type: 'update_state' }>): Promise<void> {
-  if (!(await tryUpdateState(tx, effect))) throw new CompareAndSetLost();
+  return statements;
 }
 
 /** The compare-and-set on the command's state: true when it changed the row, false when another writer changed it first. */
 async function tryUpdateState(tx: SqlExecutor, effect: Extract<TransactionEffect, { type: 'update_state' }>): Promise<boolean> {
-  const updated = await tx.execute(
-    `UPDATE commands SET state = ?, updated_at = ?, attempts = attempts + ?, result_json = COALESCE(?, result_json) WHERE id = ? AND state = ?
+  const { sql, params } = compareAndSetStatement(effect);
+  return (await tx.execute(sql, params)).changes === 1;
+}
+
+/** The compare-and-set as a statement: it changes the row (1) only while the state is the one the transition was decided from. */
+function compareAndSetStatement(effect: Extract<TransactionEffect, { type: 'update_state' }>): SqlStatement {
+  return {
+    sql: `UPDATE commands SET state = ?, updated_at = ?, attempts = attempts + ?, result_json = COALESCE(?, result_json) WHERE id = ? AND state = ?
      AND (? = 0 OR first_dispatched_at IS NULL)`,
-    [effect.to, effect.atMs, effect.attemptsIncrement, effect.resultFrame, effect.commandId, effect.from, effect.onlyIfNeverDispatched ? 1 : 0],
-  );
-  return updated.changes === 1;
+    params: [effect.to, effect.atMs, effect.attemptsIncrement, effect.resultFrame, effect.commandId, effect.from, effect.onlyIfNeverDispatched ? 1 : 0],
+  };
 }
 
 type StateUpdate = Extract<TransactionEffect, { type: 'update_state' }>;
@@ -859,47 +883,54 @@ type StateUpdate = Extract<TransactionEffect, { type: 'update_state' }>;
 const stateUpdatesPerStatementMax = 64;
 
 /**
- * The compare-and-sets of a group in fewer statements than one UPDATE each. `guess` (issue 17: one
- * statement where there were two): one UPDATE whose WHERE holds each member's compare-and-set (the
- * state it was decided from, and never dispatched when it asks for that) and whose CASE arms write
- * each member's change; when it changed every member's row, each won, exactly as its own
- * compare-and-set would have; otherwise GroupGuessMissed is thrown (its caller rolls back and asks
- * again with `exact`: which members lost cannot be told from the count). `exact`: the group's rows
- * read under lock (`FOR UPDATE` on MySQL, in id order; SQLite's transactions run one at a time),
- * each member decided on them, and the winners written by one UPDATE. Under the lock nobody
- * changes those rows before the commit, so this decides exactly what the per-row compare-and-set
- * would. Both lock the rows in id order (InnoDB's UPDATE walks `id IN (...)` in index order). A
- * group that names one command twice, or is larger than the statement bound, is done row by row
- * (tryUpdateState). Returns, per member, whether it won.
+ * What updateStates decided: per member whether it won, and the UPDATE still to send for the
+ * winners (in the caller's batch, first) with the rows it must change, when there is one.
  */
-async function updateStates(tx: SqlExecutor, updates: readonly StateUpdate[], mode: 'guess' | 'exact'): Promise<boolean[]> {
+interface StateUpdatesOutcome {
+  readonly won: readonly boolean[];
+  readonly write?: { readonly statement: SqlStatement; readonly rowsExpected: number };
+}
+
+/**
+ * The compare-and-sets of a group in fewer statements than one UPDATE each, decided here and
+ * written by the caller's batch. `guess` (issue 17: one statement where there were two): one
+ * UPDATE whose WHERE holds each member's compare-and-set (the state it was decided from, and
+ * never dispatched when it asks for that) and whose CASE arms write each member's change; every
+ * member is assumed to win, and when the UPDATE changes fewer rows than the group has members the
+ * caller throws GroupGuessMissed (it rolls back and asks again with `exact`: which members lost
+ * cannot be told from the count; a group of one simply lost). `exact`: the group's rows read
+ * under lock (`FOR UPDATE` on MySQL, in id order; SQLite's transactions run one at a time), each
+ * member decided on them, and the winners written by one UPDATE. Under the lock nobody changes
+ * those rows before the commit, so this decides exactly what the per-row compare-and-set would.
+ * Both lock the rows in id order (InnoDB's UPDATE walks `id IN (...)` in index order). A group that
+ * names one command twice, or is larger than the statement bound, is done row by row here
+ * (tryUpdateState), with nothing left to write.
+ */
+async function updateStates(tx: SqlExecutor, updates: readonly StateUpdate[], mode: 'guess' | 'exact'): Promise<StateUpdatesOutcome> {
   const ids = [...new Set(updates.map((update) => update.commandId))].sort();
-  if (updates.length === 1 || ids.length !== updates.length || ids.length > stateUpdatesPerStatementMax) {
-    const outcome: boolean[] = [];
-    for (const update of updates) outcome.push(await tryUpdateState(tx, update));
-    return outcome;
+  if (ids.length !== updates.length || ids.length > stateUpdatesPerStatementMax) {
+    const won: boolean[] = [];
+    for (const update of updates) won.push(await tryUpdateState(tx, update));
+    return { won };
   }
   if (mode === 'guess') {
+    if (updates.length === 1) return { won: [true], write: { statement: compareAndSetStatement(updates[0]!), rowsExpected: 1 } };
     const from = caseOfUpdates(updates, (update) => update.from);
     const neverDispatched = caseOfUpdates(updates, (update) => (update.onlyIfNeverDispatched ? 1 : 0));
-    const changed = await writeStates(tx, updates, { sql: ` AND state = ${from.sql} AND (${neverDispatched.sql} = 0 OR first_dispatched_at IS NULL)`, params: [...from.params, ...neverDispatched.params] });
-    if (changed !== updates.length) throw new GroupGuessMissed();
-    return updates.map(() => true);
+    const statement = writeStatesStatement(updates, { sql: ` AND state = ${from.sql} AND (${neverDispatched.sql} = 0 OR first_dispatched_at IS NULL)`, params: [...from.params, ...neverDispatched.params] });
+    return { won: updates.map(() => true), write: { statement, rowsExpected: updates.length } };
   }
   const list = ids.map(() => '?').join(', ');
   const rows = await tx.query<{ id: string; state: string; first_dispatched_at: number | null }>(
     `SELECT id, state, first_dispatched_at FROM commands WHERE id IN (${list}) ORDER BY id${tx.dialect === 'mysql' ? ' FOR UPDATE' : ''}`, ids);
   const current = new Map(rows.map((row) => [row.id, row]));
-  const outcome = updates.map((update) => {
+  const won = updates.map((update) => {
     const row = current.get(update.commandId);
     return row !== undefined && row.state === update.from && (!update.onlyIfNeverDispatched || row.first_dispatched_at === null);
   });
-  const winners = updates.filter((_, index) => outcome[index]);
-  if (winners.length === 0) return outcome;
-  const changed = await writeStates(tx, winners, { sql: '', params: [] });
-  // Locked rows cannot have changed: anything else is a store that does not do what we asked, and fails the group.
-  if (changed !== winners.length) throw new SdcError('STORE_CONFLICT', `group UPDATE changed ${changed} of ${winners.length} locked commands`);
-  return outcome;
+  const winners = updates.filter((_, index) => won[index]);
+  if (winners.length === 0) return { won };
+  return { won, write: { statement: writeStatesStatement(winners, { sql: '', params: [] }), rowsExpected: winners.length } };
 }
 
 /** `CASE id WHEN ? THEN ? ... END` over the updates, with its parameters. */
@@ -907,28 +938,31 @@ function caseOfUpdates(updates: readonly StateUpdate[], value: (update: StateUpd
   return { sql: `CASE id ${updates.map(() => 'WHEN ? THEN ?').join(' ')} END`, params: updates.flatMap((update) => [update.commandId, value(update)]) };
 }
 
-/** One UPDATE writing each update's change to its row, under the extra `condition`; returns the rows changed. */
-async function writeStates(tx: SqlExecutor, updates: readonly StateUpdate[], condition: { sql: string; params: readonly SqlValue[] }): Promise<number> {
+/** One UPDATE writing each update's change to its row, under the extra `condition`. */
+function writeStatesStatement(updates: readonly StateUpdate[], condition: { sql: string; params: readonly SqlValue[] }): SqlStatement {
   const state = caseOfUpdates(updates, (update) => update.to);
   const updatedAt = caseOfUpdates(updates, (update) => update.atMs);
   const attempts = caseOfUpdates(updates, (update) => update.attemptsIncrement);
   const result = caseOfUpdates(updates, (update) => update.resultFrame);
-  const updated = await tx.execute(
-    `UPDATE commands SET state = ${state.sql}, updated_at = ${updatedAt.sql}, attempts = attempts + ${attempts.sql}, result_json = COALESCE(${result.sql}, result_json)
+  return {
+    sql: `UPDATE commands SET state = ${state.sql}, updated_at = ${updatedAt.sql}, attempts = attempts + ${attempts.sql}, result_json = COALESCE(${result.sql}, result_json)
      WHERE id IN (${updates.map(() => '?').join(', ')})${condition.sql}`,
-    [...state.params, ...updatedAt.params, ...attempts.params, ...result.params, ...updates.map((update) => update.commandId), ...condition.params],
-  );
-  return updated.changes;
+    params: [...state.params, ...updatedAt.params, ...attempts.params, ...result.params, ...updates.map((update) => update.commandId), ...condition.params],
+  };
 }
 
 /** History rows per INSERT statement in a group commit (4 parameters each). */
 const historyRowsPerStatementMax = 64;
 
 /** The history rows of a group's winners, in order, as multi-row INSERTs. */
-async function insertHistory(tx: SqlExecutor, rows: ReadonlyArray<Extract<TransactionEffect, { type: 'append_history' }>>): Promise<void> {
+function historyStatements(rows: ReadonlyArray<Extract<TransactionEffect, { type: 'append_history' }>>): SqlStatement[] {
+  const statements: SqlStatement[] = [];
   for (let start = 0; start < rows.length; start += historyRowsPerStatementMax) {
     const chunk = rows.slice(start, start + historyRowsPerStatementMax);
-    await tx.execute(`INSERT INTO command_events (command_id, state, at, detail_json) VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}`,
-      chunk.flatMap((row) => [row.commandId, row.state, row.atMs, canonicalize(row.detail)]));
+    statements.push({
+      sql: `INSERT INTO command_events (command_id, state, at, detail_json) VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}`,
+      params: chunk.flatMap((row) => [row.commandId, row.state, row.atMs, canonicalize(row.detail)]),
+    });
   }
+  return statements;
 }

@@ -1,4 +1,4 @@
-import type { SqlDialect, SqlExecutor } from '../../stores/sql/sql-port.js';
+import type { SqlDialect, SqlExecutor, SqlStatement } from '../../stores/sql/sql-port.js';
 import { SdcError } from '../../../core/errors/index.js';
 
 /**
@@ -41,4 +41,9 @@ export async function nextCounterValue(tx: SqlExecutor, name: string): Promise<n
  */
 export async function lockCounterRow(tx: SqlExecutor, name: string): Promise<void> {
   await tx.execute(incrementSql[tx.dialect], [name]);
+}
+
+/** lockCounterRow as a statement, for a caller that sends it in a batch with the statements it guards. */
+export function lockCounterRowStatement(dialect: SqlDialect, name: string): SqlStatement {
+  return { sql: incrementSql[dialect], params: [name] };
 }

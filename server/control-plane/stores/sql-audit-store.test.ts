@@ -7,12 +7,11 @@ import { join } from 'node:path';
 import { SdcError } from '../../../core/errors/index.js';
 import { AuditLog, type AuditEntry, type AuditStore } from '../../../core/protocol/audit-chain.js';
 import { systemClock } from '../../../runtime/system.js';
-import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlExecutor, SqlTransaction } from '../../stores/sql/sql-port.js';
 import { migrateControlPlane } from '../database.js';
 import { mysqlTarget, sqlJsTarget, type SqlTarget } from '../test-support.js';
 import { runAuditStoreContract } from './audit-store-contract.js';
 import { SqlAuditStore } from './sql-audit-store.js';
-import { withOneByOneBatches } from '../../stores/sql/sql-batch.js';
 
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
 
@@ -150,18 +149,23 @@ function suite(target: SqlTarget): void {
       await db.close();
     });
 
-    /** A store over `db` that logs every statement it runs and counts its transactions. */
-    const loggedStore = (db: SqlDatabase): { store: SqlAuditStore; statements: string[]; transactions: () => number } => {
+    /** A store over `db` that logs every statement it runs, counts its transactions, and the calls it makes (a batch is one: one round trip). */
+    const loggedStore = (db: SqlDatabase): { store: SqlAuditStore; statements: string[]; transactions: () => number; calls: () => number } => {
       const statements: string[] = [];
       let transactions = 0;
+      let calls = 0;
       const logged = (executor: SqlExecutor): SqlExecutor => ({
         dialect: executor.dialect,
-        query: (sql, params) => { statements.push(sql); return executor.query(sql, params); },
-        execute: (sql, params) => { statements.push(sql); return executor.execute(sql, params); },
+        query: (sql, params) => { statements.push(sql); calls += 1; return executor.query(sql, params); },
+        execute: (sql, params) => { statements.push(sql); calls += 1; return executor.execute(sql, params); },
       });
-      const transaction: SqlDatabase['transaction'] = (fn) => { transactions += 1; return db.transaction((tx) => fn(withOneByOneBatches(logged(tx)))); };
+      const loggedTx = (tx: SqlTransaction): SqlTransaction => ({
+        ...logged(tx),
+        executeBatch: (batch) => { statements.push(...batch.map((statement) => statement.sql)); calls += 1; return tx.executeBatch(batch); },
+      });
+      const transaction: SqlDatabase['transaction'] = (fn) => { transactions += 1; return db.transaction((tx) => fn(loggedTx(tx))); };
       const store = new SqlAuditStore({ ...logged(db), transaction, close: () => db.close() } as SqlDatabase);
-      return { store, statements, transactions: () => transactions };
+      return { store, statements, transactions: () => transactions, calls: () => calls };
     };
 
     it('a drain takes the audit lock row on MySQL only, without reading the counter back (issue 17: SQLite\'s write lock already serialises it)', async () => {
@@ -180,19 +184,22 @@ function suite(target: SqlTarget): void {
       }
     });
 
-    it('a drain after this store recorded skips the outbox probe and reads the inputs and the head in one statement (issue 17): 3 statements on SQLite, 4 on MySQL, was 6', async () => {
+    it('a drain after this store recorded skips the outbox probe and reads the inputs and the head in one statement (issue 17): 3 statements on SQLite, 4 on MySQL, was 6; in two round trips, was 3 and 4', async () => {
       const db = await open();
       try {
         await db.execute('DELETE FROM audit_outbox');
-        const { store, statements } = loggedStore(db);
+        const { store, statements, calls } = loggedStore(db);
         const log = new AuditLog({ store, sha256, clock: systemClock });
         await db.transaction((tx) => log.record(tx, { kind: 'test.recorded', actor: 'system', subject: 'test:1', payload: {} }));
         statements.length = 0;
+        const callsBefore = calls();
         assert.equal(await log.drainRecorded(), 1);
         assert.deepEqual(statements.map((sql) => sql.split(' ').slice(0, 3).join(' ')), [
           ...(db.dialect === 'mysql' ? ['INSERT INTO counters'] : []),
           'SELECT * FROM', 'DELETE FROM audit_outbox', 'INSERT INTO audit_log',
         ]);
+        // The lock and the read in one batch, the DELETE and the INSERT in another (the COMMIT is the adapter's).
+        assert.equal(calls() - callsBefore, 2);
         // Nothing recorded since: the periodic drain probes and answers without a transaction, as before.
         statements.length = 0;
         assert.equal(await log.drainRecorded(), 0);

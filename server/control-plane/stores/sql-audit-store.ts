@@ -1,8 +1,9 @@
 import { SdcError } from '../../../core/errors/index.js';
 import { auditPayloadJson, auditScanLimitMax, type AuditEntry, type AuditEntryInput, type AuditStore } from '../../../core/protocol/audit-chain.js';
 import type { JsonObject } from '../../../core/protocol/json-value.js';
-import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
-import { lockCounterRow } from './counters.js';
+import type { SqlDatabase, SqlExecutor, SqlStatement, SqlTransaction } from '../../stores/sql/sql-port.js';
+import { DeferredStatements, executeInBatches } from '../../stores/sql/sql-batch.js';
+import { lockCounterRowStatement } from './counters.js';
 
 interface AuditRow {
   seq: number; ts: number; kind: string; actor: string; subject: string | null; payload_json: string; prev_hash: string; hash: string;
@@ -52,9 +53,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
   async appendAtHead(next: (head: AuditEntry | undefined) => AuditEntry): Promise<AuditEntry> {
     let seq = 0;
     return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
-      await takeAppendLock(tx);
-      const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
-      const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
+      const row = await lockAndReadHead(tx);
       const entry = next(row === undefined ? undefined : entryFromRow(row));
       seq = entry.seq;
       await insertEntry(tx, entry);
@@ -70,28 +69,32 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
   async appendBatch(next: (head: AuditEntry | undefined) => readonly AuditEntry[]): Promise<readonly AuditEntry[]> {
     let seq = 0;
     return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
-      await takeAppendLock(tx);
-      const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
-      const [row] = await tx.query<AuditRow>(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`);
+      const row = await lockAndReadHead(tx);
       const entries = next(row === undefined ? undefined : entryFromRow(row));
       seq = entries[0]?.seq ?? 0;
-      for (const chunk of insertChunks(entries)) await insertEntries(tx, chunk);
+      await executeInBatches(tx, insertChunks(entries).map(insertEntriesStatement));
       return entries;
     }));
   }
 
   /** Inserts a validated input into `audit_outbox` inside the caller's transaction; it commits or rolls back with it. */
   async record(tx: SqlExecutor, input: AuditEntryInput): Promise<void> {
-    await tx.execute('INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) VALUES (?, ?, ?, ?, ?)',
-      [input.ts, input.kind, input.actor, input.subject, auditPayloadJson(input.payload)]);
-    this.#recordedSinceDrain = true;
+    await this.recordMany(tx, [input]);
   }
 
-  /** `record` for several inputs, in order: multi-row INSERTs within the statement bounds (insertRowsMax, insertPayloadCharsMax). */
+  /**
+   * `record` for several inputs, in order: multi-row INSERTs within the statement bounds
+   * (insertRowsMax, insertPayloadCharsMax). Given DeferredStatements, the INSERTs are added there
+   * for the caller to send in its batch (a transition's, issue 17) instead of being run.
+   */
   async recordMany(tx: SqlExecutor, inputs: readonly AuditEntryInput[]): Promise<void> {
     for (const chunk of inputChunks(inputs)) {
-      await tx.execute(`INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
-        chunk.flatMap(({ input, payloadJson }) => [input.ts, input.kind, input.actor, input.subject, payloadJson]));
+      const statement: SqlStatement = {
+        sql: `INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
+        params: chunk.flatMap(({ input, payloadJson }) => [input.ts, input.kind, input.actor, input.subject, payloadJson]),
+      };
+      if (tx instanceof DeferredStatements) tx.add(statement);
+      else await tx.execute(statement.sql, statement.params);
     }
     if (inputs.length > 0) this.#recordedSinceDrain = true;
   }
@@ -119,19 +122,24 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
     return conflictOnDuplicate(() => seq, () => this.#db.transaction(async (tx) => {
       // Cleared before the outbox read: an input recorded from here on may not be in it.
       this.#recordedSinceDrain = false;
-      await takeAppendLock(tx);
-      const { head, rows } = splitDrainRead(await tx.query<DrainReadRow>(drainReadSql, [limit]));
+      // The lock and the read in one round trip, the DELETE and the INSERTs in a second, the
+      // COMMIT a third (issue 17: five, one per statement); the server runs them in this order.
+      const read = await tx.executeBatch([...appendLockStatements(tx.dialect), { sql: drainReadSql, params: [limit], returnsRows: true }]);
+      const { head, rows } = splitDrainRead(read[read.length - 1]!.rows as unknown as DrainReadRow[]);
       if (rows.length === 0) return [];
       const entries = next(head === undefined ? undefined : entryFromRow(head), rows.map(inputFromOutboxRow));
       if (entries.length !== rows.length) {
         throw new SdcError('AUDIT_ENTRY_INVALID', `the audit log chained ${entries.length} entries for ${rows.length} recorded inputs`);
       }
-      const deleted = await tx.execute(`DELETE FROM audit_outbox WHERE id IN (${rows.map(() => '?').join(', ')})`, rows.map((r) => r.id));
-      if (deleted.changes !== rows.length) {
-        throw new SdcError('AUDIT_CONFLICT', `another writer chained ${rows.length - deleted.changes} of these recorded audit inputs first`);
-      }
       seq = entries[0]?.seq ?? 0;
-      for (const chunk of insertChunks(entries)) await insertEntries(tx, chunk);
+      const [deleted] = await executeInBatches(tx, [
+        { sql: `DELETE FROM audit_outbox WHERE id IN (${rows.map(() => '?').join(', ')})`, params: rows.map((r) => r.id) },
+        ...insertChunks(entries).map(insertEntriesStatement),
+      ]);
+      // Checked before the commit: the INSERTs of this batch roll back with the transaction.
+      if (deleted!.changes !== rows.length) {
+        throw new SdcError('AUDIT_CONFLICT', `another writer chained ${rows.length - deleted!.changes} of these recorded audit inputs first`);
+      }
       return entries;
     }));
   }
@@ -184,15 +192,21 @@ function splitDrainRead(read: readonly DrainReadRow[]): { head: AuditRow | undef
 const auditAppendLockName = 'audit_append_lock';
 
 /**
- * Serialises appenders for the rest of `tx`. On MySQL, the lock row's row lock (transactions
+ * What serialises appenders for the rest of a transaction, as statements to send first. On MySQL, the lock row's row lock (transactions
  * there run concurrently). On SQLite the transaction already holds the database's one write lock
  * from its start (the sql.js adapter begins with BEGIN IMMEDIATE, and one process owns the file),
  * so no other appender can run until it ends; the row's upsert was a statement per append and per
  * drain for nothing (issue 17).
  */
-async function takeAppendLock(tx: SqlExecutor): Promise<void> {
-  if (tx.dialect === 'sqlite') return;
-  await lockCounterRow(tx, auditAppendLockName);
+function appendLockStatements(dialect: SqlExecutor['dialect']): SqlStatement[] {
+  return dialect === 'sqlite' ? [] : [lockCounterRowStatement(dialect, auditAppendLockName)];
+}
+
+/** The append lock (appendLockStatements) and the head read under it, in one batch: the head's row, undefined for an empty log. */
+async function lockAndReadHead(tx: SqlTransaction): Promise<AuditRow | undefined> {
+  const lockingRead = tx.dialect === 'mysql' ? ' FOR UPDATE' : '';
+  const read = await tx.executeBatch([...appendLockStatements(tx.dialect), { sql: `SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1${lockingRead}`, returnsRows: true }]);
+  return read[read.length - 1]!.rows[0] as unknown as AuditRow | undefined;
 }
 
 async function insertEntry(db: SqlExecutor, entry: AuditEntry): Promise<void> {
@@ -253,12 +267,12 @@ function inputChunks(inputs: readonly AuditEntryInput[]): Array<Array<{ input: A
   return chunks;
 }
 
-async function insertEntries(db: SqlExecutor, rows: readonly EntryRow[]): Promise<void> {
+function insertEntriesStatement(rows: readonly EntryRow[]): SqlStatement {
   const placeholders = rows.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
-  await db.execute(
-    `INSERT INTO audit_log (seq, ts, kind, actor, subject, payload_json, prev_hash, hash) VALUES ${placeholders}`,
-    rows.flatMap(({ entry, payloadJson }) => [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, payloadJson, entry.prev_hash, entry.hash]),
-  );
+  return {
+    sql: `INSERT INTO audit_log (seq, ts, kind, actor, subject, payload_json, prev_hash, hash) VALUES ${placeholders}`,
+    params: rows.flatMap(({ entry, payloadJson }) => [entry.seq, entry.ts, entry.kind, entry.actor, entry.subject, payloadJson, entry.prev_hash, entry.hash]),
+  };
 }
 
 /** A unique violation (the seq, or the lock row created concurrently on first use) is AUDIT_CONFLICT, which AuditLog retries. */

@@ -1,5 +1,5 @@
 import { SdcError } from '../../../core/errors/index.js';
-import type { BatchResult, SqlExecutor, SqlStatement, SqlTransaction } from './sql-port.js';
+import type { BatchResult, ExecuteResult, SqlExecutor, SqlStatement, SqlTransaction } from './sql-port.js';
 
 /** Statements per batch (SqlTransaction.executeBatch): a bound on one query's text and on the results kept for it. */
 export const batchStatementsMax = 64;
@@ -48,4 +48,48 @@ export function withOneByOneBatches(executor: SqlExecutor): SqlTransaction {
     execute: (sql, params) => executor.execute(sql, params),
     executeBatch: (statements) => runStatementsOneByOne(executor, statements),
   };
+}
+
+/**
+ * Statements in order over as few batches as the bound allows (one for at most batchStatementsMax):
+ * each statement's outcome, in order. A failure stops it, as in one batch.
+ */
+export async function executeInBatches(tx: SqlTransaction, statements: readonly SqlStatement[]): Promise<BatchResult[]> {
+  const results: BatchResult[] = [];
+  for (let start = 0; start < statements.length; start += batchStatementsMax) {
+    results.push(...await tx.executeBatch(statements.slice(start, start + batchStatementsMax)));
+  }
+  return results;
+}
+
+/**
+ * An executor that runs nothing: a store that knows it (SqlAuditStore's record and recordMany)
+ * adds its writes here, and the caller sends them later in a batch with its own statements, in
+ * the same transaction (issue 17: a transition's state change, history row and audit outbox row
+ * in one round trip). Any other use throws STORE_INVALID_ARGUMENT, so a store that does not know
+ * it fails loudly instead of its write being lost.
+ */
+export class DeferredStatements implements SqlExecutor {
+  readonly #statements: SqlStatement[] = [];
+
+  constructor(readonly dialect: SqlExecutor['dialect']) {}
+
+  /** Keeps a write for the caller's batch. */
+  add(statement: SqlStatement): void {
+    assertOneStatement(statement.sql);
+    this.#statements.push(statement);
+  }
+
+  /** The writes kept, in the order they were added. */
+  get statements(): readonly SqlStatement[] {
+    return this.#statements;
+  }
+
+  query<T = Record<string, unknown>>(): Promise<T[]> {
+    return Promise.reject(new SdcError('STORE_INVALID_ARGUMENT', 'DeferredStatements runs nothing: its writes are sent later in a batch'));
+  }
+
+  execute(): Promise<ExecuteResult> {
+    return Promise.reject(new SdcError('STORE_INVALID_ARGUMENT', 'DeferredStatements runs nothing: its writes are sent later in a batch'));
+  }
 }

@@ -1,8 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { SdcError } from '../../core/errors/index.js';
-import { decodeBusEntry, encodeBusEntry } from './entries.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import { parseStrictJson } from '../../core/protocol/strict-json.js';
+import { busEntrySchemas, decodeBusEntry, encodeBusEntry, telemetryEntryIsCanonical } from './entries.js';
 
 test('entries round-trip through their bus fields', () => {
   const data = { device_id: 'dev-1', gateway_id: 'gw-1', session_id: 's1', online: true, at_ms: 5 };
@@ -50,4 +53,89 @@ test('arbitrary fields with a frame field never throw anything but typed errors'
   fc.assert(fc.property(fc.dictionary(fc.constantFrom('kind', 'data', 'frame'), fc.oneof(fc.string(), fc.constantFrom('telemetry', 'presence', '{}', '[]', '{"frame":"x"}'))), (fields) => {
     try { decodeBusEntry(fields); } catch (e) { assert.ok(SdcError.is(e)); }
   }), { numRuns: 500 });
+});
+
+/**
+ * The telemetry entry's shortcut (issue 17): encodeBusEntry writes, and decodeBusEntry reads, the
+ * telemetry entry without the general canonicalize, strict parse and schema check when it is in
+ * the exact form a gateway writes. These pin that the shortcut is taken for that form and that
+ * every input, in that form or not, gives what the general path gives: the same fields, the same
+ * value or the same typed refusal.
+ */
+const telemetryCheck = TypeCompiler.Compile(busEntrySchemas.telemetry);
+
+/** encodeBusEntry('telemetry', ...) as the general path alone computes it: the schema, then canonical JSON of all but the frame. */
+function encodeTelemetryGeneral(data: Record<string, unknown>): Record<string, string> | 'PROTO_SCHEMA_INVALID' {
+  if (!telemetryCheck.Check(data)) return 'PROTO_SCHEMA_INVALID';
+  const { frame, ...rest } = data;
+  return { kind: 'telemetry', data: canonicalize(rest), frame: frame as string };
+}
+
+/** decodeBusEntry of a telemetry entry with a frame field as the general path alone computes it. */
+function decodeTelemetryGeneral(dataText: string, frame: string): unknown {
+  try {
+    const parsed = parseStrictJson(dataText, { frameBytesMax: 256 * 1024 });
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed) || Object.hasOwn(parsed, 'frame')) return 'PROTO_SCHEMA_INVALID';
+    const data = { ...parsed, frame };
+    return telemetryCheck.Check(data) ? { kind: 'telemetry', data } : 'PROTO_SCHEMA_INVALID';
+  } catch (error) {
+    return SdcError.is(error) ? error.code : error;
+  }
+}
+
+const outcomeOf = (run: () => unknown): unknown => {
+  try {
+    return run();
+  } catch (error) {
+    return SdcError.is(error) ? error.code : error;
+  }
+};
+
+const idLike = fc.oneof(
+  fc.constantFrom('dev-1', 'gw-1', 'a', 'A', 'Dev-1', 'x'.repeat(64), 'x'.repeat(65), '', '-dev', 'dev 1', 'dev"1', 'dev\\1', 'dév', 'dev\u0000', '.gw', '_gw'),
+  fc.stringMatching(/^[A-Za-z0-9._-]{0,66}$/),
+  fc.string({ maxLength: 8 }),
+);
+const msLike = fc.oneof(fc.constantFrom(0, -0, 5, -1, 1.5, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1, 1e21, Number.NaN, Number.POSITIVE_INFINITY), fc.integer(), fc.double());
+const frameLike = fc.oneof(fc.constantFrom('{"type":"TELEMETRY"}', '', 'x'.repeat(65_536), 'x'.repeat(65_537), `${'x'.repeat(65_534)}\u{1F600}`), fc.string({ maxLength: 40 }));
+
+test('a telemetry entry in the form a gateway writes takes the shortcut both ways', () => {
+  const fields = encodeBusEntry('telemetry', { device_id: 'dev-1', gateway_id: 'gw-1', received_at_ms: 1_733_360_000_000, frame: '{"type":"TELEMETRY"}' });
+  assert.equal(fields.data, '{"device_id":"dev-1","gateway_id":"gw-1","received_at_ms":1733360000000}');
+  assert.ok(telemetryEntryIsCanonical(fields));
+  // Another spelling of the same JSON is read by the general path, to the same value.
+  const spaced = { ...fields, data: '{ "device_id": "dev-1", "gateway_id": "gw-1", "received_at_ms": 1733360000000 }' };
+  assert.equal(telemetryEntryIsCanonical(spaced), false);
+  assert.deepEqual(decodeBusEntry(spaced), decodeBusEntry({ ...fields }));
+});
+
+test('encodeBusEntry writes every telemetry value as the general path does, or refuses it the same way', () => {
+  fc.assert(fc.property(idLike, idLike, msLike, frameLike, fc.boolean(), (deviceId, gatewayId, receivedAtMs, frame, extra) => {
+    const data: Record<string, unknown> = { device_id: deviceId, gateway_id: gatewayId, received_at_ms: receivedAtMs, frame, ...(extra ? { x: 1 } : {}) };
+    assert.deepEqual(outcomeOf(() => encodeBusEntry('telemetry', data as never)), encodeTelemetryGeneral(data));
+  }), { numRuns: 2_000 });
+  // Members missing, inherited, hidden or of another type, never written by the shortcut.
+  const hidden = { device_id: 'dev-1', gateway_id: 'gw-1', received_at_ms: 5 };
+  Object.defineProperty(hidden, 'frame', { value: 'f', enumerable: false });
+  for (const data of [{ device_id: 'dev-1', gateway_id: 'gw-1', received_at_ms: 5 }, Object.assign(Object.create({ frame: 'f' }), { device_id: 'dev-1', gateway_id: 'gw-1', received_at_ms: 5 }), hidden, { device_id: 'dev-1', gateway_id: 'gw-1', received_at_ms: '5', frame: 'f' }]) {
+    assert.deepEqual(outcomeOf(() => encodeBusEntry('telemetry', data as never)), outcomeOf(() => encodeTelemetryGeneral(data)));
+  }
+});
+
+test('decodeBusEntry reads every telemetry data text and frame as the general path does, or refuses it with the same code', () => {
+  const canonical = (deviceId: string, gatewayId: string, ms: string) => `{"device_id":"${deviceId}","gateway_id":"${gatewayId}","received_at_ms":${ms}}`;
+  const dataLike = fc.oneof(
+    fc.tuple(idLike, idLike, fc.oneof(fc.constantFrom('0', '-0', '5', '05', '5.0', '1e3', '9007199254740991', '9007199254740992', '9999999999999999', '99999999999999999', '-1', '"5"', 'null'), fc.nat().map(String)))
+      .map(([d, g, ms]) => canonical(d, g, ms)),
+    fc.constantFrom(
+      '{"device_id":"dev-1","gateway_id":"gw-1","received_at_ms":5,"x":1}', '{"device_id":"dev-1","gateway_id":"gw-1","received_at_ms":5,"frame":"f"}',
+      '{"gateway_id":"gw-1","device_id":"dev-1","received_at_ms":5}', '{"device_id":"dev-1","device_id":"dev-2","gateway_id":"gw-1","received_at_ms":5}',
+      '{"device_id":"\\u0064ev-1","gateway_id":"gw-1","received_at_ms":5}', ' {"device_id":"dev-1","gateway_id":"gw-1","received_at_ms":5}',
+      '{"device_id":"dev-1","gateway_id":"gw-1","received_at_ms":5}\n', '{"device_id":"dev-1","gateway_id":"gw-1"}', '[]', 'null', '',
+    ),
+    fc.string({ maxLength: 60 }),
+  );
+  fc.assert(fc.property(dataLike, frameLike, (dataText, frame) => {
+    assert.deepEqual(outcomeOf(() => decodeBusEntry({ kind: 'telemetry', data: dataText, frame })), decodeTelemetryGeneral(dataText, frame));
+  }), { numRuns: 3_000 });
 });

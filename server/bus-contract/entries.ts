@@ -3,6 +3,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { SdcError } from '../../core/errors/index.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { JsonValue } from '../../core/protocol/json-value.js';
+import { deviceIdPatternSource } from '../../core/protocol/device-id.js';
 import { resolveProtocolLimits } from '../../core/protocol/limits.js';
 import { parseStrictJson } from '../../core/protocol/strict-json.js';
 import { DeviceId, EpochMs, FrameId, SessionId, Seq, Traceparent } from '../../core/protocol/messages/fields.js';
@@ -15,9 +16,11 @@ import { DevicePostureSchema } from '../../core/protocol/messages/posture.js';
  * and a malformed entry is dead-lettered by the reader, never allowed to crash it.
  */
 const strict = { additionalProperties: false } as const;
-const GatewayId = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' });
+const gatewayIdPatternSource = '^[A-Za-z0-9_.-]{1,64}$';
+const GatewayId = Type.String({ pattern: gatewayIdPatternSource });
 /** A signed device frame, kept verbatim (canonical JSON text) so its signature can be re-checked and audited. */
-const SignedFrameText = Type.String({ maxLength: 65_536 });
+const signedFrameTextLengthMax = 65_536;
+const SignedFrameText = Type.String({ maxLength: signedFrameTextLengthMax });
 /** Device clock minus the gateway's, measured at AUTH (core/protocol/clock-offset.ts); any size a device's AUTH can show. */
 const ClockOffsetMs = Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER });
 
@@ -104,6 +107,10 @@ const checks = Object.fromEntries(
 const frameFieldKinds: ReadonlySet<BusEntryKind> = new Set<BusEntryKind>(['telemetry']);
 
 export function encodeBusEntry<K extends BusEntryKind>(kind: K, data: BusEntryData<K>): Record<string, string> {
+  if (kind === 'telemetry') {
+    const fields = encodeTelemetryCanonical(data as BusEntryData<'telemetry'>);
+    if (fields !== undefined) return fields;
+  }
   if (!checks[kind].Check(data)) {
     const first = checks[kind].Errors(data).First();
     throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry ${kind} ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`);
@@ -159,6 +166,10 @@ function withFrameField(kind: BusEntryKind, parsed: JsonValue, frame: string): J
 
 function decodeBusEntryText(fields: Readonly<Record<string, string>>): DecodedBusEntry {
   const kind = fields.kind;
+  if (kind === 'telemetry' && fields.frame !== undefined) {
+    const data = decodeTelemetryCanonical(fields.data, fields.frame);
+    if (data !== undefined) return { kind, data };
+  }
   if (kind === undefined || !Object.hasOwn(busEntrySchemas, kind)) throw new SdcError('PROTO_UNKNOWN_TYPE', `unknown bus entry kind ${String(kind).slice(0, 64)}`);
   const parsed = parseStrictJson(fields.data ?? '', entryDataLimits);
   const data = fields.frame === undefined ? parsed : withFrameField(kind as BusEntryKind, parsed, fields.frame);
@@ -168,4 +179,50 @@ function decodeBusEntryText(fields: Readonly<Record<string, string>>): DecodedBu
     throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry ${kind} ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`);
   }
   return { kind, data } as DecodedBusEntry;
+}
+
+/**
+ * The telemetry entry, the one written per sample, in the exact text every gateway writes (issue
+ * 17): its `data` is canonical JSON of three members whose values the schema limits to ASCII
+ * names and a safe integer, so that text can be written and recognised without the general
+ * canonicalize, strict parse and compiled schema check (about 6 us of the ingest path's CPU per
+ * sample: docs/benchmarks.md, 2026-12-05). Both are only shortcuts: what they accept is exactly
+ * what the general path accepts (same bytes written, same value read), and anything else (another
+ * spelling of the same JSON, a value out of bounds, an extra member) takes the general path, so
+ * it is read or refused as before with the same typed error.
+ */
+const deviceIdPattern = new RegExp(deviceIdPatternSource);
+const gatewayIdPattern = new RegExp(gatewayIdPatternSource);
+/** Canonical data of a telemetry entry: the names in sorted order, no whitespace, strings needing no escapes, a plain non-negative integer. */
+const telemetryDataPattern = new RegExp(
+  `^\\{"device_id":"(${deviceIdPatternSource.slice(1, -1)})","gateway_id":"(${gatewayIdPatternSource.slice(1, -1)})","received_at_ms":(0|[1-9][0-9]{0,15})\\}$`,
+);
+
+/** The fields encodeBusEntry writes for a telemetry entry the schema accepts with exactly its four members; undefined otherwise (the general path decides). */
+function encodeTelemetryCanonical(data: BusEntryData<'telemetry'>): Record<string, string> | undefined {
+  if (data === null || typeof data !== 'object' || Object.getPrototypeOf(data) !== Object.prototype) return undefined;
+  // Exactly the four members, own and enumerable (the schema counts own names, canonicalize writes the enumerable ones).
+  if (Object.keys(data).length !== 4 || Object.getOwnPropertyNames(data).length !== 4) return undefined;
+  if (!(Object.hasOwn(data, 'device_id') && Object.hasOwn(data, 'gateway_id') && Object.hasOwn(data, 'received_at_ms') && Object.hasOwn(data, 'frame'))) return undefined;
+  const { device_id: deviceId, gateway_id: gatewayId, received_at_ms: receivedAtMs, frame } = data;
+  if (typeof deviceId !== 'string' || typeof gatewayId !== 'string' || typeof frame !== 'string' || typeof receivedAtMs !== 'number') return undefined;
+  if (!Number.isSafeInteger(receivedAtMs) || receivedAtMs < 0 || frame.length > signedFrameTextLengthMax) return undefined;
+  if (!deviceIdPattern.test(deviceId) || !gatewayIdPattern.test(gatewayId)) return undefined;
+  // The names match patterns without quote, backslash or control characters, so their JSON text is themselves; String(-0) is "0" as in JCS.
+  return { kind: 'telemetry', data: `{"device_id":"${deviceId}","gateway_id":"${gatewayId}","received_at_ms":${String(receivedAtMs)}}`, frame };
+}
+
+/** The value of a telemetry entry whose data is in the canonical form above and whose frame is within bounds; undefined otherwise. */
+function decodeTelemetryCanonical(dataText: string | undefined, frame: string): BusEntryData<'telemetry'> | undefined {
+  if (dataText === undefined || frame.length > signedFrameTextLengthMax) return undefined;
+  const match = telemetryDataPattern.exec(dataText);
+  if (match === null) return undefined;
+  const receivedAtMs = Number(match[3]);
+  if (!Number.isSafeInteger(receivedAtMs)) return undefined;
+  return { device_id: match[1]!, gateway_id: match[2]!, received_at_ms: receivedAtMs, frame };
+}
+
+/** For tests: whether a telemetry entry's fields take the canonical shortcut (they must decode the same either way). */
+export function telemetryEntryIsCanonical(fields: Readonly<Record<string, string>>): boolean {
+  return fields.kind === 'telemetry' && fields.frame !== undefined && decodeTelemetryCanonical(fields.data, fields.frame) !== undefined;
 }

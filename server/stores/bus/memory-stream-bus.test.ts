@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { SdcError } from '../../../core/errors/index.js';
 import { VirtualTime } from '../../../core/time/virtual-time.js';
 import { runBusContract } from './bus-contract.js';
+import { deadLetterStream } from './bus-port.js';
 import { MemoryStreamBus, type MemoryStreamBusOptions } from './memory-stream-bus.js';
 
 let time: VirtualTime = new VirtualTime();
@@ -110,6 +111,56 @@ describe('in-memory stream bus specifics', () => {
       assert.deepEqual(delivered, appended.slice(0, delivered.length), 'in order, none twice, none skipped');
       const pending = (await bus.pending('s', 'g', { count: 1000 })).map((p) => p.id);
       assert.deepEqual(pending, delivered.filter((id) => !acked.has(id)));
+    }), { numRuns: 300 });
+  });
+  it('a trimmed stream holds, finds and ranges over exactly its last maxLen entries, whatever was trimmed, removed or read before', async () => {
+    // The stream is an array with a moving head (trims move it, compaction copies the rest): a
+    // model (the list of ids kept) must agree with length, range, remove, claim and dead-letter.
+    type Op = { kind: 'append'; batch: number; maxLen: number } | { kind: 'remove'; pick: number } | { kind: 'range'; pick: number; count: number } | { kind: 'read'; count: number };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({ kind: fc.constant('append' as const), batch: fc.integer({ min: 1, max: 9 }), maxLen: fc.integer({ min: 1, max: 12 }) }),
+      fc.record({ kind: fc.constant('remove' as const), pick: fc.nat() }),
+      fc.record({ kind: fc.constant('range' as const), pick: fc.nat(), count: fc.integer({ min: 1, max: 20 }) }),
+      fc.record({ kind: fc.constant('read' as const), count: fc.integer({ min: 1, max: 5 }) }),
+    );
+    await fc.assert(fc.asyncProperty(fc.array(op, { maxLength: 80 }), async (ops) => {
+      const { bus, time } = memoryBus();
+      await bus.ensureGroup('s', 'g', '0');
+      let kept: string[] = [];
+      const everAppended: string[] = [];
+      for (const step of ops) {
+        time.advance(1);
+        if (step.kind === 'append') {
+          const ids = await bus.appendBatch('s', Array.from({ length: step.batch }, (_, i) => ({ n: String(everAppended.length + i) })), { maxLen: step.maxLen });
+          everAppended.push(...ids);
+          kept = [...kept, ...ids].slice(-step.maxLen);
+        } else if (step.kind === 'remove') {
+          const id = everAppended[step.pick % Math.max(1, everAppended.length)];
+          if (id === undefined) continue;
+          assert.equal(await bus.remove('s', [id]), kept.includes(id) ? 1 : 0);
+          kept = kept.filter((k) => k !== id);
+        } else if (step.kind === 'range') {
+          const after = everAppended[step.pick % Math.max(1, everAppended.length)];
+          const expected = (after === undefined ? kept : kept.filter((id) => everAppended.indexOf(id) > everAppended.indexOf(after))).slice(0, step.count);
+          assert.deepEqual((await bus.range('s', { count: step.count, ...(after === undefined ? {} : { afterId: after }) })).map((e) => e.id), expected);
+        } else {
+          await bus.readGroup('s', 'g', 'c1', { count: step.count });
+        }
+        assert.equal(await bus.length('s'), kept.length);
+      }
+      // Every pending entry still held is claimed with its fields; a trimmed or removed one is dropped from pending.
+      const claimed = await bus.claim('s', 'g', 'c2', { minIdleMs: 0, count: 1000 });
+      for (const entry of claimed) {
+        assert.ok(kept.includes(entry.id));
+        assert.equal(entry.fields.n, String(everAppended.indexOf(entry.id)));
+      }
+      for (const { id } of await bus.pending('s', 'g', { count: 1000 })) assert.ok(kept.includes(id), `pending ${id} is held`);
+      const victim = claimed[0];
+      if (victim !== undefined) {
+        assert.notEqual(await bus.deadLetter('s', 'g', victim.id, 'test'), null);
+        const [dead] = await bus.range(deadLetterStream('s'), { count: 1 });
+        assert.equal(dead?.fields.n, victim.fields.n);
+      }
     }), { numRuns: 300 });
   });
 });

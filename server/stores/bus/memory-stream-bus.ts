@@ -50,9 +50,14 @@ interface Group {
 }
 
 interface Stream {
-  /** Sorted by id; trimming removes from the front. */
+  /**
+   * Sorted by id; the stream is `entries[head..]`. Trimming moves `head` and the array is compacted
+   * only once the trimmed front is half of it, so a trim costs what it removes, not the stream's
+   * length (a splice of a stream held at its bound moved every entry at each batch). An entry is
+   * found by id with a binary search: no map beside the array to keep up per append (issue 17).
+   */
   entries: StoredEntry[];
-  readonly byId: Map<string, StoredEntry>;
+  head: number;
   lastMs: number;
   lastSeq: number;
   readonly groups: Map<string, Group>;
@@ -72,9 +77,9 @@ function isAfter(entry: StoredEntry, ms: number, seq: number): boolean {
   return entry.ms > ms || (entry.ms === ms && entry.seq > seq);
 }
 
-/** Index of the first entry with an id greater than (ms, seq). */
-function firstIndexAfter(entries: readonly StoredEntry[], ms: number, seq: number): number {
-  let low = 0;
+/** Index of the first entry at or after `from` with an id greater than (ms, seq). */
+function firstIndexAfter(entries: readonly StoredEntry[], ms: number, seq: number, from: number): number {
+  let low = from;
   let high = entries.length;
   while (low < high) {
     const middle = (low + high) >>> 1;
@@ -82,6 +87,24 @@ function firstIndexAfter(entries: readonly StoredEntry[], ms: number, seq: numbe
     else low = middle + 1;
   }
   return low;
+}
+
+function sizeOf(state: Stream): number {
+  return state.entries.length - state.head;
+}
+
+/** Where the entry with this id is in `state.entries` (at or after head), if the stream holds it. */
+function indexOfEntry(state: Stream, id: string): number | undefined {
+  const { ms, seq } = parseEntryId(id);
+  const index = firstIndexAfter(state.entries, ms, seq, state.head) - 1;
+  if (index < state.head) return undefined;
+  const entry = state.entries[index] as StoredEntry;
+  return entry.ms === ms && entry.seq === seq ? index : undefined;
+}
+
+function findEntry(state: Stream, id: string): StoredEntry | undefined {
+  const index = indexOfEntry(state, id);
+  return index === undefined ? undefined : state.entries[index];
 }
 
 export class MemoryStreamBus implements StreamBus {
@@ -126,8 +149,8 @@ export class MemoryStreamBus implements StreamBus {
     if (entries.length === 0) return [];
     const state = this.streamOrCreate(stream);
     // All or nothing here: a stream without maxLen that cannot take the whole batch refuses it.
-    if (opts.maxLen === undefined && state.entries.length + entries.length > this.entriesPerStreamMax) {
-      throw new SdcError('STORE_LIMIT', `stream ${stream} holds ${state.entries.length} of ${this.entriesPerStreamMax} entries; the batch of ${entries.length} does not fit`);
+    if (opts.maxLen === undefined && sizeOf(state) + entries.length > this.entriesPerStreamMax) {
+      throw new SdcError('STORE_LIMIT', `stream ${stream} holds ${sizeOf(state)} of ${this.entriesPerStreamMax} entries; the batch of ${entries.length} does not fit`);
     }
     const ids = entries.map((fields) => this.appendEntry(stream, { ...fields }, opts.maxLen, false));
     this.trim(state, opts.maxLen);
@@ -218,7 +241,7 @@ export class MemoryStreamBus implements StreamBus {
     for (const [id, entry] of state.pending) {
       if (claimed.length >= opts.count) break;
       if (now - entry.deliveredAtMs < opts.minIdleMs) continue;
-      const stored = streamState?.byId.get(id);
+      const stored = streamState === undefined ? undefined : findEntry(streamState, id);
       if (stored === undefined) {
         state.pending.delete(id); // trimmed away: nothing left to deliver (Redis 7 XAUTOCLAIM does the same)
         continue;
@@ -238,7 +261,8 @@ export class MemoryStreamBus implements StreamBus {
     const state = this.group(stream, group);
     const entry = state.pending.get(id);
     if (entry === undefined) return null;
-    const stored = this.streams.get(stream)?.byId.get(id);
+    const streamState = this.streams.get(stream);
+    const stored = streamState === undefined ? undefined : findEntry(streamState, id);
     const deadId = this.appendEntry(deadLetterStream(stream), {
       ...stored?.fields,
       [deadFields.reason]: reason,
@@ -253,7 +277,8 @@ export class MemoryStreamBus implements StreamBus {
 
   async length(stream: string): Promise<number> {
     this.assertOpen();
-    return this.streams.get(stream)?.entries.length ?? 0;
+    const state = this.streams.get(stream);
+    return state === undefined ? 0 : sizeOf(state);
   }
 
   async range(stream: string, opts: RangeOptions): Promise<StoredBusEntry[]> {
@@ -261,8 +286,10 @@ export class MemoryStreamBus implements StreamBus {
     checkName('stream', stream);
     checkCount('count', opts.count);
     const after = opts.afterId === undefined ? undefined : parseEntryId(opts.afterId);
-    const entries = this.streams.get(stream)?.entries ?? [];
-    const start = after === undefined ? 0 : firstIndexAfter(entries, after.ms, after.seq);
+    const state = this.streams.get(stream);
+    if (state === undefined) return [];
+    const { entries, head } = state;
+    const start = after === undefined ? head : firstIndexAfter(entries, after.ms, after.seq, head);
     return entries.slice(start, start + opts.count).map((entry) => ({ id: entry.id, fields: { ...entry.fields } }));
   }
 
@@ -274,10 +301,9 @@ export class MemoryStreamBus implements StreamBus {
     if (state === undefined) return 0;
     let removed = 0;
     for (const id of new Set(ids)) {
-      const entry = state.byId.get(id);
-      if (entry === undefined) continue;
-      state.byId.delete(id);
-      state.entries.splice(firstIndexAfter(state.entries, entry.ms, entry.seq) - 1, 1);
+      const index = indexOfEntry(state, id);
+      if (index === undefined) continue;
+      state.entries.splice(index, 1);
       removed += 1;
     }
     return removed;
@@ -317,7 +343,7 @@ export class MemoryStreamBus implements StreamBus {
     let state = this.streams.get(stream);
     if (state === undefined) {
       if (this.streams.size >= this.streamsMax) throw new SdcError('STORE_LIMIT', `more than ${this.streamsMax} streams`);
-      state = { entries: [], byId: new Map(), lastMs: 0, lastSeq: 0, groups: new Map() };
+      state = { entries: [], head: 0, lastMs: 0, lastSeq: 0, groups: new Map() };
       this.streams.set(stream, state);
     }
     return state;
@@ -339,7 +365,7 @@ export class MemoryStreamBus implements StreamBus {
 
   private appendEntry(stream: string, fields: Record<string, string>, maxLen: number | undefined, trim = true): string {
     const state = this.streamOrCreate(stream);
-    if (maxLen === undefined && state.entries.length >= this.entriesPerStreamMax) {
+    if (maxLen === undefined && sizeOf(state) >= this.entriesPerStreamMax) {
       throw new SdcError('STORE_LIMIT', `stream ${stream} holds ${this.entriesPerStreamMax} entries; append with maxLen or consume it`);
     }
     // Ids never go backwards, even if the clock does (Redis does the same).
@@ -348,19 +374,23 @@ export class MemoryStreamBus implements StreamBus {
     const seq = now > state.lastMs ? 0 : state.lastSeq + 1;
     const entry: StoredEntry = { id: `${ms}-${seq}`, ms, seq, fields };
     state.entries.push(entry);
-    state.byId.set(entry.id, entry);
     state.lastMs = ms;
     state.lastSeq = seq;
     if (trim) this.trim(state, maxLen);
     return entry.id;
   }
 
-  /** Removes the oldest entries beyond maxLen (or the stream's bound): once per append or per batch, as the splice costs the stream's length. */
+  /** Removes the oldest entries beyond maxLen (or the stream's bound); the array is compacted once its trimmed front is half of it. */
   private trim(state: Stream, maxLen: number | undefined): void {
     const limit = Math.min(maxLen ?? this.entriesPerStreamMax, this.entriesPerStreamMax);
-    if (state.entries.length > limit) {
-      const removed = state.entries.splice(0, state.entries.length - limit);
-      for (const old of removed) state.byId.delete(old.id);
+    const excess = sizeOf(state) - limit;
+    if (excess <= 0) return;
+    // Dropped now (not at compaction), so trimmed entries are not kept alive.
+    state.entries.fill(undefined as unknown as StoredEntry, state.head, state.head + excess);
+    state.head += excess;
+    if (state.head * 2 >= state.entries.length) {
+      state.entries = state.entries.slice(state.head);
+      state.head = 0;
     }
   }
 
@@ -369,7 +399,7 @@ export class MemoryStreamBus implements StreamBus {
     const state = this.group(stream, group);
     this.registerConsumer(state, consumer);
     if (streamState === undefined) return [];
-    const start = firstIndexAfter(streamState.entries, state.lastDeliveredMs, state.lastDeliveredSeq);
+    const start = firstIndexAfter(streamState.entries, state.lastDeliveredMs, state.lastDeliveredSeq, streamState.head);
     const room = this.pendingPerGroupMax - state.pending.size;
     const take = Math.min(count, streamState.entries.length - start);
     if (take > 0 && room <= 0) {

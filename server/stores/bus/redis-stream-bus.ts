@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { SdcError } from '../../../core/errors/index.js';
 import { mapRedisError } from '../redis-errors.js';
@@ -25,6 +26,33 @@ export interface RedisStreamBusOptions {
 /** XAUTOCLAIM follows a cursor; this bounds the calls one claim() makes. */
 const claimRoundsMax = 100;
 
+/**
+ * appendBatch's XADDs, run by Redis from one command: ARGV is the MAXLEN ('' for none), then per
+ * entry its field count and its names and values. A pipeline of one XADD per entry cost the
+ * client a command object, its argument list and a reply of its own per entry: about 9 us of the
+ * ingest path's CPU per telemetry sample, most of the client's share (issue 17, docs/benchmarks.md
+ * 2026-12-05). Redis runs the XADDs back to back, as it runs a pipeline's that arrive in one read;
+ * one script holds the server for at most appendScriptEntriesMax entries (a batch of more is sent
+ * as several, in order on the one connection). A failing XADD stops the script with the XADDs
+ * before it done, as a failing pipeline command left those before it: the caller sees the error.
+ */
+const appendBatchLua = `
+local ids = {}
+local at = 2
+while at <= #ARGV do
+  local n = tonumber(ARGV[at])
+  local args = { KEYS[1] }
+  if ARGV[1] ~= '' then args[2] = 'MAXLEN'; args[3] = '~'; args[4] = ARGV[1] end
+  args[#args + 1] = '*'
+  for i = 1, 2 * n do args[#args + 1] = ARGV[at + i] end
+  ids[#ids + 1] = redis.call('XADD', unpack(args))
+  at = at + 1 + 2 * n
+end
+return ids`;
+const appendBatchScript = { lua: appendBatchLua, sha1: createHash('sha1').update(appendBatchLua).digest('hex') } as const;
+/** Entries per script call: the server is held for about this many XADDs at once. */
+const appendScriptEntriesMax = 128;
+
 function fieldsFromList(list: unknown): Record<string, string> {
   if (!Array.isArray(list) || list.length % 2 !== 0) throw new SdcError('STORE_CORRUPT', 'malformed stream entry fields from Redis');
   const fields: Record<string, string> = {};
@@ -33,7 +61,9 @@ function fieldsFromList(list: unknown): Record<string, string> {
 }
 
 function fieldsToList(fields: Record<string, string>): string[] {
-  return Object.entries(fields).flatMap(([name, value]) => [name, value]);
+  const list: string[] = [];
+  for (const name of Object.keys(fields)) list.push(name, fields[name] as string);
+  return list;
 }
 
 /** [[id, [f, v, ...]], ...] -> entries; nil entries (deleted, Redis 6.2 XAUTOCLAIM) are skipped. */
@@ -92,12 +122,38 @@ export class RedisStreamBus implements StreamBus {
     checkBatch(stream, entries, opts.maxLen);
     if (entries.length === 0) return [];
     if (this.closed) throw new SdcError('STORE_CLOSED', 'stream bus is closed');
-    const trim = opts.maxLen === undefined ? [] : ['MAXLEN', '~', opts.maxLen];
-    // One pipeline (not MULTI): one round trip, in order on one connection, without blocking the server for the batch.
-    const pipeline = this.client.pipeline();
-    for (const fields of entries) pipeline.call('XADD', this.key(stream), ...trim, '*', ...fieldsToList(fields));
-    const ids = await this.exec(pipeline);
-    return ids.map(String);
+    const key = this.key(stream);
+    const maxLen = opts.maxLen === undefined ? '' : String(opts.maxLen);
+    // Issued in the same turn, the scripts of a long batch go out together (autopipelining), in order on one connection.
+    const calls: Array<Promise<string[]>> = [];
+    for (let from = 0; from < entries.length; from += appendScriptEntriesMax) calls.push(this.appendScript(key, maxLen, entries.slice(from, from + appendScriptEntriesMax)));
+    return (await Promise.all(calls)).flat();
+  }
+
+  /** One appendBatchScript call: the ids of `entries`, in order. */
+  private async appendScript(key: string, maxLen: string, entries: ReadonlyArray<Record<string, string>>): Promise<string[]> {
+    const args: Array<string | number> = [maxLen];
+    for (const fields of entries) {
+      const names = Object.keys(fields);
+      args.push(names.length);
+      for (const name of names) args.push(name, fields[name] as string);
+    }
+    const reply = await this.evalScript(appendBatchScript, key, args);
+    if (!Array.isArray(reply) || reply.length !== entries.length) throw new SdcError('STORE_CORRUPT', 'malformed reply from Redis to a batch of XADDs');
+    return reply.map(String);
+  }
+
+  /**
+   * Runs a one-key script by its SHA-1; a Redis that does not hold it (restarted, SCRIPT FLUSH)
+   * answers NOSCRIPT without running anything, and EVAL sends the text, which also caches it again.
+   */
+  private async evalScript(script: { readonly lua: string; readonly sha1: string }, key: string, args: ReadonlyArray<string | number>): Promise<unknown> {
+    try {
+      return await this.command(this.client, 'EVALSHA', script.sha1, 1, key, ...args);
+    } catch (error) {
+      if (!(error instanceof SdcError) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return this.command(this.client, 'EVAL', script.lua, 1, key, ...args);
+    }
   }
 
   async ensureGroup(stream: string, group: string, startId: '0' | '$'): Promise<void> {

@@ -1,3 +1,4 @@
+import { createHook } from 'node:async_hooks';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -306,5 +307,35 @@ describe('StreamConsumer retries (issue 18.5: a failed entry must not be overtak
     assert.equal(store.failures, 1, 'no retry after stop');
     assert.equal((await bus.pending(stream, group)).length, 1);
     await bus.close();
+  });
+});
+
+describe('StreamConsumer costs per entry', () => {
+  it('handles an entry with at most 11 promises beside its handler\'s (the bus\'s read and ack included), 15 before issue 17\'s pass', async () => {
+    // Every promise is an allocation and a job, and with an AsyncLocalStorage in the process (sql.js
+    // adapter) a hook call: paid per telemetry sample. 400 entries over 50 partitions, 8 each.
+    const time = new VirtualTime();
+    const bus = new MemoryStreamBus({ clock: time, scheduler: time });
+    for (let i = 0; i < 400; i++) await bus.append(stream, { device: `d${i % 50}`, i: String(i) });
+    let handled = 0;
+    const consumer = new StreamConsumer({
+      bus, stream, group, consumer: 'c1', logger: pino({ level: 'silent' }), scheduler: time,
+      batchSize: 400, partitionsInFlightMax: 64, entriesInFlightMax: 1_000, partitionKey: (entry) => entry.fields['device'],
+      handle: async () => { handled += 1; },
+    });
+    await consumer.ensureGroup();
+    let promises = 0;
+    const hook = createHook({ init(_id, type) { if (type === 'PROMISE') promises += 1; } }).enable();
+    let read: number;
+    try {
+      read = await consumer.pollOnce(0);
+    } finally {
+      hook.disable();
+    }
+    assert.equal(read, 400);
+    assert.equal(handled, 400);
+    assert.deepEqual(await bus.pending(stream, group), [], 'every entry acked');
+    const perEntry = promises / read;
+    assert.ok(perEntry <= 11, `${perEntry.toFixed(2)} promises per entry`);
   });
 });

@@ -67,6 +67,15 @@ export const retryLimits = Object.freeze({ attemptsMax: 9, pauseMsFirst: 250, pa
 
 /** What the handler decided about an entry: ack it, or dead-letter it for `reason`. */
 type Verdict = { readonly ack: true } | { readonly ack: false; readonly reason: string };
+const acked: Verdict = Object.freeze({ ack: true });
+
+/** The ids going out in one XACK, and the one promise all their entries wait on. */
+interface AckBatch {
+  readonly ids: string[];
+  readonly done: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
+}
 
 export class StreamConsumer {
   readonly #o: Required<StreamConsumerOptions>;
@@ -87,8 +96,8 @@ export class StreamConsumer {
   #stopping = false;
   /** Cuts short the retry pauses now waiting (at most one per entry in flight). */
   readonly #pauses = new Set<() => void>();
-  /** Acks waiting for the next XACK, and whether one is in flight. */
-  readonly #acks: Array<{ readonly id: string; resolve(): void; reject(error: unknown): void }> = [];
+  /** Acks waiting for the next XACK (in batches of at most ackIdsPerCallMax, oldest first), and whether an XACK is in flight. */
+  readonly #acks: AckBatch[] = [];
   #acking = false;
 
   constructor(options: StreamConsumerOptions) {
@@ -218,12 +227,7 @@ export class StreamConsumer {
   }
 
   #submitAll(entries: readonly BusEntry[]): void {
-    for (const entry of entries) {
-      this.#submit(entry).catch((error: unknown) => {
-        // The bus failed on ack or dead-letter: the entry (and the rest of its partition read so far) stays pending for a claim.
-        this.#o.logger.error({ err: error, stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending');
-      });
-    }
+    for (const entry of entries) this.#submit(entry, true);
   }
 
   /**
@@ -232,13 +236,15 @@ export class StreamConsumer {
    * this one is not handled either: it stays pending, so a claim retries the partition in order
    * (and the promise rejects, in the bus case).
    */
-  #submit(entry: BusEntry): Promise<boolean> {
+  #submit(entry: BusEntry, logFailure = false): Promise<boolean> {
     // Unkeyed entries (malformed) are partitions of their own: the handler refuses them, nothing waits for them.
     const key = this.#keyOf(entry) ?? `\u0000${entry.id}`;
     const previous = this.#tails.get(key);
-    const link = (previous ?? Promise.resolve(true)).then((intact) => (intact ? this.#process(entry) : this.#skip(entry)));
-    this.#tails.set(key, link);
     this.#inFlight.add(entry.id);
+    // With nothing before it in its partition the entry starts now, not after a resolved promise's
+    // turn: every promise and job per entry is paid at telemetry rates (issue 17).
+    const link = previous === undefined ? this.#process(entry) : previous.then((intact) => (intact ? this.#process(entry) : this.#skip(entry)));
+    this.#tails.set(key, link);
     const settle = (): void => {
       if (this.#tails.get(key) === link) this.#tails.delete(key);
       this.#inFlight.delete(entry.id);
@@ -246,16 +252,31 @@ export class StreamConsumer {
       this.#wakeRoom = undefined;
       wake?.();
     };
-    link.then(settle, settle);
+    link.then(settle, (error: unknown) => {
+      settle();
+      // The bus failed on ack or dead-letter: the entry (and the rest of its partition read so far) stays pending for a claim.
+      if (logFailure) this.#o.logger.error({ err: error, stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending');
+    });
     return link;
   }
 
-  /** Runs `work` in one of the partitionsInFlightMax handler slots (not held during retry pauses). */
-  async #inSlot<T>(work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs the handler in one of the partitionsInFlightMax handler slots (not held during retry
+   * pauses); throws a failure worth retrying (a store outage), returns the verdict otherwise. One
+   * async function for the slot, the handler and the verdict: each async layer was a promise and
+   * a job per entry (issue 17).
+   */
+  async #judgeInSlot(entry: BusEntry): Promise<Verdict> {
     if (this.#slotsFree > 0) this.#slotsFree -= 1;
     else await new Promise<void>((resolve) => { this.#slotWaiters.push(resolve); });
     try {
-      return await work();
+      await this.#o.handle(entry);
+      return acked;
+    } catch (error) {
+      const remote = SdcError.is(error) && error.fault === 'remote';
+      if (!remote && entry.deliveryCount < this.#o.deliveriesMax) throw error;
+      const reason = SdcError.is(error) ? `${error.code}: ${error.message}` : `after ${entry.deliveryCount} deliveries: ${(error as Error).message}`;
+      return { ack: false, reason: reason.slice(0, 512) };
     } finally {
       // The slot passes straight to the longest waiter; the waiters are bounded by the entries in flight.
       const next = this.#slotWaiters.shift();
@@ -290,8 +311,9 @@ export class StreamConsumer {
     let verdict: Verdict | undefined;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        verdict ??= await this.#inSlot(() => this.#judge(entry));
-        await this.#finish(entry, verdict);
+        verdict ??= await this.#judgeInSlot(entry);
+        if (verdict.ack) await this.#ack(entry.id);
+        else await this.#deadLetter(entry, verdict.reason);
         return true;
       } catch (error) {
         const pauseMs = Math.min(retryLimits.pauseMsMax, retryLimits.pauseMsFirst * 2 ** (attempt - 1));
@@ -306,54 +328,47 @@ export class StreamConsumer {
     }
   }
 
-  /** Runs the handler; throws a failure worth retrying (a store outage), returns the verdict otherwise. */
-  async #judge(entry: BusEntry): Promise<Verdict> {
-    try {
-      await this.#o.handle(entry);
-      return { ack: true };
-    } catch (error) {
-      const remote = SdcError.is(error) && error.fault === 'remote';
-      if (!remote && entry.deliveryCount < this.#o.deliveriesMax) throw error;
-      const reason = SdcError.is(error) ? `${error.code}: ${error.message}` : `after ${entry.deliveryCount} deliveries: ${(error as Error).message}`;
-      return { ack: false, reason: reason.slice(0, 512) };
-    }
-  }
-
-  async #finish(entry: BusEntry, verdict: Verdict): Promise<void> {
+  async #deadLetter(entry: BusEntry, reason: string): Promise<void> {
     const { bus, stream, group, logger } = this.#o;
-    if (verdict.ack) {
-      await this.#ack(entry.id);
-      return;
-    }
-    logger.warn({ stream, entryId: entry.id, reason: verdict.reason }, 'bus entry dead-lettered');
-    await bus.deadLetter(stream, group, entry.id, verdict.reason);
+    logger.warn({ stream, entryId: entry.id, reason }, 'bus entry dead-lettered');
+    await bus.deadLetter(stream, group, entry.id, reason);
   }
 
   /**
    * Acks the entry together with the others finished meanwhile: the first ack goes at once (after
    * the entries finished in the same turn joined it), those that come while it is in flight go in
-   * the next XACK. A failed XACK fails each of its entries, which retry their own ack (#process).
+   * the next XACK. The entries of one XACK wait on one promise (not one each: issue 17); a failed
+   * XACK fails each of its entries, which retry their own ack (#process).
    */
   #ack(id: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#acks.push({ id, resolve, reject });
-      if (this.#acking) return;
+    let batch = this.#acks[this.#acks.length - 1];
+    if (batch === undefined || batch.ids.length >= ackIdsPerCallMax) {
+      let resolve!: () => void;
+      let reject!: (error: unknown) => void;
+      const done = new Promise<void>((onResolve, onReject) => { resolve = onResolve; reject = onReject; });
+      // Nobody may wait on a batch whose XACK failed and whose entries stopped retrying (stop()): not an unhandled rejection.
+      done.catch(() => undefined);
+      batch = { ids: [], done, resolve, reject };
+      this.#acks.push(batch);
+    }
+    batch.ids.push(id);
+    if (!this.#acking) {
       this.#acking = true;
       void this.#flushAcks();
-    });
+    }
+    return batch.done;
   }
 
   async #flushAcks(): Promise<void> {
     const { bus, stream, group } = this.#o;
     try {
       await Promise.resolve();
-      while (this.#acks.length > 0) {
-        const batch = this.#acks.splice(0, ackIdsPerCallMax);
+      for (let batch = this.#acks.shift(); batch !== undefined; batch = this.#acks.shift()) {
         try {
-          await bus.ack(stream, group, batch.map((waiting) => waiting.id));
-          for (const waiting of batch) waiting.resolve();
+          await bus.ack(stream, group, batch.ids);
+          batch.resolve();
         } catch (error) {
-          for (const waiting of batch) waiting.reject(error);
+          batch.reject(error);
         }
       }
     } finally {

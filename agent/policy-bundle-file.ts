@@ -35,8 +35,8 @@ export function createFilePolicyBundleStore(dir: string): PolicyBundleStore {
         throw new SdcError('POLICY_BUNDLE_INVALID', `${path} is not a bundle: ${SdcError.is(error) ? error.code : String(error)}`, { path }, { cause: error });
       }
     },
-    async save(signed: SignedPolicyBundle): Promise<void> {
-      await writeFileAtomic(path, canonicalize(signed), { mode: privateFileMode });
+    async save(signed: SignedPolicyBundle, text?: string): Promise<void> {
+      await writeFileAtomic(path, text ?? canonicalize(signed), { mode: privateFileMode });
     },
   };
 }

@@ -12,8 +12,11 @@ import { commandBundleRefusal, verifyPolicyBundle, type HeldPolicyBundle, type V
 export interface PolicyBundleStore {
   /** The bundle saved last, as saved; undefined when none was ever saved. */
   load(): Promise<unknown>;
-  /** Replaces the saved bundle; resolves once it would survive a crash. */
-  save(signed: SignedPolicyBundle): Promise<void>;
+  /**
+   * Replaces the saved bundle; resolves once it would survive a crash. `text`, when given, is
+   * exactly canonicalize(signed) (the guard has it from the signature check): saved as it is.
+   */
+  save(signed: SignedPolicyBundle, text?: string): Promise<void>;
 }
 
 /**
@@ -43,8 +46,8 @@ class MemoryPolicyBundleStore implements PolicyBundleStore {
     return this.saved;
   }
 
-  async save(signed: SignedPolicyBundle): Promise<void> {
-    this.#text = JSON.stringify(signed);
+  async save(signed: SignedPolicyBundle, text?: string): Promise<void> {
+    this.#text = text ?? JSON.stringify(signed);
   }
 }
 
@@ -120,7 +123,8 @@ export class PolicyBundleGuard {
       };
     }
     // Saved before it is enforced: a bundle that would not survive a restart is not taken.
-    await this.#o.store.save(verified.signed);
+    // With its canonical text, which the signature check wrote: the store does not write the bundle out again (issue 17).
+    await this.#o.store.save(verified.signed, verified.signedText);
     this.#held = verified.held;
     return { version: verified.held.version, status: 'accepted', held_version: verified.held.version };
   }

@@ -145,6 +145,43 @@ test('signPolicyBundleText: the signature over the prefix and the canonical bund
   }), { numRuns: 40 });
 });
 
+test('verifyPolicyBundle walks the bundle once: the policy for its shared parse comes from the signature check\'s text (issue 17)', () => {
+  // Canonical JSON lists an object's own keys once per pass over it: the rule's proxy counts the passes.
+  const received = JSON.parse(JSON.stringify(bundleFor('lab-1'))) as SignedPolicyBundle;
+  let passes = 0;
+  const rules = (received.bundle.policy as { rules: object[] }).rules;
+  rules[0] = new Proxy(rules[0]!, {
+    ownKeys(target) {
+      passes += 1;
+      return Reflect.ownKeys(target);
+    },
+  });
+  const verified = verify(received);
+  // The signing input, then the policy again for the shared parse, were two passes before.
+  assert.equal(passes, 1);
+  assert.deepEqual(verified.policy.rules.map((rule) => rule.id), ['ops-basic', 'admin-all', 'no-lock-lab']);
+});
+
+test('verifyPolicyBundle: signedText is exactly canonicalize(signed), and the same refusals, for any description and tags', () => {
+  fc.assert(fc.property(fc.string({ maxLength: 40, unit: 'grapheme' }), fc.array(fc.constantFrom('kiosk', 'lab', 'zone-ü', 'x'), { maxLength: 3 }), (description, tags) => {
+    const described = parsePolicy({ version: 1, revision: 5, rules: [{ id: 'r', description, effect: 'allow', roles: '*', opcodes: '*', devices: '*' }] });
+    const signed = signPolicyBundle({ bundle: cutPolicyBundle({ policy: described, version: 5, device: { id: 'lab-1', tags }, issuedAtMs }), kid: 'cp-1', seed, provider });
+    // As a frame or a file delivers it: parsed from text, members in another order than the signer's.
+    const received = JSON.parse(JSON.stringify({ sig: signed.sig, bundle: Object.fromEntries(Object.entries(signed.bundle).reverse()) })) as unknown;
+    const verified = verify(received);
+    assert.equal(verified.signedText, canonicalize(signed));
+    assert.deepEqual(verified.policy, described);
+  }), { numRuns: 40 });
+  // Not plain (an accessor), not canonical (a lone surrogate): refused as before, not verified over another text.
+  const signed = bundleFor('lab-1');
+  const withAccessor = { sig: signed.sig, bundle: { ...signed.bundle } };
+  Object.defineProperty(withAccessor.bundle, 'device_id', { get: () => 'lab-1', enumerable: true });
+  assert.equal(codeOf(() => verify(withAccessor)), 'POLICY_BUNDLE_INVALID');
+  const lone = JSON.parse(JSON.stringify(signed)) as SignedPolicyBundle;
+  (lone.bundle.policy as { rules: Array<{ description?: string }> }).rules[0]!.description = '\ud800';
+  assert.equal(codeOf(() => verify(lone)), 'POLICY_BUNDLE_INVALID');
+});
+
 test('enforcement: a deny for every role refuses POLICY_BUNDLE_DENIED; an opcode some role may send passes without a named requester', () => {
   const lab = verify(bundleFor('lab-1'));
   const facts = { argsBytes: 2, nowMs: issuedAtMs };

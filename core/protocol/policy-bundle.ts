@@ -4,7 +4,7 @@ import { base64urlFromBytes, bytesFromBase64url } from '../crypto/bytes.js';
 import type { Ed25519Provider, Sha256 } from '../ports/ports.js';
 import { verifyCommandApprovals, type ApproverKey } from './approvals.js';
 import type { SignedCommand } from './messages/command.js';
-import { canonicalBytes, canonicalize } from './canonical-json.js';
+import { canonicalBytes, canonicalize, canonicalMembers } from './canonical-json.js';
 import {
   devicePolicyOf, evaluatePolicy, parsePolicy, policyRoles, type DeviceSelector, type Policy, type PolicyActor, type PolicyDecision, type PolicyRule,
 } from './policy.js';
@@ -63,6 +63,8 @@ export interface HeldPolicyBundle {
 /** A bundle that passed every check: the document as received (for the store) and what a device keeps of it. */
 export interface VerifiedPolicyBundle {
   readonly signed: SignedPolicyBundle;
+  /** Exactly canonicalize(signed), from the text the signature check wrote: what a store keeps. */
+  readonly signedText: string;
   readonly bundle: PolicyBundleDocument;
   /** The bundle's policy, parsed (shared and frozen: see HeldPolicyBundle). */
   readonly policy: Policy;
@@ -173,11 +175,11 @@ export function verifyPolicyBundle(options: {
 }): VerifiedPolicyBundle {
   const signed = checkShape(options.signed);
   const { bundle, sig } = signed;
-  checkSignature(signed, options);
+  const texts = checkSignature(signed, options);
   if (bundle.device_id !== options.deviceId) {
     throw new SdcError('POLICY_BUNDLE_DEVICE_MISMATCH', `policy bundle is for ${bundle.device_id}`, { deviceId: bundle.device_id });
   }
-  const parsed = parseBundlePolicy(bundle);
+  const parsed = parseBundlePolicy(bundle, texts.policy);
   const held = options.held;
   if (held !== undefined && (bundle.version < held.version || (bundle.version === held.version && bundle.issued_at < held.issuedAtMs))) {
     throw new SdcError('POLICY_BUNDLE_VERSION_STALE', `policy bundle version ${bundle.version} is older than the held version ${held.version}`, { version: bundle.version, heldVersion: held.version });
@@ -185,7 +187,7 @@ export function verifyPolicyBundle(options: {
   checkValidity(bundle, options.nowMs);
   const approverKeys = approverKeysOf(bundle);
   return {
-    signed: { bundle, sig }, bundle, policy: parsed.policy, approverKeys,
+    signed: { bundle, sig }, signedText: signedTextOf(texts.bundle, sig), bundle, policy: parsed.policy, approverKeys,
     held: {
       // The caller's id (equal to the bundle's, checked above), not a slice of the frame.
       deviceId: options.deviceId, version: bundle.version, issuedAtMs: bundle.issued_at,
@@ -193,6 +195,15 @@ export function verifyPolicyBundle(options: {
       devicePolicy: parsed.devicePolicy, approverKeys,
     },
   };
+}
+
+/**
+ * canonicalize({ bundle, sig }) from the bundle's text, joined into a new flat string: a store
+ * keeps it, and a concatenation (a rope) would keep its parts alive, among them strings the
+ * parser sliced out of the frame (the signature's value), so the whole frame text with them.
+ */
+function signedTextOf(bundleText: string, sig: SignedPolicyBundle['sig']): string {
+  return ['{"bundle":', bundleText, ',"sig":', canonicalize(sig), '}'].join('');
 }
 
 const noTags: readonly string[] = Object.freeze([]);
@@ -224,22 +235,68 @@ function checkShape(value: unknown): SignedPolicyBundle {
   return value;
 }
 
-function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid: string) => Uint8Array | undefined; provider: Ed25519Provider }): void {
+/** A checked bundle's canonical text and, within it, its policy's. */
+interface CanonicalBundleTexts {
+  readonly bundle: string;
+  readonly policy: string;
+}
+
+/** Returns the canonical texts the signature was checked over, for the rest of the checks. */
+function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid: string) => Uint8Array | undefined; provider: Ed25519Provider }): CanonicalBundleTexts {
   const publicKey = options.resolveKey(signed.sig.kid);
   if (publicKey === undefined) {
     throw new SdcError('POLICY_BUNDLE_SIGNATURE_INVALID', `policy bundle is signed by unknown key ${signed.sig.kid}`, { kid: signed.sig.kid });
   }
   const signature = bytesFromBase64url(signed.sig.value, { code: 'POLICY_BUNDLE_SIGNATURE_INVALID', name: 'sig.value', length: 64 });
   // canonicalize refuses what JSON cannot carry (a lone surrogate in a description): malformed, not forged.
-  let input: Uint8Array;
+  let texts: CanonicalBundleTexts;
   try {
-    input = policyBundleSigningInput(signed.bundle);
+    texts = canonicalBundleTexts(signed.bundle);
   } catch (error) {
     throw new SdcError('POLICY_BUNDLE_INVALID', 'policy bundle has no canonical form', { path: '/bundle' }, { cause: error });
   }
-  if (!options.provider.verify(publicKey, input, signature)) {
+  if (!options.provider.verify(publicKey, signingInputOf(texts.bundle), signature)) {
     throw new SdcError('POLICY_BUNDLE_SIGNATURE_INVALID', 'policy bundle signature does not verify', { kid: signed.sig.kid });
   }
+  return texts;
+}
+
+/**
+ * canonicalize(bundle), written member by member so that the policy's canonical text (most of
+ * the bundle) comes out of the same pass: the device used to canonicalize the policy a second
+ * time to look up its shared parse (issue 17). The shape check has made `bundle` an object with
+ * the schema's members only; canonicalMembers leaves to its caller what canonicalize checks of
+ * the object itself (plain, enumerable data members only), so anything else takes the plain path.
+ */
+function canonicalBundleTexts(bundle: PolicyBundleDocument): CanonicalBundleTexts {
+  const names = plainMemberNames(bundle);
+  if (names === undefined) {
+    return { bundle: canonicalize(bundle), policy: canonicalize(bundle.policy) };
+  }
+  // Default sort compares UTF-16 code units: RFC 8785's member order, as canonicalize sorts.
+  names.sort();
+  const members = canonicalMembers(bundle, names);
+  const policyAt = names.indexOf('policy');
+  // join writes a new flat string: none of the members' parts (some of them slices of the frame) stays referenced.
+  const text = `{${members.join(',')}}`;
+  // The schema requires `policy`; without it the bundle's text is still checked, and its policy refused by parsePolicy.
+  return { bundle: text, policy: policyAt === -1 ? canonicalize(bundle.policy) : members[policyAt]!.slice(policyMemberPrefix.length) };
+}
+
+const policyMemberPrefix = '"policy":';
+
+/** The member names of a plain object whose own members are all enumerable data members named by strings; undefined otherwise. */
+function plainMemberNames(object: object): string[] | undefined {
+  const prototype = Object.getPrototypeOf(object) as unknown;
+  if (prototype !== Object.prototype && prototype !== null) return undefined;
+  const names: string[] = [];
+  for (const key of Reflect.ownKeys(object)) {
+    if (typeof key === 'symbol') return undefined;
+    const descriptor = Object.getOwnPropertyDescriptor(object, key);
+    if (descriptor === undefined || !descriptor.enumerable || !('value' in descriptor)) return undefined;
+    names.push(key);
+  }
+  return names;
 }
 
 interface ParsedBundlePolicy {
@@ -256,9 +313,8 @@ interface ParsedBundlePolicy {
 const heldPolicies = new Map<string, ParsedBundlePolicy>();
 const heldPoliciesMax = 64;
 
-function parseBundlePolicy(bundle: PolicyBundleDocument): ParsedBundlePolicy {
-  // The signature check has canonicalised the whole bundle already, so this cannot throw.
-  const text = canonicalize(bundle.policy);
+/** `text`: the policy's canonical text, from the signature check's pass over the bundle. */
+function parseBundlePolicy(bundle: PolicyBundleDocument, text: string): ParsedBundlePolicy {
   let parsed = heldPolicies.get(text);
   if (parsed === undefined) {
     parsed = parseBundlePolicyText(text);

@@ -11,7 +11,8 @@ import { streamNames } from '../bus-contract/streams.js';
 import type { AuditEntry } from '../../core/protocol/audit-chain.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
-import { deviceFrame, makeDeviceKey, makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
+import { deviceFrame, makeDeviceKey, makeHarness, sqlJsTarget, storePairs, type Harness, type SqlTarget, type StorePair } from './test-support.js';
 
 function suite(pair: StorePair): void {
   describe(`policy bundle reports in the audit chain on ${pair.name}`, () => {
@@ -77,6 +78,64 @@ function suite(pair: StorePair): void {
     });
   });
 }
+
+/** sql.js, with every statement run inside a transaction written down (the reports are written in one). */
+function sqlJsTargetWatchingTransactions(statements: string[]): SqlTarget {
+  return {
+    ...sqlJsTarget,
+    open: async (dataDir) => {
+      const db = await sqlJsTarget.open(dataDir);
+      const watched = (tx: SqlExecutor): SqlExecutor => new Proxy(tx, {
+        get(target, property, receiver) {
+          const value = Reflect.get(target, property, receiver) as unknown;
+          if (typeof value !== 'function') return value;
+          return (...args: unknown[]) => {
+            if (property === 'query' || property === 'execute') statements.push(String(args[0]));
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+      return new Proxy(db, {
+        get(target, property, receiver) {
+          const value = Reflect.get(target, property, receiver) as unknown;
+          if (property === 'transaction') return <T>(fn: (tx: SqlExecutor) => Promise<T>) => target.transaction((tx) => fn(watched(tx)));
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+      }) as SqlDatabase;
+    },
+  };
+}
+
+describe('policy bundle reports: statements (issue 17)', () => {
+  it('a first report is one INSERT of its row, no read before it; a repeat is refused by the key and records nothing', async () => {
+    const statements: string[] = [];
+    const h = await makeHarness(sqlJsTargetWatchingTransactions(statements));
+    try {
+      const device = `pbs-${randomBytes(3).toString('hex')}`;
+      const key = await makeDeviceKey(device);
+      const { token } = await h.cp.devices.createPairingToken({ actor: 'root', deviceId: device });
+      await h.cp.devices.enroll({ deviceId: device, token, csrPem: key.csrPem });
+      const report = async (): Promise<void> => {
+        const frame = deviceFrame({ deviceId: device, seed: key.seed, type: 'POLICY_BUNDLE_REPORT', ts: h.clock.nowMs(), body: { version: 2, status: 'accepted', held_version: 2 } });
+        await h.bus.append(streamNames.events, encodeBusEntry('policy_bundle_report', { device_id: device, gateway_id: 'gw1', at_ms: h.clock.nowMs(), frame }));
+        await h.cp.eventsConsumer.drain();
+        await h.cp.context.settleAudit();
+      };
+      const onReports = () => statements.filter((sql) => /policy_bundle_reports/.test(sql));
+      statements.length = 0;
+      await report();
+      // A SELECT of the row came first before (one statement per device at a fleet's start).
+      assert.deepEqual(onReports().map((sql) => sql.split(' ')[0]), ['INSERT']);
+      await report();
+      assert.deepEqual(onReports().map((sql) => sql.split(' ')[0]), ['INSERT', 'INSERT']);
+      const entries = (await h.cp.auditStore.scan(1, 10_000)).filter((e) => e.subject === `device:${device}` && e.kind.startsWith('policy_bundle.'));
+      assert.deepEqual(entries.map((e) => e.kind), ['policy_bundle.accepted']);
+      assert.equal((await h.cp.context.audit.verify()).ok, true);
+    } finally {
+      await h.close();
+    }
+  });
+});
 
 const { pairs, skipped } = storePairs();
 if (skipped !== undefined) describe('policy bundle reports on mysql + redis', { skip: skipped }, () => undefined);

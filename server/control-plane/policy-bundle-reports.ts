@@ -40,14 +40,15 @@ export class PolicyBundleReports {
     };
     try {
       await this.#ctx.db.transaction(async (tx) => {
-        const [seen] = await tx.query<{ n: number }>('SELECT 1 AS n FROM policy_bundle_reports WHERE device_id = ? AND version = ? AND outcome = ?', [deviceId, report.version, outcome]);
-        if (seen !== undefined) throw new AlreadyRecorded();
+        // No read first: the primary key refuses a repeat, and the audit entry after it is then
+        // never written (the transaction rolls back). A read before the INSERT cost a statement
+        // per first report, one per device at a fleet's start (issue 17), to save nothing on a repeat.
         await tx.execute('INSERT INTO policy_bundle_reports (device_id, version, outcome, code, gateway_id, reported_at) VALUES (?, ?, ?, ?, ?, ?)',
           [deviceId, report.version, outcome, code, facts.gatewayId, facts.atMs]);
         await this.#ctx.audit.record(tx, { kind: `policy_bundle.${outcome}`, actor: actors.device(deviceId), subject: `device:${deviceId}`, payload });
       });
     } catch (error) {
-      if (error instanceof AlreadyRecorded || SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) return false;
+      if (SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) return false;
       throw error;
     }
     // Nothing here reads the chain: the entry is chained by the instant's one drain (audit-drain-soon.ts).
@@ -55,5 +56,3 @@ export class PolicyBundleReports {
     return true;
   }
 }
-
-class AlreadyRecorded extends Error {}

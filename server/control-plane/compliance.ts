@@ -115,7 +115,7 @@ export class ComplianceService implements DeviceComplianceReader {
     const result = evaluateCompliance(factsOf(reported, reportedAtMs, stored.certNotAfterMs), this.#rules, nowMs);
     const previous = stored.row === undefined ? undefined : { reported: reportedOf(stored.row), reasons: JSON.parse(stored.row.reasons_json) as ComplianceReason[] };
     await this.#onReported({ deviceId, previous, reported, result, atMs: reportedAtMs });
-    await this.#store(deviceId, { reported, reportedAtMs, result, nowMs }, settle);
+    await this.#store(deviceId, { reported, reportedAtMs, result, nowMs }, settle, stored.row === undefined);
     return result;
   }
 
@@ -210,10 +210,15 @@ export class ComplianceService implements DeviceComplianceReader {
     return { certNotAfterMs, row: found as ComplianceRow };
   }
 
-  /** Upserts the row; a change of state is audited in the same transaction. */
-  async #store(deviceId: string, s: { reported: ReportedFacts; reportedAtMs: number; result: ComplianceResult; nowMs: number }, settle: AuditSettle = 'now'): Promise<void> {
-    const write = () => this.#ctx.db.transaction(async (tx) => {
-      const [row] = await tx.query<{ state: string }>('SELECT state FROM device_compliance WHERE device_id = ?', [deviceId]);
+  /**
+   * Upserts the row; a change of state is audited in the same transaction. `seenAbsent`: the
+   * caller's read found no row, so the first try inserts without reading it again (a device's
+   * first report, one statement less per device at a fleet's start, issue 17); a row written
+   * since is refused by the primary key, and the retry below reads it.
+   */
+  async #store(deviceId: string, s: { reported: ReportedFacts; reportedAtMs: number; result: ComplianceResult; nowMs: number }, settle: AuditSettle = 'now', seenAbsent = false): Promise<void> {
+    const write = (knownAbsent: boolean) => this.#ctx.db.transaction(async (tx) => {
+      const [row] = knownAbsent ? [] : await tx.query<{ state: string }>('SELECT state FROM device_compliance WHERE device_id = ?', [deviceId]);
       const values = [s.result.state, JSON.stringify(s.result.reasons), JSON.stringify(s.reported), s.reportedAtMs, s.nowMs];
       if (row === undefined) {
         await tx.execute('INSERT INTO device_compliance (state, reasons_json, facts_json, reported_at, evaluated_at, device_id) VALUES (?, ?, ?, ?, ?, ?)', [...values, deviceId]);
@@ -223,11 +228,11 @@ export class ComplianceService implements DeviceComplianceReader {
       if (row?.state !== s.result.state) await this.#auditChange(tx, deviceId, row?.state ?? 'unknown', s.result);
     });
     try {
-      await write();
+      await write(seenAbsent);
     } catch (error) {
       // Two first reports of one device raced on the primary key: the loser updates the winner's row.
       if (!SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) throw error;
-      await write();
+      await write(false);
     }
     if (settle === 'soon') this.#ctx.settleAuditSoon();
     else await this.#ctx.settleAudit();

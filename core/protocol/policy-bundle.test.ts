@@ -145,6 +145,42 @@ test('signPolicyBundleText: the signature over the prefix and the canonical bund
   }), { numRuns: 40 });
 });
 
+test('signing a fleet\'s bundles walks a frozen policy\'s rules once, not once per device (issue 17); a mutable policy is walked each time', () => {
+  // Canonical JSON lists an object's own keys once per pass over it: the rule's proxy counts the passes.
+  let passes = 0;
+  const counted = (frozen: boolean) => {
+    const target = { id: 'counted', effect: 'allow', roles: ['admin'], opcodes: '*', devices: '*' };
+    if (frozen) Object.freeze(Object.freeze(target).roles);
+    return new Proxy(target, {
+      ownKeys(inner) {
+        passes += 1;
+        return Reflect.ownKeys(inner);
+      },
+    }) as unknown as Policy['rules'][number];
+  };
+  const signFor = (source: Policy, deviceId: string) => signPolicyBundleText({
+    bundle: cutPolicyBundle({ policy: source, version: 9, device: { id: deviceId }, issuedAtMs }), kid: 'cp-1', seed, provider,
+  });
+  const frozenPolicy = { version: 1, revision: 9, rules: Object.freeze([counted(true), ...policy.rules]) } as Policy;
+  const first = signFor(frozenPolicy, 'dev-1');
+  const afterFirst = passes;
+  const texts = ['dev-2', 'dev-3', 'lab-4'].map((deviceId) => signFor(frozenPolicy, deviceId));
+  // One pass per device before (the bundle's canonicalization).
+  assert.equal(passes, afterFirst);
+  for (const signed of [first, ...texts]) {
+    assert.equal(signed.text, canonicalize(JSON.parse(JSON.stringify(signed.signed))));
+    assert.equal(verify(signed.signed, { deviceId: signed.signed.bundle.device_id }).policy.rules[0]!.id, 'counted');
+  }
+  assert.deepEqual((texts[2]!.signed.bundle.policy as Policy).rules.map((rule) => rule.id), ['counted', 'ops-basic', 'admin-all', 'no-lock-lab']);
+  // Rules that could still change are written out each time, so a change is signed as it is.
+  const mutableRules = [counted(false)];
+  const mutablePolicy = { version: 1, revision: 9, rules: mutableRules } as unknown as Policy;
+  passes = 0;
+  signFor(mutablePolicy, 'dev-1');
+  signFor(mutablePolicy, 'dev-2');
+  assert.equal(passes, 2);
+});
+
 test('verifyPolicyBundle walks the bundle once: the policy for its shared parse comes from the signature check\'s text (issue 17)', () => {
   // Canonical JSON lists an object's own keys once per pass over it: the rule's proxy counts the passes.
   const received = JSON.parse(JSON.stringify(bundleFor('lab-1'))) as SignedPolicyBundle;

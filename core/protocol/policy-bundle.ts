@@ -5,6 +5,7 @@ import type { Ed25519Provider, Sha256 } from '../ports/ports.js';
 import { verifyCommandApprovals, type ApproverKey } from './approvals.js';
 import type { SignedCommand } from './messages/command.js';
 import { canonicalBytes, canonicalize, canonicalMembers } from './canonical-json.js';
+import { defaultProtocolLimits } from './limits.js';
 import {
   devicePolicyOf, evaluatePolicy, parsePolicy, policyRoles, type DeviceSelector, type Policy, type PolicyActor, type PolicyDecision, type PolicyRule,
 } from './policy.js';
@@ -93,14 +94,80 @@ export function cutPolicyBundle(options: {
 }): PolicyBundleDocument {
   const { policy, version, device, issuedAtMs } = options;
   const tags = [...new Set(device.tags ?? [])].sort();
-  const rules: PolicyRule[] = policy.rules.filter((rule) => selectsDevice(rule.devices, { id: device.id, tags }));
+  const selected: number[] = [];
+  policy.rules.forEach((rule, index) => {
+    if (selectsDevice(rule.devices, { id: device.id, tags })) selected.push(index);
+  });
+  const rules: PolicyRule[] = selected.map((index) => policy.rules[index]!);
   return {
     format: policyBundleFormat, device_id: device.id, version, issued_at: issuedAtMs,
     expires_at: issuedAtMs + (options.validityMs ?? policyBundleLimits.validityMsDefault), device_tags: tags,
-    policy: { version: 1, revision: version, rules },
+    policy: cutPolicyOf(policy.rules, version, rules, selected),
     ...(options.approvers === undefined || options.approvers.length === 0
       ? {} : { approvers: [...options.approvers].sort((a, b) => (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0)) }),
   };
+}
+
+/**
+ * The rules' canonical texts of a source policy, once per policy object (the policy store keeps
+ * one per revision), for policies whose rules are deeply frozen (parsePolicy's are): a publish
+ * then writes a device's bundle without walking its rules again, the policy being most of a
+ * bundle (issue 17: one canonicalization of every rule per device at a fleet's start). null for
+ * a policy whose rules could still change, or that has no canonical form (the bundle's own
+ * canonicalization then refuses it as before).
+ */
+const ruleTextsBySource = new WeakMap<readonly PolicyRule[], readonly string[] | null>();
+/** The canonical text of a cut bundle's policy, by that (frozen) object; only cutPolicyOf writes here. */
+const cutPolicyTexts = new WeakMap<object, string>();
+/** A rule sits three containers deep in a bundle (bundle, policy, rules): its own text has that much less depth to use. */
+const ruleDepthInBundle = 3;
+
+/** By the rules array itself (the policy object around it may be a mutable copy): a deeply frozen array cannot change. */
+function ruleTextsOf(rules: readonly PolicyRule[]): readonly string[] | null {
+  let texts = ruleTextsBySource.get(rules);
+  if (texts === undefined) {
+    texts = null;
+    if (isDeeplyFrozen(rules)) {
+      try {
+        const limits = { depthMax: defaultProtocolLimits.depthMax - ruleDepthInBundle };
+        texts = Object.freeze(rules.map((rule) => canonicalize(rule, { limits })));
+      } catch {
+        texts = null;
+      }
+    }
+    ruleTextsBySource.set(rules, texts);
+  }
+  return texts;
+}
+
+/** The cut's policy document; frozen with its text remembered when the source's rules are (see ruleTextsOf). */
+function cutPolicyOf(sourceRules: readonly PolicyRule[], version: number, rules: PolicyRule[], selected: readonly number[]): PolicyBundleDocument['policy'] {
+  const cut = { version: 1, revision: version, rules };
+  const texts = ruleTextsOf(sourceRules);
+  if (texts === null || !Number.isSafeInteger(version)) return cut;
+  // Members in RFC 8785 order (revision < rules < version); the same text canonicalize(cut) writes.
+  const text = ['{"revision":', String(version), ',"rules":[', selected.map((index) => texts[index]!).join(','), '],"version":1}'].join('');
+  Object.freeze(rules);
+  cutPolicyTexts.set(Object.freeze(cut), text);
+  return cut;
+}
+
+function isDeeplyFrozen(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return true;
+  if (!Object.isFrozen(value)) return false;
+  return Object.values(value).every(isDeeplyFrozen);
+}
+
+/** canonicalize(bundle), with the policy's text from the cut when it made one. */
+function signedBundleText(bundle: PolicyBundleDocument): string {
+  const policyText = typeof bundle.policy === 'object' && bundle.policy !== null ? cutPolicyTexts.get(bundle.policy) : undefined;
+  const names = policyText === undefined ? undefined : plainMemberNames(bundle);
+  if (policyText === undefined || names === undefined) return canonicalize(bundle);
+  names.sort();
+  const others = names.filter((name) => name !== 'policy');
+  const texts = canonicalMembers(bundle, others);
+  const members = names.map((name) => (name === 'policy' ? `${policyMemberPrefix}${policyText}` : texts[others.indexOf(name)]!));
+  return `{${members.join(',')}}`;
 }
 
 export function policyBundleSigningInput(bundle: PolicyBundleDocument): Uint8Array {
@@ -133,7 +200,7 @@ export interface SignedPolicyBundleText {
  */
 export function signPolicyBundleText(options: { bundle: PolicyBundleDocument; kid: string; seed: Uint8Array; provider: Ed25519Provider }): SignedPolicyBundleText {
   const { bundle, kid, seed, provider } = options;
-  const bundleText = canonicalize(bundle);
+  const bundleText = signedBundleText(bundle);
   const value = base64urlFromBytes(provider.sign(seed, signingInputOf(bundleText)));
   const signed: SignedPolicyBundle = { bundle, sig: { alg: 'Ed25519', kid, value } };
   const text = `{"bundle":${bundleText},"sig":${canonicalize(signed.sig)}}`;

@@ -69,6 +69,22 @@ export const retryLimits = Object.freeze({ attemptsMax: 9, pauseMsFirst: 250, pa
 type Verdict = { readonly ack: true } | { readonly ack: false; readonly reason: string };
 const acked: Verdict = Object.freeze({ ack: true });
 
+/** An entry waiting behind the running one of its partition; `settled` is told how it ended (pollOnce, claimIdle and drain wait on that). */
+interface Queued {
+  readonly entry: BusEntry;
+  readonly settled: ((outcome: { ok: boolean } | { error: unknown }) => void) | undefined;
+}
+
+/**
+ * A partition with an entry running: the entries read behind it, in stream order, and whether an
+ * entry of it was left pending (its retries ran out) or failed on the bus, after which the later
+ * ones are not handled: they stay pending, so a claim retries the partition in order.
+ */
+interface Partition {
+  readonly waiting: Queued[];
+  broken: { readonly error: unknown } | 'left pending' | undefined;
+}
+
 /** The ids going out in one XACK, and the one promise all their entries wait on. */
 interface AckBatch {
   readonly ids: string[];
@@ -83,12 +99,15 @@ export class StreamConsumer {
   #loop: Promise<void> | undefined;
   #groupReady = false;
   /**
-   * Per partition key, the last entry submitted: the next entry of that partition runs after it,
-   * and only if it resolved true (it was acked or dead-lettered, not left pending).
+   * Per partition key with an entry running, the entries waiting behind it: the next one runs
+   * when it ends, and only if it was acked or dead-lettered (not left pending). A queue and a
+   * callback, not a promise chained per entry: two promises and their jobs per entry less (issue 17).
    */
-  readonly #tails = new Map<string, Promise<boolean>>();
+  readonly #partitions = new Map<string, Partition>();
   /** Ids of the entries submitted and not yet finished. */
   readonly #inFlight = new Set<string>();
+  /** stop() waits here until no entry is in flight. */
+  readonly #idleWaiters: Array<() => void> = [];
   #slotsFree: number;
   readonly #slotWaiters: Array<() => void> = [];
   #wakeRoom: (() => void) | undefined;
@@ -203,7 +222,7 @@ export class StreamConsumer {
     try {
       await this.#loop;
       this.#loop = undefined;
-      await Promise.allSettled([...this.#tails.values()]);
+      while (this.#inFlight.size > 0) await new Promise<void>((resolve) => { this.#idleWaiters.push(resolve); });
     } finally {
       this.#stopping = false;
     }
@@ -213,7 +232,9 @@ export class StreamConsumer {
   async #processBatch(entries: readonly BusEntry[]): Promise<void> {
     // A bus failure (ack/dead-letter) stops its partition (the rest stays pending) and is
     // rethrown once the others are done.
-    const settled = await Promise.allSettled(entries.map((entry) => this.#submit(entry)));
+    const settled = await Promise.allSettled(entries.map((entry) => new Promise<boolean>((resolve, reject) => {
+      this.#submit(entry, (outcome) => ('error' in outcome ? reject(outcome.error) : resolve(outcome.ok)));
+    })));
     const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
   }
@@ -227,37 +248,63 @@ export class StreamConsumer {
   }
 
   #submitAll(entries: readonly BusEntry[]): void {
-    for (const entry of entries) this.#submit(entry, true);
+    for (const entry of entries) this.#submit(entry, undefined);
   }
 
   /**
-   * Queues the entry behind the earlier ones of its partition; resolves once it is handled. If an
-   * earlier entry of the partition was left pending (its retries ran out) or failed on the bus,
-   * this one is not handled either: it stays pending, so a claim retries the partition in order
-   * (and the promise rejects, in the bus case).
+   * Queues the entry behind the earlier ones of its partition, or runs it now when there are none;
+   * `settled` (if any) is told once it is handled. If an earlier entry of the partition was left
+   * pending (its retries ran out) or failed on the bus, this one is not handled either: it stays
+   * pending, so a claim retries the partition in order (and `settled` gets the error, in the bus case).
    */
-  #submit(entry: BusEntry, logFailure = false): Promise<boolean> {
+  #submit(entry: BusEntry, settled: Queued['settled']): void {
     // Unkeyed entries (malformed) are partitions of their own: the handler refuses them, nothing waits for them.
     const key = this.#keyOf(entry) ?? `\u0000${entry.id}`;
-    const previous = this.#tails.get(key);
     this.#inFlight.add(entry.id);
-    // With nothing before it in its partition the entry starts now, not after a resolved promise's
-    // turn: every promise and job per entry is paid at telemetry rates (issue 17).
-    const link = previous === undefined ? this.#process(entry) : previous.then((intact) => (intact ? this.#process(entry) : this.#skip(entry)));
-    this.#tails.set(key, link);
-    const settle = (): void => {
-      if (this.#tails.get(key) === link) this.#tails.delete(key);
-      this.#inFlight.delete(entry.id);
-      const wake = this.#wakeRoom;
-      this.#wakeRoom = undefined;
-      wake?.();
-    };
-    link.then(settle, (error: unknown) => {
-      settle();
+    const partition = this.#partitions.get(key);
+    if (partition !== undefined) {
+      partition.waiting.push({ entry, settled });
+      return;
+    }
+    const started: Partition = { waiting: [], broken: undefined };
+    this.#partitions.set(key, started);
+    void this.#run(key, started, { entry, settled });
+  }
+
+  /** Handles the entry, then the partition's next ones while it stays intact; the partition is gone once none waits. */
+  async #run(key: string, partition: Partition, first: Queued): Promise<void> {
+    for (let queued: Queued | undefined = first; queued !== undefined; queued = partition.waiting.shift()) {
+      const { entry, settled } = queued;
+      let outcome: { ok: boolean } | { error: unknown };
+      if (partition.broken === undefined) {
+        try {
+          outcome = { ok: await this.#process(entry) };
+        } catch (error) {
+          outcome = { error };
+        }
+        if ('error' in outcome) partition.broken = { error: outcome.error };
+        else if (!outcome.ok) partition.broken = 'left pending';
+      } else if (partition.broken === 'left pending') {
+        this.#o.logger.warn({ stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending behind an earlier entry of its partition');
+        outcome = { ok: false };
+      } else {
+        outcome = { error: partition.broken.error };
+      }
       // The bus failed on ack or dead-letter: the entry (and the rest of its partition read so far) stays pending for a claim.
-      if (logFailure) this.#o.logger.error({ err: error, stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending');
-    });
-    return link;
+      if ('error' in outcome && settled === undefined) this.#o.logger.error({ err: outcome.error, stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending');
+      this.#finished(entry);
+      settled?.(outcome);
+    }
+    this.#partitions.delete(key);
+  }
+
+  /** The entry is done (handled, or left pending): room for the loop to read more, and stop() may be waiting for the last. */
+  #finished(entry: BusEntry): void {
+    this.#inFlight.delete(entry.id);
+    const wake = this.#wakeRoom;
+    this.#wakeRoom = undefined;
+    wake?.();
+    if (this.#inFlight.size === 0) for (const idle of this.#idleWaiters.splice(0)) idle();
   }
 
   /**
@@ -374,12 +421,6 @@ export class StreamConsumer {
     } finally {
       this.#acking = false;
     }
-  }
-
-  /** An earlier entry of the partition is left pending: this one stays pending behind it, unhandled. */
-  async #skip(entry: BusEntry): Promise<false> {
-    this.#o.logger.warn({ stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending behind an earlier entry of its partition');
-    return false;
   }
 
   /** Waits `delayMs` on the scheduler; false when stop() cut the wait short. */

@@ -65,6 +65,23 @@ describe('AppendBatcher', () => {
     await memory.close();
   });
 
+  it('write() callers of one batch wait on its one promise (none of their own), in call order, and all see its failure', async () => {
+    const { memory, state, batcher } = setup(3);
+    const written = Array.from({ length: 5 }, (_, i) => batcher.write({ n: String(i) }));
+    assert.equal(written[0], written[1]);
+    assert.equal(written[1], written[2]);
+    assert.notEqual(written[2], written[3], 'a full batch is written at once; the next one is another');
+    assert.equal(written[3], written[4]);
+    await Promise.all(written);
+    assert.deepEqual(state.batches, [3, 2]);
+    await memory.ensureGroup('t', 'g', '0');
+    assert.deepEqual((await memory.readGroup('t', 'g', 'c', { count: 10 })).map((e) => e.fields['n']), ['0', '1', '2', '3', '4']);
+    state.failing = true;
+    const failed = await Promise.allSettled([batcher.write({ n: 'a' }), batcher.append({ n: 'b' })]);
+    assert.ok(failed.every((o) => o.status === 'rejected' && SdcError.is(o.reason) && o.reason.code === 'STORE_UNAVAILABLE'));
+    await memory.close();
+  });
+
   it('refuses with STORE_LIMIT beyond waitingMax entries waiting for a flush, and writes the others', async () => {
     const { memory, batcher } = setup(100, 3);
     const outcomes = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => batcher.append({ n: String(i) })));

@@ -26,10 +26,25 @@ export interface AppendBatcherOptions {
   readonly aborted?: () => boolean;
 }
 
-interface Waiting {
-  readonly fields: Record<string, string>;
-  readonly resolve: (id: string) => void;
-  readonly reject: (error: unknown) => void;
+/** Entries going out in one appendBatch, and the one promise their callers wait on. */
+interface Batch {
+  readonly entries: Array<Record<string, string>>;
+  /** The ids, in the order of `entries`. */
+  readonly ids: Promise<readonly string[]>;
+  /** The same outcome without the ids, for callers that need none (write()); settled in the same job as `ids`, as a caller's own promise was. */
+  readonly written: Promise<void>;
+  settle(outcome: { ids: readonly string[] } | { error: unknown }): void;
+}
+
+function newBatch(): Batch {
+  let settleIds!: (outcome: { ids: readonly string[] } | { error: unknown }) => void;
+  let settleWritten!: (outcome: { ids: readonly string[] } | { error: unknown }) => void;
+  const ids = new Promise<readonly string[]>((resolve, reject) => { settleIds = (o) => ('error' in o ? reject(o.error) : resolve(o.ids)); });
+  const written = new Promise<void>((resolve, reject) => { settleWritten = (o) => ('error' in o ? reject(o.error) : resolve()); });
+  // Nobody may wait on one of the two (every caller of the batch used the other): not an unhandled rejection.
+  ids.catch(() => undefined);
+  written.catch(() => undefined);
+  return { entries: [], ids, written, settle: (outcome) => { settleIds(outcome); settleWritten(outcome); } };
 }
 
 /**
@@ -44,7 +59,8 @@ interface Waiting {
  * (Redis MONITOR: every XADD alone; docs/benchmarks.md, 2026-12-04 morning).
  */
 export class AppendBatcher {
-  #waiting: Waiting[] = [];
+  /** The entries waiting for the next flush (at most entriesMax: a full batch is written at once). */
+  #waiting: Batch | undefined;
   #flushQueued = false;
   #timer: TimerHandle | undefined;
   #windowMs: number;
@@ -56,19 +72,39 @@ export class AppendBatcher {
     if (this.#windowMs > 0 && (options.schedule === undefined || options.cancel === undefined)) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'a window needs schedule and cancel');
   }
 
+  /** Appends the entry with the others of its batch; resolves to its id once the batch is written. */
   append(fields: Record<string, string>): Promise<string> {
-    const { bus, stream, maxLen, entriesMax, waitingMax } = this.options;
+    const { bus, stream, maxLen, entriesMax } = this.options;
     if (entriesMax === 1) return bus.append(stream, fields, { maxLen });
-    if (this.#waiting.length >= waitingMax) return Promise.reject(new SdcError('STORE_LIMIT', `${waitingMax} appends to ${stream} already wait for a flush`));
-    return new Promise<string>((resolve, reject) => {
-      this.#waiting.push({ fields, resolve, reject });
-      if (this.#waiting.length >= entriesMax) this.#flush();
-      else if (this.#windowMs > 0) this.#timer ??= this.options.schedule!(2 * this.#windowMs, () => this.#flush());
-      else if (!this.#flushQueued) {
-        this.#flushQueued = true;
-        queueMicrotask(() => this.#flush());
-      }
-    });
+    const added = this.#add(fields);
+    if (added instanceof Error) return Promise.reject(added);
+    return added.batch.ids.then((ids) => ids[added.index] as string);
+  }
+
+  /**
+   * append() for a caller that needs no id (the gateway's telemetry): it waits on its batch's one
+   * promise, not on a promise of its own, one fewer per sample (issue 17). The same order and outcome.
+   */
+  write(fields: Record<string, string>): Promise<void> {
+    const { bus, stream, maxLen, entriesMax } = this.options;
+    if (entriesMax === 1) return bus.append(stream, fields, { maxLen }).then(() => undefined);
+    const added = this.#add(fields);
+    return added instanceof Error ? Promise.reject(added) : added.batch.written;
+  }
+
+  /** Puts the entry in the waiting batch (written at once when full, else at the end of the turn or the window); STORE_LIMIT beyond waitingMax. */
+  #add(fields: Record<string, string>): { batch: Batch; index: number } | SdcError {
+    const { stream, entriesMax, waitingMax } = this.options;
+    const batch = this.#waiting ??= newBatch();
+    if (batch.entries.length >= waitingMax) return new SdcError('STORE_LIMIT', `${waitingMax} appends to ${stream} already wait for a flush`);
+    const index = batch.entries.push(fields) - 1;
+    if (batch.entries.length >= entriesMax) this.#flush();
+    else if (this.#windowMs > 0) this.#timer ??= this.options.schedule!(2 * this.#windowMs, () => this.#flush());
+    else if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => this.#flush());
+    }
+    return { batch, index };
   }
 
   /**
@@ -79,12 +115,12 @@ export class AppendBatcher {
    */
   stopWaiting(): void {
     this.#windowMs = 0;
-    if (this.#waiting.length > 0) this.#flush();
+    if (this.#waiting !== undefined) this.#flush();
   }
 
   /** The presence window closed: what waits goes out now, in the same turn as the refreshes. */
   flushWindow(): void {
-    if (this.#waiting.length > 0) this.#flush();
+    if (this.#waiting !== undefined) this.#flush();
   }
 
   #flush(): void {
@@ -93,24 +129,13 @@ export class AppendBatcher {
       this.options.cancel!(this.#timer);
       this.#timer = undefined;
     }
+    const batch = this.#waiting;
+    this.#waiting = undefined;
+    if (batch === undefined) return;
     if (this.options.aborted?.() === true) {
-      const dropped = this.#waiting;
-      this.#waiting = [];
-      for (const waiting of dropped) waiting.reject(new SdcError('GATEWAY_SHUTTING_DOWN', 'the gateway stopped before the entry was written'));
+      batch.settle({ error: new SdcError('GATEWAY_SHUTTING_DOWN', 'the gateway stopped before the entry was written') });
       return;
     }
-    while (this.#waiting.length > 0) {
-      const batch = this.#waiting.splice(0, this.options.entriesMax);
-      void this.#write(batch);
-    }
-  }
-
-  async #write(batch: readonly Waiting[]): Promise<void> {
-    try {
-      const ids = await this.options.bus.appendBatch(this.options.stream, batch.map((w) => w.fields), { maxLen: this.options.maxLen });
-      batch.forEach((waiting, index) => waiting.resolve(ids[index] as string));
-    } catch (error) {
-      for (const waiting of batch) waiting.reject(error);
-    }
+    this.options.bus.appendBatch(this.options.stream, batch.entries, { maxLen: this.options.maxLen }).then((ids) => batch.settle({ ids }), (error: unknown) => batch.settle({ error }));
   }
 }

@@ -30,7 +30,7 @@ export async function forwardMessage({ context, router, telemetry }: ForwardTarg
     case 'HEARTBEAT':
       return;
     case 'TELEMETRY':
-      await telemetry.append(encodeBusEntry('telemetry', { device_id: session.deviceId, gateway_id: gatewayId, received_at_ms: nowMs, frame: frameText(message) }));
+      await telemetry.write(encodeBusEntry('telemetry', { device_id: session.deviceId, gateway_id: gatewayId, received_at_ms: nowMs, frame: frameText(message) }));
       break;
     case 'COMMAND_ACK':
       await router.onAck(session.deviceId, message.body as MessageBody<'COMMAND_ACK'>, frameText(message));

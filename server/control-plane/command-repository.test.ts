@@ -62,6 +62,45 @@ function suite(pair: StorePair): void {
       await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
     });
 
+    it('a command is dispatched while its audit drain runs, not after it (issue 17: the drain was three round trips on every command\'s path to its device)', async () => {
+      const gatewayId = 'gw-drain-held';
+      await h.cp.context.kv.set(kvKeys.presence(device), JSON.stringify({ gateway_id: gatewayId }));
+      const context = h.cp.context as { settleAudit: () => Promise<void> };
+      const settleAudit = context.settleAudit;
+      let release: () => void = () => undefined;
+      const held = new Promise<void>((resolve) => { release = resolve; });
+      let drainsAsked = 0;
+      let drainAsked: () => void = () => undefined;
+      const asked = new Promise<void>((resolve) => { drainAsked = resolve; });
+      context.settleAudit = async () => { drainsAsked += 1; drainAsked(); await held; await settleAudit(); };
+      const created = h.cp.commands.create({ actor, deviceId: device, opcode: 'EXEC_PING_KERNEL', args: {}, ttlMs: 60_000 });
+      try {
+        // The create committed and asked for its drain, which is held from here on.
+        await asked;
+        // Bounded by looks, not by time: each look is a query and a turn of the event loop (the embedded stores answer
+        // without one); without the change the held drain holds the dispatch for good.
+        let dispatched: Array<{ id: string }> = [];
+        for (let look = 0; look < 20_000 && dispatched.length === 0; look += 1) {
+          await new Promise((resolve) => setImmediate(resolve));
+          dispatched = await h.db.query<{ id: string }>('SELECT id FROM commands WHERE device_id = ? AND gateway_id = ?', [device, gatewayId]);
+        }
+        assert.equal(dispatched.length, 1, 'appended to its gateway and recorded while the drain is held');
+        assert.equal(drainsAsked, 1);
+        release();
+        const { command } = await created;
+        assert.equal(command.id, dispatched[0]!.id);
+        // The create still answers after its drain: the chain holds its entry.
+        const [chained] = await h.db.query<{ n: number }>('SELECT COUNT(*) AS n FROM audit_log WHERE subject = ?', [`command:${command.id}`]);
+        assert.equal(Number(chained?.n), 1);
+      } finally {
+        release();
+        context.settleAudit = settleAudit;
+        // Finished also when an assertion failed, so the device's later tests find no command of this one.
+        await h.cp.commands.transition((await created).command.id, 'time_out', h.clock.nowMs());
+        await h.cp.context.kv.del(kvKeys.presence(device));
+      }
+    });
+
     it('a damaged signed command costs only itself: redelivery and the redispatch sweep send the device\'s other commands', async () => {
       const broken = await create();
       const intact = await create();

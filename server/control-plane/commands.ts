@@ -324,14 +324,22 @@ export class CommandService {
     await this.#dispatchWaiting(deviceId);
   }
 
-  /** Settles the audit outbox, then publishes and dispatches; none of these throws. Returns the commands appended, with their gateway. */
+  /**
+   * Publishes and dispatches while the audit outbox is settled, and resolves when all are done;
+   * none of these throws. Returns the commands appended, with their gateway. The drain no longer
+   * goes first (issue 17): it was three round trips to MySQL between a command's commit and its
+   * dispatch, on every command's path to its device. Nothing here reads the chain, and the
+   * chain's order does not depend on it: a later change of the same command (its ACK, its result)
+   * records its input after this commit, so the outbox hands it to a drain after this one.
+   */
   async #afterCommit(effects: readonly AfterCommitEffect[]): Promise<ReadonlyMap<string, string>> {
-    await this.#ctx.settleAudit();
+    const settled = this.#ctx.settleAudit();
     const appended = new Map<string, string>();
     for (const effect of effects) {
       if (effect.type === 'publish_live') this.#ctx.publishLive(effect.event);
       else for (const [commandId, gatewayId] of await this.#dispatchWaiting(effect.deviceId)) appended.set(commandId, gatewayId);
     }
+    await settled;
     return appended;
   }
 

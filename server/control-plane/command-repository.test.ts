@@ -80,7 +80,7 @@ function suite(pair: StorePair): void {
         // Bounded by looks, not by time: each look is a query and a turn of the event loop (the embedded stores answer
         // without one); without the change the held drain holds the dispatch for good.
         let dispatched: Array<{ id: string }> = [];
-        for (let look = 0; look < 20_000 && dispatched.length === 0; look += 1) {
+        for (let look = 0; look < 100_000 && dispatched.length === 0; look += 1) {
           await new Promise((resolve) => setImmediate(resolve));
           dispatched = await h.db.query<{ id: string }>('SELECT id FROM commands WHERE device_id = ? AND gateway_id = ?', [device, gatewayId]);
         }

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
+import { validateMessageBody } from '../../core/protocol/messages/validate.js';
 import { cutPolicyBundle, signPolicyBundle, type SignedPolicyBundle } from '../../core/protocol/policy-bundle.js';
 import { defaultPolicy } from '../../core/protocol/policy.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
@@ -80,6 +81,35 @@ describe('the gateway pushes policy bundles', () => {
     await settle();
     assert.deepEqual(w.sent, [{ deviceId: 'dev-old', version: 3 }, { deviceId: 'dev-aging', version: 4 }]);
     assert.deepEqual(w.requests, ['dev-old', 'dev-aging', 'dev-bad']);
+  });
+
+  it('after AUTH: a stored value the session cannot put in a frame (wrong shape, no canonical form) is not sent, and a new one is asked for', async () => {
+    const w = world();
+    await w.start();
+    const encoded: string[] = [];
+    // As the session's encodeMessage does: the POLICY_BUNDLE body's schema check, then its canonical form.
+    const push = new PolicyBundlePush({
+      context: w.context, connectedDevices: () => ['dev-shape', 'dev-lone', 'dev-good'],
+      targetOf: () => (signed) => {
+        encoded.push(canonicalize(validateMessageBody('POLICY_BUNDLE', { signed })));
+        return true;
+      },
+    });
+    await push.start();
+    await w.kv.set(policyBundleKeys.revision, '3');
+    const good = bundle('dev-good', 3);
+    await w.kv.set(policyBundleKeys.bundle('dev-good'), canonicalize(good));
+    // Parses, names the device, but is not a signed bundle (no sig).
+    await w.kv.set(policyBundleKeys.bundle('dev-shape'), JSON.stringify({ bundle: bundle('dev-shape', 3).bundle }));
+    // A lone surrogate (escaped): JSON, but no canonical form.
+    const lone = JSON.stringify(bundle('dev-lone', 3)).replace('"Everyday diagnostics', '"\\ud800Everyday diagnostics');
+    assert.notEqual(lone, JSON.stringify(bundle('dev-lone', 3)));
+    await w.kv.set(policyBundleKeys.bundle('dev-lone'), lone);
+    for (const deviceId of ['dev-shape', 'dev-lone', 'dev-good']) assert.equal(await push.onAuthenticated(deviceId), true);
+    await settle();
+    // Before, the wrong shape made onAuthenticated fail (false) at every try and never asked for a new bundle.
+    assert.deepEqual(w.requests, ['dev-shape', 'dev-lone']);
+    assert.deepEqual(encoded, [canonicalize({ signed: good })]);
   });
 
   it('a ready notice sends the new bundle to a device held here; a revision notice asks for every device held here, once', async () => {

@@ -1,7 +1,7 @@
 import type { TimerHandle } from '../../core/ports/ports.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import { SdcError } from '../../core/errors/index.js';
 import type { SignedPolicyBundle } from '../../core/protocol/policy-bundle-schema.js';
-import { parseStrictJson } from '../../core/protocol/strict-json.js';
 import { policyBundleLimits } from '../../core/protocol/policy-bundle.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
 import type { GatewayContext } from './gateway-context.js';
@@ -24,7 +24,9 @@ export const policyBundlePushLimits = Object.freeze({
  * the revision in force or past half its validity; a `ready` notice sends a freshly signed one to
  * its device if the device is here; a `revision` notice asks for every device held here. The
  * gateway does not verify bundles (the agent does, against the key it pinned); it only parses
- * what the store holds, so a malformed value is not sent.
+ * what the store holds, so a malformed value is not sent: one that does not parse, is too large
+ * or names another device, or that the session cannot encode into a frame (the frame's schema
+ * check and canonical form refuse it), is logged and, after AUTH, a new one asked for.
  */
 export class PolicyBundlePush {
   readonly #context: GatewayContext;
@@ -86,11 +88,23 @@ export class PolicyBundlePush {
     return due;
   }
 
-  /** Sends a bundle to a device held here and remembers when it is due for a re-sign. */
-  #send(deviceId: string, signed: SignedPolicyBundle, target: BundleTarget | undefined = this.#targetOf(deviceId)): void {
-    if (target === undefined || !target(signed)) return;
+  /**
+   * Sends a bundle to a device held here and remembers when it is due for a re-sign. 'malformed':
+   * the session refused to encode it (a typed refusal of its schema check or canonical form), so
+   * the stored value cannot be sent as it is; nothing went out.
+   */
+  #send(deviceId: string, signed: SignedPolicyBundle, target: BundleTarget | undefined = this.#targetOf(deviceId)): boolean | 'malformed' {
+    if (target === undefined) return false;
+    try {
+      if (!target(signed)) return false;
+    } catch (error) {
+      if (!SdcError.is(error)) throw error;
+      this.#context.options.logger.error({ err: error, device_id: deviceId }, 'stored policy bundle cannot be sent in a frame; not sent');
+      return 'malformed';
+    }
     const { issued_at: issuedAtMs, expires_at: expiresAtMs } = signed.bundle;
     this.#refreshAtMs.set(deviceId, issuedAtMs + Math.floor((expiresAtMs - issuedAtMs) / 2));
+    return true;
   }
 
   async stop(): Promise<void> {
@@ -113,8 +127,8 @@ export class PolicyBundlePush {
       const revision = parseRevision(await this.#context.options.stores.kv.get(policyBundleKeys.revision));
       if (revision !== undefined && (this.#revision === undefined || revision > this.#revision)) this.#revision = revision;
       const signed = await this.#stored(deviceId);
-      if (signed !== undefined) this.#send(deviceId, signed);
-      if (signed === undefined || !this.#isCurrent(signed)) return await this.#request(deviceId);
+      const sent = signed === undefined ? undefined : this.#send(deviceId, signed);
+      if (signed === undefined || sent === 'malformed' || !this.#isCurrent(signed)) return await this.#request(deviceId);
       return true;
     } catch (error) {
       this.#context.options.logger.warn({ err: error, device_id: deviceId }, 'policy bundle not pushed after AUTH');
@@ -159,12 +173,22 @@ export class PolicyBundlePush {
     }
   }
 
-  /** The stored bundle, parsed with the frame limits; a malformed value is logged and treated as none. */
+  /**
+   * The stored bundle, within the signed size limit and for this device; a malformed value is
+   * logged and treated as none. JSON.parse, not the strict parser: the value is the control
+   * plane's canonical text, not a frame from outside, and the strict parse was 1.6 % of a
+   * simulated fleet's start-up CPU (issue 17). What it would refuse and JSON.parse takes cannot
+   * get past the frame: a lone surrogate, a number out of range or deep nesting is refused by
+   * the frame's encoding (#send treats it as malformed); a repeated member keeps its last value,
+   * which the agent's check of the control plane's signature then judges.
+   */
   async #stored(deviceId: string): Promise<SignedPolicyBundle | undefined> {
     const text = await this.#context.options.stores.kv.get(policyBundleKeys.bundle(deviceId));
     if (text === null) return undefined;
     try {
-      const value = parseStrictJson(text, { frameBytesMax: policyBundleLimits.signedBytesMax }) as unknown as SignedPolicyBundle;
+      const bytes = Buffer.byteLength(text, 'utf8');
+      if (bytes > policyBundleLimits.signedBytesMax) throw new Error(`stored bundle is ${bytes} bytes, over ${policyBundleLimits.signedBytesMax}`);
+      const value = JSON.parse(text) as SignedPolicyBundle | null;
       if (value?.bundle?.device_id !== deviceId) throw new Error('stored bundle names another device');
       return value;
     } catch (error) {

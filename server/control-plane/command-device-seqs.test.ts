@@ -61,6 +61,30 @@ function suite(pair: StorePair): void {
       assert.equal((await h.cp.context.audit.verify()).ok, true);
     });
 
+    it('a create alone is two round trips on MySQL, its COMMIT riding with its writes (issue 17: were five, then three)', async () => {
+      await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', 0)", ['sq-alone']);
+      const calls: string[] = [];
+      const db = {
+        dialect: h.db.dialect, query: h.db.query.bind(h.db), execute: h.db.execute.bind(h.db), close: h.db.close.bind(h.db),
+        transaction: <T>(fn: (tx: SqlTransaction) => Promise<T>) => h.db.transaction((tx) => fn({
+          dialect: tx.dialect,
+          query: (sql, params) => { calls.push('statement'); return tx.query(sql, params); },
+          execute: (sql, params) => { calls.push('statement'); return tx.execute(sql, params); },
+          executeBatch: (batch, options) => { calls.push(options?.commit === true ? `batch of ${batch.length} with COMMIT` : `batch of ${batch.length}`); return tx.executeBatch(batch, options); },
+        })),
+      } as SqlDatabase;
+      const repository = new CommandRepository({ db, audit: h.cp.context.audit, transitionsPerGroupMax: 1 });
+      await repository.create('sq-alone', (deviceSeq) => decideCreate({
+        row: { command: fakeSigned('c-sq-alone', 'sq-alone', deviceSeq), createdBy: 'op', idempotencyKey: null, argsJson: '{}' }, auditActor: 'user:op', policyRecord: {},
+      }));
+      // The device's seq (its value is signed into the command; SQLite reads it back after its upsert), then the
+      // command, its history row and its outbox row, and the COMMIT.
+      assert.deepEqual(calls, [...(h.db.dialect === 'mysql' ? ['statement'] : ['statement', 'statement']), 'batch of 3 with COMMIT']);
+      assert.deepEqual(await h.db.query('SELECT state, device_seq FROM commands WHERE id = ?', ['c-sq-alone']), [{ state: 'queued', device_seq: 1 }]);
+      assert.equal(await h.cp.context.audit.drainRecorded() >= 1, true);
+      assert.equal((await h.cp.context.audit.verify()).ok, true);
+    });
+
     it('more devices than one statement takes: split in name order, every seq right', async () => {
       const deviceIds = Array.from({ length: 70 }, (_, i) => `sq-many-${String(i).padStart(2, '0')}`);
       const asked = [...deviceIds, deviceIds[3]!, deviceIds[69]!];

@@ -175,7 +175,7 @@ function suite(pair: StorePair): void {
     // Group commit (issue 17): transitions applied while others commit share one transaction.
     const countingTransactions = () => {
       // Round trips as the adapter makes them: a statement alone is one, a batch of them one (its statements all counted).
-      const counter = { transactions: 0, statements: 0, roundTrips: 0 };
+      const counter = { transactions: 0, statements: 0, roundTrips: 0, committingBatches: 0 };
       const db = new Proxy(h.db, {
         get(target, property, receiver) {
           if (property === 'transaction') {
@@ -185,7 +185,12 @@ function suite(pair: StorePair): void {
                 dialect: tx.dialect,
                 query: (sql, params) => { counter.statements += 1; counter.roundTrips += 1; return tx.query(sql, params); },
                 execute: (sql, params) => { counter.statements += 1; counter.roundTrips += 1; return tx.execute(sql, params); },
-                executeBatch: (statements) => { counter.statements += statements.length; counter.roundTrips += 1; return tx.executeBatch(statements); },
+                executeBatch: (statements, options) => {
+                  counter.statements += statements.length;
+                  counter.roundTrips += 1;
+                  if (options?.commit === true) counter.committingBatches += 1;
+                  return tx.executeBatch(statements, options);
+                },
               }));
             };
           }
@@ -271,14 +276,15 @@ function suite(pair: StorePair): void {
       for (const command of [a, b]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
     });
 
-    it('a transition alone is one round trip in its transaction: its compare-and-set, history row and outbox row in one batch (issue 17; were three)', async () => {
+    it('a transition alone is one round trip with its COMMIT: its compare-and-set, history row and outbox row in one batch (issue 17; were four)', async () => {
       const command = await create();
       const { db, counter } = countingTransactions();
       const repository = new CommandRepository({ db, audit: h.cp.context.audit });
       const deliver = await deliverDecision(repository, command.id);
       const before = { ...counter };
       assert.equal(await repository.apply(deliver), true);
-      assert.deepEqual([counter.transactions - before.transactions, counter.statements - before.statements, counter.roundTrips - before.roundTrips], [1, 3, 1]);
+      // And its COMMIT in the same round trip: the history and outbox rows are guarded on the compare-and-set instead of a rollback.
+      assert.deepEqual([counter.transactions - before.transactions, counter.statements - before.statements, counter.roundTrips - before.roundTrips, counter.committingBatches - before.committingBatches], [1, 3, 1, 1]);
       assert.equal((await h.cp.commands.get(command.id)).state, 'sent');
       // Lost: the same decision again finds `sent`; the batch's rows are rolled back with it, and it answers false.
       const auditedBefore = await audited(command.id);

@@ -8,8 +8,8 @@ import { commandStates, commandTerminalStates, type CommandState } from '../../c
 import type { JsonObject, JsonValue } from '../../core/protocol/json-value.js';
 import { SignedCommandSchema, type SignedCommand } from '../../core/protocol/messages/command.js';
 import { formatTraceparent, parseTraceparent } from '../../core/trace/trace-context.js';
-import type { SqlDatabase, SqlExecutor, SqlStatement, SqlTransaction, SqlValue } from '../stores/sql/sql-port.js';
-import { DeferredStatements, executeInBatches } from '../stores/sql/sql-batch.js';
+import type { SqlDatabase, SqlDialect, SqlExecutor, SqlStatement, SqlTransaction, SqlValue } from '../stores/sql/sql-port.js';
+import { DeferredStatements, executeInBatches, whenPreviousChanged } from '../stores/sql/sql-batch.js';
 import { nextCounterValue } from './stores/counters.js';
 import { deviceSeqCounterName, takeDeviceSeqs } from './command-device-seqs.js';
 import { Batched } from './batched-reads.js';
@@ -575,7 +575,8 @@ export class CommandRepository {
   #createAlone<T extends { readonly transaction: readonly TransactionEffect[] }>(deviceId: string, build: (deviceSeq: number) => T): Promise<T> {
     return this.#db.transaction(async (tx) => {
       const decided = build(await nextCounterValue(tx, deviceSeqCounterName(deviceId)));
-      await this.#applyIn(tx, decided.transaction);
+      // Its last step, and a create has no compare-and-set to lose: the COMMIT rides with its writes (issue 17).
+      await this.#applyIn(tx, decided.transaction, { commit: true });
       return decided;
     });
   }
@@ -689,6 +690,10 @@ export class CommandRepository {
    * member's failure is its own.
    */
   async #commitGroup(members: readonly GroupMember[], mode: 'guess' | 'exact' = 'guess'): Promise<void> {
+    if (members.length === 1 && mode === 'guess') {
+      await this.#commitLone(members[0]!.effects).then(members[0]!.resolve, members[0]!.reject);
+      return;
+    }
     let won: readonly boolean[];
     try {
       won = await this.#db.transaction(async (tx) => {
@@ -736,11 +741,41 @@ export class CommandRepository {
   }
 
   /**
-   * Applies the effects in `tx`, in order, as one batch (issue 17: a round trip for the lot, not
-   * one per statement). A compare-and-set that changed nothing throws CompareAndSetLost after
-   * the batch: the statements after it ran too, and the rollback undoes them with everything else.
+   * A group of one (the usual case at low rates, issue 17): its compare-and-set, its history row
+   * and its outbox row, each guarded on the statement before it (whenPreviousChanged), and the
+   * COMMIT, in one round trip. A lost compare-and-set changes nothing and the guards skip the
+   * rest, so what commits is nothing: it answers false, as the group path does. On any failure the
+   * transaction rolls back (the batch stops before its COMMIT) and the error reaches the caller.
    */
-  async #applyIn(tx: SqlTransaction, effects: readonly TransactionEffect[]): Promise<void> {
+  async #commitLone(effects: readonly TransactionEffect[]): Promise<boolean> {
+    return this.#db.transaction(async (tx) => {
+      const [update, ...rest] = effects as [StateUpdate, ...TransactionEffect[]];
+      const statements: SqlStatement[] = [compareAndSetStatement(update)];
+      const audits: Array<Extract<TransactionEffect, { type: 'record_audit' }>> = [];
+      for (const effect of rest) {
+        if (effect.type === 'append_history') statements.push(guardedHistoryStatement(tx.dialect, effect));
+        else if (effect.type === 'record_audit') audits.push(effect);
+      }
+      const deferredAudit = new DeferredStatements(tx.dialect, 1);
+      await this.#audit.recordMany(deferredAudit, audits.map((effect) => effect.entry));
+      statements.push(...deferredAudit.statements);
+      const results = await tx.executeBatch(statements, { commit: true });
+      const won = results[0]!.changes === 1;
+      // Won, every guarded row went in; lost, none did. Anything else is a store that does not do what was asked (committed: said loudly).
+      if (results.slice(1).some((result) => result.changes !== (won ? 1 : 0))) {
+        throw new SdcError('STORE_CONFLICT', `command ${update.commandId}: guarded writes changed ${results.slice(1).map((result) => result.changes).join(', ')} rows after a compare-and-set that ${won ? 'won' : 'lost'}`);
+      }
+      return won;
+    });
+  }
+
+  /**
+   * Applies the effects in `tx`, in order, as one batch (issue 17: a round trip for the lot, not
+   * one per statement), with the COMMIT in it when `commit` and no effect is a compare-and-set
+   * (the caller's last step). A compare-and-set that changed nothing throws CompareAndSetLost
+   * after the batch: the statements after it ran too, and the rollback undoes them with the rest.
+   */
+  async #applyIn(tx: SqlTransaction, effects: readonly TransactionEffect[], options: { commit?: boolean } = {}): Promise<void> {
     const statements: SqlStatement[] = [];
     const compareAndSetAt: number[] = [];
     for (const effect of effects) {
@@ -757,7 +792,8 @@ export class CommandRepository {
       }
     }
     if (statements.length === 0) return;
-    const results = await executeInBatches(tx, statements);
+    // `commit` only without a compare-and-set: a lost one must roll the batch back, which a committed batch cannot.
+    const results = await executeInBatches(tx, statements, { commit: options.commit === true && compareAndSetAt.length === 0 });
     if (compareAndSetAt.some((at) => results[at]!.changes !== 1)) throw new CompareAndSetLost();
   }
 
@@ -953,6 +989,14 @@ function writeStatesStatement(updates: readonly StateUpdate[], condition: { sql:
 
 /** History rows per INSERT statement in a group commit (4 parameters each). */
 const historyRowsPerStatementMax = 64;
+
+/** One history row, inserted only when the statement before it changed one row (whenPreviousChanged). */
+function guardedHistoryStatement(dialect: SqlDialect, row: Extract<TransactionEffect, { type: 'append_history' }>): SqlStatement {
+  return {
+    sql: `INSERT INTO command_events (command_id, state, at, detail_json) SELECT ?, ?, ?, ?${whenPreviousChanged(dialect, 1)}`,
+    params: [row.commandId, row.state, row.atMs, canonicalize(row.detail)],
+  };
+}
 
 /** The history rows of a group's winners, in order, as multi-row INSERTs. */
 function historyStatements(rows: ReadonlyArray<Extract<TransactionEffect, { type: 'append_history' }>>): SqlStatement[] {

@@ -88,6 +88,17 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
    * for the caller to send in its batch (a transition's, issue 17) instead of being run.
    */
   async recordMany(tx: SqlExecutor, inputs: readonly AuditEntryInput[]): Promise<void> {
+    if (tx instanceof DeferredStatements && tx.guardedOn !== undefined) {
+      // Guarded: a row per statement, each inserted only if the statement before it changed what it should.
+      for (const input of inputs) {
+        tx.add({
+          sql: `INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) SELECT ?, ?, ?, ?, ?${tx.nextGuard()!}`,
+          params: [input.ts, input.kind, input.actor, input.subject, auditPayloadJson(input.payload)],
+        });
+      }
+      if (inputs.length > 0) this.#recordedSinceDrain = true;
+      return;
+    }
     for (const chunk of inputChunks(inputs)) {
       const statement: SqlStatement = {
         sql: `INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,

@@ -71,6 +71,14 @@ if (mysqlUrl === undefined || mysqlUrl === '') {
         // One multi-statement query and the COMMIT; three statements one by one would be four.
         assert.equal(mysqlRoundTrips() - before, 2);
         assert.deepEqual(results[2]?.rows, [{ n: 2 }]);
+        // With the COMMIT in it, the whole transaction is one round trip.
+        const beforeCommitted = mysqlRoundTrips();
+        await db.transaction((tx) => tx.executeBatch([
+          { sql: 'UPDATE batch_trips SET n = n + 1 WHERE id = ?', params: ['a'] },
+          { sql: 'INSERT INTO batch_trips (id, n) VALUES (?, ?)', params: ['b', 1] },
+        ], { commit: true }));
+        assert.equal(mysqlRoundTrips() - beforeCommitted, 1);
+        assert.deepEqual(await db.query('SELECT id, n FROM batch_trips ORDER BY id'), [{ id: 'a', n: 3 }, { id: 'b', n: 1 }]);
         // Outside a transaction the statement pool still takes one statement per query.
         await assert.rejects(db.execute('SELECT 1; SELECT 2'), (error: unknown) => (error as { code?: string }).code === 'STORE_QUERY_FAILED');
       } finally {

@@ -5,7 +5,7 @@ import { createPool, type Pool, type PoolConnection, type QueryError, type Resul
 import { SdcError } from '../../../core/errors/index.js';
 import { mapMysqlError } from './mysql-errors.js';
 import { parseStoreUrl } from '../store-url.js';
-import type { BatchResult, ExecuteResult, SqlDatabase, SqlStatement, SqlTransaction, SqlValue } from './sql-port.js';
+import type { BatchOptions, BatchResult, ExecuteResult, SqlDatabase, SqlStatement, SqlTransaction, SqlValue } from './sql-port.js';
 import { normaliseParams } from './sql-values.js';
 import { assertBatchShape, assertOneStatement } from './sql-batch.js';
 
@@ -167,16 +167,23 @@ function batchText(statements: readonly SqlStatement[]): { sql: string; params: 
   return { sql: statements.map((statement) => statement.sql).join(';\n'), params };
 }
 
-/** A batch as one round trip; each statement's outcome, in order (mysql2 answers one result per statement). */
-async function runBatch(target: Queryable, statements: readonly SqlStatement[]): Promise<BatchResult[]> {
-  const { sql, params } = batchText(statements);
+/**
+ * A batch as one round trip, with the COMMIT after its last statement when `commit`; each
+ * statement's outcome, in order (mysql2 answers one result per statement, the COMMIT's dropped).
+ * The server stops at a failing statement, so a failure commits nothing.
+ */
+async function runBatch(target: Queryable, statements: readonly SqlStatement[], commit: boolean): Promise<BatchResult[]> {
+  const { sql: text, params } = batchText(statements);
+  const sql = commit ? `${text};\nCOMMIT` : text;
   for (const statement of statements.slice(1)) countStatement(statement.sql, 0);
+  if (commit) countStatement('COMMIT', 0);
+  const sent = statements.length + (commit ? 1 : 0);
   const results = await send(target, sql, params, statements[0]!.sql);
-  const perStatement = statements.length === 1 ? [results] : (results as unknown[]);
-  if (!Array.isArray(perStatement) || perStatement.length !== statements.length) {
-    throw new SdcError('STORE_QUERY_FAILED', `a batch of ${statements.length} statements answered ${Array.isArray(perStatement) ? perStatement.length : 'no'} results`);
+  const perStatement = sent === 1 ? [results] : (results as unknown[]);
+  if (!Array.isArray(perStatement) || perStatement.length !== sent) {
+    throw new SdcError('STORE_QUERY_FAILED', `a batch of ${sent} statements answered ${Array.isArray(perStatement) ? perStatement.length : 'no'} results`);
   }
-  return perStatement.map((result, index) => {
+  return perStatement.slice(0, statements.length).map((result, index) => {
     if (statements[index]!.returnsRows === true) {
       if (!Array.isArray(result)) throw new SdcError('STORE_INVALID_ARGUMENT', `batched statement ${index + 1} was marked returnsRows but returned no rows`);
       return { changes: 0, rows: result as Array<Record<string, unknown>> };
@@ -230,6 +237,8 @@ class MysqlDatabase implements SqlDatabase {
     }
     let open = true;
     let broken = false;
+    /** A batch committed the transaction (BatchOptions.commit): no COMMIT and no ROLLBACK after `fn`. */
+    let committed = false;
     const assertTransactionOpen = (): void => {
       if (!open) throw new SdcError('STORE_INVALID_ARGUMENT', 'transaction executor used after its transaction ended');
     };
@@ -245,9 +254,18 @@ class MysqlDatabase implements SqlDatabase {
         assertOneStatement(sql);
         return runExecute(connection, sql, params);
       },
-      executeBatch: async (statements: readonly SqlStatement[]) => {
+      executeBatch: async (statements: readonly SqlStatement[], options?: BatchOptions) => {
         assertTransactionOpen();
-        return runBatch(connection, statements);
+        const commit = options?.commit === true;
+        // Ended before the round trip: a COMMIT in flight must not be followed by more statements.
+        if (commit) open = false;
+        const results = await runBatch(connection, statements, commit).catch((error: unknown) => {
+          // Not committed (the server stopped at the failure): the transaction is still the caller's to roll back.
+          if (commit) open = true;
+          throw error;
+        });
+        if (commit) committed = true;
+        return results;
       },
     };
     try {
@@ -257,6 +275,7 @@ class MysqlDatabase implements SqlDatabase {
         result = await fn(tx);
       } catch (error) {
         open = false;
+        if (committed) throw error;
         await step((done) => connection.rollback(done), 'ROLLBACK').catch(() => {
           // The connection is broken; destroy it below instead of returning it to the pool.
           broken = true;
@@ -264,6 +283,7 @@ class MysqlDatabase implements SqlDatabase {
         throw error;
       }
       open = false;
+      if (committed) return result;
       await step((done) => connection.commit(done), 'COMMIT').catch(async (error: unknown) => {
         await step((done) => connection.rollback(done), 'ROLLBACK').catch(() => { broken = true; });
         throw mapMysqlError(error);

@@ -1,5 +1,5 @@
 import { SdcError } from '../../../core/errors/index.js';
-import type { BatchResult, ExecuteResult, SqlExecutor, SqlStatement, SqlTransaction } from './sql-port.js';
+import type { BatchOptions, BatchResult, ExecuteResult, SqlDialect, SqlExecutor, SqlStatement, SqlTransaction } from './sql-port.js';
 
 /** Statements per batch (SqlTransaction.executeBatch): a bound on one query's text and on the results kept for it. */
 export const batchStatementsMax = 64;
@@ -52,12 +52,14 @@ export function withOneByOneBatches(executor: SqlExecutor): SqlTransaction {
 
 /**
  * Statements in order over as few batches as the bound allows (one for at most batchStatementsMax):
- * each statement's outcome, in order. A failure stops it, as in one batch.
+ * each statement's outcome, in order. A failure stops it, as in one batch; `commit` goes with the last.
  */
-export async function executeInBatches(tx: SqlTransaction, statements: readonly SqlStatement[]): Promise<BatchResult[]> {
+export async function executeInBatches(tx: SqlTransaction, statements: readonly SqlStatement[], options: BatchOptions = {}): Promise<BatchResult[]> {
   const results: BatchResult[] = [];
   for (let start = 0; start < statements.length; start += batchStatementsMax) {
-    results.push(...await tx.executeBatch(statements.slice(start, start + batchStatementsMax)));
+    const last = start + batchStatementsMax >= statements.length;
+    // The COMMIT (when asked) rides with the last batch only.
+    results.push(...await tx.executeBatch(statements.slice(start, start + batchStatementsMax), last ? options : {}));
   }
   return results;
 }
@@ -72,7 +74,17 @@ export async function executeInBatches(tx: SqlTransaction, statements: readonly 
 export class DeferredStatements implements SqlExecutor {
   readonly #statements: SqlStatement[] = [];
 
-  constructor(readonly dialect: SqlExecutor['dialect']) {}
+  /**
+   * `guardedOn`: the writes added must be guarded (whenPreviousChanged): the first on the caller's
+   * statement before them having changed this many rows, each later one on the one before it.
+   */
+  constructor(readonly dialect: SqlExecutor['dialect'], readonly guardedOn?: number) {}
+
+  /** The guard for the next write added, when this collects guarded writes (see the constructor). */
+  nextGuard(): string | undefined {
+    if (this.guardedOn === undefined) return undefined;
+    return whenPreviousChanged(this.dialect, this.#statements.length === 0 ? this.guardedOn : 1);
+  }
 
   /** Keeps a write for the caller's batch. */
   add(statement: SqlStatement): void {
@@ -92,4 +104,17 @@ export class DeferredStatements implements SqlExecutor {
   execute(): Promise<ExecuteResult> {
     return Promise.reject(new SdcError('STORE_INVALID_ARGUMENT', 'DeferredStatements runs nothing: its writes are sent later in a batch'));
   }
+}
+
+/**
+ * The tail of `INSERT INTO t (columns) SELECT ?, ?, ...` that inserts its row only when the
+ * statement just before it (in the same batch, on the same connection) changed exactly `rows`
+ * rows: MySQL's ROW_COUNT(), SQLite's changes(). Why: a batch that commits in its own round trip
+ * (BatchOptions.commit) cannot be rolled back after a compare-and-set lost, so the writes that
+ * belong to the change are made conditional on it instead, and a lost one commits nothing. Chain
+ * them: each guarded INSERT of one row is the `rows = 1` condition of the next.
+ */
+export function whenPreviousChanged(dialect: SqlDialect, rows: number): string {
+  if (!(Number.isSafeInteger(rows) && rows >= 0)) throw new SdcError('STORE_INVALID_ARGUMENT', `rows must be a non-negative integer, got ${rows}`);
+  return dialect === 'mysql' ? ` FROM DUAL WHERE ROW_COUNT() = ${rows}` : ` WHERE changes() = ${rows}`;
 }

@@ -5,6 +5,7 @@ import { SdcError } from '../../../core/errors/index.js';
 import { controlPlaneMigrations } from './control-plane-migrations.js';
 import { migrate, type Migration } from './migrate.js';
 import type { SqlDatabase } from './sql-port.js';
+import { whenPreviousChanged } from './sql-batch.js';
 
 /** What an adapter's test file supplies: a factory over one persistent location, and a way to empty it. */
 export interface SqlContractTarget {
@@ -168,6 +169,61 @@ export function runSqlContract(name: string, target: SqlContractTarget): void {
         { sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['dup2', 'keep', 1] },
       ])), 'STORE_UNIQUE_VIOLATION');
       assert.deepEqual(await db.query('SELECT qty FROM contract_items WHERE id = ?', ['keep']), [{ qty: 1 }]);
+    });
+
+    it('commits with a batch when asked: the transaction ends there, and a failing batch commits nothing', async () => {
+      let leaked: Parameters<Parameters<SqlDatabase['transaction']>[0]>[0] | undefined;
+      const boom = new Error('after the commit');
+      // Committed by the batch: what the function throws afterwards rolls nothing back.
+      await assert.rejects(db.transaction(async (tx) => {
+        leaked = tx;
+        await tx.executeBatch([
+          { sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['c1', 'one', 1] },
+          { sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['c2', 'two', 2] },
+        ], { commit: true });
+        await rejectsWithCode(tx.query('SELECT id FROM contract_items'), 'STORE_INVALID_ARGUMENT');
+        throw boom;
+      }), (error) => error === boom);
+      assert.ok(leaked);
+      await rejectsWithCode(leaked.executeBatch([{ sql: 'SELECT 1 AS one', returnsRows: true }]), 'STORE_INVALID_ARGUMENT');
+      assert.deepEqual((await db.query<{ id: string }>('SELECT id FROM contract_items ORDER BY id')).map((row) => row.id), ['c1', 'c2']);
+      // A failure stops the batch before its COMMIT: thrown on, the transaction rolls back, the earlier statements too.
+      await rejectsWithCode(db.transaction((tx) => tx.executeBatch([
+        { sql: 'UPDATE contract_items SET qty = 50 WHERE id = ?', params: ['c1'] },
+        { sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['dup', 'one', 1] },
+      ], { commit: true })), 'STORE_UNIQUE_VIOLATION');
+      assert.deepEqual(await db.query('SELECT qty FROM contract_items WHERE id = ?', ['c1']), [{ qty: 1 }]);
+      // Caught, the transaction is still open and the caller's: it commits at the end as usual.
+      await db.transaction(async (tx) => {
+        await rejectsWithCode(tx.executeBatch([
+          { sql: 'UPDATE contract_items SET qty = 60 WHERE id = ?', params: ['c1'] },
+          { sql: 'INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', params: ['dup', 'one', 1] },
+        ], { commit: true }), 'STORE_UNIQUE_VIOLATION');
+        await tx.execute('UPDATE contract_items SET qty = qty + 1 WHERE id = ?', ['c1']);
+      });
+      assert.deepEqual(await db.query('SELECT qty FROM contract_items WHERE id = ?', ['c1']), [{ qty: 61 }]);
+    });
+
+    it('guards an INSERT on the statement before it (whenPreviousChanged): a lost compare-and-set commits nothing', async () => {
+      await db.execute('INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', ['g', 'guarded', 1]);
+      const guard = whenPreviousChanged(db.dialect, 1);
+      const attempt = (fromQty: number, suffix: string) => db.transaction((tx) => tx.executeBatch([
+        { sql: 'UPDATE contract_items SET qty = qty + 1 WHERE id = ? AND qty = ?', params: ['g', fromQty] },
+        { sql: `INSERT INTO contract_items (id, name, qty) SELECT ?, ?, ?${guard}`, params: [`a-${suffix}`, `a-${suffix}`, 1] },
+        { sql: `INSERT INTO contract_items (id, name, qty) SELECT ?, ?, ?${guard}`, params: [`b-${suffix}`, `b-${suffix}`, 1] },
+      ], { commit: true }));
+      assert.deepEqual((await attempt(1, 'won')).map((result) => result.changes), [1, 1, 1]);
+      // The same compare-and-set again finds qty 2: it changes nothing, and neither guarded INSERT inserts.
+      assert.deepEqual((await attempt(1, 'lost')).map((result) => result.changes), [0, 0, 0]);
+      assert.deepEqual((await db.query<{ id: string }>('SELECT id FROM contract_items ORDER BY id')).map((row) => row.id), ['a-won', 'b-won', 'g']);
+      // The guard counts rows: one on two changed rows does not insert.
+      await db.execute('INSERT INTO contract_items (id, name, qty) VALUES (?, ?, ?)', ['g2', 'guarded2', 2]);
+      const [, none] = await db.transaction((tx) => tx.executeBatch([
+        { sql: 'UPDATE contract_items SET qty = qty + 1 WHERE id IN (?, ?)', params: ['g', 'g2'] },
+        { sql: `INSERT INTO contract_items (id, name, qty) SELECT ?, ?, ?${guard}`, params: ['c', 'c', 1] },
+      ]));
+      assert.equal(none?.changes, 0);
+      assert.throws(() => whenPreviousChanged(db.dialect, -1), (error: unknown) => SdcError.is(error, 'STORE_INVALID_ARGUMENT'));
     });
 
     it('refuses an empty batch, an oversized one, and a statement text holding a second statement', async () => {

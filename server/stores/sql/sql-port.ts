@@ -50,7 +50,19 @@ export interface SqlTransaction extends SqlExecutor {
    * (STORE_INVALID_ARGUMENT): values are bound, never part of the text, so only our own
    * statement texts reach the server, one statement each.
    */
-  executeBatch(statements: readonly SqlStatement[]): Promise<BatchResult[]>;
+  executeBatch(statements: readonly SqlStatement[], options?: BatchOptions): Promise<BatchResult[]>;
+}
+
+export interface BatchOptions {
+  /**
+   * Commits the transaction after the batch's last statement, in the same round trip (issue 17:
+   * a COMMIT was a round trip of its own per transaction). The transaction ends there: the
+   * executor refuses any later use and `transaction()` sends no COMMIT; make it the function's
+   * last step. When a statement fails nothing commits: its error is thrown and the transaction
+   * rolls back as usual. Only for a batch whose outcome cannot call for a rollback (one without
+   * a compare-and-set to check, or whose later statements are guarded on it).
+   */
+  readonly commit?: boolean;
 }
 
 export interface SqlDatabase extends SqlExecutor {

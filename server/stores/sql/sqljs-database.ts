@@ -8,7 +8,7 @@ import type { Scheduler, TimerHandle } from '../../../core/ports/ports.js';
 import { AsyncMutex } from '../../../runtime/async-mutex.js';
 import { privateFileMode, writeFileAtomic } from '../../../runtime/atomic-file.js';
 import { mapSqliteError } from './sqlite-errors.js';
-import type { ExecuteResult, SqlDatabase, SqlStatement, SqlTransaction, SqlValue } from './sql-port.js';
+import type { BatchOptions, ExecuteResult, SqlDatabase, SqlStatement, SqlTransaction, SqlValue } from './sql-port.js';
 import { runStatementsOneByOne } from './sql-batch.js';
 import { normaliseParams } from './sql-values.js';
 import { SqlJsStatementCache } from './sqljs-statements.js';
@@ -339,7 +339,20 @@ class SqlJsDatabaseImpl {
     const result = await this.exclusive(async () => {
       await this.beforeWrite();
       let open = true;
+      /** A batch committed the transaction (BatchOptions.commit): no COMMIT and no ROLLBACK after `fn`. */
+      let committed = false;
       const record = this.newRecord();
+      const commit = (): void => {
+        open = false;
+        try {
+          this.database.run('COMMIT');
+        } catch (error) {
+          this.database.run('ROLLBACK');
+          throw mapSqliteError(error);
+        }
+        committed = true;
+        durable = this.afterCommit(record);
+      };
       const tx: SqlTransaction = {
         dialect: 'sqlite',
         query: async <R>(sql: string, params?: readonly SqlValue[]) => {
@@ -351,10 +364,13 @@ class SqlJsDatabaseImpl {
           return this.runJournaledExecute(record, sql, params);
         },
         // In-process, a batch is its statements one after another (no round trips to save); it is
-        // checked as MySQL's is, and stops at the first that fails, as MySQL's does.
-        executeBatch: async (statements: readonly SqlStatement[]) => {
+        // checked as MySQL's is, stops at the first that fails, and commits after the last when
+        // asked, as MySQL's does.
+        executeBatch: async (statements: readonly SqlStatement[], options?: BatchOptions) => {
           this.assertTransactionOpen(open);
-          return runStatementsOneByOne(tx, statements);
+          const results = await runStatementsOneByOne(tx, statements);
+          if (options?.commit === true) commit();
+          return results;
         },
       };
       this.database.run('BEGIN IMMEDIATE');
@@ -363,18 +379,12 @@ class SqlJsDatabaseImpl {
         result = await transactionScope.run(this, () => fn(tx));
       } catch (error) {
         open = false;
+        if (committed) throw error;
         // Its statements were never journaled: a rolled-back transaction leaves no record.
         this.database.run('ROLLBACK');
         throw error;
       }
-      open = false;
-      try {
-        this.database.run('COMMIT');
-      } catch (error) {
-        this.database.run('ROLLBACK');
-        throw mapSqliteError(error);
-      }
-      durable = this.afterCommit(record);
+      if (!committed) commit();
       return result;
     });
     await durable;

@@ -9,6 +9,7 @@ import type { SqlDatabase } from './sql-port.js';
 import { openSqlJsDatabase, type SqlJsDatabase, type SqlJsLogger } from './sqljs-database.js';
 import { journalHeaderBytes, journalRecordBytesMax } from './sqljs-journal-format.js';
 import { scanJournal } from './sqljs-journal.js';
+import { whenPreviousChanged } from './sql-batch.js';
 
 const roots: string[] = [];
 async function freshDir(): Promise<string> {
@@ -65,6 +66,14 @@ async function workload(db: SqlDatabase, from: number, to: number): Promise<void
     } else {
       await db.execute('DELETE FROM items WHERE name = ?', [`n${i - 2}`]);
       await db.query('INSERT INTO counters (name, value) VALUES (?, ?) RETURNING value', [`c${i}`, i]);
+    }
+    if (i % 4 === 0) {
+      // A compare-and-set and a write guarded on it, committed with the batch (issue 17): it wins while n{i-1}
+      // exists and loses once deleted; replayed, each guard must decide as it did.
+      await db.transaction((tx) => tx.executeBatch([
+        { sql: 'UPDATE items SET qty = qty + 1 WHERE name = ?', params: [`n${i - 1}`] },
+        { sql: `INSERT INTO counters (name, value) SELECT ?, ?${whenPreviousChanged('sqlite', 1)}`, params: [`g${i}`, i] },
+      ], { commit: true }));
     }
   }
 }

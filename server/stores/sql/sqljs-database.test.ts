@@ -172,6 +172,19 @@ describe('sql.js adapter specifics', () => {
     await db.close();
   });
 
+  it('opened without the nested-call check (the simulator), a call from inside a transaction waits its turn instead', async () => {
+    const db = await openSqlJsDatabase({ dataDir: await freshDir(), refuseNestedCalls: false });
+    let nested: Promise<unknown> | undefined;
+    await db.transaction(async (tx) => {
+      await tx.execute('CREATE TABLE t (n INTEGER)');
+      await tx.execute('INSERT INTO t (n) VALUES (1)');
+      // Not awaited here (that would wait for this transaction forever): it queues behind it, unrefused.
+      nested = db.query('SELECT n FROM t');
+    });
+    assert.deepEqual(await nested, [{ n: 1 }]);
+    await db.close();
+  });
+
   it('bounds the callers waiting for the connection', async () => {
     const db = await openSqlJsDatabase({ dataDir: await freshDir(), waitersMax: 2 });
     const calls = Array.from({ length: 4 }, () => db.query('SELECT 1 AS one'));

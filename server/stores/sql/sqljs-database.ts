@@ -48,6 +48,15 @@ export interface SqlJsDatabaseOptions {
   /** ... or this many records (bounds the replay at open). */
   readonly snapshotAfterJournalRecords?: number;
   readonly logger?: SqlJsLogger;
+  /**
+   * Refuse a `db.*` call made inside `transaction(fn)` (it would wait for the connection its own
+   * transaction holds, forever) with STORE_INVALID_ARGUMENT; default true. Telling that call
+   * apart takes an AsyncLocalStorage, which on Node 20 turns on promise hooks for every promise of
+   * the process once a transaction has run: about 5 % of the simulator's start-up CPU (issue 17,
+   * docs/benchmarks.md). The simulator, whose control-plane code the tests run with the check on,
+   * opens its store without it. The first opener of a file decides for every opener of it.
+   */
+  readonly refuseNestedCalls?: boolean;
 }
 
 /** Counters since open (observability; tests and the benchmark count bytes written). */
@@ -281,6 +290,8 @@ class SqlJsDatabaseImpl {
    * entry per table, so bounded by the schema.
    */
   private readonly autoIdTables = new Map<string, boolean>();
+  /** SqlJsDatabaseOptions.refuseNestedCalls. */
+  private readonly refuseNestedCalls: boolean;
 
   constructor(
     private readonly database: Database,
@@ -291,6 +302,7 @@ class SqlJsDatabaseImpl {
     loaded: { readonly snapshotSequence: number; readonly lastSequence: number; readonly snapshotBytes: number; readonly journal: JournalFile; readonly recoveredRecords: number; readonly tornTailBytes: number },
   ) {
     this.mutex = new AsyncMutex(options.waitersMax ?? waitersMaxDefault);
+    this.refuseNestedCalls = options.refuseNestedCalls ?? true;
     this.statements = new SqlJsStatementCache(database);
     this.scheduler = options.scheduler;
     this.journaling = durability.mode === 'every-commit';
@@ -376,7 +388,7 @@ class SqlJsDatabaseImpl {
       this.database.run('BEGIN IMMEDIATE');
       let result: T;
       try {
-        result = await transactionScope.run(this, () => fn(tx));
+        result = await (this.refuseNestedCalls ? transactionScope.run(this, () => fn(tx)) : fn(tx));
       } catch (error) {
         open = false;
         if (committed) throw error;

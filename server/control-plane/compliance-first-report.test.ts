@@ -5,35 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ComplianceService } from './compliance.js';
 import type { AuditEntry } from '../../core/protocol/audit-chain.js';
-import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
-import { makeHarness, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
-
-/** sql.js, with every statement run inside a transaction written down. */
-function sqlJsTargetWatchingTransactions(statements: string[]): SqlTarget {
-  return {
-    ...sqlJsTarget,
-    open: async (dataDir) => {
-      const db = await sqlJsTarget.open(dataDir);
-      const watched = (tx: SqlExecutor): SqlExecutor => new Proxy(tx, {
-        get(target, property, receiver) {
-          const value = Reflect.get(target, property, receiver) as unknown;
-          if (typeof value !== 'function') return value;
-          return (...args: unknown[]) => {
-            if (property === 'query' || property === 'execute') statements.push(String(args[0]));
-            return (value as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        },
-      });
-      return new Proxy(db, {
-        get(target, property, receiver) {
-          const value = Reflect.get(target, property, receiver) as unknown;
-          if (property === 'transaction') return <T>(fn: (tx: SqlExecutor) => Promise<T>) => target.transaction((tx) => fn(watched(tx)));
-          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-        },
-      }) as SqlDatabase;
-    },
-  };
-}
+import { makeHarness, sqlJsTargetWatchingTransactions, type Harness } from './test-support.js';
 
 const facts = { agent_version: '1.2.0', os_version: 'Linux 6.8.0', kernel_attestation: 'unattested' as const };
 

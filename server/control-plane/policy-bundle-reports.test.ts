@@ -11,8 +11,7 @@ import { streamNames } from '../bus-contract/streams.js';
 import type { AuditEntry } from '../../core/protocol/audit-chain.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
-import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
-import { deviceFrame, makeDeviceKey, makeHarness, sqlJsTarget, storePairs, type Harness, type SqlTarget, type StorePair } from './test-support.js';
+import { deviceFrame, makeDeviceKey, makeHarness, sqlJsTargetWatchingTransactions, storePairs, type Harness, type StorePair } from './test-support.js';
 
 function suite(pair: StorePair): void {
   describe(`policy bundle reports in the audit chain on ${pair.name}`, () => {
@@ -77,33 +76,6 @@ function suite(pair: StorePair): void {
       assert.equal(await h.bus.length(deadLetterStream(streamNames.events)) - deadBefore, 1, 'the forged report is dead-lettered');
     });
   });
-}
-
-/** sql.js, with every statement run inside a transaction written down (the reports are written in one). */
-function sqlJsTargetWatchingTransactions(statements: string[]): SqlTarget {
-  return {
-    ...sqlJsTarget,
-    open: async (dataDir) => {
-      const db = await sqlJsTarget.open(dataDir);
-      const watched = (tx: SqlExecutor): SqlExecutor => new Proxy(tx, {
-        get(target, property, receiver) {
-          const value = Reflect.get(target, property, receiver) as unknown;
-          if (typeof value !== 'function') return value;
-          return (...args: unknown[]) => {
-            if (property === 'query' || property === 'execute') statements.push(String(args[0]));
-            return (value as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        },
-      });
-      return new Proxy(db, {
-        get(target, property, receiver) {
-          const value = Reflect.get(target, property, receiver) as unknown;
-          if (property === 'transaction') return <T>(fn: (tx: SqlExecutor) => Promise<T>) => target.transaction((tx) => fn(watched(tx)));
-          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-        },
-      }) as SqlDatabase;
-    },
-  };
 }
 
 describe('policy bundle reports: statements (issue 17)', () => {

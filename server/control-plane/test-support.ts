@@ -16,7 +16,7 @@ import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { createMysqlDatabase } from '../stores/sql/mysql-database.js';
 import { openSqlJsDatabase } from '../stores/sql/sqljs-database.js';
-import type { SqlDatabase } from '../stores/sql/sql-port.js';
+import type { SqlDatabase, SqlTransaction } from '../stores/sql/sql-port.js';
 import { importEd25519PrivateKey, publicKeyOf } from '../../trust/ed25519-keys.js';
 import { ed25519Algorithm, x509 } from '../../trust/x509-provider.js';
 import { createControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.js';
@@ -39,6 +39,32 @@ export const sqlJsTarget: SqlTarget = {
   open: (dataDir) => openSqlJsDatabase({ dataDir: join(dataDir, 'db'), fileName: 'sdc.sqlite' }),
   cleanup: async () => undefined,
 };
+
+/**
+ * sql.js, with every statement run inside a transaction written down in `statements` (a batch's
+ * statements each, in order): for tests that count what a write's transaction sends.
+ */
+export function sqlJsTargetWatchingTransactions(statements: string[]): SqlTarget {
+  return {
+    ...sqlJsTarget,
+    open: async (dataDir) => {
+      const db = await sqlJsTarget.open(dataDir);
+      const watched = (tx: SqlTransaction): SqlTransaction => ({
+        dialect: tx.dialect,
+        query: (sql, params) => { statements.push(sql); return tx.query(sql, params); },
+        execute: (sql, params) => { statements.push(sql); return tx.execute(sql, params); },
+        executeBatch: (batch, options) => { statements.push(...batch.map((statement) => statement.sql)); return tx.executeBatch(batch, options); },
+      });
+      return new Proxy(db, {
+        get(target, property, receiver) {
+          const value = Reflect.get(target, property, receiver) as unknown;
+          if (property === 'transaction') return <T>(fn: (tx: SqlTransaction) => Promise<T>) => target.transaction((tx) => fn(watched(tx)));
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+    },
+  };
+}
 
 /**
  * The sql.js target whose `query` calls `onRead` before each statement that starts with

@@ -724,14 +724,9 @@ export class CommandRepository {
         return outcome.won;
       });
     } catch (error) {
+      // A group of one never gets here (#commitLone), so the group is run again exactly, or member by member.
       if (error instanceof GroupGuessMissed) {
-        // One member: its own compare-and-set lost, and the rollback undid its rows: it lost, as tryUpdateState would say.
-        if (members.length === 1) members[0]!.resolve(false);
-        else await this.#commitGroup(members, 'exact');
-        return;
-      }
-      if (members.length === 1) {
-        members[0]!.reject(error);
+        await this.#commitGroup(members, 'exact');
         return;
       }
       await Promise.all(members.map((member) => this.#applyAlone(member.effects).then(member.resolve, member.reject)));
@@ -934,7 +929,7 @@ interface StateUpdatesOutcome {
  * never dispatched when it asks for that) and whose CASE arms write each member's change; every
  * member is assumed to win, and when the UPDATE changes fewer rows than the group has members the
  * caller throws GroupGuessMissed (it rolls back and asks again with `exact`: which members lost
- * cannot be told from the count; a group of one simply lost). `exact`: the group's rows read
+ * cannot be told from the count). `exact`: the group's rows read
  * under lock (`FOR UPDATE` on MySQL, in id order; SQLite's transactions run one at a time), each
  * member decided on them, and the winners written by one UPDATE. Under the lock nobody changes
  * those rows before the commit, so this decides exactly what the per-row compare-and-set would.
@@ -950,7 +945,6 @@ async function updateStates(tx: SqlExecutor, updates: readonly StateUpdate[], mo
     return { won };
   }
   if (mode === 'guess') {
-    if (updates.length === 1) return { won: [true], write: { statement: compareAndSetStatement(updates[0]!), rowsExpected: 1 } };
     const from = caseOfUpdates(updates, (update) => update.from);
     const neverDispatched = caseOfUpdates(updates, (update) => (update.onlyIfNeverDispatched ? 1 : 0));
     const statement = writeStatesStatement(updates, { sql: ` AND state = ${from.sql} AND (${neverDispatched.sql} = 0 OR first_dispatched_at IS NULL)`, params: [...from.params, ...neverDispatched.params] });

@@ -79,6 +79,11 @@ if (mysqlUrl === undefined || mysqlUrl === '') {
         ], { commit: true }));
         assert.equal(mysqlRoundTrips() - beforeCommitted, 1);
         assert.deepEqual(await db.query('SELECT id, n FROM batch_trips ORDER BY id'), [{ id: 'a', n: 3 }, { id: 'b', n: 1 }]);
+        // A transaction's single statements go on the same multi-statement connections: a second statement in a text is refused before it is sent.
+        await assert.rejects(db.transaction((tx) => tx.execute('UPDATE batch_trips SET n = 0; DELETE FROM batch_trips')),
+          (error: unknown) => (error as { code?: string }).code === 'STORE_INVALID_ARGUMENT');
+        await assert.rejects(db.transaction((tx) => tx.query('SELECT 1; SELECT 2')), (error: unknown) => (error as { code?: string }).code === 'STORE_INVALID_ARGUMENT');
+        assert.equal((await db.query('SELECT id FROM batch_trips')).length, 2);
         // Outside a transaction the statement pool still takes one statement per query.
         await assert.rejects(db.execute('SELECT 1; SELECT 2'), (error: unknown) => (error as { code?: string }).code === 'STORE_QUERY_FAILED');
       } finally {

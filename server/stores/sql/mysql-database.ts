@@ -41,7 +41,7 @@ export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promis
   };
   // Transactions may send a batch of statements as one query (SqlTransaction.executeBatch), so their
   // connections accept several statements per query; every text sent on them is checked for `;`
-  // first (batchText), so only our own one-statement texts are stacked, never one built from input.
+  // first (assertOneStatement, assertBatchShape), so only our own one-statement texts are stacked.
   const pools = { statements: createPool(poolOptions), transactions: transactionPool({ ...poolOptions, multipleStatements: true }) };
   const database = new MysqlDatabase(pools, options.deadlockAttemptsMax ?? deadlockAttemptsMax);
   try {

@@ -1,3 +1,4 @@
+import { createHook } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -80,6 +81,12 @@ export interface IngestBenchRow {
   rows_per_telemetry_insert: number;
   /** Samples in flight at most in this run: the asked window, or less with few connections (sessionInFlightMax each). */
   window_frames: number;
+  /**
+   * Promises made in the measured window per sample stored (the agents' included), only with
+   * SDC_BENCH_COUNT_PROMISES=1: an async hook counts them, which costs CPU, so the other figures
+   * of such a run are not comparable with a run without it.
+   */
+  promises_per_sample?: number;
 }
 
 export interface IngestBenchOutcome {
@@ -125,6 +132,10 @@ const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(byt
 /** One provider for the bench's agents, gateway and baseline; its key cache holds every bench device's keys. */
 const provider = createNodeEd25519Provider({ keyCacheEntriesMax: 2 * ingestBenchLimits.connectionsMax + 16 });
 const sessionCrypto = createNodeSessionKeyCrypto();
+
+/** Promises made so far, counted only with SDC_BENCH_COUNT_PROMISES=1 (an async hook, enabled for the whole run). */
+const promiseCount = { made: 0 };
+if (process.env.SDC_BENCH_COUNT_PROMISES === '1') createHook({ init: (_id, type) => { if (type === 'PROMISE') promiseCount.made += 1; } }).enable();
 
 /** What the control plane's SQL did: every statement, and the writer's telemetry INSERTs with the rows they stored. */
 interface SqlTally {
@@ -393,6 +404,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     const backlogAtStart = sent - sqlTally.rowsStored;
     const tallyAtStart = { ...sqlTally };
     const agentCpuUsAtStart = agentTime.cpuUs;
+    const promisesAtStart = promiseCount.made;
     const cpuAtStart = process.cpuUsage();
     const startMs = performance.now();
     await new Promise((resolve) => setTimeout(resolve, options.durationMs));
@@ -401,6 +413,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     const statements = sqlTally.statements - tallyAtStart.statements;
     const telemetryInserts = sqlTally.telemetryInserts - tallyAtStart.telemetryInserts;
     const cpu = process.cpuUsage(cpuAtStart);
+    const promisesMade = promiseCount.made - promisesAtStart;
     const backlogAtEnd = sent - sqlTally.rowsStored;
     const agentCpuUs = agentTime.cpuUs - agentCpuUsAtStart;
     const series = await scrapes.stop();
@@ -418,6 +431,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
       service_cpu_us_per_sample: Math.max(0, cpu.user + cpu.system - agentCpuUs) / samplesStored,
       backlog_at_start: backlogAtStart, backlog_at_end: backlogAtEnd,
       sql_statements_per_sample: statements / samplesStored, rows_per_telemetry_insert: telemetryInserts === 0 ? 0 : samplesStored / telemetryInserts,
+      ...(process.env.SDC_BENCH_COUNT_PROMISES === '1' ? { promises_per_sample: promisesMade / samplesStored } : {}),
     };
     if (series.failures > 0) options.onProgress?.(`${mode}: ${series.failures} of ${series.entries.length} /metrics scrapes failed (noted in the series)`);
     const pair = seriesEnds(series);

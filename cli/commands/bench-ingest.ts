@@ -66,6 +66,7 @@ export const ingestBenchCommand: Command = {
         service_cpu_us_per_sample: 'CPU microseconds per sample without the agents (gateway and control plane)', backlog_at_start: 'samples', backlog_at_end: 'samples',
         sql_statements_per_sample: 'SQL statements of the control plane per sample stored', rows_per_telemetry_insert: 'rows per telemetry INSERT statement',
         window_frames: 'samples in flight at most (the asked window, or 128 per connection if less)',
+        promises_per_sample: 'promises made per sample stored, agents included (only with SDC_BENCH_COUNT_PROMISES=1)',
       },
       details: { ed25519_verify_per_s: Math.round(outcome.ed25519VerifyPerS) },
     });

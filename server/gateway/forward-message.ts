@@ -23,15 +23,29 @@ export interface ForwardTargets {
   readonly telemetry: AppendBatcher;
 }
 
-export async function forwardMessage({ context, router, telemetry }: ForwardTargets, session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<void> {
-  const { gatewayId, logger } = context.options;
+/** What forwardMessage returns for a frame that forwards nothing: one settled promise for all. */
+const nothingToForward: Promise<void> = Promise.resolve();
+
+/**
+ * Not async: a HEARTBEAT returns a settled promise, and a TELEMETRY sample the promise of its
+ * append batch (AppendBatcher.write), not an async function's promise awaiting it (issue 17: a
+ * sample's forward made two promises for none of its own). The other types take forwardOther.
+ */
+export function forwardMessage(targets: ForwardTargets, session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<void> {
   switch (message.type) {
     // Most frames are HEARTBEATs (two in three on the standard profile), which forward nothing: nothing to decode.
     case 'HEARTBEAT':
-      return;
+      return nothingToForward;
     case 'TELEMETRY':
-      await telemetry.write(encodeBusEntry('telemetry', { device_id: session.deviceId, gateway_id: gatewayId, received_at_ms: nowMs, frame: frameText(message) }));
-      break;
+      return targets.telemetry.write(encodeBusEntry('telemetry', { device_id: session.deviceId, gateway_id: targets.context.options.gatewayId, received_at_ms: nowMs, frame: frameText(message) }));
+    default:
+      return forwardOther(targets, session, message, nowMs);
+  }
+}
+
+async function forwardOther({ context, router }: ForwardTargets, session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<void> {
+  const { gatewayId, logger } = context.options;
+  switch (message.type) {
     case 'COMMAND_ACK':
       await router.onAck(session.deviceId, message.body as MessageBody<'COMMAND_ACK'>, frameText(message));
       break;

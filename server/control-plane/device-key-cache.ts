@@ -58,6 +58,13 @@ export class DeviceKeyCache {
     return this.#read(deviceId, nowMs);
   }
 
+  /** The cached row if younger than `ttlMs`, as get() would answer it without a read; undefined where get() would read. */
+  cached(deviceId: string, ttlMs: number = deviceKeyCacheLimits.ttlMs): DeviceKeyRecord | undefined {
+    const nowMs = this.clock.nowMs();
+    const cached = this.#entries.get(deviceId);
+    return cached !== undefined && nowMs - cached.fetchedAtMs < ttlMs && nowMs >= cached.fetchedAtMs ? cached.record : undefined;
+  }
+
   /** A fresh read, whatever is cached: after a signature failed under the cached key. */
   reload(deviceId: string): Promise<DeviceKeyRecord> {
     return this.#read(deviceId, this.clock.nowMs(), false);

@@ -27,10 +27,24 @@ export const telemetryRowLimits = Object.freeze({
  */
 export const telemetryConsumerOptions = Object.freeze({ batchSize: 256, partitionsInFlightMax: 256, entriesInFlightMax: 1024 });
 
-interface Waiting {
-  readonly row: TelemetryRow;
-  readonly resolve: () => void;
-  readonly reject: (error: unknown) => void;
+/** Where a row went: its INSERT's outcome, shared by every row of it, and its place in it. */
+export interface TelemetryRowTicket {
+  /** Resolves once the row's INSERT is done (never rejects): undefined when every row was stored, else the failed rows' errors by index. */
+  readonly failures: Promise<ReadonlyMap<number, unknown> | undefined>;
+  readonly index: number;
+}
+
+/** The rows of one INSERT (at most rowsPerInsertMax) and the one promise their callers wait on. */
+interface Batch {
+  readonly rows: TelemetryRow[];
+  readonly failures: Promise<ReadonlyMap<number, unknown> | undefined>;
+  settle(failures: ReadonlyMap<number, unknown> | undefined): void;
+}
+
+function newBatch(): Batch {
+  let settle!: (failures: ReadonlyMap<number, unknown> | undefined) => void;
+  const failures = new Promise<ReadonlyMap<number, unknown> | undefined>((resolve) => { settle = resolve; });
+  return { rows: [], failures, settle };
 }
 
 /**
@@ -40,25 +54,43 @@ interface Waiting {
  * stream entry is acked only after its row is stored. When a multi-row INSERT fails, its rows
  * are tried one by one, so one bad row cannot fail the samples that shared its statement. The
  * first flush is a microtask: no timer, no added latency, and virtual time is untouched.
+ *
+ * The rows of one INSERT wait on one promise (`add`), not a promise and two closures each (issue
+ * 17: the telemetry handler's promises per sample); `insert` is the same with a row's own outcome.
  */
 export class TelemetryRowWriter {
-  #waiting: Waiting[] = [];
+  /** Rows waiting for an INSERT, in order, each batch at most rowsPerInsertMax rows (only the last one takes more). */
+  #batches: Batch[] = [];
+  #waitingRows = 0;
   #writing = false;
   #flushQueued = false;
 
   constructor(private readonly db: SqlDatabase) {}
 
-  insert(row: TelemetryRow): Promise<void> {
-    if (this.#waiting.length >= telemetryRowLimits.waitingMax) {
-      return Promise.reject(new SdcError('STORE_LIMIT', `${telemetryRowLimits.waitingMax} telemetry rows already wait for an INSERT`));
+  /** Stores the row with the others of its INSERT; resolves once it is stored, or rejects with its own error. */
+  async insert(row: TelemetryRow): Promise<void> {
+    const ticket = this.add(row);
+    const failures = await ticket.failures;
+    if (failures !== undefined && failures.has(ticket.index)) throw failures.get(ticket.index);
+  }
+
+  /** The row is queued for the next INSERT; throws STORE_LIMIT (nothing queued) when waitingMax rows already wait. */
+  add(row: TelemetryRow): TelemetryRowTicket {
+    if (this.#waitingRows >= telemetryRowLimits.waitingMax) {
+      throw new SdcError('STORE_LIMIT', `${telemetryRowLimits.waitingMax} telemetry rows already wait for an INSERT`);
     }
-    return new Promise<void>((resolve, reject) => {
-      this.#waiting.push({ row, resolve, reject });
-      if (!this.#writing && !this.#flushQueued) {
-        this.#flushQueued = true;
-        queueMicrotask(() => { void this.#flush(); });
-      }
-    });
+    let batch = this.#batches.at(-1);
+    if (batch === undefined || batch.rows.length >= telemetryRowLimits.rowsPerInsertMax) {
+      batch = newBatch();
+      this.#batches.push(batch);
+    }
+    const index = batch.rows.push(row) - 1;
+    this.#waitingRows += 1;
+    if (!this.#writing && !this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => { void this.#flush(); });
+    }
+    return { failures: batch.failures, index };
   }
 
   async #flush(): Promise<void> {
@@ -66,34 +98,32 @@ export class TelemetryRowWriter {
     if (this.#writing) return;
     this.#writing = true;
     try {
-      while (this.#waiting.length > 0) {
-        const batch = this.#waiting.splice(0, telemetryRowLimits.rowsPerInsertMax);
-        await this.#write(batch);
+      for (let batch = this.#batches.shift(); batch !== undefined; batch = this.#batches.shift()) {
+        this.#waitingRows -= batch.rows.length;
+        batch.settle(await this.#write(batch.rows));
       }
     } finally {
       this.#writing = false;
     }
   }
 
-  async #write(batch: readonly Waiting[]): Promise<void> {
+  /** Undefined when every row was stored; else the errors of the rows that were not, by index. */
+  async #write(rows: readonly TelemetryRow[]): Promise<ReadonlyMap<number, unknown> | undefined> {
     try {
-      await this.#insert(batch.map((w) => w.row));
-      for (const waiting of batch) waiting.resolve();
-      return;
+      await this.#insert(rows);
+      return undefined;
     } catch (error) {
-      if (batch.length === 1) {
-        batch[0]!.reject(error);
-        return;
-      }
+      if (rows.length === 1) return new Map([[0, error]]);
     }
-    for (const waiting of batch) {
+    const failures = new Map<number, unknown>();
+    for (const [index, row] of rows.entries()) {
       try {
-        await this.#insert([waiting.row]);
-        waiting.resolve();
+        await this.#insert([row]);
       } catch (error) {
-        waiting.reject(error);
+        failures.set(index, error);
       }
     }
+    return failures.size === 0 ? undefined : failures;
   }
 
   async #insert(rows: readonly TelemetryRow[]): Promise<void> {

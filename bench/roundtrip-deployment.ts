@@ -62,6 +62,8 @@ export interface BenchDeploymentOptions {
   readonly keyPrefix?: string;
   /** Operator token lifetime (default the control plane's): a test makes it short to see the bench outlive it. */
   readonly tokenTtlMs?: number;
+  /** ControlPlaneOptions.commandAuditWindowMs (default the deployment's; null: each command commit awaits its drain). */
+  readonly commandAuditWindowMs?: number | null;
 }
 
 /**
@@ -77,7 +79,10 @@ export async function startBenchDeployment(options: BenchDeploymentOptions): Pro
     ...(options.mysqlUrl ? { mysqlUrl: options.mysqlUrl } : {}),
     // A throwaway account: cheap password hashing keeps start-up short.
     scryptParams: { N: 2 ** 14, r: 8, p: 1 },
-    ...(options.tokenTtlMs === undefined ? {} : { controlPlaneTuning: { jwt: { tokenTtlMs: options.tokenTtlMs } } }),
+    controlPlaneTuning: {
+      ...(options.tokenTtlMs === undefined ? {} : { jwt: { tokenTtlMs: options.tokenTtlMs } }),
+      ...(options.commandAuditWindowMs === undefined ? {} : { commandAuditWindowMs: options.commandAuditWindowMs }),
+    },
   });
   const apiAgent = keptAliveAgent({ socketsMax: apiConnectionsMax, idleTimeoutMs: apiConnectionIdleMs });
   let connectionsOpened = 0;

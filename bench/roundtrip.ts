@@ -6,6 +6,7 @@ import type { AgentIdentity } from '../agent/enrollment.js';
 import { SdcError } from '../core/errors/index.js';
 import type { CommandState } from '../core/protocol/command-machine.js';
 import { systemClock } from '../runtime/system.js';
+import { commandAuditWindowMsDeployment } from '../server/control-plane/audit-drain-soon.js';
 import { loadMonitor, openFileSampler, openFilesLimit, type ProcessLoad } from './process-load.js';
 import { pacedRatePerSMax } from './paced-schedule.js';
 import { readServerRecords, runCommandRounds, type CommandRounds } from './roundtrip-commands.js';
@@ -67,6 +68,8 @@ export interface RoundtripBenchOptions {
    * closed loop (each agent's next command on its last one's terminal event).
    */
   ratePerS?: number;
+  /** The control plane's commandAuditWindowMs (default the deployment's, 50 ms; null: each command commit awaits its drain). */
+  commandAuditWindowMs?: number | null;
 }
 
 export interface PercentileRatios {
@@ -82,6 +85,8 @@ export interface RoundtripSummary {
   commands_per_agent: number;
   /** Commands (and baseline echoes) per second on a fixed schedule, or null for the closed loop (absent before 4 December 2026: closed). */
   rate_per_s?: number | null;
+  /** The control plane's commandAuditWindowMs in this run (null: each command commit awaited its drain). */
+  command_audit_window_ms?: number | null;
   warmup_rounds: number;
   environment: {
     node: string;
@@ -197,7 +202,10 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
   };
   return withDataDir(options.dataDir, async (dataDir) => {
     const lap = phaseClock();
-    const bench = await startBenchDeployment({ dataDir, logger: run.logger, ...storeOptions(options) });
+    const bench = await startBenchDeployment({
+      dataDir, logger: run.logger, ...storeOptions(options),
+      ...(options.commandAuditWindowMs === undefined ? {} : { commandAuditWindowMs: options.commandAuditWindowMs }),
+    });
     try {
       const deploymentMs = lap();
       run.progress(`deployment up: control plane ${bench.apiUrl}, gateway ${bench.deployment.gatewayUrl}`);
@@ -397,6 +405,7 @@ async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripB
     agents: { requested: options.agents, enrolled: m.identities.length, online: m.online },
     commands_per_agent: options.commandsPerAgent,
     rate_per_s: options.ratePerS ?? null,
+    command_audit_window_ms: options.commandAuditWindowMs === undefined ? commandAuditWindowMsDeployment : options.commandAuditWindowMs,
     warmup_rounds: warmupRounds,
     environment: await environmentOf(run),
     baseline: { samples: m.baseline.samplesMs.length, message_bytes: options.echoMessageBytes ?? echoMessageBytesDefault, latency_ms: baselineSummary },

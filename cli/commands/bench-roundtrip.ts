@@ -9,6 +9,7 @@ import { scrapeIntervalOption } from '../../bench/metrics-series-option.js';
 import { metricsSeriesDefaults, renderMetricsSeriesJsonl } from '../../bench/metrics-series.js';
 import { pacedRatePerSMax } from '../../bench/paced-schedule.js';
 import { SdcError } from '../../core/errors/index.js';
+import { commandAuditWindowHelp, commandAuditWindowOptions, commandAuditWindowParseOptions } from '../command-audit-window-option.js';
 
 /** Descriptors one agent costs in this process: its WebSocket, the gateway's end, its journal, an API socket. */
 const openFilesPerAgent = 4;
@@ -39,12 +40,14 @@ export const roundtripBenchCommand: Command = {
     ['--verbose', 'Log the services to stderr'],
     ['--cpu-profile FILE', 'Write a V8 CPU profile (.cpuprofile) of the services\' process over the commands phase'],
     ['--scrape-interval-ms N', `Scrape the services' /metrics every N ms over the commands phase into metrics-series.jsonl (default ${metricsSeriesDefaults.intervalMs}; 0: only at its start and end; at most ${metricsSeriesDefaults.scrapesMax} kept, halved with the interval doubled when reached)`],
+    ...commandAuditWindowHelp,
     ...legacyHelp(runTimeout),
   ],
   options: {
     agents: { type: 'string' }, commands: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
     redis: { type: 'string' }, mysql: { type: 'string' }, ...durationOptions(runTimeout), verbose: { type: 'boolean' },
     'cpu-profile': { type: 'string' }, 'scrape-interval-ms': { type: 'string' }, rate: { type: 'string' },
+    ...commandAuditWindowParseOptions,
   },
   async run(args, io) {
     requireOption(args, 'agents');
@@ -53,6 +56,7 @@ export const roundtripBenchCommand: Command = {
     const timeoutMs = durationOption(args, runTimeout, io.stderr);
     const scrapeIntervalMs = scrapeIntervalOption(args.values['scrape-interval-ms']);
     const ratePerS = rateOption(args.values.rate);
+    const auditWindow = commandAuditWindowOptions(args, io.env);
     // Loaded here, not at the top: the bench runs a whole deployment, most of the CLI's start-up time.
     const [{ openFilesLimit, runRoundtripBench }, { default: pino }] = await Promise.all([import('../../bench/roundtrip.js'), import('pino')]);
     const limit = await openFilesLimit();
@@ -62,6 +66,7 @@ export const roundtripBenchCommand: Command = {
     }
     const run = await runRoundtripBench({
       agents, commandsPerAgent, timeoutMs, scrapeIntervalMs, ...(ratePerS === undefined ? {} : { ratePerS }),
+      ...auditWindow,
       ...(typeof args.values.redis === 'string' ? { redisUrl: args.values.redis } : {}),
       ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
       ...(typeof args.values['cpu-profile'] === 'string' ? { cpuProfilePath: args.values['cpu-profile'] } : {}),
@@ -84,6 +89,7 @@ export const roundtripBenchCommand: Command = {
     io.stdout(args.values.json === true ? renderBenchJson(report) : renderRoundtripTable(run.summary));
     if (typeof args.values.out === 'string') {
       const commandLine = `sdc bench roundtrip --agents ${agents} --commands ${commandsPerAgent}${ratePerS === undefined ? '' : ` --rate ${ratePerS}`}`
+        + `${auditWindow.commandAuditWindowMs === undefined ? '' : ` --command-audit-window-ms ${auditWindow.commandAuditWindowMs ?? 'off'}`}`
         + `${typeof args.values.redis === 'string' ? ' --redis URL' : ''}${typeof args.values.mysql === 'string' ? ' --mysql URL' : ''}`;
       const paths = await writeReportFiles(args.values.out, roundtripReportFiles(run, commandLine, report));
       io.stderr(`wrote ${paths.join(', ')}\n`);

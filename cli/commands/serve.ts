@@ -10,6 +10,7 @@ import type { ComplianceRules } from '../../core/protocol/compliance.js';
 import type { OtaBlobOptions } from '../../server/ota/control-plane-ota.js';
 import { artifactRetentionHelp, artifactRetentionOptions, artifactRetentionParseOptions, type ArtifactRetentionTuning } from '../artifact-retention-options.js';
 import { telemetryRetentionHelp, telemetryRetentionOptions, telemetryRetentionParseOptions, type TelemetryRetentionTuning } from '../telemetry-retention-options.js';
+import { commandAuditWindowHelp, commandAuditWindowOptions, commandAuditWindowParseOptions, type CommandAuditWindowTuning } from '../command-audit-window-option.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
 /** The scrape token from the environment, when no --metrics-token-file names one. */
@@ -202,7 +203,7 @@ async function complianceRulesOption(args: ParsedCommandArgs): Promise<Complianc
 }
 
 /** --pairing-tokens-max, --policy, --alerts and --compliance; the files are parsed here, so a bad one is refused (with the field's path) before anything starts. */
-async function controlPlaneTuning(args: ParsedCommandArgs, io: CliIo): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules; complianceRules?: ComplianceRules; otaBlobs?: OtaBlobOptions } & ArtifactRetentionTuning & TelemetryRetentionTuning }> {
+async function controlPlaneTuning(args: ParsedCommandArgs, io: CliIo): Promise<{ controlPlaneTuning?: { pairingTokensMax?: number; policy?: Policy; alertRules?: AlertRules; complianceRules?: ComplianceRules; otaBlobs?: OtaBlobOptions } & ArtifactRetentionTuning & TelemetryRetentionTuning & CommandAuditWindowTuning }> {
   const file = args.values.policy as string | undefined;
   let policy: Policy | undefined;
   if (file !== undefined) {
@@ -227,6 +228,7 @@ async function controlPlaneTuning(args: ParsedCommandArgs, io: CliIo): Promise<{
     ...await blobStoreOptions(args, io),
     ...artifactRetentionOptions(args, io.env),
     ...telemetryRetentionOptions(args, io.env),
+    ...commandAuditWindowOptions(args, io.env),
   };
   return Object.keys(tuning).length === 0 ? {} : { controlPlaneTuning: tuning };
 }
@@ -330,6 +332,7 @@ export const serveCommand: Command = {
     ['--s3-credentials-file F', `JSON {"access_key_id", "secret_access_key"} (or $${s3AccessKeyEnv} and $${s3SecretKeyEnv})`],
     ...artifactRetentionHelp,
     ...telemetryRetentionHelp,
+    ...commandAuditWindowHelp,
     ...commonHelp,
   ],
   options: {
@@ -338,6 +341,7 @@ export const serveCommand: Command = {
     'public-url': { type: 'string' }, 's3-endpoint': { type: 'string' }, 's3-bucket': { type: 'string' }, 's3-region': { type: 'string' }, 's3-credentials-file': { type: 'string' },
     ...artifactRetentionParseOptions,
     ...telemetryRetentionParseOptions,
+    ...commandAuditWindowParseOptions,
   },
   run: (args, io) => serve(args, io, true),
 };

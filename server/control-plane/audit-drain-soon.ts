@@ -1,6 +1,12 @@
 import type { Scheduler, TimerHandle } from '../../core/ports/ports.js';
 
 /**
+ * A deployment's ControlPlaneOptions.commandAuditWindowMs: long enough that at tens of commands
+ * per second several commits share a drain, short against the 5 s periodic one.
+ */
+export const commandAuditWindowMsDeployment = 50;
+
+/**
  * One audit outbox drain per instant for the work that need not wait for the chain (issue 17).
  *
  * An event handler that records an audit input (a device's compliance at AUTH, its policy bundle

@@ -325,15 +325,16 @@ export class CommandService {
   }
 
   /**
-   * Publishes and dispatches while the audit outbox is settled, and resolves when all are done;
-   * none of these throws. Returns the commands appended, with their gateway. The drain no longer
-   * goes first (issue 17): it was three round trips to MySQL between a command's commit and its
-   * dispatch, on every command's path to its device. Nothing here reads the chain, and the
-   * chain's order does not depend on it: a later change of the same command (its ACK, its result)
-   * records its input after this commit, so the outbox hands it to a drain after this one.
+   * Publishes and dispatches beside the command's audit drain (or its request for one within the
+   * control plane's window), and resolves when both are done; none of these throws. Returns the
+   * commands appended, with their gateway. The drain does not go first (issue 17: it was three
+   * round trips to MySQL between a command's commit and its dispatch, on every command's path to
+   * its device). Nothing here reads the chain, and the chain's order does not depend on when it is
+   * drained: a later change of the same command records its input after this commit, so the
+   * outbox hands it to the same drain or a later one, after this one.
    */
   async #afterCommit(effects: readonly AfterCommitEffect[]): Promise<ReadonlyMap<string, string>> {
-    const settled = this.#ctx.settleAudit();
+    const settled = this.#ctx.settleCommandAudit();
     const appended = new Map<string, string>();
     for (const effect of effects) {
       if (effect.type === 'publish_live') this.#ctx.publishLive(effect.event);

@@ -34,6 +34,12 @@ export interface ServiceContext {
    * (audit-drain-soon.ts, issue 17). The input is recorded either way; this only moves when it is chained.
    */
   settleAuditSoon(): void;
+  /**
+   * For a command's create and transitions: `settleAudit()`, or, where the control plane has a
+   * `commandAuditWindowMs`, a request for one drain within that window shared by every input
+   * committed before it fires, resolved at once (issue 17). Never throws.
+   */
+  settleCommandAudit(): Promise<void>;
   readonly ed25519: Ed25519Provider;
   /** Publishes an operator-visible change on the kv live channel (fire and forget, never throws). */
   publishLive(event: LiveEvent): void;

@@ -6,6 +6,7 @@ import pino, { type Logger } from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import { createControlPlane, type ControlPlane } from '../control-plane/index.js';
 import type { ControlPlaneOptions } from '../control-plane/control-plane.js';
+import { commandAuditWindowMsDeployment } from '../control-plane/audit-drain-soon.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../gateway/gateway-core.js';
 import { createRevocationCheck } from '../gateway/revocation-check.js';
@@ -52,7 +53,7 @@ export interface StartDeploymentOptions {
   /** Extra gateway tuning (heartbeat, ACK timeout, attempts...). */
   gateway?: Partial<Omit<GatewayCoreOptions, 'gatewayId' | 'signer' | 'provider' | 'stores' | 'clock' | 'random' | 'scheduler' | 'commandKeys'>>;
   /** Control-plane sweep periods (expiry, redelivery) and the pairing-token limit; defaults suit production. */
-  controlPlaneTuning?: Pick<ControlPlaneOptions, 'expirySweepIntervalMs' | 'redeliverySweepIntervalMs' | 'redispatchIntervalMs' | 'pairingTokensMax' | 'policy' | 'alertRules' | 'complianceRules' | 'otaBlobs' | 'jwt' | 'artifactRetention' | 'artifactRetentionSweepIntervalMs' | 'telemetryRetention'>;
+  controlPlaneTuning?: Pick<ControlPlaneOptions, 'expirySweepIntervalMs' | 'redeliverySweepIntervalMs' | 'redispatchIntervalMs' | 'pairingTokensMax' | 'policy' | 'alertRules' | 'complianceRules' | 'otaBlobs' | 'jwt' | 'artifactRetention' | 'artifactRetentionSweepIntervalMs' | 'telemetryRetention' | 'commandAuditWindowMs'>;
   /** Cheaper password hashing, for tests and the demo's throwaway users only. */
   scryptParams?: { N: number; r: number; p: number };
   /** How long to wait for MySQL and Redis to answer at start (default storeRetryNone: fail at once; `sdc serve` waits). */
@@ -170,7 +171,8 @@ async function startServices(start: ServicesStart): Promise<Services> {
   if (!start.withApi || stores.sql === undefined) return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane: undefined };
   const controlPlane = await createControlPlane({
     materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
-    gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], crlPath: start.crlPath, ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
+    gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], crlPath: start.crlPath,
+    commandAuditWindowMs: commandAuditWindowMsDeployment, ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
     metrics, ...(options.metricsScrapeToken === undefined ? {} : { metricsScrapeToken: options.metricsScrapeToken }),
   });
   onStop(() => controlPlane.stop());

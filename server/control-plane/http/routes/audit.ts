@@ -9,6 +9,9 @@ export const auditRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices
     schema: { querystring: AuditQuery }, config: { auth: 'admin', summary: 'Audit entries from a sequence number' },
   }, async (request) => {
     const limit = Math.min(request.query.limit ?? 100, auditScanLimitMax);
+    // Read your writes: what committed before this request is chained first (commands ask for
+    // their drain within a window, ControlPlaneOptions.commandAuditWindowMs).
+    await services.context.settleAudit();
     const items = await services.auditStore.scan(request.query.from_seq ?? 1, limit);
     const last = items.at(-1);
     return { items, next_from_seq: items.length === limit && last !== undefined ? last.seq + 1 : null };
@@ -16,5 +19,8 @@ export const auditRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices
 
   app.get('/v1/audit/verify', {
     config: { auth: 'admin', summary: 'Verify the whole audit hash chain' },
-  }, async () => services.context.audit.verify());
+  }, async () => {
+    await services.context.settleAudit();
+    return services.context.audit.verify();
+  });
 };

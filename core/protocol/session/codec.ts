@@ -96,7 +96,8 @@ function verifyDecoded(options: DecodeAndVerifyOptions, envelope: SignedEnvelope
   // One accepted form per type and session: a MAC'd session never pays for an Ed25519 verify of
   // its frequent frames, and a MAC is never accepted where a signature is the evidence.
   if (options.mac !== undefined && sessionMacTypes.has(envelope.type as MessageType)) {
-    return verifyDecodedEnvelopeMac({ envelope, key: options.mac.receive, crypto: options.mac.crypto, ...(signingInput === undefined ? {} : { signingInput }) });
+    const { receive: key, crypto } = options.mac;
+    return verifyDecodedEnvelopeMac(signingInput === undefined ? { envelope, key, crypto } : { envelope, key, crypto, signingInput });
   }
   if (envelope.sig.alg === envelopeMacAlg) {
     throw new SdcError('CRYPTO_UNSUPPORTED_ALG', `${envelope.type} frames ${options.mac === undefined ? 'of a session without an agreed MAC key ' : ''}must be signed, not MAC'd`, { alg: envelope.sig.alg, refId: envelope.id });
@@ -108,4 +109,11 @@ export function checkBody(envelope: SignedEnvelope): DecodedMessage {
   if (!isMessageType(envelope.type)) throw new SdcError('PROTO_UNKNOWN_TYPE', `unknown message type ${envelope.type}`, { refId: envelope.id });
   const body = validateMessageBody(envelope.type, envelope.body);
   return { type: envelope.type, body, envelope } as DecodedMessage;
+}
+
+/** checkBody, with the frame as received (DecodedMessage.bytes and .text) in the same object. */
+export function checkedMessage(envelope: SignedEnvelope, bytes: Uint8Array, text: string): DecodedMessage {
+  if (!isMessageType(envelope.type)) throw new SdcError('PROTO_UNKNOWN_TYPE', `unknown message type ${envelope.type}`, { refId: envelope.id });
+  const body = validateMessageBody(envelope.type, envelope.body);
+  return { type: envelope.type, body, envelope, bytes, text } as DecodedMessage;
 }

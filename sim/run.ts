@@ -104,6 +104,12 @@ export interface RunTiming {
   readonly allReadyAtVirtualMs: number | null;
   readonly connectCpuMs: number;
   readonly connectWallMs: number;
+  /**
+   * SQL commits in the same span (sql.js's saveStats().commits: every transaction and every lone
+   * write), a count that does not depend on the machine: a session's start-up in transactions
+   * (issue 17). The faulty stores' refusals in an outage never reach sql.js and are not counted.
+   */
+  readonly connectSqlCommits: number;
   readonly steadyVirtualMs: number;
   readonly steadyCpuMs: number;
   readonly steadyWallMs: number;
@@ -309,7 +315,7 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
   scheduleWorkload(run, { controlPlane, fleet, observer });
   if (ota !== undefined) scheduleRollout(run, { controlPlane, fleet, ota });
   const setup = { cpuMs: cpuMsSince(cpuStart), wallMs: performance.now() - run.wallStartMs };
-  const phases = await runPhases(run, { agents, network, observer, cpKv: controlPlane.kv, setup });
+  const phases = await runPhases(run, { agents, network, observer, cpKv: controlPlane.kv, setup, sql: stores.rawSql });
   const { checked, outcomesByCode } = await finalChecks(run, { stores, controlPlane, observer, checkers, agents, phases, ota });
   const traceHash = run.trace.digest();
   const virtualMs = run.time.nowMs() - simStartMs;
@@ -831,7 +837,7 @@ function tallied(run: Run, agents: readonly SimAgent[]): number {
 }
 
 /** The safety phase with faults, then healing and the liveness phase that must converge within the bound. */
-async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network: SimNetwork; observer: CommandObserver; cpKv: KeyValueStore; setup: { cpuMs: number; wallMs: number } }): Promise<Phases> {
+async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network: SimNetwork; observer: CommandObserver; cpKv: KeyValueStore; setup: { cpuMs: number; wallMs: number }; sql: SqlJsDatabase }): Promise<Phases> {
   const { time, scenario, agentCount } = run;
   const { agents, observer } = parts;
   const totalMs = run.safetyMs + scenario.livenessBoundMs;
@@ -852,6 +858,7 @@ async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network
   // Start-up lasts until every agent first has a ready session; the rest of the safety phase is the steady state.
   const connectCpu = process.cpuUsage();
   const connectWallStartMs = performance.now();
+  const connectCommitsBefore = parts.sql.saveStats().commits;
   let allReadyAtVirtualMs: number | null = null;
   while (!run.stopped && time.nowMs() < run.safetyEndMs && allReadyAtVirtualMs === null) {
     await step('safety', Math.min(run.safetyEndMs, time.nowMs() + chunkMs));
@@ -859,13 +866,14 @@ async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network
   }
   const connectCpuMs = cpuMsSince(connectCpu);
   const connectWallMs = performance.now() - connectWallStartMs;
+  const connectSqlCommits = parts.sql.saveStats().commits - connectCommitsBefore;
   const steadyCpu = process.cpuUsage();
   const steadyWallStartMs = performance.now();
   const steadyStartMs = time.nowMs();
   timersFired = 0;
   while (!run.stopped && time.nowMs() < run.safetyEndMs) await step('safety', Math.min(run.safetyEndMs, time.nowMs() + chunkMs));
   const timing: RunTiming = {
-    setupCpuMs: parts.setup.cpuMs, setupWallMs: Math.round(parts.setup.wallMs), allReadyAtVirtualMs, connectCpuMs, connectWallMs: Math.round(connectWallMs),
+    setupCpuMs: parts.setup.cpuMs, setupWallMs: Math.round(parts.setup.wallMs), allReadyAtVirtualMs, connectCpuMs, connectWallMs: Math.round(connectWallMs), connectSqlCommits,
     steadyVirtualMs: time.nowMs() - steadyStartMs, steadyCpuMs: cpuMsSince(steadyCpu), steadyWallMs: Math.round(performance.now() - steadyWallStartMs),
     steadyTimersFired: timersFired,
   };

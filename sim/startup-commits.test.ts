@@ -1,0 +1,25 @@
+// Issue 17: a session's start-up in SQL commits, a count that does not depend on the machine
+// (RunTiming.connectSqlCommits). Per device: its presence write, its compliance transaction and
+// its policy bundle report's transaction, three; the audit inputs of the last two are chained by
+// the control plane's event audit window (eventAuditWindowMs, 50 virtual ms in a run), one drain
+// for many devices. With a drain per virtual instant instead (the control plane's default) this
+// fleet took 198 commits (4.95 per agent; 3.57 at 2,000 agents), with the window 135 (3.38).
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { runSimulation } from './run.js';
+import { builtinScenarioPath, loadScenario } from './scenario.js';
+
+describe('sim start-up in SQL commits', () => {
+  it('40 agents on the standard profile reach their first ready sessions in at most 3.5 SQL commits per agent', async () => {
+    const scenario = await loadScenario(builtinScenarioPath('standard'));
+    const agents = 40;
+    const result = await runSimulation({ scenario, scenarioRef: 'standard', seed: 1, agents, safetyMs: 3_000, crypto: 'model' });
+    assert.deepEqual(result.violations, []);
+    assert.equal(result.counts.sessions_ready, agents);
+    const timing = result.timing!;
+    assert.notEqual(timing.allReadyAtVirtualMs, null, 'every agent was ready within the safety phase');
+    const perAgent = timing.connectSqlCommits / agents;
+    assert.ok(perAgent >= 3, `at least the three writes of each device's AUTH: ${perAgent}`);
+    assert.ok(perAgent <= 3.5, `${timing.connectSqlCommits} SQL commits for ${agents} agents' start-up (${perAgent} each)`);
+  });
+});

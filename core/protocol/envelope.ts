@@ -148,7 +148,10 @@ export function parseSignedEnvelope(value: JsonValue): SignedEnvelope {
   if (typeof signatureValue !== 'string' || signatureValue.length > signatureValueLengthMax) {
     throw schemaError('sig.value', `must be a string of at most ${signatureValueLengthMax} characters`);
   }
-  return { ...fields, sig: { alg: alg as EnvelopeSignature['alg'], kid, value: signatureValue } };
+  // The checked fields' own object with `sig` added, not a spread copy of it (every frame received passes here; issue 17).
+  const envelope = fields as SignedEnvelope;
+  envelope.sig = { alg: alg as EnvelopeSignature['alg'], kid, value: signatureValue };
+  return envelope;
 }
 
 /**
@@ -208,7 +211,10 @@ function signFields({ fields, kid, seed, provider }: SignEnvelopeInput): Authent
   if (typeof kid !== 'string' || !kidPattern.test(kid)) throw schemaError('sig.kid', 'must be 1-128 characters of [A-Za-z0-9_.:-]');
   const fieldMembers = canonicalFieldMembers(checked);
   const signature = provider.sign(seed, signingInputOf(fieldMembers));
-  return { envelope: { ...checked, sig: { alg: envelopeSignatureAlg, kid, value: base64urlFromBytes(signature) } }, fieldMembers };
+  // parseEnvelopeFields made `checked` for this call: `sig` is added to it, not to a spread copy.
+  const envelope = checked as SignedEnvelope;
+  envelope.sig = { alg: envelopeSignatureAlg, kid, value: base64urlFromBytes(signature) };
+  return { envelope, fieldMembers };
 }
 
 export interface VerifyEnvelopeInput {
@@ -275,7 +281,10 @@ function macFields({ fields, key, crypto }: MacEnvelopeInput): Authenticated {
   const checked = parseEnvelopeFields(fields as unknown as JsonValue);
   const fieldMembers = canonicalFieldMembers(checked);
   const tag = crypto.hmacSha256(key, signingInputOf(fieldMembers));
-  return { envelope: { ...checked, sig: { alg: envelopeMacAlg, kid: envelopeMacKid, value: base64urlFromBytes(tag) } }, fieldMembers };
+  // As signFields: `checked` is this call's own object.
+  const envelope = checked as SignedEnvelope;
+  envelope.sig = { alg: envelopeMacAlg, kid: envelopeMacKid, value: base64urlFromBytes(tag) };
+  return { envelope, fieldMembers };
 }
 
 export interface VerifyEnvelopeMacInput {

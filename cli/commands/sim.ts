@@ -193,7 +193,7 @@ function describeReal(result: RealRunResult): string {
     `real run against ${result.url}: ${result.agents} agents over ${result.processes} processes, commands for ${result.durationMs} ms (wall time: not reproducible)`,
     `sdc sim at commit ${gitCommit() ?? '(not a git checkout)'}`,
     `paired in ${result.pairingMs} ms, all online after ${result.onlineAfterMs} ms; online at the end: ${result.online.agents} agents, ${result.online.controlPlane} shown by the control plane`,
-    `commands accepted ${result.counts.commands_accepted}, refused ${result.counts.commands_refused}, skipped ${result.counts.commands_skipped}; ${states || 'none'}; drained ${result.drainedAfterMs === null ? 'no' : `${result.drainedAfterMs} ms after the last command`}`,
+    `commands accepted ${result.counts.commands_accepted}, refused ${result.counts.commands_refused}, outcome unknown ${result.counts.commands_outcome_unknown ?? 0}, skipped ${result.counts.commands_skipped}; ${states || 'none'}; drained ${result.drainedAfterMs === null ? 'no' : `${result.drainedAfterMs} ms after the last command`}`,
     `checkers: ${checkers}`,
     `wall ${result.wallMs} ms`,
   ].join('\n') + '\n';

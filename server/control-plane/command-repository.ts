@@ -630,12 +630,28 @@ export class CommandRepository {
         await this.#applyIn(tx, others);
         return built;
       });
-    } catch {
+    } catch (error) {
+      // The group may have committed (its COMMIT's reply was lost): running its creates again would
+      // store nothing new (their ids are taken) and answer each with an error for a command that
+      // exists. Each caller resolves the outcome by its own id (CommandService, committedCreate).
+      if (SdcError.is(error, 'STORE_COMMIT_UNKNOWN')) {
+        for (const member of members) member.reject(error);
+        return;
+      }
       // One after another, so each device's seqs still follow the order its creates were asked in.
       for (const member of members) await this.#createAlone(member.deviceId, member.build).then(member.resolve, member.reject);
       return;
     }
     members.forEach((member, index) => member.resolve(decided[index]!));
+  }
+
+  /**
+   * Whether a command row exists, read under a lock (MySQL), so a transaction that inserted it and
+   * has not ended yet (a COMMIT still running for a connection that is gone) is waited for, not
+   * missed: the answer to a create whose COMMIT's outcome was lost (STORE_COMMIT_UNKNOWN).
+   */
+  async isStored(commandId: string): Promise<boolean> {
+    return this.#db.transaction(async (tx) => (await tx.query(`SELECT id FROM commands WHERE id = ?${tx.dialect === 'mysql' ? ' FOR UPDATE' : ''}`, [commandId])).length === 1);
   }
 
   /**

@@ -258,7 +258,10 @@ export class CommandService {
     const { actor, deviceId } = request;
     const { nowMs } = facts;
     const id = newId('c', this.#ctx.random);
-    const decided = await this.#repository.create(deviceId, (deviceSeq) => {
+    type Decided = ReturnType<typeof decideCreate> & { command: SignedCommand };
+    /** What the last attempt built: the one whose COMMIT's outcome may have been lost. */
+    let built: Decided | undefined;
+    const decided = await this.#repository.create(deviceId, (deviceSeq): Decided => {
       // The requester's role travels signed, so the device's policy bundle judges role-specific rules too.
       const requester = commandRequester(actor.name, actor.role);
       const command = signCommand({
@@ -275,8 +278,9 @@ export class CommandService {
         },
         auditActor: actors.user(actor.name), policyRecord: facts.policyRecord,
       });
-      return { ...effects, command };
-    });
+      built = { ...effects, command };
+      return built;
+    }).catch((error: unknown) => this.#committedCreate(id, built, error));
     // Committed: from here on nothing turns the answer into an error (issue 18.4), or a client
     // retrying without an Idempotency-Key would make a second command. Each step below either
     // never throws or has a fallback.
@@ -285,6 +289,29 @@ export class CommandService {
     }, 'command created');
     const gatewayId = (await this.#afterCommit(decided.afterCommit)).get(id);
     return { signed: decided.command, ...(gatewayId === undefined ? {} : { gatewayId }) };
+  }
+
+  /**
+   * A create whose transaction failed: when the connection was lost with its COMMIT in flight
+   * (STORE_COMMIT_UNKNOWN) the command may be stored, and answering an error for it would have a
+   * client without an Idempotency-Key create it again (and a device run both). So the row is read
+   * back under a lock (CommandRepository.isStored): stored, the create goes on as committed;
+   * not stored, the refusal is STORE_UNAVAILABLE, and safe to retry. If the read fails too, the
+   * refusal stays STORE_COMMIT_UNKNOWN with the command's id, which GET /v1/commands/{id} answers
+   * once the store is back. Any other error is rethrown as it is (nothing was committed).
+   */
+  async #committedCreate<T>(commandId: string, built: T | undefined, error: unknown): Promise<T> {
+    if (!SdcError.is(error, 'STORE_COMMIT_UNKNOWN') || built === undefined) throw error;
+    let stored: boolean;
+    try {
+      stored = await this.#repository.isStored(commandId);
+    } catch (readError) {
+      this.#ctx.logger.error({ commandId, err: readError }, 'a create\'s COMMIT outcome is unknown and its row could not be read back');
+      throw new SdcError('STORE_COMMIT_UNKNOWN', `command ${commandId} may have been stored: the store connection was lost during its commit and the row could not be read back; GET /v1/commands/${commandId} tells once the store answers`, { commandId }, { cause: error });
+    }
+    this.#ctx.logger.warn({ commandId, stored }, 'a create\'s COMMIT outcome was lost with its connection; read back');
+    if (stored) return built;
+    throw new SdcError('STORE_UNAVAILABLE', `command ${commandId} was not stored: the store connection was lost during its commit, which did not take effect`, { commandId }, { cause: error });
   }
 
   /**

@@ -1,5 +1,6 @@
 import { commandStates, commandTerminalStates, type CommandState } from '../../core/protocol/command-machine.js';
 import type { SeededRandom } from '../../core/random/prng.js';
+import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemScheduler } from '../../runtime/system.js';
 import { commandMeanGapMs, opcodePicker, type Scenario } from '../scenario.js';
 import { forEachBounded, sleep } from './concurrency.js';
@@ -90,6 +91,17 @@ export interface ScheduleOptions {
  * the seed; returns when every POST has been answered. The draws happen whether or not a command
  * can be sent, so a slow server does not shift the choices.
  */
+/**
+ * A POST whose answer says nothing about whether the command was stored: no answer came (the
+ * transport failed or timed out), or the control plane lost its COMMIT's outcome and could not
+ * read the row back (STORE_COMMIT_UNKNOWN). Such a command may run; it is counted apart from the
+ * refused ones, which never do.
+ */
+function outcomeUnknown(error: unknown): boolean {
+  if (SdcError.is(error, 'HTTP_UNREACHABLE')) return true;
+  return SdcError.is(error, 'HTTP_REFUSED') && error.details['serverCode'] === 'STORE_COMMIT_UNKNOWN';
+}
+
 export async function runCommandSchedule(options: ScheduleOptions): Promise<void> {
   const { api, pool, scenario, random, accepted, counts } = options;
   const meanGapMs = commandMeanGapMs(scenario.commands, options.deviceIds.length);
@@ -110,7 +122,10 @@ export async function runCommandSchedule(options: ScheduleOptions): Promise<void
     const post: Promise<void> = api.call<{ id: string }>('POST', '/v1/commands', { device_id: deviceId, opcode, args: {}, ttl_ms: scenario.commands.ttlMs }).then((command) => {
       counts.commands_accepted! += 1;
       accepted.ids.push(command.id);
-    }, () => { counts.commands_refused! += 1; }).finally(() => { posts.delete(post); });
+    }, (error: unknown) => {
+      if (outcomeUnknown(error)) counts.commands_outcome_unknown = (counts.commands_outcome_unknown ?? 0) + 1;
+      else counts.commands_refused! += 1;
+    }).finally(() => { posts.delete(post); });
     posts.add(post);
   }
   await Promise.all([...posts]);

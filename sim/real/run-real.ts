@@ -143,7 +143,7 @@ function planRun(options: RealRunOptions): RunPlan {
     progress: options.onProgress ?? (() => {}),
     random: { agents: root.fork(), commands: root.fork() },
     violations: new ViolationLog(),
-    counts: { commands_accepted: 0, commands_refused: 0, commands_skipped: 0 },
+    counts: { commands_accepted: 0, commands_refused: 0, commands_outcome_unknown: 0, commands_skipped: 0 },
   };
 }
 

@@ -4,6 +4,7 @@ import { defineErrors } from '../error-spec.js';
 export const storeErrors = defineErrors({
   STORE_LOCKED: { fault: 'local', status: 503, summary: 'The embedded database file is held by another running process' },
   STORE_UNAVAILABLE: { fault: 'local', status: 503, summary: 'Store cannot be reached or refused the connection' },
+  STORE_COMMIT_UNKNOWN: { fault: 'local', status: 503, summary: 'The connection was lost while a COMMIT was in flight: the transaction may or may not have committed' },
   STORE_UNIQUE_VIOLATION: { fault: 'remote', status: 409, summary: 'Write would duplicate a unique key' },
   STORE_CONFLICT: { fault: 'local', status: 409, summary: 'Operation conflicts with the stored state (deadlock, lock timeout, wrong value type)' },
   STORE_CORRUPT: { fault: 'local', status: 500, summary: 'Stored data is not readable (damaged database file or malformed reply)' },

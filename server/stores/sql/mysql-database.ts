@@ -192,6 +192,16 @@ async function runBatch(target: Queryable, statements: readonly SqlStatement[], 
   });
 }
 
+/**
+ * A connection lost while its COMMIT was in flight: the server may have committed before the
+ * connection went (the reply was lost) or rolled back when it noticed; the client cannot tell.
+ * STORE_COMMIT_UNKNOWN, not STORE_UNAVAILABLE, so a caller does not answer "not done" for work
+ * that may be done (CommandService resolves a create's by reading the row back under a lock).
+ */
+function commitOutcomeUnknown(error: SdcError): SdcError {
+  return new SdcError('STORE_COMMIT_UNKNOWN', `the connection was lost with the COMMIT in flight: the transaction may or may not have committed (${error.message})`, error.details, { cause: error });
+}
+
 class MysqlDatabase implements SqlDatabase {
   readonly dialect = 'mysql' as const;
   private closed = false;
@@ -260,6 +270,8 @@ class MysqlDatabase implements SqlDatabase {
         // Ended before the round trip: a COMMIT in flight must not be followed by more statements.
         if (commit) open = false;
         const results = await runBatch(connection, statements, commit).catch((error: unknown) => {
+          // A connection lost with the COMMIT in flight: the server may have run it (commitOutcomeUnknown).
+          if (commit && SdcError.is(error, 'STORE_UNAVAILABLE')) throw commitOutcomeUnknown(error);
           // Not committed (the server stopped at the failure): the transaction is still the caller's to roll back.
           if (commit) open = true;
           throw error;
@@ -286,7 +298,8 @@ class MysqlDatabase implements SqlDatabase {
       if (committed) return result;
       await step((done) => connection.commit(done), 'COMMIT').catch(async (error: unknown) => {
         await step((done) => connection.rollback(done), 'ROLLBACK').catch(() => { broken = true; });
-        throw mapMysqlError(error);
+        const mapped = mapMysqlError(error);
+        throw SdcError.is(mapped, 'STORE_UNAVAILABLE') ? commitOutcomeUnknown(mapped) : mapped;
       });
       return result;
     } finally {

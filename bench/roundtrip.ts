@@ -6,7 +6,7 @@ import type { AgentIdentity } from '../agent/enrollment.js';
 import { SdcError } from '../core/errors/index.js';
 import type { CommandState } from '../core/protocol/command-machine.js';
 import { systemClock } from '../runtime/system.js';
-import { commandAuditWindowMsDeployment } from '../server/control-plane/audit-drain-soon.js';
+import { auditWindowMsDeployment } from '../server/control-plane/audit-drain-soon.js';
 import { loadMonitor, openFileSampler, openFilesLimit, type ProcessLoad } from './process-load.js';
 import { pacedRatePerSMax } from './paced-schedule.js';
 import { readServerRecords, runCommandRounds, type CommandRounds } from './roundtrip-commands.js';
@@ -405,7 +405,7 @@ async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripB
     agents: { requested: options.agents, enrolled: m.identities.length, online: m.online },
     commands_per_agent: options.commandsPerAgent,
     rate_per_s: options.ratePerS ?? null,
-    command_audit_window_ms: options.commandAuditWindowMs === undefined ? commandAuditWindowMsDeployment : options.commandAuditWindowMs,
+    command_audit_window_ms: options.commandAuditWindowMs === undefined ? auditWindowMsDeployment : options.commandAuditWindowMs,
     warmup_rounds: warmupRounds,
     environment: await environmentOf(run),
     baseline: { samples: m.baseline.samplesMs.length, message_bytes: options.echoMessageBytes ?? echoMessageBytesDefault, latency_ms: baselineSummary },

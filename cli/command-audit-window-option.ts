@@ -1,5 +1,5 @@
 import { SdcError } from '../core/errors/index.js';
-import { commandAuditWindowMsDeployment } from '../server/control-plane/audit-drain-soon.js';
+import { auditWindowMsDeployment } from '../server/control-plane/audit-drain-soon.js';
 import type { ParsedCommandArgs } from './command.js';
 import { flagOrEnvText } from './flag-or-env.js';
 
@@ -32,7 +32,7 @@ export function commandAuditWindowOptions(args: ParsedCommandArgs, env: Readonly
 }
 
 export const commandAuditWindowHelp: Array<[string, string]> = [
-  [`--${commandAuditWindowFlag.flag} N|off`, `How long a command's audit inputs wait in the outbox to share one chain drain (default ${commandAuditWindowMsDeployment}; or $${commandAuditWindowFlag.env}); off: each command commit awaits its own drain; API reads of the audit log drain first either way`],
+  [`--${commandAuditWindowFlag.flag} N|off`, `How long a command's audit inputs wait in the outbox to share one chain drain (default ${auditWindowMsDeployment}; or $${commandAuditWindowFlag.env}); off: each command commit awaits its own drain; API reads of the audit log drain first either way`],
 ];
 
 export const commandAuditWindowParseOptions = {

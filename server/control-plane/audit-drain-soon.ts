@@ -1,10 +1,11 @@
 import type { Scheduler, TimerHandle } from '../../core/ports/ports.js';
 
 /**
- * A deployment's ControlPlaneOptions.commandAuditWindowMs: long enough that at tens of commands
- * per second several commits share a drain, short against the 5 s periodic one.
+ * A deployment's ControlPlaneOptions.commandAuditWindowMs and eventAuditWindowMs: long enough that
+ * at tens of commands (or device sessions starting) per second several commits share a drain,
+ * short against the 5 s periodic one.
  */
-export const commandAuditWindowMsDeployment = 50;
+export const auditWindowMsDeployment = 50;
 
 /**
  * One audit outbox drain per instant for the work that need not wait for the chain (issue 17).

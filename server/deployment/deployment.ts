@@ -6,7 +6,7 @@ import pino, { type Logger } from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import { createControlPlane, type ControlPlane } from '../control-plane/index.js';
 import type { ControlPlaneOptions } from '../control-plane/control-plane.js';
-import { commandAuditWindowMsDeployment } from '../control-plane/audit-drain-soon.js';
+import { auditWindowMsDeployment } from '../control-plane/audit-drain-soon.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../gateway/gateway-core.js';
 import { createRevocationCheck } from '../gateway/revocation-check.js';
@@ -172,7 +172,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
   const controlPlane = await createControlPlane({
     materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
     gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], crlPath: start.crlPath,
-    commandAuditWindowMs: commandAuditWindowMsDeployment, ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
+    commandAuditWindowMs: auditWindowMsDeployment, eventAuditWindowMs: auditWindowMsDeployment, ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
     metrics, ...(options.metricsScrapeToken === undefined ? {} : { metricsScrapeToken: options.metricsScrapeToken }),
   });
   onStop(() => controlPlane.stop());

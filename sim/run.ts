@@ -393,7 +393,7 @@ function violate(run: Run, violation: Violation | undefined): void {
   run.stopped = true;
 }
 
-/** ControlPlaneOptions.eventAuditWindowMs in a run: a deployment's command window (commandAuditWindowMsDeployment). */
+/** ControlPlaneOptions.eventAuditWindowMs in a run: a deployment's window (auditWindowMsDeployment). */
 const simEventAuditWindowMs = 50;
 
 /** Embedded stores behind the scenario's outage windows (a healed run has none). */

@@ -115,7 +115,7 @@ export interface ControlPlaneOptions {
    * each of a command's five commits drained alone, 15 of its 31 round trips). The API's audit
    * reads drain first (routes/audit.ts), so a reader through the API never sees the lag. Unset (the
    * default here), each awaits its drain, so a read of the store right after an answer finds the
-   * entry chained; null is the same. A deployment sets `commandAuditWindowMsDeployment`
+   * entry chained; null is the same. A deployment sets `auditWindowMsDeployment`
    * (server/deployment) unless its tuning says otherwise.
    */
   readonly commandAuditWindowMs?: number | null;

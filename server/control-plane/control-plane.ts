@@ -122,9 +122,10 @@ export interface ControlPlaneOptions {
   /**
    * How long the event handlers' audit inputs (a device's compliance at AUTH, its policy bundle
    * report: the work that asks ServiceContext.settleAuditSoon) may wait in the outbox for others
-   * to share their drain; default 0, the end of the current instant. The simulator sets 50 ms
-   * (issue 17: at a fleet's start each virtual millisecond's one or two inputs took a drain of
-   * their own, about 0.2 ms of CPU per agent). The API's audit reads drain first, as above.
+   * to share their drain; default 0, the end of the current instant. The simulator and a
+   * deployment (auditWindowMsDeployment) set 50 ms (issue 17: at a fleet's start each virtual
+   * millisecond's one or two inputs took a drain of their own, about 0.2 ms of CPU per agent).
+   * The API's audit reads drain first, as above.
    */
   readonly eventAuditWindowMs?: number;
   /** How often the redelivery sweep runs (default 5 s; see CommandService.redispatchDue). */

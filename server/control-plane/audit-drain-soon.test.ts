@@ -12,7 +12,7 @@ import { streamNames } from '../bus-contract/streams.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
 import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 import { AuditDrainSoon } from './audit-drain-soon.js';
-import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { makeHarness, storePairs, watchAuditDrains, type Harness, type StorePair } from './test-support.js';
 
 describe('AuditDrainSoon', () => {
   it('requests made before the timer fires share one drain, at the same virtual instant', async () => {
@@ -69,13 +69,7 @@ function suite(pair: StorePair): void {
     before(async () => {
       // The control plane's timers on virtual time: its drain per instant fires only when the test moves it.
       h = await makeHarness(pair.sql, { ...(pair.kv === undefined ? {} : { kv: pair.kv }), controlPlane: { scheduler: time } });
-      const store = h.cp.auditStore;
-      const appendRecorded = store.appendRecorded.bind(store);
-      store.appendRecorded = async (...args: Parameters<typeof appendRecorded>) => {
-        const entries = await appendRecorded(...args);
-        drainCalls.push(entries.length);
-        return entries;
-      };
+      watchAuditDrains(h.cp.auditStore, (entries) => drainCalls.push(entries.length));
       for (const id of devices) {
         await h.db.execute("INSERT INTO devices (id, status, created_at, cert_not_after) VALUES (?, 'enrolled', ?, ?)", [id, h.clock.nowMs(), h.clock.nowMs() + 30 * 24 * 3_600_000]);
       }

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { VirtualTime } from '../../core/time/virtual-time.js';
-import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { makeHarness, storePairs, watchAuditDrains, type Harness, type StorePair } from './test-support.js';
 
 const windowMs = 50;
 const actor = { name: 'op', role: 'operator' as const };
@@ -26,13 +26,7 @@ function suite(pair: StorePair): void {
 
     before(async () => {
       h = await makeHarness(pair.sql, { ...(pair.kv === undefined ? {} : { kv: pair.kv }), controlPlane: { scheduler: time, commandAuditWindowMs: windowMs } });
-      const store = h.cp.auditStore;
-      const appendRecorded = store.appendRecorded.bind(store);
-      store.appendRecorded = async (...args: Parameters<typeof appendRecorded>) => {
-        const entries = await appendRecorded(...args);
-        drainCalls.push(entries.length);
-        return entries;
-      };
+      watchAuditDrains(h.cp.auditStore, (entries) => drainCalls.push(entries.length));
       await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device, h.clock.nowMs()]);
     });
     after(async () => {

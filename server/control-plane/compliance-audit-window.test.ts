@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { VirtualTime } from '../../core/time/virtual-time.js';
-import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { makeHarness, storePairs, watchAuditDrains, type Harness, type StorePair } from './test-support.js';
 
 const windowMs = 50;
 const facts = { agent_version: '1.2.0', os_version: 'Linux 6.8.0', kernel_attestation: 'unattested' as const };
@@ -30,14 +30,10 @@ function suite(pair: StorePair, eventAuditWindowMs: number | undefined): void {
         ...(pair.kv === undefined ? {} : { kv: pair.kv }),
         controlPlane: { scheduler: time, ...(eventAuditWindowMs === undefined ? {} : { eventAuditWindowMs }) },
       });
-      const store = h.cp.auditStore;
-      const appendRecorded = store.appendRecorded.bind(store);
-      store.appendRecorded = async (...args: Parameters<typeof appendRecorded>) => {
-        const entries = await appendRecorded(...args);
+      watchAuditDrains(h.cp.auditStore, (entries) => {
         const mine = entries.filter((entry) => ours(entry.subject)).length;
         if (mine > 0) drainCalls.push(mine);
-        return entries;
-      };
+      });
       for (const id of devices) {
         await h.db.execute("INSERT INTO devices (id, status, created_at, cert_not_after) VALUES (?, 'enrolled', ?, ?)", [id, h.clock.nowMs(), h.clock.nowMs() + 365 * 86_400_000]);
       }

@@ -20,6 +20,18 @@ import type { SqlDatabase, SqlTransaction } from '../stores/sql/sql-port.js';
 import { importEd25519PrivateKey, publicKeyOf } from '../../trust/ed25519-keys.js';
 import { ed25519Algorithm, x509 } from '../../trust/x509-provider.js';
 import { createControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.js';
+import type { SqlAuditStore } from './stores/sql-audit-store.js';
+import type { AuditEntry } from '../../core/protocol/audit-chain.js';
+
+/** Calls `onDrain` with the entries of every store call that chains outbox inputs (an audit drain's append). */
+export function watchAuditDrains(store: SqlAuditStore, onDrain: (entries: readonly AuditEntry[]) => void): void {
+  const appendRecorded = store.appendRecorded.bind(store);
+  store.appendRecorded = async (...args: Parameters<typeof appendRecorded>) => {
+    const entries = await appendRecorded(...args);
+    onDrain(entries);
+    return entries;
+  };
+}
 
 /** A clock tests move by hand. Starts at the real time so certificates and CA validity line up. */
 export class ManualClock {

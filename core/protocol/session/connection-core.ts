@@ -136,19 +136,25 @@ export abstract class ConnectionCore {
   protected sendFrame<T extends MessageType>(type: T, body: MessageBody<T>, nowMs: number): void {
     const address = this.#nextAddress(nowMs);
     this.#outgoing.push(encodeMessage(type, body, address, this.#signer, this.macKeys).bytes);
+    this.#nextSeq += 1;
   }
 
   /** Sends back a message just received, with its body as received (checkBody validated it; the HEARTBEAT echo). */
   protected echoFrame(message: DecodedMessage, nowMs: number): void {
     const address = this.#nextAddress(nowMs);
     this.#outgoing.push(encodeDecodedBody(message, address, this.#signer, this.macKeys).bytes);
+    this.#nextSeq += 1;
   }
 
+  /**
+   * The next frame's address. Its seq is taken (the caller adds 1) only once the frame is encoded:
+   * a body that fails to encode throws and leaves no gap in the seqs the peer sees.
+   */
   #nextAddress(nowMs: number): FrameAddress {
     if (this.#outgoing.length >= this.#outgoingFramesMax) {
       throw new SdcError('PROTO_INVALID_ARGUMENT', 'outgoing frames not drained by the driver');
     }
-    const seq = this.#nextSeq++;
+    const seq = this.#nextSeq;
     return { id: `${this.#frameIdPrefix}${seq}`, deviceId: this.#deviceId, sessionId: this.sessionId, seq, ts: nowMs };
   }
 

@@ -248,3 +248,18 @@ test("a session's limits are checked when it is made and apply to its frames onl
   });
   assert.deepEqual(codes, [['message'], ['PROTO_STRING_TOO_LONG'], ['message']]);
 });
+
+test('a frame whose body fails to encode takes no seq: the next frame sent has the seq it would have had, so the peer sees no gap', () => {
+  const { agent } = connected();
+  const seqOf = (bytes: Uint8Array): number => (JSON.parse(new TextDecoder().decode(bytes)) as { seq: number }).seq;
+  agent.takeOutgoing();
+  const metrics = { cpu_pct: 1, mem_pct: 2, disk_pct: 3, net_rx_bytes_per_sec: 4, net_tx_bytes_per_sec: 5 };
+  agent.sendTelemetry({ sampled_at: t0 + 1, metrics }, t0 + 1);
+  const [first] = agent.takeOutgoing();
+  // A lone surrogate cannot be canonicalized: refused with a typed error before anything is queued.
+  assert.throws(() => agent.sendAlert({ severity: 'info', kind: 'test', message: 'bad \ud800' }, t0 + 2), (error) => SdcError.is(error));
+  assert.deepEqual(agent.takeOutgoing(), [], 'nothing queued for the refused frame');
+  agent.sendTelemetry({ sampled_at: t0 + 3, metrics }, t0 + 3);
+  const [next] = agent.takeOutgoing();
+  assert.equal(seqOf(next!), seqOf(first!) + 1);
+});

@@ -6,6 +6,7 @@ import { IoctlKernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { kvKeys, liveChannel } from '../server/bus-contract/streams.js';
 import { createControlPlane, type ControlPlane } from '../server/control-plane/control-plane.js';
 import { migrateControlPlane } from '../server/control-plane/database.js';
+import { auditWindowMsDeployment } from '../server/control-plane/audit-drain-soon.js';
 import { SqlAuditStore } from '../server/control-plane/stores/sql-audit-store.js';
 import { hexFromBytes } from '../core/crypto/bytes.js';
 import { SdcError } from '../core/errors/index.js';
@@ -393,8 +394,8 @@ function violate(run: Run, violation: Violation | undefined): void {
   run.stopped = true;
 }
 
-/** ControlPlaneOptions.eventAuditWindowMs in a run: a deployment's window (auditWindowMsDeployment). */
-const simEventAuditWindowMs = 50;
+/** ControlPlaneOptions.eventAuditWindowMs in a run: a deployment's window. */
+const simEventAuditWindowMs = auditWindowMsDeployment;
 
 /** Embedded stores behind the scenario's outage windows (a healed run has none). */
 async function openStores(run: Run): Promise<Stores> {

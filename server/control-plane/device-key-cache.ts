@@ -52,10 +52,7 @@ export class DeviceKeyCache {
 
   /** The cached row if younger than `ttlMs` (default deviceKeyCacheLimits.ttlMs; macCheckedTtlMs for a MAC-checked frame), else a read. */
   async get(deviceId: string, ttlMs: number = deviceKeyCacheLimits.ttlMs): Promise<DeviceKeyRecord> {
-    const nowMs = this.clock.nowMs();
-    const cached = this.#entries.get(deviceId);
-    if (cached !== undefined && nowMs - cached.fetchedAtMs < ttlMs && nowMs >= cached.fetchedAtMs) return cached.record;
-    return this.#read(deviceId, nowMs);
+    return this.cached(deviceId, ttlMs) ?? this.#read(deviceId, this.clock.nowMs());
   }
 
   /** The cached row if younger than `ttlMs`, as get() would answer it without a read; undefined where get() would read. */

@@ -794,12 +794,12 @@ class Gateway implements GatewayCore {
     return holder.gateway_id === this.gatewayId && holder.session_id !== session.sessionId && this.#sessions.get(session.deviceId) === session;
   }
 
-  /** False (and the session closed) if another session took the device's presence key. */
   /** Refresh at most 5 times per presence TTL: enough margin, and a telemetry burst costs no extra writes. A HEARTBEAT always refreshes. */
   #refreshDue(session: DeviceSession, message: DecodedMessage, nowMs: number): boolean {
     return message.type === 'HEARTBEAT' || nowMs - session.lastRefreshMs >= Math.floor(this.#options.heartbeatIntervalMs / 4);
   }
 
+  /** False (and the session closed) if another session took the device's presence key. */
   async #refreshPresence(session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<boolean> {
     if (!this.#refreshDue(session, message, nowMs)) return true;
     session.lastRefreshMs = nowMs;

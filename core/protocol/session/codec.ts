@@ -105,15 +105,17 @@ function verifyDecoded(options: DecodeAndVerifyOptions, envelope: SignedEnvelope
   return verifyDecodedEnvelope({ envelope, resolveKey: options.resolveKey, provider: options.provider, ...(signingInput === undefined ? {} : { signingInput }) });
 }
 
-export function checkBody(envelope: SignedEnvelope): DecodedMessage {
+/** The envelope's type known and its body valid for it: PROTO_UNKNOWN_TYPE or the body's schema refusal otherwise. */
+function checkedBody(envelope: SignedEnvelope): unknown {
   if (!isMessageType(envelope.type)) throw new SdcError('PROTO_UNKNOWN_TYPE', `unknown message type ${envelope.type}`, { refId: envelope.id });
-  const body = validateMessageBody(envelope.type, envelope.body);
-  return { type: envelope.type, body, envelope } as DecodedMessage;
+  return validateMessageBody(envelope.type, envelope.body);
+}
+
+export function checkBody(envelope: SignedEnvelope): DecodedMessage {
+  return { type: envelope.type, body: checkedBody(envelope), envelope } as DecodedMessage;
 }
 
 /** checkBody, with the frame as received (DecodedMessage.bytes and .text) in the same object. */
 export function checkedMessage(envelope: SignedEnvelope, bytes: Uint8Array, text: string): DecodedMessage {
-  if (!isMessageType(envelope.type)) throw new SdcError('PROTO_UNKNOWN_TYPE', `unknown message type ${envelope.type}`, { refId: envelope.id });
-  const body = validateMessageBody(envelope.type, envelope.body);
-  return { type: envelope.type, body, envelope, bytes, text } as DecodedMessage;
+  return { type: envelope.type, body: checkedBody(envelope), envelope, bytes, text } as DecodedMessage;
 }

@@ -45,6 +45,17 @@ export const Ev = {
   gatewayCrash: 52, //      a gateway, b down ms
   gatewayStart: 53, //      a gateway
   peerReclaim: 54, //       a gateway, b crash epoch
+  // the rollout (sim/model/rollout.ts), only in runs whose scenario has `ota`
+  otaStart: 60,
+  otaSweep: 61,
+  otaNoticeAtAgent: 62, //  a agent, b health nonce (0: none), c link, d seq
+  otaReportAtGateway: 63, // a agent, b report code | nonce << 16, c link, d seq
+  otaPaceDone: 64, //       a agent, b device epoch
+  otaDownloadEnd: 65, //    a agent, b device epoch, c 1 complete / 0 cut
+  otaDownloadRetry: 66, //  a agent, b device epoch
+  otaRebootDone: 67, //     a agent, b device epoch
+  otaRecover: 68, //        a agent, b device epoch, c report code + 1 of the call the crash came after (0: before it), d state index
+  otaResend: 69, //         a agent, b re-send epoch
 } as const;
 
 export const eventNames: ReadonlyMap<number, string> = new Map(Object.entries(Ev).map(([name, kind]) => [kind, name]));

@@ -160,6 +160,8 @@ export class Presence {
     this.#setKey(agent, link);
     this.gatewayLastRefreshMs[agent] = w.nowMs;
     w.router.reportDirect(Report.presenceOnline, agent, -1, this.linkGateway[agent]!);
+    // The gateway pushes the device's OTA notice at AUTH (OtaNoticePush), so a device offline when notified gets it now.
+    w.rollout?.onGatewayReady(agent);
   }
 
   onAuthAck(agent: number, link: number, seq: number): void {

@@ -1,4 +1,3 @@
-import { SdcError } from '../../core/errors/index.js';
 import type { Violation } from '../checkers.js';
 import type { RunProgress, SeriesSample } from '../run.js';
 import type { Scenario } from '../scenario.js';
@@ -55,8 +54,6 @@ export function runModel(options: ModelRunOptions): ModelRunResult {
   const { scenario } = options;
   const agents = options.agents ?? scenario.agents;
   if (!(Number.isSafeInteger(agents) && agents >= 1 && agents <= modelAgentsMax)) throw new RangeError(`the model tier runs 1 to ${modelAgentsMax} agents`);
-  // Rollouts run the real coordinator in the full tier only (sim/ota/); the model has no OTA.
-  if (scenario.ota !== undefined) throw new SdcError('CLI_USAGE', `scenario ${scenario.name} has an OTA rollout, which only the full tier runs (--tier full)`);
   const safetyMs = options.safetyMs ?? scenario.safetyMs;
   const world = new ModelWorld({ scenario, seed: options.seed, agents, safetyMs, params: { ...defaultModelParams, ...options.params } });
   world.start();
@@ -100,6 +97,6 @@ export function runModel(options: ModelRunOptions): ModelRunResult {
     : [];
   return modelRunResult(world, {
     seed: options.seed, reproduce: reproduceLine(options, agents, safetyMs), safetyMs, convergedAfterMs, livenessReached, violations,
-    wallMs: Math.round(performance.now() - wallStart), peakRssBytes, series,
+    wallMs: Math.round(performance.now() - wallStart), peakRssBytes, series, ota: world.rollout?.check(),
   });
 }

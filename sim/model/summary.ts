@@ -1,7 +1,8 @@
 import { commandStates, type CommandState } from '../../core/protocol/command-machine.js';
-import type { Violation } from '../checkers.js';
+import type { OtaCheckerName, OtaViolation, Violation } from '../checkers.js';
 import type { RunResult, SeriesSample } from '../run.js';
 import { latencyBucketsMs } from './control-plane.js';
+import type { RolloutSummary } from './rollout-summary.js';
 import type { ModelWorld } from './world.js';
 
 /**
@@ -14,6 +15,8 @@ export interface ModelRunResult extends RunResult {
   readonly tier: 'model';
   /** Events the model handled (the work it did). */
   readonly modelEvents: number;
+  /** The rollout's aggregates, in runs whose scenario has `ota`. */
+  readonly ota?: RolloutSummary;
 }
 
 /** Every checker of the full tier, as a record so that one added there fails to compile here until listed. */
@@ -41,13 +44,17 @@ export interface ModelRunFacts {
   readonly wallMs: number;
   readonly peakRssBytes: number;
   readonly series: readonly SeriesSample[];
+  /** The OTA checkers the model can answer (sim/model/rollout.ts), in runs with a rollout. */
+  readonly ota?: { readonly checked: readonly OtaCheckerName[]; readonly violations: readonly OtaViolation[] };
 }
 
 export function modelRunResult(world: ModelWorld, facts: ModelRunFacts): ModelRunResult {
-  const failed = new Set(facts.violations.map((v) => v.checker));
-  const checkers = Object.fromEntries(checkerNames.map((name) => [
-    name, failed.has(name) ? 'fail' : name === 'liveness' && facts.livenessReached ? 'pass' : 'not_reached',
-  ])) as RunResult['checkers'];
+  const failed = new Set<string>([...facts.violations, ...(facts.ota?.violations ?? [])].map((v) => v.checker));
+  const checkers = Object.fromEntries([
+    ...checkerNames.map((name) => [name, failed.has(name) ? 'fail' : name === 'liveness' && facts.livenessReached ? 'pass' : 'not_reached']),
+    ...(facts.ota?.checked ?? []).map((name) => [name, failed.has(name) ? 'fail' : 'pass']),
+  ]) as RunResult['checkers'];
+  const ota = world.rollout?.summary();
   const latency = world.controlPlane.latency;
   return {
     tier: 'model', seed: facts.seed, scenario: world.scenario.name, reproduce: facts.reproduce,
@@ -56,11 +63,12 @@ export function modelRunResult(world: ModelWorld, facts: ModelRunFacts): ModelRu
     convergedAfterMs: facts.convergedAfterMs, virtualMs: world.nowMs, wallMs: facts.wallMs, peakRssBytes: facts.peakRssBytes,
     counts: { ...world.counts, frames_checked: world.network.stats.sent },
     commandsByState: commandsByState(world), outcomesByCode: world.controlPlane.outcomesByCode(), network: { ...world.network.stats },
-    checkers, violations: facts.violations, otaViolations: [], series: facts.series,
+    checkers, violations: facts.violations, otaViolations: facts.ota?.violations ?? [], series: facts.series,
     latencyHistogram: Array.from(latency, (count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
     latencyMs: world.controlPlane.latencyRecorder.summary(),
     // The model refuses a command only while its SQL is down, which the full tier answers with STORE_UNAVAILABLE.
     refusalsByCode: (world.counts.commands_refused ?? 0) > 0 ? { STORE_UNAVAILABLE: world.counts.commands_refused! } : {},
     recentTrace: world.trace.recent(),
+    ...(ota === undefined ? {} : { ota }),
   };
 }

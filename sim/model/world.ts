@@ -11,6 +11,7 @@ import { GatewayRouter } from './gateway-router.js';
 import { ModelNetwork } from './network.js';
 import type { ModelParams } from './params.js';
 import { Presence, Side } from './presence.js';
+import { ModelRollout } from './rollout.js';
 import { Telemetry } from './telemetry.js';
 import { ModelTrace } from './trace.js';
 import { Workload } from './workload.js';
@@ -79,6 +80,8 @@ export class ModelWorld {
   readonly controlPlane: ControlPlane;
   readonly agentCommands: AgentCommands;
   readonly workload: Workload;
+  /** The scenario's rollout; undefined without `ota`, so a run without one pays nothing for it. */
+  readonly rollout: ModelRollout | undefined;
 
   constructor(options: ModelWorldOptions) {
     const { scenario } = options;
@@ -107,6 +110,7 @@ export class ModelWorld {
     this.controlPlane = new ControlPlane(this, simOpcodes);
     this.agentCommands = new AgentCommands(this, simOpcodes);
     this.workload = new Workload(this);
+    this.rollout = scenario.ota === undefined ? undefined : new ModelRollout(this, scenario.ota, options.seed);
   }
 
   inSafety(): boolean {
@@ -127,6 +131,7 @@ export class ModelWorld {
     this.controlPlane.start();
     for (let agent = 0; agent < this.agents; agent += 1) this.presence.boot(agent);
     this.workload.start();
+    this.rollout?.schedule();
   }
 
   /** Handles every event due at or before untilMs, then sets the clock to untilMs. Returns how many. */
@@ -189,6 +194,24 @@ export class ModelWorld {
       case Ev.gatewayCrash: return this.faults.onGatewayCrash(a, b);
       case Ev.gatewayStart: return this.router.onStart(a);
       case Ev.peerReclaim: return this.router.onPeerReclaim(a, b);
+      default: return this.#dispatchRollout(kind, a, b, c, d);
+    }
+  }
+
+  #dispatchRollout(kind: number, a: number, b: number, c: number, d: number): void {
+    const rollout = this.rollout;
+    if (rollout === undefined) throw new RangeError(`unknown model event kind ${kind}`);
+    switch (kind) {
+      case Ev.otaStart: return rollout.onStart();
+      case Ev.otaSweep: return rollout.onSweep();
+      case Ev.otaNoticeAtAgent: return rollout.onNoticeAtAgent(a, b, c, d);
+      case Ev.otaReportAtGateway: return rollout.onReportAtGateway(a, b, c, d);
+      case Ev.otaPaceDone: return rollout.onPaceDone(a, b);
+      case Ev.otaDownloadEnd: return rollout.onDownloadEnd(a, b, c);
+      case Ev.otaDownloadRetry: return rollout.onDownloadRetry(a, b);
+      case Ev.otaRebootDone: return rollout.onRebootDone(a, b);
+      case Ev.otaRecover: return rollout.onRecover(a, b, c, d);
+      case Ev.otaResend: return rollout.onResend(a, b);
       default: throw new RangeError(`unknown model event kind ${kind}`);
     }
   }

@@ -44,6 +44,7 @@ import { frameSeqFields } from './frame-fields.js';
 import { ConnectedTally } from './connected-tally.js';
 import { brickSelector, checkOta, crashPlanner, createUpdater, disposeOta, otaDeviceParts, prepareOta, publishAndStart, ratioSelector, readDeviceEnds, readRolloutFacts, type OtaSetup } from './ota/ota-run.js';
 import { simControlPlaneUrl, type DeviceUpdates } from './ota/device-updates.js';
+import { rolloutSummary, type RolloutSummary } from './model/rollout-summary.js';
 
 /**
  * One simulator run (TigerBeetle's VOPR): the real control plane, gateways and agents in one
@@ -111,6 +112,11 @@ export interface RunTiming {
    * (issue 17). The faulty stores' refusals in an outage never reach sql.js and are not counted.
    */
   readonly connectSqlCommits: number;
+  /**
+   * SQL statements in the same span (sql.js's saveStats().statements: reads and writes, in
+   * transactions and outside), the control plane's work per device at AUTH as a count (issue 17).
+   */
+  readonly connectSqlStatements: number;
   readonly steadyVirtualMs: number;
   readonly steadyCpuMs: number;
   readonly steadyWallMs: number;
@@ -151,6 +157,8 @@ export interface RunResult {
   /** Operators' requests the control plane refused at creation, by error code (counts.commands_refused in all). */
   readonly refusalsByCode: Readonly<Record<string, number>>;
   readonly recentTrace: readonly string[];
+  /** The rollout's aggregates (sim/model/rollout-summary.ts, as the model tier computes them), in runs whose rollout started. */
+  readonly ota?: RolloutSummary;
   /** The full tier's CPU split (absent in the model tier). */
   readonly timing?: RunTiming;
 }
@@ -242,6 +250,8 @@ interface Run {
   readonly refusalsByCode: Record<string, number>;
   readonly violations: Violation[];
   readonly otaViolations: OtaViolation[];
+  /** The rollout's aggregates, read from the stores at the end (runs with a rollout that started). */
+  otaSummary?: RolloutSummary;
   /** Work on real I/O that virtual time waits for (holdTime). */
   readonly realWork: Set<Promise<unknown>>;
   /** The count of connected agents, kept as they change (read by runPhases and runLiveness). */
@@ -859,7 +869,7 @@ async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network
   // Start-up lasts until every agent first has a ready session; the rest of the safety phase is the steady state.
   const connectCpu = process.cpuUsage();
   const connectWallStartMs = performance.now();
-  const connectCommitsBefore = parts.sql.saveStats().commits;
+  const connectSqlBefore = parts.sql.saveStats();
   let allReadyAtVirtualMs: number | null = null;
   while (!run.stopped && time.nowMs() < run.safetyEndMs && allReadyAtVirtualMs === null) {
     await step('safety', Math.min(run.safetyEndMs, time.nowMs() + chunkMs));
@@ -867,14 +877,16 @@ async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network
   }
   const connectCpuMs = cpuMsSince(connectCpu);
   const connectWallMs = performance.now() - connectWallStartMs;
-  const connectSqlCommits = parts.sql.saveStats().commits - connectCommitsBefore;
+  const connectSqlAfter = parts.sql.saveStats();
+  const connectSqlCommits = connectSqlAfter.commits - connectSqlBefore.commits;
+  const connectSqlStatements = connectSqlAfter.statements - connectSqlBefore.statements;
   const steadyCpu = process.cpuUsage();
   const steadyWallStartMs = performance.now();
   const steadyStartMs = time.nowMs();
   timersFired = 0;
   while (!run.stopped && time.nowMs() < run.safetyEndMs) await step('safety', Math.min(run.safetyEndMs, time.nowMs() + chunkMs));
   const timing: RunTiming = {
-    setupCpuMs: parts.setup.cpuMs, setupWallMs: Math.round(parts.setup.wallMs), allReadyAtVirtualMs, connectCpuMs, connectWallMs: Math.round(connectWallMs), connectSqlCommits,
+    setupCpuMs: parts.setup.cpuMs, setupWallMs: Math.round(parts.setup.wallMs), allReadyAtVirtualMs, connectCpuMs, connectWallMs: Math.round(connectWallMs), connectSqlCommits, connectSqlStatements,
     steadyVirtualMs: time.nowMs() - steadyStartMs, steadyCpuMs: cpuMsSince(steadyCpu), steadyWallMs: Math.round(performance.now() - steadyWallStartMs),
     steadyTimersFired: timersFired,
   };
@@ -967,6 +979,7 @@ async function finalOtaChecks(run: Run, ota: OtaSetup, controlPlane: ControlPlan
     run.trace.add('ota.rollout', `${rollout.status} ${rollout.pauseReason ?? '-'} wave ${rollout.waveIndex} executions ${rollout.executions.length}`);
     run.counts.ota_executions = rollout.executions.length;
     run.counts.ota_succeeded = rollout.executions.filter((e) => e.state === 'succeeded').length;
+    run.otaSummary = rolloutSummary(rollout, rollout.updatedAtMs === undefined ? null : rollout.updatedAtMs - simStartMs);
   }
   const records = [...ota.observer.records.values()];
   run.counts.ota_devices_bricked = records.filter((r) => r.brick !== null).length;
@@ -1020,6 +1033,7 @@ function summarize(
     seed: run.seed, scenario: run.scenario.name, reproduce: run.reproduce, traceHash: facts.traceHash, traceEvents: run.trace.events,
     agents: run.agentCount, gateways: facts.gateways.ids.length, safetyMs: run.safetyMs, livenessBoundMs: run.scenario.livenessBoundMs,
     convergedAfterMs: facts.phases.convergedAfterMs, virtualMs: facts.virtualMs, wallMs: Math.round(performance.now() - run.wallStartMs),
+    ...(run.otaSummary === undefined ? {} : { ota: run.otaSummary }),
     peakRssBytes: run.peakRssBytes, counts, commandsByState: { ...facts.final.commands }, outcomesByCode: facts.outcomesByCode,
     network: { ...facts.network.stats }, checkers, violations, otaViolations, series: facts.phases.series,
     latencyHistogram: facts.observer.latency.map((count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),

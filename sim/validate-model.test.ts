@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { decideRollout } from '../core/ota/rollout-decisions.js';
 import { runModel } from './model/run-model.js';
-import { builtinScenarioPath, loadScenario } from './scenario.js';
+import { builtinScenarioPath, loadScenario, parseScenario } from './scenario.js';
 import { compareTiers, describeValidation, faultWindows, histogramPercentile, meanRecoveryMs, validateModel } from './validate-model.js';
 
 // CI's guard against a model that drifts from the real code: both tiers on small fleets and short
@@ -33,6 +34,39 @@ describe('validate the model tier against the full tier', () => {
     const drifted = runModel({ scenario, scenarioRef: 'smoke', seed: 1, agents: 8, safetyMs: 10_000, params: { executionServiceMs: 300 } });
     const failed = compareTiers(scenario, 10_000, full, drifted).filter((c) => !c.ok).map((c) => c.metric);
     assert.ok(failed.includes('latency p50 ms'), failed.join(', '));
+  });
+});
+
+describe('validate the model tier\'s rollout against the full tier', () => {
+  // 20 devices in waves of 50 % (10 % of 20 holds no brick for sure; 50 % holds exactly one), 30 s: the rollout pauses at about 20 s.
+  const options = loadScenario(builtinScenarioPath('ota-brick')).then((base) => ({
+    scenario: parseScenario({ ...base, ota: { ...base.ota!, waves: base.ota!.waves.map((wave) => ({ ...wave, percent: 50 })) } }),
+    scenarioRef: 'ota-brick', seed: 1, agents: 20, safetyMs: 30_000,
+  }));
+  const report = options.then((o) => validateModel(o));
+
+  it('agrees with the real coordinator and update runner on ota-brick: the same end, executions and bricks', async () => {
+    const { full, model, comparisons, ok } = await report;
+    assert.ok(ok, describeValidation(await report));
+    assert.deepEqual(full.otaViolations, []);
+    assert.equal(full.ota?.status, 'paused');
+    assert.equal(model.ota?.status, 'paused');
+    const metrics = comparisons.map((c) => c.metric);
+    for (const metric of ['ota wave reached', 'ota executions', 'ota_devices_bricked', 'ota rollout end ms']) assert.ok(metrics.includes(metric), metric);
+  });
+
+  it('fails a model with a wrong rule: a coordinator that ignores the error threshold', async () => {
+    const o = await options;
+    const { full } = await report;
+    const ignoringErrors: typeof decideRollout = (record, executions, nowMs) => {
+      const lenient = { ...record, plan: { ...record.plan, waves: record.plan.waves.map((wave) => ({ ...wave, errorThreshold: { ...wave.errorThreshold, failedPercentMax: 100 } })) } };
+      const decision = decideRollout(lenient, executions, nowMs);
+      return { ...decision, next: decision.next === lenient ? record : { ...decision.next, plan: record.plan } };
+    };
+    const drifted = runModel({ ...o, minVirtualMs: full.virtualMs, decideRollout: ignoringErrors });
+    const failed = compareTiers(o.scenario, o.safetyMs, full, drifted).filter((c) => !c.ok).map((c) => c.metric);
+    assert.ok(failed.some((metric) => metric.startsWith('ota rollout status')), failed.join(', '));
+    assert.ok(failed.includes('ota wave reached'), failed.join(', '));
   });
 });
 

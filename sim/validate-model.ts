@@ -60,6 +60,11 @@ export const toleranceReasons = Object.freeze({
   sessions: 'reconnects follow the model\'s own jitter and, with losses, its own silences: |diff| <= max(2, 15%)',
   telemetry: 'samples in flight or buffered across a fault edge, lost on a lossy link (and the next refused by the chain check), or moved by a crash (each tier draws the rebooted agent\'s new telemetry phase itself: one sample either way); per virtual minute: |diff| <= 5% + (3 + crashes) over the run',
   frames: 'frame counts follow the sessions and the retries; per virtual minute: |diff| <= 10% + 10 over the run',
+  otaEnd: 'the rollout\'s end (status, pause reason, wave) follows from the waves (assignWaves over the same device order), the thresholds (decideRollout, the same function) and the bricks, which both tiers draw with the same selector from the same seeded phase, so any run of n devices holds the same number of bricks: exact',
+  otaDrawn: 'drawn from the full tier\'s OTA stream with its own selectors, in the order devices take the release, and counted over every execution of the run: exact',
+  otaStates: 'which device ends how follows from the same draws, but a device that takes its notice a link delay later in one tier may fall on the other side of a pause, a cut window or a step timeout: |diff| <= max(2, 5% of the executions)',
+  otaDownloads: 'cuts and requests follow when each device reaches its download: after paces drawn from the same runner streams, but behind notices and reports over links the model draws itself (and a partition moves them by seconds): |diff| <= max(5, 20%)',
+  otaEndTime: 'when the record last changed (the pause, or the last wave\'s completion): the sweep ticks once a second and each report crosses a link whose delay each tier draws, over about ten steps: |diff| <= max(3 s, 15%)',
 });
 
 function compare(metric: string, full: number | null, model: number | null, tolerance: number, reason: string, difference?: number): Comparison {
@@ -200,14 +205,46 @@ function countComparisons(full: RunResult, model: RunResult): Comparison[] {
   ];
 }
 
+const rolloutStatuses = ['running', 'paused', 'completed', 'aborted'];
+const pauseReasons = [null, 'error_threshold', 'success_threshold_not_met', 'operator'];
+
+/** The rollout's aggregates (runs whose scenario has `ota`; none when neither tier started one). */
+export function rolloutComparisons(full: RunResult, model: ModelRunResult): Comparison[] {
+  const f = full.ota;
+  const m = model.ota;
+  if (f === undefined && m === undefined) return [];
+  const index = (list: readonly (string | null)[], value: string | null | undefined) => (value === undefined ? null : list.indexOf(value));
+  const count = (result: RunResult, name: string) => result.counts[name] ?? 0;
+  const exact = (name: string) => compare(name, count(full, name), count(model, name), 0, toleranceReasons.otaDrawn);
+  const executions = f?.executions ?? 0;
+  const states = [...new Set([...Object.keys(f?.executionsByState ?? {}), ...Object.keys(m?.executionsByState ?? {})])].sort();
+  const loose = (name: string) => {
+    const value = count(full, name);
+    return compare(name, value, count(model, name), Math.max(5, 0.2 * value), toleranceReasons.otaDownloads);
+  };
+  return [
+    compare(`ota rollout status (full ${f?.status ?? '-'}, model ${m?.status ?? '-'})`, index(rolloutStatuses, f?.status), index(rolloutStatuses, m?.status), 0, toleranceReasons.otaEnd),
+    compare(`ota pause reason (full ${f?.pauseReason ?? '-'}, model ${m?.pauseReason ?? '-'})`, index(pauseReasons, f?.pauseReason), index(pauseReasons, m?.pauseReason), 0, toleranceReasons.otaEnd),
+    compare('ota wave reached', f?.waveIndex ?? null, m?.waveIndex ?? null, 0, toleranceReasons.otaEnd),
+    compare('ota executions', f?.executions ?? null, m?.executions ?? null, 0, toleranceReasons.otaEnd),
+    exact('ota_devices_bricked'),
+    exact('ota_crashes'),
+    ...states.map((state) => compare(`ota executions ${state}`, f?.executionsByState[state] ?? 0, m?.executionsByState[state] ?? 0, Math.max(2, 0.05 * executions), toleranceReasons.otaStates)),
+    loose('ota_download_cuts'),
+    loose('ota_download_attempts'),
+    compare('ota rollout end ms', f?.endedAtMs ?? null, m?.endedAtMs ?? null, Math.max(3_000, 0.15 * (f?.endedAtMs ?? 0)), toleranceReasons.otaEndTime),
+  ];
+}
+
 /** Every comparison of one full-tier and one model-tier result of the same scenario, seed and fleet. */
-export function compareTiers(scenario: Scenario, safetyMs: number, full: RunResult, model: RunResult): Comparison[] {
+export function compareTiers(scenario: Scenario, safetyMs: number, full: RunResult, model: ModelRunResult): Comparison[] {
   return [
     ...onlineComparisons(full.series, model.series, full.agents),
     ...countComparisons(full, model),
     ...outcomeComparisons(full, model),
     ...latencyComparisons(full, model),
     ...recoveryComparisons(scenario, safetyMs, full, model),
+    ...rolloutComparisons(full, model),
   ];
 }
 
@@ -222,7 +259,7 @@ export async function validateModel(options: ValidationOptions): Promise<Validat
   // As long as the full tier ran (it may have converged later): counts then cover the same virtual time.
   const model = runModel({ ...common, minVirtualMs: full.virtualMs });
   const comparisons = compareTiers(scenario, safetyMs, full, model);
-  const ok = full.violations.length === 0 && comparisons.every((c) => c.ok);
+  const ok = full.violations.length === 0 && full.otaViolations.length === 0 && comparisons.every((c) => c.ok);
   return { seed, scenario: scenario.name, agents, safetyMs, ok, comparisons, full, model };
 }
 

@@ -172,8 +172,12 @@ export class ModelRollout {
   #nonces = 0;
   readonly #history: Array<{ status: string; wave: number }> = [];
 
-  constructor(world: ModelWorld, ota: ScenarioOta, seed: number) {
+  /** core/ota's decideRollout; a test swaps in a wrong rule to see the validation fail. */
+  readonly #decideRollout: typeof decideRollout;
+
+  constructor(world: ModelWorld, ota: ScenarioOta, seed: number, decide: typeof decideRollout = decideRollout) {
     this.#w = world;
+    this.#decideRollout = decide;
     this.#ota = ota;
     const stepMs = Object.fromEntries(executionActiveStates.map((state) => [state, ota.stepTimeoutMs])) as ExecutionTimeouts['stepMs'];
     this.#timeouts = { stepMs, executionMs: ota.executionTimeoutMs };
@@ -218,7 +222,7 @@ export class ModelRollout {
     const record = this.#record;
     if (record === null) return;
     const w = this.#w;
-    const decision = decideRollout(record, this.#exec.view, w.nowMs);
+    const decision = this.#decideRollout(record, this.#exec.view, w.nowMs);
     if (decision.next !== record) {
       this.#record = decision.next;
       this.#lastChangeAtMs = w.nowMs;

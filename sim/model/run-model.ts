@@ -3,7 +3,7 @@ import type { RunProgress, SeriesSample } from '../run.js';
 import type { Scenario } from '../scenario.js';
 import { defaultModelParams, type ModelParams } from './params.js';
 import { modelRunResult, seriesSample, type ModelRunResult } from './summary.js';
-import { ModelWorld } from './world.js';
+import { ModelWorld, type ModelWorldOptions } from './world.js';
 
 /**
  * One model-tier run (`sdc sim --tier model`): the scenario's fleet as a fleet model on virtual
@@ -22,6 +22,8 @@ export interface ModelRunOptions {
   readonly safetyMs?: number;
   readonly sampleIntervalMs?: number;
   readonly params?: Partial<ModelParams>;
+  /** Replaces core/ota's decideRollout: only for tests showing that the validation catches a wrong rule. */
+  readonly decideRollout?: ModelWorldOptions['decideRollout'];
   /**
    * Keep running the liveness phase (within its bound) until this virtual ms even after
    * converging, so counts compare with a full-tier run that converged later (validate-model).
@@ -55,7 +57,7 @@ export function runModel(options: ModelRunOptions): ModelRunResult {
   const agents = options.agents ?? scenario.agents;
   if (!(Number.isSafeInteger(agents) && agents >= 1 && agents <= modelAgentsMax)) throw new RangeError(`the model tier runs 1 to ${modelAgentsMax} agents`);
   const safetyMs = options.safetyMs ?? scenario.safetyMs;
-  const world = new ModelWorld({ scenario, seed: options.seed, agents, safetyMs, params: { ...defaultModelParams, ...options.params } });
+  const world = new ModelWorld({ scenario, seed: options.seed, agents, safetyMs, params: { ...defaultModelParams, ...options.params }, ...(options.decideRollout === undefined ? {} : { decideRollout: options.decideRollout }) });
   world.start();
 
   const totalMs = safetyMs + scenario.livenessBoundMs;

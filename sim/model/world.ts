@@ -1,3 +1,4 @@
+import type { decideRollout } from '../../core/ota/rollout-decisions.js';
 import { SeededRandom } from '../../core/random/prng.js';
 import { simOpcodes, type Scenario } from '../scenario.js';
 import { AgentCommands } from './agent-commands.js';
@@ -50,6 +51,8 @@ export interface ModelWorldOptions {
   readonly agents: number;
   readonly safetyMs: number;
   readonly params: ModelParams;
+  /** Replaces core/ota's decideRollout (tests of the validation only: a model with a wrong rule must fail it). */
+  readonly decideRollout?: typeof decideRollout;
 }
 
 export const modelCountNames = [
@@ -110,7 +113,7 @@ export class ModelWorld {
     this.controlPlane = new ControlPlane(this, simOpcodes);
     this.agentCommands = new AgentCommands(this, simOpcodes);
     this.workload = new Workload(this);
-    this.rollout = scenario.ota === undefined ? undefined : new ModelRollout(this, scenario.ota, options.seed);
+    this.rollout = scenario.ota === undefined ? undefined : new ModelRollout(this, scenario.ota, options.seed, options.decideRollout);
   }
 
   inSafety(): boolean {

@@ -16,6 +16,8 @@ export interface RolloutFacts {
   readonly executions: ReadonlyArray<{ readonly deviceId: string; readonly wave: number; readonly state: string }>;
   /** The rollout's status changes from the audit log, in order (`ota.rollout.<status>` and the wave it was at). */
   readonly history: ReadonlyArray<{ readonly status: string; readonly wave: number }>;
+  /** When the rollout's record last changed (its status or wave), on the run's clock; absent where not known. */
+  readonly updatedAtMs?: number;
 }
 
 const kept = 20;

@@ -175,7 +175,7 @@ export async function readRolloutFacts(cp: ControlPlane, sql: SqlDatabase, rollo
   const history = rows.map((row) => ({ status: row.kind.slice('ota.rollout.'.length), wave: Number((JSON.parse(row.payload_json) as { wave?: number }).wave ?? 0) }));
   return {
     status: view.status, pauseReason: view.pause_reason, waveIndex: view.wave_index, waves: view.waves.map((w) => w.devices),
-    executions: view.executions.map((e) => ({ deviceId: e.device_id, wave: e.wave, state: e.state })), history,
+    executions: view.executions.map((e) => ({ deviceId: e.device_id, wave: e.wave, state: e.state })), history, updatedAtMs: view.updated_at_ms,
   };
 }
 

@@ -63,6 +63,12 @@ export interface SqlJsDatabaseOptions {
 export interface SqlJsSaveStats {
   /** Committed writes. */
   readonly commits: number;
+  /**
+   * Statements callers ran, in transactions and outside, reads and writes (not BEGIN/COMMIT nor
+   * this adapter's own total_changes() and last_insert_rowid()): a count of SQL work that does not
+   * depend on the machine (issue 17, the simulator's RunTiming.connectSqlStatements).
+   */
+  readonly statements: number;
   /** Completed file writes of either kind: journal appends plus snapshots. */
   readonly saves: number;
   readonly journalAppends: number;
@@ -312,7 +318,7 @@ class SqlJsDatabaseImpl {
     this.sequence = loaded.lastSequence;
     this.snapshotSequence = loaded.snapshotSequence;
     this.stats = {
-      commits: 0, saves: 0, journalAppends: 0, journalRecordsWritten: 0, journalBytesWritten: 0, journalBytes: this.journal.bytes,
+      commits: 0, statements: 0, saves: 0, journalAppends: 0, journalRecordsWritten: 0, journalBytesWritten: 0, journalBytes: this.journal.bytes,
       journalRecords: this.journal.records, snapshots: 0, snapshotBytesWritten: 0, snapshotBytes: loaded.snapshotBytes,
       recoveredRecords: loaded.recoveredRecords, tornTailBytes: loaded.tornTailBytes,
     };
@@ -454,6 +460,7 @@ class SqlJsDatabaseImpl {
   }
 
   private runQuery<T>(sql: string, params: readonly SqlValue[] | undefined): T[] {
+    this.stats.statements += 1;
     const statement = this.statement(sql);
     try {
       statement.bind(normaliseParams(params) as never);
@@ -491,6 +498,7 @@ class SqlJsDatabaseImpl {
 
   /** Runs one statement (the first of `sql`, as sql.js's run with parameters does). */
   private runExecute(sql: string, values: ReturnType<typeof normaliseParams>): ExecuteResult {
+    this.stats.statements += 1;
     const statement = this.statement(sql);
     try {
       statement.bind(values as never);

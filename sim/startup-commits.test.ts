@@ -4,6 +4,7 @@
 // the control plane's event audit window (eventAuditWindowMs, 50 virtual ms in a run), one drain
 // for many devices. With a drain per virtual instant instead (the control plane's default) this
 // fleet took 198 commits (4.95 per agent; 3.57 at 2,000 agents), with the window 135 (3.38).
+// And in statements (RunTiming.connectSqlStatements), the second test below.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { runSimulation } from './run.js';
@@ -21,5 +22,24 @@ describe('sim start-up in SQL commits', () => {
     const perAgent = timing.connectSqlCommits / agents;
     assert.ok(perAgent >= 3, `at least the three writes of each device's AUTH: ${perAgent}`);
     assert.ok(perAgent <= 3.5, `${timing.connectSqlCommits} SQL commits for ${agents} agents' start-up (${perAgent} each)`);
+  });
+
+  // RunTiming.connectSqlStatements. Per device, eight: the presence UPDATE and the one read after
+  // it (offline episode and commands to redeliver, CommandService.unfinishedAndEpisodeOf); the
+  // compliance read, its INSERT and its audit outbox row; the bundle's one read (policy revision
+  // and tags, sqlPolicyAndDeviceTags); the bundle report's INSERT and its outbox row; then the
+  // shared audit drains. With the episode and the commands read apart and the revision and the
+  // tags read apart, this fleet took 445 statements (11.1 per agent; 10.2 at 2,000 agents), now 365 (9.1).
+  it('40 agents on the standard profile reach their first ready sessions in at most 9.5 SQL statements per agent', async () => {
+    const scenario = await loadScenario(builtinScenarioPath('standard'));
+    const agents = 40;
+    const result = await runSimulation({ scenario, scenarioRef: 'standard', seed: 1, agents, safetyMs: 3_000, crypto: 'model' });
+    assert.deepEqual(result.violations, []);
+    assert.equal(result.counts.sessions_ready, agents);
+    const timing = result.timing!;
+    assert.notEqual(timing.allReadyAtVirtualMs, null, 'every agent was ready within the safety phase');
+    const perAgent = timing.connectSqlStatements / agents;
+    assert.ok(perAgent >= 8, `at least the eight statements of each device's AUTH: ${perAgent}`);
+    assert.ok(perAgent <= 9.5, `${timing.connectSqlStatements} SQL statements for ${agents} agents' start-up (${perAgent} each)`);
   });
 });

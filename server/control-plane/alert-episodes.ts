@@ -21,6 +21,13 @@ export interface RaiseAlert {
 /** What a raise did: the new alert's id, or undefined when its episode was already open. */
 export type RaiseOutcome = { readonly raised: true; readonly id: string } | { readonly raised: false };
 
+/** The alert open under an episode key: what a clear needs of it. */
+export interface OpenEpisode {
+  readonly id: string;
+  readonly device_id: string | null;
+  readonly kind: string;
+}
+
 /** `kind:subject`, at most 191 characters (the indexed column). */
 export function episodeKeyOf(kind: string, subject: string): string {
   return `${kind}:${subject}`.slice(0, 191);
@@ -49,6 +56,11 @@ export class AlertEpisodes {
   async isOpen(episodeKey: string): Promise<boolean> {
     const rows = await this.#ctx.db.query<{ id: string }>('SELECT id FROM alerts WHERE episode_key = ?', [episodeKey]);
     return rows.length > 0;
+  }
+
+  async #openRow(episodeKey: string): Promise<OpenEpisode | undefined> {
+    const [row] = await this.#ctx.db.query<OpenEpisode>('SELECT id, device_id, kind FROM alerts WHERE episode_key = ?', [episodeKey]);
+    return row;
   }
 
   async raise(options: RaiseAlert): Promise<RaiseOutcome> {
@@ -82,9 +94,12 @@ export class AlertEpisodes {
    * raise of the key is a new alert. The clear is audited (`alert.cleared`) in the transaction of
    * the conditional UPDATE, so of two control planes clearing one episode only the one whose
    * UPDATE changed the row records it: once. Returns the alert's id, or undefined when none was open.
+   * `open`: the episode's alert as the caller just read it (undefined: none open), instead of a
+   * read here (the presence handler reads it with the device's commands, issue 17); the UPDATE's
+   * condition on the key still decides, so a row cleared since is not cleared twice.
    */
-  async clear(episodeKey: string, atMs: number, actor: string = actors.system): Promise<string | undefined> {
-    const [row] = await this.#ctx.db.query<{ id: string; device_id: string | null; kind: string }>('SELECT id, device_id, kind FROM alerts WHERE episode_key = ?', [episodeKey]);
+  async clear(episodeKey: string, atMs: number, actor: string = actors.system, open?: { readonly row: OpenEpisode | undefined }): Promise<string | undefined> {
+    const row = open === undefined ? await this.#openRow(episodeKey) : open.row;
     if (row === undefined) return undefined;
     const cleared = await this.#ctx.db.transaction(async (tx) => {
       const updated = await tx.execute('UPDATE alerts SET episode_key = NULL, cleared_at = ?, updated_at = ? WHERE id = ? AND episode_key = ?', [atMs, atMs, row.id, episodeKey]);

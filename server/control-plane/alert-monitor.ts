@@ -4,7 +4,7 @@ import { gatewayCommandStream, groups, kvKeys, streamNames } from '../bus-contra
 import { deadLetterStream } from '../stores/bus/bus-port.js';
 import { pendingEntriesReadMax } from '../observability/metrics.js';
 import type { AlertRateLimiter } from './alert-rate-limit.js';
-import { AlertEpisodes, episodeKeyOf, type RaiseAlert } from './alert-episodes.js';
+import { AlertEpisodes, episodeKeyOf, type OpenEpisode, type RaiseAlert } from './alert-episodes.js';
 import type { AlertRules } from './alert-rules.js';
 import type { PostureReport } from './compliance.js';
 import { tamperSignalsOf } from './compliance-tamper.js';
@@ -49,9 +49,17 @@ export class AlertMonitor {
     this.rules = options.rules;
   }
 
-  /** A device came online: its offline episode, if any, is over. */
-  async onPresence(deviceId: string, online: boolean, atMs: number): Promise<void> {
-    if (online) await this.#episodes.clear(episodeKeyOf('device_offline', deviceId), atMs);
+  /**
+   * A device came online: its offline episode, if any, is over. `open`: that episode's alert as
+   * the caller read it just now (presenceEpisodeKey; undefined inside: none open), so no read here.
+   */
+  async onPresence(deviceId: string, online: boolean, atMs: number, open?: { readonly row: OpenEpisode | undefined }): Promise<void> {
+    if (online) await this.#episodes.clear(this.presenceEpisodeKey(deviceId), atMs, actors.system, open);
+  }
+
+  /** The episode a device's presence online ends (its offline alert's). */
+  presenceEpisodeKey(deviceId: string): string {
+    return episodeKeyOf('device_offline', deviceId);
   }
 
   /** One scored telemetry sample; only a sample at or over the threshold costs a query. */

@@ -12,6 +12,7 @@ import type { SqlDatabase, SqlDialect, SqlExecutor, SqlStatement, SqlTransaction
 import { DeferredStatements, executeInBatches, whenPreviousChanged } from '../stores/sql/sql-batch.js';
 import { nextCounterValue } from './stores/counters.js';
 import { deviceSeqCounterName, takeDeviceSeqs } from './command-device-seqs.js';
+import type { OpenEpisode } from './alert-episodes.js';
 import { Batched } from './batched-reads.js';
 import { latestRevisionSql, revisionOf } from './policy-store.js';
 
@@ -526,6 +527,31 @@ export class CommandRepository {
       [deviceId, nowMs, limit],
     ), 'commands');
     return rows.map((row) => storedCommandOf(row, deviceId));
+  }
+
+  /**
+   * unfinishedOf and, in the same statement, the alert open under `episodeKey` (its id, device and
+   * kind; undefined when none is): the two reads a device's presence makes (the offline episode it
+   * ends, the commands it gets again) as one (issue 17: one statement less per AUTH at a fleet's
+   * start and in a reconnect storm). The commands part is the very query unfinishedOf sends.
+   */
+  async unfinishedAndEpisodeOf(deviceId: string, nowMs: number, limit: number, episodeKey: string): Promise<{ commands: StoredCommand[]; episode: OpenEpisode | undefined }> {
+    // The commands first, so the UNION's columns are typed by their table's; 'c' sorts before 'e'.
+    const rows = await this.#db.query<Record<string, unknown>>(
+      `SELECT 'c' AS part, id, signed_json, traceparent, NULL AS alert_device_id, NULL AS alert_kind, device_seq AS n FROM (
+         SELECT id, signed_json, traceparent, device_seq FROM commands WHERE device_id = ? AND state IN (${deliverableList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?
+       ) u
+       UNION ALL SELECT 'e' AS part, id, NULL, NULL, device_id, kind, 0 FROM alerts WHERE episode_key = ?
+       ORDER BY part, n`,
+      [deviceId, nowMs, limit, episodeKey],
+    );
+    const commandRows: unknown[] = [];
+    let episode: OpenEpisode | undefined;
+    for (const { part, n: _seq, alert_device_id: alertDeviceId, alert_kind: alertKind, ...columns } of rows) {
+      if (part === 'c') commandRows.push(columns);
+      else episode = { id: String(columns['id']), device_id: alertDeviceId === null || alertDeviceId === undefined ? null : String(alertDeviceId), kind: String(alertKind) };
+    }
+    return { commands: validRows(checks.signed, commandRows, 'commands').map((row) => storedCommandOf(row, deviceId)), episode };
   }
 
   /**

@@ -18,7 +18,8 @@ import { signCommand } from '../../core/protocol/signed-command.js';
 import { approvalSubjectHash, type ApprovalSubject } from '../../core/protocol/approvals.js';
 import type { ServiceSigner } from '../materials/materials.js';
 import { ApprovalRepository, type PendingApproval } from './approval-repository.js';
-import { CommandRepository, jsonObjectColumn, signedCommandOrNull, recordOf, unfinishedStates, type AdmissionFacts, type CommandRow } from './command-repository.js';
+import type { OpenEpisode } from './alert-episodes.js';
+import { CommandRepository, jsonObjectColumn, signedCommandOrNull, recordOf, unfinishedStates, type AdmissionFacts, type CommandRow, type StoredCommand } from './command-repository.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import type { PolicyStore } from './policy-store.js';
@@ -493,10 +494,11 @@ export class CommandService {
    * Nothing is skipped on the strength of `last_command_seq`: a command still unfinished here
    * whose seq the agent has passed was executed but its result never reached us, and the agent
    * answers a redelivered id from its record, which is how that result is recovered. Commands with
-   * a known result are terminal and never redelivered.
+   * a known result are terminal and never redelivered. `read`: those commands as
+   * `unfinishedAndEpisodeOf` just read them (the presence handler's one read), instead of a read here.
    */
-  async redeliver(deviceId: string, gatewayId: string): Promise<number> {
-    const commands = await this.#repository.unfinishedOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.redeliverPerPresenceMax);
+  async redeliver(deviceId: string, gatewayId: string, read?: readonly StoredCommand[]): Promise<number> {
+    const commands = read ?? await this.#repository.unfinishedOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.redeliverPerPresenceMax);
     let sent = 0;
     for (const { id, command, traceparent } of commands) {
       // A damaged row cannot be delivered by anyone; the others still are (it expires by its expires_at column).
@@ -504,6 +506,15 @@ export class CommandService {
       else if (await this.dispatch(command, gatewayId, traceparent)) sent += 1;
     }
     return sent;
+  }
+
+  /**
+   * What a device's presence online needs read: its unfinished, unexpired commands (as redeliver
+   * reads them) and the alert open under `episodeKey` (AlertMonitor.presenceEpisodeKey), in one
+   * statement (issue 17).
+   */
+  async unfinishedAndEpisodeOf(deviceId: string, episodeKey: string): Promise<{ commands: StoredCommand[]; episode: OpenEpisode | undefined }> {
+    return this.#repository.unfinishedAndEpisodeOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.redeliverPerPresenceMax, episodeKey);
   }
 
   /**

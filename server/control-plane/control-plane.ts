@@ -41,7 +41,7 @@ import type { AuthRateLimits } from './http/rate-limit.js';
 import { LiveHub } from './live.js';
 import { LivePublisher } from './live-publisher.js';
 import { PolicyStore } from './policy-store.js';
-import { PolicyBundlePublisher, sqlApproverKeys, sqlDeviceTags } from './policy-bundles.js';
+import { PolicyBundlePublisher, sqlApproverKeys, sqlPolicyAndDeviceTags } from './policy-bundles.js';
 import type { ControlPlaneServices } from './services.js';
 import { AuditDrainSoon } from './audit-drain-soon.js';
 import { SqlAuditStore } from './stores/sql-audit-store.js';
@@ -287,7 +287,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   // Each device's signed policy bundle, asked for by gateways (docs/policy.md, "The device's policy bundle").
   const policyBundles = new PolicyBundlePublisher({
     context, currentPolicy: () => policy.current(), signer: materials.commandSigner,
-    deviceTags: sqlDeviceTags(db), approverKeys: sqlApproverKeys(db, () => clock.nowMs()),
+    policyAndTags: sqlPolicyAndDeviceTags(db, (revision) => policy.at(revision)), approverKeys: sqlApproverKeys(db, () => clock.nowMs()),
   });
   // Before the commands: a policy posture condition reads the compliance state through it (the DeviceComplianceReader port).
   const compliance: ComplianceService = new ComplianceService({ context, rules: options.complianceRules ?? {}, onReported: (report): Promise<void> => events.alertMonitor.onPostureReport(report), deviceKeys: devices });

@@ -120,8 +120,15 @@ export class EventHandlers {
     });
     if (!known) throw new SdcError('API_DEVICE_NOT_FOUND', `presence for unknown device ${data.device_id}`);
     this.#ctx.publishLive({ type: 'presence', device_id: data.device_id, online: data.online, gateway_id: data.gateway_id, at_ms: data.at_ms });
-    await this.alertMonitor.onPresence(data.device_id, data.online, data.at_ms);
-    if (data.online) await this.#commands.redeliver(data.device_id, data.gateway_id);
+    if (!data.online) {
+      await this.alertMonitor.onPresence(data.device_id, false, data.at_ms);
+      return;
+    }
+    // The offline episode the device ends and its commands to send again, read in one statement
+    // after the presence write (issue 17); the clear comes first, then the redelivery, as before.
+    const read = await this.#commands.unfinishedAndEpisodeOf(data.device_id, this.alertMonitor.presenceEpisodeKey(data.device_id));
+    await this.alertMonitor.onPresence(data.device_id, true, data.at_ms, { row: read.episode });
+    await this.#commands.redeliver(data.device_id, data.gateway_id, read.commands);
   }
 
   async #progress(data: BusEntryData<'command_progress'>): Promise<void> {

@@ -6,7 +6,7 @@ import { policyRoles, type PolicyRole } from '../../core/protocol/policy.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
 import type { ServiceContext } from './context.js';
-import type { PolicyRevision } from './policy-store.js';
+import { latestRevisionSql, revisionOf, type PolicyRevision } from './policy-store.js';
 
 export interface PolicyBundleSignerKey {
   readonly kid: string;
@@ -22,6 +22,11 @@ export interface PolicyBundlePublisherOptions {
   /** The device's tags for tag selectors; default none (the control plane's own check still sees them). */
   readonly deviceTags?: (deviceId: string) => Promise<readonly string[]>;
   /**
+   * The policy in force and the device's tags read together (sqlPolicyAndDeviceTags): when given,
+   * used instead of `currentPolicy` and `deviceTags`, one statement per bundle instead of two.
+   */
+  readonly policyAndTags?: (deviceId: string) => Promise<PolicyAndTags>;
+  /**
    * The signing keys of approvers with one of `roles`, for the approvals commands carry
    * (sqlApproverKeys); default none: a command that needs approvals is then refused on the device.
    */
@@ -32,6 +37,31 @@ export interface PolicyBundlePublisherOptions {
 /** The device's tags from SQL (device_tags, migration 011), at most the 256 the bundle schema takes. */
 export function sqlDeviceTags(db: SqlExecutor): (deviceId: string) => Promise<readonly string[]> {
   return async (deviceId) => (await db.query<{ tag: string }>('SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag LIMIT 256', [deviceId])).map((row) => row.tag);
+}
+
+/** What a bundle is cut from: the policy in force and the device's tags. */
+export interface PolicyAndTags {
+  readonly current: PolicyRevision;
+  readonly tags: readonly string[];
+}
+
+/**
+ * The current revision number and the device's tags (as sqlDeviceTags reads them) in one statement,
+ * then the policy of that number (`policyAt`, PolicyStore.at: cached while the number is
+ * unchanged). Issue 17: each AUTH's bundle read them in two statements, one more per device at a
+ * fleet's start and in a reconnect storm. The number is still read from the database for every
+ * bundle, as before: a revision stored by any control plane is in the next bundle cut anywhere.
+ * One row at least (the MAX's), with a NULL tag when the device has none.
+ */
+export function sqlPolicyAndDeviceTags(db: SqlExecutor, policyAt: (revision: number) => Promise<PolicyRevision>): (deviceId: string) => Promise<PolicyAndTags> {
+  return async (deviceId) => {
+    const rows = await db.query<{ revision: number | string | null; tag: string | null }>(
+      `SELECT r.revision, t.tag FROM (${latestRevisionSql}) r
+       LEFT JOIN (SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag LIMIT 256) t ON 1 = 1 ORDER BY t.tag`, [deviceId]);
+    if (rows.length === 0) throw new SdcError('STORE_CONFLICT', 'the policy and tags read answered no row');
+    const tags = rows.flatMap((row) => (row.tag === null ? [] : [row.tag]));
+    return { current: await policyAt(revisionOf(rows[0]!.revision)), tags };
+  };
 }
 
 /** The bundle's approvers list is bounded by its schema (256 entries). */
@@ -142,8 +172,7 @@ export class PolicyBundlePublisher {
   /** Cuts, signs, stores and announces one device's bundle from the policy in force. */
   async publish(deviceId: string): Promise<number> {
     const { context, signer } = this.#o;
-    const current = await this.#o.currentPolicy();
-    const tags = this.#o.deviceTags === undefined ? [] : await this.#o.deviceTags(deviceId);
+    const { current, tags } = await this.#policyAndTags(deviceId);
     const issuedAtMs = context.clock.nowMs();
     const validityMs = this.#o.validityMs ?? policyBundleLimits.validityMsDefault;
     const approvalRoles = [...new Set(current.policy.rules.flatMap((rule) => rule.conditions?.approval?.roles ?? []))].sort();
@@ -154,5 +183,11 @@ export class PolicyBundlePublisher {
     await context.kv.set(policyBundleKeys.bundle(deviceId), text, { ttlMs: validityMs });
     await context.kv.publish(policyBundleChannels.ready, deviceId);
     return current.revision;
+  }
+
+  async #policyAndTags(deviceId: string): Promise<PolicyAndTags> {
+    if (this.#o.policyAndTags !== undefined) return this.#o.policyAndTags(deviceId);
+    const current = await this.#o.currentPolicy();
+    return { current, tags: this.#o.deviceTags === undefined ? [] : await this.#o.deviceTags(deviceId) };
   }
 }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import initSqlJs, { type Database, type SqlJsStatic } from 'sql.js';
 import { SdcError } from '../../../core/errors/index.js';
 import { mapSqliteError } from './sqlite-errors.js';
+import { openSqlJs } from './sqljs-in-memory.js';
 import type { JournalStatement } from './sqljs-journal-format.js';
 import { JournalFile, readJournalFile, scanJournal, type JournalScan, type ScannedRecord } from './sqljs-journal.js';
 
@@ -28,6 +29,8 @@ export interface LoadedSqlJsFiles {
   readonly journal: JournalFile;
   readonly recoveredRecords: number;
   readonly tornTailBytes: number;
+  /** The pages are in SQLite's memory, not in a file of sql.js's file system (sqljs-in-memory.ts). */
+  readonly inMemory: boolean;
 }
 
 export interface RecoveryLogger {
@@ -45,15 +48,19 @@ export async function loadSqlJsFiles(path: string, logger: RecoveryLogger): Prom
   const snapshot = await readSnapshot(path);
   const journalPath = `${path}.journal`;
   const journalBytes = await readJournalFile(journalPath);
-  const database = new SQL.Database(snapshot);
+  const opened = openSqlJs(SQL, snapshot, (loaded) => checkSnapshot(loaded, path));
+  const database = opened.database;
+  if (!opened.inMemory) {
+    logger.warn({ path }, 'embedded database: this sql.js did not open an in-memory database; its pages stay in a file of sql.js\'s file system (slower writes)');
+  }
   try {
-    checkSnapshot(database, path);
     const snapshotSequence = readSnapshotPosition(database);
     const scan = journalBytes === undefined ? undefined : scanJournal(journalBytes, journalPath);
-    // The database lives in sql.js's in-memory file system and reaches the disk as journal
-    // records and whole exports, so SQLite's own rollback journal file would buy nothing a crash
-    // could use: the journal in memory still rolls transactions back, and an autocommit write
-    // costs several times less without the journal file's create, writes and delete.
+    // The database lives in memory (SQLite's, or sql.js's file system when the in-memory open was
+    // not possible) and reaches the disk as journal records and whole exports, so SQLite's own
+    // rollback journal file would buy nothing a crash could use: the journal in memory still rolls
+    // transactions back, and an autocommit write costs several times less without the journal
+    // file's create, writes and delete. (An in-memory database has this mode already.)
     database.run('PRAGMA journal_mode = MEMORY');
     // One connection, and the process already holds the file's lock (file-lock.ts): in the default
     // locking mode SQLite takes and drops its lock around every statement and, on each new read
@@ -67,7 +74,7 @@ export async function loadSqlJsFiles(path: string, logger: RecoveryLogger): Prom
     const journal = await settleJournal(journalPath, scan, toApply.length, logger);
     return {
       database, snapshotSequence, lastSequence, snapshotBytes: snapshot?.length ?? 0, journal,
-      recoveredRecords: toApply.length, tornTailBytes: scan?.tornTailBytes ?? 0,
+      recoveredRecords: toApply.length, tornTailBytes: scan?.tornTailBytes ?? 0, inMemory: opened.inMemory,
     };
   } catch (error) {
     database.close();

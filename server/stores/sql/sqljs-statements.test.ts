@@ -65,4 +65,26 @@ describe('sql.js prepared statement cache', () => {
     assert.deepEqual(await reopened.query('SELECT COUNT(*) AS n FROM t'), [{ n: 5 }], 'every commit reached the file');
     await reopened.close();
   });
+
+  it("saveStats().statements counts each statement a caller runs, in transactions and outside, and none of the adapter's own", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'sdc-sqljs-count-'));
+    roots.push(dataDir);
+    const db = await openSqlJsDatabase({ dataDir });
+    await db.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)');
+    const before = db.saveStats().statements;
+    // An INSERT into a rowid table also asks last_insert_rowid(), a write through query total_changes(): not counted.
+    await db.execute('INSERT INTO t (name) VALUES (?)', ['a']);
+    await db.query('INSERT INTO t (name) VALUES (?) RETURNING id', ['b']);
+    await db.query('SELECT name FROM t');
+    assert.equal(db.saveStats().statements, before + 3, 'three outside transactions');
+    await db.transaction(async (tx) => {
+      await tx.query('SELECT COUNT(*) AS n FROM t');
+      await tx.execute('UPDATE t SET name = ? WHERE id = ?', ['c', 1]);
+      await tx.executeBatch([{ sql: 'INSERT INTO t (name) VALUES (?)', params: ['d'] }, { sql: 'DELETE FROM t WHERE id = ?', params: [2] }]);
+    });
+    assert.equal(db.saveStats().statements, before + 7, 'four more in the transaction (BEGIN and COMMIT are not counted)');
+    await assert.rejects(db.query('SELECT nothing FROM nowhere'));
+    assert.equal(db.saveStats().statements, before + 8, 'a refused statement was still sent');
+    await db.close();
+  });
 });

@@ -474,6 +474,8 @@ export class ModelRollout {
     const device = this.#device;
     if (device.epoch[agent] !== epoch) return;
     device.down[agent] = 0;
+    // A new runner: its re-send budget is whole again (the old one's timers died with the process).
+    device.resends[agent] = 0;
     if (settledCode > 0) this.#move(agent, executionStates[to]!, settledCode - 1);
     this.#run(agent);
   }

@@ -588,6 +588,13 @@ export class ModelRollout {
 
   // --- the end of the run --------------------------------------------------------------------
 
+  /** The device's journal state and whether a step of its runner is pending (tests, debugging). */
+  deviceOf(agent: number): { state: ExecutionState | null; busy: boolean; down: boolean; nonce: number; held: number; reports: readonly number[] } {
+    const d = this.#device;
+    const state = d.state[agent]!;
+    return { state: state === noState ? null : executionStates[state]!, busy: d.busy[agent] === 1, down: d.down[agent] === 1, nonce: d.nonce[agent]!, held: d.held[agent]!, reports: d.reports[agent] ?? [] };
+  }
+
   /** The rollout as the full tier's readRolloutFacts reads it from the stores. */
   facts(): RolloutFacts | undefined {
     const record = this.#record;

@@ -8,18 +8,18 @@ import { SdcError } from '../../../core/errors/index.js';
  * `new SQL.Database()` always opens a file in Emscripten's MEMFS, so every commit copies each
  * page it changed out of the WebAssembly heap into that file's JavaScript array, and the array
  * grows by an eighth at a time past 1 MiB, each time allocating a new one and copying the whole
- * file into it. Measured here (150,000 telemetry rows, 2026-12-05): an autocommit INSERT 35.8 µs
- * of CPU per row with the file, 10.9 µs in memory; 85 rows per INSERT 15.8-16.4 against 8.5-8.8
- * µs; RSS 118-178 MiB against 89-106 MiB. The file buys nothing here: the adapter's durability is
- * its own journal and snapshots on disk (sqljs-database.ts), and sql.js's `export()` copies the
- * pages out through SQLite's backup API, which reads an in-memory database as well.
+ * file into it. Measured (sqljs-in-memory.measure.ts, decision 0011): 1.5-1.8 times the CPU per
+ * telemetry row with the file in a warm process, 2.7 times in a cold one. The file buys nothing
+ * here: the adapter's durability is its own journal and snapshots on disk (sqljs-database.ts),
+ * and sql.js's `export()` copies the pages out through SQLite's backup API, which reads an
+ * in-memory database as well.
  *
  * sql.js (1.16) has no option for it: its constructor names a fresh MEMFS file and opens it. So
  * the name is given for the one construction through an accessor on the prototype: the file it
  * creates is an empty placeholder (which `close()` unlinks later), and SQLite opens `:memory:`.
  * That leans on the constructor's order (the name read once to create the file, once to open),
  * so the result is checked (`PRAGMA database_list`: an in-memory main database has no file) and
- * a sql.js that does it differently gets the file as before (`undefined` here; the caller logs).
+ * a sql.js that does it differently gets the file as before (`inMemory: false`; the caller logs).
  *
  * The price: the whole database lives in the WebAssembly heap, which sql.js caps at 2 GiB (its
  * module's maximum memory), where the file could grow past it. A write past the cap fails as any

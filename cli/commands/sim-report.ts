@@ -75,6 +75,17 @@ function statesOf(commands: Readonly<Record<CommandState, number>>): string {
   return shown.length === 0 ? 'none' : shown.join(', ');
 }
 
+/** The rollout's end, in runs with one (both tiers: RunResult.ota). */
+function rolloutLine(ota: NonNullable<SimSummary['ota']>): string {
+  const states = Object.entries(ota.executionsByState).map(([state, n]) => `${state} ${n}`).join(', ') || 'none';
+  return `rollout: ${ota.status}${ota.pauseReason === null ? '' : ` (${ota.pauseReason})`} at wave ${ota.waveIndex}; ${ota.executions} executions: ${states}; record last changed at ${ms(ota.endedAtMs)}`;
+}
+
+/** The model's verdicts: liveness, and the OTA checkers it answers in runs with a rollout (sim/model/rollout.ts). */
+function modelCheckers(s: SimSummary): string {
+  return Object.entries(s.checkers).filter(([name]) => name === 'liveness' || name.startsWith('ota_')).map(([name, verdict]) => `${name}=${verdict}`).join(' ');
+}
+
 export function describeSimSummary(s: SimSummary): string {
   const checkers = Object.entries(s.checkers).map(([name, verdict]) => `${name}=${verdict}`).join(' ');
   const failures = Object.entries(s.failuresByCode).map(([code, n]) => `${code} ${n}`).join(', ');
@@ -87,7 +98,8 @@ export function describeSimSummary(s: SimSummary): string {
     `round trip (creation to device result) of ${s.latencyMs.count}: p50 ${ms(s.latencyMs.p50Ms)}, p90 ${ms(s.latencyMs.p90Ms)}, p99 ${ms(s.latencyMs.p99Ms)}, max ${ms(s.latencyMs.maxMs)}`,
     `failures by code: ${failures || 'none'}`,
     `at the end (t=${s.final.t_ms} ms, the CSVs' last row): ${s.final.online_agents}/${s.agents} agents online; commands ${statesOf(s.final.commands)}`,
-    s.tier === 'model' ? `model tier: liveness=${s.checkers.liveness} (the other checkers watch the real code's stores and frames)` : `checkers: ${checkers}`,
+    ...(s.ota === undefined ? [] : [rolloutLine(s.ota)]),
+    s.tier === 'model' ? `model tier: ${modelCheckers(s)} (the other checkers watch the real code's stores and frames)` : `checkers: ${checkers}`,
     `virtual ${s.virtualMs} ms in ${s.wallMs} ms wall, peak rss ${Math.round(s.peakRssBytes / 2 ** 20)} MiB`,
   ].join('\n') + '\n';
 }

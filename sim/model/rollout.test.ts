@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { builtinScenarioPath, loadScenario, parseScenario, type Scenario } from '../scenario.js';
+import { describeSimSummary, simSummary } from '../../cli/commands/sim-report.js';
 import { runModel } from './run-model.js';
 
 /** A scenario's rollout with every wave at `percent` (small fleets: 10 % of 20 devices holds no brick for sure, 50 % holds exactly one). */
@@ -22,6 +23,9 @@ describe('model tier: rollouts', () => {
     assert.ok(result.ota!.endedAtMs! > 12_000 && result.ota!.endedAtMs! < 40_000, `${result.ota!.endedAtMs}`);
     assert.equal(result.counts.ota_devices_bricked, 1);
     assert.equal(result.counts.ota_devices_committed, 10, 'the bricked device committed before its health check failed');
+    const text = describeSimSummary(simSummary(result, { scenario, tier: 'model', crypto: 'real' }));
+    assert.match(text, /\nrollout: paused \(error_threshold\) at wave 0; 10 executions: succeeded 9, rolled_back 1; record last changed at \d+ ms\n/);
+    assert.match(text, /model tier: liveness=pass ota_first_wave_only=pass ota_paused_in_first_wave=pass \(/);
   });
 
   it('ota-brick with silent bricks: the control plane\'s step timeout ends the brick (timed_out, a failure) and pauses the rollout', async () => {

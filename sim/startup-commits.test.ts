@@ -24,13 +24,13 @@ describe('sim start-up in SQL commits', () => {
     assert.ok(perAgent <= 3.5, `${timing.connectSqlCommits} SQL commits for ${agents} agents' start-up (${perAgent} each)`);
   });
 
-  // RunTiming.connectSqlStatements. Per device, eight: the presence UPDATE and the one read after
-  // it (offline episode and commands to redeliver, CommandService.unfinishedAndEpisodeOf); the
-  // compliance read, its INSERT and its audit outbox row; the bundle's one read (policy revision
-  // and tags, sqlPolicyAndDeviceTags); the bundle report's INSERT and its outbox row; then the
-  // shared audit drains. With the episode and the commands read apart and the revision and the
-  // tags read apart, this fleet took 445 statements (11.1 per agent; 10.2 at 2,000 agents), now 365 (9.1).
-  it('40 agents on the standard profile reach their first ready sessions in at most 9.5 SQL statements per agent', async () => {
+  // RunTiming.connectSqlStatements. Per device, ten: the presence UPDATE, the offline episode read
+  // and the commands read (CommandRepository.unfinishedAndEpisodeOf: one statement on MySQL, two on
+  // sql.js, where the one-statement forms cost more CPU); the compliance read, its INSERT and its
+  // audit outbox row; the policy revision and the tags (sqlPolicyAndDeviceTags, likewise); the
+  // bundle report's INSERT and its outbox row; then the shared audit drains: 445 (11.1 per agent;
+  // 10.2 at 2,000 agents). A bound against growth: it held before the counter existed too.
+  it('40 agents on the standard profile reach their first ready sessions in at most 11.5 SQL statements per agent', async () => {
     const scenario = await loadScenario(builtinScenarioPath('standard'));
     const agents = 40;
     const result = await runSimulation({ scenario, scenarioRef: 'standard', seed: 1, agents, safetyMs: 3_000, crypto: 'model' });
@@ -39,7 +39,7 @@ describe('sim start-up in SQL commits', () => {
     const timing = result.timing!;
     assert.notEqual(timing.allReadyAtVirtualMs, null, 'every agent was ready within the safety phase');
     const perAgent = timing.connectSqlStatements / agents;
-    assert.ok(perAgent >= 8, `at least the eight statements of each device's AUTH: ${perAgent}`);
-    assert.ok(perAgent <= 9.5, `${timing.connectSqlStatements} SQL statements for ${agents} agents' start-up (${perAgent} each)`);
+    assert.ok(perAgent >= 10, `at least the ten statements of each device's AUTH: ${perAgent}`);
+    assert.ok(perAgent <= 11.5, `${timing.connectSqlStatements} SQL statements for ${agents} agents' start-up (${perAgent} each)`);
   });
 });

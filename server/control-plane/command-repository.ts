@@ -530,27 +530,34 @@ export class CommandRepository {
   }
 
   /**
-   * unfinishedOf and, in the same statement, the alert open under `episodeKey` (its id, device and
-   * kind; undefined when none is): the two reads a device's presence makes (the offline episode it
-   * ends, the commands it gets again) as one (issue 17: one statement less per AUTH at a fleet's
-   * start and in a reconnect storm). The commands part is the very query unfinishedOf sends.
+   * unfinishedOf and the alert open under `episodeKey` (its id, device and kind; undefined when
+   * none is): the two reads a device's presence makes (the offline episode it ends, the commands it
+   * gets again). On MySQL in one statement, a round trip less per AUTH in a reconnect storm (issue
+   * 15); on sql.js as two, the episode's first, as before: in-process a statement costs about 2 µs
+   * and every one-statement form measured cost more than the two (a UNION ALL 23-28 µs against
+   * 14-16, 2026-12-05 in docs/benchmarks.md). The MySQL form is the parenthesized UNION ALL, whose
+   * commands part is unfinishedOf's query: with a derived table or an ORDER BY over the UNION,
+   * MariaDB built temporary tables (about 500 µs against 150 for the two statements).
    */
   async unfinishedAndEpisodeOf(deviceId: string, nowMs: number, limit: number, episodeKey: string): Promise<{ commands: StoredCommand[]; episode: OpenEpisode | undefined }> {
-    // The commands first, so the UNION's columns are typed by their table's; 'c' sorts before 'e'.
+    if (this.#db.dialect !== 'mysql') {
+      const [episode] = await this.#db.query<OpenEpisode>('SELECT id, device_id, kind FROM alerts WHERE episode_key = ?', [episodeKey]);
+      return { commands: await this.unfinishedOf(deviceId, nowMs, limit), episode };
+    }
     const rows = await this.#db.query<Record<string, unknown>>(
-      `SELECT 'c' AS part, id, signed_json, traceparent, NULL AS alert_device_id, NULL AS alert_kind, device_seq AS n FROM (
-         SELECT id, signed_json, traceparent, device_seq FROM commands WHERE device_id = ? AND state IN (${deliverableList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?
-       ) u
-       UNION ALL SELECT 'e' AS part, id, NULL, NULL, device_id, kind, 0 FROM alerts WHERE episode_key = ?
-       ORDER BY part, n`,
+      `(SELECT 'c' AS part, id, signed_json, traceparent, NULL AS alert_device_id, NULL AS alert_kind, device_seq AS n
+        FROM commands WHERE device_id = ? AND state IN (${deliverableList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?)
+       UNION ALL (SELECT 'e' AS part, id, NULL, NULL, device_id, kind, 0 FROM alerts WHERE episode_key = ?)`,
       [deviceId, nowMs, limit, episodeKey],
     );
-    const commandRows: unknown[] = [];
+    const commandRows: Array<Record<string, unknown>> = [];
     let episode: OpenEpisode | undefined;
-    for (const { part, n: _seq, alert_device_id: alertDeviceId, alert_kind: alertKind, ...columns } of rows) {
+    for (const { part, alert_device_id: alertDeviceId, alert_kind: alertKind, ...columns } of rows) {
       if (part === 'c') commandRows.push(columns);
       else episode = { id: String(columns['id']), device_id: alertDeviceId === null || alertDeviceId === undefined ? null : String(alertDeviceId), kind: String(alertKind) };
     }
+    // A UNION's rows come in no promised order: the commands go out in device_seq order.
+    commandRows.sort((a, b) => Number(a['n']) - Number(b['n']));
     return { commands: validRows(checks.signed, commandRows, 'commands').map((row) => storedCommandOf(row, deviceId)), episode };
   }
 

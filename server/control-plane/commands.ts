@@ -495,7 +495,7 @@ export class CommandService {
    * whose seq the agent has passed was executed but its result never reached us, and the agent
    * answers a redelivered id from its record, which is how that result is recovered. Commands with
    * a known result are terminal and never redelivered. `read`: those commands as
-   * `unfinishedAndEpisodeOf` just read them (the presence handler's one read), instead of a read here.
+   * `unfinishedAndEpisodeOf` just read them (the presence handler's read), instead of a read here.
    */
   async redeliver(deviceId: string, gatewayId: string, read?: readonly StoredCommand[]): Promise<number> {
     const commands = read ?? await this.#repository.unfinishedOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.redeliverPerPresenceMax);
@@ -511,7 +511,7 @@ export class CommandService {
   /**
    * What a device's presence online needs read: its unfinished, unexpired commands (as redeliver
    * reads them) and the alert open under `episodeKey` (AlertMonitor.presenceEpisodeKey), in one
-   * statement (issue 17).
+   * statement on MySQL (CommandRepository.unfinishedAndEpisodeOf).
    */
   async unfinishedAndEpisodeOf(deviceId: string, episodeKey: string): Promise<{ commands: StoredCommand[]; episode: OpenEpisode | undefined }> {
     return this.#repository.unfinishedAndEpisodeOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.redeliverPerPresenceMax, episodeKey);

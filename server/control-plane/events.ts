@@ -124,8 +124,8 @@ export class EventHandlers {
       await this.alertMonitor.onPresence(data.device_id, false, data.at_ms);
       return;
     }
-    // The offline episode the device ends and its commands to send again, read in one statement
-    // after the presence write (issue 17); the clear comes first, then the redelivery, as before.
+    // The offline episode the device ends and its commands to send again, read after the presence
+    // write (in one statement on MySQL, issue 15); the clear comes first, then the redelivery, as before.
     const read = await this.#commands.unfinishedAndEpisodeOf(data.device_id, this.alertMonitor.presenceEpisodeKey(data.device_id));
     await this.alertMonitor.onPresence(data.device_id, true, data.at_ms, { row: read.episode });
     await this.#commands.redeliver(data.device_id, data.gateway_id, read.commands);

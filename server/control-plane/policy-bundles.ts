@@ -23,7 +23,7 @@ export interface PolicyBundlePublisherOptions {
   readonly deviceTags?: (deviceId: string) => Promise<readonly string[]>;
   /**
    * The policy in force and the device's tags read together (sqlPolicyAndDeviceTags): when given,
-   * used instead of `currentPolicy` and `deviceTags`, one statement per bundle instead of two.
+   * used instead of `currentPolicy` and `deviceTags` (one statement per bundle on MySQL).
    */
   readonly policyAndTags?: (deviceId: string) => Promise<PolicyAndTags>;
   /**
@@ -46,15 +46,22 @@ export interface PolicyAndTags {
 }
 
 /**
- * The current revision number and the device's tags (as sqlDeviceTags reads them) in one statement,
- * then the policy of that number (`policyAt`, PolicyStore.at: cached while the number is
- * unchanged). Issue 17: each AUTH's bundle read them in two statements, one more per device at a
- * fleet's start and in a reconnect storm. The number is still read from the database for every
- * bundle, as before: a revision stored by any control plane is in the next bundle cut anywhere.
- * One row at least (the MAX's), with a NULL tag when the device has none.
+ * The current revision number and the device's tags (as sqlDeviceTags reads them), then the policy
+ * of that number (`policyAt`, PolicyStore.at: cached while the number is unchanged). On MySQL in
+ * one statement, a round trip less per AUTH in a reconnect storm (issue 15); on sql.js as the two
+ * statements they were: in-process a statement costs about 2 µs, and the one-statement forms
+ * measured cost more than the two (13-19 µs against 8.5, 2026-12-05 in docs/benchmarks.md). The
+ * number is still read from the database for every bundle: a revision stored by any control
+ * plane is in the next bundle cut anywhere.
  */
 export function sqlPolicyAndDeviceTags(db: SqlExecutor, policyAt: (revision: number) => Promise<PolicyRevision>): (deviceId: string) => Promise<PolicyAndTags> {
+  const tagsOf = sqlDeviceTags(db);
   return async (deviceId) => {
+    if (db.dialect !== 'mysql') {
+      const [latest] = await db.query<{ revision: number | string | null }>(latestRevisionSql);
+      return { current: await policyAt(revisionOf(latest?.revision)), tags: await tagsOf(deviceId) };
+    }
+    // One row at least (the MAX's), with a NULL tag when the device has none.
     const rows = await db.query<{ revision: number | string | null; tag: string | null }>(
       `SELECT r.revision, t.tag FROM (${latestRevisionSql}) r
        LEFT JOIN (SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag LIMIT 256) t ON 1 = 1 ORDER BY t.tag`, [deviceId]);

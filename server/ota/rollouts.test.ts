@@ -5,10 +5,10 @@ import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import { verifyCommand } from '../../core/protocol/signed-command.js';
 import { SdcError } from '../../core/errors/index.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { otaKeys } from '../bus-contract/ota-keys.js';
+import { otaChannels, otaKeys } from '../bus-contract/ota-keys.js';
 import { storePairs, type Harness } from '../control-plane/test-support.js';
 import type { RepositoryKeys } from './repository-init.js';
-import { RolloutService } from './rollouts.js';
+import { noticeRepushIntervalMsDefault, RolloutService } from './rollouts.js';
 import { makeOtaHarness, publishTestRelease } from './test-support.js';
 import type { OtaServices } from './ota-service.js';
 
@@ -152,6 +152,56 @@ for (const pair of storePairs().pairs) {
       assert.equal((await notice(x))?.cancel, true, 'the device is told to stop');
       await report(x, { execution_id: xNotice.execution_id, event: 'rollback_complete' });
       assert.equal(await stateOf(view.id, x), 'rolled_back');
+    });
+
+    it('a report that shows the device missed a pushed notice (the nonce after rebooted, a cancel) pushes it again, at most once per interval', async () => {
+      // Counts the notice announcements (kv.publish on the notice channel) by device, from here on.
+      const kv = h.cp.context.kv;
+      const announced: string[] = [];
+      const publish = kv.publish.bind(kv);
+      kv.publish = async (channel, message) => {
+        if (channel === otaChannels.noticeReady) announced.push(message);
+        return publish(channel, message);
+      };
+      try {
+        await publishTestRelease(h.ota, h.keys!, { id: `rel5-${tag}`, version: '2.4.0', artifact: new TextEncoder().encode('firmware 2.4.0') });
+        const [p, q] = devices.slice(4) as [string, string];
+        const view = await service.start({ releaseId: `rel5-${tag}`, platform: 'linux-x64', deviceIds: [p, q], plan: { waves: [wave([p, q], 0, 100)], devicesPerMinuteMax: 10 } }, 'olga');
+        const pId = (await notice(p))!.execution_id;
+        const qId = (await notice(q))!.execution_id;
+        for (const event of ['accept', 'precheck_pass', 'download_complete', 'stage', 'commit', 'reboot', 'rebooted'] as const) await report(p, { execution_id: pId, event });
+        const nonce = (await notice(p))!.health_nonce!;
+        const pushes = () => announced.filter((id) => id === p).length;
+        const afterNonce = pushes();
+        // The notice with the nonce was lost: the agent, waiting, sends its reports again.
+        for (const event of ['accept', 'commit', 'rebooted'] as const) await report(p, { execution_id: pId, event });
+        assert.equal(pushes(), afterNonce + 1, 'the repeated rebooted pushes the notice once (accept and commit do not)');
+        assert.equal((await notice(p))!.health_nonce, nonce, 'the same nonce');
+        await report(p, { execution_id: pId, event: 'rebooted' });
+        assert.equal(pushes(), afterNonce + 1, 'not again within the interval: the notice itself makes the agent repeat its reports');
+        h.clock.advance(noticeRepushIntervalMsDefault);
+        await report(p, { execution_id: pId, event: 'rebooted' });
+        assert.equal(pushes(), afterNonce + 2, 'again once the interval has passed');
+        // The device got it now: its health check fails and it rolls back (a settled end either way).
+        await report(p, { execution_id: pId, event: 'version_report', nonce, release_counter: 1, healthy: false });
+        await report(p, { execution_id: pId, event: 'rollback_complete' });
+        assert.equal(await stateOf(view.id, p), 'rolled_back');
+        await report(p, { execution_id: pId, event: 'rebooted' });
+        assert.equal(pushes(), afterNonce + 2, 'a settled execution is not pushed again');
+
+        // q accepted, then the rollout was aborted in an emergency: q's cancel notice was lost and q carries on.
+        await report(q, { execution_id: qId, event: 'accept' });
+        await service.act(view.id, 'emergency_abort', 'ada');
+        assert.equal(await stateOf(view.id, q), 'canceled');
+        const afterCancel = announced.filter((id) => id === q).length;
+        await report(q, { execution_id: qId, event: 'precheck_pass' });
+        assert.equal(announced.filter((id) => id === q).length, afterCancel + 1, 'progress on a canceled execution pushes the cancel again');
+        assert.equal((await notice(q))?.cancel, true);
+        await report(q, { execution_id: qId, event: 'canceled' });
+        assert.equal(announced.filter((id) => id === q).length, afterCancel + 1, 'the device saying it stopped is not answered');
+      } finally {
+        kv.publish = publish;
+      }
     });
   });
 }

@@ -1,4 +1,4 @@
-import { SdcError } from '../../core/errors/index.js';
+import { assert, SdcError } from '../../core/errors/index.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
 import { directorSignedJson, directorSigningBytes, directorLimits, type DirectorDocument } from '../../core/ota/director.js';
 import {
@@ -65,7 +65,18 @@ export interface RolloutServiceOptions {
    * agent to pass exactly this): default commitWatchdogMsDefault, within the kernel's 100 ms..24 h.
    */
   readonly commitWatchdogMs?: number;
+  /**
+   * At most one push of an execution's notice per this interval for a report that shows the device
+   * missed it (default noticeRepushIntervalMsDefault): every notice makes the agent send its reports
+   * again, and those repeats must not push it again at once.
+   */
+  readonly noticeRepushIntervalMs?: number;
 }
+
+/** Below the agent's report re-send interval (half a step timeout by default), far above a round trip. */
+export const noticeRepushIntervalMsDefault = 5_000;
+/** Executions whose last re-push time is kept (the oldest forgotten first): a bound, not a cache that matters past a few minutes. */
+const noticeRepushesTracked = 4_096;
 
 /** Reboot, health check and the control plane's nonce all fit in it; a device silent for longer is rolled back by its kernel. */
 export const commitWatchdogMsDefault = 15 * 60_000;
@@ -111,11 +122,17 @@ export class RolloutService {
   readonly #timeouts: ExecutionTimeouts;
   /** One tick per rollout at a time in this process: notifying twice would create two executions (the unique index refuses the second). */
   readonly #ticking = new Map<string, Promise<void>>();
+  readonly #noticeRepushIntervalMs: number;
+  /** When each execution's notice was last pushed again for a missed one (#repushIfMissed), oldest first. */
+  readonly #repushedAtMs = new Map<string, number>();
 
   constructor(options: RolloutServiceOptions) {
     this.#ctx = options.context;
     this.#o = options;
     this.#timeouts = options.timeouts ?? defaultExecutionTimeouts;
+    const repushMs = options.noticeRepushIntervalMs ?? noticeRepushIntervalMsDefault;
+    assert(Number.isSafeInteger(repushMs) && repushMs >= 1, 'noticeRepushIntervalMs must be a positive integer');
+    this.#noticeRepushIntervalMs = repushMs;
   }
 
   async start(input: StartRolloutInput, actor: string): Promise<RolloutView> {
@@ -297,6 +314,7 @@ export class RolloutService {
     // version report after the verdict was taken, is a repeat, not an attack; logged, not dead-lettered.
     if (isTerminal(executionTable, execution.state) || (report.event === 'version_report' && execution.state === 'rolling_back')) {
       this.#ctx.logger.info({ device_id: data.device_id, execution_id: execution.executionId, event: report.event, state: execution.state }, 'OTA report for a settled step ignored');
+      await this.#repushIfMissed(execution, report.event, nowMs);
       return;
     }
     let decision: ExecutionDecision;
@@ -315,9 +333,33 @@ export class RolloutService {
     if (!decision.applied) {
       // Reports arrive at least once: a repeat or a late one is normal, and said in the log only.
       this.#ctx.logger.info({ device_id: data.device_id, execution_id: execution.executionId, event, state: decision.state, reason: decision.reason }, 'OTA report not applied');
+      await this.#repushIfMissed(execution, report.event, nowMs);
       return;
     }
     await this.#apply(execution, decision, event, report.error?.code ?? null, actors.device(data.device_id));
+  }
+
+  /**
+   * A report that shows the device missed news the control plane pushed: `rebooted` again while
+   * the execution waits in health_checking with its nonce (the notice carrying the nonce was lost),
+   * or progress on an execution that was canceled (the cancel was lost). A push is one frame on a
+   * live session with no acknowledgement, so nothing else would send it again before the device's
+   * next AUTH, and the step would time out (found by the model tier's validation at 1,000 agents:
+   * `sdc sim --scenario ota-cut-download --agents 1000 --seed 1`). Pushed again at most once per
+   * noticeRepushIntervalMs per execution: the notice makes the agent send every report again, and
+   * those repeats arrive within a round trip.
+   */
+  async #repushIfMissed(execution: StoredExecution, event: OtaReportEvent, nowMs: number): Promise<void> {
+    const missedNonce = event === 'rebooted' && execution.state === 'health_checking' && execution.healthNonce !== null;
+    const missedCancel = execution.state === 'canceled';
+    if (!missedNonce && !missedCancel) return;
+    const lastMs = this.#repushedAtMs.get(execution.executionId);
+    if (lastMs !== undefined && nowMs - lastMs < this.#noticeRepushIntervalMs) return;
+    this.#repushedAtMs.delete(execution.executionId);
+    this.#repushedAtMs.set(execution.executionId, nowMs);
+    if (this.#repushedAtMs.size > noticeRepushesTracked) this.#repushedAtMs.delete(this.#repushedAtMs.keys().next().value!);
+    this.#ctx.logger.info({ device_id: execution.deviceId, execution_id: execution.executionId, event, state: execution.state }, 'OTA notice pushed again: the report shows the device missed it');
+    await this.#pushNotice(execution, missedCancel);
   }
 
   async #apply(execution: StoredExecution, decision: Extract<ExecutionDecision, { applied: true }>, event: string, errorCode: string | null, actor: string): Promise<void> {

@@ -173,7 +173,11 @@ for (const pair of storePairs().pairs) {
         const nonce = (await notice(p))!.health_nonce!;
         const pushes = () => announced.filter((id) => id === p).length;
         const afterNonce = pushes();
-        // The notice with the nonce was lost: the agent, waiting, sends its reports again.
+        // At once, the agent answering the notice repeats every report: that is no sign of a lost notice.
+        for (const event of ['accept', 'commit', 'rebooted'] as const) await report(p, { execution_id: pId, event });
+        assert.equal(pushes(), afterNonce, 'repeats within the interval of the nonce push nothing');
+        // The notice with the nonce was lost: the agent, still waiting, sends its reports again later.
+        h.clock.advance(noticeRepushIntervalMsDefault);
         for (const event of ['accept', 'commit', 'rebooted'] as const) await report(p, { execution_id: pId, event });
         assert.equal(pushes(), afterNonce + 1, 'the repeated rebooted pushes the notice once (accept and commit do not)');
         assert.equal((await notice(p))!.health_nonce, nonce, 'the same nonce');
@@ -195,7 +199,10 @@ for (const pair of storePairs().pairs) {
         assert.equal(await stateOf(view.id, q), 'canceled');
         const afterCancel = announced.filter((id) => id === q).length;
         await report(q, { execution_id: qId, event: 'precheck_pass' });
-        assert.equal(announced.filter((id) => id === q).length, afterCancel + 1, 'progress on a canceled execution pushes the cancel again');
+        assert.equal(announced.filter((id) => id === q).length, afterCancel, 'a report that crossed the cancel pushes nothing');
+        h.clock.advance(noticeRepushIntervalMsDefault);
+        await report(q, { execution_id: qId, event: 'download_complete' });
+        assert.equal(announced.filter((id) => id === q).length, afterCancel + 1, 'progress on a canceled execution later pushes the cancel again');
         assert.equal((await notice(q))?.cancel, true);
         await report(q, { execution_id: qId, event: 'canceled' });
         assert.equal(announced.filter((id) => id === q).length, afterCancel + 1, 'the device saying it stopped is not answered');

@@ -345,14 +345,18 @@ export class RolloutService {
    * or progress on an execution that was canceled (the cancel was lost). A push is one frame on a
    * live session with no acknowledgement, so nothing else would send it again before the device's
    * next AUTH, and the step would time out (found by the model tier's validation at 1,000 agents:
-   * `sdc sim --scenario ota-cut-download --agents 1000 --seed 1`). Pushed again at most once per
-   * noticeRepushIntervalMs per execution: the notice makes the agent send every report again, and
-   * those repeats arrive within a round trip.
+   * `sdc sim --scenario ota-cut-download --agents 1000 --seed 1`). Pushed again only once the news
+   * is noticeRepushIntervalMs old, and at most once per that interval per execution: the notice
+   * makes the agent send every report again, and those repeats arrive within a round trip.
    */
   async #repushIfMissed(execution: StoredExecution, event: OtaReportEvent, nowMs: number): Promise<void> {
     const missedNonce = event === 'rebooted' && execution.state === 'health_checking' && execution.healthNonce !== null;
     const missedCancel = execution.state === 'canceled';
     if (!missedNonce && !missedCancel) return;
+    // Within the interval of the news itself the report crossed the notice, or answers it (the
+    // agent repeats every report when a notice comes): only a repeat from an agent still waiting
+    // after that (its re-send timer, half a step timeout by default) shows the notice went missing.
+    if (nowMs - execution.stateEnteredAtMs < this.#noticeRepushIntervalMs) return;
     const lastMs = this.#repushedAtMs.get(execution.executionId);
     if (lastMs !== undefined && nowMs - lastMs < this.#noticeRepushIntervalMs) return;
     this.#repushedAtMs.delete(execution.executionId);

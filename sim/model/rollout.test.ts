@@ -2,6 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { builtinScenarioPath, loadScenario, parseScenario, type Scenario } from '../scenario.js';
 import { describeSimSummary, simSummary } from '../../cli/commands/sim-report.js';
+import { noticeRepushIntervalMsDefault } from '../../server/ota/rollouts.js';
+import { noticeRepushIntervalMs } from './rollout.js';
 import { runModel } from './run-model.js';
 
 /** A scenario's rollout with every wave at `percent` (small fleets: 10 % of 20 devices holds no brick for sure, 50 % holds exactly one). */
@@ -10,6 +12,10 @@ function withWaves(scenario: Scenario, percent: number, ota: Partial<NonNullable
 }
 
 describe('model tier: rollouts', () => {
+  it('re-pushes a missed notice at the control plane\'s interval', () => {
+    assert.equal(noticeRepushIntervalMs, noticeRepushIntervalMsDefault);
+  });
+
   it('ota-brick: pauses on the error threshold in the first wave, nothing beyond it (20 devices, waves of 50 %: exactly one brick)', async () => {
     const scenario = withWaves(await loadScenario(builtinScenarioPath('ota-brick')), 50);
     const result = runModel({ scenario, scenarioRef: 'ota-brick', seed: 1, agents: 20, safetyMs: 40_000 });

@@ -62,6 +62,8 @@ const resendsMax = 4;
 const retryDelayMsMax = 30_000;
 /** The coordinator's sweep (server/ota/control-plane-ota.ts otaSweepDefaults.rolloutSweepIntervalMs). */
 export const rolloutSweepIntervalMs = 1_000;
+/** The coordinator's re-push of a notice a report shows was missed, at most once per this (server/ota/rollouts.ts noticeRepushIntervalMsDefault). */
+export const noticeRepushIntervalMs = 5_000;
 /** The full tier's device ids (sim/run.ts registerDevices): the coordinator's waves are cut from this order. */
 export const modelDeviceId = (agent: number): string => `dev-${String(agent + 1).padStart(5, '0')}`;
 
@@ -130,6 +132,8 @@ class Executions {
   readonly wave: Uint8Array;
   /** The health nonce issued (0: none), a number per issue. */
   readonly nonce: Int32Array;
+  /** When the notice was last pushed again for a report that showed it missed (RolloutService #repushIfMissed); -Infinity: never. */
+  readonly repushedAtMs: Float64Array;
   /** The coordinator's view (decideRollout reads it), keyed by device id, in creation order. */
   readonly view = new Map<string, RolloutExecution>();
   /** Agents with an execution not yet terminal, in creation order (the sweep's order). */
@@ -141,6 +145,7 @@ class Executions {
     this.enteredAtMs = new Float64Array(n);
     this.wave = new Uint8Array(n);
     this.nonce = new Int32Array(n);
+    this.repushedAtMs = new Float64Array(n).fill(-Infinity);
   }
 }
 
@@ -313,7 +318,19 @@ export class ModelRollout {
     } else {
       decision = decideExecutionEvent(record, reportEvents[code]!, nowMs);
     }
-    if (decision.applied) this.#apply(agent, decision);
+    if (decision.applied) {
+      this.#apply(agent, decision);
+      return;
+    }
+    // `rebooted` again while the health check waits with its nonce: the notice with the nonce was
+    // lost, so it goes again, at most once per interval (RolloutService #repushIfMissed; the model
+    // has no cancel, the other case there).
+    const exec = this.#exec;
+    if (reportEvents[code] === 'rebooted' && record.state === 'health_checking' && exec.nonce[agent] !== 0
+      && nowMs - exec.enteredAtMs[agent]! >= noticeRepushIntervalMs && nowMs - exec.repushedAtMs[agent]! >= noticeRepushIntervalMs) {
+      exec.repushedAtMs[agent] = nowMs;
+      this.#pushNotice(agent);
+    }
   }
 
   // --- the devices ---------------------------------------------------------------------------

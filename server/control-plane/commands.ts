@@ -513,7 +513,8 @@ export class CommandService {
    * reads them) and the alert open under `episodeKey` (AlertMonitor.presenceEpisodeKey), in one
    * statement on MySQL (CommandRepository.unfinishedAndEpisodeOf).
    */
-  async unfinishedAndEpisodeOf(deviceId: string, episodeKey: string): Promise<{ commands: StoredCommand[]; episode: OpenEpisode | undefined }> {
+  // Not async: the repository's promise as it is, no second one per presence.
+  unfinishedAndEpisodeOf(deviceId: string, episodeKey: string): Promise<{ commands: StoredCommand[]; episode: OpenEpisode | undefined }> {
     return this.#repository.unfinishedAndEpisodeOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.redeliverPerPresenceMax, episodeKey);
   }
 

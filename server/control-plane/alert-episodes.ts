@@ -1,5 +1,6 @@
 import { SdcError } from '../../core/errors/index.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
+import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { actors, newId, type ServiceContext } from './context.js';
 
 export interface RaiseAlert {
@@ -29,6 +30,12 @@ export interface OpenEpisode {
 }
 
 /** `kind:subject`, at most 191 characters (the indexed column). */
+/** The alert open under `episodeKey`, if any (AlertEpisodes.clear; the presence handler's read on sql.js). */
+export async function readOpenEpisode(db: SqlExecutor, episodeKey: string): Promise<OpenEpisode | undefined> {
+  const [row] = await db.query<OpenEpisode>('SELECT id, device_id, kind FROM alerts WHERE episode_key = ?', [episodeKey]);
+  return row;
+}
+
 export function episodeKeyOf(kind: string, subject: string): string {
   return `${kind}:${subject}`.slice(0, 191);
 }
@@ -58,10 +65,6 @@ export class AlertEpisodes {
     return rows.length > 0;
   }
 
-  async #openRow(episodeKey: string): Promise<OpenEpisode | undefined> {
-    const [row] = await this.#ctx.db.query<OpenEpisode>('SELECT id, device_id, kind FROM alerts WHERE episode_key = ?', [episodeKey]);
-    return row;
-  }
 
   async raise(options: RaiseAlert): Promise<RaiseOutcome> {
     const id = newId('a', this.#ctx.random);
@@ -99,7 +102,7 @@ export class AlertEpisodes {
    * condition on the key still decides, so a row cleared since is not cleared twice.
    */
   async clear(episodeKey: string, atMs: number, actor: string = actors.system, open?: { readonly row: OpenEpisode | undefined }): Promise<string | undefined> {
-    const row = open === undefined ? await this.#openRow(episodeKey) : open.row;
+    const row = open === undefined ? await readOpenEpisode(this.#ctx.db, episodeKey) : open.row;
     if (row === undefined) return undefined;
     const cleared = await this.#ctx.db.transaction(async (tx) => {
       const updated = await tx.execute('UPDATE alerts SET episode_key = NULL, cleared_at = ?, updated_at = ? WHERE id = ? AND episode_key = ?', [atMs, atMs, row.id, episodeKey]);

@@ -12,7 +12,7 @@ import type { SqlDatabase, SqlDialect, SqlExecutor, SqlStatement, SqlTransaction
 import { DeferredStatements, executeInBatches, whenPreviousChanged } from '../stores/sql/sql-batch.js';
 import { nextCounterValue } from './stores/counters.js';
 import { deviceSeqCounterName, takeDeviceSeqs } from './command-device-seqs.js';
-import type { OpenEpisode } from './alert-episodes.js';
+import { readOpenEpisode, type OpenEpisode } from './alert-episodes.js';
 import { Batched } from './batched-reads.js';
 import { latestRevisionSql, revisionOf } from './policy-store.js';
 
@@ -541,7 +541,7 @@ export class CommandRepository {
    */
   async unfinishedAndEpisodeOf(deviceId: string, nowMs: number, limit: number, episodeKey: string): Promise<{ commands: StoredCommand[]; episode: OpenEpisode | undefined }> {
     if (this.#db.dialect !== 'mysql') {
-      const [episode] = await this.#db.query<OpenEpisode>('SELECT id, device_id, kind FROM alerts WHERE episode_key = ?', [episodeKey]);
+      const episode = await readOpenEpisode(this.#db, episodeKey);
       return { commands: await this.unfinishedOf(deviceId, nowMs, limit), episode };
     }
     const rows = await this.#db.query<Record<string, unknown>>(

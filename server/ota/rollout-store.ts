@@ -7,7 +7,7 @@ import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 
 /**
- * Every SQL statement about rollouts and their executions (migration 016), and the checks on
+ * Every SQL statement about rollouts and their executions (migrations 016, 019), and the checks on
  * what is read back: a row that does not match is STORE_CORRUPT, never a cast.
  */
 
@@ -29,16 +29,23 @@ export interface StoredExecution extends ExecutionRecord {
   readonly noticeJson: string;
   readonly lastErrorCode: string | null;
   readonly updatedAtMs: number;
+  /**
+   * When an operator's cancel was applied (null: never). After the commit a cancel moves the
+   * execution to rolling_back, as a failed health check does; this says which, so a missed cancel
+   * can be pushed again (RolloutService #repushIfMissed).
+   */
+  readonly canceledAtMs: number | null;
 }
 
 interface RolloutRow { id: string; release_id: string; platform: string; status: string; record_json: string; created_by: string; created_at: number; updated_at: number }
 interface ExecutionRow {
   id: string; rollout_id: string; device_id: string; wave: number; state: string; created_at: number; state_entered_at: number; ended_at: number | null;
   health_nonce: string | null; target_release_counter: number; previous_release_counter: number; notice_json: string; last_error_code: string | null; updated_at: number;
+  canceled_at: number | null;
 }
 
 const rolloutColumns = 'id, release_id, platform, status, record_json, created_by, created_at, updated_at';
-const executionColumns = 'id, rollout_id, device_id, wave, state, created_at, state_entered_at, ended_at, health_nonce, target_release_counter, previous_release_counter, notice_json, last_error_code, updated_at';
+const executionColumns = 'id, rollout_id, device_id, wave, state, created_at, state_entered_at, ended_at, health_nonce, target_release_counter, previous_release_counter, notice_json, last_error_code, updated_at, canceled_at';
 const rolloutStatuses: readonly RolloutStatus[] = ['running', 'paused', 'completed', 'aborted'];
 
 export const rolloutStoreLimits = {
@@ -81,24 +88,25 @@ export async function runningRolloutIds(tx: SqlExecutor): Promise<string[]> {
 }
 
 export async function insertExecution(tx: SqlExecutor, execution: StoredExecution): Promise<void> {
-  await tx.execute(`INSERT INTO ota_executions (${executionColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+  await tx.execute(`INSERT INTO ota_executions (${executionColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
     execution.executionId, execution.rolloutId, execution.deviceId, execution.wave, execution.state, execution.createdAtMs, execution.stateEnteredAtMs,
     execution.endedAtMs, execution.healthNonce, execution.targetReleaseCounter, execution.previousReleaseCounter, execution.noticeJson,
-    execution.lastErrorCode, execution.updatedAtMs,
+    execution.lastErrorCode, execution.updatedAtMs, execution.canceledAtMs,
   ]);
 }
 
 /**
  * Moves an execution from `from` to `to`; false when its state was no longer `from` (another
- * report or a sweep moved it first), so two writers never both apply a transition.
+ * report or a sweep moved it first), so two writers never both apply a transition. `canceled`:
+ * the move is an operator's cancel, recorded in canceled_at (never cleared).
  */
 export async function moveExecution(tx: SqlExecutor, move: {
-  executionId: string; from: ExecutionState; to: ExecutionState; atMs: number; terminal: boolean; healthNonce: string | null; errorCode: string | null;
+  executionId: string; from: ExecutionState; to: ExecutionState; atMs: number; terminal: boolean; healthNonce: string | null; errorCode: string | null; canceled?: boolean;
 }): Promise<boolean> {
   const result = await tx.execute(
-    `UPDATE ota_executions SET state = ?, state_entered_at = ?, ended_at = ?, health_nonce = ?, last_error_code = COALESCE(?, last_error_code), updated_at = ?
-      WHERE id = ? AND state = ?`,
-    [move.to, move.atMs, move.terminal ? move.atMs : null, move.healthNonce, move.errorCode, move.atMs, move.executionId, move.from],
+    `UPDATE ota_executions SET state = ?, state_entered_at = ?, ended_at = ?, health_nonce = ?, last_error_code = COALESCE(?, last_error_code), updated_at = ?,
+      canceled_at = COALESCE(?, canceled_at) WHERE id = ? AND state = ?`,
+    [move.to, move.atMs, move.terminal ? move.atMs : null, move.healthNonce, move.errorCode, move.atMs, move.canceled === true ? move.atMs : null, move.executionId, move.from],
   );
   return result.changes === 1;
 }
@@ -139,6 +147,7 @@ function executionOf(row: ExecutionRow): StoredExecution {
     createdAtMs: Number(row.created_at), stateEnteredAtMs: Number(row.state_entered_at), endedAtMs: row.ended_at === null ? null : Number(row.ended_at),
     healthNonce: row.health_nonce, targetReleaseCounter: Number(row.target_release_counter), previousReleaseCounter: Number(row.previous_release_counter),
     noticeJson: row.notice_json, lastErrorCode: row.last_error_code, updatedAtMs: Number(row.updated_at),
+    canceledAtMs: row.canceled_at === null ? null : Number(row.canceled_at),
   };
 }
 

@@ -17,7 +17,8 @@ import type { OtaServices } from './ota-service.js';
  * MySQL + Redis when both URLs are set: the notice each device gets (the director's document and
  * kernel commands verify under the command key), success only from a version report with the
  * health nonce, waves in order after the soak, a wave over its error threshold pausing the
- * rollout with no device of the next wave notified, timeouts, and the operator's actions.
+ * rollout with no device of the next wave notified, timeouts, the operator's actions, and a
+ * notice the device missed pushed again (the nonce, a cancel before or after the commit).
  * Device frames are taken as verified here (the e2e test verifies real device signatures).
  */
 
@@ -30,7 +31,7 @@ for (const pair of storePairs().pairs) {
     let service: RolloutService;
     let reportsSent = 0;
     const tag = Math.random().toString(16).slice(2, 8);
-    const devices = Array.from({ length: 6 }, (_, i) => `ro-${tag}-${i}`);
+    const devices = Array.from({ length: 8 }, (_, i) => `ro-${tag}-${i}`);
 
     before(async () => {
       h = await makeOtaHarness(pair.sql);
@@ -52,6 +53,17 @@ for (const pair of storePairs().pairs) {
     const report = (deviceId: string, body: Omit<MessageBody<'OTA_REPORT'>, 'report_id'>) => service.onReport({
       device_id: deviceId, gateway_id: 'gw-1', at_ms: h.clock.nowMs(), frame: JSON.stringify({ ...body, report_id: `r${++reportsSent}` }),
     });
+    /** Counts the notice announcements (kv.publish on the notice channel) of each device until the returned stop is called. */
+    const countAnnouncements = () => {
+      const kv = h.cp.context.kv;
+      const announced: string[] = [];
+      const publish = kv.publish.bind(kv);
+      kv.publish = async (channel, message) => {
+        if (channel === otaChannels.noticeReady) announced.push(message);
+        return publish(channel, message);
+      };
+      return { of: (deviceId: string) => announced.filter((id) => id === deviceId).length, stop: () => { kv.publish = publish; } };
+    };
     const stateOf = async (rolloutId: string, deviceId: string) => (await service.view(rolloutId)).executions.find((e) => e.device_id === deviceId)?.state;
     /** The device's side of a good update up to its version report: every step reported in order. */
     const runUpdate = async (deviceId: string, healthy: boolean) => {
@@ -208,6 +220,61 @@ for (const pair of storePairs().pairs) {
         assert.equal(announced.filter((id) => id === q).length, afterCancel + 1, 'the device saying it stopped is not answered');
       } finally {
         kv.publish = publish;
+      }
+    });
+
+    it('a cancel after the commit that the device missed (the execution rolls back) is pushed again once a repeated report shows it, at most once per interval', async () => {
+      const announced = countAnnouncements();
+      try {
+        await publishTestRelease(h.ota, h.keys!, { id: `rel6-${tag}`, version: '2.5.0', artifact: new TextEncoder().encode('firmware 2.5.0') });
+        const [r, s] = devices.slice(6) as [string, string];
+        const view = await service.start({ releaseId: `rel6-${tag}`, platform: 'linux-x64', deviceIds: [r, s], plan: { waves: [wave([r, s], 0, 100)], devicesPerMinuteMax: 10 } }, 'olga');
+        const rId = (await notice(r))!.execution_id;
+        const sId = (await notice(s))!.execution_id;
+        // s rolls back on its own (its health check fails): a rollback no cancel started, never pushed again.
+        for (const event of ['accept', 'precheck_pass', 'download_complete', 'stage', 'commit', 'reboot', 'rebooted'] as const) await report(s, { execution_id: sId, event });
+        await report(s, { execution_id: sId, event: 'version_report', nonce: (await notice(s))!.health_nonce!, release_counter: 1, healthy: false });
+        assert.equal(await stateOf(view.id, s), 'rolling_back');
+        // r reboots into the new image; meanwhile an emergency abort cancels it, after its commit: r must roll back.
+        for (const event of ['accept', 'precheck_pass', 'download_complete', 'stage', 'commit', 'reboot'] as const) await report(r, { execution_id: rId, event });
+        await service.act(view.id, 'emergency_abort', 'ada');
+        assert.equal(await stateOf(view.id, r), 'rolling_back', 'after commit a cancel means roll back');
+        assert.equal((await notice(r))?.cancel, true);
+        // That cancel notice was lost on r's live session: r comes back and waits for a health nonce that will not come.
+        const afterCancel = announced.of(r);
+        const afterFailure = announced.of(s);
+        await report(r, { execution_id: rId, event: 'rebooted' });
+        assert.equal(announced.of(r), afterCancel, 'a report that crossed the cancel pushes nothing');
+        h.clock.advance(noticeRepushIntervalMsDefault - 1);
+        for (const event of ['commit', 'reboot', 'rebooted'] as const) await report(r, { execution_id: rId, event });
+        assert.equal(announced.of(r), afterCancel, 'nor one within the interval of the cancel');
+        h.clock.advance(1);
+        for (const event of ['commit', 'reboot', 'rebooted'] as const) await report(r, { execution_id: rId, event });
+        assert.equal(announced.of(r), afterCancel + 1, 'r still waiting later: the cancel is pushed again, once for the whole repeat');
+        assert.deepEqual([(await notice(r))?.execution_id, (await notice(r))?.cancel], [rId, true], 'the notice pushed again says cancel');
+        // The notice makes the agent send its reports again at once: no second push within the interval.
+        for (const event of ['accept', 'commit', 'rebooted'] as const) await report(r, { execution_id: rId, event });
+        assert.equal(announced.of(r), afterCancel + 1, 'not again within the interval: the notice itself makes the agent repeat its reports');
+        h.clock.advance(noticeRepushIntervalMsDefault);
+        await report(r, { execution_id: rId, event: 'rebooted' });
+        assert.equal(announced.of(r), afterCancel + 2, 'again once the interval has passed');
+        // s's repeats in its own rollback, as late, push nothing.
+        await report(s, { execution_id: sId, event: 'rebooted' });
+        await report(s, { execution_id: sId, event: 'version_report', nonce: 'n'.repeat(43), release_counter: 1, healthy: false });
+        assert.equal(announced.of(s), afterFailure, 'a rollback the device started itself is not pushed again');
+        // r got it now: it rolls back, and the execution ends; its notice is removed, and a late repeat pushes nothing.
+        await report(r, { execution_id: rId, event: 'rollback_complete' });
+        await report(s, { execution_id: sId, event: 'rollback_complete' });
+        assert.deepEqual([await stateOf(view.id, r), await stateOf(view.id, s)], ['rolled_back', 'rolled_back']);
+        assert.equal(await notice(r), undefined, 'a finished execution\'s notice is removed');
+        const ended = announced.of(r);
+        h.clock.advance(noticeRepushIntervalMsDefault);
+        await report(r, { execution_id: rId, event: 'rebooted' });
+        assert.equal(announced.of(r), ended, 'a settled execution is not pushed again');
+        const done = await service.view(view.id);
+        assert.deepEqual([done.status, done.waves[0]!.terminal, done.waves[0]!.failed], ['aborted', 2, 2]);
+      } finally {
+        announced.stop();
       }
     });
   });

@@ -238,6 +238,7 @@ export class RolloutService {
       await insertExecution(tx, {
         executionId, rolloutId: rollout.id, deviceId, wave, state: 'queued', createdAtMs: nowMs, stateEnteredAtMs: nowMs, endedAtMs: null, healthNonce: null,
         targetReleaseCounter: sdc.release_counter, previousReleaseCounter: previous, noticeJson: canonicalize(notice), lastErrorCode: null, updatedAtMs: nowMs,
+        canceledAtMs: null,
       });
       await moveExecution(tx, { executionId, from: 'queued', to: 'notified', atMs: nowMs, terminal: false, healthNonce: null, errorCode: null });
       await this.#ctx.audit.record(tx, {
@@ -306,12 +307,14 @@ export class RolloutService {
     const nowMs = this.#ctx.clock.nowMs();
     if (report.event === 'canceled') return; // the control plane applied the cancel when it was asked; the device confirms it stopped
     if (report.event === 'artifact_url_expired') {
-      // Asking again (the device keeps its partial download): the notice goes out with a freshly presigned URL.
-      if (!isTerminal(executionTable, execution.state)) await this.#pushNotice(execution);
+      // Asking again (the device keeps its partial download): the notice goes out with a freshly presigned URL,
+      // still saying cancel when a cancel after the commit is being rolled back.
+      if (!isTerminal(executionTable, execution.state)) await this.#pushNotice(execution, execution.canceledAtMs !== null);
       return;
     }
     // The agent sends its reports again whenever the notice comes again (each AUTH): one for an execution that ended, or a
-    // version report after the verdict was taken, is a repeat, not an attack; logged, not dead-lettered.
+    // version report after the verdict was taken, is a repeat, not an attack; logged, not dead-lettered. (In rolling_back the
+    // verdict is the device's failed health check, or a cancel after the commit that this device may have missed.)
     if (isTerminal(executionTable, execution.state) || (report.event === 'version_report' && execution.state === 'rolling_back')) {
       this.#ctx.logger.info({ device_id: data.device_id, execution_id: execution.executionId, event: report.event, state: execution.state }, 'OTA report for a settled step ignored');
       await this.#repushIfMissed(execution, report.event, nowMs);
@@ -342,7 +345,12 @@ export class RolloutService {
   /**
    * A report that shows the device missed news the control plane pushed: `rebooted` again while
    * the execution waits in health_checking with its nonce (the notice carrying the nonce was lost),
-   * or progress on an execution that was canceled (the cancel was lost). A push is one frame on a
+   * or any report on an execution that was canceled, before its commit (`canceled`) or after it
+   * (`rolling_back` with canceled_at set): the cancel was lost. A device that got a cancel after
+   * its commit sends nothing new until `rollback_complete` (or `rollback_fail`), which moves the
+   * execution on; one that did not keeps re-sending what it sent before (`rebooted` while it waits
+   * for the nonce, a `version_report` if it had one). A rollback that the device's own failed
+   * health check started has no canceled_at and is never pushed. A push is one frame on a
    * live session with no acknowledgement, so nothing else would send it again before the device's
    * next AUTH, and the step would time out (found by the model tier's validation at 1,000 agents:
    * `sdc sim --scenario ota-cut-download --agents 1000 --seed 1`). Pushed again only once the news
@@ -351,7 +359,7 @@ export class RolloutService {
    */
   async #repushIfMissed(execution: StoredExecution, event: OtaReportEvent, nowMs: number): Promise<void> {
     const missedNonce = event === 'rebooted' && execution.state === 'health_checking' && execution.healthNonce !== null;
-    const missedCancel = execution.state === 'canceled';
+    const missedCancel = execution.state === 'canceled' || (execution.state === 'rolling_back' && execution.canceledAtMs !== null);
     if (!missedNonce && !missedCancel) return;
     // Within the interval of the news itself the report crossed the notice, or answers it (the
     // agent repeats every report when a notice comes): only a repeat from an agent still waiting
@@ -370,7 +378,9 @@ export class RolloutService {
     const healthNonce = decision.issueHealthNonce ? base64urlFromBytes(this.#ctx.random.bytes(32)) : null;
     const terminal = isTerminal(executionTable, decision.to);
     const moved = await this.#ctx.db.transaction(async (tx) => {
-      const ok = await moveExecution(tx, { executionId: execution.executionId, from: decision.from, to: decision.to, atMs: decision.atMs, terminal, healthNonce, errorCode });
+      const ok = await moveExecution(tx, {
+        executionId: execution.executionId, from: decision.from, to: decision.to, atMs: decision.atMs, terminal, healthNonce, errorCode, canceled: event === 'cancel',
+      });
       if (!ok) return false;
       await this.#ctx.audit.record(tx, {
         kind: 'ota.execution.transition', actor, subject: `device:${execution.deviceId}`,

@@ -96,8 +96,26 @@ describe('bench roundtrip: reading the server records back (issue 17)', () => {
     const read = await readServerRecords(api, ['c-ok', 'c-flaky', 'c-gone', 'c-late']).finally(() => clearInterval(keepAlive));
     assert.deepEqual(read.byState, { succeeded: 2, executing: 1 });
     assert.deepEqual(read.serverSamples, [250, 250]);
+    assert.deepEqual(read.stepSamples, { 'queued->succeeded': [250, 250] }, 'the steps of terminal commands only');
     assert.equal(read.unread, 1);
     assert.deepEqual(Object.fromEntries(calls), { 'c-ok': 1, 'c-flaky': 2, 'c-gone': 3, 'c-late': 1 });
+  });
+
+  it('the server time is split by step of each terminal history, in the order the steps first appear', async () => {
+    const history = (times: number[]): CommandRecord['history'] =>
+      (['queued', 'sent', 'ack_received', 'executing', 'succeeded'] as const).slice(0, times.length).map((state, i) => ({ state, at_ms: times[i]! }));
+    const records: Record<string, CommandRecord> = {
+      a: { id: 'a', state: 'succeeded', history: history([0, 4, 9, 9, 12]) },
+      b: { id: 'b', state: 'succeeded', history: history([100, 101, 103, 104, 110]) },
+      open: { id: 'open', state: 'ack_received', history: history([0, 50, 70]) },
+    };
+    const api = (async (_method: string, path: string) => records[path.split('/').at(-1)!]) as BenchApi;
+    const read = await readServerRecords(api, ['a', 'open', 'b']);
+    assert.deepEqual(read.serverSamples, [12, 10]);
+    assert.deepEqual(read.stepSamples, {
+      'queued->sent': [4, 1], 'sent->ack_received': [5, 2], 'ack_received->executing': [0, 1], 'executing->succeeded': [3, 6],
+    });
+    assert.deepEqual(Object.keys(read.stepSamples), ['queued->sent', 'sent->ack_received', 'ack_received->executing', 'executing->succeeded']);
   });
 
   it('a refusal (not a transport failure) still ends the read-back', async () => {

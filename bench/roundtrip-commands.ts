@@ -129,9 +129,10 @@ async function oneCommand(options: CommandRoundsOptions, rounds: CommandRounds, 
  * tries) is left out, so it counts as not terminal, and `unread` says how many: before, one
  * transport error here ended a run of half an hour (the paper set's 500 agents, issue 17).
  */
-export async function readServerRecords(api: BenchApi, ids: readonly string[]): Promise<{ byState: Partial<Record<CommandState, number>>; serverSamples: number[]; unread: number }> {
+export async function readServerRecords(api: BenchApi, ids: readonly string[]): Promise<ServerRecords> {
   const byState: Partial<Record<CommandState, number>> = {};
   const serverSamples: number[] = [];
+  const stepSamples: Record<string, number[]> = {};
   let unread = 0;
   for (let i = 0; i < ids.length; i += readBackBatchSize) {
     const read = await Promise.all(ids.slice(i, i + readBackBatchSize).map((id) => readRecord(api, id)));
@@ -141,10 +142,34 @@ export async function readServerRecords(api: BenchApi, ids: readonly string[]): 
       byState[record.state] = (byState[record.state] ?? 0) + 1;
       const first = record.history[0];
       const last = record.history.at(-1);
-      if (commandTerminalStates.includes(record.state) && first !== undefined && last !== undefined) serverSamples.push(last.at_ms - first.at_ms);
+      if (commandTerminalStates.includes(record.state) && first !== undefined && last !== undefined) {
+        serverSamples.push(last.at_ms - first.at_ms);
+        addStepSamples(stepSamples, record.history);
+      }
     }
   }
-  return { byState, serverSamples, unread };
+  return { byState, serverSamples, stepSamples, unread };
+}
+
+/** What the read-back found: per state, created-to-terminal times, and the same split per step of the history. */
+export interface ServerRecords {
+  readonly byState: Partial<Record<CommandState, number>>;
+  readonly serverSamples: number[];
+  /**
+   * Per consecutive pair of states in a terminal command's history (`queued->sent`, `sent->ack_received`,
+   * ...), the time between them: where the server time goes. Keys are in the order first seen.
+   */
+  readonly stepSamples: Record<string, number[]>;
+  readonly unread: number;
+}
+
+/** Each step's duration in `history` (ordered by the server, ms resolution), under its `from->to` key. */
+function addStepSamples(stepSamples: Record<string, number[]>, history: CommandRecord['history']): void {
+  for (let i = 1; i < history.length; i += 1) {
+    const from = history[i - 1]!;
+    const to = history[i]!;
+    (stepSamples[`${from.state}->${to.state}`] ??= []).push(to.at_ms - from.at_ms);
+  }
 }
 
 const readBackAttemptsMax = 3;

@@ -14,6 +14,8 @@ function latencyRows(summary: RoundtripSummary): Array<[string, string, LatencyS
   return [
     ['baseline_echo', 'baseline: TLS WebSocket echo', summary.baseline.latency_ms],
     ['command_server', 'command, server (created -> terminal)', summary.real.server_ms],
+    ...Object.entries(summary.real.server_steps_ms ?? {}).map(([step, s]): [string, string, LatencySummary] =>
+      [`server_step_${step.replace('->', '_to_')}`, `  of which ${step.replace('->', ' -> ')}`, s]),
     ['command_client', 'command, client (POST -> live event)', summary.real.client_ms],
     ['api_post', '  of which POST /v1/commands', summary.real.api_post_ms],
     ['live_lag', '  of which terminal state -> live event', summary.real.live_lag_ms],

@@ -111,6 +111,12 @@ export interface RoundtripSummary {
     commands: { total: number; succeeded: number; refused: number; not_sent: number; refused_by_code: Record<string, number>; warmup_refused_by_code?: Record<string, number>; not_terminal: number; by_state: Partial<Record<CommandState, number>> };
     /** Created (`queued`) to terminal, from the command's state history (ms resolution). */
     server_ms: LatencySummary;
+    /**
+     * server_ms split by step of the command's history (`queued->sent`, `sent->ack_received`, ...; ms
+     * resolution, so a step under 1 ms reads 0 or 1): which hop the server time goes to. Absent from runs
+     * before 5 December 2026.
+     */
+    server_steps_ms?: Record<string, LatencySummary>;
     /** POST sent to terminal event received on the live stream. */
     client_ms: LatencySummary;
     /** The POST /v1/commands request alone (part of client_ms). */
@@ -385,6 +391,7 @@ interface Measurements {
   readonly sqlRoundTrips: number | null;
   readonly byState: Partial<Record<CommandState, number>>;
   readonly serverSamples: number[];
+  readonly stepSamples: Record<string, number[]>;
   readonly phasesMs: RoundtripSummary['phases_ms'];
 }
 
@@ -411,7 +418,9 @@ async function summarize(run: RoundtripRun, m: Measurements): Promise<RoundtripB
     baseline: { samples: m.baseline.samplesMs.length, message_bytes: options.echoMessageBytes ?? echoMessageBytesDefault, latency_ms: baselineSummary },
     real: {
       commands: { total: measuredTotal, succeeded, refused, not_sent: measuredTotal - refused - rounds.ids.length, refused_by_code: rounds.refusedByCode, warmup_refused_by_code: rounds.warmupRefusedByCode, not_terminal: notTerminal, by_state: m.byState },
-      server_ms: serverSummary, client_ms: clientSummary, api_post_ms: hdrLatencyTableSummary(rounds.postSamples),
+      server_ms: serverSummary,
+      server_steps_ms: Object.fromEntries(Object.entries(m.stepSamples).map(([step, samples]) => [step, hdrLatencyTableSummary(samples)])),
+      client_ms: clientSummary, api_post_ms: hdrLatencyTableSummary(rounds.postSamples),
       live_lag_ms: hdrLatencyTableSummary(rounds.lagSamples), live_stream_reconnects: m.liveStream.reconnects,
       live_stream_drops: m.liveStream.drops, live_stream_reconnect_failures: m.liveStream.reconnectFailures,
     },

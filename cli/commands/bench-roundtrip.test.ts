@@ -38,7 +38,12 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
     assert.equal(code, 0, io.err.join(''));
     assert.equal(report.benchmark, 'roundtrip');
     assert.deepEqual(benchReportErrors(report), []);
-    assert.deepEqual(report.results.map((row) => [row.measure, row.samples]), [['baseline_echo', 6], ['command_server', 6], ['command_client', 6], ['api_post', 6], ['live_lag', 6]]);
+    assert.deepEqual(report.results.map((row) => [row.measure, row.samples]), [
+      ['baseline_echo', 6], ['command_server', 6],
+      // The server time split by step of each command's history, every command through the four of a success.
+      ['server_step_queued_to_sent', 6], ['server_step_sent_to_ack_received', 6], ['server_step_ack_received_to_executing', 6], ['server_step_executing_to_succeeded', 6],
+      ['command_client', 6], ['api_post', 6], ['live_lag', 6],
+    ]);
     const summary = report.details!;
     assert.deepEqual(summary.agents, { requested: 3, enrolled: 3, online: 3 });
     assert.equal(summary.commands_per_agent, 2);
@@ -98,7 +103,7 @@ test('bench roundtrip runs end to end with 3 agents and writes the report files'
     assert.deepEqual(JSON.parse(await readFile(join(out, 'roundtrip.json'), 'utf8')), report);
     const percentiles = (await readFile(join(out, 'roundtrip.csv'), 'utf8')).trimEnd().split('\n');
     assert.equal(percentiles[0], 'measure,samples,p50_ms,p90_ms,p99_ms,max_ms,mean_ms');
-    assert.equal(percentiles.length, 6);
+    assert.equal(percentiles.length, 1 + 9, 'a row per measure: 5, and the server time\'s 4 steps');
     assert.ok(percentiles.every((line) => !line.startsWith(' ') && !line.includes(', ')), 'CSV cells are not padded');
     const histogram = (await readFile(join(out, 'roundtrip-histogram.csv'), 'utf8')).trimEnd().split('\n');
     assert.equal(histogram[0], 'le_ms,baseline_echo,command_server,command_client');
@@ -128,7 +133,12 @@ test('bench roundtrip --rate runs the commands and the baseline on a schedule (o
   assert.deepEqual(benchReportErrors(report), []);
   const summary = report.details!;
   assert.equal(summary.rate_per_s, 20);
-  assert.deepEqual(report.results.map((row) => [row.measure, row.samples]), [['baseline_echo', 4], ['command_server', 4], ['command_client', 4], ['api_post', 4], ['live_lag', 4]]);
+  assert.deepEqual(report.results.map((row) => [row.measure, row.samples]), [
+      ['baseline_echo', 4], ['command_server', 4],
+      // The server time split by step of each command's history, every command through the four of a success.
+      ['server_step_queued_to_sent', 4], ['server_step_sent_to_ack_received', 4], ['server_step_ack_received_to_executing', 4], ['server_step_executing_to_succeeded', 4],
+      ['command_client', 4], ['api_post', 4], ['live_lag', 4],
+    ]);
   assert.equal(summary.real.commands.succeeded, 4);
   assert.equal(summary.ok, true);
 });

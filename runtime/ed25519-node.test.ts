@@ -89,3 +89,37 @@ test('publicKeyCacheEntriesMax bounds the public KeyObjects alone (a gateway kee
   for (const s of seeds) plain.verify(plain.publicKeyFromSeed(s), message, plain.sign(s, message));
   assert.deepEqual(plain.cachedKeys(), { privateKeys: 3, publicKeys: 3 });
 });
+
+test('verifiedCacheEntriesMax: a second verify of the same bytes skips the curve arithmetic; any other bytes are verified', () => {
+  const provider = createNodeEd25519Provider({ verifiedCacheEntriesMax: 8 });
+  const publicKey = provider.publicKeyFromSeed(seed);
+  const otherKey = provider.publicKeyFromSeed(new Uint8Array(32).fill(9));
+  const message = new TextEncoder().encode('a device-signed report');
+  const signature = provider.sign(seed, message);
+  assert.equal(provider.verify(publicKey, message, signature), true);
+  // The same bytes again, in new arrays (as a second component decodes them): answered from the cache.
+  assert.equal(provider.verify(publicKey.slice(), message.slice(), signature.slice()), true);
+  assert.deepEqual([provider.counts().verifies, provider.counts().verifiedCacheHits], [1, 1]);
+  // One byte changed in the message, or another key with the same signature: verified, and refused.
+  const changed = message.slice();
+  changed[0] = changed[0]! ^ 1;
+  assert.equal(provider.verify(publicKey, changed, signature), false);
+  assert.equal(provider.verify(otherKey, message, signature), false);
+  // A refusal is not kept: the same wrong bytes are verified (and refused) again.
+  assert.equal(provider.verify(publicKey, changed, signature), false);
+  assert.deepEqual([provider.counts().verifies, provider.counts().verifiedCacheHits], [4, 1]);
+  // A caller that changes its message array in place after a verify does not change what was kept.
+  const reused = message.slice();
+  assert.equal(provider.verify(publicKey, reused, signature), true);
+  reused[1] = reused[1]! ^ 1;
+  assert.equal(provider.verify(publicKey, reused, signature), false);
+});
+
+test('without verifiedCacheEntriesMax (services) every verify runs the curve arithmetic', () => {
+  const provider = createNodeEd25519Provider();
+  const publicKey = provider.publicKeyFromSeed(seed);
+  const message = Uint8Array.of(7, 8, 9);
+  const signature = provider.sign(seed, message);
+  for (let i = 0; i < 3; i++) assert.equal(provider.verify(publicKey, message, signature), true);
+  assert.deepEqual(provider.counts(), { signs: 1, verifies: 3, verifiedCacheHits: 0, privateKeyImports: 1, publicKeyImports: 1 });
+});

@@ -10,7 +10,7 @@ import { auditWindowMsDeployment } from '../server/control-plane/audit-drain-soo
 import { SqlAuditStore } from '../server/control-plane/stores/sql-audit-store.js';
 import { hexFromBytes } from '../core/crypto/bytes.js';
 import { SdcError } from '../core/errors/index.js';
-import { createNodeEd25519Provider, defaultKeyCacheEntriesMax } from '../runtime/ed25519-node.js';
+import { realProviderFor } from './real-crypto.js';
 import { initDeployment, serviceKid, type DeploymentMaterials, type ServiceSigner } from '../server/materials/materials.js';
 import { createGatewayCore, type GatewayCore } from '../server/gateway/gateway-core.js';
 import { commandNotExecutedStates, commandStates, commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
@@ -168,19 +168,6 @@ export type CheckerVerdict = 'pass' | 'fail' | 'not_reached';
 export const simStartMs = 1_800_000_000_000;
 const latencyBucketsMs = [10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000];
 const checkerNames: ReadonlyArray<Violation['checker']> = ['none_lost', 'at_most_once', 'not_executed', 'legal_transitions', 'audit_chain', 'presence', 'session_seq', 'liveness'];
-const realProvider = createNodeEd25519Provider();
-/**
- * The prepared-key cache must hold every device's keys: three private keys per simulated device
- * (the device's seed, its kernel bridge's agent seed and its mock kernel's service seed) and the
- * services' few; below that, Ed25519 calls rebuild their KeyObjects (issue 17's key-cache cliff).
- * Sized to the fleet alone (as it was), a 2,000-agent run imported 8,034 private keys, not 6,006.
- * Fleets above the default get a provider of their own, sized to them.
- */
-const privateKeysPerSimDevice = 3;
-function realProviderFor(agents: number): Ed25519Provider {
-  const entriesNeeded = privateKeysPerSimDevice * agents + 64;
-  return entriesNeeded <= defaultKeyCacheEntriesMax ? realProvider : createNodeEd25519Provider({ keyCacheEntriesMax: entriesNeeded });
-}
 const chunkMs = 1_000;
 const teardownRoundsMax = 20;
 /** A gateway whose start failed (stores down) is started again after this long, as a process supervisor would. */

@@ -324,7 +324,7 @@ export class ModelRollout {
     }
     // `rebooted` again while the health check waits with its nonce: the notice with the nonce was
     // lost, so it goes again, at most once per interval (RolloutService #repushIfMissed; the model
-    // has no cancel, the other case there).
+    // has no cancel, so neither of the other cases there: a cancel before or after the commit).
     const exec = this.#exec;
     if (reportEvents[code] === 'rebooted' && record.state === 'health_checking' && exec.nonce[agent] !== 0
       && nowMs - exec.enteredAtMs[agent]! >= noticeRepushIntervalMs && nowMs - exec.repushedAtMs[agent]! >= noticeRepushIntervalMs) {

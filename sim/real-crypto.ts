@@ -1,4 +1,5 @@
-import { createNodeEd25519Provider, defaultKeyCacheEntriesMax, type NodeEd25519Provider } from '../runtime/ed25519-node.js';
+import { createNodeEd25519Provider, defaultKeyCacheEntriesMax, type NodeEd25519Counts, type NodeEd25519Provider } from '../runtime/ed25519-node.js';
+import type { Ed25519Provider } from '../core/ports/ports.js';
 
 /**
  * The prepared-key cache must hold every device's keys: three private keys per simulated device
@@ -31,4 +32,22 @@ export function realProviderFor(agents: number): NodeEd25519Provider {
   const entriesNeeded = privateKeysPerSimDevice * agents + serviceKeysMax;
   if (entriesNeeded <= defaultKeyCacheEntriesMax) return sharedProvider;
   return createNodeEd25519Provider({ keyCacheEntriesMax: entriesNeeded, verifiedCacheEntriesMax: verifiedSignaturesPerSimDevice * agents + serviceKeysMax });
+}
+
+export type SimEd25519Counts = NodeEd25519Counts;
+
+/** The provider's counts now, when it keeps them (the real provider; the modelled one does not). */
+export function ed25519CountsOf(provider: Ed25519Provider): SimEd25519Counts | undefined {
+  const counts = (provider as Partial<NodeEd25519Provider>).counts;
+  return typeof counts === 'function' ? counts.call(provider) : undefined;
+}
+
+/** What the provider counted since `before` (undefined when it keeps no counts). */
+export function ed25519CountsSince(before: SimEd25519Counts | undefined, provider: Ed25519Provider): SimEd25519Counts | undefined {
+  const now = ed25519CountsOf(provider);
+  if (before === undefined || now === undefined) return undefined;
+  return {
+    signs: now.signs - before.signs, verifies: now.verifies - before.verifies, verifiedCacheHits: now.verifiedCacheHits - before.verifiedCacheHits,
+    privateKeyImports: now.privateKeyImports - before.privateKeyImports, publicKeyImports: now.publicKeyImports - before.publicKeyImports,
+  };
 }

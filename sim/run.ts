@@ -10,7 +10,7 @@ import { auditWindowMsDeployment } from '../server/control-plane/audit-drain-soo
 import { SqlAuditStore } from '../server/control-plane/stores/sql-audit-store.js';
 import { hexFromBytes } from '../core/crypto/bytes.js';
 import { SdcError } from '../core/errors/index.js';
-import { realProviderFor } from './real-crypto.js';
+import { ed25519CountsOf, ed25519CountsSince, realProviderFor, type SimEd25519Counts } from './real-crypto.js';
 import { initDeployment, serviceKid, type DeploymentMaterials, type ServiceSigner } from '../server/materials/materials.js';
 import { createGatewayCore, type GatewayCore } from '../server/gateway/gateway-core.js';
 import { commandNotExecutedStates, commandStates, commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
@@ -117,6 +117,12 @@ export interface RunTiming {
    * transactions and outside), the control plane's work per device at AUTH as a count (issue 17).
    */
   readonly connectSqlStatements: number;
+  /**
+   * Ed25519 operations of the start-up (setup and connect) with `--crypto real`: signs, OpenSSL
+   * verifies, verifies answered from the verified-signature cache, key imports (sim/real-crypto.ts).
+   * Counts that do not depend on the machine (issue 17); absent with modelled crypto.
+   */
+  readonly startupEd25519?: SimEd25519Counts;
   readonly steadyVirtualMs: number;
   readonly steadyCpuMs: number;
   readonly steadyWallMs: number;
@@ -298,6 +304,7 @@ interface Phases {
 export async function runSimulation(options: RunOptions): Promise<RunResult> {
   const cpuStart = process.cpuUsage();
   const run = planRun(options);
+  const ed25519Before = ed25519CountsOf(run.provider);
   const stores = await openStores(run);
   const ota = run.scenario.ota === undefined ? undefined : await prepareOta(run.scenario.ota, run.rng.ota, simStartMs);
   const materials = await runMaterials(run, ota?.dataDir ?? stores.workDir);
@@ -312,7 +319,7 @@ export async function runSimulation(options: RunOptions): Promise<RunResult> {
   scheduleFaults(run, { fleet, agents, gateways, network });
   scheduleWorkload(run, { controlPlane, fleet, observer });
   if (ota !== undefined) scheduleRollout(run, { controlPlane, fleet, ota });
-  const setup = { cpuMs: cpuMsSince(cpuStart), wallMs: performance.now() - run.wallStartMs };
+  const setup = { cpuMs: cpuMsSince(cpuStart), wallMs: performance.now() - run.wallStartMs, ed25519Before };
   const phases = await runPhases(run, { agents, network, observer, cpKv: controlPlane.kv, setup, sql: stores.rawSql });
   const { checked, outcomesByCode } = await finalChecks(run, { stores, controlPlane, observer, checkers, agents, phases, ota });
   const traceHash = run.trace.digest();
@@ -835,7 +842,7 @@ function tallied(run: Run, agents: readonly SimAgent[]): number {
 }
 
 /** The safety phase with faults, then healing and the liveness phase that must converge within the bound. */
-async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network: SimNetwork; observer: CommandObserver; cpKv: KeyValueStore; setup: { cpuMs: number; wallMs: number }; sql: SqlJsDatabase }): Promise<Phases> {
+async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network: SimNetwork; observer: CommandObserver; cpKv: KeyValueStore; setup: { cpuMs: number; wallMs: number; ed25519Before: SimEd25519Counts | undefined }; sql: SqlJsDatabase }): Promise<Phases> {
   const { time, scenario, agentCount } = run;
   const { agents, observer } = parts;
   const totalMs = run.safetyMs + scenario.livenessBoundMs;
@@ -867,6 +874,7 @@ async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network
   const connectSqlAfter = parts.sql.saveStats();
   const connectSqlCommits = connectSqlAfter.commits - connectSqlBefore.commits;
   const connectSqlStatements = connectSqlAfter.statements - connectSqlBefore.statements;
+  const startupEd25519 = ed25519CountsSince(parts.setup.ed25519Before, run.provider);
   const steadyCpu = process.cpuUsage();
   const steadyWallStartMs = performance.now();
   const steadyStartMs = time.nowMs();
@@ -874,6 +882,7 @@ async function runPhases(run: Run, parts: { agents: readonly SimAgent[]; network
   while (!run.stopped && time.nowMs() < run.safetyEndMs) await step('safety', Math.min(run.safetyEndMs, time.nowMs() + chunkMs));
   const timing: RunTiming = {
     setupCpuMs: parts.setup.cpuMs, setupWallMs: Math.round(parts.setup.wallMs), allReadyAtVirtualMs, connectCpuMs, connectWallMs: Math.round(connectWallMs), connectSqlCommits, connectSqlStatements,
+    ...(startupEd25519 === undefined ? {} : { startupEd25519 }),
     steadyVirtualMs: time.nowMs() - steadyStartMs, steadyCpuMs: cpuMsSince(steadyCpu), steadyWallMs: Math.round(performance.now() - steadyWallStartMs),
     steadyTimersFired: timersFired,
   };

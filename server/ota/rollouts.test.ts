@@ -64,6 +64,12 @@ for (const pair of storePairs().pairs) {
       };
       return { of: (deviceId: string) => announced.filter((id) => id === deviceId).length, stop: () => { kv.publish = publish; } };
     };
+    /** A release `rel<n>` published and rolled out in one wave to two devices; their execution ids. */
+    const startPair = async (n: number, version: string, pair: readonly [string, string]) => {
+      await publishTestRelease(h.ota, h.keys!, { id: `rel${n}-${tag}`, version, artifact: new TextEncoder().encode(`firmware ${version}`) });
+      const view = await service.start({ releaseId: `rel${n}-${tag}`, platform: 'linux-x64', deviceIds: [...pair], plan: { waves: [wave([...pair], 0, 100)], devicesPerMinuteMax: 10 } }, 'olga');
+      return { view, ids: [(await notice(pair[0]))!.execution_id, (await notice(pair[1]))!.execution_id] as const };
+    };
     const stateOf = async (rolloutId: string, deviceId: string) => (await service.view(rolloutId)).executions.find((e) => e.device_id === deviceId)?.state;
     /** The device's side of a good update up to its version report: every step reported in order. */
     const runUpdate = async (deviceId: string, healthy: boolean) => {
@@ -168,22 +174,13 @@ for (const pair of storePairs().pairs) {
 
     it('a report that shows the device missed a pushed notice (the nonce after rebooted, a cancel) pushes it again, at most once per interval', async () => {
       // Counts the notice announcements (kv.publish on the notice channel) by device, from here on.
-      const kv = h.cp.context.kv;
-      const announced: string[] = [];
-      const publish = kv.publish.bind(kv);
-      kv.publish = async (channel, message) => {
-        if (channel === otaChannels.noticeReady) announced.push(message);
-        return publish(channel, message);
-      };
+      const announced = countAnnouncements();
       try {
-        await publishTestRelease(h.ota, h.keys!, { id: `rel5-${tag}`, version: '2.4.0', artifact: new TextEncoder().encode('firmware 2.4.0') });
         const [p, q] = devices.slice(4) as [string, string];
-        const view = await service.start({ releaseId: `rel5-${tag}`, platform: 'linux-x64', deviceIds: [p, q], plan: { waves: [wave([p, q], 0, 100)], devicesPerMinuteMax: 10 } }, 'olga');
-        const pId = (await notice(p))!.execution_id;
-        const qId = (await notice(q))!.execution_id;
+        const { view, ids: [pId, qId] } = await startPair(5, '2.4.0', [p, q]);
         for (const event of ['accept', 'precheck_pass', 'download_complete', 'stage', 'commit', 'reboot', 'rebooted'] as const) await report(p, { execution_id: pId, event });
         const nonce = (await notice(p))!.health_nonce!;
-        const pushes = () => announced.filter((id) => id === p).length;
+        const pushes = () => announced.of(p);
         const afterNonce = pushes();
         // At once, the agent answering the notice repeats every report: that is no sign of a lost notice.
         for (const event of ['accept', 'commit', 'rebooted'] as const) await report(p, { execution_id: pId, event });
@@ -209,28 +206,25 @@ for (const pair of storePairs().pairs) {
         await report(q, { execution_id: qId, event: 'accept' });
         await service.act(view.id, 'emergency_abort', 'ada');
         assert.equal(await stateOf(view.id, q), 'canceled');
-        const afterCancel = announced.filter((id) => id === q).length;
+        const afterCancel = announced.of(q);
         await report(q, { execution_id: qId, event: 'precheck_pass' });
-        assert.equal(announced.filter((id) => id === q).length, afterCancel, 'a report that crossed the cancel pushes nothing');
+        assert.equal(announced.of(q), afterCancel, 'a report that crossed the cancel pushes nothing');
         h.clock.advance(noticeRepushIntervalMsDefault);
         await report(q, { execution_id: qId, event: 'download_complete' });
-        assert.equal(announced.filter((id) => id === q).length, afterCancel + 1, 'progress on a canceled execution later pushes the cancel again');
+        assert.equal(announced.of(q), afterCancel + 1, 'progress on a canceled execution later pushes the cancel again');
         assert.equal((await notice(q))?.cancel, true);
         await report(q, { execution_id: qId, event: 'canceled' });
-        assert.equal(announced.filter((id) => id === q).length, afterCancel + 1, 'the device saying it stopped is not answered');
+        assert.equal(announced.of(q), afterCancel + 1, 'the device saying it stopped is not answered');
       } finally {
-        kv.publish = publish;
+        announced.stop();
       }
     });
 
     it('a cancel after the commit that the device missed (the execution rolls back) is pushed again once a repeated report shows it, at most once per interval', async () => {
       const announced = countAnnouncements();
       try {
-        await publishTestRelease(h.ota, h.keys!, { id: `rel6-${tag}`, version: '2.5.0', artifact: new TextEncoder().encode('firmware 2.5.0') });
         const [r, s] = devices.slice(6) as [string, string];
-        const view = await service.start({ releaseId: `rel6-${tag}`, platform: 'linux-x64', deviceIds: [r, s], plan: { waves: [wave([r, s], 0, 100)], devicesPerMinuteMax: 10 } }, 'olga');
-        const rId = (await notice(r))!.execution_id;
-        const sId = (await notice(s))!.execution_id;
+        const { view, ids: [rId, sId] } = await startPair(6, '2.5.0', [r, s]);
         // s rolls back on its own (its health check fails): a rollback no cancel started, never pushed again.
         for (const event of ['accept', 'precheck_pass', 'download_complete', 'stage', 'commit', 'reboot', 'rebooted'] as const) await report(s, { execution_id: sId, event });
         await report(s, { execution_id: sId, event: 'version_report', nonce: (await notice(s))!.health_nonce!, release_counter: 1, healthy: false });

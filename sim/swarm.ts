@@ -1,5 +1,5 @@
 import { SeededRandom } from '../core/random/prng.js';
-import { runSimulation, type RunResult } from './run.js';
+import { runSimulation, type RunResult, type SimCrypto } from './run.js';
 import { parseScenario, type Scenario } from './scenario.js';
 
 /**
@@ -17,6 +17,8 @@ export interface SwarmOptions {
   readonly lossy?: boolean;
   /** Include bus and SQL outages (docs/simulation.md, "Findings" for what they found). */
   readonly outages?: boolean;
+  /** Each run's crypto (default real); the trace hash of a seed is the same with either (sim/model-crypto.ts). */
+  readonly crypto?: SimCrypto;
   readonly onResult?: (result: RunResult) => void;
 }
 
@@ -66,7 +68,9 @@ export async function runSwarm(options: SwarmOptions): Promise<RunResult[]> {
   for (let i = 0; i < options.runs; i += 1) {
     const seed = options.baseSeed + i;
     const scenario = swarmScenario(seed, options);
-    const result = await runSimulation({ scenario, scenarioRef: `swarm:${seed}${options.lossy === true ? ':lossy' : ''}${options.outages === true ? ':outages' : ''}`, seed, agents: options.agents, safetyMs: options.safetyMs });
+    const result = await runSimulation({ scenario, scenarioRef: `swarm:${seed}${options.lossy === true ? ':lossy' : ''}${options.outages === true ? ':outages' : ''}`, seed, agents: options.agents, safetyMs: options.safetyMs,
+      ...(options.crypto === undefined ? {} : { crypto: options.crypto }),
+    });
     options.onResult?.(result);
     results.push(result);
   }

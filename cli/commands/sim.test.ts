@@ -61,6 +61,37 @@ describe('sdc sim seeds', () => {
   });
 });
 
+describe('sdc sim --swarm: its options', () => {
+  it('--json prints one object with every run (lines to stderr), and --crypto reaches the runs: the same trace hashes with either', async () => {
+    const swarmOf = async (crypto: string) => {
+      const run = await sdc(['sim', '--swarm', '2', '--agents', '3', '--duration', '2s', '--seed', '40', '--crypto', crypto, '--json']);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stderr, new RegExp(`^swarm: 2 runs from seed 40, 3 agents, safety 2000 ms, crypto ${crypto}\\n`));
+      assert.match(run.stderr, /^ok {3}seed 41 [0-9a-f]{16} /m);
+      return JSON.parse(run.stdout) as { ok: boolean; crypto: string; failed: number; results: Array<{ seed: number; ok: boolean; traceHash: string; violations: string[]; reproduce: string }> };
+    };
+    const model = await swarmOf('model');
+    assert.deepEqual([model.ok, model.crypto, model.failed, model.results.map((r) => [r.seed, r.ok, r.violations.length])], [true, 'model', 0, [[40, true, 0], [41, true, 0]]]);
+    assert.match(model.results[0]!.reproduce, /--scenario swarm:40 /);
+    const real = await swarmOf('real');
+    assert.deepEqual(real.results.map((r) => r.traceHash), model.results.map((r) => r.traceHash));
+  });
+
+  it('refuses options of another mode instead of ignoring them', async () => {
+    for (const [args, message] of [
+      [['--swarm', '2', '--scenario', 'smoke'], '--scenario does not combine with --swarm'],
+      [['--swarm', '2', '--out', '/tmp/x'], '--out does not combine with --swarm'],
+      [['--swarm', '2', '--crypto', 'fast'], "--crypto is real or model, got 'fast'"],
+      [['--scenario', 'smoke', '--lossy'], '--lossy applies to --swarm only'],
+      [['--outages'], '--outages applies to --swarm only'],
+    ] as const) {
+      const run = await sdc(['sim', ...args, '--seed', '1']);
+      assert.equal(run.code, 2, args.join(' '));
+      assert.ok(run.stderr.startsWith(`sdc: CLI_USAGE: ${message}`), `${args.join(' ')}: ${run.stderr}`);
+    }
+  });
+});
+
 describe('sdc sim --crypto', () => {
   it('model gives the trace hash of real for the same seed; anything else is a usage error', async () => {
     const hashOf = async (crypto: string) => {

@@ -150,24 +150,60 @@ async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<numb
   const agents = integerOption(args, 'agents', 200, 1, 20_000);
   const safetyMs = typeof args.values.duration === 'string' ? parseDurationMs(args.values.duration) : 60_000;
   const baseSeed = seedOption(args, runs);
-  io.stdout(`swarm: ${runs} runs from seed ${baseSeed}, ${agents} agents, safety ${safetyMs} ms\n`);
+  const crypto = cryptoOption(args);
+  const lossy = args.values.lossy === true;
+  const outages = args.values.outages === true;
+  // With --json the lines a reader follows go to stderr and stdout holds only the one JSON object.
+  const json = args.values.json === true;
+  const say = json ? io.stderr : io.stdout;
+  say(`swarm: ${runs} runs from seed ${baseSeed}, ${agents} agents, safety ${safetyMs} ms, crypto ${crypto}\n`);
   const failures: RunResult[] = [];
+  const runsSeen: SwarmRunLine[] = [];
   const { runSwarm } = await simRunners();
   await runSwarm({
-    runs, baseSeed, agents, safetyMs, lossy: args.values.lossy === true, outages: args.values.outages === true,
+    runs, baseSeed, agents, safetyMs, lossy, outages, crypto,
     onResult: (result) => {
       const ok = result.violations.length === 0;
       if (!ok) failures.push(result);
-      io.stdout(`${ok ? 'ok  ' : 'FAIL'} seed ${result.seed} ${result.traceHash.slice(0, 16)} ${ok ? '' : result.violations[0]!.message}\n`);
+      runsSeen.push({ seed: result.seed, ok, traceHash: result.traceHash, violations: result.violations.map((v) => v.message), reproduce: result.reproduce });
+      say(`${ok ? 'ok  ' : 'FAIL'} seed ${result.seed} ${result.traceHash.slice(0, 16)} ${ok ? '' : result.violations[0]!.message}\n`);
     },
   });
+  if (json) io.stdout(JSON.stringify({ ok: failures.length === 0, runs, baseSeed, agents, safetyMs, lossy, outages, crypto, failed: failures.length, results: runsSeen }) + '\n');
   if (failures.length === 0) {
-    io.stdout(`all ${runs} runs passed\n`);
+    say(`all ${runs} runs passed\n`);
     return 0;
   }
-  io.stdout(`${failures.length} of ${runs} runs failed:\n`);
-  for (const failure of failures) io.stdout(`  seed ${failure.seed}: reproduce with: ${failure.reproduce}\n`);
+  say(`${failures.length} of ${runs} runs failed:\n`);
+  for (const failure of failures) say(`  seed ${failure.seed}: reproduce with: ${failure.reproduce}\n`);
   return 1;
+}
+
+/** One swarm run in `--swarm --json`'s `results`. */
+interface SwarmRunLine {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly traceHash: string;
+  /** Every checker violation's message (none when ok). */
+  readonly violations: readonly string[];
+  readonly reproduce: string;
+}
+
+/**
+ * Options that mean something only in another mode are refused, not ignored: a swarm run with
+ * `--crypto` used to run real crypto and `--json` to print text, both silently.
+ */
+function refuseOptionsOfOtherModes(args: ParsedCommandArgs): void {
+  const given = (name: string) => args.values[name] !== undefined && args.values[name] !== false;
+  if (args.values.swarm !== undefined) {
+    for (const name of ['scenario', 'out', 'progress']) {
+      if (given(name)) throw new SdcError('CLI_USAGE', `--${name} does not combine with --swarm (each seed draws its own scenario; reproduce one with --scenario swarm:S[:lossy][:outages])`);
+    }
+    return;
+  }
+  for (const name of ['lossy', 'outages']) {
+    if (given(name)) throw new SdcError('CLI_USAGE', `--${name} applies to --swarm only (a single run takes --scenario swarm:S[:lossy][:outages])`);
+  }
 }
 
 /** The operator's password from stdin (first line) or SDC_PASSWORD; never from argv. */
@@ -245,7 +281,7 @@ export const simCommand: Command = {
   name: 'sim',
   summary: 'Deterministic fleet simulator: real control plane, gateways and agents on virtual time, with invariant checkers',
   usage: '[--tier full|model] [--crypto real|model] [--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --validate-model [--scenario F] [--agents N] [--duration D] [--seed S] [--out DIR]'
-    + ' | --swarm K [--agents N] [--lossy] [--outages]'
+    + ' | --swarm K [--agents N] [--duration D] [--seed S] [--crypto real|model] [--lossy] [--outages] [--json]'
     + ' | --real https://HOST:PORT --admin NAME (--password-stdin | SDC_PASSWORD=...) --ca FILE [--agents N] [--duration D] [--seed S] [--processes P] [--out DIR]',
   optionHelp: [
     ['--scenario F', 'built-in name (smoke, lossy-network, churn, gateway-restart), swarm:S[:lossy][:outages], or a scenario file (default smoke)'],
@@ -258,7 +294,7 @@ export const simCommand: Command = {
     ['--out DIR', 'write summary.json, the CSV time series (online-agents.csv, commands-by-state.csv; the last row is the summary\'s final state) and latency-histogram.csv there'],
     ['--json', 'print the summary as JSON: the run\'s result with gitCommit, resolvedScenario, latencyMs (p50/p90/p99/max), failuresByCode and final (the seed goes to stderr)'],
     ['--progress', 'draw the progress bar even when stderr is not a terminal (otherwise a line per 10 % of virtual time there)'],
-    ['--swarm K', 'run K consecutive seeds with random fault mixes; list failures; exit 1 if any'],
+    ['--swarm K', 'run K consecutive seeds with random fault mixes; list failures; exit 1 if any (takes --agents, --duration, --seed, --crypto, --json; --json prints one object with every run\'s seed, trace hash and violations, the lines to stderr)'],
     ['--lossy', 'with --swarm: include in-connection loss, duplication and reordering'],
     ['--outages', 'with --swarm: include bus and SQL outages'],
     ['--real URL', 'run the simulated agents over real WebSocket/TLS against a running `sdc serve` at this control-plane URL (wall time, not reproducible)'],
@@ -276,6 +312,7 @@ export const simCommand: Command = {
   run: (args, io) => {
     const modes = [args.values.real !== undefined, args.values.swarm !== undefined, args.values['validate-model'] === true, (args.values.tier ?? 'full') !== 'full'];
     if (modes.filter(Boolean).length > 1) throw new SdcError('CLI_USAGE', '--real, --swarm, --validate-model and --tier do not combine');
+    refuseOptionsOfOtherModes(args);
     if (args.values['validate-model'] === true) return runValidateCommand(args, io);
     if (args.values.real !== undefined) {
       if (args.values.swarm !== undefined) throw new SdcError('CLI_USAGE', '--real and --swarm do not combine');

@@ -29,13 +29,13 @@ export interface OpenEpisode {
   readonly kind: string;
 }
 
-/** `kind:subject`, at most 191 characters (the indexed column). */
 /** The alert open under `episodeKey`, if any (AlertEpisodes.clear; the presence handler's read on sql.js). */
 export async function readOpenEpisode(db: SqlExecutor, episodeKey: string): Promise<OpenEpisode | undefined> {
   const [row] = await db.query<OpenEpisode>('SELECT id, device_id, kind FROM alerts WHERE episode_key = ?', [episodeKey]);
   return row;
 }
 
+/** `kind:subject`, at most 191 characters (the indexed column). */
 export function episodeKeyOf(kind: string, subject: string): string {
   return `${kind}:${subject}`.slice(0, 191);
 }
@@ -64,7 +64,6 @@ export class AlertEpisodes {
     const rows = await this.#ctx.db.query<{ id: string }>('SELECT id FROM alerts WHERE episode_key = ?', [episodeKey]);
     return rows.length > 0;
   }
-
 
   async raise(options: RaiseAlert): Promise<RaiseOutcome> {
     const id = newId('a', this.#ctx.random);

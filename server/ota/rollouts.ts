@@ -116,6 +116,15 @@ const reportEvents: Readonly<Record<Exclude<OtaReportEvent, 'version_report' | '
   rollback_complete: 'rollback_complete', rollback_fail: 'rollback_fail',
 };
 
+/**
+ * Whether the device's notice must say cancel: the execution was canceled before its commit, or a
+ * cancel after the commit is being rolled back (canceled_at, migration 019; a rollback the device's
+ * own failed health check started has none, and a finished rollback needs no notice).
+ */
+function tellsCancel(execution: StoredExecution): boolean {
+  return execution.state === 'canceled' || (execution.state === 'rolling_back' && execution.canceledAtMs !== null);
+}
+
 export class RolloutService {
   readonly #ctx: ServiceContext;
   readonly #o: RolloutServiceOptions;
@@ -260,9 +269,13 @@ export class RolloutService {
     });
   }
 
-  /** Writes the execution's notice under the device's key and announces it; a terminal execution's key is removed. Never throws. */
-  async #pushNotice(execution: StoredExecution, cancel = false): Promise<void> {
+  /**
+   * Writes the execution's notice under the device's key and announces it; a terminal execution's
+   * key is removed, unless the device must still be told to cancel (tellsCancel). Never throws.
+   */
+  async #pushNotice(execution: StoredExecution): Promise<void> {
     const { kv } = this.#ctx;
+    const cancel = tellsCancel(execution);
     try {
       if (isTerminal(executionTable, execution.state) && !cancel) {
         await kv.del(otaKeys.notice(execution.deviceId));
@@ -309,7 +322,7 @@ export class RolloutService {
     if (report.event === 'artifact_url_expired') {
       // Asking again (the device keeps its partial download): the notice goes out with a freshly presigned URL,
       // still saying cancel when a cancel after the commit is being rolled back.
-      if (!isTerminal(executionTable, execution.state)) await this.#pushNotice(execution, execution.canceledAtMs !== null);
+      if (!isTerminal(executionTable, execution.state)) await this.#pushNotice(execution);
       return;
     }
     // The agent sends its reports again whenever the notice comes again (each AUTH): one for an execution that ended, or a
@@ -359,7 +372,7 @@ export class RolloutService {
    */
   async #repushIfMissed(execution: StoredExecution, event: OtaReportEvent, nowMs: number): Promise<void> {
     const missedNonce = event === 'rebooted' && execution.state === 'health_checking' && execution.healthNonce !== null;
-    const missedCancel = execution.state === 'canceled' || (execution.state === 'rolling_back' && execution.canceledAtMs !== null);
+    const missedCancel = tellsCancel(execution);
     if (!missedNonce && !missedCancel) return;
     // Within the interval of the news itself the report crossed the notice, or answers it (the
     // agent repeats every report when a notice comes): only a repeat from an agent still waiting
@@ -371,7 +384,7 @@ export class RolloutService {
     this.#repushedAtMs.set(execution.executionId, nowMs);
     if (this.#repushedAtMs.size > noticeRepushesTracked) this.#repushedAtMs.delete(this.#repushedAtMs.keys().next().value!);
     this.#ctx.logger.info({ device_id: execution.deviceId, execution_id: execution.executionId, event, state: execution.state }, 'OTA notice pushed again: the report shows the device missed it');
-    await this.#pushNotice(execution, missedCancel);
+    await this.#pushNotice(execution);
   }
 
   async #apply(execution: StoredExecution, decision: Extract<ExecutionDecision, { applied: true }>, event: string, errorCode: string | null, actor: string): Promise<void> {
@@ -399,8 +412,9 @@ export class RolloutService {
     this.#ctx.logger.info({ device_id: execution.deviceId, execution_id: execution.executionId, event, from: decision.from, to: decision.to }, 'OTA execution moved');
     const after = await readExecution(this.#ctx.db, execution.executionId);
     if (after === undefined) return;
-    // A new nonce, or a move to rolling_back by cancel, is news for the device; a terminal state clears its notice.
-    if (healthNonce !== null || terminal) await this.#pushNotice(after);
+    // A new nonce, or a cancel (the device stops before its next step, or rolls back after its
+    // commit), is news for the device; any other terminal state clears its notice.
+    if (healthNonce !== null || terminal || event === 'cancel') await this.#pushNotice(after);
     if (terminal) await this.tick(execution.rolloutId);
   }
 
@@ -442,9 +456,6 @@ export class RolloutService {
       const cancel = decideExecutionEvent(execution, 'cancel', nowMs);
       if (!cancel.applied) continue;
       await this.#apply(execution, cancel, 'cancel', null, actors.user(actor));
-      // The device stops before its next step (or rolls back after commit): the notice says so.
-      const after = await readExecution(this.#ctx.db, execution.executionId);
-      if (after !== undefined) await this.#pushNotice(after, true);
     }
     if (decision.next.status === 'running') await this.tick(rolloutId);
     return this.view(rolloutId);

@@ -2,6 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Base64Url, DeviceId, DurationMs, EpochMs, ErrorCodeField, FrameId, Kid, Nonce, Seq, SessionId, ShortText, Traceparent, X25519PublicKey } from './fields.js';
 import { CommandOutcomeError, CommandResultStatus, SignedCommandSchema } from './command.js';
 import { clockOffsetLimits } from '../clock-offset.js';
+import { telemetryBatchLimits } from '../limits.js';
 import { PolicyBundleReportSchema, SignedPolicyBundleSchema } from '../policy-bundle-schema.js';
 import { DevicePostureSchema } from './posture.js';
 import { OtaNoticeSchema, OtaReportSchema } from './ota.js';
@@ -23,6 +24,16 @@ interface MessageSpec {
 const strict = { additionalProperties: false } as const;
 const Percent = Type.Number({ minimum: 0, maximum: 100 });
 const Rate = Type.Number({ minimum: 0, maximum: 1e15 });
+
+const TelemetryMetricsSchema = Type.Object({
+  cpu_pct: Percent,
+  mem_pct: Percent,
+  disk_pct: Percent,
+  net_rx_bytes_per_sec: Rate,
+  net_tx_bytes_per_sec: Rate,
+  process_count: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000 })),
+}, strict);
+const TelemetryPrevHash = Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' }));
 
 export const messageCatalog = {
   AUTH_CHALLENGE: {
@@ -48,6 +59,8 @@ export const messageCatalog = {
       posture: Type.Optional(DevicePostureSchema),
       /** The agent takes `traceparent` in COMMAND_DELIVERY; the gateway adds it only when this is true, so older agents get what they know. */
       trace_context: Type.Optional(Type.Boolean()),
+      /** The agent can send TELEMETRY_BATCH; the gateway announces `telemetry_samples_max` in AUTH_ACK only when this is true, so an older agent's schema never meets the member. */
+      telemetry_batch: Type.Optional(Type.Boolean()),
     }, strict),
   },
   AUTH_ACK: {
@@ -63,6 +76,11 @@ export const messageCatalog = {
       clock_offset_ms: Type.Integer({ minimum: -clockOffsetLimits.offsetMsMax, maximum: clockOffsetLimits.offsetMsMax }),
       /** The gateway's ephemeral X25519 key, only in answer to one in AUTH: from now on HEARTBEAT and TELEMETRY carry the session MAC. */
       x25519_pub: Type.Optional(X25519PublicKey),
+      /**
+       * The most samples per TELEMETRY_BATCH this gateway accepts; only in answer to `telemetry_batch`
+       * in AUTH and only with the session MAC agreed. Absent: the agent sends one TELEMETRY per sample.
+       */
+      telemetry_samples_max: Type.Optional(Type.Integer({ minimum: 1, maximum: telemetryBatchLimits.samplesPerFrameMax })),
     }, strict),
   },
   AUTH_ERROR: {
@@ -83,15 +101,16 @@ export const messageCatalog = {
     summary: 'A host metrics sample, authenticated by the session MAC when one was agreed at AUTH. `prev_hash` chains the samples of a session, so a dropped one is detected.',
     body: Type.Object({
       sampled_at: EpochMs,
-      metrics: Type.Object({
-        cpu_pct: Percent,
-        mem_pct: Percent,
-        disk_pct: Percent,
-        net_rx_bytes_per_sec: Rate,
-        net_tx_bytes_per_sec: Rate,
-        process_count: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000 })),
-      }, strict),
-      prev_hash: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+      metrics: TelemetryMetricsSchema,
+      prev_hash: TelemetryPrevHash,
+    }, strict),
+  },
+  TELEMETRY_BATCH: {
+    direction: 'agent->gateway',
+    summary: "1 to `telemetry_samples_max` host metrics samples in one frame (a fast sensor, or samples buffered while offline), each with its own `sampled_at`, in non-decreasing order. Only under the session MAC, only to a gateway that announced `telemetry_samples_max` in AUTH_ACK, and at most that many samples. The MAC, the seq window and `prev_hash` apply to the frame: the chain runs through TELEMETRY and TELEMETRY_BATCH frames alike.",
+    body: Type.Object({
+      samples: Type.Array(Type.Object({ sampled_at: EpochMs, metrics: TelemetryMetricsSchema }, strict), { minItems: 1, maxItems: telemetryBatchLimits.samplesPerFrameMax }),
+      prev_hash: TelemetryPrevHash,
     }, strict),
   },
   COMMAND_DELIVERY: {

@@ -17,6 +17,13 @@ export const exampleBodies: { [T in MessageType]: MessageBody<T> } = {
     sampled_at: 1_764_000_000_000,
     metrics: { cpu_pct: 12.5, mem_pct: 40, disk_pct: 71.2, net_rx_bytes_per_sec: 2048, net_tx_bytes_per_sec: 512, process_count: 183 },
   },
+  TELEMETRY_BATCH: {
+    samples: [
+      { sampled_at: 1_764_000_000_000, metrics: { cpu_pct: 12.5, mem_pct: 40, disk_pct: 71.2, net_rx_bytes_per_sec: 2048, net_tx_bytes_per_sec: 512 } },
+      { sampled_at: 1_764_000_000_100, metrics: { cpu_pct: 13, mem_pct: 40, disk_pct: 71.2, net_rx_bytes_per_sec: 1900, net_tx_bytes_per_sec: 480 } },
+    ],
+    prev_hash: 'c'.repeat(64),
+  },
   COMMAND_DELIVERY: {
     command: {
       id: 'cmd_01', device_id: 'dev-0001', opcode: 'EXEC_GET_PROCESS_LIST', args: { limit: 50 },

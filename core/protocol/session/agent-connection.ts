@@ -11,7 +11,8 @@ import { deriveSessionMacKeys, newEphemeralKey, type EphemeralKey } from './sess
 export type AgentEvent =
   | ConnectionEvent
   /** `clockOffsetMs`: this device's clock minus the gateway's, as the gateway measured it at AUTH. */
-  | { kind: 'ready'; sessionId: string; sessionToken: string; heartbeatIntervalMs: number; serverTimeMs: number; clockOffsetMs: number }
+  /** `telemetrySamplesMax`: what the gateway announced per TELEMETRY_BATCH (AUTH_ACK), present only when batches may be sent. */
+  | { kind: 'ready'; sessionId: string; sessionToken: string; heartbeatIntervalMs: number; serverTimeMs: number; clockOffsetMs: number; telemetrySamplesMax?: number }
   | { kind: 'auth_error'; code: string; message: string };
 
 export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'frameIdPrefix'> {
@@ -24,6 +25,12 @@ export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'fra
   posture?: DevicePosture;
   /** Announce in AUTH that deliveries may carry a `traceparent` (the agent core does). */
   traceContext?: boolean;
+  /**
+   * Announce in AUTH that this agent sends TELEMETRY_BATCH (with `sessionMac` only): a gateway
+   * that accepts batches answers with `telemetry_samples_max`. Off by default, so AUTH is as an
+   * older gateway's schema knows it unless batching is wanted.
+   */
+  telemetryBatch?: boolean;
 }
 
 /**
@@ -46,6 +53,8 @@ export class AgentConnection extends ConnectionCore {
   /** The ephemeral key offered in AUTH, and the challenge it answered; used once AUTH_ACK arrives. */
   #ephemeral: EphemeralKey | undefined;
   #nonce = '';
+  /** What the gateway announced per TELEMETRY_BATCH in this session's AUTH_ACK (0: no batches). */
+  #telemetrySamplesMax = 0;
 
   constructor(options: AgentConnectionOptions) {
     super({ ...options, frameIdPrefix: 'a' });
@@ -87,13 +96,18 @@ export class AgentConnection extends ConnectionCore {
             return this.refuse(error, nowMs, message.envelope.id);
           }
         }
+        // Batches are MAC'd frames, and announced only to an agent that asked: anything else is a gateway bug, refused.
+        if (ack.telemetry_samples_max !== undefined && (this.macKeys === undefined || this.#options.telemetryBatch !== true)) {
+          return this.refuse(new SdcError('PROTO_SCHEMA_INVALID', 'AUTH_ACK announces telemetry batches this agent did not ask for, or without the session MAC'), nowMs, message.envelope.id);
+        }
+        this.#telemetrySamplesMax = ack.telemetry_samples_max ?? 0;
         // The secret is not needed again: a new connection draws a new one.
         this.#ephemeral = undefined;
         this.applyEvent('auth_ok', nowMs);
         this.#clockOffsetMs = ack.clock_offset_ms;
         return [{
           kind: 'ready', sessionId: ack.session_id, sessionToken: ack.session_token, heartbeatIntervalMs: ack.heartbeat_interval_ms,
-          serverTimeMs: ack.server_time_ms, clockOffsetMs: ack.clock_offset_ms,
+          serverTimeMs: ack.server_time_ms, clockOffsetMs: ack.clock_offset_ms, ...(this.#telemetrySamplesMax === 0 ? {} : { telemetrySamplesMax: this.#telemetrySamplesMax }),
         }];
       }
       if (message.type === 'AUTH_ERROR') {
@@ -125,6 +139,20 @@ export class AgentConnection extends ConnectionCore {
   sendTelemetry(body: MessageBody<'TELEMETRY'>, nowMs: number): void {
     this.requireReady('TELEMETRY');
     this.sendFrame('TELEMETRY', body, this.#gatewayNowMs(nowMs));
+  }
+
+  /** Samples the gateway accepts per TELEMETRY_BATCH in this session (0: send TELEMETRY, one sample per frame). */
+  get telemetrySamplesMax(): number {
+    return this.#telemetrySamplesMax;
+  }
+
+  /** Throws PROTO_TELEMETRY_BATCH_TOO_LARGE (nothing sent) beyond what the gateway announced, as it would refuse it. */
+  sendTelemetryBatch(body: MessageBody<'TELEMETRY_BATCH'>, nowMs: number): void {
+    this.requireReady('TELEMETRY_BATCH');
+    if (body.samples.length > this.#telemetrySamplesMax) {
+      throw new SdcError('PROTO_TELEMETRY_BATCH_TOO_LARGE', `${body.samples.length} samples; the gateway announced at most ${this.#telemetrySamplesMax} per batch`, { samplesMax: this.#telemetrySamplesMax });
+    }
+    this.sendFrame('TELEMETRY_BATCH', body, this.#gatewayNowMs(nowMs));
   }
 
   sendCommandAck(body: MessageBody<'COMMAND_ACK'>, nowMs: number): void {
@@ -181,6 +209,7 @@ export class AgentConnection extends ConnectionCore {
         ...(this.#options.posture === undefined ? {} : { posture: this.#options.posture }),
         ...(this.#ephemeral === undefined ? {} : { x25519_pub: base64urlFromBytes(this.#ephemeral.publicKey) }),
         ...(this.#options.traceContext === true ? { trace_context: true } : {}),
+        ...(this.#options.telemetryBatch === true && this.#ephemeral !== undefined ? { telemetry_batch: true } : {}),
       }, nowMs);
       this.#clockOffsetMs = estimatedOffsetMs;
       return [];

@@ -95,6 +95,10 @@ function verifyDecoded(options: DecodeAndVerifyOptions, envelope: SignedEnvelope
   }
   // One accepted form per type and session: a MAC'd session never pays for an Ed25519 verify of
   // its frequent frames, and a MAC is never accepted where a signature is the evidence.
+  // A batch is a MAC'd frame by design (decision 0004, "Batches"): never verified as a signed one.
+  if (options.mac === undefined && envelope.type === 'TELEMETRY_BATCH') {
+    throw new SdcError('PROTO_TELEMETRY_BATCH_WITHOUT_MAC', 'TELEMETRY_BATCH needs the session MAC, which this session did not agree', { refId: envelope.id });
+  }
   if (options.mac !== undefined && sessionMacTypes.has(envelope.type as MessageType)) {
     const { receive: key, crypto } = options.mac;
     return verifyDecodedEnvelopeMac(signingInput === undefined ? { envelope, key, crypto } : { envelope, key, crypto, signingInput });

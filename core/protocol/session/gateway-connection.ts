@@ -8,6 +8,7 @@ import { checkClockOffset, measureClockOffsetMs } from '../clock-offset.js';
 import { ConnectionCore, type ConnectionCoreOptions, type ConnectionEvent } from './connection-core.js';
 import { TelemetryChain, type Sha256Hex } from './telemetry-chain.js';
 import { deriveSessionMacKeys, newEphemeralKey, type SessionMacKeys } from './session-mac.js';
+import { telemetryBatchLimits } from '../limits.js';
 
 export const deviceKid = (deviceId: string): string => `device:${deviceId}`;
 export const gatewayKid = (gatewayId: string): string => `gateway:${gatewayId}`;
@@ -31,6 +32,12 @@ export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'f
   sessionToken: string;
   /** When given, TELEMETRY prev_hash is checked within the session (TelemetryChain); the gateway core passes it. */
   telemetrySha256Hex?: Sha256Hex;
+  /**
+   * The most samples per TELEMETRY_BATCH this gateway accepts (1..telemetryBatchLimits.samplesPerFrameMax),
+   * announced in AUTH_ACK to an agent that offers `telemetry_batch` on a MAC'd session. Absent or 0:
+   * none announced, and every batch is refused PROTO_TELEMETRY_BATCH_TOO_LARGE.
+   */
+  telemetrySamplesPerFrameMax?: number;
 }
 
 /**
@@ -60,6 +67,10 @@ export class GatewayConnection extends ConnectionCore {
   #clockOffsetMs = 0;
   /** The agent announced `trace_context` in AUTH: its deliveries may carry a traceparent (an older agent's schema would refuse one). */
   #traceContext = false;
+  /** What this gateway would accept per TELEMETRY_BATCH (0: none). */
+  readonly #samplesPerFrameOffered: number;
+  /** What it announced to this session in AUTH_ACK (0 until then, and when it announced nothing): the bound each batch is held to. */
+  #samplesPerFrameAnnounced = 0;
 
   constructor(options: GatewayConnectionOptions) {
     super({ ...options, frameIdPrefix: 'g' });
@@ -70,6 +81,11 @@ export class GatewayConnection extends ConnectionCore {
     this.#authTimeoutMs = options.authTimeoutMs;
     this.#sessionToken = options.sessionToken;
     this.#telemetryChain = options.telemetrySha256Hex === undefined ? undefined : new TelemetryChain(options.telemetrySha256Hex);
+    const samplesMax = options.telemetrySamplesPerFrameMax ?? 0;
+    if (!Number.isSafeInteger(samplesMax) || samplesMax < 0 || samplesMax > telemetryBatchLimits.samplesPerFrameMax) {
+      throw new SdcError('PROTO_INVALID_ARGUMENT', `telemetrySamplesPerFrameMax must be an integer from 0 to ${telemetryBatchLimits.samplesPerFrameMax}`);
+    }
+    this.#samplesPerFrameOffered = samplesMax;
     this.sessionId = options.sessionId;
   }
 
@@ -130,10 +146,13 @@ export class GatewayConnection extends ConnectionCore {
       }
       this.applyEvent('auth_ok', nowMs);
       this.#traceContext = auth.trace_context === true;
+      // Batches only under the MAC, and announced only to an agent that said it reads the member (an older agent's schema refuses it).
+      this.#samplesPerFrameAnnounced = macKeys !== undefined && auth.telemetry_batch === true ? this.#samplesPerFrameOffered : 0;
       this.sendFrame('AUTH_ACK', {
         session_id: this.sessionId, session_token: this.#sessionToken,
         heartbeat_interval_ms: this.#heartbeatIntervalMs, seq_start: message.envelope.seq + 1, server_time_ms: nowMs,
         clock_offset_ms: this.#clockOffsetMs, ...(ownPublicKey === undefined ? {} : { x25519_pub: ownPublicKey }),
+        ...(this.#samplesPerFrameAnnounced === 0 ? {} : { telemetry_samples_max: this.#samplesPerFrameAnnounced }),
       }, nowMs);
       // After AUTH_ACK, which is signed: the agent learns our key from it before any MAC'd frame.
       this.macKeys = macKeys;
@@ -154,6 +173,16 @@ export class GatewayConnection extends ConnectionCore {
         const broken = this.#telemetryChain?.check(bytes, message.body as MessageBody<'TELEMETRY'>);
         return broken === undefined ? [{ kind: 'message', message }] : this.refuse(broken, nowMs, message.envelope.id);
       }
+      case 'TELEMETRY_BATCH': {
+        this.applyEvent('frame', nowMs);
+        // The MAC (codec) and the seq window (authenticate) passed; the batch's own rules, then the chain, which it extends either way.
+        const body = message.body as MessageBody<'TELEMETRY_BATCH'>;
+        const refused = this.#checkBatch(body);
+        // The chain takes the frame as its link either way: the agent chains on what it sent, so one bad batch costs one refusal.
+        const broken = this.#telemetryChain?.check(bytes, body);
+        const refusal = refused ?? broken;
+        return refusal === undefined ? [{ kind: 'message', message }] : this.refuse(refusal, nowMs, message.envelope.id);
+      }
       case 'COMMAND_ACK':
       case 'COMMAND_RESULT':
       case 'POLICY_BUNDLE_REPORT':
@@ -165,6 +194,25 @@ export class GatewayConnection extends ConnectionCore {
       default:
         return this.refuse(new SdcError('PROTO_ILLEGAL_TRANSITION', `${message.type} is not accepted from an agent`), nowMs, message.envelope.id);
     }
+  }
+
+  /** Undefined for a batch within what this session was announced, its samples in sampled_at order; else the refusal. */
+  #checkBatch(body: MessageBody<'TELEMETRY_BATCH'>): SdcError | undefined {
+    const samples = body.samples;
+    let refusal: SdcError | undefined;
+    if (samples.length > this.#samplesPerFrameAnnounced) {
+      refusal = new SdcError('PROTO_TELEMETRY_BATCH_TOO_LARGE', this.#samplesPerFrameAnnounced === 0
+        ? 'this gateway announced no telemetry batches to this session'
+        : `TELEMETRY_BATCH has ${samples.length} samples; this session was announced at most ${this.#samplesPerFrameAnnounced}`, { samplesMax: this.#samplesPerFrameAnnounced });
+    } else {
+      for (let index = 1; index < samples.length; index += 1) {
+        if (samples[index]!.sampled_at < samples[index - 1]!.sampled_at) {
+          refusal = new SdcError('PROTO_TELEMETRY_BATCH_UNORDERED', `TELEMETRY_BATCH sample ${index} was sampled before sample ${index - 1}`, { index });
+          break;
+        }
+      }
+    }
+    return refusal;
   }
 
   /** Measures the device clock from a frame received while authenticating; returns its ts on our clock. */

@@ -11,8 +11,11 @@ import type { MessageType } from '../messages/catalog.js';
  * gateway's deliveries) stays signed by the long-term keys.
  */
 
-/** The frame types that carry the session MAC once it is agreed, in both directions. */
-export const sessionMacTypes: ReadonlySet<MessageType> = new Set<MessageType>(['HEARTBEAT', 'TELEMETRY']);
+/**
+ * The frame types that carry the session MAC once it is agreed, in both directions.
+ * TELEMETRY_BATCH exists only under the MAC (codec.ts refuses it on a session without one).
+ */
+export const sessionMacTypes: ReadonlySet<MessageType> = new Set<MessageType>(['HEARTBEAT', 'TELEMETRY', 'TELEMETRY_BATCH']);
 
 /** HKDF info prefix; the session id and device id follow, so a key serves one session of one device. */
 export const sessionMacInfoPrefix = 'sdc-session-mac-v1\n';

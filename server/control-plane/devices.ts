@@ -135,6 +135,11 @@ function decodeGatewayCheckedFrame(frameText: string): SignedEnvelope {
 }
 
 /** The frame is of `type` and from `deviceId` (the entry's device): PROTO_SCHEMA_INVALID or COMMAND_DEVICE_MISMATCH otherwise. */
+/** A telemetry entry's frame after DeviceService.telemetryFrame's checks: one sample, or a batch of them. */
+export type TelemetryFrame =
+  | { envelope: SignedEnvelope; type: 'TELEMETRY'; body: MessageBody<'TELEMETRY'> }
+  | { envelope: SignedEnvelope; type: 'TELEMETRY_BATCH'; body: MessageBody<'TELEMETRY_BATCH'> };
+
 function checkFrameAddress(envelope: SignedEnvelope, deviceId: string, type: MessageType): void {
   if (envelope.type !== type) throw new SdcError('PROTO_SCHEMA_INVALID', `frame is ${envelope.type}, expected ${type}`);
   if (envelope.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `frame is from ${envelope.device_id}, entry names ${deviceId}`);
@@ -653,18 +658,24 @@ export class DeviceService {
    * same refusals; a row not cached, one without a key (reloaded, as verifyDeviceFrame does) or a
    * signed frame take verifyDeviceFrame's path and return its promise (issue 17: an async call,
    * the cache's async get and their awaits were about 4 promises per sample).
+   *
+   * A TELEMETRY_BATCH frame (decision 0004, "Batches") is taken the same way, once for all its
+   * samples; it exists only under the session MAC, so a signed one is refused
+   * PROTO_TELEMETRY_BATCH_WITHOUT_MAC (no gateway forwards one).
    */
-  telemetryFrame(deviceId: string, frameText: string): { envelope: SignedEnvelope; body: MessageBody<'TELEMETRY'> } | Promise<{ envelope: SignedEnvelope; body: MessageBody<'TELEMETRY'> }> {
+  telemetryFrame(deviceId: string, frameText: string): TelemetryFrame | Promise<TelemetryFrame> {
     const envelope = decodeGatewayCheckedFrame(frameText);
-    checkFrameAddress(envelope, deviceId, 'TELEMETRY');
+    const type = envelope.type === 'TELEMETRY_BATCH' ? 'TELEMETRY_BATCH' : 'TELEMETRY';
+    checkFrameAddress(envelope, deviceId, type);
     const macTrusted = envelope.sig.alg === envelopeMacAlg;
+    if (type === 'TELEMETRY_BATCH' && !macTrusted) throw new SdcError('PROTO_TELEMETRY_BATCH_WITHOUT_MAC', `device ${deviceId}'s TELEMETRY_BATCH is not MAC'd`);
     const record = macTrusted ? this.#deviceKeys.cached(deviceId, deviceKeyCacheLimits.macCheckedTtlMs) : undefined;
-    if (record === undefined || record.publicKey === null) return this.#verifyDecoded(deviceId, envelope, 'TELEMETRY', macTrusted);
+    if (record === undefined || record.publicKey === null) return this.#verifyDecoded(deviceId, envelope, type, macTrusted) as Promise<TelemetryFrame>;
     this.#checkDeviceFrame(deviceId, envelope, record, true);
-    return { envelope, body: validateMessageBody('TELEMETRY', envelope.body) };
+    return { envelope, type, body: validateMessageBody(type, envelope.body) } as TelemetryFrame;
   }
 
-  async #verifyDecoded<T extends MessageType>(deviceId: string, envelope: SignedEnvelope, type: T, macTrusted: boolean): Promise<{ envelope: SignedEnvelope; body: MessageBody<T> }> {
+  async #verifyDecoded<T extends MessageType>(deviceId: string, envelope: SignedEnvelope, type: T, macTrusted: boolean): Promise<{ envelope: SignedEnvelope; type: T; body: MessageBody<T> }> {
     try {
       // A MAC-checked frame needs only the revoked flag, which every revocation drops from the cache at once.
       const ttlMs = macTrusted ? deviceKeyCacheLimits.macCheckedTtlMs : deviceKeyCacheLimits.ttlMs;
@@ -674,7 +685,7 @@ export class DeviceService {
       if (!SdcError.is(error) || !(error.code === 'CRYPTO_SIGNATURE_INVALID' || error.code === 'API_DEVICE_NOT_ENROLLED')) throw error;
       this.#checkDeviceFrame(deviceId, envelope, await this.#deviceKeys.reload(deviceId), macTrusted);
     }
-    return { envelope, body: validateMessageBody(type, envelope.body) };
+    return { envelope, type, body: validateMessageBody(type, envelope.body) };
   }
 
   #checkDeviceFrame(deviceId: string, envelope: SignedEnvelope, { publicKey, revoked }: DeviceKeyRecord, macTrusted: boolean): void {

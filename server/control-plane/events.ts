@@ -270,7 +270,12 @@ export class EventHandlers {
     else if (admission === 'summarise') await this.raiseAlert(this.alertRateLimiter.summaryAlert(options.deviceId, options.atMs));
   }
 
-  /** One entry of `sdc:telemetry`: verify, validate, score, store; alert above the threshold. */
+  /**
+   * One entry of `sdc:telemetry`: verify, validate, score, store; alert above the threshold. The
+   * entry's frame is one sample (TELEMETRY) or several (TELEMETRY_BATCH, decision 0004
+   * "Batches"): decoded and checked once, each sample scored and stored as its own row with its
+   * own sampled_at (all of a frame's rows in one INSERT), the device's last-seen once per entry.
+   */
   async handleTelemetry(entry: BusEntry): Promise<void> {
     const decoded = decodeBusEntry(entry.fields);
     if (decoded.kind !== 'telemetry') throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the telemetry stream`);
@@ -278,27 +283,35 @@ export class EventHandlers {
     // The gateway named in the entry checked the session MAC (ADR 0004); a signed frame is verified again.
     // Answered without a promise when the device's row is cached (DeviceService.telemetryFrame).
     const checked = this.#devices.telemetryFrame(data.device_id, data.frame);
-    const { body } = checked instanceof Promise ? await checked : checked;
-    const m = body.metrics;
-    const risk = riskScore({
-      cpuPct: m.cpu_pct, memPct: m.mem_pct, diskPct: m.disk_pct, netRxBytesPerSec: m.net_rx_bytes_per_sec, netTxBytesPerSec: m.net_tx_bytes_per_sec,
-      ...(m.process_count === undefined ? {} : { processCount: m.process_count }),
+    const frame = checked instanceof Promise ? await checked : checked;
+    const samples = frame.type === 'TELEMETRY' ? [frame.body] : frame.body.samples;
+    const risks = samples.map((sample) => {
+      const m = sample.metrics;
+      return riskScore({
+        cpuPct: m.cpu_pct, memPct: m.mem_pct, diskPct: m.disk_pct, netRxBytesPerSec: m.net_rx_bytes_per_sec, netTxBytesPerSec: m.net_tx_bytes_per_sec,
+        ...(m.process_count === undefined ? {} : { processCount: m.process_count }),
+      });
     });
-    // The INSERT's one promise for all its rows, and this row's own outcome in it (TelemetryRowWriter.add).
-    const stored = this.#telemetryRows.add({ deviceId: data.device_id, sampledAtMs: body.sampled_at, metricsJson: JSON.stringify(m), riskScore: risk.score });
+    // The INSERT's one promise for all its rows, and this entry's own outcome in it (TelemetryRowWriter.addFrame).
+    const stored = this.#telemetryRows.addFrame(samples.map((sample, index) => ({
+      deviceId: data.device_id, sampledAtMs: sample.sampled_at, metricsJson: JSON.stringify(sample.metrics), riskScore: risks[index]!.score,
+    })));
     const failures = await stored.failures;
     if (failures !== undefined && failures.has(stored.index)) throw failures.get(stored.index);
-    this.#onTelemetryStored();
+    for (let count = 0; count < samples.length; count += 1) this.#onTelemetryStored();
     // The gateway's receive time, not the device's sample time: a device clock may be off.
     const seen = this.#devices.recordSeen(data.device_id, data.received_at_ms);
     if (seen !== undefined) await seen;
     // Below the rule's threshold (most samples) onRiskScore does nothing: not called, so no promise and no detail made for it.
     const threshold = this.alertMonitor.rules.riskScoreAbove;
-    if (threshold === null || risk.score < threshold) return;
-    await this.alertMonitor.onRiskScore({
-      deviceId: data.device_id, score: risk.score, factors: risk.factors.map((f) => f.name), atMs: data.received_at_ms,
-      detail: { score: risk.score, factors: risk.factors.map((f) => ({ name: f.name, contribution: f.contribution })) },
-    });
+    if (threshold === null) return;
+    for (const risk of risks) {
+      if (risk.score < threshold) continue;
+      await this.alertMonitor.onRiskScore({
+        deviceId: data.device_id, score: risk.score, factors: risk.factors.map((f) => f.name), atMs: data.received_at_ms,
+        detail: { score: risk.score, factors: risk.factors.map((f) => ({ name: f.name, contribution: f.contribution })) },
+      });
+    }
   }
 
   async telemetry(query: { deviceId: string; fromMs?: number; toMs?: number; limit?: number }): Promise<Array<{ ts_ms: number; metrics: JsonObject; risk_score: number | null }>> {

@@ -62,4 +62,32 @@ describe('TelemetryRowWriter', () => {
     await Promise.all(taken);
     assert.equal(statements.flat().length, telemetryRowLimits.waitingMax);
   });
+
+  it("a frame's rows (addFrame, a TELEMETRY_BATCH) share one INSERT and are retried as one statement: stored all together or not at all", async () => {
+    const { db, statements } = fakeDb();
+    const writer = new TelemetryRowWriter(db);
+    const frameOf = (...devices: string[]) => devices.map((d, i) => row(d, i));
+    const tickets = [writer.addFrame(frameOf('a1', 'a2', 'a3')), writer.add(row('b')), writer.addFrame(frameOf('c1', 'bad', 'c3')), writer.addFrame(frameOf('d1', 'd2'))];
+    const outcomes = await Promise.all(tickets.map(async (ticket) => ((await ticket.failures)?.has(ticket.index) === true ? 'failed' : 'stored')));
+    assert.deepEqual(outcomes, ['stored', 'stored', 'failed', 'stored']);
+    // The first INSERT with every row failed; then one statement per frame, the bad frame's other rows never stored alone.
+    assert.deepEqual(statements, [['a1', 'a2', 'a3'], ['b'], ['d1', 'd2']]);
+    assert.throws(() => writer.addFrame([]), (error: unknown) => SdcError.is(error, 'STORE_INVALID_ARGUMENT'));
+  });
+
+  it("never splits a frame's rows across INSERTs, and refuses a frame that would pass waitingMax whole (nothing queued)", async () => {
+    const { db, statements } = fakeDb();
+    const writer = new TelemetryRowWriter(db);
+    const singles = Array.from({ length: telemetryRowLimits.rowsPerInsertMax - 2 }, (_, i) => writer.insert(row(`s${i}`)));
+    const frame = writer.addFrame(Array.from({ length: 8 }, (_, i) => row(`f${i}`)));
+    await Promise.all(singles);
+    assert.equal(await frame.failures, undefined);
+    const holding = statements.filter((devices) => devices.some((d) => d.startsWith('f')));
+    assert.equal(holding.length, 1, 'one INSERT holds the whole frame');
+    assert.equal(holding[0]!.filter((d) => d.startsWith('f')).length, 8);
+    const full = Array.from({ length: telemetryRowLimits.waitingMax - 4 }, (_, i) => writer.insert(row(`w${i}`)));
+    assert.throws(() => writer.addFrame(Array.from({ length: 5 }, (_, i) => row(`over${i}`))), (error: unknown) => SdcError.is(error, 'STORE_LIMIT'));
+    await Promise.all(full);
+    assert.equal(statements.flat().filter((d) => d.startsWith('over')).length, 0);
+  });
 });

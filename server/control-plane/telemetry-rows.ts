@@ -27,16 +27,18 @@ export const telemetryRowLimits = Object.freeze({
  */
 export const telemetryConsumerOptions = Object.freeze({ batchSize: 256, partitionsInFlightMax: 256, entriesInFlightMax: 1024 });
 
-/** Where a row went: its INSERT's outcome, shared by every row of it, and its place in it. */
+/** Where a row (or a frame's rows) went: its INSERT's outcome, shared by every row of it, and its place in it. */
 export interface TelemetryRowTicket {
-  /** Resolves once the row's INSERT is done (never rejects): undefined when every row was stored, else the failed rows' errors by index. */
+  /** Resolves once the row's INSERT is done (never rejects): undefined when every row was stored, else the failed groups' errors by index. */
   readonly failures: Promise<ReadonlyMap<number, unknown> | undefined>;
+  /** The group's index in its INSERT (a group: the rows of one add or addFrame call). */
   readonly index: number;
 }
 
-/** The rows of one INSERT (at most rowsPerInsertMax) and the one promise their callers wait on. */
+/** The rows of one INSERT (at most rowsPerInsertMax, unless one frame's group is larger) in groups, and the one promise their callers wait on. */
 interface Batch {
-  readonly rows: TelemetryRow[];
+  readonly groups: (readonly TelemetryRow[])[];
+  rowCount: number;
   readonly failures: Promise<ReadonlyMap<number, unknown> | undefined>;
   settle(failures: ReadonlyMap<number, unknown> | undefined): void;
 }
@@ -44,16 +46,21 @@ interface Batch {
 function newBatch(): Batch {
   let settle!: (failures: ReadonlyMap<number, unknown> | undefined) => void;
   const failures = new Promise<ReadonlyMap<number, unknown> | undefined>((resolve) => { settle = resolve; });
-  return { rows: [], failures, settle };
+  return { groups: [], rowCount: 0, failures, settle };
 }
 
 /**
  * Group commit for the telemetry writer: the samples that concurrent stream handlers store while
  * an INSERT is in flight go into the next one, many rows per statement (issue 17: one statement
- * per sample was most of the writer's SQL cost). Each caller still awaits its own row, so the
- * stream entry is acked only after its row is stored. When a multi-row INSERT fails, its rows
+ * per sample was most of the writer's SQL cost). Each caller still awaits its own rows, so the
+ * stream entry is acked only after its rows are stored. When a multi-row INSERT fails, its groups
  * are tried one by one, so one bad row cannot fail the samples that shared its statement. The
  * first flush is a microtask: no timer, no added latency, and virtual time is untouched.
+ *
+ * A group is the rows of one stream entry: one sample (`add`), or every sample of a
+ * TELEMETRY_BATCH frame (`addFrame`). A group is never split across INSERTs and is retried as one
+ * statement, so a frame's samples are stored all together or not at all (one statement is atomic
+ * in both dialects), and the entry's redelivery after a failure cannot store a sample twice.
  *
  * The rows of one INSERT wait on one promise (`add`), not a promise and two closures each (issue
  * 17: the telemetry handler's promises per sample); `insert` is the same with a row's own outcome.
@@ -76,16 +83,26 @@ export class TelemetryRowWriter {
 
   /** The row is queued for the next INSERT; throws STORE_LIMIT (nothing queued) when waitingMax rows already wait. */
   add(row: TelemetryRow): TelemetryRowTicket {
-    if (this.#waitingRows >= telemetryRowLimits.waitingMax) {
+    return this.addFrame([row]);
+  }
+
+  /**
+   * One frame's rows (1 to a TELEMETRY_BATCH's samples), queued for the same INSERT; throws
+   * STORE_LIMIT (nothing queued) when they would take the waiting rows past waitingMax.
+   */
+  addFrame(rows: readonly TelemetryRow[]): TelemetryRowTicket {
+    if (rows.length === 0) throw new SdcError('STORE_INVALID_ARGUMENT', 'a telemetry frame has at least one row');
+    if (this.#waitingRows + rows.length > telemetryRowLimits.waitingMax) {
       throw new SdcError('STORE_LIMIT', `${telemetryRowLimits.waitingMax} telemetry rows already wait for an INSERT`);
     }
     let batch = this.#batches.at(-1);
-    if (batch === undefined || batch.rows.length >= telemetryRowLimits.rowsPerInsertMax) {
+    if (batch === undefined || (batch.rowCount > 0 && batch.rowCount + rows.length > telemetryRowLimits.rowsPerInsertMax)) {
       batch = newBatch();
       this.#batches.push(batch);
     }
-    const index = batch.rows.push(row) - 1;
-    this.#waitingRows += 1;
+    const index = batch.groups.push(rows) - 1;
+    batch.rowCount += rows.length;
+    this.#waitingRows += rows.length;
     if (!this.#writing && !this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(() => { void this.#flush(); });
@@ -99,26 +116,26 @@ export class TelemetryRowWriter {
     this.#writing = true;
     try {
       for (let batch = this.#batches.shift(); batch !== undefined; batch = this.#batches.shift()) {
-        this.#waitingRows -= batch.rows.length;
-        batch.settle(await this.#write(batch.rows));
+        this.#waitingRows -= batch.rowCount;
+        batch.settle(await this.#write(batch.groups));
       }
     } finally {
       this.#writing = false;
     }
   }
 
-  /** Undefined when every row was stored; else the errors of the rows that were not, by index. */
-  async #write(rows: readonly TelemetryRow[]): Promise<ReadonlyMap<number, unknown> | undefined> {
+  /** Undefined when every row was stored; else the errors of the groups that were not, by index. */
+  async #write(groups: readonly (readonly TelemetryRow[])[]): Promise<ReadonlyMap<number, unknown> | undefined> {
     try {
-      await this.#insert(rows);
+      await this.#insert(groups.length === 1 ? groups[0]! : groups.flat());
       return undefined;
     } catch (error) {
-      if (rows.length === 1) return new Map([[0, error]]);
+      if (groups.length === 1) return new Map([[0, error]]);
     }
     const failures = new Map<number, unknown>();
-    for (const [index, row] of rows.entries()) {
+    for (const [index, rows] of groups.entries()) {
       try {
-        await this.#insert([row]);
+        await this.#insert(rows);
       } catch (error) {
         failures.set(index, error);
       }

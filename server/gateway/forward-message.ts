@@ -36,7 +36,9 @@ export function forwardMessage(targets: ForwardTargets, session: DeviceSession, 
     // Most frames are HEARTBEATs (two in three on the standard profile), which forward nothing: nothing to decode.
     case 'HEARTBEAT':
       return nothingToForward;
+    // A batch is one entry, as its frame is one frame: the writer stores each of its samples (decision 0004, "Batches").
     case 'TELEMETRY':
+    case 'TELEMETRY_BATCH':
       return targets.telemetry.write(encodeBusEntry('telemetry', { device_id: session.deviceId, gateway_id: targets.context.options.gatewayId, received_at_ms: nowMs, frame: frameText(message) }));
     default:
       return forwardOther(targets, session, message, nowMs);

@@ -87,6 +87,11 @@ export interface GatewayCoreOptions {
    */
   telemetryBatchEntriesMax?: number;
   /**
+   * The most samples per TELEMETRY_BATCH announced in AUTH_ACK to an agent that asks (0 to
+   * telemetryBatchLimits.samplesPerFrameMax; 0 announces none). Default gatewayDefaults'.
+   */
+  telemetrySamplesPerFrameMax?: number;
+  /**
    * How long a presence refresh of a HEARTBEAT, a TELEMETRY frame or a pong may wait for the
    * refreshes of other sessions, to go out with them in one pipelined write
    * (presence-refresh-window.ts). Default 0: each at once, as the simulator's traces expect;

@@ -8,6 +8,7 @@ import { AgentReports } from '../observability/agent-reports.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
 import { SdcError } from '../../core/errors/index.js';
 import { clockOffsetLimits } from '../../core/protocol/clock-offset.js';
+import { telemetryBatchLimits } from '../../core/protocol/limits.js';
 import type { DecodedMessage, FrameSigner } from '../../core/protocol/session/codec.js';
 import { GatewayConnection, type GatewayEvent } from '../../core/protocol/session/gateway-connection.js';
 import { closeCodes } from './close-codes.js';
@@ -124,6 +125,7 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     commandReadBlockMs: options.commandReadBlockMs ?? gatewayDefaults.commandReadBlockMs,
     refusalsMax: options.refusalsMax ?? gatewayDefaults.refusalsMax,
     telemetryBatchEntriesMax: options.telemetryBatchEntriesMax ?? gatewayDefaults.telemetryBatchEntriesMax,
+    telemetrySamplesPerFrameMax: options.telemetrySamplesPerFrameMax ?? gatewayDefaults.telemetrySamplesPerFrameMax,
     presenceRefreshWindowMs: options.presenceRefreshWindowMs ?? gatewayDefaults.presenceRefreshWindowMs,
     sessionCrypto: options.sessionCrypto === undefined ? createNodeSessionKeyCrypto() : options.sessionCrypto,
     probeGraceMs: options.probeGraceMs ?? probeDefaults(heartbeatIntervalMs).probeGraceMs,
@@ -136,6 +138,10 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
   }
   if (resolved.deliveryAttemptsMax > gatewayLimits.attemptsMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `deliveryAttemptsMax is at most ${gatewayLimits.attemptsMax}`);
   if (resolved.reportAttemptsMax > gatewayLimits.attemptsMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `reportAttemptsMax is at most ${gatewayLimits.attemptsMax}`);
+  const { telemetrySamplesPerFrameMax } = resolved;
+  if (!Number.isSafeInteger(telemetrySamplesPerFrameMax) || telemetrySamplesPerFrameMax < 0 || telemetrySamplesPerFrameMax > telemetryBatchLimits.samplesPerFrameMax) {
+    throw new SdcError('GATEWAY_INVALID_ARGUMENT', `telemetrySamplesPerFrameMax must be an integer from 0 to ${telemetryBatchLimits.samplesPerFrameMax}`);
+  }
   if (resolved.telemetryBatchEntriesMax > busLimits.batchEntriesMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `telemetryBatchEntriesMax is at most ${busLimits.batchEntriesMax}`);
   // Below the heartbeat/4 refresh spacing, so a refresh never waits past the next one's turn.
   const { presenceRefreshWindowMs } = resolved;
@@ -193,7 +199,7 @@ class Gateway implements GatewayCore {
     },
   };
   /** The gateway's telemetry counter with its label bound once, not hashed again per sample (prom-client). */
-  readonly #telemetrySamples: { inc(): void } | undefined;
+  readonly #telemetrySamples: { inc(count?: number): void } | undefined;
   /** Where forwardMessage sends a frame: one object for every frame, not one per frame. */
   readonly #forwardTargets: ForwardTargets;
   /** The session MAC options, the same for every session: one object, not one per session. */
@@ -353,6 +359,7 @@ class Gateway implements GatewayCore {
       // Opaque and random: it names the session to the agent; nothing in this version redeems it.
       sessionToken: base64urlFromBytes(random.bytes(32)),
       telemetrySha256Hex: sha256Hex,
+      telemetrySamplesPerFrameMax: this.#options.telemetrySamplesPerFrameMax,
       ...(this.#sessionMac === undefined ? {} : { sessionMac: this.#sessionMac }),
       refusalsMax: this.#options.refusalsMax,
       ...(this.#options.limits === undefined ? {} : { limits: this.#options.limits }),
@@ -709,6 +716,7 @@ class Gateway implements GatewayCore {
   #onMessage(session: DeviceSession, message: DecodedMessage): Promise<void> {
     const nowMs = this.#options.clock.nowMs();
     if (message.type === 'TELEMETRY' && !session.dropQueuedFrames) this.#telemetrySamples?.inc();
+    else if (message.type === 'TELEMETRY_BATCH' && !session.dropQueuedFrames) this.#telemetrySamples?.inc((message as DecodedMessage<'TELEMETRY_BATCH'>).body.samples.length);
     if (message.type === 'HEARTBEAT' && !session.closed) this.#agentReports.record(session, (message as DecodedMessage<'HEARTBEAT'>).body, nowMs);
     if (session.closed) {
       // A closed session never touches presence: its device may hold a newer session by now.
@@ -804,7 +812,7 @@ class Gateway implements GatewayCore {
     if (!this.#refreshDue(session, message, nowMs)) return true;
     session.lastRefreshMs = nowMs;
     // HEARTBEAT and TELEMETRY may wait for other sessions' refreshes; a command's ACK or RESULT is not held up.
-    const canWait = message.type === 'HEARTBEAT' || message.type === 'TELEMETRY';
+    const canWait = message.type === 'HEARTBEAT' || message.type === 'TELEMETRY' || message.type === 'TELEMETRY_BATCH';
     if (await this.#refreshKey(session, nowMs, canWait)) return true;
     this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     return false;
@@ -816,7 +824,7 @@ class Gateway implements GatewayCore {
    * one write and one read for all, not a write and a wake-up of its own. A crashed gateway reads nothing more.
    */
   #recheck(session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<boolean> {
-    if (message.type !== 'HEARTBEAT' && message.type !== 'TELEMETRY') return this.#revokedSince(session, nowMs);
+    if (message.type !== 'HEARTBEAT' && message.type !== 'TELEMETRY' && message.type !== 'TELEMETRY_BATCH') return this.#revokedSince(session, nowMs);
     return new Promise<boolean>((resolve) => {
       const run = () => resolve(this.#aborted ? false : this.#revokedSince(session, nowMs));
       if (!this.#recheckGate.defer(run)) run();

@@ -1,3 +1,4 @@
+import { telemetryBatchLimits } from '../../core/protocol/limits.js';
 /**
  * What the gateway uses for each GatewayCoreOptions value the caller leaves out
  * (resolveGatewayOptions in gateway-core.ts), and the bounds the options are held to.
@@ -29,6 +30,11 @@ export const gatewayDefaults = Object.freeze({
   refusalsMax: 8,
   /** One append per telemetry sample, as the simulator's traces expect; `sdc serve` batches more. */
   telemetryBatchEntriesMax: 1,
+  /**
+   * Samples per TELEMETRY_BATCH announced to an agent that asks (decision 0004, "Batches"): the
+   * protocol's bound. Only agents configured to batch ask, so a fleet that does not sees no change.
+   */
+  telemetrySamplesPerFrameMax: telemetryBatchLimits.samplesPerFrameMax,
   /** Each presence refresh sent at once, as the simulator's traces expect; `sdc serve` and `sdc gateway` batch (PresenceRefreshWindow). */
   presenceRefreshWindowMs: 0,
 });

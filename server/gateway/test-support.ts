@@ -273,7 +273,7 @@ export class TestAgent {
    */
   constructor(
     readonly device: Pick<DeviceMaterial, 'deviceId' | 'seed'>,
-    options: { signSeed?: Uint8Array; gatewayKey?: { kid: string; publicKey: Uint8Array }; clock?: Clock; sessionMac?: SessionMacOptions } = {},
+    options: { signSeed?: Uint8Array; gatewayKey?: { kid: string; publicKey: Uint8Array }; clock?: Clock; sessionMac?: SessionMacOptions; telemetryBatch?: boolean } = {},
   ) {
     this.#clock = options.clock ?? systemClock;
     const gateway = options.gatewayKey ?? { kid: gatewaySigner.kid, publicKey: gatewayPublicKey };
@@ -282,6 +282,8 @@ export class TestAgent {
       resolveGatewayKey: (kid) => (kid === gateway.kid ? gateway.publicKey : undefined), agentVersion: 'test', lastCommandSeq: 0,
       // Offered, as the real agent runtime does: HEARTBEAT and TELEMETRY then carry the session MAC. Absent: every frame is signed.
       ...(options.sessionMac === undefined ? {} : { sessionMac: options.sessionMac }),
+      // Asks for TELEMETRY_BATCH (decision 0004, "Batches"); absent: AUTH as before.
+      ...(options.telemetryBatch === true ? { telemetryBatch: true } : {}),
     });
   }
 

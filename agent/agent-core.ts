@@ -9,6 +9,7 @@ import { AgentConnection, type AgentEvent } from '../core/protocol/session/agent
 import type { FrameSigner } from '../core/protocol/session/codec.js';
 import { verifyCommand } from '../core/protocol/signed-command.js';
 import { clockOffsetLimits } from '../core/protocol/clock-offset.js';
+import { telemetryBatchLimits } from '../core/protocol/limits.js';
 import { lateTimerLimitsFor, stallDeferralMs } from '../core/time/late-timer.js';
 import { traceLogFields } from '../core/trace/trace-context.js';
 import type { CommandJournal, CommandResultBody } from './command-journal.js';
@@ -75,8 +76,21 @@ export interface AgentCoreOptions {
   telemetrySource: TelemetrySource;
   telemetryIntervalMs: number;
   agentVersion: string;
-  /** Samples kept while disconnected; the oldest is dropped first. */
+  /**
+   * Samples kept while disconnected or while a batch fills; the oldest is dropped first (counted:
+   * AgentCore.telemetrySamplesDropped). At least telemetrySamplesPerFrameMax.
+   */
   telemetryBufferMax?: number;
+  /**
+   * Samples per TELEMETRY_BATCH frame (decision 0004, "Batches"): above 1 (and with sessionCrypto)
+   * the agent asks for batches at AUTH and, when the gateway announces them, sends the buffered
+   * samples as one frame once this many are buffered (or the gateway's announced bound, if lower)
+   * or telemetryBatchDelayMs after the first of them. Default 1: one TELEMETRY frame per sample,
+   * and AUTH as before. A gateway that announces none gets one TELEMETRY per sample.
+   */
+  telemetrySamplesPerFrameMax?: number;
+  /** The longest a buffered sample waits for its batch to fill while connected (default agentCoreLimits.telemetryBatchDelayMs). */
+  telemetryBatchDelayMs?: number;
   /**
    * Deliveries waiting to be taken (checked, journaled, acknowledged); more are dropped (the
    * gateway retries). Taken commands wait for their turn to run in the journal, bounded by its
@@ -113,6 +127,10 @@ export interface AgentCore {
   /** Resolves when no command work is queued (tests, the simulator). */
   idle(): Promise<void>;
   readonly isReady: boolean;
+  /** Samples dropped since start because the buffer was full (telemetryBufferMax; the oldest go first), or because their frame could not be sent. */
+  readonly telemetrySamplesDropped: number;
+  /** Samples buffered now (not yet sent): kept across sessions, up to telemetryBufferMax. */
+  readonly telemetrySamplesBuffered: number;
   /** Sends an OTA_REPORT on the current session; false when there is no ready session (the update runner sends it again later). */
   sendOtaReport(report: MessageBody<'OTA_REPORT'>): boolean;
 }
@@ -125,6 +143,12 @@ export const agentCoreLimits = Object.freeze({
   authTimeoutMs: 30_000,
   /** Telemetry samples kept while disconnected (the oldest dropped first): a few KiB, minutes of history at the CLI's 5 s interval. */
   telemetryBufferMax: 64,
+  /**
+   * A batch's first sample waits at most this long for the batch to fill (when batching): 30 s is
+   * a few samples at the CLI's 5 s interval, well inside the presence timeout, so a dashboard sees
+   * a batching device at most half a minute late.
+   */
+  telemetryBatchDelayMs: 30_000,
   /** Deliveries waiting to be taken; the gateway retries a dropped one, so more would only use memory. */
   deliveriesMax: 64,
   /** Heartbeat intervals of silence before the connection is dropped: one or two lost heartbeats are tolerated. */
@@ -192,6 +216,11 @@ class DefaultAgentCore implements AgentCore {
   #sampling = false;
   #telemetryBuffer: Array<{ sampledAtMs: number; metrics: TelemetryMetrics }> = [];
   #telemetryPrevHash: string | undefined;
+  /** Samples per batch this agent wants (1: no batches) and its buffer bound, resolved once. */
+  readonly #samplesPerFrameMax: number;
+  readonly #telemetryBufferMax: number;
+  #telemetryBatchTimer: TimerHandle | undefined;
+  #telemetryDropped = 0;
   #lastUptimeMs = -1;
   #started = false;
   #stopped = false;
@@ -200,6 +229,16 @@ class DefaultAgentCore implements AgentCore {
 
   constructor(options: AgentCoreOptions) {
     if (!(options.telemetryIntervalMs > 0)) throw new SdcError('PROTO_INVALID_ARGUMENT', 'telemetryIntervalMs must be positive');
+    this.#samplesPerFrameMax = options.telemetrySamplesPerFrameMax ?? 1;
+    this.#telemetryBufferMax = options.telemetryBufferMax ?? agentCoreLimits.telemetryBufferMax;
+    if (!Number.isSafeInteger(this.#samplesPerFrameMax) || this.#samplesPerFrameMax < 1 || this.#samplesPerFrameMax > telemetryBatchLimits.samplesPerFrameMax) {
+      throw new SdcError('PROTO_INVALID_ARGUMENT', `telemetrySamplesPerFrameMax must be an integer from 1 to ${telemetryBatchLimits.samplesPerFrameMax}`);
+    }
+    if (!Number.isSafeInteger(this.#telemetryBufferMax) || this.#telemetryBufferMax < this.#samplesPerFrameMax) {
+      throw new SdcError('PROTO_INVALID_ARGUMENT', 'telemetryBufferMax must be an integer of at least telemetrySamplesPerFrameMax');
+    }
+    const batchDelayMs = options.telemetryBatchDelayMs ?? agentCoreLimits.telemetryBatchDelayMs;
+    if (!Number.isSafeInteger(batchDelayMs) || batchDelayMs < 1) throw new SdcError('PROTO_INVALID_ARGUMENT', 'telemetryBatchDelayMs must be a positive integer');
     this.#o = options;
     this.#log = options.logger ?? silentLogger;
     this.#startedAtMs = options.clock.nowMs();
@@ -219,6 +258,14 @@ class DefaultAgentCore implements AgentCore {
     return this.#live?.connection.state === 'ready';
   }
 
+  get telemetrySamplesDropped(): number {
+    return this.#telemetryDropped;
+  }
+
+  get telemetrySamplesBuffered(): number {
+    return this.#telemetryBuffer.length;
+  }
+
   start(): void {
     if (this.#started) return;
     this.#started = true;
@@ -234,6 +281,7 @@ class DefaultAgentCore implements AgentCore {
     this.#stopped = true;
     if (this.#telemetryTimer) this.#o.scheduler.cancel(this.#telemetryTimer);
     this.#telemetryTimer = undefined;
+    this.#cancelBatchTimer();
     if (this.#live) this.#closeLive(this.#live, 'agent stopping', true);
     await this.idle();
   }
@@ -263,6 +311,8 @@ class DefaultAgentCore implements AgentCore {
     const connection = new AgentConnection({
       deviceId: this.#o.deviceId, signer: this.#o.signer, resolveGatewayKey: this.#o.resolveGatewayKey,
       agentVersion: this.#o.agentVersion, lastCommandSeq: this.#o.journal.highestExecutedSeq(), traceContext: true,
+      // Asked only when batching is configured: AUTH is otherwise as before (older gateways, the simulator's traces).
+      ...(this.#samplesPerFrameMax > 1 ? { telemetryBatch: true } : {}),
       ...(this.#o.posture === undefined ? {} : { posture: this.#posture(this.#o.posture) }),
       ...(this.#o.sessionCrypto === undefined ? {} : { sessionMac: { crypto: this.#o.sessionCrypto, random: this.#o.random } }),
     });
@@ -368,7 +418,9 @@ class DefaultAgentCore implements AgentCore {
       this.#log.warn({ clockOffsetMs }, 'this device clock is off the gateway clock; deadlines are judged on the gateway clock');
     }
     this.#scheduleHeartbeat(live);
-    for (const sample of this.#telemetryBuffer.splice(0)) this.#sendTelemetry(live, sample.sampledAtMs, sample.metrics);
+    // What was buffered while disconnected (or waited for a batch when the last session ended) goes now.
+    if (this.#samplesPerFrameMax > 1) this.#flushTelemetry(live);
+    else for (const sample of this.#telemetryBuffer.splice(0)) this.#sendTelemetry(live, sample.sampledAtMs, sample.metrics);
     // Results the gateway may not have received: re-sent; the control plane takes duplicates
     // idempotently. On the intake lane, so a long-running command does not hold them back.
     this.#enqueueIntake(async () => {
@@ -449,11 +501,13 @@ class DefaultAgentCore implements AgentCore {
       const sampledAtMs = this.#gatewayNowMs();
       this.#o.telemetrySource.sample().then((metrics) => {
         const live = this.#live;
-        if (live && this.isReady) {
+        if (this.#samplesPerFrameMax > 1) {
+          this.#bufferSample(sampledAtMs, metrics);
+          if (live && this.isReady) this.#onSampleBuffered(live);
+        } else if (live && this.isReady) {
           this.#sendTelemetry(live, sampledAtMs, metrics);
         } else {
-          this.#telemetryBuffer.push({ sampledAtMs, metrics });
-          if (this.#telemetryBuffer.length > (this.#o.telemetryBufferMax ?? agentCoreLimits.telemetryBufferMax)) this.#telemetryBuffer.shift();
+          this.#bufferSample(sampledAtMs, metrics);
         }
       }, (error: unknown) => {
         this.#log.warn({ err: error }, 'telemetry sample failed');
@@ -461,6 +515,74 @@ class DefaultAgentCore implements AgentCore {
         this.#sampling = false;
       });
     });
+  }
+
+  /** Keeps a sample for later; past telemetryBufferMax the oldest goes (counted). */
+  #bufferSample(sampledAtMs: number, metrics: TelemetryMetrics): void {
+    this.#telemetryBuffer.push({ sampledAtMs, metrics });
+    if (this.#telemetryBuffer.length > this.#telemetryBufferMax) {
+      this.#telemetryBuffer.shift();
+      this.#telemetryDropped += 1;
+    }
+  }
+
+  /** Samples per frame in this session: this agent's wish within the gateway's announcement (0: the gateway takes no batches). */
+  #samplesPerFrame(live: LiveConnection): number {
+    return Math.min(this.#samplesPerFrameMax, live.connection.telemetrySamplesMax);
+  }
+
+  /** Batching, connected: a full batch goes now; otherwise the first buffered sample starts the batch delay. */
+  #onSampleBuffered(live: LiveConnection): void {
+    const perFrame = this.#samplesPerFrame(live);
+    if (perFrame === 0 || this.#telemetryBuffer.length >= perFrame) {
+      this.#flushTelemetry(live);
+      return;
+    }
+    this.#telemetryBatchTimer ??= this.#o.scheduler.schedule(this.#o.telemetryBatchDelayMs ?? agentCoreLimits.telemetryBatchDelayMs, () => {
+      this.#telemetryBatchTimer = undefined;
+      const current = this.#live;
+      // Not connected: the buffer waits for the next session's AUTH_ACK (#onReady flushes it).
+      if (current !== undefined && this.isReady) this.#flushTelemetry(current);
+    });
+  }
+
+  /**
+   * Sends every buffered sample, in order: TELEMETRY_BATCH frames of up to the session's samples
+   * per frame, a lone sample (or every sample, to a gateway that announced no batches) as
+   * TELEMETRY. Samples leave the buffer only as their frame is handed to the transport.
+   */
+  #flushTelemetry(live: LiveConnection): void {
+    this.#cancelBatchTimer();
+    const perFrame = Math.max(1, this.#samplesPerFrame(live));
+    while (this.#telemetryBuffer.length > 0 && this.#live === live && this.isReady) {
+      const taken = this.#telemetryBuffer.splice(0, perFrame);
+      if (taken.length === 1) this.#sendTelemetry(live, taken[0]!.sampledAtMs, taken[0]!.metrics);
+      else this.#sendTelemetryBatch(live, taken);
+    }
+  }
+
+  #cancelBatchTimer(): void {
+    if (this.#telemetryBatchTimer !== undefined) this.#o.scheduler.cancel(this.#telemetryBatchTimer);
+    this.#telemetryBatchTimer = undefined;
+  }
+
+  /** One TELEMETRY_BATCH, chained as a TELEMETRY frame is (prev_hash names the previous telemetry frame of either type). */
+  #sendTelemetryBatch(live: LiveConnection, samples: ReadonlyArray<{ sampledAtMs: number; metrics: TelemetryMetrics }>): void {
+    const body: MessageBody<'TELEMETRY_BATCH'> = {
+      samples: samples.map((sample) => ({ sampled_at: sample.sampledAtMs, metrics: sample.metrics })),
+      ...(this.#telemetryPrevHash ? { prev_hash: this.#telemetryPrevHash } : {}),
+    };
+    try {
+      live.connection.sendTelemetryBatch(body, this.#o.clock.nowMs());
+    } catch (error) {
+      this.#telemetryDropped += samples.length;
+      this.#log.warn({ err: error, samples: samples.length }, 'telemetry batch not sent');
+      return;
+    }
+    const frames = live.connection.takeOutgoing();
+    const frame = frames[frames.length - 1];
+    if (frame) this.#telemetryPrevHash = hexFromBytes((this.#o.sha256 ?? nobleSha256)(frame));
+    this.#write(live, frames);
   }
 
   /** prev_hash is the SHA-256 of the previous TELEMETRY frame's bytes as sent (canonical JSON). */

@@ -52,6 +52,8 @@ export interface RunAgentOptions {
   caPem?: string;
   kernel: KernelChoice;
   telemetryIntervalMs: number;
+  /** Telemetry batches (AgentCoreOptions.telemetrySamplesPerFrameMax, telemetryBatchDelayMs, telemetryBufferMax); absent: one sample per frame. */
+  telemetryBatch?: { samplesPerFrameMax: number; delayMs?: number; bufferMax?: number };
   clock: Clock;
   random: RandomSource;
   scheduler: Scheduler;
@@ -128,6 +130,11 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     kernel, journal, clock: options.clock, random: options.random, scheduler: options.scheduler, sha256: nodeSha256, sessionCrypto: createNodeSessionKeyCrypto(), logger,
     telemetrySource: createHostMetricsSource({ clock: options.clock, dataDir: options.dir }),
     telemetryIntervalMs: options.telemetryIntervalMs, agentVersion, posture: () => posture,
+    ...(options.telemetryBatch === undefined ? {} : {
+      telemetrySamplesPerFrameMax: options.telemetryBatch.samplesPerFrameMax,
+      ...(options.telemetryBatch.delayMs === undefined ? {} : { telemetryBatchDelayMs: options.telemetryBatch.delayMs }),
+      ...(options.telemetryBatch.bufferMax === undefined ? {} : { telemetryBufferMax: options.telemetryBatch.bufferMax }),
+    }),
     artifactPath: (args) => join(options.dir, 'updates', `${args.version}.bin`),
     // EXEC_COLLECT_ARTIFACT (docs/artifacts.md): logs from the agent's journals; a screenshot only where the kernel is the mock, which simulates one.
     collectArtifact: createArtifactCollector({

@@ -1,0 +1,231 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
+import { decodeEnvelope } from '../../core/protocol/envelope.js';
+import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from '../../core/protocol/session/gateway-connection.js';
+import { SeededRandom } from '../../core/random/prng.js';
+import { VirtualTime } from '../../core/time/virtual-time.js';
+import { MockIoctlDevice } from '../../kernel/mock/mock-kernel.js';
+import { IoctlKernelBridge } from '../../kernel/bridge/kernel-bridge.js';
+import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreOptions, type TelemetrySource } from '../agent-core.js';
+import { MemoryCommandJournal } from '../command-journal.js';
+
+/**
+ * The agent's telemetry batches (decision 0004, "Batches") on virtual time: buffered until
+ * telemetrySamplesPerFrameMax or telemetryBatchDelayMs, sent as TELEMETRY_BATCH within what the
+ * gateway announced, kept across sessions within telemetryBufferMax (the overflow counted).
+ */
+const provider = createNodeEd25519Provider();
+const sessionCrypto = createNodeSessionKeyCrypto();
+const deviceId = 'dev-batch';
+const telemetryIntervalMs = 5_000;
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+const sha256Hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+type Frame = { type: 'TELEMETRY' | 'TELEMETRY_BATCH'; sampledAt: number[]; receivedAtMs: number; session: number };
+
+class Harness {
+  readonly time = new VirtualTime(1_800_000_000_000);
+  readonly random = new SeededRandom(11);
+  readonly device = this.random.bytes(32);
+  readonly gatewaySeed = this.random.bytes(32);
+  /** When each sample was taken (the source is called at its sampled_at: no skew). */
+  readonly sampledAt: number[] = [];
+  /** Telemetry frames the gateways accepted, in order, across sessions. */
+  readonly frames: Frame[] = [];
+  readonly refusals: string[] = [];
+  readonly auths: MessageBody<'AUTH'>[] = [];
+  core!: AgentCore;
+  gateway!: GatewayConnection;
+  handle!: AgentConnectionHandle;
+  #sessions = 0;
+
+  constructor(readonly gatewaySamplesMax: number) {}
+
+  start(options: Partial<AgentCoreOptions>): void {
+    const agentSeed = this.random.bytes(32);
+    const serviceSeed = this.random.bytes(32);
+    const mock = new MockIoctlDevice({ ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock: this.time });
+    const kernel = new IoctlKernelBridge({ device: mock, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: 1n });
+    let cpu = 0;
+    const telemetrySource: TelemetrySource = {
+      sample: async () => {
+        this.sampledAt.push(this.time.nowMs());
+        cpu = (cpu + 7) % 100;
+        return { cpu_pct: cpu, mem_pct: 40, disk_pct: 50, net_rx_bytes_per_sec: 1, net_tx_bytes_per_sec: 2 };
+      },
+    };
+    this.core = createAgentCore({
+      deviceId, signer: { kid: deviceKid(deviceId), seed: this.device, provider },
+      resolveGatewayKey: (kid) => (kid === gatewayKid('gw-1') ? provider.publicKeyFromSeed(this.gatewaySeed) : undefined),
+      resolveCommandKey: () => undefined, kernel, journal: new MemoryCommandJournal(), clock: this.time, random: this.random, scheduler: this.time,
+      telemetrySource, telemetryIntervalMs, agentVersion: 'test/1', sessionCrypto, ...options,
+    });
+    this.core.start();
+  }
+
+  connect(): void {
+    this.#sessions += 1;
+    const session = this.#sessions;
+    const gateway = new GatewayConnection({
+      deviceId, signer: { kid: gatewayKid('gw-1'), seed: this.gatewaySeed, provider }, gatewayId: 'gw-1', sessionId: `session-${session}`,
+      devicePublicKey: provider.publicKeyFromSeed(this.device), random: this.random, heartbeatIntervalMs: 3_600_000, authTimeoutMs: 5_000, sessionToken: 'token',
+      sessionMac: { crypto: sessionCrypto, random: this.random }, telemetrySha256Hex: sha256Hex, telemetrySamplesPerFrameMax: this.gatewaySamplesMax,
+    });
+    this.gateway = gateway;
+    this.handle = this.core.onConnected({
+      send: (bytes) => {
+        if (this.gateway !== gateway) return;
+        const envelope = decodeEnvelope(bytes);
+        if (envelope.type === 'AUTH') this.auths.push(envelope.body as MessageBody<'AUTH'>);
+        this.#record(gateway.receive(bytes, this.time.nowMs()), session);
+        this.pump();
+      },
+      close: () => undefined,
+    });
+    gateway.start(this.time.nowMs());
+    this.pump();
+  }
+
+  #record(events: GatewayEvent[], session: number): void {
+    for (const event of events) {
+      if (event.kind === 'refused') this.refusals.push(event.error.code);
+      if (event.kind !== 'message') continue;
+      const { type, body } = event.message;
+      if (type === 'TELEMETRY') this.frames.push({ type, sampledAt: [(body as MessageBody<'TELEMETRY'>).sampled_at], receivedAtMs: this.time.nowMs(), session });
+      if (type === 'TELEMETRY_BATCH') {
+        this.frames.push({ type, sampledAt: (body as MessageBody<'TELEMETRY_BATCH'>).samples.map((s) => s.sampled_at), receivedAtMs: this.time.nowMs(), session });
+      }
+    }
+  }
+
+  pump(): void {
+    for (const frame of this.gateway.takeOutgoing()) this.handle.receive(frame);
+  }
+
+  disconnect(): void {
+    this.gateway.transportLost(this.time.nowMs());
+    this.handle.transportClosed();
+  }
+
+  async advance(ms: number): Promise<void> {
+    await this.time.runUntil(this.time.nowMs() + ms, async () => { await settle(); this.pump(); });
+    await settle();
+  }
+
+  received(): number[] {
+    return this.frames.flatMap((f) => f.sampledAt);
+  }
+}
+
+async function harness(gatewaySamplesMax: number, options: Partial<AgentCoreOptions>): Promise<Harness> {
+  const h = new Harness(gatewaySamplesMax);
+  h.start(options);
+  await settle();
+  h.connect();
+  await settle();
+  assert.equal(h.core.isReady, true);
+  return h;
+}
+
+describe('agent telemetry batches', () => {
+  it('off by default: AUTH does not ask, and each sample is its own TELEMETRY frame', async () => {
+    const h = await harness(64, {});
+    await h.advance(6 * telemetryIntervalMs);
+    assert.equal(h.auths[0]!.telemetry_batch, undefined);
+    assert.ok(h.frames.length >= 5 && h.frames.every((f) => f.type === 'TELEMETRY'));
+    assert.deepEqual(h.received(), h.sampledAt);
+  });
+
+  it('sends a TELEMETRY_BATCH once samplesPerFrameMax samples are buffered, in order and chained, nothing lost', async () => {
+    const h = await harness(64, { telemetrySamplesPerFrameMax: 4, telemetryBatchDelayMs: 3_600_000 });
+    await h.advance(12 * telemetryIntervalMs);
+    assert.equal(h.auths[0]!.telemetry_batch, true);
+    assert.ok(h.frames.length >= 2);
+    assert.ok(h.frames.every((f) => f.type === 'TELEMETRY_BATCH' && f.sampledAt.length === 4), JSON.stringify(h.frames.map((f) => [f.type, f.sampledAt.length])));
+    assert.deepEqual(h.refusals, [], 'every frame MACd, in seq order and chained');
+    // Every sample taken is sent or still buffered (fewer than a batch), in the order taken.
+    assert.deepEqual([...h.received(), ...h.sampledAt.slice(h.received().length)], h.sampledAt);
+    assert.equal(h.core.telemetrySamplesBuffered, h.sampledAt.length - h.received().length);
+    assert.ok(h.core.telemetrySamplesBuffered < 4);
+    assert.equal(h.core.telemetrySamplesDropped, 0);
+  });
+
+  it('holds itself to what the gateway announced when that is fewer', async () => {
+    const h = await harness(3, { telemetrySamplesPerFrameMax: 16, telemetryBatchDelayMs: 3_600_000 });
+    await h.advance(10 * telemetryIntervalMs);
+    assert.ok(h.frames.length >= 2);
+    assert.ok(h.frames.every((f) => f.type === 'TELEMETRY_BATCH' && f.sampledAt.length === 3));
+    assert.deepEqual(h.refusals, []);
+  });
+
+  it('sends what is buffered telemetryBatchDelayMs after the first sample of a batch, however few', async () => {
+    const delayMs = 12_000;
+    const h = await harness(64, { telemetrySamplesPerFrameMax: 32, telemetryBatchDelayMs: delayMs });
+    await h.advance(20 * telemetryIntervalMs);
+    assert.ok(h.frames.length >= 3, `${h.frames.length} frames`);
+    for (const frame of h.frames) {
+      assert.ok(frame.sampledAt.length < 32);
+      assert.ok(frame.receivedAtMs - frame.sampledAt[0]! <= delayMs, `a batch waited ${frame.receivedAtMs - frame.sampledAt[0]!} ms`);
+      assert.ok(frame.receivedAtMs - frame.sampledAt[0]! >= delayMs - telemetryIntervalMs, 'it waited for the delay, not less');
+    }
+    assert.deepEqual(h.refusals, []);
+    assert.deepEqual(h.received(), h.sampledAt.slice(0, h.received().length));
+  });
+
+  it('to a gateway that announces no batches, sends one TELEMETRY per sample', async () => {
+    const h = await harness(0, { telemetrySamplesPerFrameMax: 8, telemetryBatchDelayMs: 3_600_000 });
+    await h.advance(6 * telemetryIntervalMs);
+    assert.equal(h.auths[0]!.telemetry_batch, true);
+    assert.ok(h.frames.length >= 5 && h.frames.every((f) => f.type === 'TELEMETRY'));
+    assert.deepEqual(h.received(), h.sampledAt);
+    assert.deepEqual(h.refusals, []);
+  });
+
+  it('keeps the samples of an unfinished batch and those taken while disconnected for the next session, in batches, chained anew', async () => {
+    const h = await harness(64, { telemetrySamplesPerFrameMax: 4, telemetryBatchDelayMs: 3_600_000, telemetryBufferMax: 16 });
+    await h.advance(6 * telemetryIntervalMs);
+    const beforeDrop = h.sampledAt.length;
+    assert.ok(h.core.telemetrySamplesBuffered > 0, 'a batch was filling when the session ended');
+    h.disconnect();
+    await h.advance(5 * telemetryIntervalMs);
+    assert.ok(h.sampledAt.length > beforeDrop);
+    h.connect();
+    await settle();
+    const second = h.frames.filter((f) => f.session === 2);
+    assert.ok(second.length >= 2 && second.every((f) => f.type === 'TELEMETRY_BATCH' || f.sampledAt.length === 1));
+    assert.ok(second.every((f) => f.sampledAt.length <= 4));
+    assert.deepEqual(h.received(), h.sampledAt, 'every sample taken, once, in order, none lost within the bound');
+    assert.equal(h.core.telemetrySamplesBuffered, 0);
+    assert.equal(h.core.telemetrySamplesDropped, 0);
+    assert.deepEqual(h.refusals, []);
+  });
+
+  it('past telemetryBufferMax drops the oldest samples and counts them; the rest reach the next session in order', async () => {
+    const bufferMax = 6;
+    const h = await harness(64, { telemetrySamplesPerFrameMax: 4, telemetryBatchDelayMs: 3_600_000, telemetryBufferMax: bufferMax });
+    await h.advance(2 * telemetryIntervalMs);
+    h.disconnect();
+    await h.advance(15 * telemetryIntervalMs);
+    assert.equal(h.core.telemetrySamplesBuffered, bufferMax);
+    const sentBefore = h.received().length;
+    const dropped = h.sampledAt.length - sentBefore - bufferMax;
+    assert.ok(dropped > 0);
+    assert.equal(h.core.telemetrySamplesDropped, dropped);
+    h.connect();
+    await settle();
+    assert.deepEqual(h.received().slice(sentBefore), h.sampledAt.slice(-bufferMax), 'the newest bufferMax samples, in order');
+    assert.equal(h.core.telemetrySamplesBuffered, 0);
+    assert.deepEqual(h.refusals, []);
+  });
+
+  it('refuses options out of range', () => {
+    const h = new Harness(64);
+    assert.throws(() => h.start({ telemetrySamplesPerFrameMax: 65 }), { code: 'PROTO_INVALID_ARGUMENT' });
+    assert.throws(() => h.start({ telemetrySamplesPerFrameMax: 8, telemetryBufferMax: 4 }), { code: 'PROTO_INVALID_ARGUMENT' });
+    assert.throws(() => h.start({ telemetrySamplesPerFrameMax: 8, telemetryBatchDelayMs: 0 }), { code: 'PROTO_INVALID_ARGUMENT' });
+  });
+});

@@ -17,6 +17,20 @@ test('ingest reports SQL statements per sample and rows per telemetry INSERT fro
   assert.equal(row.window_frames, 256);
 });
 
+// Decision 0004, "Batches": K samples per frame (TELEMETRY_BATCH) in the same run as K = 1, each row
+// labelled with its K; the window is in samples, a session's bound in frames (so K times as many samples).
+test('ingest at K samples per frame: one session-mac row per K, samples stored in whole frames, frames/s = samples/s / K', async () => {
+  const { rows } = await runIngestBench({ connections: 2, durationMs: 300, warmupMs: 200, modes: ['session-mac', 'ed25519'], scrapeIntervalMs: 0, samplesPerFrame: [1, 4] });
+  assert.deepEqual(rows.map((r) => [r.mode, r.samples_per_frame]), [['session-mac', 1], ['session-mac', 4], ['ed25519', 1]]);
+  const batched = rows[1]!;
+  assert.ok(batched.samples_stored > 0 && batched.samples_stored % 4 === 0, `stored ${batched.samples_stored}`);
+  assert.equal(batched.frames_per_s, batched.samples_per_s / 4);
+  assert.equal(rows[0]!.frames_per_s, rows[0]!.samples_per_s);
+  assert.ok(batched.rows_per_telemetry_insert >= 4, `rows per INSERT ${batched.rows_per_telemetry_insert}`);
+  assert.equal(batched.window_frames, 1_024, 'two sessions of 128 frames of 4 samples');
+  await assert.rejects(runIngestBench({ connections: 2, durationMs: 100, warmupMs: 0, modes: ['session-mac'], scrapeIntervalMs: 0, samplesPerFrame: [65] }), { code: 'BENCH_FAILED' });
+});
+
 const redisUrl = process.env['REDIS_URL'];
 
 // Skipped without REDIS_URL: the embedded stores leave nothing behind (they live in the process).

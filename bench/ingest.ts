@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { base64urlFromBytes, hexFromBytes } from '../core/crypto/bytes.js';
 import { SdcError } from '../core/errors/index.js';
 import { envelopeMacAlg } from '../core/protocol/envelope.js';
+import { telemetryBatchLimits } from '../core/protocol/limits.js';
 import type { MessageBody } from '../core/protocol/messages/catalog.js';
 import { AgentConnection } from '../core/protocol/session/agent-connection.js';
 import { deviceKid, gatewayKid } from '../core/protocol/session/gateway-connection.js';
@@ -41,6 +42,11 @@ import { withOneByOneBatches } from '../server/stores/sql/sql-batch.js';
  * Two modes in the same run: `session-mac` (ADR 0004, what agents do now) and `ed25519`
  * (agents that sign every frame, verified by the gateway and again by the writer), beside the
  * raw node:crypto Ed25519 verify rate of the same process.
+ *
+ * `samplesPerFrame` (decision 0004, "Batches"): the session-mac mode is run once per K given,
+ * with K samples per frame (TELEMETRY_BATCH when K > 1, as an agent configured to batch sends
+ * them); each row says its K, its samples/s and its frames/s. The ed25519 mode has no batches
+ * (a batch exists only under the session MAC): it runs at K = 1 only.
  */
 
 export type IngestMode = 'session-mac' | 'ed25519';
@@ -58,16 +64,22 @@ export interface IngestBenchOptions {
   onProgress?: (line: string) => void;
   /** The services' /metrics every this many ms over each measured window (0: only at its start and end). */
   scrapeIntervalMs?: number;
+  /** Samples per frame, one session-mac run each (default [1], one TELEMETRY per sample); ed25519 runs at 1 only. */
+  samplesPerFrame?: readonly number[];
 }
 
 export interface IngestBenchRow {
   mode: IngestMode;
   stores: string;
   connections: number;
+  /** Samples per frame in this row: 1 is one TELEMETRY per sample (today's agents); above 1, TELEMETRY_BATCH frames of exactly that many. */
+  samples_per_frame: number;
   samples_stored: number;
   elapsed_ms: number;
   samples_per_s: number;
-  /** samples_per_s / the raw node:crypto Ed25519 verify rate of the same run. */
+  /** Frames whose samples were stored, per second: samples_per_s / samples_per_frame (every frame carries exactly samples_per_frame). */
+  frames_per_s: number;
+  /** samples_per_s / the raw node:crypto Ed25519 verify rate of the same run: per SAMPLE, so at samples_per_frame > 1 it is not a per-frame figure. */
   ratio_to_ed25519_verify: number;
   /** CPU of the whole process per sample: the simulated agents, the gateway and the control plane. */
   cpu_us_per_sample: number;
@@ -97,12 +109,12 @@ export interface IngestBenchOutcome {
    * the end of the measured window, each sample stamped with its scrape time: the report draws
    * the ingest rate from them (bench/report-scrapes.ts).
    */
-  scrapes: Array<{ mode: IngestMode; start: string; end: string }>;
+  scrapes: Array<{ mode: IngestMode; samplesPerFrame: number; start: string; end: string }>;
   /**
    * Per mode, the same registry every `scrapeIntervalMs` over the measured window, from the start
    * scrape to the end one (bench/metrics-series.ts): `metrics-MODE-series.jsonl` with --out.
    */
-  series: Array<{ mode: IngestMode; series: MetricsSeries }>;
+  series: Array<{ mode: IngestMode; samplesPerFrame: number; series: MetricsSeries }>;
 }
 
 interface ModeOutcome {
@@ -192,12 +204,13 @@ class BenchConnection {
   closedReason: string | undefined;
   #prevHashHex: string | undefined;
 
-  constructor(readonly device: BenchDevice, materials: DeploymentMaterials, mode: IngestMode) {
+  constructor(readonly device: BenchDevice, materials: DeploymentMaterials, mode: IngestMode, readonly samplesPerFrame: number) {
     this.agent = new AgentConnection({
       deviceId: device.id, signer: { kid: deviceKid(device.id), seed: device.seed, provider },
       resolveGatewayKey: (kid) => (kid === materials.gatewaySigner.kid ? materials.gatewaySigner.publicKey : undefined),
       agentVersion: 'bench/1', lastCommandSeq: 0,
       ...(mode === 'session-mac' ? { sessionMac: { crypto: sessionCrypto, random: systemRandom } } : {}),
+      ...(samplesPerFrame > 1 ? { telemetryBatch: true } : {}),
     });
   }
 
@@ -218,10 +231,15 @@ class BenchConnection {
     });
   }
 
-  /** Makes one sample frame: the agent's work, which a deployment spends on the devices (measured apart, runMode). */
+  /**
+   * Makes one frame of samplesPerFrame samples (TELEMETRY, or TELEMETRY_BATCH above 1): the
+   * agent's work, which a deployment spends on the devices (measured apart, runMode).
+   */
   makeSample(): Uint8Array[] {
     const nowMs = Date.now();
-    this.agent.sendTelemetry({ sampled_at: nowMs, metrics: sampleMetrics, ...(this.#prevHashHex === undefined ? {} : { prev_hash: this.#prevHashHex }) }, nowMs);
+    const link = this.#prevHashHex === undefined ? {} : { prev_hash: this.#prevHashHex };
+    if (this.samplesPerFrame === 1) this.agent.sendTelemetry({ sampled_at: nowMs, metrics: sampleMetrics, ...link }, nowMs);
+    else this.agent.sendTelemetryBatch({ samples: Array.from({ length: this.samplesPerFrame }, () => ({ sampled_at: nowMs, metrics: sampleMetrics })), ...link }, nowMs);
     const frames = this.agent.takeOutgoing();
     // sendTelemetry queued exactly this one frame (the session is ready and nothing else is pending).
     this.#prevHashHex = sha256Hex(frames[0]!);
@@ -311,7 +329,7 @@ export function ed25519VerifyPerS(durationMs: number): number {
   return (verifies * 1000) / (performance.now() - startMs);
 }
 
-async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptions, 'connections' | 'durationMs' | 'warmupMs' | 'windowFrames'>> & IngestBenchOptions, materials: DeploymentMaterials, verifyPerS: number): Promise<ModeOutcome> {
+async function runMode(mode: IngestMode, samplesPerFrame: number, options: Required<Pick<IngestBenchOptions, 'connections' | 'durationMs' | 'warmupMs' | 'windowFrames'>> & IngestBenchOptions, materials: DeploymentMaterials, verifyPerS: number): Promise<ModeOutcome> {
   const runTag = hexFromBytes(systemRandom.bytes(4));
   const metrics = new ServiceMetrics();
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-bench-ingest-'));
@@ -344,19 +362,23 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
       heartbeatIntervalMs: 3_600_000, metrics,
     });
     await gateway.start();
-    const connections = devices.map((device) => new BenchConnection(device, materials, mode));
+    const connections = devices.map((device) => new BenchConnection(device, materials, mode, samplesPerFrame));
     for (const connection of connections) connection.connect(gateway);
     await waitUntil(() => connections.every((c) => c.ready), sessionsReadyTimeoutMs, `${options.connections} sessions ready`);
     const expectedAlg = mode === 'session-mac' ? envelopeMacAlg : 'Ed25519';
     if (connections.some((c) => c.agent.sessionMacAgreed !== (mode === 'session-mac'))) {
       throw new SdcError('BENCH_FAILED', `the sessions did not agree on ${expectedAlg} for telemetry`);
     }
+    if (samplesPerFrame > 1 && connections.some((c) => c.agent.telemetrySamplesMax < samplesPerFrame)) {
+      throw new SdcError('BENCH_FAILED', `the gateway did not announce ${samplesPerFrame} samples per frame`);
+    }
 
     // Closed loop: keep `windowFrames` samples in flight, round-robin over the connections, at most
     // sessionInFlightMax on each: a session whose queued work passes the gateway's bound is closed
     // GATEWAY_OVERLOADED (as it should be: a device sends a sample a minute), and with few connections
     // a window of 2,000 put 1,000 on each, so every session was closed and nothing was stored.
-    const windowFrames = Math.min(options.windowFrames, options.connections * sessionInFlightMax);
+    // In samples; a session's bound is in frames (its queued tasks), so K samples per frame allow K times as many.
+    const windowFrames = Math.min(options.windowFrames, options.connections * sessionInFlightMax * samplesPerFrame);
     let running = true;
     let next = 0;
     // The agents' share, taken out of service_cpu_us_per_sample: the process's CPU while a burst's
@@ -384,7 +406,7 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
             const connection = connections[next]!;
             burst.push({ connection, frames: connection.makeSample() });
             next = (next + 1) % connections.length;
-            sent += 1;
+            sent += samplesPerFrame;
           }
           const agentCpu = process.cpuUsage(agentCpuAtStart);
           agentTime.cpuUs += agentCpu.user + agentCpu.system;
@@ -423,10 +445,11 @@ async function runMode(mode: IngestMode, options: Required<Pick<IngestBenchOptio
     if (closed !== undefined) throw new SdcError('BENCH_FAILED', `the gateway closed ${closed.device.id}'s session in ${mode} mode: ${closed.closedReason}`);
     if (samplesStored === 0) throw new SdcError('BENCH_FAILED', `no telemetry was stored in ${mode} mode`);
     const samplesPerS = (samplesStored * 1000) / elapsedMs;
-    options.onProgress?.(`${mode}: ${Math.round(samplesPerS)} samples/s stored over ${options.connections} connections`);
+    options.onProgress?.(`${mode}, ${samplesPerFrame} per frame: ${Math.round(samplesPerS)} samples/s stored over ${options.connections} connections`);
     const row: IngestBenchRow = {
       mode, stores: `${options.redisUrl === undefined ? 'memory bus' : 'redis'} + ${options.mysqlUrl === undefined ? 'sql.js' : 'mysql'}`,
-      connections: options.connections, window_frames: windowFrames, samples_stored: samplesStored, elapsed_ms: elapsedMs, samples_per_s: samplesPerS,
+      connections: options.connections, samples_per_frame: samplesPerFrame, window_frames: windowFrames, samples_stored: samplesStored, elapsed_ms: elapsedMs,
+      samples_per_s: samplesPerS, frames_per_s: samplesPerS / samplesPerFrame,
       ratio_to_ed25519_verify: samplesPerS / verifyPerS, cpu_us_per_sample: (cpu.user + cpu.system) / samplesStored,
       service_cpu_us_per_sample: Math.max(0, cpu.user + cpu.system - agentCpuUs) / samplesStored,
       backlog_at_start: backlogAtStart, backlog_at_end: backlogAtEnd,
@@ -466,11 +489,20 @@ export async function runIngestBench(input: IngestBenchOptions): Promise<IngestB
   const rows: IngestBenchRow[] = [];
   const scrapes: IngestBenchOutcome['scrapes'] = [];
   const series: IngestBenchOutcome['series'] = [];
+  const perFrame = options.samplesPerFrame ?? [1];
+  for (const k of perFrame) {
+    if (!Number.isSafeInteger(k) || k < 1 || k > telemetryBatchLimits.samplesPerFrameMax) {
+      throw new SdcError('BENCH_FAILED', `samples per frame must be integers from 1 to ${telemetryBatchLimits.samplesPerFrameMax}`);
+    }
+  }
   for (const mode of options.modes ?? ['session-mac', 'ed25519']) {
-    const outcome = await runMode(mode, options, materials, verifyPerS);
-    rows.push(outcome.row);
-    if (outcome.scrapes !== undefined) scrapes.push({ mode, ...outcome.scrapes });
-    series.push({ mode, series: outcome.series });
+    // A batch exists only under the session MAC: the ed25519 mode runs one sample per frame.
+    for (const samplesPerFrame of mode === 'ed25519' ? [1] : perFrame) {
+      const outcome = await runMode(mode, samplesPerFrame, options, materials, verifyPerS);
+      rows.push(outcome.row);
+      if (outcome.scrapes !== undefined) scrapes.push({ mode, samplesPerFrame, ...outcome.scrapes });
+      series.push({ mode, samplesPerFrame, series: outcome.series });
+    }
   }
   return { rows, ed25519VerifyPerS: verifyPerS, scrapes, series };
 }

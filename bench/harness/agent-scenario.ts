@@ -10,13 +10,14 @@ import { evaluateThresholds, MetricSet, type ThresholdResult } from './threshold
  * over device sessions (agent-session.ts), VU i being device i. The metric names are k6's
  * (ws_connecting, ws_session_duration, ws_sessions, ws_msgs_sent, ws_msgs_received, iterations,
  * vus, vus_max) and the script's (sdc_auth_ms, sdc_auth_ok, sdc_frames_refused,
- * sdc_commands_answered), so the definition's thresholds read the same under both.
+ * sdc_commands_answered, sdc_commands_redelivered), so the definition's thresholds read the same under both.
  */
 
 export const agentMetricKinds = {
   ws_connecting: 'trend', ws_session_duration: 'trend', ws_sessions: 'counter', ws_msgs_sent: 'counter', ws_msgs_received: 'counter',
   iterations: 'counter', vus: 'gauge', vus_max: 'gauge',
   sdc_auth_ms: 'trend', sdc_auth_ok: 'rate', sdc_frames_refused: 'counter', sdc_commands_answered: 'counter',
+  sdc_commands_redelivered: 'counter',
 } as const;
 
 /** k6 samples `vus` once a second. */

@@ -63,6 +63,8 @@ export function newAgentSessionTally(): AgentSessionTally {
 
 /** Distinct codes kept per tally map: a gateway sending junk codes must not grow it without bound. */
 const tallyCodesMax = 64;
+/** Command ids one session remembers as answered; a session lives minutes and gets a few commands. */
+const answeredIdsMax = 10_000;
 /** Bytes queued in the socket beyond which the session is dropped, as the agent's driver does (ws-transport.ts). */
 const socketBufferedBytesMax = 1024 * 1024;
 /** A gateway that does not answer the close handshake is cut off after this. */
@@ -91,6 +93,9 @@ export function runAgentSession(identity: AgentVuIdentity, settings: AgentSessio
     let authenticated = false;
     let endReason: string | undefined;
     let telemetryHash: string | undefined;
+    // Delivery is at least once: a command whose ACK came late (a busy machine) is delivered again and
+    // answered again, counted apart so sdc_commands_answered counts commands (as bench/k6/agent.js).
+    const answeredIds = new Set<string>();
     const ws = new WebSocket(identity.url, {
       ...({ secureContext: identity.secureContext() } as WebSocket.ClientOptions),
       maxPayload: defaultProtocolLimits.frameBytesMax, handshakeTimeout: settings.connectTimeoutMs, perMessageDeflate: false,
@@ -163,7 +168,13 @@ export function runAgentSession(identity: AgentVuIdentity, settings: AgentSessio
         const { command } = body as MessageBody<'COMMAND_DELIVERY'>;
         for (const stage of ['received', 'executing'] as const) send((now) => connection.sendCommandAck({ command_id: command.id, device_seq: command.device_seq, stage }, now));
         send((now) => connection.sendCommandResult({ command_id: command.id, device_seq: command.device_seq, status: 'succeeded', output: {}, finished_at: gatewayNow() }, now));
-        metrics.add('sdc_commands_answered', 1);
+        if (answeredIds.has(command.id)) {
+          metrics.add('sdc_commands_redelivered', 1);
+        } else {
+          if (answeredIds.size >= answeredIdsMax) answeredIds.clear();
+          answeredIds.add(command.id);
+          metrics.add('sdc_commands_answered', 1);
+        }
       } else if (type === 'ERROR') {
         metrics.add('sdc_frames_refused', 1);
         bump(tally.refusedByCode, String((body as MessageBody<'ERROR'>).code));

@@ -85,6 +85,12 @@ const authMs = new Trend('sdc_auth_ms', true);
 const authOk = new Rate('sdc_auth_ok');
 const framesRefused = new Counter('sdc_frames_refused');
 const commandsAnswered = new Counter('sdc_commands_answered');
+// Delivery is at least once: a command whose ACK the gateway did not see in time (a busy machine) is
+// delivered again, and a device answers it again from its journal. Counted apart, so
+// sdc_commands_answered counts commands, not deliveries.
+const commandsRedelivered = new Counter('sdc_commands_redelivered');
+/** Command ids a session has answered; bounded, a session lives minutes and gets a few commands. */
+const answeredIdsMax = 10_000;
 
 /** @param {string} pem */
 function derOf(pem) {
@@ -98,6 +104,8 @@ export async function agentSession() {
   const deviceId = identity.deviceId;
   const key = await subtle().importKey('pkcs8', derOf(identity.keyPem), { name: 'Ed25519' }, false, ['sign']);
   const session = { id: '', seq: 0, offsetMs: 0 };
+  /** @type {Set<string>} */
+  const answeredIds = new Set();
 
   /** @param {string} type @param {Record<string, unknown>} body @param {number} ts */
   async function frame(type, body, ts) {
@@ -149,7 +157,13 @@ export async function agentSession() {
       const command = body.command;
       for (const stage of ['received', 'executing']) send('COMMAND_ACK', { command_id: command.id, device_seq: command.device_seq, stage }, gatewayNow);
       send('COMMAND_RESULT', { command_id: command.id, device_seq: command.device_seq, status: 'succeeded', output: {}, finished_at: gatewayNow() }, gatewayNow);
-      commandsAnswered.add(1);
+      if (answeredIds.has(command.id)) {
+        commandsRedelivered.add(1, { attempt: String(body.attempt) });
+      } else {
+        if (answeredIds.size >= answeredIdsMax) answeredIds.clear();
+        answeredIds.add(command.id);
+        commandsAnswered.add(1);
+      }
     } else if (message.type === 'ERROR') {
       framesRefused.add(1, { code: String(body.code) });
     }

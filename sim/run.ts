@@ -42,6 +42,7 @@ import { createModelEd25519Provider, createModelSessionKeyCrypto } from './model
 import { drainMicrotasks } from './drain.js';
 import { frameSeqFields } from './frame-fields.js';
 import { ConnectedTally } from './connected-tally.js';
+import { TelemetryTally, telemetryObservedSql } from './telemetry-tally.js';
 import { brickSelector, checkOta, crashPlanner, createUpdater, disposeOta, otaDeviceParts, prepareOta, publishAndStart, ratioSelector, readDeviceEnds, readRolloutFacts, type OtaSetup } from './ota/ota-run.js';
 import { simControlPlaneUrl, type DeviceUpdates } from './ota/device-updates.js';
 import { rolloutSummary, type RolloutSummary } from './model/rollout-summary.js';
@@ -160,6 +161,12 @@ export interface RunResult {
   readonly latencyHistogram: ReadonlyArray<{ readonly le_ms: number | null; readonly count: number }>;
   /** The same round trips' percentiles (sim/latency-recorder.ts: within 1/64 above 128 ms, exact below). */
   readonly latencyMs: LatencyPercentiles;
+  /**
+   * Each stored telemetry sample's wait from its sampled_at to the INSERT that stored it (in the
+   * agent's batch buffer, on the wire, in the writer). Counts: telemetry_frames_sent and
+   * telemetry_samples_sent apart (sim/telemetry-tally.ts).
+   */
+  readonly telemetryStorageDelayMs?: LatencyPercentiles;
   /** Operators' requests the control plane refused at creation, by error code (counts.commands_refused in all). */
   readonly refusalsByCode: Readonly<Record<string, number>>;
   readonly recentTrace: readonly string[];
@@ -249,6 +256,8 @@ interface Run {
   readonly realWork: Set<Promise<unknown>>;
   /** The count of connected agents, kept as they change (read by runPhases and runLiveness). */
   readonly connectedTally: ConnectedTally;
+  /** Telemetry frames and samples sent, and stored samples' storage delay. */
+  readonly telemetry: TelemetryTally;
   readonly wallStartMs: number;
   peakRssBytes: number;
   stopped: boolean;
@@ -353,7 +362,7 @@ function planRun(options: RunOptions): Run {
     options, scenario, seed, agentCount, safetyMs, safetyEndMs: simStartMs + safetyMs, reproduce, rng, time, trace, counts,
     provider: options.crypto === 'model' ? createModelEd25519Provider() : realProviderFor(agentCount),
     sessionCrypto: options.crypto === 'model' ? createModelSessionKeyCrypto() : undefined,
-    refusalsByCode: {}, violations: [], otaViolations: [], realWork: new Set(), connectedTally: new ConnectedTally(), wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
+    refusalsByCode: {}, violations: [], otaViolations: [], realWork: new Set(), connectedTally: new ConnectedTally(), telemetry: new TelemetryTally(), wallStartMs: performance.now(), peakRssBytes: process.memoryUsage().rss, stopped: false, healed: false,
   };
 }
 
@@ -418,7 +427,8 @@ async function openStores(run: Run): Promise<Stores> {
   // churn and faults: the bound grows with the fleet, 20 per device, so a large fleet is not refused for its size.
   const kvSpace = new MemoryKeyValueSpace({ clock: time, keysMax: Math.max(1_000_000, run.agentCount * 20) });
   return {
-    workDir, rawSql, rawBus, sql: faultySql(rawSql, sqlDown), bus: faultyBus(rawBus, busDown),
+    workDir, rawSql, rawBus, bus: faultyBus(rawBus, busDown),
+    sql: telemetryObservedSql(faultySql(rawSql, sqlDown), (sampledAtMs) => run.telemetry.stored(sampledAtMs, time.nowMs())),
     kvFor: () => new MemoryKeyValueStore({ space: kvSpace, keyPrefix: 'sdc:kv:' }),
   };
 }
@@ -591,6 +601,7 @@ function createNetwork(run: Run, checkers: Checkers): SimNetwork {
     observer: {
       sent(link, direction, bytes) {
         counts.frames_checked! += 1;
+        if (direction === 'to_gateway') run.telemetry.sent(bytes);
         // The two top-level members only, as JSON.parse would read them (sim/frame-fields.ts: a full parse of every frame cost 3.6 % of the steady state).
         const frame = frameSeqFields(bytes);
         if (typeof frame.sessionId === 'string' && typeof frame.seq === 'number') violate(run, checkers.seq.observe(`${link.id}:${direction}`, frame.sessionId, frame.seq));
@@ -624,6 +635,8 @@ function agentWorld(run: Run, parts: { gateways: Gateways; network: SimNetwork; 
     resolveCommandKey: (kid) => gateways.commandKeys.get(kid),
     heartbeatIntervalMs: scenario.heartbeatIntervalMs,
     telemetryIntervalMs: scenario.telemetryIntervalMs,
+    ...(scenario.telemetrySamplesPerFrame === undefined ? {} : { telemetrySamplesPerFrameMax: scenario.telemetrySamplesPerFrame }),
+    ...(scenario.telemetryBatchDelayMs === undefined ? {} : { telemetryBatchDelayMs: scenario.telemetryBatchDelayMs }),
     trace: (kind, detail) => trace.add(kind, detail),
     onExecuting: (deviceId, commandId) => checkers.execution.executing(deviceId, commandId),
     onAgentEvent(agent, event) {
@@ -939,6 +952,7 @@ async function finalChecks(
   const outcomesByCode = countOutcomes(rows);
   const [telemetry] = await rawSql.query<{ n: number }>('SELECT COUNT(*) AS n FROM telemetry');
   run.counts.telemetry_stored = Number(telemetry?.n ?? 0);
+  countTelemetry(run, agents);
   violations.push(...checkNoneLost(rows, observer.accepted));
   checked.add('none_lost');
   // The simulator saw what every agent started and ran: the states that promise "never ran" must be true.
@@ -965,6 +979,27 @@ async function finalChecks(
   for (const violation of violations) run.trace.add('violation', `${violation.checker} ${violation.message}`);
   run.violations.push(...violations);
   return { checked, outcomesByCode };
+}
+
+/**
+ * Telemetry frames and samples apart (issue 17, batches), and where the samples that were not
+ * stored are: still buffered in the agents at the end, dropped past an agent's buffer bound,
+ * gone with a crashed process's buffer. The rest of sent minus stored was lost on the way (a
+ * lossy link, a refused frame, a bus outage).
+ */
+function countTelemetry(run: Run, agents: readonly SimAgent[]): void {
+  Object.assign(run.counts, run.telemetry.counts());
+  let buffered = 0;
+  let dropped = 0;
+  let lostInCrashes = 0;
+  for (const agent of agents) {
+    buffered += agent.telemetrySamplesBuffered;
+    dropped += agent.telemetrySamplesDropped;
+    lostInCrashes += agent.telemetrySamplesLostInCrashes;
+  }
+  run.counts.telemetry_samples_buffered_end = buffered;
+  run.counts.telemetry_samples_dropped = dropped;
+  run.counts.telemetry_samples_lost_in_crashes = lostInCrashes;
 }
 
 /** The OTA checkers over the rollout as the stores hold it and what the simulated devices did. */
@@ -1033,7 +1068,7 @@ function summarize(
     peakRssBytes: run.peakRssBytes, counts, commandsByState: { ...facts.final.commands }, outcomesByCode: facts.outcomesByCode,
     network: { ...facts.network.stats }, checkers, violations, otaViolations, series: facts.phases.series,
     latencyHistogram: facts.observer.latency.map((count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
-    latencyMs: facts.observer.latencyRecorder.summary(), refusalsByCode: { ...run.refusalsByCode },
+    latencyMs: facts.observer.latencyRecorder.summary(), telemetryStorageDelayMs: run.telemetry.storageDelaySummary(), refusalsByCode: { ...run.refusalsByCode },
     recentTrace: run.trace.recent(), timing: facts.phases.timing,
   };
 }

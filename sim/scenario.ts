@@ -3,6 +3,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { SdcError } from '../core/errors/index.js';
 import { checkLinkFaults, checkRatio } from '../chaos/network.js';
+import { telemetryBatchLimits } from '../core/protocol/limits.js';
 
 /**
  * A scenario file (sim/scenarios/*.json): what the fleet looks like and which faults hit it.
@@ -102,6 +103,14 @@ export const ScenarioSchema = Type.Object({
   livenessBoundMs: Type.Integer({ minimum: 1_000, description: 'virtual time the system gets after healing to converge' }),
   heartbeatIntervalMs: Type.Integer({ minimum: 1_000, maximum: 600_000 }),
   telemetryIntervalMs: Type.Integer({ minimum: 1_000, maximum: 3_600_000 }),
+  telemetrySamplesPerFrame: Type.Optional(Type.Integer({
+    minimum: 1, maximum: telemetryBatchLimits.samplesPerFrameMax,
+    description: 'telemetry batches (decision 0004, "Batches"): each agent sends up to this many samples per TELEMETRY_BATCH frame (AgentCoreOptions.telemetrySamplesPerFrameMax); absent or 1: one TELEMETRY frame per sample, as before',
+  })),
+  telemetryBatchDelayMs: Type.Optional(Type.Integer({
+    minimum: 1, maximum: 3_600_000,
+    description: 'the longest a buffered sample waits for its batch to fill (AgentCoreOptions.telemetryBatchDelayMs; default the agent\'s, 30 s); needs telemetrySamplesPerFrame',
+  })),
   commands: Type.Object({
     perMinute: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'fleet-wide rate during the safety phase (or perAgentHour)' })),
     perAgentHour: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: 'rate per agent during the safety phase, so that --agents scales it (or perMinute)' })),
@@ -184,6 +193,7 @@ export function parseScenario(value: unknown, source = 'scenario'): Scenario {
   if (commands.ttlMs <= scenario.livenessBoundMs) fail('commands.ttlMs must exceed livenessBoundMs');
   if (scenario.churn && scenario.churn.offlineMsMax < scenario.churn.offlineMsMin) fail('churn.offlineMsMax < offlineMsMin');
   if (faults.agentCrashes && faults.agentCrashes.downMsMax < faults.agentCrashes.downMsMin) fail('agentCrashes.downMsMax < downMsMin');
+  if (scenario.telemetryBatchDelayMs !== undefined && scenario.telemetrySamplesPerFrame === undefined) fail('telemetryBatchDelayMs needs telemetrySamplesPerFrame');
   if (scenario.ota) checkOta(scenario.ota, scenario, fail);
   return scenario;
 }

@@ -27,6 +27,9 @@ export interface SimAgentWorld {
   resolveCommandKey(kid: string): Uint8Array | undefined;
   readonly heartbeatIntervalMs: number;
   readonly telemetryIntervalMs: number;
+  /** Telemetry batches (scenario telemetrySamplesPerFrame); absent or 1: one TELEMETRY per sample, the agent's AUTH as before. */
+  readonly telemetrySamplesPerFrameMax?: number;
+  readonly telemetryBatchDelayMs?: number;
   trace(kind: string, detail: string): void;
   onExecuting(deviceId: string, commandId: string): void;
   onAgentEvent(agent: SimAgent, event: AgentCoreEvent): void;
@@ -79,6 +82,9 @@ export class SimAgent implements TalliedAgent {
   readonly #world: SimAgentWorld;
   tallyDirty = false;
   tallyConnected = false;
+  /** Telemetry samples of earlier processes: dropped past the buffer bound, and buffered when the process died (gone with it). */
+  #samplesDroppedBefore = 0;
+  #samplesLostInCrashes = 0;
   /** Everything that can change `connected` goes through here: a frame either way, a transport closing, a core event, boot, crash, leave, stop. */
   readonly #mark: () => void;
 
@@ -121,6 +127,9 @@ export class SimAgent implements TalliedAgent {
       sessionCrypto: world.sessionCrypto ?? simSessionCrypto,
       telemetrySource: createSyntheticMetricsSource({ random: this.#o.random }),
       telemetryIntervalMs: world.telemetryIntervalMs,
+      // Only when batching, so that a scenario without it builds the agent exactly as before.
+      ...((world.telemetrySamplesPerFrameMax ?? 1) > 1 ? { telemetrySamplesPerFrameMax: world.telemetrySamplesPerFrameMax! } : {}),
+      ...((world.telemetrySamplesPerFrameMax ?? 1) > 1 && world.telemetryBatchDelayMs !== undefined ? { telemetryBatchDelayMs: world.telemetryBatchDelayMs } : {}),
       agentVersion: 'sim/1',
       ...(world.otaNotice === undefined ? {} : { onOtaNotice: (notice: MessageBody<'OTA_NOTICE'>) => { if (this.core === core) world.otaNotice!(this, notice); } }),
       onEvent: (event) => {
@@ -135,10 +144,27 @@ export class SimAgent implements TalliedAgent {
     this.#scheduleConnect(this.#o.random.intBelow(1_000));
   }
 
+  /** Samples the agent dropped since the run started (its buffer bound, AgentCore.telemetrySamplesDropped), over every process. */
+  get telemetrySamplesDropped(): number {
+    return this.#samplesDroppedBefore + (this.core?.telemetrySamplesDropped ?? 0);
+  }
+
+  /** Samples buffered now (waiting for a batch to fill or for a session). */
+  get telemetrySamplesBuffered(): number {
+    return this.core?.telemetrySamplesBuffered ?? 0;
+  }
+
+  /** Samples that were buffered when a process crashed: its buffer is memory, gone with it. */
+  get telemetrySamplesLostInCrashes(): number {
+    return this.#samplesLostInCrashes;
+  }
+
   /** The process dies: no goodbye on the wire; back after downMs. */
   crash(downMs: number): void {
     if (!this.up) return;
     this.#mark();
+    this.#samplesDroppedBefore += this.core?.telemetrySamplesDropped ?? 0;
+    this.#samplesLostInCrashes += this.core?.telemetrySamplesBuffered ?? 0;
     this.up = false;
     this.#world.trace('agent.crash', `${this.deviceId} ${downMs}`);
     this.#cancelConnect();

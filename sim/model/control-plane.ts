@@ -226,7 +226,13 @@ export class ControlPlane {
     const w = this.#w;
     switch (kind) {
       case Report.telemetry:
-        w.counts.telemetry_stored! += 1;
+        // Per sample (command -1): one row. A batch frame (sim/model/telemetry.ts): `command` samples, stored all or none, the first sampled at atMs.
+        if (command < 1) {
+          w.counts.telemetry_stored! += 1;
+          return;
+        }
+        w.counts.telemetry_stored! += command;
+        if (atMs >= 0) w.telemetry.stored(command, atMs);
         return;
       case Report.presenceOnline:
         this.#redeliver(agent, w.presence.linkGateway[agent]!);

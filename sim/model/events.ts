@@ -23,7 +23,8 @@ export const Ev = {
   comeBack: 16, //          a agent, b churn epoch
   // telemetry (sim/model/telemetry.ts)
   telemetryTimer: 20, //    a agent, b boot epoch
-  telemetryAtGateway: 21, // a agent, b sample number, c link, d seq
+  telemetryAtGateway: 21, // a agent, b sample number (batches: frame number), c link, d seq
+  telemetryBatchTimer: 22, // a agent, b batch epoch
   // commands (control-plane.ts, gateway-router.ts, agent-commands.ts, workload.ts)
   commandTick: 30,
   deliveryAtAgent: 31, //   a agent, b command, c link, d seq

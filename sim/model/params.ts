@@ -27,6 +27,8 @@ export interface ModelParams {
   readonly agentSilenceIntervalsMax: number;
   /** Telemetry samples kept while disconnected, oldest dropped first (telemetryBufferMax). */
   readonly telemetryBufferMax: number;
+  /** A batch's first sample waits at most this long for it to fill, when the scenario sets no telemetryBatchDelayMs (agentCoreLimits.telemetryBatchDelayMs). */
+  readonly telemetryBatchDelayMs: number;
   // --- gateway (server/gateway/gateway-core.ts resolveGatewayOptions) ------------------------
   /** No AUTH this long after the challenge: the gateway closes (authTimeoutMs). */
   readonly gatewayAuthTimeoutMs: number;
@@ -70,6 +72,8 @@ export interface ModelParams {
   readonly dispatchServiceMs: number;
   /** A command's turn on the agent's execution lane (journal writes and the kernel call), before any kernel latency fault. */
   readonly executionServiceMs: number;
+  /** Telemetry batches: from the gateway reading a TELEMETRY_BATCH frame to its samples being stored (a frame's cost, whatever its samples). */
+  readonly telemetryFrameServiceMs: number;
 }
 
 export const defaultModelParams: ModelParams = Object.freeze({
@@ -80,6 +84,7 @@ export const defaultModelParams: ModelParams = Object.freeze({
   agentAuthTimeoutMs: 30_000,
   agentSilenceIntervalsMax: 3,
   telemetryBufferMax: 64,
+  telemetryBatchDelayMs: 30_000,
   gatewayAuthTimeoutMs: 10_000,
   gatewaySilenceIntervals: 1.5,
   ackTimeoutMs: 5_000,
@@ -103,6 +108,7 @@ export const defaultModelParams: ModelParams = Object.freeze({
   reportServiceMs: 0,
   dispatchServiceMs: 0,
   executionServiceMs: 0,
+  telemetryFrameServiceMs: 0,
 });
 
 /**

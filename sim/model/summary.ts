@@ -66,6 +66,8 @@ export function modelRunResult(world: ModelWorld, facts: ModelRunFacts): ModelRu
     checkers, violations: facts.violations, otaViolations: facts.ota?.violations ?? [], series: facts.series,
     latencyHistogram: Array.from(latency, (count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),
     latencyMs: world.controlPlane.latencyRecorder.summary(),
+    // Only in batching runs: the model knows a per-sample frame's sampled time only while batching (sim/model/telemetry.ts).
+    ...(world.telemetry.batching ? { telemetryStorageDelayMs: world.telemetry.storageDelay.summary() } : {}),
     // The model refuses a command only while its SQL is down, which the full tier answers with STORE_UNAVAILABLE.
     refusalsByCode: (world.counts.commands_refused ?? 0) > 0 ? { STORE_UNAVAILABLE: world.counts.commands_refused! } : {},
     recentTrace: world.trace.recent(),

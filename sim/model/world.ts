@@ -58,7 +58,7 @@ export interface ModelWorldOptions {
 export const modelCountNames = [
   'commands_accepted', 'commands_refused', 'executions', 'rejections', 'interrupted', 'sessions_ready', 'sessions_closed',
   'agent_crashes', 'churn_leaves', 'gateway_restarts', 'kernel_calls', 'telemetry_sampled', 'telemetry_sent',
-  'telemetry_buffer_dropped', 'telemetry_chain_broken', 'telemetry_lost_bus', 'telemetry_stored', 'events_dead_lettered',
+  'telemetry_frames_sent', 'telemetry_batch_frames_sent', 'telemetry_samples_sent', 'telemetry_buffer_dropped', 'telemetry_chain_broken', 'telemetry_lost_bus', 'telemetry_stored', 'events_dead_lettered',
 ] as const;
 
 export class ModelWorld {
@@ -172,6 +172,7 @@ export class ModelWorld {
       case Ev.comeBack: return presence.onComeBack(a, b);
       case Ev.telemetryTimer: return this.telemetry.onTimer(a, b);
       case Ev.telemetryAtGateway: return this.telemetry.onArrival(a, b, c, d);
+      case Ev.telemetryBatchTimer: return this.telemetry.onBatchTimer(a, b);
       default: return this.#dispatchCommands(kind, a, b, c, d);
     }
   }

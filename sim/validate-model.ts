@@ -59,6 +59,8 @@ export const toleranceReasons = Object.freeze({
   faultRecovery: 'how long agents stay away (from the end of a partition, from the crash of a gateway, whose agents can fail over) and how long unfinished commands stay piled up after a fault, as the area of the excess over the pre-fault level divided by its peak (the mean time away of agents that drop at once): reconnect and retry jitter are drawn by each tier: |diff| <= max(3 samples, 50%)',
   sessions: 'reconnects follow the model\'s own jitter and, with losses, its own silences: |diff| <= max(2, 15%)',
   telemetry: 'samples in flight or buffered across a fault edge, lost on a lossy link (and the next refused by the chain check), or moved by a crash (each tier draws the rebooted agent\'s new telemetry phase itself: one sample either way); per virtual minute: |diff| <= 5% + (3 + crashes) over the run',
+  telemetryFrames: 'telemetry batches (scenario telemetrySamplesPerFrame > 1): a batch goes when full or at its delay, from the same phases and interval in both tiers; a reconnect flushes a partial batch at a time each tier draws, and a crash or a lost frame moves a batch: per virtual minute: |diff| <= 5% + (3 + crashes) over the run, frames and samples sent alike',
+  telemetryDelay: 'a stored sample\'s wait (sampled to stored) is its place in its batch (the same phases and interval in both tiers) plus link delays, drawn separately; a reconnect\'s flush comes at a time each tier draws: |diff| <= max(one telemetry interval, 10%)',
   frames: 'frame counts follow the sessions and the retries; per virtual minute: |diff| <= 10% + 10 over the run',
   otaEnd: 'the rollout\'s end (status, pause reason, wave) follows from the waves (assignWaves over the same device order), the thresholds (decideRollout, the same function) and the bricks, which both tiers draw with the same selector from the same seeded phase, so any run of n devices holds the same number of bricks: exact',
   otaDrawn: 'drawn from the full tier\'s OTA stream with its own selectors, in the order devices take the release, and counted over every execution of the run: exact',
@@ -236,11 +238,36 @@ export function rolloutComparisons(full: RunResult, model: ModelRunResult): Comp
   ];
 }
 
+/** Telemetry batches (only in scenarios that batch, so other validations compare as before): frames, samples, storage delay. */
+export function telemetryBatchComparisons(scenario: Scenario, full: RunResult, model: RunResult): Comparison[] {
+  if ((scenario.telemetrySamplesPerFrame ?? 1) <= 1) return [];
+  const count = (result: RunResult, name: string) => result.counts[name] ?? 0;
+  const perMinute = (result: RunResult, value: number) => Math.round((value / Math.max(1, result.virtualMs)) * 60_000 * 100) / 100;
+  const rate = (name: string) => {
+    const f = perMinute(full, count(full, name));
+    return compare(`${name} per virtual minute`, f, perMinute(model, count(model, name)), perMinute(full, 3 + count(full, 'agent_crashes')) + 0.05 * f, toleranceReasons.telemetryFrames);
+  };
+  const delay = (label: string, get: (p: NonNullable<RunResult['telemetryStorageDelayMs']>) => number | null) => {
+    const f = full.telemetryStorageDelayMs === undefined ? null : get(full.telemetryStorageDelayMs);
+    const m = model.telemetryStorageDelayMs === undefined ? null : get(model.telemetryStorageDelayMs);
+    return compare(`telemetry storage delay ${label} ms`, f, m, Math.max(scenario.telemetryIntervalMs, 0.1 * (f ?? 0)), toleranceReasons.telemetryDelay);
+  };
+  return [
+    rate('telemetry_frames_sent'),
+    rate('telemetry_batch_frames_sent'),
+    rate('telemetry_samples_sent'),
+    delay('p50', (p) => p.p50Ms),
+    delay('p90', (p) => p.p90Ms),
+    delay('p99', (p) => p.p99Ms),
+  ];
+}
+
 /** Every comparison of one full-tier and one model-tier result of the same scenario, seed and fleet. */
 export function compareTiers(scenario: Scenario, safetyMs: number, full: RunResult, model: ModelRunResult): Comparison[] {
   return [
     ...onlineComparisons(full.series, model.series, full.agents),
     ...countComparisons(full, model),
+    ...telemetryBatchComparisons(scenario, full, model),
     ...outcomeComparisons(full, model),
     ...latencyComparisons(full, model),
     ...recoveryComparisons(scenario, safetyMs, full, model),

@@ -50,3 +50,27 @@ describe('scenario command rates', () => {
     }
   });
 });
+
+describe('scenario telemetry batches (issue 17)', () => {
+  const commands = { perAgentHour: 1, ttlMs: 60_000, mix };
+
+  it('takes telemetrySamplesPerFrame 1 to 64 (the protocol\'s bound) and a batch delay with it; absent means one frame per sample', async () => {
+    assert.equal(parseScenario({ ...base, commands }).telemetrySamplesPerFrame, undefined);
+    for (const k of [1, 16, 64]) assert.equal(parseScenario({ ...base, commands, telemetrySamplesPerFrame: k }).telemetrySamplesPerFrame, k);
+    const batched = parseScenario({ ...base, commands, telemetrySamplesPerFrame: 16, telemetryBatchDelayMs: 120_000 });
+    assert.equal(batched.telemetryBatchDelayMs, 120_000);
+    const shipped = await loadScenario(builtinScenarioPath('fast-telemetry-batched'));
+    assert.equal(shipped.telemetrySamplesPerFrame, 16);
+    assert.equal((await loadScenario(builtinScenarioPath('fast-telemetry'))).telemetrySamplesPerFrame, undefined);
+  });
+
+  it('refuses samples per frame outside 1..64 or not an integer, a delay below 1 ms, and a delay without samples per frame, with CLI_INPUT', () => {
+    for (const k of [0, 65, 1.5, -1, '16']) {
+      const error = assertRefused(() => parseScenario({ ...base, commands, telemetrySamplesPerFrame: k }), 'CLI_INPUT');
+      assert.match(error.message, /telemetrySamplesPerFrame/);
+    }
+    assertRefused(() => parseScenario({ ...base, commands, telemetrySamplesPerFrame: 4, telemetryBatchDelayMs: 0 }), 'CLI_INPUT');
+    const alone = assertRefused(() => parseScenario({ ...base, commands, telemetryBatchDelayMs: 1_000 }), 'CLI_INPUT');
+    assert.match(alone.message, /telemetryBatchDelayMs needs telemetrySamplesPerFrame/);
+  });
+});

@@ -19,13 +19,18 @@ export interface SwarmOptions {
   readonly outages?: boolean;
   /** Each run's crypto (default real); the trace hash of a seed is the same with either (sim/model-crypto.ts). */
   readonly crypto?: SimCrypto;
+  /**
+   * Every agent batches telemetry, up to this many samples per frame (the scenario's
+   * telemetrySamplesPerFrame); drawn from no seed, so a seed keeps its fault mix with or without it.
+   */
+  readonly telemetrySamplesPerFrame?: number;
   readonly onResult?: (result: RunResult) => void;
 }
 
 /** Fixed, so that `--scenario swarm:S` reproduces a swarm run from its seed alone. */
 export const swarmLivenessBoundMs = 60_000;
 
-export function swarmScenario(seed: number, options: Pick<SwarmOptions, 'agents' | 'safetyMs' | 'lossy' | 'outages'>): Scenario {
+export function swarmScenario(seed: number, options: Pick<SwarmOptions, 'agents' | 'safetyMs' | 'lossy' | 'outages' | 'telemetrySamplesPerFrame'>): Scenario {
   const random = new SeededRandom(seed);
   const on = () => random.chance(1, 2);
   const gateways = random.intBetween(1, 3);
@@ -56,10 +61,16 @@ export function swarmScenario(seed: number, options: Pick<SwarmOptions, 'agents'
     livenessBoundMs: swarmLivenessBoundMs,
     heartbeatIntervalMs: 10_000,
     telemetryIntervalMs: 30_000,
+    ...(options.telemetrySamplesPerFrame === undefined ? {} : { telemetrySamplesPerFrame: options.telemetrySamplesPerFrame }),
     commands: { perMinute: random.intBetween(10, 200), ttlMs: 600_000, mix: { EXEC_PING_KERNEL: 4, EXEC_GET_STATUS: 2, EXEC_LOCK_SCREEN: 1, EXEC_GET_PROCESS_LIST: 1 } },
     ...(on() ? { churn: { perAgentHour: random.intBetween(1, 60), offlineMsMin: 100, offlineMsMax: random.intBetween(100, 10_000) } } : {}),
     faults,
   }, `swarm seed ${seed}`);
+}
+
+/** `swarm:S[:lossy][:outages][:batchK]`: the scenario reference that reproduces one swarm run (sdc sim --scenario). */
+export function swarmScenarioRef(seed: number, options: Pick<SwarmOptions, 'lossy' | 'outages' | 'telemetrySamplesPerFrame'>): string {
+  return `swarm:${seed}${options.lossy === true ? ':lossy' : ''}${options.outages === true ? ':outages' : ''}${options.telemetrySamplesPerFrame === undefined ? '' : `:batch${options.telemetrySamplesPerFrame}`}`;
 }
 
 /** Runs the swarm one seed at a time (a run is single-threaded); returns every result. */
@@ -68,7 +79,7 @@ export async function runSwarm(options: SwarmOptions): Promise<RunResult[]> {
   for (let i = 0; i < options.runs; i += 1) {
     const seed = options.baseSeed + i;
     const scenario = swarmScenario(seed, options);
-    const result = await runSimulation({ scenario, scenarioRef: `swarm:${seed}${options.lossy === true ? ':lossy' : ''}${options.outages === true ? ':outages' : ''}`, seed, agents: options.agents, safetyMs: options.safetyMs,
+    const result = await runSimulation({ scenario, scenarioRef: swarmScenarioRef(seed, options), seed, agents: options.agents, safetyMs: options.safetyMs,
       ...(options.crypto === undefined ? {} : { crypto: options.crypto }),
     });
     options.onResult?.(result);

@@ -50,9 +50,12 @@ export function parseDurationMs(text: string): number {
 /** A built-in name (`smoke`), `swarm:S[:lossy]`, or a path to a scenario file. */
 async function resolveScenario(ref: string, args: { agents: number | undefined; safetyMs: number | undefined }): Promise<Scenario> {
   const { builtinScenarioPath, loadScenario, swarmScenario } = await simRunners();
-  const swarm = /^swarm:(\d+)(:lossy)?(:outages)?$/.exec(ref);
+  const swarm = /^swarm:(\d+)(:lossy)?(:outages)?(?::batch(\d+))?$/.exec(ref);
   if (swarm !== null) {
-    return swarmScenario(Number(swarm[1]), { agents: args.agents ?? 200, safetyMs: args.safetyMs ?? 60_000, lossy: swarm[2] !== undefined, outages: swarm[3] !== undefined });
+    return swarmScenario(Number(swarm[1]), {
+      agents: args.agents ?? 200, safetyMs: args.safetyMs ?? 60_000, lossy: swarm[2] !== undefined, outages: swarm[3] !== undefined,
+      ...(swarm[4] === undefined ? {} : { telemetrySamplesPerFrame: Number(swarm[4]) }),
+    });
   }
   if (/^[a-z0-9-]+$/.test(ref) && existsSync(builtinScenarioPath(ref))) return loadScenario(builtinScenarioPath(ref));
   return loadScenario(ref);
@@ -153,6 +156,7 @@ async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<numb
   const crypto = cryptoOption(args);
   const lossy = args.values.lossy === true;
   const outages = args.values.outages === true;
+  const batch = args.values['telemetry-samples-per-frame'] === undefined ? undefined : integerOption(args, 'telemetry-samples-per-frame', 1, 1, 64);
   // With --json the lines a reader follows go to stderr and stdout holds only the one JSON object.
   const json = args.values.json === true;
   const say = json ? io.stderr : io.stdout;
@@ -161,7 +165,7 @@ async function runSwarmCommand(args: ParsedCommandArgs, io: CliIo): Promise<numb
   const runsSeen: SwarmRunLine[] = [];
   const { runSwarm } = await simRunners();
   await runSwarm({
-    runs, baseSeed, agents, safetyMs, lossy, outages, crypto,
+    runs, baseSeed, agents, safetyMs, lossy, outages, crypto, ...(batch === undefined ? {} : { telemetrySamplesPerFrame: batch }),
     onResult: (result) => {
       const ok = result.violations.length === 0;
       if (!ok) failures.push(result);
@@ -201,7 +205,7 @@ function refuseOptionsOfOtherModes(args: ParsedCommandArgs): void {
     }
     return;
   }
-  for (const name of ['lossy', 'outages']) {
+  for (const name of ['lossy', 'outages', 'telemetry-samples-per-frame']) {
     if (given(name)) throw new SdcError('CLI_USAGE', `--${name} applies to --swarm only (a single run takes --scenario swarm:S[:lossy][:outages])`);
   }
 }
@@ -281,7 +285,7 @@ export const simCommand: Command = {
   name: 'sim',
   summary: 'Deterministic fleet simulator: real control plane, gateways and agents on virtual time, with invariant checkers',
   usage: '[--tier full|model] [--crypto real|model] [--scenario F] [--agents N] [--duration 1h] [--seed S] [--out DIR] [--json] [--progress] | --validate-model [--scenario F] [--agents N] [--duration D] [--seed S] [--out DIR]'
-    + ' | --swarm K [--agents N] [--duration D] [--seed S] [--crypto real|model] [--lossy] [--outages] [--json]'
+    + ' | --swarm K [--agents N] [--duration D] [--seed S] [--crypto real|model] [--lossy] [--outages] [--telemetry-samples-per-frame K] [--json]'
     + ' | --real https://HOST:PORT --admin NAME (--password-stdin | SDC_PASSWORD=...) --ca FILE [--agents N] [--duration D] [--seed S] [--processes P] [--out DIR]',
   optionHelp: [
     ['--scenario F', 'built-in name (smoke, lossy-network, churn, gateway-restart), swarm:S[:lossy][:outages], or a scenario file (default smoke)'],
@@ -297,6 +301,7 @@ export const simCommand: Command = {
     ['--swarm K', 'run K consecutive seeds with random fault mixes; list failures; exit 1 if any (takes --agents, --duration, --seed, --crypto, --json; --json prints one object with every run\'s seed, trace hash and violations, the lines to stderr)'],
     ['--lossy', 'with --swarm: include in-connection loss, duplication and reordering'],
     ['--outages', 'with --swarm: include bus and SQL outages'],
+    ['--telemetry-samples-per-frame K', 'with --swarm: every agent batches telemetry, up to K (1-64) samples per TELEMETRY_BATCH frame (the scenario field telemetrySamplesPerFrame); reproduce one with --scenario swarm:S[:lossy][:outages]:batchK'],
     ['--real URL', 'run the simulated agents over real WebSocket/TLS against a running `sdc serve` at this control-plane URL (wall time, not reproducible)'],
     ['--admin NAME', 'with --real: the operator account that pairs the agents and sends the commands'],
     ['--password-stdin', 'with --real: read the operator password from the first line of stdin (otherwise from SDC_PASSWORD)'],
@@ -305,7 +310,7 @@ export const simCommand: Command = {
   ],
   options: {
     scenario: { type: 'string' }, agents: { type: 'string' }, duration: { type: 'string' }, seed: { type: 'string' },
-    out: { type: 'string' }, json: { type: 'boolean' }, progress: { type: 'boolean' }, swarm: { type: 'string' }, lossy: { type: 'boolean' }, outages: { type: 'boolean' },
+    out: { type: 'string' }, json: { type: 'boolean' }, progress: { type: 'boolean' }, swarm: { type: 'string' }, lossy: { type: 'boolean' }, outages: { type: 'boolean' }, 'telemetry-samples-per-frame': { type: 'string' },
     real: { type: 'string' }, admin: { type: 'string' }, 'password-stdin': { type: 'boolean' }, ca: { type: 'string' }, processes: { type: 'string' },
     tier: { type: 'string' }, 'validate-model': { type: 'boolean' }, crypto: { type: 'string' },
   },

@@ -56,3 +56,48 @@ describe('model telemetry', () => {
     assert.equal(world.presence.connected, 1, 'one refusal is within the session budget');
   });
 });
+
+describe('model telemetry batches (scenario telemetrySamplesPerFrame)', () => {
+  it('sends a full batch at once as one frame and stores its samples, each with its wait in the buffer', () => {
+    // One sample a second, 4 per frame, a delay longer than a batch takes to fill: every frame is full.
+    const world = startedWorld(testScenario({ agents: 1, telemetryIntervalMs: 1_000, telemetrySamplesPerFrame: 4, telemetryBatchDelayMs: 60_000 }));
+    world.runUntil(20_500);
+    const sampled = world.counts.telemetry_sampled!;
+    assert.ok(sampled >= 19);
+    assert.equal(world.counts.telemetry_frames_sent, Math.floor(sampled / 4));
+    assert.equal(world.counts.telemetry_batch_frames_sent, world.counts.telemetry_frames_sent);
+    assert.equal(world.counts.telemetry_samples_sent, 4 * world.counts.telemetry_frames_sent!);
+    assert.equal(world.counts.telemetry_stored, world.counts.telemetry_samples_sent, 'the samples are rows, not the frames');
+    // In each frame the samples waited 3, 2, 1 and 0 intervals, plus one 5 ms link.
+    const delay = world.telemetry.storageDelay.summary();
+    assert.equal(delay.count, world.counts.telemetry_stored);
+    assert.equal(delay.maxMs, 3_005);
+  });
+
+  it('sends a partial batch after the batch delay, and flushes the buffer in frames of up to K at the next AUTH_ACK', () => {
+    const world = startedWorld(testScenario({ agents: 1, telemetryIntervalMs: 1_000, telemetrySamplesPerFrame: 8, telemetryBatchDelayMs: 2_500 }));
+    world.runUntil(10_000);
+    // The delay fires before 8 samples gather: frames of 3 samples (or 2 around the first).
+    assert.ok(world.counts.telemetry_frames_sent! >= 2);
+    assert.ok(world.counts.telemetry_samples_sent! > world.counts.telemetry_frames_sent!);
+    assert.ok(world.telemetry.storageDelay.summary().maxMs! <= 2_500 + 5);
+    const framesBefore = world.counts.telemetry_frames_sent!;
+    const samplesBefore = world.counts.telemetry_samples_sent!;
+    world.presence.leave(0, 20_000);
+    world.runUntil(31_000);
+    // Away 20 s: about 20 samples buffered, flushed at AUTH_ACK as frames of 8, 8 and the rest.
+    const flushed = world.counts.telemetry_samples_sent! - samplesBefore;
+    assert.ok(flushed >= 18);
+    assert.ok(world.counts.telemetry_frames_sent! - framesBefore >= 3 && world.counts.telemetry_frames_sent! - framesBefore <= 4);
+    world.runUntil(31_100);
+    assert.equal(world.counts.telemetry_stored, world.counts.telemetry_samples_sent);
+  });
+
+  it('without telemetrySamplesPerFrame sends one frame per sample (frames = samples) and reports no storage delay', () => {
+    const world = startedWorld(testScenario({ agents: 3, telemetryIntervalMs: 1_000 }));
+    world.runUntil(10_000);
+    assert.equal(world.counts.telemetry_frames_sent, world.counts.telemetry_samples_sent);
+    assert.equal(world.counts.telemetry_batch_frames_sent, 0);
+    assert.equal(world.telemetry.batching, false);
+  });
+});

@@ -61,7 +61,7 @@ export function modelRunResult(world: ModelWorld, facts: ModelRunFacts): ModelRu
     traceHash: world.trace.digest(), traceEvents: world.trace.events, modelEvents: world.trace.events,
     agents: world.agents, gateways: world.gateways, safetyMs: facts.safetyMs, livenessBoundMs: world.scenario.livenessBoundMs,
     convergedAfterMs: facts.convergedAfterMs, virtualMs: world.nowMs, wallMs: facts.wallMs, peakRssBytes: facts.peakRssBytes,
-    counts: { ...world.counts, frames_checked: world.network.stats.sent },
+    counts: { ...world.counts, frames_checked: world.network.stats.sent, telemetry_samples_buffered_end: world.telemetry.bufferedTotal() },
     commandsByState: commandsByState(world), outcomesByCode: world.controlPlane.outcomesByCode(), network: { ...world.network.stats },
     checkers, violations: facts.violations, otaViolations: facts.ota?.violations ?? [], series: facts.series,
     latencyHistogram: Array.from(latency, (count, i) => ({ le_ms: latencyBucketsMs[i] ?? null, count })),

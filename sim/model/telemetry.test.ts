@@ -68,6 +68,7 @@ describe('model telemetry batches (scenario telemetrySamplesPerFrame)', () => {
     assert.equal(world.counts.telemetry_batch_frames_sent, world.counts.telemetry_frames_sent);
     assert.equal(world.counts.telemetry_samples_sent, 4 * world.counts.telemetry_frames_sent!);
     assert.equal(world.counts.telemetry_stored, world.counts.telemetry_samples_sent, 'the samples are rows, not the frames');
+    assert.equal(world.telemetry.bufferedTotal(), sampled - world.counts.telemetry_samples_sent!, 'the rest waits in the buffer');
     // In each frame the samples waited 3, 2, 1 and 0 intervals, plus one 5 ms link.
     const delay = world.telemetry.storageDelay.summary();
     assert.equal(delay.count, world.counts.telemetry_stored);

@@ -79,6 +79,13 @@ export class Telemetry {
     this.#ringSamples = new Uint8Array(agents * this.#ringSize);
   }
 
+  /** Samples buffered in the agents now (the full tier's telemetry_samples_buffered_end at the end of a run). */
+  bufferedTotal(): number {
+    let total = 0;
+    for (let agent = 0; agent < this.#buffered.length; agent += 1) total += this.#buffered[agent]!;
+    return total;
+  }
+
   get batching(): boolean {
     return this.#perFrame > 1;
   }

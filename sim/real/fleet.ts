@@ -70,6 +70,8 @@ export async function startFleet(options: StartFleetOptions): Promise<WorkerPool
   const pool = new WorkerPool({ processes: options.processes, onViolation: (message) => options.violations.add('at_most_once', message) });
   pool.start(options.agents, {
     telemetryIntervalMs: scenario.telemetryIntervalMs,
+    ...(scenario.telemetrySamplesPerFrame === undefined ? {} : { telemetrySamplesPerFrameMax: scenario.telemetrySamplesPerFrame }),
+    ...(scenario.telemetryBatchDelayMs === undefined ? {} : { telemetryBatchDelayMs: scenario.telemetryBatchDelayMs }),
     ...(scenario.faults.kernelErrors ? { kernelErrors: scenario.faults.kernelErrors } : {}),
     ...options.chaosSettings,
   });

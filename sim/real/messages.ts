@@ -24,6 +24,9 @@ export interface WorkerAgentSpec {
 
 export interface WorkerSettings {
   readonly telemetryIntervalMs: number;
+  /** Telemetry batches (the scenario's telemetrySamplesPerFrame and telemetryBatchDelayMs, AgentCoreOptions); absent: one TELEMETRY per sample. */
+  readonly telemetrySamplesPerFrameMax?: number;
+  readonly telemetryBatchDelayMs?: number;
   /** The agents' reconnect backoff ceiling (default 8 s). */
   readonly backoffMaxMs?: number;
   readonly kernelErrors?: { readonly ratio: { readonly numerator: number; readonly denominator: number }; readonly status: 'BUSY' | 'IO_ERROR' };

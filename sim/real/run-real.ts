@@ -20,8 +20,9 @@ import type { WorkerPool } from './worker-pool.js';
  * synthetic telemetry and the mock kernel) over real WebSocket/TLS against a running `sdc serve`,
  * spread over child processes. Time is the wall clock, so a run is not reproducible; the seed
  * still fixes the fleet (per-agent PRNGs, start spread, clock skew), the command targets, mix and
- * gaps. Only the scenario's fleet, telemetry interval, command rate/mix/TTL, kernel errors and
- * clock skew apply: link and store faults need the in-process world.
+ * gaps. Only the scenario's fleet, telemetry interval and batches (telemetrySamplesPerFrame,
+ * telemetryBatchDelayMs), command rate/mix/TTL, kernel errors and clock skew apply: link and
+ * store faults need the in-process world.
  */
 export interface RealRunOptions {
   /** Control plane base URL, https://HOST:PORT. */

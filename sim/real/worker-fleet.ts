@@ -169,6 +169,8 @@ export class WorkerFleet {
         // sockets measured a path no deployed agent takes (15 % of a gateway's busy time, docs/benchmarks.md).
         sessionCrypto: createNodeSessionKeyCrypto(),
         telemetrySource: createSyntheticMetricsSource({ random: random.fork() }), telemetryIntervalMs: settings.telemetryIntervalMs,
+        ...(settings.telemetrySamplesPerFrameMax === undefined ? {} : { telemetrySamplesPerFrameMax: settings.telemetrySamplesPerFrameMax }),
+        ...(settings.telemetryBatchDelayMs === undefined ? {} : { telemetryBatchDelayMs: settings.telemetryBatchDelayMs }),
         agentVersion: 'sim-real/1', onEvent: (event) => { this.#onEvent(agent, event); this.#onAgentEvent?.(deviceId, event); },
         ...(ota === undefined ? {} : { onOtaNotice: (notice: Parameters<WorkerOta['runner']['onNotice']>[0]) => ota.runner.onNotice(notice) }),
       });

@@ -4,6 +4,7 @@ import { commandLimits, redispatchIntervalMsDefault } from '../../server/control
 import { resolveGatewayOptions } from '../../server/gateway/gateway-core.js';
 import { presenceTtlMs } from '../../server/gateway/presence.js';
 import { aliveTtlMs } from '../../server/gateway/peer-watch.js';
+import { agentCoreLimits } from '../../agent/agent-core.js';
 import { defaultModelParams } from './params.js';
 
 // The model copies the real code's timers and bounds; this pins the ones the real code exports, so a change there fails here.
@@ -36,5 +37,11 @@ describe('model parameters', () => {
     assert.equal(defaultModelParams.reportServiceMs, 0);
     assert.equal(defaultModelParams.dispatchServiceMs, 0);
     assert.equal(defaultModelParams.executionServiceMs, 0);
+    assert.equal(defaultModelParams.telemetryFrameServiceMs, 0);
+  });
+
+  it('are the agent core\'s telemetry bounds: its buffer and its batch delay', () => {
+    assert.equal(defaultModelParams.telemetryBufferMax, agentCoreLimits.telemetryBufferMax);
+    assert.equal(defaultModelParams.telemetryBatchDelayMs, agentCoreLimits.telemetryBatchDelayMs);
   });
 });

@@ -113,4 +113,10 @@ describe('TELEMETRY_BATCH through gateway, bus and writer', () => {
       });
     });
   }
+
+  it('refuses a telemetrySamplesPerFrameMax outside 0..the protocol bound (GATEWAY_INVALID_ARGUMENT)', () => {
+    for (const bad of [-1, 1.5, telemetryBatchLimits.samplesPerFrameMax + 1]) {
+      assert.throws(() => makeCore(stores, { telemetrySamplesPerFrameMax: bad }), { code: 'GATEWAY_INVALID_ARGUMENT' }, String(bad));
+    }
+  });
 });

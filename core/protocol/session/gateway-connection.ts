@@ -67,10 +67,12 @@ export class GatewayConnection extends ConnectionCore {
   #clockOffsetMs = 0;
   /** The agent announced `trace_context` in AUTH: its deliveries may carry a traceparent (an older agent's schema would refuse one). */
   #traceContext = false;
-  /** What this gateway would accept per TELEMETRY_BATCH (0: none). */
-  readonly #samplesPerFrameOffered: number;
-  /** What it announced to this session in AUTH_ACK (0 until then, and when it announced nothing): the bound each batch is held to. */
-  #samplesPerFrameAnnounced = 0;
+  /**
+   * Samples per TELEMETRY_BATCH: what this gateway would accept until AUTH, then what it announced
+   * to this session in AUTH_ACK (0 when it announced nothing), the bound each batch is held to.
+   * One field, not two: a gateway holds one connection per session (no batch can arrive before AUTH).
+   */
+  #samplesPerFrameMax: number;
 
   constructor(options: GatewayConnectionOptions) {
     super({ ...options, frameIdPrefix: 'g' });
@@ -85,7 +87,7 @@ export class GatewayConnection extends ConnectionCore {
     if (!Number.isSafeInteger(samplesMax) || samplesMax < 0 || samplesMax > telemetryBatchLimits.samplesPerFrameMax) {
       throw new SdcError('PROTO_INVALID_ARGUMENT', `telemetrySamplesPerFrameMax must be an integer from 0 to ${telemetryBatchLimits.samplesPerFrameMax}`);
     }
-    this.#samplesPerFrameOffered = samplesMax;
+    this.#samplesPerFrameMax = samplesMax;
     this.sessionId = options.sessionId;
   }
 
@@ -147,12 +149,12 @@ export class GatewayConnection extends ConnectionCore {
       this.applyEvent('auth_ok', nowMs);
       this.#traceContext = auth.trace_context === true;
       // Batches only under the MAC, and announced only to an agent that said it reads the member (an older agent's schema refuses it).
-      this.#samplesPerFrameAnnounced = macKeys !== undefined && auth.telemetry_batch === true ? this.#samplesPerFrameOffered : 0;
+      if (macKeys === undefined || auth.telemetry_batch !== true) this.#samplesPerFrameMax = 0;
       this.sendFrame('AUTH_ACK', {
         session_id: this.sessionId, session_token: this.#sessionToken,
         heartbeat_interval_ms: this.#heartbeatIntervalMs, seq_start: message.envelope.seq + 1, server_time_ms: nowMs,
         clock_offset_ms: this.#clockOffsetMs, ...(ownPublicKey === undefined ? {} : { x25519_pub: ownPublicKey }),
-        ...(this.#samplesPerFrameAnnounced === 0 ? {} : { telemetry_samples_max: this.#samplesPerFrameAnnounced }),
+        ...(this.#samplesPerFrameMax === 0 ? {} : { telemetry_samples_max: this.#samplesPerFrameMax }),
       }, nowMs);
       // After AUTH_ACK, which is signed: the agent learns our key from it before any MAC'd frame.
       this.macKeys = macKeys;
@@ -200,10 +202,10 @@ export class GatewayConnection extends ConnectionCore {
   #checkBatch(body: MessageBody<'TELEMETRY_BATCH'>): SdcError | undefined {
     const samples = body.samples;
     let refusal: SdcError | undefined;
-    if (samples.length > this.#samplesPerFrameAnnounced) {
-      refusal = new SdcError('PROTO_TELEMETRY_BATCH_TOO_LARGE', this.#samplesPerFrameAnnounced === 0
+    if (samples.length > this.#samplesPerFrameMax) {
+      refusal = new SdcError('PROTO_TELEMETRY_BATCH_TOO_LARGE', this.#samplesPerFrameMax === 0
         ? 'this gateway announced no telemetry batches to this session'
-        : `TELEMETRY_BATCH has ${samples.length} samples; this session was announced at most ${this.#samplesPerFrameAnnounced}`, { samplesMax: this.#samplesPerFrameAnnounced });
+        : `TELEMETRY_BATCH has ${samples.length} samples; this session was announced at most ${this.#samplesPerFrameMax}`, { samplesMax: this.#samplesPerFrameMax });
     } else {
       for (let index = 1; index < samples.length; index += 1) {
         if (samples[index]!.sampled_at < samples[index - 1]!.sampled_at) {

@@ -91,3 +91,94 @@ describe('TelemetryRowWriter', () => {
     assert.equal(statements.flat().filter((d) => d.startsWith('over')).length, 0);
   });
 });
+
+/** INSERTs that wait until the test releases them, each with the devices of its rows, in the order they started. */
+function heldDb(): { db: SqlDatabase; held: Array<{ devices: string[]; release(fail?: boolean): void }>; running: () => number; maxRunning: () => number } {
+  const held: Array<{ devices: string[]; release(fail?: boolean): void }> = [];
+  let running = 0;
+  let maxRunning = 0;
+  const execute = (_sql: string, params: readonly SqlValue[] = []): Promise<ExecuteResult> => new Promise((resolve, reject) => {
+    const devices = params.filter((_, i) => i % 4 === 0) as string[];
+    running += 1;
+    maxRunning = Math.max(maxRunning, running);
+    held.push({
+      devices,
+      release(fail = false) {
+        running -= 1;
+        if (fail) reject(new SdcError('STORE_UNAVAILABLE', 'connection lost'));
+        else resolve({ changes: devices.length });
+      },
+    });
+  });
+  const db: SqlDatabase = {
+    dialect: 'sqlite', query: async () => [], execute, transaction: (fn) => fn(withOneByOneBatches({ dialect: 'sqlite', query: async () => [], execute })), close: async () => undefined,
+  };
+  return { db, held, running: () => running, maxRunning: () => maxRunning };
+}
+
+const turns = async (count = 20) => {
+  for (let i = 0; i < count; i++) await Promise.resolve();
+};
+
+describe('TelemetryRowWriter: several INSERTs in flight', () => {
+  const frameRows = 32;
+  const frame = (name: string) => Array.from({ length: frameRows }, (_, i) => row(name, i));
+  const framesPerInsert = telemetryRowLimits.rowsPerInsertMax / frameRows;
+
+  it(`runs at most insertsInFlightMax (${telemetryRowLimits.insertsInFlightMax}) at once, a second one only for a full batch`, async () => {
+    const { db, held, running, maxRunning } = heldDb();
+    const writer = new TelemetryRowWriter(db);
+    // One frame alone: its INSERT goes; the frames that come while it runs wait for a full batch.
+    const first = writer.addFrame(frame('f0'));
+    await turns();
+    assert.equal(running(), 1);
+    const tickets = [first];
+    for (let i = 1; i < framesPerInsert; i += 1) tickets.push(writer.addFrame(frame(`f${i}`)));
+    await turns();
+    assert.equal(running(), 1, 'a batch that can still take rows waits while an INSERT is in flight');
+    // Enough full batches for more than the bound, and a partial one after them.
+    const more = (telemetryRowLimits.insertsInFlightMax + 2) * framesPerInsert;
+    for (let i = framesPerInsert; i < framesPerInsert + more; i += 1) tickets.push(writer.addFrame(frame(`f${i}`)));
+    await turns();
+    assert.equal(running(), telemetryRowLimits.insertsInFlightMax);
+    assert.equal(writer.insertsInFlight, telemetryRowLimits.insertsInFlightMax);
+    while (running() > 0) {
+      held.find((insert, index) => index >= held.length - running())!.release();
+      await turns();
+      assert.ok(running() <= telemetryRowLimits.insertsInFlightMax);
+    }
+    const outcomes = await Promise.all(tickets.map(async (ticket) => (await ticket.failures)?.has(ticket.index) === true));
+    assert.ok(outcomes.every((failed) => !failed));
+    assert.equal(maxRunning(), telemetryRowLimits.insertsInFlightMax);
+    assert.equal(held.flatMap((insert) => insert.devices).length, tickets.length * frameRows, 'every row once');
+    assert.ok(held.every((insert) => insert.devices.length <= telemetryRowLimits.rowsPerInsertMax));
+  });
+
+  it('a failed INSERT fails only the frames it held, while another INSERT in flight ends first and stores its own', async () => {
+    const { db, held } = heldDb();
+    const writer = new TelemetryRowWriter(db);
+    const tickets = Array.from({ length: 2 * framesPerInsert + 1 }, (_, i) => writer.addFrame(frame(`f${i}`)));
+    await turns();
+    // Two full batches at once; the last frame's batch is not full and waits.
+    assert.deepEqual(held.map((insert) => insert.devices.length), [telemetryRowLimits.rowsPerInsertMax, telemetryRowLimits.rowsPerInsertMax]);
+    const settled = new Set<number>();
+    tickets.forEach((ticket, i) => { void ticket.failures.then(() => settled.add(i)); });
+    // The second ends first: its frames are done, the first's still wait.
+    held[1]!.release();
+    await turns();
+    assert.deepEqual([...settled].sort((a, b) => a - b), Array.from({ length: framesPerInsert }, (_, i) => framesPerInsert + i));
+    // The first fails, and so does each of its frames on its own.
+    held[0]!.release(true);
+    for (let i = 0; i < framesPerInsert; i += 1) {
+      await turns();
+      assert.deepEqual(held.at(-1)!.devices, frame(`f${i}`).map((r) => r.deviceId));
+      held.at(-1)!.release(true);
+    }
+    await turns();
+    // Then the waiting batch goes.
+    assert.deepEqual(held.at(-1)!.devices, frame(`f${2 * framesPerInsert}`).map((r) => r.deviceId));
+    held.at(-1)!.release();
+    const failed = await Promise.all(tickets.map(async (ticket) => (await ticket.failures)?.has(ticket.index) === true));
+    assert.deepEqual(failed.map((f, i) => (f ? i : -1)).filter((i) => i >= 0), Array.from({ length: framesPerInsert }, (_, i) => i));
+  });
+});

@@ -13,6 +13,18 @@ export const telemetryRowLimits = Object.freeze({
   rowsPerInsertMax: 512,
   /** Rows waiting for the next INSERT: beyond it insert() refuses (STORE_LIMIT) and the entry is retried. */
   waitingMax: 20_000,
+  /**
+   * INSERTs in flight at once. The first always goes; another starts only for a full batch (one
+   * that cannot take the next group), so at light load the writer sends the same few, large
+   * statements as with one in flight, and with a backlog the real stores' round trips overlap
+   * instead of adding up (issue 17: with one INSERT in flight the Redis + MariaDB ingest kept
+   * its window full at 0.66-0.94 cores; docs/benchmarks.md, 5 December afternoon). Each INSERT
+   * holds a pooled connection (mysql2's default pool is 10, shared with the other handlers), and
+   * the rows they hold are within waitingMax. A device's rows never race each other: the telemetry
+   * consumer handles a device's entries one after another, each after the previous one's rows
+   * were stored (and the rows carry their own sampled_at anyway).
+   */
+  insertsInFlightMax: 4,
 });
 
 /**
@@ -55,7 +67,11 @@ function newBatch(): Batch {
  * per sample was most of the writer's SQL cost). Each caller still awaits its own rows, so the
  * stream entry is acked only after its rows are stored. When a multi-row INSERT fails, its groups
  * are tried one by one, so one bad row cannot fail the samples that shared its statement. The
- * first flush is a microtask: no timer, no added latency, and virtual time is untouched.
+ * first flush is a microtask: no timer, no added latency, and virtual time is untouched. With a
+ * backlog of full batches, up to insertsInFlightMax INSERTs run at once; each batch settles its
+ * own callers when its own INSERT is done, so an entry is never acked before its rows are stored,
+ * whichever INSERT finishes first, and a failed INSERT fails (and gets redelivered) only the
+ * entries whose rows it held.
  *
  * A group is the rows of one stream entry: one sample (`add`), or every sample of a
  * TELEMETRY_BATCH frame (`addFrame`). A group is never split across INSERTs and is retried as one
@@ -69,10 +85,16 @@ export class TelemetryRowWriter {
   /** Rows waiting for an INSERT, in order, each batch at most rowsPerInsertMax rows (only the last one takes more). */
   #batches: Batch[] = [];
   #waitingRows = 0;
-  #writing = false;
+  /** INSERTs in flight (at most insertsInFlightMax), and whether a start is already queued for the next microtask. */
+  #writing = 0;
   #flushQueued = false;
 
   constructor(private readonly db: SqlDatabase) {}
+
+  /** INSERTs in flight now (at most telemetryRowLimits.insertsInFlightMax). */
+  get insertsInFlight(): number {
+    return this.#writing;
+  }
 
   /** Stores the row with the others of its INSERT; resolves once it is stored, or rejects with its own error. */
   async insert(row: TelemetryRow): Promise<void> {
@@ -103,24 +125,37 @@ export class TelemetryRowWriter {
     const index = batch.groups.push(rows) - 1;
     batch.rowCount += rows.length;
     this.#waitingRows += rows.length;
-    if (!this.#writing && !this.#flushQueued) {
+    if (!this.#flushQueued && this.#mayStart()) {
       this.#flushQueued = true;
-      queueMicrotask(() => { void this.#flush(); });
+      queueMicrotask(() => { this.#flushQueued = false; this.#startReady(); });
     }
     return { failures: batch.failures, index };
   }
 
-  async #flush(): Promise<void> {
-    this.#flushQueued = false;
-    if (this.#writing) return;
-    this.#writing = true;
-    try {
-      for (let batch = this.#batches.shift(); batch !== undefined; batch = this.#batches.shift()) {
-        this.#waitingRows -= batch.rowCount;
-        batch.settle(await this.#write(batch.groups));
-      }
-    } finally {
-      this.#writing = false;
+  /**
+   * Whether the oldest waiting batch may go now: always when no INSERT is in flight (the first
+   * flush is a microtask, so the rows added in the same turn join it), else only when it is full
+   * (a later batch was opened behind it, or it is at rowsPerInsertMax) and fewer than
+   * insertsInFlightMax INSERTs are in flight.
+   */
+  #mayStart(): boolean {
+    const head = this.#batches[0];
+    if (head === undefined) return false;
+    if (this.#writing === 0) return true;
+    return this.#writing < telemetryRowLimits.insertsInFlightMax && (this.#batches.length > 1 || head.rowCount >= telemetryRowLimits.rowsPerInsertMax);
+  }
+
+  /** Starts every batch that may go now, oldest first. */
+  #startReady(): void {
+    while (this.#mayStart()) {
+      const batch = this.#batches.shift()!;
+      this.#waitingRows -= batch.rowCount;
+      this.#writing += 1;
+      void this.#write(batch.groups).then((failures) => {
+        this.#writing -= 1;
+        batch.settle(failures);
+        this.#startReady();
+      });
     }
   }
 

@@ -134,12 +134,12 @@ function decodeGatewayCheckedFrame(frameText: string): SignedEnvelope {
   return parseSignedEnvelope(value);
 }
 
-/** The frame is of `type` and from `deviceId` (the entry's device): PROTO_SCHEMA_INVALID or COMMAND_DEVICE_MISMATCH otherwise. */
 /** A telemetry entry's frame after DeviceService.telemetryFrame's checks: one sample, or a batch of them. */
 export type TelemetryFrame =
   | { envelope: SignedEnvelope; type: 'TELEMETRY'; body: MessageBody<'TELEMETRY'> }
   | { envelope: SignedEnvelope; type: 'TELEMETRY_BATCH'; body: MessageBody<'TELEMETRY_BATCH'> };
 
+/** The frame is of `type` and from `deviceId` (the entry's device): PROTO_SCHEMA_INVALID or COMMAND_DEVICE_MISMATCH otherwise. */
 function checkFrameAddress(envelope: SignedEnvelope, deviceId: string, type: MessageType): void {
   if (envelope.type !== type) throw new SdcError('PROTO_SCHEMA_INVALID', `frame is ${envelope.type}, expected ${type}`);
   if (envelope.device_id !== deviceId) throw new SdcError('COMMAND_DEVICE_MISMATCH', `frame is from ${envelope.device_id}, entry names ${deviceId}`);

@@ -107,7 +107,26 @@ export interface WorkerStatus {
   readonly rejections: number;
   readonly kernelCalls: number;
   readonly violations: number;
+  /**
+   * Telemetry as the in-process full tier counts it (sim/telemetry-tally.ts), read as frames leave
+   * this worker's agents: TELEMETRY and TELEMETRY_BATCH frames, of them batches, and their samples.
+   */
+  readonly telemetryFramesSent: number;
+  readonly telemetryBatchFramesSent: number;
+  readonly telemetrySamplesSent: number;
+  /** Samples in the agents' buffers now (a batch filling, or kept while disconnected). */
+  readonly telemetrySamplesBuffered: number;
+  /** Samples the agents dropped past their buffer bound (AgentCore.telemetrySamplesDropped). */
+  readonly telemetrySamplesDropped: number;
 }
+
+/** Every counter of WorkerStatus, for the sums over workers (worker-pool.ts). */
+export const workerStatusKeys = [
+  'agents', 'started', 'connected', 'sessionsReady', 'sessionsClosed', 'executions', 'rejections', 'kernelCalls', 'violations',
+  'telemetryFramesSent', 'telemetryBatchFramesSent', 'telemetrySamplesSent', 'telemetrySamplesBuffered', 'telemetrySamplesDropped',
+] as const satisfies ReadonlyArray<keyof WorkerStatus>;
+/** Type-checks only while workerStatusKeys names every counter of WorkerStatus (one added there and not here would not be summed). */
+export const workerStatusKeysComplete: [Exclude<keyof WorkerStatus, (typeof workerStatusKeys)[number]>] extends [never] ? true : never = true;
 
 export type WorkerMessage =
   | { readonly type: 'status'; readonly status: WorkerStatus }
@@ -119,7 +138,8 @@ export type WorkerMessage =
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'device_facts'; readonly items: readonly DeviceFacts[] }
   | { readonly type: 'ota_facts'; readonly items: readonly OtaDeviceFacts[] }
-  | { readonly type: 'stopped' };
+  /** The agents are stopped: their counters are final (telemetry still buffered stays counted as buffered). */
+  | { readonly type: 'stopped'; readonly status: WorkerStatus };
 
 export function* chunks<T>(items: readonly T[], size = ipcChunkItemsMax): Generator<T[]> {
   for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);

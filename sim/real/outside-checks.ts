@@ -15,6 +15,11 @@ const deviceResultStates: readonly CommandState[] = ['succeeded', 'failed', 'rej
 const presenceAttemptsMax = 5;
 const presenceRetryMs = 1_000;
 const devicePagesMax = 10_000;
+/** The writer stores what reached the bus a moment after the agents stopped: a few looks, as for presence. */
+const storedTelemetryAttemptsMax = 5;
+const storedTelemetryRetryMs = 1_000;
+/** Pages of one device's telemetry read at most (500 rows each: 5,000,000 rows, above any retention). */
+const telemetryPagesMax = 10_000;
 
 export interface CommandRecord {
   id: string;
@@ -109,4 +114,51 @@ async function onlineAtControlPlane(api: OperatorApi, ours: ReadonlySet<string>)
     if (!cursor) break;
   }
   return online;
+}
+
+/**
+ * Step, after the agents stopped: the telemetry rows the control plane holds for the run's devices
+ * (GET /v1/devices/{id}/telemetry, paged; the devices are this run's own, so every row is one of
+ * its samples). The writer stores a sample a moment after its frame reached the gateway, so it
+ * looks up to storedTelemetryAttemptsMax times, 1 s apart, until the rows reach `samplesSent`; a
+ * sample lost on the way (a store or gateway fault) leaves fewer, and the last look is answered.
+ * Not a checker: the full tier does not judge telemetry either (docs/simulation.md).
+ */
+export async function readStoredTelemetry(api: OperatorApi, deviceIds: readonly string[], samplesSent: number): Promise<number> {
+  let stored = 0;
+  for (let attempt = 1; attempt <= storedTelemetryAttemptsMax; attempt += 1) {
+    stored = 0;
+    await forEachBounded(deviceIds, readBackConcurrency, async (id) => {
+      // Read first, then added: `stored += await ...` would add to the value read before the await.
+      const rows = await deviceTelemetryRows(api, id);
+      stored += rows;
+    });
+    if (stored >= samplesSent || attempt === storedTelemetryAttemptsMax) break;
+    await sleep(storedTelemetryRetryMs);
+  }
+  return stored;
+}
+
+/** One device's telemetry rows, newest first in pages of 500: each next page ends at the oldest time of the last (rows at that time counted once). */
+async function deviceTelemetryRows(api: OperatorApi, deviceId: string): Promise<number> {
+  const pageRows = 500;
+  let rows = 0;
+  let toMs: number | undefined;
+  for (let page = 0; page < telemetryPagesMax; page += 1) {
+    const answer = await api.call<{ items: Array<{ ts_ms: number }> }>('GET', `/v1/devices/${encodeURIComponent(deviceId)}/telemetry?limit=${pageRows}${toMs === undefined ? '' : `&to_ms=${toMs}`}`);
+    if (answer.items.length < pageRows) return rows + answer.items.length;
+    const oldestMs = answer.items.at(-1)!.ts_ms;
+    const newer = answer.items.filter((item) => item.ts_ms > oldestMs).length;
+    // A full page of one time cannot be paged by time: counted, and the next page starts before it
+    // (rows of that time past the page would be missed; a device samples a second or more apart).
+    if (newer === 0) {
+      rows += answer.items.length;
+      if (oldestMs === 0) return rows;
+      toMs = oldestMs - 1;
+    } else {
+      rows += newer;
+      toMs = oldestMs;
+    }
+  }
+  return rows;
 }

@@ -10,7 +10,7 @@ import { AcceptedCommands, drainCommands, runCommandSchedule, startSeries, type 
 import { pairFleet, planFleet, startFleet } from './fleet.js';
 import { openLiveStates, type LiveStates } from './live-states.js';
 import { logInOperator, type OperatorApi, type OperatorLogin } from './operator-api.js';
-import { checkAuditChain, checkCommandRecords, checkPresenceAgreement, readBackCommands, type LatencyHistogram } from './outside-checks.js';
+import { checkAuditChain, checkCommandRecords, checkPresenceAgreement, readBackCommands, readStoredTelemetry, type LatencyHistogram } from './outside-checks.js';
 import { ViolationLog, type RealCheckerName, type RealViolation } from './violations.js';
 import type { ChaosWorkerSettings, WorkerAgentSpec, WorkerStatus } from './messages.js';
 import type { WorkerPool } from './worker-pool.js';
@@ -158,7 +158,7 @@ async function withWorkDir<T>(outDir: string | undefined, run: (workDir: string)
   }
 }
 
-/** Steps: plan, pair and start the fleet, then the commands and the checks. Owns the worker pool. */
+/** Steps: plan, pair and start the fleet, then the commands, the checks and the telemetry counts. Owns the worker pool. */
 async function runFleet(plan: RunPlan, api: OperatorApi, live: LiveStates, workDir: string): Promise<RealRunResult> {
   const { options, agentCount, progress } = plan;
   const agents = planFleet({ seed: options.seed, agentCount, scenario: options.scenario, random: plan.random.agents, workDir });
@@ -169,8 +169,10 @@ async function runFleet(plan: RunPlan, api: OperatorApi, live: LiveStates, workD
   try {
     const onlineAfterMs = systemClock.nowMs() - plan.wallStartMs;
     progress(`${agentCount} agents online over ${plan.processes} processes`);
-    const run = await commandsAndChecks(plan, api, live, pool, agents.map((a) => a.deviceId));
-    return resultOf(plan, api, { ...run, pairingMs, onlineAfterMs });
+    const deviceIds = agents.map((a) => a.deviceId);
+    const run = await commandsAndChecks(plan, api, live, pool, deviceIds);
+    const telemetry = await telemetryAtEnd(api, pool, deviceIds);
+    return resultOf(plan, api, { ...run, pairingMs, onlineAfterMs, telemetry });
   } finally {
     await pool.stop();
   }
@@ -184,6 +186,22 @@ interface RunFindings {
   readonly latencyHistogram: LatencyHistogram;
   readonly online: { readonly agents: number; readonly controlPlane: number };
   readonly status: WorkerStatus;
+}
+
+/**
+ * Step, after the checks: the agents stop (their counters final, nothing sent after), then the
+ * rows the control plane stored for them. The same counts as the in-process full tier's
+ * (sim/run.ts countTelemetry): frames and samples as they left the agents, rows stored, samples
+ * still buffered at the end, dropped past the agents' buffer bound, and lost with a killed worker.
+ */
+async function telemetryAtEnd(api: OperatorApi, pool: WorkerPool, deviceIds: readonly string[]): Promise<Record<string, number>> {
+  const final = await pool.stop();
+  return {
+    telemetry_frames_sent: final.telemetryFramesSent, telemetry_batch_frames_sent: final.telemetryBatchFramesSent,
+    telemetry_samples_sent: final.telemetrySamplesSent, telemetry_stored: await readStoredTelemetry(api, deviceIds, final.telemetrySamplesSent),
+    telemetry_samples_buffered_end: final.telemetrySamplesBuffered, telemetry_samples_dropped: final.telemetrySamplesDropped,
+    telemetry_samples_lost_in_crashes: pool.telemetrySamplesLostInCrashes(),
+  };
 }
 
 /** Steps: the command phase, then the checks from outside. */
@@ -216,7 +234,7 @@ async function commandPhase(plan: RunPlan, api: OperatorApi, live: LiveStates, p
   }
 }
 
-function resultOf(plan: RunPlan, api: OperatorApi, found: RunFindings & { pairingMs: number; onlineAfterMs: number }): RealRunResult {
+function resultOf(plan: RunPlan, api: OperatorApi, found: RunFindings & { pairingMs: number; onlineAfterMs: number; telemetry: Record<string, number> }): RealRunResult {
   const { options, agentCount, processes, durationMs, counts, violations } = plan;
   const origin = api.apiUrl.origin;
   const { status } = found;
@@ -228,6 +246,7 @@ function resultOf(plan: RunPlan, api: OperatorApi, found: RunFindings & { pairin
     counts: {
       ...counts, executions: status.executions, rejections: status.rejections, kernel_calls: status.kernelCalls,
       sessions_ready: status.sessionsReady, sessions_closed: status.sessionsClosed, token_expired_relogins: api.expiredRefusals(),
+      ...found.telemetry,
     },
     online: found.online, commandsByState: found.commandsByState, checkers: violations.verdicts(), violations: [...violations.all],
     series: found.series, latencyHistogram: found.latencyHistogram,

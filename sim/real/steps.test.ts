@@ -59,7 +59,8 @@ describe('sim --real: AcceptedCommands', () => {
 });
 
 describe('sim --real: checkCommandRecords', () => {
-  const status: WorkerStatus = { agents: 0, started: 0, connected: 0, sessionsReady: 0, sessionsClosed: 0, executions: 0, rejections: 0, kernelCalls: 0, violations: 0 };
+  const status: WorkerStatus = { agents: 0, started: 0, connected: 0, sessionsReady: 0, sessionsClosed: 0, executions: 0, rejections: 0, kernelCalls: 0, violations: 0,
+    telemetryFramesSent: 0, telemetryBatchFramesSent: 0, telemetrySamplesSent: 0, telemetrySamplesBuffered: 0, telemetrySamplesDropped: 0 };
   const at = (state: CommandState, atMs: number, event?: string) => ({ state, at_ms: atMs, ...(event === undefined ? {} : { detail: { event } }) });
   const succeeded = (id: string, rttMs: number): CommandRecord => ({
     id, state: 'succeeded', history: [at('queued', 1_000, 'create'), at('sent', 1_001, 'deliver'), at('succeeded', 1_000 + rttMs, 'succeed')],

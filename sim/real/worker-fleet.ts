@@ -18,6 +18,7 @@ import { MockIoctlDevice } from '../../kernel/mock/mock-kernel.js';
 import { ExecutionChecker } from '../checkers.js';
 import { IncarnationJournal, ObservedJournal, observedKernel } from '../observed-agent-parts.js';
 import { SeededRandom } from '../../core/random/prng.js';
+import { TelemetryTally } from '../telemetry-tally.js';
 import { otaFactoryVersion, startWorkerOta, type WorkerOta } from './worker-ota.js';
 import { workerViolationsMax, type DeviceFacts, type OtaDeviceFacts, type WorkerAgentSpec, type WorkerSettings, type WorkerStatus } from './messages.js';
 
@@ -70,6 +71,23 @@ function earlierKernelCalls(dir: string): Map<string, number> {
 }
 
 /**
+ * The core as the socket driver sees it, with every frame the agent hands to a connection shown to
+ * `onSent` first (the in-process full tier reads the same frames on its links, sim/sim-agent.ts).
+ */
+function sentFramesTapped(core: AgentCore, onSent: (bytes: Uint8Array) => void): AgentCore {
+  return {
+    start: () => core.start(),
+    onConnected: (transport) => core.onConnected({ send: (bytes) => { onSent(bytes); transport.send(bytes); }, close: () => transport.close() }),
+    stop: () => core.stop(),
+    idle: () => core.idle(),
+    get isReady() { return core.isReady; },
+    get telemetrySamplesDropped() { return core.telemetrySamplesDropped; },
+    get telemetrySamplesBuffered() { return core.telemetrySamplesBuffered; },
+    sendOtaReport: (report) => core.sendOtaReport(report),
+  };
+}
+
+/**
  * The agents of one worker process: the real agent core (in-memory journal, synthetic telemetry
  * and the mock kernel, all drawn from the agent's seeded PRNG) over the real WebSocket/TLS driver
  * with the device certificate from enrollment. Kernel calls are attributed to the command the
@@ -96,6 +114,8 @@ export class WorkerFleet {
   readonly #switchable: StatusFault = { kind: 'status', status: 'IO_ERROR', ratio: { numerator: 0, denominator: 1 } };
   /** With settings.ota: devices whose update health check fails (an `ota_unhealthy` message). */
   readonly #unhealthy = new Set<string>();
+  /** Telemetry frames and samples as they leave our agents, counted as the in-process full tier counts them. */
+  readonly #telemetry = new TelemetryTally();
 
   /** `onAgentEvent`: each agent's events with its device id (`sdc bench reconnect` times each agent's return). */
   constructor(options: { onViolation: (message: string) => void; onAgentEvent?: (deviceId: string, event: AgentCoreEvent) => void }) {
@@ -183,7 +203,7 @@ export class WorkerFleet {
         if (this.#stopping) return;
         core.start();
         agent.driver = startWsAgentDriver({
-          core, urls: spec.gatewayUrls ?? identity.trust.gateway_urls, certPem: identity.certPem + identity.chainPem, keyPem: identity.keyPem, caPem: identity.trust.ca_pem,
+          core: sentFramesTapped(core, (bytes) => this.#telemetry.sent(bytes)), urls: spec.gatewayUrls ?? identity.trust.gateway_urls, certPem: identity.certPem + identity.chainPem, keyPem: identity.keyPem, caPem: identity.trust.ca_pem,
           random, scheduler: systemScheduler, backoffMaxMs: settings.backoffMaxMs ?? 8_000,
         });
         this.#started += 1;
@@ -197,6 +217,9 @@ export class WorkerFleet {
       agents: this.#agents.length, started: this.#started, connected: this.#agents.reduce((n, a) => n + (a.core.isReady ? 1 : 0), 0),
       sessionsReady: this.#sessionsReady, sessionsClosed: this.#sessionsClosed, executions: this.#executions, rejections: this.#rejections,
       kernelCalls: this.#checker.kernelCalls + this.#earlierCalls, violations: this.#violations,
+      telemetryFramesSent: this.#telemetry.framesSent, telemetryBatchFramesSent: this.#telemetry.batchFramesSent, telemetrySamplesSent: this.#telemetry.samplesSent,
+      telemetrySamplesBuffered: this.#agents.reduce((n, a) => n + a.core.telemetrySamplesBuffered, 0),
+      telemetrySamplesDropped: this.#agents.reduce((n, a) => n + a.core.telemetrySamplesDropped, 0),
     };
   }
 

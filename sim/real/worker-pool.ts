@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { forkSiblingModule } from '../../runtime/fork-module.js';
 import { SdcError } from '../../core/errors/index.js';
 import { systemScheduler } from '../../runtime/system.js';
-import { chunks, type DeviceFacts, type OtaDeviceFacts, type ParentMessage, type WorkerAgentSpec, type WorkerMessage, type WorkerSettings, type WorkerStatus } from './messages.js';
+import { chunks, workerStatusKeys, type DeviceFacts, type OtaDeviceFacts, type ParentMessage, type WorkerAgentSpec, type WorkerMessage, type WorkerSettings, type WorkerStatus } from './messages.js';
 
 const stopTimeoutMs = 15_000;
 const collectTimeoutMs = 30_000;
@@ -24,7 +24,7 @@ class WorkerHandle {
   constructor(readonly index: number, onViolation: (message: string) => void) {
     this.child = forkSiblingModule(import.meta.url, 'worker');
     this.child.on('message', (message: WorkerMessage) => {
-      if (message.type === 'status') this.status = message.status;
+      if (message.type === 'status' || message.type === 'stopped') this.status = message.status;
       else if (message.type === 'violation') onViolation(`worker ${index}: ${message.message}`);
       else if (message.type === 'failed') this.failure = message.message;
       for (const listener of this.#listeners) listener(message);
@@ -160,13 +160,9 @@ export class WorkerPool {
     if (bad) throw new SdcError('SIM_WORKER_FAILED', `worker ${bad.index}: ${bad.failure ?? 'exited'}`);
   }
 
-  /** Sums of the latest status each worker sent (every second). */
+  /** Sums of the latest status each worker sent (every second, and at its stop). */
   totals(): WorkerStatus {
-    const sum = (key: keyof WorkerStatus) => this.#workers.reduce((n, w) => n + (w.status?.[key] ?? 0), 0) + this.#retiredSum(key);
-    return {
-      agents: sum('agents'), started: sum('started'), connected: sum('connected'), sessionsReady: sum('sessionsReady'), sessionsClosed: sum('sessionsClosed'),
-      executions: sum('executions'), rejections: sum('rejections'), kernelCalls: sum('kernelCalls'), violations: sum('violations'),
-    };
+    return this.#sum(this.#workers.map((w) => w.status));
   }
 
   async collect(): Promise<WorkerCollection> {
@@ -179,22 +175,35 @@ export class WorkerPool {
       else if (reply.type === 'collected') { statuses.push(reply.status); return true; }
       return false;
     })));
-    const sum = (key: keyof WorkerStatus) => statuses.reduce((n, s) => n + s[key], 0) + this.#retiredSum(key);
-    const status: WorkerStatus = {
-      agents: sum('agents'), started: sum('started'), connected: sum('connected'), sessionsReady: sum('sessionsReady'), sessionsClosed: sum('sessionsClosed'),
-      executions: sum('executions'), rejections: sum('rejections'), kernelCalls: sum('kernelCalls'), violations: sum('violations'),
-    };
-    return { executions, connected, status };
+    return { executions, connected, status: this.#sum(statuses) };
   }
 
-  /** Counters of killed workers that still count (not connected or agents: those are the live processes'). */
+  /**
+   * Telemetry samples that were in the buffers of killed workers' agents (as of each one's last
+   * status, sent every second): gone with the process, as the full tier's
+   * telemetry_samples_lost_in_crashes counts a crashed agent's buffer.
+   */
+  telemetrySamplesLostInCrashes(): number {
+    return this.#retired.reduce((n, s) => n + s.telemetrySamplesBuffered, 0);
+  }
+
+  /** Every counter summed over these statuses and the killed workers' that still count. */
+  #sum(statuses: ReadonlyArray<WorkerStatus | undefined>): WorkerStatus {
+    const sum = (key: keyof WorkerStatus) => statuses.reduce((n, s) => n + (s?.[key] ?? 0), 0) + this.#retiredSum(key);
+    return Object.fromEntries(workerStatusKeys.map((key) => [key, sum(key)])) as unknown as WorkerStatus;
+  }
+
+  /** Counters of killed workers that still count (not connected, agents or buffered samples: those are the live processes'). */
   #retiredSum(key: keyof WorkerStatus): number {
-    if (key === 'agents' || key === 'started' || key === 'connected') return 0;
+    if (key === 'agents' || key === 'started' || key === 'connected' || key === 'telemetrySamplesBuffered') return 0;
     return this.#retired.reduce((n, s) => n + s[key], 0);
   }
 
-  /** Asks every worker to close its sessions; one that does not within 15 s is killed. */
-  async stop(): Promise<void> {
+  /**
+   * Asks every worker to close its sessions; one that does not within 15 s is killed. Answers the
+   * totals once the agents are stopped: final counters (a killed worker's as of its last status).
+   */
+  async stop(): Promise<WorkerStatus> {
     await Promise.allSettled(this.#workers.map(async (worker) => {
       if (worker.exited) return;
       const exited = new Promise<void>((resolve) => worker.child.once('exit', () => resolve()));
@@ -205,5 +214,6 @@ export class WorkerPool {
       }
       await exited;
     }));
+    return this.totals();
   }
 }

@@ -68,7 +68,7 @@ async function main(): Promise<void> {
       case 'stop':
         if (statusTimer) clearInterval(statusTimer);
         fleet.stop().then(() => {
-          send({ type: 'stopped' });
+          send({ type: 'stopped', status: fleet.status() });
           process.disconnect?.();
         }, fail);
         return;

@@ -81,6 +81,24 @@ function rolloutLine(ota: NonNullable<SimSummary['ota']>): string {
   return `rollout: ${ota.status}${ota.pauseReason === null ? '' : ` (${ota.pauseReason})`} at wave ${ota.waveIndex}; ${ota.executions} executions: ${states}; record last changed at ${ms(ota.endedAtMs)}`;
 }
 
+const count = (n: number | undefined) => (n === undefined ? '-' : n.toLocaleString('en-US'));
+
+/**
+ * Telemetry, frames and samples apart (issue 17, batches), as every tier counts it (--real too):
+ * frames and batches sent, samples sent and stored, still buffered in the agents at the end,
+ * dropped past an agent's buffer bound (the model's telemetry_buffer_dropped), lost with a
+ * crashed process where the tier counts it, and the storage delay where there is one.
+ */
+export function telemetryLine(counts: Readonly<Record<string, number>>, storageDelayMs?: LatencyPercentiles): string {
+  const dropped = counts.telemetry_samples_dropped ?? counts.telemetry_buffer_dropped;
+  const crashes = counts.telemetry_samples_lost_in_crashes;
+  const delay = storageDelayMs === undefined || storageDelayMs.count === 0 ? ''
+    : `; storage delay p50 ${ms(storageDelayMs.p50Ms)}, p90 ${ms(storageDelayMs.p90Ms)}, p99 ${ms(storageDelayMs.p99Ms)}, max ${ms(storageDelayMs.maxMs)}`;
+  return `telemetry: ${count(counts.telemetry_frames_sent)} frames (${count(counts.telemetry_batch_frames_sent)} batches), `
+    + `${count(counts.telemetry_samples_sent)} samples sent, ${count(counts.telemetry_stored)} stored, ${count(counts.telemetry_samples_buffered_end)} buffered at the end, `
+    + `${count(dropped)} dropped${crashes === undefined ? '' : `, ${count(crashes)} lost in crashes`}${delay}`;
+}
+
 /** The model's verdicts: liveness, and the OTA checkers it answers in runs with a rollout (sim/model/rollout.ts). */
 function modelCheckers(s: SimSummary): string {
   return Object.entries(s.checkers).filter(([name]) => name === 'liveness' || name.startsWith('ota_')).map(([name, verdict]) => `${name}=${verdict}`).join(' ');
@@ -98,6 +116,7 @@ export function describeSimSummary(s: SimSummary): string {
     `round trip (creation to device result) of ${s.latencyMs.count}: p50 ${ms(s.latencyMs.p50Ms)}, p90 ${ms(s.latencyMs.p90Ms)}, p99 ${ms(s.latencyMs.p99Ms)}, max ${ms(s.latencyMs.maxMs)}`,
     `failures by code: ${failures || 'none'}`,
     `at the end (t=${s.final.t_ms} ms, the CSVs' last row): ${s.final.online_agents}/${s.agents} agents online; commands ${statesOf(s.final.commands)}`,
+    telemetryLine(s.counts, s.telemetryStorageDelayMs),
     ...(s.ota === undefined ? [] : [rolloutLine(s.ota)]),
     s.tier === 'model' ? `model tier: ${modelCheckers(s)} (the other checkers watch the real code's stores and frames)` : `checkers: ${checkers}`,
     `virtual ${s.virtualMs} ms in ${s.wallMs} ms wall, peak rss ${Math.round(s.peakRssBytes / 2 ** 20)} MiB`,

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { commandStates } from '../../core/protocol/command-machine.js';
 import { main } from '../main.js';
-import type { SimSummary } from './sim-report.js';
+import { telemetryLine, type SimSummary } from './sim-report.js';
 
 /**
  * The `sdc sim` summary (issue 9): the commit, the scenario as it ran, latency percentiles,
@@ -86,4 +86,28 @@ test('sdc sim text summary names the commit, the percentiles, the failures and t
   assert.match(stdout, /^round trip \(creation to device result\) of \d+: p50 \d+ ms, p90 \d+ ms, p99 \d+ ms, max \d+ ms$/m);
   assert.match(stdout, /^failures by code: /m);
   assert.match(stdout, /^at the end \(t=\d+ ms, the CSVs' last row\): 3\/3 agents online; commands /m);
+  assert.match(stdout, /^telemetry: \d+ frames \(0 batches\), \d+ samples sent, \d+ stored, 0 buffered at the end, 0 dropped$/m);
+});
+
+test('sdc sim text summary: the full tier\'s telemetry line has frames, batches, samples, stored, buffered, dropped, lost in crashes and the storage delay', async () => {
+  let stdout = '';
+  const code = await main(['sim', '--agents', '3', '--duration', '10s', '--seed', '3'], {
+    stdout: (t) => { stdout += t; }, stderr: () => undefined, readStdin: async () => '', env: {},
+  });
+  assert.equal(code, 0);
+  assert.match(stdout, /^telemetry: \d+ frames \(0 batches\), \d+ samples sent, \d+ stored, 0 buffered at the end, 0 dropped, 0 lost in crashes; storage delay p50 \d+ ms, p90 \d+ ms, p99 \d+ ms, max \d+ ms$/m);
+});
+
+test('telemetryLine: each count in its place; the model\'s telemetry_buffer_dropped as dropped; lost in crashes and the delay only where counted', () => {
+  const full = {
+    telemetry_frames_sent: 7_099, telemetry_batch_frames_sent: 7_000, telemetry_samples_sent: 112_099, telemetry_stored: 112_090,
+    telemetry_samples_buffered_end: 8_106, telemetry_samples_dropped: 3, telemetry_samples_lost_in_crashes: 2,
+  };
+  const delay = { count: 112_090, p50Ms: 35_327, p90Ms: 70_655, p99Ms: 75_001, maxMs: 75_002 };
+  assert.equal(telemetryLine(full, delay),
+    'telemetry: 7,099 frames (7,000 batches), 112,099 samples sent, 112,090 stored, 8,106 buffered at the end, 3 dropped, 2 lost in crashes; storage delay p50 35327 ms, p90 70655 ms, p99 75001 ms, max 75002 ms');
+  const { telemetry_samples_dropped: _d, telemetry_samples_lost_in_crashes: _c, ...model } = full;
+  assert.equal(telemetryLine({ ...model, telemetry_buffer_dropped: 5 }),
+    'telemetry: 7,099 frames (7,000 batches), 112,099 samples sent, 112,090 stored, 8,106 buffered at the end, 5 dropped');
+  assert.equal(telemetryLine({}, { count: 0, p50Ms: null, p90Ms: null, p99Ms: null, maxMs: null }), 'telemetry: - frames (- batches), - samples sent, - stored, - buffered at the end, - dropped');
 });

@@ -8,7 +8,7 @@ import type { RunResult, SimCrypto } from '../../sim/run.js';
 import type { Scenario } from '../../sim/scenario.js';
 import type { RealRunResult } from '../../sim/real/run-real.js';
 import { gitCommit } from '../../bench/output.js';
-import { describeSimSummary, simProgress, simSummary, writeSimOutputs } from './sim-report.js';
+import { describeSimSummary, simProgress, simSummary, telemetryLine, writeSimOutputs } from './sim-report.js';
 import { currentHeapLimitMiB, fullTierHeapMiB, heapRelaunchArgs, heapRelaunchEnv, relaunchWithHeap } from './sim-heap.js';
 import { integerOption, readPasswordOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 
@@ -234,6 +234,7 @@ function describeReal(result: RealRunResult): string {
     `sdc sim at commit ${gitCommit() ?? '(not a git checkout)'}`,
     `paired in ${result.pairingMs} ms, all online after ${result.onlineAfterMs} ms; online at the end: ${result.online.agents} agents, ${result.online.controlPlane} shown by the control plane`,
     `commands accepted ${result.counts.commands_accepted}, refused ${result.counts.commands_refused}, outcome unknown ${result.counts.commands_outcome_unknown ?? 0}, skipped ${result.counts.commands_skipped}; ${states || 'none'}; drained ${result.drainedAfterMs === null ? 'no' : `${result.drainedAfterMs} ms after the last command`}`,
+    telemetryLine(result.counts),
     `checkers: ${checkers}`,
     `wall ${result.wallMs} ms`,
   ].join('\n') + '\n';

@@ -1,16 +1,26 @@
 import { readFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
 import type { KernelChoice } from '../../agent/agent-runtime.js';
+import { telemetryBatchLimits } from '../../core/protocol/limits.js';
 import { integerOption, requireOption, stringOption, type Command } from '../command.js';
+import { durationOption, type DurationOptionSpec } from '../duration-option.js';
 
 const caFileBytesMax = 64 * 1024;
 const kernelChoices: readonly KernelChoice[] = ['mock', 'native', 'auto'];
+
+/**
+ * The longest a sample waits for its TELEMETRY_BATCH to fill (decision 0004, "Batches"): default
+ * the agent core's 30 s; at most an hour, as --telemetry-interval-ms, so a batching device is never
+ * silent for longer than a non-batching one may be.
+ */
+const batchDelay: DurationOptionSpec = { name: 'telemetry-batch-delay', fallbackMs: 30_000, minMs: 100, maxMs: 3_600_000 };
 
 /** `sdc agent`: enroll on first run, then keep a session with a gateway until SIGINT/SIGTERM. */
 export const agentCommand: Command = {
   name: 'agent',
   summary: 'Run the device agent: enroll on first run, then stay connected to a gateway',
-  usage: '--dir A --server URL [--device ID --pairing-token T] [--ca FILE] [--kernel mock|native|auto] [--telemetry-interval-ms N]',
+  usage: '--dir A --server URL [--device ID --pairing-token T] [--ca FILE] [--kernel mock|native|auto] [--telemetry-interval-ms N]'
+    + ' [--telemetry-samples-per-frame N [--telemetry-batch-delay D]]',
   optionHelp: [
     ['--dir A', 'Agent directory: device key, certificate, trust.json, command journal'],
     ['--server URL', 'Control plane base URL (https://host:port); needed for the first enrollment'],
@@ -19,16 +29,24 @@ export const agentCommand: Command = {
     ['--ca FILE', "The deployment's root CA certificate (PEM); needed for the first enrollment"],
     ['--kernel K', 'Kernel backend: mock, native or auto (native when built, else mock; default auto)'],
     ['--telemetry-interval-ms N', 'Milliseconds between telemetry samples (default 5000)'],
+    ['--telemetry-samples-per-frame N', `Samples per TELEMETRY_BATCH frame, 1 to ${telemetryBatchLimits.samplesPerFrameMax} (default 1: one TELEMETRY frame per sample, as before). Above 1 the agent asks the gateway for batches at AUTH; its gateways must be upgraded first`],
+    ['--telemetry-batch-delay D', 'Longest a sample waits for its batch to fill while connected, 100ms to 1h (default 30s); only with --telemetry-samples-per-frame above 1'],
   ],
   options: {
     dir: { type: 'string' }, server: { type: 'string' }, device: { type: 'string' }, 'pairing-token': { type: 'string' },
     ca: { type: 'string' }, kernel: { type: 'string' }, 'telemetry-interval-ms': { type: 'string' },
+    'telemetry-samples-per-frame': { type: 'string' }, 'telemetry-batch-delay': { type: 'string' },
   },
   async run(args, io) {
     const dir = requireOption(args, 'dir');
     const kernel = stringOption(args, 'kernel', 'auto') as KernelChoice;
     if (!kernelChoices.includes(kernel)) throw new SdcError('CLI_USAGE', `--kernel must be one of ${kernelChoices.join(', ')}`);
     const telemetryIntervalMs = integerOption(args, 'telemetry-interval-ms', 5_000, 100, 3_600_000);
+    const samplesPerFrame = integerOption(args, 'telemetry-samples-per-frame', 1, 1, telemetryBatchLimits.samplesPerFrameMax);
+    const batchDelayMs = durationOption(args, batchDelay);
+    if (samplesPerFrame === 1 && args.values[batchDelay.name] !== undefined) {
+      throw new SdcError('CLI_USAGE', '--telemetry-batch-delay needs --telemetry-samples-per-frame above 1 (one sample per frame is never delayed)');
+    }
     const server = args.values.server as string | undefined;
     if (server !== undefined && !/^https:\/\//.test(server)) throw new SdcError('CLI_USAGE', '--server must be an https:// URL');
     const token = args.values['pairing-token'] as string | undefined;
@@ -42,7 +60,9 @@ export const agentCommand: Command = {
     ]);
     const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info', base: { role: 'agent' } }, pino.destination(2));
     const agent = await runAgent({
-      dir, kernel, telemetryIntervalMs, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,
+      dir, kernel, telemetryIntervalMs, clock: systemClock,
+      // Only a batching agent gets the option: a default one's AUTH stays byte for byte as before.
+      ...(samplesPerFrame > 1 ? { telemetryBatch: { samplesPerFrameMax: samplesPerFrame, delayMs: batchDelayMs } } : {}), random: systemRandom, scheduler: systemScheduler, logger,
       ...(server ? { serverUrl: server } : {}), ...(device ? { deviceId: device } : {}), ...(token ? { pairingToken: token } : {}),
       ...(caPem ? { caPem } : {}),
     });

@@ -25,11 +25,28 @@ function countingBus(inner: StreamBus, state: { single: number; batches: number[
   });
 }
 
-function setup(entriesMax: number, waitingMax = 1_000) {
+function setup(entriesMax: number, waitingMax = 1_000, aborted = () => false) {
+  const time = new VirtualTime(1_000_000);
   const memory = new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler });
   const state = { single: 0, batches: [] as number[], failing: false };
-  const batcher = new AppendBatcher({ bus: countingBus(memory, state), stream: 't', maxLen: 1_000, entriesMax, waitingMax });
-  return { memory, state, batcher };
+  const batcher = new AppendBatcher({
+    bus: countingBus(memory, state), stream: 't', maxLen: 1_000, entriesMax, waitingMax, aborted,
+    schedule: (delayMs, run) => time.schedule(delayMs, run), cancel: (timer) => time.cancel(timer),
+  });
+  return { time, memory, state, batcher };
+}
+
+const settleTurns = async (n = 10) => { for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve)); };
+
+/** Which of the promises have settled, and how, as they settle. */
+function watch<T>(promises: ReadonlyArray<Promise<T>>): Array<'pending' | 'fulfilled' | 'rejected'> {
+  const seen: Array<'pending' | 'fulfilled' | 'rejected'> = promises.map(() => 'pending');
+  promises.forEach((p, i) => p.then(() => { seen[i] = 'fulfilled'; }, () => { seen[i] = 'rejected'; }));
+  return seen;
+}
+
+async function streamFields(memory: MemoryStreamBus): Promise<string[]> {
+  return (await memory.range('t', { count: 1_000 })).map((e) => e.fields['n'] as string);
 }
 
 describe('AppendBatcher', () => {
@@ -53,16 +70,101 @@ describe('AppendBatcher', () => {
     await memory.close();
   });
 
-  it('rejects every caller of a failed batch, and the next batch is written again', async () => {
-    const { memory, state, batcher } = setup(8);
-    state.failing = true;
-    const outcomes = await Promise.allSettled([batcher.append({ n: 'a' }), batcher.append({ n: 'b' })]);
-    assert.deepEqual(outcomes.map((o) => o.status), ['rejected', 'rejected']);
-    assert.ok(outcomes.every((o) => o.status === 'rejected' && SdcError.is(o.reason) && o.reason.code === 'STORE_UNAVAILABLE'));
-    state.failing = false;
-    await batcher.append({ n: 'c' });
-    assert.equal(await memory.length('t'), 1);
-    await memory.close();
+  describe('across a bus outage (appendBatch fails): held and written again, none lost', () => {
+    it('writes the failed batches and those formed during the outage after it, in call order, each caller resolving only after its write', async () => {
+      const { time, memory, state, batcher } = setup(3);
+      state.failing = true;
+      const before = Array.from({ length: 5 }, (_, i) => batcher.write({ n: String(i) }));
+      const beforeSeen = watch(before);
+      await settleTurns();
+      assert.deepEqual(state.batches, [3, 2], 'both batches tried');
+      assert.equal(batcher.heldEntries, 5);
+      const during: Array<Promise<unknown>> = [batcher.write({ n: '5' }), batcher.append({ n: '6' })];
+      const duringSeen = watch(during);
+      await settleTurns();
+      assert.deepEqual(state.batches, [3, 2], 'a batch formed during the backoff waits behind the held ones, not written before them');
+      time.advance(250);
+      await settleTurns();
+      assert.deepEqual(state.batches, [3, 2, 3], 'the first retry (after 250 ms) writes the oldest batch first, and stops at its failure');
+      assert.deepEqual([...beforeSeen, ...duringSeen], Array(7).fill('pending'), 'no caller settles while its entry is unwritten');
+      state.failing = false;
+      time.advance(499);
+      await settleTurns();
+      assert.deepEqual(state.batches, [3, 2, 3], 'the second retry after 500 ms, not before');
+      time.advance(1);
+      await Promise.all([...before, ...during]);
+      assert.deepEqual(state.batches, [3, 2, 3, 3, 2, 2], 'then the held batches one at a time, oldest first');
+      assert.deepEqual(await streamFields(memory), ['0', '1', '2', '3', '4', '5', '6'], 'none lost, none twice, in call order');
+      assert.equal(batcher.heldEntries, 0);
+      await batcher.append({ n: '7' });
+      assert.deepEqual(state.batches.slice(6), [1], 'after the outage a batch is written at the end of its turn again');
+      await memory.close();
+    });
+
+    it('backs off 250 ms doubling to at most 5 s between failed writes', async () => {
+      const { time, memory, state, batcher } = setup(2);
+      state.failing = true;
+      const entry = batcher.write({ n: 'a' });
+      await settleTurns();
+      const triedAtMs: number[] = [];
+      for (let ms = 0; ms <= 20_000; ms += 50) {
+        const tries = state.batches.length;
+        time.advance(ms === 0 ? 0 : 50);
+        await settleTurns(3);
+        if (state.batches.length > tries) triedAtMs.push(ms);
+      }
+      assert.deepEqual(triedAtMs, [250, 750, 1_750, 3_750, 7_750, 12_750, 17_750]);
+      state.failing = false;
+      time.advance(5_000);
+      await entry;
+      assert.deepEqual(await streamFields(memory), ['a']);
+      await memory.close();
+    });
+
+    it('held entries count towards waitingMax: beyond it STORE_LIMIT, and the held ones are still written', async () => {
+      const { time, memory, state, batcher } = setup(2, 4);
+      state.failing = true;
+      const held = Array.from({ length: 4 }, (_, i) => batcher.write({ n: String(i) }));
+      await settleTurns();
+      assert.equal(batcher.heldEntries, 4);
+      await assert.rejects(batcher.write({ n: 'x' }), (e: unknown) => SdcError.is(e) && e.code === 'STORE_LIMIT');
+      state.failing = false;
+      time.advance(250);
+      await Promise.all(held);
+      assert.deepEqual(await streamFields(memory), ['0', '1', '2', '3']);
+      await memory.close();
+    });
+
+    it('a crashed gateway (aborted) writes nothing more: its held entries are refused at the retry, not written', async () => {
+      let crashed = false;
+      const { time, memory, state, batcher } = setup(4, 1_000, () => crashed);
+      state.failing = true;
+      const entries = [batcher.write({ n: 'a' }), batcher.append({ n: 'b' })];
+      await settleTurns();
+      assert.deepEqual(state.batches, [2]);
+      crashed = true;
+      state.failing = false;
+      time.advance(5_000);
+      const outcomes = await Promise.allSettled(entries);
+      assert.ok(outcomes.every((o) => o.status === 'rejected' && SdcError.is(o.reason) && o.reason.code === 'GATEWAY_SHUTTING_DOWN'));
+      assert.deepEqual(state.batches, [2], 'no write after the crash');
+      assert.equal(await memory.length('t'), 0);
+      await memory.close();
+    });
+
+    it('stopWaiting writes the held entries at once (no backoff), and a failure then reaches the callers (a stop ends)', async () => {
+      const { memory, state, batcher } = setup(4);
+      state.failing = true;
+      const first = batcher.write({ n: 'a' });
+      await settleTurns();
+      state.failing = false;
+      batcher.stopWaiting();
+      await first;
+      assert.deepEqual(await streamFields(memory), ['a'], 'written without time moving');
+      state.failing = true;
+      await assert.rejects(batcher.write({ n: 'b' }), (e: unknown) => SdcError.is(e) && e.code === 'STORE_UNAVAILABLE');
+      await memory.close();
+    });
   });
 
   it('write() callers of one batch wait on its one promise (none of their own), in call order, and all see its failure', async () => {
@@ -76,6 +178,7 @@ describe('AppendBatcher', () => {
     assert.deepEqual(state.batches, [3, 2]);
     await memory.ensureGroup('t', 'g', '0');
     assert.deepEqual((await memory.readGroup('t', 'g', 'c', { count: 10 })).map((e) => e.fields['n']), ['0', '1', '2', '3', '4']);
+    batcher.stopWaiting(); // a stopping batcher passes a failure to the callers (no retry)
     state.failing = true;
     const failed = await Promise.allSettled([batcher.write({ n: 'a' }), batcher.append({ n: 'b' })]);
     assert.ok(failed.every((o) => o.status === 'rejected' && SdcError.is(o.reason) && o.reason.code === 'STORE_UNAVAILABLE'));

@@ -19,15 +19,25 @@ export interface AppendBatcherOptions {
    * simulator's) writes at the end of the turn, as before.
    */
   readonly windowMs?: number;
-  /** Needed when windowMs > 0. */
+  /** Needed when windowMs > 0 or entriesMax > 1 (the retry after a failed write waits on it). */
   readonly schedule?: (delayMs: number, run: () => void) => TimerHandle;
   readonly cancel?: (timer: TimerHandle) => void;
   /** A crashed gateway (abort) writes nothing more: its waiting entries are refused, not written. */
   readonly aborted?: () => boolean;
 }
 
+/**
+ * The wait before writing held batches again after a failed write: firstDelayMs, doubling after
+ * each failure in a row, at most maxDelayMs. A Redis restart or failover takes seconds; 5 s keeps a
+ * long outage to one failed write per 5 s per gateway, and a sample written at most 5 s after the
+ * bus is back. No jitter: one writer per gateway, not a crowd of devices retrying together.
+ */
+export const appendRetryLimits = { firstDelayMs: 250, maxDelayMs: 5_000 } as const;
+
 /** Entries going out in one appendBatch, and the one promise their callers wait on. */
 interface Batch {
+  /** Creation order: a failed batch goes back among the held ones in this order. */
+  readonly seq: number;
   readonly entries: Array<Record<string, string>>;
   /** The ids, in the order of `entries`. */
   readonly ids: Promise<readonly string[]>;
@@ -36,7 +46,7 @@ interface Batch {
   settle(outcome: { ids: readonly string[] } | { error: unknown }): void;
 }
 
-function newBatch(): Batch {
+function newBatch(seq: number): Batch {
   let settleIds!: (outcome: { ids: readonly string[] } | { error: unknown }) => void;
   let settleWritten!: (outcome: { ids: readonly string[] } | { error: unknown }) => void;
   const ids = new Promise<readonly string[]>((resolve, reject) => { settleIds = (o) => ('error' in o ? reject(o.error) : resolve(o.ids)); });
@@ -44,7 +54,7 @@ function newBatch(): Batch {
   // Nobody may wait on one of the two (every caller of the batch used the other): not an unhandled rejection.
   ids.catch(() => undefined);
   written.catch(() => undefined);
-  return { entries: [], ids, written, settle: (outcome) => { settleIds(outcome); settleWritten(outcome); } };
+  return { seq, entries: [], ids, written, settle: (outcome) => { settleIds(outcome); settleWritten(outcome); } };
 }
 
 /**
@@ -57,6 +67,29 @@ function newBatch(): Batch {
  * wait for the presence refresh window to close: at 2,000 agents on the standard profile each
  * telemetry append was otherwise a write of its own and a wake-up of its own for its reply
  * (Redis MONITOR: every XADD alone; docs/benchmarks.md, 2026-12-04 morning).
+ *
+ * A failed write (the bus is down: STORE_UNAVAILABLE, a lost connection) is not passed to the
+ * callers: its batch is held, in creation order before every later batch, and written again after
+ * appendRetryLimits' backoff, the held batches one at a time, oldest first, until the bus takes
+ * them; the callers' promises stay pending until their entry is written. The gateway's telemetry
+ * has no acknowledgement (the agent never sends a sample again), so an error here was a sample
+ * lost to a transient outage (chaos redis-cut, docs/chaos.md 2026-12-05 afternoon). The session
+ * waits for its write before its next frame (its serial tasks), so its frames keep their order, and
+ * its queued-work bound (sessionTasksMax) still limits what an outage makes it hold; held entries
+ * count towards waitingMax. Not retried: an aborted gateway (a crash) writes nothing more, and
+ * after stopWaiting() a failure reaches the callers as before (a stop must end).
+ *
+ * A retry may store an entry twice: Redis runs a batch as scripts of appendScriptEntriesMax XADDs
+ * (redis-stream-bus.ts), so a batch whose scripts ran but whose reply was lost (the connection cut
+ * after Redis ran them), or whose first script ran and a later one failed, is written again whole.
+ * The telemetry writer (control-plane/telemetry-rows.ts) INSERTs every entry it reads, with no
+ * unique key on the telemetry table, so such an entry becomes two telemetry rows. A duplicate at
+ * the edge of an outage is the price of losing none; the stream consumer is at least once already
+ * (an entry redelivered after its INSERT but before its ack is stored twice too).
+ *
+ * Only the batched path (entriesMax > 1, every deployed gateway: deployment.ts) is retried; with
+ * entriesMax 1 (the simulator's default) each append goes to the bus as before and its failure
+ * reaches its caller, so the simulator's traces are unchanged.
  */
 export class AppendBatcher {
   /** The entries waiting for the next flush (at most entriesMax: a full batch is written at once). */
@@ -64,12 +97,25 @@ export class AppendBatcher {
   #flushQueued = false;
   #timer: TimerHandle | undefined;
   #windowMs: number;
+  #nextSeq = 0;
+  /** Batches whose write failed, and batches formed while they wait (so none overtakes them), oldest first. */
+  readonly #held: Batch[] = [];
+  /** Entries in #held: with the waiting batch's, bounded by waitingMax. */
+  #heldEntries = 0;
+  /** Failed writes in a row: the next retry's backoff. 0: not retrying. */
+  #failures = 0;
+  #retryTimer: TimerHandle | undefined;
+  /** A held batch is being written (#drain runs). */
+  #draining = false;
+  #stopping = false;
 
   constructor(private readonly options: AppendBatcherOptions) {
     if (!Number.isSafeInteger(options.entriesMax) || options.entriesMax < 1) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'entriesMax must be a positive integer');
     this.#windowMs = options.windowMs ?? 0;
     if (!Number.isSafeInteger(this.#windowMs) || this.#windowMs < 0) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'windowMs must be a non-negative integer');
-    if (this.#windowMs > 0 && (options.schedule === undefined || options.cancel === undefined)) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'a window needs schedule and cancel');
+    if ((this.#windowMs > 0 || options.entriesMax > 1) && (options.schedule === undefined || options.cancel === undefined)) {
+      throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'a window or a batch (its retry) needs schedule and cancel');
+    }
   }
 
   /** Appends the entry with the others of its batch; resolves to its id once the batch is written. */
@@ -95,8 +141,8 @@ export class AppendBatcher {
   /** Puts the entry in the waiting batch (written at once when full, else at the end of the turn or the window); STORE_LIMIT beyond waitingMax. */
   #add(fields: Record<string, string>): { batch: Batch; index: number } | SdcError {
     const { stream, entriesMax, waitingMax } = this.options;
-    const batch = this.#waiting ??= newBatch();
-    if (batch.entries.length >= waitingMax) return new SdcError('STORE_LIMIT', `${waitingMax} appends to ${stream} already wait for a flush`);
+    const batch = this.#waiting ??= newBatch(this.#nextSeq++);
+    if (batch.entries.length + this.#heldEntries >= waitingMax) return new SdcError('STORE_LIMIT', `${waitingMax} appends to ${stream} already wait for a flush`);
     const index = batch.entries.push(fields) - 1;
     if (batch.entries.length >= entriesMax) this.#flush();
     else if (this.#windowMs > 0) this.#timer ??= this.options.schedule!(2 * this.#windowMs, () => this.#flush());
@@ -115,7 +161,19 @@ export class AppendBatcher {
    */
   stopWaiting(): void {
     this.#windowMs = 0;
+    this.#stopping = true;
     if (this.#waiting !== undefined) this.#flush();
+    // Held batches get one more write now, not after the backoff: a stop must not wait on a timer.
+    if (this.#retryTimer !== undefined) {
+      this.options.cancel!(this.#retryTimer);
+      this.#retryTimer = undefined;
+      void this.#drain();
+    }
+  }
+
+  /** Entries held for a retry after a failed write (for tests and gauges). */
+  get heldEntries(): number {
+    return this.#heldEntries;
   }
 
   /** The presence window closed: what waits goes out now, in the same turn as the refreshes. */
@@ -133,9 +191,80 @@ export class AppendBatcher {
     this.#waiting = undefined;
     if (batch === undefined) return;
     if (this.options.aborted?.() === true) {
-      batch.settle({ error: new SdcError('GATEWAY_SHUTTING_DOWN', 'the gateway stopped before the entry was written') });
+      batch.settle({ error: shuttingDown() });
       return;
     }
-    this.options.bus.appendBatch(this.options.stream, batch.entries, { maxLen: this.options.maxLen }).then((ids) => batch.settle({ ids }), (error: unknown) => batch.settle({ error }));
+    // Held batches are written first: this one waits behind them.
+    if (this.#failures > 0 || this.#draining) {
+      this.#hold(batch);
+      return;
+    }
+    this.options.bus.appendBatch(this.options.stream, batch.entries, { maxLen: this.options.maxLen }).then((ids) => batch.settle({ ids }), (error: unknown) => {
+      if (this.options.aborted?.() === true || this.#stopping) batch.settle({ error });
+      else {
+        this.#hold(batch);
+        if (!this.#draining && this.#retryTimer === undefined) this.#scheduleRetry();
+      }
+    });
+  }
+
+  /** Puts the batch among the held ones, in creation order (a batch written before the outage may fail after a later one). */
+  #hold(batch: Batch): void {
+    let at = this.#held.length;
+    while (at > 0 && this.#held[at - 1]!.seq > batch.seq) at -= 1;
+    this.#held.splice(at, 0, batch);
+    this.#heldEntries += batch.entries.length;
+  }
+
+  #unhold(batch: Batch): void {
+    const at = this.#held.indexOf(batch);
+    if (at >= 0) {
+      this.#held.splice(at, 1);
+      this.#heldEntries -= batch.entries.length;
+    }
+  }
+
+  #scheduleRetry(): void {
+    this.#failures += 1;
+    const delayMs = Math.min(appendRetryLimits.maxDelayMs, appendRetryLimits.firstDelayMs * 2 ** Math.min(this.#failures - 1, 30));
+    this.#retryTimer = this.options.schedule!(delayMs, () => {
+      this.#retryTimer = undefined;
+      void this.#drain();
+    });
+  }
+
+  /** Writes the held batches one at a time, oldest first; a failure holds them all again for the next backoff. */
+  async #drain(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      while (this.#held.length > 0) {
+        const batch = this.#held[0]!;
+        if (this.options.aborted?.() === true) {
+          for (const held of this.#held.splice(0)) held.settle({ error: shuttingDown() });
+          this.#heldEntries = 0;
+          return;
+        }
+        let ids: string[];
+        try {
+          ids = await this.options.bus.appendBatch(this.options.stream, batch.entries, { maxLen: this.options.maxLen });
+        } catch (error: unknown) {
+          if (this.#stopping || this.options.aborted?.() === true) {
+            this.#unhold(batch);
+            batch.settle({ error });
+            continue;
+          }
+          this.#scheduleRetry();
+          return;
+        }
+        this.#unhold(batch);
+        batch.settle({ ids });
+      }
+      this.#failures = 0;
+    } finally {
+      this.#draining = false;
+    }
   }
 }
+
+const shuttingDown = () => new SdcError('GATEWAY_SHUTTING_DOWN', 'the gateway stopped before the entry was written');

@@ -7,7 +7,7 @@ set -e
 out=docs/data/ingest-2026-12-05-h1-inflight
 tsv=$out/pairs.tsv
 before=${BEFORE:-/tmp/h1-before}
-after=$(pwd)
+after=${AFTER:-$(pwd)}
 [ -f "$tsv" ] || printf 'run\ttree\tstores\tload1\tverify_per_s\tK\tsamples_per_s\tframes_per_s\tratio\tcpu_us\tservice_cpu_us\tbacklog_start\tbacklog_end\trows_per_insert\tsql_per_sample\n' > "$tsv"
 run() { # name, tree dir, tree label, K list, extra args
   load=$(cut -d' ' -f1 /proc/loadavg)

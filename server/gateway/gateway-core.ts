@@ -735,11 +735,31 @@ class Gateway implements GatewayCore {
     // are on the key/value client, and commands issued in the same turn go out in one pipelined
     // write (ioredis autopipelining), so the re-check (every session, every minute) costs no write
     // and no round trip of its own. Either one that fails the session closes it; the other is then moot.
-    const refreshed = this.#refreshPresence(session, message, nowMs);
+    // A refresh the store could not answer (an outage) forwards the frame all the same (#refreshFailed).
+    const refreshed = this.#refreshPresence(session, message, nowMs).then(undefined, (error: unknown) => this.#refreshFailed(session, message, error));
     const revoked = recheckDue ? this.#recheck(session, message, nowMs) : false;
     const [present, revokedNow] = await Promise.all([refreshed, revoked]);
     if (!present || revokedNow) return;
     await forwardMessage(this.#forwardTargets, session, message, nowMs);
+  }
+
+  /**
+   * A presence refresh that failed with a store error (the key/value store down): the frame is
+   * still forwarded. The session authenticated it, and the refresh only asks whether another
+   * session took the device's key, which the store could not say; the session is kept (as before)
+   * and its next refresh is due a quarter interval on, or at its next HEARTBEAT, as after any
+   * refresh. Before this, the frame was lost with the failed task (telemetry, and also an ACK,
+   * RESULT, ALERT or OTA_REPORT), in every store cut (docs/chaos.md, redis-cut). An answer that
+   * another session holds the key (false) or that the device is revoked still drops the frame.
+   * Not if the session was closed meanwhile for revocation or overload (dropQueuedFrames), as
+   * for its queued frames. Any other error (not the store's) fails the task as before.
+   */
+  #refreshFailed(session: DeviceSession, message: DecodedMessage, error: unknown): boolean {
+    if (!(error instanceof SdcError) || !error.code.startsWith('STORE_')) throw error;
+    // No gateway metric counts store failures (metrics.ts): the log line is the record.
+    this.#options.logger.warn({ err: error, device_id: session.deviceId, session_id: session.sessionId, type: message.type, trace_id: this.#context.traceId() },
+      'presence refresh failed; frame forwarded, refresh tried again at the next one due');
+    return !session.dropQueuedFrames;
   }
 
   /** Writes presence and reports online; a failure (the store down) leaves the online owed (#authOwed). */
@@ -833,7 +853,11 @@ class Gateway implements GatewayCore {
 
   /**
    * The session re-check: true (and the session closed) if its certificate was revoked since
-   * admission. A store failure keeps the session: the next frame tries again.
+   * admission. A store failure keeps the session: the next frame tries again. It also forwards the
+   * frame (false): the device was authenticated and not revoked at its last check, a revocation
+   * notice still closes the session at once (#onRevocationNotice), and the control plane's writer
+   * verifies each frame again with the device's cached key row and its revoked flag (decision 0008),
+   * so a frame forwarded while the re-check could not run is refused there if the device is revoked.
    */
   async #revokedSince(session: DeviceSession, nowMs: number): Promise<boolean> {
     try {

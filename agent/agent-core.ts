@@ -554,8 +554,16 @@ class DefaultAgentCore implements AgentCore {
   #flushTelemetry(live: LiveConnection): void {
     this.#cancelBatchTimer();
     const perFrame = Math.max(1, this.#samplesPerFrame(live));
-    while (this.#telemetryBuffer.length > 0 && this.#live === live && this.isReady) {
-      const taken = this.#telemetryBuffer.splice(0, perFrame);
+    const buffer = this.#telemetryBuffer;
+    while (buffer.length > 0 && this.#live === live && this.isReady) {
+      // A batch's sampled_at may not go back (the gateway refuses PROTO_TELEMETRY_BATCH_UNORDERED,
+      // and every sample of the frame would be lost), but the device clock may step back (an NTP
+      // correction) or a new session's clock offset differ: a sample earlier than the one before it
+      // starts a new frame, so the samples keep the order they were taken in and all arrive.
+      let count = 1;
+      const countMax = Math.min(perFrame, buffer.length);
+      while (count < countMax && buffer[count]!.sampledAtMs >= buffer[count - 1]!.sampledAtMs) count += 1;
+      const taken = buffer.splice(0, count);
       if (taken.length === 1) this.#sendTelemetry(live, taken[0]!.sampledAtMs, taken[0]!.metrics);
       else this.#sendTelemetryBatch(live, taken);
     }

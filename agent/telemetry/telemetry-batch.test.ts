@@ -154,6 +154,27 @@ describe('agent telemetry batches', () => {
     assert.equal(h.core.telemetrySamplesDropped, 0);
   });
 
+  it('a device clock stepping back mid-batch starts a new frame: no batch goes back in time, no sample lost', async () => {
+    let stepMs = 0;
+    const h = new Harness(64);
+    h.start({ telemetrySamplesPerFrameMax: 4, telemetryBatchDelayMs: 3_600_000, clock: { nowMs: () => h.time.nowMs() + stepMs } });
+    await settle();
+    h.connect();
+    await settle();
+    assert.equal(h.core.isReady, true);
+    await h.advance(2 * telemetryIntervalMs);
+    // An NTP correction: the device clock goes 20 s back (four sample intervals) between two samples of a filling batch.
+    stepMs = -4 * telemetryIntervalMs;
+    await h.advance(12 * telemetryIntervalMs);
+    assert.deepEqual(h.refusals, [], 'no batch refused PROTO_TELEMETRY_BATCH_UNORDERED');
+    for (const frame of h.frames) {
+      assert.ok(frame.sampledAt.every((at, i) => i === 0 || at >= frame.sampledAt[i - 1]!), `a frame going back in time: ${frame.sampledAt.join(',')}`);
+    }
+    assert.ok(h.frames.some((f) => f.sampledAt.length < 4), 'the step split a batch');
+    assert.equal(h.received().length + h.core.telemetrySamplesBuffered, h.sampledAt.length, 'every sample taken is sent or still buffered');
+    assert.equal(h.core.telemetrySamplesDropped, 0);
+  });
+
   it('holds itself to what the gateway announced when that is fewer', async () => {
     const h = await harness(3, { telemetrySamplesPerFrameMax: 16, telemetryBatchDelayMs: 3_600_000 });
     await h.advance(10 * telemetryIntervalMs);

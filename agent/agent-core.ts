@@ -282,6 +282,9 @@ class DefaultAgentCore implements AgentCore {
     if (this.#telemetryTimer) this.#o.scheduler.cancel(this.#telemetryTimer);
     this.#telemetryTimer = undefined;
     this.#cancelBatchTimer();
+    // A clean stop (SIGTERM, an update's restart) sends a filling batch rather than dropping it with
+    // the process: the buffer is memory only. Not connected: what is buffered goes with the process.
+    if (this.#live && this.isReady && this.#samplesPerFrameMax > 1) this.#flushTelemetry(this.#live);
     if (this.#live) this.#closeLive(this.#live, 'agent stopping', true);
     await this.idle();
   }
@@ -599,6 +602,7 @@ class DefaultAgentCore implements AgentCore {
     try {
       live.connection.sendTelemetry(body, this.#o.clock.nowMs());
     } catch (error) {
+      this.#telemetryDropped += 1;
       this.#log.warn({ err: error }, 'telemetry not sent');
       return;
     }

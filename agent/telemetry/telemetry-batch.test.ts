@@ -243,6 +243,18 @@ describe('agent telemetry batches', () => {
     assert.deepEqual(h.refusals, []);
   });
 
+  it('a clean stop sends the filling batch before the session closes: nothing buffered is dropped with the process', async () => {
+    const h = await harness(64, { telemetrySamplesPerFrameMax: 8, telemetryBatchDelayMs: 3_600_000 });
+    await h.advance(3 * telemetryIntervalMs);
+    const buffered = h.core.telemetrySamplesBuffered;
+    assert.ok(buffered > 0 && h.received().length === 0, 'a batch was filling');
+    await h.core.stop();
+    h.pump();
+    assert.equal(h.core.telemetrySamplesBuffered, 0);
+    assert.deepEqual(h.received(), h.sampledAt, 'every sample taken reached the gateway, in order');
+    assert.deepEqual(h.refusals, []);
+  });
+
   it('refuses options out of range', () => {
     const h = new Harness(64);
     assert.throws(() => h.start({ telemetrySamplesPerFrameMax: 65 }), { code: 'PROTO_INVALID_ARGUMENT' });

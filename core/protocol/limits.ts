@@ -67,8 +67,8 @@ export function resolveProtocolLimits(overrides?: Partial<ProtocolLimits>): Read
 /**
  * Telemetry batches (TELEMETRY_BATCH, docs/decisions/0004-telemetry-session-mac.md "Batches").
  * `samplesPerFrameMax`: the most samples one frame may carry, whatever a gateway announces. 64:
- * a sample is about 150 bytes of canonical JSON, so a full batch is about 10 KiB, far under the
- * 64 KiB frame limit; it is also a few minutes of samples at the agent's usual interval, and a
+ * a sample is about 150 bytes of canonical JSON (about 240 at its widest), so a full batch is at
+ * most about 15 KiB, far under the 64 KiB frame limit; it is also a few minutes of samples at the agent's usual interval, and a
  * bound on the rows (and risk scores) one frame makes the control plane write.
  */
 export const telemetryBatchLimits = Object.freeze({

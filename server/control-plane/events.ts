@@ -300,8 +300,14 @@ export class EventHandlers {
     if (failures !== undefined && failures.has(stored.index)) throw failures.get(stored.index);
     for (let count = 0; count < samples.length; count += 1) this.#onTelemetryStored();
     // The gateway's receive time, not the device's sample time: a device clock may be off.
+    // Not allowed to fail the entry once its rows are stored: a redelivery would store every sample
+    // again (no unique key on telemetry), up to a batch's 64; the next sample writes last-seen anyway.
     const seen = this.#devices.recordSeen(data.device_id, data.received_at_ms);
-    if (seen !== undefined) await seen;
+    if (seen !== undefined) {
+      await seen.catch((error: unknown) => {
+        this.#ctx.logger.warn({ err: error, device_id: data.device_id }, 'last-seen not written for a stored telemetry entry; the next sample writes it');
+      });
+    }
     // Below the rule's threshold (most samples) onRiskScore does nothing: not called, so no promise and no detail made for it.
     const threshold = this.alertMonitor.rules.riskScoreAbove;
     if (threshold === null) return;

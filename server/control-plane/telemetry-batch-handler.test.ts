@@ -59,6 +59,25 @@ describe('the telemetry handler: TELEMETRY_BATCH entries', () => {
     assert.deepEqual(await stored(), [[nowMs, 0], [nowMs + 5, 5], [nowMs + 5, 5], [nowMs + 9, 9]]);
   });
 
+
+  it('a last-seen write that fails after the rows are stored does not fail the entry (a redelivery would store them twice)', async () => {
+    const devices = h.cp.devices as unknown as { recordSeen: (deviceId: string, atMs: number) => Promise<void> | undefined };
+    const recordSeen = devices.recordSeen;
+    devices.recordSeen = () => Promise.reject(new SdcError('STORE_UNAVAILABLE', 'the database is down for this write'));
+    try {
+      const nowMs = h.clock.nowMs() + 60_000;
+      const before = (await stored()).length;
+      const body = { samples: [0, 1, 2].map((d) => ({ sampled_at: nowMs + d, metrics: metrics(d) })) } as unknown as JsonObject;
+      const frame = canonicalize(macEnvelope({
+        fields: { v: 1, type: 'TELEMETRY_BATCH', id: 'b-seen', device_id: deviceId, session_id: 's1', seq: 50, ts: nowMs, body },
+        key: new Uint8Array(32).fill(9), crypto: sessionCrypto,
+      }));
+      assert.equal(await codeOf(h.cp.events.handleTelemetry(entryOf(frame, nowMs))), 'accepted');
+      assert.equal((await stored()).length, before + 3);
+    } finally {
+      devices.recordSeen = recordSeen;
+    }
+  });
   it('refuses a signed TELEMETRY_BATCH (PROTO_TELEMETRY_BATCH_WITHOUT_MAC) and stores none of it', async () => {
     const before = (await stored()).length;
     const nowMs = h.clock.nowMs() + 1_000;

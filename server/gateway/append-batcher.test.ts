@@ -1,5 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemScheduler } from '../../runtime/system.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
@@ -7,15 +9,15 @@ import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { AppendBatcher } from './append-batcher.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
 
-/** Counts the bus calls the batcher makes, and fails appendBatch while `failing` holds. */
-function countingBus(inner: StreamBus, state: { single: number; batches: number[]; failing: boolean }): StreamBus {
+/** Counts the bus calls the batcher makes, and fails appendBatch while `failing` holds (with `error()`, else STORE_UNAVAILABLE). */
+function countingBus(inner: StreamBus, state: { single: number; batches: number[]; failing: boolean; error?: () => unknown }): StreamBus {
   return new Proxy(inner, {
     get(target, name, receiver) {
       if (name === 'append') return (...args: Parameters<StreamBus['append']>) => { state.single += 1; return target.append(...args); };
       if (name === 'appendBatch') {
         return (...args: Parameters<StreamBus['appendBatch']>) => {
           state.batches.push(args[1].length);
-          if (state.failing) return Promise.reject(new SdcError('STORE_UNAVAILABLE', 'bus down (test)'));
+          if (state.failing) return Promise.reject(state.error?.() ?? new SdcError('STORE_UNAVAILABLE', 'bus down (test)'));
           return target.appendBatch(...args);
         };
       }
@@ -28,12 +30,14 @@ function countingBus(inner: StreamBus, state: { single: number; batches: number[
 function setup(entriesMax: number, waitingMax = 1_000, aborted = () => false) {
   const time = new VirtualTime(1_000_000);
   const memory = new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler });
-  const state = { single: 0, batches: [] as number[], failing: false };
+  const state: { single: number; batches: number[]; failing: boolean; error?: () => unknown } = { single: 0, batches: [], failing: false };
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'info' }, new Writable({ write(chunk: Buffer, _encoding, done) { logs.push(JSON.parse(chunk.toString()) as Record<string, unknown>); done(); } }));
   const batcher = new AppendBatcher({
-    bus: countingBus(memory, state), stream: 't', maxLen: 1_000, entriesMax, waitingMax, aborted,
+    bus: countingBus(memory, state), stream: 't', maxLen: 1_000, entriesMax, waitingMax, aborted, logger,
     schedule: (delayMs, run) => time.schedule(delayMs, run), cancel: (timer) => time.cancel(timer),
   });
-  return { time, memory, state, batcher };
+  return { time, memory, state, batcher, logs };
 }
 
 const settleTurns = async (n = 10) => { for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve)); };
@@ -165,6 +169,80 @@ describe('AppendBatcher', () => {
       await assert.rejects(batcher.write({ n: 'b' }), (e: unknown) => SdcError.is(e) && e.code === 'STORE_UNAVAILABLE');
       await memory.close();
     });
+  });
+
+  describe('an error that is not an outage\'s (it would recur at every retry): rejected to the callers at once, later batches not blocked', () => {
+    const permanent: Array<[string, () => unknown, (e: unknown) => boolean]> = [
+      ['STORE_INVALID_ARGUMENT', () => new SdcError('STORE_INVALID_ARGUMENT', 'bad entry (test)'), (e) => SdcError.is(e) && e.code === 'STORE_INVALID_ARGUMENT'],
+      ['STORE_CORRUPT', () => new SdcError('STORE_CORRUPT', 'malformed reply (test)'), (e) => SdcError.is(e) && e.code === 'STORE_CORRUPT'],
+      ['a plain Error (a bug)', () => new Error('bug (test)'), (e) => e instanceof Error && e.message === 'bug (test)'],
+    ];
+    for (const [name, error, matches] of permanent) {
+      it(`${name}: its batch's callers see it, nothing is held, and the next batch is written at the end of its turn`, async () => {
+        const { time, memory, state, batcher } = setup(3);
+        state.failing = true;
+        state.error = error;
+        const failed: Array<Promise<unknown>> = [batcher.write({ n: 'a' }), batcher.append({ n: 'b' })];
+        const failedSeen = watch(failed);
+        await settleTurns();
+        assert.deepEqual(failedSeen, ['rejected', 'rejected'], 'rejected at once, not held');
+        for (const outcome of await Promise.allSettled(failed)) assert.ok(outcome.status === 'rejected' && matches(outcome.reason));
+        assert.equal(batcher.heldEntries, 0);
+        state.failing = false;
+        const later: Array<Promise<unknown>> = [batcher.write({ n: 'c' }), batcher.append({ n: 'd' })];
+        const laterSeen = watch(later);
+        await settleTurns();
+        assert.deepEqual(laterSeen, ['fulfilled', 'fulfilled'], 'a later batch is not held behind the failed one');
+        assert.deepEqual(state.batches, [2, 2], 'one write each, no retry');
+        time.advance(10_000);
+        await settleTurns();
+        assert.deepEqual(state.batches, [2, 2], 'no retry later either');
+        assert.deepEqual(await streamFields(memory), ['c', 'd']);
+        await memory.close();
+      });
+    }
+
+    it('a held batch whose retry fails so is rejected then, and the held batches behind it are written in the same retry', async () => {
+      const { time, memory, state, batcher } = setup(2);
+      state.failing = true;
+      const first = batcher.write({ n: 'a' });
+      await settleTurns();
+      const second = batcher.write({ n: 'b' }); // formed during the backoff: held behind the first
+      await settleTurns();
+      assert.equal(batcher.heldEntries, 2);
+      const seen = watch([first, second]);
+      // The first retry fails with an error that is not an outage's, once; the bus takes writes again after it.
+      state.error = () => { state.failing = false; return new SdcError('STORE_CORRUPT', 'malformed reply (test)'); };
+      time.advance(250);
+      await settleTurns();
+      assert.deepEqual(seen, ['rejected', 'fulfilled'], 'the first rejected at its retry; the second written right after it, no backoff');
+      assert.deepEqual(state.batches, [1, 1, 1]);
+      await batcher.write({ n: 'c' });
+      assert.deepEqual(state.batches, [1, 1, 1, 1]);
+      assert.deepEqual(await streamFields(memory), ['b', 'c'], 'nothing held: the next batch written at the end of its turn');
+      assert.equal(batcher.heldEntries, 0);
+      await memory.close();
+    });
+  });
+
+  it('logs each failed write that is held (warn: entries, attempt, next delay) and the held batches once written (info: after how many attempts)', async () => {
+    const { time, memory, state, batcher, logs } = setup(3);
+    state.failing = true;
+    const entries = [batcher.write({ n: '0' }), batcher.write({ n: '1' })];
+    await settleTurns();
+    time.advance(250);
+    await settleTurns();
+    state.failing = false;
+    time.advance(500);
+    await Promise.all(entries);
+    await settleTurns();
+    const lines = logs.map((l) => ({ level: l['level'], entries: l['entries'], attempt: l['attempt'], next_retry_ms: l['next_retry_ms'], attempts_max: l['attempts_max'] }));
+    assert.deepEqual(lines, [
+      { level: 40, entries: 2, attempt: 1, next_retry_ms: 250, attempts_max: undefined },
+      { level: 40, entries: 2, attempt: 2, next_retry_ms: 500, attempts_max: undefined },
+      { level: 30, entries: 2, attempt: undefined, next_retry_ms: undefined, attempts_max: 3 },
+    ]);
+    await memory.close();
   });
 
   it('write() callers of one batch wait on its one promise (none of their own), in call order, and all see its failure', async () => {

@@ -1,5 +1,6 @@
 import { SdcError } from '../../core/errors/index.js';
 import type { TimerHandle } from '../../core/ports/ports.js';
+import type { Logger } from 'pino';
 import type { StreamBus } from '../stores/bus/bus-port.js';
 
 export interface AppendBatcherOptions {
@@ -24,7 +25,24 @@ export interface AppendBatcherOptions {
   readonly cancel?: (timer: TimerHandle) => void;
   /** A crashed gateway (abort) writes nothing more: its waiting entries are refused, not written. */
   readonly aborted?: () => boolean;
+  /** Where a held batch (a failed write retried) and its final write are logged; none: not logged (tests). */
+  readonly logger?: Logger;
 }
+
+/**
+ * The errors a write is held and retried for: those an outage causes, the bus could not be reached
+ * or the connection was lost, and that end when it is back. STORE_UNAVAILABLE: refused, reset, timed
+ * out, the connection closed (redis-errors.ts mapRedisError). STORE_COMMIT_UNKNOWN: the connection
+ * lost with the write in flight (a SQL adapter's code; the bus adapters raise none today): the same
+ * case as a lost reply, the write retried whole. Every other error recurs however long we wait
+ * (STORE_CORRUPT from a malformed reply, STORE_CLOSED, STORE_INVALID_ARGUMENT and STORE_LIMIT from
+ * the adapter's own checks, STORE_CONFLICT, STORE_QUERY_FAILED, an error not ours: a bug), and a
+ * held batch would stall every later one behind it for good: it is rejected to its callers at once,
+ * whose session task logs it (as before the retry, 200966a).
+ */
+export const appendRetriedCodes: ReadonlySet<string> = new Set(['STORE_UNAVAILABLE', 'STORE_COMMIT_UNKNOWN']);
+
+const isOutage = (error: unknown): boolean => error instanceof SdcError && appendRetriedCodes.has(error.code);
 
 /**
  * The wait before writing held batches again after a failed write: firstDelayMs, doubling after
@@ -38,6 +56,8 @@ export const appendRetryLimits = { firstDelayMs: 250, maxDelayMs: 5_000 } as con
 interface Batch {
   /** Creation order: a failed batch goes back among the held ones in this order. */
   readonly seq: number;
+  /** appendBatch calls made for it (the log line when a held batch is finally written). */
+  attempts: number;
   readonly entries: Array<Record<string, string>>;
   /** The ids, in the order of `entries`. */
   readonly ids: Promise<readonly string[]>;
@@ -54,7 +74,7 @@ function newBatch(seq: number): Batch {
   // Nobody may wait on one of the two (every caller of the batch used the other): not an unhandled rejection.
   ids.catch(() => undefined);
   written.catch(() => undefined);
-  return { seq, entries: [], ids, written, settle: (outcome) => { settleIds(outcome); settleWritten(outcome); } };
+  return { seq, attempts: 0, entries: [], ids, written, settle: (outcome) => { settleIds(outcome); settleWritten(outcome); } };
 }
 
 /**
@@ -68,8 +88,8 @@ function newBatch(seq: number): Batch {
  * telemetry append was otherwise a write of its own and a wake-up of its own for its reply
  * (Redis MONITOR: every XADD alone; docs/benchmarks.md, 2026-12-04 morning).
  *
- * A failed write (the bus is down: STORE_UNAVAILABLE, a lost connection) is not passed to the
- * callers: its batch is held, in creation order before every later batch, and written again after
+ * A failed write (the bus is down: appendRetriedCodes, STORE_UNAVAILABLE) is not passed to the
+ * callers, and is logged (warn: entries, attempt, next delay; the backoff bounds the rate): its batch is held, in creation order before every later batch, and written again after
  * appendRetryLimits' backoff, the held batches one at a time, oldest first, until the bus takes
  * them; the callers' promises stay pending until their entry is written. The gateway's telemetry
  * has no acknowledgement (the agent never sends a sample again), so an error here was a sample
@@ -77,7 +97,8 @@ function newBatch(seq: number): Batch {
  * waits for its write before its next frame (its serial tasks), so its frames keep their order, and
  * its queued-work bound (sessionTasksMax) still limits what an outage makes it hold; held entries
  * count towards waitingMax. Not retried: an aborted gateway (a crash) writes nothing more, and
- * after stopWaiting() a failure reaches the callers as before (a stop must end).
+ * after stopWaiting() a failure reaches the callers as before (a stop must end); nor any error that
+ * is not an outage's (appendRetriedCodes): it reaches the callers at once, and later batches go on.
  *
  * A retry may store an entry twice: Redis runs a batch as scripts of appendScriptEntriesMax XADDs
  * (redis-stream-bus.ts), so a batch whose scripts ran but whose reply was lost (the connection cut
@@ -199,11 +220,14 @@ export class AppendBatcher {
       this.#hold(batch);
       return;
     }
+    batch.attempts += 1;
     this.options.bus.appendBatch(this.options.stream, batch.entries, { maxLen: this.options.maxLen }).then((ids) => batch.settle({ ids }), (error: unknown) => {
-      if (this.options.aborted?.() === true || this.#stopping) batch.settle({ error });
+      if (this.options.aborted?.() === true || this.#stopping || !isOutage(error)) batch.settle({ error });
       else {
         this.#hold(batch);
-        if (!this.#draining && this.#retryTimer === undefined) this.#scheduleRetry();
+        // A retry already due (another batch failed first) or a drain running writes this one too.
+        const delayMs = !this.#draining && this.#retryTimer === undefined ? this.#scheduleRetry() : undefined;
+        this.#logHeld(batch, error, delayMs);
       }
     });
   }
@@ -224,19 +248,30 @@ export class AppendBatcher {
     }
   }
 
-  #scheduleRetry(): void {
+  /** Schedules the next write of the held batches; returns its delay. */
+  #scheduleRetry(): number {
     this.#failures += 1;
     const delayMs = Math.min(appendRetryLimits.maxDelayMs, appendRetryLimits.firstDelayMs * 2 ** Math.min(this.#failures - 1, 30));
     this.#retryTimer = this.options.schedule!(delayMs, () => {
       this.#retryTimer = undefined;
       void this.#drain();
     });
+    return delayMs;
+  }
+
+  /** A failed write held for a retry: one line per failed write (the backoff bounds their rate). */
+  #logHeld(batch: Batch, error: unknown, nextRetryMs: number | undefined): void {
+    this.options.logger?.warn({
+      err: error, stream: this.options.stream, entries: batch.entries.length, held_entries: this.#heldEntries,
+      attempt: batch.attempts, failures_in_a_row: this.#failures, next_retry_ms: nextRetryMs,
+    }, 'append batch failed; held and written again after the backoff');
   }
 
   /** Writes the held batches one at a time, oldest first; a failure holds them all again for the next backoff. */
   async #drain(): Promise<void> {
     if (this.#draining) return;
     this.#draining = true;
+    const written = { batches: 0, entries: 0, attemptsMax: 0 };
     try {
       while (this.#held.length > 0) {
         const batch = this.#held[0]!;
@@ -246,23 +281,33 @@ export class AppendBatcher {
           return;
         }
         let ids: string[];
+        batch.attempts += 1;
         try {
           ids = await this.options.bus.appendBatch(this.options.stream, batch.entries, { maxLen: this.options.maxLen });
         } catch (error: unknown) {
-          if (this.#stopping || this.options.aborted?.() === true) {
+          // Not an outage's error: it would fail every retry and stall the batches behind it.
+          if (this.#stopping || this.options.aborted?.() === true || !isOutage(error)) {
             this.#unhold(batch);
             batch.settle({ error });
             continue;
           }
-          this.#scheduleRetry();
+          this.#logHeld(batch, error, this.#scheduleRetry());
           return;
         }
         this.#unhold(batch);
         batch.settle({ ids });
+        written.batches += 1;
+        written.entries += batch.entries.length;
+        written.attemptsMax = Math.max(written.attemptsMax, batch.attempts);
       }
       this.#failures = 0;
     } finally {
       this.#draining = false;
+      // One line per drain, not per batch (an outage may leave thousands): also when a failure cut it short.
+      if (written.batches > 0) {
+        this.options.logger?.info({ stream: this.options.stream, batches: written.batches, entries: written.entries, attempts_max: written.attemptsMax, held_entries: this.#heldEntries },
+          `held append batches written, the oldest after ${written.attemptsMax} attempts`);
+      }
     }
   }
 }

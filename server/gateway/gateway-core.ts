@@ -89,6 +89,13 @@ export const probeUnansweredReason = 'peer did not answer the liveness probe';
 const noopHandle: ConnectionHandle = { receive: () => undefined, transportClosed: () => undefined, refuse: () => undefined };
 /** One-shot (no Hash object per frame): about half the CPU of createHash().update().digest() for a sample's 400 bytes here. */
 const sha256Hex = (bytes: Uint8Array): string => hash('sha256', bytes, 'hex');
+/**
+ * At most one log line per this interval for frames forwarded after a failed presence refresh
+ * (#refreshFailed): in a key/value outage every session's refresh fails, one line each was
+ * hundreds a second at 10k sessions. 5 s: the outage is seen within seconds, and a long one
+ * costs 12 lines a minute.
+ */
+export const refreshFailedLogIntervalMs = 5_000;
 /** What a task that has nothing to wait for returns: one settled promise for all. */
 const settled: Promise<void> = Promise.resolve();
 
@@ -179,6 +186,10 @@ class Gateway implements GatewayCore {
   readonly #router: CommandRouter;
   readonly #peers: PeerWatch;
   readonly #telemetry: AppendBatcher;
+  /** Frames forwarded after a failed presence refresh since the last log line of them (#refreshFailed). */
+  #refreshFailures = 0;
+  /** When that line was last logged (the gateway's clock); undefined: never. */
+  #refreshFailedLoggedMs: number | undefined;
   /** Session re-checks of HEARTBEAT and TELEMETRY, issued when the presence window closes (#recheck). */
   readonly #recheckGate: WindowGate;
   readonly #probe: LivenessProbe;
@@ -253,7 +264,7 @@ class Gateway implements GatewayCore {
       // Each session queues at most sessionTasksMax tasks, so this only bounds a bug.
       waitingMax: Math.max(options.connectionsMax, busLimits.batchEntriesMax),
       windowMs: options.presenceRefreshWindowMs, schedule: (delayMs, run) => this.#context.schedule(delayMs, run),
-      cancel: (timer) => options.scheduler.cancel(timer), aborted: () => this.#aborted,
+      cancel: (timer) => options.scheduler.cancel(timer), aborted: () => this.#aborted, logger: options.logger,
     });
     this.#forwardTargets = { context: this.#context, router: this.#router, telemetry: this.#telemetry };
     this.#recheckGate = new WindowGate({
@@ -756,9 +767,20 @@ class Gateway implements GatewayCore {
    */
   #refreshFailed(session: DeviceSession, message: DecodedMessage, error: unknown): boolean {
     if (!(error instanceof SdcError) || !error.code.startsWith('STORE_')) throw error;
-    // No gateway metric counts store failures (metrics.ts): the log line is the record.
-    this.#options.logger.warn({ err: error, device_id: session.deviceId, session_id: session.sessionId, type: message.type, trace_id: this.#context.traceId() },
-      'presence refresh failed; frame forwarded, refresh tried again at the next one due');
+    // No gateway metric counts store failures (metrics.ts): the log line is the record. One line
+    // per refreshFailedLogIntervalMs at most, not one per frame (every session's refresh fails in
+    // an outage: hundreds of lines a second at 10k sessions), with the frames since the last line;
+    // the device and session named are this frame's, one example of them.
+    this.#refreshFailures += 1;
+    const nowMs = this.#options.clock.nowMs();
+    if (this.#refreshFailedLoggedMs === undefined || nowMs - this.#refreshFailedLoggedMs >= refreshFailedLogIntervalMs) {
+      this.#options.logger.warn({
+        err: error, frames: this.#refreshFailures, interval_ms: refreshFailedLogIntervalMs,
+        device_id: session.deviceId, session_id: session.sessionId, type: message.type, trace_id: this.#context.traceId(),
+      }, 'presence refresh failed; frames forwarded since the last such line, refresh tried again at the next one due');
+      this.#refreshFailures = 0;
+      this.#refreshFailedLoggedMs = nowMs;
+    }
     return !session.dropQueuedFrames;
   }
 

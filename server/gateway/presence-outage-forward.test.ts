@@ -6,11 +6,13 @@
 // as replaced). The bus is never cut here: only the key/value store is.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
 import { kvKeys, streamNames } from '../bus-contract/streams.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
-import type { GatewayCore } from './gateway-core.js';
+import { refreshFailedLogIntervalMs, type GatewayCore } from './gateway-core.js';
 import type { PresenceRecord } from './presence.js';
 import { connectHeartbeating, makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, VirtualDriver, type GatewayPki } from './test-support.js';
 
@@ -88,4 +90,60 @@ describe('frames whose presence refresh is due during a key/value store outage (
     assert.equal(agent.closed?.reason, 'GATEWAY_SESSION_REPLACED');
     assert.ok(!(await devicesOn(streamNames.telemetry)).includes('dev-key-taken'), 'a replaced session\'s frame was forwarded');
   });
+});
+
+describe('the log of frames forwarded after a failed refresh (virtual time): one line per interval, with the count', () => {
+  // A long interval: no heartbeat (each one a refresh) comes in the test, so the frames counted are the test's.
+  const longIntervalMs = 40_000;
+  const dueMs = longIntervalMs / 4;
+  const driver = new VirtualDriver();
+  const kv = new MemoryKeyValueStore({ clock: driver.time, keyPrefix: `outage-log-${randomBytes(4).toString('hex')}:` });
+  const bus = new MemoryStreamBus({ clock: driver.time, scheduler: driver.time });
+  const outage = outageKv(kv);
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'warn' }, new Writable({ write(chunk: Buffer, _encoding, done) { logs.push(JSON.parse(chunk.toString()) as Record<string, unknown>); done(); } }));
+  let gpki: GatewayPki;
+  let core: GatewayCore;
+
+  before(async () => {
+    gpki = await makeGatewayPki();
+    core = makeCore({ bus, kv: outage.kv }, { ...onVirtualTime(driver), heartbeatIntervalMs: longIntervalMs, sessionRecheckIntervalMs: 600_000, ackTimeoutMs: 600_000, logger });
+    await core.start();
+  });
+  after(async () => {
+    outage.setDown(false);
+    await core.stop();
+    await bus.close();
+    await kv.close();
+  });
+
+  it('five sessions\' frames in one interval log one line; the next line, an interval on, counts the frames since', async () => {
+    assert.ok(dueMs >= refreshFailedLogIntervalMs, 'each round of frames below is in an interval of its own');
+    const agents: Array<Awaited<ReturnType<typeof connect>>['agent']> = [];
+    for (let i = 0; i < 5; i++) agents.push((await connect(i)).agent);
+    /** Every session sends a frame whose refresh is due (a TELEMETRY, then an ALERT: a second TELEMETRY would need the chain's prev_hash). */
+    async function round(kind: 'telemetry' | 'alert'): Promise<void> {
+      await driver.runTo(driver.time.nowMs() + dueMs);
+      await settle();
+      for (const agent of agents) {
+        if (kind === 'telemetry') agent.connection.sendTelemetry({ sampled_at: driver.time.nowMs(), metrics }, driver.time.nowMs());
+        else agent.connection.sendAlert({ severity: 'warning', kind: 'test', message: 'during the cut' }, driver.time.nowMs());
+        agent.flush();
+      }
+      // Past the presence refresh window and the telemetry batch's (two windows).
+      await driver.runTo(driver.time.nowMs() + 1_000);
+      await settle();
+    }
+    outage.setDown(true);
+    await round('telemetry');
+    await round('alert');
+    const lines = logs.filter((l) => String(l['msg']).startsWith('presence refresh failed'));
+    assert.deepEqual(lines.map((l) => l['frames']), [1, 5], 'one line at the first failure, the next an interval on with the 4 since and its own');
+    assert.ok(agents.every((agent) => agent.closed === undefined));
+    assert.equal((await bus.range(streamNames.telemetry, { count: 100 })).length, 5, 'every sample forwarded');
+    const alerts = (await bus.range(streamNames.events, { count: 1_000 })).filter((e) => (e.fields['data'] ?? '').includes('during the cut'));
+    assert.equal(alerts.length, 5, 'every alert forwarded');
+  });
+
+  const connect = (i: number) => connectHeartbeating({ core, gpki, driver, deviceId: `dev-log-${i}`, heartbeatIntervalMs: longIntervalMs });
 });

@@ -5,16 +5,13 @@
 // whose refresh answers that another session holds the key is still dropped (its session closed
 // as replaced). The bus is never cut here: only the key/value store is.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { kvKeys, streamNames } from '../bus-contract/streams.js';
-import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
-import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
-import { refreshFailedLogIntervalMs, type GatewayCore } from './gateway-core.js';
+import { refreshFailedLogIntervalMs } from './gateway-core.js';
 import type { PresenceRecord } from './presence.js';
-import { connectHeartbeating, makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, settle, VirtualDriver, type GatewayPki } from './test-support.js';
+import { connectHeartbeating, outageGatewayFixture, presenceSessionOf, settle, VirtualDriver } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 /** A refresh is due a quarter interval after the last one (gateway-core #refreshDue). */
@@ -24,25 +21,10 @@ const metrics = { cpu_pct: 1, mem_pct: 2, disk_pct: 3, net_rx_bytes_per_sec: 0, 
 describe('frames whose presence refresh is due during a key/value store outage (virtual time)', () => {
   const driver = new VirtualDriver();
   /** The store itself, read and written by the test (never cut). */
-  const kv = new MemoryKeyValueStore({ clock: driver.time, keyPrefix: `outage-forward-${randomBytes(4).toString('hex')}:` });
-  const bus = new MemoryStreamBus({ clock: driver.time, scheduler: driver.time });
-  const outage = outageKv(kv);
-  let gpki: GatewayPki;
-  let core: GatewayCore;
+  const gateway = outageGatewayFixture(driver, { keyPrefix: 'outage-forward', gateway: { heartbeatIntervalMs } });
+  const { kv, bus, outage } = gateway;
 
-  before(async () => {
-    gpki = await makeGatewayPki();
-    core = makeCore({ bus, kv: outage.kv }, { ...onVirtualTime(driver), heartbeatIntervalMs, ackTimeoutMs: 60_000 });
-    await core.start();
-  });
-  after(async () => {
-    outage.setDown(false);
-    await core.stop();
-    await bus.close();
-    await kv.close();
-  });
-
-  const connect = (deviceId: string) => connectHeartbeating({ core, gpki, driver, deviceId, heartbeatIntervalMs });
+  const connect = (deviceId: string) => connectHeartbeating({ core: gateway.core, gpki: gateway.gpki, driver, deviceId, heartbeatIntervalMs });
 
   /** The device ids of the entries on `stream`, in order. */
   async function devicesOn(stream: string): Promise<string[]> {
@@ -97,25 +79,12 @@ describe('the log of frames forwarded after a failed refresh (virtual time): one
   const longIntervalMs = 40_000;
   const dueMs = longIntervalMs / 4;
   const driver = new VirtualDriver();
-  const kv = new MemoryKeyValueStore({ clock: driver.time, keyPrefix: `outage-log-${randomBytes(4).toString('hex')}:` });
-  const bus = new MemoryStreamBus({ clock: driver.time, scheduler: driver.time });
-  const outage = outageKv(kv);
   const logs: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'warn' }, new Writable({ write(chunk: Buffer, _encoding, done) { logs.push(JSON.parse(chunk.toString()) as Record<string, unknown>); done(); } }));
-  let gpki: GatewayPki;
-  let core: GatewayCore;
-
-  before(async () => {
-    gpki = await makeGatewayPki();
-    core = makeCore({ bus, kv: outage.kv }, { ...onVirtualTime(driver), heartbeatIntervalMs: longIntervalMs, sessionRecheckIntervalMs: 600_000, ackTimeoutMs: 600_000, logger });
-    await core.start();
+  const gateway = outageGatewayFixture(driver, {
+    keyPrefix: 'outage-log', gateway: { heartbeatIntervalMs: longIntervalMs, sessionRecheckIntervalMs: 600_000, ackTimeoutMs: 600_000, logger },
   });
-  after(async () => {
-    outage.setDown(false);
-    await core.stop();
-    await bus.close();
-    await kv.close();
-  });
+  const { kv, bus, outage } = gateway;
 
   it('five sessions\' frames in one interval log one line; the next line, an interval on, counts the frames since', async () => {
     assert.ok(dueMs >= refreshFailedLogIntervalMs, 'each round of frames below is in an interval of its own');
@@ -145,5 +114,5 @@ describe('the log of frames forwarded after a failed refresh (virtual time): one
     assert.equal(alerts.length, 5, 'every alert forwarded');
   });
 
-  const connect = (i: number) => connectHeartbeating({ core, gpki, driver, deviceId: `dev-log-${i}`, heartbeatIntervalMs: longIntervalMs });
+  const connect = (i: number) => connectHeartbeating({ core: gateway.core, gpki: gateway.gpki, driver, deviceId: `dev-log-${i}`, heartbeatIntervalMs: longIntervalMs });
 });

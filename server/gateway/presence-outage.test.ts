@@ -7,13 +7,9 @@
 // a missing key (compare-and-set, then set-if-absent; an EXPIRE would not), and a failed write
 // neither closes the session nor stops later refreshes.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
-import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
-import type { GatewayCore } from './gateway-core.js';
+import { describe, it } from 'node:test';
 import { presenceTtlMs } from './presence.js';
-import { connectHeartbeating, makeCore, makeGatewayPki, onVirtualTime, outageKv, presenceSessionOf, VirtualDriver, type GatewayPki } from './test-support.js';
+import { connectHeartbeating, outageGatewayFixture, presenceSessionOf, VirtualDriver } from './test-support.js';
 
 const heartbeatIntervalMs = 400;
 const outageMs = 10 * presenceTtlMs(heartbeatIntervalMs);
@@ -21,30 +17,15 @@ const outageMs = 10 * presenceTtlMs(heartbeatIntervalMs);
 describe('presence across a key/value store outage (virtual time)', () => {
   const driver = new VirtualDriver();
   /** The store itself, read by the test (never cut). */
-  const kv = new MemoryKeyValueStore({ clock: driver.time, keyPrefix: `presence-outage-${randomBytes(4).toString('hex')}:` });
-  const bus = new MemoryStreamBus({ clock: driver.time, scheduler: driver.time });
-  const outage = outageKv(kv);
-  let gpki: GatewayPki;
-  let core: GatewayCore;
-
-  before(async () => {
-    gpki = await makeGatewayPki();
-    core = makeCore({ bus, kv: outage.kv }, { ...onVirtualTime(driver), heartbeatIntervalMs, ackTimeoutMs: 60_000 });
-    await core.start();
-  });
-  after(async () => {
-    outage.setDown(false);
-    await core.stop();
-    await bus.close();
-    await kv.close();
-  });
+  const gateway = outageGatewayFixture(driver, { keyPrefix: 'presence-outage', gateway: { heartbeatIntervalMs } });
+  const { kv, bus, outage } = gateway;
 
   const runTo = (atMs: number) => driver.runTo(atMs);
 
   const keyNames = (deviceId: string) => presenceSessionOf(kv, deviceId);
 
   const connect = (deviceId: string, onAuthSent?: () => void) =>
-    connectHeartbeating({ core, gpki, driver, deviceId, heartbeatIntervalMs, ...(onAuthSent === undefined ? {} : { onAuthSent }) });
+    connectHeartbeating({ core: gateway.core, gpki: gateway.gpki, driver, deviceId, heartbeatIntervalMs, ...(onAuthSent === undefined ? {} : { onAuthSent }) });
 
   /** From `fromMs` to `toMs`, in steps of a tenth of an interval: the key names `sessionId` at every step. */
   async function heldThroughout(deviceId: string, sessionId: string, fromMs: number, toMs: number): Promise<void> {

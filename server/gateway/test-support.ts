@@ -17,6 +17,7 @@ import { systemClock, systemRandom, systemScheduler } from '../../runtime/system
 import type { StreamBus } from '../stores/bus/bus-port.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { exportPkcs8Der, generateEd25519KeyPair } from '../../trust/ed25519-keys.js';
 import { toPem } from '../../trust/pem.js';
@@ -373,6 +374,32 @@ export function outageKv(kv: KeyValueStore): { kv: KeyValueStore; setDown(down: 
     },
   });
   return { kv: wrapped, setDown: (next) => { down = next; } };
+}
+
+/**
+ * A gateway core on virtual time whose key/value store can be cut (outageKv), over a memory store the
+ * test reads directly (never cut) and a memory bus; the calling describe's before/after start and
+ * stop it. `core` and `gpki` are set once its before hook has run.
+ */
+export function outageGatewayFixture(driver: VirtualDriver, options: { keyPrefix: string; gateway?: Partial<GatewayCoreOptions> }): {
+  readonly kv: MemoryKeyValueStore; readonly bus: MemoryStreamBus; readonly outage: ReturnType<typeof outageKv>; core: GatewayCore; gpki: GatewayPki;
+} {
+  const kv = new MemoryKeyValueStore({ clock: driver.time, keyPrefix: `${options.keyPrefix}-${randomBytes(4).toString('hex')}:` });
+  const bus = new MemoryStreamBus({ clock: driver.time, scheduler: driver.time });
+  const outage = outageKv(kv);
+  const fixture = { kv, bus, outage, core: undefined as unknown as GatewayCore, gpki: undefined as unknown as GatewayPki };
+  before(async () => {
+    fixture.gpki = await makeGatewayPki();
+    fixture.core = makeCore({ bus, kv: outage.kv }, { ...onVirtualTime(driver), ackTimeoutMs: 60_000, ...options.gateway });
+    await fixture.core.start();
+  });
+  after(async () => {
+    outage.setDown(false);
+    await fixture.core.stop();
+    await bus.close();
+    await kv.close();
+  });
+  return fixture;
 }
 
 /** The session id the device's presence key names, or null when there is no key. */

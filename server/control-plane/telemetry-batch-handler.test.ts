@@ -9,7 +9,7 @@ import type { JsonObject } from '../../core/protocol/json-value.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
-import { deviceFrame, makeHarness, sqlJsTarget, type Harness } from './test-support.js';
+import { deviceFrame, makeHarness, sqlJsTarget, type Harness, refusalCodeOf } from './test-support.js';
 
 /**
  * Decision 0004, "Batches": the telemetry handler takes a TELEMETRY_BATCH frame's entry once and
@@ -28,14 +28,7 @@ describe('the telemetry handler: TELEMETRY_BATCH entries', () => {
   const entryOf = (frame: string, receivedAtMs: number): BusEntry => ({
     id: `${++seq}-0`, fields: encodeBusEntry('telemetry', { device_id: deviceId, gateway_id: 'gw-1', received_at_ms: receivedAtMs, frame }), deliveryCount: 1,
   });
-  const codeOf = async (promise: Promise<unknown>): Promise<string> => {
-    try {
-      await promise;
-    } catch (error) {
-      return SdcError.is(error) ? error.code : `untyped ${String(error)}`;
-    }
-    return 'accepted';
-  };
+  const codeOf = refusalCodeOf;
   const stored = async () => (await h.db.query<{ ts: number; metrics_json: string }>('SELECT ts, metrics_json FROM telemetry WHERE device_id = ? ORDER BY ts, id', [deviceId]))
     .map((row) => [Number(row.ts), (JSON.parse(row.metrics_json) as { cpu_pct: number }).cpu_pct]);
 

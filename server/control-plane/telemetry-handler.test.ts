@@ -3,13 +3,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeBusEntry } from '../bus-contract/entries.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
-import { SdcError } from '../../core/errors/index.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { macEnvelope } from '../../core/protocol/envelope.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
-import { makeHarness, sqlJsTarget, type Harness } from './test-support.js';
+import { makeHarness, sqlJsTarget, type Harness, refusalCodeOf } from './test-support.js';
 
 /**
  * Issue 17: the telemetry handler answers a MAC'd sample of a device whose row is cached without
@@ -36,14 +35,7 @@ describe('the telemetry handler: a sample of a cached device', () => {
     }));
     return entryOf(encodeBusEntry('telemetry', { device_id: deviceId, gateway_id: 'gw-1', received_at_ms: nowMs, frame }));
   };
-  const codeOf = async (promise: Promise<unknown>): Promise<string> => {
-    try {
-      await promise;
-    } catch (error) {
-      return SdcError.is(error) ? error.code : `untyped ${String(error)}`;
-    }
-    return 'accepted';
-  };
+  const codeOf = refusalCodeOf;
 
   before(async () => {
     h = await makeHarness(sqlJsTarget);

@@ -1,3 +1,4 @@
+import { SdcError } from '../../core/errors/index.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -212,4 +213,14 @@ export function deviceFrame(options: { deviceId: string; seed: Uint8Array; type:
     kid: deviceKid(options.deviceId), seed: options.seed, provider,
   });
   return canonicalize(envelope);
+}
+
+/** The stable code a promise is refused with, `accepted` when it resolves, `untyped ...` for an error without a code. */
+export async function refusalCodeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    return SdcError.is(error) ? error.code : `untyped ${String(error)}`;
+  }
+  return 'accepted';
 }

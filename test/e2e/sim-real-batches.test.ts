@@ -1,17 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { streamNames } from '../../server/bus-contract/streams.js';
-import { startDeployment } from '../../server/deployment/deployment.js';
-import { initDeployment } from '../../server/materials/materials.js';
-import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { builtinScenarioPath, loadScenario } from '../../sim/scenario.js';
 import { runRealSimulation } from '../../sim/real/run-real.js';
-
-/** How long the run may wait for its agents to come online and for its commands to drain, on real time. */
-const realWaitMs = 120_000;
+import { realWaitMs, withSimRealDeployment } from './support/sim-real-deployment.js';
 
 /**
  * `sdc sim --real` with a scenario that batches telemetry (issue 17): the worker agents ask for
@@ -21,15 +13,7 @@ const realWaitMs = 120_000;
  * counts agree with what the deployment's bus and SQL hold for the run's devices.
  */
 test('--real with telemetry batches: TELEMETRY_BATCH frames reach the real gateway and writer, counted as the full tier counts them; checkers pass', async () => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-sim-real-batches-test-'));
-  const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
-  const deployment = await startDeployment({
-    materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
-    scryptParams: { N: 1024, r: 8, p: 1 }, gateway: { heartbeatIntervalMs: 2_000 },
-  });
-  try {
-    const password = 'a long enough test password';
-    await deployment.controlPlane!.auth.users.add({ name: 'sim-admin', role: 'admin', password, nowMs: systemClock.nowMs() });
+  await withSimRealDeployment('sdc-sim-real-batches-test-', async ({ deployment, materials, password }) => {
     const smoke = await loadScenario(builtinScenarioPath('smoke'));
     // A sample a second in batches of 3 (a batch fills in 3 s, well within the 10 s delay), so the
     // few seconds agents are online hold several batches each; commands at smoke's rate x 5.
@@ -68,8 +52,5 @@ test('--real with telemetry batches: TELEMETRY_BATCH frames reach the real gatew
     const [rows] = await deployment.stores.sql!.query<{ n: number }>("SELECT COUNT(*) AS n FROM telemetry WHERE device_id LIKE 'simr-17-%'");
     assert.equal(Number(rows!.n), samples);
     assert.equal(counts.telemetry_stored, samples);
-  } finally {
-    await deployment.stop();
-    await rm(dataDir, { recursive: true, force: true });
-  }
+  });
 });

@@ -1,28 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { startDeployment } from '../../server/deployment/deployment.js';
-import { initDeployment } from '../../server/materials/materials.js';
 import { commandTerminalStates } from '../../core/protocol/command-machine.js';
-import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { builtinScenarioPath, loadScenario } from '../../sim/scenario.js';
 import { runRealSimulation } from '../../sim/real/run-real.js';
-
-/** How long the run may wait for its agents to come online and for its commands to drain, on real time. */
-const realWaitMs = 120_000;
+import { realWaitMs, withSimRealDeployment } from './support/sim-real-deployment.js';
 
 test('--real: 6 simulated agents over 2 worker processes against a running deployment; every command terminal, checkers pass', async () => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-sim-real-test-'));
-  const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
-  const deployment = await startDeployment({
-    materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
-    scryptParams: { N: 1024, r: 8, p: 1 }, gateway: { heartbeatIntervalMs: 2_000 },
-  });
-  try {
-    const password = 'a long enough test password';
-    await deployment.controlPlane!.auth.users.add({ name: 'sim-admin', role: 'admin', password, nowMs: systemClock.nowMs() });
+  await withSimRealDeployment('sdc-sim-real-test-', async ({ deployment, materials, password }) => {
     const smoke = await loadScenario(builtinScenarioPath('smoke'));
     // A higher rate than smoke's so that a 3 s run sends a few dozen commands to six agents.
     // The drain and online waits run on real time: generous, because the machine may be busy with
@@ -57,10 +41,7 @@ test('--real: 6 simulated agents over 2 worker processes against a running deplo
     // Pairing went through the API: the devices exist at the control plane, enrolled.
     const devices = await deployment.stores.sql!.query<{ id: string }>("SELECT id FROM devices WHERE id LIKE 'simr-7-%' AND cert_serial IS NOT NULL");
     assert.equal(devices.length, 6);
-  } finally {
-    await deployment.stop();
-    await rm(dataDir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('sdc sim --real refuses a non-https URL, a missing --admin and --swarm with one-line usage errors', async () => {

@@ -2,20 +2,15 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { runSimulation, type RunResult } from './run.js';
 import { runModel } from './model/run-model.js';
-import { parseScenario, type Scenario } from './scenario.js';
+import type { Scenario } from './scenario.js';
+import { testScenario } from './model/test-support.js';
 import { telemetryBatchComparisons } from './validate-model.js';
 import { swarmScenario, swarmScenarioRef } from './swarm.js';
 import { telemetryFrameOf } from './telemetry-tally.js';
 
 /** Telemetry batches in the simulator (issue 17): the scenario's telemetrySamplesPerFrame reaches the real agent; frames and samples are counted apart. */
-function scenarioWith(overrides: Record<string, unknown>): Scenario {
-  return parseScenario({
-    name: 'batch-test', description: 'telemetry batches', agents: 4, gateways: 1, safetyMs: 20_000, livenessBoundMs: 30_000,
-    heartbeatIntervalMs: 10_000, telemetryIntervalMs: 1_000,
-    commands: { perMinute: 12, ttlMs: 600_000, mix: { EXEC_PING_KERNEL: 1 } },
-    faults: { network: { delayMsMin: 5, delayMsMax: 5 } },
-    ...overrides,
-  });
+function scenarioWith(overrides: Partial<Scenario>): Scenario {
+  return testScenario({ name: 'batch-test', description: 'telemetry batches', safetyMs: 20_000, telemetryIntervalMs: 1_000, commands: { perMinute: 12, ttlMs: 600_000, mix: { EXEC_PING_KERNEL: 1 } }, ...overrides });
 }
 
 function everyCheckerPasses(result: RunResult): void {

@@ -92,10 +92,12 @@ const count = (n: number | undefined) => (n === undefined ? '-' : n.toLocaleStri
 export function telemetryLine(counts: Readonly<Record<string, number>>, storageDelayMs?: LatencyPercentiles): string {
   const dropped = counts.telemetry_samples_dropped ?? counts.telemetry_buffer_dropped;
   const crashes = counts.telemetry_samples_lost_in_crashes;
+  // --real only: rows beyond the distinct samples (sim/real/outside-checks.ts readStoredTelemetry).
+  const duplicates = counts.telemetry_stored_duplicates;
   const delay = storageDelayMs === undefined || storageDelayMs.count === 0 ? ''
     : `; storage delay p50 ${ms(storageDelayMs.p50Ms)}, p90 ${ms(storageDelayMs.p90Ms)}, p99 ${ms(storageDelayMs.p99Ms)}, max ${ms(storageDelayMs.maxMs)}`;
   return `telemetry: ${count(counts.telemetry_frames_sent)} frames (${count(counts.telemetry_batch_frames_sent)} batches), `
-    + `${count(counts.telemetry_samples_sent)} samples sent, ${count(counts.telemetry_stored)} stored, ${count(counts.telemetry_samples_buffered_end)} buffered at the end, `
+    + `${count(counts.telemetry_samples_sent)} samples sent, ${count(counts.telemetry_stored)} stored${duplicates === undefined ? '' : ` (${count(duplicates)} duplicates)`}, ${count(counts.telemetry_samples_buffered_end)} buffered at the end, `
     + `${count(dropped)} dropped${crashes === undefined ? '' : `, ${count(crashes)} lost in crashes`}${delay}`;
 }
 

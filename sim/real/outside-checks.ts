@@ -116,49 +116,81 @@ async function onlineAtControlPlane(api: OperatorApi, ours: ReadonlySet<string>)
   return online;
 }
 
+/** What the control plane stored for the run's devices: distinct samples, and the rows beyond them. */
+export interface StoredTelemetry {
+  /** Distinct samples: a device's rows with the same time (sampled_at) and metrics count once. */
+  stored: number;
+  /** Rows minus distinct samples: a sample stored more than once (an at-least-once writer, a retried bus append). */
+  duplicates: number;
+}
+
 /**
- * Step, after the agents stopped: the telemetry rows the control plane holds for the run's devices
+ * Step, after the agents stopped: the telemetry the control plane holds for the run's devices
  * (GET /v1/devices/{id}/telemetry, paged; the devices are this run's own, so every row is one of
- * its samples). The writer stores a sample a moment after its frame reached the gateway, so it
- * looks up to storedTelemetryAttemptsMax times, 1 s apart, until the rows reach `samplesSent`; a
- * sample lost on the way (a store or gateway fault) leaves fewer, and the last look is answered.
- * Not a checker: the full tier does not judge telemetry either (docs/simulation.md).
+ * its samples). Samples are counted distinct, by device, time (ts_ms, the sampled_at) and metrics,
+ * so a lost sample and another stored twice do not read as "all stored"; the extra rows are
+ * `duplicates`. The writer stores a sample a moment after its frame reached the gateway, so it
+ * looks up to storedTelemetryAttemptsMax times, 1 s apart, until the distinct samples reach
+ * `samplesSent`; a sample lost on the way (a store or gateway fault) leaves fewer, and the last
+ * look is answered. Not a checker: the full tier does not judge telemetry either (docs/simulation.md).
  */
-export async function readStoredTelemetry(api: OperatorApi, deviceIds: readonly string[], samplesSent: number): Promise<number> {
-  let stored = 0;
+export async function readStoredTelemetry(api: OperatorApi, deviceIds: readonly string[], samplesSent: number): Promise<StoredTelemetry> {
+  let result: StoredTelemetry = { stored: 0, duplicates: 0 };
   for (let attempt = 1; attempt <= storedTelemetryAttemptsMax; attempt += 1) {
-    stored = 0;
+    let stored = 0;
+    let rows = 0;
     await forEachBounded(deviceIds, readBackConcurrency, async (id) => {
       // Read first, then added: `stored += await ...` would add to the value read before the await.
-      const rows = await deviceTelemetryRows(api, id);
-      stored += rows;
+      const device = await deviceTelemetrySamples(api, id);
+      stored += device.distinct;
+      rows += device.rows;
     });
+    result = { stored, duplicates: rows - stored };
     if (stored >= samplesSent || attempt === storedTelemetryAttemptsMax) break;
     await sleep(storedTelemetryRetryMs);
   }
-  return stored;
+  return result;
 }
 
-/** One device's telemetry rows, newest first in pages of 500: each next page ends at the oldest time of the last (rows at that time counted once). */
-async function deviceTelemetryRows(api: OperatorApi, deviceId: string): Promise<number> {
+interface TelemetryItem { ts_ms: number; metrics?: unknown }
+
+/** A sample's identity within its device: its time and its metrics, as the API answers them (the stored JSON, parsed). */
+function sampleKey(item: TelemetryItem): string {
+  return `${item.ts_ms} ${JSON.stringify(item.metrics ?? null)}`;
+}
+
+/**
+ * One device's telemetry rows and distinct samples, newest first in pages of 500: each next page
+ * ends at the oldest time of the last (the rows at that time are taken from the next page, once).
+ */
+async function deviceTelemetrySamples(api: OperatorApi, deviceId: string): Promise<{ rows: number; distinct: number }> {
   const pageRows = 500;
   let rows = 0;
+  // Bounded by the rows read: at most telemetryPagesMax pages of pageRows.
+  const samples = new Set<string>();
+  const take = (items: readonly TelemetryItem[]): void => {
+    rows += items.length;
+    for (const item of items) samples.add(sampleKey(item));
+  };
   let toMs: number | undefined;
   for (let page = 0; page < telemetryPagesMax; page += 1) {
-    const answer = await api.call<{ items: Array<{ ts_ms: number }> }>('GET', `/v1/devices/${encodeURIComponent(deviceId)}/telemetry?limit=${pageRows}${toMs === undefined ? '' : `&to_ms=${toMs}`}`);
-    if (answer.items.length < pageRows) return rows + answer.items.length;
+    const answer = await api.call<{ items: TelemetryItem[] }>('GET', `/v1/devices/${encodeURIComponent(deviceId)}/telemetry?limit=${pageRows}${toMs === undefined ? '' : `&to_ms=${toMs}`}`);
+    if (answer.items.length < pageRows) {
+      take(answer.items);
+      break;
+    }
     const oldestMs = answer.items.at(-1)!.ts_ms;
-    const newer = answer.items.filter((item) => item.ts_ms > oldestMs).length;
-    // A full page of one time cannot be paged by time: counted, and the next page starts before it
+    const newer = answer.items.filter((item) => item.ts_ms > oldestMs);
+    // A full page of one time cannot be paged by time: taken, and the next page starts before it
     // (rows of that time past the page would be missed; a device samples a second or more apart).
-    if (newer === 0) {
-      rows += answer.items.length;
-      if (oldestMs === 0) return rows;
+    if (newer.length === 0) {
+      take(answer.items);
+      if (oldestMs === 0) break;
       toMs = oldestMs - 1;
     } else {
-      rows += newer;
+      take(newer);
       toMs = oldestMs;
     }
   }
-  return rows;
+  return { rows, distinct: samples.size };
 }

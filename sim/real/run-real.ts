@@ -196,9 +196,10 @@ interface RunFindings {
  */
 async function telemetryAtEnd(api: OperatorApi, pool: WorkerPool, deviceIds: readonly string[]): Promise<Record<string, number>> {
   const final = await pool.stop();
+  const stored = await readStoredTelemetry(api, deviceIds, final.telemetrySamplesSent);
   return {
     telemetry_frames_sent: final.telemetryFramesSent, telemetry_batch_frames_sent: final.telemetryBatchFramesSent,
-    telemetry_samples_sent: final.telemetrySamplesSent, telemetry_stored: await readStoredTelemetry(api, deviceIds, final.telemetrySamplesSent),
+    telemetry_samples_sent: final.telemetrySamplesSent, telemetry_stored: stored.stored, telemetry_stored_duplicates: stored.duplicates,
     telemetry_samples_buffered_end: final.telemetrySamplesBuffered, telemetry_samples_dropped: final.telemetrySamplesDropped,
     telemetry_samples_lost_in_crashes: pool.telemetrySamplesLostInCrashes(),
   };

@@ -9,7 +9,7 @@ import type { LiveStates } from './live-states.js';
 import type { OperatorApi } from './operator-api.js';
 import type { WorkerPool } from './worker-pool.js';
 import type { WorkerStatus } from './messages.js';
-import { checkCommandRecords, type CommandRecord } from './outside-checks.js';
+import { checkCommandRecords, readStoredTelemetry, type CommandRecord } from './outside-checks.js';
 import { realCheckerNames, ViolationLog } from './violations.js';
 
 // The steps of `sdc sim --real` that need no deployment; test/e2e/sim-real.test.ts runs them all against one.
@@ -123,5 +123,32 @@ describe('sim --real: drainCommands', () => {
     const run = setUp(0, 'executing');
     assert.equal(await drainCommands({ ...run, boundMs: 0 }), null);
     assert.deepEqual(run.violations.all.map((v) => v.checker), ['liveness']);
+  });
+});
+
+describe('sim --real: readStoredTelemetry', () => {
+  it('counts distinct samples (device, time, metrics) and the duplicate rows apart, and looks again until the distinct samples reach those sent', async () => {
+    // 5 samples sent: a-1 at 1000, 2000, 3000 and a-2 at 1000, 2000. The first look holds a-1's
+    // 2000 twice and not yet its 3000 (5 rows, 4 samples); the second holds the 3000 too.
+    const row = (tsMs: number, cpu: number) => ({ ts_ms: tsMs, metrics: { cpu }, risk_score: null });
+    const looks: Array<Record<string, ReturnType<typeof row>[]>> = [
+      { 'a-1': [row(2000, 2), row(2000, 2), row(1000, 1)], 'a-2': [row(2000, 5), row(1000, 4)] },
+      { 'a-1': [row(3000, 3), row(2000, 2), row(2000, 2), row(1000, 1)], 'a-2': [row(2000, 5), row(1000, 4)] },
+    ];
+    const asked: string[] = [];
+    const api = {
+      call: async (method: string, path: string) => {
+        asked.push(path);
+        const id = decodeURIComponent(path.split('/')[3]!);
+        const look = looks[Math.min(asked.filter((p) => p.includes(`/${id}/`)).length, looks.length) - 1]!;
+        assert.equal(method, 'GET');
+        return { items: look[id] ?? [] };
+      },
+    } as unknown as OperatorApi;
+    // The 1 s wait between looks is on the system scheduler, whose timers do not hold the process open.
+    const keepAlive = setInterval(() => {}, 60_000);
+    const stored = await readStoredTelemetry(api, ['a-1', 'a-2'], 5).finally(() => clearInterval(keepAlive));
+    assert.deepEqual(stored, { stored: 5, duplicates: 1 });
+    assert.equal(asked.length, 4, 'two looks of two devices: the first, 5 rows but 4 samples, is not enough');
   });
 });

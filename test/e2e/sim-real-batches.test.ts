@@ -52,5 +52,6 @@ test('--real with telemetry batches: TELEMETRY_BATCH frames reach the real gatew
     const [rows] = await deployment.stores.sql!.query<{ n: number }>("SELECT COUNT(*) AS n FROM telemetry WHERE device_id LIKE 'simr-17-%'");
     assert.equal(Number(rows!.n), samples);
     assert.equal(counts.telemetry_stored, samples);
+    assert.equal(counts.telemetry_stored_duplicates, 0, 'no sample stored twice');
   });
 });

@@ -66,7 +66,8 @@ for (const target of storeTargets()) {
       await restartAgent(system, first!);
       await waitOnline(system, [first!], true, slack * republishBoundMs + 10_000);
       const after = await createCommand(system, first!, 'EXEC_PING_KERNEL');
-      assert.equal((await waitTerminal(system, after.id)).state, 'succeeded');
+      const afterFinal = await waitTerminal(system, after.id);
+      assert.equal(afterFinal.state, 'succeeded', JSON.stringify(afterFinal.history));
     });
   });
 }

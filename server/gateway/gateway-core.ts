@@ -96,6 +96,13 @@ const sha256Hex = (bytes: Uint8Array): string => hash('sha256', bytes, 'hex');
  * costs 12 lines a minute.
  */
 export const refreshFailedLogIntervalMs = 5_000;
+
+/**
+ * The frequent frames (HEARTBEAT and telemetry, one sample or a batch): their presence refresh may
+ * wait for the window shared with other sessions, and their re-check is issued when it closes; a
+ * command's ACK or RESULT is never held up that way.
+ */
+const windowedFrameTypes: ReadonlySet<string> = new Set(['HEARTBEAT', 'TELEMETRY', 'TELEMETRY_BATCH']);
 /** What a task that has nothing to wait for returns: one settled promise for all. */
 const settled: Promise<void> = Promise.resolve();
 
@@ -854,7 +861,7 @@ class Gateway implements GatewayCore {
     if (!this.#refreshDue(session, message, nowMs)) return true;
     session.lastRefreshMs = nowMs;
     // HEARTBEAT and TELEMETRY may wait for other sessions' refreshes; a command's ACK or RESULT is not held up.
-    const canWait = message.type === 'HEARTBEAT' || message.type === 'TELEMETRY' || message.type === 'TELEMETRY_BATCH';
+    const canWait = windowedFrameTypes.has(message.type);
     if (await this.#refreshKey(session, nowMs, canWait)) return true;
     this.#endSession(session, closeCodes.replaced, 'GATEWAY_SESSION_REPLACED');
     return false;
@@ -866,7 +873,7 @@ class Gateway implements GatewayCore {
    * one write and one read for all, not a write and a wake-up of its own. A crashed gateway reads nothing more.
    */
   #recheck(session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<boolean> {
-    if (message.type !== 'HEARTBEAT' && message.type !== 'TELEMETRY' && message.type !== 'TELEMETRY_BATCH') return this.#revokedSince(session, nowMs);
+    if (!windowedFrameTypes.has(message.type)) return this.#revokedSince(session, nowMs);
     return new Promise<boolean>((resolve) => {
       const run = () => resolve(this.#aborted ? false : this.#revokedSince(session, nowMs));
       if (!this.#recheckGate.defer(run)) run();

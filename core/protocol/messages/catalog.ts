@@ -61,6 +61,8 @@ export const messageCatalog = {
       trace_context: Type.Optional(Type.Boolean()),
       /** The agent can send TELEMETRY_BATCH; the gateway announces `telemetry_samples_max` in AUTH_ACK only when this is true, so an older agent's schema never meets the member. */
       telemetry_batch: Type.Optional(Type.Boolean()),
+      /** The agent takes TELEMETRY_ACK (decision 0004, "Acknowledgements"); the gateway announces `telemetry_ack` in AUTH_ACK only when this is true, and sends acks only then. */
+      telemetry_ack: Type.Optional(Type.Boolean()),
     }, strict),
   },
   AUTH_ACK: {
@@ -81,6 +83,8 @@ export const messageCatalog = {
        * in AUTH and only with the session MAC agreed. Absent: the agent sends one TELEMETRY per sample.
        */
       telemetry_samples_max: Type.Optional(Type.Integer({ minimum: 1, maximum: telemetryBatchLimits.samplesPerFrameMax })),
+      /** Only in answer to `telemetry_ack` in AUTH: this gateway will send TELEMETRY_ACK once the session's telemetry is appended to the bus. Absent: no acks (an older gateway, or one that does not offer them). */
+      telemetry_ack: Type.Optional(Type.Literal(true)),
     }, strict),
   },
   AUTH_ERROR: {
@@ -111,6 +115,13 @@ export const messageCatalog = {
     body: Type.Object({
       samples: Type.Array(Type.Object({ sampled_at: EpochMs, metrics: TelemetryMetricsSchema }, strict), { minItems: 1, maxItems: telemetryBatchLimits.samplesPerFrameMax }),
       prev_hash: TelemetryPrevHash,
+    }, strict),
+  },
+  TELEMETRY_ACK: {
+    direction: 'gateway->agent',
+    summary: "Cumulative: every TELEMETRY and TELEMETRY_BATCH frame of this session whose envelope seq is at most `through_seq` has been appended to the bus (durably accepted), so the agent may forget its samples. Sent only to an agent that offered `telemetry_ack` in AUTH and was answered `telemetry_ack` in AUTH_ACK, coalesced (at most one per session per ack interval, plus one with each HEARTBEAT's turn), each acknowledging more than the one before; under the session MAC when one was agreed, else signed by the gateway key.",
+    body: Type.Object({
+      through_seq: Seq,
     }, strict),
   },
   COMMAND_DELIVERY: {

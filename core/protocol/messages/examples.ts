@@ -24,6 +24,7 @@ export const exampleBodies: { [T in MessageType]: MessageBody<T> } = {
     ],
     prev_hash: 'c'.repeat(64),
   },
+  TELEMETRY_ACK: { through_seq: 42 },
   COMMAND_DELIVERY: {
     command: {
       id: 'cmd_01', device_id: 'dev-0001', opcode: 'EXEC_GET_PROCESS_LIST', args: { limit: 50 },

@@ -12,7 +12,10 @@ export type AgentEvent =
   | ConnectionEvent
   /** `clockOffsetMs`: this device's clock minus the gateway's, as the gateway measured it at AUTH. */
   /** `telemetrySamplesMax`: what the gateway announced per TELEMETRY_BATCH (AUTH_ACK), present only when batches may be sent. */
-  | { kind: 'ready'; sessionId: string; sessionToken: string; heartbeatIntervalMs: number; serverTimeMs: number; clockOffsetMs: number; telemetrySamplesMax?: number }
+  /** `telemetryAck`: true when the gateway answered this agent's `telemetry_ack` offer (it will send TELEMETRY_ACK). */
+  | { kind: 'ready'; sessionId: string; sessionToken: string; heartbeatIntervalMs: number; serverTimeMs: number; clockOffsetMs: number; telemetrySamplesMax?: number; telemetryAck?: true }
+  /** A checked TELEMETRY_ACK: every telemetry frame of this session with seq <= throughSeq is on the bus. */
+  | { kind: 'telemetry_ack'; throughSeq: number }
   | { kind: 'auth_error'; code: string; message: string };
 
 export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'frameIdPrefix'> {
@@ -31,6 +34,11 @@ export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'fra
    * older gateway's schema knows it unless batching is wanted.
    */
   telemetryBatch?: boolean;
+  /**
+   * Offer in AUTH to take TELEMETRY_ACK (decision 0004, "Acknowledgements"): a gateway that sends
+   * them answers `telemetry_ack` in AUTH_ACK. Off by default, so AUTH is byte for byte as before.
+   */
+  telemetryAck?: boolean;
 }
 
 /**
@@ -55,6 +63,12 @@ export class AgentConnection extends ConnectionCore {
   #nonce = '';
   /** What the gateway announced per TELEMETRY_BATCH in this session's AUTH_ACK (0: no batches). */
   #telemetrySamplesMax = 0;
+  /** The gateway answered `telemetry_ack` in this session's AUTH_ACK. */
+  #telemetryAck = false;
+  /** The seq of this session's last TELEMETRY or TELEMETRY_BATCH frame (-1: none): no ack may name a later one. */
+  #telemetrySentSeq = -1;
+  /** The last through_seq acknowledged in this session (-1: none): each ack must name a later one. */
+  #telemetryAckedSeq = -1;
 
   constructor(options: AgentConnectionOptions) {
     super({ ...options, frameIdPrefix: 'a' });
@@ -100,6 +114,11 @@ export class AgentConnection extends ConnectionCore {
         if (ack.telemetry_samples_max !== undefined && (this.macKeys === undefined || this.#options.telemetryBatch !== true)) {
           return this.refuse(new SdcError('PROTO_SCHEMA_INVALID', 'AUTH_ACK announces telemetry batches this agent did not ask for, or without the session MAC'), nowMs, message.envelope.id);
         }
+        // Acks are announced only to an agent that offered to take them: an unasked announcement is a gateway bug, refused.
+        if (ack.telemetry_ack !== undefined && this.#options.telemetryAck !== true) {
+          return this.refuse(new SdcError('PROTO_TELEMETRY_ACK_UNEXPECTED', 'AUTH_ACK announces telemetry acknowledgements this agent did not offer'), nowMs, message.envelope.id);
+        }
+        this.#telemetryAck = ack.telemetry_ack === true;
         this.#telemetrySamplesMax = ack.telemetry_samples_max ?? 0;
         // The secret is not needed again: a new connection draws a new one.
         this.#ephemeral = undefined;
@@ -108,6 +127,7 @@ export class AgentConnection extends ConnectionCore {
         return [{
           kind: 'ready', sessionId: ack.session_id, sessionToken: ack.session_token, heartbeatIntervalMs: ack.heartbeat_interval_ms,
           serverTimeMs: ack.server_time_ms, clockOffsetMs: ack.clock_offset_ms, ...(this.#telemetrySamplesMax === 0 ? {} : { telemetrySamplesMax: this.#telemetrySamplesMax }),
+          ...(this.#telemetryAck ? { telemetryAck: true as const } : {}),
         }];
       }
       if (message.type === 'AUTH_ERROR') {
@@ -126,9 +146,38 @@ export class AgentConnection extends ConnectionCore {
       case 'ERROR':
         this.applyEvent('frame', nowMs);
         return [{ kind: 'message', message }];
+      case 'TELEMETRY_ACK': {
+        this.applyEvent('frame', nowMs);
+        const refusal = this.#checkTelemetryAck((message.body as MessageBody<'TELEMETRY_ACK'>).through_seq);
+        if (refusal !== undefined) return this.refuse(refusal, nowMs, message.envelope.id);
+        return [{ kind: 'telemetry_ack', throughSeq: this.#telemetryAckedSeq }];
+      }
       default:
         return this.refuse(new SdcError('PROTO_ILLEGAL_TRANSITION', `${message.type} is not accepted from a gateway`), nowMs, message.envelope.id);
     }
+  }
+
+  /**
+   * A TELEMETRY_ACK's through_seq after its MAC (or signature) and the replay guard passed: only on
+   * a session that agreed acks, only forward (a repeated or reordered ack names nothing new), and
+   * never past the last telemetry frame sent (the gateway cannot have appended a frame not sent).
+   * Undefined, and the ack taken, when it is good.
+   */
+  #checkTelemetryAck(throughSeq: number): SdcError | undefined {
+    if (!this.#telemetryAck) return new SdcError('PROTO_TELEMETRY_ACK_UNEXPECTED', 'TELEMETRY_ACK on a session that did not agree telemetry acknowledgements');
+    if (throughSeq <= this.#telemetryAckedSeq) {
+      return new SdcError('PROTO_TELEMETRY_ACK_STALE', `TELEMETRY_ACK through_seq ${throughSeq} is not after the previous acknowledgement (${this.#telemetryAckedSeq})`, { throughSeq, ackedSeq: this.#telemetryAckedSeq });
+    }
+    if (throughSeq > this.#telemetrySentSeq) {
+      return new SdcError('PROTO_TELEMETRY_ACK_AHEAD', `TELEMETRY_ACK through_seq ${throughSeq} is beyond the last telemetry frame sent (${this.#telemetrySentSeq})`, { throughSeq, sentSeq: this.#telemetrySentSeq });
+    }
+    this.#telemetryAckedSeq = throughSeq;
+    return undefined;
+  }
+
+  /** True when the gateway answered `telemetry_ack` in this session's AUTH_ACK: TELEMETRY_ACK will come. */
+  get telemetryAckAgreed(): boolean {
+    return this.#telemetryAck;
   }
 
   sendHeartbeat(body: MessageBody<'HEARTBEAT'>, nowMs: number): void {
@@ -136,9 +185,12 @@ export class AgentConnection extends ConnectionCore {
     this.sendFrame('HEARTBEAT', body, this.#gatewayNowMs(nowMs));
   }
 
-  sendTelemetry(body: MessageBody<'TELEMETRY'>, nowMs: number): void {
+  /** Returns the frame's seq, which a TELEMETRY_ACK names. */
+  sendTelemetry(body: MessageBody<'TELEMETRY'>, nowMs: number): number {
     this.requireReady('TELEMETRY');
     this.sendFrame('TELEMETRY', body, this.#gatewayNowMs(nowMs));
+    this.#telemetrySentSeq = this.lastSentSeq;
+    return this.#telemetrySentSeq;
   }
 
   /** Samples the gateway accepts per TELEMETRY_BATCH in this session (0: send TELEMETRY, one sample per frame). */
@@ -147,12 +199,14 @@ export class AgentConnection extends ConnectionCore {
   }
 
   /** Throws PROTO_TELEMETRY_BATCH_TOO_LARGE (nothing sent) beyond what the gateway announced, as it would refuse it. */
-  sendTelemetryBatch(body: MessageBody<'TELEMETRY_BATCH'>, nowMs: number): void {
+  sendTelemetryBatch(body: MessageBody<'TELEMETRY_BATCH'>, nowMs: number): number {
     this.requireReady('TELEMETRY_BATCH');
     if (body.samples.length > this.#telemetrySamplesMax) {
       throw new SdcError('PROTO_TELEMETRY_BATCH_TOO_LARGE', `${body.samples.length} samples; the gateway announced at most ${this.#telemetrySamplesMax} per batch`, { samplesMax: this.#telemetrySamplesMax });
     }
     this.sendFrame('TELEMETRY_BATCH', body, this.#gatewayNowMs(nowMs));
+    this.#telemetrySentSeq = this.lastSentSeq;
+    return this.#telemetrySentSeq;
   }
 
   sendCommandAck(body: MessageBody<'COMMAND_ACK'>, nowMs: number): void {
@@ -210,6 +264,7 @@ export class AgentConnection extends ConnectionCore {
         ...(this.#ephemeral === undefined ? {} : { x25519_pub: base64urlFromBytes(this.#ephemeral.publicKey) }),
         ...(this.#options.traceContext === true ? { trace_context: true } : {}),
         ...(this.#options.telemetryBatch === true && this.#ephemeral !== undefined ? { telemetry_batch: true } : {}),
+        ...(this.#options.telemetryAck === true ? { telemetry_ack: true } : {}),
       }, nowMs);
       this.#clockOffsetMs = estimatedOffsetMs;
       return [];

@@ -158,6 +158,11 @@ export abstract class ConnectionCore {
     return { id: `${this.#frameIdPrefix}${seq}`, deviceId: this.#deviceId, sessionId: this.sessionId, seq, ts: nowMs };
   }
 
+  /** The seq of the frame this side sent last (-1 before any): what a frame just sent by sendFrame was numbered. */
+  protected get lastSentSeq(): number {
+    return this.#nextSeq - 1;
+  }
+
   protected requireReady(type: string): void {
     if (this.machine.state !== 'ready') throw new SdcError('PROTO_ILLEGAL_TRANSITION', `cannot send ${type} in state ${this.machine.state}`);
   }

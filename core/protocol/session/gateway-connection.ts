@@ -16,7 +16,8 @@ export const gatewayKid = (gatewayId: string): string => `gateway:${gatewayId}`;
 export type GatewayEvent =
   | ConnectionEvent
   /** `clockOffsetMs`: the device clock minus ours, measured at AUTH (clock-offset.ts). */
-  | { kind: 'authenticated'; deviceId: string; sessionId: string; lastCommandSeq: number; agentVersion: string; clockOffsetMs: number; sessionMac: boolean; posture?: DevicePosture };
+  /** `telemetryAck`: the agent offered acks and this gateway announced them (the driver sends TELEMETRY_ACK after appends). */
+  | { kind: 'authenticated'; deviceId: string; sessionId: string; lastCommandSeq: number; agentVersion: string; clockOffsetMs: number; sessionMac: boolean; telemetryAck?: true; posture?: DevicePosture };
 
 export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'frameIdPrefix'> {
   gatewayId: string;
@@ -38,6 +39,12 @@ export interface GatewayConnectionOptions extends Omit<ConnectionCoreOptions, 'f
    * none announced, and every batch is refused PROTO_TELEMETRY_BATCH_TOO_LARGE.
    */
   telemetrySamplesPerFrameMax?: number;
+  /**
+   * Announce `telemetry_ack` in AUTH_ACK to an agent that offers it in AUTH (decision 0004,
+   * "Acknowledgements"); the driver then sends TELEMETRY_ACK (sendTelemetryAck) once the
+   * session's frames are appended. Absent or false: never announced, AUTH_ACK as before.
+   */
+  telemetryAcks?: boolean;
 }
 
 /**
@@ -73,6 +80,10 @@ export class GatewayConnection extends ConnectionCore {
    * One field, not two: a gateway holds one connection per session (no batch can arrive before AUTH).
    */
   #samplesPerFrameMax: number;
+  /** Until AUTH: this gateway would announce acks; after: it did (the agent offered them). */
+  #telemetryAck: boolean;
+  /** The last through_seq sent (-1: none): acks only go forward, as the agent requires. */
+  #telemetryAckedSeq = -1;
 
   constructor(options: GatewayConnectionOptions) {
     super({ ...options, frameIdPrefix: 'g' });
@@ -88,6 +99,7 @@ export class GatewayConnection extends ConnectionCore {
       throw new SdcError('PROTO_INVALID_ARGUMENT', `telemetrySamplesPerFrameMax must be an integer from 0 to ${telemetryBatchLimits.samplesPerFrameMax}`);
     }
     this.#samplesPerFrameMax = samplesMax;
+    this.#telemetryAck = options.telemetryAcks === true;
     this.sessionId = options.sessionId;
   }
 
@@ -150,11 +162,14 @@ export class GatewayConnection extends ConnectionCore {
       this.#traceContext = auth.trace_context === true;
       // Batches only under the MAC, and announced only to an agent that said it reads the member (an older agent's schema refuses it).
       if (macKeys === undefined || auth.telemetry_batch !== true) this.#samplesPerFrameMax = 0;
+      // Acks only to an agent that offered to take them (an older agent's schema refuses the member and the type).
+      this.#telemetryAck = this.#telemetryAck && auth.telemetry_ack === true;
       this.sendFrame('AUTH_ACK', {
         session_id: this.sessionId, session_token: this.#sessionToken,
         heartbeat_interval_ms: this.#heartbeatIntervalMs, seq_start: message.envelope.seq + 1, server_time_ms: nowMs,
         clock_offset_ms: this.#clockOffsetMs, ...(ownPublicKey === undefined ? {} : { x25519_pub: ownPublicKey }),
         ...(this.#samplesPerFrameMax === 0 ? {} : { telemetry_samples_max: this.#samplesPerFrameMax }),
+        ...(this.#telemetryAck ? { telemetry_ack: true as const } : {}),
       }, nowMs);
       // After AUTH_ACK, which is signed: the agent learns our key from it before any MAC'd frame.
       this.macKeys = macKeys;
@@ -162,7 +177,7 @@ export class GatewayConnection extends ConnectionCore {
       this.#sessionToken = '';
       return [{
         kind: 'authenticated', deviceId: this.deviceId, sessionId: this.sessionId, lastCommandSeq: auth.last_command_seq, agentVersion: auth.agent_version,
-        clockOffsetMs: this.#clockOffsetMs, sessionMac: macKeys !== undefined, ...(auth.posture === undefined ? {} : { posture: auth.posture }),
+        clockOffsetMs: this.#clockOffsetMs, sessionMac: macKeys !== undefined, ...(this.#telemetryAck ? { telemetryAck: true as const } : {}), ...(auth.posture === undefined ? {} : { posture: auth.posture }),
       }];
     }
     switch (message.type) {
@@ -230,6 +245,23 @@ export class GatewayConnection extends ConnectionCore {
     this.requireReady('COMMAND_DELIVERY');
     const trace = traceparent !== undefined && this.#traceContext ? { traceparent } : {};
     this.sendFrame('COMMAND_DELIVERY', { command, attempt, ...trace }, nowMs);
+  }
+
+  /** True once AUTH_ACK announced `telemetry_ack` to this session's agent. */
+  get telemetryAckAgreed(): boolean {
+    return this.#telemetryAck && this.state === 'ready';
+  }
+
+  /**
+   * TELEMETRY_ACK: every telemetry frame of this session with seq <= throughSeq is appended to the
+   * bus. The driver calls it only after the appends succeeded; false (nothing sent) when acks were
+   * not agreed, the session is not ready, or throughSeq acknowledges nothing new.
+   */
+  sendTelemetryAck(throughSeq: number, nowMs: number): boolean {
+    if (!this.telemetryAckAgreed || throughSeq <= this.#telemetryAckedSeq) return false;
+    this.sendFrame('TELEMETRY_ACK', { through_seq: throughSeq }, nowMs);
+    this.#telemetryAckedSeq = throughSeq;
+    return true;
   }
 
   sendAlert(body: MessageBody<'ALERT'>, nowMs: number): void {

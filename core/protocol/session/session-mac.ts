@@ -14,8 +14,10 @@ import type { MessageType } from '../messages/catalog.js';
 /**
  * The frame types that carry the session MAC once it is agreed, in both directions.
  * TELEMETRY_BATCH exists only under the MAC (codec.ts refuses it on a session without one).
+ * TELEMETRY_ACK (gateway to agent) is as frequent as the telemetry it answers, and vouches for
+ * nothing the audit rests on: MAC'd like the HEARTBEAT echo, signed on a session without a MAC.
  */
-export const sessionMacTypes: ReadonlySet<MessageType> = new Set<MessageType>(['HEARTBEAT', 'TELEMETRY', 'TELEMETRY_BATCH']);
+export const sessionMacTypes: ReadonlySet<MessageType> = new Set<MessageType>(['HEARTBEAT', 'TELEMETRY', 'TELEMETRY_BATCH', 'TELEMETRY_ACK']);
 
 /** HKDF info prefix; the session id and device id follow, so a key serves one session of one device. */
 export const sessionMacInfoPrefix = 'sdc-session-mac-v1\n';

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
 import { BoundedLru } from '../../core/crypto/bounded-lru.js';
 import { kvKeys, revocationChannel } from '../bus-contract/streams.js';
+import { policyBundleChannels } from '../bus-contract/policy-bundle-keys.js';
 import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
 import { signKernelKeyRotation, type KernelKeyRotation } from '../../core/protocol/kernel-key-rotation.js';
@@ -255,25 +256,49 @@ export class DeviceService {
    * Replaces the device's tags (PUT semantics: the list is the whole new set), with a
    * `device.tags_set` audit entry naming the tags before and after, in one transaction. The
    * route's schema bounds the count and checks each tag's charset; checked again here because
-   * the simulator and tests call the service directly.
+   * the simulator and tests call the service directly. `guard` sees the tags before and after
+   * inside the transaction (the route refuses there an operator's change to a tag the policy
+   * selects on, decision 0012); a throw rolls the change back. After the commit a fresh policy
+   * bundle is asked for (policyBundleChannels.requests), so the device's own check does not keep
+   * judging with the old tags until its bundle is next re-signed (days).
    */
-  async setTags(options: { actor: string; deviceId: string; tags: readonly string[] }): Promise<{ device_id: string; tags: string[] }> {
+  async setTags(options: {
+    actor: string; deviceId: string; tags: readonly string[];
+    guard?: (previous: readonly string[], next: readonly string[]) => void;
+  }): Promise<{ device_id: string; tags: string[] }> {
     const { deviceId } = options;
     const tags = [...new Set(options.tags)].sort();
     if (tags.length > deviceTagLimits.tagsPerDeviceMax || !tags.every(isDeviceTag)) {
       throw new SdcError('API_VALIDATION', `tags: at most ${deviceTagLimits.tagsPerDeviceMax}, each matching ${deviceTagPattern}`, { path: 'body/tags' });
     }
     await this.#row(deviceId);
-    await this.#ctx.db.transaction(async (tx) => {
+    const changed = await this.#ctx.db.transaction(async (tx) => {
       const before = (await tx.query<{ tag: string }>('SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag', [deviceId])).map((row) => row.tag);
+      options.guard?.(before, tags);
       await tx.execute('DELETE FROM device_tags WHERE device_id = ?', [deviceId]);
       for (const tag of tags) await tx.execute('INSERT INTO device_tags (device_id, tag) VALUES (?, ?)', [deviceId, tag]);
       await this.#ctx.audit.record(tx, {
         kind: 'device.tags_set', actor: actors.user(options.actor), subject: `device:${deviceId}`, payload: { tags, previous: before },
       });
+      return before.length !== tags.length || before.some((tag, index) => tag !== tags[index]);
     });
     await this.#ctx.settleAudit();
+    if (changed) await this.#requestPolicyBundle(deviceId);
     return { device_id: deviceId, tags };
+  }
+
+  /**
+   * Asks the control planes' bundle publishers for a fresh bundle for the device (they sign it,
+   * store it and announce it; its gateway sends it if the device is connected, else it is sent
+   * at the next AUTH). Pub/sub is at most once, so a lost request only leaves the device on its
+   * older bundle until the gateway's half-life re-sign: logged, never a failure of the change.
+   */
+  async #requestPolicyBundle(deviceId: string): Promise<void> {
+    try {
+      await this.#ctx.kv.publish(policyBundleChannels.requests, deviceId);
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error, deviceId }, 'policy bundle re-cut after a tag change not requested');
+    }
   }
 
   /** Tags per device for a page of ids (one query per pendingLookupIdsMax ids). */

@@ -84,7 +84,7 @@ function suite(pair: StorePair): void {
       await pair.sql.cleanup();
     });
 
-    it('tags: an operator sets them (audited), a viewer may not, bad tags are refused, the list filters by tag', async () => {
+    it('tags: an operator sets those no rule names (audited), an admin those it does, a viewer none, bad tags are refused, the list filters by tag', async () => {
       assert.equal((await send(h.cp, 'EXEC_PING_KERNEL')).json().error.code, 'COMMAND_POLICY_DENIED', 'untagged: no rule selects the device');
       const viewer = await call(h.cp, 'PUT', `/v1/devices/${device}/tags`, { token: tokens.viewer, body: { tags: ['group:lab'] } });
       assert.equal(viewer.status, 403);
@@ -93,7 +93,16 @@ function suite(pair: StorePair): void {
         assert.equal(bad.status, 400, JSON.stringify(tags));
         assert.equal(bad.json().error.code, 'API_VALIDATION');
       }
-      const set = await call(h.cp, 'PUT', `/v1/devices/${device}/tags`, { token: tokens.operator, body: { tags: ['site-2', 'group:lab'] } });
+      // An operator sets tags no rule selects on; a tag the policy names (group:lab) needs an admin (decision 0012).
+      const own = await call(h.cp, 'PUT', `/v1/devices/${device}/tags`, { token: tokens.operator, body: { tags: ['site-2'] } });
+      assert.equal(own.status, 200, own.text);
+      const ownEntry = (await audit()).filter((e) => e.kind === 'device.tags_set').at(-1);
+      assert.equal(ownEntry?.actor, 'user:operator');
+      assert.deepEqual(ownEntry?.payload, { tags: ['site-2'], previous: [] });
+      const named = await call(h.cp, 'PUT', `/v1/devices/${device}/tags`, { token: tokens.operator, body: { tags: ['site-2', 'group:lab'] } });
+      assert.equal(named.status, 403, named.text);
+      assert.equal(named.json().error.code, 'API_DEVICE_TAG_POLICY_NAMED');
+      const set = await call(h.cp, 'PUT', `/v1/devices/${device}/tags`, { token: tokens.admin, body: { tags: ['site-2', 'group:lab'] } });
       assert.equal(set.status, 200, set.text);
       assert.deepEqual(set.json(), { device_id: device, tags: ['group:lab', 'site-2'] });
       assert.equal((await call(h.cp, 'PUT', '/v1/devices/nobody/tags', { token: tokens.operator, body: { tags: [] } })).json().error.code, 'API_DEVICE_NOT_FOUND');
@@ -102,8 +111,8 @@ function suite(pair: StorePair): void {
       assert.deepEqual(listed.json().items[0].tags, ['group:lab', 'site-2']);
       assert.deepEqual((await call(h.cp, 'GET', '/v1/devices?tag=group:other', { token: tokens.viewer })).json().items, []);
       const entry = (await audit()).filter((e) => e.kind === 'device.tags_set').at(-1);
-      assert.equal(entry?.actor, 'user:operator');
-      assert.deepEqual(entry?.payload, { tags: ['group:lab', 'site-2'], previous: [] });
+      assert.equal(entry?.actor, 'user:admin');
+      assert.deepEqual(entry?.payload, { tags: ['group:lab', 'site-2'], previous: ['site-2'] });
       assert.equal((await send(h.cp, 'EXEC_PING_KERNEL')).status, 201, 'now the lab rule selects it by its group tag');
     });
 
@@ -158,7 +167,7 @@ function suite(pair: StorePair): void {
 
     it('quiet hours: a group\'s deny rule refuses COMMAND_QUIET_HOURS inside its window only', async () => {
       assert.equal((await send(h.cp, 'EXEC_PING_KERNEL')).status, 201, 'not in the night group yet');
-      await call(h.cp, 'PUT', `/v1/devices/${device}/tags`, { token: tokens.operator, body: { tags: ['group:lab', 'group:night'] } });
+      await call(h.cp, 'PUT', `/v1/devices/${device}/tags`, { token: tokens.admin, body: { tags: ['group:lab', 'group:night'] } });
       assert.equal((await send(h.cp, 'EXEC_PING_KERNEL')).status, 201, 'outside the quiet window');
       const current = await h.cp.policy.current();
       const document = policyDocument(current.revision, minuteOfDay());

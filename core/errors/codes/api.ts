@@ -16,6 +16,7 @@ export const apiErrors = defineErrors({
   API_CURRENT_PASSWORD_WRONG: { fault: 'remote', status: 403, summary: 'Changing one\'s own password needs the current one, and the one given is wrong' },
   API_DEVICE_NOT_FOUND: { fault: 'remote', status: 404, summary: 'No device with this id' },
   API_DEVICE_NOT_ENROLLED: { fault: 'remote', status: 409, summary: 'The device has no certificate (not enrolled, or revoked)' },
+  API_DEVICE_TAG_POLICY_NAMED: { fault: 'remote', status: 403, summary: 'Only an admin may add or remove a device tag that a rule of the current policy selects devices by; an operator may change only the other tags' },
   API_DEVICE_REVOKED: { fault: 'remote', status: 403, summary: 'The device is revoked' },
   API_CLIENT_CERT_REQUIRED: { fault: 'remote', status: 401, summary: 'The route needs the device certificate as the TLS client certificate, and none was presented' },
   API_CLIENT_CERT_DEVICE_MISMATCH: { fault: 'remote', status: 403, summary: 'The TLS client certificate names another device than the route' },

@@ -6,6 +6,7 @@ import { principalOf } from '../authentication.js';
 import type { RoutesPlugin } from '../plugin.js';
 import type { AuthRateLimiter } from '../rate-limit.js';
 import { SdcError } from '../../../../core/errors/index.js';
+import type { Policy } from '../../../../core/protocol/policy.js';
 import { deviceIdsFromPrefix } from '../../../../trust/pairing-tokens.js';
 import { DeviceParams, EnrollBody, PairingTokenBatchBody, PairingTokenBody, RenewBody, RevokeBody } from '../schemas.js';
 import { DeviceListQuery, DevicePage, DeviceTagsBody, DeviceTagsView, DeviceView } from '../policy-schemas.js';
@@ -35,6 +36,27 @@ function batchDeviceIds(body: PairingTokenBatchBody): string[] {
   return ids;
 }
 
+/** The tags any rule of this policy selects devices by (allow and deny alike), sorted. */
+export function policyNamedTags(policy: Policy): string[] {
+  return [...new Set(policy.rules.flatMap((rule) => (rule.devices === '*' ? [] : rule.devices.tags ?? [])))].sort();
+}
+
+/**
+ * The check an operator's tag change must pass: it may add or remove only tags no rule of the
+ * current policy names; API_DEVICE_TAG_POLICY_NAMED names the ones it touched and the revision.
+ */
+async function policyTagGuard(services: ControlPlaneServices, who: { actor: string; role: string; deviceId: string }): Promise<(previous: readonly string[], next: readonly string[]) => void> {
+  const { policy, revision } = await services.policy.current();
+  const named = new Set(policyNamedTags(policy));
+  return (previous, next) => {
+    const touched = [...previous.filter((tag) => !next.includes(tag)), ...next.filter((tag) => !previous.includes(tag))].filter((tag) => named.has(tag)).sort();
+    if (touched.length === 0) return;
+    throw new SdcError('API_DEVICE_TAG_POLICY_NAMED', `${who.actor} (${who.role}) may not add or remove ${touched.join(', ')} on device ${who.deviceId}: policy revision ${revision} selects devices by ${touched.length === 1 ? 'this tag' : 'these tags'}; an admin may`, {
+      deviceId: who.deviceId, tags: touched.join(','), revision,
+    });
+  };
+}
+
 /** Devices and their certificates: listing, pairing, enrollment, renewal, revocation and the CRL. */
 export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices; readonly authLimiter: AuthRateLimiter }> = async (app, { services, authLimiter }) => {
   const { devices } = services;
@@ -45,8 +67,24 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
 
   app.put('/v1/devices/:id/tags', {
     schema: { params: DeviceParams, body: DeviceTagsBody, response: { 200: DeviceTagsView } },
-    config: { auth: 'operator', summary: 'Replace the device\'s tags (group:NAME tags are its groups); audited' },
-  }, async (request) => devices.setTags({ actor: principalOf(request).name, deviceId: request.params.id, tags: request.body.tags }));
+    config: {
+      auth: 'operator',
+      summary: 'Replace the device\'s tags (group:NAME tags are its groups); audited. Adding or removing a tag a policy rule selects on needs an admin (API_DEVICE_TAG_POLICY_NAMED)',
+    },
+  }, async (request) => {
+    const principal = principalOf(request);
+    const deviceId = request.params.id;
+    // Tags the policy selects on are security attributes (decision 0012): an admin's deny or
+    // approval rule on a tag must not be escapable by an operator dropping the tag, nor an
+    // allow rule reachable by adding one. Judged against the revision in force now.
+    const guard = principal.role === 'admin' ? undefined : await policyTagGuard(services, { actor: principal.name, role: principal.role, deviceId });
+    try {
+      return await devices.setTags({ actor: principal.name, deviceId, tags: request.body.tags, ...(guard === undefined ? {} : { guard }) });
+    } catch (error) {
+      if (SdcError.is(error, 'API_DEVICE_TAG_POLICY_NAMED')) request.log.warn({ code: error.code, actor: principal.name, role: principal.role, deviceId, ...error.details }, 'device tag change refused');
+      throw error;
+    }
+  });
 
   app.get('/v1/devices/:id', {
     schema: { params: DeviceParams, response: { 200: DeviceView } }, config: { auth: 'viewer', summary: 'One device, with presence, certificate and newest risk score' },

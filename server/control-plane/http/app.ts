@@ -5,6 +5,7 @@ import type { RandomSource } from '../../../core/ports/ports.js';
 import type { ControlPlaneServices } from '../services.js';
 import { authentication } from './authentication.js';
 import { frameworkErrorHandler } from './client-errors.js';
+import { requestLogSerializer } from './log-redaction.js';
 import { sendError } from './errors.js';
 import { openApi } from './openapi.js';
 import { AuthRateLimiter, type AuthRateLimits } from './rate-limit.js';
@@ -46,7 +47,11 @@ export const httpAppDefaults = Object.freeze({
 
 function createFastify(options: HttpAppOptions, bodyLimitBytes: number): FastifyInstance {
   const app = Fastify({
-    loggerInstance: options.logger,
+    // Every line that logs a request (fastify's "incoming request", its error log) goes through
+    // our `req` serializer, which keeps credentials sent in the URL (?token=, a presigned blob
+    // URL's signature) out of the logs (log-redaction.ts). fastify gives the instance's own
+    // serializers precedence over its defaults, and every request's child logger inherits them.
+    loggerInstance: options.logger.child({}, { serializers: { req: requestLogSerializer } }),
     bodyLimit: bodyLimitBytes,
     // The request id is its W3C trace id (continued from a valid `traceparent`, else new), and its
     // logger carries trace_id and span_id on every line (request-trace.ts).

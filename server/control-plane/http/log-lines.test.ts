@@ -11,20 +11,32 @@ import { createEmbeddedKeyValueStore } from '../../stores/kv/redis-key-value-sto
 import { openSqlJsDatabase } from '../../stores/sql/sqljs-database.js';
 import { createControlPlane } from '../control-plane.js';
 
+async function withControlPlane(run: (cp: Awaited<ReturnType<typeof createControlPlane>>, lines: string[]) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-log-lines-'));
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
+  const materials = await initDeployment({ dataDir: dir, clock: systemClock, random: systemRandom });
+  const sql = await openSqlJsDatabase({ dataDir: join(dir, 'db') });
+  const bus = new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler });
+  const kv = createEmbeddedKeyValueStore({ keyPrefix: 'log-lines:' });
+  const cp = await createControlPlane({
+    materials, stores: { sql, bus, kv }, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,
+    gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], persistJwtKeys: false, scryptParams: { N: 1024, r: 8, p: 1 },
+  });
+  try {
+    await run(cp, lines);
+  } finally {
+    await cp.stop();
+    await bus.close();
+    await kv.close();
+    await sql.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('control-plane log lines', () => {
   it('a refused request logs one msg key; the refusal\'s message is under its own name', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sdc-log-lines-'));
-    const lines: string[] = [];
-    const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
-    const materials = await initDeployment({ dataDir: dir, clock: systemClock, random: systemRandom });
-    const sql = await openSqlJsDatabase({ dataDir: join(dir, 'db') });
-    const bus = new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler });
-    const kv = createEmbeddedKeyValueStore({ keyPrefix: 'log-lines:' });
-    const cp = await createControlPlane({
-      materials, stores: { sql, bus, kv }, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,
-      gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], persistJwtKeys: false, scryptParams: { N: 1024, r: 8, p: 1 },
-    });
-    try {
+    await withControlPlane(async (cp, lines) => {
       const response = await cp.app.inject({ method: 'GET', url: '/v1/devices', headers: { authorization: 'Bearer not-a-token' } });
       assert.equal(response.statusCode, 401);
       const refused = lines.filter((line) => line.includes('"request refused"'));
@@ -34,12 +46,33 @@ describe('control-plane log lines', () => {
       assert.equal(entry.msg, 'request refused');
       assert.match(entry.code, /^JWT_/);
       assert.equal(entry.detail, (response.json() as { error: { message: string } }).error.message);
-    } finally {
-      await cp.stop();
-      await bus.close();
-      await kv.close();
-      await sql.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
+  });
+
+  // Security review 2026-12-05, finding 3: the viewer's EventSource sends its JWT as ?token=.
+  it('a credential in the URL never reaches a log line: ?token=, other names, encoded names, a bare value, a presigned signature', async () => {
+    await withControlPlane(async (cp, lines) => {
+      const secret = 'SECRETJWTVALUE0123456789';
+      const urls = [
+        `/v1/live?token=${secret}`,
+        `/v1/live?%74oken=${secret}`,
+        `/v1/audit?from_seq=1&access_token=${secret}`,
+        `/v1/devices?${secret}`,
+        `/v1/no-such-route?token=${secret}`,
+        `/v1/blobs/bucket/key?X-Amz-Signature=${secret}&X-Amz-Credential=${secret}`,
+        `/v1/live?token=${secret}%ZZ`,
+      ];
+      for (const url of urls) await cp.app.inject({ method: 'GET', url });
+      assert.ok(lines.length >= urls.length, lines.join(''));
+      const incoming = lines.filter((line) => line.includes('"incoming request"'));
+      assert.equal(incoming.length, urls.length, lines.join(''));
+      for (const line of lines) assert.ok(!line.includes(secret), `a log line carries the secret: ${line}`);
+      // What may be logged still is: the path, the names, the values of paging parameters.
+      const logged = incoming.map((line) => (JSON.parse(line) as { req: { url: string } }).req.url);
+      assert.equal(logged[0], '/v1/live?token=[redacted]');
+      assert.equal(logged[1], '/v1/live?token=[redacted]');
+      assert.equal(logged[2], '/v1/audit?from_seq=1&access_token=[redacted]');
+      assert.equal(logged[3], '/v1/devices?[redacted]');
+    });
   });
 });

@@ -16,6 +16,7 @@ import type { CommandJournal, CommandResultBody } from './command-journal.js';
 import { kernelBridgeLimits, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { executeOpcode, type OpcodeExecutorOptions } from './opcode-executor.js';
 import { createMemoryPolicyBundleStore, PolicyBundleGuard, type PolicyBundleStore } from './policy-bundle-guard.js';
+import { UnackedTelemetry } from './telemetry/unacked-telemetry.js';
 
 export type TelemetryMetrics = MessageBody<'TELEMETRY'>['metrics'];
 
@@ -92,6 +93,15 @@ export interface AgentCoreOptions {
   /** The longest a buffered sample waits for its batch to fill while connected (default agentCoreLimits.telemetryBatchDelayMs). */
   telemetryBatchDelayMs?: number;
   /**
+   * Offer TELEMETRY_ACK at every AUTH (decision 0004, "Acknowledgements"; `sdc agent
+   * --telemetry-acks`): when the gateway announces it, the samples sent are kept until
+   * acknowledged, and those unacknowledged when the session ends are sent again, first, in the
+   * next one. Default off: AUTH as before, samples forgotten once sent.
+   */
+  telemetryAcks?: boolean;
+  /** Samples sent and not yet acknowledged kept at most (default agentCoreLimits.telemetryUnackedMax); past it the oldest are forgotten (counted). */
+  telemetryUnackedMax?: number;
+  /**
    * Deliveries waiting to be taken (checked, journaled, acknowledged); more are dropped (the
    * gateway retries). Taken commands wait for their turn to run in the journal, bounded by its
    * unfinishedMax.
@@ -131,6 +141,10 @@ export interface AgentCore {
   readonly telemetrySamplesDropped: number;
   /** Samples buffered now (not yet sent): kept across sessions, up to telemetryBufferMax. */
   readonly telemetrySamplesBuffered: number;
+  /** Samples sent in this session and not yet acknowledged (telemetryAcks with a gateway that announced acks), up to telemetryUnackedMax. */
+  readonly telemetrySamplesUnacked: number;
+  /** Samples sent and forgotten unacknowledged because telemetryUnackedMax was reached (they may still have been stored; the guarantee was lost). */
+  readonly telemetrySamplesUnackedDropped: number;
   /** Sends an OTA_REPORT on the current session; false when there is no ready session (the update runner sends it again later). */
   sendOtaReport(report: MessageBody<'OTA_REPORT'>): boolean;
 }
@@ -149,6 +163,13 @@ export const agentCoreLimits = Object.freeze({
    * a batching device at most half a minute late.
    */
   telemetryBatchDelayMs: 30_000,
+  /**
+   * Samples sent and awaiting TELEMETRY_ACK (telemetryAcks): a gateway acknowledges at least once
+   * per heartbeat (10 s by default), so at the CLI's 5 s interval two or three wait; 64 (as many as
+   * the disconnected buffer holds, which they go back to when the session ends) covers a batching
+   * agent or a slow bus for minutes.
+   */
+  telemetryUnackedMax: 64,
   /** Deliveries waiting to be taken; the gateway retries a dropped one, so more would only use memory. */
   deliveriesMax: 64,
   /** Heartbeat intervals of silence before the connection is dropped: one or two lost heartbeats are tolerated. */
@@ -221,6 +242,9 @@ class DefaultAgentCore implements AgentCore {
   readonly #telemetryBufferMax: number;
   #telemetryBatchTimer: TimerHandle | undefined;
   #telemetryDropped = 0;
+  /** Sent and not acknowledged (TELEMETRY_ACK): sent again, first, in the next session (decision 0004, "Acknowledgements"). */
+  readonly #unacked: UnackedTelemetry<TelemetryMetrics>;
+  #unackedDropped = 0;
   #lastUptimeMs = -1;
   #started = false;
   #stopped = false;
@@ -239,6 +263,7 @@ class DefaultAgentCore implements AgentCore {
     }
     const batchDelayMs = options.telemetryBatchDelayMs ?? agentCoreLimits.telemetryBatchDelayMs;
     if (!Number.isSafeInteger(batchDelayMs) || batchDelayMs < 1) throw new SdcError('PROTO_INVALID_ARGUMENT', 'telemetryBatchDelayMs must be a positive integer');
+    this.#unacked = new UnackedTelemetry(options.telemetryUnackedMax ?? agentCoreLimits.telemetryUnackedMax);
     this.#o = options;
     this.#log = options.logger ?? silentLogger;
     this.#startedAtMs = options.clock.nowMs();
@@ -264,6 +289,14 @@ class DefaultAgentCore implements AgentCore {
 
   get telemetrySamplesBuffered(): number {
     return this.#telemetryBuffer.length;
+  }
+
+  get telemetrySamplesUnacked(): number {
+    return this.#unacked.size;
+  }
+
+  get telemetrySamplesUnackedDropped(): number {
+    return this.#unackedDropped;
   }
 
   start(): void {
@@ -316,6 +349,8 @@ class DefaultAgentCore implements AgentCore {
       agentVersion: this.#o.agentVersion, lastCommandSeq: this.#o.journal.highestExecutedSeq(), traceContext: true,
       // Asked only when batching is configured: AUTH is otherwise as before (older gateways, the simulator's traces).
       ...(this.#samplesPerFrameMax > 1 ? { telemetryBatch: true } : {}),
+      // Offered only when configured: AUTH is otherwise byte for byte as before (older gateways, the simulator's traces).
+      ...(this.#o.telemetryAcks === true ? { telemetryAck: true } : {}),
       ...(this.#o.posture === undefined ? {} : { posture: this.#posture(this.#o.posture) }),
       ...(this.#o.sessionCrypto === undefined ? {} : { sessionMac: { crypto: this.#o.sessionCrypto, random: this.#o.random } }),
     });
@@ -371,6 +406,9 @@ class DefaultAgentCore implements AgentCore {
           break;
         case 'message':
           this.#onMessage(live, event.message.type, event.message.body);
+          break;
+        case 'telemetry_ack':
+          this.#unacked.acked(event.throughSeq);
           break;
       }
     }
@@ -583,13 +621,15 @@ class DefaultAgentCore implements AgentCore {
       samples: samples.map((sample) => ({ sampled_at: sample.sampledAtMs, metrics: sample.metrics })),
       ...(this.#telemetryPrevHash ? { prev_hash: this.#telemetryPrevHash } : {}),
     };
+    let seq: number;
     try {
-      live.connection.sendTelemetryBatch(body, this.#o.clock.nowMs());
+      seq = live.connection.sendTelemetryBatch(body, this.#o.clock.nowMs());
     } catch (error) {
       this.#telemetryDropped += samples.length;
       this.#log.warn({ err: error, samples: samples.length }, 'telemetry batch not sent');
       return;
     }
+    this.#keepUnacked(live, seq, samples);
     const frames = live.connection.takeOutgoing();
     const frame = frames[frames.length - 1];
     if (frame) this.#telemetryPrevHash = hexFromBytes((this.#o.sha256 ?? nobleSha256)(frame));
@@ -599,17 +639,46 @@ class DefaultAgentCore implements AgentCore {
   /** prev_hash is the SHA-256 of the previous TELEMETRY frame's bytes as sent (canonical JSON). */
   #sendTelemetry(live: LiveConnection, sampledAtMs: number, metrics: TelemetryMetrics): void {
     const body: MessageBody<'TELEMETRY'> = { sampled_at: sampledAtMs, metrics, ...(this.#telemetryPrevHash ? { prev_hash: this.#telemetryPrevHash } : {}) };
+    let seq: number;
     try {
-      live.connection.sendTelemetry(body, this.#o.clock.nowMs());
+      seq = live.connection.sendTelemetry(body, this.#o.clock.nowMs());
     } catch (error) {
       this.#telemetryDropped += 1;
       this.#log.warn({ err: error }, 'telemetry not sent');
       return;
     }
+    this.#keepUnacked(live, seq, [{ sampledAtMs, metrics }]);
     const frames = live.connection.takeOutgoing();
     const frame = frames[frames.length - 1];
     if (frame) this.#telemetryPrevHash = hexFromBytes((this.#o.sha256 ?? nobleSha256)(frame));
     this.#write(live, frames);
+  }
+
+  /** A telemetry frame sent on a session that agreed acks: its samples are kept until acknowledged (the oldest forgotten past telemetryUnackedMax, counted). */
+  #keepUnacked(live: LiveConnection, seq: number, samples: ReadonlyArray<{ sampledAtMs: number; metrics: TelemetryMetrics }>): void {
+    if (!live.connection.telemetryAckAgreed) return;
+    const forgotten = this.#unacked.sent(seq, samples);
+    if (forgotten > 0) {
+      this.#unackedDropped += forgotten;
+      this.#log.warn({ samples: forgotten }, 'unacknowledged telemetry forgotten: telemetryUnackedMax reached');
+    }
+  }
+
+  /**
+   * The session ended: its unacknowledged samples go back to the front of the buffer, ahead of
+   * those taken since (they are older), to be sent first in the next session, unchanged. Past
+   * telemetryBufferMax the oldest go, counted as any buffer overflow (telemetrySamplesDropped).
+   */
+  #requeueUnacked(): void {
+    const resend = this.#unacked.takeAll();
+    if (resend.length === 0) return;
+    this.#telemetryBuffer.unshift(...resend);
+    const excess = this.#telemetryBuffer.length - this.#telemetryBufferMax;
+    if (excess > 0) {
+      this.#telemetryBuffer.splice(0, excess);
+      this.#telemetryDropped += excess;
+    }
+    this.#log.info({ samples: resend.length }, 'unacknowledged telemetry kept for the next session');
   }
 
   /** Work on the execution lane; not bounded here: each item is a journal entry or the agent's own bookkeeping. */
@@ -847,6 +916,7 @@ class DefaultAgentCore implements AgentCore {
     live.authTimer = undefined;
     if (this.#live !== live) return;
     this.#live = undefined;
+    this.#requeueUnacked();
     const nowMs = this.#o.clock.nowMs();
     live.connection.close(reason, nowMs);
     this.#write(live, live.connection.takeOutgoing());

@@ -54,6 +54,15 @@ export class DeviceSession implements ProbedSession {
   closed = false;
   /** Closed for overload (its work queue was full) or revocation: its queued frames are dropped, not handled. */
   dropQueuedFrames = false;
+  /**
+   * TELEMETRY_ACK (decision 0004, "Acknowledgements"): the highest seq of this session's telemetry
+   * frames appended to the bus so far (-1: none; the tasks run in frame order, so every earlier one
+   * is appended too), when the last ack went out, and whether an append failed: from then on
+   * nothing is acknowledged in this session (an ack is cumulative and would cover the lost frame).
+   */
+  telemetryAppendedSeq = -1;
+  telemetryAckSentMs = Number.NEGATIVE_INFINITY;
+  telemetryAppendFailed = false;
   sinceMs = 0;
   /** Its place in the order of the gateway's authentications (the larger, the newer); 0 before AUTH. */
   authSeq = 0;

@@ -92,6 +92,17 @@ export interface GatewayCoreOptions {
    */
   telemetrySamplesPerFrameMax?: number;
   /**
+   * Announce `telemetry_ack` in AUTH_ACK to an agent that offers it and send TELEMETRY_ACK once its
+   * frames are appended to the bus (decision 0004, "Acknowledgements"). Default true: an agent
+   * that does not offer acks (the default agent, every older one) sees no change.
+   */
+  telemetryAcks?: boolean;
+  /**
+   * The least time between two TELEMETRY_ACKs of one session after an append; an ack that is due
+   * sooner waits for the next append past it or for the session's next HEARTBEAT turn. Default gatewayDefaults'.
+   */
+  telemetryAckIntervalMs?: number;
+  /**
    * How long a presence refresh of a HEARTBEAT, a TELEMETRY frame or a pong may wait for the
    * refreshes of other sessions, to go out with them in one pipelined write
    * (presence-refresh-window.ts). Default 0: each at once, as the simulator's traces expect;

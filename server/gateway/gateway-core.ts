@@ -140,13 +140,16 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     refusalsMax: options.refusalsMax ?? gatewayDefaults.refusalsMax,
     telemetryBatchEntriesMax: options.telemetryBatchEntriesMax ?? gatewayDefaults.telemetryBatchEntriesMax,
     telemetrySamplesPerFrameMax: options.telemetrySamplesPerFrameMax ?? gatewayDefaults.telemetrySamplesPerFrameMax,
+    telemetryAcks: options.telemetryAcks ?? gatewayDefaults.telemetryAcks,
+    telemetryAckIntervalMs: options.telemetryAckIntervalMs ?? gatewayDefaults.telemetryAckIntervalMs,
     presenceRefreshWindowMs: options.presenceRefreshWindowMs ?? gatewayDefaults.presenceRefreshWindowMs,
     sessionCrypto: options.sessionCrypto === undefined ? createNodeSessionKeyCrypto() : options.sessionCrypto,
     probeGraceMs: options.probeGraceMs ?? probeDefaults(heartbeatIntervalMs).probeGraceMs,
     probeTimeoutMs: options.probeTimeoutMs ?? probeDefaults(heartbeatIntervalMs).probeTimeoutMs,
   };
   for (const name of ['heartbeatIntervalMs', 'authTimeoutMs', 'ackTimeoutMs', 'deliveryAttemptsMax', 'reportAttemptsMax', 'connectionsMax', 'pendingDeliveriesPerDeviceMax',
-    'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs', 'sessionRecheckIntervalMs', 'telemetryBatchEntriesMax'] as const) {
+    'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs', 'sessionRecheckIntervalMs', 'telemetryBatchEntriesMax',
+    'telemetryAckIntervalMs'] as const) {
     const value = resolved[name];
     if (!Number.isSafeInteger(value) || value < 1) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `${name} must be a positive integer`);
   }
@@ -378,6 +381,7 @@ class Gateway implements GatewayCore {
       sessionToken: base64urlFromBytes(random.bytes(32)),
       telemetrySha256Hex: sha256Hex,
       telemetrySamplesPerFrameMax: this.#options.telemetrySamplesPerFrameMax,
+      telemetryAcks: this.#options.telemetryAcks,
       ...(this.#sessionMac === undefined ? {} : { sessionMac: this.#sessionMac }),
       refusalsMax: this.#options.refusalsMax,
       ...(this.#options.limits === undefined ? {} : { limits: this.#options.limits }),
@@ -744,7 +748,7 @@ class Gateway implements GatewayCore {
       return forwardMessage(this.#forwardTargets, session, message, nowMs);
     }
     const recheckDue = nowMs - session.lastRecheckMs >= this.#options.sessionRecheckIntervalMs;
-    if (!recheckDue && !this.#refreshDue(session, message, nowMs)) return forwardMessage(this.#forwardTargets, session, message, nowMs);
+    if (!recheckDue && !this.#refreshDue(session, message, nowMs)) return this.#forward(session, message, nowMs);
     return this.#onMessageChecked(session, message, nowMs, recheckDue);
   }
 
@@ -758,7 +762,61 @@ class Gateway implements GatewayCore {
     const revoked = recheckDue ? this.#recheck(session, message, nowMs) : false;
     const [present, revokedNow] = await Promise.all([refreshed, revoked]);
     if (!present || revokedNow) return;
-    await forwardMessage(this.#forwardTargets, session, message, nowMs);
+    await this.#forward(session, message, nowMs);
+  }
+
+  /**
+   * forwardMessage for an open session, and its telemetry acknowledgement (decision 0004,
+   * "Acknowledgements"), only on a session that agreed acks: the others (every agent that did not
+   * offer them) take forwardMessage's promise as before. A telemetry frame's task resolves once
+   * its append batch is written (AppendBatcher: after the bus took it, an outage's retries
+   * included), and the session's tasks run in frame order, so its seq then covers every earlier
+   * telemetry frame of the session. A HEARTBEAT's turn sends what is owed: its task runs after
+   * those of the frames before it.
+   */
+  #forward(session: DeviceSession, message: DecodedMessage, nowMs: number): Promise<void> {
+    const forwarded = forwardMessage(this.#forwardTargets, session, message, nowMs);
+    if (!session.connection.telemetryAckAgreed) return forwarded;
+    if (message.type === 'HEARTBEAT') {
+      this.#sendTelemetryAck(session);
+      return forwarded;
+    }
+    if (message.type !== 'TELEMETRY' && message.type !== 'TELEMETRY_BATCH') return forwarded;
+    const seq = message.envelope.seq;
+    return forwarded.then(() => this.#telemetryAppended(session, seq), (error: unknown) => {
+      this.#telemetryAppendFailed(session);
+      throw error;
+    });
+  }
+
+  /** The session's frames through `seq` are on the bus: acknowledged now if the last ack is telemetryAckIntervalMs old, else at the next turn. */
+  #telemetryAppended(session: DeviceSession, seq: number): void {
+    if (session.telemetryAppendFailed) return;
+    session.telemetryAppendedSeq = seq;
+    if (this.#options.clock.nowMs() - session.telemetryAckSentMs >= this.#options.telemetryAckIntervalMs) this.#sendTelemetryAck(session);
+  }
+
+  /** Sends what is appended and not yet acknowledged, if anything; never after a failed append of the session, nor once it is closed. */
+  #sendTelemetryAck(session: DeviceSession): void {
+    if (session.closed || this.#aborted || session.telemetryAppendFailed || session.telemetryAppendedSeq < 0) return;
+    const nowMs = this.#options.clock.nowMs();
+    if (!session.connection.sendTelemetryAck(session.telemetryAppendedSeq, nowMs)) return;
+    session.telemetryAckSentMs = nowMs;
+    this.#flush(session);
+  }
+
+  /**
+   * A telemetry append of a session that takes acks failed (not an outage, which AppendBatcher
+   * holds and retries, but a refusal such as STORE_LIMIT, or the gateway aborting): an ack is
+   * cumulative, so none may be sent in this session any more, and the session is closed so that
+   * the agent sends its unacknowledged samples again on its next one (the store keeps one of each).
+   */
+  #telemetryAppendFailed(session: DeviceSession): void {
+    session.telemetryAppendFailed = true;
+    if (session.closed || this.#aborted) return;
+    this.#options.logger.warn({ device_id: session.deviceId, session_id: session.sessionId, trace_id: this.#context.traceId() },
+      'telemetry append failed on a session with acknowledgements; closing it so the agent sends its unacknowledged samples again');
+    this.#endSession(session, closeCodes.overloaded, 'GATEWAY_OVERLOADED');
   }
 
   /**

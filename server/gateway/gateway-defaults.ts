@@ -35,6 +35,14 @@ export const gatewayDefaults = Object.freeze({
    * protocol's bound. Only agents configured to batch ask, so a fleet that does not sees no change.
    */
   telemetrySamplesPerFrameMax: telemetryBatchLimits.samplesPerFrameMax,
+  /** TELEMETRY_ACK to agents that offer it (only those get the member and the frames). */
+  telemetryAcks: true,
+  /**
+   * At most one TELEMETRY_ACK per session per 5 s after appends, plus one at each HEARTBEAT turn
+   * with anything new: at the CLI's 5 s telemetry interval and 10 s heartbeat about one ack per
+   * heartbeat, not one per sample, so acks do not double the frames a session sends the agent.
+   */
+  telemetryAckIntervalMs: 5_000,
   /** Each presence refresh sent at once, as the simulator's traces expect; `sdc serve` and `sdc gateway` batch (PresenceRefreshWindow). */
   presenceRefreshWindowMs: 0,
 });

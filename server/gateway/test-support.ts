@@ -274,7 +274,7 @@ export class TestAgent {
    */
   constructor(
     readonly device: Pick<DeviceMaterial, 'deviceId' | 'seed'>,
-    options: { signSeed?: Uint8Array; gatewayKey?: { kid: string; publicKey: Uint8Array }; clock?: Clock; sessionMac?: SessionMacOptions; telemetryBatch?: boolean } = {},
+    options: { signSeed?: Uint8Array; gatewayKey?: { kid: string; publicKey: Uint8Array }; clock?: Clock; sessionMac?: SessionMacOptions; telemetryBatch?: boolean; telemetryAck?: boolean } = {},
   ) {
     this.#clock = options.clock ?? systemClock;
     const gateway = options.gatewayKey ?? { kid: gatewaySigner.kid, publicKey: gatewayPublicKey };
@@ -285,6 +285,8 @@ export class TestAgent {
       ...(options.sessionMac === undefined ? {} : { sessionMac: options.sessionMac }),
       // Asks for TELEMETRY_BATCH (decision 0004, "Batches"); absent: AUTH as before.
       ...(options.telemetryBatch === true ? { telemetryBatch: true } : {}),
+      // Offers to take TELEMETRY_ACK (decision 0004, "Acknowledgements"); absent: AUTH as before.
+      ...(options.telemetryAck === true ? { telemetryAck: true } : {}),
     });
   }
 

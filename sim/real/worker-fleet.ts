@@ -83,6 +83,8 @@ function sentFramesTapped(core: AgentCore, onSent: (bytes: Uint8Array) => void):
     get isReady() { return core.isReady; },
     get telemetrySamplesDropped() { return core.telemetrySamplesDropped; },
     get telemetrySamplesBuffered() { return core.telemetrySamplesBuffered; },
+    get telemetrySamplesUnacked() { return core.telemetrySamplesUnacked; },
+    get telemetrySamplesUnackedDropped() { return core.telemetrySamplesUnackedDropped; },
     sendOtaReport: (report) => core.sendOtaReport(report),
   };
 }

@@ -79,7 +79,10 @@ describe('the control plane serves the operator console', () => {
       assert.equal(answer.statusCode, 503);
       const error = JSON.parse(answer.body).error as { code: string; message: string };
       assert.equal(error.code, 'API_VIEWER_NOT_BUILT');
-      assert.match(error.message, /npm run build:viewer/);
+      // The answer names no directory of the server (security review 2026-12-05, finding 9); the log does.
+      assert.match(error.message, /not built/);
+      assert.ok(!error.message.includes(viewerDir), error.message);
+      assert.ok(!error.message.includes('/'), error.message);
     } finally {
       process.env.SDC_VIEWER_DIR = viewerDir;
     }

@@ -21,10 +21,11 @@ export function toSdcError(error: unknown): SdcError {
   return new SdcError('API_INTERNAL', 'internal error');
 }
 
-export function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
+/** `logged`: what the log line says besides the refusal, and the answer does not (the 404's path). */
+export function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown, logged?: Readonly<Record<string, unknown>>): FastifyReply {
   const mapped = toSdcError(error);
   const log = mapped.fault === 'local' ? request.log.error.bind(request.log) : request.log.info.bind(request.log);
-  log({ err: mapped.code === 'API_INTERNAL' ? error : undefined, code: mapped.code, traceId: request.id, detail: mapped.message }, 'request refused');
+  log({ ...logged, err: mapped.code === 'API_INTERNAL' ? error : undefined, code: mapped.code, traceId: request.id, detail: mapped.message }, 'request refused');
   const body: ErrorResponse = { error: { code: mapped.code, message: mapped.message, trace_id: String(request.id) } };
   // Rate limits and busy refusals say when to come back (RFC 9110 section 10.2.3, whole seconds).
   const retryAfterS = mapped.details['retryAfterS'];

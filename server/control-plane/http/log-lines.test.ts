@@ -49,6 +49,19 @@ describe('control-plane log lines', () => {
     });
   });
 
+  // Security review 2026-12-05, finding 9: the answer does not echo the client's path; the log line names it.
+  it('a 404 answers a generic message and logs the path (without the query)', async () => {
+    await withControlPlane(async (cp, lines) => {
+      const answer = await cp.app.inject({ method: 'GET', url: '/v1/some-unknown-path/xyz?q=1' });
+      assert.equal(answer.statusCode, 404);
+      const error = (answer.json() as { error: { code: string; message: string } }).error;
+      assert.equal(error.code, 'API_NOT_FOUND');
+      assert.ok(!answer.body.includes('some-unknown-path'), answer.body);
+      const refused = lines.filter((line) => line.includes('"request refused"')).map((line) => JSON.parse(line) as { code: string; method: string; path: string });
+      assert.deepEqual(refused.map((entry) => [entry.code, entry.method, entry.path]), [['API_NOT_FOUND', 'GET', '/v1/some-unknown-path/xyz']]);
+    });
+  });
+
   // Security review 2026-12-05, finding 3: the viewer's EventSource sends its JWT as ?token=.
   it('a credential in the URL never reaches a log line: ?token=, other names, encoded names, a bare value, a presigned signature', async () => {
     await withControlPlane(async (cp, lines) => {

@@ -57,8 +57,11 @@ export const viewerStatic: RoutesPlugin<{ readonly viewerDir?: string }> = async
     let body: Buffer;
     try {
       body = await readFile(`${dir}/${name}`);
-    } catch {
-      throw new SdcError('API_VIEWER_NOT_BUILT', `the operator console is not built (no ${name} in ${dir}): run npm run build:viewer`);
+    } catch (error) {
+      // Where the server looked (a directory of the server's machine) is for its operator, in the
+      // log; the answer says only what is wrong (security review 2026-12-05, finding 9).
+      reply.log.warn({ file: name, dir, fsCode: (error as { code?: unknown }).code }, 'the operator console is not built: run npm run build:viewer');
+      throw new SdcError('API_VIEWER_NOT_BUILT', 'the operator console is not built on this server (its log says where it looked)');
     }
     // The page is always fetched again (it names the bundle); the bundle may be cached briefly.
     return reply.headers({ ...securityHeaders, 'content-type': type, 'cache-control': name === 'index.html' ? 'no-cache' : 'max-age=300' }).send(body);

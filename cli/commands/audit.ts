@@ -1,46 +1,64 @@
 import { createHash } from 'node:crypto';
+import { SdcError } from '../../core/errors/index.js';
 import { integerOption, stringOption, type Command, type CommandGroup } from '../command.js';
 import { apiClient } from '../api-client.js';
 import { requireInitialisedDataDir } from '../data-dir.js';
 import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
 
+/** `--expect-head SEQ:HASH`, as `sdc audit verify` prints the head; checked before anything is opened. */
+function expectHeadOption(raw: unknown): { seq: number; hash: string } | undefined {
+  if (raw === undefined) return undefined;
+  const match = typeof raw === 'string' ? /^([1-9][0-9]{0,15}):([0-9a-f]{64})$/.exec(raw) : null;
+  const seq = match === null ? NaN : Number(match[1]);
+  if (match === null || !Number.isSafeInteger(seq)) throw new SdcError('CLI_USAGE', '--expect-head takes SEQ:HASH (a sequence number of at least 1, a colon, 64 lower-case hex digits), as verify prints the head');
+  return { seq, hash: match[2]! };
+}
+
 const verify: Command = {
   name: 'verify',
   summary: 'Verify the hash chain of the control-plane audit log',
-  usage: '--dir D [--mysql URL] [--json]',
+  usage: '--dir D [--mysql URL] [--expect-head SEQ:HASH] [--json]',
   optionHelp: [
     ['--dir D', 'Data directory; the database is D/db/sdc.sqlite (default ./data)'],
     ['--mysql URL', 'Use this MySQL database instead of the embedded file'],
     mysqlPasswordFileHelp,
-    ['--json', 'Print the result as one JSON object ({ ok, count, head_hash, recorded_not_chained } or the first broken link)'],
+    ['--expect-head SEQ:HASH', 'A head kept from an earlier check (printed as head SEQ:HASH): the chain must still reach it unchanged, or it reports head_mismatch (a removed tail, a rewritten chain)'],
+    ['--json', 'Print the result as one JSON object ({ ok, count, head_seq, head_hash, recorded_not_chained } or the first broken link)'],
   ],
-  options: { dir: { type: 'string' }, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, json: { type: 'boolean' } },
+  options: { dir: { type: 'string' }, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, 'expect-head': { type: 'string' }, json: { type: 'boolean' } },
   async run(args, io) {
+    const keptHead = expectHeadOption(args.values['expect-head']);
     const mysqlUrl = await mysqlUrlOption(args, io);
     const dataDir = stringOption(args, 'dir', './data');
     // The embedded database lives in the data directory; MySQL does not need one.
     if (typeof mysqlUrl !== 'string') await requireInitialisedDataDir(dataDir);
     // Loaded here, not at the top: the SQL stores are a large part of the CLI's start-up time (`sdc --help`).
-    const [{ openControlPlaneDatabase }, { SqlAuditStore }, { AuditLog }, { systemClock }] = await Promise.all([
+    const [{ openControlPlaneDatabase }, { SqlAuditStore }, { AuditLog }, { verifyAgainstKeptHead }, { systemClock }] = await Promise.all([
       import('../../server/control-plane/database.js'), import('../../server/control-plane/stores/sql-audit-store.js'),
-      import('../../core/protocol/audit-chain.js'), import('../../runtime/system.js'),
+      import('../../core/protocol/audit-chain.js'), import('../../server/control-plane/audit-kept-head.js'), import('../../runtime/system.js'),
     ]);
     const db = await openControlPlaneDatabase({ dataDir, clock: systemClock, ...(typeof mysqlUrl === 'string' ? { mysqlUrl } : {}) });
     try {
       const store = new SqlAuditStore(db);
       const log = new AuditLog({ store, sha256: (b) => new Uint8Array(createHash('sha256').update(b).digest()), clock: systemClock });
-      const result = await log.verify();
+      // Against a kept head too, when given: a removed tail or a chain rewritten whole verifies alone (docs/audit.md).
+      const result = await verifyAgainstKeptHead({
+        verifyChain: () => log.verify(), entryAt: async (seq) => (await store.scan(seq, 1))[0], storedHead: () => store.head(), keptHead,
+      });
       // Read-only: entries a stopped control plane recorded but did not chain are counted, not chained (docs/audit.md, the outbox).
       const recorded = await store.recordedCount();
       const pending = recorded === 0 ? '' : `${recorded} recorded entries not yet chained; the next start of the control plane chains them\n`;
+      const kept = keptHead === undefined ? {} : { expected_head: `${keptHead.seq}:${keptHead.hash}` };
       if (args.values.json === true) {
         io.stdout(JSON.stringify(result.ok
-          ? { ok: true, count: result.count, head_hash: result.count === 0 ? null : result.headHash, recorded_not_chained: recorded }
-          : { ok: false, first_broken_seq: result.firstBrokenSeq, reason: result.reason, detail: result.detail, recorded_not_chained: recorded }) + '\n');
+          ? { ok: true, count: result.count, head_seq: result.count === 0 ? null : result.headSeq, head_hash: result.count === 0 ? null : result.headHash, ...kept, recorded_not_chained: recorded }
+          : { ok: false, first_broken_seq: result.firstBrokenSeq, reason: result.reason, detail: result.detail, ...kept, recorded_not_chained: recorded }) + '\n');
         return result.ok ? 0 : 1;
       }
       if (result.ok) {
-        io.stdout(`ok: ${result.count} entries, head ${result.count === 0 ? 'none' : result.headHash}\n${pending}`);
+        const against = keptHead === undefined ? '' : `; the kept head ${keptHead.seq}:${keptHead.hash} is in it`;
+        // SEQ:HASH, as --expect-head takes it: keep it somewhere the database's writer cannot reach.
+        io.stdout(`ok: ${result.count} entries, head ${result.count === 0 ? 'none' : `${result.headSeq}:${result.headHash}`}${against}\n${pending}`);
         return 0;
       }
       io.stdout(`broken: entry ${result.firstBrokenSeq}: ${result.reason}: ${result.detail}\n`);

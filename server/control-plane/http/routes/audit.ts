@@ -1,7 +1,17 @@
+import { Type, type Static } from '@sinclair/typebox';
 import { auditScanLimitMax } from '../../../../core/protocol/audit-chain.js';
+import { keptHeadOf, verifyAgainstKeptHead } from '../../audit-kept-head.js';
 import type { ControlPlaneServices } from '../../services.js';
 import type { RoutesPlugin } from '../plugin.js';
+import { queryInteger, queryNumberLimits } from '../query-numbers.js';
 import { AuditQuery } from '../schemas.js';
+
+/** GET /v1/audit/verify: optionally a head the caller kept from an earlier check (audit-kept-head.ts). */
+const AuditVerifyQuery = Type.Object({
+  head_seq: Type.Optional(queryInteger({ minimum: 1, maximum: queryNumberLimits.valueMax, description: 'Seq of a head kept from an earlier check (with head_hash)' })),
+  head_hash: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Hash of that head, lower-case hex SHA-256 (with head_seq)' })),
+}, { additionalProperties: false });
+type AuditVerifyQuery = Static<typeof AuditVerifyQuery>;
 
 /** The audit log, by page from a sequence number, and the check of its hash chain. */
 export const auditRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices }> = async (app, { services }) => {
@@ -17,10 +27,19 @@ export const auditRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices
     return { items, next_from_seq: items.length === limit && last !== undefined ? last.seq + 1 : null };
   });
 
-  app.get('/v1/audit/verify', {
-    config: { auth: 'admin', summary: 'Verify the whole audit hash chain' },
-  }, async () => {
+  // Without head_seq/head_hash a chain whose tail was removed, or that was rewritten whole, checks
+  // as valid: the kept head (recorded from `head` of an earlier answer, outside the log's reach) shows it.
+  app.get<{ Querystring: AuditVerifyQuery }>('/v1/audit/verify', {
+    schema: { querystring: AuditVerifyQuery },
+    config: { auth: 'admin', summary: 'Verify the whole audit hash chain, optionally against a head kept from an earlier check' },
+  }, async (request) => {
+    const keptHead = keptHeadOf(request.query.head_seq, request.query.head_hash, { seq: 'querystring/head_seq', hash: 'querystring/head_hash' });
     await services.context.settleAudit();
-    return services.context.audit.verify();
+    return verifyAgainstKeptHead({
+      verifyChain: () => services.context.audit.verify(),
+      entryAt: async (seq) => (await services.auditStore.scan(seq, 1))[0],
+      storedHead: () => services.auditStore.head(),
+      keptHead,
+    });
   });
 };

@@ -54,6 +54,8 @@ export interface RunAgentOptions {
   telemetryIntervalMs: number;
   /** Telemetry batches (AgentCoreOptions.telemetrySamplesPerFrameMax, telemetryBatchDelayMs, telemetryBufferMax); absent: one sample per frame. */
   telemetryBatch?: { samplesPerFrameMax: number; delayMs?: number; bufferMax?: number };
+  /** Offer TELEMETRY_ACK at AUTH (AgentCoreOptions.telemetryAcks; `sdc agent --telemetry-acks`); absent or false: AUTH as before. */
+  telemetryAcks?: boolean;
   clock: Clock;
   random: RandomSource;
   scheduler: Scheduler;
@@ -135,6 +137,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
       ...(options.telemetryBatch.delayMs === undefined ? {} : { telemetryBatchDelayMs: options.telemetryBatch.delayMs }),
       ...(options.telemetryBatch.bufferMax === undefined ? {} : { telemetryBufferMax: options.telemetryBatch.bufferMax }),
     }),
+    ...(options.telemetryAcks === true ? { telemetryAcks: true } : {}),
     artifactPath: (args) => join(options.dir, 'updates', `${args.version}.bin`),
     // EXEC_COLLECT_ARTIFACT (docs/artifacts.md): logs from the agent's journals; a screenshot only where the kernel is the mock, which simulates one.
     collectArtifact: createArtifactCollector({

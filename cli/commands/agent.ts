@@ -20,7 +20,7 @@ export const agentCommand: Command = {
   name: 'agent',
   summary: 'Run the device agent: enroll on first run, then stay connected to a gateway',
   usage: '--dir A --server URL [--device ID --pairing-token T] [--ca FILE] [--kernel mock|native|auto] [--telemetry-interval-ms N]'
-    + ' [--telemetry-samples-per-frame N [--telemetry-batch-delay D]]',
+    + ' [--telemetry-samples-per-frame N [--telemetry-batch-delay D]] [--telemetry-acks]',
   optionHelp: [
     ['--dir A', 'Agent directory: device key, certificate, trust.json, command journal'],
     ['--server URL', 'Control plane base URL (https://host:port); needed for the first enrollment'],
@@ -31,11 +31,12 @@ export const agentCommand: Command = {
     ['--telemetry-interval-ms N', 'Milliseconds between telemetry samples (default 5000)'],
     ['--telemetry-samples-per-frame N', `Samples per TELEMETRY_BATCH frame, 1 to ${telemetryBatchLimits.samplesPerFrameMax} (default 1: one TELEMETRY frame per sample, as before). Above 1 the agent asks the gateway for batches at AUTH; its gateways must be upgraded first`],
     ['--telemetry-batch-delay D', 'Longest a sample waits for its batch to fill while connected, 100ms to 1h (default 30s); only with --telemetry-samples-per-frame above 1'],
+    ['--telemetry-acks', 'Offer telemetry acknowledgements at AUTH (TELEMETRY_ACK): samples are kept until the gateway says they are on the bus, and sent again in the next session if not (default off; an older gateway ignores the offer)'],
   ],
   options: {
     dir: { type: 'string' }, server: { type: 'string' }, device: { type: 'string' }, 'pairing-token': { type: 'string' },
     ca: { type: 'string' }, kernel: { type: 'string' }, 'telemetry-interval-ms': { type: 'string' },
-    'telemetry-samples-per-frame': { type: 'string' }, 'telemetry-batch-delay': { type: 'string' },
+    'telemetry-samples-per-frame': { type: 'string' }, 'telemetry-batch-delay': { type: 'string' }, 'telemetry-acks': { type: 'boolean' },
   },
   async run(args, io) {
     const dir = requireOption(args, 'dir');
@@ -64,7 +65,7 @@ export const agentCommand: Command = {
       // Only a batching agent gets the option: a default one's AUTH stays byte for byte as before.
       ...(samplesPerFrame > 1 ? { telemetryBatch: { samplesPerFrameMax: samplesPerFrame, delayMs: batchDelayMs } } : {}), random: systemRandom, scheduler: systemScheduler, logger,
       ...(server ? { serverUrl: server } : {}), ...(device ? { deviceId: device } : {}), ...(token ? { pairingToken: token } : {}),
-      ...(caPem ? { caPem } : {}),
+      ...(caPem ? { caPem } : {}), ...(args.values['telemetry-acks'] === true ? { telemetryAcks: true } : {}),
     });
     io.stdout(`${agent.enrolledNow ? 'enrolled' : 'loaded'} device ${agent.identity.deviceId}; kernel ${agent.kernel.backend}; connecting to ${agent.identity.trust.gateway_urls.join(', ')}\n`);
     // systemScheduler timers are unref'd; this keeps the process alive until a signal.

@@ -31,7 +31,7 @@ export const agentCommand: Command = {
     ['--telemetry-interval-ms N', 'Milliseconds between telemetry samples (default 5000)'],
     ['--telemetry-samples-per-frame N', `Samples per TELEMETRY_BATCH frame, 1 to ${telemetryBatchLimits.samplesPerFrameMax} (default 1: one TELEMETRY frame per sample, as before). Above 1 the agent asks the gateway for batches at AUTH; its gateways must be upgraded first`],
     ['--telemetry-batch-delay D', 'Longest a sample waits for its batch to fill while connected, 100ms to 1h (default 30s); only with --telemetry-samples-per-frame above 1'],
-    ['--telemetry-acks', 'Offer telemetry acknowledgements at AUTH (TELEMETRY_ACK): samples are kept until the gateway says they are on the bus, and sent again in the next session if not (default off; an older gateway ignores the offer)'],
+    ['--telemetry-acks', 'Offer telemetry acknowledgements at AUTH (TELEMETRY_ACK): samples are kept until the gateway says they are on the bus, and sent again in the next session if not (default off). An older gateway refuses the AUTH member: upgrade gateways first'],
   ],
   options: {
     dir: { type: 'string' }, server: { type: 'string' }, device: { type: 'string' }, 'pairing-token': { type: 'string' },

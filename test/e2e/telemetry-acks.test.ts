@@ -11,12 +11,13 @@ import { SeededRandom } from '../../core/random/prng.js';
 import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
 import { MockIoctlDevice } from '../../kernel/mock/mock-kernel.js';
 import { IoctlKernelBridge } from '../../kernel/bridge/kernel-bridge.js';
-import { createAgentCore, type AgentConnectionHandle, type AgentCore, type TelemetrySource } from '../../agent/agent-core.js';
+import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreOptions, type TelemetrySource } from '../../agent/agent-core.js';
 import { MemoryCommandJournal } from '../../agent/command-journal.js';
 import { decodeBusEntry } from '../../server/bus-contract/entries.js';
 import { streamNames } from '../../server/bus-contract/streams.js';
 import type { GatewayCore } from '../../server/gateway/gateway-core.js';
 import type { StreamBus } from '../../server/stores/bus/bus-port.js';
+import { sessionTasksMax } from '../../server/gateway/device-session.js';
 import { embeddedStores, gatewayPublicKey, gatewaySigner, makeCore, makeGatewayPki, onVirtualTime, VirtualDriver, type DeviceMaterial } from '../../server/gateway/test-support.js';
 
 const provider = createNodeEd25519Provider();
@@ -57,7 +58,7 @@ async function samplesOnBus(bus: StreamBus, deviceId: string): Promise<string[]>
   return out;
 }
 
-async function world(telemetryAcks: boolean, deviceId: string) {
+async function world(telemetryAcks: boolean, deviceId: string, agentOptions: Partial<AgentCoreOptions> = {}) {
   const driver = new VirtualDriver();
   const raw = embeddedStores(driver.time);
   const gate: Gate = { hold: false, held: 0 };
@@ -82,10 +83,12 @@ async function world(telemetryAcks: boolean, deviceId: string) {
     deviceId, signer: { kid: deviceKid(deviceId), seed: device.seed, provider },
     resolveGatewayKey: (kid) => (kid === gatewaySigner.kid ? gatewayPublicKey : undefined), resolveCommandKey: () => undefined,
     kernel, journal: new MemoryCommandJournal(), clock: driver.time, random, scheduler: driver.time, sessionCrypto: createNodeSessionKeyCrypto(),
-    telemetrySource, telemetryIntervalMs, agentVersion: 'e2e/1', ...(telemetryAcks ? { telemetryAcks: true } : {}),
+    telemetrySource, telemetryIntervalMs, agentVersion: 'e2e/1', ...(telemetryAcks ? { telemetryAcks: true } : {}), ...agentOptions,
   });
   agent.start();
 
+  /** How the gateway closed the agent's connections (the reason is the typed code for an overload). */
+  const closes: string[] = [];
   /** Links the agent to `core` in memory; returns a cut that drops the link as a dead process's socket would. */
   function connect(core: GatewayCore): () => void {
     let open = true;
@@ -93,7 +96,7 @@ async function world(telemetryAcks: boolean, deviceId: string) {
     const handle = core.acceptConnection({
       deviceId, devicePublicKey: device.publicKey, certSerialHex: device.serialHex,
       send: (bytes) => { if (open) queueMicrotask(() => agentHandle?.receive(bytes)); },
-      close: () => { if (open) { open = false; queueMicrotask(() => agentHandle?.transportClosed()); } },
+      close: (_code, reason) => { closes.push(reason); if (open) { open = false; queueMicrotask(() => agentHandle?.transportClosed()); } },
     });
     agentHandle = agent.onConnected({ send: (bytes) => { if (open) queueMicrotask(() => handle.receive(bytes)); }, close: () => { open = false; handle.transportClosed(); } });
     return () => {
@@ -102,7 +105,7 @@ async function world(telemetryAcks: boolean, deviceId: string) {
       agentHandle?.transportClosed();
     };
   }
-  return { driver, raw, gate, stores, gatewayOptions, agent, taken, connect };
+  return { driver, raw, gate, stores, gatewayOptions, agent, taken, connect, closes };
 }
 
 describe('telemetry acknowledgements end to end (agent core, gateway core, bus; virtual time)', () => {
@@ -146,6 +149,49 @@ describe('telemetry acknowledgements end to end (agent core, gateway core, bus; 
       }
       await w.agent.stop();
       await second.stop();
+      await w.raw.bus.close();
+      await w.raw.kv.close();
+    });
+  }
+
+  for (const telemetryAcks of [true, false]) {
+    it(`${telemetryAcks ? 'with' : 'without'} acks: frames dropped from a session closed GATEWAY_OVERLOADED (its task queue full) ${telemetryAcks ? 'reach the bus after the reconnect' : 'are lost'}`, async () => {
+      const deviceId = `dev-e2e-overload-${telemetryAcks ? 'on' : 'off'}`;
+      // Fast samples, and room in the agent for most of a queue's worth of them (below the queue's
+      // bound: a resend burst larger than the queue would be closed for overload in its turn).
+      const agentBoundMax = 200;
+      const w = await world(telemetryAcks, deviceId, { telemetryIntervalMs: 20, telemetryUnackedMax: agentBoundMax, telemetryBufferMax: agentBoundMax });
+      const core = makeCore(w.stores, w.gatewayOptions);
+      await core.start();
+      w.connect(core);
+      await w.driver.advance(1_000);
+      assert.equal(w.agent.isReady, true);
+      // The bus stalls: the session's frames queue behind one held append until its queue is full.
+      w.gate.hold = true;
+      const takenBefore = w.taken.length;
+      await w.driver.until(() => (w.closes.includes('GATEWAY_OVERLOADED') ? true : undefined), 60_000, 'the overload close');
+      const lostWindow = w.taken.slice(takenBefore);
+      assert.ok(lostWindow.length > sessionTasksMax / 2, `${lostWindow.length} samples taken while the bus stalled`);
+      w.gate.hold = false;
+      // The agent comes back (its driver reconnects) to the same gateway, whose bus is back.
+      w.connect(core);
+      await w.driver.advance(1_000);
+      const onBus = await samplesOnBus(w.raw.bus, deviceId);
+      const lost = lostWindow.filter((sample) => !onBus.includes(sample));
+      assert.deepEqual(w.closes, ['GATEWAY_OVERLOADED'], 'one overload close; the reconnect holds');
+      if (telemetryAcks) {
+        // Only the oldest of the window can be missing: those past the agent's bound, forgotten and counted.
+        const dropped = w.agent.telemetrySamplesUnackedDropped + w.agent.telemetrySamplesDropped;
+        assert.deepEqual(lost, lostWindow.slice(0, lost.length), 'what is missing is the oldest');
+        assert.ok(lost.length <= dropped, `${lost.length} missing, ${dropped} counted as dropped`);
+        assert.ok(lostWindow.length - lost.length >= agentBoundMax - 10, `${lostWindow.length - lost.length} of ${lostWindow.length} sent again`);
+      } else {
+        assert.ok(lost.length > sessionTasksMax / 2, `without acks ${lost.length} are gone`);
+        assert.equal(w.agent.telemetrySamplesDropped, 0, 'and nothing counts them');
+      }
+      await w.agent.stop();
+      // Aborted, not stopped: the overloaded session's held append never settles, and a stop waits for its tasks.
+      core.abort();
       await w.raw.bus.close();
       await w.raw.kv.close();
     });

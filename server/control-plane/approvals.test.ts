@@ -217,7 +217,9 @@ function suite(pair: StorePair): void {
       const created = await send('EXEC_LOCK_SCREEN');
       const oldSeed = ap2.seed;
       const rotated = { ...ap2, seed: new Uint8Array(randomBytes(32)) };
-      const registered = await call('PUT', '/v1/users/me/signing-key', ap2.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(rotated.seed)) });
+      // Replacing a key needs the current password (security review 2026-12-05, finding 4; signing-key-replacement.test.ts).
+      refusedWith(await call('PUT', '/v1/users/me/signing-key', ap2.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(rotated.seed)) }), 'APPROVAL_KEY_PROOF_REQUIRED');
+      const registered = await call('PUT', '/v1/users/me/signing-key', ap2.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(rotated.seed)), current_password: password });
       assert.notEqual(registered.json().kid, ap2.kid);
       refusedWith(await decide(ap2, created, 'approve', { signWith: oldSeed }), 'APPROVAL_KEY_UNKNOWN');
       const withNew = await decide({ ...rotated, kid: registered.json().kid as string }, created, 'approve');

@@ -11,7 +11,15 @@ import { actors } from './context.js';
  * credentials directory and registers only the public key. One current key per user: registering
  * another retires the previous one in the same transaction (its approvals stay verifiable by kid).
  * The kid is derived from the key, so registering the same key twice changes nothing.
+ *
+ * Replacing a current key needs proof beyond the bearer token (security review 2026-12-05,
+ * finding 4; docs/decisions/0005-approvals.md): the caller has checked the account's current
+ * password (`proof: 'password'`), or the registration is refused with APPROVAL_KEY_PROOF_REQUIRED.
+ * A first key needs none. The check is the retiring UPDATE's own count, inside the transaction,
+ * so two token-only registrations racing for a "first" key cannot both pass: the second one
+ * finds the first's key to retire and is refused.
  */
+export type SigningKeyProof = 'password' | 'none';
 export interface SigningKey {
   readonly kid: string;
   readonly userName: string;
@@ -43,8 +51,12 @@ export class SigningKeyStore {
     this.#audit = options.audit;
   }
 
-  /** Registers `publicKeyText` (base64url, 32 bytes) as the user's current key, audited; the same key again is `changed: false`. */
-  async register(options: { userName: string; publicKeyText: string; nowMs: number }): Promise<{ key: SigningKey; changed: boolean }> {
+  /**
+   * Registers `publicKeyText` (base64url, 32 bytes) as the user's current key, audited (with the
+   * proof it was given); the same key again is `changed: false`. Retiring a current key needs
+   * `proof: 'password'` (APPROVAL_KEY_PROOF_REQUIRED otherwise, nothing changed).
+   */
+  async register(options: { userName: string; publicKeyText: string; nowMs: number; proof: SigningKeyProof }): Promise<{ key: SigningKey; changed: boolean }> {
     const publicKey = bytesFromBase64url(options.publicKeyText, { code: 'API_VALIDATION', name: 'public_key', length: 32 });
     const kid = signingKid(publicKey);
     return this.#db.transaction(async (tx) => {
@@ -54,6 +66,10 @@ export class SigningKeyStore {
         if (existing.retired_at === null) return { key: keyOf(existing), changed: false };
       }
       const retired = await tx.execute('UPDATE user_signing_keys SET retired_at = ? WHERE user_name = ? AND retired_at IS NULL', [options.nowMs, options.userName]);
+      // Thrown inside the transaction: the retirement above is rolled back with it.
+      if (retired.changes > 0 && options.proof !== 'password') {
+        throw new SdcError('APPROVAL_KEY_PROOF_REQUIRED', 'you already have an approval signing key: replacing it needs your current password (current_password)', { path: 'body/current_password' });
+      }
       if (existing === undefined) {
         await tx.execute('INSERT INTO user_signing_keys (kid, user_name, public_key, created_at, retired_at) VALUES (?, ?, ?, ?, NULL)',
           [kid, options.userName, base64urlFromBytes(publicKey), options.nowMs]);
@@ -62,7 +78,7 @@ export class SigningKeyStore {
       }
       await this.#audit.record(tx, {
         kind: 'user.signing_key_registered', actor: actors.user(options.userName), subject: `user:${options.userName}`,
-        payload: { kid, public_key: base64urlFromBytes(publicKey), retired_previous: retired.changes },
+        payload: { kid, public_key: base64urlFromBytes(publicKey), retired_previous: retired.changes, proof: retired.changes > 0 ? options.proof : 'first_key' },
       });
       return { key: { kid, userName: options.userName, publicKey, createdAtMs: options.nowMs, retiredAtMs: null }, changed: true };
     });

@@ -101,7 +101,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.register(alertRoutes, { services });
   app.register(auditRoutes, { services });
   app.register(policyRoutes, { services });
-  app.register(approvalRoutes, { services });
+  app.register(approvalRoutes, { services, authLimiter });
   app.register(complianceRoutes, { services });
   app.register(deadLetterRoutes, { services });
   app.register(liveRoutes, { services });

@@ -5,7 +5,9 @@ import { principalOf } from '../authentication.js';
 import type { RoutesPlugin } from '../plugin.js';
 import { ApprovalOutcome, ApproveBody, CancelBody, PendingPage, RejectBody, SigningKeyBody, SigningKeyView } from '../approval-schemas.js';
 import { CommandParams, PageQuery } from '../schemas.js';
-import type { SigningKey } from '../../signing-keys.js';
+import { actors } from '../../context.js';
+import type { SigningKey, SigningKeyProof } from '../../signing-keys.js';
+import type { AuthRateLimiter } from '../rate-limit.js';
 
 function keyView(key: SigningKey) {
   return { kid: key.kid, public_key: base64urlFromBytes(key.publicKey), user: key.userName, created_at_ms: key.createdAtMs };
@@ -17,7 +19,7 @@ function keyView(key: SigningKey) {
  * (approver for decisions); the rule's own approver roles are checked by the service
  * (APPROVAL_ROLE_NOT_ALLOWED), as are the requester, duplicates, expiry and the signature.
  */
-export const approvalRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices }> = async (app, { services }) => {
+export const approvalRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices; readonly authLimiter: AuthRateLimiter }> = async (app, { services, authLimiter }) => {
   const { approvals, signingKeys } = services;
 
   app.get('/v1/approvals', {
@@ -51,13 +53,42 @@ export const approvalRoutes: RoutesPlugin<{ readonly services: ControlPlaneServi
     return { released: false, command };
   });
 
+  // A token alone registers a first key; replacing one needs the current password (security
+  // review 2026-12-05, finding 4; docs/decisions/0005-approvals.md): otherwise a leaked token
+  // would let its holder put their own key in place and sign approvals the device accepts.
+  // Checking the password is a password guess like a login, and counted as one (the login
+  // limiter, per address and per account). Refusals are audited: a token-only replacement is
+  // what a stolen token looks like.
   app.put('/v1/users/me/signing-key', {
     schema: { body: SigningKeyBody, response: { 200: SigningKeyView } },
-    config: { auth: 'viewer', summary: 'Register your approval signing key (Ed25519 public key); retires the previous one' },
+    config: { auth: 'viewer', summary: 'Register your approval signing key (Ed25519 public key); replacing a registered one needs current_password' },
   }, async (request) => {
-    const { key } = await signingKeys.register({ userName: principalOf(request).name, publicKeyText: request.body.public_key, nowMs: services.context.clock.nowMs() });
-    await services.context.settleAudit();
-    return keyView(key);
+    const name = principalOf(request).name;
+    const currentPassword = request.body.current_password;
+    try {
+      let proof: SigningKeyProof = 'none';
+      if (currentPassword !== undefined) {
+        await authLimiter.guardLogin({ source: request.ip, account: name }, async () => {
+          try {
+            await services.auth.users.authenticate(name, currentPassword);
+          } catch (error) {
+            if (SdcError.is(error, 'API_LOGIN_FAILED')) throw new SdcError('API_CURRENT_PASSWORD_WRONG', 'the current password is wrong');
+            throw error;
+          }
+        });
+        proof = 'password';
+      }
+      const { key } = await signingKeys.register({ userName: name, publicKeyText: request.body.public_key, nowMs: services.context.clock.nowMs(), proof });
+      await services.context.settleAudit();
+      return keyView(key);
+    } catch (error) {
+      if (SdcError.is(error, 'APPROVAL_KEY_PROOF_REQUIRED') || SdcError.is(error, 'API_CURRENT_PASSWORD_WRONG')) {
+        await services.context.audit.append({
+          kind: 'user.signing_key_refused', actor: actors.user(name), subject: `user:${name}`, payload: { code: error.code, public_key: request.body.public_key },
+        });
+      }
+      throw error;
+    }
   });
 
   app.get('/v1/users/me/signing-key', {

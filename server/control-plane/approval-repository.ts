@@ -125,6 +125,28 @@ export class ApprovalRepository {
     });
   }
 
+  /**
+   * Removes approvals that no longer hold (their approver removed, demoted out of the roles the
+   * rule accepts, or their signing key retired), each with its audit entry, in one transaction;
+   * nothing when the command has left `pending_approval` meanwhile. Removed rather than flagged:
+   * the audit entry keeps the signature, and the approver may approve again with a current key.
+   */
+  async dropApprovals(commandId: string, drops: ReadonlyArray<{ row: ApprovalRow; audit: AuditRecord }>): Promise<void> {
+    if (drops.length === 0) return;
+    try {
+      await this.#inTransaction(async (tx) => {
+        await requirePending(tx, commandId);
+        for (const { row, audit } of drops) {
+          const removed = await tx.execute('DELETE FROM command_approvals WHERE command_id = ? AND approver = ? AND kid = ?', [row.command_id, row.approver, row.kid]);
+          // Another control plane dropped it first: audited there.
+          if (removed.changes === 1) await this.#audit.record(tx, audit);
+        }
+      });
+    } catch (error) {
+      if (!SdcError.is(error, 'APPROVAL_NOT_PENDING')) throw error;
+    }
+  }
+
   /** Stores a rejection and ends the command `rejected`, in one transaction. */
   async reject(row: ApprovalRow, audit: AuditRecord): Promise<void> {
     await this.#inTransaction(async (tx) => {

@@ -130,9 +130,13 @@ export class ApprovalService {
   /** The submission checked against the registered key and the command; the row to store. */
   async #checked(submission: ApprovalSubmission, pending: PendingApproval, nowMs: number): Promise<ApprovalRow> {
     const { actor } = submission;
+    // The role the approver holds now, not the one their token was issued with: a demoted or
+    // removed user's token still verifies until it expires, and the approval must not count as more.
+    const role = await this.#options.roleOf(actor.name);
+    if (role === undefined) throw new SdcError('APPROVAL_ROLE_NOT_ALLOWED', `${actor.name} is no longer a user`, { commandId: submission.commandId, approver: actor.name });
     const stored = await this.#options.signingKeys.byKid(submission.kid);
     // Only the approver's current key signs new decisions; a retired one stays readable for old ones.
-    const key = stored === undefined || stored.retiredAtMs !== null ? undefined : { approver: stored.userName, role: actor.role, publicKey: stored.publicKey };
+    const key = stored === undefined || stored.retiredAtMs !== null ? undefined : { approver: stored.userName, role, publicKey: stored.publicKey };
     const statement: ApprovalStatement = {
       command_id: submission.commandId, command_sha256: submission.commandSha256, decision: submission.decision,
       approver: actor.name, kid: submission.kid, expires_at: submission.expiresAtMs,
@@ -155,7 +159,7 @@ export class ApprovalService {
     }
     const reason = submission.reason ?? null;
     return {
-      command_id: submission.commandId, approver: actor.name, decision: submission.decision, role: actor.role, kid: submission.kid,
+      command_id: submission.commandId, approver: actor.name, decision: submission.decision, role, kid: submission.kid,
       expires_at: submission.expiresAtMs, signature: submission.signature, reason, created_at: nowMs,
     };
   }
@@ -168,7 +172,7 @@ export class ApprovalService {
 
   /** Stores the approval; when the approvals now satisfy the current policy, releases the command in the same transaction. */
   async #approve(row: ApprovalRow, command: CommandDetail, pending: PendingApproval, nowMs: number): Promise<ApprovalOutcome> {
-    const earlier = (await this.#repository.decisionsOf([command.id])).filter((d) => d.decision === 'approve' && d.expires_at > nowMs);
+    const earlier = await this.#holding(command.id, pending, nowMs);
     const approvals = [...earlier, row];
     const { decision, revision, requesterRole } = await this.#evaluate(pending, command, approvals, nowMs);
     const audit = decisionAudit(row, 'command.approved');
@@ -178,7 +182,7 @@ export class ApprovalService {
     await this.#ctx.settleAudit();
     // Two approvals submitted at once (two control planes) may each have seen only the other's
     // absence; reading again after the commit, the later of the two sees both and releases.
-    const now = (await this.#repository.decisionsOf([command.id])).filter((d) => d.decision === 'approve' && d.expires_at > nowMs);
+    const now = await this.#holding(command.id, pending, nowMs);
     const again = await this.#evaluate(pending, command, now, nowMs);
     if (again.decision.decision === 'allow') {
       try {
@@ -189,6 +193,49 @@ export class ApprovalService {
       }
     }
     return { command: await this.#options.commands.get(command.id), released: false };
+  }
+
+  /**
+   * The command's stored approvals that still count, each with its approver's current role
+   * (security review finding 2): an approval is judged at release by who its approver is now, not
+   * who they were when they signed. One whose approver was removed, whose role is no longer one the
+   * rule accepts, or whose signing key was retired (or is no longer theirs) is dropped, audited as
+   * `command.approval_dropped` with the reason; expired ones are left out (they expire on their own).
+   */
+  async #holding(commandId: string, pending: PendingApproval, nowMs: number): Promise<ApprovalRow[]> {
+    const stored = (await this.#repository.decisionsOf([commandId])).filter((d) => d.decision === 'approve' && d.expires_at > nowMs);
+    const holding: ApprovalRow[] = [];
+    const drops: Array<{ row: ApprovalRow; audit: AuditRecord }> = [];
+    for (const row of stored) {
+      const reason = await this.#noLongerHolds(row, pending);
+      if (typeof reason === 'string') {
+        drops.push({
+          row, audit: {
+            kind: 'command.approval_dropped', actor: actors.system, subject: `command:${commandId}`,
+            payload: { approver: row.approver, role: row.role, kid: row.kid, signature: row.signature, reason },
+          },
+        });
+      } else {
+        holding.push(reason);
+      }
+    }
+    if (drops.length > 0) {
+      await this.#repository.dropApprovals(commandId, drops);
+      await this.#ctx.settleAudit();
+      this.#ctx.logger.warn({ commandId, dropped: drops.map(({ row, audit }) => ({ approver: row.approver, reason: audit.payload['reason'] })) }, 'approvals that no longer hold dropped');
+    }
+    return holding;
+  }
+
+  /** Why an approval no longer holds, or the row with its approver's current role. */
+  async #noLongerHolds(row: ApprovalRow, pending: PendingApproval): Promise<ApprovalDropReason | ApprovalRow> {
+    const role = await this.#options.roleOf(row.approver);
+    if (role === undefined) return 'approver_removed';
+    if (role !== row.role && !pending.roles.includes(role)) return 'role_not_accepted';
+    const key = await this.#options.signingKeys.byKid(row.kid);
+    if (key === undefined || key.userName !== row.approver) return 'signing_key_removed';
+    if (key.retiredAtMs !== null) return 'signing_key_retired';
+    return role === row.role ? row : { ...row, role };
   }
 
   /** Signs the command with `approvals` embedded and queues it (storing `approval` in the same transaction), then dispatches it. */
@@ -246,6 +293,9 @@ export class ApprovalService {
     this.#ctx.publishLive({ type: 'command', command_id: command.id, device_id: command.device_id, state, at_ms: atMs });
   }
 }
+
+/** Why a stored approval stopped counting (the `reason` of `command.approval_dropped`). */
+export type ApprovalDropReason = 'approver_removed' | 'role_not_accepted' | 'signing_key_removed' | 'signing_key_retired';
 
 function decisionAudit(row: ApprovalRow, kind: 'command.approved' | 'command.approval_rejected'): AuditRecord {
   // The signature and what it covers, so the audit log alone shows who decided what.

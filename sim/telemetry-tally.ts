@@ -1,4 +1,5 @@
 import type { ExecuteResult, SqlDatabase, SqlTransaction, SqlValue } from '../server/stores/sql/sql-port.js';
+import { telemetryInsertParamsPerRow } from '../server/control-plane/telemetry-rows.js';
 import { LatencyRecorder, type LatencyPercentiles } from './latency-recorder.js';
 
 /**
@@ -72,13 +73,15 @@ export class TelemetryTally {
 }
 
 const telemetryInsert = 'INSERT INTO telemetry ';
-/** The writer's row shape (server/control-plane/telemetry-rows.ts): device_id, ts, metrics_json, risk_score. */
-const telemetryColumns = 4;
+/** The writer's row shape (server/control-plane/telemetry-rows.ts): device_id, ts, metrics_json, risk_score, sample_digest. */
+const telemetryColumns = telemetryInsertParamsPerRow;
 const tsColumn = 1;
 
 /**
  * The control plane's SQL port, telling `onStored` the sampled_at of every telemetry row an
  * INSERT stored, after it succeeded (a refused INSERT, e.g. in an SQL outage, stores nothing).
+ * A row the INSERT skipped as stored already (migration 020) would be told too; the virtual runs
+ * have none (the gateway refuses a duplicated or replayed frame, and nothing retries a stored one).
  * Statements inside a transaction are not looked at: the telemetry writer does not use one.
  */
 export function telemetryObservedSql(inner: SqlDatabase, onStored: (sampledAtMs: number[]) => void): SqlDatabase {

@@ -300,6 +300,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const telemetryTrimmer = new TelemetryTrimmer({ db, logger, ...(options.telemetryRetention === undefined ? {} : { retention: options.telemetryRetention }) });
   const events = new EventHandlers({
     context, commands, devices, onTelemetryStored: () => { metrics.telemetrySamples.inc({ role: 'control-plane' }); telemetryTrimmer.noteStored(); },
+    onTelemetryDuplicates: (duplicates) => metrics.telemetryDuplicates.inc(duplicates),
     onAlertRaised: (kind) => metrics.alertsRaised.inc({ kind }), ...(options.alertRules === undefined ? {} : { alertRules: options.alertRules }),
   });
   const live = new LiveHub({

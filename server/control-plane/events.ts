@@ -2,6 +2,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { decodeBusEntry, type BusEntryData } from '../bus-contract/entries.js';
 import { commandExecution, commandTerminalStates, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { riskScore } from '../../core/protocol/risk-score.js';
 import { traceLogFields } from '../../core/trace/trace-context.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
@@ -9,7 +10,7 @@ import { AlertEpisodes, type RaiseAlert } from './alert-episodes.js';
 import { AlertMonitor, updateOpcodes } from './alert-monitor.js';
 import { AlertRateLimiter } from './alert-rate-limit.js';
 import { alertRulesDefault, type AlertRules } from './alert-rules.js';
-import { TelemetryRowWriter } from './telemetry-rows.js';
+import { sampleDigestOf, TelemetryRowWriter } from './telemetry-rows.js';
 import { PolicyBundleReports } from './policy-bundle-reports.js';
 import type { CommandService, TransitionOutcome } from './commands.js';
 import type { CommandRow } from './command-repository.js';
@@ -45,6 +46,14 @@ function deviceIdOfMalformed(entry: BusEntry): string | undefined {
   return typeof deviceId === 'string' ? deviceId : undefined;
 }
 
+/**
+ * Telemetry entries remembered with the samples whose risk alerts they owe, for their retries in
+ * this process (EventHandlers.#alertsOwed); beyond it the oldest is forgotten. Only entries with a
+ * sample over the threshold are remembered, each until its handler finishes, so a store outage
+ * holds at most the entries in flight (telemetryConsumerOptions.entriesInFlightMax, 1,024).
+ */
+const alertsOwedEntriesMax = 1024;
+
 const resultEvents: Record<'succeeded' | 'failed' | 'rejected', CommandEvent> = { succeeded: 'succeed', failed: 'fail', rejected: 'reject' };
 
 /**
@@ -67,9 +76,18 @@ export class EventHandlers {
 
   /** Called for each telemetry sample stored (the ingest counter, /metrics). */
   readonly #onTelemetryStored: () => void;
+  /**
+   * Telemetry entries (by id) whose samples over the risk threshold were judged new before their
+   * rows were written, and the indexes of those samples: an entry handled again (a retry in place
+   * after its INSERT's outcome was unknown or after an alert could not be raised) raises those
+   * samples' alerts although its rows are now duplicates. At most alertsOwedEntriesMax.
+   */
+  readonly #alertsOwed = new Map<string, readonly number[]>();
 
   constructor(options: {
     context: ServiceContext; commands: CommandService; devices: DeviceService; onTelemetryStored?: () => void;
+    /** Called with the samples an INSERT skipped as stored already (the duplicates counter, /metrics). */
+    onTelemetryDuplicates?: (duplicates: number) => void;
     /** Default alertRulesDefault. */
     alertRules?: AlertRules;
     /** Called once per alert stored (the alerts counter, /metrics). */
@@ -79,7 +97,13 @@ export class EventHandlers {
     this.#onTelemetryStored = options.onTelemetryStored ?? (() => undefined);
     this.#commands = options.commands;
     this.#devices = options.devices;
-    this.#telemetryRows = new TelemetryRowWriter(this.#ctx.db);
+    const onTelemetryDuplicates = options.onTelemetryDuplicates ?? (() => undefined);
+    this.#telemetryRows = new TelemetryRowWriter(this.#ctx.db, {
+      onDuplicates: (duplicates, rows) => {
+        onTelemetryDuplicates(duplicates);
+        this.#ctx.logger.info({ duplicates, rows }, 'telemetry samples stored already (delivered again), skipped');
+      },
+    });
     this.#bundleReports = new PolicyBundleReports(this.#ctx);
     this.alertRateLimiter = new AlertRateLimiter({ kv: this.#ctx.kv, clock: this.#ctx.clock, logger: this.#ctx.logger });
     this.#episodes = new AlertEpisodes({ context: this.#ctx, ...(options.onAlertRaised === undefined ? {} : { onRaised: options.onAlertRaised }) });
@@ -275,6 +299,8 @@ export class EventHandlers {
    * entry's frame is one sample (TELEMETRY) or several (TELEMETRY_BATCH, decision 0004
    * "Batches"): decoded and checked once, each sample scored and stored as its own row with its
    * own sampled_at (all of a frame's rows in one INSERT), the device's last-seen once per entry.
+   * A sample stored already (same device, sampled_at and metrics: docs/decisions/0012-telemetry-sample-identity.md)
+   * is not stored again, and its risk alert is not raised again (#alertsOwedBy).
    */
   async handleTelemetry(entry: BusEntry): Promise<void> {
     const decoded = decodeBusEntry(entry.fields);
@@ -292,32 +318,68 @@ export class EventHandlers {
         ...(m.process_count === undefined ? {} : { processCount: m.process_count }),
       });
     });
+    // Canonical, so the same metrics are the same text and digest however a resend orders them.
+    const metricsJson = samples.map((sample) => canonicalize(sample.metrics));
+    // Below the rule's threshold (most samples) nothing is owed: no query, no promise.
+    const threshold = this.alertMonitor.rules.riskScoreAbove;
+    const alerting = threshold === null ? [] : risks.flatMap((risk, index) => (risk.score >= threshold ? [index] : []));
+    const owed = alerting.length === 0 ? alerting : await this.#alertsOwedBy(entry, data.device_id, samples, metricsJson, alerting);
     // The INSERT's one promise for all its rows, and this entry's own outcome in it (TelemetryRowWriter.addFrame).
     const stored = this.#telemetryRows.addFrame(samples.map((sample, index) => ({
-      deviceId: data.device_id, sampledAtMs: sample.sampled_at, metricsJson: JSON.stringify(sample.metrics), riskScore: risks[index]!.score,
+      deviceId: data.device_id, sampledAtMs: sample.sampled_at, metricsJson: metricsJson[index]!, riskScore: risks[index]!.score,
     })));
     const failures = await stored.failures;
     if (failures !== undefined && failures.has(stored.index)) throw failures.get(stored.index);
     for (let count = 0; count < samples.length; count += 1) this.#onTelemetryStored();
     // The gateway's receive time, not the device's sample time: a device clock may be off.
-    // Not allowed to fail the entry once its rows are stored: a redelivery would store every sample
-    // again (no unique key on telemetry), up to a batch's 64; the next sample writes last-seen anyway.
+    // Not allowed to fail the entry once its rows are stored: its rows would be skipped as stored
+    // already on the retry, but nothing is gained by it; the next sample writes last-seen anyway.
     const seen = this.#devices.recordSeen(data.device_id, data.received_at_ms);
     if (seen !== undefined) {
       await seen.catch((error: unknown) => {
         this.#ctx.logger.warn({ err: error, device_id: data.device_id }, 'last-seen not written for a stored telemetry entry; the next sample writes it');
       });
     }
-    // Below the rule's threshold (most samples) onRiskScore does nothing: not called, so no promise and no detail made for it.
-    const threshold = this.alertMonitor.rules.riskScoreAbove;
-    if (threshold === null) return;
-    for (const risk of risks) {
-      if (risk.score < threshold) continue;
+    for (const index of owed) {
+      const risk = risks[index]!;
       await this.alertMonitor.onRiskScore({
         deviceId: data.device_id, score: risk.score, factors: risk.factors.map((f) => f.name), atMs: data.received_at_ms,
         detail: { score: risk.score, factors: risk.factors.map((f) => ({ name: f.name, contribution: f.contribution })) },
       });
     }
+    if (alerting.length > 0) this.#alertsOwed.delete(entry.id);
+  }
+
+  /**
+   * The samples over the risk threshold (`alerting`, indexes) whose alerts this entry owes: those
+   * not stored before it, so a sample delivered again (a retried append, an agent's resend) does
+   * not raise its alert again, e.g. after its episode ended. Judged once per entry, before its
+   * INSERT, by one query for the device's rows at those times (a device's entries are handled one
+   * after another, so none of its rows is written meanwhile) and remembered until the handler
+   * finishes: a retry in place, after an INSERT whose outcome was unknown or an alert that could
+   * not be raised, finds its rows stored and still owes the alerts (the open episode keeps them
+   * to one alert). An entry claimed again (deliveryCount above 1: its consumer crashed or gave
+   * up) owes them all, since whether its first delivery raised them is not known.
+   */
+  async #alertsOwedBy(entry: BusEntry, deviceId: string, samples: readonly { sampled_at: number }[], metricsJson: readonly string[], alerting: readonly number[]): Promise<readonly number[]> {
+    const remembered = this.#alertsOwed.get(entry.id);
+    if (remembered !== undefined) return remembered;
+    let owed = alerting;
+    if (entry.deliveryCount <= 1) {
+      const times = [...new Set(alerting.map((index) => samples[index]!.sampled_at))];
+      const rows = await this.#ctx.db.query<{ ts: number; sample_digest: string | null }>(
+        `SELECT ts, sample_digest FROM telemetry WHERE device_id = ? AND ts IN (${times.map(() => '?').join(', ')})`, [deviceId, ...times]);
+      if (rows.length > 0) {
+        const storedKeys = new Set(rows.map((row) => `${Number(row.ts)} ${row.sample_digest}`));
+        owed = alerting.filter((index) => !storedKeys.has(`${samples[index]!.sampled_at} ${sampleDigestOf(metricsJson[index]!)}`));
+        if (owed.length < alerting.length) {
+          this.#ctx.logger.info({ device_id: deviceId, samples: alerting.length - owed.length }, 'telemetry samples over the risk threshold stored already: their alerts are not raised again');
+        }
+      }
+    }
+    if (this.#alertsOwed.size >= alertsOwedEntriesMax) this.#alertsOwed.delete(this.#alertsOwed.keys().next().value!);
+    this.#alertsOwed.set(entry.id, owed);
+    return owed;
   }
 
   async telemetry(query: { deviceId: string; fromMs?: number; toMs?: number; limit?: number }): Promise<Array<{ ts_ms: number; metrics: JsonObject; risk_score: number | null }>> {

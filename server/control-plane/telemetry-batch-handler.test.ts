@@ -41,7 +41,7 @@ describe('the telemetry handler: TELEMETRY_BATCH entries', () => {
     await h.close();
   });
 
-  it('stores every sample of a MACd batch as its own row, with its own sampled_at and metrics', async () => {
+  it('stores every sample of a MACd batch as its own row, with its own sampled_at and metrics (a sample repeated in the frame, same time and metrics, once)', async () => {
     const nowMs = h.clock.nowMs();
     const body = { samples: [0, 5, 5, 9].map((d) => ({ sampled_at: nowMs + d, metrics: metrics(d) })) } as unknown as JsonObject;
     const frame = canonicalize(macEnvelope({
@@ -49,11 +49,12 @@ describe('the telemetry handler: TELEMETRY_BATCH entries', () => {
       key: new Uint8Array(32).fill(9), crypto: sessionCrypto,
     }));
     await h.cp.events.handleTelemetry(entryOf(frame, nowMs));
-    assert.deepEqual(await stored(), [[nowMs, 0], [nowMs + 5, 5], [nowMs + 5, 5], [nowMs + 9, 9]]);
+    // Two samples with the same time and metrics carry nothing apart: one row (docs/decisions/0012-telemetry-sample-identity.md).
+    assert.deepEqual(await stored(), [[nowMs, 0], [nowMs + 5, 5], [nowMs + 9, 9]]);
   });
 
 
-  it('a last-seen write that fails after the rows are stored does not fail the entry (a redelivery would store them twice)', async () => {
+  it('a last-seen write that fails after the rows are stored does not fail the entry', async () => {
     const devices = h.cp.devices as unknown as { recordSeen: (deviceId: string, atMs: number) => Promise<void> | undefined };
     const recordSeen = devices.recordSeen;
     devices.recordSeen = () => Promise.reject(new SdcError('STORE_UNAVAILABLE', 'the database is down for this write'));

@@ -11,7 +11,7 @@ import type { StreamBus } from '../stores/bus/bus-port.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 import { makeHarness, sqlJsTarget, type Harness } from './test-support.js';
 import { deviceActivityLimits } from './devices.js';
-import { telemetryConsumerOptions } from './telemetry-rows.js';
+import { telemetryConsumerOptions, telemetryInsertParamsPerRow } from './telemetry-rows.js';
 
 /**
  * Issue 17: the telemetry consumer reads many entries per call and runs many handlers at once, so
@@ -38,7 +38,7 @@ describe('the telemetry consumer: many entries per read, many rows per INSERT', 
           const value = Reflect.get(target, property, receiver) as unknown;
           if (property !== 'execute') return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
           return (sql: string, params?: readonly unknown[]) => {
-            if (sql.startsWith('INSERT INTO telemetry')) rowsPerInsert.push((params?.length ?? 0) / 4);
+            if (sql.startsWith('INSERT INTO telemetry')) rowsPerInsert.push((params?.length ?? 0) / telemetryInsertParamsPerRow);
             if (sql.startsWith('UPDATE devices SET last_seen_at')) lastSeenUpdates += 1;
             return (target.execute as SqlDatabase['execute'])(sql, params as never);
           };

@@ -12,7 +12,7 @@ import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
 import type { SqlDatabase, SqlValue } from '../stores/sql/sql-port.js';
 import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
-import { telemetryRowLimits } from './telemetry-rows.js';
+import { telemetryInsertParamsPerRow, telemetryRowLimits } from './telemetry-rows.js';
 
 /**
  * Issue 17 on the real stores: the telemetry writer keeps several INSERTs in flight
@@ -47,7 +47,7 @@ function suite(pair: StorePair): void {
             }
             return async (sql: string, params: readonly SqlValue[] = []) => {
               if (!sql.startsWith('INSERT INTO telemetry')) return execute(sql, params as never);
-              const insert = { devices: new Set(params.filter((_, i) => i % 4 === 0) as string[]), outcome: 'held' as 'held' | 'stored' | 'failed' };
+              const insert = { devices: new Set(params.filter((_, i) => i % telemetryInsertParamsPerRow === 0) as string[]), outcome: 'held' as 'held' | 'stored' | 'failed' };
               inserts.push(insert);
               if (holdNext) {
                 holdNext = false;

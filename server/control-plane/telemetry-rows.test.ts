@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SdcError } from '../../core/errors/index.js';
 import type { ExecuteResult, SqlDatabase, SqlValue } from '../stores/sql/sql-port.js';
-import { TelemetryRowWriter, telemetryRowLimits, type TelemetryRow } from './telemetry-rows.js';
+import { TelemetryRowWriter, telemetryInsertParamsPerRow, telemetryRowLimits, type TelemetryRow } from './telemetry-rows.js';
 import { withOneByOneBatches } from '../stores/sql/sql-batch.js';
 
 /** Records each INSERT's rows; a row whose device id is `bad` fails its statement. Answers after a few microtask turns, as a driver would. */
@@ -10,7 +10,7 @@ function fakeDb(): { db: SqlDatabase; statements: string[][] } {
   const statements: string[][] = [];
   const execute = async (_sql: string, params: readonly SqlValue[] = []): Promise<ExecuteResult> => {
     for (let i = 0; i < 3; i++) await Promise.resolve();
-    const devices = params.filter((_, i) => i % 4 === 0) as string[];
+    const devices = params.filter((_, i) => i % telemetryInsertParamsPerRow === 0) as string[];
     if (devices.includes('bad')) throw new SdcError('STORE_CONFLICT', 'constraint');
     statements.push(devices);
     return { changes: devices.length };
@@ -98,7 +98,7 @@ function heldDb(): { db: SqlDatabase; held: Array<{ devices: string[]; release(f
   let running = 0;
   let maxRunning = 0;
   const execute = (_sql: string, params: readonly SqlValue[] = []): Promise<ExecuteResult> => new Promise((resolve, reject) => {
-    const devices = params.filter((_, i) => i % 4 === 0) as string[];
+    const devices = params.filter((_, i) => i % telemetryInsertParamsPerRow === 0) as string[];
     running += 1;
     maxRunning = Math.max(maxRunning, running);
     held.push({

@@ -1,15 +1,46 @@
+import { createHash } from 'node:crypto';
 import { SdcError } from '../../core/errors/index.js';
-import type { SqlDatabase } from '../stores/sql/sql-port.js';
+import type { ExecuteResult, SqlDatabase } from '../stores/sql/sql-port.js';
 
 export interface TelemetryRow {
   readonly deviceId: string;
   readonly sampledAtMs: number;
+  /** The canonical JSON (RFC 8785, core/protocol/canonical-json.ts canonicalize) of the sample's metrics: equal metrics, equal text, equal digest. */
   readonly metricsJson: string;
   readonly riskScore: number;
 }
 
+/** Parameters of one row in the writer's INSERT: device_id, ts, metrics_json, risk_score, sample_digest (tests and the simulator's tally read rows from them). */
+export const telemetryInsertParamsPerRow = 5;
+
+/** Hex characters of sample_digest: the first 16 bytes (128 bits) of the SHA-256. */
+const sampleDigestHexChars = 32;
+
+/**
+ * The sample_digest of a row whose metrics are `metricsJson` (canonical JSON): the first 128 bits
+ * of its SHA-256, in lowercase hex (migration 020, docs/decisions/0012-telemetry-sample-identity.md).
+ * It only has to tell apart two samples of the same device in the same millisecond, so a
+ * collision (two different such samples, one of them not stored) is at odds of about 2^-128 per
+ * pair, far below any fault the system does have; the full 256 bits would only lengthen the key.
+ */
+export function sampleDigestOf(metricsJson: string): string {
+  return createHash('sha256').update(metricsJson, 'utf8').digest('hex').slice(0, sampleDigestHexChars);
+}
+
+/**
+ * Samples of a statement that were there already (a duplicate delivery): skipped by the INSERT's
+ * ON DUPLICATE KEY UPDATE / ON CONFLICT DO NOTHING. SQLite leaves them out of `changes`; MySQL
+ * (mysql2 asks for found rows) counts them in `changes` and names them in `duplicates`, a
+ * multi-row statement's only (a one-row statement inserted iff it answers an insert id).
+ */
+function duplicatesOf(db: SqlDatabase, rowCount: number, result: ExecuteResult): number {
+  if (db.dialect === 'sqlite') return rowCount - result.changes;
+  if (rowCount === 1) return result.lastInsertId === undefined ? 1 : 0;
+  return result.duplicates ?? 0;
+}
+
 export const telemetryRowLimits = Object.freeze({
-  /** Rows per INSERT: 4 parameters each (2,048 at most), far below either dialect's bound on parameters (32,766 for sql.js's SQLite, 65,535 for MySQL). */
+  /** Rows per INSERT: 5 parameters each (2,560 at most), far below either dialect's bound on parameters (32,766 for sql.js's SQLite, 65,535 for MySQL). */
   rowsPerInsertMax: 512,
   /** Rows waiting for the next INSERT: beyond it insert() refuses (STORE_LIMIT) and the entry is retried. */
   waitingMax: 20_000,
@@ -77,6 +108,9 @@ function newBatch(): Batch {
  * TELEMETRY_BATCH frame (`addFrame`). A group is never split across INSERTs and is retried as one
  * statement, so a frame's samples are stored all together or not at all (one statement is atomic
  * in both dialects), and the entry's redelivery after a failure cannot store a sample twice.
+ * Nor can any other second delivery (migration 020): a sample already stored (same device, ts and
+ * metrics digest) is skipped by the statement itself and counted (`onDuplicates`), so a frame
+ * whose samples were all stored before still resolves as stored.
  *
  * The rows of one INSERT wait on one promise (`add`), not a promise and two closures each (issue
  * 17: the telemetry handler's promises per sample); `insert` is the same with a row's own outcome.
@@ -89,7 +123,15 @@ export class TelemetryRowWriter {
   #writing = 0;
   #flushQueued = false;
 
-  constructor(private readonly db: SqlDatabase) {}
+  readonly #onDuplicates: (duplicates: number, rows: number) => void;
+
+  /**
+   * `onDuplicates`: called after an INSERT that met samples stored already (skipped, not stored
+   * again), with their count and the statement's rows (the duplicates counter and its log line).
+   */
+  constructor(private readonly db: SqlDatabase, options: { onDuplicates?: (duplicates: number, rows: number) => void } = {}) {
+    this.#onDuplicates = options.onDuplicates ?? (() => undefined);
+  }
 
   /** INSERTs in flight now (at most telemetryRowLimits.insertsInFlightMax). */
   get insertsInFlight(): number {
@@ -178,8 +220,20 @@ export class TelemetryRowWriter {
     return failures.size === 0 ? undefined : failures;
   }
 
+  /**
+   * A sample stored already (same device, ts and sample_digest: a retried append, a redelivered
+   * entry, a resend) is skipped, not stored again and not an error, so a statement's other rows
+   * are stored and the entry is acked. Only that key's conflict is skipped: MySQL's INSERT IGNORE
+   * (and SQLite's OR IGNORE) would also turn other refusals (a truncated value, a NULL in a NOT
+   * NULL column) into warnings and silently drop or change the row, so the MySQL form is a no-op
+   * ON DUPLICATE KEY UPDATE and the SQLite one names the key's columns.
+   */
   async #insert(rows: readonly TelemetryRow[]): Promise<void> {
-    const params = rows.flatMap((r) => [r.deviceId, r.sampledAtMs, r.metricsJson, r.riskScore]);
-    await this.db.execute(`INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES ${rows.map(() => '(?, ?, ?, ?)').join(', ')}`, params);
+    const params = rows.flatMap((r) => [r.deviceId, r.sampledAtMs, r.metricsJson, r.riskScore, sampleDigestOf(r.metricsJson)]);
+    const onConflict = this.db.dialect === 'sqlite' ? 'ON CONFLICT (device_id, ts, sample_digest) DO NOTHING' : 'ON DUPLICATE KEY UPDATE id = id';
+    const result = await this.db.execute(
+      `INSERT INTO telemetry (device_id, ts, metrics_json, risk_score, sample_digest) VALUES ${rows.map(() => '(?, ?, ?, ?, ?)').join(', ')} ${onConflict}`, params);
+    const duplicates = duplicatesOf(this.db, rows.length, result);
+    if (duplicates > 0) this.#onDuplicates(duplicates, rows.length);
   }
 }

@@ -26,6 +26,7 @@ export class ServiceMetrics {
   readonly registry = new Registry();
   readonly commandLatency: Histogram<'opcode' | 'final_state'>;
   readonly telemetrySamples: Counter<'role'>;
+  readonly telemetryDuplicates: Counter;
   readonly httpErrors: Counter<'code' | 'status'>;
   readonly websocketErrors: Counter<'code'>;
   readonly alertsRaised: Counter<'kind'>;
@@ -54,6 +55,11 @@ export class ServiceMetrics {
     this.telemetrySamples = new Counter({
       name: 'sdc_telemetry_samples_total', help: 'Telemetry samples taken in: forwarded by a gateway (role gateway), stored by the control plane (role control-plane); rate() gives the ingest rate',
       labelNames: ['role'], registers,
+    });
+    this.telemetryDuplicates = new Counter({
+      name: 'sdc_telemetry_duplicates_total',
+      help: 'Telemetry samples the control plane found stored already (same device, sampled_at and metrics: a retried append, a redelivered entry, a resend) and skipped; also counted in sdc_telemetry_samples_total',
+      registers,
     });
     this.httpErrors = new Counter({ name: 'sdc_http_errors_total', help: 'API answers with status 400 or above, by error code and status', labelNames: ['code', 'status'], registers });
     this.websocketErrors = new Counter({

@@ -153,10 +153,16 @@ async function runExecute(target: Queryable, sql: string, params: readonly SqlVa
   return executeResult(await send(target, sql, params));
 }
 
+/** The server's summary of a multi-row INSERT ("Records: 3  Duplicates: 1  Warnings: 0"). */
+const insertInfoDuplicates = /\bDuplicates:\s*(\d+)/;
+
 function executeResult(result: unknown): ExecuteResult {
   if (Array.isArray(result)) return { changes: 0 };
   const header = result as ResultSetHeader;
-  return header.insertId > 0 ? { changes: header.affectedRows, lastInsertId: header.insertId } : { changes: header.affectedRows };
+  const base = header.insertId > 0 ? { changes: header.affectedRows, lastInsertId: header.insertId } : { changes: header.affectedRows };
+  const duplicates = header.info === undefined || header.info === '' ? undefined : insertInfoDuplicates.exec(header.info)?.[1];
+  // Only a count above 0 is passed on: every multi-row INSERT and ALTER reports one, mostly 0.
+  return duplicates === undefined || duplicates === '0' ? base : { ...base, duplicates: Number(duplicates) };
 }
 
 /** The statements as one query's text (joined by `;`, each checked to be one statement) and their parameters in order. */

@@ -16,6 +16,13 @@ export interface ExecuteResult {
   readonly changes: number;
   /** Auto-increment id of the last inserted row, when the statement inserted one. */
   readonly lastInsertId?: number;
+  /**
+   * MySQL only: the rows of a multi-row INSERT ... ON DUPLICATE KEY UPDATE that met a row already
+   * there, when above 0 (the server's "Duplicates: N"; mysql2 asks for found rows, so `changes` counts them as
+   * 1 each, inserted or not). A one-row INSERT has no such count: it inserted iff lastInsertId is
+   * set. SQLite's ON CONFLICT DO NOTHING leaves the skipped rows out of `changes` instead.
+   */
+  readonly duplicates?: number;
 }
 
 /** Statements inside or outside a transaction. */

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { SdcError } from '../../core/errors/index.js';
 import { nobleSha256 } from '../../core/crypto/sha256-noble.js';
 import { approvalSubjectHash, type ApprovalSubject } from '../../core/protocol/approvals.js';
-import { checkedSubject, loadOrCreateSigningKey, signingKeyPath, type PendingCommandView } from './approvals.js';
+import { checkedSubject, loadOrCreateSigningKey, registerSigningKey, signingKeyPath, type PendingCommandView } from './approvals.js';
 
 /**
  * The approver's side in the CLI: the approval key is created once, owner-only, and reused; the
@@ -44,4 +44,39 @@ test('nothing is signed when the shown subject or its hash does not match the co
   refused({ ...command, created_by: 'ap1' }, 'APPROVAL_STATEMENT_MISMATCH');
   refused({ ...command, approval: { ...command.approval!, command_sha256: '0'.repeat(64) } }, 'APPROVAL_STATEMENT_MISMATCH');
   refused({ ...command, state: 'queued' }, 'APPROVAL_NOT_PENDING');
+});
+
+// Security review 2026-12-05, finding 4: the server refuses to replace a registered key without the password.
+test('registering the key file\'s key: one PUT when it is accepted; on APPROVAL_KEY_PROOF_REQUIRED again with the password given, or a refusal saying how to give it', async () => {
+  const proofRequired = new SdcError('HTTP_REFUSED', 'PUT /v1/users/me/signing-key refused with APPROVAL_KEY_PROOF_REQUIRED: ...', { status: 403, serverCode: 'APPROVAL_KEY_PROOF_REQUIRED' });
+  const fakeApi = (answers: Array<SdcError | { kid: string }>) => {
+    const bodies: unknown[] = [];
+    return {
+      bodies,
+      async put<T>(_path: string, body: unknown): Promise<T> {
+        bodies.push(body);
+        const answer = answers.shift();
+        if (answer === undefined || answer instanceof SdcError) throw answer ?? new Error('no answer left');
+        return answer as T;
+      },
+    };
+  };
+  let asked = 0;
+  const password = (value: string | undefined) => async () => { asked += 1; return value; };
+
+  const accepted = fakeApi([{ kid: 'uk-a' }]);
+  assert.equal(await registerSigningKey(accepted, 'PUB', { keyPath: '/k.json', password: password('pw') }), 'uk-a');
+  assert.deepEqual(accepted.bodies, [{ public_key: 'PUB' }]);
+  assert.equal(asked, 0, 'the password is not read when no proof is needed');
+
+  const replaced = fakeApi([proofRequired, { kid: 'uk-b' }]);
+  assert.equal(await registerSigningKey(replaced, 'PUB', { keyPath: '/k.json', password: password('pw') }), 'uk-b');
+  assert.deepEqual(replaced.bodies, [{ public_key: 'PUB' }, { public_key: 'PUB', current_password: 'pw' }]);
+
+  const noPassword = fakeApi([proofRequired]);
+  await assert.rejects(registerSigningKey(noPassword, 'PUB', { keyPath: '/k.json', password: password(undefined) }),
+    (error: unknown) => SdcError.is(error, 'APPROVAL_KEY_PROOF_REQUIRED') && /--password-stdin/.test(error.message) && error.message.includes('/k.json'));
+
+  const other = new SdcError('HTTP_REFUSED', 'refused with API_VALIDATION', { status: 400, serverCode: 'API_VALIDATION' });
+  await assert.rejects(registerSigningKey(fakeApi([other]), 'PUB', { keyPath: '/k.json', password: password('pw') }), (error: unknown) => error === other);
 });

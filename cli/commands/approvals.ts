@@ -7,7 +7,7 @@ import { nobleSha256 } from '../../core/crypto/sha256-noble.js';
 import { approvalSubjectHash, signApproval, type ApprovalDecision, type ApprovalSubject } from '../../core/protocol/approvals.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { requireOption, type CliIo, type Command, type CommandGroup } from '../command.js';
+import { passwordEnv, passwordFileEnv, readPasswordOption, requireOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
 import { apiClient, getAllPages, onePositional, segment, type ApiClient } from '../api-client.js';
 import { credentialsPath } from '../credentials.js';
 import { durationOption, durationOptions, type DurationOptionSpec } from '../duration-option.js';
@@ -16,12 +16,14 @@ import { durationOption, durationOptions, type DurationOptionSpec } from '../dur
  * The approver's side of the approval flow (docs/policy.md "Approvals"). The approval signing key
  * is the operator's own Ed25519 key: created on first use next to the stored login, in a 0600
  * file of the 0700 credentials directory (one per user name), and registered with the server
- * (public key only; PUT /v1/users/me/signing-key is idempotent, so every approve re-states it).
+ * (public key only; PUT /v1/users/me/signing-key is idempotent, so every approve re-states it;
+ * replacing another registered key needs the password, registerSigningKey).
  * Before signing, the CLI recomputes the command hash from the subject the server shows and
  * refuses when they differ, so what is signed is what was shown.
  */
 
 const provider = createNodeEd25519Provider();
+const passwordStdinHelp: [string, string] = ['--password-stdin', `Your password from the first line of stdin (or ${passwordEnv}), used only when the server holds another approval key for you than your key file`];
 const approvalValidity: DurationOptionSpec = { name: 'valid-for', fallbackMs: 0, minMs: 0, maxMs: 7 * 86_400_000 };
 
 export interface PendingCommandView {
@@ -72,12 +74,39 @@ export function checkedSubject(command: PendingCommandView): { subject: Approval
   return { subject, sha256 };
 }
 
-async function decide(io: CliIo, api: ApiClient, id: string, decision: ApprovalDecision, options: { validForMs: number; reason?: string }): Promise<Record<string, unknown>> {
+/**
+ * Registers the key file's public key (a no-op when it is the registered one). When the server
+ * holds another key for the user (a new machine, a lost key file), replacing it needs the
+ * account's password (security review 2026-12-05, finding 4): asked for only then, from
+ * `password()` (--password-stdin, SDC_PASSWORD or SDC_PASSWORD_FILE); without one the refusal
+ * says how to give it.
+ */
+export async function registerSigningKey(api: Pick<ApiClient, 'put'>, publicKey: string, options: { keyPath: string; password: () => Promise<string | undefined> }): Promise<string> {
+  try {
+    return (await api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: publicKey })).kid;
+  } catch (error) {
+    if (!SdcError.is(error, 'HTTP_REFUSED') || error.details['serverCode'] !== 'APPROVAL_KEY_PROOF_REQUIRED') throw error;
+    const currentPassword = await options.password();
+    if (currentPassword === undefined) {
+      throw new SdcError('APPROVAL_KEY_PROOF_REQUIRED', `the server holds another approval signing key for you than ${options.keyPath}; `
+        + `replacing it needs your password: run again with --password-stdin (or ${passwordEnv})`);
+    }
+    return (await api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: publicKey, current_password: currentPassword })).kid;
+  }
+}
+
+/** The password for a key replacement, when the user gave one (never asked for otherwise). */
+function givenPassword(args: ParsedCommandArgs, io: CliIo): () => Promise<string | undefined> {
+  const given = args.values['password-stdin'] === true || (io.env[passwordEnv] ?? '') !== '' || (io.env[passwordFileEnv] ?? '') !== '';
+  return async () => (given ? readPasswordOption(args, io) : undefined);
+}
+
+async function decide(io: CliIo, api: ApiClient, id: string, decision: ApprovalDecision, options: { validForMs: number; reason?: string; password: () => Promise<string | undefined> }): Promise<Record<string, unknown>> {
   const command = await api.get<PendingCommandView>(`/v1/commands/${segment(id)}`);
   const { sha256 } = checkedSubject(command);
   const { seed, created, path } = await loadOrCreateSigningKey(io.env, api.login.name);
   if (created) io.stderr(`created your approval signing key in ${path}\n`);
-  const { kid } = await api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: base64urlFromBytes(provider.publicKeyFromSeed(seed)) });
+  const kid = await registerSigningKey(api, base64urlFromBytes(provider.publicKeyFromSeed(seed)), { keyPath: path, password: options.password });
   // Valid until the command itself expires unless asked for less.
   const expiresAt = options.validForMs > 0 ? Math.min(Date.now() + options.validForMs, command.expires_at_ms) : command.expires_at_ms;
   const signature = signApproval({
@@ -100,13 +129,17 @@ function describeCommand(command: PendingCommandView): string {
 export const approveCommand: Command = {
   name: 'approve',
   summary: 'Approve a command waiting for approvals, signed with your approval key (created and registered on first use)',
-  usage: 'ID [--valid-for 1h] [--json]',
-  optionHelp: [['--valid-for D', 'How long your approval counts, like 1h (default: until the command expires)'], ['--json', 'Print the answer as JSON']],
-  options: { ...durationOptions(approvalValidity), json: { type: 'boolean' } },
+  usage: 'ID [--valid-for 1h] [--password-stdin] [--json]',
+  optionHelp: [
+    ['--valid-for D', 'How long your approval counts, like 1h (default: until the command expires)'],
+    passwordStdinHelp,
+    ['--json', 'Print the answer as JSON'],
+  ],
+  options: { ...durationOptions(approvalValidity), 'password-stdin': { type: 'boolean' }, json: { type: 'boolean' } },
   allowPositionals: true,
   async run(args, io) {
     const id = onePositional(args.positionals, 'command id');
-    const answer = await decide(io, await apiClient(io), id, 'approve', { validForMs: durationOption(args, approvalValidity) }) as { released?: boolean; command?: { state?: string } };
+    const answer = await decide(io, await apiClient(io), id, 'approve', { validForMs: durationOption(args, approvalValidity), password: givenPassword(args, io) }) as { released?: boolean; command?: { state?: string } };
     io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} approved; ${answer.released === true ? 'released (queued for the device)' : `still ${answer.command?.state ?? 'pending'}`}\n`);
     return 0;
   },
@@ -115,14 +148,14 @@ export const approveCommand: Command = {
 export const rejectCommand: Command = {
   name: 'reject',
   summary: 'Reject a command waiting for approvals (signed); it ends rejected',
-  usage: 'ID --reason R [--json]',
-  optionHelp: [['--reason R', 'Why (audited)'], ['--json', 'Print the answer as JSON']],
-  options: { reason: { type: 'string' }, json: { type: 'boolean' } },
+  usage: 'ID --reason R [--password-stdin] [--json]',
+  optionHelp: [['--reason R', 'Why (audited)'], passwordStdinHelp, ['--json', 'Print the answer as JSON']],
+  options: { reason: { type: 'string' }, 'password-stdin': { type: 'boolean' }, json: { type: 'boolean' } },
   allowPositionals: true,
   async run(args, io) {
     const id = onePositional(args.positionals, 'command id');
     const reason = requireOption(args, 'reason');
-    const answer = await decide(io, await apiClient(io), id, 'reject', { validForMs: 0, reason });
+    const answer = await decide(io, await apiClient(io), id, 'reject', { validForMs: 0, reason, password: givenPassword(args, io) });
     io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} rejected\n`);
     return 0;
   },

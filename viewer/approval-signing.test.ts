@@ -5,7 +5,7 @@ import { createNobleEd25519Provider } from '../core/crypto/ed25519-noble.js';
 import { nobleSha256 } from '../core/crypto/sha256-noble.js';
 import { approvalSigningInput, approvalSubjectHash, type ApprovalSubject } from '../core/protocol/approvals.js';
 import { ApiError } from './api.js';
-import { approvalKeyFromSeed, approvalRequestBody, parseApprovalKey, type PendingCommand } from './approval-signing.js';
+import { approvalKeyFromSeed, approvalRequestBody, parseApprovalKey, signingKeyRegistrationBody, type PendingCommand } from './approval-signing.js';
 
 const provider = createNobleEd25519Provider();
 const seed = new Uint8Array(32).map((_, i) => i + 1);
@@ -56,5 +56,14 @@ describe('approvals signed in the browser', () => {
       assert.throws(() => parseApprovalKey(bad, 'ann'), refusedWith('VIEWER_KEY_INVALID'), bad);
     }
     assert.throws(() => approvalKeyFromSeed(new Uint8Array(16)), refusedWith('VIEWER_KEY_INVALID'));
+  });
+});
+
+// Security review 2026-12-05, finding 4: replacing a registered key needs the current password.
+describe('the signing key registration body', () => {
+  it('carries the current password only when one was typed', () => {
+    const key = approvalKeyFromSeed(seed);
+    assert.deepEqual(signingKeyRegistrationBody(key, ''), { public_key: key.publicKey });
+    assert.deepEqual(signingKeyRegistrationBody(key, 'pw here'), { public_key: key.publicKey, current_password: 'pw here' });
   });
 });

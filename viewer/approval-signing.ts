@@ -89,3 +89,13 @@ export function approvalRequestBody(options: {
   const signature = signApproval({ statement: { command_id: command.id, command_sha256: sha256, decision, approver, kid, expires_at: expiresAt, ...(options.reason === undefined ? {} : { reason: options.reason }) }, seed: key.seed, provider });
   return { command_sha256: sha256, kid, expires_at_ms: expiresAt, signature, ...(options.reason === undefined ? {} : { reason: options.reason }) };
 }
+
+/**
+ * The body of `PUT /v1/users/me/signing-key`: the public key, and the account's current password
+ * when one was typed. The server needs the password only to replace a key registered before
+ * (APPROVAL_KEY_PROOF_REQUIRED without it; security review 2026-12-05, finding 4); an empty field
+ * sends none.
+ */
+export function signingKeyRegistrationBody(key: ApprovalKey, currentPassword: string): { public_key: string; current_password?: string } {
+  return currentPassword === '' ? { public_key: key.publicKey } : { public_key: key.publicKey, current_password: currentPassword };
+}

@@ -1,6 +1,6 @@
 import { html, nothing } from 'lit';
 import type { ApiClient, ApiError, Role } from '../api.js';
-import { approvalKeyFromSeed, approvalRequestBody, parseApprovalKey, type ApprovalKey, type PendingCommand } from '../approval-signing.js';
+import { approvalKeyFromSeed, approvalRequestBody, parseApprovalKey, signingKeyRegistrationBody, type ApprovalKey, type PendingCommand } from '../approval-signing.js';
 import { formatTime } from '../format.js';
 import type { LiveEvent } from '../live.js';
 import { roleAtLeast } from '../roles.js';
@@ -21,7 +21,8 @@ export const approvalsPageSize = 100;
  * ask, approved or rejected with the approver's own Ed25519 key, signed in this page
  * (viewer/approval-signing.ts) over the same statement the CLI signs. The key is created here or
  * imported from the CLI's key file, registered with `PUT /v1/users/me/signing-key` (which sends
- * only the public key) and held in page memory: a reload forgets it, as it forgets the token.
+ * only the public key, and the current password when it replaces a registered key) and held in
+ * page memory: a reload forgets it, as it forgets the token.
  */
 export class SdcApprovals extends LightElement {
   static override properties = {
@@ -76,10 +77,19 @@ export class SdcApprovals extends LightElement {
     }
   }
 
+  /** What the key panel's password field holds, emptied as it is read (it is sent once, if at all). */
+  #takePassword(): string {
+    const field = this.querySelector<HTMLInputElement>('input[name="current-password"]');
+    const value = field?.value ?? '';
+    if (field !== null) field.value = '';
+    return value;
+  }
+
   async #register(key: ApprovalKey): Promise<void> {
+    const currentPassword = this.#takePassword();
     this.busy = true;
     try {
-      const answer = await this.api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: key.publicKey });
+      const answer = await this.api.put<{ kid: string }>('/v1/users/me/signing-key', signingKeyRegistrationBody(key, currentPassword));
       this.signer = { key, kid: answer.kid };
       this.dispatchEvent(new CustomEvent<ApprovalSigner>('signer-changed', { detail: this.signer, bubbles: true }));
       this.error = undefined;
@@ -140,7 +150,10 @@ export class SdcApprovals extends LightElement {
     return html`
       <div class="card" data-testid="approval-key-setup">
         <p>Approvals are signed with your own Ed25519 key, in this page. Create one here (it replaces any key you registered before,
-          the CLI's included) or import the CLI's <code>signing-key-${this.userName}.json</code>. Only the public key is sent.</p>
+          the CLI's included) or import the CLI's <code>signing-key-${this.userName}.json</code>. Only the public key is sent.
+          Replacing a key you registered before needs your current password.</p>
+        <label>Current password (only to replace a registered key)
+          <input type="password" name="current-password" autocomplete="current-password" data-testid="approval-key-password"></label>
         <button type="button" ?disabled=${this.busy} @click=${() => this.#create()}>Create a signing key</button>
         <form @submit=${(e: SubmitEvent) => this.#import(e)}>
           <label>Key file or seed <textarea name="key" rows="2" autocomplete="off" spellcheck="false"></textarea></label>

@@ -364,6 +364,22 @@ export class CommandRouter {
     await this.#persist('COMMAND_RESULT', body.command_id, 'command_result', data, then);
   }
 
+  /**
+   * The device's COMMAND_ACK or COMMAND_RESULT for `commandId` has reached this gateway (verified
+   * by its session) and is queued behind the session's earlier frames, whose tasks forward it
+   * (onAck, onResult). The ACK wait ends now, not at that turn: the session's tasks wait on the
+   * stores (presence refreshes, telemetry appends), and on a slow store or a starved process they
+   * fell behind the whole retry budget (deliveryAttemptsMax ACK timeouts) while the device had
+   * answered the first delivery at once, so a command the device ran was dead-lettered by its own
+   * gateway (test/e2e/store-wipe.test.ts, docs/chaos.md 2026-12-05 evening). The delivery stays held
+   * as after onAck: if the queued frame is never forwarded (the session closed for overload or
+   * revocation), the session's close hands the delivery back, or the control plane's redelivery
+   * sweep re-appends it and the device is asked again (#resend).
+   */
+  answerHeard(deviceId: string, commandId: string): void {
+    this.#markAcked(deviceId, commandId);
+  }
+
   #markAcked(deviceId: string, commandId: string): Delivery | undefined {
     const delivery = this.#deliveryOf(deviceId, commandId);
     if (delivery !== undefined) {

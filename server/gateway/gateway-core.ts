@@ -674,6 +674,10 @@ class Gateway implements GatewayCore {
           break;
         case 'message':
           this.#queue(session, () => this.#onMessage(session, event.message));
+          // A command's ACK or RESULT ends its ACK wait on arrival, not at its queued turn (CommandRouter.answerHeard).
+          if (!session.closed && (event.message.type === 'COMMAND_ACK' || event.message.type === 'COMMAND_RESULT')) {
+            this.#router.answerHeard(session.deviceId, (event.message.body as { command_id: string }).command_id);
+          }
           break;
         case 'refused':
           this.#onRefused(session, event.error);

@@ -12,6 +12,14 @@ export const policyBundleKeys = {
   bundle: (deviceId: string): string => `sdc:policy-bundle:${deviceId}`,
   /** The policy revision in force, as the control plane last saw it (decimal). */
   revision: 'sdc:policy-bundle:revision',
+  /**
+   * When (control plane ms, decimal) a bundle input other than the policy and the device's tags
+   * last changed: the approvers' keys and roles (a user removed, a role changed, a key registered
+   * or aged out). A stored bundle issued before it is stale; gateways re-read it at each sweep.
+   */
+  inputsChangedAt: 'sdc:policy-bundle:inputs-changed-at',
+  /** The digest of the approver keys the bundles were last cut with (control planes only: how they notice a change). */
+  approversDigest: 'sdc:policy-bundle:approvers-digest',
   /** The version a device last reported accepting (decimal): what it enforces, for operators and compliance. */
   held: (deviceId: string): string => `sdc:policy-bundle:held:${deviceId}`,
 } as const;
@@ -23,4 +31,6 @@ export const policyBundleChannels = {
   ready: 'sdc:policy-bundle:ready',
   /** control plane -> gateways: a new policy revision (decimal); gateways ask for their devices' bundles. */
   revision: 'sdc:policy-bundle:revision',
+  /** control plane -> gateways: the approvers' keys or roles changed at this time (decimal ms, as policyBundleKeys.inputsChangedAt); gateways ask for their devices' bundles. */
+  inputs: 'sdc:policy-bundle:inputs',
 } as const;

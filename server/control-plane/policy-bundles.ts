@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import { SdcError } from '../../core/errors/index.js';
 import { isDeviceId } from '../../core/protocol/device-id.js';
 import { CommandTtlMsMax } from '../../core/protocol/messages/command.js';
 import { cutPolicyBundle, policyBundleLimits, signPolicyBundleText, type ApproverKeyEntry } from '../../core/protocol/policy-bundle.js';
-import { policyRoles, type PolicyRole } from '../../core/protocol/policy.js';
+import { policyRoles, type Policy, type PolicyRole } from '../../core/protocol/policy.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
 import type { ServiceContext } from './context.js';
@@ -71,6 +73,11 @@ export function sqlPolicyAndDeviceTags(db: SqlExecutor, policyAt: (revision: num
   };
 }
 
+/** The roles any rule of the policy takes approvals from: the approvers a bundle lists. */
+function approvalRolesOf(policy: Policy): PolicyRole[] {
+  return [...new Set(policy.rules.flatMap((rule) => rule.conditions?.approval?.roles ?? []))].sort();
+}
+
 /** The bundle's approvers list is bounded by its schema (256 entries). */
 const approverKeysMax = 256;
 const approverNamePattern = /^[A-Za-z0-9_.@-]{1,128}$/;
@@ -114,6 +121,8 @@ export class PolicyBundlePublisher {
   #draining: Promise<void> | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
   #announcedRevision: number | undefined;
+  /** The approver-keys digest this control plane last saw (checkApprovers). */
+  #approversDigest: string | undefined;
   droppedTotal = 0;
 
   constructor(options: PolicyBundlePublisherOptions) {
@@ -152,15 +161,53 @@ export class PolicyBundlePublisher {
     while (this.#draining !== undefined) await this.#draining;
   }
 
-  /** Publishes the revision in force when it differs from the one announced last (every control plane may; a repeat is harmless). */
+  /**
+   * Publishes the revision in force when it differs from the one announced last (every control
+   * plane may; a repeat is harmless); then checks the approvers' keys (checkApprovers).
+   */
   async checkRevision(): Promise<void> {
     const { revision } = await this.#o.currentPolicy();
-    if (revision === this.#announcedRevision) return;
-    const { kv } = this.#o.context;
-    await kv.set(policyBundleKeys.revision, String(revision));
-    await kv.publish(policyBundleChannels.revision, String(revision));
-    this.#announcedRevision = revision;
-    this.#o.context.logger.info({ revision }, 'policy revision announced for bundles');
+    if (revision !== this.#announcedRevision) {
+      const { kv } = this.#o.context;
+      await kv.set(policyBundleKeys.revision, String(revision));
+      await kv.publish(policyBundleChannels.revision, String(revision));
+      this.#announcedRevision = revision;
+      this.#o.context.logger.info({ revision }, 'policy revision announced for bundles');
+    }
+    await this.checkApprovers();
+  }
+
+  /**
+   * Announces a change of the approver keys bundles carry (security review finding 2): a user
+   * removed, a role changed, a key registered (its predecessor retired) or a retired key aged
+   * out. Devices check a command's approvals against their bundle's list, so without a re-cut a
+   * removed approver's key stays trusted on the device for up to half the bundle's validity.
+   * Noticed by comparing a digest of the list (sqlApproverKeys: one bounded read, every
+   * checkRevision tick) with the one stored under policyBundleKeys.approversDigest, so a change
+   * made through any route, or on any control plane, is seen within a tick. On a change: the time
+   * under policyBundleKeys.inputsChangedAt and a notice on policyBundleChannels.inputs; gateways
+   * then ask again for their devices' bundles, and treat any stored bundle issued before that time
+   * as stale. The first digest stored (none before, or the key/value store wiped) is a baseline,
+   * not a change: the bundles were cut from the same rows.
+   */
+  async checkApprovers(): Promise<void> {
+    if (this.#o.approverKeys === undefined) return;
+    const { policy } = await this.#o.currentPolicy();
+    const keys = await this.#o.approverKeys(approvalRolesOf(policy));
+    const digest = createHash('sha256').update(canonicalize(keys.map((key) => ({ ...key })))).digest('hex');
+    if (digest === this.#approversDigest) return;
+    const { kv, clock, logger } = this.#o.context;
+    const stored = await kv.get(policyBundleKeys.approversDigest);
+    if (stored !== digest) {
+      await kv.set(policyBundleKeys.approversDigest, digest);
+      if (stored !== null) {
+        const atMs = clock.nowMs();
+        await kv.set(policyBundleKeys.inputsChangedAt, String(atMs));
+        await kv.publish(policyBundleChannels.inputs, String(atMs));
+        logger.info({ approverKeys: keys.length, atMs }, 'approver keys changed: bundles re-cut');
+      }
+    }
+    this.#approversDigest = digest;
   }
 
   async #drain(): Promise<void> {
@@ -182,8 +229,7 @@ export class PolicyBundlePublisher {
     const { current, tags } = await this.#policyAndTags(deviceId);
     const issuedAtMs = context.clock.nowMs();
     const validityMs = this.#o.validityMs ?? policyBundleLimits.validityMsDefault;
-    const approvalRoles = [...new Set(current.policy.rules.flatMap((rule) => rule.conditions?.approval?.roles ?? []))].sort();
-    const approvers = this.#o.approverKeys === undefined ? [] : await this.#o.approverKeys(approvalRoles);
+    const approvers = this.#o.approverKeys === undefined ? [] : await this.#o.approverKeys(approvalRolesOf(current.policy));
     const bundle = cutPolicyBundle({ policy: current.policy, version: current.revision, device: { id: deviceId, tags }, issuedAtMs, validityMs, approvers });
     // Signed and written out with the bundle canonicalized once (core/protocol/policy-bundle.ts).
     const { text } = signPolicyBundleText({ bundle, kid: signer.kid, seed: signer.seed, provider: context.ed25519 });

@@ -22,7 +22,9 @@ export const policyBundlePushLimits = Object.freeze({
  * The gateway's half of the policy bundle push (docs/policy.md): after a device's AUTH, the
  * bundle the control plane stored for it is sent, or asked for when it is missing, older than
  * the revision in force or past half its validity; a `ready` notice sends a freshly signed one to
- * its device if the device is here; a `revision` notice asks for every device held here. The
+ * its device if the device is here; a `revision` notice asks for every device held here, and so
+ * does an `inputs` notice (the approvers' keys or roles changed; a stored bundle issued before
+ * then is stale at AUTH, and a missed notice is caught at the next sweep). The
  * gateway does not verify bundles (the agent does, against the key it pinned); it only parses
  * what the store holds, so a malformed value is not sent: one that does not parse, is too large
  * or names another device, or that the session cannot encode into a frame (the frame's schema
@@ -35,6 +37,8 @@ export class PolicyBundlePush {
   #unsubscribes: Array<() => Promise<void>> = [];
   /** The revision in force as last announced; undefined until known. */
   #revision: number | undefined;
+  /** When the approvers' keys last changed (policyBundleKeys.inputsChangedAt): a bundle issued before is stale; undefined until known. */
+  #inputsChangedAtMs: number | undefined;
   /** Per device held here, when the bundle last sent to it is due for a re-sign (half its validity); bounded by the sessions. */
   readonly #refreshAtMs = new Map<string, number>();
   readonly #sweepIntervalMs: number;
@@ -56,7 +60,9 @@ export class PolicyBundlePush {
     const { kv } = this.#context.options.stores;
     this.#unsubscribes.push(await kv.subscribe(policyBundleChannels.ready, (deviceId) => void this.#onReady(deviceId)));
     this.#unsubscribes.push(await kv.subscribe(policyBundleChannels.revision, (text) => void this.#onRevision(text)));
+    this.#unsubscribes.push(await kv.subscribe(policyBundleChannels.inputs, (text) => void this.#onInputs(text)));
     this.#revision = parseRevision(await kv.get(policyBundleKeys.revision));
+    this.#inputsChangedAtMs = parseRevision(await kv.get(policyBundleKeys.inputsChangedAt));
     this.#scheduleSweep();
   }
 
@@ -76,10 +82,12 @@ export class PolicyBundlePush {
 
   /** One sweep (the timer's; tests call it on virtual time): asks for the bundles due; returns the devices asked for. Never throws. */
   async refreshDue(): Promise<string[]> {
+    // An inputs notice this gateway missed (pub/sub is at most once) is caught here, one read per sweep.
+    const inputsChanged = await this.#readInputsChangedAt();
     const nowMs = this.#context.nowMs();
     const connected = new Set(this.#connectedDevices());
     for (const deviceId of this.#refreshAtMs.keys()) if (!connected.has(deviceId)) this.#refreshAtMs.delete(deviceId);
-    const due = [...connected].filter((deviceId) => (this.#refreshAtMs.get(deviceId) ?? nowMs) <= nowMs);
+    const due = [...connected].filter((deviceId) => inputsChanged || (this.#refreshAtMs.get(deviceId) ?? nowMs) <= nowMs);
     for (const deviceId of due) {
       // Asked once per sweep until the fresh bundle arrives (#sent moves the time on).
       this.#refreshAtMs.set(deviceId, nowMs + this.#sweepIntervalMs);
@@ -139,6 +147,8 @@ export class PolicyBundlePush {
   #isCurrent(signed: SignedPolicyBundle): boolean {
     const { version, issued_at: issuedAtMs, expires_at: expiresAtMs } = signed.bundle;
     if (this.#revision !== undefined && version < this.#revision) return false;
+    // Cut before the approvers' keys or roles last changed: it may still list a removed approver.
+    if (this.#inputsChangedAtMs !== undefined && issuedAtMs < this.#inputsChangedAtMs) return false;
     // Re-signed past half its validity, so a device that stays connected never holds an expired one for long.
     return this.#context.nowMs() < issuedAtMs + (expiresAtMs - issuedAtMs) / 2;
   }
@@ -160,6 +170,31 @@ export class PolicyBundlePush {
     this.#revision = revision;
     // Bounded by the sessions this gateway holds (connectionsMax).
     for (const deviceId of this.#connectedDevices()) await this.#request(deviceId);
+  }
+
+  /**
+   * The approvers' keys or roles changed (a control plane noticed: PolicyBundlePublisher.checkApprovers):
+   * ask for every device held here, as for a new revision.
+   */
+  async #onInputs(text: string): Promise<void> {
+    if (!this.#advanceInputsChangedAt(parseRevision(text))) return;
+    for (const deviceId of this.#connectedDevices()) await this.#request(deviceId);
+  }
+
+  /** Reads policyBundleKeys.inputsChangedAt; true when it moved past the time known here. Never throws (false, logged). */
+  async #readInputsChangedAt(): Promise<boolean> {
+    try {
+      return this.#advanceInputsChangedAt(parseRevision(await this.#context.options.stores.kv.get(policyBundleKeys.inputsChangedAt)));
+    } catch (error) {
+      this.#context.options.logger.warn({ err: error }, 'policy bundle inputs time not read');
+      return false;
+    }
+  }
+
+  #advanceInputsChangedAt(atMs: number | undefined): boolean {
+    if (atMs === undefined || (this.#inputsChangedAtMs !== undefined && atMs <= this.#inputsChangedAtMs)) return false;
+    this.#inputsChangedAtMs = atMs;
+    return true;
   }
 
   /** False when the request could not be published (logged). */

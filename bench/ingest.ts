@@ -235,11 +235,17 @@ class BenchConnection {
    * Makes one frame of samplesPerFrame samples (TELEMETRY, or TELEMETRY_BATCH above 1): the
    * agent's work, which a deployment spends on the devices (measured apart, runMode).
    */
+  /** Samples this connection made: each sample's distinct net_rx_bytes_per_sec. */
+  #samplesMade = 0;
+
   makeSample(): Uint8Array[] {
     const nowMs = Date.now();
     const link = this.#prevHashHex === undefined ? {} : { prev_hash: this.#prevHashHex };
-    if (this.samplesPerFrame === 1) this.agent.sendTelemetry({ sampled_at: nowMs, metrics: sampleMetrics, ...link }, nowMs);
-    else this.agent.sendTelemetryBatch({ samples: Array.from({ length: this.samplesPerFrame }, () => ({ sampled_at: nowMs, metrics: sampleMetrics })), ...link }, nowMs);
+    // Each sample its own (one counter in its metrics): samples of one connection share a
+    // millisecond, and the store keeps one row per (device, sampled_at, metrics) (decision 0012).
+    const sample = () => ({ sampled_at: nowMs, metrics: { ...sampleMetrics, net_rx_bytes_per_sec: (this.#samplesMade += 1) } });
+    if (this.samplesPerFrame === 1) this.agent.sendTelemetry({ ...sample(), ...link }, nowMs);
+    else this.agent.sendTelemetryBatch({ samples: Array.from({ length: this.samplesPerFrame }, sample), ...link }, nowMs);
     const frames = this.agent.takeOutgoing();
     // sendTelemetry queued exactly this one frame (the session is ready and nothing else is pending).
     this.#prevHashHex = sha256Hex(frames[0]!);

@@ -6,7 +6,7 @@ import { createControlPlane, type ControlPlane } from './control-plane.js';
 import { makeDeviceKey, makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
 
 /**
- * Security review finding 1 (2026-12-05, decision 0012): tags a policy rule selects on are
+ * Security review finding 1 (2026-12-05, decision 0013): tags a policy rule selects on are
  * security attributes. An operator may not remove (or add) such a tag, so an admin's deny rule on
  * `prod` holds after the operator's attempt; tags no rule names stay the operator's. A tag change
  * asks for a fresh policy bundle, so the device's own check judges with the new tags. On the
@@ -35,7 +35,7 @@ async function eventually(what: string, check: () => Promise<boolean>): Promise<
 }
 
 function suite(pair: StorePair): void {
-  describe(`device tags a policy selects on (decision 0012) on ${pair.name}`, () => {
+  describe(`device tags a policy selects on (decision 0013) on ${pair.name}`, () => {
     let h: Harness;
     let second: ControlPlane | undefined;
     let closeSecondDb: () => Promise<void> = async () => undefined;

@@ -258,7 +258,7 @@ export class DeviceService {
    * route's schema bounds the count and checks each tag's charset; checked again here because
    * the simulator and tests call the service directly. `guard` sees the tags before and after
    * inside the transaction (the route refuses there an operator's change to a tag the policy
-   * selects on, decision 0012); a throw rolls the change back. After the commit a fresh policy
+   * selects on, decision 0013); a throw rolls the change back. After the commit a fresh policy
    * bundle is asked for (policyBundleChannels.requests), so the device's own check does not keep
    * judging with the old tags until its bundle is next re-signed (days).
    */

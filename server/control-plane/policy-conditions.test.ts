@@ -93,7 +93,7 @@ function suite(pair: StorePair): void {
         assert.equal(bad.status, 400, JSON.stringify(tags));
         assert.equal(bad.json().error.code, 'API_VALIDATION');
       }
-      // An operator sets tags no rule selects on; a tag the policy names (group:lab) needs an admin (decision 0012).
+      // An operator sets tags no rule selects on; a tag the policy names (group:lab) needs an admin (decision 0013).
       const own = await call(h.cp, 'PUT', `/v1/devices/${device}/tags`, { token: tokens.operator, body: { tags: ['site-2'] } });
       assert.equal(own.status, 200, own.text);
       const ownEntry = (await audit()).filter((e) => e.kind === 'device.tags_set').at(-1);

@@ -74,7 +74,7 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
   }, async (request) => {
     const principal = principalOf(request);
     const deviceId = request.params.id;
-    // Tags the policy selects on are security attributes (decision 0012): an admin's deny or
+    // Tags the policy selects on are security attributes (decision 0013): an admin's deny or
     // approval rule on a tag must not be escapable by an operator dropping the tag, nor an
     // allow rule reachable by adding one. Judged against the revision in force now.
     const guard = principal.role === 'admin' ? undefined : await policyTagGuard(services, { actor: principal.name, role: principal.role, deviceId });

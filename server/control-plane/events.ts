@@ -2,7 +2,6 @@ import { SdcError } from '../../core/errors/index.js';
 import { decodeBusEntry, type BusEntryData } from '../bus-contract/entries.js';
 import { commandExecution, commandTerminalStates, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
-import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { riskScore } from '../../core/protocol/risk-score.js';
 import { traceLogFields } from '../../core/trace/trace-context.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
@@ -10,7 +9,7 @@ import { AlertEpisodes, type RaiseAlert } from './alert-episodes.js';
 import { AlertMonitor, updateOpcodes } from './alert-monitor.js';
 import { AlertRateLimiter } from './alert-rate-limit.js';
 import { alertRulesDefault, type AlertRules } from './alert-rules.js';
-import { sampleDigestOf, TelemetryRowWriter } from './telemetry-rows.js';
+import { canonicalMetricsJson, sampleDigestOf, TelemetryRowWriter } from './telemetry-rows.js';
 import { PolicyBundleReports } from './policy-bundle-reports.js';
 import type { CommandService, TransitionOutcome } from './commands.js';
 import type { CommandRow } from './command-repository.js';
@@ -319,7 +318,7 @@ export class EventHandlers {
       });
     });
     // Canonical, so the same metrics are the same text and digest however a resend orders them.
-    const metricsJson = samples.map((sample) => canonicalize(sample.metrics));
+    const metricsJson = samples.map((sample) => canonicalMetricsJson(sample.metrics));
     // Below the rule's threshold (most samples) nothing is owed: no query, no promise.
     const threshold = this.alertMonitor.rules.riskScoreAbove;
     const alerting = threshold === null ? [] : risks.flatMap((risk, index) => (risk.score >= threshold ? [index] : []));

@@ -2,7 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SdcError } from '../../core/errors/index.js';
 import type { ExecuteResult, SqlDatabase, SqlValue } from '../stores/sql/sql-port.js';
-import { TelemetryRowWriter, telemetryInsertParamsPerRow, telemetryRowLimits, type TelemetryRow } from './telemetry-rows.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import { canonicalMetricsJson, TelemetryRowWriter, telemetryInsertParamsPerRow, telemetryRowLimits, type TelemetryRow } from './telemetry-rows.js';
 import { withOneByOneBatches } from '../stores/sql/sql-batch.js';
 
 /** Records each INSERT's rows; a row whose device id is `bad` fails its statement. Answers after a few microtask turns, as a driver would. */
@@ -22,6 +23,18 @@ function fakeDb(): { db: SqlDatabase; statements: string[][] } {
 }
 
 const row = (deviceId: string, sampledAtMs = 1): TelemetryRow => ({ deviceId, sampledAtMs, metricsJson: '{}', riskScore: 0 });
+
+describe('canonicalMetricsJson', () => {
+  it('is canonicalize\'s text for metrics in any member order, nested values and numbers JSON writes oddly included', () => {
+    const cases: object[] = [
+      { cpu_pct: 12.5, disk_pct: 61, mem_pct: 40.25, net_rx_bytes_per_sec: 18_000, net_tx_bytes_per_sec: 4_200, process_count: 212 },
+      { net_tx_bytes_per_sec: 4_200, cpu_pct: 12.5, mem_pct: 40.25, disk_pct: 61, net_rx_bytes_per_sec: 18_000 },
+      { a: -0, b: 1e21, c: 5e-7, d: 0.1 + 0.2 },
+      { b: 1, a: 2 }, { 10: 1, 9: 2 }, { a: { d: 1, c: 2 }, b: [2, 1] }, { Z: 1, a: 2, é: 3, ä: 4 }, {},
+    ];
+    for (const metrics of cases) assert.equal(canonicalMetricsJson(metrics), canonicalize(metrics), JSON.stringify(metrics));
+  });
+});
 
 describe('TelemetryRowWriter', () => {
   it('stores the rows of concurrent callers in few multi-row INSERTs, each caller resolving after its row', async () => {

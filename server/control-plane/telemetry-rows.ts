@@ -1,17 +1,39 @@
 import { createHash } from 'node:crypto';
 import { SdcError } from '../../core/errors/index.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { ExecuteResult, SqlDatabase } from '../stores/sql/sql-port.js';
 
 export interface TelemetryRow {
   readonly deviceId: string;
   readonly sampledAtMs: number;
-  /** The canonical JSON (RFC 8785, core/protocol/canonical-json.ts canonicalize) of the sample's metrics: equal metrics, equal text, equal digest. */
+  /** The canonical JSON (RFC 8785, canonicalMetricsJson) of the sample's metrics: equal metrics, equal text, equal digest. */
   readonly metricsJson: string;
   readonly riskScore: number;
 }
 
 /** Parameters of one row in the writer's INSERT: device_id, ts, metrics_json, risk_score, sample_digest (tests and the simulator's tally read rows from them). */
 export const telemetryInsertParamsPerRow = 5;
+
+/**
+ * The canonical JSON (RFC 8785) of a sample's metrics: what the row stores and its digest covers.
+ * A flat object of finite numbers whose members come in sorted order already (a frame travels as
+ * canonical JSON, so its parse keeps that order: every sample from an agent) is exactly what
+ * JSON.stringify writes, since RFC 8785 writes strings and numbers as ECMAScript's JSON.stringify
+ * does; that path costs about a quarter of canonicalize's CPU per sample (0.6-0.8 against 2.5-3 µs
+ * on this machine, loaded). Anything else (members out of order, a nested value) goes through
+ * canonicalize, which also refuses what JCS cannot represent.
+ */
+export function canonicalMetricsJson(metrics: object): string {
+  let previous: string | undefined;
+  for (const name in metrics) {
+    if (!Object.hasOwn(metrics, name)) continue;
+    const value = (metrics as Record<string, unknown>)[name];
+    // UTF-16 code unit order, as RFC 8785 sorts members; the loop sees them in JSON.stringify's order.
+    if (typeof value !== 'number' || !Number.isFinite(value) || (previous !== undefined && !(previous < name))) return canonicalize(metrics);
+    previous = name;
+  }
+  return JSON.stringify(metrics);
+}
 
 /** Hex characters of sample_digest: the first 16 bytes (128 bits) of the SHA-256. */
 const sampleDigestHexChars = 32;

@@ -637,6 +637,7 @@ function agentWorld(run: Run, parts: { gateways: Gateways; network: SimNetwork; 
     telemetryIntervalMs: scenario.telemetryIntervalMs,
     ...(scenario.telemetrySamplesPerFrame === undefined ? {} : { telemetrySamplesPerFrameMax: scenario.telemetrySamplesPerFrame }),
     ...(scenario.telemetryBatchDelayMs === undefined ? {} : { telemetryBatchDelayMs: scenario.telemetryBatchDelayMs }),
+    ...(scenario.telemetryAcks === true ? { telemetryAcks: true } : {}),
     trace: (kind, detail) => trace.add(kind, detail),
     onExecuting: (deviceId, commandId) => checkers.execution.executing(deviceId, commandId),
     onAgentEvent(agent, event) {

@@ -111,6 +111,9 @@ export const ScenarioSchema = Type.Object({
     minimum: 1, maximum: 3_600_000,
     description: 'the longest a buffered sample waits for its batch to fill (AgentCoreOptions.telemetryBatchDelayMs; default the agent\'s, 30 s); needs telemetrySamplesPerFrame',
   })),
+  telemetryAcks: Type.Optional(Type.Boolean({
+    description: 'telemetry acknowledgements (decision 0004, "Acknowledgements"): every agent offers telemetry_ack at AUTH (AgentCoreOptions.telemetryAcks), the gateways send TELEMETRY_ACK and the agents resend unacknowledged samples on their next session; full tier only (the model tier does not model acks); absent or false: the agents\' AUTH and every trace as before',
+  })),
   commands: Type.Object({
     perMinute: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'fleet-wide rate during the safety phase (or perAgentHour)' })),
     perAgentHour: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: 'rate per agent during the safety phase, so that --agents scales it (or perMinute)' })),

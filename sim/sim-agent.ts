@@ -30,6 +30,8 @@ export interface SimAgentWorld {
   /** Telemetry batches (scenario telemetrySamplesPerFrame); absent or 1: one TELEMETRY per sample, the agent's AUTH as before. */
   readonly telemetrySamplesPerFrameMax?: number;
   readonly telemetryBatchDelayMs?: number;
+  /** Telemetry acknowledgements (scenario telemetryAcks); absent: the agent's AUTH as before. */
+  readonly telemetryAcks?: boolean;
   trace(kind: string, detail: string): void;
   onExecuting(deviceId: string, commandId: string): void;
   onAgentEvent(agent: SimAgent, event: AgentCoreEvent): void;
@@ -130,6 +132,8 @@ export class SimAgent implements TalliedAgent {
       // Only when batching, so that a scenario without it builds the agent exactly as before.
       ...((world.telemetrySamplesPerFrameMax ?? 1) > 1 ? { telemetrySamplesPerFrameMax: world.telemetrySamplesPerFrameMax! } : {}),
       ...((world.telemetrySamplesPerFrameMax ?? 1) > 1 && world.telemetryBatchDelayMs !== undefined ? { telemetryBatchDelayMs: world.telemetryBatchDelayMs } : {}),
+      // Only when the scenario asks, so that a scenario without it builds the agent exactly as before.
+      ...(world.telemetryAcks === true ? { telemetryAcks: true } : {}),
       agentVersion: 'sim/1',
       ...(world.otaNotice === undefined ? {} : { onOtaNotice: (notice: MessageBody<'OTA_NOTICE'>) => { if (this.core === core) world.otaNotice!(this, notice); } }),
       onEvent: (event) => {

@@ -11,9 +11,14 @@ import { runAgent } from '../../agent/agent-runtime.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { agentDir, eventually, startE2e, storeTargets, waitOnline, type E2eSystem } from './support/e2e-harness.js';
 
-const telemetryIntervalMs = 100;
+/**
+ * 250 ms: fast enough for a hole to show, slow enough that what the agent holds at the crash (sent
+ * and unacknowledged, about a heartbeat's worth, plus what it samples while away) stays within its
+ * 64-sample buffer, so that none is dropped by the bound (at 100 ms one run dropped one).
+ */
+const telemetryIntervalMs = 250;
 /** Larger than any gap a busy machine makes between two samples of a healthy agent (a slow source skips a tick). */
-const gapMsMax = 1_000;
+const gapMsMax = 1_500;
 
 for (const target of storeTargets()) {
   describe(`telemetry acknowledgements through a gateway crash on ${target.name} stores`, () => {
@@ -40,7 +45,7 @@ for (const target of storeTargets()) {
         const answer = await system.api<{ items: Array<{ ts_ms: number }> }>('GET', `/v1/devices/${deviceId}/telemetry?limit=500`);
         return [...new Set(answer.items.map((item) => item.ts_ms))].sort((a, b) => a - b);
       };
-      await eventually('samples stored before the crash', async () => ((await stored()).length >= 10 ? true : undefined));
+      await eventually('samples stored before the crash', async () => ((await stored()).length >= 8 ? true : undefined));
       const crashAtMs = systemClock.nowMs();
       await system.crashAndRestartGateway(800);
       const afterMs = crashAtMs + 3_000;
@@ -50,15 +55,15 @@ for (const target of storeTargets()) {
         return times.length > 0 && times[times.length - 1]! > afterMs ? true : undefined;
       });
       // The resend and the acks settle: nothing left unacknowledged from before.
-      await eventually('acknowledgements caught up', () => (agent.core.telemetrySamplesUnacked < 40 ? true : undefined));
+      await eventually('acknowledgements caught up', () => (agent.core.telemetrySamplesUnacked < 20 ? true : undefined));
       const times = await stored();
       const around = times.filter((t) => t >= crashAtMs - 2_000 && t <= afterMs);
-      assert.ok(around.length > 10, `${around.length} samples around the crash`);
+      assert.ok(around.length > 8, `${around.length} samples around the crash`);
       const gaps = around.slice(1).map((t, i) => t - around[i]!);
       const hole = gaps.findIndex((gap) => gap > gapMsMax);
       assert.equal(hole, -1, `a hole of ${gaps[hole]} ms at ${around[hole]} (crash at ${crashAtMs})`);
-      assert.equal(agent.core.telemetrySamplesDropped, 0);
-      assert.equal(agent.core.telemetrySamplesUnackedDropped, 0);
+      assert.equal(agent.core.telemetrySamplesDropped, 0, 'none dropped by the buffer bound');
+      assert.equal(agent.core.telemetrySamplesUnackedDropped, 0, 'none forgotten unacknowledged');
     });
   });
 }

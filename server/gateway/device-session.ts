@@ -57,12 +57,13 @@ export class DeviceSession implements ProbedSession {
   /**
    * TELEMETRY_ACK (decision 0004, "Acknowledgements"): the highest seq of this session's telemetry
    * frames appended to the bus so far (-1: none; the tasks run in frame order, so every earlier one
-   * is appended too), when the last ack went out, and whether an append failed: from then on
-   * nothing is acknowledged in this session (an ack is cumulative and would cover the lost frame).
+   * is appended too), when the last ack went out, and whether a telemetry frame was lost (its
+   * append or its task failed): from then on nothing is acknowledged in this session (an ack is
+   * cumulative and would cover the lost frame).
    */
   telemetryAppendedSeq = -1;
   telemetryAckSentMs = Number.NEGATIVE_INFINITY;
-  telemetryAppendFailed = false;
+  telemetryLost = false;
   sinceMs = 0;
   /** Its place in the order of the gateway's authentications (the larger, the newer); 0 before AUTH. */
   authSeq = 0;

@@ -757,6 +757,17 @@ class Gateway implements GatewayCore {
   }
 
   async #onMessageChecked(session: DeviceSession, message: DecodedMessage, nowMs: number, recheckDue: boolean): Promise<void> {
+    try {
+      await this.#refreshedAndForwarded(session, message, nowMs, recheckDue);
+    } catch (error) {
+      // A telemetry frame lost here (its refresh refused, GATEWAY_OVERLOADED, or any error not the
+      // store's) must never be covered by a later cumulative ack.
+      if (session.connection.telemetryAckAgreed && (message.type === 'TELEMETRY' || message.type === 'TELEMETRY_BATCH')) this.#telemetryFrameLost(session);
+      throw error;
+    }
+  }
+
+  async #refreshedAndForwarded(session: DeviceSession, message: DecodedMessage, nowMs: number, recheckDue: boolean): Promise<void> {
     // The refresh and a due re-check are issued together, not one after the other: on Redis both
     // are on the key/value client, and commands issued in the same turn go out in one pipelined
     // write (ioredis autopipelining), so the re-check (every session, every minute) costs no write
@@ -788,21 +799,21 @@ class Gateway implements GatewayCore {
     if (message.type !== 'TELEMETRY' && message.type !== 'TELEMETRY_BATCH') return forwarded;
     const seq = message.envelope.seq;
     return forwarded.then(() => this.#telemetryAppended(session, seq), (error: unknown) => {
-      this.#telemetryAppendFailed(session);
+      this.#telemetryFrameLost(session);
       throw error;
     });
   }
 
   /** The session's frames through `seq` are on the bus: acknowledged now if the last ack is telemetryAckIntervalMs old, else at the next turn. */
   #telemetryAppended(session: DeviceSession, seq: number): void {
-    if (session.telemetryAppendFailed) return;
+    if (session.telemetryLost) return;
     session.telemetryAppendedSeq = seq;
     if (this.#options.clock.nowMs() - session.telemetryAckSentMs >= this.#options.telemetryAckIntervalMs) this.#sendTelemetryAck(session);
   }
 
   /** Sends what is appended and not yet acknowledged, if anything; never after a failed append of the session, nor once it is closed. */
   #sendTelemetryAck(session: DeviceSession): void {
-    if (session.closed || this.#aborted || session.telemetryAppendFailed || session.telemetryAppendedSeq < 0) return;
+    if (session.closed || this.#aborted || session.telemetryLost || session.telemetryAppendedSeq < 0) return;
     const nowMs = this.#options.clock.nowMs();
     if (!session.connection.sendTelemetryAck(session.telemetryAppendedSeq, nowMs)) return;
     session.telemetryAckSentMs = nowMs;
@@ -810,13 +821,15 @@ class Gateway implements GatewayCore {
   }
 
   /**
-   * A telemetry append of a session that takes acks failed (not an outage, which AppendBatcher
-   * holds and retries, but a refusal such as STORE_LIMIT, or the gateway aborting): an ack is
-   * cumulative, so none may be sent in this session any more, and the session is closed so that
-   * the agent sends its unacknowledged samples again on its next one (the store keeps one of each).
+   * A telemetry frame of a session that takes acks was not appended: its append failed (not an
+   * outage, which AppendBatcher holds and retries, but a refusal such as STORE_LIMIT, or the
+   * gateway aborting), or its task failed before the append (a presence refresh refused
+   * GATEWAY_OVERLOADED by the refresh window). An ack is cumulative, so none may be sent in this
+   * session any more, and the session is closed so that the agent sends its unacknowledged samples
+   * again on its next one (the store keeps one of each).
    */
-  #telemetryAppendFailed(session: DeviceSession): void {
-    session.telemetryAppendFailed = true;
+  #telemetryFrameLost(session: DeviceSession): void {
+    session.telemetryLost = true;
     if (session.closed || this.#aborted) return;
     this.#options.logger.warn({ device_id: session.deviceId, session_id: session.sessionId, trace_id: this.#context.traceId() },
       'telemetry append failed on a session with acknowledgements; closing it so the agent sends its unacknowledged samples again');

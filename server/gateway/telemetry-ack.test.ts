@@ -3,14 +3,16 @@
 // coalesced (at most one per telemetryAckIntervalMs after appends, plus one at a HEARTBEAT's turn).
 import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { SdcError } from '../../core/errors/index.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import { streamNames } from '../bus-contract/streams.js';
 import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
 import { systemRandom } from '../../runtime/system.js';
 import type { StreamBus } from '../stores/bus/bus-port.js';
-import { connectInMemory, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
+import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import type { GatewayCore } from './gateway-core.js';
+import { connectInMemory, embeddedStores, makeCore, makeGatewayPki, onVirtualTime, TestAgent, useVirtualGateway, VirtualDriver, type GatewayPki, type TestStores } from './test-support.js';
 
 const metrics = (i: number) => ({ cpu_pct: i % 100, mem_pct: 2, disk_pct: 3, net_rx_bytes_per_sec: i, net_tx_bytes_per_sec: 0 });
 
@@ -138,5 +140,67 @@ describe('TELEMETRY_ACK from the gateway', () => {
     const types = agent.events.flatMap((e) => (e.kind === 'message' ? [e.message.type] : []));
     assert.ok(!types.includes('TELEMETRY_ACK'));
     assert.equal(agent.events.filter((e) => e.kind === 'telemetry_ack').length, 0);
+  });
+});
+
+describe('TELEMETRY_ACK after a telemetry frame lost before its append', () => {
+  const driver = new VirtualDriver(1_800_000_000_000);
+  let stores: TestStores;
+  let core: GatewayCore;
+  let pki: GatewayPki;
+  /** While set, presence writes are refused as the refresh window refuses when full (not a store error: the frame's task fails). */
+  let refuseRefresh = false;
+  before(async () => {
+    const raw = embeddedStores(driver.time);
+    const kv = new Proxy(raw.kv, {
+      get(target, name, receiver) {
+        const value: unknown = Reflect.get(target, name, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          if (refuseRefresh && name === 'compareAndSet') return Promise.reject(new SdcError('GATEWAY_OVERLOADED', 'presence refreshes already wait (test)'));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    }) as KeyValueStore;
+    stores = { bus: raw.bus, kv };
+    // A refresh due with telemetry every 2 s (a quarter of the heartbeat interval).
+    core = makeCore(stores, { ...onVirtualTime(driver), heartbeatIntervalMs: 8_000, sessionRecheckIntervalMs: 3_600_000, ackTimeoutMs: 60_000, telemetryAckIntervalMs: 1 });
+    await core.start();
+    pki = await makeGatewayPki();
+  });
+  after(async () => {
+    await core.stop();
+    await stores.bus.close();
+    await stores.kv.close();
+  });
+
+  it('never acknowledges past a frame whose task failed before the append: the session is closed GATEWAY_OVERLOADED', async () => {
+    const device = await pki.issueDevice('dev-ack-refresh-refused');
+    const agent = connectInMemory(core, device, new TestAgent(device, { clock: driver.time, sessionMac: { crypto: createNodeSessionKeyCrypto(), random: systemRandom }, telemetryAck: true }));
+    await driver.until(() => (agent.ready ? true : undefined), 1_000, 'AUTH_ACK');
+    let prevHash: string | undefined;
+    const sample = (): number => {
+      const body: MessageBody<'TELEMETRY'> = { sampled_at: driver.time.nowMs(), metrics: metrics(1), ...(prevHash === undefined ? {} : { prev_hash: prevHash }) };
+      const seq = agent.connection.sendTelemetry(body, driver.time.nowMs());
+      const frames = agent.connection.takeOutgoing();
+      prevHash = createHash('sha256').update(frames[frames.length - 1]!).digest('hex');
+      for (const frame of frames) agent.sendRaw(frame);
+      return seq;
+    };
+    const acks = (): number[] => agent.events.flatMap((e) => (e.kind === 'telemetry_ack' ? [e.throughSeq] : []));
+    const first = sample();
+    await driver.advance(100);
+    assert.deepEqual(acks(), [first]);
+    // A refresh is due with the next frame: refused, so that frame is never appended.
+    await driver.advance(2_500);
+    refuseRefresh = true;
+    sample();
+    await driver.advance(50);
+    refuseRefresh = false;
+    // The next frame has no refresh due and would be appended; no ack may cover the lost one.
+    sample();
+    await driver.advance(2_000);
+    assert.deepEqual(acks(), [first]);
+    assert.equal(agent.closed?.reason, 'GATEWAY_OVERLOADED');
   });
 });

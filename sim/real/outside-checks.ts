@@ -120,7 +120,13 @@ async function onlineAtControlPlane(api: OperatorApi, ours: ReadonlySet<string>)
 export interface StoredTelemetry {
   /** Distinct samples: a device's rows with the same time (sampled_at) and metrics count once. */
   stored: number;
-  /** Rows minus distinct samples: a sample stored more than once (an at-least-once writer, a retried bus append). */
+  /**
+   * Rows minus distinct samples: a sample stored more than once. 0 by construction since migration
+   * 020 (docs/decisions/0012-telemetry-sample-identity.md: a UNIQUE key on device, ts and a digest of
+   * the canonical metrics, the same identity as here) for every row the writer stored since, which
+   * is every row of a run's fresh database; kept as the check that the key holds (a redelivery, a
+   * retried bus append or an agent's resend once made extra rows here).
+   */
   duplicates: number;
 }
 

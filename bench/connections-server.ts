@@ -127,6 +127,8 @@ async function startGateway(request: Extract<ServerRequest, { type: 'start' }>):
     ...(request.ticketSecretHex === undefined ? {} : { gatewayTicketSecret: new Uint8Array(Buffer.from(request.ticketSecretHex, 'hex')) }),
     ...(request.pendingHandshakesPerSourceMax === undefined ? {} : { gatewayPendingHandshakesPerSourceMax: request.pendingHandshakesPerSourceMax }),
     ...(request.handshakesInFlightMax === undefined ? {} : { gatewayHandshakesInFlightMax: request.handshakesInFlightMax }),
+    // Every bench agent comes from 127.0.0.1: a bound per address would measure the bench, not a fleet.
+    gatewayEstablishedLimits: { socketsPerSourceMax: benchConnectionsMax, unauthenticatedSocketsPerSourceMax: benchConnectionsMax },
   });
   stopServer = () => deployment.stop();
   tlsHandshakes = async () => {

@@ -14,7 +14,7 @@ import { presenceRefreshWindowMsFor } from '../gateway/presence-refresh-window.j
 import { gatewayDefaults, gatewayDeviceKeyCacheEntriesMax } from '../gateway/gateway-defaults.js';
 import { pkiPaths } from '../../trust/pki-directory.js';
 import { CrlFileWatch } from './crl-file-watch.js';
-import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
+import { startGatewayServer, type GatewayServer, type GatewayServerOptions } from '../gateway/gateway-server.js';
 import type { Clock, RandomSource, Scheduler } from '../../core/ports/ports.js';
 import type { Stores } from '../stores/index.js';
 import { holdPort, listenRefusal, startStartupApiServer } from './listening.js';
@@ -82,6 +82,13 @@ export interface StartDeploymentOptions {
   gatewayPendingHandshakesPerSourceMax?: number;
   /** The gateway's bound on TLS handshakes running at once (default handshakeLimitsDefault); later sockets wait their turn. */
   gatewayHandshakesInFlightMax?: number;
+  /**
+   * The gateway's bounds on sockets past TLS (default establishedLimitsDefault in
+   * server/gateway/gateway-server.ts): the upgrade timeout, sockets per source address in all and
+   * not yet authenticated, unauthenticated sockets per certificate. The connections bench, whose
+   * agents all come from 127.0.0.1, lifts the per-address ones.
+   */
+  gatewayEstablishedLimits?: Partial<Pick<GatewayServerOptions, 'upgradeTimeoutMs' | 'socketsPerSourceMax' | 'unauthenticatedSocketsPerSourceMax' | 'unauthenticatedSocketsPerCertificateMax'>>;
 }
 
 /** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
@@ -165,6 +172,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
     sessionTickets: { secret: options.gatewayTicketSecret ?? materials.gatewaySigner.seed },
     ...(options.gatewayPendingHandshakesPerSourceMax === undefined ? {} : { pendingHandshakesPerSourceMax: options.gatewayPendingHandshakesPerSourceMax }),
     ...(options.gatewayHandshakesInFlightMax === undefined ? {} : { handshakesInFlightMax: options.gatewayHandshakesInFlightMax }),
+    ...options.gatewayEstablishedLimits,
   }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
   onStop(() => gatewayServer.close());
   const gatewayUrl = gatewayServer.address.url;

@@ -25,6 +25,12 @@ export interface AgentSocketShared {
   readonly maxPayloadBytes: number;
   /** Messages received on every socket of the server (GatewayServer.received): one increment per message. */
   readonly received: { frames: number };
+  /**
+   * Called after each message handed to the core while the socket's `beforeAuth` is set: the
+   * server's bounds on sockets that have not authenticated (gateway-server.ts) learn here that its
+   * AUTH was accepted, the core marking the session authenticated while it receives that frame.
+   */
+  readonly heardBeforeAuth?: (agent: AgentSocket) => void;
 }
 
 /** Before admission: what arrives is dropped, as it was when no listener was attached yet. */
@@ -91,6 +97,8 @@ export class AgentSocket implements AcceptConnectionInput {
   devicePublicKey: Uint8Array = new Uint8Array(0);
   certSerialHex = '';
   certNotAfterMs: number | undefined = undefined;
+  /** Set by the server (what it counts the socket under) until the socket authenticates; then undefined, one field per session. */
+  beforeAuth: object | undefined = undefined;
   /** Token bucket: messagesPerSecondMax refills per second, the same number as burst. */
   #tokens: number;
   #lastMs: number;
@@ -144,6 +152,7 @@ export class AgentSocket implements AcceptConnectionInput {
     // it is, not copied once more per frame (Buffer.from of a Buffer copies).
     const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     this.handle.receive(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    if (this.beforeAuth !== undefined) this.shared.heardBeforeAuth?.(this);
   }
 
   #takeToken(): boolean {

@@ -56,6 +56,14 @@ export interface GatewayServerOptions {
   handshakeQueueMax?: number;
   /** Default: handshakeTimeoutMs. */
   handshakeQueueWaitMsMax?: number;
+  /** Default establishedLimitsDefault.upgradeTimeoutMs. */
+  upgradeTimeoutMs?: number;
+  /** Default establishedLimitsDefault.socketsPerSourceMax. */
+  socketsPerSourceMax?: number;
+  /** Default establishedLimitsDefault.unauthenticatedSocketsPerSourceMax. */
+  unauthenticatedSocketsPerSourceMax?: number;
+  /** Default establishedLimitsDefault.unauthenticatedSocketsPerCertificateMax. */
+  unauthenticatedSocketsPerCertificateMax?: number;
   /**
    * TLS session tickets every gateway with the same secret accepts (tls-session-tickets.ts), so an
    * agent whose gateway died resumes on another one. Absent: Node's random per-process ticket keys
@@ -89,6 +97,80 @@ export const handshakeLimitsDefault = {
   handshakeQueueMax: 8_192,
 } as const;
 
+/**
+ * Bounds on sockets past the TLS handshake (security review, 2026-12-05, finding 5): the handshake
+ * bounds above end when TLS does, and a socket that finished mutual TLS and then sent nothing was
+ * held for good (Node's headersTimeout only runs once a request has begun), one whose upgrade
+ * never sent AUTH for the core's authTimeoutMs, so one address (or one certificate, with session
+ * resumption) could hold every socket of the gateway. "Unauthenticated": past TLS, no AUTH
+ * accepted yet (before the upgrade request, or upgraded and waiting for AUTH). Each drop is counted
+ * by its code in sdc_websocket_errors_total and logged (at most one line per code per
+ * dropLogIntervalMs, with the count since).
+ */
+export const establishedLimitsDefault = {
+  /**
+   * From the end of the TLS handshake to a whole upgrade request; past it the socket is destroyed
+   * (GATEWAY_UPGRADE_TIMEOUT). An agent sends its upgrade request at once, in one round trip; also
+   * the server's headersTimeout and requestTimeout, for a request sent slowly.
+   */
+  upgradeTimeoutMs: 10_000,
+  /**
+   * Sockets from one source address in any state (waiting for TLS, in it, past it, in a session);
+   * more are dropped before TLS (GATEWAY_SOURCE_SOCKETS_LIMIT). A quarter of the default socketsMax:
+   * at least four addresses to fill a gateway; a NAT in front of more devices needs it raised.
+   */
+  socketsPerSourceMax: 5_000,
+  /**
+   * Sockets from one source address past TLS and not yet authenticated; more are dropped
+   * (GATEWAY_SOURCE_UNAUTHENTICATED_LIMIT): before TLS when the bound is already reached at accept,
+   * else as TLS finishes. Four times the handshakes one source may have in flight (64), so a NAT's
+   * devices reconnecting at once pass while their AUTH waits on a slow store.
+   */
+  unauthenticatedSocketsPerSourceMax: 256,
+  /**
+   * Sockets presenting one certificate (by serial) past TLS and not yet authenticated; more are
+   * dropped as TLS finishes (GATEWAY_CERTIFICATE_UNAUTHENTICATED_LIMIT). A device has one session
+   * and, while it reconnects, perhaps one more. By certificate, not by the device id it names: a
+   * stolen certificate, revoked since, must not lock its device's new certificate out.
+   */
+  unauthenticatedSocketsPerCertificateMax: 4,
+} as const;
+
+/** At most one log line per drop code per this interval (a flood of drops would otherwise be a flood of lines). */
+const dropLogIntervalMs = 5_000;
+
+/** Sockets of one source address, shared by all its sockets' entries (one pointer per socket, no string per socket). */
+interface SourceCount {
+  readonly address: string;
+  sockets: number;
+  unauthenticated: number;
+}
+
+/** A socket past TLS and not yet authenticated: what it counts against, and its upgrade timer until the upgrade. */
+interface Unauthenticated {
+  readonly source: SourceCount | undefined;
+  /** The certificate's serial (hex, as X509Certificate gives it), when the peer sent one. */
+  readonly serial: string | undefined;
+  /** The peer's certificate, read once here and handed to admission at the upgrade. */
+  peer: X509Certificate | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Whether the core's handle for a socket has authenticated. The core's handle is its DeviceSession
+ * (gateway-core.ts acceptConnection), whose `authenticated` turns true while the AUTH frame is
+ * received; ConnectionHandle does not name it, so it is read here by shape (a refused socket's
+ * handle has no such member and never authenticates).
+ */
+function handleAuthenticated(handle: unknown): boolean {
+  return (handle as { authenticated?: unknown }).authenticated === true;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `${name} must be a positive integer`);
+  return value;
+}
+
 export interface GatewayServer {
   readonly address: { host: string; port: number; url: string };
   /** Stops listening and closes every WebSocket (1001); the core sees each session end. */
@@ -102,6 +184,8 @@ export interface GatewayServer {
    * rate budget too): what `sdc bench connections` divides the gateway's CPU by.
    */
   readonly received: { readonly frames: number };
+  /** Sockets held now: all of them, and those past TLS that have not authenticated (establishedLimitsDefault). */
+  sockets(): { total: number; unauthenticated: number };
 }
 
 /**
@@ -156,8 +240,23 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const path = options.path ?? agentPathDefault;
   const messagesPerSecondMax = options.messagesPerSecondMax ?? 200;
   const frameBytesMax = options.frameBytesMax ?? defaultProtocolLimits.frameBytesMax;
-  const sockets = new Set<Socket>();
+  /** Every socket admitted, with its source's counts (the one word a Map entry has over a Set's). */
+  const sockets = new Map<Socket, SourceCount>();
   const socketsMax = options.socketsMax ?? 20_000;
+  const upgradeTimeoutMs = positiveInteger('upgradeTimeoutMs', options.upgradeTimeoutMs ?? establishedLimitsDefault.upgradeTimeoutMs);
+  const socketsPerSourceMax = positiveInteger('socketsPerSourceMax', options.socketsPerSourceMax ?? establishedLimitsDefault.socketsPerSourceMax);
+  const unauthenticatedPerSourceMax = positiveInteger('unauthenticatedSocketsPerSourceMax', options.unauthenticatedSocketsPerSourceMax ?? establishedLimitsDefault.unauthenticatedSocketsPerSourceMax);
+  const unauthenticatedPerCertificateMax = positiveInteger(
+    'unauthenticatedSocketsPerCertificateMax', options.unauthenticatedSocketsPerCertificateMax ?? establishedLimitsDefault.unauthenticatedSocketsPerCertificateMax,
+  );
+  /** By source address, while it has a socket or an unauthenticated one: at most one entry per socket held. */
+  const sources = new Map<string, SourceCount>();
+  /** By TLS socket, from the end of its handshake until it authenticates or closes. */
+  const unauthenticated = new Map<Socket, Unauthenticated>();
+  /** Unauthenticated sockets by certificate serial (none at 0). */
+  const unauthenticatedByCertificate = new Map<string, number>();
+  /** Drops by code since the last log line of that code, and when that line was written. */
+  const dropLog = new Map<string, { count: number; loggedMs: number }>();
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? handshakeLimitsDefault.handshakeTimeoutMs;
   const admission = new HandshakeAdmission<string>({
     handshakesInFlightMax: options.handshakesInFlightMax ?? handshakeLimitsDefault.handshakesInFlightMax,
@@ -190,6 +289,9 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     requestCert: true,
     rejectUnauthorized: true,
     handshakeTimeout: handshakeTimeoutMs,
+    // A request begun and never finished (headers sent slowly); the upgrade timer below bounds the whole wait anyway.
+    headersTimeout: upgradeTimeoutMs,
+    requestTimeout: upgradeTimeoutMs,
     sessionIdContext: sessionIdContextFor(options.tls.caPem),
     // A ticket cannot outlive its key, so it is not offered for longer.
     ...(tickets === undefined ? {} : {
@@ -206,7 +308,94 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const maxPayloadBytes = frameBytesMax * maxPayloadFactor;
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxPayloadBytes, WebSocket: AgentWebSocket });
   const received = { frames: 0 };
-  const shared: AgentSocketShared = { clock, logger, metrics: options.metrics, messagesPerSecondMax, maxPayloadBytes, received };
+  const shared: AgentSocketShared = {
+    clock, logger, metrics: options.metrics, messagesPerSecondMax, maxPayloadBytes, received,
+    heardBeforeAuth: (agent) => {
+      if (!handleAuthenticated(agent.handle)) return;
+      const socket = agent.beforeAuth as Socket | undefined;
+      agent.beforeAuth = undefined;
+      if (socket !== undefined) forgetUnauthenticated(socket);
+    },
+  };
+
+  /** A socket dropped by one of the bounds past TLS (or the per-source ones at accept): counted, and logged at most once per code per dropLogIntervalMs. */
+  function dropped(code: string, fields: Record<string, unknown>): void {
+    options.metrics?.websocketErrors.inc({ code });
+    const nowMs = clock.nowMs();
+    let entry = dropLog.get(code);
+    if (entry === undefined) {
+      entry = { count: 0, loggedMs: Number.NEGATIVE_INFINITY };
+      dropLog.set(code, entry);
+    }
+    entry.count += 1;
+    if (nowMs - entry.loggedMs < dropLogIntervalMs) return;
+    logger.warn({ code, ...fields, dropped: entry.count }, 'socket dropped: a gateway connection bound was reached');
+    entry.count = 0;
+    entry.loggedMs = nowMs;
+  }
+
+  function forgetSourceIfIdle(source: SourceCount): void {
+    if (source.sockets <= 0 && source.unauthenticated <= 0 && sources.get(source.address) === source) sources.delete(source.address);
+  }
+
+  /**
+   * TLS finished: the socket counts as unauthenticated against its source and its certificate
+   * (dropped if either is at its bound), and must send its upgrade request within upgradeTimeoutMs.
+   */
+  function trackUnauthenticated(tlsSocket: TLSSocket, source: SourceCount | undefined): void {
+    if (tlsSocket.destroyed) return;
+    const peer = tlsSocket.getPeerX509Certificate();
+    const serial = peer?.serialNumber;
+    if (source !== undefined && source.unauthenticated >= unauthenticatedPerSourceMax) {
+      dropped('GATEWAY_SOURCE_UNAUTHENTICATED_LIMIT', { source: source.address, limit: unauthenticatedPerSourceMax });
+      tlsSocket.destroy();
+      return;
+    }
+    const ofCertificate = serial === undefined ? 0 : unauthenticatedByCertificate.get(serial) ?? 0;
+    if (ofCertificate >= unauthenticatedPerCertificateMax) {
+      dropped('GATEWAY_CERTIFICATE_UNAUTHENTICATED_LIMIT', { serial, source: source?.address, limit: unauthenticatedPerCertificateMax });
+      tlsSocket.destroy();
+      return;
+    }
+    if (source !== undefined) source.unauthenticated += 1;
+    if (serial !== undefined) unauthenticatedByCertificate.set(serial, ofCertificate + 1);
+    const timer = setTimeout(upgradeTimedOut, upgradeTimeoutMs, tlsSocket);
+    timer.unref();
+    unauthenticated.set(tlsSocket, { source, serial, peer, timer });
+    tlsSocket.on('close', onUnauthenticatedClose);
+  }
+
+  function upgradeTimedOut(tlsSocket: TLSSocket): void {
+    const entry = unauthenticated.get(tlsSocket);
+    if (entry?.timer === undefined) return;
+    entry.timer = undefined;
+    dropped('GATEWAY_UPGRADE_TIMEOUT', { source: entry.source?.address, serial: entry.serial, timeout_ms: upgradeTimeoutMs });
+    tlsSocket.destroy();
+  }
+
+  function onUnauthenticatedClose(this: Socket): void {
+    forgetUnauthenticated(this);
+  }
+
+  /** The socket authenticated or closed: it no longer counts against its source and certificate. Idempotent. */
+  function forgetUnauthenticated(tlsSocket: Socket): void {
+    const entry = unauthenticated.get(tlsSocket);
+    if (entry === undefined) return;
+    unauthenticated.delete(tlsSocket);
+    tlsSocket.removeListener('close', onUnauthenticatedClose);
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+    entry.peer = undefined;
+    if (entry.source !== undefined) {
+      entry.source.unauthenticated -= 1;
+      forgetSourceIfIdle(entry.source);
+    }
+    if (entry.serial !== undefined) {
+      const left = (unauthenticatedByCertificate.get(entry.serial) ?? 1) - 1;
+      if (left <= 0) unauthenticatedByCertificate.delete(entry.serial);
+      else unauthenticatedByCertificate.set(entry.serial, left);
+    }
+  }
 
   function forgetHandshake(socket: Socket, key: string): void {
     handshakeKeys.delete(socket);
@@ -223,7 +412,12 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
 
   // One listener for every socket (not a closure each).
   function onSocketClose(this: Socket): void {
+    const source = sockets.get(this);
     sockets.delete(this);
+    if (source !== undefined) {
+      source.sockets -= 1;
+      forgetSourceIfIdle(source);
+    }
     const key = handshakeKeys.get(this);
     // Its handshake ended, and released its slot then: nothing is held for it.
     if (key === undefined) return;
@@ -254,13 +448,26 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     // Dropped before TLS, so the peer cannot be told; each drop is counted under its own code (/metrics).
     const peer = socketPeerOf(socket);
     const key = admissionKeyOf(peer);
-    const decision = sockets.size >= socketsMax ? 'GATEWAY_CONNECTIONS_FULL' : admission.admit(key, peer.address, clock.nowMs());
+    const source = sources.get(peer.address);
+    // The source's bounds first, before any TLS work: a source at its bound of unauthenticated sockets gets no handshake either.
+    const decision = sockets.size >= socketsMax ? 'GATEWAY_CONNECTIONS_FULL'
+      : source !== undefined && source.sockets >= socketsPerSourceMax ? 'GATEWAY_SOURCE_SOCKETS_LIMIT'
+        : source !== undefined && source.unauthenticated >= unauthenticatedPerSourceMax ? 'GATEWAY_SOURCE_UNAUTHENTICATED_LIMIT'
+          : admission.admit(key, peer.address, clock.nowMs());
     if (decision !== 'start' && decision !== 'queued') {
-      options.metrics?.websocketErrors.inc({ code: decision });
+      if (decision === 'GATEWAY_SOURCE_SOCKETS_LIMIT') dropped(decision, { source: peer.address, limit: socketsPerSourceMax });
+      else if (decision === 'GATEWAY_SOURCE_UNAUTHENTICATED_LIMIT') dropped(decision, { source: peer.address, limit: unauthenticatedPerSourceMax });
+      else options.metrics?.websocketErrors.inc({ code: decision });
       socket.destroy();
       return;
     }
-    sockets.add(socket);
+    let counted = source;
+    if (counted === undefined) {
+      counted = { address: peer.address, sockets: 0, unauthenticated: 0 };
+      sources.set(peer.address, counted);
+    }
+    counted.sockets += 1;
+    sockets.set(socket, counted);
     handshakeSockets.set(key, socket);
     handshakeKeys.set(socket, key);
     // `on`, not `once`: a socket closes once, and `once` costs a wrapper function and its state object per socket.
@@ -271,10 +478,14 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   server.on('error', (error: Error) => listener.emit('error', error));
 
   server.on('secureConnection', (tlsSocket: TLSSocket) => {
-    endHandshake(admissionKeyOf(socketPeerOf(tlsSocket)), 'finished');
+    const key = admissionKeyOf(socketPeerOf(tlsSocket));
+    // The TCP socket under it, found by the shared key before the handshake's end forgets it.
+    const tcpSocket = handshakeSockets.get(key);
+    endHandshake(key, 'finished');
     if (tlsSocket.isSessionReused()) tlsHandshakes.resumed += 1;
     else tlsHandshakes.full += 1;
     forgetAlpnCopy(tlsSocket);
+    trackUnauthenticated(tlsSocket, tcpSocket === undefined ? undefined : sockets.get(tcpSocket));
   });
   server.on('tlsClientError', (error: Error & { code?: string }, tlsSocket: TLSSocket) => {
     // Node's handshakeTimeout ends a socket that never finished TLS (a slowloris) with this error.
@@ -293,9 +504,19 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       return;
     }
     const tlsSocket = request.socket as TLSSocket;
-    const peer = tlsSocket.getPeerX509Certificate();
+    // The upgrade came in time: from here the core's authTimeoutMs bounds the wait for AUTH. The
+    // socket still counts as unauthenticated until its AUTH is accepted (or it closes).
+    const entry = unauthenticated.get(tlsSocket);
+    if (entry !== undefined) {
+      clearTimeout(entry.timer);
+      entry.timer = undefined;
+    }
+    const peer = entry?.peer ?? tlsSocket.getPeerX509Certificate();
+    if (entry !== undefined) entry.peer = undefined;
     wss.handleUpgrade(request, socket, head, (ws) => {
-      void admit(new AgentSocket(ws as AgentWebSocket, shared), peer).catch((error: unknown) => {
+      const agent = new AgentSocket(ws as AgentWebSocket, shared);
+      if (unauthenticated.has(tlsSocket)) agent.beforeAuth = tlsSocket;
+      void admit(agent, peer).catch((error: unknown) => {
         logger.error({ err: error }, 'connection admission failed');
         ws.terminate();
       });
@@ -307,6 +528,9 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     try {
       if (peer === undefined || der === undefined) throw new SdcError('GATEWAY_CERT_REFUSED', 'no client certificate');
       // Revocation is the core's check (it answers with AUTH_ERROR TRUST_CERT_REVOKED), so the simulator gets it too.
+      // It runs here, at the upgrade, before the challenge: acceptConnection reads the revocation
+      // first. Not also as TLS finishes: that would be a second store read for every connection
+      // (a reconnect storm's), for a socket the upgrade timeout and the per-certificate bound already limit.
       const verified = await verifyDeviceCertificate({ certDer: der, trustAnchors, now: new Date(clock.nowMs()), isRevoked: () => false });
       // Closed while its certificate was checked: no session for a socket that is gone.
       if (!agent.open) return;
@@ -349,6 +573,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     address: { host: info.address, port: info.port, url: `wss://${hostForUrl}:${info.port}${path}` },
     tlsHandshakes,
     received,
+    sockets: () => ({ total: sockets.size, unauthenticated: unauthenticated.size }),
     async close() {
       if (closed) return;
       closed = true;
@@ -359,7 +584,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       for (const client of wss.clients) client.close(closeCodes.goingAway, 'GATEWAY_SHUTTING_DOWN');
       wss.close();
       // Sockets that do not finish the close handshake promptly are cut.
-      const timer = setTimeout(() => { for (const socket of sockets) socket.destroy(); }, 2_000);
+      const timer = setTimeout(() => { for (const socket of sockets.keys()) socket.destroy(); }, 2_000);
       timer.unref();
       await stopped;
       clearTimeout(timer);
@@ -372,7 +597,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
         // Its events reach the core through its AgentSocket, not a listener (agent-socket.ts): cut that too.
         (client as AgentWebSocket).agent = undefined;
       }
-      for (const socket of sockets) socket.destroy();
+      for (const entry of unauthenticated.values()) clearTimeout(entry.timer);
+      for (const socket of sockets.keys()) socket.destroy();
       listener.close();
       server.close();
       wss.close();

@@ -115,6 +115,38 @@ function suite(pair: StorePair): void {
       const text = await (async () => { await publisher.publish(device); return h.cp.context.kv.get(policyBundleKeys.bundle(device)); })();
       assert.deepEqual((JSON.parse(text!) as { bundle: { approvers: Array<{ kid: string }> } }).bundle.approvers.map((entry) => entry.kid), [replacement]);
     });
+
+    it('a failed announcement is repeated on the next tick (the digest is stored only after it)', async () => {
+      const kv = h.cp.context.kv;
+      const publish = kv.publish.bind(kv);
+      let failures = 0;
+      kv.publish = async (channel, message) => {
+        if (channel === policyBundleChannels.inputs && failures === 0) {
+          failures += 1;
+          throw new Error('publish lost (test)');
+        }
+        return publish(channel, message);
+      };
+      try {
+        await addKey(ap3);
+        h.clock.advance(1_000);
+        await assert.rejects(publisher.checkRevision(), /publish lost/);
+        await check(6);
+        await check(6);
+      } finally {
+        kv.publish = publish;
+      }
+      assert.equal(failures, 1);
+    });
+
+    it('a change made while the key/value store was wiped is announced, not taken for a baseline', async () => {
+      await h.cp.context.kv.del(policyBundleKeys.approversDigest);
+      await addKey(ap3);
+      h.clock.advance(1_000);
+      await check(7);
+      assert.equal(await h.cp.context.kv.get(policyBundleKeys.approversDigest) !== null, true);
+      await check(7);
+    });
   });
 }
 

@@ -187,8 +187,10 @@ export class PolicyBundlePublisher {
    * made through any route, or on any control plane, is seen within a tick. On a change: the time
    * under policyBundleKeys.inputsChangedAt and a notice on policyBundleChannels.inputs; gateways
    * then ask again for their devices' bundles, and treat any stored bundle issued before that time
-   * as stale. The first digest stored (none before, or the key/value store wiped) is a baseline,
-   * not a change: the bundles were cut from the same rows.
+   * as stale. The first digest stored (none before) is a baseline, not a change: the bundles were
+   * cut from the same rows; after a wipe of the key/value store, this process's own last digest
+   * stands in for the stored one. The digest is stored after the announcement, so a failure
+   * between them repeats the announcement instead of losing it.
    */
   async checkApprovers(): Promise<void> {
     if (this.#o.approverKeys === undefined) return;
@@ -198,15 +200,20 @@ export class PolicyBundlePublisher {
     if (digest === this.#approversDigest) return;
     const { kv, clock, logger } = this.#o.context;
     const stored = await kv.get(policyBundleKeys.approversDigest);
-    if (stored !== digest) {
-      await kv.set(policyBundleKeys.approversDigest, digest);
-      if (stored !== null) {
-        const atMs = clock.nowMs();
-        await kv.set(policyBundleKeys.inputsChangedAt, String(atMs));
-        await kv.publish(policyBundleChannels.inputs, String(atMs));
-        logger.info({ approverKeys: keys.length, atMs }, 'approver keys changed: bundles re-cut');
-      }
+    // A change when it differs from a digest seen before: the stored one, or (the key/value store
+    // wiped) this process's own, so a change made while the store was empty is not taken for the
+    // baseline.
+    if (stored !== digest && (stored !== null || this.#approversDigest !== undefined)) {
+      const atMs = clock.nowMs();
+      await kv.set(policyBundleKeys.inputsChangedAt, String(atMs));
+      await kv.publish(policyBundleChannels.inputs, String(atMs));
+      logger.info({ approverKeys: keys.length, atMs }, 'approver keys changed: bundles re-cut');
     }
+    // Written only after the announcement (review finding 2, 2026-12-05): a write or publish that
+    // fails, or a process that dies in between, leaves the old digest stored, so the next tick (on
+    // any control plane) announces again rather than taking the change as already announced. A
+    // repeated announcement only re-cuts bundles once more.
+    if (stored !== digest) await kv.set(policyBundleKeys.approversDigest, digest);
     this.#approversDigest = digest;
   }
 

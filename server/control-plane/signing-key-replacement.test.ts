@@ -85,6 +85,10 @@ function suite(pair: StorePair): void {
       const limited = await put(token, { public_key: newPublicKey(), current_password: password }, '192.0.2.99');
       assert.equal(limited.status, 429, limited.text);
       assert.equal(limited.body.error?.code, 'API_RATE_LIMITED');
+      // Audited like the other refusals (review 2026-12-05, finding 8), the key unchanged.
+      const refusals = (await audited(name)).filter(([kind]) => kind === 'user.signing_key_refused').map(([, code]) => code);
+      assert.equal(refusals.length, authRateLimits.loginAttemptsPerAccountMax + 1);
+      assert.equal(refusals.at(-1), 'API_RATE_LIMITED');
       // The same limit guards the login itself: the guesses here locked the account's logins too.
       const login = await h.cp.app.inject({ method: 'POST', url: '/v1/auth/login', payload: { name, password }, remoteAddress: '192.0.2.100' });
       assert.equal(login.statusCode, 429, login.body);

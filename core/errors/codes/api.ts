@@ -13,7 +13,7 @@ export const apiErrors = defineErrors({
   API_USER_EXISTS: { fault: 'remote', status: 409, summary: 'A user with this name already exists' },
   API_USER_NOT_FOUND: { fault: 'remote', status: 404, summary: 'No user with this name' },
   API_LAST_ADMIN: { fault: 'remote', status: 409, summary: 'The change would remove or demote the last admin, leaving nobody to manage users' },
-  API_CURRENT_PASSWORD_WRONG: { fault: 'remote', status: 403, summary: 'Changing one\'s own password needs the current one, and the one given is wrong' },
+  API_CURRENT_PASSWORD_WRONG: { fault: 'remote', status: 403, summary: 'Changing one\'s own password, or replacing one\'s registered approval signing key, needs the current password, and the one given is wrong' },
   API_DEVICE_NOT_FOUND: { fault: 'remote', status: 404, summary: 'No device with this id' },
   API_DEVICE_NOT_ENROLLED: { fault: 'remote', status: 409, summary: 'The device has no certificate (not enrolled, or revoked)' },
   API_DEVICE_TAG_POLICY_NAMED: { fault: 'remote', status: 403, summary: 'Only an admin may add or remove a device tag that a rule of the current policy selects devices by; an operator may change only the other tags' },

@@ -82,7 +82,9 @@ export const approvalRoutes: RoutesPlugin<{ readonly services: ControlPlaneServi
       await services.context.settleAudit();
       return keyView(key);
     } catch (error) {
-      if (SdcError.is(error, 'APPROVAL_KEY_PROOF_REQUIRED') || SdcError.is(error, 'API_CURRENT_PASSWORD_WRONG')) {
+      // API_RATE_LIMITED too (review 2026-12-05, finding 8): a guess refused by the login limits is
+      // as much a sign of a stolen token as a wrong one, and audited like it.
+      if (SdcError.is(error, 'APPROVAL_KEY_PROOF_REQUIRED') || SdcError.is(error, 'API_CURRENT_PASSWORD_WRONG') || SdcError.is(error, 'API_RATE_LIMITED')) {
         await services.context.audit.append({
           kind: 'user.signing_key_refused', actor: actors.user(name), subject: `user:${name}`, payload: { code: error.code, public_key: request.body.public_key },
         });

@@ -16,6 +16,10 @@ import { StallingScheduler } from '../core/time/stalling-scheduler.js';
 import type { Scheduler } from '../core/ports/ports.js';
 import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreEvent } from './agent-core.js';
 import { MemoryCommandJournal, type CommandJournal } from './command-journal.js';
+import { FileCommandJournal } from './command-journal-file.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { createSyntheticMetricsSource } from './telemetry/synthetic-metrics.js';
 
@@ -524,6 +528,82 @@ describe('agent core', () => {
     // A journaled refusal is tracked like any result: confirmed by the next heartbeat echo, not re-sent forever.
     await h.advance(heartbeatIntervalMs);
     assert.equal(h.journal.get(shortLived.id)?.confirmed, true);
+  });
+
+  // Security review 2026-12-05, finding 8: the offset comes from the gateway (AUTH_ACK, up to 300 s
+  // either way). Here the gateway measures the agent 295 s ahead; whether the gateway's clock lies
+  // or the device's is off, the agent cannot tell, so the deadline must also hold on its own clock.
+  it('refuses a command past its deadline on the device\'s own clock by more than the grace, whatever offset the gateway handed it (COMMAND_EXPIRED, not run)', async () => {
+    const h = new Harness();
+    h.agentSkewMs = 295_000;
+    h.createCore();
+    await h.core.idle();
+    h.connect();
+    assert.equal(h.events.find((e) => e.kind === 'ready')?.kind, 'ready');
+    const now = h.time.nowMs();
+    // Live on the gateway's clock for another minute; 235 s past its deadline on the device's own.
+    const replayed = h.command('EXEC_PING_KERNEL', { issued_at: now - 10_000, expires_at: now + 60_000 });
+    await h.deliver(replayed);
+    assert.equal(h.kernel.calls(), 0);
+    assert.equal(h.messages('COMMAND_RESULT')[0]?.body.error?.code, 'COMMAND_EXPIRED');
+    assert.equal(h.journal.get(replayed.id), undefined, 'not journaled');
+    // Within the grace on its own clock (20 s past) it is taken and runs.
+    const withinGrace = h.command('EXEC_PING_KERNEL', { issued_at: now - 10_000, expires_at: now + 275_000 });
+    await h.deliver(withinGrace);
+    assert.equal(h.kernel.calls(), 1);
+    assert.equal(h.messages('COMMAND_RESULT').at(-1)?.body.status, 'succeeded');
+  });
+
+  it('refuses to start a taken command once it is past its deadline on the device\'s own clock by more than the grace (AGENT_COMMAND_EXPIRED)', async () => {
+    const h = new Harness();
+    h.agentSkewMs = 295_000;
+    const slow: KernelBridge = {
+      ...h.kernel.kernel,
+      pingKernel: async (nonce) => {
+        await new Promise<void>((resolve) => { h.time.schedule(20_000, resolve); });
+        return h.kernel.kernel.pingKernel(nonce);
+      },
+    };
+    h.createCore(slow);
+    await h.core.idle();
+    h.connect();
+    const now = h.time.nowMs();
+    const long = h.command('EXEC_PING_KERNEL', { issued_at: now - 10_000, expires_at: now + 600_000 });
+    // Taken 15 s past its deadline on the device's clock (within the grace); 35 s past when its turn comes.
+    const waiting = h.command('EXEC_LOCK_SCREEN', { issued_at: now - 10_000, expires_at: now + 280_000 });
+    for (const command of [long, waiting]) {
+      h.gateway.deliverCommand(command, 1, h.time.nowMs());
+      h.pump();
+      for (let i = 0; i < 5; i++) await settle();
+    }
+    assert.equal(h.journal.get(waiting.id)?.stage, 'received', 'taken within the grace');
+    await h.advance(20_000);
+    assert.equal(h.kernel.calls(), 1, 'only the first reached the kernel');
+    assert.equal(h.journal.get(waiting.id)?.result?.error?.code, 'AGENT_COMMAND_EXPIRED');
+  });
+
+  // Security review 2026-12-05, finding 7: a journal file created where none was refuses commands issued before it.
+  it('refuses a command issued before its journal was created (AGENT_COMMAND_BEFORE_JOURNAL, not run, not journaled); a later one runs', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sdc-agent-floor-'));
+    try {
+      const h = new Harness();
+      const issuedEarlier = h.command('EXEC_PING_KERNEL', { issued_at: h.time.nowMs() - 5_000 });
+      h.journal = await FileCommandJournal.open({ path: join(dir, 'journal.jsonl'), createdAtMs: h.time.nowMs() });
+      h.createCore();
+      await h.core.idle();
+      h.connect();
+      await h.deliver(issuedEarlier);
+      assert.equal(h.kernel.calls(), 0);
+      assert.equal(h.messages('COMMAND_RESULT')[0]?.body.error?.code, 'AGENT_COMMAND_BEFORE_JOURNAL');
+      assert.equal(h.journal.get(issuedEarlier.id), undefined);
+      const issuedAfter = h.command();
+      await h.deliver(issuedAfter);
+      assert.equal(h.kernel.calls(), 1);
+      assert.equal(h.messages('COMMAND_RESULT').at(-1)?.body.status, 'succeeded');
+      await h.journal.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('a command that started before its deadline runs to the end even if the kernel call outlasts it', async () => {

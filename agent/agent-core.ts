@@ -16,6 +16,7 @@ import type { CommandJournal, CommandResultBody } from './command-journal.js';
 import { kernelBridgeLimits, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { executeOpcode, type OpcodeExecutorOptions } from './opcode-executor.js';
 import { createMemoryPolicyBundleStore, PolicyBundleGuard, type PolicyBundleStore } from './policy-bundle-guard.js';
+import { expiredOnOwnClock, issuedBeforeJournal } from './command-acceptance.js';
 import { UnackedTelemetry } from './telemetry/unacked-telemetry.js';
 
 export type TelemetryMetrics = MessageBody<'TELEMETRY'>['metrics'];
@@ -781,6 +782,9 @@ class DefaultAgentCore implements AgentCore {
     } catch (error) {
       return SdcError.is(error) ? error : new SdcError('AGENT_EXECUTION_FAILED', String(error));
     }
+    // The deadline on the device's own clock too, and the journal's floor (agent/command-acceptance.ts).
+    const ownRefusal = expiredOnOwnClock(command, this.#o.clock.nowMs(), 'COMMAND_EXPIRED') ?? issuedBeforeJournal(command, this.#o.journal.issuedFloorMs?.() ?? 0);
+    if (ownRefusal) return ownRefusal;
     if (idTaken) return new SdcError('COMMAND_IDEMPOTENCY_CONFLICT', `command id ${command.id} was already used for a different command`);
     // Redeliveries after a gateway failure may arrive out of order: a lower seq that has not run
     // still runs (once); a seq that has run never runs again, whatever id it comes with.
@@ -843,6 +847,8 @@ class DefaultAgentCore implements AgentCore {
     }
     const lateMs = this.#gatewayNowMs() - command.expires_at;
     if (lateMs >= 0) return new SdcError('AGENT_COMMAND_EXPIRED', `the deadline passed ${lateMs} ms before the command could start; it was not run`);
+    const lateOnOwnClock = expiredOnOwnClock(command, this.#o.clock.nowMs(), 'AGENT_COMMAND_EXPIRED');
+    if (lateOnOwnClock) return lateOnOwnClock;
     // Again at the start: a bundle taken while the command waited decides it.
     return this.#bundle.check(command, this.#gatewayNowMs());
   }

@@ -98,7 +98,14 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   await provisionKernelCommandKeys(kernel, current).catch((error: unknown) => {
     logger.warn({ code: SdcError.is(error) ? error.code : undefined }, `kernel command keys not provisioned: ${(error as Error).message}`);
   });
-  const journal = await FileCommandJournal.open({ path: current.paths.journal, onTornTail: (bytes) => logger.warn({ bytes }, 'dropped a torn journal tail') });
+  const journal = await FileCommandJournal.open({
+    path: current.paths.journal, onTornTail: (bytes) => logger.warn({ bytes }, 'dropped a torn journal tail'),
+    // No journal file (a new device, or one lost while the identity stayed): commands issued before now are refused (command-journal-file.ts).
+    createdAtMs: options.clock.nowMs(),
+    onCreated: (floorMs) => {
+      if (!enrolledNow) logger.warn({ issuedFloorMs: floorMs }, 'the command journal was missing and is created anew; commands issued before now are refused (AGENT_COMMAND_BEFORE_JOURNAL)');
+    },
+  });
   // Compliance facts for AUTH (docs/compliance.md): the configuration hashed is what decides whom the agent trusts and how it runs.
   const posture = await agentPosture({
     kernel, config: {

@@ -20,6 +20,14 @@ export interface FileJournalOptions extends Partial<JournalLimits> {
   waitersMax?: number;
   /** Told when a torn last line was dropped on open. */
   onTornTail?: (bytes: number) => void;
+  /**
+   * When the file does not exist: the time (the device's clock, ms) recorded in the new file as
+   * its issued floor, so that commands issued before it are refused (agent/command-acceptance.ts).
+   * The agent runtime passes its clock's now. Absent: a missing file starts empty with no floor.
+   */
+  createdAtMs?: number;
+  /** Told when the file did not exist and was created with `createdAtMs` as its floor. */
+  onCreated?: (issuedFloorMs: number) => void;
 }
 
 const journalBytesMax = 64 * 1024 * 1024;
@@ -53,12 +61,14 @@ export class FileCommandJournal extends RecordJournal {
     await ensurePrivateDirectory(dirname(options.path));
     const state = new JournalState(limits);
     let text = '';
+    let missing = false;
     try {
       text = await readFile(options.path, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new SdcError('AGENT_STATE_INVALID', `cannot read the command journal ${options.path}`, {}, { cause: error });
       }
+      missing = true;
     }
     if (text.length > journalBytesMax) throw new SdcError('AGENT_JOURNAL_CORRUPT', `${options.path} is larger than ${journalBytesMax} bytes`);
     const { records, tornBytes } = parseJournal(text, options.path);
@@ -70,6 +80,18 @@ export class FileCommandJournal extends RecordJournal {
       }
     }
     if (tornBytes > 0) options.onTornTail?.(tornBytes);
+    // Security review 2026-12-05, finding 7. A missing file is a new device's first start, or a
+    // journal lost while the identity stayed (restored from an older image, deleted): then what
+    // ran before, and the device_seq record, are gone, and a hostile gateway could replay
+    // captured commands within their TTL (up to 7 days). Refusing to start would strand the device
+    // until an operator acts; instead the new file records when it was created, and commands
+    // issued before that are refused (typed, AGENT_COMMAND_BEFORE_JOURNAL) while newer ones run.
+    // A new device gets the floor too: its device id may have been enrolled before, and nothing
+    // was issued to this enrollment earlier. It rests on the device clock at creation.
+    if (missing && options.createdAtMs !== undefined) {
+      state.apply({ r: 'issued_floor', at_ms: Math.max(0, Math.floor(options.createdAtMs)) });
+      options.onCreated?.(state.issuedFloorMs());
+    }
     // Rewrite from the replayed state: drops a torn tail and starts the file compact.
     const snapshot = state.snapshot();
     await writeFileAtomic(options.path, serialize(snapshot), { mode: privateFileMode });
@@ -160,6 +182,8 @@ function parseRecord(line: string): JournalRecord | undefined {
       return typeof record.seq === 'number' ? (record as JournalRecord) : undefined;
     case 'executed_seqs':
       return Array.isArray(record.seqs) ? (record as JournalRecord) : undefined;
+    case 'issued_floor':
+      return typeof record.at_ms === 'number' ? (record as JournalRecord) : undefined;
     default:
       return undefined;
   }

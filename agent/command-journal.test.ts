@@ -46,6 +46,38 @@ runJournalContract('file', {
 });
 
 describe('file command journal', () => {
+  // Security review 2026-12-05, finding 7: a missing file means the record of what ran is gone.
+  it('a file created where none was records createdAtMs as its issued floor, kept across reopening and compaction; an existing file gets none', async () => {
+    const path = await tempPath();
+    let created: number | undefined;
+    const journal = await FileCommandJournal.open({ path, createdAtMs: 1_700_000_000_000, onCreated: (floorMs) => { created = floorMs; }, compactionRecords: 4 });
+    assert.equal(created, 1_700_000_000_000);
+    assert.equal(journal.issuedFloorMs(), 1_700_000_000_000);
+    for (const seq of [95, 96, 97]) {
+      const command = testCommand(seq);
+      await journal.received(command);
+      await journal.executing(command.id);
+      await journal.finished(command.id, testResult(command));
+    }
+    await journal.close();
+    // Reopened (the file exists, compacted meanwhile): the floor stays, a later createdAtMs changes nothing.
+    created = undefined;
+    const reopened = await FileCommandJournal.open({ path, createdAtMs: 1_800_000_000_000, onCreated: (floorMs) => { created = floorMs; } });
+    assert.equal(reopened.issuedFloorMs(), 1_700_000_000_000);
+    assert.equal(created, undefined);
+    await reopened.close();
+    // Lost again (deleted, an older image): the new file's floor is the new creation time.
+    await rm(path);
+    const again = await FileCommandJournal.open({ path, createdAtMs: 1_800_000_000_000 });
+    assert.equal(again.issuedFloorMs(), 1_800_000_000_000);
+    assert.equal(again.isSeqDone(97), false, 'the seq record went with the file: the floor is what stands');
+    await again.close();
+    // Without createdAtMs a missing file starts with no floor, as before.
+    const plain = await FileCommandJournal.open({ path: await tempPath() });
+    assert.equal(plain.issuedFloorMs(), 0);
+    await plain.close();
+  });
+
   it('creates the file 0600 in a 0700 directory', async () => {
     const path = await tempPath();
     const journal = await FileCommandJournal.open({ path });

@@ -38,6 +38,12 @@ export interface CommandJournal {
    * that have not run stay open, so a command redelivered out of order still runs once.
    */
   isSeqDone(seq: number): boolean;
+  /**
+   * Commands issued (issued_at) before this are refused (agent/command-acceptance.ts): the time a
+   * journal file was created where none was (command-journal-file.ts); 0 when none was recorded.
+   * Optional: a journal that records none (the simulator's) refuses nothing by it.
+   */
+  issuedFloorMs?(): number;
   /** Throws AGENT_JOURNAL_FULL when `unfinishedMax` commands are not finished yet. */
   received(command: SignedCommand, traceparent?: string): Promise<void>;
   executing(commandId: string): Promise<void>;
@@ -75,7 +81,9 @@ export type JournalRecord =
   /** Every seq at or below `seq` counts as run. */
   | { r: 'watermark'; seq: number }
   /** Seqs above the watermark that have run (written by compaction). */
-  | { r: 'executed_seqs'; seqs: number[] };
+  | { r: 'executed_seqs'; seqs: number[] }
+  /** Commands issued before `at_ms` are refused: the journal was created then where none was (what ran before is unknown). */
+  | { r: 'issued_floor'; at_ms: number };
 
 interface MutableEntry {
   command: SignedCommand;
@@ -100,6 +108,7 @@ export class JournalState {
   readonly #executedSeqs = new Set<number>();
   #unfinished = 0;
   #finished = 0;
+  #issuedFloorMs = 0;
 
   constructor(readonly limits: JournalLimits) {}
 
@@ -118,6 +127,10 @@ export class JournalState {
 
   isSeqDone(seq: number): boolean {
     return seq <= this.#watermark || this.#executedSeqs.has(seq);
+  }
+
+  issuedFloorMs(): number {
+    return this.#issuedFloorMs;
   }
 
   #markExecuted(seq: number): void {
@@ -168,6 +181,9 @@ export class JournalState {
         if (!Array.isArray(record.seqs) || record.seqs.length > executedSeqsAboveWatermarkMax
           || !record.seqs.every((seq) => Number.isSafeInteger(seq) && seq > 0)) throw bad('executed_seqs is not a list of sequence numbers');
         return;
+      case 'issued_floor':
+        if (!Number.isSafeInteger(record.at_ms) || record.at_ms < 0) throw bad('issued_floor is not a time in ms');
+        return;
     }
   }
 
@@ -209,12 +225,17 @@ export class JournalState {
       case 'executed_seqs':
         for (const seq of record.seqs) this.#markExecuted(seq);
         return;
+      case 'issued_floor':
+        // Only ever raised: a record cannot lower what an earlier one refused.
+        this.#issuedFloorMs = Math.max(this.#issuedFloorMs, record.at_ms);
+        return;
     }
   }
 
   /** The shortest record sequence that rebuilds this state (what compaction writes). */
   snapshot(): JournalRecord[] {
     const records: JournalRecord[] = [{ r: 'watermark', seq: this.#watermark }];
+    if (this.#issuedFloorMs > 0) records.push({ r: 'issued_floor', at_ms: this.#issuedFloorMs });
     if (this.#executedSeqs.size > 0) records.push({ r: 'executed_seqs', seqs: [...this.#executedSeqs].sort((a, b) => a - b) });
     const confirmedIds: string[] = [];
     for (const entry of this.#entries.values()) {
@@ -271,6 +292,10 @@ export abstract class RecordJournal implements CommandJournal {
 
   isSeqDone(seq: number): boolean {
     return this.state.isSeqDone(seq);
+  }
+
+  issuedFloorMs(): number {
+    return this.state.issuedFloorMs();
   }
 
   received(command: SignedCommand, traceparent?: string): Promise<void> {

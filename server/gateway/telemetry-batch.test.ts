@@ -12,10 +12,12 @@ import { groups, streamNames } from '../bus-contract/streams.js';
 import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
 import { systemRandom } from '../../runtime/system.js';
 import { makeHarness, storePairs, type Harness } from '../control-plane/test-support.js';
+import { telemetryInsertParamsPerRow } from '../control-plane/telemetry-rows.js';
 import type { GatewayCore } from './gateway-core.js';
 import { embeddedStores, makeCore, makeGatewayPki, onVirtualTime, provider, TestAgent, VirtualDriver, type TestStores } from './test-support.js';
 
-const metrics = (i: number) => ({ cpu_pct: i % 100, mem_pct: 2, disk_pct: 3, net_rx_bytes_per_sec: i, net_tx_bytes_per_sec: 0 });
+/** `index`: the sample's place in its frame, so two samples with equal times differ (the store keeps one row per (device, time, metrics), decision 0012). */
+const metrics = (i: number, index = 0) => ({ cpu_pct: i % 100, mem_pct: 2, disk_pct: 3, net_rx_bytes_per_sec: i, net_tx_bytes_per_sec: index });
 const t0 = 1_765_000_000_000;
 const { pairs } = storePairs();
 
@@ -54,7 +56,7 @@ describe('TELEMETRY_BATCH through gateway, bus and writer', () => {
       if (times.length === 1) {
         agent.connection.sendTelemetry({ sampled_at: times[0]!, metrics: metrics(times[0]! - t0), ...link }, driver.time.nowMs());
       } else {
-        const body: MessageBody<'TELEMETRY_BATCH'> = { samples: times.map((at) => ({ sampled_at: at, metrics: metrics(at - t0) })), ...link };
+        const body: MessageBody<'TELEMETRY_BATCH'> = { samples: times.map((at, index) => ({ sampled_at: at, metrics: metrics(at - t0, index) })), ...link };
         agent.connection.sendTelemetryBatch(body, driver.time.nowMs());
       }
       const [frame] = agent.connection.takeOutgoing();
@@ -98,7 +100,7 @@ describe('TELEMETRY_BATCH through gateway, bus and writer', () => {
           [deviceId, h.clock.nowMs(), deviceId, h.clock.nowMs() + 86_400_000, base64urlFromBytes(provider.publicKeyFromSeed(new Uint8Array(32).fill(7)))]);
         const watched = h.db.execute.bind(h.db);
         h.db.execute = (async (sql: string, params?: readonly unknown[]) => {
-          if (sql.startsWith('INSERT INTO telemetry')) rowsPerInsert.push((params?.length ?? 0) / 4);
+          if (sql.startsWith('INSERT INTO telemetry')) rowsPerInsert.push((params?.length ?? 0) / telemetryInsertParamsPerRow);
           return watched(sql, params as never);
         }) as typeof h.db.execute;
         for (const fields of entries) await h.bus.append(streamNames.telemetry, fields);

@@ -53,6 +53,22 @@ export interface ApprovalRow {
 /** Thrown inside a transaction when the command was no longer pending: rolls it back. */
 class NoLongerPending extends Error {}
 
+/** An approver and their key as committed when the release's transaction read them (absent: no such user, no such key). */
+export interface ApproverNow {
+  readonly role: string | undefined;
+  readonly key: { readonly userName: string; readonly retiredAtMs: number | null } | undefined;
+}
+
+/**
+ * Thrown by `release` (and its transaction rolled back) when an approval it was to embed no longer
+ * holds, judged inside the transaction: the caller drops it (audited) and judges the release again.
+ */
+export class ApprovalsChanged extends Error {
+  constructor(readonly approvers: readonly string[]) {
+    super(`approvals by ${approvers.join(', ')} no longer hold`);
+  }
+}
+
 export class ApprovalRepository {
   readonly #db: SqlDatabase;
   readonly #audit: AuditLog<SqlExecutor>;
@@ -106,9 +122,22 @@ export class ApprovalRepository {
     commandId: string; deviceId: string; atMs: number; sign: (deviceSeq: number) => SignedCommand; audit: (signed: SignedCommand) => AuditRecord; by: string;
     /** The approval that completes the count, stored in the same transaction as the release. */
     approval?: { row: ApprovalRow; audit: AuditRecord };
+    /**
+     * The approvals the signed command embeds, judged again inside the transaction (review finding
+     * 5, 2026-12-05): the caller checked them before it, and an approver removed or demoted, or a
+     * key retired, in between must not be released. `holds` answers from what is committed now;
+     * any that does not hold rolls the release back with ApprovalsChanged.
+     */
+    approvers?: { readonly rows: readonly ApprovalRow[]; readonly holds: (row: ApprovalRow, now: ApproverNow) => boolean };
   }): Promise<SignedCommand> {
     return this.#inTransaction(async (tx) => {
       await requirePending(tx, options.commandId);
+      if (options.approvers !== undefined) {
+        const { rows, holds } = options.approvers;
+        const failed: string[] = [];
+        for (const row of rows) if (!holds(row, await approverNow(tx, row))) failed.push(row.approver);
+        if (failed.length > 0) throw new ApprovalsChanged(failed);
+      }
       if (options.approval !== undefined) {
         await insertDecision(tx, options.approval.row);
         await this.#audit.record(tx, options.approval.audit);
@@ -182,6 +211,22 @@ export class ApprovalRepository {
       throw error;
     }
   }
+}
+
+/**
+ * The approver's role and the approval's key as committed now. On MySQL a locking read (shared):
+ * it sees the latest committed rows, not the transaction's snapshot, and a removal, role change or
+ * retirement not yet committed waits for the release to commit, so it is either seen here or comes
+ * after the release. SQLite runs one transaction at a time, so a plain read is enough.
+ */
+async function approverNow(tx: SqlExecutor, row: ApprovalRow): Promise<ApproverNow> {
+  const lockingRead = tx.dialect === 'mysql' ? ' LOCK IN SHARE MODE' : '';
+  const [user] = await tx.query<{ role: string }>(`SELECT role FROM users WHERE name = ?${lockingRead}`, [row.approver]);
+  const [key] = await tx.query<{ user_name: string; retired_at: number | string | null }>(`SELECT user_name, retired_at FROM user_signing_keys WHERE kid = ?${lockingRead}`, [row.kid]);
+  return {
+    role: user?.role,
+    key: key === undefined ? undefined : { userName: key.user_name, retiredAtMs: key.retired_at === null ? null : Number(key.retired_at) },
+  };
 }
 
 async function requirePending(tx: SqlExecutor, commandId: string): Promise<void> {

@@ -43,6 +43,7 @@ function suite(pair: StorePair): void {
     const adm = person('adm', 'admin');
     const op = person('op', 'operator');
     const [ap1, ap2, ap3, ap4, ap5, ap6] = ['apa', 'apb', 'apc', 'apd', 'ape', 'apf'].map((name) => person(name, 'approver')) as [Person, Person, Person, Person, Person, Person];
+    const [ap7, ap8, ap9] = ['apg', 'aph', 'api'].map((name) => person(name, 'approver')) as [Person, Person, Person];
 
     const call = async (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, token: string | undefined, body?: unknown) => {
       const response = await h.cp.app.inject({ method, url, headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, ...(body === undefined ? {} : { payload: body as object }) });
@@ -136,6 +137,38 @@ function suite(pair: StorePair): void {
       assert.equal(again.json().released, true, again.text);
       const carried = again.json().command.signed.approval.approvals as Array<{ approver: string; kid: string }>;
       assert.deepEqual(carried.map((a) => [a.approver, a.kid]).sort(), [[ap5.name, ap5.kid], [ap6.name, ap6.kid]].sort());
+    });
+
+    it('judged again inside the release (review finding 5): a key retired after the check and before the release\'s transaction is not released', async () => {
+      const command = await send();
+      assert.equal((await approve(ap7, command)).json().released, false);
+      // The release's policy evaluation asks the requester's role after the approvals were checked
+      // (#holding), just before the release's transaction: ap7's key is retired right there.
+      const users = h.cp.auth.users;
+      const roleOf = users.roleOf.bind(users);
+      let armed = true;
+      users.roleOf = async (name) => {
+        const role = await roleOf(name);
+        if (armed && name === op.name) {
+          armed = false;
+          await h.db.execute('UPDATE user_signing_keys SET retired_at = ? WHERE kid = ?', [h.clock.nowMs(), ap7.kid]);
+        }
+        return role;
+      };
+      let next;
+      try {
+        next = await approve(ap8, command);
+      } finally {
+        users.roleOf = roleOf;
+      }
+      assert.equal(armed, false, 'the key was retired in the gap');
+      assert.equal(next.status, 200, next.text);
+      assert.equal(next.json().released, false, 'ap7\'s approval no longer holds: one of two');
+      assert.equal((await stateOf(command.id)).state, 'pending_approval');
+      assert.deepEqual((await dropped(command.id)).map((d) => [d.approver, d.reason, d.kid]), [[ap7.name, 'signing_key_retired', ap7.kid]]);
+      const third = await approve(ap9, command);
+      assert.equal(third.json().released, true, third.text);
+      assert.deepEqual(third.json().command.signed.approval.approvals.map((a: { approver: string }) => a.approver).sort(), [ap8.name, ap9.name].sort());
     });
   });
 }

@@ -8,12 +8,12 @@ import { commandRequester, type SignedCommand } from '../../core/protocol/messag
 import { evaluatePolicy, type PolicyDecision } from '../../core/protocol/policy.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
 import type { ServiceSigner } from '../materials/materials.js';
-import { ApprovalRepository, type ApprovalRow, type PendingApproval } from './approval-repository.js';
+import { ApprovalRepository, ApprovalsChanged, type ApprovalRow, type ApproverNow, type PendingApproval } from './approval-repository.js';
 import type { Actor, CommandDetail, CommandService, CommandView } from './commands.js';
 import { actors, type ServiceContext } from './context.js';
 import type { PolicyStore } from './policy-store.js';
 import type { SigningKeyStore } from './signing-keys.js';
-import type { Role } from './users.js';
+import { isRole, type Role } from './users.js';
 
 /**
  * The approval flow (docs/policy.md "Approvals"). A command the policy allows only with approvals
@@ -230,46 +230,65 @@ export class ApprovalService {
   /** Why an approval no longer holds, or the row with its approver's current role. */
   async #noLongerHolds(row: ApprovalRow, pending: PendingApproval): Promise<ApprovalDropReason | ApprovalRow> {
     const role = await this.#options.roleOf(row.approver);
-    if (role === undefined) return 'approver_removed';
-    if (role !== row.role && !pending.roles.includes(role)) return 'role_not_accepted';
-    const key = await this.#options.signingKeys.byKid(row.kid);
-    if (key === undefined || key.userName !== row.approver) return 'signing_key_removed';
-    if (key.retiredAtMs !== null) return 'signing_key_retired';
-    return role === row.role ? row : { ...row, role };
+    const key = role === undefined ? undefined : await this.#options.signingKeys.byKid(row.kid);
+    return judgeApproval(row, pending, { role, key });
   }
 
   /** Signs the command with `approvals` embedded and queues it (storing `approval` in the same transaction), then dispatches it. */
-  async #release(facts: {
-    command: CommandDetail; pending: PendingApproval; approvals: readonly ApprovalRow[]; decision: PolicyDecision; revision: number; nowMs: number; by: string;
-    /** The requester's role the release was judged with; signed into the command (`requester`). */
-    requesterRole: Role;
-    approval?: { row: ApprovalRow; audit: AuditRecord };
-  }): Promise<ApprovalOutcome> {
+  async #release(facts: ReleaseFacts, attempt = 1): Promise<ApprovalOutcome> {
     const { command, pending, approvals, decision, revision, nowMs } = facts;
     const signer = this.#options.signer;
     const requester = commandRequester(pending.subject.requested_by, facts.requesterRole);
-    await this.#repository.release({
-      commandId: command.id, deviceId: command.device_id, atMs: nowMs, by: facts.by, ...(facts.approval === undefined ? {} : { approval: facts.approval }),
-      sign: (deviceSeq) => signCommand({
-        command: {
-          id: pending.subject.id, device_id: pending.subject.device_id, opcode: pending.subject.opcode as SignedCommand['opcode'], args: pending.subject.args,
-          issued_at: nowMs, expires_at: pending.subject.expires_at, device_seq: deviceSeq, issuer: pending.subject.issuer,
-          ...(requester === undefined ? {} : { requester }),
-          approval: {
-            requested_by: pending.subject.requested_by, rule_id: decision.ruleId ?? pending.rule_id,
-            approvals: approvals.slice(0, approvalLimits.approvalsMax).map((a) => ({ approver: a.approver, kid: a.kid, decision: 'approve' as const, expires_at: a.expires_at, sig: a.signature })),
+    try {
+      await this.#repository.release({
+        commandId: command.id, deviceId: command.device_id, atMs: nowMs, by: facts.by, ...(facts.approval === undefined ? {} : { approval: facts.approval }),
+        // Judged again inside the release's transaction (review finding 5): #holding ran before it.
+        approvers: { rows: approvals, holds: (row, now) => typeof judgeApproval(row, pending, now) !== 'string' },
+        sign: (deviceSeq) => signCommand({
+          command: {
+            id: pending.subject.id, device_id: pending.subject.device_id, opcode: pending.subject.opcode as SignedCommand['opcode'], args: pending.subject.args,
+            issued_at: nowMs, expires_at: pending.subject.expires_at, device_seq: deviceSeq, issuer: pending.subject.issuer,
+            ...(requester === undefined ? {} : { requester }),
+            approval: {
+              requested_by: pending.subject.requested_by, rule_id: decision.ruleId ?? pending.rule_id,
+              approvals: approvals.slice(0, approvalLimits.approvalsMax).map((a) => ({ approver: a.approver, kid: a.kid, decision: 'approve' as const, expires_at: a.expires_at, sig: a.signature })),
+            },
           },
-        },
-        kid: signer.kid, seed: signer.seed, provider: this.#ctx.ed25519,
-      }),
-      audit: (signed) => ({
-        kind: 'command.released', actor: actors.user(facts.by), subject: `command:${command.id}`,
-        payload: { command: signed as unknown as JsonObject, policy: { decision: decision.decision, reason: decision.reason, ...(decision.ruleId === undefined ? {} : { rule_id: decision.ruleId }), revision } },
-      }),
-    });
+          kid: signer.kid, seed: signer.seed, provider: this.#ctx.ed25519,
+        }),
+        audit: (signed) => ({
+          kind: 'command.released', actor: actors.user(facts.by), subject: `command:${command.id}`,
+          payload: { command: signed as unknown as JsonObject, policy: { decision: decision.decision, reason: decision.reason, ...(decision.ruleId === undefined ? {} : { rule_id: decision.ruleId }), revision } },
+        }),
+      });
+    } catch (error) {
+      if (!(error instanceof ApprovalsChanged)) throw error;
+      return this.#afterApprovalsChanged(facts, attempt);
+    }
     await this.#afterChange(command, 'queued', nowMs);
     await this.#options.commands.dispatchWaiting(command.device_id);
     return { command: await this.#options.commands.get(command.id), released: true };
+  }
+
+  /**
+   * An approval the release was to embed stopped holding between #holding and the release's
+   * transaction, which rolled back. The approval being submitted is stored, those that no longer
+   * hold are dropped and audited (#holding), and the release is judged again with what is left, at
+   * most approvalReleaseAttemptsMax times in all; otherwise the command keeps waiting.
+   */
+  async #afterApprovalsChanged(facts: ReleaseFacts, attempt: number): Promise<ApprovalOutcome> {
+    const { command, pending, nowMs } = facts;
+    if (facts.approval !== undefined) {
+      await this.#repository.recordApproval(facts.approval.row, facts.approval.audit);
+      await this.#ctx.settleAudit();
+    }
+    const now = await this.#holding(command.id, pending, nowMs);
+    const again = await this.#evaluate(pending, command, now, nowMs);
+    if (again.decision.decision === 'allow' && attempt < approvalReleaseAttemptsMax) {
+      const { approval: _stored, ...rest } = facts;
+      return this.#release({ ...rest, approvals: now, decision: again.decision, revision: again.revision, requesterRole: again.requesterRole }, attempt + 1);
+    }
+    return { command: await this.#options.commands.get(command.id), released: false };
   }
 
   /** The current policy's decision for the requester (with their current role) and these approvals. */
@@ -292,6 +311,28 @@ export class ApprovalService {
     await this.#ctx.settleAudit();
     this.#ctx.publishLive({ type: 'command', command_id: command.id, device_id: command.device_id, state, at_ms: atMs });
   }
+}
+
+/** What a release is judged and signed with. */
+interface ReleaseFacts {
+  readonly command: CommandDetail; readonly pending: PendingApproval; readonly approvals: readonly ApprovalRow[]; readonly decision: PolicyDecision;
+  readonly revision: number; readonly nowMs: number; readonly by: string;
+  /** The requester's role the release was judged with; signed into the command (`requester`). */
+  readonly requesterRole: Role;
+  readonly approval?: { row: ApprovalRow; audit: AuditRecord };
+}
+
+/** Releases tried for one submission when approvals keep changing under it (each re-judged; bounded so a flapping approver cannot loop it). */
+const approvalReleaseAttemptsMax = 3;
+
+/** Why an approval no longer holds, or the row with its approver's current role, from the approver and key as they are now. */
+function judgeApproval(row: ApprovalRow, pending: PendingApproval, now: ApproverNow): ApprovalDropReason | ApprovalRow {
+  const { role, key } = now;
+  if (role === undefined || !isRole(role)) return 'approver_removed';
+  if (role !== row.role && !pending.roles.includes(role)) return 'role_not_accepted';
+  if (key === undefined || key.userName !== row.approver) return 'signing_key_removed';
+  if (key.retiredAtMs !== null) return 'signing_key_retired';
+  return role === row.role ? row : { ...row, role };
 }
 
 /** Why a stored approval stopped counting (the `reason` of `command.approval_dropped`). */

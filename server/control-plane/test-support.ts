@@ -183,11 +183,19 @@ export async function makeHarness(target: SqlTarget, options: {
   return {
     dir, clock, materials, db, bus, cp,
     async close() {
-      await cp.stop();
-      await bus.close();
-      await kv.close();
-      await db.close();
-      await rm(dir, { recursive: true, force: true });
+      // systemScheduler's timers are unref'd: a started control plane's consumers, blocked in a
+      // read until its timer fires, would otherwise leave the event loop empty while stop() waits,
+      // and the test runner would cancel the hook (device-tags-policy.test.ts did, every run).
+      const keepAlive = setInterval(() => undefined, 1_000);
+      try {
+        await cp.stop();
+        await bus.close();
+        await kv.close();
+        await db.close();
+        await rm(dir, { recursive: true, force: true });
+      } finally {
+        clearInterval(keepAlive);
+      }
     },
   };
 }

@@ -460,9 +460,12 @@ class DefaultAgentCore implements AgentCore {
       this.#log.warn({ clockOffsetMs }, 'this device clock is off the gateway clock; deadlines are judged on the gateway clock');
     }
     this.#scheduleHeartbeat(live);
-    // What was buffered while disconnected (or waited for a batch when the last session ended) goes now.
-    if (this.#samplesPerFrameMax > 1) this.#flushTelemetry(live);
-    else for (const sample of this.#telemetryBuffer.splice(0)) this.#sendTelemetry(live, sample.sampledAtMs, sample.metrics);
+    // What was buffered while disconnected (or waited for a batch when the last session ended) goes
+    // now, batched or one TELEMETRY frame per sample (#flushTelemetry sends single samples when not
+    // batching). Each sample leaves the buffer only as its frame is sent, and only while this same
+    // session is ready: a send that fails closes the session, and the rest stays buffered for the
+    // next one (taking the whole buffer first lost the rest on the closed connection, counted dropped).
+    this.#flushTelemetry(live);
     // Results the gateway may not have received: re-sent; the control plane takes duplicates
     // idempotently. On the intake lane, so a long-running command does not hold them back.
     this.#enqueueIntake(async () => {

@@ -69,7 +69,7 @@ class Harness {
   }
 
   /** A new session with a gateway that sends acks (`gatewayAcks`) or an older one that does not. */
-  connect(gatewayAcks = true, samplesMax = 0): void {
+  connect(gatewayAcks = true, samplesMax = 0, failTelemetrySendAt = 0): void {
     this.session += 1;
     const session = this.session;
     const gateway = new GatewayConnection({
@@ -79,11 +79,20 @@ class Harness {
       ...(gatewayAcks ? { telemetryAcks: true } : {}),
     });
     this.gateway = gateway;
+    let telemetrySends = 0;
     this.handle = this.core.onConnected({
       send: (bytes) => {
         if (this.gateway !== gateway) return;
         const envelope = decodeEnvelope(bytes);
         if (envelope.type === 'AUTH') this.auths.push(envelope.body as MessageBody<'AUTH'>);
+        // A transport that fails (a socket that broke under the write) on this session's Nth telemetry frame.
+        if (envelope.type === 'TELEMETRY' || envelope.type === 'TELEMETRY_BATCH') {
+          telemetrySends += 1;
+          if (telemetrySends === failTelemetrySendAt) {
+            gateway.transportLost(this.time.nowMs());
+            throw new Error('socket write failed');
+          }
+        }
         this.#record(gateway.receive(bytes, this.time.nowMs()), session);
         this.pump();
       },
@@ -219,6 +228,45 @@ describe('agent telemetry acknowledgements', () => {
     h.connect(false);
     await settle();
     assert.deepEqual(h.samplesOf(2), []);
+  });
+
+  it('a send failing within the resend burst leaves the rest of the burst buffered for the next session, none dropped', async () => {
+    // Not batching: after AUTH_ACK the buffer goes one TELEMETRY frame per sample. The second send
+    // throws: the session closes; the one sent (unacked) and the one that failed come back, and the
+    // four not yet sent must still be in the buffer, not sent on the closed connection and lost.
+    const h = await harness({ telemetryAcks: true });
+    await h.advance(6 * telemetryIntervalMs);
+    const first = h.samplesOf(1);
+    assert.ok(first.length >= 6, `${first.length} samples`);
+    h.disconnect();
+    assert.equal(h.core.telemetrySamplesBuffered, first.length);
+    h.connect(true, 0, 2);
+    await settle();
+    assert.equal(h.core.isReady, false, 'the failed send closed the session');
+    assert.deepEqual(h.samplesOf(2), first.slice(0, 1), 'one sent before the failure');
+    assert.equal(h.core.telemetrySamplesDropped, 0);
+    assert.equal(h.core.telemetrySamplesBuffered, first.length, 'the whole burst kept for the next session');
+    h.connect();
+    await settle();
+    assert.deepEqual(h.samplesOf(3), first, 'all of them, in order, in the next session');
+    assert.deepEqual(h.refusals, []);
+  });
+
+  it('a send failing within a batched resend keeps the later batches buffered', async () => {
+    const h = await harness({ telemetryAcks: true, telemetrySamplesPerFrameMax: 2, telemetryBatchDelayMs: 3_600_000 }, true, 8);
+    await h.advance(6 * telemetryIntervalMs);
+    const first = h.samplesOf(1);
+    assert.ok(first.length >= 6, `${first.length} samples`);
+    h.disconnect();
+    h.connect(true, 8, 2);
+    await settle();
+    assert.equal(h.core.isReady, false);
+    assert.deepEqual(h.samplesOf(2), first.slice(0, 2));
+    assert.equal(h.core.telemetrySamplesDropped, 0);
+    assert.equal(h.core.telemetrySamplesBuffered, first.length);
+    h.connect(true, 8);
+    await settle();
+    assert.deepEqual(h.samplesOf(3), first);
   });
 
   it('keeps a batch under its frame seq: acknowledged whole, and sent again whole', async () => {

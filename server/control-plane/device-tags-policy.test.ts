@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { systemRandom, systemScheduler } from '../../runtime/system.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
 import { createControlPlane, type ControlPlane } from './control-plane.js';
+import { latestRevisionLocked } from './policy-store.js';
 import { makeDeviceKey, makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
 
 /**
@@ -141,6 +142,51 @@ function suite(pair: StorePair): void {
       await putTags('admin', ['prod', 'site-9']);
       await eventually('the bundle carries the new tags', async () => JSON.stringify(await bundleTags()) === JSON.stringify(['prod', 'site-9']));
       assert.ok(requests.length > asked);
+    });
+
+    it('judged against the revision in force at the commit (review finding 4): a revision naming the tag, stored between the guard\'s read and the commit, refuses the change', async () => {
+      await putTags('admin', ['prod']);
+      const policy = h.cp.policy;
+      const current = policy.current.bind(policy);
+      let stored: number | undefined;
+      policy.current = async () => {
+        const answer = await current();
+        // Only the tag route's read (the bundle publisher reads the policy too, on its own ticks).
+        if (stored === undefined && (new Error().stack ?? '').includes('policyTagGuard')) {
+          const canary = { ...policyDocument, rules: [...policyDocument.rules, { id: 'freeze-canary', effect: 'deny', roles: '*', opcodes: ['EXEC_PING_KERNEL'], devices: { tags: ['canary'] } }] };
+          stored = (await policy.set({ document: { ...canary, revision: answer.revision }, expectedRevision: answer.revision, actor: 'admin' })).revision;
+        }
+        return answer;
+      };
+      let added;
+      try {
+        added = await putTags('operator', ['canary', 'prod']);
+      } finally {
+        policy.current = current;
+      }
+      assert.ok(stored !== undefined, 'a revision was stored between the guard\'s read and the commit');
+      assert.equal(added.status, 403, added.text);
+      assert.equal(added.json().error.code, 'API_DEVICE_TAG_POLICY_NAMED');
+      assert.match(added.json().error.message, new RegExp(`canary.*revision ${stored}`));
+      assert.deepEqual(await tagsNow(), ['prod'], 'nothing changed');
+    });
+
+    it('on MySQL the guard\'s in-transaction read holds a new revision back until the tag change commits (SQLite: one transaction at a time)', { skip: pair.sql.name !== 'mysql' ? 'MySQL only' : false }, async () => {
+      const { revision } = await h.cp.policy.current();
+      let committed = false;
+      let storedBeforeCommit: boolean | undefined;
+      let revising: Promise<void> | undefined;
+      await h.db.transaction(async (tx) => {
+        assert.equal(await latestRevisionLocked(tx), revision);
+        revising = h.cp.policy.set({ document: { ...policyDocument, revision }, expectedRevision: revision, actor: 'admin' }).then(() => { storedBeforeCommit = !committed; });
+        // Round trips on this transaction while the revision's insert is on its way (it waits for the lock).
+        for (let i = 0; i < 50; i += 1) await tx.query('SELECT 1 AS one');
+        assert.equal(storedBeforeCommit, undefined, 'the new revision did not commit while the lock was held');
+      });
+      committed = true;
+      await revising;
+      assert.equal(storedBeforeCommit, false);
+      assert.equal((await h.cp.policy.current()).revision, revision + 1);
     });
   });
 }

@@ -258,13 +258,14 @@ export class DeviceService {
    * route's schema bounds the count and checks each tag's charset; checked again here because
    * the simulator and tests call the service directly. `guard` sees the tags before and after
    * inside the transaction (the route refuses there an operator's change to a tag the policy
-   * selects on, decision 0013); a throw rolls the change back. After the commit a fresh policy
+   * selects on, decision 0013), with the transaction, so it can read the policy revision in force
+   * as of the commit (review finding 4); a throw rolls the change back. After the commit a fresh policy
    * bundle is asked for (policyBundleChannels.requests), so the device's own check does not keep
    * judging with the old tags until its bundle is next re-signed (days).
    */
   async setTags(options: {
     actor: string; deviceId: string; tags: readonly string[];
-    guard?: (previous: readonly string[], next: readonly string[]) => void;
+    guard?: (previous: readonly string[], next: readonly string[], tx: SqlExecutor) => void | Promise<void>;
   }): Promise<{ device_id: string; tags: string[] }> {
     const { deviceId } = options;
     const tags = [...new Set(options.tags)].sort();
@@ -274,7 +275,7 @@ export class DeviceService {
     await this.#row(deviceId);
     const changed = await this.#ctx.db.transaction(async (tx) => {
       const before = (await tx.query<{ tag: string }>('SELECT tag FROM device_tags WHERE device_id = ? ORDER BY tag', [deviceId])).map((row) => row.tag);
-      options.guard?.(before, tags);
+      await options.guard?.(before, tags, tx);
       await tx.execute('DELETE FROM device_tags WHERE device_id = ?', [deviceId]);
       for (const tag of tags) await tx.execute('INSERT INTO device_tags (device_id, tag) VALUES (?, ?)', [deviceId, tag]);
       await this.#ctx.audit.record(tx, {

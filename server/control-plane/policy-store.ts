@@ -158,6 +158,19 @@ export function revisionOf(value: unknown): number {
   return value === null || value === undefined ? builtinPolicyRevision : Number(value);
 }
 
+/**
+ * The current revision number, read inside `tx` so that no newer revision can commit before `tx`
+ * does: on MySQL a shared locking read of the newest row (a next-key lock on it and the gap
+ * after), which the next revision's INSERT waits for; SQLite runs one transaction at a time. For a
+ * change judged against the policy (a tag change, decision 0013) that must not commit beside a
+ * revision it was not judged against (review finding 4, 2026-12-05).
+ */
+export async function latestRevisionLocked(tx: SqlExecutor): Promise<number> {
+  const lockingRead = tx.dialect === 'mysql' ? ' LOCK IN SHARE MODE' : '';
+  const [row] = await tx.query<{ revision: number | string | null }>(`SELECT revision FROM policy_revisions ORDER BY revision DESC LIMIT 1${lockingRead}`);
+  return revisionOf(row?.revision);
+}
+
 async function latestRevision(executor: SqlExecutor): Promise<number> {
   const [row] = await executor.query<{ revision: number | string | null }>(latestRevisionSql);
   return revisionOf(row?.revision);

@@ -1,7 +1,9 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import type { PresentedClientCertificate } from '../../devices.js';
+import { latestRevisionLocked } from '../../policy-store.js';
 import type { ControlPlaneServices } from '../../services.js';
+import type { SqlExecutor } from '../../../stores/sql/sql-port.js';
 import { principalOf } from '../authentication.js';
 import type { RoutesPlugin } from '../plugin.js';
 import type { AuthRateLimiter } from '../rate-limit.js';
@@ -45,10 +47,25 @@ export function policyNamedTags(policy: Policy): string[] {
  * The check an operator's tag change must pass: it may add or remove only tags no rule of the
  * current policy names; API_DEVICE_TAG_POLICY_NAMED names the ones it touched and the revision.
  */
-async function policyTagGuard(services: ControlPlaneServices, who: { actor: string; role: string; deviceId: string }): Promise<(previous: readonly string[], next: readonly string[]) => void> {
+/** A newer policy revision was found inside the tag change's transaction: judged again with it (rolled back meanwhile). */
+class PolicyMovedOn extends Error {}
+
+/** Tag changes tried when policy revisions keep arriving under them; past it POLICY_REVISION_STALE (409), nothing changed. */
+const tagChangeAttemptsMax = 3;
+
+/**
+ * The guard for a non-admin's tag change: refuses adding or removing a tag the policy selects on.
+ * Judged against the revision in force when the change commits (review finding 4, 2026-12-05):
+ * the policy is loaded before the transaction, and inside it the newest revision is read with a
+ * lock (latestRevisionLocked) that a new revision's insert waits for. If a revision was stored in
+ * between, the change rolls back and is judged again with it, so a deny rule on `prod` committed
+ * while an operator removes `prod` is never skipped.
+ */
+async function policyTagGuard(services: ControlPlaneServices, who: { actor: string; role: string; deviceId: string }): Promise<(previous: readonly string[], next: readonly string[], tx: SqlExecutor) => Promise<void>> {
   const { policy, revision } = await services.policy.current();
   const named = new Set(policyNamedTags(policy));
-  return (previous, next) => {
+  return async (previous, next, tx) => {
+    if (await latestRevisionLocked(tx) !== revision) throw new PolicyMovedOn();
     const touched = [...previous.filter((tag) => !next.includes(tag)), ...next.filter((tag) => !previous.includes(tag))].filter((tag) => named.has(tag)).sort();
     if (touched.length === 0) return;
     throw new SdcError('API_DEVICE_TAG_POLICY_NAMED', `${who.actor} (${who.role}) may not add or remove ${touched.join(', ')} on device ${who.deviceId}: policy revision ${revision} selects devices by ${touched.length === 1 ? 'this tag' : 'these tags'}; an admin may`, {
@@ -76,13 +93,20 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
     const deviceId = request.params.id;
     // Tags the policy selects on are security attributes (decision 0013): an admin's deny or
     // approval rule on a tag must not be escapable by an operator dropping the tag, nor an
-    // allow rule reachable by adding one. Judged against the revision in force now.
-    const guard = principal.role === 'admin' ? undefined : await policyTagGuard(services, { actor: principal.name, role: principal.role, deviceId });
-    try {
-      return await devices.setTags({ actor: principal.name, deviceId, tags: request.body.tags, ...(guard === undefined ? {} : { guard }) });
-    } catch (error) {
-      if (SdcError.is(error, 'API_DEVICE_TAG_POLICY_NAMED')) request.log.warn({ code: error.code, actor: principal.name, role: principal.role, deviceId, ...error.details }, 'device tag change refused');
-      throw error;
+    // allow rule reachable by adding one. Judged against the revision in force at the commit.
+    if (principal.role === 'admin') return devices.setTags({ actor: principal.name, deviceId, tags: request.body.tags });
+    for (let attempt = 1; ; attempt += 1) {
+      const guard = await policyTagGuard(services, { actor: principal.name, role: principal.role, deviceId });
+      try {
+        return await devices.setTags({ actor: principal.name, deviceId, tags: request.body.tags, guard });
+      } catch (error) {
+        if (error instanceof PolicyMovedOn) {
+          if (attempt < tagChangeAttemptsMax) continue;
+          throw new SdcError('POLICY_REVISION_STALE', `the policy changed ${attempt} times while the tags of device ${deviceId} were being changed; nothing changed, try again`, { deviceId, attempts: attempt });
+        }
+        if (SdcError.is(error, 'API_DEVICE_TAG_POLICY_NAMED')) request.log.warn({ code: error.code, actor: principal.name, role: principal.role, deviceId, ...error.details }, 'device tag change refused');
+        throw error;
+      }
     }
   });
 

@@ -63,6 +63,12 @@ export interface ConnectionHandle {
   refuse?(error: SdcError, closeCode: number): void;
   /** The transport heard a pong (a WebSocket pong): the answer to the liveness probe (liveness-probe.ts). */
   pong?(): void;
+  /**
+   * True once the device's AUTH was accepted (set while the AUTH frame is received). The server
+   * counts a socket against its unauthenticated-socket bounds until then (gateway-server.ts).
+   * Absent on a refused connection's handle, which never authenticates.
+   */
+  readonly authenticated?: boolean;
 }
 
 export interface GatewayCore {

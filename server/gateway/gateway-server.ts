@@ -13,7 +13,7 @@ import { systemClock, systemRandom } from '../../runtime/system.js';
 import { bytesFromBase64url, hexFromBytes } from '../../core/crypto/bytes.js';
 import { unverifiedDeviceIdOf, verifyDeviceCertificate, type TrustAnchor } from '../../trust/verify-device-certificate.js';
 import { closeCodes } from './close-codes.js';
-import type { GatewayCore } from './gateway-core.js';
+import type { ConnectionHandle, GatewayCore } from './gateway-core.js';
 import { AgentSocket, AgentWebSocket, type AgentSocketShared } from './agent-socket.js';
 import {
   msUntilNextPeriod, sessionIdContextFor, ticketKeyRotationMsDefault, ticketKeysFor, ticketPeriodOf, type SessionTicketOptions,
@@ -156,14 +156,9 @@ interface Unauthenticated {
   timer: NodeJS.Timeout | undefined;
 }
 
-/**
- * Whether the core's handle for a socket has authenticated. The core's handle is its DeviceSession
- * (gateway-core.ts acceptConnection), whose `authenticated` turns true while the AUTH frame is
- * received; ConnectionHandle does not name it, so it is read here by shape (a refused socket's
- * handle has no such member and never authenticates).
- */
-function handleAuthenticated(handle: unknown): boolean {
-  return (handle as { authenticated?: unknown }).authenticated === true;
+/** Whether the core's handle for a socket has authenticated (ConnectionHandle.authenticated). */
+function handleAuthenticated(handle: ConnectionHandle): boolean {
+  return handle.authenticated === true;
 }
 
 function positiveInteger(name: string, value: number): number {

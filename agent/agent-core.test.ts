@@ -17,7 +17,7 @@ import type { Scheduler } from '../core/ports/ports.js';
 import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreEvent } from './agent-core.js';
 import { MemoryCommandJournal, type CommandJournal } from './command-journal.js';
 import { FileCommandJournal } from './command-journal-file.js';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
@@ -582,28 +582,114 @@ describe('agent core', () => {
     assert.equal(h.journal.get(waiting.id)?.result?.error?.code, 'AGENT_COMMAND_EXPIRED');
   });
 
-  // Security review 2026-12-05, finding 7: a journal file created where none was refuses commands issued before it.
-  it('refuses a command issued before its journal was created (AGENT_COMMAND_BEFORE_JOURNAL, not run, not journaled); a later one runs', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sdc-agent-floor-'));
-    try {
-      const h = new Harness();
-      const issuedEarlier = h.command('EXEC_PING_KERNEL', { issued_at: h.time.nowMs() - 5_000 });
-      h.journal = await FileCommandJournal.open({ path: join(dir, 'journal.jsonl'), createdAtMs: h.time.nowMs() });
-      h.createCore();
-      await h.core.idle();
-      h.connect();
-      await h.deliver(issuedEarlier);
-      assert.equal(h.kernel.calls(), 0);
-      assert.equal(h.messages('COMMAND_RESULT')[0]?.body.error?.code, 'AGENT_COMMAND_BEFORE_JOURNAL');
-      assert.equal(h.journal.get(issuedEarlier.id), undefined);
-      const issuedAfter = h.command();
-      await h.deliver(issuedAfter);
-      assert.equal(h.kernel.calls(), 1);
-      assert.equal(h.messages('COMMAND_RESULT').at(-1)?.body.status, 'succeeded');
-      await h.journal.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+  // Security review 2026-12-05, finding 7: a journal file created where none was refuses commands
+  // issued before it. Review h8, finding 3: its floor is taken at the first AUTH_ACK (the later of
+  // the device's clock and the gateway's), not on the device's clock when the file was created.
+  describe('the journal floor of a journal created where none was', () => {
+    const withFreshJournal = async (body: (h: Harness) => Promise<void>, beforeOpen?: (h: Harness, path: string) => Promise<void>) => {
+      const dir = await mkdtemp(join(tmpdir(), 'sdc-agent-floor-'));
+      try {
+        const h = new Harness();
+        const path = join(dir, 'journal.jsonl');
+        await beforeOpen?.(h, path);
+        h.journal = await FileCommandJournal.open({ path, issuedFloorWhenCreated: true });
+        await body(h);
+        await h.core.idle();
+        await h.journal.close();
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    };
+
+    it('a device clock behind when the file is created (an RTC at 1970), corrected before the first session: a command captured before still is refused (AGENT_COMMAND_BEFORE_JOURNAL, not run, not journaled)', async () => {
+      await withFreshJournal(async (h) => {
+        // NTP corrected the clock before the agent reached a gateway (it could not before: PROTO_CLOCK_SKEW).
+        h.agentSkewMs = 0;
+        const captured = h.command('EXEC_PING_KERNEL', { issued_at: h.time.nowMs() - 3_600_000, expires_at: h.time.nowMs() + 86_400_000 });
+        h.createCore();
+        await h.core.idle();
+        h.connect();
+        await h.core.idle();
+        assert.equal(h.journal.issuedFloorPending?.(), false);
+        assert.equal(h.journal.issuedFloorMs?.(), h.time.nowMs());
+        await h.deliver(captured);
+        assert.equal(h.kernel.calls(), 0);
+        assert.equal(h.messages('COMMAND_RESULT')[0]?.body.error?.code, 'AGENT_COMMAND_BEFORE_JOURNAL');
+        assert.equal(h.journal.get(captured.id), undefined, 'not journaled');
+        const issuedAfter = h.command();
+        await h.deliver(issuedAfter);
+        assert.equal(h.kernel.calls(), 1);
+        assert.equal(h.messages('COMMAND_RESULT').at(-1)?.body.status, 'succeeded');
+      }, async (h) => {
+        h.agentSkewMs = 1_000 - h.time.nowMs();
+      });
+    });
+
+    it('a device clock ahead when the file is created (30 days), corrected later: commands issued from the first session on run', async () => {
+      await withFreshJournal(async (h) => {
+        h.agentSkewMs = 0;
+        h.createCore();
+        await h.core.idle();
+        h.connect();
+        await h.core.idle();
+        assert.equal(h.journal.issuedFloorMs?.(), h.time.nowMs());
+        const command = h.command();
+        await h.deliver(command);
+        assert.equal(h.kernel.calls(), 1);
+        assert.equal(h.messages('COMMAND_RESULT').at(-1)?.body.status, 'succeeded');
+      }, async (h) => {
+        h.agentSkewMs = 30 * 86_400_000;
+      });
+    });
+
+    it('a floor already recorded in the future (taken on a clock that ran ahead) is lowered at the next AUTH_ACK, and commands run', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'sdc-agent-floor-'));
+      try {
+        const h = new Harness();
+        const path = join(dir, 'journal.jsonl');
+        await writeFile(path, JSON.stringify({ r: 'watermark', seq: 0 }) + '\n' + JSON.stringify({ r: 'issued_floor', at_ms: h.time.nowMs() + 30 * 86_400_000 }) + '\n');
+        h.journal = await FileCommandJournal.open({ path, issuedFloorWhenCreated: true });
+        h.createCore();
+        await h.core.idle();
+        h.connect();
+        await h.core.idle();
+        assert.equal(h.journal.issuedFloorMs?.(), h.time.nowMs());
+        await h.deliver(h.command());
+        assert.equal(h.kernel.calls(), 1);
+        assert.equal(h.messages('COMMAND_RESULT').at(-1)?.body.status, 'succeeded');
+        await h.journal.close();
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('a fresh enrollment with a right clock: a command delivered right after AUTH_ACK (before the floor is durable) waits for it and runs', async () => {
+      await withFreshJournal(async (h) => {
+        h.createCore();
+        await h.core.idle();
+        h.connect();
+        // Not awaited: the floor's write is still on the intake lane when the delivery arrives.
+        const command = h.command();
+        await h.deliver(command);
+        assert.equal(h.journal.issuedFloorMs?.(), command.issued_at);
+        assert.equal(h.kernel.calls(), 1);
+        assert.equal(h.messages('COMMAND_RESULT').at(-1)?.body.status, 'succeeded');
+      });
+    });
+
+    it('a device clock behind the gateway\'s within the session bound: the floor is the gateway\'s time, and a command issued then runs', async () => {
+      await withFreshJournal(async (h) => {
+        h.agentSkewMs = -200_000;
+        h.createCore();
+        await h.core.idle();
+        h.connect();
+        await h.core.idle();
+        const floorMs = h.journal.issuedFloorMs?.() ?? 0;
+        assert.ok(Math.abs(floorMs - h.time.nowMs()) < 1_000, `floor ${floorMs - h.time.nowMs()} ms off the gateway clock`);
+        await h.deliver(h.command());
+        assert.equal(h.kernel.calls(), 1);
+      });
+    });
   });
 
   it('a command that started before its deadline runs to the end even if the kernel call outlasts it', async () => {

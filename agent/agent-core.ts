@@ -460,6 +460,7 @@ class DefaultAgentCore implements AgentCore {
       this.#log.warn({ clockOffsetMs }, 'this device clock is off the gateway clock; deadlines are judged on the gateway clock');
     }
     this.#scheduleHeartbeat(live);
+    this.#settleIssuedFloor();
     // What was buffered while disconnected (or waited for a batch when the last session ended) goes
     // now, batched or one TELEMETRY frame per sample (#flushTelemetry sends single samples when not
     // batching). Each sample leaves the buffer only as its frame is sent, and only while this same
@@ -472,6 +473,36 @@ class DefaultAgentCore implements AgentCore {
       for (const entry of this.#o.journal.entries()) {
         if (entry.stage === 'finished' && !entry.confirmed && entry.result) this.#sendResult(entry.result, true);
       }
+    }, true);
+  }
+
+  /**
+   * A journal created where none was has its floor pending (command-journal-file.ts): recorded now,
+   * at the first AUTH_ACK, as the later of this device's clock and the gateway's. The session opened,
+   * so the two are within clockOffsetLimits of each other; the later one, so that a gateway handing a
+   * large offset cannot move the floor back (by up to 300 s) over commands that may have run; the
+   * cost, a device clock up to 300 s ahead refuses the commands issued in that much after. A floor
+   * later than that (an older file's, taken on a clock that ran ahead) is lowered to it. On the
+   * intake lane, ahead of any delivery of this session, so none is judged before the floor is
+   * durable; a failed write leaves it pending (every command refused) until the next AUTH_ACK.
+   */
+  #settleIssuedFloor(): void {
+    const journal = this.#o.journal;
+    if (journal.settleIssuedFloor === undefined) return;
+    const floorAtMs = Math.max(this.#o.clock.nowMs(), this.#gatewayNowMs());
+    const pending = journal.issuedFloorPending?.() ?? false;
+    const previousMs = journal.issuedFloorMs?.() ?? 0;
+    // Nothing to do (always, in the simulator): nothing is queued, so the lanes stay as they were.
+    if (!pending && previousMs <= floorAtMs) return;
+    this.#enqueueIntake(async () => {
+      try {
+        if (!(await journal.settleIssuedFloor!(floorAtMs))) return;
+      } catch (error) {
+        this.#log.error({ err: error }, 'the command journal floor was not recorded; commands stay refused until the next session');
+        return;
+      }
+      if (pending) this.#log.info({ issuedFloorMs: floorAtMs }, 'command journal floor recorded: commands issued before it are refused (AGENT_COMMAND_BEFORE_JOURNAL)');
+      else this.#log.warn({ issuedFloorMs: floorAtMs, previousMs }, 'command journal floor was in the future (taken on a clock that ran ahead): lowered to now');
     }, true);
   }
 
@@ -786,7 +817,7 @@ class DefaultAgentCore implements AgentCore {
       return SdcError.is(error) ? error : new SdcError('AGENT_EXECUTION_FAILED', String(error));
     }
     // The deadline on the device's own clock too, and the journal's floor (agent/command-acceptance.ts).
-    const ownRefusal = expiredOnOwnClock(command, this.#o.clock.nowMs(), 'COMMAND_EXPIRED') ?? issuedBeforeJournal(command, this.#o.journal.issuedFloorMs?.() ?? 0);
+    const ownRefusal = expiredOnOwnClock(command, this.#o.clock.nowMs(), 'COMMAND_EXPIRED') ?? issuedBeforeJournal(command, this.#o.journal.issuedFloorMs?.() ?? 0, this.#o.journal.issuedFloorPending?.() ?? false);
     if (ownRefusal) return ownRefusal;
     if (idTaken) return new SdcError('COMMAND_IDEMPOTENCY_CONFLICT', `command id ${command.id} was already used for a different command`);
     // Redeliveries after a gateway failure may arrive out of order: a lower seq that has not run

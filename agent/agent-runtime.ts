@@ -100,10 +100,12 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   });
   const journal = await FileCommandJournal.open({
     path: current.paths.journal, onTornTail: (bytes) => logger.warn({ bytes }, 'dropped a torn journal tail'),
-    // No journal file (a new device, or one lost while the identity stayed): commands issued before now are refused (command-journal-file.ts).
-    createdAtMs: options.clock.nowMs(),
-    onCreated: (floorMs) => {
-      if (!enrolledNow) logger.warn({ issuedFloorMs: floorMs }, 'the command journal was missing and is created anew; commands issued before now are refused (AGENT_COMMAND_BEFORE_JOURNAL)');
+    // No journal file (a new device, or one lost while the identity stayed): commands issued before
+    // the first session's AUTH_ACK are refused; the floor is taken then, not on this clock now
+    // (command-journal-file.ts, agent-core #settleIssuedFloor).
+    issuedFloorWhenCreated: true,
+    onCreated: () => {
+      if (!enrolledNow) logger.warn({}, 'the command journal was missing and is created anew; commands issued before the first session are refused (AGENT_COMMAND_BEFORE_JOURNAL)');
     },
   });
   // Compliance facts for AUTH (docs/compliance.md): the configuration hashed is what decides whom the agent trusts and how it runs.

@@ -32,12 +32,20 @@ export function expiredOnOwnClock(command: SignedCommand, deviceNowMs: number, c
 }
 
 /**
- * Finding 7: a command issued before the journal's floor (the time the journal file was created
- * when the file was missing, command-journal-file.ts) is refused: what an earlier journal ran is
- * unknown, so such a command could be one that already ran (replayed by a hostile gateway within
- * its TTL). Undefined when the command may be taken.
+ * Finding 7: a command issued before the journal's floor (for a journal file created where none
+ * was, the time of the first session after, command-journal-file.ts) is refused: what an earlier
+ * journal ran is unknown, so such a command could be one that already ran (replayed by a hostile
+ * gateway within its TTL). While the floor is pending (no session yet since the file was created)
+ * every command is refused. Undefined when the command may be taken.
  */
-export function issuedBeforeJournal(command: SignedCommand, issuedFloorMs: number): SdcError | undefined {
+export function issuedBeforeJournal(command: SignedCommand, issuedFloorMs: number, floorPending = false): SdcError | undefined {
+  if (floorPending) {
+    return new SdcError(
+      'AGENT_COMMAND_BEFORE_JOURNAL',
+      "this device's command journal was created anew and its floor is not recorded yet (no session since); issue the command again",
+      { commandId: command.id },
+    );
+  }
   if (command.issued_at >= issuedFloorMs) return undefined;
   return new SdcError(
     'AGENT_COMMAND_BEFORE_JOURNAL',

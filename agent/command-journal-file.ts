@@ -21,13 +21,14 @@ export interface FileJournalOptions extends Partial<JournalLimits> {
   /** Told when a torn last line was dropped on open. */
   onTornTail?: (bytes: number) => void;
   /**
-   * When the file does not exist: the time (the device's clock, ms) recorded in the new file as
-   * its issued floor, so that commands issued before it are refused (agent/command-acceptance.ts).
-   * The agent runtime passes its clock's now. Absent: a missing file starts empty with no floor.
+   * When the file does not exist, the new file's issued floor is pending (issued_floor_pending):
+   * every command is refused (agent/command-acceptance.ts) until the agent's first session records
+   * the floor (settleIssuedFloor, agent-core #onReady). The agent runtime sets it. Absent: a missing
+   * file starts empty with no floor.
    */
-  createdAtMs?: number;
-  /** Told when the file did not exist and was created with `createdAtMs` as its floor. */
-  onCreated?: (issuedFloorMs: number) => void;
+  issuedFloorWhenCreated?: boolean;
+  /** Told when the file did not exist and was created with its floor pending. */
+  onCreated?: () => void;
 }
 
 const journalBytesMax = 64 * 1024 * 1024;
@@ -84,13 +85,21 @@ export class FileCommandJournal extends RecordJournal {
     // journal lost while the identity stayed (restored from an older image, deleted): then what
     // ran before, and the device_seq record, are gone, and a hostile gateway could replay
     // captured commands within their TTL (up to 7 days). Refusing to start would strand the device
-    // until an operator acts; instead the new file records when it was created, and commands
-    // issued before that are refused (typed, AGENT_COMMAND_BEFORE_JOURNAL) while newer ones run.
-    // A new device gets the floor too: its device id may have been enrolled before, and nothing
-    // was issued to this enrollment earlier. It rests on the device clock at creation.
-    if (missing && options.createdAtMs !== undefined) {
-      state.apply({ r: 'issued_floor', at_ms: Math.max(0, Math.floor(options.createdAtMs)) });
-      options.onCreated?.(state.issuedFloorMs());
+    // until an operator acts; instead the new file gets a floor, and commands issued before it
+    // are refused (typed, AGENT_COMMAND_BEFORE_JOURNAL) while newer ones run. A new device gets
+    // the floor too: its device id may have been enrolled before, and nothing was issued to this
+    // enrollment earlier.
+    // The floor is not the device's clock now (review h8, finding 3): a device whose clock was
+    // reset (an RTC at 1970 before NTP) would get a floor that refuses nothing, and one whose clock
+    // ran ahead a floor that refuses every command until that time, for good. The file records
+    // the floor as pending instead: commands are refused until the first AUTH_ACK, after which the
+    // agent records the later of its own clock and the gateway's (agent-core #settleIssuedFloor). A
+    // session opens only when the two are within clockOffsetLimits (the agent closes past 600 s,
+    // the gateway refuses past 300 s), so both are then near the control plane's clock; and no
+    // command arrives before AUTH, so the pending state refuses nothing a gateway could deliver.
+    if (missing && options.issuedFloorWhenCreated === true) {
+      state.apply({ r: 'issued_floor_pending' });
+      options.onCreated?.();
     }
     // Rewrite from the replayed state: drops a torn tail and starts the file compact.
     const snapshot = state.snapshot();
@@ -184,6 +193,8 @@ function parseRecord(line: string): JournalRecord | undefined {
       return Array.isArray(record.seqs) ? (record as JournalRecord) : undefined;
     case 'issued_floor':
       return typeof record.at_ms === 'number' ? (record as JournalRecord) : undefined;
+    case 'issued_floor_pending':
+      return { r: 'issued_floor_pending' };
     default:
       return undefined;
   }

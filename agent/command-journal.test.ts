@@ -47,34 +47,54 @@ runJournalContract('file', {
 
 describe('file command journal', () => {
   // Security review 2026-12-05, finding 7: a missing file means the record of what ran is gone.
-  it('a file created where none was records createdAtMs as its issued floor, kept across reopening and compaction; an existing file gets none', async () => {
+  // Review h8, finding 3: its floor is not the device's clock at creation but pending until the
+  // agent's first session records it (settleIssuedFloor, agent-core #settleIssuedFloor).
+  it('a file created where none was has its issued floor pending, kept across reopening and compaction, until settleIssuedFloor records it; an existing file gets none', async () => {
     const path = await tempPath();
-    let created: number | undefined;
-    const journal = await FileCommandJournal.open({ path, createdAtMs: 1_700_000_000_000, onCreated: (floorMs) => { created = floorMs; }, compactionRecords: 4 });
-    assert.equal(created, 1_700_000_000_000);
-    assert.equal(journal.issuedFloorMs(), 1_700_000_000_000);
+    let created = 0;
+    const journal = await FileCommandJournal.open({ path, issuedFloorWhenCreated: true, onCreated: () => { created += 1; }, compactionRecords: 4 });
+    assert.equal(created, 1);
+    assert.equal(journal.issuedFloorPending(), true);
+    assert.equal(journal.issuedFloorMs(), 0);
+    await journal.close();
+    // Restarted before any session: still pending (the file exists now, so nothing would mark it again).
+    const restarted = await FileCommandJournal.open({ path, issuedFloorWhenCreated: true, onCreated: () => { created += 1; } });
+    assert.equal(created, 1);
+    assert.equal(restarted.issuedFloorPending(), true);
+    assert.equal(await restarted.settleIssuedFloor(1_700_000_000_000), true);
+    assert.equal(restarted.issuedFloorPending(), false);
+    assert.equal(restarted.issuedFloorMs(), 1_700_000_000_000);
+    assert.equal(await restarted.settleIssuedFloor(1_700_000_500_000), false, 'a floor in the past stands');
+    await restarted.close();
+    const compacting = await FileCommandJournal.open({ path, compactionRecords: 4 });
     for (const seq of [95, 96, 97]) {
       const command = testCommand(seq);
-      await journal.received(command);
-      await journal.executing(command.id);
-      await journal.finished(command.id, testResult(command));
+      await compacting.received(command);
+      await compacting.executing(command.id);
+      await compacting.finished(command.id, testResult(command));
     }
-    await journal.close();
-    // Reopened (the file exists, compacted meanwhile): the floor stays, a later createdAtMs changes nothing.
-    created = undefined;
-    const reopened = await FileCommandJournal.open({ path, createdAtMs: 1_800_000_000_000, onCreated: (floorMs) => { created = floorMs; } });
-    assert.equal(reopened.issuedFloorMs(), 1_700_000_000_000);
-    assert.equal(created, undefined);
+    await compacting.close();
+    const reopened = await FileCommandJournal.open({ path, issuedFloorWhenCreated: true });
+    assert.equal(reopened.issuedFloorMs(), 1_700_000_000_000, 'kept across compaction');
+    assert.equal(reopened.issuedFloorPending(), false);
+    // A floor later than now (an older file's, taken on a clock that ran ahead) is lowered to now.
+    assert.equal(await reopened.settleIssuedFloor(1_600_000_000_000), true);
+    assert.equal(reopened.issuedFloorMs(), 1_600_000_000_000);
     await reopened.close();
-    // Lost again (deleted, an older image): the new file's floor is the new creation time.
+    const durable = await FileCommandJournal.open({ path });
+    assert.equal(durable.issuedFloorMs(), 1_600_000_000_000, 'durable');
+    await durable.close();
+    // Lost again (deleted, an older image): pending again; the seq record went with the file.
     await rm(path);
-    const again = await FileCommandJournal.open({ path, createdAtMs: 1_800_000_000_000 });
-    assert.equal(again.issuedFloorMs(), 1_800_000_000_000);
+    const again = await FileCommandJournal.open({ path, issuedFloorWhenCreated: true });
+    assert.equal(again.issuedFloorPending(), true);
     assert.equal(again.isSeqDone(97), false, 'the seq record went with the file: the floor is what stands');
     await again.close();
-    // Without createdAtMs a missing file starts with no floor, as before.
+    // Without issuedFloorWhenCreated a missing file starts with no floor, as before.
     const plain = await FileCommandJournal.open({ path: await tempPath() });
     assert.equal(plain.issuedFloorMs(), 0);
+    assert.equal(plain.issuedFloorPending(), false);
+    assert.equal(await plain.settleIssuedFloor(1_700_000_000_000), false);
     await plain.close();
   });
 

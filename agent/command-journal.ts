@@ -39,11 +39,24 @@ export interface CommandJournal {
    */
   isSeqDone(seq: number): boolean;
   /**
-   * Commands issued (issued_at) before this are refused (agent/command-acceptance.ts): the time a
-   * journal file was created where none was (command-journal-file.ts); 0 when none was recorded.
-   * Optional: a journal that records none (the simulator's) refuses nothing by it.
+   * Commands issued (issued_at) before this are refused (agent/command-acceptance.ts): for a
+   * journal file created where none was (command-journal-file.ts), the time of the first session
+   * after (settleIssuedFloor); 0 when none was recorded. Optional: a journal that records none (the
+   * simulator's) refuses nothing by it.
    */
   issuedFloorMs?(): number;
+  /**
+   * True while the journal was created where none was and its floor is not known yet: every
+   * command is refused (AGENT_COMMAND_BEFORE_JOURNAL) until settleIssuedFloor records one.
+   */
+  issuedFloorPending?(): boolean;
+  /**
+   * Records `nowMs` as the floor when it is pending, or when the recorded floor is later than
+   * `nowMs` (a floor in the future is certainly wrong: it was taken on a clock that ran ahead);
+   * otherwise does nothing. The agent calls it at each AUTH_ACK with the later of its own clock
+   * and the gateway's (agent-core #onReady). Durable when it resolves; true when it wrote.
+   */
+  settleIssuedFloor?(nowMs: number): Promise<boolean>;
   /** Throws AGENT_JOURNAL_FULL when `unfinishedMax` commands are not finished yet. */
   received(command: SignedCommand, traceparent?: string): Promise<void>;
   executing(commandId: string): Promise<void>;
@@ -82,8 +95,14 @@ export type JournalRecord =
   | { r: 'watermark'; seq: number }
   /** Seqs above the watermark that have run (written by compaction). */
   | { r: 'executed_seqs'; seqs: number[] }
-  /** Commands issued before `at_ms` are refused: the journal was created then where none was (what ran before is unknown). */
-  | { r: 'issued_floor'; at_ms: number };
+  /**
+   * Commands issued before `at_ms` are refused: the journal was created where none was (what ran
+   * before is unknown), and `at_ms` is the time of its first session (the later of the device's and
+   * the gateway's clock then). Sets the floor (the last record wins) and ends a pending one.
+   */
+  | { r: 'issued_floor'; at_ms: number }
+  /** The journal was created where none was and its floor is not known yet: every command is refused until an issued_floor record. */
+  | { r: 'issued_floor_pending' };
 
 interface MutableEntry {
   command: SignedCommand;
@@ -109,6 +128,7 @@ export class JournalState {
   #unfinished = 0;
   #finished = 0;
   #issuedFloorMs = 0;
+  #issuedFloorPending = false;
 
   constructor(readonly limits: JournalLimits) {}
 
@@ -131,6 +151,17 @@ export class JournalState {
 
   issuedFloorMs(): number {
     return this.#issuedFloorMs;
+  }
+
+  issuedFloorPending(): boolean {
+    return this.#issuedFloorPending;
+  }
+
+  /** The issued_floor record settleIssuedFloor would write at `nowMs`; undefined when the floor stands. */
+  issuedFloorToSettle(nowMs: number): JournalRecord | undefined {
+    const atMs = Math.max(0, Math.floor(nowMs));
+    if (this.#issuedFloorPending || this.#issuedFloorMs > atMs) return { r: 'issued_floor', at_ms: atMs };
+    return undefined;
   }
 
   #markExecuted(seq: number): void {
@@ -184,6 +215,8 @@ export class JournalState {
       case 'issued_floor':
         if (!Number.isSafeInteger(record.at_ms) || record.at_ms < 0) throw bad('issued_floor is not a time in ms');
         return;
+      case 'issued_floor_pending':
+        return;
     }
   }
 
@@ -226,8 +259,13 @@ export class JournalState {
         for (const seq of record.seqs) this.#markExecuted(seq);
         return;
       case 'issued_floor':
-        // Only ever raised: a record cannot lower what an earlier one refused.
-        this.#issuedFloorMs = Math.max(this.#issuedFloorMs, record.at_ms);
+        // Set, not only raised: settleIssuedFloor lowers a floor that lies in the future (taken on a
+        // clock that ran ahead), which would otherwise refuse every command until that time.
+        this.#issuedFloorMs = record.at_ms;
+        this.#issuedFloorPending = false;
+        return;
+      case 'issued_floor_pending':
+        this.#issuedFloorPending = true;
         return;
     }
   }
@@ -236,6 +274,7 @@ export class JournalState {
   snapshot(): JournalRecord[] {
     const records: JournalRecord[] = [{ r: 'watermark', seq: this.#watermark }];
     if (this.#issuedFloorMs > 0) records.push({ r: 'issued_floor', at_ms: this.#issuedFloorMs });
+    if (this.#issuedFloorPending) records.push({ r: 'issued_floor_pending' });
     if (this.#executedSeqs.size > 0) records.push({ r: 'executed_seqs', seqs: [...this.#executedSeqs].sort((a, b) => a - b) });
     const confirmedIds: string[] = [];
     for (const entry of this.#entries.values()) {
@@ -296,6 +335,17 @@ export abstract class RecordJournal implements CommandJournal {
 
   issuedFloorMs(): number {
     return this.state.issuedFloorMs();
+  }
+
+  issuedFloorPending(): boolean {
+    return this.state.issuedFloorPending();
+  }
+
+  async settleIssuedFloor(nowMs: number): Promise<boolean> {
+    const record = this.state.issuedFloorToSettle(nowMs);
+    if (record === undefined) return false;
+    await this.write(record);
+    return true;
   }
 
   received(command: SignedCommand, traceparent?: string): Promise<void> {

@@ -366,10 +366,10 @@ export class EventHandlers {
     let owed = alerting;
     if (entry.deliveryCount <= 1) {
       const times = [...new Set(alerting.map((index) => samples[index]!.sampled_at))];
-      const rows = await this.#ctx.db.query<{ ts: number; sample_digest: string | null }>(
+      const rows = await this.#ctx.db.query<{ ts: number; sample_digest: number | null }>(
         `SELECT ts, sample_digest FROM telemetry WHERE device_id = ? AND ts IN (${times.map(() => '?').join(', ')})`, [deviceId, ...times]);
       if (rows.length > 0) {
-        const storedKeys = new Set(rows.map((row) => `${Number(row.ts)} ${row.sample_digest}`));
+        const storedKeys = new Set(rows.map((row) => `${Number(row.ts)} ${row.sample_digest === null ? null : Number(row.sample_digest)}`));
         owed = alerting.filter((index) => !storedKeys.has(`${samples[index]!.sampled_at} ${sampleDigestOf(metricsJson[index]!)}`));
         if (owed.length < alerting.length) {
           this.#ctx.logger.info({ device_id: deviceId, samples: alerting.length - owed.length }, 'telemetry samples over the risk threshold stored already: their alerts are not raised again');

@@ -49,7 +49,7 @@ function suite(target: SqlTarget): void {
         await db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)', [deviceId, ts, json, 0.5]);
       }
       assert.deepEqual(await migrate(db, controlPlaneAllMigrations), [identityMigration, ...controlPlaneAllMigrations.slice(upTo + 1).map((m) => m.id)]);
-      const kept = await db.query<{ id: number; device_id: string; ts: number; metrics_json: string; sample_digest: string | null }>(
+      const kept = await db.query<{ id: number; device_id: string; ts: number; metrics_json: string; sample_digest: number | null }>(
         'SELECT id, device_id, ts, metrics_json, sample_digest FROM telemetry ORDER BY id');
       assert.deepEqual(kept.map((r) => [Number(r.id), r.device_id, Number(r.ts), r.metrics_json, r.sample_digest]), [
         [1, 'd1', 1_000, '{"cpu_pct":1}', null],
@@ -65,9 +65,10 @@ function suite(target: SqlTarget): void {
       await writer.insert(row);
       await writer.insert(row);
       await Promise.all([writer.insert(row), writer.insert({ ...row, sampledAtMs: 2_001 })]);
-      const stored = await db.query<{ ts: number; sample_digest: string | null }>('SELECT ts, sample_digest FROM telemetry WHERE device_id = ? AND ts >= ? ORDER BY ts', ['d1', 2_000]);
-      assert.deepEqual(stored.map((r) => [Number(r.ts), r.sample_digest]), [[2_000, sampleDigestOf(metricsJson)], [2_001, sampleDigestOf(metricsJson)]]);
-      assert.match(sampleDigestOf(metricsJson), /^[0-9a-f]{32}$/);
+      const stored = await db.query<{ ts: number; sample_digest: number | null }>('SELECT ts, sample_digest FROM telemetry WHERE device_id = ? AND ts >= ? ORDER BY ts', ['d1', 2_000]);
+      assert.deepEqual(stored.map((r) => [Number(r.ts), r.sample_digest === null ? null : Number(r.sample_digest)]), [[2_000, sampleDigestOf(metricsJson)], [2_001, sampleDigestOf(metricsJson)]]);
+      const digest = sampleDigestOf(metricsJson);
+      assert.ok(Number.isSafeInteger(digest) && digest >= 0, `a 53-bit digest, not ${digest}`);
     });
   });
 }

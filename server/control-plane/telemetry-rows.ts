@@ -1,7 +1,11 @@
+import * as nodeCrypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { SdcError } from '../../core/errors/index.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { ExecuteResult, SqlDatabase } from '../stores/sql/sql-port.js';
+
+/** Node's one-shot hash (20.12 and later), undefined before it: typed loosely so 20.10's module shape also type-checks. */
+const oneShotHash = (nodeCrypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
 
 export interface TelemetryRow {
   readonly deviceId: string;
@@ -35,18 +39,26 @@ export function canonicalMetricsJson(metrics: object): string {
   return JSON.stringify(metrics);
 }
 
-/** Hex characters of sample_digest: the first 16 bytes (128 bits) of the SHA-256. */
-const sampleDigestHexChars = 32;
-
 /**
- * The sample_digest of a row whose metrics are `metricsJson` (canonical JSON): the first 128 bits
- * of its SHA-256, in lowercase hex (migration 020, docs/decisions/0012-telemetry-sample-identity.md).
- * It only has to tell apart two samples of the same device in the same millisecond, so a
- * collision (two different such samples, one of them not stored) is at odds of about 2^-128 per
- * pair, far below any fault the system does have; the full 256 bits would only lengthen the key.
+ * The sample_digest of a row whose metrics are `metricsJson` (canonical JSON): the first 53 bits of
+ * its SHA-256 as a non-negative safe integer (a BIGINT column; migration 020,
+ * docs/decisions/0012-telemetry-sample-identity.md). It only has to tell apart two different
+ * samples of the same device in the same millisecond; a collision stores one of them only. Per
+ * such pair the odds are 2^-53 (about 1e-16): a device sending a batch of 64 samples all in one
+ * millisecond (the most one frame holds; agents sample at intervals, so their samples rarely
+ * share a millisecond at all) every second, 10,000 such devices for a year, meet one collision
+ * at odds of about 7 % (2,016 pairs per batch, 3e11 batches); a real fleet is orders of
+ * magnitude below that. A number, not 128 bits in hex (the first form of migration 020, never
+ * released): 8 bytes in the key instead of 32, no hex string per sample, and no BigInt, which
+ * neither driver returns by default (issue 17: that form cost 4-5 µs of service CPU per sample
+ * on sql.js; docs/benchmarks.md, 2026-12-05 evening). The one-shot crypto.hash (Node 20.12) costs
+ * about a quarter of a createHash object per sample; createHash where it is missing (engines
+ * allows 20.10).
  */
-export function sampleDigestOf(metricsJson: string): string {
-  return createHash('sha256').update(metricsJson, 'utf8').digest('hex').slice(0, sampleDigestHexChars);
+export function sampleDigestOf(metricsJson: string): number {
+  const hex = oneShotHash === undefined ? createHash('sha256').update(metricsJson, 'utf8').digest('hex') : oneShotHash('sha256', metricsJson, 'hex');
+  // 13 hex digits are 52 bits, exact in a double; the 14th digit's top bit makes the 53rd.
+  return Number.parseInt(hex.slice(0, 13), 16) * 2 + (Number.parseInt(hex[13]!, 16) >>> 3);
 }
 
 /**

@@ -50,10 +50,10 @@ export function canonicalMetricsJson(metrics: object): string {
  * at odds of about 7 % (2,016 pairs per batch, 3e11 batches); a real fleet is orders of
  * magnitude below that. A number, not 128 bits in hex (the first form of migration 020, never
  * released): 8 bytes in the key instead of 32, no hex string per sample, and no BigInt, which
- * neither driver returns by default (issue 17: that form cost 4-5 µs of service CPU per sample
- * on sql.js; docs/benchmarks.md, 2026-12-05 evening). The one-shot crypto.hash (Node 20.12) costs
- * about a quarter of a createHash object per sample; createHash where it is missing (engines
- * allows 20.10).
+ * neither driver returns by default (issue 17: on sql.js the hex form added about 5 µs of CPU per
+ * row to the INSERT, the integer about 3; docs/benchmarks.md, 2026-12-05 evening (later)). The
+ * one-shot crypto.hash (Node 20.12) costs about a third of a createHash object per sample;
+ * createHash where it is missing (engines allows 20.10).
  */
 export function sampleDigestOf(metricsJson: string): number {
   const hex = oneShotHash === undefined ? createHash('sha256').update(metricsJson, 'utf8').digest('hex') : oneShotHash('sha256', metricsJson, 'hex');

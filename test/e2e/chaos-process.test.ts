@@ -56,7 +56,9 @@ describe('sdc chaos run: process, kernel and trust faults', { concurrency: 3 }, 
     assert.equal(typeof facts.session_closed_after_revocation_ms, 'number');
     assert.equal(facts.revoked_device_reconnect, 'TRUST_CERT_REVOKED');
     assert.ok((facts.revoked_device_close_reasons as string[]).includes('authentication refused: TRUST_CERT_REVOKED'));
-    assert.ok((revoked!.run.counts.commands_refused ?? 0) > 0, 'commands for the revoked device were refused at creation');
+    // A command asked for the revoked device after the revocation is refused at creation (the
+    // workload's own commands reach it only by chance: none at all once, on a busy machine).
+    assert.equal(facts.revoked_device_command, 'API_DEVICE_REVOKED');
     assert.deepEqual(revoked!.scenario_facts.failed_by_code, {});
     assert.equal(jwt!.duration_ms, 6_000, 'the scenario runs at least 6 s: a 1 s token is refused within 2 s (1 s of allowed skew in these runs)');
     assertProcessRunHeld(jwt!, agents);

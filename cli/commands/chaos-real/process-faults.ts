@@ -2,6 +2,7 @@ import { loadIdentity } from '../../../agent/enrollment.js';
 import { agentPaths } from '../../../agent/state/agent-state.js';
 import { clockOffsetLimits } from '../../../core/protocol/clock-offset.js';
 import { closeCodes } from '../../../server/gateway/close-codes.js';
+import { SdcError } from '../../../core/errors/index.js';
 import { systemClock } from '../../../runtime/system.js';
 import { parseCertificate } from '../../../trust/x509-provider.js';
 import { normalizeSerialHex } from '../../../trust/serial-number.js';
@@ -156,6 +157,13 @@ export function processFaultScenarios(gatewayTuning: Partial<GatewayCoreOptions>
         context.note('session_closed_after_revocation_ms', closedAfterMs);
         // A revoked device that keeps a session, or takes a command, is access without valid credentials.
         if (closed === undefined) context.violation('no_unauthenticated_access', `the revoked device's session was still open ${revokedCloseBoundMs} ms after the revocation`);
+        // One command for the revoked device, asked by the operator through the API: it must be
+        // refused at creation. The workload's own commands reach the victim only by chance after
+        // the revocation (none at all on a busy machine's short run), so this one is certain.
+        const refusedCode = await context.api.call('POST', '/v1/commands', { device_id: victim.deviceId, opcode: 'EXEC_PING_KERNEL', args: {} })
+          .then(() => 'created', (error: unknown) => (SdcError.is(error, 'HTTP_REFUSED') ? String(error.details.serverCode) : SdcError.is(error) ? error.code : 'error'));
+        context.note('revoked_device_command', refusedCode);
+        if (refusedCode === 'created') context.violation('no_unauthenticated_access', 'a command for the revoked device was created after the revocation');
         const deliveriesAtRevocation = closed?.deliveries ?? before?.deliveries ?? 0;
         return async () => {
           // Revocation does not heal. What held meanwhile: the agent kept being refused, and took no command.

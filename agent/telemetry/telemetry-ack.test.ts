@@ -1,18 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
-import { decodeEnvelope } from '../../core/protocol/envelope.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
-import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from '../../core/protocol/session/gateway-connection.js';
-import { SeededRandom } from '../../core/random/prng.js';
-import { VirtualTime } from '../../core/time/virtual-time.js';
-import { MockIoctlDevice } from '../../kernel/mock/mock-kernel.js';
-import { IoctlKernelBridge } from '../../kernel/bridge/kernel-bridge.js';
-import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreOptions, type TelemetrySource } from '../agent-core.js';
-import { MemoryCommandJournal } from '../command-journal.js';
+import type { AgentCoreOptions } from '../agent-core.js';
 import { UnackedTelemetry } from './unacked-telemetry.js';
+import { AgentTelemetryHarness, settle, telemetryIntervalMs, type GatewayMessage } from './telemetry-test-support.js';
 
 /**
  * The agent's side of TELEMETRY_ACK (decision 0004, "Acknowledgements") on virtual time: samples
@@ -20,122 +11,56 @@ import { UnackedTelemetry } from './unacked-telemetry.js';
  * again first in the next session (same sampled_at and metrics, in order), within
  * telemetryUnackedMax (the overflow counted).
  */
-const provider = createNodeEd25519Provider();
-const sessionCrypto = createNodeSessionKeyCrypto();
-const deviceId = 'dev-ack';
-const telemetryIntervalMs = 5_000;
-const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
-const sha256Hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
-
 interface Sample { sampledAt: number; cpu: number }
 interface Frame { seq: number; session: number; samples: Sample[] }
 
-class Harness {
-  readonly time = new VirtualTime(1_800_000_000_000);
-  readonly random = new SeededRandom(23);
-  readonly device = this.random.bytes(32);
-  readonly gatewaySeed = this.random.bytes(32);
+class Harness extends AgentTelemetryHarness {
   /** Every sample the source produced, in order. */
   readonly taken: Sample[] = [];
   /** Telemetry frames the gateways accepted, in order, across sessions. */
   readonly frames: Frame[] = [];
-  readonly refusals: string[] = [];
-  readonly auths: MessageBody<'AUTH'>[] = [];
-  core!: AgentCore;
-  gateway!: GatewayConnection;
-  handle!: AgentConnectionHandle;
   session = 0;
 
-  start(options: Partial<AgentCoreOptions>): void {
-    const agentSeed = this.random.bytes(32);
-    const serviceSeed = this.random.bytes(32);
-    const mock = new MockIoctlDevice({ ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock: this.time });
-    const kernel = new IoctlKernelBridge({ device: mock, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: 1n });
-    let cpu = 0;
-    const telemetrySource: TelemetrySource = {
-      sample: async () => {
-        cpu = (cpu + 7) % 100;
-        this.taken.push({ sampledAt: this.time.nowMs(), cpu });
-        return { cpu_pct: cpu, mem_pct: 40, disk_pct: 50, net_rx_bytes_per_sec: 1, net_tx_bytes_per_sec: 2 };
-      },
-    };
-    this.core = createAgentCore({
-      deviceId, signer: { kid: deviceKid(deviceId), seed: this.device, provider },
-      resolveGatewayKey: (kid) => (kid === gatewayKid('gw-1') ? provider.publicKeyFromSeed(this.gatewaySeed) : undefined),
-      resolveCommandKey: () => undefined, kernel, journal: new MemoryCommandJournal(), clock: this.time, random: this.random, scheduler: this.time,
-      telemetrySource, telemetryIntervalMs, agentVersion: 'test/1', sessionCrypto, ...options,
-    });
-    this.core.start();
+  constructor() {
+    super('dev-ack', 23);
+  }
+
+  protected override sampled(sampledAt: number, cpu: number): void {
+    this.taken.push({ sampledAt, cpu });
   }
 
   /** A new session with a gateway that sends acks (`gatewayAcks`) or an older one that does not. */
   connect(gatewayAcks = true, samplesMax = 0, failTelemetrySendAt = 0): void {
     this.session += 1;
-    const session = this.session;
-    const gateway = new GatewayConnection({
-      deviceId, signer: { kid: gatewayKid('gw-1'), seed: this.gatewaySeed, provider }, gatewayId: 'gw-1', sessionId: `session-${session}`,
-      devicePublicKey: provider.publicKeyFromSeed(this.device), random: this.random, heartbeatIntervalMs: 3_600_000, authTimeoutMs: 5_000, sessionToken: 'token',
-      sessionMac: { crypto: sessionCrypto, random: this.random }, telemetrySha256Hex: sha256Hex, telemetrySamplesPerFrameMax: samplesMax,
-      ...(gatewayAcks ? { telemetryAcks: true } : {}),
-    });
-    this.gateway = gateway;
     let telemetrySends = 0;
-    this.handle = this.core.onConnected({
-      send: (bytes) => {
-        if (this.gateway !== gateway) return;
-        const envelope = decodeEnvelope(bytes);
-        if (envelope.type === 'AUTH') this.auths.push(envelope.body as MessageBody<'AUTH'>);
-        // A transport that fails (a socket that broke under the write) on this session's Nth telemetry frame.
-        if (envelope.type === 'TELEMETRY' || envelope.type === 'TELEMETRY_BATCH') {
-          telemetrySends += 1;
-          if (telemetrySends === failTelemetrySendAt) {
-            gateway.transportLost(this.time.nowMs());
-            throw new Error('socket write failed');
-          }
+    this.openSession(this.session, samplesMax, gatewayAcks ? { telemetryAcks: true } : {}, (envelope, gateway) => {
+      // A transport that fails (a socket that broke under the write) on this session's Nth telemetry frame.
+      if (envelope.type === 'TELEMETRY' || envelope.type === 'TELEMETRY_BATCH') {
+        telemetrySends += 1;
+        if (telemetrySends === failTelemetrySendAt) {
+          gateway.transportLost(this.time.nowMs());
+          throw new Error('socket write failed');
         }
-        this.#record(gateway.receive(bytes, this.time.nowMs()), session);
-        this.pump();
-      },
-      close: () => undefined,
+      }
     });
-    gateway.start(this.time.nowMs());
-    this.pump();
   }
 
-  #record(events: GatewayEvent[], session: number): void {
-    for (const event of events) {
-      if (event.kind === 'refused') this.refusals.push(event.error.code);
-      if (event.kind !== 'message') continue;
-      const { type, body, envelope } = event.message;
-      if (type === 'TELEMETRY') {
-        const t = body as MessageBody<'TELEMETRY'>;
-        this.frames.push({ seq: envelope.seq, session, samples: [{ sampledAt: t.sampled_at, cpu: t.metrics.cpu_pct }] });
-      }
-      if (type === 'TELEMETRY_BATCH') {
-        const samples = (body as MessageBody<'TELEMETRY_BATCH'>).samples.map((s) => ({ sampledAt: s.sampled_at, cpu: s.metrics.cpu_pct }));
-        this.frames.push({ seq: envelope.seq, session, samples });
-      }
+  protected override accepted(message: GatewayMessage, session: number): void {
+    const { type, body, envelope } = message;
+    if (type === 'TELEMETRY') {
+      const t = body as MessageBody<'TELEMETRY'>;
+      this.frames.push({ seq: envelope.seq, session, samples: [{ sampledAt: t.sampled_at, cpu: t.metrics.cpu_pct }] });
     }
-  }
-
-  pump(): void {
-    for (const frame of this.gateway.takeOutgoing()) this.handle.receive(frame);
+    if (type === 'TELEMETRY_BATCH') {
+      const samples = (body as MessageBody<'TELEMETRY_BATCH'>).samples.map((s) => ({ sampledAt: s.sampled_at, cpu: s.metrics.cpu_pct }));
+      this.frames.push({ seq: envelope.seq, session, samples });
+    }
   }
 
   /** The gateway acknowledges the session's frames through `seq` (as it would once their append succeeded). */
   ack(seq: number): void {
     assert.ok(this.gateway.sendTelemetryAck(seq, this.time.nowMs()));
     this.pump();
-  }
-
-  disconnect(): void {
-    this.gateway.transportLost(this.time.nowMs());
-    this.handle.transportClosed();
-  }
-
-  async advance(ms: number): Promise<void> {
-    await this.time.runUntil(this.time.nowMs() + ms, async () => { await settle(); this.pump(); });
-    await settle();
   }
 
   framesOf(session: number): Frame[] {

@@ -1,119 +1,42 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
-import { decodeEnvelope } from '../../core/protocol/envelope.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
-import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from '../../core/protocol/session/gateway-connection.js';
-import { SeededRandom } from '../../core/random/prng.js';
-import { VirtualTime } from '../../core/time/virtual-time.js';
-import { MockIoctlDevice } from '../../kernel/mock/mock-kernel.js';
-import { IoctlKernelBridge } from '../../kernel/bridge/kernel-bridge.js';
-import { createAgentCore, type AgentConnectionHandle, type AgentCore, type AgentCoreOptions, type TelemetrySource } from '../agent-core.js';
-import { MemoryCommandJournal } from '../command-journal.js';
+import type { AgentCoreOptions } from '../agent-core.js';
+import { AgentTelemetryHarness, settle, telemetryIntervalMs, type GatewayMessage } from './telemetry-test-support.js';
 
 /**
  * The agent's telemetry batches (decision 0004, "Batches") on virtual time: buffered until
  * telemetrySamplesPerFrameMax or telemetryBatchDelayMs, sent as TELEMETRY_BATCH within what the
  * gateway announced, kept across sessions within telemetryBufferMax (the overflow counted).
  */
-const provider = createNodeEd25519Provider();
-const sessionCrypto = createNodeSessionKeyCrypto();
-const deviceId = 'dev-batch';
-const telemetryIntervalMs = 5_000;
-const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
-const sha256Hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
-
 type Frame = { type: 'TELEMETRY' | 'TELEMETRY_BATCH'; sampledAt: number[]; receivedAtMs: number; session: number };
 
-class Harness {
-  readonly time = new VirtualTime(1_800_000_000_000);
-  readonly random = new SeededRandom(11);
-  readonly device = this.random.bytes(32);
-  readonly gatewaySeed = this.random.bytes(32);
+class Harness extends AgentTelemetryHarness {
   /** When each sample was taken (the source is called at its sampled_at: no skew). */
   readonly sampledAt: number[] = [];
   /** Telemetry frames the gateways accepted, in order, across sessions. */
   readonly frames: Frame[] = [];
-  readonly refusals: string[] = [];
-  readonly auths: MessageBody<'AUTH'>[] = [];
-  core!: AgentCore;
-  gateway!: GatewayConnection;
-  handle!: AgentConnectionHandle;
   #sessions = 0;
 
-  constructor(readonly gatewaySamplesMax: number) {}
+  constructor(readonly gatewaySamplesMax: number) {
+    super('dev-batch', 11);
+  }
 
-  start(options: Partial<AgentCoreOptions>): void {
-    const agentSeed = this.random.bytes(32);
-    const serviceSeed = this.random.bytes(32);
-    const mock = new MockIoctlDevice({ ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock: this.time });
-    const kernel = new IoctlKernelBridge({ device: mock, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: 1n });
-    let cpu = 0;
-    const telemetrySource: TelemetrySource = {
-      sample: async () => {
-        this.sampledAt.push(this.time.nowMs());
-        cpu = (cpu + 7) % 100;
-        return { cpu_pct: cpu, mem_pct: 40, disk_pct: 50, net_rx_bytes_per_sec: 1, net_tx_bytes_per_sec: 2 };
-      },
-    };
-    this.core = createAgentCore({
-      deviceId, signer: { kid: deviceKid(deviceId), seed: this.device, provider },
-      resolveGatewayKey: (kid) => (kid === gatewayKid('gw-1') ? provider.publicKeyFromSeed(this.gatewaySeed) : undefined),
-      resolveCommandKey: () => undefined, kernel, journal: new MemoryCommandJournal(), clock: this.time, random: this.random, scheduler: this.time,
-      telemetrySource, telemetryIntervalMs, agentVersion: 'test/1', sessionCrypto, ...options,
-    });
-    this.core.start();
+  protected override sampled(sampledAtMs: number): void {
+    this.sampledAt.push(sampledAtMs);
   }
 
   connect(): void {
     this.#sessions += 1;
-    const session = this.#sessions;
-    const gateway = new GatewayConnection({
-      deviceId, signer: { kid: gatewayKid('gw-1'), seed: this.gatewaySeed, provider }, gatewayId: 'gw-1', sessionId: `session-${session}`,
-      devicePublicKey: provider.publicKeyFromSeed(this.device), random: this.random, heartbeatIntervalMs: 3_600_000, authTimeoutMs: 5_000, sessionToken: 'token',
-      sessionMac: { crypto: sessionCrypto, random: this.random }, telemetrySha256Hex: sha256Hex, telemetrySamplesPerFrameMax: this.gatewaySamplesMax,
-    });
-    this.gateway = gateway;
-    this.handle = this.core.onConnected({
-      send: (bytes) => {
-        if (this.gateway !== gateway) return;
-        const envelope = decodeEnvelope(bytes);
-        if (envelope.type === 'AUTH') this.auths.push(envelope.body as MessageBody<'AUTH'>);
-        this.#record(gateway.receive(bytes, this.time.nowMs()), session);
-        this.pump();
-      },
-      close: () => undefined,
-    });
-    gateway.start(this.time.nowMs());
-    this.pump();
+    this.openSession(this.#sessions, this.gatewaySamplesMax);
   }
 
-  #record(events: GatewayEvent[], session: number): void {
-    for (const event of events) {
-      if (event.kind === 'refused') this.refusals.push(event.error.code);
-      if (event.kind !== 'message') continue;
-      const { type, body } = event.message;
-      if (type === 'TELEMETRY') this.frames.push({ type, sampledAt: [(body as MessageBody<'TELEMETRY'>).sampled_at], receivedAtMs: this.time.nowMs(), session });
-      if (type === 'TELEMETRY_BATCH') {
-        this.frames.push({ type, sampledAt: (body as MessageBody<'TELEMETRY_BATCH'>).samples.map((s) => s.sampled_at), receivedAtMs: this.time.nowMs(), session });
-      }
+  protected override accepted(message: GatewayMessage, session: number): void {
+    const { type, body } = message;
+    if (type === 'TELEMETRY') this.frames.push({ type, sampledAt: [(body as MessageBody<'TELEMETRY'>).sampled_at], receivedAtMs: this.time.nowMs(), session });
+    if (type === 'TELEMETRY_BATCH') {
+      this.frames.push({ type, sampledAt: (body as MessageBody<'TELEMETRY_BATCH'>).samples.map((s) => s.sampled_at), receivedAtMs: this.time.nowMs(), session });
     }
-  }
-
-  pump(): void {
-    for (const frame of this.gateway.takeOutgoing()) this.handle.receive(frame);
-  }
-
-  disconnect(): void {
-    this.gateway.transportLost(this.time.nowMs());
-    this.handle.transportClosed();
-  }
-
-  async advance(ms: number): Promise<void> {
-    await this.time.runUntil(this.time.nowMs() + ms, async () => { await settle(); this.pump(); });
-    await settle();
   }
 
   received(): number[] {

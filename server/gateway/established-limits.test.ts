@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTlsSocket } from 'node:tls';
-import { after, before, describe, it } from 'node:test';
-import type { GatewayCore } from './gateway-core.js';
+import { describe, it } from 'node:test';
 import { startGatewayServer, type GatewayServer, type GatewayServerOptions } from './gateway-server.js';
 import { ServiceMetrics } from '../observability/metrics.js';
-import { connectTls, embeddedStores, eventually, makeCore, makeGatewayPki, type DeviceMaterial, type GatewayPki, type TestStores } from './test-support.js';
+import { connectTls, eventually, useTlsGatewayServers, type DeviceMaterial } from './test-support.js';
 
 /**
  * Security review 2026-12-05, finding 5: sockets past the TLS handshake. A client that finished
@@ -33,44 +32,24 @@ async function silentPeer(port: number, device: DeviceMaterial | undefined, caPe
 }
 
 describe('gateway server: bounds on sockets past the TLS handshake', () => {
-  let gpki: GatewayPki;
-  let stores: TestStores;
-  let core: GatewayCore;
-  const servers: GatewayServer[] = [];
-  const sockets: Array<{ destroy(): void }> = [];
-
-  before(async () => {
-    gpki = await makeGatewayPki();
-    stores = embeddedStores();
-    core = makeCore(stores);
-    await core.start();
-  });
-  after(async () => {
-    for (const socket of sockets) socket.destroy();
-    for (const server of servers) await server.close();
-    await core.stop();
-    await stores.bus.close();
-    await stores.kv.close();
-  });
+  const fixture = useTlsGatewayServers();
+  const { sockets } = fixture;
 
   async function server(limits: Partial<GatewayServerOptions>): Promise<{ server: GatewayServer; count: (code: string) => Promise<number> }> {
     const metrics = new ServiceMetrics();
-    const started = await startGatewayServer({
-      core, tls: gpki.serverTls, host: '127.0.0.1', port: 0, trustAnchors: [gpki.pki.intermediate.certificate, gpki.pki.root.certificate], metrics, ...limits,
-    });
-    servers.push(started);
+    const started = await fixture.start({ metrics, ...limits });
     const count = async (code: string) => Number(new RegExp(`sdc_websocket_errors_total\\{code="${code}"\\} (\\d+)`).exec(await metrics.text())?.[1] ?? 0);
     return { server: started, count };
   }
 
   async function silent(port: number, device: DeviceMaterial | undefined): Promise<Peer> {
-    const peer = await silentPeer(port, device, gpki.serverTls.caPem);
+    const peer = await silentPeer(port, device, fixture.gpki.serverTls.caPem);
     sockets.push(peer.socket);
     return peer;
   }
 
   async function session(url: string, device: DeviceMaterial): Promise<Awaited<ReturnType<typeof connectTls>>> {
-    const connected = await connectTls(url, device, gpki.serverTls.caPem);
+    const connected = await connectTls(url, device, fixture.gpki.serverTls.caPem);
     sockets.push({ destroy: () => connected.ws.terminate() });
     await eventually(() => (connected.agent.ready ? true : undefined), 10_000, `AUTH_ACK for ${device.deviceId}`);
     return connected;
@@ -78,7 +57,7 @@ describe('gateway server: bounds on sockets past the TLS handshake', () => {
 
   it('closes a socket that finished mutual TLS but sent no upgrade request within upgradeTimeoutMs, counted as GATEWAY_UPGRADE_TIMEOUT', async () => {
     const { server: gateway, count } = await server({ upgradeTimeoutMs: 300 });
-    const device = await gpki.issueDevice('dev-upgrade-silent');
+    const device = await fixture.gpki.issueDevice('dev-upgrade-silent');
     const peer = await silent(gateway.address.port, device);
     assert.equal(peer.secured(), true, 'the TLS handshake finished');
     await eventually(() => (peer.closed() ? true : undefined), 10_000, 'the silent socket closed by the server');
@@ -92,8 +71,8 @@ describe('gateway server: bounds on sockets past the TLS handshake', () => {
 
   it('drops a socket of one certificate beyond unauthenticatedSocketsPerCertificateMax; an authenticated session no longer counts', async () => {
     const { server: gateway, count } = await server({ unauthenticatedSocketsPerCertificateMax: 2, upgradeTimeoutMs: 60_000 });
-    const stolen = await gpki.issueDevice('dev-cert-bound');
-    const other = await gpki.issueDevice('dev-cert-other');
+    const stolen = await fixture.gpki.issueDevice('dev-cert-bound');
+    const other = await fixture.gpki.issueDevice('dev-cert-other');
     const held = [await silent(gateway.address.port, stolen), await silent(gateway.address.port, stolen)];
     await eventually(() => (gateway.sockets().unauthenticated === 2 ? true : undefined), 10_000, 'both counted by the server');
     const beyond = await silent(gateway.address.port, stolen);
@@ -117,7 +96,7 @@ describe('gateway server: bounds on sockets past the TLS handshake', () => {
 
   it('drops sockets from one address beyond unauthenticatedSocketsPerSourceMax, before TLS once the bound is reached', async () => {
     const { server: gateway, count } = await server({ unauthenticatedSocketsPerSourceMax: 2, upgradeTimeoutMs: 60_000 });
-    const devices = [await gpki.issueDevice('dev-src-1'), await gpki.issueDevice('dev-src-2'), await gpki.issueDevice('dev-src-3')];
+    const devices = [await fixture.gpki.issueDevice('dev-src-1'), await fixture.gpki.issueDevice('dev-src-2'), await fixture.gpki.issueDevice('dev-src-3')];
     const held = [await silent(gateway.address.port, devices[0]), await silent(gateway.address.port, devices[1])];
     assert.deepEqual(held.map((peer) => peer.secured()), [true, true]);
     // The client is through TLS a moment before the server has the client's Finished.
@@ -140,7 +119,7 @@ describe('gateway server: bounds on sockets past the TLS handshake', () => {
 
   it('drops a socket beyond socketsPerSourceMax before TLS, counting authenticated sessions too', async () => {
     const { server: gateway, count } = await server({ socketsPerSourceMax: 2, upgradeTimeoutMs: 60_000 });
-    const device = await gpki.issueDevice('dev-total');
+    const device = await fixture.gpki.issueDevice('dev-total');
     await session(gateway.address.url, device);
     const second = await silent(gateway.address.port, undefined);
     await eventually(() => (gateway.sockets().total === 2 ? true : undefined), 10_000, 'the session and the second socket held');
@@ -157,7 +136,7 @@ describe('gateway server: bounds on sockets past the TLS handshake', () => {
 
   it('refuses a bound that is not a positive integer', async () => {
     await assert.rejects(
-      startGatewayServer({ core, tls: gpki.serverTls, host: '127.0.0.1', port: 0, trustAnchors: [], unauthenticatedSocketsPerCertificateMax: 0 }),
+      startGatewayServer({ core: fixture.core, tls: fixture.gpki.serverTls, host: '127.0.0.1', port: 0, trustAnchors: [], unauthenticatedSocketsPerCertificateMax: 0 }),
       (error: unknown) => (error as { code?: string }).code === 'GATEWAY_INVALID_ARGUMENT',
     );
   });

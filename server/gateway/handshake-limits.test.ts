@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
-import { after, before, describe, it } from 'node:test';
-import type { GatewayCore } from './gateway-core.js';
-import { startGatewayServer, type GatewayServer } from './gateway-server.js';
+import { describe, it } from 'node:test';
+import type { GatewayServer } from './gateway-server.js';
 import { ServiceMetrics } from '../observability/metrics.js';
-import { connectTls, embeddedStores, eventually, makeCore, makeGatewayPki, type GatewayPki, type TestStores } from './test-support.js';
+import { connectTls, eventually, useTlsGatewayServers } from './test-support.js';
 
 /** A TCP connection that never starts the TLS handshake (a slowloris, or a port scanner). */
 async function silentSocket(port: number): Promise<{ socket: Socket; closed: () => boolean }> {
@@ -20,35 +19,14 @@ async function silentSocket(port: number): Promise<{ socket: Socket; closed: () 
 }
 
 describe('gateway server: sockets that never finish the TLS handshake', () => {
-  let gpki: GatewayPki;
-  let stores: TestStores;
-  let core: GatewayCore;
-  const servers: GatewayServer[] = [];
-  const sockets: Array<{ destroy(): void }> = [];
-
-  before(async () => {
-    gpki = await makeGatewayPki();
-    stores = embeddedStores();
-    core = makeCore(stores);
-    await core.start();
-  });
-  after(async () => {
-    for (const socket of sockets) socket.destroy();
-    for (const server of servers) await server.close();
-    await core.stop();
-    await stores.bus.close();
-    await stores.kv.close();
-  });
+  const fixture = useTlsGatewayServers();
+  const { sockets } = fixture;
 
   async function server(limits: {
     handshakeTimeoutMs: number; pendingHandshakesPerSourceMax: number; socketsMax?: number; metrics?: ServiceMetrics;
     handshakesInFlightMax?: number; handshakeQueueMax?: number; handshakeQueueWaitMsMax?: number;
   }): Promise<GatewayServer> {
-    const started = await startGatewayServer({
-      core, tls: gpki.serverTls, host: '127.0.0.1', port: 0, trustAnchors: [gpki.pki.intermediate.certificate, gpki.pki.root.certificate], ...limits,
-    });
-    servers.push(started);
-    return started;
+    return fixture.start(limits);
   }
 
   it('closes a socket that has not finished the handshake within handshakeTimeoutMs', async () => {
@@ -69,8 +47,8 @@ describe('gateway server: sockets that never finish the TLS handshake', () => {
     // A device from the same address is refused too while two handshakes are pending; once one ends, it gets through.
     held[0]!.socket.destroy();
     await eventually(() => (held[0]!.closed() ? true : undefined), 10_000, 'the first socket gone');
-    const device = await gpki.issueDevice('dev-after-slowloris');
-    const { agent, ws } = await eventually(async () => connectTls(address.url, device, gpki.serverTls.caPem).catch(() => undefined), 10_000, 'a TLS connection');
+    const device = await fixture.gpki.issueDevice('dev-after-slowloris');
+    const { agent, ws } = await eventually(async () => connectTls(address.url, device, fixture.gpki.serverTls.caPem).catch(() => undefined), 10_000, 'a TLS connection');
     sockets.push({ destroy: () => ws.terminate() });
     await eventually(() => (agent.ready ? true : undefined), 10_000, 'AUTH_ACK after the handshake');
     // The finished handshake no longer counts: one more pending fits, the one after is dropped.
@@ -114,9 +92,9 @@ describe('gateway server: sockets that never finish the TLS handshake', () => {
     const { address } = await server({ handshakeTimeoutMs: 60_000, pendingHandshakesPerSourceMax: 8, handshakesInFlightMax: 1, metrics });
     const silent = await silentSocket(address.port); // holds the only slot
     sockets.push(silent.socket);
-    const device = await gpki.issueDevice('dev-queued');
+    const device = await fixture.gpki.issueDevice('dev-queued');
     let ready = false;
-    const connecting = connectTls(address.url, device, gpki.serverTls.caPem).then((connected) => {
+    const connecting = connectTls(address.url, device, fixture.gpki.serverTls.caPem).then((connected) => {
       sockets.push({ destroy: () => connected.ws.terminate() });
       return eventually(() => (connected.agent.ready ? true : undefined), 10_000, 'AUTH_ACK after the wait');
     }).then(() => { ready = true; });

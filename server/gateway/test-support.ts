@@ -28,6 +28,7 @@ import { createGatewayCore, type AcceptConnectionInput, type ConnectionHandle, t
 import { VirtualTime } from '../../core/time/virtual-time.js';
 import { SdcError } from '../../core/errors/index.js';
 import type { PresenceRecord } from './presence.js';
+import { startGatewayServer, type GatewayServer, type GatewayServerOptions } from './gateway-server.js';
 
 export const provider = createNodeEd25519Provider();
 export const gatewaySeed = new Uint8Array(randomBytes(32));
@@ -253,6 +254,51 @@ export function useVirtualGateway(driver: VirtualDriver, overrides: Partial<Gate
     await gateway.stores.kv.close();
   });
   return gateway;
+}
+
+/** A gateway on the system clock behind real TLS listeners (useTlsGatewayServers). */
+export interface TlsGatewayServers {
+  readonly gpki: GatewayPki;
+  readonly core: GatewayCore;
+  /** Sockets and WebSockets a test opened: destroyed after the suite, before the servers close. */
+  readonly sockets: Array<{ destroy(): void }>;
+  /** A server for `core` on a free port of 127.0.0.1 trusting the test CA, with `options` on top; closed after the suite. */
+  start(options: Partial<GatewayServerOptions>): Promise<GatewayServer>;
+}
+
+/**
+ * Registers, in the calling describe, a `before` that starts a gateway (makeCore on embedded
+ * stores, a test CA) and an `after` that destroys the sockets the tests kept, closes the servers
+ * they started, stops the gateway and closes its stores. The fields are set once `before` has run.
+ */
+export function useTlsGatewayServers(): TlsGatewayServers {
+  const servers: GatewayServer[] = [];
+  let stores: TestStores;
+  const fixture = {
+    sockets: [] as Array<{ destroy(): void }>,
+    async start(options: Partial<GatewayServerOptions>): Promise<GatewayServer> {
+      const { gpki, core } = fixture;
+      const started = await startGatewayServer({
+        core, tls: gpki.serverTls, host: '127.0.0.1', port: 0, trustAnchors: [gpki.pki.intermediate.certificate, gpki.pki.root.certificate], ...options,
+      });
+      servers.push(started);
+      return started;
+    },
+  } as { -readonly [K in keyof TlsGatewayServers]: TlsGatewayServers[K] };
+  before(async () => {
+    fixture.gpki = await makeGatewayPki();
+    stores = embeddedStores();
+    fixture.core = makeCore(stores);
+    await fixture.core.start();
+  });
+  after(async () => {
+    for (const socket of fixture.sockets) socket.destroy();
+    for (const server of servers) await server.close();
+    await fixture.core.stop();
+    await stores.bus.close();
+    await stores.kv.close();
+  });
+  return fixture;
 }
 
 /** How a test agent answers COMMAND_DELIVERY: ack+result, nothing, or ack only. */

@@ -3,10 +3,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
-import { signApproval } from '../../core/protocol/approvals.js';
-import { parsePolicy, type PolicyRole } from '../../core/protocol/policy.js';
+import { parsePolicy } from '../../core/protocol/policy.js';
 import { signingKid } from './signing-keys.js';
-import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { addAndLogIn, apiCaller, approveAs, makeHarness, personMaker, storePairs, type ApiPerson, type Harness, type StorePair } from './test-support.js';
 
 /**
  * Security review finding 2 (2026-12-05): approvals are counted at release with their approvers
@@ -27,40 +26,26 @@ const policy = parsePolicy({
   ],
 });
 
-interface Person { readonly name: string; readonly role: PolicyRole; readonly seed: Uint8Array; token: string; kid: string }
-
 function suite(pair: StorePair): void {
   describe(`approvals count with their approvers as they are now (review finding 2) on ${pair.name}`, () => {
     let h: Harness;
     const tag = randomBytes(3).toString('hex');
     const device = `apr-${tag}`;
-    const people: Person[] = [];
-    const person = (name: string, role: PolicyRole): Person => {
-      const p = { name: `${name}${tag}`, role, seed: new Uint8Array(randomBytes(32)), token: '', kid: '' };
-      people.push(p);
-      return p;
-    };
+    const people: ApiPerson[] = [];
+    const person = personMaker(tag, people);
     const adm = person('adm', 'admin');
     const op = person('op', 'operator');
-    const [ap1, ap2, ap3, ap4, ap5, ap6] = ['apa', 'apb', 'apc', 'apd', 'ape', 'apf'].map((name) => person(name, 'approver')) as [Person, Person, Person, Person, Person, Person];
-    const [ap7, ap8, ap9] = ['apg', 'aph', 'api'].map((name) => person(name, 'approver')) as [Person, Person, Person];
+    const [ap1, ap2, ap3, ap4, ap5, ap6] = ['apa', 'apb', 'apc', 'apd', 'ape', 'apf'].map((name) => person(name, 'approver')) as [ApiPerson, ApiPerson, ApiPerson, ApiPerson, ApiPerson, ApiPerson];
+    const [ap7, ap8, ap9] = ['apg', 'aph', 'api'].map((name) => person(name, 'approver')) as [ApiPerson, ApiPerson, ApiPerson];
 
-    const call = async (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, token: string | undefined, body?: unknown) => {
-      const response = await h.cp.app.inject({ method, url, headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, ...(body === undefined ? {} : { payload: body as object }) });
-      return { status: response.statusCode, json: () => response.json() as Record<string, any>, text: response.body };
-    };
+    const call = apiCaller(() => h);
     const send = async () => {
       const created = await call('POST', '/v1/commands', op.token, { device_id: device, opcode: 'EXEC_LOCK_SCREEN', args: {} });
       assert.equal(created.status, 201, created.text);
       assert.equal(created.json().state, 'pending_approval', created.text);
       return created.json();
     };
-    const approve = async (by: Person, command: Record<string, any>) => {
-      const statement = { command_id: command.id as string, command_sha256: command.approval.command_sha256 as string, decision: 'approve' as const, approver: by.name, kid: by.kid, expires_at: command.expires_at_ms as number };
-      return call('POST', `/v1/commands/${command.id}/approve`, by.token, {
-        command_sha256: statement.command_sha256, kid: statement.kid, expires_at_ms: statement.expires_at, signature: signApproval({ statement, seed: by.seed, provider }),
-      });
-    };
+    const approve = (by: ApiPerson, command: Record<string, any>) => approveAs(call, by, command);
     const stateOf = async (commandId: string) => (await call('GET', `/v1/commands/${commandId}`, adm.token)).json();
     const dropped = async (commandId: string) => {
       const rows = await h.db.query<{ kind: string; actor: string; payload_json: string }>('SELECT kind, actor, payload_json FROM audit_log WHERE subject = ? ORDER BY seq', [`command:${commandId}`]);
@@ -70,9 +55,8 @@ function suite(pair: StorePair): void {
     before(async () => {
       h = await makeHarness(pair.sql, { ...(pair.kv === undefined ? {} : { kv: pair.kv }), controlPlane: { policy } });
       await h.db.execute("INSERT INTO devices (id, status, created_at, public_key) VALUES (?, 'enrolled', ?, ?)", [device, h.clock.nowMs(), base64urlFromBytes(new Uint8Array(32))]);
+      await addAndLogIn(h, call, people, password);
       for (const p of people) {
-        await h.cp.auth.users.add({ name: p.name, role: p.role, password, nowMs: h.clock.nowMs() });
-        p.token = (await call('POST', '/v1/auth/login', undefined, { name: p.name, password })).json().token as string;
         // Written as the signing-key store writes it, so this suite does not depend on the route's own rules.
         const publicKey = provider.publicKeyFromSeed(p.seed);
         p.kid = signingKid(publicKey);

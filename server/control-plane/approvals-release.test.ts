@@ -4,9 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { kvKeys } from '../bus-contract/streams.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
-import { signApproval } from '../../core/protocol/approvals.js';
-import { parsePolicy, type PolicyRole } from '../../core/protocol/policy.js';
-import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { parsePolicy } from '../../core/protocol/policy.js';
+import { addAndLogIn, apiCaller, approveAs, makeHarness, personMaker, storePairs, type ApiPerson, type Harness, type StorePair } from './test-support.js';
 
 /**
  * Issue 12, the approval flow's remaining gaps, through the HTTP API on both store pairs:
@@ -35,39 +34,25 @@ const policy = parsePolicy({
   ],
 });
 
-interface Person { readonly name: string; readonly role: PolicyRole; readonly seed: Uint8Array; token: string; kid: string }
-
 function suite(pair: StorePair): void {
   describe(`approval release and cancel on ${pair.name}`, () => {
     let h: Harness;
     const tag = randomBytes(3).toString('hex');
     const device = `rel-${tag}`;
-    const people: Person[] = [];
-    const person = (name: string, role: PolicyRole): Person => {
-      const p = { name: `${name}${tag}`, role, seed: new Uint8Array(randomBytes(32)), token: '', kid: '' };
-      people.push(p);
-      return p;
-    };
+    const people: ApiPerson[] = [];
+    const person = personMaker(tag, people);
     const op = person('op', 'operator');
     const op2 = person('optwo', 'operator');
     const adm = person('adm', 'admin');
 
-    const call = async (method: 'GET' | 'POST' | 'PUT', url: string, token: string | undefined, body?: unknown) => {
-      const response = await h.cp.app.inject({ method, url, headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, ...(body === undefined ? {} : { payload: body as object }) });
-      return { status: response.statusCode, json: () => response.json() as Record<string, any>, text: response.body };
-    };
-    const send = async (by: Person, reason?: string) => {
+    const call = apiCaller(() => h);
+    const send = async (by: ApiPerson, reason?: string) => {
       const created = await call('POST', '/v1/commands', by.token, { device_id: device, opcode: 'EXEC_LOCK_SCREEN', args: {}, ...(reason === undefined ? {} : { reason }) });
       assert.equal(created.status, 201, created.text);
       assert.equal(created.json().state, 'pending_approval', created.text);
       return created.json();
     };
-    const approve = async (by: Person, command: Record<string, any>) => {
-      const statement = { command_id: command.id as string, command_sha256: command.approval.command_sha256 as string, decision: 'approve' as const, approver: by.name, kid: by.kid, expires_at: command.expires_at_ms as number };
-      return call('POST', `/v1/commands/${command.id}/approve`, by.token, {
-        command_sha256: statement.command_sha256, kid: statement.kid, expires_at_ms: statement.expires_at, signature: signApproval({ statement, seed: by.seed, provider }),
-      });
-    };
+    const approve = (by: ApiPerson, command: Record<string, any>) => approveAs(call, by, command);
     const auditKinds = async (commandId: string): Promise<Array<{ kind: string; payload: Record<string, unknown> }>> => {
       const rows = await h.db.query<{ kind: string; payload_json: string }>('SELECT kind, payload_json FROM audit_log WHERE subject = ? ORDER BY seq', [`command:${commandId}`]);
       return rows.map((row) => ({ kind: row.kind, payload: JSON.parse(row.payload_json) as Record<string, unknown> }));
@@ -78,9 +63,8 @@ function suite(pair: StorePair): void {
       await h.db.execute("INSERT INTO devices (id, status, created_at, public_key) VALUES (?, 'enrolled', ?, ?)", [device, h.clock.nowMs(), base64urlFromBytes(new Uint8Array(32))]);
       await h.db.execute('INSERT INTO device_tags (device_id, tag) VALUES (?, ?)', [device, 'lab']);
       await h.cp.context.kv.set(kvKeys.presence(device), JSON.stringify({ gateway_id: 'gw1' }));
+      await addAndLogIn(h, call, people, password);
       for (const p of people) {
-        await h.cp.auth.users.add({ name: p.name, role: p.role, password, nowMs: h.clock.nowMs() });
-        p.token = (await call('POST', '/v1/auth/login', undefined, { name: p.name, password })).json().token as string;
         const registered = await call('PUT', '/v1/users/me/signing-key', p.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(p.seed)) });
         p.kid = registered.json().kid as string;
       }

@@ -23,6 +23,8 @@ import { ed25519Algorithm, x509 } from '../../trust/x509-provider.js';
 import { createControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.js';
 import type { SqlAuditStore } from './stores/sql-audit-store.js';
 import type { AuditEntry } from '../../core/protocol/audit-chain.js';
+import { signApproval } from '../../core/protocol/approvals.js';
+import type { PolicyRole } from '../../core/protocol/policy.js';
 
 /** Calls `onDrain` with the entries of every store call that chains outbox inputs (an audit drain's append). */
 export function watchAuditDrains(store: SqlAuditStore, onDrain: (entries: readonly AuditEntry[]) => void): void {
@@ -231,4 +233,42 @@ export async function refusalCodeOf(promise: Promise<unknown>): Promise<string> 
     return SdcError.is(error) ? error.code : `untyped ${String(error)}`;
   }
   return 'accepted';
+}
+
+/** A user of an HTTP-API suite; `token` and `kid` are set once the suite's `before` has logged them in and registered a key. */
+export interface ApiPerson { readonly name: string; readonly role: PolicyRole; readonly seed: Uint8Array; token: string; kid: string }
+export interface ApiResponse { readonly status: number; json(): Record<string, any>; readonly text: string }
+export type ApiCall = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, token: string | undefined, body?: unknown) => Promise<ApiResponse>;
+
+/** Declares a person (name suffixed with `tag`, a fresh approval signing seed) into `people`, at describe time. */
+export function personMaker(tag: string, people: ApiPerson[]): (name: string, role: PolicyRole) => ApiPerson {
+  return (name, role) => {
+    const p = { name: `${name}${tag}`, role, seed: new Uint8Array(randomBytes(32)), token: '', kid: '' };
+    people.push(p);
+    return p;
+  };
+}
+
+/** Requests to the harness's API (read when called: the harness is made in `before`), as `token`'s bearer when given. */
+export function apiCaller(harness: () => Harness): ApiCall {
+  return async (method, url, token, body) => {
+    const response = await harness().cp.app.inject({ method, url, headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, ...(body === undefined ? {} : { payload: body as object }) });
+    return { status: response.statusCode, json: () => response.json() as Record<string, any>, text: response.body };
+  };
+}
+
+/** Adds each person as a user with `password` and logs them in (sets `token`). */
+export async function addAndLogIn(h: Harness, call: ApiCall, people: readonly ApiPerson[], password: string): Promise<void> {
+  for (const p of people) {
+    await h.cp.auth.users.add({ name: p.name, role: p.role, password, nowMs: h.clock.nowMs() });
+    p.token = (await call('POST', '/v1/auth/login', undefined, { name: p.name, password })).json().token as string;
+  }
+}
+
+/** `by` approves `command` (the API's JSON of a pending command), signing the statement with by.seed under by.kid. */
+export async function approveAs(call: ApiCall, by: ApiPerson, command: Record<string, any>): Promise<ApiResponse> {
+  const statement = { command_id: command.id as string, command_sha256: command.approval.command_sha256 as string, decision: 'approve' as const, approver: by.name, kid: by.kid, expires_at: command.expires_at_ms as number };
+  return call('POST', `/v1/commands/${command.id}/approve`, by.token, {
+    command_sha256: statement.command_sha256, kid: statement.kid, expires_at_ms: statement.expires_at, signature: signApproval({ statement, seed: by.seed, provider }),
+  });
 }

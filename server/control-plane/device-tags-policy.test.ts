@@ -1,10 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { systemRandom, systemScheduler } from '../../runtime/system.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
-import { createControlPlane, type ControlPlane } from './control-plane.js';
 import { latestRevisionLocked } from './policy-store.js';
-import { makeDeviceKey, makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { makeDeviceKey, makeHarness, openSecondControlPlane, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
 
 /**
  * Security review finding 1 (2026-12-05, decision 0013): tags a policy rule selects on are
@@ -38,8 +36,7 @@ async function eventually(what: string, check: () => Promise<boolean>): Promise<
 function suite(pair: StorePair): void {
   describe(`device tags a policy selects on (decision 0013) on ${pair.name}`, () => {
     let h: Harness;
-    let second: ControlPlane | undefined;
-    let closeSecondDb: () => Promise<void> = async () => undefined;
+    let second: SecondControlPlane | undefined;
     const tokens: Record<string, string> = {};
     const requests: string[] = [];
 
@@ -75,16 +72,10 @@ function suite(pair: StorePair): void {
       // The bundle publisher listens for requests once the control plane runs.
       await h.cp.start();
       // A second control plane on the same stores, so the refusal is not one process's memory.
-      const sql = pair.sql.name === 'mysql' ? await pair.sql.open(h.dir) : h.db;
-      if (sql !== h.db) closeSecondDb = () => sql.close();
-      second = await createControlPlane({
-        materials: h.materials, stores: { sql, bus: h.bus, kv: h.cp.context.kv }, clock: h.clock, random: systemRandom, scheduler: systemScheduler,
-        gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 },
-      });
+      second = await openSecondControlPlane(h, pair);
     });
     after(async () => {
-      await second?.stop();
-      await closeSecondDb();
+      await second?.close();
       await h.close();
       await pair.sql.cleanup();
     });

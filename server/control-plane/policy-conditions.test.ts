@@ -1,10 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parsePolicy } from '../../core/protocol/policy.js';
-import { systemRandom, systemScheduler } from '../../runtime/system.js';
 import { kvKeys } from '../bus-contract/streams.js';
-import { createControlPlane, type ControlPlane } from './control-plane.js';
-import { makeDeviceKey, makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import type { ControlPlane } from './control-plane.js';
+import { makeDeviceKey, makeHarness, openSecondControlPlane, storePairs, type Harness, type StorePair } from './test-support.js';
 
 /**
  * Issue 12's policy conditions end to end, through the API on the embedded pair and on MySQL +
@@ -42,7 +41,7 @@ function suite(pair: StorePair): void {
   describe(`policy conditions on ${pair.name}`, () => {
     let h: Harness;
     let second: ControlPlane;
-    let closeSecondDb: () => Promise<void> = async () => undefined;
+    let closeSecond: () => Promise<void> = async () => undefined;
     const tokens: Record<string, string> = {};
 
     const call = async (cp: ControlPlane, method: 'GET' | 'POST' | 'PUT', url: string, options: { token?: string | undefined; body?: unknown } = {}) => {
@@ -70,16 +69,10 @@ function suite(pair: StorePair): void {
       const stored = await call(h.cp, 'PUT', '/v1/policy', { token: tokens.admin, body: policyDocument(0, (minuteOfDay() + 720) % 1440) });
       assert.equal(stored.status, 200, stored.text);
       // A second control plane sharing the database and the key/value store (its own connection pool on MySQL).
-      const sql = pair.sql.name === 'mysql' ? await pair.sql.open(h.dir) : h.db;
-      if (sql !== h.db) closeSecondDb = () => sql.close();
-      second = await createControlPlane({
-        materials: h.materials, stores: { sql, bus: h.bus, kv: h.cp.context.kv }, clock: h.clock, random: systemRandom, scheduler: systemScheduler,
-        gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 },
-      });
+      ({ cp: second, close: closeSecond } = await openSecondControlPlane(h, pair));
     });
     after(async () => {
-      await second?.stop();
-      await closeSecondDb();
+      await closeSecond();
       await h.close();
       await pair.sql.cleanup();
     });

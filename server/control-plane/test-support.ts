@@ -272,3 +272,27 @@ export async function approveAs(call: ApiCall, by: ApiPerson, command: Record<st
     command_sha256: statement.command_sha256, kid: statement.kid, expires_at_ms: statement.expires_at, signature: signApproval({ statement, seed: by.seed, provider }),
   });
 }
+
+/** A second control plane on a harness's stores (see openSecondControlPlane). */
+export interface SecondControlPlane { readonly cp: ControlPlane; close(): Promise<void> }
+
+/**
+ * A second control plane sharing `h`'s database, bus and key/value store, so a refusal or a count
+ * a test asserts is the stores', not one process's memory. On MySQL it has its own connection pool
+ * (`pair.sql.open`), closed by `close` after the control plane stops.
+ */
+export async function openSecondControlPlane(h: Harness, pair: StorePair): Promise<SecondControlPlane> {
+  const sql = pair.sql.name === 'mysql' ? await pair.sql.open(h.dir) : h.db;
+  const closeSql = async () => { if (sql !== h.db) await sql.close(); };
+  let cp: ControlPlane;
+  try {
+    cp = await createControlPlane({
+      materials: h.materials, stores: { sql, bus: h.bus, kv: h.cp.context.kv }, clock: h.clock, random: systemRandom, scheduler: systemScheduler,
+      gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 },
+    });
+  } catch (error) {
+    await closeSql();
+    throw error;
+  }
+  return { cp, async close() { await cp.stop(); await closeSql(); } };
+}

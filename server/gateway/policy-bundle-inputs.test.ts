@@ -1,14 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import pino from 'pino';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
-import { cutPolicyBundle, signPolicyBundle, type SignedPolicyBundle } from '../../core/protocol/policy-bundle.js';
-import { defaultPolicy } from '../../core/protocol/policy.js';
-import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
-import type { GatewayContext } from './gateway-context.js';
-import { PolicyBundlePush } from './policy-bundle-push.js';
+import { policyBundlePushWorld as world, policyWorldNowMs as nowMs, testPolicyBundle as bundle } from './test-support.js';
 
 /**
  * Security review finding 2 (2026-12-05), the gateway's half: when the approvers' keys or roles
@@ -17,44 +11,7 @@ import { PolicyBundlePush } from './policy-bundle-push.js';
  * bundle issued before that time is stale at AUTH; a missed notice is caught at the next sweep.
  */
 
-const provider = createNodeEd25519Provider();
-const seed = new Uint8Array(32).fill(5);
-const nowMs = 1_800_000_000_000;
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-function world() {
-  let clockMs = nowMs;
-  const kv = new MemoryKeyValueStore({ clock: { nowMs: () => clockMs } });
-  const context = {
-    options: { stores: { kv }, logger: pino({ level: 'silent' }), gatewayId: 'gw-1', scheduler: { cancel: () => undefined } },
-    nowMs: () => clockMs,
-    schedule: () => ({ id: 0 }),
-    report: async () => undefined,
-    traceId: () => 't',
-  } as unknown as GatewayContext;
-  const sent: string[] = [];
-  const connected = new Set<string>();
-  const push = new PolicyBundlePush({
-    context, connectedDevices: () => connected,
-    targetOf: (deviceId) => (connected.has(deviceId) ? () => { sent.push(deviceId); return true; } : undefined),
-  });
-  const requests: string[] = [];
-  return {
-    kv, push, sent, connected, requests,
-    advance(ms: number) { clockMs += ms; },
-    async start() {
-      await kv.subscribe(policyBundleChannels.requests, (deviceId) => requests.push(deviceId));
-      await push.start();
-    },
-  };
-}
-
-function bundle(deviceId: string, version: number, issuedAtMs: number): SignedPolicyBundle {
-  return signPolicyBundle({
-    bundle: cutPolicyBundle({ policy: { ...defaultPolicy, revision: version }, version, device: { id: deviceId }, issuedAtMs, validityMs: 100_000 }),
-    kid: 'cp-1', seed, provider,
-  });
-}
 
 describe('the gateway re-asks for bundles when the approvers change', () => {
   it('an inputs notice asks for every device held here; a stale one (not later than known) asks for nothing', async () => {
@@ -81,7 +38,7 @@ describe('the gateway re-asks for bundles when the approvers change', () => {
     await w.push.onAuthenticated('dev-before');
     await w.push.onAuthenticated('dev-after');
     await settle();
-    assert.deepEqual(w.sent, ['dev-before', 'dev-after']);
+    assert.deepEqual(w.sent.map((s) => s.deviceId), ['dev-before', 'dev-after']);
     assert.deepEqual(w.requests, ['dev-before']);
   });
 

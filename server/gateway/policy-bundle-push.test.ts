@@ -3,57 +3,15 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { validateMessageBody } from '../../core/protocol/messages/validate.js';
-import { cutPolicyBundle, signPolicyBundle, type SignedPolicyBundle } from '../../core/protocol/policy-bundle.js';
-import { defaultPolicy } from '../../core/protocol/policy.js';
-import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
-import type { BusEntryData, BusEntryKind } from '../bus-contract/entries.js';
-import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
 import type { GatewayContext } from './gateway-context.js';
+import type { BusEntryData } from '../bus-contract/entries.js';
+import { policyBundleChannels, policyBundleKeys } from '../bus-contract/policy-bundle-keys.js';
 import { PolicyBundlePush, reportPolicyBundle } from './policy-bundle-push.js';
+import { policyBundlePushWorld as world, policyWorldNowMs as nowMs, testPolicyBundle as bundle } from './test-support.js';
 
-const provider = createNodeEd25519Provider();
-const seed = new Uint8Array(32).fill(5);
-const nowMs = 1_800_000_000_000;
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** The parts of a gateway the push uses: the key/value store, the clock, the logger and the events writer. */
-function world() {
-  let clockMs = nowMs;
-  const kv = new MemoryKeyValueStore({ clock: { nowMs: () => clockMs } });
-  const reports: Array<{ kind: BusEntryKind; data: unknown }> = [];
-  const context = {
-    options: { stores: { kv }, logger: pino({ level: 'silent' }), gatewayId: 'gw-1', scheduler: { cancel: () => undefined } },
-    nowMs: () => clockMs,
-    // The refresh sweep never fires here (its own test runs it on virtual time).
-    schedule: () => ({ id: 0 }),
-    report: async <K extends BusEntryKind>(kind: K, data: BusEntryData<K>) => { reports.push({ kind, data }); },
-    traceId: () => 't',
-  } as unknown as GatewayContext;
-  const sent: Array<{ deviceId: string; version: number }> = [];
-  const connected = new Set<string>();
-  const push = new PolicyBundlePush({
-    context, connectedDevices: () => connected,
-    targetOf: (deviceId) => (connected.has(deviceId) ? (signed) => { sent.push({ deviceId, version: signed.bundle.version }); return true; } : undefined),
-  });
-  const requests: string[] = [];
-  return {
-    kv, push, sent, connected, requests, reports, context,
-    advance(ms: number) { clockMs += ms; },
-    async start() {
-      await kv.subscribe(policyBundleChannels.requests, (deviceId) => requests.push(deviceId));
-      await push.start();
-    },
-  };
-}
-
-function bundle(deviceId: string, version: number, issuedAtMs = nowMs): SignedPolicyBundle {
-  return signPolicyBundle({
-    bundle: cutPolicyBundle({ policy: { ...defaultPolicy, revision: version }, version, device: { id: deviceId }, issuedAtMs, validityMs: 100_000 }),
-    kid: 'cp-1', seed, provider,
-  });
-}
 
 describe('the gateway pushes policy bundles', () => {
   it('after AUTH: sends a current stored bundle; asks for one when none is stored', async () => {

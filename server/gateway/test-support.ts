@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import WebSocket from 'ws';
-import { decodeBusEntry, encodeBusEntry, type DecodedBusEntry } from '../bus-contract/entries.js';
+import { decodeBusEntry, encodeBusEntry, type BusEntryData, type BusEntryKind, type DecodedBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, kvKeys, streamNames } from '../bus-contract/streams.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
@@ -29,6 +29,12 @@ import { VirtualTime } from '../../core/time/virtual-time.js';
 import { SdcError } from '../../core/errors/index.js';
 import type { PresenceRecord } from './presence.js';
 import { startGatewayServer, type GatewayServer, type GatewayServerOptions } from './gateway-server.js';
+import pino from 'pino';
+import { cutPolicyBundle, signPolicyBundle, type SignedPolicyBundle } from '../../core/protocol/policy-bundle.js';
+import { defaultPolicy } from '../../core/protocol/policy.js';
+import { policyBundleChannels } from '../bus-contract/policy-bundle-keys.js';
+import type { GatewayContext } from './gateway-context.js';
+import { PolicyBundlePush } from './policy-bundle-push.js';
 
 export const provider = createNodeEd25519Provider();
 export const gatewaySeed = new Uint8Array(randomBytes(32));
@@ -492,4 +498,51 @@ export async function connectHeartbeating(input: {
   };
   driver.time.schedule(input.firstBeatMs ?? heartbeatIntervalMs, beat);
   return { agent, handle, sessionId: ready.sessionId, readyMs: driver.time.nowMs() };
+}
+
+/** The virtual start of policyBundlePushWorld's clock. */
+export const policyWorldNowMs = 1_800_000_000_000;
+const policyBundleSeed = new Uint8Array(32).fill(5);
+
+/** A policy bundle for `deviceId` at `version` (the default policy at that revision), issued at `issuedAtMs`, valid 100 s, signed as kid cp-1. */
+export function testPolicyBundle(deviceId: string, version: number, issuedAtMs = policyWorldNowMs): SignedPolicyBundle {
+  return signPolicyBundle({
+    bundle: cutPolicyBundle({ policy: { ...defaultPolicy, revision: version }, version, device: { id: deviceId }, issuedAtMs, validityMs: 100_000 }),
+    kid: 'cp-1', seed: policyBundleSeed, provider,
+  });
+}
+
+/**
+ * The parts of a gateway a PolicyBundlePush uses (the key/value store, a clock the test moves,
+ * the logger, the events writer) and the push itself: `connected` is the devices held here,
+ * `sent` the bundles pushed to them, `requests` the bundle requests published, `reports` the
+ * events written. `start` subscribes to the requests and starts the push.
+ */
+export function policyBundlePushWorld() {
+  let clockMs = policyWorldNowMs;
+  const kv = new MemoryKeyValueStore({ clock: { nowMs: () => clockMs } });
+  const reports: Array<{ kind: BusEntryKind; data: unknown }> = [];
+  const context = {
+    options: { stores: { kv }, logger: pino({ level: 'silent' }), gatewayId: 'gw-1', scheduler: { cancel: () => undefined } },
+    nowMs: () => clockMs,
+    // The refresh sweep never fires here (policy-bundle-push.test.ts runs it on virtual time).
+    schedule: () => ({ id: 0 }),
+    report: async <K extends BusEntryKind>(kind: K, data: BusEntryData<K>) => { reports.push({ kind, data }); },
+    traceId: () => 't',
+  } as unknown as GatewayContext;
+  const sent: Array<{ deviceId: string; version: number }> = [];
+  const connected = new Set<string>();
+  const push = new PolicyBundlePush({
+    context, connectedDevices: () => connected,
+    targetOf: (deviceId) => (connected.has(deviceId) ? (signed) => { sent.push({ deviceId, version: signed.bundle.version }); return true; } : undefined),
+  });
+  const requests: string[] = [];
+  return {
+    kv, push, sent, connected, requests, reports, context,
+    advance(ms: number) { clockMs += ms; },
+    async start() {
+      await kv.subscribe(policyBundleChannels.requests, (deviceId) => requests.push(deviceId));
+      await push.start();
+    },
+  };
 }

@@ -124,6 +124,7 @@ class StallingKv {
         await hook(key);
         return inner.deleteIfEqual(key, expected);
       }),
+      take: (key) => held('take', key, () => inner.take(key)),
       del: (key) => held('del', key, () => inner.del(key)),
       incr: (key, by) => held('incr', key, () => inner.incr(key, by)),
       expire: (key, ttlMs) => held('expire', key, () => inner.expire(key, ttlMs)),

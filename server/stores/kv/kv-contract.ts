@@ -87,6 +87,20 @@ export function runKvContract(name: string, target: KvContractTarget): void {
       assert.equal(wins.filter(Boolean).length, 1);
     });
 
+    it('take gets and deletes at once, and of racing takers exactly one gets the value', async () => {
+      assert.equal(await kv.take('tk'), null, 'a missing key');
+      await kv.set('tk', 'once ü', { ttlMs: 10_000 });
+      assert.equal(await kv.take('tk'), 'once ü');
+      assert.equal(await kv.get('tk'), null, 'taken means deleted');
+      assert.equal(await kv.take('tk'), null, 'a second take finds nothing');
+      await kv.set('tk', 'raced');
+      const taken = await Promise.all([1, 2, 3, 4].map(() => kv.take('tk')));
+      assert.deepEqual(taken.filter((value) => value !== null), ['raced']);
+      await kv.set('tk-short', 'v', { ttlMs: 100 });
+      await sleep(250);
+      assert.equal(await kv.take('tk-short'), null, 'an expired key is not taken');
+    });
+
     it('expires keys after their TTL', async () => {
       await kv.set('short', 'v', { ttlMs: 150 });
       const remaining = await kv.ttlMs('short');

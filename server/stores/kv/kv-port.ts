@@ -37,6 +37,14 @@ export interface KeyValueStore {
    * (presence: a new session's record removed by the old session's timeout).
    */
   deleteIfEqual(key: string, expected: string): Promise<boolean>;
+  /**
+   * Get-and-delete, atomically (Redis GETDEL, 6.2 and later): the value, which is removed, or null
+   * when the key is missing or expired. Of several takers of one key exactly one gets the value,
+   * in this process or any other sharing the store: a single-use credential (a live stream
+   * ticket, server/control-plane/live-tickets.ts) is spent once. A get then a del would let two
+   * takers both read it before either deleted it.
+   */
+  take(key: string): Promise<string | null>;
   /** True if the key existed. */
   del(key: string): Promise<boolean>;
   /** Adds `by` (default 1) to an integer value, creating it at 0; STORE_CONFLICT if the value is not an integer. */

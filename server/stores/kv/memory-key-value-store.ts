@@ -173,6 +173,17 @@ export class MemoryKeyValueStore implements KeyValueStore {
     });
   }
 
+  take(key: string): Promise<string | null> {
+    return this.#run(() => {
+      const fullKey = this.#key(key);
+      // The read and the removal in one synchronous step: no other taker runs in between.
+      const stored = this.#space.read(fullKey);
+      if (stored === undefined) return null;
+      this.#space.remove(fullKey);
+      return stored.value;
+    });
+  }
+
   del(key: string): Promise<boolean> {
     return this.#run(() => this.#space.remove(this.#key(key)));
   }

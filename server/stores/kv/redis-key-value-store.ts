@@ -179,6 +179,11 @@ export class RedisKeyValueStore implements KeyValueStore {
     return Buffer.isBuffer(value) ? value.toString() : typeof value === 'string' ? value : null;
   }
 
+  /** GETDEL: one command, atomic on the server (and in ioredis-mock, which runs it as it is called). */
+  take(key: string): Promise<string | null> {
+    return this.run(() => this.client.getdel(this.key(key)));
+  }
+
   del(key: string): Promise<boolean> {
     return this.run(async () => (await this.client.del(this.key(key))) > 0);
   }

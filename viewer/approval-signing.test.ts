@@ -59,7 +59,7 @@ describe('approvals signed in the browser', () => {
   });
 });
 
-// Security review 2026-12-05, finding 4: replacing a registered key needs the current password.
+// Security review 2026-12-05, finding 4: registering a key (first or replacement) needs the current password.
 describe('the signing key registration body', () => {
   it('carries the current password only when one was typed', () => {
     const key = approvalKeyFromSeed(seed);

@@ -92,9 +92,9 @@ export function approvalRequestBody(options: {
 
 /**
  * The body of `PUT /v1/users/me/signing-key`: the public key, and the account's current password
- * when one was typed. The server needs the password only to replace a key registered before
- * (APPROVAL_KEY_PROOF_REQUIRED without it; security review 2026-12-05, finding 4); an empty field
- * sends none.
+ * when one was typed. The server needs the password to register any key it does not hold yet,
+ * first or replacement (APPROVAL_KEY_PROOF_REQUIRED without it; security review 2026-12-05,
+ * finding 4); an empty field sends none (enough only to re-state the registered key).
  */
 export function signingKeyRegistrationBody(key: ApprovalKey, currentPassword: string): { public_key: string; current_password?: string } {
   return currentPassword === '' ? { public_key: key.publicKey } : { public_key: key.publicKey, current_password: currentPassword };

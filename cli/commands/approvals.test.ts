@@ -46,7 +46,7 @@ test('nothing is signed when the shown subject or its hash does not match the co
   refused({ ...command, state: 'queued' }, 'APPROVAL_NOT_PENDING');
 });
 
-// Security review 2026-12-05, finding 4: the server refuses to replace a registered key without the password.
+// Security review 2026-12-05, finding 4: the server refuses to register a key (first or replacement) without the password.
 test('registering the key file\'s key: one PUT when it is accepted; on APPROVAL_KEY_PROOF_REQUIRED again with the password given, or a refusal saying how to give it', async () => {
   const proofRequired = new SdcError('HTTP_REFUSED', 'PUT /v1/users/me/signing-key refused with APPROVAL_KEY_PROOF_REQUIRED: ...', { status: 403, serverCode: 'APPROVAL_KEY_PROOF_REQUIRED' });
   const fakeApi = (answers: Array<SdcError | { kid: string }>) => {

@@ -17,13 +17,13 @@ import { durationOption, durationOptions, type DurationOptionSpec } from '../dur
  * is the operator's own Ed25519 key: created on first use next to the stored login, in a 0600
  * file of the 0700 credentials directory (one per user name), and registered with the server
  * (public key only; PUT /v1/users/me/signing-key is idempotent, so every approve re-states it;
- * replacing another registered key needs the password, registerSigningKey).
+ * registering it the first time, or in place of another key, needs the password, registerSigningKey).
  * Before signing, the CLI recomputes the command hash from the subject the server shows and
  * refuses when they differ, so what is signed is what was shown.
  */
 
 const provider = createNodeEd25519Provider();
-const passwordStdinHelp: [string, string] = ['--password-stdin', `Your password from the first line of stdin (or ${passwordEnv}), used only when the server holds another approval key for you than your key file`];
+const passwordStdinHelp: [string, string] = ['--password-stdin', `Your password from the first line of stdin (or ${passwordEnv}), used only when the server does not hold your key file's key yet (the first approval, a new machine)`];
 const approvalValidity: DurationOptionSpec = { name: 'valid-for', fallbackMs: 0, minMs: 0, maxMs: 7 * 86_400_000 };
 
 export interface PendingCommandView {
@@ -76,10 +76,11 @@ export function checkedSubject(command: PendingCommandView): { subject: Approval
 
 /**
  * Registers the key file's public key (a no-op when it is the registered one). When the server
- * holds another key for the user (a new machine, a lost key file), replacing it needs the
+ * does not hold it yet (a first key, a new machine, a lost key file), registering it needs the
  * account's password (security review 2026-12-05, finding 4): asked for only then, from
  * `password()` (--password-stdin, SDC_PASSWORD or SDC_PASSWORD_FILE); without one the refusal
- * says how to give it.
+ * says how to give it. Tried without first, so the usual approve (key already registered) never
+ * reads a password.
  */
 export async function registerSigningKey(api: Pick<ApiClient, 'put'>, publicKey: string, options: { keyPath: string; password: () => Promise<string | undefined> }): Promise<string> {
   try {
@@ -88,8 +89,8 @@ export async function registerSigningKey(api: Pick<ApiClient, 'put'>, publicKey:
     if (!SdcError.is(error, 'HTTP_REFUSED') || error.details['serverCode'] !== 'APPROVAL_KEY_PROOF_REQUIRED') throw error;
     const currentPassword = await options.password();
     if (currentPassword === undefined) {
-      throw new SdcError('APPROVAL_KEY_PROOF_REQUIRED', `the server holds another approval signing key for you than ${options.keyPath}; `
-        + `replacing it needs your password: run again with --password-stdin (or ${passwordEnv})`);
+      throw new SdcError('APPROVAL_KEY_PROOF_REQUIRED', `the server does not hold the approval signing key in ${options.keyPath} yet; `
+        + `registering it needs your password: run again with --password-stdin (or ${passwordEnv})`);
     }
     return (await api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: publicKey, current_password: currentPassword })).kid;
   }

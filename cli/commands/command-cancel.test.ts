@@ -80,7 +80,8 @@ describe('sdc command cancel | reject', () => {
 
   it('an approver\'s rejection is signed with its reason and accepted', async () => {
     const id = await pending();
-    const rejected = await sdc('abby', ['command', 'reject', id, '--reason', 'change freeze']);
+    // Abby's first approval key: registering it needs her password (security review 2026-12-05, finding 4).
+    const rejected = await sdc('abby', ['command', 'reject', id, '--reason', 'change freeze', '--password-stdin'], `${password}\n`);
     assert.equal(rejected.code, 0, rejected.stderr);
     const detail = await h.cp.commands.get(id);
     assert.equal(detail.state, 'rejected');

@@ -65,7 +65,7 @@ function suite(pair: StorePair): void {
       await h.cp.context.kv.set(kvKeys.presence(device), JSON.stringify({ gateway_id: 'gw1' }));
       await addAndLogIn(h, call, people, password);
       for (const p of people) {
-        const registered = await call('PUT', '/v1/users/me/signing-key', p.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(p.seed)) });
+        const registered = await call('PUT', '/v1/users/me/signing-key', p.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(p.seed)), current_password: password });
         p.kid = registered.json().kid as string;
       }
     });

@@ -96,7 +96,7 @@ function suite(pair: StorePair): void {
       for (const p of Object.values(people)) {
         await h.cp.auth.users.add({ name: p.name, role: p.role, password, nowMs: h.clock.nowMs() });
         p.token = (await call('POST', '/v1/auth/login', undefined, { name: p.name, password })).json().token as string;
-        const registered = await call('PUT', '/v1/users/me/signing-key', p.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(p.seed)) });
+        const registered = await call('PUT', '/v1/users/me/signing-key', p.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(p.seed)), current_password: password });
         assert.equal(registered.status, 200, registered.text);
         p.kid = registered.json().kid as string;
       }
@@ -217,7 +217,7 @@ function suite(pair: StorePair): void {
       const created = await send('EXEC_LOCK_SCREEN');
       const oldSeed = ap2.seed;
       const rotated = { ...ap2, seed: new Uint8Array(randomBytes(32)) };
-      // Replacing a key needs the current password (security review 2026-12-05, finding 4; signing-key-replacement.test.ts).
+      // Registering a key needs the current password (security review 2026-12-05, finding 4; signing-key-replacement.test.ts).
       refusedWith(await call('PUT', '/v1/users/me/signing-key', ap2.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(rotated.seed)) }), 'APPROVAL_KEY_PROOF_REQUIRED');
       const registered = await call('PUT', '/v1/users/me/signing-key', ap2.token, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(rotated.seed)), current_password: password });
       assert.notEqual(registered.json().kid, ap2.kid);

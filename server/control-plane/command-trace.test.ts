@@ -76,7 +76,7 @@ function suite(pair: StorePair): void {
         const login = await h.cp.app.inject({ method: 'POST', url: '/v1/auth/login', payload: { name: role, password } });
         tokens[role] = login.json().token as string;
       }
-      const registered = await call('PUT', '/v1/users/me/signing-key', tokens.admin!, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(adminSeed)) });
+      const registered = await call('PUT', '/v1/users/me/signing-key', tokens.admin!, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(adminSeed)), current_password: password });
       assert.equal(registered.status, 200, registered.text);
       adminKid = registered.json().kid as string;
     });

@@ -12,12 +12,12 @@ import { actors } from './context.js';
  * another retires the previous one in the same transaction (its approvals stay verifiable by kid).
  * The kid is derived from the key, so registering the same key twice changes nothing.
  *
- * Replacing a current key needs proof beyond the bearer token (security review 2026-12-05,
- * finding 4; docs/decisions/0005-approvals.md): the caller has checked the account's current
- * password (`proof: 'password'`), or the registration is refused with APPROVAL_KEY_PROOF_REQUIRED.
- * A first key needs none. The check is the retiring UPDATE's own count, inside the transaction,
- * so two token-only registrations racing for a "first" key cannot both pass: the second one
- * finds the first's key to retire and is refused.
+ * Every registration that changes anything needs proof beyond the bearer token (security review
+ * 2026-12-05, finding 4, and for a first key the same evening; docs/decisions/0005-approvals.md):
+ * the caller has checked the account's current password (`proof: 'password'`), or the
+ * registration is refused with APPROVAL_KEY_PROOF_REQUIRED and nothing changes. An approval key is
+ * what makes a second person's consent count, so a stolen token alone must not mint one, first or
+ * replacement. Only re-stating the current key (nothing changes) needs no proof.
  */
 export type SigningKeyProof = 'password' | 'none';
 export interface SigningKey {
@@ -42,6 +42,11 @@ function keyOf(row: SigningKeyRow): SigningKey {
   };
 }
 
+function proofRequired(replacing: boolean): SdcError {
+  const what = replacing ? 'you already have an approval signing key: replacing it' : 'registering an approval signing key';
+  return new SdcError('APPROVAL_KEY_PROOF_REQUIRED', `${what} needs your current password (current_password)`, { path: 'body/current_password' });
+}
+
 export class SigningKeyStore {
   readonly #db: SqlDatabase;
   readonly #audit: AuditLog<SqlExecutor>;
@@ -53,8 +58,9 @@ export class SigningKeyStore {
 
   /**
    * Registers `publicKeyText` (base64url, 32 bytes) as the user's current key, audited (with the
-   * proof it was given); the same key again is `changed: false`. Retiring a current key needs
-   * `proof: 'password'` (APPROVAL_KEY_PROOF_REQUIRED otherwise, nothing changed).
+   * proof it was given); the same key again is `changed: false`. Anything else (a first key, a
+   * replacement, a retired key made current again) needs `proof: 'password'`
+   * (APPROVAL_KEY_PROOF_REQUIRED otherwise, nothing changed).
    */
   async register(options: { userName: string; publicKeyText: string; nowMs: number; proof: SigningKeyProof }): Promise<{ key: SigningKey; changed: boolean }> {
     const publicKey = bytesFromBase64url(options.publicKeyText, { code: 'API_VALIDATION', name: 'public_key', length: 32 });
@@ -67,9 +73,7 @@ export class SigningKeyStore {
       }
       const retired = await tx.execute('UPDATE user_signing_keys SET retired_at = ? WHERE user_name = ? AND retired_at IS NULL', [options.nowMs, options.userName]);
       // Thrown inside the transaction: the retirement above is rolled back with it.
-      if (retired.changes > 0 && options.proof !== 'password') {
-        throw new SdcError('APPROVAL_KEY_PROOF_REQUIRED', 'you already have an approval signing key: replacing it needs your current password (current_password)', { path: 'body/current_password' });
-      }
+      if (options.proof !== 'password') throw proofRequired(retired.changes > 0);
       if (existing === undefined) {
         await tx.execute('INSERT INTO user_signing_keys (kid, user_name, public_key, created_at, retired_at) VALUES (?, ?, ?, ?, NULL)',
           [kid, options.userName, base64urlFromBytes(publicKey), options.nowMs]);
@@ -78,7 +82,7 @@ export class SigningKeyStore {
       }
       await this.#audit.record(tx, {
         kind: 'user.signing_key_registered', actor: actors.user(options.userName), subject: `user:${options.userName}`,
-        payload: { kid, public_key: base64urlFromBytes(publicKey), retired_previous: retired.changes, proof: retired.changes > 0 ? options.proof : 'first_key' },
+        payload: { kid, public_key: base64urlFromBytes(publicKey), retired_previous: retired.changes, proof: options.proof },
       });
       return { key: { kid, userName: options.userName, publicKey, createdAtMs: options.nowMs, retiredAtMs: null }, changed: true };
     });

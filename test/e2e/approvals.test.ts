@@ -67,7 +67,7 @@ for (const shared of storeTargets()) {
         await controlPlane.auth.users.add({ name, role, password, nowMs: systemClock.nowMs() });
         tokens.set(name, (await system.api<{ token: string }>('POST', '/v1/auth/login', { name, password }, { token: null })).token);
         seeds.set(name, new Uint8Array(randomBytes(32)));
-        const key = await call<{ kid: string }>('PUT', '/v1/users/me/signing-key', tokens.get(name)!, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(seeds.get(name)!)) });
+        const key = await call<{ kid: string }>('PUT', '/v1/users/me/signing-key', tokens.get(name)!, { public_key: base64urlFromBytes(provider.publicKeyFromSeed(seeds.get(name)!)), current_password: password });
         assert.equal(key.status, 200, JSON.stringify(key.body));
         kids.set(name, key.body.kid);
       }

@@ -412,6 +412,8 @@ describe('the operator console in Chromium against a real deployment', { skip },
     const item = page.locator(`li[data-command="${created.id}"]`);
     await item.waitFor();
     assert.match(await item.textContent() ?? '', /EXEC_LOCK_SCREEN[\s\S]*console-requester/);
+    // Registering a key needs the account's password (security review 2026-12-05, finding 4).
+    await page.getByTestId('approval-key-password').fill(operator.password);
     await page.getByRole('button', { name: 'Create a signing key' }).click();
     const key = page.getByTestId('approval-key');
     await key.waitFor();

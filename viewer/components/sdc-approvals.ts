@@ -21,7 +21,7 @@ export const approvalsPageSize = 100;
  * ask, approved or rejected with the approver's own Ed25519 key, signed in this page
  * (viewer/approval-signing.ts) over the same statement the CLI signs. The key is created here or
  * imported from the CLI's key file, registered with `PUT /v1/users/me/signing-key` (which sends
- * only the public key, and the current password when it replaces a registered key) and held in
+ * only the public key and the current password, which any new key needs) and held in
  * page memory: a reload forgets it, as it forgets the token.
  */
 export class SdcApprovals extends LightElement {
@@ -151,8 +151,8 @@ export class SdcApprovals extends LightElement {
       <div class="card" data-testid="approval-key-setup">
         <p>Approvals are signed with your own Ed25519 key, in this page. Create one here (it replaces any key you registered before,
           the CLI's included) or import the CLI's <code>signing-key-${this.userName}.json</code>. Only the public key is sent.
-          Replacing a key you registered before needs your current password.</p>
-        <label>Current password (only to replace a registered key)
+          Registering a key needs your current password.</p>
+        <label>Current password (to register the key)
           <input type="password" name="current-password" autocomplete="current-password" data-testid="approval-key-password"></label>
         <button type="button" ?disabled=${this.busy} @click=${() => this.#create()}>Create a signing key</button>
         <form @submit=${(e: SubmitEvent) => this.#import(e)}>

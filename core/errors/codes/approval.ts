@@ -13,7 +13,7 @@ export const approvalErrors = defineErrors({
   APPROVAL_EXPIRED: { fault: 'remote', status: 410, summary: 'Approval is past its expiry' },
   APPROVAL_EXPIRY_TOO_LONG: { fault: 'remote', status: 400, summary: 'Approval expiry is further ahead than the command\'s own expiry allows' },
   APPROVAL_ROLE_NOT_ALLOWED: { fault: 'remote', status: 403, summary: 'The approver\'s role is not one the policy rule accepts approvals from' },
-  APPROVAL_KEY_PROOF_REQUIRED: { fault: 'remote', status: 403, summary: 'Replacing a registered approval signing key needs the account\'s current password (current_password); a token alone registers only a first key' },
+  APPROVAL_KEY_PROOF_REQUIRED: { fault: 'remote', status: 403, summary: 'Registering an approval signing key (a first one or a replacement) needs the account\'s current password (current_password); a token alone registers none' },
   APPROVAL_KEY_UNKNOWN: { fault: 'remote', status: 409, summary: 'No registered signing key with this kid for this approver (register one: PUT /v1/users/me/signing-key)' },
   APPROVAL_STATEMENT_MISMATCH: { fault: 'remote', status: 400, summary: 'Approval statement names another command, command hash, approver or decision than the request' },
   APPROVAL_NOT_PENDING: { fault: 'remote', status: 409, summary: 'Command is not waiting for approvals (released, rejected, expired, or never needed any)' },

@@ -40,7 +40,7 @@ export const SigningKeyBody = Type.Object({
   public_key: Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'The 32-byte Ed25519 public key, base64url' }),
   current_password: Type.Optional(Type.String({
     minLength: 1, maxLength: 1024,
-    description: 'The account\'s current password: needed to replace a registered key (APPROVAL_KEY_PROOF_REQUIRED without it), checked and counted like a login',
+    description: 'The account\'s current password: needed to register a key, first or replacement (APPROVAL_KEY_PROOF_REQUIRED without it; the current key again needs none), checked and counted like a login',
   })),
 }, strict);
 export type SigningKeyBody = Static<typeof SigningKeyBody>;

@@ -53,15 +53,15 @@ export const approvalRoutes: RoutesPlugin<{ readonly services: ControlPlaneServi
     return { released: false, command };
   });
 
-  // A token alone registers a first key; replacing one needs the current password (security
-  // review 2026-12-05, finding 4; docs/decisions/0005-approvals.md): otherwise a leaked token
-  // would let its holder put their own key in place and sign approvals the device accepts.
+  // Registering a key, first or replacement, needs the current password (security review
+  // 2026-12-05, finding 4; docs/decisions/0005-approvals.md): otherwise a leaked token would let
+  // its holder put their own key in place and sign approvals the device accepts.
   // Checking the password is a password guess like a login, and counted as one (the login
   // limiter, per address and per account). Refusals are audited: a token-only replacement is
   // what a stolen token looks like.
   app.put('/v1/users/me/signing-key', {
     schema: { body: SigningKeyBody, response: { 200: SigningKeyView } },
-    config: { auth: 'viewer', summary: 'Register your approval signing key (Ed25519 public key); replacing a registered one needs current_password' },
+    config: { auth: 'viewer', summary: 'Register your approval signing key (Ed25519 public key) with current_password; the current key again needs none' },
   }, async (request) => {
     const name = principalOf(request).name;
     const currentPassword = request.body.current_password;

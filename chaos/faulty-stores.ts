@@ -34,6 +34,7 @@ export function faultyBus(inner: StreamBus, down: () => boolean): StreamBus {
     async length(stream) { guard(); return inner.length(stream); },
     async range(stream, opts) { guard(); return inner.range(stream, opts); },
     async remove(stream, ids) { guard(); return inner.remove(stream, ids); },
+    async trimmedUnread(stream, group) { guard(); return inner.trimmedUnread(stream, group); },
     close: () => inner.close(),
   };
 }

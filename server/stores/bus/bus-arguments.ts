@@ -11,6 +11,11 @@ export const busLimits = {
   reasonLengthMax: 1024,
   /** Entries in one appendBatch: one pipeline's replies stay a few MB at most (64 fields x 64 KiB each is the worst entry). */
   batchEntriesMax: 1_000,
+  /**
+   * trimmedUnread counts the entries after a group's position up to this many (on Redis, an XRANGE
+   * inside a script: the server holds them for the count); beyond it the loss is a lower bound.
+   */
+  trimCountEntriesMax: 256,
 } as const;
 
 export function checkName(kind: string, value: string): void {

@@ -176,6 +176,47 @@ export function runBusContract(name: string, target: BusContractTarget): void {
       assert.deepEqual(kept.map((e) => e.id), ids.slice(300 - length), 'what remains is the newest suffix');
     });
 
+    it('reports entries trimmed before a group read them, with their count, and none for entries it had read', async () => {
+      await bus.ensureGroup('lost', 'slow', '0');
+      await bus.ensureGroup('lost', 'fast', '0');
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i += 1) ids.push(await bus.append('lost', { n: String(i) }));
+      await bus.readGroup('lost', 'slow', 'c', { count: 3 });
+      await bus.readGroup('lost', 'fast', 'c', { count: 10 });
+      const none = await bus.trimmedUnread('lost', 'slow');
+      assert.deepEqual(none, { entriesLost: 0, exact: true, firstId: ids[0], lastDeliveredId: ids[2], entriesAdded: 10, length: 10 });
+      // 300 more, kept to about 20: Redis (MAXLEN ~) keeps whole nodes, so its length is read back, not assumed.
+      for (let i = 10; i < 310; i += 1) ids.push(await bus.append('lost', { n: String(i) }, { maxLen: 20 }));
+      const length = await bus.length('lost');
+      assert.ok(length >= 20 && length < 300, `length ${length}`);
+      const firstKept = ids[310 - length]!;
+      const slow = await bus.trimmedUnread('lost', 'slow');
+      assert.deepEqual(slow, { entriesLost: 310 - length - 3, exact: true, firstId: firstKept, lastDeliveredId: ids[2], entriesAdded: 310, length });
+      // The fast group read its 10 before the trim; the 300 after them it had not read are lost to it too.
+      assert.equal((await bus.trimmedUnread('lost', 'fast')).entriesLost, 310 - length - 10);
+      // Reading past the gap does not hide it: the count stays (it is over the stream's life).
+      const read = await bus.readGroup('lost', 'slow', 'c', { count: 1000 });
+      assert.equal(read[0]?.id, firstKept, 'the next entry delivered is the first one kept');
+      assert.deepEqual(await bus.trimmedUnread('lost', 'slow'), { ...slow, lastDeliveredId: ids[309] });
+      // A group that read everything before a trim lost nothing to it.
+      await bus.ensureGroup('kept', 'g', '0');
+      for (let i = 0; i < 50; i += 1) await bus.append('kept', { n: String(i) });
+      assert.equal((await bus.readGroup('kept', 'g', 'c', { count: 100 })).length, 50);
+      for (let i = 0; i < 300; i += 1) {
+        await bus.append('kept', { n: String(i) }, { maxLen: 20 });
+        await bus.readGroup('kept', 'g', 'c', { count: 10 });
+      }
+      const kept = await bus.trimmedUnread('kept', 'g');
+      assert.equal(kept.entriesLost, 0);
+      assert.equal(kept.exact, true);
+      assert.ok(kept.length < 350, 'the stream was trimmed');
+      // A group created after a trim counts nothing from before it.
+      await bus.ensureGroup('lost', 'late', '0');
+      assert.equal((await bus.trimmedUnread('lost', 'late')).entriesLost, 0);
+      await rejectsWithCode(bus.trimmedUnread('lost', 'nobody'), 'STORE_NO_GROUP');
+      await rejectsWithCode(bus.trimmedUnread('missing', 'g'), 'STORE_NO_GROUP');
+    });
+
     it('wakes a blocked reader when an entry is appended', async () => {
       await bus.ensureGroup('b', 'g', '$');
       const blocked = bus.readGroup('b', 'g', 'c1', { count: 5, blockMs: 10_000 });

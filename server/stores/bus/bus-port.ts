@@ -53,6 +53,30 @@ export interface RangeOptions {
   readonly count: number;
 }
 
+/**
+ * What a stream and one of its groups tell about entries the stream trimmed (maxLen) before the
+ * group read them: data lost without any error, since a trim removes the oldest entries whether
+ * or not every group has read them. Cumulative over the stream's life (it starts again at 0 when
+ * the stream is created anew, e.g. after Redis lost its data); a caller counts each loss once by
+ * remembering the last value it saw. See bus-trim.ts for how it is worked out.
+ */
+export interface TrimmedUnread {
+  /**
+   * Entries appended after the group's position that are gone and were never delivered to it.
+   * Exact when `exact`; otherwise a lower bound (the group has already read past the gap and is
+   * too far from the stream's end to count). null: cannot be told (an XDEL inside the stream).
+   */
+  readonly entriesLost: number | null;
+  readonly exact: boolean;
+  /** The stream's first entry now (null: empty): every lost entry's id is below it. */
+  readonly firstId: string | null;
+  /** The group's last delivered id: when it is below firstId, the lost entries lie between the two. */
+  readonly lastDeliveredId: string;
+  /** Entries ever appended to the stream, and those it holds now. */
+  readonly entriesAdded: number;
+  readonly length: number;
+}
+
 /** An entry as stored, read outside any consumer group. */
 export interface StoredBusEntry {
   readonly id: string;
@@ -83,6 +107,12 @@ export interface StreamBus {
    */
   deadLetter(stream: string, group: string, id: string, reason: string): Promise<string | null>;
   length(stream: string): Promise<number>;
+  /**
+   * Entries the stream trimmed before `group` read them (TrimmedUnread); STORE_NO_GROUP if the
+   * group does not exist. Bounded cost: a few counters, and on Redis at most
+   * busLimits.trimCountEntriesMax entries counted after the group's position.
+   */
+  trimmedUnread(stream: string, group: string): Promise<TrimmedUnread>;
   /**
    * Up to `count` entries in id order after `afterId`, read outside any group (XRANGE): nothing is
    * delivered or acknowledged. For operators inspecting a stream (dead letters); a missing stream is empty.

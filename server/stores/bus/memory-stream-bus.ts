@@ -3,8 +3,9 @@ import type { Clock, Scheduler, TimerHandle } from '../../../core/ports/ports.js
 import {
   deadFields, deadLetterStream,
   type AppendOptions, type BusEntry, type ClaimOptions, type PendingEntry, type PendingOptions, type RangeOptions, type ReadGroupOptions,
-  type StoredBusEntry, type StreamBus,
+  type StoredBusEntry, type StreamBus, type TrimmedUnread,
 } from './bus-port.js';
+import { estimateEntriesThrough, hasDeletionsFrom, trimmedUnreadOf } from './bus-trim.js';
 import { busLimits, checkBatch, checkCount, checkFields, checkIds, checkName, checkNonNegative, parseEntryId } from './bus-arguments.js';
 
 /**
@@ -44,6 +45,8 @@ interface PendingState {
 interface Group {
   lastDeliveredMs: number;
   lastDeliveredSeq: number;
+  /** Redis entries-read: set at creation, one more per entry delivered (see bus-trim.ts); null when unknown. */
+  entriesRead: number | null;
   /** Insertion order is id order: new entries are delivered in increasing id order and claims keep their key. */
   readonly pending: Map<string, PendingState>;
   readonly consumers: Set<string>;
@@ -60,6 +63,9 @@ interface Stream {
   head: number;
   lastMs: number;
   lastSeq: number;
+  /** Every entry ever appended (Redis entries-added), and the largest id `remove` deleted (max-deleted-entry-id). */
+  entriesAdded: number;
+  maxDeletedId: string;
   readonly groups: Map<string, Group>;
 }
 
@@ -171,6 +177,8 @@ export class MemoryStreamBus implements StreamBus {
     state.groups.set(group, {
       lastDeliveredMs: fromStart ? 0 : state.lastMs,
       lastDeliveredSeq: fromStart ? 0 : state.lastSeq,
+      // As the Redis adapter creates it: the entries before the group's start count as read.
+      entriesRead: fromStart ? state.entriesAdded - sizeOf(state) : state.entriesAdded,
       pending: new Map(),
       consumers: new Set(),
     });
@@ -281,6 +289,21 @@ export class MemoryStreamBus implements StreamBus {
     return state === undefined ? 0 : sizeOf(state);
   }
 
+  async trimmedUnread(stream: string, group: string): Promise<TrimmedUnread> {
+    this.assertOpen();
+    checkName('stream', stream);
+    checkName('group', group);
+    const state = this.group(stream, group);
+    const streamState = this.streams.get(stream) as Stream;
+    const counters = this.counters(streamState);
+    const after = firstIndexAfter(streamState.entries, state.lastDeliveredMs, state.lastDeliveredSeq, streamState.head);
+    // Exact here, whatever the distance: the in-memory bus finds the group's place by binary search.
+    return trimmedUnreadOf({
+      ...counters, lastDeliveredId: `${state.lastDeliveredMs}-${state.lastDeliveredSeq}`, entriesRead: state.entriesRead,
+      entriesAfterDelivered: streamState.entries.length - after,
+    });
+  }
+
   async range(stream: string, opts: RangeOptions): Promise<StoredBusEntry[]> {
     this.assertOpen();
     checkName('stream', stream);
@@ -305,6 +328,9 @@ export class MemoryStreamBus implements StreamBus {
       if (index === undefined) continue;
       state.entries.splice(index, 1);
       removed += 1;
+      const { ms, seq } = parseEntryId(id);
+      const max = parseEntryId(state.maxDeletedId);
+      if (ms > max.ms || (ms === max.ms && seq > max.seq)) state.maxDeletedId = `${ms}-${seq}`;
     }
     return removed;
   }
@@ -343,7 +369,7 @@ export class MemoryStreamBus implements StreamBus {
     let state = this.streams.get(stream);
     if (state === undefined) {
       if (this.streams.size >= this.streamsMax) throw new SdcError('STORE_LIMIT', `more than ${this.streamsMax} streams`);
-      state = { entries: [], head: 0, lastMs: 0, lastSeq: 0, groups: new Map() };
+      state = { entries: [], head: 0, lastMs: 0, lastSeq: 0, entriesAdded: 0, maxDeletedId: '0-0', groups: new Map() };
       this.streams.set(stream, state);
     }
     return state;
@@ -374,6 +400,7 @@ export class MemoryStreamBus implements StreamBus {
     const seq = now > state.lastMs ? 0 : state.lastSeq + 1;
     const entry: StoredEntry = { id: `${ms}-${seq}`, ms, seq, fields };
     state.entries.push(entry);
+    state.entriesAdded += 1;
     state.lastMs = ms;
     state.lastSeq = seq;
     if (trim) this.trim(state, maxLen);
@@ -409,11 +436,27 @@ export class MemoryStreamBus implements StreamBus {
     const delivered: BusEntry[] = [];
     for (const entry of streamState.entries.slice(start, start + Math.min(take, room))) {
       state.pending.set(entry.id, { consumer, deliveredAtMs: now, deliveryCount: 1 });
+      this.countRead(streamState, state, entry.id);
       state.lastDeliveredMs = entry.ms;
       state.lastDeliveredSeq = entry.seq;
       delivered.push({ id: entry.id, fields: { ...entry.fields }, deliveryCount: 1 });
     }
     return delivered;
+  }
+
+  /** The stream's counters as XINFO STREAM gives them. */
+  private counters(state: Stream): { entriesAdded: number; length: number; firstId: string | null; lastId: string; maxDeletedId: string } {
+    return {
+      entriesAdded: state.entriesAdded, length: sizeOf(state), firstId: state.entries[state.head]?.id ?? null,
+      lastId: `${state.lastMs}-${state.lastSeq}`, maxDeletedId: state.maxDeletedId,
+    };
+  }
+
+  /** Redis's entries-read update on a delivery: one more, unless unknown or an XDEL lies ahead, when it is estimated anew. */
+  private countRead(streamState: Stream, group: Group, id: string): void {
+    const counters = this.counters(streamState);
+    if (group.entriesRead !== null && !hasDeletionsFrom(counters, id)) group.entriesRead += 1;
+    else group.entriesRead = estimateEntriesThrough(counters, id);
   }
 
   /** Gives new entries to blocked readers of `stream`, oldest waiter first. */

@@ -5,8 +5,9 @@ import { mapRedisError } from '../redis-errors.js';
 import {
   deadFields, deadLetterStream,
   type AppendOptions, type BusEntry, type ClaimOptions, type PendingEntry, type PendingOptions, type RangeOptions, type ReadGroupOptions,
-  type StoredBusEntry, type StreamBus,
+  type StoredBusEntry, type StreamBus, type TrimmedUnread,
 } from './bus-port.js';
+import { trimmedUnreadOf } from './bus-trim.js';
 import { busLimits, checkBatch, checkCount, checkFields, checkIds, checkName, checkNonNegative, parseEntryId } from './bus-arguments.js';
 
 export interface RedisStreamBusOptions {
@@ -52,6 +53,60 @@ return ids`;
 const appendBatchScript = { lua: appendBatchLua, sha1: createHash('sha1').update(appendBatchLua).digest('hex') } as const;
 /** Entries per script call: the server is held for about this many XADDs at once. */
 const appendScriptEntriesMax = 128;
+
+/**
+ * XGROUP CREATE with ENTRIESREAD (Redis 7): the group's read counter starts known, at the entries
+ * before its start ('0': those already trimmed away; '$': every entry), in one step with reading
+ * the stream's counters. Without it the counter is unknown until the first read, and Redis counts
+ * entries trimmed before that read as read (bus-trim.ts). ARGV: group, start id. Returns 1 when
+ * created, 0 when the group existed.
+ */
+const ensureGroupLua = `
+local read = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  local added, length = 0, 0
+  for i = 1, #info, 2 do
+    if info[i] == 'entries-added' then added = info[i + 1] elseif info[i] == 'length' then length = info[i + 1] end
+  end
+  if ARGV[2] == '$' then read = added else read = added - length end
+end
+local reply = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[2], 'MKSTREAM', 'ENTRIESREAD', read)
+if type(reply) == 'table' and reply.err then
+  if string.sub(reply.err, 1, 9) == 'BUSYGROUP' then return 0 end
+  return reply
+end
+return 1`;
+const ensureGroupScript = { lua: ensureGroupLua, sha1: createHash('sha1').update(ensureGroupLua).digest('hex') } as const;
+
+/**
+ * The counters trimmedUnread works from (bus-trim.ts), read in one step: XINFO STREAM, the group's
+ * XINFO GROUPS entry, and the entries after the group's position counted up to ARGV[2] (one more
+ * means "more than that"). ARGV: group, count bound. Returns nil when the stream or the group is
+ * missing; otherwise [entries-added, length, first id or '', last-generated-id,
+ * max-deleted-entry-id, last-delivered-id, entries-read or -1, entries after or -1].
+ */
+const trimmedUnreadLua = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local s = {}
+for i = 1, #info, 2 do s[info[i]] = info[i + 1] end
+local g = nil
+for _, item in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local fields = {}
+  for i = 1, #item, 2 do fields[item[i]] = item[i + 1] end
+  if fields['name'] == ARGV[1] then g = fields end
+end
+if g == nil then return false end
+local first = ''
+if type(s['first-entry']) == 'table' then first = s['first-entry'][1] end
+local bound = tonumber(ARGV[2])
+local after = #redis.call('XRANGE', KEYS[1], '(' .. g['last-delivered-id'], '+', 'COUNT', bound + 1)
+if after > bound then after = -1 end
+local read = g['entries-read']
+if type(read) ~= 'number' then read = -1 end
+return { s['entries-added'], s['length'], first, s['last-generated-id'], s['max-deleted-entry-id'], g['last-delivered-id'], read, after }`;
+const trimmedUnreadScript = { lua: trimmedUnreadLua, sha1: createHash('sha1').update(trimmedUnreadLua).digest('hex') } as const;
 
 function fieldsFromList(list: unknown): Record<string, string> {
   if (!Array.isArray(list) || list.length % 2 !== 0) throw new SdcError('STORE_CORRUPT', 'malformed stream entry fields from Redis');
@@ -159,12 +214,21 @@ export class RedisStreamBus implements StreamBus {
   async ensureGroup(stream: string, group: string, startId: '0' | '$'): Promise<void> {
     checkName('stream', stream);
     checkName('group', group);
-    try {
-      await this.command(this.client, 'XGROUP', 'CREATE', this.key(stream), group, startId, 'MKSTREAM');
-    } catch (error) {
-      if (error instanceof SdcError && error.message.startsWith('BUSYGROUP')) return;
-      throw error;
-    }
+    await this.evalScript(ensureGroupScript, this.key(stream), [group, startId]);
+  }
+
+  async trimmedUnread(stream: string, group: string): Promise<TrimmedUnread> {
+    checkName('stream', stream);
+    checkName('group', group);
+    const reply = await this.evalScript(trimmedUnreadScript, this.key(stream), [group, busLimits.trimCountEntriesMax]);
+    if (reply === null) throw new SdcError('STORE_NO_GROUP', `no group ${group} on stream ${stream}`, { stream, group });
+    if (!Array.isArray(reply) || reply.length !== 8) throw new SdcError('STORE_CORRUPT', 'malformed reply from Redis to the trimmed-entries script');
+    const [entriesAdded, length, firstId, lastId, maxDeletedId, lastDeliveredId, entriesRead, after] = reply as [number, number, string, string, string, string, number, number];
+    return trimmedUnreadOf({
+      entriesAdded: Number(entriesAdded), length: Number(length), firstId: firstId === '' ? null : String(firstId), lastId: String(lastId),
+      maxDeletedId: String(maxDeletedId), lastDeliveredId: String(lastDeliveredId),
+      entriesRead: Number(entriesRead) < 0 ? null : Number(entriesRead), entriesAfterDelivered: Number(after) < 0 ? null : Number(after),
+    });
   }
 
   async readGroup(stream: string, group: string, consumer: string, opts: ReadGroupOptions): Promise<BusEntry[]> {

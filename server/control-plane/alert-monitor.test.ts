@@ -86,7 +86,8 @@ function suite(pair: StorePair): void {
     it('risk_score: once while samples stay at or over the threshold, cleared by the sampling pass after a calm sample', async () => {
       const sample = async (score: number) => {
         const atMs = h.clock.nowMs();
-        await h.db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)', ['dev-hot', atMs, '{}', score]);
+        // sample_digest is NOT NULL on MySQL (migration 021); each sample has its own time, so any digest will do.
+        await h.db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score, sample_digest) VALUES (?, ?, ?, ?, ?)', ['dev-hot', atMs, '{}', score, 0]);
         await h.cp.events.alertMonitor.onRiskScore({ deviceId: 'dev-hot', score, factors: ['cpu'], detail: { score }, atMs });
         h.clock.advance(1_000);
       };

@@ -19,6 +19,7 @@ import { controlPlaneMigration017 } from '../stores/sql/control-plane-migrations
 import { controlPlaneMigration018 } from '../stores/sql/control-plane-migrations-018.js';
 import { controlPlaneMigration019 } from '../stores/sql/control-plane-migrations-019.js';
 import { controlPlaneMigration020 } from '../stores/sql/control-plane-migrations-020.js';
+import { controlPlaneMigration021 } from '../stores/sql/control-plane-migrations-021.js';
 import { controlPlaneMigration015 } from '../stores/sql/control-plane-migrations-015.js';
 import { migrate, type Migration } from '../stores/sql/migrate.js';
 import { createMysqlDatabase } from '../stores/sql/mysql-database.js';
@@ -26,7 +27,7 @@ import { openSqlJsDatabase } from '../stores/sql/sqljs-database.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 
 /** Every migration the control plane runs, in order. */
-export const controlPlaneAllMigrations: readonly Migration[] = [...controlPlaneMigrations, controlPlaneMigration002, controlPlaneMigration003, controlPlaneMigration004, controlPlaneMigration005, controlPlaneMigration006, controlPlaneMigration007, controlPlaneMigration008, controlPlaneMigration009, controlPlaneMigration010, controlPlaneMigration011, controlPlaneMigration014, controlPlaneMigration012, controlPlaneMigration013, controlPlaneMigration015, controlPlaneMigration016, controlPlaneMigration017, controlPlaneMigration018, controlPlaneMigration019, controlPlaneMigration020];
+export const controlPlaneAllMigrations: readonly Migration[] = [...controlPlaneMigrations, controlPlaneMigration002, controlPlaneMigration003, controlPlaneMigration004, controlPlaneMigration005, controlPlaneMigration006, controlPlaneMigration007, controlPlaneMigration008, controlPlaneMigration009, controlPlaneMigration010, controlPlaneMigration011, controlPlaneMigration014, controlPlaneMigration012, controlPlaneMigration013, controlPlaneMigration015, controlPlaneMigration016, controlPlaneMigration017, controlPlaneMigration018, controlPlaneMigration019, controlPlaneMigration020, controlPlaneMigration021];
 
 /** Brings the schema up to date; safe to call from every process at start. */
 export async function migrateControlPlane(db: SqlDatabase, clock: Clock): Promise<string[]> {

@@ -48,7 +48,8 @@ function suite(target: SqlTarget): void {
       for (const [deviceId, ts, json] of rows) {
         await db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)', [deviceId, ts, json, 0.5]);
       }
-      assert.deepEqual(await migrate(db, controlPlaneAllMigrations), [identityMigration, ...controlPlaneAllMigrations.slice(upTo + 1).map((m) => m.id)]);
+      // Up to 020 only: 021 (telemetry-identity-primary-key-migration.test.ts) then gives the NULL digests a value.
+      assert.deepEqual(await migrate(db, controlPlaneAllMigrations.slice(0, upTo + 1)), [identityMigration]);
       const kept = await db.query<{ id: number; device_id: string; ts: number; metrics_json: string; sample_digest: number | null }>(
         'SELECT id, device_id, ts, metrics_json, sample_digest FROM telemetry ORDER BY id');
       assert.deepEqual(kept.map((r) => [Number(r.id), r.device_id, Number(r.ts), r.metrics_json, r.sample_digest]), [
@@ -57,7 +58,8 @@ function suite(target: SqlTarget): void {
         [4, 'd1', 1_001, '{"cpu_pct":1}', null],
         [5, 'd2', 1_000, '{"cpu_pct":1}', null],
       ]);
-      assert.deepEqual(await migrate(db, controlPlaneAllMigrations), [], 'applied once');
+      assert.deepEqual(await migrate(db, controlPlaneAllMigrations.slice(0, upTo + 1)), [], 'applied once');
+      await migrate(db, controlPlaneAllMigrations);
 
       const writer = new TelemetryRowWriter(db);
       const metricsJson = canonicalize({ mem_pct: 3, cpu_pct: 9 });

@@ -38,8 +38,12 @@ function suite(target: SqlTarget): void {
       await target.cleanup();
     });
 
+    // Each row its own sample_digest (NOT NULL in MySQL's primary key since migration 021), so rows sharing a time are all kept.
+    let digest = 0;
     const insertRows = async (deviceId: string, times: readonly number[]): Promise<void> => {
-      for (const ts of times) await h.db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)', [deviceId, ts, '{}', 0]);
+      for (const ts of times) {
+        await h.db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score, sample_digest) VALUES (?, ?, ?, ?, ?)', [deviceId, ts, '{}', 0, (digest += 1)]);
+      }
     };
     const timesOf = async (deviceId: string): Promise<number[]> =>
       (await h.db.query<{ ts: number }>('SELECT ts FROM telemetry WHERE device_id = ? ORDER BY ts ASC', [deviceId])).map((row) => Number(row.ts));

@@ -12,6 +12,7 @@ import { artifactRetentionHelp, artifactRetentionOptions, artifactRetentionParse
 import { telemetryRetentionHelp, telemetryRetentionOptions, telemetryRetentionParseOptions, type TelemetryRetentionTuning } from '../telemetry-retention-options.js';
 import { commandAuditWindowHelp, commandAuditWindowOptions, commandAuditWindowParseOptions, type CommandAuditWindowTuning } from '../command-audit-window-option.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
+import { gatewayEstablishedLimitsOption, gatewayLimitHelp, gatewayLimitParseOptions } from '../gateway-limit-options.js';
 
 /** The scrape token from the environment, when no --metrics-token-file names one. */
 const metricsTokenEnv = 'SDC_METRICS_TOKEN';
@@ -21,6 +22,7 @@ const commonOptions = {
   redis: { type: 'string' }, 'key-prefix': { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'probe-grace-ms': { type: 'string' }, 'probe-timeout-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
   'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' },
   ...redisPasswordFileOptions,
+  ...gatewayLimitParseOptions,
 } as const;
 
 const commonHelp = [
@@ -36,6 +38,7 @@ const commonHelp = [
   ['--metrics-host H', 'Address of that listener (default 127.0.0.1)'],
   ['--metrics-token-file F', `Bearer token GET /metrics needs (or $${metricsTokenEnv}); without one /metrics answers loopback peers only`],
   ['--server-name NAME', 'Extra DNS name or IP address for the TLS certificate (repeatable; localhost, 127.0.0.1 and ::1 are always included). sdc serve keeps it in D/tls/server.pem, sdc gateway in D/tls/gateway-ID.pem'],
+  ...gatewayLimitHelp,
 ] as const;
 
 /** The /metrics options: the token from a file or the environment (never a flag value, which `ps` shows). */
@@ -85,8 +88,11 @@ function certificateNames(args: ParsedCommandArgs): { serverHostnames: string[];
   };
 }
 
-/** Every option checked before anything is loaded or opened, so a usage mistake is one line and nothing else happens. */
-async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControlPlane: boolean) {
+/**
+ * Every option checked before anything is loaded or opened, so a usage mistake is one line and
+ * nothing else happens. Exported for the tests that check a flag reaches its deployment option.
+ */
+export async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControlPlane: boolean) {
   const { storeTargets } = await import('../../server/deployment/store-connect.js');
   const redisUrl = await redisUrlOption(args, io);
   if (!withControlPlane && redisUrl === undefined) {
@@ -110,6 +116,7 @@ async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, withControl
       ...(args.values['probe-grace-ms'] === undefined ? {} : { probeGraceMs: integerOption(args, 'probe-grace-ms', 0, 0, 1_800_000) }),
       ...(args.values['probe-timeout-ms'] === undefined ? {} : { probeTimeoutMs: integerOption(args, 'probe-timeout-ms', 1, 1, 1_800_000) }),
     },
+    ...gatewayEstablishedLimitsOption(args),
     ...(redisUrl ? { redisUrl } : {}),
     ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),
     ...(mysqlUrl === undefined ? {} : { mysqlUrl }),

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { SdcError } from '../../core/errors/index.js';
+import { SdcError, errorRegistry } from '../../core/errors/index.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
 import { checkUpdate, verifyDirectorEnvelope, type DirectorKey } from '../../core/ota/director.js';
@@ -9,6 +9,7 @@ import { executionTable, type ExecutionState } from '../../core/ota/execution-ma
 import { nextState, isTerminal } from '../../core/protocol/state-machine.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import type { OtaReportEvent } from '../../core/protocol/messages/ota.js';
+import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import type { TufCrypto } from '../../core/tuf/crypto-port.js';
 import { Updater } from '../../core/tuf/updater.js';
 import { commandAuthorization } from '../../kernel/command/authorization.js';
@@ -48,6 +49,15 @@ export interface UpdateSource {
   readonly download?: {
     readonly scheduler: Scheduler; readonly caPem?: string; readonly fetcher?: ArtifactFetcher;
     readonly limits?: ResumableDownloadOptions['limits']; readonly retryDelayMs?: number;
+    /**
+     * The origins (`scheme://host[:port]`, compared exactly) a notice's `artifact_url` may name.
+     * The URL is not signed (the control plane mints a new one per notice), so a hostile gateway
+     * could point the device anywhere, and the outcome of the request would come back in the
+     * report: the device as a port scanner of its own network (docs/security/threat-model.md).
+     * Default: the origin of `metadataBaseUrl`, i.e. the control plane's URL from enrollment
+     * (https, the CA pinned), where the embedded blob store serves its presigned URLs.
+     */
+    readonly artifactOrigins?: readonly string[];
   };
 }
 
@@ -59,6 +69,26 @@ export const updateDownloadDefaults = {
   /** A URL this close to its expiry (by the device's clock) is not worth a request: it could die before the first byte. */
   urlExpiryMarginMs: 5_000,
 } as const;
+
+export const updateNoticeLimits = {
+  /**
+   * Notices held while a step runs (a download may take an hour). The gateway is not trusted
+   * with availability alone: a flood must not grow the agent's memory. The control plane sends a
+   * handful per execution (first, nonce, cancel, up to 8 URL renewals) and the gateway one per
+   * AUTH; a dropped one comes again at the next AUTH or re-push.
+   */
+  pendingMax: 32,
+} as const;
+
+/** What the runner refused or dropped of what the gateway sent (counters, for tests and diagnostics). */
+export interface UpdateNoticeCounts {
+  /** New executions whose director document did not verify (or named another execution): not journaled, not answered. */
+  readonly refused: number;
+  /** Notices dropped because `updateNoticeLimits.pendingMax` were already waiting. */
+  readonly dropped: number;
+  /** The most notices that waited at once. */
+  readonly pendingHighWater: number;
+}
 
 export interface UpdateRunnerOptions {
   readonly deviceId: string;
@@ -106,6 +136,16 @@ export interface UpdateRunnerOptions {
    * `resendsMax`, `intervalMs` after the runner last acted; an ended one re-sends only its last report.
    */
   readonly reportResend?: { readonly scheduler: Scheduler; readonly intervalMs: number; readonly resendsMax: number };
+  /**
+   * The device's held policy bundle's check of a signed command (AgentCore.checkPolicyBundle), as
+   * every command delivered to the agent gets: the refusal, or undefined when the bundle allows it
+   * (or none is held). STAGE and COMMIT are checked when the notice is taken (before any download)
+   * and again just before each kernel call; a refusal ends the execution with its code
+   * (POLICY_BUNDLE_DENIED) and the kernel is not called. ROLLBACK is not checked: it only undoes
+   * this execution's own update, which the kernel's watchdog would undo anyway (docs/ota.md).
+   * Default: none, as before the first bundle.
+   */
+  readonly checkCommand?: (command: SignedCommand) => SdcError | undefined;
   readonly logger: AgentLogger;
 }
 
@@ -134,8 +174,12 @@ export const updateRunnerDefaults = {
 export class UpdateRunner {
   readonly #o: UpdateRunnerOptions;
   #state: UpdateJournalState = { current: null, installedReleaseCounter: 0 };
-  /** One step sequence at a time; notices arriving meanwhile are applied to the journal and looked at when it is done. */
+  /** One step sequence at a time; notices arriving meanwhile wait in #pending and are taken when it is done. */
   #running: Promise<void> = Promise.resolve();
+  /** Notices not yet taken, in arrival order (bounded by updateNoticeLimits.pendingMax); drained one by one on #running. */
+  readonly #pending: Notice[] = [];
+  #draining = false;
+  #noticeCounts = { refused: 0, dropped: 0, pendingHighWater: 0 };
   #reportSeq = 0;
   /** Cancels seen but maybe not yet journaled: a step sequence in progress sees them before its next step. */
   readonly #cancelIds = new Set<string>();
@@ -156,6 +200,10 @@ export class UpdateRunner {
 
   get installedReleaseCounter(): number {
     return this.#state.installedReleaseCounter;
+  }
+
+  get noticeCounts(): UpdateNoticeCounts {
+    return { ...this.#noticeCounts };
   }
 
   /** After a restart: loads the journal and finishes or rolls back what a crash interrupted. */
@@ -185,16 +233,52 @@ export class UpdateRunner {
       if (this.#cancelIds.size > 16) this.#cancelIds.delete(this.#cancelIds.values().next().value!);
       if (this.#downloading?.executionId === notice.execution_id) this.#downloading.abort.abort();
     }
-    this.#running = this.#running.then(() => this.#takeNotice(notice)).catch((error: unknown) => {
-      this.#o.logger.error({ err: error, executionId: notice.execution_id }, 'OTA notice handling failed');
-    });
+    if (!this.#enqueue(notice)) return;
+    if (this.#draining) return;
+    this.#draining = true;
+    this.#running = this.#running.then(() => this.#drain());
+  }
+
+  /**
+   * Holds the notice for the step chain; false when it was dropped. When full, a newer copy of a
+   * waiting execution's notice replaces the oldest one of that execution (the newest URL and nonce
+   * win); a notice for any other execution is dropped and counted (AGENT_OTA_NOTICES_FULL).
+   */
+  #enqueue(notice: Notice): boolean {
+    if (this.#pending.length >= updateNoticeLimits.pendingMax) {
+      const older = this.#pending.findIndex((waiting) => waiting.execution_id === notice.execution_id);
+      this.#noticeCounts.dropped += 1;
+      if (older < 0) {
+        if (isPowerOfTwo(this.#noticeCounts.dropped)) this.#o.logger.warn({ executionId: notice.execution_id, code: 'AGENT_OTA_NOTICES_FULL', dropped: this.#noticeCounts.dropped }, 'OTA notice dropped: too many are waiting');
+        return false;
+      }
+      this.#pending.splice(older, 1);
+    }
+    this.#pending.push(notice);
+    this.#noticeCounts.pendingHighWater = Math.max(this.#noticeCounts.pendingHighWater, this.#pending.length);
+    return true;
+  }
+
+  /** Takes the waiting notices in order, each after the previous one's steps, as the chain did one by one before. */
+  async #drain(): Promise<void> {
+    for (let notice = this.#pending.shift(); notice !== undefined; notice = this.#pending.shift()) {
+      try {
+        await this.#takeNotice(notice);
+      } catch (error) {
+        this.#o.logger.error({ err: error, executionId: notice.execution_id }, 'OTA notice handling failed');
+      }
+    }
+    this.#draining = false;
   }
 
   async #takeNotice(notice: Notice): Promise<void> {
     const entry = this.#state.current;
     if (entry !== null && entry.executionId === notice.execution_id) {
       // The same execution again (after an AUTH, a new nonce, or a cancel): take what is new, send our reports again.
-      const updated: UpdateJournalEntry = { ...entry, notice: { ...entry.notice, ...notice }, cancelRequested: entry.cancelRequested || notice.cancel };
+      // Only the fields the control plane changes per push: the director's document, the signed
+      // commands, the rollout and the wave stay those of the notice this execution was taken with
+      // (its director signature was checked before it was journaled, #authenticNewExecution).
+      const updated: UpdateJournalEntry = { ...entry, notice: withLaterFields(entry.notice, notice), cancelRequested: entry.cancelRequested || notice.cancel };
       await this.#save(updated);
       for (const report of updated.reports) this.#o.send(report);
       if (!isTerminal(executionTable, updated.state)) await this.#run();
@@ -205,8 +289,34 @@ export class UpdateRunner {
       return;
     }
     if (notice.cancel) return; // canceled before we ever started it
+    // Before the journal: a notice that does not authenticate its execution costs no write and no report.
+    if (!this.#authenticNewExecution(notice)) return;
     await this.#save({ executionId: notice.execution_id, notice, state: 'notified', intent: null, cancelRequested: false, approved: null, reports: [] });
     await this.#run();
+  }
+
+  /**
+   * Whether a notice for a new execution carries a director document signed by a pinned key that
+   * names this execution. Only that, cheaply (no I/O): the rest (device, rollout, wave, target,
+   * times) is check_director's, which journals and reports its refusal. Without this, every
+   * notice a hostile gateway made up for a new execution id cost two journal writes (fsync'd)
+   * and a signed report.
+   */
+  #authenticNewExecution(notice: Notice): boolean {
+    try {
+      const kid = directorKeyId(notice);
+      const publicKey = this.#o.resolveDirectorKey(kid);
+      if (publicKey === undefined) throw new SdcError('OTA_DIRECTOR_SIGNATURE', `director key ${kid} is not one this device trusts`);
+      const director = verifyDirectorEnvelope(notice.director, { keyId: kid, publicKey }, this.#o.ed25519);
+      if (director.executionId !== notice.execution_id) throw new SdcError('OTA_DIRECTOR_WRONG_BINDING', 'the director\'s document names another execution');
+      return true;
+    } catch (error) {
+      this.#noticeCounts.refused += 1;
+      if (isPowerOfTwo(this.#noticeCounts.refused)) {
+        this.#o.logger.warn({ executionId: notice.execution_id, code: 'AGENT_OTA_NOTICE_REFUSED', cause: SdcError.is(error) ? error.code : undefined, refused: this.#noticeCounts.refused }, 'OTA notice refused before it was journaled');
+      }
+      return false;
+    }
   }
 
   #kick(): void {
@@ -325,6 +435,9 @@ export class UpdateRunner {
       if (commit.version !== approved.release.version || (commit.sha256 !== undefined && commit.sha256 !== approved.hashes['sha256'])) {
         throw new SdcError('OTA_TARGET_MISMATCH', 'the signed COMMIT command names another digest or version than the director');
       }
+      // The held policy bundle before anything is downloaded: a device its bundle bars from updates fetches nothing.
+      const refusal = this.#bundleRefusal(entry, 'stage') ?? this.#bundleRefusal(entry, 'commit');
+      if (refusal !== undefined) throw refusal;
       const file = join(this.#o.source.targetsDir, encodeURIComponent(approved.path));
       await this.#save({ ...entry, approved: { version: approved.release.version, file, releaseCounter: approved.release.releaseCounter, rebootRequired: approved.release.rebootRequired } });
       await this.#move(this.#state.current!, 'prechecking', 'accept');
@@ -351,7 +464,11 @@ export class UpdateRunner {
       return true;
     } catch (error) {
       // Bytes refused (length, a hash) are a failed download: the table's verify_fail is for after it.
-      await this.#move(entry, 'failed', 'download_fail', error);
+      // The report names the code and at most the HTTP status: the transport's own words
+      // ("connect ECONNREFUSED 10.0.0.5:8080") would tell whoever reads the report what the
+      // device's network answered. The local log keeps them.
+      this.#o.logger.warn({ executionId: entry.executionId, code: SdcError.is(error) ? error.code : undefined }, `artifact download failed: ${(error as Error)?.message ?? String(error)}`);
+      await this.#move(entry, 'failed', 'download_fail', downloadFailure(error));
       return false;
     }
   }
@@ -364,6 +481,8 @@ export class UpdateRunner {
    * its partial file. 'canceled' when a cancel stopped it (the step loop then cancels).
    */
   async #downloadPresigned(entry: UpdateJournalEntry, url: string, download: NonNullable<UpdateSource['download']>, file: string): Promise<'done' | 'waiting' | 'canceled'> {
+    // Before anything else, and so before any request: the URL is the one field a gateway can set freely.
+    checkArtifactUrl(url, download.artifactOrigins ?? [new URL(this.#o.source.metadataBaseUrl).origin]);
     const target = this.#directorTarget(entry);
     const staging = this.#o.source.staging ?? nodeStagingStore;
     if (await fileMatches(staging, file, target)) return 'done'; // downloaded before a restart
@@ -431,6 +550,12 @@ export class UpdateRunner {
       await this.#move(entry, 'failed', intent === 'rollback' ? 'rollback_fail' : `${intent}_fail`, new SdcError('OTA_UPDATE_STEP_FAILED', `${intent} without an approved target`));
       return false;
     }
+    // Again just before the kernel call, as a delivered command is checked again at its start: a bundle taken meanwhile decides.
+    const refusal = intent === 'rollback' ? undefined : this.#bundleRefusal(entry, intent);
+    if (refusal !== undefined) {
+      await this.#move(entry, 'failed', `${intent}_fail`, refusal);
+      return false;
+    }
     await this.#save({ ...entry, intent });
     const commands = entry.notice.kernel_commands;
     try {
@@ -452,6 +577,11 @@ export class UpdateRunner {
       await this.#move(this.#state.current!, to, event, error);
       return false;
     }
+  }
+
+  /** The held policy bundle's refusal of this execution's signed STAGE or COMMIT command, if any. */
+  #bundleRefusal(entry: UpdateJournalEntry, step: 'stage' | 'commit'): SdcError | undefined {
+    return this.#o.checkCommand?.(entry.notice.kernel_commands[step]);
   }
 
   /**
@@ -546,6 +676,54 @@ export class UpdateRunner {
     const { source } = this.#o;
     return { metadata: source.metadata, targets: source.targets, fetcher: source.fetcher, timeouts: defaultTufTimeouts };
   }
+}
+
+/**
+ * Refuses (AGENT_OTA_URL_REFUSED) an artifact URL that is not https on one of `origins`, or that
+ * carries credentials. https only: the pinned CA is what makes the connection the control plane's
+ * (an http URL would skip it); an http origin passes only when one is trusted explicitly (tests'
+ * plain servers; the agent's configuration accepts https origins only).
+ */
+export function checkArtifactUrl(raw: string, origins: readonly string[]): void {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new SdcError('AGENT_OTA_URL_REFUSED', 'the artifact URL does not parse');
+  }
+  const trusted = origins.some((origin) => origin === url.origin);
+  const schemeOk = url.protocol === 'https:' || (url.protocol === 'http:' && trusted);
+  if (!schemeOk || !trusted || url.username !== '' || url.password !== '') {
+    // The origin only, never the path or query (a presigned signature): enough to see what was refused.
+    throw new SdcError('AGENT_OTA_URL_REFUSED', `the artifact URL's origin ${url.protocol === 'https:' || url.protocol === 'http:' ? url.origin : url.protocol} is not one this agent trusts for artifacts (${origins.join(', ')})`, { origin: url.origin });
+  }
+}
+
+/** A download failure as reported: its code, the code's registered summary, and an HTTP status if there was one. */
+function downloadFailure(error: unknown): SdcError {
+  const code = SdcError.is(error) ? error.code : 'OTA_DOWNLOAD_FAILED';
+  const status = SdcError.is(error) ? error.details?.['status'] : undefined;
+  const httpStatus = typeof status === 'number' && Number.isInteger(status) && status >= 100 && status <= 599 ? status : undefined;
+  return new SdcError(code, `${errorRegistry[code].summary}${httpStatus === undefined ? '' : ` (HTTP ${httpStatus})`}`, httpStatus === undefined ? {} : { status: httpStatus });
+}
+
+/** The notice's director key id, as the envelope names it ('' when it names none). */
+function directorKeyId(notice: Pick<Notice, 'director'>): string {
+  const signature = (notice.director as { signature?: { key_id?: unknown } }).signature;
+  return typeof signature?.key_id === 'string' ? signature.key_id : '';
+}
+
+/** A journaled notice with what a later push of the same execution may change: its URL, its nonce, its cancel. */
+function withLaterFields(taken: Notice, later: Notice): Notice {
+  return {
+    ...taken, cancel: later.cancel,
+    ...(later.artifact_url === undefined ? {} : { artifact_url: later.artifact_url }),
+    ...(later.health_nonce === undefined ? {} : { health_nonce: later.health_nonce }),
+  };
+}
+
+function isPowerOfTwo(count: number): boolean {
+  return count > 0 && (count & (count - 1)) === 0;
 }
 
 function appendReport(reports: readonly Report[], report: Report): Report[] {

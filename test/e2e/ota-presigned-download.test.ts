@@ -94,6 +94,8 @@ describe('the agent downloads its artifact by presigned URL, resumes it, and ask
   const tufTargetRequests: string[] = [];
   /** The next blob GET is cut after this many bytes, and then the clock moves past the URL's expiry. */
   let cut: { bytes: number; advanceMs: number } | undefined;
+  /** The control plane's plain-HTTP origin, where its blob store's presigned URLs point: trusted explicitly (the default is the https metadata origin). */
+  let blobOrigin = '';
 
   before(async () => {
     h = await makeOtaHarness(sqlJsTarget);
@@ -112,7 +114,7 @@ describe('the agent downloads its artifact by presigned URL, resumes it, and ask
       }
     });
     // Plain HTTP on loopback: the embedded store's presigned URLs now name this address.
-    await h.cp.listen({ host: '127.0.0.1', port: 0, tls: false });
+    blobOrigin = new URL((await h.cp.listen({ host: '127.0.0.1', port: 0, tls: false })).url).origin;
     await publishTestRelease(h.ota, h.keys!, { id: 'pd-rel', version: '2.0.0', artifact });
     service = new RolloutService({
       context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner, artifactUrlExpirySeconds: 60,
@@ -140,7 +142,7 @@ describe('the agent downloads its artifact by presigned URL, resumes it, and ask
     kernel: recordingKernel(calls), journal: memoryUpdateJournal(),
     source: {
       metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', fetcher, metadata: memoryStore(), targets: memoryStore(),
-      targetsDir: join(targetsDir, deviceId), download: { scheduler: systemScheduler, retryDelayMs: 1, limits: { idleTimeoutMs: 10_000, totalTimeoutMs: 120_000, attemptsWithoutProgressMax: 5 } },
+      targetsDir: join(targetsDir, deviceId), download: { scheduler: systemScheduler, retryDelayMs: 1, limits: { idleTimeoutMs: 10_000, totalTimeoutMs: 120_000, attemptsWithoutProgressMax: 5 }, artifactOrigins: [blobOrigin] },
     },
     tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: h.clock, random: systemRandom,
     send: (report) => { sent.push(report); return true; },
@@ -285,7 +287,7 @@ describe('with the blob store in S3 (s3rver), the release artifact is uploaded t
             return answer.statusCode === 200 ? { ok: true, bytes: new Uint8Array(answer.rawPayload) } : { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', url) };
           },
         },
-        targetsDir, download: { scheduler: systemScheduler, retryDelayMs: 1, limits: { idleTimeoutMs: 10_000, totalTimeoutMs: 120_000, attemptsWithoutProgressMax: 5 } },
+        targetsDir, download: { scheduler: systemScheduler, retryDelayMs: 1, limits: { idleTimeoutMs: 10_000, totalTimeoutMs: 120_000, attemptsWithoutProgressMax: 5 }, artifactOrigins: [new URL(fixture.endpoint.endpoint).origin] },
       },
       tufCrypto: createNodeTufCrypto(), ed25519: createNodeEd25519Provider(), clock: h.clock, random: systemRandom, send: () => true,
       logger: { debug() {}, info(_fields, message) { logs.push(message); }, warn(_fields, message) { logs.push(message); }, error(_fields, message) { logs.push(message); } },

@@ -1,0 +1,186 @@
+// What a hostile gateway can make the agent's update path do with OTA_NOTICE frames
+// (agent/ota/update-runner.ts; docs/security/threat-model.md). The notice's artifact URL is not
+// signed: the runner fetches only https on a trusted origin, refuses anything else before any
+// connection (AGENT_OTA_URL_REFUSED), and reports a failed download by its code, never the
+// transport's words. Notices that do not authenticate a new execution cost no journal write and
+// no report; notices waiting behind a running step are bounded (updateNoticeLimits.pendingMax).
+// Counts, not timing: connections a local server accepted, journal saves, reports.
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SdcError, errorRegistry } from '../../core/errors/index.js';
+import type { FetchOutcome } from '../../core/tuf/updater.js';
+import { UpdateRunner, updateNoticeLimits, type UpdateRunnerOptions } from '../../agent/ota/update-runner.js';
+import { memoryUpdateJournal, type UpdateJournal, type UpdateJournalState } from '../../agent/ota/update-journal.js';
+import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
+import type { KernelServiceStatus } from '../../kernel/payloads.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { createNodeTufCrypto } from '../../runtime/tuf-crypto-node.js';
+import { systemRandom, systemScheduler } from '../../runtime/system.js';
+import { sqlJsTarget } from '../../server/control-plane/test-support.js';
+import type { RolloutService } from '../../server/ota/rollouts.js';
+import { memoryStore, openRolloutWorld, singleDeviceRollouts, type Notice, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
+
+/** A kernel that answers at once and records its calls. */
+function recordingKernel(calls: string[]): KernelBridge {
+  let current = '1.0.0';
+  return {
+    backend: 'mock',
+    stageUpdate: async (args) => { calls.push('stage'); return { version: args.version, sizeBytes: 0n, sha256: args.sha256 }; },
+    commitUpdate: async (version) => { calls.push('commit'); current = version; return { currentVersion: current, previousVersion: '1.0.0' }; },
+    rollbackUpdate: async () => { calls.push('rollback'); return { currentVersion: current, previousVersion: '' }; },
+    getStatus: async () => ({ currentVersion: current, previousVersion: '', stagedVersion: '' }) as KernelServiceStatus,
+  } as KernelBridge;
+}
+
+/** A journal that counts its saves and records which execution each was for. */
+function countingJournal(): UpdateJournal & { saves: string[] } {
+  const inner = memoryUpdateJournal();
+  const saves: string[] = [];
+  return { saves, load: () => inner.load(), save: async (state: UpdateJournalState) => { saves.push(state.current?.executionId ?? ''); await inner.save(state); } };
+}
+
+describe('OTA notices from a hostile gateway', () => {
+  let h: OtaHarness;
+  let service: RolloutService;
+  let server: Server;
+  let connections = 0;
+  let requests = 0;
+  let port = 0;
+  let targetsDir: string;
+  const provider = createNodeEd25519Provider();
+
+  before(async () => {
+    ({ h, service } = await openRolloutWorld(['nh-1', 'nh-2', 'nh-3', 'nh-4', 'nh-5'], { id: 'nh-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(50)) }));
+    // Stands for a service inside the device's network that the gateway wants probed.
+    server = createServer((_request, response) => { requests += 1; response.writeHead(404).end('internal admin page'); });
+    server.on('connection', () => { connections += 1; });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+    targetsDir = await mkdtemp(join(tmpdir(), 'sdc-nh-'));
+  });
+  after(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    await h.close();
+    await sqlJsTarget.cleanup();
+    await rm(targetsDir, { recursive: true, force: true });
+  });
+
+  const fetcher = {
+    async fetch(url: string): Promise<FetchOutcome> {
+      const answer = await h.cp.app.inject({ method: 'GET', url: new URL(url).pathname });
+      if (answer.statusCode !== 200) return { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', `${url}: ${answer.statusCode}`) };
+      return { ok: true, bytes: new Uint8Array(answer.rawPayload) };
+    },
+  };
+  const runnerFor = (deviceId: string, journal: UpdateJournal, sent: Report[], extra: Partial<UpdateRunnerOptions> & { artifactOrigins?: readonly string[] } = {}) => {
+    const { artifactOrigins, ...rest } = extra;
+    return new UpdateRunner({
+      deviceId, platform: 'linux-x64', agentVersion: '0.1.0',
+      resolveDirectorKey: (kid) => (kid === h.materials.commandSigner.kid ? h.materials.commandSigner.publicKey : undefined),
+      kernel: recordingKernel([]), journal,
+      source: {
+        metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', fetcher, metadata: memoryStore(), targets: memoryStore(),
+        targetsDir: join(targetsDir, deviceId),
+        // The default HTTP(S) fetcher: a request that is made reaches the server above.
+        download: { scheduler: systemScheduler, retryDelayMs: 1, limits: { idleTimeoutMs: 10_000, totalTimeoutMs: 60_000, attemptsWithoutProgressMax: 2 }, ...(artifactOrigins === undefined ? {} : { artifactOrigins }) },
+      },
+      tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: h.clock, random: systemRandom,
+      send: (report) => { sent.push(report); return true; }, logger: { debug() {}, info() {}, warn() {}, error() {} }, ...rest,
+    });
+  };
+  const { startFor } = singleDeviceRollouts(() => h, () => service, 'nh-rel');
+
+  it('an http:// artifact URL and an https URL on another origin are refused with AGENT_OTA_URL_REFUSED, without a connection', async () => {
+    const { notice } = await startFor('nh-1');
+    for (const url of [`http://127.0.0.1:${port}/internal/admin?x=1`, `https://127.0.0.1:${port}/internal/admin?x=1`]) {
+      connections = 0;
+      requests = 0;
+      const sent: Report[] = [];
+      const runner = runnerFor('nh-1', memoryUpdateJournal(), sent);
+      runner.onNotice({ ...notice, artifact_url: url });
+      await runner.idle();
+      const failed = sent.find((report) => report.event === 'download_fail');
+      assert.equal(failed?.error?.code, 'AGENT_OTA_URL_REFUSED', `${url}: ${JSON.stringify(sent.map((report) => [report.event, report.error]))}`);
+      assert.equal(runner.current?.state, 'failed');
+      assert.equal(connections, 0, `${url}: the device opened no connection`);
+      assert.equal(requests, 0);
+    }
+  });
+
+  it('a failed download on a trusted origin is reported by code and HTTP status, not the server\'s or the transport\'s words', async () => {
+    const { notice } = await startFor('nh-2');
+    const sent: Report[] = [];
+    requests = 0;
+    const runner = runnerFor('nh-2', memoryUpdateJournal(), sent, { artifactOrigins: [`http://127.0.0.1:${port}`] });
+    runner.onNotice({ ...notice, artifact_url: `http://127.0.0.1:${port}/internal/admin?x=1` });
+    await runner.idle();
+    assert.ok(requests > 0, 'the trusted origin was asked');
+    const failed = sent.find((report) => report.event === 'download_fail');
+    assert.deepEqual(failed?.error, { code: 'OTA_DOWNLOAD_FAILED', message: `${errorRegistry.OTA_DOWNLOAD_FAILED.summary} (HTTP 404)` });
+    // A port nothing listens on: the transport's error (ECONNREFUSED and the address) stays on the device.
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const { notice: second } = await startFor('nh-3');
+    const sentClosed: Report[] = [];
+    const refusedRunner = runnerFor('nh-3', memoryUpdateJournal(), sentClosed, { artifactOrigins: [`http://127.0.0.1:${closedPort}`] });
+    refusedRunner.onNotice({ ...second, artifact_url: `http://127.0.0.1:${closedPort}/a` });
+    await refusedRunner.idle();
+    const failedClosed = sentClosed.find((report) => report.event === 'download_fail');
+    assert.equal(failedClosed?.error?.code, 'OTA_DOWNLOAD_FAILED');
+    assert.doesNotMatch(failedClosed!.error!.message, /ECONNREFUSED|127\.0\.0\.1/);
+  });
+
+  it('notices that do not authenticate a new execution cost no journal write and no report', async () => {
+    const { notice } = await startFor('nh-4');
+    const journal = countingJournal();
+    const sent: Report[] = [];
+    const runner = runnerFor('nh-4', journal, sent);
+    const bogus = 200;
+    const signature = notice.director.signature;
+    for (let i = 0; i < bogus; i++) {
+      // Half name an execution the signed document does not; half carry a signature that does not verify.
+      const forged: Notice = i % 2 === 0
+        ? { ...notice, execution_id: `x-bogus-${i}` }
+        : { ...notice, execution_id: `x-bogus-${i}`, director: { ...notice.director, signature: { ...signature, sig: `${signature.sig.slice(0, 85)}${signature.sig.endsWith('A') ? 'B' : 'A'}` } } };
+      runner.onNotice(forged);
+      // In batches under the queue's bound, so each one is looked at (a flood beyond it is the next test's).
+      if (i % 10 === 9) await runner.idle();
+    }
+    await runner.idle();
+    assert.equal(journal.saves.length, 0, 'no journal write');
+    assert.equal(sent.length, 0, 'no report');
+    assert.equal(runner.noticeCounts.refused, bogus);
+    // The genuine notice is still taken.
+    runner.onNotice(notice);
+    await runner.idle();
+    assert.ok(journal.saves.length > 0 && journal.saves.every((id) => id === notice.execution_id), 'only the genuine execution was journaled');
+    assert.equal(sent[0]?.event, 'accept');
+  });
+
+  it('notices arriving while a step runs wait in a bounded queue, and only the genuine execution is journaled', async () => {
+    const { notice } = await startFor('nh-5');
+    const journal = countingJournal();
+    const sent: Report[] = [];
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    // Stands for a step that takes long (an hour's download): the first step waits here.
+    const runner = runnerFor('nh-5', journal, sent, { pace: () => gate });
+    runner.onNotice(notice);
+    const flood = 10_000;
+    for (let i = 0; i < flood; i++) runner.onNotice({ ...notice, execution_id: `x-flood-${i}` });
+    assert.ok(runner.noticeCounts.pendingHighWater <= updateNoticeLimits.pendingMax, `at most ${updateNoticeLimits.pendingMax} waited, not ${runner.noticeCounts.pendingHighWater}`);
+    assert.ok(runner.noticeCounts.dropped >= flood - updateNoticeLimits.pendingMax, `dropped ${runner.noticeCounts.dropped}`);
+    release();
+    await runner.idle();
+    assert.ok(journal.saves.every((id) => id === notice.execution_id), 'no flood notice was journaled');
+    assert.equal(sent.filter((report) => report.execution_id !== notice.execution_id).length, 0, 'no report for a flood notice');
+    assert.equal(runner.current?.executionId, notice.execution_id);
+  });
+});

@@ -62,6 +62,11 @@ export interface RunAgentOptions {
   logger?: AgentLogger;
   /** How often the certificate's remaining validity is checked (default renewalCheckIntervalMsDefault, 6 h). */
   renewalCheckIntervalMs?: number;
+  /**
+   * The mock kernel only (`kernel: 'mock'`): answer EXEC_LOCK_SCREEN as locked. Default false: the
+   * mock locks nothing, so it answers NOT_SUPPORTED unless a test or the demo asks for a simulated desktop.
+   */
+  mockLockScreen?: boolean;
   /** OTA (agent/ota/update-runner.ts): the platform releases name (default <os>-<arch>, e.g. linux-x64), an extra health probe, the mock kernel's factory version. */
   ota?: { platform?: string; healthProbe?: (context: { version: string }) => Promise<boolean>; mockInstalledVersion?: string };
 }
@@ -85,6 +90,7 @@ export interface RunningAgent {
  */
 export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> {
   const logger: AgentLogger = options.logger ?? pino({ level: 'silent' });
+  requireKernelAvailable(options.kernel);
   const { identity, enrolledNow } = await ensureEnrolled({
     dir: options.dir, ...(options.serverUrl ? { serverUrl: options.serverUrl } : {}),
     ...(options.deviceId ? { deviceId: options.deviceId } : {}), ...(options.pairingToken ? { pairingToken: options.pairingToken } : {}),
@@ -92,7 +98,11 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   });
   let current = await renewIfDue(identity, options.clock, logger);
   const provider = createNodeEd25519Provider();
-  const kernel = openKernel({ choice: options.kernel, dir: join(options.dir, 'kernel'), clock: options.clock, random: options.random, scheduler: options.scheduler, logger, ...(options.ota?.mockInstalledVersion === undefined ? {} : { mockInstalledVersion: options.ota.mockInstalledVersion }) });
+  const kernel = openKernel({
+    choice: options.kernel, dir: join(options.dir, 'kernel'), clock: options.clock, random: options.random, scheduler: options.scheduler, logger,
+    ...(options.mockLockScreen === true ? { mockLockScreen: true } : {}),
+    ...(options.ota?.mockInstalledVersion === undefined ? {} : { mockInstalledVersion: options.ota.mockInstalledVersion }),
+  });
   // The kernel checks every privileged command's control-plane signature with these keys itself.
   // Not fatal: a refused provisioning leaves privileged commands failing visibly, not the agent down.
   await provisionKernelCommandKeys(kernel, current).catch((error: unknown) => {
@@ -111,7 +121,8 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   // Compliance facts for AUTH (docs/compliance.md): the configuration hashed is what decides whom the agent trusts and how it runs.
   const posture = await agentPosture({
     kernel, config: {
-      device_id: current.deviceId, kernel: options.kernel, telemetry_interval_ms: options.telemetryIntervalMs, gateway_urls: current.trust.gateway_urls,
+      // The backend in use, not the choice: `auto` on a device with the library and `native` run the same kernel.
+      device_id: current.deviceId, kernel: kernel.backend, telemetry_interval_ms: options.telemetryIntervalMs, gateway_urls: current.trust.gateway_urls,
       gateway_keys: current.trust.gateway_keys.map((key) => ({ ...key })), command_keys: current.trust.command_keys.map((key) => ({ ...key })), ca_pem: current.trust.ca_pem,
     },
   });
@@ -201,28 +212,55 @@ async function renewIfDue(identity: AgentIdentity, clock: Clock, logger: AgentLo
   }
 }
 
+export interface OpenKernelOptions {
+  choice: KernelChoice;
+  dir: string;
+  clock: Clock;
+  random: RandomSource;
+  scheduler: Scheduler;
+  logger?: KernelCallLogger;
+  /** The mock only: answer EXEC_LOCK_SCREEN as locked (default false: NOT_SUPPORTED). */
+  mockLockScreen?: boolean;
+  mockInstalledVersion?: string;
+  /** The native library (default the release build's); tests name a missing one. */
+  libraryPath?: string;
+}
+
 /**
- * The kernel bridge: `mock` runs the TypeScript kernel service in-process; `native` loads the
- * built library (npm run kernel:build); `auto` takes native when it is built, else mock. Kernel
- * keys are provisioned in `dir` on first use. The counter starts at wall-clock microseconds so
- * a restarted agent stays above the service's last accepted counter.
+ * `auto` with no native library refuses (KERNEL_LIBRARY_MISSING) instead of falling back to the
+ * mock. runAgent checks this before enrollment too, so a refused start never spends a pairing token.
  */
-export function openKernel(options: { choice: KernelChoice; dir: string; clock: Clock; random: RandomSource; scheduler: Scheduler; logger?: KernelCallLogger; mockInstalledVersion?: string }): KernelBridge {
+export function requireKernelAvailable(choice: KernelChoice, libraryPath: string = nativeArtifacts('release').libraryPath): void {
+  if (choice !== 'auto' || existsSync(libraryPath)) return;
+  throw new SdcError('KERNEL_LIBRARY_MISSING', `--kernel auto found no native kernel library at ${libraryPath}: build it with npm run kernel:build, `
+    + 'or pass --kernel mock for the in-process mock kernel (a simulation: it locks and installs nothing)', { libraryPath });
+}
+
+/**
+ * The kernel bridge: `mock` runs the TypeScript kernel service in-process (a simulation: it
+ * locks nothing and installs nothing); `native` loads the built library (npm run kernel:build);
+ * `auto` takes native when it is built and otherwise refuses to start (KERNEL_LIBRARY_MISSING):
+ * the mock is used only when asked for by name, so a device never reports simulated privileged
+ * work as done. Kernel keys are provisioned in `dir` on first use. The counter starts at
+ * wall-clock microseconds so a restarted agent stays above the service's last accepted counter.
+ */
+export function openKernel(options: OpenKernelOptions): KernelBridge {
+  const libraryPath = options.libraryPath ?? nativeArtifacts('release').libraryPath;
+  requireKernelAvailable(options.choice, libraryPath);
   const ed25519 = createNodeEd25519Provider();
   const keys = provisionKernelKeys({ dir: options.dir, ed25519, random: options.random });
-  const { libraryPath } = nativeArtifacts('release');
-  const useNative = options.choice === 'native' || (options.choice === 'auto' && existsSync(libraryPath));
+  const useNative = options.choice !== 'mock';
   let device: IoctlDevice;
   if (useNative) {
     const sandboxDir = join(options.dir, 'sandbox');
     mkdirSync(sandboxDir, { recursive: true, mode: 0o700 });
     device = new NativeIoctlDevice({ libraryPath, sandboxDir, agentPublicKeyPath: keys.agentPublicKeyPath, serviceSeedPath: keys.serviceSeedPath });
   } else {
-    // The mock stands for a desktop device: it has a session to lock, a fixed process table,
-    // and reads staged artifacts from the agent's directory as the real service would.
+    // The mock has a fixed process table and reads staged artifacts from the agent's directory as
+    // the real service would; it has a session to lock only when asked (mockLockScreen).
     device = new MockIoctlDevice({
       ed25519, serviceSeed: readKeyFile(keys.serviceSeedPath), agentPublicKey: readKeyFile(keys.agentPublicKeyPath), clock: options.clock,
-      lockScreenSupported: true, processes: () => sampleProcesses, artifacts: filesUnder(resolve(options.dir, '..'), agentArtifactBytesMax),
+      lockScreenSupported: options.mockLockScreen === true, processes: () => sampleProcesses, artifacts: filesUnder(resolve(options.dir, '..'), agentArtifactBytesMax),
       ...(options.mockInstalledVersion === undefined ? {} : { installedVersion: options.mockInstalledVersion }),
     });
   }

@@ -42,7 +42,7 @@ describe('agent posture', () => {
     const time = new VirtualTime(1_800_000_000_000);
     const deviceSeed = random.bytes(32);
     const gatewaySeed = random.bytes(32);
-    const posture: DevicePosture = { os_version: 'Linux 6.8.0', binary_sha256: 'a'.repeat(64), config_sha256: 'c'.repeat(64), kernel_attestation: 'unattested' };
+    const posture: DevicePosture = { os_version: 'Linux 6.8.0', binary_sha256: 'a'.repeat(64), config_sha256: 'c'.repeat(64), kernel_attestation: 'unattested', kernel_backend: 'mock' };
     let asked = 0;
     const core = createAgentCore({
       deviceId: 'dev-p', signer: { kid: deviceKid('dev-p'), seed: deviceSeed, provider },

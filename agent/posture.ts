@@ -48,11 +48,13 @@ export async function kernelAttestation(kernel: Pick<KernelBridge, 'pingKernel'>
   }
 }
 
-export async function agentPosture(options: { kernel: Pick<KernelBridge, 'pingKernel'>; config: { readonly [key: string]: JsonValue } }): Promise<DevicePosture> {
+/** `kernel_backend` is the bridge's resolved backend, so a device on the mock kernel says so (docs/compliance.md). */
+export async function agentPosture(options: { kernel: Pick<KernelBridge, 'pingKernel' | 'backend'>; config: { readonly [key: string]: JsonValue } }): Promise<DevicePosture> {
   return {
     os_version: `${type()} ${release()}`.slice(0, 128),
     binary_sha256: await agentBinarySha256(),
     config_sha256: configSha256(options.config),
     kernel_attestation: await kernelAttestation(options.kernel),
+    kernel_backend: options.kernel.backend,
   };
 }

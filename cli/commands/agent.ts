@@ -27,7 +27,7 @@ export const agentCommand: Command = {
     ['--device ID', 'Device id to enroll as (first run only)'],
     ['--pairing-token T', 'One-time pairing token from the operator (first run only)'],
     ['--ca FILE', "The deployment's root CA certificate (PEM); needed for the first enrollment"],
-    ['--kernel K', 'Kernel backend: mock, native or auto (native when built, else mock; default auto)'],
+    ['--kernel K', 'Kernel backend: native (the C library; npm run kernel:build), mock (an in-process simulation: it locks and installs nothing; only when named) or auto (native when built, else refuses to start; default auto)'],
     ['--telemetry-interval-ms N', 'Milliseconds between telemetry samples (default 5000)'],
     ['--telemetry-samples-per-frame N', `Samples per TELEMETRY_BATCH frame, 1 to ${telemetryBatchLimits.samplesPerFrameMax} (default 1: one TELEMETRY frame per sample, as before). Above 1 the agent asks the gateway for batches at AUTH; its gateways must be upgraded first`],
     ['--telemetry-batch-delay D', 'Longest a sample waits for its batch to fill while connected, 100ms to 1h (default 30s); only with --telemetry-samples-per-frame above 1'],

@@ -75,7 +75,7 @@ export const demoCommand: Command = {
     ['--mysql URL', 'Use MySQL/MariaDB for SQL (default: embedded sql.js)'],
     redisPasswordFileHelp,
     mysqlPasswordFileHelp,
-    ['--kernel K', 'Agents\' kernel backend: mock (default), native (the C library; npm run kernel:build) or auto'],
+    ['--kernel K', 'Agents\' kernel backend: mock (default; a simulated desktop whose screen lock answers locked), native (the C library; npm run kernel:build) or auto (native; refuses to start when it is not built)'],
     ['--telemetry-interval-ms N', 'Telemetry period per agent (default 2000)'],
     ['--timeout D', 'Give up after D, like 5m (default 5m)'],
     ['--verbose', 'Log the services to stderr'],

@@ -174,6 +174,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
         for (const version of updateVersions) await writeFile(join(dir, 'updates', `${version}.bin`), artifactOf(version));
         return runAgent({
           dir, serverUrl: apiUrl, deviceId, pairingToken, caPem, kernel: options.kernel ?? 'mock', telemetryIntervalMs: options.telemetryIntervalMs,
+          // The demo's mock stands for a desktop with a session to lock, so EXEC_LOCK_SCREEN succeeds there (the agent's mock says NOT_SUPPORTED unless asked).
+          mockLockScreen: true,
           clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: logger.child({ device: deviceId }),
         });
       })));

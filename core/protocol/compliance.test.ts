@@ -44,6 +44,17 @@ test('tamper signals: another binary or configuration hash, a failed kernel chec
   assert.deepEqual(codes({ ...healthy, kernelAttestation: 'attested' }, { ...rules, kernel_attestation_required: true }), []);
 });
 
+test('kernel backends: a rule allowing native and windows makes a mock-backed device non-compliant, an unreported backend a warning', () => {
+  const nativeOnly = parseComplianceRules({ kernel_backends_allowed: ['native', 'windows'] });
+  assert.deepEqual(codes({ ...healthy, kernelBackend: 'native' }, nativeOnly), []);
+  const mock = evaluateCompliance({ ...healthy, kernelBackend: 'mock' }, nativeOnly, nowMs);
+  assert.deepEqual(mock.reasons.map((r) => [r.code, r.severity]), [['kernel_backend_not_allowed', 'non_compliant']]);
+  assert.match(mock.reasons[0]!.message, /mock kernel backend/);
+  assert.deepEqual(codes(healthy, nativeOnly), ['kernel_backend_unreported']);
+  assert.deepEqual(codes({ ...healthy, kernelBackend: 'mock' }), [], 'no rule: the backend judges nothing');
+  assertRefused(() => parseComplianceRules({ kernel_backends_allowed: ['simulated'] }), 'COMPLIANCE_RULES_INVALID');
+});
+
 test('versions: an older agent, an OS not allowed and an older policy bundle are non-compliant', () => {
   assert.deepEqual(codes({ ...healthy, agentVersion: 'sdc-agent/0.0.9' }), ['agent_version_outdated']);
   assert.deepEqual(codes({ ...healthy, agentVersion: 'sdc-agent/0.10.0' }), [], '0.10 is above 0.1 (numbers, not text)');

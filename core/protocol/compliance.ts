@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { SdcError } from '../errors/index.js';
-import type { KernelAttestationStatus } from './messages/posture.js';
+import { kernelBackendKinds, type KernelAttestationStatus, type KernelBackendKind } from './messages/posture.js';
 
 /**
  * The compliance evaluator (roadmap 10.3): a device's facts and the configured rules in, a state
@@ -36,6 +36,7 @@ export interface ComplianceFacts {
   readonly binarySha256?: string;
   readonly configSha256?: string;
   readonly kernelAttestation?: KernelAttestationStatus;
+  readonly kernelBackend?: KernelBackendKind;
   readonly policyBundleVersion?: number;
   readonly certNotAfterMs?: number;
   /** When the device last reported its posture (its last AUTH). */
@@ -60,6 +61,8 @@ export const ComplianceRulesSchema = Type.Object({
   config_sha256_allowed: Type.Optional(Type.Array(Sha256Hex, { minItems: 1, maxItems: 256 })),
   /** true: a kernel that is not `attested` is non-compliant. false (default): `unattested` is accepted; `failed` never is. */
   kernel_attestation_required: Type.Optional(Type.Boolean()),
+  /** Kernel backends allowed (e.g. `["native", "windows"]`): a device on another one, such as the `mock`, is non-compliant. */
+  kernel_backends_allowed: Type.Optional(Type.Array(Type.Union(kernelBackendKinds.map((kind) => Type.Literal(kind))), { minItems: 1, maxItems: kernelBackendKinds.length, uniqueItems: true })),
   /** Lowest policy bundle version a device must enforce. */
   policy_bundle_version_min: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
   /** Facts older than this (no AUTH since) are a warning: the device has not reported lately. */
@@ -129,6 +132,13 @@ const checkKernel: Check = (facts, rules) => {
   return undefined;
 };
 
+const checkKernelBackend: Check = (facts, rules) => {
+  const allowed = rules.kernel_backends_allowed;
+  if (allowed === undefined) return undefined;
+  if (facts.kernelBackend === undefined) return warning('kernel_backend_unreported', 'kernel backend not reported');
+  return allowed.includes(facts.kernelBackend) ? undefined : failing('kernel_backend_not_allowed', `the device runs the ${facts.kernelBackend} kernel backend, not one of ${allowed.join(', ')}`);
+};
+
 const checkPolicyBundle: Check = (facts, rules) => {
   if (rules.policy_bundle_version_min === undefined) return undefined;
   if (facts.policyBundleVersion === undefined) return warning('policy_bundle_unreported', 'policy bundle version not reported');
@@ -148,7 +158,7 @@ const checks: readonly Check[] = [
   checkCertificate, checkAgentVersion, checkOsVersion,
   hashCheck('binarySha256', 'binary_sha256_allowed', 'agent binary', 'binary_hash'),
   hashCheck('configSha256', 'config_sha256_allowed', 'agent configuration', 'config_hash'),
-  checkKernel, checkPolicyBundle, checkFreshness,
+  checkKernel, checkKernelBackend, checkPolicyBundle, checkFreshness,
 ];
 
 /** The device's state under `rules` at `nowMs`: the worst of its reasons, in a fixed order. */

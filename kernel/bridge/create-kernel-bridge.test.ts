@@ -24,22 +24,18 @@ function withKeys(body: (dir: string) => Promise<void>): () => Promise<void> {
   };
 }
 
-test("'native' without a built library falls back to the mock with a notice", withKeys(async (dir) => {
-  const keys = provisionKernelKeys({ dir, ed25519, random: new SeededRandom(3) });
-  const { bridge, notice } = createKernelBridge({
-    backend: 'native', ed25519, clock, keys, native: { sandboxDir: dir, libraryPath: join(dir, 'missing.so') },
-  });
-  assert.equal(bridge.backend, 'mock');
-  assert.match(notice ?? '', /KERNEL_LIBRARY_MISSING.*using the mock kernel/);
-  assert.equal((await bridge.pingKernel(9n)).nonce, 9n);
-  bridge.close();
-}));
+for (const backend of ['native', 'auto'] as const) {
+  test(`'${backend}' without a built library is refused with KERNEL_LIBRARY_MISSING, never answered by the mock`, withKeys(async (dir) => {
+    const keys = provisionKernelKeys({ dir, ed25519, random: new SeededRandom(3) });
+    assert.throws(() => createKernelBridge({ backend, ed25519, clock, keys, native: { sandboxDir: dir, libraryPath: join(dir, 'missing.so') } }),
+      (e) => SdcError.is(e, 'KERNEL_LIBRARY_MISSING'));
+  }));
+}
 
 test("'auto' uses the native library when it is built", withKeys(async (dir) => {
   const keys = provisionKernelKeys({ dir, ed25519, random: new SeededRandom(4) });
   const { libraryPath } = buildNativeLibrary({ variant: 'release' });
-  const { bridge, notice } = createKernelBridge({ backend: 'auto', ed25519, clock, keys, native: { sandboxDir: dir, libraryPath } });
-  assert.equal(notice, undefined);
+  const { bridge } = createKernelBridge({ backend: 'auto', ed25519, clock, keys, native: { sandboxDir: dir, libraryPath } });
   assert.equal(bridge.backend, 'native');
   const status = await bridge.getStatus();
   assert.equal(status.lastCounter, 1_700_000_000_000_000n);

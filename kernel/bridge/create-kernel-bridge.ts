@@ -1,7 +1,8 @@
 /**
  * Chooses the kernel backend from configuration: 'mock', 'native', 'windows' or 'auto'.
- * 'auto' takes the native library when it is built and opens, else the mock; 'native' without a
- * library also falls back to the mock. A fallback is reported in `notice`, never as a crash.
+ * 'auto' takes the native library; 'native' and 'auto' without a library that opens are refused
+ * (KERNEL_LIBRARY_MISSING or KERNEL_OPEN_FAILED), never answered by the mock: the mock is a
+ * simulation (it locks and installs nothing) and runs only when asked for by name.
  * A new mock kernel, or a native sandbox never provisioned, refuses privileged opcodes until
  * `bridge.provisionCommandKeys` has run (agent/enrollment.ts provisionKernelCommandKeys).
  */
@@ -39,14 +40,11 @@ export interface KernelBridgeConfig {
 
 export interface KernelBridgeChoice {
   bridge: KernelBridge;
-  /** Set when the backend differs from the one asked for, saying why. */
-  notice?: string;
 }
 
 export function createKernelBridge(config: KernelBridgeConfig): KernelBridgeChoice {
   const agentSeed = readKeyFile(config.keys.agentSeedPath);
   const servicePublicKey = readKeyFile(config.keys.servicePublicKeyPath);
-  let notice: string | undefined;
   let device: IoctlDevice;
   if (config.backend === 'windows') {
     if (!config.windows) throw new SdcError('KERNEL_BAD_ARGUMENT', "backend 'windows' needs windows.devicePath");
@@ -54,20 +52,14 @@ export function createKernelBridge(config: KernelBridgeConfig): KernelBridgeChoi
   } else if (config.backend === 'mock') {
     device = mockDevice(config);
   } else {
-    try {
-      if (!config.native) throw new SdcError('KERNEL_BAD_ARGUMENT', 'native.sandboxDir is not configured');
-      device = new NativeIoctlDevice({
-        libraryPath: config.native.libraryPath ?? nativeArtifacts('release').libraryPath,
-        sandboxDir: config.native.sandboxDir,
-        agentPublicKeyPath: config.keys.agentPublicKeyPath,
-        serviceSeedPath: config.keys.serviceSeedPath,
-        lockScreen: config.native.lockScreen,
-      });
-    } catch (error) {
-      if (!SdcError.is(error)) throw error;
-      notice = `kernel backend '${config.backend}' unavailable (${error.code}: ${error.message}); using the mock kernel`;
-      device = mockDevice(config);
-    }
+    if (!config.native) throw new SdcError('KERNEL_BAD_ARGUMENT', 'native.sandboxDir is not configured');
+    device = new NativeIoctlDevice({
+      libraryPath: config.native.libraryPath ?? nativeArtifacts('release').libraryPath,
+      sandboxDir: config.native.sandboxDir,
+      agentPublicKeyPath: config.keys.agentPublicKeyPath,
+      serviceSeedPath: config.keys.serviceSeedPath,
+      lockScreen: config.native.lockScreen,
+    });
   }
   const bridge = new IoctlKernelBridge({
     device, ed25519: config.ed25519, agentSeed, servicePublicKey,
@@ -75,7 +67,7 @@ export function createKernelBridge(config: KernelBridgeConfig): KernelBridgeChoi
     counterStart: BigInt(Math.max(1, Math.floor(config.clock.nowMs()))) * 1000n,
     scheduler: config.scheduler, timeoutMs: config.timeoutMs, ...(config.logger === undefined ? {} : { logger: config.logger }),
   });
-  return notice === undefined ? { bridge } : { bridge, notice };
+  return { bridge };
 }
 
 function mockDevice(config: KernelBridgeConfig): MockIoctlDevice {

@@ -253,6 +253,7 @@ function factsOf(reported: ReportedFacts, reportedAtMs: number, certNotAfterMs: 
     ...(reported.binary_sha256 === undefined ? {} : { binarySha256: reported.binary_sha256 }),
     ...(reported.config_sha256 === undefined ? {} : { configSha256: reported.config_sha256 }),
     ...(reported.kernel_attestation === undefined ? {} : { kernelAttestation: reported.kernel_attestation }),
+    ...(reported.kernel_backend === undefined ? {} : { kernelBackend: reported.kernel_backend }),
     ...(reported.policy_bundle_version === undefined ? {} : { policyBundleVersion: reported.policy_bundle_version }),
     ...(certNotAfterMs === null ? {} : { certNotAfterMs }),
     reportedAtMs,

@@ -44,6 +44,7 @@ for (const target of storeTargets()) {
       assert.match(String(answer.facts.config_sha256), /^[0-9a-f]{64}$/);
       assert.equal(typeof answer.facts.os_version, 'string');
       assert.equal(answer.facts.kernel_attestation, 'unattested', 'the mock kernel answers its ping; nothing attests it');
+      assert.equal(answer.facts.kernel_backend, 'mock', 'the backend in use is stored and shown, so a mock-backed device is visible');
       // Default rules judge the certificate and a failed kernel check only.
       assert.ok(answer.reasons.every((reason) => reason.code === 'cert_expiring'), JSON.stringify(answer));
       const fleet = await system.api<{ counts: Record<string, number> }>('GET', '/v1/compliance');

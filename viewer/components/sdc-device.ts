@@ -106,6 +106,13 @@ export class SdcDevice extends LightElement {
     return keys.map(([key, label, stroke]) => ({ label, stroke, values: this.samples.map((s) => s.metrics[key] ?? null) }));
   }
 
+  /** The kernel backend the device reported at AUTH; a mock one is called out, since its privileged commands do nothing. */
+  #kernelBackend() {
+    const backend = this.compliance?.facts.kernel_backend;
+    if (typeof backend !== 'string') return '—';
+    return backend === 'mock' ? html`<strong class="compliance compliance-warning">mock</strong> <span class="hint">(simulated: nothing is locked or installed)</span>` : backend;
+  }
+
   #compliance() {
     const c = this.compliance;
     if (c === undefined) return nothing;
@@ -131,6 +138,7 @@ export class SdcDevice extends LightElement {
           <div><dt>Gateway</dt><dd>${d.gateway_id ?? '—'}</dd></div>
           <div><dt>Last command seq</dt><dd>${d.last_command_seq ?? '—'}</dd></div>
           <div><dt>Agent version</dt><dd>${d.agent_version ?? '—'}</dd></div>
+          <div><dt>Kernel</dt><dd data-testid="device-kernel-backend">${this.#kernelBackend()}</dd></div>
           <div><dt>Risk score</dt><dd data-testid="device-risk">${riskText(d.risk_score)}${d.risk_scored_at_ms == null ? '' : html` <span class="hint">(${formatAgo(d.risk_scored_at_ms, Date.now())})</span>`}</dd></div>
           <div><dt>Clock offset</dt><dd>${d.clock_offset_ms === null ? '—' : `${d.clock_offset_ms} ms`}</dd></div>
         </dl>

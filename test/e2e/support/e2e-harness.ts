@@ -184,7 +184,8 @@ export async function pairAgent(system: E2eSystem, deviceId: string, options: { 
   for (const version of updateVersions) await writeFile(join(dir, 'updates', `${version}.bin`), artifactOf(version));
   const agent = await runAgent({
     dir, serverUrl: system.apiUrl, deviceId, pairingToken, caPem: system.materials.rootCaPem, kernel: 'mock',
-    telemetryIntervalMs: options.telemetryIntervalMs ?? 300, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
+    // A simulated desktop: the round trip, approvals and viewer tests lock its screen.
+    mockLockScreen: true, telemetryIntervalMs: options.telemetryIntervalMs ?? 300, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
   });
   system.agents.set(deviceId, agent);
   return agent;
@@ -193,7 +194,7 @@ export async function pairAgent(system: E2eSystem, deviceId: string, options: { 
 /** Starts an already enrolled agent again from its directory (no pairing token). */
 export async function restartAgent(system: E2eSystem, deviceId: string): Promise<RunningAgent> {
   const agent = await runAgent({
-    dir: agentDir(system, deviceId), kernel: 'mock', telemetryIntervalMs: 300,
+    dir: agentDir(system, deviceId), kernel: 'mock', mockLockScreen: true, telemetryIntervalMs: 300,
     clock: systemClock, random: systemRandom, scheduler: systemScheduler,
   });
   system.agents.set(deviceId, agent);

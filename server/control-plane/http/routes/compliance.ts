@@ -29,7 +29,7 @@ const DeviceCompliance = Type.Object({
   reasons: Type.Array(Reason),
   facts: Type.Object({
     agent_version: Type.Optional(Type.String()), os_version: Type.Optional(Type.String()), binary_sha256: Type.Optional(Type.String()),
-    config_sha256: Type.Optional(Type.String()), kernel_attestation: Type.Optional(Type.String()), policy_bundle_version: Type.Optional(Type.Integer()),
+    config_sha256: Type.Optional(Type.String()), kernel_attestation: Type.Optional(Type.String()), kernel_backend: Type.Optional(Type.String()), policy_bundle_version: Type.Optional(Type.Integer()),
     cert_not_after_ms: Nullable(Type.Integer()),
   }),
   reported_at_ms: Nullable(Type.Integer()),

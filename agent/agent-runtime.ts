@@ -67,8 +67,11 @@ export interface RunAgentOptions {
    * mock locks nothing, so it answers NOT_SUPPORTED unless a test or the demo asks for a simulated desktop.
    */
   mockLockScreen?: boolean;
-  /** OTA (agent/ota/update-runner.ts): the platform releases name (default <os>-<arch>, e.g. linux-x64), an extra health probe, the mock kernel's factory version. */
-  ota?: { platform?: string; healthProbe?: (context: { version: string }) => Promise<boolean>; mockInstalledVersion?: string };
+  /**
+   * OTA (agent/ota/update-runner.ts): the platform releases name (default <os>-<arch>, e.g. linux-x64), an extra health probe, the mock kernel's factory version,
+   * and the origins a notice's artifact URL may name besides the control plane's (`sdc agent --artifact-origin`, e.g. an S3 endpoint; exact origins).
+   */
+  ota?: { platform?: string; healthProbe?: (context: { version: string }) => Promise<boolean>; mockInstalledVersion?: string; artifactOrigins?: readonly string[] };
 }
 
 export interface RunningAgent {
@@ -137,7 +140,8 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
       fetcher: createHttpFetcher({ scheduler: options.scheduler, caPem: current.trust.ca_pem }),
       metadata: directoryStore(join(options.dir, 'ota', 'metadata')), targets: directoryStore(join(options.dir, 'ota', 'targets')), targetsDir: join(options.dir, 'ota', 'targets'),
       // The artifact itself from the notice's presigned URL, resumable (Range + If-Range).
-      download: { scheduler: options.scheduler, caPem: current.trust.ca_pem },
+      // Only from the control plane's origin (enrollment's, https) or one configured: the URL is not signed (AGENT_OTA_URL_REFUSED).
+      download: { scheduler: options.scheduler, caPem: current.trust.ca_pem, artifactOrigins: [new URL(controlPlaneUrl).origin, ...(options.ota?.artifactOrigins ?? [])] },
     },
     tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: options.clock, random: options.random, send: (report) => sendReport(report),
     ...(options.ota?.healthProbe === undefined ? {} : { healthProbe: options.ota.healthProbe }), logger,

@@ -1,9 +1,13 @@
 /**
  * Kernel key provisioning on disk: raw 32-byte files, mode 0600 for seeds. The agent keeps
  * agent.seed and service.pub; the kernel service is opened with agent.pub and service.seed.
+ * Each file is written whole or not at all (a temporary file in the same directory, fsync'd, then
+ * renamed), so a crash never leaves a short seed that would fail every later start; and the mode
+ * is set on the file written, not only when a file is created (writeFileSync's `mode` is ignored
+ * for a file that exists, so a seed left by a partial earlier run kept whatever mode it had).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
 import type { Ed25519Provider, RandomSource } from '../core/ports/ports.js';
 
@@ -34,16 +38,59 @@ export function readKeyFile(path: string): Uint8Array {
   return new Uint8Array(bytes);
 }
 
-/** Creates both key pairs in `dir` unless all four files already exist; returns their paths. */
+/** The mode of a private seed file and of the key directory: the owner's only. */
+export const kernelSeedFileMode = 0o600;
+const keyDirMode = 0o700;
+
+/**
+ * Creates both key pairs in `dir` unless all four files already exist; returns their paths.
+ * When they exist, a seed file (or the directory) that group or others may read is made the
+ * owner's only again (a seed written by an older agent, or copied in with a umask's mode): its
+ * key is kept, since replacing it would not undo a read that may already have happened.
+ */
 export function provisionKernelKeys(options: { dir: string; ed25519: Ed25519Provider; random: RandomSource }): KernelKeyPaths {
   const paths = kernelKeyPaths(options.dir);
-  if (Object.values(paths).every((p) => existsSync(p))) return paths;
-  mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+  if (Object.values(paths).every((p) => existsSync(p))) {
+    restrictMode(options.dir, keyDirMode);
+    restrictMode(paths.agentSeedPath, kernelSeedFileMode);
+    restrictMode(paths.serviceSeedPath, kernelSeedFileMode);
+    return paths;
+  }
+  mkdirSync(options.dir, { recursive: true, mode: keyDirMode });
+  restrictMode(options.dir, keyDirMode);
   const agentSeed = options.random.bytes(32);
   const serviceSeed = options.random.bytes(32);
-  writeFileSync(paths.agentSeedPath, agentSeed, { mode: 0o600 });
-  writeFileSync(paths.serviceSeedPath, serviceSeed, { mode: 0o600 });
-  writeFileSync(paths.agentPublicKeyPath, options.ed25519.publicKeyFromSeed(agentSeed), { mode: 0o644 });
-  writeFileSync(paths.servicePublicKeyPath, options.ed25519.publicKeyFromSeed(serviceSeed), { mode: 0o644 });
+  writeKeyFileAtomic(paths.agentSeedPath, agentSeed, kernelSeedFileMode);
+  writeKeyFileAtomic(paths.serviceSeedPath, serviceSeed, kernelSeedFileMode);
+  writeKeyFileAtomic(paths.agentPublicKeyPath, options.ed25519.publicKeyFromSeed(agentSeed), 0o644);
+  writeKeyFileAtomic(paths.servicePublicKeyPath, options.ed25519.publicKeyFromSeed(serviceSeed), 0o644);
   return paths;
+}
+
+/** Clears the bits of `path`'s mode beyond `mode` (never adds any). */
+function restrictMode(path: string, mode: number): void {
+  const current = statSync(path).mode & 0o777;
+  if ((current & ~mode) !== 0) chmodSync(path, current & mode);
+}
+
+/** Writes `bytes` to a temporary file beside `path` with `mode`, fsyncs it, renames it over `path`, then fsyncs the directory. */
+function writeKeyFileAtomic(path: string, bytes: Uint8Array, mode: number): void {
+  const temporary = `${path}.tmp-${process.pid}`;
+  rmSync(temporary, { force: true }); // a crash's leftover: 'wx' below must create the file, with our mode
+  const fd = openSync(temporary, 'wx', mode);
+  try {
+    // The umask may have cleared bits of `mode` at creation; set exactly `mode`.
+    chmodSync(temporary, mode);
+    writeSync(fd, bytes);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, path);
+  const dirFd = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dirFd);
+  } finally {
+    closeSync(dirFd);
+  }
 }

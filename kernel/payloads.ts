@@ -3,19 +3,17 @@
  * decoders for what it receives, and the version-label rules both sides enforce.
  */
 import { SdcError } from '../core/errors/index.js';
+import { isVersionLabel } from '../core/protocol/version-label.js';
 import {
   Layout, PROCESS_ENTRIES_MAX, UPDATE_PATH_BYTES_MAX, VERSION_LABEL_BYTES, WATCHDOG_WINDOW_MS_MAX, WATCHDOG_WINDOW_MS_MIN,
 } from './generated/contract.js';
 import { view } from './codec.js';
 
-const labelPattern = /^[A-Za-z0-9._-]{1,31}$/;
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
 
-/** A sandbox file name: 1..31 bytes of [A-Za-z0-9._-], not '.' or '..'. */
-export function isVersionLabel(label: string): boolean {
-  return labelPattern.test(label) && label !== '.' && label !== '..';
-}
+/** A sandbox file name: 1..31 bytes of [A-Za-z0-9._-], not '.' or '..' (the one rule, core/protocol/version-label.ts). */
+export { isVersionLabel };
 
 /** Validates the 32-byte NUL-padded form exactly as the native service does. */
 export function labelBytesValid(bytes: Uint8Array): boolean {

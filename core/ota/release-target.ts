@@ -1,5 +1,6 @@
 import { SdcError } from '../errors/index.js';
 import type { TufJson, TufJsonObject } from '../tuf/olpc-json.js';
+import { isVersionLabel, versionLabelCharsMax } from '../protocol/version-label.js';
 
 /**
  * What the image repository says about a release, in the TUF target's custom data under `sdc`
@@ -42,7 +43,7 @@ export function parseReleaseTarget(custom: TufJson | undefined): ReleaseTargetIn
   const health = objectField(sdc, 'health_check', 'sdc');
   return {
     releaseId: stringField(sdc, 'release_id', idPattern),
-    version: stringField(sdc, 'version', versionPattern),
+    version: labelField(stringField(sdc, 'version', versionPattern)),
     releaseCounter: counterField(sdc, 'release_counter'),
     platforms: namesField(sdc, 'platforms', releaseTargetLimits.platformsMax, 1),
     minAgentVersion: stringField(sdc, 'min_agent_version', versionPattern),
@@ -63,6 +64,12 @@ export function compareVersions(a: string, b: string): number {
 
 export function isVersion(text: string): boolean {
   return versionPattern.test(text);
+}
+
+/** The release's version is what the kernel labels its slot with: one it cannot label is refused here, at create and publish, not on the device. */
+function labelField(version: string): string {
+  if (!isVersionLabel(version)) refuse(`sdc.version ${version} is not a kernel version label (1..${versionLabelCharsMax} of A-Z a-z 0-9 . _ -)`);
+  return version;
 }
 
 function asObject(value: TufJson | undefined, name: string): TufJsonObject {

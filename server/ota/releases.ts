@@ -291,6 +291,8 @@ export class ReleaseService {
           { valid: count, signers: people, threshold: root.roles.targets.threshold });
       }
       if (row.state !== 'signed') refuseTransition(row.state, 'publish');
+      // Checked at create too; again here so no release the kernel cannot label is ever published (a row from an older control plane).
+      parseReleaseTarget(parseTufJson(new TextEncoder().encode(row.custom_json)));
       const body = envelopeText(parseTufJson(new TextEncoder().encode(row.proposal_body ?? '')) as TufJsonObject, await this.#signatures(tx, id));
       const envelope = parseMetadata(new TextEncoder().encode(body), 'targets');
       try {

@@ -64,6 +64,20 @@ test('opcode arguments: known opcodes validate their args, unknown opcodes are r
   assert.throws(() => validateOpcodeArgs(42, {}), (e) => SdcError.is(e, 'PROTO_UNKNOWN_OPCODE'));
 });
 
+test('update versions the kernel cannot label are refused by the opcode schema (review h1, finding 6)', () => {
+  const stage = (version: string) => validateOpcodeArgs('EXEC_STAGE_UPDATE', { version, sha256: 'a'.repeat(64), size_bytes: 10 });
+  const commit = (version: string) => validateOpcodeArgs('EXEC_COMMIT_UPDATE', { version });
+  for (const version of ['1.0.0+build.7', 'v'.repeat(32), 'a'.repeat(40), '..', '.', '', '1.0 beta', '1/2']) {
+    for (const run of [stage, commit]) {
+      assert.throws(() => run(version), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID') && (e.details.path === '/version'), version);
+    }
+  }
+  for (const version of ['1.0.0', 'v'.repeat(31), '1.0.0-rc.1', '...', '.hidden', '2_0']) {
+    stage(version);
+    commit(version);
+  }
+});
+
 test('docs/protocol-messages.md is generated from the schemas (run `npm run docs:protocol`)', async () => {
   const { readFileSync } = await import('node:fs');
   const { renderMessageDocs } = await import('./message-docs.js');

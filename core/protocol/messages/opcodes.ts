@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { OpcodeName } from './opcode-names.js';
+import { versionLabelCharsMax, versionLabelPattern } from '../version-label.js';
 
 /**
  * Command opcodes and their argument schemas. The kernel contract (kernel/contract.json)
@@ -7,7 +8,8 @@ import type { OpcodeName } from './opcode-names.js';
  */
 const NoArgs = Type.Object({}, { additionalProperties: false });
 const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$' });
-const Version = Type.String({ pattern: '^[0-9A-Za-z.+_-]{1,64}$' });
+/** A version the kernel can label (version-label.ts): 1..31 of [A-Za-z0-9._-], not `.` or `..`; no `+build` metadata. */
+const Version = Type.String({ pattern: versionLabelPattern, maxLength: versionLabelCharsMax });
 
 export const opcodeArgs = {
   EXEC_PING_KERNEL: NoArgs,

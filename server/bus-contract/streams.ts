@@ -54,6 +54,12 @@ export const kvKeys = {
    * without persistence, FLUSHALL), and the control plane re-publishes at once.
    */
   trustPublished: 'sdc:cp:trust-published',
+  /**
+   * The control plane's high-water mark of entries of `stream` trimmed before `group` read them,
+   * already reported (server/control-plane/bus-trim-watch.ts). Beside the stream on purpose: lost
+   * with it when the store loses its data, as the stream's own counters are.
+   */
+  busTrimmed: (stream: string, group: string): string => `sdc:cp:bus-trimmed:${stream}:${group}`,
 } as const;
 
 /**

@@ -4,7 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
-import { groups, streamNames } from '../bus-contract/streams.js';
+import { gatewayCommandStream, groups, kvKeys, streamNames } from '../bus-contract/streams.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { apiTlsOptions, type DeploymentMaterials } from '../materials/materials.js';
 import { SdcError } from '../../core/errors/index.js';
@@ -46,6 +46,7 @@ import type { ControlPlaneServices } from './services.js';
 import { AuditDrainSoon } from './audit-drain-soon.js';
 import { SqlAuditStore } from './stores/sql-audit-store.js';
 import { StreamConsumer } from './stream-consumer.js';
+import { BusTrimWatch, type BusTrimTarget } from './bus-trim-watch.js';
 import { telemetryConsumerOptions } from './telemetry-rows.js';
 
 /** How long the API keeps an idle kept-alive connection open (see listen). */
@@ -182,6 +183,13 @@ export interface ControlPlaneOptions {
   readonly artifactRetentionSweepIntervalMs?: number;
   /** Telemetry rows kept per device (docs/api.md, "Telemetry retention"); default telemetryRetentionDefaults (10,080). */
   readonly telemetryRetention?: Partial<TelemetryRetention>;
+  /**
+   * How often the streams appended with a maxLen are checked for entries trimmed before their group
+   * read them (default 30 s, the claim interval; also at start, before the consumers read): BusTrimWatch.
+   */
+  readonly busTrimCheckIntervalMs?: number;
+  /** How long /readyz reports such a loss as degraded (default 1 h). */
+  readonly busTrimDegradedWindowMs?: number;
 }
 
 export interface ControlPlane extends ControlPlaneServices {
@@ -197,6 +205,8 @@ export interface ControlPlane extends ControlPlaneServices {
   readonly telemetryConsumer: StreamConsumer;
   /** Trims stored telemetry to its retention bound, in passes that follow the rows stored. */
   readonly telemetryTrimmer: TelemetryTrimmer;
+  /** Finds entries the bus trimmed before the control plane (or a gateway) read them; its degraded() feeds /readyz. */
+  readonly busTrimWatch: BusTrimWatch;
   /** Serves the API over HTTP or HTTPS (materials.serverTls); returns the bound address. */
   listen(options: { host: string; port: number; tls: boolean }): Promise<{ host: string; port: number; url: string }>;
   /**
@@ -222,6 +232,31 @@ async function controlPlaneGauges(metrics: ServiceMetrics, db: SqlDatabase, bus:
   }
   const [row] = await db.query<{ n: number }>('SELECT COUNT(*) AS n FROM devices WHERE gateway_id IS NOT NULL');
   metrics.agentsOnline.set({ role: 'control-plane' }, Number(row?.n ?? 0));
+}
+
+/**
+ * Every stream appended with a maxLen and the group that must read all of it: the two the control
+ * plane consumes, and each known gateway's command stream (its gateways' group), whose trimmed
+ * unread entries are commands no gateway delivered.
+ */
+/** The gateway id list holds at most this many (gatewayIdsMax in server/gateway/peer-watch.ts). */
+const gatewayStreamsCheckedMax = 1_024;
+
+async function busTrimTargets(kv: KeyValueStore): Promise<BusTrimTarget[]> {
+  const targets: BusTrimTarget[] = [
+    { stream: streamNames.events, group: groups.controlPlane },
+    { stream: streamNames.telemetry, group: groups.telemetry },
+  ];
+  let gatewayIds: unknown = [];
+  try {
+    gatewayIds = JSON.parse(await kv.get(kvKeys.gatewayIds) ?? '[]');
+  } catch {
+    // A damaged list: the gateways rewrite it; their streams are checked once it parses.
+  }
+  if (Array.isArray(gatewayIds)) {
+    for (const id of gatewayIds.slice(0, gatewayStreamsCheckedMax)) if (typeof id === 'string') targets.push({ stream: gatewayCommandStream(id), group: groups.gateway });
+  }
+  return targets;
 }
 
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
@@ -358,6 +393,12 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     partitionKey: deviceIdOfEntry, ...telemetryConsumerOptions,
   });
 
+  const busTrimWatch = new BusTrimWatch({
+    context, targets: () => busTrimTargets(kv),
+    onLost: (loss) => metrics.busEntriesTrimmedUnread.inc({ stream: loss.stream, group: loss.group }, loss.entriesLost),
+    ...(options.busTrimDegradedWindowMs === undefined ? {} : { degradedWindowMs: options.busTrimDegradedWindowMs }),
+  });
+
   let running = false;
   const timers = new Map<string, TimerHandle>();
   /** The passes of the periodic sweeps now running: stop() waits for them, and tests on virtual time do (sweepsSettled). */
@@ -394,7 +435,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   let server: Server | undefined;
 
   return {
-    ...services, app, ota: ota.services, blobStore: ota.blobStore, metrics, eventsConsumer, telemetryConsumer, telemetryTrimmer,
+    ...services, app, ota: ota.services, blobStore: ota.blobStore, metrics, eventsConsumer, telemetryConsumer, telemetryTrimmer, busTrimWatch,
     async listen({ host, port, tls }) {
       await app.ready();
       const handler = (req: Parameters<FastifyInstance['routing']>[0], res: Parameters<FastifyInstance['routing']>[1]) => app.routing(req, res);
@@ -439,6 +480,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       await live.start();
       await devices.start();
       await policyBundles.start();
+      // Before the consumers read: a loss while no control plane ran is found with the group still behind it (an exact count).
+      await busTrimWatch.check().catch((error: unknown) => logger.error({ err: error }, 'bus trim check failed'));
       await eventsConsumer.claimIdle(claimIdleMs);
       await telemetryConsumer.claimIdle(claimIdleMs);
       const blockMs = options.consumerBlockMs ?? 1_000;
@@ -450,6 +493,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       every('enrolled devices publish', options.enrolledDevicesPublishIntervalMs ?? 60_000, () => devices.publishEnrolledDevices());
       every('CRL republish', options.crlRepublishIntervalMs ?? crlRepublishIntervalMsDefault, () => devices.republishCrl());
       every('JWT key rotation', options.jwtRotationCheckIntervalMs ?? 60_000, () => auth.authority.rotateIfDue(clock.nowMs()));
+      every('bus trim check', options.busTrimCheckIntervalMs ?? 30_000, () => busTrimWatch.check());
       every('trust wipe check', options.trustWipeCheckIntervalMs ?? 5_000, () => devices.trust.publishIfWiped());
       // Once now (a restored backup is re-signed past its high-water mark at once), then periodically; a failure never stops the start.
       for (const [name, intervalMs, pass] of ota.sweeps) {

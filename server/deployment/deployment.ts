@@ -251,6 +251,8 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     if (startupApi !== undefined && controlPlane !== undefined) {
       registerProbeRoutes(controlPlane.app, readiness);
       readiness.running(storeProbes(stores));
+      const trimWatch = controlPlane.busTrimWatch;
+      readiness.degradedBy(() => trimWatch.degraded());
       // The API takes over the port the startup server held.
       await startupApi.release();
       const listening = await controlPlane.listen({ host, port: startupApi.port, tls: true })

@@ -16,12 +16,22 @@ export interface Dependency {
 
 export type DependencyState = 'waiting' | 'up' | 'down';
 
+/** Something that went wrong while the process ran, reported for a while though it still serves (e.g. bus entries lost to a trim). */
+export interface DegradedReason {
+  /** A stable error code (docs/errors.md), e.g. STORE_ENTRIES_TRIMMED_UNREAD. */
+  readonly code: string;
+  readonly [detail: string]: string | number;
+}
+
 export interface ReadinessReport {
   readonly ready: boolean;
-  readonly status: 'starting' | 'ready' | 'not_ready';
+  /** `degraded`: ready (200), with `degraded` naming what went wrong lately. */
+  readonly status: 'starting' | 'ready' | 'degraded' | 'not_ready';
   /** The names of the stores that are down, e.g. `["mysql"]`. */
   readonly down: readonly string[];
   readonly dependencies: ReadonlyArray<{ readonly name: string; readonly role: string; readonly state: DependencyState; readonly code?: string }>;
+  /** Present only while there is something to say: see DegradedReason. */
+  readonly degraded?: readonly DegradedReason[];
 }
 
 export const readinessLimits = Object.freeze({
@@ -41,6 +51,7 @@ export class Readiness {
   #probes: ReadonlyMap<string, Probe> | undefined;
   #cached: { atMs: number; report: ReadinessReport } | undefined;
   #inFlight: Promise<ReadinessReport> | undefined;
+  #degradedBy: (() => readonly DegradedReason[]) | undefined;
 
   constructor(options: { dependencies: readonly Dependency[]; clock: Clock; scheduler: Scheduler }) {
     this.#clock = options.clock;
@@ -60,6 +71,12 @@ export class Readiness {
   /** The process has started: from now on each report probes the stores. */
   running(probes: ReadonlyMap<string, Probe>): void {
     this.#probes = probes;
+    this.#cached = undefined;
+  }
+
+  /** Where the running process's degraded reasons come from (the control plane's BusTrimWatch). */
+  degradedBy(source: () => readonly DegradedReason[]): void {
+    this.#degradedBy = source;
     this.#cached = undefined;
   }
 
@@ -103,7 +120,9 @@ export class Readiness {
     });
     const down = dependencies.filter((d) => d.state === 'down').map((d) => d.name);
     const ready = phase === 'running' && dependencies.every((d) => d.state === 'up');
-    return { ready, status: phase === 'starting' ? 'starting' : ready ? 'ready' : 'not_ready', down, dependencies };
+    const degraded = phase === 'running' ? this.#degradedBy?.() ?? [] : [];
+    const status = phase === 'starting' ? 'starting' : !ready ? 'not_ready' : degraded.length > 0 ? 'degraded' : 'ready';
+    return { ready, status, down, dependencies, ...(degraded.length > 0 ? { degraded } : {}) };
   }
 
   /** One line for a 503 before the API is up: what the process is waiting for. */

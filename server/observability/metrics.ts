@@ -27,6 +27,7 @@ export class ServiceMetrics {
   readonly commandLatency: Histogram<'opcode' | 'final_state'>;
   readonly telemetrySamples: Counter<'role'>;
   readonly telemetryDuplicates: Counter;
+  readonly busEntriesTrimmedUnread: Counter<'stream' | 'group'>;
   readonly httpErrors: Counter<'code' | 'status'>;
   readonly websocketErrors: Counter<'code'>;
   readonly alertsRaised: Counter<'kind'>;
@@ -60,6 +61,11 @@ export class ServiceMetrics {
       name: 'sdc_telemetry_duplicates_total',
       help: 'Telemetry samples the control plane found stored already (same device, sampled_at and metrics: a retried append, a redelivered entry, a resend) and skipped; also counted in sdc_telemetry_samples_total',
       registers,
+    });
+    this.busEntriesTrimmedUnread = new Counter({
+      name: 'sdc_bus_entries_trimmed_unread_total',
+      help: 'Stream entries trimmed (maxLen) before the consumer group read them, per stream and group: lost, each counted once by one control plane (STORE_ENTRIES_TRIMMED_UNREAD)',
+      labelNames: ['stream', 'group'], registers,
     });
     this.httpErrors = new Counter({ name: 'sdc_http_errors_total', help: 'API answers with status 400 or above, by error code and status', labelNames: ['code', 'status'], registers });
     this.websocketErrors = new Counter({

@@ -70,7 +70,7 @@ export async function ensureEnrolled(options: EnsureEnrolledOptions): Promise<{ 
     return { identity, enrolledNow: false };
   }
   if (options.deviceId === undefined || options.pairingToken === undefined) {
-    throw new SdcError('AGENT_NOT_ENROLLED', `${options.dir} holds no enrollment: pass --device ID and --pairing-token T`);
+    throw new SdcError('AGENT_NOT_ENROLLED', `${options.dir} holds no enrollment: pass --device ID and the pairing token (--pairing-token-file F, --pairing-token-stdin or $SDC_PAIRING_TOKEN)`);
   }
   if (options.serverUrl === undefined || options.caPem === undefined) {
     throw new SdcError('AGENT_NOT_ENROLLED', 'a first enrollment needs --server URL and --ca FILE (the deployment root CA)');

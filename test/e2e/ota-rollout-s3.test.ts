@@ -61,7 +61,8 @@ describe(`OTA rollout end to end with the blob store in S3 (${serviceName}), dow
     for (const deviceId of devices) {
       const lines: AgentLogLine[] = [];
       logs.set(deviceId, lines);
-      const agent = await startOtaAgent(system, deviceId, { installedVersion: factoryVersion, healthProbe: async () => !unhealthy.has(deviceId), lines });
+      // The bucket (through the proxy, plain HTTP here) is an artifact origin the agents are told to trust; any other is refused.
+      const agent = await startOtaAgent(system, deviceId, { installedVersion: factoryVersion, healthProbe: async () => !unhealthy.has(deviceId), lines, artifactOrigins: [`http://${proxy.listen}`] });
       agents.set(deviceId, agent);
     }
     await waitOnline(system, devices);

@@ -215,6 +215,8 @@ export type AgentLogLine = { readonly message: string; readonly fields: Record<s
  */
 export async function startOtaAgent(system: E2eSystem, deviceId: string, options: {
   installedVersion: string; healthProbe: () => Promise<boolean>; lines: AgentLogLine[];
+  /** Artifact origins besides the control plane's (runAgent's ota.artifactOrigins): an S3 endpoint. */
+  artifactOrigins?: readonly string[];
 }): Promise<RunningAgent> {
   const { token } = await system.api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
   const dir = agentDir(system, deviceId);
@@ -224,7 +226,7 @@ export async function startOtaAgent(system: E2eSystem, deviceId: string, options
     logger: { debug() {}, info: log, warn: log, error: log },
     dir, serverUrl: system.apiUrl, deviceId, pairingToken: token, caPem: system.materials.rootCaPem, kernel: 'mock', telemetryIntervalMs: 1_000,
     clock: systemClock, random: systemRandom, scheduler: systemScheduler,
-    ota: { platform: 'linux-x64', mockInstalledVersion: options.installedVersion, healthProbe: options.healthProbe },
+    ota: { platform: 'linux-x64', mockInstalledVersion: options.installedVersion, healthProbe: options.healthProbe, ...(options.artifactOrigins === undefined ? {} : { artifactOrigins: options.artifactOrigins }) },
   });
   system.agents.set(deviceId, agent);
   return agent;

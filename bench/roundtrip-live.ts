@@ -1,6 +1,6 @@
 import { SdcError } from '../core/errors/index.js';
 import { commandTerminalStates, type CommandState } from '../core/protocol/command-machine.js';
-import { openSse } from '../runtime/sse-client.js';
+import { openLiveStream } from '../runtime/sse-client.js';
 import { systemClock, systemScheduler } from '../runtime/system.js';
 import type { BenchApi, CommandRecord } from './roundtrip-deployment.js';
 import { sleep } from './wall-time.js';
@@ -79,8 +79,8 @@ export class LiveTracker {
 
   async #connect(token: string): Promise<void> {
     const connection = this.#nextConnection++;
-    const live = await openSse({
-      url: new URL(`/v1/live?token=${encodeURIComponent(token)}`, this.o.apiUrl), caPem: this.o.caPem,
+    const live = await openLiveStream({
+      apiUrl: this.o.apiUrl, caPem: this.o.caPem, token,
       onEvent: ({ event, data }) => {
         if (event === 'dropped') this.#onDropped(data);
         else if (event === 'command') this.#onCommand(data);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { SdcError } from '../core/errors/index.js';
 import { httpsJson } from '../runtime/https-json.js';
-import { openSse, type SseEvent } from '../runtime/sse-client.js';
+import { openLiveStream, type SseEvent } from '../runtime/sse-client.js';
 import { systemClock } from '../runtime/system.js';
 import type { CliIo } from './command.js';
 import { loadLogin, type StoredLogin } from './credentials.js';
@@ -42,7 +42,8 @@ export async function apiClient(io: CliIo): Promise<ApiClient> {
       return (await httpsJson<T>({ method: 'DELETE', url: url(path), caPem: login.ca_pem, token: login.token, timeoutMs: apiTimeoutMs })).body;
     },
     live(onEvent, onEnd) {
-      return openSse({ url: url(`/v1/live?token=${encodeURIComponent(login.token)}`), caPem: login.ca_pem, onEvent, onEnd });
+      // A one-time ticket, then the stream: the token never goes in the URL.
+      return openLiveStream({ apiUrl: login.server, caPem: login.ca_pem, token: login.token, onEvent, onEnd });
     },
   };
 }

@@ -1,6 +1,7 @@
 import { request } from 'node:https';
 import type { ClientRequest } from 'node:http';
 import { SdcError } from '../core/errors/index.js';
+import { httpsJson } from './https-json.js';
 
 export interface SseEvent {
   event: string;
@@ -56,5 +57,34 @@ export function openSse(options: { url: string | URL; caPem: string; onEvent: (e
       options.onEnd?.(error);
     });
     req.end();
+  });
+}
+
+export interface LiveStreamOptions {
+  /** The control plane's API origin. */
+  readonly apiUrl: string | URL;
+  readonly caPem: string;
+  /** The operator's JWT: sent in the Authorization header of the ticket request, never in a URL. */
+  readonly token: string;
+  readonly onEvent: (event: SseEvent) => void;
+  readonly onEnd?: (error?: Error) => void;
+}
+
+/** How long the ticket request may take; the ticket itself is good for 30 s (liveTicketLimits). */
+const liveTicketRequestTimeoutMs = 15_000;
+
+/**
+ * The control plane's live stream (`/v1/live`, docs/api.md "Live updates"), opened the one way
+ * every client of ours opens it: a one-time ticket from `POST /v1/live/tickets` (the token in the
+ * header), then `GET /v1/live?ticket=`. No token goes in a URL, where proxies and logs keep it
+ * (docs/security/threat-model.md). A ticket opens one stream: a reconnect calls this again.
+ */
+export async function openLiveStream(options: LiveStreamOptions): Promise<{ close(): void }> {
+  const issued = await httpsJson<{ ticket: string }>({
+    method: 'POST', url: new URL('/v1/live/tickets', options.apiUrl), caPem: options.caPem, token: options.token, timeoutMs: liveTicketRequestTimeoutMs,
+  });
+  return openSse({
+    url: new URL(`/v1/live?ticket=${encodeURIComponent(issued.body.ticket)}`, options.apiUrl), caPem: options.caPem,
+    onEvent: options.onEvent, ...(options.onEnd === undefined ? {} : { onEnd: options.onEnd }),
   });
 }

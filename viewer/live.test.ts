@@ -20,7 +20,10 @@ class FakeSource {
   }
 }
 
-function harness(token: () => string | undefined = () => 'tok') {
+/** Lets the ticket request (a promise) settle, so the connect after it has run. */
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function harness(ticket: () => Promise<string | undefined> = async () => 'tkt') {
   const sources: FakeSource[] = [];
   const timers: Array<{ callback: () => void; delayMs: number }> = [];
   const events: LiveEvent[] = [];
@@ -28,7 +31,7 @@ function harness(token: () => string | undefined = () => 'tok') {
   let expired = 0;
   let resyncs = 0;
   const live = new LiveStream({
-    token, onEvent: (event) => events.push(event), onStatus: (status) => statuses.push(status), onTokenExpired: () => { expired += 1; },
+    ticket, onEvent: (event) => events.push(event), onStatus: (status) => statuses.push(status), onTokenExpired: () => { expired += 1; },
     onResync: () => { resyncs += 1; },
     createSource: (url) => { const source = new FakeSource(url); sources.push(source); return source as unknown as EventSource; },
     setTimer: (callback, delayMs) => timers.push({ callback, delayMs }),
@@ -37,11 +40,12 @@ function harness(token: () => string | undefined = () => 'tok') {
 }
 
 describe('the live stream', () => {
-  it('delivers the documented events and skips lines that are not', () => {
+  it('delivers the documented events and skips lines that are not', async () => {
     const h = harness();
     h.live.start();
+    await settle();
     const source = h.sources[0]!;
-    assert.equal(source.url, '/v1/live?token=tok');
+    assert.equal(source.url, '/v1/live?ticket=tkt');
     source.onopen?.();
     source.emit('presence', '{"device_id":"lab-1","online":true,"gateway_id":"gw-1","at_ms":5}');
     source.emit('command', 'not json');
@@ -50,9 +54,10 @@ describe('the live stream', () => {
     assert.deepEqual(h.statuses, ['connecting', 'open']);
   });
 
-  it('asks the views to read again when the server says resync (it lost changes), on the same connection', () => {
+  it('asks the views to read again when the server says resync (it lost changes), on the same connection', async () => {
     const h = harness();
     h.live.start();
+    await settle();
     const source = h.sources[0]!;
     source.onopen?.();
     source.emit('resync', '{"type":"resync","reason":"publish_lost","at_ms":9}');
@@ -61,9 +66,10 @@ describe('the live stream', () => {
     assert.deepEqual(h.events, []);
   });
 
-  it('delivers alert raises, acknowledgements and clears, also about no one device, and skips an alert without an id', () => {
+  it('delivers alert raises, acknowledgements and clears, also about no one device, and skips an alert without an id', async () => {
     const h = harness();
     h.live.start();
+    await settle();
     const source = h.sources[0]!;
     source.emit('alert', '{"alert_id":"al_1","device_id":null,"severity":"warning","kind":"backpressure","message":"m","at_ms":1}');
     source.emit('alert_acknowledged', '{"alert_id":"al_1","device_id":null,"kind":"backpressure","acknowledged_by":"ann","note":"seen","at_ms":2}');
@@ -73,15 +79,17 @@ describe('the live stream', () => {
     assert.deepEqual(h.events.map((e) => [e.type, (e as { alert_id?: string }).alert_id]), [['alert', 'al_1'], ['alert_acknowledged', 'al_1'], ['alert_cleared', 'al_2']]);
   });
 
-  it('reconnects after a failure with a doubling pause, capped, and resets it once open', () => {
+  it('reconnects after a failure with a doubling pause, capped, and resets it once open', async () => {
     const h = harness();
     h.live.start();
+    await settle();
     const delays: number[] = [];
     for (let i = 0; i < 8; i += 1) {
       h.sources.at(-1)!.onerror?.();
       const timer = h.timers.shift()!;
       delays.push(timer.delayMs);
       timer.callback();
+      await settle();
     }
     assert.deepEqual(delays, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
     assert.equal(h.sources.slice(0, -1).every((s) => s.closed), true);
@@ -91,23 +99,68 @@ describe('the live stream', () => {
     assert.ok(h.statuses.includes('reconnecting'));
   });
 
-  it('stops and says so when the server drops the stream at token expiry, and never reconnects after stop', () => {
+  it('stops and says so when the server drops the stream at token expiry, and never reconnects after stop', async () => {
     const h = harness();
     h.live.start();
+    await settle();
     h.sources[0]!.emit('dropped', '{"reason":"token_expired"}');
     assert.equal(h.expired(), 1);
     assert.equal(h.sources[0]!.closed, true);
     assert.equal(h.timers.length, 0);
     const other = harness();
     other.live.start();
+    await settle();
     other.live.stop();
     other.sources[0]!.onerror?.();
     assert.equal(other.timers.length, 0);
   });
 
-  it('does not connect without a token', () => {
-    const h = harness(() => undefined);
+  it('does not connect without a session (no ticket)', async () => {
+    const h = harness(async () => undefined);
     h.live.start();
+    await settle();
     assert.equal(h.sources.length, 0);
+  });
+
+  it('asks for a new one-time ticket at every connect, never sends a token in the URL, and retries a refused ticket request', async () => {
+    const asked: string[] = [];
+    let refuse = false;
+    const h = harness(async () => {
+      asked.push(`t${asked.length + 1}`);
+      if (refuse) throw new Error('429 API_LIVE_TICKETS_LIMIT');
+      return asked.at(-1);
+    });
+    h.live.start();
+    await settle();
+    h.sources[0]!.onerror?.();
+    h.timers.shift()!.callback();
+    await settle();
+    assert.deepEqual(h.sources.map((source) => source.url), ['/v1/live?ticket=t1', '/v1/live?ticket=t2']);
+    refuse = true;
+    h.sources[1]!.onerror?.();
+    h.timers.shift()!.callback();
+    await settle();
+    assert.equal(h.sources.length, 2, 'no stream without a ticket');
+    assert.equal(h.timers.length, 1, 'the refused ticket request is tried again after a pause');
+    refuse = false;
+    h.timers.shift()!.callback();
+    await settle();
+    assert.equal(h.sources.at(-1)!.url, '/v1/live?ticket=t4');
+    assert.ok(h.sources.every((source) => !source.url.includes('token')));
+  });
+
+  it('a stop while the ticket is on its way opens nothing, and a start after it opens one stream', async () => {
+    let release: (ticket: string) => void = () => undefined;
+    const h = harness(() => new Promise<string>((resolve) => { release = resolve; }));
+    h.live.start();
+    const first = release;
+    h.live.stop();
+    first('late');
+    await settle();
+    assert.equal(h.sources.length, 0);
+    h.live.start();
+    release('fresh');
+    await settle();
+    assert.deepEqual(h.sources.map((source) => source.url), ['/v1/live?ticket=fresh']);
   });
 });

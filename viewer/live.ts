@@ -3,6 +3,11 @@
  * server keeps no replay buffer, so "resume" means: after every (re)connect, and whenever the
  * server says `resync` (it lost changes in a store outage), the views read their state again from
  * the REST API, then apply events on top.
+ *
+ * EventSource cannot send an Authorization header, and the token must not go in the URL (proxies,
+ * history and Referer keep URLs): every connect first asks for a one-time ticket with the header
+ * (`POST /v1/live/tickets`), then opens `/v1/live?ticket=`. A ticket opens one stream, so every
+ * reconnect asks for a new one.
  */
 
 export type LiveEvent =
@@ -18,7 +23,12 @@ export type LiveStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
 export const liveReconnectLimits = Object.freeze({ firstDelayMs: 1_000, delayMsMax: 30_000 });
 
 export interface LiveOptions {
-  readonly token: () => string | undefined;
+  /**
+   * A fresh one-time ticket for the next connect (POST /v1/live/tickets, the session's token in the
+   * header); undefined when there is no session, and then the stream stays closed. A refusal or a
+   * network failure is retried with the reconnect pause.
+   */
+  readonly ticket: () => Promise<string | undefined>;
   readonly onEvent: (event: LiveEvent) => void;
   readonly onStatus: (status: LiveStatus) => void;
   /**
@@ -40,6 +50,8 @@ export class LiveStream {
   #source: EventSource | undefined;
   #delayMs: number = liveReconnectLimits.firstDelayMs;
   #stopped = false;
+  /** Moves at every start and stop: a connect still waiting for its ticket from before gives up. */
+  #generation = 0;
 
   constructor(options: LiveOptions) {
     this.#options = options;
@@ -47,21 +59,33 @@ export class LiveStream {
 
   start(): void {
     this.#stopped = false;
-    this.#connect('connecting');
+    this.#generation += 1;
+    void this.#connect('connecting');
   }
 
   stop(): void {
     this.#stopped = true;
+    this.#generation += 1;
     this.#source?.close();
     this.#source = undefined;
     this.#options.onStatus('closed');
   }
 
-  #connect(status: LiveStatus): void {
-    const token = this.#options.token();
-    if (this.#stopped || token === undefined) return;
+  async #connect(status: LiveStatus): Promise<void> {
+    if (this.#stopped) return;
+    const generation = this.#generation;
+    let ticket: string | undefined;
+    try {
+      ticket = await this.#options.ticket();
+    } catch {
+      // Refused or unreachable: the same pause as a failed stream (a session-ending refusal has
+      // ended the session, so the next try finds no session and stops).
+      if (generation === this.#generation) this.#reconnectLater();
+      return;
+    }
+    if (this.#stopped || generation !== this.#generation || ticket === undefined) return;
     this.#options.onStatus(status);
-    const url = `/v1/live?token=${encodeURIComponent(token)}`;
+    const url = `/v1/live?ticket=${encodeURIComponent(ticket)}`;
     const source = this.#options.createSource?.(url) ?? new EventSource(url);
     this.#source = source;
     source.onopen = () => {
@@ -83,7 +107,8 @@ export class LiveStream {
       }
     });
     // EventSource retries by itself after a dropped connection, but not after a refusal (401,
-    // 429, 503): it closes. Either way we take over, with our own backoff and a fresh token.
+    // 429, 503): it closes. Either way we take over, with our own backoff and a fresh ticket (its
+    // own retry would send the spent ticket again).
     source.onerror = () => this.#retry(source);
   }
 
@@ -91,10 +116,17 @@ export class LiveStream {
     if (this.#stopped || this.#source !== source) return;
     source.close();
     this.#source = undefined;
+    this.#reconnectLater();
+  }
+
+  #reconnectLater(): void {
+    if (this.#stopped) return;
     this.#options.onStatus('reconnecting');
     const delayMs = this.#delayMs;
     this.#delayMs = Math.min(this.#delayMs * 2, liveReconnectLimits.delayMsMax);
-    (this.#options.setTimer ?? ((callback, ms) => setTimeout(callback, ms)))(() => this.#connect('reconnecting'), delayMs);
+    const generation = this.#generation;
+    const reconnect = (): void => { if (generation === this.#generation) void this.#connect('reconnecting'); };
+    (this.#options.setTimer ?? ((callback, ms) => setTimeout(callback, ms)))(reconnect, delayMs);
   }
 
   #deliver(type: (typeof eventTypes)[number], data: string): void {

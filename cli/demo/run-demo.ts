@@ -13,7 +13,7 @@ import { commandStates, commandTerminalStates, type CommandState } from '../../c
 import type { Opcode } from '../../core/protocol/messages/opcodes.js';
 import { httpsJson } from '../../runtime/https-json.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
-import { openSse } from '../../runtime/sse-client.js';
+import { openLiveStream } from '../../runtime/sse-client.js';
 
 export interface DemoOptions {
   agents: number;
@@ -140,8 +140,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     // Live events first, so that no terminal state is missed.
     const terminal = new Map<string, CommandState>();
     const waiters = new Map<string, (state: CommandState) => void>();
-    const live = await openSse({
-      url: new URL(`/v1/live?token=${encodeURIComponent(token)}`, apiUrl), caPem,
+    const live = await openLiveStream({
+      apiUrl, caPem, token,
       onEvent: ({ event, data }) => {
         // The server lost changes (a store outage): the commands still waited for are read again.
         if (event === 'resync') {

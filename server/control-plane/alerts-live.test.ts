@@ -55,7 +55,9 @@ describe('alert acknowledgement on the live stream', () => {
 
   it('sends alert, then alert_acknowledged with who and the note, to an SSE client', { timeout: 60_000 }, async () => {
     const watcher = await h.cp.auth.authority.issue({ sub: 'watcher', role: 'operator' });
-    const response = await fetch(`${url}/v1/live?token=${watcher}`);
+    const issued = await fetch(`${url}/v1/live/tickets`, { method: 'POST', headers: { authorization: `Bearer ${watcher}` } });
+    const { ticket } = (await issued.json()) as { ticket: string };
+    const response = await fetch(`${url}/v1/live?ticket=${ticket}`);
     assert.equal(response.status, 200);
     reader = new SseReader(response);
     await reader.readUntil('event: hello');

@@ -6,6 +6,7 @@ import { MemoryJwtKeyStore } from '../../trust/jwt-key-store.js';
 import { JwtVerifier } from '../../trust/jwt-verifier.js';
 import { hasLoneSurrogate } from '../../core/protocol/audit-chain.js';
 import { actors, type ServiceContext } from './context.js';
+import { LiveTickets } from './live-tickets.js';
 import { TokenSubjectCheck } from './token-subjects.js';
 import { isRole, roleRank, type Role, UserDirectory } from './users.js';
 
@@ -58,6 +59,8 @@ export class AuthService {
   readonly #verifier: JwtVerifier;
   readonly #ctx: ServiceContext;
   readonly #subjects: TokenSubjectCheck;
+  /** One-time tickets that open the live stream in place of a token in its URL; checked against the users like a token. */
+  readonly liveTickets: LiveTickets;
 
   private constructor(ctx: ServiceContext, users: UserDirectory, authority: JwtAuthority, verifier: JwtVerifier) {
     this.#ctx = ctx;
@@ -65,6 +68,7 @@ export class AuthService {
     this.authority = authority;
     this.#verifier = verifier;
     this.#subjects = new TokenSubjectCheck({ roleOf: (name) => users.roleOf(name), clock: ctx.clock });
+    this.liveTickets = new LiveTickets({ kv: ctx.kv, clock: ctx.clock, random: ctx.random, requireSubject: (name, role) => this.#subjects.require(name, role) });
   }
 
   static async create(options: AuthServiceOptions): Promise<AuthService> {

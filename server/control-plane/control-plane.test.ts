@@ -301,7 +301,9 @@ describe('live updates', () => {
       const token = await h.cp.auth.authority.issue({ sub: 'watcher', role: 'viewer' });
       assert.equal((await fetch(`${url}/v1/live`)).status, 401);
       const controller = new AbortController();
-      const response = await fetch(`${url}/v1/live?token=${token}`, { signal: controller.signal });
+      const issued = await fetch(`${url}/v1/live/tickets`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+      const { ticket } = (await issued.json()) as { ticket: string };
+      const response = await fetch(`${url}/v1/live?ticket=${ticket}`, { signal: controller.signal });
       assert.equal(response.headers.get('content-type'), 'text/event-stream');
       const reader = response.body!.getReader();
       let text = '';

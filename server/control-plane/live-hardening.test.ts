@@ -58,7 +58,10 @@ function suite(pair: StorePair): void {
     });
 
     const stream = async (token: string): Promise<{ status: number; reader?: SseReader; error?: { code: string } }> => {
-      const response = await fetch(`${url}/v1/live?token=${token}`);
+      // A one-time ticket per stream, as the viewer does (live-tickets.test.ts covers the tickets).
+      const issued = await fetch(`${url}/v1/live/tickets`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+      const { ticket } = (await issued.json()) as { ticket: string };
+      const response = await fetch(`${url}/v1/live?ticket=${ticket}`);
       if (response.status !== 200) return { status: response.status, error: ((await response.json()) as { error: { code: string } }).error };
       const reader = new SseReader(response);
       open.push(reader);

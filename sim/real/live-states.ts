@@ -1,5 +1,5 @@
 import type { CommandState } from '../../core/protocol/command-machine.js';
-import { openSse } from '../../runtime/sse-client.js';
+import { openLiveStream } from '../../runtime/sse-client.js';
 import type { OperatorApi } from './operator-api.js';
 
 /** Most commands one run sends (command-schedule.ts); the live states are bounded by it too. */
@@ -24,8 +24,8 @@ export async function openLiveStates(api: OperatorApi): Promise<LiveStates> {
   const states = new Map<string, CommandState>();
   let ended = false;
   let resyncs = 0;
-  const live = await openSse({
-    url: new URL(`/v1/live?token=${encodeURIComponent(api.token())}`, api.apiUrl), caPem: api.caPem,
+  const live = await openLiveStream({
+    apiUrl: api.apiUrl, caPem: api.caPem, token: api.token(),
     onEvent: ({ event, data }) => {
       if (event === 'resync') resyncs += 1;
       if (event !== 'command') return;

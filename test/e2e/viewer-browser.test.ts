@@ -38,6 +38,8 @@ describe('the operator console in Chromium against a real deployment', { skip },
   let previousViewerDir: string | undefined;
   const deviceIds: string[] = [];
   const pageProblems: string[] = [];
+  /** Every URL the page opened /v1/live with: a one-time ticket each, never the token. */
+  const liveUrls: string[] = [];
   const operator = { name: 'console-admin', password: 'correct horse battery staple' };
   const requester = { name: 'console-requester', password: 'another horse battery staple' };
   const consolePolicy = parsePolicy({
@@ -89,6 +91,7 @@ describe('the operator console in Chromium against a real deployment', { skip },
       if (message.type() === 'error' && !expected) pageProblems.push(`${message.text()} ${message.location().url}`);
     });
     page.on('pageerror', (error) => pageProblems.push(error.message));
+    page.on('request', (request) => { if (new URL(request.url()).pathname === '/v1/live') liveUrls.push(request.url()); });
   });
 
   after(async () => {
@@ -119,6 +122,9 @@ describe('the operator console in Chromium against a real deployment', { skip },
     for (const id of deviceIds) await page.locator(`tr[data-device="${id}"] [data-testid="presence"]`).filter({ hasText: 'online' }).waitFor();
     const online = Number(await page.getByTestId('count-online').textContent());
     assert.ok(online >= deviceIds.length, `online count ${online}`);
+    // The stream was opened with a ticket (POST /v1/live/tickets), and the JWT was in no URL.
+    assert.ok(liveUrls.length >= 1 && liveUrls.every((url) => /\?ticket=[A-Za-z0-9_-]{43}$/.test(url)), liveUrls.join(' '));
+    assert.equal(new Set(liveUrls).size, liveUrls.length, 'a ticket is used once');
     await shot('fleet');
   });
 

@@ -90,7 +90,11 @@ export class SdcApp extends LightElement {
     // Re-ask at expiry: the API would refuse the token from then on anyway.
     this.#expiryTimer = setTimeout(() => this.#pauseSession('Your session expired; log in again to carry on.'), Math.max(0, session.expiresAtMs - Date.now()));
     this.#live = new LiveStream({
-      token: () => this.api.session?.token,
+      // A one-time ticket per connect, asked for with the token in the header (viewer/live.ts says why).
+      ticket: async () => {
+        if (this.api.session === undefined) return undefined;
+        return (await this.api.post<{ ticket: string }>('/v1/live/tickets', {})).ticket;
+      },
       onEvent: (event: LiveEvent) => {
         this.liveBus.dispatchEvent(new CustomEvent<LiveEvent>('live', { detail: event }));
         this.#notify(event);

@@ -74,6 +74,8 @@ describe('control-plane log lines', () => {
         `/v1/no-such-route?token=${secret}`,
         `/v1/blobs/bucket/key?X-Amz-Signature=${secret}&X-Amz-Credential=${secret}`,
         `/v1/live?token=${secret}%ZZ`,
+        // The one-time ticket that replaced the token (live-tickets.ts): short-lived, still never logged.
+        `/v1/live?ticket=${secret}`,
       ];
       for (const url of urls) await cp.app.inject({ method: 'GET', url });
       assert.ok(lines.length >= urls.length, lines.join(''));
@@ -86,6 +88,7 @@ describe('control-plane log lines', () => {
       assert.equal(logged[1], '/v1/live?token=[redacted]');
       assert.equal(logged[2], '/v1/audit?from_seq=1&access_token=[redacted]');
       assert.equal(logged[3], '/v1/devices?[redacted]');
+      assert.equal(logged[7], '/v1/live?ticket=[redacted]');
     });
   });
 });

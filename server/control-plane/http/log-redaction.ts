@@ -1,9 +1,10 @@
 /**
  * What the API's logs may say about a request's URL (security review 2026-12-05, finding 3).
- * A URL can carry a credential: the viewer's EventSource sends its JWT as `/v1/live?token=`
- * (EventSource cannot set headers), and a presigned blob URL carries its SigV4 signature and
- * credential in the query. fastify's "incoming request" line logs `req.url` as it came, so every
- * such token reached the logs.
+ * A URL can carry a credential: the viewer's EventSource opens `/v1/live?ticket=` with a one-time
+ * ticket (EventSource cannot set headers; live-tickets.ts), an old client may still send its JWT as
+ * `?token=` (refused, API_LIVE_TOKEN_IN_URL, but the request line is logged first), and a
+ * presigned blob URL carries its SigV4 signature and credential in the query. fastify's "incoming
+ * request" line logs `req.url` as it came, so every such token reached the logs.
  *
  * The rule is an allowlist, not a list of secrets: a query parameter's value is logged only when
  * its name is one of `loggedQueryParameters` (paging, filters, ids: never secret); every other

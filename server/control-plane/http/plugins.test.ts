@@ -78,6 +78,7 @@ const documentedRoutes = [
   'GET /v1/tuf/metadata/{file} public',
   'GET /v1/tuf/targets/* public',
   'GET /v1/live viewer',
+  'POST /v1/live/tickets viewer',
   'GET /v1/policy operator',
   'PUT /v1/policy admin',
   'POST /v1/policy/evaluate operator',

@@ -187,7 +187,12 @@ export const CommandDetail = Type.Object({
 }, { additionalProperties: true });
 export const CommandPage = Type.Object({ items: Type.Array(Command), next_cursor: Nullable(Type.String()) });
 
-export const LiveQuery = Type.Object({ token: Type.Optional(Type.String({ maxLength: 8192 })) }, strict);
+/** `?ticket=` from POST /v1/live/tickets (base64url of 32 bytes); a `?token=` is refused before this (authentication.ts). */
+export const LiveQuery = Type.Object({ ticket: Type.Optional(Type.String({ maxLength: 64 })) }, strict);
+export const LiveTicketAnswer = Type.Object({
+  ticket: Type.String({ description: 'One-time: opens one stream as GET /v1/live?ticket=, until expires_at_ms' }),
+  expires_at_ms: Type.Integer({ description: 'The ticket is refused from then on: 30 s from now, or the token\'s expiry if sooner' }),
+}, strict);
 
 export const ErrorBody = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String(), trace_id: Type.String() }),

@@ -88,6 +88,8 @@ export interface UpdateNoticeCounts {
   readonly dropped: number;
   /** The most notices that waited at once. */
   readonly pendingHighWater: number;
+  /** Artifact URLs not fetched for want of a trusted origin (AGENT_OTA_URL_REFUSED): the TUF targets route was taken instead. */
+  readonly urlsRefused: number;
 }
 
 export interface UpdateRunnerOptions {
@@ -179,7 +181,7 @@ export class UpdateRunner {
   /** Notices not yet taken, in arrival order (bounded by updateNoticeLimits.pendingMax); drained one by one on #running. */
   readonly #pending: Notice[] = [];
   #draining = false;
-  #noticeCounts = { refused: 0, dropped: 0, pendingHighWater: 0 };
+  #noticeCounts = { refused: 0, dropped: 0, pendingHighWater: 0, urlsRefused: 0 };
   #reportSeq = 0;
   /** Cancels seen but maybe not yet journaled: a step sequence in progress sees them before its next step. */
   readonly #cancelIds = new Set<string>();
@@ -452,7 +454,7 @@ export class UpdateRunner {
     const url = entry.notice.artifact_url;
     const { download } = this.#o.source;
     try {
-      if (url !== undefined && download !== undefined && entry.approved !== null) {
+      if (url !== undefined && download !== undefined && entry.approved !== null && this.#trustedArtifactUrl(entry, url, download)) {
         const outcome = await this.#downloadPresigned(entry, url, download, entry.approved.file);
         if (outcome !== 'done') return outcome === 'canceled';
       } else {
@@ -474,6 +476,28 @@ export class UpdateRunner {
   }
 
   /**
+   * Whether the notice's artifact URL may be fetched (checkArtifactUrl). A refused one is never
+   * asked; the artifact then comes by the TUF targets route from the control plane, as for a notice
+   * without a URL: a hostile gateway's URL gets no request and no answer, and a control plane whose
+   * blob URLs name another host than the devices enrolled with (a `--public-url` left at its
+   * default) still updates its devices, without resuming. Logged and counted, not reported.
+   */
+  #trustedArtifactUrl(entry: UpdateJournalEntry, url: string, download: NonNullable<UpdateSource['download']>): boolean {
+    try {
+      checkArtifactUrl(url, this.#artifactOrigins(download));
+      return true;
+    } catch (error) {
+      this.#noticeCounts.urlsRefused += 1;
+      this.#o.logger.warn({ executionId: entry.executionId, code: SdcError.is(error) ? error.code : undefined }, `artifact URL not fetched, taking the TUF targets route: ${(error as Error).message}`);
+      return false;
+    }
+  }
+
+  #artifactOrigins(download: NonNullable<UpdateSource['download']>): readonly string[] {
+    return download.artifactOrigins ?? [new URL(this.#o.source.metadataBaseUrl).origin];
+  }
+
+  /**
    * The artifact from the notice's presigned URL, resumable (Range + If-Range, agent/ota/resumable-download.ts),
    * capped at the signed length and checked against every hash the director and the image repository
    * agreed on before it is kept (checkUpdate compared them at check_director). A refused URL (expired:
@@ -481,8 +505,8 @@ export class UpdateRunner {
    * its partial file. 'canceled' when a cancel stopped it (the step loop then cancels).
    */
   async #downloadPresigned(entry: UpdateJournalEntry, url: string, download: NonNullable<UpdateSource['download']>, file: string): Promise<'done' | 'waiting' | 'canceled'> {
-    // Before anything else, and so before any request: the URL is the one field a gateway can set freely.
-    checkArtifactUrl(url, download.artifactOrigins ?? [new URL(this.#o.source.metadataBaseUrl).origin]);
+    // Checked again (#trustedArtifactUrl did), before anything else: the URL is the one field a gateway can set freely.
+    checkArtifactUrl(url, this.#artifactOrigins(download));
     const target = this.#directorTarget(entry);
     const staging = this.#o.source.staging ?? nodeStagingStore;
     if (await fileMatches(staging, file, target)) return 'done'; // downloaded before a restart

@@ -37,7 +37,7 @@ export const agentCommand: Command = {
     ['--telemetry-interval-ms N', 'Milliseconds between telemetry samples (default 5000)'],
     ['--telemetry-samples-per-frame N', `Samples per TELEMETRY_BATCH frame, 1 to ${telemetryBatchLimits.samplesPerFrameMax} (default 1: one TELEMETRY frame per sample, as before). Above 1 the agent asks the gateway for batches at AUTH; its gateways must be upgraded first`],
     ['--telemetry-batch-delay D', 'Longest a sample waits for its batch to fill while connected, 100ms to 1h (default 30s); only with --telemetry-samples-per-frame above 1'],
-    ['--artifact-origin URL', 'An https origin (https://host[:port]) besides the control plane\'s that OTA notices may name for the artifact download, e.g. the S3 endpoint of `sdc serve --s3-endpoint`; repeatable. Any other URL is refused unfetched (AGENT_OTA_URL_REFUSED)'],
+    ['--artifact-origin URL', 'An https origin (https://host[:port]) besides the control plane\'s that OTA notices may name for the artifact download, e.g. the S3 endpoint of `sdc serve --s3-endpoint`; repeatable. Any other URL is not fetched (AGENT_OTA_URL_REFUSED): the artifact then comes from the control plane\'s TUF targets'],
     ['--telemetry-acks', 'Offer telemetry acknowledgements at AUTH (TELEMETRY_ACK): samples are kept until the gateway says they are on the bus, and sent again in the next session if not (default off). An older gateway refuses the AUTH member: upgrade gateways first'],
   ],
   options: {

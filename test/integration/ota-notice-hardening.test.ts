@@ -70,8 +70,11 @@ describe('OTA notices from a hostile gateway', () => {
     await rm(targetsDir, { recursive: true, force: true });
   });
 
+  /** The TUF client's requests for targets (the route a refused artifact URL falls back to). */
+  const tufTargetRequests: string[] = [];
   const fetcher = {
     async fetch(url: string): Promise<FetchOutcome> {
+      if (url.includes('/v1/tuf/targets/')) tufTargetRequests.push(url);
       const answer = await h.cp.app.inject({ method: 'GET', url: new URL(url).pathname });
       if (answer.statusCode !== 200) return { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', `${url}: ${answer.statusCode}`) };
       return { ok: true, bytes: new Uint8Array(answer.rawPayload) };
@@ -95,20 +98,24 @@ describe('OTA notices from a hostile gateway', () => {
   };
   const { startFor } = singleDeviceRollouts(() => h, () => service, 'nh-rel');
 
-  it('an http:// artifact URL and an https URL on another origin are refused with AGENT_OTA_URL_REFUSED, without a connection', async () => {
+  it('an http:// artifact URL and an https URL on another origin are refused (AGENT_OTA_URL_REFUSED) without a connection; the artifact comes by the TUF route', async () => {
     const { notice } = await startFor('nh-1');
     for (const url of [`http://127.0.0.1:${port}/internal/admin?x=1`, `https://127.0.0.1:${port}/internal/admin?x=1`]) {
       connections = 0;
       requests = 0;
+      tufTargetRequests.length = 0;
       const sent: Report[] = [];
-      const runner = runnerFor('nh-1', memoryUpdateJournal(), sent);
+      const warnings: unknown[] = [];
+      const runner = runnerFor('nh-1', memoryUpdateJournal(), sent, { logger: { debug() {}, info() {}, error() {}, warn(fields) { warnings.push(fields); } } });
       runner.onNotice({ ...notice, artifact_url: url });
       await runner.idle();
-      const failed = sent.find((report) => report.event === 'download_fail');
-      assert.equal(failed?.error?.code, 'AGENT_OTA_URL_REFUSED', `${url}: ${JSON.stringify(sent.map((report) => [report.event, report.error]))}`);
-      assert.equal(runner.current?.state, 'failed');
       assert.equal(connections, 0, `${url}: the device opened no connection`);
       assert.equal(requests, 0);
+      assert.equal(runner.noticeCounts.urlsRefused, 1);
+      assert.ok(warnings.some((fields) => (fields as { code?: string }).code === 'AGENT_OTA_URL_REFUSED'), `${url}: ${JSON.stringify(warnings)}`);
+      assert.equal(tufTargetRequests.length, 1, 'downloaded from the control plane instead');
+      assert.ok(sent.some((report) => report.event === 'download_complete'), `${url}: ${JSON.stringify(sent.map((report) => [report.event, report.error]))}`);
+      assert.ok(!sent.some((report) => report.event === 'download_fail'));
     }
   });
 

@@ -12,7 +12,7 @@ export const agentErrors = defineErrors({
   AGENT_BUSY: { fault: 'local', status: 503, summary: 'Too many command deliveries are waiting to be processed; the delivery was dropped' },
   AGENT_COMMAND_BEFORE_JOURNAL: { fault: 'remote', status: 409, summary: 'The command was issued before the device\'s command journal was created (the journal was missing: restored from an older image, or deleted); what ran before is unknown, so it is refused and must be issued again' },
   AGENT_COMMAND_EXPIRED: { fault: 'local', status: 410, summary: 'The command was taken but its deadline passed before it could start; it was not run and never will be' },
-  AGENT_OTA_URL_REFUSED: { fault: 'remote', status: 403, summary: 'An OTA notice\'s artifact URL is not https on an origin the agent trusts for artifacts (the control plane\'s, or one configured with --artifact-origin); nothing was fetched and the download failed' },
+  AGENT_OTA_URL_REFUSED: { fault: 'remote', status: 403, summary: 'An OTA notice\'s artifact URL is not https on an origin the agent trusts for artifacts (the control plane\'s, or one configured with --artifact-origin); it is not fetched, and the artifact comes from the control plane\'s TUF targets instead' },
   AGENT_OTA_NOTICE_REFUSED: { fault: 'remote', status: 401, summary: 'An OTA notice for a new execution whose director document is not signed by a pinned key, or names another execution; it was dropped without being journaled or answered' },
   AGENT_OTA_NOTICES_FULL: { fault: 'remote', status: 503, summary: 'The agent already holds its maximum of OTA notices waiting behind the running update step; the new one was dropped (the gateway sends it again at the next AUTH)' },
 });

@@ -148,6 +148,8 @@ export interface AgentCore {
   readonly telemetrySamplesUnackedDropped: number;
   /** Sends an OTA_REPORT on the current session; false when there is no ready session (the update runner sends it again later). */
   sendOtaReport(report: MessageBody<'OTA_REPORT'>): boolean;
+  /** The held policy bundle's refusal of a signed command (an OTA rollout's STAGE or COMMIT); undefined when it allows it or none is held. */
+  checkPolicyBundle(command: SignedCommand): SdcError | undefined;
 }
 
 const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -272,6 +274,15 @@ class DefaultAgentCore implements AgentCore {
       deviceId: options.deviceId, resolveKey: options.resolveCommandKey, provider: options.signer.provider, sha256: options.sha256 ?? nobleSha256,
       store: options.policyBundleStore ?? createMemoryPolicyBundleStore(),
     });
+  }
+
+  /**
+   * The held policy bundle's check of a signed command the agent did not get as a delivery: an
+   * OTA rollout's STAGE and COMMIT (agent/ota/update-runner.ts), judged exactly as a delivered
+   * command is, on the gateway's clock. Undefined when the bundle allows it or none is held.
+   */
+  checkPolicyBundle(command: SignedCommand): SdcError | undefined {
+    return this.#bundle.check(command, this.#gatewayNowMs());
   }
 
   sendOtaReport(report: MessageBody<'OTA_REPORT'>): boolean {

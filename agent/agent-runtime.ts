@@ -132,6 +132,9 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   // The update path: metadata and artifacts from the control plane's image repository over the pinned TLS connection.
   const controlPlaneUrl = current.trust.control_plane_url;
   let sendReport: (report: Parameters<AgentCore['sendOtaReport']>[0]) => boolean = () => false;
+  // The held policy bundle's check of the rollout's STAGE and COMMIT; the core (which holds the bundle) is made below,
+  // and the runner only steps once it recovered, after the core loaded the saved bundle.
+  let core: AgentCore | undefined;
   const updates = new UpdateRunner({
     deviceId: current.deviceId, platform: options.ota?.platform ?? defaultPlatform(), agentVersion: agentVersion.slice(agentVersion.indexOf('/') + 1),
     resolveDirectorKey: pinnedKeyResolver(current.trust.command_keys), kernel, journal: fileUpdateJournal(options.dir),
@@ -145,12 +148,12 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     },
     tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: options.clock, random: options.random, send: (report) => sendReport(report),
     ...(options.ota?.healthProbe === undefined ? {} : { healthProbe: options.ota.healthProbe }), logger,
+    checkCommand: (command) => (core === undefined ? new SdcError('POLICY_BUNDLE_DENIED', 'the policy bundle is not loaded yet') : core.checkPolicyBundle(command)),
     reportResend: { scheduler: options.scheduler, intervalMs: updateRunnerDefaults.reportResendIntervalMs, resendsMax: updateRunnerDefaults.reportResendsMax },
   });
-  await updates.recover().catch((error: unknown) => logger.error({ err: error }, 'OTA journal not recovered'));
   // Plaintext an EXEC_COLLECT_ARTIFACT run left behind when the agent stopped mid-upload: never kept across a restart.
   await rm(join(options.dir, 'artifacts'), { recursive: true, force: true });
-  const core = createAgentCore({
+  core = createAgentCore({
     deviceId: current.deviceId, signer: { kid: deviceKid(current.deviceId), seed: current.seed, provider },
     resolveGatewayKey: pinnedKeyResolver(current.trust.gateway_keys), resolveCommandKey: pinnedKeyResolver(current.trust.command_keys),
     kernel, journal, clock: options.clock, random: options.random, scheduler: options.scheduler, sha256: nodeSha256, sessionCrypto: createNodeSessionKeyCrypto(), logger,
@@ -176,7 +179,11 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     onOtaNotice: (notice) => updates.onNotice(notice),
   });
   core.start();
-  sendReport = (report) => core.sendOtaReport(report);
+  const started = core;
+  sendReport = (report) => started.sendOtaReport(report);
+  // After the core loaded the saved policy bundle (its first work after start), so a resumed STAGE or COMMIT is checked against it.
+  await started.idle();
+  await updates.recover().catch((error: unknown) => logger.error({ err: error }, 'OTA journal not recovered'));
   const driver = startWsAgentDriver({
     core, urls: current.trust.gateway_urls, certPem: current.certPem + current.chainPem, keyPem: current.keyPem, caPem: current.trust.ca_pem,
     random: options.random, scheduler: options.scheduler, logger,

@@ -719,6 +719,8 @@ function otaNoticeHandler(run: Run, ota: OtaSetup, materials: DeploymentMaterial
         bricks, targetsRoute, crashes,
         crashAgent: (downMs) => { run.counts.agent_crashes! += 1; agent.crash(downMs); },
         send: (report) => agent.core?.sendOtaReport(report) ?? false, trace: (kind, detail) => run.trace.add(kind, detail),
+        // The agent's held policy bundle decides the rollout's STAGE and COMMIT; a crashed agent's runner goes on unchecked, as its reports wait.
+        checkCommand: (command) => agent.core?.checkPolicyBundle(command),
         hold: (work) => holdTime(run, work),
       });
       updaters.set(agent.deviceId, updater);

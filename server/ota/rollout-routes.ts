@@ -40,6 +40,9 @@ const RolloutView = Type.Object({
   executions: Type.Array(Type.Object({
     id: Type.String(), device_id: Type.String(), wave: Type.Integer(), state: Type.Union(executionStates.map((s) => Type.Literal(s))),
     created_at_ms: Type.Integer(), ended_at_ms: Type.Union([Type.Integer(), Type.Null()]), last_error_code: Type.Union([Type.String(), Type.Null()]),
+    policy_refusal: Type.Optional(Type.Object({
+      code: Type.String(), reason: Type.String(), opcode: Type.String(), rule_id: Type.Optional(Type.String()), revision: Type.Integer(),
+    }, { description: 'Set when the command policy refused the device for this rollout: its execution ended canceled and the device was told nothing' })),
   })),
   created_by: Type.String(),
   created_at_ms: Type.Integer(),

@@ -9,7 +9,7 @@ import { otaChannels, otaKeys } from '../bus-contract/ota-keys.js';
 import { storePairs, type Harness } from '../control-plane/test-support.js';
 import type { RepositoryKeys } from './repository-init.js';
 import { noticeRepushIntervalMsDefault, RolloutService } from './rollouts.js';
-import { makeOtaHarness, publishTestRelease } from './test-support.js';
+import { makeOtaHarness, publishTestRelease, rolloutPolicyOf } from './test-support.js';
 import type { OtaServices } from './ota-service.js';
 
 /**
@@ -39,7 +39,7 @@ for (const pair of storePairs().pairs) {
       for (const id of devices) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'active', ?)", [id, nowMs]);
       await publishTestRelease(h.ota, h.keys!, { id: `rel-${tag}`, version: '2.0.0', artifact });
       service = new RolloutService({
-        context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
+        context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner, policy: rolloutPolicyOf(h.cp),
         // The frame is the report body itself here: what this suite tests is what happens after verification.
         verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as MessageBody<'OTA_REPORT'>,
       });

@@ -10,7 +10,8 @@ import {
 } from '../../core/ota/rollout-decisions.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
-import type { SignedCommand } from '../../core/protocol/messages/command.js';
+import { commandRequester, type CommandRequester, type SignedCommand } from '../../core/protocol/messages/command.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
 import type { OtaReportEvent } from '../../core/protocol/messages/ota.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
 import { isTerminal } from '../../core/protocol/state-machine.js';
@@ -22,6 +23,7 @@ import { deviceSeqCounterName } from '../control-plane/command-device-seqs.js';
 import type { ServiceSigner } from '../materials/materials.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import type { ReleaseService, ReleaseView } from './releases.js';
+import { judgeRolloutDevices, refusalNoticeJson, storedRefusal, type GatedCommand, type PolicyRefusal, type RolloutPolicyPort } from './rollout-policy.js';
 import {
   executionsOfRollout, insertExecution, insertRollout, installedReleaseCounter, listRollouts, moveExecution, readExecution, readRollout,
   runningRolloutIds, updateRolloutRecord, type StoredExecution, type StoredRollout,
@@ -31,9 +33,13 @@ import {
  * The rollout coordinator in the control plane (issue 10, docs/ota.md "Rollouts"): it stores
  * rollouts and their executions (rollout-store.ts) and performs what core/ota decides, on the
  * control plane's clock (a ManualClock in tests):
- * - `start` fixes the waves (assignWaves) and ticks once;
+ * - `start` judges every device against the command policy for the rollout's STAGE and COMMIT
+ *   (rollout-policy.ts: refused when every device is denied, or when any needs approvals), fixes
+ *   the waves (assignWaves) and ticks once;
  * - `tick` asks decideRollout which devices to notify now (current wave only, within the rate);
- *   each gets an execution and a notice: the director's document (Uptane: this device, this
+ *   each is judged against the policy again (it may have changed since the start): a denied
+ *   device's execution ends at once, `canceled` with the policy's code and reason; each allowed
+ *   device gets an execution and a notice: the director's document (Uptane: this device, this
  *   rollout, wave and execution, exactly one target, short-lived) and the kernel's STAGE, COMMIT
  *   and ROLLBACK commands signed with the command key, so the kernel accepts exactly this digest
  *   and version; the notice goes to the device's gateway through the key/value store;
@@ -53,6 +59,8 @@ export interface RolloutServiceOptions {
   readonly signer: ServiceSigner;
   /** Verifies a device-signed frame against the enrolled key (DeviceService.verifyDeviceFrame). */
   readonly verifyReportFrame: (deviceId: string, frame: string) => Promise<MessageBody<'OTA_REPORT'>>;
+  /** The command policy every device is judged by for the rollout's STAGE and COMMIT, as its creator (rollout-policy.ts). */
+  readonly policy: RolloutPolicyPort;
   readonly timeouts?: ExecutionTimeouts;
   /** Lifetime of a director's document; at most directorLimits.lifetimeMsMax. */
   readonly directorLifetimeMs?: number;
@@ -84,6 +92,9 @@ export const commitWatchdogMsDefault = 15 * 60_000;
 /** A quarter hour: long enough for a slow download to start (it resumes with a fresh URL if it outlives it), short enough to be worthless when leaked. */
 export const artifactUrlExpirySecondsDefault = 900;
 
+/** Devices a refused start names in its error and audit entry (the count says how many there were). */
+export const rolloutRefusalDevicesNamedMax = 20;
+
 export interface StartRolloutInput {
   readonly releaseId: string;
   /** The platform the director names; one of the release's platforms. */
@@ -99,7 +110,12 @@ export interface RolloutView {
   readonly pause_reason: RolloutRecord['pauseReason'];
   readonly wave_index: number;
   readonly waves: ReadonlyArray<{ readonly devices: readonly string[]; readonly size: number; readonly started: number; readonly succeeded: number; readonly failed: number; readonly terminal: number }>;
-  readonly executions: ReadonlyArray<{ readonly id: string; readonly device_id: string; readonly wave: number; readonly state: ExecutionState; readonly created_at_ms: number; readonly ended_at_ms: number | null; readonly last_error_code: string | null }>;
+  readonly executions: ReadonlyArray<{
+    readonly id: string; readonly device_id: string; readonly wave: number; readonly state: ExecutionState; readonly created_at_ms: number; readonly ended_at_ms: number | null;
+    readonly last_error_code: string | null;
+    /** Set when the policy refused the device: its execution ended `canceled` without a notice. */
+    readonly policy_refusal?: PolicyRefusal;
+  }>;
   readonly created_by: string;
   readonly created_at_ms: number;
   readonly updated_at_ms: number;
@@ -156,17 +172,66 @@ export class RolloutService {
     const id = newId('ro', this.#ctx.random).replace('_', '-');
     const record = startRollout(id, input.plan, input.deviceIds);
     const nowMs = this.#ctx.clock.nowMs();
+    await this.#requireDevices(this.#ctx.db, input.deviceIds);
+    const denied = await this.#judgeAtStart(release, input, actor, nowMs);
     await this.#ctx.db.transaction(async (tx) => {
       await this.#requireDevices(tx, input.deviceIds);
       await insertRollout(tx, { id, releaseId: release.id, platform: input.platform, record, createdBy: actor, createdAtMs: nowMs, updatedAtMs: nowMs });
       await this.#ctx.audit.record(tx, {
         kind: 'ota.rollout.started', actor: actors.user(actor), subject: `rollout:${id}`,
-        payload: { release_id: release.id, platform: input.platform, devices: input.deviceIds.length, waves: record.waves.length },
+        payload: { release_id: release.id, platform: input.platform, devices: input.deviceIds.length, waves: record.waves.length, policy_denied: denied.count, policy_revision: denied.revision },
       });
     });
     await this.#ctx.settleAudit();
     await this.tick(id);
     return this.view(id);
+  }
+
+  /**
+   * The policy's word on every device before anything is stored (rollout-policy.ts): refused with
+   * OTA_ROLLOUT_APPROVAL_REQUIRED when any device needs approvals (rollouts collect none yet), and
+   * with OTA_ROLLOUT_POLICY_DENIED when every device is denied; each refusal audited. Otherwise the
+   * number of devices denied now (each is judged again when its turn comes, and ends then).
+   */
+  async #judgeAtStart(release: ReleaseView, input: StartRolloutInput, actor: string, nowMs: number): Promise<{ count: number; revision: number }> {
+    const judgement = await judgeRolloutDevices(this.#o.policy, { requester: actor, deviceIds: input.deviceIds, commands: this.#gatedCommands(release), nowMs });
+    const refusals = [...judgement.verdicts].flatMap(([deviceId, verdict]) => (verdict.allowed ? [] : [{ deviceId, ...verdict.refusal }]));
+    const approvals = refusals.filter((refusal) => refusal.code === 'OTA_ROLLOUT_APPROVAL_REQUIRED');
+    const refuse = async (code: 'OTA_ROLLOUT_APPROVAL_REQUIRED' | 'OTA_ROLLOUT_POLICY_DENIED', which: typeof refusals, message: string): Promise<never> => {
+      const first = which[0]!;
+      // Named devices in the audit entry and the error are bounded: a fleet may be 10,000 devices.
+      const named = which.slice(0, rolloutRefusalDevicesNamedMax).map((refusal) => refusal.deviceId);
+      await this.#ctx.audit.append({
+        kind: 'ota.rollout.denied', actor: actors.user(actor), subject: `release:${release.id}`,
+        payload: {
+          code, release_id: release.id, platform: input.platform, devices: input.deviceIds.length, refused: which.length, devices_named: named,
+          policy: { revision: judgement.revision, reason: first.reason, opcode: first.opcode, ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }) },
+        },
+      });
+      throw new SdcError(code, message, {
+        refused: which.length, devices: named.join(','), opcode: first.opcode, reason: first.reason, revision: judgement.revision, ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }),
+      });
+    };
+    if (approvals.length > 0) {
+      await refuse('OTA_ROLLOUT_APPROVAL_REQUIRED', approvals,
+        `the policy allows ${approvals[0]!.opcode} on ${approvals.length} of the rollout's devices only with approvals (rule ${approvals[0]!.rule_id ?? '?'}), and rollouts collect no approvals yet: leave those devices out, or have an approver or admin start it`);
+    }
+    if (refusals.length === input.deviceIds.length) {
+      await refuse('OTA_ROLLOUT_POLICY_DENIED', refusals, `the policy allows the update on none of the rollout's devices: ${refusals[0]!.reason} (${refusals[0]!.opcode})`);
+    }
+    return { count: refusals.length, revision: judgement.revision };
+  }
+
+  /** The kernel commands' opcodes and arguments the policy judges (their arguments' size counts for argsBytesMax), as #createExecution signs them. */
+  #gatedCommands(release: ReleaseView): GatedCommand[] {
+    const sdc = release.custom['sdc'] as { version: string };
+    const artifact = release.artifact;
+    if (artifact === null) throw new SdcError('OTA_ROLLOUT_RELEASE_NOT_PUBLISHED', `release ${release.id} has no artifact`);
+    return [
+      { opcode: 'EXEC_STAGE_UPDATE', args: { version: sdc.version, sha256: artifact.sha256, size_bytes: artifact.length } },
+      // The approved digest and the watchdog window are signed: the kernel takes them from here, not from the agent.
+      { opcode: 'EXEC_COMMIT_UPDATE', args: { version: sdc.version, sha256: artifact.sha256, watchdog_ms: this.#o.commitWatchdogMs ?? commitWatchdogMsDefault } },
+    ];
   }
 
   async view(id: string): Promise<RolloutView> {
@@ -211,16 +276,54 @@ export class RolloutService {
     }
     if (decision.notify.length === 0) return;
     const release = await this.#o.releases.get(rollout.releaseId);
-    for (const deviceId of decision.notify) await this.#createExecution(rollout, decision.next.waveIndex, deviceId, release, rollout.platform);
+    // Judged again now, not only at the start: the policy, its time windows and the creator's role may have changed.
+    const commands = this.#gatedCommands(release);
+    const judgement = await judgeRolloutDevices(this.#o.policy, { requester: rollout.createdBy, deviceIds: decision.notify, commands, nowMs });
+    for (const deviceId of decision.notify) {
+      const verdict = judgement.verdicts.get(deviceId)!;
+      if (!verdict.allowed) await this.#recordRefused(rollout, decision.next.waveIndex, deviceId, release, verdict.refusal);
+      else await this.#createExecution(rollout, decision.next.waveIndex, deviceId, release, { commands, requester: commandRequester(rollout.createdBy, judgement.role!) });
+    }
+  }
+
+  /**
+   * A device the policy refused: its execution is created ended (`canceled`, which no threshold
+   * counts: the device was not updated, and did not fail), with the policy's code and its refusal
+   * where the notice would be, audited; the device is told nothing and no device_seq is used.
+   */
+  async #recordRefused(rollout: StoredRollout, wave: number, deviceId: string, release: ReleaseView, refusal: PolicyRefusal): Promise<void> {
+    const nowMs = this.#ctx.clock.nowMs();
+    const executionId = newId('ex', this.#ctx.random).replace('_', '-');
+    const sdc = release.custom['sdc'] as { release_counter: number };
+    await this.#ctx.db.transaction(async (tx) => {
+      await insertExecution(tx, {
+        executionId, rolloutId: rollout.id, deviceId, wave, state: 'canceled', createdAtMs: nowMs, stateEnteredAtMs: nowMs, endedAtMs: nowMs, healthNonce: null,
+        targetReleaseCounter: sdc.release_counter, previousReleaseCounter: await installedReleaseCounter(tx, deviceId), noticeJson: refusalNoticeJson(refusal),
+        lastErrorCode: refusal.code, updatedAtMs: nowMs, canceledAtMs: null,
+      });
+      await this.#ctx.audit.record(tx, {
+        kind: 'ota.execution.policy_denied', actor: actors.user(rollout.createdBy), subject: `device:${deviceId}`,
+        payload: { rollout_id: rollout.id, execution_id: executionId, wave, release_id: release.id, code: refusal.code, policy: refusal as unknown as JsonObject },
+      });
+    });
+    this.#o.onExecutionFinished?.('canceled');
+    await this.#ctx.settleAudit();
+    this.#ctx.logger.warn({ device_id: deviceId, rollout_id: rollout.id, code: refusal.code, rule_id: refusal.rule_id }, `rollout device refused by the policy: ${refusal.reason}`);
   }
 
   /** Creates one execution (queued) with its notice, moves it to notified and hands the notice to the device's gateway. */
-  async #createExecution(rollout: StoredRollout, wave: number, deviceId: string, release: ReleaseView, platform: string): Promise<void> {
+  async #createExecution(
+    rollout: StoredRollout, wave: number, deviceId: string, release: ReleaseView, gated: { commands: readonly GatedCommand[]; requester: CommandRequester | undefined },
+  ): Promise<void> {
     const nowMs = this.#ctx.clock.nowMs();
     const executionId = newId('ex', this.#ctx.random).replace('_', '-');
     const sdc = release.custom['sdc'] as { release_counter: number; version: string };
     if (release.artifact === null) throw new SdcError('OTA_ROLLOUT_RELEASE_NOT_PUBLISHED', `release ${release.id} has no artifact`);
     const artifact = release.artifact;
+    const platform = rollout.platform;
+    const [stage, commit] = gated.commands as [GatedCommand, GatedCommand];
+    // The creator and the role they were judged in travel signed, so the device's policy bundle judges the same actor.
+    const signing = { deviceId, nowMs, requester: gated.requester };
     await this.#ctx.db.transaction(async (tx) => {
       const previous = await installedReleaseCounter(tx, deviceId);
       const seqs = [await nextCounterValue(tx, deviceSeqCounterName(deviceId)), await nextCounterValue(tx, deviceSeqCounterName(deviceId)), await nextCounterValue(tx, deviceSeqCounterName(deviceId))];
@@ -236,12 +339,9 @@ export class RolloutService {
           signature: { key_id: this.#o.signer.kid, sig: base64urlFromBytes(this.#ctx.ed25519.sign(this.#o.signer.seed, directorSigningBytes(document))) },
         },
         kernel_commands: {
-          stage: this.#kernelCommand(executionId, 'stage', deviceId, seqs[0]!, nowMs, { opcode: 'EXEC_STAGE_UPDATE', args: { version: sdc.version, sha256: artifact.sha256, size_bytes: artifact.length } }),
-          // The approved digest and the watchdog window are signed: the kernel takes them from here, not from the agent.
-          commit: this.#kernelCommand(executionId, 'commit', deviceId, seqs[1]!, nowMs, {
-            opcode: 'EXEC_COMMIT_UPDATE', args: { version: sdc.version, sha256: artifact.sha256, watchdog_ms: this.#o.commitWatchdogMs ?? commitWatchdogMsDefault },
-          }),
-          rollback: this.#kernelCommand(executionId, 'rollback', deviceId, seqs[2]!, nowMs, { opcode: 'EXEC_ROLLBACK_UPDATE', args: {} }),
+          stage: this.#kernelCommand(executionId, 'stage', seqs[0]!, signing, stage),
+          commit: this.#kernelCommand(executionId, 'commit', seqs[1]!, signing, commit),
+          rollback: this.#kernelCommand(executionId, 'rollback', seqs[2]!, signing, { opcode: 'EXEC_ROLLBACK_UPDATE', args: {} }),
         },
       };
       await insertExecution(tx, {
@@ -260,11 +360,17 @@ export class RolloutService {
     if (stored !== undefined) await this.#pushNotice(stored);
   }
 
-  #kernelCommand(executionId: string, step: string, deviceId: string, deviceSeq: number, nowMs: number, what: Pick<SignedCommand, 'opcode' | 'args'>): SignedCommand {
+  #kernelCommand(
+    executionId: string, step: string, deviceSeq: number, signing: { deviceId: string; nowMs: number; requester: CommandRequester | undefined }, what: GatedCommand,
+  ): SignedCommand {
+    const { deviceId, nowMs, requester } = signing;
     // Valid as long as the execution may last: the kernel takes them at any step until then.
     const ttlMs = this.#timeouts.executionMs + 60_000;
     return signCommand({
-      command: { id: `${executionId}-${step}`, device_id: deviceId, opcode: what.opcode, args: what.args, issued_at: nowMs, expires_at: nowMs + ttlMs, device_seq: deviceSeq, issuer: this.#o.signer.kid },
+      command: {
+        id: `${executionId}-${step}`, device_id: deviceId, opcode: what.opcode, args: what.args, issued_at: nowMs, expires_at: nowMs + ttlMs, device_seq: deviceSeq, issuer: this.#o.signer.kid,
+        ...(requester === undefined ? {} : { requester }),
+      },
       kid: this.#o.signer.kid, seed: this.#o.signer.seed, provider: this.#ctx.ed25519,
     });
   }
@@ -275,6 +381,8 @@ export class RolloutService {
    */
   async #pushNotice(execution: StoredExecution): Promise<void> {
     const { kv } = this.#ctx;
+    // A device the policy refused was never told anything: its key may hold another rollout's notice.
+    if (storedRefusal(execution.noticeJson) !== undefined) return;
     const cancel = tellsCancel(execution);
     try {
       if (isTerminal(executionTable, execution.state) && !cancel) {
@@ -481,9 +589,13 @@ function viewOf(rollout: StoredRollout, executions: readonly StoredExecution[]):
       const stats = waveStats(devices, view);
       return { devices, size: stats.size, started: stats.started, succeeded: stats.succeeded, failed: stats.failed, terminal: stats.terminal };
     }),
-    executions: executions.map((e) => ({
-      id: e.executionId, device_id: e.deviceId, wave: e.wave, state: e.state, created_at_ms: e.createdAtMs, ended_at_ms: e.endedAtMs, last_error_code: e.lastErrorCode,
-    })),
+    executions: executions.map((e) => {
+      const refusal = storedRefusal(e.noticeJson);
+      return {
+        id: e.executionId, device_id: e.deviceId, wave: e.wave, state: e.state, created_at_ms: e.createdAtMs, ended_at_ms: e.endedAtMs, last_error_code: e.lastErrorCode,
+        ...(refusal === undefined ? {} : { policy_refusal: refusal }),
+      };
+    }),
     created_by: rollout.createdBy, created_at_ms: rollout.createdAtMs, updated_at_ms: rollout.updatedAtMs,
   };
 }

@@ -10,6 +10,9 @@ import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import type { OtaBlobOptions } from './control-plane-ota.js';
 import type { OtaServices } from './ota-service.js';
+import type { RolloutPolicyPort } from './rollout-policy.js';
+import type { ControlPlane } from '../control-plane/control-plane.js';
+import type { Role } from '../control-plane/users.js';
 import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from './repository-init.js';
 
 /**
@@ -76,4 +79,16 @@ export async function publishTestRelease(ota: OtaServices, keys: RepositoryKeys,
     await ota.releases.addSignature(release.id, { keyid: key.keyid, sig: key.sign(new TextEncoder().encode(proposal.signed_canonical)) }, signer);
   }
   return ota.releases.publish(release.id, 'olga');
+}
+
+/**
+ * The rollout policy port of a control plane, as createControlPlane wires it, except that every
+ * creator name has `role` (default admin, whom the built-in policy allows every opcode): suites
+ * that build their own RolloutService name creators who are no users.
+ */
+export function rolloutPolicyOf(cp: ControlPlane, role: Role | ((name: string) => Role | undefined) = 'admin'): RolloutPolicyPort {
+  return {
+    current: () => cp.policy.current(), gather: (policy, base) => cp.commands.policyFacts.peek(policy, base),
+    roleOf: async (name) => (typeof role === 'function' ? role(name) : role),
+  };
 }

@@ -13,7 +13,7 @@ import { otaKeys } from '../../server/bus-contract/ota-keys.js';
 import { sqlJsTarget, type Harness } from '../../server/control-plane/test-support.js';
 import type { OtaServices } from '../../server/ota/ota-service.js';
 import { RolloutService } from '../../server/ota/rollouts.js';
-import { makeOtaHarness, publishTestRelease } from '../../server/ota/test-support.js';
+import { makeOtaHarness, publishTestRelease, rolloutPolicyOf } from '../../server/ota/test-support.js';
 import { observedKernel } from '../observed-agent-parts.js';
 import { DeviceUpdates, simControlPlaneUrl, simInstalledVersion, type BrickMode, type CrashPlan } from './device-updates.js';
 import { OtaObserver } from './ota-observer.js';
@@ -45,7 +45,7 @@ describe('a simulated device runs the real update runner against the control pla
     h = harness;
     await publishTestRelease(harness.ota, harness.keys!, { id: 'sim-rel', version: '2.0.0', artifact });
     service = new RolloutService({
-      context: h.cp.context, releases: harness.ota.releases, signer: h.materials.commandSigner,
+      context: h.cp.context, releases: harness.ota.releases, signer: h.materials.commandSigner, policy: rolloutPolicyOf(h.cp),
       verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report,
     });
   });

@@ -8,7 +8,7 @@ import type { VirtualTime } from '../../core/time/virtual-time.js';
 import type { TufCrypto } from '../../core/tuf/crypto-port.js';
 import type { AgentLogger } from '../../agent/agent-core.js';
 import type { MemoryStagingStore } from '../../agent/ota/memory-staging-store.js';
-import { UpdateRunner } from '../../agent/ota/update-runner.js';
+import { UpdateRunner, type UpdateRunnerOptions } from '../../agent/ota/update-runner.js';
 import { memoryUpdateJournal, type UpdateJournal, type UpdateJournalEntry } from '../../agent/ota/update-journal.js';
 import { memoryTufStore } from '../../agent/tuf/driver.js';
 import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
@@ -64,6 +64,8 @@ export interface DeviceUpdatesOptions {
   /** Crashes the device's agent process (SimAgent.crash), back after downMs. */
   readonly crashAgent: (downMs: number) => void;
   readonly send: (report: Report) => boolean;
+  /** The agent core's policy bundle check of the rollout's STAGE and COMMIT (UpdateRunnerOptions.checkCommand). */
+  readonly checkCommand?: UpdateRunnerOptions['checkCommand'];
   readonly observer: OtaObserver;
   readonly trace: (kind: string, detail: string) => void;
 }
@@ -166,6 +168,7 @@ export class DeviceUpdates {
       pace: () => (alive() ? this.#delay() : never()),
       // The simulator's links lose frames on a live session: a lost report goes again before its step times out.
       reportResend: { scheduler: time, intervalMs: Math.max(1_000, Math.floor(ota.stepTimeoutMs / 3)), resendsMax: 4 },
+      ...(this.#o.checkCommand === undefined ? {} : { checkCommand: this.#o.checkCommand }),
       logger: quiet,
     });
   }

@@ -22,7 +22,7 @@ import type { OtaCheckerName, OtaViolation } from '../checkers.js';
 import type { ScenarioOta } from '../scenario.js';
 import { checkCrashRecovered, checkDownloadsResumed, checkFirstWaveOnly, checkPausedInFirstWave, checkRolloutCompleted, checkTargetsRoute, type DeviceEnd, type RolloutFacts } from './ota-checkers.js';
 import { OtaObserver } from './ota-observer.js';
-import { DeviceUpdates, simInstalledVersion, type BrickMode, type CrashPlan } from './device-updates.js';
+import { DeviceUpdates, simInstalledVersion, type BrickMode, type CrashPlan, type DeviceUpdatesOptions } from './device-updates.js';
 import { SimFetch, type CutWindow } from './sim-fetch.js';
 
 /**
@@ -83,7 +83,10 @@ export async function disposeOta(setup: OtaSetup): Promise<void> {
   await rm(setup.dataDir, { recursive: true, force: true });
 }
 
-/** Publishes the release (create, upload, two signatures, publish) and starts its rollout to the fleet. */
+/** Who starts the simulator's rollout. */
+const simRolloutCreator = 'sim-operator';
+
+/** Publishes the release (create, upload, two signatures, publish), adds the rollout's creator and starts its rollout to the fleet. */
 export async function publishAndStart(setup: OtaSetup, ota: ScenarioOta, cp: ControlPlane, fleetDeviceIds: readonly string[], seed: number): Promise<string> {
   const services = cp.ota;
   if (services === undefined) throw new Error('the control plane did not open the image repository');
@@ -104,7 +107,10 @@ export async function publishAndStart(setup: OtaSetup, ota: ScenarioOta, cp: Con
     devicesPerMinuteMax: ota.devicesPerMinuteMax,
     waves: ota.waves.map((wave) => ({ selector: { percent: wave.percent }, successThreshold: wave.successThreshold, errorThreshold: wave.errorThreshold })),
   };
-  const view = await services.rollouts.start({ releaseId, platform: otaPlatform, deviceIds: fleetDeviceIds, plan }, 'sim-operator');
+  // The rollout's creator is a user: each device is judged against the command policy as that
+  // user's command when its turn comes (the built-in policy lets approvers stage and commit updates).
+  await cp.auth.users.add({ name: simRolloutCreator, role: 'approver', password: 'sim rollout creator, never logs in', nowMs: cp.context.clock.nowMs() });
+  const view = await services.rollouts.start({ releaseId, platform: otaPlatform, deviceIds: fleetDeviceIds, plan }, simRolloutCreator);
   return view.id;
 }
 
@@ -134,6 +140,7 @@ export function createUpdater(setup: OtaSetup, options: {
   deviceId: string; ota: ScenarioOta; time: VirtualTime; random: SeededRandom; commandSigner: ServiceSigner; provider: Ed25519Provider;
   bricks: () => BrickMode | null; targetsRoute: () => boolean; crashes: (brick: BrickMode | null) => CrashPlan | null; crashAgent: (downMs: number) => void;
   send: (report: MessageBody<'OTA_REPORT'>) => boolean; trace: (kind: string, detail: string) => void; hold: (work: Promise<unknown>) => void;
+  checkCommand?: DeviceUpdatesOptions['checkCommand'];
 }): DeviceUpdates {
   const device = setup.devices.get(options.deviceId);
   if (device === undefined) throw new Error(`device ${options.deviceId} has no kernel registered for its updates`);
@@ -145,7 +152,7 @@ export function createUpdater(setup: OtaSetup, options: {
     deviceId: options.deviceId, ota: options.ota, time: options.time, clock: device.clock, random: options.random, kernel: device.kernel, staging: device.staging,
     fetch, tufCrypto: setup.tufCrypto, commandSigner: options.commandSigner, provider: options.provider, bricks: options.bricks,
     targetsRoute: options.targetsRoute, crashes: options.crashes, crashAgent: options.crashAgent, send: options.send,
-    observer: setup.observer, trace: options.trace,
+    observer: setup.observer, trace: options.trace, ...(options.checkCommand === undefined ? {} : { checkCommand: options.checkCommand }),
   });
   setup.updaters.set(options.deviceId, updater);
   return updater;

@@ -86,6 +86,7 @@ function sentFramesTapped(core: AgentCore, onSent: (bytes: Uint8Array) => void):
     get telemetrySamplesUnacked() { return core.telemetrySamplesUnacked; },
     get telemetrySamplesUnackedDropped() { return core.telemetrySamplesUnackedDropped; },
     sendOtaReport: (report) => core.sendOtaReport(report),
+    checkPolicyBundle: (command) => core.checkPolicyBundle(command),
   };
 }
 
@@ -146,6 +147,8 @@ export class WorkerFleet {
       const ota = settings.ota === true ? startWorkerOta({
         identity, dir: spec.dir, kernel: () => bridgeRef!, clock, random: random.fork(), scheduler: systemScheduler, ed25519: provider,
         send: (report) => coreRef?.sendOtaReport(report) ?? false, healthy: () => !this.#unhealthy.has(deviceId),
+        // The agent's held policy bundle decides the rollout's STAGE and COMMIT, as in agent/agent-runtime.ts.
+        checkCommand: (command) => coreRef?.checkPolicyBundle(command),
       }) : undefined;
       const device = new MockIoctlDevice({
         ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock, scheduler: systemScheduler,

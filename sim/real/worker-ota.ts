@@ -6,7 +6,7 @@ import type { ArtifactFetcher } from '../../agent/ota/download-ports.js';
 import { createNodeArtifactFetcher } from '../../agent/ota/node-download-adapters.js';
 import { fileUpdateJournal } from '../../agent/ota/update-journal.js';
 import { filesUnder } from '../../agent/ota/file-artifact-source.js';
-import { UpdateRunner } from '../../agent/ota/update-runner.js';
+import { UpdateRunner, type UpdateRunnerOptions } from '../../agent/ota/update-runner.js';
 import { pinnedKeyResolver } from '../../agent/state/agent-state.js';
 import { directoryStore } from '../../agent/tuf/driver.js';
 import { createHttpFetcher } from '../../agent/tuf/http-fetcher.js';
@@ -59,6 +59,8 @@ export function startWorkerOta(options: {
   /** Sends the runner's OTA_REPORT on the agent's session (false without one: sent again with the next notice). */
   send: (report: MessageBody<'OTA_REPORT'>) => boolean;
   healthy: () => boolean;
+  /** The agent core's policy bundle check of the rollout's STAGE and COMMIT (UpdateRunnerOptions.checkCommand). */
+  checkCommand?: UpdateRunnerOptions['checkCommand'];
 }): WorkerOta {
   const { identity, dir } = options;
   const requests: Array<OtaDeviceFacts['requests'][number]> = [];
@@ -87,6 +89,7 @@ export function startWorkerOta(options: {
     },
     tufCrypto: createNodeTufCrypto(), ed25519: options.ed25519, clock: options.clock, random: options.random, send: options.send,
     healthProbe: async () => options.healthy(), logger,
+    ...(options.checkCommand === undefined ? {} : { checkCommand: options.checkCommand }),
   });
   const artifacts = digestRecordingSource(dir, stagedSha256);
   return {

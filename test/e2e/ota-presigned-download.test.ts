@@ -33,7 +33,7 @@ import { sqlJsTarget, type Harness } from '../../server/control-plane/test-suppo
 import type { OtaServices } from '../../server/ota/ota-service.js';
 import type { RepositoryKeys } from '../../server/ota/repository-init.js';
 import { RolloutService } from '../../server/ota/rollouts.js';
-import { makeOtaHarness, publishTestRelease } from '../../server/ota/test-support.js';
+import { makeOtaHarness, publishTestRelease, rolloutPolicyOf } from '../../server/ota/test-support.js';
 import { s3, type BlobFixture } from '../../server/ota/blob-store-test-support.js';
 
 type Notice = MessageBody<'OTA_NOTICE'>;
@@ -117,7 +117,7 @@ describe('the agent downloads its artifact by presigned URL, resumes it, and ask
     blobOrigin = new URL((await h.cp.listen({ host: '127.0.0.1', port: 0, tls: false })).url).origin;
     await publishTestRelease(h.ota, h.keys!, { id: 'pd-rel', version: '2.0.0', artifact });
     service = new RolloutService({
-      context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner, artifactUrlExpirySeconds: 60,
+      context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner, policy: rolloutPolicyOf(h.cp), artifactUrlExpirySeconds: 60,
       verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report,
     });
   });
@@ -262,7 +262,7 @@ describe('with the blob store in S3 (s3rver), the release artifact is uploaded t
     const sha256 = createHash('sha256').update(artifact).digest('hex');
     assert.equal((await fixture.store.head(`ota/artifacts/${sha256}`))?.length, artifact.length, 'the upload went to the bucket');
     const service = new RolloutService({
-      context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
+      context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner, policy: rolloutPolicyOf(h.cp),
       verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report,
     });
     await service.start({

@@ -8,6 +8,8 @@ import { defineErrors } from '../error-spec.js';
  */
 export const otaErrors = defineErrors({
   OTA_ROLLOUT_PLAN_INVALID: { fault: 'remote', status: 400, summary: 'A rollout plan is malformed: waves, thresholds or the rate limit out of range, a device named twice or not in the fleet, or devices left out of every wave' },
+  OTA_ROLLOUT_POLICY_DENIED: { fault: 'remote', status: 403, summary: 'The policy does not allow the rollout\'s creator to stage or commit an update on any device it names (deny rules, tags, time windows, the creator\'s role): the rollout is not started' },
+  OTA_ROLLOUT_APPROVAL_REQUIRED: { fault: 'remote', status: 403, summary: 'The policy allows staging or committing the update on some device only with approvals, which rollouts do not collect yet: the rollout is not started (or that device\'s execution ends, when the policy changed mid-rollout)' },
   OTA_ROLLOUT_STATE: { fault: 'remote', status: 409, summary: 'The operator action is not allowed in the rollout\'s current state (resume of a running rollout, anything after completion or abort)' },
   OTA_TARGET_CUSTOM_INVALID: { fault: 'remote', status: 400, summary: 'A target\'s custom data in the image repository is missing or malformed (release id, version, release counter, platforms, minimum agent version, reboot flag, health check)' },
   OTA_DIRECTOR_INVALID: { fault: 'remote', status: 400, summary: 'The director\'s document is malformed, lists other than exactly one target, or is valid for longer than allowed' },

@@ -8,7 +8,7 @@ import { sqlJsTarget, type Harness } from '../../../server/control-plane/test-su
 import type { OtaServices } from '../../../server/ota/ota-service.js';
 import type { RepositoryKeys } from '../../../server/ota/repository-init.js';
 import { RolloutService, type RolloutServiceOptions } from '../../../server/ota/rollouts.js';
-import { makeOtaHarness, publishTestRelease } from '../../../server/ota/test-support.js';
+import { makeOtaHarness, publishTestRelease, rolloutPolicyOf } from '../../../server/ota/test-support.js';
 
 export type Notice = MessageBody<'OTA_NOTICE'>;
 export type Report = MessageBody<'OTA_REPORT'>;
@@ -52,7 +52,7 @@ export async function openRolloutWorld(
   for (const id of deviceIds) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
   await publishTestRelease(h.ota, h.keys!, { id: release.id, version: '2.0.0', artifact: release.artifact });
   const service = new RolloutService({
-    context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
+    context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner, policy: rolloutPolicyOf(h.cp),
     verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report, ...options,
   });
   return { h, service };

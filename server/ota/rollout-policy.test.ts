@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { SdcError } from '../../core/errors/index.js';
+import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import type { RolloutPlan } from '../../core/ota/rollout-decisions.js';
+import { otaKeys } from '../bus-contract/ota-keys.js';
+import { storePairs, type Harness } from '../control-plane/test-support.js';
+import type { OtaServices } from './ota-service.js';
+import type { RepositoryKeys } from './repository-init.js';
+import { RolloutService } from './rollouts.js';
+import { makeOtaHarness, publishTestRelease } from './test-support.js';
+
+/**
+ * Rollouts and the command policy (docs/ota.md, "Rollouts and the command policy"), judged as
+ * `sdc serve` wires it (the stored policy, the device's tags, the creator's role from the users
+ * table), on sql.js and on MySQL when set; device reports are taken as verified here:
+ * a device under a deny rule for EXEC_STAGE_UPDATE is never notified and its execution ends
+ * `canceled` with the policy's code; a rollout every device of which is denied, or one that
+ * needs approvals, is not started; a policy revised mid-rollout decides the next wave; the
+ * kernel commands name the creator and the role they were judged in.
+ */
+
+const artifact = new TextEncoder().encode('firmware 3.0.0 '.repeat(32));
+
+/** The example rule of docs/policy.md: lab devices take no updates; admins and approvers may send everything else. */
+const labDenyPolicy = {
+  version: 1,
+  rules: [
+    { id: 'admins', effect: 'allow', roles: ['admin', 'approver'], opcodes: '*', devices: '*' },
+    { id: 'no-updates-lab', effect: 'deny', roles: '*', opcodes: ['EXEC_STAGE_UPDATE'], devices: { tags: ['lab'] } },
+  ],
+};
+
+for (const pair of storePairs().pairs) {
+  describe(`rollouts under the command policy (${pair.name})`, () => {
+    let h: Harness & { ota: OtaServices; keys: RepositoryKeys | undefined };
+    let service: RolloutService;
+    const tag = Math.random().toString(16).slice(2, 8);
+    const device = (name: string) => `rp-${tag}-${name}`;
+    const releaseId = `relp-${tag}`;
+
+    before(async () => {
+      h = await makeOtaHarness(pair.sql);
+      const nowMs = h.clock.nowMs();
+      for (const name of ['lab1', 'lab2', 'shop1', 'shop2', 'shop3', 'shop4', 'shop5']) {
+        await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device(name), nowMs]);
+        if (name.startsWith('lab')) await h.db.execute('INSERT INTO device_tags (device_id, tag) VALUES (?, ?)', [device(name), 'lab']);
+      }
+      await h.cp.auth.users.add({ name: 'ada', role: 'admin', password: 'correct horse battery staple', nowMs });
+      await h.cp.auth.users.add({ name: 'otto', role: 'operator', password: 'correct horse battery staple', nowMs });
+      await publishTestRelease(h.ota, h.keys!, { id: releaseId, version: '3.0.0', artifact });
+      await setPolicy(labDenyPolicy);
+      service = new RolloutService({
+        context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
+        verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as MessageBody<'OTA_REPORT'>,
+        policy: { current: () => h.cp.policy.current(), gather: (policy, base) => h.cp.commands.policyFacts.peek(policy, base), roleOf: (name) => h.cp.auth.users.roleOf(name) },
+      });
+    });
+    after(async () => { await h?.close(); await pair.sql.cleanup(); });
+
+    const setPolicy = async (document: unknown) => {
+      const { revision } = await h.cp.policy.current();
+      await h.cp.policy.set({ document, expectedRevision: revision, actor: 'user:ada' });
+    };
+    const notice = async (deviceId: string): Promise<MessageBody<'OTA_NOTICE'> | undefined> => {
+      const text = await h.cp.context.kv.get(otaKeys.notice(deviceId));
+      return text === null ? undefined : JSON.parse(text) as MessageBody<'OTA_NOTICE'>;
+    };
+    const oneWave = (ids: string[]): RolloutPlan['waves'][number] => ({
+      selector: { deviceIds: ids }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 1, failedPercentMax: 100 },
+    });
+    const start = (ids: string[], creator: string, waves: RolloutPlan['waves'] = [oneWave(ids)], on = service) => on.start({
+      releaseId, platform: 'linux-x64', deviceIds: ids, plan: { waves, devicesPerMinuteMax: 100 },
+    }, creator);
+
+    it('a device under a deny rule for EXEC_STAGE_UPDATE is not notified: its execution ends canceled with the policy code, the others go on', async () => {
+      const [lab, shop] = [device('lab1'), device('shop1')];
+      const view = await start([lab, shop], 'ada');
+      assert.equal(view.status, 'running');
+      const byDevice = new Map(view.executions.map((e) => [e.device_id, e]));
+      assert.equal(byDevice.get(shop)?.state, 'notified');
+      const refused = byDevice.get(lab);
+      assert.equal(refused?.state, 'canceled');
+      assert.equal(refused?.last_error_code, 'COMMAND_POLICY_DENIED');
+      assert.equal(refused?.policy_refusal?.rule_id, 'no-updates-lab');
+      assert.equal(refused?.policy_refusal?.opcode, 'EXEC_STAGE_UPDATE');
+      assert.equal(await notice(lab), undefined, 'the refused device is told nothing');
+      // The notified device's kernel commands name the creator in the role they were judged in, for the device's bundle.
+      const shopNotice = (await notice(shop))!;
+      assert.deepEqual(shopNotice.kernel_commands.stage.requester, { name: 'ada', role: 'admin' });
+      assert.deepEqual(shopNotice.kernel_commands.commit.requester, { name: 'ada', role: 'admin' });
+      // A refusal counts as neither success nor failure.
+      assert.deepEqual([view.waves[0]!.failed, view.waves[0]!.terminal], [0, 1]);
+      const audited = await h.db.query<{ payload_json: string }>("SELECT payload_json FROM audit_log WHERE kind = 'ota.execution.policy_denied' AND subject = ?", [`device:${lab}`]);
+      assert.equal(audited.length, 1);
+      assert.equal((JSON.parse(audited[0]!.payload_json) as { code: string }).code, 'COMMAND_POLICY_DENIED');
+    });
+
+    it('a rollout every device of which the policy denies is refused with OTA_ROLLOUT_POLICY_DENIED, nothing stored', async () => {
+      const before = (await service.list(200)).length;
+      // On the control plane's own service too, as createControlPlane wires it.
+      for (const on of [service, h.ota.rollouts]) {
+        await assert.rejects(start([device('lab1'), device('lab2')], 'ada', undefined, on),
+          (error) => SdcError.is(error, 'OTA_ROLLOUT_POLICY_DENIED') && error.details?.['rule_id'] === 'no-updates-lab');
+      }
+      // The creator's role counts too: the policy lets operators send no update opcode.
+      await assert.rejects(start([device('shop2')], 'otto'), (error) => SdcError.is(error, 'OTA_ROLLOUT_POLICY_DENIED'));
+      // A creator who is no user gets nothing.
+      await assert.rejects(start([device('shop2')], 'nobody'), (error) => SdcError.is(error, 'OTA_ROLLOUT_POLICY_DENIED'));
+      assert.equal((await service.list(200)).length, before);
+      assert.equal(await notice(device('shop2')), undefined);
+      const audited = await h.db.query<{ n: number }>("SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'ota.rollout.denied'");
+      assert.equal(Number(audited[0]!.n), 4);
+    });
+
+    it('a policy that allows the update only with approvals refuses the start with OTA_ROLLOUT_APPROVAL_REQUIRED', async () => {
+      await setPolicy({
+        version: 1,
+        rules: [
+          ...labDenyPolicy.rules,
+          { id: 'operators-update-with-approval', effect: 'allow', roles: ['operator'], opcodes: ['EXEC_STAGE_UPDATE', 'EXEC_COMMIT_UPDATE'], devices: '*', conditions: { approval: { count: 1, roles: ['approver'] } } },
+        ],
+      });
+      try {
+        await assert.rejects(start([device('shop2')], 'otto'),
+          (error) => SdcError.is(error, 'OTA_ROLLOUT_APPROVAL_REQUIRED') && error.details?.['rule_id'] === 'operators-update-with-approval');
+        assert.equal(await notice(device('shop2')), undefined);
+      } finally {
+        await setPolicy(labDenyPolicy);
+      }
+    });
+
+    it('a policy revised mid-rollout decides the next wave', async () => {
+      const [first, second] = [device('shop3'), device('shop4')];
+      const view = await start([first, second], 'ada', [oneWave([first]), oneWave([second])]);
+      const firstNotice = (await notice(first))!;
+      // Now shop4 is a lab device: the rule applies to it from the next execution created on.
+      await h.db.execute('INSERT INTO device_tags (device_id, tag) VALUES (?, ?)', [second, 'lab']);
+      // The first wave ends (the device refuses; the error threshold allows it) and the second starts.
+      await service.onReport({
+        device_id: first, gateway_id: 'gw-1', at_ms: h.clock.nowMs(),
+        frame: JSON.stringify({ execution_id: firstNotice.execution_id, event: 'refuse', report_id: 'r-1' }),
+      });
+      const after = await service.view(view.id);
+      const secondExecution = after.executions.find((e) => e.device_id === second);
+      assert.equal(secondExecution?.state, 'canceled');
+      assert.equal(secondExecution?.policy_refusal?.rule_id, 'no-updates-lab');
+      assert.equal(await notice(second), undefined);
+    });
+  });
+}

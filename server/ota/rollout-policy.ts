@@ -1,0 +1,107 @@
+import type { ErrorCode } from '../../core/errors/index.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
+import { evaluatePolicy, type Policy, type PolicyRequest } from '../../core/protocol/policy.js';
+import type { SignedCommand } from '../../core/protocol/messages/command.js';
+import { policyRefusalCode } from '../control-plane/policy-facts.js';
+import type { PolicyRevision } from '../control-plane/policy-store.js';
+import type { Role } from '../control-plane/users.js';
+
+/**
+ * The command policy for rollouts (docs/ota.md, "Rollouts and the command policy"). A rollout
+ * signs EXEC_STAGE_UPDATE and EXEC_COMMIT_UPDATE for each device, so each device is judged for
+ * both by the same engine and facts as a command of the rollout's creator (evaluatePolicy, the
+ * device's tags and posture, the rate counts, the creator's current role), when the rollout
+ * starts and again each time an execution is about to be created: a policy revised mid-rollout,
+ * a time window that closed, or a creator demoted or removed decides the devices notified after.
+ *
+ * EXEC_ROLLBACK_UPDATE is not judged: the rollback command only undoes this execution's own
+ * update (a failed health check, a cancel after the commit), and a kernel whose watchdog is not
+ * confirmed rolls back by itself anyway; a deny on it would only leave an unhealthy image running
+ * longer. Rate limits are read, not reserved: a rollout does not take command places.
+ */
+
+/** What the gate reads: the current policy, the device facts the policy uses, the creator's current role. */
+export interface RolloutPolicyPort {
+  current(): Promise<PolicyRevision>;
+  /** The request with the device's tags, posture and current rate counts (PolicyFacts.peek); reserves nothing. */
+  gather(policy: Policy, base: PolicyRequest): Promise<PolicyRequest>;
+  /** The user's role now, undefined when no user has this name (a removed creator's rollout notifies nobody more). */
+  roleOf(name: string): Promise<Role | undefined>;
+}
+
+/** The kernel commands a rollout signs that the policy must allow, in the order they run. */
+export type GatedCommand = Pick<SignedCommand, 'opcode' | 'args'>;
+
+/** Why the policy refused one device, as its execution, its audit entry and the API show it. */
+export interface PolicyRefusal {
+  readonly code: ErrorCode;
+  readonly reason: string;
+  readonly opcode: string;
+  readonly rule_id?: string;
+  /** The policy revision that decided (0: the built-in default). */
+  readonly revision: number;
+}
+
+export type DeviceVerdict = { readonly allowed: true } | { readonly allowed: false; readonly refusal: PolicyRefusal };
+
+export interface RolloutJudgement {
+  /** The creator's role the devices were judged with; undefined when the creator is no user (every device refused). */
+  readonly role: Role | undefined;
+  readonly revision: number;
+  readonly verdicts: ReadonlyMap<string, DeviceVerdict>;
+}
+
+/** Judges devices for a rollout's commands: one policy read and one role read per call, then each device. */
+export async function judgeRolloutDevices(port: RolloutPolicyPort, input: {
+  readonly requester: string; readonly deviceIds: readonly string[]; readonly commands: readonly GatedCommand[]; readonly nowMs: number;
+}): Promise<RolloutJudgement> {
+  const [{ policy, revision }, role] = await Promise.all([port.current(), port.roleOf(input.requester)]);
+  const verdicts = new Map<string, DeviceVerdict>();
+  for (const deviceId of input.deviceIds) {
+    if (role === undefined) {
+      // As a command released after approvals: a requester who is no longer a user gets nothing sent.
+      verdicts.set(deviceId, refused({ code: 'COMMAND_POLICY_DENIED', reason: `the rollout's creator ${input.requester} is no longer a user`, opcode: input.commands[0]!.opcode, revision }));
+      continue;
+    }
+    verdicts.set(deviceId, await judgeDevice(port, policy, revision, { name: input.requester, role }, deviceId, input));
+  }
+  return { role, revision, verdicts };
+}
+
+async function judgeDevice(
+  port: RolloutPolicyPort, policy: Policy, revision: number, requester: { name: string; role: Role }, deviceId: string,
+  input: { readonly commands: readonly GatedCommand[]; readonly nowMs: number },
+): Promise<DeviceVerdict> {
+  for (const command of input.commands) {
+    const base: PolicyRequest = {
+      actor: { id: requester.name, role: requester.role }, opcode: command.opcode, device: { id: deviceId }, nowMs: input.nowMs,
+      argsBytes: Buffer.byteLength(canonicalize(command.args as JsonObject), 'utf8'),
+    };
+    const decision = evaluatePolicy(policy, await port.gather(policy, base));
+    if (decision.decision === 'allow') continue;
+    const ruleId = decision.approval?.ruleId ?? decision.ruleId ?? decision.blocked?.ruleId;
+    // Rollouts collect no approvals yet: an allow that waits for them is a refusal with its own code.
+    const code: ErrorCode = decision.approval !== undefined ? 'OTA_ROLLOUT_APPROVAL_REQUIRED' : policyRefusalCode(decision);
+    return refused({ code, reason: decision.reason, opcode: command.opcode, revision, ...(ruleId === undefined ? {} : { rule_id: ruleId }) });
+  }
+  return { allowed: true };
+}
+
+function refused(refusal: PolicyRefusal): DeviceVerdict {
+  return { allowed: false, refusal };
+}
+
+/**
+ * A refused device's execution row keeps the refusal where a notice would be (notice_json), so
+ * the view can show it and nothing ever pushes it to the device: canonical JSON with this one key.
+ */
+export function refusalNoticeJson(refusal: PolicyRefusal): string {
+  return canonicalize({ policy_refusal: refusal as unknown as JsonObject });
+}
+
+/** The refusal stored by refusalNoticeJson, or undefined for an execution that was notified. */
+export function storedRefusal(noticeJson: string): PolicyRefusal | undefined {
+  if (!noticeJson.startsWith('{"policy_refusal":')) return undefined;
+  return (JSON.parse(noticeJson) as { policy_refusal: PolicyRefusal }).policy_refusal;
+}

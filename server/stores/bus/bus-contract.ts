@@ -217,6 +217,14 @@ export function runBusContract(name: string, target: BusContractTarget): void {
       await rejectsWithCode(bus.trimmedUnread('missing', 'g'), 'STORE_NO_GROUP');
     });
 
+    it('cannot tell the trimmed entries once one was deleted inside the stream (remove, XDEL)', async () => {
+      await bus.ensureGroup('del', 'g', '0');
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i += 1) ids.push(await bus.append('del', { n: String(i) }));
+      assert.equal(await bus.remove('del', [ids[2]!]), 1);
+      assert.deepEqual(await bus.trimmedUnread('del', 'g'), { entriesLost: null, exact: false, firstId: ids[0], lastDeliveredId: '0-0', entriesAdded: 5, length: 4 });
+    });
+
     it('wakes a blocked reader when an entry is appended', async () => {
       await bus.ensureGroup('b', 'g', '$');
       const blocked = bus.readGroup('b', 'g', 'c1', { count: 5, blockMs: 10_000 });

@@ -454,6 +454,11 @@ export class MemoryStreamBus implements StreamBus {
 
   /** Redis's entries-read update on a delivery: one more, unless unknown or an XDEL lies ahead, when it is estimated anew. */
   private countRead(streamState: Stream, group: Group, id: string): void {
+    // The usual case first, without building the counters: every delivered entry passes here.
+    if (group.entriesRead !== null && streamState.maxDeletedId === '0-0') {
+      group.entriesRead += 1;
+      return;
+    }
     const counters = this.counters(streamState);
     if (group.entriesRead !== null && !hasDeletionsFrom(counters, id)) group.entriesRead += 1;
     else group.entriesRead = estimateEntriesThrough(counters, id);

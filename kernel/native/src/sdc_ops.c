@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +51,27 @@ int sdc_detect_lock_screen(void) {
   return 0;
 }
 
+/* How long loginctl may take to ask the sessions to lock (it only sends a D-Bus request): past it
+ * the child is killed and the call answers IO_ERROR, so a hung session manager cannot hold the
+ * handle's lock and every later call forever. */
+#define SDC_LOCK_SCREEN_WAIT_MS 10000
+#define SDC_LOCK_SCREEN_POLL_MS 20
+
+/* waitpid with a deadline: 1 exited (status in *wstatus), 0 timed out (killed and reaped), -1 error. */
+static int wait_child_bounded(pid_t pid, int* wstatus, int wait_ms) {
+  const struct timespec poll = {0, SDC_LOCK_SCREEN_POLL_MS * 1000000L};
+  for (int waited_ms = 0;; waited_ms += SDC_LOCK_SCREEN_POLL_MS) {
+    pid_t done = waitpid(pid, wstatus, WNOHANG);
+    if (done == pid) return 1;
+    if (done < 0 && errno != EINTR) return -1;
+    if (waited_ms >= wait_ms) break;
+    nanosleep(&poll, NULL);
+  }
+  kill(pid, SIGKILL);
+  while (waitpid(pid, wstatus, 0) < 0 && errno == EINTR) {}
+  return 0;
+}
+
 int sdc_op_lock_screen(sdc_handle* h) {
   if (!h->lock_screen_supported) return SDC_STATUS_NOT_SUPPORTED;
   for (size_t i = 0; i < sizeof loginctl_paths / sizeof loginctl_paths[0]; i++) {
@@ -58,7 +80,7 @@ int sdc_op_lock_screen(sdc_handle* h) {
     pid_t pid;
     if (posix_spawn(&pid, loginctl_paths[i], NULL, NULL, argv, environ) != 0) return SDC_STATUS_IO_ERROR;
     int wstatus = 0;
-    while (waitpid(pid, &wstatus, 0) < 0) if (errno != EINTR) return SDC_STATUS_IO_ERROR;
+    if (wait_child_bounded(pid, &wstatus, SDC_LOCK_SCREEN_WAIT_MS) != 1) return SDC_STATUS_IO_ERROR;
     return WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? SDC_STATUS_OK : SDC_STATUS_IO_ERROR;
   }
   return SDC_STATUS_NOT_SUPPORTED;
@@ -219,10 +241,14 @@ static int copy_and_hash(int src, int dst, uint8_t digest[32], uint64_t* size) {
 
 static int stage_into(sdc_handle* h, const char* label, const char* source, const uint8_t expected[32], uint8_t* payload) {
   if (strcmp(label, h->update.current) == 0 || strcmp(label, h->update.previous) == 0) return SDC_STATUS_BAD_STATE;
-  int src = open(source, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: opening a FIFO (or a device) for reading must not wait for a writer; anything
+   * but a regular file is refused before a byte is read. Then blocking reads again, for the copy. */
+  int src = open(source, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (src < 0) return SDC_STATUS_IO_ERROR;
   struct stat st;
   if (fstat(src, &st) != 0 || !S_ISREG(st.st_mode)) { close(src); return SDC_STATUS_IO_ERROR; }
+  int fl = fcntl(src, F_GETFL);
+  if (fl < 0 || fcntl(src, F_SETFL, fl & ~O_NONBLOCK) != 0) { close(src); return SDC_STATUS_IO_ERROR; }
   char part[PATH_MAX], final_path[PATH_MAX];
   sandbox_path(h, part, sizeof part, "versions/", label);
   memcpy(final_path, part, sizeof part);

@@ -281,7 +281,9 @@ export class UpdateRunner {
       // commands, the rollout and the wave stay those of the notice this execution was taken with
       // (its director signature was checked before it was journaled, #authenticNewExecution).
       const updated: UpdateJournalEntry = { ...entry, notice: withLaterFields(entry.notice, notice), cancelRequested: entry.cancelRequested || notice.cancel };
-      await this.#save(updated);
+      // Written only when it matters: an ended execution uses none of these fields, and the same
+      // fields again change nothing, so a flood of copies (anyone can copy the id) costs no write.
+      if (!isTerminal(executionTable, entry.state) && !sameLaterFields(entry, updated)) await this.#save(updated);
       for (const report of updated.reports) this.#o.send(report);
       if (!isTerminal(executionTable, updated.state)) await this.#run();
       return;
@@ -744,6 +746,11 @@ function withLaterFields(taken: Notice, later: Notice): Notice {
     ...(later.artifact_url === undefined ? {} : { artifact_url: later.artifact_url }),
     ...(later.health_nonce === undefined ? {} : { health_nonce: later.health_nonce }),
   };
+}
+
+function sameLaterFields(before: UpdateJournalEntry, after: UpdateJournalEntry): boolean {
+  return before.cancelRequested === after.cancelRequested && before.notice.cancel === after.notice.cancel
+    && before.notice.artifact_url === after.notice.artifact_url && before.notice.health_nonce === after.notice.health_nonce;
 }
 
 function isPowerOfTwo(count: number): boolean {

@@ -169,6 +169,15 @@ describe('OTA notices from a hostile gateway', () => {
     await runner.idle();
     assert.ok(journal.saves.length > 0 && journal.saves.every((id) => id === notice.execution_id), 'only the genuine execution was journaled');
     assert.equal(sent[0]?.event, 'accept');
+    // Copies of the execution's own notice (it waits for its nonce) change nothing, so they write nothing.
+    const savesBefore = journal.saves.length;
+    for (let i = 0; i < 100; i++) {
+      runner.onNotice(notice);
+      if (i % 10 === 9) await runner.idle();
+    }
+    await runner.idle();
+    assert.equal(runner.current?.state, 'health_checking');
+    assert.equal(journal.saves.length, savesBefore, 'no journal write for 100 copies');
   });
 
   it('notices arriving while a step runs wait in a bounded queue, and only the genuine execution is journaled', async () => {

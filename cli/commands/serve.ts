@@ -13,6 +13,7 @@ import { telemetryRetentionHelp, telemetryRetentionOptions, telemetryRetentionPa
 import { commandAuditWindowHelp, commandAuditWindowOptions, commandAuditWindowParseOptions, type CommandAuditWindowTuning } from '../command-audit-window-option.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 import { gatewayEstablishedLimitsOption, gatewayLimitHelp, gatewayLimitParseOptions } from '../gateway-limit-options.js';
+import { auditAnchorIntervalMsBounds } from '../../server/control-plane/audit-anchor-writer.js';
 
 /** The scrape token from the environment, when no --metrics-token-file names one. */
 const metricsTokenEnv = 'SDC_METRICS_TOKEN';
@@ -122,6 +123,28 @@ export async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, with
     ...(mysqlUrl === undefined ? {} : { mysqlUrl }),
     ...(withControlPlane ? await controlPlaneTuning(args, io) : {}),
   };
+}
+
+/**
+ * --audit-anchor-file F and --audit-anchor-interval-ms N (docs/audit.md, "Anchors kept
+ * automatically"): checked before anything starts, the file's directory must be writable.
+ * Exported for the test that checks the flags.
+ */
+export async function auditAnchorOption(args: ParsedCommandArgs): Promise<{ path: string; intervalMs: number } | undefined> {
+  const path = args.values['audit-anchor-file'] as string | undefined;
+  const { min, max, fallback } = auditAnchorIntervalMsBounds;
+  if (path === undefined) {
+    if (args.values['audit-anchor-interval-ms'] !== undefined) throw new SdcError('CLI_USAGE', '--audit-anchor-interval-ms goes with --audit-anchor-file');
+    return undefined;
+  }
+  if (path === '') throw new SdcError('CLI_USAGE', '--audit-anchor-file needs a path');
+  const intervalMs = integerOption(args, 'audit-anchor-interval-ms', fallback, min, max);
+  const [{ access, constants }, { dirname, resolve }] = await Promise.all([import('node:fs/promises'), import('node:path')]);
+  const absolute = resolve(path);
+  await access(dirname(absolute), constants.W_OK).catch((error: unknown) => {
+    throw new SdcError('CLI_INPUT', `--audit-anchor-file ${path}: its directory cannot be written`, { path }, { cause: error });
+  });
+  return { path: absolute, intervalMs };
 }
 
 /** The S3 credentials from the environment, when no --s3-credentials-file names them (never a flag value, which `ps` shows). */
@@ -271,6 +294,7 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
   const dataDir = stringOption(args, 'dir', './data');
   const options = await deploymentOptions(args, io, withControlPlane);
   const tlsName = serverTlsName(args, withControlPlane);
+  const anchors = withControlPlane ? await auditAnchorOption(args) : undefined;
   // Loaded here, not at the top: the server's modules are most of the CLI's start-up time (`sdc --help`).
   const [{ default: pino }, { startDeployment }, { storeRetryServe }, { loadDeployment }, { systemClock, systemRandom, systemScheduler }] = await Promise.all([
     import('pino'), import('../../server/deployment/deployment.js'), import('../../server/deployment/store-connect.js'),
@@ -304,12 +328,36 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
     }
   }
   io.stdout(`stores         ${describeStores(deployment.stores)}\n`);
+  const anchorWriter = anchors === undefined || deployment.controlPlane === undefined ? undefined
+    : await startAnchorWriter(anchors, deployment.controlPlane.auditStore, logger).catch(async (error: unknown) => {
+      await deployment.stop();
+      throw error;
+    });
+  if (anchors !== undefined) io.stdout(`audit anchors  ${anchors.path} (the head every ${anchors.intervalMs} ms when it moved; sdc audit verify --anchors)\n`);
   io.stdout('ready\n');
   // Timers from the system scheduler are unref'd; the listening sockets keep the process alive.
   const signal = await (io.untilStopped ?? untilSignal)();
   io.stdout(`${signal}: stopping\n`);
+  // Before the stores close: the last head is anchored on a clean stop.
+  await anchorWriter?.stop();
   await deployment.stop();
   return 0;
+}
+
+/** The anchor writer on the control plane's audit store; its first write is awaited, so a path that cannot be written stops the start. */
+async function startAnchorWriter(
+  anchors: { path: string; intervalMs: number }, auditStore: { head(): Promise<{ seq: number; hash: string } | undefined> },
+  logger: { error(object: object, message: string): void },
+) {
+  const [{ AuditAnchorWriter, auditAnchorFile }, { systemClock, systemScheduler }] = await Promise.all([
+    import('../../server/control-plane/audit-anchor-writer.js'), import('../../runtime/system.js'),
+  ]);
+  const writer = new AuditAnchorWriter({
+    head: () => auditStore.head(), sink: auditAnchorFile(anchors.path), clock: systemClock, scheduler: systemScheduler, intervalMs: anchors.intervalMs,
+    onError: (error) => logger.error({ err: error, path: anchors.path }, 'audit anchor not written; trying again at the next interval'),
+  });
+  await writer.start();
+  return writer;
 }
 
 function advertisedUrls(urls: string[]): string[] {
@@ -331,6 +379,8 @@ export const serveCommand: Command = {
     ['--policy F', 'Policy document (docs/policy.md) stored as the first revision when the database holds none; afterwards GET/PUT /v1/policy and sdc policy rule'],
     ['--alerts F', 'Alert rules (docs/api.md "Alert rules": offline, risk score, update failures, tamper, backpressure); default thresholds without it'],
     ['--compliance F', 'Compliance rules (docs/compliance.md: versions, expected hashes, kernel attestation); without it only certificate expiry and failed kernel checks are judged'],
+    ['--audit-anchor-file F', 'Append the audit head {seq, hash, at} to F (JSON lines, fsync\'d, mode 0600) when it moved, every interval and at a clean stop; check with sdc audit verify --anchors F. Keep F where the database\'s writer cannot rewrite it (docs/audit.md)'],
+    ['--audit-anchor-interval-ms N', `How often the head is read for --audit-anchor-file (default ${auditAnchorIntervalMsBounds.fallback}; ${auditAnchorIntervalMsBounds.min} to ${auditAnchorIntervalMsBounds.max})`],
     ['--pairing-tokens-max N', `Outstanding (unused, unexpired) pairing tokens at most (default ${pairingTokensMaxDefault.toLocaleString('en-US')}; up to 1,000,000)`],
     ['--public-url URL', 'The origin devices and operators reach the API at (e.g. https://cp.example:8080): presigned blob URLs name it (default: the listen address; 0.0.0.0 becomes 127.0.0.1)'],
     ['--s3-endpoint URL', 'Keep artifacts and uploads in an S3-compatible bucket (S3, MinIO) instead of D/blobs; with --s3-bucket'],
@@ -344,7 +394,7 @@ export const serveCommand: Command = {
   ],
   options: {
     ...commonOptions, mysql: { type: 'string' }, ...mysqlPasswordFileOptions, 'api-port': { type: 'string' }, 'advertise-gateway': { type: 'string', multiple: true },
-    'pairing-tokens-max': { type: 'string' }, policy: { type: 'string' }, alerts: { type: 'string' }, compliance: { type: 'string' },
+    'pairing-tokens-max': { type: 'string' }, 'audit-anchor-file': { type: 'string' }, 'audit-anchor-interval-ms': { type: 'string' }, policy: { type: 'string' }, alerts: { type: 'string' }, compliance: { type: 'string' },
     'public-url': { type: 'string' }, 's3-endpoint': { type: 'string' }, 's3-bucket': { type: 'string' }, 's3-region': { type: 'string' }, 's3-credentials-file': { type: 'string' },
     ...artifactRetentionParseOptions,
     ...telemetryRetentionParseOptions,

@@ -164,7 +164,8 @@ function checkInput(input: AuditEntryInput): void {
 // ---------------------------------------------------------------------------------------------
 // Verification
 
-export type AuditBreak = 'hash_mismatch' | 'prev_hash_mismatch' | 'seq_gap' | 'seq_out_of_order' | 'bad_genesis' | 'malformed' | 'head_mismatch';
+/** `anchor_mismatch`: the chain does not hold a head from an anchor file (audit-anchors.ts); `head_mismatch`: one given alone. */
+export type AuditBreak = 'hash_mismatch' | 'prev_hash_mismatch' | 'seq_gap' | 'seq_out_of_order' | 'bad_genesis' | 'malformed' | 'head_mismatch' | 'anchor_mismatch';
 
 export type AuditVerifyResult =
   | { readonly ok: true; readonly count: number; readonly headSeq: number; readonly headHash: string }

@@ -1,5 +1,6 @@
 import { SdcError } from '../../core/errors/index.js';
 import type { AuditAnchor, AuditEntry, AuditVerifyResult } from '../../core/protocol/audit-chain.js';
+import { anchorMismatch, anchorsInSeqOrder, type AuditAnchorRecord } from '../../core/protocol/audit-anchors.js';
 
 /**
  * The audit check against a head an operator kept (security review 2026-12-05, finding 6;
@@ -20,6 +21,8 @@ export type KeptHeadVerifyResult = AuditVerifyResult & {
   readonly head: AuditAnchor | null;
   /** The kept head the chain was checked against, when one was given. */
   readonly keptHead?: AuditAnchor;
+  /** Distinct anchors (from an anchor file) the chain was found to hold, when anchors were given. */
+  readonly anchorsChecked?: number;
 };
 
 const hashPattern = /^[0-9a-f]{64}$/;
@@ -37,21 +40,24 @@ export function keptHeadOf(seq: number | undefined, hash: string | undefined, na
 
 /**
  * Verifies the whole chain (`verifyChain`), then, when a kept head is given, that the chain still
- * reaches it with the same hash (`entryAt` reads one entry by seq). `storedHead` reads the store's
- * last entry, reported whatever the outcome.
+ * reaches it with the same hash (`entryAt` reads one entry by seq), then the same for every anchor
+ * of an anchor file (`anchors`, lowest seq first; the first that fails is `anchor_mismatch`).
+ * `storedHead` reads the store's last entry, reported whatever the outcome.
  */
 export async function verifyAgainstKeptHead(options: {
   readonly verifyChain: () => Promise<AuditVerifyResult>;
   readonly entryAt: (seq: number) => Promise<AuditEntry | undefined>;
   readonly storedHead: () => Promise<AuditEntry | undefined>;
   readonly keptHead?: AuditAnchor | undefined;
+  readonly anchors?: readonly AuditAnchorRecord[] | undefined;
 }): Promise<KeptHeadVerifyResult> {
   const { keptHead } = options;
   const chain = await options.verifyChain();
   const stored = await options.storedHead();
   const head = stored === undefined ? null : { seq: stored.seq, hash: stored.hash };
   const kept = keptHead === undefined ? {} : { keptHead };
-  if (!chain.ok || keptHead === undefined) return { ...chain, head, ...kept };
+  if (!chain.ok) return { ...chain, head, ...kept };
+  if (keptHead === undefined) return checkAnchors(chain, head, options);
   if (chain.headSeq < keptHead.seq) {
     return {
       ok: false, firstBrokenSeq: chain.headSeq + 1, reason: 'head_mismatch', head, ...kept,
@@ -68,5 +74,21 @@ export async function verifyAgainstKeptHead(options: {
       detail: `entry ${keptHead.seq} hashes to ${entry.hash}, the kept head says ${keptHead.hash}: the chain was rewritten at or before it`,
     };
   }
-  return { ...chain, head, ...kept };
+  return checkAnchors(chain, head, options);
+}
+
+/** The anchors against a chain that verified whole: one entry read per distinct anchor. */
+async function checkAnchors(
+  chain: Extract<AuditVerifyResult, { ok: true }>, head: AuditAnchor | null,
+  options: { readonly entryAt: (seq: number) => Promise<AuditEntry | undefined>; readonly keptHead?: AuditAnchor | undefined; readonly anchors?: readonly AuditAnchorRecord[] | undefined },
+): Promise<KeptHeadVerifyResult> {
+  const kept = options.keptHead === undefined ? {} : { keptHead: options.keptHead };
+  if (options.anchors === undefined) return { ...chain, head, ...kept };
+  const anchors = anchorsInSeqOrder(options.anchors);
+  for (const anchor of anchors) {
+    const entry = anchor.seq <= chain.headSeq ? await options.entryAt(anchor.seq) : undefined;
+    const mismatch = anchorMismatch(anchor, chain.headSeq, entry);
+    if (mismatch !== undefined) return { ok: false, reason: 'anchor_mismatch', ...mismatch, head, ...kept };
+  }
+  return { ...chain, head, ...kept, anchorsChecked: anchors.length };
 }

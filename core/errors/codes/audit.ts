@@ -8,4 +8,5 @@ export const auditErrors = defineErrors({
   AUDIT_CHAIN_BROKEN: { fault: 'local', status: 500, summary: 'The stored audit chain does not verify; refusing to extend it' },
   AUDIT_BUSY: { fault: 'local', status: 503, summary: 'Too many audit appends are waiting; retry later' },
   AUDIT_STORE_FULL: { fault: 'local', status: 507, summary: 'The audit store has reached its entry capacity' },
+  AUDIT_ANCHOR_INVALID: { fault: 'remote', status: 400, summary: 'An audit anchor file line is not {seq, hash, at} (or the file is too large); the line is named' },
 });

@@ -15,9 +15,28 @@ export interface Principal {
   readonly role: Role;
 }
 
-/** A principal from a verified token, with the token's expiry (live streams close then). */
+/** A principal from a verified token, with the token's expiry (live streams close then) and generation. */
 export interface VerifiedPrincipal extends Principal {
   readonly tokenExpiresAtMs: number;
+  /** The user's token generation when the token was issued (claim `gen`; 0 without one). */
+  readonly tokenGeneration: number;
+}
+
+/**
+ * The private claim that carries the user's token generation (migration 022). A token issued
+ * before it existed has none and counts as generation 0: it keeps working until the user's first
+ * revocation, so an upgrade logs nobody out, and a revocation after the upgrade ends it too.
+ */
+export const tokenGenerationClaim = 'gen';
+
+/** The token's generation: absent is 0; anything but a non-negative safe integer is JWT_CLAIMS_INVALID. */
+function tokenGenerationOf(claims: Readonly<Record<string, unknown>>): number {
+  const value = claims[tokenGenerationClaim];
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new SdcError('JWT_CLAIMS_INVALID', 'token generation is not a non-negative integer', { claim: tokenGenerationClaim });
+  }
+  return value;
 }
 
 /** Characters of a login name kept in the audit subject (`user:` + name stays within the chain's 256). */
@@ -67,8 +86,11 @@ export class AuthService {
     this.users = users;
     this.authority = authority;
     this.#verifier = verifier;
-    this.#subjects = new TokenSubjectCheck({ roleOf: (name) => users.roleOf(name), clock: ctx.clock });
-    this.liveTickets = new LiveTickets({ kv: ctx.kv, clock: ctx.clock, random: ctx.random, requireSubject: (name, role) => this.#subjects.require(name, role) });
+    this.#subjects = new TokenSubjectCheck({ subjectOf: (name) => users.tokenSubjectOf(name), clock: ctx.clock });
+    this.liveTickets = new LiveTickets({
+      kv: ctx.kv, clock: ctx.clock, random: ctx.random,
+      requireSubject: (name, role, tokenGeneration) => this.#subjects.require(name, role, tokenGeneration),
+    });
   }
 
   static async create(options: AuthServiceOptions): Promise<AuthService> {
@@ -101,7 +123,8 @@ export class AuthService {
     }
     try {
       const user = await this.users.authenticate(name, password);
-      const token = await this.authority.issue({ sub: user.name, role: user.role });
+      // The generation read with the password: a revocation between the two makes this token old at once.
+      const token = await this.authority.issue({ sub: user.name, role: user.role, claims: { [tokenGenerationClaim]: user.tokenGeneration } });
       await this.#ctx.audit.append({ kind: 'auth.login', actor: actors.user(user.name), subject: `user:${user.name}`, payload: { role: user.role } });
       return { token, role: user.role };
     } catch (error) {
@@ -114,18 +137,33 @@ export class AuthService {
 
   /**
    * The principal of a valid token whose user still exists with at least the token's role
-   * (API_TOKEN_SUBJECT_INVALID otherwise, within tokenSubjectLimits.cacheTtlMs of a change);
-   * JWT_* errors for a bad token.
+   * (API_TOKEN_SUBJECT_INVALID otherwise) and whose generation is the user's current one
+   * (API_TOKEN_REVOKED otherwise), within tokenSubjectLimits.cacheTtlMs of a change made by
+   * another process (at once for one made by this one); JWT_* errors for a bad token.
    */
   async verify(token: string): Promise<VerifiedPrincipal> {
     const verified = await this.#verifier.verify(token);
     if (!isRole(verified.role)) throw new SdcError('JWT_CLAIMS_INVALID', 'token role is not a known role', { claim: 'role' });
-    await this.#subjects.require(verified.sub, verified.role);
+    const tokenGeneration = tokenGenerationOf(verified.claims);
+    await this.#subjects.require(verified.sub, verified.role, tokenGeneration);
     // exp is a number: the verifier required it and checked it against the clock.
-    return { name: verified.sub, role: verified.role, tokenExpiresAtMs: Number(verified.claims.exp) * 1000 };
+    return { name: verified.sub, role: verified.role, tokenExpiresAtMs: Number(verified.claims.exp) * 1000, tokenGeneration };
   }
 
-  /** A user was removed or given another role by this process: its tokens are judged afresh at the next request. */
+  /**
+   * Ends every token `name` holds (POST /v1/auth/logout-all), audited as auth.logout_all in the
+   * same transaction. This process refuses them at once; the caller closes the user's live streams.
+   */
+  async revokeTokens(name: string, actor: string): Promise<void> {
+    await this.users.revokeTokens({
+      name,
+      audit: (tx, user) => this.#ctx.audit.record(tx, { kind: 'auth.logout_all', actor: actors.user(actor), subject: `user:${user.name}`, payload: {} }),
+    });
+    this.subjectChanged(name);
+    await this.#ctx.settleAudit();
+  }
+
+  /** A user was removed, given another role or a new password by this process: its tokens are judged afresh at the next request. */
   subjectChanged(name: string): void {
     this.#subjects.forget(name);
   }

@@ -29,6 +29,9 @@ function recordingKv(inner: KeyValueStore): { kv: KeyValueStore; written: string
     incr: (key, by) => { written.push(key); return inner.incr(key, by); },
     expire: (key, ttlMs) => inner.expire(key, ttlMs),
     ttlMs: (key) => inner.ttlMs(key),
+    expiringSetAdd: (key, member, opts) => { written.push(key, member); return inner.expiringSetAdd(key, member, opts); },
+    expiringSetRemove: (key, member) => inner.expiringSetRemove(key, member),
+    expiringSetCount: (key, nowMs) => inner.expiringSetCount(key, nowMs),
     publish: (channel, message) => inner.publish(channel, message),
     subscribe: (channel, handler) => inner.subscribe(channel, handler),
     close: () => inner.close(),
@@ -58,7 +61,7 @@ describe('LiveTickets on virtual time (memory kv)', () => {
       kv, clock: time, random: systemRandom,
       requireSubject: async (name) => { if (removed.has(name)) throw new SdcError('API_TOKEN_SUBJECT_INVALID', 'gone'); },
     });
-    const ann = { name: 'ann', role: 'viewer' as const, tokenExpiresAtMs: time.nowMs() + 15 * 60_000 };
+    const ann = { name: 'ann', role: 'viewer' as const, tokenExpiresAtMs: time.nowMs() + 15 * 60_000, tokenGeneration: 0 };
     return { time, kv, written, tickets, ann, removed };
   }
 

@@ -114,6 +114,17 @@ export class LiveHub {
     else client.expiryTimer = this.#o.scheduler.schedule(untilExpiryMs, () => this.#onExpiryTimer(client));
   }
 
+  /**
+   * Closes every stream `user` holds on this process with a final `dropped` event naming `reason`
+   * (their tokens were just revoked or the user removed, here). Streams on other processes are
+   * not told: they close at their token's expiry (docs/security/threat-model.md says why).
+   */
+  closeUser(user: string, reason: 'token_revoked' | 'user_removed'): number {
+    const theirs = [...this.#clients.values()].filter((client) => client.viewer.user === user);
+    for (const client of theirs) this.#close(client, reason);
+    return theirs.length;
+  }
+
   #broadcast(message: string): void {
     if (message.length > messageBytesMax) return;
     let type = 'message';

@@ -18,7 +18,24 @@ export interface User {
   readonly createdAtMs: number;
 }
 
-interface UserRow { id: string; name: string; role: string; password_hash: string; created_at: number }
+interface UserRow { id: string; name: string; role: string; password_hash: string; created_at: number; token_generation: number }
+
+/** What a token's check needs of its user: the role now, and the generation tokens must carry (migration 022). */
+export interface TokenSubject {
+  readonly role: Role;
+  readonly tokenGeneration: number;
+}
+
+/** A user whose password was just checked, with the generation a token issued now carries. */
+export interface AuthenticatedUser extends User {
+  readonly tokenGeneration: number;
+}
+
+/**
+ * Every change that must end a user's existing tokens adds one to users.token_generation in the
+ * same UPDATE (docs/security/threat-model.md, "Revoking a user's tokens").
+ */
+const nextGeneration = 'token_generation = token_generation + 1';
 
 /** A stored row as a User; a role the code does not know reads as viewer, the least one. */
 function userOf(row: Pick<UserRow, 'id' | 'name' | 'role' | 'created_at'>): User {
@@ -80,7 +97,9 @@ export class UserDirectory {
     const user: User = { id: newId('u', this.#random), name, role: options.role, createdAtMs: options.nowMs };
     try {
       await this.#db.transaction(async (tx) => {
-        await tx.execute('INSERT INTO users (id, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)', [user.id, name, user.role, hash, user.createdAtMs]);
+        // The generation starts at the creation time, not 0: a token of an earlier account under the
+        // same name (removed since) carries a smaller one and is refused, not taken as this user's.
+        await tx.execute('INSERT INTO users (id, name, role, password_hash, created_at, token_generation) VALUES (?, ?, ?, ?, ?, ?)', [user.id, name, user.role, hash, user.createdAtMs, Math.max(0, Math.trunc(user.createdAtMs))]);
         await options.audit?.(tx, user);
       });
     } catch (error) {
@@ -128,7 +147,9 @@ export class UserDirectory {
       const { user, admins } = await this.#lockedUser(tx, options.name);
       if (user.role === role) return { user, from: user.role, changed: false };
       if (user.role === 'admin' && admins === 1) throw new SdcError('API_LAST_ADMIN', `${user.name} is the last admin and cannot be given another role`, { name: user.name });
-      await tx.execute('UPDATE users SET role = ? WHERE id = ?', [role, user.id]);
+      // A new role ends the old tokens either way: a demoted user's would be refused for the role
+      // anyway, and a promoted user logs in again for the new one (one rule, nothing to reason about).
+      await tx.execute(`UPDATE users SET role = ?, ${nextGeneration} WHERE id = ?`, [role, user.id]);
       const changed: User = { ...user, role };
       await options.audit?.(tx, { user: changed, from: user.role });
       return { user: changed, from: user.role, changed: true };
@@ -137,7 +158,9 @@ export class UserDirectory {
 
   /**
    * Sets a new password, hashed as `add` hashes it. With `currentPassword` (a user changing
-   * their own), that must be the stored one first: API_CURRENT_PASSWORD_WRONG otherwise.
+   * their own), that must be the stored one first: API_CURRENT_PASSWORD_WRONG otherwise. Ends
+   * every token the user holds (the caller's own too): the point of a new password is usually
+   * that the old one, or a token taken with it, may be in someone else's hands.
    */
   async setPassword(options: { name: string; password: string; currentPassword?: string; audit?: (tx: SqlExecutor, user: User) => Promise<void> }): Promise<User> {
     checkPasswordStrength(options.password);
@@ -149,7 +172,7 @@ export class UserDirectory {
     const hash = await this.#scrypt.run(() => hashPassword(options.password, this.#random, this.#scryptParams));
     return this.#db.transaction(async (tx) => {
       // By id: a user removed and re-created under the same name meanwhile is another account.
-      const { changes } = await tx.execute('UPDATE users SET password_hash = ? WHERE id = ?', [hash, row.id]);
+      const { changes } = await tx.execute(`UPDATE users SET password_hash = ?, ${nextGeneration} WHERE id = ?`, [hash, row.id]);
       if (changes !== 1) throw new SdcError('API_USER_NOT_FOUND', `no user named ${options.name}`, { name: options.name });
       const user = userOf(row);
       await options.audit?.(tx, user);
@@ -170,6 +193,21 @@ export class UserDirectory {
     return { user: userOf(row), admins: admins.length };
   }
 
+  /**
+   * Ends every token `name` holds now (POST /v1/auth/logout-all): the user's generation goes up
+   * by one. API_USER_NOT_FOUND when there is no such user. `audit` runs in the UPDATE's transaction.
+   */
+  async revokeTokens(options: { name: string; audit?: (tx: SqlExecutor, user: User) => Promise<void> }): Promise<User> {
+    return this.#db.transaction(async (tx) => {
+      const [row] = userNamePattern.test(options.name) ? await tx.query<UserRow>('SELECT id, name, role, created_at FROM users WHERE name = ?', [options.name]) : [];
+      if (row === undefined) throw new SdcError('API_USER_NOT_FOUND', `no user named ${options.name}`, { name: options.name });
+      await tx.execute(`UPDATE users SET ${nextGeneration} WHERE id = ?`, [row.id]);
+      const user = userOf(row);
+      await options.audit?.(tx, user);
+      return user;
+    });
+  }
+
   async count(): Promise<number> {
     const [row] = await this.#db.query<{ n: number }>('SELECT COUNT(*) AS n FROM users');
     return Number(row?.n ?? 0);
@@ -182,8 +220,15 @@ export class UserDirectory {
     return row !== undefined && isRole(row.role) ? row.role : undefined;
   }
 
-  /** The user for a correct name and password; API_LOGIN_FAILED otherwise. */
-  async authenticate(name: string, password: string): Promise<User> {
+  /** The user's role and token generation now, or undefined when no user has this name (token checks). */
+  async tokenSubjectOf(name: string): Promise<TokenSubject | undefined> {
+    if (!userNamePattern.test(name)) return undefined;
+    const [row] = await this.#db.query<{ role: string; token_generation: number }>('SELECT role, token_generation FROM users WHERE name = ?', [name]);
+    return row !== undefined && isRole(row.role) ? { role: row.role, tokenGeneration: Number(row.token_generation) } : undefined;
+  }
+
+  /** The user for a correct name and password, with its token generation; API_LOGIN_FAILED otherwise. */
+  async authenticate(name: string, password: string): Promise<AuthenticatedUser> {
     const [row] = userNamePattern.test(name) ? await this.#db.query<UserRow>('SELECT * FROM users WHERE name = ?', [name]) : [];
     if (row === undefined) {
       this.#dummyHash ??= hashPassword('not-a-real-password', this.#random, this.#scryptParams);
@@ -194,6 +239,6 @@ export class UserDirectory {
     if (!(await this.#scrypt.run(() => verifyPassword(password, row.password_hash))) || !isRole(row.role)) {
       throw new SdcError('API_LOGIN_FAILED', 'unknown user or wrong password');
     }
-    return { id: row.id, name: row.name, role: row.role, createdAtMs: Number(row.created_at) };
+    return { id: row.id, name: row.name, role: row.role, createdAtMs: Number(row.created_at), tokenGeneration: Number(row.token_generation) };
   }
 }

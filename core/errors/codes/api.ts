@@ -35,6 +35,7 @@ export const apiErrors = defineErrors({
   API_JSON_DUPLICATE_KEY: { fault: 'remote', status: 400, summary: 'Request body has an object with the same member name twice' },
   API_JSON_LIMIT: { fault: 'remote', status: 400, summary: 'Request body exceeds a JSON structure limit (nesting depth, members, array length or string length)' },
   API_TOKEN_SUBJECT_INVALID: { fault: 'remote', status: 401, summary: 'The token\'s user no longer exists or no longer holds the token\'s role' },
+  API_TOKEN_REVOKED: { fault: 'remote', status: 401, summary: 'The token was revoked: its user has since changed password, been given another role or logged out everywhere (POST /v1/auth/logout-all); log in again' },
   API_LOGIN_NOT_UNICODE: { fault: 'remote', status: 400, summary: 'Login name or password is not well-formed Unicode (it holds a lone UTF-16 surrogate); audited as a failed login with the name escaped' },
   API_INTERNAL: { fault: 'local', status: 500, summary: 'Internal error; the trace id names it in the server log' },
   API_NOT_READY: { fault: 'local', status: 503, summary: 'The control plane is starting or waiting for a store; GET /readyz names the store that is down' },

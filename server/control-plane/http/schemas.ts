@@ -194,6 +194,11 @@ export const LiveTicketAnswer = Type.Object({
   expires_at_ms: Type.Integer({ description: 'The ticket is refused from then on: 30 s from now, or the token\'s expiry if sooner' }),
 }, strict);
 
+export const LogoutAllAnswer = Type.Object({
+  name: Type.String({ description: 'The user whose tokens were revoked (the caller)' }),
+  live_streams_closed: Type.Integer({ description: 'The user\'s live streams this control plane closed (token_revoked); other replicas\' streams close at their token\'s expiry' }),
+}, strict);
+
 export const ErrorBody = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String(), trace_id: Type.String() }),
 });

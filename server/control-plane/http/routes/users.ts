@@ -13,8 +13,10 @@ function view(user: User) {
 
 /**
  * Operator accounts. Every change is audited in its own transaction (docs/audit.md); the last
- * admin can be neither removed nor demoted (API_LAST_ADMIN). A change to a user's account makes
- * this process judge that user's tokens afresh at once (other processes within 5 s).
+ * admin can be neither removed nor demoted (API_LAST_ADMIN). A new role or password revokes the
+ * user's tokens (API_TOKEN_REVOKED; users.ts, token generation), a removal makes them
+ * API_TOKEN_SUBJECT_INVALID: at once on this process, whose live streams of that user close too,
+ * and within 5 s on the others (tokenSubjectLimits.cacheTtlMs).
  */
 export const userRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices; readonly authLimiter: AuthRateLimiter }> = async (app, { services, authLimiter }) => {
   const { users } = services.auth;
@@ -48,6 +50,7 @@ export const userRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices;
       audit: (tx, user) => audit.record(tx, { kind: 'user.removed', actor: actors.user(actor), subject: `user:${user.name}`, payload: { role: user.role } }),
     });
     services.auth.subjectChanged(removed.name);
+    services.live.closeUser(removed.name, 'user_removed');
     await services.context.settleAudit();
     return view(removed);
   });
@@ -62,6 +65,7 @@ export const userRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices;
     });
     if (changed) {
       services.auth.subjectChanged(user.name);
+      services.live.closeUser(user.name, 'token_revoked');
       await services.context.settleAudit();
     }
     return view(user);
@@ -85,6 +89,9 @@ export const userRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices;
     });
     // Checking the current password is a password guess like a login, and counted as one.
     const user = self ? await authLimiter.guardLogin({ source: request.ip, account: name }, change) : await change();
+    // Every token of the user's is revoked now, the caller's own too when it is their password.
+    services.auth.subjectChanged(user.name);
+    services.live.closeUser(user.name, 'token_revoked');
     await services.context.settleAudit();
     return view(user);
   });

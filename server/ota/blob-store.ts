@@ -3,8 +3,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { Clock } from '../../core/ports/ports.js';
 import { SdcError } from '../../core/errors/index.js';
 import { s3ErrorXml, verifyPresignedUrl, type SigV4Credentials } from './sigv4.js';
@@ -84,7 +83,25 @@ export interface S3Endpoint {
   readonly credentials: SigV4Credentials;
 }
 
-function s3Client(endpoint: S3Endpoint): S3Client {
+/**
+ * The AWS SDK's S3 client and presigner, loaded when a store first needs them (a presign, an S3
+ * call), not with this module: every process that loads the control plane loads this module,
+ * and the SDK took about 0.3 s of CPU to load (client-s3 and the presigner, 5 December, on the
+ * 2-core machine at load 20), paid by each test file and `sdc` command that never presigns.
+ */
+let awsSdk: Promise<{
+  readonly s3: typeof import('@aws-sdk/client-s3');
+  readonly getSignedUrl: typeof import('@aws-sdk/s3-request-presigner').getSignedUrl;
+}> | undefined;
+
+function loadAwsSdk(): NonNullable<typeof awsSdk> {
+  awsSdk ??= Promise.all([import('@aws-sdk/client-s3'), import('@aws-sdk/s3-request-presigner')])
+    .then(([s3, presigner]) => ({ s3, getSignedUrl: presigner.getSignedUrl }));
+  return awsSdk;
+}
+
+async function s3Client(endpoint: S3Endpoint): Promise<S3Client> {
+  const { s3: { S3Client } } = await loadAwsSdk();
   // The SDK warns once per process that its releases after January 2027 need node 22; this
   // project runs on node 20 with the SDK version it pins, and the warning landed in the middle of
   // `sdc serve` and `sdc demo` output. An operator who set the variable either way is respected.
@@ -100,7 +117,7 @@ function s3Client(endpoint: S3Endpoint): S3Client {
  * control plane's); S3 uses the system clock, as its own does.
  */
 export function createPresigner(endpoint: S3Endpoint, clock?: Clock): (method: PresignMethod, key: string, expiresInSeconds: number, options?: PresignOptions) => Promise<string> {
-  const client = s3Client(endpoint);
+  let client: Promise<S3Client> | undefined;
   return async (method, key, expiresInSeconds, options = {}) => {
     checkKey(key);
     checkExpiry(expiresInSeconds);
@@ -108,10 +125,12 @@ export function createPresigner(endpoint: S3Endpoint, clock?: Clock): (method: P
     if (contentLength !== undefined && (method !== 'PUT' || !Number.isSafeInteger(contentLength) || contentLength < 1)) {
       throw new SdcError('OTA_PRESIGN_INVALID', 'a content length is bound into presigned PUTs only, and is a positive integer');
     }
+    const { s3, getSignedUrl } = await loadAwsSdk();
+    client ??= s3Client(endpoint);
     // ContentLength makes the presigner sign the content-length header (X-Amz-SignedHeaders=content-length;host).
-    const command = method === 'GET' ? new GetObjectCommand({ Bucket: endpoint.bucket, Key: key })
-      : new PutObjectCommand({ Bucket: endpoint.bucket, Key: key, ...(contentLength === undefined ? {} : { ContentLength: contentLength }) });
-    return getSignedUrl(client, command, { expiresIn: expiresInSeconds, ...(clock === undefined ? {} : { signingDate: new Date(clock.nowMs()) }) });
+    const command = method === 'GET' ? new s3.GetObjectCommand({ Bucket: endpoint.bucket, Key: key })
+      : new s3.PutObjectCommand({ Bucket: endpoint.bucket, Key: key, ...(contentLength === undefined ? {} : { ContentLength: contentLength }) });
+    return getSignedUrl(await client, command, { expiresIn: expiresInSeconds, ...(clock === undefined ? {} : { signingDate: new Date(clock.nowMs()) }) });
   };
 }
 
@@ -129,14 +148,21 @@ async function collect(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, b
 /** S3 through @aws-sdk/client-s3: S3 itself checks the presigned URLs and answers Range/If-Range. */
 export class S3BlobStore implements BlobStore {
   readonly kind = 's3' as const;
-  readonly #client: S3Client;
+  /** Made at the first call (the SDK is loaded then, see loadAwsSdk). */
+  #client: Promise<S3Client> | undefined;
   readonly #endpoint: S3Endpoint;
   readonly #presign: ReturnType<typeof createPresigner>;
 
   constructor(endpoint: S3Endpoint) {
     this.#endpoint = endpoint;
-    this.#client = s3Client(endpoint);
     this.#presign = createPresigner(endpoint);
+  }
+
+  /** The client and the SDK's commands. */
+  async #sdk(): Promise<{ client: S3Client; s3: typeof import('@aws-sdk/client-s3') }> {
+    const { s3 } = await loadAwsSdk();
+    this.#client ??= s3Client(this.#endpoint);
+    return { client: await this.#client, s3 };
   }
 
   async put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: PutOptions): Promise<BlobInfo & { sha256: string }> {
@@ -145,14 +171,16 @@ export class S3BlobStore implements BlobStore {
     // go straight from the device to S3 by presigned PUT and never pass through here.
     const bytes = await collect(body, Math.min(options.bytesMax, options.lengthExact ?? Number.MAX_SAFE_INTEGER));
     checkExactLength(bytes.length, options);
-    const sent = await this.#client.send(new PutObjectCommand({ Bucket: this.#endpoint.bucket, Key: key, Body: bytes, ContentLength: bytes.length }));
+    const { client, s3 } = await this.#sdk();
+    const sent = await client.send(new s3.PutObjectCommand({ Bucket: this.#endpoint.bucket, Key: key, Body: bytes, ContentLength: bytes.length }));
     return { length: bytes.length, etag: sent.ETag ?? '', sha256: createHash('sha256').update(bytes).digest('hex') };
   }
 
   async head(key: string): Promise<BlobInfo | undefined> {
     checkKey(key);
+    const { client, s3 } = await this.#sdk();
     try {
-      const head = await this.#client.send(new HeadObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
+      const head = await client.send(new s3.HeadObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
       return { length: head.ContentLength ?? 0, etag: head.ETag ?? '' };
     } catch (error) {
       if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
@@ -162,8 +190,9 @@ export class S3BlobStore implements BlobStore {
 
   async read(key: string): Promise<AsyncIterable<Uint8Array> | undefined> {
     checkKey(key);
+    const { client, s3 } = await this.#sdk();
     try {
-      const object = await this.#client.send(new GetObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
+      const object = await client.send(new s3.GetObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
       return object.Body as AsyncIterable<Uint8Array> | undefined;
     } catch (error) {
       if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
@@ -173,7 +202,8 @@ export class S3BlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     checkKey(key);
-    await this.#client.send(new DeleteObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
+    const { client, s3 } = await this.#sdk();
+    await client.send(new s3.DeleteObjectCommand({ Bucket: this.#endpoint.bucket, Key: key }));
   }
 
   presign(method: PresignMethod, key: string, expiresInSeconds: number, options?: PresignOptions): Promise<string> {

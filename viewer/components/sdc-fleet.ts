@@ -1,6 +1,7 @@
 import { html, nothing } from 'lit';
 import type { ApiClient, ApiError } from '../api.js';
 import { compareByRisk, formatAgo, riskBand, riskText } from '../format.js';
+import { FleetRecheck } from '../fleet-recheck.js';
 import type { LiveEvent } from '../live.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
@@ -53,6 +54,11 @@ export class SdcFleet extends LightElement {
   declare riskAtLeast: number;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #loadsInFlight = 0;
+  /** Reads numbered as they start; a read that ends after a later one was shown is older news and not shown. */
+  #readsStarted = 0;
+  #readShown = 0;
+  /** Reads the list again while a row is offline with its session on record (fleet-recheck.ts says why). */
+  readonly #recheck = new FleetRecheck({ rows: () => this.devices?.values() ?? [], reread: () => void this.load() });
   /** The latest presence event per device seen during a read (bounded: the oldest goes first). */
   readonly #heldPresence = new Map<string, Extract<LiveEvent, { type: 'presence' }>>();
   readonly #onLive = (event: Event) => this.#apply((event as CustomEvent<LiveEvent>).detail);
@@ -87,12 +93,14 @@ export class SdcFleet extends LightElement {
     this.liveBus.removeEventListener('live', this.#onLive);
     this.liveBus.removeEventListener('resync', this.#onResync);
     clearInterval(this.#ticker);
+    this.#recheck.stop();
   }
 
   async load(): Promise<void> {
     // Presence events that arrive while the lists are read are kept and applied on top, so a
     // device that went offline during the read is not shown online from the older answer.
     this.#loadsInFlight += 1;
+    const read = ++this.#readsStarted;
     try {
       const devices = new Map<string, DeviceRow>();
       let cursor: string | null = null;
@@ -105,11 +113,18 @@ export class SdcFleet extends LightElement {
         pages += 1;
       } while (cursor !== null && pages < fleetLimits.pagesMax);
       // Both before either is shown, so a row never flickers from unknown to its state.
-      await this.#loadCompliance();
+      const compliance = await this.#readCompliance();
+      // The first read (connected) and the one at the stream's open overlap; under load the first
+      // can end last, and its older rows would hide a change made before the stream opened.
+      if (read < this.#readShown) return;
+      this.#readShown = read;
+      this.compliance = compliance.states;
+      this.complianceCounts = compliance.counts;
       this.truncated = cursor !== null;
       this.devices = devices;
       this.error = undefined;
       this.#replayHeldPresence();
+      this.#recheck.afterRead();
     } catch (error) {
       this.error = asApiError(error);
     } finally {
@@ -126,12 +141,11 @@ export class SdcFleet extends LightElement {
    * Each device's compliance state, from the fleet summary: one page (at most 500) per listed state.
    * A device beyond a page shows unknown; the counts above stay exact.
    */
-  async #loadCompliance(): Promise<void> {
+  async #readCompliance(): Promise<{ states: ReadonlyMap<string, ComplianceState>; counts: Record<ComplianceState, number> | undefined }> {
     const pages = await Promise.all(listedComplianceStates.map((state) => this.api.get<ComplianceSummary>(`/v1/compliance?state=${state}&limit=${fleetLimits.pageSize}`)));
     const states = new Map<string, ComplianceState>();
     pages.forEach((page, index) => { for (const item of page.items) states.set(item.device_id, listedComplianceStates[index]!); });
-    this.compliance = states;
-    this.complianceCounts = pages[0]?.counts;
+    return { states, counts: pages[0]?.counts };
   }
 
   #apply(event: LiveEvent, hold = true): void {

@@ -1,8 +1,9 @@
 // Kernel key files (kernel/keys.ts): seeds are the owner's only whatever was on disk before, and
 // each file is replaced whole (no temporary file left behind, every key exactly 32 bytes).
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import fs, { chmodSync, fstatSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
@@ -50,4 +51,28 @@ test('existing keys are kept, and a seed or directory group or others can read i
   assert.equal(modeOf(paths.serviceSeedPath), 0o600);
   assert.equal(modeOf(dir), 0o700);
   assert.equal(modeOf(paths.agentPublicKeyPath) & 0o600, 0o600);
+}));
+
+test('a directory that cannot be fsync\'d (as on Windows) does not stop provisioning: the keys are written whole', inTempDir((dir) => {
+  // Node's own fsync on a directory fails on Windows (EPERM) and some filesystems; files still fsync.
+  const realFsync = fs.fsyncSync;
+  let directoryFsyncs = 0;
+  mock.method(fs, 'fsyncSync', (fd: number) => {
+    if (fstatSync(fd).isDirectory()) {
+      directoryFsyncs += 1;
+      throw Object.assign(new Error('EPERM: operation not permitted, fsync'), { code: 'EPERM' });
+    }
+    realFsync(fd);
+  });
+  syncBuiltinESMExports(); // the named `fsyncSync` imports see the mock too
+  try {
+    const paths = provisionKernelKeys({ dir, ed25519, random: new SeededRandom(5) });
+    assert.equal(directoryFsyncs, 4, 'each rename tried to sync the directory');
+    for (const path of Object.values(paths)) assert.equal(readKeyFile(path).length, 32, path);
+    assert.equal(modeOf(paths.agentSeedPath), 0o600);
+    assert.deepEqual(readdirSync(dir).sort(), ['agent.pub', 'agent.seed', 'service.pub', 'service.seed'], 'no temporary file left');
+  } finally {
+    mock.restoreAll();
+    syncBuiltinESMExports();
+  }
 }));

@@ -1,15 +1,17 @@
 /**
  * Kernel key provisioning on disk: raw 32-byte files, mode 0600 for seeds. The agent keeps
  * agent.seed and service.pub; the kernel service is opened with agent.pub and service.seed.
- * Each file is written whole or not at all (a temporary file in the same directory, fsync'd, then
- * renamed), so a crash never leaves a short seed that would fail every later start; and the mode
+ * Each file is written whole or not at all (runtime/atomic-file.ts: a temporary file in the same
+ * directory, fsync'd, then renamed; the directory fsync is best effort, since some platforms such as
+ * Windows refuse it), so a crash never leaves a short seed that would fail every later start; and the mode
  * is set on the file written, not only when a file is created (writeFileSync's `mode` is ignored
  * for a file that exists, so a seed left by a partial earlier run kept whatever mode it had).
  */
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
 import type { Ed25519Provider, RandomSource } from '../core/ports/ports.js';
+import { writeFileAtomicSync } from '../runtime/atomic-file.js';
 
 export interface KernelKeyPaths {
   agentSeedPath: string;
@@ -60,10 +62,10 @@ export function provisionKernelKeys(options: { dir: string; ed25519: Ed25519Prov
   restrictMode(options.dir, keyDirMode);
   const agentSeed = options.random.bytes(32);
   const serviceSeed = options.random.bytes(32);
-  writeKeyFileAtomic(paths.agentSeedPath, agentSeed, kernelSeedFileMode);
-  writeKeyFileAtomic(paths.serviceSeedPath, serviceSeed, kernelSeedFileMode);
-  writeKeyFileAtomic(paths.agentPublicKeyPath, options.ed25519.publicKeyFromSeed(agentSeed), 0o644);
-  writeKeyFileAtomic(paths.servicePublicKeyPath, options.ed25519.publicKeyFromSeed(serviceSeed), 0o644);
+  writeFileAtomicSync(paths.agentSeedPath, agentSeed, { mode: kernelSeedFileMode });
+  writeFileAtomicSync(paths.serviceSeedPath, serviceSeed, { mode: kernelSeedFileMode });
+  writeFileAtomicSync(paths.agentPublicKeyPath, options.ed25519.publicKeyFromSeed(agentSeed), { mode: 0o644 });
+  writeFileAtomicSync(paths.servicePublicKeyPath, options.ed25519.publicKeyFromSeed(serviceSeed), { mode: 0o644 });
   return paths;
 }
 
@@ -71,26 +73,4 @@ export function provisionKernelKeys(options: { dir: string; ed25519: Ed25519Prov
 function restrictMode(path: string, mode: number): void {
   const current = statSync(path).mode & 0o777;
   if ((current & ~mode) !== 0) chmodSync(path, current & mode);
-}
-
-/** Writes `bytes` to a temporary file beside `path` with `mode`, fsyncs it, renames it over `path`, then fsyncs the directory. */
-function writeKeyFileAtomic(path: string, bytes: Uint8Array, mode: number): void {
-  const temporary = `${path}.tmp-${process.pid}`;
-  rmSync(temporary, { force: true }); // a crash's leftover: 'wx' below must create the file, with our mode
-  const fd = openSync(temporary, 'wx', mode);
-  try {
-    // The umask may have cleared bits of `mode` at creation; set exactly `mode`.
-    chmodSync(temporary, mode);
-    writeSync(fd, bytes);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
-  const dirFd = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
 }

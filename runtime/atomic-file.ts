@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { access, chmod, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -33,6 +34,31 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
   await syncDirectory(directory);
 }
 
+/**
+ * writeFileAtomic for synchronous callers (kernel key provisioning runs inside a synchronous
+ * open): the same temp file, exact mode, fsync, rename and best-effort directory sync.
+ */
+export function writeFileAtomicSync(path: string, data: Uint8Array, options: { mode: number }): void {
+  const directory = dirname(path);
+  const temporary = join(directory, `.${basename(path)}.${randomBytes(8).toString('hex')}.tmp`);
+  const fd = openSync(temporary, 'wx', options.mode);
+  try {
+    try {
+      for (let offset = 0; offset < data.length;) offset += writeSync(fd, data, offset);
+      // openSync applies the umask; fchmod makes the mode exact either way.
+      fchmodSync(fd, options.mode);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+  syncDirectorySync(directory);
+}
+
 /** Creates `path` (and missing parents) and sets `path` itself to owner-only access. */
 export async function ensurePrivateDirectory(path: string): Promise<void> {
   await mkdir(path, { recursive: true, mode: privateDirectoryMode });
@@ -49,6 +75,19 @@ export async function syncDirectory(directory: string): Promise<void> {
     // Durability best effort only (see above); atomicity comes from rename.
   } finally {
     await handle?.close();
+  }
+}
+
+/** syncDirectory for synchronous callers: best effort the same way (Windows refuses to open or fsync a directory). */
+export function syncDirectorySync(directory: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(directory, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Durability best effort only; atomicity comes from rename.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

@@ -6,8 +6,11 @@ import pino from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
 import { systemRandom } from '../../runtime/system.js';
+import RedisMock from 'ioredis-mock';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import { createEmbeddedKeyValueStore, createRedisKeyValueStore, RedisKeyValueStore } from '../stores/kv/redis-key-value-store.js';
+import { deleteKeysWithPrefix, testKeyPrefix } from '../stores/redis-test-keys.js';
 import { LiveTickets, liveTicketLimits } from './live-tickets.js';
 import { makeHarness, openSecondControlPlane, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
 
@@ -29,6 +32,9 @@ function recordingKv(inner: KeyValueStore): { kv: KeyValueStore; written: string
     incr: (key, by) => { written.push(key); return inner.incr(key, by); },
     expire: (key, ttlMs) => inner.expire(key, ttlMs),
     ttlMs: (key) => inner.ttlMs(key),
+    expiringSetAdd: (key, member, opts) => { written.push(key, member); return inner.expiringSetAdd(key, member, opts); },
+    expiringSetRemove: (key, member) => inner.expiringSetRemove(key, member),
+    expiringSetCount: (key, nowMs) => inner.expiringSetCount(key, nowMs),
     publish: (channel, message) => inner.publish(channel, message),
     subscribe: (channel, handler) => inner.subscribe(channel, handler),
     close: () => inner.close(),
@@ -124,6 +130,59 @@ describe('LiveTickets on virtual time (memory kv)', () => {
     // A spent ticket whose count had expired does not drive the count below zero.
     assert.equal(await refusal(w.tickets.redeem(held[1]!.ticket)), 'API_LIVE_TICKET_INVALID');
     assert.equal(await w.tickets.heldBy('ann'), 1);
+  });
+});
+
+/**
+ * Review h11, finding 1: the count of a user's unused tickets was one counter whose TTL every
+ * request renewed, refused ones included, so 16 tickets that expired unused locked out for good a
+ * user asking at least every 30 s (two tabs, a tab and the CLI, a proxy that drops the SSE GET).
+ * Each ticket now counts until its own expiry, on the tickets' clock, whatever the store.
+ */
+async function staleTicketsThenEvery20s(kv: KeyValueStore): Promise<void> {
+  const time = new VirtualTime(1_000_000);
+  const tickets = new LiveTickets({ kv, clock: time, random: systemRandom, requireSubject: async () => undefined });
+  const ann = { name: 'ann', role: 'viewer' as const, tokenExpiresAtMs: time.nowMs() + 3_600_000, tokenGeneration: 0 };
+  for (let i = 0; i < liveTicketLimits.ticketsPerUserMax; i += 1) await tickets.issue(ann); // never used
+  time.advance(20_000);
+  assert.equal(await refusal(tickets.issue(ann)), 'API_LIVE_TICKETS_LIMIT', '16 unexpired tickets');
+  time.advance(liveTicketLimits.ticketTtlMs - 20_000 - 1);
+  assert.equal(await refusal(tickets.issue(ann)), 'API_LIVE_TICKETS_LIMIT', 'still 16, 1 ms before they expire');
+  assert.equal(await tickets.heldBy('ann'), liveTicketLimits.ticketsPerUserMax);
+  time.advance(1);
+  assert.equal(await tickets.heldBy('ann'), 0, 'the 16 expired together, the refusals kept none alive');
+  const outcomes: string[] = [];
+  for (let elapsedMs = 0; elapsedMs < 600_000; elapsedMs += 20_000) {
+    outcomes.push(await refusal(tickets.issue(ann))); // never used either: at most 2 live at 20 s apart
+    time.advance(20_000);
+  }
+  assert.deepEqual(outcomes, Array.from({ length: 30 }, () => 'accepted'));
+  assert.equal(await tickets.heldBy('ann'), 1);
+  // And used ones give their place back at once.
+  for (let held = 1; held < liveTicketLimits.ticketsPerUserMax - 1; held += 1) await tickets.issue(ann);
+  const last = (await tickets.issue(ann)).ticket;
+  assert.equal(await refusal(tickets.issue(ann)), 'API_LIVE_TICKETS_LIMIT');
+  await tickets.redeem(last);
+  assert.equal(await refusal(tickets.issue(ann)), 'accepted');
+}
+
+describe('LiveTickets: tickets that expired unused stop counting on their own (review h11, finding 1)', () => {
+  it('on the memory store', async () => {
+    await staleTicketsThenEvery20s(new MemoryKeyValueStore({ clock: new VirtualTime(0) }));
+  });
+  it('on the embedded store (ioredis-mock, its keyspace read in process)', async () => {
+    const kv = createEmbeddedKeyValueStore({ keyPrefix: `live-bound:${process.pid}:embedded:` });
+    try { await staleTicketsThenEvery20s(kv); } finally { await kv.close(); }
+  });
+  it('on ioredis-mock through the script', async () => {
+    const kv = new RedisKeyValueStore({ client: new RedisMock(), keyPrefix: `live-bound:${process.pid}:script:` });
+    try { await staleTicketsThenEvery20s(kv); } finally { await kv.close(); }
+  });
+  const redisUrl = process.env['REDIS_URL'];
+  it('on Redis', { skip: redisUrl === undefined || redisUrl === '' ? 'REDIS_URL is not set' : false }, async () => {
+    const keyPrefix = testKeyPrefix('live-bound');
+    const kv = createRedisKeyValueStore({ url: redisUrl!, keyPrefix });
+    try { await staleTicketsThenEvery20s(kv); } finally { await kv.close(); await deleteKeysWithPrefix(redisUrl!, keyPrefix); }
   });
 });
 

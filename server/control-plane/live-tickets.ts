@@ -60,6 +60,8 @@ interface StoredTicket {
 const ticketPattern = /^[A-Za-z0-9_-]{43}$/;
 // Hex digits of SHA-256 kept of a user name in the count's key, as in window-counter.ts.
 const userHashHexChars = 16;
+// Hex digits of a ticket's SHA-256 naming it in its user's set: 64 bits, no two of a user's 16 alike.
+const heldMemberHexChars = 16;
 
 function sha256Hex(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
@@ -87,16 +89,16 @@ export class LiveTickets {
     const nowMs = this.#o.clock.nowMs();
     const expiresAtMs = Math.min(nowMs + liveTicketLimits.ticketTtlMs, principal.tokenExpiresAtMs);
     if (expiresAtMs <= nowMs) throw new SdcError('JWT_EXPIRED', 'the token has expired; log in again');
-    await this.#hold(principal.name);
+    const ticket = Buffer.from(this.#o.random.bytes(liveTicketLimits.ticketBytes)).toString('base64url');
+    await this.#hold(principal.name, ticket, nowMs, expiresAtMs);
     try {
-      const ticket = Buffer.from(this.#o.random.bytes(liveTicketLimits.ticketBytes)).toString('base64url');
       const stored: StoredTicket = {
         user: principal.name, role: principal.role, token_expires_at_ms: principal.tokenExpiresAtMs, expires_at_ms: expiresAtMs, token_generation: principal.tokenGeneration,
       };
       await this.#o.kv.set(ticketKey(ticket), JSON.stringify(stored), { ttlMs: expiresAtMs - nowMs });
       return { ticket, expiresAtMs };
     } catch (error) {
-      await this.#release(principal.name);
+      await this.#release(principal.name, ticket);
       throw error;
     }
   }
@@ -113,42 +115,37 @@ export class LiveTickets {
     if (raw === null) throw invalidTicket();
     const stored = parseStored(raw);
     if (stored === undefined) throw invalidTicket();
-    await this.#release(stored.user);
+    await this.#release(stored.user, ticket);
     if (stored.expires_at_ms <= this.#o.clock.nowMs()) throw invalidTicket();
     const tokenGeneration = stored.token_generation ?? 0;
     await this.#o.requireSubject(stored.user, stored.role, tokenGeneration);
     return { name: stored.user, role: stored.role, tokenExpiresAtMs: stored.token_expires_at_ms, tokenGeneration };
   }
 
-  /** Unused tickets counted for `user` now (expired ones included until the count's key expires). */
-  async heldBy(user: string): Promise<number> {
-    const value = Number(await this.#o.kv.get(heldKey(user)));
-    return Number.isSafeInteger(value) && value > 0 ? value : 0;
+  /** Unused unexpired tickets held by `user` now, on the clock. */
+  heldBy(user: string): Promise<number> {
+    return this.#o.kv.expiringSetCount(heldKey(user), this.#o.clock.nowMs());
   }
 
   /**
-   * Counts one more unused ticket, or refuses. The count's TTL is renewed at every issue, so the
-   * key goes only when the user's last ticket has expired: tickets that expire unused are counted
-   * until then (the count errs towards refusing, never past the bound). Increment first, then
-   * check, so two replicas issuing at once each see the other's ticket.
+   * Counts one more unused ticket, or refuses. Each ticket is counted on its own until its expiry
+   * (a set scored by expiry, kv expiringSetAdd), so tickets that expire unused stop counting by
+   * themselves; a refusal adds and extends nothing. A single counter with one TTL renewed by every
+   * request kept a user who asked at least every 30 s refused for good once 16 tickets had expired
+   * unused (review h11, finding 1). The check and the add are one atomic step, so two replicas
+   * issuing at once never pass the bound together.
    */
-  async #hold(user: string): Promise<void> {
-    const key = heldKey(user);
-    const held = await this.#o.kv.incr(key);
-    await this.#o.kv.expire(key, liveTicketLimits.ticketTtlMs);
-    if (held <= liveTicketLimits.ticketsPerUserMax) return;
-    await this.#release(user);
+  async #hold(user: string, ticket: string, nowMs: number, expiresAtMs: number): Promise<void> {
+    const { added } = await this.#o.kv.expiringSetAdd(heldKey(user), heldMember(ticket), { nowMs, expiresAtMs, membersMax: liveTicketLimits.ticketsPerUserMax });
+    if (added) return;
     const retryAfterS = Math.ceil(liveTicketLimits.ticketTtlMs / 1000);
     throw new SdcError('API_LIVE_TICKETS_LIMIT', `the user holds its maximum of ${liveTicketLimits.ticketsPerUserMax} unused live stream tickets; retry in ${retryAfterS} s`, {
       ticketsPerUserMax: liveTicketLimits.ticketsPerUserMax, retryAfterS,
     });
   }
 
-  async #release(user: string): Promise<void> {
-    const key = heldKey(user);
-    const left = await this.#o.kv.incr(key, -1);
-    // Below zero: the count had expired and the decrement made a new key without a TTL; drop it.
-    if (left < 0) await this.#o.kv.del(key);
+  async #release(user: string, ticket: string): Promise<void> {
+    await this.#o.kv.expiringSetRemove(heldKey(user), heldMember(ticket));
   }
 }
 
@@ -157,8 +154,17 @@ function ticketKey(ticket: string): string {
   return `sdc:live-ticket:${sha256Hex(ticket)}`;
 }
 
+/**
+ * The user's set of unused tickets. A new name: the old key held a counter (a string), and a set
+ * operation on it would be refused as another type until it expired.
+ */
 function heldKey(user: string): string {
-  return `sdc:live-tickets-held:${sha256Hex(user).slice(0, userHashHexChars)}`;
+  return `sdc:live-tickets-unused:${sha256Hex(user).slice(0, userHashHexChars)}`;
+}
+
+/** A ticket's member in its user's set: a part of its SHA-256 (never the ticket), enough to tell 16 apart. */
+function heldMember(ticket: string): string {
+  return sha256Hex(ticket).slice(0, heldMemberHexChars);
 }
 
 function parseStored(raw: string): StoredTicket | undefined {

@@ -8,6 +8,8 @@ export interface KvContractTarget {
   /** A store; stores created with different namespaces must not see each other's keys or channels. */
   create(namespace?: string): Promise<KeyValueStore>;
   reset(): Promise<void>;
+  /** ioredis-mock's Lua VM loses the error of a command inside a script: STORE_QUERY_FAILED, not STORE_CONFLICT. */
+  readonly scriptErrorsUntyped?: boolean;
 }
 
 async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise<void> {
@@ -127,6 +129,41 @@ export function runKvContract(name: string, target: KvContractTarget): void {
       await kv.set('text', 'abc');
       await rejectsWithCode(kv.incr('text'), 'STORE_CONFLICT');
       await rejectsWithCode(kv.incr('n', 1.5), 'STORE_INVALID_ARGUMENT');
+    });
+
+    it('expiringSetAdd bounds unexpired members on the caller\'s clock; a refusal adds and extends nothing', async () => {
+      const t0 = 1_000_000;
+      const add = (member: string, nowMs: number, expiresAtMs: number, membersMax = 3) => kv.expiringSetAdd('held', member, { nowMs, expiresAtMs, membersMax });
+      assert.equal(await kv.expiringSetCount('held', t0), 0, 'a missing set');
+      assert.deepEqual(await add('a', t0, t0 + 10_000), { added: true, members: 1 });
+      assert.deepEqual(await add('b', t0, t0 + 20_000), { added: true, members: 2 });
+      assert.deepEqual(await add('c', t0, t0 + 30_000), { added: true, members: 3 });
+      const ttlBefore = await kv.ttlMs('held');
+      assert.ok(ttlBefore !== null && ttlBefore > 0 && ttlBefore <= 30_000, `the key lives until its last member expires: ${ttlBefore}`);
+      assert.deepEqual(await add('d', t0 + 5_000, t0 + 35_000), { added: false, members: 3 });
+      const ttlAfter = await kv.ttlMs('held');
+      assert.ok(ttlAfter !== null && ttlAfter <= ttlBefore, `a refusal does not extend the key: ${ttlAfter} after ${ttlBefore}`);
+      assert.equal(await kv.expiringSetCount('held', t0 + 5_000), 3, 'the refused member is not there');
+      // At a's expiry it stops counting, and its place is free without anyone removing it.
+      assert.equal(await kv.expiringSetCount('held', t0 + 10_000), 2);
+      assert.deepEqual(await add('d', t0 + 10_000, t0 + 40_000), { added: true, members: 3 });
+      assert.deepEqual(await add('b', t0 + 10_000, t0 + 25_000, 4), { added: true, members: 3 }, 'adding a member again moves its expiry');
+      assert.equal(await kv.expiringSetCount('held', t0 + 20_000), 3, 'b now expires at +25 s');
+      assert.equal(await kv.expiringSetRemove('held', 'b'), true);
+      assert.equal(await kv.expiringSetRemove('held', 'b'), false);
+      assert.equal(await kv.expiringSetCount('held', t0 + 20_000), 2);
+      assert.equal(await kv.expiringSetCount('held', t0 + 40_000), 0, 'all expired');
+      assert.deepEqual(await add('e', t0 + 40_000, t0 + 41_000, 1), { added: true, members: 1 }, 'expired members were pruned');
+      // Of racing adders for the last places, exactly that many win.
+      const raced = await Promise.all(['p', 'q', 'r', 's', 't'].map((member) => kv.expiringSetAdd('race', member, { nowMs: t0, expiresAtMs: t0 + 10_000, membersMax: 3 })));
+      assert.equal(raced.filter((result) => result.added).length, 3);
+      assert.equal(await kv.expiringSetCount('race', t0), 3);
+      await rejectsWithCode(add('x', t0, t0), 'STORE_INVALID_ARGUMENT');
+      await rejectsWithCode(add('x', t0, t0 + 1, 0), 'STORE_INVALID_ARGUMENT');
+      await rejectsWithCode(add('', t0, t0 + 1), 'STORE_INVALID_ARGUMENT');
+      await kv.set('plain', 'v');
+      await rejectsWithCode(kv.expiringSetAdd('plain', 'm', { nowMs: t0, expiresAtMs: t0 + 1_000, membersMax: 3 }), target.scriptErrorsUntyped === true ? 'STORE_QUERY_FAILED' : 'STORE_CONFLICT');
+      assert.equal(await kv.get('plain'), 'v');
     });
 
     it('delivers published messages to subscribers until they unsubscribe', async () => {

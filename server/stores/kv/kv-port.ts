@@ -21,6 +21,23 @@ export interface SubscribeOptions {
   readonly onResubscribed?: () => void;
 }
 
+/** expiringSetAdd's times and bound; the times are on the caller's clock (see expiringSetAdd). */
+export interface ExpiringSetAddOptions {
+  /** Now, on the caller's clock: members expiring at or before it are dropped first. */
+  readonly nowMs: number;
+  /** When the new member stops counting, on the same clock; after nowMs. */
+  readonly expiresAtMs: number;
+  /** The member is added only while fewer than this many unexpired members are there. */
+  readonly membersMax: number;
+}
+
+export interface ExpiringSetAddResult {
+  /** False: the set held membersMax unexpired members, and nothing was added or extended. */
+  readonly added: boolean;
+  /** Unexpired members after the call (the new one included when added). */
+  readonly members: number;
+}
+
 export interface KeyValueStore {
   get(key: string): Promise<string | null>;
   /** True if written; false only when onlyIfAbsent found the key present. A write without ttlMs removes any TTL. */
@@ -53,6 +70,20 @@ export interface KeyValueStore {
   expire(key: string, ttlMs: number): Promise<boolean>;
   /** Remaining milliseconds, or null when the key is missing or has no TTL. */
   ttlMs(key: string): Promise<number | null>;
+  /**
+   * A bounded set of members that expire one by one (a Redis sorted set scored by expiry), in one
+   * atomic step: drops the members expired at `nowMs`, then adds `member` (or moves its expiry)
+   * only when fewer than `membersMax` remain. A refused add changes nothing but the pruning, so
+   * asking again and again never keeps anything alive: a count with one TTL renewed by every
+   * request would (server/control-plane/live-tickets.ts, review h11 finding 1). Expiry is judged
+   * on the caller's clock, passed in, so virtual time moves it on every adapter; the key's own TTL
+   * (until its last member's expiry) only collects it. STORE_CONFLICT when the key holds another type.
+   */
+  expiringSetAdd(key: string, member: string, opts: ExpiringSetAddOptions): Promise<ExpiringSetAddResult>;
+  /** Removes `member` from an expiring set; true if it was there (expired or not). */
+  expiringSetRemove(key: string, member: string): Promise<boolean>;
+  /** Members of an expiring set that expire after `nowMs` (the caller's clock); 0 for a missing key. */
+  expiringSetCount(key: string, nowMs: number): Promise<number>;
   /** Returns how many subscribers received the message (at most once, only those subscribed now). */
   publish(channel: string, message: string): Promise<number>;
   /** Resolves once subscribed; the result unsubscribes this handler. */

@@ -1,6 +1,7 @@
 import { SdcError } from '../../../core/errors/index.js';
 import type { Clock } from '../../../core/ports/ports.js';
-import type { KeyValueStore, MessageHandler, SetOptions } from './kv-port.js';
+import { checkExpiringSetAdd, checkNowMs } from './expiring-set.js';
+import type { ExpiringSetAddOptions, ExpiringSetAddResult, KeyValueStore, MessageHandler, SetOptions } from './kv-port.js';
 
 /**
  * A KeyValueStore in memory whose TTLs follow an injected Clock, so the simulator can run
@@ -38,6 +39,18 @@ interface StoredValue {
 }
 
 const ttlMsMax = 10 * 365 * 24 * 3600 * 1000;
+
+// An expiring set is kept as this tag then JSON of member -> expiry (caller's clock): a plain
+// string never starts with NUL in practice, and one that does not start with the tag is another
+// type (STORE_CONFLICT, as Redis's WRONGTYPE).
+const expiringSetTag = '\u0000expiring-set:';
+
+/** The members of an expiring set held in `stored` (none when missing), expired ones included. */
+function expiringSetMembers(stored: StoredValue | undefined, key: string): Map<string, number> {
+  if (stored === undefined) return new Map();
+  if (!stored.value.startsWith(expiringSetTag)) throw new SdcError('STORE_CONFLICT', `value of ${key} is not an expiring set`);
+  return new Map(Object.entries(JSON.parse(stored.value.slice(expiringSetTag.length)) as Record<string, number>));
+}
 
 export class MemoryKeyValueSpace {
   readonly clock: Clock;
@@ -219,6 +232,54 @@ export class MemoryKeyValueStore implements KeyValueStore {
       if (stored?.expiresAtMs === undefined) return null;
       return stored.expiresAtMs - this.#space.clock.nowMs();
     });
+  }
+
+  expiringSetAdd(key: string, member: string, opts: ExpiringSetAddOptions): Promise<ExpiringSetAddResult> {
+    return this.#run(() => {
+      const fullKey = this.#key(key);
+      checkExpiringSetAdd(member, opts, ttlMsMax, this.#keyLengthMax);
+      const members = expiringSetMembers(this.#space.read(fullKey), key);
+      const before = members.size;
+      for (const [name, expiresAtMs] of members) if (expiresAtMs <= opts.nowMs) members.delete(name);
+      const added = members.size < opts.membersMax;
+      if (added) members.set(member, opts.expiresAtMs);
+      // A refusal writes only what the pruning dropped: the key's TTL follows the members left.
+      if (added || members.size !== before) this.#writeExpiringSet(fullKey, members, opts.nowMs);
+      return { added, members: members.size };
+    });
+  }
+
+  expiringSetRemove(key: string, member: string): Promise<boolean> {
+    return this.#run(() => {
+      const fullKey = this.#key(key);
+      const stored = this.#space.read(fullKey);
+      const members = expiringSetMembers(stored, key);
+      if (!members.delete(member)) return false;
+      if (members.size === 0) this.#space.remove(fullKey);
+      else this.#space.write(fullKey, { value: expiringSetTag + JSON.stringify(Object.fromEntries(members)), expiresAtMs: stored?.expiresAtMs });
+      return true;
+    });
+  }
+
+  expiringSetCount(key: string, nowMs: number): Promise<number> {
+    return this.#run(() => {
+      checkNowMs(nowMs);
+      let count = 0;
+      for (const expiresAtMs of expiringSetMembers(this.#space.read(this.#key(key)), key).values()) if (expiresAtMs > nowMs) count += 1;
+      return count;
+    });
+  }
+
+  /** Writes the set, or removes it when empty; the key lives until its last member's expiry (on the space's clock). */
+  #writeExpiringSet(fullKey: string, members: Map<string, number>, nowMs: number): void {
+    if (members.size === 0) {
+      this.#space.remove(fullKey);
+      return;
+    }
+    const value = expiringSetTag + JSON.stringify(Object.fromEntries(members));
+    this.#checkValue(value);
+    const lastMs = Math.max(...members.values());
+    this.#space.write(fullKey, { value, expiresAtMs: this.#space.clock.nowMs() + (lastMs - nowMs) });
   }
 
   publish(channel: string, message: string): Promise<number> {

@@ -16,6 +16,7 @@ let mockRun = 0;
 runKvContract('ioredis-mock through the scripts (EVALSHA, EVAL on NOSCRIPT)', {
   create: async (namespace = 'main') => new RedisKeyValueStore({ client: new RedisMock(), keyPrefix: `kv-scripts-test:${mockRun}:${namespace}:` }),
   reset: async () => { mockRun++; },
+  scriptErrorsUntyped: true,
 });
 
 if (redisUrl === undefined || redisUrl === '') {
@@ -139,6 +140,7 @@ if (redisUrl === undefined || redisUrl === '') {
         for (let call = 0; call < 2; call += 1) { // the first: EVALSHA, NOSCRIPT, EVAL; the second: EVALSHA
           await assert.rejects(store.compareAndSet('list', 'x', 'y'), (error: unknown) => SdcError.is(error) && error.code === 'STORE_CONFLICT');
           await assert.rejects(store.deleteIfEqual('list', 'x'), (error: unknown) => SdcError.is(error) && error.code === 'STORE_CONFLICT');
+          await assert.rejects(store.expiringSetAdd('list', 'm', { nowMs: 1, expiresAtMs: 2, membersMax: 1 }), (error: unknown) => SdcError.is(error) && error.code === 'STORE_CONFLICT');
         }
       } finally {
         await store.close();

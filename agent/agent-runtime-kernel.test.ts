@@ -1,12 +1,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
 import { SeededRandom } from '../core/random/prng.js';
 import { VirtualTime } from '../core/time/virtual-time.js';
-import { openKernel, requireKernelAvailable } from './agent-runtime.js';
+import { openKernel, requireKernelAvailable, runAgent } from './agent-runtime.js';
 import { agentPosture } from './posture.js';
 
 /**
@@ -37,6 +38,24 @@ describe('the agent kernel choice', () => {
     assert.equal(existsSync(kernelDir), false, 'no kernel keys written for a refused start');
     assert.throws(() => requireKernelAvailable('auto', libraryPath), (error) => SdcError.is(error, 'KERNEL_LIBRARY_MISSING'));
     requireKernelAvailable('mock', libraryPath);
+  }));
+
+  it("'native' without the library refuses before enrolling: the pairing token is not sent (review h11, finding 6)", withDir(async (dir) => {
+    // A listener standing in for the control plane: any enrollment attempt opens a connection to it.
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => { sockets.push(socket); socket.destroy(); });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      await assert.rejects(runAgent({
+        dir: join(dir, 'agent'), serverUrl: `https://127.0.0.1:${port}`, deviceId: 'dev-native-1', pairingToken: 'one-time-token',
+        caPem: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', kernel: 'native', kernelLibraryPath: join(dir, 'missing', 'libsdc_kernel.so'),
+        telemetryIntervalMs: 60_000, clock: time, random: new SeededRandom(4), scheduler: time,
+      }), (error) => SdcError.is(error, 'KERNEL_LIBRARY_MISSING') && /--kernel native/.test(error.message));
+      assert.equal(sockets.length, 0, 'no enrollment request reached the control plane');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   }));
 
   it('the mock, named, answers EXEC_LOCK_SCREEN NOT_SUPPORTED unless asked to simulate a lock, and the posture says mock', withDir(async (dir) => {

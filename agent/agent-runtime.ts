@@ -67,6 +67,8 @@ export interface RunAgentOptions {
    * mock locks nothing, so it answers NOT_SUPPORTED unless a test or the demo asks for a simulated desktop.
    */
   mockLockScreen?: boolean;
+  /** The native kernel library (default the release build's); tests name a missing one. */
+  kernelLibraryPath?: string;
   /**
    * OTA (agent/ota/update-runner.ts): the platform releases name (default <os>-<arch>, e.g. linux-x64), an extra health probe, the mock kernel's factory version,
    * and the origins a notice's artifact URL may name besides the control plane's (`sdc agent --artifact-origin`, e.g. an S3 endpoint; exact origins).
@@ -93,7 +95,7 @@ export interface RunningAgent {
  */
 export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> {
   const logger: AgentLogger = options.logger ?? pino({ level: 'silent' });
-  requireKernelAvailable(options.kernel);
+  requireKernelAvailable(options.kernel, options.kernelLibraryPath);
   const { identity, enrolledNow } = await ensureEnrolled({
     dir: options.dir, ...(options.serverUrl ? { serverUrl: options.serverUrl } : {}),
     ...(options.deviceId ? { deviceId: options.deviceId } : {}), ...(options.pairingToken ? { pairingToken: options.pairingToken } : {}),
@@ -103,6 +105,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   const provider = createNodeEd25519Provider();
   const kernel = openKernel({
     choice: options.kernel, dir: join(options.dir, 'kernel'), clock: options.clock, random: options.random, scheduler: options.scheduler, logger,
+    ...(options.kernelLibraryPath === undefined ? {} : { libraryPath: options.kernelLibraryPath }),
     ...(options.mockLockScreen === true ? { mockLockScreen: true } : {}),
     ...(options.ota?.mockInstalledVersion === undefined ? {} : { mockInstalledVersion: options.ota.mockInstalledVersion }),
   });
@@ -238,12 +241,14 @@ export interface OpenKernelOptions {
 }
 
 /**
- * `auto` with no native library refuses (KERNEL_LIBRARY_MISSING) instead of falling back to the
- * mock. runAgent checks this before enrollment too, so a refused start never spends a pairing token.
+ * `auto` or `native` with no native library refuses (KERNEL_LIBRARY_MISSING); `auto` never falls
+ * back to the mock. runAgent checks this before enrollment too, so a refused start never spends a
+ * pairing token. Only the file's presence is checked here: a library that exists but does not load
+ * still fails later, at openKernel (after a first enrollment).
  */
 export function requireKernelAvailable(choice: KernelChoice, libraryPath: string = nativeArtifacts('release').libraryPath): void {
-  if (choice !== 'auto' || existsSync(libraryPath)) return;
-  throw new SdcError('KERNEL_LIBRARY_MISSING', `--kernel auto found no native kernel library at ${libraryPath}: build it with npm run kernel:build, `
+  if (choice === 'mock' || existsSync(libraryPath)) return;
+  throw new SdcError('KERNEL_LIBRARY_MISSING', `--kernel ${choice} found no native kernel library at ${libraryPath}: build it with npm run kernel:build, `
     + 'or pass --kernel mock for the in-process mock kernel (a simulation: it locks and installs nothing)', { libraryPath });
 }
 

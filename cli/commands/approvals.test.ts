@@ -47,14 +47,20 @@ test('nothing is signed when the shown subject or its hash does not match the co
 });
 
 // Security review 2026-12-05, finding 4: the server refuses to register a key (first or replacement) without the password.
-test('registering the key file\'s key: one PUT when it is accepted; on APPROVAL_KEY_PROOF_REQUIRED again with the password given, or a refusal saying how to give it', async () => {
-  const proofRequired = new SdcError('HTTP_REFUSED', 'PUT /v1/users/me/signing-key refused with APPROVAL_KEY_PROOF_REQUIRED: ...', { status: 403, serverCode: 'APPROVAL_KEY_PROOF_REQUIRED' });
-  const fakeApi = (answers: Array<SdcError | { kid: string }>) => {
-    const bodies: unknown[] = [];
+// Review h11, finding 4: a PUT without it that the server refuses is audited as a stolen token's try, so the CLI never sends one.
+test('registering the key file\'s key: nothing sent when it is the current one; otherwise one PUT with the password, or a refusal before sending, saying how to give it', async () => {
+  const unknown = new SdcError('HTTP_REFUSED', 'GET /v1/users/me/signing-key refused with APPROVAL_KEY_UNKNOWN: ...', { status: 404, serverCode: 'APPROVAL_KEY_UNKNOWN' });
+  const fakeApi = (current: SdcError | { kid: string; public_key: string }, answers: Array<SdcError | { kid: string }> = []) => {
+    const calls: unknown[] = [];
     return {
-      bodies,
-      async put<T>(_path: string, body: unknown): Promise<T> {
-        bodies.push(body);
+      calls,
+      async get<T>(path: string): Promise<T> {
+        calls.push(['GET', path]);
+        if (current instanceof SdcError) throw current;
+        return current as T;
+      },
+      async put<T>(path: string, body: unknown): Promise<T> {
+        calls.push(['PUT', path, body]);
         const answer = answers.shift();
         if (answer === undefined || answer instanceof SdcError) throw answer ?? new Error('no answer left');
         return answer as T;
@@ -63,20 +69,28 @@ test('registering the key file\'s key: one PUT when it is accepted; on APPROVAL_
   };
   let asked = 0;
   const password = (value: string | undefined) => async () => { asked += 1; return value; };
+  const get = ['GET', '/v1/users/me/signing-key'];
 
-  const accepted = fakeApi([{ kid: 'uk-a' }]);
-  assert.equal(await registerSigningKey(accepted, 'PUB', { keyPath: '/k.json', password: password('pw') }), 'uk-a');
-  assert.deepEqual(accepted.bodies, [{ public_key: 'PUB' }]);
+  const registered = fakeApi({ kid: 'uk-a', public_key: 'PUB' });
+  assert.equal(await registerSigningKey(registered, 'PUB', { keyPath: '/k.json', password: password('pw') }), 'uk-a');
+  assert.deepEqual(registered.calls, [get], 'the current key: no PUT');
   assert.equal(asked, 0, 'the password is not read when no proof is needed');
 
-  const replaced = fakeApi([proofRequired, { kid: 'uk-b' }]);
-  assert.equal(await registerSigningKey(replaced, 'PUB', { keyPath: '/k.json', password: password('pw') }), 'uk-b');
-  assert.deepEqual(replaced.bodies, [{ public_key: 'PUB' }, { public_key: 'PUB', current_password: 'pw' }]);
+  const first = fakeApi(unknown, [{ kid: 'uk-b' }]);
+  assert.equal(await registerSigningKey(first, 'PUB', { keyPath: '/k.json', password: password('pw') }), 'uk-b');
+  assert.deepEqual(first.calls, [get, ['PUT', '/v1/users/me/signing-key', { public_key: 'PUB', current_password: 'pw' }]], 'a first key: the password goes with the first PUT');
 
-  const noPassword = fakeApi([proofRequired]);
+  const replaced = fakeApi({ kid: 'uk-old', public_key: 'OLD' }, [{ kid: 'uk-c' }]);
+  assert.equal(await registerSigningKey(replaced, 'PUB', { keyPath: '/k.json', password: password('pw') }), 'uk-c');
+  assert.deepEqual(replaced.calls, [get, ['PUT', '/v1/users/me/signing-key', { public_key: 'PUB', current_password: 'pw' }]]);
+
+  const noPassword = fakeApi(unknown);
   await assert.rejects(registerSigningKey(noPassword, 'PUB', { keyPath: '/k.json', password: password(undefined) }),
     (error: unknown) => SdcError.is(error, 'APPROVAL_KEY_PROOF_REQUIRED') && /--password-stdin/.test(error.message) && error.message.includes('/k.json'));
+  assert.deepEqual(noPassword.calls, [get], 'nothing sent without the password');
 
   const other = new SdcError('HTTP_REFUSED', 'refused with API_VALIDATION', { status: 400, serverCode: 'API_VALIDATION' });
-  await assert.rejects(registerSigningKey(fakeApi([other]), 'PUB', { keyPath: '/k.json', password: password('pw') }), (error: unknown) => error === other);
+  await assert.rejects(registerSigningKey(fakeApi(unknown, [other]), 'PUB', { keyPath: '/k.json', password: password('pw') }), (error: unknown) => error === other);
+  const down = new SdcError('HTTP_REFUSED', 'refused with API_UNAUTHENTICATED', { status: 401, serverCode: 'API_UNAUTHENTICATED' });
+  await assert.rejects(registerSigningKey(fakeApi(down), 'PUB', { keyPath: '/k.json', password: password('pw') }), (error: unknown) => error === down);
 });

@@ -77,23 +77,28 @@ export function checkedSubject(command: PendingCommandView): { subject: Approval
 /**
  * Registers the key file's public key (a no-op when it is the registered one). When the server
  * does not hold it yet (a first key, a new machine, a lost key file), registering it needs the
- * account's password (security review 2026-12-05, finding 4): asked for only then, from
- * `password()` (--password-stdin, SDC_PASSWORD or SDC_PASSWORD_FILE); without one the refusal
- * says how to give it. Tried without first, so the usual approve (key already registered) never
- * reads a password.
+ * account's password (security review 2026-12-05, finding 4): read only then, from `password()`
+ * (--password-stdin, SDC_PASSWORD or SDC_PASSWORD_FILE), and sent with the first PUT; without one
+ * the CLI refuses before sending anything, saying how to give it. The current key is asked for
+ * first (GET), so the usual approve (key already registered) neither reads a password nor writes:
+ * a PUT without the password that the server refuses is audited `user.signing_key_refused`, the
+ * sign of a stolen token (docs/security/threat-model.md), and trying one first wrote that sign at
+ * every approver's first registration (review h11, finding 4).
  */
-export async function registerSigningKey(api: Pick<ApiClient, 'put'>, publicKey: string, options: { keyPath: string; password: () => Promise<string | undefined> }): Promise<string> {
+export async function registerSigningKey(api: Pick<ApiClient, 'get' | 'put'>, publicKey: string, options: { keyPath: string; password: () => Promise<string | undefined> }): Promise<string> {
+  let current: { kid: string; public_key: string } | undefined;
   try {
-    return (await api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: publicKey })).kid;
+    current = await api.get<{ kid: string; public_key: string }>('/v1/users/me/signing-key');
   } catch (error) {
-    if (!SdcError.is(error, 'HTTP_REFUSED') || error.details['serverCode'] !== 'APPROVAL_KEY_PROOF_REQUIRED') throw error;
-    const currentPassword = await options.password();
-    if (currentPassword === undefined) {
-      throw new SdcError('APPROVAL_KEY_PROOF_REQUIRED', `the server does not hold the approval signing key in ${options.keyPath} yet; `
-        + `registering it needs your password: run again with --password-stdin (or ${passwordEnv})`);
-    }
-    return (await api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: publicKey, current_password: currentPassword })).kid;
+    if (!SdcError.is(error, 'HTTP_REFUSED') || error.details['serverCode'] !== 'APPROVAL_KEY_UNKNOWN') throw error;
   }
+  if (current?.public_key === publicKey) return current.kid;
+  const currentPassword = await options.password();
+  if (currentPassword === undefined) {
+    throw new SdcError('APPROVAL_KEY_PROOF_REQUIRED', `the server does not hold the approval signing key in ${options.keyPath} yet; `
+      + `registering it needs your password: run again with --password-stdin (or ${passwordEnv})`);
+  }
+  return (await api.put<{ kid: string }>('/v1/users/me/signing-key', { public_key: publicKey, current_password: currentPassword })).kid;
 }
 
 /** The password for a key replacement, when the user gave one (never asked for otherwise). */

@@ -86,5 +86,20 @@ describe('sdc command cancel | reject', () => {
     const detail = await h.cp.commands.get(id);
     assert.equal(detail.state, 'rejected');
     assert.deepEqual(detail.history.at(-1)?.detail, { event: 'approval_reject', by: 'abby', reason: 'change freeze' });
+    // Review h11, finding 4: the first registration sent the password at once, so nothing looks
+    // like a stolen token's try (user.signing_key_refused) in the audit; the key is reused after.
+    const keyEntries = async (name: string) => (await h.cp.auditStore.scan(1, 10_000))
+      .filter((entry) => entry.subject === `user:${name}` && entry.kind.startsWith('user.signing_key')).map((entry) => entry.kind);
+    assert.deepEqual(await keyEntries('abby'), ['user.signing_key_registered']);
+    const again = await sdc('abby', ['command', 'reject', await pending(), '--reason', 'still frozen']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(await keyEntries('abby'), ['user.signing_key_registered'], 'the registered key: no password, no entry');
+    // Without the password the CLI refuses before sending anything: no refusal entry either.
+    await h.cp.auth.users.add({ name: 'amos', role: 'approver', password, nowMs: h.clock.nowMs() });
+    assert.equal((await sdc('amos', ['login', '--server', url, '--name', 'amos', '--ca', caFile, '--password-stdin'], `${password}\n`)).code, 0);
+    const unproven = await sdc('amos', ['command', 'reject', await pending(), '--reason', 'no']);
+    assert.equal(unproven.code, 1);
+    assert.match(unproven.stderr, /APPROVAL_KEY_PROOF_REQUIRED/);
+    assert.deepEqual(await keyEntries('amos'), []);
   });
 });

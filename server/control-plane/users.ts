@@ -97,9 +97,7 @@ export class UserDirectory {
     const user: User = { id: newId('u', this.#random), name, role: options.role, createdAtMs: options.nowMs };
     try {
       await this.#db.transaction(async (tx) => {
-        // The generation starts at the creation time, not 0: a token of an earlier account under the
-        // same name (removed since) carries a smaller one and is refused, not taken as this user's.
-        await tx.execute('INSERT INTO users (id, name, role, password_hash, created_at, token_generation) VALUES (?, ?, ?, ?, ?, ?)', [user.id, name, user.role, hash, user.createdAtMs, Math.max(0, Math.trunc(user.createdAtMs))]);
+        await tx.execute('INSERT INTO users (id, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)', [user.id, name, user.role, hash, user.createdAtMs]);
         await options.audit?.(tx, user);
       });
     } catch (error) {

@@ -80,7 +80,9 @@ describe('sdc user list, remove, set-role, passwd (embedded)', () => {
     assert.match(missing.stderr, /API_USER_NOT_FOUND/);
     const entry = (await audit()).find((e) => e.kind === 'user.role_changed');
     assert.deepEqual(entry && { actor: entry.actor, subject: entry.subject, payload: entry.payload }, { actor: 'user:boss', subject: 'user:op', payload: { from: 'operator', to: 'approver' } });
-    // op's token says operator, the account now approver: still at least the token's role, so it keeps working.
+    // A new role revokes op's tokens (review h1, finding 8), a promotion too: log in again for the new role.
+    assert.match((await sdc(op, ['device', 'list'])).stderr, /API_TOKEN_REVOKED/);
+    assert.equal((await login(op, opPassword)).code, 0);
     assert.equal((await sdc(op, ['device', 'list'])).code, 0);
   });
 

@@ -6,9 +6,7 @@ import type { Migration } from './migrate.js';
  * password change or reset, a role change and POST /v1/auth/logout-all add one, and a token whose
  * generation is older than the user's is refused (API_TOKEN_REVOKED). Existing users start at 0,
  * which is also what a token issued before this migration (no `gen`) counts as: such tokens keep
- * working until the user's first revocation, so an upgrade does not log everyone out. Users
- * created afterwards start at their creation time in ms (UserDirectory.add), above any token of
- * an earlier account under the same name.
+ * working until the user's first revocation, so an upgrade does not log everyone out.
  * One ALTER on each dialect; re-run on MySQL after a cut, ER_DUP_FIELDNAME counts as applied.
  */
 export const controlPlaneMigration022: Migration = {

@@ -12,11 +12,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { controlPlaneMigration021 } from '../stores/sql/control-plane-migrations-021.js';
-import { migrate } from '../stores/sql/migrate.js';
-import type { SqlDatabase } from '../stores/sql/sql-port.js';
+import { migrate, statementSql } from '../stores/sql/migrate.js';
+import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
+import { withOneByOneBatches } from '../stores/sql/sql-batch.js';
 import { controlPlaneAllMigrations } from './database.js';
 import { sampleDigestOf, TelemetryRowWriter } from './telemetry-rows.js';
-import { mysqlTarget, storePairs, type SqlTarget } from './test-support.js';
+import { SdcError } from '../../core/errors/index.js';
+import { mysqlTarget, sqlJsTarget, storePairs, type SqlTarget } from './test-support.js';
 
 const primaryKeyMigration = '021_telemetry_identity_primary_key';
 const upTo = controlPlaneAllMigrations.findIndex((m) => m.id === primaryKeyMigration);
@@ -106,7 +108,7 @@ describe('migration 021 on MySQL cut after its ALTER, the ALTER\'s record lost',
   it('counts the ALTER as applied on the next run and records the migration', async () => {
     await migrate(db, before021);
     await db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)', ['d1', 1_000, '{}', 0]);
-    const [update, alter] = 'mysql' in controlPlaneMigration021 ? controlPlaneMigration021.mysql : [];
+    const [update, alter] = ('mysql' in controlPlaneMigration021 ? controlPlaneMigration021.mysql : []).map(statementSql);
     // What a cut leaves: both statements applied, only the first one's step recorded (the ALTER's own commit made it durable).
     await db.execute(update!);
     await db.execute('INSERT INTO schema_migration_steps (migration_id, step, applied_at) VALUES (?, 0, 0)', [primaryKeyMigration]);
@@ -114,5 +116,71 @@ describe('migration 021 on MySQL cut after its ALTER, the ALTER\'s record lost',
     assert.deepEqual(await migrate(db, controlPlaneAllMigrations), [primaryKeyMigration, ...controlPlaneAllMigrations.slice(upTo + 1).map((m) => m.id)]);
     assert.deepEqual(await mysqlPrimaryKeyOf(db), ['device_id', 'ts', 'sample_digest']);
     assert.deepEqual(await rowsOf(db), [[1, 'd1', 1_000, '{}', -1]]);
+  });
+});
+
+// Review h11, finding 2: a run cut after the backfill (its step recorded by the old runner, made
+// durable by the ALTER's implicit commit), then a NULL-digest row from an older replica still
+// writing. The backfill was never run again, so the ALTER failed "Data truncated for column
+// 'sample_digest'" on every later start. Now the backfill runs on every run until 021 is recorded.
+const legacyInsert = 'INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)';
+describe('migration 021 on MySQL resumed after its backfill, a NULL-digest row written in between', { skip: mysqlUrl === undefined || mysqlUrl === '' ? 'MYSQL_URL is not set' : false }, () => {
+  const target = mysqlTarget(mysqlUrl!);
+  let db: SqlDatabase;
+  before(async () => {
+    db = await target.open('');
+  });
+  after(async () => {
+    await db.close();
+    await target.cleanup();
+  });
+
+  it('backfills the new row and applies the ALTER on the next run', async () => {
+    await migrate(db, before021);
+    await db.execute(legacyInsert, ['d1', 1_000, '{}', 0]);
+    const [update] = ('mysql' in controlPlaneMigration021 ? controlPlaneMigration021.mysql : []).map(statementSql);
+    // What the cut left: the backfill applied and its step recorded, the ALTER not run.
+    await db.execute(update!);
+    await db.execute('INSERT INTO schema_migration_steps (migration_id, step, applied_at) VALUES (?, 0, 0)', [primaryKeyMigration]);
+    await db.execute(legacyInsert, ['d1', 2_000, '{}', 0]); // an older replica's row: NULL digest
+    assert.deepEqual(await migrate(db, controlPlaneAllMigrations), [primaryKeyMigration, ...controlPlaneAllMigrations.slice(upTo + 1).map((m) => m.id)]);
+    assert.deepEqual(await mysqlPrimaryKeyOf(db), ['device_id', 'ts', 'sample_digest']);
+    assert.deepEqual(await rowsOf(db), [[1, 'd1', 1_000, '{}', -1], [2, 'd1', 2_000, '{}', -2]]);
+    assert.deepEqual(await db.query('SELECT step FROM schema_migration_steps WHERE migration_id = ?', [primaryKeyMigration]), [], 'its step records are gone');
+  });
+});
+
+describe('migration 021 on sql.js cut after its backfill, a NULL-digest row written in between', () => {
+  let dir: string;
+  let db: SqlDatabase;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sdc-m021-cut-'));
+    db = await sqlJsTarget.open(dir);
+  });
+  after(async () => {
+    await db.close();
+    await sqlJsTarget.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the cut run is rolled back whole and the next run backfills both rows', async () => {
+    await migrate(db, before021);
+    await db.execute(legacyInsert, ['d1', 1_000, '{}', 0]);
+    const backfill = statementSql(('sqlite' in controlPlaneMigration021 ? controlPlaneMigration021.sqlite : [])[0]!);
+    const cutAfterBackfill = (tx: SqlExecutor): SqlExecutor => ({
+      dialect: tx.dialect,
+      query: (sql, params) => tx.query(sql, params),
+      execute: async (sql, params) => {
+        const result = await tx.execute(sql, params);
+        if (sql === backfill) throw new SdcError('STORE_UNAVAILABLE', 'cut after the backfill');
+        return result;
+      },
+    });
+    const cut: SqlDatabase = { ...db, dialect: db.dialect, query: (sql, params) => db.query(sql, params), execute: (sql, params) => db.execute(sql, params), transaction: (fn) => db.transaction((tx) => fn(withOneByOneBatches(cutAfterBackfill(tx)))) };
+    await assert.rejects(migrate(cut, controlPlaneAllMigrations), /cut after the backfill/);
+    assert.deepEqual(await rowsOf(db), [[1, 'd1', 1_000, '{}', null]], 'rolled back whole (one SQLite transaction)');
+    await db.execute(legacyInsert, ['d1', 2_000, '{}', 0]);
+    assert.deepEqual(await migrate(db, controlPlaneAllMigrations), [primaryKeyMigration, ...controlPlaneAllMigrations.slice(upTo + 1).map((m) => m.id)]);
+    assert.deepEqual(await rowsOf(db), [[1, 'd1', 1_000, '{}', -1], [2, 'd1', 2_000, '{}', -2]]);
   });
 });

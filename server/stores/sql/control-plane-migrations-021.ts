@@ -25,16 +25,27 @@ import type { Migration } from './migrate.js';
  * nothing and the ALTER fails as ER_CANT_DROP_FIELD_OR_KEY / ER_DUP_KEYNAME, which migrate() takes
  * as applied for the first unrecorded step.
  */
+const backfill = 'UPDATE telemetry SET sample_digest = -id WHERE sample_digest IS NULL';
+
 export const controlPlaneMigration021: Migration = {
   id: '021_telemetry_identity_primary_key',
-  sqlite: ['UPDATE telemetry SET sample_digest = -id WHERE sample_digest IS NULL'],
+  sqlite: [backfill],
   mysql: [
-    'UPDATE telemetry SET sample_digest = -id WHERE sample_digest IS NULL',
+    // Run again on every run until the migration is recorded (review h11, finding 2): a cut after
+    // it was recorded, then a NULL-digest row from an older replica, made the ALTER fail
+    // "Data truncated for column 'sample_digest'" on every later start. Idempotent.
+    { sql: backfill, rerunOnResume: true },
+    // Online (MariaDB 10.11 and MySQL 8 rebuild the table in place with concurrent DML for this
+    // primary key change; it needs the default strict sql_mode for the NOT NULL). Asked for
+    // explicitly so that a server that cannot do it fails instead of blocking writes for the
+    // whole rebuild. A NULL-digest row written during the rebuild fails the ALTER at its end;
+    // the next run backfills it and runs the ALTER again (docs/deployment.md, upgrading past 021).
     `ALTER TABLE telemetry
       MODIFY sample_digest BIGINT NOT NULL,
       DROP PRIMARY KEY,
       ADD PRIMARY KEY (device_id, ts, sample_digest),
       ADD INDEX telemetry_id (id),
-      DROP INDEX telemetry_sample`,
+      DROP INDEX telemetry_sample,
+      ALGORITHM=INPLACE, LOCK=NONE`,
   ],
 };

@@ -3,13 +3,28 @@ import type { Clock } from '../../../core/ports/ports.js';
 import type { SqlDatabase, SqlDialect, SqlExecutor } from './sql-port.js';
 
 /**
+ * A statement that runs again on every run of an unfinished migration, recorded or not: for an
+ * idempotent data step (a backfill) that a later DDL step of the same migration relies on. A plain
+ * step recorded before a cut is skipped on resume, so rows written between it and the next run
+ * (an older replica still writing during a rolling upgrade) would never be seen by it, and a later
+ * step that needs them fixed (a NOT NULL column) would fail on every start. Never recorded.
+ */
+export interface RerunStatement { readonly sql: string; readonly rerunOnResume: true }
+export type MigrationStatement = string | RerunStatement;
+
+/** The SQL text of a statement. */
+export function statementSql(statement: MigrationStatement): string {
+  return typeof statement === 'string' ? statement : statement.sql;
+}
+
+/**
  * One schema change, applied once and recorded in `schema_migrations`. Statements run in order,
  * one per string. Give `sql` when the text is valid on both dialects, or `sqlite` and `mysql`.
  * Published migrations are never edited; a change is a new migration.
  */
 export type Migration =
-  | { readonly id: string; readonly sql: readonly string[] }
-  | { readonly id: string; readonly sqlite: readonly string[]; readonly mysql: readonly string[] };
+  | { readonly id: string; readonly sql: readonly MigrationStatement[] }
+  | { readonly id: string; readonly sqlite: readonly MigrationStatement[]; readonly mysql: readonly MigrationStatement[] };
 
 export interface MigrateOptions {
   /** Stamps `applied_at`; defaults to the system clock. */
@@ -21,7 +36,7 @@ const migrationIdPattern = /^[A-Za-z0-9_.-]{1,191}$/;
 const mysqlLockName = 'sdc_schema_migrations';
 const mysqlLockWaitSeconds = 60;
 
-function statementsFor(migration: Migration, dialect: SqlDialect): readonly string[] {
+function statementsFor(migration: Migration, dialect: SqlDialect): readonly MigrationStatement[] {
   return 'sql' in migration ? migration.sql : migration[dialect];
 }
 
@@ -78,6 +93,7 @@ const mysqlStepsTable = 'schema_migration_steps';
  * next run resumes after the last recorded one. The first unrecorded statement may have been
  * applied just before the cut, with its record lost; if it then fails because its object is there
  * already (or gone, for a drop), it counts as applied. Any other failure stops as before.
+ * A statement marked `rerunOnResume` runs on every run, recorded or not, and is not recorded.
  */
 export async function migrate(db: SqlDatabase, migrations: readonly Migration[], options: MigrateOptions = {}): Promise<string[]> {
   validate(migrations);
@@ -99,18 +115,21 @@ export async function migrate(db: SqlDatabase, migrations: readonly Migration[],
         const resumed = steps.size > 0;
         let firstUnrecorded = true;
         for (const [step, statement] of statementsFor(migration, db.dialect).entries()) {
-          if (steps.has(step)) continue;
+          const rerun = typeof statement !== 'string' && statement.rerunOnResume;
+          if (steps.has(step) && !rerun) continue;
           try {
-            await tx.execute(statement);
+            await tx.execute(statementSql(statement));
           } catch (error) {
             // Applied just before a cut whose record was lost (a resumed migration, or its first statement).
             const code = driverCodeOf(error);
-            const appliedBefore = db.dialect === 'mysql' && firstUnrecorded && code !== undefined && alreadyAppliedCodes.has(code);
+            const appliedBefore = db.dialect === 'mysql' && !rerun && firstUnrecorded && code !== undefined && alreadyAppliedCodes.has(code);
             if (!appliedBefore) {
               throw new SdcError('STORE_MIGRATION_FAILED', `migration ${migration.id} failed: ${(error as Error).message}`,
                 { migration: migration.id, ...(resumed ? { resumedAfterStep: Math.max(...steps) } : {}) }, { cause: error });
             }
           }
+          // A rerun step is not a DDL step whose record could be lost: the next one is still the first unrecorded.
+          if (rerun) continue;
           firstUnrecorded = false;
           if (db.dialect === 'mysql') await tx.execute(`INSERT INTO ${mysqlStepsTable} (migration_id, step, applied_at) VALUES (?, ?, ?)`, [migration.id, step, clock.nowMs()]);
         }

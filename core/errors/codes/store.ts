@@ -13,6 +13,7 @@ export const storeErrors = defineErrors({
   STORE_CLOSED: { fault: 'local', status: 503, summary: 'Store was used after close' },
   STORE_NO_GROUP: { fault: 'local', status: 500, summary: 'Consumer group does not exist on the stream (call ensureGroup first)' },
   STORE_QUERY_FAILED: { fault: 'local', status: 500, summary: 'Store rejected a statement (syntax, missing table, constraint other than unique)' },
+  STORE_REDIS_VERSION_UNSUPPORTED: { fault: 'local', status: 500, summary: 'The Redis server is older than the bus needs (Redis 7.0 or later)' },
   STORE_MIGRATION_FAILED: { fault: 'local', status: 500, summary: 'A schema migration failed or the migration list is inconsistent' },
   STORE_INVALID_ARGUMENT: { fault: 'local', status: 500, summary: 'A store function was called with an invalid argument (a bug in the caller)' },
   STORE_ENTRIES_TRIMMED_UNREAD: { fault: 'local', status: 500, summary: 'A stream trimmed (maxLen) entries its consumer group had not read: they are lost; logged, counted (sdc_bus_entries_trimmed_unread_total), audited and shown by /readyz, never thrown' },

@@ -140,6 +140,28 @@ function pendingFromReply(reply: unknown): PendingEntry[] {
   });
 }
 
+/** The oldest Redis the bus works with: XGROUP CREATE ... ENTRIESREAD and XINFO's entries-added / entries-read. */
+export const redisVersionRequired = '7.0';
+
+/** redis_version from an `INFO server` answer, or undefined. */
+export function redisVersionOf(info: string): string | undefined {
+  return /^redis_version:([^\r\n]+)/m.exec(info)?.[1]?.trim();
+}
+
+/**
+ * Throws STORE_REDIS_VERSION_UNSUPPORTED when `info` (an `INFO server` answer) names a Redis
+ * older than 7.0; returns quietly when it names 7.0 or later or no version (then the caller's own
+ * error stands).
+ */
+export function requireRedisVersion(info: string, options: { readonly cause?: unknown } = {}): void {
+  const found = redisVersionOf(info);
+  if (found === undefined) return;
+  const major = Number(found.split('.')[0]);
+  if (!Number.isInteger(major) || major >= Number(redisVersionRequired.split('.')[0])) return;
+  throw new SdcError('STORE_REDIS_VERSION_UNSUPPORTED', `Redis ${redisVersionRequired} or later is required (found ${found})`,
+    { found, required: redisVersionRequired }, options.cause === undefined ? {} : { cause: options.cause });
+}
+
 /** Redis Streams through ioredis. Idle times and ids come from the Redis server's clock. */
 export class RedisStreamBus implements StreamBus {
   private readonly client: Redis;
@@ -214,7 +236,15 @@ export class RedisStreamBus implements StreamBus {
   async ensureGroup(stream: string, group: string, startId: '0' | '$'): Promise<void> {
     checkName('stream', stream);
     checkName('group', group);
-    await this.evalScript(ensureGroupScript, this.key(stream), [group, startId]);
+    try {
+      await this.evalScript(ensureGroupScript, this.key(stream), [group, startId]);
+    } catch (error) {
+      // Redis before 7.0 answers XGROUP CREATE ... ENTRIESREAD with a bare "ERR syntax error"
+      // (review h11, finding 8): ask its version, so the start fails naming the requirement.
+      if (!(error instanceof SdcError) || !/syntax error/i.test(error.message)) throw error;
+      requireRedisVersion(String(await this.command(this.client, 'INFO', 'server')), { cause: error });
+      throw error;
+    }
   }
 
   async trimmedUnread(stream: string, group: string): Promise<TrimmedUnread> {

@@ -90,6 +90,12 @@ export interface UpdateNoticeCounts {
   readonly pendingHighWater: number;
   /** Artifact URLs not fetched for want of a trusted origin (AGENT_OTA_URL_REFUSED): the TUF targets route was taken instead. */
   readonly urlsRefused: number;
+  /**
+   * Copies of the current execution's notice that did not send its reports again, because a copy
+   * had done so less than the re-send interval before (#takeNotice): such notices are not
+   * authenticated, so each copy is not allowed to cost up to reportsMax signed frames.
+   */
+  readonly reportResendsSkipped: number;
 }
 
 export interface UpdateRunnerOptions {
@@ -181,7 +187,9 @@ export class UpdateRunner {
   /** Notices not yet taken, in arrival order (bounded by updateNoticeLimits.pendingMax); drained one by one on #running. */
   readonly #pending: Notice[] = [];
   #draining = false;
-  #noticeCounts = { refused: 0, dropped: 0, pendingHighWater: 0, urlsRefused: 0 };
+  #noticeCounts = { refused: 0, dropped: 0, pendingHighWater: 0, urlsRefused: 0, reportResendsSkipped: 0 };
+  /** When a notice for the current execution last sent its reports again (on options.clock), and for which execution. */
+  #noticeResend: { readonly executionId: string; readonly atMs: number } | undefined;
   #reportSeq = 0;
   /** Cancels seen but maybe not yet journaled: a step sequence in progress sees them before its next step. */
   readonly #cancelIds = new Set<string>();
@@ -284,7 +292,18 @@ export class UpdateRunner {
       // Written only when it matters: an ended execution uses none of these fields, and the same
       // fields again change nothing, so a flood of copies (anyone can copy the id) costs no write.
       if (!isTerminal(executionTable, entry.state) && !sameLaterFields(entry, updated)) await this.#save(updated);
-      for (const report of updated.reports) this.#o.send(report);
+      // The reports again (one may have been lost with the session this notice follows), at most once
+      // per re-send interval: these notices are not authenticated, and each copy would otherwise send
+      // up to reportsMax signed frames. A later loss is the timed re-send's (#armResend).
+      const nowMs = this.#o.clock.nowMs();
+      const intervalMs = this.#o.reportResend?.intervalMs ?? updateRunnerDefaults.reportResendIntervalMs;
+      const last = this.#noticeResend;
+      if (last === undefined || last.executionId !== entry.executionId || nowMs - last.atMs >= intervalMs || nowMs < last.atMs) {
+        this.#noticeResend = { executionId: entry.executionId, atMs: nowMs };
+        for (const report of updated.reports) this.#o.send(report);
+      } else {
+        this.#noticeCounts.reportResendsSkipped += 1;
+      }
       if (!isTerminal(executionTable, updated.state)) await this.#run();
       return;
     }

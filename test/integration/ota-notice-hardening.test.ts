@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SdcError, errorRegistry } from '../../core/errors/index.js';
 import type { FetchOutcome } from '../../core/tuf/updater.js';
-import { UpdateRunner, updateNoticeLimits, type UpdateRunnerOptions } from '../../agent/ota/update-runner.js';
+import { UpdateRunner, updateNoticeLimits, updateRunnerDefaults, type UpdateRunnerOptions } from '../../agent/ota/update-runner.js';
 import { memoryUpdateJournal, type UpdateJournal, type UpdateJournalState } from '../../agent/ota/update-journal.js';
 import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { KernelServiceStatus } from '../../kernel/payloads.js';
@@ -171,6 +171,9 @@ describe('OTA notices from a hostile gateway', () => {
     assert.equal(sent[0]?.event, 'accept');
     // Copies of the execution's own notice (it waits for its nonce) change nothing, so they write nothing.
     const savesBefore = journal.saves.length;
+    const sentBefore = sent.length;
+    const reportsHeld = runner.current?.reports.length ?? 0;
+    assert.ok(reportsHeld > 0);
     for (let i = 0; i < 100; i++) {
       runner.onNotice(notice);
       if (i % 10 === 9) await runner.idle();
@@ -178,6 +181,15 @@ describe('OTA notices from a hostile gateway', () => {
     await runner.idle();
     assert.equal(runner.current?.state, 'health_checking');
     assert.equal(journal.saves.length, savesBefore, 'no journal write for 100 copies');
+    // The copies are not authenticated: only the first one in a re-send interval sends the reports again (review h11, finding 10).
+    assert.equal(sent.length - sentBefore, reportsHeld, 'the held reports once, not once per copy');
+    assert.equal(runner.noticeCounts.reportResendsSkipped, 99);
+    h.clock.advance(updateRunnerDefaults.reportResendIntervalMs);
+    runner.onNotice(notice);
+    runner.onNotice(notice);
+    await runner.idle();
+    assert.equal(sent.length - sentBefore, 2 * reportsHeld, 'once more after the interval');
+    assert.equal(runner.noticeCounts.reportResendsSkipped, 100);
   });
 
   it('notices arriving while a step runs wait in a bounded queue, and only the genuine execution is journaled', async () => {

@@ -476,7 +476,12 @@ async function runOnDeployment(options: ChaosRunOptions, setup: { started: Start
     agents: options.agents, durationMs: options.durationMs, processes: 1,
     // The workload's EXEC_LOCK_SCREEN (a privileged call, checked by the kernel against the signed
     // command) succeeds on a mock with a screen lock: a failed command is then a fault's doing.
-    chaosSettings: { lockScreenSupported: true, ...options.scenario.chaosSettings },
+    chaosSettings: {
+      lockScreenSupported: true, ...options.scenario.chaosSettings,
+      // The presigned artifact URLs name the artifacts proxy (https, its own port): the agents trust
+      // that origin explicitly, as `sdc agent --artifact-origin` would, so the download goes through it.
+      ...(options.scenario.chaosSettings?.ota === true && proxies.artifacts !== undefined ? { otaArtifactOrigins: [`https://${proxies.artifacts.listen}`] } : {}),
+    },
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     tokenSource: async (passwordLogin) => (context?.shortTokens === true
       ? deployment.controlPlane!.auth.authority.issue({ sub: admin, role: 'admin', ttlMs: 1_000 })

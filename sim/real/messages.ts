@@ -48,10 +48,17 @@ export interface WorkerSettings {
    * on its mock kernel, which starts at otaFactoryVersion and reads staged artifacts from the agent's directory.
    */
   readonly ota?: boolean;
+  /**
+   * With `ota`: origins besides the control plane's that the notices' artifact URLs may name (what
+   * `runAgent({ ota: { artifactOrigins } })` / `sdc agent --artifact-origin` set). The chaos run's
+   * presigned URLs name its `artifacts` proxy, another port than the API's: without it the runner
+   * refuses them (AGENT_OTA_URL_REFUSED) and takes the TUF targets route, around the cut.
+   */
+  readonly otaArtifactOrigins?: readonly string[];
 }
 
 /** The worker settings a chaos scenario may ask for. */
-export type ChaosWorkerSettings = Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults' | 'lockScreenSupported' | 'ota'>;
+export type ChaosWorkerSettings = Pick<WorkerSettings, 'durableJournal' | 'switchableKernelFaults' | 'lockScreenSupported' | 'ota' | 'otaArtifactOrigins'>;
 
 /** What a chaos run asks of one device's update path (ota-cut), from the agent's side; every list bounded in worker-ota.ts. */
 export interface OtaDeviceFacts {

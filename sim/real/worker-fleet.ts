@@ -149,6 +149,7 @@ export class WorkerFleet {
         send: (report) => coreRef?.sendOtaReport(report) ?? false, healthy: () => !this.#unhealthy.has(deviceId),
         // The agent's held policy bundle decides the rollout's STAGE and COMMIT, as in agent/agent-runtime.ts.
         checkCommand: (command) => coreRef?.checkPolicyBundle(command),
+        ...(settings.otaArtifactOrigins === undefined ? {} : { artifactOrigins: settings.otaArtifactOrigins }),
       }) : undefined;
       const device = new MockIoctlDevice({
         ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock, scheduler: systemScheduler,

@@ -61,6 +61,8 @@ export function startWorkerOta(options: {
   healthy: () => boolean;
   /** The agent core's policy bundle check of the rollout's STAGE and COMMIT (UpdateRunnerOptions.checkCommand). */
   checkCommand?: UpdateRunnerOptions['checkCommand'];
+  /** Artifact origins besides the control plane's (runAgent's ota.artifactOrigins): the chaos run's artifacts proxy. */
+  artifactOrigins?: readonly string[];
 }): WorkerOta {
   const { identity, dir } = options;
   const requests: Array<OtaDeviceFacts['requests'][number]> = [];
@@ -85,7 +87,11 @@ export function startWorkerOta(options: {
       targetBaseUrl: new URL('/v1/tuf/targets/', identity.trust.control_plane_url).toString(),
       fetcher: createHttpFetcher({ scheduler: options.scheduler, caPem: identity.trust.ca_pem }),
       metadata: directoryStore(join(dir, 'ota', 'metadata')), targets: directoryStore(join(dir, 'ota', 'targets')), targetsDir: join(dir, 'ota', 'targets'),
-      download: { scheduler: options.scheduler, caPem: identity.trust.ca_pem, retryDelayMs, fetcher: recordingFetcher(createNodeArtifactFetcher({ caPem: identity.trust.ca_pem }), requests) },
+      download: {
+        scheduler: options.scheduler, caPem: identity.trust.ca_pem, retryDelayMs, fetcher: recordingFetcher(createNodeArtifactFetcher({ caPem: identity.trust.ca_pem }), requests),
+        // As runAgent sets them: the control plane's origin, then the ones configured.
+        artifactOrigins: [new URL(identity.trust.control_plane_url).origin, ...(options.artifactOrigins ?? [])],
+      },
     },
     tufCrypto: createNodeTufCrypto(), ed25519: options.ed25519, clock: options.clock, random: options.random, send: options.send,
     healthProbe: async () => options.healthy(), logger,

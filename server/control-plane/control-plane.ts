@@ -361,7 +361,11 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       signer: materials.commandSigner,
       verifyReportFrame: async (deviceId, frame) => (await devices.verifyDeviceFrame(deviceId, frame, 'OTA_REPORT')).body,
       // Every rollout device is judged as a command of the rollout's creator: the same policy, device facts and current role.
-      policy: { current: () => policy.current(), gather: (document, base) => commands.policyFacts.peek(document, base), roleOf: (name) => auth.users.roleOf(name) },
+      // Each execution takes its STAGE and COMMIT places in the rate limits (reserve), as commands do.
+      policy: {
+        current: () => policy.current(), gather: (document, base) => commands.policyFacts.peek(document, base),
+        reserve: (document, base) => commands.policyFacts.reserve(document, base), roleOf: (name) => auth.users.roleOf(name),
+      },
       ...(options.otaExecutionTimeouts === undefined ? {} : { timeouts: options.otaExecutionTimeouts }),
       // The metrics hook: sdc_ota_executions_total by terminal state and outcome.
       onExecutionFinished: (state) => { metrics.otaExecutionFinished(state); },

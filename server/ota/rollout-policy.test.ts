@@ -53,7 +53,8 @@ for (const pair of storePairs().pairs) {
       service = new RolloutService({
         context: h.cp.context, releases: h.ota.releases, signer: h.materials.commandSigner,
         verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as MessageBody<'OTA_REPORT'>,
-        policy: { current: () => h.cp.policy.current(), gather: (policy, base) => h.cp.commands.policyFacts.peek(policy, base), roleOf: (name) => h.cp.auth.users.roleOf(name) },
+        policy: { current: () => h.cp.policy.current(), gather: (policy, base) => h.cp.commands.policyFacts.peek(policy, base),
+          reserve: (policy, base) => h.cp.commands.policyFacts.reserve(policy, base), roleOf: (name) => h.cp.auth.users.roleOf(name) },
       });
     });
     after(async () => { await h?.close(); await pair.sql.cleanup(); });
@@ -128,6 +129,71 @@ for (const pair of storePairs().pairs) {
       } finally {
         await setPolicy(labDenyPolicy);
       }
+    });
+
+    // A rollout's STAGE and COMMIT count against the policy's rate limits as commands do (taken per
+    // execution when it is created), so a "3 per hour" rule does not let one operator update a fleet.
+    const addDevices = async (names: string[]) => {
+      for (const name of names) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device(name), h.clock.nowMs()]);
+      return names.map(device);
+    };
+    const withRateRule = async (id: string, opcodes: string[] | '*', count: number, body: () => Promise<void>) => {
+      await setPolicy({
+        version: 1,
+        rules: [...labDenyPolicy.rules, { id, effect: 'deny', roles: '*', opcodes, devices: '*', conditions: { rateLimit: { per: ['actor'], count, windowMs: 3_600_000 } } }],
+      });
+      try {
+        await body();
+      } finally {
+        await setPolicy(labDenyPolicy);
+      }
+    };
+    const stageCount = async (actor: string, deviceId: string) => {
+      const { policy } = await h.cp.policy.current();
+      const request = await h.cp.commands.policyFacts.peek(policy, { actor: { id: actor, role: 'admin' }, opcode: 'EXEC_STAGE_UPDATE', device: { id: deviceId }, nowMs: h.clock.nowMs(), argsBytes: 10 });
+      return Object.values(request.rateCounts ?? {});
+    };
+
+    it('executions take places in the rate limits: past the limit a device ends canceled with COMMAND_RATE_LIMITED, audited, and the places are the commands\' too', async () => {
+      const creator = `rita-${tag}`;
+      await h.cp.auth.users.add({ name: creator, role: 'admin', password: 'correct horse battery staple', nowMs: h.clock.nowMs() });
+      const ids = await addDevices(['rl1', 'rl2', 'rl3', 'rl4', 'rl5']);
+      await withRateRule('stage-3-per-hour', ['EXEC_STAGE_UPDATE'], 3, async () => {
+        const view = await start(ids, creator);
+        assert.equal(view.status, 'running');
+        const states = ids.map((id) => view.executions.find((e) => e.device_id === id));
+        assert.deepEqual(states.map((e) => e?.state), ['notified', 'notified', 'notified', 'canceled', 'canceled']);
+        for (const refused of states.slice(3)) {
+          assert.equal(refused?.last_error_code, 'COMMAND_RATE_LIMITED');
+          assert.equal(refused?.policy_refusal?.rule_id, 'stage-3-per-hour');
+          assert.equal(await notice(refused!.device_id), undefined, 'a device refused a place is told nothing');
+          const audited = await h.db.query<{ payload_json: string }>("SELECT payload_json FROM audit_log WHERE kind = 'ota.execution.policy_denied' AND subject = ?", [`device:${refused!.device_id}`]);
+          assert.deepEqual(audited.map((row) => (JSON.parse(row.payload_json) as { code: string }).code), ['COMMAND_RATE_LIMITED']);
+        }
+        // The three places are taken in the counters commands use (the refused devices gave theirs back).
+        assert.deepEqual(await stageCount(creator, ids[0]!), [3]);
+      });
+    });
+
+    it('a start whose first devices cannot get a place is refused with COMMAND_RATE_LIMITED, audited, nothing stored, no place kept', async () => {
+      const creator = `rosa-${tag}`;
+      await h.cp.auth.users.add({ name: creator, role: 'admin', password: 'correct horse battery staple', nowMs: h.clock.nowMs() });
+      const [one, two] = await addDevices(['rl6', 'rl7']);
+      // Every command of the creator counts: one device's STAGE and COMMIT take two of the three places.
+      await withRateRule('three-per-hour', '*', 3, async () => {
+        await start([one!], creator);
+        const before = (await service.list(200)).length;
+        // Read at the start, one place is free for each command; taken, the STAGE gets the last and the COMMIT none.
+        for (let attempt = 0; attempt < 2; attempt += 1) {
+          await assert.rejects(start([two!], creator), (error) => SdcError.is(error, 'COMMAND_RATE_LIMITED') && error.details?.['rule_id'] === 'three-per-hour' && error.details?.['opcode'] === 'EXEC_COMMIT_UPDATE');
+        }
+        // The second attempt was refused the same way: the first gave its STAGE place back (else the start would see the limit reached).
+        assert.deepEqual(await stageCount(creator, two!), [2]);
+        assert.equal((await service.list(200)).length, before);
+        assert.equal(await notice(two!), undefined);
+        const audited = await h.db.query<{ payload_json: string }>("SELECT payload_json FROM audit_log WHERE kind = 'ota.rollout.denied' AND actor = ?", [`user:${creator}`]);
+        assert.deepEqual(audited.map((row) => (JSON.parse(row.payload_json) as { code: string }).code), ['COMMAND_RATE_LIMITED', 'COMMAND_RATE_LIMITED']);
+      });
     });
 
     it('a policy revised mid-rollout decides the next wave', async () => {

@@ -18,7 +18,15 @@ import type { Role } from '../control-plane/users.js';
  * EXEC_ROLLBACK_UPDATE is not judged: the rollback command only undoes this execution's own
  * update (a failed health check, a cancel after the commit), and a kernel whose watchdog is not
  * confirmed rolls back by itself anyway; a deny on it would only leave an unhealthy image running
- * longer. Rate limits are read, not reserved: a rollout does not take command places.
+ * longer.
+ *
+ * Rate limits: the rollout's kernel commands count against the policy's rate limits as commands
+ * do. At the start every device is judged on the current counts (`gather`, nothing taken); when an
+ * execution is about to be created its STAGE and COMMIT each take a place (`reserve`, the same
+ * sliding-window counters as command admission, PolicyFacts.reserve), and a device whose place is
+ * refused is refused like a denied one (COMMAND_RATE_LIMITED). Its places are given back when the
+ * device is refused or its execution is not stored. Without this a "5 per hour" rule let one
+ * operator start a 10,000-device rollout.
  */
 
 /** What the gate reads: the current policy, the device facts the policy uses, the creator's current role. */
@@ -26,6 +34,8 @@ export interface RolloutPolicyPort {
   current(): Promise<PolicyRevision>;
   /** The request with the device's tags, posture and current rate counts (PolicyFacts.peek); reserves nothing. */
   gather(policy: Policy, base: PolicyRequest): Promise<PolicyRequest>;
+  /** The same request, each rate limit's place taken for this command (PolicyFacts.reserve); `release` gives them back. */
+  reserve(policy: Policy, base: PolicyRequest): Promise<{ readonly request: PolicyRequest; release(): Promise<void> }>;
   /** The user's role now, undefined when no user has this name (a removed creator's rollout notifies nobody more). */
   roleOf(name: string): Promise<Role | undefined>;
 }
@@ -43,7 +53,8 @@ export interface PolicyRefusal {
   readonly revision: number;
 }
 
-export type DeviceVerdict = { readonly allowed: true } | { readonly allowed: false; readonly refusal: PolicyRefusal };
+/** `release` (when places were taken): gives the device's rate-limit places back, for an execution that was not stored. */
+export type DeviceVerdict = { readonly allowed: true; readonly release?: () => Promise<void> } | { readonly allowed: false; readonly refusal: PolicyRefusal };
 
 export interface RolloutJudgement {
   /** The creator's role the devices were judged with; undefined when the creator is no user (every device refused). */
@@ -52,40 +63,73 @@ export interface RolloutJudgement {
   readonly verdicts: ReadonlyMap<string, DeviceVerdict>;
 }
 
-/** Judges devices for a rollout's commands: one policy read and one role read per call, then each device. */
+/**
+ * Judges devices for a rollout's commands: one policy read and one role read per call, then each
+ * device. `places: 'take'` (an execution about to be created) takes each allowed device's
+ * rate-limit places; 'read' (the default, the start's look at every device) takes none. A store
+ * failure while taking throws, after giving back every place this call took (fail closed).
+ */
 export async function judgeRolloutDevices(port: RolloutPolicyPort, input: {
-  readonly requester: string; readonly deviceIds: readonly string[]; readonly commands: readonly GatedCommand[]; readonly nowMs: number;
+  readonly requester: string; readonly deviceIds: readonly string[]; readonly commands: readonly GatedCommand[]; readonly nowMs: number; readonly places?: 'read' | 'take';
 }): Promise<RolloutJudgement> {
   const [{ policy, revision }, role] = await Promise.all([port.current(), port.roleOf(input.requester)]);
   const verdicts = new Map<string, DeviceVerdict>();
-  for (const deviceId of input.deviceIds) {
-    if (role === undefined) {
-      // As a command released after approvals: a requester who is no longer a user gets nothing sent.
-      verdicts.set(deviceId, refused({ code: 'COMMAND_POLICY_DENIED', reason: `the rollout's creator ${input.requester} is no longer a user`, opcode: input.commands[0]!.opcode, revision }));
-      continue;
+  try {
+    for (const deviceId of input.deviceIds) {
+      if (role === undefined) {
+        // As a command released after approvals: a requester who is no longer a user gets nothing sent.
+        verdicts.set(deviceId, refused({ code: 'COMMAND_POLICY_DENIED', reason: `the rollout's creator ${input.requester} is no longer a user`, opcode: input.commands[0]!.opcode, revision }));
+        continue;
+      }
+      verdicts.set(deviceId, await judgeDevice(port, policy, revision, { name: input.requester, role }, deviceId, input));
     }
-    verdicts.set(deviceId, await judgeDevice(port, policy, revision, { name: input.requester, role }, deviceId, input));
+  } catch (error) {
+    await releaseVerdicts(verdicts.values());
+    throw error;
   }
   return { role, revision, verdicts };
 }
 
+/** Gives back the places of allowed verdicts (those not used for an execution); never throws. */
+export async function releaseVerdicts(verdicts: Iterable<DeviceVerdict>): Promise<void> {
+  await Promise.allSettled([...verdicts].map((verdict) => (verdict.allowed && verdict.release !== undefined ? verdict.release() : undefined)));
+}
+
 async function judgeDevice(
   port: RolloutPolicyPort, policy: Policy, revision: number, requester: { name: string; role: Role }, deviceId: string,
-  input: { readonly commands: readonly GatedCommand[]; readonly nowMs: number },
+  input: { readonly commands: readonly GatedCommand[]; readonly nowMs: number; readonly places?: 'read' | 'take' },
 ): Promise<DeviceVerdict> {
-  for (const command of input.commands) {
-    const base: PolicyRequest = {
-      actor: { id: requester.name, role: requester.role }, opcode: command.opcode, device: { id: deviceId }, nowMs: input.nowMs,
-      argsBytes: Buffer.byteLength(canonicalize(command.args as JsonObject), 'utf8'),
-    };
-    const decision = evaluatePolicy(policy, await port.gather(policy, base));
-    if (decision.decision === 'allow') continue;
-    const ruleId = decision.approval?.ruleId ?? decision.ruleId ?? decision.blocked?.ruleId;
-    // Rollouts collect no approvals yet: an allow that waits for them is a refusal with its own code.
-    const code: ErrorCode = decision.approval !== undefined ? 'OTA_ROLLOUT_APPROVAL_REQUIRED' : policyRefusalCode(decision);
-    return refused({ code, reason: decision.reason, opcode: command.opcode, revision, ...(ruleId === undefined ? {} : { rule_id: ruleId }) });
+  const taken: Array<() => Promise<void>> = [];
+  const release = async () => { await Promise.allSettled(taken.map((give) => give())); };
+  try {
+    for (const command of input.commands) {
+      const base: PolicyRequest = {
+        actor: { id: requester.name, role: requester.role }, opcode: command.opcode, device: { id: deviceId }, nowMs: input.nowMs,
+        argsBytes: Buffer.byteLength(canonicalize(command.args as JsonObject), 'utf8'),
+      };
+      let request: PolicyRequest;
+      if (input.places === 'take') {
+        // Each signed command takes its place before the decision, as command admission does (two control planes cannot both take the last one).
+        const reserved = await port.reserve(policy, base);
+        taken.push(() => reserved.release());
+        request = reserved.request;
+      } else {
+        request = await port.gather(policy, base);
+      }
+      const decision = evaluatePolicy(policy, request);
+      if (decision.decision === 'allow') continue;
+      // Refused: the places taken for this device's commands are given back, as for a command not admitted.
+      await release();
+      const ruleId = decision.approval?.ruleId ?? decision.ruleId ?? decision.blocked?.ruleId;
+      // Rollouts collect no approvals yet: an allow that waits for them is a refusal with its own code.
+      const code: ErrorCode = decision.approval !== undefined ? 'OTA_ROLLOUT_APPROVAL_REQUIRED' : policyRefusalCode(decision);
+      return refused({ code, reason: decision.reason, opcode: command.opcode, revision, ...(ruleId === undefined ? {} : { rule_id: ruleId }) });
+    }
+  } catch (error) {
+    await release();
+    throw error;
   }
-  return { allowed: true };
+  return taken.length === 0 ? { allowed: true } : { allowed: true, release };
 }
 
 function refused(refusal: PolicyRefusal): DeviceVerdict {

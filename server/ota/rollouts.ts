@@ -23,7 +23,9 @@ import { deviceSeqCounterName } from '../control-plane/command-device-seqs.js';
 import type { ServiceSigner } from '../materials/materials.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import type { ReleaseService, ReleaseView } from './releases.js';
-import { judgeRolloutDevices, refusalNoticeJson, storedRefusal, type GatedCommand, type PolicyRefusal, type RolloutPolicyPort } from './rollout-policy.js';
+import {
+  judgeRolloutDevices, refusalNoticeJson, releaseVerdicts, storedRefusal, type GatedCommand, type PolicyRefusal, type RolloutJudgement, type RolloutPolicyPort,
+} from './rollout-policy.js';
 import {
   executionsOfRollout, insertExecution, insertRollout, installedReleaseCounter, listRollouts, moveExecution, readExecution, readRollout,
   runningRolloutIds, updateRolloutRecord, type StoredExecution, type StoredRollout,
@@ -42,7 +44,9 @@ import {
  *   device gets an execution and a notice: the director's document (Uptane: this device, this
  *   rollout, wave and execution, exactly one target, short-lived) and the kernel's STAGE, COMMIT
  *   and ROLLBACK commands signed with the command key, so the kernel accepts exactly this digest
- *   and version; the notice goes to the device's gateway through the key/value store;
+ *   and version; the notice goes to the device's gateway through the key/value store; each
+ *   execution's STAGE and COMMIT take places in the policy's rate limits as commands do, and a
+ *   device refused a place ends like a denied one (COMMAND_RATE_LIMITED);
  * - `onReport` applies a device's signed OTA_REPORT through decideExecutionEvent, and a version
  *   report through decideVersionReport (the only way to `succeeded`);
  * - `sweep` times executions out (every one ends: hawkBit #693) and ticks running rollouts;
@@ -148,6 +152,12 @@ export class RolloutService {
   /** One tick per rollout at a time in this process: notifying twice would create two executions (the unique index refuses the second). */
   readonly #ticking = new Map<string, Promise<void>>();
   readonly #noticeRepushIntervalMs: number;
+  /**
+   * The first tick's devices judged by `start` with their rate-limit places taken, handed to that
+   * tick (the first #tickNow of the rollout uses them instead of taking places again); whatever it
+   * does not use is given back when `start` ends. At most one entry per `start` in progress.
+   */
+  readonly #placesAtStart = new Map<string, RolloutJudgement>();
   /** When each execution's notice was last pushed again for a missed one (#repushIfMissed), oldest first. */
   readonly #repushedAtMs = new Map<string, number>();
 
@@ -174,17 +184,51 @@ export class RolloutService {
     const nowMs = this.#ctx.clock.nowMs();
     await this.#requireDevices(this.#ctx.db, input.deviceIds);
     const denied = await this.#judgeAtStart(release, input, actor, nowMs);
-    await this.#ctx.db.transaction(async (tx) => {
-      await this.#requireDevices(tx, input.deviceIds);
-      await insertRollout(tx, { id, releaseId: release.id, platform: input.platform, record, createdBy: actor, createdAtMs: nowMs, updatedAtMs: nowMs });
-      await this.#ctx.audit.record(tx, {
-        kind: 'ota.rollout.started', actor: actors.user(actor), subject: `rollout:${id}`,
-        payload: { release_id: release.id, platform: input.platform, devices: input.deviceIds.length, waves: record.waves.length, policy_denied: denied.count, policy_revision: denied.revision },
+    const first = await this.#takeFirstPlaces(release, input, actor, record, nowMs);
+    let handed = false;
+    try {
+      await this.#ctx.db.transaction(async (tx) => {
+        await this.#requireDevices(tx, input.deviceIds);
+        await insertRollout(tx, { id, releaseId: release.id, platform: input.platform, record, createdBy: actor, createdAtMs: nowMs, updatedAtMs: nowMs });
+        await this.#ctx.audit.record(tx, {
+          kind: 'ota.rollout.started', actor: actors.user(actor), subject: `rollout:${id}`,
+          payload: { release_id: release.id, platform: input.platform, devices: input.deviceIds.length, waves: record.waves.length, policy_denied: denied.count, policy_revision: denied.revision },
+        });
       });
-    });
-    await this.#ctx.settleAudit();
-    await this.tick(id);
+      await this.#ctx.settleAudit();
+      this.#placesAtStart.set(id, first);
+      handed = true;
+      await this.tick(id);
+    } finally {
+      // Not stored: every place is given back. Stored: the first tick took the judgement and gave back
+      // what it did not use; if no tick took it (it failed before), its places are given back here.
+      if (!handed) {
+        await releaseVerdicts(first.verdicts.values());
+      } else if (this.#placesAtStart.get(id) === first) {
+        this.#placesAtStart.delete(id);
+        await releaseVerdicts(first.verdicts.values());
+      }
+    }
     return this.view(id);
+  }
+
+  /**
+   * The devices the first tick will notify (decideRollout on no executions: the first wave, within
+   * devicesPerMinuteMax), judged with their rate-limit places taken. When none of them gets one and
+   * a rate limit is why, the start is refused with COMMAND_RATE_LIMITED (audited, every place given
+   * back): a rollout whose first wave cannot update any device is not started. Devices refused for
+   * other reasons with others allowed go on as before (they end canceled at the tick).
+   */
+  async #takeFirstPlaces(release: ReleaseView, input: StartRolloutInput, actor: string, record: RolloutRecord, nowMs: number): Promise<RolloutJudgement> {
+    const notify = decideRollout(record, new Map(), nowMs).notify;
+    const judgement = await judgeRolloutDevices(this.#o.policy, { requester: actor, deviceIds: notify, commands: this.#gatedCommands(release), nowMs, places: 'take' });
+    const verdicts = [...judgement.verdicts];
+    if (verdicts.some(([, verdict]) => verdict.allowed)) return judgement;
+    const refusals = verdicts.flatMap(([deviceId, verdict]) => (verdict.allowed ? [] : [{ deviceId, ...verdict.refusal }]));
+    const limited = refusals.filter((refusal) => refusal.code === 'COMMAND_RATE_LIMITED');
+    if (limited.length === 0) return judgement;
+    return this.#refuseStart(release, input, actor, judgement.revision, 'COMMAND_RATE_LIMITED', limited,
+      `the policy's rate limit leaves no place for the rollout's first devices: ${limited[0]!.reason} (${limited[0]!.opcode}); start it when the window has room, or with fewer devices per minute`);
   }
 
   /**
@@ -197,21 +241,8 @@ export class RolloutService {
     const judgement = await judgeRolloutDevices(this.#o.policy, { requester: actor, deviceIds: input.deviceIds, commands: this.#gatedCommands(release), nowMs });
     const refusals = [...judgement.verdicts].flatMap(([deviceId, verdict]) => (verdict.allowed ? [] : [{ deviceId, ...verdict.refusal }]));
     const approvals = refusals.filter((refusal) => refusal.code === 'OTA_ROLLOUT_APPROVAL_REQUIRED');
-    const refuse = async (code: 'OTA_ROLLOUT_APPROVAL_REQUIRED' | 'OTA_ROLLOUT_POLICY_DENIED', which: typeof refusals, message: string): Promise<never> => {
-      const first = which[0]!;
-      // Named devices in the audit entry and the error are bounded: a fleet may be 10,000 devices.
-      const named = which.slice(0, rolloutRefusalDevicesNamedMax).map((refusal) => refusal.deviceId);
-      await this.#ctx.audit.append({
-        kind: 'ota.rollout.denied', actor: actors.user(actor), subject: `release:${release.id}`,
-        payload: {
-          code, release_id: release.id, platform: input.platform, devices: input.deviceIds.length, refused: which.length, devices_named: named,
-          policy: { revision: judgement.revision, reason: first.reason, opcode: first.opcode, ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }) },
-        },
-      });
-      throw new SdcError(code, message, {
-        refused: which.length, devices: named.join(','), opcode: first.opcode, reason: first.reason, revision: judgement.revision, ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }),
-      });
-    };
+    const refuse = async (code: 'OTA_ROLLOUT_APPROVAL_REQUIRED' | 'OTA_ROLLOUT_POLICY_DENIED', which: typeof refusals, message: string): Promise<never> => (
+      this.#refuseStart(release, input, actor, judgement.revision, code, which, message));
     if (approvals.length > 0) {
       await refuse('OTA_ROLLOUT_APPROVAL_REQUIRED', approvals,
         `the policy allows ${approvals[0]!.opcode} on ${approvals.length} of the rollout's devices only with approvals (rule ${approvals[0]!.rule_id ?? '?'}), and rollouts collect no approvals yet: leave those devices out, or have an approver or admin start it`);
@@ -220,6 +251,26 @@ export class RolloutService {
       await refuse('OTA_ROLLOUT_POLICY_DENIED', refusals, `the policy allows the update on none of the rollout's devices: ${refusals[0]!.reason} (${refusals[0]!.opcode})`);
     }
     return { count: refusals.length, revision: judgement.revision };
+  }
+
+  /** Refuses a start: audited (`ota.rollout.denied`) with the first refusal's policy facts, then thrown with `code`. */
+  async #refuseStart(
+    release: ReleaseView, input: StartRolloutInput, actor: string, revision: number,
+    code: 'OTA_ROLLOUT_APPROVAL_REQUIRED' | 'OTA_ROLLOUT_POLICY_DENIED' | 'COMMAND_RATE_LIMITED', which: ReadonlyArray<PolicyRefusal & { deviceId: string }>, message: string,
+  ): Promise<never> {
+    const first = which[0]!;
+    // Named devices in the audit entry and the error are bounded: a fleet may be 10,000 devices.
+    const named = which.slice(0, rolloutRefusalDevicesNamedMax).map((refusal) => refusal.deviceId);
+    await this.#ctx.audit.append({
+      kind: 'ota.rollout.denied', actor: actors.user(actor), subject: `release:${release.id}`,
+      payload: {
+        code, release_id: release.id, platform: input.platform, devices: input.deviceIds.length, refused: which.length, devices_named: named,
+        policy: { revision, reason: first.reason, opcode: first.opcode, ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }) },
+      },
+    });
+    throw new SdcError(code, message, {
+      refused: which.length, devices: named.join(','), opcode: first.opcode, reason: first.reason, revision, ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }),
+    });
   }
 
   /** The kernel commands' opcodes and arguments the policy judges (their arguments' size counts for argsBytesMax), as #createExecution signs them. */
@@ -278,11 +329,35 @@ export class RolloutService {
     const release = await this.#o.releases.get(rollout.releaseId);
     // Judged again now, not only at the start: the policy, its time windows and the creator's role may have changed.
     const commands = this.#gatedCommands(release);
-    const judgement = await judgeRolloutDevices(this.#o.policy, { requester: rollout.createdBy, deviceIds: decision.notify, commands, nowMs });
-    for (const deviceId of decision.notify) {
-      const verdict = judgement.verdicts.get(deviceId)!;
-      if (!verdict.allowed) await this.#recordRefused(rollout, decision.next.waveIndex, deviceId, release, verdict.refusal);
-      else await this.#createExecution(rollout, decision.next.waveIndex, deviceId, release, { commands, requester: commandRequester(rollout.createdBy, judgement.role!) });
+    // Each device's places in the policy's rate limits are taken now (or were, by `start`, for its first tick).
+    const atStart = this.#placesAtStart.get(rolloutId);
+    this.#placesAtStart.delete(rolloutId);
+    const judged = atStart === undefined ? undefined : decision.notify.filter((deviceId) => atStart.verdicts.has(deviceId));
+    const rest = decision.notify.filter((deviceId) => atStart?.verdicts.has(deviceId) !== true);
+    const verdicts = new Map(atStart === undefined ? [] : [...atStart.verdicts].filter(([deviceId]) => judged!.includes(deviceId)));
+    if (atStart !== undefined) await releaseVerdicts([...atStart.verdicts].filter(([deviceId]) => !verdicts.has(deviceId)).map(([, verdict]) => verdict));
+    let role = atStart?.role;
+    try {
+      if (rest.length > 0) {
+        const judgement = await judgeRolloutDevices(this.#o.policy, { requester: rollout.createdBy, deviceIds: rest, commands, nowMs, places: 'take' });
+        for (const [deviceId, verdict] of judgement.verdicts) verdicts.set(deviceId, verdict);
+        role = judgement.role;
+      }
+    } catch (error) {
+      await releaseVerdicts(verdicts.values());
+      throw error;
+    }
+    const pending = new Set(decision.notify);
+    try {
+      for (const deviceId of decision.notify) {
+        const verdict = verdicts.get(deviceId)!;
+        if (!verdict.allowed) await this.#recordRefused(rollout, decision.next.waveIndex, deviceId, release, verdict.refusal);
+        else await this.#createExecution(rollout, decision.next.waveIndex, deviceId, release, { commands, requester: commandRequester(rollout.createdBy, role!) });
+        pending.delete(deviceId);
+      }
+    } finally {
+      // A device whose execution was not stored (the store failed) gives its places back; the next tick takes them again.
+      await releaseVerdicts([...pending].map((deviceId) => verdicts.get(deviceId)!));
     }
   }
 

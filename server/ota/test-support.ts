@@ -89,6 +89,7 @@ export async function publishTestRelease(ota: OtaServices, keys: RepositoryKeys,
 export function rolloutPolicyOf(cp: ControlPlane, role: Role | ((name: string) => Role | undefined) = 'admin'): RolloutPolicyPort {
   return {
     current: () => cp.policy.current(), gather: (policy, base) => cp.commands.policyFacts.peek(policy, base),
+    reserve: (policy, base) => cp.commands.policyFacts.reserve(policy, base),
     roleOf: async (name) => (typeof role === 'function' ? role(name) : role),
   };
 }

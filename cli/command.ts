@@ -7,7 +7,11 @@ type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
 export interface CliIo {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
-  readStdin: () => Promise<string>;
+  /**
+   * All of stdin as UTF-8; with `bytesMax`, at most `bytesMax + 1` bytes (the rest is not read), so
+   * the caller can refuse an input that is too long without reading it whole (cli/bounded-read.ts).
+   */
+  readStdin: (options?: { readonly bytesMax?: number }) => Promise<string>;
   env: Readonly<Record<string, string | undefined>>;
   /** Whether stderr is a terminal: progress draws a bar there, and prints periodic lines otherwise. */
   stderrIsTty?: boolean;

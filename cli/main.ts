@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { SdcError } from '../core/errors/index.js';
+import { readStreamBounded } from './bounded-read.js';
 import {
   isGroup, parseCommandArgs, renderCommandHelp, renderGroupHelp,
   type CliIo, type Command, type CommandEntry,
@@ -66,11 +67,7 @@ export function defaultIo(): CliIo {
   return {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),
-    readStdin: async () => {
-      const chunks: Buffer[] = [];
-      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks).toString('utf8');
-    },
+    readStdin: (options) => readStreamBounded(process.stdin, options?.bytesMax),
     env: process.env,
     stderrIsTty: process.stderr.isTTY === true,
     ...(process.stdin.isTTY === true ? { promptSecret: ttyPromptSecret } : {}),

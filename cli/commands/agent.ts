@@ -2,12 +2,16 @@ import { readFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
 import type { KernelChoice } from '../../agent/agent-runtime.js';
 import { telemetryBatchLimits } from '../../core/protocol/limits.js';
+import { readFileBounded } from '../bounded-read.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command } from '../command.js';
 import { durationOption, type DurationOptionSpec } from '../duration-option.js';
 
 const caFileBytesMax = 64 * 1024;
-/** A pairing token is one short line (`sdcpt_` and 43 characters); a file much longer is not one. */
-const pairingTokenFileBytesMax = 4096;
+/**
+ * A pairing token is one short line (`sdcpt_` and 43 characters); a file or stdin much longer is
+ * not one, and is refused after reading this much and one byte more, never read whole.
+ */
+const pairingTokenBytesMax = 4096;
 /** Environment variable that may carry the pairing token: not in argv, so not in `ps` or the shell's history. */
 export const pairingTokenEnv = 'SDC_PAIRING_TOKEN';
 const kernelChoices: readonly KernelChoice[] = ['mock', 'native', 'auto'];
@@ -102,8 +106,12 @@ export async function readPairingToken(values: Readonly<Record<string, unknown>>
   const env = io.env[pairingTokenEnv];
   const given = [file !== undefined, stdin, argv !== undefined].filter(Boolean).length;
   if (given > 1) throw new SdcError('CLI_USAGE', 'give the pairing token one way: --pairing-token-file, --pairing-token-stdin or --pairing-token');
-  if (file !== undefined) return firstLine(await readSmallFile(file, pairingTokenFileBytesMax, 'pairing token file'), `pairing token file ${file}`);
-  if (stdin) return firstLine(await io.readStdin(), 'stdin');
+  if (file !== undefined) return firstLine(await readFileBounded(file, pairingTokenBytesMax, 'pairing token file'), `pairing token file ${file}`);
+  if (stdin) {
+    const text = await io.readStdin({ bytesMax: pairingTokenBytesMax });
+    if (Buffer.byteLength(text) > pairingTokenBytesMax) throw new SdcError('CLI_INPUT', `stdin is over ${pairingTokenBytesMax} bytes: not a pairing token`);
+    return firstLine(text, 'stdin');
+  }
   if (argv !== undefined) {
     io.stderr('warning: --pairing-token puts the token where `ps` and the shell history show it; use --pairing-token-file, --pairing-token-stdin or $SDC_PAIRING_TOKEN\n');
     return argv;
@@ -115,17 +123,6 @@ function firstLine(text: string, where: string): string {
   const line = (text.split(/\r?\n/)[0] ?? '').trim();
   if (line.length === 0) throw new SdcError('CLI_INPUT', `no pairing token on the first line of ${where}`);
   return line;
-}
-
-async function readSmallFile(path: string, bytesMax: number, what: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new SdcError('CLI_INPUT', `cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  if (text.length > bytesMax) throw new SdcError('CLI_INPUT', `${what} ${path} is over ${bytesMax} bytes`);
-  return text;
 }
 
 /** `--artifact-origin`: an https origin, nothing after it (the agent compares origins exactly). */

@@ -20,6 +20,10 @@ export interface VerifiedPrincipal extends Principal {
   readonly tokenExpiresAtMs: number;
   /** The user's token generation when the token was issued (claim `gen`; 0 without one). */
   readonly tokenGeneration: number;
+  /** The id of the account the token was issued to (claim `uid`; absent in a token from before it). */
+  readonly tokenUserId?: string | undefined;
+  /** The token's `iat`, in seconds (absent only in a principal from a live ticket from before it). */
+  readonly tokenIssuedAtS?: number | undefined;
 }
 
 /**
@@ -35,6 +39,27 @@ function tokenGenerationOf(claims: Readonly<Record<string, unknown>>): number {
   if (value === undefined) return 0;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw new SdcError('JWT_CLAIMS_INVALID', 'token generation is not a non-negative integer', { claim: tokenGenerationClaim });
+  }
+  return value;
+}
+
+/**
+ * The private claim that binds a token to its account: the user's id (users.id, never reused or
+ * changed). The subject is a name, and a name can be taken again after its account is removed;
+ * a token whose `uid` is not the id of the account holding the name now is
+ * API_TOKEN_SUBJECT_INVALID (token-subjects.ts). A token without it is judged by its `iat`
+ * against the account's creation time instead.
+ */
+export const tokenUserIdClaim = 'uid';
+// users.id is VARCHAR(64); a longer claim cannot be an id of ours.
+const tokenUserIdCharsMax = 64;
+
+/** The token's account id: absent is undefined; anything but a non-empty string of at most 64 characters is JWT_CLAIMS_INVALID. */
+function tokenUserIdOf(claims: Readonly<Record<string, unknown>>): string | undefined {
+  const value = claims[tokenUserIdClaim];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length === 0 || value.length > tokenUserIdCharsMax) {
+    throw new SdcError('JWT_CLAIMS_INVALID', 'token user id is not a user id', { claim: tokenUserIdClaim });
   }
   return value;
 }
@@ -89,7 +114,7 @@ export class AuthService {
     this.#subjects = new TokenSubjectCheck({ subjectOf: (name) => users.tokenSubjectOf(name), clock: ctx.clock });
     this.liveTickets = new LiveTickets({
       kv: ctx.kv, clock: ctx.clock, random: ctx.random,
-      requireSubject: (name, role, tokenGeneration) => this.#subjects.require(name, role, tokenGeneration),
+      requireSubject: (name, role, tokenGeneration, binding) => this.#subjects.require(name, role, tokenGeneration, binding),
     });
   }
 
@@ -124,7 +149,7 @@ export class AuthService {
     try {
       const user = await this.users.authenticate(name, password);
       // The generation read with the password: a revocation between the two makes this token old at once.
-      const token = await this.authority.issue({ sub: user.name, role: user.role, claims: { [tokenGenerationClaim]: user.tokenGeneration } });
+      const token = await this.authority.issue({ sub: user.name, role: user.role, claims: { [tokenGenerationClaim]: user.tokenGeneration, [tokenUserIdClaim]: user.id } });
       await this.#ctx.audit.append({ kind: 'auth.login', actor: actors.user(user.name), subject: `user:${user.name}`, payload: { role: user.role } });
       return { token, role: user.role };
     } catch (error) {
@@ -136,7 +161,8 @@ export class AuthService {
   }
 
   /**
-   * The principal of a valid token whose user still exists with at least the token's role
+   * The principal of a valid token whose user still exists with at least the token's role, and
+   * is the account the token was issued to, not a later one of the same name
    * (API_TOKEN_SUBJECT_INVALID otherwise) and whose generation is the user's current one
    * (API_TOKEN_REVOKED otherwise), within tokenSubjectLimits.cacheTtlMs of a change made by
    * another process (at once for one made by this one); JWT_* errors for a bad token.
@@ -145,9 +171,11 @@ export class AuthService {
     const verified = await this.#verifier.verify(token);
     if (!isRole(verified.role)) throw new SdcError('JWT_CLAIMS_INVALID', 'token role is not a known role', { claim: 'role' });
     const tokenGeneration = tokenGenerationOf(verified.claims);
-    await this.#subjects.require(verified.sub, verified.role, tokenGeneration);
-    // exp is a number: the verifier required it and checked it against the clock.
-    return { name: verified.sub, role: verified.role, tokenExpiresAtMs: Number(verified.claims.exp) * 1000, tokenGeneration };
+    const tokenUserId = tokenUserIdOf(verified.claims);
+    // exp and iat are numbers: the verifier required them and checked them against the clock.
+    const tokenIssuedAtS = Number(verified.claims.iat);
+    await this.#subjects.require(verified.sub, verified.role, tokenGeneration, { userId: tokenUserId, issuedAtS: tokenIssuedAtS });
+    return { name: verified.sub, role: verified.role, tokenExpiresAtMs: Number(verified.claims.exp) * 1000, tokenGeneration, tokenUserId, tokenIssuedAtS };
   }
 
   /**

@@ -3,6 +3,7 @@ import { SdcError } from '../../core/errors/index.js';
 import type { Clock, RandomSource } from '../../core/ports/ports.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import type { VerifiedPrincipal } from './auth.js';
+import type { TokenBinding } from './token-subjects.js';
 import { isRole, type Role } from './users.js';
 
 /**
@@ -40,10 +41,11 @@ export interface LiveTicketsOptions {
   readonly clock: Clock;
   readonly random: RandomSource;
   /**
-   * Throws when the user no longer exists, no longer holds `role`, or has had the token's
-   * generation revoked since (the JWT path's check, AuthService).
+   * Throws when the user no longer exists, no longer holds `role`, is another account than the
+   * token's (`binding`), or has had the token's generation revoked since (the JWT path's check,
+   * AuthService).
    */
-  readonly requireSubject: (name: string, role: Role, tokenGeneration: number) => Promise<void>;
+  readonly requireSubject: (name: string, role: Role, tokenGeneration: number, binding: TokenBinding) => Promise<void>;
 }
 
 /** What the store keeps under a ticket's hash: who asked, with which role, until when their token is good. */
@@ -54,6 +56,9 @@ interface StoredTicket {
   readonly expires_at_ms: number;
   /** The generation of the token the ticket was asked with (absent in a ticket from before it: 0). */
   readonly token_generation?: number;
+  /** The account id and `iat` (seconds) of that token, so a ticket too is refused for a later account of the same name (absent before). */
+  readonly token_user_id?: string;
+  readonly token_issued_at_s?: number;
 }
 
 // base64url of 32 bytes, no padding: anything else cannot be a ticket and is refused unhashed.
@@ -94,6 +99,8 @@ export class LiveTickets {
     try {
       const stored: StoredTicket = {
         user: principal.name, role: principal.role, token_expires_at_ms: principal.tokenExpiresAtMs, expires_at_ms: expiresAtMs, token_generation: principal.tokenGeneration,
+        ...(principal.tokenUserId === undefined ? {} : { token_user_id: principal.tokenUserId }),
+        ...(principal.tokenIssuedAtS === undefined ? {} : { token_issued_at_s: principal.tokenIssuedAtS }),
       };
       await this.#o.kv.set(ticketKey(ticket), JSON.stringify(stored), { ttlMs: expiresAtMs - nowMs });
       return { ticket, expiresAtMs };
@@ -106,7 +113,8 @@ export class LiveTickets {
   /**
    * Spends a ticket: the principal it was issued to, with the token's expiry, when it is known,
    * unused and unexpired (API_LIVE_TICKET_INVALID otherwise), and its user still exists with its
-   * role (API_TOKEN_SUBJECT_INVALID otherwise, as for a JWT) and has not had the token revoked
+   * role and is the token's account, not a later one of the same name (API_TOKEN_SUBJECT_INVALID
+   * otherwise, as for a JWT) and has not had the token revoked
    * since (API_TOKEN_REVOKED). Spent even when refused.
    */
   async redeem(ticket: string): Promise<VerifiedPrincipal> {
@@ -118,8 +126,13 @@ export class LiveTickets {
     await this.#release(stored.user, ticket);
     if (stored.expires_at_ms <= this.#o.clock.nowMs()) throw invalidTicket();
     const tokenGeneration = stored.token_generation ?? 0;
-    await this.#o.requireSubject(stored.user, stored.role, tokenGeneration);
-    return { name: stored.user, role: stored.role, tokenExpiresAtMs: stored.token_expires_at_ms, tokenGeneration };
+    const binding = { userId: stored.token_user_id, issuedAtS: stored.token_issued_at_s };
+    await this.#o.requireSubject(stored.user, stored.role, tokenGeneration, binding);
+    return {
+      name: stored.user, role: stored.role, tokenExpiresAtMs: stored.token_expires_at_ms, tokenGeneration,
+      ...(binding.userId === undefined ? {} : { tokenUserId: binding.userId }),
+      ...(binding.issuedAtS === undefined ? {} : { tokenIssuedAtS: binding.issuedAtS }),
+    };
   }
 
   /** Unused unexpired tickets held by `user` now, on the clock. */
@@ -173,6 +186,8 @@ function parseStored(raw: string): StoredTicket | undefined {
     if (typeof value.user !== 'string' || !isRole(value.role)) return undefined;
     if (!Number.isSafeInteger(value.token_expires_at_ms) || !Number.isSafeInteger(value.expires_at_ms)) return undefined;
     if (value.token_generation !== undefined && !(Number.isSafeInteger(value.token_generation) && value.token_generation >= 0)) return undefined;
+    if (value.token_user_id !== undefined && typeof value.token_user_id !== 'string') return undefined;
+    if (value.token_issued_at_s !== undefined && !Number.isSafeInteger(value.token_issued_at_s)) return undefined;
     return value as StoredTicket;
   } catch {
     return undefined;

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { tokenGenerationClaim } from './auth.js';
+import { tokenGenerationClaim, tokenUserIdClaim } from './auth.js';
 import { tokenSubjectLimits } from './token-subjects.js';
 import { makeHarness, openSecondControlPlane, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
 
@@ -47,7 +47,7 @@ function suite(pair: StorePair): void {
     before(async () => {
       h = await makeHarness(pair.sql, { ...(pair.kv === undefined ? {} : { kv: pair.kv }) });
       await h.cp.auth.users.add({ name: 'radmin', role: 'admin', password: adminPassword, nowMs: h.clock.nowMs() });
-      for (const name of ['rita', 'lou', 'olga', 'vic']) await h.cp.auth.users.add({ name, role: 'viewer', password: `${name} password 12`, nowMs: h.clock.nowMs() });
+      for (const name of ['rita', 'lou', 'olga', 'vic', 'nina']) await h.cp.auth.users.add({ name, role: 'viewer', password: `${name} password 12`, nowMs: h.clock.nowMs() });
       await h.cp.auth.users.add({ name: 'rob', role: 'operator', password: 'rob password 12', nowMs: h.clock.nowMs() });
       await h.cp.start();
       ({ url } = await h.cp.listen({ host: '127.0.0.1', port: 0, tls: false }));
@@ -60,7 +60,7 @@ function suite(pair: StorePair): void {
       await pair.sql.cleanup();
     });
 
-    const call = async (method: 'GET' | 'POST' | 'PUT', path: string, options: { token?: string; payload?: object; on?: 'first' | 'second' } = {}) => {
+    const call = async (method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options: { token?: string; payload?: object; on?: 'first' | 'second' } = {}) => {
       const cp = options.on === 'second' ? second.cp : h.cp;
       const response = await cp.app.inject({
         method, url: path,
@@ -163,6 +163,48 @@ function suite(pair: StorePair): void {
       assert.equal(await outcome(legacy), 'API_TOKEN_REVOKED');
       const [row] = await h.db.query<{ token_generation: number }>('SELECT token_generation FROM users WHERE name = ?', ['olga']);
       assert.equal(Number(row?.token_generation), 1);
+    });
+
+    it('a removed user\'s tokens and tickets stay refused when an account of the same name is created (API_TOKEN_SUBJECT_INVALID); the new account\'s login works on both control planes at once', async () => {
+      const admin = await login('radmin', adminPassword);
+      const old = await login('nina', 'nina password 12');
+      // A token without the account id (issued before claim `uid`), judged by its iat.
+      const legacy = await h.cp.auth.authority.issue({ sub: 'nina', role: 'viewer', claims: { [tokenGenerationClaim]: 0 } });
+      assert.equal(await outcome(old), 200);
+      assert.equal(await outcome(legacy), 200);
+      assert.equal(await outcome(old, 'second'), 200, 'the second control plane has the old account cached now');
+      const ticket = await call('POST', '/v1/live/tickets', { token: old });
+      assert.equal(ticket.status, 200, ticket.body);
+      assert.equal((await call('DELETE', '/v1/users/nina', { token: admin })).status, 200);
+      assert.equal(await outcome(old), 'API_TOKEN_SUBJECT_INVALID');
+      // Re-created a second later under the same name, role and even the same password, at generation 0 again.
+      h.clock.advance(1_000);
+      const created = await call('POST', '/v1/users', { token: admin, payload: { name: 'nina', role: 'viewer', password: 'nina password 12' } });
+      assert.equal(created.status, 201, created.body);
+      assert.equal(await outcome(old), 'API_TOKEN_SUBJECT_INVALID', 'a token of the removed account');
+      assert.equal(await outcome(legacy), 'API_TOKEN_SUBJECT_INVALID', 'a token without uid issued before the account was created');
+      const redeemed = await call('GET', `/v1/live?ticket=${ticket.json().ticket as string}`);
+      assert.equal(redeemed.status, 401, redeemed.body);
+      assert.equal(redeemed.json().error.code, 'API_TOKEN_SUBJECT_INVALID', 'a ticket asked for with the removed account\'s token');
+      const fresh = await login('nina', 'nina password 12');
+      assert.equal(await outcome(fresh), 200);
+      // The second control plane still remembers the old account: the new token (newer than that
+      // entry) makes it read again, so it works there at once, and the old one is refused from then on.
+      assert.equal(await outcome(fresh, 'second'), 200);
+      assert.equal(await outcome(old, 'second'), 'API_TOKEN_SUBJECT_INVALID');
+      h.clock.advance(tokenSubjectLimits.cacheTtlMs);
+      assert.equal(await outcome(old, 'second'), 'API_TOKEN_SUBJECT_INVALID');
+      assert.equal(await outcome(legacy, 'second'), 'API_TOKEN_SUBJECT_INVALID');
+      // A token without uid issued in the second the account was created is not refused.
+      const sameSecond = await h.cp.auth.authority.issue({ sub: 'nina', role: 'viewer' });
+      assert.equal(await outcome(sameSecond), 200);
+    });
+
+    it('a user id claim that is not a string of 1 to 64 characters is JWT_CLAIMS_INVALID', async () => {
+      for (const uid of ['', 'u'.repeat(65), 7, null]) {
+        const token = await h.cp.auth.authority.issue({ sub: 'vic', role: 'viewer', claims: { [tokenUserIdClaim]: uid } });
+        assert.equal(await outcome(token), 'JWT_CLAIMS_INVALID', `uid ${JSON.stringify(uid)}`);
+      }
     });
 
     it('a generation claim that is not a non-negative integer is JWT_CLAIMS_INVALID', async () => {

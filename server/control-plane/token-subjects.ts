@@ -18,6 +18,22 @@ export const tokenSubjectLimits = Object.freeze({
   cacheEntriesMax: 1_024,
 });
 
+/**
+ * Which account a token (or a live ticket asked for with it) was issued to: the account's id (claim
+ * `uid`) and the token's `iat` in seconds. Either may be unknown (a token or ticket from before).
+ */
+export interface TokenBinding {
+  readonly userId?: string | undefined;
+  readonly issuedAtS?: number | undefined;
+}
+
+/** Whether the account holding the name now is not the one the token was issued to. */
+function otherAccount(current: TokenSubject, binding: TokenBinding): boolean {
+  if (binding.userId !== undefined) return binding.userId !== current.id;
+  // Without an id: an account created after the token's issue second cannot be the token's.
+  return binding.issuedAtS !== undefined && binding.issuedAtS * 1000 + 999 < current.createdAtMs;
+}
+
 interface CachedSubject {
   readonly subject: TokenSubject | undefined;
   readonly checkedAtMs: number;
@@ -34,13 +50,33 @@ export class TokenSubjectCheck {
   }
 
   /**
-   * Refuses a token whose user does not exist now or holds a lower role than the token claims
-   * (API_TOKEN_SUBJECT_INVALID), or whose generation is older than the user's (API_TOKEN_REVOKED).
+   * Refuses a token whose user does not exist now or holds a lower role than the token claims, or
+   * whose user is another account than the one it was issued to (API_TOKEN_SUBJECT_INVALID), or
+   * whose generation is older than the user's (API_TOKEN_REVOKED).
+   *
+   * Another account: a user removed and one created under the same name. A token names its user
+   * by name, so it binds to the account by `binding`: the account's immutable id when the token
+   * carries one (claim `uid`, every login since), else its issue time, which must not be before
+   * the account's creation (a token without `uid`: from before the claim, or one issued by other
+   * code). `iat` is in whole seconds, so a token issued in the second the account was created
+   * counts as after it (`issuedAtS * 1000 + 999`).
    */
-  async require(name: string, tokenRole: Role, tokenGeneration: number): Promise<void> {
-    const current = await this.#currentSubject(name);
+  async require(name: string, tokenRole: Role, tokenGeneration: number, binding: TokenBinding = {}): Promise<void> {
+    let current = await this.#currentSubject(name);
+    // No account, or one other than the token's, remembered from before the token was issued:
+    // the token may be a new account's (created, or removed and re-created, on another control
+    // plane within cacheTtlMs). Read again once; only then, so an old token cannot make every
+    // request a read (after the read, the entry is newer than the token).
+    const cachedAtMs = this.#cache.get(name)?.checkedAtMs;
+    if ((current === undefined || otherAccount(current, binding)) && binding.issuedAtS !== undefined
+      && cachedAtMs !== undefined && cachedAtMs <= binding.issuedAtS * 1000 + 999) {
+      current = await this.#currentSubject(name, { fresh: true });
+    }
     if (current === undefined || roleRank(current.role) < roleRank(tokenRole)) {
       throw new SdcError('API_TOKEN_SUBJECT_INVALID', 'the token\'s user no longer exists or no longer holds its role; log in again');
+    }
+    if (otherAccount(current, binding)) {
+      throw new SdcError('API_TOKEN_SUBJECT_INVALID', 'the token\'s user was removed (an account of that name was created since); log in again');
     }
     if (tokenGeneration < current.tokenGeneration) {
       throw new SdcError('API_TOKEN_REVOKED', 'the token was revoked (a new password, a new role, or logout-all); log in again');
@@ -52,10 +88,10 @@ export class TokenSubjectCheck {
     this.#cache.delete(name);
   }
 
-  async #currentSubject(name: string): Promise<TokenSubject | undefined> {
+  async #currentSubject(name: string, options: { fresh?: boolean } = {}): Promise<TokenSubject | undefined> {
     const nowMs = this.#clock.nowMs();
     const cached = this.#cache.get(name);
-    if (cached !== undefined && nowMs - cached.checkedAtMs < tokenSubjectLimits.cacheTtlMs && nowMs >= cached.checkedAtMs) return cached.subject;
+    if (options.fresh !== true && cached !== undefined && nowMs - cached.checkedAtMs < tokenSubjectLimits.cacheTtlMs && nowMs >= cached.checkedAtMs) return cached.subject;
     const subject = await this.#subjectOf(name);
     this.#cache.delete(name);
     if (this.#cache.size >= tokenSubjectLimits.cacheEntriesMax) {

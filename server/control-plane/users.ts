@@ -20,10 +20,16 @@ export interface User {
 
 interface UserRow { id: string; name: string; role: string; password_hash: string; created_at: number; token_generation: number }
 
-/** What a token's check needs of its user: the role now, and the generation tokens must carry (migration 022). */
+/**
+ * What a token's check needs of its user: the role now, the generation tokens must carry
+ * (migration 022), and which account holds the name (its immutable id and creation time), so a
+ * token of a removed account is not taken for one created later under the same name.
+ */
 export interface TokenSubject {
   readonly role: Role;
   readonly tokenGeneration: number;
+  readonly id: string;
+  readonly createdAtMs: number;
 }
 
 /** A user whose password was just checked, with the generation a token issued now carries. */
@@ -218,11 +224,13 @@ export class UserDirectory {
     return row !== undefined && isRole(row.role) ? row.role : undefined;
   }
 
-  /** The user's role and token generation now, or undefined when no user has this name (token checks). */
+  /** The user's role, token generation, id and creation time now, or undefined when no user has this name (token checks). */
   async tokenSubjectOf(name: string): Promise<TokenSubject | undefined> {
     if (!userNamePattern.test(name)) return undefined;
-    const [row] = await this.#db.query<{ role: string; token_generation: number }>('SELECT role, token_generation FROM users WHERE name = ?', [name]);
-    return row !== undefined && isRole(row.role) ? { role: row.role, tokenGeneration: Number(row.token_generation) } : undefined;
+    const [row] = await this.#db.query<Pick<UserRow, 'id' | 'role' | 'token_generation' | 'created_at'>>('SELECT id, role, token_generation, created_at FROM users WHERE name = ?', [name]);
+    return row !== undefined && isRole(row.role)
+      ? { role: row.role, tokenGeneration: Number(row.token_generation), id: row.id, createdAtMs: Number(row.created_at) }
+      : undefined;
   }
 
   /** The user for a correct name and password, with its token generation; API_LOGIN_FAILED otherwise. */

@@ -33,6 +33,7 @@ const documentedRoutes = [
   'GET /v1/blobs/* public',
   'PUT /v1/blobs/* public',
   'POST /v1/auth/login public',
+  'POST /v1/auth/logout-all viewer',
   'GET /v1/commands viewer',
   'POST /v1/commands operator',
   'GET /v1/commands/{id} viewer',

@@ -124,6 +124,12 @@ export interface CommandServiceOptions {
   readonly onFinished?: (finished: { opcode: string; state: CommandState; latencyMs: number }) => void;
 }
 
+/** A device's dispatch pass (CommandService.#dispatchWaiting) and the pass queued behind it, shared by the callers that came meanwhile. */
+interface DispatchPass {
+  done: Promise<Map<string, string>>;
+  next: Promise<Map<string, string>> | undefined;
+}
+
 /** Default of CommandServiceOptions.redispatchIntervalMs. */
 export const redispatchIntervalMsDefault = 30_000;
 
@@ -166,6 +172,11 @@ export class CommandService {
   readonly #approvals: ApprovalRepository;
   /** The facts admission gathers for the policy (tags, posture, rate counts); the dry run reads the same. */
   readonly policyFacts: PolicyFacts;
+  /**
+   * Per device with a dispatch pass running (#dispatchWaiting): that pass, and the one after it.
+   * At most one entry per device with a create or release in flight; removed when its last pass ends.
+   */
+  readonly #dispatchPasses = new Map<string, DispatchPass>();
 
   constructor(options: CommandServiceOptions) {
     this.#ctx = options.context;
@@ -414,7 +425,30 @@ export class CommandService {
    * dispatch failed to append), in device_seq order, stopping at the first failure so a later
    * command never overtakes an earlier one (the agent refuses a device_seq below one it ran).
    */
-  async #dispatchWaiting(deviceId: string): Promise<Map<string, string>> {
+  #dispatchWaiting(deviceId: string): Promise<Map<string, string>> {
+    // One pass per device at a time. A pass's read may predate the caller's commit, so a caller
+    // that finds one running waits for the next pass, which every caller meanwhile shares (and
+    // gets the running pass's appends with its own). Before, each of N concurrent creates appended
+    // every command it saw waiting (up to N x N `deliver` entries), each re-asking the device, whose
+    // answers the device's serial event partition then worked through (minutes for 24 at once on
+    // a busy machine; dispatch-coalesce.test.ts).
+    const running = this.#dispatchPasses.get(deviceId);
+    if (running === undefined) return this.#runDispatchPass(deviceId);
+    running.next ??= running.done.then((earlier) => this.#runDispatchPass(deviceId).then((own) => new Map([...earlier, ...own])));
+    return running.next;
+  }
+
+  /** Runs one pass, registered as the device's running one until it ends (or the next replaces it). */
+  #runDispatchPass(deviceId: string): Promise<Map<string, string>> {
+    const pass: DispatchPass = { done: undefined!, next: undefined };
+    pass.done = this.#dispatchWaitingPass(deviceId).finally(() => {
+      if (pass.next === undefined && this.#dispatchPasses.get(deviceId) === pass) this.#dispatchPasses.delete(deviceId);
+    });
+    this.#dispatchPasses.set(deviceId, pass);
+    return pass.done;
+  }
+
+  async #dispatchWaitingPass(deviceId: string): Promise<Map<string, string>> {
     const appended = new Map<string, string>();
     try {
       const gateway = await this.presenceGateway(deviceId);

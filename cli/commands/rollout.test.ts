@@ -12,7 +12,7 @@ import { main } from '../main.js';
 
 /**
  * sdc rollout start|status|pause|resume|abort against a control plane with an image repository
- * serving HTTPS in this process (sql.js): the request each builds, the roles (an operator cannot
+ * serving HTTPS in this process (sql.js): the request each builds, the roles (only an admin can
  * emergency-abort), and what each prints. What the coordinator decides is server/ota/rollouts.test.ts's.
  */
 describe('sdc rollout', () => {
@@ -33,7 +33,9 @@ describe('sdc rollout', () => {
     const caFile = join(home, 'root-ca.pem');
     await writeFile(caFile, h.materials.rootCaPem);
     const { url } = await h.cp.listen({ host: '127.0.0.1', port: 0, tls: true });
-    await h.cp.auth.users.add({ name: 'olga', role: 'operator', password, nowMs: h.clock.nowMs() });
+    // An approver: the built-in policy gives update opcodes to approvers (rule approve-updates), and a
+    // rollout is judged as its creator's STAGE and COMMIT commands (docs/ota.md, "Rollouts and the command policy").
+    await h.cp.auth.users.add({ name: 'olga', role: 'approver', password, nowMs: h.clock.nowMs() });
     assert.equal((await sdc(['login', '--server', url.replace('127.0.0.1', 'localhost'), '--name', 'olga', '--ca', caFile, '--password-stdin'], `${password}\n`)).code, 0);
     for (const id of ['cli-ro-1', 'cli-ro-2', 'cli-ro-3']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
     await publishTestRelease(h.ota, h.keys!, { id: 'cli-rel', version: '3.0.0', artifact: new TextEncoder().encode('firmware 3.0.0') });
@@ -43,7 +45,7 @@ describe('sdc rollout', () => {
     await rm(home, { recursive: true, force: true });
   });
 
-  it('starts a rollout in waves, shows it, pauses, resumes and aborts it; an operator cannot emergency-abort', async () => {
+  it('starts a rollout in waves, shows it, pauses, resumes and aborts it; an approver (not an admin) cannot emergency-abort', async () => {
     const started = await sdc(['rollout', 'start', '--release', 'cli-rel', '--platform', 'linux-x64', '--device', 'cli-ro-1', '--device', 'cli-ro-2', '--device', 'cli-ro-3',
       '--wave', 'cli-ro-1', '--wave', '100%', '--failed-percent-max', '20', '--rate', '10', '--json']);
     assert.equal(started.code, 0, started.stderr);

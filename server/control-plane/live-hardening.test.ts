@@ -6,38 +6,13 @@ import { VirtualTime } from '../../core/time/virtual-time.js';
 import { eventually, realTimeWaitMsMin } from '../gateway/test-support.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import { LiveHub, liveHubLimits } from './live.js';
-import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { SseReader, makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
 
 /**
  * Issue 16, finding 6: one viewer holding 100 streams locked every other user out of /v1/live,
  * and a stream outlived its token (events 42 s after a 3 s token).
  */
 
-/** An open SSE stream and what it has received so far. */
-class SseReader {
-  text = '';
-  ended = false;
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  readonly #decoder = new TextDecoder();
-
-  constructor(response: Response) {
-    this.#reader = response.body!.getReader();
-  }
-
-  /** Reads until `needle` arrived or the stream ended (each read waits for the server). */
-  async readUntil(needle: string): Promise<string> {
-    while (!this.text.includes(needle) && !this.ended) {
-      const { done, value } = await this.#reader.read();
-      if (done) this.ended = true;
-      else this.text += this.#decoder.decode(value, { stream: true });
-    }
-    return this.text;
-  }
-
-  async cancel(): Promise<void> {
-    await this.#reader.cancel().catch(() => undefined);
-  }
-}
 
 function suite(pair: StorePair): void {
   describe(`live streams on ${pair.name}`, () => {

@@ -12,7 +12,7 @@ import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import { createEmbeddedKeyValueStore, createRedisKeyValueStore, RedisKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { deleteKeysWithPrefix, testKeyPrefix } from '../stores/redis-test-keys.js';
 import { LiveTickets, liveTicketLimits } from './live-tickets.js';
-import { makeHarness, openSecondControlPlane, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
+import { SseReader, makeHarness, openSecondControlPlane, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
 
 /**
  * The live stream's one-time tickets (security review, 2026-12-05 evening): the viewer sent its
@@ -186,30 +186,6 @@ describe('LiveTickets: tickets that expired unused stop counting on their own (r
   });
 });
 
-/** An open SSE stream and what it has received so far. */
-class SseReader {
-  text = '';
-  ended = false;
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  readonly #decoder = new TextDecoder();
-
-  constructor(response: Response) {
-    this.#reader = response.body!.getReader();
-  }
-
-  async readUntil(needle: string): Promise<string> {
-    while (!this.text.includes(needle) && !this.ended) {
-      const { done, value } = await this.#reader.read();
-      if (done) this.ended = true;
-      else this.text += this.#decoder.decode(value, { stream: true });
-    }
-    return this.text;
-  }
-
-  async cancel(): Promise<void> {
-    await this.#reader.cancel().catch(() => undefined);
-  }
-}
 
 function suite(pair: StorePair): void {
   describe(`GET /v1/live with a ticket on ${pair.name}`, () => {

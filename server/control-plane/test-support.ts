@@ -296,3 +296,32 @@ export async function openSecondControlPlane(h: Harness, pair: StorePair): Promi
   }
   return { cp, async close() { await cp.stop(); await closeSql(); } };
 }
+
+/**
+ * An open Server-Sent Events body (GET /v1/live) and what it has received so far, for the live
+ * stream's tests: reads until a needle shows up or the server ends the stream.
+ */
+export class SseReader {
+  text = '';
+  ended = false;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder = new TextDecoder();
+
+  constructor(response: Response) {
+    this.#reader = response.body!.getReader();
+  }
+
+  /** Reads until `needle` arrived or the stream ended (each read waits for the server). */
+  async readUntil(needle: string): Promise<string> {
+    while (!this.text.includes(needle) && !this.ended) {
+      const { done, value } = await this.#reader.read();
+      if (done) this.ended = true;
+      else this.text += this.#decoder.decode(value, { stream: true });
+    }
+    return this.text;
+  }
+
+  async cancel(): Promise<void> {
+    await this.#reader.cancel().catch(() => undefined);
+  }
+}

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { tokenGenerationClaim, tokenUserIdClaim } from './auth.js';
 import { tokenSubjectLimits } from './token-subjects.js';
-import { makeHarness, openSecondControlPlane, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
+import { SseReader, makeHarness, openSecondControlPlane, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
 
 /**
  * Review h1, finding 8: a password change did not end the user's tokens, so a token taken with a
@@ -11,30 +11,6 @@ import { makeHarness, openSecondControlPlane, storePairs, type Harness, type Sec
  * generation it was issued at (claim `gen`) and an older one is API_TOKEN_REVOKED.
  */
 
-/** Reads a Server-Sent Events body until a needle shows up or the server ends it. */
-class SseReader {
-  text = '';
-  ended = false;
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  readonly #decoder = new TextDecoder();
-
-  constructor(response: Response) {
-    this.#reader = response.body!.getReader();
-  }
-
-  async readUntil(needle: string): Promise<string> {
-    while (!this.text.includes(needle) && !this.ended) {
-      const { done, value } = await this.#reader.read();
-      if (done) this.ended = true;
-      else this.text += this.#decoder.decode(value, { stream: true });
-    }
-    return this.text;
-  }
-
-  async cancel(): Promise<void> {
-    await this.#reader.cancel().catch(() => undefined);
-  }
-}
 
 function suite(pair: StorePair): void {
   describe(`token revocation (token generation) on ${pair.name}`, () => {

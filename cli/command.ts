@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SdcError } from '../core/errors/index.js';
+import { readFileBounded } from './bounded-read.js';
 
 type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
@@ -141,7 +142,12 @@ const passwordFileBytesMax = 4096;
 /** The password from the first line of stdin (`--password-stdin`), SDC_PASSWORD, or the first line of the file $SDC_PASSWORD_FILE. */
 export async function readPasswordOption(args: ParsedCommandArgs, io: CliIo): Promise<string> {
   if (args.values['password-stdin'] === true) {
-    const line = (await io.readStdin()).split(/\r?\n/)[0] ?? '';
+    // At most passwordFileBytesMax + 1 bytes are read, so a pipe that never ends or a huge input
+    // is refused rather than read whole; a first line within the bound is all that is used.
+    const text = await io.readStdin({ bytesMax: passwordFileBytesMax });
+    const lineEnd = text.search(/\r?\n/);
+    if (lineEnd === -1 && text.length > passwordFileBytesMax) throw new SdcError('CLI_INPUT', `the password on stdin is over ${passwordFileBytesMax} bytes`);
+    const line = lineEnd === -1 ? text : text.slice(0, lineEnd);
     if (line.length === 0) throw new SdcError('CLI_INPUT', 'no password on stdin');
     return line;
   }
@@ -153,14 +159,10 @@ export async function readPasswordOption(args: ParsedCommandArgs, io: CliIo): Pr
 }
 
 async function readPasswordFile(path: string): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new SdcError('CLI_INPUT', `cannot read ${passwordFileEnv} ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  const line = text.length > passwordFileBytesMax ? '' : (text.split(/\r?\n/)[0] ?? '');
-  if (line.length === 0) throw new SdcError('CLI_INPUT', `${passwordFileEnv} ${path} has no password on its first line (or is over ${passwordFileBytesMax} bytes)`);
+  // Bounded: a file of more than passwordFileBytesMax bytes (or a device, or a pipe that never
+  // ends) is refused after that many bytes, never read whole.
+  const text = await readFileBounded(path, passwordFileBytesMax, passwordFileEnv);
+  const line = text.split(/\r?\n/)[0] ?? '';
+  if (line.length === 0) throw new SdcError('CLI_INPUT', `${passwordFileEnv} ${path} has no password on its first line`);
   return line;
 }

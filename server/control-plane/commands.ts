@@ -434,7 +434,10 @@ export class CommandService {
     // a busy machine; dispatch-coalesce.test.ts).
     const running = this.#dispatchPasses.get(deviceId);
     if (running === undefined) return this.#runDispatchPass(deviceId);
-    running.next ??= running.done.then((earlier) => this.#runDispatchPass(deviceId).then((own) => new Map([...earlier, ...own])));
+    // A pass logs its failures and never rejects; were one to, the next pass must still run, or the
+    // device's entry (which keeps `next`) would hand every later caller the same rejection.
+    running.next ??= running.done.catch(() => new Map<string, string>())
+      .then((earlier) => this.#runDispatchPass(deviceId).then((own) => new Map([...earlier, ...own])));
     return running.next;
   }
 

@@ -44,6 +44,12 @@ function countingJournal(): UpdateJournal & { saves: string[] } {
   return { saves, load: () => inner.load(), save: async (state: UpdateJournalState) => { saves.push(state.current?.executionId ?? ''); await inner.save(state); } };
 }
 
+/** A logger that keeps the fields of each warning, to read the codes it logged. */
+function warningsLogger(): { warnings: Array<Record<string, unknown>>; logger: { debug(): void; info(): void; error(): void; warn(fields: unknown): void } } {
+  const warnings: Array<Record<string, unknown>> = [];
+  return { warnings, logger: { debug() {}, info() {}, error() {}, warn(fields) { warnings.push(fields as Record<string, unknown>); } } };
+}
+
 describe('OTA notices from a hostile gateway', () => {
   let h: OtaHarness;
   let service: RolloutService;
@@ -148,7 +154,8 @@ describe('OTA notices from a hostile gateway', () => {
     const { notice } = await startFor('nh-4');
     const journal = countingJournal();
     const sent: Report[] = [];
-    const runner = runnerFor('nh-4', journal, sent);
+    const logged = warningsLogger();
+    const runner = runnerFor('nh-4', journal, sent, { logger: logged.logger });
     const bogus = 200;
     const signature = notice.director.signature;
     for (let i = 0; i < bogus; i++) {
@@ -164,6 +171,8 @@ describe('OTA notices from a hostile gateway', () => {
     assert.equal(journal.saves.length, 0, 'no journal write');
     assert.equal(sent.length, 0, 'no report');
     assert.equal(runner.noticeCounts.refused, bogus);
+    // Logged with its code at the 1st, 2nd, 4th ... refusal (200 -> 8 lines), so a flood does not flood the log.
+    assert.deepEqual(logged.warnings.filter((w) => w.code === 'AGENT_OTA_NOTICE_REFUSED').map((w) => w.refused), [1, 2, 4, 8, 16, 32, 64, 128]);
     // The genuine notice is still taken.
     runner.onNotice(notice);
     await runner.idle();
@@ -199,12 +208,15 @@ describe('OTA notices from a hostile gateway', () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => { release = resolve; });
     // Stands for a step that takes long (an hour's download): the first step waits here.
-    const runner = runnerFor('nh-5', journal, sent, { pace: () => gate });
+    const logged = warningsLogger();
+    const runner = runnerFor('nh-5', journal, sent, { pace: () => gate, logger: logged.logger });
     runner.onNotice(notice);
     const flood = 10_000;
     for (let i = 0; i < flood; i++) runner.onNotice({ ...notice, execution_id: `x-flood-${i}` });
     assert.ok(runner.noticeCounts.pendingHighWater <= updateNoticeLimits.pendingMax, `at most ${updateNoticeLimits.pendingMax} waited, not ${runner.noticeCounts.pendingHighWater}`);
     assert.ok(runner.noticeCounts.dropped >= flood - updateNoticeLimits.pendingMax, `dropped ${runner.noticeCounts.dropped}`);
+    // Logged with its code, at powers of two of the dropped count (a flood does not flood the log).
+    assert.ok(logged.warnings.some((w) => w.code === 'AGENT_OTA_NOTICES_FULL'), 'the drop logged with its code');
     release();
     await runner.idle();
     assert.ok(journal.saves.every((id) => id === notice.execution_id), 'no flood notice was journaled');

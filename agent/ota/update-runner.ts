@@ -475,7 +475,8 @@ export class UpdateRunner {
     const url = entry.notice.artifact_url;
     const { download } = this.#o.source;
     try {
-      if (url !== undefined && download !== undefined && entry.approved !== null && this.#trustedArtifactUrl(entry, url, download)) {
+      const urlRefusal = url !== undefined && download !== undefined && entry.approved !== null ? this.#artifactUrlRefusal(entry, url, download) : undefined;
+      if (url !== undefined && download !== undefined && entry.approved !== null && urlRefusal === undefined) {
         const outcome = await this.#downloadPresigned(entry, url, download, entry.approved.file);
         if (outcome !== 'done') return outcome === 'canceled';
       } else {
@@ -483,7 +484,11 @@ export class UpdateRunner {
         // The TUF client checks the length and every listed hash before the file is written.
         await runTufWorkflow((await this.#updater()).downloadTarget(path), this.#tufIo());
       }
-      await this.#move(entry, 'verifying', 'download_complete');
+      // A refused URL rides on the step's report (its error, though the step succeeded), so the
+      // control plane keeps its code on the execution and in the audit: a gateway that rewrites
+      // URLs, or a --public-url the devices do not trust, shows there and not only in device logs.
+      // A download that then fails reports its own failure instead (the refusal stays in the log).
+      await this.#move(entry, 'verifying', 'download_complete', urlRefusal, { stepFailed: false });
       return true;
     } catch (error) {
       // Bytes refused (length, a hash) are a failed download: the table's verify_fail is for after it.
@@ -501,16 +506,17 @@ export class UpdateRunner {
    * asked; the artifact then comes by the TUF targets route from the control plane, as for a notice
    * without a URL: a hostile gateway's URL gets no request and no answer, and a control plane whose
    * blob URLs name another host than the devices enrolled with (a `--public-url` left at its
-   * default) still updates its devices, without resuming. Logged and counted, not reported.
+   * default) still updates its devices, without resuming. Logged and counted here; reported with
+   * the download's step (artifactUrlRefusalReported: the code and the origin, nothing more).
    */
-  #trustedArtifactUrl(entry: UpdateJournalEntry, url: string, download: NonNullable<UpdateSource['download']>): boolean {
+  #artifactUrlRefusal(entry: UpdateJournalEntry, url: string, download: NonNullable<UpdateSource['download']>): SdcError | undefined {
     try {
       checkArtifactUrl(url, this.#artifactOrigins(download));
-      return true;
+      return undefined;
     } catch (error) {
       this.#noticeCounts.urlsRefused += 1;
       this.#o.logger.warn({ executionId: entry.executionId, code: SdcError.is(error) ? error.code : undefined }, `artifact URL not fetched, taking the TUF targets route: ${(error as Error).message}`);
-      return false;
+      return artifactUrlRefusalReported(error);
     }
   }
 
@@ -526,7 +532,7 @@ export class UpdateRunner {
    * its partial file. 'canceled' when a cancel stopped it (the step loop then cancels).
    */
   async #downloadPresigned(entry: UpdateJournalEntry, url: string, download: NonNullable<UpdateSource['download']>, file: string): Promise<'done' | 'waiting' | 'canceled'> {
-    // Checked again (#trustedArtifactUrl did), before anything else: the URL is the one field a gateway can set freely.
+    // Checked again (#artifactUrlRefusal did), before anything else: the URL is the one field a gateway can set freely.
     checkArtifactUrl(url, this.#artifactOrigins(download));
     const target = this.#directorTarget(entry);
     const staging = this.#o.source.staging ?? nodeStagingStore;
@@ -690,11 +696,12 @@ export class UpdateRunner {
   }
 
   /** Journals the new state with its report, then sends the report. */
-  async #move(entry: UpdateJournalEntry, to: ExecutionState, event: OtaReportEvent | null, error?: unknown): Promise<void> {
+  /** `error` goes into the report; it is the step's failure unless `stepFailed` is false (a note on a step that went on: logged where it arose). */
+  async #move(entry: UpdateJournalEntry, to: ExecutionState, event: OtaReportEvent | null, error?: unknown, options: { readonly stepFailed: boolean } = { stepFailed: true }): Promise<void> {
     const report = event === null ? undefined : this.#report(entry.executionId, event, error === undefined ? {} : { error: errorOf(error) });
     await this.#save({ ...entry, state: to, intent: null, reports: report === undefined ? entry.reports : appendReport(entry.reports, report) });
     if (report !== undefined) this.#o.send(report);
-    if (error !== undefined) this.#o.logger.warn({ executionId: entry.executionId, event, code: errorOf(error).code }, `update step failed: ${errorOf(error).message}`);
+    if (error !== undefined && options.stepFailed) this.#o.logger.warn({ executionId: entry.executionId, event, code: errorOf(error).code }, `update step failed: ${errorOf(error).message}`);
   }
 
   #report(executionId: string, event: OtaReportEvent, extra: Partial<Report>): Report {
@@ -742,6 +749,23 @@ export function checkArtifactUrl(raw: string, origins: readonly string[]): void 
     // The origin only, never the path or query (a presigned signature): enough to see what was refused.
     throw new SdcError('AGENT_OTA_URL_REFUSED', `the artifact URL's origin ${url.protocol === 'https:' || url.protocol === 'http:' ? url.origin : url.protocol} is not one this agent trusts for artifacts (${origins.join(', ')})`, { origin: url.origin });
   }
+}
+
+/** The longest origin a reported URL refusal names; past it the origin is cut (an origin's host may be most of a 4 KiB URL). */
+export const reportedOriginCharsMax = 200;
+
+/**
+ * A refused artifact URL as the device reports it: the code, and the URL's origin (bounded by
+ * reportedOriginCharsMax), never its path or query (a presigned signature, or whatever a hostile
+ * gateway put there) nor the origins this agent trusts (its configuration).
+ */
+export function artifactUrlRefusalReported(error: unknown): SdcError {
+  const origin = SdcError.is(error) ? error.details?.['origin'] : undefined;
+  const shown = typeof origin !== 'string' || origin === 'null' ? undefined
+    : origin.length > reportedOriginCharsMax ? `${origin.slice(0, reportedOriginCharsMax)}...` : origin;
+  return new SdcError('AGENT_OTA_URL_REFUSED', shown === undefined
+    ? 'the artifact URL was not fetched (it does not parse, or is not http(s)); the artifact came by the TUF targets route'
+    : `the artifact URL's origin ${shown} is not trusted for artifacts; the artifact came by the TUF targets route`, shown === undefined ? {} : { origin: shown });
 }
 
 /** A download failure as reported: its code, the code's registered summary, and an HTTP status if there was one. */

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SdcError, errorRegistry } from '../../core/errors/index.js';
 import type { FetchOutcome } from '../../core/tuf/updater.js';
-import { UpdateRunner, updateNoticeLimits, updateRunnerDefaults, type UpdateRunnerOptions } from '../../agent/ota/update-runner.js';
+import { UpdateRunner, artifactUrlRefusalReported, checkArtifactUrl, reportedOriginCharsMax, updateNoticeLimits, updateRunnerDefaults, type UpdateRunnerOptions } from '../../agent/ota/update-runner.js';
 import { memoryUpdateJournal, type UpdateJournal, type UpdateJournalState } from '../../agent/ota/update-journal.js';
 import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { KernelServiceStatus } from '../../kernel/payloads.js';
@@ -61,7 +61,7 @@ describe('OTA notices from a hostile gateway', () => {
   const provider = createNodeEd25519Provider();
 
   before(async () => {
-    ({ h, service } = await openRolloutWorld(['nh-1', 'nh-2', 'nh-3', 'nh-4', 'nh-5'], { id: 'nh-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(50)) }));
+    ({ h, service } = await openRolloutWorld(['nh-1', 'nh-2', 'nh-3', 'nh-4', 'nh-5', 'nh-6'], { id: 'nh-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(50)) }));
     // Stands for a service inside the device's network that the gateway wants probed.
     server = createServer((_request, response) => { requests += 1; response.writeHead(404).end('internal admin page'); });
     server.on('connection', () => { connections += 1; });
@@ -102,7 +102,7 @@ describe('OTA notices from a hostile gateway', () => {
       send: (report) => { sent.push(report); return true; }, logger: { debug() {}, info() {}, warn() {}, error() {} }, ...rest,
     });
   };
-  const { startFor } = singleDeviceRollouts(() => h, () => service, 'nh-rel');
+  const { startFor, deliver } = singleDeviceRollouts(() => h, () => service, 'nh-rel');
 
   it('an http:// artifact URL and an https URL on another origin are refused (AGENT_OTA_URL_REFUSED) without a connection; the artifact comes by the TUF route', async () => {
     const { notice } = await startFor('nh-1');
@@ -123,6 +123,43 @@ describe('OTA notices from a hostile gateway', () => {
       assert.ok(sent.some((report) => report.event === 'download_complete'), `${url}: ${JSON.stringify(sent.map((report) => [report.event, report.error]))}`);
       assert.ok(!sent.some((report) => report.event === 'download_fail'));
     }
+  });
+
+  it('a refused artifact URL is reported with the download\'s step (its code and origin only): the control plane keeps the code on the execution and in the audit', async () => {
+    const { view, notice } = await startFor('nh-6');
+    const sent: Report[] = [];
+    const runner = runnerFor('nh-6', memoryUpdateJournal(), sent);
+    runner.onNotice({ ...notice, artifact_url: `https://127.0.0.1:${port}/internal/admin?X-Amz-Signature=secret` });
+    await runner.idle();
+    const completed = sent.find((report) => report.event === 'download_complete');
+    assert.equal(completed?.error?.code, 'AGENT_OTA_URL_REFUSED', JSON.stringify(sent.map((report) => [report.event, report.error])));
+    assert.match(completed!.error!.message, new RegExp(`origin https://127\\.0\\.0\\.1:${port} is not trusted`));
+    assert.doesNotMatch(completed!.error!.message, /internal|admin|Signature|secret|cp\.test/, 'no path, no query, not the origins the agent trusts');
+    await deliver('nh-6', sent);
+    const execution = (await service.view(view.id)).executions[0]!;
+    assert.notEqual(execution.state, 'failed', 'the update went on by the TUF route');
+    assert.equal(execution.last_error_code, 'AGENT_OTA_URL_REFUSED');
+    const audited = await h.db.query<{ payload_json: string }>("SELECT payload_json FROM audit_log WHERE kind = 'ota.execution.transition' AND subject = ?", ['device:nh-6']);
+    const codes = audited.map((row) => JSON.parse(row.payload_json) as { event: string; code?: string }).filter((payload) => payload.code !== undefined);
+    assert.deepEqual(codes.map((payload) => [payload.event, payload.code]), [['download_complete', 'AGENT_OTA_URL_REFUSED']]);
+  });
+
+  it('a reported URL refusal names at most reportedOriginCharsMax characters of the origin, and no origin for a URL without one', () => {
+    const refusalOf = (url: string) => {
+      try {
+        checkArtifactUrl(url, ['https://cp.test']);
+      } catch (error) {
+        return artifactUrlRefusalReported(error);
+      }
+      throw new Error(`${url} was not refused`);
+    };
+    const long = refusalOf(`https://${'a'.repeat(60)}.${'b.'.repeat(1500)}example/x?sig=1`);
+    assert.equal(long.code, 'AGENT_OTA_URL_REFUSED');
+    assert.ok(long.message.length < reportedOriginCharsMax + 120, `${long.message.length}`);
+    assert.equal(String(long.details?.['origin']).length, reportedOriginCharsMax + 3);
+    const unparsed = refusalOf('https://[not-an-address/');
+    assert.equal(unparsed.details?.['origin'], undefined);
+    assert.doesNotMatch(unparsed.message, /not-an-address/);
   });
 
   it('a failed download on a trusted origin is reported by code and HTTP status, not the server\'s or the transport\'s words', async () => {

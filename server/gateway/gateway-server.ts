@@ -156,6 +156,18 @@ interface Unauthenticated {
   timer: NodeJS.Timeout | undefined;
 }
 
+/**
+ * The path of an upgrade request's target, or undefined for one the URL parser refuses: Node's
+ * HTTP parser passes targets such as `//[` that `new URL` throws on (review h1, F3).
+ */
+function upgradePathnameOf(target: string | undefined): string | undefined {
+  try {
+    return new URL(target ?? '/', 'https://gateway').pathname;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether the core's handle for a socket has authenticated (ConnectionHandle.authenticated). */
 function handleAuthenticated(handle: ConnectionHandle): boolean {
   return handle.authenticated === true;
@@ -493,8 +505,26 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   });
 
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
-    const url = new URL(request.url ?? '/', 'https://gateway');
-    if (url.pathname !== path) {
+    // An event listener: whatever throws here is an uncaught exception, the end of the gateway
+    // process (review h1, F3). So nothing below may throw on what the peer sent.
+    try {
+      upgrade(request, socket, head);
+    } catch (error) {
+      logger.error({ err: error }, 'upgrade request failed');
+      socket.destroy();
+    }
+  });
+
+  function upgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
+    const pathname = upgradePathnameOf(request.url);
+    if (pathname === undefined) {
+      // Node's HTTP parser takes targets the URL parser refuses (`//[`, `http://[`): a peer's mistake, told and counted.
+      options.metrics?.websocketErrors.inc({ code: 'GATEWAY_UPGRADE_TARGET_INVALID' });
+      logger.info({ code: 'GATEWAY_UPGRADE_TARGET_INVALID', source: request.socket.remoteAddress }, 'upgrade request refused: unreadable target');
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+      return;
+    }
+    if (pathname !== path) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
       return;
     }
@@ -516,7 +546,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
         ws.terminate();
       });
     });
-  });
+  }
 
   async function admit(agent: AgentSocket, peer: X509Certificate | undefined): Promise<void> {
     const der = peer === undefined ? undefined : new Uint8Array(peer.raw);

@@ -21,6 +21,7 @@ export const gatewayErrors = defineErrors({
   GATEWAY_COMMAND_REFUSED: { fault: 'remote', status: 400, summary: 'A deliver entry failed the gateway checks (signature, key id, device sequence)' },
   GATEWAY_CERT_REFUSED: { fault: 'remote', status: 401, summary: 'The client certificate failed the gateway check after the TLS handshake' },
   GATEWAY_UPGRADE_REQUIRED: { fault: 'remote', status: 426, summary: 'A plain HTTPS request reached the gateway; it only accepts WebSocket upgrades on its agent path' },
+  GATEWAY_UPGRADE_TARGET_INVALID: { fault: 'remote', status: 400, summary: 'An upgrade request\'s target is not a URL path the gateway can read (e.g. `//[`); answered 400 and closed (counted by code in sdc_websocket_errors_total)' },
   GATEWAY_INVALID_ARGUMENT: { fault: 'local', status: 500, summary: 'The gateway was configured or called with an invalid value' },
   GATEWAY_PORT_UNAVAILABLE: { fault: 'local', status: 503, summary: 'The gateway cannot listen on its address and port (in use by another process, or not an address of this host)' },
 });

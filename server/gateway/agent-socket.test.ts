@@ -10,7 +10,7 @@ function serverSideWebSocket(): AgentWebSocket {
 }
 
 function sharedOptions(): AgentSocketShared {
-  return { clock: { nowMs: () => 1_000 }, logger: pino({ level: 'silent' }), metrics: undefined, messagesPerSecondMax: 10, maxPayloadBytes: 1_024, received: { frames: 0 } };
+  return { clock: { nowMs: () => 1_000 }, logger: pino({ level: 'silent' }), metrics: undefined, messagesPerSecondMax: 10, maxPayloadBytes: 1_024, socketBufferedBytesMax: 1_048_576, received: { frames: 0 } };
 }
 
 describe('AgentSocket (one agent\'s WebSocket on the gateway)', () => {

@@ -23,6 +23,11 @@ export interface AgentSocketShared {
   readonly messagesPerSecondMax: number;
   /** ws's maxPayload: a message over it is dropped unread and refused (PROTO_FRAME_TOO_LARGE). */
   readonly maxPayloadBytes: number;
+  /**
+   * Bytes a socket may hold unsent (ws's bufferedAmount) before the gateway sends it more; past it
+   * the device is not reading and the session is closed (GATEWAY_PEER_NOT_READING).
+   */
+  readonly socketBufferedBytesMax: number;
   /** Messages received on every socket of the server (GatewayServer.received): one increment per message. */
   readonly received: { frames: number };
   /**
@@ -126,7 +131,30 @@ export class AgentSocket implements AcceptConnectionInput {
   }
 
   send(bytes: Uint8Array): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(bytes);
+    const ws = this.ws;
+    if (ws.readyState !== WebSocket.OPEN) return;
+    // A device that sends (HEARTBEATs are echoed) but never reads would have every answer queued
+    // here for the session's life (review h1, F1): past the bound it is closed instead.
+    if (ws.bufferedAmount > this.shared.socketBufferedBytesMax) {
+      this.#refuseNotReading();
+      return;
+    }
+    ws.send(bytes);
+  }
+
+  /**
+   * Closes with GATEWAY_PEER_NOT_READING: the close frame waits behind what the device has not
+   * read, and ws destroys the socket if no answer comes within its close timeout (30 s), so the
+   * held bytes are bounded by socketBufferedBytesMax and one frame for at most that long. Called
+   * from within the core's send, so the core learns of the end on the next microtask, not inside it.
+   */
+  #refuseNotReading(): void {
+    const { logger, metrics, socketBufferedBytesMax } = this.shared;
+    const code = 'GATEWAY_PEER_NOT_READING';
+    logger.warn({ code, device_id: this.deviceId, buffered_bytes: this.ws.bufferedAmount, limit_bytes: socketBufferedBytesMax }, 'device is not reading its socket; closing');
+    metrics?.websocketErrors.inc({ code });
+    this.ws.close(closeCodes.policyViolation, code);
+    queueMicrotask(() => this.handle.transportClosed());
   }
 
   close(code: number, reason: string): void {

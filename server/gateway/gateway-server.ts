@@ -64,6 +64,8 @@ export interface GatewayServerOptions {
   unauthenticatedSocketsPerSourceMax?: number;
   /** Default establishedLimitsDefault.unauthenticatedSocketsPerCertificateMax. */
   unauthenticatedSocketsPerCertificateMax?: number;
+  /** Default establishedLimitsDefault.socketBufferedBytesMax. */
+  socketBufferedBytesMax?: number;
   /**
    * TLS session tickets every gateway with the same secret accepts (tls-session-tickets.ts), so an
    * agent whose gateway died resumes on another one. Absent: Node's random per-process ticket keys
@@ -134,6 +136,15 @@ export const establishedLimitsDefault = {
    * stolen certificate, revoked since, must not lock its device's new certificate out.
    */
   unauthenticatedSocketsPerCertificateMax: 4,
+  /**
+   * Bytes one session's socket may hold unsent (ws's bufferedAmount: what the kernel's send buffer
+   * did not take) before the next frame; past it the device is not reading and the session is
+   * closed (GATEWAY_PEER_NOT_READING, review h1 F1). Without it a device that sends HEARTBEATs
+   * (each echoed) and never reads grew the gateway's memory for the session's life. Eight of the
+   * largest messages (maxPayloadFactor x frameBytesMax) a slow device may still be catching up on;
+   * the agent has the same bound towards the gateway (agent/ws-transport.ts).
+   */
+  socketBufferedBytesMax: 1_048_576,
 } as const;
 
 /** At most one log line per drop code per this interval (a flood of drops would otherwise be a flood of lines). */
@@ -253,6 +264,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const upgradeTimeoutMs = positiveInteger('upgradeTimeoutMs', options.upgradeTimeoutMs ?? establishedLimitsDefault.upgradeTimeoutMs);
   const socketsPerSourceMax = positiveInteger('socketsPerSourceMax', options.socketsPerSourceMax ?? establishedLimitsDefault.socketsPerSourceMax);
   const unauthenticatedPerSourceMax = positiveInteger('unauthenticatedSocketsPerSourceMax', options.unauthenticatedSocketsPerSourceMax ?? establishedLimitsDefault.unauthenticatedSocketsPerSourceMax);
+  const socketBufferedBytesMax = positiveInteger('socketBufferedBytesMax', options.socketBufferedBytesMax ?? establishedLimitsDefault.socketBufferedBytesMax);
   const unauthenticatedPerCertificateMax = positiveInteger(
     'unauthenticatedSocketsPerCertificateMax', options.unauthenticatedSocketsPerCertificateMax ?? establishedLimitsDefault.unauthenticatedSocketsPerCertificateMax,
   );
@@ -316,7 +328,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxPayloadBytes, WebSocket: AgentWebSocket });
   const received = { frames: 0 };
   const shared: AgentSocketShared = {
-    clock, logger, metrics: options.metrics, messagesPerSecondMax, maxPayloadBytes, received,
+    clock, logger, metrics: options.metrics, messagesPerSecondMax, maxPayloadBytes, socketBufferedBytesMax, received,
     heardBeforeAuth: (agent) => {
       if (!handleAuthenticated(agent.handle)) return;
       const socket = agent.beforeAuth as Socket | undefined;

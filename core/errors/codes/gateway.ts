@@ -14,6 +14,7 @@ export const gatewayErrors = defineErrors({
   GATEWAY_DEVICE_UNKNOWN: { fault: 'remote', status: 403, summary: 'The client certificate names a device this deployment does not know' },
   GATEWAY_CERT_UNKNOWN: { fault: 'remote', status: 403, summary: 'The client certificate is not one the control plane issued to this device (through enrollment or renewal) and still holds current' },
   GATEWAY_RATE_LIMITED: { fault: 'remote', status: 429, summary: 'The connection sent frames faster than its message rate allows' },
+  GATEWAY_PEER_NOT_READING: { fault: 'remote', status: 429, summary: 'The device did not read what the gateway sent: its socket held more unsent bytes than socketBufferedBytesMax, so the session was closed (close code 1008, counted by code in sdc_websocket_errors_total)' },
   GATEWAY_SESSION_REPLACED: { fault: 'remote', status: 409, summary: 'A newer authenticated session of the same device replaced this one' },
   GATEWAY_SHUTTING_DOWN: { fault: 'local', status: 503, summary: 'The gateway is stopping and takes no new connections' },
   GATEWAY_OVERLOADED: { fault: 'local', status: 503, summary: 'The connection queued more work than the gateway bounds allow' },

@@ -166,11 +166,19 @@ export class AgentSocket implements AcceptConnectionInput {
     if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
   }
 
-  /** A message from the device: over the rate budget the connection is closed (GATEWAY_RATE_LIMITED), else it goes to the core. */
+  /**
+   * A message from the device: over the rate budget the connection is closed (GATEWAY_RATE_LIMITED), else it goes to the core.
+   * Once the socket is closing (this refusal, the core's close, or the peer's) what still arrives is
+   * dropped: ws goes on reading until the peer answers the close or its close timeout (30 s), and a
+   * peer that ignores the close had each frame logged and counted again (review h1, F2: 4996 warn
+   * lines for 5000 frames). The core drops a closed session's frames anyway.
+   */
   message(data: RawData): void {
     this.shared.received.frames += 1;
+    const state = this.ws.readyState;
+    if (state === WebSocket.CLOSING || state === WebSocket.CLOSED) return;
     if (!this.#takeToken()) {
-      this.shared.logger.warn('message rate exceeded; closing');
+      this.shared.logger.warn({ code: 'GATEWAY_RATE_LIMITED', device_id: this.deviceId, limit_per_second: this.shared.messagesPerSecondMax }, 'message rate exceeded; closing');
       this.shared.metrics?.websocketErrors.inc({ code: 'GATEWAY_RATE_LIMITED' });
       this.close(closeCodes.policyViolation, 'GATEWAY_RATE_LIMITED');
       this.handle.transportClosed();

@@ -16,12 +16,16 @@ export const viewerContentSecurityPolicy = [
   "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
 ].join('; ');
 
-/** The files the bundle has (scripts/build-viewer.mjs viewerFiles) and their types; nothing else is served. */
-const viewerAssets: Readonly<Record<string, string>> = Object.freeze({
-  'index.html': 'text/html; charset=utf-8',
-  'app.js': 'text/javascript; charset=utf-8',
-  'app.css': 'text/css; charset=utf-8',
-});
+/**
+ * The files the bundle has (scripts/build-viewer.mjs viewerFiles) and their types; nothing else is
+ * served. A Map, not an object: the name is the client's, and an object's lookup also finds
+ * `constructor`, `__proto__`, `toString`... on its prototype (review h1, F8: answered 503 "not built").
+ */
+const viewerAssets: ReadonlyMap<string, string> = new Map([
+  ['index.html', 'text/html; charset=utf-8'],
+  ['app.js', 'text/javascript; charset=utf-8'],
+  ['app.css', 'text/css; charset=utf-8'],
+]);
 
 /**
  * Where the bundle is: `dist/viewer/` beside the compiled server. From dist/ this module is
@@ -52,7 +56,7 @@ const securityHeaders = {
 export const viewerStatic: RoutesPlugin<{ readonly viewerDir?: string }> = async (app, options) => {
   const serve = async (name: string, reply: FastifyReply) => {
     const dir = options.viewerDir ?? defaultViewerDir();
-    const type = viewerAssets[name];
+    const type = viewerAssets.get(name);
     if (type === undefined) throw new SdcError('API_NOT_FOUND', 'no such file in the console');
     let body: Buffer;
     try {

@@ -12,7 +12,7 @@ import { artifactRetentionHelp, artifactRetentionOptions, artifactRetentionParse
 import { telemetryRetentionHelp, telemetryRetentionOptions, telemetryRetentionParseOptions, type TelemetryRetentionTuning } from '../telemetry-retention-options.js';
 import { commandAuditWindowHelp, commandAuditWindowOptions, commandAuditWindowParseOptions, type CommandAuditWindowTuning } from '../command-audit-window-option.js';
 import { integerOption, requireOption, stringOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
-import { gatewayEstablishedLimitsOption, gatewayLimitHelp, gatewayLimitParseOptions } from '../gateway-limit-options.js';
+import { gatewayAuthTimeoutOption, gatewayEstablishedLimitsOption, gatewayHandshakeLimitsOption, gatewayLimitHelp, gatewayLimitParseOptions } from '../gateway-limit-options.js';
 import { auditAnchorIntervalMsBounds } from '../../server/control-plane/audit-anchor-writer.js';
 
 /** The scrape token from the environment, when no --metrics-token-file names one. */
@@ -116,7 +116,9 @@ export async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, with
       heartbeatIntervalMs: integerOption(args, 'heartbeat-interval-ms', 10_000, 100, 3_600_000),
       ...(args.values['probe-grace-ms'] === undefined ? {} : { probeGraceMs: integerOption(args, 'probe-grace-ms', 0, 0, 1_800_000) }),
       ...(args.values['probe-timeout-ms'] === undefined ? {} : { probeTimeoutMs: integerOption(args, 'probe-timeout-ms', 1, 1, 1_800_000) }),
+      ...gatewayAuthTimeoutOption(args),
     },
+    ...gatewayHandshakeLimitsOption(args),
     ...gatewayEstablishedLimitsOption(args),
     ...(redisUrl ? { redisUrl } : {}),
     ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),

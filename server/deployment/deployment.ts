@@ -89,6 +89,12 @@ export interface StartDeploymentOptions {
    * agents all come from 127.0.0.1, lifts the per-address ones.
    */
   gatewayEstablishedLimits?: Partial<Pick<GatewayServerOptions, 'upgradeTimeoutMs' | 'socketsPerSourceMax' | 'unauthenticatedSocketsPerSourceMax' | 'unauthenticatedSocketsPerCertificateMax'>>;
+  /**
+   * The gateway's bounds on sockets before and in the TLS handshake (default handshakeLimitsDefault
+   * in server/gateway/gateway-server.ts), as `sdc serve` / `sdc gateway` flags set them; each given
+   * one wins over gatewayPendingHandshakesPerSourceMax and gatewayHandshakesInFlightMax.
+   */
+  gatewayHandshakeLimits?: Partial<Pick<GatewayServerOptions, 'handshakeTimeoutMs' | 'pendingHandshakesPerSourceMax' | 'handshakesInFlightMax' | 'handshakesInFlightMin' | 'handshakeQueueMax'>>;
 }
 
 /** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
@@ -172,6 +178,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
     sessionTickets: { secret: options.gatewayTicketSecret ?? materials.gatewaySigner.seed },
     ...(options.gatewayPendingHandshakesPerSourceMax === undefined ? {} : { pendingHandshakesPerSourceMax: options.gatewayPendingHandshakesPerSourceMax }),
     ...(options.gatewayHandshakesInFlightMax === undefined ? {} : { handshakesInFlightMax: options.gatewayHandshakesInFlightMax }),
+    ...options.gatewayHandshakeLimits,
     ...options.gatewayEstablishedLimits,
   }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
   onStop(() => gatewayServer.close());

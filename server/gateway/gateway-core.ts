@@ -900,7 +900,7 @@ class Gateway implements GatewayCore {
    */
   async #refreshOwed(session: DeviceSession, owed: AuthOwed, heardMs: number): Promise<boolean> {
     const ttlMs = Math.max(1, presenceTtlMs(this.#options.heartbeatIntervalMs) - (this.#options.clock.nowMs() - heardMs));
-    const held = await this.#presence.reclaim(session, ttlMs, (holder) => this.#supersededHere(session, holder));
+    const held = await this.#presence.reclaim(session, ttlMs, (holder) => this.#supersededHere(session, holder), owed.online);
     if (!held || session.closed) return held;
     if (owed.online) {
       try {

@@ -39,6 +39,16 @@ export function presenceTtlMs(heartbeatIntervalMs: number): number {
   return Math.ceil(heartbeatIntervalMs * 1.5);
 }
 
+/**
+ * The `reason` of an online entry reported because a refresh wrote a lapsed key again (the session
+ * never ended, but a list read while the key was missing showed the device offline). The control
+ * plane handles it as any online; the word only tells it apart in the event history.
+ */
+export const presenceRestoredReason = 'presence key restored';
+
+/** What a refresh found: its own record (extended), no record (written again), or another session's. */
+type KeyRefresh = 'held' | 'restored' | 'lost';
+
 /** A function, not an inline test: the flag changes across awaits, which TypeScript's narrowing does not see. */
 function isClosed(session: PresenceSession): boolean {
   return session.closed === true;
@@ -61,6 +71,13 @@ function parseRecord(text: string | null): PresenceRecord | undefined {
  * takes the key back, and `offline` deletes the key only if it still holds this session's record.
  */
 export class Presence {
+  /**
+   * Sessions whose lapsed key a refresh wrote again and whose online entry could not be appended
+   * yet (the bus down): their next refresh that holds the key appends it. Weak, so a session that
+   * ends is dropped with no bookkeeping; at most one entry per session, so no event storm.
+   */
+  readonly #restoredOwed = new WeakSet<PresenceSession>();
+
   constructor(private readonly context: GatewayContext) {}
 
   /**
@@ -90,19 +107,57 @@ export class Presence {
    * session of this device exists (here or on another gateway), so this one must end.
    */
   async refresh(session: PresenceSession, ttlMs = presenceTtlMs(this.context.options.heartbeatIntervalMs)): Promise<boolean> {
+    const found = await this.#refreshRecord(session, ttlMs);
+    if (found === 'lost') return false;
+    await this.#reportRestored(session, found === 'restored');
+    return true;
+  }
+
+  async #refreshRecord(session: PresenceSession, ttlMs: number): Promise<KeyRefresh> {
     const { stores } = this.context.options;
     const key = kvKeys.presence(session.deviceId);
     const mine = this.#record(session);
     // Compare-and-set on this session's record: a read then a write would overwrite a newer
     // session's key written between the two, and that session would then be closed as replaced.
-    if (await stores.kv.compareAndSet(key, mine, mine, { ttlMs })) return true;
-    // Missing: it expired during a stall (e.g. a store outage); the session is live, so restore
-    // it, again only if nobody wrote it meanwhile. Anything else names another session. Not if
-    // the session ended while the compare-and-set was out: its offline may have deleted the key
-    // just now, and a restore would bring back a closed session's presence. (A restore sent
-    // before the close is removed by the offline's delete, which is sent after it.)
-    if (session.closed === true) return false;
-    return stores.kv.set(key, mine, { ttlMs, onlyIfAbsent: true });
+    if (await stores.kv.compareAndSet(key, mine, mine, { ttlMs })) return 'held';
+    // Missing: it expired during a stall (a store outage, or a busy gateway that read the next
+    // heartbeat after the TTL); the session is live, so restore it, again only if nobody wrote it
+    // meanwhile. Anything else names another session. Not if the session ended while the
+    // compare-and-set was out: its offline may have deleted the key just now, and a restore would
+    // bring back a closed session's presence. (A restore sent before the close is removed by the
+    // offline's delete, which is sent after it.)
+    if (session.closed === true) return 'lost';
+    return (await stores.kv.set(key, mine, { ttlMs, onlyIfAbsent: true })) ? 'restored' : 'lost';
+  }
+
+  /**
+   * The online entry of a session whose key had lapsed and was just written again (`restored`), or
+   * whose earlier such entry is still owed. Why: while the key was missing the device read as
+   * offline (device lists, the viewer's fleet), and without an event nothing told a reader it is
+   * back. One per lapse: a refresh that finds its own record reports nothing. Not after the
+   * session closed: its offline follows its tasks (this refresh included) and nothing may come
+   * after it. A failed append is logged, not thrown: the key is written, so the refresh held it
+   * and the frame goes on; the entry is tried again at the next refresh. Without AUTH's facts:
+   * its last_command_seq is old by now (the control plane moves it up as results arrive, and would
+   * take it back), and the posture was recorded at AUTH.
+   */
+  async #reportRestored(session: PresenceSession, restored: boolean): Promise<void> {
+    if (restored) this.#restoredOwed.add(session);
+    if (!this.#restoredOwed.has(session)) return;
+    if (isClosed(session)) {
+      this.#restoredOwed.delete(session);
+      return;
+    }
+    try {
+      await this.context.report('presence', {
+        device_id: session.deviceId, gateway_id: this.context.options.gatewayId, session_id: session.sessionId, online: true,
+        at_ms: this.context.nowMs(), reason: presenceRestoredReason,
+      });
+      this.#restoredOwed.delete(session);
+    } catch (error) {
+      this.context.options.logger.warn({ err: error, device_id: session.deviceId, session_id: session.sessionId, trace_id: this.context.traceId() },
+        'online of a restored presence key not reported; tried again at the next refresh');
+    }
   }
 
   /**
@@ -111,20 +166,30 @@ export class Presence {
    * on that exact record, so nothing written since is overwritten. Why: during a store outage
    * shorter than the TTL, the key still names the session this one replaced; a plain refresh
    * would find it and end the newer session as replaced by the older one.
+   * `onlineOwed`: the caller reports the session's owed online once this holds the key, which
+   * covers a lapsed key written again; false (only other AUTH work owed) reports it as `refresh` does.
    */
-  async reclaim(session: PresenceSession, ttlMs: number, mayTakeOver: (holder: PresenceRecord) => boolean): Promise<boolean> {
-    if (await this.refresh(session, ttlMs)) return true;
-    if (isClosed(session)) return false;
+  async reclaim(session: PresenceSession, ttlMs: number, mayTakeOver: (holder: PresenceRecord) => boolean, onlineOwed = true): Promise<boolean> {
+    const found = await this.#reclaimRecord(session, ttlMs, mayTakeOver);
+    if (found === 'lost') return false;
+    if (!onlineOwed) await this.#reportRestored(session, found === 'restored');
+    return true;
+  }
+
+  async #reclaimRecord(session: PresenceSession, ttlMs: number, mayTakeOver: (holder: PresenceRecord) => boolean): Promise<KeyRefresh> {
+    const found = await this.#refreshRecord(session, ttlMs);
+    if (found !== 'lost' || isClosed(session)) return found;
     const { stores } = this.context.options;
     const key = kvKeys.presence(session.deviceId);
     const text = await stores.kv.get(key);
     // Each write below only if the session is still open (as in refresh: its offline may be under way).
-    if (isClosed(session)) return false;
+    if (isClosed(session)) return 'lost';
     // Gone since the refresh looked (the holder's close deleted it): as a refresh, only if still absent.
-    if (text === null) return stores.kv.set(key, this.#record(session), { ttlMs, onlyIfAbsent: true });
+    if (text === null) return (await stores.kv.set(key, this.#record(session), { ttlMs, onlyIfAbsent: true })) ? 'restored' : 'lost';
     const holder = parseRecord(text);
-    if (holder === undefined || !mayTakeOver(holder)) return false;
-    return stores.kv.compareAndSet(key, text, this.#record(session), { ttlMs });
+    if (holder === undefined || !mayTakeOver(holder)) return 'lost';
+    // Taken from an older session of this gateway: the key was there, so the device read as online all along.
+    return (await stores.kv.compareAndSet(key, text, this.#record(session), { ttlMs })) ? 'held' : 'lost';
   }
 
   /**

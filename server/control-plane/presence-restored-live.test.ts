@@ -1,0 +1,96 @@
+// A presence key that lapsed while the device's session lived, end to end (docs/gateway.md,
+// "Presence and its bound", 2026-12-05): a gateway (virtual time) and a control plane on one bus and
+// one key/value store. A device list read while the key is missing shows the device offline with
+// its session on record (what the viewer's fleet got); the refresh that writes the key again
+// appends one online entry, which the control plane records and publishes on the live channel, so
+// a fleet kept as the viewer keeps it (the read's rows with presence events applied) shows the
+// device online again, and the device list agrees. Later refreshes publish nothing. Runs on
+// sql.js + ioredis-mock and, with MYSQL_URL and REDIS_URL, on MySQL + Redis.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { kvKeys, liveChannel } from '../bus-contract/streams.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
+import type { GatewayCore } from '../gateway/gateway-core.js';
+import { connectHeartbeating, eventually, makeCore, makeGatewayPki, onVirtualTime, settle, VirtualDriver } from '../gateway/test-support.js';
+import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+
+/** Virtual 60 s: a wall-clock TTL (ioredis-mock, Redis) of 90 s never runs out during the test. */
+const heartbeatIntervalMs = 60_000;
+const deviceId = 'dev-lapse-live';
+
+function suite(pair: StorePair): void {
+  describe(`a lapsed presence key written again, on the live stream and the device list (${pair.name})`, () => {
+    const driver = new VirtualDriver();
+    const live: JsonObject[] = [];
+    let h: Harness;
+    let core: GatewayCore;
+    let unsubscribe: (() => Promise<void>) | undefined;
+
+    before(async () => {
+      h = await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
+      // What LiveHub relays to SSE clients (the viewer's live stream): everything on the live channel.
+      unsubscribe = await h.cp.context.kv.subscribe(liveChannel, (message) => live.push(JSON.parse(message) as JsonObject));
+      await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [deviceId, h.clock.nowMs()]);
+      core = makeCore({ bus: h.bus, kv: h.cp.context.kv }, { ...onVirtualTime(driver), gatewayId: 'gw-live', heartbeatIntervalMs, ackTimeoutMs: 600_000 });
+      await core.start();
+    });
+    after(async () => {
+      await core.stop();
+      await unsubscribe?.();
+      await h.close();
+      await pair.sql.cleanup();
+    });
+
+    const presenceLive = () => live.filter((e) => e['type'] === 'presence' && e['device_id'] === deviceId);
+    /** Everything published so far has reached the subscriber: a marker sent after it on the same client has. */
+    const liveSettled = async () => {
+      const marker = `marker-${live.length}-${Date.now()}`;
+      await h.cp.context.kv.publish(liveChannel, JSON.stringify({ type: 'test-marker', marker }));
+      await eventually(() => (live.some((e) => e['marker'] === marker) ? true : undefined), undefined, 'the marker on the live channel');
+    };
+    const listed = async () => (await h.cp.devices.list({ limit: 100 })).items.find((d) => d.id === deviceId)!;
+
+    it('one live online after the lapse corrects the fleet row read during it; later refreshes publish nothing', async () => {
+      const gpki = await makeGatewayPki();
+      const { agent, readyMs } = await connectHeartbeating({ core, gpki, driver, deviceId, heartbeatIntervalMs, firstBeatMs: heartbeatIntervalMs / 2 });
+      const beatMs = (n: number) => readyMs + heartbeatIntervalMs / 2 + n * heartbeatIntervalMs;
+      /** Virtual time past heartbeat `n`, the store calls it started answered (a socket for Redis), then the control plane's turn. */
+      const pastBeat = async (n: number) => {
+        await driver.runTo(beatMs(n) + 1);
+        for (let round = 0; round < 3; round += 1) {
+          await h.cp.context.kv.get('presence-restored-probe');
+          await settle();
+        }
+        await h.cp.eventsConsumer.drain();
+      };
+      await pastBeat(2);
+      await liveSettled();
+      assert.deepEqual(presenceLive().map((e) => e['online']), [true], 'the AUTH online');
+      assert.equal((await listed()).online, true);
+
+      // The lapse; the fleet is read in that moment.
+      await h.cp.context.kv.del(kvKeys.presence(deviceId));
+      let fleetRow = await listed();
+      assert.deepEqual([fleetRow.online, fleetRow.gateway_id], [false, 'gw-live'], 'read during the lapse: offline, its session on record');
+      const seen = presenceLive().length;
+
+      await pastBeat(3);
+      await eventually(() => (presenceLive().length > seen ? true : undefined), undefined, 'a presence event after the lapse');
+      // Applied as the viewer's fleet applies a presence event (sdc-fleet.ts #apply).
+      for (const event of presenceLive().slice(seen)) fleetRow = { ...fleetRow, online: event['online'] as boolean, gateway_id: event['online'] === true ? event['gateway_id'] as string : null };
+      assert.deepEqual([fleetRow.online, fleetRow.gateway_id], [true, 'gw-live'], 'the fleet row is right again without a re-read');
+      assert.equal((await listed()).online, true, 'and a read agrees');
+      assert.equal((await h.cp.devices.get(deviceId)).online, true, 'so does the device view');
+
+      await pastBeat(9);
+      await liveSettled();
+      assert.deepEqual(presenceLive().map((e) => e['online']), [true, true], 'one online for the lapse, none for the six refreshes after it');
+      assert.equal(agent.closed, undefined);
+    });
+  });
+}
+
+const { pairs, skipped } = storePairs();
+for (const pair of pairs) suite(pair);
+// Without MYSQL_URL and REDIS_URL only sql.js + ioredis-mock runs: the same steps, another store.
+if (skipped !== undefined) describe('presence restored on mysql + redis', { skip: skipped }, () => {});

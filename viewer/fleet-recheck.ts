@@ -2,11 +2,12 @@
  * Why the fleet reads its list again by itself. A row's `online` is the gateway's presence key
  * (it expires without heartbeats); its `gateway_id` is the control plane's record of the session,
  * set by the `online` presence event and cleared by the `offline` one. On a busy gateway the key
- * can lapse for a moment and be written again by the next heartbeat: the session never ended, so
- * no presence event says so. A list read during that moment shows the device offline while its
- * session is on record, and no event would ever correct it. Such a row ("lapsed") is read again
- * after a pause, a bounded number of times: a gateway that died sends no `offline` either, and
- * its devices stay lapsed until its sessions are cleared.
+ * can lapse for a moment and be written again by the next heartbeat: the session never ended. A
+ * list read during that moment shows the device offline while its session is on record. Since
+ * 2026-12-05 the gateway reports an `online` when it writes such a key back (docs/gateway.md), which
+ * corrects the row and cancels the re-read; this stays as a cheap backstop for an event that comes
+ * late. Such a row ("lapsed") is read again after a pause, a bounded number of times: a gateway
+ * that died sends no `offline` either, and its devices stay lapsed until its sessions are cleared.
  */
 
 /** Pauses doubling from 2 s (longer than the e2e presence TTL of 1.5 s), 5 reads at most (62 s in all). */

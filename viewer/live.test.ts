@@ -30,13 +30,15 @@ function harness(ticket: () => Promise<string | undefined> = async () => 'tkt') 
   const statuses: LiveStatus[] = [];
   let expired = 0;
   let resyncs = 0;
+  const revoked: string[] = [];
   const live = new LiveStream({
     ticket, onEvent: (event) => events.push(event), onStatus: (status) => statuses.push(status), onTokenExpired: () => { expired += 1; },
+    onSessionRevoked: (reason) => { revoked.push(reason); },
     onResync: () => { resyncs += 1; },
     createSource: (url) => { const source = new FakeSource(url); sources.push(source); return source as unknown as EventSource; },
     setTimer: (callback, delayMs) => timers.push({ callback, delayMs }),
   });
-  return { live, sources, timers, events, statuses, expired: () => expired, resyncs: () => resyncs };
+  return { live, sources, timers, events, statuses, revoked, expired: () => expired, resyncs: () => resyncs };
 }
 
 describe('the live stream', () => {
@@ -113,6 +115,30 @@ describe('the live stream', () => {
     other.live.stop();
     other.sources[0]!.onerror?.();
     assert.equal(other.timers.length, 0);
+  });
+
+  it('ends the session without reconnecting when the server drops the stream for a revoked token or a removed account; reconnects after a slow-client drop', async () => {
+    for (const reason of ['token_revoked', 'user_removed', 'subject_invalid']) {
+      const h = harness();
+      h.live.start();
+      await settle();
+      h.sources[0]!.onopen?.();
+      h.sources[0]!.emit('dropped', JSON.stringify({ reason }));
+      assert.deepEqual(h.revoked, [reason]);
+      assert.equal(h.sources[0]!.closed, true);
+      assert.equal(h.timers.length, 0, `${reason}: no reconnect with the revoked token`);
+      assert.equal(h.statuses.at(-1), 'closed');
+      // The browser's own error event after the close starts nothing either.
+      h.sources[0]!.onerror?.();
+      assert.equal(h.timers.length, 0);
+      assert.equal(h.expired(), 0);
+    }
+    const slow = harness();
+    slow.live.start();
+    await settle();
+    slow.sources[0]!.emit('dropped', '{"reason":"slow_client"}');
+    assert.deepEqual(slow.revoked, []);
+    assert.equal(slow.timers.length, 1, 'a slow client reconnects');
   });
 
   it('does not connect without a session (no ticket)', async () => {

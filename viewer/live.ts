@@ -19,6 +19,11 @@ export type LiveEvent =
 
 export type LiveStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
+/** The `dropped` reasons that end the session (server/control-plane/live.ts, LiveDropReason). */
+export const revokedReasons = ['token_revoked', 'user_removed', 'subject_invalid'] as const;
+export type RevokedReason = (typeof revokedReasons)[number];
+const revokedReasonSet: ReadonlySet<unknown> = new Set(revokedReasons);
+
 /** Reconnect pauses: doubling from 1 s to 30 s, so a restarting server is not hammered. */
 export const liveReconnectLimits = Object.freeze({ firstDelayMs: 1_000, delayMsMax: 30_000 });
 
@@ -38,6 +43,13 @@ export interface LiveOptions {
   readonly onResync: () => void;
   /** The stream ended because the token expired (`event: dropped`, reason token_expired). */
   readonly onTokenExpired: () => void;
+  /**
+   * The stream ended because the session's token no longer stands (`event: dropped` with
+   * token_revoked: a new password, a new role or log-out-everywhere; user_removed or
+   * subject_invalid: the account was removed or lost its role). Reconnecting would only be refused
+   * (or, on another control plane within seconds, open a stream it closes again): log in again.
+   */
+  readonly onSessionRevoked: (reason: RevokedReason) => void;
   readonly createSource?: (url: string) => EventSource;
   readonly setTimer?: (callback: () => void, delayMs: number) => unknown;
 }
@@ -102,6 +114,11 @@ export class LiveStream {
       if (reason === 'token_expired') {
         this.#options.onStatus('closed');
         this.#options.onTokenExpired();
+      } else if (revokedReasonSet.has(reason)) {
+        // No reconnect: the next ticket request would be refused with the same token.
+        this.#source = undefined;
+        this.#options.onStatus('closed');
+        this.#options.onSessionRevoked(reason as RevokedReason);
       } else {
         this.#retry(source);
       }

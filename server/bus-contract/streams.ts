@@ -77,6 +77,19 @@ export interface RevocationNotice {
 /** Pub/sub channel for live operator updates (command states, presence, alerts). */
 export const liveChannel = 'sdc:live';
 
+/**
+ * Pub/sub channel on which a control plane announces that it changed a user's standing (tokens
+ * revoked, role changed, account removed), as UserChangeNotice JSON. Every control plane forgets
+ * the user's cached token subject and re-checks that user's live streams at once, instead of
+ * within its subject cache's 5 s (server/control-plane/live.ts).
+ */
+export const userChangeChannel = 'sdc:cp:user-changed';
+
+export interface UserChangeNotice {
+  /** The user's name; what changed is read from the users table, never trusted from the notice. */
+  readonly user: string;
+}
+
 /** Bounds on stream lengths: the bus trims beyond these (see AppendOptions.maxLen). */
 export const streamMaxLen = {
   events: 1_000_000,

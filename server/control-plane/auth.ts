@@ -5,6 +5,7 @@ import { FileJwtKeyStore } from '../../trust/jwt-file-key-store.js';
 import { MemoryJwtKeyStore } from '../../trust/jwt-key-store.js';
 import { JwtVerifier } from '../../trust/jwt-verifier.js';
 import { hasLoneSurrogate } from '../../core/protocol/audit-chain.js';
+import { userChangeChannel, type UserChangeNotice } from '../bus-contract/streams.js';
 import { actors, type ServiceContext } from './context.js';
 import { LiveTickets } from './live-tickets.js';
 import { TokenSubjectCheck } from './token-subjects.js';
@@ -62,6 +63,20 @@ function tokenUserIdOf(claims: Readonly<Record<string, unknown>>): string | unde
     throw new SdcError('JWT_CLAIMS_INVALID', 'token user id is not a user id', { claim: tokenUserIdClaim });
   }
   return value;
+}
+
+// A notice names one user: users.name is at most 128 characters; anything much longer is not ours.
+const userChangeNoticeBytesMax = 1_024;
+
+function userOfNotice(text: string): string | undefined {
+  if (text.length > userChangeNoticeBytesMax) return undefined;
+  try {
+    const notice = JSON.parse(text) as Partial<UserChangeNotice> | null;
+    const user = notice?.user;
+    return typeof user === 'string' && user.length > 0 && user.length <= 128 ? user : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Characters of a login name kept in the audit subject (`user:` + name stays within the chain's 256). */
@@ -180,7 +195,9 @@ export class AuthService {
 
   /**
    * Ends every token `name` holds (POST /v1/auth/logout-all), audited as auth.logout_all in the
-   * same transaction. This process refuses them at once; the caller closes the user's live streams.
+   * same transaction (the caller settles the audit). Every process refuses them at once
+   * (subjectChanged); the caller closes the user's live streams here at once, before anything
+   * else awaits, so that it counts them (the other processes' re-checks follow the notice).
    */
   async revokeTokens(name: string, actor: string): Promise<void> {
     await this.users.revokeTokens({
@@ -188,12 +205,53 @@ export class AuthService {
       audit: (tx, user) => this.#ctx.audit.record(tx, { kind: 'auth.logout_all', actor: actors.user(actor), subject: `user:${user.name}`, payload: {} }),
     });
     this.subjectChanged(name);
-    await this.#ctx.settleAudit();
   }
 
-  /** A user was removed, given another role or a new password by this process: its tokens are judged afresh at the next request. */
+  /**
+   * A user was removed, given another role or a new password, or had their tokens revoked, by
+   * this process: its tokens are judged afresh at the next request here, and every control plane
+   * is told on the kv channel (userChangeChannel) to do the same and re-check the user's live
+   * streams. Never throws and never waits: a lost notice costs the other processes at most the
+   * subject cache's 5 s (their periodic stream re-check), not the change.
+   */
   subjectChanged(name: string): void {
     this.#subjects.forget(name);
+    const notice: UserChangeNotice = { user: name };
+    void this.#ctx.kv.publish(userChangeChannel, JSON.stringify(notice)).catch((error: unknown) => {
+      this.#ctx.logger.warn({ err: error, user: name }, 'user change notice not published; other control planes notice within the subject cache TTL');
+    });
+  }
+
+  /**
+   * Follows the user changes every control plane announces (subjectChanged): forgets the user's
+   * cached subject and calls `onChanged` with the name. When the subscription was lost for a while
+   * (notices may have been missed), forgets every user and calls `onChanged(undefined)`: re-check
+   * everyone. A notice that is not ours (not JSON, no valid name) is logged and dropped.
+   */
+  async watchSubjectChanges(onChanged: (name: string | undefined) => void): Promise<() => Promise<void>> {
+    return this.#ctx.kv.subscribe(userChangeChannel, (text) => {
+      const name = userOfNotice(text);
+      if (name === undefined) {
+        this.#ctx.logger.warn({ code: 'API_VALIDATION', bytes: text.length }, 'user change notice malformed; dropped');
+        return;
+      }
+      this.#subjects.forget(name);
+      onChanged(name);
+    }, {
+      onResubscribed: () => {
+        this.#subjects.forgetAll();
+        onChanged(undefined);
+      },
+    });
+  }
+
+  /**
+   * Throws as verify() would for the token `principal` came from (API_TOKEN_REVOKED,
+   * API_TOKEN_SUBJECT_INVALID) if its user has changed since: a live stream opened with it is
+   * re-checked so. With `fresh`, the users table is read now, not the cache.
+   */
+  async recheck(principal: VerifiedPrincipal, options: { fresh?: boolean } = {}): Promise<void> {
+    await this.#subjects.require(principal.name, principal.role, principal.tokenGeneration, { userId: principal.tokenUserId, issuedAtS: principal.tokenIssuedAtS }, options);
   }
 
   static requireRole(principal: Principal, least: Role): void {

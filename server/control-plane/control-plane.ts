@@ -155,6 +155,12 @@ export interface ControlPlaneOptions {
   readonly liveClientsMax?: number;
   /** Live streams one user may hold per process (default 5). */
   readonly liveClientsPerUserMax?: number;
+  /**
+   * How often every live stream's token is re-checked against the users table (default 5 s, the
+   * subject cache's TTL): the bound on closing a revoked user's streams when the change's notice
+   * is lost or the change was made in the database directly.
+   */
+  readonly liveRecheckIntervalMs?: number;
   /** Overrides of the login and enrollment rate limits (authRateLimits in http/rate-limit.ts). */
   readonly authRateLimits?: Partial<AuthRateLimits>;
   /** The process's metrics (shared with an in-process gateway); default a registry of its own. */
@@ -339,7 +345,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     onAlertRaised: (kind) => metrics.alertsRaised.inc({ kind }), ...(options.alertRules === undefined ? {} : { alertRules: options.alertRules }),
   });
   const live = new LiveHub({
-    kv, logger, clock, scheduler, ...(options.liveClientsMax === undefined ? {} : { clientsMax: options.liveClientsMax }),
+    // Streams of a user whose tokens were revoked, or who was removed, close on every control plane (live.ts).
+    kv, logger, clock, scheduler, subjects: auth, ...(options.liveClientsMax === undefined ? {} : { clientsMax: options.liveClientsMax }),
+    ...(options.liveRecheckIntervalMs === undefined ? {} : { recheckIntervalMs: options.liveRecheckIntervalMs }),
     ...(options.liveClientsPerUserMax === undefined ? {} : { clientsPerUserMax: options.liveClientsPerUserMax }),
   });
   const alerts = new AlertService({ context });

@@ -101,7 +101,7 @@ describe('16.6: LiveHub closes a quiet stream when its token expires, on the inj
     const kv = new MemoryKeyValueStore({ clock: time });
     const hub = new LiveHub({ kv, logger: pino({ level: 'silent' }), clock: time, scheduler: time, clientsPerUserMax: 1 });
     const response = fakeResponse();
-    hub.attach(response, { user: 'brief', tokenExpiresAtMs: time.nowMs() + 3_000 });
+    hub.attach(response, { name: 'brief', role: 'viewer', tokenGeneration: 0, tokenExpiresAtMs: time.nowMs() + 3_000 });
     assert.throws(() => hub.reserve('brief'), { code: 'API_TOO_MANY_STREAMS' });
     time.advance(2_999);
     assert.equal(response.ended, false);

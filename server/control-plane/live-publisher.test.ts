@@ -137,7 +137,7 @@ describe('LiveHub: a subscription that was lost and is back tells its clients to
       writableLength: 0, writeHead() { return response; }, write(chunk: string) { sent.push(chunk); return true; },
       end() { return response; }, on() { return response; },
     };
-    hub.attach(response as never, { user: 'op', tokenExpiresAtMs: time.nowMs() + 60_000 });
+    hub.attach(response as never, { name: 'op', role: 'viewer', tokenGeneration: 0, tokenExpiresAtMs: time.nowMs() + 60_000 });
     assert.ok(resubscribed !== undefined, 'the hub asks to hear of a lost subscription');
     resubscribed();
     assert.match(sent.at(-1)!, /^event: resync\ndata: \{"type":"resync","reason":"subscription_restored","at_ms":\d+\}\n\n$/);

@@ -4,7 +4,20 @@ import { SdcError } from '../../core/errors/index.js';
 import { liveChannel } from '../bus-contract/streams.js';
 import type { Clock, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import type { VerifiedPrincipal } from './auth.js';
 import type { ResyncEvent } from './live-publisher.js';
+import { tokenSubjectLimits } from './token-subjects.js';
+
+/**
+ * Whether a stream's token still stands, and news of users that changed: AuthService. Without
+ * it (a hub on its own, in tests) streams end only at expiry, when slow, or by closeUser.
+ */
+export interface LiveSubjects {
+  /** Throws API_TOKEN_REVOKED or API_TOKEN_SUBJECT_INVALID when the token no longer stands; `fresh`: read the users table now. */
+  recheck(viewer: LiveViewer, options: { fresh: boolean }): Promise<void>;
+  /** Calls back with the name of a user some control plane changed (undefined: any may have); resolves with the unsubscribe. */
+  watchSubjectChanges(onChanged: (name: string | undefined) => void): Promise<() => Promise<void>>;
+}
 
 export interface LiveHubOptions {
   readonly kv: KeyValueStore;
@@ -18,13 +31,26 @@ export interface LiveHubOptions {
   readonly clientsPerUserMax?: number;
   /** Bytes queued in a client's socket before it is considered too slow and dropped. */
   readonly clientBufferBytesMax?: number;
+  readonly subjects?: LiveSubjects;
+  /** How often every stream's token is re-checked against the users table (default: the subject cache's TTL). */
+  readonly recheckIntervalMs?: number;
 }
 
-/** Who opened a stream, and until when their token allows it. */
-export interface LiveViewer {
-  readonly user: string;
-  readonly tokenExpiresAtMs: number;
-}
+/** Who opened a stream: the principal of its token (or ticket), with the token's expiry, generation and account. */
+export type LiveViewer = VerifiedPrincipal;
+
+/**
+ * Why the server ended a stream (`event: dropped`, `{"reason":...}`). token_expired,
+ * token_revoked, user_removed and subject_invalid end the session: log in again, do not reconnect.
+ */
+export type LiveDropReason = 'shutdown' | 'slow_client' | 'token_expired' | 'token_revoked' | 'user_removed' | 'subject_invalid';
+
+/** The reason a stream is closed with when its token's re-check is refused with this code. */
+const dropReasonOfCode: Readonly<Record<string, LiveDropReason>> = {
+  API_TOKEN_REVOKED: 'token_revoked',
+  // Removed, re-created under the same name, or holding a lower role than the token's.
+  API_TOKEN_SUBJECT_INVALID: 'subject_invalid',
+};
 
 interface LiveClient {
   readonly id: number;
@@ -52,16 +78,29 @@ export const liveHubLimits = Object.freeze({
  * clientBufferBytesMax queued) gets a final `dropped` event and is disconnected, and so does a
  * client whose token expires (`token_expired`): at the expiry time, and in any case before it
  * would be sent anything after it.
+ *
+ * A client whose token no longer stands (revoked, its user removed or given another role) is
+ * closed too, on every process: at once where the change was made (closeUser), at once on the
+ * others when they hear its notice (LiveSubjects.watchSubjectChanges; each re-checks that user's
+ * streams against the users table), and, should the notice be lost (pub/sub is at most once) or
+ * the change be made in the database directly, at the next re-check of every stream, every
+ * recheckIntervalMs (the subject cache's 5 s).
  */
 export class LiveHub {
-  readonly #o: Required<LiveHubOptions>;
+  readonly #o: Required<Omit<LiveHubOptions, 'subjects'>> & Pick<LiveHubOptions, 'subjects'>;
   readonly #clients = new Map<number, LiveClient>();
   readonly #streamsByUser = new Map<string, number>();
   #nextId = 1;
   #unsubscribe: (() => Promise<void>) | undefined;
+  #unsubscribeSubjects: (() => Promise<void>) | undefined;
+  #recheckTimer: TimerHandle | undefined;
+  /** Re-checks running now: stop() waits for them, so none touches the stores after it. */
+  readonly #rechecks = new Set<Promise<void>>();
+  #sweeping = false;
+  #running = false;
 
   constructor(options: LiveHubOptions) {
-    this.#o = { ...liveHubLimits, ...options };
+    this.#o = { ...liveHubLimits, recheckIntervalMs: tokenSubjectLimits.cacheTtlMs, ...options };
   }
 
   get clientCount(): number {
@@ -78,12 +117,24 @@ export class LiveHub {
       this.#broadcast(JSON.stringify(event));
     };
     this.#unsubscribe = await this.#o.kv.subscribe(liveChannel, (message) => this.#broadcast(message), { onResubscribed: resync });
+    this.#running = true;
+    const subjects = this.#o.subjects;
+    if (subjects === undefined) return;
+    this.#unsubscribeSubjects = await subjects.watchSubjectChanges((name) => this.#track(this.#recheck(name, 'notice')));
+    this.#scheduleSweep();
   }
 
   async stop(): Promise<void> {
+    this.#running = false;
+    if (this.#recheckTimer !== undefined) this.#o.scheduler.cancel(this.#recheckTimer);
+    this.#recheckTimer = undefined;
     const unsubscribe = this.#unsubscribe;
+    const unsubscribeSubjects = this.#unsubscribeSubjects;
     this.#unsubscribe = undefined;
+    this.#unsubscribeSubjects = undefined;
     if (unsubscribe !== undefined) await unsubscribe();
+    if (unsubscribeSubjects !== undefined) await unsubscribeSubjects();
+    while (this.#rechecks.size > 0) await Promise.all([...this.#rechecks]);
     for (const client of [...this.#clients.values()]) this.#close(client, 'shutdown');
   }
 
@@ -100,12 +151,12 @@ export class LiveHub {
     if (this.#clients.size >= this.#o.clientsMax) throw new SdcError('API_TOO_MANY_CLIENTS', `live stream has its maximum of ${this.#o.clientsMax} clients`);
   }
 
-  /** Takes over a response: writes the SSE head and keeps it until the client leaves, is dropped or its token expires. */
+  /** Takes over a response: writes the SSE head and keeps it until the client leaves, is dropped or its token expires or stops standing. */
   attach(response: ServerResponse, viewer: LiveViewer): void {
-    this.reserve(viewer.user);
+    this.reserve(viewer.name);
     const client: LiveClient = { id: this.#nextId++, response, viewer, expiryTimer: undefined };
     this.#clients.set(client.id, client);
-    this.#streamsByUser.set(viewer.user, this.streamsOf(viewer.user) + 1);
+    this.#streamsByUser.set(viewer.name, this.streamsOf(viewer.name) + 1);
     response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     response.write(`event: hello\ndata: {"client":${client.id}}\n\n`);
     response.on('close', () => this.#forget(client));
@@ -116,13 +167,83 @@ export class LiveHub {
 
   /**
    * Closes every stream `user` holds on this process with a final `dropped` event naming `reason`
-   * (their tokens were just revoked or the user removed, here). Streams on other processes are
-   * not told: they close at their token's expiry (docs/security/threat-model.md says why).
+   * (their tokens were just revoked or the user removed, here). The other processes close theirs
+   * when they hear of the change (the class comment says how).
    */
   closeUser(user: string, reason: 'token_revoked' | 'user_removed'): number {
-    const theirs = [...this.#clients.values()].filter((client) => client.viewer.user === user);
+    const theirs = [...this.#clients.values()].filter((client) => client.viewer.name === user);
     for (const client of theirs) this.#close(client, reason);
+    if (theirs.length > 0) this.#o.logger.info({ code: reason === 'token_revoked' ? 'API_TOKEN_REVOKED' : 'API_TOKEN_SUBJECT_INVALID', user, streams: theirs.length, reason }, 'live streams closed: the user changed here');
     return theirs.length;
+  }
+
+  /** Resolves once every re-check started so far has ended (tests). */
+  async rechecksSettled(): Promise<void> {
+    while (this.#rechecks.size > 0) await Promise.all([...this.#rechecks]);
+  }
+
+  #track(recheck: Promise<void>): void {
+    const tracked = recheck.catch((error: unknown) => { this.#o.logger.error({ err: error }, 'live stream re-check failed'); })
+      .finally(() => { this.#rechecks.delete(tracked); });
+    this.#rechecks.add(tracked);
+  }
+
+  #scheduleSweep(): void {
+    if (!this.#running) return;
+    this.#recheckTimer = this.#o.scheduler.schedule(this.#o.recheckIntervalMs, () => {
+      this.#recheckTimer = undefined;
+      // One sweep at a time: a slow store must not stack them.
+      if (this.#sweeping) {
+        this.#scheduleSweep();
+        return;
+      }
+      this.#sweeping = true;
+      this.#track(this.#recheck(undefined, 'sweep').finally(() => {
+        this.#sweeping = false;
+        this.#scheduleSweep();
+      }));
+    });
+  }
+
+  /**
+   * Re-checks the streams of `user` (every stream when undefined) against the users table, read
+   * afresh once per user, and closes those whose token no longer stands with the reason of the
+   * refusal's code, logged with it. A re-check that fails otherwise (the database unreachable)
+   * keeps the streams and is logged once: the next sweep tries again.
+   */
+  async #recheck(user: string | undefined, trigger: 'notice' | 'sweep'): Promise<void> {
+    const subjects = this.#o.subjects;
+    if (subjects === undefined) return;
+    const byUser = new Map<string, LiveClient[]>();
+    for (const client of this.#clients.values()) {
+      if (user !== undefined && client.viewer.name !== user) continue;
+      byUser.set(client.viewer.name, [...(byUser.get(client.viewer.name) ?? []), client]);
+    }
+    let unreachable: unknown;
+    for (const [name, clients] of byUser) {
+      const closed = new Map<string, number>();
+      let fresh = true;
+      for (const client of clients) {
+        if (!this.#clients.has(client.id)) continue;
+        try {
+          await subjects.recheck(client.viewer, { fresh });
+          fresh = false;
+        } catch (error) {
+          const code = error instanceof SdcError ? error.code : undefined;
+          const reason = code === undefined ? undefined : dropReasonOfCode[code];
+          if (reason === undefined) {
+            unreachable ??= error;
+            continue;
+          }
+          fresh = false;
+          if (this.#close(client, reason)) closed.set(code!, (closed.get(code!) ?? 0) + 1);
+        }
+      }
+      for (const [code, streams] of closed) {
+        this.#o.logger.info({ code, user: name, streams, reason: dropReasonOfCode[code], trigger }, 'live streams closed: the user\'s token no longer stands');
+      }
+    }
+    if (unreachable !== undefined) this.#o.logger.warn({ err: unreachable, trigger }, 'live stream re-check could not read the users; streams kept until the next one');
   }
 
   #broadcast(message: string): void {
@@ -162,21 +283,24 @@ export class LiveHub {
     client.expiryTimer = this.#o.scheduler.schedule(client.viewer.tokenExpiresAtMs - this.#o.clock.nowMs(), () => this.#onExpiryTimer(client));
   }
 
-  #forget(client: LiveClient): void {
-    if (!this.#clients.delete(client.id)) return;
+  #forget(client: LiveClient): boolean {
+    if (!this.#clients.delete(client.id)) return false;
     if (client.expiryTimer !== undefined) this.#o.scheduler.cancel(client.expiryTimer);
     client.expiryTimer = undefined;
-    const left = this.streamsOf(client.viewer.user) - 1;
-    if (left > 0) this.#streamsByUser.set(client.viewer.user, left);
-    else this.#streamsByUser.delete(client.viewer.user);
+    const left = this.streamsOf(client.viewer.name) - 1;
+    if (left > 0) this.#streamsByUser.set(client.viewer.name, left);
+    else this.#streamsByUser.delete(client.viewer.name);
+    return true;
   }
 
-  #close(client: LiveClient, reason: string): void {
-    this.#forget(client);
+  /** Ends a client's stream with `event: dropped`; false when it was gone already. */
+  #close(client: LiveClient, reason: LiveDropReason): boolean {
+    if (!this.#forget(client)) return false;
     try {
       client.response.end(`event: dropped\ndata: {"reason":"${reason}"}\n\n`);
     } catch (error) {
       this.#o.logger.debug({ err: error }, 'live client already gone');
     }
+    return true;
   }
 }

@@ -279,16 +279,16 @@ export interface SecondControlPlane { readonly cp: ControlPlane; close(): Promis
 /**
  * A second control plane sharing `h`'s database, bus and key/value store, so a refusal or a count
  * a test asserts is the stores', not one process's memory. On MySQL it has its own connection pool
- * (`pair.sql.open`), closed by `close` after the control plane stops.
+ * (`pair.sql.open`), closed by `close` after the control plane stops. `overrides` are options of its own.
  */
-export async function openSecondControlPlane(h: Harness, pair: StorePair): Promise<SecondControlPlane> {
+export async function openSecondControlPlane(h: Harness, pair: StorePair, overrides: Partial<ControlPlaneOptions> = {}): Promise<SecondControlPlane> {
   const sql = pair.sql.name === 'mysql' ? await pair.sql.open(h.dir) : h.db;
   const closeSql = async () => { if (sql !== h.db) await sql.close(); };
   let cp: ControlPlane;
   try {
     cp = await createControlPlane({
       materials: h.materials, stores: { sql, bus: h.bus, kv: h.cp.context.kv }, clock: h.clock, random: systemRandom, scheduler: systemScheduler,
-      gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 },
+      gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 }, ...overrides,
     });
   } catch (error) {
     await closeSql();

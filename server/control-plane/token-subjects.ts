@@ -60,9 +60,12 @@ export class TokenSubjectCheck {
    * the account's creation (a token without `uid`: from before the claim, or one issued by other
    * code). `iat` is in whole seconds, so a token issued in the second the account was created
    * counts as after it (`issuedAtS * 1000 + 999`).
+   *
+   * With `fresh`, the users table is read now whatever the cache holds (a live stream's re-check,
+   * which must not trust an entry up to cacheTtlMs old).
    */
-  async require(name: string, tokenRole: Role, tokenGeneration: number, binding: TokenBinding = {}): Promise<void> {
-    let current = await this.#currentSubject(name);
+  async require(name: string, tokenRole: Role, tokenGeneration: number, binding: TokenBinding = {}, options: { fresh?: boolean } = {}): Promise<void> {
+    let current = await this.#currentSubject(name, options);
     // No account, or one other than the token's, remembered from before the token was issued:
     // the token may be a new account's (created, or removed and re-created, on another control
     // plane within cacheTtlMs). Read again once; only then, so an old token cannot make every
@@ -86,6 +89,11 @@ export class TokenSubjectCheck {
   /** Drops what is remembered of a user this process just removed or re-roled: the change applies at once here. */
   forget(name: string): void {
     this.#cache.delete(name);
+  }
+
+  /** Drops every entry: notices of changes made elsewhere may have been missed (a lost subscription). */
+  forgetAll(): void {
+    this.#cache.clear();
   }
 
   async #currentSubject(name: string, options: { fresh?: boolean } = {}): Promise<TokenSubject | undefined> {

@@ -105,6 +105,9 @@ export class SdcApp extends LightElement {
       },
       onResync: () => this.liveBus.dispatchEvent(new Event('resync')),
       onTokenExpired: () => this.#pauseSession('Your session expired; log in again to carry on.'),
+      onSessionRevoked: (reason) => this.#pauseSession(reason === 'token_revoked'
+        ? 'Your session was ended (a new password, a new role, or log out everywhere); log in again to carry on.'
+        : 'Your account was removed or changed; log in again to carry on.'),
     });
     this.#live.start();
   }

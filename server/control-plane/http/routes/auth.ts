@@ -21,7 +21,10 @@ export const authRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices;
   }, async (request) => {
     const { name } = principalOf(request);
     await services.auth.revokeTokens(name, name);
-    return { name, live_streams_closed: services.live.closeUser(name, 'token_revoked') };
+    // At once, before the audit settles: this process's own re-check (the notice) would close them uncounted.
+    const closed = services.live.closeUser(name, 'token_revoked');
+    await services.context.settleAudit();
+    return { name, live_streams_closed: closed };
   });
 
   app.get('/.well-known/jwks.json', { config: { auth: 'public', summary: 'Public keys that verify operator tokens' } }, async () => services.auth.authority.jwks());

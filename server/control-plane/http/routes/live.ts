@@ -27,6 +27,7 @@ export const liveRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices 
     // Refused (API_TOO_MANY_STREAMS) while the reply is still ours to answer in our error shape.
     services.live.reserve(principal.name);
     reply.hijack();
-    services.live.attach(reply.raw, { user: principal.name, tokenExpiresAtMs: principal.tokenExpiresAtMs });
+    // The whole principal: the stream is re-checked as its token would be (live.ts).
+    services.live.attach(reply.raw, principal);
   });
 };

@@ -16,7 +16,8 @@ function view(user: User) {
  * admin can be neither removed nor demoted (API_LAST_ADMIN). A new role or password revokes the
  * user's tokens (API_TOKEN_REVOKED; users.ts, token generation), a removal makes them
  * API_TOKEN_SUBJECT_INVALID: at once on this process, whose live streams of that user close too,
- * and within 5 s on the others (tokenSubjectLimits.cacheTtlMs).
+ * and on the others when they hear subjectChanged's notice (at once; within 5 s should it be
+ * lost: tokenSubjectLimits.cacheTtlMs, and their streams' periodic re-check, live.ts).
  */
 export const userRoutes: RoutesPlugin<{ readonly services: ControlPlaneServices; readonly authLimiter: AuthRateLimiter }> = async (app, { services, authLimiter }) => {
   const { users } = services.auth;

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { SdcError } from '../../core/errors/index.js';
 import { httpsJson } from '../../runtime/https-json.js';
 import { passwordEnv, readPasswordOption, requireOption, type Command } from '../command.js';
+import { apiClient } from '../api-client.js';
 import { removeLogin, saveLogin } from '../credentials.js';
 
 /** The token's own expiry (`exp`, seconds): the stored login says when to log in again. */
@@ -57,15 +58,34 @@ export const loginCommand: Command = {
   },
 };
 
+/** What POST /v1/auth/logout-all answers. */
+interface LogoutAllAnswer { name: string; live_streams_closed: number }
+
 export const logoutCommand: Command = {
   name: 'logout',
-  summary: 'Forget the stored login',
-  usage: '[--json]',
-  optionHelp: [['--json', 'Print { "removed": true|false }']],
-  options: { json: { type: 'boolean' } },
+  summary: 'Forget the stored login; with --all, first revoke every token of yours on the server (POST /v1/auth/logout-all)',
+  usage: '[--all] [--json]',
+  optionHelp: [
+    ['--all', 'Log out everywhere: revoke every token you hold (other terminals, browsers, a token someone took) and close your live streams, then forget the stored login. Nothing is forgotten if the server refuses'],
+    ['--json', 'Print { "removed": true|false }; with --all also name, server, revoked and live_streams_closed'],
+  ],
+  options: { all: { type: 'boolean' }, json: { type: 'boolean' } },
   async run(args, io) {
+    const json = args.values.json === true;
+    if (args.values.all !== true) {
+      const removed = await removeLogin(io.env);
+      io.stdout(json ? JSON.stringify({ removed }) + '\n' : removed ? 'logged out\n' : 'not logged in\n');
+      return 0;
+    }
+    // The stored token asks for its own end: without a valid login (none, expired, refused) there
+    // is nothing to revoke with, and the error says so; the login is kept until the server agreed.
+    const api = await apiClient(io);
+    const answer = await api.post<LogoutAllAnswer>('/v1/auth/logout-all', {});
     const removed = await removeLogin(io.env);
-    io.stdout(args.values.json === true ? JSON.stringify({ removed }) + '\n' : removed ? 'logged out\n' : 'not logged in\n');
+    const { server } = api.login;
+    io.stdout(json
+      ? JSON.stringify({ name: answer.name, server, revoked: true, live_streams_closed: answer.live_streams_closed, removed }) + '\n'
+      : `logged out everywhere: every token of ${answer.name} on ${server} is revoked; ${answer.live_streams_closed} live stream(s) closed on that control plane (the others close theirs at once); ${removed ? 'stored login removed' : 'no stored login left to remove'}\n`);
     return 0;
   },
 };

@@ -552,6 +552,40 @@ describe('the operator console in Chromium against a real deployment', { skip },
     }
   });
 
+  it('shows a device the command policy kept out of a rollout: the code, the reason, the rule and that it was not notified (the element, with the API answered in the page)', async () => {
+    // The API's shape for a refused device (server/ota/rollout-routes.ts, docs/ota.md "Rollouts and the command policy"):
+    // canceled, the policy's code as last_error_code, and policy_refusal.
+    const refusal = { code: 'COMMAND_QUIET_HOURS', reason: 'quiet hours of rule night (22:00-06:00)', opcode: 'EXEC_STAGE_UPDATE', rule_id: 'night', revision: 4 };
+    const rollout = {
+      id: `ro-${'b'.repeat(32)}`, release_id: 'fw-3', status: 'running', pause_reason: null, wave_index: 0,
+      waves: [{ devices: ['p1', 'p2'], size: 2, started: 2, succeeded: 0, failed: 0, terminal: 1 }],
+      executions: [
+        { id: 'ex-p1', device_id: 'p1', wave: 0, state: 'downloading', created_at_ms: 1_700_000_000_000, ended_at_ms: null, last_error_code: null },
+        { id: 'ex-p2', device_id: 'p2', wave: 0, state: 'canceled', created_at_ms: 1_700_000_000_000, ended_at_ms: 1_700_000_000_000, last_error_code: refusal.code, policy_refusal: refusal },
+      ],
+      created_by: 'ops', created_at_ms: 1_700_000_000_000, updated_at_ms: 1_700_000_000_000,
+    };
+    await page.route('**/v1/releases', (route) => route.fulfill({ json: { items: [] } }));
+    await page.route('**/v1/rollouts?limit=50', (route) => route.fulfill({ json: { items: [rollout] } }));
+    try {
+      await page.getByRole('link', { name: 'Fleet', exact: true }).click();
+      await page.getByRole('link', { name: 'Releases', exact: true }).click();
+      const card = page.locator(`[data-rollout="${rollout.id}"]`);
+      await card.waitFor();
+      assert.equal(await card.getByTestId('rollout-policy-refused').textContent(), '1 device refused by the command policy, not notified (see Devices)');
+      await card.getByText('Devices (2)').click();
+      const refused = card.locator('tr[data-device="p2"]');
+      assert.match(await refused.textContent() ?? '', /canceled/);
+      assert.equal((await refused.getByTestId('policy-refusal').textContent())?.replace(/\s+/g, ' ').trim(),
+        'COMMAND_QUIET_HOURS refused by the command policy: quiet hours of rule night (22:00-06:00) (rule night, EXEC_STAGE_UPDATE, policy revision 4); the device was not notified');
+      assert.equal(await card.locator('tr[data-device="p1"]').getByTestId('policy-refusal').count(), 0, 'a notified device shows no refusal');
+      await shot('rollouts-policy-refusal');
+    } finally {
+      await page.unroute('**/v1/releases');
+      await page.unroute('**/v1/rollouts?limit=50');
+    }
+  });
+
   it('is usable with the keyboard, every control labelled, and readable at 1280x720 and at a phone\'s 390x844 with nothing wider than the screen', async () => {
     // Keyboard: Tab from the top of the page reaches the navigation; Enter follows a link.
     await page.getByRole('link', { name: 'Fleet', exact: true }).focus();

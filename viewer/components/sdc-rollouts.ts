@@ -2,6 +2,7 @@ import { html, nothing } from 'lit';
 import type { ApiClient, ApiError, Role } from '../api.js';
 import { formatTime } from '../format.js';
 import { roleAtLeast } from '../roles.js';
+import { policyRefusalText, policyRefusedCount, type PolicyRefusalView } from '../rollout-refusal.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
 
@@ -9,7 +10,11 @@ interface RolloutView {
   id: string; release_id: string; status: 'running' | 'paused' | 'completed' | 'aborted';
   pause_reason: null | 'error_threshold' | 'success_threshold_not_met' | 'operator'; wave_index: number;
   waves: Array<{ devices: string[]; size: number; started: number; succeeded: number; failed: number; terminal: number }>;
-  executions: Array<{ id: string; device_id: string; wave: number; state: string; created_at_ms: number; ended_at_ms: number | null; last_error_code: string | null }>;
+  executions: Array<{
+    id: string; device_id: string; wave: number; state: string; created_at_ms: number; ended_at_ms: number | null; last_error_code: string | null;
+    /** Set when the command policy kept the device out: canceled, never notified (server/ota/rollout-routes.ts). */
+    policy_refusal?: PolicyRefusalView;
+  }>;
   created_by: string; created_at_ms: number; updated_at_ms: number;
 }
 
@@ -107,7 +112,16 @@ export class SdcRollouts extends LightElement {
     }
   }
 
+  /** The Error cell: a policy refusal in words with its code, else the last error code. */
+  #errorCell(e: RolloutView['executions'][number]) {
+    if (e.policy_refusal !== undefined) {
+      return html`<span data-testid="policy-refusal"><code>${e.policy_refusal.code}</code> ${policyRefusalText(e.policy_refusal)}</span>`;
+    }
+    return e.last_error_code ? html`<code>${e.last_error_code}</code>` : '—';
+  }
+
   #rollout(r: RolloutView) {
+    const refused = policyRefusedCount(r.executions);
     const actions = rolloutActions(r.status, this.userRole);
     const confirmingAction = this.confirming?.startsWith(`${r.id} `) ? this.confirming.slice(r.id.length + 1) as Action : undefined;
     return html`
@@ -115,17 +129,18 @@ export class SdcRollouts extends LightElement {
         <h3 id="rollout-${r.id}">${r.release_id} <small><code>${r.id}</code></small>
           <span class="state state-${r.status}" data-testid="rollout-status">${r.status}</span></h3>
         <p>${r.pause_reason ? html`<span class="notice">${pauseText[r.pause_reason] ?? r.pause_reason}</span>; ` : nothing}wave ${r.wave_index + 1} of ${r.waves.length};
-          started ${formatTime(r.created_at_ms)} by ${r.created_by}, updated ${formatTime(r.updated_at_ms)}</p>
+          started ${formatTime(r.created_at_ms)} by ${r.created_by}, updated ${formatTime(r.updated_at_ms)}${refused === 0 ? nothing : html`;
+          <span class="notice" data-testid="rollout-policy-refused">${refused} device${refused === 1 ? '' : 's'} refused by the command policy, not notified (see Devices)</span>`}</p>
         <div class="table-scroll"><table data-testid="rollout-waves"><caption>Waves</caption>
           <thead><tr><th scope="col">Wave</th><th scope="col">Devices</th><th scope="col">Started</th><th scope="col">Succeeded</th><th scope="col">Failed</th><th scope="col">Finished</th></tr></thead>
           <tbody>${r.waves.map((w, i) => html`<tr aria-current=${i === r.wave_index ? 'step' : 'false'}>
             <th scope="row">${i + 1}${i === r.wave_index ? ' (current)' : ''}</th><td>${w.size}</td><td>${w.started}</td><td>${w.succeeded}</td><td>${w.failed}</td><td>${w.terminal}</td></tr>`)}</tbody>
         </table></div>
         <details><summary>Devices (${r.executions.length})</summary>
-          <div class="table-scroll"><table data-testid="rollout-devices">
+          <div class="table-scroll"><table class="rollout-devices" data-testid="rollout-devices">
             <thead><tr><th scope="col">Device</th><th scope="col">Wave</th><th scope="col">State</th><th scope="col">Error</th><th scope="col">Ended</th></tr></thead>
             <tbody>${r.executions.map((e) => html`<tr data-device=${e.device_id}><th scope="row">${e.device_id}</th><td>${e.wave + 1}</td>
-              <td><span class="state state-${e.state}">${e.state}</span></td><td>${e.last_error_code ? html`<code>${e.last_error_code}</code>` : '—'}</td><td>${formatTime(e.ended_at_ms)}</td></tr>`)}</tbody>
+              <td><span class="state state-${e.state}">${e.state}</span></td><td class="reason">${this.#errorCell(e)}</td><td>${formatTime(e.ended_at_ms)}</td></tr>`)}</tbody>
           </table></div>
         </details>
         ${actions.length === 0 ? nothing : html`<div class="actions">${actions.map((a) => html`

@@ -239,16 +239,40 @@ static int copy_and_hash(int src, int dst, uint8_t digest[32], uint64_t* size) {
   return status;
 }
 
+/*
+ * Opens the update source for reading only once it is known to be a regular file. The path is the
+ * agent's choice and the signed command does not cover it, and open() itself acts on a device
+ * (opening /dev/watchdog arms the watchdog, a tape rewinds, a FIFO releases a blocked writer), so
+ * nothing but a regular file may ever be opened: O_PATH|O_NOFOLLOW names the inode without opening
+ * it (a symlink as the last component is refused too), fstat checks it, and the read descriptor
+ * comes from /proc/self/fd/N, i.e. that same inode, so a path swapped in between changes nothing.
+ * Without /proc the path is opened again (O_NOFOLLOW|O_NONBLOCK, no FIFO wait) and must be the
+ * same inode: that fallback has the race the kernel-mode driver would not. -1 on any refusal.
+ */
+static int open_regular_source(const char* source) {
+  int pinned = open(source, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (pinned < 0) return -1;
+  struct stat st, opened;
+  if (fstat(pinned, &st) != 0 || !S_ISREG(st.st_mode)) { close(pinned); return -1; }
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/fd/%d", pinned);
+  int src = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (src < 0 && errno == ENOENT) src = open(source, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+  close(pinned);
+  if (src < 0) return -1;
+  int fl = fcntl(src, F_GETFL);
+  if (fstat(src, &opened) != 0 || !S_ISREG(opened.st_mode) || opened.st_dev != st.st_dev || opened.st_ino != st.st_ino ||
+      fl < 0 || fcntl(src, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    close(src);
+    return -1;
+  }
+  return src;
+}
+
 static int stage_into(sdc_handle* h, const char* label, const char* source, const uint8_t expected[32], uint8_t* payload) {
   if (strcmp(label, h->update.current) == 0 || strcmp(label, h->update.previous) == 0) return SDC_STATUS_BAD_STATE;
-  /* O_NONBLOCK: opening a FIFO (or a device) for reading must not wait for a writer; anything
-   * but a regular file is refused before a byte is read. Then blocking reads again, for the copy. */
-  int src = open(source, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  int src = open_regular_source(source);
   if (src < 0) return SDC_STATUS_IO_ERROR;
-  struct stat st;
-  if (fstat(src, &st) != 0 || !S_ISREG(st.st_mode)) { close(src); return SDC_STATUS_IO_ERROR; }
-  int fl = fcntl(src, F_GETFL);
-  if (fl < 0 || fcntl(src, F_SETFL, fl & ~O_NONBLOCK) != 0) { close(src); return SDC_STATUS_IO_ERROR; }
   char part[PATH_MAX], final_path[PATH_MAX];
   sandbox_path(h, part, sizeof part, "versions/", label);
   memcpy(final_path, part, sizeof part);

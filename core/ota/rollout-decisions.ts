@@ -38,7 +38,13 @@ export interface RolloutPlan {
   readonly devicesPerMinuteMax: number;
 }
 
-export type RolloutStatus = 'running' | 'paused' | 'completed' | 'aborted';
+/**
+ * `pending_approval`: stored, waiting for the approvals the command policy requires (no execution
+ * exists, decideRollout notifies nobody); it leaves for `running` once they are in, or ends
+ * `rejected` (an approver refused it) or `expired` (its approval window closed) (docs/ota.md,
+ * "Rollouts that need approvals").
+ */
+export type RolloutStatus = 'pending_approval' | 'running' | 'paused' | 'completed' | 'aborted' | 'rejected' | 'expired';
 export type PauseReason = 'error_threshold' | 'success_threshold_not_met' | 'operator';
 
 export interface RolloutRecord {
@@ -269,6 +275,10 @@ export type OperatorDecision =
  */
 export function decideOperatorAction(record: RolloutRecord, action: OperatorAction, executions: Executions): OperatorDecision {
   const { status } = record;
+  // Waiting for approvals, or ended without them: nothing ever ran; the service aborts a pending one itself.
+  if (status === 'pending_approval' || status === 'rejected' || status === 'expired') {
+    return { ok: false, code: 'OTA_ROLLOUT_STATE', message: `rollout ${record.rolloutId} is ${status}: ${action} is not allowed` };
+  }
   if (action === 'pause' && status === 'running') return { ok: true, next: { ...record, status: 'paused', pauseReason: 'operator' }, cancel: [] };
   if (action === 'resume' && status === 'paused') return { ok: true, next: resumed(record, executions), cancel: [] };
   if (action === 'abort' && (status === 'running' || status === 'paused')) {

@@ -235,7 +235,7 @@ async function requirePending(tx: SqlExecutor, commandId: string): Promise<void>
   if (row.state !== 'pending_approval') throw new SdcError('APPROVAL_NOT_PENDING', `command ${commandId} is ${row.state}, not waiting for approvals`, { state: row.state });
 }
 
-async function insertDecision(tx: SqlExecutor, row: ApprovalRow): Promise<void> {
+export async function insertDecision(tx: SqlExecutor, row: ApprovalRow): Promise<void> {
   try {
     await tx.execute(
       'INSERT INTO command_approvals (command_id, approver, decision, role, kid, expires_at, signature, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',

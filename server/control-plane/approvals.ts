@@ -5,7 +5,7 @@ import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { AuditRecord } from '../../core/protocol/command-decisions.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import { commandRequester, type SignedCommand } from '../../core/protocol/messages/command.js';
-import { evaluatePolicy, type PolicyDecision } from '../../core/protocol/policy.js';
+import { evaluatePolicy, type PolicyDecision, type PolicyRole } from '../../core/protocol/policy.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
 import type { ServiceSigner } from '../materials/materials.js';
 import { ApprovalRepository, ApprovalsChanged, type ApprovalRow, type ApproverNow, type PendingApproval } from './approval-repository.js';
@@ -129,39 +129,13 @@ export class ApprovalService {
 
   /** The submission checked against the registered key and the command; the row to store. */
   async #checked(submission: ApprovalSubmission, pending: PendingApproval, nowMs: number): Promise<ApprovalRow> {
-    const { actor } = submission;
-    // The role the approver holds now, not the one their token was issued with: a demoted or
-    // removed user's token still verifies until it expires, and the approval must not count as more.
-    const role = await this.#options.roleOf(actor.name);
-    if (role === undefined) throw new SdcError('APPROVAL_ROLE_NOT_ALLOWED', `${actor.name} is no longer a user`, { commandId: submission.commandId, approver: actor.name });
-    const stored = await this.#options.signingKeys.byKid(submission.kid);
-    // Only the approver's current key signs new decisions; a retired one stays readable for old ones.
-    const key = stored === undefined || stored.retiredAtMs !== null ? undefined : { approver: stored.userName, role, publicKey: stored.publicKey };
-    const statement: ApprovalStatement = {
-      command_id: submission.commandId, command_sha256: submission.commandSha256, decision: submission.decision,
-      approver: actor.name, kid: submission.kid, expires_at: submission.expiresAtMs,
-      // The reason is part of what the approver signed (decision 0005): the audited words are theirs.
-      ...(submission.reason === undefined ? {} : { reason: submission.reason }),
-    };
-    const refused = checkApproval({
-      statement, signature: submission.signature, key, commandId: pending.subject.id, commandSha256: pending.command_sha256,
-      decision: submission.decision, ...(submission.reason === undefined ? {} : { reason: submission.reason }), requestedBy: pending.subject.requested_by, atMs: nowMs, roles: pending.roles,
-    }, this.#ctx.ed25519);
-    if (refused !== undefined) throw new SdcError(refused.code, refused.reason, { commandId: submission.commandId, approver: actor.name });
-    if (submission.expiresAtMs > pending.subject.expires_at) {
-      throw new SdcError('APPROVAL_EXPIRY_TOO_LONG', `approval expires at ${submission.expiresAtMs}, after the command (${pending.subject.expires_at})`, { commandId: submission.commandId });
-    }
-    const earlier = await this.#repository.decisionsOf([submission.commandId]);
-    if (earlier.some((d) => d.approver === actor.name)) throw new SdcError('APPROVAL_DUPLICATE', `${actor.name} has already decided on command ${submission.commandId}`, { approver: actor.name });
-    // Never cut: the stored reason must be the signed one (the route's schema bounds it).
-    if (submission.reason !== undefined && submission.reason.length > approvalLimits.reasonLengthMax) {
-      throw new SdcError('API_VALIDATION', `reason is longer than ${approvalLimits.reasonLengthMax} characters`, { path: 'body/reason' });
-    }
-    const reason = submission.reason ?? null;
-    return {
-      command_id: submission.commandId, approver: actor.name, decision: submission.decision, role, kid: submission.kid,
-      expires_at: submission.expiresAtMs, signature: submission.signature, reason, created_at: nowMs,
-    };
+    return checkApprovalSubmission({ roleOf: this.#options.roleOf, signingKeys: this.#options.signingKeys, ed25519: this.#ctx.ed25519, decisionsOf: (id) => this.#repository.decisionsOf([id]) }, {
+      actor: submission.actor, decision: submission.decision, subjectSha256: submission.commandSha256, kid: submission.kid, expiresAtMs: submission.expiresAtMs,
+      signature: submission.signature, ...(submission.reason === undefined ? {} : { reason: submission.reason }),
+    }, {
+      kind: 'command', id: submission.commandId, sha256: pending.command_sha256, requestedBy: pending.subject.requested_by, roles: pending.roles,
+      expiresAtMs: pending.subject.expires_at, details: { commandId: submission.commandId },
+    }, nowMs);
   }
 
   async #reject(row: ApprovalRow, command: CommandDetail): Promise<ApprovalOutcome> {
@@ -326,13 +300,90 @@ interface ReleaseFacts {
 const approvalReleaseAttemptsMax = 3;
 
 /** Why an approval no longer holds, or the row with its approver's current role, from the approver and key as they are now. */
-function judgeApproval(row: ApprovalRow, pending: PendingApproval, now: ApproverNow): ApprovalDropReason | ApprovalRow {
+export function judgeApproval(row: ApprovalRow, pending: { readonly roles: readonly PolicyRole[] }, now: ApproverNow): ApprovalDropReason | ApprovalRow {
   const { role, key } = now;
   if (role === undefined || !isRole(role)) return 'approver_removed';
   if (role !== row.role && !pending.roles.includes(role)) return 'role_not_accepted';
   if (key === undefined || key.userName !== row.approver) return 'signing_key_removed';
   if (key.retiredAtMs !== null) return 'signing_key_retired';
   return role === row.role ? row : { ...row, role };
+}
+
+/** What one decision is about: a command waiting for approvals, or a rollout (server/ota/rollout-approvals.ts). */
+export interface ApprovalTarget {
+  readonly kind: 'command' | 'rollout';
+  /** The statement's `command_id`: the command's or the rollout's id. */
+  readonly id: string;
+  /** The subject's hash the statement's `command_sha256` must be. */
+  readonly sha256: string;
+  readonly requestedBy: string;
+  /** Roles the rule(s) take approvals from. */
+  readonly roles: readonly PolicyRole[];
+  /** The subject's own expiry: no approval may outlive it. */
+  readonly expiresAtMs: number;
+  /** Error details naming the subject (`commandId`, `rolloutId`). */
+  readonly details: Readonly<Record<string, string>>;
+}
+
+/** What checking a decision reads: the approver's role now, their keys, the earlier decisions on the subject. */
+export interface ApprovalCheckPorts {
+  readonly roleOf: (userName: string) => Promise<Role | undefined>;
+  readonly signingKeys: Pick<SigningKeyStore, 'byKid'>;
+  readonly ed25519: ServiceContext['ed25519'];
+  readonly decisionsOf: (id: string) => Promise<ApprovalRow[]>;
+}
+
+/** One approver's decision as submitted, whatever it is about. */
+export interface DecisionSubmission {
+  readonly actor: Actor;
+  readonly decision: ApprovalDecision;
+  readonly subjectSha256: string;
+  readonly kid: string;
+  readonly expiresAtMs: number;
+  readonly signature: string;
+  readonly reason?: string;
+}
+
+/**
+ * The checks every decision passes, on a command or a rollout alike (decision 0005): the approver
+ * still a user (their role now), their current signing key, a statement about exactly this subject
+ * and decision whose signature verifies (core checkApproval: not the requester, not expired, a role
+ * the rule takes), no later than the subject's own expiry, one decision per approver, a reason that
+ * fits. Returns the row to store; every refusal is a typed SdcError (docs/errors.md, `approval`).
+ */
+export async function checkApprovalSubmission(ports: ApprovalCheckPorts, submission: DecisionSubmission, target: ApprovalTarget, nowMs: number): Promise<ApprovalRow> {
+  const { actor } = submission;
+  // The role the approver holds now, not the one their token was issued with: a demoted or
+  // removed user's token still verifies until it expires, and the approval must not count as more.
+  const role = await ports.roleOf(actor.name);
+  if (role === undefined) throw new SdcError('APPROVAL_ROLE_NOT_ALLOWED', `${actor.name} is no longer a user`, { ...target.details, approver: actor.name });
+  const stored = await ports.signingKeys.byKid(submission.kid);
+  // Only the approver's current key signs new decisions; a retired one stays readable for old ones.
+  const key = stored === undefined || stored.retiredAtMs !== null ? undefined : { approver: stored.userName, role, publicKey: stored.publicKey };
+  const statement: ApprovalStatement = {
+    command_id: target.id, command_sha256: submission.subjectSha256, decision: submission.decision,
+    approver: actor.name, kid: submission.kid, expires_at: submission.expiresAtMs,
+    // The reason is part of what the approver signed (decision 0005): the audited words are theirs.
+    ...(submission.reason === undefined ? {} : { reason: submission.reason }),
+  };
+  const refused = checkApproval({
+    statement, signature: submission.signature, key, commandId: target.id, commandSha256: target.sha256,
+    decision: submission.decision, ...(submission.reason === undefined ? {} : { reason: submission.reason }), requestedBy: target.requestedBy, atMs: nowMs, roles: target.roles,
+  }, ports.ed25519);
+  if (refused !== undefined) throw new SdcError(refused.code, refused.reason, { ...target.details, approver: actor.name });
+  if (submission.expiresAtMs > target.expiresAtMs) {
+    throw new SdcError('APPROVAL_EXPIRY_TOO_LONG', `approval expires at ${submission.expiresAtMs}, after the ${target.kind} (${target.expiresAtMs})`, { ...target.details });
+  }
+  const earlier = await ports.decisionsOf(target.id);
+  if (earlier.some((d) => d.approver === actor.name)) throw new SdcError('APPROVAL_DUPLICATE', `${actor.name} has already decided on ${target.kind} ${target.id}`, { approver: actor.name });
+  // Never cut: the stored reason must be the signed one (the route's schema bounds it).
+  if (submission.reason !== undefined && submission.reason.length > approvalLimits.reasonLengthMax) {
+    throw new SdcError('API_VALIDATION', `reason is longer than ${approvalLimits.reasonLengthMax} characters`, { path: 'body/reason' });
+  }
+  return {
+    command_id: target.id, approver: actor.name, decision: submission.decision, role, kid: submission.kid,
+    expires_at: submission.expiresAtMs, signature: submission.signature, reason: submission.reason ?? null, created_at: nowMs,
+  };
 }
 
 /** Why a stored approval stopped counting (the `reason` of `command.approval_dropped`). */

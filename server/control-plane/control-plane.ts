@@ -374,6 +374,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         current: () => policy.current(), gather: (document, base) => commands.policyFacts.peek(document, base),
         reserve: (document, base) => commands.policyFacts.reserve(document, base), roleOf: (name) => auth.users.roleOf(name),
       },
+      // A rollout the policy lets start only with approvals waits for them, signed with the approvers' keys as commands' are.
+      approvals: { signingKeys },
       ...(options.otaExecutionTimeouts === undefined ? {} : { timeouts: options.otaExecutionTimeouts }),
       // The metrics hook: sdc_ota_executions_total by terminal state and outcome.
       onExecutionFinished: (state) => { metrics.otaExecutionFinished(state); },

@@ -16,7 +16,7 @@ import { makeOtaHarness, publishTestRelease } from './test-support.js';
  * table), on sql.js and on MySQL when set; device reports are taken as verified here:
  * a device under a deny rule for EXEC_STAGE_UPDATE is never notified and its execution ends
  * `canceled` with the policy's code; a rollout every device of which is denied, or one that
- * needs approvals, is not started; a policy revised mid-rollout decides the next wave; the
+ * needs approvals on a service without the approval flow, is not started; a policy revised mid-rollout decides the next wave; the
  * kernel commands name the creator and the role they were judged in.
  */
 
@@ -114,7 +114,7 @@ for (const pair of storePairs().pairs) {
       assert.equal(Number(audited[0]!.n), 4);
     });
 
-    it('a policy that allows the update only with approvals refuses the start with OTA_ROLLOUT_APPROVAL_REQUIRED', async () => {
+    it('on a service built without the rollout approval flow, a policy that allows the update only with approvals refuses the start with OTA_ROLLOUT_APPROVAL_REQUIRED (the control plane\'s own waits: rollout-approvals.test.ts)', async () => {
       await setPolicy({
         version: 1,
         rules: [

@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../../core/errors/index.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
-import { evaluatePolicy, type Policy, type PolicyRequest } from '../../core/protocol/policy.js';
+import { evaluatePolicy, type Policy, type PolicyActor, type PolicyRequest, type PolicyRole } from '../../core/protocol/policy.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import { policyRefusalCode } from '../control-plane/policy-facts.js';
 import type { PolicyRevision } from '../control-plane/policy-store.js';
@@ -14,6 +14,10 @@ import type { Role } from '../control-plane/users.js';
  * device's tags and posture, the rate counts, the creator's current role), when the rollout
  * starts and again each time an execution is about to be created: a policy revised mid-rollout,
  * a time window that closed, or a creator demoted or removed decides the devices notified after.
+ *
+ * A rule that allows the update only with approvals makes the rollout wait for them at its start
+ * (rollout-approvals.ts); the approvals it started with are counted at each execution, as a
+ * released command's are, so only a policy that asks more since refuses a device for them.
  *
  * EXEC_ROLLBACK_UPDATE is not judged: the rollback command only undoes this execution's own
  * update (a failed health check, a cancel after the commit), and a kernel whose watchdog is not
@@ -51,6 +55,8 @@ export interface PolicyRefusal {
   readonly rule_id?: string;
   /** The policy revision that decided (0: the built-in default). */
   readonly revision: number;
+  /** With OTA_ROLLOUT_APPROVAL_REQUIRED: what the allow rule waits for (a rollout waits for it at its start). */
+  readonly approval?: { readonly count: number; readonly roles: readonly PolicyRole[] };
 }
 
 /** `release` (when places were taken): gives the device's rate-limit places back, for an execution that was not stored. */
@@ -71,6 +77,8 @@ export interface RolloutJudgement {
  */
 export async function judgeRolloutDevices(port: RolloutPolicyPort, input: {
   readonly requester: string; readonly deviceIds: readonly string[]; readonly commands: readonly GatedCommand[]; readonly nowMs: number; readonly places?: 'read' | 'take';
+  /** The approvals the rollout collected (docs/ota.md "Rollouts that need approvals"), counted as a released command's are. */
+  readonly approvals?: readonly PolicyActor[];
 }): Promise<RolloutJudgement> {
   const [{ policy, revision }, role] = await Promise.all([port.current(), port.roleOf(input.requester)]);
   const verdicts = new Map<string, DeviceVerdict>();
@@ -97,7 +105,7 @@ export async function releaseVerdicts(verdicts: Iterable<DeviceVerdict>): Promis
 
 async function judgeDevice(
   port: RolloutPolicyPort, policy: Policy, revision: number, requester: { name: string; role: Role }, deviceId: string,
-  input: { readonly commands: readonly GatedCommand[]; readonly nowMs: number; readonly places?: 'read' | 'take' },
+  input: { readonly commands: readonly GatedCommand[]; readonly nowMs: number; readonly places?: 'read' | 'take'; readonly approvals?: readonly PolicyActor[] },
 ): Promise<DeviceVerdict> {
   const taken: Array<() => Promise<void>> = [];
   const release = async () => { await Promise.allSettled(taken.map((give) => give())); };
@@ -106,6 +114,7 @@ async function judgeDevice(
       const base: PolicyRequest = {
         actor: { id: requester.name, role: requester.role }, opcode: command.opcode, device: { id: deviceId }, nowMs: input.nowMs,
         argsBytes: Buffer.byteLength(canonicalize(command.args as JsonObject), 'utf8'),
+        ...(input.approvals === undefined || input.approvals.length === 0 ? {} : { approvals: input.approvals }),
       };
       let request: PolicyRequest;
       if (input.places === 'take') {
@@ -121,9 +130,11 @@ async function judgeDevice(
       // Refused: the places taken for this device's commands are given back, as for a command not admitted.
       await release();
       const ruleId = decision.approval?.ruleId ?? decision.ruleId ?? decision.blocked?.ruleId;
-      // Rollouts collect no approvals yet: an allow that waits for them is a refusal with its own code.
+      // An allow that waits for approvals (more than the rollout has) is a refusal with its own code and the condition:
+      // at the start the rollout waits for them; at an execution (the policy asks more since) the device is refused.
       const code: ErrorCode = decision.approval !== undefined ? 'OTA_ROLLOUT_APPROVAL_REQUIRED' : policyRefusalCode(decision);
-      return refused({ code, reason: decision.reason, opcode: command.opcode, revision, ...(ruleId === undefined ? {} : { rule_id: ruleId }) });
+      const approval = decision.approval === undefined ? {} : { approval: { count: decision.approval.count, roles: decision.approval.roles } };
+      return refused({ code, reason: decision.reason, opcode: command.opcode, revision, ...(ruleId === undefined ? {} : { rule_id: ruleId }), ...approval });
     }
   } catch (error) {
     await release();

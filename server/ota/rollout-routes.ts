@@ -3,10 +3,11 @@ import { SdcError } from '../../core/errors/index.js';
 import { executionStates } from '../../core/ota/execution-machine.js';
 import { rolloutLimits, type RolloutPlan, type WavePlan } from '../../core/ota/rollout-decisions.js';
 import { DeviceId } from '../../core/protocol/messages/fields.js';
+import { approvalLimits } from '../../core/protocol/approvals.js';
 import { principalOf } from '../control-plane/http/authentication.js';
 import type { RoutesPlugin } from '../control-plane/http/plugin.js';
 import { rolloutStoreLimits } from './rollout-store.js';
-import type { RolloutService } from './rollouts.js';
+import { rolloutApprovalWindowMsMax, type RolloutService } from './rollouts.js';
 
 const strict = { additionalProperties: false } as const;
 const RolloutId = Type.String({ pattern: '^ro-[0-9a-f]{32}$' });
@@ -26,12 +27,41 @@ const StartBody = Type.Object({
   device_ids: Type.Array(DeviceId, { minItems: 1, maxItems: 10_000, description: 'The rollout\'s fleet; every device ends up in exactly one wave' }),
   waves: Type.Array(WaveBody, { minItems: 1, maxItems: rolloutLimits.wavesMax }),
   devices_per_minute_max: Type.Integer({ minimum: 1, maximum: rolloutLimits.devicesPerMinuteMax }),
+  approval_window_ms: Type.Optional(Type.Integer({
+    minimum: 60_000, maximum: rolloutApprovalWindowMsMax,
+    description: 'How long the rollout may wait for approvals when the policy requires some (default 24 h); then it ends expired',
+  })),
+}, strict);
+
+const statuses = ['pending_approval', 'running', 'paused', 'completed', 'aborted', 'rejected', 'expired'] as const;
+const Status = Type.Union(statuses.map((s) => Type.Literal(s)));
+
+const ApprovalView = Type.Union([Type.Null(), Type.Object({
+  rule_id: Type.String(), count: Type.Integer(), roles: Type.Array(Type.String()), policy_revision: Type.Integer(), expires_at_ms: Type.Integer(),
+  subject: Type.Object({}, { additionalProperties: true, description: 'What approvers sign (core/ota/rollout-approval.ts): the rollout id, release and artifact hashes, platform, waves with their devices and thresholds, rate, expiry, issuer, requester' }),
+  subject_sha256: Type.String({ description: 'SHA-256 of the canonical subject: the approval statement\'s command_sha256' }),
+  decisions: Type.Array(Type.Object({
+    approver: Type.String(), decision: Type.String(), role: Type.String(), kid: Type.String(), at_ms: Type.Integer(), expires_at_ms: Type.Integer(), reason: Type.Optional(Type.String()),
+  })),
+  outcome: Type.Union([Type.Null(), Type.Object({
+    state: Type.String(), at_ms: Type.Integer(), by: Type.String(), code: Type.Optional(Type.String()), approvers: Type.Optional(Type.Array(Type.String())),
+  })]),
+}, { description: 'Set when the policy required approvals for the rollout: what it waits (or waited) for, the decisions, and how the wait ended' })]);
+
+const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Lower-case hex SHA-256 of the rollout\'s approval subject (approval.subject_sha256), recomputed by the approver' });
+const Kid = Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,128}$' });
+const Signature = Type.String({ pattern: '^[A-Za-z0-9_-]{86}$', description: '64-byte Ed25519 signature over the approval statement, base64url' });
+const ExpiresAtMs = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'The approval counts only for a start before this time; at most the rollout\'s approval expiry' });
+const ApproveBody = Type.Object({ rollout_sha256: Sha256Hex, kid: Kid, expires_at_ms: ExpiresAtMs, signature: Signature }, strict);
+const RejectBody = Type.Object({
+  rollout_sha256: Sha256Hex, kid: Kid, expires_at_ms: ExpiresAtMs, signature: Signature,
+  reason: Type.String({ minLength: 1, maxLength: approvalLimits.reasonLengthMax, description: 'Why; part of the signed statement, audited with the rejection' }),
 }, strict);
 
 const RolloutView = Type.Object({
   id: Type.String(),
   release_id: Type.String(),
-  status: Type.Union([Type.Literal('running'), Type.Literal('paused'), Type.Literal('completed'), Type.Literal('aborted')]),
+  status: Status,
   pause_reason: Type.Union([Type.Null(), Type.Literal('error_threshold'), Type.Literal('success_threshold_not_met'), Type.Literal('operator')]),
   wave_index: Type.Integer(),
   waves: Type.Array(Type.Object({
@@ -47,10 +77,15 @@ const RolloutView = Type.Object({
   created_by: Type.String(),
   created_at_ms: Type.Integer(),
   updated_at_ms: Type.Integer(),
+  approval: ApprovalView,
+});
+const DecisionOutcome = Type.Object({
+  started: Type.Boolean({ description: 'true when this approval completed what the policy requires: the rollout started and its first devices were notified' }),
+  rollout: RolloutView,
 });
 const RolloutList = Type.Object({ items: Type.Array(RolloutView) });
 const Params = Type.Object({ id: RolloutId }, strict);
-const ListQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: rolloutStoreLimits.listMax })) }, strict);
+const ListQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: rolloutStoreLimits.listMax })), status: Type.Optional(Status) }, strict);
 
 type Body = typeof StartBody.static;
 
@@ -82,16 +117,35 @@ export const rolloutRoutes: RoutesPlugin<{ readonly rollouts: () => RolloutServi
 
   app.post('/v1/rollouts', {
     schema: { body: StartBody, response: { 201: RolloutView } },
-    config: { auth: 'operator', summary: 'Start a rollout of a published release to devices in waves, with a rate limit and per-wave success and error thresholds' },
+    config: { auth: 'operator', summary: 'Start a rollout of a published release to devices in waves, with a rate limit and per-wave success and error thresholds; it waits in pending_approval when the policy requires approvals' },
   }, async (request, reply) => {
     const body = request.body;
-    const view = await required().start({ releaseId: body.release_id, platform: body.platform, deviceIds: body.device_ids, plan: planOf(body) }, principalOf(request).name);
+    const view = await required().start({
+      releaseId: body.release_id, platform: body.platform, deviceIds: body.device_ids, plan: planOf(body),
+      ...(body.approval_window_ms === undefined ? {} : { approvalWindowMs: body.approval_window_ms }),
+    }, principalOf(request).name);
     return reply.status(201).send(view);
   });
 
   app.get('/v1/rollouts', {
     schema: { querystring: ListQuery, response: { 200: RolloutList } }, config: { auth: 'viewer', summary: 'Rollouts, newest first, with their waves and executions' },
-  }, async (request) => ({ items: await required().list(request.query.limit ?? 50) }));
+  }, async (request) => ({ items: await required().list(request.query.limit ?? 50, request.query.status) }));
+
+  app.post('/v1/rollouts/:id/approve', {
+    schema: { params: Params, body: ApproveBody, response: { 200: DecisionOutcome } },
+    config: { auth: 'approver', summary: 'Approve a rollout waiting for approvals, with a signature over the approval statement (its id and subject hash); the last approval needed starts it' },
+  }, async (request) => {
+    const { rollout_sha256: subjectSha256, kid, expires_at_ms: expiresAtMs, signature } = request.body;
+    return required().decide({ actor: principalOf(request), rolloutId: request.params.id, decision: 'approve', subjectSha256, kid, expiresAtMs, signature });
+  });
+
+  app.post('/v1/rollouts/:id/reject', {
+    schema: { params: Params, body: RejectBody, response: { 200: DecisionOutcome } },
+    config: { auth: 'approver', summary: 'Reject a rollout waiting for approvals (signed, with a reason); it ends rejected, nothing sent' },
+  }, async (request) => {
+    const { rollout_sha256: subjectSha256, kid, expires_at_ms: expiresAtMs, signature, reason } = request.body;
+    return required().decide({ actor: principalOf(request), rolloutId: request.params.id, decision: 'reject', subjectSha256, kid, expiresAtMs, signature, reason });
+  });
 
   app.get('/v1/rollouts/:id', {
     schema: { params: Params, response: { 200: RolloutView } }, config: { auth: 'viewer', summary: 'One rollout: status, current wave, per-wave counts and every device\'s execution state' },
@@ -107,7 +161,7 @@ export const rolloutRoutes: RoutesPlugin<{ readonly rollouts: () => RolloutServi
         summary: {
           pause: 'Pause: no further device is notified; executions in flight go on',
           resume: 'Resume a paused rollout: the failures seen so far in the current wave are accepted, not counted again',
-          abort: 'Abort: nobody else is notified, queued executions are canceled, those in flight finish',
+          abort: 'Abort: nobody else is notified, queued executions are canceled, those in flight finish; a rollout waiting for approvals ends aborted',
           emergency_abort: 'Emergency abort (admin): as abort, and every execution in flight is canceled (rolled back after commit)',
         }[action],
       },

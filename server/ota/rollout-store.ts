@@ -4,10 +4,13 @@ import type { ExecutionRecord } from '../../core/ota/execution-decisions.js';
 import type { RolloutRecord, RolloutStatus } from '../../core/ota/rollout-decisions.js';
 import { parseStrictJson } from '../../core/protocol/strict-json.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
+import type { RolloutApprovalSubject } from '../../core/ota/rollout-approval.js';
+import type { PolicyRole } from '../../core/protocol/policy.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 
 /**
- * Every SQL statement about rollouts and their executions (migrations 016, 019), and the checks on
+ * Every SQL statement about rollouts and their executions (migrations 016, 019, 023), and the checks on
  * what is read back: a row that does not match is STORE_CORRUPT, never a cast.
  */
 
@@ -19,6 +22,29 @@ export interface StoredRollout {
   readonly createdBy: string;
   readonly createdAtMs: number;
   readonly updatedAtMs: number;
+  /** What the rollout waits for, or waited for (migration 023); null when it needed no approvals. */
+  readonly approval: RolloutApproval | null;
+}
+
+/** A rollout's approval wait as stored in `ota_rollouts.approval_json` (docs/ota.md, "Rollouts that need approvals"). */
+export interface RolloutApproval {
+  readonly rule_id: string;
+  /** The most approvals any device's rule asks for; the policy decides when they suffice (every device judged with them). */
+  readonly count: number;
+  /** Roles any of those rules takes approvals from: an approver in none of them is refused at once. */
+  readonly roles: readonly PolicyRole[];
+  readonly policy_revision: number;
+  readonly subject: RolloutApprovalSubject;
+  /** The subject's hash (core rolloutApprovalSubjectHash): what each approval statement's `command_sha256` must be. */
+  readonly subject_sha256: string;
+  /** Set when the wait ended. `approvals`: those the rollout started with, which its executions are judged with. */
+  readonly outcome?: {
+    readonly state: 'started' | 'rejected' | 'expired' | 'aborted';
+    readonly at_ms: number;
+    readonly by: string;
+    readonly code?: string;
+    readonly approvals?: ReadonlyArray<{ readonly approver: string; readonly role: PolicyRole; readonly kid: string; readonly expires_at: number; readonly signature: string }>;
+  };
 }
 
 export interface StoredExecution extends ExecutionRecord {
@@ -37,16 +63,16 @@ export interface StoredExecution extends ExecutionRecord {
   readonly canceledAtMs: number | null;
 }
 
-interface RolloutRow { id: string; release_id: string; platform: string; status: string; record_json: string; created_by: string; created_at: number; updated_at: number }
+interface RolloutRow { id: string; release_id: string; platform: string; status: string; record_json: string; created_by: string; created_at: number; updated_at: number; approval_json: string | null }
 interface ExecutionRow {
   id: string; rollout_id: string; device_id: string; wave: number; state: string; created_at: number; state_entered_at: number; ended_at: number | null;
   health_nonce: string | null; target_release_counter: number; previous_release_counter: number; notice_json: string; last_error_code: string | null; updated_at: number;
   canceled_at: number | null;
 }
 
-const rolloutColumns = 'id, release_id, platform, status, record_json, created_by, created_at, updated_at';
+const rolloutColumns = 'id, release_id, platform, status, record_json, created_by, created_at, updated_at, approval_json';
 const executionColumns = 'id, rollout_id, device_id, wave, state, created_at, state_entered_at, ended_at, health_nonce, target_release_counter, previous_release_counter, notice_json, last_error_code, updated_at, canceled_at';
-const rolloutStatuses: readonly RolloutStatus[] = ['running', 'paused', 'completed', 'aborted'];
+const rolloutStatuses: readonly RolloutStatus[] = ['pending_approval', 'running', 'paused', 'completed', 'aborted', 'rejected', 'expired'];
 
 export const rolloutStoreLimits = {
   /** Rollouts listed per request. */
@@ -56,10 +82,28 @@ export const rolloutStoreLimits = {
 } as const;
 
 export async function insertRollout(tx: SqlExecutor, rollout: StoredRollout): Promise<void> {
-  await tx.execute(`INSERT INTO ota_rollouts (${rolloutColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, [
+  await tx.execute(`INSERT INTO ota_rollouts (${rolloutColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
     rollout.id, rollout.releaseId, rollout.platform, rollout.record.status, canonicalize(rollout.record),
-    rollout.createdBy, rollout.createdAtMs, rollout.updatedAtMs,
+    rollout.createdBy, rollout.createdAtMs, rollout.updatedAtMs, rollout.approval === null ? null : canonicalize(rollout.approval as unknown as JsonObject),
   ]);
+}
+
+/**
+ * Ends a rollout's approval wait: compare-and-set from `pending_approval` to `record.status` with
+ * the approval's outcome; false when it had left that state already (another control plane
+ * started, rejected, expired or aborted it first), so of two such writers exactly one wins.
+ */
+export async function endApprovalWait(tx: SqlExecutor, id: string, record: RolloutRecord, approval: RolloutApproval, nowMs: number): Promise<boolean> {
+  const result = await tx.execute("UPDATE ota_rollouts SET status = ?, record_json = ?, approval_json = ?, updated_at = ? WHERE id = ? AND status = 'pending_approval'", [
+    record.status, canonicalize(record), canonicalize(approval as unknown as JsonObject), nowMs, id,
+  ]);
+  return result.changes === 1;
+}
+
+/** Ids of rollouts waiting for approvals, oldest first (the sweep ends those past their window). */
+export async function pendingApprovalRolloutIds(tx: SqlExecutor): Promise<string[]> {
+  const rows = await tx.query<{ id: string }>("SELECT id FROM ota_rollouts WHERE status = 'pending_approval' ORDER BY created_at ASC LIMIT ?", [rolloutStoreLimits.listMax]);
+  return rows.map((row) => row.id);
 }
 
 export async function updateRolloutRecord(tx: SqlExecutor, id: string, record: RolloutRecord, nowMs: number): Promise<void> {
@@ -137,7 +181,19 @@ function rolloutOf(row: RolloutRow): StoredRollout {
     corrupt(`rollout ${row.id} record is not JSON: ${(error as Error).message}`);
   }
   if (record.rolloutId !== row.id || record.status !== row.status || !Array.isArray(record.waves)) corrupt(`rollout ${row.id} record does not match its row`);
-  return { id: row.id, releaseId: row.release_id, platform: row.platform, record, createdBy: row.created_by, createdAtMs: Number(row.created_at), updatedAtMs: Number(row.updated_at) };
+  let approval: RolloutApproval | null = null;
+  if (row.approval_json !== null) {
+    try {
+      approval = parseStrictJson(row.approval_json, { frameBytesMax: 64 * 1024 * 1024 }) as unknown as RolloutApproval;
+    } catch (error) {
+      corrupt(`rollout ${row.id} approval is not JSON: ${(error as Error).message}`);
+    }
+    if (approval.subject?.id !== row.id || typeof approval.subject_sha256 !== 'string') corrupt(`rollout ${row.id} approval does not match its row`);
+  }
+  if (row.status === 'pending_approval' && approval === null) corrupt(`rollout ${row.id} waits for approvals but has none recorded`);
+  return {
+    id: row.id, releaseId: row.release_id, platform: row.platform, record, createdBy: row.created_by, createdAtMs: Number(row.created_at), updatedAtMs: Number(row.updated_at), approval,
+  };
 }
 
 function executionOf(row: ExecutionRow): StoredExecution {

@@ -28,8 +28,13 @@ import {
 } from './rollout-policy.js';
 import {
   executionsOfRollout, insertExecution, insertRollout, installedReleaseCounter, listRollouts, moveExecution, readExecution, readRollout,
-  runningRolloutIds, updateRolloutRecord, type StoredExecution, type StoredRollout,
+  runningRolloutIds, updateRolloutRecord, type RolloutApproval, type StoredExecution, type StoredRollout,
 } from './rollout-store.js';
+import { rolloutApprovalSubject, rolloutApprovalSubjectHash, type RolloutApprovalSubject } from '../../core/ota/rollout-approval.js';
+import type { PolicyActor, PolicyRole } from '../../core/protocol/policy.js';
+import type { SigningKeyStore } from '../control-plane/signing-keys.js';
+import { RolloutApprovalFlow, type RolloutDecisionSubmission, type RolloutDecisionView } from './rollout-approvals.js';
+import { createHash } from 'node:crypto';
 
 /**
  * The rollout coordinator in the control plane (issue 10, docs/ota.md "Rollouts"): it stores
@@ -83,7 +88,18 @@ export interface RolloutServiceOptions {
    * again, and those repeats must not push it again at once.
    */
   readonly noticeRepushIntervalMs?: number;
+  /**
+   * The approval flow for rollouts the policy lets start only with approvals (rollout-approvals.ts):
+   * the approvers' registered signing keys. Without it such a start is refused with
+   * OTA_ROLLOUT_APPROVAL_REQUIRED, as before rollouts could wait.
+   */
+  readonly approvals?: { readonly signingKeys: Pick<SigningKeyStore, 'byKid'> };
 }
+
+/** How long a rollout waits for approvals unless its start says otherwise: a working day and a night. */
+export const rolloutApprovalWindowMsDefault = 24 * 3_600_000;
+/** The longest wait a start may ask for: approvals of a week-old plan are approvals of a stale fleet. */
+export const rolloutApprovalWindowMsMax = 7 * 24 * 3_600_000;
 
 /** Below the agent's report re-send interval (half a step timeout by default), far above a round trip. */
 export const noticeRepushIntervalMsDefault = 5_000;
@@ -105,6 +121,22 @@ export interface StartRolloutInput {
   readonly platform: string;
   readonly deviceIds: readonly string[];
   readonly plan: RolloutPlan;
+  /** How long the rollout may wait for approvals, when the policy requires some (default rolloutApprovalWindowMsDefault). */
+  readonly approvalWindowMs?: number;
+}
+
+/** A rollout's approval wait as the API shows it (null for a rollout that needed none). */
+export interface RolloutApprovalView {
+  readonly rule_id: string;
+  readonly count: number;
+  readonly roles: readonly PolicyRole[];
+  readonly policy_revision: number;
+  readonly expires_at_ms: number;
+  /** What approvers sign: `subject_sha256` is core rolloutApprovalSubjectHash of it, recomputed by the approver's CLI. */
+  readonly subject: RolloutApprovalSubject;
+  readonly subject_sha256: string;
+  readonly decisions: readonly RolloutDecisionView[];
+  readonly outcome: { readonly state: string; readonly at_ms: number; readonly by: string; readonly code?: string; readonly approvers?: readonly string[] } | null;
 }
 
 export interface RolloutView {
@@ -123,6 +155,7 @@ export interface RolloutView {
   readonly created_by: string;
   readonly created_at_ms: number;
   readonly updated_at_ms: number;
+  readonly approval: RolloutApprovalView | null;
 }
 
 /** The notice as stored per execution: everything but the health nonce and the cancel flag, which come from the row. */
@@ -160,6 +193,7 @@ export class RolloutService {
   readonly #placesAtStart = new Map<string, RolloutJudgement>();
   /** When each execution's notice was last pushed again for a missed one (#repushIfMissed), oldest first. */
   readonly #repushedAtMs = new Map<string, number>();
+  readonly #approvals: RolloutApprovalFlow | undefined;
 
   constructor(options: RolloutServiceOptions) {
     this.#ctx = options.context;
@@ -168,6 +202,11 @@ export class RolloutService {
     const repushMs = options.noticeRepushIntervalMs ?? noticeRepushIntervalMsDefault;
     assert(Number.isSafeInteger(repushMs) && repushMs >= 1, 'noticeRepushIntervalMs must be a positive integer');
     this.#noticeRepushIntervalMs = repushMs;
+    this.#approvals = options.approvals === undefined ? undefined : new RolloutApprovalFlow({
+      context: options.context, policy: options.policy, signingKeys: options.approvals.signingKeys,
+      stillWaiting: (rollout, approvals, nowMs) => this.#stillWaiting(rollout, approvals, nowMs),
+      started: (rolloutId) => this.tick(rolloutId),
+    });
   }
 
   async start(input: StartRolloutInput, actor: string): Promise<RolloutView> {
@@ -184,12 +223,13 @@ export class RolloutService {
     const nowMs = this.#ctx.clock.nowMs();
     await this.#requireDevices(this.#ctx.db, input.deviceIds);
     const denied = await this.#judgeAtStart(release, input, actor, nowMs);
+    if (denied.approval !== undefined) return this.#startWaiting(release, input, actor, record, denied.approval, nowMs);
     const first = await this.#takeFirstPlaces(release, input, actor, record, nowMs);
     let handed = false;
     try {
       await this.#ctx.db.transaction(async (tx) => {
         await this.#requireDevices(tx, input.deviceIds);
-        await insertRollout(tx, { id, releaseId: release.id, platform: input.platform, record, createdBy: actor, createdAtMs: nowMs, updatedAtMs: nowMs });
+        await insertRollout(tx, { id, releaseId: release.id, platform: input.platform, record, createdBy: actor, createdAtMs: nowMs, updatedAtMs: nowMs, approval: null });
         await this.#ctx.audit.record(tx, {
           kind: 'ota.rollout.started', actor: actors.user(actor), subject: `rollout:${id}`,
           payload: { release_id: release.id, platform: input.platform, devices: input.deviceIds.length, waves: record.waves.length, policy_denied: denied.count, policy_revision: denied.revision },
@@ -232,17 +272,24 @@ export class RolloutService {
   }
 
   /**
-   * The policy's word on every device before anything is stored (rollout-policy.ts): refused with
-   * OTA_ROLLOUT_APPROVAL_REQUIRED when any device needs approvals (rollouts collect none yet), and
+   * The policy's word on every device before anything is stored (rollout-policy.ts): when any
+   * device needs approvals, what the rollout must wait for (refused with OTA_ROLLOUT_APPROVAL_REQUIRED
+   * on a service built without the approval flow), and
    * with OTA_ROLLOUT_POLICY_DENIED when every device is denied; each refusal audited. Otherwise the
    * number of devices denied now (each is judged again when its turn comes, and ends then).
    */
-  async #judgeAtStart(release: ReleaseView, input: StartRolloutInput, actor: string, nowMs: number): Promise<{ count: number; revision: number }> {
+  async #judgeAtStart(release: ReleaseView, input: StartRolloutInput, actor: string, nowMs: number): Promise<{ count: number; revision: number; approval?: WaitFor }> {
     const judgement = await judgeRolloutDevices(this.#o.policy, { requester: actor, deviceIds: input.deviceIds, commands: this.#gatedCommands(release), nowMs });
     const refusals = [...judgement.verdicts].flatMap(([deviceId, verdict]) => (verdict.allowed ? [] : [{ deviceId, ...verdict.refusal }]));
     const approvals = refusals.filter((refusal) => refusal.code === 'OTA_ROLLOUT_APPROVAL_REQUIRED');
     const refuse = async (code: 'OTA_ROLLOUT_APPROVAL_REQUIRED' | 'OTA_ROLLOUT_POLICY_DENIED', which: typeof refusals, message: string): Promise<never> => (
       this.#refuseStart(release, input, actor, judgement.revision, code, which, message));
+    if (approvals.length > 0 && this.#approvals !== undefined) {
+      // The rollout waits for approvals instead: the most any device's rule asks, from any role one of those rules takes.
+      const count = Math.max(...approvals.map((refusal) => refusal.approval?.count ?? 1));
+      const roles = [...new Set(approvals.flatMap((refusal) => refusal.approval?.roles ?? []))];
+      return { count: refusals.length - approvals.length, revision: judgement.revision, approval: { ruleId: approvals[0]!.rule_id ?? '?', count, roles, devices: approvals.length } };
+    }
     if (approvals.length > 0) {
       await refuse('OTA_ROLLOUT_APPROVAL_REQUIRED', approvals,
         `the policy allows ${approvals[0]!.opcode} on ${approvals.length} of the rollout's devices only with approvals (rule ${approvals[0]!.rule_id ?? '?'}), and rollouts collect no approvals yet: leave those devices out, or have an approver or admin start it`);
@@ -251,6 +298,72 @@ export class RolloutService {
       await refuse('OTA_ROLLOUT_POLICY_DENIED', refusals, `the policy allows the update on none of the rollout's devices: ${refusals[0]!.reason} (${refusals[0]!.opcode})`);
     }
     return { count: refusals.length, revision: judgement.revision };
+  }
+
+  /**
+   * Stores a rollout that waits for approvals (docs/ota.md "Rollouts that need approvals"):
+   * `pending_approval`, its waves fixed, the subject approvers sign and its hash, no execution and
+   * no rate-limit place taken; audited `ota.rollout.approval_requested`. Nothing is sent until the
+   * approvals are in (rollout-approvals.ts).
+   */
+  async #startWaiting(release: ReleaseView, input: StartRolloutInput, actor: string, record: RolloutRecord, wait: WaitFor, nowMs: number): Promise<RolloutView> {
+    const windowMs = input.approvalWindowMs ?? rolloutApprovalWindowMsDefault;
+    if (!Number.isSafeInteger(windowMs) || windowMs < 60_000 || windowMs > rolloutApprovalWindowMsMax) {
+      throw new SdcError('OTA_ROLLOUT_PLAN_INVALID', `the approval window must be 60000..${rolloutApprovalWindowMsMax} ms, not ${windowMs}`);
+    }
+    const subject = rolloutApprovalSubject({ record, platform: input.platform, target: this.#targetOf(release), expiresAtMs: nowMs + windowMs, issuer: this.#o.signer.kid, requestedBy: actor });
+    const approval: RolloutApproval = {
+      rule_id: wait.ruleId, count: wait.count, roles: wait.roles, policy_revision: (await this.#o.policy.current()).revision, subject, subject_sha256: rolloutApprovalSubjectHash(subject, sha256),
+    };
+    const waiting: RolloutRecord = { ...record, status: 'pending_approval' };
+    await this.#ctx.db.transaction(async (tx) => {
+      await this.#requireDevices(tx, input.deviceIds);
+      await insertRollout(tx, { id: record.rolloutId, releaseId: release.id, platform: input.platform, record: waiting, createdBy: actor, createdAtMs: nowMs, updatedAtMs: nowMs, approval });
+      await this.#ctx.audit.record(tx, {
+        kind: 'ota.rollout.approval_requested', actor: actors.user(actor), subject: `rollout:${record.rolloutId}`,
+        payload: {
+          release_id: release.id, platform: input.platform, devices: input.deviceIds.length, waves: record.waves.length, devices_needing_approval: wait.devices,
+          rule_id: wait.ruleId, count: wait.count, roles: [...wait.roles], expires_at: subject.expires_at, subject_sha256: approval.subject_sha256, policy_revision: approval.policy_revision,
+        },
+      });
+    });
+    await this.#ctx.settleAudit();
+    this.#ctx.logger.info({ rollout_id: record.rolloutId, rule_id: wait.ruleId, count: wait.count }, 'rollout waits for approvals');
+    return this.view(record.rolloutId);
+  }
+
+  /**
+   * How many of a waiting rollout's devices the current policy would still hold for approvals with
+   * `approvals` (nothing reserved). Refused first when the release is no longer the one approved:
+   * revoked or unpublished (OTA_ROLLOUT_RELEASE_NOT_PUBLISHED), or its artifact differs from the
+   * subject's (APPROVAL_STATEMENT_MISMATCH), so approvals never start other content.
+   */
+  async #stillWaiting(rollout: StoredRollout, approvals: readonly PolicyActor[], nowMs: number): Promise<number> {
+    const release = await this.#o.releases.get(rollout.releaseId);
+    if (release.state !== 'published') throw new SdcError('OTA_ROLLOUT_RELEASE_NOT_PUBLISHED', `release ${release.id} is ${release.state}, not published`);
+    const approved = rollout.approval!.subject;
+    const now = rolloutApprovalSubject({ record: rollout.record, platform: rollout.platform, target: this.#targetOf(release), expiresAtMs: approved.expires_at, issuer: approved.issuer, requestedBy: approved.requested_by });
+    if (rolloutApprovalSubjectHash(now, sha256) !== rollout.approval!.subject_sha256) {
+      throw new SdcError('APPROVAL_STATEMENT_MISMATCH', `rollout ${rollout.id} no longer has the content its approvals were asked for`, { rolloutId: rollout.id });
+    }
+    const judgement = await judgeRolloutDevices(this.#o.policy, {
+      requester: rollout.createdBy, deviceIds: rollout.record.waves.flat(), commands: this.#gatedCommands(release), nowMs, approvals,
+    });
+    return [...judgement.verdicts.values()].filter((verdict) => !verdict.allowed && verdict.refusal.code === 'OTA_ROLLOUT_APPROVAL_REQUIRED').length;
+  }
+
+  #targetOf(release: ReleaseView) {
+    const sdc = release.custom['sdc'] as { version: string; release_counter: number };
+    const artifact = release.artifact;
+    if (artifact === null) throw new SdcError('OTA_ROLLOUT_RELEASE_NOT_PUBLISHED', `release ${release.id} has no artifact`);
+    return { releaseId: release.id, path: release.target_path, length: artifact.length, sha256: artifact.sha256, sha512: artifact.sha512, releaseCounter: sdc.release_counter, version: sdc.version };
+  }
+
+  /** An approver's signed decision on a waiting rollout (POST /v1/rollouts/{id}/approve|reject). */
+  async decide(submission: RolloutDecisionSubmission): Promise<{ started: boolean; rollout: RolloutView }> {
+    if (this.#approvals === undefined) throw new SdcError('APPROVAL_NOT_PENDING', `rollout ${submission.rolloutId} is not waiting for approvals: this control plane collects none for rollouts`);
+    const started = await this.#approvals.decide(submission);
+    return { started, rollout: await this.view(submission.rolloutId) };
   }
 
   /** Refuses a start: audited (`ota.rollout.denied`) with the first refusal's policy facts, then thrown with `code`. */
@@ -286,13 +399,18 @@ export class RolloutService {
   }
 
   async view(id: string): Promise<RolloutView> {
-    const rollout = await readRollout(this.#ctx.db, id);
-    return viewOf(rollout, await executionsOfRollout(this.#ctx.db, id));
+    return this.#viewOf(await readRollout(this.#ctx.db, id));
   }
 
-  async list(limit: number): Promise<RolloutView[]> {
-    const rollouts = await listRollouts(this.#ctx.db, { limit });
-    return Promise.all(rollouts.map(async (rollout) => viewOf(rollout, await executionsOfRollout(this.#ctx.db, rollout.id))));
+  async list(limit: number, status?: RolloutRecord['status']): Promise<RolloutView[]> {
+    const rollouts = await listRollouts(this.#ctx.db, { limit, ...(status === undefined ? {} : { status }) });
+    return Promise.all(rollouts.map((rollout) => this.#viewOf(rollout)));
+  }
+
+  async #viewOf(rollout: StoredRollout): Promise<RolloutView> {
+    const executions = await executionsOfRollout(this.#ctx.db, rollout.id);
+    const decisions = rollout.approval === null || this.#approvals === undefined ? [] : await this.#approvals.decisionsOf(rollout.id);
+    return viewOf(rollout, executions, decisions);
   }
 
   /** One coordinator tick for a rollout; concurrent calls for one rollout wait for each other. */
@@ -339,7 +457,9 @@ export class RolloutService {
     let role = atStart?.role;
     try {
       if (rest.length > 0) {
-        const judgement = await judgeRolloutDevices(this.#o.policy, { requester: rollout.createdBy, deviceIds: rest, commands, nowMs, places: 'take' });
+        // A rollout that waited for approvals is judged with those it started with, as a released command is.
+        const approvals = (rollout.approval?.outcome?.approvals ?? []).map((a) => ({ id: a.approver, role: a.role }));
+        const judgement = await judgeRolloutDevices(this.#o.policy, { requester: rollout.createdBy, deviceIds: rest, commands, nowMs, places: 'take', approvals });
         for (const [deviceId, verdict] of judgement.verdicts) verdicts.set(deviceId, verdict);
         role = judgement.role;
       }
@@ -603,6 +723,8 @@ export class RolloutService {
 
   /** The periodic pass: timeouts of every active execution of running or paused rollouts, then a tick of each running rollout. */
   async sweep(): Promise<void> {
+    // Rollouts whose approval window closed end `expired` (nothing ran; nothing to time out).
+    if (this.#approvals !== undefined) await this.#approvals.expireDue();
     const ids = [...new Set([...await runningRolloutIds(this.#ctx.db), ...await this.#pausedOrAbortedWithActive()])];
     for (const id of ids) {
       const nowMs = this.#ctx.clock.nowMs();
@@ -623,6 +745,11 @@ export class RolloutService {
   /** An operator's or admin's action (the route checks the role: emergency_abort needs an admin). */
   async act(rolloutId: string, action: OperatorAction, actor: string): Promise<RolloutView> {
     const rollout = await readRollout(this.#ctx.db, rolloutId);
+    if (rollout.record.status === 'pending_approval' && (action === 'abort' || action === 'emergency_abort') && this.#approvals !== undefined) {
+      // Nothing ran: the wait ends `aborted` (audited `ota.rollout.abort`); approvals that come later are refused.
+      await this.#approvals.abort(rollout, actor);
+      return this.view(rolloutId);
+    }
     const executions = await executionsOfRollout(this.#ctx.db, rolloutId);
     const decision = decideOperatorAction(rollout.record, action, coordinatorView(executions));
     if (!decision.ok) throw new SdcError(decision.code, decision.message, { rolloutId, status: rollout.record.status });
@@ -656,7 +783,7 @@ function coordinatorView(executions: readonly StoredExecution[]): Executions {
   return new Map(executions.map((e) => [e.deviceId, { state: e.state, createdAtMs: e.createdAtMs, endedAtMs: e.endedAtMs }]));
 }
 
-function viewOf(rollout: StoredRollout, executions: readonly StoredExecution[]): RolloutView {
+function viewOf(rollout: StoredRollout, executions: readonly StoredExecution[], decisions: readonly RolloutDecisionView[]): RolloutView {
   const view = coordinatorView(executions);
   return {
     id: rollout.id, release_id: rollout.releaseId, status: rollout.record.status, pause_reason: rollout.record.pauseReason, wave_index: rollout.record.waveIndex,
@@ -672,6 +799,24 @@ function viewOf(rollout: StoredRollout, executions: readonly StoredExecution[]):
       };
     }),
     created_by: rollout.createdBy, created_at_ms: rollout.createdAtMs, updated_at_ms: rollout.updatedAtMs,
+    approval: approvalViewOf(rollout.approval, decisions),
   };
 }
 
+function approvalViewOf(approval: RolloutApproval | null, decisions: readonly RolloutDecisionView[]): RolloutApprovalView | null {
+  if (approval === null) return null;
+  const outcome = approval.outcome;
+  return {
+    rule_id: approval.rule_id, count: approval.count, roles: approval.roles, policy_revision: approval.policy_revision, expires_at_ms: approval.subject.expires_at,
+    subject: approval.subject, subject_sha256: approval.subject_sha256, decisions,
+    outcome: outcome === undefined ? null : {
+      state: outcome.state, at_ms: outcome.at_ms, by: outcome.by, ...(outcome.code === undefined ? {} : { code: outcome.code }),
+      ...(outcome.approvals === undefined ? {} : { approvers: outcome.approvals.map((a) => a.approver) }),
+    },
+  };
+}
+
+/** What a rollout waits for at its start: the first rule asking approvals, the most any asks, the roles any takes, how many devices need them. */
+interface WaitFor { readonly ruleId: string; readonly count: number; readonly roles: readonly PolicyRole[]; readonly devices: number }
+
+const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());

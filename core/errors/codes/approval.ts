@@ -16,7 +16,7 @@ export const approvalErrors = defineErrors({
   APPROVAL_KEY_PROOF_REQUIRED: { fault: 'remote', status: 403, summary: 'Registering an approval signing key (a first one or a replacement) needs the account\'s current password (current_password); a token alone registers none' },
   APPROVAL_KEY_UNKNOWN: { fault: 'remote', status: 409, summary: 'No registered signing key with this kid for this approver (register one: PUT /v1/users/me/signing-key)' },
   APPROVAL_STATEMENT_MISMATCH: { fault: 'remote', status: 400, summary: 'Approval statement names another command, command hash, approver or decision than the request' },
-  APPROVAL_NOT_PENDING: { fault: 'remote', status: 409, summary: 'Command is not waiting for approvals (released, rejected, expired, or never needed any)' },
+  APPROVAL_NOT_PENDING: { fault: 'remote', status: 409, summary: 'Command or rollout is not waiting for approvals (released or started, rejected, expired, aborted, or never needed any)' },
   APPROVAL_INSUFFICIENT: { fault: 'remote', status: 403, summary: 'Command carries fewer valid approvals than the policy rule requires' },
   APPROVAL_CANCEL_FORBIDDEN: { fault: 'remote', status: 403, summary: 'Only the command\'s requester or an admin may cancel a command waiting for approvals' },
 });

@@ -1,4 +1,4 @@
-import { isIP, type AddressInfo, type Server } from 'node:net';
+import { BlockList, isIP, type AddressInfo, type Server } from 'node:net';
 import { SdcError } from '../../core/errors/index.js';
 
 export interface HostPort {
@@ -29,6 +29,31 @@ export function parseHostPort(text: string, field: string, portMin: 0 | 1): Host
     throw badRequestBody(`${field} must be host:port with a port from ${portMin} to 65535 ([address]:port for IPv6)`, { field });
   }
   return { host, port };
+}
+
+/** 127.0.0.0/8, ::1 and IPv4-mapped 127.0.0.0/8: the addresses only this host reaches. */
+const loopbackAddresses = new BlockList();
+loopbackAddresses.addSubnet('127.0.0.0', 8, 'ipv4');
+loopbackAddresses.addAddress('::1', 'ipv6');
+loopbackAddresses.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+/** A loopback address, or the name `localhost`; any other name is not resolved here, so it is not loopback. */
+export function isLoopbackHost(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  const family = isIP(host);
+  return family !== 0 && loopbackAddresses.check(host, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * A proxy listens on loopback unless its server was started to allow more (review h1, F7): the
+ * API has no authentication (Toxiproxy's), so any local caller could otherwise open
+ * `0.0.0.0:16379 -> 127.0.0.1:6379` and put a loopback-only store on the network.
+ */
+export function checkListenAllowed(listen: string, externalListenAllowed: boolean): void {
+  if (externalListenAllowed) return;
+  const { host } = parseHostPort(listen, 'listen', 0);
+  if (isLoopbackHost(host)) return;
+  throw new SdcError('CHAOS_LISTEN_NOT_LOOPBACK', `listen ${listen}: not a loopback address (start the proxy with --allow-external-listen to listen on others)`, { listen });
 }
 
 /** How Go prints an address (and so Toxiproxy's `listen`): IPv6 in brackets. */

@@ -92,6 +92,20 @@ const routeCases: Case[] = [
     what: 'populate with a bad second entry (nothing is applied)', method: 'POST', path: '/populate',
     body: [{ name: 'first', upstream: '127.0.0.1:1' }, { name: 'second' }], status: 400, error: 'missing required field: upstream at proxy 2', code: 'CHAOS_MISSING_FIELD',
   },
+  // Review h1, F7: the API has no authentication, so a proxy listens on loopback unless the server allows more.
+  ...['0.0.0.0:0', '[::]:0', '10.1.2.3:0', 'example.com:0'].map((listen): Case => ({
+    what: `the listen address ${listen}`, method: 'POST', path: '/proxies', body: { name: 'exposed', listen, upstream: '127.0.0.1:1' },
+    status: 403, error: `listen ${listen}: not a loopback address (start the proxy with --allow-external-listen to listen on others)`, code: 'CHAOS_LISTEN_NOT_LOOPBACK',
+  })),
+  {
+    what: 'an update to listen on every interface', method: 'POST', path: '/proxies/bystander', body: { listen: '0.0.0.0:0' },
+    status: 403, error: /^listen 0\.0\.0\.0:0: not a loopback address/, code: 'CHAOS_LISTEN_NOT_LOOPBACK',
+  },
+  {
+    what: 'populate with a second entry on every interface (nothing is applied)', method: 'POST', path: '/populate',
+    body: [{ name: 'first', upstream: '127.0.0.1:1' }, { name: 'second', listen: '0.0.0.0:0', upstream: '127.0.0.1:1' }],
+    status: 403, error: /^listen 0\.0\.0\.0:0: not a loopback address/, code: 'CHAOS_LISTEN_NOT_LOOPBACK',
+  },
   {
     what: 'populate with a name twice', method: 'POST', path: '/populate',
     body: [{ name: 'twin', upstream: '127.0.0.1:1' }, { name: 'twin', upstream: '127.0.0.1:2' }], status: 400, error: 'bad request body: duplicate proxy name "twin"', code: 'CHAOS_BAD_REQUEST_BODY',

@@ -5,7 +5,7 @@ import { parseJsonBody } from './json-body.js';
 import type { ChaosLimits } from './limits.js';
 import type { ChaosLogger } from './logger.js';
 import type { ChaosProxy } from './proxy.js';
-import { parsePopulate, parseProxySpec, parseProxyUpdate } from './proxy-requests.js';
+import { parsePopulate, parseProxySpec, parseProxyUpdate, type ListenPolicy } from './proxy-requests.js';
 import type { ProxyRegistry } from './registry.js';
 import { toxicJson } from './toxic-state.js';
 import { parseToxicCreate, parseToxicUpdate } from './toxic-requests.js';
@@ -58,7 +58,9 @@ export class ChaosApi {
   readonly #routes: readonly Route[];
   #tail: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly registry: ProxyRegistry, private readonly limits: ChaosLimits, private readonly logger: ChaosLogger) {
+  constructor(
+    private readonly registry: ProxyRegistry, private readonly limits: ChaosLimits, private readonly logger: ChaosLogger, private readonly listenPolicy: ListenPolicy,
+  ) {
     this.#routes = this.#buildRoutes();
   }
 
@@ -174,13 +176,13 @@ export class ChaosApi {
   }
 
   async #createProxy(request: ApiRequest): Promise<ApiReply> {
-    const proxy = await this.registry.create(parseProxySpec(request.json(), this.limits));
+    const proxy = await this.registry.create(parseProxySpec(request.json(), this.limits, this.listenPolicy));
     return json(proxy.toJSON(), 201);
   }
 
   /** Toxiproxy answers a failed populate with the error and the proxies applied before it. */
   async #populate(request: ApiRequest): Promise<ApiReply> {
-    const specs = parsePopulate(request.json(), this.limits);
+    const specs = parsePopulate(request.json(), this.limits, this.listenPolicy);
     const applied: ChaosProxy[] = [];
     try {
       await this.registry.populate(specs, applied);
@@ -193,7 +195,7 @@ export class ChaosApi {
   async #updateProxy(request: ApiRequest): Promise<ApiReply> {
     const proxy = this.#proxy(request);
     const current = proxy.toJSON();
-    await proxy.update(parseProxyUpdate(request.json(), current));
+    await proxy.update(parseProxyUpdate(request.json(), current, this.listenPolicy));
     return json(proxy.toJSON());
   }
 

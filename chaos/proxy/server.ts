@@ -20,6 +20,12 @@ export interface ChaosServerOptions {
   readonly time?: ChaosTime;
   readonly logger?: ChaosLogger;
   readonly limits?: Partial<ChaosLimits>;
+  /**
+   * Lets proxies listen on other than loopback (`0.0.0.0`, an interface's address, a host name).
+   * Default false: the API is unauthenticated, so any local caller could otherwise expose a
+   * loopback-only service to the network (review h1, F7; CHAOS_LISTEN_NOT_LOOPBACK).
+   */
+  readonly allowExternalListen?: boolean;
 }
 
 export interface ChaosServer {
@@ -43,7 +49,7 @@ export async function startChaosServer(options: ChaosServerOptions): Promise<Cha
   const limits = resolveChaosLimits(options.limits);
   const logger = options.logger ?? silentLogger;
   const registry = new ProxyRegistry({ time: options.time ?? monotonicTime, limits, logger, ...randomStreams(options.seed) });
-  const api = new ChaosApi(registry, limits, logger);
+  const api = new ChaosApi(registry, limits, logger, { externalListenAllowed: options.allowExternalListen === true });
   const http = createServer({ requestTimeout: limits.apiRequestTimeoutMs }, api.handle);
   http.maxConnections = limits.apiConnectionsMax;
   // Idle API connections are closed by the client, never by us (Toxiproxy, a Go server, has no idle

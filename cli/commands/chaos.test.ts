@@ -42,6 +42,37 @@ describe('sdc chaos serve', () => {
     }
   });
 
+  // Review h1, F7: proxies listen on loopback only, unless the server was started with --allow-external-listen.
+  it('lets proxies listen on other than loopback only with --allow-external-listen', async () => {
+    const serve = chaosGroup.commands[0]!;
+    for (const [argv, status] of [[[], 403], [['--allow-external-listen'], 201]] as const) {
+      const out = io();
+      let stop!: (signal: string) => void;
+      const stopped = new Promise<string>((resolve) => { stop = resolve; });
+      const running = serveChaos(parseCommandArgs(serve, ['--port', '0', ...argv]), out, () => stopped);
+      try {
+        const url = await new Promise<string>((resolve, reject) => {
+          const check = setInterval(() => {
+            const match = /chaos API {2}(\S+)/.exec(out.out.join(''));
+            if (match) {
+              clearInterval(check);
+              resolve(match[1]!);
+            }
+          }, 5);
+          running.catch(reject);
+        });
+        const local = await fetch(`${url}/proxies`, { method: 'POST', body: JSON.stringify({ name: 'local', listen: 'localhost:0', upstream: '127.0.0.1:1' }) });
+        assert.equal(local.status, 201, argv.join(' '));
+        const exposed = await fetch(`${url}/proxies`, { method: 'POST', body: JSON.stringify({ name: 'exposed', listen: '0.0.0.0:0', upstream: '127.0.0.1:1' }) });
+        assert.equal(exposed.status, status, argv.join(' '));
+        if (status === 403) assert.match(((await exposed.json()) as { error: string }).error, /not a loopback address/);
+      } finally {
+        stop('SIGTERM');
+        assert.equal(await running, 0);
+      }
+    }
+  });
+
   it('serves the Toxiproxy API on the given address until stopped, and prints its URL and seed', async () => {
     const out = io();
     const serve = chaosGroup.commands[0]!;

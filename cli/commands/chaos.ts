@@ -20,8 +20,9 @@ export async function serveChaos(args: ParsedCommandArgs, io: CliIo, stopped: ()
   const host = stringOption(args, 'host', '127.0.0.1');
   const port = integerOption(args, 'port', toxiproxyDefaultPort, 0, 65_535);
   const seed = integerOption(args, 'seed', randomInt(seedMax), 0, Number.MAX_SAFE_INTEGER);
+  const allowExternalListen = args.values['allow-external-listen'] === true;
   const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info' }, pino.destination(2));
-  const server = await startChaosServer({ host, port, seed, logger });
+  const server = await startChaosServer({ host, port, seed, logger, allowExternalListen });
   io.stdout(`chaos API  ${server.url} (Toxiproxy 2.x HTTP API; point any Toxiproxy client here)\n`);
   io.stdout(`seed       ${seed} (--seed ${seed} replays the toxicity draws)\n`);
   const signal = await stopped();
@@ -33,13 +34,14 @@ export async function serveChaos(args: ParsedCommandArgs, io: CliIo, stopped: ()
 const serve: Command = {
   name: 'serve',
   summary: 'Run the Toxiproxy-compatible TCP fault proxy; proxies and toxics are made through its HTTP API',
-  usage: '[--host H] [--port P] [--seed S]',
+  usage: '[--host H] [--port P] [--seed S] [--allow-external-listen]',
   optionHelp: [
     ['--host H', 'Address of the HTTP API (default 127.0.0.1)'],
     ['--port P', `Port of the HTTP API (default ${toxiproxyDefaultPort}, Toxiproxy's; 0 picks a free one)`],
     ['--seed S', 'Seed of the toxicity draws, jitter and slice sizes (default: random, printed)'],
+    ['--allow-external-listen', 'Let proxies listen on addresses other than loopback (0.0.0.0...); the API has no authentication, so off by default'],
   ],
-  options: { host: { type: 'string' }, port: { type: 'string' }, seed: { type: 'string' } },
+  options: { host: { type: 'string' }, port: { type: 'string' }, seed: { type: 'string' }, 'allow-external-listen': { type: 'boolean' } },
   run: (args, io) => serveChaos(args, io, untilSignal),
 };
 

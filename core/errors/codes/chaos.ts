@@ -20,6 +20,7 @@ export const chaosErrors = defineErrors({
   CHAOS_BODY_TOO_LARGE: { fault: 'remote', status: 413, summary: 'The request body is larger than the API accepts' },
   CHAOS_BROWSER_REFUSED: { fault: 'remote', status: 403, summary: 'A browser (User-Agent Mozilla/...) called the API; refused as Toxiproxy does, so a web page cannot drive it' },
   CHAOS_LISTEN_FAILED: { fault: 'local', status: 500, summary: 'The proxy could not listen on its address (taken, not local, or not permitted)' },
+  CHAOS_LISTEN_NOT_LOOPBACK: { fault: 'remote', status: 403, summary: 'A proxy was asked to listen on an address that is not loopback (0.0.0.0, an interface, a host name) while the proxy server does not allow it (sdc chaos serve --allow-external-listen); nothing was opened' },
   CHAOS_UPSTREAM_UNREACHABLE: { fault: 'local', status: 502, summary: 'A proxied connection could not reach the upstream address; the client connection was closed' },
   CHAOS_CONNECTIONS_FULL: { fault: 'local', status: 503, summary: 'The proxy holds its maximum number of connections; a new client connection was closed' },
   CHAOS_INTERNAL: { fault: 'local', status: 500, summary: 'The proxy failed while handling an API request' },

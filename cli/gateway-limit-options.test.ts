@@ -18,8 +18,11 @@ const io = (): CliIo & { out: string[]; err: string[] } => {
 const given = [
   '--gateway-upgrade-timeout-ms', '2500', '--gateway-sockets-per-source-max', '60000',
   '--gateway-unauthenticated-sockets-per-source-max', '4096', '--gateway-unauthenticated-sockets-per-certificate-max', '2',
+  '--gateway-socket-buffered-bytes-max', '262144',
 ];
-const expected = { upgradeTimeoutMs: 2_500, socketsPerSourceMax: 60_000, unauthenticatedSocketsPerSourceMax: 4_096, unauthenticatedSocketsPerCertificateMax: 2 };
+const expected = {
+  upgradeTimeoutMs: 2_500, socketsPerSourceMax: 60_000, unauthenticatedSocketsPerSourceMax: 4_096, unauthenticatedSocketsPerCertificateMax: 2, socketBufferedBytesMax: 262_144,
+};
 
 describe('sdc serve and sdc gateway: the gateway\'s socket bounds past TLS as flags', () => {
   it('each flag reaches its gateway option (the deployment passes gatewayEstablishedLimits to the gateway server); none given sets none', async () => {
@@ -41,6 +44,7 @@ describe('sdc serve and sdc gateway: the gateway\'s socket bounds past TLS as fl
         ['gateway-upgrade-timeout-ms', '10s', '100 to 120000'], ['gateway-sockets-per-source-max', '-1', '1 to 1000000'],
         ['gateway-unauthenticated-sockets-per-source-max', '1e3', '1 to 1000000'], ['gateway-unauthenticated-sockets-per-certificate-max', '1001', '1 to 1000'],
         ['gateway-unauthenticated-sockets-per-certificate-max', '', '1 to 1000'],
+        ['gateway-socket-buffered-bytes-max', '65535', '65536 to 1073741824'], ['gateway-socket-buffered-bytes-max', '1073741825', '65536 to 1073741824'],
       ];
       for (const [flag, value, bounds] of cases) {
         for (const command of [['serve'], ['gateway', '--redis', 'redis://127.0.0.1:6379', '--gateway-id', 'gw-2']]) {

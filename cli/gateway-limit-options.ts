@@ -23,7 +23,7 @@ export interface LimitFlag<Option extends string> {
   readonly help: string;
 }
 
-export type GatewayLimitFlag = LimitFlag<'upgradeTimeoutMs' | 'socketsPerSourceMax' | 'unauthenticatedSocketsPerSourceMax' | 'unauthenticatedSocketsPerCertificateMax'>;
+export type GatewayLimitFlag = LimitFlag<'upgradeTimeoutMs' | 'socketsPerSourceMax' | 'unauthenticatedSocketsPerSourceMax' | 'unauthenticatedSocketsPerCertificateMax' | 'socketBufferedBytesMax'>;
 export type GatewayHandshakeFlag = LimitFlag<'handshakeTimeoutMs' | 'pendingHandshakesPerSourceMax' | 'handshakesInFlightMax' | 'handshakesInFlightMin' | 'handshakeQueueMax'>;
 
 export const gatewayLimitFlags: readonly GatewayLimitFlag[] = [
@@ -46,6 +46,12 @@ export const gatewayLimitFlags: readonly GatewayLimitFlag[] = [
     // A device has one session and, while it reconnects, perhaps one more: a thousand is no device.
     flag: 'gateway-unauthenticated-sockets-per-certificate-max', option: 'unauthenticatedSocketsPerCertificateMax', fallback: 4, min: 1, max: 1_000,
     help: 'Sockets presenting one client certificate past TLS without an accepted AUTH; more are dropped (GATEWAY_CERTIFICATE_UNAUTHENTICATED_LIMIT)',
+  },
+  {
+    // Below 64 KiB a healthy device catching up on one large message (up to 128 KiB) could be
+    // taken for one that does not read; past 1 GiB the bound would no longer protect the gateway.
+    flag: 'gateway-socket-buffered-bytes-max', option: 'socketBufferedBytesMax', fallback: 1_048_576, min: 65_536, max: 1_073_741_824,
+    help: 'Bytes a session\'s socket may hold unsent; past it the device is not reading and is closed (GATEWAY_PEER_NOT_READING)',
   },
 ];
 

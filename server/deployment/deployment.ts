@@ -85,10 +85,11 @@ export interface StartDeploymentOptions {
   /**
    * The gateway's bounds on sockets past TLS (default establishedLimitsDefault in
    * server/gateway/gateway-server.ts): the upgrade timeout, sockets per source address in all and
-   * not yet authenticated, unauthenticated sockets per certificate. The connections bench, whose
-   * agents all come from 127.0.0.1, lifts the per-address ones.
+   * not yet authenticated, unauthenticated sockets per certificate, unsent bytes per session. The
+   * connections bench, whose agents all come from 127.0.0.1, lifts the per-address ones.
    */
-  gatewayEstablishedLimits?: Partial<Pick<GatewayServerOptions, 'upgradeTimeoutMs' | 'socketsPerSourceMax' | 'unauthenticatedSocketsPerSourceMax' | 'unauthenticatedSocketsPerCertificateMax'>>;
+  gatewayEstablishedLimits?: Partial<Pick<GatewayServerOptions,
+    'upgradeTimeoutMs' | 'socketsPerSourceMax' | 'unauthenticatedSocketsPerSourceMax' | 'unauthenticatedSocketsPerCertificateMax' | 'socketBufferedBytesMax'>>;
   /**
    * The gateway's bounds on sockets before and in the TLS handshake (default handshakeLimitsDefault
    * in server/gateway/gateway-server.ts), as `sdc serve` / `sdc gateway` flags set them; each given

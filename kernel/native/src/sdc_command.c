@@ -333,7 +333,7 @@ static void window_mark(sdc_handle* h, uint64_t seq) {
   h->seq_bits[distance / 64] |= (uint64_t)1 << (distance % 64);
 }
 
-/* ---- files in the sandbox, written whole: temporary file, fsync, rename ---- */
+/* ---- files in the sandbox, written whole: temporary file, fsync, rename, fsync of the directory ---- */
 
 static int write_sandbox_file(const sdc_handle* h, const char* name, const uint8_t* bytes, size_t len) {
   char path[PATH_MAX], tmp[PATH_MAX];
@@ -348,7 +348,9 @@ static int write_sandbox_file(const sdc_handle* h, const char* name, const uint8
     unlink(tmp);
     return 0;
   }
-  return 1;
+  /* Until the directory is synced, power loss may bring the old file back (the replay window of
+     before: a command that ran would run again). A failure refuses the command like a write failure. */
+  return sdc_sync_sandbox(h, "");
 }
 
 /* Reads exactly `len` bytes; 1 when read, 0 when absent (ENOENT), -1 when unreadable or another size. */
@@ -365,8 +367,9 @@ static int read_sandbox_file(const sdc_handle* h, const char* name, uint8_t* out
 }
 
 /*
- * The replay window survives a service restart: it is written before the command runs, so a
- * command cannot run, crash the service and run again. A write failure refuses the command.
+ * The replay window survives a service restart and power loss: it is written (and its directory
+ * synced) before the command runs, so a command cannot run, crash the service or the machine, and
+ * run again. A write or sync failure refuses the command.
  */
 static int persist_window(const sdc_handle* h, uint64_t highest, const uint64_t bits[SDC_SEQ_WORDS]) {
   uint8_t bytes[SEQ_FILE_BYTES];

@@ -88,6 +88,10 @@ void sdc_watchdog_check(sdc_handle* h);
 void sdc_restore_watchdog(sdc_handle* h);
 uint64_t sdc_watchdog_remaining_ms(const sdc_handle* h);
 uint64_t sdc_current_size_bytes(const sdc_handle* h);
+/* fsync of a directory after a rename/unlink in it: 0 or the errno (EINVAL tolerated); exported for tests only. */
+SDC_API int sdc_sync_directory(const char* dir);
+/* sdc_sync_directory of the sandbox ("") or a directory in it ("/versions"); 1 when done. */
+int sdc_sync_sandbox(const sdc_handle* h, const char* sub);
 
 /* control-plane command authorization (sdc_command.c) */
 int sdc_command_check(sdc_handle* h, int opcode, const uint8_t* attachment, uint32_t attachment_len, const uint8_t* request);

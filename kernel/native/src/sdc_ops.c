@@ -151,17 +151,46 @@ static void sandbox_path(const sdc_handle* h, char* out, size_t out_len, const c
   snprintf(out, out_len, "%s/%s%s", h->sandbox, a, b);
 }
 
-/* Points sandbox/<name> at versions/<label> (or removes it for ""), atomically via rename. */
+/*
+ * A rename or unlink is durable only once its directory is fsynced: without it, power loss can
+ * bring back the old command-seq (an executed command runs again), the old command keys, a
+ * cleared watchdog or the old slot links. 0 when done, else the errno. EINVAL, a filesystem that
+ * cannot fsync a directory, counts as done (as in runtime/atomic-file.ts): it only weakens
+ * durability there. Exported for the tests only (kernel/native/durable-state.test.ts).
+ */
+SDC_API int sdc_sync_directory(const char* dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int error = 0;
+  while (fsync(fd) != 0) {
+    if (errno == EINTR) continue;
+    error = errno == EINVAL ? 0 : errno;
+    break;
+  }
+  close(fd);
+  return error;
+}
+
+int sdc_sync_sandbox(const sdc_handle* h, const char* sub) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s%s", h->sandbox, sub);
+  return sdc_sync_directory(dir) == 0;
+}
+
+/* Points sandbox/<name> at versions/<label> (or removes it for ""), atomically via rename, durably. */
 static int set_link(const sdc_handle* h, const char* name, const char* label) {
   char link_path[PATH_MAX], tmp_path[PATH_MAX], target[64];
   sandbox_path(h, link_path, sizeof link_path, name, "");
-  if (label[0] == '\0') return unlink(link_path) == 0 || errno == ENOENT;
+  if (label[0] == '\0') {
+    if (unlink(link_path) != 0) return errno == ENOENT;
+    return sdc_sync_sandbox(h, "");
+  }
   sandbox_path(h, tmp_path, sizeof tmp_path, name, ".tmp");
   snprintf(target, sizeof target, "versions/%s", label);
   unlink(tmp_path);
   if (symlink(target, tmp_path) != 0) return 0;
   if (rename(tmp_path, link_path) != 0) { unlink(tmp_path); return 0; }
-  return 1;
+  return sdc_sync_sandbox(h, "");
 }
 
 static void read_link(const sdc_handle* h, const char* name, char out[SDC_LABEL_BYTES]) {
@@ -288,6 +317,8 @@ static int stage_into(sdc_handle* h, const char* label, const char* source, cons
   if (status == SDC_STATUS_OK && memcmp(digest, expected, 32) != 0) status = SDC_STATUS_DIGEST_MISMATCH;
   if (status == SDC_STATUS_OK && rename(part, final_path) != 0) status = SDC_STATUS_IO_ERROR;
   if (status != SDC_STATUS_OK) { unlink(part); return status; }
+  /* The artifact's name in versions/ must be on disk before the staged link points at it. */
+  if (!sdc_sync_sandbox(h, "/versions")) return SDC_STATUS_IO_ERROR;
   if (h->update.staged[0] != '\0' && strcmp(h->update.staged, label) != 0) remove_version(h, h->update.staged);
   if (!set_link(h, "staged", label)) return SDC_STATUS_IO_ERROR;
   memcpy(h->update.staged, label, SDC_LABEL_BYTES);
@@ -345,13 +376,15 @@ static int watchdog_persist(const sdc_handle* h, const char* label, uint32_t win
   if (close(fd) != 0) ok = 0;
   if (ok && rename(tmp, path) != 0) ok = 0;
   if (!ok) unlink(tmp);
-  return ok;
+  return ok && sdc_sync_sandbox(h, "");
 }
 
 static int watchdog_clear(sdc_handle* h) {
   char path[PATH_MAX];
   sandbox_path(h, path, sizeof path, "watchdog", "");
   if (unlink(path) != 0 && errno != ENOENT) return 0;
+  /* A removal lost to power loss would re-arm a confirmed version's trial at the next open. */
+  if (!sdc_sync_sandbox(h, "")) return 0;
   h->update.watchdog_armed = 0;
   h->update.watchdog_window_ms = 0;
   h->update.watchdog_deadline_ms = 0;

@@ -6,6 +6,7 @@ import type { ControlPlaneServices } from '../services.js';
 import { authentication } from './authentication.js';
 import { frameworkErrorHandler } from './client-errors.js';
 import { requestLogSerializer } from './log-redaction.js';
+import { buildSharedSerializer, reuseCompiledValidators } from './schema-compilers.js';
 import { sendError } from './errors.js';
 import { openApi } from './openapi.js';
 import { AuthRateLimiter, type AuthRateLimits } from './rate-limit.js';
@@ -45,6 +46,10 @@ export const httpAppDefaults = Object.freeze({
   bodyLimitBytes: 64 * 1024,
 });
 
+// Unknown members are refused, not silently dropped.
+const ajvCustomOptions = Object.freeze({ removeAdditional: false, coerceTypes: 'array', allErrors: false } as const);
+const reuseAjvCompiled = reuseCompiledValidators(ajvCustomOptions);
+
 function createFastify(options: HttpAppOptions, bodyLimitBytes: number): FastifyInstance {
   const app = Fastify({
     // Every line that logs a request (fastify's "incoming request", its error log) goes through
@@ -57,8 +62,9 @@ function createFastify(options: HttpAppOptions, bodyLimitBytes: number): Fastify
     // logger carries trace_id and span_id on every line (request-trace.ts).
     genReqId: traceRequestId(options.random),
     childLoggerFactory: (logger, bindings, childOptions, rawRequest) => logger.child({ ...bindings, ...requestTraceBindings(rawRequest as IncomingMessage) }, childOptions),
-    // Unknown members are refused, not silently dropped.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // A schema an earlier app of this process compiled is not compiled again (schema-compilers.ts).
+    ajv: { customOptions: ajvCustomOptions, onCreate: reuseAjvCompiled },
+    schemaController: { compilersFactory: { buildSerializer: buildSharedSerializer } },
     return503OnClosing: true,
     // Router refusals (a path parameter over maxParamLength, bad percent-encoding) in our shape.
     frameworkErrors: frameworkErrorHandler(sendError),

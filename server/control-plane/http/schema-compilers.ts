@@ -1,0 +1,93 @@
+// fastify's own schema compilers (Ajv for the requests, fast-json-stringify for the responses),
+// with the compiled functions kept per process, by route schema, for every app made after the first.
+//
+// Why: fastify compiles every route's schemas when an app is made ready, about 0.4 s of CPU for
+// the control plane's routes, and nothing carries over to the next app. A process serves one app,
+// so there this changes nothing; but the tests, the simulator and `sdc report` make one control
+// plane after another in one process (sim/run.test.ts: 13 simulations, each with its app), and
+// compiled the same constant schemas every time.
+//
+// Still fastify's default compilers, made per app as fastify makes them: only a schema object
+// already compiled with the same options is not compiled again. Keys are the schema objects (a
+// WeakMap: a schema made for one app, as fastify's lower-cased copy of a headers schema, goes
+// with it), so the caches hold at most one function per schema the process still has.
+import { createRequire } from 'node:module';
+
+/** What fastify passes a serializer compiler (its RouteDefinition): only the schema matters here. */
+interface RouteSchemaArgs { readonly schema?: unknown }
+type Serializer = (data: unknown) => string;
+type RouteCompiler = (route: RouteSchemaArgs) => Serializer;
+type SerializerBuilder = (externalSchemas: unknown, options: unknown) => RouteCompiler;
+/** The part of an Ajv instance used here. */
+interface AjvCompiling { compile(schema: unknown, meta?: unknown): unknown }
+
+// fastify's own dependency, resolved from fastify itself: the compiler it would use by default.
+const requireFromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
+const serializerSelector = requireFromFastify('@fastify/fast-json-stringify-compiler') as () => SerializerBuilder;
+
+/**
+ * What, besides the schema, decides the compiled function: the app's shared schemas and the
+ * compiler's options. Undefined (not cached) when they hold functions, which JSON cannot tell apart.
+ */
+function optionsKey(externalSchemas: unknown, options: unknown): string | undefined {
+  let holdsFunction = false;
+  const key = JSON.stringify([externalSchemas ?? null, options ?? null], (_name, value: unknown) => {
+    if (typeof value === 'function') holdsFunction = true;
+    return value;
+  });
+  return holdsFunction ? undefined : key;
+}
+
+/**
+ * A schema that names itself ($id) is registered in the compiling instance, where other schemas
+ * may refer to it: it is always compiled by the app's own instance. None of ours does today.
+ */
+function cacheable(schema: unknown): schema is object {
+  return typeof schema === 'object' && schema !== null && !JSON.stringify(schema).includes('"$id"');
+}
+
+/** A per-process cache: schema object → options key → compiled function. */
+function compiledCache<F>(): { get(schema: object, key: string, compile: () => F): F } {
+  const bySchema = new WeakMap<object, Map<string, F>>();
+  return {
+    get(schema, key, compile) {
+      let byKey = bySchema.get(schema);
+      if (byKey === undefined) {
+        byKey = new Map();
+        bySchema.set(schema, byKey);
+      }
+      const cached = byKey.get(key);
+      if (cached !== undefined) return cached;
+      const compiled = compile();
+      byKey.set(key, compiled);
+      return compiled;
+    },
+  };
+}
+
+const serializers = compiledCache<Serializer>();
+const validators = compiledCache<unknown>();
+
+/** fastify's `schemaController.compilersFactory.buildSerializer`: its default, with compiled serializers reused across apps. */
+export function buildSharedSerializer(externalSchemas: unknown, options: unknown): RouteCompiler {
+  // fastify's default builder, one for each app as fastify makes it.
+  const compile = serializerSelector()(externalSchemas, options);
+  const key = optionsKey(externalSchemas, options);
+  if (key === undefined) return compile;
+  return (route) => (cacheable(route.schema) ? serializers.get(route.schema, key, () => compile(route)) : compile(route));
+}
+
+/**
+ * fastify's `ajv.onCreate`, given each app's Ajv instance (made with `customOptions`): its
+ * compile() returns the function an earlier app's instance compiled from the same schema object
+ * with the same options. Through onCreate, not a custom validator compiler: fastify treats a custom
+ * one differently (it would no longer lower-case the names in a headers schema).
+ */
+export function reuseCompiledValidators(customOptions: object): (ajv: AjvCompiling) => void {
+  const key = optionsKey(customOptions, null);
+  if (key === undefined) throw new TypeError('Ajv options holding functions cannot key the validator cache');
+  return (ajv) => {
+    const compileOwn = ajv.compile.bind(ajv);
+    ajv.compile = (schema, meta) => (cacheable(schema) && meta === undefined ? validators.get(schema, key, () => compileOwn(schema)) : compileOwn(schema, meta));
+  };
+}

@@ -345,6 +345,7 @@ async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identi
     const profiler = run.options.cpuProfilePath === undefined ? undefined : await startCpuProfile();
     const monitor = loadMonitor();
     const connectionsBefore = bench.apiConnectionsOpened();
+    const ed25519Before = bench.deployment.ed25519Counts();
     const rounds = await runCommandRounds({
       api: bench.api, live, identities, warmupRounds, commandsPerAgent: run.options.commandsPerAgent, runTag: bench.runTag, deadlineMs: run.deadlineMs, progress: run.progress,
       ...(run.options.ratePerS === undefined ? {} : { ratePerS: run.options.ratePerS }),
@@ -354,6 +355,7 @@ async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identi
     // Each one a TLS handshake on both ends, in this process (issue 17: the API client's kept-alive pool).
     run.progress(`API connections opened in the commands phase: ${bench.apiConnectionsOpened() - connectionsBefore} for ${rounds.created} commands created`);
     if (stopTally !== undefined) reportStatementTally(run, stopTally(), rounds.created);
+    reportEd25519(run, ed25519Before, bench.deployment.ed25519Counts(), rounds.created);
     if (profiler !== undefined && run.options.cpuProfilePath !== undefined) await profiler.stop(run.options.cpuProfilePath);
     await run.fdSampler.sample();
     run.progress(`commands ${rounds.terminalCount}/${identities.length * run.options.commandsPerAgent} terminal`);
@@ -372,6 +374,19 @@ function reportStatementTally(run: RoundtripRun, tally: ReadonlyMap<string, numb
   if (created === 0) return;
   const lines = [...tally].sort((a, b) => b[1] - a[1]).slice(0, statementTallyLinesMax);
   run.progress(`SQL round trips per command by statement (${created} commands):\n${lines.map(([sql, n]) => `  ${(n / created).toFixed(2).padStart(6)}  ${sql}`).join('\n')}`);
+}
+
+type Ed25519Counts = ReturnType<BenchDeployment['deployment']['ed25519Counts']>;
+
+/** The services' Ed25519 work per created command over the commands phase (decision 0014: the control plane's checks the gateway already made are cache hits). */
+function reportEd25519(run: RoundtripRun, before: Ed25519Counts, after: Ed25519Counts, created: number): void {
+  if (created === 0) return;
+  const per = (n: number) => (n / created).toFixed(2);
+  const gw = { verifies: after.gateway.verifies - before.gateway.verifies, hits: after.gateway.verifiedCacheHits - before.gateway.verifiedCacheHits, signs: after.gateway.signs - before.gateway.signs };
+  const cp = after.controlPlane === undefined || before.controlPlane === undefined ? undefined
+    : { verifies: after.controlPlane.verifies - before.controlPlane.verifies, hits: after.controlPlane.verifiedCacheHits - before.controlPlane.verifiedCacheHits, signs: after.controlPlane.signs - before.controlPlane.signs };
+  run.progress(`Ed25519 per command: gateway ${per(gw.verifies)} verifies, ${per(gw.hits)} cache hits, ${per(gw.signs)} signs`
+    + (cp === undefined ? '' : `; control plane ${per(cp.verifies)} verifies, ${per(cp.hits)} cache hits, ${per(cp.signs)} signs`));
 }
 
 interface LiveStreamFacts {

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
-import { createNodeEd25519Provider, pemFromPrivateSeed, pemFromPublicKey, privateSeedFromPem, publicKeyFromPem } from './ed25519-node.js';
+import { createNodeEd25519Provider, createVerifiedSignatureCache, pemFromPrivateSeed, pemFromPublicKey, privateSeedFromPem, publicKeyFromPem } from './ed25519-node.js';
 
 const seed = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
@@ -113,6 +113,34 @@ test('verifiedCacheEntriesMax: a second verify of the same bytes skips the curve
   assert.equal(provider.verify(publicKey, reused, signature), true);
   reused[1] = reused[1]! ^ 1;
   assert.equal(provider.verify(publicKey, reused, signature), false);
+});
+
+test('verifiedSignatures: two providers of one process share what verified (decision 0014), each with its own key caches; the cache is bounded', () => {
+  const verifiedSignatures = createVerifiedSignatureCache(2);
+  const gateway = createNodeEd25519Provider({ publicKeyCacheEntriesMax: 4, verifiedSignatures });
+  const controlPlane = createNodeEd25519Provider({ verifiedSignatures });
+  const publicKey = gateway.publicKeyFromSeed(seed);
+  const messages = ['ack', 'result', 'alert'].map((text) => new TextEncoder().encode(`a device-signed ${text}`));
+  const signatures = messages.map((message) => gateway.sign(seed, message));
+  assert.equal(gateway.verify(publicKey, messages[0]!, signatures[0]!), true);
+  // The control plane's check of the same bytes: no curve arithmetic, and no key import of its own.
+  assert.equal(controlPlane.verify(publicKey.slice(), messages[0]!.slice(), signatures[0]!.slice()), true);
+  assert.deepEqual([controlPlane.counts().verifies, controlPlane.counts().verifiedCacheHits, controlPlane.counts().publicKeyImports], [0, 1, 0]);
+  // Other bytes under a shared cache are verified, and a refusal shared by neither.
+  const changed = messages[0]!.slice();
+  changed[0] = changed[0]! ^ 1;
+  assert.equal(gateway.verify(publicKey, changed, signatures[0]!), false);
+  assert.equal(controlPlane.verify(publicKey, changed, signatures[0]!), false);
+  assert.deepEqual([controlPlane.counts().verifies, controlPlane.counts().verifiedCacheHits], [1, 1]);
+  // Two entries at most: after two more verified signatures the first is gone and is verified again.
+  assert.equal(gateway.verify(publicKey, messages[1]!, signatures[1]!), true);
+  assert.equal(gateway.verify(publicKey, messages[2]!, signatures[2]!), true);
+  assert.equal(controlPlane.verify(publicKey, messages[0]!, signatures[0]!), true);
+  assert.deepEqual([controlPlane.counts().verifies, controlPlane.counts().verifiedCacheHits], [2, 1]);
+  // A provider given its own size keeps its own cache: nothing the others verified is answered.
+  const alone = createNodeEd25519Provider({ verifiedCacheEntriesMax: 8 });
+  assert.equal(alone.verify(publicKey, messages[2]!, signatures[2]!), true);
+  assert.deepEqual([alone.counts().verifies, alone.counts().verifiedCacheHits], [1, 0]);
 });
 
 test('without verifiedCacheEntriesMax (services) every verify runs the curve arithmetic', () => {

@@ -35,6 +35,14 @@ export interface NodeEd25519Options {
    * (issue 17). Each entry holds its message (a few hundred bytes). Default 0: off.
    */
   verifiedCacheEntriesMax?: number;
+  /**
+   * A verified-signature cache shared with other providers of this process (createVerifiedSignatureCache),
+   * used instead of one of this provider's own (verifiedCacheEntriesMax is then ignored). For one
+   * process that runs a gateway and a control plane, each with its own key caches: the control
+   * plane's check of a device frame the gateway has checked is then answered by the exact-bytes
+   * match (docs/decisions/0014-one-process-verifies-a-device-frame-once.md).
+   */
+  verifiedSignatures?: VerifiedSignatureCache;
 }
 
 /** What a provider did since it was made: cheap counts for tests and benches (deterministic for a seeded run). */
@@ -70,11 +78,18 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
 }
 
+/** Signatures known to verify in this process, by exact bytes (createVerifiedSignatureCache). */
+export interface VerifiedSignatureCache {
+  has(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
+  add(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): void;
+}
+
 /**
  * Signatures known to verify, by exact bytes: found by the signature, then the public key and the
- * whole message compared with those held. All three are public, so a plain compare.
+ * whole message compared with those held. All three are public, so a plain compare. At most
+ * `entriesMax` entries (least recently used dropped); 0 keeps none.
  */
-function verifiedSignatures(entriesMax: number) {
+export function createVerifiedSignatureCache(entriesMax: number): VerifiedSignatureCache {
   const verified = new BoundedLru<string, { readonly publicKey: Uint8Array; readonly message: Uint8Array }>(entriesMax);
   return {
     has(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
@@ -113,7 +128,7 @@ export function createNodeEd25519Provider(options: NodeEd25519Options = {}): Nod
   const entriesMax = options.keyCacheEntriesMax ?? defaultKeyCacheEntriesMax;
   const privateKeys = new BoundedLru<string, KeyObject>(entriesMax);
   const publicKeys = new BoundedLru<string, KeyObject>(options.publicKeyCacheEntriesMax ?? entriesMax);
-  const verified = verifiedSignatures(options.verifiedCacheEntriesMax ?? 0);
+  const verified = options.verifiedSignatures ?? createVerifiedSignatureCache(options.verifiedCacheEntriesMax ?? 0);
   const counts: NodeEd25519Counts = { signs: 0, verifies: 0, verifiedCacheHits: 0, privateKeyImports: 0, publicKeyImports: 0 };
 
   function privateKeyFor(seed: Uint8Array): KeyObject {

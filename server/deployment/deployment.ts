@@ -7,7 +7,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { createControlPlane, type ControlPlane } from '../control-plane/index.js';
 import type { ControlPlaneOptions } from '../control-plane/control-plane.js';
 import { auditWindowMsDeployment } from '../control-plane/audit-drain-soon.js';
-import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { createNodeEd25519Provider, createVerifiedSignatureCache, type NodeEd25519Counts, type NodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createGatewayCore, type GatewayCore, type GatewayCoreOptions } from '../gateway/gateway-core.js';
 import { createRevocationCheck } from '../gateway/revocation-check.js';
 import { presenceRefreshWindowMsFor } from '../gateway/presence-refresh-window.js';
@@ -111,8 +111,25 @@ export interface Deployment {
   readonly metrics: ServiceMetrics;
   /** The metrics listener's URL, when `metricsPort` was given. */
   readonly metricsUrl: string | undefined;
+  /**
+   * What this process's Ed25519 providers counted so far (the gateway's; the control plane's,
+   * undefined when gateway-only): curve verifies against answers from the shared verified-signature
+   * cache (docs/decisions/0014-one-process-verifies-a-device-frame-once.md; benches and tests).
+   */
+  ed25519Counts(): { gateway: NodeEd25519Counts; controlPlane: NodeEd25519Counts | undefined };
   stop(): Promise<void>;
 }
+
+/**
+ * Signatures that verified, shared by this process's gateway and control plane, so the control
+ * plane's own check of a device frame the gateway has just checked (ACK, RESULT, ALERT, policy
+ * report: decision 0008) matches the exact bytes instead of running the curve again (decision 0014).
+ * The control plane reads a frame after the bus and its consumer: at about 140 commands a second
+ * (the closed loop at 1,000 agents), three frames each, and a few seconds behind under load, that
+ * is a few thousand entries; 8,192 of a few hundred bytes each is about 5 MiB. A frame whose entry
+ * was dropped is verified again, as before.
+ */
+export const deploymentVerifiedSignaturesMax = 8192;
 
 export interface GatewayStores extends Omit<Stores, 'sql'> {
   readonly sql: undefined;
@@ -144,6 +161,8 @@ interface Services {
   readonly gatewayServer: GatewayServer;
   readonly gatewayUrl: string;
   readonly controlPlane: ControlPlane | undefined;
+  readonly gatewayEd25519: NodeEd25519Provider;
+  readonly controlPlaneEd25519: NodeEd25519Provider | undefined;
 }
 
 /**
@@ -157,6 +176,9 @@ async function startServices(start: ServicesStart): Promise<Services> {
   const { materials, clock, random, scheduler } = options;
   const metrics = new ServiceMetrics({ onCollectorError: (error) => logger.warn({ err: error }, 'a metrics collector failed; its gauges keep their last values') });
   onStop(async () => metrics.stop());
+  // Each keeps its own key caches (sized for its role); only the verified signatures are shared (decision 0014).
+  const verifiedSignatures = createVerifiedSignatureCache(deploymentVerifiedSignaturesMax);
+  const gatewayEd25519 = createNodeEd25519Provider({ publicKeyCacheEntriesMax: gatewayDeviceKeyCacheEntriesMax, verifiedSignatures });
   const gateway = createGatewayCore({
     isRevoked: createRevocationCheck({ kv: stores.kv, crlSerials: () => crl.serials() }),
     telemetryBatchEntriesMax: gatewayTelemetryBatchEntries,
@@ -165,7 +187,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
     ...options.gateway,
     gatewayId: options.gatewayId ?? 'gw-1',
     signer: materials.gatewaySigner,
-    provider: createNodeEd25519Provider({ publicKeyCacheEntriesMax: gatewayDeviceKeyCacheEntriesMax }),
+    provider: gatewayEd25519,
     stores: { bus: stores.bus, kv: stores.kv },
     clock, random, scheduler, logger: logger.child({ role: 'gateway' }), metrics,
     commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),
@@ -184,16 +206,17 @@ async function startServices(start: ServicesStart): Promise<Services> {
   }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
   onStop(() => gatewayServer.close());
   const gatewayUrl = gatewayServer.address.url;
-  if (!start.withApi || stores.sql === undefined) return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane: undefined };
+  if (!start.withApi || stores.sql === undefined) return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane: undefined, gatewayEd25519, controlPlaneEd25519: undefined };
+  const controlPlaneEd25519 = createNodeEd25519Provider({ verifiedSignatures });
   const controlPlane = await createControlPlane({
-    materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }),
+    materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }), ed25519: controlPlaneEd25519,
     gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], crlPath: start.crlPath,
     commandAuditWindowMs: auditWindowMsDeployment, eventAuditWindowMs: auditWindowMsDeployment, ...options.controlPlaneTuning, ...(options.scryptParams ? { scryptParams: options.scryptParams } : {}),
     metrics, ...(options.metricsScrapeToken === undefined ? {} : { metricsScrapeToken: options.metricsScrapeToken }),
   });
   onStop(() => controlPlane.stop());
   await controlPlane.start();
-  return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane };
+  return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane, gatewayEd25519, controlPlaneEd25519 };
 }
 
 /**
@@ -254,7 +277,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
       attempt: (onStop) => startServices({ options, logger, host, stores, crl, crlPath, gatewayPort, withApi: startupApi !== undefined, onStop }),
     });
     stopped.push(...started.stops);
-    const { metrics, gateway, gatewayServer, gatewayUrl, controlPlane } = started.value;
+    const { metrics, gateway, gatewayServer, gatewayUrl, controlPlane, gatewayEd25519, controlPlaneEd25519 } = started.value;
     let apiUrl: string | undefined;
     if (startupApi !== undefined && controlPlane !== undefined) {
       registerProbeRoutes(controlPlane.app, readiness);
@@ -276,7 +299,8 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
       stopped.push(() => metricsServer.close());
       metricsUrl = metricsServer.url;
     }
-    return { stores, controlPlane, gateway, gatewayServer, apiUrl, gatewayUrl, metrics, metricsUrl, stop: stopAll };
+    const ed25519Counts = () => ({ gateway: gatewayEd25519.counts(), controlPlane: controlPlaneEd25519?.counts() });
+    return { stores, controlPlane, gateway, gatewayServer, apiUrl, gatewayUrl, metrics, metricsUrl, ed25519Counts, stop: stopAll };
   } catch (error) {
     await stopAll();
     throw error;

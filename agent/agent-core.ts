@@ -363,6 +363,8 @@ class DefaultAgentCore implements AgentCore {
       ...(this.#samplesPerFrameMax > 1 ? { telemetryBatch: true } : {}),
       // Offered only when configured: AUTH is otherwise byte for byte as before (older gateways, the simulator's traces).
       ...(this.#o.telemetryAcks === true ? { telemetryAck: true } : {}),
+      // Announced by an agent that runs updates, which requires the signed state for cancel and the nonce; AUTH is otherwise as before.
+      ...(this.#o.onOtaNotice === undefined ? {} : { otaNoticeState: true }),
       ...(this.#o.posture === undefined ? {} : { posture: this.#posture(this.#o.posture) }),
       ...(this.#o.sessionCrypto === undefined ? {} : { sessionMac: { crypto: this.#o.sessionCrypto, random: this.#o.random } }),
     });

@@ -4,6 +4,7 @@ import { SdcError, errorRegistry } from '../../core/errors/index.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
 import { checkUpdate, verifyDirectorEnvelope, type DirectorKey } from '../../core/ota/director.js';
+import { checkNoticeState, verifyNoticeState, type NoticeState } from '../../core/ota/notice-state.js';
 import { decideDeviceStep, type DeviceStep } from '../../core/ota/execution-decisions.js';
 import { executionTable, type ExecutionState } from '../../core/ota/execution-machine.js';
 import { nextState, isTerminal } from '../../core/protocol/state-machine.js';
@@ -96,6 +97,11 @@ export interface UpdateNoticeCounts {
    * authenticated, so each copy is not allowed to cost up to reportsMax signed frames.
    */
   readonly reportResendsSkipped: number;
+  /**
+   * Notices refused because their cancel or health nonce was not the control plane's signed word
+   * (OTA_NOTICE_STATE_*: unsigned, badly signed, bound to something else, or older than one taken).
+   */
+  readonly stateRefused: number;
 }
 
 export interface UpdateRunnerOptions {
@@ -187,12 +193,14 @@ export class UpdateRunner {
   /** Notices not yet taken, in arrival order (bounded by updateNoticeLimits.pendingMax); drained one by one on #running. */
   readonly #pending: Notice[] = [];
   #draining = false;
-  #noticeCounts = { refused: 0, dropped: 0, pendingHighWater: 0, urlsRefused: 0, reportResendsSkipped: 0 };
+  #noticeCounts = { refused: 0, dropped: 0, pendingHighWater: 0, urlsRefused: 0, reportResendsSkipped: 0, stateRefused: 0 };
   /** When a notice for the current execution last sent its reports again (on options.clock), and for which execution. */
   #noticeResend: { readonly executionId: string; readonly atMs: number } | undefined;
   #reportSeq = 0;
   /** Cancels seen but maybe not yet journaled: a step sequence in progress sees them before its next step. */
   readonly #cancelIds = new Set<string>();
+  /** The highest signed notice state taken per execution (#authenticState), so an older one replayed is told apart; at most 16. */
+  readonly #statesTaken = new Map<string, NoticeState>();
   /** The download in progress: a cancel for its execution stops it at once (the partial file is kept). */
   #downloading: { readonly executionId: string; readonly abort: AbortController } | undefined;
   /** New artifact URLs asked for, per execution (bounded by updateDownloadDefaults.urlRenewalsMax). */
@@ -235,7 +243,12 @@ export class UpdateRunner {
   }
 
   /** An OTA_NOTICE from the gateway. Never throws. */
-  onNotice(notice: Notice): void {
+  onNotice(received: Notice): void {
+    // Before anything else, cancel included: the gateway relays notices, and its word on cancel
+    // and the nonce is worth nothing (core/ota/notice-state.ts).
+    if (!this.#authenticState(received)) return;
+    // A statement that vouches for nothing is not kept: only a checked one may be journaled (#heldState reads it back).
+    const notice = assertsState(received) ? received : withoutState(received);
     // At once, not behind the running sequence: cancellation is checked before every step (mender #1815).
     if (notice.cancel) {
       this.#cancelIds.add(notice.execution_id);
@@ -247,6 +260,67 @@ export class UpdateRunner {
     if (this.#draining) return;
     this.#draining = true;
     this.#running = this.#running.then(() => this.#drain());
+  }
+
+  /**
+   * Whether the notice's cancel and health nonce are the control plane's signed word for this
+   * device and execution, and not older than what was taken for it (checkNoticeState). A refused
+   * notice is dropped whole (its URL too: it comes again with the next honest push), counted,
+   * logged and, when it is for the execution in progress, reported (`notice_refused`, not
+   * journaled); the log and the report at the 1st, 2nd, 4th ... refusal, so a flood costs no more
+   * than a few signed frames. The rest of the runner goes on as if the notice never came.
+   */
+  #authenticState(notice: Notice): boolean {
+    // Neither cancel nor a nonce: nothing a gateway could forge (withholding news is what dropping
+    // frames does anyway), and the director's checks decide the rest as before.
+    if (!assertsState(notice)) return true;
+    try {
+      const state = notice.notice_state === undefined ? undefined : verifyNoticeState(notice.notice_state, this.#o.resolveDirectorKey, this.#o.ed25519);
+      checkNoticeState(state, {
+        deviceId: this.#o.deviceId,
+        notice: { executionId: notice.execution_id, rolloutId: notice.rollout_id, cancel: notice.cancel, healthNonce: notice.health_nonce ?? null },
+        held: this.#heldState(notice.execution_id),
+      });
+      this.#rememberState(state);
+      return true;
+    } catch (error) {
+      const code = SdcError.is(error) ? error.code : 'OTA_NOTICE_STATE_SIGNATURE';
+      this.#noticeCounts.stateRefused += 1;
+      if (!isPowerOfTwo(this.#noticeCounts.stateRefused)) return false;
+      this.#o.logger.warn({ executionId: notice.execution_id, code, refused: this.#noticeCounts.stateRefused }, `OTA notice refused: ${(error as Error).message}`);
+      const current = this.#state.current;
+      if (current !== null && current.executionId === notice.execution_id) {
+        this.#o.send(this.#report(current.executionId, 'notice_refused', { error: errorOf(error) }));
+      }
+      return false;
+    }
+  }
+
+  /**
+   * The highest signed state taken for an execution in this process, or else the journaled
+   * notice's (after a restart; verified again, as everything read back is).
+   */
+  #heldState(executionId: string): NoticeState | undefined {
+    const taken = this.#statesTaken.get(executionId);
+    if (taken !== undefined) return taken;
+    const current = this.#state.current;
+    if (current === null || current.executionId !== executionId || current.notice.notice_state === undefined) return undefined;
+    try {
+      return verifyNoticeState(current.notice.notice_state, this.#o.resolveDirectorKey, this.#o.ed25519);
+    } catch {
+      // Its key is no longer pinned (rotated since): nothing it signed verifies now either, so no older statement can come back.
+      return undefined;
+    }
+  }
+
+  #rememberState(state: NoticeState | undefined): void {
+    if (state === undefined) return;
+    const held = this.#statesTaken.get(state.executionId);
+    if (held !== undefined && held.seq >= state.seq) return;
+    this.#statesTaken.delete(state.executionId);
+    this.#statesTaken.set(state.executionId, state);
+    // Bounded: only the execution in progress matters; an older one's notices are ignored anyway.
+    if (this.#statesTaken.size > 16) this.#statesTaken.delete(this.#statesTaken.keys().next().value!);
   }
 
   /**
@@ -782,18 +856,35 @@ function directorKeyId(notice: Pick<Notice, 'director'>): string {
   return typeof signature?.key_id === 'string' ? signature.key_id : '';
 }
 
-/** A journaled notice with what a later push of the same execution may change: its URL, its nonce, its cancel. */
+/** Whether a notice says anything only the control plane's signed state may say: cancel, or a health nonce. */
+function assertsState(notice: Notice): boolean {
+  return notice.cancel || notice.health_nonce !== undefined;
+}
+
+function withoutState(notice: Notice): Notice {
+  if (notice.notice_state === undefined) return notice;
+  const { notice_state: _state, ...rest } = notice;
+  return rest;
+}
+
+/**
+ * A journaled notice with what a later push of the same execution may change: its URL, and with
+ * the signed state that vouches for them (checked in onNotice), its nonce and its cancel.
+ */
 function withLaterFields(taken: Notice, later: Notice): Notice {
   return {
     ...taken, cancel: later.cancel,
     ...(later.artifact_url === undefined ? {} : { artifact_url: later.artifact_url }),
     ...(later.health_nonce === undefined ? {} : { health_nonce: later.health_nonce }),
+    // The state taken last is the one a replay is measured against (#heldState): never replaced by none.
+    ...(later.notice_state === undefined ? {} : { notice_state: later.notice_state }),
   };
 }
 
 function sameLaterFields(before: UpdateJournalEntry, after: UpdateJournalEntry): boolean {
   return before.cancelRequested === after.cancelRequested && before.notice.cancel === after.notice.cancel
-    && before.notice.artifact_url === after.notice.artifact_url && before.notice.health_nonce === after.notice.health_nonce;
+    && before.notice.artifact_url === after.notice.artifact_url && before.notice.health_nonce === after.notice.health_nonce
+    && before.notice.notice_state?.signature.sig === after.notice.notice_state?.signature.sig;
 }
 
 function isPowerOfTwo(count: number): boolean {

@@ -1,6 +1,7 @@
 import { assert, SdcError } from '../../core/errors/index.js';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
 import { directorSignedJson, directorSigningBytes, directorLimits, type DirectorDocument } from '../../core/ota/director.js';
+import { noticeStateSeq, signNoticeState, type NoticeStateEnvelope } from '../../core/ota/notice-state.js';
 import {
   decideExecutionEvent, decideExecutionTimeout, decideVersionReport, executionDeadline, type ExecutionDecision,
 } from '../../core/ota/execution-decisions.js';
@@ -159,10 +160,10 @@ export interface RolloutView {
 }
 
 /** The notice as stored per execution: everything but the health nonce and the cancel flag, which come from the row. */
-type StoredNotice = Omit<MessageBody<'OTA_NOTICE'>, 'health_nonce' | 'cancel'> & { readonly platform: string };
+type StoredNotice = Omit<MessageBody<'OTA_NOTICE'>, 'health_nonce' | 'cancel' | 'notice_state'> & { readonly platform: string };
 
 /** Device events a report may carry, mapped to the execution table's (version_report and canceled are handled apart). */
-const reportEvents: Readonly<Record<Exclude<OtaReportEvent, 'version_report' | 'canceled' | 'artifact_url_expired'>, ExecutionEvent>> = {
+const reportEvents: Readonly<Record<Exclude<OtaReportEvent, 'version_report' | 'canceled' | 'artifact_url_expired' | 'notice_refused'>, ExecutionEvent>> = {
   accept: 'accept', refuse: 'refuse', precheck_pass: 'precheck_pass', download_complete: 'download_complete', download_fail: 'download_fail',
   verify_fail: 'verify_fail', stage: 'stage', stage_fail: 'stage_fail', commit: 'commit', commit_fail: 'commit_fail', reboot: 'reboot',
   reboot_fail: 'reboot_fail', rebooted: 'rebooted', health_check_start: 'health_check_start', watchdog_rollback: 'watchdog_rollback',
@@ -588,6 +589,7 @@ export class RolloutService {
       const artifactUrl = await this.#artifactUrl(stored);
       const notice: MessageBody<'OTA_NOTICE'> = {
         ...stored, cancel, ...(execution.healthNonce === null ? {} : { health_nonce: execution.healthNonce }), ...(artifactUrl === undefined ? {} : { artifact_url: artifactUrl }),
+        notice_state: this.#noticeState(execution, cancel),
       };
       const ttlMs = Math.max(1_000, execution.createdAtMs + this.#timeouts.executionMs - this.#ctx.clock.nowMs());
       await kv.set(otaKeys.notice(execution.deviceId), canonicalize(notice), { ttlMs });
@@ -595,6 +597,19 @@ export class RolloutService {
     } catch (error) {
       this.#ctx.logger.warn({ err: error, device_id: execution.deviceId, execution_id: execution.executionId }, 'OTA notice not pushed; the device gets it at its next AUTH');
     }
+  }
+
+  /**
+   * The signed word on the notice's cancel and nonce (core/ota/notice-state.ts), with the
+   * director's key: the gateway relays the notice, and the agent takes neither without it.
+   * Deterministic (Ed25519, no time in it): every push of the same news carries the same bytes.
+   */
+  #noticeState(execution: StoredExecution, cancel: boolean): NoticeStateEnvelope {
+    const healthNonce = execution.healthNonce;
+    return signNoticeState({
+      deviceId: execution.deviceId, rolloutId: execution.rolloutId, executionId: execution.executionId,
+      seq: noticeStateSeq({ cancel, healthNonce }), cancel, healthNonce,
+    }, this.#o.signer, this.#ctx.ed25519);
   }
 
   /**
@@ -622,6 +637,10 @@ export class RolloutService {
     }
     const nowMs = this.#ctx.clock.nowMs();
     if (report.event === 'canceled') return; // the control plane applied the cancel when it was asked; the device confirms it stopped
+    if (report.event === 'notice_refused') {
+      await this.#noticeRefused(execution, report.error?.code ?? 'OTA_NOTICE_STATE_UNSIGNED', data.gateway_id);
+      return;
+    }
     if (report.event === 'artifact_url_expired') {
       // Asking again (the device keeps its partial download): the notice goes out with a freshly presigned URL,
       // still saying cancel when a cancel after the commit is being rolled back.
@@ -656,6 +675,21 @@ export class RolloutService {
       return;
     }
     await this.#apply(execution, decision, event, report.error?.code ?? null, actors.device(data.device_id));
+  }
+
+  /**
+   * The device refused a notice for this execution whose cancel or nonce was not the control
+   * plane's signed word (core/ota/notice-state.ts): on the path from here, the gateway named, or
+   * something on it, changed a notice. Nothing moves (the device went on as before); the operator
+   * sees it in the log and the audit. The agent sends one per power of two refusals, so a
+   * flooding gateway costs a few entries, not one each.
+   */
+  async #noticeRefused(execution: StoredExecution, code: string, gatewayId: string): Promise<void> {
+    this.#ctx.logger.warn({ device_id: execution.deviceId, execution_id: execution.executionId, gateway_id: gatewayId, code }, 'the device refused an OTA notice whose cancel or health nonce is not signed by the control plane');
+    await this.#ctx.audit.append({
+      kind: 'ota.execution.notice_refused', actor: actors.device(execution.deviceId), subject: `device:${execution.deviceId}`,
+      payload: { rollout_id: execution.rolloutId, execution_id: execution.executionId, gateway_id: gatewayId, code },
+    });
   }
 
   /**

@@ -63,6 +63,8 @@ export const messageCatalog = {
       telemetry_batch: Type.Optional(Type.Boolean()),
       /** The agent takes TELEMETRY_ACK (decision 0004, "Acknowledgements"); the gateway announces `telemetry_ack` in AUTH_ACK only when this is true, and sends acks only then. */
       telemetry_ack: Type.Optional(Type.Boolean()),
+      /** The agent takes OTA_NOTICE's signed `notice_state` (core/ota/notice-state.ts); the gateway passes the member on only when this is true, so an older agent's schema never meets it. */
+      ota_notice_state: Type.Optional(Type.Boolean()),
     }, strict),
   },
   AUTH_ACK: {
@@ -170,7 +172,7 @@ export const messageCatalog = {
   },
   OTA_NOTICE: {
     direction: 'gateway->agent',
-    summary: "An update for this device (docs/ota.md): the execution, the director's signed document naming one target, and the control plane's signed kernel commands; sent again after AUTH while the execution runs, with the health check's nonce once it is issued, or with cancel set.",
+    summary: "An update for this device (docs/ota.md): the execution, the director's signed document naming one target, and the control plane's signed kernel commands; sent again after AUTH while the execution runs, with the health check's nonce once it is issued, or with cancel set; both only with the control plane's signed `notice_state`, which the agent requires for them.",
     body: OtaNoticeSchema,
   },
   OTA_REPORT: {

@@ -55,6 +55,10 @@ export const exampleBodies: { [T in MessageType]: MessageBody<T> } = {
     health_nonce: nonce,
     artifact_url: 'https://cp.example:8080/v1/blobs/sdc/ota/artifacts/aaaa?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature=bbbb',
     cancel: false,
+    notice_state: {
+      signed: { type: 'ota_notice_state', device_id: 'dev-0001', rollout_id: 'r_7', execution_id: 'x_91', seq: 1, cancel: false, health_nonce: nonce },
+      signature: { key_id: 'cp-2026-11', sig: 'A'.repeat(86) },
+    },
   },
   OTA_REPORT: { execution_id: 'x_91', event: 'version_report', nonce, release_counter: 42, healthy: true, report_id: 'r_x_91_9' },
   ALERT: { severity: 'warning', kind: 'risk_score', message: 'risk score 83 above threshold 80', risk_score: 83 },

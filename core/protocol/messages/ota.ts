@@ -18,6 +18,12 @@ export const DirectorEnvelopeSchema = Type.Object({
   signature: Type.Object({ key_id: ShortText(128), sig: Type.String({ pattern: '^[A-Za-z0-9_-]{86}$' }) }, strict),
 }, strict);
 
+/** The signed notice state's envelope (core/ota/notice-state.ts); checked fully by the agent (verifyNoticeState), only bounded here. */
+export const NoticeStateEnvelopeSchema = Type.Object({
+  signed: Type.Object({}, { additionalProperties: true, description: 'The notice state (core/ota/notice-state.ts), RFC 8785 canonical JSON signed' }),
+  signature: Type.Object({ key_id: ShortText(128), sig: Type.String({ pattern: '^[A-Za-z0-9_-]{86}$' }) }, strict),
+}, strict);
+
 export const OtaNoticeSchema = Type.Object({
   execution_id: OtaId,
   rollout_id: OtaId,
@@ -40,6 +46,13 @@ export const OtaNoticeSchema = Type.Object({
   artifact_url: Type.Optional(Type.String({ minLength: 8, maxLength: 4096, pattern: '^https?://[^\\s]+$' })),
   /** The operator canceled the execution: stop before the next step, or roll back after commit. */
   cancel: Type.Boolean(),
+  /**
+   * The control plane's signed word on `cancel` and `health_nonce` (core/ota/notice-state.ts),
+   * with the director's key: an agent refuses a notice that says cancel or carries a nonce
+   * without it (docs/ota.md, "Signed notice state"). Sent only to an agent that announced
+   * `ota_notice_state` in AUTH (an older agent's schema refuses the member).
+   */
+  notice_state: Type.Optional(NoticeStateEnvelopeSchema),
 }, strict);
 
 /** What a device reports; the control plane maps each to an execution event (core/ota/execution-machine.ts). */
@@ -47,6 +60,8 @@ export const otaReportEvents = [
   'accept', 'refuse', 'precheck_pass', 'download_complete', 'download_fail', 'verify_fail', 'stage', 'stage_fail',
   'commit', 'commit_fail', 'reboot', 'reboot_fail', 'rebooted', 'health_check_start', 'version_report',
   'watchdog_rollback', 'rollback_complete', 'rollback_fail', 'canceled',
+  // Not a step: the device refused a notice for this execution whose cancel or nonce is not the control plane's signed word (error: the code).
+  'notice_refused',
   // Not a step: the notice's artifact URL was refused (expired); the control plane sends the notice again with a fresh one.
   'artifact_url_expired',
 ] as const;

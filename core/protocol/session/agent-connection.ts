@@ -29,6 +29,12 @@ export interface AgentConnectionOptions extends Omit<ConnectionCoreOptions, 'fra
   /** Announce in AUTH that deliveries may carry a `traceparent` (the agent core does). */
   traceContext?: boolean;
   /**
+   * Announce in AUTH that OTA notices may carry the control plane's signed `notice_state` (the
+   * agent core does when it runs updates, which then requires it for cancel and the health nonce).
+   * Off by default, so AUTH is as before for agents without an update runner.
+   */
+  otaNoticeState?: boolean;
+  /**
    * Announce in AUTH that this agent sends TELEMETRY_BATCH (with `sessionMac` only): a gateway
    * that accepts batches answers with `telemetry_samples_max`. Off by default, so AUTH is as an
    * older gateway's schema knows it unless batching is wanted.
@@ -265,6 +271,7 @@ export class AgentConnection extends ConnectionCore {
         ...(this.#options.traceContext === true ? { trace_context: true } : {}),
         ...(this.#options.telemetryBatch === true && this.#ephemeral !== undefined ? { telemetry_batch: true } : {}),
         ...(this.#options.telemetryAck === true ? { telemetry_ack: true } : {}),
+        ...(this.#options.otaNoticeState === true ? { ota_notice_state: true } : {}),
       }, nowMs);
       this.#clockOffsetMs = estimatedOffsetMs;
       return [];

@@ -74,6 +74,8 @@ export class GatewayConnection extends ConnectionCore {
   #clockOffsetMs = 0;
   /** The agent announced `trace_context` in AUTH: its deliveries may carry a traceparent (an older agent's schema would refuse one). */
   #traceContext = false;
+  /** The agent announced `ota_notice_state` in AUTH: its OTA notices carry the signed state (an older agent's schema would refuse it). */
+  #otaNoticeState = false;
   /**
    * Samples per TELEMETRY_BATCH: what this gateway would accept until AUTH, then what it announced
    * to this session in AUTH_ACK (0 when it announced nothing), the bound each batch is held to.
@@ -160,6 +162,7 @@ export class GatewayConnection extends ConnectionCore {
       }
       this.applyEvent('auth_ok', nowMs);
       this.#traceContext = auth.trace_context === true;
+      this.#otaNoticeState = auth.ota_notice_state === true;
       // Batches only under the MAC, and announced only to an agent that said it reads the member (an older agent's schema refuses it).
       if (macKeys === undefined || auth.telemetry_batch !== true) this.#samplesPerFrameMax = 0;
       // Acks only to an agent that offered to take them (an older agent's schema refuses the member and the type).
@@ -269,9 +272,11 @@ export class GatewayConnection extends ConnectionCore {
     this.sendFrame('ALERT', body, nowMs);
   }
 
+  /** `notice_state` goes out only to an agent that announced `ota_notice_state`; an older agent gets the notice it knows. */
   sendOtaNotice(body: MessageBody<'OTA_NOTICE'>, nowMs: number): void {
     this.requireReady('OTA_NOTICE');
-    this.sendFrame('OTA_NOTICE', body, nowMs);
+    const { notice_state: _state, ...known } = body;
+    this.sendFrame('OTA_NOTICE', this.#otaNoticeState ? body : known, nowMs);
   }
 
   sendPolicyBundle(body: MessageBody<'POLICY_BUNDLE'>, nowMs: number): void {

@@ -5,6 +5,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.js';
 import { nobleSha256 } from '../../core/crypto/sha256-noble.js';
 import { approvalSubjectHash, signApproval, type ApprovalDecision, type ApprovalSubject } from '../../core/protocol/approvals.js';
+import { rolloutApprovalSubjectHash, type RolloutApprovalSubject } from '../../core/ota/rollout-approval.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { passwordEnv, passwordFileEnv, readPasswordOption, requireOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
@@ -23,8 +24,8 @@ import { durationOption, durationOptions, type DurationOptionSpec } from '../dur
  */
 
 const provider = createNodeEd25519Provider();
-const passwordStdinHelp: [string, string] = ['--password-stdin', `Your password from the first line of stdin (or ${passwordEnv}), used only when the server does not hold your key file's key yet (the first approval, a new machine)`];
-const approvalValidity: DurationOptionSpec = { name: 'valid-for', fallbackMs: 0, minMs: 0, maxMs: 7 * 86_400_000 };
+export const passwordStdinHelp: [string, string] = ['--password-stdin', `Your password from the first line of stdin (or ${passwordEnv}), used only when the server does not hold your key file's key yet (the first approval, a new machine)`];
+export const approvalValidity: DurationOptionSpec = { name: 'valid-for', fallbackMs: 0, minMs: 0, maxMs: 7 * 86_400_000 };
 
 export interface PendingCommandView {
   id: string; device_id: string; opcode: string; args: Record<string, unknown>; state: string; expires_at_ms: number; created_by: string;
@@ -102,26 +103,77 @@ export async function registerSigningKey(api: Pick<ApiClient, 'get' | 'put'>, pu
 }
 
 /** The password for a key replacement, when the user gave one (never asked for otherwise). */
-function givenPassword(args: ParsedCommandArgs, io: CliIo): () => Promise<string | undefined> {
+export function givenPassword(args: ParsedCommandArgs, io: CliIo): () => Promise<string | undefined> {
   const given = args.values['password-stdin'] === true || (io.env[passwordEnv] ?? '') !== '' || (io.env[passwordFileEnv] ?? '') !== '';
   return async () => (given ? readPasswordOption(args, io) : undefined);
 }
 
-async function decide(io: CliIo, api: ApiClient, id: string, decision: ApprovalDecision, options: { validForMs: number; reason?: string; password: () => Promise<string | undefined> }): Promise<Record<string, unknown>> {
+/** How an approver decides: how long the approval counts (0: as long as the subject), the rejection's reason, the password for a first key. */
+export interface DecideOptions { readonly validForMs: number; readonly reason?: string; readonly password: () => Promise<string | undefined> }
+
+async function decide(io: CliIo, api: ApiClient, id: string, decision: ApprovalDecision, options: DecideOptions): Promise<Record<string, unknown>> {
   const command = await api.get<PendingCommandView>(`/v1/commands/${segment(id)}`);
   const { sha256 } = checkedSubject(command);
+  const signed = await signDecision(io, api, { id: command.id, sha256, expiresAtMs: command.expires_at_ms }, decision, options);
+  return api.post(`/v1/commands/${segment(id)}/${decision}`, { command_sha256: sha256, ...signed });
+}
+
+/**
+ * The approver's signed statement about one subject (a command, or a rollout: its id as
+ * `command_id`, its subject hash as `command_sha256`): the key file loaded or created and
+ * registered, the expiry (until the subject's unless asked for less), the signature. The body's
+ * fields but the hash, whose name differs by route.
+ */
+async function signDecision(io: CliIo, api: ApiClient, subject: { id: string; sha256: string; expiresAtMs: number }, decision: ApprovalDecision, options: DecideOptions) {
   const { seed, created, path } = await loadOrCreateSigningKey(io.env, api.login.name);
   if (created) io.stderr(`created your approval signing key in ${path}\n`);
   const kid = await registerSigningKey(api, base64urlFromBytes(provider.publicKeyFromSeed(seed)), { keyPath: path, password: options.password });
-  // Valid until the command itself expires unless asked for less.
-  const expiresAt = options.validForMs > 0 ? Math.min(Date.now() + options.validForMs, command.expires_at_ms) : command.expires_at_ms;
+  const expiresAt = options.validForMs > 0 ? Math.min(Date.now() + options.validForMs, subject.expiresAtMs) : subject.expiresAtMs;
   const signature = signApproval({
     // A rejection's reason is signed with it (decision 0005).
-    statement: { command_id: command.id, command_sha256: sha256, decision, approver: api.login.name, kid, expires_at: expiresAt, ...(options.reason === undefined ? {} : { reason: options.reason }) }, seed, provider,
+    statement: { command_id: subject.id, command_sha256: subject.sha256, decision, approver: api.login.name, kid, expires_at: expiresAt, ...(options.reason === undefined ? {} : { reason: options.reason }) }, seed, provider,
   });
-  return api.post(`/v1/commands/${segment(id)}/${decision}`, {
-    command_sha256: sha256, kid, expires_at_ms: expiresAt, signature, ...(options.reason === undefined ? {} : { reason: options.reason }),
-  });
+  return { kid, expires_at_ms: expiresAt, signature, ...(options.reason === undefined ? {} : { reason: options.reason }) };
+}
+
+/** A rollout as GET /v1/rollouts/{id} shows it, the part an approver checks. */
+export interface PendingRolloutView {
+  id: string; release_id: string; status: string; created_by: string; waves: Array<{ devices: string[] }>;
+  approval: null | { count: number; roles: string[]; expires_at_ms: number; subject: RolloutApprovalSubject; subject_sha256: string; decisions: Array<{ approver: string; decision: string }> };
+}
+
+/**
+ * The waiting rollout, checked: the subject the server shows is this rollout (id, release,
+ * requester, every wave's devices) and its hash, recomputed here, is the one the server asks to be
+ * signed; otherwise nothing is signed (APPROVAL_STATEMENT_MISMATCH).
+ */
+export function checkedRolloutSubject(rollout: PendingRolloutView): { subject: RolloutApprovalSubject; sha256: string } {
+  const approval = rollout.approval;
+  if (rollout.status !== 'pending_approval' || approval === null) {
+    throw new SdcError('APPROVAL_NOT_PENDING', `rollout ${rollout.id} is ${rollout.status}, not waiting for approvals`);
+  }
+  const { subject } = approval;
+  const same = subject.id === rollout.id && subject.release_id === rollout.release_id && subject.requested_by === rollout.created_by
+    && subject.expires_at === approval.expires_at_ms && canonicalize(subject.waves.map((w) => w.devices)) === canonicalize(rollout.waves.map((w) => w.devices));
+  const sha256 = rolloutApprovalSubjectHash(subject, nobleSha256);
+  if (!same || sha256 !== approval.subject_sha256) throw new SdcError('APPROVAL_STATEMENT_MISMATCH', 'the server\'s approval subject does not match the rollout it shows; nothing signed');
+  return { subject, sha256 };
+}
+
+/** What the approver is about to sign, in one line per fact (stderr, before signing). */
+export function describeRolloutSubject(subject: RolloutApprovalSubject): string {
+  const devices = subject.waves.reduce((n, wave) => n + wave.devices.length, 0);
+  return `rollout ${subject.id} asked by ${subject.requested_by}: release ${subject.release_id} ${subject.target.version} (${subject.target.path}, ${subject.target.length} bytes, sha256 ${subject.target.sha256}) `
+    + `on ${subject.platform}, ${devices} devices in ${subject.waves.length} wave(s), at most ${subject.devices_per_minute_max}/min; approvals until ${new Date(subject.expires_at).toISOString()}\n`;
+}
+
+/** `sdc rollout approve|reject`: the checked subject, shown, signed and sent (POST /v1/rollouts/{id}/approve|reject). */
+export async function decideRollout(io: CliIo, api: ApiClient, id: string, decision: ApprovalDecision, options: DecideOptions): Promise<Record<string, unknown>> {
+  const rollout = await api.get<PendingRolloutView>(`/v1/rollouts/${segment(id)}`);
+  const { subject, sha256 } = checkedRolloutSubject(rollout);
+  io.stderr(describeRolloutSubject(subject));
+  const signed = await signDecision(io, api, { id: rollout.id, sha256, expiresAtMs: subject.expires_at }, decision, options);
+  return api.post(`/v1/rollouts/${segment(id)}/${decision}`, { rollout_sha256: sha256, ...signed });
 }
 
 function describeCommand(command: PendingCommandView): string {

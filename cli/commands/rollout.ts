@@ -1,17 +1,22 @@
 import { SdcError } from '../../core/errors/index.js';
 import { apiClient, onePositional, segment } from '../api-client.js';
 import { integerOption, requireOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
+import { durationOption, durationOptions } from '../duration-option.js';
+import { approvalValidity, decideRollout, givenPassword, passwordStdinHelp } from './approvals.js';
 
 /**
  * `sdc rollout`: rollouts of published releases through a running control plane (sdc login
  * first; docs/ota.md, "Rollouts"). `start` names the fleet and its waves; pause, resume and
- * abort need an operator, `abort --emergency` an admin; `status` shows each wave and device.
+ * abort need an operator, `abort --emergency` an admin; `status` shows each wave and device;
+ * `approve` and `reject` are an approver's signed decision on a rollout waiting for approvals
+ * (docs/ota.md, "Rollouts that need approvals"), as `sdc command approve|reject` on a command.
  */
 
 interface RolloutView {
   id: string; release_id: string; status: string; pause_reason: string | null; wave_index: number;
   waves: Array<{ devices: string[]; size: number; started: number; succeeded: number; failed: number; terminal: number }>;
   executions: Array<{ id: string; device_id: string; wave: number; state: string; last_error_code: string | null }>;
+  approval?: null | { count: number; roles: string[]; expires_at_ms: number; decisions: Array<{ approver: string; decision: string }>; outcome: null | { state: string; code?: string } };
 }
 
 const jsonOption = { json: { type: 'boolean' } } as const;
@@ -24,6 +29,12 @@ function print(io: CliIo, json: boolean, rollout: RolloutView): void {
   }
   const reason = rollout.pause_reason === null ? '' : ` (${rollout.pause_reason})`;
   io.stdout(`${rollout.id}\trelease ${rollout.release_id}\t${rollout.status}${reason}\twave ${rollout.wave_index + 1}/${rollout.waves.length}\n`);
+  const approval = rollout.approval;
+  if (approval !== undefined && approval !== null) {
+    const have = approval.decisions.filter((d) => d.decision === 'approve').map((d) => d.approver);
+    const ended = approval.outcome === null ? `until ${new Date(approval.expires_at_ms).toISOString()}` : `${approval.outcome.state}${approval.outcome.code === undefined ? '' : ` ${approval.outcome.code}`}`;
+    io.stdout(`  approvals: ${have.length}/${approval.count} from ${approval.roles.join('|')}${have.length > 0 ? ` (${have.join(', ')})` : ''}; ${ended}\n`);
+  }
   rollout.waves.forEach((wave, index) => {
     io.stdout(`  wave ${index + 1}: ${wave.size} devices, ${wave.started} notified, ${wave.succeeded} succeeded, ${wave.failed} failed, ${wave.terminal} finished\n`);
   });
@@ -61,9 +72,11 @@ const start: Command = {
     ['--rate N', 'At most N devices notified per minute (default 60)'],
     ['--failed-percent-max N', 'Each wave pauses the rollout above N % failed (default 0)'], ['--executed-min N', '... once at least N devices of it finished (default 1)'],
     ['--succeeded-percent-min N', 'A wave completes with at least N % succeeded (default 0)'], ['--succeeded-min N', '... and at least N devices (default 0)'],
-    ['--soak-ms N', 'Time after a wave ends before the next starts (default 0)'], jsonHelp,
+    ['--soak-ms N', 'Time after a wave ends before the next starts (default 0)'],
+    ['--approval-window D', 'When the policy requires approvals: how long the rollout waits for them, like 4h (default 24h, at most 7d)'], jsonHelp,
   ],
   options: {
+    'approval-window': { type: 'string' },
     release: { type: 'string' }, platform: { type: 'string' }, device: { type: 'string', multiple: true }, wave: { type: 'string', multiple: true },
     rate: { type: 'string' }, 'failed-percent-max': { type: 'string' }, 'executed-min': { type: 'string' }, 'succeeded-percent-min': { type: 'string' },
     'succeeded-min': { type: 'string' }, 'soak-ms': { type: 'string' }, ...jsonOption,
@@ -74,6 +87,7 @@ const start: Command = {
     const body = {
       release_id: requireOption(args, 'release'), platform: requireOption(args, 'platform'), device_ids: devices,
       waves: wavesOf(args), devices_per_minute_max: integerOption(args, 'rate', 60, 1, 100_000),
+      ...(args.values['approval-window'] === undefined ? {} : { approval_window_ms: durationOption(args, approvalWindow) }),
     };
     print(io, args.values.json === true, await (await apiClient(io)).post<RolloutView>('/v1/rollouts', body));
     return 0;
@@ -90,6 +104,35 @@ function action(name: 'pause' | 'resume' | 'abort', summary: string): Command {
       const id = segment(onePositional(args.positionals, 'rollout id'));
       const path = name === 'abort' && args.values.emergency === true ? 'emergency-abort' : name;
       print(io, args.values.json === true, await (await apiClient(io)).post<RolloutView>(`/v1/rollouts/${id}/${path}`, {}));
+      return 0;
+    },
+  };
+}
+
+const approvalWindow = { name: 'approval-window', fallbackMs: 24 * 3_600_000, minMs: 60_000, maxMs: 7 * 86_400_000 } as const;
+
+function decision(name: 'approve' | 'reject'): Command {
+  return {
+    name,
+    summary: name === 'approve'
+      ? 'Approve a rollout waiting for approvals, signed with your approval key over its id and exact content (shown first); the last approval needed starts it'
+      : 'Reject a rollout waiting for approvals (signed, with a reason); it ends rejected, nothing sent',
+    usage: name === 'approve' ? 'ROLLOUT_ID [--valid-for 1h] [--password-stdin] [--json]' : 'ROLLOUT_ID --reason R [--password-stdin] [--json]',
+    optionHelp: name === 'approve'
+      ? [['--valid-for D', 'How long your approval counts, like 1h (default: until the rollout\'s approval window closes)'], passwordStdinHelp, ['--json', 'Print the answer as JSON']]
+      : [['--reason R', 'Why (signed and audited)'], passwordStdinHelp, ['--json', 'Print the answer as JSON']],
+    options: name === 'approve'
+      ? { ...durationOptions(approvalValidity), 'password-stdin': { type: 'boolean' }, ...jsonOption }
+      : { reason: { type: 'string' }, 'password-stdin': { type: 'boolean' }, ...jsonOption },
+    allowPositionals: true,
+    async run(args, io) {
+      const id = onePositional(args.positionals, 'rollout id');
+      const options = name === 'approve'
+        ? { validForMs: durationOption(args, approvalValidity), password: givenPassword(args, io) }
+        : { validForMs: 0, reason: requireOption(args, 'reason'), password: givenPassword(args, io) };
+      const answer = await decideRollout(io, await apiClient(io), id, name, options) as { started?: boolean; rollout?: { status?: string } };
+      const outcome = answer.started === true ? 'started (its first devices notified)' : `now ${answer.rollout?.status ?? 'pending_approval'}`;
+      io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} ${name === 'approve' ? 'approved' : 'rejected'}; ${outcome}\n`);
       return 0;
     },
   };
@@ -116,12 +159,14 @@ const status: Command = {
 
 export const rolloutCommands: CommandGroup = {
   name: 'rollout',
-  summary: 'OTA rollouts, through a running control plane (sdc login first): start, pause, resume, abort, status',
+  summary: 'OTA rollouts, through a running control plane (sdc login first): start, pause, resume, abort, status, approve, reject',
   commands: [
     start,
     action('pause', 'Pause a running rollout: nobody else is notified; executions in flight go on'),
     action('resume', 'Resume a paused rollout (the failures seen so far in its wave are accepted)'),
-    action('abort', 'Abort a rollout: nobody else is notified, queued executions are canceled'),
+    action('abort', 'Abort a rollout: nobody else is notified, queued executions are canceled; one waiting for approvals ends aborted'),
     status,
+    decision('approve'),
+    decision('reject'),
   ],
 };

@@ -7,7 +7,7 @@ import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
 
 interface RolloutView {
-  id: string; release_id: string; status: 'running' | 'paused' | 'completed' | 'aborted';
+  id: string; release_id: string; status: 'pending_approval' | 'running' | 'paused' | 'completed' | 'aborted' | 'rejected' | 'expired';
   pause_reason: null | 'error_threshold' | 'success_threshold_not_met' | 'operator'; wave_index: number;
   waves: Array<{ devices: string[]; size: number; started: number; succeeded: number; failed: number; terminal: number }>;
   executions: Array<{
@@ -22,7 +22,9 @@ type Action = 'pause' | 'resume' | 'abort' | 'emergency-abort';
 
 /** Which actions the API takes in which status (server/ota/rollout-routes.ts); the server judges again. */
 export function rolloutActions(status: RolloutView['status'], role: Role | undefined): Action[] {
-  if (!roleAtLeast(role, 'operator') || status === 'completed' || status === 'aborted') return [];
+  if (!roleAtLeast(role, 'operator') || status === 'completed' || status === 'aborted' || status === 'rejected' || status === 'expired') return [];
+  // Waiting for approvals (docs/ota.md "Rollouts that need approvals"): nothing runs, only an abort ends the wait; approvers sign with `sdc rollout approve`.
+  if (status === 'pending_approval') return ['abort'];
   const actions: Action[] = [status === 'running' ? 'pause' : 'resume', 'abort'];
   if (roleAtLeast(role, 'admin')) actions.push('emergency-abort');
   return actions;

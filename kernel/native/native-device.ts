@@ -2,20 +2,18 @@
  * The native kernel library through koffi: sdc_open / sdc_device_io_control / sdc_close.
  * koffi 3 returns pointers as BigInt; the handle is kept as one and never exposed.
  *
- * sdc_device_io_control runs through koffi's async mode, on a libuv worker thread: STAGE copies
- * and hashes up to 256 MiB and LOCK_SCREEN waits on the session manager, and a synchronous call
- * would stop the agent's event loop for that long (no heartbeats, and the bridge's timeout could
- * never fire). The caller's signal ends the wait, not the native call: that keeps running, so
- * at most one native call is in flight per device (the library serialises on its handle anyway
- * and answers a second one BUSY), a call that comes meanwhile waits for it (or for its own
- * signal), and close() frees the handle only after the last native call returned. Each call has
- * its own buffers, so a late completion can only ever settle the call that made it.
+ * sdc_device_io_control runs through koffi's async mode, on a libuv worker thread, one call at a
+ * time with a bounded wait (kernel/serial-device-calls.ts, shared with the Windows backend): the
+ * caller's signal ends the wait, not the native call, and close() frees the handle only after the
+ * last native call returned. Each call has its own buffers, so a late completion can only ever
+ * settle the call that made it.
  */
 import { existsSync } from 'node:fs';
 import koffi from 'koffi';
 import { SdcError } from '../../core/errors/index.js';
 import { KernelStatus, kernelStatusNames } from '../generated/contract.js';
 import type { IoctlDevice, IoctlResult } from '../device.js';
+import { deviceCallLimits, SerialDeviceCalls } from '../serial-device-calls.js';
 
 /** sdc_open flag: EXEC_LOCK_SCREEN answers NOT_SUPPORTED without running the session manager. */
 export const OPEN_NO_LOCK_SCREEN = 0x1;
@@ -31,10 +29,8 @@ type IoctlArgs = [handle: bigint, code: number, input: Buffer | null, inLen: num
 /** The koffi function: callable, and `.async(...args, callback)` on a worker thread. */
 type IoctlFunction = ((...args: IoctlArgs) => number) & { async: (...args: [...IoctlArgs, (error: unknown, status: number) => void]) => void };
 
-export const nativeDeviceLimits = Object.freeze({
-  /** Calls waiting behind the native call in flight (one that timed out is still running); more get KERNEL_QUEUE_FULL. The bridge sends one at a time, so a few suffice. */
-  waitingCallsMax: 8,
-});
+/** The bound on calls waiting behind a native call still running (kernel/serial-device-calls.ts). */
+export const nativeDeviceLimits = deviceCallLimits;
 
 const loaded = new Map<string, NativeBindings>();
 
@@ -77,10 +73,7 @@ export class NativeIoctlDevice implements IoctlDevice {
   readonly kind = 'native' as const;
   private handle: bigint | null;
   private readonly lib: NativeBindings;
-  /** The native call running on a worker thread, settled when it returns; null when none. At most one. */
-  private inFlight: Promise<void> | null = null;
-  private waiting = 0;
-  private closing = false;
+  private readonly calls = new SerialDeviceCalls({ deviceName: 'native kernel device', freeHandle: () => this.freeHandle() });
 
   constructor(options: NativeDeviceOptions) {
     this.lib = loadNativeLibrary(options.libraryPath);
@@ -106,88 +99,37 @@ export class NativeIoctlDevice implements IoctlDevice {
    * never the native call, which is still accounted for until it returns.
    */
   async call(code: number, input: Uint8Array, outLen: number, signal?: AbortSignal): Promise<IoctlResult> {
-    const release = await this.claimNativeSlot(signal);
     const out = Buffer.alloc(outLen);
     const returned: [number] = [0];
     const inBuffer = input.length === 0 ? null : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-    let native: Promise<number>;
-    try {
+    const status = await this.calls.run(() => {
       const handle = this.requireHandle();
-      native = new Promise<number>((resolve, reject) => {
+      return new Promise<number>((resolve, reject) => {
         // The closure keeps `inBuffer`, `out` and `returned` alive until the worker is done with them.
-        this.lib.ioctl.async(handle, code >>> 0, inBuffer, input.length, out, outLen, returned, (error, status) => (error ? reject(error) : resolve(status)));
+        this.lib.ioctl.async(handle, code >>> 0, inBuffer, input.length, out, outLen, returned, (error, result) => (error ? reject(error) : resolve(result)));
       });
-    } catch (error) {
-      release();
-      throw error;
-    }
-    native.then(release, release);
-    const status = await abortable(native, signal);
+    }, signal);
     if (returned[0] > outLen) throw new Error(`native library reported ${returned[0]} bytes for a ${outLen}-byte buffer`);
     return { status, output: new Uint8Array(out.buffer, out.byteOffset, returned[0]) };
   }
 
   /** Frees the handle now, or when the native call in flight returns (the worker still uses it). */
   close(): void {
-    this.closing = true;
-    if (this.inFlight === null && this.handle !== null) {
-      this.lib.close(this.handle);
-      this.handle = null;
-    }
+    this.calls.close();
   }
 
   /** Whether a native call is running (one whose caller may have stopped waiting). */
   get nativeCallInFlight(): boolean {
-    return this.inFlight !== null;
+    return this.calls.inFlight;
   }
 
-  /**
-   * Waits until no native call runs, then takes the slot in the same synchronous step as the
-   * last check, so two waiters never both start one. The returned function gives it back.
-   */
-  private async claimNativeSlot(signal?: AbortSignal): Promise<() => void> {
-    signal?.throwIfAborted();
-    if (this.closing) throw new SdcError('KERNEL_CLOSED', 'native kernel device is closed');
-    if (this.inFlight !== null) {
-      if (this.waiting >= nativeDeviceLimits.waitingCallsMax) {
-        throw new SdcError('KERNEL_QUEUE_FULL', `more than ${nativeDeviceLimits.waitingCallsMax} calls waiting for a native kernel call still running`);
-      }
-      this.waiting++;
-      try {
-        while (this.inFlight !== null) await abortable(this.inFlight, signal);
-      } finally {
-        this.waiting--;
-      }
-      if (this.closing) throw new SdcError('KERNEL_CLOSED', 'native kernel device is closed');
-    }
-    let settle!: () => void;
-    this.inFlight = new Promise<void>((resolve) => { settle = resolve; });
-    return () => {
-      this.inFlight = null;
-      settle();
-      if (this.closing && this.handle !== null) {
-        this.lib.close(this.handle);
-        this.handle = null;
-      }
-    };
+  private freeHandle(): void {
+    if (this.handle !== null) this.lib.close(this.handle);
+    this.handle = null;
   }
 
   private requireHandle(): bigint {
     if (this.handle === null) throw new SdcError('KERNEL_CLOSED', 'native kernel device is closed');
     return this.handle;
   }
-}
-
-/** `promise`, or the signal's reason when it aborts first (the promise itself runs on). */
-function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (signal === undefined) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => { signal.removeEventListener('abort', onAbort); resolve(value); },
-      (error: unknown) => { signal.removeEventListener('abort', onAbort); reject(error); },
-    );
-  });
 }

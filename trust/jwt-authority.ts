@@ -1,4 +1,6 @@
-import { SignJWT, type CryptoKey } from 'jose';
+// jose's subpath, not its index (which loads all of jose's ~46 modules).
+import type { CryptoKey } from 'jose';
+import { SignJWT } from 'jose/jwt/sign';
 import type { Clock, RandomSource } from '../core/ports/ports.js';
 import { SdcError } from '../core/errors/index.js';
 import {

@@ -1,4 +1,5 @@
-import { errors } from 'jose';
+// jose's subpath, not its index (the index loads all of jose): the same error classes.
+import * as errors from 'jose/errors';
 import { SdcError, type ErrorCode } from '../core/errors/index.js';
 
 /**

@@ -1,5 +1,8 @@
 import { createPrivateKey, randomBytes } from 'node:crypto';
-import { calculateJwkThumbprint, importJWK, type CryptoKey, type JWK } from 'jose';
+// jose's subpaths, not its index: each module an import loads costs the test loader a round trip (scripts/test-ts-hooks.mjs).
+import type { CryptoKey, JWK } from 'jose';
+import { calculateJwkThumbprint } from 'jose/jwk/thumbprint';
+import { importJWK } from 'jose/key/import';
 import type { RandomSource } from '../core/ports/ports.js';
 import { SdcError } from '../core/errors/index.js';
 

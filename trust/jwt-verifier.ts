@@ -1,4 +1,7 @@
-import { decodeProtectedHeader, jwtVerify, type CryptoKey, type JWTPayload } from 'jose';
+// jose's subpaths, not its index (which loads all of jose's ~46 modules).
+import type { CryptoKey, JWTPayload } from 'jose';
+import { decodeProtectedHeader } from 'jose/decode/protected_header';
+import { jwtVerify } from 'jose/jwt/verify';
 import type { Clock } from '../core/ports/ports.js';
 import { BoundedLru } from '../core/crypto/bounded-lru.js';
 import { SdcError } from '../core/errors/index.js';

@@ -154,7 +154,7 @@ export class AgentSocket implements AcceptConnectionInput {
     logger.warn({ code, device_id: this.deviceId, buffered_bytes: this.ws.bufferedAmount, limit_bytes: socketBufferedBytesMax }, 'device is not reading its socket; closing');
     metrics?.websocketErrors.inc({ code });
     this.ws.close(closeCodes.policyViolation, code);
-    queueMicrotask(() => this.handle.transportClosed());
+    queueMicrotask(() => this.handle.transportClosed(code));
   }
 
   close(code: number, reason: string): void {
@@ -181,7 +181,7 @@ export class AgentSocket implements AcceptConnectionInput {
       this.shared.logger.warn({ code: 'GATEWAY_RATE_LIMITED', device_id: this.deviceId, limit_per_second: this.shared.messagesPerSecondMax }, 'message rate exceeded; closing');
       this.shared.metrics?.websocketErrors.inc({ code: 'GATEWAY_RATE_LIMITED' });
       this.close(closeCodes.policyViolation, 'GATEWAY_RATE_LIMITED');
-      this.handle.transportClosed();
+      this.handle.transportClosed('GATEWAY_RATE_LIMITED');
       return;
     }
     // ws hands over a Buffer of its own (binaryType 'nodebuffer', nothing else writes to it): used as

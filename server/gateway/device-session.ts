@@ -25,7 +25,7 @@ export const sessionTasksMax = 256;
  */
 export interface SessionDriver {
   receive(session: DeviceSession, bytes: Uint8Array): void;
-  transportClosed(session: DeviceSession): void;
+  transportClosed(session: DeviceSession, code?: string): void;
   refuseFromTransport(session: DeviceSession, error: SdcError, closeCode: number): void;
   pong(session: DeviceSession): void;
   /** A queued task of the session threw (logged): one function for every session, not a closure each. */
@@ -86,8 +86,8 @@ export class DeviceSession implements ProbedSession {
     this.driver.receive(this, bytes);
   }
 
-  transportClosed(): void {
-    this.driver.transportClosed(this);
+  transportClosed(code?: string): void {
+    this.driver.transportClosed(this, code);
   }
 
   refuse(error: SdcError, closeCode: number): void {

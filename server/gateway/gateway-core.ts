@@ -54,7 +54,12 @@ export interface AcceptConnectionInput extends DeviceTransport {
 
 export interface ConnectionHandle {
   receive(bytes: Uint8Array): void;
-  transportClosed(): void;
+  /**
+   * The transport ended. `code`: the typed code it closed for (GATEWAY_PEER_NOT_READING,
+   * GATEWAY_RATE_LIMITED), which the session's offline then carries instead of 'transport lost',
+   * so the presence history says why; the transport sent its own close frame, nothing more is sent.
+   */
+  transportClosed(code?: string): void;
   /**
    * The transport refused input it will not deliver (a message over its size bound): the device
    * gets the typed refusal frame first, then the transport is closed with `closeCode` and the code.
@@ -218,7 +223,7 @@ class Gateway implements GatewayCore {
   /** What every session's handle calls: one object for all sessions (device-session.ts). */
   readonly #driver: SessionDriver = {
     receive: (session, bytes) => this.#receive(session, bytes),
-    transportClosed: (session) => this.#transportClosed(session),
+    transportClosed: (session, code) => this.#transportClosed(session, code),
     refuseFromTransport: (session, error, closeCode) => this.#refuseFromTransport(session, error, closeCode),
     pong: (session) => this.#pong(session),
     taskFailed: (session, error) => {
@@ -471,9 +476,12 @@ class Gateway implements GatewayCore {
     this.#handleEvents(session, events);
   }
 
-  #transportClosed(session: DeviceSession): void {
+  #transportClosed(session: DeviceSession, code?: string): void {
     if (session.closed) return;
     const events = session.connection.transportLost(this.#options.clock.nowMs());
+    // Finished with the transport's code before its 'closed' event would finish it as 'transport
+    // lost' (as #refuseFromTransport does). 1008: the transport's own close; the code was counted there.
+    if (code !== undefined) this.#finish(session, closeCodes.policyViolation, code);
     this.#handleEvents(session, events);
     this.#finish(session, closeCodes.normal, 'transport lost');
   }

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
 import { systemRandom } from '../../runtime/system.js';
 import { ServiceMetrics } from '../observability/metrics.js';
-import { connectTls, eventually, TestAgent, useTlsGatewayServers } from './test-support.js';
+import { connectTls, eventually, offlineReasonsOf, TestAgent, useTlsGatewayServers } from './test-support.js';
 
 /** HEARTBEATs one device may send before the test gives up: far more than the bound and the kernel's buffers hold. */
 const heartbeatsMax = 200_000;
@@ -44,5 +44,11 @@ describe('a device that stops reading its socket', () => {
     socket.resume();
     await eventually(() => agent.closed, 30_000, 'the close');
     assert.deepEqual(agent.closed, { code: 1008, reason: 'GATEWAY_PEER_NOT_READING' });
+    // Review h11, F5: the session's offline says why (it said 'transport lost').
+    const reasons = await eventually(async () => {
+      const found = await offlineReasonsOf(fixture.stores.bus, 'dev-not-reading');
+      return found.length > 0 ? found : undefined;
+    }, 30_000, 'the offline entry');
+    assert.deepEqual(reasons, ['GATEWAY_PEER_NOT_READING']);
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { ServiceMetrics } from '../observability/metrics.js';
-import { connectTls, eventually, useTlsGatewayServers } from './test-support.js';
+import { connectTls, eventually, offlineReasonsOf, useTlsGatewayServers } from './test-support.js';
 
 /**
  * Review h1, F2: after the GATEWAY_RATE_LIMITED close, ws still reads the peer's frames until the
@@ -31,5 +31,11 @@ describe('a peer over its message rate', () => {
     assert.equal(lines.length, 1, `${lines.length} warn lines`);
     assert.match(lines[0] ?? '', /"code":"GATEWAY_RATE_LIMITED"/);
     assert.match(await metrics.text(), /sdc_websocket_errors_total\{code="GATEWAY_RATE_LIMITED"\} 1\b/);
+    // Review h11, F5: the session's offline says why (it said 'transport lost').
+    const reasons = await eventually(async () => {
+      const found = await offlineReasonsOf(fixture.stores.bus, 'dev-flood');
+      return found.length > 0 ? found : undefined;
+    }, 30_000, 'the offline entry');
+    assert.deepEqual(reasons, ['GATEWAY_RATE_LIMITED']);
   });
 });

@@ -266,6 +266,8 @@ export function useVirtualGateway(driver: VirtualDriver, overrides: Partial<Gate
 export interface TlsGatewayServers {
   readonly gpki: GatewayPki;
   readonly core: GatewayCore;
+  /** The gateway's embedded stores (its events stream on `bus`). */
+  readonly stores: TestStores;
   /** Sockets and WebSockets a test opened: destroyed after the suite, before the servers close. */
   readonly sockets: Array<{ destroy(): void }>;
   /** A server for `core` on a free port of 127.0.0.1 trusting the test CA, with `options` on top; closed after the suite. */
@@ -279,7 +281,6 @@ export interface TlsGatewayServers {
  */
 export function useTlsGatewayServers(): TlsGatewayServers {
   const servers: GatewayServer[] = [];
-  let stores: TestStores;
   const fixture = {
     sockets: [] as Array<{ destroy(): void }>,
     async start(options: Partial<GatewayServerOptions>): Promise<GatewayServer> {
@@ -293,16 +294,16 @@ export function useTlsGatewayServers(): TlsGatewayServers {
   } as { -readonly [K in keyof TlsGatewayServers]: TlsGatewayServers[K] };
   before(async () => {
     fixture.gpki = await makeGatewayPki();
-    stores = embeddedStores();
-    fixture.core = makeCore(stores);
+    fixture.stores = embeddedStores();
+    fixture.core = makeCore(fixture.stores);
     await fixture.core.start();
   });
   after(async () => {
     for (const socket of fixture.sockets) socket.destroy();
     for (const server of servers) await server.close();
     await fixture.core.stop();
-    await stores.bus.close();
-    await stores.kv.close();
+    await fixture.stores.bus.close();
+    await fixture.stores.kv.close();
   });
   return fixture;
 }
@@ -454,6 +455,12 @@ export function outageGatewayFixture(driver: VirtualDriver, options: { keyPrefix
     await kv.close();
   });
   return fixture;
+}
+
+/** The reasons of the device's presence offline entries on the events stream, oldest first. */
+export async function offlineReasonsOf(bus: StreamBus, deviceId: string): Promise<Array<string | undefined>> {
+  const entries = (await bus.range(streamNames.events, { count: 10_000 })).map((entry) => decodeBusEntry(entry.fields));
+  return entries.flatMap((e) => (e.kind === 'presence' && e.data.device_id === deviceId && !e.data.online ? [e.data.reason] : []));
 }
 
 /** The session id the device's presence key names, or null when there is no key. */

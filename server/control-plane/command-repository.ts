@@ -67,6 +67,7 @@ const ExpiryRowSchema = Type.Pick(CommandRowSchema, ['id', 'first_dispatched_at'
 // Rows read for delivery are never pending, so their signed command is there.
 const DueRowSchema = Type.Object({ id: Text(64), device_id: Text(64), signed_json: Text(JsonTextMax), traceparent: Type.Optional(NullableText(64)) });
 const SignedRowSchema = Type.Object({ id: Text(64), signed_json: Text(JsonTextMax), traceparent: Type.Optional(NullableText(64)) });
+const RedispatchRowSchema = Type.Object({ ...DueRowSchema.properties, dispatched_at: NullableMs });
 const StateRowSchema = Type.Pick(CommandRowSchema, ['state']);
 const DeviceStatusRowSchema = Type.Object({ status: Text(32) });
 const OwnerRowSchema = Type.Object({ device_id: Text(64), device_seq: Type.Integer({ minimum: 0 }), status: NullableText(32), traceparent: Type.Optional(NullableText(64)) });
@@ -77,6 +78,7 @@ const checks = {
   history: TypeCompiler.Compile(HistoryRowSchema),
   expiry: TypeCompiler.Compile(ExpiryRowSchema),
   due: TypeCompiler.Compile(DueRowSchema),
+  redispatch: TypeCompiler.Compile(RedispatchRowSchema),
   signed: TypeCompiler.Compile(SignedRowSchema),
   state: TypeCompiler.Compile(StateRowSchema),
   deviceStatus: TypeCompiler.Compile(DeviceStatusRowSchema),
@@ -143,6 +145,35 @@ export interface StoredCommand {
   readonly command: SignedCommand | SdcError;
   /** The trace it was created under, carried by every dispatch of it. */
   readonly traceparent?: string;
+}
+
+/** A command the redelivery sweep found due, with the dispatch time it read (what its claim compares). */
+export interface RedispatchCandidate extends StoredCommand {
+  readonly dispatchedAtMs: number | null;
+}
+
+/**
+ * The redelivery sweep's wait between sends of one unfinished command: the time since its last
+ * state change, at least `baseMs` and at most `maxMs`. So it doubles while re-sending brings no
+ * progress (30, 30, 60, 120, 120 s ... by default) and is back at `baseMs` after any transition.
+ */
+export interface RedispatchWait {
+  readonly baseMs: number;
+  readonly maxMs: number;
+}
+
+/**
+ * The sweep's due condition on a `commands` row at `nowMs`: never dispatched, or dispatched at
+ * least the wait ago, the wait being min(maxMs, max(baseMs, dispatched_at - updated_at))
+ * (RedispatchWait), written without LEAST/GREATEST so that both dialects read it alike.
+ * Both the sweep's read and its claim use it: the claim is this condition checked again, in the
+ * UPDATE that moves dispatched_at to now, so only one control plane's claim of a send matches.
+ */
+function redispatchDueCondition(nowMs: number, wait: RedispatchWait): { sql: string; params: number[] } {
+  return {
+    sql: '(dispatched_at IS NULL OR (dispatched_at <= ? AND (dispatched_at <= ? OR 2 * dispatched_at - updated_at <= ?)))',
+    params: [nowMs - wait.baseMs, nowMs - wait.maxMs, nowMs],
+  };
 }
 
 function storedCommandOf(row: { id: string; signed_json: string; traceparent?: string | null | undefined }, deviceId: string): StoredCommand {
@@ -509,15 +540,16 @@ export class CommandRepository {
     return rows.map((row) => ({ id: row.id, firstDispatchedAtMs: row.first_dispatched_at }));
   }
 
-  /** Unexpired, unfinished commands whose last dispatch is at or before `dueAtMs` (or that were never dispatched), oldest dispatch first. */
-  async dueForRedispatch(nowMs: number, dueAtMs: number, limit: number): Promise<StoredCommand[]> {
-    const rows = validRows(checks.due, await this.#db.query(
-      `SELECT id, device_id, signed_json, traceparent FROM commands
-       WHERE state IN (${deliverableList}) AND expires_at > ? AND (dispatched_at IS NULL OR dispatched_at <= ?)
+  /** Unexpired, unfinished commands due for the redelivery sweep at `nowMs` (redispatchDueCondition), oldest dispatch first. */
+  async dueForRedispatch(nowMs: number, wait: RedispatchWait, limit: number): Promise<RedispatchCandidate[]> {
+    const due = redispatchDueCondition(nowMs, wait);
+    const rows = validRows(checks.redispatch, await this.#db.query(
+      `SELECT id, device_id, signed_json, traceparent, dispatched_at FROM commands
+       WHERE state IN (${deliverableList}) AND expires_at > ? AND ${due.sql}
        ORDER BY COALESCE(dispatched_at, 0) ASC, created_at ASC, device_seq ASC LIMIT ?`,
-      [nowMs, dueAtMs, limit],
+      [nowMs, ...due.params, limit],
     ), 'commands');
-    return rows.map((row) => storedCommandOf(row, row.device_id));
+    return rows.map((row) => ({ ...storedCommandOf(row, row.device_id), dispatchedAtMs: row.dispatched_at }));
   }
 
   /** The device's unfinished, unexpired commands in device_seq order. */
@@ -896,9 +928,25 @@ export class CommandRepository {
     return new Map(commandIds.map((id) => [id, true]));
   }
 
-  /** A device without a gateway: only the time, so the command waits a redispatch interval before the sweep picks it again. */
-  async stampDispatched(commandId: string, atMs: number): Promise<void> {
-    await this.#db.execute('UPDATE commands SET dispatched_at = ? WHERE id = ?', [atMs, commandId]);
+  /**
+   * The redelivery sweep's claim of one send: dispatched_at moves to `nowMs` only if the command is
+   * still unfinished, unexpired and due (a compare-and-set on the row). False: another control
+   * plane's sweep, a presence redelivery or a transition got there first, and this sweep leaves it.
+   * For a device without a gateway the claim is the whole stamp: the command then waits its next
+   * wait before a sweep looks again.
+   */
+  async claimRedispatch(commandId: string, nowMs: number, wait: RedispatchWait): Promise<boolean> {
+    const due = redispatchDueCondition(nowMs, wait);
+    const claimed = await this.#db.execute(
+      `UPDATE commands SET dispatched_at = ? WHERE id = ? AND state IN (${deliverableList}) AND expires_at > ? AND ${due.sql}`,
+      [nowMs, commandId, nowMs, ...due.params],
+    );
+    return claimed.changes === 1;
+  }
+
+  /** Gives a claim back after a failed append: the previous dispatch time again, unless something dispatched it since. */
+  async releaseRedispatch(commandId: string, claimedAtMs: number, previousMs: number | null): Promise<void> {
+    await this.#db.execute('UPDATE commands SET dispatched_at = ? WHERE id = ? AND dispatched_at = ?', [previousMs, commandId, claimedAtMs]);
   }
 
   /** A gateway handed the command back: forget the assignment, keep the dispatch time. */

@@ -19,7 +19,10 @@ import { approvalSubjectHash, type ApprovalSubject } from '../../core/protocol/a
 import type { ServiceSigner } from '../materials/materials.js';
 import { ApprovalRepository, type PendingApproval } from './approval-repository.js';
 import type { OpenEpisode } from './alert-episodes.js';
-import { CommandRepository, jsonObjectColumn, signedCommandOrNull, recordOf, unfinishedStates, type AdmissionFacts, type CommandRow, type StoredCommand } from './command-repository.js';
+import {
+  CommandRepository, jsonObjectColumn, signedCommandOrNull, recordOf, unfinishedStates,
+  type AdmissionFacts, type CommandRow, type RedispatchCandidate, type RedispatchWait, type StoredCommand,
+} from './command-repository.js';
 import { actors, newId, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import type { PolicyStore } from './policy-store.js';
@@ -118,6 +121,12 @@ export interface CommandServiceOptions {
    * deliveryAttemptsMax (5 s x 5 by default) and ignores a duplicate while it does.
    */
   readonly redispatchIntervalMs?: number;
+  /**
+   * The longest wait between two re-sends of one command by the sweep (default four times
+   * redispatchIntervalMs: 120 s): the wait grows with the time since the command's last state
+   * change (RedispatchWait), from redispatchIntervalMs up to this. Never below redispatchIntervalMs.
+   */
+  readonly redispatchIntervalMaxMs?: number;
   /** The compliance state a policy posture condition reads; without one every device is `unknown`. */
   readonly compliance?: DeviceComplianceReader;
   /** Called once per command when it first reaches a terminal state (the latency metric, /metrics). */
@@ -132,6 +141,15 @@ interface DispatchPass {
 
 /** Default of CommandServiceOptions.redispatchIntervalMs. */
 export const redispatchIntervalMsDefault = 30_000;
+/**
+ * CommandServiceOptions.redispatchIntervalMaxMs by default, in redispatch intervals: a command
+ * without progress (a long run, a device that stays silent or away) is re-sent a quarter as often,
+ * while a lost answer is still asked for again within four intervals (two minutes by default;
+ * a deployment tuned to a 3 s interval, as the end-to-end tests are, waits at most 12 s).
+ */
+export const redispatchIntervalsMaxDefault = 4;
+/** The longest wait with the default interval. */
+export const redispatchIntervalMaxMsDefault = redispatchIntervalsMaxDefault * redispatchIntervalMsDefault;
 
 export interface TransitionOptions {
   readonly detail?: JsonObject;
@@ -468,27 +486,34 @@ export class CommandService {
 
   /**
    * The redelivery sweep: re-dispatches every unexpired, unfinished command (`queued`, `sent`,
-   * `ack_received`, `executing`) whose last dispatch is older than the redispatch interval (or
-   * that was never dispatched), to the gateway named by the device's presence key. It covers
-   * what no presence event will: a dispatch that failed while the device stays connected, a
-   * hand-back (`requeue`) while it stays connected, a gateway that died holding the command
-   * without handing it back, and an ACK or RESULT the device sent that never reached us (lost
-   * in a store outage at the gateway, or in transit). A duplicate is harmless: a gateway still
-   * waiting for the device's ACK ignores it, one holding an acknowledged delivery sends the
-   * command to the device again, and the agent answers a known command id from its journal (the
+   * `ack_received`, `executing`) that was never dispatched or whose last dispatch is at least its
+   * wait ago, to the gateway named by the device's presence key. The wait is the time since the
+   * command's last state change, at least the redispatch interval (30 s) and at most
+   * redispatchIntervalMaxMs (120 s): re-sends of a command that brings no progress thin out (30,
+   * 30, 60, 120, 120 s ...), and any transition brings the wait back to 30 s. It covers what no
+   * presence event will: a dispatch that failed while the device stays connected, a hand-back
+   * (`requeue`) while it stays connected, a gateway that died holding the command without
+   * handing it back, and an ACK or RESULT the device sent that never reached us (lost in a store
+   * outage at the gateway, or in transit). A duplicate is harmless: a gateway still waiting for
+   * the device's ACK ignores it, one holding an acknowledged delivery asks the device again (at
+   * most once per ACK timeout), and the agent answers a known command id from its journal (the
    * stored result, or an ACK of where it is), never running it twice. So a command the device
-   * executed reaches a terminal state within about one interval plus one sweep period after the
+   * executed reaches a terminal state within about one wait plus one sweep period after the
    * stores and the link are healthy again (at most `redispatchPerSweepMax` commands per sweep,
-   * oldest dispatch first). A long-running command is re-sent once per interval while it runs;
-   * the agent answers those after it finishes. Commands of a device without a gateway are
-   * stamped too, so they do not fill every batch; its next presence redelivers them. Returns
-   * how many `deliver` entries were appended. `batchMax` lowers the batch (never above the limit).
+   * oldest dispatch first). Commands of a device without a gateway are stamped too, so they do
+   * not fill every batch; its next presence redelivers them.
+   *
+   * Each send is claimed first (CommandRepository.claimRedispatch: a compare-and-set of the
+   * row's dispatch time on the same due condition), so control planes sweeping one database at
+   * once append each due command once, not once each; a claim whose append fails is given back
+   * for the next sweep. Returns how many `deliver` entries were appended. `batchMax` lowers the
+   * batch (never above the limit).
    */
   async redispatchDue(options: { batchMax?: number } = {}): Promise<number> {
     const batchMax = Math.min(options.batchMax ?? commandLimits.redispatchPerSweepMax, commandLimits.redispatchPerSweepMax);
     const nowMs = this.#ctx.clock.nowMs();
-    const intervalMs = this.#options.redispatchIntervalMs ?? redispatchIntervalMsDefault;
-    const due = await this.#repository.dueForRedispatch(nowMs, nowMs - intervalMs, Math.max(1, batchMax));
+    const wait = this.#redispatchWait();
+    const due = await this.#repository.dueForRedispatch(nowMs, wait, Math.max(1, batchMax));
     const gateways = new Map<string, string | undefined>();
     const failedDevices = new Set<string>();
     let sent = 0;
@@ -497,15 +522,32 @@ export class CommandService {
       try {
         if (!gateways.has(row.deviceId)) gateways.set(row.deviceId, await this.presenceGateway(row.deviceId));
         const decision = decideRedispatch(row.id, gateways.get(row.deviceId), nowMs);
-        if (decision.type === 'stamp_dispatched') await this.#repository.stampDispatched(decision.commandId, decision.atMs);
-        else if (await this.#append(readable(row.command), decision.gatewayId, row.traceparent)) sent += 1;
+        // Lost: another control plane (or a presence redelivery, or a transition) came first.
+        if (!(await this.#repository.claimRedispatch(row.id, nowMs, wait))) continue;
+        // stamp_dispatched: the claim was the stamp.
+        if (decision.type === 'deliver' && await this.#appendClaimed(row, decision.gatewayId, nowMs)) sent += 1;
       } catch (error) {
-        // Not stamped: retried at the next sweep. Later commands of the device wait so they cannot overtake it.
+        // Not claimed, or the claim given back: retried at the next sweep. Later commands of the device wait so they cannot overtake it.
         failedDevices.add(row.deviceId);
         this.#ctx.logger.warn({ err: error, commandId: row.id }, 'redelivery sweep could not dispatch; retried at the next sweep');
       }
     }
     return sent;
+  }
+
+  #redispatchWait(): RedispatchWait {
+    const baseMs = this.#options.redispatchIntervalMs ?? redispatchIntervalMsDefault;
+    return { baseMs, maxMs: Math.max(baseMs, this.#options.redispatchIntervalMaxMs ?? redispatchIntervalsMaxDefault * baseMs) };
+  }
+
+  /** Appends a command the sweep claimed; a failed append gives the claim back (the previous dispatch time) and rethrows. */
+  async #appendClaimed(row: RedispatchCandidate, gatewayId: string, claimedAtMs: number): Promise<boolean> {
+    try {
+      return await this.#append(readable(row.command), gatewayId, row.traceparent);
+    } catch (error) {
+      await this.#repository.releaseRedispatch(row.id, claimedAtMs, row.dispatchedAtMs);
+      throw error;
+    }
   }
 
   /**

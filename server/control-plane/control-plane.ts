@@ -135,6 +135,8 @@ export interface ControlPlaneOptions {
   readonly policyRevisionCheckIntervalMs?: number;
   /** A waiting command is re-dispatched at most once per this interval (default 30 s). */
   readonly redispatchIntervalMs?: number;
+  /** The longest wait between two re-sends of one command by that sweep (see CommandService.redispatchDue; default 4 x redispatchIntervalMs, 120 s). */
+  readonly redispatchIntervalMaxMs?: number;
   /** How often every enrolled device's kv key is re-published, healing a wiped key/value store (default 60 s; also at start). */
   readonly enrolledDevicesPublishIntervalMs?: number;
   /**
@@ -336,6 +338,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     context, signer: materials.commandSigner, policy, compliance,
     ttlMsDefault: options.commandTtlMsDefault ?? 10 * 60 * 1000, issuer: materials.commandSigner.kid,
     ...(options.redispatchIntervalMs === undefined ? {} : { redispatchIntervalMs: options.redispatchIntervalMs }),
+    ...(options.redispatchIntervalMaxMs === undefined ? {} : { redispatchIntervalMaxMs: options.redispatchIntervalMaxMs }),
     onFinished: ({ opcode, state, latencyMs }) => metrics.commandLatency.observe({ opcode, final_state: state }, latencyMs / 1000),
   });
   const telemetryTrimmer = new TelemetryTrimmer({ db, logger, ...(options.telemetryRetention === undefined ? {} : { retention: options.telemetryRetention }) });

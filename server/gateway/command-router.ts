@@ -30,6 +30,8 @@ interface Delivery {
   attempt: number;
   acked: boolean;
   timer: TimerHandle | undefined;
+  /** When COMMAND_DELIVERY was last written to the device (first send, retry or re-ask): duplicates re-ask at most once per ackTimeoutMs after it. */
+  lastSentAtMs: number;
 }
 
 /** The router's fixed bounds and pauses (the per-gateway ones are GatewayOptions). */
@@ -251,7 +253,12 @@ export class CommandRouter {
       // no result yet). Unacked: the ACK-timeout retries carry on. Acked: the device's ACK or RESULT
       // may have been lost on the way to the control plane, so the device is asked again; it answers
       // a known command id from its journal (the result, or the ACK of where it is) and never runs it twice.
-      if (existing.acked) await this.#resend(existing);
+      // At most once per ACK timeout: an answer to an ask that recent may still be on its way, and
+      // each ask costs the device a re-sent frame and the control plane's serial event partition for
+      // the device one more event to work through (a burst of duplicates re-asked once each kept
+      // commands queued in the API long after their results were forwarded; docs/gateway.md).
+      if (existing.acked && this.context.nowMs() - existing.lastSentAtMs >= this.context.options.ackTimeoutMs) await this.#resend(existing);
+      else if (existing.acked) this.context.options.logger.debug({ command_id: command.id, entry_id: entry.id, ...traceLogFields(traceparent) }, 'duplicate deliver within the ACK timeout of the last ask; the device is not asked again');
       if (existing.entryId !== entry.id) await bus.ack(this.#stream, groups.gateway, [entry.id]);
       return;
     }
@@ -271,7 +278,7 @@ export class CommandRouter {
       await this.#handBackCommand(this.#stream, entry.id, command, 0, 'device delivery queue full', traceparent);
       return;
     }
-    const delivery: Delivery = { stream: this.#stream, entryId: entry.id, command, traceparent, retry, target, attempt: 0, acked: false, timer: undefined };
+    const delivery: Delivery = { stream: this.#stream, entryId: entry.id, command, traceparent, retry, target, attempt: 0, acked: false, timer: undefined, lastSentAtMs: this.context.nowMs() };
     this.#deliveries.set(command.id, delivery);
     this.#perDevice.set(command.device_id, (this.#perDevice.get(command.device_id) ?? 0) + 1);
     await this.#send(delivery);
@@ -280,6 +287,7 @@ export class CommandRouter {
   async #send(delivery: Delivery): Promise<void> {
     if (this.#deliveries.get(delivery.command.id) !== delivery) return;
     delivery.attempt += 1;
+    delivery.lastSentAtMs = this.context.nowMs();
     if (!delivery.target.deliver(delivery.command, delivery.attempt, delivery.traceparent)) {
       await this.#requeue(delivery, 'session closed before delivery');
       return;
@@ -299,6 +307,7 @@ export class CommandRouter {
   /** COMMAND_DELIVERY again for an acked delivery; no `deliver` progress: the command is past `sent` here. */
   async #resend(delivery: Delivery): Promise<void> {
     delivery.attempt = Math.min(commandAttemptMax, delivery.attempt + 1);
+    delivery.lastSentAtMs = this.context.nowMs();
     if (!delivery.target.deliver(delivery.command, delivery.attempt, delivery.traceparent)) await this.#requeue(delivery, 'session closed before redelivery');
   }
 

@@ -43,7 +43,8 @@ describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
   const driver = new VirtualDriver();
   let busDown = false;
   let failedReports = 0;
-  const gw = useVirtualGateway(driver, { heartbeatIntervalMs: 60_000, ackTimeoutMs: 30_000, backoff, reportAttemptsMax },
+  const ackTimeoutMs = 30_000;
+  const gw = useVirtualGateway(driver, { heartbeatIntervalMs: 60_000, ackTimeoutMs, backoff, reportAttemptsMax },
     (bus) => eventAppendsFailWhile(bus, () => busDown, () => { failedReports += 1; }));
   const stream = gatewayCommandStream('gw-a');
   const pendingIds = async () => (await gw.stores.bus.pending(stream, groups.gateway)).map((p) => p.id);
@@ -107,7 +108,9 @@ describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
     assert.deepEqual(await pendingIds(), [entryId]);
     assert.equal(gw.core.stats().pendingDeliveries, 1, 'the delivery is still held (acked)');
 
-    // What the control plane's redelivery sweep does: the same command again.
+    // What the control plane's redelivery sweep does: the same command again, at least its
+    // redispatch interval (30 s) after the last dispatch, so past the ACK timeout of the last ask.
+    await driver.advance(ackTimeoutMs);
     const duplicateId = await appendDeliver(gw.stores.bus, 'gw-a', command);
     await eventsUntil(() => results(command.id) === 1, 'the result reported');
     assert.deepEqual(agent.deliveries, [{ commandId: command.id, attempt: 1 }, { commandId: command.id, attempt: 2 }]);
@@ -122,6 +125,8 @@ describe('gateway: no ACK/RESULT of an executed command is stranded', () => {
     const command = newCommand('dev-acked');
     const entryId = await appendDeliver(gw.stores.bus, 'gw-a', command);
     await eventsUntil(() => gw.events.progress(command.id).some((p) => p.event === 'ack'), 'the ACK reported');
+    // The sweep's duplicate comes at least its interval after the last dispatch: past the ACK timeout.
+    await driver.advance(ackTimeoutMs);
     await appendDeliver(gw.stores.bus, 'gw-a', command);
     await until(() => (agent.deliveries.length === 2 ? true : undefined), 'the second COMMAND_DELIVERY');
     assert.deepEqual(agent.deliveries.map((d) => d.attempt), [1, 2]);

@@ -40,6 +40,8 @@ export class CommandStore {
   cpState = new Uint8Array(commandStoreLimits.capacityInitial);
   /** -1: never dispatched. */
   cpDispatchedAtMs = new Float64Array(commandStoreLimits.capacityInitial);
+  /** When its state last changed (created, or a transition): the redelivery sweep's wait grows from it (commands.updated_at). */
+  cpUpdatedAtMs = new Float64Array(commandStoreLimits.capacityInitial);
   cpGateway = new Uint8Array(commandStoreLimits.capacityInitial);
   /** Ever appended to a gateway's stream (a gateway may hold it). */
   cpAppended = new Uint8Array(commandStoreLimits.capacityInitial);
@@ -52,6 +54,8 @@ export class CommandStore {
   dlvLink = new Int32Array(commandStoreLimits.capacityInitial);
   /** Bumped whenever the delivery starts or ends: its timers carry it. */
   dlvEpoch = new Int32Array(commandStoreLimits.capacityInitial);
+  /** When COMMAND_DELIVERY was last written: a duplicate entry re-asks the device at most once per ACK timeout after it. */
+  dlvSentAtMs = new Float64Array(commandStoreLimits.capacityInitial);
   // the agent's journal
   jStage = new Uint8Array(commandStoreLimits.capacityInitial);
   jStatus = new Uint8Array(commandStoreLimits.capacityInitial);
@@ -93,6 +97,7 @@ export class CommandStore {
     this.createdAtMs[id] = createdAtMs;
     this.expiresAtMs[id] = expiresAtMs;
     this.cpDispatchedAtMs[id] = -1;
+    this.cpUpdatedAtMs[id] = createdAtMs;
     this.cpGateway[id] = noGateway;
     this.dlvGateway[id] = noGateway;
     this.jResultSentMs[id] = -1;
@@ -128,6 +133,7 @@ export class CommandStore {
     this.expiresAtMs = resized(this.expiresAtMs, next);
     this.cpState = resized(this.cpState, next);
     this.cpDispatchedAtMs = resized(this.cpDispatchedAtMs, next);
+    this.cpUpdatedAtMs = resized(this.cpUpdatedAtMs, next);
     this.cpGateway = resized(this.cpGateway, next);
     this.cpAppended = resized(this.cpAppended, next);
     this.cpCode = resized(this.cpCode, next);
@@ -136,6 +142,7 @@ export class CommandStore {
     this.dlvAcked = resized(this.dlvAcked, next);
     this.dlvLink = resized(this.dlvLink, next);
     this.dlvEpoch = resized(this.dlvEpoch, next);
+    this.dlvSentAtMs = resized(this.dlvSentAtMs, next);
     this.jStage = resized(this.jStage, next);
     this.jStatus = resized(this.jStatus, next);
     this.jCode = resized(this.jCode, next);

@@ -255,6 +255,7 @@ export class ControlPlane {
     const to = event < 0 ? illegal : this.table.next[from * this.table.eventCount + event]!;
     if (to === illegal) return false;
     store.cpState[command] = to;
+    store.cpUpdatedAtMs[command] = atMs;
     this.byState[from]! -= 1;
     this.byState[to]! += 1;
     if (this.table.terminal[to] === 1) this.#unfinished.delete(command);
@@ -286,14 +287,24 @@ export class ControlPlane {
     }
   }
 
-  /** Unfinished commands not dispatched for the redispatch interval go again to the presence gateway (CommandService.redispatchDue). */
+  /**
+   * Unfinished commands not dispatched for their wait go again to the presence gateway
+   * (CommandService.redispatchDue): the wait is the time since the last state change, at least the
+   * redispatch interval and at most redispatchIntervalMaxMs. One control plane: no claims to model.
+   */
   onRedeliverySweep(): void {
     const w = this.#w;
     w.after(w.params.redeliverySweepIntervalMs, Ev.redeliverySweep);
     if (w.faults.sqlDown()) return;
     const store = w.commands;
     const dueBeforeMs = w.nowMs - w.params.redispatchIntervalMs;
-    const rows = [...this.#unfinished].filter((c) => store.expiresAtMs[c]! > w.nowMs && store.cpDispatchedAtMs[c]! <= dueBeforeMs);
+    const longestDueBeforeMs = w.nowMs - Math.max(w.params.redispatchIntervalMs, w.params.redispatchIntervalMaxMs);
+    const due = (c: number) => {
+      const dispatchedMs = store.cpDispatchedAtMs[c]!;
+      if (dispatchedMs === -1) return true;
+      return dispatchedMs <= dueBeforeMs && (dispatchedMs <= longestDueBeforeMs || 2 * dispatchedMs - store.cpUpdatedAtMs[c]! <= w.nowMs);
+    };
+    const rows = [...this.#unfinished].filter((c) => store.expiresAtMs[c]! > w.nowMs && due(c));
     const dispatchedMs = (c: number) => Math.max(0, store.cpDispatchedAtMs[c]!);
     rows.sort((x, y) => dispatchedMs(x) - dispatchedMs(y) || store.createdAtMs[x]! - store.createdAtMs[y]! || x - y);
     const failedAgents = new Set<number>();

@@ -10,7 +10,8 @@ import type { ModelWorld } from './world.js';
  * session, an ACK wait of ackTimeoutMs, redelivery with the real backoff after a timeout, a
  * dead letter after deliveryAttemptsMax attempts; the device's ACKs and RESULT are forwarded,
  * and the delivery ends with the result. A session that ends hands its deliveries back
- * (`requeue`). A duplicate entry for an acknowledged delivery asks the device again.
+ * (`requeue`). A duplicate entry for an acknowledged delivery asks the device again, at most once
+ * per ACK timeout since the last send.
  *
  * Reports go to the control plane through the events stream. deliver/ack/start/result reports
  * that a bus outage refuses are queued per command and retried in order with backoff, at most
@@ -74,7 +75,8 @@ export class GatewayRouter {
     // The control plane's expiry sweep owns expired commands.
     if (w.nowMs >= store.expiresAtMs[command]!) return;
     if (store.dlvGateway[command] === gateway) {
-      if (store.dlvAcked[command] === 1) this.#resend(command);
+      // At most once per ACK timeout since the last send (CommandRouter's duplicate handling).
+      if (store.dlvAcked[command] === 1 && w.nowMs - store.dlvSentAtMs[command]! >= w.params.ackTimeoutMs) this.#resend(command);
       return;
     }
     const agent = store.agent[command]!;
@@ -98,6 +100,7 @@ export class GatewayRouter {
     const w = this.#w;
     const store = w.commands;
     store.dlvAttempt[command]! += 1;
+    store.dlvSentAtMs[command] = w.nowMs;
     if (!this.#targetReady(command)) {
       this.#requeue(command);
       return;
@@ -111,6 +114,7 @@ export class GatewayRouter {
   #resend(command: number): void {
     const store = this.#w.commands;
     store.dlvAttempt[command] = Math.min(100, store.dlvAttempt[command]! + 1);
+    store.dlvSentAtMs[command] = this.#w.nowMs;
     if (this.#targetReady(command)) this.#w.presence.sendFrame(Dir.toAgent, store.agent[command]!, Ev.deliveryAtAgent, command);
     else this.#requeue(command);
   }

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { commandLimits, redispatchIntervalMsDefault } from '../../server/control-plane/commands.js';
+import { commandLimits, redispatchIntervalMaxMsDefault, redispatchIntervalMsDefault } from '../../server/control-plane/commands.js';
 import { resolveGatewayOptions } from '../../server/gateway/gateway-core.js';
 import { presenceTtlMs } from '../../server/gateway/presence.js';
 import { aliveTtlMs } from '../../server/gateway/peer-watch.js';
@@ -27,6 +27,7 @@ describe('model parameters', () => {
   it('are the control plane defaults and the presence bound', () => {
     const p = defaultModelParams;
     assert.equal(p.redispatchIntervalMs, redispatchIntervalMsDefault);
+    assert.equal(p.redispatchIntervalMaxMs, redispatchIntervalMaxMsDefault);
     assert.equal(p.redispatchPerSweepMax, commandLimits.redispatchPerSweepMax);
     assert.equal(p.expirePerSweepMax, commandLimits.expirePerSweepMax);
     assert.equal(p.redeliverPerPresenceMax, commandLimits.redeliverPerPresenceMax);

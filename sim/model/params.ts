@@ -53,6 +53,8 @@ export interface ModelParams {
   readonly redeliverySweepIntervalMs: number;
   /** An unfinished command is re-dispatched at most once per this interval (redispatchIntervalMsDefault). */
   readonly redispatchIntervalMs: number;
+  /** The longest wait between two re-sends of one command; the wait grows with the time since its last state change (redispatchIntervalMaxMsDefault). */
+  readonly redispatchIntervalMaxMs: number;
   readonly redispatchPerSweepMax: number;
   readonly expirePerSweepMax: number;
   readonly redeliverPerPresenceMax: number;
@@ -99,6 +101,7 @@ export const defaultModelParams: ModelParams = Object.freeze({
   expirySweepIntervalMs: 5_000,
   redeliverySweepIntervalMs: 5_000,
   redispatchIntervalMs: 30_000,
+  redispatchIntervalMaxMs: 120_000,
   redispatchPerSweepMax: 200,
   expirePerSweepMax: 500,
   redeliverPerPresenceMax: 1_000,

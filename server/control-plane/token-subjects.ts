@@ -37,12 +37,27 @@ function otherAccount(current: TokenSubject, binding: TokenBinding): boolean {
 interface CachedSubject {
   readonly subject: TokenSubject | undefined;
   readonly checkedAtMs: number;
+  /** Order in which the read that produced the entry began (#readsBegun). */
+  readonly readSeq: number;
+}
+
+/** A read of the users table in flight; `stale` once its user was forgotten after it began. */
+interface InFlightRead {
+  stale: boolean;
 }
 
 export class TokenSubjectCheck {
   readonly #subjectOf: (name: string) => Promise<TokenSubject | undefined>;
   readonly #clock: Clock;
   readonly #cache = new Map<string, CachedSubject>();
+  /**
+   * Reads in flight per user. A read begun before a change (its SELECT may see the old token
+   * generation) and ended after forget() must not put its answer in the cache: the revoked token
+   * would work here again for up to cacheTtlMs (review h11, F1). forget() marks them stale. Holds
+   * only reads in flight (each a request waiting on it), so it is bounded as requests are.
+   */
+  readonly #inFlight = new Map<string, Set<InFlightRead>>();
+  #readsBegun = 0;
 
   constructor(options: { subjectOf: (name: string) => Promise<TokenSubject | undefined>; clock: Clock }) {
     this.#subjectOf = options.subjectOf;
@@ -89,24 +104,42 @@ export class TokenSubjectCheck {
   /** Drops what is remembered of a user this process just removed or re-roled: the change applies at once here. */
   forget(name: string): void {
     this.#cache.delete(name);
+    for (const read of this.#inFlight.get(name) ?? []) read.stale = true;
   }
 
   /** Drops every entry: notices of changes made elsewhere may have been missed (a lost subscription). */
   forgetAll(): void {
     this.#cache.clear();
+    for (const reads of this.#inFlight.values()) for (const read of reads) read.stale = true;
   }
 
   async #currentSubject(name: string, options: { fresh?: boolean } = {}): Promise<TokenSubject | undefined> {
     const nowMs = this.#clock.nowMs();
     const cached = this.#cache.get(name);
     if (options.fresh !== true && cached !== undefined && nowMs - cached.checkedAtMs < tokenSubjectLimits.cacheTtlMs && nowMs >= cached.checkedAtMs) return cached.subject;
-    const subject = await this.#subjectOf(name);
+    // The answer of a read is the caller's either way (its request began before the change);
+    // it is remembered only if no forget() came after the read began, and never over the
+    // answer of a read begun later (a fresh re-check's).
+    const read: InFlightRead = { stale: false };
+    const readSeq = ++this.#readsBegun;
+    const reads = this.#inFlight.get(name) ?? new Set<InFlightRead>();
+    reads.add(read);
+    this.#inFlight.set(name, reads);
+    let subject: TokenSubject | undefined;
+    try {
+      subject = await this.#subjectOf(name);
+    } finally {
+      reads.delete(read);
+      if (reads.size === 0 && this.#inFlight.get(name) === reads) this.#inFlight.delete(name);
+    }
+    const newer = this.#cache.get(name);
+    if (read.stale || (newer !== undefined && newer.readSeq > readSeq)) return subject;
     this.#cache.delete(name);
     if (this.#cache.size >= tokenSubjectLimits.cacheEntriesMax) {
       const oldest = this.#cache.keys().next().value;
       if (oldest !== undefined) this.#cache.delete(oldest);
     }
-    this.#cache.set(name, { subject, checkedAtMs: nowMs });
+    this.#cache.set(name, { subject, checkedAtMs: nowMs, readSeq });
     return subject;
   }
 }

@@ -34,6 +34,8 @@ export interface LiveHubOptions {
   readonly subjects?: LiveSubjects;
   /** How often every stream's token is re-checked against the users table (default: the subject cache's TTL). */
   readonly recheckIntervalMs?: number;
+  /** Users a notice may have re-checked at once (running or queued); more are dropped until one ends (liveHubLimits). */
+  readonly noticeUsersPendingMax?: number;
 }
 
 /** Who opened a stream: the principal of its token (or ticket), with the token's expiry, generation and account. */
@@ -69,6 +71,12 @@ export const liveHubLimits = Object.freeze({
   clientsPerUserMax: 5,
   // Unsent bytes before a client counts as too slow and is dropped: a client this far behind is not reading.
   clientBufferBytesMax: 256 * 1024,
+  // Users whose streams a notice (sdc:cp:user-changed) has them re-check at once, running or
+  // queued; a notice naming one more is dropped and counted (API_LIVE_RECHECK_NOTICES_DROPPED):
+  // the periodic re-check covers its streams within recheckIntervalMs. Each running re-check
+  // holds one users read (one pool connection, 10 by default on MySQL), and anyone who can
+  // publish on the kv channel can send notices at its speed; real changes come one at a time.
+  noticeUsersPendingMax: 4,
 });
 
 /**
@@ -84,7 +92,9 @@ export const liveHubLimits = Object.freeze({
  * others when they hear its notice (LiveSubjects.watchSubjectChanges; each re-checks that user's
  * streams against the users table), and, should the notice be lost (pub/sub is at most once) or
  * the change be made in the database directly, at the next re-check of every stream, every
- * recheckIntervalMs (the subject cache's 5 s).
+ * recheckIntervalMs (the subject cache's 5 s). Notices for one user are merged (one re-check
+ * running, one queued) and at most noticeUsersPendingMax users wait: a flood of notices costs a
+ * bounded number of users reads, and a dropped notice's streams wait for the periodic re-check.
  */
 export class LiveHub {
   readonly #o: Required<Omit<LiveHubOptions, 'subjects'>> & Pick<LiveHubOptions, 'subjects'>;
@@ -96,6 +106,15 @@ export class LiveHub {
   #recheckTimer: TimerHandle | undefined;
   /** Re-checks running now: stop() waits for them, so none touches the stores after it. */
   readonly #rechecks = new Set<Promise<void>>();
+  /**
+   * Notice re-checks per user (undefined: everyone, after a lost subscription), each running with
+   * at most one more queued: notices heard while one runs are merged into that one more (it reads
+   * after them). At most noticeUsersPendingMax users besides everyone.
+   */
+  readonly #noticeRechecks = new Map<string | undefined, { queued: boolean }>();
+  #noticesDropped = 0;
+  /** A notice was dropped and none taken since: the drop was logged already. */
+  #droppingNotices = false;
   #sweeping = false;
   #running = false;
 
@@ -105,6 +124,11 @@ export class LiveHub {
 
   get clientCount(): number {
     return this.#clients.size;
+  }
+
+  /** Notices dropped since start because noticeUsersPendingMax users had a re-check pending. */
+  get noticesDropped(): number {
+    return this.#noticesDropped;
   }
 
   async start(): Promise<void> {
@@ -120,7 +144,7 @@ export class LiveHub {
     this.#running = true;
     const subjects = this.#o.subjects;
     if (subjects === undefined) return;
-    this.#unsubscribeSubjects = await subjects.watchSubjectChanges((name) => this.#track(this.#recheck(name, 'notice')));
+    this.#unsubscribeSubjects = await subjects.watchSubjectChanges((name) => this.#onNotice(name));
     this.#scheduleSweep();
   }
 
@@ -188,6 +212,41 @@ export class LiveHub {
     this.#rechecks.add(tracked);
   }
 
+  /** A user (undefined: any) changed on some control plane: re-check their streams here, merged and bounded (#noticeRechecks). */
+  #onNotice(name: string | undefined): void {
+    if (!this.#running) return;
+    // A user without streams here has nothing to re-check: no read, no place taken.
+    if (name !== undefined && this.streamsOf(name) === 0) return;
+    const pending = this.#noticeRechecks.get(name);
+    if (pending !== undefined) {
+      pending.queued = true;
+      return;
+    }
+    const users = this.#noticeRechecks.size - (this.#noticeRechecks.has(undefined) ? 1 : 0);
+    if (name !== undefined && users >= this.#o.noticeUsersPendingMax) {
+      this.#noticesDropped += 1;
+      // One line per burst: the first drop after a notice was last taken.
+      if (!this.#droppingNotices) {
+        this.#o.logger.warn({ code: 'API_LIVE_RECHECK_NOTICES_DROPPED', users_pending: users, dropped_total: this.#noticesDropped }, 'user change notices dropped: too many users being re-checked; the periodic re-check covers their streams');
+      }
+      this.#droppingNotices = true;
+      return;
+    }
+    this.#droppingNotices = false;
+    const state = { queued: false };
+    this.#noticeRechecks.set(name, state);
+    this.#track((async () => {
+      try {
+        do {
+          state.queued = false;
+          await this.#recheck(name, 'notice');
+        } while (state.queued && this.#running);
+      } finally {
+        this.#noticeRechecks.delete(name);
+      }
+    })());
+  }
+
   #scheduleSweep(): void {
     if (!this.#running) return;
     this.#recheckTimer = this.#o.scheduler.schedule(this.#o.recheckIntervalMs, () => {
@@ -209,7 +268,10 @@ export class LiveHub {
    * Re-checks the streams of `user` (every stream when undefined) against the users table, read
    * afresh once per user, and closes those whose token no longer stands with the reason of the
    * refusal's code, logged with it. A re-check that fails otherwise (the database unreachable)
-   * keeps the streams and is logged once: the next sweep tries again.
+   * keeps the streams, ends the pass at once (reading for the next user, or the next stream,
+   * would only wait on the same database again) and is logged once
+   * (API_LIVE_RECHECK_FAILED): the next sweep tries again. Once stop() was called, nothing more
+   * is read (stop() waits for the read in flight only).
    */
   async #recheck(user: string | undefined, trigger: 'notice' | 'sweep'): Promise<void> {
     const subjects = this.#o.subjects;
@@ -219,11 +281,13 @@ export class LiveHub {
       if (user !== undefined && client.viewer.name !== user) continue;
       byUser.set(client.viewer.name, [...(byUser.get(client.viewer.name) ?? []), client]);
     }
-    let unreachable: unknown;
     for (const [name, clients] of byUser) {
       const closed = new Map<string, number>();
+      // The first read is fresh; the user's other streams are judged by its answer (the cache).
       let fresh = true;
+      let failed: unknown;
       for (const client of clients) {
+        if (!this.#running) break;
         if (!this.#clients.has(client.id)) continue;
         try {
           await subjects.recheck(client.viewer, { fresh });
@@ -232,8 +296,8 @@ export class LiveHub {
           const code = error instanceof SdcError ? error.code : undefined;
           const reason = code === undefined ? undefined : dropReasonOfCode[code];
           if (reason === undefined) {
-            unreachable ??= error;
-            continue;
+            failed = error;
+            break;
           }
           fresh = false;
           if (this.#close(client, reason)) closed.set(code!, (closed.get(code!) ?? 0) + 1);
@@ -242,8 +306,12 @@ export class LiveHub {
       for (const [code, streams] of closed) {
         this.#o.logger.info({ code, user: name, streams, reason: dropReasonOfCode[code], trigger }, 'live streams closed: the user\'s token no longer stands');
       }
+      if (failed !== undefined) {
+        this.#o.logger.warn({ code: 'API_LIVE_RECHECK_FAILED', err: failed, user: name, trigger }, 'live stream re-check could not read the users; pass ended, streams kept until the next one');
+        return;
+      }
+      if (!this.#running) return;
     }
-    if (unreachable !== undefined) this.#o.logger.warn({ err: unreachable, trigger }, 'live stream re-check could not read the users; streams kept until the next one');
   }
 
   #broadcast(message: string): void {

@@ -30,6 +30,8 @@ export const apiErrors = defineErrors({
   API_TOO_MANY_STREAMS: { fault: 'remote', status: 429, summary: 'The user holds its maximum number of live update streams on this process' },
   API_LIVE_TOKEN_IN_URL: { fault: 'remote', status: 400, summary: 'GET /v1/live with a token in the URL (?token=): URLs leak to proxies, history and logs; send the JWT in the Authorization header, or get a one-time ticket from POST /v1/live/tickets and open /v1/live?ticket=' },
   API_LIVE_TICKET_INVALID: { fault: 'remote', status: 401, summary: 'The live stream ticket is unknown, was used already or has expired (a ticket opens one stream, within 30 s); get a new one from POST /v1/live/tickets' },
+  API_LIVE_RECHECK_FAILED: { fault: 'local', status: 503, summary: 'Logged: a re-check of live streams could not read the users table; the streams are kept, the pass ends, and the next periodic re-check (5 s) tries again' },
+  API_LIVE_RECHECK_NOTICES_DROPPED: { fault: 'local', status: 503, summary: 'Logged: user change notices named more users than may wait for a live stream re-check at once (4); the streams of those beyond are re-checked by the next periodic re-check (5 s)' },
   API_LIVE_TICKETS_LIMIT: { fault: 'remote', status: 429, summary: 'The user holds its maximum of unused live stream tickets; use one, or retry after the Retry-After header when they have expired' },
   API_AUTH_BUSY: { fault: 'local', status: 503, summary: 'The server has its maximum of password checks running and queued; retry after the Retry-After header' },
   API_JSON_DUPLICATE_KEY: { fault: 'remote', status: 400, summary: 'Request body has an object with the same member name twice' },

@@ -1,4 +1,5 @@
 import { SdcError } from '../core/errors/index.js';
+import { defaultProtocolLimits } from '../core/protocol/limits.js';
 import type { ParsedCommandArgs } from './command.js';
 import { integerOption } from './command.js';
 
@@ -48,9 +49,11 @@ export const gatewayLimitFlags: readonly GatewayLimitFlag[] = [
     help: 'Sockets presenting one client certificate past TLS without an accepted AUTH; more are dropped (GATEWAY_CERTIFICATE_UNAUTHENTICATED_LIMIT)',
   },
   {
-    // Below 64 KiB a healthy device catching up on one large message (up to 128 KiB) could be
-    // taken for one that does not read; past 1 GiB the bound would no longer protect the gateway.
-    flag: 'gateway-socket-buffered-bytes-max', option: 'socketBufferedBytesMax', fallback: 1_048_576, min: 65_536, max: 1_073_741_824,
+    // Below the largest message (twice the protocol's frame limit, 128 KiB: the gateway's ws
+    // maxPayload, maxPayloadFactor x frameBytesMax in server/gateway/gateway-server.ts) a healthy
+    // device catching up on one such message could be taken for one that does not read; past
+    // 1 GiB the bound would no longer protect the gateway.
+    flag: 'gateway-socket-buffered-bytes-max', option: 'socketBufferedBytesMax', fallback: 1_048_576, min: 2 * defaultProtocolLimits.frameBytesMax, max: 1_073_741_824,
     help: 'Bytes a session\'s socket may hold unsent; past it the device is not reading and is closed (GATEWAY_PEER_NOT_READING)',
   },
 ];

@@ -11,6 +11,13 @@ import { SignedCommandSchema } from '../../core/protocol/messages/command.js';
 import { DevicePostureSchema } from '../../core/protocol/messages/posture.js';
 
 /**
+ * The `reason` of a presence online entry a gateway reports because a refresh wrote a lapsed key
+ * again (server/gateway/presence.ts): the session never ended. The control plane handles it
+ * cheaply when its record already names that gateway (events.ts #presence).
+ */
+export const presenceRestoredReason = 'presence key restored';
+
+/**
  * The typed entries carried on the service streams (streams.ts). Each is stored as two bus
  * fields, `kind` and `data` (canonical JSON), and validated on read: a store is a boundary too,
  * and a malformed entry is dead-lettered by the reader, never allowed to crash it.

@@ -756,6 +756,21 @@ export class DeviceService {
     return updated.changes === 1;
   }
 
+  /**
+   * For a restored presence online (a session's lapsed key written again): true when the device's
+   * row names `gatewayId` already and no alert is open under `offlineEpisodeKey`, so the full
+   * online would change nothing that matters (the gateway on record, routing, the offline episode):
+   * one read instead. undefined for an unknown device.
+   */
+  async holdsPresence(deviceId: string, gatewayId: string, offlineEpisodeKey: string): Promise<boolean | undefined> {
+    const [row] = await this.#ctx.db.query<{ gateway_id: string | null; offline_open: number | string }>(
+      'SELECT gateway_id, (SELECT COUNT(*) FROM alerts WHERE episode_key = ?) AS offline_open FROM devices WHERE id = ?',
+      [offlineEpisodeKey, deviceId],
+    );
+    if (row === undefined) return undefined;
+    return row.gateway_id === gatewayId && Number(row.offline_open) === 0;
+  }
+
   /** The device clock's offset from a clock_skew alert (its AUTH was refused, so no presence carries it). */
   async recordClockOffset(deviceId: string, clockOffsetMs: number): Promise<void> {
     await this.#ctx.db.execute('UPDATE devices SET clock_offset_ms = ? WHERE id = ?', [clockOffsetMs, deviceId]);

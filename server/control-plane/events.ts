@@ -1,5 +1,5 @@
 import { SdcError } from '../../core/errors/index.js';
-import { decodeBusEntry, type BusEntryData } from '../bus-contract/entries.js';
+import { decodeBusEntry, presenceRestoredReason, type BusEntryData } from '../bus-contract/entries.js';
 import { commandExecution, commandTerminalStates, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import { riskScore } from '../../core/protocol/risk-score.js';
@@ -137,6 +137,11 @@ export class EventHandlers {
   }
 
   async #presence(data: BusEntryData<'presence'>): Promise<void> {
+    if (await this.#restoredUnchanged(data)) {
+      // Published all the same: a view read while the key was missing shows the device offline.
+      this.#ctx.publishLive({ type: 'presence', device_id: data.device_id, online: true, gateway_id: data.gateway_id, at_ms: data.at_ms });
+      return;
+    }
     const known = await this.#devices.recordPresence({
       deviceId: data.device_id, gatewayId: data.gateway_id, online: data.online, atMs: data.at_ms, lastCommandSeq: data.last_command_seq,
       clockOffsetMs: data.clock_offset_ms, agentVersion: data.agent_version,
@@ -152,6 +157,22 @@ export class EventHandlers {
     const read = await this.#commands.unfinishedAndEpisodeOf(data.device_id, this.alertMonitor.presenceEpisodeKey(data.device_id));
     await this.alertMonitor.onPresence(data.device_id, true, data.at_ms, { row: read.episode });
     await this.#commands.redeliver(data.device_id, data.gateway_id, read.commands);
+  }
+
+  /**
+   * A restored online (its session never ended; a refresh wrote the lapsed key again) for a device
+   * whose row names that gateway already and has no offline episode open: nothing was routed
+   * elsewhere and nothing is to clear, so no writes, no episode read and no redelivery (the
+   * gateway still holds what it was sent; a command whose dispatch failed while the key was missing
+   * is never-dispatched, which the redelivery sweep sends within its period). Why: a store outage
+   * longer than the TTL, or a restart that loses the keys, lapses every key at once, and each
+   * session's next refresh reports one of these: a whole-fleet online storm at recovery.
+   */
+  async #restoredUnchanged(data: BusEntryData<'presence'>): Promise<boolean> {
+    if (!data.online || data.reason !== presenceRestoredReason) return false;
+    const holds = await this.#devices.holdsPresence(data.device_id, data.gateway_id, this.alertMonitor.presenceEpisodeKey(data.device_id));
+    if (holds === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `presence for unknown device ${data.device_id}`);
+    return holds;
   }
 
   async #progress(data: BusEntryData<'command_progress'>): Promise<void> {

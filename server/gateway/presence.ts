@@ -1,3 +1,4 @@
+import { presenceRestoredReason } from '../bus-contract/entries.js';
 import { kvKeys } from '../bus-contract/streams.js';
 import type { GatewayContext } from './gateway-context.js';
 import type { DevicePosture } from '../../core/protocol/messages/posture.js';
@@ -42,9 +43,10 @@ export function presenceTtlMs(heartbeatIntervalMs: number): number {
 /**
  * The `reason` of an online entry reported because a refresh wrote a lapsed key again (the session
  * never ended, but a list read while the key was missing showed the device offline). The control
- * plane handles it as any online; the word only tells it apart in the event history.
+ * plane, whose record names this gateway already, only publishes it (events.ts #presence), so a
+ * whole fleet's keys lapsing at once (a store outage longer than the TTL) costs one read each.
  */
-export const presenceRestoredReason = 'presence key restored';
+export { presenceRestoredReason } from '../bus-contract/entries.js';
 
 /** What a refresh found: its own record (extended), no record (written again), or another session's. */
 type KeyRefresh = 'held' | 'restored' | 'lost';

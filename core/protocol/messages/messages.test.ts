@@ -20,7 +20,7 @@ test('unknown members, missing members and wrong types are refused with PROTO_SC
       delete without[key];
       const optional = ((type === 'TELEMETRY' || type === 'TELEMETRY_BATCH') && key === 'prev_hash') || (type === 'ERROR' && key === 'ref_id') || (type === 'ALERT' && key === 'risk_score')
         || (type === 'POLICY_BUNDLE_REPORT' && (key === 'held_version' || key === 'error'))
-        || (type === 'OTA_NOTICE' && (key === 'health_nonce' || key === 'artifact_url')) || (type === 'OTA_REPORT' && ['nonce', 'release_counter', 'healthy', 'error'].includes(key));
+        || (type === 'OTA_NOTICE' && (key === 'health_nonce' || key === 'artifact_url' || key === 'notice_state')) || (type === 'OTA_REPORT' && ['nonce', 'release_counter', 'healthy', 'error'].includes(key));
       if (!optional) assert.throws(() => validateMessageBody(type, without), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'), `${type}.${key}`);
       assert.throws(() => validateMessageBody(type, { ...body, [key]: null }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'), `${type}.${key}`);
     }

@@ -76,6 +76,8 @@ const documentedRoutes = [
   'POST /v1/rollouts/{id}/resume operator',
   'POST /v1/rollouts/{id}/abort operator',
   'POST /v1/rollouts/{id}/emergency-abort admin',
+  'POST /v1/rollouts/{id}/approve approver',
+  'POST /v1/rollouts/{id}/reject approver',
   'GET /v1/tuf/metadata/{file} public',
   'GET /v1/tuf/targets/* public',
   'GET /v1/live viewer',

@@ -13,16 +13,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 import { sourceLoaderExecArgv } from '../../runtime/fork-module.js';
-import { buildNativeLibrary } from './build.js';
+import { releaseLibraryForTests } from './test-support.js';
 
-let libraryPath = '';
-let skip: string | undefined;
-try {
-  libraryPath = buildNativeLibrary({ variant: 'release' }).libraryPath;
-} catch (error) {
-  skip = `native library cannot be built here: ${(error as Error).message}`;
-  if (process.env.CI) throw error;
-}
+const library = releaseLibraryForTests();
+const libraryPath = library.libraryPath;
+let skip = library.skip;
 
 // Interposes fsync for directory descriptors only; the library's calls go through the PLT, so the preload sees them.
 const shimSource = `#define _GNU_SOURCE

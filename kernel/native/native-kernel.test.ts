@@ -16,22 +16,13 @@ import { commandAuthorization } from '../command/authorization.js';
 import { encodeCommandAttachment } from '../command/attachment.js';
 import { encodeProvisionRequest } from '../command/provision.js';
 import type { KernelTarget } from '../kernel-contract-suite.js';
-import { buildNativeLibrary } from './build.js';
 import { createNativeTarget, reopenNativeTarget } from './native-target.js';
+import { releaseLibraryForTests } from './test-support.js';
 
 const agentSeed = new Uint8Array(32).fill(1);
 const serviceSeed = new Uint8Array(32).fill(2);
 
-// Built on demand into kernel/native/build/release (gitignored). CI installs cmake, gcc and
-// libssl-dev (.ci/run), so there the build must succeed; the skip is only for machines without them.
-let libraryPath = '';
-let skip: string | undefined;
-try {
-  libraryPath = buildNativeLibrary({ variant: 'release' }).libraryPath;
-} catch (error) {
-  skip = `native library cannot be built here: ${(error as Error).message}`;
-  if (process.env.CI) throw error;
-}
+const { libraryPath, skip } = releaseLibraryForTests();
 
 runKernelContractSuite('native (koffi)', async () => createNativeTarget({ libraryPath, agentSeed, serviceSeed }), { skip });
 

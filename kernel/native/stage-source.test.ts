@@ -6,57 +6,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { closeSync, constants, openSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SdcError } from '../../core/errors/index.js';
-import { signCommand } from '../../core/protocol/signed-command.js';
-import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { systemScheduler } from '../../runtime/system.js';
-import { IoctlKernelBridge } from '../bridge/kernel-bridge.js';
-import { commandAuthorization } from '../command/authorization.js';
-import { buildNativeLibrary } from './build.js';
-import { createNativeTarget, type NativeTarget } from './native-target.js';
+import type { IoctlKernelBridge } from '../bridge/kernel-bridge.js';
+import type { NativeTarget } from './native-target.js';
+import { releaseLibraryForTests, sha256, stageAuthorizer, withProvisionedTarget } from './test-support.js';
 
 const agentSeed = new Uint8Array(32).fill(4);
 const serviceSeed = new Uint8Array(32).fill(5);
 const cpSeed = new Uint8Array(32).fill(6);
 const deviceId = 'stage-source-01';
-const ed25519 = createNodeEd25519Provider();
-
-let libraryPath = '';
-let skip: string | undefined;
-try {
-  libraryPath = buildNativeLibrary({ variant: 'release' }).libraryPath;
-} catch (error) {
-  skip = `native library cannot be built here: ${(error as Error).message}`;
-  if (process.env.CI) throw error;
-}
-
-let seq = 1;
-function stageAuth(version: string, digest: Uint8Array, length: number) {
-  return commandAuthorization(signCommand({
-    command: {
-      id: `ss${seq}`, device_id: deviceId, opcode: 'EXEC_STAGE_UPDATE', args: { version, sha256: Buffer.from(digest).toString('hex'), size_bytes: length },
-      issued_at: Date.now(), expires_at: Date.now() + 86_400_000, device_seq: seq++, issuer: 'test',
-    },
-    kid: 'cp', seed: cpSeed, provider: ed25519,
-  } as Parameters<typeof signCommand>[0]));
-}
-const sha256 = (bytes: Uint8Array) => new Uint8Array(createHash('sha256').update(bytes).digest());
+const { libraryPath, skip } = releaseLibraryForTests();
+const stageAuth = stageAuthorizer({ idPrefix: 'ss', deviceId, cpSeed });
 const refusedIoError = (e: unknown) => SdcError.is(e, 'KERNEL_REFUSED') && e.details.status === 'IO_ERROR';
 
-async function withBridge(body: (target: NativeTarget, bridge: IoctlKernelBridge) => Promise<void>): Promise<void> {
-  const target = createNativeTarget({ libraryPath, agentSeed, serviceSeed });
-  const bridge = new IoctlKernelBridge({ device: target.device, ed25519, agentSeed, servicePublicKey: target.servicePublicKey, counterStart: 1n, timeoutMs: 60_000, scheduler: systemScheduler });
-  try {
-    await bridge.provisionCommandKeys({ deviceId, keys: [ed25519.publicKeyFromSeed(cpSeed)] });
-    await body(target, bridge);
-  } finally {
-    target.device.close();
-    target.cleanup();
-  }
+function withBridge(body: (target: NativeTarget, bridge: IoctlKernelBridge) => Promise<void>): Promise<void> {
+  return withProvisionedTarget({ libraryPath, agentSeed, serviceSeed, cpSeed, deviceId, timeoutMs: 60_000 }, (target, bridgeOf) => body(target, bridgeOf(target.device)));
 }
 
 test('a FIFO named as the STAGE source is refused IO_ERROR without being opened (a writer blocked in open stays blocked)', { skip }, () => withBridge(async (target, bridge) => {

@@ -8,11 +8,9 @@
 // with MYSQL_URL and REDIS_URL, MySQL + Redis.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { kvKeys, liveChannel } from '../bus-contract/streams.js';
-import type { JsonObject } from '../../core/protocol/json-value.js';
-import type { GatewayCore } from '../gateway/gateway-core.js';
-import { connectHeartbeating, eventually, makeCore, makeGatewayPki, onVirtualTime, settle, VirtualDriver } from '../gateway/test-support.js';
-import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { kvKeys } from '../bus-contract/streams.js';
+import { connectHeartbeating, eventually, makeGatewayPki } from '../gateway/test-support.js';
+import { startLiveGatewayRig, storePairs, type LiveGatewayRig, type StorePair } from './test-support.js';
 
 /** Virtual 60 s: a wall-clock TTL (ioredis-mock, Redis) of 90 s never runs out during the test. */
 const heartbeatIntervalMs = 60_000;
@@ -23,57 +21,35 @@ const movedId = deviceIds[0]!;
 
 function suite(pair: StorePair): void {
   describe(`every presence key lapsing at once (${pair.name})`, () => {
-    const driver = new VirtualDriver();
-    const live: JsonObject[] = [];
-    let h: Harness;
-    let core: GatewayCore;
-    let unsubscribe: (() => Promise<void>) | undefined;
+    let rig: LiveGatewayRig;
     const calls = { recordPresence: [] as string[], redeliver: [] as string[], unfinishedAndEpisodeOf: [] as string[] };
 
     before(async () => {
-      h = await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
-      unsubscribe = await h.cp.context.kv.subscribe(liveChannel, (message) => live.push(JSON.parse(message) as JsonObject));
-      for (const id of deviceIds) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
-      // Counted on the services the event handlers hold (the same objects).
-      const { devices, commands } = h.cp;
-      const recordPresence = devices.recordPresence.bind(devices);
-      devices.recordPresence = (options) => { calls.recordPresence.push(options.deviceId); return recordPresence(options); };
-      const redeliver = commands.redeliver.bind(commands);
-      commands.redeliver = (deviceId, gatewayId, read) => { calls.redeliver.push(deviceId); return redeliver(deviceId, gatewayId, read); };
-      const unfinished = commands.unfinishedAndEpisodeOf.bind(commands);
-      commands.unfinishedAndEpisodeOf = (deviceId, key) => { calls.unfinishedAndEpisodeOf.push(deviceId); return unfinished(deviceId, key); };
-      core = makeCore({ bus: h.bus, kv: h.cp.context.kv }, { ...onVirtualTime(driver), gatewayId: 'gw-fleet', heartbeatIntervalMs, ackTimeoutMs: 600_000 });
-      await core.start();
+      rig = await startLiveGatewayRig(pair, {
+        gatewayId: 'gw-fleet', heartbeatIntervalMs, deviceIds,
+        // Counted on the services the event handlers hold (the same objects).
+        beforeGateway: ({ cp: { devices, commands } }) => {
+          const recordPresence = devices.recordPresence.bind(devices);
+          devices.recordPresence = (options) => { calls.recordPresence.push(options.deviceId); return recordPresence(options); };
+          const redeliver = commands.redeliver.bind(commands);
+          commands.redeliver = (deviceId, gatewayId, read) => { calls.redeliver.push(deviceId); return redeliver(deviceId, gatewayId, read); };
+          const unfinished = commands.unfinishedAndEpisodeOf.bind(commands);
+          commands.unfinishedAndEpisodeOf = (deviceId, key) => { calls.unfinishedAndEpisodeOf.push(deviceId); return unfinished(deviceId, key); };
+        },
+      });
     });
-    after(async () => {
-      await core.stop();
-      await unsubscribe?.();
-      await h.close();
-      await pair.sql.cleanup();
-    });
+    after(() => rig.close());
 
-    const onlineLive = () => live.filter((e) => e['type'] === 'presence' && e['online'] === true);
-    const liveSettled = async () => {
-      const marker = `marker-${live.length}-${Date.now()}`;
-      await h.cp.context.kv.publish(liveChannel, JSON.stringify({ type: 'test-marker', marker }));
-      await eventually(() => (live.some((e) => e['marker'] === marker) ? true : undefined), undefined, 'the marker on the live channel');
-    };
+    const onlineLive = () => rig.live.filter((e) => e['type'] === 'presence' && e['online'] === true);
 
     it('reports one online per device; only the device whose record changed gets the whole online', async () => {
+      const { h, core, driver, liveSettled, runPast } = rig;
       const gpki = await makeGatewayPki();
       let readyMs = 0;
       for (const deviceId of deviceIds) {
         ({ readyMs } = await connectHeartbeating({ core, gpki, driver, deviceId, heartbeatIntervalMs, firstBeatMs: heartbeatIntervalMs / 2 }));
       }
-      const beatMs = (n: number) => readyMs + heartbeatIntervalMs / 2 + n * heartbeatIntervalMs;
-      const pastBeat = async (n: number) => {
-        await driver.runTo(beatMs(n) + 1);
-        for (let round = 0; round < 3; round += 1) {
-          await h.cp.context.kv.get('presence-restored-probe');
-          await settle();
-        }
-        await h.cp.eventsConsumer.drain();
-      };
+      const pastBeat = (n: number) => runPast(readyMs + heartbeatIntervalMs / 2 + n * heartbeatIntervalMs);
       await pastBeat(1);
       await liveSettled();
       assert.equal(onlineLive().length, fleetSize, 'the AUTH onlines');

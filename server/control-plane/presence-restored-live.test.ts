@@ -8,11 +8,9 @@
 // sql.js + ioredis-mock and, with MYSQL_URL and REDIS_URL, on MySQL + Redis.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { kvKeys, liveChannel } from '../bus-contract/streams.js';
-import type { JsonObject } from '../../core/protocol/json-value.js';
-import type { GatewayCore } from '../gateway/gateway-core.js';
-import { connectHeartbeating, eventually, makeCore, makeGatewayPki, onVirtualTime, settle, VirtualDriver } from '../gateway/test-support.js';
-import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { kvKeys } from '../bus-contract/streams.js';
+import { connectHeartbeating, eventually, makeGatewayPki } from '../gateway/test-support.js';
+import { startLiveGatewayRig, storePairs, type LiveGatewayRig, type StorePair } from './test-support.js';
 
 /** Virtual 60 s: a wall-clock TTL (ioredis-mock, Redis) of 90 s never runs out during the test. */
 const heartbeatIntervalMs = 60_000;
@@ -20,49 +18,21 @@ const deviceId = 'dev-lapse-live';
 
 function suite(pair: StorePair): void {
   describe(`a lapsed presence key written again, on the live stream and the device list (${pair.name})`, () => {
-    const driver = new VirtualDriver();
-    const live: JsonObject[] = [];
-    let h: Harness;
-    let core: GatewayCore;
-    let unsubscribe: (() => Promise<void>) | undefined;
+    let rig: LiveGatewayRig;
 
     before(async () => {
-      h = await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
-      // What LiveHub relays to SSE clients (the viewer's live stream): everything on the live channel.
-      unsubscribe = await h.cp.context.kv.subscribe(liveChannel, (message) => live.push(JSON.parse(message) as JsonObject));
-      await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [deviceId, h.clock.nowMs()]);
-      core = makeCore({ bus: h.bus, kv: h.cp.context.kv }, { ...onVirtualTime(driver), gatewayId: 'gw-live', heartbeatIntervalMs, ackTimeoutMs: 600_000 });
-      await core.start();
+      rig = await startLiveGatewayRig(pair, { gatewayId: 'gw-live', heartbeatIntervalMs, deviceIds: [deviceId] });
     });
-    after(async () => {
-      await core.stop();
-      await unsubscribe?.();
-      await h.close();
-      await pair.sql.cleanup();
-    });
+    after(() => rig.close());
 
-    const presenceLive = () => live.filter((e) => e['type'] === 'presence' && e['device_id'] === deviceId);
-    /** Everything published so far has reached the subscriber: a marker sent after it on the same client has. */
-    const liveSettled = async () => {
-      const marker = `marker-${live.length}-${Date.now()}`;
-      await h.cp.context.kv.publish(liveChannel, JSON.stringify({ type: 'test-marker', marker }));
-      await eventually(() => (live.some((e) => e['marker'] === marker) ? true : undefined), undefined, 'the marker on the live channel');
-    };
-    const listed = async () => (await h.cp.devices.list({ limit: 100 })).items.find((d) => d.id === deviceId)!;
+    const presenceLive = () => rig.live.filter((e) => e['type'] === 'presence' && e['device_id'] === deviceId);
+    const listed = async () => (await rig.h.cp.devices.list({ limit: 100 })).items.find((d) => d.id === deviceId)!;
 
     it('one live online after the lapse corrects the fleet row read during it; later refreshes publish nothing', async () => {
+      const { h, core, driver, liveSettled, runPast } = rig;
       const gpki = await makeGatewayPki();
       const { agent, readyMs } = await connectHeartbeating({ core, gpki, driver, deviceId, heartbeatIntervalMs, firstBeatMs: heartbeatIntervalMs / 2 });
-      const beatMs = (n: number) => readyMs + heartbeatIntervalMs / 2 + n * heartbeatIntervalMs;
-      /** Virtual time past heartbeat `n`, the store calls it started answered (a socket for Redis), then the control plane's turn. */
-      const pastBeat = async (n: number) => {
-        await driver.runTo(beatMs(n) + 1);
-        for (let round = 0; round < 3; round += 1) {
-          await h.cp.context.kv.get('presence-restored-probe');
-          await settle();
-        }
-        await h.cp.eventsConsumer.drain();
-      };
+      const pastBeat = (n: number) => runPast(readyMs + heartbeatIntervalMs / 2 + n * heartbeatIntervalMs);
       await pastBeat(2);
       await liveSettled();
       assert.deepEqual(presenceLive().map((e) => e['online']), [true], 'the AUTH online');

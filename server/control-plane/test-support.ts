@@ -25,6 +25,9 @@ import type { SqlAuditStore } from './stores/sql-audit-store.js';
 import type { AuditEntry } from '../../core/protocol/audit-chain.js';
 import { signApproval } from '../../core/protocol/approvals.js';
 import type { PolicyRole } from '../../core/protocol/policy.js';
+import { liveChannel } from '../bus-contract/streams.js';
+import type { GatewayCore } from '../gateway/gateway-core.js';
+import { eventually, makeCore, onVirtualTime, settle, VirtualDriver } from '../gateway/test-support.js';
 
 /** Calls `onDrain` with the entries of every store call that chains outbox inputs (an audit drain's append). */
 export function watchAuditDrains(store: SqlAuditStore, onDrain: (entries: readonly AuditEntry[]) => void): void {
@@ -324,4 +327,58 @@ export class SseReader {
   async cancel(): Promise<void> {
     await this.#reader.cancel().catch(() => undefined);
   }
+}
+
+/**
+ * A gateway on virtual time and a control plane on one bus and one key/value store, with `deviceIds`
+ * enrolled and every live-channel message kept (what LiveHub relays to the viewer's SSE stream):
+ * the presence-restored tests' set-up. `beforeGateway` runs before the gateway is created (e.g. to
+ * count calls on the control plane's services, which the event handlers hold).
+ */
+export interface LiveGatewayRig {
+  readonly h: Harness;
+  readonly core: GatewayCore;
+  readonly driver: VirtualDriver;
+  /** Every live-channel message so far, parsed, in order. */
+  readonly live: JsonObject[];
+  /** Everything published so far has reached the subscriber: a marker sent after it on the same client has. */
+  liveSettled(): Promise<void>;
+  /** Virtual time past `virtualMs`, the store calls it started answered (a socket for Redis), then the control plane's turn. */
+  runPast(virtualMs: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startLiveGatewayRig(pair: StorePair, options: {
+  gatewayId: string; heartbeatIntervalMs: number; deviceIds: readonly string[]; beforeGateway?: (h: Harness) => void;
+}): Promise<LiveGatewayRig> {
+  const driver = new VirtualDriver();
+  const live: JsonObject[] = [];
+  const h = await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
+  const unsubscribe = await h.cp.context.kv.subscribe(liveChannel, (message) => live.push(JSON.parse(message) as JsonObject));
+  for (const id of options.deviceIds) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [id, h.clock.nowMs()]);
+  options.beforeGateway?.(h);
+  const core = makeCore({ bus: h.bus, kv: h.cp.context.kv }, { ...onVirtualTime(driver), gatewayId: options.gatewayId, heartbeatIntervalMs: options.heartbeatIntervalMs, ackTimeoutMs: 600_000 });
+  await core.start();
+  return {
+    h, core, driver, live,
+    async liveSettled() {
+      const marker = `marker-${live.length}-${Date.now()}`;
+      await h.cp.context.kv.publish(liveChannel, JSON.stringify({ type: 'test-marker', marker }));
+      await eventually(() => (live.some((e) => e['marker'] === marker) ? true : undefined), undefined, 'the marker on the live channel');
+    },
+    async runPast(virtualMs) {
+      await driver.runTo(virtualMs + 1);
+      for (let round = 0; round < 3; round += 1) {
+        await h.cp.context.kv.get('presence-restored-probe');
+        await settle();
+      }
+      await h.cp.eventsConsumer.drain();
+    },
+    async close() {
+      await core.stop();
+      await unsubscribe();
+      await h.close();
+      await pair.sql.cleanup();
+    },
+  };
 }

@@ -7,19 +7,13 @@
 // The runner runs against a real control plane's image repository and rollout coordinator.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { SdcError } from '../../core/errors/index.js';
-import type { FetchOutcome } from '../../core/tuf/updater.js';
 import { signNoticeState } from '../../core/ota/notice-state.js';
-import { UpdateRunner } from '../../agent/ota/update-runner.js';
-import { memoryUpdateJournal } from '../../agent/ota/update-journal.js';
 import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { KernelServiceStatus } from '../../kernel/payloads.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { createNodeTufCrypto } from '../../runtime/tuf-crypto-node.js';
-import { systemRandom } from '../../runtime/system.js';
 import { sqlJsTarget } from '../../server/control-plane/test-support.js';
 import type { RolloutService } from '../../server/ota/rollouts.js';
-import { memoryStore, openRolloutWorld, singleDeviceRollouts, type Notice, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
+import { controlPlaneFetcher, openRolloutWorld, singleDeviceRollouts, updateRunnerOn, type Notice, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
 
 /** A kernel that keeps its update slots and records its calls. */
 function slotKernel(calls: string[]): KernelBridge {
@@ -46,21 +40,9 @@ describe('OTA notice cancel and health nonce from a hostile gateway', () => {
   });
   after(async () => { await h.close(); await sqlJsTarget.cleanup(); });
 
-  const fetcher = {
-    async fetch(url: string): Promise<FetchOutcome> {
-      if (url.includes('/v1/tuf/targets/')) await gateDownload;
-      const answer = await h.cp.app.inject({ method: 'GET', url: new URL(url).pathname });
-      if (answer.statusCode !== 200) return { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', `${url}: ${answer.statusCode}`) };
-      return { ok: true, bytes: new Uint8Array(answer.rawPayload) };
-    },
-  };
-  const runnerFor = (deviceId: string, calls: string[], sent: Report[], warnings: Array<Record<string, unknown>>) => new UpdateRunner({
-    deviceId, platform: 'linux-x64', agentVersion: '0.1.0',
-    resolveDirectorKey: (kid) => (kid === h.materials.commandSigner.kid ? h.materials.commandSigner.publicKey : undefined),
-    kernel: slotKernel(calls), journal: memoryUpdateJournal(),
-    source: { metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', fetcher, metadata: memoryStore(), targets: memoryStore(), targetsDir: '/nonexistent' },
-    tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: h.clock, random: systemRandom,
-    send: (report) => { sent.push(report); return true; },
+  const fetcher = controlPlaneFetcher(() => h, { gate: () => gateDownload });
+  const runnerFor = (deviceId: string, calls: string[], sent: Report[], warnings: Array<Record<string, unknown>>) => updateRunnerOn(h, fetcher, sent, {
+    deviceId, kernel: slotKernel(calls),
     logger: { debug() {}, info() {}, error() {}, warn(fields) { warnings.push(fields as Record<string, unknown>); } },
   });
   const { noticeOf, deliver, startFor, stateOf } = singleDeviceRollouts(() => h, () => service, 'ns-rel');

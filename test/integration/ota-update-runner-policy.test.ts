@@ -8,21 +8,15 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { SdcError } from '../../core/errors/index.js';
 import { parsePolicy } from '../../core/protocol/policy.js';
 import { cutPolicyBundle, signPolicyBundle } from '../../core/protocol/policy-bundle.js';
-import type { FetchOutcome } from '../../core/tuf/updater.js';
 import { createMemoryPolicyBundleStore, PolicyBundleGuard } from '../../agent/policy-bundle-guard.js';
-import { UpdateRunner } from '../../agent/ota/update-runner.js';
-import { memoryUpdateJournal } from '../../agent/ota/update-journal.js';
 import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { KernelServiceStatus } from '../../kernel/payloads.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { createNodeTufCrypto } from '../../runtime/tuf-crypto-node.js';
-import { systemRandom } from '../../runtime/system.js';
 import { sqlJsTarget } from '../../server/control-plane/test-support.js';
 import type { RolloutService } from '../../server/ota/rollouts.js';
-import { memoryStore, openRolloutWorld, singleDeviceRollouts, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
+import { controlPlaneFetcher, openRolloutWorld, singleDeviceRollouts, updateRunnerOn, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
 
 const provider = createNodeEd25519Provider();
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
@@ -46,14 +40,7 @@ describe('the update runner checks the rollout\'s kernel commands against the he
   });
   after(async () => { await h.close(); await sqlJsTarget.cleanup(); });
 
-  const fetcher = {
-    async fetch(url: string): Promise<FetchOutcome> {
-      if (url.includes('/v1/tuf/targets/')) await gateDownload;
-      const answer = await h.cp.app.inject({ method: 'GET', url: new URL(url).pathname });
-      if (answer.statusCode !== 200) return { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', `${url}: ${answer.statusCode}`) };
-      return { ok: true, bytes: new Uint8Array(answer.rawPayload) };
-    },
-  };
+  const fetcher = controlPlaneFetcher(() => h, { gate: () => gateDownload });
   /** A lab device's guard, holding a bundle of `labPolicy(denyStage)` signed with the control plane's command key. */
   const guardFor = async (deviceId: string) => {
     const signer = h.materials.commandSigner;
@@ -77,14 +64,8 @@ describe('the update runner checks the rollout\'s kernel commands against the he
     rollbackUpdate: async () => { calls.push('rollback'); return { currentVersion: '1.0.0', previousVersion: '' }; },
     getStatus: async () => ({ currentVersion: '1.0.0', previousVersion: '', stagedVersion: '' }) as KernelServiceStatus,
   }) as unknown as KernelBridge;
-  const runnerFor = (deviceId: string, calls: string[], sent: Report[], guard: PolicyBundleGuard) => new UpdateRunner({
-    deviceId, platform: 'linux-x64', agentVersion: '0.1.0',
-    resolveDirectorKey: (kid) => (kid === h.materials.commandSigner.kid ? h.materials.commandSigner.publicKey : undefined),
-    kernel: countingKernel(calls), journal: memoryUpdateJournal(),
-    source: { metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', fetcher, metadata: memoryStore(), targets: memoryStore(), targetsDir: '/nonexistent' },
-    tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: h.clock, random: systemRandom,
-    send: (report) => { sent.push(report); return true; }, logger: { debug() {}, info() {}, warn() {}, error() {} },
-    checkCommand: (command) => guard.check(command, h.clock.nowMs()),
+  const runnerFor = (deviceId: string, calls: string[], sent: Report[], guard: PolicyBundleGuard) => updateRunnerOn(h, fetcher, sent, {
+    deviceId, kernel: countingKernel(calls), checkCommand: (command) => guard.check(command, h.clock.nowMs()),
   });
   const { deliver, startFor, stateOf } = singleDeviceRollouts(() => h, () => service, 'urp-rel');
 

@@ -7,19 +7,14 @@
 // device is refused with its code and nothing reaches the kernel.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { SdcError } from '../../core/errors/index.js';
-import type { FetchOutcome } from '../../core/tuf/updater.js';
-import { UpdateRunner, type UpdateRunnerOptions } from '../../agent/ota/update-runner.js';
+import type { UpdateRunnerOptions } from '../../agent/ota/update-runner.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
 import { memoryUpdateJournal, type UpdateJournal } from '../../agent/ota/update-journal.js';
 import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { KernelServiceStatus } from '../../kernel/payloads.js';
-import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { createNodeTufCrypto } from '../../runtime/tuf-crypto-node.js';
-import { systemRandom } from '../../runtime/system.js';
 import { sqlJsTarget } from '../../server/control-plane/test-support.js';
 import { RolloutService } from '../../server/ota/rollouts.js';
-import { memoryStore, openRolloutWorld, singleDeviceRollouts, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
+import { controlPlaneFetcher, openRolloutWorld, singleDeviceRollouts, updateRunnerOn, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
 
 
 /** A kernel that keeps update slots and can be made to hang in a call, before or after it takes effect. */
@@ -51,7 +46,6 @@ class FakeKernel {
 describe('the agent update runner against a real image repository', () => {
   let h: OtaHarness;
   let service: RolloutService;
-  const provider = createNodeEd25519Provider();
   let gateDownload: Promise<void> | undefined;
   /** Flips a byte of every artifact served (a tampered mirror). */
   let tamper = false;
@@ -61,26 +55,10 @@ describe('the agent update runner against a real image repository', () => {
   });
   after(async () => { await h.close(); await sqlJsTarget.cleanup(); });
 
-  /** Serves the TUF client's requests from the control plane's HTTP app. */
-  const fetcher = {
-    async fetch(url: string): Promise<FetchOutcome> {
-      if (url.includes('/v1/tuf/targets/')) await gateDownload;
-      const answer = await h.cp.app.inject({ method: 'GET', url: new URL(url).pathname });
-      if (answer.statusCode !== 200) return { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', `${url}: ${answer.statusCode}`) };
-      const bytes = new Uint8Array(answer.rawPayload);
-      if (tamper && url.includes('/v1/tuf/targets/')) bytes[0] = bytes[0]! ^ 1;
-      return { ok: true, bytes };
-    },
-  };
+  const fetcher = controlPlaneFetcher(() => h, { gate: () => gateDownload, tamper: () => tamper });
 
-  const runnerFor = (deviceId: string, kernel: FakeKernel, journal: UpdateJournal, sent: Report[], extra: Partial<UpdateRunnerOptions> = {}) => new UpdateRunner({
-    deviceId, platform: 'linux-x64', agentVersion: '0.1.0',
-    resolveDirectorKey: (kid) => (kid === h.materials.commandSigner.kid ? h.materials.commandSigner.publicKey : undefined),
-    kernel: kernel.bridge(), journal,
-    source: { metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', fetcher, metadata: memoryStore(), targets: memoryStore(), targetsDir: '/nonexistent' },
-    tufCrypto: createNodeTufCrypto(), ed25519: provider, clock: h.clock, random: systemRandom,
-    send: (report) => { sent.push(report); return true; }, logger: { debug() {}, info() {}, warn() {}, error() {} }, ...extra,
-  });
+  const runnerFor = (deviceId: string, kernel: FakeKernel, journal: UpdateJournal, sent: Report[], extra: Partial<UpdateRunnerOptions> = {}) =>
+    updateRunnerOn(h, fetcher, sent, { deviceId, kernel: kernel.bridge(), journal, ...extra });
   const { noticeOf, deliver, startFor, stateOf } = singleDeviceRollouts(() => h, () => service, 'ur-rel');
 
   it('a crash after the kernel committed resumes without committing twice, and ends succeeded', async () => {

@@ -1,8 +1,17 @@
-// What the OTA integration tests share: an in-memory TUF file store for the agent, and a driver of
-// one single-device rollout through the real RolloutService (start it, read the device's notice
-// from the key/value store, hand the agent's reports back, read the execution's state).
+// What the OTA integration tests share: an in-memory TUF file store for the agent, an update runner
+// fetching from the control plane's HTTP app, and a driver of one single-device rollout through the
+// real RolloutService (start it, read the device's notice from the key/value store, hand the
+// agent's reports back, read the execution's state).
+import { SdcError } from '../../../core/errors/index.js';
 import type { MessageBody } from '../../../core/protocol/messages/catalog.js';
+import type { FetchOutcome } from '../../../core/tuf/updater.js';
+import { memoryUpdateJournal } from '../../../agent/ota/update-journal.js';
+import { UpdateRunner, type UpdateRunnerOptions } from '../../../agent/ota/update-runner.js';
 import type { TufFileStore } from '../../../agent/tuf/driver.js';
+import type { TufFetcher } from '../../../agent/tuf/http-fetcher.js';
+import { createNodeEd25519Provider } from '../../../runtime/ed25519-node.js';
+import { systemRandom } from '../../../runtime/system.js';
+import { createNodeTufCrypto } from '../../../runtime/tuf-crypto-node.js';
 import { otaKeys } from '../../../server/bus-contract/ota-keys.js';
 import { sqlJsTarget, type Harness } from '../../../server/control-plane/test-support.js';
 import type { OtaServices } from '../../../server/ota/ota-service.js';
@@ -16,6 +25,44 @@ export type Report = MessageBody<'OTA_REPORT'>;
 export function memoryStore(): TufFileStore & { files: Map<string, Uint8Array> } {
   const files = new Map<string, Uint8Array>();
   return { files, async read(name) { return files.get(name); }, async write(name, bytes) { files.set(name, bytes); }, async delete(name) { files.delete(name); } };
+}
+
+/**
+ * Serves the TUF client's requests from the control plane's HTTP app (inject). A target download
+ * first waits for what `gate` returns (the tests hold it so that a notice comes in the middle of a
+ * step); while `tamper` returns true a byte of every target served is flipped (a tampered mirror).
+ */
+export function controlPlaneFetcher(harness: () => Harness, options: { gate?: () => Promise<void> | undefined; tamper?: () => boolean } = {}): TufFetcher {
+  return {
+    async fetch(url: string): Promise<FetchOutcome> {
+      const target = url.includes('/v1/tuf/targets/');
+      if (target) await options.gate?.();
+      const answer = await harness().cp.app.inject({ method: 'GET', url: new URL(url).pathname });
+      if (answer.statusCode !== 200) return { ok: false, status: answer.statusCode, error: new SdcError('TUF_DOWNLOAD_FAILED', `${url}: ${answer.statusCode}`) };
+      const bytes = new Uint8Array(answer.rawPayload);
+      if (target && options.tamper?.() === true) bytes[0] = bytes[0]! ^ 1;
+      return { ok: true, bytes };
+    },
+  };
+}
+
+const ed25519 = createNodeEd25519Provider();
+
+/**
+ * An agent's update runner on the control plane `h` (its image repository through `fetcher`, its
+ * command key as the director's), its reports pushed on `sent`; a journal in memory and a silent
+ * logger unless `options` gives them.
+ */
+export function updateRunnerOn(h: Harness, fetcher: TufFetcher, sent: Report[], options: Pick<UpdateRunnerOptions, 'deviceId' | 'kernel'> & Partial<UpdateRunnerOptions>): UpdateRunner {
+  return new UpdateRunner({
+    platform: 'linux-x64', agentVersion: '0.1.0',
+    resolveDirectorKey: (kid) => (kid === h.materials.commandSigner.kid ? h.materials.commandSigner.publicKey : undefined),
+    journal: memoryUpdateJournal(),
+    source: { metadataBaseUrl: 'https://cp.test/v1/tuf/metadata/', targetBaseUrl: 'https://cp.test/v1/tuf/targets/', fetcher, metadata: memoryStore(), targets: memoryStore(), targetsDir: '/nonexistent' },
+    tufCrypto: createNodeTufCrypto(), ed25519, clock: h.clock, random: systemRandom,
+    send: (report) => { sent.push(report); return true; }, logger: { debug() {}, info() {}, warn() {}, error() {} },
+    ...options,
+  });
 }
 
 /** `harness` and `service` are read at each call: the tests make them in `before`. */

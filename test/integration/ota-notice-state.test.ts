@@ -196,6 +196,7 @@ describe('OTA notice cancel and health nonce from a hostile gateway', () => {
 });
 
 async function waitFor(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 2_000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  // Bounded only so a defect fails rather than hangs: 60 s, as a machine busy with other work is slow, never wrong.
+  for (let i = 0; i < 6_000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
   assert.ok(condition(), 'condition not reached');
 }

@@ -94,18 +94,27 @@ for (const pair of pairs) suite(pair.sql);
 if (pairs.length === 1) describe('migration 021 (telemetry identity as the primary key) on mysql', { skip: 'MYSQL_URL or REDIS_URL is not set' }, () => {});
 
 const mysqlUrl = process.env['MYSQL_URL'];
-describe('migration 021 on MySQL cut after its ALTER, the ALTER\'s record lost', { skip: mysqlUrl === undefined || mysqlUrl === '' ? 'MYSQL_URL is not set (SQLite runs a migration in one transaction)' : false }, () => {
-  const target = mysqlTarget(mysqlUrl!);
-  let db: SqlDatabase;
-  before(async () => {
-    db = await target.open('');
-  });
-  after(async () => {
-    await db.close();
-    await target.cleanup();
-  });
+const mysqlSkip = mysqlUrl === undefined || mysqlUrl === '';
 
+/** A describe on a fresh MySQL database of its own (skipped without MYSQL_URL); `body` gets the database once open. */
+function onFreshMysql(name: string, skipReason: string, body: (db: () => SqlDatabase) => void): void {
+  describe(name, { skip: mysqlSkip ? skipReason : false }, () => {
+    const target = mysqlTarget(mysqlUrl!);
+    let db: SqlDatabase;
+    before(async () => {
+      db = await target.open('');
+    });
+    after(async () => {
+      await db.close();
+      await target.cleanup();
+    });
+    body(() => db);
+  });
+}
+
+onFreshMysql('migration 021 on MySQL cut after its ALTER, the ALTER\'s record lost', 'MYSQL_URL is not set (SQLite runs a migration in one transaction)', (dbOf) => {
   it('counts the ALTER as applied on the next run and records the migration', async () => {
+    const db = dbOf();
     await migrate(db, before021);
     await db.execute('INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)', ['d1', 1_000, '{}', 0]);
     const [update, alter] = ('mysql' in controlPlaneMigration021 ? controlPlaneMigration021.mysql : []).map(statementSql);
@@ -124,18 +133,10 @@ describe('migration 021 on MySQL cut after its ALTER, the ALTER\'s record lost',
 // writing. The backfill was never run again, so the ALTER failed "Data truncated for column
 // 'sample_digest'" on every later start. Now the backfill runs on every run until 021 is recorded.
 const legacyInsert = 'INSERT INTO telemetry (device_id, ts, metrics_json, risk_score) VALUES (?, ?, ?, ?)';
-describe('migration 021 on MySQL resumed after its backfill, a NULL-digest row written in between', { skip: mysqlUrl === undefined || mysqlUrl === '' ? 'MYSQL_URL is not set' : false }, () => {
-  const target = mysqlTarget(mysqlUrl!);
-  let db: SqlDatabase;
-  before(async () => {
-    db = await target.open('');
-  });
-  after(async () => {
-    await db.close();
-    await target.cleanup();
-  });
+onFreshMysql('migration 021 on MySQL resumed after its backfill, a NULL-digest row written in between', 'MYSQL_URL is not set', (dbOf) => {
 
   it('backfills the new row and applies the ALTER on the next run', async () => {
+    const db = dbOf();
     await migrate(db, before021);
     await db.execute(legacyInsert, ['d1', 1_000, '{}', 0]);
     const [update] = ('mysql' in controlPlaneMigration021 ? controlPlaneMigration021.mysql : []).map(statementSql);

@@ -337,13 +337,14 @@ export class RolloutService {
    * How many of a waiting rollout's devices the current policy would still hold for approvals with
    * `approvals` (nothing reserved). Refused first when the release is no longer the one approved:
    * revoked or unpublished (OTA_ROLLOUT_RELEASE_NOT_PUBLISHED), or its artifact differs from the
-   * subject's (APPROVAL_STATEMENT_MISMATCH), so approvals never start other content.
+   * subject's or the command key that would sign its commands was rotated during the wait
+   * (APPROVAL_STATEMENT_MISMATCH), so approvals never start other content or another signer's.
    */
   async #stillWaiting(rollout: StoredRollout, approvals: readonly PolicyActor[], nowMs: number): Promise<number> {
     const release = await this.#o.releases.get(rollout.releaseId);
     if (release.state !== 'published') throw new SdcError('OTA_ROLLOUT_RELEASE_NOT_PUBLISHED', `release ${release.id} is ${release.state}, not published`);
     const approved = rollout.approval!.subject;
-    const now = rolloutApprovalSubject({ record: rollout.record, platform: rollout.platform, target: this.#targetOf(release), expiresAtMs: approved.expires_at, issuer: approved.issuer, requestedBy: approved.requested_by });
+    const now = rolloutApprovalSubject({ record: rollout.record, platform: rollout.platform, target: this.#targetOf(release), expiresAtMs: approved.expires_at, issuer: this.#o.signer.kid, requestedBy: approved.requested_by });
     if (rolloutApprovalSubjectHash(now, sha256) !== rollout.approval!.subject_sha256) {
       throw new SdcError('APPROVAL_STATEMENT_MISMATCH', `rollout ${rollout.id} no longer has the content its approvals were asked for`, { rolloutId: rollout.id });
     }
@@ -778,11 +779,18 @@ export class RolloutService {
 
   /** An operator's or admin's action (the route checks the role: emergency_abort needs an admin). */
   async act(rolloutId: string, action: OperatorAction, actor: string): Promise<RolloutView> {
-    const rollout = await readRollout(this.#ctx.db, rolloutId);
+    let rollout = await readRollout(this.#ctx.db, rolloutId);
     if (rollout.record.status === 'pending_approval' && (action === 'abort' || action === 'emergency_abort') && this.#approvals !== undefined) {
       // Nothing ran: the wait ends `aborted` (audited `ota.rollout.abort`); approvals that come later are refused.
-      await this.#approvals.abort(rollout, actor);
-      return this.view(rolloutId);
+      try {
+        await this.#approvals.abort(rollout, actor);
+        return this.view(rolloutId);
+      } catch (error) {
+        // The last approval started it (or a rejection or expiry ended it) since the read above: the
+        // operator's abort then applies to what it is now, below, rather than being refused.
+        if (!SdcError.is(error, 'APPROVAL_NOT_PENDING')) throw error;
+        rollout = await readRollout(this.#ctx.db, rolloutId);
+      }
     }
     const executions = await executionsOfRollout(this.#ctx.db, rolloutId);
     const decision = decideOperatorAction(rollout.record, action, coordinatorView(executions));

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
-import { createNodeEd25519Provider, createVerifiedSignatureCache, pemFromPrivateSeed, pemFromPublicKey, privateSeedFromPem, publicKeyFromPem } from './ed25519-node.js';
+import { createNodeEd25519Provider, createVerifiedSignatureCache, pemFromPrivateSeed, verifiedMessageBytesMax, pemFromPublicKey, privateSeedFromPem, publicKeyFromPem } from './ed25519-node.js';
 
 const seed = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
@@ -141,6 +141,16 @@ test('verifiedSignatures: two providers of one process share what verified (deci
   const alone = createNodeEd25519Provider({ verifiedCacheEntriesMax: 8 });
   assert.equal(alone.verify(publicKey, messages[2]!, signatures[2]!), true);
   assert.deepEqual([alone.counts().verifies, alone.counts().verifiedCacheHits], [1, 0]);
+});
+
+test('a message longer than verifiedMessageBytesMax is verified every time, never kept (an entry holds a copy of its message)', () => {
+  const provider = createNodeEd25519Provider({ verifiedCacheEntriesMax: 8 });
+  const publicKey = provider.publicKeyFromSeed(seed);
+  const long = new Uint8Array(verifiedMessageBytesMax + 1).fill(7);
+  const atBound = long.subarray(0, verifiedMessageBytesMax);
+  for (const message of [long, long, atBound, atBound]) assert.equal(provider.verify(publicKey, message, provider.sign(seed, message)), true);
+  // The long one twice through the curve; the one at the bound once, then from the cache.
+  assert.deepEqual([provider.counts().verifies, provider.counts().verifiedCacheHits], [3, 1]);
 });
 
 test('without verifiedCacheEntriesMax (services) every verify runs the curve arithmetic', () => {

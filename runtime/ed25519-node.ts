@@ -87,8 +87,15 @@ export interface VerifiedSignatureCache {
 /**
  * Signatures known to verify, by exact bytes: found by the signature, then the public key and the
  * whole message compared with those held. All three are public, so a plain compare. At most
- * `entriesMax` entries (least recently used dropped); 0 keeps none.
+ * `entriesMax` entries (least recently used dropped) of at most verifiedMessageBytesMax bytes each; 0 keeps none.
  */
+/**
+ * Messages longer than this are verified every time, never kept: an entry holds a copy of its
+ * message, and a device may send frames of up to 64 KiB, so without it 8,192 entries could hold
+ * 512 MiB. The frames worth the match (ACKs, results, reports) are far smaller.
+ */
+export const verifiedMessageBytesMax = 4_096;
+
 export function createVerifiedSignatureCache(entriesMax: number): VerifiedSignatureCache {
   const verified = new BoundedLru<string, { readonly publicKey: Uint8Array; readonly message: Uint8Array }>(entriesMax);
   return {
@@ -98,7 +105,7 @@ export function createVerifiedSignatureCache(entriesMax: number): VerifiedSignat
       return held !== undefined && sameBytes(held.publicKey, publicKey) && sameBytes(held.message, message);
     },
     add(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): void {
-      if (entriesMax !== 0) verified.set(cacheKey(signature), { publicKey: publicKey.slice(), message: message.slice() });
+      if (entriesMax !== 0 && message.length <= verifiedMessageBytesMax) verified.set(cacheKey(signature), { publicKey: publicKey.slice(), message: message.slice() });
     },
   };
 }

@@ -523,7 +523,11 @@ export class CommandService {
         if (!gateways.has(row.deviceId)) gateways.set(row.deviceId, await this.presenceGateway(row.deviceId));
         const decision = decideRedispatch(row.id, gateways.get(row.deviceId), nowMs);
         // Lost: another control plane (or a presence redelivery, or a transition) came first.
-        if (!(await this.#repository.claimRedispatch(row.id, nowMs, wait))) continue;
+        if (!(await this.#repository.claimRedispatch(row.id, nowMs, wait))) {
+          // Its later commands wait too: appended before the winner appends this one, they would reach the device first.
+          failedDevices.add(row.deviceId);
+          continue;
+        }
         // stamp_dispatched: the claim was the stamp.
         if (decision.type === 'deliver' && await this.#appendClaimed(row, decision.gatewayId, nowMs)) sent += 1;
       } catch (error) {

@@ -12,7 +12,11 @@ import { otaKeys } from '../bus-contract/ota-keys.js';
 import { storePairs, type Harness } from '../control-plane/test-support.js';
 import type { OtaServices } from './ota-service.js';
 import type { RepositoryKeys } from './repository-init.js';
-import { makeOtaHarness, publishTestRelease } from './test-support.js';
+import { serviceKid, type ServiceSigner } from '../materials/materials.js';
+import { SigningKeyStore } from '../control-plane/signing-keys.js';
+import type { SqlDatabase } from '../stores/sql/sql-port.js';
+import { RolloutService } from './rollouts.js';
+import { makeOtaHarness, publishTestRelease, rolloutPolicyOf } from './test-support.js';
 
 /**
  * Rollouts that need approvals (docs/ota.md "Rollouts that need approvals"), through the HTTP API
@@ -22,7 +26,11 @@ import { makeOtaHarness, publishTestRelease } from './test-support.js';
  * exact content; the requester's own approval, a second one by the same approver and one signed
  * over altered content are refused; the second distinct approval starts it and its devices are
  * notified, judged with the approvals. A rejection, an expired window (by the sweep, or at the next
- * decision) and an operator's abort end it with their state and code, nothing sent.
+ * decision) and an operator's abort end it with their state and code, nothing sent. Two races
+ * driven step by step (review h16, bcc145d): an operator's abort whose read saw the rollout waiting
+ * but whose own transaction comes after the last approval started it applies to the running
+ * rollout; a start judged by a control plane whose command key was rotated during the wait is
+ * refused APPROVAL_STATEMENT_MISMATCH (the approvers signed the old key's id as the issuer).
  */
 
 const provider = createNodeEd25519Provider();
@@ -105,7 +113,7 @@ for (const pair of storePairs().pairs) {
     before(async () => {
       h = await makeOtaHarness(pair.sql);
       const nowMs = h.clock.nowMs();
-      for (const name of ['a1', 'a2', 'b1', 'c1', 'd1', 'e1']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device(name), nowMs]);
+      for (const name of ['a1', 'a2', 'b1', 'c1', 'd1', 'e1', 'f1', 'g1', 'g2']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device(name), nowMs]);
       await publishTestRelease(h.ota, h.keys!, { id: releaseId, version: '4.0.0', artifact });
       const { revision } = await h.cp.policy.current();
       await h.cp.policy.set({ document: policy, expectedRevision: revision, actor: 'user:test' });
@@ -219,6 +227,77 @@ for (const pair of storePairs().pairs) {
       assert.equal(aborted.json().approval.outcome.state, 'aborted');
       refusedWith(await decide(ap1, rollout, 'approve'), 'APPROVAL_NOT_PENDING');
       refusedWith(await call('POST', `/v1/rollouts/${rollout.id}/resume`, rhea.token), 'OTA_ROLLOUT_STATE');
+    });
+
+    /**
+     * A RolloutService on the same stores, as another control plane process (or this one after a
+     * restart) has one: `signer` its command key, `beforeTransaction` run once before its first
+     * transaction begins (after the reads that precede it).
+     */
+    const otherControlPlane = (options: { signer?: ServiceSigner; beforeTransaction?: () => Promise<void> } = {}): RolloutService => {
+      const db = h.cp.context.db;
+      let hook = options.beforeTransaction;
+      const racing = new Proxy(db, {
+        get(target, property) {
+          if (property === 'transaction') {
+            return async <T>(fn: Parameters<SqlDatabase['transaction']>[0]): Promise<T> => {
+              const run = hook;
+              hook = undefined;
+              if (run !== undefined) await run();
+              return target.transaction(fn) as Promise<T>;
+            };
+          }
+          const value = Reflect.get(target, property, target) as unknown;
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      return new RolloutService({
+        context: { ...h.cp.context, db: racing }, releases: h.ota.releases, signer: options.signer ?? h.materials.commandSigner,
+        policy: rolloutPolicyOf(h.cp, (name) => people.find((p) => p.name === name)?.role as never),
+        verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as MessageBody<'OTA_REPORT'>,
+        approvals: { signingKeys: new SigningKeyStore({ db: h.db, audit: h.cp.context.audit }) },
+      });
+    };
+
+    it('an operator\'s abort that loses the race with the last approval applies to the running rollout, not refused APPROVAL_NOT_PENDING', async () => {
+      const rollout = await start(['f1']);
+      assert.equal((await decide(ap1, rollout, 'approve')).json().started, false);
+      // The abort reads the rollout waiting; the last approval starts it before the abort's own transaction begins.
+      let last: { status: number; json: () => Json; text: string } | undefined;
+      const other = otherControlPlane({ beforeTransaction: async () => { last = await decide(adm, rollout, 'approve'); } });
+      const aborted = await other.act(rollout.id, 'abort', rhea.name);
+      assert.equal(last?.json().started, true, last?.text);
+      assert.equal(aborted.status, 'aborted');
+      assert.equal(aborted.approval?.outcome?.state, 'started', 'the approvals started it; the abort ended the run');
+      // As any running rollout's abort: no later wave starts; the execution already notified goes on (emergency_abort cancels it).
+      assert.deepEqual(aborted.executions.map((e) => e.state), ['notified']);
+      assert.deepEqual(await audited('ota.rollout.abort', rollout.id), [{ cancel: 0, wave: 0 }], 'audited as a running rollout\'s abort, not as the end of a wait');
+      assert.equal((await audited('ota.rollout.started', rollout.id)).length, 1);
+    });
+
+    it('a start judged after a command-key rotation during the wait is refused APPROVAL_STATEMENT_MISMATCH; nothing starts', async () => {
+      const rollout = await start(['g1', 'g2']);
+      assert.equal(rollout.approval.subject.issuer, h.materials.commandSigner.kid, 'the approvers are shown the key that will sign');
+      assert.equal((await decide(ap1, rollout, 'approve')).json().started, false);
+      // The control plane restarted with a rotated command key (rotateCommandSigningKey): another key signs from now on.
+      const seed = new Uint8Array(randomBytes(32));
+      const publicKey = provider.publicKeyFromSeed(seed);
+      const rotated = otherControlPlane({ signer: { kid: serviceKid('cp', publicKey), seed, publicKey } });
+      const sha = rolloutApprovalSubjectHash(rollout.approval.subject as RolloutApprovalSubject, nobleSha256);
+      const expiresAtMs = rollout.approval.expires_at_ms as number;
+      const signature = signApproval({
+        statement: { command_id: rollout.id, command_sha256: sha, decision: 'approve', approver: adm.name, kid: adm.kid, expires_at: expiresAtMs },
+        seed: adm.seed, provider,
+      });
+      await assert.rejects(
+        rotated.decide({ actor: { name: adm.name, role: adm.role }, rolloutId: rollout.id, decision: 'approve', subjectSha256: sha, kid: adm.kid, expiresAtMs, signature }),
+        (error: unknown) => (error as { code?: string }).code === 'APPROVAL_STATEMENT_MISMATCH',
+      );
+      const view = await h.ota.rollouts.view(rollout.id);
+      assert.equal(view.status, 'pending_approval', 'not started');
+      assert.deepEqual(view.executions, []);
+      assert.equal(await notice(device('g1')), undefined, 'nothing signed with the new key reached a device');
+      assert.equal((await audited('ota.rollout.started', rollout.id)).length, 0);
     });
   });
 }

@@ -103,6 +103,54 @@ function suite(pair: StorePair): void {
       for (const c of commands) await h.cp.commands.transition(c.id, 'time_out', h.clock.nowMs());
     });
 
+    it('a control plane that loses the claim of a device\'s command to another holds back that device\'s later commands in its pass', async () => {
+      await enroll('dev-race', true);
+      const [c1, c2] = [await create('dev-race'), await create('dev-race')];
+      for (const c of [c1, c2]) await h.cp.commands.transition(c.id, 'deliver', h.clock.nowMs());
+      const before = (await deliveredIds()).length;
+      h.clock.advance(redispatchIntervalMaxMsDefault);
+      // The interleaving, forced: this control plane reads c1 and c2 due; before it claims c1, the
+      // other claims c1 and is still appending it when this one goes on with the device's commands.
+      const kv = h.cp.context.kv;
+      const bus = h.bus;
+      const [get, append] = [kv.get.bind(kv), bus.append.bind(bus)];
+      let reachedAppend!: () => void;
+      const otherAppending = new Promise<void>((resolve) => { reachedAppend = resolve; });
+      let openAppend!: () => void;
+      const appendGate = new Promise<void>((resolve) => { openAppend = resolve; });
+      let otherPass: Promise<number> | undefined;
+      kv.get = async (key) => {
+        if (otherPass === undefined && key === kvKeys.presence('dev-race')) {
+          otherPass = second.cp.commands.redispatchDue({ batchMax: 1 });
+          await otherAppending;
+        }
+        return get(key);
+      };
+      bus.append = async (stream, fields, options) => {
+        if ((decodeBusEntry(fields).data as { command?: { id?: string } }).command?.id === c1.id && otherPass !== undefined) {
+          reachedAppend();
+          await appendGate;
+        }
+        return append(stream, fields, options);
+      };
+      let first: number;
+      try {
+        first = await h.cp.commands.redispatchDue();
+        openAppend();
+        assert.equal(await otherPass, 1, 'the other control plane claimed and appended c1');
+      } finally {
+        kv.get = get;
+        bus.append = append;
+        openAppend();
+      }
+      assert.deepEqual((await deliveredIds()).slice(before), [c1.id], 'c2 not appended ahead of c1');
+      assert.equal(first, 0, 'lost c1: c2 waits for the next pass');
+      h.clock.advance(sweepPeriodMs);
+      await h.cp.commands.redispatchDue();
+      assert.deepEqual((await deliveredIds()).slice(before), [c1.id, c2.id], 'the device gets them in its order');
+      for (const c of [c1, c2]) await h.cp.commands.transition(c.id, 'time_out', h.clock.nowMs());
+    });
+
     it('a device away for an hour gets its command when it comes back: at once on its presence, and from the sweep within the longest wait if that event is lost', async () => {
       await enroll('dev-away', false);
       const command = await create('dev-away');

@@ -24,6 +24,7 @@ import { runAgent } from '../../agent/agent-runtime.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { JsonValue } from '../../core/protocol/json-value.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
+import { pageLimitMax } from '../../server/control-plane/pagination.js';
 import { agentDir, eventually, startE2e, storeTargets, waitOnline, type E2eSystem } from './support/e2e-harness.js';
 
 /** One sample per frame, as an agent without batches sends them. */
@@ -89,8 +90,12 @@ for (const target of storeTargets()) {
       });
       system.agents.set(deviceId, agent);
       await waitOnline(system, [deviceId]);
+      // One page (at most pageLimitMax, 500; a larger limit is refused 400, which the wait below
+      // swallowed until its 120 s ran out, leaving nothing compared): the samples compared span
+      // seconds, tens of samples, and a full page fails the test rather than compare a part.
       const storedSince = async (fromMs: number): Promise<Map<string, Sample>> => {
-        const answer = await system.api<{ items: Array<{ ts_ms: number; metrics: JsonValue }> }>('GET', `/v1/devices/${deviceId}/telemetry?from_ms=${fromMs}&limit=1000`);
+        const answer = await system.api<{ items: Array<{ ts_ms: number; metrics: JsonValue }> }>('GET', `/v1/devices/${deviceId}/telemetry?from_ms=${fromMs}&limit=${pageLimitMax}`);
+        assert.ok(answer.items.length < pageLimitMax, `${answer.items.length} samples since ${fromMs}: more than one page, the comparison would miss some`);
         return new Map(answer.items.map((item) => {
           const sample = { sampledAtMs: item.ts_ms, metrics: canonicalize(item.metrics) };
           return [identity(sample), sample] as const;
@@ -104,12 +109,15 @@ for (const target of storeTargets()) {
       // The samples compared: all those sent up to now. Later ones are still on their way.
       const compared = [...sent.values()];
       const fromMs = Math.min(...compared.map((s) => s.sampledAtMs));
-      let missing: Sample[] = [];
-      await eventually('every sent sample stored, or forgotten and counted', async () => {
+      const missingNow = async (): Promise<Sample[]> => {
         const stored = await storedSince(fromMs);
-        missing = compared.filter((s) => !stored.has(identity(s)));
-        return missing.length <= agent.core.telemetrySamplesUnackedDropped ? true : undefined;
+        return compared.filter((s) => !stored.has(identity(s)));
+      };
+      await eventually('every sent sample stored, or forgotten and counted', async () => {
+        return (await missingNow()).length <= agent.core.telemetrySamplesUnackedDropped ? true : undefined;
       }).catch(() => undefined);
+      // Read once more outside the wait: a refused read fails the test here, never passes it unread.
+      const missing = await missingNow();
       assert.ok(missing.length <= agent.core.telemetrySamplesUnackedDropped, `sampled_at ${missing.map((s) => s.sampledAtMs).join(', ')}: ${missing.length} of ${compared.length} sent samples never stored (forgotten unacknowledged, counted: ${agent.core.telemetrySamplesUnackedDropped})`);
       assert.equal(agent.core.telemetrySamplesDropped, 0, 'none dropped by the buffer bound (so every sample taken was sent)');
       assert.equal(agent.core.telemetrySamplesUnackedDropped, 0, 'none forgotten unacknowledged');

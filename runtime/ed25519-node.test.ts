@@ -161,3 +161,35 @@ test('without verifiedCacheEntriesMax (services) every verify runs the curve ari
   for (let i = 0; i < 3; i++) assert.equal(provider.verify(publicKey, message, signature), true);
   assert.deepEqual(provider.counts(), { signs: 1, verifies: 3, verifiedCacheHits: 0, privateKeyImports: 1, publicKeyImports: 1 });
 });
+
+test('rememberOwnSignatures: a signature this process made is verified by the exact-bytes match (decision 0016); other bytes, another key or a cache-less provider still run the curve', () => {
+  const verifiedSignatures = createVerifiedSignatureCache(8);
+  const controlPlane = createNodeEd25519Provider({ verifiedSignatures, rememberOwnSignatures: true });
+  const gateway = createNodeEd25519Provider({ verifiedSignatures });
+  const publicKey = controlPlane.publicKeyFromSeed(seed);
+  const message = new TextEncoder().encode('a command the control plane signed');
+  const signature = controlPlane.sign(seed, message);
+  // The gateway's check of the command as signed: answered by the match, no curve, no key import.
+  assert.equal(gateway.verify(publicKey.slice(), message.slice(), signature.slice()), true);
+  assert.deepEqual([gateway.counts().verifies, gateway.counts().verifiedCacheHits, gateway.counts().publicKeyImports], [0, 1, 0]);
+  // A changed message, a changed signature, or the signature under another key: the curve, and false.
+  const changed = message.slice();
+  changed[0] = changed[0]! ^ 1;
+  const forged = signature.slice();
+  forged[5] = forged[5]! ^ 1;
+  const otherKey = controlPlane.publicKeyFromSeed(Uint8Array.from({ length: 32 }, (_, i) => 100 + i));
+  assert.equal(gateway.verify(publicKey, changed, signature), false);
+  assert.equal(gateway.verify(publicKey, message, forged), false);
+  assert.equal(gateway.verify(otherKey, message, signature), false);
+  assert.deepEqual([gateway.counts().verifies, gateway.counts().verifiedCacheHits], [3, 1]);
+  // Without the option a provider's signatures are not kept (the default; the simulator's agents sign on shared providers).
+  const plain = createNodeEd25519Provider({ verifiedSignatures: createVerifiedSignatureCache(8) });
+  const other = new TextEncoder().encode('signed without the option');
+  const otherSignature = plain.sign(seed, other);
+  assert.equal(plain.verify(publicKey, other, otherSignature), true);
+  assert.deepEqual([plain.counts().verifies, plain.counts().verifiedCacheHits], [1, 0]);
+  // The option without any cache keeps nothing and changes no answer.
+  const noCache = createNodeEd25519Provider({ rememberOwnSignatures: true });
+  assert.equal(noCache.verify(publicKey, message, noCache.sign(seed, message)), true);
+  assert.deepEqual([noCache.counts().verifies, noCache.counts().verifiedCacheHits], [1, 0]);
+});

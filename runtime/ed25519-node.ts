@@ -43,6 +43,17 @@ export interface NodeEd25519Options {
    * match (docs/decisions/0014-one-process-verifies-a-device-frame-once.md).
    */
   verifiedSignatures?: VerifiedSignatureCache;
+  /**
+   * Each signature this provider makes is added to its verified-signature cache (with the public
+   * key of the seed that made it): a signature just made with a seed verifies under that seed's
+   * public key by construction, so a later verify of the same exact bytes in this process is the
+   * byte comparison instead of the curve. For one process whose control plane signs commands and
+   * whose gateway checks those signatures before delivery (startDeployment): the gateway's check
+   * of a command this process signed is answered by the match, a deliver entry with any other bytes
+   * still runs the curve (docs/decisions/0016-gateway-command-check-answered-by-its-signer.md).
+   * Default false. Needs a verified-signature cache (verifiedSignatures or verifiedCacheEntriesMax).
+   */
+  rememberOwnSignatures?: boolean;
 }
 
 /** What a provider did since it was made: cheap counts for tests and benches (deterministic for a seeded run). */
@@ -137,6 +148,18 @@ export function createNodeEd25519Provider(options: NodeEd25519Options = {}): Nod
   const publicKeys = new BoundedLru<string, KeyObject>(options.publicKeyCacheEntriesMax ?? entriesMax);
   const verified = options.verifiedSignatures ?? createVerifiedSignatureCache(options.verifiedCacheEntriesMax ?? 0);
   const counts: NodeEd25519Counts = { signs: 0, verifies: 0, verifiedCacheHits: 0, privateKeyImports: 0, publicKeyImports: 0 };
+  /** By seed: its raw public key, for rememberOwnSignatures (derived once per seed, not per sign). */
+  const ownPublicKeys = options.rememberOwnSignatures === true ? new BoundedLru<string, Uint8Array>(Math.max(1, entriesMax)) : undefined;
+
+  function ownPublicKeyFor(seed: Uint8Array, keyObject: KeyObject): Uint8Array {
+    const key = cacheKey(seed);
+    let publicKey = ownPublicKeys!.get(key);
+    if (publicKey === undefined) {
+      publicKey = rawPublicKeyFromKeyObject(createPublicKey(keyObject));
+      ownPublicKeys!.set(key, publicKey);
+    }
+    return publicKey;
+  }
 
   function privateKeyFor(seed: Uint8Array): KeyObject {
     ensureBytes('seed', seed, { code: 'CRYPTO_BAD_KEY', length: ed25519SeedBytes });
@@ -177,7 +200,9 @@ export function createNodeEd25519Provider(options: NodeEd25519Options = {}): Nod
       const keyObject = privateKeyFor(seed);
       ensureBytes('message', message, { code: 'PROTO_INVALID_ARGUMENT' });
       counts.signs += 1;
-      return new Uint8Array(nodeSign(null, message, keyObject));
+      const signature = new Uint8Array(nodeSign(null, message, keyObject));
+      if (ownPublicKeys !== undefined) verified.add(ownPublicKeyFor(seed, keyObject), message, signature);
+      return signature;
     },
     verify(publicKey, message, signature) {
       ensureBytes('publicKey', publicKey, { code: 'CRYPTO_BAD_KEY', length: ed25519PublicKeyBytes });

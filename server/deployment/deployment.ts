@@ -207,7 +207,9 @@ async function startServices(start: ServicesStart): Promise<Services> {
   onStop(() => gatewayServer.close());
   const gatewayUrl = gatewayServer.address.url;
   if (!start.withApi || stores.sql === undefined) return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane: undefined, gatewayEd25519, controlPlaneEd25519: undefined };
-  const controlPlaneEd25519 = createNodeEd25519Provider({ verifiedSignatures });
+  // Its own signatures (the commands it signs) go into the shared cache too: the gateway's check of a command
+  // this process signed is then the exact-bytes match, not a second curve operation (decision 0016).
+  const controlPlaneEd25519 = createNodeEd25519Provider({ verifiedSignatures, rememberOwnSignatures: true });
   const controlPlane = await createControlPlane({
     materials, stores: { sql: stores.sql, bus: stores.bus, kv: stores.kv }, clock, random, scheduler, logger: logger.child({ role: 'control-plane' }), ed25519: controlPlaneEd25519,
     gatewayUrls: options.advertisedGatewayUrls ?? [gatewayUrl], crlPath: start.crlPath,

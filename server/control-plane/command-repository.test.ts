@@ -2,7 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SdcError } from '../../core/errors/index.js';
 import type { AuditLog } from '../../core/protocol/audit-chain.js';
-import { decideTransition } from '../../core/protocol/command-decisions.js';
+import { decideCreate, decideTransition } from '../../core/protocol/command-decisions.js';
+import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { kvKeys } from '../bus-contract/streams.js';
 import { CommandRepository, recordOf } from './command-repository.js';
@@ -274,6 +275,32 @@ function suite(pair: StorePair): void {
       }
       assert.deepEqual((await h.cp.commands.get(c.id)).history.map((entry) => entry.state), ['queued', 'expired']);
       for (const command of [a, b]) await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
+    it('a group of creates commits with its INSERTs: the device seqs, then one batch that carries the COMMIT (issue 17; the COMMIT was a round trip of its own)', async () => {
+      const { db, counter } = countingTransactions();
+      const repository = new CommandRepository({ db, audit: h.cp.context.audit });
+      const ids = ['c_group_create_1', 'c_group_create_2', 'c_group_create_3'];
+      const build = (id: string) => (deviceSeq: number) => decideCreate({
+        row: {
+          // Only stored here: the columns a create writes (the signature is not checked by the repository).
+          command: { id, device_id: device, opcode: 'EXEC_PING_KERNEL', args: {}, issued_at: h.clock.nowMs(), expires_at: h.clock.nowMs() + 60_000, device_seq: deviceSeq, issuer: 'test', sig: { alg: 'Ed25519', kid: 'k', value: 'AA' } } as unknown as SignedCommand,
+          createdBy: actor.name, idempotencyKey: null, argsJson: '{}',
+        },
+        auditActor: 'user:op', policyRecord: {},
+      });
+      const before = { ...counter };
+      const decided = await Promise.all(ids.map((id) => repository.create(device, build(id))));
+      assert.equal(counter.transactions - before.transactions, 1, 'one transaction for the group');
+      assert.equal(counter.committingBatches - before.committingBatches, 1, 'its last batch carries the COMMIT');
+      // The seqs in arrival order, each stored with its history row and audit record.
+      const seqs = decided.map((one) => (one.transaction[0] as { row: { command: { device_seq: number } } }).row.command.device_seq);
+      assert.deepEqual(seqs, [seqs[0]!, seqs[0]! + 1, seqs[0]! + 2]);
+      for (const id of ids) {
+        assert.equal(await countOf('SELECT id FROM command_events WHERE command_id = ?', [id]), 1);
+        assert.equal(await audited(id), 1);
+        await h.db.execute("UPDATE commands SET state = 'timed_out' WHERE id = ?", [id]);
+      }
     });
 
     it('a transition alone is one round trip with its COMMIT: its compare-and-set, history row and outbox row in one batch (issue 17; were four)', async () => {

@@ -102,7 +102,7 @@ export interface ApprovalRefusal {
 
 export type ApprovalRefusalCode = Extract<ErrorCode,
   | 'APPROVAL_SIGNATURE_INVALID' | 'APPROVAL_BY_REQUESTER' | 'APPROVAL_DUPLICATE' | 'APPROVAL_EXPIRED'
-  | 'APPROVAL_ROLE_NOT_ALLOWED' | 'APPROVAL_KEY_UNKNOWN' | 'APPROVAL_STATEMENT_MISMATCH' | 'APPROVAL_INSUFFICIENT'>;
+  | 'APPROVAL_ROLE_NOT_ALLOWED' | 'APPROVAL_KEY_UNKNOWN' | 'APPROVAL_STATEMENT_MISMATCH' | 'APPROVAL_INSUFFICIENT' | 'APPROVAL_DEVICE_PROOF_INVALID'>;
 
 /** One approval to check: the statement as signed, its signature, and the facts it must agree with. */
 export interface ApprovalCheck {

@@ -3,6 +3,7 @@ import { SdcError } from '../errors/index.js';
 import { base64urlFromBytes, bytesFromBase64url } from '../crypto/bytes.js';
 import type { Ed25519Provider, Sha256 } from '../ports/ports.js';
 import { verifyCommandApprovals, type ApproverKey } from './approvals.js';
+import { verifyRolloutCommandApprovals } from '../ota/rollout-approval.js';
 import type { SignedCommand } from './messages/command.js';
 import { canonicalBytes, canonicalize, canonicalMembers } from './canonical-json.js';
 import { defaultProtocolLimits } from './limits.js';
@@ -494,7 +495,8 @@ export function bundleRefusal(bundle: EnforcedPolicyBundle, facts: BundleCommand
  * plane) is judged for exactly that actor, so role-specific rules hold on the device; one that
  * does not (older control planes, OTA rollouts) is judged as evaluatePolicyBundle does without an
  * actor ("allowed for some role"). When the plain decision refuses and an allow rule only waits
- * for approvals and the command carries some (`approval`, core/protocol/approvals.ts), they are
+ * for approvals and the command carries some (`approval`, core/protocol/approvals.ts, or an
+ * approved OTA rollout's `rollout_approval`, core/ota/rollout-approval.ts), they are
  * verified with the bundle's approver keys against that rule's condition (a refusal is the
  * approval's own code: APPROVAL_SIGNATURE_INVALID, APPROVAL_BY_REQUESTER, ...), and the command is
  * evaluated again as asked by its requester (in the signed role, or else in each role), with the
@@ -505,8 +507,10 @@ export function commandBundleRefusal(enforced: EnforcedPolicyBundle, command: Si
   const facts = { opcode: command.opcode, argsBytes: commandArgsBytes(command.args), nowMs: ports.nowMs };
   const named = command.requester === undefined ? undefined : { id: command.requester.name, role: command.requester.role };
   const plain = bundleRefusal(bundle, named === undefined ? facts : { ...facts, actor: named });
-  if (plain === undefined || command.approval === undefined) return plain;
-  const requester = command.approval.requested_by;
+  // A rollout's kernel commands carry the rollout's approvals instead (core/ota/rollout-approval.ts); never both.
+  const rollout = command.approval === undefined ? command.rollout_approval : undefined;
+  if (plain === undefined || (command.approval === undefined && rollout === undefined)) return plain;
+  const requester = command.approval?.requested_by ?? rollout!.subject.requested_by;
   if (named !== undefined && named.id !== requester) {
     return new SdcError('POLICY_BUNDLE_DENIED', `command names requester ${named.id} but its approvals were asked by ${requester}`, { version: bundle.version });
   }
@@ -515,7 +519,8 @@ export function commandBundleRefusal(enforced: EnforcedPolicyBundle, command: Si
     const actor = { id: requester, role };
     const pending = evaluatePolicyBundle(bundle, { ...facts, actor }).approval;
     if (pending === undefined) continue;
-    const verdict = verifyCommandApprovals({
+    const verify = rollout === undefined ? verifyCommandApprovals : verifyRolloutCommandApprovals;
+    const verdict = verify({
       command, condition: { count: pending.count, roles: pending.roles }, resolveApproverKey: (kid) => bundle.approverKeys.get(kid),
       provider: ports.provider, sha256: ports.sha256,
     });

@@ -22,6 +22,7 @@ export function commandSigningInput(command: UnsignedCommand): Uint8Array {
     issued_at: command.issued_at, expires_at: command.expires_at, device_seq: command.device_seq, issuer: command.issuer,
     // Only when present, so a command without approvals signs exactly the bytes it always did.
     ...(command.approval === undefined ? {} : { approval: command.approval }),
+    ...(command.rollout_approval === undefined ? {} : { rollout_approval: command.rollout_approval }),
   });
   return concatBytes(commandSigningPrefix, body);
 }

@@ -344,7 +344,11 @@ export class RolloutService {
     const release = await this.#o.releases.get(rollout.releaseId);
     if (release.state !== 'published') throw new SdcError('OTA_ROLLOUT_RELEASE_NOT_PUBLISHED', `release ${release.id} is ${release.state}, not published`);
     const approved = rollout.approval!.subject;
-    const now = rolloutApprovalSubject({ record: rollout.record, platform: rollout.platform, target: this.#targetOf(release), expiresAtMs: approved.expires_at, issuer: this.#o.signer.kid, requestedBy: approved.requested_by });
+    // In the subject's own version: a rollout that waited across the upgrade to version 2 is still approved as it was asked.
+    const now = rolloutApprovalSubject({
+      record: rollout.record, platform: rollout.platform, target: this.#targetOf(release), expiresAtMs: approved.expires_at, issuer: this.#o.signer.kid, requestedBy: approved.requested_by,
+      version: approved.v === 2 ? 2 : 1,
+    });
     if (rolloutApprovalSubjectHash(now, sha256) !== rollout.approval!.subject_sha256) {
       throw new SdcError('APPROVAL_STATEMENT_MISMATCH', `rollout ${rollout.id} no longer has the content its approvals were asked for`, { rolloutId: rollout.id });
     }

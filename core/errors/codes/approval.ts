@@ -17,6 +17,7 @@ export const approvalErrors = defineErrors({
   APPROVAL_KEY_UNKNOWN: { fault: 'remote', status: 409, summary: 'No registered signing key with this kid for this approver (register one: PUT /v1/users/me/signing-key)' },
   APPROVAL_STATEMENT_MISMATCH: { fault: 'remote', status: 400, summary: 'Approval statement names another command, command hash, approver or decision than the request' },
   APPROVAL_NOT_PENDING: { fault: 'remote', status: 409, summary: 'Command or rollout is not waiting for approvals (released or started, rejected, expired, aborted, or never needed any)' },
+  APPROVAL_DEVICE_PROOF_INVALID: { fault: 'remote', status: 403, summary: 'An OTA rollout kernel command\'s Merkle path does not place the device in the approved wave (core/ota/device-merkle.ts)' },
   APPROVAL_INSUFFICIENT: { fault: 'remote', status: 403, summary: 'Command carries fewer valid approvals than the policy rule requires' },
   APPROVAL_CANCEL_FORBIDDEN: { fault: 'remote', status: 403, summary: 'Only the command\'s requester or an admin may cancel a command waiting for approvals' },
 });

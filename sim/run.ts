@@ -38,6 +38,7 @@ import { commandMeanGapMs, fullTierAgentsMax, opcodePicker, type Scenario } from
 import { SimAgent, type SimAgentWorld } from './sim-agent.js';
 import { Trace } from './trace.js';
 import { observedKernel } from './observed-agent-parts.js';
+import { lazyKernelBridge } from './lazy-kernel.js';
 import { createModelEd25519Provider, createModelSessionKeyCrypto } from './model-crypto.js';
 import { drainMicrotasks } from './drain.js';
 import { frameSeqFields } from './frame-fields.js';
@@ -656,6 +657,9 @@ function agentWorld(run: Run, parts: { gateways: Gateways; network: SimNetwork; 
   };
 }
 
+/** The backend a mock kernel's bridge reports (MockIoctlDevice.kind). */
+const mockKernelBackend = 'mock';
+
 /** One agent per device, each with its clock skew, mock kernel and journal; all booted. */
 function bootAgents(run: Run, parts: { fleet: Fleet; gateways: Gateways; network: SimNetwork; checkers: Checkers; materials: DeploymentMaterials; ota: OtaSetup | undefined }): SimAgent[] {
   const { time, scenario, provider, counts } = run;
@@ -670,13 +674,21 @@ function bootAgents(run: Run, parts: { fleet: Fleet; gateways: Gateways; network
     const agentSeed = random.bytes(32);
     const serviceSeed = random.bytes(32);
     const ota = otaDeviceParts(parts.ota, deviceId, clock);
-    const device = new MockIoctlDevice({
-      ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock, scheduler: time,
-      faults: kernelFaults, random: random.fork(), ...ota.kernelOptions,
-      // Provisioned as enrollment does: the kernel verifies every command's control-plane signature itself.
-      commandKeys: { deviceId, keys: [...gateways.commandKeys.values()] },
+    // Drawn here, in the order the eager build drew it, whichever way the bridge is built.
+    const deviceRandom = random.fork();
+    const commandKeys = { deviceId, keys: [...gateways.commandKeys.values()] };
+    const makeBridge = () => new IoctlKernelBridge({
+      device: new MockIoctlDevice({
+        ed25519: provider, serviceSeed, agentPublicKey: provider.publicKeyFromSeed(agentSeed), clock, scheduler: time,
+        faults: kernelFaults, random: deviceRandom, ...ota.kernelOptions,
+        // Provisioned as enrollment does: the kernel verifies every command's control-plane signature itself.
+        commandKeys,
+      }),
+      ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: BigInt(simStartMs) * 1000n,
     });
-    const bridge = new IoctlKernelBridge({ device, ed25519: provider, agentSeed, servicePublicKey: provider.publicKeyFromSeed(serviceSeed), counterStart: BigInt(simStartMs) * 1000n });
+    // Built on its first call (sim/lazy-kernel.ts: two key derivations less per agent at start-up,
+    // issue 17); a rollout's update runner needs the bridge itself, so OTA runs build it at once.
+    const bridge = parts.ota === undefined ? lazyKernelBridge(mockKernelBackend, makeBridge) : makeBridge();
     // The update runner's kernel calls are counted as every kernel call is, and attributed to its
     // execution by the OTA observer, not to an operator command (the at-most-once checker's).
     const otaObserver = parts.ota?.observer;

@@ -84,7 +84,9 @@ test('roundtrip --repeat 2 --out: each repeat\'s /metrics series and pair in DIR
     assert.match(cdf, /^series,percentile,latency_ms\n/);
     assert.match(cdf, /^command_server,50,/m);
 
-    const report = await main(['report', '--from', dir, '--out', join(dir, 'report')], { stdout: () => {}, stderr: () => {}, readStdin: async () => '', env: {} });
+    // --mermaid source: no browser started to draw the diagrams, which this test does not look at
+    // (bench/report-mermaid-render.test.ts draws them).
+    const report = await main(['report', '--from', dir, '--out', join(dir, 'report'), '--mermaid', 'source'], { stdout: () => {}, stderr: () => {}, readStdin: async () => '', env: {} });
     assert.equal(report, 0);
     const md = await readFile(join(dir, 'report', 'report.md'), 'utf8');
     for (const repeat of [1, 2]) {

@@ -43,8 +43,7 @@ export interface DeviceMerklePath {
 
 /** The members as the tree orders them: sorted by code unit, each once. */
 export function sortedDeviceIds(deviceIds: readonly string[]): string[] {
-  const sorted = [...new Set(deviceIds)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return sorted;
+  return [...new Set(deviceIds)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** A built tree: its root, member count, and each member's path. */
@@ -58,31 +57,48 @@ export interface DeviceMerkleTree {
 export function deviceMerkleTree(deviceIds: readonly string[], sha256: Sha256): DeviceMerkleTree {
   const members = sortedDeviceIds(deviceIds);
   if (members.length > deviceMerkleLimits.membersMax) throw new RangeError(`${members.length} devices is more than a wave's tree takes (${deviceMerkleLimits.membersMax})`);
-  const positions = new Map(members.map((id, index) => [id, index]));
-  const levels: Uint8Array[][] = [members.map((id) => leafHash(id, sha256))];
-  while (levels[levels.length - 1]!.length > 1) {
+  // Each level one buffer of 32-byte hashes: a wave of a million devices keeps 64 MB, not two million small arrays.
+  const levels: Uint8Array[] = [new Uint8Array(members.length * 32)];
+  members.forEach((id, i) => levels[0]!.set(leafHash(id, sha256), i * 32));
+  const at = (level: Uint8Array, i: number) => level.subarray(i * 32, i * 32 + 32);
+  while (levels[levels.length - 1]!.length > 32) {
     const below = levels[levels.length - 1]!;
-    const above: Uint8Array[] = [];
-    for (let i = 0; i < below.length; i += 2) above.push(i + 1 < below.length ? sha256(concatBytes(nodePrefix, below[i]!, below[i + 1]!)) : below[i]!);
+    const size = below.length / 32;
+    const above = new Uint8Array(Math.ceil(size / 2) * 32);
+    for (let i = 0; i < size; i += 2) above.set(i + 1 < size ? sha256(concatBytes(nodePrefix, at(below, i), at(below, i + 1))) : at(below, i), (i / 2) * 32);
     levels.push(above);
   }
   const top = levels[levels.length - 1]!;
-  const root = hexFromBytes(top.length === 0 ? sha256(emptyTag) : top[0]!);
+  const root = hexFromBytes(top.length === 0 ? sha256(emptyTag) : top);
   return {
     root, count: members.length,
     pathOf(deviceId) {
-      const position = positions.get(deviceId);
+      const position = indexOf(members, deviceId);
       if (position === undefined) return undefined;
       const siblings: string[] = [];
       let index = position;
       for (const level of levels.slice(0, -1)) {
         const sibling = index ^ 1;
-        if (sibling < level.length) siblings.push(hexFromBytes(level[sibling]!));
+        if (sibling < level.length / 32) siblings.push(hexFromBytes(at(level, sibling)));
         index >>= 1;
       }
       return { position, siblings };
     },
   };
+}
+
+/** Binary search in the sorted members. */
+function indexOf(members: readonly string[], deviceId: string): number | undefined {
+  let low = 0;
+  let high = members.length - 1;
+  while (low <= high) {
+    const mid = (low + high) >> 1;
+    const id = members[mid]!;
+    if (id === deviceId) return mid;
+    if (id < deviceId) low = mid + 1;
+    else high = mid - 1;
+  }
+  return undefined;
 }
 
 /** The root of a device list (sorted and made unique first) and its member count. */

@@ -11,7 +11,7 @@ import {
 } from '../../core/ota/rollout-decisions.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
-import { commandRequester, type CommandRequester, type SignedCommand } from '../../core/protocol/messages/command.js';
+import { commandRequester, type CommandRequester, type RolloutApprovalBlock, type SignedCommand } from '../../core/protocol/messages/command.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import type { OtaReportEvent } from '../../core/protocol/messages/ota.js';
 import { signCommand } from '../../core/protocol/signed-command.js';
@@ -31,7 +31,11 @@ import {
   executionsOfRollout, insertExecution, insertRollout, installedReleaseCounter, listRollouts, moveExecution, readExecution, readRollout,
   runningRolloutIds, updateRolloutRecord, type RolloutApproval, type StoredExecution, type StoredRollout,
 } from './rollout-store.js';
-import { rolloutApprovalSubject, rolloutApprovalSubjectHash, type RolloutApprovalSubject } from '../../core/ota/rollout-approval.js';
+import {
+  reducedRolloutSubject, rolloutApprovalBlock, rolloutApprovalSubject, rolloutApprovalSubjectHash, type ReducedRolloutSubject, type RolloutApprovalSubject,
+} from '../../core/ota/rollout-approval.js';
+import { deviceMerkleTree, type DeviceMerkleTree } from '../../core/ota/device-merkle.js';
+import { approvalLimits } from '../../core/protocol/approvals.js';
 import type { PolicyActor, PolicyRole } from '../../core/protocol/policy.js';
 import type { SigningKeyStore } from '../control-plane/signing-keys.js';
 import { RolloutApprovalFlow, type RolloutDecisionSubmission, type RolloutDecisionView } from './rollout-approvals.js';
@@ -104,6 +108,8 @@ export const rolloutApprovalWindowMsMax = 7 * 24 * 3_600_000;
 
 /** Below the agent's report re-send interval (half a step timeout by default), far above a round trip. */
 export const noticeRepushIntervalMsDefault = 5_000;
+/** Approved rollouts' waves whose device tree is kept between ticks (a wave of a million devices is a tree of about 64 MB and its ids: few are kept). */
+const approvalTreesKept = 4;
 /** Executions whose last re-push time is kept (the oldest forgotten first): a bound, not a cache that matters past a few minutes. */
 const noticeRepushesTracked = 4_096;
 
@@ -195,6 +201,8 @@ export class RolloutService {
   /** When each execution's notice was last pushed again for a missed one (#repushIfMissed), oldest first. */
   readonly #repushedAtMs = new Map<string, number>();
   readonly #approvals: RolloutApprovalFlow | undefined;
+  /** Per approved rollout and wave, its reduced subject and the wave's device tree, kept for the wave's next devices (the last few only). */
+  readonly #approvalTrees = new Map<string, { reduced: ReducedRolloutSubject; tree: DeviceMerkleTree }>();
 
   constructor(options: RolloutServiceOptions) {
     this.#ctx = options.context;
@@ -523,8 +531,9 @@ export class RolloutService {
     const artifact = release.artifact;
     const platform = rollout.platform;
     const [stage, commit] = gated.commands as [GatedCommand, GatedCommand];
-    // The creator and the role they were judged in travel signed, so the device's policy bundle judges the same actor.
-    const signing = { deviceId, nowMs, requester: gated.requester };
+    // The creator and the role they were judged in travel signed, so the device's policy bundle judges the same actor;
+    // an approved rollout's approvals and this device's place in its wave too, so the bundle can check them.
+    const signing = { deviceId, nowMs, requester: gated.requester, rolloutApproval: this.#rolloutApprovalFor(rollout, wave, deviceId) };
     await this.#ctx.db.transaction(async (tx) => {
       const previous = await installedReleaseCounter(tx, deviceId);
       const seqs = [await nextCounterValue(tx, deviceSeqCounterName(deviceId)), await nextCounterValue(tx, deviceSeqCounterName(deviceId)), await nextCounterValue(tx, deviceSeqCounterName(deviceId))];
@@ -561,16 +570,44 @@ export class RolloutService {
     if (stored !== undefined) await this.#pushNotice(stored);
   }
 
+  /**
+   * The `rollout_approval` block of an approved rollout's kernel commands for one device (core
+   * rolloutApprovalBlock: the reduced subject, the start, the approvals it started with, the
+   * device's Merkle path in its wave); undefined for a rollout that needed no approvals, or whose
+   * subject is of version 1 (approved before the device could check: its commands carry none).
+   */
+  #rolloutApprovalFor(rollout: StoredRollout, wave: number, deviceId: string): RolloutApprovalBlock | undefined {
+    const approval = rollout.approval;
+    const outcome = approval?.outcome;
+    if (approval === null || outcome?.state !== 'started' || outcome.approvals === undefined || approval.subject.v !== 2) return undefined;
+    const key = `${rollout.id}/${wave}`;
+    let kept = this.#approvalTrees.get(key);
+    if (kept === undefined) {
+      const devices = approval.subject.waves[wave]?.devices ?? [];
+      kept = { reduced: reducedRolloutSubject(approval.subject, sha256), tree: deviceMerkleTree(devices, sha256) };
+      this.#approvalTrees.set(key, kept);
+      if (this.#approvalTrees.size > approvalTreesKept) this.#approvalTrees.delete(this.#approvalTrees.keys().next().value!);
+    }
+    const block = rolloutApprovalBlock({
+      subject: approval.subject, startedAtMs: outcome.at_ms, approvals: outcome.approvals.slice(0, approvalLimits.approvalsMax), waveIndex: wave, deviceId,
+      reduced: kept.reduced, tree: kept.tree, sha256,
+    });
+    if (block === undefined) this.#ctx.logger.warn({ rollout_id: rollout.id, device_id: deviceId, wave }, 'device not in its wave of the approved subject: its kernel commands carry no approvals');
+    return block;
+  }
+
   #kernelCommand(
-    executionId: string, step: string, deviceSeq: number, signing: { deviceId: string; nowMs: number; requester: CommandRequester | undefined }, what: GatedCommand,
+    executionId: string, step: string, deviceSeq: number,
+    signing: { deviceId: string; nowMs: number; requester: CommandRequester | undefined; rolloutApproval: RolloutApprovalBlock | undefined }, what: GatedCommand,
   ): SignedCommand {
-    const { deviceId, nowMs, requester } = signing;
+    const { deviceId, nowMs, requester, rolloutApproval } = signing;
     // Valid as long as the execution may last: the kernel takes them at any step until then.
     const ttlMs = this.#timeouts.executionMs + 60_000;
     return signCommand({
       command: {
         id: `${executionId}-${step}`, device_id: deviceId, opcode: what.opcode, args: what.args, issued_at: nowMs, expires_at: nowMs + ttlMs, device_seq: deviceSeq, issuer: this.#o.signer.kid,
         ...(requester === undefined ? {} : { requester }),
+        ...(rolloutApproval === undefined ? {} : { rollout_approval: rolloutApproval }),
       },
       kid: this.#o.signer.kid, seed: this.#o.signer.seed, provider: this.#ctx.ed25519,
     });

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import type { Browser } from 'playwright-core';
 import { systemRandom } from '../../runtime/system.js';
 import { issueServerCertificate, issueServingCa } from '../../trust/server-certificate.js';
 import { dayMs, makeTestPki } from '../../trust/test-fixtures.js';
@@ -30,12 +31,17 @@ async function serve(certPem: string, keyPem: string): Promise<{ url: string; se
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
-/** Loads the URL with certificate errors counted; the page's text, or Chromium's net:: error. */
-async function load(home: string, url: string, waitFor?: string): Promise<string> {
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'], env: { ...process.env, HOME: home } });
+/**
+ * Loads the URL in a fresh context of the running browser, with certificate errors counted; the
+ * page's text, or Chromium's net:: error. One browser for the file (each launch cost about 3 s of
+ * CPU, and there were five): Chromium reads the profile's NSS database at each verification, so a
+ * CA installed with certutil while it runs is trusted at the next load, as the loads before and
+ * after each install below show.
+ */
+async function load(browser: Browser, url: string, waitFor?: string): Promise<string> {
+  const context = await browser.newContext({ ignoreHTTPSErrors: false });
   try {
-    const page = await (await browser.newContext({ ignoreHTTPSErrors: false })).newPage();
+    const page = await context.newPage();
     try {
       await page.goto(url, { timeout: 30_000 });
       if (waitFor !== undefined) await page.getByRole('button', { name: waitFor }).waitFor({ timeout: 30_000 });
@@ -44,21 +50,25 @@ async function load(home: string, url: string, waitFor?: string): Promise<string
       return /net::[A-Z_]+/.exec((error as Error).message)?.[0] ?? (error as Error).message;
     }
   } finally {
-    await browser.close();
+    await context.close();
   }
 }
 
 describe('browsers and our TLS chains', { skip }, () => {
   let home: string;
+  let browser: Browser;
   const servers: Server[] = [];
 
   before(async () => {
     home = await mkdtemp(join(tmpdir(), 'sdc-tls-browser-'));
     await mkdir(join(home, '.pki', 'nssdb'), { recursive: true });
     execFileSync(certutilPath, ['-N', '-d', `sql:${join(home, '.pki', 'nssdb')}`, '--empty-password']);
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'], env: { ...process.env, HOME: home } });
   });
 
   after(async () => {
+    await browser?.close();
     for (const server of servers) server.close();
     await rm(home, { recursive: true, force: true });
   });
@@ -78,9 +88,9 @@ describe('browsers and our TLS chains', { skip }, () => {
     });
     const { url, server } = await serve(leaf.certPem, leaf.keyPem);
     servers.push(server);
-    assert.equal(await load(home, url), 'net::ERR_CERT_AUTHORITY_INVALID', 'the handshake works; only the issuer is unknown');
+    assert.equal(await load(browser, url), 'net::ERR_CERT_AUTHORITY_INVALID', 'the handshake works; only the issuer is unknown');
     await install('sdc-serving-ca', ca.certPem);
-    assert.equal(await load(home, url), 'console');
+    assert.equal(await load(browser, url), 'console');
   });
 
   it('fails the handshake itself over today\'s Ed25519 API certificate, and NSS cannot even install our Ed25519 root', async () => {
@@ -93,7 +103,7 @@ describe('browsers and our TLS chains', { skip }, () => {
     const { url, server } = await serve(`${leaf.certPem}\n${pki.intermediate.certificate.toString('pem')}\n`, leaf.keyPem);
     servers.push(server);
     await assert.rejects(install('sdc-root', pki.root.certificate.toString('pem')), /SEC_ERROR_ADDING_CERT/);
-    assert.equal(await load(home, url), 'net::ERR_SSL_VERSION_OR_CIPHER_MISMATCH');
+    assert.equal(await load(browser, url), 'net::ERR_SSL_VERSION_OR_CIPHER_MISMATCH');
   });
 
   it('loads the console from a real `sdc serve` directly, once the serving CA that `sdc pki init` made is installed', async () => {
@@ -125,9 +135,9 @@ describe('browsers and our TLS chains', { skip }, () => {
         check();
       });
       const consoleUrl = url.replace('://localhost:', '://127.0.0.1:');
-      assert.equal(await load(home, consoleUrl), 'net::ERR_CERT_AUTHORITY_INVALID', 'not trusted before the serving CA is installed');
+      assert.equal(await load(browser, consoleUrl), 'net::ERR_CERT_AUTHORITY_INVALID', 'not trusted before the serving CA is installed');
       await install('sdc-serve-serving-ca', await (await import('node:fs/promises')).readFile(servingCaPath, 'utf8'));
-      assert.match(await load(home, consoleUrl, 'Log in'), /Log in/, 'the console page from sdc serve, its script run, straight from the API port');
+      assert.match(await load(browser, consoleUrl, 'Log in'), /Log in/, 'the console page from sdc serve, its script run, straight from the API port');
     } finally {
       child.kill('SIGTERM');
       await exited;

@@ -1,15 +1,17 @@
 /**
  * The approver's side of the approval flow in the browser (docs/policy.md "Approvals"), pure: the
- * same statement and signature as `sdc command approve|reject`, made with the core's own code
- * (RFC 8785 canonical JSON, SHA-256 and Ed25519 from @noble) bundled into the page.
+ * same statement and signature as `sdc command approve|reject` and `sdc rollout approve|reject`
+ * (docs/ota.md "Rollouts that need approvals"), made with the core's own code (RFC 8785 canonical
+ * JSON, SHA-256 and Ed25519 from @noble) bundled into the page.
  *
- * Before signing, the subject the server shows is checked against the command it shows and its
- * hash recomputed, so what the approver signs is what the approver saw. The private key (a 32-byte
+ * Before signing, the subject the server shows is checked against the command (or rollout) it
+ * shows and its hash recomputed, so what the approver signs is what the approver saw. The private key (a 32-byte
  * seed) lives in page memory only, like the token: a reload forgets it.
  */
 import { base64urlFromBytes, bytesFromBase64url } from '../core/crypto/bytes.js';
 import { createNobleEd25519Provider } from '../core/crypto/ed25519-noble.js';
 import { nobleSha256 } from '../core/crypto/sha256-noble.js';
+import { rolloutApprovalSubjectHash, type RolloutApprovalSubject } from '../core/ota/rollout-approval.js';
 import { approvalSubjectHash, signApproval, type ApprovalDecision, type ApprovalSubject } from '../core/protocol/approvals.js';
 import { canonicalize } from '../core/protocol/canonical-json.js';
 import { ApiError } from './api.js';
@@ -83,11 +85,75 @@ export function checkedSubjectHash(command: PendingCommand): string {
 export function approvalRequestBody(options: {
   command: PendingCommand; decision: ApprovalDecision; approver: string; kid: string; key: ApprovalKey; reason?: string;
 }): Record<string, unknown> {
-  const { command, decision, approver, kid, key } = options;
+  const { command } = options;
   const sha256 = checkedSubjectHash(command);
-  const expiresAt = command.expires_at_ms;
-  const signature = signApproval({ statement: { command_id: command.id, command_sha256: sha256, decision, approver, kid, expires_at: expiresAt, ...(options.reason === undefined ? {} : { reason: options.reason }) }, seed: key.seed, provider });
-  return { command_sha256: sha256, kid, expires_at_ms: expiresAt, signature, ...(options.reason === undefined ? {} : { reason: options.reason }) };
+  return { command_sha256: sha256, ...signedDecision({ id: command.id, sha256, expiresAtMs: command.expires_at_ms }, options) };
+}
+
+/**
+ * A rollout of `GET /v1/rollouts` as far as signing and showing its approvals need it (docs/ota.md
+ * "Rollouts that need approvals"; server/ota/rollout-routes.ts, `approval`).
+ */
+export interface PendingRollout {
+  readonly id: string; readonly release_id: string; readonly status: string; readonly created_by: string;
+  readonly waves: ReadonlyArray<{ readonly devices: readonly string[] }>;
+  readonly approval?: RolloutApprovalView | null;
+}
+
+/** The `approval` block of a rollout: what it waits (or waited) for, the decisions, and how the wait ended. */
+export interface RolloutApprovalView {
+  readonly rule_id: string; readonly count: number; readonly roles: readonly string[]; readonly policy_revision: number; readonly expires_at_ms: number;
+  readonly subject: RolloutApprovalSubject; readonly subject_sha256: string;
+  readonly decisions: ReadonlyArray<{ readonly approver: string; readonly decision: string; readonly role: string; readonly kid: string; readonly at_ms: number; readonly expires_at_ms: number; readonly reason?: string }>;
+  readonly outcome: null | { readonly state: string; readonly at_ms: number; readonly by: string; readonly code?: string; readonly approvers?: readonly string[] };
+}
+
+/**
+ * The rollout subject's hash, after checking the subject is the rollout shown (its id, release,
+ * requester, approval expiry and every wave's devices) and recomputing the hash over all of it
+ * (artifact hashes, thresholds and rate included), as `sdc rollout approve` does; a mismatch
+ * signs nothing.
+ */
+export function checkedRolloutSubjectHash(rollout: PendingRollout): string {
+  const approval = rollout.approval;
+  if (rollout.status !== 'pending_approval' || approval === undefined || approval === null) {
+    throw new ApiError('APPROVAL_NOT_PENDING', `rollout ${rollout.id} is ${rollout.status}, not waiting for approvals`, 0);
+  }
+  const { subject } = approval;
+  let same = false;
+  let sha256 = '';
+  try {
+    same = subject.kind === 'ota_rollout' && subject.id === rollout.id && subject.release_id === rollout.release_id && subject.requested_by === rollout.created_by
+      && subject.expires_at === approval.expires_at_ms && canonicalize(subject.waves.map((w) => w.devices)) === canonicalize(rollout.waves.map((w) => w.devices));
+    sha256 = rolloutApprovalSubjectHash(subject, nobleSha256);
+  } catch {
+    same = false; // a subject not of the server's shape (no waves, a value JSON cannot canonicalize): nothing signed
+  }
+  if (!same || sha256 !== approval.subject_sha256) {
+    throw new ApiError('APPROVAL_STATEMENT_MISMATCH', 'the server\'s approval subject does not match the rollout it shows; nothing signed', 0);
+  }
+  return sha256;
+}
+
+/**
+ * The body of `POST /v1/rollouts/{id}/approve|reject`: the statement `sdc rollout approve|reject`
+ * signs (the rollout's id as `command_id`, the subject's hash as `command_sha256`), counting until
+ * the rollout's approval window closes.
+ */
+export function rolloutApprovalRequestBody(options: {
+  rollout: PendingRollout; decision: ApprovalDecision; approver: string; kid: string; key: ApprovalKey; reason?: string;
+}): Record<string, unknown> {
+  const { rollout } = options;
+  const sha256 = checkedRolloutSubjectHash(rollout);
+  return { rollout_sha256: sha256, ...signedDecision({ id: rollout.id, sha256, expiresAtMs: rollout.approval!.subject.expires_at }, options) };
+}
+
+/** The signed part of a decision on one subject (a command, or a rollout): the body's fields but the hash, whose name differs by route. */
+function signedDecision(subject: { id: string; sha256: string; expiresAtMs: number }, options: { decision: ApprovalDecision; approver: string; kid: string; key: ApprovalKey; reason?: string }): Record<string, unknown> {
+  const { decision, approver, kid, key, reason } = options;
+  const statement = { command_id: subject.id, command_sha256: subject.sha256, decision, approver, kid, expires_at: subject.expiresAtMs, ...(reason === undefined ? {} : { reason }) };
+  const signature = signApproval({ statement, seed: key.seed, provider });
+  return { kid, expires_at_ms: subject.expiresAtMs, signature, ...(reason === undefined ? {} : { reason }) };
 }
 
 /**

@@ -4,7 +4,11 @@
 // real gateway. In Debian's Chromium, trusting the serving CA in the profile's NSS database (no
 // certificate error ignored): the release listed, the rollout's waves and each device's state
 // moving as the agents update, Pause and Resume pressed in the page (the API agrees each time),
-// and the rollout reaching completed with every device succeeded. Screenshots in .tmp/viewer-e2e/.
+// and the rollout reaching completed with every device succeeded. Then a rollout the policy lets
+// its creator start only with an admin's approval: the page shows what it waits for and what is
+// signed, the admin registers a signing key in the Approvals view and approves it from its card
+// (signed in the page), and it starts; another is rejected with a reason from its card and ends
+// rejected with nothing sent. Screenshots in .tmp/viewer-e2e/.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -39,6 +43,7 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
   const devices: string[] = [];
   const pageProblems: string[] = [];
   const admin = { name: 'rollout-admin', password: 'correct horse battery staple' };
+  const requester = { name: 'rollout-requester', password: 'another horse battery staple' };
   const releaseId = 'console-rollout-2-0-0';
   let rolloutId = '';
   // The first device's post-commit health check waits for the test, so the page is sure to show it
@@ -56,6 +61,7 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
     keys = generateRepositoryKeys();
     system = await startE2e({ target: { name: 'embedded' }, beforeStart: async (dataDir) => writeRepositoryFiles(dataDir, keys, initialMetadata(keys, systemClock.nowMs())) });
     await system.deployment.controlPlane!.auth.users.add({ ...admin, role: 'admin', nowMs: systemClock.nowMs() });
+    await system.deployment.controlPlane!.auth.users.add({ ...requester, role: 'approver', nowMs: systemClock.nowMs() });
     for (let i = 0; i < 3; i++) devices.push(`console-ota-${system.tag}-${i}`);
     for (const deviceId of devices) {
       const { token } = await system.api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
@@ -154,6 +160,87 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
     assert.deepEqual(Object.fromEntries(stored.executions.map((e) => [e.device_id, e.state])), Object.fromEntries(devices.map((id) => [id, 'succeeded'])));
     for (const deviceId of devices) assert.equal((await system.agents.get(deviceId)!.kernel.getStatus()).currentVersion, '2.0.0', deviceId);
     await shot('rollout-completed');
+    assert.deepEqual(pageProblems, []);
+  });
+
+  it('approves from the page a rollout that waits for an admin\'s approval, signed in the page; it starts', async () => {
+    // Admins may do anything; an approver's updates need one admin's approval (docs/ota.md "Rollouts that need approvals").
+    const cp = system.deployment.controlPlane!;
+    await cp.policy.set({
+      document: {
+        version: 1,
+        rules: [
+          { id: 'admin-all', effect: 'allow', roles: ['admin'], opcodes: '*', devices: '*' },
+          { id: 'updates-with-admin', effect: 'allow', roles: ['approver'], opcodes: ['EXEC_STAGE_UPDATE', 'EXEC_COMMIT_UPDATE'], devices: '*', conditions: { approval: { count: 1, roles: ['admin'] } } },
+        ],
+      },
+      expectedRevision: (await cp.policy.current()).revision, actor: 'user:test',
+    });
+    const nextRelease = 'console-rollout-3-0-0';
+    await publishTestRelease(cp.ota!, keys, { id: nextRelease, version: '3.0.0', artifact: Buffer.from('sdc console e2e firmware 3.0.0\n'.repeat(256)) });
+    const { token } = await system.api<{ token: string }>('POST', '/v1/auth/login', requester, { token: null });
+    const waiting = await system.api<RolloutView & { approval: { subject_sha256: string } | null }>('POST', '/v1/rollouts', {
+      release_id: nextRelease, platform: 'linux-x64', device_ids: [devices[1]], devices_per_minute_max: 100, approval_window_ms: 3_600_000,
+      waves: [{ device_ids: [devices[1]], success_threshold: { succeeded_min: 0, succeeded_percent_min: 0, soak_ms: 0 }, error_threshold: { executed_min: 1, failed_percent_max: 100 } }],
+    }, { token });
+    assert.equal(waiting.status, 'pending_approval');
+    rolloutId = waiting.id;
+
+    // The key first, in the Approvals view (it needs the account's password), held by the page for the other views.
+    await page.getByRole('link', { name: 'Approvals', exact: true }).click();
+    await page.getByTestId('approval-key-password').fill(admin.password);
+    await page.getByRole('button', { name: 'Create a signing key' }).click();
+    await page.getByTestId('approval-key').waitFor();
+
+    await page.getByRole('link', { name: 'Releases' }).click();
+    await card().getByTestId('rollout-status').filter({ hasText: 'pending_approval' }).waitFor();
+    const panel = card().getByTestId('rollout-approval');
+    assert.equal(await panel.getByTestId('rollout-approval-needs').textContent(), 'needs 1 approval from admin (rule updates-with-admin, policy revision ' + (await cp.policy.current()).revision + ')');
+    assert.equal(await panel.getByTestId('rollout-approval-count').textContent(), '0 of 1');
+    assert.equal((await panel.getByTestId('rollout-approval-decisions').textContent())?.trim(), 'none yet');
+    const shown = (await panel.textContent() ?? '').replace(/\s+/g, ' ');
+    assert.ok(shown.includes(`release ${nextRelease} 3.0.0`), shown);
+    assert.ok(shown.includes(`1 device in 1 wave, at most 100/min, asked by ${requester.name}`), shown);
+    assert.ok(shown.includes(waiting.approval!.subject_sha256), shown);
+    await shot('rollout-pending-approval');
+
+    await panel.getByRole('button', { name: `Approve rollout ${rolloutId}` }).click();
+    await panel.getByTestId('rollout-approval-result').filter({ hasText: `Approved rollout ${rolloutId}: started, its first devices notified.` }).waitFor();
+    await card().getByTestId('rollout-status').filter({ hasText: /^running$|^paused$|^completed$/ }).waitFor();
+    assert.match(await panel.getByTestId('rollout-approval-outcome').textContent() ?? '', new RegExp(`^started at .*, released by ${admin.name} with the approvals of ${admin.name}$`));
+    // The server checked the page's signature against the admin's registered key and started the rollout.
+    const stored = await system.api<RolloutView & { approval: { outcome: { state: string; approvers?: string[] } | null; decisions: Array<{ approver: string; decision: string }> } }>('GET', `/v1/rollouts/${rolloutId}`);
+    assert.notEqual(stored.status, 'pending_approval');
+    assert.deepEqual(stored.approval.outcome?.approvers, [admin.name]);
+    assert.deepEqual(stored.approval.decisions.map((d) => [d.approver, d.decision]), [[admin.name, 'approve']]);
+    assert.deepEqual(stored.executions.map((e) => e.device_id), [devices[1]]);
+    await shot('rollout-approved');
+    assert.deepEqual(pageProblems, []);
+  });
+
+  it('rejects a waiting rollout from the page with a reason, signed in the page; it ends rejected, nothing sent', async () => {
+    const { token } = await system.api<{ token: string }>('POST', '/v1/auth/login', requester, { token: null });
+    const waiting = await system.api<RolloutView>('POST', '/v1/rollouts', {
+      release_id: 'console-rollout-3-0-0', platform: 'linux-x64', device_ids: [devices[2]], devices_per_minute_max: 100,
+      waves: [{ device_ids: [devices[2]], success_threshold: { succeeded_min: 0, succeeded_percent_min: 0, soak_ms: 0 }, error_threshold: { executed_min: 1, failed_percent_max: 100 } }],
+    }, { token });
+    assert.equal(waiting.status, 'pending_approval');
+    rolloutId = waiting.id;
+    // The view was open before the rollout existed: shown again, it reads the list (the key stays in the page).
+    await page.getByRole('link', { name: 'Fleet' }).click();
+    await page.getByRole('link', { name: 'Releases' }).click();
+    const panel = card().getByTestId('rollout-approval');
+    await panel.getByLabel(`Reason to reject rollout ${rolloutId}`).fill('change freeze');
+    await panel.getByRole('button', { name: `Reject rollout ${rolloutId}` }).click();
+    await panel.getByTestId('rollout-approval-result').filter({ hasText: `Rejected rollout ${rolloutId}: nothing sent.` }).waitFor();
+    await card().getByTestId('rollout-status').filter({ hasText: 'rejected' }).waitFor();
+    assert.match(await panel.getByTestId('rollout-approval-outcome').textContent() ?? '', new RegExp(`^rejected at .* by ${admin.name} \\(OTA_ROLLOUT_APPROVAL_REJECTED\\); nothing was sent$`));
+    assert.match(await panel.getByTestId('rollout-approval-decisions').textContent() ?? '', new RegExp(`reject by ${admin.name} \\(admin\\) at .*: change freeze`));
+    const stored = await system.api<RolloutView & { approval: { outcome: { state: string; code?: string } | null } }>('GET', `/v1/rollouts/${rolloutId}`);
+    assert.equal(stored.status, 'rejected');
+    assert.deepEqual(stored.approval.outcome && [stored.approval.outcome.state, stored.approval.outcome.code], ['rejected', 'OTA_ROLLOUT_APPROVAL_REJECTED']);
+    assert.deepEqual(stored.executions, []);
+    await shot('rollout-rejected');
     assert.deepEqual(pageProblems, []);
   });
 

@@ -203,7 +203,7 @@ export class SdcApp extends LightElement {
       case 'approvals': return html`<sdc-approvals .api=${this.api} .liveBus=${this.liveBus} .userRole=${this.session?.role} .userName=${this.session?.name ?? ''} .signer=${this.#signer}
         @signer-changed=${(e: CustomEvent<ApprovalSigner>) => { this.#signer = e.detail; }}></sdc-approvals>`;
       case 'dead-letters': return html`<sdc-dead-letters .api=${this.api} .userRole=${this.session?.role} .deviceId=${r.deviceId}></sdc-dead-letters>`;
-      case 'releases': return html`<sdc-releases .api=${this.api} .userRole=${this.session?.role}></sdc-releases>`;
+      case 'releases': return html`<sdc-releases .api=${this.api} .userRole=${this.session?.role} .userName=${this.session?.name ?? ''} .signer=${this.#signer}></sdc-releases>`;
       case 'artifacts': return html`<sdc-artifacts .api=${this.api} .userRole=${this.session?.role}></sdc-artifacts>`;
       default: return nothing;
     }

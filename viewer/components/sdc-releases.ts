@@ -4,6 +4,7 @@ import './sdc-rollouts.js';
 import { formatTime } from '../format.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import type { ApprovalSigner } from './sdc-approvals.js';
 
 interface ReleaseRow {
   id: string; release_counter: number; version: string; state: string; target_path: string;
@@ -21,10 +22,15 @@ const absentCodes: ReadonlySet<string> = new Set(['API_NOT_FOUND', 'OTA_REPOSITO
  * `sdc release` (signing needs the release signers' offline keys).
  */
 export class SdcReleases extends LightElement {
-  static override properties = { api: { attribute: false }, userRole: {}, releases: { state: true }, error: { state: true }, absent: { state: true } };
+  static override properties = {
+    api: { attribute: false }, userRole: {}, userName: {}, signer: { attribute: false }, releases: { state: true }, error: { state: true }, absent: { state: true },
+  };
 
   declare api: ApiClient;
   declare userRole: Role | undefined;
+  /** Who is logged in and their approval signing key (from the Approvals view), for deciding on rollouts that wait for approvals. */
+  declare userName: string;
+  declare signer: ApprovalSigner | undefined;
   declare releases: ReleaseRow[] | undefined;
   declare error: ApiError | undefined;
   declare absent: boolean;
@@ -35,6 +41,8 @@ export class SdcReleases extends LightElement {
     this.error = undefined;
     this.absent = false;
     this.userRole = undefined;
+    this.userName = '';
+    this.signer = undefined;
   }
 
   override connectedCallback(): void {
@@ -72,7 +80,7 @@ export class SdcReleases extends LightElement {
                 <td>${formatTime(r.created_at_ms)} by ${r.created_by}</td><td>${formatTime(r.updated_at_ms)}</td>
               </tr>`)}</tbody>
           </table></div>`}
-        <sdc-rollouts .api=${this.api} .userRole=${this.userRole}></sdc-rollouts>
+        <sdc-rollouts .api=${this.api} .userRole=${this.userRole} .userName=${this.userName} .signer=${this.signer}></sdc-rollouts>
       </section>`;
   }
 }

@@ -66,7 +66,10 @@ describe('the operator console in Chromium against a real deployment', { skip },
     assert.equal(await system.deployment.controlPlane!.policy.seed(consolePolicy), true, 'a fresh database takes the policy');
     await system.deployment.controlPlane!.auth.users.add({ ...requester, role: 'approver', nowMs: systemClock.nowMs() });
     deviceIds.push(`console-${system.tag}-1`, `console-${system.tag}-2`);
-    await Promise.all(deviceIds.map((id) => pairAgent(system, id, { telemetryIntervalMs: 500 })));
+    // A sample every 2 s: the chart and the risk-score view need a sample or two, not two a second
+    // per device (each is signed, ingested, stored and pushed live to the page; 500 ms cost the
+    // file about 4 s of CPU over its run).
+    await Promise.all(deviceIds.map((id) => pairAgent(system, id, { telemetryIntervalMs: 2_000 })));
     await waitOnline(system, deviceIds);
     // The serving CA trusted the way a Linux browser trusts one: in the profile's NSS database.
     assert.ok(system.materials.browserTls, 'the deployment has a serving CA and an ECDSA certificate for browsers');

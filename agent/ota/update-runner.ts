@@ -869,11 +869,15 @@ function withoutState(notice: Notice): Notice {
 
 /**
  * A journaled notice with what a later push of the same execution may change: its URL, and with
- * the signed state that vouches for them (checked in onNotice), its nonce and its cancel.
+ * the signed state that vouches for them (checked in onNotice), its nonce and its cancel. The
+ * cancel only forward: once journaled canceled, the execution stays canceled in the journal, as
+ * the signed state's seq and the runner's cancelRequested do. A later notice without cancel
+ * asserts nothing and needs no signature (an unsigned copy any gateway can relay), so it must
+ * not write cancel back to false.
  */
 function withLaterFields(taken: Notice, later: Notice): Notice {
   return {
-    ...taken, cancel: later.cancel,
+    ...taken, cancel: taken.cancel || later.cancel,
     ...(later.artifact_url === undefined ? {} : { artifact_url: later.artifact_url }),
     ...(later.health_nonce === undefined ? {} : { health_nonce: later.health_nonce }),
     // The state taken last is the one a replay is measured against (#heldState): never replaced by none.

@@ -945,6 +945,32 @@ export class CommandRepository {
     return claimed.changes === 1;
   }
 
+  /**
+   * Claims a send of a command the sweep stamped while its device had no presence key: a
+   * compare-and-set of that stamp (`stampedAtMs`, below `nowMs`), so nothing else sent it since (a
+   * presence redelivery or another sweep moves dispatched_at) and it is still unfinished and unexpired.
+   */
+  async claimStamped(commandId: string, stampedAtMs: number, nowMs: number): Promise<boolean> {
+    if (stampedAtMs >= nowMs) return false;
+    const claimed = await this.#db.execute(
+      `UPDATE commands SET dispatched_at = ? WHERE id = ? AND dispatched_at = ? AND state IN (${deliverableList}) AND expires_at > ?`,
+      [nowMs, commandId, stampedAtMs, nowMs],
+    );
+    return claimed.changes === 1;
+  }
+
+  /**
+   * Of `deviceIds`, those whose row names a gateway: believed connected (an offline clears it), so a
+   * missing presence key is a lapse of the key, not the device gone. One statement.
+   */
+  async namingGateway(deviceIds: readonly string[]): Promise<Set<string>> {
+    if (deviceIds.length === 0) return new Set();
+    const rows = await this.#db.query<{ id: string }>(
+      `SELECT id FROM devices WHERE id IN (${deviceIds.map(() => '?').join(', ')}) AND gateway_id IS NOT NULL`, [...deviceIds],
+    );
+    return new Set(rows.map((row) => row.id));
+  }
+
   /** Gives a claim back after a failed append: the previous dispatch time again, unless something dispatched it since. */
   async releaseRedispatch(commandId: string, claimedAtMs: number, previousMs: number | null): Promise<void> {
     await this.#db.execute('UPDATE commands SET dispatched_at = ? WHERE id = ? AND dispatched_at = ?', [previousMs, commandId, claimedAtMs]);

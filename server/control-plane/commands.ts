@@ -97,6 +97,12 @@ export const commandLimits = Object.freeze({
   expirePerSweepMax: 500,
   /** Commands re-dispatched per redelivery sweep; the oldest-dispatched go first, the rest wait for the next sweep. */
   redispatchPerSweepMax: 200,
+  /**
+   * Devices whose commands the sweep stamped while their presence key was missing but their row
+   * named a gateway (a lapsed key), remembered so the next pass that finds the key sends them; past
+   * this, such commands wait for their next due send (at most redispatchIntervalMaxMs).
+   */
+  stampedAwayDevicesMax: 1_024,
   /** Commands read per page when a revoked device's commands are canceled (all of them are, page by page). */
   revokedCancelPageMax: 500,
   /** Earlier never-appended commands of a device dispatched ahead of a new one (keeps device_seq order). */
@@ -195,6 +201,8 @@ export class CommandService {
    * At most one entry per device with a create or release in flight; removed when its last pass ends.
    */
   readonly #dispatchPasses = new Map<string, DispatchPass>();
+  /** What this process's sweep stamped for devices whose key had lapsed, by device (redispatchDue, #releaseStampedAway). */
+  readonly #stampedAway = new Map<string, Array<{ readonly row: RedispatchCandidate; readonly stampedAtMs: number }>>();
 
   constructor(options: CommandServiceOptions) {
     this.#ctx = options.context;
@@ -501,7 +509,11 @@ export class CommandService {
    * executed reaches a terminal state within about one wait plus one sweep period after the
    * stores and the link are healthy again (at most `redispatchPerSweepMax` commands per sweep,
    * oldest dispatch first). Commands of a device without a gateway are stamped too, so they do
-   * not fill every batch; its next presence redelivers them.
+   * not fill every batch; its next presence redelivers them. When the device's row still names a
+   * gateway (its key lapsed: a store that lost its keys while the session lived on), the stamped
+   * commands are remembered here and sent by the first pass that finds the key again
+   * (#releaseStampedAway), since that key's 'presence key restored' online redelivers nothing
+   * (EventHandlers, cd440bf): they no longer wait out their next due send (up to 120 s).
    *
    * Each send is claimed first (CommandRepository.claimRedispatch: a compare-and-set of the
    * row's dispatch time on the same due condition), so control planes sweeping one database at
@@ -516,7 +528,9 @@ export class CommandService {
     const due = await this.#repository.dueForRedispatch(nowMs, wait, Math.max(1, batchMax));
     const gateways = new Map<string, string | undefined>();
     const failedDevices = new Set<string>();
-    let sent = 0;
+    // First what earlier passes stamped while a device's key had lapsed, for the devices whose key is back.
+    let sent = await this.#releaseStampedAway(nowMs, wait, gateways, failedDevices);
+    const stamped: RedispatchCandidate[] = [];
     for (const row of due) {
       if (failedDevices.has(row.deviceId)) continue;
       try {
@@ -530,10 +544,80 @@ export class CommandService {
         }
         // stamp_dispatched: the claim was the stamp.
         if (decision.type === 'deliver' && await this.#appendClaimed(row, decision.gatewayId, nowMs)) sent += 1;
+        if (decision.type === 'stamp_dispatched') stamped.push(row);
       } catch (error) {
         // Not claimed, or the claim given back: retried at the next sweep. Later commands of the device wait so they cannot overtake it.
         failedDevices.add(row.deviceId);
         this.#ctx.logger.warn({ err: error, commandId: row.id }, 'redelivery sweep could not dispatch; retried at the next sweep');
+      }
+    }
+    await this.#rememberStampedAway(stamped, nowMs);
+    return sent;
+  }
+
+  /**
+   * Remembers the commands this pass stamped for devices without a presence key whose row names a
+   * gateway (believed connected: the key lapsed, the session did not end). A device that went
+   * offline is not remembered: its next presence is a whole online, which redelivers everything.
+   * Bounded (stampedAwayDevicesMax devices); a store failure here only loses the shortcut.
+   */
+  async #rememberStampedAway(stamped: readonly RedispatchCandidate[], nowMs: number): Promise<void> {
+    if (stamped.length === 0) return;
+    let lapsed: Set<string>;
+    try {
+      lapsed = await this.#repository.namingGateway([...new Set(stamped.map((row) => row.deviceId))]);
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error }, 'redelivery sweep could not read which devices lapsed; their commands wait for their next due send');
+      return;
+    }
+    for (const row of stamped) {
+      if (!lapsed.has(row.deviceId)) continue;
+      const list = this.#stampedAway.get(row.deviceId);
+      // Stamped again while still away: the new stamp replaces the old (which no claim would match now).
+      if (list !== undefined) this.#stampedAway.set(row.deviceId, [...list.filter((stamp) => stamp.row.id !== row.id), { row, stampedAtMs: nowMs }]);
+      else if (this.#stampedAway.size < commandLimits.stampedAwayDevicesMax) this.#stampedAway.set(row.deviceId, [{ row, stampedAtMs: nowMs }]);
+    }
+  }
+
+  /**
+   * Sends what earlier passes stamped for a lapsed device (#rememberStampedAway) once its presence
+   * key is back, each claimed by a compare-and-set of its stamp (CommandRepository.claimStamped:
+   * nothing else sent it since), in device_seq order; a lost claim or a failure stops the device
+   * here and holds back its due commands in this pass, as in the sweep (the rest go at their next
+   * due send). A stamp older than the longest wait is forgotten: the sweep finds it due anyway.
+   */
+  async #releaseStampedAway(nowMs: number, wait: RedispatchWait, gateways: Map<string, string | undefined>, failedDevices: Set<string>): Promise<number> {
+    let sent = 0;
+    for (const [deviceId, list] of [...this.#stampedAway]) {
+      const live = list.filter((stamp) => nowMs - stamp.stampedAtMs < wait.maxMs);
+      if (live.length === 0) {
+        this.#stampedAway.delete(deviceId);
+        continue;
+      }
+      this.#stampedAway.set(deviceId, live);
+      let gateway: string | undefined;
+      try {
+        gateway = await this.presenceGateway(deviceId);
+      } catch (error) {
+        this.#ctx.logger.warn({ err: error, deviceId }, 'redelivery sweep could not read a presence key; retried at the next sweep');
+        continue;
+      }
+      gateways.set(deviceId, gateway);
+      if (gateway === undefined) continue;
+      this.#stampedAway.delete(deviceId);
+      const ordered = [...live].sort((a, b) => seqOf(a.row) - seqOf(b.row));
+      for (const { row, stampedAtMs } of ordered) {
+        try {
+          if (!(await this.#repository.claimStamped(row.id, stampedAtMs, nowMs))) {
+            failedDevices.add(deviceId);
+            break;
+          }
+          if (await this.#appendClaimed({ ...row, dispatchedAtMs: stampedAtMs }, gateway, nowMs)) sent += 1;
+        } catch (error) {
+          failedDevices.add(deviceId);
+          this.#ctx.logger.warn({ err: error, commandId: row.id }, 'redelivery sweep could not dispatch; retried at the next sweep');
+          break;
+        }
       }
     }
     return sent;
@@ -727,6 +811,11 @@ export class CommandService {
     const last = page.at(-1);
     return { items: page.map(viewOf), next_cursor: rows.length > limit && last !== undefined ? encodeCursor([String(last.created_at), last.id]) : null };
   }
+}
+
+/** A stored command's device_seq; an unreadable one sorts last (its append refuses it). */
+function seqOf(row: StoredCommand): number {
+  return row.command instanceof SdcError ? Number.MAX_SAFE_INTEGER : row.command.device_seq;
 }
 
 /** The signed command of a stored row, or its STORE_CORRUPT error thrown (inside the caller's per-row error handling). */

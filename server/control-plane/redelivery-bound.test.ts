@@ -9,7 +9,7 @@
 // its command when it comes back.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeBusEntry, encodeBusEntry } from '../bus-contract/entries.js';
+import { decodeBusEntry, encodeBusEntry, presenceRestoredReason } from '../bus-contract/entries.js';
 import { gatewayCommandStream, kvKeys, streamNames } from '../bus-contract/streams.js';
 import { redispatchIntervalMaxMsDefault, redispatchIntervalMsDefault } from './commands.js';
 import { makeHarness, openSecondControlPlane, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
@@ -151,6 +151,32 @@ function suite(pair: StorePair): void {
       for (const c of [c1, c2]) await h.cp.commands.transition(c.id, 'time_out', h.clock.nowMs());
     });
 
+    it('a command the sweep stamped while its device\'s presence key had lapsed goes at the first pass after the key is back, not after its wait', async () => {
+      await enroll('dev-lapse', true);
+      // Its AUTH online recorded the gateway; then the key lapses (a store that lost its keys) while the session lives on.
+      await h.db.execute('UPDATE devices SET gateway_id = ? WHERE id = ?', ['gw1', 'dev-lapse']);
+      await h.cp.context.kv.del(kvKeys.presence('dev-lapse'));
+      const command = await create('dev-lapse');
+      // A minute without the key: the sweep only stamps it (at 5 s and again at 35 s).
+      assert.deepEqual(await sweepFor(60_000, command.id), [], 'no key: the sweep only stamps it');
+      // The session's next refresh writes the key again and reports a restored online, which redelivers nothing (cd440bf).
+      await h.cp.context.kv.set(kvKeys.presence('dev-lapse'), JSON.stringify({ gateway_id: 'gw1' }));
+      await h.bus.append(streamNames.events, encodeBusEntry('presence', {
+        device_id: 'dev-lapse', gateway_id: 'gw1', session_id: `s_${h.clock.nowMs()}`, online: true, at_ms: h.clock.nowMs(), reason: presenceRestoredReason,
+      }));
+      await h.cp.eventsConsumer.drain();
+      assert.equal(await deliveriesOf(command.id), 0, 'the restored online leaves it to the sweep');
+      // The next pass of both control planes: sent once, now (before: at its next due send, 30 to 120 s later).
+      h.clock.advance(sweepPeriodMs);
+      await Promise.all([h.cp.commands.redispatchDue(), second.cp.commands.redispatchDue()]);
+      assert.equal(await deliveriesOf(command.id), 1, 'sent at the first pass that finds the key');
+      // And not again until its ordinary wait: the release was its send.
+      h.clock.advance(sweepPeriodMs);
+      await h.cp.commands.redispatchDue();
+      assert.equal(await deliveriesOf(command.id), 1);
+      await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
+    });
+
     it('a device away for an hour gets its command when it comes back: at once on its presence, and from the sweep within the longest wait if that event is lost', async () => {
       await enroll('dev-away', false);
       const command = await create('dev-away');
@@ -174,7 +200,9 @@ function suite(pair: StorePair): void {
       assert.equal(await deliveriesOf(later.id), 0);
       await h.cp.context.kv.set(kvKeys.presence('dev-away'), JSON.stringify({ gateway_id: 'gw1' }));
       const sentAtS = await sweepFor(redispatchIntervalMaxMsDefault + sweepPeriodMs, later.id);
-      assert.equal(sentAtS.length, 1, `delivered by the sweep once within ${redispatchIntervalMaxMsDefault + sweepPeriodMs} ms`);
+      // No offline came either, so its row still names gw1: to the sweep the key lapsed, and the
+      // first pass that finds it again sends what it stamped meanwhile (then its ordinary wait, 120 s).
+      assert.deepEqual(sentAtS, [5, 125], `delivered by the sweep within ${redispatchIntervalMaxMsDefault + sweepPeriodMs} ms`);
       for (const c of [command, later]) await h.cp.commands.transition(c.id, 'time_out', h.clock.nowMs());
     });
   });

@@ -18,6 +18,7 @@ export const releaseEvents = [
   'sign', // a threshold of release signers signed the target (TUF targets role)
   'publish', // the signed target was added to the repository's published targets metadata
   'revoke', // an operator with the release role withdrew it
+  'resign', // its signed targets proposal was dropped (a published release was revoked) and a new one built: signing starts again
 ] as const;
 export type ReleaseEvent = (typeof releaseEvents)[number];
 
@@ -37,7 +38,7 @@ export const releaseTable: TransitionTable<ReleaseState, ReleaseEvent> = {
     // A failed upload stays in uploading: the blob store keeps no partial artifact as verified.
     uploading: { upload_verified: 'verified', upload_failed: 'uploading', revoke: 'revoked' },
     verified: { sign: 'signed', revoke: 'revoked' },
-    signed: { publish: 'published', revoke: 'revoked' },
+    signed: { publish: 'published', revoke: 'revoked', resign: 'verified' },
     published: { revoke: 'revoked' },
     revoked: {},
   },

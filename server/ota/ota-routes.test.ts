@@ -150,9 +150,42 @@ for (const { sql } of storePairs().pairs) {
       assert.deepEqual(Object.keys(JSON.parse(otherProposal.signed_canonical).targets).sort(), ['rel-2-4-1/agent.bin', 'rel-2-4-2/agent.bin']);
     });
 
+    it('revoking a published release drops a signed proposal that lists it: publishing that is refused (OTA_TARGETS_STALE), and the next targets leaves it out', async () => {
+      // rel-2-4-1 is published (targets version 3); rel-2-4-2's proposal (version 4) lists it and rel-2-4-2.
+      const [first, second] = ['rel-2-4-1', 'rel-2-4-2'];
+      const before = (await call('GET', `/v1/releases/${second}/targets-proposal`, operator)).json() as { signed_canonical: string; targets_version: number };
+      await signWith(second, 1);
+      assert.equal((await signWith(second, 2, 'targets', secondOperator)).json().state, 'signed');
+      assert.equal((await call('POST', `/v1/releases/${first}/revoke`, operator, { reason: 'recalled' })).json().state, 'revoked');
+
+      const dropped = (await call('GET', `/v1/releases/${second}`, viewer)).json();
+      assert.deepEqual({ state: dropped.state, proposal: dropped.proposal_version, signatures: dropped.signatures.length }, { state: 'signed', proposal: null, signatures: 0 });
+      const stale = await call('POST', `/v1/releases/${second}/publish`, operator);
+      assert.equal(stale.statusCode, 409);
+      assert.equal(codeOf(stale), 'OTA_TARGETS_STALE');
+
+      const proposal = (await call('GET', `/v1/releases/${second}/targets-proposal`, operator)).json() as { signed_canonical: string; targets_version: number };
+      assert.equal(proposal.targets_version, before.targets_version);
+      assert.deepEqual(Object.keys(JSON.parse(proposal.signed_canonical).targets), [`${second}/agent.bin`], 'the revoked release is left out');
+      assert.equal((await call('GET', `/v1/releases/${second}`, viewer)).json().state, 'verified', 'signing starts again');
+      await signWith(second, 1);
+      assert.equal((await signWith(second, 2, 'targets', secondOperator)).json().state, 'signed');
+
+      // Defence in depth: a signed proposal that does not list exactly the published releases and
+      // this one is never published, however it came to be stored (here the one built before the revocation).
+      const [row] = await h.db.query<{ proposal_body: string }>('SELECT proposal_body FROM ota_releases WHERE id = ?', [second]);
+      await h.db.execute('UPDATE ota_releases SET proposal_body = ? WHERE id = ?', [before.signed_canonical, second]);
+      assert.equal(codeOf(await call('POST', `/v1/releases/${second}/publish`, operator)), 'OTA_TARGETS_STALE');
+      await h.db.execute('UPDATE ota_releases SET proposal_body = ? WHERE id = ?', [row!.proposal_body, second]);
+
+      assert.equal((await call('POST', `/v1/releases/${second}/publish`, operator)).json().state, 'published');
+      const targets = parseMetadata((await call('GET', `/v1/tuf/metadata/${before.targets_version}.targets.json`, undefined)).rawPayload, 'targets');
+      assert.deepEqual([...targets.signed.targets.keys()], [`${second}/agent.bin`]);
+    });
+
     it('audits every release change', async () => {
       const kinds = (await h.db.query<{ kind: string }>("SELECT kind FROM audit_log WHERE subject LIKE 'release:%'")).map((row) => row.kind);
-      for (const kind of ['ota.release.created', 'ota.release.uploaded', 'ota.release.upload_failed', 'ota.release.signature_added', 'ota.release.published', 'ota.release.revoked']) {
+      for (const kind of ['ota.release.created', 'ota.release.uploaded', 'ota.release.upload_failed', 'ota.release.signature_added', 'ota.release.published', 'ota.release.revoked', 'ota.release.proposal_dropped']) {
         assert.ok(kinds.includes(kind), `${kind} in ${kinds.join(', ')}`);
       }
     });

@@ -226,7 +226,8 @@ export class ReleaseService {
       if (row.state !== 'verified' && row.state !== 'signed') refuseTransition(row.state, 'sign');
       const nextVersion = await this.#repository.nextTargetsVersion(tx);
       if (row.proposal_body !== null && Number(row.proposal_version) === nextVersion) return { body: row.proposal_body, version: nextVersion };
-      if (row.state === 'signed') throw new SdcError('OTA_TARGETS_STALE', `release ${id} was signed as targets version ${row.proposal_version}; the next is ${nextVersion}: revoke it and create a new release`);
+      // A signed release whose proposal was dropped by a revocation (see revoke) is signed again from a new proposal.
+      if (row.state === 'signed' && row.proposal_body !== null) throw new SdcError('OTA_TARGETS_STALE', `release ${id} was signed as targets version ${row.proposal_version}; the next is ${nextVersion}: revoke it and create a new release`);
       const [open] = await tx.query<{ id: string }>(
         "SELECT id FROM ota_releases WHERE id <> ? AND proposal_body IS NOT NULL AND state IN ('verified', 'signed') LIMIT 1", [id]);
       if (open !== undefined) throw new SdcError('OTA_TARGETS_PROPOSAL_OPEN', `release ${open.id} is being signed; publish or revoke it first`, { releaseId: open.id });
@@ -239,7 +240,8 @@ export class ReleaseService {
         throw new SdcError('OTA_TARGETS_TOO_LARGE', `targets version ${nextVersion} would be ${body.length} characters, over ${this.#targetsBytesMax}: revoke old releases first`, { published: published.length });
       }
       await tx.execute('DELETE FROM ota_release_signatures WHERE release_id = ?', [id]);
-      await tx.execute('UPDATE ota_releases SET proposal_body = ?, proposal_version = ?, updated_at = ? WHERE id = ? AND state = ?', [body, nextVersion, this.#ctx.clock.nowMs(), id, row.state]);
+      if (row.state === 'signed') await this.#move(tx, row, 'resign');
+      await tx.execute('UPDATE ota_releases SET proposal_body = ?, proposal_version = ?, updated_at = ? WHERE id = ? AND state = ?', [body, nextVersion, this.#ctx.clock.nowMs(), id, 'verified']);
       return { body, version: nextVersion };
     });
     return { release_id: id, targets_version: proposal.version, signed_canonical: proposal.body, keyids: root.roles.targets.keyids, threshold: root.roles.targets.threshold };
@@ -291,6 +293,7 @@ export class ReleaseService {
           { valid: count, signers: people, threshold: root.roles.targets.threshold });
       }
       if (row.state !== 'signed') refuseTransition(row.state, 'publish');
+      await this.#checkProposalCurrent(tx, row);
       // Checked at create too; again here so no release the kernel cannot label is ever published (a row from an older control plane).
       parseReleaseTarget(parseTufJson(new TextEncoder().encode(row.custom_json)));
       const body = envelopeText(parseTufJson(new TextEncoder().encode(row.proposal_body ?? '')) as TufJsonObject, await this.#signatures(tx, id));
@@ -323,6 +326,18 @@ export class ReleaseService {
       await this.#move(tx, row, 'revoke', { sets: 'proposal_body = NULL, proposal_version = NULL', params: [] });
       await tx.execute('DELETE FROM ota_release_signatures WHERE release_id = ?', [id]);
       await this.#audit(tx, 'ota.release.revoked', actor, id, { from: row.state, reason });
+      // Another release's open proposal lists every published release, this one too: signed as it
+      // is, it would bring the revoked release back. Drop it and its signatures; publishing it is
+      // refused (OTA_TARGETS_STALE) until signers sign a new proposal.
+      if (row.state === 'published') {
+        const open = await tx.query<{ id: string; state: ReleaseState; proposal_version: number }>(
+          "SELECT id, state, proposal_version FROM ota_releases WHERE id <> ? AND proposal_body IS NOT NULL AND state IN ('verified', 'signed')", [id]);
+        for (const other of open) {
+          await tx.execute('UPDATE ota_releases SET proposal_body = NULL, proposal_version = NULL, updated_at = ? WHERE id = ? AND state = ?', [this.#ctx.clock.nowMs(), other.id, other.state]);
+          await tx.execute('DELETE FROM ota_release_signatures WHERE release_id = ?', [other.id]);
+          await this.#audit(tx, 'ota.release.proposal_dropped', actor, other.id, { revoked: id, state: other.state, targets_version: Number(other.proposal_version) });
+        }
+      }
     });
     await this.#ctx.settleAudit();
     return this.get(id);
@@ -353,6 +368,25 @@ export class ReleaseService {
       await this.#audit(tx, 'ota.release.upload_failed', actor, id, { code });
     });
     await this.#ctx.settleAudit();
+  }
+
+  /**
+   * Publishing signs nothing new, so the signed proposal must still be exactly the next targets
+   * version listing every published release plus this one (OTA_TARGETS_STALE otherwise): a
+   * proposal built before a revocation would otherwise bring the revoked release back.
+   */
+  async #checkProposalCurrent(tx: SqlExecutor, row: ReleaseRow): Promise<void> {
+    const nextVersion = await this.#repository.nextTargetsVersion(tx);
+    const refuse = (why: string): never => {
+      throw new SdcError('OTA_TARGETS_STALE', `release ${row.id}'s signed targets proposal ${why}: fetch it again (GET /v1/releases/${row.id}/targets-proposal) and sign that`, { releaseId: row.id });
+    };
+    if (row.proposal_body === null) refuse('was dropped (a published release was revoked)');
+    if (Number(row.proposal_version) !== nextVersion) refuse(`is targets version ${row.proposal_version}, the next is ${nextVersion}`);
+    const signed = parseTufJson(new TextEncoder().encode(row.proposal_body ?? '')) as TufJsonObject;
+    const listed = Object.keys((signed['targets'] ?? {}) as TufJsonObject).sort();
+    const published = await tx.query<ReleaseRow>(`SELECT ${columns} FROM ota_releases WHERE state = 'published'`);
+    const expected = [...published, row].map((release) => `${release.id}/${release.artifact_name}`).sort();
+    if (listed.length !== expected.length || listed.some((path, index) => path !== expected[index])) refuse('does not list exactly the published releases and this one');
   }
 
   async #row(executor: SqlExecutor, id: string): Promise<ReleaseRow> {

@@ -1,6 +1,7 @@
-import { chmod, mkdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
+import { privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import type { CliIo } from './command.js';
 
 /**
@@ -31,11 +32,9 @@ export function credentialsPath(env: CliIo['env']): string {
 export async function saveLogin(env: CliIo['env'], login: StoredLogin): Promise<string> {
   const path = credentialsPath(env);
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  // Written whole to a private temporary file, then renamed: never a half-written or readable token.
-  const temporary = `${path}.${process.pid}.tmp`;
-  await writeFile(temporary, JSON.stringify(login, null, 2) + '\n', { mode: 0o600 });
-  await chmod(temporary, 0o600);
-  await rename(temporary, path);
+  // Written whole to a private temporary file (random name, created exclusively: a symlink planted
+  // at a guessable name is never followed), then renamed: never a half-written or readable token.
+  await writeFileAtomic(path, JSON.stringify(login, null, 2) + '\n', { mode: privateFileMode });
   return path;
 }
 

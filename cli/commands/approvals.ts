@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.js';
@@ -8,6 +8,7 @@ import { approvalSubjectHash, signApproval, type ApprovalDecision, type Approval
 import { rolloutApprovalSubjectHash, type RolloutApprovalSubject } from '../../core/ota/rollout-approval.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
+import { privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
 import { passwordEnv, passwordFileEnv, readPasswordOption, requireOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
 import { apiClient, getAllPages, onePositional, segment, type ApiClient } from '../api-client.js';
 import { credentialsPath } from '../credentials.js';
@@ -54,10 +55,8 @@ export async function loadOrCreateSigningKey(env: CliIo['env'], userName: string
   }
   const seed = new Uint8Array(randomBytes(32));
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const temporary = `${path}.${process.pid}.tmp`;
-  await writeFile(temporary, JSON.stringify({ name: userName, alg: 'Ed25519', seed: base64urlFromBytes(seed) }) + '\n', { mode: 0o600 });
-  await chmod(temporary, 0o600);
-  await rename(temporary, path);
+  // A random temp name created exclusively, mode 0600, renamed over the path: a symlink planted at a guessable name is never followed.
+  await writeFileAtomic(path, JSON.stringify({ name: userName, alg: 'Ed25519', seed: base64urlFromBytes(seed) }) + '\n', { mode: privateFileMode });
   return { seed, created: true, path };
 }
 

@@ -1,5 +1,6 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../runtime/atomic-file.js';
 
 /**
  * Report-ready output for benchmarks: CSV, Markdown tables, a latency histogram and a grouped bar
@@ -166,6 +167,18 @@ function fixed(value: number): string {
   return value.toFixed(1);
 }
 
+/** Report files are readable by all, written by their owner. */
+export const reportFileMode = 0o644;
+
+/**
+ * Writes one output file (a report, a summary, a CSV) of `--out DIR` through a temp file with a
+ * random name created exclusively, renamed over `path`: whatever was at `path` (a symlink too) is
+ * replaced, never followed, so a link planted in a shared output directory cannot redirect the write.
+ */
+export async function writeReportFile(path: string, text: string | Uint8Array): Promise<void> {
+  await writeFileAtomic(path, text, { mode: reportFileMode });
+}
+
 /** Writes `files` (name -> text) into `dir`, creating it; returns the paths written, in order. */
 export async function writeReportFiles(dir: string, files: Readonly<Record<string, string>>): Promise<string[]> {
   await mkdir(dir, { recursive: true });
@@ -173,7 +186,7 @@ export async function writeReportFiles(dir: string, files: Readonly<Record<strin
   for (const [name, text] of Object.entries(files)) {
     if (name.includes('/') || name.includes('\\') || name === '..' || name === '.') throw new RangeError(`report file name ${name} is not a plain name`);
     const path = join(dir, name);
-    await writeFile(path, text);
+    await writeReportFile(path, text);
     written.push(path);
   }
   return written;

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -20,6 +20,7 @@ import { hdrLatencyTableSummary } from './latency-hdr.js';
 import { runWsEchoBaseline, type WsEchoResult } from './ws-echo.js';
 import { timestampScrape } from './report-scrapes.js';
 import { startMetricsSeries, type MetricsSeries } from './metrics-series.js';
+import { writeReportFile } from './report.js';
 
 export { openFilesLimit } from './process-load.js';
 export { roundtripLimits } from './roundtrip-limits.js';
@@ -464,7 +465,7 @@ async function startCpuProfile(): Promise<{ stop(path: string): Promise<void> }>
     async stop(path) {
       const { profile } = await session.post('Profiler.stop');
       session.disconnect();
-      await writeFile(path, JSON.stringify(profile));
+      await writeReportFile(path, JSON.stringify(profile));
     },
   };
 }

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { integerOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
@@ -7,6 +7,7 @@ import {
   matrixFault, matrixFaults, matrixScenario, matrixShapeDefault, renderMatrixMarkdown, runMatrix, simulatorRunner,
   type MatrixFault, type MatrixOptions, type MatrixRealOutcome, type MatrixReport, type MatrixTier,
 } from './chaos-matrix.js';
+import { writeReportFile } from '../../bench/report.js';
 
 /** Bounds: a matrix is a batch job, but one typo must not start a week of runs. */
 const seedsMax = 100_000;
@@ -41,14 +42,14 @@ async function writeMatrix(dir: string, report: MatrixReport, options: Pick<Matr
     failed: await Promise.all(cell.failed.map(async (failed) => {
       const fault = matrixFault(cell.fault)!;
       const file = join(dir, 'scenarios', `${cell.fault}-${failed.seed}.json`);
-      await writeFile(file, `${JSON.stringify(matrixScenario(fault, failed.seed, options.shape), null, 2)}\n`);
+      await writeReportFile(file, `${JSON.stringify(matrixScenario(fault, failed.seed, options.shape), null, 2)}\n`);
       const tier = report.tier === 'model' ? ' --tier model' : '';
       return { ...failed, sim_reproduce: `sdc sim${tier} --seed ${failed.seed} --scenario ${file} --agents ${options.shape.agents} --duration ${options.shape.safetyMs}ms` };
     })),
   })));
   const written = { ...report, cells };
-  await writeFile(join(dir, 'matrix.json'), `${JSON.stringify(written, null, 2)}\n`);
-  await writeFile(join(dir, 'matrix.md'), renderMatrixMarkdown(written));
+  await writeReportFile(join(dir, 'matrix.json'), `${JSON.stringify(written, null, 2)}\n`);
+  await writeReportFile(join(dir, 'matrix.md'), renderMatrixMarkdown(written));
   return written;
 }
 

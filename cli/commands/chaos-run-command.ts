@@ -1,10 +1,11 @@
 import { randomInt } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { integerOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
 import { durationOption } from '../duration-option.js';
 import type { ChaosRunReport, RealFaultScenario } from './chaos-run.js';
+import { writeReportFile } from '../../bench/report.js';
 
 /** A default seed fits randomInt's range and is printed, so the fleet and command choices can be repeated. */
 const seedMax = 2 ** 47;
@@ -75,7 +76,7 @@ export async function runChaosCommand(args: ParsedCommandArgs, io: CliIo): Promi
     if (args.values.json !== true) io.stdout(describe(report));
     if (typeof args.values.out === 'string') {
       await mkdir(args.values.out, { recursive: true });
-      await writeFile(join(args.values.out, `chaos-run-${scenario.name}.json`), `${JSON.stringify(report, null, 2)}\n`);
+      await writeReportFile(join(args.values.out, `chaos-run-${scenario.name}.json`), `${JSON.stringify(report, null, 2)}\n`);
     }
   }
   if (args.values.json === true) io.stdout(`${JSON.stringify(reports.length === 1 ? reports[0] : reports)}\n`);

@@ -1,8 +1,9 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CliIo } from '../command.js';
 import type { RunSet, RunStep } from './report-sets.js';
+import { writeReportFile } from '../../bench/report.js';
 
 /**
  * `sdc report --run SET`: each step of the set as its own `sdc` command (in this process, through
@@ -67,7 +68,7 @@ export async function runReportSet(options: RunSetOptions): Promise<RunSetManife
     let log = '';
     const quiet: CliIo = { ...io, stdout: (text) => { log += text; }, stderr: (text) => { log += text; }, stderrIsTty: false };
     const code = await main([...argv, '--out', join(runsDir, step.dir)], quiet);
-    await writeFile(join(runsDir, `${step.dir}.log`), log);
+    await writeReportFile(join(runsDir, `${step.dir}.log`), log);
     if (code !== 0) io.stderr(`  exit code ${code} (output in runs/${step.dir}.log)\n`);
     steps.push({ dir: step.dir, command: shown, exit_code: code });
     // After every step, not only at the end: a set of hours stopped part-way still names the commands behind what it wrote (sdc report --from runs).
@@ -78,6 +79,6 @@ export async function runReportSet(options: RunSetOptions): Promise<RunSetManife
 
 async function writeManifest(runsDir: string, set: RunSet, steps: RunSetManifest['steps']): Promise<RunSetManifest> {
   const manifest: RunSetManifest = { run_set: set.name, schema_version: 1, summary: set.summary, steps };
-  await writeFile(join(runsDir, 'run-set.json'), JSON.stringify(manifest, null, 2) + '\n');
+  await writeReportFile(join(runsDir, 'run-set.json'), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;
 }

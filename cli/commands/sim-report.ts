@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { commandStates, type CommandState } from '../../core/protocol/command-machine.js';
 import { gitCommit } from '../../bench/output.js';
@@ -6,6 +6,7 @@ import type { LatencyPercentiles } from '../../sim/latency-recorder.js';
 import type { RunProgress, RunResult, SeriesSample, SimCrypto } from '../../sim/run.js';
 import type { Scenario } from '../../sim/scenario.js';
 import type { CliIo } from '../command.js';
+import { writeReportFile } from '../../bench/report.js';
 
 /**
  * What `sdc sim` reports about one run, the same in the text summary, `--json` and
@@ -62,10 +63,10 @@ function csv(rows: ReadonlyArray<ReadonlyArray<string | number>>): string {
 /** summary.json and the CSVs: online agents and commands by state over virtual time, and the latency histogram. */
 export async function writeSimOutputs(dir: string, summary: SimSummary, series: readonly SeriesSample[]): Promise<void> {
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-  await writeFile(join(dir, 'online-agents.csv'), csv([['t_ms', 'online_agents'], ...series.map((s) => [s.t_ms, s.online_agents])]));
-  await writeFile(join(dir, 'commands-by-state.csv'), csv([['t_ms', ...commandStates], ...series.map((s) => [s.t_ms, ...commandStates.map((state) => s.commands[state])])]));
-  await writeFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...summary.latencyHistogram.map((b) => [b.le_ms ?? '+Inf', b.count])]));
+  await writeReportFile(join(dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  await writeReportFile(join(dir, 'online-agents.csv'), csv([['t_ms', 'online_agents'], ...series.map((s) => [s.t_ms, s.online_agents])]));
+  await writeReportFile(join(dir, 'commands-by-state.csv'), csv([['t_ms', ...commandStates], ...series.map((s) => [s.t_ms, ...commandStates.map((state) => s.commands[state])])]));
+  await writeReportFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...summary.latencyHistogram.map((b) => [b.le_ms ?? '+Inf', b.count])]));
 }
 
 const ms = (value: number | null) => (value === null ? '-' : `${value} ms`);

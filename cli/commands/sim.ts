@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { commandStates } from '../../core/protocol/command-machine.js';
@@ -11,6 +11,7 @@ import { gitCommit } from '../../bench/output.js';
 import { describeSimSummary, simProgress, simSummary, telemetryLine, writeSimOutputs } from './sim-report.js';
 import { currentHeapLimitMiB, fullTierHeapMiB, heapRelaunchArgs, heapRelaunchEnv, relaunchWithHeap } from './sim-heap.js';
 import { integerOption, readPasswordOption, requireOption, type CliIo, type Command, type ParsedCommandArgs } from '../command.js';
+import { writeReportFile } from '../../bench/report.js';
 
 /**
  * The largest seed. node's randomInt spans at most 2^48 - 1 values, and every seed a run prints
@@ -141,7 +142,7 @@ async function runValidateCommand(args: ParsedCommandArgs, io: CliIo): Promise<n
   if (out !== undefined) {
     await writeSimOutputs(join(out, 'full'), simSummary(report.full, { scenario, tier: 'full', crypto: 'real' }), report.full.series);
     await writeSimOutputs(join(out, 'model'), simSummary(report.model, { scenario, tier: 'model', crypto: 'real' }), report.model.series);
-    await writeFile(join(out, 'validation.json'), JSON.stringify({ ok: report.ok, comparisons: report.comparisons }, null, 2) + '\n');
+    await writeReportFile(join(out, 'validation.json'), JSON.stringify({ ok: report.ok, comparisons: report.comparisons }, null, 2) + '\n');
   }
   io.stdout(json ? JSON.stringify({ ok: report.ok, seed, scenario: report.scenario, agents: report.agents, safetyMs: report.safetyMs, comparisons: report.comparisons }) + '\n' : describeValidation(report));
   for (const violation of report.full.violations) io.stderr(`full tier violation (${violation.checker}): ${violation.message}\n`);
@@ -220,10 +221,10 @@ function realSummary(result: RealRunResult, scenario: Scenario): Omit<RealRunRes
 async function writeRealOutputs(dir: string, result: RealRunResult, scenario: Scenario): Promise<void> {
   await mkdir(dir, { recursive: true });
   const { series } = result;
-  await writeFile(join(dir, 'summary.json'), JSON.stringify(realSummary(result, scenario), null, 2) + '\n');
-  await writeFile(join(dir, 'online-agents.csv'), csv([['t_ms', 'online_agents'], ...series.map((s) => [s.t_ms, s.online_agents])]));
-  await writeFile(join(dir, 'commands-by-state.csv'), csv([['t_ms', ...commandStates], ...series.map((s) => [s.t_ms, ...commandStates.map((state) => s.commands[state])])]));
-  await writeFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...result.latencyHistogram.map((b) => [b.le_ms ?? '+Inf', b.count])]));
+  await writeReportFile(join(dir, 'summary.json'), JSON.stringify(realSummary(result, scenario), null, 2) + '\n');
+  await writeReportFile(join(dir, 'online-agents.csv'), csv([['t_ms', 'online_agents'], ...series.map((s) => [s.t_ms, s.online_agents])]));
+  await writeReportFile(join(dir, 'commands-by-state.csv'), csv([['t_ms', ...commandStates], ...series.map((s) => [s.t_ms, ...commandStates.map((state) => s.commands[state])])]));
+  await writeReportFile(join(dir, 'latency-histogram.csv'), csv([['le_ms', 'count'], ...result.latencyHistogram.map((b) => [b.le_ms ?? '+Inf', b.count])]));
 }
 
 function describeReal(result: RealRunResult): string {

@@ -6,7 +6,21 @@
 import { appendFileSync, readFileSync } from 'node:fs';
 
 const destination = process.env.SDC_TEST_CPU_FILE;
-const file = process.argv[1];
+/**
+ * The test file this process runs: its source, also when npm test runs its compiled JavaScript
+ * from the mirror (SDC_TEST_JS_MIRROR, one folder a line; scripts/test-ts-cache.mjs).
+ */
+const file = sourceOf(process.argv[1]);
+
+function sourceOf(path) {
+  const mirror = process.env.SDC_TEST_JS_MIRROR;
+  const sources = process.env.SDC_TEST_JS_SOURCES;
+  if (typeof path !== 'string' || !mirror || !sources || !path.endsWith('.test.js')) return path;
+  for (const folder of mirror.split('\n')) {
+    if (path.startsWith(`${folder}/`)) return `${sources}/${path.slice(folder.length + 1, -'.js'.length)}.ts`;
+  }
+  return path;
+}
 /** /proc reports times in USER_HZ, which Linux fixes at 100 for user space. */
 const procTicksPerSecond = 100;
 

@@ -11,7 +11,7 @@ const runTests = fileURLToPath(new URL('../scripts/run-tests.mjs', import.meta.u
 const runTestFiles = fileURLToPath(new URL('../scripts/run-test-files.mjs', import.meta.url));
 
 /** The environment for a test run of its own: without NODE_TEST_CONTEXT, which would make node skip the files as a nested run. */
-function childEnv(fixture: '1' | ''): NodeJS.ProcessEnv {
+function childEnv(fixture: '1' | 'mirror' | ''): NodeJS.ProcessEnv {
   const { NODE_TEST_CONTEXT: _nested, ...env } = process.env;
   return { ...env, SDC_RUN_TESTS_FIXTURE: fixture };
 }
@@ -71,6 +71,16 @@ describe('scripts/run-tests.mjs', () => {
     assert.ok(seconds.every((s) => s > 0), `each file used some CPU: ${seconds.join(', ')}`);
     assert.ok(seconds[0]! >= seconds[1]!, `most first: ${seconds.join(', ')}`);
     assert.ok(Math.abs(Number(total[1]) - (seconds[0]! + seconds[1]!)) <= 1, `the total is the files' sum: ${lines[heading]}`);
+  });
+
+  it('runs each file as JavaScript from the mirror of compiled sources, without module hooks, named by its source', () => {
+    // The fixture checks its own process: argv, execArgv, import.meta.url, a mapped stack trace, a forked sibling.
+    const file = 'test/fixtures/run-tests-mirror-fixture.test.ts';
+    const run = spawnSync(process.execPath, [runTests, file], { env: childEnv('mirror'), encoding: 'utf8', timeout: 120_000 });
+    assert.equal(run.status, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, /^# pass 1$/m);
+    assert.doesNotMatch(run.stdout, /^# skipped 1$/m);
+    assert.doesNotMatch(run.stdout, /sdc-test-js|\.test\.js/, 'node\'s output names the source, not the mirror');
   });
 
   it('starts the end-to-end files under test/ first, each group in path order', () => {

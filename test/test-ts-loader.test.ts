@@ -54,7 +54,7 @@ describe('scripts/test-ts-cache.mjs: TypeScript for the test processes', () => {
     const outside = cachePathOf(join(dir, 'main.ts')) as string;
     assert.ok(outside.startsWith(join(cacheDir as string, 'outside')), outside);
     const inside = cachePathOf(fileURLToPath(import.meta.url)) as string;
-    assert.equal(inside, join(cacheDir as string, 'test', 'test-ts-loader.test.ts.js'));
+    assert.equal(inside, join(cacheDir as string, 'test', 'test-ts-loader.test.js'));
     assert.ok((cacheDir as string).startsWith(join(fileURLToPath(new URL('..', import.meta.url)), 'node_modules', '.cache', 'sdc-test-js')), cacheDir);
   });
 });

@@ -551,7 +551,8 @@ export class RolloutService {
         kernel_commands: {
           stage: this.#kernelCommand(executionId, 'stage', seqs[0]!, signing, stage),
           commit: this.#kernelCommand(executionId, 'commit', seqs[1]!, signing, commit),
-          rollback: this.#kernelCommand(executionId, 'rollback', seqs[2]!, signing, { opcode: 'EXEC_ROLLBACK_UPDATE', args: {} }),
+          // The rollback is not judged (docs/ota.md "Rollouts and the command policy"): it carries no approvals, and the notice stays small.
+          rollback: this.#kernelCommand(executionId, 'rollback', seqs[2]!, { ...signing, rolloutApproval: undefined }, { opcode: 'EXEC_ROLLBACK_UPDATE', args: {} }),
         },
       };
       await insertExecution(tx, {

@@ -2,7 +2,7 @@
  * A device checks an approved rollout's approvals itself (docs/ota.md "Rollouts that need
  * approvals", decision 0015 "Since 2026-12-06"): a control plane whose policy lets the rollout's
  * creator update only with two approvals holds the rollout until two approvers sign its subject;
- * once it starts, each kernel command carries the rollout's approvals and the device's Merkle path
+ * once it starts, its STAGE and COMMIT carry the rollout's approvals and the device's Merkle path
  * in its wave, and the agent's policy bundle guard, holding a bundle with the same rule and the
  * approvers' keys, admits them: the real update runner stages the update. The same command without
  * the block, or with another device's place in the waves, is refused.
@@ -85,7 +85,7 @@ describe('an approved rollout\'s kernel commands pass a device bundle that requi
     return signCommand({ command: { ...rest, ...others, ...(block === undefined ? {} : { rollout_approval: block }) }, kid: h.materials.commandSigner.kid, seed: h.materials.commandSigner.seed, provider });
   };
 
-  it('waits for two approvals, then its STAGE and COMMIT carry them and the device admits them and stages; stripped or moved, they are refused', async () => {
+  it('waits for two approvals, then its STAGE and COMMIT (not its ROLLBACK) carry them and the device admits them and stages; stripped or moved, they are refused', async () => {
     const waiting = await service.start({
       releaseId: 'rad-rel', platform: 'linux-x64', deviceIds: ['rad-1', 'rad-2', 'rad-3'],
       plan: {
@@ -113,7 +113,8 @@ describe('an approved rollout\'s kernel commands pass a device bundle that requi
 
     const notice = await noticeOf(h, 'rad-1');
     const { stage, commit, rollback } = notice.kernel_commands;
-    for (const command of [stage, commit, rollback]) {
+    assert.equal(rollback.rollout_approval, undefined, 'the rollback is not judged and carries none');
+    for (const command of [stage, commit]) {
       assert.equal(command.rollout_approval?.subject.id, waiting.id);
       assert.deepEqual(command.rollout_approval?.approvals.map((a) => a.approver), ['ann', 'abe']);
       assert.equal(command.rollout_approval?.wave.index, 0);
@@ -121,7 +122,6 @@ describe('an approved rollout\'s kernel commands pass a device bundle that requi
     const guard = await guardFor('rad-1');
     assert.equal(guard.check(stage, h.clock.nowMs()), undefined);
     assert.equal(guard.check(commit, h.clock.nowMs()), undefined);
-    assert.equal(guard.check(rollback, h.clock.nowMs()), undefined);
     // Without the block, the bundle's rule refuses it; rad-1's path given to rad-3 (in wave 1) does not place it.
     assert.equal(guard.check(resign(stage, { rollout_approval: undefined }), h.clock.nowMs())?.code, 'POLICY_BUNDLE_DENIED');
     assert.equal((await guardFor('rad-3')).check(resign(stage, { device_id: 'rad-3' }), h.clock.nowMs())?.code, 'APPROVAL_DEVICE_PROOF_INVALID');

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { access, chmod, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { access, chmod, link, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** Owner read/write only: private keys and trust stores. */
@@ -32,6 +32,37 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     throw error;
   }
   await syncDirectory(directory);
+}
+
+/**
+ * Creates `path` holding `data` only if nothing exists there: true if this call created it, false
+ * if the name was taken (the caller reads what is there). Of several processes racing to create
+ * one file, exactly one wins, and no reader ever sees it empty or half written: the data is
+ * written and fsynced under a temp name, then hard-linked to `path` (link never replaces a name).
+ */
+export async function createFileExclusive(path: string, data: string | Uint8Array, options: { mode: number }): Promise<boolean> {
+  const directory = dirname(path);
+  const temporary = join(directory, `.${basename(path)}.${randomBytes(8).toString('hex')}.tmp`);
+  try {
+    const handle = await open(temporary, 'wx', options.mode);
+    try {
+      await handle.writeFile(data);
+      await handle.chmod(options.mode);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await link(temporary, path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    }
+  } finally {
+    await unlink(temporary).catch(() => undefined);
+  }
+  await syncDirectory(directory);
+  return true;
 }
 
 /**

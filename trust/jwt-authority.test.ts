@@ -8,6 +8,7 @@ import { JwtAuthority } from './jwt-authority.js';
 import { MemoryJwtKeyStore, type JwtKeyStore, type StoredKeyRing } from './jwt-key-store.js';
 import { FileJwtKeyStore } from './jwt-file-key-store.js';
 import { JWT_ALG, JWT_TYP, jwkThumbprint } from './jwt-keys.js';
+import { JwtVerifier } from './jwt-verifier.js';
 import { FakeClock, rejectionCode, seededRandom } from './jwt-test-support.js';
 
 const startMs = Date.UTC(2030, 0, 1);
@@ -140,7 +141,8 @@ test('file store: the ring survives a reload, the file is 0600 and a new directo
     const first = await authority(clock, new FileJwtKeyStore({ path }));
     clock.advance(7 * dayMs);
     const token = await first.issue({ sub: 'alice', role: 'operator' });
-    assert.equal((await stat(path)).mode & 0o777, 0o600);
+    // Generation 1 made the first key, generation 2 the rotation.
+    assert.equal((await stat(new FileJwtKeyStore({ path }).generationPath(2))).mode & 0o777, 0o600);
     assert.equal((await stat(join(dir, 'keys'))).mode & 0o777, 0o700);
 
     const reloaded = await authority(clock, new FileJwtKeyStore({ path }), 'another seed');
@@ -161,12 +163,14 @@ test('file store: absent file loads as undefined; unsafe mode, bad JSON and a ta
     const clock = new FakeClock(startMs);
     await authority(clock, store);
     const ring = (await store.load()) as StoredKeyRing;
+    // The ring is its newest generation file (decision 0016).
+    const file = store.generationPath(1);
 
-    await chmod(path, 0o644);
+    await chmod(file, 0o644);
     assert.equal(await rejectionCode(store.load()), 'JWT_KEY_STORE_INVALID');
 
-    await writeFile(path, '{not json', { mode: 0o600 });
-    await chmod(path, 0o600);
+    await writeFile(file, '{not json', { mode: 0o600 });
+    await chmod(file, 0o600);
     assert.equal(await rejectionCode(store.load()), 'JWT_KEY_STORE_INVALID');
 
     const [key] = ring.keys;
@@ -174,7 +178,135 @@ test('file store: absent file loads as undefined; unsafe mode, bad JSON and a ta
     const other = (await authority(new FakeClock(startMs), new MemoryJwtKeyStore(), 'other')).jwks().keys[0];
     assert.ok(other);
     const tampered = { version: 1, keys: [{ ...key, privateJwk: { ...key.privateJwk, x: other.x } }] };
-    await writeFile(path, JSON.stringify(tampered));
+    await writeFile(file, JSON.stringify(tampered));
     assert.equal(await rejectionCode(authority(clock, store)), 'JWT_KEY_STORE_INVALID');
+  });
+});
+
+/** A verifier for `jwt`'s tokens, reading its ring as a control plane's does (server/control-plane/auth.ts). */
+function verifierOf(jwt: JwtAuthority, clock: FakeClock): JwtVerifier {
+  return JwtVerifier.create({
+    issuer: 'sdc-control', audience: 'sdc-gateway', clock, minRefreshIntervalMs: 5_000,
+    fetchJwks: async () => {
+      await jwt.reload();
+      return jwt.jwks();
+    },
+  });
+}
+
+test('file store shared by two authorities started at once on an empty folder: one key, and each verifies the other\'s token', async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'jwt', 'keys.json');
+    const clock = new FakeClock(startMs);
+    const [a, b] = await Promise.all([
+      authority(clock, new FileJwtKeyStore({ path }), 'replica a'),
+      authority(clock, new FileJwtKeyStore({ path }), 'replica b'),
+    ]);
+    assert.equal(a.activeKid, b.activeKid);
+    assert.deepEqual(a.jwks(), b.jwks());
+    assert.equal(a.jwks().keys.length, 1);
+    assert.equal((await new FileJwtKeyStore({ path }).load())?.keys[0]?.kid, a.activeKid);
+    const fromA = await a.issue({ sub: 'alice', role: 'operator' });
+    assert.equal((await verifierOf(b, clock).verify(fromA)).sub, 'alice');
+  });
+});
+
+test('file store shared by two authorities started in turn: both rotate at once after 7 days to one new key; tokens cross', async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'jwt', 'keys.json');
+    const clock = new FakeClock(startMs);
+    const a = await authority(clock, new FileJwtKeyStore({ path }), 'replica a');
+    clock.advance(hourMs);
+    const b = await authority(clock, new FileJwtKeyStore({ path }), 'replica b');
+    assert.equal(b.activeKid, a.activeKid);
+    const first = a.activeKid;
+    const verifyAtA = verifierOf(a, clock);
+    const verifyAtB = verifierOf(b, clock);
+
+    clock.advance(7 * dayMs);
+    await Promise.all([a.rotateIfDue(clock.nowMs()), b.rotateIfDue(clock.nowMs())]);
+    assert.notEqual(a.activeKid, first);
+    assert.equal(a.activeKid, b.activeKid);
+    assert.deepEqual(a.jwks(), b.jwks());
+    assert.equal(a.jwks().keys.length, 2, 'the retired key stays published for its tokens');
+
+    const fromA = await a.issue({ sub: 'alice', role: 'operator' });
+    const fromB = await b.issue({ sub: 'bob', role: 'viewer' });
+    assert.equal((await verifyAtB.verify(fromA)).sub, 'alice');
+    assert.equal((await verifyAtA.verify(fromB)).sub, 'bob');
+  });
+});
+
+test('file store shared by two authorities: a rotation one makes verifies at the other (it re-reads the ring on the unknown kid), and the other then signs with it', async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'jwt', 'keys.json');
+    const clock = new FakeClock(startMs);
+    const a = await authority(clock, new FileJwtKeyStore({ path }), 'replica a');
+    const b = await authority(clock, new FileJwtKeyStore({ path }), 'replica b');
+    const verifyAtB = verifierOf(b, clock);
+    const before = await a.issue({ sub: 'alice', role: 'operator' });
+    assert.equal((await verifyAtB.verify(before)).sub, 'alice');
+
+    clock.advance(10_000);
+    const rotated = await a.rotateNow();
+    const after = await a.issue({ sub: 'alice', role: 'operator' });
+    assert.equal(decodeProtectedHeader(after).kid, rotated);
+    assert.equal((await verifyAtB.verify(after)).sub, 'alice');
+    assert.equal((await verifyAtB.verify(before)).sub, 'alice', 'the retired key still verifies');
+    assert.equal(b.activeKid, rotated);
+  });
+});
+
+test('file store shared by two authorities: a rotateNow elsewhere is adopted by rotateIfDue within reloadIntervalMs', async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'jwt', 'keys.json');
+    const clock = new FakeClock(startMs);
+    const a = await authority(clock, new FileJwtKeyStore({ path }), 'replica a');
+    const b = await authority(clock, new FileJwtKeyStore({ path }), 'replica b');
+    const rotated = await a.rotateNow();
+    await b.rotateIfDue(clock.nowMs());
+    assert.notEqual(b.activeKid, rotated, 'read within the interval: not yet');
+    clock.advance(60_000);
+    await b.rotateIfDue(clock.nowMs());
+    assert.equal(b.activeKid, rotated);
+  });
+});
+
+test('verifier on a shared ring: a flood of unknown kids reads the ring at most once per refresh interval', async () => {
+  const clock = new FakeClock(startMs);
+  let loads = 0;
+  const inner = new MemoryJwtKeyStore();
+  const store: JwtKeyStore = {
+    load: async () => { loads++; return inner.load(); },
+    save: (ring) => inner.save(ring),
+    update: (change) => inner.update(change),
+  };
+  const jwt = await authority(clock, store);
+  const verifier = verifierOf(jwt, clock);
+  const foreign = await authority(clock, new MemoryJwtKeyStore(), 'forger');
+  const forged = await foreign.issue({ sub: 'mallory', role: 'admin' });
+  loads = 0;
+  for (let i = 0; i < 50; i++) {
+    assert.equal(await rejectionCode(verifier.verify(forged)), 'JWT_UNKNOWN_KID');
+    clock.advance(100);
+  }
+  // 5 s of virtual time, one read per 5 s interval.
+  assert.equal(loads, 1);
+});
+
+test('file store: a ring written before generation files (at the path itself) is loaded, and the next change becomes generation 1', async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'ring.json');
+    const clock = new FakeClock(startMs);
+    const memory = new MemoryJwtKeyStore();
+    const old = await authority(clock, memory, 'legacy');
+    await writeFile(path, JSON.stringify(await memory.load()), { mode: 0o600 });
+    const store = new FileJwtKeyStore({ path });
+    const loaded = await authority(clock, store);
+    assert.equal(loaded.activeKid, old.activeKid);
+    clock.advance(7 * dayMs);
+    await loaded.rotateIfDue(clock.nowMs());
+    assert.equal((await stat(store.generationPath(1))).mode & 0o777, 0o600);
+    assert.equal((await store.load())?.keys.length, 2);
   });
 });

@@ -35,6 +35,12 @@ export interface JwtAuthorityOptions {
   /** Keys kept in the ring (active + retired within their overlap); default 4, in [2, 16]. */
   readonly keysMax?: number;
   readonly tokenBytesMax?: number;
+  /**
+   * How often `rotateIfDue` re-reads the store when nothing is due, to adopt a ring another
+   * process sharing it wrote (a rotateNow there); default 60 s. A rotation that falls due is
+   * always decided on the store's ring as it is then.
+   */
+  readonly reloadIntervalMs?: number;
   /** Seed source for new keys and jti; default node:crypto. The simulator passes a seeded one. */
   readonly random?: Pick<RandomSource, 'bytes'>;
 }
@@ -78,6 +84,7 @@ interface AuthorityConfig {
   readonly overlapMs: number;
   readonly keysMax: number;
   readonly tokenBytesMax: number;
+  readonly reloadIntervalMs: number;
 }
 
 function resolveConfig(options: JwtAuthorityOptions): AuthorityConfig {
@@ -97,6 +104,7 @@ function resolveConfig(options: JwtAuthorityOptions): AuthorityConfig {
     overlapMs,
     keysMax: integerOption('keysMax', options.keysMax, 4, 2, 16),
     tokenBytesMax: integerOption('tokenBytesMax', options.tokenBytesMax, jwtLimits.tokenBytesMax, 512, 64 * 1024),
+    reloadIntervalMs: integerOption('reloadIntervalMs', options.reloadIntervalMs, 60_000, 1000, dayMs),
   };
 }
 
@@ -109,12 +117,20 @@ function isPublished(key: StoredSigningKey, nowMs: number, overlapMs: number): b
  * every rotationIntervalMs, and keeps each retired key published in the JWKS for
  * tokenTtlMsMax + clockSkewMs, so every token verifies until its own exp. A key is saved to
  * the store before it signs anything, so no issued token names a key the ring could lose.
+ *
+ * Several authorities (control-plane replicas on one data volume) share one store and so one
+ * ring: every change is a `store.update`, decided on the ring as stored at that moment, so the
+ * first to find a rotation due makes the new key and the others adopt it instead of making their
+ * own; `reload` (which the verifier calls on an unknown kid, rate-limited) and `rotateIfDue`
+ * (every reloadIntervalMs) pick up a ring another process wrote.
  */
 export class JwtAuthority {
   readonly #config: AuthorityConfig;
   /** Newest first; at most one active key. */
   #keys: readonly StoredSigningKey[] = [];
   #active: ActiveSigner | undefined;
+  /** When the ring was last read from the store. */
+  #loadedAtMs = 0;
   /** Ring changes run one at a time; callers wait here only while a rotation is due. */
   #tail: Promise<void> = Promise.resolve();
 
@@ -125,12 +141,7 @@ export class JwtAuthority {
   /** Loads (and checks) the stored ring, then rotates if the active key is due or missing. */
   static async create(options: JwtAuthorityOptions): Promise<JwtAuthority> {
     const authority = new JwtAuthority(resolveConfig(options));
-    await authority.#serial(async () => {
-      const ring = await authority.#config.store.load();
-      authority.#keys = ring === undefined ? [] : await checkedKeys(ring);
-      authority.#active = await activeSigner(authority.#keys);
-      await authority.#rotateLocked(authority.#config.clock.nowMs(), false);
-    });
+    await authority.#serial(() => authority.#rotateLocked(authority.#config.clock.nowMs(), false));
     return authority;
   }
 
@@ -146,8 +157,19 @@ export class JwtAuthority {
    * their overlap. The owner calls it periodically; `issue` calls it too.
    */
   async rotateIfDue(nowMs: number): Promise<void> {
-    if (!this.#maintenanceDue(nowMs)) return;
-    await this.#serial(() => this.#rotateLocked(nowMs, false));
+    if (this.#maintenanceDue(nowMs)) {
+      await this.#serial(() => this.#rotateLocked(nowMs, false));
+    } else if (nowMs - this.#loadedAtMs >= this.#config.reloadIntervalMs) {
+      await this.#serial(() => this.#reloadLocked(nowMs));
+    }
+  }
+
+  /**
+   * Re-reads the store and adopts its ring: keys another process sharing it made verify here
+   * from then on. Reads the store every call; the verifier bounds how often it calls.
+   */
+  async reload(): Promise<void> {
+    await this.#serial(() => this.#reloadLocked(this.#config.clock.nowMs()));
   }
 
   /** Rotates now (for example after a suspected key compromise); returns the new kid. */
@@ -208,32 +230,54 @@ export class JwtAuthority {
     return this.#keys.some((key) => !isPublished(key, nowMs, this.#config.overlapMs));
   }
 
+  /**
+   * Rotates (when forced, or the stored ring's active key is missing or due) and drops keys past
+   * their overlap, on the ring as stored now; adopts whatever ring the store holds at the end.
+   */
   async #rotateLocked(nowMs: number, force: boolean): Promise<void> {
     const config = this.#config;
-    let keys = this.#keys;
-    const active = keys.find((key) => key.retiredAtMs === null);
-    let changed = false;
-    if (force || active === undefined || nowMs - active.createdAtMs >= config.rotationIntervalMs) {
-      const privateJwk = generatePrivateJwk(config.random);
-      const kid = await jwkThumbprint(privateJwk);
-      if (keys.some((key) => key.kid === kid)) {
-        throw new SdcError('JWT_ARGUMENT_INVALID', 'random source produced a key that is already in the ring');
+    let adopted: readonly StoredSigningKey[] = [];
+    await config.store.update(async (current) => {
+      let keys = current === undefined ? [] : await checkedKeys(current);
+      adopted = keys;
+      const active = keys.find((key) => key.retiredAtMs === null);
+      let changed = false;
+      if (force || active === undefined || nowMs - active.createdAtMs >= config.rotationIntervalMs) {
+        const privateJwk = generatePrivateJwk(config.random);
+        const kid = await jwkThumbprint(privateJwk);
+        if (keys.some((key) => key.kid === kid)) {
+          throw new SdcError('JWT_ARGUMENT_INVALID', 'random source produced a key that is already in the ring');
+        }
+        const retired = keys.map((key) =>
+          key.retiredAtMs === null ? { ...key, retiredAtMs: Math.max(nowMs, key.createdAtMs) } : key,
+        );
+        keys = [{ kid, createdAtMs: nowMs, retiredAtMs: null, privateJwk }, ...retired];
+        changed = true;
       }
-      const retired = keys.map((key) =>
-        key.retiredAtMs === null ? { ...key, retiredAtMs: Math.max(nowMs, key.createdAtMs) } : key,
-      );
-      keys = [{ kid, createdAtMs: nowMs, retiredAtMs: null, privateJwk }, ...retired];
-      changed = true;
-    }
-    // Past its overlap every token a key signed has expired. The keysMax cut only bites when
-    // rotateNow is called in a burst; it drops the oldest keys, whose tokens are then refused.
-    const kept = keys.filter((key) => isPublished(key, nowMs, config.overlapMs)).slice(0, config.keysMax);
-    if (!changed && kept.length === keys.length) return;
-    const ring: StoredKeyRing = { version: 1, keys: kept };
-    await config.store.save(ring);
-    const signer = await activeSigner(kept);
-    this.#keys = kept;
+      // Past its overlap every token a key signed has expired. The keysMax cut only bites when
+      // rotateNow is called in a burst; it drops the oldest keys, whose tokens are then refused.
+      const kept = keys.filter((key) => isPublished(key, nowMs, config.overlapMs)).slice(0, config.keysMax);
+      if (!changed && kept.length === keys.length) return undefined;
+      adopted = kept;
+      const ring: StoredKeyRing = { version: 1, keys: kept };
+      return ring;
+    });
+    await this.#adopt(adopted, nowMs);
+  }
+
+  async #reloadLocked(nowMs: number): Promise<void> {
+    const ring = await this.#config.store.load();
+    // An emptied store (never written by an authority) leaves the ring in memory as it is.
+    if (ring === undefined) return;
+    await this.#adopt(await checkedKeys(ring), nowMs);
+  }
+
+  async #adopt(keys: readonly StoredSigningKey[], nowMs: number): Promise<void> {
+    const activeKid = keys.find((key) => key.retiredAtMs === null)?.kid;
+    const signer = activeKid !== undefined && activeKid === this.#active?.kid ? this.#active : await activeSigner(keys);
+    this.#keys = keys;
     this.#active = signer;
+    this.#loadedAtMs = nowMs;
   }
 
   #serial(task: () => Promise<void>): Promise<void> {

@@ -50,6 +50,38 @@ function contract(name: string, open: () => Promise<{ store: JwtKeyStore; close:
   });
 }
 
+/** Two writers each adding one retired key at once through `update`: both keys end in the ring. */
+async function bothUpdatesLand(first: JwtKeyStore, second: JwtKeyStore, reader: JwtKeyStore): Promise<void> {
+  const base = await ringOf(1, 'base');
+  await first.save(base);
+  const extra = async (seed: string) => {
+    const [key] = (await ringOf(1, seed)).keys;
+    assert.ok(key);
+    return { ...key, retiredAtMs: key.createdAtMs };
+  };
+  const [a, b] = [await extra('writer a'), await extra('writer b')];
+  const add = (store: JwtKeyStore, key: typeof a) => store.update(async (current) =>
+    current === undefined || current.keys.some((k) => k.kid === key.kid) ? undefined : { version: 1, keys: [...current.keys, key] });
+  await Promise.all([add(first, a), add(second, b), add(first, a), add(second, b)]);
+  const kids = (await reader.load())?.keys.map((k) => k.kid).sort();
+  assert.deepEqual(kids, [base.keys[0]?.kid, a.kid, b.kid].sort());
+}
+
+test('memory: updates at once both land', async () => {
+  const store = new MemoryJwtKeyStore();
+  await bothUpdatesLand(store, store, store);
+});
+
+test('file: two stores on one path updating at once both land (neither overwrites the other)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-jwt-store-'));
+  try {
+    const path = join(dir, 'ring.json');
+    await bothUpdatesLand(new FileJwtKeyStore({ path }), new FileJwtKeyStore({ path }), new FileJwtKeyStore({ path }));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 contract('memory', async () => ({ store: new MemoryJwtKeyStore(), close: async () => undefined }));
 contract('file', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-jwt-store-'));

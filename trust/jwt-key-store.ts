@@ -17,12 +17,24 @@ export interface StoredKeyRing {
   readonly keys: readonly StoredSigningKey[];
 }
 
-/** Where the authority keeps its ring. Implementations: memory (tests, simulation) and file. */
+/** Given the stored ring (undefined if none), the ring to store instead, or undefined to leave it. */
+export type KeyRingChange = (current: StoredKeyRing | undefined) => Promise<StoredKeyRing | undefined>;
+
+/**
+ * Where the authority keeps its ring. Implementations: memory (tests, simulation) and file. Several
+ * authorities (control planes) may share one store: `update` is how they change it.
+ */
 export interface JwtKeyStore {
   /** The saved ring, or undefined if none was ever saved. */
   load(): Promise<StoredKeyRing | undefined>;
   /** Replaces the saved ring atomically: a reader sees the old ring or the new one, never a mix. */
   save(ring: StoredKeyRing): Promise<void>;
+  /**
+   * Read-change-write as one step among every writer of the store: `change` sees the ring as it
+   * is now and its result is stored only if no other writer stored a ring since; otherwise
+   * `change` runs again on the newer ring. Returns the ring stored at the end.
+   */
+  update(change: KeyRingChange): Promise<StoredKeyRing | undefined>;
 }
 
 /** No ring the authority writes comes near this; it bounds what a corrupt store can make us parse. */
@@ -77,7 +89,20 @@ export class MemoryJwtKeyStore implements JwtKeyStore {
     return this.#ring === undefined ? undefined : structuredClone(this.#ring);
   }
 
+  /** Changes run one at a time, so authorities sharing this store see each other's rings. */
+  #tail: Promise<unknown> = Promise.resolve();
+
   async save(ring: StoredKeyRing): Promise<void> {
     this.#ring = parseStoredKeyRing(structuredClone(ring));
+  }
+
+  update(change: KeyRingChange): Promise<StoredKeyRing | undefined> {
+    const run = this.#tail.then(async () => {
+      const next = await change(await this.load());
+      if (next !== undefined) await this.save(next);
+      return this.load();
+    });
+    this.#tail = run.catch(() => undefined);
+    return run;
   }
 }

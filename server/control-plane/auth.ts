@@ -108,6 +108,9 @@ export interface AuthServiceOptions {
   readonly scryptParams?: { N: number; r: number; p: number };
 }
 
+/** The shortest interval between two reads of the JWT key ring file by the token verifier. */
+export const jwksReloadIntervalMsMin = 5_000;
+
 /**
  * Logins and token checks. Tokens come from trust's JwtAuthority and are checked by a
  * JwtVerifier reading the authority's own JWKS, exactly as a gateway in another process does.
@@ -143,8 +146,21 @@ export class AuthService {
       ...(options.tokenTtlMsMax === undefined ? {} : { tokenTtlMsMax: options.tokenTtlMsMax }),
       ...(options.clockSkewMs === undefined ? {} : { clockSkewMs: options.clockSkewMs }),
     });
+    // Other control planes on the data volume share the ring (decision 0017): on an unknown kid
+    // (a key one of them rotated to) the verifier re-reads the ring file, at most once per
+    // jwksReloadIntervalMsMin, so made-up kids cannot make it read the disk per request. A failed
+    // read still answers with the keys this process holds.
     const verifier = JwtVerifier.create({
-      issuer: options.issuer, audience: options.audience, clock: context.clock, fetchJwks: async () => authority.jwks(),
+      issuer: options.issuer, audience: options.audience, clock: context.clock,
+      minRefreshIntervalMs: jwksReloadIntervalMsMin,
+      fetchJwks: async () => {
+        try {
+          await authority.reload();
+        } catch (error) {
+          context.logger.warn({ err: error }, 'JWT key ring not re-read; verifying with the keys this process holds');
+        }
+        return authority.jwks();
+      },
       ...(options.clockSkewMs === undefined ? {} : { clockSkewMs: options.clockSkewMs }),
     });
     const users = new UserDirectory({ db: context.db, random: context.random, ...(options.scryptParams === undefined ? {} : { scryptParams: options.scryptParams }) });

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
 import { readPrivateKeyFile } from '../../trust/key-files.js';
-import { deploymentPaths, generatedRootKeyPassphrasePath, initDeployment, loadDeployment } from './materials.js';
+import { deploymentPaths, generatedRootKeyPassphrasePath, initDeployment, loadDeployment, loadOrCreateServiceKey } from './materials.js';
 
 test('initDeployment creates the CA, service keys and a server certificate that a TLS client accepts', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-'));
@@ -140,4 +140,33 @@ test('the browsers\' certificate carries only the names the serving CA\'s name c
   assert.doesNotMatch(browserNames, /new\.example|192\.0\.2/);
   // The Ed25519 certificate (no name constraints under our root) still names them all.
   assert.match(new X509Certificate(later.serverTls.certPem).subjectAltName ?? '', /DNS:new\.example\.test.*IP Address:192\.0\.2\.9/);
+});
+
+test('two processes starting at once on one data directory end with the same service keys (one makes each key, the other reads it)', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sdc-deploy-race-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const path = join(dataDir, 'command-signing.key');
+  const [a, b] = await Promise.all([
+    loadOrCreateServiceKey(path, 'cp', systemRandom),
+    loadOrCreateServiceKey(path, 'cp', systemRandom),
+  ]);
+  assert.equal(a.kid, b.kid);
+  assert.equal((await loadOrCreateServiceKey(path, 'cp', systemRandom)).kid, a.kid, 'the key on disk is the one both hold');
+  assert.equal((await stat(path)).mode & 0o777, 0o600);
+
+  // The same through loadDeployment: a CA, and no service keys yet.
+  const deployDir = join(dataDir, 'deployment');
+  await initDeployment({ dataDir: deployDir, clock: systemClock, random: systemRandom });
+  const paths = deploymentPaths(deployDir);
+  await rm(paths.commandKeyPath);
+  await rm(paths.gatewayKeyPath);
+  const [first, second] = await Promise.all([
+    loadDeployment({ dataDir: deployDir, clock: systemClock, random: systemRandom }),
+    loadDeployment({ dataDir: deployDir, clock: systemClock, random: systemRandom }),
+  ]);
+  assert.equal(first.commandSigner.kid, second.commandSigner.kid);
+  assert.equal(first.gatewaySigner.kid, second.gatewaySigner.kid);
+  const reloaded = await loadDeployment({ dataDir: deployDir, clock: systemClock, random: systemRandom });
+  assert.equal(reloaded.commandSigner.kid, first.commandSigner.kid);
+  assert.equal(reloaded.gatewaySigner.kid, first.gatewaySigner.kid);
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import type { Clock, RandomSource } from '../../core/ports/ports.js';
 import { createNodeEd25519Provider, pemFromPrivateSeed } from '../../runtime/ed25519-node.js';
-import { ensurePrivateDirectory, fileExists, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
+import { createFileExclusive, ensurePrivateDirectory, fileExists, privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
 import { readEd25519SeedFile, requireParsablePrivateKeyPem, requirePrivateKeyFileMode } from '../../trust/key-files.js';
 import { initPki, loadIssuingPki, loadServingCa, pkiPaths, type IssuingPki } from '../../trust/pki-directory.js';
 import { namePermitted } from '../../trust/name-constraints.js';
@@ -226,13 +226,19 @@ async function loadServiceKeyIfPresent(path: string, role: 'cp' | 'gateway'): Pr
   return { kid: serviceKid(role, publicKey), seed, publicKey };
 }
 
-async function loadOrCreateServiceKey(path: string, role: 'cp' | 'gateway', random: RandomSource): Promise<ServiceSigner> {
+/**
+ * The key at `path`, made when there is none. Created exclusively: of processes starting at once
+ * on one data directory (replicas on a shared volume), one makes the key and the others read it,
+ * so every one signs with the key devices pin (an existence check and then a write let each keep
+ * its own key in memory while only the last written survived on disk).
+ */
+export async function loadOrCreateServiceKey(path: string, role: 'cp' | 'gateway', random: RandomSource): Promise<ServiceSigner> {
   let seed: Uint8Array;
   if (await fileExists(path)) {
     seed = await readEd25519SeedFile(path);
   } else {
-    seed = random.bytes(32);
-    await writeFileAtomic(path, pemFromPrivateSeed(seed), { mode: privateFileMode });
+    const made = random.bytes(32);
+    seed = (await createFileExclusive(path, pemFromPrivateSeed(made), { mode: privateFileMode })) ? made : await readEd25519SeedFile(path);
   }
   const publicKey = provider.publicKeyFromSeed(seed);
   return { kid: serviceKid(role, publicKey), seed, publicKey };

@@ -1,8 +1,9 @@
 import { createHash, type KeyObject } from 'node:crypto';
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { readFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { artifactPrivateKeyFromPem, generateArtifactKeyPair, openArtifact, rawPublicKey, type ArtifactKeyResolver, type SealBinding } from '../../runtime/artifact-seal-node.js';
+import { createFileExclusive } from '../../runtime/atomic-file.js';
 import { requirePrivateKeyFileMode } from '../../trust/key-files.js';
 import type { BlobStore } from './blob-store.js';
 
@@ -36,12 +37,10 @@ export async function loadOrCreateArtifactKey(dataDir: string): Promise<Artifact
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    pem = generateArtifactKeyPair().privateKeyPem;
-    // wx: two processes starting at once never overwrite each other's key.
-    await writeFile(path, pem, { mode: 0o600, flag: 'wx' }).catch(async (writeError: NodeJS.ErrnoException) => {
-      if (writeError.code !== 'EEXIST') throw writeError;
-      pem = await readFile(path, 'utf8');
-    });
+    const made = generateArtifactKeyPair().privateKeyPem;
+    // Exclusive: two processes starting at once never overwrite each other's key, and the one
+    // that loses reads the winner's whole file (a plain 'wx' write could be read half written).
+    pem = (await createFileExclusive(path, made, { mode: 0o600 })) ? made : await readFile(path, 'utf8');
   }
   const privateKey = artifactPrivateKeyFromPem(pem);
   return { privateKey, publicKey: rawPublicKey(privateKey) };

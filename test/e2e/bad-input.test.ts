@@ -2,7 +2,6 @@
 // code, or an ERROR / AUTH_ERROR frame), it is logged with a trace id, the services keep running,
 // and commands accepted around it still reach succeeded.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, importJWK } from 'jose';
@@ -11,7 +10,8 @@ import { deploymentPaths } from '../../server/materials/materials.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
 import { JwtAuthority } from '../../trust/jwt-authority.js';
 import { JWT_ALG, JWT_TYP } from '../../trust/jwt-keys.js';
-import { MemoryJwtKeyStore, parseStoredKeyRing } from '../../trust/jwt-key-store.js';
+import { FileJwtKeyStore } from '../../trust/jwt-file-key-store.js';
+import { MemoryJwtKeyStore } from '../../trust/jwt-key-store.js';
 import {
   agentDir, createCommand, eventually, pairAgent, rawApi, restartAgent, startE2e, storeTargets, waitOnline, waitTerminal,
   type CommandRecord, type E2eSystem,
@@ -138,7 +138,9 @@ for (const target of storeTargets()) {
 
     it('refuses an expired JWT and a JWT for another audience with 401', async () => {
       // The control plane's own key ring, so only the claim under test is wrong.
-      const ring = parseStoredKeyRing(JSON.parse(await readFile(deploymentPaths(system.dataDir).jwtKeysPath, 'utf8')));
+      // Read as the control plane reads it: the newest generation file (decision 0017).
+      const ring = await new FileJwtKeyStore({ path: deploymentPaths(system.dataDir).jwtKeysPath }).load();
+      assert.ok(ring !== undefined, 'the control plane wrote its key ring');
       const active = ring.keys.find((k) => k.retiredAtMs === null)!;
       const nowS = Math.floor(systemClock.nowMs() / 1000);
       const expired = await new SignJWT({ role: 'admin' })

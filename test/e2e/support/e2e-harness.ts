@@ -176,6 +176,14 @@ export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
 export const updateVersions = ['1.0.1', '1.0.2'] as const;
 export const artifactOf = (version: string): Buffer => Buffer.from(`sdc e2e update ${version}\n`.repeat(32));
 
+/**
+ * The agents' telemetry interval unless a test asks for another: a sample every 2 s. Was 300 ms,
+ * though only the round trip reads telemetry (two samples per device) and the tests that need
+ * more set their own; each sample is signed, ingested and stored, and at 300 ms with two agents
+ * on two store pairs that was several seconds of CPU per file.
+ */
+export const e2eTelemetryIntervalMs = 2_000;
+
 /** Pairs a device through the API (token) and starts a real agent that enrolls and connects. */
 export async function pairAgent(system: E2eSystem, deviceId: string, options: { telemetryIntervalMs?: number } = {}): Promise<RunningAgent> {
   const { token: pairingToken } = await system.api<{ token: string }>('POST', `/v1/devices/${deviceId}/pairing-tokens`, {});
@@ -185,7 +193,7 @@ export async function pairAgent(system: E2eSystem, deviceId: string, options: { 
   const agent = await runAgent({
     dir, serverUrl: system.apiUrl, deviceId, pairingToken, caPem: system.materials.rootCaPem, kernel: 'mock',
     // A simulated desktop: the round trip, approvals and viewer tests lock its screen.
-    mockLockScreen: true, telemetryIntervalMs: options.telemetryIntervalMs ?? 300, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
+    mockLockScreen: true, telemetryIntervalMs: options.telemetryIntervalMs ?? e2eTelemetryIntervalMs, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
   });
   system.agents.set(deviceId, agent);
   return agent;
@@ -194,7 +202,7 @@ export async function pairAgent(system: E2eSystem, deviceId: string, options: { 
 /** Starts an already enrolled agent again from its directory (no pairing token). */
 export async function restartAgent(system: E2eSystem, deviceId: string): Promise<RunningAgent> {
   const agent = await runAgent({
-    dir: agentDir(system, deviceId), kernel: 'mock', mockLockScreen: true, telemetryIntervalMs: 300,
+    dir: agentDir(system, deviceId), kernel: 'mock', mockLockScreen: true, telemetryIntervalMs: e2eTelemetryIntervalMs,
     clock: systemClock, random: systemRandom, scheduler: systemScheduler,
   });
   system.agents.set(deviceId, agent);

@@ -5,13 +5,16 @@
  * once it starts, its STAGE and COMMIT carry the rollout's approvals and the device's Merkle path
  * in its wave, and the agent's policy bundle guard, holding a bundle with the same rule and the
  * approvers' keys, admits them: the real update runner stages the update. The same command without
- * the block, or with another device's place in the waves, is refused.
+ * the block, or with another device's place in the waves, is refused. A rollout stored waiting
+ * with a subject of before (no version) is still approved the old way, and carries no block.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { base64urlFromBytes } from '../../core/crypto/bytes.js';
-import { rolloutApprovalSubjectHash } from '../../core/ota/rollout-approval.js';
+import { rolloutApprovalSubjectHash, type RolloutApprovalSubject } from '../../core/ota/rollout-approval.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
+import type { JsonObject } from '../../core/protocol/json-value.js';
 import { signApproval } from '../../core/protocol/approvals.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import { parsePolicy } from '../../core/protocol/policy.js';
@@ -51,7 +54,7 @@ describe('an approved rollout\'s kernel commands pass a device bundle that requi
   const kids: Record<string, string> = {};
 
   before(async () => {
-    ({ h } = await openRolloutWorld(['rad-1', 'rad-2', 'rad-3'], { id: 'rad-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(40)) }));
+    ({ h } = await openRolloutWorld(['rad-1', 'rad-2', 'rad-3', 'rad-4'], { id: 'rad-rel', artifact: new TextEncoder().encode('firmware 2.0.0 '.repeat(40)) }));
     const { revision } = await h.cp.policy.current();
     await h.cp.policy.set({ document: policyDocument, expectedRevision: revision, actor: 'user:test' });
     const signingKeys = new SigningKeyStore({ db: h.db, audit: h.cp.context.audit });
@@ -85,6 +88,37 @@ describe('an approved rollout\'s kernel commands pass a device bundle that requi
     return signCommand({ command: { ...rest, ...others, ...(block === undefined ? {} : { rollout_approval: block }) }, kid: h.materials.commandSigner.kid, seed: h.materials.commandSigner.seed, provider });
   };
 
+  const approveAll = async (rolloutId: string, subjectSha256: string, expiresAtMs: number): Promise<boolean> => {
+    let started = false;
+    for (const name of ['ann', 'abe'] as const) {
+      const signature = signApproval({
+        statement: { command_id: rolloutId, command_sha256: subjectSha256, decision: 'approve', approver: name, kid: kids[name]!, expires_at: expiresAtMs },
+        seed: approverSeeds[name], provider,
+      });
+      ({ started } = await service.decide({ actor: { name, role: 'approver' }, rolloutId, decision: 'approve', subjectSha256, kid: kids[name]!, expiresAtMs, signature }));
+    }
+    return started;
+  };
+
+  it('a rollout that started waiting before subjects had a version is approved the old way; its commands carry no block and the bundle refuses them', async () => {
+    const waiting = await service.start({
+      releaseId: 'rad-rel', platform: 'linux-x64', deviceIds: ['rad-4'],
+      plan: { waves: [{ selector: { percent: 100 }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 1, failedPercentMax: 100 } }], devicesPerMinuteMax: 10 },
+    }, 'olga');
+    // As stored by a control plane before 2026-12-06: no `v`, the whole subject's hash.
+    const [row] = await h.db.query<{ approval_json: string }>('SELECT approval_json FROM ota_rollouts WHERE id = ?', [waiting.id]);
+    const stored = JSON.parse(row!.approval_json) as { subject: RolloutApprovalSubject; subject_sha256: string };
+    const { v: _v, ...old } = stored.subject;
+    const oldSha256 = rolloutApprovalSubjectHash(old, sha256);
+    assert.notEqual(oldSha256, stored.subject_sha256);
+    await h.db.execute('UPDATE ota_rollouts SET approval_json = ? WHERE id = ?', [canonicalize({ ...stored, subject: old, subject_sha256: oldSha256 } as unknown as JsonObject), waiting.id]);
+    assert.equal((await service.view(waiting.id)).approval?.subject_sha256, oldSha256);
+    assert.equal(await approveAll(waiting.id, oldSha256, old.expires_at), true, 'approved under the hash it was asked with');
+    const { stage } = (await noticeOf(h, 'rad-4')).kernel_commands;
+    assert.equal(stage.rollout_approval, undefined);
+    assert.equal((await guardFor('rad-4')).check(stage, h.clock.nowMs())?.code, 'POLICY_BUNDLE_DENIED');
+  });
+
   it('waits for two approvals, then its STAGE and COMMIT (not its ROLLBACK) carry them and the device admits them and stages; stripped or moved, they are refused', async () => {
     const waiting = await service.start({
       releaseId: 'rad-rel', platform: 'linux-x64', deviceIds: ['rad-1', 'rad-2', 'rad-3'],
@@ -101,15 +135,7 @@ describe('an approved rollout\'s kernel commands pass a device bundle that requi
     assert.equal(subject.v, 2, 'new rollouts get a version-2 subject');
     const subjectSha256 = rolloutApprovalSubjectHash(subject, sha256);
     assert.equal(subjectSha256, waiting.approval!.subject_sha256);
-    let started = false;
-    for (const name of ['ann', 'abe'] as const) {
-      const signature = signApproval({
-        statement: { command_id: waiting.id, command_sha256: subjectSha256, decision: 'approve', approver: name, kid: kids[name]!, expires_at: subject.expires_at },
-        seed: approverSeeds[name], provider,
-      });
-      ({ started } = await service.decide({ actor: { name, role: 'approver' }, rolloutId: waiting.id, decision: 'approve', subjectSha256, kid: kids[name]!, expiresAtMs: subject.expires_at, signature }));
-    }
-    assert.equal(started, true);
+    assert.equal(await approveAll(waiting.id, subjectSha256, subject.expires_at), true);
 
     const notice = await noticeOf(h, 'rad-1');
     const { stage, commit, rollback } = notice.kernel_commands;

@@ -5,19 +5,24 @@ import type { RandomSource } from '../../core/ports/ports.js';
 /**
  * Password hashes as `scrypt$N$r$p$salt$hash` (salt and hash base64url), so the parameters
  * travel with each hash and can be raised later without breaking old ones. Comparison is
- * timing-safe. N = 2^15, r = 8 needs 32 MiB per hash: slow for a guesser, fine for a login.
+ * timing-safe. New hashes use N = 2^17, r = 8, p = 1 (OWASP's scrypt minimum), 128 MiB per hash:
+ * slow for a guesser, fine for a login. Hashes made with the earlier N = 2^15 still verify and
+ * are rehashed at the next successful login (hashNeedsUpgrade).
  */
 export const passwordLimits = Object.freeze({ lengthMin: 12, lengthMax: 1024 });
 /**
  * scrypt runs on libuv's thread pool (4 threads by default), which file, DNS and other crypto
- * work share. Two hashes at once leave half the pool free and hold 64 MiB; 64 waiting logins
- * are a few seconds of work, and a login beyond that is refused (API_AUTH_BUSY) rather than
+ * work share. Two hashes at once leave half the pool free and hold 256 MiB; 64 waiting logins
+ * are several seconds of work, and a login beyond that is refused (API_AUTH_BUSY) rather than
  * queued without bound.
  */
 export const scryptConcurrencyLimits = Object.freeze({ runningMax: 2, waitingMax: 64 });
-const defaults = { N: 2 ** 15, r: 8, p: 1 } as const;
+/** The parameters of new hashes (production; tests pass cheaper ones explicitly as scryptParams). */
+export const passwordHashDefaults = Object.freeze({ N: 2 ** 17, r: 8, p: 1 });
+const defaults = passwordHashDefaults;
 const saltBytes = 16;
 const keyBytes = 32;
+/** scrypt needs 128 * N * r bytes (128 MiB at the defaults) plus a little; the cap verifyPassword accepts (N 2^20, r 32) is refused by this bound before any work. */
 const maxmemBytes = 256 * 1024 * 1024;
 
 function derive(password: string, salt: Buffer, params: { N: number; r: number; p: number }): Promise<Buffer> {
@@ -50,4 +55,16 @@ export async function verifyPassword(password: string, stored: string): Promise<
   if (expected.length !== keyBytes || password.length > passwordLimits.lengthMax) return false;
   const actual = await derive(password, salt, { N, r, p });
   return timingSafeEqual(actual, expected);
+}
+
+/**
+ * True when `stored` is a scrypt hash whose cost is below `params` in any parameter: after a
+ * successful login the password is hashed again with `params` (raising the cost of old hashes
+ * without asking anyone for their password). False for a hash we cannot read.
+ */
+export function hashNeedsUpgrade(stored: string, params: { N: number; r: number; p: number } = defaults): boolean {
+  const parts = stored.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  return N < params.N || r < params.r || p < params.p;
 }

@@ -26,6 +26,29 @@ for (const pair of pairs) {
       await pair.sql.cleanup();
     });
 
+    it('a hash of a lower cost than new hashes get is replaced at the next successful login, and still verifies until then', async () => {
+      await add('olda', 'viewer');
+      const { hashPassword, verifyPassword } = await import('./passwords.js');
+      const { systemRandom } = await import('../../runtime/system.js');
+      // The harness hashes with N = 1024; a hash made with N = 512 stands for one made before the cost was raised.
+      const old = await hashPassword('olda password 1', systemRandom, { N: 512, r: 8, p: 1 });
+      await h.db.execute('UPDATE users SET password_hash = ? WHERE name = ?', [old, 'olda']);
+      const stored = async () => (await h.db.query<{ password_hash: string }>('SELECT password_hash FROM users WHERE name = ?', ['olda']))[0]!.password_hash;
+
+      try {
+        await assert.rejects(h.cp.auth.users.authenticate('olda', 'olda password 2'), refusedWith('API_LOGIN_FAILED'));
+        assert.equal(await stored(), old, 'a wrong password rehashes nothing');
+        assert.equal((await h.cp.auth.users.authenticate('olda', 'olda password 1')).name, 'olda');
+        const upgraded = await stored();
+        assert.match(upgraded, /^scrypt\$1024\$8\$1\$/);
+        assert.equal(await verifyPassword('olda password 1', upgraded), true);
+        assert.equal((await h.cp.auth.users.authenticate('olda', 'olda password 1')).name, 'olda');
+        assert.equal(await stored(), upgraded, 'a hash at the current cost is kept');
+      } finally {
+        await h.cp.auth.users.remove({ name: 'olda' });
+      }
+    });
+
     it('lists by name in pages, without password hashes', async () => {
       for (const name of ['carol', 'alice', 'bob@example.org']) await add(name, 'viewer');
       const first = await h.cp.auth.users.list({ limit: 2 });

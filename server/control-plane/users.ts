@@ -5,7 +5,7 @@ import type { SqlDatabase, SqlExecutor } from '../stores/sql/sql-port.js';
 import { ConcurrencyGate } from './concurrency-gate.js';
 import { newId } from './context.js';
 import { pageLimit } from './pagination.js';
-import { checkPasswordStrength, hashPassword, scryptConcurrencyLimits, verifyPassword } from './passwords.js';
+import { checkPasswordStrength, hashNeedsUpgrade, hashPassword, passwordHashDefaults, scryptConcurrencyLimits, verifyPassword } from './passwords.js';
 
 export type Role = PolicyRole;
 export const roles = policyRoles;
@@ -233,6 +233,21 @@ export class UserDirectory {
       : undefined;
   }
 
+  /**
+   * A hash made with a lower cost than new hashes get (N = 2^15 before 2026-12-06) is replaced
+   * after a successful login, while the password is at hand. Best effort: the login stands if
+   * this fails (a busy gate), and a hash changed meanwhile (a new password) is left alone.
+   */
+  async #upgradeHash(row: UserRow, password: string): Promise<void> {
+    if (!hashNeedsUpgrade(row.password_hash, this.#scryptParams ?? passwordHashDefaults)) return;
+    try {
+      const hash = await this.#scrypt.run(() => hashPassword(password, this.#random, this.#scryptParams));
+      await this.#db.execute('UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?', [hash, row.id, row.password_hash]);
+    } catch {
+      // The old hash still verifies; the next login tries again.
+    }
+  }
+
   /** The user for a correct name and password, with its token generation; API_LOGIN_FAILED otherwise. */
   async authenticate(name: string, password: string): Promise<AuthenticatedUser> {
     const [row] = userNamePattern.test(name) ? await this.#db.query<UserRow>('SELECT * FROM users WHERE name = ?', [name]) : [];
@@ -245,6 +260,7 @@ export class UserDirectory {
     if (!(await this.#scrypt.run(() => verifyPassword(password, row.password_hash))) || !isRole(row.role)) {
       throw new SdcError('API_LOGIN_FAILED', 'unknown user or wrong password');
     }
+    await this.#upgradeHash(row, password);
     return { id: row.id, name: row.name, role: row.role, createdAtMs: Number(row.created_at), tokenGeneration: Number(row.token_generation) };
   }
 }

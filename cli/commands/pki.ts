@@ -151,6 +151,41 @@ const rotateCommandKey: Command = {
   },
 };
 
+const gatewayCertValidity: DurationOptionSpec = { name: 'validity', fallbackMs: 90 * 24 * 60 * 60 * 1000, minMs: 24 * 60 * 60 * 1000, maxMs: 397 * 24 * 60 * 60 * 1000 };
+
+const gatewayCert: Command = {
+  name: 'gateway-cert',
+  summary: 'Issue the gateways\' TLS certificate and publish what `sdc gateway` loads (it holds no CA key and issues nothing, decision 0018)',
+  usage: '--dir D [--gateway-id ID] [--server-name NAME]... [--validity 90d] [--json]',
+  optionHelp: [
+    dirHelp,
+    jsonHelp,
+    ['--gateway-id ID', 'Write D/tls/gateway-ID.pem for that gateway only (default: D/tls/gateway.pem, which every gateway without its own uses)'],
+    ['--server-name NAME', 'DNS name or IP address devices reach the gateways by (repeatable; localhost, 127.0.0.1 and ::1 are always included)'],
+    ['--validity D', 'Validity, like 90d, from 1d to 397d (default 90d); gateways warn at start when a third is left'],
+  ],
+  options: { ...dirOption, 'gateway-id': { type: 'string' }, 'server-name': { type: 'string', multiple: true }, ...durationOptions(gatewayCertValidity) },
+  async run(args, io) {
+    await requireInitialisedDataDir(dataDir(args));
+    const gatewayId = args.values['gateway-id'] as string | undefined;
+    if (gatewayId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(gatewayId)) {
+      throw new SdcError('CLI_USAGE', `--gateway-id ${gatewayId} is not 1 to 64 of [A-Za-z0-9._-] starting with a letter or digit`);
+    }
+    const names = (args.values['server-name'] as string[] | undefined) ?? [];
+    const { isIP } = await import('node:net');
+    const { issueGatewayCertificate } = await import('../../server/materials/gateway-materials.js');
+    const issued = await issueGatewayCertificate({
+      dataDir: dataDir(args), clock: systemClock, random: systemRandom, ...(gatewayId === undefined ? {} : { gatewayId }),
+      serverHostnames: ['localhost', ...names.filter((name) => isIP(name) === 0)],
+      serverIpAddresses: ['127.0.0.1', '::1', ...names.filter((name) => isIP(name) !== 0)],
+      validityMs: durationOption(args, gatewayCertValidity, io.stderr),
+    });
+    report(args, io, { certificate: issued.certPath, key: issued.keyPath, not_after: issued.notAfter, command_kid: issued.commandKid },
+      `gateway certificate ${issued.certPath} (key ${issued.keyPath}), valid until ${issued.notAfter}; gateways load it at their next start\n`);
+    return 0;
+  },
+};
+
 const issue: Command = {
   name: 'issue',
   summary: 'Issue a device certificate for an Ed25519 PEM CSR (device id = CSR CN)',
@@ -359,5 +394,5 @@ const enroll: Command = {
 export const pkiCommands: CommandGroup = {
   name: 'pki',
   summary: 'Device PKI: CA hierarchy, certificate issuance, revocation, CRLs and pairing tokens',
-  commands: [init, servingCa, rotateCommandKey, issue, revoke, crl, pairingToken, enroll],
+  commands: [init, servingCa, rotateCommandKey, gatewayCert, issue, revoke, crl, pairingToken, enroll],
 };

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { deploymentPaths, initDeployment } from '../../server/materials/materials.js';
+import { issueGatewayCertificate } from '../../server/materials/gateway-materials.js';
 import { systemClock, systemRandom } from '../../runtime/system.js';
 import { deleteKeysWithPrefix, testKeyPrefix } from '../../server/stores/redis-test-keys.js';
 import type { CliIo } from '../command.js';
@@ -150,6 +151,8 @@ describe('sdc serve and sdc gateway', () => {
     await withDataDir(async (dir) => {
       const keyPrefix = testKeyPrefix('gateway-cli');
       try {
+        // The gateway issues nothing: its certificate comes from sdc pki gateway-cert (decision 0018).
+        await issueGatewayCertificate({ dataDir: dir, clock: systemClock, random: systemRandom });
         const run = sdc(['gateway', '--dir', dir, '--redis', redisUrl!, '--key-prefix', keyPrefix, '--gateway-id', 'gw-cli', '--gateway-port', '0']);
         const text = await untilPrinted(run, /^ready$/m);
         assert.match(text, /^stores {9}bus and key\/value Redis \(a gateway-only process has no SQL\)$/m);

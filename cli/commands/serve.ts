@@ -298,12 +298,20 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
   const tlsName = serverTlsName(args, withControlPlane);
   const anchors = withControlPlane ? await auditAnchorOption(args) : undefined;
   // Loaded here, not at the top: the server's modules are most of the CLI's start-up time (`sdc --help`).
-  const [{ default: pino }, { startDeployment }, { storeRetryServe }, { loadDeployment }, { systemClock, systemRandom, systemScheduler }] = await Promise.all([
+  const [{ default: pino }, { startDeployment }, { storeRetryServe }, { loadDeployment }, { loadGatewayMaterials, publishCommandPublicKey }, { systemClock, systemRandom, systemScheduler }] = await Promise.all([
     import('pino'), import('../../server/deployment/deployment.js'), import('../../server/deployment/store-connect.js'),
-    import('../../server/materials/materials.js'), import('../../runtime/system.js'),
+    import('../../server/materials/materials.js'), import('../../server/materials/gateway-materials.js'), import('../../runtime/system.js'),
   ]);
   const logger = pino({ level: io.env.SDC_LOG_LEVEL ?? 'info' }, pino.destination(2));
-  const materials = await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, ...certificateNames(args), serverTlsName: tlsName, browserCertificate: withControlPlane });
+  // A gateway-only process reads only a gateway's files (decision 0018): never a CA, JWT, command or artifact private key.
+  const full = withControlPlane
+    ? await loadDeployment({ dataDir, clock: systemClock, random: systemRandom, ...certificateNames(args), serverTlsName: tlsName, browserCertificate: true })
+    : undefined;
+  if (full !== undefined) await publishCommandPublicKey(dataDir, full.commandSigner);
+  const materials = full ?? await loadGatewayMaterials({ dataDir, clock: systemClock, gatewayId: requireOption(args, 'gateway-id'), ...certificateNames(args) });
+  if (full === undefined && 'renewDue' in materials && materials.renewDue) {
+    io.stderr(`sdc: WARNING: ${materials.certificatePath} has less than a third of its validity left: issue a new one with sdc pki gateway-cert and restart the gateway\n`);
+  }
   // While the stores are awaited only unref'd timers may be pending; this keeps the process up.
   const keepAlive = setInterval(() => undefined, 60_000);
   let deployment: Deployment;
@@ -319,12 +327,12 @@ async function serve(args: ParsedCommandArgs, io: CliIo, withControlPlane: boole
   }
   io.stdout(`gateway        ${deployment.gatewayUrl}\n`);
   io.stdout(`root CA        ${materials.dataDir}/pki/root-ca.pem (give it to agents with --ca)\n`);
-  if (withControlPlane) {
+  if (full !== undefined) {
     // Browsers take no Ed25519 in TLS (docs/viewer.md): the console's certificate chains to the serving CA.
-    io.stdout(materials.browserTls === undefined
+    io.stdout(full.browserTls === undefined
       ? 'console        no serving CA in this data directory: browsers cannot connect (sdc pki serving-ca adds one)\n'
-      : `console        ${deployment.apiUrl ?? ''}/ (browsers: trust ${materials.browserTls.servingCaPath} once, docs/viewer.md)\n`);
-    const outside = materials.browserTls?.namesOutsideServingCa ?? [];
+      : `console        ${deployment.apiUrl ?? ''}/ (browsers: trust ${full.browserTls.servingCaPath} once, docs/viewer.md)\n`);
+    const outside = full.browserTls?.namesOutsideServingCa ?? [];
     if (outside.length > 0) {
       io.stderr(`sdc: WARNING: the serving CA's name constraints do not permit ${outside.join(', ')}: browsers reach the console only by the other names (sdc pki serving-ca --force --serving-name NAME, decision 0006)\n`);
     }

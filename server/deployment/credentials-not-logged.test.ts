@@ -19,6 +19,7 @@ import { createConnection as connectMysql } from 'mysql2/promise';
 import pino from 'pino';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { initDeployment } from '../materials/materials.js';
+import { issueGatewayCertificate } from '../materials/gateway-materials.js';
 import { deleteKeysWithPrefix } from '../stores/redis-test-keys.js';
 import { startDeployment } from './deployment.js';
 
@@ -204,6 +205,7 @@ describe('store credentials are never logged (real MariaDB and Redis users with 
       await untilStatus(`${api}/readyz`, materials.rootCaPem, 200);
       // A gateway whose password file holds the wrong password: Redis refuses it, and the gateway
       // stops with one line saying so (a refused password does not get better by retrying).
+      await issueGatewayCertificate({ dataDir, clock: systemClock, random: systemRandom }); // a gateway issues nothing (decision 0018)
       const gateway = spawnSdc(['gateway', '--dir', dataDir, '--gateway-id', 'gw-9', '--gateway-port', '0', '--key-prefix', keyPrefix, '--redis', redisNoPassword], { SDC_REDIS_PASSWORD_FILE: join(dir, 'wrong_redis_password') });
       runs.push(gateway);
       const [exitCode] = (await once(gateway.child, 'exit')) as [number | null];

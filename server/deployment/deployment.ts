@@ -23,6 +23,7 @@ import { connectStores, deploymentDependencies, storeProbes, storeRetryNone, sto
 import { startRidingOutStoreLoss } from './start-store-loss.js';
 import type { HeldPort } from './listening.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
+import type { GatewayMaterials } from '../materials/gateway-materials.js';
 
 /**
  * Telemetry samples per bus append in a deployed gateway (AppendBatcher): one Redis pipeline
@@ -31,7 +32,11 @@ import type { DeploymentMaterials } from '../materials/materials.js';
 export const gatewayTelemetryBatchEntries = 100;
 
 export interface StartDeploymentOptions {
-  materials: DeploymentMaterials;
+  /**
+   * A control plane needs the full materials; a gateway-only process (`controlPlane: false`) may
+   * be given only a gateway's (loadGatewayMaterials: no CA, JWT, command or artifact private key).
+   */
+  materials: DeploymentMaterials | GatewayMaterials;
   clock: Clock;
   random: RandomSource;
   scheduler: Scheduler;
@@ -190,7 +195,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
     provider: gatewayEd25519,
     stores: { bus: stores.bus, kv: stores.kv },
     clock, random, scheduler, logger: logger.child({ role: 'gateway' }), metrics,
-    commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),
+    commandKeys: gatewayCommandKeys(materials),
   });
   await gateway.start();
   onStop(() => gateway.stop());
@@ -206,7 +211,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
   }).catch((error: unknown) => { throw listenRefusal(error, 'gateway', host, gatewayPort.port); });
   onStop(() => gatewayServer.close());
   const gatewayUrl = gatewayServer.address.url;
-  if (!start.withApi || stores.sql === undefined) return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane: undefined, gatewayEd25519, controlPlaneEd25519: undefined };
+  if (!start.withApi || stores.sql === undefined || !isFullMaterials(materials)) return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane: undefined, gatewayEd25519, controlPlaneEd25519: undefined };
   // Its own signatures (the commands it signs) go into the shared cache too: the gateway's check of a command
   // this process signed is then the exact-bytes match, not a second curve operation (decision 0016).
   const controlPlaneEd25519 = createNodeEd25519Provider({ verifiedSignatures, rememberOwnSignatures: true });
@@ -221,6 +226,16 @@ async function startServices(start: ServicesStart): Promise<Services> {
   return { metrics, gateway, gatewayServer, gatewayUrl, controlPlane, gatewayEd25519, controlPlaneEd25519 };
 }
 
+function isFullMaterials(materials: DeploymentMaterials | GatewayMaterials): materials is DeploymentMaterials {
+  return 'commandSigner' in materials;
+}
+
+/** The command public keys the gateway checks commands with: only public halves, whichever materials it was given. */
+function gatewayCommandKeys(materials: DeploymentMaterials | GatewayMaterials): Map<string, Uint8Array> {
+  if (!isFullMaterials(materials)) return new Map(materials.commandKeys);
+  return new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]);
+}
+
 /**
  * Opens the stores, starts a gateway (first, so its URL can be handed to devices at enrollment)
  * and the control plane, both over TLS with the deployment's server certificate.
@@ -230,6 +245,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
   const logger = options.logger ?? pino({ level: 'silent' });
   const host = options.host ?? '127.0.0.1';
   const withControlPlane = options.controlPlane !== false;
+  if (withControlPlane && !isFullMaterials(materials)) throw new SdcError('PROTO_INVALID_ARGUMENT', 'a control plane needs the full deployment materials (loadDeployment), not a gateway\'s');
   requireSharedRedis(options);
   storeTargets(options); // a malformed store URL is refused before anything listens or waits
   const readiness = new Readiness({ dependencies: deploymentDependencies(options, withControlPlane), clock, scheduler });
@@ -240,7 +256,7 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
   try {
     // Both ports first (docs/api.md, Readiness): a port in use is refused at once, and the API
     // answers /healthz and /readyz while the stores are awaited.
-    const startupApi = withControlPlane
+    const startupApi = withControlPlane && isFullMaterials(materials)
       ? await startStartupApiServer({ materials, host, port: options.apiPort ?? 0, readiness, random, logger: logger.child({ role: 'control-plane' }) })
       : undefined;
     if (startupApi !== undefined) {

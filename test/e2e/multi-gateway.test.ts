@@ -18,6 +18,7 @@ import { runAgent, type RunningAgent } from '../../agent/agent-runtime.js';
 import { ensureEnrolled } from '../../agent/enrollment.js';
 import { agentPaths } from '../../agent/state/agent-state.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
+import { issueGatewayCertificate } from '../../server/materials/gateway-materials.js';
 import {
   agentDir, checkExactlyOnce, countProcessListCalls, createCommand, e2eWaitMsMin, eventually, startE2e, waitOnline, waitTerminal, type CommandRecord, type E2eSystem,
 } from './support/e2e-harness.js';
@@ -67,6 +68,8 @@ describe('two gateway processes on one Redis, one killed', { skip: redisUrl === 
 
   before(async () => {
     system = await startE2e({ target: { name: 'redis+mysql', redisUrl: redisUrl!, ...(mysqlUrl ? { mysqlUrl } : {}) }, gateway: { heartbeatIntervalMs } });
+    // The gateways' certificate is issued ahead of time, where the CA key is (decision 0018).
+    await issueGatewayCertificate({ dataDir: system.dataDir, clock: systemClock, random: systemRandom });
     gateways.push(...await Promise.all(['gw-a', 'gw-b'].map((id) => startGatewayProcess(system, `${id}-${system.tag}`))));
   });
   after(async () => {

@@ -55,7 +55,8 @@ COPY --from=build /src/deploy ./deploy
 COPY --from=build /src/kernel/native/build/release/libsdc_kernel.so ./kernel/native/build/release/libsdc_kernel.so
 # The data directory (CA certificates, service keys, TLS files, embedded database): a volume in
 # compose.yaml, owned by the user the services run as.
-RUN mkdir -p /data && chown node:node /data && chmod 700 /data
+# /gateway: a gateway's own files (compose.yaml's sdc-gateway volume, decision 0018), owned the same way.
+RUN mkdir -p /data /gateway && chown node:node /data /gateway && chmod 700 /data /gateway
 # node:node as numbers (the base image's node user); a name cannot be checked by runAsNonRoot.
 USER 1000:1000
 # 8080: the control plane's HTTPS API; 8443: its gateway's WSS port (another gateway picks its own,

@@ -26,6 +26,7 @@ interface Service {
   secrets?: string[];
   profiles?: string[];
   user?: string;
+  restart?: string;
   network_mode?: string;
   healthcheck?: { test?: string[]; disable?: boolean };
   depends_on?: Record<string, { condition: string }>;
@@ -48,7 +49,8 @@ const compose = load();
 const services = compose.services;
 /** The services `docker compose up` starts (a profile makes a service opt-in). */
 const online = Object.entries(services).filter(([, s]) => s.profiles === undefined);
-const sdcServices = online.filter(([, s]) => s.image?.includes('secure-device-control') === true);
+/** The long-running sdc processes (a one-shot job such as gateway-files says restart "no"). */
+const sdcServices = online.filter(([, s]) => s.image?.includes('secure-device-control') === true && s.restart !== 'no');
 
 function option(service: Service, name: string): string[] {
   return (service.command ?? []).filter((a) => a.startsWith(`--${name}=`)).map((a) => a.slice(name.length + 3));

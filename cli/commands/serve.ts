@@ -38,7 +38,7 @@ const commonHelp = [
   ['--metrics-port P', 'Also serve GET /metrics (Prometheus) on plain HTTP at this port (sdc serve has it on the API too; a gateway-only process needs this)'],
   ['--metrics-host H', 'Address of that listener (default 127.0.0.1)'],
   ['--metrics-token-file F', `Bearer token GET /metrics needs (or $${metricsTokenEnv}); without one /metrics answers loopback peers only`],
-  ['--server-name NAME', 'Extra DNS name or IP address for the TLS certificate (repeatable; localhost, 127.0.0.1 and ::1 are always included). sdc serve keeps it in D/tls/server.pem, sdc gateway in D/tls/gateway-ID.pem'],
+  ['--server-name NAME', 'Extra DNS name or IP address for the TLS certificate (repeatable; localhost, 127.0.0.1 and ::1 are always included). sdc serve issues and keeps it in D/tls/server.pem; sdc gateway issues nothing and checks that D/tls/gateway-ID.pem, else D/tls/gateway.pem, from sdc pki gateway-cert covers them'],
   ...gatewayLimitHelp,
 ] as const;
 

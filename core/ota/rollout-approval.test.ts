@@ -150,7 +150,8 @@ test('a version-1 subject, a device outside the waves or no approvals give no bl
   const plain = kernelCommand({ approvers: [] });
   const { sig: _sig, ...unsigned } = plain;
   const body = JSON.parse(new TextDecoder().decode(commandSigningInput(unsigned)).slice('sdc-command-v1\n'.length)) as Record<string, unknown>;
-  assert.deepEqual(Object.keys(body).sort(), ['args', 'device_id', 'device_seq', 'expires_at', 'id', 'issued_at', 'issuer', 'opcode']);
+  // `requester` is signed when present (since 2026-12-06, core/protocol/signed-command.ts); no rollout block here.
+  assert.deepEqual(Object.keys(body).sort(), ['args', 'device_id', 'device_seq', 'expires_at', 'id', 'issued_at', 'issuer', 'opcode', 'requester']);
 });
 
 test('the largest block (64 waves, a 20-hash path, 16 approvals of the longest names) keeps the signed command under the kernel\'s 16 KiB', () => {

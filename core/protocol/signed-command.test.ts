@@ -31,6 +31,23 @@ test('changing any signed field is refused', () => {
   for (const change of changes) assert.equal(codeOf(() => verify({ ...signed, ...change })), 'CRYPTO_SIGNATURE_INVALID', JSON.stringify(change));
 });
 
+test('the requester is signed: renaming its role, its name, or stripping it is refused; a command without one signs as before', () => {
+  // The device judges a command in its requester's role (core/protocol/policy-bundle.ts), so an
+  // unsigned requester would let anyone on the path escape a deny aimed at one role.
+  const named = signCommand({ command: { ...base, requester: { name: 'olga', role: 'operator' } }, kid: 'cp-1', seed, provider });
+  assert.equal(codeOf(() => verify(named)), undefined);
+  const { requester: _requester, ...stripped } = named;
+  const tampered: SignedCommand[] = [
+    { ...named, requester: { name: 'olga', role: 'admin' } },
+    { ...named, requester: { name: 'root', role: 'operator' } },
+    stripped,
+    { ...signed, requester: { name: 'olga', role: 'admin' } },
+  ];
+  for (const command of tampered) assert.equal(codeOf(() => verify(command)), 'CRYPTO_SIGNATURE_INVALID', JSON.stringify(command.requester ?? null));
+  // Unchanged bytes for a command that names no requester: older devices and kernels verify it as before.
+  assert.equal(signCommand({ command: base, kid: 'cp-1', seed, provider }).sig.value, signed.sig.value);
+});
+
 test('any single-bit change of the signature is refused', () => {
   fc.assert(fc.property(fc.nat({ max: 85 }), fc.nat({ max: 5 }), (index, bit) => {
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';

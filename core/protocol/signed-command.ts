@@ -23,6 +23,10 @@ export function commandSigningInput(command: UnsignedCommand): Uint8Array {
     // Only when present, so a command without approvals signs exactly the bytes it always did.
     ...(command.approval === undefined ? {} : { approval: command.approval }),
     ...(command.rollout_approval === undefined ? {} : { rollout_approval: command.rollout_approval }),
+    // The device judges a command in its requester's role (a deny aimed at one role holds there),
+    // so who asked is signed too: unsigned, anyone on the path (bus, gateway) could rename the
+    // role or strip the field to escape such a deny. Only when present, as above.
+    ...(command.requester === undefined ? {} : { requester: command.requester }),
   });
   return concatBytes(commandSigningPrefix, body);
 }

@@ -39,9 +39,9 @@ interface Current {
  * fsynced under a temp name, then hard-linked to its name, which fails if the name exists), so
  * of two processes changing the ring at once exactly one wins and the other re-reads and
  * decides again (`update`). The ring is the newest generation; before the first one, the file at
- * `path` itself (rings written before generations existed). Files are 0600; a directory it
- * creates is 0700 (an existing directory is left as it is). Like ssh, it refuses to load a file
- * that group or others can access. Decision 0017.
+ * `path` itself (rings written before generations existed), removed once generation 1 is
+ * written. Files are 0600; a directory it creates is 0700 (an existing directory is left as it
+ * is). Like ssh, it refuses to load a file that group or others can access. Decision 0017.
  */
 export class FileJwtKeyStore implements JwtKeyStore {
   readonly path: string;
@@ -103,7 +103,12 @@ export class FileJwtKeyStore implements JwtKeyStore {
     // one was written meanwhile: list again.
     for (let attempt = 0; attempt < attemptsMax; attempt++) {
       const [newest] = await this.#generations();
-      if (newest === undefined) return { generation: 0, ring: await this.#read(this.path) };
+      if (newest === undefined) {
+        const legacy = await this.#read(this.path);
+        // No legacy file: none ever, or generation 1 was written (and the file removed) since the listing.
+        if (legacy !== undefined || (await this.#generations()).length === 0) return { generation: 0, ring: legacy };
+        continue;
+      }
       const ring = await this.#read(this.generationPath(newest));
       if (ring !== undefined) return { generation: newest, ring };
     }
@@ -159,6 +164,10 @@ export class FileJwtKeyStore implements JwtKeyStore {
     for (const old of generations) {
       if (old <= generation - generationsKept) await unlink(this.generationPath(old)).catch(() => undefined);
     }
+    // The file from before generations (read as generation 0) holds retired private keys and is
+    // never read again once a generation exists: its ring was the input of generation 1. Tried after
+    // every change, so a writer that stopped between the two steps leaves it only until the next one.
+    await unlink(this.path).catch(() => undefined);
     return true;
   }
 }

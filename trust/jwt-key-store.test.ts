@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryJwtKeyStore, parseStoredKeyRing, type JwtKeyStore, type StoredKeyRing } from './jwt-key-store.js';
@@ -102,4 +102,23 @@ test('parseStoredKeyRing refuses malformed rings', async () => {
     { version: 1, keys: Array(65).fill(key) },
   ];
   for (const value of cases) assert.throws(() => parseStoredKeyRing(value), { code: 'JWT_KEY_STORE_INVALID' });
+});
+
+test('file: a ring from before generations is adopted by the first change, and its file (old private keys) is removed then', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-jwt-store-'));
+  try {
+    const path = join(dir, 'ring.json');
+    const legacy = await ringOf(2, 'legacy');
+    await writeFile(path, `${JSON.stringify(legacy)}\n`, { mode: 0o600 });
+    const store = new FileJwtKeyStore({ path });
+    assert.deepEqual(await store.load(), legacy);
+    const [extra] = (await ringOf(1, 'next')).keys;
+    assert.ok(extra);
+    const next = await store.update(async (current) => (current === undefined ? undefined : { version: 1, keys: [...current.keys, { ...extra, retiredAtMs: extra.createdAtMs }] }));
+    assert.deepEqual(next?.keys.slice(0, 2), legacy.keys);
+    assert.deepEqual((await readdir(dir)).sort(), ['ring.json.1']);
+    assert.deepEqual(await new FileJwtKeyStore({ path }).load(), next);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

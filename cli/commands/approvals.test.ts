@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -27,6 +27,34 @@ test('the approval key is created 0600 in a 0700 directory beside the login, the
     assert.equal(again.created, false);
     assert.deepEqual(again.seed, first.seed);
     assert.notDeepEqual((await loadOrCreateSigningKey(env, 'ap2')).seed, first.seed, 'one key per user name');
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+});
+
+// Review h12: any read error was taken for "no key" and a new key replaced the approver's registered one.
+test('an existing approval key file that cannot be read is refused, never replaced; two processes creating it at once share one key', async () => {
+  const home = await mkdtemp(join(tmpdir(), 'sdc-approval-key-'));
+  try {
+    const env = { XDG_CONFIG_HOME: home };
+    const path = signingKeyPath(env, 'ap1');
+    await mkdir(join(home, 'sdc'), { recursive: true, mode: 0o700 });
+    // A link to itself: reading fails with ELOOP (root reads a 0000 file, so this is the case every user can make).
+    await symlink(path, path);
+    await assert.rejects(loadOrCreateSigningKey(env, 'ap1'), (e) => SdcError.is(e, 'CLI_INPUT') && e.details['errno'] === 'ELOOP');
+    assert.ok((await lstat(path)).isSymbolicLink(), 'left as it was');
+    await rm(path);
+    if (process.getuid?.() !== 0) {
+      await writeFile(path, '{"name":"ap1","seed":"x"}\n', { mode: 0o600 });
+      await chmod(path, 0o000);
+      await assert.rejects(loadOrCreateSigningKey(env, 'ap1'), (e) => SdcError.is(e, 'CLI_INPUT') && e.details['errno'] === 'EACCES');
+      await chmod(path, 0o600);
+      await rm(path);
+    }
+    const [a, b] = await Promise.all([loadOrCreateSigningKey(env, 'ap1'), loadOrCreateSigningKey(env, 'ap1')]);
+    assert.deepEqual(a.seed, b.seed);
+    assert.deepEqual([a.created, b.created].sort(), [false, true]);
+    assert.equal((await stat(path)).mode & 0o777, 0o600);
   } finally {
     await rm(home, { recursive: true, force: true });
   }

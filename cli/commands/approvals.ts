@@ -8,7 +8,7 @@ import { approvalSubjectHash, signApproval, type ApprovalDecision, type Approval
 import { rolloutApprovalSubjectHash, type RolloutApprovalSubject } from '../../core/ota/rollout-approval.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
-import { privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
+import { createFileExclusive, privateFileMode } from '../../runtime/atomic-file.js';
 import { passwordEnv, passwordFileEnv, readPasswordOption, requireOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
 import { apiClient, getAllPages, onePositional, segment, type ApiClient } from '../api-client.js';
 import { credentialsPath } from '../credentials.js';
@@ -39,25 +39,48 @@ export function signingKeyPath(env: CliIo['env'], userName: string): string {
   return join(dirname(credentialsPath(env)), `signing-key-${userName}.json`);
 }
 
-/** The stored seed, or a new one written 0600 (temporary file, then renamed) when there is none. */
-export async function loadOrCreateSigningKey(env: CliIo['env'], userName: string): Promise<{ seed: Uint8Array; created: boolean; path: string }> {
-  const path = signingKeyPath(env, userName);
-  let text: string | undefined;
+/** The seed in the key file at `path`; undefined only when there is no such file (ENOENT). */
+async function readSigningKey(path: string, userName: string): Promise<Uint8Array | undefined> {
+  let text: string;
   try {
     text = await readFile(path, 'utf8');
+  } catch (error) {
+    const errno = (error as NodeJS.ErrnoException).code;
+    if (errno === 'ENOENT') return undefined;
+    // An existing key that cannot be read now (permissions, a broken link) is never replaced by a new one.
+    throw new SdcError('CLI_INPUT', `the signing key file cannot be read: ${path}`, { path, errno: errno ?? 'unknown' }, { cause: error });
+  }
+  let parsed: { seed?: unknown; name?: unknown } = {};
+  try {
+    parsed = JSON.parse(text.length <= 4096 ? text : '{}') as { seed?: unknown; name?: unknown };
   } catch {
-    text = undefined;
+    // Refused below.
   }
-  if (text !== undefined) {
-    const parsed = JSON.parse(text.length <= 4096 ? text : '{}') as { seed?: unknown; name?: unknown };
-    if (typeof parsed.seed !== 'string' || parsed.name !== userName) throw new SdcError('CLI_INPUT', `the signing key file is not readable: ${path}`, { path });
-    return { seed: bytesFromBase64url(parsed.seed, { code: 'CLI_INPUT', name: 'seed', length: 32 }), created: false, path };
+  if (typeof parsed !== 'object' || parsed === null || typeof parsed.seed !== 'string' || parsed.name !== userName) {
+    throw new SdcError('CLI_INPUT', `the signing key file is not readable: ${path}`, { path });
   }
+  return bytesFromBase64url(parsed.seed, { code: 'CLI_INPUT', name: 'seed', length: 32 });
+}
+
+/**
+ * The stored seed, or a new one when there is no key file: created exclusively, 0600 (written
+ * under a random temp name, then linked to the path, which fails if it exists), so of two sdc
+ * processes creating it at once one key wins and both use it. Any read error other than "no such
+ * file" is refused: it never replaces an existing key (review h12).
+ */
+export async function loadOrCreateSigningKey(env: CliIo['env'], userName: string): Promise<{ seed: Uint8Array; created: boolean; path: string }> {
+  const path = signingKeyPath(env, userName);
+  const stored = await readSigningKey(path, userName);
+  if (stored !== undefined) return { seed: stored, created: false, path };
   const seed = new Uint8Array(randomBytes(32));
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  // A random temp name created exclusively, mode 0600, renamed over the path: a symlink planted at a guessable name is never followed.
-  await writeFileAtomic(path, JSON.stringify({ name: userName, alg: 'Ed25519', seed: base64urlFromBytes(seed) }) + '\n', { mode: privateFileMode });
-  return { seed, created: true, path };
+  if (await createFileExclusive(path, JSON.stringify({ name: userName, alg: 'Ed25519', seed: base64urlFromBytes(seed) }) + '\n', { mode: privateFileMode })) {
+    return { seed, created: true, path };
+  }
+  // Another process created it meanwhile: its key is the one.
+  const theirs = await readSigningKey(path, userName);
+  if (theirs === undefined) throw new SdcError('CLI_INPUT', `the signing key file was removed while it was being created: ${path}`, { path });
+  return { seed: theirs, created: false, path };
 }
 
 /** The pending command, checked: the subject the server shows is this command, and its hash is the one it asks to sign. */

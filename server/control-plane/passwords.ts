@@ -57,6 +57,53 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return timingSafeEqual(actual, expected);
 }
 
+type ScryptParams = { N: number; r: number; p: number };
+
+/** The scrypt cost of `stored` when it is a hash verifyPassword would run; undefined otherwise. */
+function storedParams(stored: string): ScryptParams | undefined {
+  const parts = stored.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return undefined;
+  const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  if (![N, r, p].every((v) => Number.isSafeInteger(v) && v > 0) || N > 2 ** 20 || r > 32 || p > 16) return undefined;
+  return { N, r, p };
+}
+
+/** Padding runs are bounded: a failed check of a far cheaper hash (tests' own) costs at most this many more. */
+const paddingRunsMax = 16;
+
+/**
+ * The throwaway scrypt runs that bring a failed check of `stored` up to the cost of one check at
+ * `params` (review h12 finding 4): scrypt's time and memory traffic grow with N * r * p, so a
+ * wrong password for a user whose hash is still N = 2^15 costs that check plus three more at
+ * 2^15, about what an unknown name's (a dummy hash at `params`) and an upgraded user's cost. An
+ * unreadable hash (no scrypt run at all) gets one run at `params`. None for a hash at `params` or
+ * dearer.
+ */
+export function failedCheckPadding(stored: string, params: ScryptParams = defaults): { params: ScryptParams; runs: number } {
+  const cost = storedParams(stored);
+  if (cost === undefined) return { params: { ...params }, runs: 1 };
+  const ratio = (params.N * params.r * params.p) / (cost.N * cost.r * cost.p);
+  return { params: cost, runs: Math.min(paddingRunsMax, Math.max(0, Math.ceil(ratio) - 1)) };
+}
+
+/**
+ * verifyPassword, and when it fails, failedCheckPadding's runs: a wrong password costs about
+ * one check at `params` whatever the stored hash's cost, so the time of a failed login does not
+ * tell a user with an old hash from an unknown name. `observe` sees each padding run (tests).
+ */
+export async function verifyPasswordPadded(password: string, stored: string, params: ScryptParams = defaults, observe?: (run: ScryptParams) => void): Promise<boolean> {
+  if (await verifyPassword(password, stored)) return true;
+  // Refused before any scrypt run on every path (an unknown name's dummy check too).
+  if (password.length > passwordLimits.lengthMax) return false;
+  const padding = failedCheckPadding(stored, params);
+  const salt = Buffer.alloc(saltBytes);
+  for (let run = 0; run < padding.runs; run++) {
+    observe?.(padding.params);
+    await derive(password, salt, padding.params);
+  }
+  return false;
+}
+
 /**
  * True when `stored` is a scrypt hash whose cost is below `params` in any parameter: after a
  * successful login the password is hashed again with `params` (raising the cost of old hashes

@@ -94,6 +94,9 @@ export class CommandRouter {
   readonly #stream: string;
   /** By command id: reports in flight or waiting for a retry (at most reportBacklogsMax commands). */
   readonly #backlogs = new Map<string, ReportBacklog>();
+  readonly #reportBacklogsMax: number;
+  /** Deliveries waiting for room in #backlogs before they go out (#send). */
+  #roomWaiters: Array<() => void> = [];
   /** Commands dead-lettered here lately: a late re-append of one is not a new delivery (given-up-commands.ts). */
   readonly #givenUp = new GivenUpCommands();
   #running = false;
@@ -101,8 +104,10 @@ export class CommandRouter {
   /** The second look at our own pending entries after a restart (start()). */
   #leftoverTimer: TimerHandle | undefined;
 
-  constructor(private readonly context: GatewayContext, private readonly targetFor: (deviceId: string) => DeliveryTarget | undefined) {
+  /** `limits` lowers reportBacklogsMax (tests). */
+  constructor(private readonly context: GatewayContext, private readonly targetFor: (deviceId: string) => DeliveryTarget | undefined, limits: { reportBacklogsMax?: number } = {}) {
     this.#stream = gatewayCommandStream(context.options.gatewayId);
+    this.#reportBacklogsMax = limits.reportBacklogsMax ?? reportBacklogsMax;
   }
 
   get pendingDeliveries(): number {
@@ -164,6 +169,7 @@ export class CommandRouter {
       if (backlog.timer !== undefined) this.context.options.scheduler.cancel(backlog.timer);
     }
     this.#backlogs.clear();
+    this.#wakeRoomWaiters();
   }
 
   async #run(): Promise<void> {
@@ -284,8 +290,30 @@ export class CommandRouter {
     await this.#send(delivery);
   }
 
+  #wakeRoomWaiters(): void {
+    if (this.#roomWaiters.length === 0) return;
+    const waiters = this.#roomWaiters;
+    this.#roomWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  #dropBacklog(commandId: string): void {
+    this.#backlogs.delete(commandId);
+    this.#wakeRoomWaiters();
+  }
+
   async #send(delivery: Delivery): Promise<void> {
     if (this.#deliveries.get(delivery.command.id) !== delivery) return;
+    // The deliver report below is not awaited, so without this wait a burst could fill #backlogs,
+    // and a deliver report beyond it went out once, unregistered: not retried after a failure, and
+    // not the queue the command's ACK and RESULT wait behind (review h12). The device is asked only
+    // once there is room; checked again after each wake, with no await between the last check and
+    // the report's registration (#persist sets it synchronously), so the bound holds.
+    while (!this.#stopped && this.#backlogs.size >= this.#reportBacklogsMax && !this.#backlogs.has(delivery.command.id)) {
+      await new Promise<void>((resolve) => { this.#roomWaiters.push(resolve); });
+      // Meanwhile the delivery may have been finished, handed back or given up, or the router stopped.
+      if (this.#stopped || this.#deliveries.get(delivery.command.id) !== delivery) return;
+    }
     delivery.attempt += 1;
     delivery.lastSentAtMs = this.context.nowMs();
     if (!delivery.target.deliver(delivery.command, delivery.attempt, delivery.traceparent)) {
@@ -431,7 +459,7 @@ export class CommandRouter {
       else this.context.options.logger.error({ command_id: commandId, trace_id: this.context.traceId() }, `${what} dropped: too many reports queued; left to the redelivery sweep`);
       return;
     }
-    if (this.#stopped || this.#backlogs.size >= reportBacklogsMax) {
+    if (this.#stopped || this.#backlogs.size >= this.#reportBacklogsMax) {
       // No room to keep it for a retry: one attempt.
       try {
         await this.#runReports([report]);
@@ -449,7 +477,7 @@ export class CommandRouter {
     const { backoff, random, logger, reportAttemptsMax } = this.context.options;
     const what = backlog.reports.map((r) => r.what).join(', ');
     if (this.#stopped || backlog.failures >= reportAttemptsMax) {
-      this.#backlogs.delete(commandId);
+      this.#dropBacklog(commandId);
       logger.error({ err: error, command_id: commandId, attempts: backlog.failures, trace_id: this.context.traceId() }, `${what} not reported; left to the redelivery sweep`);
       return;
     }
@@ -472,7 +500,7 @@ export class CommandRouter {
         if (backlog.failures > 0) this.context.options.logger.info({ command_id: commandId, failures: backlog.failures }, 'report delivered after a retry');
         backlog.failures = 0;
       }
-      this.#backlogs.delete(commandId);
+      this.#dropBacklog(commandId);
     } catch (error) {
       backlog.failures += 1;
       this.#retryLater(commandId, backlog, error);

@@ -304,9 +304,17 @@ export class ReleaseService {
         if (SdcError.is(error, 'TUF_SIGNATURE_THRESHOLD')) throw new SdcError('OTA_RELEASE_UNDER_THRESHOLD', error.message, error.details);
         throw error;
       }
+      // The state changes only if the proposal checked above is still the row's (a locking write, so
+      // on MySQL it sees a revocation committed since this transaction's snapshot, which dropped the
+      // proposal: the reads above would still show it). First, so nothing is written for a stale one.
+      await this.#move(tx, row, 'publish', undefined, {
+        where: 'proposal_version = ? AND proposal_body = ?', params: [Number(row.proposal_version), row.proposal_body ?? ''],
+        refusal: () => new SdcError('OTA_TARGETS_STALE',
+          `release ${id} changed while it was being published (its signed targets proposal was dropped by a revocation, or replaced): read it again and, if it is still signed, fetch its proposal (GET /v1/releases/${id}/targets-proposal) and sign that`,
+          { releaseId: id }),
+      });
       await this.#repository.insertTargets(tx, { version: envelope.signed.version, body, expiresAtMs: envelope.signed.expiresMs });
       const published = await this.#repository.signSnapshotAndTimestamp(tx);
-      await this.#move(tx, row, 'publish');
       await this.#audit(tx, 'ota.release.published', actor, id, { targets_version: envelope.signed.version, snapshot_version: published.snapshot ?? null, timestamp_version: published.timestamp ?? null });
       return published;
     });
@@ -333,7 +341,9 @@ export class ReleaseService {
         const open = await tx.query<{ id: string; state: ReleaseState; proposal_version: number }>(
           "SELECT id, state, proposal_version FROM ota_releases WHERE id <> ? AND proposal_body IS NOT NULL AND state IN ('verified', 'signed')", [id]);
         for (const other of open) {
-          await tx.execute('UPDATE ota_releases SET proposal_body = NULL, proposal_version = NULL, updated_at = ? WHERE id = ? AND state = ?', [this.#ctx.clock.nowMs(), other.id, other.state]);
+          const dropped = await tx.execute('UPDATE ota_releases SET proposal_body = NULL, proposal_version = NULL, updated_at = ? WHERE id = ? AND state = ?', [this.#ctx.clock.nowMs(), other.id, other.state]);
+          // Published meanwhile (MySQL: after this transaction's snapshot): that targets version was out before this revocation.
+          if (dropped.changes !== 1) continue;
           await tx.execute('DELETE FROM ota_release_signatures WHERE release_id = ?', [other.id]);
           await this.#audit(tx, 'ota.release.proposal_dropped', actor, other.id, { revoked: id, state: other.state, targets_version: Number(other.proposal_version) });
         }
@@ -399,13 +409,18 @@ export class ReleaseService {
     return executor.query('SELECT keyid, sig, signed_by FROM ota_release_signatures WHERE release_id = ? ORDER BY keyid ASC', [id]);
   }
 
-  /** The release machine's transition, stored only if nobody changed the state meanwhile. */
-  async #move(executor: SqlExecutor, row: ReleaseRow, event: ReleaseEvent, extra?: { sets: string; params: ReadonlyArray<string | number | null> }): Promise<void> {
+  /**
+   * The release machine's transition, stored only if nobody changed the state meanwhile (and, with
+   * `guard`, its further conditions still hold; its `refusal` then, OTA_RELEASE_STATE otherwise).
+   */
+  async #move(executor: SqlExecutor, row: ReleaseRow, event: ReleaseEvent, extra?: { sets: string; params: ReadonlyArray<string | number | null> },
+    guard?: { where: string; params: ReadonlyArray<string | number>; refusal: () => SdcError }): Promise<void> {
     const next = nextState(releaseTable, row.state, event) ?? refuseTransition(row.state, event);
     const sets = extra === undefined ? '' : `, ${extra.sets}`;
-    const result = await executor.execute(`UPDATE ota_releases SET state = ?, updated_at = ?${sets} WHERE id = ? AND state = ?`,
-      [next, this.#ctx.clock.nowMs(), ...(extra?.params ?? []), row.id, row.state]);
-    if (result.changes !== 1) throw new SdcError('OTA_RELEASE_STATE', `release ${row.id} changed meanwhile; read it again`, { releaseId: row.id });
+    const where = guard === undefined ? '' : ` AND ${guard.where}`;
+    const result = await executor.execute(`UPDATE ota_releases SET state = ?, updated_at = ?${sets} WHERE id = ? AND state = ?${where}`,
+      [next, this.#ctx.clock.nowMs(), ...(extra?.params ?? []), row.id, row.state, ...(guard?.params ?? [])]);
+    if (result.changes !== 1) throw guard?.refusal() ?? new SdcError('OTA_RELEASE_STATE', `release ${row.id} changed meanwhile; read it again`, { releaseId: row.id });
   }
 
   async #audit(tx: SqlExecutor, kind: string, actor: string, id: string, payload: JsonObject): Promise<void> {

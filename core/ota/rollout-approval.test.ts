@@ -142,6 +142,46 @@ test('the approvals are checked at the rollout\'s start: an approval that expire
   assert.deepEqual(verdict, { valid: true, approvers: ['alice', 'bob'] });
 });
 
+test('review h12: a commit without the digest (or with another) is not the approved one', () => {
+  // The control plane always names the digest; a commit bound by version only is another command.
+  assert.equal(refusalOf(kernelCommand({ opcode: 'EXEC_COMMIT_UPDATE', args: { version: '2.4.0' } })), 'APPROVAL_STATEMENT_MISMATCH');
+  assert.equal(refusalOf(kernelCommand({ opcode: 'EXEC_COMMIT_UPDATE', args: { version: '2.4.0', sha256: 'c'.repeat(64) } })), 'APPROVAL_STATEMENT_MISMATCH');
+});
+
+const verify = (command: SignedCommand, count = 2) => verifyRolloutCommandApprovals({
+  command, condition: { count, roles: ['approver'] }, resolveApproverKey: (kid) => bundleFor(command.device_id).approverKeys.get(kid), provider, sha256,
+});
+
+test('review h12: approvals that live past the subject\'s expiry still count only until it: a start at or after it is refused', () => {
+  const subject = subjectOf();
+  const longLived = approvalsOf(subject, ['alice', 'bob'], { expiresAt: subject.expires_at + 86_400_000 });
+  const startedLate = (startedAtMs: number) => signCommand({
+    command: {
+      id: 'ex-8-stage', device_id: 'lab-2', opcode: 'EXEC_STAGE_UPDATE', args: stageArgs, issued_at: subject.expires_at + 60_000, expires_at: subject.expires_at + 3_600_000, device_seq: 8, issuer: 'cp-1',
+      rollout_approval: rolloutApprovalBlock({ subject, startedAtMs, approvals: longLived, waveIndex: 1, deviceId: 'lab-2', sha256 })!,
+    },
+    kid: 'cp-1', seed: cpSeed, provider,
+  });
+  assert.deepEqual(verify(startedLate(subject.expires_at - 1)), { valid: true, approvers: ['alice', 'bob'] });
+  for (const late of [subject.expires_at, subject.expires_at + 1_000]) {
+    const verdict = verify(startedLate(late));
+    assert.equal(verdict.valid, false);
+    assert.equal(verdict.valid ? undefined : verdict.code, 'APPROVAL_EXPIRED');
+  }
+});
+
+test('review h12: an approval whose key the device\'s bundle does not hold is left uncounted; a bad signature by a known key still refuses', () => {
+  // carol's key is not in this device's bundle (removed or rotated since the start): alice and bob are still two.
+  assert.deepEqual(verify(kernelCommand({ approvers: ['carol', 'alice', 'bob'] })), { valid: true, approvers: ['alice', 'bob'] });
+  assert.equal(refusalOf(kernelCommand({ approvers: ['carol', 'alice', 'bob'] })), undefined);
+  // Short of the count once she is left out: her refusal names why.
+  const short = verify(kernelCommand({ approvers: ['alice', 'carol'] }));
+  assert.equal(short.valid ? undefined : short.code, 'APPROVAL_KEY_UNKNOWN');
+  assert.equal(verify(kernelCommand({ approvers: ['alice', 'carol'] }), 1).valid, true);
+  // A signature by a key the device knows that does not verify is tampering: refused whatever else the block holds.
+  assert.equal(refusalOf(kernelCommand({ approvers: ['alice', 'bob', 'carol'], breakSignatureOf: 'bob' })), 'APPROVAL_SIGNATURE_INVALID');
+});
+
 test('a version-1 subject, a device outside the waves or no approvals give no block; a command without one signs the bytes it always did', () => {
   const approvals = approvalsOf(subjectOf(), ['alice', 'bob']);
   assert.equal(rolloutApprovalBlock({ subject: subjectOf(1), startedAtMs: startedAt, approvals, waveIndex: 0, deviceId: 'lab-1', sha256 }), undefined);

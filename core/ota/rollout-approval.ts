@@ -1,6 +1,6 @@
 import { concatBytes, hexFromBytes } from '../crypto/bytes.js';
 import type { Ed25519Provider, Sha256 } from '../ports/ports.js';
-import { checkApproval, type ApprovalStatement, type ApprovalVerdict, type ApproverKey } from '../protocol/approvals.js';
+import { checkApproval, type ApprovalRefusal, type ApprovalStatement, type ApprovalVerdict, type ApproverKey } from '../protocol/approvals.js';
 import { canonicalBytes } from '../protocol/canonical-json.js';
 import type { JsonObject } from '../protocol/json-value.js';
 import type { RolloutApprovalBlock, SignedCommand } from '../protocol/messages/command.js';
@@ -174,11 +174,17 @@ export function rolloutApprovalBlock(input: {
  * approval condition its policy bundle names, after the command's signature verified: the block
  * is about this command (its issuer is the command's signer, its requester the command's, its
  * target what the command stages or commits, the start no later than the command), the device's
- * path leads to its wave's digest in the subject, and every approval is a signature over the
- * reduced subject's hash that held at the start, by a distinct approver of an accepted role, at
- * least `condition.count` of them. Refusals: APPROVAL_INSUFFICIENT (no block, too few),
- * APPROVAL_STATEMENT_MISMATCH (another command's or another release's block),
- * APPROVAL_DEVICE_PROOF_INVALID (the path does not put this device in the wave), and checkApproval's.
+ * path leads to its wave's digest in the subject, the start is before the subject's expiry, and
+ * at least `condition.count` distinct approvers of an accepted role signed the reduced subject's
+ * hash with approvals that held at the start. Since 2026-12-06 (review h12) an approval whose key
+ * the device's bundle does not hold, or whose approver's role it does not accept, is not counted
+ * rather than refusing the command (the bundle may have changed between waves); any other bad
+ * approval (a signature that does not verify under a known key, a duplicate, the requester's own)
+ * still refuses it. Refusals: APPROVAL_INSUFFICIENT (no block, too few), APPROVAL_KEY_UNKNOWN or
+ * APPROVAL_ROLE_NOT_ALLOWED (too few once those are left out), APPROVAL_EXPIRED (a start at or
+ * after the subject's expiry), APPROVAL_STATEMENT_MISMATCH (another command's or another release's
+ * block, a commit without the digest), APPROVAL_DEVICE_PROOF_INVALID (the path does not put this
+ * device in the wave), and checkApproval's.
  */
 export function verifyRolloutCommandApprovals(options: {
   readonly command: SignedCommand;
@@ -198,8 +204,14 @@ export function verifyRolloutCommandApprovals(options: {
   if (digest === undefined || root === undefined || rolloutWaveDigest({ ...block.wave, devices_root: root }, sha256) !== digest) {
     return { valid: false, code: 'APPROVAL_DEVICE_PROOF_INVALID', reason: `the path in command ${command.id} does not place ${command.device_id} in wave ${block.wave.index} of rollout ${subject.id}` };
   }
+  // Approvals count only until the subject's expiry: a start at or after it is not one they allowed.
+  if (!(block.started_at < subject.expires_at)) {
+    return { valid: false, code: 'APPROVAL_EXPIRED', reason: `the approvals of rollout ${subject.id} counted until ${subject.expires_at}; command ${command.id} names a start at ${block.started_at}` };
+  }
   const commandSha256 = reducedRolloutSubjectHash(subject as ReducedRolloutSubject, sha256);
   const seen = new Set<string>();
+  const counted: string[] = [];
+  let skipped: ApprovalRefusal | undefined;
   for (const approval of block.approvals) {
     if (seen.has(approval.approver)) return { valid: false, code: 'APPROVAL_DUPLICATE', reason: `${approval.approver} approves twice`, approver: approval.approver };
     seen.add(approval.approver);
@@ -210,11 +222,29 @@ export function verifyRolloutCommandApprovals(options: {
       statement, signature: approval.sig, key: options.resolveApproverKey(approval.kid), commandId: subject.id, commandSha256,
       decision: 'approve', requestedBy: subject.requested_by, atMs: block.started_at, roles: condition.roles,
     }, options.provider);
-    if (refused !== undefined) return { valid: false, ...refused };
+    if (refused === undefined) counted.push(approval.approver);
+    // What this device's bundle says about the approver (its key, its role) may have changed since
+    // the start, waves apart: such an approval is not counted, and the others may still be enough.
+    else if (uncountedCodes.has(refused.code)) skipped ??= refused;
+    // Anything else is an approval that is present and wrong (a bad signature by a key the device
+    // knows, another subject's statement, the requester's own, expired at the start): tampering or a
+    // control plane that lies, so the command is refused whatever else it carries.
+    else return { valid: false, ...refused };
   }
-  if (seen.size < condition.count) return { valid: false, code: 'APPROVAL_INSUFFICIENT', reason: `${seen.size} approval(s) of ${condition.count} required` };
-  return { valid: true, approvers: [...seen] };
+  if (counted.length < condition.count) {
+    const reason = `${counted.length} valid approval(s) of ${condition.count} required`;
+    if (skipped !== undefined) return { valid: false, ...skipped, reason: `${skipped.reason}; ${reason}` };
+    return { valid: false, code: 'APPROVAL_INSUFFICIENT', reason };
+  }
+  return { valid: true, approvers: counted };
 }
+
+/**
+ * Refusals of one approval that leave it uncounted instead of refusing the command: the device's
+ * bundle no longer holds the approver's key (removed or rotated after the start), or no longer
+ * gives the approver an accepted role. Neither is evidence that anyone tampered with the block.
+ */
+const uncountedCodes: ReadonlySet<ApprovalRefusal['code']> = new Set(['APPROVAL_KEY_UNKNOWN', 'APPROVAL_ROLE_NOT_ALLOWED']);
 
 /** Why the block is not about this command, in words; undefined when it is. */
 function rolloutBlockMismatch(command: SignedCommand, block: RolloutApprovalBlock): string | undefined {
@@ -229,7 +259,8 @@ function rolloutBlockMismatch(command: SignedCommand, block: RolloutApprovalBloc
       if (args['sha256'] !== target.sha256 || args['size_bytes'] !== target.length || args['version'] !== target.version) return `approve ${target.version} (${target.sha256}, ${target.length} bytes), not what the command stages`;
       return undefined;
     case 'EXEC_COMMIT_UPDATE':
-      if (args['version'] !== target.version || (args['sha256'] !== undefined && args['sha256'] !== target.sha256)) return `approve ${target.version} (${target.sha256}), not what the command commits`;
+      // The control plane always names the digest (rollouts.ts); a commit without it is bound by version only, so it is refused.
+      if (args['version'] !== target.version || args['sha256'] !== target.sha256) return `approve ${target.version} (${target.sha256}), not what the command commits`;
       return undefined;
     case 'EXEC_ROLLBACK_UPDATE':
       return undefined;

@@ -946,15 +946,31 @@ export class CommandRepository {
   }
 
   /**
-   * Claims a send of a command the sweep stamped while its device had no presence key: a
-   * compare-and-set of that stamp (`stampedAtMs`, below `nowMs`), so nothing else sent it since (a
-   * presence redelivery or another sweep moves dispatched_at) and it is still unfinished and unexpired.
+   * The device's unfinished, unexpired commands in device_seq order, each with the dispatch time it
+   * was read with (what claimAsRead compares): what the sweep sends once a lapsed device's presence
+   * key is back (CommandService.redispatchDue).
    */
-  async claimStamped(commandId: string, stampedAtMs: number, nowMs: number): Promise<boolean> {
-    if (stampedAtMs >= nowMs) return false;
+  async unfinishedWithDispatchOf(deviceId: string, nowMs: number, limit: number): Promise<RedispatchCandidate[]> {
+    const rows = validRows(checks.redispatch, await this.#db.query(
+      `SELECT id, device_id, signed_json, traceparent, dispatched_at FROM commands
+       WHERE device_id = ? AND state IN (${deliverableList}) AND expires_at > ? ORDER BY device_seq ASC LIMIT ?`,
+      [deviceId, nowMs, limit],
+    ), 'commands');
+    return rows.map((row) => ({ ...storedCommandOf(row, deviceId), dispatchedAtMs: row.dispatched_at }));
+  }
+
+  /**
+   * Claims a send of a command by a compare-and-set of the dispatch time it was read with
+   * (`dispatchedAtMs`, below `nowMs`; null: never dispatched), so nothing dispatched it since (a
+   * presence redelivery, another sweep or another control plane's release moves dispatched_at)
+   * and it is still unfinished and unexpired.
+   */
+  async claimAsRead(commandId: string, dispatchedAtMs: number | null, nowMs: number): Promise<boolean> {
+    if (dispatchedAtMs !== null && dispatchedAtMs >= nowMs) return false;
     const claimed = await this.#db.execute(
-      `UPDATE commands SET dispatched_at = ? WHERE id = ? AND dispatched_at = ? AND state IN (${deliverableList}) AND expires_at > ?`,
-      [nowMs, commandId, stampedAtMs, nowMs],
+      `UPDATE commands SET dispatched_at = ? WHERE id = ? AND ${dispatchedAtMs === null ? 'dispatched_at IS NULL' : 'dispatched_at = ?'}
+       AND state IN (${deliverableList}) AND expires_at > ?`,
+      dispatchedAtMs === null ? [nowMs, commandId, nowMs] : [nowMs, commandId, dispatchedAtMs, nowMs],
     );
     return claimed.changes === 1;
   }

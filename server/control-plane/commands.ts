@@ -201,8 +201,11 @@ export class CommandService {
    * At most one entry per device with a create or release in flight; removed when its last pass ends.
    */
   readonly #dispatchPasses = new Map<string, DispatchPass>();
-  /** What this process's sweep stamped for devices whose key had lapsed, by device (redispatchDue, #releaseStampedAway). */
-  readonly #stampedAway = new Map<string, Array<{ readonly row: RedispatchCandidate; readonly stampedAtMs: number }>>();
+  /**
+   * Devices whose commands this process's sweep stamped while their key had lapsed (redispatchDue,
+   * #releaseStampedAway): when it last stamped one, and when it last found the key missing.
+   */
+  readonly #stampedAway = new Map<string, { readonly stampedAtMs: number; readonly absentAtMs: number }>();
 
   constructor(options: CommandServiceOptions) {
     this.#ctx = options.context;
@@ -510,10 +513,10 @@ export class CommandService {
    * stores and the link are healthy again (at most `redispatchPerSweepMax` commands per sweep,
    * oldest dispatch first). Commands of a device without a gateway are stamped too, so they do
    * not fill every batch; its next presence redelivers them. When the device's row still names a
-   * gateway (its key lapsed: a store that lost its keys while the session lived on), the stamped
-   * commands are remembered here and sent by the first pass that finds the key again
-   * (#releaseStampedAway), since that key's 'presence key restored' online redelivers nothing
-   * (EventHandlers, cd440bf): they no longer wait out their next due send (up to 120 s).
+   * gateway (its key lapsed: a store that lost its keys while the session lived on), the device is
+   * remembered here and the first pass that finds the key again sends its unfinished commands in
+   * device_seq order (#releaseStampedAway), since that key's 'presence key restored' online
+   * redelivers nothing (EventHandlers, cd440bf): they no longer wait out their next due send (up to 120 s).
    *
    * Each send is claimed first (CommandRepository.claimRedispatch: a compare-and-set of the
    * row's dispatch time on the same due condition), so control planes sweeping one database at
@@ -527,19 +530,21 @@ export class CommandService {
     const wait = this.#redispatchWait();
     const due = await this.#repository.dueForRedispatch(nowMs, wait, Math.max(1, batchMax));
     const gateways = new Map<string, string | undefined>();
-    const failedDevices = new Set<string>();
-    // First what earlier passes stamped while a device's key had lapsed, for the devices whose key is back.
-    let sent = await this.#releaseStampedAway(nowMs, wait, gateways, failedDevices);
+    // Devices whose commands this pass leaves alone from here: a lost claim or a failure (their later
+    // commands must not overtake it), or released below (the release was their send, in order).
+    const heldDevices = new Set<string>();
+    // First the devices whose commands earlier passes stamped while their key had lapsed, if the key is back.
+    let sent = await this.#releaseStampedAway(nowMs, wait, gateways, heldDevices);
     const stamped: RedispatchCandidate[] = [];
     for (const row of due) {
-      if (failedDevices.has(row.deviceId)) continue;
+      if (heldDevices.has(row.deviceId)) continue;
       try {
         if (!gateways.has(row.deviceId)) gateways.set(row.deviceId, await this.presenceGateway(row.deviceId));
         const decision = decideRedispatch(row.id, gateways.get(row.deviceId), nowMs);
         // Lost: another control plane (or a presence redelivery, or a transition) came first.
         if (!(await this.#repository.claimRedispatch(row.id, nowMs, wait))) {
           // Its later commands wait too: appended before the winner appends this one, they would reach the device first.
-          failedDevices.add(row.deviceId);
+          heldDevices.add(row.deviceId);
           continue;
         }
         // stamp_dispatched: the claim was the stamp.
@@ -547,7 +552,7 @@ export class CommandService {
         if (decision.type === 'stamp_dispatched') stamped.push(row);
       } catch (error) {
         // Not claimed, or the claim given back: retried at the next sweep. Later commands of the device wait so they cannot overtake it.
-        failedDevices.add(row.deviceId);
+        heldDevices.add(row.deviceId);
         this.#ctx.logger.warn({ err: error, commandId: row.id }, 'redelivery sweep could not dispatch; retried at the next sweep');
       }
     }
@@ -556,10 +561,11 @@ export class CommandService {
   }
 
   /**
-   * Remembers the commands this pass stamped for devices without a presence key whose row names a
-   * gateway (believed connected: the key lapsed, the session did not end). A device that went
-   * offline is not remembered: its next presence is a whole online, which redelivers everything.
-   * Bounded (stampedAwayDevicesMax devices); a store failure here only loses the shortcut.
+   * Remembers the devices whose commands this pass stamped without a presence key while their row
+   * names a gateway (believed connected: the key lapsed, the session did not end). A device that
+   * went offline is not remembered: its next presence is a whole online, which redelivers
+   * everything. Device ids and two times only, at most stampedAwayDevicesMax devices; a store
+   * failure here only loses the shortcut.
    */
   async #rememberStampedAway(stamped: readonly RedispatchCandidate[], nowMs: number): Promise<void> {
     if (stamped.length === 0) return;
@@ -570,31 +576,34 @@ export class CommandService {
       this.#ctx.logger.warn({ err: error }, 'redelivery sweep could not read which devices lapsed; their commands wait for their next due send');
       return;
     }
-    for (const row of stamped) {
-      if (!lapsed.has(row.deviceId)) continue;
-      const list = this.#stampedAway.get(row.deviceId);
-      // Stamped again while still away: the new stamp replaces the old (which no claim would match now).
-      if (list !== undefined) this.#stampedAway.set(row.deviceId, [...list.filter((stamp) => stamp.row.id !== row.id), { row, stampedAtMs: nowMs }]);
-      else if (this.#stampedAway.size < commandLimits.stampedAwayDevicesMax) this.#stampedAway.set(row.deviceId, [{ row, stampedAtMs: nowMs }]);
+    for (const deviceId of lapsed) {
+      if (this.#stampedAway.has(deviceId) || this.#stampedAway.size < commandLimits.stampedAwayDevicesMax) {
+        this.#stampedAway.set(deviceId, { stampedAtMs: nowMs, absentAtMs: nowMs });
+      }
     }
   }
 
   /**
-   * Sends what earlier passes stamped for a lapsed device (#rememberStampedAway) once its presence
-   * key is back, each claimed by a compare-and-set of its stamp (CommandRepository.claimStamped:
-   * nothing else sent it since), in device_seq order; a lost claim or a failure stops the device
-   * here and holds back its due commands in this pass, as in the sweep (the rest go at their next
-   * due send). A stamp older than the longest wait is forgotten: the sweep finds it due anyway.
+   * For each remembered device (#rememberStampedAway) whose presence key is back: reads its
+   * unfinished commands and sends them in device_seq order, each claimed by a compare-and-set of
+   * the dispatch time read (CommandRepository.claimAsRead), whoever stamped it (this process,
+   * another control plane, or a stamp this process no longer counts). It stops at the first command
+   * dispatched after this process last found the key missing (sent since the key came back, or
+   * stamped later by another control plane, whose release sends it), at a lost claim or at a
+   * failure: what follows waits, never overtaking it. The device's due commands are then left out
+   * of this pass. A device whose last stamp here is the longest wait old is forgotten: all it
+   * stamped is due, and the sweep sends it. At most redispatchPerSweepMax commands are read per
+   * pass; devices past that keep their turn for the next pass.
    */
-  async #releaseStampedAway(nowMs: number, wait: RedispatchWait, gateways: Map<string, string | undefined>, failedDevices: Set<string>): Promise<number> {
+  async #releaseStampedAway(nowMs: number, wait: RedispatchWait, gateways: Map<string, string | undefined>, heldDevices: Set<string>): Promise<number> {
     let sent = 0;
-    for (const [deviceId, list] of [...this.#stampedAway]) {
-      const live = list.filter((stamp) => nowMs - stamp.stampedAtMs < wait.maxMs);
-      if (live.length === 0) {
+    let budget = commandLimits.redispatchPerSweepMax;
+    for (const [deviceId, away] of [...this.#stampedAway]) {
+      if (nowMs - away.stampedAtMs >= wait.maxMs) {
         this.#stampedAway.delete(deviceId);
         continue;
       }
-      this.#stampedAway.set(deviceId, live);
+      if (budget <= 0) continue;
       let gateway: string | undefined;
       try {
         gateway = await this.presenceGateway(deviceId);
@@ -603,21 +612,24 @@ export class CommandService {
         continue;
       }
       gateways.set(deviceId, gateway);
-      if (gateway === undefined) continue;
+      if (gateway === undefined) {
+        this.#stampedAway.set(deviceId, { stampedAtMs: away.stampedAtMs, absentAtMs: nowMs });
+        continue;
+      }
       this.#stampedAway.delete(deviceId);
-      const ordered = [...live].sort((a, b) => seqOf(a.row) - seqOf(b.row));
-      for (const { row, stampedAtMs } of ordered) {
-        try {
-          if (!(await this.#repository.claimStamped(row.id, stampedAtMs, nowMs))) {
-            failedDevices.add(deviceId);
-            break;
-          }
-          if (await this.#appendClaimed({ ...row, dispatchedAtMs: stampedAtMs }, gateway, nowMs)) sent += 1;
-        } catch (error) {
-          failedDevices.add(deviceId);
-          this.#ctx.logger.warn({ err: error, commandId: row.id }, 'redelivery sweep could not dispatch; retried at the next sweep');
-          break;
+      heldDevices.add(deviceId);
+      let commandId: string | undefined;
+      try {
+        const rows = await this.#repository.unfinishedWithDispatchOf(deviceId, nowMs, budget);
+        budget -= rows.length;
+        for (const row of rows) {
+          commandId = row.id;
+          if (row.dispatchedAtMs !== null && row.dispatchedAtMs > away.absentAtMs) break;
+          if (!(await this.#repository.claimAsRead(row.id, row.dispatchedAtMs, nowMs))) break;
+          if (await this.#appendClaimed(row, gateway, nowMs)) sent += 1;
         }
+      } catch (error) {
+        this.#ctx.logger.warn({ err: error, deviceId, commandId }, 'redelivery sweep could not dispatch; retried at the next sweep');
       }
     }
     return sent;
@@ -811,11 +823,6 @@ export class CommandService {
     const last = page.at(-1);
     return { items: page.map(viewOf), next_cursor: rows.length > limit && last !== undefined ? encodeCursor([String(last.created_at), last.id]) : null };
   }
-}
-
-/** A stored command's device_seq; an unreadable one sorts last (its append refuses it). */
-function seqOf(row: StoredCommand): number {
-  return row.command instanceof SdcError ? Number.MAX_SAFE_INTEGER : row.command.device_seq;
 }
 
 /** The signed command of a stored row, or its STORE_CORRUPT error thrown (inside the caller's per-row error handling). */

@@ -177,6 +177,62 @@ function suite(pair: StorePair): void {
       await h.cp.commands.transition(command.id, 'time_out', h.clock.nowMs());
     });
 
+    /** A device enrolled online whose AUTH online recorded gw1, then its key lapses (a store that lost its keys) while the session lives on. */
+    const lapsed = async (deviceId: string) => {
+      await enroll(deviceId, true);
+      await h.db.execute('UPDATE devices SET gateway_id = ? WHERE id = ?', ['gw1', deviceId]);
+      await h.cp.context.kv.del(kvKeys.presence(deviceId));
+    };
+    const dispatchedAt = async (commandId: string) =>
+      (await h.db.query<{ dispatched_at: number | null }>('SELECT dispatched_at FROM commands WHERE id = ?', [commandId]))[0]?.dispatched_at;
+    /** The `deliver` entries for `commands` appended after the first `before` entries, in order. */
+    const appendedOf = async (before: number, commands: ReadonlyArray<{ id: string }>) =>
+      (await deliveredIds()).slice(before).filter((id) => commands.some((c) => c.id === id));
+
+    it('lapsed key, two control planes: one stamped c1, the other c2; when the key is back the device gets c1 before c2, each once', async () => {
+      await lapsed('dev-lapse-two');
+      const before = (await deliveredIds()).length;
+      const c1 = await create('dev-lapse-two');
+      h.clock.advance(sweepPeriodMs);
+      await second.cp.commands.redispatchDue();
+      const c2 = await create('dev-lapse-two');
+      h.clock.advance(sweepPeriodMs);
+      await h.cp.commands.redispatchDue();
+      // The other control plane stamped c1, this one c2 (c1 not due again for 30 s).
+      assert.equal(await dispatchedAt(c1.id), h.clock.nowMs() - sweepPeriodMs);
+      assert.equal(await dispatchedAt(c2.id), h.clock.nowMs());
+      assert.deepEqual(await appendedOf(before, [c1, c2]), [], 'no key: only stamped');
+      await h.cp.context.kv.set(kvKeys.presence('dev-lapse-two'), JSON.stringify({ gateway_id: 'gw1' }));
+      // The next passes, this control plane's first (before: it sent c2, and c1 followed at the other's pass).
+      for (let pass = 0; pass < 2; pass += 1) {
+        h.clock.advance(sweepPeriodMs);
+        await h.cp.commands.redispatchDue();
+        await second.cp.commands.redispatchDue();
+      }
+      assert.deepEqual(await appendedOf(before, [c1, c2]), [c1.id, c2.id], 'in device_seq order, each once');
+      for (const c of [c1, c2]) await h.cp.commands.transition(c.id, 'time_out', h.clock.nowMs());
+    });
+
+    it('lapsed key, one control plane: c1 stamped the longest wait ago and c2 recently; when the key is back the device gets c1 before c2', async () => {
+      await lapsed('dev-lapse-old');
+      const before = (await deliveredIds()).length;
+      const c1 = await create('dev-lapse-old');
+      // c1 stamped at 5, 35, 70 and 140 s; c2 created at 200 s, stamped at 205 and 235 s.
+      assert.deepEqual(await sweepFor(200_000, c1.id), []);
+      const c2 = await create('dev-lapse-old');
+      assert.deepEqual(await sweepFor(55_000, c2.id), []);
+      // At the next pass c1's stamp is the longest wait old (due), c2's is not.
+      const nextMs = h.clock.nowMs() + sweepPeriodMs;
+      assert.equal(nextMs - (await dispatchedAt(c1.id) ?? 0), redispatchIntervalMaxMsDefault);
+      assert.ok(nextMs - (await dispatchedAt(c2.id) ?? 0) < redispatchIntervalMaxMsDefault);
+      await h.cp.context.kv.set(kvKeys.presence('dev-lapse-old'), JSON.stringify({ gateway_id: 'gw1' }));
+      // Before: c2 went first (its stamp remembered), then c1 (due) in the same pass.
+      h.clock.advance(sweepPeriodMs);
+      await h.cp.commands.redispatchDue();
+      assert.deepEqual(await appendedOf(before, [c1, c2]), [c1.id, c2.id]);
+      for (const c of [c1, c2]) await h.cp.commands.transition(c.id, 'time_out', h.clock.nowMs());
+    });
+
     it('a device away for an hour gets its command when it comes back: at once on its presence, and from the sweep within the longest wait if that event is lost', async () => {
       await enroll('dev-away', false);
       const command = await create('dev-away');

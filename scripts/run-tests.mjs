@@ -17,7 +17,7 @@
 // Measured 6 December 00:30 UTC on the 2-core machine while other sessions ran their tests (load
 // average 20-40, so CPU is the figure to read): one test file's process, user + sys, median of 7
 // interleaved runs, through the loader (node --import test-ts-register.mjs, as before) -> from the
-// mirror: a 15-line fixture 0.26 -> 0.17 s, core/protocol/semver.test.ts 0.38 -> 0.24 s,
+// mirror: the 17-line run-tests fixture 0.26 -> 0.17 s, core/protocol/semver.test.ts 0.38 -> 0.24 s,
 // server/gateway/forward-message.test.ts 0.75 -> 0.45 s (the saving grows with the modules a file
 // imports: each import was a round trip to the hooks thread). TypeBox's ES modules load faster than
 // its CommonJS build without hooks (0.27-0.34 s against 0.35-0.57 s for the three entry points),
@@ -107,6 +107,8 @@ const testFileTimeoutMs = 900_000;
  * Test files at once. Three on a 2-core machine: many end-to-end files wait on sockets, child
  * processes and fault windows, so two left a core idle (clean clone, 3 December: 2 files 14:28 wall
  * at 123 % CPU, 3 files 11:17 at 172 %, both 2,063/2,063). TEST_CONCURRENCY overrides it.
+ * Four instead, 6 December with the mirror, `npm test -- core/` twice: the same wall (62 and 28 s
+ * against 63 and 28 s), 8 % more CPU (docs/deployment.md); the end-to-end files not measured apart.
  */
 const testConcurrencyDefault = 3;
 // Every changed source compiled once here, not in each of the files' processes.

@@ -1,6 +1,6 @@
 import { concatBytes, hexFromBytes } from '../crypto/bytes.js';
 import type { Ed25519Provider, Sha256 } from '../ports/ports.js';
-import { checkApproval, type ApprovalRefusal, type ApprovalStatement, type ApprovalVerdict, type ApproverKey } from '../protocol/approvals.js';
+import { countEmbeddedApprovals, type ApprovalRefusal, type ApprovalVerdict, type ApproverKey } from '../protocol/approvals.js';
 import { canonicalBytes } from '../protocol/canonical-json.js';
 import type { JsonObject } from '../protocol/json-value.js';
 import type { RolloutApprovalBlock, SignedCommand } from '../protocol/messages/command.js';
@@ -208,35 +208,16 @@ export function verifyRolloutCommandApprovals(options: {
   if (!(block.started_at < subject.expires_at)) {
     return { valid: false, code: 'APPROVAL_EXPIRED', reason: `the approvals of rollout ${subject.id} counted until ${subject.expires_at}; command ${command.id} names a start at ${block.started_at}` };
   }
-  const commandSha256 = reducedRolloutSubjectHash(subject as ReducedRolloutSubject, sha256);
-  const seen = new Set<string>();
-  const counted: string[] = [];
-  let skipped: ApprovalRefusal | undefined;
-  for (const approval of block.approvals) {
-    if (seen.has(approval.approver)) return { valid: false, code: 'APPROVAL_DUPLICATE', reason: `${approval.approver} approves twice`, approver: approval.approver };
-    seen.add(approval.approver);
-    const statement: ApprovalStatement = {
-      command_id: subject.id, command_sha256: commandSha256, decision: approval.decision, approver: approval.approver, kid: approval.kid, expires_at: approval.expires_at,
-    };
-    const refused = checkApproval({
-      statement, signature: approval.sig, key: options.resolveApproverKey(approval.kid), commandId: subject.id, commandSha256,
-      decision: 'approve', requestedBy: subject.requested_by, atMs: block.started_at, roles: condition.roles,
-    }, options.provider);
-    if (refused === undefined) counted.push(approval.approver);
-    // What this device's bundle says about the approver (its key, its role) may have changed since
-    // the start, waves apart: such an approval is not counted, and the others may still be enough.
-    else if (uncountedCodes.has(refused.code)) skipped ??= refused;
-    // Anything else is an approval that is present and wrong (a bad signature by a key the device
-    // knows, another subject's statement, the requester's own, expired at the start): tampering or a
-    // control plane that lies, so the command is refused whatever else it carries.
-    else return { valid: false, ...refused };
-  }
-  if (counted.length < condition.count) {
-    const reason = `${counted.length} valid approval(s) of ${condition.count} required`;
-    if (skipped !== undefined) return { valid: false, ...skipped, reason: `${skipped.reason}; ${reason}` };
-    return { valid: false, code: 'APPROVAL_INSUFFICIENT', reason };
-  }
-  return { valid: true, approvers: counted };
+  // What this device's bundle says about an approver (its key, its role) may have changed since the
+  // start, waves apart: such an approval is not counted, and the others may still be enough. Any
+  // other refusal is an approval that is present and wrong (a bad signature by a key the device
+  // knows, another subject's statement, the requester's own, expired at the start): tampering or a
+  // control plane that lies, so the command is refused whatever else it carries.
+  return countEmbeddedApprovals({
+    approvals: block.approvals, subjectId: subject.id, subjectSha256: reducedRolloutSubjectHash(subject as ReducedRolloutSubject, sha256),
+    requestedBy: subject.requested_by, atMs: block.started_at, condition, resolveApproverKey: options.resolveApproverKey, provider: options.provider,
+    uncounted: uncountedCodes,
+  });
 }
 
 /**

@@ -183,24 +183,61 @@ export function verifyCommandApprovals(options: {
   if (subject === undefined || command.approval === undefined) {
     return { valid: false, code: 'APPROVAL_INSUFFICIENT', reason: `command ${command.id} carries no approvals; ${condition.count} required` };
   }
-  const commandSha256 = approvalSubjectHash(subject, options.sha256);
+  return countEmbeddedApprovals({
+    approvals: command.approval.approvals, subjectId: command.id, subjectSha256: approvalSubjectHash(subject, options.sha256),
+    requestedBy: subject.requested_by, atMs: command.issued_at, condition, resolveApproverKey: options.resolveApproverKey, provider: options.provider,
+  });
+}
+
+/** One approval as a signed block carries it (a command's `approval`, a rollout's `rollout_approval`). */
+export interface EmbeddedApproval {
+  readonly approver: string; readonly kid: string; readonly decision: ApprovalDecision; readonly expires_at: number; readonly sig: string;
+}
+
+/**
+ * Counts the approvals a signed block carries for one subject (a command, or a rollout's reduced
+ * subject: core/ota/rollout-approval.ts), the one place both device-side checks share: no approver
+ * twice, each statement checked by checkApproval at `atMs`. A refusal whose code is in `uncounted`
+ * leaves that approval out instead of refusing the block (the rollout's waves run days apart, and
+ * the device's bundle may have dropped a key or a role since the start); any other refusal refuses
+ * it. Valid when at least `condition.count` distinct approvers count; when too few do and one was
+ * left out, the refusal names why.
+ */
+export function countEmbeddedApprovals(options: {
+  readonly approvals: readonly EmbeddedApproval[];
+  readonly subjectId: string;
+  readonly subjectSha256: string;
+  readonly requestedBy: string;
+  readonly atMs: number;
+  readonly condition: ApprovalCondition;
+  readonly resolveApproverKey: (kid: string) => ApproverKey | undefined;
+  readonly provider: Ed25519Provider;
+  readonly uncounted?: ReadonlySet<ApprovalRefusalCode>;
+}): ApprovalVerdict {
+  const { condition, subjectId, subjectSha256 } = options;
   const seen = new Set<string>();
-  for (const approval of command.approval.approvals) {
+  const counted: string[] = [];
+  let skipped: ApprovalRefusal | undefined;
+  for (const approval of options.approvals) {
     if (seen.has(approval.approver)) return { valid: false, code: 'APPROVAL_DUPLICATE', reason: `${approval.approver} approves twice`, approver: approval.approver };
     seen.add(approval.approver);
     const statement: ApprovalStatement = {
-      command_id: command.id, command_sha256: commandSha256, decision: approval.decision, approver: approval.approver, kid: approval.kid, expires_at: approval.expires_at,
+      command_id: subjectId, command_sha256: subjectSha256, decision: approval.decision, approver: approval.approver, kid: approval.kid, expires_at: approval.expires_at,
     };
     const refused = checkApproval({
-      statement, signature: approval.sig, key: options.resolveApproverKey(approval.kid), commandId: command.id, commandSha256,
-      decision: 'approve', requestedBy: subject.requested_by, atMs: command.issued_at, roles: condition.roles,
+      statement, signature: approval.sig, key: options.resolveApproverKey(approval.kid), commandId: subjectId, commandSha256: subjectSha256,
+      decision: 'approve', requestedBy: options.requestedBy, atMs: options.atMs, roles: condition.roles,
     }, options.provider);
-    if (refused !== undefined) return { valid: false, ...refused };
+    if (refused === undefined) counted.push(approval.approver);
+    else if (options.uncounted?.has(refused.code) === true) skipped ??= refused;
+    else return { valid: false, ...refused };
   }
-  if (seen.size < condition.count) {
-    return { valid: false, code: 'APPROVAL_INSUFFICIENT', reason: `${seen.size} approval(s) of ${condition.count} required` };
+  if (counted.length < condition.count) {
+    const reason = `${counted.length} valid approval(s) of ${condition.count} required`;
+    if (skipped !== undefined) return { valid: false, ...skipped, reason: `${skipped.reason}; ${reason}` };
+    return { valid: false, code: 'APPROVAL_INSUFFICIENT', reason };
   }
-  return { valid: true, approvers: [...seen] };
+  return { valid: true, approvers: counted };
 }
 
 /** verifyCommandApprovals as a throw: the SdcError of the first refusal (for callers that refuse by exception). */

@@ -15,23 +15,33 @@ export const privateDirectoryMode = 0o700;
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode: number }): Promise<void> {
   const directory = dirname(path);
-  const temporary = join(directory, `.${basename(path)}.${randomBytes(8).toString('hex')}.tmp`);
-  const handle = await open(temporary, 'wx', options.mode);
+  const temporary = temporaryPathBeside(path);
   try {
-    try {
-      await handle.writeFile(data);
-      // open() applies the umask; chmod makes the mode exact either way.
-      await handle.chmod(options.mode);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeSyncedTemporary(temporary, data, options.mode);
     await rename(temporary, path);
   } catch (error) {
     await unlink(temporary).catch(() => undefined);
     throw error;
   }
   await syncDirectory(directory);
+}
+
+/** A random name in the target's own directory (a rename or link never crosses file systems). */
+function temporaryPathBeside(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(8).toString('hex')}.tmp`);
+}
+
+/** Creates `temporary` exclusively with exactly `mode`, writes `data` and fsyncs it. */
+async function writeSyncedTemporary(temporary: string, data: string | Uint8Array, mode: number): Promise<void> {
+  const handle = await open(temporary, 'wx', mode);
+  try {
+    await handle.writeFile(data);
+    // open() applies the umask; chmod makes the mode exact either way.
+    await handle.chmod(mode);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -42,16 +52,9 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
  */
 export async function createFileExclusive(path: string, data: string | Uint8Array, options: { mode: number }): Promise<boolean> {
   const directory = dirname(path);
-  const temporary = join(directory, `.${basename(path)}.${randomBytes(8).toString('hex')}.tmp`);
+  const temporary = temporaryPathBeside(path);
   try {
-    const handle = await open(temporary, 'wx', options.mode);
-    try {
-      await handle.writeFile(data);
-      await handle.chmod(options.mode);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeSyncedTemporary(temporary, data, options.mode);
     try {
       await link(temporary, path);
     } catch (error) {
@@ -71,7 +74,7 @@ export async function createFileExclusive(path: string, data: string | Uint8Arra
  */
 export function writeFileAtomicSync(path: string, data: Uint8Array, options: { mode: number }): void {
   const directory = dirname(path);
-  const temporary = join(directory, `.${basename(path)}.${randomBytes(8).toString('hex')}.tmp`);
+  const temporary = temporaryPathBeside(path);
   const fd = openSync(temporary, 'wx', options.mode);
   try {
     try {

@@ -7,9 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { gatewayCommandStream, streamNames } from '../bus-contract/streams.js';
-import type { StreamBus } from '../stores/bus/bus-port.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
-import { appendDeliver, connectInMemory, makeCommand, settle, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
+import { appendDeliver, connectInMemory, holdingAppends, makeCommand, settle, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
 
 const ackTimeoutMs = 150;
 const deliveryAttemptsMax = 3;
@@ -17,37 +16,9 @@ const backoff = { baseMs: 20, maxMs: 60 };
 /** Longer than every attempt's ACK timeout and backoff together. */
 const retryBudgetMs = deliveryAttemptsMax * (ackTimeoutMs + backoff.maxMs);
 
-/** A bus whose telemetry appends wait, while `held`, until released: a store that answers late. */
-function holdingTelemetry(): { wrap: (bus: StreamBus) => StreamBus; hold(): void; release(): void; waiting(): number } {
-  let held = false;
-  let waiters: Array<() => void> = [];
-  const wrap = (bus: StreamBus): StreamBus => new Proxy(bus, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver) as unknown;
-      if (typeof value !== 'function') return value;
-      if (name !== 'append' && name !== 'appendBatch') return value.bind(target);
-      return async (stream: string, ...rest: unknown[]) => {
-        if (held && stream === streamNames.telemetry) await new Promise<void>((resolve) => { waiters.push(resolve); });
-        return (value as (...args: unknown[]) => Promise<unknown>).call(target, stream, ...rest);
-      };
-    },
-  });
-  return {
-    wrap,
-    hold: () => { held = true; },
-    release: () => {
-      held = false;
-      const released = waiters;
-      waiters = [];
-      for (const resolve of released) resolve();
-    },
-    waiting: () => waiters.length,
-  };
-}
-
 describe('a COMMAND_ACK queued behind a slow store call of its session', () => {
   const driver = new VirtualDriver();
-  const store = holdingTelemetry();
+  const store = holdingAppends(streamNames.telemetry);
   // Before the gateway's stop (registered next): a failed assertion must not leave the stop waiting on a held append.
   after(() => store.release());
   const gw = useVirtualGateway(driver, { heartbeatIntervalMs: 600_000, ackTimeoutMs, deliveryAttemptsMax, backoff }, store.wrap);

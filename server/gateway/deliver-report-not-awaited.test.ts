@@ -7,40 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { streamNames } from '../bus-contract/streams.js';
-import type { StreamBus } from '../stores/bus/bus-port.js';
-import { appendDeliver, connectInMemory, makeCommand, settle, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
-
-/** A bus whose appends to the events stream wait, while `held`, until released: a store that answers late. */
-function holdingEvents(): { wrap: (bus: StreamBus) => StreamBus; hold(): void; release(): void; waiting(): number } {
-  let held = false;
-  let waiters: Array<() => void> = [];
-  const wrap = (bus: StreamBus): StreamBus => new Proxy(bus, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver) as unknown;
-      if (typeof value !== 'function') return value;
-      if (name !== 'append' && name !== 'appendBatch') return value.bind(target);
-      return async (stream: string, ...rest: unknown[]) => {
-        if (held && stream === streamNames.events) await new Promise<void>((resolve) => { waiters.push(resolve); });
-        return (value as (...args: unknown[]) => Promise<unknown>).call(target, stream, ...rest);
-      };
-    },
-  });
-  return {
-    wrap,
-    hold: () => { held = true; },
-    release: () => {
-      held = false;
-      const released = waiters;
-      waiters = [];
-      for (const resolve of released) resolve();
-    },
-    waiting: () => waiters.length,
-  };
-}
+import { appendDeliver, connectInMemory, holdingAppends, makeCommand, settle, TestAgent, useVirtualGateway, VirtualDriver } from './test-support.js';
 
 describe('deliver reports are not awaited between the entries of a read', () => {
   const driver = new VirtualDriver();
-  const store = holdingEvents();
+  const store = holdingAppends(streamNames.events);
   after(() => store.release());
   const gw = useVirtualGateway(driver, { heartbeatIntervalMs: 600_000 }, store.wrap);
 

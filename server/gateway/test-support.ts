@@ -553,3 +553,34 @@ export function policyBundlePushWorld() {
     },
   };
 }
+
+/**
+ * A bus whose appends to one stream wait, while `held`, until released: a store that answers late
+ * on that stream only. `wrap` goes to useVirtualGateway's bus wrapper.
+ */
+export function holdingAppends(heldStream: string): { wrap: (bus: StreamBus) => StreamBus; hold(): void; release(): void; waiting(): number } {
+  let held = false;
+  let waiters: Array<() => void> = [];
+  const wrap = (bus: StreamBus): StreamBus => new Proxy(bus, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      if (name !== 'append' && name !== 'appendBatch') return value.bind(target);
+      return async (stream: string, ...rest: unknown[]) => {
+        if (held && stream === heldStream) await new Promise<void>((resolve) => { waiters.push(resolve); });
+        return (value as (...args: unknown[]) => Promise<unknown>).call(target, stream, ...rest);
+      };
+    },
+  });
+  return {
+    wrap,
+    hold: () => { held = true; },
+    release: () => {
+      held = false;
+      const released = waiters;
+      waiters = [];
+      for (const resolve of released) resolve();
+    },
+    waiting: () => waiters.length,
+  };
+}

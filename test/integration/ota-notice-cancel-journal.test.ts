@@ -8,24 +8,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { memoryUpdateJournal, type UpdateJournalState } from '../../agent/ota/update-journal.js';
-import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
-import type { KernelServiceStatus } from '../../kernel/payloads.js';
 import { sqlJsTarget } from '../../server/control-plane/test-support.js';
 import type { RolloutService } from '../../server/ota/rollouts.js';
-import { controlPlaneFetcher, openRolloutWorld, singleDeviceRollouts, updateRunnerOn, type Notice, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
-
-/** A kernel that keeps its update slots and records its calls. */
-function slotKernel(calls: string[]): KernelBridge {
-  let current = '1.0.0';
-  let previous = '';
-  return {
-    backend: 'mock',
-    stageUpdate: async (args) => { calls.push('stage'); return { version: args.version, sizeBytes: 0n, sha256: args.sha256 }; },
-    commitUpdate: async (version) => { calls.push('commit'); previous = current; current = version; return { currentVersion: current, previousVersion: previous }; },
-    rollbackUpdate: async () => { calls.push('rollback'); current = previous; previous = ''; return { currentVersion: current, previousVersion: previous }; },
-    getStatus: async () => ({ currentVersion: current, previousVersion: previous, stagedVersion: '' }) as KernelServiceStatus,
-  } as KernelBridge;
-}
+import { controlPlaneFetcher, openRolloutWorld, singleDeviceRollouts, slotKernel, updateRunnerOn, type Notice, type OtaHarness, type Report } from './support/ota-rollout-driver.js';
 
 describe('the journaled OTA cancel is forward-only', () => {
   let h: OtaHarness;

@@ -3,6 +3,8 @@
 // real RolloutService (start it, read the device's notice from the key/value store, hand the
 // agent's reports back, read the execution's state).
 import { SdcError } from '../../../core/errors/index.js';
+import type { KernelBridge } from '../../../kernel/bridge/kernel-bridge.js';
+import type { KernelServiceStatus } from '../../../kernel/payloads.js';
 import type { MessageBody } from '../../../core/protocol/messages/catalog.js';
 import type { FetchOutcome } from '../../../core/tuf/updater.js';
 import { memoryUpdateJournal } from '../../../agent/ota/update-journal.js';
@@ -103,4 +105,17 @@ export async function openRolloutWorld(
     verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as Report, ...options,
   });
   return { h, service };
+}
+
+/** A kernel that keeps its update slots and records its calls. */
+export function slotKernel(calls: string[]): KernelBridge {
+  let current = '1.0.0';
+  let previous = '';
+  return {
+    backend: 'mock',
+    stageUpdate: async (args) => { calls.push('stage'); return { version: args.version, sizeBytes: 0n, sha256: args.sha256 }; },
+    commitUpdate: async (version) => { calls.push('commit'); previous = current; current = version; return { currentVersion: current, previousVersion: previous }; },
+    rollbackUpdate: async () => { calls.push('rollback'); current = previous; previous = ''; return { currentVersion: current, previousVersion: previous }; },
+    getStatus: async () => ({ currentVersion: current, previousVersion: previous, stagedVersion: '' }) as KernelServiceStatus,
+  } as KernelBridge;
 }

@@ -122,3 +122,16 @@ test('file: a ring from before generations is adopted by the first change, and i
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a key ring folder that cannot be listed is refused JWT_KEY_STORE_UNAVAILABLE, not taken for an empty ring', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sdc-jwt-unavailable-'));
+  try {
+    // A file where the ring's folder should be: listing it fails with ENOTDIR, which is no "no ring".
+    const notAFolder = join(dir, 'jwt');
+    await writeFile(notAFolder, 'not a folder');
+    const store = new FileJwtKeyStore({ path: join(notAFolder, 'keys.json') });
+    assert.equal(await rejectionCode(store.load()), 'JWT_KEY_STORE_UNAVAILABLE');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

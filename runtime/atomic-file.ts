@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { access, chmod, link, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { access, chmod, link, mkdir, open, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { basename, dirname, join } from 'node:path';
+import { SdcError } from '../core/errors/index.js';
 
 /** Owner read/write only: private keys and trust stores. */
 export const privateFileMode = 0o600;
@@ -49,23 +51,91 @@ async function writeSyncedTemporary(temporary: string, data: string | Uint8Array
  * if the name was taken (the caller reads what is there). Of several processes racing to create
  * one file, exactly one wins, and no reader ever sees it empty or half written: the data is
  * written and fsynced under a temp name, then hard-linked to `path` (link never replaces a name).
+ * Where the file system has no hard links (FAT, exFAT, some SMB mounts: link(2) fails EPERM or
+ * ENOTSUP), the temp file is renamed into place under a lock directory instead
+ * (`createUnderLockDirectory`).
  */
-export async function createFileExclusive(path: string, data: string | Uint8Array, options: { mode: number }): Promise<boolean> {
+export async function createFileExclusive(path: string, data: string | Uint8Array, options: ExclusiveCreateOptions): Promise<boolean> {
   const directory = dirname(path);
   const temporary = temporaryPathBeside(path);
+  const linkFile = options.linkFile ?? link;
+  let created: boolean;
   try {
     await writeSyncedTemporary(temporary, data, options.mode);
     try {
-      await link(temporary, path);
+      await linkFile(temporary, path);
+      created = true;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return false;
+      if (code === undefined || !linkUnsupportedCodes.has(code)) throw error;
+      created = await createUnderLockDirectory(path, temporary, options.lockWaitMs ?? lockWaitDefaultMs);
     }
   } finally {
     await unlink(temporary).catch(() => undefined);
   }
-  await syncDirectory(directory);
-  return true;
+  if (created) await syncDirectory(directory);
+  return created;
+}
+
+export interface ExclusiveCreateOptions {
+  mode: number;
+  /** link(2); replaceable so tests can play a file system without hard links. */
+  linkFile?: (existingPath: string, newPath: string) => Promise<void>;
+  /** How long the no-hard-link path waits for another creator's lock (default 10 s). */
+  lockWaitMs?: number;
+}
+
+/** link(2)'s answers where the file system cannot make hard links at all. */
+const linkUnsupportedCodes = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+const lockWaitDefaultMs = 10_000;
+/** A creator holds the lock for a stat and a rename (milliseconds); older means it died holding it. */
+const lockStaleAfterMs = 30_000;
+const lockPollMs = 20;
+
+/**
+ * The no-hard-link path: mkdir is atomic on every file system, so the lock directory
+ * `<path>.create-lock` admits one creator at a time; the holder renames its temp file into place
+ * only if `path` is still absent. A waiter returns false as soon as `path` exists; a lock left by a
+ * creator that died holding it is removed once it is older than 30 s. (Two waiters removing the
+ * same stale lock in the same instant could both go on; the holder's check before its rename
+ * leaves that window to two renames within one stat's time after such a crash.)
+ */
+async function createUnderLockDirectory(path: string, temporary: string, lockWaitMs: number): Promise<boolean> {
+  const lock = `${path}.create-lock`;
+  const deadlineMs = Date.now() + lockWaitMs;
+  for (;;) {
+    try {
+      await mkdir(lock, { mode: privateDirectoryMode });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if (await fileExists(path)) return false;
+      if (await lockIsStale(lock)) {
+        await rmdir(lock).catch(() => undefined);
+        continue;
+      }
+      if (Date.now() >= deadlineMs) {
+        throw new SdcError('STORE_FILE_CREATE_LOCKED', 'another process holds the lock for creating this file', { path, lock, waitedMs: lockWaitMs });
+      }
+      await delay(lockPollMs);
+      continue;
+    }
+    try {
+      if (await fileExists(path)) return false;
+      await rename(temporary, path);
+      return true;
+    } finally {
+      await rmdir(lock).catch(() => undefined);
+    }
+  }
+}
+
+async function lockIsStale(lock: string): Promise<boolean> {
+  try {
+    return Date.now() - (await stat(lock)).mtimeMs > lockStaleAfterMs;
+  } catch {
+    return false; // gone meanwhile: the next mkdir decides
+  }
 }
 
 /**

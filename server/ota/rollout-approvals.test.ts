@@ -68,6 +68,7 @@ for (const pair of storePairs().pairs) {
     const ap1 = person('ap1', 'approver');
     const ap2 = person('ap2', 'approver');
     const adm = person('adm', 'admin');
+    const op = person('op', 'operator');
 
     const call = async (method: 'GET' | 'POST' | 'PUT', url: string, token: string | undefined, body?: unknown) => {
       const response = await h.cp.app.inject({
@@ -113,7 +114,7 @@ for (const pair of storePairs().pairs) {
     before(async () => {
       h = await makeOtaHarness(pair.sql);
       const nowMs = h.clock.nowMs();
-      for (const name of ['a1', 'a2', 'b1', 'c1', 'd1', 'e1', 'f1', 'g1', 'g2']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device(name), nowMs]);
+      for (const name of ['a1', 'a2', 'b1', 'c1', 'd1', 'e1', 'f1', 'g1', 'g2', 'i1', 'i2', 'i3']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device(name), nowMs]);
       await publishTestRelease(h.ota, h.keys!, { id: releaseId, version: '4.0.0', artifact });
       const { revision } = await h.cp.policy.current();
       await h.cp.policy.set({ document: policy, expectedRevision: revision, actor: 'user:test' });
@@ -174,6 +175,46 @@ for (const pair of storePairs().pairs) {
       assert.deepEqual(started?.approvers, [ap1.name, adm.name]);
       assert.equal(started?.subject_sha256, rollout.approval.subject_sha256);
       refusedWith(await decide(ap2, rollout, 'approve'), 'APPROVAL_NOT_PENDING');
+    });
+
+    it('the Approvals inbox (GET /v1/approvals/rollouts) lists only waiting rollouts the caller may still decide, newest first', async () => {
+      const awaiting = async (by: Person) => {
+        const listed = await call('GET', '/v1/approvals/rollouts', by.token);
+        assert.equal(listed.status, 200, listed.text);
+        return (listed.json().items as Json[]).map((r) => r.id as string);
+      };
+      const older = await start(['i1']);
+      h.clock.advance(1_000);
+      const newer = await start(['i2']);
+      h.clock.advance(1_000);
+      // One whose rule takes only admins' approvals (the policy when it was started fixes its roles).
+      const { revision } = await h.cp.policy.current();
+      const adminsOnly = structuredClone(policy);
+      adminsOnly.rules[1]!.conditions!.approval.roles = ['admin'];
+      await h.cp.policy.set({ document: adminsOnly, expectedRevision: revision, actor: 'user:test' });
+      const forAdmins = await start(['i3']);
+      await h.cp.policy.set({ document: policy, expectedRevision: revision + 1, actor: 'user:test' });
+      assert.deepEqual(forAdmins.approval.roles, ['admin']);
+      const mine = (ids: string[]) => ids.filter((id) => [older.id, newer.id, forAdmins.id].includes(id));
+
+      assert.deepEqual(mine(await awaiting(ap1)), [newer.id, older.id], 'newest first; not the one for admins only');
+      assert.deepEqual(mine(await awaiting(adm)), [forAdmins.id, newer.id, older.id]);
+      assert.deepEqual(mine(await awaiting(rhea)), [], 'never the requester\'s own');
+      // One decision per approver: decided, it leaves that approver's inbox and stays in the others'.
+      assert.equal((await decide(ap1, older, 'approve')).status, 200);
+      assert.deepEqual(mine(await awaiting(ap1)), [newer.id]);
+      assert.deepEqual(mine(await awaiting(ap2)), [newer.id, older.id]);
+      // Ended (rejected), it leaves every inbox.
+      assert.equal((await decide(ap2, newer, 'reject')).status, 200);
+      assert.deepEqual(mine(await awaiting(adm)), [forAdmins.id, older.id]);
+      // Each item is the rollout as GET /v1/rollouts shows it, subject and decisions included.
+      const item = ((await call('GET', '/v1/approvals/rollouts', adm.token)).json().items as Json[]).find((r) => r.id === older.id)!;
+      assert.deepEqual(item, (await call('GET', `/v1/rollouts/${older.id}`, adm.token)).json());
+      // The decision routes' floor: an operator is refused.
+      refusedWith(await call('GET', '/v1/approvals/rollouts', op.token), 'API_FORBIDDEN');
+      refusedWith(await call('GET', '/v1/approvals/rollouts?limit=0', adm.token), 'API_VALIDATION');
+      for (const rollout of [older, forAdmins]) assert.equal((await call('POST', `/v1/rollouts/${rollout.id}/abort`, rhea.token)).status, 200);
+      assert.deepEqual(mine(await awaiting(adm)), []);
     });
 
     it('a rejection ends it rejected with OTA_ROLLOUT_APPROVAL_REJECTED; nothing is sent and later approvals are refused', async () => {

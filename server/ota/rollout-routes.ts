@@ -87,6 +87,8 @@ const RolloutList = Type.Object({ items: Type.Array(RolloutView) });
 const Params = Type.Object({ id: RolloutId }, strict);
 const ListQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: rolloutStoreLimits.listMax })), status: Type.Optional(Status) }, strict);
 
+const AwaitingQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: rolloutStoreLimits.listMax, description: 'How many of the newest waiting rollouts are read (then filtered)' })) }, strict);
+
 type Body = typeof StartBody.static;
 
 function planOf(body: Body): RolloutPlan {
@@ -130,6 +132,16 @@ export const rolloutRoutes: RoutesPlugin<{ readonly rollouts: () => RolloutServi
   app.get('/v1/rollouts', {
     schema: { querystring: ListQuery, response: { 200: RolloutList } }, config: { auth: 'viewer', summary: 'Rollouts, newest first, with their waves and executions' },
   }, async (request) => ({ items: await required().list(request.query.limit ?? 50, request.query.status) }));
+
+  // The Approvals inbox's half for rollouts (docs/viewer.md "Approvals"): the same floor as the
+  // decision routes, and only what this approver may still decide.
+  app.get('/v1/approvals/rollouts', {
+    schema: { querystring: AwaitingQuery, response: { 200: RolloutList } },
+    config: {
+      auth: 'approver',
+      summary: 'Rollouts waiting for approvals that you may decide (not started by you, not decided by you, your role among the rule\'s, the window open), newest first',
+    },
+  }, async (request) => ({ items: await required().awaitingDecisionBy(principalOf(request).name, request.query.limit ?? 50) }));
 
   app.post('/v1/rollouts/:id/approve', {
     schema: { params: Params, body: ApproveBody, response: { 200: DecisionOutcome } },

@@ -421,6 +421,28 @@ export class RolloutService {
     return Promise.all(rollouts.map((rollout) => this.#viewOf(rollout)));
   }
 
+  /**
+   * The Approvals inbox's rollouts (GET /v1/approvals/rollouts): those waiting for approvals that
+   * `userName` may still decide, newest first. Left out: a rollout they started (the server refuses
+   * its requester), one they decided already (one decision per approver), one whose rule does not
+   * take their current role, and one whose approval window has closed (the sweep ends it expired).
+   * The same judgement as a decision's checks (server/control-plane/approvals.ts,
+   * checkApprovalSubmission), which still run when they decide; at most `limit` of the newest
+   * waiting rollouts are read.
+   */
+  async awaitingDecisionBy(userName: string, limit: number): Promise<RolloutView[]> {
+    if (this.#approvals === undefined) return [];
+    const role = await this.#o.policy.roleOf(userName);
+    if (role === undefined) return [];
+    const nowMs = this.#ctx.clock.nowMs();
+    const waiting = (await listRollouts(this.#ctx.db, { limit, status: 'pending_approval' })).filter((rollout) => {
+      const approval = rollout.approval;
+      return approval !== null && approval.subject.requested_by !== userName && approval.roles.includes(role) && nowMs < approval.subject.expires_at;
+    });
+    const views = await Promise.all(waiting.map((rollout) => this.#viewOf(rollout)));
+    return views.filter((view) => !(view.approval?.decisions ?? []).some((d) => d.approver === userName));
+  }
+
   async #viewOf(rollout: StoredRollout): Promise<RolloutView> {
     const executions = await executionsOfRollout(this.#ctx.db, rollout.id);
     const decisions = rollout.approval === null || this.#approvals === undefined ? [] : await this.#approvals.decisionsOf(rollout.id);

@@ -70,6 +70,7 @@ const documentedRoutes = [
   'POST /v1/releases/{id}/publish operator',
   'POST /v1/releases/{id}/revoke operator',
   'GET /v1/rollouts viewer',
+  'GET /v1/approvals/rollouts approver',
   'POST /v1/rollouts operator',
   'GET /v1/rollouts/{id} viewer',
   'POST /v1/rollouts/{id}/pause operator',

@@ -45,3 +45,18 @@ test('never holds more than entriesMax, and agrees with a reference model', () =
     },
   ), { numRuns: 300 });
 });
+
+test('after clear it is empty and evicts in use order again', () => {
+  const lru = new BoundedLru<string, number>(2);
+  lru.set('a', 1);
+  lru.set('b', 2);
+  lru.clear();
+  assert.equal(lru.size, 0);
+  assert.equal(lru.get('a'), undefined);
+  lru.set('c', 3);
+  lru.set('d', 4);
+  assert.equal(lru.get('c'), 3);
+  lru.set('e', 5);
+  assert.equal(lru.get('d'), undefined);
+  assert.deepEqual([lru.get('c'), lru.get('e'), lru.size], [3, 5, 2]);
+});

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { ensureBytes } from '../core/crypto/bytes.js';
 import { ed25519PublicKeyBytes, ed25519SeedBytes, ed25519SignatureBytes } from '../core/crypto/ed25519-sizes.js';
 import { sessionCryptoChecks as checks } from '../core/crypto/session-crypto-checks.js';
@@ -24,8 +24,16 @@ function publicKeyOf(seed: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(publicKeyTag).update(seed).digest());
 }
 
+/**
+ * SHA-512(publicKey || message) by node:crypto's one-shot `hash` over one buffer: no Hash object
+ * per call (about 1 µs less a signature or a check than createHash's update, update, digest;
+ * issue 17's start-up makes twelve per agent). The same bytes as before.
+ */
 function signatureOf(publicKey: Uint8Array, message: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha512').update(publicKey).update(message).digest());
+  const input = Buffer.allocUnsafe(publicKey.length + message.length);
+  input.set(publicKey, 0);
+  input.set(message, publicKey.length);
+  return new Uint8Array(hash('sha512', input, 'buffer'));
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

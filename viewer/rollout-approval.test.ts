@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import type { RolloutApprovalSubject } from '../core/ota/rollout-approval.js';
 import type { PendingRollout, RolloutApprovalView } from './approval-signing.js';
 import {
-  rolloutApprovalNeeds, rolloutApprovalOutcomeText, rolloutApprovalsHolding, rolloutDecisionAccess, rolloutDecisionText, rolloutSubjectText,
+  rolloutApprovalNeeds, rolloutApprovalOutcomeText, rolloutApprovalsHolding, rolloutDecisionAccess, rolloutDecisionResultText, rolloutDecisionText,
+  rolloutScopeText, rolloutSubjectText,
 } from './rollout-approval.js';
 
 const subject: RolloutApprovalSubject = {
@@ -57,6 +58,14 @@ describe('the rollouts view\'s reading of a rollout\'s approvals', () => {
       `release rel-2 2.0.0 (fw.bin, 4096 bytes, sha256 ${'a'.repeat(64)}) on linux-x64, 3 devices in 2 waves, at most 10/min, asked by rhea`);
     assert.match(rolloutSubjectText({ ...subject, waves: undefined } as unknown as RolloutApprovalSubject), /incomplete; it cannot be signed/);
     assert.match(rolloutSubjectText({ ...subject, target: null } as unknown as RolloutApprovalSubject), /incomplete/);
+  });
+
+  it('says how far a rollout reaches (the inbox\'s heading) and what a decision did', () => {
+    assert.equal(rolloutScopeText(subject.waves), '3 devices in 2 waves');
+    assert.equal(rolloutScopeText([{ devices: ['d1'] }]), '1 device in 1 wave');
+    assert.equal(rolloutDecisionResultText('ro-1', 'approve', true), 'Approved rollout ro-1: started, its first devices notified.');
+    assert.equal(rolloutDecisionResultText('ro-1', 'approve', false), 'Approved rollout ro-1: waiting for more approvals.');
+    assert.equal(rolloutDecisionResultText('ro-1', 'reject', false), 'Rejected rollout ro-1: nothing sent.');
   });
 
   it('lets an approver or admin decide once on a waiting rollout they did not start', () => {

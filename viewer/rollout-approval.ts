@@ -43,6 +43,18 @@ export function rolloutApprovalOutcomeText(approval: RolloutApprovalView): strin
   }
 }
 
+/** How far a rollout reaches: "3 devices in 2 waves". */
+export function rolloutScopeText(waves: ReadonlyArray<{ readonly devices: readonly unknown[] }>): string {
+  const devices = waves.reduce((n, wave) => n + wave.devices.length, 0);
+  return `${devices} device${devices === 1 ? '' : 's'} in ${waves.length} wave${waves.length === 1 ? '' : 's'}`;
+}
+
+/** What an approver's decision did, as the server answered it (`started` when it completed what the policy requires). */
+export function rolloutDecisionResultText(rolloutId: string, decision: 'approve' | 'reject', started: boolean): string {
+  return decision === 'reject' ? `Rejected rollout ${rolloutId}: nothing sent.`
+    : started ? `Approved rollout ${rolloutId}: started, its first devices notified.` : `Approved rollout ${rolloutId}: waiting for more approvals.`;
+}
+
 /** What the approver signs, in one line (as `sdc rollout approve` prints it before signing). */
 export function rolloutSubjectText(subject: RolloutApprovalSubject): string {
   // The server's own shape (core/ota/rollout-approval.ts); a subject without it is said to be so, not rendered half.
@@ -50,9 +62,8 @@ export function rolloutSubjectText(subject: RolloutApprovalSubject): string {
     || !subject.waves.every((w) => typeof w === 'object' && w !== null && Array.isArray(w.devices))) {
     return 'the server\'s approval subject is incomplete; it cannot be signed';
   }
-  const devices = subject.waves.reduce((n, wave) => n + wave.devices.length, 0);
   return `release ${subject.release_id} ${subject.target.version} (${subject.target.path}, ${subject.target.length} bytes, sha256 ${subject.target.sha256}) `
-    + `on ${subject.platform}, ${devices} device${devices === 1 ? '' : 's'} in ${subject.waves.length} wave${subject.waves.length === 1 ? '' : 's'}, `
+    + `on ${subject.platform}, ${rolloutScopeText(subject.waves)}, `
     + `at most ${subject.devices_per_minute_max}/min, asked by ${subject.requested_by}`;
 }
 

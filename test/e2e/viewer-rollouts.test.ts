@@ -8,7 +8,10 @@
 // its creator start only with an admin's approval: the page shows what it waits for and what is
 // signed, the admin registers a signing key in the Approvals view and approves it from its card
 // (signed in the page), and it starts; another is rejected with a reason from its card and ends
-// rejected with nothing sent. Screenshots in .tmp/viewer-e2e/.
+// rejected with nothing sent. The Approvals inbox lists a waiting rollout beside a waiting command
+// (what it is, who asked, approvals so far of how many, until when) and approves it; a server
+// refusal (the admin's key replaced meanwhile: APPROVAL_KEY_UNKNOWN) shows with its code in the
+// inbox and in the card, and the rollout stays waiting. Screenshots in .tmp/viewer-e2e/.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -242,6 +245,111 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
     assert.deepEqual(stored.executions, []);
     await shot('rollout-rejected');
     assert.deepEqual(pageProblems, []);
+  });
+
+  // The Approvals inbox (docs/viewer.md "Approvals"): everything waiting on the approver, commands
+  // and rollouts, each rollout in the same approval panel as its card (GET /v1/approvals/rollouts).
+  const inboxItem = () => page.locator(`[data-testid="approvals-rollouts"] li[data-rollout="${rolloutId}"]`);
+  const startWaiting = async (deviceId: string) => {
+    const { token } = await system.api<{ token: string }>('POST', '/v1/auth/login', requester, { token: null });
+    const waiting = await system.api<RolloutView & { approval: { subject_sha256: string; expires_at_ms: number } | null }>('POST', '/v1/rollouts', {
+      release_id: 'console-rollout-3-0-0', platform: 'linux-x64', device_ids: [deviceId], devices_per_minute_max: 100, approval_window_ms: 3_600_000,
+      waves: [{ device_ids: [deviceId], success_threshold: { succeeded_min: 0, succeeded_percent_min: 0, soak_ms: 0 }, error_threshold: { executed_min: 1, failed_percent_max: 100 } }],
+    }, { token });
+    assert.equal(waiting.status, 'pending_approval');
+    return { waiting, token };
+  };
+
+  it('the Approvals inbox lists a waiting rollout beside a waiting command and approves it, signed in the page; it starts', async () => {
+    // A command that also waits for an admin's approval, so the inbox holds both kinds.
+    const cp = system.deployment.controlPlane!;
+    const current = await cp.policy.current();
+    await cp.policy.set({
+      document: {
+        version: 1,
+        rules: [
+          { id: 'admin-all', effect: 'allow', roles: ['admin'], opcodes: '*', devices: '*' },
+          { id: 'updates-with-admin', effect: 'allow', roles: ['approver'], opcodes: ['EXEC_STAGE_UPDATE', 'EXEC_COMMIT_UPDATE'], devices: '*', conditions: { approval: { count: 1, roles: ['admin'] } } },
+          { id: 'lock-with-admin', effect: 'allow', roles: ['approver'], opcodes: ['EXEC_LOCK_SCREEN'], devices: '*', conditions: { approval: { count: 1, roles: ['admin'] } } },
+        ],
+      },
+      expectedRevision: current.revision, actor: 'user:test',
+    });
+    const { waiting, token } = await startWaiting(devices[2]!);
+    rolloutId = waiting.id;
+    const command = await system.api<{ id: string; state: string }>('POST', '/v1/commands', { device_id: devices[2], opcode: 'EXEC_LOCK_SCREEN', args: {} },
+      { token, headers: { 'idempotency-key': `console-inbox-${system.tag}` } });
+    assert.equal(command.state, 'pending_approval');
+
+    await page.getByRole('link', { name: 'Approvals', exact: true }).click();
+    await inboxItem().waitFor();
+    await page.locator(`li[data-command="${command.id}"]`).waitFor();
+    const item = inboxItem();
+    const shown = (await item.textContent() ?? '').replace(/\s+/g, ' ');
+    assert.ok(shown.includes('Rollout of console-rollout-3-0-0 to 1 device in 1 wave'), shown);
+    assert.equal(await item.getByTestId('approvals-rollout-requester').textContent(), requester.name);
+    assert.match(await item.getByTestId('rollout-approval-needs').textContent() ?? '', /^needs 1 approval from admin \(rule updates-with-admin, policy revision \d+\)$/);
+    assert.equal(await item.getByTestId('rollout-approval-count').textContent(), '0 of 1');
+    assert.ok((await item.getByTestId('rollout-approval-expires').textContent() ?? '').trim() !== '', 'the window\'s end is shown');
+    assert.ok(shown.includes(waiting.approval!.subject_sha256), shown);
+    await shot('inbox-rollout-waiting');
+
+    await item.getByRole('button', { name: `Approve rollout ${rolloutId}` }).click();
+    await page.getByTestId('approval-outcome').filter({ hasText: `Approved rollout ${rolloutId}: started, its first devices notified.` }).waitFor();
+    // Decided, it leaves this approver's inbox; the command still waits there.
+    await inboxItem().waitFor({ state: 'detached' });
+    assert.equal(await page.locator(`li[data-command="${command.id}"]`).count(), 1);
+    const stored = await system.api<RolloutView & { approval: { outcome: { state: string; approvers?: string[] } | null } }>('GET', `/v1/rollouts/${rolloutId}`);
+    assert.notEqual(stored.status, 'pending_approval');
+    assert.deepEqual(stored.approval.outcome?.approvers, [admin.name]);
+    assert.deepEqual(stored.executions.map((e) => e.device_id), [devices[2]]);
+    await shot('inbox-rollout-approved');
+    await system.api('POST', `/v1/commands/${command.id}/cancel`, {}, { token });
+    assert.deepEqual(pageProblems, []);
+  });
+
+  it('a server refusal shows with its code in the inbox and in the card, and the rollout stays waiting', async () => {
+    const { waiting } = await startWaiting(devices[0]!);
+    rolloutId = waiting.id;
+    await page.getByRole('link', { name: 'Releases' }).click();
+    await page.getByRole('link', { name: 'Approvals', exact: true }).click();
+    await inboxItem().waitFor();
+    // Meanwhile the admin registers another signing key (as `sdc` would, with the password): the
+    // page's key is retired, and the server refuses what the page signs with it.
+    const cp = system.deployment.controlPlane!;
+    const { createNodeEd25519Provider } = await import('../../runtime/ed25519-node.js');
+    const { base64urlFromBytes } = await import('../../core/crypto/bytes.js');
+    const seed = new Uint8Array(32).fill(7);
+    await cp.signingKeys.register({ userName: admin.name, publicKeyText: base64urlFromBytes(createNodeEd25519Provider().publicKeyFromSeed(seed)), nowMs: systemClock.nowMs(), proof: 'password' });
+
+    const item = inboxItem();
+    await item.getByRole('button', { name: `Approve rollout ${rolloutId}` }).click();
+    const refusal = item.getByTestId('rollout-approval-refusal');
+    await refusal.waitFor();
+    assert.match(await refusal.locator('code').first().textContent() ?? '', /^APPROVAL_KEY_UNKNOWN$/);
+    assert.equal(await page.getByTestId('approval-outcome').count(), 0, 'no success said');
+    assert.equal((await system.api<RolloutView>('GET', `/v1/rollouts/${rolloutId}`)).status, 'pending_approval');
+    // Read again (the inbox polls), it is still there, waiting, the refusal still shown.
+    await page.waitForResponse((response) => response.url().includes('/v1/approvals/rollouts'));
+    await item.getByTestId('rollout-approval-count').filter({ hasText: '0 of 1' }).waitFor();
+    assert.equal(await refusal.count(), 1);
+    await shot('inbox-rollout-refused');
+
+    // The rollout's card in Releases says the same.
+    await page.getByRole('link', { name: 'Releases' }).click();
+    const panel = card().getByTestId('rollout-approval');
+    await panel.getByRole('button', { name: `Approve rollout ${rolloutId}` }).click();
+    await panel.getByTestId('rollout-approval-refusal').waitFor();
+    assert.equal(await panel.getByTestId('rollout-approval-refusal').locator('code').first().textContent(), 'APPROVAL_KEY_UNKNOWN');
+    assert.equal(await card().getByTestId('rollout-status').textContent(), 'pending_approval');
+    const stored = await system.api<RolloutView & { approval: { decisions: unknown[] } }>('GET', `/v1/rollouts/${rolloutId}`);
+    assert.equal(stored.status, 'pending_approval');
+    assert.deepEqual(stored.approval.decisions, [], 'refusals count for nothing');
+    assert.deepEqual(stored.executions, []);
+    await shot('card-rollout-refused');
+    await system.api('POST', `/v1/rollouts/${rolloutId}/abort`, {});
+    // The page logged the refused requests (409/403) as console errors; nothing else.
+    assert.deepEqual(pageProblems.filter((p) => !/status of 4\d\d/.test(p)), []);
   });
 
   const shot = (name: string) => page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });

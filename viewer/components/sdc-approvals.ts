@@ -1,11 +1,14 @@
 import { html, nothing } from 'lit';
 import type { ApiClient, ApiError, Role } from '../api.js';
-import { approvalKeyFromSeed, approvalRequestBody, parseApprovalKey, signingKeyRegistrationBody, type ApprovalKey, type PendingCommand } from '../approval-signing.js';
+import { approvalKeyFromSeed, approvalRequestBody, parseApprovalKey, signingKeyRegistrationBody, type ApprovalKey, type PendingCommand, type PendingRollout } from '../approval-signing.js';
 import { formatTime } from '../format.js';
 import type { LiveEvent } from '../live.js';
 import { roleAtLeast } from '../roles.js';
+import { rolloutScopeText } from '../rollout-approval.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import './sdc-rollout-approval.js';
+import type { RolloutDecided } from './sdc-rollout-approval.js';
 
 /** The approver's registered key in page memory; the app keeps it across views and forgets it at logout. */
 export interface ApprovalSigner {
@@ -17,8 +20,18 @@ export interface ApprovalSigner {
 export const approvalsPageSize = 100;
 
 /**
- * The approvals inbox (docs/policy.md "Approvals"): commands waiting for approvals with what they
- * ask, approved or rejected with the approver's own Ed25519 key, signed in this page
+ * How often the inbox reads the rollouts waiting on this approver again while it is open: rollouts
+ * have no events on the live stream yet (as the Releases view polls a rollout in progress).
+ */
+export const approvalsRolloutPollMs = 2_000;
+
+/**
+ * The approvals inbox (docs/policy.md "Approvals"; docs/viewer.md "Approvals"): everything waiting
+ * on this approver. Commands waiting for approvals with what they ask, and rollouts waiting for
+ * approvals that this approver may still decide (`GET /v1/approvals/rollouts`: not their own, not
+ * decided by them, their role among the rule's), each in the same approval panel as its card in
+ * Releases (sdc-rollout-approval: checked against the rollout and its hash recomputed before
+ * signing). Both are approved or rejected with the approver's own Ed25519 key, signed in this page
  * (viewer/approval-signing.ts) over the same statement the CLI signs. The key is created here or
  * imported from the CLI's key file, registered with `PUT /v1/users/me/signing-key` (which sends
  * only the public key and the current password, which any new key needs) and held in
@@ -27,7 +40,7 @@ export const approvalsPageSize = 100;
 export class SdcApprovals extends LightElement {
   static override properties = {
     api: { attribute: false }, liveBus: { attribute: false }, userRole: {}, userName: {},
-    signer: { attribute: false }, pending: { state: true }, error: { state: true }, outcome: { state: true }, busy: { state: true },
+    signer: { attribute: false }, pending: { state: true }, rollouts: { state: true }, error: { state: true }, outcome: { state: true }, busy: { state: true },
   };
 
   declare api: ApiClient;
@@ -35,6 +48,8 @@ export class SdcApprovals extends LightElement {
   declare userRole: Role | undefined;
   declare userName: string;
   declare pending: PendingCommand[] | undefined;
+  /** Rollouts waiting on this approver; empty where the control plane has no image repository. */
+  declare rollouts: PendingRollout[] | undefined;
   declare signer: ApprovalSigner | undefined;
   declare error: ApiError | undefined;
   declare outcome: string | undefined;
@@ -47,6 +62,7 @@ export class SdcApprovals extends LightElement {
   constructor() {
     super();
     this.pending = undefined;
+    this.rollouts = undefined;
     this.signer = undefined;
     this.error = undefined;
     this.outcome = undefined;
@@ -60,12 +76,17 @@ export class SdcApprovals extends LightElement {
     this.liveBus.addEventListener('live', this.#onLive);
     this.liveBus.addEventListener('resync', this.#onLive);
     void this.load();
+    void this.loadRollouts();
+    this.#poller = setInterval(() => { if (!this.busy) void this.loadRollouts(); }, approvalsRolloutPollMs);
   }
+
+  #poller: ReturnType<typeof setInterval> | undefined;
 
   override disconnectedCallback(): void {
     super.disconnectedCallback();
     this.liveBus.removeEventListener('live', this.#onLive);
     this.liveBus.removeEventListener('resync', this.#onLive);
+    clearInterval(this.#poller);
   }
 
   async load(): Promise<void> {
@@ -75,6 +96,25 @@ export class SdcApprovals extends LightElement {
     } catch (error) {
       this.error = asApiError(error);
     }
+  }
+
+  async loadRollouts(): Promise<void> {
+    if (!roleAtLeast(this.userRole, 'approver')) return;
+    try {
+      this.rollouts = (await this.api.get<{ items: PendingRollout[] }>('/v1/approvals/rollouts?limit=50')).items;
+    } catch (error) {
+      const refusal = asApiError(error);
+      // No image repository (or no rollout routes in this build): no rollout waits on anyone.
+      if (refusal.code === 'OTA_REPOSITORY_NOT_INITIALISED' || refusal.code === 'API_NOT_FOUND') this.rollouts = [];
+      else this.error = refusal;
+    }
+  }
+
+  /** A decision taken in a rollout's panel: said at the top (the rollout leaves the inbox once decided), and the list read again. */
+  #rolloutDecided(event: CustomEvent<RolloutDecided>): void {
+    this.outcome = event.detail.text;
+    this.error = undefined;
+    void this.loadRollouts();
   }
 
   /** What the key panel's password field holds, emptied as it is read (it is sent once, if at all). */
@@ -171,7 +211,22 @@ export class SdcApprovals extends LightElement {
         ${this.#keyPanel()}
         ${errorLine(this.error)}
         ${this.outcome ? html`<p role="status" data-testid="approval-outcome">${this.outcome}</p>` : nothing}
-        ${this.pending === undefined ? html`<p>Loading…</p>` : this.pending.length === 0 ? html`<p data-testid="approvals-empty">Nothing waits for approval.</p>` : html`
+        ${this.pending === undefined || this.rollouts === undefined ? html`<p>Loading…</p>`
+          : this.pending.length === 0 && this.rollouts.length === 0 ? html`<p data-testid="approvals-empty">Nothing waits for approval.</p>` : nothing}
+        ${(this.rollouts ?? []).length === 0 ? nothing : html`
+          <h2>Rollouts</h2>
+          <ul class="approvals" data-testid="approvals-rollouts">${this.rollouts!.map((r) => html`
+            <li class="card" data-rollout=${r.id}>
+              <h3>Rollout of <code>${r.release_id}</code> to ${rolloutScopeText(r.waves)}</h3>
+              <dl class="facts">
+                <div><dt>Rollout</dt><dd><a href="#/releases">${r.id}</a></dd></div>
+                <div><dt>Asked by</dt><dd data-testid="approvals-rollout-requester">${r.created_by}</dd></div>
+              </dl>
+              <sdc-rollout-approval .api=${this.api} .rollout=${r} .userRole=${this.userRole} .userName=${this.userName} .signer=${this.signer}
+                @rollout-decided=${(e: CustomEvent<RolloutDecided>) => this.#rolloutDecided(e)}></sdc-rollout-approval>
+            </li>`)}</ul>`}
+        ${this.pending === undefined || this.pending.length === 0 ? nothing : html`
+          ${(this.rollouts ?? []).length === 0 ? nothing : html`<h2>Commands</h2>`}
           <ul class="approvals">${this.pending.map((c) => html`
             <li class="card" data-command=${c.id}>
               <h2><code>${c.opcode}</code> on <a href="#/devices/${encodeURIComponent(c.device_id)}">${c.device_id}</a></h2>

@@ -1,15 +1,14 @@
 import { html, nothing } from 'lit';
 import type { ApiClient, ApiError, Role } from '../api.js';
-import { rolloutApprovalRequestBody, type RolloutApprovalView } from '../approval-signing.js';
+import type { RolloutApprovalView } from '../approval-signing.js';
 import { formatTime } from '../format.js';
 import { roleAtLeast } from '../roles.js';
-import {
-  rolloutApprovalNeeds, rolloutApprovalOutcomeText, rolloutApprovalsHolding, rolloutDecisionAccess, rolloutDecisionText, rolloutSubjectText,
-} from '../rollout-approval.js';
 import { policyRefusalText, policyRefusedCount, type PolicyRefusalView } from '../rollout-refusal.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
 import type { ApprovalSigner } from './sdc-approvals.js';
+import './sdc-rollout-approval.js';
+import type { RolloutDecided } from './sdc-rollout-approval.js';
 
 interface RolloutView {
   id: string; release_id: string; status: 'pending_approval' | 'running' | 'paused' | 'completed' | 'aborted' | 'rejected' | 'expired';
@@ -58,11 +57,12 @@ const pauseText: Readonly<Record<string, string>> = {
  * waves, rate). An approver with a signing key registered in the Approvals view approves or rejects
  * it here: the subject shown is checked against the rollout shown and its hash recomputed before
  * the page signs (viewer/approval-signing.ts), the same statement as `sdc rollout approve|reject`.
+ * That panel is sdc-rollout-approval, the same one the Approvals inbox shows.
  */
 export class SdcRollouts extends LightElement {
   static override properties = {
     api: { attribute: false }, userRole: {}, userName: {}, signer: { attribute: false },
-    rollouts: { state: true }, error: { state: true }, confirming: { state: true }, busy: { state: true }, decided: { state: true },
+    rollouts: { state: true }, error: { state: true }, confirming: { state: true }, busy: { state: true },
   };
 
   declare api: ApiClient;
@@ -70,11 +70,6 @@ export class SdcRollouts extends LightElement {
   declare userName: string;
   /** The approver's signing key, registered in the Approvals view and held by the app in page memory. */
   declare signer: ApprovalSigner | undefined;
-  /**
-   * What the last approval or rejection did, in words, or its refusal (with its code), shown in
-   * that rollout's approval panel; kept across the reads that follow (the poll clears `error`).
-   */
-  declare decided: { rolloutId: string; text: string; error?: undefined } | { rolloutId: string; error: ApiError } | undefined;
   declare rollouts: RolloutView[] | undefined;
   declare error: ApiError | undefined;
   /** `rollout id action` awaiting its confirmation (abort and emergency abort). */
@@ -86,7 +81,6 @@ export class SdcRollouts extends LightElement {
     this.userRole = undefined;
     this.userName = '';
     this.signer = undefined;
-    this.decided = undefined;
     this.rollouts = undefined;
     this.error = undefined;
     this.confirming = undefined;
@@ -132,8 +126,7 @@ export class SdcRollouts extends LightElement {
     this.busy = true;
     this.error = undefined;
     try {
-      const updated = await this.api.post<RolloutView>(`/v1/rollouts/${encodeURIComponent(rollout.id)}/${action}`, {});
-      this.rollouts = (this.rollouts ?? []).map((r) => (r.id === updated.id ? updated : r));
+      this.#replace(await this.api.post<RolloutView>(`/v1/rollouts/${encodeURIComponent(rollout.id)}/${action}`, {}));
     } catch (error) {
       this.error = asApiError(error);
     } finally {
@@ -141,74 +134,9 @@ export class SdcRollouts extends LightElement {
     }
   }
 
-  /** Signs and sends one approver's decision (POST /v1/rollouts/{id}/approve|reject); a refusal, the page's or the server's, shows with its code. */
-  async #decide(rollout: RolloutView, decision: 'approve' | 'reject', reason?: string): Promise<void> {
-    const signer = this.signer;
-    if (signer === undefined) return;
-    this.busy = true;
-    this.decided = undefined;
-    try {
-      const body = rolloutApprovalRequestBody({ rollout, decision, approver: this.userName, kid: signer.kid, key: signer.key, ...(reason === undefined ? {} : { reason }) });
-      const answer = await this.api.post<{ started: boolean; rollout: RolloutView }>(`/v1/rollouts/${encodeURIComponent(rollout.id)}/${decision}`, body);
-      this.rollouts = (this.rollouts ?? []).map((r) => (r.id === answer.rollout.id ? answer.rollout : r));
-      const text = decision === 'reject' ? `Rejected rollout ${rollout.id}: nothing sent.`
-        : answer.started ? `Approved rollout ${rollout.id}: started, its first devices notified.` : `Approved rollout ${rollout.id}: waiting for more approvals.`;
-      this.decided = { rolloutId: rollout.id, text };
-    } catch (error) {
-      this.decided = { rolloutId: rollout.id, error: asApiError(error) };
-    } finally {
-      this.busy = false;
-    }
-  }
-
-  #reject(event: SubmitEvent, rollout: RolloutView): void {
-    event.preventDefault();
-    const reason = String(new FormData(event.target as HTMLFormElement).get('reason') ?? '').trim();
-    if (reason === '') {
-      this.decided = { rolloutId: rollout.id, error: asApiError(new Error('a rejection needs a reason')) };
-      return;
-    }
-    void this.#decide(rollout, 'reject', reason);
-  }
-
-  /** The approval panel: what the rollout waits (or waited) for, what is signed, the decisions, and the approver's buttons. */
-  #approval(r: RolloutView) {
-    const approval = r.approval;
-    if (approval === undefined || approval === null) return nothing;
-    const nowMs = Date.now();
-    const ended = rolloutApprovalOutcomeText(approval);
-    const access = rolloutDecisionAccess(r, this.userName, this.userRole);
-    const decided = this.decided?.rolloutId === r.id ? this.decided : undefined;
-    return html`
-      <div class="card" data-testid="rollout-approval">
-        <h4>Approvals</h4>
-        <dl class="facts">
-          <div><dt>Needs</dt><dd data-testid="rollout-approval-needs">${rolloutApprovalNeeds(approval)}</dd></div>
-          <div><dt>Approved</dt><dd data-testid="rollout-approval-count">${rolloutApprovalsHolding(approval, nowMs)} of ${approval.count}</dd></div>
-          <div><dt>Decisions</dt><dd data-testid="rollout-approval-decisions">${approval.decisions.length === 0 ? 'none yet'
-            : html`<ul>${approval.decisions.map((d) => html`<li>${rolloutDecisionText(d, nowMs)}</li>`)}</ul>`}</dd></div>
-          <div><dt>Approvals until</dt><dd data-testid="rollout-approval-expires">${formatTime(approval.expires_at_ms)}</dd></div>
-          ${ended === undefined ? nothing : html`<div><dt>Outcome</dt><dd data-testid="rollout-approval-outcome">${ended}</dd></div>`}
-          <div><dt>Signed</dt><dd>${rolloutSubjectText(approval.subject)}; subject sha256 <code>${approval.subject_sha256}</code></dd></div>
-        </dl>
-        ${decided === undefined ? nothing : decided.error !== undefined ? html`<div data-testid="rollout-approval-refusal">${errorLine(decided.error)}</div>`
-          : html`<p role="status" data-testid="rollout-approval-result">${decided.text}</p>`}
-        ${access.may ? this.#decisionControls(r) : access.why === undefined ? nothing : html`<p data-testid="rollout-approval-why">${access.why}</p>`}
-      </div>`;
-  }
-
-  #decisionControls(r: RolloutView) {
-    const canSign = this.signer !== undefined;
-    return html`
-      ${canSign ? html`<p>Signing with key <code>${this.signer!.kid}</code>, over the content above (its hash recomputed in this page).</p>`
-        : html`<p data-testid="rollout-approval-no-key">To approve or reject, create or import your signing key in <a href="#/approvals">Approvals</a> first.</p>`}
-      <div class="actions">
-        <button type="button" ?disabled=${!canSign || this.busy} aria-label="Approve rollout ${r.id}" @click=${() => void this.#decide(r, 'approve')}>Approve</button>
-        <form class="inline" @submit=${(e: SubmitEvent) => this.#reject(e, r)}>
-          <label>Reason <input name="reason" required maxlength="1024" aria-label="Reason to reject rollout ${r.id}"></label>
-          <button type="submit" class="danger" ?disabled=${!canSign || this.busy} aria-label="Reject rollout ${r.id}">Reject</button>
-        </form>
-      </div>`;
+  /** A rollout as the server last answered for it, in place in the list. */
+  #replace(updated: RolloutView): void {
+    this.rollouts = (this.rollouts ?? []).map((r) => (r.id === updated.id ? updated : r));
   }
 
   /** The Error cell: a policy refusal in words with its code, else the last error code. */
@@ -242,7 +170,8 @@ export class SdcRollouts extends LightElement {
               <td><span class="state state-${e.state}">${e.state}</span></td><td class="reason">${this.#errorCell(e)}</td><td>${formatTime(e.ended_at_ms)}</td></tr>`)}</tbody>
           </table></div>
         </details>
-        ${this.#approval(r)}
+        <sdc-rollout-approval .api=${this.api} .rollout=${r} .userRole=${this.userRole} .userName=${this.userName} .signer=${this.signer}
+          @rollout-decided=${(e: CustomEvent<RolloutDecided>) => this.#replace(e.detail.rollout as unknown as RolloutView)}></sdc-rollout-approval>
         ${actions.length === 0 ? nothing : html`<div class="actions">${actions.map((a) => html`
           <button type="button" class=${a === 'pause' || a === 'resume' ? '' : 'danger'} ?disabled=${this.busy} @click=${() => void this.#act(r, a)}>${actionText[a]}<span class="visually-hidden"> rollout ${r.id}</span></button>`)}</div>`}
         ${confirmingAction === undefined ? nothing : html`

@@ -473,7 +473,7 @@ async function runOnDeployment(options: ChaosRunOptions, setup: { started: Start
   const run = await runRealSimulation({
     url: deployment.apiUrl!, caPem: materials.rootCaPem,
     admin, password, scenario: workloadScenario(options), scenarioRef: `chaos:${options.scenario.name}`, seed: options.seed,
-    agents: options.agents, durationMs: options.durationMs, processes: 1,
+    agents: options.agents, durationMs: options.durationMs, processes: 1, onlineTimeoutMs: fleetOnlineBoundMs,
     // The workload's EXEC_LOCK_SCREEN (a privileged call, checked by the kernel against the signed
     // command) succeeds on a mock with a screen lock: a failed command is then a fault's doing.
     chaosSettings: {
@@ -518,6 +518,16 @@ async function runOnDeployment(options: ChaosRunOptions, setup: { started: Start
   return reportOf(options, { started, proxies, timeline, run, agentsBackMs, probes, traces, notes, scenarioViolations, offline: offline.size });
 }
 
+/**
+ * Set-up, not a checker: how long the fleet may take to have every agent's first session before
+ * the commands start (sim --real's default is 30 s + 20 ms per agent). A worker process starting,
+ * its TLS sessions and AUTH all run on the wall clock; on a busy machine (a nice'd run beside busy
+ * loops, three deployments in one process) 30 s ran out with 0/2 online (SIM_REAL_SETUP_FAILED) while
+ * nothing was wrong. Generous, as the e2e tests' realWaitMs: the wait ends as soon as every agent
+ * is online, so only a fleet that never comes up waits it out. What a run judges after a fault
+ * (reconnect bound, drain bound) is unchanged.
+ */
+const fleetOnlineBoundMs = 120_000;
 const presencePollMs = 250;
 const sleep = (ms: number) => new Promise<void>((resolve) => systemScheduler.schedule(ms, () => resolve()));
 

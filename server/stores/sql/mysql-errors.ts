@@ -15,5 +15,8 @@ export function mapMysqlError(error: unknown): SdcError {
   if (code === 'ER_DUP_ENTRY' || code === 'ER_DUP_KEY') return new SdcError('STORE_UNIQUE_VIOLATION', message, details, { cause: error });
   if (code === 'ER_LOCK_DEADLOCK' || code === 'ER_LOCK_WAIT_TIMEOUT') return new SdcError('STORE_CONFLICT', message, details, { cause: error });
   if (typeof code === 'string' && unavailableCodes.has(code)) return new SdcError('STORE_UNAVAILABLE', message, details, { cause: error });
+  // mysql2's "Can't add new command when connection is in closed state": a connection already lost
+  // (no driver code, `fatal` set). Gone like PROTOCOL_CONNECTION_LOST; the statement was never sent.
+  if (code === undefined && (error as { fatal?: unknown }).fatal === true) return new SdcError('STORE_UNAVAILABLE', message, details, { cause: error });
   return new SdcError('STORE_QUERY_FAILED', message, details, { cause: error });
 }

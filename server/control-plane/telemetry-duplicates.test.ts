@@ -59,7 +59,7 @@ function suite(pair: StorePair): void {
     const fieldsOf = (deviceId: string, frame: string) => encodeBusEntry('telemetry', { device_id: deviceId, gateway_id: 'gw-1', received_at_ms: h.clock.nowMs(), frame });
     const entryOf = (deviceId: string, frame: string, deliveryCount = 1): BusEntry => ({ id: `${++entrySeq}-0`, fields: fieldsOf(deviceId, frame), deliveryCount });
     const rowsOf = async (deviceId: string) => (await h.db.query<{ ts: number; metrics_json: string; sample_digest: number | null }>(
-      'SELECT ts, metrics_json, sample_digest FROM telemetry WHERE device_id = ? ORDER BY ts, id', [deviceId]))
+      'SELECT ts, metrics_json, sample_digest FROM telemetry WHERE device_id = ? ORDER BY ts, metrics_json', [deviceId]))
       .map((row) => [Number(row.ts), (JSON.parse(row.metrics_json) as Metrics).cpu_pct]);
     const duplicatesCounted = async (): Promise<number> => Number(/^sdc_telemetry_duplicates_total (\d+)$/m.exec(await h.cp.metrics.text())?.[1] ?? 0);
     const riskAlerts = async (deviceId: string): Promise<number> =>

@@ -65,12 +65,37 @@ export function sampleDigestOf(metricsJson: string): number {
  * Samples of a statement that were there already (a duplicate delivery): skipped by the INSERT's
  * ON DUPLICATE KEY UPDATE / ON CONFLICT DO NOTHING. SQLite leaves them out of `changes`; MySQL
  * (mysql2 asks for found rows) counts them in `changes` and names them in `duplicates`, a
- * multi-row statement's only (a one-row statement inserted iff it answers an insert id).
+ * multi-row statement's only. A one-row statement met a duplicate iff it answers an insert id:
+ * the table has no AUTO_INCREMENT column (migration 024), so only the update's
+ * `LAST_INSERT_ID(1)`, which runs for a duplicate alone, sets one.
  */
 function duplicatesOf(db: SqlDatabase, rowCount: number, result: ExecuteResult): number {
   if (db.dialect === 'sqlite') return rowCount - result.changes;
-  if (rowCount === 1) return result.lastInsertId === undefined ? 1 : 0;
+  if (rowCount === 1) return result.lastInsertId === undefined ? 0 : 1;
   return result.duplicates ?? 0;
+}
+
+/**
+ * The MySQL form's no-op update: `ts` keeps its value (0 times anything), and LAST_INSERT_ID(1)
+ * makes a one-row statement that met a duplicate answer insert id 1 (duplicatesOf). Checked on
+ * MariaDB 10.11: a stored sample answers no insert id, a duplicate 1, the row unchanged.
+ */
+const mysqlOnDuplicate = 'ON DUPLICATE KEY UPDATE ts = ts + 0 * LAST_INSERT_ID(1)';
+const sqliteOnConflict = 'ON CONFLICT (device_id, ts, sample_digest) DO NOTHING';
+
+/** The INSERT's text per row count and dialect (the same few counts recur: 1, a frame's K, the batch bound). */
+const insertTexts = new Map<string, string>();
+const insertTextsMax = 1_024;
+
+function insertText(dialect: SqlDatabase['dialect'], rowCount: number): string {
+  const key = `${dialect} ${rowCount}`;
+  let text = insertTexts.get(key);
+  if (text === undefined) {
+    text = `INSERT INTO telemetry (device_id, ts, metrics_json, risk_score, sample_digest) VALUES (?, ?, ?, ?, ?)${', (?, ?, ?, ?, ?)'.repeat(rowCount - 1)} ${dialect === 'sqlite' ? sqliteOnConflict : mysqlOnDuplicate}`;
+    if (insertTexts.size >= insertTextsMax) insertTexts.clear();
+    insertTexts.set(key, text);
+  }
+  return text;
 }
 
 export const telemetryRowLimits = Object.freeze({
@@ -263,10 +288,16 @@ export class TelemetryRowWriter {
    * ON DUPLICATE KEY UPDATE and the SQLite one names the key's columns.
    */
   async #insert(rows: readonly TelemetryRow[]): Promise<void> {
-    const params = rows.flatMap((r) => [r.deviceId, r.sampledAtMs, r.metricsJson, r.riskScore, sampleDigestOf(r.metricsJson)]);
-    const onConflict = this.db.dialect === 'sqlite' ? 'ON CONFLICT (device_id, ts, sample_digest) DO NOTHING' : 'ON DUPLICATE KEY UPDATE id = id';
-    const result = await this.db.execute(
-      `INSERT INTO telemetry (device_id, ts, metrics_json, risk_score, sample_digest) VALUES ${rows.map(() => '(?, ?, ?, ?, ?)').join(', ')} ${onConflict}`, params);
+    const params = new Array<string | number>(rows.length * telemetryInsertParamsPerRow);
+    let at = 0;
+    for (const r of rows) {
+      params[at++] = r.deviceId;
+      params[at++] = r.sampledAtMs;
+      params[at++] = r.metricsJson;
+      params[at++] = r.riskScore;
+      params[at++] = sampleDigestOf(r.metricsJson);
+    }
+    const result = await this.db.execute(insertText(this.db.dialect, rows.length), params);
     const duplicates = duplicatesOf(this.db, rows.length, result);
     if (duplicates > 0) this.#onDuplicates(duplicates, rows.length);
   }

@@ -105,7 +105,7 @@ describe('TELEMETRY_BATCH through gateway, bus and writer', () => {
         }) as typeof h.db.execute;
         for (const fields of entries) await h.bus.append(streamNames.telemetry, fields);
         assert.equal(await h.cp.telemetryConsumer.drain(), frames.length);
-        const rows = await h.db.query<{ ts: number; metrics_json: string }>('SELECT ts, metrics_json FROM telemetry WHERE device_id = ? ORDER BY ts, id', [deviceId]);
+        const rows = await h.db.query<{ ts: number; metrics_json: string }>('SELECT ts, metrics_json FROM telemetry WHERE device_id = ? ORDER BY ts, metrics_json', [deviceId]);
         const expected = frames.flat();
         assert.deepEqual(rows.map((r) => Number(r.ts)), expected, 'every sample, once, with its own sampled_at');
         assert.deepEqual(rows.map((r) => (JSON.parse(r.metrics_json) as { net_rx_bytes_per_sec: number }).net_rx_bytes_per_sec), expected.map((at) => at - t0), 'each with its own metrics');

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { AuditEntry } from '../../core/protocol/audit-chain.js';
-import { pairAgent, rawApi, startE2e, storeTargets, waitOnline, waitTerminal, type CommandRecord, type E2eSystem } from './support/e2e-harness.js';
+import { e2eWaitMsMin, pairAgent, rawApi, startE2e, storeTargets, waitOnline, waitTerminal, type CommandRecord, type E2eSystem } from './support/e2e-harness.js';
 
 const loginLoops = 4;
 const commandsCount = 24;
@@ -72,7 +72,9 @@ for (const target of storeTargets()) {
       // the reads are repeated until it caught up, and an entry that never comes fails the test.
       const readAll = async (): Promise<CommandRecord[]> => Promise.all(ids.map((id) => system.api<CommandRecord>('GET', `/v1/commands/${id}`)));
       const kindsOf = (entries: readonly AuditEntry[], id: string): string[] => entries.filter((e) => e.subject === `command:${id}`).map((e) => e.kind);
-      const chainLagWaitMs = 15_000;
+      // Generous (only a chain that never catches up waits it out): at 15 s a busy machine could
+      // run out while the 5 s drain was merely late.
+      const chainLagWaitMs = e2eWaitMsMin;
       const deadline = Date.now() + chainLagWaitMs;
       let settled: { finals: CommandRecord[]; entries: AuditEntry[] } | undefined;
       for (let caughtUp = false; !caughtUp;) {

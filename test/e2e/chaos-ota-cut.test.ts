@@ -51,7 +51,10 @@ describe('OTA download cut mid-way by the fault proxy (limit_data)', { concurren
       const result = await downloadResumable({
         // (ranges seen so far are printed if this fails)
         url: `http://${proxy.listen}/artifact.bin`, destination, expected: { length: artifact.length, sha256: sha(artifact) },
-        limits: { idleTimeoutMs: 2_000, totalTimeoutMs: 20_000, attemptsWithoutProgressMax: 20 }, scheduler: systemScheduler, clock: systemClock, retryDelayMs: 10,
+        // The toxic's closes drive the retries, not these limits: they are generous, so that a busy
+        // machine does not add an attempt at the same offset (a 2 s idle timeout could) or run out of
+        // time (20 s could), either of which would fail the test with nothing wrong.
+        limits: { idleTimeoutMs: 30_000, totalTimeoutMs: 120_000, attemptsWithoutProgressMax: 20 }, scheduler: systemScheduler, clock: systemClock, retryDelayMs: 10,
       }).catch((error: unknown) => { throw new Error(`${(error as Error).message}; requests: ${JSON.stringify(ranges)}`); });
       assert.equal(result.sha256, sha(artifact), JSON.stringify(ranges));
       assert.deepEqual(await readFile(destination), artifact);

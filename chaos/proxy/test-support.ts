@@ -8,8 +8,8 @@ import type { ChaosLogger } from './logger.js';
 import { startChaosServer, type ChaosServer } from './server.js';
 import type { ChaosTime } from './time.js';
 
-/** Generous: a busy machine may be slow, and waiting longer never makes a passing test fail. */
-export const waitMs = 15_000;
+/** Generous: a busy machine may be slow, and waiting longer never makes a passing test fail (as the e2e tests' 120 s). */
+export const waitMs = 120_000;
 
 /** Polls `check` until it returns something other than undefined. */
 export async function eventually<T>(what: string, check: () => T | undefined, timeoutMs = waitMs): Promise<T> {

@@ -32,6 +32,12 @@ async function serve(certPem: string, keyPem: string): Promise<{ url: string; se
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
 /**
+ * A load that should succeed: generous, as the e2e waits (e2eWaitMsMin), since a timeout's message
+ * would be read as the page's outcome; a refused chain answers at once (net::ERR_...) whatever this is.
+ */
+const loadWaitMs = 120_000;
+
+/**
  * Loads the URL in a fresh context of the running browser, with certificate errors counted; the
  * page's text, or Chromium's net:: error. One browser for the file (each launch cost about 3 s of
  * CPU, and there were five): Chromium reads the profile's NSS database at each verification, so a
@@ -43,8 +49,8 @@ async function load(browser: Browser, url: string, waitFor?: string): Promise<st
   try {
     const page = await context.newPage();
     try {
-      await page.goto(url, { timeout: 30_000 });
-      if (waitFor !== undefined) await page.getByRole('button', { name: waitFor }).waitFor({ timeout: 30_000 });
+      await page.goto(url, { timeout: loadWaitMs });
+      if (waitFor !== undefined) await page.getByRole('button', { name: waitFor }).waitFor({ timeout: loadWaitMs });
       return await page.textContent('body') ?? '';
     } catch (error) {
       return /net::[A-Z_]+/.exec((error as Error).message)?.[0] ?? (error as Error).message;

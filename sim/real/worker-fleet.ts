@@ -87,6 +87,8 @@ function sentFramesTapped(core: AgentCore, onSent: (bytes: Uint8Array) => void):
     get telemetrySamplesUnackedDropped() { return core.telemetrySamplesUnackedDropped; },
     sendOtaReport: (report) => core.sendOtaReport(report),
     checkPolicyBundle: (command) => core.checkPolicyBundle(command),
+    get policyBundlesWaiting() { return core.policyBundlesWaiting; },
+    get policyBundlesDropped() { return core.policyBundlesDropped; },
   };
 }
 

@@ -15,7 +15,7 @@ import { traceLogFields } from '../core/trace/trace-context.js';
 import type { CommandJournal, CommandResultBody } from './command-journal.js';
 import { kernelBridgeLimits, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { executeOpcode, type OpcodeExecutorOptions } from './opcode-executor.js';
-import { createMemoryPolicyBundleStore, PolicyBundleGuard, type PolicyBundleStore } from './policy-bundle-guard.js';
+import { claimedBundleOrder, claimsNewer, createMemoryPolicyBundleStore, PolicyBundleGuard, type ClaimedBundleOrder, type PolicyBundleStore } from './policy-bundle-guard.js';
 import { expiredOnOwnClock, issuedBeforeJournal } from './command-acceptance.js';
 import { UnackedTelemetry } from './telemetry/unacked-telemetry.js';
 
@@ -53,8 +53,12 @@ export type AgentCoreEvent =
   | { kind: 'executed'; commandId: string; status: CommandResultBody['status'] }
   | { kind: 'rejected'; commandId: string; code: string }
   | { kind: 'interrupted'; commandId: string }
-  /** A pushed policy bundle taken or refused (policy-bundle-guard.ts). */
-  | { kind: 'policy_bundle'; status: 'accepted' | 'refused'; version: number; code?: string };
+  /**
+   * A pushed policy bundle taken or refused (policy-bundle-guard.ts). `unchanged`: the very bundle
+   * held already, accepted again and not written; `dropped`: never checked, because a newer one
+   * (or the same) was waiting already (POLICY_BUNDLE_VERSION_STALE, no report sent).
+   */
+  | { kind: 'policy_bundle'; status: 'accepted' | 'refused'; version: number; code?: string; unchanged?: true; dropped?: true };
 
 export interface AgentCoreOptions {
   deviceId: string;
@@ -150,6 +154,10 @@ export interface AgentCore {
   sendOtaReport(report: MessageBody<'OTA_REPORT'>): boolean;
   /** The held policy bundle's refusal of a signed command (an OTA rollout's STAGE or COMMIT); undefined when it allows it or none is held. */
   checkPolicyBundle(command: SignedCommand): SdcError | undefined;
+  /** Pushed policy bundles waiting for their turn to be checked: 0 or 1 (the newest claim wins; see #onPolicyBundle). */
+  readonly policyBundlesWaiting: number;
+  /** Pushed policy bundles dropped unchecked since start, because one at least as new was waiting already. */
+  readonly policyBundlesDropped: number;
 }
 
 const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -253,6 +261,11 @@ class DefaultAgentCore implements AgentCore {
   #stopped = false;
   /** The signed policy bundle enforced before every command, also while the control plane is down. */
   readonly #bundle: PolicyBundleGuard;
+  /** The pushed bundle waiting on the intake lane, with what it claims to be; at most one (#onPolicyBundle). */
+  #bundleWaiting: { signed: unknown; claim: ClaimedBundleOrder } | undefined;
+  /** Bundles dropped since the waiting one was queued (logged once each time, then summed when it is taken). */
+  #bundleDropsWhileWaiting = 0;
+  #bundlesDropped = 0;
 
   constructor(options: AgentCoreOptions) {
     if (!(options.telemetryIntervalMs > 0)) throw new SdcError('PROTO_INVALID_ARGUMENT', 'telemetryIntervalMs must be positive');
@@ -309,6 +322,14 @@ class DefaultAgentCore implements AgentCore {
 
   get telemetrySamplesUnackedDropped(): number {
     return this.#unackedDropped;
+  }
+
+  get policyBundlesWaiting(): number {
+    return this.#bundleWaiting === undefined ? 0 : 1;
+  }
+
+  get policyBundlesDropped(): number {
+    return this.#bundlesDropped;
   }
 
   start(): void {
@@ -439,8 +460,7 @@ class DefaultAgentCore implements AgentCore {
         return;
       }
       case 'POLICY_BUNDLE':
-        // On the intake lane, so a command delivered after the bundle is checked against it.
-        this.#enqueueIntake(() => this.#acceptPolicyBundle((body as MessageBody<'POLICY_BUNDLE'>).signed), true);
+        this.#onPolicyBundle((body as MessageBody<'POLICY_BUNDLE'>).signed);
         return;
       case 'OTA_NOTICE':
         if (this.#o.onOtaNotice === undefined) this.#log.warn({}, 'OTA notice dropped: this agent has no update runner');
@@ -760,12 +780,56 @@ class DefaultAgentCore implements AgentCore {
     else if (this.#bundle.version !== undefined) this.#log.info({ version: this.#bundle.version }, 'policy bundle loaded');
   }
 
+  /**
+   * A pushed bundle goes on the intake lane, so a command delivered after it is checked against
+   * it. At most one waits there: a frame is bounded work, never queued work without bound (the
+   * lane's other internal items come once per session, not per frame). While one waits, a bundle
+   * that claims to be newer (higher version, or the same version issued later) takes its place,
+   * and one that does not is dropped unchecked: the waiting one, once checked, answers for it
+   * (dropped, it gets no report: a refusal report would be audited, and alerted, against a
+   * version the device is about to accept). A forged claim can only displace what a hostile
+   * gateway could as well have withheld.
+   */
+  #onPolicyBundle(signed: unknown): void {
+    const claim = claimedBundleOrder(signed);
+    const waiting = this.#bundleWaiting;
+    if (waiting !== undefined) {
+      const newer = claimsNewer(claim, waiting.claim);
+      const dropped = newer ? waiting.claim : claim;
+      if (newer) this.#bundleWaiting = { signed, claim };
+      this.#dropPolicyBundle(dropped, newer ? claim : waiting.claim);
+      return;
+    }
+    this.#bundleWaiting = { signed, claim };
+    this.#enqueueIntake(() => {
+      const next = this.#bundleWaiting!;
+      this.#bundleWaiting = undefined;
+      if (this.#bundleDropsWhileWaiting > 1) {
+        this.#log.warn({ version: next.claim.version, dropped: this.#bundleDropsWhileWaiting, code: 'POLICY_BUNDLE_VERSION_STALE' }, 'policy bundles dropped unchecked while one waited');
+      }
+      this.#bundleDropsWhileWaiting = 0;
+      return this.#acceptPolicyBundle(next.signed);
+    }, true);
+  }
+
+  #dropPolicyBundle(dropped: ClaimedBundleOrder, kept: ClaimedBundleOrder): void {
+    this.#bundlesDropped += 1;
+    this.#bundleDropsWhileWaiting += 1;
+    const refusal = new SdcError('POLICY_BUNDLE_VERSION_STALE', `policy bundle version ${dropped.version} (issued at ${dropped.issuedAtMs}) is not newer than version ${kept.version} (issued at ${kept.issuedAtMs}) waiting to be checked; dropped`, {
+      version: dropped.version, waitingVersion: kept.version,
+    });
+    // Logged once per waiting bundle; the rest are summed when it is taken (a flood of frames is not a flood of log lines).
+    if (this.#bundleDropsWhileWaiting === 1) this.#log.warn({ version: dropped.version, code: refusal.code }, refusal.message);
+    this.#o.onEvent?.({ kind: 'policy_bundle', status: 'refused', version: dropped.version, code: refusal.code, dropped: true });
+  }
+
   /** Verified, saved, then enforced; the answer goes back to the gateway, which reports it to the control plane. */
   async #acceptPolicyBundle(signed: unknown): Promise<void> {
-    const report = await this.#bundle.accept(signed, this.#gatewayNowMs());
+    const { report, outcome } = await this.#bundle.offer(signed, this.#gatewayNowMs());
     const code = report.error?.code;
-    this.#o.onEvent?.({ kind: 'policy_bundle', status: report.status, version: report.version, ...(code === undefined ? {} : { code }) });
-    if (report.status === 'accepted') this.#log.info({ version: report.version }, 'policy bundle accepted');
+    this.#o.onEvent?.({ kind: 'policy_bundle', status: report.status, version: report.version, ...(code === undefined ? {} : { code }), ...(outcome === 'held' ? { unchanged: true } : {}) });
+    if (outcome === 'saved') this.#log.info({ version: report.version }, 'policy bundle accepted');
+    else if (outcome === 'held') this.#log.debug({ version: report.version }, 'policy bundle already held: acknowledged, not saved again');
     else this.#log.warn({ version: report.version, code }, `policy bundle refused: ${report.error?.message ?? ''}`);
     const live = this.#live;
     if (live && this.isReady) this.#trySend(live, (c) => c.sendPolicyBundleReport(report, this.#o.clock.nowMs()));

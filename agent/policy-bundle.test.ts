@@ -308,3 +308,132 @@ describe('the agent and its policy bundle', () => {
     assert.equal(world.journal.get(command.id)?.result?.error?.code, 'POLICY_BUNDLE_DENIED');
   });
 });
+
+/** A store that counts its saves (by version) and, while `hold` is set, keeps a save from finishing until released. */
+function countingStore(): PolicyBundleStore & { saves: number[]; hold(): void; release(): void } {
+  const inner = createMemoryPolicyBundleStore();
+  let gate: { promise: Promise<void>; resolve: () => void } | undefined;
+  return {
+    saves: [],
+    load: () => inner.load(),
+    async save(signed, text) {
+      this.saves.push(signed.bundle.version);
+      if (gate !== undefined) await gate.promise;
+      return inner.save(signed, text);
+    },
+    hold() {
+      let resolve!: () => void;
+      const promise = new Promise<void>((done) => { resolve = done; });
+      gate = { promise, resolve };
+    },
+    release() {
+      gate?.resolve();
+      gate = undefined;
+    },
+  };
+}
+
+describe('a gateway that floods the agent with policy bundles', () => {
+  it('the held bundle pushed 1,000 more times is saved once, at most one push waits, and a newer bundle after the flood is applied', async () => {
+    const store = countingStore();
+    const world = await connectedWorld(store);
+    const held = world.bundle(3);
+    await world.push(held);
+    assert.deepEqual(store.saves, [3]);
+    let waitingMax = 0;
+    // 50 frames per socket read, a macrotask turn between reads (as the review's replay did).
+    for (let batch = 0; batch < 20; batch += 1) {
+      for (let i = 0; i < 50; i += 1) world.gateway.sendPolicyBundle({ signed: held }, world.time.nowMs());
+      world.pump();
+      waitingMax = Math.max(waitingMax, world.core.policyBundlesWaiting);
+      await settle();
+    }
+    await world.core.idle();
+    assert.deepEqual(store.saves, [3], 'the held bundle is not written again');
+    assert.ok(waitingMax <= 1, `at most one bundle waits (saw ${waitingMax})`);
+    const flood = world.events.filter((e) => e.kind === 'policy_bundle').slice(1);
+    assert.equal(flood.length, 1_000, 'each push is either checked or dropped, never lost silently');
+    const checked = flood.filter((e) => e.kind === 'policy_bundle' && e.unchanged === true);
+    const dropped = flood.filter((e) => e.kind === 'policy_bundle' && e.dropped === true);
+    assert.equal(checked.length + dropped.length, 1_000);
+    assert.ok(checked.length >= 1 && checked.length <= 20 * 2, `about one check per read (${checked.length})`);
+    assert.ok(dropped.every((e) => e.kind === 'policy_bundle' && e.status === 'refused' && e.code === 'POLICY_BUNDLE_VERSION_STALE'));
+    assert.equal(world.core.policyBundlesDropped, dropped.length);
+    // A checked replay is acknowledged as before (the gateway records the held version from it); a dropped one gets no report.
+    const reports = world.bodies('POLICY_BUNDLE_REPORT');
+    assert.equal(reports.length, 1 + checked.length);
+    assert.ok(reports.every((report) => report.status === 'accepted' && report.version === 3 && report.held_version === 3));
+    // A newer bundle after the flood is taken, saved and enforced.
+    await world.push(world.bundle(4, { extraRules: [{ id: 'no-status-lab', effect: 'deny', roles: '*', opcodes: ['EXEC_GET_STATUS'], devices: { ids: ['lab-*'] } }] }));
+    assert.deepEqual(store.saves, [3, 4]);
+    assert.deepEqual(world.bodies('POLICY_BUNDLE_REPORT').at(-1), { version: 4, status: 'accepted', held_version: 4 });
+    assert.equal((await world.deliver(world.command('EXEC_GET_STATUS')))?.error?.code, 'POLICY_BUNDLE_DENIED');
+  });
+
+  it('while a push is being checked, one waits: a newer one takes its place, an older or equal one is dropped (typed, no report)', async () => {
+    const store = countingStore();
+    const world = await connectedWorld(store);
+    await world.push(world.bundle(3));
+    store.hold();
+    const four = world.bundle(4);
+    world.gateway.sendPolicyBundle({ signed: four }, world.time.nowMs());
+    world.pump();
+    await settle();
+    assert.deepEqual(store.saves, [3, 4], 'version 4 is being saved');
+    assert.equal(world.core.policyBundlesWaiting, 0);
+    const six = world.bundle(6);
+    const offers = [...Array.from({ length: 100 }, () => four), six, world.bundle(5), six];
+    for (const signed of offers) {
+      world.gateway.sendPolicyBundle({ signed }, world.time.nowMs());
+      world.pump();
+      assert.ok(world.core.policyBundlesWaiting <= 1);
+    }
+    assert.equal(world.core.policyBundlesWaiting, 1);
+    // 99 replays of 4 behind the first, the waiting 4 displaced by 6, then 5 and the second 6.
+    assert.equal(world.core.policyBundlesDropped, 102);
+    store.release();
+    await settle();
+    await world.core.idle();
+    assert.equal(world.core.policyBundlesWaiting, 0);
+    assert.deepEqual(store.saves, [3, 4, 6]);
+    const reports = world.bodies('POLICY_BUNDLE_REPORT').map((report) => [report.version, report.status, report.held_version]);
+    assert.deepEqual(reports, [[3, 'accepted', 3], [4, 'accepted', 4], [6, 'accepted', 6]]);
+    const droppedVersions = world.events.flatMap((e) => (e.kind === 'policy_bundle' && e.dropped === true ? [e.version] : []));
+    assert.deepEqual(droppedVersions, [...Array.from({ length: 100 }, () => 4), 5, 6]);
+  });
+
+  it('after a restart, the saved bundle pushed again at AUTH is acknowledged without being written again', async () => {
+    const store = countingStore();
+    const world = await connectedWorld(store);
+    const held = world.bundle(3);
+    await world.push(held);
+    await world.core.stop();
+    await world.startAgent();
+    world.connect();
+    // The gateway sends the stored bundle after every AUTH: the same one, reloaded from the store by the new process.
+    await world.push(JSON.parse(JSON.stringify(held)) as SignedPolicyBundle);
+    assert.deepEqual(store.saves, [3]);
+    assert.deepEqual(world.bodies('POLICY_BUNDLE_REPORT'), [{ version: 3, status: 'accepted', held_version: 3 }]);
+    assert.equal((await world.deliver(world.command('EXEC_LOCK_SCREEN')))?.error?.code, 'POLICY_BUNDLE_DENIED');
+  });
+
+  it('the same version with other content is handled as before: issued later or at the same time, taken and saved; issued earlier, refused as stale', async () => {
+    const store = countingStore();
+    const world = await connectedWorld(store);
+    const first = world.bundle(3);
+    await world.time.runUntil(world.time.nowMs() + 1_000, settle);
+    const resigned = world.bundle(3, { extraRules: [{ id: 'no-status-lab', effect: 'deny', roles: '*', opcodes: ['EXEC_GET_STATUS'], devices: { ids: ['lab-*'] } }] });
+    await world.push(resigned);
+    await world.push(first);
+    await world.push(resigned);
+    assert.deepEqual(store.saves, [3]);
+    const reports = world.bodies('POLICY_BUNDLE_REPORT').map((report) => [report.version, report.status, report.error?.code]);
+    assert.deepEqual(reports, [[3, 'accepted', undefined], [3, 'refused', 'POLICY_BUNDLE_VERSION_STALE'], [3, 'accepted', undefined]]);
+    // Same version, same issue time, other content (verifyPolicyBundle's rule: not issued earlier): taken and written.
+    const sameTime = world.bundle(3);
+    assert.equal(sameTime.bundle.issued_at, resigned.bundle.issued_at);
+    await world.push(sameTime);
+    assert.deepEqual(store.saves, [3, 3]);
+    assert.notEqual((await world.deliver(world.command('EXEC_GET_STATUS')))?.status, 'rejected', 'the re-signed content is enforced');
+  });
+});

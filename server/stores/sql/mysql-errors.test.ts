@@ -30,8 +30,8 @@ describe('mapMysqlError', () => {
     const lost = new Promise<unknown>((resolve) => { victim.once('error', resolve); });
     const killer = createConnection({ uri: mysqlUrl! });
     try {
-      const [{ id }] = await query(victim, 'SELECT CONNECTION_ID() AS id') as Array<{ id: number }>;
-      await query(killer, `KILL ${id}`);
+      const rows = await query(victim, 'SELECT CONNECTION_ID() AS id') as Array<{ id: number }>;
+      await query(killer, `KILL ${rows[0]!.id}`);
       assert.equal(mapMysqlError(await lost).code, 'STORE_UNAVAILABLE');
       const after = await query(victim, 'SELECT 1').then(() => undefined, (error: unknown) => error);
       assert.ok(after instanceof Error, 'the closed connection refused the query');

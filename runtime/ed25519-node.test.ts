@@ -193,3 +193,28 @@ test('rememberOwnSignatures: a signature this process made is verified by the ex
   assert.equal(noCache.verify(publicKey, message, noCache.sign(seed, message)), true);
   assert.deepEqual([noCache.counts().verifies, noCache.counts().verifiedCacheHits], [1, 0]);
 });
+
+test('verifiedSignatures made elsewhere (not createVerifiedSignatureCache) are asked and told through has/add, with the signature', () => {
+  const calls: string[] = [];
+  const kept = new Set<string>();
+  const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+  const provider = createNodeEd25519Provider({
+    verifiedSignatures: {
+      has(_publicKey, message, signature) {
+        calls.push(`has ${message.length} ${signature.length}`);
+        return kept.has(hex(signature));
+      },
+      add(_publicKey, message, signature) {
+        calls.push(`add ${message.length} ${signature.length}`);
+        kept.add(hex(signature));
+      },
+    },
+  });
+  const publicKey = provider.publicKeyFromSeed(seed);
+  const message = new TextEncoder().encode('a report');
+  const signature = provider.sign(seed, message);
+  assert.equal(provider.verify(publicKey, message, signature), true);
+  assert.equal(provider.verify(publicKey, message, signature), true);
+  assert.deepEqual(calls, ['has 8 64', 'add 8 64', 'has 8 64']);
+  assert.deepEqual([provider.counts().verifies, provider.counts().verifiedCacheHits], [1, 1]);
+});

@@ -201,6 +201,15 @@ describe('a control plane without an image repository', () => {
       const response = await h.cp.app.inject({ method: 'GET', url: '/v1/tuf/metadata/timestamp.json' });
       assert.equal(response.statusCode, 503);
       assert.equal(response.json().error.code, 'OTA_REPOSITORY_NOT_INITIALISED');
+      // The Approvals inbox's rollouts: none wait on anyone (an empty list, not a refusal the console would log every 2 s).
+      const { addAndLogIn, apiCaller, personMaker } = await import('../control-plane/test-support.js');
+      const people: Parameters<typeof personMaker>[1] = [];
+      const approver = personMaker('-no-repo', people)('ap', 'approver');
+      const call = apiCaller(() => h);
+      await addAndLogIn(h, call, people, 'correct horse battery staple');
+      const awaiting = await call('GET', '/v1/approvals/rollouts', approver.token);
+      assert.equal(awaiting.status, 200, awaiting.text);
+      assert.deepEqual(awaiting.json(), { items: [] });
     } finally {
       await h.close();
     }

@@ -141,7 +141,11 @@ export const rolloutRoutes: RoutesPlugin<{ readonly rollouts: () => RolloutServi
       auth: 'approver',
       summary: 'Rollouts waiting for approvals that you may decide (not started by you, not decided by you, your role among the rule\'s, the window open), newest first',
     },
-  }, async (request) => ({ items: await required().awaitingDecisionBy(principalOf(request).name, request.query.limit ?? 50) }));
+  }, async (request) => {
+    // Without an image repository no rollout waits on anyone: the inbox asks every few seconds, and an empty list is the answer.
+    const service = rollouts();
+    return { items: service === undefined ? [] : await service.awaitingDecisionBy(principalOf(request).name, request.query.limit ?? 50) };
+  });
 
   app.post('/v1/rollouts/:id/approve', {
     schema: { params: Params, body: ApproveBody, response: { 200: DecisionOutcome } },

@@ -211,8 +211,8 @@ export class SdcApprovals extends LightElement {
         ${this.#keyPanel()}
         ${errorLine(this.error)}
         ${this.outcome ? html`<p role="status" data-testid="approval-outcome">${this.outcome}</p>` : nothing}
-        ${this.pending === undefined || this.rollouts === undefined ? html`<p>Loading…</p>`
-          : this.pending.length === 0 && this.rollouts.length === 0 ? html`<p data-testid="approvals-empty">Nothing waits for approval.</p>` : nothing}
+        ${this.pending === undefined ? html`<p>Loading…</p>`
+          : this.pending.length === 0 && this.rollouts !== undefined && this.rollouts.length === 0 ? html`<p data-testid="approvals-empty">Nothing waits for approval.</p>` : nothing}
         ${(this.rollouts ?? []).length === 0 ? nothing : html`
           <h2>Rollouts</h2>
           <ul class="approvals" data-testid="approvals-rollouts">${this.rollouts!.map((r) => html`

@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SdcError } from '../core/errors/index.js';
-import { sourceLoaderExecArgv } from '../runtime/fork-module.js';
+import { sourceModuleFork } from '../runtime/fork-module.js';
 import { chunks, type WorkerAgentSpec } from '../sim/real/messages.js';
 import type {
   AgentWorkerReport, AgentWorkerRequest, AgentWorkerStatus, BareClientReport, BareClientRequest, CpuReading, ServerMemory, ServerReport, ServerRequest,
@@ -22,10 +22,12 @@ class BenchChild<Request, Report extends { type: string }> {
 
   constructor(readonly name: string, baseName: string, args: readonly string[] = []) {
     const built = import.meta.url.endsWith('.js');
-    const modulePath = fileURLToPath(new URL(`./${baseName}${built ? '.js' : '.ts'}`, import.meta.url));
+    const path = fileURLToPath(new URL(`./${baseName}${built ? '.js' : '.ts'}`, import.meta.url));
+    // From the sources: under npm test the runner's compiled mirror with plain node, else the TypeScript loader.
+    const { modulePath, execArgv: loaderArgv } = built ? { modulePath: path, execArgv: [] } : sourceModuleFork(path);
     // SDC_BENCH_CPU_PROF_DIR=D: every child writes a V8 CPU profile to D when it exits (not one killed with SIGKILL), to see where a connect phase or a storm spends its CPU.
     const profileDir = process.env.SDC_BENCH_CPU_PROF_DIR;
-    const execArgv = ['--expose-gc', ...(built ? [] : sourceLoaderExecArgv()), ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${name.replace(/[^A-Za-z0-9-]/g, '-')}.cpuprofile`] : [])];
+    const execArgv = ['--expose-gc', ...loaderArgv, ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${name.replace(/[^A-Za-z0-9-]/g, '-')}.cpuprofile`] : [])];
     this.child = fork(modulePath, [...args], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     this.child.on('message', (report: Report) => {
       if (report.type === 'failed') this.failure ??= (report as unknown as { message: string }).message;

@@ -3,8 +3,11 @@
 // through `prepare`) when that build is current for the sources beside it (bin/build-state.js),
 // and otherwise compiles the TypeScript sources on load with tsx: a checkout being edited runs
 // what is in it, an installed one starts in a fraction of the time (tsx costs seconds of CPU per
-// call, even for --help). SDC_FROM_SOURCE=1 forces tsx.
-import { fileURLToPath } from 'node:url';
+// call, even for --help). SDC_FROM_SOURCE=1 forces the sources (under `npm test`, the runner's
+// compiled mirror of them; see testMirrorMain).
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { buildIsCurrent, readBuildInfo } from './build-state.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -17,9 +20,30 @@ async function loadTsx() {
   }
 }
 
+/**
+ * Under `npm test`, these sources as the test files run them: the runner compiles every source
+ * once per run into a mirror of the tree (scripts/test-ts-cache.mjs; SDC_TEST_JS_MIRROR, its first
+ * line, for the checkout SDC_TEST_JS_SOURCES), so a test that runs `sdc` from the sources (an
+ * edited checkout, or SDC_FROM_SOURCE=1) gets the code under test without tsx's seconds of CPU per
+ * call. Undefined elsewhere, for another checkout (an installed copy), or when the mirror lacks it.
+ */
+function testMirrorMain() {
+  const mirror = process.env.SDC_TEST_JS_MIRROR?.split('\n')[0];
+  const sources = process.env.SDC_TEST_JS_SOURCES;
+  if (!mirror || !sources || resolve(sources) !== resolve(root)) return undefined;
+  const main = join(mirror, 'cli', 'main.js');
+  return existsSync(main) ? main : undefined;
+}
+
 async function loadMain() {
   const info = process.env.SDC_FROM_SOURCE === '1' ? undefined : readBuildInfo(root);
   if (info !== undefined && buildIsCurrent(root, info)) return import('../dist/cli/main.js');
+  const mirrored = testMirrorMain();
+  if (mirrored !== undefined) {
+    // Stack traces name the TypeScript lines, as under tsx (the mirror's files carry inline source maps).
+    process.setSourceMapsEnabled(true);
+    return import(pathToFileURL(mirrored).href);
+  }
   const tsx = await loadTsx();
   if (tsx !== undefined) {
     tsx.register();

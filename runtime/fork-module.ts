@@ -32,6 +32,23 @@ function mirroredModule(sourcePath: string): string | undefined {
 }
 
 /**
+ * The node arguments that run the TypeScript source `sourcePath` as a child's main module: under
+ * `npm test` its compiled JavaScript with plain node (mirroredModule: no hooks thread, no round
+ * trip to it per import), elsewhere the source through the loader (sourceLoaderExecArgv). For
+ * tests that spawn a source script themselves (ci-target, a control plane killed mid-write).
+ */
+export function sourceModuleArgv(sourcePath: string): string[] {
+  const { execArgv, modulePath } = sourceModuleFork(sourcePath);
+  return [...execArgv, modulePath];
+}
+
+/** sourceModuleArgv's parts, for child_process.fork: the module to run and node's flags for it. */
+export function sourceModuleFork(sourcePath: string): { modulePath: string; execArgv: string[] } {
+  const mirrored = mirroredModule(sourcePath);
+  return mirrored !== undefined ? { modulePath: mirrored, execArgv: ['--enable-source-maps'] } : { modulePath: sourcePath, execArgv: sourceLoaderExecArgv() };
+}
+
+/**
  * Forks a sibling module of `callerUrl` (its `import.meta.url`) as a child process with an IPC
  * channel: from dist/ (the built CLI) the module is JavaScript and needs no loader; from the
  * sources a TypeScript loader runs it (sourceLoaderExecArgv), resolved here so the child runs from

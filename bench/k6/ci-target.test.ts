@@ -5,7 +5,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sourceLoaderExecArgv } from '../../runtime/fork-module.js';
+import { sourceModuleArgv } from '../../runtime/fork-module.js';
 
 /**
  * CI's k6 step (ci-target.ts) with k6 replaced by node-check/fake-k6.mjs (SDC_K6_BIN): the
@@ -37,7 +37,7 @@ async function runCiTarget(env: Record<string, string>): Promise<{ code: number;
   try {
     const log = join(dir, 'fake-k6.jsonl');
     const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
-      execFile(process.execPath, [...sourceLoaderExecArgv(), ciTarget], {
+      execFile(process.execPath, sourceModuleArgv(ciTarget), {
         env: { ...process.env, SDC_K6_BIN: fakeK6, SDC_FAKE_K6_LOG: log, ...env }, timeout: runLimitMs, maxBuffer: 16 * 1024 * 1024,
       }, (error, _stdout, stderrText) => resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stderr: stderrText }));
     });

@@ -12,7 +12,7 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
-import { sourceLoaderExecArgv } from '../../runtime/fork-module.js';
+import { sourceModuleArgv } from '../../runtime/fork-module.js';
 import { releaseLibraryForTests } from './test-support.js';
 
 const library = releaseLibraryForTests();
@@ -56,7 +56,7 @@ function runChild(mode: string): { outcome: string; stderr: string } {
   const env: NodeJS.ProcessEnv = { ...process.env, LD_PRELOAD: shimPath };
   delete env.NODE_TEST_CONTEXT;
   delete env.SDC_TEST_DIR_FSYNC;
-  const result = spawnSync(process.execPath, [...sourceLoaderExecArgv(), child, libraryPath, mode], { encoding: 'utf8', timeout: 120_000, env });
+  const result = spawnSync(process.execPath, [...sourceModuleArgv(child), libraryPath, mode], { encoding: 'utf8', timeout: 120_000, env });
   assert.equal(result.status, 0, `${result.stdout}\n${result.stderr}`);
   const line = result.stdout.trim().split('\n').at(-1) ?? '';
   return { outcome: (JSON.parse(line) as { outcome: string }).outcome, stderr: result.stderr };

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { sourceLoaderExecArgv } from '../../runtime/fork-module.js';
+import { sourceModuleFork } from '../../runtime/fork-module.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { IoctlCode } from '../generated/contract.js';
 import { buildNativeLibrary, nativeArtifacts } from './build.js';
@@ -40,8 +40,8 @@ function childEnv(): NodeJS.ProcessEnv {
 }
 
 test('contract suite passes against the ASan+UBSan build of the native library', { skip }, () => {
-  const suite = fileURLToPath(new URL('./sanitized-suite.ts', import.meta.url));
-  const result = spawnSync(process.execPath, [...sourceLoaderExecArgv(), '--test', '--test-reporter=spec', suite], {
+  const suite = sourceModuleFork(fileURLToPath(new URL('./sanitized-suite.ts', import.meta.url)));
+  const result = spawnSync(process.execPath, [...suite.execArgv, '--test', '--test-reporter=spec', suite.modulePath], {
     encoding: 'utf8',
     timeout: 240_000,
     env: {

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sourceLoaderExecArgv } from '../../runtime/fork-module.js';
+import { sourceModuleArgv } from '../../runtime/fork-module.js';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
@@ -33,7 +33,7 @@ const childAnswersTimeoutMs = 120_000;
 
 /** Runs the child until it has answered `answers` creates, then kills it with SIGKILL; returns the ids it answered. */
 async function runAndKill(env: Record<string, string>, answers: number): Promise<string[]> {
-  const child = spawn(process.execPath, [...sourceLoaderExecArgv(), childPath], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, sourceModuleArgv(childPath), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const answered: string[] = [];
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString('utf8')).slice(-4_000); });

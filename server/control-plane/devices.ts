@@ -450,6 +450,9 @@ export class DeviceService {
     const serial = normalizeSerialHex(result.serialHex);
     const publicKey = base64urlFromBytes(rawEd25519Key(certificate.publicKey.rawData));
     const supersededSerials = await this.#ctx.db.transaction(async (tx) => {
+      // Checked again under the row's lock (review h1, finding 1): a revocation that committed
+      // since the checks above wins, and the certificate just signed is never recorded nor given out.
+      await this.#lockForRenewal(tx, deviceId, presentedSerial);
       await this.#recordCertificate(tx, deviceId, result, nowMs);
       await tx.execute('UPDATE devices SET cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?',
         [serial, result.notAfter.getTime(), publicKey, deviceId]);
@@ -464,7 +467,38 @@ export class DeviceService {
     await this.#ctx.settleAudit();
     await this.#publishSuperseded(deviceId, supersededSerials, nowMs);
     await this.trust.certificateIssued(deviceId, serial, result.notAfter.getTime());
+    await this.#withdrawIfRevokedSince(deviceId, serial);
     return this.#answer(deviceId, result.certificatePem, this.#issuer.chainPems());
+  }
+
+  /**
+   * Inside a renewal's transaction: the device row locked (FOR UPDATE on MySQL; SQLite runs one
+   * transaction at a time), refused API_DEVICE_REVOKED when a revocation committed since the
+   * renewal's first checks, and TRUST_CERT_REVOKED when the presented certificate was revoked
+   * meanwhile (superseded by a re-enrollment).
+   */
+  async #lockForRenewal(tx: SqlExecutor, deviceId: string, presentedSerial: string): Promise<{ certSerial: string | null }> {
+    const [row] = await tx.query<{ status: string; cert_serial: string | null }>(
+      `SELECT status, cert_serial FROM devices WHERE id = ?${tx.dialect === 'mysql' ? ' FOR UPDATE' : ''}`, [deviceId]);
+    if (row === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `device ${deviceId} is unknown`, { deviceId });
+    if (row.status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} was revoked while its renewal ran`, { deviceId });
+    const revoked = await tx.query('SELECT serial FROM revocations WHERE serial = ?', [presentedSerial]);
+    if (revoked.length > 0) throw new SdcError('TRUST_CERT_REVOKED', `certificate ${presentedSerial} was revoked while the renewal ran`, { deviceId });
+    return { certSerial: row.cert_serial === null ? null : normalizeSerialHex(row.cert_serial) };
+  }
+
+  /**
+   * After a renewal published its certificate: if a revocation of the device committed since its
+   * transaction (and so may have deleted the keys before they were written), the keys are
+   * withdrawn again and the renewal refused. Either this read sees that commit, or the
+   * revocation's deletes run after the writes above: the keys never outlive a revocation.
+   */
+  async #withdrawIfRevokedSince(deviceId: string, serial: string): Promise<void> {
+    const [row] = await this.#ctx.db.query<{ status: string }>('SELECT status FROM devices WHERE id = ?', [deviceId]);
+    if (row !== undefined && row.status !== 'revoked') return;
+    await this.#ctx.kv.del(kvKeys.deviceCertificate(serial));
+    await this.trust.deviceRevoked(deviceId);
+    throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} was revoked while its renewal was published`, { deviceId });
   }
 
   async #recordCertificate(tx: SqlExecutor, deviceId: string, issued: Pick<IssuedDeviceCertificate, 'serialHex' | 'notAfter'>, nowMs: number): Promise<void> {
@@ -520,20 +554,24 @@ export class DeviceService {
     const row = await this.#row(options.deviceId);
     if (row.cert_serial === null) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${options.deviceId} has no certificate`, { deviceId: options.deviceId });
     const nowMs = this.#ctx.clock.nowMs();
-    const serial = normalizeSerialHex(row.cert_serial);
     // The revocations, the device's status and the audit entry commit together; the entry names the
     // number of the CRL that lists them, taken in the same transaction and used below.
-    const { others, crlNumber } = await this.#ctx.db.transaction(async (tx) => {
-      await this.revocations.revokeDeviceIn(tx, serial, reason, new Date(nowMs), options.deviceId);
+    const { serial, others, crlNumber } = await this.#ctx.db.transaction(async (tx) => {
+      // The current serial read again under the row's lock: a renewal that committed since the read
+      // above made another certificate current (review h1, finding 1, the reverse order).
+      const [locked] = await tx.query<{ cert_serial: string | null }>(
+        `SELECT cert_serial FROM devices WHERE id = ?${tx.dialect === 'mysql' ? ' FOR UPDATE' : ''}`, [options.deviceId]);
+      const current = normalizeSerialHex(locked?.cert_serial ?? row.cert_serial!);
+      await this.revocations.revokeDeviceIn(tx, current, reason, new Date(nowMs), options.deviceId);
       // An earlier certificate kept alive by a renewal must not outlive the device's revocation.
-      const revoked = await this.#revokeCertificates(tx, options.deviceId, [serial], reason, nowMs);
+      const revoked = await this.#revokeCertificates(tx, options.deviceId, [current], reason, nowMs);
       await tx.execute("UPDATE devices SET status = 'revoked' WHERE id = ?", [options.deviceId]);
       const number = await this.revocations.nextCrlNumberIn(tx);
       await this.#ctx.audit.record(tx, {
         kind: 'device.revoked', actor: actors.user(options.actor), subject: `device:${options.deviceId}`,
-        payload: { serial, reason, crl_number: number.toString() },
+        payload: { serial: current, reason, crl_number: number.toString() },
       });
-      return { others: revoked, crlNumber: number };
+      return { serial: current, others: revoked, crlNumber: number };
     });
     this.#deviceKeys.invalidate();
     await this.#ctx.settleAudit();

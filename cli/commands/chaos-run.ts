@@ -8,6 +8,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { startChaosServer, type ChaosServer } from '../../chaos/proxy/server.js';
 import { startDeployment, type Deployment, type StartDeploymentOptions } from '../../server/deployment/deployment.js';
 import { initDeployment } from '../../server/materials/materials.js';
+import { mapMysqlError } from '../../server/stores/sql/mysql-errors.js';
 import { agentPathDefault } from '../../server/gateway/gateway-server.js';
 import { kvKeys } from '../../server/bus-contract/streams.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
@@ -414,9 +415,11 @@ async function createRunDatabase(mysqlUrl: string, tag: string): Promise<{ url: 
   const name = `sdc_chaos_${tag}`;
   const url = new URL(mysqlUrl);
   url.pathname = `/${name}`;
+  // mysql2's own errors (ER_CON_COUNT_ERROR "Too many connections" on a busy server) as the store's
+  // codes: uncaught, they ended the run as `sdc: internal error`.
   const admin = async (sql: string) => {
-    const connection = await createMysqlConnection({ uri: mysqlUrl });
-    try { await connection.query(sql); } finally { await connection.end(); }
+    const connection = await createMysqlConnection({ uri: mysqlUrl }).catch((error: unknown) => { throw mapMysqlError(error); });
+    try { await connection.query(sql).catch((error: unknown) => { throw mapMysqlError(error); }); } finally { await connection.end().catch(() => undefined); }
   };
   await admin(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
   return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS \`${name}\``) };

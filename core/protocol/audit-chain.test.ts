@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { SdcError } from '../errors/index.js';
 import {
-  AuditLog, InMemoryAuditStore, appendAuditEntry, auditEntryHash, auditPayloadJson, auditGenesisHash, auditLimits, verifyAuditChain,
+  AuditLog, InMemoryAuditStore, appendAuditEntry, auditEntryHash, validAuditInput, auditPayloadJson, auditGenesisHash, auditLimits, verifyAuditChain,
   type AuditEntry, type AuditEntryInput, type AuditStore,
 } from './audit-chain.js';
 import { canonicalize } from './canonical-json.js';
@@ -79,6 +79,20 @@ describe('appendAuditEntry', () => {
         assert.equal(auditPayloadJson(copy.payload), canonicalize(copy.payload));
       },
     ), { numRuns: 300 });
+  });
+
+  it('checks an input whose payload it returned before without copying the payload again, and chains it to the same bytes (issue 17)', () => {
+    const first = validAuditInput(input({ actor: 'user:"q\\😀é', payload: { b: [1, 'x'], a: { c: null } } }));
+    const again = validAuditInput({ ...first, ts: first.ts + 1 });
+    assert.equal(again.payload, first.payload);
+    assert.equal(again.ts, first.ts + 1);
+    const fresh = validAuditInput(JSON.parse(JSON.stringify(first)) as AuditEntryInput);
+    assert.notEqual(fresh.payload, first.payload);
+    assert.deepEqual(appendAuditEntry(undefined, first, sha256), appendAuditEntry(undefined, fresh, sha256));
+    // The scalar members of the hashed text as canonicalize writes them (quotes, backslash, a surrogate pair).
+    const entry = appendAuditEntry(undefined, first, sha256);
+    assert.equal(auditEntryHash(JSON.parse(JSON.stringify(entry)) as AuditEntry, sha256), entry.hash);
+    assert.throws(() => validAuditInput({ ...first, kind: 'Bad Kind' }), (error: unknown) => SdcError.is(error, 'AUDIT_ENTRY_INVALID'));
   });
 
   it('refuses malformed input with AUDIT_ENTRY_INVALID naming the field', () => {

@@ -72,6 +72,15 @@ export function auditPayloadJson(payload: JsonObject): string {
   return canonicalPayloads.get(payload) ?? canonicalize(payload, { limits: { depthMax: auditLimits.depthMax - 1 } });
 }
 
+/**
+ * The canonical text of a payload `validAuditInput` returned (deep-frozen, so the text is its own
+ * for good), else undefined: a store that keeps such payloads by that text can hand the same
+ * object back for a row holding exactly that text (SqlAuditStore's drain, issue 17).
+ */
+export function validatedAuditPayloadText(payload: JsonObject): string | undefined {
+  return canonicalPayloads.get(payload);
+}
+
 /** The chain hash of an entry, computed over every field except `hash` itself. */
 export function auditEntryHash(entry: Omit<AuditEntry, 'hash'>, sha256: Sha256): string {
   const unsigned = {
@@ -94,10 +103,24 @@ export function auditEntryHash(entry: Omit<AuditEntry, 'hash'>, sha256: Sha256):
  * the two forms to the same bytes.
  */
 function canonicalEntryText(unsigned: Omit<AuditEntry, 'hash'>, payloadText: string): string {
-  return `{"actor":${canonicalize(unsigned.actor)},"kind":${canonicalize(unsigned.kind)},"payload":${payloadText},`
-    + `"prev_hash":${canonicalize(unsigned.prev_hash)},"seq":${canonicalize(unsigned.seq)},`
-    + `"subject":${canonicalize(unsigned.subject)},"ts":${canonicalize(unsigned.ts)}}`;
+  return `{"actor":${canonicalScalar(unsigned.actor)},"kind":${canonicalScalar(unsigned.kind)},"payload":${payloadText},`
+    + `"prev_hash":${canonicalScalar(unsigned.prev_hash)},"seq":${canonicalScalar(unsigned.seq)},`
+    + `"subject":${canonicalScalar(unsigned.subject)},"ts":${canonicalScalar(unsigned.ts)}}`;
 }
+
+/**
+ * canonicalize(value) for an entry's scalar members without a writer per call (six per entry
+ * chained, issue 17): a safe integer's text, and JSON.stringify of a string without surrogates,
+ * are what RFC 8785 (and canonicalize) write for them; anything else goes through canonicalize,
+ * which refuses what it must.
+ */
+function canonicalScalar(value: string | number): string {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? String(value) : canonicalize(value);
+  return surrogatePattern.test(value) ? canonicalize(value) : JSON.stringify(value);
+}
+
+/** Any UTF-16 surrogate: such strings take canonicalize's path (it refuses lone ones). */
+const surrogatePattern = /[\uD800-\uDFFF]/;
 
 /**
  * The entry that follows `prev` (or the first entry when `prev` is undefined). The payload is
@@ -116,6 +139,10 @@ export function appendAuditEntry(prev: AuditEntry | undefined, input: AuditEntry
  */
 export function validAuditInput(input: AuditEntryInput): AuditEntryInput {
   checkInput(input);
+  // A payload this function returned before is deep-frozen with its canonical text known: it
+  // passed the checks below and canonicalizing and parsing it again would give an equal frozen
+  // copy, so it is taken as it is (the drain re-checks every recorded input, issue 17).
+  if (canonicalPayloads.has(input.payload)) return { ts: input.ts, kind: input.kind, actor: input.actor, subject: input.subject, payload: input.payload };
   let payloadText: string;
   try {
     payloadText = canonicalize(input.payload, { limits: { depthMax: auditLimits.depthMax - 1 } });

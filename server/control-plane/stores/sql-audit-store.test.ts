@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SdcError } from '../../../core/errors/index.js';
-import { AuditLog, type AuditEntry, type AuditStore } from '../../../core/protocol/audit-chain.js';
+import { AuditLog, type AuditEntry, type AuditEntryInput, type AuditStore } from '../../../core/protocol/audit-chain.js';
 import { systemClock } from '../../../runtime/system.js';
 import type { SqlDatabase, SqlExecutor, SqlTransaction } from '../../stores/sql/sql-port.js';
 import { migrateControlPlane } from '../database.js';
@@ -249,6 +249,42 @@ function suite(target: SqlTarget): void {
         assert.deepEqual(stored.map((entry) => entry.subject), ['in:0', 'other:1', 'other:2', 'other:3', ...Array.from({ length: 10 }, (_, i) => `in:${i + 1}`)]);
         assert.deepEqual(await log.verify(), { ok: true, count: 14, headSeq: 14, headHash: stored[13]!.hash });
         assert.equal(await store.recordedCount(), 0);
+      } finally {
+        // Closed even when an assertion failed: an open MySQL pool would keep the test process alive.
+        await db.close();
+      }
+    });
+
+    it('a drain hands next the payload this store recorded for a row with exactly its text, not a parsed copy; a row changed since is parsed and chained as it stands (issue 17)', async () => {
+      const db = await open();
+      try {
+        await db.execute('DELETE FROM audit_outbox');
+        const store = new SqlAuditStore(db);
+        const recorded: AuditEntryInput[] = [];
+        const drained: AuditEntryInput[] = [];
+        const watched: AuditStore<SqlExecutor> = {
+          head: () => store.head(), scan: (fromSeq, limit) => store.scan(fromSeq, limit), append: (entry) => store.append(entry),
+          record: (tx, input) => store.record(tx, input),
+          recordMany: (tx, inputs) => {
+            recorded.push(...inputs);
+            return store.recordMany(tx, inputs);
+          },
+          appendRecorded: (next, limit) => store.appendRecorded((head, inputs) => {
+            drained.push(...inputs);
+            return next(head, inputs);
+          }, limit),
+        };
+        const log = new AuditLog({ store: watched, sha256, clock: systemClock });
+        await db.transaction((tx) => log.recordMany(tx, [1, 2, 3].map((n) => ({ kind: 'test.recorded', actor: 'system', subject: `t:${n}`, payload: { n, text: 'é"\\' } }))));
+        await db.execute('UPDATE audit_outbox SET payload_json = ? WHERE subject = ?', ['{"n":99}', 't:2']);
+        assert.equal(await log.drainRecorded(), 3);
+        assert.deepEqual(drained.map((input) => input.subject), ['t:1', 't:2', 't:3']);
+        assert.equal(drained[0]!.payload, recorded[0]!.payload, 'the recorded object itself');
+        assert.equal(drained[2]!.payload, recorded[2]!.payload);
+        assert.notEqual(drained[1]!.payload, recorded[1]!.payload);
+        const stored = await store.scan(1, 10);
+        assert.deepEqual(stored.map((entry) => entry.payload), [{ n: 1, text: 'é"\\' }, { n: 99 }, { n: 3, text: 'é"\\' }]);
+        assert.equal((await log.verify()).ok, true);
       } finally {
         // Closed even when an assertion failed: an open MySQL pool would keep the test process alive.
         await db.close();

@@ -1,5 +1,5 @@
 import { SdcError } from '../../../core/errors/index.js';
-import { auditPayloadJson, auditScanLimitMax, type AuditEntry, type AuditEntryInput, type AuditStore } from '../../../core/protocol/audit-chain.js';
+import { auditPayloadJson, auditScanLimitMax, validatedAuditPayloadText, type AuditEntry, type AuditEntryInput, type AuditStore } from '../../../core/protocol/audit-chain.js';
 import type { JsonObject } from '../../../core/protocol/json-value.js';
 import type { SqlDatabase, SqlExecutor, SqlStatement, SqlTransaction } from '../../stores/sql/sql-port.js';
 import { DeferredStatements, executeInBatches } from '../../stores/sql/sql-batch.js';
@@ -8,6 +8,10 @@ import { lockCounterRowStatement } from './counters.js';
 interface AuditRow {
   seq: number; ts: number; kind: string; actor: string; subject: string | null; payload_json: string; prev_hash: string; hash: string;
 }
+
+/** Bounds of SqlAuditStore's recorded payloads: entries, and text per entry (command payloads are under 1 KiB). */
+const recordedPayloadsMax = 4_096;
+const recordedPayloadCharsMax = 8_192;
 
 interface OutboxRow {
   id: number; ts: number; kind: string; actor: string; subject: string; payload_json: string;
@@ -30,6 +34,15 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
    * empty drain transaction, and inputs recorded by other processes are found by the periodic drain's probe.
    */
   #recordedSinceDrain = false;
+  /**
+   * Validated payloads this store recorded, by their canonical text (the outbox row's
+   * payload_json), until a drain reads a row with exactly that text: the drain then takes the
+   * object instead of parsing the text and having AuditLog canonicalize and parse it again to
+   * check it (issue 17: five entries per command). Any other row (another process's, a changed
+   * one, one recorded before a restart) is parsed and checked as before. Bounded (oldest dropped):
+   * a recording transaction that rolled back leaves its entry here until pushed out.
+   */
+  readonly #recordedPayloads = new Map<string, JsonObject>();
 
   constructor(db: SqlDatabase) {
     this.#db = db;
@@ -95,6 +108,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
           sql: `INSERT INTO audit_outbox (ts, kind, actor, subject, payload_json) SELECT ?, ?, ?, ?, ?${tx.nextGuard()!}`,
           params: [input.ts, input.kind, input.actor, input.subject, auditPayloadJson(input.payload)],
         });
+        this.#rememberPayload(input.payload);
       }
       if (inputs.length > 0) this.#recordedSinceDrain = true;
       return;
@@ -106,8 +120,26 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
       };
       if (tx instanceof DeferredStatements) tx.add(statement);
       else await tx.execute(statement.sql, statement.params);
+      for (const { input } of chunk) this.#rememberPayload(input.payload);
     }
     if (inputs.length > 0) this.#recordedSinceDrain = true;
+  }
+
+  /** Keeps a validated payload by its text (#recordedPayloads); others, and long ones, are not kept. */
+  #rememberPayload(payload: JsonObject): void {
+    const text = validatedAuditPayloadText(payload);
+    if (text === undefined || text.length > recordedPayloadCharsMax) return;
+    this.#recordedPayloads.delete(text);
+    this.#recordedPayloads.set(text, payload);
+    if (this.#recordedPayloads.size > recordedPayloadsMax) this.#recordedPayloads.delete(this.#recordedPayloads.keys().next().value!);
+  }
+
+  /** An outbox row as an input: the payload recorded here with exactly its text, else inputFromOutboxRow's parse. */
+  #inputFromRow(row: OutboxRow): AuditEntryInput {
+    const payload = this.#recordedPayloads.get(row.payload_json);
+    if (payload === undefined) return inputFromOutboxRow(row);
+    this.#recordedPayloads.delete(row.payload_json);
+    return { ts: Number(row.ts), kind: row.kind, actor: row.actor, subject: row.subject, payload };
   }
 
   /**
@@ -138,7 +170,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
       const read = await tx.executeBatch([...appendLockStatements(tx.dialect), { sql: drainReadSql, params: [limit], returnsRows: true }]);
       const { head, rows } = splitDrainRead(read[read.length - 1]!.rows as unknown as DrainReadRow[]);
       if (rows.length === 0) return [];
-      const entries = next(head === undefined ? undefined : entryFromRow(head), rows.map(inputFromOutboxRow));
+      const entries = next(head === undefined ? undefined : entryFromRow(head), rows.map((row) => this.#inputFromRow(row)));
       if (entries.length !== rows.length) {
         throw new SdcError('AUDIT_ENTRY_INVALID', `the audit log chained ${entries.length} entries for ${rows.length} recorded inputs`);
       }

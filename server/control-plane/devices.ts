@@ -109,6 +109,18 @@ export const deviceActivityLimits = Object.freeze({ lastSeenWriteIntervalMs: 5_0
 /** Ids per `IN (...)` lookup when registering a batch of devices: well under every driver's placeholder limit. */
 const pendingLookupIdsMax = 500;
 
+/**
+ * How often a device may be given a new certificate (review h1, finding 2): every renewal revokes
+ * the device's previous certificate, so unbounded renewals grew the CRL without end. An agent
+ * renews once in the last third of its certificate's validity and retries a failed renewal at its
+ * next check (6 h), so these limits never touch a device that follows the protocol.
+ */
+export const renewalLimits = Object.freeze({
+  /** Certificates issued to one device (enrollment and renewals) per sliding window, at most; beyond, API_RENEWAL_TOO_SOON. */
+  windowMs: 24 * 60 * 60_000,
+  certificatesPerWindowMax: 6,
+});
+
 /** Unexpired certificates kept per device when a new one is issued: the one presented and the new one. */
 const superseded = { perIssueMax: 64 } as const;
 
@@ -441,6 +453,8 @@ export class DeviceService {
     if (onRecord === undefined) {
       throw new SdcError('API_CLIENT_CERT_UNKNOWN', `certificate ${presentedSerial} was not issued to ${deviceId} by this control plane`, { deviceId });
     }
+    // Checked before signing (cheap reads), and again under the row's lock in the transaction.
+    await this.#checkRenewalRate(this.#ctx.db, deviceId, nowMs);
     const issued = await this.#issuer.renewDeviceCertificate({
       currentCertPem: parseCertificate(options.presented.certDer).toString('pem'), csrPem: options.csrPem, now: new Date(nowMs),
       ...(this.#options.certificateValidityMs === undefined ? {} : { validityMs: this.#options.certificateValidityMs }),
@@ -453,6 +467,7 @@ export class DeviceService {
       // Checked again under the row's lock (review h1, finding 1): a revocation that committed
       // since the checks above wins, and the certificate just signed is never recorded nor given out.
       await this.#lockForRenewal(tx, deviceId, presentedSerial);
+      await this.#checkRenewalRate(tx, deviceId, nowMs);
       await this.#recordCertificate(tx, deviceId, result, nowMs);
       await tx.execute('UPDATE devices SET cert_serial = ?, cert_not_after = ?, public_key = ? WHERE id = ?',
         [serial, result.notAfter.getTime(), publicKey, deviceId]);
@@ -477,14 +492,29 @@ export class DeviceService {
    * renewal's first checks, and TRUST_CERT_REVOKED when the presented certificate was revoked
    * meanwhile (superseded by a re-enrollment).
    */
-  async #lockForRenewal(tx: SqlExecutor, deviceId: string, presentedSerial: string): Promise<{ certSerial: string | null }> {
-    const [row] = await tx.query<{ status: string; cert_serial: string | null }>(
-      `SELECT status, cert_serial FROM devices WHERE id = ?${tx.dialect === 'mysql' ? ' FOR UPDATE' : ''}`, [deviceId]);
+  async #lockForRenewal(tx: SqlExecutor, deviceId: string, presentedSerial: string): Promise<void> {
+    const [row] = await tx.query<{ status: string }>(
+      `SELECT status FROM devices WHERE id = ?${tx.dialect === 'mysql' ? ' FOR UPDATE' : ''}`, [deviceId]);
     if (row === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `device ${deviceId} is unknown`, { deviceId });
     if (row.status === 'revoked') throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} was revoked while its renewal ran`, { deviceId });
     const revoked = await tx.query('SELECT serial FROM revocations WHERE serial = ?', [presentedSerial]);
     if (revoked.length > 0) throw new SdcError('TRUST_CERT_REVOKED', `certificate ${presentedSerial} was revoked while the renewal ran`, { deviceId });
-    return { certSerial: row.cert_serial === null ? null : normalizeSerialHex(row.cert_serial) };
+  }
+
+  /**
+   * Refuses a renewal that comes too soon, API_RENEWAL_TOO_SOON with retryAfterS: once the device
+   * was given renewalLimits.certificatesPerWindowMax certificates in the sliding window. The
+   * presented certificate is the device's current one or the one the current one was renewed from
+   * (the only other one a renewal leaves unrevoked: its answer was lost), so a renewal loop, from
+   * either, ends here and supersedes (revokes) at most that many certificates a day.
+   */
+  async #checkRenewalRate(executor: SqlExecutor, deviceId: string, nowMs: number): Promise<void> {
+    const recent = await executor.query<{ issued_at: number | string }>(
+      'SELECT issued_at FROM device_certificates WHERE device_id = ? AND issued_at > ? ORDER BY issued_at ASC', [deviceId, nowMs - renewalLimits.windowMs]);
+    if (recent.length < renewalLimits.certificatesPerWindowMax) return;
+    const oldest = Number(recent[recent.length - renewalLimits.certificatesPerWindowMax]!.issued_at);
+    const retryAfterS = Math.max(1, Math.ceil((oldest + renewalLimits.windowMs - nowMs) / 1000));
+    throw new SdcError('API_RENEWAL_TOO_SOON', `device ${deviceId} was given ${recent.length} certificates in the last ${renewalLimits.windowMs / 3_600_000} h (at most ${renewalLimits.certificatesPerWindowMax}); retry in ${retryAfterS} s`, { deviceId, retryAfterS });
   }
 
   /**

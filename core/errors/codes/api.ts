@@ -26,6 +26,7 @@ export const apiErrors = defineErrors({
   API_ALERT_RULES_INVALID: { fault: 'remote', status: 400, summary: 'The alert rules configuration is malformed; details give the bad field\'s path' },
   API_CURSOR_INVALID: { fault: 'remote', status: 400, summary: 'Pagination cursor is malformed' },
   API_TOO_MANY_CLIENTS: { fault: 'local', status: 503, summary: 'The live update stream has its maximum number of clients' },
+  API_RENEWAL_TOO_SOON: { fault: 'remote', status: 429, summary: 'A certificate renewal came too soon: the device was given its maximum of certificates (6) in the last 24 h (docs/api.md, Certificate renewal); the Retry-After header says when to retry' },
   API_RATE_LIMITED: { fault: 'remote', status: 429, summary: 'Too many attempts from this source or for this account or device in the current window; the Retry-After header says when to retry' },
   API_TOO_MANY_STREAMS: { fault: 'remote', status: 429, summary: 'The user holds its maximum number of live update streams on this process' },
   API_LIVE_TOKEN_IN_URL: { fault: 'remote', status: 400, summary: 'GET /v1/live with a token in the URL (?token=): URLs leak to proxies, history and logs; send the JWT in the Authorization header, or get a one-time ticket from POST /v1/live/tickets and open /v1/live?ticket=' },

@@ -4,7 +4,8 @@ import type { KeyValueStore } from '../../stores/kv/kv-port.js';
 import { WindowCounter } from '../window-counter.js';
 
 /**
- * Limits on guessing: logins (passwords) and enrollments (pairing tokens), per source address
+ * Limits on guessing: logins (passwords) and enrollments (pairing tokens), and on certificate
+ * renewals (each one signs a certificate and a CRL), per source address
  * and per account or device, counted in the key/value store so control planes sharing one
  * Redis share the limits. Each limit is a count per fixed window of `windowMs`.
  */
@@ -24,6 +25,15 @@ export const authRateLimits = Object.freeze({
   // about load and noise, not about the odds of a guess.
   enrollmentFailuresPerSourceMax: 20,
   enrollmentFailuresPerDeviceMax: 10,
+  // Renewal attempts (review h1, finding 2): each one verifies a certificate chain and may sign
+  // a certificate and a CRL, so every attempt counts, accepted or not. An agent renews once per
+  // certificate lifetime and retries every 6 h; per device 5 a minute leaves room for a lost
+  // answer's retry. Per address 120 (gateways or NATs in front of a fleet), and 600 a minute over
+  // every control plane sharing the store, so a fleet whose certificates fall due together
+  // renews over minutes (agents retry at their next check) instead of all at once.
+  renewalAttemptsPerDeviceMax: 5,
+  renewalAttemptsPerSourceMax: 120,
+  renewalAttemptsMax: 600,
 });
 export type AuthRateLimits = typeof authRateLimits;
 
@@ -39,6 +49,9 @@ export class AuthRateLimiter {
   readonly #loginAccount: WindowCounter;
   readonly #enrollSource: WindowCounter;
   readonly #enrollDevice: WindowCounter;
+  readonly #renewDevice: WindowCounter;
+  readonly #renewSource: WindowCounter;
+  readonly #renewAll: WindowCounter;
 
   constructor(options: { kv: KeyValueStore; clock: Clock; limits?: Partial<AuthRateLimits> }) {
     this.#limits = { ...authRateLimits, ...options.limits };
@@ -47,6 +60,9 @@ export class AuthRateLimiter {
     this.#loginAccount = counter('login-account');
     this.#enrollSource = counter('enroll-source');
     this.#enrollDevice = counter('enroll-device');
+    this.#renewDevice = counter('renew-device');
+    this.#renewSource = counter('renew-source');
+    this.#renewAll = counter('renew-all');
   }
 
   /**
@@ -60,6 +76,18 @@ export class AuthRateLimiter {
     const result = await attempt();
     await this.#loginAccount.reset(who.account);
     return result;
+  }
+
+  /**
+   * Counts a renewal attempt for its device, its source and all renewals, and refuses it over any
+   * of the three limits (API_RATE_LIMITED, Retry-After) before its certificate is even verified.
+   */
+  async guardRenewal<T>(who: { source: string; deviceId: string }, attempt: () => Promise<T>): Promise<T> {
+    const [byDevice, bySource, all] = await Promise.all([this.#renewDevice.add(who.deviceId), this.#renewSource.add(who.source), this.#renewAll.add('all')]);
+    if (byDevice > this.#limits.renewalAttemptsPerDeviceMax) throw rateLimited('renewal attempts for this device', this.#renewDevice);
+    if (bySource > this.#limits.renewalAttemptsPerSourceMax) throw rateLimited('renewal attempts from this address', this.#renewSource);
+    if (all > this.#limits.renewalAttemptsMax) throw rateLimited('renewal attempts on this service', this.#renewAll);
+    return attempt();
   }
 
   /** Refuses an enrollment once its source or device has too many refused ones; counts a refusal. */

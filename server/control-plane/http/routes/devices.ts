@@ -150,9 +150,11 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
   // Public as far as bearer tokens go: the device authenticates with its certificate in the TLS handshake.
   app.post('/v1/devices/:id/renew', {
     schema: { params: DeviceParams, body: RenewBody },
-    config: { auth: 'public', summary: 'Renew a device certificate: CSR + the current certificate as the TLS client certificate' },
+    config: { auth: 'public', summary: 'Renew a device certificate: CSR + the current certificate as the TLS client certificate; rate-limited per device, address and service (API_RATE_LIMITED), at most 6 certificates a device a day (API_RENEWAL_TOO_SOON)' },
   }, async (request, reply) => {
-    const answer = await devices.renew({ deviceId: request.params.id, csrPem: request.body.csr_pem, presented: presentedClientCertificate(request) });
+    const deviceId = request.params.id;
+    const answer = await authLimiter.guardRenewal({ source: request.ip, deviceId },
+      () => devices.renew({ deviceId, csrPem: request.body.csr_pem, presented: presentedClientCertificate(request) }));
     return reply.status(201).send(answer);
   });
 

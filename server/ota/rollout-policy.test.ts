@@ -196,6 +196,86 @@ for (const pair of storePairs().pairs) {
       });
     });
 
+    // Resuming past a safety stop (docs/ota.md "Resuming after a safety stop") needs a start's authority.
+    const strictWave = (ids: string[]): RolloutPlan['waves'][number] => ({
+      selector: { deviceIds: ids }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 1, failedPercentMax: 0 },
+    });
+    /** A two-wave rollout by ada whose first wave's one device refuses the update: paused on its error threshold. */
+    const pausedOnErrors = async (names: [string, string]) => {
+      const [first, second] = await addDevices(names) as [string, string];
+      const view = await start([first, second], 'ada', [strictWave([first]), strictWave([second])]);
+      await service.onReport({
+        device_id: first, gateway_id: 'gw-1', at_ms: h.clock.nowMs(),
+        frame: JSON.stringify({ execution_id: (await notice(first))!.execution_id, event: 'refuse', report_id: `r-${names[0]}` }),
+      });
+      const paused = await service.view(view.id);
+      assert.deepEqual([paused.status, paused.pause_reason], ['paused', 'error_threshold']);
+      return { id: view.id, second };
+    };
+    const auditOf = async (kind: string, rolloutId: string) => (await h.db.query<{ actor: string; payload_json: string }>(
+      'SELECT actor, payload_json FROM audit_log WHERE kind = ? AND subject = ? ORDER BY seq', [kind, `rollout:${rolloutId}`]))
+      .map((row): Record<string, unknown> => ({ actor: row.actor, ...(JSON.parse(row.payload_json) as Record<string, unknown>) }));
+
+    it('a rollout paused on its error threshold is resumed only with a start\'s authority: an operator the policy lets start none is refused OTA_ROLLOUT_POLICY_DENIED, audited; an admin resumes it', async () => {
+      const { id, second } = await pausedOnErrors(['rs1', 'rs2']);
+      await assert.rejects(service.act(id, 'resume', 'otto'), (error) => SdcError.is(error, 'OTA_ROLLOUT_POLICY_DENIED') && error.details?.['pauseReason'] === 'error_threshold');
+      const still = await service.view(id);
+      assert.deepEqual([still.status, still.pause_reason], ['paused', 'error_threshold'], 'nothing moved');
+      assert.equal(await notice(second), undefined, 'the next wave is told nothing');
+      const [denied] = await auditOf('ota.rollout.resume_denied', id);
+      assert.equal(denied?.['actor'], 'user:otto');
+      assert.equal(denied?.['code'], 'OTA_ROLLOUT_POLICY_DENIED');
+      assert.deepEqual([denied?.['pause_reason'], denied?.['safety_stop'], denied?.['wave_stats']], ['error_threshold', 'error_threshold', { size: 1, executed: 1, failed: 1, succeeded: 0 }]);
+
+      const resumed = await service.act(id, 'resume', 'ada');
+      assert.equal(resumed.status, 'running');
+      assert.equal(resumed.executions.find((e) => e.device_id === second)?.state, 'notified', 'the next wave goes on');
+      const [audit] = await auditOf('ota.rollout.resume', id);
+      assert.equal(audit?.['actor'], 'user:ada');
+      assert.deepEqual([audit?.['pause_reason'], audit?.['safety_stop'], audit?.['error_threshold'], audit?.['wave_stats']],
+        ['error_threshold', 'error_threshold', { executed_min: 1, failed_percent_max: 0 }, { size: 1, executed: 1, failed: 1, succeeded: 0 }]);
+    });
+
+    it('an operator\'s own pause is resumed by an operator as before, even one the policy lets start nothing (no threshold crossed)', async () => {
+      const [first, second] = await addDevices(['rs3', 'rs4']) as [string, string];
+      const view = await start([first, second], 'ada', [strictWave([first]), strictWave([second])]);
+      assert.equal((await service.act(view.id, 'pause', 'otto')).pause_reason, 'operator');
+      const resumed = await service.act(view.id, 'resume', 'otto');
+      assert.equal(resumed.status, 'running');
+      const [audit] = await auditOf('ota.rollout.resume', view.id);
+      assert.deepEqual([audit?.['actor'], audit?.['pause_reason'], audit?.['safety_stop']], ['user:otto', 'operator', null]);
+      // Paused by the operator while the error threshold is crossed: the resume would waive it, so it is a safety stop too.
+      assert.equal((await service.act(view.id, 'pause', 'otto')).pause_reason, 'operator');
+      await service.onReport({
+        device_id: first, gateway_id: 'gw-1', at_ms: h.clock.nowMs(),
+        frame: JSON.stringify({ execution_id: (await notice(first))!.execution_id, event: 'refuse', report_id: 'r-rs3' }),
+      });
+      assert.equal((await service.view(view.id)).pause_reason, 'operator');
+      await assert.rejects(service.act(view.id, 'resume', 'otto'), (error) => SdcError.is(error, 'OTA_ROLLOUT_POLICY_DENIED'));
+      assert.equal(await notice(second), undefined);
+      assert.equal((await service.act(view.id, 'resume', 'ada')).status, 'running');
+    });
+
+    it('a resume after a safety stop that the policy allows only with approvals is refused OTA_ROLLOUT_APPROVAL_REQUIRED (approvals for a resume are not collected yet)', async () => {
+      const { id, second } = await pausedOnErrors(['rs5', 'rs6']);
+      await setPolicy({
+        version: 1,
+        rules: [
+          // Admins may update only with an approver's approval now (the rollout started without: its first wave ran under the old policy).
+          { id: 'admins-update-with-approval', effect: 'allow', roles: ['admin'], opcodes: ['EXEC_STAGE_UPDATE', 'EXEC_COMMIT_UPDATE'], devices: '*', conditions: { approval: { count: 1, roles: ['approver'] } } },
+          labDenyPolicy.rules[1]!,
+        ],
+      });
+      try {
+        await assert.rejects(service.act(id, 'resume', 'ada'),
+          (error) => SdcError.is(error, 'OTA_ROLLOUT_APPROVAL_REQUIRED') && error.details?.['rule_id'] === 'admins-update-with-approval');
+        assert.equal(await notice(second), undefined);
+        assert.equal((await service.view(id)).status, 'paused');
+      } finally {
+        await setPolicy(labDenyPolicy);
+      }
+    });
+
     it('a policy revised mid-rollout decides the next wave', async () => {
       const [first, second] = [device('shop3'), device('shop4')];
       const view = await start([first, second], 'ada', [oneWave([first]), oneWave([second])]);

@@ -7,7 +7,8 @@ import {
 } from '../../core/ota/execution-decisions.js';
 import { defaultExecutionTimeouts, executionTable, type ExecutionEvent, type ExecutionState, type ExecutionTimeouts } from '../../core/ota/execution-machine.js';
 import {
-  decideOperatorAction, decideRollout, startRollout, waveStats, type Executions, type OperatorAction, type RolloutPlan, type RolloutRecord,
+  decideOperatorAction, decideRollout, errorThresholdCrossed, startRollout, successThresholdMet, waveStats, type Executions, type OperatorAction, type RolloutPlan,
+  type RolloutRecord, type WaveStats,
 } from '../../core/ota/rollout-decisions.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
@@ -25,7 +26,7 @@ import type { ServiceSigner } from '../materials/materials.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import type { ReleaseService, ReleaseView } from './releases.js';
 import {
-  judgeRolloutDevices, refusalNoticeJson, releaseVerdicts, storedRefusal, type GatedCommand, type PolicyRefusal, type RolloutJudgement, type RolloutPolicyPort,
+  judgeRolloutDevices, refusalNoticeJson, releaseVerdicts, storedRefusal, type DeviceVerdict, type GatedCommand, type PolicyRefusal, type RolloutJudgement, type RolloutPolicyPort,
 } from './rollout-policy.js';
 import {
   executionsOfRollout, insertExecution, insertRollout, installedReleaseCounter, listRollouts, moveExecution, readExecution, readRollout,
@@ -860,9 +861,15 @@ export class RolloutService {
     const decision = decideOperatorAction(rollout.record, action, coordinatorView(executions));
     if (!decision.ok) throw new SdcError(decision.code, decision.message, { rolloutId, status: rollout.record.status });
     const nowMs = this.#ctx.clock.nowMs();
+    // Resuming past a safety stop waives thresholds the rollout was started (and approved) with: it needs a start's authority.
+    const stop = action === 'resume' ? safetyStopOf(rollout.record, executions) : null;
+    if (stop !== null) await this.#judgeResume(rollout, executions, stop, actor, nowMs);
     await this.#ctx.db.transaction(async (tx) => {
       await updateRolloutRecord(tx, rolloutId, decision.next, nowMs);
-      await this.#ctx.audit.record(tx, { kind: `ota.rollout.${action}`, actor: actors.user(actor), subject: `rollout:${rolloutId}`, payload: { cancel: decision.cancel.length, wave: decision.next.waveIndex } });
+      await this.#ctx.audit.record(tx, {
+        kind: `ota.rollout.${action}`, actor: actors.user(actor), subject: `rollout:${rolloutId}`,
+        payload: { cancel: decision.cancel.length, wave: decision.next.waveIndex, ...(action === 'resume' ? resumeFacts(rollout.record, stop) : {}) },
+      });
     });
     await this.#ctx.settleAudit();
     const byDevice = new Map(executions.map((e) => [e.deviceId, e]));
@@ -877,12 +884,105 @@ export class RolloutService {
     return this.view(rolloutId);
   }
 
+  /**
+   * A resume past a safety stop (docs/ota.md "Resuming after a safety stop") is judged as a start by
+   * the resumer: every device the rollout has still to notify (its whole fleet when none is left),
+   * for STAGE and COMMIT, by the current policy with the resumer as actor and no approvals, nothing
+   * reserved. Refused, audited `ota.rollout.resume_denied`, when any device needs approvals
+   * (OTA_ROLLOUT_APPROVAL_REQUIRED: a rollout that needed them to start needs them again, and
+   * approvals for a resume are not collected yet), or when the resumer is denied a device the
+   * creator's authority (with the rollout's approvals) would still update, or every device
+   * (OTA_ROLLOUT_POLICY_DENIED). A rate-limit refusal is not the resumer's authority: each
+   * execution still takes its places when its turn comes.
+   */
+  async #judgeResume(rollout: StoredRollout, executions: readonly StoredExecution[], stop: SafetyStop, actor: string, nowMs: number): Promise<void> {
+    const release = await this.#o.releases.get(rollout.releaseId);
+    const commands = this.#gatedCommands(release);
+    const notified = new Set(executions.map((e) => e.deviceId));
+    const left = rollout.record.waves.flat().filter((deviceId) => !notified.has(deviceId));
+    const deviceIds = left.length > 0 ? left : rollout.record.waves.flat();
+    const approvals = (rollout.approval?.outcome?.approvals ?? []).map((a) => ({ id: a.approver, role: a.role }));
+    const [resumer, creator] = await Promise.all([
+      judgeRolloutDevices(this.#o.policy, { requester: actor, deviceIds, commands, nowMs }),
+      judgeRolloutDevices(this.#o.policy, { requester: rollout.createdBy, deviceIds, commands, nowMs, approvals }),
+    ]);
+    const authority = (verdict: DeviceVerdict | undefined) => verdict === undefined || verdict.allowed || verdict.refusal.code === 'COMMAND_RATE_LIMITED';
+    const refusals = [...resumer.verdicts].flatMap(([deviceId, verdict]) => (verdict.allowed || verdict.refusal.code === 'COMMAND_RATE_LIMITED' ? [] : [{ deviceId, ...verdict.refusal }]));
+    const needApprovals = refusals.filter((refusal) => refusal.code === 'OTA_ROLLOUT_APPROVAL_REQUIRED');
+    const beyond = refusals.filter((refusal) => refusal.code !== 'OTA_ROLLOUT_APPROVAL_REQUIRED' && authority(creator.verdicts.get(refusal.deviceId)));
+    let code: 'OTA_ROLLOUT_APPROVAL_REQUIRED' | 'OTA_ROLLOUT_POLICY_DENIED';
+    let which: typeof refusals;
+    let message: string;
+    if (needApprovals.length > 0) {
+      code = 'OTA_ROLLOUT_APPROVAL_REQUIRED';
+      which = needApprovals;
+      message = `rollout ${rollout.id} paused on its ${stop.reason}; the policy allows ${needApprovals[0]!.opcode} on ${needApprovals.length} of its devices only with approvals `
+        + `(rule ${needApprovals[0]!.rule_id ?? '?'}), and a resume past a safety stop collects none: abort it and start a new rollout, which approvers decide`;
+    } else if (beyond.length > 0 || (refusals.length === deviceIds.length && deviceIds.length > 0)) {
+      code = 'OTA_ROLLOUT_POLICY_DENIED';
+      which = beyond.length > 0 ? beyond : refusals;
+      message = `rollout ${rollout.id} paused on its ${stop.reason}; resuming it needs the authority to start it, and the policy does not allow ${actor} `
+        + `${which[0]!.opcode} on ${which.length} of the devices it would update: ${which[0]!.reason}`;
+    } else {
+      return;
+    }
+    const first = which[0]!;
+    const named = which.slice(0, rolloutRefusalDevicesNamedMax).map((refusal) => refusal.deviceId);
+    await this.#ctx.audit.append({
+      kind: 'ota.rollout.resume_denied', actor: actors.user(actor), subject: `rollout:${rollout.id}`,
+      payload: {
+        code, ...resumeFacts(rollout.record, stop), devices: deviceIds.length, refused: which.length, devices_named: named,
+        policy: { revision: resumer.revision, reason: first.reason, opcode: first.opcode, ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }) },
+      },
+    });
+    throw new SdcError(code, message, {
+      rolloutId: rollout.id, pauseReason: stop.reason, refused: which.length, devices: named.join(','), opcode: first.opcode, reason: first.reason, revision: resumer.revision,
+      ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }),
+    });
+  }
+
   async #requireDevices(tx: SqlExecutor, deviceIds: readonly string[]): Promise<void> {
     for (const deviceId of deviceIds) {
       const [row] = await tx.query<{ id: string }>('SELECT id FROM devices WHERE id = ?', [deviceId]);
       if (row === undefined) throw new SdcError('OTA_ROLLOUT_PLAN_INVALID', `device ${deviceId} is not known`, { deviceId });
     }
   }
+}
+
+/** Why a paused rollout's resume waives a safety threshold, with the wave's figures; null for a manual pause with no threshold crossed. */
+interface SafetyStop {
+  readonly reason: 'error_threshold' | 'success_threshold_not_met';
+  readonly stats: WaveStats;
+}
+
+/**
+ * The safety stop a resume would waive: the automatic pause the rollout is in (error threshold,
+ * success threshold not met), or, for an operator's pause, the one the next tick would have made
+ * (the thresholds were crossed while it was paused, or the operator paused just before the tick
+ * did): a resume accepts the wave's failures so far either way.
+ */
+function safetyStopOf(record: RolloutRecord, executions: readonly StoredExecution[]): SafetyStop | null {
+  if (record.status !== 'paused') return null;
+  const stats = waveStats(record.waves[record.waveIndex]!, coordinatorView(executions));
+  if (record.pauseReason === 'error_threshold' || record.pauseReason === 'success_threshold_not_met') return { reason: record.pauseReason, stats };
+  const wave = record.plan.waves[record.waveIndex]!;
+  if (errorThresholdCrossed(wave, stats, record.accepted)) return { reason: 'error_threshold', stats };
+  if (stats.settledAtMs !== null && !successThresholdMet(wave, stats, record.accepted)) return { reason: 'success_threshold_not_met', stats };
+  return null;
+}
+
+/** What a resume's audit entry (and a refused one's) says about the pause: its reason, the safety stop waived, the wave's thresholds and figures. */
+function resumeFacts(record: RolloutRecord, stop: SafetyStop | null): JsonObject {
+  const wave = record.plan.waves[record.waveIndex];
+  return {
+    pause_reason: record.pauseReason ?? 'none', safety_stop: stop?.reason ?? null,
+    ...(wave === undefined ? {} : {
+      error_threshold: { executed_min: wave.errorThreshold.executedMin, failed_percent_max: wave.errorThreshold.failedPercentMax },
+      success_threshold: { succeeded_min: wave.successThreshold.succeededMin, succeeded_percent_min: wave.successThreshold.succeededPercentMin, soak_ms: wave.successThreshold.soakMs },
+    }),
+    ...(stop === null ? {} : { wave_stats: { size: stop.stats.size, executed: stop.stats.executed, failed: stop.stats.failed, succeeded: stop.stats.succeeded } }),
+    accepted_before: { executed: record.accepted.executed, failed: record.accepted.failed, success_waived: record.accepted.successWaived },
+  };
 }
 
 function coordinatorView(executions: readonly StoredExecution[]): Executions {

@@ -201,7 +201,7 @@ export class DeviceService {
         payload: { expires_at_ms: record.expiresAtMs },
       }),
     });
-    this.revocations = new SqlRevocationStore(options.context.db);
+    this.revocations = new SqlRevocationStore(options.context.db, { clock: options.context.clock });
     this.trust = new TrustPublisher(options.context);
     const issuer = new DeviceCertificateIssuer({
       intermediate: options.materials.pki.intermediate, rootCertificate: options.materials.pki.rootCertificate,
@@ -638,10 +638,16 @@ export class DeviceService {
       revoke: (serial, reason, at) => revocations.revoke(serial, reason, at), isRevoked: (serial) => revocations.isRevoked(serial),
       list: () => revocations.list(), nextCrlNumber: async () => crlNumber,
     };
-    this.#crl = await generateCrl({
-      issuer: this.#options.materials.pki.intermediate, store, now: new Date(nowMs),
-      ...(this.#options.crlValidityMs === undefined ? {} : { nextUpdateMs: this.#options.crlValidityMs }),
-    });
+    try {
+      this.#crl = await generateCrl({
+        issuer: this.#options.materials.pki.intermediate, store, now: new Date(nowMs),
+        ...(this.#options.crlValidityMs === undefined ? {} : { nextUpdateMs: this.#options.crlValidityMs }),
+      });
+    } catch (error) {
+      // TRUST_CRL_INCOMPLETE above all: loud, never a CRL that leaves revocations out.
+      this.#ctx.logger.error({ err: error, code: SdcError.is(error) ? error.code : undefined }, 'CRL not signed; the previous one stays published');
+      throw error;
+    }
     await this.#writeCrlFile(this.#crl.pem);
     return this.#crl;
   }

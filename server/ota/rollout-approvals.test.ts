@@ -340,5 +340,34 @@ for (const pair of storePairs().pairs) {
       assert.equal(await notice(device('g1')), undefined, 'nothing signed with the new key reached a device');
       assert.equal((await audited('ota.rollout.started', rollout.id)).length, 0);
     });
+
+    it('a rollout started with approvals and paused on its error threshold is not resumed without them: its creator and an operator are refused OTA_ROLLOUT_APPROVAL_REQUIRED (403), an admin resumes it', async () => {
+      for (const name of ['r1', 'r2']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device(name), h.clock.nowMs()]);
+      const strict = (name: string) => ({
+        device_ids: [device(name)], success_threshold: { succeeded_min: 0, succeeded_percent_min: 0, soak_ms: 0 }, error_threshold: { executed_min: 1, failed_percent_max: 0 },
+      });
+      const rollout = await start(['r1', 'r2'], { waves: [strict('r1'), strict('r2')] });
+      await decide(ap1, rollout, 'approve');
+      assert.equal((await decide(adm, rollout, 'approve')).json().started, true);
+      // The first wave's device refuses the update (reports taken as verified on this service): over the threshold, paused.
+      const first = (await notice(device('r1')))!;
+      await otherControlPlane().onReport({
+        device_id: device('r1'), gateway_id: 'gw-1', at_ms: h.clock.nowMs(), frame: JSON.stringify({ execution_id: first.execution_id, event: 'refuse', report_id: `r-${tag}` }),
+      });
+      const paused = (await call('GET', `/v1/rollouts/${rollout.id}`, rhea.token)).json();
+      assert.deepEqual([paused.status, paused.pause_reason], ['paused', 'error_threshold']);
+      for (const by of [rhea, op]) {
+        const refused = await call('POST', `/v1/rollouts/${rollout.id}/resume`, by.token);
+        assert.equal(refused.status, 403, refused.text);
+        refusedWith(refused, 'OTA_ROLLOUT_APPROVAL_REQUIRED');
+      }
+      assert.equal(await notice(device('r2')), undefined, 'the second wave is told nothing');
+      assert.deepEqual((await audited('ota.rollout.resume_denied', rollout.id)).map((p) => [p.code, p.safety_stop]),
+        [['OTA_ROLLOUT_APPROVAL_REQUIRED', 'error_threshold'], ['OTA_ROLLOUT_APPROVAL_REQUIRED', 'error_threshold']]);
+      const resumed = await call('POST', `/v1/rollouts/${rollout.id}/resume`, adm.token);
+      assert.equal(resumed.status, 200, resumed.text);
+      assert.equal(resumed.json().status, 'running');
+      assert.ok(await notice(device('r2')), 'resumed by an admin, whom the policy lets start it without approvals');
+    });
   });
 }

@@ -176,7 +176,7 @@ export const rolloutRoutes: RoutesPlugin<{ readonly rollouts: () => RolloutServi
         auth,
         summary: {
           pause: 'Pause: no further device is notified; executions in flight go on',
-          resume: 'Resume a paused rollout: the failures seen so far in the current wave are accepted, not counted again',
+          resume: 'Resume a paused rollout: the failures seen so far in the current wave are accepted, not counted again. Past a safety stop (a threshold pause, or a threshold crossed during a manual pause) the caller needs the authority to start it (decision 0019): OTA_ROLLOUT_POLICY_DENIED or OTA_ROLLOUT_APPROVAL_REQUIRED otherwise',
           abort: 'Abort: nobody else is notified, queued executions are canceled, those in flight finish; a rollout waiting for approvals ends aborted',
           emergency_abort: 'Emergency abort (admin): as abort, and every execution in flight is canceled (rolled back after commit)',
         }[action],

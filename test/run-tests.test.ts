@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { longestFiles, longFilesFirst } from '../scripts/test-file-order.mjs';
 
 const runTests = fileURLToPath(new URL('../scripts/run-tests.mjs', import.meta.url));
@@ -14,6 +14,25 @@ const runTestFiles = fileURLToPath(new URL('../scripts/run-test-files.mjs', impo
 function childEnv(fixture: '1' | 'mirror' | ''): NodeJS.ProcessEnv {
   const { NODE_TEST_CONTEXT: _nested, ...env } = process.env;
   return { ...env, SDC_RUN_TESTS_FIXTURE: fixture };
+}
+
+/**
+ * The TypeScript loader for the driver's own runs below: the runner's (scripts/test-ts-register.mjs,
+ * the compiled files of this run's mirror) rather than tsx, which cost each of those processes and
+ * their fixture files' about 0.45 s of CPU to start. What they check is the driver, not a loader.
+ */
+const tsLoader = pathToFileURL(fileURLToPath(new URL('../scripts/test-ts-register.mjs', import.meta.url))).href;
+
+/**
+ * One passing run of both fixtures, shared by the three tests that read a passing run's output (no
+ * failure list, the slowest files, the CPU list): each run is the runner, its driver and two fixture
+ * processes, and the three spawned the same thing with the same environment.
+ */
+let passingRunOfBoth: SpawnSyncReturns<string> | undefined;
+const bothFixtures = ['test/fixtures/run-tests-fixture.test.ts', 'test/fixtures/run-tests-second-fixture.test.ts'];
+function passingRun(): SpawnSyncReturns<string> {
+  passingRunOfBoth ??= spawnSync(process.execPath, [runTests, ...bothFixtures], { env: childEnv(''), encoding: 'utf8', timeout: 120_000 });
+  return passingRunOfBoth;
 }
 
 describe('scripts/run-tests.mjs', () => {
@@ -35,16 +54,14 @@ describe('scripts/run-tests.mjs', () => {
   });
 
   it('prints no list when nothing failed', () => {
-    const run = spawnSync(process.execPath, [runTests, 'test/fixtures/run-tests-fixture.test.ts'], { env: childEnv(''), encoding: 'utf8', timeout: 120_000 });
+    const run = passingRun();
     assert.equal(run.status, 0, run.stdout + run.stderr);
     assert.match(run.stdout, /^# fail 0$/m);
     assert.doesNotMatch(run.stdout, /failed tests/);
   });
 
   it('lists the slowest files after the run, slowest first, each with its seconds', () => {
-    const run = spawnSync(process.execPath, [runTests, 'test/fixtures/run-tests-fixture.test.ts', 'test/fixtures/run-tests-second-fixture.test.ts'], {
-      env: childEnv(''), encoding: 'utf8', timeout: 120_000,
-    });
+    const run = passingRun();
     assert.equal(run.status, 0, run.stdout + run.stderr);
     const lines = run.stdout.split('\n');
     const heading = lines.findIndex((l) => l.startsWith('slowest test files'));
@@ -56,8 +73,8 @@ describe('scripts/run-tests.mjs', () => {
   });
 
   it('lists the files by CPU seconds (their processes and child processes), most first, with the run\'s total', () => {
-    const files = ['test/fixtures/run-tests-fixture.test.ts', 'test/fixtures/run-tests-second-fixture.test.ts'];
-    const run = spawnSync(process.execPath, [runTests, ...files], { env: childEnv(''), encoding: 'utf8', timeout: 120_000 });
+    const files = bothFixtures;
+    const run = passingRun();
     assert.equal(run.status, 0, run.stdout + run.stderr);
     const lines = run.stdout.split('\n');
     const heading = lines.findIndex((l) => l.startsWith('most CPU'));
@@ -98,7 +115,7 @@ describe('scripts/run-tests.mjs', () => {
     // The second fixture's path sorts after the first's; given first, with one file at a time, it runs first.
     const files = ['test/fixtures/run-tests-second-fixture.test.ts', 'test/fixtures/run-tests-fixture.test.ts'];
     const report = join(mkdtempSync(join(tmpdir(), 'sdc-run-order-')), 'report.jsonl');
-    const run = spawnSync(process.execPath, ['--import', 'tsx', runTestFiles, '--concurrency', '1', '--timeout-ms', '120000', '--reporter', 'tap', '--report', report, ...files], {
+    const run = spawnSync(process.execPath, ['--import', tsLoader, runTestFiles, '--concurrency', '1', '--timeout-ms', '120000', '--reporter', 'tap', '--report', report, ...files], {
       env: childEnv(''), encoding: 'utf8', timeout: 120_000,
     });
     rmSync(join(report, '..'), { recursive: true, force: true });
@@ -109,7 +126,7 @@ describe('scripts/run-tests.mjs', () => {
 
   it('the driver writes node\'s spec reporter too (a terminal gets it)', () => {
     const report = join(mkdtempSync(join(tmpdir(), 'sdc-run-spec-')), 'report.jsonl');
-    const run = spawnSync(process.execPath, ['--import', 'tsx', runTestFiles, '--concurrency', '1', '--timeout-ms', '120000', '--reporter', 'spec', '--report', report, 'test/fixtures/run-tests-second-fixture.test.ts'], {
+    const run = spawnSync(process.execPath, ['--import', tsLoader, runTestFiles, '--concurrency', '1', '--timeout-ms', '120000', '--reporter', 'spec', '--report', report, 'test/fixtures/run-tests-second-fixture.test.ts'], {
       env: childEnv(''), encoding: 'utf8', timeout: 120_000,
     });
     rmSync(join(report, '..'), { recursive: true, force: true });

@@ -70,6 +70,7 @@ export async function runChaosCommand(args: ParsedCommandArgs, io: CliIo): Promi
     const report = await runChaosScenario({
       scenario, seed, agents, durationMs, faultAtMs, faultMs, drainBoundMs, reconnectBoundMs, logger,
       ...(toxiproxyUrl ? { toxiproxyUrl } : {}), ...(redisUrl ? { redisUrl } : {}), ...(mysqlUrl ? { mysqlUrl } : {}),
+      ...(args.values['keep-stores'] === true ? { keepStores: true } : {}),
       onProgress: (line) => io.stderr(`[${scenario.name}] ${line}\n`),
     });
     reports.push(report);
@@ -86,7 +87,7 @@ export async function runChaosCommand(args: ParsedCommandArgs, io: CliIo): Promi
 export const runCommand: Command = {
   name: 'run',
   summary: 'Real control plane, gateway and agents on loopback sockets through the fault proxy; one fault on a timeline; the invariants, unauthenticated probes included, checked from outside',
-  usage: '--scenario NAME[,NAME...]|all [--agents N] [--duration 15s] [--fault-at 2s] [--fault-for 6s] [--reconnect-bound 30s] [--drain-bound 60s] [--seed S] [--toxiproxy URL] [--redis URL] [--mysql URL] [--out DIR] [--json]',
+  usage: '--scenario NAME[,NAME...]|all [--agents N] [--duration 15s] [--fault-at 2s] [--fault-for 6s] [--reconnect-bound 30s] [--drain-bound 60s] [--seed S] [--toxiproxy URL] [--redis URL] [--mysql URL] [--keep-stores] [--out DIR] [--json]',
   optionHelp: [
     ['--scenario NAME', 'partition, drop, reset, latency, bandwidth, slicer, slow-close, redis-cut (--redis), mysql-cut (--mysql), agent-kill, gateway-crash, kernel-errors, clock-skew, jwt-expiry (at least 6s of commands), cert-revoked, ota-cut (a rollout whose downloads are cut); at start: redis-down-at-start, mysql-down-at-start, stores-down-at-start (both), redis-lost-mid-start, mysql-lost-mid-start; a comma list, or all'],
     ['--agents N', 'real agents in one worker process (default 4)'],
@@ -99,13 +100,14 @@ export const runCommand: Command = {
     ['--toxiproxy URL', "a running Toxiproxy's API (default: our proxy, in this process)"],
     ['--redis URL', 'Redis for the bus and key/value store, behind a proxy (default: embedded stores)'],
     ['--mysql URL', 'MySQL/MariaDB for SQL, behind a proxy (default: sql.js)'],
+    ['--keep-stores', "keep each run's Redis keys (sdc-chaos-<tag>:*) and MySQL database (sdc_chaos_<tag>) for a post-mortem; by default they are removed when the run ends, passed or not"],
     ['--out DIR', 'write chaos-run-<scenario>.json for each scenario'],
     ['--json', 'print the report as JSON'],
   ],
   options: {
     scenario: { type: 'string' }, agents: { type: 'string' }, duration: { type: 'string' }, 'fault-at': { type: 'string' }, 'fault-for': { type: 'string' },
     'reconnect-bound': { type: 'string' }, 'drain-bound': { type: 'string' }, seed: { type: 'string' }, toxiproxy: { type: 'string' }, redis: { type: 'string' }, mysql: { type: 'string' },
-    out: { type: 'string' }, json: { type: 'boolean' },
+    out: { type: 'string' }, json: { type: 'boolean' }, 'keep-stores': { type: 'boolean' },
   },
   run: runChaosCommand,
 };

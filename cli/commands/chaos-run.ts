@@ -9,6 +9,7 @@ import { startChaosServer, type ChaosServer } from '../../chaos/proxy/server.js'
 import { startDeployment, type Deployment, type StartDeploymentOptions } from '../../server/deployment/deployment.js';
 import { initDeployment } from '../../server/materials/materials.js';
 import { mapMysqlError } from '../../server/stores/sql/mysql-errors.js';
+import { removeKeysWithPrefix } from '../../server/stores/redis-prefix-cleanup.js';
 import { agentPathDefault } from '../../server/gateway/gateway-server.js';
 import { kvKeys } from '../../server/bus-contract/streams.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
@@ -158,6 +159,11 @@ export interface ChaosRunOptions {
   readonly mysqlUrl?: string;
   readonly logger: Logger;
   readonly onProgress?: (line: string) => void;
+  /**
+   * Keep the run's Redis keys (`sdc-chaos-<tag>:*`) and MySQL database (`sdc_chaos_<tag>`) for a
+   * post-mortem (--keep-stores); by default both are removed when the run ends, passed, failed or thrown.
+   */
+  readonly keepStores?: boolean;
 }
 
 export interface ChaosRunReport {
@@ -188,6 +194,8 @@ export interface ChaosRunReport {
   readonly passed: boolean;
   readonly violations: ReadonlyArray<{ readonly checker: string; readonly message: string }>;
   readonly run: RealRunResult;
+  /** What the run made on the real stores (null: embedded), and whether it was kept (--keep-stores) or removed at the end. */
+  readonly run_stores: { readonly redis_key_prefix: string | null; readonly mysql_database: string | null; readonly kept: boolean };
 }
 
 
@@ -273,7 +281,7 @@ async function startProxiedDeployment(options: ChaosRunOptions, dataDir: string,
   const starting = startDeployment({
     materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger: options.logger,
     advertisedGatewayUrls: [`wss://${proxies.gateway.listen}${agentPathDefault}`],
-    ...(options.redisUrl === undefined ? {} : { redisUrl: throughProxy(options.redisUrl, proxies.redis!.listen), keyPrefix: `sdc-chaos-${tag}:` }),
+    ...(options.redisUrl === undefined ? {} : { redisUrl: throughProxy(options.redisUrl, proxies.redis!.listen), keyPrefix: runKeyPrefix(tag) }),
     ...(options.mysqlUrl === undefined ? {} : { mysqlUrl: throughProxy(options.mysqlUrl, proxies.mysql!.listen) }),
     scryptParams: { N: 1024, r: 8, p: 1 }, gateway: fastGateway, controlPlaneTuning: { ...fastControlPlane, ...otaBlobs },
     ...(ridesOut ? { storeRetry: startOutageRetry, onApiListening: (url: string) => { apiUrl = url; } } : {}),
@@ -385,25 +393,42 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
   const durationMs = Math.max(options.durationMs, options.scenario.minDurationMs ?? 0);
   if (durationMs !== options.durationMs) options.onProgress?.(`commands for ${durationMs} ms (this scenario needs at least that)`);
   const tag = Buffer.from(systemRandom.bytes(4)).toString('hex');
+  const runStores = {
+    redis_key_prefix: options.redisUrl === undefined ? null : runKeyPrefix(tag), mysql_database: options.mysqlUrl === undefined ? null : runDatabaseName(tag), kept: options.keepStores === true,
+  };
+  if (runStores.redis_key_prefix !== null || runStores.mysql_database !== null) {
+    options.onProgress?.(`run stores: ${[runStores.redis_key_prefix === null ? [] : [`Redis keys ${runStores.redis_key_prefix}*`], runStores.mysql_database === null ? [] : [`MySQL database ${runStores.mysql_database}`]].flat().join(', ')} (${runStores.kept ? 'kept at the end: --keep-stores' : 'removed at the end'})`);
+  }
   const database = options.mysqlUrl === undefined ? undefined : await createRunDatabase(options.mysqlUrl, tag);
   const run = { ...options, durationMs, drainBoundMs: options.scenario.drainBoundMs ?? options.drainBoundMs, ...(database === undefined ? {} : { mysqlUrl: database.url }) };
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-chaos-run-'));
-  const started = await startProxies(run, tag).catch(async (error: unknown) => { await database?.drop(); throw error; });
+  // The run's own Redis keys and database, removed at the end unless kept (--keep-stores): runs
+  // against a developer's Redis and MySQL left 17-19 keys and, when the process died, a database each.
+  const removeStores = async () => {
+    if (options.keepStores === true) return;
+    if (options.redisUrl !== undefined) await removeKeysWithPrefix(options.redisUrl, runKeyPrefix(tag)).catch((error: unknown) => options.logger.warn({ err: error }, 'chaos run Redis keys not removed'));
+    await database?.drop().catch((error: unknown) => options.logger.warn({ err: error }, 'chaos run database not dropped'));
+  };
+  const started = await startProxies(run, tag).catch(async (error: unknown) => { await removeStores(); throw error; });
   let deployment: Deployment | undefined;
   const cleanups: Array<() => Promise<void>> = [];
   try {
     const proxied = await startProxiedDeployment(run, dataDir, started.proxies, tag);
     deployment = proxied.deployment;
-    return await runOnDeployment(run, { started, proxied, tag, cleanups });
+    return { ...await runOnDeployment(run, { started, proxied, tag, cleanups }), run_stores: runStores };
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => options.logger.warn({ err: error }, 'chaos cleanup failed'));
     await deployment?.stop();
     await Promise.allSettled(started.names.map((name) => started.toxiproxy.get(name).then((p) => p.remove())));
     await started.server?.close();
     await rm(dataDir, { recursive: true, force: true });
-    await database?.drop().catch((error: unknown) => options.logger.warn({ err: error }, 'chaos run database not dropped'));
+    await removeStores();
   }
 }
+
+/** The run's Redis key prefix and MySQL database: its own, so that only these are removed at its end. */
+const runKeyPrefix = (tag: string): string => `sdc-chaos-${tag}:`;
+const runDatabaseName = (tag: string): string => `sdc_chaos_${tag}`;
 
 /**
  * A MySQL database of the run's own on the server --mysql names (dropped at the end): a run shares
@@ -412,7 +437,7 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
  * migrations (docs/chaos.md, the hang after a store cut).
  */
 async function createRunDatabase(mysqlUrl: string, tag: string): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `sdc_chaos_${tag}`;
+  const name = runDatabaseName(tag);
   const url = new URL(mysqlUrl);
   url.pathname = `/${name}`;
   // mysql2's own errors (ER_CON_COUNT_ERROR "Too many connections" on a busy server) as the store's
@@ -443,7 +468,7 @@ interface Proxied {
  * the fault on its timeline (probes halfway through the fault and after the heal), the
  * scenario's own checks, and the report.
  */
-async function runOnDeployment(options: ChaosRunOptions, setup: { started: Started; proxied: Proxied; tag: string; cleanups: Array<() => Promise<void>> }): Promise<ChaosRunReport> {
+async function runOnDeployment(options: ChaosRunOptions, setup: { started: Started; proxied: Proxied; tag: string; cleanups: Array<() => Promise<void>> }): Promise<Omit<ChaosRunReport, 'run_stores'>> {
   const { started, proxied, tag } = setup;
   const { deployment, materials } = proxied;
   const proxies: RunProxies = { ...started.proxies, gateway: proxied.gateway, ...(proxied.artifacts === undefined ? {} : { artifacts: proxied.artifacts }) };
@@ -571,7 +596,7 @@ interface RunFacts {
   readonly offline: number;
 }
 
-function reportOf(options: ChaosRunOptions, facts: RunFacts): ChaosRunReport {
+function reportOf(options: ChaosRunOptions, facts: RunFacts): Omit<ChaosRunReport, 'run_stores'> {
   const { started, proxies, timeline, run } = facts;
   const violations: Array<{ checker: string; message: string }> = run.violations.map((v) => ({ checker: v.checker, message: v.message }));
   violations.push(...facts.scenarioViolations);

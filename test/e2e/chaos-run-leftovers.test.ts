@@ -1,0 +1,96 @@
+// `sdc chaos run` on a real Redis and MySQL makes a key prefix (sdc-chaos-<tag>:, 17-19 keys a run)
+// and a database (sdc_chaos_<tag>) of its own. Both are removed when the run ends, passed or thrown,
+// unless --keep-stores asks to keep them for a post-mortem. Before, every run left its keys behind
+// (about 1,200 on a developer's Redis after a day of runs). Only the run's own names are asserted
+// on: other runs and test files share the servers.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createConnection } from 'mysql2/promise';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { realFaultScenario, runChaosScenario } from '../../cli/commands/chaos-run.js';
+import { removeKeysWithPrefix, literalMatchPattern } from '../../server/stores/redis-prefix-cleanup.js';
+import { chaosRun } from './support/chaos-run-driver.js';
+
+const redisUrl = process.env.REDIS_URL;
+const mysqlUrl = process.env.MYSQL_URL;
+const skip = redisUrl === undefined || redisUrl === '' || mysqlUrl === undefined || mysqlUrl === '' ? 'REDIS_URL or MYSQL_URL is not set' : false;
+/** The smallest run: one agent, 2 s of commands, the fault from 0 s to 1 s. */
+const smallest = ['--agents', '1', '--duration', '2s', '--fault-at', '0s', '--fault-for', '1s', '--seed', '3', '--json'] as const;
+
+async function keysUnder(prefix: string): Promise<string[]> {
+  const client = new Redis(redisUrl!);
+  try {
+    const found: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await client.scan(cursor, 'MATCH', literalMatchPattern(prefix), 'COUNT', 1_000);
+      found.push(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+    return found;
+  } finally {
+    client.disconnect();
+  }
+}
+
+async function databaseExists(name: string): Promise<boolean> {
+  const connection = await createConnection({ uri: mysqlUrl! });
+  try {
+    const [rows] = await connection.query('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name]);
+    return (rows as unknown[]).length > 0;
+  } finally {
+    await connection.end();
+  }
+}
+
+async function dropDatabase(name: string): Promise<void> {
+  const connection = await createConnection({ uri: mysqlUrl! });
+  try { await connection.query(`DROP DATABASE IF EXISTS \`${name}\``); } finally { await connection.end(); }
+}
+
+/** The names the run announced on stderr ("run stores: Redis keys P*, MySQL database D (...)"). */
+function announcedStores(err: string): { prefix: string; database: string } {
+  const match = /run stores: Redis keys (sdc-chaos-[0-9a-f]+:)\*, MySQL database (sdc_chaos_[0-9a-f]+) /.exec(err);
+  assert.ok(match, err);
+  return { prefix: match[1]!, database: match[2]! };
+}
+
+describe('sdc chaos run: what it leaves on the real stores', { concurrency: 3 }, () => {
+  it('a run that passes removes its Redis keys and drops its database', { skip }, async () => {
+    const { code, reports, err, detail } = await chaosRun(['--scenario', 'latency', '--redis', redisUrl!, '--mysql', mysqlUrl!], smallest);
+    assert.equal(code, 0, detail);
+    const { prefix, database } = announcedStores(err);
+    assert.deepEqual(reports[0]!.run_stores, { redis_key_prefix: prefix, mysql_database: database, kept: false });
+    assert.deepEqual(await keysUnder(prefix), []);
+    assert.equal(await databaseExists(database), false);
+  });
+
+  it('a run that throws (its fault fails to go on) removes them too', { skip }, async () => {
+    const progress: string[] = [];
+    const latency = realFaultScenario('latency')!;
+    const failing = { ...latency, name: 'latency-failing', inject: async () => { throw new Error('the fault could not be put on'); } };
+    await assert.rejects(runChaosScenario({
+      scenario: failing, seed: 3, agents: 1, durationMs: 2_000, faultAtMs: 0, faultMs: 1_000, drainBoundMs: 60_000, reconnectBoundMs: 30_000,
+      redisUrl: redisUrl!, mysqlUrl: mysqlUrl!, logger: pino({ level: 'silent' }), onProgress: (line) => progress.push(line),
+    }), /CHAOS_FAULT_FAILED|could not be put on/);
+    const { prefix, database } = announcedStores(progress.join('\n'));
+    assert.deepEqual(await keysUnder(prefix), []);
+    assert.equal(await databaseExists(database), false);
+  });
+
+  it('--keep-stores keeps them for a post-mortem (and says so)', { skip }, async () => {
+    const { code, reports, err, detail } = await chaosRun(['--scenario', 'latency', '--redis', redisUrl!, '--mysql', mysqlUrl!, '--keep-stores'], smallest);
+    const { prefix, database } = announcedStores(err);
+    try {
+      assert.equal(code, 0, detail);
+      assert.match(err, /kept at the end: --keep-stores/);
+      assert.equal(reports[0]!.run_stores.kept, true);
+      assert.ok((await keysUnder(prefix)).length > 0, 'the run\'s keys are kept');
+      assert.equal(await databaseExists(database), true);
+    } finally {
+      await removeKeysWithPrefix(redisUrl!, prefix);
+      await dropDatabase(database);
+    }
+  });
+});

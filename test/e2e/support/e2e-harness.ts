@@ -18,6 +18,7 @@ import { SdcError } from '../../../core/errors/index.js';
 import { commandTerminalStates, type CommandState } from '../../../core/protocol/command-machine.js';
 import type { Opcode } from '../../../core/protocol/messages/opcodes.js';
 import { httpsJson } from '../../../runtime/https-json.js';
+import { removeKeysWithPrefix } from '../../../server/stores/redis-prefix-cleanup.js';
 import { systemClock, systemRandom, systemScheduler } from '../../../runtime/system.js';
 
 /** Which store pair a deployment runs on. The real pair only when both URLs are in the environment. */
@@ -127,8 +128,13 @@ export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
     // Short sweeps, so that recovery after a crash fits the tests' waits.
     controlPlaneTuning: { expirySweepIntervalMs: 500, redeliverySweepIntervalMs: 500, redispatchIntervalMs: 3_000, ...options.controlPlaneTuning },
   };
+  // The run's own keys (sdc-e2e-<tag>:*) are removed when it stops, or here when its start fails;
+  // SDC_TEST_KEEP_STORES=1 keeps them for a post-mortem. They were left behind (3,000 on a day's Redis).
+  const removeKeys = async () => {
+    if (target.redisUrl && process.env.SDC_TEST_KEEP_STORES !== '1') await removeKeysWithPrefix(target.redisUrl, keyPrefix);
+  };
   await options.beforeStart?.(dataDir);
-  const deployment = await startDeployment(deploymentOptions);
+  const deployment = await startDeployment(deploymentOptions).catch(async (error: unknown) => { await removeKeys().catch(() => undefined); throw error; });
   const apiUrl = deployment.apiUrl;
   const controlPlane = deployment.controlPlane;
   if (apiUrl === undefined || controlPlane === undefined) throw new SdcError('PROTO_INVALID_ARGUMENT', 'the e2e deployment needs a control plane');
@@ -167,8 +173,12 @@ export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
     async stop() {
       await Promise.allSettled([...agents.values()].map((agent) => agent.stop()));
       for (const stop of extraStops) await stop().catch(() => undefined);
-      await deployment.stop();
-      await rm(dataDir, { recursive: true, force: true });
+      try {
+        await deployment.stop();
+      } finally {
+        await rm(dataDir, { recursive: true, force: true });
+        await removeKeys();
+      }
     },
   };
 }

@@ -16,6 +16,7 @@ import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { createMysqlDatabase } from '../stores/sql/mysql-database.js';
+import { removeKeysWithPrefix } from '../stores/redis-prefix-cleanup.js';
 import { openSqlJsDatabase } from '../stores/sql/sqljs-database.js';
 import type { SqlDatabase, SqlTransaction } from '../stores/sql/sql-port.js';
 import { importEd25519PrivateKey, publicKeyOf } from '../../trust/ed25519-keys.js';
@@ -110,7 +111,36 @@ export function sqlJsTargetCountingReads(sqlPrefix: string, onRead: () => void):
   };
 }
 
-/** A MySQL database of its own per target, so parallel test files never share tables. */
+/** SDC_TEST_KEEP_STORES=1: the tests' own Redis keys and MySQL databases are kept for a post-mortem. */
+const keepStores = (): boolean => process.env['SDC_TEST_KEEP_STORES'] === '1';
+
+/**
+ * The databases mysqlTarget made in this process and cleanup() has not dropped (name -> server
+ * URL): dropped when the process is about to exit, for the files that never call cleanup() (about
+ * a dozen did not: each run of them left an sdc_cp_<pid>_<hex> database on the server).
+ */
+const undroppedDatabases = new Map<string, string>();
+let dropAtExitRegistered = false;
+
+async function dropDatabase(url: string, name: string): Promise<void> {
+  const admin = await createConnection({ uri: url });
+  try { await admin.query(`DROP DATABASE IF EXISTS \`${name}\``); } finally { await admin.end(); }
+}
+
+function dropAtExit(url: string, name: string): void {
+  undroppedDatabases.set(name, url);
+  if (dropAtExitRegistered) return;
+  dropAtExitRegistered = true;
+  process.on('beforeExit', () => {
+    if (undroppedDatabases.size === 0 || keepStores()) return;
+    const left = [...undroppedDatabases];
+    undroppedDatabases.clear();
+    // The drops keep the loop alive; beforeExit comes again once they are done, with nothing left.
+    void Promise.allSettled(left.map(([name, serverUrl]) => dropDatabase(serverUrl, name)));
+  });
+}
+
+/** A MySQL database of its own per target, so parallel test files never share tables; dropped by cleanup() or, at the latest, when the process exits. */
 export function mysqlTarget(url: string): SqlTarget {
   const databaseName = `sdc_cp_${process.pid}_${randomBytes(4).toString('hex')}`;
   const testUrl = new URL(url);
@@ -124,14 +154,14 @@ export function mysqlTarget(url: string): SqlTarget {
         await admin.query(`CREATE DATABASE \`${databaseName}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
         await admin.end();
         created = true;
+        dropAtExit(url, databaseName);
       }
       return createMysqlDatabase({ url: testUrl.toString(), connectionLimit: 4 });
     },
     async cleanup() {
       if (!created) return;
-      const admin = await createConnection({ uri: url });
-      await admin.query(`DROP DATABASE IF EXISTS \`${databaseName}\``);
-      await admin.end();
+      await dropDatabase(url, databaseName);
+      undroppedDatabases.delete(databaseName);
     },
     get url() { return testUrl.toString(); },
   } as SqlTarget & { url: string };
@@ -154,8 +184,11 @@ export interface Harness {
 export interface StorePair {
   readonly name: string;
   readonly sql: SqlTarget;
-  readonly kv?: (keyPrefix: string) => KeyValueStore;
+  readonly kv?: KvFactory;
 }
+
+/** A key/value store under a key prefix; `removeKeys` (Redis) removes what it left under that prefix, called by makeHarness's close(). */
+export type KvFactory = ((keyPrefix: string) => KeyValueStore) & { readonly removeKeys?: (keyPrefix: string) => Promise<unknown> };
 
 export function storePairs(): { pairs: StorePair[]; skipped?: string } {
   const embedded: StorePair = { name: 'sql.js + embedded kv', sql: sqlJsTarget };
@@ -164,7 +197,8 @@ export function storePairs(): { pairs: StorePair[]; skipped?: string } {
   if (mysqlUrl === undefined || mysqlUrl === '' || redisUrl === undefined || redisUrl === '') {
     return { pairs: [embedded], skipped: 'MYSQL_URL or REDIS_URL is not set; the same suite runs on sql.js + embedded kv' };
   }
-  return { pairs: [embedded, { name: 'mysql + redis', sql: mysqlTarget(mysqlUrl), kv: (keyPrefix) => createRedisKeyValueStore({ url: redisUrl, keyPrefix }) }] };
+  const kv = Object.assign((keyPrefix: string) => createRedisKeyValueStore({ url: redisUrl, keyPrefix }), { removeKeys: (keyPrefix: string) => removeKeysWithPrefix(redisUrl, keyPrefix) });
+  return { pairs: [embedded, { name: 'mysql + redis', sql: mysqlTarget(mysqlUrl), kv }] };
 }
 
 /**
@@ -172,7 +206,7 @@ export function storePairs(): { pairs: StorePair[]; skipped?: string } {
  * `kv` replaces the embedded key/value store (given a fresh key prefix); `controlPlane` overrides options.
  */
 export async function makeHarness(target: SqlTarget, options: {
-  wrapBus?: (bus: StreamBus) => StreamBus; kv?: (keyPrefix: string) => KeyValueStore; controlPlane?: Partial<ControlPlaneOptions>;
+  wrapBus?: (bus: StreamBus) => StreamBus; kv?: KvFactory; controlPlane?: Partial<ControlPlaneOptions>;
 } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-cp-'));
   const clock = new ManualClock();
@@ -199,6 +233,8 @@ export async function makeHarness(target: SqlTarget, options: {
         await db.close();
         await rm(dir, { recursive: true, force: true });
       } finally {
+        // The harness's own cp-test-<hex>: keys on Redis (they were left behind: 126 on the shared server).
+        if (!keepStores()) await options.kv?.removeKeys?.(keyPrefix);
         clearInterval(keepAlive);
       }
     },

@@ -10,8 +10,8 @@ import { derTag } from './der-reader.js';
  * match what the library writes for the same values (device-certificate-der.test.ts compares them).
  */
 
-/** Values above this are not ours to encode: a certificate is a few hundred bytes. */
-const valueBytesMax = 1 << 20;
+/** Values above this are not ours to encode: a certificate is a few hundred bytes, a CRL of 100,000 entries about 5 MB. */
+const valueBytesMax = 1 << 26;
 
 function invalid(why: string): never {
   throw new SdcError('TRUST_INVALID_ARGUMENT', `DER writer: ${why}`);
@@ -25,7 +25,8 @@ export function derElement(tag: number, value: Uint8Array): Uint8Array {
   if (length < 0x80) header = [tag, length];
   else if (length < 0x100) header = [tag, 0x81, length];
   else if (length < 0x10000) header = [tag, 0x82, length >> 8, length & 0xff];
-  else header = [tag, 0x83, length >> 16, (length >> 8) & 0xff, length & 0xff];
+  else if (length < 0x1000000) header = [tag, 0x83, length >> 16, (length >> 8) & 0xff, length & 0xff];
+  else header = [tag, 0x84, length >>> 24, (length >> 16) & 0xff, (length >> 8) & 0xff, length & 0xff];
   const out = new Uint8Array(header.length + length);
   out.set(header);
   out.set(value, header.length);

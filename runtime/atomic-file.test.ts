@@ -50,16 +50,26 @@ test('createFileExclusive without hard links: a lock held by a live creator make
   assert.deepEqual(readdirSync(directory).sort(), ['key.pem.create-lock']);
 });
 
-test('createFileExclusive without hard links: a lock left by a creator that died (older than 30 s) is cleared and the file created', async (t) => {
+test('createFileExclusive without hard links: a lock left by a creator that died is cleared once this waiter has seen it unchanged for lockStaleAfterMs, and the file created', async (t) => {
+  const directory = scratch(t);
+  const path = join(directory, 'key.pem');
+  mkdirSync(`${path}.create-lock`); // nobody will remove it
+  assert.equal(await createFileExclusive(path, 'mine\n', { mode: 0o600, linkFile: noHardLinks, lockStaleAfterMs: 40, lockWaitMs: 600_000 }), true);
+  assert.equal(readFileSync(path, 'utf8'), 'mine\n');
+  assert.deepEqual(readdirSync(directory), ['key.pem']);
+});
+
+test('createFileExclusive without hard links: a lock whose time stamp looks old (a file server with its clock behind) is not taken for stale on its time stamp', async (t) => {
   const directory = scratch(t);
   const path = join(directory, 'key.pem');
   const lock = `${path}.create-lock`;
   mkdirSync(lock);
-  const minuteAgo = new Date(Date.now() - 60_000);
-  utimesSync(lock, minuteAgo, minuteAgo);
-  assert.equal(await createFileExclusive(path, 'mine\n', { mode: 0o600, linkFile: noHardLinks, lockWaitMs: 50 }), true);
-  assert.equal(readFileSync(path, 'utf8'), 'mine\n');
-  assert.deepEqual(readdirSync(directory), ['key.pem']);
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  utimesSync(lock, hourAgo, hourAgo);
+  // The waiter gives up before it has watched the lock for lockStaleAfterMs: a live holder's lock stays.
+  await assert.rejects(createFileExclusive(path, 'mine\n', { mode: 0o600, linkFile: noHardLinks, lockWaitMs: 50, lockStaleAfterMs: 600_000 }),
+    (error) => error instanceof SdcError && error.code === 'STORE_FILE_CREATE_LOCKED');
+  assert.deepEqual(readdirSync(directory), ['key.pem.create-lock']);
 });
 
 test('createFileExclusive: a link failure other than "no hard links" is thrown, not taken for either answer', async (t) => {

@@ -69,7 +69,7 @@ export async function createFileExclusive(path: string, data: string | Uint8Arra
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') return false;
       if (code === undefined || !linkUnsupportedCodes.has(code)) throw error;
-      created = await createUnderLockDirectory(path, temporary, options.lockWaitMs ?? lockWaitDefaultMs);
+      created = await createUnderLockDirectory(path, temporary, options);
     }
   } finally {
     await unlink(temporary).catch(() => undefined);
@@ -82,59 +82,76 @@ export interface ExclusiveCreateOptions {
   mode: number;
   /** link(2); replaceable so tests can play a file system without hard links. */
   linkFile?: (existingPath: string, newPath: string) => Promise<void>;
-  /** How long the no-hard-link path waits for another creator's lock (default 10 s). */
+  /** How long the no-hard-link path waits for another creator's lock (default 15 s). */
   lockWaitMs?: number;
+  /** How long a waiter must see the same lock unchanged before it takes its creator for dead (default 5 s). */
+  lockStaleAfterMs?: number;
 }
 
 /** link(2)'s answers where the file system cannot make hard links at all. */
 const linkUnsupportedCodes = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
-const lockWaitDefaultMs = 10_000;
-/** A creator holds the lock for a stat and a rename (milliseconds); older means it died holding it. */
-const lockStaleAfterMs = 30_000;
+const lockWaitDefaultMs = 15_000;
+/** A creator holds the lock for a stat and a rename (milliseconds); seen this long, it died holding it. */
+const lockStaleAfterDefaultMs = 5_000;
 const lockPollMs = 20;
 
 /**
  * The no-hard-link path: mkdir is atomic on every file system, so the lock directory
  * `<path>.create-lock` admits one creator at a time; the holder renames its temp file into place
- * only if `path` is still absent. A waiter returns false as soon as `path` exists; a lock left by a
- * creator that died holding it is removed once it is older than 30 s. (Two waiters removing the
- * same stale lock in the same instant could both go on; the holder's check before its rename
- * leaves that window to two renames within one stat's time after such a crash.)
+ * only if `path` is still absent. A waiter returns false as soon as `path` exists. A lock left by a
+ * creator that died holding it is removed when this waiter has seen the very same lock directory
+ * (inode and modification time) for `lockStaleAfterMs` of its own clock: never by comparing the
+ * directory's time stamp with this machine's clock, which a file server's skewed clock would make
+ * every live lock look stale. A holder takes milliseconds (a stat and a rename), and removes
+ * only the lock it made. (A holder stalled longer than that, or two waiters clearing the same
+ * stale lock in the same instant, could still both go on: the holder's check before its rename
+ * narrows that to two renames within one stat's time.)
  */
-async function createUnderLockDirectory(path: string, temporary: string, lockWaitMs: number): Promise<boolean> {
+async function createUnderLockDirectory(path: string, temporary: string, options: ExclusiveCreateOptions): Promise<boolean> {
   const lock = `${path}.create-lock`;
-  const deadlineMs = Date.now() + lockWaitMs;
+  const lockWaitMs = options.lockWaitMs ?? lockWaitDefaultMs;
+  const lockStaleAfterMs = options.lockStaleAfterMs ?? lockStaleAfterDefaultMs;
+  const startedMs = performance.now();
+  let seen: { readonly identity: string; readonly sinceMs: number } | undefined;
   for (;;) {
     try {
       await mkdir(lock, { mode: privateDirectoryMode });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       if (await fileExists(path)) return false;
-      if (await lockIsStale(lock)) {
-        await rmdir(lock).catch(() => undefined);
+      const identity = await lockIdentity(lock);
+      const nowMs = performance.now();
+      if (identity === undefined || identity !== seen?.identity) {
+        seen = identity === undefined ? undefined : { identity, sinceMs: nowMs };
+      } else if (nowMs - seen.sinceMs >= lockStaleAfterMs) {
+        if ((await lockIdentity(lock)) === identity) await rmdir(lock).catch(() => undefined);
+        seen = undefined;
         continue;
       }
-      if (Date.now() >= deadlineMs) {
+      if (nowMs - startedMs >= lockWaitMs) {
         throw new SdcError('STORE_FILE_CREATE_LOCKED', 'another process holds the lock for creating this file', { path, lock, waitedMs: lockWaitMs });
       }
       await delay(lockPollMs);
       continue;
     }
+    const mine = await lockIdentity(lock);
     try {
       if (await fileExists(path)) return false;
       await rename(temporary, path);
       return true;
     } finally {
-      await rmdir(lock).catch(() => undefined);
+      if (mine !== undefined && (await lockIdentity(lock)) === mine) await rmdir(lock).catch(() => undefined);
     }
   }
 }
 
-async function lockIsStale(lock: string): Promise<boolean> {
+/** Which lock directory is there (inode and modification time), or undefined when none is. */
+async function lockIdentity(lock: string): Promise<string | undefined> {
   try {
-    return Date.now() - (await stat(lock)).mtimeMs > lockStaleAfterMs;
+    const info = await stat(lock, { bigint: true });
+    return `${info.dev}:${info.ino}:${info.mtimeNs}`;
   } catch {
-    return false; // gone meanwhile: the next mkdir decides
+    return undefined; // gone meanwhile: the next mkdir decides
   }
 }
 

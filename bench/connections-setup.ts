@@ -8,6 +8,7 @@ import type { WorkerAgentSpec } from '../sim/real/messages.js';
 import { ensureBenchFleet, type BenchDevice } from './connections-fleet.js';
 import { AgentChildren, BareClients, ServerChild } from './connections-processes.js';
 import { startBenchDeployment, type BenchDeployment } from './roundtrip-deployment.js';
+import { removeKeysWithPrefix } from '../server/stores/redis-prefix-cleanup.js';
 
 /**
  * What `sdc bench connections` and `sdc bench reconnect` share: a control plane in this process
@@ -109,7 +110,12 @@ export async function startScaleOut(options: ScaleOutOptions): Promise<ScaleOut>
   const closers: Array<() => Promise<void>> = [];
   const close = async () => {
     for (const closer of closers.reverse()) await closer().catch(() => undefined);
-    if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
+    // A temporary directory's fleet is gone with it: its Redis keys too (they were left behind, 390
+    // on the shared Redis). A kept --dir keeps its keys, which the next run's fleet reuses.
+    if (options.dataDir === undefined) {
+      await rm(dataDir, { recursive: true, force: true });
+      await removeKeysWithPrefix(options.redisUrl, keyPrefix).catch((error: unknown) => options.progress(`the run's Redis keys ${keyPrefix}* were not removed: ${(error as Error).message}`));
+    }
   };
   try {
     const bench = await startBenchDeployment({

@@ -430,9 +430,12 @@ export class DeviceService {
    * and name `deviceId`. The CSR may carry a new key (rotation). Every other unexpired
    * certificate of the device except the presented one is revoked as `superseded`: a renewal whose
    * answer was lost can be retried with the same certificate, and at most two certificates of a
-   * device are ever usable at once.
+   * device are ever usable at once. `authenticated`, if given, runs once the presented certificate
+   * has passed every check above (chain, not revoked, names `deviceId`, device not revoked,
+   * certificate on record) and before anything is signed; its throw refuses the renewal (the
+   * route's per-device rate limit, so only the device itself can spend its count).
    */
-  async renew(options: { deviceId: string; csrPem: string; presented: PresentedClientCertificate | undefined }): Promise<EnrollmentAnswer> {
+  async renew(options: { deviceId: string; csrPem: string; presented: PresentedClientCertificate | undefined; authenticated?: () => Promise<void> }): Promise<EnrollmentAnswer> {
     const { deviceId } = options;
     if (options.presented === undefined) {
       throw new SdcError('API_CLIENT_CERT_REQUIRED', 'renewal needs the current device certificate as the TLS client certificate');
@@ -453,6 +456,7 @@ export class DeviceService {
     if (onRecord === undefined) {
       throw new SdcError('API_CLIENT_CERT_UNKNOWN', `certificate ${presentedSerial} was not issued to ${deviceId} by this control plane`, { deviceId });
     }
+    await options.authenticated?.();
     // Checked before signing (cheap reads), and again under the row's lock in the transaction.
     await this.#checkRenewalRate(this.#ctx.db, deviceId, nowMs);
     const issued = await this.#issuer.renewDeviceCertificate({

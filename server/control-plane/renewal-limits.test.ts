@@ -1,5 +1,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { request } from 'node:https';
+import { pemFromPrivateSeed } from '../../runtime/ed25519-node.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
 import { SdcError } from '../../core/errors/index.js';
@@ -11,17 +13,42 @@ import { makeDeviceKey, makeHarness, refusalCodeOf, storePairs, type Harness } f
  * Renewals are bounded (review h1, finding 2): every renewal revokes the device's previous
  * certificate, so 400 renewals from one device made 399 revocations, and at the store's capacity
  * every revocation failed. Per device at most renewalLimits.certificatesPerWindowMax certificates a
- * day; per route, attempts per device, address and service, before any certificate is verified.
+ * day; per route, attempts per device once its certificate verified, and refused attempts per
+ * address. The route takes connections without a client certificate, so a count spent before the
+ * certificate is verified is one anyone can spend (h12's review, 2026-12-06): 601 anonymous
+ * requests from one address refused every device's renewal, 6 naming a device refused that one.
  */
 const serialOf = (certPem: string): string => normalizeSerialHex(parseCertificate(certPem).serialNumber);
 const presentedOf = (certPem: string) => ({ certDer: new Uint8Array(parseCertificate(certPem).rawData) });
+
+/** POST over HTTPS (from 127.0.0.1) trusting the deployment root, with the device's certificate as the TLS client certificate. */
+function postWithCertificate(url: string, body: unknown, options: { caPem: string; certPem: string; keyPem: string }): Promise<{ status: number; json: any; retryAfter: string | undefined }> {
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request(url, {
+      method: 'POST', ca: options.caPem, minVersion: 'TLSv1.3', cert: options.certPem, key: options.keyPem, agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8')), retryAfter: res.headers['retry-after'] as string | undefined }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
 
 const { pairs } = storePairs();
 for (const pair of pairs) {
   describe(`renewal limits on ${pair.name}`, () => {
     let h: Harness | undefined;
+    let serverUrl = '';
     const harness = async (): Promise<Harness> => {
-      h ??= await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
+      if (h === undefined) {
+        h = await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
+        serverUrl = (await h.cp.listen({ host: '127.0.0.1', port: 0, tls: true })).url;
+      }
       return h;
     };
     after(async () => {
@@ -34,13 +61,24 @@ for (const pair of pairs) {
       }
     });
 
-    async function enrolled(deviceId: string): Promise<{ h: Harness; csrPem: string; certPem: string }> {
+    async function enrolled(deviceId: string): Promise<{ h: Harness; csrPem: string; certPem: string; keyPem: string }> {
       const h = await harness();
       const key = await makeDeviceKey(deviceId);
       const { token } = await h.cp.devices.createPairingToken({ actor: 'root', deviceId });
       const answer = await h.cp.devices.enroll({ deviceId, token, csrPem: key.csrPem });
-      return { h, csrPem: key.csrPem, certPem: answer.certificate_pem };
+      return { h, csrPem: key.csrPem, certPem: answer.certificate_pem, keyPem: pemFromPrivateSeed(key.seed) };
     }
+
+    /** The device renews over HTTPS with its certificate (from 127.0.0.1). */
+    const renewOverTls = (deviceId: string, device: { h: Harness; csrPem: string; certPem: string; keyPem: string }) =>
+      postWithCertificate(new URL(`/v1/devices/${deviceId}/renew`, serverUrl).href, { csr_pem: device.csrPem },
+        { caPem: device.h.materials.rootCaPem, certPem: device.certPem, keyPem: device.keyPem });
+
+    /** A renewal request with no client certificate (inject: no TLS), from `from`. */
+    const anonymous = async (h: Harness, deviceId: string, from: string, csrPem: string) => {
+      const response = await h.cp.app.inject({ method: 'POST', url: `/v1/devices/${deviceId}/renew`, payload: { csr_pem: csrPem }, remoteAddress: from });
+      return { status: response.statusCode, code: (response.json() as { error: { code: string } }).error.code, retryAfter: response.headers['retry-after'] as string | undefined };
+    };
 
     const revocationsOf = async (h: Harness, deviceId: string): Promise<number> =>
       Number((await h.db.query<{ n: number }>('SELECT COUNT(*) AS n FROM revocations WHERE device_id = ?', [deviceId]))[0]!.n);
@@ -70,22 +108,55 @@ for (const pair of pairs) {
       assert.equal(await refusalCodeOf(h.cp.devices.renew({ deviceId: 'dev-loop', csrPem, presented: presentedOf(certPem) })), 'accepted', 'a day later');
     });
 
-    it('rate-limits the renewal route per device before verifying anything: API_RATE_LIMITED with Retry-After', async () => {
+    it('601 anonymous renewal requests from one address refuse nothing to a device renewing from another address', async () => {
+      const device = await enrolled('dev-honest');
+      const statuses = new Map<string, number>();
+      for (let i = 0; i < 601; i += 1) {
+        const { status, code } = await anonymous(device.h, `x${i}`, '203.0.113.9', device.csrPem);
+        statuses.set(`${status} ${code}`, (statuses.get(`${status} ${code}`) ?? 0) + 1);
+      }
+      // The address's own refusals stop it: its first ones are refused for the missing certificate,
+      // the rest by its address limit, and none of them counted for any device or the service.
+      const refusedByAddress = statuses.get('429 API_RATE_LIMITED') ?? 0;
+      assert.ok(refusedByAddress > 0 && (statuses.get('401 API_CLIENT_CERT_REQUIRED') ?? 0) + refusedByAddress === 601, JSON.stringify([...statuses]));
+      const renewal = await renewOverTls('dev-honest', device);
+      assert.equal(renewal.status, 201, JSON.stringify(renewal.json));
+      assert.notEqual(serialOf(renewal.json.certificate_pem), serialOf(device.certPem));
+    });
+
+    it('anonymous requests naming a device do not spend its count; the device itself is still limited when it renews too often', async () => {
+      const device = await enrolled('dev-victim');
+      const anonymousCodes: string[] = [];
+      for (let i = 0; i < 2 * authRateLimits.renewalAttemptsPerDeviceMax; i += 1) {
+        // From two addresses, each under its own limit: every one is refused for its missing certificate.
+        anonymousCodes.push((await anonymous(device.h, 'dev-victim', `198.51.100.${i % 2}`, device.csrPem)).code);
+      }
+      assert.deepEqual(anonymousCodes, Array<string>(anonymousCodes.length).fill('API_CLIENT_CERT_REQUIRED'));
+      // Every renewal of the device's own up to the per-device limit is accepted (the retry of a
+      // lost answer each time: the same certificate), the next is refused.
+      const answers: Array<[number, string | undefined]> = [];
+      let retryAfter: string | undefined;
+      for (let i = 0; i < authRateLimits.renewalAttemptsPerDeviceMax + 1; i += 1) {
+        const renewal = await renewOverTls('dev-victim', device);
+        answers.push([renewal.status, renewal.json.error?.code]);
+        retryAfter = renewal.retryAfter;
+      }
+      assert.deepEqual(answers, [...Array(authRateLimits.renewalAttemptsPerDeviceMax).fill([201, undefined]), [429, 'API_RATE_LIMITED']]);
+      assert.ok(retryAfter !== undefined && Number(retryAfter) > 0, `retry-after ${retryAfter}`);
+    });
+
+    it('refused renewal attempts count against their address only, checked first', async () => {
       const h = await harness();
       const csrPem = (await makeDeviceKey('dev-route')).csrPem;
-      const statuses: Array<[number, string, string | undefined]> = [];
-      for (let i = 0; i < authRateLimits.renewalAttemptsPerDeviceMax + 2; i += 1) {
-        const response = await h.cp.app.inject({ method: 'POST', url: '/v1/devices/dev-route/renew', payload: { csr_pem: csrPem } });
-        statuses.push([response.statusCode, (response.json() as { error: { code: string } }).error.code, response.headers['retry-after'] as string | undefined]);
-      }
-      const refusedFirst = statuses.slice(0, authRateLimits.renewalAttemptsPerDeviceMax);
-      assert.ok(refusedFirst.every(([status, code]) => status === 401 && code === 'API_CLIENT_CERT_REQUIRED'), JSON.stringify(refusedFirst));
-      for (const [status, code, retryAfter] of statuses.slice(authRateLimits.renewalAttemptsPerDeviceMax)) {
+      const refusals = authRateLimits.renewalRefusalsPerSourceMax;
+      const answers = [];
+      for (let i = 0; i < refusals + 2; i += 1) answers.push(await anonymous(h, `dev-route-${i}`, '192.0.2.77', csrPem));
+      assert.ok(answers.slice(0, refusals).every(({ status, code }) => status === 401 && code === 'API_CLIENT_CERT_REQUIRED'), JSON.stringify(answers.slice(0, refusals)));
+      for (const { status, code, retryAfter } of answers.slice(refusals)) {
         assert.deepEqual([status, code], [429, 'API_RATE_LIMITED']);
         assert.ok(retryAfter !== undefined && Number(retryAfter) > 0, `retry-after ${retryAfter}`);
       }
-      const other = await h.cp.app.inject({ method: 'POST', url: '/v1/devices/dev-route-other/renew', payload: { csr_pem: csrPem } });
-      assert.notEqual(other.statusCode, 429, 'another device is not limited by this one');
+      assert.equal((await anonymous(h, 'dev-route-0', '192.0.2.78', csrPem)).code, 'API_CLIENT_CERT_REQUIRED', 'another address is not limited by this one');
     });
   });
 }

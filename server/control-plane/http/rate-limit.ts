@@ -25,15 +25,27 @@ export const authRateLimits = Object.freeze({
   // about load and noise, not about the odds of a guess.
   enrollmentFailuresPerSourceMax: 20,
   enrollmentFailuresPerDeviceMax: 10,
-  // Renewal attempts (review h1, finding 2): each one verifies a certificate chain and may sign
-  // a certificate and a CRL, so every attempt counts, accepted or not. An agent renews once per
-  // certificate lifetime and retries every 6 h; per device 5 a minute leaves room for a lost
-  // answer's retry. Per address 120 (gateways or NATs in front of a fleet), and 600 a minute over
-  // every control plane sharing the store, so a fleet whose certificates fall due together
-  // renews over minutes (agents retry at their next check) instead of all at once.
+  // Renewal attempts (review h1, finding 2; h12's review of it, 2026-12-06). The route accepts
+  // TLS connections without a client certificate, so a limit counted before the certificate is
+  // verified is one anyone can spend: six anonymous requests a minute naming a device used to
+  // lock that device out, and 601 from one address every device. So:
+  // - per device, 5 a minute, counted only once the presented certificate verified for that
+  //   device (chain, not revoked, CN = the path's id, on record): only the device spends its own
+  //   count. An agent renews once per certificate lifetime and retries every 6 h; 5 leaves room
+  //   for a lost answer's retry.
+  // - per address, 20 refused-before-authentication attempts a minute (no certificate, a foreign
+  //   or revoked one, another device's), checked first; a refused attempt touches no other count,
+  //   and authenticated renewals never count here, so a fleet behind one gateway or NAT renewing
+  //   together is not slowed by its shared address.
+  // - no service-wide cap: authenticated renewals are already bounded per device (5 a minute,
+  //   renewalLimits' 6 certificates a day), so their total is bounded by the fleet's size; and an
+  //   agent does not honour Retry-After but retries at its next check 6 h later, so a service-wide
+  //   refusal turns a fleet's shared due date (all restarted after an outage) into refusals for
+  //   all but the first few hundred a round; with the former 600 a minute, a fleet of more than
+  //   600 x 40 checks in the last 10 days of a 30-day certificate = 24,000 devices let
+  //   certificates expire.
   renewalAttemptsPerDeviceMax: 5,
-  renewalAttemptsPerSourceMax: 120,
-  renewalAttemptsMax: 600,
+  renewalRefusalsPerSourceMax: 20,
 });
 export type AuthRateLimits = typeof authRateLimits;
 
@@ -51,7 +63,6 @@ export class AuthRateLimiter {
   readonly #enrollDevice: WindowCounter;
   readonly #renewDevice: WindowCounter;
   readonly #renewSource: WindowCounter;
-  readonly #renewAll: WindowCounter;
 
   constructor(options: { kv: KeyValueStore; clock: Clock; limits?: Partial<AuthRateLimits> }) {
     this.#limits = { ...authRateLimits, ...options.limits };
@@ -62,7 +73,6 @@ export class AuthRateLimiter {
     this.#enrollDevice = counter('enroll-device');
     this.#renewDevice = counter('renew-device');
     this.#renewSource = counter('renew-source');
-    this.#renewAll = counter('renew-all');
   }
 
   /**
@@ -79,15 +89,27 @@ export class AuthRateLimiter {
   }
 
   /**
-   * Counts a renewal attempt for its device, its source and all renewals, and refuses it over any
-   * of the three limits (API_RATE_LIMITED, Retry-After) before its certificate is even verified.
+   * Guards a renewal: refused (API_RATE_LIMITED, Retry-After) before anything runs when its address
+   * already has renewalRefusalsPerSourceMax refused ones this window. `attempt` gets `authenticated`
+   * to call once the presented certificate verified for `who.deviceId`: only then does the attempt
+   * count for the device, refused over renewalAttemptsPerDeviceMax. An attempt refused (the
+   * caller's fault) before that counts for its address, and for nothing else.
    */
-  async guardRenewal<T>(who: { source: string; deviceId: string }, attempt: () => Promise<T>): Promise<T> {
-    const [byDevice, bySource, all] = await Promise.all([this.#renewDevice.add(who.deviceId), this.#renewSource.add(who.source), this.#renewAll.add('all')]);
-    if (byDevice > this.#limits.renewalAttemptsPerDeviceMax) throw rateLimited('renewal attempts for this device', this.#renewDevice);
-    if (bySource > this.#limits.renewalAttemptsPerSourceMax) throw rateLimited('renewal attempts from this address', this.#renewSource);
-    if (all > this.#limits.renewalAttemptsMax) throw rateLimited('renewal attempts on this service', this.#renewAll);
-    return attempt();
+  async guardRenewal<T>(who: { source: string; deviceId: string }, attempt: (authenticated: () => Promise<void>) => Promise<T>): Promise<T> {
+    if (await this.#renewSource.current(who.source) >= this.#limits.renewalRefusalsPerSourceMax) {
+      throw rateLimited('refused renewals from this address', this.#renewSource);
+    }
+    let authenticated = false;
+    try {
+      return await attempt(async () => {
+        authenticated = true;
+        const byDevice = await this.#renewDevice.add(who.deviceId);
+        if (byDevice > this.#limits.renewalAttemptsPerDeviceMax) throw rateLimited('renewal attempts for this device', this.#renewDevice);
+      });
+    } catch (error) {
+      if (!authenticated && SdcError.is(error) && error.fault === 'remote') await this.#renewSource.add(who.source);
+      throw error;
+    }
   }
 
   /** Refuses an enrollment once its source or device has too many refused ones; counts a refusal. */

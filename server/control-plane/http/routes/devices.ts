@@ -150,11 +150,13 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
   // Public as far as bearer tokens go: the device authenticates with its certificate in the TLS handshake.
   app.post('/v1/devices/:id/renew', {
     schema: { params: DeviceParams, body: RenewBody },
-    config: { auth: 'public', summary: 'Renew a device certificate: CSR + the current certificate as the TLS client certificate; rate-limited per device, address and service (API_RATE_LIMITED), at most 6 certificates a device a day (API_RENEWAL_TOO_SOON)' },
+    config: { auth: 'public', summary: 'Renew a device certificate: CSR + the current certificate as the TLS client certificate; rate-limited per device once its certificate verified, and per address on refused attempts (API_RATE_LIMITED), at most 6 certificates a device a day (API_RENEWAL_TOO_SOON)' },
   }, async (request, reply) => {
     const deviceId = request.params.id;
+    // The per-device count is spent only after the certificate verified for this device
+    // (`authenticated`): an anonymous caller naming the device cannot lock it out.
     const answer = await authLimiter.guardRenewal({ source: request.ip, deviceId },
-      () => devices.renew({ deviceId, csrPem: request.body.csr_pem, presented: presentedClientCertificate(request) }));
+      (authenticated) => devices.renew({ deviceId, csrPem: request.body.csr_pem, presented: presentedClientCertificate(request), authenticated }));
     return reply.status(201).send(answer);
   });
 

@@ -352,5 +352,22 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
     assert.deepEqual(pageProblems.filter((p) => !/status of 4\d\d/.test(p)), []);
   });
 
+  it('an inbox card stays with its rollout when another leaves the list: a half-typed reason is not carried to the next rollout', async () => {
+    const { waiting: older } = await startWaiting(devices[0]!);
+    const { waiting: newer } = await startWaiting(devices[1]!);
+    await page.getByRole('link', { name: 'Releases' }).click();
+    await page.getByRole('link', { name: 'Approvals', exact: true }).click();
+    const itemOf = (id: string) => page.locator(`[data-testid="approvals-rollouts"] li[data-rollout="${id}"]`);
+    await itemOf(older.id).waitFor();
+    await itemOf(newer.id).waitFor();
+    // Newest first: the newer rollout's card comes first, so the older one would move into its place.
+    await itemOf(newer.id).getByRole('textbox', { name: `Reason to reject rollout ${newer.id}` }).fill('meant for the newer rollout');
+    await system.api('POST', `/v1/rollouts/${newer.id}/abort`, {});
+    await itemOf(newer.id).waitFor({ state: 'detached' });
+    assert.equal(await itemOf(older.id).getByRole('textbox', { name: `Reason to reject rollout ${older.id}` }).inputValue(), '');
+    await system.api('POST', `/v1/rollouts/${older.id}/abort`, {});
+    assert.deepEqual(pageProblems.filter((p) => !/status of 4\d\d/.test(p)), []);
+  });
+
   const shot = (name: string) => page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
 });

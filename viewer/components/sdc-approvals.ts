@@ -1,4 +1,5 @@
 import { html, nothing } from 'lit';
+import { repeat } from 'lit/directives/repeat.js';
 import type { ApiClient, ApiError, Role } from '../api.js';
 import { approvalKeyFromSeed, approvalRequestBody, parseApprovalKey, signingKeyRegistrationBody, type ApprovalKey, type PendingCommand, type PendingRollout } from '../approval-signing.js';
 import { formatTime } from '../format.js';
@@ -202,6 +203,8 @@ export class SdcApprovals extends LightElement {
       </div>`;
   }
 
+  // Both lists are keyed by id (repeat): they are re-read while the page is open, and a card's
+  // half-typed reason or its approval panel must stay with its own item when another leaves.
   override render() {
     if (!roleAtLeast(this.userRole, 'approver')) return html`<section><h1>Approvals</h1><p>Approvals are decided by approvers and admins; you are ${this.userRole ?? 'not logged in'}.</p></section>`;
     const canSign = this.signer !== undefined;
@@ -215,7 +218,7 @@ export class SdcApprovals extends LightElement {
           : this.pending.length === 0 && this.rollouts !== undefined && this.rollouts.length === 0 ? html`<p data-testid="approvals-empty">Nothing waits for approval.</p>` : nothing}
         ${(this.rollouts ?? []).length === 0 ? nothing : html`
           <h2>Rollouts</h2>
-          <ul class="approvals" data-testid="approvals-rollouts">${this.rollouts!.map((r) => html`
+          <ul class="approvals" data-testid="approvals-rollouts">${repeat(this.rollouts!, (r) => r.id, (r) => html`
             <li class="card" data-rollout=${r.id}>
               <h3>Rollout of <code>${r.release_id}</code> to ${rolloutScopeText(r.waves)}</h3>
               <dl class="facts">
@@ -227,7 +230,7 @@ export class SdcApprovals extends LightElement {
             </li>`)}</ul>`}
         ${this.pending === undefined || this.pending.length === 0 ? nothing : html`
           ${(this.rollouts ?? []).length === 0 ? nothing : html`<h2>Commands</h2>`}
-          <ul class="approvals">${this.pending.map((c) => html`
+          <ul class="approvals">${repeat(this.pending, (c) => c.id, (c) => html`
             <li class="card" data-command=${c.id}>
               <h2><code>${c.opcode}</code> on <a href="#/devices/${encodeURIComponent(c.device_id)}">${c.device_id}</a></h2>
               <dl class="facts">

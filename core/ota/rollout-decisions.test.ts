@@ -6,7 +6,7 @@ import { SdcError } from '../errors/index.js';
 import { isTerminal } from '../protocol/state-machine.js';
 import { executionTable, type ExecutionState, type ExecutionTimeouts } from './execution-machine.js';
 import {
-  assignWaves, decideOperatorAction, decideRollout, errorThresholdCrossed, rateWindowMs, startRollout, waveStats,
+  assignWaves, decideOperatorAction, decideRollout, errorThresholdCrossed, rateWindowMs, safetyStopOf, startRollout, waveStats,
   type RolloutExecution, type RolloutPlan, type RolloutRecord, type WavePlan,
 } from './rollout-decisions.js';
 import { simulateRollout, type DeviceFate, type FailingState } from './rollout-simulation.js';
@@ -149,6 +149,36 @@ test('operator: resume accepts the failures seen so far; abort cancels only what
     assert.equal(refused.code, 'OTA_ROLLOUT_STATE');
     assert.ok(SdcError.is(new SdcError(refused.code, refused.message), 'OTA_ROLLOUT_STATE'));
   }
+});
+
+test('operator: a pause and resume below executedMin accepts nothing, and a safety stop is judged on the whole wave as well (h12 review: four pause/resume rounds of 9 failures each ended 36 of 36 failed, never stopped)', () => {
+  const devices = fleet(40);
+  const record = rollout({ devicesPerMinuteMax: 100, waves: [wave({ percent: 100 }, { errorThreshold: { executedMin: 10, failedPercentMax: 20 } })] }, devices);
+  const executions = new Map<string, RolloutExecution>();
+  const fail = (k: number) => { for (let i = 0; i < k; i++) executions.set(devices[executions.size]!, ended('failed')); };
+  fail(9);
+  assert.equal(decideRollout(record, executions, 1).next.status, 'running', '9 executed: below executedMin');
+  const pausedRecord = decideOperatorAction(record, 'pause', executions);
+  assert.ok(pausedRecord.ok);
+  assert.equal(safetyStopOf(pausedRecord.next, executions), null, 'nothing crossed: a plain pause');
+  const resumed = decideOperatorAction(pausedRecord.next, 'resume', executions);
+  assert.ok(resumed.ok);
+  assert.deepEqual(resumed.next.accepted, { failed: 0, executed: 0, successWaived: false }, 'a resume with nothing to waive accepts nothing');
+  fail(1);
+  assert.deepEqual([decideRollout(resumed.next, executions, 2).next.status, decideRollout(resumed.next, executions, 2).next.pauseReason], ['paused', 'error_threshold'],
+    'the 10th failure of the wave pauses it, the pause and resume in between notwithstanding');
+
+  // A record whose failures were accepted by a plain resume before this change (9 of 9), paused by the operator at 18 of 18:
+  // the figures since that acceptance (9) are below executedMin, the whole wave's (18 of 18) cross the threshold.
+  fail(8);
+  const legacy: RolloutRecord = { ...record, status: 'paused', pauseReason: 'operator', accepted: { failed: 9, executed: 9, successWaived: false } };
+  assert.equal(errorThresholdCrossed(legacy.plan.waves[0]!, waveStats(devices, executions), legacy.accepted), false);
+  assert.equal(safetyStopOf(legacy, executions), 'error_threshold');
+  const past = decideOperatorAction(legacy, 'resume', executions);
+  assert.ok(past.ok);
+  assert.deepEqual(past.next.accepted, { failed: 18, executed: 18, successWaived: false }, 'a resume past a safety stop accepts the wave so far');
+  assert.equal(decideRollout(past.next, executions, 3).next.status, 'running', 'the accepted failures do not pause it again');
+  assert.equal(safetyStopOf(record, executions), null, 'a running rollout is at no stop');
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ export interface RolloutRecord {
   readonly status: RolloutStatus;
   readonly pauseReason: PauseReason | null;
   readonly waveIndex: number;
-  /** What the operator accepted by resuming the current wave: those failures are not counted again. */
+  /** What the operator accepted by resuming the current wave past a safety stop: those failures are not counted again. */
   readonly accepted: WaveAcceptance;
 }
 
@@ -265,9 +265,10 @@ export type OperatorDecision =
 
 /**
  * - pause: a running rollout stops notifying; executions in flight go on.
- * - resume: a paused rollout runs again; the failures and successes seen so far in the current
- *   wave are accepted (not counted again by the error threshold), and a wave that ended below its
- *   success threshold is taken as it is.
+ * - resume: a paused rollout runs again. Past a safety stop (safetyStopOf) the failures and
+ *   successes seen so far in the current wave are accepted (not counted again by the error
+ *   threshold), and a wave that ended below its success threshold is taken as it is; otherwise
+ *   nothing is accepted and the wave's figures count on as before the pause.
  * - abort: no device is notified any more; executions not yet notified (queued) are canceled,
  *   those in flight finish (each still ends by its timeouts).
  * - emergency_abort: as abort, and every execution in flight is canceled where the table
@@ -291,9 +292,34 @@ export function decideOperatorAction(record: RolloutRecord, action: OperatorActi
 }
 
 function resumed(record: RolloutRecord, executions: Executions): RolloutRecord {
+  // Nothing to waive: the wave goes on with its figures as they were (else a pause and a resume
+  // below executedMin would drop its failures from the error threshold's count).
+  if (safetyStopOf(record, executions) === null) return { ...record, status: 'running', pauseReason: null };
   const stats = waveStats(record.waves[record.waveIndex]!, executions);
   const successWaived = record.accepted.successWaived || record.pauseReason === 'success_threshold_not_met';
   return { ...record, status: 'running', pauseReason: null, accepted: { failed: stats.failed, executed: stats.executed, successWaived } };
+}
+
+export type SafetyStopReason = Extract<PauseReason, 'error_threshold' | 'success_threshold_not_met'>;
+
+/**
+ * The safety stop a resume of this record would waive (docs/ota.md "Resuming after a safety
+ * stop"), or null (not paused, or nothing to waive). The automatic pause it is in; or, for an
+ * operator's pause, the current wave's error threshold crossed either by the figures since the
+ * last acceptance (what the next tick would pause on) or by the whole wave's figures (every
+ * execution of the wave so far, accepted failures included: acceptances made by earlier resumes
+ * do not lower the bar), or the wave ended below its success threshold and not waived.
+ */
+export function safetyStopOf(record: RolloutRecord, executions: Executions): SafetyStopReason | null {
+  if (record.status !== 'paused') return null;
+  if (record.pauseReason === 'error_threshold' || record.pauseReason === 'success_threshold_not_met') return record.pauseReason;
+  const wave = record.plan.waves[record.waveIndex];
+  const devices = record.waves[record.waveIndex];
+  if (wave === undefined || devices === undefined) return null;
+  const stats = waveStats(devices, executions);
+  if (errorThresholdCrossed(wave, stats, record.accepted) || errorThresholdCrossed(wave, stats, nothingAccepted)) return 'error_threshold';
+  if (stats.settledAtMs !== null && !successThresholdMet(wave, stats, record.accepted)) return 'success_threshold_not_met';
+  return null;
 }
 
 function aborted(record: RolloutRecord): RolloutRecord {

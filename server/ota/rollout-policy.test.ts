@@ -7,6 +7,7 @@ import { otaKeys } from '../bus-contract/ota-keys.js';
 import { storePairs, type Harness } from '../control-plane/test-support.js';
 import type { OtaServices } from './ota-service.js';
 import type { RepositoryKeys } from './repository-init.js';
+import { readRollout, updateRolloutRecord } from './rollout-store.js';
 import { RolloutService } from './rollouts.js';
 import { makeOtaHarness, publishTestRelease } from './test-support.js';
 
@@ -271,6 +272,61 @@ for (const pair of storePairs().pairs) {
           (error) => SdcError.is(error, 'OTA_ROLLOUT_APPROVAL_REQUIRED') && error.details?.['rule_id'] === 'admins-update-with-approval');
         assert.equal(await notice(second), undefined);
         assert.equal((await service.view(id)).status, 'paused');
+      } finally {
+        await setPolicy(labDenyPolicy);
+      }
+    });
+
+    it('pausing and resuming below executedMin is no way around the safety stop: judged on the whole wave, an operator under an approvals rule is refused OTA_ROLLOUT_APPROVAL_REQUIRED, an admin resumes', async () => {
+      // h12 review: four rounds of 9 failures, each followed by an operator's pause and resume, ended 36 of 36 failed with no safety stop.
+      const ids = await addDevices(Array.from({ length: 20 }, (_, i) => `pr${i}`));
+      await setPolicy({
+        version: 1,
+        rules: [
+          labDenyPolicy.rules[0]!,
+          { id: 'operators-update-with-approval', effect: 'allow', roles: ['operator'], opcodes: ['EXEC_STAGE_UPDATE', 'EXEC_COMMIT_UPDATE'], devices: '*', conditions: { approval: { count: 1, roles: ['approver'] } } },
+        ],
+      });
+      try {
+        const wave: RolloutPlan['waves'][number] = {
+          selector: { deviceIds: ids }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 10, failedPercentMax: 20 },
+        };
+        const { id } = await start(ids, 'ada', [wave]);
+        const refuse = async (from: number, count: number) => {
+          for (const deviceId of ids.slice(from, from + count)) {
+            await service.onReport({
+              device_id: deviceId, gateway_id: 'gw-1', at_ms: h.clock.nowMs(),
+              frame: JSON.stringify({ execution_id: (await notice(deviceId))!.execution_id, event: 'refuse', report_id: `r-${deviceId}` }),
+            });
+          }
+        };
+        await refuse(0, 9);
+        assert.equal((await service.view(id)).status, 'running', '9 executed: below executedMin');
+        assert.equal((await service.act(id, 'pause', 'otto')).pause_reason, 'operator');
+        assert.equal((await service.act(id, 'resume', 'otto')).status, 'running', 'nothing crossed: a plain resume');
+        await refuse(9, 9);
+        const view = await service.view(id);
+        // The resume accepted nothing, so the wave's 10th failure paused it (before the fix the count started again at the resume).
+        assert.deepEqual([view.status, view.pause_reason, view.waves[0]?.failed], ['paused', 'error_threshold', 18]);
+        await assert.rejects(service.act(id, 'resume', 'otto'),
+          (error) => SdcError.is(error, 'OTA_ROLLOUT_APPROVAL_REQUIRED') && error.details?.['rule_id'] === 'operators-update-with-approval');
+
+        // A rollout paused by its operator whose 9 first failures a plain resume accepted (as before the fix): the 9 since are
+        // below executedMin, the whole wave's 18 of 18 cross the threshold: still a safety stop.
+        const stored = await readRollout(h.db, id);
+        await updateRolloutRecord(h.db, id, { ...stored.record, pauseReason: 'operator', accepted: { failed: 9, executed: 9, successWaived: false } }, h.clock.nowMs());
+        await assert.rejects(service.act(id, 'resume', 'otto'), (error) => SdcError.is(error, 'OTA_ROLLOUT_APPROVAL_REQUIRED') && error.details?.['pauseReason'] === 'error_threshold');
+        assert.equal((await service.view(id)).status, 'paused', 'nothing moved');
+        const denied = await auditOf('ota.rollout.resume_denied', id);
+        assert.deepEqual(denied.map((entry) => [entry['actor'], entry['code'], entry['pause_reason'], entry['safety_stop'], entry['wave_stats']]), [
+          ['user:otto', 'OTA_ROLLOUT_APPROVAL_REQUIRED', 'error_threshold', 'error_threshold', { size: 20, executed: 18, failed: 18, succeeded: 0 }],
+          ['user:otto', 'OTA_ROLLOUT_APPROVAL_REQUIRED', 'operator', 'error_threshold', { size: 20, executed: 18, failed: 18, succeeded: 0 }],
+        ]);
+
+        const resumed = await service.act(id, 'resume', 'ada');
+        assert.equal(resumed.status, 'running', 'an admin resumes it');
+        const audits = await auditOf('ota.rollout.resume', id);
+        assert.deepEqual(audits.map((entry) => [entry['actor'], entry['safety_stop']]), [['user:otto', null], ['user:ada', 'error_threshold']]);
       } finally {
         await setPolicy(labDenyPolicy);
       }

@@ -7,7 +7,7 @@ import {
 } from '../../core/ota/execution-decisions.js';
 import { defaultExecutionTimeouts, executionTable, type ExecutionEvent, type ExecutionState, type ExecutionTimeouts } from '../../core/ota/execution-machine.js';
 import {
-  decideOperatorAction, decideRollout, errorThresholdCrossed, startRollout, successThresholdMet, waveStats, type Executions, type OperatorAction, type RolloutPlan,
+  decideOperatorAction, decideRollout, safetyStopOf as coreSafetyStopOf, startRollout, waveStats, type Executions, type OperatorAction, type RolloutPlan,
   type RolloutRecord, type WaveStats,
 } from '../../core/ota/rollout-decisions.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
@@ -956,19 +956,15 @@ interface SafetyStop {
 }
 
 /**
- * The safety stop a resume would waive: the automatic pause the rollout is in (error threshold,
- * success threshold not met), or, for an operator's pause, the one the next tick would have made
- * (the thresholds were crossed while it was paused, or the operator paused just before the tick
- * did): a resume accepts the wave's failures so far either way.
+ * The safety stop a resume would waive (core safetyStopOf): the automatic pause the rollout is in
+ * (error threshold, success threshold not met), or, for an operator's pause, the one the next tick
+ * would have made, or the error threshold crossed by the whole wave's figures (accepted failures
+ * included: earlier resumes do not lower the bar), with the wave's whole figures.
  */
 function safetyStopOf(record: RolloutRecord, executions: readonly StoredExecution[]): SafetyStop | null {
-  if (record.status !== 'paused') return null;
-  const stats = waveStats(record.waves[record.waveIndex]!, coordinatorView(executions));
-  if (record.pauseReason === 'error_threshold' || record.pauseReason === 'success_threshold_not_met') return { reason: record.pauseReason, stats };
-  const wave = record.plan.waves[record.waveIndex]!;
-  if (errorThresholdCrossed(wave, stats, record.accepted)) return { reason: 'error_threshold', stats };
-  if (stats.settledAtMs !== null && !successThresholdMet(wave, stats, record.accepted)) return { reason: 'success_threshold_not_met', stats };
-  return null;
+  const view = coordinatorView(executions);
+  const reason = coreSafetyStopOf(record, view);
+  return reason === null ? null : { reason, stats: waveStats(record.waves[record.waveIndex]!, view) };
 }
 
 /** What a resume's audit entry (and a refused one's) says about the pause: its reason, the safety stop waived, the wave's thresholds and figures. */

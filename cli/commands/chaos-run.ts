@@ -409,7 +409,21 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
     if (options.redisUrl !== undefined) await removeKeysWithPrefix(options.redisUrl, runKeyPrefix(tag)).catch((error: unknown) => options.logger.warn({ err: error }, 'chaos run Redis keys not removed'));
     await database?.drop().catch((error: unknown) => options.logger.warn({ err: error }, 'chaos run database not dropped'));
   };
-  const started = await startProxies(run, tag).catch(async (error: unknown) => { await removeStores(); throw error; });
+  // Ctrl-C or SIGTERM mid-run (the command catches neither): the run's keys and database are
+  // removed, within signalCleanupBoundMs, before the process ends by the same signal; a second
+  // signal ends it at once. Everything else the run opened ends with the process.
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    const bound = new Promise<void>((resolve) => { setTimeout(resolve, signalCleanupBoundMs).unref(); });
+    void Promise.race([removeStores(), bound]).finally(() => process.kill(process.pid, signal));
+  };
+  const stopCatchingSignals = () => { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); };
+  if (runStores.redis_key_prefix !== null || runStores.mysql_database !== null) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  const started = await startProxies(run, tag).catch(async (error: unknown) => { stopCatchingSignals(); await removeStores(); throw error; });
   let deployment: Deployment | undefined;
   const cleanups: Array<() => Promise<void>> = [];
   try {
@@ -422,9 +436,13 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
     await Promise.allSettled(started.names.map((name) => started.toxiproxy.get(name).then((p) => p.remove())));
     await started.server?.close();
     await rm(dataDir, { recursive: true, force: true });
+    stopCatchingSignals();
     await removeStores();
   }
 }
+
+/** How long a run stopped by a signal waits for its keys and database to be removed. */
+const signalCleanupBoundMs = 10_000;
 
 /** The run's Redis key prefix and MySQL database: its own, so that only these are removed at its end. */
 const runKeyPrefix = (tag: string): string => `sdc-chaos-${tag}:`;

@@ -94,3 +94,31 @@ describe('sdc chaos run: what it leaves on the real stores', { concurrency: 3 },
     }
   });
 });
+
+describe('sdc chaos run stopped by Ctrl-C', () => {
+  it('SIGINT mid-run: the process ends by the signal after removing its keys and database', { skip }, async () => {
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const sdc = fileURLToPath(new URL('../../bin/sdc.js', import.meta.url));
+    const child = spawn(process.execPath, [sdc, 'chaos', 'run', '--scenario', 'latency', '--redis', redisUrl!, '--mysql', mysqlUrl!, '--agents', '1', '--duration', '60s', '--fault-at', '1s', '--fault-for', '50s', '--json'], {
+      env: { ...process.env, SDC_FROM_SOURCE: '1', SDC_LOG_LEVEL: 'silent' }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    // Interrupted while the fault is on (the fleet online, the keys and the database in use).
+    await new Promise<void>((resolve, reject) => {
+      child.stderr!.on('data', (chunk: Buffer) => {
+        err += chunk.toString();
+        if (/fault latency on at/.test(err)) resolve();
+      });
+      child.on('exit', () => reject(new Error(`exited before the commands: ${err}`)));
+    });
+    const { prefix, database } = announcedStores(err);
+    assert.ok((await keysUnder(prefix)).length > 0 || await databaseExists(database), 'the run is using its stores');
+    child.kill('SIGINT');
+    const { signal } = await exited;
+    assert.equal(signal, 'SIGINT', err);
+    assert.deepEqual(await keysUnder(prefix), []);
+    assert.equal(await databaseExists(database), false);
+  });
+});

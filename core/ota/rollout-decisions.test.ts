@@ -181,6 +181,24 @@ test('operator: a pause and resume below executedMin accepts nothing, and a safe
   assert.equal(safetyStopOf(record, executions), null, 'a running rollout is at no stop');
 });
 
+test('operator: a resume past a success-threshold stop reached under an operator\'s pause waives it, so the next tick does not pause again (h16 review)', () => {
+  const devices = fleet(10);
+  const record = rollout({
+    devicesPerMinuteMax: 100,
+    waves: [wave({ percent: 100 }, { successThreshold: { succeededMin: 1, succeededPercentMin: 90, soakMs: 0 }, errorThreshold: { executedMin: 10, failedPercentMax: 50 } })],
+  }, devices);
+  // Paused by the operator while devices were still updating; the wave then settles at 7 of 10.
+  const paused: RolloutRecord = { ...record, status: 'paused', pauseReason: 'operator' };
+  const executions = new Map<string, RolloutExecution>(devices.map((d, i) => [d, ended(i < 7 ? 'succeeded' : 'failed', 100)]));
+  assert.equal(safetyStopOf(paused, executions), 'success_threshold_not_met');
+  const resumed = decideOperatorAction(paused, 'resume', executions);
+  assert.ok(resumed.ok);
+  assert.equal(resumed.next.accepted.successWaived, true);
+  const next = decideRollout(resumed.next, executions, 200);
+  assert.equal(next.next.status, 'completed', 'the wave is taken as it is: the single-wave rollout completes');
+  assert.equal(next.next.pauseReason, null);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Properties over whole rollouts on virtual time
 

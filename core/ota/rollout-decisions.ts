@@ -296,7 +296,12 @@ function resumed(record: RolloutRecord, executions: Executions): RolloutRecord {
   // below executedMin would drop its failures from the error threshold's count).
   if (safetyStopOf(record, executions) === null) return { ...record, status: 'running', pauseReason: null };
   const stats = waveStats(record.waves[record.waveIndex]!, executions);
-  const successWaived = record.accepted.successWaived || record.pauseReason === 'success_threshold_not_met';
+  // Past a stop the wave is taken as it is: a wave that ended below its success threshold is
+  // waived whatever the pause's own reason (an operator's pause, or an error-threshold pause of a
+  // wave that has settled meanwhile), else the next tick would pause it again at once.
+  const wave = record.plan.waves[record.waveIndex];
+  const successShort = wave !== undefined && stats.settledAtMs !== null && !successThresholdMet(wave, stats, record.accepted);
+  const successWaived = record.accepted.successWaived || record.pauseReason === 'success_threshold_not_met' || successShort;
   return { ...record, status: 'running', pauseReason: null, accepted: { failed: stats.failed, executed: stats.executed, successWaived } };
 }
 

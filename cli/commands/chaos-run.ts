@@ -412,11 +412,18 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
   // Ctrl-C or SIGTERM mid-run (the command catches neither): the run's keys and database are
   // removed, within signalCleanupBoundMs, before the process ends by the same signal; a second
   // signal ends it at once. Everything else the run opened ends with the process.
+  // The deployment is stopped first (for at most a third of the bound): while it runs it keeps
+  // writing streams and presence keys under the prefix, which a scan before would miss.
+  let deployment: Deployment | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    const bound = new Promise<void>((resolve) => { setTimeout(resolve, signalCleanupBoundMs).unref(); });
-    void Promise.race([removeStores(), bound]).finally(() => process.kill(process.pid, signal));
+    const within = (ms: number) => new Promise<void>((resolve) => { setTimeout(resolve, ms).unref(); });
+    const stopThenRemove = async () => {
+      await Promise.race([deployment?.stop().catch(() => undefined), within(signalCleanupBoundMs / 3)]);
+      await removeStores();
+    };
+    void Promise.race([stopThenRemove(), within(signalCleanupBoundMs)]).finally(() => process.kill(process.pid, signal));
   };
   const stopCatchingSignals = () => { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); };
   if (runStores.redis_key_prefix !== null || runStores.mysql_database !== null) {
@@ -424,7 +431,6 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
     process.on('SIGTERM', onSignal);
   }
   const started = await startProxies(run, tag).catch(async (error: unknown) => { stopCatchingSignals(); await removeStores(); throw error; });
-  let deployment: Deployment | undefined;
   const cleanups: Array<() => Promise<void>> = [];
   try {
     const proxied = await startProxiedDeployment(run, dataDir, started.proxies, tag);

@@ -250,9 +250,11 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
   storeTargets(options); // a malformed store URL is refused before anything listens or waits
   const readiness = new Readiness({ dependencies: deploymentDependencies(options, withControlPlane), clock, scheduler });
   const stopped: Array<() => Promise<void>> = [];
-  const stopAll = async () => {
+  // Once: a second call (a signal handler's and the run's own, sdc chaos run) waits for the first.
+  let stopping: Promise<void> | undefined;
+  const stopAll = (): Promise<void> => stopping ??= (async () => {
     for (const stop of stopped.reverse()) await stop().catch((error: unknown) => logger.warn({ err: error }, 'stop failed'));
-  };
+  })();
   try {
     // Both ports first (docs/api.md, Readiness): a port in use is refused at once, and the API
     // answers /healthz and /readyz while the stores are awaited.

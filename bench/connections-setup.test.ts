@@ -6,27 +6,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Redis } from 'ioredis';
-import { literalMatchPattern, removeKeysWithPrefix } from '../server/stores/redis-prefix-cleanup.js';
+import { removeKeysWithPrefix } from '../server/stores/redis-prefix-cleanup.js';
 import { startScaleOut } from './connections-setup.js';
+import { keysUnder } from '../server/stores/leftovers-test-support.js';
 
 const redisUrl = process.env['REDIS_URL'];
-
-async function keysUnder(prefix: string): Promise<string[]> {
-  const client = new Redis(redisUrl!);
-  try {
-    const found: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', literalMatchPattern(prefix), 'COUNT', 1_000);
-      found.push(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    return found;
-  } finally {
-    client.disconnect();
-  }
-}
 
 const smallest = { agents: 1, gateways: [], rampPerSecond: 100, agentsPerProcess: 1, progress: () => undefined };
 
@@ -34,9 +18,9 @@ describe('bench scale-out set-up: its Redis keys', { skip: redisUrl ? false : 'n
   it('a run in a temporary directory leaves no key under its prefix', async () => {
     const scale = await startScaleOut({ ...smallest, redisUrl: redisUrl! });
     assert.match(scale.keyPrefix, /^sdc-bench-conn-[0-9a-f]{12}:$/);
-    assert.ok((await keysUnder(scale.keyPrefix)).length > 0, 'the fleet is in Redis while the run is on');
+    assert.ok((await keysUnder(redisUrl!, scale.keyPrefix)).length > 0, 'the fleet is in Redis while the run is on');
     await scale.close();
-    assert.deepEqual(await keysUnder(scale.keyPrefix), []);
+    assert.deepEqual(await keysUnder(redisUrl!, scale.keyPrefix), []);
   });
 
   it('a kept --dir keeps its keys for the next run', async () => {
@@ -44,7 +28,7 @@ describe('bench scale-out set-up: its Redis keys', { skip: redisUrl ? false : 'n
     const scale = await startScaleOut({ ...smallest, redisUrl: redisUrl!, dataDir });
     try {
       await scale.close();
-      assert.ok((await keysUnder(scale.keyPrefix)).length > 0);
+      assert.ok((await keysUnder(redisUrl!, scale.keyPrefix)).length > 0);
     } finally {
       await removeKeysWithPrefix(redisUrl!, scale.keyPrefix);
       await rm(dataDir, { recursive: true, force: true });

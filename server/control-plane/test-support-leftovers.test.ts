@@ -6,41 +6,13 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { createConnection } from 'mysql2/promise';
-import { Redis } from 'ioredis';
 import { sourceLoaderExecArgv } from '../../runtime/fork-module.js';
-import { literalMatchPattern } from '../stores/redis-prefix-cleanup.js';
 import { makeHarness, storePairs, type KvFactory } from './test-support.js';
+import { databaseExists, keysUnder } from '../stores/leftovers-test-support.js';
 
 const redisUrl = process.env['REDIS_URL'];
 const mysqlUrl = process.env['MYSQL_URL'];
 const real = storePairs().pairs.find((p) => p.kv !== undefined);
-
-async function keysUnder(prefix: string): Promise<string[]> {
-  const client = new Redis(redisUrl!);
-  try {
-    const found: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', literalMatchPattern(prefix), 'COUNT', 1_000);
-      found.push(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    return found;
-  } finally {
-    client.disconnect();
-  }
-}
-
-async function databaseExists(name: string): Promise<boolean> {
-  const connection = await createConnection({ uri: mysqlUrl! });
-  try {
-    const [rows] = await connection.query('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name]);
-    return (rows as unknown[]).length > 0;
-  } finally {
-    await connection.end();
-  }
-}
 
 describe('control-plane test helpers: what they leave on the real stores', { skip: real === undefined ? 'MYSQL_URL or REDIS_URL is not set' : false }, () => {
   it('makeHarness close() removes the keys under its prefix', async () => {
@@ -50,13 +22,13 @@ describe('control-plane test helpers: what they leave on the real stores', { ski
     const h = await makeHarness(real!.sql, { kv });
     try {
       await h.cp.start();
-      assert.ok((await keysUnder(prefix)).length > 0, 'the started control plane wrote keys under its prefix');
+      assert.ok((await keysUnder(redisUrl!, prefix)).length > 0, 'the started control plane wrote keys under its prefix');
     } finally {
       await h.close();
       await real!.sql.cleanup();
     }
     assert.match(prefix, /^cp-test-[0-9a-f]{8}:$/);
-    assert.deepEqual(await keysUnder(prefix), []);
+    assert.deepEqual(await keysUnder(redisUrl!, prefix), []);
   });
 
   it('a database made by mysqlTarget and never cleaned up is dropped when its process exits', async () => {
@@ -70,6 +42,6 @@ describe('control-plane test helpers: what they leave on the real stores', { ski
       process.stdout.write(new URL(target.url).pathname.slice(1));`;
     const { stdout } = await promisify(execFile)(process.execPath, [...sourceLoaderExecArgv(), '--input-type=module', '-e', script], { env: { ...process.env, SDC_TEST_KEEP_STORES: '' } });
     assert.match(stdout, /^sdc_cp_\d+_[0-9a-f]{8}$/);
-    assert.equal(await databaseExists(stdout), false, `${stdout} is still on the server`);
+    assert.equal(await databaseExists(mysqlUrl!, stdout), false, `${stdout} is still on the server`);
   });
 });

@@ -6,43 +6,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createConnection } from 'mysql2/promise';
-import { Redis } from 'ioredis';
 import pino from 'pino';
 import { realFaultScenario, runChaosScenario } from '../../cli/commands/chaos-run.js';
-import { removeKeysWithPrefix, literalMatchPattern } from '../../server/stores/redis-prefix-cleanup.js';
+import { removeKeysWithPrefix } from '../../server/stores/redis-prefix-cleanup.js';
 import { chaosRun } from './support/chaos-run-driver.js';
+import { databaseExists, keysUnder } from '../../server/stores/leftovers-test-support.js';
 
 const redisUrl = process.env.REDIS_URL;
 const mysqlUrl = process.env.MYSQL_URL;
 const skip = redisUrl === undefined || redisUrl === '' || mysqlUrl === undefined || mysqlUrl === '' ? 'REDIS_URL or MYSQL_URL is not set' : false;
 /** The smallest run: one agent, 2 s of commands, the fault from 0 s to 1 s. */
 const smallest = ['--agents', '1', '--duration', '2s', '--fault-at', '0s', '--fault-for', '1s', '--seed', '3', '--json'] as const;
-
-async function keysUnder(prefix: string): Promise<string[]> {
-  const client = new Redis(redisUrl!);
-  try {
-    const found: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', literalMatchPattern(prefix), 'COUNT', 1_000);
-      found.push(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    return found;
-  } finally {
-    client.disconnect();
-  }
-}
-
-async function databaseExists(name: string): Promise<boolean> {
-  const connection = await createConnection({ uri: mysqlUrl! });
-  try {
-    const [rows] = await connection.query('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name]);
-    return (rows as unknown[]).length > 0;
-  } finally {
-    await connection.end();
-  }
-}
 
 async function dropDatabase(name: string): Promise<void> {
   const connection = await createConnection({ uri: mysqlUrl! });
@@ -62,8 +36,8 @@ describe('sdc chaos run: what it leaves on the real stores', { concurrency: 3 },
     assert.equal(code, 0, detail);
     const { prefix, database } = announcedStores(err);
     assert.deepEqual(reports[0]!.run_stores, { redis_key_prefix: prefix, mysql_database: database, kept: false });
-    assert.deepEqual(await keysUnder(prefix), []);
-    assert.equal(await databaseExists(database), false);
+    assert.deepEqual(await keysUnder(redisUrl!, prefix), []);
+    assert.equal(await databaseExists(mysqlUrl!, database), false);
   });
 
   it('a run that throws (its fault fails to go on) removes them too', { skip }, async () => {
@@ -75,8 +49,8 @@ describe('sdc chaos run: what it leaves on the real stores', { concurrency: 3 },
       redisUrl: redisUrl!, mysqlUrl: mysqlUrl!, logger: pino({ level: 'silent' }), onProgress: (line) => progress.push(line),
     }), /CHAOS_FAULT_FAILED|could not be put on/);
     const { prefix, database } = announcedStores(progress.join('\n'));
-    assert.deepEqual(await keysUnder(prefix), []);
-    assert.equal(await databaseExists(database), false);
+    assert.deepEqual(await keysUnder(redisUrl!, prefix), []);
+    assert.equal(await databaseExists(mysqlUrl!, database), false);
   });
 
   it('--keep-stores keeps them for a post-mortem (and says so)', { skip }, async () => {
@@ -86,8 +60,8 @@ describe('sdc chaos run: what it leaves on the real stores', { concurrency: 3 },
       assert.equal(code, 0, detail);
       assert.match(err, /kept at the end: --keep-stores/);
       assert.equal(reports[0]!.run_stores.kept, true);
-      assert.ok((await keysUnder(prefix)).length > 0, 'the run\'s keys are kept');
-      assert.equal(await databaseExists(database), true);
+      assert.ok((await keysUnder(redisUrl!, prefix)).length > 0, 'the run\'s keys are kept');
+      assert.equal(await databaseExists(mysqlUrl!, database), true);
     } finally {
       await removeKeysWithPrefix(redisUrl!, prefix);
       await dropDatabase(database);
@@ -114,11 +88,11 @@ describe('sdc chaos run stopped by Ctrl-C', () => {
       child.on('exit', () => reject(new Error(`exited before the commands: ${err}`)));
     });
     const { prefix, database } = announcedStores(err);
-    assert.ok((await keysUnder(prefix)).length > 0 || await databaseExists(database), 'the run is using its stores');
+    assert.ok((await keysUnder(redisUrl!, prefix)).length > 0 || await databaseExists(mysqlUrl!, database), 'the run is using its stores');
     child.kill('SIGINT');
     const { signal } = await exited;
     assert.equal(signal, 'SIGINT', err);
-    assert.deepEqual(await keysUnder(prefix), []);
-    assert.equal(await databaseExists(database), false);
+    assert.deepEqual(await keysUnder(redisUrl!, prefix), []);
+    assert.equal(await databaseExists(mysqlUrl!, database), false);
   });
 });

@@ -4,26 +4,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { literalMatchPattern } from '../../server/stores/redis-prefix-cleanup.js';
 import { startE2e, storeTargets } from './support/e2e-harness.js';
+import { keysUnder } from '../../server/stores/leftovers-test-support.js';
 
 const target = storeTargets().find((t) => t.redisUrl !== undefined);
-
-async function keysUnder(url: string, prefix: string): Promise<string[]> {
-  const client = new Redis(url);
-  try {
-    const found: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', literalMatchPattern(prefix), 'COUNT', 1_000);
-      found.push(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    return found;
-  } finally {
-    client.disconnect();
-  }
-}
 
 describe('e2e harness: what a run leaves on Redis', () => {
   it('stop() removes every key under the run\'s prefix, and only those', { skip: target === undefined ? 'REDIS_URL and MYSQL_URL are not set' : false }, async () => {

@@ -6,7 +6,7 @@ import { normalizeSerialHex, serialHexForEncoding } from './serial-number.js';
 import { x509 } from './x509-provider.js';
 import { createPublicKey, KeyObject, sign as signBytes, verify as verifyBytes } from 'node:crypto';
 import { oidEd25519, readCertificateFields } from './certificate-fields.js';
-import { childrenOf, contextConstructed, derTag, encodingOf, expectElement, readWhole, valueOf } from './der-reader.js';
+import { childrenOf, contextConstructed, derTag, encodingOf, expectElement, readTime, readWhole, valueOf } from './der-reader.js';
 import { derBitString, derElement, derOctetString, derOid, derPositiveIntegerFromHex, derSequence, derSmallInteger, derTime } from './der-writer.js';
 
 /** How long relying parties may use a CRL before fetching a new one. Short, so a revocation takes effect within a day. */
@@ -110,6 +110,26 @@ export async function generateCrl(options: { issuer: CaMaterial; store: Revocati
  * key/value store. TRUST_CRL_INVALID for a CRL that does not parse or verify.
  */
 export async function revokedSerialsOfCrl(options: { pem: string; issuer: x509.X509Certificate }): Promise<Set<string>> {
+  return (await readVerifiedCrl(options)).serials;
+}
+
+/** What a verified CRL says: its serials, and its number and issue time, so a reader can refuse an older CRL put back. */
+export interface VerifiedCrl {
+  readonly serials: Set<string>;
+  /** The CRL number extension (RFC 5280 5.2.3), or null when the CRL has none. */
+  readonly crlNumber: bigint | null;
+  readonly thisUpdateMs: number;
+}
+
+const oidCrlNumberDer = Buffer.from('0603551d14', 'hex');
+
+/**
+ * revokedSerialsOfCrl with the CRL's number and issue time, once its signature verifies against
+ * `issuer` and its issuer name is `issuer`'s subject (byte for byte, as a path is built).
+ */
+export async function readVerifiedCrl(options: { pem: string; issuer: x509.X509Certificate }): Promise<VerifiedCrl> {
+  let crlNumber: bigint | null = null;
+  let thisUpdateMs: number;
   // Read with der-reader rather than x509.X509Crl (review h1, finding 2e): asn1js refuses input of
   // more than 10,000 ASN.1 nodes, so a CRL of more than about 1,200 entries did not parse, and a
   // gateway could not read the CRL of a fleet with that many live revocations.
@@ -130,7 +150,15 @@ export async function revokedSerialsOfCrl(options: { pem: string; issuer: x509.X
     signature = bits.subarray(1);
     const fields = childrenOf(der, parts[0]!);
     // version, signature, issuer, thisUpdate, then nextUpdate if a time, then the entries if a SEQUENCE.
-    let at = fields[0]?.tag === derTag.integer ? 4 : 3;
+    const issuerAt = fields[0]?.tag === derTag.integer ? 2 : 1;
+    const issuerName = fields[issuerAt];
+    if (issuerName?.tag !== derTag.sequence || !Buffer.from(encodingOf(der, issuerName)).equals(Buffer.from(options.issuer.subjectName.toArrayBuffer()))) {
+      throw new SdcError('TRUST_CERT_INVALID', 'the CRL names another issuer');
+    }
+    const thisUpdate = fields[issuerAt + 1];
+    if (thisUpdate === undefined) throw new SdcError('TRUST_CERT_INVALID', 'the CRL has no thisUpdate');
+    thisUpdateMs = readTime(der, thisUpdate);
+    let at = issuerAt + 2;
     if (fields[at]?.tag === derTag.utcTime || fields[at]?.tag === derTag.generalizedTime) at += 1;
     serials = new Set<string>();
     const list = fields[at];
@@ -142,12 +170,28 @@ export async function revokedSerialsOfCrl(options: { pem: string; issuer: x509.X
         offset = entry.end;
       }
     }
+    const extensions = fields.find((field) => field.tag === contextConstructed(0));
+    if (extensions !== undefined) {
+      const list = expectElement(der, extensions.valueStart, extensions.end, derTag.sequence, 'crlExtensions');
+      for (let offset = list.valueStart; offset < list.end;) {
+        const extension = expectElement(der, offset, list.end, derTag.sequence, 'extension');
+        const members = childrenOf(der, extension);
+        if (members[0] !== undefined && Buffer.from(encodingOf(der, members[0])).equals(oidCrlNumberDer)) {
+          const value = members[members.length - 1]!;
+          if (value.tag !== derTag.octetString) throw new SdcError('TRUST_CERT_INVALID', 'CRL number is not an OCTET STRING');
+          const octets = valueOf(der, value);
+          const number = readWhole(octets, derTag.integer, 'CRL number');
+          crlNumber = BigInt(`0x${Buffer.from(valueOf(octets, number)).toString('hex') || '0'}`);
+        }
+        offset = extension.end;
+      }
+    }
   } catch (error) {
     throw new SdcError('TRUST_CRL_INVALID', 'the CRL does not parse', {}, { cause: error });
   }
   const publicKey = createPublicKey({ key: Buffer.from(options.issuer.publicKey.rawData), format: 'der', type: 'spki' });
   if (!verifyBytes(null, tbs, publicKey, signature)) throw new SdcError('TRUST_CRL_INVALID', 'the CRL is not signed by our intermediate CA');
-  return serials;
+  return { serials, crlNumber, thisUpdateMs };
 }
 
 /** DER INTEGER for a positive value below 2^159 (content at most 20 octets, so a short-form length). */

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
-import { generateCrl, revokedSerialsOfCrl } from '../../trust/crl.js';
+import { createCrl, generateCrl, readVerifiedCrl, revokedSerialsOfCrl } from '../../trust/crl.js';
 import { MemoryRevocationStore } from '../../trust/revocation.js';
 import { makeTestPki, type TestPki } from '../../trust/test-fixtures.js';
 import { CrlFileWatch } from './crl-file-watch.js';
@@ -52,5 +52,35 @@ describe('the gateway reads revocations from the CRL file', () => {
     assert.deepEqual([...watch.serials()], ['a1'], 'a CRL another CA signed is not believed');
     watch.stop();
     assert.equal(time.pendingTimers, 0);
+  });
+
+  it('refuses a CRL that names another issuer although our intermediate signed it', async () => {
+    const renamed = await createCrl({ issuer: { ...pki.intermediate, certificate: pki.root.certificate }, entries: [], crlNumber: 1n, now });
+    await assert.rejects(readVerifiedCrl({ pem: renamed.pem, issuer: pki.intermediate.certificate }), (e) => SdcError.is(e, 'TRUST_CRL_INVALID'));
+    const ours = await readVerifiedCrl({ pem: (await createCrl({ issuer: pki.intermediate, entries: [], crlNumber: 7n, now })).pem, issuer: pki.intermediate.certificate });
+    assert.deepEqual([ours.crlNumber, ours.thisUpdateMs], [7n, Math.floor(now.getTime() / 1000) * 1000]);
+  });
+
+  it('keeps the revocations when an older CRL our CA signed is put back in the file (a lower CRL number), and takes the next newer one', async () => {
+    const path = join(dir, 'crl-rollback.pem');
+    const store = new MemoryRevocationStore();
+    await store.revoke('a1', 'keyCompromise', now);
+    const older = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
+    await store.revoke('b2', 'keyCompromise', now);
+    const newer = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
+    await store.revoke('c3', 'keyCompromise', now);
+    const newest = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
+    const time = new VirtualTime();
+    const watch = new CrlFileWatch({ path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, logger: pino({ level: 'silent' }) });
+    await writeFile(path, newer);
+    await watch.start();
+    assert.deepEqual([...watch.serials()].sort(), ['a1', 'b2']);
+    await writeFile(path, older);
+    await watch.reload();
+    assert.deepEqual([...watch.serials()].sort(), ['a1', 'b2'], 'the older CRL does not take b2 back');
+    await writeFile(path, newest);
+    await watch.reload();
+    assert.deepEqual([...watch.serials()].sort(), ['a1', 'b2', 'c3']);
+    watch.stop();
   });
 });

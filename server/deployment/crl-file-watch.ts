@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Scheduler, TimerHandle } from '../../core/ports/ports.js';
-import { revokedSerialsOfCrl } from '../../trust/crl.js';
+import { readVerifiedCrl } from '../../trust/crl.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
 
 /** How often the gateway reads the CRL file again; the kv revoked keys carry a revocation sooner. */
@@ -12,10 +12,13 @@ export const crlReloadIntervalMsDefault = 60_000;
  * gateway's revocation check, so a revocation holds even when the key/value store lost its keys.
  * Read at start and every `reloadIntervalMs`; a missing file is an empty set (a gateway on another
  * host may not have it); a file that does not verify against our intermediate is ignored and the
- * last good set kept.
+ * last good set kept, and so is a CRL whose number is below the last one taken (an older CRL our
+ * CA really signed, put back in the file, would otherwise take back the revocations made since;
+ * review h16). The number is remembered for the process's life only.
  */
 export class CrlFileWatch {
   #serials: ReadonlySet<string> = new Set();
+  #crlNumber: bigint | null = null;
   #timer: TimerHandle | undefined;
   #running = false;
 
@@ -48,7 +51,14 @@ export class CrlFileWatch {
       return;
     }
     try {
-      this.#serials = await revokedSerialsOfCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) });
+      const crl = await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) });
+      if (this.#crlNumber !== null && (crl.crlNumber === null || crl.crlNumber < this.#crlNumber)) {
+        logger.error({ code: 'TRUST_CRL_INVALID', path, crlNumber: crl.crlNumber?.toString() ?? null, lastCrlNumber: this.#crlNumber.toString() },
+          'CRL file refused: older than the CRL already taken; keeping the last one');
+        return;
+      }
+      this.#serials = crl.serials;
+      this.#crlNumber = crl.crlNumber;
     } catch (error) {
       logger.error({ err: error, path }, 'CRL file refused; keeping the last one');
     }

@@ -7,7 +7,7 @@ import { parseCertificate } from '../../trust/x509-provider.js';
 import { SdcError } from '../../core/errors/index.js';
 import { authRateLimits } from './http/rate-limit.js';
 import { renewalLimits } from './devices.js';
-import { makeDeviceKey, makeHarness, refusalCodeOf, storePairs, type Harness } from './test-support.js';
+import { closeHarnessAndPair, makeDeviceKey, makeHarness, refusalCodeOf, storePairs, type Harness } from './test-support.js';
 
 /**
  * Renewals are bounded (review h1, finding 2): every renewal revokes the device's previous
@@ -51,15 +51,7 @@ for (const pair of pairs) {
       }
       return h;
     };
-    after(async () => {
-      const keepAlive = setInterval(() => undefined, 1_000);
-      try {
-        await h?.close();
-        await pair.sql.cleanup();
-      } finally {
-        clearInterval(keepAlive);
-      }
-    });
+    after(() => closeHarnessAndPair(h, pair));
 
     async function enrolled(deviceId: string): Promise<{ h: Harness; csrPem: string; certPem: string; keyPem: string }> {
       const h = await harness();

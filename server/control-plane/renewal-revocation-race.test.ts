@@ -9,7 +9,7 @@ import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
-import { makeDeviceKey, makeHarness, refusalCodeOf, storePairs, type Harness, type SqlTarget } from './test-support.js';
+import { closeHarnessAndPair, makeDeviceKey, makeHarness, refusalCodeOf, storePairs, type Harness, type SqlTarget } from './test-support.js';
 
 /**
  * A renewal racing a revocation (review h1, finding 1): whichever commits first, the revoked device
@@ -72,15 +72,7 @@ for (const pair of pairs) {
       });
       return h;
     };
-    after(async () => {
-      const keepAlive = setInterval(() => undefined, 1_000);
-      try {
-        await h?.close();
-        await pair.sql.cleanup();
-      } finally {
-        clearInterval(keepAlive);
-      }
-    });
+    after(() => closeHarnessAndPair(h, pair));
 
     async function enrolled(deviceId: string): Promise<{ h: Harness; csrPem: string; certPem: string }> {
       const h = await harness();

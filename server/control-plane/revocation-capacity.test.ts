@@ -4,7 +4,7 @@ import { revokedSerialsOfCrl } from '../../trust/crl.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
 import { revocationExpiredGraceMs, SqlRevocationStore } from './stores/sql-revocation-store.js';
-import { makeDeviceKey, makeHarness, refusalCodeOf, storePairs, type Harness } from './test-support.js';
+import { closeHarnessAndPair, makeDeviceKey, makeHarness, refusalCodeOf, storePairs, type Harness } from './test-support.js';
 
 /**
  * The revocation store's bound counts live revocations only (review h1, finding 2): at 100,000
@@ -20,15 +20,7 @@ for (const pair of pairs) {
       h ??= await makeHarness(pair.sql, pair.kv === undefined ? {} : { kv: pair.kv });
       return h;
     };
-    after(async () => {
-      const keepAlive = setInterval(() => undefined, 1_000);
-      try {
-        await h?.close();
-        await pair.sql.cleanup();
-      } finally {
-        clearInterval(keepAlive);
-      }
-    });
+    after(() => closeHarnessAndPair(h, pair));
     beforeEach(async () => {
       const h = await harness();
       await h.db.execute('DELETE FROM revocations');

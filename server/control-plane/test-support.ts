@@ -244,6 +244,22 @@ export async function makeHarness(target: SqlTarget, options: {
 const provider = createNodeEd25519Provider();
 
 /** A device's key: the seed for signing frames and a CSR with CN = device id. */
+/**
+ * A test file's after() for a lazily made harness on a store pair: closes the harness, then drops
+ * the pair's database. systemScheduler's timers are unref'd: without a ref'd one, stopping the
+ * started consumers (blocked in a read) would leave the event loop empty and the runner would
+ * cancel the hook.
+ */
+export async function closeHarnessAndPair(h: Harness | undefined, pair: StorePair): Promise<void> {
+  const keepAlive = setInterval(() => undefined, 1_000);
+  try {
+    await h?.close();
+    await pair.sql.cleanup();
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
+
 export async function makeDeviceKey(deviceId: string): Promise<{ seed: Uint8Array; csrPem: string }> {
   const seed = new Uint8Array(randomBytes(32));
   const der = Buffer.from(pemFromPrivateSeed(seed).replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');

@@ -46,6 +46,33 @@ test('never holds more than entriesMax, and agrees with a reference model', () =
   ), { numRuns: 300 });
 });
 
+test('delete removes one entry, and the rest keep their use order (reference model with deletes)', () => {
+  fc.assert(fc.property(
+    fc.integer({ min: 1, max: 5 }),
+    fc.array(fc.tuple(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 8 })), { maxLength: 60 }),
+    (entriesMax, operations) => {
+      const lru = new BoundedLru<number, number>(entriesMax);
+      let model: number[] = []; // keys, least recent first
+      for (const [operation, key] of operations) {
+        const hit = model.includes(key);
+        if (operation === 0) {
+          lru.set(key, key * 10);
+          model = model.filter((k) => k !== key);
+          if (model.length >= entriesMax) model.shift();
+          model.push(key);
+        } else if (operation === 1) {
+          assert.equal(lru.get(key), hit ? key * 10 : undefined);
+          if (hit) model = [...model.filter((k) => k !== key), key];
+        } else {
+          assert.equal(lru.delete(key), hit);
+          model = model.filter((k) => k !== key);
+        }
+        assert.equal(lru.size, model.length);
+      }
+    },
+  ), { numRuns: 300 });
+});
+
 test('after clear it is empty and evicts in use order again', () => {
   const lru = new BoundedLru<string, number>(2);
   lru.set('a', 1);

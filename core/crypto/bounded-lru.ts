@@ -57,6 +57,15 @@ export class BoundedLru<K, V> {
     this.#append(node);
   }
 
+  /** Removes `key`; true if it was there. */
+  delete(key: K): boolean {
+    const node = this.#entries.get(key);
+    if (node === undefined) return false;
+    this.#unlink(node);
+    this.#entries.delete(key);
+    return true;
+  }
+
   clear(): void {
     this.#entries.clear();
     this.#head = undefined;

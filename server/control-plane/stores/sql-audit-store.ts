@@ -1,3 +1,4 @@
+import { BoundedLru } from '../../../core/crypto/bounded-lru.js';
 import { SdcError } from '../../../core/errors/index.js';
 import { auditPayloadJson, auditScanLimitMax, validatedAuditPayloadText, type AuditEntry, type AuditEntryInput, type AuditStore } from '../../../core/protocol/audit-chain.js';
 import type { JsonObject } from '../../../core/protocol/json-value.js';
@@ -42,7 +43,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
    * one, one recorded before a restart) is parsed and checked as before. Bounded (oldest dropped):
    * a recording transaction that rolled back leaves its entry here until pushed out.
    */
-  readonly #recordedPayloads = new Map<string, JsonObject>();
+  readonly #recordedPayloads = new BoundedLru<string, JsonObject>(recordedPayloadsMax);
 
   constructor(db: SqlDatabase) {
     this.#db = db;
@@ -129,9 +130,7 @@ export class SqlAuditStore implements AuditStore<SqlExecutor> {
   #rememberPayload(payload: JsonObject): void {
     const text = validatedAuditPayloadText(payload);
     if (text === undefined || text.length > recordedPayloadCharsMax) return;
-    this.#recordedPayloads.delete(text);
     this.#recordedPayloads.set(text, payload);
-    if (this.#recordedPayloads.size > recordedPayloadsMax) this.#recordedPayloads.delete(this.#recordedPayloads.keys().next().value!);
   }
 
   /** An outbox row as an input: the payload recorded here with exactly its text, else inputFromOutboxRow's parse. */

@@ -122,6 +122,11 @@ describe('deploy/k8s manifests', () => {
     for (const deployment of byKind('Deployment')) {
       const spec = podSpec(deployment);
       assert.equal(spec.securityContext?.runAsNonRoot, true, deployment.metadata.name);
+      // With fsGroup and the default policy (Always) kubelet makes the 0600 key files 0660 on every
+      // mount after the first, and sdc refuses keys that others can read (TRUST_KEY_FILE_PERMISSIONS).
+      if (spec.securityContext?.fsGroup !== undefined) {
+        assert.equal(spec.securityContext?.fsGroupChangePolicy, 'OnRootMismatch', deployment.metadata.name);
+      }
       for (const container of [...spec.containers, ...(spec.initContainers ?? [])]) {
         const where = `${deployment.metadata.name}/${container.name}`;
         assert.ok(container.resources?.requests?.cpu && container.resources?.requests?.memory, `${where} requests`);

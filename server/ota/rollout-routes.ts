@@ -8,6 +8,7 @@ import { principalOf } from '../control-plane/http/authentication.js';
 import type { RoutesPlugin } from '../control-plane/http/plugin.js';
 import { rolloutStoreLimits } from './rollout-store.js';
 import { rolloutApprovalWindowMsMax, type RolloutService } from './rollouts.js';
+import { resumeApprovalWindowMsMax } from './rollout-resume-approvals.js';
 
 const strict = { additionalProperties: false } as const;
 const RolloutId = Type.String({ pattern: '^ro-[0-9a-f]{32}$' });
@@ -58,6 +59,20 @@ const RejectBody = Type.Object({
   reason: Type.String({ minLength: 1, maxLength: approvalLimits.reasonLengthMax, description: 'Why; part of the signed statement, audited with the rejection' }),
 }, strict);
 
+const ResumeRequestView = Type.Union([Type.Null(), Type.Object({
+  id: Type.String({ description: 'The request\'s id (rr-…): the approval statement\'s command_id' }),
+  rule_id: Type.String(), count: Type.Integer(), roles: Type.Array(Type.String()), policy_revision: Type.Integer(), expires_at_ms: Type.Integer(),
+  waiting: Type.Boolean({ description: 'true while it waits for approvals' }),
+  subject: Type.Object({}, { additionalProperties: true, description: 'What approvers sign (core/ota/rollout-resume-approval.ts): the request and rollout ids, the stop it waives (wave, pause reason, safety stop, thresholds, the wave\'s figures, what was accepted before, the hash of the rollout\'s record), who asked, why, until when' }),
+  subject_sha256: Type.String({ description: 'SHA-256 of the canonical subject: the approval statement\'s command_sha256' }),
+  decisions: Type.Array(Type.Object({
+    approver: Type.String(), decision: Type.String(), role: Type.String(), kid: Type.String(), at_ms: Type.Integer(), expires_at_ms: Type.Integer(), reason: Type.Optional(Type.String()),
+  })),
+  outcome: Type.Union([Type.Null(), Type.Object({
+    state: Type.String(), at_ms: Type.Integer(), by: Type.String(), code: Type.Optional(Type.String()), why: Type.Optional(Type.String()), approvers: Type.Optional(Type.Array(Type.String())),
+  })]),
+}, { description: 'The latest request to resume past a safety stop with approvals (decision 0019), waiting or ended' })]);
+
 const RolloutView = Type.Object({
   id: Type.String(),
   release_id: Type.String(),
@@ -78,12 +93,33 @@ const RolloutView = Type.Object({
   created_at_ms: Type.Integer(),
   updated_at_ms: Type.Integer(),
   approval: ApprovalView,
+  resume_request: ResumeRequestView,
 });
 const DecisionOutcome = Type.Object({
   started: Type.Boolean({ description: 'true when this approval completed what the policy requires: the rollout started and its first devices were notified' }),
   rollout: RolloutView,
 });
 const RolloutList = Type.Object({ items: Type.Array(RolloutView) });
+const ResumeRequestBody = Type.Object({
+  reason: Type.String({ minLength: 1, maxLength: approvalLimits.reasonLengthMax, description: 'Why the stop should be waived; part of what approvers sign, audited' }),
+  approval_window_ms: Type.Optional(Type.Integer({ minimum: 60_000, maximum: resumeApprovalWindowMsMax, description: 'How long the request may wait for approvals (default and most 24 h); then it ends expired' })),
+}, strict);
+const RequestId = Type.String({ pattern: '^rr-[0-9a-f]{32}$', description: 'The resume request decided on (resume_request.id): a decision on an earlier request is refused APPROVAL_NOT_PENDING' });
+const ResumeApproveBody = Type.Object({ request_id: RequestId, subject_sha256: Sha256Hex, kid: Kid, expires_at_ms: ExpiresAtMs, signature: Signature }, strict);
+const ResumeRejectBody = Type.Object({
+  request_id: RequestId, subject_sha256: Sha256Hex, kid: Kid, expires_at_ms: ExpiresAtMs, signature: Signature,
+  reason: Type.String({ minLength: 1, maxLength: approvalLimits.reasonLengthMax, description: 'Why; part of the signed statement, audited with the rejection' }),
+}, strict);
+const ResumeOutcome = Type.Object({
+  resumed: Type.Boolean({ description: 'true when this approval completed what the policy requires: the rollout resumed' }),
+  rollout: RolloutView,
+});
+const ResumeAuthority = Type.Object({
+  status: Status,
+  safety_stop: Type.Union([Type.Null(), Type.Literal('error_threshold'), Type.Literal('success_threshold_not_met')]),
+  verdict: Type.Union(['allowed', 'approval_required', 'denied', 'not_paused'].map((v) => Type.Literal(v))),
+  code: Type.Optional(Type.String()), message: Type.Optional(Type.String()),
+});
 const Params = Type.Object({ id: RolloutId }, strict);
 const ListQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: rolloutStoreLimits.listMax })), status: Type.Optional(Status) }, strict);
 
@@ -163,6 +199,38 @@ export const rolloutRoutes: RoutesPlugin<{ readonly rollouts: () => RolloutServi
     return required().decide({ actor: principalOf(request), rolloutId: request.params.id, decision: 'reject', subjectSha256, kid, expiresAtMs, signature, reason });
   });
 
+  // Approvals for a resume past a safety stop (decision 0019): asked by an operator, decided by approvers with signed statements.
+  app.get('/v1/rollouts/:id/resume-authority', {
+    schema: { params: Params, response: { 200: ResumeAuthority } },
+    config: { auth: 'operator', summary: 'Whether the caller may resume this paused rollout now (allowed), needs approvers for it (approval_required: ask with a resume request), or is denied; nothing audited' },
+  }, async (request) => required().resumeAuthority(request.params.id, principalOf(request).name));
+
+  app.post('/v1/rollouts/:id/resume-request', {
+    schema: { params: Params, body: ResumeRequestBody, response: { 201: RolloutView } },
+    config: { auth: 'operator', summary: 'Ask approvers to resume a rollout paused at a safety stop when the policy allows the caller the resume only with approvals; the request binds this stop' },
+  }, async (request, reply) => {
+    const body = request.body;
+    return reply.status(201).send(await required().requestResume(request.params.id, principalOf(request).name, body.reason, body.approval_window_ms));
+  });
+
+  for (const decision of ['approve', 'reject'] as const) {
+    app.post(`/v1/rollouts/:id/resume-request/${decision}`, {
+      schema: { params: Params, body: decision === 'approve' ? ResumeApproveBody : ResumeRejectBody, response: { 200: ResumeOutcome } },
+      config: {
+        auth: 'approver',
+        summary: decision === 'approve'
+          ? 'Approve the rollout\'s waiting resume request, with a signature over the approval statement (the request id and its subject hash); the last approval needed resumes it, if it is still at the same stop'
+          : 'Reject the rollout\'s waiting resume request (signed, with a reason); it stays paused',
+      },
+    }, async (request) => {
+      const body = request.body as typeof ResumeRejectBody.static;
+      return required().decideResume({
+        actor: principalOf(request), rolloutId: request.params.id, requestId: body.request_id, decision, subjectSha256: body.subject_sha256, kid: body.kid,
+        expiresAtMs: body.expires_at_ms, signature: body.signature, ...(decision === 'reject' ? { reason: body.reason } : {}),
+      });
+    });
+  }
+
   app.get('/v1/rollouts/:id', {
     schema: { params: Params, response: { 200: RolloutView } }, config: { auth: 'viewer', summary: 'One rollout: status, current wave, per-wave counts and every device\'s execution state' },
   }, async (request) => required().view(request.params.id));
@@ -176,7 +244,7 @@ export const rolloutRoutes: RoutesPlugin<{ readonly rollouts: () => RolloutServi
         auth,
         summary: {
           pause: 'Pause: no further device is notified; executions in flight go on',
-          resume: 'Resume a paused rollout: the failures seen so far in the current wave are accepted, not counted again. Past a safety stop (a threshold pause, or a threshold crossed during a manual pause) the caller needs the authority to start it (decision 0019): OTA_ROLLOUT_POLICY_DENIED or OTA_ROLLOUT_APPROVAL_REQUIRED otherwise',
+          resume: 'Resume a paused rollout. Past a safety stop (a threshold pause, or a threshold crossed during a manual pause) the failures seen so far in the current wave are accepted, and the caller needs the authority to start it (decision 0019): OTA_ROLLOUT_POLICY_DENIED, or OTA_ROLLOUT_APPROVAL_REQUIRED (then ask with POST /v1/rollouts/{id}/resume-request); a waiting resume request ends superseded',
           abort: 'Abort: nobody else is notified, queued executions are canceled, those in flight finish; a rollout waiting for approvals ends aborted',
           emergency_abort: 'Emergency abort (admin): as abort, and every execution in flight is canceled (rolled back after commit)',
         }[action],

@@ -5,6 +5,7 @@ import type { RolloutRecord, RolloutStatus } from '../../core/ota/rollout-decisi
 import { parseStrictJson } from '../../core/protocol/strict-json.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { RolloutApprovalSubject } from '../../core/ota/rollout-approval.js';
+import type { RolloutResumeSubject } from '../../core/ota/rollout-resume-approval.js';
 import type { PolicyRole } from '../../core/protocol/policy.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
@@ -24,6 +25,37 @@ export interface StoredRollout {
   readonly updatedAtMs: number;
   /** What the rollout waits for, or waited for (migration 023); null when it needed no approvals. */
   readonly approval: RolloutApproval | null;
+  /** The resume request waiting for approvals (migration 025), or null when none waits. */
+  readonly resumeRequestId: string | null;
+  /** The latest resume request past a safety stop, waiting or ended (migration 025); null when none was ever asked. */
+  readonly resumeApproval: RolloutResumeApproval | null;
+}
+
+/**
+ * A request to resume past a safety stop as stored in `ota_rollouts.resume_approval_json`
+ * (decision 0019): what it waits for, the subject approvers sign and its hash, how it ended.
+ */
+export interface RolloutResumeApproval {
+  readonly rule_id: string;
+  readonly count: number;
+  readonly roles: readonly PolicyRole[];
+  readonly policy_revision: number;
+  readonly subject: RolloutResumeSubject;
+  readonly subject_sha256: string;
+  /**
+   * Set when the wait ended: `resumed` (with the approvals), `rejected` (an approver's signed
+   * word), `expired`, `aborted` (the rollout was), `superseded` (resumed by someone the policy
+   * lets resume without approvals), `stale` (the stop changed: figures, a resume, a pause),
+   * `denied` (the policy, judged again at the last approval, no longer allows it).
+   */
+  readonly outcome?: {
+    readonly state: 'resumed' | 'rejected' | 'expired' | 'aborted' | 'superseded' | 'stale' | 'denied';
+    readonly at_ms: number;
+    readonly by: string;
+    readonly code?: string;
+    readonly why?: string;
+    readonly approvals?: ReadonlyArray<{ readonly approver: string; readonly role: PolicyRole; readonly kid: string; readonly expires_at: number; readonly signature: string }>;
+  };
 }
 
 /** A rollout's approval wait as stored in `ota_rollouts.approval_json` (docs/ota.md, "Rollouts that need approvals"). */
@@ -63,14 +95,18 @@ export interface StoredExecution extends ExecutionRecord {
   readonly canceledAtMs: number | null;
 }
 
-interface RolloutRow { id: string; release_id: string; platform: string; status: string; record_json: string; created_by: string; created_at: number; updated_at: number; approval_json: string | null }
+interface RolloutRow {
+  id: string; release_id: string; platform: string; status: string; record_json: string; created_by: string; created_at: number; updated_at: number; approval_json: string | null;
+  resume_request_id: string | null; resume_approval_json: string | null;
+}
 interface ExecutionRow {
   id: string; rollout_id: string; device_id: string; wave: number; state: string; created_at: number; state_entered_at: number; ended_at: number | null;
   health_nonce: string | null; target_release_counter: number; previous_release_counter: number; notice_json: string; last_error_code: string | null; updated_at: number;
   canceled_at: number | null;
 }
 
-const rolloutColumns = 'id, release_id, platform, status, record_json, created_by, created_at, updated_at, approval_json';
+const insertColumns = 'id, release_id, platform, status, record_json, created_by, created_at, updated_at, approval_json';
+const rolloutColumns = `${insertColumns}, resume_request_id, resume_approval_json`;
 const executionColumns = 'id, rollout_id, device_id, wave, state, created_at, state_entered_at, ended_at, health_nonce, target_release_counter, previous_release_counter, notice_json, last_error_code, updated_at, canceled_at';
 const rolloutStatuses: readonly RolloutStatus[] = ['pending_approval', 'running', 'paused', 'completed', 'aborted', 'rejected', 'expired'];
 
@@ -81,8 +117,9 @@ export const rolloutStoreLimits = {
   executionsPerRolloutMax: 100_000,
 } as const;
 
-export async function insertRollout(tx: SqlExecutor, rollout: StoredRollout): Promise<void> {
-  await tx.execute(`INSERT INTO ota_rollouts (${rolloutColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
+/** A new rollout: no resume request yet (those columns stay NULL). */
+export async function insertRollout(tx: SqlExecutor, rollout: Omit<StoredRollout, 'resumeRequestId' | 'resumeApproval'>): Promise<void> {
+  await tx.execute(`INSERT INTO ota_rollouts (${insertColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
     rollout.id, rollout.releaseId, rollout.platform, rollout.record.status, canonicalize(rollout.record),
     rollout.createdBy, rollout.createdAtMs, rollout.updatedAtMs, rollout.approval === null ? null : canonicalize(rollout.approval as unknown as JsonObject),
   ]);
@@ -98,6 +135,45 @@ export async function endApprovalWait(tx: SqlExecutor, id: string, record: Rollo
     record.status, canonicalize(record), canonicalize(approval as unknown as JsonObject), nowMs, id,
   ]);
   return result.changes === 1;
+}
+
+/**
+ * Starts or ends a resume request's wait (migration 025), compare-and-set on the waiting request's
+ * id: starting needs none waiting (`from` null) and the rollout paused with exactly the record the
+ * request binds (`recordJson`); ending needs `from` still waiting. False when another writer came
+ * first. `resume`: the rollout's record moves too (the approvals resumed it), from `recordJson`.
+ */
+export async function moveResumeRequest(tx: SqlExecutor, id: string, move: {
+  readonly from: string | null; readonly to: string | null; readonly approval: RolloutResumeApproval; readonly recordJson?: string;
+  readonly resume?: { readonly record: RolloutRecord; readonly nowMs: number };
+}): Promise<boolean> {
+  const sets = ['resume_request_id = ?', 'resume_approval_json = ?'];
+  const values: Array<string | number | null> = [move.to, canonicalize(move.approval as unknown as JsonObject)];
+  if (move.resume !== undefined) {
+    sets.push('status = ?', 'record_json = ?', 'updated_at = ?');
+    values.push(move.resume.record.status, canonicalize(move.resume.record), move.resume.nowMs);
+  }
+  const where = [`id = ?`, move.from === null ? 'resume_request_id IS NULL' : 'resume_request_id = ?'];
+  values.push(id);
+  if (move.from !== null) values.push(move.from);
+  if (move.recordJson !== undefined) {
+    where.push("status = 'paused'", 'record_json = ?');
+    values.push(move.recordJson);
+  }
+  const result = await tx.execute(`UPDATE ota_rollouts SET ${sets.join(', ')} WHERE ${where.join(' AND ')}`, values);
+  return result.changes === 1;
+}
+
+/** Rollouts with a resume request waiting for approvals, newest first (the Approvals inbox). */
+export async function rolloutsAwaitingResume(tx: SqlExecutor, limit: number): Promise<StoredRollout[]> {
+  const rows = await tx.query<RolloutRow>(`SELECT ${rolloutColumns} FROM ota_rollouts WHERE resume_request_id IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT ?`,
+    [Math.min(limit, rolloutStoreLimits.listMax)]);
+  return rows.map(rolloutOf);
+}
+
+/** The stored form of a record: what a resume request's compare-and-set compares. */
+export function recordJsonOf(record: RolloutRecord): string {
+  return canonicalize(record);
 }
 
 /** Ids of rollouts waiting for approvals, oldest first (the sweep ends those past their window). */
@@ -191,8 +267,20 @@ function rolloutOf(row: RolloutRow): StoredRollout {
     if (approval.subject?.id !== row.id || typeof approval.subject_sha256 !== 'string') corrupt(`rollout ${row.id} approval does not match its row`);
   }
   if (row.status === 'pending_approval' && approval === null) corrupt(`rollout ${row.id} waits for approvals but has none recorded`);
+  let resumeApproval: RolloutResumeApproval | null = null;
+  if (row.resume_approval_json !== null && row.resume_approval_json !== undefined) {
+    try {
+      resumeApproval = parseStrictJson(row.resume_approval_json, { frameBytesMax: 1024 * 1024 }) as unknown as RolloutResumeApproval;
+    } catch (error) {
+      corrupt(`rollout ${row.id} resume request is not JSON: ${(error as Error).message}`);
+    }
+    if (resumeApproval.subject?.rollout_id !== row.id || typeof resumeApproval.subject_sha256 !== 'string') corrupt(`rollout ${row.id} resume request does not match its row`);
+  }
+  const resumeRequestId = row.resume_request_id ?? null;
+  if (resumeRequestId !== null && resumeApproval?.subject.request_id !== resumeRequestId) corrupt(`rollout ${row.id} waits on resume request ${resumeRequestId} but has another recorded`);
   return {
     id: row.id, releaseId: row.release_id, platform: row.platform, record, createdBy: row.created_by, createdAtMs: Number(row.created_at), updatedAtMs: Number(row.updated_at), approval,
+    resumeRequestId, resumeApproval,
   };
 }
 

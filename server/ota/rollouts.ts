@@ -40,6 +40,9 @@ import { approvalLimits } from '../../core/protocol/approvals.js';
 import type { PolicyActor, PolicyRole } from '../../core/protocol/policy.js';
 import type { SigningKeyStore } from '../control-plane/signing-keys.js';
 import { RolloutApprovalFlow, type RolloutDecisionSubmission, type RolloutDecisionView } from './rollout-approvals.js';
+import {
+  RolloutResumeFlow, type ResumeDecisionSubmission, type ResumeRequestView, type ResumeVerdict, type SafetyStop,
+} from './rollout-resume-approvals.js';
 import { createHash } from 'node:crypto';
 
 /**
@@ -164,6 +167,18 @@ export interface RolloutView {
   readonly created_at_ms: number;
   readonly updated_at_ms: number;
   readonly approval: RolloutApprovalView | null;
+  /** The latest request to resume past a safety stop with approvals (decision 0019), waiting or ended; null when none was asked. */
+  readonly resume_request: ResumeRequestView | null;
+}
+
+/** What the policy says about one operator resuming a paused rollout now (GET /v1/rollouts/{id}/resume-authority; the console's Resume button). */
+export interface ResumeAuthorityView {
+  readonly status: RolloutRecord['status'];
+  readonly safety_stop: SafetyStop['reason'] | null;
+  /** `allowed`: resume; `approval_required`: request a resume, approvers decide; `denied`: the policy does not let them; `not_paused`: nothing to resume. */
+  readonly verdict: 'allowed' | 'approval_required' | 'denied' | 'not_paused';
+  readonly code?: string;
+  readonly message?: string;
 }
 
 /** The notice as stored per execution: everything but the health nonce and the cancel flag, which come from the row. */
@@ -202,6 +217,8 @@ export class RolloutService {
   /** When each execution's notice was last pushed again for a missed one (#repushIfMissed), oldest first. */
   readonly #repushedAtMs = new Map<string, number>();
   readonly #approvals: RolloutApprovalFlow | undefined;
+  /** Approvals for a resume past a safety stop (rollout-resume-approvals.ts); with the start's flow, or not at all. */
+  readonly #resumes: RolloutResumeFlow | undefined;
   /** Per approved rollout and wave, its reduced subject and the wave's device tree, kept for the wave's next devices (the last few only). */
   readonly #approvalTrees = new Map<string, { reduced: ReducedRolloutSubject; tree: DeviceMerkleTree }>();
 
@@ -216,6 +233,16 @@ export class RolloutService {
       context: options.context, policy: options.policy, signingKeys: options.approvals.signingKeys,
       stillWaiting: (rollout, approvals, nowMs) => this.#stillWaiting(rollout, approvals, nowMs),
       started: (rolloutId) => this.tick(rolloutId),
+    });
+    this.#resumes = options.approvals === undefined ? undefined : new RolloutResumeFlow({
+      context: options.context, policy: options.policy, signingKeys: options.approvals.signingKeys,
+      stopOf: async (rollout) => {
+        const executions = await executionsOfRollout(this.#ctx.db, rollout.id);
+        return { executions: coordinatorView(executions), stop: safetyStopOf(rollout.record, executions) };
+      },
+      judge: async (rollout, _stop, resumer, approvals, nowMs) => this.#resumeVerdict(rollout, await executionsOfRollout(this.#ctx.db, rollout.id), resumer, approvals, nowMs),
+      refuse: (rollout, stop, actor, verdict) => this.#refuseResume(rollout, stop, actor, verdict),
+      resumed: (rolloutId) => this.tick(rolloutId),
     });
   }
 
@@ -440,14 +467,17 @@ export class RolloutService {
       const approval = rollout.approval;
       return approval !== null && approval.subject.requested_by !== userName && approval.roles.includes(role) && nowMs < approval.subject.expires_at;
     });
-    const views = await Promise.all(waiting.map((rollout) => this.#viewOf(rollout)));
-    return views.filter((view) => !(view.approval?.decisions ?? []).some((d) => d.approver === userName));
+    const views = (await Promise.all(waiting.map((rollout) => this.#viewOf(rollout)))).filter((view) => !(view.approval?.decisions ?? []).some((d) => d.approver === userName));
+    // Paused rollouts whose resume past a safety stop waits for approvals (decision 0019): the same judgement on the request.
+    const resumes = this.#resumes === undefined ? [] : await Promise.all((await this.#resumes.awaitingDecisionBy(userName, role, limit)).map((rollout) => this.#viewOf(rollout)));
+    return [...views, ...resumes].sort((a, b) => b.created_at_ms - a.created_at_ms || (a.id < b.id ? 1 : -1)).slice(0, limit);
   }
 
   async #viewOf(rollout: StoredRollout): Promise<RolloutView> {
     const executions = await executionsOfRollout(this.#ctx.db, rollout.id);
     const decisions = rollout.approval === null || this.#approvals === undefined ? [] : await this.#approvals.decisionsOf(rollout.id);
-    return viewOf(rollout, executions, decisions);
+    const resume = this.#resumes === undefined ? null : await this.#resumes.viewOf(rollout);
+    return { ...viewOf(rollout, executions, decisions), resume_request: resume };
   }
 
   /** One coordinator tick for a rollout; concurrent calls for one rollout wait for each other. */
@@ -825,6 +855,8 @@ export class RolloutService {
   async sweep(): Promise<void> {
     // Rollouts whose approval window closed end `expired` (nothing ran; nothing to time out).
     if (this.#approvals !== undefined) await this.#approvals.expireDue();
+    // Resume requests whose window closed end `expired` (the rollout stays paused).
+    if (this.#resumes !== undefined) await this.#resumes.expireDue();
     const ids = [...new Set([...await runningRolloutIds(this.#ctx.db), ...await this.#pausedOrAbortedWithActive()])];
     for (const id of ids) {
       const nowMs = this.#ctx.clock.nowMs();
@@ -870,6 +902,8 @@ export class RolloutService {
         kind: `ota.rollout.${action}`, actor: actors.user(actor), subject: `rollout:${rolloutId}`,
         payload: { cancel: decision.cancel.length, wave: decision.next.waveIndex, ...(action === 'resume' ? resumeFacts(rollout.record, stop) : {}) },
       });
+      // A resume request waiting for approvals ends with the stop it was for: resumed by someone who needed none, or aborted.
+      if (action !== 'pause') await this.#resumes?.endWithin(tx, rollout, { state: action === 'resume' ? 'superseded' : 'aborted', by: actor, nowMs });
     });
     await this.#ctx.settleAudit();
     const byDevice = new Map(executions.map((e) => [e.deviceId, e]));
@@ -889,13 +923,19 @@ export class RolloutService {
    * the resumer: every device the rollout has still to notify (its whole fleet when none is left),
    * for STAGE and COMMIT, by the current policy with the resumer as actor and no approvals, nothing
    * reserved. Refused, audited `ota.rollout.resume_denied`, when any device needs approvals
-   * (OTA_ROLLOUT_APPROVAL_REQUIRED: a rollout that needed them to start needs them again, and
-   * approvals for a resume are not collected yet), or when the resumer is denied a device the
-   * creator's authority (with the rollout's approvals) would still update, or every device
-   * (OTA_ROLLOUT_POLICY_DENIED). A rate-limit refusal is not the resumer's authority: each
-   * execution still takes its places when its turn comes.
+   * (OTA_ROLLOUT_APPROVAL_REQUIRED: a rollout that needed them to start needs them again; the
+   * resumer asks for them with a resume request, rollout-resume-approvals.ts), or when the resumer
+   * is denied a device the creator's authority (with the rollout's approvals) would still update,
+   * or every device (OTA_ROLLOUT_POLICY_DENIED). A rate-limit refusal is not the resumer's
+   * authority: each execution still takes its places when its turn comes.
    */
   async #judgeResume(rollout: StoredRollout, executions: readonly StoredExecution[], stop: SafetyStop, actor: string, nowMs: number): Promise<void> {
+    const verdict = await this.#resumeVerdict(rollout, executions, actor, [], nowMs);
+    if (verdict.refused !== undefined) await this.#refuseResume(rollout, stop, actor, verdict);
+  }
+
+  /** The policy's word on `actor` resuming `rollout` past its stop with `approvals` (decision 0019), without auditing. */
+  async #resumeVerdict(rollout: StoredRollout, executions: readonly StoredExecution[], actor: string, resumeApprovals: readonly PolicyActor[], nowMs: number): Promise<ResumeVerdict> {
     const release = await this.#o.releases.get(rollout.releaseId);
     const commands = this.#gatedCommands(release);
     const notified = new Set(executions.map((e) => e.deviceId));
@@ -903,42 +943,75 @@ export class RolloutService {
     const deviceIds = left.length > 0 ? left : rollout.record.waves.flat();
     const approvals = (rollout.approval?.outcome?.approvals ?? []).map((a) => ({ id: a.approver, role: a.role }));
     const [resumer, creator] = await Promise.all([
-      judgeRolloutDevices(this.#o.policy, { requester: actor, deviceIds, commands, nowMs }),
+      judgeRolloutDevices(this.#o.policy, { requester: actor, deviceIds, commands, nowMs, ...(resumeApprovals.length === 0 ? {} : { approvals: resumeApprovals }) }),
       judgeRolloutDevices(this.#o.policy, { requester: rollout.createdBy, deviceIds, commands, nowMs, approvals }),
     ]);
     const authority = (verdict: DeviceVerdict | undefined) => verdict === undefined || verdict.allowed || verdict.refusal.code === 'COMMAND_RATE_LIMITED';
     const refusals = [...resumer.verdicts].flatMap(([deviceId, verdict]) => (verdict.allowed || verdict.refusal.code === 'COMMAND_RATE_LIMITED' ? [] : [{ deviceId, ...verdict.refusal }]));
     const needApprovals = refusals.filter((refusal) => refusal.code === 'OTA_ROLLOUT_APPROVAL_REQUIRED');
     const beyond = refusals.filter((refusal) => refusal.code !== 'OTA_ROLLOUT_APPROVAL_REQUIRED' && authority(creator.verdicts.get(refusal.deviceId)));
-    let code: 'OTA_ROLLOUT_APPROVAL_REQUIRED' | 'OTA_ROLLOUT_POLICY_DENIED';
-    let which: typeof refusals;
-    let message: string;
-    if (needApprovals.length > 0) {
-      code = 'OTA_ROLLOUT_APPROVAL_REQUIRED';
-      which = needApprovals;
-      message = `rollout ${rollout.id} paused on its ${stop.reason}; the policy allows ${needApprovals[0]!.opcode} on ${needApprovals.length} of its devices only with approvals `
-        + `(rule ${needApprovals[0]!.rule_id ?? '?'}), and a resume past a safety stop collects none: abort it and start a new rollout, which approvers decide`;
-    } else if (beyond.length > 0 || (refusals.length === deviceIds.length && deviceIds.length > 0)) {
-      code = 'OTA_ROLLOUT_POLICY_DENIED';
-      which = beyond.length > 0 ? beyond : refusals;
-      message = `rollout ${rollout.id} paused on its ${stop.reason}; resuming it needs the authority to start it, and the policy does not allow ${actor} `
-        + `${which[0]!.opcode} on ${which.length} of the devices it would update: ${which[0]!.reason}`;
-    } else {
-      return;
+    const base = { deviceIds, revision: resumer.revision, needApprovals };
+    const stopText = `rollout ${rollout.id} paused on its ${safetyStopOf(rollout.record, executions)?.reason ?? 'safety stop'}`;
+    if (beyond.length > 0 || (refusals.length === deviceIds.length && deviceIds.length > 0 && needApprovals.length === 0)) {
+      const which = beyond.length > 0 ? beyond : refusals;
+      return { ...base, refused: { code: 'OTA_ROLLOUT_POLICY_DENIED', which, message: `${stopText}; resuming it needs the authority to start it, and the policy does not allow ${actor} `
+        + `${which[0]!.opcode} on ${which.length} of the devices it would update: ${which[0]!.reason}` } };
     }
+    if (needApprovals.length > 0) {
+      const how = this.#resumes === undefined
+        ? 'and this control plane collects no approvals for a resume: abort it and start a new rollout, which approvers decide'
+        : `: ask approvers with a resume request (POST /v1/rollouts/${rollout.id}/resume-request), or abort it`;
+      return { ...base, refused: { code: 'OTA_ROLLOUT_APPROVAL_REQUIRED', which: needApprovals, message: `${stopText}; the policy allows ${needApprovals[0]!.opcode} on ${needApprovals.length} `
+        + `of its devices only with approvals (rule ${needApprovals[0]!.rule_id ?? '?'}) ${how}` } };
+    }
+    return base;
+  }
+
+  /** Refuses a resume past a safety stop: audited (`ota.rollout.resume_denied`) with the first refusal's policy facts, then thrown with its code. */
+  async #refuseResume(rollout: StoredRollout, stop: SafetyStop, actor: string, verdict: ResumeVerdict): Promise<never> {
+    const { code, which, message } = verdict.refused!;
     const first = which[0]!;
     const named = which.slice(0, rolloutRefusalDevicesNamedMax).map((refusal) => refusal.deviceId);
     await this.#ctx.audit.append({
       kind: 'ota.rollout.resume_denied', actor: actors.user(actor), subject: `rollout:${rollout.id}`,
       payload: {
-        code, ...resumeFacts(rollout.record, stop), devices: deviceIds.length, refused: which.length, devices_named: named,
-        policy: { revision: resumer.revision, reason: first.reason, opcode: first.opcode, ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }) },
+        code, ...resumeFacts(rollout.record, stop), devices: verdict.deviceIds.length, refused: which.length, devices_named: named,
+        policy: { revision: verdict.revision, reason: first.reason, opcode: first.opcode, ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }) },
       },
     });
     throw new SdcError(code, message, {
-      rolloutId: rollout.id, pauseReason: stop.reason, refused: which.length, devices: named.join(','), opcode: first.opcode, reason: first.reason, revision: resumer.revision,
+      rolloutId: rollout.id, pauseReason: stop.reason, refused: which.length, devices: named.join(','), opcode: first.opcode, reason: first.reason, revision: verdict.revision,
       ...(first.rule_id === undefined ? {} : { rule_id: first.rule_id }),
     });
+  }
+
+  /** Asks approvers to resume a rollout paused at a safety stop (POST /v1/rollouts/{id}/resume-request; rollout-resume-approvals.ts). */
+  async requestResume(rolloutId: string, actor: string, reason: string, windowMs?: number): Promise<RolloutView> {
+    if (this.#resumes === undefined) throw new SdcError('OTA_ROLLOUT_APPROVAL_REQUIRED', `this control plane collects no approvals for a resume of rollout ${rolloutId}: abort it and start a new rollout`, { rolloutId });
+    await this.#resumes.request(rolloutId, actor, reason, windowMs);
+    return this.view(rolloutId);
+  }
+
+  /** An approver's signed decision on a rollout's waiting resume request (POST /v1/rollouts/{id}/resume-request/approve|reject). */
+  async decideResume(submission: ResumeDecisionSubmission): Promise<{ resumed: boolean; rollout: RolloutView }> {
+    if (this.#resumes === undefined) throw new SdcError('APPROVAL_NOT_PENDING', `rollout ${submission.rolloutId} has no resume request waiting: this control plane collects none`);
+    const resumed = await this.#resumes.decide(submission);
+    return { resumed, rollout: await this.view(submission.rolloutId) };
+  }
+
+  /** Whether `actor` may resume the rollout now, needs approvals for it, or is denied (nothing audited: a question, not an attempt). */
+  async resumeAuthority(rolloutId: string, actor: string): Promise<ResumeAuthorityView> {
+    const rollout = await readRollout(this.#ctx.db, rolloutId);
+    const status = rollout.record.status;
+    if (status !== 'paused') return { status, safety_stop: null, verdict: 'not_paused' };
+    const executions = await executionsOfRollout(this.#ctx.db, rolloutId);
+    const stop = safetyStopOf(rollout.record, executions);
+    if (stop === null) return { status, safety_stop: null, verdict: 'allowed' };
+    const verdict = await this.#resumeVerdict(rollout, executions, actor, [], this.#ctx.clock.nowMs());
+    if (verdict.refused === undefined) return { status, safety_stop: stop.reason, verdict: 'allowed' };
+    const refused = verdict.refused;
+    const approvalRequired = refused.code === 'OTA_ROLLOUT_APPROVAL_REQUIRED' && this.#resumes !== undefined;
+    return { status, safety_stop: stop.reason, verdict: approvalRequired ? 'approval_required' : 'denied', code: refused.code, message: refused.message };
   }
 
   async #requireDevices(tx: SqlExecutor, deviceIds: readonly string[]): Promise<void> {
@@ -947,12 +1020,6 @@ export class RolloutService {
       if (row === undefined) throw new SdcError('OTA_ROLLOUT_PLAN_INVALID', `device ${deviceId} is not known`, { deviceId });
     }
   }
-}
-
-/** Why a paused rollout's resume waives a safety threshold, with the wave's figures; null for a manual pause with no threshold crossed. */
-interface SafetyStop {
-  readonly reason: 'error_threshold' | 'success_threshold_not_met';
-  readonly stats: WaveStats;
 }
 
 /**
@@ -985,7 +1052,7 @@ function coordinatorView(executions: readonly StoredExecution[]): Executions {
   return new Map(executions.map((e) => [e.deviceId, { state: e.state, createdAtMs: e.createdAtMs, endedAtMs: e.endedAtMs }]));
 }
 
-function viewOf(rollout: StoredRollout, executions: readonly StoredExecution[], decisions: readonly RolloutDecisionView[]): RolloutView {
+function viewOf(rollout: StoredRollout, executions: readonly StoredExecution[], decisions: readonly RolloutDecisionView[]): Omit<RolloutView, 'resume_request'> {
   const view = coordinatorView(executions);
   return {
     id: rollout.id, release_id: rollout.releaseId, status: rollout.record.status, pause_reason: rollout.record.pauseReason, wave_index: rollout.record.waveIndex,

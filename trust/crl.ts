@@ -113,23 +113,32 @@ export async function revokedSerialsOfCrl(options: { pem: string; issuer: x509.X
   return (await readVerifiedCrl(options)).serials;
 }
 
-/** What a verified CRL says: its serials, and its number and issue time, so a reader can refuse an older CRL put back. */
+/**
+ * What a verified CRL says: its serials, its number (so a reader can refuse an older CRL put back)
+ * and its thisUpdate and nextUpdate (so a reader can tell a CRL nobody re-signed in time).
+ */
 export interface VerifiedCrl {
   readonly serials: Set<string>;
-  /** The CRL number extension (RFC 5280 5.2.3), or null when the CRL has none. */
-  readonly crlNumber: bigint | null;
+  /** The CRL number extension (RFC 5280 5.2.3). */
+  readonly crlNumber: bigint;
   readonly thisUpdateMs: number;
+  /** When the issuer promised the next CRL (RFC 5280 5.1.2.5); past it this one may lack revocations. */
+  readonly nextUpdateMs: number;
 }
 
 const oidCrlNumberDer = Buffer.from('0603551d14', 'hex');
 
 /**
- * revokedSerialsOfCrl with the CRL's number and issue time, once its signature verifies against
- * `issuer` and its issuer name is `issuer`'s subject (byte for byte, as a path is built).
+ * revokedSerialsOfCrl with the CRL's number, thisUpdate and nextUpdate, once its signature
+ * verifies against `issuer` and its issuer name is `issuer`'s subject (byte for byte, as a path is
+ * built). A CRL without a number or a nextUpdate is TRUST_CRL_INVALID: RFC 5280 (5.1.2.5, 5.2.3)
+ * has conforming issuers include both, ours always does, and without them a reader could neither
+ * refuse an older CRL put back nor tell that nobody re-signed it in time.
  */
 export async function readVerifiedCrl(options: { pem: string; issuer: x509.X509Certificate }): Promise<VerifiedCrl> {
   let crlNumber: bigint | null = null;
   let thisUpdateMs: number;
+  let nextUpdateMs: number | null = null;
   // Read with der-reader rather than x509.X509Crl (review h1, finding 2e): asn1js refuses input of
   // more than 10,000 ASN.1 nodes, so a CRL of more than about 1,200 entries did not parse, and a
   // gateway could not read the CRL of a fleet with that many live revocations.
@@ -159,7 +168,10 @@ export async function readVerifiedCrl(options: { pem: string; issuer: x509.X509C
     if (thisUpdate === undefined) throw new SdcError('TRUST_CERT_INVALID', 'the CRL has no thisUpdate');
     thisUpdateMs = readTime(der, thisUpdate);
     let at = issuerAt + 2;
-    if (fields[at]?.tag === derTag.utcTime || fields[at]?.tag === derTag.generalizedTime) at += 1;
+    if (fields[at]?.tag === derTag.utcTime || fields[at]?.tag === derTag.generalizedTime) {
+      nextUpdateMs = readTime(der, fields[at]!);
+      at += 1;
+    }
     serials = new Set<string>();
     const list = fields[at];
     if (list !== undefined && list.tag === derTag.sequence) {
@@ -189,9 +201,11 @@ export async function readVerifiedCrl(options: { pem: string; issuer: x509.X509C
   } catch (error) {
     throw new SdcError('TRUST_CRL_INVALID', 'the CRL does not parse', {}, { cause: error });
   }
+  if (crlNumber === null) throw new SdcError('TRUST_CRL_INVALID', 'the CRL has no CRL number');
+  if (nextUpdateMs === null || nextUpdateMs < thisUpdateMs) throw new SdcError('TRUST_CRL_INVALID', 'the CRL has no nextUpdate, or one before its thisUpdate');
   const publicKey = createPublicKey({ key: Buffer.from(options.issuer.publicKey.rawData), format: 'der', type: 'spki' });
   if (!verifyBytes(null, tbs, publicKey, signature)) throw new SdcError('TRUST_CRL_INVALID', 'the CRL is not signed by our intermediate CA');
-  return { serials, crlNumber, thisUpdateMs };
+  return { serials, crlNumber, thisUpdateMs, nextUpdateMs };
 }
 
 /** DER INTEGER for a positive value below 2^159 (content at most 20 octets, so a short-form length). */

@@ -18,10 +18,20 @@ import { auditAnchorIntervalMsBounds } from '../../server/control-plane/audit-an
 /** The scrape token from the environment, when no --metrics-token-file names one. */
 const metricsTokenEnv = 'SDC_METRICS_TOKEN';
 
+/**
+ * --crl-stale-policy and --crl-stale-grace-ms (decision 0021). The default grace is
+ * crlStaleGraceMsDefault in server/deployment/crl-file-watch.ts, not imported here (the server's
+ * modules are most of the CLI's start-up time); serve-crl-options.test.ts pins it. Up to 7 days: a
+ * longer grace would outlast the CRL's own validity many times over and judge nothing.
+ */
+const crlStaleGraceMsDefaultHelp = 600_000;
+const crlStaleGraceMsMax = 7 * 24 * 3_600_000;
+
 const commonOptions = {
   dir: { type: 'string' }, host: { type: 'string' }, 'gateway-port': { type: 'string' }, 'gateway-id': { type: 'string' },
   redis: { type: 'string' }, 'key-prefix': { type: 'string' }, 'heartbeat-interval-ms': { type: 'string' }, 'probe-grace-ms': { type: 'string' }, 'probe-timeout-ms': { type: 'string' }, 'server-name': { type: 'string', multiple: true },
   'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' },
+  'crl-stale-policy': { type: 'string' }, 'crl-stale-grace-ms': { type: 'string' },
   ...redisPasswordFileOptions,
   ...gatewayLimitParseOptions,
 } as const;
@@ -38,9 +48,24 @@ const commonHelp = [
   ['--metrics-port P', 'Also serve GET /metrics (Prometheus) on plain HTTP at this port (sdc serve has it on the API too; a gateway-only process needs this)'],
   ['--metrics-host H', 'Address of that listener (default 127.0.0.1)'],
   ['--metrics-token-file F', `Bearer token GET /metrics needs (or $${metricsTokenEnv}); without one /metrics answers loopback peers only`],
+  ['--crl-stale-policy P', 'fail-open (default) or fail-closed: while the gateway\'s CRL is past nextUpdate + grace, or it holds none, admit with an error logged at each reload, or refuse every new AUTH (TRUST_CRL_STALE); decision 0021'],
+  ['--crl-stale-grace-ms N', `How long past its nextUpdate the CRL still counts as current (default ${crlStaleGraceMsDefaultHelp}, 0 to ${crlStaleGraceMsMax})`],
   ['--server-name NAME', 'Extra DNS name or IP address for the TLS certificate (repeatable; localhost, 127.0.0.1 and ::1 are always included). sdc serve issues and keeps it in D/tls/server.pem; sdc gateway issues nothing and checks that D/tls/gateway-ID.pem, else D/tls/gateway.pem, from sdc pki gateway-cert covers them'],
   ...gatewayLimitHelp,
 ] as const;
+
+
+/** Exported for the test that checks the flags. */
+export function crlStaleOption(args: ParsedCommandArgs): { crlStale?: { policy?: 'fail-open' | 'fail-closed'; graceMs?: number } } {
+  const given = args.values['crl-stale-policy'] as string | undefined;
+  if (given !== undefined && given !== 'fail-open' && given !== 'fail-closed') throw new SdcError('CLI_USAGE', `--crl-stale-policy must be fail-open or fail-closed, got ${given}`);
+  const policy: 'fail-open' | 'fail-closed' | undefined = given;
+  const crlStale = {
+    ...(policy === undefined ? {} : { policy }),
+    ...(args.values['crl-stale-grace-ms'] === undefined ? {} : { graceMs: integerOption(args, 'crl-stale-grace-ms', crlStaleGraceMsDefaultHelp, 0, crlStaleGraceMsMax) }),
+  };
+  return Object.keys(crlStale).length === 0 ? {} : { crlStale };
+}
 
 /** The /metrics options: the token from a file or the environment (never a flag value, which `ps` shows). */
 async function metricsOptions(args: ParsedCommandArgs, io: CliIo): Promise<{ metricsScrapeToken?: string; metricsPort?: number; metricsHost?: string }> {
@@ -120,6 +145,7 @@ export async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, with
     },
     ...gatewayHandshakeLimitsOption(args),
     ...gatewayEstablishedLimitsOption(args),
+    ...crlStaleOption(args),
     ...(redisUrl ? { redisUrl } : {}),
     ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),
     ...(mysqlUrl === undefined ? {} : { mysqlUrl }),

@@ -60,6 +60,13 @@ export const kvKeys = {
    * with it when the store loses its data, as the stream's own counters are.
    */
   busTrimmed: (stream: string, group: string): string => `sdc:cp:bus-trimmed:${stream}:${group}`,
+  /**
+   * The highest CRL number the gateway `gatewayId` has taken from its CRL file (decimal), raised
+   * by compare-and-set, never lowered, no TTL: a restarted gateway refuses a CRL file numbered
+   * below it (TRUST_CRL_ROLLED_BACK; server/deployment/crl-file-watch.ts, decision 0021). Per
+   * gateway, since each reads its own copy of the file (gateway-2's is as fresh as its last copy).
+   */
+  gatewayCrlNumber: (gatewayId: string): string => `sdc:gw:crl-number:${gatewayId}`,
 } as const;
 
 /**

@@ -40,7 +40,7 @@ describe('the gateway reads revocations from the CRL file', () => {
     const path = join(dir, 'crl.pem');
     const time = new VirtualTime();
     const watch = new CrlFileWatch({
-      path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, logger: pino({ level: 'silent' }), reloadIntervalMs: 1_000,
+      path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, clock: time, logger: pino({ level: 'silent' }), reloadIntervalMs: 1_000,
     });
     await watch.start();
     assert.deepEqual([...watch.serials()], [], 'no file yet');
@@ -57,8 +57,9 @@ describe('the gateway reads revocations from the CRL file', () => {
   it('refuses a CRL that names another issuer although our intermediate signed it', async () => {
     const renamed = await createCrl({ issuer: { ...pki.intermediate, certificate: pki.root.certificate }, entries: [], crlNumber: 1n, now });
     await assert.rejects(readVerifiedCrl({ pem: renamed.pem, issuer: pki.intermediate.certificate }), (e) => SdcError.is(e, 'TRUST_CRL_INVALID'));
-    const ours = await readVerifiedCrl({ pem: (await createCrl({ issuer: pki.intermediate, entries: [], crlNumber: 7n, now })).pem, issuer: pki.intermediate.certificate });
-    assert.deepEqual([ours.crlNumber, ours.thisUpdateMs], [7n, Math.floor(now.getTime() / 1000) * 1000]);
+    const signed = await createCrl({ issuer: pki.intermediate, entries: [], crlNumber: 7n, now, nextUpdateMs: 3_600_000 });
+    const ours = await readVerifiedCrl({ pem: signed.pem, issuer: pki.intermediate.certificate });
+    assert.deepEqual([ours.crlNumber, ours.thisUpdateMs, ours.nextUpdateMs], [7n, Math.floor(now.getTime() / 1000) * 1000, signed.nextUpdate.getTime()]);
   });
 
   it('keeps the revocations when an older CRL our CA signed is put back in the file (a lower CRL number), and takes the next newer one', async () => {
@@ -71,7 +72,7 @@ describe('the gateway reads revocations from the CRL file', () => {
     await store.revoke('c3', 'keyCompromise', now);
     const newest = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
     const time = new VirtualTime();
-    const watch = new CrlFileWatch({ path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, logger: pino({ level: 'silent' }) });
+    const watch = new CrlFileWatch({ path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, clock: time, logger: pino({ level: 'silent' }) });
     await writeFile(path, newer);
     await watch.start();
     assert.deepEqual([...watch.serials()].sort(), ['a1', 'b2']);

@@ -1,32 +1,111 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { Scheduler, TimerHandle } from '../../core/ports/ports.js';
-import { readVerifiedCrl } from '../../trust/crl.js';
+import { SdcError } from '../../core/errors/index.js';
+import type { Clock, Scheduler, TimerHandle } from '../../core/ports/ports.js';
+import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import type { EnrollmentCheck } from '../gateway/enrollment-check.js';
+import { readVerifiedCrl, type VerifiedCrl } from '../../trust/crl.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
 
 /** How often the gateway reads the CRL file again; the kv revoked keys carry a revocation sooner. */
 export const crlReloadIntervalMsDefault = 60_000;
 
 /**
+ * How long past its nextUpdate a CRL still counts as current (decision 0021). The control plane
+ * re-signs with a third of the validity left (8 h of the default 24 h), so a CRL past nextUpdate
+ * has missed every re-signing for 8 h; the grace only covers the hosts' clocks disagreeing (the 5
+ * minutes certificates are backdated for) and one reload interval, not a late CA.
+ */
+export const crlStaleGraceMsDefault = 10 * 60_000;
+
+/**
+ * What a gateway does while its CRL is not current (decision 0021): `fail-open` (the default)
+ * admits on the kv revoked keys and the CRL it holds, with an error logged at each reload and
+ * sdc_gateway_crl_state; `fail-closed` refuses every new AUTH with TRUST_CRL_STALE (sessions
+ * already open are kept: their re-checks and the revocation notices still run).
+ */
+export type CrlStalePolicy = 'fail-open' | 'fail-closed';
+export const crlStalePolicies: readonly CrlStalePolicy[] = ['fail-open', 'fail-closed'];
+
+/** `fresh`: within nextUpdate + grace; `stale`: past it; `none`: no CRL taken (no file, or only refused ones). */
+export type CrlState = 'fresh' | 'stale' | 'none';
+
+export interface CrlFreshness {
+  readonly state: CrlState;
+  readonly crlNumber: bigint | null;
+  readonly nextUpdateMs: number | null;
+}
+
+/** Where the highest CRL number taken is kept across restarts (kvKeys.gatewayCrlNumber of the gateway's id). */
+export interface CrlNumberRecord {
+  readonly kv: KeyValueStore;
+  readonly key: string;
+}
+
+export interface CrlFileWatchOptions {
+  readonly path: string;
+  readonly intermediateCaPem: string;
+  readonly scheduler: Scheduler;
+  /** Judges nextUpdate: the deployment's clock, virtual in tests. */
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly reloadIntervalMs?: number;
+  /** Default crlStaleGraceMsDefault. */
+  readonly staleGraceMs?: number;
+  /** Without one, the number is remembered for the process's life only. */
+  readonly record?: CrlNumberRecord;
+}
+
+/** A CRL number in the record: decimal, at most 2^159 - 1 (49 digits). */
+const recordPattern = /^[0-9]{1,49}$/;
+/** Compare-and-set rounds when another process moves the record between our read and write. */
+const recordWriteAttemptsMax = 4;
+
+type RefusalCode = 'TRUST_CRL_INVALID' | 'TRUST_CRL_ROLLED_BACK';
+
+/**
  * The CRL file (written by the control plane from SQL) as a set of revoked serials for the
  * gateway's revocation check, so a revocation holds even when the key/value store lost its keys.
- * Read at start and every `reloadIntervalMs`; a missing file is an empty set (a gateway on another
- * host may not have it); a file that does not verify against our intermediate is ignored and the
- * last good set kept, and so is a CRL whose number is below the last one taken (an older CRL our
- * CA really signed, put back in the file, would otherwise take back the revocations made since;
- * review h16). The number is remembered for the process's life only.
+ * Read at start and every `reloadIntervalMs`; a missing file keeps what is held (a gateway on
+ * another host may not have one); a file that does not verify against our intermediate is ignored
+ * and the last good CRL kept.
+ *
+ * A CRL numbered below the highest number taken is refused (TRUST_CRL_ROLLED_BACK): an older CRL
+ * our CA really signed, put back in the file, would otherwise take back the revocations made since
+ * (review h16). The highest number is kept in `record` (the shared key/value store), so a
+ * restarted gateway refuses it too. The refused CRL's entries still count as revocations (a serial
+ * our CA listed was revoked; none of our reasons is certificateHold), so a restarted gateway given
+ * an older file holds at least those.
+ *
+ * freshness() judges the CRL held against its nextUpdate on the injected clock (decision 0021).
  */
 export class CrlFileWatch {
+  #taken: VerifiedCrl | undefined;
+  /** The highest-numbered CRL refused as older since the last take: its entries count beside the one taken. */
+  #older: VerifiedCrl | undefined;
   #serials: ReadonlySet<string> = new Set();
-  #crlNumber: bigint | null = null;
+  readonly #refusals = new Map<RefusalCode, number>();
   #timer: TimerHandle | undefined;
   #running = false;
 
-  constructor(private readonly options: { path: string; intermediateCaPem: string; scheduler: Scheduler; logger: Logger; reloadIntervalMs?: number }) {}
+  constructor(private readonly options: CrlFileWatchOptions) {}
 
-  /** The serials of the last CRL read and verified. */
+  /** The serials of the last CRL read and verified, with those of the last older one refused. */
   serials(): ReadonlySet<string> {
     return this.#serials;
+  }
+
+  /** The CRL held against its nextUpdate + grace, at the clock's now. */
+  freshness(): CrlFreshness {
+    const taken = this.#taken;
+    if (taken === undefined) return { state: 'none', crlNumber: null, nextUpdateMs: null };
+    const stale = this.options.clock.nowMs() > taken.nextUpdateMs + (this.options.staleGraceMs ?? crlStaleGraceMsDefault);
+    return { state: stale ? 'stale' : 'fresh', crlNumber: taken.crlNumber, nextUpdateMs: taken.nextUpdateMs };
+  }
+
+  /** CRL files refused since start, by code (for sdc_gateway_crl_files_refused_total). */
+  refusals(): ReadonlyMap<RefusalCode, number> {
+    return this.#refusals;
   }
 
   async start(): Promise<void> {
@@ -42,26 +121,110 @@ export class CrlFileWatch {
   }
 
   async reload(): Promise<void> {
+    const crl = await this.#readFile();
+    const recorded = await this.#readRecord();
+    const held = this.#taken;
+    if (held !== undefined && recorded !== undefined && held.crlNumber < recorded) {
+      // Taken while the record could not be read (a store outage at start): older than one this
+      // gateway took before, so it is no longer current; its entries still count.
+      this.#taken = undefined;
+      this.#refuseOlder(held, recorded);
+    }
+    if (crl !== undefined) {
+      const floor = maxNumber(this.#taken?.crlNumber, recorded);
+      if (floor !== undefined && crl.crlNumber < floor) this.#refuseOlder(crl, floor);
+      else this.#take(crl);
+    }
+    await this.#raiseRecord();
+    this.#reportStale();
+  }
+
+  async #readFile(): Promise<VerifiedCrl | undefined> {
     const { path, logger } = this.options;
     let pem: string;
     try {
       pem = await readFile(path, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') logger.warn({ err: error, path }, 'CRL file unreadable; keeping the last one');
-      return;
+      return undefined;
     }
     try {
-      const crl = await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) });
-      if (this.#crlNumber !== null && (crl.crlNumber === null || crl.crlNumber < this.#crlNumber)) {
-        logger.error({ code: 'TRUST_CRL_INVALID', path, crlNumber: crl.crlNumber?.toString() ?? null, lastCrlNumber: this.#crlNumber.toString() },
-          'CRL file refused: older than the CRL already taken; keeping the last one');
-        return;
-      }
-      this.#serials = crl.serials;
-      this.#crlNumber = crl.crlNumber;
+      return await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) });
     } catch (error) {
-      logger.error({ err: error, path }, 'CRL file refused; keeping the last one');
+      this.#count('TRUST_CRL_INVALID');
+      logger.error({ err: error, code: SdcError.is(error) ? error.code : undefined, path }, 'CRL file refused; keeping the last one');
+      return undefined;
     }
+  }
+
+  #take(crl: VerifiedCrl): void {
+    this.#taken = crl;
+    // Every entry of an older CRL is in this one unless its certificate expired meanwhile.
+    this.#older = undefined;
+    this.#serials = crl.serials;
+  }
+
+  #refuseOlder(crl: VerifiedCrl, floor: bigint): void {
+    this.#count('TRUST_CRL_ROLLED_BACK');
+    this.options.logger.error({ code: 'TRUST_CRL_ROLLED_BACK', path: this.options.path, crlNumber: crl.crlNumber.toString(), highestCrlNumber: floor.toString() },
+      'CRL file refused: numbered below the highest CRL this gateway has taken; keeping the one held, and counting its entries as revocations');
+    // One older CRL is kept, the highest numbered: a lower one lists nothing more but for expired certificates.
+    if (this.#older === undefined || crl.crlNumber > this.#older.crlNumber) this.#older = crl;
+    const held = this.#taken?.serials;
+    this.#serials = held === undefined ? this.#older.serials : new Set([...held, ...this.#older.serials]);
+  }
+
+  /** The record's number; undefined when there is none, it cannot be read (logged, the process's own number still holds) or is not a number. */
+  async #readRecord(): Promise<bigint | undefined> {
+    const record = this.options.record;
+    if (record === undefined) return undefined;
+    try {
+      const text = await record.kv.get(record.key);
+      if (text === null) return undefined;
+      if (recordPattern.test(text)) return BigInt(text);
+      this.options.logger.error({ key: record.key }, 'the highest CRL number record is not a number; it is written again from the CRL held');
+    } catch (error) {
+      this.options.logger.warn({ err: error, key: record.key }, 'the highest CRL number record cannot be read; judged on this process\'s own until the next reload');
+    }
+    return undefined;
+  }
+
+  /**
+   * Raises the record to the CRL held (compare-and-set, never lowered): after each take, and at
+   * each reload, so a record the store lost (a wipe) is written again while the gateway runs. A
+   * failure is logged and tried again at the next reload.
+   */
+  async #raiseRecord(): Promise<void> {
+    const record = this.options.record;
+    const number = this.#taken?.crlNumber;
+    if (record === undefined || number === undefined) return;
+    try {
+      for (let attempt = 0; attempt < recordWriteAttemptsMax; attempt += 1) {
+        const text = await record.kv.get(record.key);
+        if (text !== null && recordPattern.test(text) && BigInt(text) >= number) return;
+        const written = text === null
+          ? await record.kv.set(record.key, number.toString(), { onlyIfAbsent: true })
+          : await record.kv.compareAndSet(record.key, text, number.toString());
+        if (written) return;
+      }
+      this.options.logger.warn({ key: record.key }, 'the highest CRL number record kept moving; written at the next reload');
+    } catch (error) {
+      this.options.logger.warn({ err: error, key: record.key }, 'the highest CRL number record not written; tried again at the next reload');
+    }
+  }
+
+  /** One error line per reload while the CRL held is past nextUpdate + grace: the loud part of fail-open. */
+  #reportStale(): void {
+    const freshness = this.freshness();
+    if (freshness.state !== 'stale') return;
+    this.options.logger.error({
+      code: 'TRUST_CRL_STALE', path: this.options.path, crlNumber: freshness.crlNumber?.toString(),
+      nextUpdate: new Date(freshness.nextUpdateMs!).toISOString(), pastNextUpdateMs: this.options.clock.nowMs() - freshness.nextUpdateMs!,
+    }, 'the CRL held is past its nextUpdate: revocations made since may be missing from it (the control plane is not re-signing it, or the file is not reaching this gateway)');
+  }
+
+  #count(code: RefusalCode): void {
+    this.#refusals.set(code, (this.#refusals.get(code) ?? 0) + 1);
   }
 
   #schedule(): void {
@@ -70,4 +233,51 @@ export class CrlFileWatch {
       void this.reload().finally(() => this.#schedule());
     });
   }
+}
+
+function maxNumber(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a > b ? a : b;
+}
+
+/**
+ * The gateway's admission check with the CRL's freshness in front (decision 0021): under
+ * `fail-closed`, a new AUTH is refused TRUST_CRL_STALE while the CRL held is not current (stale,
+ * or none taken); under `fail-open` it goes straight to `next` (the stale CRL is reported by the
+ * watch's log and sdc_gateway_crl_state instead). Runs after the revocation check, so a revoked
+ * certificate is still refused as revoked.
+ */
+export function crlFreshAdmission(options: { watch: Pick<CrlFileWatch, 'freshness'>; policy: CrlStalePolicy; next: EnrollmentCheck }): EnrollmentCheck {
+  if (options.policy === 'fail-open') return options.next;
+  return (deviceId, serialHex) => {
+    const freshness = options.watch.freshness();
+    if (freshness.state !== 'fresh') {
+      return new SdcError('TRUST_CRL_STALE', freshness.state === 'none'
+        ? 'the gateway holds no CRL, and its CRL policy is fail-closed'
+        : `the gateway's CRL ${freshness.crlNumber?.toString() ?? ''} is past its nextUpdate ${new Date(freshness.nextUpdateMs!).toISOString()}, and its CRL policy is fail-closed`);
+    }
+    return options.next(deviceId, serialHex);
+  };
+}
+
+/** sdc_gateway_crl_* on a process's metrics: gauges from freshness(), the refusal counter brought up to refusals(). */
+export function crlMetricsCollector(watch: CrlFileWatch, metrics: {
+  crlState: { set(labels: { state: CrlState }, value: number): void };
+  crlNumber: { set(value: number): void };
+  crlNextUpdate: { set(value: number): void };
+  crlFilesRefused: { inc(labels: { code: string }, value: number): void };
+}): () => Promise<void> {
+  const exported = new Map<string, number>();
+  return async () => {
+    const freshness = watch.freshness();
+    for (const state of ['fresh', 'stale', 'none'] as const) metrics.crlState.set({ state }, freshness.state === state ? 1 : 0);
+    metrics.crlNumber.set(freshness.crlNumber === null ? 0 : Number(freshness.crlNumber));
+    metrics.crlNextUpdate.set(freshness.nextUpdateMs === null ? 0 : freshness.nextUpdateMs / 1000);
+    for (const [code, count] of watch.refusals()) {
+      const added = count - (exported.get(code) ?? 0);
+      if (added > 0) metrics.crlFilesRefused.inc({ code }, added);
+      exported.set(code, count);
+    }
+  };
 }

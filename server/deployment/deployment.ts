@@ -13,7 +13,9 @@ import { createRevocationCheck } from '../gateway/revocation-check.js';
 import { presenceRefreshWindowMsFor } from '../gateway/presence-refresh-window.js';
 import { gatewayDefaults, gatewayDeviceKeyCacheEntriesMax } from '../gateway/gateway-defaults.js';
 import { pkiPaths } from '../../trust/pki-directory.js';
-import { CrlFileWatch } from './crl-file-watch.js';
+import { CrlFileWatch, crlFreshAdmission, crlMetricsCollector, type CrlStalePolicy } from './crl-file-watch.js';
+import { createEnrollmentCheck } from '../gateway/enrollment-check.js';
+import { kvKeys } from '../bus-contract/streams.js';
 import { startGatewayServer, type GatewayServer, type GatewayServerOptions } from '../gateway/gateway-server.js';
 import type { Clock, RandomSource, Scheduler } from '../../core/ports/ports.js';
 import type { Stores } from '../stores/index.js';
@@ -101,6 +103,12 @@ export interface StartDeploymentOptions {
    * one wins over gatewayPendingHandshakesPerSourceMax and gatewayHandshakesInFlightMax.
    */
   gatewayHandshakeLimits?: Partial<Pick<GatewayServerOptions, 'handshakeTimeoutMs' | 'pendingHandshakesPerSourceMax' | 'handshakesInFlightMax' | 'handshakesInFlightMin' | 'handshakeQueueMax'>>;
+  /**
+   * What the gateway does while its CRL is past nextUpdate by more than `graceMs` or it holds none
+   * (decision 0021; `sdc serve|gateway --crl-stale-policy`, `--crl-stale-grace-ms`): default
+   * fail-open (logged at each reload, sdc_gateway_crl_state), grace crlStaleGraceMsDefault.
+   */
+  crlStale?: { readonly policy?: CrlStalePolicy; readonly graceMs?: number };
 }
 
 /** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
@@ -184,8 +192,10 @@ async function startServices(start: ServicesStart): Promise<Services> {
   // Each keeps its own key caches (sized for its role); only the verified signatures are shared (decision 0014).
   const verifiedSignatures = createVerifiedSignatureCache(deploymentVerifiedSignaturesMax);
   const gatewayEd25519 = createNodeEd25519Provider({ publicKeyCacheEntriesMax: gatewayDeviceKeyCacheEntriesMax, verifiedSignatures });
+  metrics.addCollector(crlMetricsCollector(crl, metrics));
   const gateway = createGatewayCore({
     isRevoked: createRevocationCheck({ kv: stores.kv, crlSerials: () => crl.serials() }),
+    checkEnrollment: crlFreshAdmission({ watch: crl, policy: options.crlStale?.policy ?? 'fail-open', next: createEnrollmentCheck({ kv: stores.kv }) }),
     telemetryBatchEntriesMax: gatewayTelemetryBatchEntries,
     // Presence refreshes of many sessions in one pipelined write (server/gateway/presence-refresh-window.ts).
     presenceRefreshWindowMs: presenceRefreshWindowMsFor(options.gateway?.heartbeatIntervalMs ?? gatewayDefaults.heartbeatIntervalMs),
@@ -282,7 +292,12 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     // control plane publishes, the same for this in-process gateway and a gateway-only process;
     // revocation also reads the CRL file the control plane writes, which holds without the kv store.
     const { crlPath } = pkiPaths(materials.dataDir);
-    const crl = new CrlFileWatch({ path: crlPath, intermediateCaPem: materials.intermediateCaPem, scheduler, logger: logger.child({ role: 'gateway' }) });
+    // The highest CRL number taken is kept per gateway id in the shared store, so a restart refuses an older file too (decision 0021).
+    const crl = new CrlFileWatch({
+      path: crlPath, intermediateCaPem: materials.intermediateCaPem, scheduler, clock, logger: logger.child({ role: 'gateway' }),
+      record: { kv: stores.kv, key: kvKeys.gatewayCrlNumber(options.gatewayId ?? 'gw-1') },
+      ...(options.crlStale?.graceMs === undefined ? {} : { staleGraceMs: options.crlStale.graceMs }),
+    });
     await crl.start();
     stopped.push(async () => crl.stop());
     // From here the stores are used: a store lost part-way (a migration, the consumer groups) is

@@ -39,6 +39,11 @@ export class ServiceMetrics {
   readonly agentQueueDepth: Gauge<'stat'>;
   readonly agentUptime: Gauge<'stat'>;
   readonly otaExecutions: Counter<'state' | 'outcome'>;
+  readonly otaNoticeRefusalsUnaudited: Counter<'reason'>;
+  readonly crlState: Gauge<'state'>;
+  readonly crlNumber: Gauge;
+  readonly crlNextUpdate: Gauge;
+  readonly crlFilesRefused: Counter<'code'>;
   readonly #collectors: Collector[] = [];
   #loopDelay: IntervalHistogram | undefined;
   #collecting: Promise<void> | undefined;
@@ -103,6 +108,25 @@ export class ServiceMetrics {
       help: 'OTA device executions that reached a terminal state, by state and outcome (success, failure, not_counted as in core/ota/execution-machine.ts); success rate: rate of outcome="success" over rate of success and failure',
       labelNames: ['state', 'outcome'], registers,
     });
+    // The gateway's CRL file (server/deployment/crl-file-watch.ts, decision 0021), set by its collector.
+    this.crlState = new Gauge({
+      name: 'sdc_gateway_crl_state', help: 'The CRL the gateway holds: 1 for its state, fresh (within nextUpdate + grace), stale (past it) or none (no CRL taken)',
+      labelNames: ['state'], registers, collect,
+    });
+    this.crlNumber = new Gauge({ name: 'sdc_gateway_crl_number', help: 'CRL number of the CRL the gateway holds (0: none)', registers, collect });
+    this.crlNextUpdate = new Gauge({
+      name: 'sdc_gateway_crl_next_update_timestamp_seconds', help: 'nextUpdate of the CRL the gateway holds, Unix seconds (0: none)', registers, collect,
+    });
+    this.crlFilesRefused = new Counter({
+      name: 'sdc_gateway_crl_files_refused_total', help: 'CRL file reads refused by the gateway, by code: TRUST_CRL_INVALID (does not parse or verify), TRUST_CRL_ROLLED_BACK (numbered below the highest taken); counted at each reload while the file stays so',
+      labelNames: ['code'], registers, collect,
+    });
+    this.otaNoticeRefusalsUnaudited = new Counter({
+      name: 'sdc_ota_notice_refusals_unaudited_total',
+      help: 'Devices\' notice_refused OTA reports not audited: repeat (audited once per execution and code already; a replayed frame or the agent reporting again), ended (the execution is over)',
+      labelNames: ['reason'], registers,
+    });
+    for (const reason of ['repeat', 'ended']) this.otaNoticeRefusalsUnaudited.inc({ reason }, 0);
     // Every series from zero, so rate() sees the first execution of each state.
     for (const state of executionTerminalStates) this.otaExecutions.inc({ state, outcome: executionOutcome[state] }, 0);
   }

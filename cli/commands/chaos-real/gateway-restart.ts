@@ -8,6 +8,7 @@ import type { DeploymentMaterials } from '../../../server/materials/materials.js
 import { createNodeEd25519Provider } from '../../../runtime/ed25519-node.js';
 import { systemClock, systemRandom, systemScheduler } from '../../../runtime/system.js';
 import { pkiPaths } from '../../../trust/pki-directory.js';
+import { kvKeys } from '../../../server/bus-contract/streams.js';
 
 /**
  * A gateway crash for `sdc chaos run --scenario gateway-crash`: the deployment's gateway is
@@ -32,7 +33,11 @@ export async function startReplacementGateway(options: {
   deployment: Deployment; materials: DeploymentMaterials; gatewayId: string; tuning: Partial<GatewayCoreOptions>; logger: Logger;
 }): Promise<ReplacementGateway> {
   const { deployment, materials, logger } = options;
-  const crl = new CrlFileWatch({ path: pkiPaths(materials.dataDir).crlPath, intermediateCaPem: materials.intermediateCaPem, scheduler: systemScheduler, logger });
+  // The same record as the crashed gateway's (its id): the replacement refuses a CRL below the one it had taken.
+  const crl = new CrlFileWatch({
+    path: pkiPaths(materials.dataDir).crlPath, intermediateCaPem: materials.intermediateCaPem, scheduler: systemScheduler, clock: systemClock, logger,
+    record: { kv: deployment.stores.kv, key: kvKeys.gatewayCrlNumber(options.gatewayId) },
+  });
   await crl.start();
   const core = createGatewayCore({
     isRevoked: createRevocationCheck({ kv: deployment.stores.kv, crlSerials: () => crl.serials() }),

@@ -3,7 +3,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { createConnection } from 'mysql2/promise';
 import { createNodeEd25519Provider, pemFromPrivateSeed } from '../../runtime/ed25519-node.js';
 import { initDeployment, type DeploymentMaterials } from '../materials/materials.js';
 import { signEnvelope, type SignedEnvelope } from '../../core/protocol/envelope.js';
@@ -17,6 +16,7 @@ import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { createMysqlDatabase } from '../stores/sql/mysql-database.js';
 import { removeKeysWithPrefix } from '../stores/redis-prefix-cleanup.js';
+import { mysql2PromiseLibrary } from '../stores/store-libraries.js';
 import { openSqlJsDatabase } from '../stores/sql/sqljs-database.js';
 import type { SqlDatabase, SqlTransaction } from '../stores/sql/sql-port.js';
 import { importEd25519PrivateKey, publicKeyOf } from '../../trust/ed25519-keys.js';
@@ -123,7 +123,7 @@ const undroppedDatabases = new Map<string, string>();
 let dropAtExitRegistered = false;
 
 async function dropDatabase(url: string, name: string): Promise<void> {
-  const admin = await createConnection({ uri: url });
+  const admin = await mysql2PromiseLibrary().createConnection({ uri: url });
   try { await admin.query(`DROP DATABASE IF EXISTS \`${name}\``); } finally { await admin.end(); }
 }
 
@@ -150,7 +150,8 @@ export function mysqlTarget(url: string): SqlTarget {
     name: 'mysql',
     async open() {
       if (!created) {
-        const admin = await createConnection({ uri: url });
+        // mysql2 is loaded by the first MySQL target, not at import: files on sql.js alone never load it.
+        const admin = await mysql2PromiseLibrary().createConnection({ uri: url });
         await admin.query(`CREATE DATABASE \`${databaseName}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
         await admin.end();
         created = true;

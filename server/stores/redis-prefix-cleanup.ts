@@ -1,5 +1,5 @@
-import { Redis } from 'ioredis';
 import { SdcError } from '../../core/errors/index.js';
+import { ioredisLibrary } from './store-libraries.js';
 
 /** Keys unlinked per round trip: SCAN's COUNT hint and the largest UNLINK sent. */
 export const prefixCleanupBatch = 500;
@@ -19,6 +19,7 @@ export async function removeKeysWithPrefix(url: string, prefix: string): Promise
   if (prefix.length < 8 || !prefix.endsWith(':')) {
     throw new SdcError('STORE_INVALID_ARGUMENT', `refusing to remove keys under ${JSON.stringify(prefix)}: a run's own prefix ends with ':' and is at least 8 characters`);
   }
+  const { Redis } = ioredisLibrary();
   const client = new Redis(url, { maxRetriesPerRequest: 3, lazyConnect: true });
   client.on('error', () => undefined);
   let removed = 0;

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { SdcError } from '../../../core/errors/index.js';
 import { mapRedisError } from '../redis-errors.js';
+import { ioredisLibrary } from '../store-libraries.js';
 import {
   deadFields, deadLetterStream,
   type AppendOptions, type BusEntry, type ClaimOptions, type PendingEntry, type PendingOptions, type RangeOptions, type ReadGroupOptions,
@@ -176,6 +177,7 @@ export class RedisStreamBus implements StreamBus {
     // Auto-pipelining: the commands issued in one turn of the event loop (each handler's XACK, each
     // session's append) go to Redis as one pipeline instead of one round trip each. Blocking reads
     // run on their own connections (withBlockingClient), so nothing here waits behind one.
+    const { Redis } = ioredisLibrary();
     this.client = new Redis(options.url, { maxRetriesPerRequest: 3, lazyConnect: false, enableAutoPipelining: true });
     // Errors reach callers through rejected commands; without a listener ioredis would also print them.
     this.client.on('error', () => undefined);

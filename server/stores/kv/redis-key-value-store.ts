@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
-import RedisMock from 'ioredis-mock';
+import type { Redis } from 'ioredis';
 import { SdcError } from '../../../core/errors/index.js';
 import { mapRedisError } from '../redis-errors.js';
+import { ioredisLibrary, ioredisMockLibrary } from '../store-libraries.js';
 import { checkExpiringSetAdd, checkNowMs } from './expiring-set.js';
 import type { ExpiringSetAddOptions, ExpiringSetAddResult, KeyValueStore, MessageHandler, SetOptions, SubscribeOptions } from './kv-port.js';
 
@@ -403,6 +403,7 @@ export function subscriberConnectionName(keyPrefix: string): string {
 
 /** The embedded default: ioredis-mock in this process. TTLs follow the real clock (ioredis-mock reads Date.now). */
 export function createEmbeddedKeyValueStore(options: { keyPrefix: string }): KeyValueStore {
+  const RedisMock = ioredisMockLibrary();
   const client = new RedisMock();
   const data = (client as unknown as { data?: InProcessData }).data;
   return new RedisKeyValueStore({ client, keyPrefix: options.keyPrefix, ...(data === undefined ? {} : { inProcessData: data }) });
@@ -410,5 +411,6 @@ export function createEmbeddedKeyValueStore(options: { keyPrefix: string }): Key
 
 /** Real Redis through ioredis. */
 export function createRedisKeyValueStore(options: { url: string; keyPrefix: string }): KeyValueStore {
+  const { Redis } = ioredisLibrary();
   return new RedisKeyValueStore({ client: new Redis(options.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true }), keyPrefix: options.keyPrefix });
 }

@@ -1,7 +1,8 @@
 // The callback API, not mysql2/promise: its wrapper captures a stack trace (Error.captureStackTrace)
 // for every statement in case it fails, about 25 us of CPU each, a sixth of a statement's cost here
 // (issue 17: a command round trip runs about 50 statements). Errors are mapped to SdcError anyway.
-import { createPool, type Pool, type PoolConnection, type QueryError, type ResultSetHeader } from 'mysql2';
+import type { Pool, PoolConnection, PoolOptions, QueryError, ResultSetHeader } from 'mysql2';
+import { mysql2Library } from '../store-libraries.js';
 import { SdcError } from '../../../core/errors/index.js';
 import { mapMysqlError } from './mysql-errors.js';
 import { parseStoreUrl } from '../store-url.js';
@@ -42,6 +43,7 @@ export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promis
   // Transactions may send a batch of statements as one query (SqlTransaction.executeBatch), so their
   // connections accept several statements per query; every text sent on them is checked for `;`
   // first (assertOneStatement, assertBatchShape), so only our own one-statement texts are stacked.
+  const { createPool } = mysql2Library();
   const pools = { statements: createPool(poolOptions), transactions: transactionPool({ ...poolOptions, multipleStatements: true }) };
   const database = new MysqlDatabase(pools, options.deadlockAttemptsMax ?? deadlockAttemptsMax);
   try {
@@ -60,8 +62,8 @@ export async function createMysqlDatabase(options: MysqlDatabaseOptions): Promis
  * Every transaction on it ends in COMMIT or ROLLBACK (or the connection is destroyed), so none is
  * left open for the next one. Statements outside a transaction stay on the autocommit pool.
  */
-function transactionPool(poolOptions: Parameters<typeof createPool>[0]): Pool {
-  const pool = createPool(poolOptions);
+function transactionPool(poolOptions: PoolOptions): Pool {
+  const pool = mysql2Library().createPool(poolOptions);
   pool.on('connection', (connection) => {
     // Queued on the new connection ahead of anything its first user sends (mysql2 runs a connection's commands in order).
     connection.query('SET autocommit = 0', (error: QueryError | null) => {

@@ -382,6 +382,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       ...(options.otaExecutionTimeouts === undefined ? {} : { timeouts: options.otaExecutionTimeouts }),
       // The metrics hook: sdc_ota_executions_total by terminal state and outcome.
       onExecutionFinished: (state) => { metrics.otaExecutionFinished(state); },
+      // sdc_ota_notice_refusals_unaudited_total: repeats (a replayed frame) and reports on ended executions.
+      onNoticeRefusalUnaudited: (reason) => { metrics.otaNoticeRefusalsUnaudited.inc({ reason }); },
     },
     ...(options.otaRolloutSweepIntervalMs === undefined ? {} : { rolloutSweepIntervalMs: options.otaRolloutSweepIntervalMs }),
     ...(options.otaArtifactBytesMax === undefined ? {} : { artifactBytesMax: options.otaArtifactBytesMax }),

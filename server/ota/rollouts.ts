@@ -84,6 +84,8 @@ export interface RolloutServiceOptions {
   readonly directorLifetimeMs?: number;
   /** Counts executions by final state (the metrics hook), when the control plane has one. */
   readonly onExecutionFinished?: (state: ExecutionState) => void;
+  /** Counts `notice_refused` reports taken but not audited, by why (the metrics hook): see #noticeRefused. */
+  readonly onNoticeRefusalUnaudited?: (reason: NoticeRefusalUnaudited) => void;
   /** Lifetime of the presigned artifact URL in each notice (60..3600 s; default artifactUrlExpirySecondsDefault). */
   readonly artifactUrlExpirySeconds?: number;
   /**
@@ -116,6 +118,19 @@ export const noticeRepushIntervalMsDefault = 5_000;
 const approvalTreesKept = 4;
 /** Executions whose last re-push time is kept (the oldest forgotten first): a bound, not a cache that matters past a few minutes. */
 const noticeRepushesTracked = 4_096;
+
+/**
+ * Why a `notice_refused` report was not audited: `repeat`, one was audited already for its
+ * execution and code (a replayed frame, or the agent's next report of the same refusal);
+ * `ended`, its execution is over (the control plane no longer pushes its news).
+ */
+export type NoticeRefusalUnaudited = 'repeat' | 'ended';
+/** The codes the agent refuses a notice with (core/ota/notice-state.ts); any other is one more key, `other`, so a device has at most five per execution. */
+const noticeRefusalCodes: ReadonlySet<string> = new Set(['OTA_NOTICE_STATE_UNSIGNED', 'OTA_NOTICE_STATE_SIGNATURE', 'OTA_NOTICE_STATE_BINDING', 'OTA_NOTICE_STATE_REPLAYED']);
+/** The `counters` row whose presence says this execution's refusal with this code was audited (a durable mark: a restart does not audit it again). */
+export function noticeRefusedCounterName(executionId: string, code: string): string {
+  return `ota_notice_refused:${executionId}:${noticeRefusalCodes.has(code) ? code : 'other'}`;
+}
 
 /** Reboot, health check and the control plane's nonce all fit in it; a device silent for longer is rolled back by its kernel. */
 export const commitWatchdogMsDefault = 15 * 60_000;
@@ -777,15 +792,35 @@ export class RolloutService {
    * The device refused a notice for this execution whose cancel or nonce was not the control
    * plane's signed word (core/ota/notice-state.ts): on the path from here, the gateway named, or
    * something on it, changed a notice. Nothing moves (the device went on as before); the operator
-   * sees it in the log and the audit. The agent sends one per power of two refusals, so a
-   * flooding gateway costs a few entries, not one each.
+   * sees it in the log and the audit. Audited once per execution and code, and only while the
+   * execution runs: the frame is signed but carries nothing fresh, so a gateway could replay one
+   * forever (h1 counted an audit entry per frame, any execution the device ever had), and the
+   * agent itself reports the 1st, 2nd, 4th ... refusal. The mark is a `counters` row written in
+   * the audit entry's transaction, so a restart or a second control plane does not audit it again;
+   * a repeat costs one read. Repeats and reports on ended executions are logged and counted
+   * (onNoticeRefusalUnaudited), not refused: a refusal would dead-letter each replayed frame.
    */
   async #noticeRefused(execution: StoredExecution, code: string, gatewayId: string): Promise<void> {
-    this.#ctx.logger.warn({ device_id: execution.deviceId, execution_id: execution.executionId, gateway_id: gatewayId, code }, 'the device refused an OTA notice whose cancel or health nonce is not signed by the control plane');
-    await this.#ctx.audit.append({
-      kind: 'ota.execution.notice_refused', actor: actors.device(execution.deviceId), subject: `device:${execution.deviceId}`,
-      payload: { rollout_id: execution.rolloutId, execution_id: execution.executionId, gateway_id: gatewayId, code },
+    const fields = { device_id: execution.deviceId, execution_id: execution.executionId, gateway_id: gatewayId, code };
+    const unaudited = (reason: NoticeRefusalUnaudited): void => {
+      this.#o.onNoticeRefusalUnaudited?.(reason);
+      this.#ctx.logger.info({ ...fields, state: execution.state, reason }, 'OTA notice refusal not audited (audited once per execution and code, while it runs)');
+    };
+    if (isTerminal(executionTable, execution.state)) return unaudited('ended');
+    const mark = noticeRefusedCounterName(execution.executionId, code);
+    const [seen] = await this.#ctx.db.query<{ value: number }>('SELECT value FROM counters WHERE name = ?', [mark]);
+    if (seen !== undefined) return unaudited('repeat');
+    const audited = await this.#ctx.db.transaction(async (tx) => {
+      if (await nextCounterValue(tx, mark) !== 1) return false; // another consumer came first
+      await this.#ctx.audit.record(tx, {
+        kind: 'ota.execution.notice_refused', actor: actors.device(execution.deviceId), subject: `device:${execution.deviceId}`,
+        payload: { rollout_id: execution.rolloutId, execution_id: execution.executionId, gateway_id: gatewayId, code },
+      });
+      return true;
     });
+    if (!audited) return unaudited('repeat');
+    await this.#ctx.settleAudit();
+    this.#ctx.logger.warn(fields, 'the device refused an OTA notice whose cancel or health nonce is not signed by the control plane');
   }
 
   /**

@@ -38,6 +38,28 @@ test('a telemetry entry carries its frame in a field of its own, verbatim, and d
   assert.deepEqual(decodeBusEntry({ kind: 'telemetry', data: JSON.stringify(data) }), { kind: 'telemetry', data });
 });
 
+test("a command's device frames (command_progress with an ACK, command_result) travel in a field of their own; entries without a frame stay whole", () => {
+  const frame = '{"body":{"command_id":"c1","stage":"received"},"device_id":"dev-1","sig":{"alg":"x"},"type":"COMMAND_ACK"}';
+  const ack = { command_id: 'c1', device_id: 'dev-1', gateway_id: 'gw-1', at_ms: 5, event: 'ack' as const, attempt: 1, frame, traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` };
+  const result = { command_id: 'c1', device_id: 'dev-1', gateway_id: 'gw-1', at_ms: 6, frame: frame.replace('COMMAND_ACK', 'COMMAND_RESULT') };
+  for (const [kind, data] of [['command_progress', ack], ['command_result', result]] as const) {
+    const fields = encodeBusEntry(kind, data);
+    assert.deepEqual(Object.keys(fields).sort(), ['data', 'frame', 'kind'], kind);
+    assert.equal(fields.frame, data.frame, 'the frame text as given, not escaped');
+    const { frame: _frame, ...rest } = data;
+    assert.equal(fields.data, canonicalize(rest));
+    assert.deepEqual(decodeBusEntry(fields), { kind, data });
+    // The form appended before this change (the frame as a string inside data) still decodes the same.
+    assert.deepEqual(decodeBusEntry({ kind, data: canonicalize(data) }), { kind, data });
+    // Both at once is refused, as for telemetry.
+    assert.throws(() => decodeBusEntry({ kind, data: canonicalize(data), frame }), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'));
+  }
+  const deliver = { command_id: 'c1', device_id: 'dev-1', gateway_id: 'gw-1', at_ms: 5, event: 'deliver' as const, attempt: 1 };
+  const fields = encodeBusEntry('command_progress', deliver);
+  assert.deepEqual(fields, { kind: 'command_progress', data: canonicalize(deliver) });
+  assert.deepEqual(decodeBusEntry(fields), { kind: 'command_progress', data: deliver });
+});
+
 test('a frame field is refused on a kind that does not carry one, beside a frame in data, or with data that is not an object', () => {
   const frame = '{"type":"ALERT"}';
   const refused = (fields: Record<string, string>) => assert.throws(() => decodeBusEntry(fields), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'));

@@ -106,12 +106,16 @@ const checks = Object.fromEntries(
  * gateway received it) beside `data` (the other members), not as a JSON string inside `data`.
  * Inside `data` every quote of the frame was escaped by the gateway's canonicalize and unescaped
  * by the reader's strict parse: about a tenth of the ingest path's CPU per telemetry sample
- * (issue 17, docs/benchmarks.md 2026-12-04 night). Only telemetry, the high-volume kind; a
- * reader still takes the older form (frame inside `data`), so entries appended before an upgrade
- * are read as they were. An older reader refuses the new form (PROTO_SCHEMA_INVALID, so it is
- * dead-lettered, not lost): upgrade the control planes before the gateways.
+ * (issue 17, docs/benchmarks.md 2026-12-04 night). Telemetry, the high-volume kind, and since
+ * 2026-12-06 a command's device frames (the ACKs in command_progress, the RESULT in
+ * command_result: three a command, each escaped and unescaped as a string of 400-600 bytes, about
+ * 20 us a frame). A command_progress without a frame (deliver, requeue, dead_letter) is written
+ * whole in `data` as before. A reader still takes the older form (frame inside `data`), so
+ * entries appended before an upgrade are read as they were. An older reader refuses the new form
+ * (PROTO_SCHEMA_INVALID, so it is dead-lettered, not lost; a command's ACK or RESULT is asked of
+ * the device again by the redelivery sweep): upgrade the control planes before the gateways.
  */
-const frameFieldKinds: ReadonlySet<BusEntryKind> = new Set<BusEntryKind>(['telemetry']);
+const frameFieldKinds: ReadonlySet<BusEntryKind> = new Set<BusEntryKind>(['telemetry', 'command_progress', 'command_result']);
 
 export function encodeBusEntry<K extends BusEntryKind>(kind: K, data: BusEntryData<K>): Record<string, string> {
   if (kind === 'telemetry') {

@@ -6,7 +6,7 @@ import { policyBundleChannels } from '../bus-contract/policy-bundle-keys.js';
 import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.js';
 import type { DeploymentMaterials } from '../materials/materials.js';
 import { signKernelKeyRotation, type KernelKeyRotation } from '../../core/protocol/kernel-key-rotation.js';
-import { decodeEnvelope, envelopeMacAlg, parseSignedEnvelope, verifyEnvelope, type SignedEnvelope } from '../../core/protocol/envelope.js';
+import { decodeEnvelope, decodeEnvelopeForVerify, envelopeMacAlg, parseSignedEnvelope, verifyDecodedEnvelope, type SignedEnvelope } from '../../core/protocol/envelope.js';
 import type { JsonValue } from '../../core/protocol/json-value.js';
 import type { MessageBody, MessageType } from '../../core/protocol/messages/catalog.js';
 import { validateMessageBody } from '../../core/protocol/messages/validate.js';
@@ -145,6 +145,27 @@ function decodeGatewayCheckedFrame(frameText: string): SignedEnvelope {
     throw new SdcError('PROTO_JSON_SYNTAX', 'frame on the stream is not JSON', {}, { cause: error });
   }
   return parseSignedEnvelope(value);
+}
+
+/** A frame as decoded for its check here, with the signed bytes when they could be taken from its text. */
+interface DecodedDeviceFrame {
+  readonly envelope: SignedEnvelope;
+  readonly signingInput: Uint8Array | undefined;
+}
+
+/**
+ * A forwarded frame the gateway did not vouch for (a command's ACK or RESULT, an alert, a report):
+ * parsed strictly here too, and its signing input taken from the text as received when the text is
+ * canonical (every agent writes it so), so the check below does not write the signed fields out
+ * again (issue 17: a canonicalisation of the fields, the body included, and a second shape check
+ * per ACK and RESULT, 3 a command). Same parse, same limits and refusals as decodeEnvelope; a text
+ * with a lone surrogate (no UTF-8 form; String.prototype.isWellFormed, Node 20, not in the ES2023
+ * library types) takes decodeEnvelope, which refuses it as before.
+ */
+function decodeDeviceFrame(frameText: string): DecodedDeviceFrame {
+  if (!(frameText as unknown as { isWellFormed(): boolean }).isWellFormed()) return { envelope: decodeEnvelope(frameText), signingInput: undefined };
+  const { envelope, signingInput } = decodeEnvelopeForVerify(Buffer.from(frameText, 'utf8'));
+  return { envelope, signingInput };
 }
 
 /** A telemetry entry's frame after DeviceService.telemetryFrame's checks: one sample, or a batch of them. */
@@ -748,10 +769,11 @@ export class DeviceService {
    * other frame, and a signed TELEMETRY frame from an agent without the MAC, is verified here.
    */
   async verifyDeviceFrame<T extends MessageType>(deviceId: string, frameText: string, type: T, options: { gatewayAuthenticated?: boolean } = {}): Promise<{ envelope: SignedEnvelope; body: MessageBody<T> }> {
-    const envelope = options.gatewayAuthenticated === true ? decodeGatewayCheckedFrame(frameText) : decodeEnvelope(frameText);
+    const { envelope, signingInput } = options.gatewayAuthenticated === true
+      ? { envelope: decodeGatewayCheckedFrame(frameText), signingInput: undefined } : decodeDeviceFrame(frameText);
     checkFrameAddress(envelope, deviceId, type);
     const macTrusted = options.gatewayAuthenticated === true && sessionMacTypes.has(type) && envelope.sig.alg === envelopeMacAlg;
-    return this.#verifyDecoded(deviceId, envelope, type, macTrusted);
+    return this.#verifyDecoded(deviceId, envelope, type, macTrusted, signingInput);
   }
 
   /**
@@ -779,24 +801,35 @@ export class DeviceService {
     return { envelope, type, body: validateMessageBody(type, envelope.body) } as TelemetryFrame;
   }
 
-  async #verifyDecoded<T extends MessageType>(deviceId: string, envelope: SignedEnvelope, type: T, macTrusted: boolean): Promise<{ envelope: SignedEnvelope; type: T; body: MessageBody<T> }> {
+  /** `envelope` exactly as decoded (parseSignedEnvelope), unchanged; `signingInput` its signed bytes when taken from the frame's text. */
+  async #verifyDecoded<T extends MessageType>(deviceId: string, envelope: SignedEnvelope, type: T, macTrusted: boolean, signingInput?: Uint8Array): Promise<{ envelope: SignedEnvelope; type: T; body: MessageBody<T> }> {
     try {
       // A MAC-checked frame needs only the revoked flag, which every revocation drops from the cache at once.
       const ttlMs = macTrusted ? deviceKeyCacheLimits.macCheckedTtlMs : deviceKeyCacheLimits.ttlMs;
-      this.#checkDeviceFrame(deviceId, envelope, await this.#deviceKeys.get(deviceId, ttlMs), macTrusted);
+      this.#checkDeviceFrame(deviceId, envelope, await this.#deviceKeys.get(deviceId, ttlMs), macTrusted, signingInput);
     } catch (error) {
       // The cached row may predate an enrollment or renewal made by another control plane (docs/decisions/0008).
       if (!SdcError.is(error) || !(error.code === 'CRYPTO_SIGNATURE_INVALID' || error.code === 'API_DEVICE_NOT_ENROLLED')) throw error;
-      this.#checkDeviceFrame(deviceId, envelope, await this.#deviceKeys.reload(deviceId), macTrusted);
+      this.#checkDeviceFrame(deviceId, envelope, await this.#deviceKeys.reload(deviceId), macTrusted, signingInput);
     }
     return { envelope, type, body: validateMessageBody(type, envelope.body) };
   }
 
-  #checkDeviceFrame(deviceId: string, envelope: SignedEnvelope, { publicKey, revoked }: DeviceKeyRecord, macTrusted: boolean): void {
+  /**
+   * `envelope` came from parseSignedEnvelope (decodeEnvelope, decodeGatewayCheckedFrame or
+   * decodeDeviceFrame) and is unchanged, so its shape is not checked again; without a
+   * `signingInput` the verifier writes the signed fields out.
+   */
+  #checkDeviceFrame(deviceId: string, envelope: SignedEnvelope, { publicKey, revoked }: DeviceKeyRecord, macTrusted: boolean, signingInput?: Uint8Array): void {
     if (publicKey === null) throw new SdcError('API_DEVICE_NOT_ENROLLED', `device ${deviceId} has no enrolled key`);
     // Frames a revoked device sent before its sessions were closed may still be on the streams.
     if (revoked) throw new SdcError('API_DEVICE_REVOKED', `device ${deviceId} is revoked; its frame is refused`, { deviceId });
-    if (!macTrusted) verifyEnvelope({ envelope, resolveKey: (kid) => (kid === deviceKid(deviceId) ? publicKey : undefined), provider: this.#ctx.ed25519 });
+    if (!macTrusted) {
+      verifyDecodedEnvelope({
+        envelope, resolveKey: (kid) => (kid === deviceKid(deviceId) ? publicKey : undefined), provider: this.#ctx.ed25519,
+        ...(signingInput === undefined ? {} : { signingInput }),
+      });
+    }
   }
 
   /**

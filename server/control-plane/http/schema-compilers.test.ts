@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { buildSharedSerializer, reuseCompiledValidators } from './schema-compilers.js';
+import { buildSharedSerializer, compileSchemasWhenMade, reuseCompiledValidators } from './schema-compilers.js';
 
 const Body = Type.Object({ name: Type.String({ maxLength: 8 }) }, { additionalProperties: false });
 const Headers = Type.Object({ 'X-Request-Tag': Type.String({ pattern: '^[a-z]+$' }) });
@@ -11,7 +11,7 @@ const customOptions = Object.freeze({ removeAdditional: false, coerceTypes: 'arr
 const reuse = reuseCompiledValidators(customOptions);
 
 /** An app as http/app.ts makes them, with one route; compiledOwn lists the schemas its own Ajv instance compiled (the cache's misses). */
-async function appWithRoute(): Promise<{ app: ReturnType<typeof Fastify>; compiledOwn: unknown[] }> {
+async function appWithRoute(body: object = Body): Promise<{ app: ReturnType<typeof Fastify>; compiledOwn: unknown[] }> {
   const compiledOwn: unknown[] = [];
   const app = Fastify({
     ajv: {
@@ -25,7 +25,7 @@ async function appWithRoute(): Promise<{ app: ReturnType<typeof Fastify>; compil
     },
     schemaController: { compilersFactory: { buildSerializer: buildSharedSerializer } },
   });
-  app.post('/x', { schema: { body: Body, headers: Headers, response: { 200: Reply } } }, async (request) => ({ name: (request.body as { name: string }).name, extra: 'dropped by the serializer' }));
+  app.post('/x', { schema: { body, headers: Headers, response: { 200: Reply } } }, async (request) => ({ name: (request.body as { name: string }).name, extra: 'dropped by the serializer' }));
   await app.ready();
   return { app, compiledOwn };
 }
@@ -35,8 +35,11 @@ describe('schema compilers shared by the apps of one process', () => {
     const first = await appWithRoute();
     const second = await appWithRoute();
     try {
+      // Compiled on the route's first request, not when the app is made ready.
+      assert.ok(!first.compiledOwn.includes(Body) && !second.compiledOwn.includes(Body), 'nothing compiled at ready');
+      const firstRequest = await first.app.inject({ method: 'POST', url: '/x', headers: { 'x-request-tag': 'abc' }, payload: { name: 'ada' } });
+      assert.equal(firstRequest.statusCode, 200, firstRequest.body);
       assert.ok(first.compiledOwn.includes(Body), 'the first app of the process compiles it');
-      assert.ok(!second.compiledOwn.includes(Body), 'the body schema is compiled once per process');
       for (const { app } of [first, second]) {
         const ok = await app.inject({ method: 'POST', url: '/x', headers: { 'x-request-tag': 'abc' }, payload: { name: 'ada' } });
         assert.equal(ok.statusCode, 200, ok.body);
@@ -48,6 +51,7 @@ describe('schema compilers shared by the apps of one process', () => {
           assert.equal(refused.statusCode, 400, JSON.stringify(payload));
         }
       }
+      assert.ok(!second.compiledOwn.includes(Body), 'the body schema is compiled once per process');
     } finally {
       await first.app.close();
       await second.app.close();
@@ -58,10 +62,10 @@ describe('schema compilers shared by the apps of one process', () => {
     const first = await appWithRoute();
     const second = await appWithRoute();
     try {
-      // fastify lower-cases a plain headers schema's names into a new object for each app: X-Request-Tag is found as x-request-tag.
-      assert.ok(second.compiledOwn.some((s) => typeof s === 'object' && s !== null && 'properties' in s && 'x-request-tag' in (s as { properties: object }).properties));
       const missing = await second.app.inject({ method: 'POST', url: '/x', payload: { name: 'ada' } });
       assert.equal(missing.statusCode, 400, 'the header is still required');
+      // fastify lower-cases a plain headers schema's names into a new object for each app: X-Request-Tag is found as x-request-tag.
+      assert.ok(second.compiledOwn.some((s) => typeof s === 'object' && s !== null && 'properties' in s && 'x-request-tag' in (s as { properties: object }).properties));
     } finally {
       await first.app.close();
       await second.app.close();
@@ -69,17 +73,35 @@ describe('schema compilers shared by the apps of one process', () => {
   });
 
   it('a schema with an $id is compiled by each app\'s own instance, and other options do not share the cache', async () => {
+    // Each fake instance compiles to a function answering its own name; a compiled function is called to see whose it is.
+    const fake = (from: string) => ({ compile: (schema: unknown) => () => ({ from, schema }) });
+    const whose = (validate: unknown): string => (validate as () => { from: string })().from;
     const named = { $id: 'urn:test:named', type: 'object' };
-    const ajvA = { compile: (schema: unknown) => ({ from: 'a', schema }) };
-    const ajvB = { compile: (schema: unknown) => ({ from: 'b', schema }) };
+    const ajvA = fake('a');
+    const ajvB = fake('b');
     reuse(ajvA);
     reuse(ajvB);
-    assert.equal((ajvB.compile(named) as { from: string }).from, 'b');
+    assert.equal(whose(ajvB.compile(named)), 'b');
     const plain = { type: 'object' };
-    assert.equal((ajvA.compile(plain) as { from: string }).from, 'a');
-    assert.equal((ajvB.compile(plain) as { from: string }).from, 'a', 'the same schema and options: the first compiled function');
-    const ajvC = { compile: (schema: unknown) => ({ from: 'c', schema }) };
+    assert.equal(whose(ajvA.compile(plain)), 'a');
+    assert.equal(whose(ajvB.compile(plain)), 'a', 'the same schema and options: the first compiled function');
+    const ajvC = fake('c');
     reuseCompiledValidators({ ...customOptions, allErrors: true })(ajvC);
-    assert.equal((ajvC.compile(plain) as { from: string }).from, 'c', 'other options: compiled again');
+    assert.equal(whose(ajvC.compile(plain)), 'c', 'other options: compiled again');
+  });
+
+  it('compileSchemasWhenMade(true): a route\'s schemas are compiled when the app is made ready, as fastify does by default', async () => {
+    const ownBody = Type.Object({ name: Type.String({ maxLength: 8 }) }, { additionalProperties: false });
+    compileSchemasWhenMade(true);
+    let made: Awaited<ReturnType<typeof appWithRoute>> | undefined;
+    try {
+      made = await appWithRoute(ownBody);
+      assert.ok(made.compiledOwn.includes(ownBody), 'compiled at ready');
+      const refused = await made.app.inject({ method: 'POST', url: '/x', headers: { 'x-request-tag': 'abc' }, payload: { name: 'a'.repeat(9) } });
+      assert.equal(refused.statusCode, 400);
+    } finally {
+      compileSchemasWhenMade(false);
+      await made?.app.close();
+    }
   });
 });

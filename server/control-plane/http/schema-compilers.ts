@@ -11,6 +11,15 @@
 // already compiled with the same options is not compiled again. Keys are the schema objects (a
 // WeakMap: a schema made for one app, as fastify's lower-cased copy of a headers schema, goes
 // with it), so the caches hold at most one function per schema the process still has.
+//
+// And each route's functions are compiled on their first call, not when the app is made ready: a
+// process pays only for the routes it serves. Most processes that make an app serve a few of its
+// routes (a test file, an end-to-end run's deployment, `sdc demo`), and compiling all of them was
+// about 0.4-0.6 s of CPU per process (2026-12-06, server/control-plane/users.test.ts: 0.65 s of
+// its 3.6 s profiled in Ajv's compile, 0.24 s in fast-json-stringify's build). A schema fastify
+// cannot compile now fails its route's first request (500) instead of the app's start, so
+// schema-compilers.test.ts compiles every route of the control plane's app at once
+// (compileSchemasWhenMade) and fails on any that does not compile.
 import { createRequire } from 'node:module';
 
 /** What fastify passes a serializer compiler (its RouteDefinition): only the schema matters here. */
@@ -68,13 +77,48 @@ function compiledCache<F>(): { get(schema: object, key: string, compile: () => F
 const serializers = compiledCache<Serializer>();
 const validators = compiledCache<unknown>();
 
+/** True: compile when fastify asks (at ready), as fastify does; for the test that every route's schemas compile. */
+let compileWhenMade = false;
+
+/** Compiles every schema when fastify asks for it (app ready) instead of on first use, for the apps made after the call. */
+export function compileSchemasWhenMade(eager: boolean): void {
+  compileWhenMade = eager;
+}
+
+/** A route's serializer that compiles on its first call (or now, under compileSchemasWhenMade). */
+function deferredSerializer(compile: () => Serializer): Serializer {
+  if (compileWhenMade) return compile();
+  let compiled: Serializer | undefined;
+  return (data) => (compiled ??= compile())(data);
+}
+
+/** An Ajv validate function as fastify reads it: called, then its `errors` read; `schemaEnv` says it takes the parent data. */
+interface AjvValidate { (...args: unknown[]): unknown; errors?: unknown; schemaEnv?: unknown }
+
+/**
+ * A route's validator that compiles on its first call (or now, under compileSchemasWhenMade).
+ * fastify reads `schemaEnv` just before the call (to pass the parent object, so that coercion can
+ * replace a root value) and `errors` after it: both are the compiled function's.
+ */
+function deferredValidator(compile: () => unknown): unknown {
+  if (compileWhenMade) return compile();
+  let compiled: AjvValidate | undefined;
+  const own = (): AjvValidate => (compiled ??= compile() as AjvValidate);
+  const validate = (...args: unknown[]): unknown => own()(...args);
+  Object.defineProperties(validate, {
+    schemaEnv: { get: () => own().schemaEnv },
+    errors: { get: () => compiled?.errors ?? null },
+  });
+  return validate;
+}
+
 /** fastify's `schemaController.compilersFactory.buildSerializer`: its default, with compiled serializers reused across apps. */
 export function buildSharedSerializer(externalSchemas: unknown, options: unknown): RouteCompiler {
   // fastify's default builder, one for each app as fastify makes it.
   const compile = serializerSelector()(externalSchemas, options);
   const key = optionsKey(externalSchemas, options);
   if (key === undefined) return compile;
-  return (route) => (cacheable(route.schema) ? serializers.get(route.schema, key, () => compile(route)) : compile(route));
+  return (route) => (cacheable(route.schema) ? serializers.get(route.schema, key, () => deferredSerializer(() => compile(route))) : compile(route));
 }
 
 /**
@@ -88,6 +132,7 @@ export function reuseCompiledValidators(customOptions: object): (ajv: AjvCompili
   if (key === undefined) throw new TypeError('Ajv options holding functions cannot key the validator cache');
   return (ajv) => {
     const compileOwn = ajv.compile.bind(ajv);
-    ajv.compile = (schema, meta) => (cacheable(schema) && meta === undefined ? validators.get(schema, key, () => compileOwn(schema)) : compileOwn(schema, meta));
+    // A schema with an $id (or a meta-schema argument) is compiled now, by this instance, as before: it registers itself there.
+    ajv.compile = (schema, meta) => (cacheable(schema) && meta === undefined ? validators.get(schema, key, () => deferredValidator(() => compileOwn(schema))) : compileOwn(schema, meta));
   };
 }

@@ -12,6 +12,8 @@ import { base64urlFromBytes, bytesFromBase64url } from '../core/crypto/bytes.js'
 import { createNobleEd25519Provider } from '../core/crypto/ed25519-noble.js';
 import { nobleSha256 } from '../core/crypto/sha256-noble.js';
 import { rolloutApprovalSubjectHash, type RolloutApprovalSubject } from '../core/ota/rollout-approval.js';
+import { rolloutResumeSubjectHash } from '../core/ota/rollout-resume-approval.js';
+import type { ResumableRollout } from './rollout-resume.js';
 import { approvalSubjectHash, signApproval, type ApprovalDecision, type ApprovalSubject } from '../core/protocol/approvals.js';
 import { canonicalize } from '../core/protocol/canonical-json.js';
 import { ApiError } from './api.js';
@@ -146,6 +148,46 @@ export function rolloutApprovalRequestBody(options: {
   const { rollout } = options;
   const sha256 = checkedRolloutSubjectHash(rollout);
   return { rollout_sha256: sha256, ...signedDecision({ id: rollout.id, sha256, expiresAtMs: rollout.approval!.subject.expires_at }, options) };
+}
+
+/**
+ * The hash of a rollout's waiting resume request (decision 0019), after checking its subject is
+ * about the rollout shown (its id, release and current wave), the request shown (its id, its
+ * expiry) and recomputing the hash over all of it (the stop's figures, the reason, the requester);
+ * a mismatch signs nothing.
+ */
+export function checkedResumeSubjectHash(rollout: ResumableRollout): string {
+  const request = rollout.resume_request;
+  if (request === undefined || request === null || !request.waiting || rollout.status !== 'paused') {
+    throw new ApiError('APPROVAL_NOT_PENDING', `rollout ${rollout.id} has no resume request waiting for approvals`, 0);
+  }
+  const { subject } = request;
+  let same = false;
+  let sha256 = '';
+  try {
+    same = subject.kind === 'ota_rollout_resume' && subject.request_id === request.id && subject.rollout_id === rollout.id && subject.release_id === rollout.release_id
+      && subject.wave === rollout.wave_index && subject.expires_at === request.expires_at_ms;
+    sha256 = rolloutResumeSubjectHash(subject, nobleSha256);
+  } catch {
+    same = false; // not of the server's shape: nothing signed
+  }
+  if (!same || sha256 !== request.subject_sha256) {
+    throw new ApiError('APPROVAL_STATEMENT_MISMATCH', 'the server\'s resume subject does not match the rollout and request it shows; nothing signed', 0);
+  }
+  return sha256;
+}
+
+/**
+ * The body of `POST /v1/rollouts/{id}/resume-request/approve|reject`: the approval statement with
+ * the request's id as `command_id` and its subject's hash as `command_sha256`, counting until the
+ * request's window closes.
+ */
+export function rolloutResumeRequestBody(options: {
+  rollout: ResumableRollout; decision: ApprovalDecision; approver: string; kid: string; key: ApprovalKey; reason?: string;
+}): Record<string, unknown> {
+  const sha256 = checkedResumeSubjectHash(options.rollout);
+  const request = options.rollout.resume_request!;
+  return { request_id: request.id, subject_sha256: sha256, ...signedDecision({ id: request.id, sha256, expiresAtMs: request.expires_at_ms }, options) };
 }
 
 /** The signed part of a decision on one subject (a command, or a rollout): the body's fields but the hash, whose name differs by route. */

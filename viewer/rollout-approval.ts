@@ -12,7 +12,7 @@ import { roleAtLeast } from './roles.js';
  */
 
 /** What the rule asks: "needs 2 approvals from approver or admin (rule r, policy revision 4)". */
-export function rolloutApprovalNeeds(approval: RolloutApprovalView): string {
+export function rolloutApprovalNeeds(approval: Pick<RolloutApprovalView, 'count' | 'roles' | 'rule_id' | 'policy_revision'>): string {
   return `needs ${approval.count} approval${approval.count === 1 ? '' : 's'} from ${approval.roles.join(' or ') || '?'} (rule ${approval.rule_id}, policy revision ${approval.policy_revision})`;
 }
 

@@ -10,6 +10,9 @@ import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
 import './sdc-rollout-approval.js';
 import type { RolloutDecided } from './sdc-rollout-approval.js';
+import './sdc-rollout-resume.js';
+import type { RolloutResumeDecided } from './sdc-rollout-resume.js';
+import { resumeStopText, type ResumeRequestView } from '../rollout-resume.js';
 
 /** The approver's registered key in page memory; the app keeps it across views and forgets it at logout. */
 export interface ApprovalSigner {
@@ -112,10 +115,28 @@ export class SdcApprovals extends LightElement {
   }
 
   /** A decision taken in a rollout's panel: said at the top (the rollout leaves the inbox once decided), and the list read again. */
-  #rolloutDecided(event: CustomEvent<RolloutDecided>): void {
+  #rolloutDecided(event: CustomEvent<RolloutDecided | RolloutResumeDecided>): void {
     this.outcome = event.detail.text;
     this.error = undefined;
     void this.loadRollouts();
+  }
+
+  /**
+   * A paused rollout whose resume past a safety stop waits for approvals (decision 0019): what it
+   * is, who asked and the stop it waives, in the same panel as its card in Releases.
+   */
+  #resumeCard(r: PendingRollout, request: ResumeRequestView) {
+    return html`
+      <li class="card" data-rollout=${r.id} data-resume-request=${request.id}>
+        <h3>Resume of the rollout of <code>${r.release_id}</code> past a safety stop</h3>
+        <dl class="facts">
+          <div><dt>Rollout</dt><dd><a href="#/releases">${r.id}</a> (${rolloutScopeText(r.waves)}, started by ${r.created_by})</dd></div>
+          <div><dt>Asked by</dt><dd data-testid="approvals-resume-requester">${request.subject.requested_by}</dd></div>
+          <div><dt>Stop</dt><dd>${resumeStopText(request.subject)}</dd></div>
+        </dl>
+        <sdc-rollout-resume .api=${this.api} .rollout=${r} .userRole=${this.userRole} .userName=${this.userName} .signer=${this.signer}
+          @rollout-resume-decided=${(e: CustomEvent<RolloutResumeDecided>) => this.#rolloutDecided(e)}></sdc-rollout-resume>
+      </li>`;
   }
 
   /** What the key panel's password field holds, emptied as it is read (it is sent once, if at all). */
@@ -218,7 +239,7 @@ export class SdcApprovals extends LightElement {
           : this.pending.length === 0 && this.rollouts !== undefined && this.rollouts.length === 0 ? html`<p data-testid="approvals-empty">Nothing waits for approval.</p>` : nothing}
         ${(this.rollouts ?? []).length === 0 ? nothing : html`
           <h2>Rollouts</h2>
-          <ul class="approvals" data-testid="approvals-rollouts">${repeat(this.rollouts!, (r) => r.id, (r) => html`
+          <ul class="approvals" data-testid="approvals-rollouts">${repeat(this.rollouts!, (r) => `${r.id} ${waitingResume(r)?.id ?? 'start'}`, (r) => waitingResume(r) !== undefined ? this.#resumeCard(r, waitingResume(r)!) : html`
             <li class="card" data-rollout=${r.id}>
               <h3>Rollout of <code>${r.release_id}</code> to ${rolloutScopeText(r.waves)}</h3>
               <dl class="facts">
@@ -258,4 +279,10 @@ declare global {
   interface HTMLElementTagNameMap {
     'sdc-approvals': SdcApprovals;
   }
+}
+
+/** The resume request a listed rollout waits on, when it is a paused rollout's resume and not a start (GET /v1/approvals/rollouts lists both). */
+function waitingResume(rollout: PendingRollout): ResumeRequestView | undefined {
+  const request = (rollout as PendingRollout & { resume_request?: ResumeRequestView | null; wave_index?: number }).resume_request;
+  return rollout.status === 'paused' && request !== undefined && request !== null && request.waiting ? request : undefined;
 }

@@ -9,6 +9,9 @@ import { LightElement } from './light-element.js';
 import type { ApprovalSigner } from './sdc-approvals.js';
 import './sdc-rollout-approval.js';
 import type { RolloutDecided } from './sdc-rollout-approval.js';
+import './sdc-rollout-resume.js';
+import type { RolloutResumeDecided } from './sdc-rollout-resume.js';
+import { resumeOffer, type ResumeAuthorityView, type ResumeOffer, type ResumeRequestView } from '../rollout-resume.js';
 
 interface RolloutView {
   id: string; release_id: string; status: 'pending_approval' | 'running' | 'paused' | 'completed' | 'aborted' | 'rejected' | 'expired';
@@ -22,17 +25,24 @@ interface RolloutView {
   created_by: string; created_at_ms: number; updated_at_ms: number;
   /** Set when the policy required approvals (docs/ota.md "Rollouts that need approvals"); null or absent otherwise. */
   approval?: RolloutApprovalView | null;
+  /** The latest request to resume past a safety stop with approvals (decision 0019); null or absent when none was asked. */
+  resume_request?: ResumeRequestView | null;
 }
 
 type Action = 'pause' | 'resume' | 'abort' | 'emergency-abort';
 
-/** Which actions the API takes in which status (server/ota/rollout-routes.ts); the server judges again. */
-export function rolloutActions(status: RolloutView['status'], role: Role | undefined): Action[] {
+/**
+ * Which actions the API takes in which status (server/ota/rollout-routes.ts); the server judges
+ * again. Resume only when the policy lets this operator resume now (`offer`, from
+ * `GET /v1/rollouts/{id}/resume-authority`): past a safety stop that is a start's authority
+ * (decision 0019); otherwise the card offers a resume request, or nothing.
+ */
+export function rolloutActions(status: RolloutView['status'], role: Role | undefined, offer: ResumeOffer = 'none'): Action[] {
   if (!roleAtLeast(role, 'operator') || status === 'completed' || status === 'aborted' || status === 'rejected' || status === 'expired') return [];
   // Waiting for approvals (docs/ota.md "Rollouts that need approvals"): nothing runs, only an abort ends the wait;
   // approvers approve or reject in the rollout's approval panel (signed in the page) or with `sdc rollout approve|reject`.
   if (status === 'pending_approval') return ['abort'];
-  const actions: Action[] = [status === 'running' ? 'pause' : 'resume', 'abort'];
+  const actions: Action[] = [...(status === 'running' ? ['pause' as const] : offer === 'resume' ? ['resume' as const] : []), 'abort'];
   if (roleAtLeast(role, 'admin')) actions.push('emergency-abort');
   return actions;
 }
@@ -62,7 +72,7 @@ const pauseText: Readonly<Record<string, string>> = {
 export class SdcRollouts extends LightElement {
   static override properties = {
     api: { attribute: false }, userRole: {}, userName: {}, signer: { attribute: false },
-    rollouts: { state: true }, error: { state: true }, confirming: { state: true }, busy: { state: true },
+    rollouts: { state: true }, error: { state: true }, confirming: { state: true }, busy: { state: true }, authority: { state: true }, asked: { state: true },
   };
 
   declare api: ApiClient;
@@ -75,6 +85,10 @@ export class SdcRollouts extends LightElement {
   /** `rollout id action` awaiting its confirmation (abort and emergency abort). */
   declare confirming: string | undefined;
   declare busy: boolean;
+  /** Per paused rollout, the server's word on whether this operator may resume it (GET /v1/rollouts/{id}/resume-authority). */
+  declare authority: ReadonlyMap<string, ResumeAuthorityView>;
+  /** The rollout whose "Request resume" form is open. */
+  declare asked: string | undefined;
 
   constructor() {
     super();
@@ -85,6 +99,8 @@ export class SdcRollouts extends LightElement {
     this.error = undefined;
     this.confirming = undefined;
     this.busy = false;
+    this.authority = new Map();
+    this.asked = undefined;
   }
 
   #poller: ReturnType<typeof setInterval> | undefined;
@@ -109,12 +125,63 @@ export class SdcRollouts extends LightElement {
     try {
       this.rollouts = (await this.api.get<{ items: RolloutView[] }>('/v1/rollouts?limit=50')).items;
       this.error = undefined;
+      await this.#loadAuthority(this.rollouts);
     } catch (error) {
       const refusal = asApiError(error);
       // No image repository (or no rollout routes in this build): the releases view already says so.
       if (refusal.code === 'OTA_REPOSITORY_NOT_INITIALISED' || refusal.code === 'API_NOT_FOUND') this.rollouts = undefined;
       else this.error = refusal;
     }
+  }
+
+  /**
+   * Asks the server, for each paused rollout, whether this operator may resume it: the policy
+   * decides (a start's authority past a safety stop), so the Resume button shows only when the
+   * resume would be taken. A failed question leaves no button (the server would judge anyway).
+   */
+  async #loadAuthority(rollouts: readonly RolloutView[]): Promise<void> {
+    if (!roleAtLeast(this.userRole, 'operator')) return;
+    const paused = rollouts.filter((r) => r.status === 'paused');
+    const answers = await Promise.all(paused.map(async (r) => {
+      try {
+        return [r.id, await this.api.get<ResumeAuthorityView>(`/v1/rollouts/${encodeURIComponent(r.id)}/resume-authority`)] as const;
+      } catch {
+        return undefined;
+      }
+    }));
+    this.authority = new Map(answers.filter((a) => a !== undefined));
+  }
+
+  /** Asks approvers to resume a rollout past its safety stop (POST /v1/rollouts/{id}/resume-request), with the reason typed. */
+  async #requestResume(event: SubmitEvent, rollout: RolloutView): Promise<void> {
+    event.preventDefault();
+    const reason = String(new FormData(event.target as HTMLFormElement).get('reason') ?? '').trim();
+    if (reason === '') {
+      this.error = asApiError(new Error('a resume request needs a reason'));
+      return;
+    }
+    this.busy = true;
+    this.error = undefined;
+    try {
+      this.#replace(await this.api.post<RolloutView>(`/v1/rollouts/${encodeURIComponent(rollout.id)}/resume-request`, { reason }));
+      this.asked = undefined;
+    } catch (error) {
+      this.error = asApiError(error);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  #resumeRequestForm(r: RolloutView, authority: ResumeAuthorityView | undefined) {
+    if (this.asked !== r.id) {
+      return html`<p data-testid="rollout-resume-needs-approval">${authority?.message ?? 'Resuming past this safety stop needs approvals.'}</p>
+        <button type="button" ?disabled=${this.busy} @click=${() => { this.asked = r.id; }}>Request resume<span class="visually-hidden"> of rollout ${r.id}</span></button>`;
+    }
+    return html`<form class="inline" data-testid="rollout-resume-request" @submit=${(e: SubmitEvent) => void this.#requestResume(e, r)}>
+      <label>Why should approvers waive this stop? <input name="reason" required maxlength="1024" aria-label="Reason to resume rollout ${r.id}"></label>
+      <button type="submit" ?disabled=${this.busy}>Send resume request</button>
+      <button type="button" @click=${() => { this.asked = undefined; }}>Cancel</button>
+    </form>`;
   }
 
   async #act(rollout: RolloutView, action: Action): Promise<void> {
@@ -149,7 +216,9 @@ export class SdcRollouts extends LightElement {
 
   #rollout(r: RolloutView) {
     const refused = policyRefusedCount(r.executions);
-    const actions = rolloutActions(r.status, this.userRole);
+    const authority = this.authority.get(r.id);
+    const offer = resumeOffer(r, this.userRole, authority);
+    const actions = rolloutActions(r.status, this.userRole, offer);
     const confirmingAction = this.confirming?.startsWith(`${r.id} `) ? this.confirming.slice(r.id.length + 1) as Action : undefined;
     return html`
       <article class="card" data-rollout=${r.id} aria-labelledby="rollout-${r.id}">
@@ -172,6 +241,9 @@ export class SdcRollouts extends LightElement {
         </details>
         <sdc-rollout-approval .api=${this.api} .rollout=${r} .userRole=${this.userRole} .userName=${this.userName} .signer=${this.signer}
           @rollout-decided=${(e: CustomEvent<RolloutDecided>) => this.#replace(e.detail.rollout as unknown as RolloutView)}></sdc-rollout-approval>
+        <sdc-rollout-resume .api=${this.api} .rollout=${r} .userRole=${this.userRole} .userName=${this.userName} .signer=${this.signer}
+          @rollout-resume-decided=${(e: CustomEvent<RolloutResumeDecided>) => { this.#replace(e.detail.rollout as unknown as RolloutView); void this.load(); }}></sdc-rollout-resume>
+        ${offer === 'request' ? this.#resumeRequestForm(r, authority) : nothing}
         ${actions.length === 0 ? nothing : html`<div class="actions">${actions.map((a) => html`
           <button type="button" class=${a === 'pause' || a === 'resume' ? '' : 'danger'} ?disabled=${this.busy} @click=${() => void this.#act(r, a)}>${actionText[a]}<span class="visually-hidden"> rollout ${r.id}</span></button>`)}</div>`}
         ${confirmingAction === undefined ? nothing : html`

@@ -36,4 +36,21 @@ describe('sdc serve and sdc gateway: --crl-stale-policy and --crl-stale-grace-ms
     await main(['serve', '--help'], run);
     assert.match(run.out.join(''), new RegExp(`--crl-stale-grace-ms N +How long past its nextUpdate the CRL still counts as current \\(default ${crlStaleGraceMsDefault},`));
   });
+
+  it('sdc gateway --crl-url reaches the deployment\'s crlUrl; it must be https; sdc serve has no such flag (its gateway reads the file its own control plane writes)', async () => {
+    const gatewayArgs = ['--redis', 'redis://127.0.0.1:6379', '--gateway-id', 'gw-2'];
+    const given = await deploymentOptions(parseCommandArgs(gatewayCommand, [...gatewayArgs, '--crl-url', 'https://control-plane:8080/v1/crl']), io(), false);
+    assert.equal(given.crlUrl?.href, 'https://control-plane:8080/v1/crl');
+    assert.equal('crlUrl' in await deploymentOptions(parseCommandArgs(gatewayCommand, gatewayArgs), io(), false), false);
+    for (const [url, message] of [
+      ['http://control-plane:8080/v1/crl', '--crl-url http://control-plane:8080/v1/crl is not https (the control plane\'s certificate is checked against our root CA)'],
+      ['control-plane/v1/crl', '--crl-url control-plane/v1/crl is not a URL'],
+    ] as const) {
+      const run = io();
+      assert.equal(await main(['gateway', '--dir', '/nonexistent/sdc-crl-options', ...gatewayArgs, `--crl-url=${url}`], run), 2, url);
+      assert.equal(run.err.join(''), `sdc: CLI_USAGE: ${message}\n`);
+    }
+    const run = io();
+    assert.equal(await main(['serve', '--dir', '/nonexistent/sdc-crl-options', '--crl-url=https://x/v1/crl'], run), 2);
+  });
 });

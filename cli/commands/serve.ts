@@ -67,6 +67,24 @@ export function crlStaleOption(args: ParsedCommandArgs): { crlStale?: { policy?:
   return Object.keys(crlStale).length === 0 ? {} : { crlStale };
 }
 
+/**
+ * --crl-url URL (sdc gateway only; decision 0021, 2026-12-06): the control plane's GET /v1/crl,
+ * fetched at each CRL reload beside D/pki/crl.pem. https only: the gateway checks the control
+ * plane's certificate against D/pki/root-ca.pem. Exported for the test that checks the flag.
+ */
+export function crlUrlOption(args: ParsedCommandArgs): { crlUrl?: URL } {
+  const given = args.values['crl-url'] as string | undefined;
+  if (given === undefined) return {};
+  let url: URL;
+  try {
+    url = new URL(given);
+  } catch {
+    throw new SdcError('CLI_USAGE', `--crl-url ${given} is not a URL`);
+  }
+  if (url.protocol !== 'https:') throw new SdcError('CLI_USAGE', `--crl-url ${given} is not https (the control plane's certificate is checked against our root CA)`);
+  return { crlUrl: url };
+}
+
 /** The /metrics options: the token from a file or the environment (never a flag value, which `ps` shows). */
 async function metricsOptions(args: ParsedCommandArgs, io: CliIo): Promise<{ metricsScrapeToken?: string; metricsPort?: number; metricsHost?: string }> {
   const file = args.values['metrics-token-file'] as string | undefined;
@@ -146,6 +164,7 @@ export async function deploymentOptions(args: ParsedCommandArgs, io: CliIo, with
     ...gatewayHandshakeLimitsOption(args),
     ...gatewayEstablishedLimitsOption(args),
     ...crlStaleOption(args),
+    ...(withControlPlane ? {} : crlUrlOption(args)),
     ...(redisUrl ? { redisUrl } : {}),
     ...(typeof args.values['key-prefix'] === 'string' ? { keyPrefix: args.values['key-prefix'] } : {}),
     ...(mysqlUrl === undefined ? {} : { mysqlUrl }),
@@ -446,8 +465,9 @@ export const gatewayCommand: Command = {
   optionHelp: [
     ['--redis URL', 'The Redis the control plane uses (required: the embedded stores live inside one process)'],
     ['--gateway-id ID', 'This gateway\'s id (required; unique per gateway process, so not sdc serve\'s gw-1)'],
+    ['--crl-url URL', 'Also fetch the CRL from the control plane at each reload (every 60 s), e.g. https://control-plane:8080/v1/crl, its certificate checked against D/pki/root-ca.pem; the higher-numbered of it and D/pki/crl.pem is taken, a failed fetch keeps the CRL held (decision 0021)'],
     ...commonHelp,
   ],
-  options: commonOptions,
+  options: { ...commonOptions, 'crl-url': { type: 'string' } },
   run: (args, io) => serve(args, io, false),
 };

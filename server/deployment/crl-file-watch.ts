@@ -6,6 +6,7 @@ import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import type { EnrollmentCheck } from '../gateway/enrollment-check.js';
 import { readVerifiedCrl, type VerifiedCrl } from '../../trust/crl.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
+import { fetchCrlText, type CrlFetchFailureCode, type CrlFetchOptions } from './crl-fetch.js';
 
 /** How often the gateway reads the CRL file again; the kv revoked keys carry a revocation sooner. */
 export const crlReloadIntervalMsDefault = 60_000;
@@ -54,6 +55,11 @@ export interface CrlFileWatchOptions {
   readonly staleGraceMs?: number;
   /** Without one, the number is remembered for the process's life only. */
   readonly record?: CrlNumberRecord;
+  /**
+   * Also fetch the CRL from the control plane at each reload (`--crl-url`, decision 0021 of
+   * 2026-12-06): for a gateway whose file is a copy nobody refreshes. Verified exactly as the file.
+   */
+  readonly fetch?: CrlFetchOptions;
 }
 
 /** A CRL number in the record: decimal, at most 2^159 - 1 (49 digits). */
@@ -62,6 +68,8 @@ const recordPattern = /^[0-9]{1,49}$/;
 const recordWriteAttemptsMax = 4;
 
 type RefusalCode = 'TRUST_CRL_INVALID' | 'TRUST_CRL_ROLLED_BACK';
+/** Why a fetch gave no CRL to judge: its transport, or a text that is not a CRL of our intermediate. */
+export type CrlFetchFailure = CrlFetchFailureCode | 'TRUST_CRL_INVALID';
 
 /**
  * The CRL file (written by the control plane from SQL) as a set of revoked serials for the
@@ -78,6 +86,12 @@ type RefusalCode = 'TRUST_CRL_INVALID' | 'TRUST_CRL_ROLLED_BACK';
  * an older file holds at least those.
  *
  * freshness() judges the CRL held against its nextUpdate on the injected clock (decision 0021).
+ *
+ * With `fetch`, each reload also GETs the CRL from the control plane; the file and the fetched CRL
+ * are both read, and the higher-numbered of those that verify is judged as above (the other is
+ * not refused: a copied file behind the control plane is expected). A failed fetch is logged and
+ * counted (fetchFailures) and changes nothing held: no revocation is dropped, and a CRL that stops
+ * being re-fetched goes stale by its nextUpdate like a file nobody refreshes.
  */
 export class CrlFileWatch {
   #taken: VerifiedCrl | undefined;
@@ -85,6 +99,7 @@ export class CrlFileWatch {
   #older: VerifiedCrl | undefined;
   #serials: ReadonlySet<string> = new Set();
   readonly #refusals = new Map<RefusalCode, number>();
+  readonly #fetchFailures = new Map<CrlFetchFailure, number>();
   #timer: TimerHandle | undefined;
   #running = false;
 
@@ -108,6 +123,11 @@ export class CrlFileWatch {
     return this.#refusals;
   }
 
+  /** Fetches from the control plane that gave no CRL, by code (for sdc_gateway_crl_fetch_failures_total). */
+  fetchFailures(): ReadonlyMap<CrlFetchFailure, number> {
+    return this.#fetchFailures;
+  }
+
   async start(): Promise<void> {
     this.#running = true;
     await this.reload();
@@ -121,18 +141,20 @@ export class CrlFileWatch {
   }
 
   async reload(): Promise<void> {
-    const crl = await this.#readFile();
+    const [fromFile, fetched] = await Promise.all([this.#readFile(), this.#fetch()]);
+    const crl = fetched !== undefined && (fromFile === undefined || fetched.crlNumber >= fromFile.crlNumber) ? fetched : fromFile;
+    const from = crl === fetched ? 'url' : 'file';
     const recorded = await this.#readRecord();
     const held = this.#taken;
     if (held !== undefined && recorded !== undefined && held.crlNumber < recorded) {
       // Taken while the record could not be read (a store outage at start): older than one this
       // gateway took before, so it is no longer current; its entries still count.
       this.#taken = undefined;
-      this.#refuseOlder(held, recorded);
+      this.#refuseOlder(held, recorded, 'held');
     }
     if (crl !== undefined) {
       const floor = maxNumber(this.#taken?.crlNumber, recorded);
-      if (floor !== undefined && crl.crlNumber < floor) this.#refuseOlder(crl, floor);
+      if (floor !== undefined && crl.crlNumber < floor) this.#refuseOlder(crl, floor, from);
       else this.#take(crl);
     }
     await this.#raiseRecord();
@@ -157,6 +179,28 @@ export class CrlFileWatch {
     }
   }
 
+  /** The control plane's CRL, verified as the file's; undefined (logged, counted) when the fetch or the check fails. */
+  async #fetch(): Promise<VerifiedCrl | undefined> {
+    const fetch = this.options.fetch;
+    if (fetch === undefined) return undefined;
+    let pem: string;
+    try {
+      pem = await fetchCrlText(fetch);
+    } catch (error) {
+      const code: CrlFetchFailure = SdcError.is(error) && isFetchFailureCode(error.code) ? error.code : 'TRUST_CRL_FETCH_FAILED';
+      this.#fetchFailures.set(code, (this.#fetchFailures.get(code) ?? 0) + 1);
+      this.options.logger.warn({ err: error, code, url: fetch.url.href }, 'CRL not fetched from the control plane; keeping the one held');
+      return undefined;
+    }
+    try {
+      return await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) });
+    } catch (error) {
+      this.#fetchFailures.set('TRUST_CRL_INVALID', (this.#fetchFailures.get('TRUST_CRL_INVALID') ?? 0) + 1);
+      this.options.logger.error({ err: error, code: 'TRUST_CRL_INVALID', url: fetch.url.href }, 'CRL fetched from the control plane refused: not a CRL of our intermediate CA; keeping the one held');
+      return undefined;
+    }
+  }
+
   #take(crl: VerifiedCrl): void {
     this.#taken = crl;
     // Every entry of an older CRL is in this one unless its certificate expired meanwhile.
@@ -164,10 +208,10 @@ export class CrlFileWatch {
     this.#serials = crl.serials;
   }
 
-  #refuseOlder(crl: VerifiedCrl, floor: bigint): void {
+  #refuseOlder(crl: VerifiedCrl, floor: bigint, from: 'file' | 'url' | 'held'): void {
     this.#count('TRUST_CRL_ROLLED_BACK');
-    this.options.logger.error({ code: 'TRUST_CRL_ROLLED_BACK', path: this.options.path, crlNumber: crl.crlNumber.toString(), highestCrlNumber: floor.toString() },
-      'CRL file refused: numbered below the highest CRL this gateway has taken; keeping the one held, and counting its entries as revocations');
+    this.options.logger.error({ code: 'TRUST_CRL_ROLLED_BACK', from, path: this.options.path, url: this.options.fetch?.url.href, crlNumber: crl.crlNumber.toString(), highestCrlNumber: floor.toString() },
+      'CRL refused: numbered below the highest CRL this gateway has taken; keeping the one held, and counting its entries as revocations');
     // One older CRL is kept, the highest numbered: a lower one lists nothing more but for expired certificates.
     if (this.#older === undefined || crl.crlNumber > this.#older.crlNumber) this.#older = crl;
     const held = this.#taken?.serials;
@@ -235,6 +279,11 @@ export class CrlFileWatch {
   }
 }
 
+const fetchFailureCodes: ReadonlySet<string> = new Set<CrlFetchFailureCode>(['TRUST_CRL_FETCH_FAILED', 'TRUST_CRL_FETCH_TIMEOUT', 'TRUST_CRL_FETCH_REFUSED', 'TRUST_CRL_FETCH_TOO_LARGE']);
+function isFetchFailureCode(code: string): code is CrlFetchFailureCode {
+  return fetchFailureCodes.has(code);
+}
+
 function maxNumber(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
   if (a === undefined) return b;
   if (b === undefined) return a;
@@ -267,8 +316,10 @@ export function crlMetricsCollector(watch: CrlFileWatch, metrics: {
   crlNumber: { set(value: number): void };
   crlNextUpdate: { set(value: number): void };
   crlFilesRefused: { inc(labels: { code: string }, value: number): void };
+  crlFetchFailures: { inc(labels: { code: string }, value: number): void };
 }): () => Promise<void> {
   const exported = new Map<string, number>();
+  const fetchExported = new Map<string, number>();
   return async () => {
     const freshness = watch.freshness();
     for (const state of ['fresh', 'stale', 'none'] as const) metrics.crlState.set({ state }, freshness.state === state ? 1 : 0);
@@ -278,6 +329,11 @@ export function crlMetricsCollector(watch: CrlFileWatch, metrics: {
       const added = count - (exported.get(code) ?? 0);
       if (added > 0) metrics.crlFilesRefused.inc({ code }, added);
       exported.set(code, count);
+    }
+    for (const [code, count] of watch.fetchFailures()) {
+      const added = count - (fetchExported.get(code) ?? 0);
+      if (added > 0) metrics.crlFetchFailures.inc({ code }, added);
+      fetchExported.set(code, count);
     }
   };
 }

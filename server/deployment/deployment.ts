@@ -109,6 +109,14 @@ export interface StartDeploymentOptions {
    * fail-open (logged at each reload, sdc_gateway_crl_state), grace crlStaleGraceMsDefault.
    */
   crlStale?: { readonly policy?: CrlStalePolicy; readonly graceMs?: number };
+  /**
+   * The control plane's `GET /v1/crl`, fetched at each CRL reload beside the file (`--crl-url`,
+   * decision 0021, 2026-12-06), its certificate checked against the deployment's root CA; the
+   * higher-numbered of the two is taken. For a gateway on another host, whose file nobody refreshes.
+   */
+  crlUrl?: URL;
+  /** Default crlFetchTimeoutMsDefault (server/deployment/crl-fetch.ts). */
+  crlFetchTimeoutMs?: number;
 }
 
 /** A running control plane and gateway sharing one set of stores: what `sdc serve` and `sdc demo` run. */
@@ -297,6 +305,9 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
       path: crlPath, intermediateCaPem: materials.intermediateCaPem, scheduler, clock, logger: logger.child({ role: 'gateway' }),
       record: { kv: stores.kv, key: kvKeys.gatewayCrlNumber(options.gatewayId ?? 'gw-1') },
       ...(options.crlStale?.graceMs === undefined ? {} : { staleGraceMs: options.crlStale.graceMs }),
+      ...(options.crlUrl === undefined ? {} : {
+        fetch: { url: options.crlUrl, caPem: materials.rootCaPem, ...(options.crlFetchTimeoutMs === undefined ? {} : { timeoutMs: options.crlFetchTimeoutMs }) },
+      }),
     });
     await crl.start();
     stopped.push(async () => crl.stop());

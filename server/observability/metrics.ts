@@ -44,6 +44,7 @@ export class ServiceMetrics {
   readonly crlNumber: Gauge;
   readonly crlNextUpdate: Gauge;
   readonly crlFilesRefused: Counter<'code'>;
+  readonly crlFetchFailures: Counter<'code'>;
   readonly #collectors: Collector[] = [];
   #loopDelay: IntervalHistogram | undefined;
   #collecting: Promise<void> | undefined;
@@ -119,6 +120,10 @@ export class ServiceMetrics {
     });
     this.crlFilesRefused = new Counter({
       name: 'sdc_gateway_crl_files_refused_total', help: 'CRL file reads refused by the gateway, by code: TRUST_CRL_INVALID (does not parse or verify), TRUST_CRL_ROLLED_BACK (numbered below the highest taken); counted at each reload while the file stays so',
+      labelNames: ['code'], registers, collect,
+    });
+    this.crlFetchFailures = new Counter({
+      name: 'sdc_gateway_crl_fetch_failures_total', help: 'CRL fetches from --crl-url that gave the gateway no CRL, by code: TRUST_CRL_FETCH_FAILED (connection or TLS), TRUST_CRL_FETCH_TIMEOUT, TRUST_CRL_FETCH_REFUSED (status not 200), TRUST_CRL_FETCH_TOO_LARGE, TRUST_CRL_INVALID (does not parse or verify); the CRL held is kept',
       labelNames: ['code'], registers, collect,
     });
     this.otaNoticeRefusalsUnaudited = new Counter({

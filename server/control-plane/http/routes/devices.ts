@@ -160,7 +160,9 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
     return reply.status(201).send(answer);
   });
 
+  // Public: the CRL is signed, and gateways on other hosts fetch it (sdc gateway --crl-url, decision
+  // 0021). A cache may keep it but must ask again each time: a revocation re-signs it at once.
   app.get('/v1/crl', {
-    config: { auth: 'public', summary: 'The current certificate revocation list (PEM)' },
-  }, async (_request, reply) => reply.header('content-type', 'application/x-pem-file').send(await devices.crlPem()));
+    config: { auth: 'public', summary: 'The current certificate revocation list (PEM, signed by the intermediate CA; not cached without revalidation)' },
+  }, async (_request, reply) => reply.header('content-type', 'application/x-pem-file').header('cache-control', 'public, no-cache').send(await devices.crlPem()));
 };

@@ -22,8 +22,23 @@ export interface ChaosLimits {
    * reads the 413 instead of a reset; past it the connection is cut.
    */
   refusedBodyDrainBytesMax: number;
-  /** API connections at once; mutations are serialised, so more only queue. */
+  /**
+   * API connections at once; mutations are serialised, so more only queue. At the bound a new
+   * connection closes the one idle longest; it is refused only when all are serving requests.
+   */
   apiConnectionsMax: number;
+  /**
+   * An API connection idle this long after its last response is closed: above the idle limits
+   * clients keep on their own (undici 4 s, Go's transport 90 s is the exception; Toxiproxy keeps
+   * them forever), so a client almost never reuses a connection as we close it.
+   */
+  apiIdleTimeoutMs: number;
+  /**
+   * The `Keep-Alive: timeout=` hint in API answers: clients that read it (undici, node's agent)
+   * drop an idle connection after about this, far below apiIdleTimeoutMs. Not sent when it is
+   * not below apiIdleTimeoutMs.
+   */
+  apiKeepAliveHintSeconds: number;
   /** An API request must arrive whole within this (Toxiproxy: 15 s read timeout). */
   apiRequestTimeoutMs: number;
   /** Proxy and toxic names (URL path segments). */
@@ -52,6 +67,8 @@ export const defaultChaosLimits: Readonly<ChaosLimits> = Object.freeze({
   requestBodyBytesMax: 262_144,
   refusedBodyDrainBytesMax: 4_194_304,
   apiConnectionsMax: 64,
+  apiIdleTimeoutMs: 65_000,
+  apiKeepAliveHintSeconds: 5,
   apiRequestTimeoutMs: 15_000,
   nameLengthMax: 128,
   attributeMsMax: 86_400_000,

@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { RandomSource } from '../../core/ports/ports.js';
 import { SeededRandom } from '../../core/random/prng.js';
 import { formatHostPort, listenExclusive } from './addresses.js';
+import { ApiConnections } from './api-connections.js';
 import { ChaosApi } from './http-api.js';
 import { resolveChaosLimits, type ChaosLimits } from './limits.js';
 import { silentLogger, type ChaosLogger } from './logger.js';
@@ -50,13 +51,23 @@ export async function startChaosServer(options: ChaosServerOptions): Promise<Cha
   const logger = options.logger ?? silentLogger;
   const registry = new ProxyRegistry({ time: options.time ?? monotonicTime, limits, logger, ...randomStreams(options.seed) });
   const api = new ChaosApi(registry, limits, logger, { externalListenAllowed: options.allowExternalListen === true });
-  const http = createServer({ requestTimeout: limits.apiRequestTimeoutMs }, api.handle);
-  http.maxConnections = limits.apiConnectionsMax;
-  // Idle API connections are closed by the client, never by us (Toxiproxy, a Go server, has no idle
-  // timeout either). With node's default 5 s, a client that reuses a connection at its own limit
-  // (undici: the server's hint less 1 s) raced our close on a loaded machine: `fetch failed` in
-  // `sdc chaos run`. The number of connections stays bounded by apiConnectionsMax.
-  http.keepAliveTimeout = 0;
+  const hintSeconds = limits.apiKeepAliveHintSeconds;
+  const hinted = hintSeconds * 1000 < limits.apiIdleTimeoutMs;
+  const http = createServer({ requestTimeout: limits.apiRequestTimeoutMs }, (request, response) => {
+    // Written by us, not by node (which would say our own timeout): clients that read the hint
+    // (undici, node's agent) let a connection go long before we close it, so none reuses one as
+    // we close it. With node's default 5 s and its matching hint, undici reused connections at
+    // 4 s and raced our close on a loaded machine (`fetch failed` in `sdc chaos run`).
+    if (response.shouldKeepAlive && hinted) response.setHeader('Connection', 'keep-alive').setHeader('Keep-Alive', `timeout=${hintSeconds}`);
+    api.handle(request, response);
+  });
+  // An idle connection is closed after apiIdleTimeoutMs (65 s, above the idle limits clients keep
+  // on their own), and at apiConnectionsMax the one idle longest makes room for a new client
+  // (api-connections.ts): idle connections kept forever locked every other client out (review h1).
+  http.keepAliveTimeout = limits.apiIdleTimeoutMs;
+  const connections = new ApiConnections(limits.apiConnectionsMax, logger);
+  http.on('connection', connections.accepted);
+  http.on('request', connections.requested);
   const address = await listenExclusive(http, options.host, options.port);
   // After listening, an accept failure (out of file descriptors) is logged, not a crash.
   http.on('error', (error) => logger.error({ code: 'CHAOS_INTERNAL', error: error.message }, 'chaos API listener failed'));

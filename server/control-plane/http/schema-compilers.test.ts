@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
@@ -30,7 +31,26 @@ async function appWithRoute(body: object = Body): Promise<{ app: ReturnType<type
   return { app, compiledOwn };
 }
 
+/** Whether fastify's serializer compiler (and with it fast-json-stringify) is loaded in this process. */
+function serializerCompilerLoaded(): boolean {
+  return Object.keys(createRequire(import.meta.url).cache).some((path) => path.includes('fast-json-stringify-compiler'));
+}
+
 describe('schema compilers shared by the apps of one process', () => {
+  // First in the file: no app of this process has compiled a response schema yet.
+  it('fast-json-stringify is loaded with the first response schema compiled, not when an app is made ready', async () => {
+    // A body schema of its own: the next test counts the compiles of Body.
+    const { app } = await appWithRoute(Type.Object({ name: Type.String() }));
+    try {
+      assert.equal(serializerCompilerLoaded(), false, 'not loaded by an app made ready');
+      const answered = await app.inject({ method: 'POST', url: '/x', headers: { 'x-request-tag': 'abc' }, payload: { name: 'ada' } });
+      assert.deepEqual(JSON.parse(answered.body), { name: 'ada' });
+      assert.equal(serializerCompilerLoaded(), true, 'loaded to serialize the first response');
+    } finally {
+      await app.close();
+    }
+  });
+
   it('a second app compiles its constant body schema no more, and validates and serializes as the first', async () => {
     const first = await appWithRoute();
     const second = await appWithRoute();

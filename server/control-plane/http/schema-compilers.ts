@@ -32,7 +32,13 @@ interface AjvCompiling { compile(schema: unknown, meta?: unknown): unknown }
 
 // fastify's own dependency, resolved from fastify itself: the compiler it would use by default.
 const requireFromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
-const serializerSelector = requireFromFastify('@fastify/fast-json-stringify-compiler') as () => SerializerBuilder;
+let serializerSelector: (() => SerializerBuilder) | undefined;
+
+/** fastify's default serializer builder, loaded with the first response schema compiled (it brings fast-json-stringify and an Ajv of its own). */
+function defaultSerializerBuilder(): SerializerBuilder {
+  serializerSelector ??= requireFromFastify('@fastify/fast-json-stringify-compiler') as () => SerializerBuilder;
+  return serializerSelector();
+}
 
 /**
  * What, besides the schema, decides the compiled function: the app's shared schemas and the
@@ -114,8 +120,9 @@ function deferredValidator(compile: () => unknown): unknown {
 
 /** fastify's `schemaController.compilersFactory.buildSerializer`: its default, with compiled serializers reused across apps. */
 export function buildSharedSerializer(externalSchemas: unknown, options: unknown): RouteCompiler {
-  // fastify's default builder, one for each app as fastify makes it.
-  const compile = serializerSelector()(externalSchemas, options);
+  // fastify's default builder, one for each app as fastify makes it (made when the app's first response schema is compiled).
+  let builder: RouteCompiler | undefined;
+  const compile: RouteCompiler = (route) => (builder ??= defaultSerializerBuilder()(externalSchemas, options))(route);
   const key = optionsKey(externalSchemas, options);
   if (key === undefined) return compile;
   return (route) => (cacheable(route.schema) ? serializers.get(route.schema, key, () => deferredSerializer(() => compile(route))) : compile(route));

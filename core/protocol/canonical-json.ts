@@ -147,8 +147,12 @@ class CanonicalWriter {
   }
 
   private writeObject(object: object): void {
-    const names: string[] = [];
-    for (const key of Reflect.ownKeys(object)) {
+    // The own keys' array is new and ours, so it is checked, then sorted in place, as the names.
+    const names = Reflect.ownKeys(object) as string[];
+    /** Whether the names came in canonical order already (a parsed canonical text's objects do). */
+    let sorted = true;
+    for (let at = 0; at < names.length; at++) {
+      const key = names[at] as string | symbol;
       if (typeof key === 'symbol') throw this.unsupported('symbol-keyed properties have no JSON representation');
       const descriptor = Object.getOwnPropertyDescriptor(object, key);
       // Accessors would run code mid-serialisation and could answer differently on each read;
@@ -157,10 +161,13 @@ class CanonicalWriter {
         this.path.push(key);
         throw this.unsupported('only enumerable data properties have a JSON representation');
       }
-      names.push(key);
+      if (sorted && at > 0 && !(names[at - 1]! < key)) sorted = false;
     }
-    // Default sort compares UTF-16 code units, which is the order RFC 8785 section 3.2.3 requires.
-    names.sort();
+    // Default sort compares UTF-16 code units, which is the order RFC 8785 section 3.2.3 requires;
+    // so does `<` on strings, so names that rose at every step are in that order already, and the
+    // sort (which copies the array it sorts: 6 % of the bytes a simulated agent's start-up
+    // allocates, issue 17) is skipped.
+    if (!sorted) names.sort();
     this.out += '{';
     for (let index = 0; index < names.length; index++) {
       if (index > 0) this.out += ',';

@@ -298,6 +298,8 @@ class SqlJsDatabaseImpl {
   private readonly autoIdTables = new Map<string, boolean>();
   /** SqlJsDatabaseOptions.refuseNestedCalls. */
   private readonly refuseNestedCalls: boolean;
+  /** Each cached statement's result column names (rowObject); replaced at every schema change and rollback. */
+  private columnNames = new WeakMap<Statement, string[]>();
 
   constructor(
     private readonly database: Database,
@@ -366,6 +368,7 @@ class SqlJsDatabaseImpl {
           this.database.run('COMMIT');
         } catch (error) {
           this.database.run('ROLLBACK');
+          this.forgetSchema();
           throw mapSqliteError(error);
         }
         committed = true;
@@ -400,6 +403,7 @@ class SqlJsDatabaseImpl {
         if (committed) throw error;
         // Its statements were never journaled: a rolled-back transaction leaves no record.
         this.database.run('ROLLBACK');
+        this.forgetSchema();
         throw error;
       }
       if (!committed) commit();
@@ -465,7 +469,7 @@ class SqlJsDatabaseImpl {
     try {
       statement.bind(normaliseParams(params) as never);
       const rows: T[] = [];
-      while (statement.step()) rows.push(statement.getAsObject() as T);
+      while (statement.step()) rows.push(this.rowObject(statement) as T);
       return rows;
     } catch (error) {
       throw mapSqliteError(error);
@@ -474,11 +478,33 @@ class SqlJsDatabaseImpl {
     }
   }
 
+  /**
+   * The current row as `{ column: value }`, what sql.js's getAsObject returns, with the column
+   * names read once per statement instead of once per row (getAsObject asks SQLite for every
+   * name, each a string call into WebAssembly, then builds the object through entries: about 1 %
+   * of a 10,000-agent simulator start-up, issue 17). The names are forgotten at every schema
+   * change or rollback (a `SELECT *` may name other columns after them), and a row whose column
+   * count differs from the names kept reads them again.
+   */
+  private rowObject(statement: Statement): Record<string, unknown> {
+    const values = statement.get();
+    let names = this.columnNames.get(statement);
+    if (names === undefined || names.length !== values.length) {
+      names = statement.getColumnNames();
+      // A column named __proto__ would set the prototype by assignment; getAsObject defines it.
+      if (names.includes('__proto__')) return statement.getAsObject();
+      this.columnNames.set(statement, names);
+    }
+    const row: Record<string, unknown> = {};
+    for (let index = 0; index < names.length; index++) row[names[index]!] = values[index];
+    return row;
+  }
+
   /** A statement through query() that may write: journaled when it changed rows or the schema. */
   private runJournaledQuery<T>(record: PendingRecord | undefined, sql: string, params: readonly SqlValue[] | undefined): { rows: T[]; changed: boolean } {
     const values = normaliseParams(params);
     const bytes = this.checkRecordRoom(record, sql, values);
-    if (schemaChange.test(sql)) this.autoIdTables.clear();
+    if (schemaChange.test(sql)) this.forgetSchema();
     const before = this.totalChanges();
     const rows = this.runQuery<T>(sql, params);
     const changed = this.totalChanges() !== before || schemaChange.test(sql);
@@ -489,7 +515,7 @@ class SqlJsDatabaseImpl {
   private runJournaledExecute(record: PendingRecord | undefined, sql: string, params: readonly SqlValue[] | undefined): ExecuteResult {
     const values = normaliseParams(params);
     const bytes = this.checkRecordRoom(record, sql, values);
-    if (schemaChange.test(sql)) this.autoIdTables.clear();
+    if (schemaChange.test(sql)) this.forgetSchema();
     const result = this.runExecute(sql, values);
     // Only after it succeeded: a failed statement is undone by SQLite and must not be replayed.
     if (result.changes > 0 || !plainDml.test(sql)) this.keep(record, sql, values, bytes);
@@ -514,6 +540,12 @@ class SqlJsDatabaseImpl {
       if (typeof rowId === 'number') return { changes, lastInsertId: rowId };
     }
     return { changes };
+  }
+
+  /** What is kept about the schema (tables' auto ids, statements' column names): read again after a schema change or rollback. */
+  private forgetSchema(): void {
+    this.autoIdTables.clear();
+    this.columnNames = new WeakMap();
   }
 
   /** Whether the table `sql` inserts into has an INTEGER PRIMARY KEY; true when that cannot be told (the answer as before). */

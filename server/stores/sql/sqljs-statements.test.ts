@@ -87,4 +87,30 @@ describe('sql.js prepared statement cache', () => {
     assert.equal(db.saveStats().statements, before + 8, 'a refused statement was still sent');
     await db.close();
   });
+
+  it('rows name their columns as getAsObject did, and a cached statement reads its names again after a schema change or a rolled-back one', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'sdc-sqljs-columns-'));
+    roots.push(dataDir);
+    const db = await openSqlJsDatabase({ dataDir });
+    await db.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)');
+    await db.execute("INSERT INTO t (name) VALUES ('a'), ('b')");
+    assert.deepEqual(await db.query('SELECT * FROM t ORDER BY id'), [{ id: 1, name: 'a' }, { id: 2, name: 'b' }]);
+    // The same cached text, with a column more: its names are read again, not the two kept.
+    await db.execute('ALTER TABLE t ADD COLUMN extra TEXT');
+    assert.deepEqual(await db.query('SELECT * FROM t ORDER BY id'), [{ id: 1, name: 'a', extra: null }, { id: 2, name: 'b', extra: null }]);
+    // As many columns under other names inside a transaction, then rolled back: the old names again.
+    await assert.rejects(db.transaction(async (tx) => {
+      await tx.execute('ALTER TABLE t RENAME COLUMN extra TO other');
+      assert.deepEqual(await tx.query('SELECT * FROM t WHERE id = ?', [1]), [{ id: 1, name: 'a', other: null }]);
+      throw new Error('roll back');
+    }), /roll back/);
+    assert.deepEqual(await db.query('SELECT * FROM t WHERE id = ?', [1]), [{ id: 1, name: 'a', extra: null }]);
+    // Duplicate names keep the last value, as getAsObject's entries did; a column named __proto__ stays a column.
+    assert.deepEqual(await db.query("SELECT 1 AS x, 2 AS x"), [{ x: 2 }]);
+    const [odd] = await db.query<Record<string, unknown>>('SELECT 7 AS "__proto__", 8 AS y');
+    assert.equal(Object.getPrototypeOf(odd), Object.prototype);
+    assert.deepEqual(Object.getOwnPropertyDescriptor(odd, '__proto__')?.value, 7);
+    assert.equal(odd!.y, 8);
+    await db.close();
+  });
 });

@@ -1,0 +1,21 @@
+import { Session } from 'node:inspector/promises';
+import { writeFileSync } from 'node:fs';
+const [root, agentsS, out] = process.argv.slice(2);
+const { runSimulation } = await import(`${root}/dist/sim/run.js`);
+const { loadScenario, builtinScenarioPath } = await import(`${root}/dist/sim/scenario.js`);
+const scenario = await loadScenario(builtinScenarioPath('standard'));
+const agents = Number(agentsS);
+const s = new Session(); s.connect();
+await s.post('HeapProfiler.enable');
+await s.post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+let stopP;
+await runSimulation({ scenario, scenarioRef: 'standard', seed: 1, agents, safetyMs: 3000, crypto: 'model', onProgress: (p) => {
+  if (!stopP && p.connected === p.agents) stopP = s.post('HeapProfiler.stopSampling').then(({ profile }) => writeFileSync(out, JSON.stringify(profile)));
+}});
+await stopP;
+const { profile } = { profile: JSON.parse((await import('node:fs')).readFileSync(out, 'utf8')) };
+const self = new Map(); let total = 0;
+const walk = (n, stack) => { const cf = n.callFrame; const k = `${cf.functionName} ${cf.url.replace(/.*\/dist\//, '')}:${cf.lineNumber}`; const sz = n.selfSize; total += sz; self.set(k, (self.get(k) ?? 0) + sz); for (const c of n.children) walk(c); };
+walk(profile.head);
+console.log('total MB', (total / 1e6).toFixed(1), 'per agent KB', (total / agents / 1e3).toFixed(1));
+for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 45)) console.log((v / agents / 1e3).toFixed(2).padStart(7), 'KB', k);

@@ -1,0 +1,10 @@
+import { readFileSync } from 'node:fs';
+const [file, agentsS, target, depthS] = process.argv.slice(2);
+const p = JSON.parse(readFileSync(file, 'utf8')); const agents = Number(agentsS); const depth = Number(depthS ?? 3);
+const agg = new Map();
+const name = (n) => `${n.callFrame.functionName} ${n.callFrame.url.replace(/.*\/dist\//, '')}:${n.callFrame.lineNumber}`;
+const sub = (n) => n.selfSize + n.children.reduce((a, c) => a + sub(c), 0);
+const walk = (n, stack) => { stack.push(name(n)); if (n.callFrame.functionName === target && !stack.slice(0,-1).some(s=>s.startsWith(target+' '))) { const k = stack.slice(-1 - depth, -1).reverse().join(' < '); agg.set(k, (agg.get(k) ?? 0) + sub(n)); } else for (const c of n.children) walk(c, stack); stack.pop(); };
+walk(p.head, []);
+let t = 0; for (const v of agg.values()) t += v; console.log('total KB/agent', (t / agents / 1e3).toFixed(1));
+for (const [k, v] of [...agg].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log((v / agents / 1e3).toFixed(2).padStart(7), k);

@@ -4,10 +4,11 @@
 // here holds no revoked keys, as after a wipe). A stand-in server on the deployment's TLS
 // certificate answers what a wrong or hostile control plane could: another CA's CRL, an older CRL
 // of ours, too many bytes, no answer, an error status. Each is refused with its code, counted, and
-// the CRL held is kept. The watch is reloaded by the test (its scheduler never runs).
+// the CRL held is kept. With the file as well, the higher-numbered of the two is taken. The watch is reloaded by the test (its scheduler never runs).
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -132,16 +133,29 @@ describe('a gateway fetching its CRL from the control plane (--crl-url)', () => 
     assert.match(await metrics.registry.metrics(), /sdc_gateway_crl_fetch_failures_total\{code="TRUST_CRL_FETCH_REFUSED"\} 2/);
   });
 
-  it('refuses an older CRL of our CA as rolled back, keeping the newer one held', async () => {
-    const { watch, lines } = gateway(standInUrl);
-    standIn = { status: 200, body: await h.cp.devices.crlPem() };
+  it('with the file too, takes the higher-numbered; an older answer (another API replica) or older copy is not taken, and no rollback alarm', async () => {
+    const path = join(h.dir, 'crl-copy.pem');
+    const lines: Array<{ code?: string; level: number; msg: string }> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as { code?: string; level: number; msg: string }); } });
+    const watch = new CrlFileWatch({ path, intermediateCaPem: h.materials.intermediateCaPem, scheduler: new VirtualTime(), clock: h.clock, logger, fetch: { url: standInUrl, caPem: h.materials.rootCaPem } });
+    const sign = async (crlNumber: bigint) => (await createCrl({ issuer: h.materials.pki.intermediate, entries: [], crlNumber, now: new Date(h.clock.nowMs()) })).pem;
+    const base = 1_000_000n;
+    await writeFile(path, await sign(base + 1n)); // the copy gateway-files made
+    standIn = { status: 200, body: await sign(base + 2n) };
     await watch.reload();
-    const held = watch.freshness();
-    standIn = { status: 200, body: (await createCrl({ issuer: h.materials.pki.intermediate, entries: [], crlNumber: held.crlNumber! - 1n, now: new Date(h.clock.nowMs()) })).pem };
+    assert.equal(watch.freshness().crlNumber, base + 2n, 'the fetched CRL, newer than the copy');
+    await writeFile(path, await sign(base + 5n));
     await watch.reload();
-    assert.equal(watch.refusals().get('TRUST_CRL_ROLLED_BACK'), 1);
-    assert.ok(lines.some((line) => line.code === 'TRUST_CRL_ROLLED_BACK'));
-    assert.deepEqual(watch.freshness(), held);
+    assert.equal(watch.freshness().crlNumber, base + 5n, 'a newer file wins over the fetched CRL');
+    await writeFile(path, await sign(base + 1n));
+    standIn = { status: 200, body: await sign(base + 3n) }; // a replica that has not re-signed since
+    await watch.reload();
+    standIn = { status: 503, body: '{}' }; // the control plane down: only the older copy is read
+    await watch.reload();
+    assert.equal(watch.freshness().crlNumber, base + 5n, 'neither older CRL is taken');
+    assert.equal(watch.refusals().get('TRUST_CRL_ROLLED_BACK'), undefined, 'an older CRL is expected with --crl-url: not a rollback alarm');
+    assert.deepEqual(lines.filter((line) => line.level >= 50).map((line) => line.code), [], 'no error line');
+    assert.equal(lines.filter((line) => /older than the highest/.test(line.msg)).length, 2, 'each logged at info');
   });
 
   it('refuses a server whose certificate is not under the root CA it was given (TRUST_CRL_FETCH_FAILED)', async () => {

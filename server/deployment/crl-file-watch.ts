@@ -209,13 +209,32 @@ export class CrlFileWatch {
   }
 
   #refuseOlder(crl: VerifiedCrl, floor: bigint, from: 'file' | 'url' | 'held'): void {
-    this.#count('TRUST_CRL_ROLLED_BACK');
-    this.options.logger.error({ code: 'TRUST_CRL_ROLLED_BACK', from, path: this.options.path, url: this.options.fetch?.url.href, crlNumber: crl.crlNumber.toString(), highestCrlNumber: floor.toString() },
-      'CRL refused: numbered below the highest CRL this gateway has taken; keeping the one held, and counting its entries as revocations');
+    if (from === 'held' || (from === 'file' && this.options.fetch === undefined)) this.#refuseRolledBack(crl, floor, from);
+    else this.#olderExpected(crl, floor, from);
     // One older CRL is kept, the highest numbered: a lower one lists nothing more but for expired certificates.
     if (this.#older === undefined || crl.crlNumber > this.#older.crlNumber) this.#older = crl;
     const held = this.#taken?.serials;
     this.#serials = held === undefined ? this.#older.serials : new Set([...held, ...this.#older.serials]);
+  }
+
+  /**
+   * With --crl-url an older CRL is not taken either, but it is no alarm. From the URL: the answer
+   * came over TLS verified against our root, and the API's replicas each serve the CRL they signed
+   * last (each re-signs on its own schedule; a revocation re-signs at the replica that made it), so
+   * a fetch that lands on the other replica gets a lower number. From the file (the fetch failed
+   * this time): the file is a copy made before the CRLs fetched since. Logged at info, not counted.
+   */
+  #olderExpected(crl: VerifiedCrl, floor: bigint, from: 'file' | 'url'): void {
+    this.options.logger.info({ from, path: this.options.path, url: this.options.fetch?.url.href, crlNumber: crl.crlNumber.toString(), highestCrlNumber: floor.toString() },
+      from === 'url'
+        ? 'CRL fetched from the control plane is older than the highest this gateway has taken (an API replica that has not re-signed since); keeping the one held'
+        : 'CRL file is older than the highest CRL this gateway has taken (a copy made before the CRLs fetched since); keeping the one held');
+  }
+
+  #refuseRolledBack(crl: VerifiedCrl, floor: bigint, from: 'file' | 'held'): void {
+    this.#count('TRUST_CRL_ROLLED_BACK');
+    this.options.logger.error({ code: 'TRUST_CRL_ROLLED_BACK', from, path: this.options.path, url: this.options.fetch?.url.href, crlNumber: crl.crlNumber.toString(), highestCrlNumber: floor.toString() },
+      'CRL refused: numbered below the highest CRL this gateway has taken; keeping the one held, and counting its entries as revocations');
   }
 
   /** The record's number; undefined when there is none, it cannot be read (logged, the process's own number still holds) or is not a number. */

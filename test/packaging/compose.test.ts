@@ -156,6 +156,30 @@ describe('compose.yaml', () => {
     assert.equal(controlPlane.depends_on?.redis?.condition, 'service_healthy');
   });
 
+  test('gateway-2 fetches the CRL from the control plane (--crl-url): its copy from gateway-files is never refreshed (decision 0021)', () => {
+    const controlPlane = services['control-plane']!;
+    const gateway2 = services['gateway-2']!;
+    const [url] = option(gateway2, 'crl-url');
+    assert.ok(url !== undefined, 'gateway-2 has --crl-url');
+    const parsed = new URL(url);
+    assert.equal(parsed.protocol, 'https:');
+    assert.equal(parsed.pathname, '/v1/crl');
+    // The host is the control plane's service name, on its API port, and in its certificate.
+    assert.equal(parsed.hostname, 'control-plane');
+    assert.equal(parsed.port, option(controlPlane, 'api-port')[0]);
+    assert.ok(option(controlPlane, 'server-name').includes('control-plane'), 'the API certificate names control-plane');
+    assert.ok((gateway2.networks ?? []).some((network) => (controlPlane.networks ?? []).includes(network)), 'gateway-2 reaches the control plane');
+    // The CA it checks the API's certificate against is among its files.
+    assert.match(readFileSync(join(root, 'deploy', 'gateway-files.sh'), 'utf8'), /install -m 644 \/data\/pki\/root-ca\.pem [^\n]*\/gateway\/pki\//);
+    // The control plane's own gateway (gw-1) reads the file that process writes: no copy, no URL.
+    assert.deepEqual(option(controlPlane, 'crl-url'), []);
+    // Every gateway-only process without the control plane's volume fetches.
+    for (const [name, service] of sdcServices.filter(([, s]) => s.command?.[0] === 'gateway')) {
+      assert.ok(!(service.volumes ?? []).some((volume) => volume.startsWith('sdc-data:')), `${name} has its own files`);
+      assert.equal(option(service, 'crl-url').length, 1, `${name} has --crl-url`);
+    }
+  });
+
   test('each sdc process has its own TLS certificate in the shared data volume', () => {
     assert.ok(sdcServices.length >= 2);
     const tlsNames = sdcServices.map(([, s]) => (s.command![0] === 'serve' ? 'server' : `gateway-${option(s, 'gateway-id')[0]}`));

@@ -190,6 +190,33 @@ describe('deploy/k8s manifests', () => {
     }
   });
 
+  test('the gateways fetch the CRL from the API by its in-cluster Service (--crl-url): they have no CRL file (decision 0021)', () => {
+    const [gateway] = podSpec(named('Deployment', 'sdc-gateway')).containers;
+    const urls = (gateway!.args as string[]).filter((a) => a.startsWith('--crl-url=')).map((a) => new URL(a.slice('--crl-url='.length)));
+    assert.equal(urls.length, 1, 'the gateway has --crl-url');
+    const url = urls[0]!;
+    assert.equal(url.protocol, 'https:');
+    assert.equal(url.pathname, '/v1/crl');
+    // The Service it names exists, in the gateway's namespace, answers on the URL's port and sends it to the API port.
+    const [serviceName, namespace, svc] = url.hostname.split('.');
+    assert.equal(svc, 'svc');
+    const service = named('Service', serviceName!);
+    assert.equal(service.metadata.namespace, namespace);
+    const servicePort = service.spec.ports.find((p: { port: number }) => p.port === Number(url.port || 443));
+    assert.ok(servicePort, `${serviceName} serves port ${url.port || 443}`);
+    const controlPlane = named('Deployment', 'sdc-control-plane');
+    const [container] = podSpec(controlPlane).containers;
+    const apiPort = container!.ports.find((p: { name: string }) => p.name === servicePort.targetPort);
+    assert.equal(apiPort?.containerPort, 8080);
+    // The API certificate names the host; the gateway holds the root CA to check it.
+    assert.ok((container!.args as string[]).includes(`--server-name=${url.hostname}`), 'the API certificate names the Service');
+    const [init] = podSpec(named('Deployment', 'sdc-gateway')).initContainers ?? [];
+    assert.match((init!.command as string[]).join(' '), /install -m 644 \/gateway-secret\/root-ca\.pem [^&]*\/data\/pki\//);
+    // The network policies let it in: the control plane's API port takes any source.
+    const policy = byKind('NetworkPolicy').find((p) => p.spec.podSelector.matchLabels?.['app.kubernetes.io/component'] === 'control-plane');
+    assert.ok(policy?.spec.ingress.some((rule: { from?: unknown; ports: Array<{ port: number }> }) => rule.from === undefined && rule.ports.some((port) => port.port === 8080)));
+  });
+
   test('every sdc command line parses with the CLI\'s own option parser ($(VAR) filled from the ConfigMap and the pod name)', async () => {
     const config = named('ConfigMap', 'sdc-config').data as Record<string, string>;
     const values: Record<string, string> = { ...config, POD_NAME: 'sdc-gateway-7d9f8b6c4-abcde' };

@@ -6,6 +6,7 @@ import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.
 import { nobleSha256 } from '../../core/crypto/sha256-noble.js';
 import { approvalSubjectHash, signApproval, type ApprovalDecision, type ApprovalSubject } from '../../core/protocol/approvals.js';
 import { rolloutApprovalSubjectHash, type RolloutApprovalSubject } from '../../core/ota/rollout-approval.js';
+import { rolloutResumeSubjectHash, type RolloutResumeSubject } from '../../core/ota/rollout-resume-approval.js';
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createFileExclusive, privateFileMode } from '../../runtime/atomic-file.js';
@@ -196,6 +197,46 @@ export async function decideRollout(io: CliIo, api: ApiClient, id: string, decis
   io.stderr(describeRolloutSubject(subject));
   const signed = await signDecision(io, api, { id: rollout.id, sha256, expiresAtMs: subject.expires_at }, decision, options);
   return api.post(`/v1/rollouts/${segment(id)}/${decision}`, { rollout_sha256: sha256, ...signed });
+}
+
+/** A paused rollout with its resume request as GET /v1/rollouts/{id} shows it (decision 0019), the part an approver checks. */
+export interface ResumableRolloutView {
+  id: string; release_id: string; status: string; wave_index: number;
+  resume_request: null | { id: string; waiting: boolean; expires_at_ms: number; subject: RolloutResumeSubject; subject_sha256: string };
+}
+
+/**
+ * The waiting resume request, checked: its subject is about this rollout (id, release, current
+ * wave) and this request (id, expiry), and its hash, recomputed here over all of it (the stop's
+ * figures, the reason, the requester), is the one the server asks to be signed.
+ */
+export function checkedResumeSubject(rollout: ResumableRolloutView): { subject: RolloutResumeSubject; sha256: string; requestId: string } {
+  const request = rollout.resume_request;
+  if (rollout.status !== 'paused' || request === null || !request.waiting) {
+    throw new SdcError('APPROVAL_NOT_PENDING', `rollout ${rollout.id} has no resume request waiting for approvals`);
+  }
+  const { subject } = request;
+  const same = subject.kind === 'ota_rollout_resume' && subject.request_id === request.id && subject.rollout_id === rollout.id && subject.release_id === rollout.release_id
+    && subject.wave === rollout.wave_index && subject.expires_at === request.expires_at_ms;
+  const sha256 = rolloutResumeSubjectHash(subject, nobleSha256);
+  if (!same || sha256 !== request.subject_sha256) throw new SdcError('APPROVAL_STATEMENT_MISMATCH', 'the server\'s resume subject does not match the rollout and request it shows; nothing signed');
+  return { subject, sha256, requestId: request.id };
+}
+
+/** The stop a resume request waives, in one line (stderr, before signing). */
+export function describeResumeSubject(subject: RolloutResumeSubject): string {
+  const s = subject.wave_stats;
+  return `resume of rollout ${subject.rollout_id} (request ${subject.request_id}) asked by ${subject.requested_by}: "${subject.reason}"; waives wave ${subject.wave + 1}'s ${subject.safety_stop} `
+    + `(${s.failed} of ${s.executed} executed failed, ${s.succeeded} of ${s.size} succeeded; paused: ${subject.pause_reason}); approvals until ${new Date(subject.expires_at).toISOString()}\n`;
+}
+
+/** `sdc rollout resume-approve|resume-reject`: the checked resume subject, shown, signed and sent. */
+export async function decideRolloutResume(io: CliIo, api: ApiClient, id: string, decision: ApprovalDecision, options: DecideOptions): Promise<Record<string, unknown>> {
+  const rollout = await api.get<ResumableRolloutView>(`/v1/rollouts/${segment(id)}`);
+  const { subject, sha256, requestId } = checkedResumeSubject(rollout);
+  io.stderr(describeResumeSubject(subject));
+  const signed = await signDecision(io, api, { id: requestId, sha256, expiresAtMs: subject.expires_at }, decision, options);
+  return api.post(`/v1/rollouts/${segment(id)}/resume-request/${decision}`, { request_id: requestId, subject_sha256: sha256, ...signed });
 }
 
 function describeCommand(command: PendingCommandView): string {

@@ -2,7 +2,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { apiClient, onePositional, segment } from '../api-client.js';
 import { integerOption, requireOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
 import { durationOption, durationOptions } from '../duration-option.js';
-import { approvalValidity, decideRollout, givenPassword, passwordStdinHelp } from './approvals.js';
+import { approvalValidity, decideRollout, decideRolloutResume, givenPassword, passwordStdinHelp } from './approvals.js';
 
 /**
  * `sdc rollout`: rollouts of published releases through a running control plane (sdc login
@@ -17,6 +17,10 @@ interface RolloutView {
   waves: Array<{ devices: string[]; size: number; started: number; succeeded: number; failed: number; terminal: number }>;
   executions: Array<{ id: string; device_id: string; wave: number; state: string; last_error_code: string | null }>;
   approval?: null | { count: number; roles: string[]; expires_at_ms: number; decisions: Array<{ approver: string; decision: string }>; outcome: null | { state: string; code?: string } };
+  resume_request?: null | {
+    id: string; waiting: boolean; count: number; roles: string[]; expires_at_ms: number; subject: { requested_by: string; reason: string };
+    decisions: Array<{ approver: string; decision: string }>; outcome: null | { state: string; code?: string };
+  };
 }
 
 const jsonOption = { json: { type: 'boolean' } } as const;
@@ -34,6 +38,12 @@ function print(io: CliIo, json: boolean, rollout: RolloutView): void {
     const have = approval.decisions.filter((d) => d.decision === 'approve').map((d) => d.approver);
     const ended = approval.outcome === null ? `until ${new Date(approval.expires_at_ms).toISOString()}` : `${approval.outcome.state}${approval.outcome.code === undefined ? '' : ` ${approval.outcome.code}`}`;
     io.stdout(`  approvals: ${have.length}/${approval.count} from ${approval.roles.join('|')}${have.length > 0 ? ` (${have.join(', ')})` : ''}; ${ended}\n`);
+  }
+  const resume = rollout.resume_request;
+  if (resume !== undefined && resume !== null) {
+    const have = resume.decisions.filter((d) => d.decision === 'approve').map((d) => d.approver);
+    const ended = resume.outcome === null ? `waiting until ${new Date(resume.expires_at_ms).toISOString()}` : `${resume.outcome.state}${resume.outcome.code === undefined ? '' : ` ${resume.outcome.code}`}`;
+    io.stdout(`  resume request ${resume.id} by ${resume.subject.requested_by}: ${have.length}/${resume.count} from ${resume.roles.join('|')}${have.length > 0 ? ` (${have.join(', ')})` : ''}; ${ended}\n`);
   }
   rollout.waves.forEach((wave, index) => {
     io.stdout(`  wave ${index + 1}: ${wave.size} devices, ${wave.started} notified, ${wave.succeeded} succeeded, ${wave.failed} failed, ${wave.terminal} finished\n`);
@@ -138,6 +148,52 @@ function decision(name: 'approve' | 'reject'): Command {
   };
 }
 
+const resumeWindow = { name: 'approval-window', fallbackMs: 24 * 3_600_000, minMs: 60_000, maxMs: 24 * 3_600_000 } as const;
+
+/** `sdc rollout resume-request ID --reason R`: asks approvers to resume a rollout past its safety stop (decision 0019). */
+const resumeRequest: Command = {
+  name: 'resume-request',
+  summary: 'Ask approvers to resume a rollout paused at a safety stop, when the policy lets you resume it only with approvals; the request binds this stop',
+  usage: 'ROLLOUT_ID --reason R [--approval-window 24h] [--json]',
+  optionHelp: [['--reason R', 'Why the stop should be waived (signed by the approvers, audited)'], ['--approval-window D', 'How long approvals may come, like 2h (default and at most 24h)'], jsonHelp],
+  options: { reason: { type: 'string' }, ...durationOptions(resumeWindow), ...jsonOption },
+  allowPositionals: true,
+  async run(args, io) {
+    const id = segment(onePositional(args.positionals, 'rollout id'));
+    const body = { reason: requireOption(args, 'reason'), approval_window_ms: durationOption(args, resumeWindow) };
+    print(io, args.values.json === true, await (await apiClient(io)).post<RolloutView>(`/v1/rollouts/${id}/resume-request`, body));
+    return 0;
+  },
+};
+
+function resumeDecision(name: 'resume-approve' | 'resume-reject'): Command {
+  const decision = name === 'resume-approve' ? 'approve' : 'reject';
+  return {
+    name,
+    summary: decision === 'approve'
+      ? 'Approve a rollout\'s waiting resume request, signed with your approval key over the request and the stop it waives (shown first); the last approval needed resumes it'
+      : 'Reject a rollout\'s waiting resume request (signed, with a reason); the rollout stays paused',
+    usage: decision === 'approve' ? 'ROLLOUT_ID [--valid-for 1h] [--password-stdin] [--json]' : 'ROLLOUT_ID --reason R [--password-stdin] [--json]',
+    optionHelp: decision === 'approve'
+      ? [['--valid-for D', 'How long your approval counts, like 1h (default: until the request\'s window closes)'], passwordStdinHelp, ['--json', 'Print the answer as JSON']]
+      : [['--reason R', 'Why (signed and audited)'], passwordStdinHelp, ['--json', 'Print the answer as JSON']],
+    options: decision === 'approve'
+      ? { ...durationOptions(approvalValidity), 'password-stdin': { type: 'boolean' }, ...jsonOption }
+      : { reason: { type: 'string' }, 'password-stdin': { type: 'boolean' }, ...jsonOption },
+    allowPositionals: true,
+    async run(args, io) {
+      const id = onePositional(args.positionals, 'rollout id');
+      const options = decision === 'approve'
+        ? { validForMs: durationOption(args, approvalValidity), password: givenPassword(args, io) }
+        : { validForMs: 0, reason: requireOption(args, 'reason'), password: givenPassword(args, io) };
+      const answer = await decideRolloutResume(io, await apiClient(io), id, decision, options) as { resumed?: boolean; rollout?: { status?: string } };
+      const outcome = answer.resumed === true ? 'resumed' : `now ${answer.rollout?.status ?? 'paused'}`;
+      io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} resume ${decision === 'approve' ? 'approved' : 'rejected'}; ${outcome}\n`);
+      return 0;
+    },
+  };
+}
+
 const status: Command = {
   name: 'status',
   summary: 'A rollout\'s status, waves and every device\'s execution state (GET /v1/rollouts/ID), or the list without an id',
@@ -159,7 +215,7 @@ const status: Command = {
 
 export const rolloutCommands: CommandGroup = {
   name: 'rollout',
-  summary: 'OTA rollouts, through a running control plane (sdc login first): start, pause, resume, abort, status, approve, reject',
+  summary: 'OTA rollouts, through a running control plane (sdc login first): start, pause, resume, abort, status, approve, reject, and resume requests past a safety stop',
   commands: [
     start,
     action('pause', 'Pause a running rollout: nobody else is notified; executions in flight go on'),
@@ -168,5 +224,8 @@ export const rolloutCommands: CommandGroup = {
     status,
     decision('approve'),
     decision('reject'),
+    resumeRequest,
+    resumeDecision('resume-approve'),
+    resumeDecision('resume-reject'),
   ],
 };

@@ -994,10 +994,10 @@ export class RolloutService {
     }
     if (needApprovals.length > 0) {
       const how = this.#resumes === undefined
-        ? 'and this control plane collects no approvals for a resume: abort it and start a new rollout, which approvers decide'
+        ? ', and this control plane collects no approvals for a resume: abort it and start a new rollout, which approvers decide'
         : `: ask approvers with a resume request (POST /v1/rollouts/${rollout.id}/resume-request), or abort it`;
       return { ...base, refused: { code: 'OTA_ROLLOUT_APPROVAL_REQUIRED', which: needApprovals, message: `${stopText}; the policy allows ${needApprovals[0]!.opcode} on ${needApprovals.length} `
-        + `of its devices only with approvals (rule ${needApprovals[0]!.rule_id ?? '?'}) ${how}` } };
+        + `of its devices only with approvals (rule ${needApprovals[0]!.rule_id ?? '?'})${how}` } };
     }
     return base;
   }

@@ -11,7 +11,10 @@
 // rejected with nothing sent. The Approvals inbox lists a waiting rollout beside a waiting command
 // (what it is, who asked, approvals so far of how many, until when) and approves it; a server
 // refusal (the admin's key replaced meanwhile: APPROVAL_KEY_UNKNOWN) shows with its code in the
-// inbox and in the card, and the rollout stays waiting. Screenshots in .tmp/viewer-e2e/.
+// inbox and in the card, and the rollout stays waiting. A rollout stopped on its error threshold:
+// a requester the policy lets resume only with approvals sees Request resume instead of Resume and
+// asks with a reason; the admin approves the request in the inbox (signed in the page) and it
+// resumes (decision 0019). Screenshots in .tmp/viewer-e2e/.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -366,6 +369,83 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
     await itemOf(newer.id).waitFor({ state: 'detached' });
     assert.equal(await itemOf(older.id).getByRole('textbox', { name: `Reason to reject rollout ${older.id}` }).inputValue(), '');
     await system.api('POST', `/v1/rollouts/${older.id}/abort`, {});
+    assert.deepEqual(pageProblems.filter((p) => !/status of 4\d\d/.test(p)), []);
+  });
+
+  it('a resume past a safety stop that needs approvals: the requester sees no Resume but Request resume, asks with a reason; the admin approves it in the inbox, signed in the page; it resumes', async () => {
+    // The approver-role requester may update only with an admin's approval (the policy of the tests above);
+    // the admin starts a rollout of the older 2.0.0 to a device that runs 3.0.0: it refuses (release counter rollback), the wave stops.
+    const cp = system.deployment.controlPlane!;
+    await cp.policy.set({
+      document: {
+        version: 1,
+        rules: [
+          { id: 'admin-all', effect: 'allow', roles: ['admin'], opcodes: '*', devices: '*' },
+          { id: 'updates-with-admin', effect: 'allow', roles: ['approver'], opcodes: ['EXEC_STAGE_UPDATE', 'EXEC_COMMIT_UPDATE'], devices: '*', conditions: { approval: { count: 1, roles: ['admin'] } } },
+        ],
+      },
+      expectedRevision: (await cp.policy.current()).revision, actor: 'user:test',
+    });
+    await eventually('devices[1] to run 3.0.0', async () => ((await system.agents.get(devices[1]!)!.kernel.getStatus()).currentVersion === '3.0.0' ? true : undefined));
+    const strict = (deviceId: string) => ({ device_ids: [deviceId], success_threshold: { succeeded_min: 0, succeeded_percent_min: 0, soak_ms: 0 }, error_threshold: { executed_min: 1, failed_percent_max: 0 } });
+    const started = await system.api<RolloutView>('POST', '/v1/rollouts', {
+      release_id: releaseId, platform: 'linux-x64', device_ids: [devices[1], devices[0]], devices_per_minute_max: 100, waves: [strict(devices[1]!), strict(devices[0]!)],
+    });
+    rolloutId = started.id;
+    await eventually('the rollout to stop on its error threshold', async () => {
+      const view = await system.api<RolloutView>('GET', `/v1/rollouts/${rolloutId}`);
+      return view.status === 'paused' && view.pause_reason === 'error_threshold' ? view : undefined;
+    });
+
+    // The requester, in a page of their own: no Resume button (the server would refuse it), Request resume instead.
+    const context = await browser.newContext({ ignoreHTTPSErrors: false, viewport: { width: 1280, height: 900 } });
+    try {
+      const asker = await context.newPage();
+      asker.setDefaultTimeout(e2eWaitMsMin);
+      const askerProblems: string[] = [];
+      asker.on('pageerror', (error) => askerProblems.push(error.message));
+      await asker.goto(`${system.apiUrl}/#/releases`);
+      await asker.getByLabel('Name').fill(requester.name);
+      await asker.getByLabel('Password').fill(requester.password);
+      await asker.getByRole('button', { name: 'Log in' }).click();
+      const askerCard = asker.locator(`article[data-rollout="${rolloutId}"]`);
+      assert.match(await askerCard.getByTestId('rollout-resume-needs-approval').textContent() ?? '', /only with approvals \(rule updates-with-admin\)/);
+      assert.equal(await askerCard.getByRole('button', { name: `Resume rollout ${rolloutId}` }).count(), 0, 'no Resume for an operator the policy does not let resume');
+      await askerCard.getByRole('button', { name: `Request resume of rollout ${rolloutId}` }).click();
+      await askerCard.getByLabel(`Reason to resume rollout ${rolloutId}`).fill('the refusal is the downgrade, expected on that device');
+      await askerCard.getByRole('button', { name: 'Send resume request' }).click();
+      const asked = askerCard.getByTestId('rollout-resume');
+      await asked.getByTestId('rollout-resume-stop').filter({ hasText: 'wave 1: its error threshold was crossed (1 of 1 executed failed, 0 of 1 succeeded; at most 0% failed of at least 1)' }).waitFor();
+      assert.match(await asked.getByTestId('rollout-resume-requester').textContent() ?? '', new RegExp(`^${requester.name} at .*: the refusal is the downgrade, expected on that device$`));
+      assert.equal(await asked.getByTestId('rollout-resume-why').textContent(), 'You asked for this resume; another approver decides.');
+      assert.equal(await askerCard.getByRole('button', { name: `Request resume of rollout ${rolloutId}` }).count(), 0, 'one request at a time');
+      await asker.screenshot({ path: join(screenshotDir, 'resume-requested.png'), fullPage: true });
+      assert.deepEqual(askerProblems, []);
+    } finally {
+      await context.close();
+    }
+
+    // The admin finds it in the inbox and approves it, with a new signing key made in the page (the
+    // test above replaced the page's key with one made outside it; a reload forgets key and token).
+    await page.reload();
+    await page.getByLabel('Name').fill(admin.name);
+    await page.getByLabel('Password').fill(admin.password);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Approvals', exact: true }).click();
+    await page.getByTestId('approval-key-password').fill(admin.password);
+    await page.getByRole('button', { name: 'Create a signing key' }).click();
+    await page.getByTestId('approval-key').waitFor();
+    const item = page.locator(`[data-testid="approvals-rollouts"] li[data-rollout="${rolloutId}"][data-resume-request]`);
+    await item.waitFor();
+    assert.equal(await item.getByTestId('approvals-resume-requester').textContent(), requester.name);
+    await shot('inbox-resume-waiting');
+    await item.getByRole('button', { name: `Approve resuming rollout ${rolloutId}` }).click();
+    await page.getByTestId('approval-outcome').filter({ hasText: `Approved the resume of rollout ${rolloutId}: it runs again.` }).waitFor();
+    await item.waitFor({ state: 'detached' });
+    const stored = await system.api<RolloutView & { resume_request: { waiting: boolean; outcome: { state: string; approvers?: string[] } | null } }>('GET', `/v1/rollouts/${rolloutId}`);
+    assert.deepEqual([stored.resume_request.waiting, stored.resume_request.outcome?.state, stored.resume_request.outcome?.approvers], [false, 'resumed', [admin.name]]);
+    assert.ok(stored.executions.some((e) => e.device_id === devices[0]), 'the second wave was notified');
+    await system.api('POST', `/v1/rollouts/${rolloutId}/abort`, {});
     assert.deepEqual(pageProblems.filter((p) => !/status of 4\d\d/.test(p)), []);
   });
 

@@ -59,8 +59,9 @@ export class SdcApprovals extends LightElement {
   declare outcome: string | undefined;
   declare busy: boolean;
   readonly #onLive = (event: Event) => {
-    const live = (event as CustomEvent<LiveEvent>).detail;
-    if (live.type === 'command') void this.load();
+    // A `resync` is a plain Event (no detail): read everything again. Before, it threw reading
+    // `detail.type` (a page error at each live-stream (re)connect while this view was open).
+    if (event.type === 'resync' || (event as CustomEvent<LiveEvent>).detail?.type === 'command') void this.load();
   };
 
   constructor() {

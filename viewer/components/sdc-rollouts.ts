@@ -194,6 +194,8 @@ export class SdcRollouts extends LightElement {
     this.error = undefined;
     try {
       this.#replace(await this.api.post<RolloutView>(`/v1/rollouts/${encodeURIComponent(rollout.id)}/${action}`, {}));
+      // A pause makes a paused rollout whose Resume depends on the policy's word: ask it now, not at the next poll.
+      await this.#loadAuthority(this.rollouts ?? []);
     } catch (error) {
       this.error = asApiError(error);
     } finally {

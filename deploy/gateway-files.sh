@@ -4,6 +4,8 @@
 # sdc-gateway volume, which the gateway mounts read-only) only what a gateway loads: the CA
 # certificates, that certificate and its key, the gateway signing key, the command key's public
 # half and the CRL. No CA key, JWT key ring, command-signing private key or artifact key.
+# The CRL copy is what the gateway holds until its first fetch from the control plane (--crl-url
+# in compose.yaml, decision 0021); nothing refreshes the copy itself.
 set -eu
 
 names=""

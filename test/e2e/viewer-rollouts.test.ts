@@ -373,8 +373,9 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
   });
 
   it('a resume past a safety stop that needs approvals: the requester sees no Resume but Request resume, asks with a reason; the admin approves it in the inbox, signed in the page; it resumes', async () => {
-    // The approver-role requester may update only with an admin's approval (the policy of the tests above);
-    // the admin starts a rollout of the older 2.0.0 to a device that runs 3.0.0: it refuses (release counter rollback), the wave stops.
+    // The approver-role requester may update only with an admin's approval (the policy of the tests above).
+    // The admin rolls out a release for two platforms naming the one the devices are not: the first device
+    // refuses it (OTA_PLATFORM_MISMATCH), whatever the earlier tests left it running, and the wave stops.
     const cp = system.deployment.controlPlane!;
     await cp.policy.set({
       document: {
@@ -386,10 +387,11 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
       },
       expectedRevision: (await cp.policy.current()).revision, actor: 'user:test',
     });
-    await eventually('devices[1] to run 3.0.0', async () => ((await system.agents.get(devices[1]!)!.kernel.getStatus()).currentVersion === '3.0.0' ? true : undefined));
+    const armRelease = 'console-rollout-4-0-0';
+    await publishTestRelease(cp.ota!, keys, { id: armRelease, version: '4.0.0', platforms: ['linux-x64', 'linux-arm64'], artifact: Buffer.from('sdc console e2e firmware 4.0.0\n'.repeat(256)) });
     const strict = (deviceId: string) => ({ device_ids: [deviceId], success_threshold: { succeeded_min: 0, succeeded_percent_min: 0, soak_ms: 0 }, error_threshold: { executed_min: 1, failed_percent_max: 0 } });
     const started = await system.api<RolloutView>('POST', '/v1/rollouts', {
-      release_id: releaseId, platform: 'linux-x64', device_ids: [devices[1], devices[0]], devices_per_minute_max: 100, waves: [strict(devices[1]!), strict(devices[0]!)],
+      release_id: armRelease, platform: 'linux-arm64', device_ids: [devices[1], devices[0]], devices_per_minute_max: 100, waves: [strict(devices[1]!), strict(devices[0]!)],
     });
     rolloutId = started.id;
     await eventually('the rollout to stop on its error threshold', async () => {

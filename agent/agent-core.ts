@@ -15,6 +15,7 @@ import { traceLogFields } from '../core/trace/trace-context.js';
 import type { CommandJournal, CommandResultBody } from './command-journal.js';
 import { kernelBridgeLimits, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { executeOpcode, type OpcodeExecutorOptions } from './opcode-executor.js';
+import { receivedBundleText } from '../core/protocol/policy-bundle.js';
 import { claimedBundleOrder, claimsNewer, createMemoryPolicyBundleStore, PolicyBundleGuard, type ClaimedBundleOrder, type PolicyBundleStore } from './policy-bundle-guard.js';
 import { expiredOnOwnClock, issuedBeforeJournal } from './command-acceptance.js';
 import { UnackedTelemetry } from './telemetry/unacked-telemetry.js';
@@ -262,7 +263,7 @@ class DefaultAgentCore implements AgentCore {
   /** The signed policy bundle enforced before every command, also while the control plane is down. */
   readonly #bundle: PolicyBundleGuard;
   /** The pushed bundle waiting on the intake lane, with what it claims to be; at most one (#onPolicyBundle). */
-  #bundleWaiting: { signed: unknown; claim: ClaimedBundleOrder } | undefined;
+  #bundleWaiting: { signed: unknown; claim: ClaimedBundleOrder; bundleText: string | undefined } | undefined;
   /** Bundles dropped since the waiting one was queued (logged once each time, then summed when it is taken). */
   #bundleDropsWhileWaiting = 0;
   #bundlesDropped = 0;
@@ -440,7 +441,7 @@ class DefaultAgentCore implements AgentCore {
           this.#closeLive(live, event.reason, true);
           break;
         case 'message':
-          this.#onMessage(live, event.message.type, event.message.body);
+          this.#onMessage(live, event.message.type, event.message.body, event.message.type === 'POLICY_BUNDLE' ? receivedBundleText(event.message) : undefined);
           break;
         case 'telemetry_ack':
           this.#unacked.acked(event.throughSeq);
@@ -449,7 +450,8 @@ class DefaultAgentCore implements AgentCore {
     }
   }
 
-  #onMessage(live: LiveConnection, type: string, body: unknown): void {
+  /** `bundleText`: a POLICY_BUNDLE's bundle as received (receivedBundleText), when its frame was proven canonical. */
+  #onMessage(live: LiveConnection, type: string, body: unknown, bundleText?: string): void {
     switch (type) {
       case 'COMMAND_DELIVERY': {
         const delivery = body as MessageBody<'COMMAND_DELIVERY'>;
@@ -460,7 +462,7 @@ class DefaultAgentCore implements AgentCore {
         return;
       }
       case 'POLICY_BUNDLE':
-        this.#onPolicyBundle((body as MessageBody<'POLICY_BUNDLE'>).signed);
+        this.#onPolicyBundle((body as MessageBody<'POLICY_BUNDLE'>).signed, bundleText);
         return;
       case 'OTA_NOTICE':
         if (this.#o.onOtaNotice === undefined) this.#log.warn({}, 'OTA notice dropped: this agent has no update runner');
@@ -790,17 +792,17 @@ class DefaultAgentCore implements AgentCore {
    * version the device is about to accept). A forged claim can only displace what a hostile
    * gateway could as well have withheld.
    */
-  #onPolicyBundle(signed: unknown): void {
+  #onPolicyBundle(signed: unknown, bundleText: string | undefined): void {
     const claim = claimedBundleOrder(signed);
     const waiting = this.#bundleWaiting;
     if (waiting !== undefined) {
       const newer = claimsNewer(claim, waiting.claim);
       const dropped = newer ? waiting.claim : claim;
-      if (newer) this.#bundleWaiting = { signed, claim };
+      if (newer) this.#bundleWaiting = { signed, claim, bundleText };
       this.#dropPolicyBundle(dropped, newer ? claim : waiting.claim);
       return;
     }
-    this.#bundleWaiting = { signed, claim };
+    this.#bundleWaiting = { signed, claim, bundleText };
     this.#enqueueIntake(() => {
       const next = this.#bundleWaiting!;
       this.#bundleWaiting = undefined;
@@ -808,7 +810,7 @@ class DefaultAgentCore implements AgentCore {
         this.#log.warn({ version: next.claim.version, dropped: this.#bundleDropsWhileWaiting, code: 'POLICY_BUNDLE_VERSION_STALE' }, 'policy bundles dropped unchecked while one waited');
       }
       this.#bundleDropsWhileWaiting = 0;
-      return this.#acceptPolicyBundle(next.signed);
+      return this.#acceptPolicyBundle(next.signed, next.bundleText);
     }, true);
   }
 
@@ -824,8 +826,8 @@ class DefaultAgentCore implements AgentCore {
   }
 
   /** Verified, saved, then enforced; the answer goes back to the gateway, which reports it to the control plane. */
-  async #acceptPolicyBundle(signed: unknown): Promise<void> {
-    const { report, outcome } = await this.#bundle.offer(signed, this.#gatewayNowMs());
+  async #acceptPolicyBundle(signed: unknown, bundleText: string | undefined): Promise<void> {
+    const { report, outcome } = await this.#bundle.offer(signed, this.#gatewayNowMs(), bundleText);
     const code = report.error?.code;
     this.#o.onEvent?.({ kind: 'policy_bundle', status: report.status, version: report.version, ...(code === undefined ? {} : { code }), ...(outcome === 'held' ? { unchanged: true } : {}) });
     if (outcome === 'saved') this.#log.info({ version: report.version }, 'policy bundle accepted');

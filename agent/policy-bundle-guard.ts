@@ -108,26 +108,27 @@ export class PolicyBundleGuard {
   }
 
   /** A pushed bundle: verified against the held version, saved, then enforced. Returns the report to send. */
-  async accept(signed: unknown, nowMs: number): Promise<PolicyBundleReport> {
-    return (await this.offer(signed, nowMs)).report;
+  async accept(signed: unknown, nowMs: number, bundleText?: string): Promise<PolicyBundleReport> {
+    return (await this.offer(signed, nowMs, bundleText)).report;
   }
 
   /**
    * accept(), also saying what became of the bundle: `saved` (a new bundle, saved and now
    * enforced), `held` (the very bundle held already: accepted again, nothing written) or
-   * `refused`. Offers are taken one at a time, in order.
+   * `refused`. Offers are taken one at a time, in order. `bundleText`: the bundle's canonical text
+   * as received (core's receivedBundleText, from a frame proven canonical), checked as it is.
    */
-  offer(signed: unknown, nowMs: number): Promise<PolicyBundleOffer> {
-    const next = this.#saving.then(() => this.#accept(signed, nowMs));
+  offer(signed: unknown, nowMs: number, bundleText?: string): Promise<PolicyBundleOffer> {
+    const next = this.#saving.then(() => this.#accept(signed, nowMs, bundleText));
     this.#saving = next.catch(() => undefined);
     return next;
   }
 
-  async #accept(signed: unknown, nowMs: number): Promise<PolicyBundleOffer> {
+  async #accept(signed: unknown, nowMs: number, bundleText: string | undefined): Promise<PolicyBundleOffer> {
     const offeredVersion = versionOf(signed);
     let verified: VerifiedPolicyBundle;
     try {
-      verified = this.#verify(signed, nowMs);
+      verified = this.#verify(signed, nowMs, bundleText);
     } catch (error) {
       const typed = SdcError.is(error) ? error : new SdcError('POLICY_BUNDLE_INVALID', String(error));
       return {
@@ -164,10 +165,11 @@ export class PolicyBundleGuard {
     return commandBundleRefusal(held, command, { nowMs: gatewayNowMs, provider: this.#o.provider, sha256: this.#o.sha256 });
   }
 
-  #verify(signed: unknown, nowMs: number | undefined): VerifiedPolicyBundle {
+  #verify(signed: unknown, nowMs: number | undefined, receivedBundleText?: string): VerifiedPolicyBundle {
     const held = this.#held;
     return verifyPolicyBundle({
       signed, deviceId: this.#o.deviceId, resolveKey: this.#o.resolveKey, provider: this.#o.provider, nowMs,
+      ...(receivedBundleText === undefined ? {} : { receivedBundleText }),
       ...(held === undefined ? {} : { held: { version: held.version, issuedAtMs: held.issuedAtMs } }),
     });
   }

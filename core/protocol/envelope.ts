@@ -336,18 +336,20 @@ const signingPrefixBytes = utf8Encoder.encode(envelopeSigningPrefix);
  * again to check a signature or MAC (issue 17: a second canonicalisation per frame received).
  * `signingInput` is undefined for a frame the parser does not prove canonical; the verifier then
  * writes the fields out, as before, so such a frame is accepted or refused exactly as before.
- * `text` is the frame as the parser decoded it (strict UTF-8), for a receiver that forwards it as text.
+ * `text` is the frame as the parser decoded it (strict UTF-8), for a receiver that forwards it as text;
+ * `canonical`: the parser proved `text` is exactly canonicalize of the parsed value (StrictJsonWithForm),
+ * so a receiver may take a signed member's canonical text out of it (policy-bundle.ts).
  */
-export function decodeEnvelopeForVerify(frameBytes: Uint8Array, limits?: Partial<ProtocolLimits>): { envelope: SignedEnvelope; signingInput: Uint8Array | undefined; text: string } {
-  const { value, memberBytes, text } = parseStrictJsonWithForm(frameBytes, 'sig', limits);
+export function decodeEnvelopeForVerify(frameBytes: Uint8Array, limits?: Partial<ProtocolLimits>): { envelope: SignedEnvelope; signingInput: Uint8Array | undefined; text: string; canonical: boolean } {
+  const { value, memberBytes, text, canonical } = parseStrictJsonWithForm(frameBytes, 'sig', limits);
   const envelope = parseSignedEnvelope(value);
-  if (memberBytes === undefined) return { envelope, signingInput: undefined, text };
+  if (memberBytes === undefined) return { envelope, signingInput: undefined, text, canonical };
   const prefixLength = signingPrefixBytes.length;
   const signingInput = new Uint8Array(prefixLength + frameBytes.length - (memberBytes.end - memberBytes.start));
   signingInput.set(signingPrefixBytes, 0);
   signingInput.set(frameBytes.subarray(0, memberBytes.start), prefixLength);
   signingInput.set(frameBytes.subarray(memberBytes.end), prefixLength + memberBytes.start);
-  return { envelope, signingInput, text };
+  return { envelope, signingInput, text, canonical };
 }
 
 /** Canonical bytes of the whole envelope: what goes on the wire. */

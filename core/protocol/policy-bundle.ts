@@ -6,6 +6,7 @@ import { verifyCommandApprovals, type ApproverKey } from './approvals.js';
 import { verifyRolloutCommandApprovals } from '../ota/rollout-approval.js';
 import type { SignedCommand } from './messages/command.js';
 import { canonicalBytes, canonicalize, canonicalMembers } from './canonical-json.js';
+import type { SignedEnvelope } from './envelope.js';
 import { defaultProtocolLimits } from './limits.js';
 import {
   devicePolicyOf, evaluatePolicy, parsePolicy, policyRoles, type DeviceSelector, type Policy, type PolicyActor, type PolicyDecision, type PolicyRule,
@@ -240,6 +241,11 @@ export function verifyPolicyBundle(options: {
   provider: Ed25519Provider;
   nowMs: number | undefined;
   held?: HeldBundleVersion;
+  /**
+   * Exactly canonicalize(signed.bundle), cut from the frame it came in (receivedBundleText): the
+   * signature is checked over it instead of the bundle written out again. Only from that function.
+   */
+  receivedBundleText?: string;
 }): VerifiedPolicyBundle {
   const signed = checkShape(options.signed);
   const { bundle, sig } = signed;
@@ -310,7 +316,7 @@ interface CanonicalBundleTexts {
 }
 
 /** Returns the canonical texts the signature was checked over, for the rest of the checks. */
-function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid: string) => Uint8Array | undefined; provider: Ed25519Provider }): CanonicalBundleTexts {
+function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid: string) => Uint8Array | undefined; provider: Ed25519Provider; receivedBundleText?: string }): CanonicalBundleTexts {
   const publicKey = options.resolveKey(signed.sig.kid);
   if (publicKey === undefined) {
     throw new SdcError('POLICY_BUNDLE_SIGNATURE_INVALID', `policy bundle is signed by unknown key ${signed.sig.kid}`, { kid: signed.sig.kid });
@@ -319,7 +325,8 @@ function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid:
   // canonicalize refuses what JSON cannot carry (a lone surrogate in a description): malformed, not forged.
   let texts: CanonicalBundleTexts;
   try {
-    texts = canonicalBundleTexts(signed.bundle);
+    const received = options.receivedBundleText;
+    texts = (received === undefined ? undefined : receivedBundleTexts(signed.bundle, received)) ?? canonicalBundleTexts(signed.bundle);
   } catch (error) {
     throw new SdcError('POLICY_BUNDLE_INVALID', 'policy bundle has no canonical form', { path: '/bundle' }, { cause: error });
   }
@@ -352,6 +359,53 @@ function canonicalBundleTexts(bundle: PolicyBundleDocument): CanonicalBundleText
 }
 
 const policyMemberPrefix = '"policy":';
+
+/**
+ * The bundle's canonical text as received, and its policy's within it: the members around the
+ * policy are written from the parsed bundle (small) and must frame the text exactly; the policy
+ * (most of the bundle) is the text between them, never written again (issue 17: the bundle's
+ * canonical text was about 23 KB of the 407 KB allocated per simulated agent at start-up).
+ * Undefined when the members do not frame it (never for receivedBundleText's output): the caller
+ * then writes the texts out as before.
+ */
+function receivedBundleTexts(bundle: PolicyBundleDocument, text: string): CanonicalBundleTexts | undefined {
+  const names = plainMemberNames(bundle);
+  if (names === undefined) return undefined;
+  names.sort();
+  const policyAt = names.indexOf('policy');
+  if (policyAt === -1) return undefined;
+  const head = `{${canonicalMembers(bundle, names.slice(0, policyAt)).map((member) => `${member},`).join('')}${policyMemberPrefix}`;
+  const tail = `${canonicalMembers(bundle, names.slice(policyAt + 1)).map((member) => `,${member}`).join('')}}`;
+  if (text.length <= head.length + tail.length || !text.startsWith(head) || !text.endsWith(tail)) return undefined;
+  return { bundle: text, policy: text.slice(head.length, text.length - tail.length) };
+}
+
+/** The start of a canonical POLICY_BUNDLE frame: `body` sorts first among the envelope's members, `signed` is the body's only one, `bundle` sorts before `sig`. */
+const bundleFramePrefix = '{"body":{"signed":{"bundle":';
+
+/**
+ * canonicalize(signed.bundle), cut out of the POLICY_BUNDLE frame that carried it, when the
+ * parser proved the frame's text is exactly canonicalize of the parsed frame (DecodedMessage
+ * .canonical): that text is then `{"body":{"signed":{"bundle":` + canonicalize(bundle) + `,"sig":`
+ * + canonicalize(sig) + `}}` + the envelope's other members, all but the bundle written here from
+ * the parsed frame (a few hundred bytes) and required to match. Undefined for any other frame:
+ * the verifier writes the bundle out as before, so such a frame is accepted or refused as before.
+ */
+export function receivedBundleText(message: { readonly envelope: SignedEnvelope; readonly body: unknown; readonly text?: string; readonly canonical?: boolean }): string | undefined {
+  const { envelope, text } = message;
+  if (message.canonical !== true || text === undefined || envelope.type !== 'POLICY_BUNDLE' || envelope.body !== message.body) return undefined;
+  const signed = (message.body as { signed?: unknown }).signed as Partial<SignedPolicyBundle> | undefined;
+  if (typeof signed !== 'object' || signed === null || typeof signed.sig !== 'object' || signed.sig === null) return undefined;
+  const { body: _body, ...rest } = envelope;
+  let tail: string;
+  try {
+    tail = `,"sig":${canonicalize(signed.sig)}}},${canonicalize(rest).slice(1)}`;
+  } catch {
+    return undefined;
+  }
+  if (text.length <= bundleFramePrefix.length + tail.length || !text.startsWith(bundleFramePrefix) || !text.endsWith(tail)) return undefined;
+  return text.slice(bundleFramePrefix.length, text.length - tail.length);
+}
 
 /** The member names of a plain object whose own members are all enumerable data members named by strings; undefined otherwise. */
 function plainMemberNames(object: object): string[] | undefined {

@@ -32,6 +32,12 @@ export interface DecodedMessage<T extends MessageType = MessageType> {
   readonly bytes?: Uint8Array;
   /** The same frame as text, as the strict parser decoded it (set with `bytes`), so a forwarder need not decode it again. */
   readonly text?: string;
+  /**
+   * True when the parser proved `text` is exactly canonicalize of the parsed frame (set with
+   * `text`): a signed member's canonical text can then be cut out of it instead of written again
+   * (the agent's policy bundle check, issue 17).
+   */
+  readonly canonical?: boolean;
 }
 
 /**
@@ -71,10 +77,10 @@ export function decodeAndVerify(options: DecodeAndVerifyOptions): SignedEnvelope
 }
 
 /** decodeAndVerify, with the frame's text as the parser decoded it (DecodedMessage.text). */
-export function decodeAndVerifyFrame(options: DecodeAndVerifyOptions): { envelope: SignedEnvelope; text: string } {
+export function decodeAndVerifyFrame(options: DecodeAndVerifyOptions): { envelope: SignedEnvelope; text: string; canonical: boolean } {
   // The signing input comes from the received bytes when they are canonical (no second canonicalisation).
-  const { envelope, signingInput, text } = decodeEnvelopeForVerify(options.bytes, options.limits);
-  return { envelope: verifyDecoded(options, envelope, signingInput), text };
+  const { envelope, signingInput, text, canonical } = decodeEnvelopeForVerify(options.bytes, options.limits);
+  return { envelope: verifyDecoded(options, envelope, signingInput), text, canonical };
 }
 
 export interface DecodeAndVerifyOptions {
@@ -119,7 +125,7 @@ export function checkBody(envelope: SignedEnvelope): DecodedMessage {
   return { type: envelope.type, body: checkedBody(envelope), envelope } as DecodedMessage;
 }
 
-/** checkBody, with the frame as received (DecodedMessage.bytes and .text) in the same object. */
-export function checkedMessage(envelope: SignedEnvelope, bytes: Uint8Array, text: string): DecodedMessage {
-  return { type: envelope.type, body: checkedBody(envelope), envelope, bytes, text } as DecodedMessage;
+/** checkBody, with the frame as received (DecodedMessage.bytes, .text and .canonical) in the same object. */
+export function checkedMessage(envelope: SignedEnvelope, bytes: Uint8Array, text: string, canonical = false): DecodedMessage {
+  return { type: envelope.type, body: checkedBody(envelope), envelope, bytes, text, canonical } as DecodedMessage;
 }

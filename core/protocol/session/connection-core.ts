@@ -178,11 +178,11 @@ export abstract class ConnectionCore {
     // closure), its message built once with the bytes and text (checkedMessage), not spread into
     // a second object (issue 17: about 2 us of this function's own CPU per frame, by a profile).
     const macKeys = this.macKeys;
-    const { envelope, text } = decodeAndVerifyFrame(macKeys === undefined
+    const { envelope, text, canonical } = decodeAndVerifyFrame(macKeys === undefined
       ? { bytes, limits: this.#limits, expectDeviceId: this.#deviceId, expectSessionId: this.sessionId, resolveKey, provider: this.#signer.provider }
       : { bytes, limits: this.#limits, expectDeviceId: this.#deviceId, expectSessionId: this.sessionId, resolveKey, provider: this.#signer.provider, mac: macKeys });
     this.replay.accept({ sessionId: this.sessionId, seq: envelope.seq, ts: localTsOf === undefined ? envelope.ts : localTsOf(envelope.ts) }, nowMs);
-    const message = checkedMessage(envelope, bytes, text);
+    const message = checkedMessage(envelope, bytes, text, canonical);
     this.lastHeardMs = nowMs;
     return message;
   }

@@ -61,10 +61,11 @@ export const kvKeys = {
    */
   busTrimmed: (stream: string, group: string): string => `sdc:cp:bus-trimmed:${stream}:${group}`,
   /**
-   * The highest CRL number the gateway `gatewayId` has taken from its CRL file (decimal), raised
-   * by compare-and-set, never lowered, no TTL: a restarted gateway refuses a CRL file numbered
-   * below it (TRUST_CRL_ROLLED_BACK; server/deployment/crl-file-watch.ts, decision 0021). Per
-   * gateway, since each reads its own copy of the file (gateway-2's is as fresh as its last copy).
+   * The highest CRL the gateway `gatewayId` has taken, as the signed CRL itself (PEM), raised by
+   * compare-and-set, never lowered, no TTL: a restarted gateway refuses a CRL file numbered below
+   * it (TRUST_CRL_ROLLED_BACK) once it verifies against our intermediate; one that does not verify
+   * is ignored and written over (TRUST_CRL_RECORD_INVALID). server/deployment/crl-file-watch.ts,
+   * decision 0021.
    */
   gatewayCrlNumber: (gatewayId: string): string => `sdc:gw:crl-number:${gatewayId}`,
 } as const;

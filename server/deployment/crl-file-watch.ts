@@ -37,8 +37,13 @@ export interface CrlFreshness {
   readonly nextUpdateMs: number | null;
 }
 
-/** Where the highest CRL number taken is kept across restarts (kvKeys.gatewayCrlNumber of the gateway's id). */
-export interface CrlNumberRecord {
+/**
+ * Where the highest CRL taken is kept across restarts: the signed CRL itself (PEM), one key for
+ * the gateway (kvKeys.gatewayCrlNumber). Its number is a floor only once it verifies as our
+ * intermediate's CRL, so a writer of the store can neither raise the floor past every CRL our CA
+ * will sign nor lower it without our CA's key (decision 0021, 2026-12-06, review h9).
+ */
+export interface CrlRecord {
   readonly kv: KeyValueStore;
   readonly key: string;
 }
@@ -53,8 +58,8 @@ export interface CrlFileWatchOptions {
   readonly reloadIntervalMs?: number;
   /** Default crlStaleGraceMsDefault. */
   readonly staleGraceMs?: number;
-  /** Without one, the number is remembered for the process's life only. */
-  readonly record?: CrlNumberRecord;
+  /** Without one, the highest CRL is remembered for the process's life only. */
+  readonly record?: CrlRecord;
   /**
    * Also fetch the CRL from the control plane at each reload (`--crl-url`, decision 0021 of
    * 2026-12-06): for a gateway whose file is a copy nobody refreshes. Verified exactly as the file.
@@ -62,12 +67,18 @@ export interface CrlFileWatchOptions {
   readonly fetch?: CrlFetchOptions;
 }
 
-/** A CRL number in the record: decimal, at most 2^159 - 1 (49 digits). */
-const recordPattern = /^[0-9]{1,49}$/;
+/**
+ * The largest record read or written: the key/value stores' value limit (1 MiB by default,
+ * STORE_LIMIT past it). About 14,000 entries as PEM: a CRL larger than that is held but not
+ * recorded (logged), and the record keeps the last one that fitted, still a verified floor. A
+ * longer value found there is not one we wrote and is not parsed.
+ */
+export const crlRecordCharsMax = 1024 * 1024;
 /** Compare-and-set rounds when another process moves the record between our read and write. */
 const recordWriteAttemptsMax = 4;
 
-type RefusalCode = 'TRUST_CRL_INVALID' | 'TRUST_CRL_ROLLED_BACK';
+/** TRUST_CRL_RECORD_INVALID: the kv record holds something that is not a CRL of our intermediate (ignored, overwritten). */
+type RefusalCode = 'TRUST_CRL_INVALID' | 'TRUST_CRL_ROLLED_BACK' | 'TRUST_CRL_RECORD_INVALID';
 /** Why a fetch gave no CRL to judge: its transport, or a text that is not a CRL of our intermediate. */
 export type CrlFetchFailure = CrlFetchFailureCode | 'TRUST_CRL_INVALID';
 
@@ -80,10 +91,12 @@ export type CrlFetchFailure = CrlFetchFailureCode | 'TRUST_CRL_INVALID';
  *
  * A CRL numbered below the highest number taken is refused (TRUST_CRL_ROLLED_BACK): an older CRL
  * our CA really signed, put back in the file, would otherwise take back the revocations made since
- * (review h16). The highest number is kept in `record` (the shared key/value store), so a
- * restarted gateway refuses it too. The refused CRL's entries still count as revocations (a serial
- * our CA listed was revoked; none of our reasons is certificateHold), so a restarted gateway given
- * an older file holds at least those.
+ * (review h16). The highest CRL taken is kept in `record` (the shared key/value store) as the
+ * signed CRL itself, so a restarted gateway refuses an older file too. A record that does not verify as our intermediate's CRL is ignored (logged at
+ * error, TRUST_CRL_RECORD_INVALID, counted) and written over with the CRL held: a writer of the
+ * store cannot move the floor without our CA's key (review h9). The refused CRL's entries still
+ * count as revocations (a serial our CA listed was revoked; none of our reasons is
+ * certificateHold), so a gateway given an older file holds at least those.
  *
  * freshness() judges the CRL held against its nextUpdate on the injected clock (decision 0021).
  *
@@ -95,8 +108,12 @@ export type CrlFetchFailure = CrlFetchFailureCode | 'TRUST_CRL_INVALID';
  */
 export class CrlFileWatch {
   #taken: VerifiedCrl | undefined;
+  /** The text the CRL held was read from (what the record is written with). */
+  #takenText: string | undefined;
   /** The highest-numbered CRL refused as older since the last take: its entries count beside the one taken. */
   #older: VerifiedCrl | undefined;
+  /** The number of the CRL held that was too large to record, once logged. */
+  #unrecordedNumber: bigint | undefined;
   #serials: ReadonlySet<string> = new Set();
   readonly #refusals = new Map<RefusalCode, number>();
   readonly #fetchFailures = new Map<CrlFetchFailure, number>();
@@ -141,27 +158,23 @@ export class CrlFileWatch {
   }
 
   async reload(): Promise<void> {
-    const [fromFile, fetched] = await Promise.all([this.#readFile(), this.#fetch()]);
-    const crl = fetched !== undefined && (fromFile === undefined || fetched.crlNumber >= fromFile.crlNumber) ? fetched : fromFile;
-    const from = crl === fetched ? 'url' : 'file';
-    const recorded = await this.#readRecord();
+    const [fromFile, fetched, recorded] = await Promise.all([this.#readFile(), this.#fetch(), this.#readRecord()]);
+    const read = fetched !== undefined && (fromFile === undefined || fetched.crl.crlNumber >= fromFile.crl.crlNumber) ? fetched : fromFile;
+    const from = read === fetched ? 'url' : 'file';
     const held = this.#taken;
-    if (held !== undefined && recorded !== undefined && held.crlNumber < recorded) {
-      // Taken while the record could not be read (a store outage at start): older than one this
-      // gateway took before, so it is no longer current; its entries still count.
-      this.#taken = undefined;
-      this.#refuseOlder(held, recorded, 'held');
-    }
-    if (crl !== undefined) {
-      const floor = maxNumber(this.#taken?.crlNumber, recorded);
-      if (floor !== undefined && crl.crlNumber < floor) this.#refuseOlder(crl, floor, from);
-      else this.#take(crl);
+    // The record counts only once verified (#readRecord): a CRL our CA signed, so its number is one
+    // the CA reached, and taking it never drops a revocation the CRL held listed.
+    const floor = maxNumber(held?.crlNumber, recorded?.crl.crlNumber);
+    if (read !== undefined && (floor === undefined || read.crl.crlNumber >= floor)) {
+      this.#take(read);
+    } else {
+      if (read !== undefined) this.#refuseOlder(read.crl, floor!, from);
     }
     await this.#raiseRecord();
     this.#reportStale();
   }
 
-  async #readFile(): Promise<VerifiedCrl | undefined> {
+  async #readFile(): Promise<ReadCrl | undefined> {
     const { path, logger } = this.options;
     let pem: string;
     try {
@@ -171,7 +184,7 @@ export class CrlFileWatch {
       return undefined;
     }
     try {
-      return await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) });
+      return { crl: await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) }), text: pem };
     } catch (error) {
       this.#count('TRUST_CRL_INVALID');
       logger.error({ err: error, code: SdcError.is(error) ? error.code : undefined, path }, 'CRL file refused; keeping the last one');
@@ -180,7 +193,7 @@ export class CrlFileWatch {
   }
 
   /** The control plane's CRL, verified as the file's; undefined (logged, counted) when the fetch or the check fails. */
-  async #fetch(): Promise<VerifiedCrl | undefined> {
+  async #fetch(): Promise<ReadCrl | undefined> {
     const fetch = this.options.fetch;
     if (fetch === undefined) return undefined;
     let pem: string;
@@ -193,7 +206,7 @@ export class CrlFileWatch {
       return undefined;
     }
     try {
-      return await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) });
+      return { crl: await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) }), text: pem };
     } catch (error) {
       this.#fetchFailures.set('TRUST_CRL_INVALID', (this.#fetchFailures.get('TRUST_CRL_INVALID') ?? 0) + 1);
       this.options.logger.error({ err: error, code: 'TRUST_CRL_INVALID', url: fetch.url.href }, 'CRL fetched from the control plane refused: not a CRL of our intermediate CA; keeping the one held');
@@ -201,15 +214,16 @@ export class CrlFileWatch {
     }
   }
 
-  #take(crl: VerifiedCrl): void {
+  #take({ crl, text }: ReadCrl): void {
     this.#taken = crl;
+    this.#takenText = text;
     // Every entry of an older CRL is in this one unless its certificate expired meanwhile.
     this.#older = undefined;
     this.#serials = crl.serials;
   }
 
-  #refuseOlder(crl: VerifiedCrl, floor: bigint, from: 'file' | 'url' | 'held'): void {
-    if (from === 'held' || (from === 'file' && this.options.fetch === undefined)) this.#refuseRolledBack(crl, floor, from);
+  #refuseOlder(crl: VerifiedCrl, floor: bigint, from: 'file' | 'url'): void {
+    if (from === 'file' && this.options.fetch === undefined) this.#refuseRolledBack(crl, floor, from);
     else this.#olderExpected(crl, floor, from);
     // One older CRL is kept, the highest numbered: a lower one lists nothing more but for expired certificates.
     if (this.#older === undefined || crl.crlNumber > this.#older.crlNumber) this.#older = crl;
@@ -231,54 +245,97 @@ export class CrlFileWatch {
         : 'CRL file is older than the highest CRL this gateway has taken (a copy made before the CRLs fetched since); keeping the one held');
   }
 
-  #refuseRolledBack(crl: VerifiedCrl, floor: bigint, from: 'file' | 'held'): void {
+  #refuseRolledBack(crl: VerifiedCrl, floor: bigint, from: 'file'): void {
     this.#count('TRUST_CRL_ROLLED_BACK');
     this.options.logger.error({ code: 'TRUST_CRL_ROLLED_BACK', from, path: this.options.path, url: this.options.fetch?.url.href, crlNumber: crl.crlNumber.toString(), highestCrlNumber: floor.toString() },
       'CRL refused: numbered below the highest CRL this gateway has taken; keeping the one held, and counting its entries as revocations');
   }
 
-  /** The record's number; undefined when there is none, it cannot be read (logged, the process's own number still holds) or is not a number. */
-  async #readRecord(): Promise<bigint | undefined> {
+  /**
+   * The record's CRL once it verifies; undefined when there is none, it cannot be read (logged, the
+   * CRL held still holds) or it does not verify: then it is ignored, logged at error
+   * (TRUST_CRL_RECORD_INVALID) and counted, and #raiseRecord writes the CRL held over it.
+   */
+  async #readRecord(): Promise<ReadCrl | undefined> {
     const record = this.options.record;
     if (record === undefined) return undefined;
+    let text: string | null;
     try {
-      const text = await record.kv.get(record.key);
-      if (text === null) return undefined;
-      if (recordPattern.test(text)) return BigInt(text);
-      this.options.logger.error({ key: record.key }, 'the highest CRL number record is not a number; it is written again from the CRL held');
+      text = await record.kv.get(record.key);
     } catch (error) {
-      this.options.logger.warn({ err: error, key: record.key }, 'the highest CRL number record cannot be read; judged on this process\'s own until the next reload');
+      this.options.logger.warn({ err: error, key: record.key }, 'the highest CRL record cannot be read; judged on the CRL held until the next reload');
+      return undefined;
     }
+    if (text === null) return undefined;
+    const verified = await this.#verifyRecord(text);
+    if ('crl' in verified) return { crl: verified.crl, text };
+    this.#count('TRUST_CRL_RECORD_INVALID');
+    this.options.logger.error({ err: verified.error, code: 'TRUST_CRL_RECORD_INVALID', key: record.key, chars: text.length },
+      'the highest CRL record is not a CRL of our intermediate CA: ignored (it sets no floor and drops nothing held) and written over with the CRL held');
     return undefined;
+  }
+
+  /** A record's text as our intermediate's CRL: the CRL held when the text is the one it was read from (no second verification). */
+  async #verifyRecord(text: string): Promise<{ crl: VerifiedCrl } | { error: unknown }> {
+    if (this.#taken !== undefined && text === this.#takenText) return { crl: this.#taken };
+    if (text.length > crlRecordCharsMax) return { error: new SdcError('TRUST_CRL_RECORD_INVALID', `the record holds ${text.length} characters, above ${crlRecordCharsMax}`) };
+    try {
+      return { crl: await readVerifiedCrl({ pem: text, issuer: parseCertificate(this.options.intermediateCaPem) }) };
+    } catch (error) {
+      return { error };
+    }
   }
 
   /**
    * Raises the record to the CRL held (compare-and-set, never lowered): after each take, and at
-   * each reload, so a record the store lost (a wipe) is written again while the gateway runs. A
-   * failure is logged and tried again at the next reload.
+   * each reload, so a record the store lost (a wipe) or one that does not verify is written again
+   * while the gateway runs. Only a verified CRL numbered at or above the one held is left in place.
+   * A failure is logged and tried again at the next reload.
    */
   async #raiseRecord(): Promise<void> {
     const record = this.options.record;
-    const number = this.#taken?.crlNumber;
-    if (record === undefined || number === undefined) return;
+    const taken = this.#taken;
+    const text = this.#takenText;
+    if (record === undefined || taken === undefined || text === undefined) return;
+    if (text.length > crlRecordCharsMax) {
+      // Once per CRL taken: the same CRL is not recorded at the next reload either.
+      if (this.#unrecordedNumber !== taken.crlNumber) {
+        this.#unrecordedNumber = taken.crlNumber;
+        this.options.logger.warn({ key: record.key, crlNumber: taken.crlNumber.toString(), chars: text.length, charsMax: crlRecordCharsMax },
+          'the CRL held is larger than the highest CRL record may be: not recorded (the record keeps the last one that fitted; a restart holds at least that)');
+      }
+      return;
+    }
     try {
       for (let attempt = 0; attempt < recordWriteAttemptsMax; attempt += 1) {
-        const text = await record.kv.get(record.key);
-        if (text !== null && recordPattern.test(text) && BigInt(text) >= number) return;
-        const written = text === null
-          ? await record.kv.set(record.key, number.toString(), { onlyIfAbsent: true })
-          : await record.kv.compareAndSet(record.key, text, number.toString());
+        const current = await record.kv.get(record.key);
+        if (current === text) return;
+        if (current !== null) {
+          const verified = await this.#verifyRecord(current);
+          if ('crl' in verified && verified.crl.crlNumber >= taken.crlNumber) return;
+        }
+        const written = current === null
+          ? await record.kv.set(record.key, text, { onlyIfAbsent: true })
+          : await record.kv.compareAndSet(record.key, current, text);
         if (written) return;
       }
-      this.options.logger.warn({ key: record.key }, 'the highest CRL number record kept moving; written at the next reload');
+      this.options.logger.warn({ key: record.key }, 'the highest CRL record kept moving; written at the next reload');
     } catch (error) {
-      this.options.logger.warn({ err: error, key: record.key }, 'the highest CRL number record not written; tried again at the next reload');
+      this.options.logger.warn({ err: error, key: record.key }, 'the highest CRL record not written; tried again at the next reload');
     }
   }
 
-  /** One error line per reload while the CRL held is past nextUpdate + grace: the loud part of fail-open. */
+  /**
+   * One error line per reload while the CRL held is past nextUpdate + grace, or none is held: the
+   * loud part of fail-open, and under fail-closed the reason every new AUTH is refused.
+   */
   #reportStale(): void {
     const freshness = this.freshness();
+    if (freshness.state === 'none') {
+      this.options.logger.error({ code: 'TRUST_CRL_STALE', state: 'none', path: this.options.path, url: this.options.fetch?.url.href },
+        'the gateway holds no CRL (no file, no fetch and no record that verify, or only older ones refused): revocations reach it only through the key/value store, and under fail-closed every new AUTH is refused');
+      return;
+    }
     if (freshness.state !== 'stale') return;
     this.options.logger.error({
       code: 'TRUST_CRL_STALE', path: this.options.path, crlNumber: freshness.crlNumber?.toString(),
@@ -301,6 +358,12 @@ export class CrlFileWatch {
 const fetchFailureCodes: ReadonlySet<string> = new Set<CrlFetchFailureCode>(['TRUST_CRL_FETCH_FAILED', 'TRUST_CRL_FETCH_TIMEOUT', 'TRUST_CRL_FETCH_REFUSED', 'TRUST_CRL_FETCH_TOO_LARGE']);
 function isFetchFailureCode(code: string): code is CrlFetchFailureCode {
   return fetchFailureCodes.has(code);
+}
+
+/** A verified CRL and the text it was read from. */
+interface ReadCrl {
+  readonly crl: VerifiedCrl;
+  readonly text: string;
 }
 
 function maxNumber(a: bigint | undefined, b: bigint | undefined): bigint | undefined {

@@ -1,7 +1,8 @@
-// The highest CRL number a gateway took, kept in the shared key/value store (decision 0021): a
+// The highest CRL a gateway took, kept signed in the shared key/value store (decision 0021): a
 // restarted gateway (a new CrlFileWatch on the same record) refuses an older CRL our CA really
-// signed, put back in the file, as the running one does. On the memory store, ioredis-mock and,
-// with REDIS_URL, real Redis.
+// signed, put back in the file, as the running one does; a record that is not a CRL of our
+// intermediate is ignored and written over (review h9). On the memory store,
+// ioredis-mock and, with REDIS_URL, real Redis.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -34,7 +35,7 @@ if (redisUrl !== undefined && redisUrl !== '') {
 // Without REDIS_URL the Redis variant is not run; the memory store and ioredis-mock take the same steps.
 
 for (const variant of variants) {
-  describe(`the highest CRL number taken outlives a gateway restart, on ${variant.name}`, () => {
+  describe(`the highest CRL taken outlives a gateway restart, on ${variant.name}`, () => {
     let pki: TestPki;
     let dir: string;
     const now = new Date();
@@ -44,10 +45,20 @@ for (const variant of variants) {
     });
     after(() => rm(dir, { recursive: true, force: true }));
 
+    const key = kvKeys.gatewayCrlNumber('gw-r');
+    /** A watch on the gateway's record, its error lines kept. */
+    function watchOn(kv: KeyValueStore, path: string, time: VirtualTime) {
+      const lines: Array<{ code?: string; state?: string; msg: string }> = [];
+      const logger = pino({ level: 'error' }, { write: (line: string) => { lines.push(JSON.parse(line) as { code?: string; msg: string }); } });
+      const watch = new CrlFileWatch({
+        path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, clock: time, logger, record: { kv, key },
+      });
+      return { watch, lines };
+    }
+
     it('a restarted gateway refuses an older CRL put back (TRUST_CRL_ROLLED_BACK), still counting its entries, and takes the next newer one', async () => {
       const kv = variant.open();
-      const key = kvKeys.gatewayCrlNumber('gw-r');
-      const path = join(dir, 'crl.pem');
+      const path = join(dir, 'crl-restart.pem');
       const store = new MemoryRevocationStore();
       await store.revoke('a1', 'keyCompromise', now);
       const older = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
@@ -56,43 +67,78 @@ for (const variant of variants) {
       await store.revoke('c3', 'keyCompromise', now);
       const newest = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
       const time = new VirtualTime(now.getTime());
-      const watchOn = () => new CrlFileWatch({
-        path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, clock: time, logger: pino({ level: 'silent' }), record: { kv, key },
-      });
       try {
         await writeFile(path, newer);
-        const first = watchOn();
+        const first = watchOn(kv, path, time).watch;
         await first.start();
-        assert.equal(await kv.get(key), '2', 'the number taken is recorded');
+        assert.equal(await kv.get(key), newer, 'the signed CRL taken is recorded');
         first.stop();
 
         await writeFile(path, older);
-        const restarted = watchOn();
+        const restarted = watchOn(kv, path, time).watch;
         await restarted.start();
         assert.deepEqual(restarted.freshness(), { state: 'none', crlNumber: null, nextUpdateMs: null }, 'the older CRL is not taken');
         assert.deepEqual([...restarted.refusals()], [['TRUST_CRL_ROLLED_BACK', 1]]);
         assert.deepEqual([...restarted.serials()], ['a1'], 'its entries still count as revocations');
-        assert.equal(await kv.get(key), '2', 'the record is never lowered');
+        assert.equal(await kv.get(key), newer, 'the record is never lowered');
 
         await writeFile(path, newest);
         await restarted.reload();
         assert.equal(restarted.freshness().crlNumber, 3n);
         assert.deepEqual([...restarted.serials()].sort(), ['a1', 'b2', 'c3']);
-        assert.equal(await kv.get(key), '3');
+        assert.equal(await kv.get(key), newest);
 
         // A store that lost the record (a wipe) has it written again at the next reload.
         await kv.del(key);
         await restarted.reload();
-        assert.equal(await kv.get(key), '3');
-
-        // A CRL taken while the record could not be read (here: the record moved past it behind the
-        // gateway's back) is no longer current once the record is read again; its entries still count.
-        await kv.set(key, '9');
-        await restarted.reload();
-        assert.equal(restarted.freshness().state, 'none');
-        assert.deepEqual([...restarted.serials()].sort(), ['a1', 'b2', 'c3']);
-        assert.equal(await kv.get(key), '9');
+        assert.equal(await kv.get(key), newest);
         restarted.stop();
+      } finally {
+        await kv.del(key);
+        await kv.close();
+      }
+    });
+
+    it('a record a store writer put there (a huge number, text, another CA\'s CRL) sets no floor and drops nothing held: ignored, logged TRUST_CRL_RECORD_INVALID, counted, written over', async () => {
+      const kv = variant.open();
+      const path = join(dir, 'crl-poison.pem');
+      const store = new MemoryRevocationStore();
+      const time = new VirtualTime(now.getTime());
+      const otherPki = await makeTestPki(new Date(now.getTime() - 60_000));
+      const foreign = (await generateCrl({ issuer: otherPki.intermediate, store: new MemoryRevocationStore(), now })).pem;
+      const written = ['9'.repeat(49), 'not a CRL', foreign];
+      try {
+        let current = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
+        await writeFile(path, current);
+        const { watch, lines } = watchOn(kv, path, time);
+        await watch.start();
+        let invalid = 0;
+        for (const [index, value] of written.entries()) {
+          await kv.set(key, value);
+          // The CRL held is kept through a reload that reads the record...
+          await watch.reload();
+          invalid += 1;
+          assert.equal(watch.freshness().state, 'fresh', `record ${index}: the CRL held is kept`);
+          assert.equal(watch.refusals().get('TRUST_CRL_RECORD_INVALID'), invalid, `record ${index}: counted`);
+          assert.equal(lines.filter((line) => line.code === 'TRUST_CRL_RECORD_INVALID').length, invalid, `record ${index}: logged at error with its code`);
+          assert.equal(await kv.get(key), current, `record ${index}: written over with the CRL held`);
+          // ...and a newer CRL our CA signs is taken, also by a restarted gateway reading the record first.
+          await kv.set(key, value);
+          await store.revoke(`e${index}`, 'keyCompromise', now);
+          const next = await generateCrl({ issuer: pki.intermediate, store, now });
+          current = next.pem;
+          await writeFile(path, current);
+          const restarted = watchOn(kv, path, time).watch;
+          await restarted.start();
+          assert.equal(restarted.freshness().crlNumber, next.crlNumber, `record ${index}: a restarted gateway takes the newer CRL`);
+          assert.ok(restarted.serials().has(`e${index}`));
+          restarted.stop();
+          await watch.reload();
+          assert.deepEqual([watch.freshness().state, watch.freshness().crlNumber], ['fresh', next.crlNumber], `record ${index}: the running gateway takes the newer CRL`);
+          assert.equal(await kv.get(key), current);
+        }
+        assert.equal(watch.refusals().get('TRUST_CRL_ROLLED_BACK'), undefined);
+        watch.stop();
       } finally {
         await kv.del(key);
         await kv.close();
@@ -100,3 +146,15 @@ for (const variant of variants) {
     });
   });
 }
+
+it('a gateway that holds no CRL says so at error with its code at each reload (state none is as loud as stale)', async () => {
+  const lines: Array<{ code?: string; state?: string }> = [];
+  const logger = pino({ level: 'error' }, { write: (line: string) => { lines.push(JSON.parse(line) as { code?: string }); } });
+  const time = new VirtualTime();
+  const pki = await makeTestPki(new Date(Date.now() - 60_000));
+  const watch = new CrlFileWatch({ path: join(tmpdir(), `sdc-no-crl-${randomBytes(4).toString('hex')}.pem`), intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, clock: time, logger });
+  await watch.reload();
+  await watch.reload();
+  assert.equal(watch.freshness().state, 'none');
+  assert.deepEqual(lines.map((line) => [line.code, line.state]), [['TRUST_CRL_STALE', 'none'], ['TRUST_CRL_STALE', 'none']]);
+});

@@ -119,7 +119,7 @@ export class ServiceMetrics {
       name: 'sdc_gateway_crl_next_update_timestamp_seconds', help: 'nextUpdate of the CRL the gateway holds, Unix seconds (0: none)', registers, collect,
     });
     this.crlFilesRefused = new Counter({
-      name: 'sdc_gateway_crl_files_refused_total', help: 'CRL file reads refused by the gateway, by code: TRUST_CRL_INVALID (does not parse or verify), TRUST_CRL_ROLLED_BACK (numbered below the highest taken); counted at each reload while the file stays so',
+      name: 'sdc_gateway_crl_files_refused_total', help: 'CRL file reads refused by the gateway, by code: TRUST_CRL_INVALID (does not parse or verify), TRUST_CRL_ROLLED_BACK (numbered below the highest taken), and TRUST_CRL_RECORD_INVALID (the key/value CRL record is not a CRL of our intermediate; written over); counted at each reload while it stays so',
       labelNames: ['code'], registers, collect,
     });
     this.crlFetchFailures = new Counter({

@@ -29,6 +29,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { longFilesFirst } from './test-file-order.mjs';
 import { cacheDir, cachePathOf, refreshCache } from './test-ts-cache.mjs';
+import { newStoreNamespace, storeNamespaceVariable, sweepStores } from './test-store-sweep.mjs';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
 const sourceDirs = ['core', 'runtime', 'trust', 'server', 'agent', 'kernel', 'sim', 'chaos', 'bench', 'viewer', 'cli', 'test'];
@@ -102,7 +103,7 @@ if (files.length === 0) {
  * A test file that runs longer than this has hung. Generous: the end-to-end files take a minute on
  * an idle machine and several on one busy with other work; none should fail for being slow.
  */
-const testFileTimeoutMs = 900_000;
+const testFileTimeoutMs = Number(process.env.SDC_TEST_FILE_TIMEOUT_MS) || 900_000; // the override for test/run-tests.test.ts's hanging fixture
 /**
  * Test files at once. Three on a 2-core machine: many end-to-end files wait on sockets, child
  * processes and fault windows, so two left a core idle (clean clone, 3 December: 2 files 14:28 wall
@@ -116,6 +117,8 @@ refreshCache();
 const reportDir = mkdtempSync(join(tmpdir(), 'sdc-test-report-'));
 const reportFile = join(reportDir, 'report.jsonl');
 const cpuFile = join(reportDir, 'cpu.jsonl');
+// The run's own namespace for the real stores, never inherited (a run inside a test would sweep its parent's): scripts/test-store-sweep.mjs.
+const storeNamespace = newStoreNamespace();
 try {
   // Not `node --test FILES`: node 20 sorts those by path and so ignores longFilesFirst (scripts/run-test-files.mjs).
   const result = spawnSync(process.execPath, [
@@ -130,7 +133,7 @@ try {
   ], {
     cwd: root, stdio: 'inherit',
     env: {
-      ...process.env, SDC_TEST_CPU_FILE: cpuFile,
+      ...process.env, SDC_TEST_CPU_FILE: cpuFile, [storeNamespaceVariable]: storeNamespace,
       // SDC_TS_IMPORT: the children the tests fork from the sources read the same compiled files,
       // through the hooks (runtime/fork-module.ts); the test files run without.
       SDC_TS_IMPORT: pathToFileURL(join(root, 'scripts', 'test-ts-register.mjs')).href,
@@ -143,6 +146,13 @@ try {
   printCpuFiles(readRecords(cpuFile).filter((r) => r.kind === 'fileCpu'));
   printFailures(records.filter((r) => r.kind === 'failure'));
   process.exitCode = result.status ?? 1;
+  // A run that did not pass may have had a file killed (its timeout) or crashed before removing its
+  // keys and databases; the files of a passing run removed their own. SDC_TEST_KEEP_STORES=1 keeps them.
+  const { REDIS_URL: redisUrl, MYSQL_URL: mysqlUrl } = process.env;
+  if (result.status !== 0 && (redisUrl || mysqlUrl) && process.env.SDC_TEST_KEEP_STORES !== '1') {
+    const swept = await sweepStores({ namespace: storeNamespace, redisUrl, mysqlUrl });
+    if (swept.length > 0) process.stdout.write(['', ...swept].join('\n') + '\n');
+  }
 } finally {
   rmSync(reportDir, { recursive: true, force: true });
 }

@@ -1,17 +1,19 @@
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { longestFiles, longFilesFirst } from '../scripts/test-file-order.mjs';
+import { sweepMysqlDatabases, sweepRedisKeys } from '../scripts/test-store-sweep.mjs';
+import { databaseExists, keysUnder } from '../server/stores/leftovers-test-support.js';
 
 const runTests = fileURLToPath(new URL('../scripts/run-tests.mjs', import.meta.url));
 const runTestFiles = fileURLToPath(new URL('../scripts/run-test-files.mjs', import.meta.url));
 
 /** The environment for a test run of its own: without NODE_TEST_CONTEXT, which would make node skip the files as a nested run. */
-function childEnv(fixture: '1' | 'mirror' | ''): NodeJS.ProcessEnv {
+function childEnv(fixture: '1' | 'mirror' | 'stores' | ''): NodeJS.ProcessEnv {
   const { NODE_TEST_CONTEXT: _nested, ...env } = process.env;
   return { ...env, SDC_RUN_TESTS_FIXTURE: fixture };
 }
@@ -133,5 +135,34 @@ describe('scripts/run-tests.mjs', () => {
     assert.equal(run.status, 0, run.stdout + run.stderr);
     assert.match(run.stdout, /^ℹ pass 1$/m);
     assert.doesNotMatch(run.stdout, /^TAP version/m);
+  });
+
+  const redisUrl = process.env['REDIS_URL'];
+  const mysqlUrl = process.env['MYSQL_URL'];
+  it('removes the keys and databases under its namespace that a test file killed at its timeout left', { skip: redisUrl && mysqlUrl ? false : 'REDIS_URL and MYSQL_URL are not set' }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdc-run-stores-'));
+    const marker = join(dir, 'made.json');
+    try {
+      // The fixture makes two keys and a database under the run's namespace and hangs until the file timeout kills it.
+      const run = spawnSync(process.execPath, [runTests, 'test/fixtures/run-tests-stores-fixture.test.ts'], {
+        env: { ...childEnv('stores'), SDC_RUN_TESTS_STORES_MARKER: marker, SDC_TEST_FILE_TIMEOUT_MS: '10000' }, encoding: 'utf8', timeout: 120_000,
+      });
+      assert.equal(run.status, 1, run.stdout + run.stderr);
+      assert.match(run.stdout, /timed out|cancelled/, run.stdout);
+      const made = JSON.parse(readFileSync(marker, 'utf8')) as { keys: string[]; database: string };
+      assert.match(run.stdout, /^Redis: 2 keys left under the run's namespace [0-9a-f]{16} removed$/m, run.stdout);
+      assert.match(run.stdout, new RegExp(`^MySQL: 1 databases left with the run's namespace dropped \\(${made.database}\\)$`, 'm'), run.stdout);
+      for (const key of made.keys) assert.deepEqual(await keysUnder(redisUrl!, key.slice(0, key.lastIndexOf(':') + 1)), [], key);
+      assert.equal(await databaseExists(mysqlUrl!, made.database), false, made.database);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to sweep under a namespace that is short, empty or not hex (never a broad pattern)', async () => {
+    for (const namespace of ['', 'abc', '0123456789a', '*', 'sdc-e2e-0123456789', '0123456789ABCDEF']) {
+      await assert.rejects(sweepRedisKeys('redis://127.0.0.1:1', namespace), /refusing to sweep/, JSON.stringify(namespace));
+      await assert.rejects(sweepMysqlDatabases('mysql://root@127.0.0.1:1/test', namespace), /refusing to sweep/, JSON.stringify(namespace));
+    }
   });
 });

@@ -21,6 +21,7 @@ import { otaCutScenario } from './chaos-real/ota-cut.js';
 import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type RepositoryKeys } from '../../server/ota/repository-init.js';
 import { prepareProbes, probeTraces, runProbes, type ProbeKit, type ProbeOutcome } from './chaos-real/outside-probes.js';
 import { parseScenario, type Scenario } from '../../sim/scenario.js';
+import { testStoreNamespace } from '../../server/stores/test-store-namespace.js';
 import {
   midStartLatencyMs, midStartLossViolations, rideOutLossMidStart, rideOutStartOutage, startOutageRetry, type MidStartLossFacts, type StartOutageFacts,
 } from './chaos-real/start-outage.js';
@@ -451,8 +452,10 @@ export async function runChaosScenario(options: ChaosRunOptions): Promise<ChaosR
 const signalCleanupBoundMs = 10_000;
 
 /** The run's Redis key prefix and MySQL database: its own, so that only these are removed at its end. */
-const runKeyPrefix = (tag: string): string => `sdc-chaos-${tag}:`;
-const runDatabaseName = (tag: string): string => `sdc_chaos_${tag}`;
+// Under the test runner, its namespace (hex, '' otherwise) comes before the tag: the runner removes
+// a killed test's run stores (scripts/test-store-sweep.mjs).
+const runKeyPrefix = (tag: string): string => `sdc-chaos-${testStoreNamespace()}${tag}:`;
+const runDatabaseName = (tag: string): string => `sdc_chaos_${testStoreNamespace()}${tag}`;
 
 /**
  * A MySQL database of the run's own on the server --mysql names (dropped at the end): a run shares

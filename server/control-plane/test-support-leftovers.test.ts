@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { sourceLoaderExecArgv } from '../../runtime/fork-module.js';
 import { makeHarness, storePairs, type KvFactory } from './test-support.js';
 import { databaseExists, keysUnder } from '../stores/leftovers-test-support.js';
+import { testStoreNamespace } from '../stores/test-store-namespace.js';
 
 const redisUrl = process.env['REDIS_URL'];
 const mysqlUrl = process.env['MYSQL_URL'];
@@ -27,7 +28,8 @@ describe('control-plane test helpers: what they leave on the real stores', { ski
       await h.close();
       await real!.sql.cleanup();
     }
-    assert.match(prefix, /^cp-test-[0-9a-f]{8}:$/);
+    // The test runner's namespace first (server/stores/test-store-namespace.ts): the runner removes them if the file is killed.
+    assert.match(prefix, new RegExp(`^cp-test-${testStoreNamespace()}[0-9a-f]{8}:$`));
     assert.deepEqual(await keysUnder(redisUrl!, prefix), []);
   });
 
@@ -41,7 +43,7 @@ describe('control-plane test helpers: what they leave on the real stores', { ski
       await db.close();
       process.stdout.write(new URL(target.url).pathname.slice(1));`;
     const { stdout } = await promisify(execFile)(process.execPath, [...sourceLoaderExecArgv(), '--input-type=module', '-e', script], { env: { ...process.env, SDC_TEST_KEEP_STORES: '' } });
-    assert.match(stdout, /^sdc_cp_\d+_[0-9a-f]{8}$/);
+    assert.match(stdout, new RegExp(`^sdc_cp_\\d+_${testStoreNamespace()}[0-9a-f]{8}$`));
     assert.equal(await databaseExists(mysqlUrl!, stdout), false, `${stdout} is still on the server`);
   });
 });

@@ -16,6 +16,7 @@ import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { createMysqlDatabase } from '../stores/sql/mysql-database.js';
 import { removeKeysWithPrefix } from '../stores/redis-prefix-cleanup.js';
+import { testStoreTag } from '../stores/test-store-namespace.js';
 import { mysql2PromiseLibrary } from '../stores/store-libraries.js';
 import { openSqlJsDatabase } from '../stores/sql/sqljs-database.js';
 import type { SqlDatabase, SqlTransaction } from '../stores/sql/sql-port.js';
@@ -142,7 +143,8 @@ function dropAtExit(url: string, name: string): void {
 
 /** A MySQL database of its own per target, so parallel test files never share tables; dropped by cleanup() or, at the latest, when the process exits. */
 export function mysqlTarget(url: string): SqlTarget {
-  const databaseName = `sdc_cp_${process.pid}_${randomBytes(4).toString('hex')}`;
+  // The run's namespace in the name (testStoreTag): the runner drops it if this process is killed first.
+  const databaseName = `sdc_cp_${process.pid}_${testStoreTag()}`;
   const testUrl = new URL(url);
   testUrl.pathname = `/${databaseName}`;
   let created = false;
@@ -214,7 +216,7 @@ export async function makeHarness(target: SqlTarget, options: {
   const materials = await initDeployment({ dataDir: dir, clock, random: systemRandom });
   const db = await target.open(dir);
   const bus = new MemoryStreamBus({ clock, scheduler: systemScheduler });
-  const keyPrefix = `cp-test-${randomBytes(4).toString('hex')}:`;
+  const keyPrefix = `cp-test-${testStoreTag()}:`;
   const kv = options.kv?.(keyPrefix) ?? createEmbeddedKeyValueStore({ keyPrefix });
   const cp = await createControlPlane({
     materials, stores: { sql: db, bus: options.wrapBus?.(bus) ?? bus, kv }, clock, random: systemRandom, scheduler: systemScheduler,

@@ -26,7 +26,8 @@ import { revokedSerialsOfCrl } from '../../trust/crl.js';
 import { pkiPaths } from '../../trust/pki-directory.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
-import { fastGateway, runTag, storeTargets, type StoreTarget } from './support/e2e-harness.js';
+import { testStoreNamespace } from '../../server/stores/test-store-namespace.js';
+import { fastGateway, mysqlAdmin, ownDatabaseName, ownDatabaseUrl, runTag, storeTargets, type StoreTarget } from './support/e2e-harness.js';
 
 const provider = createNodeEd25519Provider();
 const operator = { name: 'e2e-operator', role: 'admin' as const };
@@ -47,7 +48,10 @@ function material(deviceId: string, seed: Uint8Array, certPem: string): DeviceMa
 for (const target of storeTargets()) {
   describe(`revocation holds on ${target.name} stores`, () => {
     const tag = runTag();
-    const keyPrefix = `sdc-e2e-rev-${tag}:`;
+    // The test runner's namespace in the store names (the runner removes them if this file is killed);
+    // a MySQL database of its own, not the shared one the URL names.
+    const storeTag = `${testStoreNamespace()}${tag}`;
+    const keyPrefix = `sdc-e2e-rev-${storeTag}:`;
     let dataDir: string;
     let materials: DeploymentMaterials;
     let deployment: Deployment;
@@ -57,7 +61,7 @@ for (const target of storeTargets()) {
       return startDeployment({
         materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
         ...(target.redisUrl ? { redisUrl: target.redisUrl, keyPrefix } : {}),
-        ...(target.mysqlUrl ? { mysqlUrl: target.mysqlUrl } : {}),
+        ...(target.mysqlUrl ? { mysqlUrl: ownDatabaseUrl(target.mysqlUrl, storeTag) } : {}),
         scryptParams: { N: 1024, r: 8, p: 1 }, gateway: fastGateway,
         controlPlaneTuning: { expirySweepIntervalMs: 500, redeliverySweepIntervalMs: 500, redispatchIntervalMs: 3_000 },
       });
@@ -108,12 +112,14 @@ for (const target of storeTargets()) {
     before(async () => {
       dataDir = await mkdtemp(join(tmpdir(), 'sdc-e2e-rev-'));
       materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
+      if (target.mysqlUrl) await mysqlAdmin(target.mysqlUrl, `CREATE DATABASE \`${ownDatabaseName(storeTag)}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
       deployment = await start();
     });
     after(async () => {
       for (const socket of sockets) socket.terminate();
       await deployment?.stop();
       if (target.redisUrl) await deleteKeysWithPrefix(target.redisUrl, keyPrefix);
+      if (target.mysqlUrl) await mysqlAdmin(target.mysqlUrl, `DROP DATABASE IF EXISTS \`${ownDatabaseName(storeTag)}\``);
       await rm(dataDir, { recursive: true, force: true });
     });
 

@@ -19,6 +19,8 @@ import { commandTerminalStates, type CommandState } from '../../../core/protocol
 import type { Opcode } from '../../../core/protocol/messages/opcodes.js';
 import { httpsJson } from '../../../runtime/https-json.js';
 import { removeKeysWithPrefix } from '../../../server/stores/redis-prefix-cleanup.js';
+import { testStoreNamespace } from '../../../server/stores/test-store-namespace.js';
+import { mysql2PromiseLibrary } from '../../../server/stores/store-libraries.js';
 import { systemClock, systemRandom, systemScheduler } from '../../../runtime/system.js';
 
 /** Which store pair a deployment runs on. The real pair only when both URLs are in the environment. */
@@ -39,6 +41,25 @@ export function storeTargets(): StoreTarget[] {
 /** A tag unique to this run: device and user names carry it, since the MySQL database is shared. */
 export function runTag(): string {
   return Buffer.from(systemRandom.bytes(4)).toString('hex');
+}
+
+/** An e2e deployment's own MySQL database (MySQL names are at most 64 characters: 8 + 32 + 8 here). */
+export const ownDatabaseName = (storeTag: string): string => `sdc_e2e_${storeTag}`;
+
+/** `mysqlUrl` naming the deployment's own database instead of the one it names (the shared `test`). */
+export function ownDatabaseUrl(mysqlUrl: string, storeTag: string): string {
+  const url = new URL(mysqlUrl);
+  url.pathname = `/${ownDatabaseName(storeTag)}`;
+  return url.toString();
+}
+
+/** One statement on its own connection to the server `mysqlUrl` names (mysql2 loaded only by the real-store runs). */
+export async function mysqlAdmin(mysqlUrl: string, sql: string): Promise<void> {
+  // No database on the connection: the one the URL names may not be there yet (a test's own, made later).
+  const server = new URL(mysqlUrl);
+  server.pathname = '/';
+  const connection = await mysql2PromiseLibrary().createConnection({ uri: server.toString() });
+  try { await connection.query(sql); } finally { await connection.end().catch(() => undefined); }
 }
 
 /** Every JSON line the services log, kept in memory (bounded) so tests can assert what was logged. */
@@ -87,6 +108,8 @@ export interface E2eSystem {
   readonly deployment: Deployment;
   readonly target: StoreTarget;
   readonly keyPrefix: string;
+  /** The deployment's own MySQL database on the server the target's URL names (created by startE2e, dropped by stop()); undefined on the embedded stores. */
+  readonly mysqlDatabase: string | undefined;
   readonly tag: string;
   readonly logs: LogCapture;
   readonly token: string;
@@ -114,7 +137,10 @@ export interface StartE2eOptions {
 export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
   const dataDir = await mkdtemp(join(tmpdir(), 'sdc-e2e-'));
   const tag = runTag();
-  const keyPrefix = `sdc-e2e-${tag}:`;
+  // The test runner's namespace (hex, '' outside it) in the key prefix and the database name: the
+  // runner removes what a killed test file's deployment left.
+  const storeTag = `${testStoreNamespace()}${tag}`;
+  const keyPrefix = `sdc-e2e-${storeTag}:`;
   const logs = new LogCapture();
   const logger = pino({ level: 'info' }, logs.stream());
   const materials = await initDeployment({ dataDir, clock: systemClock, random: systemRandom });
@@ -122,7 +148,7 @@ export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
   const deploymentOptions: StartDeploymentOptions = {
     materials, clock: systemClock, random: systemRandom, scheduler: systemScheduler, logger,
     ...(target.redisUrl ? { redisUrl: target.redisUrl, keyPrefix } : {}),
-    ...(target.mysqlUrl ? { mysqlUrl: target.mysqlUrl } : {}),
+    ...(target.mysqlUrl ? { mysqlUrl: ownDatabaseUrl(target.mysqlUrl, storeTag) } : {}),
     scryptParams: { N: 1024, r: 8, p: 1 },
     gateway: { ...fastGateway, ...options.gateway },
     // Short sweeps, so that recovery after a crash fits the tests' waits.
@@ -130,10 +156,19 @@ export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
   };
   // The run's own keys (sdc-e2e-<tag>:*) are removed when it stops, or here when its start fails;
   // SDC_TEST_KEEP_STORES=1 keeps them for a post-mortem. They were left behind (3,000 on a day's Redis).
+  // Likewise its own MySQL database, sdc_e2e_<tag> (it wrote into the shared database the URL names,
+  // `test`, and left 26 tables there; parallel files shared those tables).
   const removeKeys = async () => {
-    if (target.redisUrl && process.env.SDC_TEST_KEEP_STORES !== '1') await removeKeysWithPrefix(target.redisUrl, keyPrefix);
+    if (process.env.SDC_TEST_KEEP_STORES === '1') return;
+    // Both tried, whichever fails.
+    const removed = await Promise.allSettled([
+      target.redisUrl ? removeKeysWithPrefix(target.redisUrl, keyPrefix) : undefined,
+      target.mysqlUrl ? mysqlAdmin(target.mysqlUrl, `DROP DATABASE IF EXISTS \`${ownDatabaseName(storeTag)}\``) : undefined,
+    ]);
+    for (const outcome of removed) if (outcome.status === 'rejected') throw outcome.reason;
   };
   await options.beforeStart?.(dataDir);
+  if (target.mysqlUrl) await mysqlAdmin(target.mysqlUrl, `CREATE DATABASE \`${ownDatabaseName(storeTag)}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
   const deployment = await startDeployment(deploymentOptions).catch(async (error: unknown) => { await removeKeys().catch(() => undefined); throw error; });
   const apiUrl = deployment.apiUrl;
   const controlPlane = deployment.controlPlane;
@@ -151,7 +186,7 @@ export async function startE2e(options: StartE2eOptions): Promise<E2eSystem> {
   const extraStops: Array<() => Promise<void>> = [];
   const gatewayPort = deployment.gatewayServer.address.port;
   return {
-    dataDir, materials, deployment, target, keyPrefix, tag, logs, token, api, apiUrl, agents,
+    dataDir, materials, deployment, target, keyPrefix, mysqlDatabase: target.mysqlUrl ? ownDatabaseName(storeTag) : undefined, tag, logs, token, api, apiUrl, agents,
     async crashAndRestartGateway(downMs) {
       deployment.gatewayServer.kill();
       deployment.gateway.abort();

@@ -1,0 +1,5 @@
+export declare const storeNamespaceVariable: 'SDC_TEST_STORE_NAMESPACE';
+export declare function newStoreNamespace(): string;
+export declare function sweepRedisKeys(url: string, namespace: string): Promise<number>;
+export declare function sweepMysqlDatabases(url: string, namespace: string): Promise<string[]>;
+export declare function sweepStores(options: { namespace: string; redisUrl?: string; mysqlUrl?: string }): Promise<string[]>;

@@ -1,7 +1,7 @@
 // The highest CRL a gateway took, kept signed in the shared key/value store (decision 0021): a
-// restarted gateway (a new CrlFileWatch on the same record) refuses an older CRL our CA really
-// signed, put back in the file, as the running one does; a record that is not a CRL of our
-// intermediate is ignored and written over (review h9). On the memory store,
+// restarted gateway (a new CrlFileWatch on the same record) holds it and refuses an older CRL our
+// CA really signed, put back in the file, as the running one does; a record that is not a CRL of
+// our intermediate is ignored and written over (review h9). On the memory store,
 // ioredis-mock and, with REDIS_URL, real Redis.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -56,7 +56,7 @@ for (const variant of variants) {
       return { watch, lines };
     }
 
-    it('a restarted gateway refuses an older CRL put back (TRUST_CRL_ROLLED_BACK), still counting its entries, and takes the next newer one', async () => {
+    it('a restarted gateway given an older CRL file holds the record\'s CRL, refuses the file (TRUST_CRL_ROLLED_BACK), and takes the next newer one', async () => {
       const kv = variant.open();
       const path = join(dir, 'crl-restart.pem');
       const store = new MemoryRevocationStore();
@@ -77,9 +77,10 @@ for (const variant of variants) {
         await writeFile(path, older);
         const restarted = watchOn(kv, path, time).watch;
         await restarted.start();
-        assert.deepEqual(restarted.freshness(), { state: 'none', crlNumber: null, nextUpdateMs: null }, 'the older CRL is not taken');
-        assert.deepEqual([...restarted.refusals()], [['TRUST_CRL_ROLLED_BACK', 1]]);
-        assert.deepEqual([...restarted.serials()], ['a1'], 'its entries still count as revocations');
+        assert.equal(restarted.freshness().state, 'fresh', 'the record\'s CRL, verified, is held: never none while a verified record exists');
+        assert.equal(restarted.freshness().crlNumber, 2n);
+        assert.deepEqual([...restarted.refusals()], [['TRUST_CRL_ROLLED_BACK', 1]], 'the older file is refused');
+        assert.deepEqual([...restarted.serials()].sort(), ['a1', 'b2']);
         assert.equal(await kv.get(key), newer, 'the record is never lowered');
 
         await writeFile(path, newest);
@@ -93,6 +94,26 @@ for (const variant of variants) {
         await restarted.reload();
         assert.equal(await kv.get(key), newest);
         restarted.stop();
+      } finally {
+        await kv.del(key);
+        await kv.close();
+      }
+    });
+
+    it('a gateway restarted with no CRL of its own (no file, no fetch yet) starts with the record\'s CRL: fresh, its revocations held', async () => {
+      const kv = variant.open();
+      const store = new MemoryRevocationStore();
+      await store.revoke('d4', 'keyCompromise', now);
+      const signed = await generateCrl({ issuer: pki.intermediate, store, now });
+      const time = new VirtualTime(now.getTime());
+      try {
+        await kv.set(key, signed.pem);
+        const { watch, lines } = watchOn(kv, join(dir, 'no-such-file.pem'), time);
+        await watch.start();
+        assert.deepEqual(watch.freshness(), { state: 'fresh', crlNumber: signed.crlNumber, nextUpdateMs: signed.nextUpdate.getTime() });
+        assert.deepEqual([...watch.serials()], ['d4']);
+        assert.deepEqual(lines, [], 'nothing to report');
+        watch.stop();
       } finally {
         await kv.del(key);
         await kv.close();

@@ -61,13 +61,13 @@ export const kvKeys = {
    */
   busTrimmed: (stream: string, group: string): string => `sdc:cp:bus-trimmed:${stream}:${group}`,
   /**
-   * The highest CRL the gateway `gatewayId` has taken, as the signed CRL itself (PEM), raised by
-   * compare-and-set, never lowered, no TTL: a restarted gateway refuses a CRL file numbered below
-   * it (TRUST_CRL_ROLLED_BACK) once it verifies against our intermediate; one that does not verify
-   * is ignored and written over (TRUST_CRL_RECORD_INVALID). server/deployment/crl-file-watch.ts,
-   * decision 0021.
+   * The highest CRL any gateway of the deployment has taken, as the signed CRL itself (PEM),
+   * raised by compare-and-set, never lowered, no TTL; one key for the deployment. A gateway takes
+   * it once it verifies against our intermediate when it is the highest it has, and refuses a CRL
+   * file numbered below it (TRUST_CRL_ROLLED_BACK); one that does not verify is ignored and written
+   * over (TRUST_CRL_RECORD_INVALID). server/deployment/crl-file-watch.ts, decision 0021.
    */
-  gatewayCrlNumber: (gatewayId: string): string => `sdc:gw:crl-number:${gatewayId}`,
+  gatewayCrl: 'sdc:gw:crl',
 } as const;
 
 /**

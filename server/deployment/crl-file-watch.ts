@@ -39,7 +39,7 @@ export interface CrlFreshness {
 
 /**
  * Where the highest CRL taken is kept across restarts: the signed CRL itself (PEM), one key for
- * the gateway (kvKeys.gatewayCrlNumber). Its number is a floor only once it verifies as our
+ * the whole deployment (kvKeys.gatewayCrl). Its number is a floor only once it verifies as our
  * intermediate's CRL, so a writer of the store can neither raise the floor past every CRL our CA
  * will sign nor lower it without our CA's key (decision 0021, 2026-12-06, review h9).
  */
@@ -92,8 +92,9 @@ export type CrlFetchFailure = CrlFetchFailureCode | 'TRUST_CRL_INVALID';
  * A CRL numbered below the highest number taken is refused (TRUST_CRL_ROLLED_BACK): an older CRL
  * our CA really signed, put back in the file, would otherwise take back the revocations made since
  * (review h16). The highest CRL taken is kept in `record` (the shared key/value store) as the
- * signed CRL itself: a restarted gateway verifies it and takes it when it is the highest it has,
- * so it starts with every revocation it took before and refuses an older file too. A record that does not verify as our intermediate's CRL is ignored (logged at
+ * signed CRL itself, one for the deployment: a restarted or new gateway verifies it and takes it
+ * when it is the highest it has, so it starts with every revocation any gateway took and refuses
+ * an older file too. A record that does not verify as our intermediate's CRL is ignored (logged at
  * error, TRUST_CRL_RECORD_INVALID, counted) and written over with the CRL held: a writer of the
  * store cannot move the floor without our CA's key (review h9). The refused CRL's entries still
  * count as revocations (a serial our CA listed was revoked; none of our reasons is
@@ -171,7 +172,7 @@ export class CrlFileWatch {
     } else {
       // The record's CRL is taken when it is the highest this gateway has: a restarted gateway
       // whose file is older, or whose fetch landed on an API replica that has not re-signed since,
-      // holds the newest CRL recorded, never none (review h9, finding 3).
+      // holds the newest CRL any gateway took, never none (review h9, finding 3).
       if (recorded !== undefined && (held === undefined || recorded.crl.crlNumber > held.crlNumber)) this.#take(recorded);
       if (read !== undefined) this.#refuseOlder(read.crl, floor!, from);
     }

@@ -1,7 +1,7 @@
-// The highest CRL a gateway took, kept signed in the shared key/value store (decision 0021): a
-// restarted gateway (a new CrlFileWatch on the same record) holds it and refuses an older CRL our
-// CA really signed, put back in the file, as the running one does; a record that is not a CRL of
-// our intermediate is ignored and written over (review h9). On the memory store,
+// The highest CRL any gateway took, kept signed in the shared key/value store (decision 0021): a
+// restarted or new gateway (a new CrlFileWatch on the same record) holds it and refuses an older
+// CRL our CA really signed, put back in the file, as the running one does; a record that is not a
+// CRL of our intermediate is ignored and written over (review h9). On the memory store,
 // ioredis-mock and, with REDIS_URL, real Redis.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -45,13 +45,12 @@ for (const variant of variants) {
     });
     after(() => rm(dir, { recursive: true, force: true }));
 
-    const key = kvKeys.gatewayCrlNumber('gw-r');
-    /** A watch on the gateway's record, its error lines kept. */
+    /** A watch on the deployment's record, its error lines kept. */
     function watchOn(kv: KeyValueStore, path: string, time: VirtualTime) {
       const lines: Array<{ code?: string; state?: string; msg: string }> = [];
       const logger = pino({ level: 'error' }, { write: (line: string) => { lines.push(JSON.parse(line) as { code?: string; msg: string }); } });
       const watch = new CrlFileWatch({
-        path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, clock: time, logger, record: { kv, key },
+        path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, clock: time, logger, record: { kv, key: kvKeys.gatewayCrl },
       });
       return { watch, lines };
     }
@@ -71,7 +70,7 @@ for (const variant of variants) {
         await writeFile(path, newer);
         const first = watchOn(kv, path, time).watch;
         await first.start();
-        assert.equal(await kv.get(key), newer, 'the signed CRL taken is recorded');
+        assert.equal(await kv.get(kvKeys.gatewayCrl), newer, 'the signed CRL taken is recorded');
         first.stop();
 
         await writeFile(path, older);
@@ -81,33 +80,33 @@ for (const variant of variants) {
         assert.equal(restarted.freshness().crlNumber, 2n);
         assert.deepEqual([...restarted.refusals()], [['TRUST_CRL_ROLLED_BACK', 1]], 'the older file is refused');
         assert.deepEqual([...restarted.serials()].sort(), ['a1', 'b2']);
-        assert.equal(await kv.get(key), newer, 'the record is never lowered');
+        assert.equal(await kv.get(kvKeys.gatewayCrl), newer, 'the record is never lowered');
 
         await writeFile(path, newest);
         await restarted.reload();
         assert.equal(restarted.freshness().crlNumber, 3n);
         assert.deepEqual([...restarted.serials()].sort(), ['a1', 'b2', 'c3']);
-        assert.equal(await kv.get(key), newest);
+        assert.equal(await kv.get(kvKeys.gatewayCrl), newest);
 
         // A store that lost the record (a wipe) has it written again at the next reload.
-        await kv.del(key);
+        await kv.del(kvKeys.gatewayCrl);
         await restarted.reload();
-        assert.equal(await kv.get(key), newest);
+        assert.equal(await kv.get(kvKeys.gatewayCrl), newest);
         restarted.stop();
       } finally {
-        await kv.del(key);
+        await kv.del(kvKeys.gatewayCrl);
         await kv.close();
       }
     });
 
-    it('a gateway restarted with no CRL of its own (no file, no fetch yet) starts with the record\'s CRL: fresh, its revocations held', async () => {
+    it('a new gateway with no CRL of its own (a new pod) starts with the record\'s CRL: fresh, its revocations held', async () => {
       const kv = variant.open();
       const store = new MemoryRevocationStore();
       await store.revoke('d4', 'keyCompromise', now);
       const signed = await generateCrl({ issuer: pki.intermediate, store, now });
       const time = new VirtualTime(now.getTime());
       try {
-        await kv.set(key, signed.pem);
+        await kv.set(kvKeys.gatewayCrl, signed.pem);
         const { watch, lines } = watchOn(kv, join(dir, 'no-such-file.pem'), time);
         await watch.start();
         assert.deepEqual(watch.freshness(), { state: 'fresh', crlNumber: signed.crlNumber, nextUpdateMs: signed.nextUpdate.getTime() });
@@ -115,7 +114,7 @@ for (const variant of variants) {
         assert.deepEqual(lines, [], 'nothing to report');
         watch.stop();
       } finally {
-        await kv.del(key);
+        await kv.del(kvKeys.gatewayCrl);
         await kv.close();
       }
     });
@@ -135,16 +134,16 @@ for (const variant of variants) {
         await watch.start();
         let invalid = 0;
         for (const [index, value] of written.entries()) {
-          await kv.set(key, value);
+          await kv.set(kvKeys.gatewayCrl, value);
           // The CRL held is kept through a reload that reads the record...
           await watch.reload();
           invalid += 1;
           assert.equal(watch.freshness().state, 'fresh', `record ${index}: the CRL held is kept`);
           assert.equal(watch.refusals().get('TRUST_CRL_RECORD_INVALID'), invalid, `record ${index}: counted`);
           assert.equal(lines.filter((line) => line.code === 'TRUST_CRL_RECORD_INVALID').length, invalid, `record ${index}: logged at error with its code`);
-          assert.equal(await kv.get(key), current, `record ${index}: written over with the CRL held`);
+          assert.equal(await kv.get(kvKeys.gatewayCrl), current, `record ${index}: written over with the CRL held`);
           // ...and a newer CRL our CA signs is taken, also by a restarted gateway reading the record first.
-          await kv.set(key, value);
+          await kv.set(kvKeys.gatewayCrl, value);
           await store.revoke(`e${index}`, 'keyCompromise', now);
           const next = await generateCrl({ issuer: pki.intermediate, store, now });
           current = next.pem;
@@ -156,12 +155,12 @@ for (const variant of variants) {
           restarted.stop();
           await watch.reload();
           assert.deepEqual([watch.freshness().state, watch.freshness().crlNumber], ['fresh', next.crlNumber], `record ${index}: the running gateway takes the newer CRL`);
-          assert.equal(await kv.get(key), current);
+          assert.equal(await kv.get(kvKeys.gatewayCrl), current);
         }
         assert.equal(watch.refusals().get('TRUST_CRL_ROLLED_BACK'), undefined);
         watch.stop();
       } finally {
-        await kv.del(key);
+        await kv.del(kvKeys.gatewayCrl);
         await kv.close();
       }
     });

@@ -300,10 +300,11 @@ export async function startDeployment(options: StartDeploymentOptions): Promise<
     // control plane publishes, the same for this in-process gateway and a gateway-only process;
     // revocation also reads the CRL file the control plane writes, which holds without the kv store.
     const { crlPath } = pkiPaths(materials.dataDir);
-    // The highest CRL number taken is kept per gateway id in the shared store, so a restart refuses an older file too (decision 0021).
+    // The highest CRL taken (signed, verified before use) is kept once for the deployment in the
+    // shared store: a restarted or new gateway starts with it and refuses an older file (decision 0021).
     const crl = new CrlFileWatch({
       path: crlPath, intermediateCaPem: materials.intermediateCaPem, scheduler, clock, logger: logger.child({ role: 'gateway' }),
-      record: { kv: stores.kv, key: kvKeys.gatewayCrlNumber(options.gatewayId ?? 'gw-1') },
+      record: { kv: stores.kv, key: kvKeys.gatewayCrl },
       ...(options.crlStale?.graceMs === undefined ? {} : { staleGraceMs: options.crlStale.graceMs }),
       ...(options.crlUrl === undefined ? {} : {
         fetch: { url: options.crlUrl, caPem: materials.rootCaPem, ...(options.crlFetchTimeoutMs === undefined ? {} : { timeoutMs: options.crlFetchTimeoutMs }) },

@@ -50,11 +50,12 @@ describe('a gateway with no CRL file fetches it from the control plane (--crl-ur
     return dir;
   }
 
-  async function startGateway(withCrlUrl: boolean): Promise<Deployment> {
+  /** A gateway-only process on gw-2's files; `gatewayId` as a Kubernetes pod's name (`--gateway-id=$(POD_NAME)`). */
+  async function startGateway(withCrlUrl: boolean, gatewayId = 'gw-2'): Promise<Deployment> {
     const gatewayMaterials = await loadGatewayMaterials({ dataDir: gatewayDir, clock: systemClock, gatewayId: 'gw-2' });
     const gateway = await startDeployment({
       materials: gatewayMaterials, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
-      controlPlane: false, redisUrl: redisUrl!, keyPrefix, gatewayId: 'gw-2', gateway: fastGateway,
+      controlPlane: false, redisUrl: redisUrl!, keyPrefix, gatewayId, gateway: fastGateway,
       ...(withCrlUrl ? { crlUrl: new URL('/v1/crl', controlPlane.apiUrl) } : {}),
     });
     gateways.push(gateway);
@@ -107,5 +108,15 @@ describe('a gateway with no CRL file fetches it from the control plane (--crl-ur
     assert.match(exposition, new RegExp(`^sdc_gateway_crl_number ${revoked.crl_number}$`, 'm'), 'the CRL the revocation signed');
     assert.match(exposition, /^sdc_gateway_crl_state\{state="fresh"\} 1$/m);
     assert.equal(await outcome(gateway, device), 'TRUST_CERT_REVOKED');
+
+    // A new pod (another name, as --gateway-id=$(POD_NAME) gives each) with no CRL file and no
+    // fetch yet starts with the deployment's one record, not a record of its own (review h9,
+    // findings 2 and 3): it holds that CRL, fresh, and refuses the revoked device as revoked.
+    const pod = await startGateway(false, `sdc-gateway-${runTag()}`);
+    const podExposition = await pod.metrics.registry.metrics();
+    assert.match(podExposition, new RegExp(`^sdc_gateway_crl_number ${revoked.crl_number}$`, 'm'), 'the record\'s CRL');
+    assert.match(podExposition, /^sdc_gateway_crl_state\{state="fresh"\} 1$/m);
+    assert.equal(await outcome(pod, device), 'TRUST_CERT_REVOKED');
+    assert.equal(await controlPlane.stores.kv.get('sdc:gw:crl-number:gw-2'), null, 'no per-gateway record is left behind');
   });
 });

@@ -33,10 +33,10 @@ export async function startReplacementGateway(options: {
   deployment: Deployment; materials: DeploymentMaterials; gatewayId: string; tuning: Partial<GatewayCoreOptions>; logger: Logger;
 }): Promise<ReplacementGateway> {
   const { deployment, materials, logger } = options;
-  // The same record as the crashed gateway's (its id): the replacement refuses a CRL below the one it had taken.
+  // The deployment's CRL record: the replacement starts with the highest CRL any gateway took and refuses an older file.
   const crl = new CrlFileWatch({
     path: pkiPaths(materials.dataDir).crlPath, intermediateCaPem: materials.intermediateCaPem, scheduler: systemScheduler, clock: systemClock, logger,
-    record: { kv: deployment.stores.kv, key: kvKeys.gatewayCrlNumber(options.gatewayId) },
+    record: { kv: deployment.stores.kv, key: kvKeys.gatewayCrl },
   });
   await crl.start();
   const core = createGatewayCore({

@@ -4,10 +4,12 @@
 // (SDC_TEST_STORE_NAMESPACE, 16 lowercase hex characters). The tests' harnesses put it into their
 // Redis key prefixes and MySQL database names (server/stores/test-store-namespace.ts) and remove
 // their data when they finish; a test file whose process was killed (the runner's file timeout) or
-// crashed cannot, so after a run that did not pass the runner deletes every key and database whose
-// name carries the namespace. All the run's files have ended by then, and no other run shares it.
-// ioredis and mysql2 are loaded only then, and only for a store whose URL is set: a passing run,
-// and a run without the real stores, loads neither.
+// crashed cannot, so after the run the runner deletes every key and database whose name carries the
+// namespace, and says what it found (a passing file's missed clean-up shows there too). All the
+// run's files have ended by then, and no other run shares it. ioredis and mysql2 are loaded only
+// then, and only for a store whose URL is set: a run without the real stores loads neither.
+// Cost, 6 December 2026 (load average 10): a sweep with nothing to remove on both stores, ioredis and
+// mysql2 loaded, 0.18-0.19 s of CPU and 0.21-0.26 s wall (3 runs), once per run of the runner.
 import { randomBytes } from 'node:crypto';
 
 export const storeNamespaceVariable = 'SDC_TEST_STORE_NAMESPACE';

@@ -68,7 +68,11 @@ for (const pair of pairs) {
     let h: Harness | undefined;
     const harness = async (): Promise<Harness> => {
       h ??= await makeHarness(armedSql(pair.sql), {
-        kv: (keyPrefix) => armedKv(pair.kv?.(keyPrefix) ?? createEmbeddedKeyValueStore({ keyPrefix: `${keyPrefix}h8-${randomBytes(3).toString('hex')}:` })),
+        // The pair's removeKeys kept, so that close() removes the harness's keys on Redis (5 sdc:revoked keys were left each run).
+        kv: Object.assign(
+          (keyPrefix: string) => armedKv(pair.kv?.(keyPrefix) ?? createEmbeddedKeyValueStore({ keyPrefix: `${keyPrefix}h8-${randomBytes(3).toString('hex')}:` })),
+          pair.kv?.removeKeys === undefined ? {} : { removeKeys: pair.kv.removeKeys },
+        ),
       });
       return h;
     };

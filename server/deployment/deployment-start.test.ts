@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { get as httpsGet } from 'node:https';
 import { createConnection as connectTcp, createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -13,6 +12,7 @@ import pino from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import { systemClock, systemRandom, systemScheduler } from '../../runtime/system.js';
 import { deleteKeysWithPrefix, testKeyPrefix } from '../stores/redis-test-keys.js';
+import { testStoreTag } from '../stores/test-store-namespace.js';
 import { startDeployment, type Deployment, type StartDeploymentOptions } from './deployment.js';
 import { initDeployment, type DeploymentMaterials } from '../materials/materials.js';
 import type { ReadinessReport } from './readiness.js';
@@ -234,7 +234,7 @@ describe('startDeployment: ports, readiness and stores that are not up yet (embe
 });
 
 describe('startDeployment against MySQL and Redis that come up late and go away', { skip: mysqlUrl && redisUrl ? false : 'needs MYSQL_URL and REDIS_URL; the embedded suite above covers ports, readiness and the give-up path' }, () => {
-  const databaseName = `sdc_start_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const databaseName = `sdc_start_${process.pid}_${testStoreTag()}`;
   const keyPrefix = testKeyPrefix('deploy-start');
   before(async () => {
     const admin = await connectMysql({ uri: mysqlUrl! });

@@ -1,9 +1,12 @@
-import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { testStoreTag } from './test-store-namespace.js';
 
-/** A key prefix unique to this test process, so test files sharing a Redis server never collide. */
+/**
+ * A key prefix unique to this test process, so test files sharing a Redis server never collide; the
+ * test runner's namespace inside (testStoreTag), so that the runner removes the keys of a killed file.
+ */
 export function testKeyPrefix(kind: string): string {
-  return `sdc-test:${kind}:${process.pid}:${randomBytes(4).toString('hex')}:`;
+  return `sdc-test:${kind}:${process.pid}:${testStoreTag()}:`;
 }
 
 /** Deletes every key under `prefix` (SCAN, bounded batches). */

@@ -522,8 +522,14 @@ describe('the operator console in Chromium against a real deployment', { skip },
     // Stateful like the API: the view reads the list again every few seconds while a rollout is in progress.
     let current: typeof rollout = rollout;
     await page.route('**/v1/rollouts?limit=50', (route) => route.fulfill({ json: { items: [current] } }));
+    const askedAuthority: string[] = [];
     await page.route('**/v1/rollouts/*/*', (route) => {
       const action = new URL(route.request().url()).pathname.split('/').at(-1)!;
+      // A paused card asks whether this operator may resume it (decision 0019): a question, not an action.
+      if (action === 'resume-authority' && route.request().method() === 'GET') {
+        askedAuthority.push(current.status);
+        return route.fulfill({ json: { status: current.status, safety_stop: null, verdict: current.status === 'paused' ? 'allowed' : 'not_paused' } });
+      }
       posted.push(action);
       current = { ...rollout, status: action === 'pause' ? 'paused' : 'aborted', pause_reason: action === 'pause' ? 'operator' : null } as typeof rollout;
       return route.fulfill({ json: current });
@@ -541,6 +547,9 @@ describe('the operator console in Chromium against a real deployment', { skip },
       await card.getByRole('button', { name: `Pause rollout ${rollout.id}` }).click();
       await card.getByTestId('rollout-status').filter({ hasText: 'paused' }).waitFor();
       await card.getByText('paused by an operator').waitFor();
+      // The server said this operator may resume: the button is offered, and only after it asked.
+      await card.getByRole('button', { name: `Resume rollout ${rollout.id}`, exact: true }).waitFor();
+      assert.ok(askedAuthority.includes('paused'), 'the card asked for the resume authority of the paused rollout');
       await card.getByRole('button', { name: `Abort rollout ${rollout.id}`, exact: true }).click();
       await card.getByTestId('rollout-confirm').waitFor();
       assert.deepEqual(posted, ['pause'], 'an abort waits for its confirmation');

@@ -9,6 +9,12 @@
 export const otaKeys = {
   /** The current OTA_NOTICE body for a device (canonical JSON); expires with the execution. */
   notice: (deviceId: string): string => `sdc:ota:notice:${deviceId}`,
+  /**
+   * When the newest presigned artifact URL the control plane put in this execution's notice
+   * expires (decimal ms on the control plane's clock); the key expires with that URL. A device's
+   * `artifact_url_expired` is answered with a new URL only when this one is (nearly) expired.
+   */
+  artifactUrlExpiry: (executionId: string): string => `sdc:ota:artifact-url-expiry:${executionId}`,
 } as const;
 
 export const otaChannels = {

@@ -384,6 +384,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       onExecutionFinished: (state) => { metrics.otaExecutionFinished(state); },
       // sdc_ota_notice_refusals_unaudited_total: repeats (a replayed frame) and reports on ended executions.
       onNoticeRefusalUnaudited: (reason) => { metrics.otaNoticeRefusalsUnaudited.inc({ reason }); },
+      // sdc_ota_artifact_urls_not_renewed_total: artifact_url_expired reports while the newest URL is valid (a replay), or on ended executions.
+      onArtifactUrlNotRenewed: (reason) => { metrics.otaArtifactUrlsNotRenewed.inc({ reason }); },
     },
     ...(options.otaRolloutSweepIntervalMs === undefined ? {} : { rolloutSweepIntervalMs: options.otaRolloutSweepIntervalMs }),
     ...(options.otaArtifactBytesMax === undefined ? {} : { artifactBytesMax: options.otaArtifactBytesMax }),

@@ -40,6 +40,7 @@ export class ServiceMetrics {
   readonly agentUptime: Gauge<'stat'>;
   readonly otaExecutions: Counter<'state' | 'outcome'>;
   readonly otaNoticeRefusalsUnaudited: Counter<'reason'>;
+  readonly otaArtifactUrlsNotRenewed: Counter<'reason'>;
   readonly crlState: Gauge<'state'>;
   readonly crlNumber: Gauge;
   readonly crlNextUpdate: Gauge;
@@ -132,6 +133,12 @@ export class ServiceMetrics {
       labelNames: ['reason'], registers,
     });
     for (const reason of ['repeat', 'ended']) this.otaNoticeRefusalsUnaudited.inc({ reason }, 0);
+    this.otaArtifactUrlsNotRenewed = new Counter({
+      name: 'sdc_ota_artifact_urls_not_renewed_total',
+      help: 'Devices\' artifact_url_expired OTA reports answered without a newly presigned URL: reannounced (the newest URL is still good for over a quarter of its lifetime; the stored notice announced again, nothing signed), unexpired (the same, announced again within the re-push interval already: nothing done, e.g. a replayed frame), ended (the execution is over)',
+      labelNames: ['reason'], registers,
+    });
+    for (const reason of ['reannounced', 'unexpired', 'ended']) this.otaArtifactUrlsNotRenewed.inc({ reason }, 0);
     // Every series from zero, so rate() sees the first execution of each state.
     for (const state of executionTerminalStates) this.otaExecutions.inc({ state, outcome: executionOutcome[state] }, 0);
   }

@@ -28,7 +28,7 @@ export interface OtaOptions {
   readonly artifactBytesMax?: number;
   readonly schedules?: Partial<Record<'snapshot' | 'timestamp', OnlineRoleSchedule>>;
   /** The rollout coordinator's signer, frame check and tuning (rollouts.ts). */
-  readonly rollouts: Pick<RolloutServiceOptions, 'signer' | 'verifyReportFrame' | 'policy' | 'timeouts' | 'directorLifetimeMs' | 'onExecutionFinished' | 'onNoticeRefusalUnaudited' | 'approvals'>;
+  readonly rollouts: Pick<RolloutServiceOptions, 'signer' | 'verifyReportFrame' | 'policy' | 'timeouts' | 'directorLifetimeMs' | 'onExecutionFinished' | 'onNoticeRefusalUnaudited' | 'onArtifactUrlNotRenewed' | 'approvals'>;
 }
 
 /**

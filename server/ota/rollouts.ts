@@ -86,6 +86,8 @@ export interface RolloutServiceOptions {
   readonly onExecutionFinished?: (state: ExecutionState) => void;
   /** Counts `notice_refused` reports taken but not audited, by why (the metrics hook): see #noticeRefused. */
   readonly onNoticeRefusalUnaudited?: (reason: NoticeRefusalUnaudited) => void;
+  /** Counts `artifact_url_expired` reports answered without a new URL, by why (the metrics hook): see #artifactUrlExpired. */
+  readonly onArtifactUrlNotRenewed?: (reason: ArtifactUrlNotRenewed) => void;
   /** Lifetime of the presigned artifact URL in each notice (60..3600 s; default artifactUrlExpirySecondsDefault). */
   readonly artifactUrlExpirySeconds?: number;
   /**
@@ -131,6 +133,16 @@ const noticeRefusalCodes: ReadonlySet<string> = new Set(['OTA_NOTICE_STATE_UNSIG
 export function noticeRefusedCounterName(executionId: string, code: string): string {
   return `ota_notice_refused:${executionId}:${noticeRefusalCodes.has(code) ? code : 'other'}`;
 }
+
+/**
+ * Why an `artifact_url_expired` report got no new URL: `reannounced`, the newest URL the control
+ * plane issued for the execution is still good for more than a quarter of its lifetime, so the
+ * stored notice (which carries it) was announced again and nothing was signed (the device may
+ * have missed that notice, or its clock runs ahead); `unexpired`, the same but announced again
+ * within noticeRepushIntervalMs already, so nothing was done (a replayed frame); `ended`, the
+ * execution is over.
+ */
+export type ArtifactUrlNotRenewed = 'reannounced' | 'unexpired' | 'ended';
 
 /** Reboot, health check and the control plane's nonce all fit in it; a device silent for longer is rolled back by its kernel. */
 export const commitWatchdogMsDefault = 15 * 60_000;
@@ -732,11 +744,25 @@ export class RolloutService {
     const sha256 = (notice.director.signed as { targets?: Array<{ hashes?: { sha256?: unknown } }> }).targets?.[0]?.hashes?.sha256;
     if (typeof sha256 !== 'string') return undefined;
     try {
-      return await this.#o.releases.presignArtifact(sha256, this.#o.artifactUrlExpirySeconds ?? artifactUrlExpirySecondsDefault);
+      const lifetimeMs = this.#artifactUrlLifetimeMs();
+      const url = await this.#o.releases.presignArtifact(sha256, lifetimeMs / 1_000);
+      if (url !== undefined) {
+        // When it expires (#artifactUrlExpired renews only near that); the record goes with the URL.
+        const expiresAtMs = this.#ctx.clock.nowMs() + lifetimeMs;
+        await this.#ctx.kv.set(otaKeys.artifactUrlExpiry(notice.execution_id), String(expiresAtMs), { ttlMs: lifetimeMs }).catch((error: unknown) => {
+          // Without it the device's next ask is answered with a new URL, as before the record existed: the URL is still sent.
+          this.#ctx.logger.warn({ err: error, execution_id: notice.execution_id }, 'OTA artifact URL expiry not recorded');
+        });
+      }
+      return url;
     } catch (error) {
       this.#ctx.logger.warn({ err: error, execution_id: notice.execution_id }, 'no presigned artifact URL for the OTA notice; the device uses the TUF targets route');
       return undefined;
     }
+  }
+
+  #artifactUrlLifetimeMs(): number {
+    return (this.#o.artifactUrlExpirySeconds ?? artifactUrlExpirySecondsDefault) * 1_000;
   }
 
   /** A device's OTA_REPORT frame from the events stream. Refusals throw typed errors (the consumer logs and acks them). */
@@ -753,9 +779,7 @@ export class RolloutService {
       return;
     }
     if (report.event === 'artifact_url_expired') {
-      // Asking again (the device keeps its partial download): the notice goes out with a freshly presigned URL,
-      // still saying cancel when a cancel after the commit is being rolled back.
-      if (!isTerminal(executionTable, execution.state)) await this.#pushNotice(execution);
+      await this.#artifactUrlExpired(execution, data.gateway_id, nowMs);
       return;
     }
     // The agent sends its reports again whenever the notice comes again (each AUTH): one for an execution that ended, or a
@@ -786,6 +810,51 @@ export class RolloutService {
       return;
     }
     await this.#apply(execution, decision, event, report.error?.code ?? null, actors.device(data.device_id));
+  }
+
+  /**
+   * The device asks for a new artifact URL (the one it holds was refused with 403, or expired
+   * before use; it keeps its partial download). The frame is signed but carries nothing fresh, so
+   * a gateway could replay one forever, and each answer used to be a newly presigned URL and a
+   * notice push. A new URL (a push of the notice, still saying cancel when a cancel after the
+   * commit is being rolled back) only when the newest URL issued for this execution is expired or
+   * has at most a quarter of its lifetime left (its expiry is recorded at each push, in the
+   * key/value store, so every control plane sees it): a download that outlived its URL always
+   * gets one, a replay at most one per URL lifetime. Otherwise the stored notice, which carries
+   * that newest URL, is announced again (nothing signed), at most once per noticeRepushIntervalMs
+   * per execution: a device that missed that notice, or whose clock runs ahead (after its first
+   * ask it tries the URL it is given), still gets the URL. Not refused: a throw would dead-letter
+   * every replayed frame; logged and counted (onArtifactUrlNotRenewed).
+   */
+  async #artifactUrlExpired(execution: StoredExecution, gatewayId: string, nowMs: number): Promise<void> {
+    const fields = { device_id: execution.deviceId, execution_id: execution.executionId, gateway_id: gatewayId };
+    const notRenewed = (reason: ArtifactUrlNotRenewed): void => {
+      this.#o.onArtifactUrlNotRenewed?.(reason);
+      this.#ctx.logger.info({ ...fields, state: execution.state, reason }, 'OTA artifact URL not renewed (the newest one is still valid, or the execution ended)');
+    };
+    if (isTerminal(executionTable, execution.state)) return notRenewed('ended');
+    let expiresAtMs: number | undefined;
+    try {
+      const value = await this.#ctx.kv.get(otaKeys.artifactUrlExpiry(execution.executionId));
+      expiresAtMs = value === null ? undefined : Number(value);
+    } catch (error) {
+      // Unknown: answered with a new URL, as before the record existed (the push needs the store too).
+      this.#ctx.logger.warn({ err: error, ...fields }, 'OTA artifact URL expiry unread; renewing');
+    }
+    if (expiresAtMs === undefined || !Number.isFinite(expiresAtMs) || expiresAtMs - nowMs <= this.#artifactUrlLifetimeMs() / 4) {
+      this.#ctx.logger.info(fields, 'OTA artifact URL renewed: the device asked and the newest one is expired or nearly');
+      await this.#pushNotice(execution);
+      return;
+    }
+    const lastMs = this.#repushedAtMs.get(execution.executionId);
+    if (lastMs !== undefined && nowMs - lastMs < this.#noticeRepushIntervalMs) return notRenewed('unexpired');
+    this.#noteRepush(execution.executionId, nowMs);
+    try {
+      await this.#ctx.kv.publish(otaChannels.noticeReady, execution.deviceId);
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error, ...fields }, 'OTA notice not announced again; the device gets it at its next AUTH');
+    }
+    notRenewed('reannounced');
   }
 
   /**
@@ -848,11 +917,16 @@ export class RolloutService {
     if (nowMs - execution.stateEnteredAtMs < this.#noticeRepushIntervalMs) return;
     const lastMs = this.#repushedAtMs.get(execution.executionId);
     if (lastMs !== undefined && nowMs - lastMs < this.#noticeRepushIntervalMs) return;
-    this.#repushedAtMs.delete(execution.executionId);
-    this.#repushedAtMs.set(execution.executionId, nowMs);
-    if (this.#repushedAtMs.size > noticeRepushesTracked) this.#repushedAtMs.delete(this.#repushedAtMs.keys().next().value!);
+    this.#noteRepush(execution.executionId, nowMs);
     this.#ctx.logger.info({ device_id: execution.deviceId, execution_id: execution.executionId, event, state: execution.state }, 'OTA notice pushed again: the report shows the device missed it');
     await this.#pushNotice(execution);
+  }
+
+  /** Remembers when this execution's notice was last pushed or announced again for a report (the newest last, a bounded map). */
+  #noteRepush(executionId: string, nowMs: number): void {
+    this.#repushedAtMs.delete(executionId);
+    this.#repushedAtMs.set(executionId, nowMs);
+    if (this.#repushedAtMs.size > noticeRepushesTracked) this.#repushedAtMs.delete(this.#repushedAtMs.keys().next().value!);
   }
 
   async #apply(execution: StoredExecution, decision: Extract<ExecutionDecision, { applied: true }>, event: string, errorCode: string | null, actor: string): Promise<void> {

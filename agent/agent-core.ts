@@ -15,7 +15,7 @@ import { traceLogFields } from '../core/trace/trace-context.js';
 import type { CommandJournal, CommandResultBody } from './command-journal.js';
 import { kernelBridgeLimits, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
 import { executeOpcode, type OpcodeExecutorOptions } from './opcode-executor.js';
-import { receivedBundleText } from '../core/protocol/policy-bundle.js';
+import { receivedBundleText, type ReceivedBundleText } from '../core/protocol/policy-bundle.js';
 import { claimedBundleOrder, claimsNewer, createMemoryPolicyBundleStore, PolicyBundleGuard, type ClaimedBundleOrder, type PolicyBundleStore } from './policy-bundle-guard.js';
 import { expiredOnOwnClock, issuedBeforeJournal } from './command-acceptance.js';
 import { UnackedTelemetry } from './telemetry/unacked-telemetry.js';
@@ -263,7 +263,7 @@ class DefaultAgentCore implements AgentCore {
   /** The signed policy bundle enforced before every command, also while the control plane is down. */
   readonly #bundle: PolicyBundleGuard;
   /** The pushed bundle waiting on the intake lane, with what it claims to be; at most one (#onPolicyBundle). */
-  #bundleWaiting: { signed: unknown; claim: ClaimedBundleOrder; bundleText: string | undefined } | undefined;
+  #bundleWaiting: { signed: unknown; claim: ClaimedBundleOrder; bundleText: ReceivedBundleText | undefined } | undefined;
   /** Bundles dropped since the waiting one was queued (logged once each time, then summed when it is taken). */
   #bundleDropsWhileWaiting = 0;
   #bundlesDropped = 0;
@@ -451,7 +451,7 @@ class DefaultAgentCore implements AgentCore {
   }
 
   /** `bundleText`: a POLICY_BUNDLE's bundle as received (receivedBundleText), when its frame was proven canonical. */
-  #onMessage(live: LiveConnection, type: string, body: unknown, bundleText?: string): void {
+  #onMessage(live: LiveConnection, type: string, body: unknown, bundleText?: ReceivedBundleText): void {
     switch (type) {
       case 'COMMAND_DELIVERY': {
         const delivery = body as MessageBody<'COMMAND_DELIVERY'>;
@@ -792,7 +792,7 @@ class DefaultAgentCore implements AgentCore {
    * version the device is about to accept). A forged claim can only displace what a hostile
    * gateway could as well have withheld.
    */
-  #onPolicyBundle(signed: unknown, bundleText: string | undefined): void {
+  #onPolicyBundle(signed: unknown, bundleText: ReceivedBundleText | undefined): void {
     const claim = claimedBundleOrder(signed);
     const waiting = this.#bundleWaiting;
     if (waiting !== undefined) {
@@ -826,7 +826,7 @@ class DefaultAgentCore implements AgentCore {
   }
 
   /** Verified, saved, then enforced; the answer goes back to the gateway, which reports it to the control plane. */
-  async #acceptPolicyBundle(signed: unknown, bundleText: string | undefined): Promise<void> {
+  async #acceptPolicyBundle(signed: unknown, bundleText: ReceivedBundleText | undefined): Promise<void> {
     const { report, outcome } = await this.#bundle.offer(signed, this.#gatewayNowMs(), bundleText);
     const code = report.error?.code;
     this.#o.onEvent?.({ kind: 'policy_bundle', status: report.status, version: report.version, ...(code === undefined ? {} : { code }), ...(outcome === 'held' ? { unchanged: true } : {}) });

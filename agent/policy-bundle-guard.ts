@@ -2,7 +2,7 @@ import { SdcError } from '../core/errors/index.js';
 import type { Ed25519Provider, Sha256 } from '../core/ports/ports.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
 import type { PolicyBundleReport, SignedPolicyBundle } from '../core/protocol/policy-bundle-schema.js';
-import { commandBundleRefusal, verifyPolicyBundle, type HeldPolicyBundle, type VerifiedPolicyBundle } from '../core/protocol/policy-bundle.js';
+import { commandBundleRefusal, verifyPolicyBundle, type HeldPolicyBundle, type ReceivedBundleText, type VerifiedPolicyBundle } from '../core/protocol/policy-bundle.js';
 
 /**
  * Where the agent keeps the bundle it enforces, so a restart (or a control plane that stays
@@ -108,7 +108,7 @@ export class PolicyBundleGuard {
   }
 
   /** A pushed bundle: verified against the held version, saved, then enforced. Returns the report to send. */
-  async accept(signed: unknown, nowMs: number, bundleText?: string): Promise<PolicyBundleReport> {
+  async accept(signed: unknown, nowMs: number, bundleText?: ReceivedBundleText): Promise<PolicyBundleReport> {
     return (await this.offer(signed, nowMs, bundleText)).report;
   }
 
@@ -116,15 +116,16 @@ export class PolicyBundleGuard {
    * accept(), also saying what became of the bundle: `saved` (a new bundle, saved and now
    * enforced), `held` (the very bundle held already: accepted again, nothing written) or
    * `refused`. Offers are taken one at a time, in order. `bundleText`: the bundle's canonical text
-   * as received (core's receivedBundleText, from a frame proven canonical), checked as it is.
+   * as received (core's receivedBundleText, from a frame proven canonical), used only for the very
+   * bundle object it was cut beside.
    */
-  offer(signed: unknown, nowMs: number, bundleText?: string): Promise<PolicyBundleOffer> {
+  offer(signed: unknown, nowMs: number, bundleText?: ReceivedBundleText): Promise<PolicyBundleOffer> {
     const next = this.#saving.then(() => this.#accept(signed, nowMs, bundleText));
     this.#saving = next.catch(() => undefined);
     return next;
   }
 
-  async #accept(signed: unknown, nowMs: number, bundleText: string | undefined): Promise<PolicyBundleOffer> {
+  async #accept(signed: unknown, nowMs: number, bundleText: ReceivedBundleText | undefined): Promise<PolicyBundleOffer> {
     const offeredVersion = versionOf(signed);
     let verified: VerifiedPolicyBundle;
     try {
@@ -165,7 +166,7 @@ export class PolicyBundleGuard {
     return commandBundleRefusal(held, command, { nowMs: gatewayNowMs, provider: this.#o.provider, sha256: this.#o.sha256 });
   }
 
-  #verify(signed: unknown, nowMs: number | undefined, receivedBundleText?: string): VerifiedPolicyBundle {
+  #verify(signed: unknown, nowMs: number | undefined, receivedBundleText?: ReceivedBundleText): VerifiedPolicyBundle {
     const held = this.#held;
     return verifyPolicyBundle({
       signed, deviceId: this.#o.deviceId, resolveKey: this.#o.resolveKey, provider: this.#o.provider, nowMs,

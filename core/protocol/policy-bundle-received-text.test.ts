@@ -6,7 +6,7 @@ import { canonicalize } from './canonical-json.js';
 import { decodeEnvelopeForVerify, signAndEncodeEnvelope, type EnvelopeFields } from './envelope.js';
 import type { JsonObject } from './json-value.js';
 import { parsePolicy, type Policy } from './policy.js';
-import { cutPolicyBundle, receivedBundleText, signPolicyBundle, verifyPolicyBundle, type SignedPolicyBundle } from './policy-bundle.js';
+import { cutPolicyBundle, receivedBundleText, signPolicyBundle, verifyPolicyBundle, type ReceivedBundleText, type SignedPolicyBundle } from './policy-bundle.js';
 
 // Issue 17: the agent checks a pushed bundle's signature over the bundle's canonical text as it
 // came in the frame (when the parser proved the frame canonical) instead of writing the bundle out
@@ -47,7 +47,9 @@ function decoded(bytes: Uint8Array): Parameters<typeof receivedBundleText>[0] {
   return { envelope, body: envelope.body, text: frameText, canonical };
 }
 
-const verify = (signed: unknown, receivedText?: string) => verifyPolicyBundle({
+const signedOf = (message: Parameters<typeof receivedBundleText>[0]): unknown => (message.body as { signed: unknown }).signed;
+
+const verify = (signed: unknown, receivedText?: ReceivedBundleText) => verifyPolicyBundle({
   signed, deviceId: 'lab-1', resolveKey, provider, nowMs: issuedAtMs + 1_000, ...(receivedText === undefined ? {} : { receivedBundleText: receivedText }),
 });
 
@@ -57,10 +59,27 @@ describe('receivedBundleText: the bundle\'s canonical text cut from a canonical 
       const { message } = receivedFrame(signed);
       assert.equal(message.canonical, true);
       const cut = receivedBundleText(message);
-      assert.equal(cut, canonicalize(signed.bundle));
+      assert.notEqual(cut, undefined);
       // The same verdict and the same kept text as the bundle written out again.
-      assert.deepEqual(verify(message.body && (message.body as { signed: unknown }).signed, cut), verify(signed));
+      const verified = verify(signedOf(message), cut);
+      assert.deepEqual(verified, verify(signed));
+      assert.equal(verified.signedText, canonicalize(signed));
     }
+  });
+
+  test('is used: with it the parsed policy is not written out again (without it, it is)', () => {
+    const { message } = receivedFrame(bundleFor('lab-1'));
+    const cut = receivedBundleText(message);
+    const received = signedOf(message) as { bundle: { policy: { rules: unknown } } };
+    // A getter that counts reads and returns the same rules: the content is unchanged.
+    const rules = received.bundle.policy.rules;
+    let reads = 0;
+    Object.defineProperty(received.bundle.policy, 'rules', { enumerable: true, configurable: true, get: () => { reads += 1; return rules; } });
+    const verified = verify(received, cut);
+    assert.equal(reads, 0);
+    assert.equal(verified.signedText, canonicalize(bundleFor('lab-1')));
+    // The old path writes the policy out, and canonicalize refuses an accessor: the bundle has no canonical form.
+    assert.throws(() => verify(received), (error: unknown) => (error as { code?: string }).code === 'POLICY_BUNDLE_INVALID');
   });
 
   test('undefined for a frame not proven canonical, another type, or a message whose body is not the frame\'s', () => {
@@ -75,14 +94,24 @@ describe('receivedBundleText: the bundle\'s canonical text cut from a canonical 
     assert.equal(receivedBundleText({ ...message, envelope: { ...message.envelope, type: 'OTA_NOTICE' } }), undefined);
   });
 
-  test('a text that does not frame the parsed bundle is not trusted: the bundle is written out and its own signature decides', () => {
+  test('a text issued for another bundle object is not used: the bundle is written out and its own signature decides', () => {
     const mine = bundleFor('lab-1');
-    const other = bundleFor('lab-2');
-    // Another device's validly signed text offered beside this bundle: its members around the policy differ, so it is not used.
-    assert.deepEqual(verify(mine, canonicalize(other.bundle)), verify(mine));
-    // This bundle's text beside a bundle whose signature is not its own: refused exactly as without the text.
-    const forged = { bundle: { ...other.bundle, device_id: 'lab-1' }, sig: other.sig };
-    for (const receivedText of [undefined, canonicalize(forged.bundle)]) {
+    const other = receivedFrame(bundleFor('lab-2'), 'lab-2').message;
+    // Another device's validly signed text offered beside this bundle: not issued for it, so not used.
+    assert.deepEqual(verify(mine, receivedBundleText(other)), verify(mine));
+    // A handle not issued by receivedBundleText is ignored too.
+    assert.deepEqual(verify(mine, Object.freeze({}) as unknown as ReceivedBundleText), verify(mine));
+  });
+
+  test('review h13: the signed text of the same device and version beside a bundle whose policy was altered is refused', () => {
+    const { message } = receivedFrame(bundleFor('lab-1'));
+    const cut = receivedBundleText(message);
+    const received = signedOf(message) as SignedPolicyBundle;
+    // The same members around the policy, so the text frames it; the policy allows one more opcode, which nobody signed.
+    const policyText = JSON.stringify(received.bundle.policy).replace('["EXEC_GET_STATUS"]', '["EXEC_GET_STATUS","EXEC_REBOOT"]');
+    assert.notEqual(policyText, JSON.stringify(received.bundle.policy));
+    const forged = { bundle: { ...received.bundle, policy: JSON.parse(policyText) as unknown }, sig: received.sig };
+    for (const receivedText of [undefined, cut]) {
       assert.throws(() => verify(forged, receivedText), (error: unknown) => (error as { code?: string }).code === 'POLICY_BUNDLE_SIGNATURE_INVALID');
     }
   });

@@ -242,10 +242,11 @@ export function verifyPolicyBundle(options: {
   nowMs: number | undefined;
   held?: HeldBundleVersion;
   /**
-   * Exactly canonicalize(signed.bundle), cut from the frame it came in (receivedBundleText): the
-   * signature is checked over it instead of the bundle written out again. Only from that function.
+   * canonicalize(signed.bundle) as cut from the frame it came in (receivedBundleText): the
+   * signature is checked over it instead of the bundle written out again, but only when it was
+   * issued for this very bundle object (see ReceivedBundleText); otherwise it is ignored.
    */
-  receivedBundleText?: string;
+  receivedBundleText?: ReceivedBundleText;
 }): VerifiedPolicyBundle {
   const signed = checkShape(options.signed);
   const { bundle, sig } = signed;
@@ -316,7 +317,7 @@ interface CanonicalBundleTexts {
 }
 
 /** Returns the canonical texts the signature was checked over, for the rest of the checks. */
-function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid: string) => Uint8Array | undefined; provider: Ed25519Provider; receivedBundleText?: string }): CanonicalBundleTexts {
+function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid: string) => Uint8Array | undefined; provider: Ed25519Provider; receivedBundleText?: ReceivedBundleText }): CanonicalBundleTexts {
   const publicKey = options.resolveKey(signed.sig.kid);
   if (publicKey === undefined) {
     throw new SdcError('POLICY_BUNDLE_SIGNATURE_INVALID', `policy bundle is signed by unknown key ${signed.sig.kid}`, { kid: signed.sig.kid });
@@ -325,8 +326,10 @@ function checkSignature(signed: SignedPolicyBundle, options: { resolveKey: (kid:
   // canonicalize refuses what JSON cannot carry (a lone surrogate in a description): malformed, not forged.
   let texts: CanonicalBundleTexts;
   try {
-    const received = options.receivedBundleText;
-    texts = (received === undefined ? undefined : receivedBundleTexts(signed.bundle, received)) ?? canonicalBundleTexts(signed.bundle);
+    const received = options.receivedBundleText === undefined ? undefined : issuedBundleTexts.get(options.receivedBundleText);
+    // Only the text cut beside this very parsed bundle: a text signed for another (even the same device and version) would
+    // pass the signature check while the bundle returned and saved carries a policy nobody signed (review h13).
+    texts = (received === undefined || received.bundle !== signed.bundle ? undefined : receivedBundleTexts(signed.bundle, received.text)) ?? canonicalBundleTexts(signed.bundle);
   } catch (error) {
     throw new SdcError('POLICY_BUNDLE_INVALID', 'policy bundle has no canonical form', { path: '/bundle' }, { cause: error });
   }
@@ -380,6 +383,30 @@ function receivedBundleTexts(bundle: PolicyBundleDocument, text: string): Canoni
   return { bundle: text, policy: text.slice(head.length, text.length - tail.length) };
 }
 
+declare const receivedBundleTextBrand: unique symbol;
+
+/**
+ * A bundle's canonical text as it came in one frame, for one parsed bundle object: an opaque
+ * handle that only receivedBundleText issues (the text and the bundle it was cut beside live in
+ * issuedBundleTexts, keyed by the handle, which holds nothing itself). verifyPolicyBundle uses the
+ * text only for that bundle object, so no caller can pair a bundle with a text signed for another
+ * one; anything else (a forged handle, another bundle) takes the path that writes the bundle out.
+ * Not guarded: the caller changing that parsed object in place between the cut and the check (the
+ * agent hands the frame's body straight to the check and keeps no other reference to it).
+ */
+export interface ReceivedBundleText {
+  readonly [receivedBundleTextBrand]: true;
+}
+
+/** Weak: an issued text lives as long as its handle, that is until the agent has checked the bundle. */
+const issuedBundleTexts = new WeakMap<ReceivedBundleText, { readonly bundle: object; readonly text: string }>();
+
+function issueReceivedBundleText(bundle: object, text: string): ReceivedBundleText {
+  const handle = Object.freeze(Object.create(null) as object) as ReceivedBundleText;
+  issuedBundleTexts.set(handle, { bundle, text });
+  return handle;
+}
+
 /** The start of a canonical POLICY_BUNDLE frame: `body` sorts first among the envelope's members, `signed` is the body's only one, `bundle` sorts before `sig`. */
 const bundleFramePrefix = '{"body":{"signed":{"bundle":';
 
@@ -388,14 +415,17 @@ const bundleFramePrefix = '{"body":{"signed":{"bundle":';
  * parser proved the frame's text is exactly canonicalize of the parsed frame (DecodedMessage
  * .canonical): that text is then `{"body":{"signed":{"bundle":` + canonicalize(bundle) + `,"sig":`
  * + canonicalize(sig) + `}}` + the envelope's other members, all but the bundle written here from
- * the parsed frame (a few hundred bytes) and required to match. Undefined for any other frame:
- * the verifier writes the bundle out as before, so such a frame is accepted or refused as before.
+ * the parsed frame (a few hundred bytes) and required to match. Returned as a handle tied to the
+ * message's parsed bundle object (ReceivedBundleText). Undefined for any other frame: the
+ * verifier writes the bundle out as before, so such a frame is accepted or refused as before.
  */
-export function receivedBundleText(message: { readonly envelope: SignedEnvelope; readonly body: unknown; readonly text?: string; readonly canonical?: boolean }): string | undefined {
+export function receivedBundleText(message: { readonly envelope: SignedEnvelope; readonly body: unknown; readonly text?: string; readonly canonical?: boolean }): ReceivedBundleText | undefined {
   const { envelope, text } = message;
   if (message.canonical !== true || text === undefined || envelope.type !== 'POLICY_BUNDLE' || envelope.body !== message.body) return undefined;
   const signed = (message.body as { signed?: unknown }).signed as Partial<SignedPolicyBundle> | undefined;
   if (typeof signed !== 'object' || signed === null || typeof signed.sig !== 'object' || signed.sig === null) return undefined;
+  const bundle = signed.bundle;
+  if (typeof bundle !== 'object' || bundle === null) return undefined;
   const { body: _body, ...rest } = envelope;
   let tail: string;
   try {
@@ -404,7 +434,7 @@ export function receivedBundleText(message: { readonly envelope: SignedEnvelope;
     return undefined;
   }
   if (text.length <= bundleFramePrefix.length + tail.length || !text.startsWith(bundleFramePrefix) || !text.endsWith(tail)) return undefined;
-  return text.slice(bundleFramePrefix.length, text.length - tail.length);
+  return issueReceivedBundleText(bundle, text.slice(bundleFramePrefix.length, text.length - tail.length));
 }
 
 /** The member names of a plain object whose own members are all enumerable data members named by strings; undefined otherwise. */

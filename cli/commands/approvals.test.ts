@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import { SdcError } from '../../core/errors/index.js';
 import { nobleSha256 } from '../../core/crypto/sha256-noble.js';
 import { approvalSubjectHash, type ApprovalSubject } from '../../core/protocol/approvals.js';
-import { checkedSubject, loadOrCreateSigningKey, registerSigningKey, signingKeyPath, type PendingCommandView } from './approvals.js';
+import type { RolloutResumeSubject } from '../../core/ota/rollout-resume-approval.js';
+import { checkedSubject, describeResumeSubject, loadOrCreateSigningKey, registerSigningKey, shownText, signingKeyPath, type PendingCommandView } from './approvals.js';
 
 /**
  * The approver's side in the CLI: the approval key is created once, owner-only, and reused; the
@@ -121,4 +122,27 @@ test('registering the key file\'s key: nothing sent when it is the current one; 
   await assert.rejects(registerSigningKey(fakeApi(unknown, [other]), 'PUB', { keyPath: '/k.json', password: password('pw') }), (error: unknown) => error === other);
   const down = new SdcError('HTTP_REFUSED', 'refused with API_UNAUTHENTICATED', { status: 401, serverCode: 'API_UNAUTHENTICATED' });
   await assert.rejects(registerSigningKey(fakeApi(down), 'PUB', { keyPath: '/k.json', password: password('pw') }), (error: unknown) => error === down);
+});
+
+// Review h13: the resume prompt printed the requester's reason and name as they came, so a CR,
+// ESC[2K (erase the line) or a right-to-left override could hide the stop figures being waived.
+test('the approval prompts show peer-supplied text escaped: no CR, ESC, C1 or bidi control reaches the terminal', () => {
+  const reason = 'cable\r\u001b[2Kall fine \u202eeno\u2066 \u0085';
+  const subject: RolloutResumeSubject = {
+    kind: 'ota_rollout_resume', v: 1, request_id: 'rr-1', rollout_id: 'ro-1', release_id: 'rel-1', rollout_subject_sha256: null, wave: 0,
+    pause_reason: 'error_threshold', safety_stop: 'error_threshold', error_threshold: { executed_min: 1, failed_percent_max: 10 },
+    success_threshold: { succeeded_min: 1, succeeded_percent_min: 90, soak_ms: 0 }, wave_stats: { size: 4, executed: 4, failed: 3, succeeded: 1 },
+    accepted_before: { executed: 0, failed: 0, success_waived: false }, stop_sha256: 'a'.repeat(64),
+    requested_by: 'rhea\u001b[8m', reason, requested_at: 1_764_000_000_000, expires_at: 1_764_000_600_000,
+  };
+  const shown = describeResumeSubject(subject);
+  // One line ending in its own newline, and no control or bidi character anywhere in it.
+  assert.doesNotMatch(shown.slice(0, -1), /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u);
+  assert.ok(shown.includes('"cable\\r\\u001b[2Kall fine \\u202eeno\\u2066 \\u0085"'), shown);
+  assert.ok(shown.includes('asked by "rhea\\u001b[8m"'), shown);
+  assert.ok(shown.includes('(3 of 4 executed failed, 1 of 4 succeeded; paused: error_threshold)'), shown);
+  // Plain tokens stay as they are.
+  assert.equal(shownText('ro-1'), 'ro-1');
+  assert.equal(shownText('a b'), '"a b"');
+  assert.equal(shownText('\u009b2K'), '"\\u009b2K"');
 });

@@ -84,6 +84,42 @@ export async function loadOrCreateSigningKey(env: CliIo['env'], userName: string
   return { seed: theirs, created: false, path };
 }
 
+/**
+ * Characters a peer-supplied string must not put on the approver's terminal as they are: DEL, the
+ * C1 controls (U+0080-U+009F; some terminals act on them as ESC sequences), the line and paragraph
+ * separators, and the bidi marks, embeddings, overrides and isolates (U+061C, U+200E, U+200F,
+ * U+202A-U+202E, U+2066-U+2069), which reorder what follows them. C0 (ESC, CR, ...) JSON escapes already.
+ */
+const unshownCharacters = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
+
+/** JSON text with the characters JSON leaves as they are (unshownCharacters) written as \u escapes too. */
+function escapedJsonText(jsonText: string): string {
+  return jsonText.replace(unshownCharacters, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** A plain token (an id, a version, a name): nothing in it can move the cursor, hide text or pose as the prompt's own words. */
+const plainToken = /^[A-Za-z0-9._@:/+-]{1,256}$/;
+
+/**
+ * A string from the server or the requester, as the approval prompts print it: a plain token as
+ * it is, anything else as a JSON string with every control and bidi character escaped, so a
+ * reason or a name cannot erase, overwrite or reorder the figures the approver is about to sign
+ * for (a CR, ESC[2K, a right-to-left override: review h13).
+ */
+export function shownText(value: string): string {
+  return plainToken.test(value) ? value : quotedText(value);
+}
+
+/** A figure the server sends (typed a number, but nothing on this side checks it is one): shown as shownText shows a string. */
+function shownFigure(value: number): string {
+  return shownText(String(value));
+}
+
+/** Free text (a reason): always quoted, escaped as shownText escapes it. */
+export function quotedText(value: string): string {
+  return escapedJsonText(JSON.stringify(value));
+}
+
 /** The pending command, checked: the subject the server shows is this command, and its hash is the one it asks to sign. */
 export function checkedSubject(command: PendingCommandView): { subject: ApprovalSubject; sha256: string } {
   const approval = command.approval;
@@ -186,8 +222,9 @@ export function checkedRolloutSubject(rollout: PendingRolloutView): { subject: R
 /** What the approver is about to sign, in one line per fact (stderr, before signing). */
 export function describeRolloutSubject(subject: RolloutApprovalSubject): string {
   const devices = subject.waves.reduce((n, wave) => n + wave.devices.length, 0);
-  return `rollout ${subject.id} asked by ${subject.requested_by}: release ${subject.release_id} ${subject.target.version} (${subject.target.path}, ${subject.target.length} bytes, sha256 ${subject.target.sha256}) `
-    + `on ${subject.platform}, ${devices} devices in ${subject.waves.length} wave(s), at most ${subject.devices_per_minute_max}/min; approvals until ${new Date(subject.expires_at).toISOString()}\n`;
+  const { target } = subject;
+  return `rollout ${shownText(subject.id)} asked by ${shownText(subject.requested_by)}: release ${shownText(subject.release_id)} ${shownText(target.version)} `
+    + `(${shownText(target.path)}, ${shownFigure(target.length)} bytes, sha256 ${shownText(target.sha256)}) on ${shownText(subject.platform)}, ${devices} devices in ${subject.waves.length} wave(s), at most ${shownFigure(subject.devices_per_minute_max)}/min; approvals until ${new Date(subject.expires_at).toISOString()}\n`;
 }
 
 /** `sdc rollout approve|reject`: the checked subject, shown, signed and sent (POST /v1/rollouts/{id}/approve|reject). */
@@ -226,8 +263,10 @@ export function checkedResumeSubject(rollout: ResumableRolloutView): { subject: 
 /** The stop a resume request waives, in one line (stderr, before signing). */
 export function describeResumeSubject(subject: RolloutResumeSubject): string {
   const s = subject.wave_stats;
-  return `resume of rollout ${subject.rollout_id} (request ${subject.request_id}) asked by ${subject.requested_by}: "${subject.reason}"; waives wave ${subject.wave + 1}'s ${subject.safety_stop} `
-    + `(${s.failed} of ${s.executed} executed failed, ${s.succeeded} of ${s.size} succeeded; paused: ${subject.pause_reason}); approvals until ${new Date(subject.expires_at).toISOString()}\n`;
+  return `resume of rollout ${shownText(subject.rollout_id)} (request ${shownText(subject.request_id)}) asked by ${shownText(subject.requested_by)}: `
+    + `${quotedText(subject.reason)}; `
+    + `waives wave ${shownFigure(subject.wave + 1)}'s ${shownText(subject.safety_stop)} `
+    + `(${shownFigure(s.failed)} of ${shownFigure(s.executed)} executed failed, ${shownFigure(s.succeeded)} of ${shownFigure(s.size)} succeeded; paused: ${shownText(subject.pause_reason)}); approvals until ${new Date(subject.expires_at).toISOString()}\n`;
 }
 
 /** `sdc rollout resume-approve|resume-reject`: the checked resume subject, shown, signed and sent. */
@@ -242,8 +281,8 @@ export async function decideRolloutResume(io: CliIo, api: ApiClient, id: string,
 function describeCommand(command: PendingCommandView): string {
   const approval = command.approval;
   const have = (command.decisions ?? []).filter((d) => d.decision === 'approve').map((d) => d.approver);
-  return `${command.id} ${command.opcode} ${canonicalize(command.args)} on ${command.device_id}, asked by ${command.created_by}; `
-    + `${have.length}/${approval?.count ?? '?'} approvals from ${approval?.roles.join('|') ?? '?'}${have.length > 0 ? ` (${have.join(', ')})` : ''}; `
+  return `${shownText(command.id)} ${shownText(command.opcode)} ${escapedJsonText(canonicalize(command.args))} on ${shownText(command.device_id)}, asked by ${shownText(command.created_by)}; `
+    + `${have.length}/${approval === undefined ? '?' : shownFigure(approval.count)} approvals from ${approval?.roles.map(shownText).join('|') ?? '?'}${have.length > 0 ? ` (${have.map(shownText).join(', ')})` : ''}; `
     + `expires ${new Date(command.expires_at_ms).toISOString()}`;
 }
 

@@ -148,10 +148,12 @@ try {
   process.exitCode = result.status ?? 1;
   // What the run's files left under its namespace: a file killed at its timeout or crashed, or one
   // whose clean-up missed something (printed, to be fixed). After every run, passed or not: knowing
-  // whether anything was left takes the same SCAN. SDC_TEST_KEEP_STORES=1 keeps them.
+  // whether anything was left takes the same SCAN. SDC_TEST_KEEP_STORES=1 keeps them. The sweep ends
+  // by its deadline and reports what it could not remove; that is printed, and the run's exit code stands.
   const { REDIS_URL: redisUrl, MYSQL_URL: mysqlUrl } = process.env;
   if ((redisUrl || mysqlUrl) && process.env.SDC_TEST_KEEP_STORES !== '1') {
-    const swept = await sweepStores({ namespace: storeNamespace, redisUrl, mysqlUrl });
+    const swept = await sweepStores({ namespace: storeNamespace, redisUrl, mysqlUrl })
+      .catch((error) => [`The stores' sweep of the run's namespace ${storeNamespace} failed: ${error?.message ?? error}`]);
     if (swept.length > 0) process.stdout.write(['', ...swept].join('\n') + '\n');
   }
 } finally {

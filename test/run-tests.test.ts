@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { longestFiles, longFilesFirst } from '../scripts/test-file-order.mjs';
-import { sweepMysqlDatabases, sweepRedisKeys } from '../scripts/test-store-sweep.mjs';
+import { createConnection } from 'mysql2/promise';
+import { newStoreNamespace, sweepMysqlDatabases, sweepRedisKeys, sweepStores } from '../scripts/test-store-sweep.mjs';
 import { databaseExists, keysUnder } from '../server/stores/leftovers-test-support.js';
 
 const runTests = fileURLToPath(new URL('../scripts/run-tests.mjs', import.meta.url));
@@ -35,6 +37,24 @@ const bothFixtures = ['test/fixtures/run-tests-fixture.test.ts', 'test/fixtures/
 function passingRun(): SpawnSyncReturns<string> {
   passingRunOfBoth ??= spawnSync(process.execPath, [runTests, ...bothFixtures], { env: childEnv(''), encoding: 'utf8', timeout: 120_000 });
   return passingRunOfBoth;
+}
+
+/**
+ * A "Redis" that accepts connections and never answers (review h13's repro): `closed` settles once
+ * every socket it accepted has been closed by the client, the sweep having let go of it.
+ */
+async function silentServer(): Promise<{ server: Server; url: string; accepted: () => number; closed: () => Promise<void> }> {
+  const sockets: Socket[] = [];
+  const ends: Promise<void>[] = [];
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    ends.push(new Promise((resolve) => socket.on('close', () => resolve())));
+    socket.on('data', () => undefined);
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return { server, url: `redis://127.0.0.1:${port}`, accepted: () => sockets.length, closed: async () => { await Promise.all(ends); } };
 }
 
 describe('scripts/run-tests.mjs', () => {
@@ -156,6 +176,89 @@ describe('scripts/run-tests.mjs', () => {
       assert.equal(await databaseExists(mysqlUrl!, made.database), false, made.database);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // Review h13: the sweep waited forever on a store that accepts and never answers, or on a database
+  // a live connection holds open. The time limits below are generous; what is asserted is that it
+  // ends, reports what it left, and lets go of its connections, not how fast.
+  it('reports, and does not wait forever for, a Redis that accepts connections and never answers', { timeout: 180_000 }, async () => {
+    const silent = await silentServer();
+    try {
+      const namespace = newStoreNamespace();
+      const lines = await sweepStores({ namespace, redisUrl: silent.url });
+      assert.equal(lines.length, 1, lines.join('\n'));
+      assert.match(lines[0]!, new RegExp(`^Redis: keys under the run's namespace ${namespace} not removed: Command timed out$`));
+      assert.equal(silent.accepted(), 1);
+      await silent.closed();
+    } finally {
+      silent.server.close();
+    }
+  });
+
+  it('ends the whole sweep at its deadline, reports both stores as not swept, and closes its connection', { timeout: 180_000 }, async () => {
+    const silent = await silentServer();
+    try {
+      const namespace = newStoreNamespace();
+      // The deadline below the requests' own 5 s limits: it is what ends this sweep. MySQL is not reached
+      // (port 1 would refuse at once); the deadline has passed by its turn, so it is reported with it.
+      const lines = await sweepStores({ namespace, redisUrl: silent.url, mysqlUrl: 'mysql://root@127.0.0.1:1/test', deadlineMs: 500 });
+      assert.deepEqual(lines, [
+        `Redis: keys under the run's namespace ${namespace} not removed: no answer within the sweep's 500 ms`,
+        `MySQL: databases of the run's namespace ${namespace} not dropped: no answer within the sweep's 500 ms`,
+      ]);
+      await silent.closed();
+    } finally {
+      silent.server.close();
+    }
+  });
+
+  it('keeps a passing run\'s exit code when the sweep cannot reach its store, and prints what it left', { timeout: 180_000 }, async () => {
+    const silent = await silentServer();
+    try {
+      const { MYSQL_URL: _mysql, ...env } = childEnv('');
+      // Spawned, not spawnSync: this process's event loop keeps serving the silent server meanwhile.
+      const child = spawn(process.execPath, [runTests, 'test/fixtures/run-tests-second-fixture.test.ts'], { env: { ...env, REDIS_URL: silent.url }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (text: string) => { stdout += text; });
+      child.stderr.setEncoding('utf8').on('data', (text: string) => { stderr += text; });
+      const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      assert.equal(status, 0, stdout + stderr);
+      assert.match(stdout, /^Redis: keys under the run's namespace [0-9a-f]{16} not removed: Command timed out$/m, stdout);
+    } finally {
+      silent.server.close();
+    }
+  });
+
+  it('reports, and does not wait a day for, a database whose table another connection holds open', { skip: mysqlUrl ? false : 'MYSQL_URL is not set', timeout: 180_000 }, async () => {
+    const namespace = newStoreNamespace();
+    const database = `sdc_sweep_lock_${namespace}`;
+    const free = `sdc_sweep_free_${namespace}`;
+    const server = new URL(mysqlUrl!);
+    server.pathname = '/';
+    const admin = await createConnection({ uri: server.toString() });
+    const holder = await createConnection({ uri: server.toString() });
+    try {
+      await admin.query(`CREATE DATABASE \`${database}\``);
+      await admin.query(`CREATE TABLE \`${database}\`.t (a INT)`);
+      await admin.query(`CREATE DATABASE \`${free}\``);
+      // An open transaction that read the table holds its metadata lock, as a killed file's deployment child's connection can.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT * FROM \`${database}\`.t`);
+      const lines = await sweepStores({ namespace, mysqlUrl: mysqlUrl! });
+      // The locked one is reported and skipped; the other is dropped whichever the server lists first.
+      assert.equal(lines.length, 2, lines.join('\n'));
+      assert.equal(lines[0], `MySQL: 1 databases left with the run's namespace dropped (${free})`);
+      assert.match(lines[1]!, new RegExp(`^MySQL: databases of the run's namespace ${namespace} not dropped: ${database} not dropped: Lock wait timeout exceeded`));
+      assert.equal(await databaseExists(mysqlUrl!, database), true);
+      assert.equal(await databaseExists(mysqlUrl!, free), false);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+      await admin.query(`DROP DATABASE IF EXISTS \`${database}\``);
+      await admin.query(`DROP DATABASE IF EXISTS \`${free}\``);
+      await admin.end();
     }
   });
 

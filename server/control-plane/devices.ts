@@ -12,11 +12,11 @@ import type { MessageBody, MessageType } from '../../core/protocol/messages/cata
 import { validateMessageBody } from '../../core/protocol/messages/validate.js';
 import { deviceKid } from '../../core/protocol/session/gateway-connection.js';
 import { sessionMacTypes } from '../../core/protocol/session/session-mac.js';
-import { generateCrl, type SignedCrl } from '../../trust/crl.js';
+import { createCrl, type SignedCrl } from '../../trust/crl.js';
 import { DeviceCertificateIssuer, type IssuedDeviceCertificate } from '../../trust/device-issuer.js';
 import { EnrollmentService } from '../../trust/enrollment.js';
 import { createPairingTokens } from '../../trust/pairing-tokens.js';
-import { requireRevocationReason, type RevocationReason, type RevocationStore } from '../../trust/revocation.js';
+import { requireRevocationReason, type RevocationReason } from '../../trust/revocation.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { verifyDeviceCertificate } from '../../trust/verify-device-certificate.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
@@ -25,6 +25,8 @@ import { actors, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import { SqlPairingTokenStore } from './stores/sql-pairing-token-store.js';
 import { SqlRevocationStore } from './stores/sql-revocation-store.js';
+import { SqlCrlStore, type StoredCrl } from './stores/sql-crl-store.js';
+import { nextCounterValue } from './stores/counters.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { TrustPublisher, type TrustPublishCounts } from './trust-publisher.js';
 import { DeviceKeyCache, deviceKeyCacheLimits, type DeviceKeyReadMark, type DeviceKeyRecord } from './device-key-cache.js';
@@ -108,6 +110,13 @@ export const deviceActivityLimits = Object.freeze({ lastSeenWriteIntervalMs: 5_0
 
 /** Ids per `IN (...)` lookup when registering a batch of devices: well under every driver's placeholder limit. */
 const pendingLookupIdsMax = 500;
+
+/**
+ * How long GET /v1/crl serves the stored CRL it last read before reading SQL again (decision 0021,
+ * 2026-12-06 h14): a storm of gateway fetches costs one query per replica per 2 s, and a
+ * revocation made on another replica is served here at most 2 s after that replica stored its CRL.
+ */
+export const crlReadCacheMs = 2_000;
 
 /**
  * How often a device may be given a new certificate (review h1, finding 2): every renewal revokes
@@ -204,7 +213,13 @@ export class DeviceService {
   /** The key/value copy of who is enrolled with which certificate and what is revoked, which gateways admit by. */
   readonly trust: TrustPublisher;
   #tokenCreator = 'system';
-  #crl: SignedCrl | undefined;
+  readonly #crls: SqlCrlStore;
+  /** The highest valid stored CRL as last read (or signed here), and when: GET /v1/crl reads SQL at most once per crlReadCacheMs. */
+  #served: { crl: StoredCrl | undefined; readAtMs: number } | undefined;
+  /** The read of the stored CRL in flight, shared by the requests that arrive meanwhile (a fetch storm makes one query). */
+  #servedRead: Promise<StoredCrl | undefined> | undefined;
+  /** The signing in flight when the served CRL is due, shared likewise (one signature per replica, not one per request). */
+  #signing: Promise<SignedCrl> | undefined;
   #unsubscribeRevocations: (() => Promise<void>) | undefined;
 
   constructor(options: DeviceServiceOptions) {
@@ -223,6 +238,7 @@ export class DeviceService {
       }),
     });
     this.revocations = new SqlRevocationStore(options.context.db, { clock: options.context.clock });
+    this.#crls = new SqlCrlStore(options.context.db);
     this.trust = new TrustPublisher(options.context);
     const issuer = new DeviceCertificateIssuer({
       intermediate: options.materials.pki.intermediate, rootCertificate: options.materials.pki.rootCertificate,
@@ -656,25 +672,51 @@ export class DeviceService {
     return { published: counts.devices, ...counts };
   }
 
-  /** A fresh CRL; numbered `crlNumber` when a transaction already took the number, otherwise the next one. */
+  /**
+   * A fresh CRL, stored in SQL for every replica to serve (decision 0021, 2026-12-06 h14).
+   * Without `crlNumber`: one transaction takes the next number, lists the revocations (all those
+   * that took a lower number have committed: the counter's row lock), signs and stores the CRL.
+   * With `crlNumber` (a revocation's transaction took it and has committed): the revocations are
+   * listed now, which includes that one and every one numbered lower, and the CRL is stored on its
+   * own; if the process ends before that, republishCrl's numberTakenWithoutCrl re-signs.
+   * So no stored CRL numbered N misses a revocation committed with a number below N, and serving the
+   * highest stored one serves every committed revocation.
+   */
   async #regenerateCrl(nowMs: number, crlNumber?: bigint): Promise<SignedCrl> {
-    const revocations = this.revocations;
-    const store: RevocationStore = crlNumber === undefined ? revocations : {
-      revoke: (serial, reason, at) => revocations.revoke(serial, reason, at), isRevoked: (serial) => revocations.isRevoked(serial),
-      list: () => revocations.list(), nextCrlNumber: async () => crlNumber,
-    };
+    const sign = (entries: Awaited<ReturnType<SqlRevocationStore['list']>>, number: bigint) => createCrl({
+      issuer: this.#options.materials.pki.intermediate, entries, crlNumber: number, now: new Date(nowMs),
+      ...(this.#options.crlValidityMs === undefined ? {} : { nextUpdateMs: this.#options.crlValidityMs }),
+    });
+    let crl: SignedCrl;
     try {
-      this.#crl = await generateCrl({
-        issuer: this.#options.materials.pki.intermediate, store, now: new Date(nowMs),
-        ...(this.#options.crlValidityMs === undefined ? {} : { nextUpdateMs: this.#options.crlValidityMs }),
-      });
+      if (crlNumber === undefined) {
+        crl = await this.#ctx.db.transaction(async (tx) => {
+          const number = BigInt(await nextCounterValue(tx, 'crl_number'));
+          const signed = await sign(await this.revocations.listIn(tx), number);
+          await this.#crls.storeIn(tx, signed);
+          return signed;
+        });
+      } else {
+        crl = await sign(await this.revocations.list(), crlNumber);
+        await this.#crls.store(crl);
+      }
     } catch (error) {
       // TRUST_CRL_INCOMPLETE above all: loud, never a CRL that leaves revocations out.
       this.#ctx.logger.error({ err: error, code: SdcError.is(error) ? error.code : undefined }, 'CRL not signed; the previous one stays published');
       throw error;
     }
-    await this.#writeCrlFile(this.#crl.pem);
-    return this.#crl;
+    const served = this.#servedNow(crl);
+    await this.#writeCrlFile(served.pem);
+    return crl;
+  }
+
+  /** The cached served CRL after this process signed `crl`: the higher-numbered of the two. */
+  #servedNow(crl: SignedCrl): StoredCrl {
+    const signed: StoredCrl = { pem: crl.pem, crlNumber: crl.crlNumber, thisUpdateMs: crl.thisUpdate.getTime(), nextUpdateMs: crl.nextUpdate.getTime() };
+    const cached = this.#served?.crl;
+    const served = cached !== undefined && cached.crlNumber > signed.crlNumber ? cached : signed;
+    this.#served = { crl: served, readAtMs: this.#served?.readAtMs ?? this.#ctx.clock.nowMs() };
+    return served;
   }
 
   /** A failed write is logged, not thrown: SQL already holds the revocation, and the kv keys carry it to the gateways. */
@@ -689,11 +731,13 @@ export class DeviceService {
   }
 
   /**
-   * The scheduled re-publication (and the one at start): the CRL re-signed when due (crlPem), and
-   * the file rewritten when it does not hold it, so a deleted or replaced file, or a write that
-   * failed at a revocation, is healed within one interval.
+   * The scheduled re-publication (and the one at start): the CRL re-signed when due (crlPem), or
+   * when a revocation's CRL was never stored (numberTakenWithoutCrl), and the file rewritten when
+   * it does not hold the served CRL, so a deleted or replaced file, a write that failed at a
+   * revocation, or a CRL signed by another replica reaches the file within one interval.
    */
   async republishCrl(): Promise<void> {
+    if (await this.#crls.numberTakenWithoutCrl()) await this.#signOnce(this.#ctx.clock.nowMs());
     const pem = await this.crlPem();
     const path = this.#options.crlPath;
     if (path === undefined) return;
@@ -701,14 +745,39 @@ export class DeviceService {
     if (onDisk !== pem) await this.#writeCrlFile(pem);
   }
 
-  /** The current CRL, re-signed when a third of its validity is left (or none was made yet). */
+  /**
+   * The highest-numbered valid CRL any control plane on the database stored, read through a cache
+   * of crlReadCacheMs (a revocation committed on another replica is served here at most that long
+   * after its CRL was stored; one made here, at once). Re-signed when a third of its validity is
+   * left (or none is valid): by whichever replica is asked first, the others then serve that one.
+   */
   async crlPem(): Promise<string> {
     const nowMs = this.#ctx.clock.nowMs();
-    const crl = this.#crl;
-    if (crl === undefined || nowMs >= crl.nextUpdate.getTime() - (crl.nextUpdate.getTime() - crl.thisUpdate.getTime()) / 3) {
-      return (await this.#regenerateCrl(nowMs)).pem;
+    const served = await this.#servedCrl(nowMs);
+    if (served === undefined || nowMs >= served.nextUpdateMs - (served.nextUpdateMs - served.thisUpdateMs) / 3) {
+      return (await this.#signOnce(nowMs)).pem;
     }
-    return crl.pem;
+    return served.pem;
+  }
+
+  async #servedCrl(nowMs: number): Promise<StoredCrl | undefined> {
+    const cached = this.#served;
+    // A clock that stepped back also reads again.
+    if (cached !== undefined && nowMs >= cached.readAtMs && nowMs - cached.readAtMs < crlReadCacheMs
+      && (cached.crl === undefined || cached.crl.nextUpdateMs > nowMs)) return cached.crl;
+    this.#servedRead ??= this.#crls.highestValid(nowMs).then((read) => {
+      // A CRL this process signed while the read was in flight may be higher than what it read.
+      const held = this.#served?.crl;
+      const crl = held !== undefined && held.nextUpdateMs > nowMs && (read === undefined || held.crlNumber > read.crlNumber) ? held : read;
+      this.#served = { crl, readAtMs: nowMs };
+      return crl;
+    }).finally(() => { this.#servedRead = undefined; });
+    return this.#servedRead;
+  }
+
+  async #signOnce(nowMs: number): Promise<SignedCrl> {
+    this.#signing ??= this.#regenerateCrl(nowMs).finally(() => { this.#signing = undefined; });
+    return this.#signing;
   }
 
   async #loadDeviceKey(deviceId: string): Promise<DeviceKeyRecord> {

@@ -82,7 +82,16 @@ export class SqlRevocationStore implements RevocationStore {
    * `entriesMax`: a CRL leaving some out would quietly un-revoke them.
    */
   async list(): Promise<readonly RevocationEntry[]> {
-    const rows = await this.#db.query<RevocationRow>(
+    return this.listIn(this.#db);
+  }
+
+  /**
+   * `list` inside the caller's transaction. After the transaction took a CRL number (the counter's
+   * row lock), the read sees every revocation whose transaction took a lower one: those committed
+   * before the lock was granted, and on MySQL the snapshot starts at this first plain read.
+   */
+  async listIn(tx: SqlExecutor): Promise<readonly RevocationEntry[]> {
+    const rows = await tx.query<RevocationRow>(
       `SELECT r.serial, r.reason, r.revoked_at FROM revocations r WHERE ${liveCondition} ORDER BY r.revoked_at ASC, r.serial ASC LIMIT ?`,
       [this.#expiredBefore(), this.#entriesMax + 1]);
     if (rows.length > this.#entriesMax) {

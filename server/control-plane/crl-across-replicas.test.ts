@@ -1,0 +1,93 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readVerifiedCrl } from '../../trust/crl.js';
+import { normalizeSerialHex } from '../../trust/serial-number.js';
+import { crlReadCacheMs } from './devices.js';
+import { storedCrlsKeptMax } from './stores/sql-crl-store.js';
+import { makeDeviceKey, makeHarness, openSecondControlPlane, sqlJsTargetCountingReads, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
+
+/**
+ * Two control planes on one database (decision 0021, 2026-12-06 h14): a revocation made on one is
+ * in the CRL the other serves on GET /v1/crl and writes to its CRL file, once the other's read
+ * cache (crlReadCacheMs) has passed, not only when the other re-signs (up to 8 h before). Before,
+ * each replica served the CRL it signed last.
+ */
+let storedCrlReads = 0;
+const { pairs } = storePairs();
+
+function suite(pair: StorePair): void {
+  describe(`GET /v1/crl serves the highest CRL any replica stored (${pair.name})`, () => {
+    let h: Harness;
+    let second: SecondControlPlane;
+    let secondUrl = '';
+    const secondCrlPath = () => join(h.dir, 'second-crl.pem');
+    // On sql.js the database counts the reads of the stored CRL (the mysql pair is not counted).
+    const target = pair.sql.name === 'mysql' ? pair.sql : sqlJsTargetCountingReads('SELECT crl_number, pem', () => { storedCrlReads += 1; });
+
+    before(async () => {
+      h = await makeHarness(target, pair.kv === undefined ? {} : { kv: pair.kv });
+      second = await openSecondControlPlane(h, pair, { crlPath: join(h.dir, 'second-crl.pem') });
+      ({ url: secondUrl } = await second.cp.listen({ host: '127.0.0.1', port: 0, tls: false }));
+    });
+    after(async () => {
+      await second?.close();
+      await h?.close();
+      await pair.sql.cleanup();
+    });
+
+    const fetchCrl = async (): Promise<Set<string>> => {
+      const response = await fetch(`${secondUrl}/v1/crl`);
+      assert.equal(response.status, 200);
+      return (await readVerifiedCrl({ pem: await response.text(), issuer: h.materials.pki.intermediate.certificate })).serials;
+    };
+    const enroll = async (deviceId: string): Promise<string> => {
+      const key = await makeDeviceKey(deviceId);
+      const { token } = await h.cp.devices.createPairingToken({ actor: 'root', deviceId });
+      await h.cp.devices.enroll({ deviceId, token, csrPem: key.csrPem });
+      return normalizeSerialHex((await h.cp.devices.get(deviceId)).cert_serial!);
+    };
+
+    it('a revocation on the first control plane is in the CRL the second serves and writes, after the read cache', async () => {
+      const serial = await enroll('crl-replica-1');
+      // The second signs (and caches) a CRL without it first: what it served before, until it re-signed.
+      assert.equal((await fetchCrl()).has(serial), false);
+      await h.cp.devices.revoke({ actor: 'root', deviceId: 'crl-replica-1', reason: 'keyCompromise' });
+      h.clock.advance(crlReadCacheMs);
+      assert.equal((await fetchCrl()).has(serial), true, 'the second control plane serves the CRL the first signed at the revocation');
+      await second.cp.devices.republishCrl();
+      const onDisk = await readVerifiedCrl({ pem: await readFile(secondCrlPath(), 'utf8'), issuer: h.materials.pki.intermediate.certificate });
+      assert.equal(onDisk.serials.has(serial), true, "the second control plane's CRL file holds it too");
+    });
+
+    it('a fetch storm reads the stored CRL once per cache period, and old rows are pruned', async () => {
+      h.clock.advance(crlReadCacheMs);
+      const before = storedCrlReads;
+      await Promise.all(Array.from({ length: 20 }, () => fetchCrl()));
+      if (pair.sql.name !== 'mysql') assert.equal(storedCrlReads - before, 1);
+      for (let i = 0; i < storedCrlsKeptMax + 3; i += 1) {
+        const deviceId = `crl-replica-prune-${i}`;
+        await enroll(deviceId);
+        await h.cp.devices.revoke({ actor: 'root', deviceId, reason: 'superseded' });
+      }
+      const [rows] = await h.db.query<{ n: number }>('SELECT COUNT(*) AS n FROM crls');
+      assert.equal(Number(rows?.n), storedCrlsKeptMax);
+    });
+
+    it('a revocation whose CRL was never stored is signed into one by the next republish on any replica', async () => {
+      const serial = await enroll('crl-replica-lost');
+      // The revocation committed with its number, and the process ended before its CRL was stored:
+      // the number is taken and the row inserted as the revocation's transaction does.
+      await h.db.transaction(async (tx) => {
+        await h.cp.devices.revocations.revokeDeviceIn(tx, serial, 'keyCompromise', new Date(h.clock.nowMs()), 'crl-replica-lost');
+        await h.cp.devices.revocations.nextCrlNumberIn(tx);
+      });
+      await second.cp.devices.republishCrl();
+      h.clock.advance(crlReadCacheMs);
+      assert.equal((await fetchCrl()).has(serial), true);
+    });
+  });
+}
+
+for (const pair of pairs) suite(pair);

@@ -24,6 +24,8 @@ function recordingKv(inner: KeyValueStore): { kv: KeyValueStore; written: string
   const written: string[] = [];
   const kv: KeyValueStore = {
     get: (key) => inner.get(key),
+    getBounded: (key, bytesMax) => inner.getBounded(key, bytesMax),
+    deleteIfLarger: (key, bytesMax) => inner.deleteIfLarger(key, bytesMax),
     set: (key, value, opts) => { written.push(key, value); return inner.set(key, value, opts); },
     compareAndSet: (key, expected, value, opts) => { written.push(key, value); return inner.compareAndSet(key, expected, value, opts); },
     deleteIfEqual: (key, expected) => inner.deleteIfEqual(key, expected),

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import type { Clock, Scheduler, TimerHandle } from '../../core/ports/ports.js';
-import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import type { BoundedValue, KeyValueStore } from '../stores/kv/kv-port.js';
 import type { EnrollmentCheck } from '../gateway/enrollment-check.js';
 import { readVerifiedCrl, type VerifiedCrl } from '../../trust/crl.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
@@ -71,7 +71,9 @@ export interface CrlFileWatchOptions {
  * The largest record read or written: the key/value stores' value limit (1 MiB by default,
  * STORE_LIMIT past it). About 14,000 entries as PEM: a CRL larger than that is held but not
  * recorded (logged), and the record keeps the last one that fitted, still a verified floor. A
- * longer value found there is not one we wrote and is not parsed.
+ * larger value found there is not one we wrote: it is never read (getBounded answers its size
+ * only) nor sent back (deleteIfLarger removes it), so a store writer cannot make every gateway
+ * load up to Redis's 512 MB at each reload (review h13, finding 1). PEM is ASCII: characters are bytes.
  */
 export const crlRecordCharsMax = 1024 * 1024;
 /** Compare-and-set rounds when another process moves the record between our read and write. */
@@ -114,6 +116,8 @@ export class CrlFileWatch {
   #takenText: string | undefined;
   /** The highest-numbered CRL refused as older since the last take: its entries count beside the one taken. */
   #older: VerifiedCrl | undefined;
+  /** The highest CRL number this gateway took from its own file or fetch (not from the record): what a file rolls back from. */
+  #highestOwnNumber: bigint | undefined;
   /** The number of the CRL held that was too large to record, once logged. */
   #unrecordedNumber: bigint | undefined;
   #serials: ReadonlySet<string> = new Set();
@@ -169,6 +173,7 @@ export class CrlFileWatch {
     const floor = maxNumber(held?.crlNumber, recorded?.crl.crlNumber);
     if (read !== undefined && (floor === undefined || read.crl.crlNumber >= floor)) {
       this.#take(read);
+      this.#highestOwnNumber = maxNumber(this.#highestOwnNumber, read.crl.crlNumber);
     } else {
       // The record's CRL is taken when it is the highest this gateway has: a restarted gateway
       // whose file is older, or whose fetch landed on an API replica that has not re-signed since,
@@ -228,8 +233,17 @@ export class CrlFileWatch {
     this.#serials = crl.serials;
   }
 
+  /**
+   * A file is rolled back only when older than a CRL this gateway took from its own file (or
+   * fetch): a file merely older than the shared record is a copy behind another gateway's (or one
+   * this gateway had before a restart), and the record's CRL, verified, is held instead (review
+   * h13, finding 2: every reload of such a gateway logged TRUST_CRL_ROLLED_BACK and counted it).
+   */
   #refuseOlder(crl: VerifiedCrl, floor: bigint, from: 'file' | 'url'): void {
-    if (from === 'file' && this.options.fetch === undefined) this.#refuseRolledBack(crl, floor, from);
+    const ownHighest = this.#highestOwnNumber;
+    const rolledBack = from === 'file' && this.options.fetch === undefined && ownHighest !== undefined && crl.crlNumber < ownHighest;
+    if (rolledBack) this.#refuseRolledBack(crl, floor, from);
+    else if (from === 'file' && this.options.fetch === undefined) this.#olderThanRecord(crl, floor);
     else this.#olderExpected(crl, floor, from);
     // One older CRL is kept, the highest numbered: a lower one lists nothing more but for expired certificates.
     if (this.#older === undefined || crl.crlNumber > this.#older.crlNumber) this.#older = crl;
@@ -251,6 +265,12 @@ export class CrlFileWatch {
         : 'CRL file is older than the highest CRL this gateway has taken (a copy made before the CRLs fetched since); keeping the one held');
   }
 
+  /** Logged at info, not counted: the file is behind the deployment's record, not behind what this gateway read from it. */
+  #olderThanRecord(crl: VerifiedCrl, floor: bigint): void {
+    this.options.logger.info({ from: 'file', path: this.options.path, crlNumber: crl.crlNumber.toString(), highestCrlNumber: floor.toString(), highestFromFile: this.#highestOwnNumber?.toString() ?? null },
+      'CRL file is older than the deployment\'s CRL record (another gateway took a newer CRL, or this one did before a restart); holding the record\'s CRL');
+  }
+
   #refuseRolledBack(crl: VerifiedCrl, floor: bigint, from: 'file'): void {
     this.#count('TRUST_CRL_ROLLED_BACK');
     this.options.logger.error({ code: 'TRUST_CRL_ROLLED_BACK', from, path: this.options.path, url: this.options.fetch?.url.href, crlNumber: crl.crlNumber.toString(), highestCrlNumber: floor.toString() },
@@ -265,26 +285,34 @@ export class CrlFileWatch {
   async #readRecord(): Promise<ReadCrl | undefined> {
     const record = this.options.record;
     if (record === undefined) return undefined;
-    let text: string | null;
+    let read: BoundedValue;
     try {
-      text = await record.kv.get(record.key);
+      read = await record.kv.getBounded(record.key, crlRecordCharsMax);
     } catch (error) {
       this.options.logger.warn({ err: error, key: record.key }, 'the highest CRL record cannot be read; judged on the CRL held until the next reload');
       return undefined;
     }
-    if (text === null) return undefined;
-    const verified = await this.#verifyRecord(text);
-    if ('crl' in verified) return { crl: verified.crl, text };
-    this.#count('TRUST_CRL_RECORD_INVALID');
-    this.options.logger.error({ err: verified.error, code: 'TRUST_CRL_RECORD_INVALID', key: record.key, chars: text.length },
-      'the highest CRL record is not a CRL of our intermediate CA: ignored (it sets no floor and drops nothing held) and written over with the CRL held');
+    if (read.state === 'absent') return undefined;
+    if (read.state === 'tooLarge') {
+      this.#recordInvalid({ reason: 'too-large', bytes: read.bytes, bytesMax: crlRecordCharsMax }, `the highest CRL record holds ${read.bytes} bytes, above the ${crlRecordCharsMax} bound: not read`);
+      return undefined;
+    }
+    const verified = await this.#verifyRecord(read.value);
+    if ('crl' in verified) return { crl: verified.crl, text: read.value };
+    this.#recordInvalid({ err: verified.error, reason: 'not-our-crl', bytes: read.value.length }, 'the highest CRL record is not a CRL of our intermediate CA');
     return undefined;
+  }
+
+  /** The record set no floor: logged at error with its code and counted, at each reload that finds it so. */
+  #recordInvalid(fields: Record<string, unknown>, what: string): void {
+    this.#count('TRUST_CRL_RECORD_INVALID');
+    this.options.logger.error({ ...fields, code: 'TRUST_CRL_RECORD_INVALID', key: this.options.record?.key },
+      `${what}: ignored (it sets no floor and drops nothing held) and written over with the CRL held`);
   }
 
   /** A record's text as our intermediate's CRL: the CRL held when the text is the one it was read from (no second verification). */
   async #verifyRecord(text: string): Promise<{ crl: VerifiedCrl } | { error: unknown }> {
     if (this.#taken !== undefined && text === this.#takenText) return { crl: this.#taken };
-    if (text.length > crlRecordCharsMax) return { error: new SdcError('TRUST_CRL_RECORD_INVALID', `the record holds ${text.length} characters, above ${crlRecordCharsMax}`) };
     try {
       return { crl: await readVerifiedCrl({ pem: text, issuer: parseCertificate(this.options.intermediateCaPem) }) };
     } catch (error) {
@@ -314,7 +342,14 @@ export class CrlFileWatch {
     }
     try {
       for (let attempt = 0; attempt < recordWriteAttemptsMax; attempt += 1) {
-        const current = await record.kv.get(record.key);
+        const read = await record.kv.getBounded(record.key, crlRecordCharsMax);
+        if (read.state === 'tooLarge') {
+          // Removed by size on the server, never sent back as a compareAndSet's `expected`; the
+          // next round finds the key absent and writes only if no other gateway did meanwhile.
+          await record.kv.deleteIfLarger(record.key, crlRecordCharsMax);
+          continue;
+        }
+        const current = read.state === 'value' ? read.value : null;
         if (current === text) return;
         if (current !== null) {
           const verified = await this.#verifyRecord(current);

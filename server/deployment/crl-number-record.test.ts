@@ -19,17 +19,41 @@ import { deleteKeysWithPrefix, testKeyPrefix } from '../stores/redis-test-keys.j
 import { generateCrl } from '../../trust/crl.js';
 import { MemoryRevocationStore } from '../../trust/revocation.js';
 import { makeTestPki, type TestPki } from '../../trust/test-fixtures.js';
-import { CrlFileWatch } from './crl-file-watch.js';
+import { CrlFileWatch, crlRecordCharsMax } from './crl-file-watch.js';
+
+/** `kv` as seen through the port, noting the longest string that crossed it either way (arguments, answers, getBounded's value). */
+function measuredKv(kv: KeyValueStore): { kv: KeyValueStore; longestChars(): number } {
+  let longest = 0;
+  const note = (value: unknown): void => {
+    if (typeof value === 'string') longest = Math.max(longest, value.length);
+    else if (value !== null && typeof value === 'object' && 'value' in value) note((value as { value: unknown }).value);
+  };
+  const proxy = new Proxy(kv, {
+    get(target, property) {
+      const member: unknown = Reflect.get(target, property, target);
+      if (typeof member !== 'function') return member;
+      return (...args: unknown[]) => {
+        args.forEach(note);
+        const result: unknown = member.apply(target, args);
+        return result instanceof Promise ? result.then((answer: unknown) => { note(answer); return answer; }) : result;
+      };
+    },
+  });
+  return { kv: proxy, longestChars: () => longest };
+}
 
 const redisUrl = process.env['REDIS_URL'];
 
+// Stores that accept values above the record's bound, so a test can put there what a store writer
+// configured otherwise (or writing Redis directly) could; the watch's bound is its own.
+const valueBytesMax = 4 * crlRecordCharsMax;
 const variants: Array<{ name: string; open(): KeyValueStore }> = [
-  { name: 'the memory store', open: () => new MemoryKeyValueStore({ clock: new VirtualTime(), keyPrefix: `crl-record-${randomBytes(4).toString('hex')}:` }) },
-  { name: 'ioredis-mock', open: () => createEmbeddedKeyValueStore({ keyPrefix: `crl-record-${randomBytes(4).toString('hex')}:` }) },
+  { name: 'the memory store', open: () => new MemoryKeyValueStore({ clock: new VirtualTime(), keyPrefix: `crl-record-${randomBytes(4).toString('hex')}:`, valueBytesMax }) },
+  { name: 'ioredis-mock', open: () => createEmbeddedKeyValueStore({ keyPrefix: `crl-record-${randomBytes(4).toString('hex')}:`, valueBytesMax }) },
 ];
 const redisPrefix = testKeyPrefix('crl-number-record');
 if (redisUrl !== undefined && redisUrl !== '') {
-  variants.push({ name: 'Redis', open: () => createRedisKeyValueStore({ url: redisUrl, keyPrefix: redisPrefix }) });
+  variants.push({ name: 'Redis', open: () => createRedisKeyValueStore({ url: redisUrl, keyPrefix: redisPrefix, valueBytesMax }) });
   after(() => deleteKeysWithPrefix(redisUrl, redisPrefix));
 }
 // Without REDIS_URL the Redis variant is not run; the memory store and ioredis-mock take the same steps.
@@ -47,7 +71,7 @@ for (const variant of variants) {
 
     /** A watch on the deployment's record, its error lines kept. */
     function watchOn(kv: KeyValueStore, path: string, time: VirtualTime) {
-      const lines: Array<{ code?: string; state?: string; msg: string }> = [];
+      const lines: Array<{ code?: string; state?: string; reason?: string; msg: string }> = [];
       const logger = pino({ level: 'error' }, { write: (line: string) => { lines.push(JSON.parse(line) as { code?: string; msg: string }); } });
       const watch = new CrlFileWatch({
         path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, clock: time, logger, record: { kv, key: kvKeys.gatewayCrl },
@@ -55,7 +79,7 @@ for (const variant of variants) {
       return { watch, lines };
     }
 
-    it('a restarted gateway given an older CRL file holds the record\'s CRL, refuses the file (TRUST_CRL_ROLLED_BACK), and takes the next newer one', async () => {
+    it('a restarted gateway given an older CRL file holds the record\'s CRL (the file not counted as rolled back: it is only behind the record), takes the next newer one, and refuses a file older than that (TRUST_CRL_ROLLED_BACK)', async () => {
       const kv = variant.open();
       const path = join(dir, 'crl-restart.pem');
       const store = new MemoryRevocationStore();
@@ -74,11 +98,11 @@ for (const variant of variants) {
         first.stop();
 
         await writeFile(path, older);
-        const restarted = watchOn(kv, path, time).watch;
+        const { watch: restarted, lines } = watchOn(kv, path, time);
         await restarted.start();
         assert.equal(restarted.freshness().state, 'fresh', 'the record\'s CRL, verified, is held: never none while a verified record exists');
         assert.equal(restarted.freshness().crlNumber, 2n);
-        assert.deepEqual([...restarted.refusals()], [['TRUST_CRL_ROLLED_BACK', 1]], 'the older file is refused');
+        assert.deepEqual([...restarted.refusals()], [], 'a file behind the record is not one this gateway rolled back from (review h13, finding 2)');
         assert.deepEqual([...restarted.serials()].sort(), ['a1', 'b2']);
         assert.equal(await kv.get(kvKeys.gatewayCrl), newer, 'the record is never lowered');
 
@@ -87,6 +111,14 @@ for (const variant of variants) {
         assert.equal(restarted.freshness().crlNumber, 3n);
         assert.deepEqual([...restarted.serials()].sort(), ['a1', 'b2', 'c3']);
         assert.equal(await kv.get(kvKeys.gatewayCrl), newest);
+
+        // Older than what this gateway took from its own file: a rollback, refused at error and counted.
+        await writeFile(path, older);
+        await restarted.reload();
+        assert.deepEqual([...restarted.refusals()], [['TRUST_CRL_ROLLED_BACK', 1]]);
+        assert.deepEqual(lines.map((line) => line.code), ['TRUST_CRL_ROLLED_BACK']);
+        assert.equal(restarted.freshness().crlNumber, 3n);
+        await writeFile(path, newest);
 
         // A store that lost the record (a wipe) has it written again at the next reload.
         await kv.del(kvKeys.gatewayCrl);
@@ -112,6 +144,82 @@ for (const variant of variants) {
         assert.deepEqual(watch.freshness(), { state: 'fresh', crlNumber: signed.crlNumber, nextUpdateMs: signed.nextUpdate.getTime() });
         assert.deepEqual([...watch.serials()], ['d4']);
         assert.deepEqual(lines, [], 'nothing to report');
+        watch.stop();
+      } finally {
+        await kv.del(kvKeys.gatewayCrl);
+        await kv.close();
+      }
+    });
+
+    it('a gateway whose file copy is behind another gateway\'s record holds the record\'s CRL without an alarm; a file older than its own earlier one is still TRUST_CRL_ROLLED_BACK (review h13, finding 2)', async () => {
+      const kv = variant.open();
+      const pathA = join(dir, 'crl-behind-a.pem');
+      const pathB = join(dir, 'crl-behind-b.pem');
+      const store = new MemoryRevocationStore();
+      await store.revoke('a71', 'keyCompromise', now);
+      const first = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
+      await store.revoke('a72', 'keyCompromise', now);
+      const second = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
+      await store.revoke('a73', 'keyCompromise', now);
+      const third = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
+      const time = new VirtualTime(now.getTime());
+      try {
+        await writeFile(pathA, second);
+        const a = watchOn(kv, pathA, time);
+        await a.watch.start();
+        await writeFile(pathB, third);
+        const b = watchOn(kv, pathB, time).watch;
+        await b.start();
+        assert.equal(await kv.get(kvKeys.gatewayCrl), third, 'gateway B recorded the newer CRL');
+        b.stop();
+        for (let reload = 0; reload < 3; reload += 1) {
+          await a.watch.reload();
+          assert.equal(a.watch.freshness().crlNumber, 3n, 'A holds the record\'s CRL');
+          assert.deepEqual([...a.watch.serials()].sort(), ['a71', 'a72', 'a73']);
+        }
+        assert.deepEqual([...a.watch.refusals()], [], 'a copy behind the record is no refusal');
+        assert.equal(a.lines.length, 0, 'nor an error line');
+        // Below the CRL A itself took from its file: rolled back, whatever the record holds.
+        await writeFile(pathA, first);
+        await a.watch.reload();
+        assert.deepEqual([...a.watch.refusals()], [['TRUST_CRL_ROLLED_BACK', 1]]);
+        assert.deepEqual(a.lines.map((line) => line.code), ['TRUST_CRL_ROLLED_BACK']);
+        assert.equal(a.watch.freshness().crlNumber, 3n);
+        a.watch.stop();
+      } finally {
+        await kv.del(kvKeys.gatewayCrl);
+        await kv.close();
+      }
+    });
+
+    it('a record above the bound is neither read nor sent back: counted and logged TRUST_CRL_RECORD_INVALID, replaced with the CRL held (review h13, finding 1)', async () => {
+      const kv = variant.open();
+      const measured = measuredKv(kv);
+      const path = join(dir, 'crl-huge-record.pem');
+      const store = new MemoryRevocationStore();
+      await store.revoke('d81', 'keyCompromise', now);
+      const current = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
+      const huge = 'A'.repeat(2 * crlRecordCharsMax);
+      const time = new VirtualTime(now.getTime());
+      try {
+        await writeFile(path, current);
+        const { watch, lines } = watchOn(measured.kv, path, time);
+        await watch.start();
+        await kv.set(kvKeys.gatewayCrl, huge);
+        await watch.reload();
+        assert.equal(watch.freshness().crlNumber, 1n, 'the CRL held is kept');
+        assert.equal(watch.refusals().get('TRUST_CRL_RECORD_INVALID'), 1);
+        assert.deepEqual(lines.map((line) => [line.code, line.reason]), [['TRUST_CRL_RECORD_INVALID', 'too-large']]);
+        assert.equal(await kv.get(kvKeys.gatewayCrl), current, 'replaced with the CRL held');
+        // A restarted gateway reading the record first does the same.
+        await kv.set(kvKeys.gatewayCrl, huge);
+        const restarted = watchOn(measured.kv, path, time);
+        await restarted.watch.start();
+        assert.equal(restarted.watch.freshness().crlNumber, 1n);
+        assert.equal(restarted.watch.refusals().get('TRUST_CRL_RECORD_INVALID'), 1);
+        assert.equal(await kv.get(kvKeys.gatewayCrl), current);
+        assert.ok(measured.longestChars() <= crlRecordCharsMax, `no string above the bound crossed the port: ${measured.longestChars()} characters`);
+        restarted.watch.stop();
         watch.stop();
       } finally {
         await kv.del(kvKeys.gatewayCrl);

@@ -113,6 +113,8 @@ class StallingKv {
         await hook(key);
         return value;
       }),
+      getBounded: (key, bytesMax) => held('getBounded', key, () => inner.getBounded(key, bytesMax)),
+      deleteIfLarger: (key, bytesMax) => held('deleteIfLarger', key, () => inner.deleteIfLarger(key, bytesMax)),
       set: (key, value, opts) => held('set', key, () => inner.set(key, value, opts), value),
       compareAndSet: (key, expected, value, opts) => held('compareAndSet', key, async () => {
         // Atomic: the other writer lands before it (it cannot land inside).

@@ -22,3 +22,8 @@ export function checkExpiringSetAdd(member: string, opts: ExpiringSetAddOptions,
 export function checkNowMs(nowMs: number): void {
   if (!Number.isSafeInteger(nowMs) || nowMs < 0) throw new SdcError('STORE_INVALID_ARGUMENT', 'nowMs must be a non-negative integer');
 }
+
+/** getBounded's and deleteIfLarger's bound, checked alike by every adapter (kv-port.ts). */
+export function checkBytesMax(bytesMax: number): void {
+  if (!Number.isSafeInteger(bytesMax) || bytesMax < 0) throw new SdcError('STORE_INVALID_ARGUMENT', 'bytesMax must be a non-negative integer');
+}

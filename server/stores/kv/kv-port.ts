@@ -38,8 +38,29 @@ export interface ExpiringSetAddResult {
   readonly members: number;
 }
 
+/** getBounded's answer: the value, none, or only the size of a value above the bound (never read whole). */
+export type BoundedValue =
+  | { readonly state: 'value'; readonly value: string }
+  | { readonly state: 'absent' }
+  | { readonly state: 'tooLarge'; readonly bytes: number };
+
 export interface KeyValueStore {
   get(key: string): Promise<string | null>;
+  /**
+   * The value only when it is at most `bytesMax` bytes (UTF-8, as Redis STRLEN counts), in one
+   * atomic step (one round trip on Redis): a larger value is reported by its size and never
+   * crosses the connection. For a key others may write and the reader must not be made to load a
+   * value up to the server's own limit (512 MB on Redis): the gateways' CRL record, review h13.
+   * STORE_INVALID_ARGUMENT unless bytesMax is a non-negative safe integer.
+   */
+  getBounded(key: string, bytesMax: number): Promise<BoundedValue>;
+  /**
+   * Delete-if-larger, atomically: removes the key only when its value is more than `bytesMax`
+   * bytes. True if removed. Replaces a too-large value without sending it back (a compareAndSet
+   * would need it as `expected`), and never removes a value within the bound another writer put
+   * there meanwhile. STORE_INVALID_ARGUMENT as getBounded.
+   */
+  deleteIfLarger(key: string, bytesMax: number): Promise<boolean>;
   /** True if written; false only when onlyIfAbsent found the key present. A write without ttlMs removes any TTL. */
   set(key: string, value: string, opts?: SetOptions): Promise<boolean>;
   /**

@@ -1,7 +1,7 @@
 import { SdcError } from '../../../core/errors/index.js';
 import type { Clock } from '../../../core/ports/ports.js';
-import { checkExpiringSetAdd, checkNowMs } from './expiring-set.js';
-import type { ExpiringSetAddOptions, ExpiringSetAddResult, KeyValueStore, MessageHandler, SetOptions } from './kv-port.js';
+import { checkBytesMax, checkExpiringSetAdd, checkNowMs } from './expiring-set.js';
+import type { BoundedValue, ExpiringSetAddOptions, ExpiringSetAddResult, KeyValueStore, MessageHandler, SetOptions } from './kv-port.js';
 
 /**
  * A KeyValueStore in memory whose TTLs follow an injected Clock, so the simulator can run
@@ -152,6 +152,27 @@ export class MemoryKeyValueStore implements KeyValueStore {
 
   get(key: string): Promise<string | null> {
     return this.#run(() => this.#space.read(this.#key(key))?.value ?? null);
+  }
+
+  getBounded(key: string, bytesMax: number): Promise<BoundedValue> {
+    return this.#run(() => {
+      const fullKey = this.#key(key);
+      checkBytesMax(bytesMax);
+      const value = this.#space.read(fullKey)?.value;
+      if (value === undefined) return { state: 'absent' };
+      const bytes = Buffer.byteLength(value);
+      return bytes > bytesMax ? { state: 'tooLarge', bytes } : { state: 'value', value };
+    });
+  }
+
+  deleteIfLarger(key: string, bytesMax: number): Promise<boolean> {
+    return this.#run(() => {
+      const fullKey = this.#key(key);
+      checkBytesMax(bytesMax);
+      const value = this.#space.read(fullKey)?.value;
+      if (value === undefined || Buffer.byteLength(value) <= bytesMax) return false;
+      return this.#space.remove(fullKey);
+    });
   }
 
   set(key: string, value: string, opts: SetOptions = {}): Promise<boolean> {

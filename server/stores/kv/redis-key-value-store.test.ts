@@ -17,6 +17,7 @@ runKvContract('ioredis-mock through the scripts (EVALSHA, EVAL on NOSCRIPT)', {
   create: async (namespace = 'main') => new RedisKeyValueStore({ client: new RedisMock(), keyPrefix: `kv-scripts-test:${mockRun}:${namespace}:` }),
   reset: async () => { mockRun++; },
   scriptErrorsUntyped: true,
+  mockLuaStrings: true,
 });
 
 if (redisUrl === undefined || redisUrl === '') {

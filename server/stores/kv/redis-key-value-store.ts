@@ -3,8 +3,8 @@ import type { Redis } from 'ioredis';
 import { SdcError } from '../../../core/errors/index.js';
 import { mapRedisError } from '../redis-errors.js';
 import { ioredisLibrary, ioredisMockLibrary } from '../store-libraries.js';
-import { checkExpiringSetAdd, checkNowMs } from './expiring-set.js';
-import type { ExpiringSetAddOptions, ExpiringSetAddResult, KeyValueStore, MessageHandler, SetOptions, SubscribeOptions } from './kv-port.js';
+import { checkBytesMax, checkExpiringSetAdd, checkNowMs } from './expiring-set.js';
+import type { BoundedValue, ExpiringSetAddOptions, ExpiringSetAddResult, KeyValueStore, MessageHandler, SetOptions, SubscribeOptions } from './kv-port.js';
 
 export interface RedisKeyValueStoreOptions {
   /** An ioredis client or an ioredis-mock instance; the store owns it and closes it. */
@@ -47,6 +47,22 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])`;
 
 /**
+ * getBounded in one script: STRLEN first, so a value above the bound (ARGV[1] bytes) is answered
+ * by its size and never sent; GET of a missing key is false, which cannot sit in a Lua table.
+ */
+const getBoundedScript = `
+local n = redis.call('STRLEN', KEYS[1])
+if n > tonumber(ARGV[1]) then return {2, n} end
+local v = redis.call('GET', KEYS[1])
+if v == false then return {0} end
+return {1, v}`;
+
+/** The size check and the DEL in one script, so a value within the bound written meanwhile is never removed. */
+const deleteIfLargerScript = `
+if redis.call('STRLEN', KEYS[1]) <= tonumber(ARGV[1]) then return 0 end
+return redis.call('DEL', KEYS[1])`;
+
+/**
  * expiringSetAdd in one script: prune by score (expiry on the caller's clock, ARGV[1]), count, and
  * only below the bound add and set the key's TTL to its last member's expiry; a refusal only prunes.
  * The PEXPIRE argument is at most ttlMsMax (12 digits), which Lua's number-to-string keeps exact.
@@ -79,6 +95,8 @@ function storeScript(lua: string): StoreScript {
 export const kvScripts = {
   compareAndSet: storeScript(compareAndSetScript),
   deleteIfEqual: storeScript(deleteIfEqualScript),
+  getBounded: storeScript(getBoundedScript),
+  deleteIfLarger: storeScript(deleteIfLargerScript),
   expiringSetAdd: storeScript(expiringSetAddScript),
 } as const;
 
@@ -125,6 +143,37 @@ export class RedisKeyValueStore implements KeyValueStore {
 
   get(key: string): Promise<string | null> {
     return this.run(() => this.client.get(this.key(key)));
+  }
+
+  getBounded(key: string, bytesMax: number): Promise<BoundedValue> {
+    return this.run(async () => {
+      const fullKey = this.key(key);
+      checkBytesMax(bytesMax);
+      if (this.inProcessData !== undefined) {
+        // ioredis-mock holds the value in this process already: its size is read, not the script run.
+        const value = this.inProcessValue(fullKey);
+        if (value === null) return { state: 'absent' };
+        const bytes = Buffer.byteLength(value);
+        return bytes > bytesMax ? { state: 'tooLarge', bytes } : { state: 'value', value };
+      }
+      const [kind, payload] = await this.evalScript(kvScripts.getBounded, fullKey, String(bytesMax)) as [number, (number | string)?];
+      if (kind === 2) return { state: 'tooLarge', bytes: Number(payload) };
+      return kind === 1 ? { state: 'value', value: String(payload) } : { state: 'absent' };
+    });
+  }
+
+  deleteIfLarger(key: string, bytesMax: number): Promise<boolean> {
+    return this.run(async () => {
+      const fullKey = this.key(key);
+      checkBytesMax(bytesMax);
+      if (this.inProcessData !== undefined) {
+        // As compareAndSet: the size read and the DEL in one synchronous step.
+        const value = this.inProcessValue(fullKey);
+        if (value === null || Buffer.byteLength(value) <= bytesMax) return false;
+        return (await this.client.del(fullKey)) > 0;
+      }
+      return (await this.evalScript(kvScripts.deleteIfLarger, fullKey, String(bytesMax))) === 1;
+    });
   }
 
   set(key: string, value: string, opts: SetOptions = {}): Promise<boolean> {
@@ -402,15 +451,15 @@ export function subscriberConnectionName(keyPrefix: string): string {
 }
 
 /** The embedded default: ioredis-mock in this process. TTLs follow the real clock (ioredis-mock reads Date.now). */
-export function createEmbeddedKeyValueStore(options: { keyPrefix: string }): KeyValueStore {
+export function createEmbeddedKeyValueStore(options: { keyPrefix: string; valueBytesMax?: number }): KeyValueStore {
   const RedisMock = ioredisMockLibrary();
   const client = new RedisMock();
   const data = (client as unknown as { data?: InProcessData }).data;
-  return new RedisKeyValueStore({ client, keyPrefix: options.keyPrefix, ...(data === undefined ? {} : { inProcessData: data }) });
+  return new RedisKeyValueStore({ client, keyPrefix: options.keyPrefix, valueBytesMax: options.valueBytesMax, ...(data === undefined ? {} : { inProcessData: data }) });
 }
 
 /** Real Redis through ioredis. */
-export function createRedisKeyValueStore(options: { url: string; keyPrefix: string }): KeyValueStore {
+export function createRedisKeyValueStore(options: { url: string; keyPrefix: string; valueBytesMax?: number }): KeyValueStore {
   const { Redis } = ioredisLibrary();
-  return new RedisKeyValueStore({ client: new Redis(options.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true }), keyPrefix: options.keyPrefix });
+  return new RedisKeyValueStore({ client: new Redis(options.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true }), keyPrefix: options.keyPrefix, valueBytesMax: options.valueBytesMax });
 }

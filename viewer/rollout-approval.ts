@@ -3,6 +3,7 @@ import type { Role } from './api.js';
 import type { PendingRollout, RolloutApprovalView } from './approval-signing.js';
 import { formatTime } from './format.js';
 import { roleAtLeast } from './roles.js';
+import { visibleText as v } from './visible-text.js';
 
 /**
  * The rollouts view's reading of a rollout's approvals (docs/ota.md "Rollouts that need
@@ -13,7 +14,7 @@ import { roleAtLeast } from './roles.js';
 
 /** What the rule asks: "needs 2 approvals from approver or admin (rule r, policy revision 4)". */
 export function rolloutApprovalNeeds(approval: Pick<RolloutApprovalView, 'count' | 'roles' | 'rule_id' | 'policy_revision'>): string {
-  return `needs ${approval.count} approval${approval.count === 1 ? '' : 's'} from ${approval.roles.join(' or ') || '?'} (rule ${approval.rule_id}, policy revision ${approval.policy_revision})`;
+  return `needs ${v(approval.count)} approval${approval.count === 1 ? '' : 's'} from ${approval.roles.map(v).join(' or ') || '?'} (rule ${v(approval.rule_id)}, policy revision ${v(approval.policy_revision)})`;
 }
 
 /** Approvals that count now: approve decisions not yet expired (the server drops those that no longer hold). */
@@ -24,22 +25,22 @@ export function rolloutApprovalsHolding(approval: RolloutApprovalView, nowMs: nu
 /** One decision in words: "approve by ann (admin) at …", an expired approval marked, a rejection with its reason. */
 export function rolloutDecisionText(decision: RolloutApprovalView['decisions'][number], nowMs: number): string {
   const expired = decision.decision === 'approve' && decision.expires_at_ms <= nowMs ? ' (expired)' : '';
-  const reason = decision.reason === undefined ? '' : `: ${decision.reason}`;
-  return `${decision.decision} by ${decision.approver} (${decision.role}) at ${formatTime(decision.at_ms)}${expired}${reason}`;
+  const reason = decision.reason === undefined ? '' : `: ${v(decision.reason)}`;
+  return `${v(decision.decision)} by ${v(decision.approver)} (${v(decision.role)}) at ${formatTime(decision.at_ms)}${expired}${reason}`;
 }
 
 /** How the wait ended, or undefined while it goes on. */
 export function rolloutApprovalOutcomeText(approval: RolloutApprovalView): string | undefined {
   const outcome = approval.outcome;
   if (outcome === null) return undefined;
-  const code = outcome.code === undefined ? '' : ` (${outcome.code})`;
+  const code = outcome.code === undefined ? '' : ` (${v(outcome.code)})`;
   const at = formatTime(outcome.at_ms);
   switch (outcome.state) {
-    case 'started': return `started at ${at}, released by ${outcome.by}${outcome.approvers === undefined || outcome.approvers.length === 0 ? '' : ` with the approvals of ${outcome.approvers.join(', ')}`}`;
-    case 'rejected': return `rejected at ${at} by ${outcome.by}${code}; nothing was sent`;
+    case 'started': return `started at ${at}, released by ${v(outcome.by)}${outcome.approvers === undefined || outcome.approvers.length === 0 ? '' : ` with the approvals of ${outcome.approvers.map(v).join(', ')}`}`;
+    case 'rejected': return `rejected at ${at} by ${v(outcome.by)}${code}; nothing was sent`;
     case 'expired': return `expired at ${at} without enough approvals${code}; nothing was sent`;
-    case 'aborted': return `aborted at ${at} by ${outcome.by} while waiting; nothing was sent`;
-    default: return `${outcome.state} at ${at} by ${outcome.by}${code}`;
+    case 'aborted': return `aborted at ${at} by ${v(outcome.by)} while waiting; nothing was sent`;
+    default: return `${v(outcome.state)} at ${at} by ${v(outcome.by)}${code}`;
   }
 }
 
@@ -51,8 +52,8 @@ export function rolloutScopeText(waves: ReadonlyArray<{ readonly devices: readon
 
 /** What an approver's decision did, as the server answered it (`started` when it completed what the policy requires). */
 export function rolloutDecisionResultText(rolloutId: string, decision: 'approve' | 'reject', started: boolean): string {
-  return decision === 'reject' ? `Rejected rollout ${rolloutId}: nothing sent.`
-    : started ? `Approved rollout ${rolloutId}: started, its first devices notified.` : `Approved rollout ${rolloutId}: waiting for more approvals.`;
+  return decision === 'reject' ? `Rejected rollout ${v(rolloutId)}: nothing sent.`
+    : started ? `Approved rollout ${v(rolloutId)}: started, its first devices notified.` : `Approved rollout ${v(rolloutId)}: waiting for more approvals.`;
 }
 
 /** What the approver signs, in one line (as `sdc rollout approve` prints it before signing). */
@@ -62,9 +63,10 @@ export function rolloutSubjectText(subject: RolloutApprovalSubject): string {
     || !subject.waves.every((w) => typeof w === 'object' && w !== null && Array.isArray(w.devices))) {
     return 'the server\'s approval subject is incomplete; it cannot be signed';
   }
-  return `release ${subject.release_id} ${subject.target.version} (${subject.target.path}, ${subject.target.length} bytes, sha256 ${subject.target.sha256}) `
-    + `on ${subject.platform}, ${rolloutScopeText(subject.waves)}, `
-    + `at most ${subject.devices_per_minute_max}/min, asked by ${subject.requested_by}`;
+  // Shown escaped (viewer/visible-text.ts): the figures an approver signs for cannot be hidden or reordered by the requester's text.
+  return `release ${v(subject.release_id)} ${v(subject.target.version)} (${v(subject.target.path)}, ${v(subject.target.length)} bytes, sha256 ${v(subject.target.sha256)}) `
+    + `on ${v(subject.platform)}, ${rolloutScopeText(subject.waves)}, `
+    + `at most ${v(subject.devices_per_minute_max)}/min, asked by ${v(subject.requested_by)}`;
 }
 
 /**
@@ -82,6 +84,6 @@ export function rolloutDecisionAccess(rollout: PendingRollout, userName: string,
   if (!roleAtLeast(role, 'approver')) return { may: false, why: 'Approvers and admins decide on it.' };
   if (rollout.created_by === userName) return { may: false, why: 'You started this rollout; another approver decides.' };
   const own = approval.decisions.find((d) => d.approver === userName);
-  if (own !== undefined) return { may: false, why: `You decided already: ${own.decision} at ${formatTime(own.at_ms)}.` };
+  if (own !== undefined) return { may: false, why: `You decided already: ${v(own.decision)} at ${formatTime(own.at_ms)}.` };
   return { may: true };
 }

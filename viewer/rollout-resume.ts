@@ -2,6 +2,7 @@ import type { RolloutResumeSubject } from '../core/ota/rollout-resume-approval.j
 import type { Role } from './api.js';
 import { formatTime } from './format.js';
 import { roleAtLeast } from './roles.js';
+import { visibleText as v } from './visible-text.js';
 
 /**
  * The console's reading of a resume past a safety stop (decision 0019, docs/ota.md "Resuming after
@@ -60,11 +61,11 @@ const stopText: Readonly<Record<string, string>> = {
 /** The stop a request waives, in one line: "wave 1: its error threshold was crossed (2 of 3 executed failed; at most 0% of at least 1)". */
 export function resumeStopText(subject: RolloutResumeSubject): string {
   const s = subject.wave_stats;
-  const figures = `${s.failed} of ${s.executed} executed failed, ${s.succeeded} of ${s.size} succeeded`;
+  const figures = `${v(s.failed)} of ${v(s.executed)} executed failed, ${v(s.succeeded)} of ${v(s.size)} succeeded`;
   const bar = subject.safety_stop === 'error_threshold'
-    ? `at most ${subject.error_threshold.failed_percent_max}% failed of at least ${subject.error_threshold.executed_min}`
-    : `at least ${subject.success_threshold.succeeded_min} and ${subject.success_threshold.succeeded_percent_min}% succeeded`;
-  return `wave ${subject.wave + 1}: ${stopText[subject.safety_stop] ?? subject.safety_stop} (${figures}; ${bar})`;
+    ? `at most ${v(subject.error_threshold.failed_percent_max)}% failed of at least ${v(subject.error_threshold.executed_min)}`
+    : `at least ${v(subject.success_threshold.succeeded_min)} and ${v(subject.success_threshold.succeeded_percent_min)}% succeeded`;
+  return `wave ${v(subject.wave + 1)}: ${stopText[subject.safety_stop] ?? v(subject.safety_stop)} (${figures}; ${bar})`;
 }
 
 /** How the request ended, or undefined while it waits. */
@@ -72,16 +73,16 @@ export function resumeOutcomeText(request: ResumeRequestView): string | undefine
   const outcome = request.outcome;
   if (outcome === null) return undefined;
   const at = formatTime(outcome.at_ms);
-  const code = outcome.code === undefined ? '' : ` (${outcome.code})`;
+  const code = outcome.code === undefined ? '' : ` (${v(outcome.code)})`;
   switch (outcome.state) {
-    case 'resumed': return `resumed at ${at}${outcome.approvers === undefined || outcome.approvers.length === 0 ? '' : ` with the approvals of ${outcome.approvers.join(', ')}`}`;
-    case 'rejected': return `rejected at ${at} by ${outcome.by}${code}; the rollout stays paused`;
+    case 'resumed': return `resumed at ${at}${outcome.approvers === undefined || outcome.approvers.length === 0 ? '' : ` with the approvals of ${outcome.approvers.map(v).join(', ')}`}`;
+    case 'rejected': return `rejected at ${at} by ${v(outcome.by)}${code}; the rollout stays paused`;
     case 'expired': return `expired at ${at} without enough approvals${code}; the rollout stays paused`;
-    case 'stale': return `ended at ${at}: the stop changed since it was asked${outcome.why === undefined ? '' : ` (${outcome.why})`}${code}; ask again`;
-    case 'superseded': return `ended at ${at}: ${outcome.by} resumed the rollout, needing no approvals`;
-    case 'aborted': return `ended at ${at}: ${outcome.by} aborted the rollout`;
+    case 'stale': return `ended at ${at}: the stop changed since it was asked${outcome.why === undefined ? '' : ` (${v(outcome.why)})`}${code}; ask again`;
+    case 'superseded': return `ended at ${at}: ${v(outcome.by)} resumed the rollout, needing no approvals`;
+    case 'aborted': return `ended at ${at}: ${v(outcome.by)} aborted the rollout`;
     case 'denied': return `ended at ${at}: the policy no longer allows the resume${code}`;
-    default: return `${outcome.state} at ${at} by ${outcome.by}${code}`;
+    default: return `${v(outcome.state)} at ${at} by ${v(outcome.by)}${code}`;
   }
 }
 
@@ -92,12 +93,12 @@ export function resumeDecisionAccess(rollout: ResumableRollout, userName: string
   if (!roleAtLeast(role, 'approver')) return { may: false, why: 'Approvers and admins decide on it.' };
   if (request.subject.requested_by === userName) return { may: false, why: 'You asked for this resume; another approver decides.' };
   const own = request.decisions.find((d) => d.approver === userName);
-  if (own !== undefined) return { may: false, why: `You decided already: ${own.decision} at ${formatTime(own.at_ms)}.` };
+  if (own !== undefined) return { may: false, why: `You decided already: ${v(own.decision)} at ${formatTime(own.at_ms)}.` };
   return { may: true };
 }
 
 /** What an approver's decision did, as the server answered it. */
 export function resumeDecisionResultText(rolloutId: string, decision: 'approve' | 'reject', resumed: boolean): string {
-  return decision === 'reject' ? `Rejected the resume of rollout ${rolloutId}: it stays paused.`
-    : resumed ? `Approved the resume of rollout ${rolloutId}: it runs again.` : `Approved the resume of rollout ${rolloutId}: waiting for more approvals.`;
+  return decision === 'reject' ? `Rejected the resume of rollout ${v(rolloutId)}: it stays paused.`
+    : resumed ? `Approved the resume of rollout ${v(rolloutId)}: it runs again.` : `Approved the resume of rollout ${v(rolloutId)}: waiting for more approvals.`;
 }

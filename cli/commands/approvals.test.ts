@@ -7,7 +7,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { nobleSha256 } from '../../core/crypto/sha256-noble.js';
 import { approvalSubjectHash, type ApprovalSubject } from '../../core/protocol/approvals.js';
 import type { RolloutResumeSubject } from '../../core/ota/rollout-resume-approval.js';
-import { checkedSubject, describeResumeSubject, loadOrCreateSigningKey, registerSigningKey, shownText, signingKeyPath, type PendingCommandView } from './approvals.js';
+import { checkedRolloutSubject, checkedSubject, describeResumeSubject, loadOrCreateSigningKey, registerSigningKey, shownText, signingKeyPath, type PendingCommandView, type PendingRolloutView } from './approvals.js';
 
 /**
  * The approver's side in the CLI: the approval key is created once, owner-only, and reused; the
@@ -73,6 +73,12 @@ test('nothing is signed when the shown subject or its hash does not match the co
   refused({ ...command, created_by: 'ap1' }, 'APPROVAL_STATEMENT_MISMATCH');
   refused({ ...command, approval: { ...command.approval!, command_sha256: '0'.repeat(64) } }, 'APPROVAL_STATEMENT_MISMATCH');
   refused({ ...command, state: 'queued' }, 'APPROVAL_NOT_PENDING');
+  // The server's state in the refusal is shown escaped: no ESC or right-to-left override reaches the terminal.
+  assert.throws(() => checkedSubject({ ...command, state: 'queued\u001b[2K\u202eevorppa' }), (e) => SdcError.is(e) && e.code === 'APPROVAL_NOT_PENDING'
+    && e.message === 'command c_1 is "queued\\u001b[2K\\u202eevorppa", not waiting for approvals');
+  const rollout = { id: 'ro-1', status: 'running\r\u2066', approval: null } as unknown as PendingRolloutView;
+  assert.throws(() => checkedRolloutSubject(rollout), (e) => SdcError.is(e) && e.code === 'APPROVAL_NOT_PENDING'
+    && e.message === 'rollout ro-1 is "running\\r\\u2066", not waiting for approvals');
 });
 
 // Security review 2026-12-05, finding 4: the server refuses to register a key (first or replacement) without the password.

@@ -124,7 +124,8 @@ export function quotedText(value: string): string {
 export function checkedSubject(command: PendingCommandView): { subject: ApprovalSubject; sha256: string } {
   const approval = command.approval;
   if (command.state !== 'pending_approval' || approval === undefined) {
-    throw new SdcError('APPROVAL_NOT_PENDING', `command ${command.id} is ${command.state}, not waiting for approvals`);
+    // The server's words in a refusal are shown as the prompt shows them (shownText): a state cannot carry ESC or a bidi override to the terminal.
+    throw new SdcError('APPROVAL_NOT_PENDING', `command ${shownText(String(command.id))} is ${shownText(String(command.state))}, not waiting for approvals`);
   }
   const { subject } = approval;
   const same = subject.id === command.id && subject.device_id === command.device_id && subject.opcode === command.opcode
@@ -209,7 +210,7 @@ export interface PendingRolloutView {
 export function checkedRolloutSubject(rollout: PendingRolloutView): { subject: RolloutApprovalSubject; sha256: string } {
   const approval = rollout.approval;
   if (rollout.status !== 'pending_approval' || approval === null) {
-    throw new SdcError('APPROVAL_NOT_PENDING', `rollout ${rollout.id} is ${rollout.status}, not waiting for approvals`);
+    throw new SdcError('APPROVAL_NOT_PENDING', `rollout ${shownText(String(rollout.id))} is ${shownText(String(rollout.status))}, not waiting for approvals`);
   }
   const { subject } = approval;
   const same = subject.id === rollout.id && subject.release_id === rollout.release_id && subject.requested_by === rollout.created_by
@@ -250,7 +251,7 @@ export interface ResumableRolloutView {
 export function checkedResumeSubject(rollout: ResumableRolloutView): { subject: RolloutResumeSubject; sha256: string; requestId: string } {
   const request = rollout.resume_request;
   if (rollout.status !== 'paused' || request === null || !request.waiting) {
-    throw new SdcError('APPROVAL_NOT_PENDING', `rollout ${rollout.id} has no resume request waiting for approvals`);
+    throw new SdcError('APPROVAL_NOT_PENDING', `rollout ${shownText(String(rollout.id))} has no resume request waiting for approvals`);
   }
   const { subject } = request;
   const same = subject.kind === 'ota_rollout_resume' && subject.request_id === request.id && subject.rollout_id === rollout.id && subject.release_id === rollout.release_id
@@ -300,7 +301,7 @@ export const approveCommand: Command = {
   async run(args, io) {
     const id = onePositional(args.positionals, 'command id');
     const answer = await decide(io, await apiClient(io), id, 'approve', { validForMs: durationOption(args, approvalValidity), password: givenPassword(args, io) }) as { released?: boolean; command?: { state?: string } };
-    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} approved; ${answer.released === true ? 'released (queued for the device)' : `still ${answer.command?.state ?? 'pending'}`}\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} approved; ${answer.released === true ? 'released (queued for the device)' : `still ${shownText(String(answer.command?.state ?? 'pending'))}`}\n`);
     return 0;
   },
 };
@@ -333,7 +334,7 @@ export const cancelCommand: Command = {
     const reason = args.values.reason;
     if (reason !== undefined && (typeof reason !== 'string' || reason.length === 0)) throw new SdcError('CLI_USAGE', '--reason must not be empty');
     const answer = await (await apiClient(io)).post<{ command?: { state?: string } }>(`/v1/commands/${segment(id)}/cancel`, reason === undefined ? {} : { reason });
-    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} cancelled; ${answer.command?.state ?? 'rejected'}\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} cancelled; ${shownText(String(answer.command?.state ?? 'rejected'))}\n`);
     return 0;
   },
 };

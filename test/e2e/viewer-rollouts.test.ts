@@ -414,11 +414,13 @@ describe('the console\'s rollouts view in Chromium against a real rollout to rea
       assert.match(await askerCard.getByTestId('rollout-resume-needs-approval').textContent() ?? '', /only with approvals \(rule updates-with-admin\)/);
       assert.equal(await askerCard.getByRole('button', { name: `Resume rollout ${rolloutId}` }).count(), 0, 'no Resume for an operator the policy does not let resume');
       await askerCard.getByRole('button', { name: `Request resume of rollout ${rolloutId}` }).click();
-      await askerCard.getByLabel(`Reason to resume rollout ${rolloutId}`).fill('the refusal is the downgrade, expected on that device');
+      // A right-to-left override in the reason (U+202E) is shown as an escape, not obeyed (viewer/visible-text.ts);
+      // the admin's approval below is signed over the raw reason all the same, and the server accepts it.
+      await askerCard.getByLabel(`Reason to resume rollout ${rolloutId}`).fill('the refusal is the downgrade, \u202Eexpected on that device');
       await askerCard.getByRole('button', { name: 'Send resume request' }).click();
       const asked = askerCard.getByTestId('rollout-resume');
       await asked.getByTestId('rollout-resume-stop').filter({ hasText: 'wave 1: its error threshold was crossed (1 of 1 executed failed, 0 of 1 succeeded; at most 0% failed of at least 1)' }).waitFor();
-      assert.match(await asked.getByTestId('rollout-resume-requester').textContent() ?? '', new RegExp(`^${requester.name} at .*: the refusal is the downgrade, expected on that device$`));
+      assert.match(await asked.getByTestId('rollout-resume-requester').textContent() ?? '', new RegExp(`^${requester.name} at .*: the refusal is the downgrade, \\\\u202eexpected on that device$`));
       assert.equal(await asked.getByTestId('rollout-resume-why').textContent(), 'You asked for this resume; another approver decides.');
       assert.equal(await askerCard.getByRole('button', { name: `Request resume of rollout ${rolloutId}` }).count(), 0, 'one request at a time');
       await asker.screenshot({ path: join(screenshotDir, 'resume-requested.png'), fullPage: true });

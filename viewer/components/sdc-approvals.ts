@@ -6,6 +6,7 @@ import { formatTime } from '../format.js';
 import type { LiveEvent } from '../live.js';
 import { roleAtLeast } from '../roles.js';
 import { rolloutScopeText } from '../rollout-approval.js';
+import { visibleJson, visibleText as v } from '../visible-text.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
 import './sdc-rollout-approval.js';
@@ -129,10 +130,10 @@ export class SdcApprovals extends LightElement {
   #resumeCard(r: PendingRollout, request: ResumeRequestView) {
     return html`
       <li class="card" data-rollout=${r.id} data-resume-request=${request.id}>
-        <h3>Resume of the rollout of <code>${r.release_id}</code> past a safety stop</h3>
+        <h3>Resume of the rollout of <code>${v(r.release_id)}</code> past a safety stop</h3>
         <dl class="facts">
-          <div><dt>Rollout</dt><dd><a href="#/releases">${r.id}</a> (${rolloutScopeText(r.waves)}, started by ${r.created_by})</dd></div>
-          <div><dt>Asked by</dt><dd data-testid="approvals-resume-requester">${request.subject.requested_by}</dd></div>
+          <div><dt>Rollout</dt><dd><a href="#/releases">${v(r.id)}</a> (${rolloutScopeText(r.waves)}, started by ${v(r.created_by)})</dd></div>
+          <div><dt>Asked by</dt><dd data-testid="approvals-resume-requester">${v(request.subject.requested_by)}</dd></div>
           <div><dt>Stop</dt><dd>${resumeStopText(request.subject)}</dd></div>
         </dl>
         <sdc-rollout-resume .api=${this.api} .rollout=${r} .userRole=${this.userRole} .userName=${this.userName} .signer=${this.signer}
@@ -187,8 +188,8 @@ export class SdcApprovals extends LightElement {
     try {
       const body = approvalRequestBody({ command, decision, approver: this.userName, kid: signer.kid, key: signer.key, ...(reason === undefined ? {} : { reason }) });
       const answer = await this.api.post<{ released: boolean; command: { state?: string } }>(`/v1/commands/${encodeURIComponent(command.id)}/${decision}`, body);
-      this.outcome = decision === 'reject' ? `Rejected ${command.id}.`
-        : answer.released ? `Approved ${command.id}: released and queued.` : `Approved ${command.id}: waiting for more approvals.`;
+      this.outcome = decision === 'reject' ? `Rejected ${v(command.id)}.`
+        : answer.released ? `Approved ${v(command.id)}: released and queued.` : `Approved ${v(command.id)}: waiting for more approvals.`;
       this.error = undefined;
       await this.load();
     } catch (error) {
@@ -242,10 +243,10 @@ export class SdcApprovals extends LightElement {
           <h2>Rollouts</h2>
           <ul class="approvals" data-testid="approvals-rollouts">${repeat(this.rollouts!, (r) => `${r.id} ${waitingResume(r)?.id ?? 'start'}`, (r) => waitingResume(r) !== undefined ? this.#resumeCard(r, waitingResume(r)!) : html`
             <li class="card" data-rollout=${r.id}>
-              <h3>Rollout of <code>${r.release_id}</code> to ${rolloutScopeText(r.waves)}</h3>
+              <h3>Rollout of <code>${v(r.release_id)}</code> to ${rolloutScopeText(r.waves)}</h3>
               <dl class="facts">
-                <div><dt>Rollout</dt><dd><a href="#/releases">${r.id}</a></dd></div>
-                <div><dt>Asked by</dt><dd data-testid="approvals-rollout-requester">${r.created_by}</dd></div>
+                <div><dt>Rollout</dt><dd><a href="#/releases">${v(r.id)}</a></dd></div>
+                <div><dt>Asked by</dt><dd data-testid="approvals-rollout-requester">${v(r.created_by)}</dd></div>
               </dl>
               <sdc-rollout-approval .api=${this.api} .rollout=${r} .userRole=${this.userRole} .userName=${this.userName} .signer=${this.signer}
                 @rollout-decided=${(e: CustomEvent<RolloutDecided>) => this.#rolloutDecided(e)}></sdc-rollout-approval>
@@ -254,14 +255,14 @@ export class SdcApprovals extends LightElement {
           ${(this.rollouts ?? []).length === 0 ? nothing : html`<h2>Commands</h2>`}
           <ul class="approvals">${repeat(this.pending, (c) => c.id, (c) => html`
             <li class="card" data-command=${c.id}>
-              <h2><code>${c.opcode}</code> on <a href="#/devices/${encodeURIComponent(c.device_id)}">${c.device_id}</a></h2>
+              <h2><code>${v(c.opcode)}</code> on <a href="#/devices/${encodeURIComponent(c.device_id)}">${v(c.device_id)}</a></h2>
               <dl class="facts">
-                <div><dt>Command</dt><dd><a href="#/commands/${encodeURIComponent(c.id)}">${c.id}</a></dd></div>
-                <div><dt>Asked by</dt><dd>${c.created_by}</dd></div>
+                <div><dt>Command</dt><dd><a href="#/commands/${encodeURIComponent(c.id)}">${v(c.id)}</a></dd></div>
+                <div><dt>Asked by</dt><dd data-testid="approvals-command-requester">${v(c.created_by)}</dd></div>
                 <div><dt>Expires</dt><dd>${formatTime(c.expires_at_ms)}</dd></div>
-                <div><dt>Needs</dt><dd>${c.approval?.count ?? '?'} approvals from ${(c.approval?.roles ?? []).join(', ') || '?'} (rule ${c.approval?.rule_id ?? '?'})</dd></div>
-                <div><dt>Arguments</dt><dd><code>${JSON.stringify(c.args)}</code></dd></div>
-                <div><dt>Decisions</dt><dd>${(c.decisions ?? []).length === 0 ? 'none yet' : (c.decisions ?? []).map((d) => `${d.decision} by ${d.approver} (${d.role})`).join('; ')}</dd></div>
+                <div><dt>Needs</dt><dd>${v(c.approval?.count ?? '?')} approvals from ${(c.approval?.roles ?? []).map(v).join(', ') || '?'} (rule ${v(c.approval?.rule_id ?? '?')})</dd></div>
+                <div><dt>Arguments</dt><dd data-testid="approvals-command-args"><code>${visibleJson(c.args)}</code></dd></div>
+                <div><dt>Decisions</dt><dd>${(c.decisions ?? []).length === 0 ? 'none yet' : (c.decisions ?? []).map((d) => `${v(d.decision)} by ${v(d.approver)} (${v(d.role)})`).join('; ')}</dd></div>
               </dl>
               ${c.created_by === this.userName ? html`<p>You asked for this command; another approver decides.</p>` : html`
                 <button type="button" ?disabled=${!canSign || this.busy} aria-label="Approve ${c.id}" @click=${() => void this.#decide(c, 'approve')}>Approve</button>

@@ -5,6 +5,7 @@ import { formatTime } from '../format.js';
 import {
   rolloutApprovalNeeds, rolloutApprovalOutcomeText, rolloutApprovalsHolding, rolloutDecisionAccess, rolloutDecisionResultText, rolloutDecisionText, rolloutSubjectText,
 } from '../rollout-approval.js';
+import { visibleText } from '../visible-text.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
 import type { ApprovalSigner } from './sdc-approvals.js';
@@ -111,12 +112,12 @@ export class SdcRolloutApproval extends LightElement {
         <h4>Approvals</h4>
         <dl class="facts">
           <div><dt>Needs</dt><dd data-testid="rollout-approval-needs">${rolloutApprovalNeeds(approval)}</dd></div>
-          <div><dt>Approved</dt><dd data-testid="rollout-approval-count">${rolloutApprovalsHolding(approval, nowMs)} of ${approval.count}</dd></div>
+          <div><dt>Approved</dt><dd data-testid="rollout-approval-count">${rolloutApprovalsHolding(approval, nowMs)} of ${visibleText(approval.count)}</dd></div>
           <div><dt>Decisions</dt><dd data-testid="rollout-approval-decisions">${approval.decisions.length === 0 ? 'none yet'
             : html`<ul>${approval.decisions.map((d) => html`<li>${rolloutDecisionText(d, nowMs)}</li>`)}</ul>`}</dd></div>
           <div><dt>Approvals until</dt><dd data-testid="rollout-approval-expires">${formatTime(approval.expires_at_ms)}</dd></div>
           ${ended === undefined ? nothing : html`<div><dt>Outcome</dt><dd data-testid="rollout-approval-outcome">${ended}</dd></div>`}
-          <div><dt>Signed</dt><dd>${rolloutSubjectText(approval.subject)}; subject sha256 <code>${approval.subject_sha256}</code></dd></div>
+          <div><dt>Signed</dt><dd>${rolloutSubjectText(approval.subject)}; subject sha256 <code>${visibleText(approval.subject_sha256)}</code></dd></div>
         </dl>
         ${decided === undefined ? nothing : decided.error !== undefined ? html`<div data-testid="rollout-approval-refusal">${errorLine(decided.error)}</div>`
           : html`<p role="status" data-testid="rollout-approval-result">${decided.text}</p>`}

@@ -7,6 +7,7 @@ import {
   resumeDecisionAccess, resumeDecisionResultText, resumeOutcomeText, resumeStopText, type ResumableRollout, type ResumeRequestView,
 } from '../rollout-resume.js';
 import { rolloutDecisionText } from '../rollout-approval.js';
+import { visibleText } from '../visible-text.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
 import type { ApprovalSigner } from './sdc-approvals.js';
@@ -105,15 +106,15 @@ export class SdcRolloutResume extends LightElement {
       <div class="card" data-testid="rollout-resume">
         <h4>${request.waiting ? 'Resume waiting for approvals' : 'Last resume request'}</h4>
         <dl class="facts">
-          <div><dt>Asked by</dt><dd data-testid="rollout-resume-requester">${request.subject.requested_by} at ${formatTime(request.subject.requested_at)}: ${request.subject.reason}</dd></div>
+          <div><dt>Asked by</dt><dd data-testid="rollout-resume-requester">${visibleText(request.subject.requested_by)} at ${formatTime(request.subject.requested_at)}: ${visibleText(request.subject.reason)}</dd></div>
           <div><dt>Waives</dt><dd data-testid="rollout-resume-stop">${resumeStopText(request.subject)}</dd></div>
           <div><dt>Needs</dt><dd>${rolloutApprovalNeeds(request)}</dd></div>
-          <div><dt>Approved</dt><dd data-testid="rollout-resume-count">${holding} of ${request.count}</dd></div>
+          <div><dt>Approved</dt><dd data-testid="rollout-resume-count">${holding} of ${visibleText(request.count)}</dd></div>
           <div><dt>Decisions</dt><dd data-testid="rollout-resume-decisions">${request.decisions.length === 0 ? 'none yet'
             : html`<ul>${request.decisions.map((d) => html`<li>${rolloutDecisionText(d, nowMs)}</li>`)}</ul>`}</dd></div>
           <div><dt>Approvals until</dt><dd>${formatTime(request.expires_at_ms)}</dd></div>
           ${ended === undefined ? nothing : html`<div><dt>Outcome</dt><dd data-testid="rollout-resume-outcome">${ended}</dd></div>`}
-          <div><dt>Signed</dt><dd>request <code>${request.id}</code>, subject sha256 <code>${request.subject_sha256}</code></dd></div>
+          <div><dt>Signed</dt><dd>request <code>${visibleText(request.id)}</code>, subject sha256 <code>${visibleText(request.subject_sha256)}</code></dd></div>
         </dl>
         ${decided === undefined ? nothing : decided.error !== undefined ? html`<div data-testid="rollout-resume-refusal">${errorLine(decided.error)}</div>`
           : html`<p role="status" data-testid="rollout-resume-result">${decided.text}</p>`}

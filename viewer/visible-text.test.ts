@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { RolloutApprovalSubject } from '../core/ota/rollout-approval.js';
+import { rolloutDecisionText, rolloutSubjectText } from './rollout-approval.js';
+import { resumeOutcomeText, type ResumeRequestView } from './rollout-resume.js';
+import { visibleJson, visibleText } from './visible-text.js';
+
+describe('peer-supplied text in the approval panels (viewer/visible-text.ts)', () => {
+  it('shows a right-to-left override and an ESC as \\u escapes, leaves plain text as it is', () => {
+    assert.equal(visibleText('ro-1 by ann: change window'), 'ro-1 by ann: change window');
+    assert.equal(visibleText('fix \u202Eyltraeuq\u202C \u001b[2Know'), 'fix \\u202eyltraeuq\\u202c \\u001b[2Know');
+    assert.equal(visibleText('a\rb\nc\u0000\u007f\u009b\u061c\u200e\u200f\u2028\u2029'), 'a\\u000db\\u000ac\\u0000\\u007f\\u009b\\u061c\\u200e\\u200f\\u2028\\u2029');
+    for (const c of ['\u202a', '\u202b', '\u202d', '\u2066', '\u2067', '\u2068', '\u2069']) assert.equal(visibleText(c), `\\u${c.charCodeAt(0).toString(16)}`);
+    // Six typed characters cannot pose as an escaped override (or as the absence of one).
+    assert.equal(visibleText('\\u202e'), '\\\\u202e');
+    assert.equal(visibleText(4096), '4096');
+  });
+
+  it('shows command arguments as JSON with the characters JSON leaves raw escaped too', () => {
+    assert.equal(visibleJson({ path: '/etc/\u202Efdp.exe', n: 1 }), '{"path":"/etc/\\u202efdp.exe","n":1}');
+    assert.equal(visibleJson({ s: 'a\u001bb\\' }), '{"s":"a\\u001bb\\\\"}');
+  });
+
+  it('escapes them in what the rollout panels say: the subject, a decision\'s reason, an outcome', () => {
+    const subject = {
+      kind: 'ota_rollout', id: 'ro-1', release_id: 'rel-2', platform: 'linux-x64', requested_by: 'mallory\u202E',
+      target: { path: 'fw.bin', length: 4_096, sha256: 'a'.repeat(64), sha512: 'b'.repeat(128), release_counter: 2, version: '2.0.0\u001b[8m' },
+      waves: [{ devices: ['d1'], success_threshold: { succeeded_min: 1, succeeded_percent_min: 100, soak_ms: 0 }, error_threshold: { executed_min: 1, failed_percent_max: 0 } }],
+    } as unknown as RolloutApprovalSubject;
+    const text = rolloutSubjectText(subject);
+    assert.match(text, /release rel-2 2\.0\.0\\u001b\[8m \(fw\.bin, 4096 bytes/);
+    assert.match(text, /asked by mallory\\u202e$/);
+    assert.doesNotMatch(text, /[\u001b\u202e]/);
+    const at = Date.UTC(2026, 11, 6, 0, 30, 0);
+    assert.equal(rolloutDecisionText({ approver: 'cy\u2067', decision: 'reject', role: 'admin', kid: 'k3', at_ms: at, expires_at_ms: at, reason: 'freeze \u202Eesaeler\u202C\r' }, at),
+      'reject by cy\\u2067 (admin) at 2026-12-06 00:30:00Z: freeze \\u202eesaeler\\u202c\\u000d');
+    const request = { outcome: { state: 'resumed', at_ms: at, by: 'ann', approvers: ['ann', 'b\u202Eob'] } } as unknown as ResumeRequestView;
+    assert.equal(resumeOutcomeText(request), 'resumed at 2026-12-06 00:30:00Z with the approvals of ann, b\\u202eob');
+  });
+});

@@ -29,6 +29,7 @@ for (const pair of storePairs().pairs) {
     let unsubscribe: (() => Promise<void>) | undefined;
     const tag = Math.random().toString(16).slice(2, 8);
     const device = `au-${tag}`;
+    const device2 = `au2-${tag}`;
     const lifetimeMs = artifactUrlExpirySecondsDefault * 1_000;
     const countingReleases = (): ReleaseService => new Proxy(h.ota.releases, {
       get(target, property) {
@@ -51,6 +52,7 @@ for (const pair of storePairs().pairs) {
     before(async () => {
       h = await makeOtaHarness(pair.sql);
       await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'active', ?)", [device, h.clock.nowMs()]);
+      await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'active', ?)", [device2, h.clock.nowMs()]);
       await publishTestRelease(h.ota, h.keys!, { id: `rel-${tag}`, version: '2.0.0', artifact: new TextEncoder().encode('firmware 2.0.0') });
       unsubscribe = await h.cp.context.kv.subscribe(otaChannels.noticeReady, (message) => { announced.push(message); });
     });
@@ -118,6 +120,58 @@ for (const pair of storePairs().pairs) {
       for (let i = 0; i < 10; i += 1) await deliver(service, frame);
       assert.equal(presigned, signedBefore);
       assert.equal(count('ended'), 10);
+    });
+
+    it('a notice write that failed does not record its URL as issued: the next ask gets a new URL (h20)', async () => {
+      // The service's key/value store fails the next write of device2's notice once (a brief outage).
+      let failNoticeWrites = 0;
+      const kv = new Proxy(h.cp.context.kv, {
+        get(target, property) {
+          if (property === 'set') {
+            return async (key: string, value: string, options?: { ttlMs?: number }) => {
+              if (key === otaKeys.notice(device2) && failNoticeWrites > 0) {
+                failNoticeWrites -= 1;
+                throw new Error('kv briefly unavailable');
+              }
+              return target.set(key, value, options);
+            };
+          }
+          const member: unknown = Reflect.get(target, property, target);
+          return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
+        },
+      });
+      const context = new Proxy(h.cp.context, { get: (target, property) => (property === 'kv' ? kv : Reflect.get(target, property, target)) });
+      const service = new RolloutService({
+        context, releases: countingReleases(), signer: h.materials.commandSigner, policy: rolloutPolicyOf(h.cp),
+        verifyReportFrame: async (_deviceId, frame) => JSON.parse(frame) as MessageBody<'OTA_REPORT'>,
+      });
+      const noticeUrl2 = async (): Promise<string | undefined> => (JSON.parse((await h.cp.context.kv.get(otaKeys.notice(device2)))!) as MessageBody<'OTA_NOTICE'>).artifact_url;
+      const deliver2 = (frame: string) => service.onReport({ device_id: device2, gateway_id: 'gw-1', at_ms: h.clock.nowMs(), frame });
+      await service.start({
+        releaseId: `rel-${tag}`, platform: 'linux-x64', deviceIds: [device2],
+        plan: { waves: [{ selector: { deviceIds: [device2] }, successThreshold: { succeededMin: 0, succeededPercentMin: 0, soakMs: 0 }, errorThreshold: { executedMin: 1, failedPercentMax: 100 } }], devicesPerMinuteMax: 10 },
+      }, 'olga');
+      const executionId = (JSON.parse((await h.cp.context.kv.get(otaKeys.notice(device2)))!) as MessageBody<'OTA_NOTICE'>).execution_id;
+      const first = await noticeUrl2();
+      assert.notEqual(first, undefined);
+      const signedBefore = presigned;
+
+      // The first URL expired; the renewal's notice write fails: a URL was signed but the stored notice keeps the old one.
+      h.clock.advance(lifetimeMs + 1);
+      failNoticeWrites = 1;
+      await deliver2(expiredFrame(executionId, 'or-0000000000000000-1'));
+      assert.deepEqual([failNoticeWrites, presigned], [0, signedBefore + 1]);
+      assert.equal(await noticeUrl2(), first, 'the failed write left the expired URL in the stored notice');
+
+      // The device asks again (moments later): a new URL in the stored notice, not the expired one re-sent.
+      await deliver2(expiredFrame(executionId, 'or-0000000000000000-2'));
+      assert.equal(presigned, signedBefore + 2);
+      const renewed = await noticeUrl2();
+      assert.notEqual(renewed, first);
+      // Recorded now that its notice is stored: replays sign nothing more.
+      await deliver2(expiredFrame(executionId, 'or-0000000000000000-2'));
+      assert.equal(presigned, signedBefore + 2);
+      assert.equal(await noticeUrl2(), renewed);
     });
   });
 }

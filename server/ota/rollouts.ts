@@ -709,13 +709,16 @@ export class RolloutService {
         return;
       }
       const { platform: _platform, ...stored } = parseStrictJson(execution.noticeJson, { frameBytesMax: 64 * 1024 }) as unknown as StoredNotice;
-      const artifactUrl = await this.#artifactUrl(stored);
+      const artifact = await this.#artifactUrl(stored);
       const notice: MessageBody<'OTA_NOTICE'> = {
-        ...stored, cancel, ...(execution.healthNonce === null ? {} : { health_nonce: execution.healthNonce }), ...(artifactUrl === undefined ? {} : { artifact_url: artifactUrl }),
+        ...stored, cancel, ...(execution.healthNonce === null ? {} : { health_nonce: execution.healthNonce }), ...(artifact === undefined ? {} : { artifact_url: artifact.url }),
         notice_state: this.#noticeState(execution, cancel),
       };
       const ttlMs = Math.max(1_000, execution.createdAtMs + this.#timeouts.executionMs - this.#ctx.clock.nowMs());
       await kv.set(otaKeys.notice(execution.deviceId), canonicalize(notice), { ttlMs });
+      // Only now: a record written before a notice write that failed would say the stored notice's expired URL
+      // is fresh, and each ask until three quarters of the lifetime would only re-send it (h20).
+      if (artifact !== undefined) await this.#recordArtifactUrlExpiry(stored.execution_id, artifact.expiresAtMs);
       await kv.publish(otaChannels.noticeReady, execution.deviceId);
     } catch (error) {
       this.#ctx.logger.warn({ err: error, device_id: execution.deviceId, execution_id: execution.executionId }, 'OTA notice not pushed; the device gets it at its next AUTH');
@@ -740,25 +743,26 @@ export class RolloutService {
    * in the key/value store would outlive itself). None when the artifact store cannot presign or
    * the API does not listen yet: the device then downloads from the TUF targets route.
    */
-  async #artifactUrl(notice: Pick<StoredNotice, 'director' | 'execution_id'>): Promise<string | undefined> {
+  async #artifactUrl(notice: Pick<StoredNotice, 'director' | 'execution_id'>): Promise<{ url: string; expiresAtMs: number } | undefined> {
     const sha256 = (notice.director.signed as { targets?: Array<{ hashes?: { sha256?: unknown } }> }).targets?.[0]?.hashes?.sha256;
     if (typeof sha256 !== 'string') return undefined;
     try {
       const lifetimeMs = this.#artifactUrlLifetimeMs();
       const url = await this.#o.releases.presignArtifact(sha256, lifetimeMs / 1_000);
-      if (url !== undefined) {
-        // When it expires (#artifactUrlExpired renews only near that); the record goes with the URL.
-        const expiresAtMs = this.#ctx.clock.nowMs() + lifetimeMs;
-        await this.#ctx.kv.set(otaKeys.artifactUrlExpiry(notice.execution_id), String(expiresAtMs), { ttlMs: lifetimeMs }).catch((error: unknown) => {
-          // Without it the device's next ask is answered with a new URL, as before the record existed: the URL is still sent.
-          this.#ctx.logger.warn({ err: error, execution_id: notice.execution_id }, 'OTA artifact URL expiry not recorded');
-        });
-      }
-      return url;
+      return url === undefined ? undefined : { url, expiresAtMs: this.#ctx.clock.nowMs() + lifetimeMs };
     } catch (error) {
       this.#ctx.logger.warn({ err: error, execution_id: notice.execution_id }, 'no presigned artifact URL for the OTA notice; the device uses the TUF targets route');
       return undefined;
     }
+  }
+
+  /** When the stored notice's URL expires (#artifactUrlExpired renews only near that). Never throws. */
+  async #recordArtifactUrlExpiry(executionId: string, expiresAtMs: number): Promise<void> {
+    const ttlMs = Math.max(1_000, expiresAtMs - this.#ctx.clock.nowMs());
+    await this.#ctx.kv.set(otaKeys.artifactUrlExpiry(executionId), String(expiresAtMs), { ttlMs }).catch((error: unknown) => {
+      // Without it the device's next ask is answered with a new URL, as before the record existed: the URL is still sent.
+      this.#ctx.logger.warn({ err: error, execution_id: executionId }, 'OTA artifact URL expiry not recorded');
+    });
   }
 
   #artifactUrlLifetimeMs(): number {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { readVerifiedCrl } from '../../trust/crl.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { crlReadCacheMs } from './devices.js';
-import { storedCrlsKeptMax } from './stores/sql-crl-store.js';
+import { SqlCrlStore, storedCrlsKeptMax } from './stores/sql-crl-store.js';
 import { makeDeviceKey, makeHarness, openSecondControlPlane, sqlJsTargetCountingReads, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
 
 /**
@@ -86,6 +86,39 @@ function suite(pair: StorePair): void {
       await second.cp.devices.republishCrl();
       h.clock.advance(crlReadCacheMs);
       assert.equal((await fetchCrl()).has(serial), true);
+    });
+
+    it('a re-enrollment whose CRL signing fails still has the superseded certificate in the CRL after the next republish (review h20, finding 1)', async () => {
+      const superseded = await enroll('crl-replica-superseded');
+      // Storing the CRL fails once, as a failed signing would: after the enrollment committed.
+      const { store, storeIn } = SqlCrlStore.prototype;
+      const failing = async () => { throw new Error('CRL store failed (test)'); };
+      SqlCrlStore.prototype.store = failing;
+      SqlCrlStore.prototype.storeIn = failing;
+      try {
+        await enroll('crl-replica-superseded');
+      } finally {
+        SqlCrlStore.prototype.store = store;
+        SqlCrlStore.prototype.storeIn = storeIn;
+      }
+      await second.cp.devices.republishCrl();
+      h.clock.advance(crlReadCacheMs);
+      assert.equal((await fetchCrl()).has(superseded), true);
+    });
+
+    it('a stored row above the highest that is not our CRL is skipped, the next one below served (review h20, finding 2)', async () => {
+      const serial = await enroll('crl-replica-garbage');
+      await h.cp.devices.revoke({ actor: 'root', deviceId: 'crl-replica-garbage', reason: 'keyCompromise' });
+      const [top] = await h.db.query<{ n: number | string }>('SELECT MAX(crl_number) AS n FROM crls');
+      await h.db.execute('INSERT INTO crls (crl_number, pem, this_update_ms, next_update_ms) VALUES (?, ?, ?, ?)',
+        [Number(top!.n) + 1, 'garbage', h.clock.nowMs(), h.clock.nowMs() + 86_400_000]);
+      try {
+        h.clock.advance(crlReadCacheMs);
+        // fetchCrl asserts a 200 whose body is a CRL our intermediate signed.
+        assert.equal((await fetchCrl()).has(serial), true);
+      } finally {
+        await h.db.execute('DELETE FROM crls WHERE crl_number = ?', [Number(top!.n) + 1]);
+      }
     });
   });
 }

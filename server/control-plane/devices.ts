@@ -238,7 +238,11 @@ export class DeviceService {
       }),
     });
     this.revocations = new SqlRevocationStore(options.context.db, { clock: options.context.clock });
-    this.#crls = new SqlCrlStore(options.context.db);
+    this.#crls = new SqlCrlStore(options.context.db, {
+      issuer: options.materials.pki.intermediate.certificate,
+      onSkipped: (crlNumber, error) => options.context.logger.error({ err: error, code: SdcError.is(error) ? error.code : undefined, crlNumber },
+        'a stored CRL is not one our intermediate signed with its number; skipped, the next one below is served'),
+    });
     this.trust = new TrustPublisher(options.context);
     const issuer = new DeviceCertificateIssuer({
       intermediate: options.materials.pki.intermediate, rootCertificate: options.materials.pki.rootCertificate,
@@ -452,7 +456,7 @@ export class DeviceService {
         kind: 'device.enrolled', actor: actors.device(options.deviceId), subject: `device:${options.deviceId}`,
         payload: { serial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: revoked },
       });
-      return revoked;
+      return { revoked, crlNumber: await this.#supersededCrlNumberIn(tx, revoked) };
     });
     this.#deviceKeys.invalidate();
     await this.#ctx.settleAudit();
@@ -517,7 +521,7 @@ export class DeviceService {
         kind: 'device.renewed', actor: actors.device(deviceId), subject: `device:${deviceId}`,
         payload: { serial, previous_serial: presentedSerial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: revoked },
       });
-      return revoked;
+      return { revoked, crlNumber: await this.#supersededCrlNumberIn(tx, revoked) };
     });
     this.#deviceKeys.invalidate();
     await this.#ctx.settleAudit();
@@ -593,10 +597,24 @@ export class DeviceService {
     return revoked;
   }
 
-  /** Superseded certificates are revoked like any other: gateways refuse them and close their sessions. */
-  async #publishSuperseded(deviceId: string, superseded: readonly string[], nowMs: number): Promise<void> {
-    if (superseded.length > 0) await this.#regenerateCrl(nowMs);
-    await this.trust.certificatesRevoked(deviceId, [...superseded], nowMs);
+  /**
+   * The number of the CRL that will list the certificates `revoked` superseded, taken in their
+   * transaction (as revoke does, review h20 finding 1): if the process ends or the signing fails
+   * after the commit, republishCrl's numberTakenWithoutCrl sees the gap and re-signs.
+   */
+  async #supersededCrlNumberIn(tx: SqlExecutor, revoked: readonly string[]): Promise<bigint | undefined> {
+    return revoked.length > 0 ? this.revocations.nextCrlNumberIn(tx) : undefined;
+  }
+
+  /**
+   * Superseded certificates are revoked like any other: gateways refuse them and close their
+   * sessions. Published to the gateways first, and a failed signing (logged with its code by
+   * #regenerateCrl) does not fail the enrollment or renewal that committed: its CRL number is
+   * taken, so the next republish on any replica signs it.
+   */
+  async #publishSuperseded(deviceId: string, superseded: { revoked: readonly string[]; crlNumber: bigint | undefined }, nowMs: number): Promise<void> {
+    await this.trust.certificatesRevoked(deviceId, [...superseded.revoked], nowMs);
+    if (superseded.crlNumber !== undefined) await this.#regenerateCrl(nowMs, superseded.crlNumber).catch(() => undefined);
   }
 
   #answer(deviceId: string, certificatePem: string, chainPems: readonly string[]): EnrollmentAnswer {

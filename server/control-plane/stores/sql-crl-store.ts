@@ -1,4 +1,6 @@
-import type { SignedCrl } from '../../../trust/crl.js';
+import { SdcError } from '../../../core/errors/index.js';
+import { readVerifiedCrl, type SignedCrl } from '../../../trust/crl.js';
+import type { x509 } from '../../../trust/x509-provider.js';
 import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
 import { lockCounterRow } from './counters.js';
 
@@ -22,9 +24,16 @@ export const storedCrlsKeptMax = 4;
  */
 export class SqlCrlStore {
   readonly #db: SqlDatabase;
+  readonly #issuer: x509.X509Certificate;
+  readonly #onSkipped: (crlNumber: string, error: unknown) => void;
+  /** The row verified last: a re-read of the same row (every read-cache period) is not parsed and verified again. */
+  #verified: StoredCrl | undefined;
 
-  constructor(db: SqlDatabase) {
+  /** `issuer`: our intermediate, which signs every stored CRL; `onSkipped` logs a stored row that is not one. */
+  constructor(db: SqlDatabase, options: { issuer: x509.X509Certificate; onSkipped: (crlNumber: string, error: unknown) => void }) {
     this.#db = db;
+    this.#issuer = options.issuer;
+    this.#onSkipped = options.onSkipped;
   }
 
   /** Stores `crl` inside the caller's transaction (the one that took its number, when there is one) and prunes the old rows. */
@@ -42,12 +51,29 @@ export class SqlCrlStore {
     await this.#db.transaction((tx) => this.storeIn(tx, crl));
   }
 
-  /** The highest-numbered stored CRL whose nextUpdate is after `nowMs`; undefined when none is. */
+  /**
+   * The highest-numbered stored CRL whose nextUpdate is after `nowMs` and that is a CRL our
+   * intermediate signed with the row's number; undefined when none is. A row that is not (a damaged
+   * or planted row, review h20 finding 2) is skipped and reported to `onSkipped` rather than served
+   * by every replica, or failing every read; the next row below is served instead.
+   */
   async highestValid(nowMs: number): Promise<StoredCrl | undefined> {
-    const [row] = await this.#db.query<CrlRow>(
-      'SELECT crl_number, pem, this_update_ms, next_update_ms FROM crls WHERE next_update_ms > ? ORDER BY crl_number DESC LIMIT 1', [nowMs]);
-    if (row === undefined) return undefined;
-    return { pem: row.pem, crlNumber: BigInt(row.crl_number), thisUpdateMs: Number(row.this_update_ms), nextUpdateMs: Number(row.next_update_ms) };
+    const rows = await this.#db.query<CrlRow>(
+      'SELECT crl_number, pem, this_update_ms, next_update_ms FROM crls WHERE next_update_ms > ? ORDER BY crl_number DESC LIMIT ?', [nowMs, storedCrlsKeptMax]);
+    for (const row of rows) {
+      try {
+        if (!/^[0-9]{1,20}$/.test(String(row.crl_number))) throw new SdcError('TRUST_CRL_INVALID', 'the stored CRL number is not a whole number');
+        const crlNumber = BigInt(row.crl_number);
+        if (this.#verified !== undefined && this.#verified.crlNumber === crlNumber && this.#verified.pem === row.pem) return this.#verified;
+        const verified = await readVerifiedCrl({ pem: row.pem, issuer: this.#issuer });
+        if (verified.crlNumber !== crlNumber) throw new SdcError('TRUST_CRL_INVALID', `the stored CRL is numbered ${verified.crlNumber}, its row ${crlNumber}`);
+        this.#verified = { pem: row.pem, crlNumber, thisUpdateMs: verified.thisUpdateMs, nextUpdateMs: verified.nextUpdateMs };
+        return this.#verified;
+      } catch (error) {
+        this.#onSkipped(String(row.crl_number), error);
+      }
+    }
+    return undefined;
   }
 
   /**

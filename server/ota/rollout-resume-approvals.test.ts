@@ -193,6 +193,14 @@ for (const pair of storePairs().pairs) {
       assert.deepEqual([resumed?.actor, resumed?.request_id, resumed?.approvers, resumed?.released_by], [`user:${rhea.name}`, request.id, [ap1.name, ap2.name], ap2.name]);
     });
 
+    it('a resume request where no approval is needed is refused OTA_ROLLOUT_RESUME_NOT_NEEDED and stores nothing', async () => {
+      const paused = await pausedOnErrors([['n1'], ['n2']]);
+      // The policy lets an admin resume past this stop directly: asking approvers would only delay it.
+      refusedWith(await ask(adm, paused.id), 'OTA_ROLLOUT_RESUME_NOT_NEEDED');
+      assert.equal((await view(paused.id)).resume_request ?? null, null, 'no request stored');
+      assert.deepEqual(await audited('ota.rollout.resume_requested', paused.id), []);
+    });
+
     it('a request for a stop whose figures changed ends stale and resumes nothing; a request for the stop as it is now does', async () => {
       const paused = await pausedOnErrors([['b1', 'b2'], ['b3']]);
       const rollout = (await ask(op, paused.id)).json();

@@ -113,7 +113,7 @@ export function sqlJsTargetCountingReads(sqlPrefix: string, onRead: () => void):
 }
 
 /** SDC_TEST_KEEP_STORES=1: the tests' own Redis keys and MySQL databases are kept for a post-mortem. */
-const keepStores = (): boolean => process.env['SDC_TEST_KEEP_STORES'] === '1';
+export const keepStores = (): boolean => process.env['SDC_TEST_KEEP_STORES'] === '1';
 
 /**
  * The databases mysqlTarget made in this process and cleanup() has not dropped (name -> server

@@ -20,7 +20,7 @@ const createBody = {
   reboot_required: true, health_check: { timeout_ms: 300_000, probes: ['agent_online'] },
 };
 
-for (const { sql } of storePairs().pairs) {
+for (const { sql, kv } of storePairs().pairs) {
   describe(`release routes (${sql.name})`, () => {
     let h: Harness;
     let keys: RepositoryKeys;
@@ -29,7 +29,7 @@ for (const { sql } of storePairs().pairs) {
     let viewer: string;
 
     before(async () => {
-      const harness = await makeOtaHarness(sql, { artifactBytesMax: 4096 });
+      const harness = await makeOtaHarness(sql, { artifactBytesMax: 4096, kv });
       h = harness;
       keys = harness.keys!;
       const nowMs = h.clock.nowMs();

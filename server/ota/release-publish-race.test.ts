@@ -61,10 +61,10 @@ function pausingDb(db: SqlDatabase, pauseAfter: RegExp) {
   return { db: wrapped, paused, resume };
 }
 
-for (const { sql } of storePairs().pairs) {
+for (const { sql, kv } of storePairs().pairs) {
   describe(`publish racing a revocation (${sql.name})`, () => {
     it('a publish whose proposal a concurrent revocation dropped is refused; no targets after the revocation lists the revoked release', async () => {
-      const h = await makeOtaHarness(sql);
+      const h = await makeOtaHarness(sql, { kv });
       try {
         const keys = h.keys!;
         const artifacts = new MemoryArtifactStore();

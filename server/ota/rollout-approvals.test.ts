@@ -112,7 +112,7 @@ for (const pair of storePairs().pairs) {
     };
 
     before(async () => {
-      h = await makeOtaHarness(pair.sql);
+      h = await makeOtaHarness(pair.sql, { kv: pair.kv });
       const nowMs = h.clock.nowMs();
       for (const name of ['a1', 'a2', 'b1', 'c1', 'd1', 'e1', 'f1', 'g1', 'g2', 'i1', 'i2', 'i3']) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device(name), nowMs]);
       await publishTestRelease(h.ota, h.keys!, { id: releaseId, version: '4.0.0', artifact });

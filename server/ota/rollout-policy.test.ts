@@ -41,7 +41,7 @@ for (const pair of storePairs().pairs) {
     const releaseId = `relp-${tag}`;
 
     before(async () => {
-      h = await makeOtaHarness(pair.sql);
+      h = await makeOtaHarness(pair.sql, { kv: pair.kv });
       const nowMs = h.clock.nowMs();
       for (const name of ['lab1', 'lab2', 'shop1', 'shop2', 'shop3', 'shop4', 'shop5']) {
         await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", [device(name), nowMs]);

@@ -30,7 +30,7 @@ for (const pair of storePairs().pairs) {
     });
 
     before(async () => {
-      h = await makeOtaHarness(pair.sql);
+      h = await makeOtaHarness(pair.sql, { kv: pair.kv });
       await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'active', ?)", [device, h.clock.nowMs()]);
       await publishTestRelease(h.ota, h.keys!, { id: `rel-${tag}`, version: '2.0.0', artifact: new TextEncoder().encode('firmware 2.0.0') });
     });

@@ -125,7 +125,7 @@ for (const pair of storePairs().pairs) {
     const inbox = async (by: Person) => ((await call('GET', '/v1/approvals/rollouts', by.token)).json().items as Json[]).map((r) => r.id as string);
 
     before(async () => {
-      h = await makeOtaHarness(pair.sql);
+      h = await makeOtaHarness(pair.sql, { kv: pair.kv });
       const nowMs = h.clock.nowMs();
       await publishTestRelease(h.ota, h.keys!, { id: releaseId, version: '5.0.0', artifact });
       const { revision } = await h.cp.policy.current();

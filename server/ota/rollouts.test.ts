@@ -34,7 +34,7 @@ for (const pair of storePairs().pairs) {
     const devices = Array.from({ length: 8 }, (_, i) => `ro-${tag}-${i}`);
 
     before(async () => {
-      h = await makeOtaHarness(pair.sql);
+      h = await makeOtaHarness(pair.sql, { kv: pair.kv });
       const nowMs = h.clock.nowMs();
       for (const id of devices) await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'active', ?)", [id, nowMs]);
       await publishTestRelease(h.ota, h.keys!, { id: `rel-${tag}`, version: '2.0.0', artifact });

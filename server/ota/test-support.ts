@@ -1,13 +1,14 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemRandom, systemScheduler } from '../../runtime/system.js';
 import { createControlPlane } from '../control-plane/control-plane.js';
-import { ManualClock, type Harness, type SqlTarget } from '../control-plane/test-support.js';
+import { keepStores, ManualClock, type Harness, type KvFactory, type SqlTarget } from '../control-plane/test-support.js';
 import { initDeployment } from '../materials/materials.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.js';
+import { testStoreTag } from '../stores/test-store-namespace.js';
 import type { OtaBlobOptions } from './control-plane-ota.js';
 import type { OtaServices } from './ota-service.js';
 import type { RolloutPolicyPort } from './rollout-policy.js';
@@ -20,10 +21,12 @@ import { generateRepositoryKeys, initialMetadata, writeRepositoryFiles, type Rep
  * repository files are written into the data directory before the control plane is created
  * (`createRepository`, by default keys generated here, the offline ones kept for the test as
  * release signers keep theirs), so the control plane opens and serves it itself and signs the
- * first snapshot and timestamp. Like makeHarness otherwise (a ManualClock, embedded bus and kv).
+ * first snapshot and timestamp. Like makeHarness otherwise (a ManualClock, embedded bus; the
+ * embedded kv unless `kv` gives the store pair's, so the MySQL + Redis pair runs the OTA kv
+ * records, such as the artifact URL's expiry, on real Redis).
  */
 export async function makeOtaHarness(target: SqlTarget, options: {
-  createRepository?: (dataDir: string, nowMs: number) => Promise<void>; artifactBytesMax?: number; otaBlobs?: OtaBlobOptions;
+  createRepository?: (dataDir: string, nowMs: number) => Promise<void>; artifactBytesMax?: number; otaBlobs?: OtaBlobOptions; kv?: KvFactory | undefined;
 } = {}): Promise<Harness & { ota: OtaServices; keys: RepositoryKeys | undefined }> {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-ota-'));
   const clock = new ManualClock();
@@ -37,7 +40,8 @@ export async function makeOtaHarness(target: SqlTarget, options: {
   }
   const db = await target.open(dir);
   const bus = new MemoryStreamBus({ clock, scheduler: systemScheduler });
-  const kv = createEmbeddedKeyValueStore({ keyPrefix: `ota-test-${randomBytes(4).toString('hex')}:` });
+  const keyPrefix = `cp-test-${testStoreTag()}:`;
+  const kv = options.kv?.(keyPrefix) ?? createEmbeddedKeyValueStore({ keyPrefix });
   const cp = await createControlPlane({
     materials, stores: { sql: db, bus, kv }, clock, random: systemRandom, scheduler: systemScheduler,
     gatewayUrls: ['wss://127.0.0.1:9443/v1/agent'], scryptParams: { N: 1024, r: 8, p: 1 }, claimIdleMs: 1_000,
@@ -50,11 +54,15 @@ export async function makeOtaHarness(target: SqlTarget, options: {
   return {
     dir, clock, materials, db, bus, cp, ota: cp.ota, keys,
     async close() {
-      await cp.stop();
-      await bus.close();
-      await kv.close();
-      await db.close();
-      await rm(dir, { recursive: true, force: true });
+      try {
+        await cp.stop();
+        await bus.close();
+        await kv.close();
+        await db.close();
+        await rm(dir, { recursive: true, force: true });
+      } finally {
+        if (!keepStores()) await options.kv?.removeKeys?.(keyPrefix);
+      }
     },
   };
 }

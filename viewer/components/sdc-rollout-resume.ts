@@ -1,22 +1,17 @@
 import { html, nothing } from 'lit';
-import type { ApiClient, ApiError, Role } from '../api.js';
 import { rolloutResumeRequestBody } from '../approval-signing.js';
 import { formatTime } from '../format.js';
 import { rolloutApprovalNeeds } from '../rollout-approval.js';
 import {
-  resumeDecisionAccess, resumeDecisionResultText, resumeOutcomeText, resumeStopText, type ResumableRollout, type ResumeRequestView,
+  resumeDecisionAccess, resumeDecisionResultText, resumeOutcomeText, resumeStopText, type ResumableRollout,
 } from '../rollout-resume.js';
 import { rolloutDecisionText } from '../rollout-approval.js';
 import { visibleText } from '../visible-text.js';
-import { asApiError, errorLine } from './error-line.js';
-import { LightElement } from './light-element.js';
 import type { ApprovalSigner } from './sdc-approvals.js';
+import { SignedDecisionPanel, type DecidedRollout, type DecisionWords } from './signed-decision-panel.js';
 
 /** What `rollout-resume-decided` carries: the rollout as the server answered the decision, and what it did in words. */
-export interface RolloutResumeDecided {
-  readonly rollout: ResumableRollout;
-  readonly text: string;
-}
+export type RolloutResumeDecided = DecidedRollout<ResumableRollout>;
 
 /**
  * A rollout's request to resume past a safety stop (decision 0019), the one panel both the
@@ -27,70 +22,22 @@ export interface RolloutResumeDecided {
  * hash recomputed before the page signs (viewer/approval-signing.ts). A refusal shows here with its
  * code; a decision taken fires `rollout-resume-decided` (bubbling) with the server's answer.
  */
-export class SdcRolloutResume extends LightElement {
-  static override properties = {
-    api: { attribute: false }, rollout: { attribute: false }, userRole: {}, userName: {}, signer: { attribute: false },
-    decided: { state: true }, busy: { state: true },
+export class SdcRolloutResume extends SignedDecisionPanel<ResumableRollout> {
+  protected override readonly words: DecisionWords = {
+    decidedEvent: 'rollout-resume-decided', testIdPrefix: 'rollout-resume', signedOver: 'the stop above', approve: 'Approve resume', reject: 'Reject resume',
+    subject: (rolloutId) => `resuming rollout ${rolloutId}`,
   };
 
-  declare api: ApiClient;
-  declare rollout: ResumableRollout;
-  declare userRole: Role | undefined;
-  declare userName: string;
-  declare signer: ApprovalSigner | undefined;
-  /** What the last decision did, or its refusal, for the request it was about (the element may be handed another rollout). */
-  declare decided: { requestId: string; text: string; error?: undefined } | { requestId: string; error: ApiError } | undefined;
-  declare busy: boolean;
-
-  constructor() {
-    super();
-    this.userRole = undefined;
-    this.userName = '';
-    this.signer = undefined;
-    this.decided = undefined;
-    this.busy = false;
+  /** A decision is about the request shown: the rollout may carry another one by the time the answer comes. */
+  protected override subjectId(rollout: ResumableRollout): string {
+    return rollout.resume_request?.id ?? '';
   }
 
-  async #decide(rollout: ResumableRollout, request: ResumeRequestView, decision: 'approve' | 'reject', reason?: string): Promise<void> {
-    const signer = this.signer;
-    if (signer === undefined) return;
-    this.busy = true;
-    this.decided = undefined;
-    try {
-      const body = rolloutResumeRequestBody({ rollout, decision, approver: this.userName, kid: signer.kid, key: signer.key, ...(reason === undefined ? {} : { reason }) });
-      const answer = await this.api.post<{ resumed: boolean; rollout: ResumableRollout }>(`/v1/rollouts/${encodeURIComponent(rollout.id)}/resume-request/${decision}`, body);
-      const text = resumeDecisionResultText(rollout.id, decision, answer.resumed);
-      this.decided = { requestId: request.id, text };
-      this.dispatchEvent(new CustomEvent<RolloutResumeDecided>('rollout-resume-decided', { detail: { rollout: answer.rollout, text }, bubbles: true }));
-    } catch (error) {
-      this.decided = { requestId: request.id, error: asApiError(error) };
-    } finally {
-      this.busy = false;
-    }
-  }
-
-  #reject(event: SubmitEvent, rollout: ResumableRollout, request: ResumeRequestView): void {
-    event.preventDefault();
-    const reason = String(new FormData(event.target as HTMLFormElement).get('reason') ?? '').trim();
-    if (reason === '') {
-      this.decided = { requestId: request.id, error: asApiError(new Error('a rejection needs a reason')) };
-      return;
-    }
-    void this.#decide(rollout, request, 'reject', reason);
-  }
-
-  #controls(r: ResumableRollout, request: ResumeRequestView) {
-    const canSign = this.signer !== undefined;
-    return html`
-      ${canSign ? html`<p>Signing with key <code>${this.signer!.kid}</code>, over the stop above (its hash recomputed in this page).</p>`
-        : html`<p data-testid="rollout-resume-no-key">To approve or reject, create or import your signing key in <a href="#/approvals">Approvals</a> first.</p>`}
-      <div class="actions">
-        <button type="button" ?disabled=${!canSign || this.busy} aria-label="Approve resuming rollout ${r.id}" @click=${() => void this.#decide(r, request, 'approve')}>Approve resume</button>
-        <form class="inline" @submit=${(e: SubmitEvent) => this.#reject(e, r, request)}>
-          <label>Reason <input name="reason" required maxlength="1024" aria-label="Reason to reject resuming rollout ${r.id}"></label>
-          <button type="submit" class="danger" ?disabled=${!canSign || this.busy} aria-label="Reject resuming rollout ${r.id}">Reject resume</button>
-        </form>
-      </div>`;
+  protected override async send(rollout: ResumableRollout, decision: 'approve' | 'reject', signer: ApprovalSigner, reason?: string): Promise<RolloutResumeDecided> {
+    const body = rolloutResumeRequestBody({ rollout, decision, approver: this.userName, kid: signer.kid, key: signer.key, ...(reason === undefined ? {} : { reason }) });
+    const answer = await this.api.post<{ resumed: boolean; rollout: ResumableRollout }>(`/v1/rollouts/${encodeURIComponent(rollout.id)}/resume-request/${decision}`, body);
+    const text = resumeDecisionResultText(rollout.id, decision, answer.resumed);
+    return { rollout: answer.rollout, text };
   }
 
   override render() {
@@ -100,7 +47,6 @@ export class SdcRolloutResume extends LightElement {
     const nowMs = Date.now();
     const ended = resumeOutcomeText(request);
     const access = resumeDecisionAccess(r, this.userName, this.userRole);
-    const decided = this.decided?.requestId === request.id ? this.decided : undefined;
     const holding = request.decisions.filter((d) => d.decision === 'approve' && d.expires_at_ms > nowMs).length;
     return html`
       <div class="card" data-testid="rollout-resume">
@@ -116,9 +62,7 @@ export class SdcRolloutResume extends LightElement {
           ${ended === undefined ? nothing : html`<div><dt>Outcome</dt><dd data-testid="rollout-resume-outcome">${ended}</dd></div>`}
           <div><dt>Signed</dt><dd>request <code>${visibleText(request.id)}</code>, subject sha256 <code>${visibleText(request.subject_sha256)}</code></dd></div>
         </dl>
-        ${decided === undefined ? nothing : decided.error !== undefined ? html`<div data-testid="rollout-resume-refusal">${errorLine(decided.error)}</div>`
-          : html`<p role="status" data-testid="rollout-resume-result">${decided.text}</p>`}
-        ${access.may ? this.#controls(r, request) : access.why === undefined ? nothing : html`<p data-testid="rollout-resume-why">${access.why}</p>`}
+        ${this.decisionPart(r, access)}
       </div>`;
   }
 }

@@ -687,6 +687,12 @@ export class CommandService {
     return sent;
   }
 
+  /** The device's unfinished, unexpired commands, as redeliver reads them (for a presence whose episode was read with another read). */
+  // Not async: the repository's promise as it is.
+  unfinishedOf(deviceId: string): Promise<StoredCommand[]> {
+    return this.#repository.unfinishedOf(deviceId, this.#ctx.clock.nowMs(), commandLimits.redeliverPerPresenceMax);
+  }
+
   /**
    * What a device's presence online needs read: its unfinished, unexpired commands (as redeliver
    * reads them) and the alert open under `episodeKey` (AlertMonitor.presenceEpisodeKey), in one

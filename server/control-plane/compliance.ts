@@ -7,6 +7,7 @@ import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 import { decodeBusEntry } from '../bus-contract/entries.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
+import type { OpenEpisode } from './alert-episodes.js';
 import type { PreviousReport } from './compliance-tamper.js';
 import { actors, type ServiceContext } from './context.js';
 import type { DeviceKeyReadMark } from './device-key-cache.js';
@@ -64,6 +65,25 @@ export interface PostureReport {
   readonly atMs: number;
 }
 
+/**
+ * The device's certificate expiry and its stored compliance row, as one read found them; `stored`
+ * undefined: no such device. Opaque to other modules: the presence handler reads it with its own
+ * read of the same entry (ComplianceService.reportAndEpisodeOf) and hands it to onEventEntry.
+ */
+export interface DeviceReportRead {
+  readonly stored: StoredReport | undefined;
+}
+interface StoredReport { readonly certNotAfterMs: number | null; readonly row: ComplianceRow | undefined }
+
+/** Whether a presence entry's data is one onEventEntry records: a device online with AUTH facts. */
+export function carriesAuthFacts(data: { readonly online: boolean; readonly agent_version?: string; readonly posture?: DevicePosture }): boolean {
+  return data.online && (data.agent_version !== undefined || data.posture !== undefined);
+}
+
+/** The columns of a device's compliance read: the devices row's expiry, key and status, and its device_compliance row (LEFT JOIN c). */
+const deviceReportColumns = 'd.cert_not_after, d.public_key, d.status, c.device_id, c.state, c.reasons_json, c.facts_json, c.reported_at, c.evaluated_at';
+type DeviceReportRow = { cert_not_after: number | null; public_key: string | null; status: string } & Nullable<ComplianceRow>;
+
 /** When a recorded change's audit entry is chained: before the call resolves, or by the instant's one drain. */
 type AuditSettle = 'now' | 'soon';
 
@@ -91,26 +111,44 @@ export class ComplianceService implements DeviceComplianceReader {
 
   /**
    * An events-stream entry, after the events handler took it: a device coming online with its
-   * AUTH facts has them recorded. Other entries are skipped before any decoding.
+   * AUTH facts has them recorded. Other entries are skipped before any decoding. `read`: this
+   * device's report as the events handler read it for this entry (reportAndEpisodeOf), so it is
+   * not read again; without it, read here.
    */
-  async onEventEntry(entry: BusEntry): Promise<void> {
+  async onEventEntry(entry: BusEntry, read?: DeviceReportRead): Promise<void> {
     if (entry.fields['kind'] !== 'presence') return;
     const decoded = decodeBusEntry(entry.fields);
-    if (decoded.kind !== 'presence' || !decoded.data.online) return;
+    if (decoded.kind !== 'presence' || !carriesAuthFacts(decoded.data)) return;
     const { agent_version: agentVersion, posture } = decoded.data;
-    if (agentVersion === undefined && posture === undefined) return;
     // The events handler does not read the chain: its entry is chained by the instant's one drain (audit-drain-soon.ts, issue 17).
-    await this.record(decoded.data.device_id, { ...(posture ?? {}), ...(agentVersion === undefined ? {} : { agent_version: agentVersion }) }, decoded.data.at_ms, 'soon');
+    await this.record(decoded.data.device_id, { ...(posture ?? {}), ...(agentVersion === undefined ? {} : { agent_version: agentVersion }) }, decoded.data.at_ms, 'soon', read);
+  }
+
+  /**
+   * The device's report (as onEventEntry needs it) and the alert open under `episodeKey` (the
+   * presence handler's read of its offline episode), in one statement: a statement less per AUTH
+   * (issue 17). The alerts join matches at most one row (episode_key is UNIQUE, migration 014).
+   */
+  async reportAndEpisodeOf(deviceId: string, episodeKey: string): Promise<{ report: DeviceReportRead; episode: OpenEpisode | undefined }> {
+    const mark = this.#deviceKeys?.deviceKeyMark();
+    const [found] = await this.#ctx.db.query<DeviceReportRow & { episode_id: string | null; episode_device_id: string | null; episode_kind: string | null }>(
+      `SELECT ${deviceReportColumns}, a.id AS episode_id, a.device_id AS episode_device_id, a.kind AS episode_kind
+       FROM devices d LEFT JOIN device_compliance c ON c.device_id = d.id LEFT JOIN alerts a ON a.episode_key = ? WHERE d.id = ?`, [episodeKey, deviceId],
+    );
+    // No device row: no episode is read either; the caller's presence write found the device, so this is a removal since.
+    const episode = found?.episode_id === null || found === undefined ? undefined : { id: String(found.episode_id), device_id: found.episode_device_id, kind: String(found.episode_kind) };
+    return { report: { stored: this.#keptReport(deviceId, found, mark) }, episode };
   }
 
   /**
    * Stores what the device reported at `reportedAtMs` and judges it now. `settle`: 'now' chains a
    * change's audit entry before this resolves; 'soon' leaves it to the instant's one drain
-   * (ServiceContext.settleAuditSoon), committed with the row either way.
+   * (ServiceContext.settleAuditSoon), committed with the row either way. `read`: the device's
+   * report read already (reportAndEpisodeOf); read here when absent.
    */
-  async record(deviceId: string, reported: ReportedFacts, reportedAtMs: number, settle: AuditSettle = 'now'): Promise<ComplianceResult> {
+  async record(deviceId: string, reported: ReportedFacts, reportedAtMs: number, settle: AuditSettle = 'now', read?: DeviceReportRead): Promise<ComplianceResult> {
     const nowMs = this.#ctx.clock.nowMs();
-    const stored = await this.#deviceAndReport(deviceId);
+    const stored = read === undefined ? await this.#deviceAndReport(deviceId) : read.stored;
     if (stored === undefined) throw new SdcError('API_DEVICE_NOT_FOUND', `no device ${deviceId}`);
     const result = evaluateCompliance(factsOf(reported, reportedAtMs, stored.certNotAfterMs), this.#rules, nowMs);
     const previous = stored.row === undefined ? undefined : { reported: reportedOf(stored.row), reasons: JSON.parse(stored.row.reasons_json) as ComplianceReason[] };
@@ -196,14 +234,18 @@ export class ComplianceService implements DeviceComplianceReader {
    * The device's certificate expiry (null when none is on record) and its stored compliance row,
    * if any, in one statement (issue 17: a read less per AUTH); undefined when there is no such device.
    */
-  async #deviceAndReport(deviceId: string): Promise<{ certNotAfterMs: number | null; row: ComplianceRow | undefined } | undefined> {
+  async #deviceAndReport(deviceId: string): Promise<StoredReport | undefined> {
     const mark = this.#deviceKeys?.deviceKeyMark();
-    // The key and status too: the device's policy bundle report follows its AUTH, and its check needs them (issue 17).
-    const [found] = await this.#ctx.db.query<{ cert_not_after: number | null; public_key: string | null; status: string } & Nullable<ComplianceRow>>(
-      `SELECT d.cert_not_after, d.public_key, d.status, c.device_id, c.state, c.reasons_json, c.facts_json, c.reported_at, c.evaluated_at
-       FROM devices d LEFT JOIN device_compliance c ON c.device_id = d.id WHERE d.id = ?`, [deviceId],
+    const [found] = await this.#ctx.db.query<DeviceReportRow>(
+      `SELECT ${deviceReportColumns} FROM devices d LEFT JOIN device_compliance c ON c.device_id = d.id WHERE d.id = ?`, [deviceId],
     );
+    return this.#keptReport(deviceId, found, mark);
+  }
+
+  /** A compliance read's row as the report it holds; its key and status kept for the device's frames. */
+  #keptReport(deviceId: string, found: DeviceReportRow | undefined, mark: DeviceKeyReadMark | undefined): StoredReport | undefined {
     if (found === undefined) return undefined;
+    // The key and status too: the device's policy bundle report follows its AUTH, and its check needs them (issue 17).
     if (mark !== undefined) this.#deviceKeys!.keepDeviceKey(deviceId, { public_key: found.public_key, status: found.status }, mark);
     const certNotAfterMs = found.cert_not_after === null ? null : Number(found.cert_not_after);
     if (found.device_id === null) return { certNotAfterMs, row: undefined };

@@ -346,6 +346,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     context, commands, devices, onTelemetryStored: () => { metrics.telemetrySamples.inc({ role: 'control-plane' }); telemetryTrimmer.noteStored(); },
     onTelemetryDuplicates: (duplicates) => metrics.telemetryDuplicates.inc(duplicates),
     onAlertRaised: (kind) => metrics.alertsRaised.inc({ kind }), ...(options.alertRules === undefined ? {} : { alertRules: options.alertRules }),
+    compliance,
   });
   const live = new LiveHub({
     // Streams of a user whose tokens were revoked, or who was removed, close on every control plane (live.ts).
@@ -405,9 +406,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const claimIdleMs = options.claimIdleMs ?? 30_000;
   const eventsConsumer = new StreamConsumer({
     bus, stream: streamNames.events, group: groups.controlPlane, consumer, logger, scheduler, claimIdleMs, handle: async (entry) => {
-      await events.handleEvent(entry);
-      // After the handler accepted it (a presence of an unknown device is refused there): AUTH facts for compliance.
-      await compliance.onEventEntry(entry);
+      const reads = await events.handleEvent(entry);
+      // After the handler accepted it (a presence of an unknown device is refused there): AUTH facts for
+      // compliance, with the device's report as the handler read it (one statement less per AUTH, issue 17).
+      await compliance.onEventEntry(entry, reads ? reads.complianceReport : undefined);
     },
     partitionKey: deviceIdOfEntry,
   });

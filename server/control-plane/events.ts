@@ -15,6 +15,9 @@ import type { CommandService, TransitionOutcome } from './commands.js';
 import type { CommandRow } from './command-repository.js';
 import { actors, type ServiceContext } from './context.js';
 import type { DeviceService } from './devices.js';
+import type { OpenEpisode } from './alert-episodes.js';
+import { carriesAuthFacts, type DeviceReportRead } from './compliance.js';
+import type { StoredCommand } from './command-repository.js';
 import { pageLimit } from './pagination.js';
 
 /**
@@ -53,6 +56,16 @@ function deviceIdOfMalformed(entry: BusEntry): string | undefined {
  */
 const alertsOwedEntriesMax = 1024;
 
+/** The compliance service's read that rides with the presence handler's (ComplianceService.reportAndEpisodeOf). */
+export interface PresenceComplianceReads {
+  reportAndEpisodeOf(deviceId: string, episodeKey: string): Promise<{ report: DeviceReportRead; episode: OpenEpisode | undefined }>;
+}
+
+/** What handleEvent read that the compliance record of the same entry needs (ComplianceService.onEventEntry). */
+export interface EventReads {
+  readonly complianceReport?: DeviceReportRead;
+}
+
 const resultEvents: Record<'succeeded' | 'failed' | 'rejected', CommandEvent> = { succeeded: 'succeed', failed: 'fail', rejected: 'reject' };
 
 /**
@@ -72,6 +85,7 @@ export class EventHandlers {
   /** Many samples per INSERT (group commit across the concurrent telemetry handlers). */
   readonly #telemetryRows: TelemetryRowWriter;
   readonly #bundleReports: PolicyBundleReports;
+  readonly #compliance: PresenceComplianceReads | undefined;
 
   /** Called for each telemetry sample stored (the ingest counter, /metrics). */
   readonly #onTelemetryStored: () => void;
@@ -91,8 +105,11 @@ export class EventHandlers {
     alertRules?: AlertRules;
     /** Called once per alert stored (the alerts counter, /metrics). */
     onAlertRaised?: (kind: string) => void;
+    /** The compliance read a presence with AUTH facts takes with its episode read, for onEventEntry (issue 17). */
+    compliance?: PresenceComplianceReads;
   }) {
     this.#ctx = options.context;
+    this.#compliance = options.compliance;
     this.#onTelemetryStored = options.onTelemetryStored ?? (() => undefined);
     this.#commands = options.commands;
     this.#devices = options.devices;
@@ -119,8 +136,11 @@ export class EventHandlers {
    */
   resultCheck: ((command: { id: string; deviceId: string; opcode: string }, output: Readonly<Record<string, unknown>>) => Promise<SdcError | undefined>) | undefined;
 
-  /** One entry of `sdc:events`. */
-  async handleEvent(entry: BusEntry): Promise<void> {
+  /**
+   * One entry of `sdc:events`. A presence resolves with what it read that the compliance record of
+   * the same entry needs (EventReads), if anything.
+   */
+  async handleEvent(entry: BusEntry): Promise<EventReads | void> {
     const decoded = decodeBusEntry(entry.fields);
     switch (decoded.kind) {
       case 'presence': return this.#presence(decoded.data);
@@ -136,11 +156,11 @@ export class EventHandlers {
     }
   }
 
-  async #presence(data: BusEntryData<'presence'>): Promise<void> {
+  async #presence(data: BusEntryData<'presence'>): Promise<EventReads | undefined> {
     if (await this.#restoredUnchanged(data)) {
       // Published all the same: a view read while the key was missing shows the device offline.
       this.#ctx.publishLive({ type: 'presence', device_id: data.device_id, online: true, gateway_id: data.gateway_id, at_ms: data.at_ms });
-      return;
+      return undefined;
     }
     const known = await this.#devices.recordPresence({
       deviceId: data.device_id, gatewayId: data.gateway_id, online: data.online, atMs: data.at_ms, lastCommandSeq: data.last_command_seq,
@@ -150,13 +170,30 @@ export class EventHandlers {
     this.#ctx.publishLive({ type: 'presence', device_id: data.device_id, online: data.online, gateway_id: data.gateway_id, at_ms: data.at_ms });
     if (!data.online) {
       await this.alertMonitor.onPresence(data.device_id, false, data.at_ms);
-      return;
+      return undefined;
     }
     // The offline episode the device ends and its commands to send again, read after the presence
     // write (in one statement on MySQL, issue 15); the clear comes first, then the redelivery, as before.
-    const read = await this.#commands.unfinishedAndEpisodeOf(data.device_id, this.alertMonitor.presenceEpisodeKey(data.device_id));
+    const read = await this.#onlineReads(data);
     await this.alertMonitor.onPresence(data.device_id, true, data.at_ms, { row: read.episode });
     await this.#commands.redeliver(data.device_id, data.gateway_id, read.commands);
+    return read.complianceReport === undefined ? undefined : { complianceReport: read.complianceReport };
+  }
+
+  /**
+   * A presence online's reads: its offline episode and unfinished commands, and, for one with AUTH
+   * facts on sql.js, the compliance record's read of the device (onEventEntry, after this handler)
+   * in the episode's statement: one statement less per AUTH (issue 17). On MySQL the episode and
+   * the commands are one statement already (CommandRepository.unfinishedAndEpisodeOf) and the
+   * compliance read stays its own: a third part there needs a row shape of its own.
+   */
+  async #onlineReads(data: BusEntryData<'presence'>): Promise<{ commands: StoredCommand[]; episode: OpenEpisode | undefined; complianceReport?: DeviceReportRead }> {
+    const episodeKey = this.alertMonitor.presenceEpisodeKey(data.device_id);
+    if (this.#compliance === undefined || this.#ctx.db.dialect === 'mysql' || !carriesAuthFacts(data)) {
+      return this.#commands.unfinishedAndEpisodeOf(data.device_id, episodeKey);
+    }
+    const { report, episode } = await this.#compliance.reportAndEpisodeOf(data.device_id, episodeKey);
+    return { commands: await this.#commands.unfinishedOf(data.device_id), episode, complianceReport: report };
   }
 
   /**

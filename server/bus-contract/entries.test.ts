@@ -60,6 +60,19 @@ test("a command's device frames (command_progress with an ACK, command_result) t
   assert.deepEqual(decodeBusEntry(fields), { kind: 'command_progress', data: deliver });
 });
 
+test('an ack or start without the device frame is refused COMMAND_ACK_UNSIGNED on encode and decode, in either form; the gateway\'s own events need none', () => {
+  const base = { command_id: 'c1', device_id: 'dev-1', gateway_id: 'gw-1', at_ms: 5, attempt: 1 };
+  const unsigned = (run: () => unknown) => assert.throws(run, (e) => SdcError.is(e, 'COMMAND_ACK_UNSIGNED'));
+  for (const event of ['ack', 'start'] as const) {
+    unsigned(() => encodeBusEntry('command_progress', { ...base, event }));
+    // No frame field, no frame in data: the same text in both forms.
+    unsigned(() => decodeBusEntry({ kind: 'command_progress', data: canonicalize({ ...base, event }) }));
+  }
+  for (const event of ['deliver', 'dead_letter', 'requeue'] as const) {
+    assert.deepEqual(decodeBusEntry(encodeBusEntry('command_progress', { ...base, event })), { kind: 'command_progress', data: { ...base, event } });
+  }
+});
+
 test('a frame field is refused on a kind that does not carry one, beside a frame in data, or with data that is not an object', () => {
   const frame = '{"type":"ALERT"}';
   const refused = (fields: Record<string, string>) => assert.throws(() => decodeBusEntry(fields), (e) => SdcError.is(e, 'PROTO_SCHEMA_INVALID'));

@@ -63,7 +63,10 @@ export const busEntrySchemas = {
     event: Type.Union([Type.Literal('deliver'), Type.Literal('ack'), Type.Literal('start'), Type.Literal('dead_letter'), Type.Literal('requeue')]),
     attempt: Type.Integer({ minimum: 0, maximum: 100 }),
     detail: Type.Optional(Type.String({ maxLength: 512 })),
-    /** The device's signed COMMAND_ACK frame, when the event came from one. */
+    /**
+     * The device's signed COMMAND_ACK frame: required for `ack` and `start` (checkDeviceWord, on
+     * encode and decode), absent for the gateway's own events (deliver, dead_letter, requeue).
+     */
     frame: Type.Optional(SignedFrameText),
     /** The command's trace (from its delivery, or the device's ACK), so the control plane logs the event under it. */
     traceparent: Type.Optional(Traceparent),
@@ -126,6 +129,7 @@ export function encodeBusEntry<K extends BusEntryKind>(kind: K, data: BusEntryDa
     const first = checks[kind].Errors(data).First();
     throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry ${kind} ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`);
   }
+  checkDeviceWord(kind, data);
   if (frameFieldKinds.has(kind) && 'frame' in data && typeof data.frame === 'string') {
     const { frame, ...rest } = data;
     return { kind, data: canonicalize(rest), frame };
@@ -189,7 +193,31 @@ function decodeBusEntryText(fields: Readonly<Record<string, string>>): DecodedBu
     const first = check.Errors(data).First();
     throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry ${kind} ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`);
   }
+  checkDeviceWord(kind as BusEntryKind, data);
   return { kind, data } as DecodedBusEntry;
+}
+
+/** command_progress events that only the device's signed COMMAND_ACK may cause (its stage `received` or `executing`). */
+const deviceSignedProgressEvents: ReadonlySet<string> = new Set(['ack', 'start']);
+
+/**
+ * An `ack` or `start` is the device's word (docs/security/threat-model.md: the ACK frame is
+ * verified and audited as `command.ack`), so an entry claiming one without the device's frame is
+ * refused here, in either form (frame in its own field or inside `data`: both are merged before
+ * this check), by every reader and writer: otherwise anything that can append to `sdc:events` (a
+ * hostile gateway) would move a command to ack_received and executing with nothing signed. No
+ * gateway writes one (CommandRouter.onAck always forwards the frame). Refused COMMAND_ACK_UNSIGNED,
+ * a remote fault, so the control plane dead-letters the entry with that code and logs it, as it
+ * does an ACK whose frame fails verification.
+ */
+function checkDeviceWord(kind: BusEntryKind, data: unknown): void {
+  if (kind !== 'command_progress') return;
+  const progress = data as BusEntryData<'command_progress'>;
+  if (deviceSignedProgressEvents.has(progress.event) && progress.frame === undefined) {
+    throw new SdcError('COMMAND_ACK_UNSIGNED', `command_progress ${progress.event} for command ${progress.command_id} from gateway ${progress.gateway_id} carries no device frame`, {
+      commandId: progress.command_id, deviceId: progress.device_id, gatewayId: progress.gateway_id,
+    });
+  }
 }
 
 /**

@@ -8,7 +8,8 @@ import { encodeBusEntry } from '../bus-contract/entries.js';
 import { streamNames } from '../bus-contract/streams.js';
 import { SdcError } from '../../core/errors/index.js';
 import type { AuditEntry } from '../../core/protocol/audit-chain.js';
-import { deadLetterStream } from '../stores/bus/bus-port.js';
+import { deadFields, deadLetterStream } from '../stores/bus/bus-port.js';
+import { canonicalize } from '../../core/protocol/canonical-json.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 import { deviceFrame, makeDeviceKey, makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
 import { withOneByOneBatches } from '../stores/sql/sql-batch.js';
@@ -103,6 +104,26 @@ function suite(target: SqlTarget): void {
       await h.cp.eventsConsumer.drain();
       assert.equal(await h.bus.length(deadLetterStream(streamNames.events)) - deadBefore, 3);
       assert.equal((await h.cp.commands.get(command.id)).state, 'sent');
+      await h.cp.context.settleAudit();
+      assert.deepEqual(entriesOf(await chain(), command.id).map((e) => e.kind), ['command.created', 'command.state']);
+    });
+
+    it('an ack or start without the device frame (a gateway\'s word only) is dead-lettered COMMAND_ACK_UNSIGNED and changes nothing', async () => {
+      const command = await newCommand();
+      const t0 = h.clock.nowMs();
+      const deadBefore = await h.bus.range(deadLetterStream(streamNames.events), { count: 10_000 });
+      await h.bus.append(streamNames.events, progress(command.id, 'deliver', t0 + 1));
+      // Written by hand: encodeBusEntry refuses these too. Without a frame both bus forms (frame in its own field, frame inside data) are this text.
+      const frameless = (event: 'ack' | 'start', at: number) => ({
+        kind: 'command_progress', data: canonicalize({ command_id: command.id, device_id: device, gateway_id: 'gw1', at_ms: at, event, attempt: 1 }),
+      });
+      await h.bus.append(streamNames.events, frameless('ack', t0 + 2));
+      await h.bus.append(streamNames.events, frameless('start', t0 + 3));
+      await h.cp.eventsConsumer.drain();
+      assert.equal((await h.cp.commands.get(command.id)).state, 'sent');
+      const dead = (await h.bus.range(deadLetterStream(streamNames.events), { count: 10_000 })).slice(deadBefore.length);
+      assert.deepEqual(dead.map((e) => e.fields[deadFields.reason]?.split(':')[0]), ['COMMAND_ACK_UNSIGNED', 'COMMAND_ACK_UNSIGNED']);
+      assert.deepEqual(await h.bus.pending(streamNames.events, 'control-plane'), []);
       await h.cp.context.settleAudit();
       assert.deepEqual(entriesOf(await chain(), command.id).map((e) => e.kind), ['command.created', 'command.state']);
     });

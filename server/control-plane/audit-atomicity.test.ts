@@ -14,7 +14,7 @@ import type { AuditEntry } from '../../core/protocol/audit-chain.js';
 import { systemRandom, systemScheduler } from '../../runtime/system.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 import { createControlPlane } from './control-plane.js';
-import { deviceFrame, makeDeviceKey, makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+import { deviceFrame, makeDeviceKey, makeHarness, mysqlTarget, progressEntry, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
 import { withOneByOneBatches } from '../stores/sql/sql-batch.js';
 
 const adminPassword = 'correct horse battery staple';
@@ -156,11 +156,11 @@ function suite(target: SqlTarget): void {
       }
       const [delivered, succeeded] = ids as [string, string];
       const t0 = h.clock.nowMs();
+      const [row] = await h.db.query<{ device_seq: number }>('SELECT device_seq FROM commands WHERE id = ?', [succeeded]);
       const progress = (commandId: string, event: 'deliver' | 'ack' | 'start', at: number) =>
-        encodeBusEntry('command_progress', { command_id: commandId, device_id: device, gateway_id: 'gw1', at_ms: at, event, attempt: 1 });
+        progressEntry({ command: { id: commandId, device_id: device, device_seq: Number(row!.device_seq) }, event, atMs: at, seed: deviceKey.seed });
       await h.bus.append(streamNames.events, progress(delivered, 'deliver', t0 + 1));
       for (const [event, at] of [['deliver', 2], ['ack', 3], ['start', 4]] as const) await h.bus.append(streamNames.events, progress(succeeded, event, t0 + at));
-      const [row] = await h.db.query<{ device_seq: number }>('SELECT device_seq FROM commands WHERE id = ?', [succeeded]);
       const frame = deviceFrame({ deviceId: device, seed: deviceKey.seed, type: 'COMMAND_RESULT', ts: t0 + 5,
         body: { command_id: succeeded, device_seq: Number(row!.device_seq), status: 'succeeded', output: { ok: true }, finished_at: t0 + 5 } });
       await h.bus.append(streamNames.events, encodeBusEntry('command_result', { command_id: succeeded, device_id: device, gateway_id: 'gw1', at_ms: t0 + 6, frame }));
@@ -197,7 +197,8 @@ function suite(target: SqlTarget): void {
         assert.equal(kinds.filter((k) => k === 'command.created').length, 1, `${id}: ${kinds.join(',')}`);
         assert.equal(kinds.length, changes.length, `${id}: one entry per state change (${changes.map((c) => c.state).join(',')} vs ${kinds.join(',')})`);
       }
-      assert.deepEqual(entriesOf(entries, succeeded).map((e) => e.kind), ['command.created', 'command.state', 'command.state', 'command.state', 'command.result']);
+      // deliver is the gateway's word (command.state); ack and start the device's signed frames (command.ack).
+      assert.deepEqual(entriesOf(entries, succeeded).map((e) => e.kind), ['command.created', 'command.state', 'command.ack', 'command.ack', 'command.result']);
       assert.equal(entriesOf(entries, succeeded).at(-1)?.payload.frame, frame);
       assert.deepEqual(entries.filter((e) => e.payload.alert_id === alertId).map((e) => e.kind), ['alert.raised', 'alert.acknowledged']);
       const deviceEntries = entries.filter((e) => e.subject === `device:${second}`);

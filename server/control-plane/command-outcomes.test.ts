@@ -5,7 +5,7 @@ import { encodeBusEntry } from '../bus-contract/entries.js';
 import { gatewayCommandStream, kvKeys, streamNames } from '../bus-contract/streams.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
-import { deviceFrame, makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+import { deviceFrame, makeHarness, mysqlTarget, progressEntry, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
 
 const provider = createNodeEd25519Provider();
 
@@ -26,10 +26,8 @@ function suite(target: SqlTarget): void {
       if (online) await h.cp.context.kv.set(kvKeys.presence(deviceId), JSON.stringify({ gateway_id: 'gw1' }));
     };
     const create = async (deviceId: string, ttlMs = 10_000) => (await h.cp.commands.create({ actor, deviceId, opcode: 'EXEC_PING_KERNEL', args: {}, ttlMs })).command;
-    const progress = async (command: { id: string; device_id: string }, event: 'deliver' | 'ack' | 'start' | 'dead_letter') => {
-      await h.bus.append(streamNames.events, encodeBusEntry('command_progress', {
-        command_id: command.id, device_id: command.device_id, gateway_id: 'gw1', at_ms: h.clock.nowMs(), event, attempt: 1,
-      }));
+    const progress = async (command: { id: string; device_id: string; device_seq: number | null }, event: 'deliver' | 'ack' | 'start' | 'dead_letter') => {
+      await h.bus.append(streamNames.events, progressEntry({ command, event, atMs: h.clock.nowMs(), seed }));
       await h.cp.eventsConsumer.drain();
     };
     const result = async (command: { id: string; device_id: string; device_seq: number | null }, status: 'succeeded' | 'failed' | 'rejected', error?: JsonObject) => {

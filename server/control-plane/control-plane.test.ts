@@ -6,7 +6,7 @@ import { gatewayCommandStream, kvKeys, streamNames } from '../bus-contract/strea
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
-import { deviceFrame, makeDeviceKey, makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+import { deviceFrame, makeDeviceKey, makeHarness, mysqlTarget, progressEntry, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
 
 const adminPassword = 'correct horse battery staple';
 
@@ -167,7 +167,7 @@ function suite(target: SqlTarget): void {
       await h.bus.append(streamNames.events, encodeBusEntry('presence', { device_id: device, gateway_id: 'gw1', session_id: 's1', online: true, at_ms: t0, last_command_seq: 0 }));
       await h.cp.eventsConsumer.drain();
       assert.equal(await h.bus.length(gatewayCommandStream('gw1')), 1);
-      const progress = (event: 'deliver' | 'ack' | 'start', at: number) => encodeBusEntry('command_progress', { command_id: queued.id, device_id: device, gateway_id: 'gw1', at_ms: at, event, attempt: 1 });
+      const progress = (event: 'deliver' | 'ack' | 'start', at: number) => progressEntry({ command: { ...queued, device_id: device }, event, atMs: at, seed: deviceKey.seed });
       await h.bus.append(streamNames.events, progress('deliver', t0 + 1));
       await h.bus.append(streamNames.events, progress('ack', t0 + 2));
       await h.bus.append(streamNames.events, progress('start', t0 + 3));

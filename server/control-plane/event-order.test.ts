@@ -1,10 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeBusEntry } from '../bus-contract/entries.js';
+import { randomBytes } from 'node:crypto';
+import { base64urlFromBytes } from '../../core/crypto/bytes.js';
+import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { streamNames } from '../bus-contract/streams.js';
 import { SdcError } from '../../core/errors/index.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
-import { makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+import { makeHarness, mysqlTarget, progressEntry, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
 
 /**
  * Issue 18.5: a device's events are applied in stream order even when the SQL store fails under
@@ -43,12 +45,12 @@ function suite(target: SqlTarget): void {
     });
 
     it('applies a device\'s ACK whose handling failed before the later deliver report of a redelivery', async () => {
-      await h.db.execute("INSERT INTO devices (id, status, created_at) VALUES (?, 'enrolled', ?)", ['dev-order', h.clock.nowMs()]);
+      const seed = new Uint8Array(randomBytes(32));
+      await h.db.execute("INSERT INTO devices (id, status, created_at, public_key) VALUES (?, 'enrolled', ?, ?)",
+        ['dev-order', h.clock.nowMs(), base64urlFromBytes(createNodeEd25519Provider().publicKeyFromSeed(seed))]);
       const { command } = await h.cp.commands.create({ actor: { name: 'op', role: 'operator' }, deviceId: 'dev-order', opcode: 'EXEC_PING_KERNEL', args: {} });
       const t0 = command.created_at_ms;
-      const progress = (event: 'deliver' | 'ack', attempt: number, at: number) => encodeBusEntry('command_progress', {
-        command_id: command.id, device_id: 'dev-order', gateway_id: 'gw1', at_ms: at, event, attempt,
-      });
+      const progress = (event: 'deliver' | 'ack', attempt: number, at: number) => progressEntry({ command, event, attempt, atMs: at, seed });
       await h.bus.append(streamNames.events, progress('deliver', 1, t0 + 1));
       await h.cp.eventsConsumer.drain();
       failures.left = 1; // the ACK's first SQL call fails

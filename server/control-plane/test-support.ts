@@ -27,6 +27,7 @@ import type { SqlAuditStore } from './stores/sql-audit-store.js';
 import type { AuditEntry } from '../../core/protocol/audit-chain.js';
 import { signApproval } from '../../core/protocol/approvals.js';
 import type { PolicyRole } from '../../core/protocol/policy.js';
+import { encodeBusEntry } from '../bus-contract/entries.js';
 import { liveChannel } from '../bus-contract/streams.js';
 import type { GatewayCore } from '../gateway/gateway-core.js';
 import { eventually, makeCore, onVirtualTime, settle, VirtualDriver } from '../gateway/test-support.js';
@@ -281,6 +282,29 @@ export function deviceFrame(options: { deviceId: string; seed: Uint8Array; type:
     kid: deviceKid(options.deviceId), seed: options.seed, provider,
   });
   return canonicalize(envelope);
+}
+
+/**
+ * A command_progress entry as a gateway appends it. `ack` and `start` carry the device's signed
+ * COMMAND_ACK (stage received / executing), without which every reader refuses them
+ * (COMMAND_ACK_UNSIGNED): give the device's `seed` and the command's `device_seq` for those.
+ */
+export function progressEntry(options: {
+  command: { id: string; device_id: string; device_seq?: number | null }; event: 'deliver' | 'ack' | 'start' | 'dead_letter' | 'requeue'; atMs: number;
+  seed?: Uint8Array; gatewayId?: string; attempt?: number; detail?: string; traceparent?: string;
+}): Record<string, string> {
+  const { command, event, atMs } = options;
+  let frame: string | undefined;
+  if (event === 'ack' || event === 'start') {
+    if (options.seed === undefined || command.device_seq === undefined || command.device_seq === null) throw new Error(`progressEntry: an ${event} needs the device's seed and the command's device_seq`);
+    const body = { command_id: command.id, device_seq: command.device_seq, stage: event === 'ack' ? 'received' : 'executing' };
+    frame = deviceFrame({ deviceId: command.device_id, seed: options.seed, type: 'COMMAND_ACK', body, ts: atMs });
+  }
+  return encodeBusEntry('command_progress', {
+    command_id: command.id, device_id: command.device_id, gateway_id: options.gatewayId ?? 'gw1', at_ms: atMs, event, attempt: options.attempt ?? 1,
+    ...(options.detail === undefined ? {} : { detail: options.detail }), ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent }),
+    ...(frame === undefined ? {} : { frame }),
+  });
 }
 
 /** The stable code a promise is refused with, `accepted` when it resolves, `untyped ...` for an error without a code. */

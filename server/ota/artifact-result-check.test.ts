@@ -6,7 +6,7 @@ import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { sealedLength } from '../../runtime/artifact-seal-node.js';
 import { encodeBusEntry } from '../bus-contract/entries.js';
 import { kvKeys, streamNames } from '../bus-contract/streams.js';
-import { deviceFrame, makeHarness, mysqlTarget, sqlJsTarget, type Harness, type SqlTarget } from '../control-plane/test-support.js';
+import { deviceFrame, makeHarness, mysqlTarget, progressEntry, sqlJsTarget, type Harness, type SqlTarget } from '../control-plane/test-support.js';
 import { uploadKey } from './encrypted-artifacts.js';
 
 const provider = createNodeEd25519Provider();
@@ -43,7 +43,7 @@ function suite(target: SqlTarget): void {
     };
     const report = async (command: { id: string; device_seq: number | null }, output: JsonObject) => {
       for (const event of ['deliver', 'ack', 'start'] as const) {
-        await h.bus.append(streamNames.events, encodeBusEntry('command_progress', { command_id: command.id, device_id: deviceId, gateway_id: 'gw1', at_ms: h.clock.nowMs(), event, attempt: 1 }));
+        await h.bus.append(streamNames.events, progressEntry({ command: { ...command, device_id: deviceId }, event, atMs: h.clock.nowMs(), seed }));
       }
       const body: JsonObject = { command_id: command.id, device_seq: command.device_seq, status: 'succeeded', output, finished_at: h.clock.nowMs() };
       const frame = deviceFrame({ deviceId, seed, type: 'COMMAND_RESULT', ts: h.clock.nowMs(), body });

@@ -12,5 +12,6 @@ export const commandErrors = defineErrors({
   COMMAND_REASON_REQUIRED: { fault: 'remote', status: 400, summary: 'Policy requires a stated reason for this command (the reason field); it is recorded in the audit' },
   COMMAND_QUIET_HOURS: { fault: 'remote', status: 403, summary: 'The device is in its group\'s quiet hours; details name the rule and the window' },
   COMMAND_POSTURE_DENIED: { fault: 'remote', status: 403, summary: 'The device\'s posture (online, compliance state, risk score, agent version) does not meet the policy; details name the field' },
+  COMMAND_ACK_UNSIGNED: { fault: 'remote', status: 400, summary: 'A command\'s ack or start event carries no device-signed COMMAND_ACK frame; only the device\'s signed word moves a command to ack_received or executing' },
   COMMAND_IDEMPOTENCY_CONFLICT: { fault: 'remote', status: 409, summary: 'Idempotency key was already used for a different request' },
 });

@@ -4,7 +4,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { ConcurrencyGate } from './concurrency-gate.js';
 import { authRateLimits } from './http/rate-limit.js';
 import { tokenSubjectLimits } from './token-subjects.js';
-import { makeDeviceKey, makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
+import { makeHarness, storePairs, type Harness, type StorePair } from './test-support.js';
 
 /**
  * Issue 16, findings 7 and 9: logins and pairing-token guesses were not throttled, and a token
@@ -79,31 +79,7 @@ function suite(pair: StorePair): void {
       assert.equal((await login('padmin', password, '192.0.2.66')).status, 200);
     });
 
-    it('16.7: guessed pairing tokens are refused with 429 after enrollmentFailuresPerDeviceMax (per device) and per address', async () => {
-      nextWindow();
-      const admin = (await login('padmin', password)).json().token as string;
-      assert.equal((await call('POST', '/v1/devices/dev-guess/pairing-tokens', { token: admin, payload: {} })).status, 201);
-      const key = await makeDeviceKey('dev-guess');
-      const guess = (i: number, from: string, deviceId = 'dev-guess', csrPem = key.csrPem) =>
-        call('POST', '/v1/enroll', { from, payload: { device_id: deviceId, token: `sdcpt_${String(i).padStart(43, 'A')}`, csr_pem: csrPem } });
-      for (let i = 0; i < authRateLimits.enrollmentFailuresPerDeviceMax; i += 1) {
-        assert.equal((await guess(i, `198.51.100.${i + 1}`)).json().error.code, 'TRUST_PAIRING_TOKEN_INVALID');
-      }
-      const limited = await guess(99, '203.0.113.50');
-      assert.equal(limited.status, 429);
-      assert.equal(limited.json().error.code, 'API_RATE_LIMITED');
-      assert.ok(Number(limited.headers['retry-after']) >= 1);
-
-      // 40 guesses from one address, one device id each: the address is cut off after its limit.
-      nextWindow();
-      const codes: string[] = [];
-      for (let i = 0; i < 40; i += 1) {
-        const deviceId = `dev-g${i}`;
-        codes.push((await guess(i, '192.0.2.99', deviceId, (await makeDeviceKey(deviceId)).csrPem)).json().error.code as string);
-      }
-      assert.deepEqual(codes.slice(0, authRateLimits.enrollmentFailuresPerSourceMax), Array(authRateLimits.enrollmentFailuresPerSourceMax).fill('TRUST_PAIRING_TOKEN_INVALID'));
-      assert.deepEqual(codes.slice(authRateLimits.enrollmentFailuresPerSourceMax), Array(40 - authRateLimits.enrollmentFailuresPerSourceMax).fill('API_RATE_LIMITED'));
-    });
+    // 16.7's enrollment limits (guessed pairing tokens) are in enrollment-limits.test.ts.
 
     it('16.9: an admin-role token signed with the real key for a user that does not exist is refused', async () => {
       const ghost = await h.cp.auth.authority.issue({ sub: 'ghost', role: 'admin' });

@@ -15,7 +15,7 @@ import { sessionMacTypes } from '../../core/protocol/session/session-mac.js';
 import { createCrl, type SignedCrl } from '../../trust/crl.js';
 import { DeviceCertificateIssuer, type IssuedDeviceCertificate } from '../../trust/device-issuer.js';
 import { EnrollmentService } from '../../trust/enrollment.js';
-import { createPairingTokens } from '../../trust/pairing-tokens.js';
+import { createPairingTokens, hashPairingToken, isOutstanding } from '../../trust/pairing-tokens.js';
 import { requireRevocationReason, type RevocationReason } from '../../trust/revocation.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { verifyDeviceCertificate } from '../../trust/verify-device-certificate.js';
@@ -26,7 +26,6 @@ import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import { SqlPairingTokenStore } from './stores/sql-pairing-token-store.js';
 import { SqlRevocationStore } from './stores/sql-revocation-store.js';
 import { SqlCrlStore, type StoredCrl } from './stores/sql-crl-store.js';
-import { nextCounterValue } from './stores/counters.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { TrustPublisher, type TrustPublishCounts } from './trust-publisher.js';
 import { DeviceKeyCache, deviceKeyCacheLimits, type DeviceKeyReadMark, type DeviceKeyRecord } from './device-key-cache.js';
@@ -429,6 +428,23 @@ export class DeviceService {
     });
   }
 
+  /**
+   * Whether `token` is outstanding for `deviceId` (exists, names it, unused, unexpired): one
+   * SHA-256 and one read by key, no CSR work. The enrollment route's limits count a request whose
+   * token holds only against its device, so strangers naming the device cannot lock it out.
+   */
+  async pairingTokenHolds(options: { deviceId: string; token: string }): Promise<boolean> {
+    let tokenHashHex: string;
+    try {
+      tokenHashHex = hashPairingToken(options.token);
+    } catch (error) {
+      if (SdcError.is(error, 'TRUST_PAIRING_TOKEN_INVALID')) return false;
+      throw error;
+    }
+    const record = await this.#tokens.find(tokenHashHex);
+    return record !== undefined && record.deviceId === options.deviceId && isOutstanding(record, this.#ctx.clock.nowMs());
+  }
+
   /** Trades a one-time token and a CSR for the device's certificate and the keys it must pin. */
   async enroll(options: { deviceId: string; token: string; csrPem: string }): Promise<EnrollmentAnswer> {
     const nowMs = this.#ctx.clock.nowMs();
@@ -709,7 +725,7 @@ export class DeviceService {
     try {
       if (crlNumber === undefined) {
         crl = await this.#ctx.db.transaction(async (tx) => {
-          const number = BigInt(await nextCounterValue(tx, 'crl_number'));
+          const number = await this.revocations.nextCrlNumberIn(tx);
           const signed = await sign(await this.revocations.listIn(tx), number);
           await this.#crls.storeIn(tx, signed);
           return signed;

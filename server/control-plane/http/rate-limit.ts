@@ -20,9 +20,17 @@ export const authRateLimits = Object.freeze({
   // Per account name, whatever the address: a distributed guess at one account. A successful
   // login clears the account's count, so the owner is only locked out while a guesser is busy.
   loginAttemptsPerAccountMax: 10,
-  // Enrollment guesses: only refused enrollments count (a fleet enrolling from one address
-  // with valid tokens is never slowed). Pairing tokens have 256 random bits, so this limit is
-  // about load and noise, not about the odds of a guess.
+  // Enrollments (review h1 of 32269b0, finding 2; docs/decisions/0020, "Enrollments"). Pairing
+  // tokens have 256 random bits, so these limits are about load and noise, not the odds of a
+  // guess. The presented token is looked up first (SHA-256, one read by key); counts before that
+  // are ones anyone can spend, and ten made-up tokens naming a device used to lock it out.
+  // - per address, 20 attempts a minute whose token does not hold (unknown, malformed, used,
+  //   expired, another device's: all bound to be refused), counted before they run so a
+  //   concurrent burst is cut off too. Attempts with a token that holds never count here and are
+  //   never refused by it: one host behind a site's NAT cannot stall the site's enrollments.
+  // - per device, 10 refused attempts a minute whose token held (a CSR that does not parse or
+  //   names another device, a lost race for the token): only the token's holder spends them.
+  //   Made-up tokens naming the device count nowhere but at their address.
   enrollmentFailuresPerSourceMax: 20,
   enrollmentFailuresPerDeviceMax: 10,
   // Renewal attempts (review h1, finding 2; h12's review of it, 2026-12-06). The route accepts
@@ -112,15 +120,28 @@ export class AuthRateLimiter {
     }
   }
 
-  /** Refuses an enrollment once its source or device has too many refused ones; counts a refusal. */
-  async guardEnrollment<T>(who: { source: string; deviceId: string }, attempt: () => Promise<T>): Promise<T> {
-    const [bySource, byDevice] = await Promise.all([this.#enrollSource.current(who.source), this.#enrollDevice.current(who.deviceId)]);
-    if (bySource >= this.#limits.enrollmentFailuresPerSourceMax) throw rateLimited('refused enrollments from this address', this.#enrollSource);
-    if (byDevice >= this.#limits.enrollmentFailuresPerDeviceMax) throw rateLimited('refused enrollments for this device', this.#enrollDevice);
+  /**
+   * Guards an enrollment. `who.tokenHolds`: the presented token is outstanding for `who.deviceId`
+   * (exists, names it, unused, unexpired), as looked up before any CSR work. Such an attempt
+   * skips the address count; refused over enrollmentFailuresPerDeviceMax of its device's refused
+   * ones, and its refusal (the caller's fault) counts for the device. Any other attempt is bound
+   * to be refused: it counts for its address before it runs, and is refused (API_RATE_LIMITED,
+   * Retry-After) without running beyond enrollmentFailuresPerSourceMax.
+   */
+  async guardEnrollment<T>(who: { source: string; deviceId: string; tokenHolds: boolean }, attempt: () => Promise<T>): Promise<T> {
+    if (!who.tokenHolds) {
+      if (await this.#enrollSource.add(who.source) > this.#limits.enrollmentFailuresPerSourceMax) {
+        throw rateLimited('refused enrollments from this address', this.#enrollSource);
+      }
+      return attempt();
+    }
+    if (await this.#enrollDevice.current(who.deviceId) >= this.#limits.enrollmentFailuresPerDeviceMax) {
+      throw rateLimited('refused enrollments with this device\'s pairing token', this.#enrollDevice);
+    }
     try {
       return await attempt();
     } catch (error) {
-      if (SdcError.is(error) && error.fault === 'remote') await Promise.all([this.#enrollSource.add(who.source), this.#enrollDevice.add(who.deviceId)]);
+      if (SdcError.is(error) && error.fault === 'remote') await this.#enrollDevice.add(who.deviceId);
       throw error;
     }
   }

@@ -53,11 +53,21 @@ export class SqlPairingTokenStore implements PairingTokenStore {
       const updated = await tx.execute('UPDATE pairing_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL', [now.getTime(), tokenHashHex]);
       const [row] = await tx.query<TokenRow>('SELECT * FROM pairing_tokens WHERE token_hash = ?', [tokenHashHex]);
       if (row === undefined) return { outcome: 'unknown' };
-      const record: PairingTokenRecord = {
-        tokenHashHex: row.token_hash, deviceId: row.device_id, createdAtMs: Number(row.created_at),
-        expiresAtMs: Number(row.expires_at), usedAtMs: row.used_at === null ? null : Number(row.used_at),
-      };
+      const record = recordOf(row);
       return updated.changes === 1 ? { outcome: 'consumed', record } : { outcome: 'already-used', record };
     });
   }
+
+  /** The record of one token hash, without consuming it (one read by primary key); undefined when unknown. */
+  async find(tokenHashHex: string): Promise<PairingTokenRecord | undefined> {
+    const [row] = await this.#db.query<TokenRow>('SELECT * FROM pairing_tokens WHERE token_hash = ?', [tokenHashHex]);
+    return row === undefined ? undefined : recordOf(row);
+  }
+}
+
+function recordOf(row: TokenRow): PairingTokenRecord {
+  return {
+    tokenHashHex: row.token_hash, deviceId: row.device_id, createdAtMs: Number(row.created_at),
+    expiresAtMs: Number(row.expires_at), usedAtMs: row.used_at === null ? null : Number(row.used_at),
+  };
 }

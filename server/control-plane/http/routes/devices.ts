@@ -143,7 +143,10 @@ export const deviceRoutes: RoutesPlugin<{ readonly services: ControlPlaneService
     schema: { body: EnrollBody }, config: { auth: 'public', summary: 'Enroll a device: one-time token + CSR for a certificate' },
   }, async (request, reply) => {
     const { device_id: deviceId, token, csr_pem: csrPem } = request.body;
-    const answer = await authLimiter.guardEnrollment({ source: request.ip, deviceId }, () => devices.enroll({ deviceId, token, csrPem }));
+    // The token is looked up before the limits (SHA-256, one read by key; no CSR work): a request
+    // whose token holds for this device is never refused for what others did (decision 0020).
+    const tokenHolds = await devices.pairingTokenHolds({ deviceId, token });
+    const answer = await authLimiter.guardEnrollment({ source: request.ip, deviceId, tokenHolds }, () => devices.enroll({ deviceId, token, csrPem }));
     return reply.status(201).send(answer);
   });
 

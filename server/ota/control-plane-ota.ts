@@ -56,14 +56,17 @@ export const otaSweepDefaults = {
   resignCheckIntervalMs: 60_000, alarmCheckIntervalMs: 3_600_000,
   /** A second: a soak's end or a free place in the rate window is acted on within it; a tick of an idle rollout is a few reads. */
   rolloutSweepIntervalMs: 1_000,
+  /** A minute: expired presigned release uploads are deleted within it (every presign also sweeps first). */
+  uploadSweepIntervalMs: 60_000,
 } as const;
 
 /**
  * The image repository in a control plane: opened from the data directory (none without `sdc
  * ota init`, and the routes then say so), its routes registered on the app before it is made
  * ready, its alarms raised as operator alerts (each with an audit entry; the log line is the
- * repository's), and the two periodic passes the control plane schedules: re-signing the online
- * roles when due and checking expiries. Passes are named so `every` logs their failures.
+ * repository's), and the periodic passes the control plane schedules: re-signing the online roles
+ * when due, checking expiries, ticking rollouts, and deleting the objects of expired presigned
+ * release uploads. Passes are named so `every` logs their failures.
  */
 export async function attachOta(options: OtaAttachOptions): Promise<AttachedOta> {
   const { blobStore, onListening } = await openBlobStore(options);
@@ -84,6 +87,7 @@ export async function attachOta(options: OtaAttachOptions): Promise<AttachedOta>
       ['TUF online roles re-sign', otaSweepDefaults.resignCheckIntervalMs, () => services.repository.resignDue()],
       ['TUF expiry alarms', otaSweepDefaults.alarmCheckIntervalMs, () => services.repository.checkAlarms()],
       ['OTA rollouts sweep', options.rolloutSweepIntervalMs ?? otaSweepDefaults.rolloutSweepIntervalMs, () => services.rollouts.sweep()],
+      ['OTA release uploads sweep', otaSweepDefaults.uploadSweepIntervalMs, () => services.releases.sweepExpiredUploads()],
     ],
   };
 }

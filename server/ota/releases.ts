@@ -35,6 +35,22 @@ export const releaseLimits = {
    * whole at each change, and python-tuf's default limit for a targets file is 5,000,000 bytes.
    */
   targetsBytesMax: 4 * 1024 * 1024,
+  /**
+   * Presigned upload URLs (distinct declared artifacts) one release may hold until they are swept:
+   * each lets its holder write up to artifactBytesMax into the blob store, which for the embedded
+   * store is the data directory the database lives in. Four retries with another declared digest
+   * within a URL's lifetime are plenty; asking again for the same artifact takes no new one.
+   */
+  uploadUrlsPerReleaseMax: 4,
+  /** The same over every release: otherwise creating releases would raise the total without end (32 × 256 MiB = 8 GiB at most). */
+  uploadUrlsMax: 32,
+  /**
+   * How long past its URL's expiry a pending upload object is deleted: S3 checks the URL on its own
+   * clock, which may run behind ours; a PUT it still accepted would leave an object nobody sweeps.
+   */
+  uploadSweepGraceMs: 5 * 60_000,
+  /** Pending upload objects deleted per sweep pass (more than uploadUrlsMax: one pass clears them all). */
+  uploadSweepBatchMax: 64,
 } as const;
 
 const artifactNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -182,14 +198,76 @@ export class ReleaseService {
     checkDeclared(declared, this.#artifactBytesMax);
     const row = await this.#row(this.#ctx.db, id);
     if (row.state !== 'draft' && row.state !== 'uploading') refuseTransition(row.state, 'upload_start');
+    // Expired URLs free their places before the caps count them (a failure leaves them counted until the periodic sweep).
+    await this.sweepExpiredUploads().catch((error: unknown) => this.#ctx.logger.warn({ err: error }, 'sweeping expired release uploads failed'));
     const url = await pending.presignPut(pendingUploadName(id, declared), declared.length, expiresInSeconds);
+    // Taken after signing, so the recorded expiry is never before the URL's own.
+    const expiresAtMs = this.#ctx.clock.nowMs() + expiresInSeconds * 1000;
     await this.#ctx.db.transaction(async (tx) => {
-      const current = await this.#row(tx, id);
+      const current = await this.#row(tx, id, { lock: true });
+      if (current.state !== 'draft' && current.state !== 'uploading') refuseTransition(current.state, 'upload_start');
+      await this.#recordPendingUpload(tx, id, declared, expiresAtMs, actor);
       if (current.state === 'draft') await this.#move(tx, current, 'upload_start');
       await this.#audit(tx, 'ota.release.upload_url_issued', actor, id, { sha256: declared.sha256, length: declared.length, expires_in_seconds: expiresInSeconds });
     });
     await this.#ctx.settleAudit();
-    return { method: 'PUT', url, headers: { 'content-length': String(declared.length) }, expires_at_ms: this.#ctx.clock.nowMs() + expiresInSeconds * 1000 };
+    return { method: 'PUT', url, headers: { 'content-length': String(declared.length) }, expires_at_ms: expiresAtMs };
+  }
+
+  /**
+   * The periodic pass (and the first step of every presign): deletes each pending upload object
+   * whose URL expired uploadSweepGraceMs ago, then its row. Completed or not: completion deletes
+   * the object, but a PUT to the still valid URL writes it again, and only now can none follow.
+   * The row goes only if the same upload was not asked for again meanwhile (its expiry unchanged).
+   * Returns how many were deleted; a failed deletion keeps its row for the next pass.
+   */
+  async sweepExpiredUploads(): Promise<number> {
+    const pending = this.#artifacts.pendingUploads;
+    if (pending === undefined) return 0;
+    const due = await this.#ctx.db.query<PendingUploadRow>(
+      'SELECT release_id, artifact_sha256, artifact_length, expires_at FROM ota_release_uploads WHERE expires_at <= ? ORDER BY expires_at LIMIT ?',
+      [this.#ctx.clock.nowMs() - releaseLimits.uploadSweepGraceMs, releaseLimits.uploadSweepBatchMax]);
+    let deleted = 0;
+    let failure: unknown;
+    for (const row of due) {
+      try {
+        await pending.delete(pendingUploadName(row.release_id, { sha256: row.artifact_sha256, length: Number(row.artifact_length) }));
+        await this.#ctx.db.execute('DELETE FROM ota_release_uploads WHERE release_id = ? AND artifact_sha256 = ? AND artifact_length = ? AND expires_at = ?',
+          [row.release_id, row.artifact_sha256, Number(row.artifact_length), Number(row.expires_at)]);
+        deleted += 1;
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure !== undefined) throw failure;
+    return deleted;
+  }
+
+  /**
+   * Inside the presign's transaction, with the release row locked (so one release's count is
+   * exact across control planes; the total can pass its cap by one per control plane presigning
+   * at the same instant): the same declared artifact again only extends its row's expiry, a new
+   * one needs a free place under both caps (OTA_UPLOAD_URLS_LIMIT, with when the first one frees).
+   */
+  async #recordPendingUpload(tx: SqlExecutor, id: string, declared: { sha256: string; length: number }, expiresAtMs: number, actor: string): Promise<void> {
+    const held = await tx.query<PendingUploadRow>(
+      `SELECT release_id, artifact_sha256, artifact_length, expires_at FROM ota_release_uploads WHERE release_id = ?${tx.dialect === 'mysql' ? ' FOR UPDATE' : ''}`, [id]);
+    const same = held.find((row) => row.artifact_sha256 === declared.sha256 && Number(row.artifact_length) === declared.length);
+    if (same !== undefined) {
+      await tx.execute('UPDATE ota_release_uploads SET expires_at = ? WHERE release_id = ? AND artifact_sha256 = ? AND artifact_length = ?',
+        [Math.max(Number(same.expires_at), expiresAtMs), id, declared.sha256, declared.length]);
+      return;
+    }
+    const perRelease = releaseLimits.uploadUrlsPerReleaseMax;
+    const nowMs = this.#ctx.clock.nowMs();
+    if (held.length >= perRelease) throw uploadUrlsLimit(`release ${id} holds ${held.length} upload URLs, the most one release may hold`, 'release', perRelease, held, nowMs);
+    const [all] = await tx.query<{ n: number; first: number | null }>('SELECT COUNT(*) AS n, MIN(expires_at) AS first FROM ota_release_uploads');
+    const total = Number(all?.n ?? 0);
+    if (total >= releaseLimits.uploadUrlsMax) {
+      throw uploadUrlsLimit(`all releases together hold ${total} upload URLs, the most this control plane hands out`, 'all', releaseLimits.uploadUrlsMax, [{ expires_at: Number(all?.first) }], nowMs);
+    }
+    await tx.execute('INSERT INTO ota_release_uploads (release_id, artifact_sha256, artifact_length, expires_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      [id, declared.sha256, declared.length, expiresAtMs, actor, nowMs]);
   }
 
   /**
@@ -399,8 +477,10 @@ export class ReleaseService {
     if (listed.length !== expected.length || listed.some((path, index) => path !== expected[index])) refuse('does not list exactly the published releases and this one');
   }
 
-  async #row(executor: SqlExecutor, id: string): Promise<ReleaseRow> {
-    const [row] = await executor.query<ReleaseRow>(`SELECT ${columns} FROM ota_releases WHERE id = ?`, [id]);
+  /** `lock`: a locking read on MySQL (SQLite runs one transaction at a time). */
+  async #row(executor: SqlExecutor, id: string, options: { lock?: boolean } = {}): Promise<ReleaseRow> {
+    const locking = options.lock === true && executor.dialect === 'mysql' ? ' FOR UPDATE' : '';
+    const [row] = await executor.query<ReleaseRow>(`SELECT ${columns} FROM ota_releases WHERE id = ?${locking}`, [id]);
     if (row === undefined) throw new SdcError('OTA_RELEASE_NOT_FOUND', `no release ${id}`, { releaseId: id });
     return row;
   }
@@ -452,6 +532,16 @@ function checkDeclared(declared: { sha256: string; length: number }, bytesMax: n
   if (!sha256Pattern.test(declared.sha256)) throw new SdcError('API_VALIDATION', 'the declared sha256 must be 64 lower-case hex digits');
   if (!Number.isSafeInteger(declared.length) || declared.length < 1) throw new SdcError('API_VALIDATION', 'the declared length must be a positive integer');
   if (declared.length > bytesMax) throw new SdcError('OTA_UPLOAD_TOO_LARGE', `the artifact exceeds ${bytesMax} bytes`, { bytesMax });
+}
+
+interface PendingUploadRow { release_id: string; artifact_sha256: string; artifact_length: number; expires_at: number }
+
+/** OTA_UPLOAD_URLS_LIMIT: the earliest held URL's object is swept and its place freed at `retryAtMs` (the answer's Retry-After). */
+function uploadUrlsLimit(why: string, scope: 'release' | 'all', max: number, held: ReadonlyArray<{ expires_at: number }>, nowMs: number): SdcError {
+  const retryAtMs = Math.min(...held.map((row) => Number(row.expires_at))) + releaseLimits.uploadSweepGraceMs;
+  return new SdcError('OTA_UPLOAD_URLS_LIMIT',
+    `${why} (${max}); each place frees ${releaseLimits.uploadSweepGraceMs / 60_000} minutes after its URL expires: retry after ${new Date(retryAtMs).toISOString()}`,
+    { scope, max, retryAtMs, retryAfterS: Math.max(1, Math.ceil((retryAtMs - nowMs) / 1000)) });
 }
 
 /** One pending object per release and declared artifact: asking again for the same upload overwrites it, never another's. */

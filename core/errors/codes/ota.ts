@@ -53,6 +53,7 @@ export const otaErrors = defineErrors({
   OTA_ROLLOUT_RELEASE_NOT_PUBLISHED: { fault: 'remote', status: 409, summary: 'A rollout names a release that is not published (or was revoked): only published releases are rolled out' },
   OTA_HEALTH_CHECK_FAILED: { fault: 'remote', status: 409, summary: 'The device\'s health check after an update failed: the update is rolled back' },
   OTA_UPDATE_STEP_FAILED: { fault: 'remote', status: 409, summary: 'A step of the device\'s update (TUF refresh, download, kernel STAGE or COMMIT) failed; the error names the step and the cause' },
+  OTA_UPLOAD_URLS_LIMIT: { fault: 'remote', status: 429, summary: 'The release (or all releases together) already holds the most presigned upload URLs not yet swept: each place frees a few minutes after its URL expires (the Retry-After header says when); asking again for the same declared artifact needs no new place' },
   OTA_PRESIGN_INVALID: { fault: 'remote', status: 400, summary: 'A presigned URL was asked for with an expiry outside 60 s to 1 h, or for a blob key that is not allowed (1-512 characters of A-Z a-z 0-9 . _ - /, no . or .. segments)' },
   OTA_DOWNLOAD_FAILED: { fault: 'remote', status: 502, summary: 'An artifact download failed: the connection, an unexpected HTTP status, or no progress after the allowed number of resumptions' },
   OTA_DOWNLOAD_RANGE_INVALID: { fault: 'remote', status: 502, summary: 'A resumed download was answered 206 with a Content-Range that is not the range asked for (a lying or broken server); nothing is spliced' },

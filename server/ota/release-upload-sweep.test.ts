@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { storePairs, type Harness } from '../control-plane/test-support.js';
+import { s3, type BlobFixture } from './blob-store-test-support.js';
+import type { OtaServices } from './ota-service.js';
+import { releaseLimits } from './releases.js';
+import { makeOtaHarness } from './test-support.js';
+
+/**
+ * Presigned release uploads are bounded and swept (docs/ota.md, "Uploading a release by
+ * presigned PUT"): a release holds at most uploadUrlsPerReleaseMax URLs for distinct declared
+ * artifacts, all releases together uploadUrlsMax (OTA_UPLOAD_URLS_LIMIT); each pending object is
+ * recorded in SQL (migration 027) and deleted once its URL has expired, whether the upload was
+ * completed or abandoned, including an object a late PUT wrote again after completion. On the
+ * embedded store (through the control plane's HTTP app) and on S3 (s3rver), on both store pairs.
+ */
+const urlSeconds = 300;
+const pastExpiryMs = urlSeconds * 1000 + releaseLimits.uploadSweepGraceMs + 1;
+const createBody = (id: string) => ({
+  id, version: '3.1.0', artifact_name: 'agent.bin', platforms: ['linux-x64'], min_agent_version: '1.0.0',
+  reboot_required: false, health_check: { timeout_ms: 60_000, probes: [] },
+});
+/** Distinct artifacts, so each asks for a URL of its own. */
+const artifactOf = (n: number) => new TextEncoder().encode(`firmware build ${n} `.repeat(50 + n));
+const declaredOf = (bytes: Uint8Array) => ({ sha256: createHash('sha256').update(bytes).digest('hex'), length: bytes.length });
+const pendingKey = (id: string, declared: { sha256: string; length: number }) => `ota/release-uploads/${id}/${declared.sha256}-${declared.length}`;
+type Json = Record<string, any>;
+
+const stores = [
+  ['embedded', async () => undefined],
+  ['s3 (s3rver)', s3],
+] as const;
+
+for (const [storeName, openFixture] of stores) {
+  // Each store its own pair: a MySQL target is one database, and each harness needs its own.
+  for (const pair of storePairs().pairs) {
+    describe(`presigned release uploads are capped and swept (${storeName}, ${pair.name})`, () => {
+      let h: Harness & { ota: OtaServices };
+      let fixture: BlobFixture | undefined;
+      let operator: string;
+
+      before(async () => {
+        fixture = await openFixture();
+        h = await makeOtaHarness(pair.sql, { artifactBytesMax: 64 * 1024, kv: pair.kv, ...(fixture === undefined ? {} : { otaBlobs: { s3: fixture.endpoint } }) });
+        await h.cp.listen({ host: '127.0.0.1', port: 0, tls: false });
+        await h.cp.auth.users.add({ name: 'olga', role: 'operator', password: 'operator password', nowMs: h.clock.nowMs() });
+        operator = (await h.cp.auth.login('olga', 'operator password')).token;
+      });
+      after(async () => {
+        // A started control plane's consumers wait in reads on unref'd timers; keep the loop alive while stop() waits for them.
+        const keepAlive = setInterval(() => undefined, 1_000);
+        try {
+          await h.close();
+          await fixture?.close();
+          await pair.sql.cleanup();
+        } finally {
+          clearInterval(keepAlive);
+        }
+      });
+
+      /** Moves the clock past URL lifetimes, and logs in again: the operator's token does not live that long. */
+      const advance = async (ms: number) => {
+        h.clock.advance(ms);
+        operator = (await h.cp.auth.login('olga', 'operator password')).token;
+      };
+      const call = async (url: string, body: object) => {
+        const answer = await h.cp.app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${operator}` }, payload: body });
+        return { status: answer.statusCode, json: answer.json() as Json, text: answer.body, retryAfter: answer.headers['retry-after'] };
+      };
+      const create = async (id: string) => assert.equal((await call('/v1/releases', createBody(id))).status, 201);
+      const presign = (id: string, declared: { sha256: string; length: number }) => call(`/v1/releases/${id}/artifact-upload-url`, { ...declared, expires_in_seconds: urlSeconds });
+      const put = async (url: string, bytes: ReturnType<typeof artifactOf>) => fetch(url, { method: 'PUT', body: bytes, headers: { 'content-length': String(bytes.length) } });
+      const stored = async (key: string) => (await h.cp.blobStore.head(key)) !== undefined;
+      const rows = async () => Number((await h.db.query<{ n: number }>('SELECT COUNT(*) AS n FROM ota_release_uploads'))[0]?.n);
+
+      it('twenty presigns for distinct artifacts get at most the cap; after expiry the sweep deletes every object, and the places are free again', async () => {
+        await create('cap-1');
+        const granted: Array<{ key: string; url: string }> = [];
+        const refused: Array<Awaited<ReturnType<typeof presign>>> = [];
+        for (let n = 0; n < 20; n += 1) {
+          const bytes = artifactOf(n);
+          const answer = await presign('cap-1', declaredOf(bytes));
+          if (answer.status !== 200) {
+            refused.push(answer);
+            continue;
+          }
+          assert.equal((await put(answer.json.url, bytes)).status, 200);
+          granted.push({ key: pendingKey('cap-1', declaredOf(bytes)), url: answer.json.url });
+        }
+        assert.equal(granted.length, releaseLimits.uploadUrlsPerReleaseMax);
+        assert.equal(refused.length, 20 - releaseLimits.uploadUrlsPerReleaseMax);
+        for (const answer of refused) {
+          assert.equal(answer.status, 429);
+          assert.equal(answer.json.error.code, 'OTA_UPLOAD_URLS_LIMIT');
+          assert.match(answer.json.error.message, /^release cap-1 holds 4 upload URLs, the most one release may hold \(4\)/);
+          // The first place frees when its URL has expired and the grace has passed.
+          assert.equal(answer.retryAfter, String(Math.ceil((pastExpiryMs - 1) / 1000)));
+        }
+        // Asking again for an artifact that holds a place takes no new one.
+        assert.equal((await presign('cap-1', declaredOf(artifactOf(0)))).status, 200);
+        for (const { key } of granted) assert.ok(await stored(key), key);
+
+        await advance(pastExpiryMs - 2);
+        assert.equal(await h.ota.releases.sweepExpiredUploads(), 0, 'nothing before the URLs (and the grace) have run out');
+        await advance(1);
+        assert.equal(await h.ota.releases.sweepExpiredUploads(), releaseLimits.uploadUrlsPerReleaseMax);
+        for (const { key } of granted) assert.equal(await stored(key), false, key);
+        assert.equal(await rows(), 0);
+        if (fixture?.lacks.signatureCheck === undefined) {
+          // The embedded store checks the URL on the control plane's clock: what was swept cannot come back.
+          assert.equal((await put(granted[0]!.url, artifactOf(0))).status, 403);
+        }
+        assert.equal((await presign('cap-1', declaredOf(artifactOf(19)))).status, 200);
+        await advance(pastExpiryMs);
+        assert.equal(await h.ota.releases.sweepExpiredUploads(), 1);
+      });
+
+      it('a late PUT after completion writes the object again; the sweep deletes it once the URL has expired', async () => {
+        await create('late-1');
+        const bytes = artifactOf(100);
+        const declared = declaredOf(bytes);
+        const url = (await presign('late-1', declared)).json.url as string;
+        assert.equal((await put(url, bytes)).status, 200);
+        const done = await call('/v1/releases/late-1/artifact-upload-complete', declared);
+        assert.equal(done.status, 200, done.text);
+        assert.equal(done.json.state, 'verified');
+        assert.equal(await stored(pendingKey('late-1', declared)), false, 'completion deletes the pending object');
+        assert.equal((await put(url, bytes)).status, 200, 'the URL is still valid');
+        assert.ok(await stored(pendingKey('late-1', declared)), 'and wrote it again');
+        await advance(pastExpiryMs);
+        assert.equal(await h.ota.releases.sweepExpiredUploads(), 1);
+        assert.equal(await stored(pendingKey('late-1', declared)), false);
+        assert.equal(await rows(), 0);
+      });
+
+      it('all releases together hold at most uploadUrlsMax URLs', async () => {
+        const perRelease = releaseLimits.uploadUrlsPerReleaseMax;
+        const releases = Math.ceil(releaseLimits.uploadUrlsMax / perRelease) + 1;
+        const answers: Array<Awaited<ReturnType<typeof presign>>> = [];
+        for (let r = 0; r < releases; r += 1) {
+          await create(`all-${r}`);
+          for (let n = 0; n < perRelease; n += 1) answers.push(await presign(`all-${r}`, declaredOf(artifactOf(200 + n))));
+        }
+        assert.equal(answers.filter((answer) => answer.status === 200).length, releaseLimits.uploadUrlsMax);
+        const refused = answers.filter((answer) => answer.status !== 200);
+        assert.ok(refused.length > 0);
+        for (const answer of refused) {
+          assert.equal(answer.status, 429);
+          assert.equal(answer.json.error.code, 'OTA_UPLOAD_URLS_LIMIT');
+          assert.match(answer.json.error.message, new RegExp(`^all releases together hold ${releaseLimits.uploadUrlsMax} upload URLs`));
+        }
+        // The next presign sweeps first: once the URLs have expired, places are free without waiting for the periodic pass.
+        await advance(pastExpiryMs);
+        assert.equal((await presign(`all-${releases - 1}`, declaredOf(artifactOf(300)))).status, 200);
+        assert.equal(await rows(), 1);
+        await advance(pastExpiryMs);
+        assert.equal(await h.ota.releases.sweepExpiredUploads(), 1);
+      });
+
+      it('the control plane runs the sweep as one of its periodic passes', async () => {
+        await create('start-1');
+        const bytes = artifactOf(400);
+        const answer = await presign('start-1', declaredOf(bytes));
+        assert.equal((await put(answer.json.url, bytes)).status, 200);
+        await advance(pastExpiryMs);
+        await h.cp.start(); // runs each OTA pass once at start, then on its interval
+        assert.equal(await stored(pendingKey('start-1', declaredOf(bytes))), false);
+        assert.equal(await rows(), 0);
+      });
+    });
+  }
+}

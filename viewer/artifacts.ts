@@ -1,6 +1,7 @@
 import type { ArtifactRecord } from '../core/ota/artifact-record.js';
 import { isDeviceId } from '../core/protocol/device-id.js';
 import { formatTime } from './format.js';
+import { visibleText } from './visible-text.js';
 
 export type { ArtifactRecord };
 
@@ -18,6 +19,7 @@ export interface ArtifactRow {
   /** Of the sealed upload: the first 12 hex digits shown, the whole in `digestFull`. */
   readonly digest: string;
   readonly digestFull: string;
+  /** When and by whom, as shown (the name through visibleText); the other fields stay raw, for links and attributes, and the view escapes what it shows of them. */
   readonly created: string;
   /** Only a succeeded command with an upload has something to download. */
   readonly downloadable: boolean;
@@ -46,7 +48,7 @@ export function artifactRow(record: ArtifactRecord): ArtifactRow {
     id: record.id, deviceId: record.device_id, kind: record.kind, state: record.state,
     size: uploaded ? formatBytes(record.plaintext_length) : '—',
     digest: uploaded ? `${record.sha256!.slice(0, 12)}…` : '—', digestFull: uploaded ? record.sha256! : '',
-    created: `${formatTime(record.created_at_ms)} by ${record.created_by}`, downloadable: uploaded,
+    created: `${formatTime(record.created_at_ms)} by ${visibleText(record.created_by)}`, downloadable: uploaded,
   };
 }
 

@@ -1,4 +1,5 @@
 /** Display helpers shared by the views; pure, so they are tested in Node. */
+import { visibleJson, visibleText } from './visible-text.js';
 
 export function formatTime(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return '—';
@@ -15,11 +16,15 @@ export function formatAgo(ms: number | null | undefined, nowMs: number): string 
   return formatTime(ms);
 }
 
-/** A value in a table cell: strings and numbers as they are, anything else as compact JSON. */
+/**
+ * A value in a table cell (a device's command result, a run file's field): strings and numbers as
+ * they are, anything else as compact JSON, with control, bidi and zero-width characters escaped
+ * (visibleText): a device chose every character of its result.
+ */
 export function cellText(value: unknown): string {
   if (value === null || value === undefined) return '';
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return JSON.stringify(value);
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return visibleText(value);
+  return visibleJson(value);
 }
 
 /** The columns of a table of objects: every key, in first-seen order (bounded, so a huge row cannot blow up the page). */

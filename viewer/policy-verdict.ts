@@ -2,6 +2,8 @@
  * The composer's reading of the policy's dry run (`POST /v1/policy/evaluate`, docs/policy.md
  * "Dry run"): what a create would get, said in one line. Pure, tested in Node.
  */
+import { visibleText as v } from './visible-text.js';
+
 export interface EvaluateAnswer {
   readonly policy_revision: number;
   readonly decision: 'allow' | 'deny';
@@ -16,7 +18,7 @@ export type VerdictKind = 'allowed' | 'approval' | 'denied' | 'refused';
 
 export interface Verdict {
   readonly kind: VerdictKind;
-  /** One sentence for the operator. */
+  /** One sentence for the operator; the API's words in it (a device's refusal, a rule's reason) through visibleText. */
   readonly text: string;
   /** The code a create would be refused with, when it would be. */
   readonly code?: string;
@@ -26,18 +28,18 @@ export interface Verdict {
 export function verdictOf(answer: EvaluateAnswer): Verdict {
   const rule = answer.rule_id === undefined ? {} : { ruleId: answer.rule_id };
   if (answer.device_refusal !== undefined) {
-    return { kind: 'refused', text: `refused before the policy: ${answer.device_refusal.message}`, code: answer.device_refusal.code, ...rule };
+    return { kind: 'refused', text: `refused before the policy: ${v(answer.device_refusal.message)}`, code: answer.device_refusal.code, ...rule };
   }
   if (answer.missing_approval !== undefined) {
     const a = answer.missing_approval;
     return {
       kind: 'approval', ruleId: a.rule_id,
-      text: `needs ${a.count} approval${a.count === 1 ? '' : 's'} by ${a.roles.join(' or ')} (rule ${a.rule_id}): it will wait in the approvals inbox`,
+      text: `needs ${v(a.count)} approval${a.count === 1 ? '' : 's'} by ${a.roles.map(v).join(' or ')} (rule ${v(a.rule_id)}): it will wait in the approvals inbox`,
     };
   }
-  if (answer.decision === 'allow') return { kind: 'allowed', text: `allowed${answer.rule_id === undefined ? '' : ` by rule ${answer.rule_id}`}`, ...rule };
+  if (answer.decision === 'allow') return { kind: 'allowed', text: `allowed${answer.rule_id === undefined ? '' : ` by rule ${v(answer.rule_id)}`}`, ...rule };
   return {
-    kind: 'denied', text: `denied: ${answer.reason}${answer.rule_id === undefined ? '' : ` (rule ${answer.rule_id})`}`,
+    kind: 'denied', text: `denied: ${v(answer.reason)}${answer.rule_id === undefined ? '' : ` (rule ${v(answer.rule_id)})`}`,
     ...(answer.refusal_code === undefined ? {} : { code: answer.refusal_code }), ...rule,
   };
 }

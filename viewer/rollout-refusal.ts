@@ -4,6 +4,8 @@
  * policy"): the execution ended `canceled` and the device was told nothing, which its state alone
  * does not say (an operator's cancel looks the same). Pure, tested in Node.
  */
+import { visibleText as v } from './visible-text.js';
+
 export interface PolicyRefusalView {
   readonly code: string;
   readonly reason: string;
@@ -18,12 +20,12 @@ export interface PolicyRefusalView {
 /** Longest reason shown; the API's reasons are one line, but the page must stay readable whatever comes. */
 export const refusalReasonCharsMax = 300;
 
-/** One sentence for the device's row: who refused, why, by which rule and revision, and that the device was not told. */
+/** One sentence for the device's row: who refused, why, by which rule and revision, and that the device was not told; the API's words through visibleText. */
 export function policyRefusalText(refusal: PolicyRefusalView): string {
-  const reason = refusal.reason.length > refusalReasonCharsMax ? `${refusal.reason.slice(0, refusalReasonCharsMax)}…` : refusal.reason;
+  const reason = v(refusal.reason.length > refusalReasonCharsMax ? `${refusal.reason.slice(0, refusalReasonCharsMax)}…` : refusal.reason);
   const approval = refusal.approval === undefined ? ''
-    : `; needs ${refusal.approval.count} approval${refusal.approval.count === 1 ? '' : 's'} by ${refusal.approval.roles.join(' or ')}`;
-  const facts = [refusal.rule_id === undefined ? 'no rule allows it' : `rule ${refusal.rule_id}`, refusal.opcode, `policy revision ${refusal.revision}`];
+    : `; needs ${v(refusal.approval.count)} approval${refusal.approval.count === 1 ? '' : 's'} by ${refusal.approval.roles.map(v).join(' or ')}`;
+  const facts = [refusal.rule_id === undefined ? 'no rule allows it' : `rule ${v(refusal.rule_id)}`, v(refusal.opcode), `policy revision ${v(refusal.revision)}`];
   return `refused by the command policy: ${reason}${approval} (${facts.join(', ')}); the device was not notified`;
 }
 

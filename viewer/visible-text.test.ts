@@ -4,6 +4,11 @@ import type { RolloutApprovalSubject } from '../core/ota/rollout-approval.js';
 import { rolloutDecisionText, rolloutSubjectText } from './rollout-approval.js';
 import { resumeOutcomeText, type ResumeRequestView } from './rollout-resume.js';
 import { visibleJson, visibleText } from './visible-text.js';
+import { artifactRow, type ArtifactRecord } from './artifacts.js';
+import { cellText } from './format.js';
+import { noticeFor } from './notify.js';
+import { verdictOf } from './policy-verdict.js';
+import { policyRefusalText } from './rollout-refusal.js';
 
 describe('peer-supplied text in the approval panels (viewer/visible-text.ts)', () => {
   it('shows a right-to-left override and an ESC as \\u escapes, leaves plain text as it is', () => {
@@ -36,5 +41,29 @@ describe('peer-supplied text in the approval panels (viewer/visible-text.ts)', (
       'reject by cy\\u2067 (admin) at 2026-12-06 00:30:00Z: freeze \\u202eesaeler\\u202c\\u000d');
     const request = { outcome: { state: 'resumed', at_ms: at, by: 'ann', approvers: ['ann', 'b\u202Eob'] } } as unknown as ResumeRequestView;
     assert.equal(resumeOutcomeText(request), 'resumed at 2026-12-06 00:30:00Z with the approvals of ann, b\\u202eob');
+  });
+
+  it('shows zero-width and other invisible format characters as escapes, so two ids that look alike do not show alike', () => {
+    assert.equal(visibleText('dev\u200b-1'), 'dev\\u200b-1');
+    assert.equal(visibleText('dev-1\ufeff\u2060\u00ad\u180e\u034f\u206a\ufff9'), 'dev-1\\ufeff\\u2060\\u00ad\\u180e\\u034f\\u206a\\ufff9');
+    // Tag characters (U+E0000-U+E007F) draw as nothing: escaped as their surrogate pair, as JSON writes one.
+    assert.equal(visibleText('dev-1\u{e0041}'), 'dev-1\\udb40\\udc41');
+    assert.equal(visibleJson({ id: 'dev\u200d-1' }), '{"id":"dev\\u200d-1"}');
+  });
+
+  it('escapes them in what the other views say from pure code: notices, cells, policy verdicts and refusals, artifact rows', () => {
+    const alert = noticeFor({ type: 'alert', alert_id: 'a1', device_id: 'dev\u200b-1', severity: 'warning', kind: 'tamper\u202e', message: 'lid \u202eopen\r', at_ms: 0 })!;
+    assert.equal(alert.title, 'Alert: tamper\\u202e on dev\\u200b-1');
+    assert.equal(alert.body, 'lid \\u202eopen\\u000d');
+    const command = noticeFor({ type: 'command', command_id: 'c\u2066', device_id: 'd\u001b[2K', state: 'failed', at_ms: 0 })!;
+    assert.equal(command.body, 'c\\u2066 on d\\u001b[2K');
+    assert.equal(cellText('init\u202e'), 'init\\u202e');
+    assert.equal(cellText({ name: 'x\u200b' }), '{"name":"x\\u200b"}');
+    assert.equal(cellText(7), '7');
+    assert.equal(verdictOf({ policy_revision: 1, decision: 'deny', reason: 'no rule\u202e', device_refusal: { code: 'X', message: 'device \u001b[8mgone' } }).text, 'refused before the policy: device \\u001b[8mgone');
+    assert.equal(verdictOf({ policy_revision: 1, decision: 'deny', reason: 'quiet\u202e', rule_id: 'r\u200b' }).text, 'denied: quiet\\u202e (rule r\\u200b)');
+    assert.match(policyRefusalText({ code: 'C', reason: 'night\u2067', opcode: 'OP', rule_id: 'n\u200b', revision: 2 }), /^refused by the command policy: night\\u2067 \(rule n\\u200b, OP, policy revision 2\)/);
+    const row = artifactRow({ id: 'c_1', device_id: 'lab-01', kind: 'screenshot', state: 'queued', created_by: 'ol\u202ega', created_at_ms: 0, sha256: null } as unknown as ArtifactRecord);
+    assert.equal(row.created, '1970-01-01 00:00:00Z by ol\\u202ega');
   });
 });

@@ -1,18 +1,30 @@
 /**
- * Peer-supplied text (a requester's name or reason, an approver's name, a device id, a command's
- * arguments) as the approval panels show it: every character that would hide, erase or reorder
- * text on screen written as a visible \u escape. lit escapes HTML, not these: a right-to-left
- * override (U+202E) in a reason reverses the words after it, U+2066..U+2069 isolate and reorder,
- * a CR or ESC is dropped or drawn as nothing. The set is the one the CLI's prompts escape
- * (cli/commands/approvals.ts, shownText; review h13). Display only: what is signed and hashed is
- * computed from the raw data (viewer/approval-signing.ts). Pure, tested in Node.
+ * Text a peer controls (a device's id, status, labels, messages and command results, an alert's
+ * text, an audit entry's actor, another operator's reason, a server's error message) as the
+ * console shows it: every character that would hide, erase or reorder text on screen written as a
+ * visible \u escape. lit escapes HTML, not these: a right-to-left override (U+202E) in a reason
+ * reverses the words after it, U+2066..U+2069 isolate and reorder, a CR or ESC is dropped or drawn
+ * as nothing, and a zero-width space (U+200B) or a tag character (U+E0041) makes two different
+ * device ids look the same. The set is the one the CLI escapes (cli/shown-text.ts, review h13;
+ * visible-text.test.ts checks the two agree). Display only: what is signed and hashed is computed
+ * from the raw data (viewer/approval-signing.ts), and links and attributes keep the raw value.
+ * Pure, tested in Node.
  */
 
-/** C0 controls, DEL, C1 controls, the Arabic letter mark, LRM/RLM, the line and paragraph separators, bidi embeddings, overrides and isolates. */
-const unshownCharacters = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
+/**
+ * C0 controls, DEL, C1 controls, the soft hyphen, the combining grapheme joiner, the Arabic letter
+ * mark, the Mongolian vowel separator, the zero-width space, non-joiner and joiner, LRM/RLM, the
+ * line and paragraph separators, the bidi embeddings and overrides, the word joiner and invisible
+ * operators, the bidi isolates, the deprecated format characters, the zero-width no-break space
+ * (BOM), the interlinear annotation characters and the tag characters (U+E0000-U+E007F).
+ */
+export const unshownCharacters = /[\u0000-\u001f\u007f-\u009f\u00ad\u034f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\u{e0000}-\u{e007f}]/gu;
 
-function escaped(c: string): string {
-  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+/** A character as \u escapes of its UTF-16 units (a tag character as its surrogate pair, as JSON writes one). */
+function escaped(character: string): string {
+  let text = '';
+  for (let i = 0; i < character.length; i++) text += `\\u${character.charCodeAt(i).toString(16).padStart(4, '0')}`;
+  return text;
 }
 
 /**

@@ -5,6 +5,7 @@ import type { LiveEvent } from '../live.js';
 import { roleAtLeast } from '../roles.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 export interface AlertRow {
   readonly id: string; readonly device_id: string | null; readonly kind: string; readonly severity: string;
@@ -112,7 +113,7 @@ export class SdcAlerts extends LightElement {
   }
 
   #device(alert: AlertRow) {
-    return alert.device_id === null ? '—' : html`<a href="#/devices/${encodeURIComponent(alert.device_id)}">${alert.device_id}</a>`;
+    return alert.device_id === null ? '—' : html`<a href="#/devices/${encodeURIComponent(alert.device_id)}">${v(alert.device_id)}</a>`;
   }
 
   override render() {
@@ -129,8 +130,8 @@ export class SdcAlerts extends LightElement {
             <tbody>${this.open.map((a) => html`
               <tr data-alert=${a.id}>
                 <th scope="row">${formatTime(a.created_at_ms)}</th>
-                <td><span class="severity severity-${a.severity}">${a.severity}</span></td>
-                <td>${a.kind}</td><td>${this.#device(a)}</td><td>${a.message}</td>
+                <td><span class="severity severity-${a.severity}">${v(a.severity)}</span></td>
+                <td>${v(a.kind)}</td><td>${this.#device(a)}</td><td>${v(a.message)}</td>
                 <td>${a.cleared_at_ms === null ? 'holds' : `over at ${formatTime(a.cleared_at_ms)}`}</td>
                 <td>${canAck ? html`
                   <form class="inline" @submit=${(e: SubmitEvent) => void this.#acknowledge(e, a)}>
@@ -146,9 +147,9 @@ export class SdcAlerts extends LightElement {
             <tbody>${this.acked.map((a) => html`
               <tr data-alert=${a.id}>
                 <th scope="row">${formatTime(a.created_at_ms)}</th>
-                <td><span class="severity severity-${a.severity}">${a.severity}</span></td>
-                <td>${a.kind}</td><td>${this.#device(a)}</td><td>${a.message}</td>
-                <td>by ${a.acknowledged_by ?? '?'} at ${formatTime(a.acknowledged_at_ms)}</td><td>${a.ack_note ?? ''}</td>
+                <td><span class="severity severity-${a.severity}">${v(a.severity)}</span></td>
+                <td>${v(a.kind)}</td><td>${this.#device(a)}</td><td>${v(a.message)}</td>
+                <td>by ${v(a.acknowledged_by ?? '?')} at ${formatTime(a.acknowledged_at_ms)}</td><td>${v(a.ack_note ?? '')}</td>
               </tr>`)}</tbody>
           </table>`}
       </section>`;

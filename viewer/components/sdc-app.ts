@@ -19,6 +19,7 @@ import './sdc-dead-letters.js';
 import './sdc-releases.js';
 import './sdc-artifacts.js';
 import './sdc-notices.js';
+import { visibleText as v } from '../visible-text.js';
 
 /** Live events fan out to the views through this target, as `live` CustomEvents; views subscribe while connected. */
 export type LiveBus = EventTarget;
@@ -181,7 +182,7 @@ export class SdcApp extends LightElement {
           ${link('releases', '#/releases', 'Releases')} ${link('artifacts', '#/artifacts', 'Artifacts')} ${link('audit', '#/audit', 'Audit')} ${link('research', '#/research', 'Simulation runs')}
         </nav>
         <span class="live live-${this.liveStatus}" role="status" aria-live="polite" data-testid="live-status">live: ${this.liveStatus}</span>
-        <span class="who">${this.session.name} (${this.session.role})</span>
+        <span class="who">${v(this.session.name)} (${v(this.session.role)})</span>
         <button type="button" @click=${() => this.#endSession(undefined)}>Log out</button>
       </header>
       <sdc-notices .notices=${this.notices} .permission=${this.notificationPermission}

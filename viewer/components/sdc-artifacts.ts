@@ -4,6 +4,7 @@ import { artifactDownloadBytesMax, artifactFileName, artifactListPath, artifactR
 import { roleAtLeast } from '../roles.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 /**
  * Artifacts asked of devices (docs/artifacts.md): id, device, kind, state, size, the sealed
@@ -87,9 +88,9 @@ export class SdcArtifacts extends LightElement {
               const row = artifactRow(record);
               return html`
               <tr data-artifact=${row.id}>
-                <th scope="row">${row.id}</th><td><a href="#/devices/${encodeURIComponent(row.deviceId)}">${row.deviceId}</a></td><td>${row.kind}</td>
-                <td><span class="state state-${row.state}">${row.state}</span></td><td>${row.size}</td>
-                <td>${row.digestFull === '' ? row.digest : html`<code title=${row.digestFull}>${row.digest}</code>`}</td><td>${row.created}</td>
+                <th scope="row">${v(row.id)}</th><td><a href="#/devices/${encodeURIComponent(row.deviceId)}">${v(row.deviceId)}</a></td><td>${v(row.kind)}</td>
+                <td><span class="state state-${row.state}">${v(row.state)}</span></td><td>${row.size}</td>
+                <td>${row.digestFull === '' ? row.digest : html`<code title=${row.digestFull}>${v(row.digest)}</code>`}</td><td>${row.created}</td>
                 ${canDownload ? html`<td>${row.downloadable
                   ? html`<button type="button" ?disabled=${this.busyId !== undefined} @click=${() => { void this.download(record); }} aria-label="Download ${row.id}">${this.busyId === row.id ? 'Downloading…' : 'Download'}</button>`
                   : '—'}</td>` : nothing}

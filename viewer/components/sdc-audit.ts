@@ -4,6 +4,7 @@ import { verifyAuditInBrowser, type BrowserAuditReport } from '../audit-verify.j
 import { formatTime } from '../format.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 interface AuditRow { seq: number; ts: number; kind: string; actor: string; subject: string; payload: Record<string, unknown>; prev_hash: string; hash: string }
 interface AuditPage { items: AuditRow[]; next_from_seq: number | null }
@@ -90,10 +91,10 @@ export class SdcAudit extends LightElement {
     return html`
       <div class="verdict ${ok ? 'ok' : 'broken'}" role="status" data-testid="audit-verdict" data-ok=${String(ok)}>
         ${ok && r.chain.ok
-          ? html`<strong>Chain verified</strong> in this browser: ${r.chain.count} entries, head ${r.chain.headSeq} <code>${r.chain.headHash.slice(0, 16)}…</code>; ${r.signaturesChecked} device signatures valid${r.macFramesSkipped > 0 ? `, ${r.macFramesSkipped} session-MAC frames not checkable here` : ''}.`
+          ? html`<strong>Chain verified</strong> in this browser: ${r.chain.count} entries, head ${r.chain.headSeq} <code>${v(r.chain.headHash.slice(0, 16))}…</code>; ${r.signaturesChecked} device signatures valid${r.macFramesSkipped > 0 ? `, ${r.macFramesSkipped} session-MAC frames not checkable here` : ''}.`
           : html`<strong>Broken at entry <span data-testid="first-broken-seq">${r.firstBrokenSeq}</span></strong>:
-              ${r.chain.ok ? nothing : html`chain ${r.chain.reason}: ${r.chain.detail}`}
-              ${r.signatureBreak ? html`signature <code>${r.signatureBreak.code}</code>: ${r.signatureBreak.detail}` : nothing}
+              ${r.chain.ok ? nothing : html`chain ${v(r.chain.reason)}: ${v(r.chain.detail)}`}
+              ${r.signatureBreak ? html`signature <code>${v(r.signatureBreak.code)}</code>: ${v(r.signatureBreak.detail)}` : nothing}
               <button type="button" @click=${() => { this.fromSeq = Math.max(1, (r.firstBrokenSeq ?? 1) - 2); }}>Show it</button>`}
         ${this.truncated ? html`<p class="notice">Only the first ${r.entries} entries were checked.</p>` : nothing}
       </div>`;
@@ -108,7 +109,7 @@ export class SdcAudit extends LightElement {
         <caption class="visually-hidden">Audit entries from ${this.fromSeq}</caption>
         <thead><tr><th scope="col">Seq</th><th scope="col">Time</th><th scope="col">Kind</th><th scope="col">Actor</th><th scope="col">Subject</th><th scope="col">Hash</th></tr></thead>
         <tbody>${p.items.map((e) => html`<tr class=${e.seq === broken ? 'broken' : ''}>
-          <th scope="row">${e.seq}</th><td>${formatTime(e.ts)}</td><td>${e.kind}</td><td>${e.actor}</td><td>${e.subject}</td><td><code>${e.hash.slice(0, 12)}…</code></td></tr>`)}</tbody>
+          <th scope="row">${v(e.seq)}</th><td>${formatTime(e.ts)}</td><td>${v(e.kind)}</td><td>${v(e.actor)}</td><td>${v(e.subject)}</td><td><code>${v(e.hash.slice(0, 12))}…</code></td></tr>`)}</tbody>
       </table>
       <nav class="pager" aria-label="Audit pages">
         <button type="button" ?disabled=${this.fromSeq <= 1} @click=${() => { this.fromSeq = Math.max(1, this.fromSeq - 50); }}>Previous</button>

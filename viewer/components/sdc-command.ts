@@ -5,6 +5,7 @@ import { cellText, formatTime, isTable, tableColumns } from '../format.js';
 import type { LiveEvent } from '../live.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 interface ResultBody { status?: string; output?: Record<string, unknown>; error?: { code?: string; message?: string } }
 interface CommandDetail {
@@ -65,17 +66,17 @@ export class SdcCommand extends LightElement {
 
   override render() {
     const c = this.command;
-    if (c === undefined) return html`<section><h1>Command ${this.commandId}</h1>${this.error ? errorLine(this.error) : html`<p>Loading…</p>`}</section>`;
+    if (c === undefined) return html`<section><h1>Command ${v(this.commandId)}</h1>${this.error ? errorLine(this.error) : html`<p>Loading…</p>`}</section>`;
     const terminal = commandTerminalStates.includes(c.state as never);
     return html`
       <section aria-labelledby="command-title">
-        <h1 id="command-title">${c.opcode} on <a href="#/devices/${encodeURIComponent(c.device_id)}">${c.device_id}</a></h1>
+        <h1 id="command-title">${v(c.opcode)} on <a href="#/devices/${encodeURIComponent(c.device_id)}">${v(c.device_id)}</a></h1>
         ${errorLine(this.error)}
-        <p>Command <code>${c.id}</code>, ${c.device_seq === null ? 'waiting for approvals (no device seq yet)' : `device seq ${c.device_seq}`}, by ${c.created_by}, expires ${formatTime(c.expires_at_ms)}.
-          State: <strong class="state state-${c.state}" data-testid="command-state" aria-live="polite">${c.state}</strong>${terminal ? '' : ' (following live)'}</p>
+        <p>Command <code>${v(c.id)}</code>, ${c.device_seq === null ? 'waiting for approvals (no device seq yet)' : `device seq ${v(c.device_seq)}`}, by ${v(c.created_by)}, expires ${formatTime(c.expires_at_ms)}.
+          State: <strong class="state state-${c.state}" data-testid="command-state" aria-live="polite">${v(c.state)}</strong>${terminal ? '' : ' (following live)'}</p>
         <h2>Timeline</h2>
         <ol class="timeline" data-testid="timeline">
-          ${c.history.map((h) => html`<li><span class="state state-${h.state}">${h.state}</span> <time datetime=${new Date(h.at_ms).toISOString()}>${formatTime(h.at_ms)}</time></li>`)}
+          ${c.history.map((h) => html`<li><span class="state state-${h.state}">${v(h.state)}</span> <time datetime=${new Date(h.at_ms).toISOString()}>${formatTime(h.at_ms)}</time></li>`)}
         </ol>
         <h2>Result</h2>
         ${this.#result(c.result_frame?.body)}
@@ -86,19 +87,19 @@ export class SdcCommand extends LightElement {
     if (body === undefined) return html`<p>No result yet.</p>`;
     const error = body.error;
     return html`
-      <p>Device reported <strong>${body.status ?? 'unknown'}</strong>.</p>
-      ${error ? html`<p class="error" role="alert" data-testid="result-error"><code>${error.code ?? 'UNKNOWN'}</code> ${error.message ?? ''}</p>` : nothing}
+      <p>Device reported <strong>${v(body.status ?? 'unknown')}</strong>.</p>
+      ${error ? html`<p class="error" role="alert" data-testid="result-error"><code>${v(error.code ?? 'UNKNOWN')}</code> ${v(error.message ?? '')}</p>` : nothing}
       ${Object.entries(body.output ?? {}).map(([key, value]) => this.#output(key, value))}`;
   }
 
   #output(key: string, value: unknown) {
-    if (!isTable(value)) return html`<dl class="facts"><div><dt>${key}</dt><dd>${cellText(value)}</dd></div></dl>`;
+    if (!isTable(value)) return html`<dl class="facts"><div><dt>${v(key)}</dt><dd>${cellText(value)}</dd></div></dl>`;
     const columns = tableColumns(value);
     const rows = value.slice(0, resultRowsMax);
     return html`
       <table class="result" data-testid="result-table">
-        <caption>${key} (${value.length}${value.length > rows.length ? `, first ${rows.length} shown` : ''})</caption>
-        <thead><tr>${columns.map((col) => html`<th scope="col">${col}</th>`)}</tr></thead>
+        <caption>${v(key)} (${value.length}${value.length > rows.length ? `, first ${rows.length} shown` : ''})</caption>
+        <thead><tr>${columns.map((col) => html`<th scope="col">${v(col)}</th>`)}</tr></thead>
         <tbody>${rows.map((row) => html`<tr>${columns.map((col) => html`<td>${cellText(row[col])}</td>`)}</tr>`)}</tbody>
       </table>`;
   }

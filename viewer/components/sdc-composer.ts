@@ -4,6 +4,7 @@ import { composerDevicesMax, verdictOf, type EvaluateAnswer, type Verdict } from
 import { opcodeArgs, opcodes, type Opcode } from '../../core/protocol/messages/opcodes.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 interface ArgField {
   readonly name: string;
@@ -186,10 +187,10 @@ export class SdcComposer extends LightElement {
     return html`
       <div class="verdicts" role="status" aria-live="polite" data-testid="verdicts">
         <h2>Policy dry run</h2>
-        <ul>${checked.verdicts.map((v) => html`
-          <li data-device=${v.deviceId} data-verdict=${v.verdict?.kind ?? 'error'} data-testid="verdict">
-            <strong>${v.deviceId}</strong>:
-            ${v.verdict === undefined ? errorLine(v.error) : html`<span class="policy-verdict policy-verdict-${v.verdict.kind}">${v.verdict.text}</span>${v.verdict.code ? html` <code>${v.verdict.code}</code>` : nothing}`}
+        <ul>${checked.verdicts.map((one) => html`
+          <li data-device=${one.deviceId} data-verdict=${one.verdict?.kind ?? 'error'} data-testid="verdict">
+            <strong>${v(one.deviceId)}</strong>:
+            ${one.verdict === undefined ? errorLine(one.error) : html`<span class="policy-verdict policy-verdict-${one.verdict.kind}">${one.verdict.text}</span>${one.verdict.code ? html` <code>${v(one.verdict.code)}</code>` : nothing}`}
           </li>`)}</ul>
         <p class="hint">Press <strong>Send</strong> to send ${checked.verdicts.length === 1 ? 'it' : `to these ${checked.verdicts.length} devices`}; changing the form checks again first.</p>
       </div>`;
@@ -200,8 +201,8 @@ export class SdcComposer extends LightElement {
     return html`
       <div class="card" data-testid="sent-list" role="status">
         <h2>Sent</h2>
-        <ul>${this.sent.map((s) => html`<li data-device=${s.deviceId}>${s.deviceId}:
-          ${s.commandId === undefined ? errorLine(s.error) : html`<a href="#/commands/${encodeURIComponent(s.commandId)}">${s.commandId}</a> (${s.state})`}</li>`)}</ul>
+        <ul>${this.sent.map((s) => html`<li data-device=${s.deviceId}>${v(s.deviceId)}:
+          ${s.commandId === undefined ? errorLine(s.error) : html`<a href="#/commands/${encodeURIComponent(s.commandId)}">${v(s.commandId)}</a> (${v(s.state)})`}</li>`)}</ul>
       </div>`;
   }
 
@@ -222,7 +223,7 @@ export class SdcComposer extends LightElement {
                 <button type="button" @click=${() => void this.#findByTag()}>Find devices</button>
                 ${this.tagDevices === undefined ? nothing : this.tagDevices.length === 0 ? html`<p data-testid="tag-devices">No device carries this tag.</p>` : html`
                   <ul class="picks" data-testid="tag-devices">${this.tagDevices.map((d, i) => html`<li><label class="inline"><input type="checkbox" .checked=${d.picked}
-                    @change=${(e: Event) => { this.tagDevices = this.tagDevices!.map((x, j) => (j === i ? { ...x, picked: (e.target as HTMLInputElement).checked } : x)); this.checked = undefined; }}> ${d.id}</label></li>`)}</ul>
+                    @change=${(e: Event) => { this.tagDevices = this.tagDevices!.map((x, j) => (j === i ? { ...x, picked: (e.target as HTMLInputElement).checked } : x)); this.checked = undefined; }}> ${v(d.id)}</label></li>`)}</ul>
                   ${this.tagDevices.length >= composerDevicesMax ? html`<p class="hint">The first ${composerDevicesMax} devices of the tag.</p>` : nothing}`}`}
           </fieldset>
           <label>Opcode

@@ -4,6 +4,7 @@ import { formatTime } from '../format.js';
 import { roleAtLeast } from '../roles.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 export interface DeadLetterRow {
   readonly command_id: string; readonly device_id: string; readonly opcode: string; readonly device_seq: number; readonly created_by: string;
@@ -105,7 +106,8 @@ export class SdcDeadLetters extends LightElement {
   }
 
   override render() {
-    const title = this.deviceId === undefined ? 'Dead letters' : `Dead letters of ${this.deviceId}`;
+    // The device id comes from the link followed, which anyone can write: shown as any device id is.
+    const title = this.deviceId === undefined ? 'Dead letters' : `Dead letters of ${v(this.deviceId)}`;
     if (this.rows === undefined) return html`<section><h1>${title}</h1>${this.error ? errorLine(this.error) : html`<p>Loading…</p>`}</section>`;
     const canAct = roleAtLeast(this.userRole, 'operator');
     return html`
@@ -116,7 +118,7 @@ export class SdcDeadLetters extends LightElement {
         ${errorLine(this.error)}
         ${this.results.length === 0 ? nothing : html`
           <ul class="results" role="status" data-testid="retry-results">${this.results.map((r) => html`
-            <li>${r.command_id}: ${r.outcome === 'retried' ? `retried through ${r.gateway_id ?? '?'} (${r.retries ?? '?'} retries)` : html`refused <code>${r.error?.code}</code> ${r.error?.message}`}</li>`)}</ul>`}
+            <li>${v(r.command_id)}: ${r.outcome === 'retried' ? `retried through ${v(r.gateway_id ?? '?')} (${v(r.retries ?? '?')} retries)` : html`refused <code>${v(r.error?.code ?? '')}</code> ${v(r.error?.message ?? '')}`}</li>`)}</ul>`}
         ${this.rows.length === 0 ? html`<p data-testid="dlq-empty">No dead letters.</p>` : html`
           ${canAct ? html`<p><button type="button" ?disabled=${this.busy || this.selected.size === 0} @click=${() => void this.#retry([...this.selected])}>Retry selected (${this.selected.size})</button></p>` : nothing}
           <table data-testid="dead-letters">
@@ -124,10 +126,10 @@ export class SdcDeadLetters extends LightElement {
             <tbody>${this.rows.map((r) => html`
               <tr data-command=${r.command_id}>
                 ${canAct ? html`<td><input type="checkbox" aria-label="Select ${r.command_id}" .checked=${this.selected.has(r.command_id)} @change=${(e: Event) => this.#toggle(r.command_id, (e.target as HTMLInputElement).checked)}></td>` : nothing}
-                <th scope="row"><a href="#/commands/${encodeURIComponent(r.command_id)}">${r.command_id}</a></th>
-                <td><a href="#/devices/${encodeURIComponent(r.device_id)}">${r.device_id}</a></td><td>${r.opcode}</td>
-                <td>${formatTime(r.dead_lettered_at_ms)}</td><td>${r.reason ?? '—'}</td>
-                <td>${r.retries}${r.last_retry_by ? ` (last by ${r.last_retry_by} at ${formatTime(r.last_retry_at_ms)})` : ''}</td>
+                <th scope="row"><a href="#/commands/${encodeURIComponent(r.command_id)}">${v(r.command_id)}</a></th>
+                <td><a href="#/devices/${encodeURIComponent(r.device_id)}">${v(r.device_id)}</a></td><td>${v(r.opcode)}</td>
+                <td>${formatTime(r.dead_lettered_at_ms)}</td><td>${v(r.reason ?? '—')}</td>
+                <td>${v(r.retries)}${r.last_retry_by ? ` (last by ${v(r.last_retry_by)} at ${formatTime(r.last_retry_at_ms)})` : ''}</td>
                 <td>${formatTime(r.expires_at_ms)}</td>
                 ${canAct ? html`<td>
                   <button type="button" ?disabled=${this.busy} aria-label="Retry ${r.command_id}" @click=${() => void this.#retry([r.command_id])}>Retry</button>

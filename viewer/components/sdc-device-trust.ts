@@ -4,6 +4,7 @@ import { formatTime } from '../format.js';
 import { roleAtLeast } from '../roles.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 /** The API's revocation reasons (trust/revocation.ts, RFC 5280 names); the route refuses any other. */
 export const revocationReasons = ['unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'] as const;
@@ -75,7 +76,7 @@ export class SdcDeviceTrust extends LightElement {
     const answer = await this.#act(() => this.api.post<{ serial: string; crl_number: string }>(`/v1/devices/${encodeURIComponent(this.deviceId)}/revoke`, { reason }));
     this.confirming = undefined;
     if (answer === undefined) return;
-    this.outcome = `Revoked certificate ${answer.serial} (${reason}); CRL number ${answer.crl_number}.`;
+    this.outcome = `Revoked certificate ${v(answer.serial)} (${v(reason)}); CRL number ${v(answer.crl_number)}.`;
     this.dispatchEvent(new CustomEvent('device-changed', { bubbles: true }));
   }
 
@@ -92,9 +93,9 @@ export class SdcDeviceTrust extends LightElement {
       <section class="card" aria-labelledby="trust-title" data-testid="device-trust">
         <h2 id="trust-title">Certificate</h2>
         <dl class="facts">
-          <div><dt>Serial</dt><dd data-testid="cert-serial">${this.certSerial ?? '—'}</dd></div>
+          <div><dt>Serial</dt><dd data-testid="cert-serial">${v(this.certSerial ?? '—')}</dd></div>
           <div><dt>Expires</dt><dd data-testid="cert-expiry">${formatTime(this.certNotAfterMs)}</dd></div>
-          <div><dt>Status</dt><dd>${this.status}</dd></div>
+          <div><dt>Status</dt><dd>${v(this.status)}</dd></div>
         </dl>
         ${!admin ? html`<p class="hint">Revoking and pairing are for admins.</p>` : html`
           ${this.certSerial === null || revoked ? nothing : this.confirming === undefined ? html`
@@ -103,8 +104,8 @@ export class SdcDeviceTrust extends LightElement {
               <button type="submit" class="danger" ?disabled=${this.busy}>Revoke certificate…</button>
             </form>` : html`
             <div class="confirm" role="alertdialog" aria-labelledby="revoke-confirm-text" data-testid="revoke-confirm">
-              <p id="revoke-confirm-text">Revoke the certificate of <strong>${this.deviceId}</strong> (${this.confirming})? Its sessions close at once and it must pair again; this cannot be undone.</p>
-              <button type="button" class="danger" ?disabled=${this.busy} @click=${() => void this.#revoke()}>Yes, revoke ${this.deviceId}</button>
+              <p id="revoke-confirm-text">Revoke the certificate of <strong>${v(this.deviceId)}</strong> (${v(this.confirming)})? Its sessions close at once and it must pair again; this cannot be undone.</p>
+              <button type="button" class="danger" ?disabled=${this.busy} @click=${() => void this.#revoke()}>Yes, revoke ${v(this.deviceId)}</button>
               <button type="button" @click=${() => { this.confirming = undefined; }}>Cancel</button>
             </div>`}
           ${this.outcome ? html`<p role="status" data-testid="revoke-outcome">${this.outcome}</p>` : nothing}
@@ -116,7 +117,7 @@ export class SdcDeviceTrust extends LightElement {
           ${this.token === undefined ? nothing : html`
             <div class="token" role="status" data-testid="pairing-token">
               <p>Shown once: copy it now (the server keeps only its hash). Single use, until ${formatTime(this.token.expires_at_ms)}.</p>
-              <output aria-label="Pairing token for ${this.deviceId}"><code>${this.token.token}</code></output>
+              <output aria-label="Pairing token for ${this.deviceId}"><code>${v(this.token.token)}</code></output>
               <button type="button" @click=${() => { this.token = undefined; }}>Hide it</button>
             </div>`}`}
         ${errorLine(this.error)}

@@ -9,6 +9,7 @@ import type { ChartSeries } from './sdc-chart.js';
 import './sdc-chart.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 interface DeviceDetail {
   id: string; status: string; online: boolean; last_seen_at_ms: number | null; gateway_id: string | null;
@@ -110,7 +111,7 @@ export class SdcDevice extends LightElement {
   #kernelBackend() {
     const backend = this.compliance?.facts.kernel_backend;
     if (typeof backend !== 'string') return '—';
-    return backend === 'mock' ? html`<strong class="compliance compliance-warning">mock</strong> <span class="hint">(simulated: nothing is locked or installed)</span>` : backend;
+    return backend === 'mock' ? html`<strong class="compliance compliance-warning">mock</strong> <span class="hint">(simulated: nothing is locked or installed)</span>` : v(backend);
   }
 
   #compliance() {
@@ -118,35 +119,35 @@ export class SdcDevice extends LightElement {
     if (c === undefined) return nothing;
     return html`
       <h2>Compliance</h2>
-      <p>State: <span class="compliance compliance-${c.state}" data-testid="device-compliance">${c.state.replace('_', '-')}</span>
+      <p>State: <span class="compliance compliance-${c.state}" data-testid="device-compliance">${v(c.state.replace('_', '-'))}</span>
         ${c.evaluated_at_ms === null ? '(nothing reported yet)' : html`(judged ${formatTime(c.evaluated_at_ms)}, reported ${formatTime(c.reported_at_ms)})`}</p>
-      ${c.reasons.length === 0 ? nothing : html`<ul data-testid="compliance-reasons">${c.reasons.map((r) => html`<li><code>${r.code}</code> (${r.severity}) ${r.message}</li>`)}</ul>`}
-      <details><summary>Facts judged</summary><dl class="facts">${Object.entries(c.facts).map(([key, value]) => html`<div><dt>${key}</dt><dd>${value === null ? '—' : String(value)}</dd></div>`)}</dl></details>`;
+      ${c.reasons.length === 0 ? nothing : html`<ul data-testid="compliance-reasons">${c.reasons.map((r) => html`<li><code>${v(r.code)}</code> (${v(r.severity)}) ${v(r.message)}</li>`)}</ul>`}
+      <details><summary>Facts judged</summary><dl class="facts">${Object.entries(c.facts).map(([key, value]) => html`<div><dt>${v(key)}</dt><dd>${value === null ? '—' : v(value)}</dd></div>`)}</dl></details>`;
   }
 
   override render() {
     const d = this.device;
-    if (d === undefined) return html`<section><h1>Device ${this.deviceId}</h1>${this.error ? errorLine(this.error) : html`<p>Loading…</p>`}</section>`;
+    if (d === undefined) return html`<section><h1>Device ${v(this.deviceId)}</h1>${this.error ? errorLine(this.error) : html`<p>Loading…</p>`}</section>`;
     const times = this.samples.map((s) => s.ts_ms);
     return html`
       <section aria-labelledby="device-title">
-        <h1 id="device-title">Device ${d.id} <span class="presence ${d.online ? 'online' : 'offline'}">${d.online ? 'online' : 'offline'}</span></h1>
+        <h1 id="device-title">Device ${v(d.id)} <span class="presence ${d.online ? 'online' : 'offline'}">${d.online ? 'online' : 'offline'}</span></h1>
         ${errorLine(this.error)}
         <dl class="facts">
-          <div><dt>Status</dt><dd>${d.status}</dd></div>
+          <div><dt>Status</dt><dd>${v(d.status)}</dd></div>
           <div><dt>Last seen</dt><dd>${formatAgo(d.last_seen_at_ms, Date.now())}</dd></div>
-          <div><dt>Gateway</dt><dd>${d.gateway_id ?? '—'}</dd></div>
-          <div><dt>Last command seq</dt><dd>${d.last_command_seq ?? '—'}</dd></div>
-          <div><dt>Agent version</dt><dd>${d.agent_version ?? '—'}</dd></div>
+          <div><dt>Gateway</dt><dd>${v(d.gateway_id ?? '—')}</dd></div>
+          <div><dt>Last command seq</dt><dd>${v(d.last_command_seq ?? '—')}</dd></div>
+          <div><dt>Agent version</dt><dd>${v(d.agent_version ?? '—')}</dd></div>
           <div><dt>Kernel</dt><dd data-testid="device-kernel-backend">${this.#kernelBackend()}</dd></div>
           <div><dt>Risk score</dt><dd data-testid="device-risk">${riskText(d.risk_score)}${d.risk_scored_at_ms == null ? '' : html` <span class="hint">(${formatAgo(d.risk_scored_at_ms, Date.now())})</span>`}</dd></div>
-          <div><dt>Clock offset</dt><dd>${d.clock_offset_ms === null ? '—' : `${d.clock_offset_ms} ms`}</dd></div>
+          <div><dt>Clock offset</dt><dd>${d.clock_offset_ms === null ? '—' : `${v(d.clock_offset_ms)} ms`}</dd></div>
         </dl>
         <sdc-device-trust .api=${this.api} .deviceId=${d.id} .status=${d.status} .certSerial=${d.cert_serial} .certNotAfterMs=${d.cert_not_after_ms}
           .userRole=${this.userRole} @device-changed=${() => void this.load()}></sdc-device-trust>
         <sdc-tags-editor .api=${this.api} .deviceId=${d.id} .tags=${d.tags ?? []} ?editable=${roleAtLeast(this.userRole, 'operator')} @tags-saved=${() => void this.load()}></sdc-tags-editor>
         ${this.#compliance()}
-        <p><a class="button" href="#/compose?device=${encodeURIComponent(d.id)}">Send a command to ${d.id}</a>
+        <p><a class="button" href="#/compose?device=${encodeURIComponent(d.id)}">Send a command to ${v(d.id)}</a>
           <a href="#/dead-letters?device=${encodeURIComponent(d.id)}">Its dead letters</a></p>
         <h2>Telemetry</h2>
         <label>Range
@@ -164,16 +165,16 @@ export class SdcDevice extends LightElement {
           <table>
             <thead><tr><th scope="col">Command</th><th scope="col">Opcode</th><th scope="col">State</th><th scope="col">Created</th><th scope="col">By</th></tr></thead>
             <tbody>${this.commands.map((c) => html`<tr>
-              <th scope="row"><a href="#/commands/${encodeURIComponent(c.id)}">${c.id}</a></th><td>${c.opcode}</td>
-              <td><span class="state state-${c.state}">${c.state}</span></td><td>${formatTime(c.created_at_ms)}</td><td>${c.created_by}</td></tr>`)}</tbody>
+              <th scope="row"><a href="#/commands/${encodeURIComponent(c.id)}">${v(c.id)}</a></th><td>${v(c.opcode)}</td>
+              <td><span class="state state-${c.state}">${v(c.state)}</span></td><td>${formatTime(c.created_at_ms)}</td><td>${v(c.created_by)}</td></tr>`)}</tbody>
           </table>`}
         <h2>Alerts</h2>
         ${this.alerts.length === 0 ? html`<p>No alerts for this device.</p>` : html`
           <div class="table-scroll"><table data-testid="device-alerts">
             <thead><tr><th scope="col">Raised</th><th scope="col">Severity</th><th scope="col">Kind</th><th scope="col">Message</th><th scope="col">State</th></tr></thead>
             <tbody>${this.alerts.map((a) => html`<tr data-alert=${a.id}>
-              <td>${formatTime(a.created_at_ms)}</td><td><span class="severity severity-${a.severity}">${a.severity}</span></td>
-              <td>${a.kind}</td><td>${a.message}</td><td>${a.state}${a.acknowledged_by ? ` by ${a.acknowledged_by}` : ''}</td></tr>`)}</tbody>
+              <td>${formatTime(a.created_at_ms)}</td><td><span class="severity severity-${a.severity}">${v(a.severity)}</span></td>
+              <td>${v(a.kind)}</td><td>${v(a.message)}</td><td>${v(a.state)}${a.acknowledged_by ? ` by ${v(a.acknowledged_by)}` : ''}</td></tr>`)}</tbody>
           </table></div>`}
         <p><a href="#/alerts">All alerts</a></p>
       </section>`;

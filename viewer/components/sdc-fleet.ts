@@ -5,6 +5,7 @@ import { FleetRecheck } from '../fleet-recheck.js';
 import type { LiveEvent } from '../live.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 export interface DeviceRow {
   readonly id: string;
@@ -203,7 +204,7 @@ export class SdcFleet extends LightElement {
           <label>Filter <input type="search" .value=${this.filterText} @input=${(e: InputEvent) => { this.filterText = (e.target as HTMLInputElement).value; }} placeholder="id, status, gateway or tag"></label>
           <label>Tag
             <select aria-label="Filter by tag" @change=${(e: Event) => { this.tag = (e.target as HTMLSelectElement).value; }}>
-              <option value="">any</option>${knownTags.map((tag) => html`<option value=${tag} ?selected=${tag === this.tag}>${tag}</option>`)}
+              <option value="">any</option>${knownTags.map((tag) => html`<option value=${tag} ?selected=${tag === this.tag}>${v(tag)}</option>`)}
             </select>
           </label>
           <label>Presence
@@ -230,15 +231,15 @@ export class SdcFleet extends LightElement {
           <tbody>
             ${rows.map((d) => html`
               <tr data-device=${d.id}>
-                <th scope="row"><a href="#/devices/${encodeURIComponent(d.id)}">${d.id}</a></th>
+                <th scope="row"><a href="#/devices/${encodeURIComponent(d.id)}">${v(d.id)}</a></th>
                 <td><span class="presence ${d.online ? 'online' : 'offline'}" data-testid="presence">${d.online ? 'online' : 'offline'}</span></td>
-                <td>${d.status}</td>
-                <td><span class="compliance compliance-${this.compliance.get(d.id) ?? 'unknown'}" data-testid="compliance">${(this.compliance.get(d.id) ?? 'unknown').replace('_', '-')}</span></td>
+                <td>${v(d.status)}</td>
+                <td><span class="compliance compliance-${this.compliance.get(d.id) ?? 'unknown'}" data-testid="compliance">${v((this.compliance.get(d.id) ?? 'unknown').replace('_', '-'))}</span></td>
                 <td><span class="risk risk-${riskBand(d.risk_score)}" data-testid="risk">${riskText(d.risk_score)}</span></td>
-                <td>${(d.tags ?? []).map((tag) => html`<span class="tag">${tag}</span> `)}</td>
-                <td>${d.agent_version ?? '—'}</td>
+                <td>${(d.tags ?? []).map((tag) => html`<span class="tag">${v(tag)}</span> `)}</td>
+                <td>${v(d.agent_version ?? '—')}</td>
                 <td>${formatAgo(d.last_seen_at_ms, this.nowMs)}</td>
-                <td>${d.gateway_id ?? '—'}</td>
+                <td>${v(d.gateway_id ?? '—')}</td>
                 <td><a href="#/compose?device=${encodeURIComponent(d.id)}" aria-label="Send a command to ${d.id}">Command…</a></td>
               </tr>`)}
           </tbody>

@@ -1,6 +1,7 @@
 import { html, nothing } from 'lit';
 import { ApiError, type ApiClient, type Session } from '../api.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 /** Name and password against POST /v1/auth/login; fires `logged-in` with the session. The password is never kept. */
 export class SdcLogin extends LightElement {
@@ -47,11 +48,11 @@ export class SdcLogin extends LightElement {
     return html`
       <form class="card login" @submit=${this.#submit} aria-labelledby="login-title">
         <h1 id="login-title">Secure Device Control</h1>
-        ${this.notice ? html`<p class="notice" role="status">${this.notice}</p>` : nothing}
+        ${this.notice ? html`<p class="notice" role="status">${v(this.notice)}</p>` : nothing}
         <label>Name <input name="name" autocomplete="username" required maxlength="128" .value=${this.presetName ?? ''} ?autofocus=${this.presetName === undefined}></label>
         <label>Password <input name="password" type="password" autocomplete="current-password" required maxlength="1024" ?autofocus=${this.presetName !== undefined}></label>
         <button type="submit" ?disabled=${this.busy}>${this.busy ? 'Logging in…' : 'Log in'}</button>
-        ${this.error ? html`<p class="error" role="alert"><code>${this.error.code}</code> ${this.error.message}</p>` : nothing}
+        ${this.error ? html`<p class="error" role="alert"><code>${v(this.error.code)}</code> ${v(this.error.message)}</p>` : nothing}
       </form>`;
   }
 }

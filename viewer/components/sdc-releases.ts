@@ -5,6 +5,7 @@ import { formatTime } from '../format.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
 import type { ApprovalSigner } from './sdc-approvals.js';
+import { visibleText as v } from '../visible-text.js';
 
 interface ReleaseRow {
   id: string; release_counter: number; version: string; state: string; target_path: string;
@@ -73,11 +74,11 @@ export class SdcReleases extends LightElement {
             <thead><tr><th scope="col">Release</th><th scope="col">Counter</th><th scope="col">Version</th><th scope="col">State</th><th scope="col">Artifact</th><th scope="col">Signed by</th><th scope="col">Created</th><th scope="col">Updated</th></tr></thead>
             <tbody>${this.releases.map((r) => html`
               <tr data-release=${r.id}>
-                <th scope="row">${r.id}</th><td>${r.release_counter}</td><td>${r.version}</td>
-                <td><span class="state state-${r.state}">${r.state}</span></td>
-                <td>${r.artifact === null ? '—' : html`${r.target_path}, ${r.artifact.length} bytes, sha256 <code title=${r.artifact.sha256}>${r.artifact.sha256.slice(0, 12)}…</code>`}</td>
-                <td>${r.signatures.length === 0 ? '—' : r.signatures.map((s) => s.signed_by).join(', ')}</td>
-                <td>${formatTime(r.created_at_ms)} by ${r.created_by}</td><td>${formatTime(r.updated_at_ms)}</td>
+                <th scope="row">${v(r.id)}</th><td>${v(r.release_counter)}</td><td>${v(r.version)}</td>
+                <td><span class="state state-${r.state}">${v(r.state)}</span></td>
+                <td>${r.artifact === null ? '—' : html`${v(r.target_path)}, ${v(r.artifact.length)} bytes, sha256 <code title=${r.artifact.sha256}>${v(r.artifact.sha256.slice(0, 12))}…</code>`}</td>
+                <td>${r.signatures.length === 0 ? '—' : r.signatures.map((s) => v(s.signed_by)).join(', ')}</td>
+                <td>${formatTime(r.created_at_ms)} by ${v(r.created_by)}</td><td>${formatTime(r.updated_at_ms)}</td>
               </tr>`)}</tbody>
           </table></div>`}
         <sdc-rollouts .api=${this.api} .userRole=${this.userRole} .userName=${this.userName} .signer=${this.signer}></sdc-rollouts>

@@ -8,6 +8,7 @@ import { svgBarPlot, svgDataUrl, svgLinePlot } from '../svg-plot.js';
 import type { ChartSeries } from './sdc-chart.js';
 import './sdc-chart.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 const stateColors: Readonly<Record<string, string>> = {
   queued: '#6e7781', sent: '#0969da', ack_received: '#8250df', executing: '#bf8700', succeeded: '#1a7f37', failed: '#cf222e',
@@ -80,7 +81,7 @@ export class SdcResearch extends LightElement {
         <label>Open a run's files (summary.json, online-agents.csv, commands-by-state.csv, latency-histogram.csv) or a bench report (.json)
           <input type="file" multiple accept=".json,.csv" data-testid="run-files" @change=${this.#open}>
         </label>
-        ${this.problems.map((problem) => html`<p class="error" role="alert"><code>${'VIEWER_FILE_INVALID'}</code> ${problem}</p>`)}
+        ${this.problems.map((problem) => html`<p class="error" role="alert"><code>${'VIEWER_FILE_INVALID'}</code> ${v(problem)}</p>`)}
         ${this.#summary()}
         <div class="charts">${this.#online()}${this.#states()}${this.#latency()}${this.#recovery()}</div>
         ${this.#bench()}
@@ -97,8 +98,8 @@ export class SdcResearch extends LightElement {
         ${(['scenario', 'seed', 'agents', 'tier', 'gitCommit'] as const).map((key) => html`<div><dt>${key}</dt><dd>${cellText(s[key])}</dd></div>`)}
         <div><dt>latency p50 / p99</dt><dd>${cellText(latency.p50Ms)} / ${cellText(latency.p99Ms)} ms</dd></div>
       </dl>
-      ${typeof s.reproduce === 'string' ? html`<p>Reproduce: <code>${s.reproduce}</code></p>` : nothing}
-      <table><caption>Checkers</caption><tbody>${Object.entries(checkers).map(([name, verdict]) => html`<tr><th scope="row">${name}</th><td class=${verdict === 'pass' ? '' : 'error'}>${cellText(verdict)}</td></tr>`)}</tbody></table>`;
+      ${typeof s.reproduce === 'string' ? html`<p>Reproduce: <code>${v(s.reproduce)}</code></p>` : nothing}
+      <table><caption>Checkers</caption><tbody>${Object.entries(checkers).map(([name, verdict]) => html`<tr><th scope="row">${v(name)}</th><td class=${verdict === 'pass' ? '' : 'error'}>${cellText(verdict)}</td></tr>`)}</tbody></table>`;
   }
 
   #online() {
@@ -125,7 +126,7 @@ export class SdcResearch extends LightElement {
       return html`<sdc-chart label="Round-trip latency CDF" unit="fraction" xUnit="ms" exportName="latency-cdf"
         .times=${cdf.boundsMs} .series=${[{ label: 'at or below', stroke: '#0969da', values: cdf.fraction }]}></sdc-chart>`;
     } catch (error) {
-      return html`<p class="error" role="alert">${(error as Error).message}</p>`;
+      return html`<p class="error" role="alert">${v((error as Error).message)}</p>`;
     }
   }
 
@@ -139,7 +140,7 @@ export class SdcResearch extends LightElement {
     try {
       curves = recoveryCurves(windows, online);
     } catch (error) {
-      return html`<p class="error" role="alert"><code>${'VIEWER_FILE_INVALID'}</code> ${(error as Error).message}</p>`;
+      return html`<p class="error" role="alert"><code>${'VIEWER_FILE_INVALID'}</code> ${v((error as Error).message)}</p>`;
     }
     const label = 'Recovery after faults';
     const svg = svgLinePlot({ title: label, xLabel: 'virtual s since the fault began', yLabel: 'agents missing', series: curves.map((c, i) => ({ label: c.name, stroke: faultColors[i % faultColors.length]!, points: c.points })) });
@@ -161,18 +162,18 @@ export class SdcResearch extends LightElement {
     const columns = [...new Set(bench.results.flatMap((row) => Object.keys(row)))];
     return html`
       <section class="card" aria-labelledby="bench-title" data-testid="bench">
-        <h2 id="bench-title">Bench ${bench.benchmark}</h2>
-        <dl class="facts">${Object.entries(bench.parameters).map(([k, v]) => html`<div><dt>${k}</dt><dd>${cellText(v)}</dd></div>`)}
+        <h2 id="bench-title">Bench ${v(bench.benchmark)}</h2>
+        <dl class="facts">${Object.entries(bench.parameters).map(([k, value]) => html`<div><dt>${v(k)}</dt><dd>${cellText(value)}</dd></div>`)}
           ${(['node', 'cpu', 'cpu_count', 'git_commit'] as const).map((k) => html`<div><dt>${k}</dt><dd>${cellText(bench.environment[k])}</dd></div>`)}</dl>
         ${fields.length > 0 ? html`<label>Plot <select aria-label="Bench field to plot" @change=${(e: Event) => { this.benchField = (e.target as HTMLSelectElement).value; }}>
-          ${fields.map((f) => html`<option value=${f} ?selected=${f === field}>${f} (${bench.units[f]})</option>`)}</select></label>` : nothing}
+          ${fields.map((f) => html`<option value=${f} ?selected=${f === field}>${v(f)} (${v(bench.units[f])})</option>`)}</select></label>` : nothing}
         ${svg === undefined ? nothing : html`
           <figure class="chart" data-testid="bench-plot">
             <figcaption>${label} ${svgDownload(svg, `${bench.benchmark}-${field}`, label)}</figcaption>
             <img src=${svgDataUrl(svg)} alt="${label}: ${benchBars(bench, field!).map((b) => `${b.label} ${b.value} ${unit}`).join('; ')}">
           </figure>`}
         <div class="table-scroll"><table data-testid="bench-results"><caption>Results</caption>
-          <thead><tr>${columns.map((c) => html`<th scope="col">${c}${bench.units[c] ? html` <small>(${bench.units[c]})</small>` : nothing}</th>`)}</tr></thead>
+          <thead><tr>${columns.map((c) => html`<th scope="col">${v(c)}${bench.units[c] ? html` <small>(${v(bench.units[c])})</small>` : nothing}</th>`)}</tr></thead>
           <tbody>${bench.results.map((row) => html`<tr>${columns.map((c) => html`<td>${cellText(row[c])}</td>`)}</tr>`)}</tbody>
         </table></div>
       </section>`;

@@ -12,6 +12,7 @@ import type { RolloutDecided } from './sdc-rollout-approval.js';
 import './sdc-rollout-resume.js';
 import type { RolloutResumeDecided } from './sdc-rollout-resume.js';
 import { resumeOffer, type ResumeAuthorityView, type ResumeOffer, type ResumeRequestView } from '../rollout-resume.js';
+import { visibleText as v } from '../visible-text.js';
 
 interface RolloutView {
   id: string; release_id: string; status: 'pending_approval' | 'running' | 'paused' | 'completed' | 'aborted' | 'rejected' | 'expired';
@@ -174,7 +175,7 @@ export class SdcRollouts extends LightElement {
 
   #resumeRequestForm(r: RolloutView, authority: ResumeAuthorityView | undefined) {
     if (this.asked !== r.id) {
-      return html`<p data-testid="rollout-resume-needs-approval">${authority?.message ?? 'Resuming past this safety stop needs approvals.'}</p>
+      return html`<p data-testid="rollout-resume-needs-approval">${v(authority?.message ?? 'Resuming past this safety stop needs approvals.')}</p>
         <button type="button" ?disabled=${this.busy} @click=${() => { this.asked = r.id; }}>Request resume<span class="visually-hidden"> of rollout ${r.id}</span></button>`;
     }
     return html`<form class="inline" data-testid="rollout-resume-request" @submit=${(e: SubmitEvent) => void this.#requestResume(e, r)}>
@@ -211,9 +212,9 @@ export class SdcRollouts extends LightElement {
   /** The Error cell: a policy refusal in words with its code, else the last error code. */
   #errorCell(e: RolloutView['executions'][number]) {
     if (e.policy_refusal !== undefined) {
-      return html`<span data-testid="policy-refusal"><code>${e.policy_refusal.code}</code> ${policyRefusalText(e.policy_refusal)}</span>`;
+      return html`<span data-testid="policy-refusal"><code>${v(e.policy_refusal.code)}</code> ${policyRefusalText(e.policy_refusal)}</span>`;
     }
-    return e.last_error_code ? html`<code>${e.last_error_code}</code>` : '—';
+    return e.last_error_code ? html`<code>${v(e.last_error_code)}</code>` : '—';
   }
 
   #rollout(r: RolloutView) {
@@ -224,21 +225,21 @@ export class SdcRollouts extends LightElement {
     const confirmingAction = this.confirming?.startsWith(`${r.id} `) ? this.confirming.slice(r.id.length + 1) as Action : undefined;
     return html`
       <article class="card" data-rollout=${r.id} aria-labelledby="rollout-${r.id}">
-        <h3 id="rollout-${r.id}">${r.release_id} <small><code>${r.id}</code></small>
-          <span class="state state-${r.status}" data-testid="rollout-status">${r.status}</span></h3>
-        <p>${r.pause_reason ? html`<span class="notice">${pauseText[r.pause_reason] ?? r.pause_reason}</span>; ` : nothing}wave ${r.wave_index + 1} of ${r.waves.length};
-          started ${formatTime(r.created_at_ms)} by ${r.created_by}, updated ${formatTime(r.updated_at_ms)}${refused === 0 ? nothing : html`;
+        <h3 id="rollout-${r.id}">${v(r.release_id)} <small><code>${v(r.id)}</code></small>
+          <span class="state state-${r.status}" data-testid="rollout-status">${v(r.status)}</span></h3>
+        <p>${r.pause_reason ? html`<span class="notice">${pauseText[r.pause_reason] ?? v(r.pause_reason)}</span>; ` : nothing}wave ${r.wave_index + 1} of ${r.waves.length};
+          started ${formatTime(r.created_at_ms)} by ${v(r.created_by)}, updated ${formatTime(r.updated_at_ms)}${refused === 0 ? nothing : html`;
           <span class="notice" data-testid="rollout-policy-refused">${refused} device${refused === 1 ? '' : 's'} refused by the command policy, not notified (see Devices)</span>`}</p>
         <div class="table-scroll"><table data-testid="rollout-waves"><caption>Waves</caption>
           <thead><tr><th scope="col">Wave</th><th scope="col">Devices</th><th scope="col">Started</th><th scope="col">Succeeded</th><th scope="col">Failed</th><th scope="col">Finished</th></tr></thead>
           <tbody>${r.waves.map((w, i) => html`<tr aria-current=${i === r.wave_index ? 'step' : 'false'}>
-            <th scope="row">${i + 1}${i === r.wave_index ? ' (current)' : ''}</th><td>${w.size}</td><td>${w.started}</td><td>${w.succeeded}</td><td>${w.failed}</td><td>${w.terminal}</td></tr>`)}</tbody>
+            <th scope="row">${i + 1}${i === r.wave_index ? ' (current)' : ''}</th><td>${v(w.size)}</td><td>${v(w.started)}</td><td>${v(w.succeeded)}</td><td>${v(w.failed)}</td><td>${v(w.terminal)}</td></tr>`)}</tbody>
         </table></div>
         <details><summary>Devices (${r.executions.length})</summary>
           <div class="table-scroll"><table class="rollout-devices" data-testid="rollout-devices">
             <thead><tr><th scope="col">Device</th><th scope="col">Wave</th><th scope="col">State</th><th scope="col">Error</th><th scope="col">Ended</th></tr></thead>
-            <tbody>${r.executions.map((e) => html`<tr data-device=${e.device_id}><th scope="row">${e.device_id}</th><td>${e.wave + 1}</td>
-              <td><span class="state state-${e.state}">${e.state}</span></td><td class="reason">${this.#errorCell(e)}</td><td>${formatTime(e.ended_at_ms)}</td></tr>`)}</tbody>
+            <tbody>${r.executions.map((e) => html`<tr data-device=${e.device_id}><th scope="row">${v(e.device_id)}</th><td>${e.wave + 1}</td>
+              <td><span class="state state-${e.state}">${v(e.state)}</span></td><td class="reason">${this.#errorCell(e)}</td><td>${formatTime(e.ended_at_ms)}</td></tr>`)}</tbody>
           </table></div>
         </details>
         <sdc-rollout-approval .api=${this.api} .rollout=${r} .userRole=${this.userRole} .userName=${this.userName} .signer=${this.signer}
@@ -250,7 +251,7 @@ export class SdcRollouts extends LightElement {
           <button type="button" class=${a === 'pause' || a === 'resume' ? '' : 'danger'} ?disabled=${this.busy} @click=${() => void this.#act(r, a)}>${actionText[a]}<span class="visually-hidden"> rollout ${r.id}</span></button>`)}</div>`}
         ${confirmingAction === undefined ? nothing : html`
           <div class="confirm" role="alertdialog" aria-labelledby="confirm-${r.id}" data-testid="rollout-confirm">
-            <p id="confirm-${r.id}">${actionText[confirmingAction]} the rollout of ${r.release_id}? ${confirmingAction === 'abort' ? 'No further device is notified; queued executions are canceled.' : 'Every execution in flight is canceled, rolled back after commit.'}</p>
+            <p id="confirm-${r.id}">${actionText[confirmingAction]} the rollout of ${v(r.release_id)}? ${confirmingAction === 'abort' ? 'No further device is notified; queued executions are canceled.' : 'Every execution in flight is canceled, rolled back after commit.'}</p>
             <button type="button" class="danger" @click=${() => void this.#act(r, confirmingAction)}>Yes, ${actionText[confirmingAction].toLowerCase()}</button>
             <button type="button" @click=${() => { this.confirming = undefined; }}>Cancel</button>
           </div>`}

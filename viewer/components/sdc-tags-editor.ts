@@ -3,6 +3,7 @@ import type { ApiClient, ApiError } from '../api.js';
 import { parseTagsInput } from '../tags.js';
 import { asApiError, errorLine } from './error-line.js';
 import { LightElement } from './light-element.js';
+import { visibleText as v } from '../visible-text.js';
 
 /**
  * A device's tags, edited in one text field (comma or space separated) and saved with
@@ -56,7 +57,7 @@ export class SdcTagsEditor extends LightElement {
   }
 
   override render() {
-    const list = this.tags.length === 0 ? html`<span>none</span>` : this.tags.map((tag) => html`<span class="tag">${tag}</span> `);
+    const list = this.tags.length === 0 ? html`<span>none</span>` : this.tags.map((tag) => html`<span class="tag">${v(tag)}</span> `);
     if (!this.editable) return html`<p data-testid="device-tags">Tags: ${list}</p>`;
     return html`
       <form class="tags-editor" @submit=${(e: SubmitEvent) => void this.#save(e)}>

@@ -30,6 +30,7 @@ import { artifactCommands } from './commands/artifact.js';
 import { otaCommands } from './commands/ota.js';
 import { reportCommand } from './commands/report.js';
 import { ttyPromptSecret } from './password-input.js';
+import { escapedUnshown } from './shown-text.js';
 
 // Every command module registers here, one line each.
 const entries: CommandEntry[] = [
@@ -84,7 +85,9 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
       // A refusal about a file names it (a key ring file, a key file), even where the message does not.
       const path = error.details['path'];
       const where = typeof path === 'string' && !error.message.includes(path) ? ` (${path})` : '';
-      io.stderr(`sdc: ${error.code}: ${error.message}${where}\n`);
+      // A refusal may carry the server's words (HTTP_REFUSED: its error message, which can quote a
+      // device's or another operator's text): no control, bidi or zero-width character reaches the terminal.
+      io.stderr(`sdc: ${error.code}: ${escapedUnshown(error.message)}${escapedUnshown(where)}\n`);
       return error.code === 'CLI_USAGE' ? 2 : 1;
     }
     io.stderr(`sdc: internal error: ${(error as Error)?.stack ?? String(error)}\n`);

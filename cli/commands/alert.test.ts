@@ -55,13 +55,13 @@ describe('sdc alert', () => {
     const lines = listed.stdout.trimEnd().split('\n');
     assert.equal(lines[0], 'alert\tstate\tseverity\tkind\tdevice\traised_at\tcleared\tmessage');
     assert.deepEqual(lines.slice(1).map((line) => line.split('\t').slice(1, 5)), [['open', 'warning', 'disk_full', 'cli-al-2'], ['open', 'critical', 'tamper', 'cli-al-1']]);
-    assert.equal(lines[1]!.split('\t').at(-1), 'disk at 99% soon full', 'a message stays on its line');
+    assert.equal(lines[1]!.split('\t').at(-1), '"disk\\tat 99%\\nsoon full"', 'a message stays on its line, in its column');
 
     const { items } = JSON.parse((await sdc(['alert', 'list', '--json'])).stdout) as { items: Array<{ id: string; kind: string }> };
     const tamper = items.find((a) => a.kind === 'tamper')!;
     const acked = await sdc(['alert', 'ack', tamper.id, '--note', 'opened by the technician, ticket 42']);
     assert.equal(acked.code, 0, acked.stderr);
-    assert.equal(acked.stdout, `${tamper.id}\tacked\tby oncall\topened by the technician, ticket 42\n`);
+    assert.equal(acked.stdout, `${tamper.id}\tacked\tby oncall\t"opened by the technician, ticket 42"\n`);
     const record = await h.cp.alerts.get(tamper.id);
     assert.deepEqual([record.state, record.acknowledged_by, record.ack_note], ['acknowledged', 'oncall', 'opened by the technician, ticket 42']);
     const audit = (await h.cp.auditStore.scan(1, 10_000)).filter((e) => e.kind === 'alert.acknowledged' && e.payload['alert_id'] === tamper.id);
@@ -89,5 +89,23 @@ describe('sdc alert', () => {
     assert.equal((await sdc(['alert', 'list', '--state', 'closed'])).code, 2);
     assert.equal((await sdc(['alert', 'ack'])).code, 2);
     assert.equal((await sdc(['alert', 'ack', 'x', '--note', 'n'.repeat(1025)])).code, 2);
+  });
+
+  it('prints what a device and the server sent with control, bidi and zero-width characters escaped; --json keeps it raw', async () => {
+    // A device's alert text that, printed as it is, would erase its line (CR, ESC[2K), reverse what follows (U+202E) and hide a character (U+200B).
+    const hostile = 'disk ok\r\u001b[2Kall clear \u202eevil\u200b';
+    await raise('cli-al-1', 'disk_full', hostile);
+    const listed = await sdc(['alert', 'list', '--device', 'cli-al-1', '--state', 'open']);
+    assert.equal(listed.code, 0, listed.stderr);
+    const row = listed.stdout.trimEnd().split('\n')[1]!;
+    assert.equal(row.split('\t').at(-1), '"disk ok\\r\\u001b[2Kall clear \\u202eevil\\u200b"');
+    assert.doesNotMatch(listed.stdout, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/u);
+    const { items } = JSON.parse((await sdc(['alert', 'list', '--device', 'cli-al-1', '--state', 'open', '--json'])).stdout) as { items: Array<{ message: string }> };
+    assert.equal(items[0]!.message, hostile, '--json is the server\'s value as it is');
+    // A refusal's message is printed the same way (cli/main.ts), whoever's words it quotes (here the value given, echoed back).
+    const refused = await sdc(['user', 'set-role', 'someone', '--role', 'a_\u202e\u001b[2K']);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /\\u202e\\u001b\[2K/);
+    assert.doesNotMatch(refused.stderr, /[\u001b\u202e]/u);
   });
 });

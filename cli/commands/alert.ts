@@ -1,6 +1,7 @@
 import { integerOption, type Command, type CommandGroup } from '../command.js';
 import { apiClient, onePositional, segment, type ApiClient } from '../api-client.js';
 import { SdcError } from '../../core/errors/index.js';
+import { quotedText, shownText, shownValue } from '../shown-text.js';
 
 /** Alerts (docs/api.md, "Alert rules") through a running control plane: list them, acknowledge one. */
 
@@ -53,7 +54,7 @@ const list: Command = {
     io.stdout('alert\tstate\tseverity\tkind\tdevice\traised_at\tcleared\tmessage\n');
     for (const a of items) {
       const cleared = a.cleared_at_ms === null ? '' : new Date(a.cleared_at_ms).toISOString();
-      io.stdout(`${a.id}\t${a.state === 'acknowledged' ? 'acked' : 'open'}\t${a.severity}\t${a.kind}\t${a.device_id ?? ''}\t${new Date(a.created_at_ms).toISOString()}\t${cleared}\t${oneLine(a.message)}\n`);
+      io.stdout(`${shownText(a.id)}\t${a.state === 'acknowledged' ? 'acked' : 'open'}\t${shownText(a.severity)}\t${shownText(a.kind)}\t${shownValue(a.device_id)}\t${new Date(a.created_at_ms).toISOString()}\t${cleared}\t${quotedText(a.message)}\n`);
     }
     return 0;
   },
@@ -71,14 +72,9 @@ const ack: Command = {
     const note = typeof args.values.note === 'string' ? args.values.note : undefined;
     if (note !== undefined && note.length > noteCharsMax) throw new SdcError('CLI_USAGE', `--note must be at most ${noteCharsMax} characters`);
     const answer = await (await apiClient(io)).post<Alert>(`/v1/alerts/${segment(id)}/ack`, note === undefined ? {} : { note });
-    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${answer.id}\tacked\tby ${answer.acknowledged_by ?? ''}\t${oneLine(answer.ack_note ?? '')}\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${shownText(answer.id)}\tacked\tby ${shownValue(answer.acknowledged_by)}\t${answer.ack_note === null ? '' : quotedText(answer.ack_note)}\n`);
     return 0;
   },
 };
-
-/** A message or note on one output line: tabs and newlines would break the columns. */
-function oneLine(text: string): string {
-  return text.replace(/[\t\r\n]+/g, ' ');
-}
 
 export const alertCommands: CommandGroup = { name: 'alert', summary: 'Alerts: list, acknowledge (sdc login first; ack needs the operator role)', commands: [list, ack] };

@@ -7,7 +7,8 @@ import { SdcError } from '../../core/errors/index.js';
 import { nobleSha256 } from '../../core/crypto/sha256-noble.js';
 import { approvalSubjectHash, type ApprovalSubject } from '../../core/protocol/approvals.js';
 import type { RolloutResumeSubject } from '../../core/ota/rollout-resume-approval.js';
-import { checkedRolloutSubject, checkedSubject, describeResumeSubject, loadOrCreateSigningKey, registerSigningKey, shownText, signingKeyPath, type PendingCommandView, type PendingRolloutView } from './approvals.js';
+import { checkedRolloutSubject, checkedSubject, describeResumeSubject, loadOrCreateSigningKey, registerSigningKey, signingKeyPath, type PendingCommandView, type PendingRolloutView } from './approvals.js';
+import { shownText } from '../shown-text.js';
 
 /**
  * The approver's side in the CLI: the approval key is created once, owner-only, and reused; the

@@ -14,6 +14,7 @@ import { passwordEnv, passwordFileEnv, readPasswordOption, requireOption, type C
 import { apiClient, getAllPages, onePositional, segment, type ApiClient } from '../api-client.js';
 import { credentialsPath } from '../credentials.js';
 import { durationOption, durationOptions, type DurationOptionSpec } from '../duration-option.js';
+import { escapedJsonText, quotedText, shownText } from '../shown-text.js';
 
 /**
  * The approver's side of the approval flow (docs/policy.md "Approvals"). The approval signing key
@@ -84,40 +85,9 @@ export async function loadOrCreateSigningKey(env: CliIo['env'], userName: string
   return { seed: theirs, created: false, path };
 }
 
-/**
- * Characters a peer-supplied string must not put on the approver's terminal as they are: DEL, the
- * C1 controls (U+0080-U+009F; some terminals act on them as ESC sequences), the line and paragraph
- * separators, and the bidi marks, embeddings, overrides and isolates (U+061C, U+200E, U+200F,
- * U+202A-U+202E, U+2066-U+2069), which reorder what follows them. C0 (ESC, CR, ...) JSON escapes already.
- */
-const unshownCharacters = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
-
-/** JSON text with the characters JSON leaves as they are (unshownCharacters) written as \u escapes too. */
-function escapedJsonText(jsonText: string): string {
-  return jsonText.replace(unshownCharacters, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-/** A plain token (an id, a version, a name): nothing in it can move the cursor, hide text or pose as the prompt's own words. */
-const plainToken = /^[A-Za-z0-9._@:/+-]{1,256}$/;
-
-/**
- * A string from the server or the requester, as the approval prompts print it: a plain token as
- * it is, anything else as a JSON string with every control and bidi character escaped, so a
- * reason or a name cannot erase, overwrite or reorder the figures the approver is about to sign
- * for (a CR, ESC[2K, a right-to-left override: review h13).
- */
-export function shownText(value: string): string {
-  return plainToken.test(value) ? value : quotedText(value);
-}
-
 /** A figure the server sends (typed a number, but nothing on this side checks it is one): shown as shownText shows a string. */
 function shownFigure(value: number): string {
   return shownText(String(value));
-}
-
-/** Free text (a reason): always quoted, escaped as shownText escapes it. */
-export function quotedText(value: string): string {
-  return escapedJsonText(JSON.stringify(value));
 }
 
 /** The pending command, checked: the subject the server shows is this command, and its hash is the one it asks to sign. */

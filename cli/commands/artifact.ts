@@ -4,6 +4,7 @@ import { integerOption, type Command, type CommandGroup } from '../command.js';
 import { apiClient, onePositional, segment } from '../api-client.js';
 import { SdcError } from '../../core/errors/index.js';
 import { privateFileMode, writeFileAtomic } from '../../runtime/atomic-file.js';
+import { shownValue } from '../shown-text.js';
 
 /**
  * Artifacts asked of devices (docs/artifacts.md): `request` sends EXEC_COLLECT_ARTIFACT (the
@@ -33,7 +34,7 @@ const requestArtifact: Command = {
     if (typeof deviceId !== 'string' || deviceId.length === 0) throw new SdcError('CLI_USAGE', '--device is required');
     if (typeof kind !== 'string' || !(kinds as readonly string[]).includes(kind)) throw new SdcError('CLI_USAGE', `--kind must be one of ${kinds.join(', ')}`);
     const command = await (await apiClient(io)).post<{ id: string; state: string }>('/v1/commands', { device_id: deviceId, opcode: 'EXEC_COLLECT_ARTIFACT', args: { kind } });
-    io.stdout(args.values.json === true ? JSON.stringify(command) + '\n' : `${command.id}\t${command.state}\t(sdc command watch ${command.id}; then sdc artifact get ${command.id} --out FILE)\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(command) + '\n' : `${shownValue(command.id)}\t${shownValue(command.state)}\t(sdc command watch ${shownValue(command.id)}; then sdc artifact get ${shownValue(command.id)} --out FILE)\n`);
     return 0;
   },
 };
@@ -54,7 +55,7 @@ const list: Command = {
     }
     io.stdout('artifact\tdevice\tkind\tstate\tbytes\tsealed_sha256\trequested_by\trequested_at\n');
     for (const a of items) {
-      io.stdout(`${a.id}\t${a.device_id}\t${a.kind}\t${a.state}\t${a.plaintext_length ?? ''}\t${a.sha256 ?? ''}\t${a.created_by}\t${new Date(a.created_at_ms).toISOString()}\n`);
+      io.stdout(`${shownValue(a.id)}\t${shownValue(a.device_id)}\t${shownValue(a.kind)}\t${shownValue(a.state)}\t${shownValue(a.plaintext_length)}\t${shownValue(a.sha256)}\t${shownValue(a.created_by)}\t${new Date(a.created_at_ms).toISOString()}\n`);
     }
     return 0;
   },
@@ -119,7 +120,7 @@ const deleteArtifact: Command = {
   async run(args, io) {
     const id = onePositional(args.positionals, 'artifact id');
     const gone = await (await apiClient(io)).delete<{ id: string; length: number }>(`/v1/artifacts/${segment(id)}`);
-    io.stdout(args.values.json === true ? JSON.stringify(gone) + '\n' : `${gone.id}\tdeleted\t${gone.length} bytes\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(gone) + '\n' : `${shownValue(gone.id)}\tdeleted\t${shownValue(gone.length)} bytes\n`);
     return 0;
   },
 };
@@ -136,7 +137,7 @@ const prune: Command = {
       io.stdout(JSON.stringify({ deleted }) + '\n');
       return 0;
     }
-    for (const d of deleted) io.stdout(`${d.id}\tdeleted\t${d.length} bytes\t${d.reason}\n`);
+    for (const d of deleted) io.stdout(`${shownValue(d.id)}\tdeleted\t${shownValue(d.length)} bytes\t${shownValue(d.reason)}\n`);
     io.stdout(`${deleted.length} artifact(s) deleted\n`);
     return 0;
   },
@@ -151,7 +152,7 @@ const keys: Command = {
   async run(args, io) {
     const { items } = await (await apiClient(io)).get<{ items: Array<{ key_id: string; current: boolean }> }>('/v1/artifacts/keys');
     if (args.values.json === true) io.stdout(JSON.stringify({ items }) + '\n');
-    else for (const key of items) io.stdout(`${key.key_id}\t${key.current ? 'current' : 'retired'}\n`);
+    else for (const key of items) io.stdout(`${shownValue(key.key_id)}\t${key.current ? 'current' : 'retired'}\n`);
     return 0;
   },
 };
@@ -164,7 +165,7 @@ const rotateKey: Command = {
   options: { json: { type: 'boolean' } },
   async run(args, io) {
     const rotated = await (await apiClient(io)).post<{ retired: string; current: string }>('/v1/artifacts/keys/rotate', {});
-    io.stdout(args.values.json === true ? JSON.stringify(rotated) + '\n' : `current ${rotated.current}\tretired ${rotated.retired}\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(rotated) + '\n' : `current ${shownValue(rotated.current)}\tretired ${shownValue(rotated.retired)}\n`);
     return 0;
   },
 };
@@ -179,7 +180,7 @@ const removeKey: Command = {
   async run(args, io) {
     const keyId = onePositional(args.positionals, 'key id');
     const removed = await (await apiClient(io)).delete<{ key_id: string; removed: boolean }>(`/v1/artifacts/keys/${segment(keyId)}`);
-    io.stdout(args.values.json === true ? JSON.stringify(removed) + '\n' : `${removed.key_id}\tremoved\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(removed) + '\n' : `${shownValue(removed.key_id)}\tremoved\n`);
     return 0;
   },
 };

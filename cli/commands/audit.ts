@@ -5,6 +5,7 @@ import { apiClient } from '../api-client.js';
 import { requireInitialisedDataDir } from '../data-dir.js';
 import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
 import { auditAnchorLimits, parseAuditAnchorLines, type AuditAnchorRecord } from '../../core/protocol/audit-anchors.js';
+import { escapedUnshown, shownValue } from '../shown-text.js';
 
 /** `--expect-head SEQ:HASH`, as `sdc audit verify` prints the head; checked before anything is opened. */
 function expectHeadOption(raw: unknown): { seq: number; hash: string } | undefined {
@@ -88,7 +89,8 @@ const verify: Command = {
         io.stdout(`ok: ${result.count} entries, head ${result.count === 0 ? 'none' : `${result.headSeq}:${result.headHash}`}${against}\n${pending}`);
         return 0;
       }
-      io.stdout(`broken: entry ${result.firstBrokenSeq}: ${result.reason}: ${result.detail}\n`);
+      // The detail quotes what the database holds (a hash, a kind): whoever changed a row chose those characters.
+      io.stdout(`broken: entry ${result.firstBrokenSeq}: ${result.reason}: ${escapedUnshown(result.detail)}\n`);
       return 1;
     } finally {
       await db.close();
@@ -124,7 +126,7 @@ const list: Command = {
       io.stdout(JSON.stringify({ items, next_from_seq: fromSeq }) + '\n');
       return 0;
     }
-    for (const e of items) io.stdout(`${e.seq}\t${e.ts === undefined ? '' : new Date(e.ts).toISOString()}\t${e.kind}\t${e.actor}\t${e.subject}\n`);
+    for (const e of items) io.stdout(`${shownValue(e.seq)}\t${e.ts === undefined ? '' : new Date(e.ts).toISOString()}\t${shownValue(e.kind)}\t${shownValue(e.actor)}\t${shownValue(e.subject)}\n`);
     return 0;
   },
 };

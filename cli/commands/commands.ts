@@ -5,6 +5,7 @@ import { requireOption, type CliIo, type Command, type CommandGroup } from '../c
 import { apiClient, onePositional, segment, type ApiClient } from '../api-client.js';
 import { durationOption, durationOptions, type DurationOptionSpec } from '../duration-option.js';
 import { approveCommand, cancelCommand, rejectCommand } from './approvals.js';
+import { shownValue } from '../shown-text.js';
 
 interface CommandView { id: string; device_id: string; opcode: string; state: CommandState; history?: Array<{ state: string; at_ms: number }>; [key: string]: unknown }
 
@@ -32,8 +33,8 @@ function printCommand(io: CliIo, json: boolean, command: CommandView): void {
     io.stdout(JSON.stringify(command) + '\n');
     return;
   }
-  io.stdout(`${command.id} ${command.opcode} on ${command.device_id}: ${command.state}\n`);
-  for (const step of command.history ?? []) io.stdout(`  ${new Date(step.at_ms).toISOString()} ${step.state}\n`);
+  io.stdout(`${shownValue(command.id)} ${shownValue(command.opcode)} on ${shownValue(command.device_id)}: ${shownValue(command.state)}\n`);
+  for (const step of command.history ?? []) io.stdout(`  ${new Date(step.at_ms).toISOString()} ${shownValue(step.state)}\n`);
 }
 
 const send: Command = {
@@ -60,7 +61,7 @@ const send: Command = {
     const body = { device_id: device, opcode, args: argsOption(args.values.args), ...(ttlMs > 0 ? { ttl_ms: ttlMs } : {}), ...(reason === undefined ? {} : { reason }) };
     const key = typeof args.values['idempotency-key'] === 'string' ? args.values['idempotency-key'] : undefined;
     const command = await (await apiClient(io)).post<CommandView>('/v1/commands', body, key);
-    io.stdout(args.values.json === true ? JSON.stringify(command) + '\n' : `${command.id} ${command.state}\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(command) + '\n' : `${shownValue(command.id)} ${shownValue(command.state)}\n`);
     return 0;
   },
 };
@@ -100,7 +101,7 @@ async function followUntilTerminal(api: ApiClient, io: CliIo, id: string, json: 
       if (event !== 'command') return;
       const message = JSON.parse(data) as { command_id?: string; state?: string; at_ms?: number };
       if (message.command_id !== id || typeof message.state !== 'string') return;
-      io.stdout(json ? JSON.stringify({ event: 'command', ...message }) + '\n' : `${new Date(message.at_ms ?? Date.now()).toISOString()} ${message.state}\n`);
+      io.stdout(json ? JSON.stringify({ event: 'command', ...message }) + '\n' : `${new Date(message.at_ms ?? Date.now()).toISOString()} ${shownValue(message.state)}\n`);
       if (isTerminal(message.state)) void reread();
     }, (error) => { if (!done) void reread().then(() => finish(undefined, error ?? new SdcError('HTTP_UNREACHABLE', 'the live stream ended'))); })
       .then((opened) => {

@@ -1,6 +1,7 @@
 import { type Command, type CommandGroup } from '../command.js';
 import { apiClient, onePositional, segment } from '../api-client.js';
 import { SdcError } from '../../core/errors/index.js';
+import { shownText, shownValue } from '../shown-text.js';
 
 /** Compliance (docs/compliance.md) through a running control plane: one device, and the fleet. */
 
@@ -24,9 +25,10 @@ const show: Command = {
       io.stdout(JSON.stringify(answer) + '\n');
       return 0;
     }
-    io.stdout(`${answer.device_id}\t${answer.state}\n`);
-    for (const reason of answer.reasons) io.stdout(`  ${reason.severity}\t${reason.code}\t${reason.message}\n`);
-    for (const [name, value] of Object.entries(answer.facts)) io.stdout(`  fact\t${name}\t${String(value)}\n`);
+    io.stdout(`${shownValue(answer.device_id)}\t${shownValue(answer.state)}\n`);
+    for (const reason of answer.reasons) io.stdout(`  ${shownValue(reason.severity)}\t${shownValue(reason.code)}\t${shownValue(reason.message)}\n`);
+    // A fact is what the device reported (an agent version, a kernel backend): its characters are the device's.
+    for (const [name, value] of Object.entries(answer.facts)) io.stdout(`  fact\t${shownText(name)}\t${shownValue(String(value))}\n`);
     return 0;
   },
 };
@@ -45,8 +47,8 @@ const summary: Command = {
       io.stdout(JSON.stringify(answer) + '\n');
       return 0;
     }
-    io.stdout(Object.entries(answer.counts).map(([name, count]) => `${name}\t${count}`).join('\n') + '\n');
-    for (const item of answer.items) io.stdout(`${item.device_id}\t${answer.state}\t${item.reasons.map((reason) => reason.code).join(',')}\n`);
+    io.stdout(Object.entries(answer.counts).map(([name, count]) => `${shownText(name)}\t${shownValue(count)}`).join('\n') + '\n');
+    for (const item of answer.items) io.stdout(`${shownValue(item.device_id)}\t${shownValue(answer.state)}\t${item.reasons.map((reason) => shownValue(reason.code)).join(',')}\n`);
     return 0;
   },
 };

@@ -2,6 +2,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { deviceTagLimits, deviceTagPattern, isDeviceTag } from '../../core/protocol/device-tags.js';
 import { integerOption, type Command, type CommandGroup } from '../command.js';
 import { apiClient, getAllPages, onePositional, segment } from '../api-client.js';
+import { escapedJsonText, shownText, shownValue } from '../shown-text.js';
 
 interface DeviceView { id: string; status?: string; online?: boolean; gateway_id?: string | null; last_seen_at_ms?: number | null; tags?: string[]; [key: string]: unknown }
 
@@ -31,7 +32,7 @@ const list: Command = {
       return 0;
     }
     io.stdout('id\tstatus\tonline\tgateway\ttags\n');
-    for (const d of items) io.stdout(`${d.id}\t${d.status ?? ''}\t${d.online === true ? 'yes' : 'no'}\t${d.gateway_id ?? ''}\t${(d.tags ?? []).join(',')}\n`);
+    for (const d of items) io.stdout(`${shownValue(d.id)}\t${shownValue(d.status)}\t${d.online === true ? 'yes' : 'no'}\t${shownValue(d.gateway_id)}\t${(d.tags ?? []).map(shownValue).join(',')}\n`);
     return 0;
   },
 };
@@ -47,7 +48,7 @@ const tag: Command = {
     const id = onePositional(args.positionals, 'device id');
     if (typeof args.values.set !== 'string') throw new SdcError('CLI_USAGE', 'give the new tags with --set a,b (--set "" removes them all)');
     const answer = await (await apiClient(io)).put<{ device_id: string; tags: string[] }>(`/v1/devices/${segment(id)}/tags`, { tags: tagList(args.values.set) });
-    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${answer.device_id}: ${answer.tags.length === 0 ? '(no tags)' : answer.tags.join(',')}\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${shownValue(answer.device_id)}: ${answer.tags.length === 0 ? '(no tags)' : answer.tags.map(shownValue).join(',')}\n`);
     return 0;
   },
 };
@@ -62,7 +63,7 @@ const show: Command = {
   async run(args, io) {
     const id = onePositional(args.positionals, 'device id');
     const device = await (await apiClient(io)).get<DeviceView>(`/v1/devices/${segment(id)}`);
-    io.stdout(args.values.json === true ? JSON.stringify(device) + '\n' : Object.entries(device).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n') + '\n');
+    io.stdout(args.values.json === true ? JSON.stringify(device) + '\n' : Object.entries(device).map(([k, v]) => `${shownText(k)}: ${typeof v === 'object' ? escapedJsonText(JSON.stringify(v)) : shownValue(String(v))}`).join('\n') + '\n');
     return 0;
   },
 };

@@ -67,7 +67,7 @@ describe('sdc dlq', () => {
     assert.match(noReason.stderr, /CLI_USAGE: missing required option --reason/);
     const discarded = await sdc(['dlq', 'discard', commandId, '--reason', 'device replaced']);
     assert.equal(discarded.code, 0, discarded.stderr);
-    assert.equal(discarded.stdout, `${commandId}\tdiscarded\tdevice replaced\n`);
+    assert.equal(discarded.stdout, `${commandId}\tdiscarded\t"device replaced"\n`);
     assert.deepEqual(JSON.parse((await sdc(['dlq', 'list', '--json'])).stdout), { items: [] });
     const again = await sdc(['dlq', 'discard', commandId, '--reason', 'again']);
     assert.equal(again.code, 1);
@@ -90,7 +90,7 @@ describe('sdc dlq', () => {
     assert.equal((await sdc(['dlq', 'discard-entry', first!, '--stream', 'sdc:events'])).code, 2, 'a reason is required');
     const discarded = await sdc(['dlq', 'discard-entry', first!, '--stream', 'sdc:events', '--reason', 'from a test gateway']);
     assert.equal(discarded.code, 0, discarded.stderr);
-    assert.equal(discarded.stdout, `${first!}\tdiscarded\tsdc:events\tfrom a test gateway\n`);
+    assert.equal(discarded.stdout, `${first!}\tdiscarded\tsdc:events\t"from a test gateway"\n`);
     const replayed = await sdc(['dlq', 'replay-entry', second!, '--stream', 'sdc:events', '--json']);
     assert.equal(replayed.code, 0, replayed.stderr);
     assert.equal((JSON.parse(replayed.stdout) as { id: string }).id, second);

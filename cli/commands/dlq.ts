@@ -1,6 +1,7 @@
 import { integerOption, requireOption, type Command, type CommandGroup } from '../command.js';
 import { apiClient, onePositional, segment, type ApiClient } from '../api-client.js';
 import { SdcError } from '../../core/errors/index.js';
+import { shownValue } from '../shown-text.js';
 
 /** Dead-letter remediation (docs/api.md, "Dead letters"): list, retry, discard, through a running control plane. */
 
@@ -44,7 +45,7 @@ const list: Command = {
     }
     io.stdout('command\tdevice\topcode\tseq\tretries\tdead_lettered_at\treason\n');
     for (const d of items) {
-      io.stdout(`${d.command_id}\t${d.device_id}\t${d.opcode}\t${d.device_seq}\t${d.retries}\t${new Date(d.dead_lettered_at_ms).toISOString()}\t${d.reason ?? ''}\n`);
+      io.stdout(`${shownValue(d.command_id)}\t${shownValue(d.device_id)}\t${shownValue(d.opcode)}\t${shownValue(d.device_seq)}\t${shownValue(d.retries)}\t${new Date(d.dead_lettered_at_ms).toISOString()}\t${shownValue(d.reason)}\n`);
     }
     return 0;
   },
@@ -64,7 +65,7 @@ const retry: Command = {
     if (args.values.json === true) io.stdout(JSON.stringify(answer) + '\n');
     else {
       for (const r of answer.results) {
-        io.stdout(r.outcome === 'retried' ? `${r.command_id}\tretried\tgateway ${r.gateway_id ?? ''}\tretry ${r.retries ?? ''}\n` : `${r.command_id}\trefused\t${r.error?.code ?? ''}: ${r.error?.message ?? ''}\n`);
+        io.stdout(r.outcome === 'retried' ? `${shownValue(r.command_id)}\tretried\tgateway ${shownValue(r.gateway_id)}\tretry ${shownValue(r.retries)}\n` : `${shownValue(r.command_id)}\trefused\t${shownValue(r.error?.code)}: ${shownValue(r.error?.message)}\n`);
       }
     }
     // Exit 1 when any id was refused, so a script notices.
@@ -83,7 +84,7 @@ const discard: Command = {
     const id = onePositional(args.positionals, 'command id');
     const reason = requireOption(args, 'reason');
     const answer = await (await apiClient(io)).post<{ command_id: string; discarded_at_ms: number; reason: string }>(`/v1/dead-letters/${segment(id)}/discard`, { reason });
-    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${answer.command_id}\tdiscarded\t${answer.reason}\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${shownValue(answer.command_id)}\tdiscarded\t${shownValue(answer.reason)}\n`);
     return 0;
   },
 };
@@ -99,7 +100,7 @@ const streams: Command = {
   options: { json: { type: 'boolean' } },
   async run(args, io) {
     const answer = await (await apiClient(io)).get<{ items: Array<{ stream: string; dead_entries: number }> }>('/v1/dead-letters/streams');
-    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : answer.items.map((s) => `${s.stream}\t${s.dead_entries}\n`).join(''));
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : answer.items.map((s) => `${shownValue(s.stream)}\t${shownValue(s.dead_entries)}\n`).join(''));
     return 0;
   },
 };
@@ -129,7 +130,7 @@ const entries: Command = {
       return 0;
     }
     io.stdout('entry\tkind\tdevice\tdeliveries\treason\n');
-    for (const e of items) io.stdout(`${e.id}\t${e.kind ?? ''}\t${e.device_id ?? ''}\t${e.delivery_count ?? ''}\t${(e.reason ?? '').replace(/[\t\r\n]+/g, ' ')}\n`);
+    for (const e of items) io.stdout(`${shownValue(e.id)}\t${shownValue(e.kind)}\t${shownValue(e.device_id)}\t${shownValue(e.delivery_count)}\t${shownValue(e.reason)}\n`);
     return 0;
   },
 };
@@ -145,7 +146,7 @@ const replayEntry: Command = {
     const id = onePositional(args.positionals, 'entry id');
     const stream = requireOption(args, 'stream');
     const answer = await (await apiClient(io)).post<{ stream: string; id: string; new_id: string }>('/v1/dead-letters/streams/replay', { stream, id });
-    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${answer.id}\treplayed\t${answer.stream}\t${answer.new_id}\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${shownValue(answer.id)}\treplayed\t${shownValue(answer.stream)}\t${shownValue(answer.new_id)}\n`);
     return 0;
   },
 };
@@ -162,7 +163,7 @@ const discardEntry: Command = {
     const stream = requireOption(args, 'stream');
     const reason = requireOption(args, 'reason');
     const answer = await (await apiClient(io)).post<{ stream: string; id: string; reason: string }>('/v1/dead-letters/streams/discard', { stream, id, reason });
-    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${answer.id}\tdiscarded\t${answer.stream}\t${answer.reason}\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${shownValue(answer.id)}\tdiscarded\t${shownValue(answer.stream)}\t${shownValue(answer.reason)}\n`);
     return 0;
   },
 };

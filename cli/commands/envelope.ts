@@ -10,6 +10,7 @@ import { decodeEnvelope, parseEnvelopeFields, signEnvelope, verifyEnvelope } fro
 import { parseStrictJson } from '../../core/protocol/strict-json.js';
 import { requireOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
 import { canonicalizeCommand } from './envelope-canonicalize.js';
+import { shownText } from '../shown-text.js';
 
 /** Reads FILE, or stdin for '-' / no FILE, as text. Envelopes are frames, so the frame limits of the strict parser apply. */
 async function readInput(args: ParsedCommandArgs, io: CliIo, what: string): Promise<string> {
@@ -108,7 +109,7 @@ const verifyCommand: Command = {
       resolveKey: (kid) => (typeof onlyKid === 'string' && kid !== onlyKid ? undefined : publicKey),
       provider: createNodeEd25519Provider(),
     });
-    io.stdout(`ok kid=${envelope.sig.kid}\n`);
+    io.stdout(`ok kid=${shownText(envelope.sig.kid)}\n`);
     return 0;
   },
 };

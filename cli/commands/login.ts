@@ -4,6 +4,7 @@ import { httpsJson } from '../../runtime/https-json.js';
 import { passwordEnv, readPasswordOption, requireOption, type Command } from '../command.js';
 import { apiClient } from '../api-client.js';
 import { removeLogin, saveLogin } from '../credentials.js';
+import { shownValue } from '../shown-text.js';
 
 /** The token's own expiry (`exp`, seconds): the stored login says when to log in again. */
 function tokenExpiresAtMs(token: string): number {
@@ -53,7 +54,7 @@ export const loginCommand: Command = {
     const login = { server, ca_pem: caPem, name, role: answer.role, token: answer.token, expires_at_ms: tokenExpiresAtMs(answer.token) };
     const path = await saveLogin(io.env, login);
     const shown = { server, name, role: login.role, expires_at_ms: login.expires_at_ms, credentials: path };
-    io.stdout(args.values.json === true ? JSON.stringify(shown) + '\n' : `logged in to ${server} as ${name} (${login.role}) until ${new Date(login.expires_at_ms).toISOString()}; token in ${path}\n`);
+    io.stdout(args.values.json === true ? JSON.stringify(shown) + '\n' : `logged in to ${server} as ${name} (${shownValue(login.role)}) until ${new Date(login.expires_at_ms).toISOString()}; token in ${path}\n`);
     return 0;
   },
 };
@@ -85,7 +86,7 @@ export const logoutCommand: Command = {
     const { server } = api.login;
     io.stdout(json
       ? JSON.stringify({ name: answer.name, server, revoked: true, live_streams_closed: answer.live_streams_closed, removed }) + '\n'
-      : `logged out everywhere: every token of ${answer.name} on ${server} is revoked; ${answer.live_streams_closed} live stream(s) closed on that control plane (the others close theirs at once); ${removed ? 'stored login removed' : 'no stored login left to remove'}\n`);
+      : `logged out everywhere: every token of ${shownValue(answer.name)} on ${server} is revoked; ${shownValue(answer.live_streams_closed)} live stream(s) closed on that control plane (the others close theirs at once); ${removed ? 'stored login removed' : 'no stored login left to remove'}\n`);
     return 0;
   },
 };

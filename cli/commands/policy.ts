@@ -3,6 +3,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { parsePolicy, type Policy } from '../../core/protocol/policy.js';
 import { integerOption, requireOption, type CliIo, type Command, type CommandGroup } from '../command.js';
 import { apiClient } from '../api-client.js';
+import { quotedText, shownValue } from '../shown-text.js';
 
 interface PolicyView {
   revision: number;
@@ -32,9 +33,10 @@ function printPolicy(io: CliIo, json: boolean, view: PolicyView): void {
     io.stdout(JSON.stringify(view) + '\n');
     return;
   }
-  const by = view.created_by === null ? 'built-in default' : `${view.created_by} at ${new Date(view.created_at_ms ?? 0).toISOString()}`;
-  io.stdout(`revision ${view.revision} (${by}), ${view.document.rules.length} rules, sha256 ${view.document_sha256}\n`);
-  for (const rule of view.document.rules) io.stdout(`  ${rule.effect}\t${rule.id}${rule.description === undefined ? '' : `\t${rule.description}`}\n`);
+  const by = view.created_by === null ? 'built-in default' : `${shownValue(view.created_by)} at ${new Date(view.created_at_ms ?? 0).toISOString()}`;
+  io.stdout(`revision ${shownValue(view.revision)} (${by}), ${view.document.rules.length} rules, sha256 ${shownValue(view.document_sha256)}\n`);
+  // Another admin wrote the rules: a description is free text.
+  for (const rule of view.document.rules) io.stdout(`  ${shownValue(rule.effect)}\t${shownValue(rule.id)}${rule.description === undefined ? '' : `\t${quotedText(rule.description)}`}\n`);
 }
 
 const get: Command = {

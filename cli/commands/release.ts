@@ -8,6 +8,7 @@ import { encodeCanonical, parseTufJson, type TufJsonObject } from '../../core/tu
 import { apiClient, onePositional, segment, type ApiClient } from '../api-client.js';
 import { integerOption, requireOption, type CliIo, type Command, type CommandGroup } from '../command.js';
 import { tufKeyPassphrase, tufKeyPassphraseEnv } from './tuf-key-passphrase.js';
+import { shownValue } from '../shown-text.js';
 
 /**
  * `sdc release`: releases through a running control plane (sdc login first; docs/ota.md,
@@ -28,8 +29,8 @@ function print(io: CliIo, json: boolean, release: ReleaseView): void {
     io.stdout(JSON.stringify(release) + '\n');
     return;
   }
-  const artifact = release.artifact === null ? 'no artifact' : `${release.artifact.length} bytes sha256 ${release.artifact.sha256}`;
-  io.stdout(`${release.id}\t${release.version}\tcounter ${release.release_counter}\t${release.state}\t${release.target_path}\t${artifact}\tsignatures ${release.signatures.length}\n`);
+  const artifact = release.artifact === null ? 'no artifact' : `${shownValue(release.artifact.length)} bytes sha256 ${shownValue(release.artifact.sha256)}`;
+  io.stdout(`${shownValue(release.id)}\t${shownValue(release.version)}\tcounter ${shownValue(release.release_counter)}\t${shownValue(release.state)}\t${shownValue(release.target_path)}\t${artifact}\tsignatures ${release.signatures.length}\n`);
 }
 
 const jsonOption = { json: { type: 'boolean' } } as const;
@@ -186,9 +187,9 @@ const sign: Command = {
     const after = await api.post<ReleaseView>(`/v1/releases/${segment(id)}/signatures`, { keyid: key.keyid, sig: signature });
     if (args.values.json === true) io.stdout(JSON.stringify(after) + '\n');
     else {
-      io.stdout(`signed targets version ${proposal.targets_version} (${Object.keys(signed['targets'] as TufJsonObject).length} target(s), expires ${String(signed['expires'])}) with key ${key.keyid}\n`);
+      io.stdout(`signed targets version ${shownValue(proposal.targets_version)} (${Object.keys(signed['targets'] as TufJsonObject).length} target(s), expires ${shownValue(String(signed['expires']))}) with key ${key.keyid}\n`);
       const people = new Set(after.signatures.map((signature) => signature.signed_by)).size;
-      io.stdout(`${after.signatures.length} key signature(s) sent by ${people} user(s), ${proposal.threshold} of each needed; release ${after.id} is ${after.state}\n`);
+      io.stdout(`${after.signatures.length} key signature(s) sent by ${people} user(s), ${shownValue(proposal.threshold)} of each needed; release ${shownValue(after.id)} is ${shownValue(after.state)}\n`);
     }
     return 0;
   },

@@ -3,6 +3,7 @@ import { apiClient, onePositional, segment } from '../api-client.js';
 import { integerOption, requireOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
 import { durationOption, durationOptions } from '../duration-option.js';
 import { approvalValidity, decideRollout, decideRolloutResume, givenPassword, passwordStdinHelp } from './approvals.js';
+import { shownValue } from '../shown-text.js';
 
 /**
  * `sdc rollout`: rollouts of published releases through a running control plane (sdc login
@@ -31,25 +32,25 @@ function print(io: CliIo, json: boolean, rollout: RolloutView): void {
     io.stdout(JSON.stringify(rollout) + '\n');
     return;
   }
-  const reason = rollout.pause_reason === null ? '' : ` (${rollout.pause_reason})`;
-  io.stdout(`${rollout.id}\trelease ${rollout.release_id}\t${rollout.status}${reason}\twave ${rollout.wave_index + 1}/${rollout.waves.length}\n`);
+  const reason = rollout.pause_reason === null ? '' : ` (${shownValue(rollout.pause_reason)})`;
+  io.stdout(`${shownValue(rollout.id)}\trelease ${shownValue(rollout.release_id)}\t${shownValue(rollout.status)}${reason}\twave ${rollout.wave_index + 1}/${rollout.waves.length}\n`);
   const approval = rollout.approval;
   if (approval !== undefined && approval !== null) {
-    const have = approval.decisions.filter((d) => d.decision === 'approve').map((d) => d.approver);
-    const ended = approval.outcome === null ? `until ${new Date(approval.expires_at_ms).toISOString()}` : `${approval.outcome.state}${approval.outcome.code === undefined ? '' : ` ${approval.outcome.code}`}`;
-    io.stdout(`  approvals: ${have.length}/${approval.count} from ${approval.roles.join('|')}${have.length > 0 ? ` (${have.join(', ')})` : ''}; ${ended}\n`);
+    const have = approval.decisions.filter((d) => d.decision === 'approve').map((d) => shownValue(d.approver));
+    const ended = approval.outcome === null ? `until ${new Date(approval.expires_at_ms).toISOString()}` : `${shownValue(approval.outcome.state)}${approval.outcome.code === undefined ? '' : ` ${shownValue(approval.outcome.code)}`}`;
+    io.stdout(`  approvals: ${have.length}/${shownValue(approval.count)} from ${approval.roles.map(shownValue).join('|')}${have.length > 0 ? ` (${have.join(', ')})` : ''}; ${ended}\n`);
   }
   const resume = rollout.resume_request;
   if (resume !== undefined && resume !== null) {
-    const have = resume.decisions.filter((d) => d.decision === 'approve').map((d) => d.approver);
-    const ended = resume.outcome === null ? `waiting until ${new Date(resume.expires_at_ms).toISOString()}` : `${resume.outcome.state}${resume.outcome.code === undefined ? '' : ` ${resume.outcome.code}`}`;
-    io.stdout(`  resume request ${resume.id} by ${resume.subject.requested_by}: ${have.length}/${resume.count} from ${resume.roles.join('|')}${have.length > 0 ? ` (${have.join(', ')})` : ''}; ${ended}\n`);
+    const have = resume.decisions.filter((d) => d.decision === 'approve').map((d) => shownValue(d.approver));
+    const ended = resume.outcome === null ? `waiting until ${new Date(resume.expires_at_ms).toISOString()}` : `${shownValue(resume.outcome.state)}${resume.outcome.code === undefined ? '' : ` ${shownValue(resume.outcome.code)}`}`;
+    io.stdout(`  resume request ${shownValue(resume.id)} by ${shownValue(resume.subject.requested_by)}: ${have.length}/${shownValue(resume.count)} from ${resume.roles.map(shownValue).join('|')}${have.length > 0 ? ` (${have.join(', ')})` : ''}; ${ended}\n`);
   }
   rollout.waves.forEach((wave, index) => {
-    io.stdout(`  wave ${index + 1}: ${wave.size} devices, ${wave.started} notified, ${wave.succeeded} succeeded, ${wave.failed} failed, ${wave.terminal} finished\n`);
+    io.stdout(`  wave ${index + 1}: ${shownValue(wave.size)} devices, ${shownValue(wave.started)} notified, ${shownValue(wave.succeeded)} succeeded, ${shownValue(wave.failed)} failed, ${shownValue(wave.terminal)} finished\n`);
   });
   for (const execution of rollout.executions) {
-    io.stdout(`    ${execution.device_id}\twave ${execution.wave + 1}\t${execution.state}${execution.last_error_code === null ? '' : `\t${execution.last_error_code}`}\n`);
+    io.stdout(`    ${shownValue(execution.device_id)}\twave ${execution.wave + 1}\t${shownValue(execution.state)}${execution.last_error_code === null ? '' : `\t${shownValue(execution.last_error_code)}`}\n`);
   }
 }
 
@@ -141,7 +142,7 @@ function decision(name: 'approve' | 'reject'): Command {
         ? { validForMs: durationOption(args, approvalValidity), password: givenPassword(args, io) }
         : { validForMs: 0, reason: requireOption(args, 'reason'), password: givenPassword(args, io) };
       const answer = await decideRollout(io, await apiClient(io), id, name, options) as { started?: boolean; rollout?: { status?: string } };
-      const outcome = answer.started === true ? 'started (its first devices notified)' : `now ${answer.rollout?.status ?? 'pending_approval'}`;
+      const outcome = answer.started === true ? 'started (its first devices notified)' : `now ${shownValue(answer.rollout?.status ?? 'pending_approval')}`;
       io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} ${name === 'approve' ? 'approved' : 'rejected'}; ${outcome}\n`);
       return 0;
     },
@@ -187,7 +188,7 @@ function resumeDecision(name: 'resume-approve' | 'resume-reject'): Command {
         ? { validForMs: durationOption(args, approvalValidity), password: givenPassword(args, io) }
         : { validForMs: 0, reason: requireOption(args, 'reason'), password: givenPassword(args, io) };
       const answer = await decideRolloutResume(io, await apiClient(io), id, decision, options) as { resumed?: boolean; rollout?: { status?: string } };
-      const outcome = answer.resumed === true ? 'resumed' : `now ${answer.rollout?.status ?? 'paused'}`;
+      const outcome = answer.resumed === true ? 'resumed' : `now ${shownValue(answer.rollout?.status ?? 'paused')}`;
       io.stdout(args.values.json === true ? JSON.stringify(answer) + '\n' : `${id} resume ${decision === 'approve' ? 'approved' : 'rejected'}; ${outcome}\n`);
       return 0;
     },

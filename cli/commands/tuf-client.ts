@@ -1,5 +1,6 @@
 import { SdcError } from '../../core/errors/index.js';
 import type { CliIo, Command, ParsedCommandArgs } from '../command.js';
+import { escapedUnshown } from '../shown-text.js';
 
 /**
  * `sdc tuf-client`: the agent's TUF client behind the command line of the TUF conformance suite
@@ -52,7 +53,8 @@ export const tufClientCommand: Command = {
       return 0;
     } catch (error) {
       const line = error instanceof SdcError ? `${error.code}: ${error.message}` : `internal error: ${(error as Error)?.message ?? String(error)}`;
-      io.stderr(`sdc tuf-client: ${line}\n`);
+      // The repository's answers reach the message (a URL, a status line): escaped as every refusal is (cli/main.ts).
+      io.stderr(`sdc tuf-client: ${escapedUnshown(line)}\n`);
       return 1;
     }
   },

@@ -6,6 +6,7 @@ import { requireInitialisedDataDir } from '../data-dir.js';
 import { apiClient, getAllPages, onePositional, segment } from '../api-client.js';
 import { readPasswordFile, StdinLines } from '../password-input.js';
 import { mysqlPasswordFileHelp, mysqlPasswordFileOptions, mysqlUrlOption } from '../mysql-password.js';
+import { shownValue } from '../shown-text.js';
 
 
 /** The password from stdin (first line) or SDC_PASSWORD; never from argv, where other users can read it. */
@@ -35,7 +36,7 @@ const add: Command = {
     const db = await openControlPlaneDatabase({ dataDir, clock: systemClock, ...(typeof mysqlUrl === 'string' ? { mysqlUrl } : {}) });
     try {
       const user = await new UserDirectory({ db, random: systemRandom }).add({ name, role, password, nowMs: systemClock.nowMs() });
-      io.stdout(`added ${user.name} (${user.role})\n`);
+      io.stdout(`added ${shownValue(user.name)} (${shownValue(user.role)})\n`);
       return 0;
     } catch (error) {
       // The directory's refusals are API codes; at the command line they are the user's input.
@@ -51,7 +52,7 @@ interface UserView { id: string; name: string; role: string; created_at_ms: numb
 
 
 function printUser(io: CliIo, json: boolean, user: UserView, done: string): void {
-  io.stdout(json ? JSON.stringify(user) + '\n' : `${done} ${user.name} (${user.role})\n`);
+  io.stdout(json ? JSON.stringify(user) + '\n' : `${done} ${shownValue(user.name)} (${shownValue(user.role)})\n`);
 }
 
 const list: Command = {
@@ -68,7 +69,7 @@ const list: Command = {
       return 0;
     }
     io.stdout('name\trole\tcreated\n');
-    for (const u of items) io.stdout(`${u.name}\t${u.role}\t${new Date(u.created_at_ms).toISOString()}\n`);
+    for (const u of items) io.stdout(`${shownValue(u.name)}\t${shownValue(u.role)}\t${new Date(u.created_at_ms).toISOString()}\n`);
     return 0;
   },
 };

@@ -32,6 +32,15 @@ interface AgentsReport {
 
 const row = (report: AgentsReport, metric: string) => report.results.find((r) => r['metric'] === metric)!;
 
+/**
+ * The definition's thresholds with every latency bound (p(N)<ms) turned into one any run holds
+ * (p(N)>=0): still evaluated and reported, never crossed by a busy machine. Tests assert what the
+ * run did, not how fast (a smoke run's ws_connecting p95 crossed 1000 ms at load 20).
+ */
+function withoutTimingBounds(thresholds: Record<string, string[]>): Record<string, string[]> {
+  return Object.fromEntries(Object.entries(thresholds).map(([metric, list]) => [metric, list.map((t) => t.replace(/^(p\(\d+(?:\.\d+)?\))<\d+(?:\.\d+)?$/, '$1>=0'))]));
+}
+
 test('the shared scenario file: every agent scenario the k6 script can run, the harness can run too; each kind refuses the other', async () => {
   const file = await loadScenarioFile();
   const agentNames = Object.entries(file.scenarios).filter(([, raw]) => (raw as { kind: string }).kind === 'agent').map(([name]) => name);
@@ -59,12 +68,12 @@ test('sdc bench agents overrides: --vus scales the targets to a new peak, --dura
 test('sdc bench agents: a tiny ramping-vus run in process, thresholds from the definition, exit 99 when one is crossed, every file written', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sdc-bench-agents-test-'));
   try {
-    // The smoke scenario's own thresholds, plus one no run can hold: the run must end in 99 with every figure written.
+    // The smoke scenario's own thresholds with their timing bounds relaxed, plus one no run can hold: the run must end in 99 with every figure written.
     const file = await loadScenarioFile();
     const smoke = file.scenarios['agent-smoke'] as { thresholds: Record<string, string[]> };
     const tiny = {
       ...smoke, stages: [{ duration_s: 0.5, target_vus: 2 }, { duration_s: 2.5, target_vus: 2 }, { duration_s: 0.5, target_vus: 0 }],
-      session_s: 2, heartbeat_interval_ms: 300, telemetry_interval_ms: 300, thresholds: { ...smoke.thresholds, sdc_auth_ms: ['min<0'] },
+      session_s: 2, heartbeat_interval_ms: 300, telemetry_interval_ms: 300, thresholds: { ...withoutTimingBounds(smoke.thresholds), sdc_auth_ms: ['min<0'] },
     };
     await writeFile(join(dir, 'scenarios.json'), JSON.stringify({ scenarios: { tiny } }));
     const run = await sdc(['bench', 'agents', '--scenarios', join(dir, 'scenarios.json'), '--scenario', 'tiny', '--command-rate', '5', '--json', '--out', join(dir, 'out')]);
@@ -102,8 +111,8 @@ test('sdc bench agents --agents-file: the devices of a running deployment (agent
     const deviceIds = [`remote-${bench.runTag}-0`];
     const { identities } = await enrollAgents({ api: bench.api, apiUrl: bench.apiUrl, caPem: bench.caPem, dataDir: dir, deviceIds, concurrency: 1, deadlineMs: Date.now() + 60_000, progress: () => undefined });
     await writeFile(join(dir, 'agents.json'), JSON.stringify({ agents: identities.map((i) => ({ device_id: i.deviceId, dir: i.paths.dir })) }));
-    const smoke = (await loadScenarioFile()).scenarios['agent-smoke'] as object;
-    await writeFile(join(dir, 'scenarios.json'), JSON.stringify({ scenarios: { one: { ...smoke, stages: [{ duration_s: 0, target_vus: 1 }, { duration_s: 3, target_vus: 1 }], session_s: 30 } } }));
+    const smoke = (await loadScenarioFile()).scenarios['agent-smoke'] as { thresholds: Record<string, string[]> };
+    await writeFile(join(dir, 'scenarios.json'), JSON.stringify({ scenarios: { one: { ...smoke, thresholds: withoutTimingBounds(smoke.thresholds), stages: [{ duration_s: 0, target_vus: 1 }, { duration_s: 3, target_vus: 1 }], session_s: 30 } } }));
     // A command queued before the run: delivered at the VU's AUTH, answered with both acks and a device-signed result.
     const created = await bench.api<{ id: string }>('POST', '/v1/commands', { device_id: deviceIds[0], opcode: 'EXEC_PING_KERNEL', args: {} }, { 'idempotency-key': `agents-${bench.runTag}` });
     const gateway = new URL(bench.deployment.gatewayUrl).host;

@@ -7,7 +7,7 @@ import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 import { decodeBusEntry } from '../bus-contract/entries.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
-import type { OpenEpisode } from './alert-episodes.js';
+import { readOpenEpisode, type OpenEpisode } from './alert-episodes.js';
 import type { PreviousReport } from './compliance-tamper.js';
 import { actors, type ServiceContext } from './context.js';
 import type { DeviceKeyReadMark } from './device-key-cache.js';
@@ -80,9 +80,37 @@ export function carriesAuthFacts(data: { readonly online: boolean; readonly agen
   return data.online && (data.agent_version !== undefined || data.posture !== undefined);
 }
 
-/** The columns of a device's compliance read: the devices row's expiry, key and status, and its device_compliance row (LEFT JOIN c). */
-const deviceReportColumns = 'd.cert_not_after, d.public_key, d.status, c.device_id, c.state, c.reasons_json, c.facts_json, c.reported_at, c.evaluated_at';
-type DeviceReportRow = { cert_not_after: number | null; public_key: string | null; status: string } & Nullable<ComplianceRow>;
+/** What a device's compliance read takes from its devices row. */
+interface DeviceFacts { cert_not_after: number | null; public_key: string | null; status: string }
+/** The device's rows as one read found them: its devices row, its device_compliance row, the alert open under the episode key asked for. */
+interface DeviceReportRows { device: DeviceFacts | undefined; row: ComplianceRow | undefined; episode: OpenEpisode | undefined }
+
+/** MySQL: the devices row LEFT JOIN its device_compliance row, both by primary key. */
+const deviceReportJoinSql = `SELECT d.cert_not_after, d.public_key, d.status, c.device_id, c.state, c.reasons_json, c.facts_json, c.reported_at, c.evaluated_at
+  FROM devices d LEFT JOIN device_compliance c ON c.device_id = d.id WHERE d.id = ?`;
+/**
+ * sql.js: the same rows as parts of a UNION ALL (and, given an episode key, the open alert as a
+ * third part; the caller's episode read): SQLite's LEFT JOIN of the two rows by key cost about
+ * four times the parts (warm, 10,000 devices: 19.7 against 4.9 µs; with the alert 5.9 against
+ * 24.1 for the join and the episode read apart; docs/benchmarks.md 2026-12-06 h5). Columns by
+ * position: part, then n1, t1-t4, n2 as the part names them (reportRowsOf).
+ */
+const deviceReportUnionSql = `SELECT 'd' AS part, cert_not_after AS n1, public_key AS t1, status AS t2, NULL AS t3, NULL AS t4, NULL AS n2 FROM devices WHERE id = ?
+  UNION ALL SELECT 'c', reported_at, state, reasons_json, facts_json, device_id, evaluated_at FROM device_compliance WHERE device_id = ?`;
+const deviceReportAndEpisodeUnionSql = `${deviceReportUnionSql}
+  UNION ALL SELECT 'a', NULL, id, device_id, kind, NULL, NULL FROM alerts WHERE episode_key = ?`;
+type UnionRow = { part: string; n1: number | null; t1: string | null; t2: string | null; t3: string | null; t4: string | null; n2: number | null };
+
+/** The parts of a deviceReportUnionSql read, by their tag (in any order: a UNION's rows come in no promised order). */
+function reportRowsOf(rows: readonly UnionRow[]): DeviceReportRows {
+  const read: DeviceReportRows = { device: undefined, row: undefined, episode: undefined };
+  for (const r of rows) {
+    if (r.part === 'd') read.device = { cert_not_after: r.n1, public_key: r.t1, status: String(r.t2) };
+    else if (r.part === 'c') read.row = { state: String(r.t1), reasons_json: String(r.t2), facts_json: String(r.t3), device_id: String(r.t4), reported_at: Number(r.n1), evaluated_at: Number(r.n2) };
+    else read.episode = { id: String(r.t1), device_id: r.t2, kind: String(r.t3) };
+  }
+  return read;
+}
 
 /** When a recorded change's audit entry is chained: before the call resolves, or by the instant's one drain. */
 type AuditSettle = 'now' | 'soon';
@@ -126,18 +154,14 @@ export class ComplianceService implements DeviceComplianceReader {
 
   /**
    * The device's report (as onEventEntry needs it) and the alert open under `episodeKey` (the
-   * presence handler's read of its offline episode), in one statement: a statement less per AUTH
-   * (issue 17). The alerts join matches at most one row (episode_key is UNIQUE, migration 014).
+   * presence handler's read of its offline episode, as readOpenEpisode reads it), in one
+   * statement on sql.js: a statement less per AUTH (issue 17). On MySQL two (the events handler
+   * does not call this there: its episode read rides with its commands read).
    */
   async reportAndEpisodeOf(deviceId: string, episodeKey: string): Promise<{ report: DeviceReportRead; episode: OpenEpisode | undefined }> {
     const mark = this.#deviceKeys?.deviceKeyMark();
-    const [found] = await this.#ctx.db.query<DeviceReportRow & { episode_id: string | null; episode_device_id: string | null; episode_kind: string | null }>(
-      `SELECT ${deviceReportColumns}, a.id AS episode_id, a.device_id AS episode_device_id, a.kind AS episode_kind
-       FROM devices d LEFT JOIN device_compliance c ON c.device_id = d.id LEFT JOIN alerts a ON a.episode_key = ? WHERE d.id = ?`, [episodeKey, deviceId],
-    );
-    // No device row: no episode is read either; the caller's presence write found the device, so this is a removal since.
-    const episode = found?.episode_id === null || found === undefined ? undefined : { id: String(found.episode_id), device_id: found.episode_device_id, kind: String(found.episode_kind) };
-    return { report: { stored: this.#keptReport(deviceId, found, mark) }, episode };
+    const read = await this.#readReport(deviceId, episodeKey);
+    return { report: { stored: this.#keptReport(deviceId, read, mark) }, episode: read.episode };
   }
 
   /**
@@ -236,20 +260,29 @@ export class ComplianceService implements DeviceComplianceReader {
    */
   async #deviceAndReport(deviceId: string): Promise<StoredReport | undefined> {
     const mark = this.#deviceKeys?.deviceKeyMark();
-    const [found] = await this.#ctx.db.query<DeviceReportRow>(
-      `SELECT ${deviceReportColumns} FROM devices d LEFT JOIN device_compliance c ON c.device_id = d.id WHERE d.id = ?`, [deviceId],
-    );
-    return this.#keptReport(deviceId, found, mark);
+    return this.#keptReport(deviceId, await this.#readReport(deviceId), mark);
   }
 
-  /** A compliance read's row as the report it holds; its key and status kept for the device's frames. */
-  #keptReport(deviceId: string, found: DeviceReportRow | undefined, mark: DeviceKeyReadMark | undefined): StoredReport | undefined {
-    if (found === undefined) return undefined;
+  /** The device's row and compliance row, and with `episodeKey` the alert open under it: one statement on sql.js, on MySQL the join (and the episode's own read). */
+  async #readReport(deviceId: string, episodeKey?: string): Promise<DeviceReportRows> {
+    if (this.#ctx.db.dialect !== 'mysql') {
+      return reportRowsOf(await this.#ctx.db.query<UnionRow>(episodeKey === undefined ? deviceReportUnionSql : deviceReportAndEpisodeUnionSql,
+        episodeKey === undefined ? [deviceId, deviceId] : [deviceId, deviceId, episodeKey]));
+    }
+    const episode = episodeKey === undefined ? undefined : await readOpenEpisode(this.#ctx.db, episodeKey);
+    const [found] = await this.#ctx.db.query<DeviceFacts & Nullable<ComplianceRow>>(deviceReportJoinSql, [deviceId]);
+    if (found === undefined) return { device: undefined, row: undefined, episode };
+    const device = { cert_not_after: found.cert_not_after, public_key: found.public_key, status: found.status };
+    return { device, row: found.device_id === null ? undefined : found as ComplianceRow, episode };
+  }
+
+  /** A compliance read's rows as the report they hold; the device's key and status kept for its frames. */
+  #keptReport(deviceId: string, read: DeviceReportRows, mark: DeviceKeyReadMark | undefined): StoredReport | undefined {
+    const { device } = read;
+    if (device === undefined) return undefined;
     // The key and status too: the device's policy bundle report follows its AUTH, and its check needs them (issue 17).
-    if (mark !== undefined) this.#deviceKeys!.keepDeviceKey(deviceId, { public_key: found.public_key, status: found.status }, mark);
-    const certNotAfterMs = found.cert_not_after === null ? null : Number(found.cert_not_after);
-    if (found.device_id === null) return { certNotAfterMs, row: undefined };
-    return { certNotAfterMs, row: found as ComplianceRow };
+    if (mark !== undefined) this.#deviceKeys!.keepDeviceKey(deviceId, { public_key: device.public_key, status: device.status }, mark);
+    return { certNotAfterMs: device.cert_not_after === null ? null : Number(device.cert_not_after), row: read.row };
   }
 
   /**

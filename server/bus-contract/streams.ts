@@ -62,10 +62,13 @@ export const kvKeys = {
   busTrimmed: (stream: string, group: string): string => `sdc:cp:bus-trimmed:${stream}:${group}`,
   /**
    * The highest CRL any gateway of the deployment has taken, as the signed CRL itself (PEM),
-   * raised by compare-and-set, never lowered, no TTL; one key for the deployment. A gateway takes
-   * it once it verifies against our intermediate when it is the highest it has, and refuses a CRL
-   * file numbered below it (TRUST_CRL_ROLLED_BACK); one that does not verify is ignored and written
-   * over (TRUST_CRL_RECORD_INVALID). server/deployment/crl-file-watch.ts, decision 0021.
+   * raised by compare-and-set, never lowered; one record for the deployment: `<key>:head` (number,
+   * SHA-256, part count; no TTL) and `<key>:part:<sha256>:<index>` (the PEM in parts of 512 KiB, a
+   * week's TTL), so it holds a CRL of 100,000 entries (server/deployment/crl-record.ts); the key
+   * itself is the single-value record of builds before 2026-12-06, read only while no head exists.
+   * A gateway takes it once it verifies against our intermediate when it is the highest it has,
+   * and refuses a CRL file numbered below it (TRUST_CRL_ROLLED_BACK); one that does not verify is
+   * ignored and written over (TRUST_CRL_RECORD_INVALID). server/deployment/crl-file-watch.ts, decision 0021.
    */
   gatewayCrl: 'sdc:gw:crl',
 } as const;

@@ -8,13 +8,14 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { VirtualTime } from '../../core/time/virtual-time.js';
-import { createCrl } from '../../trust/crl.js';
+import { createCrl, readVerifiedCrl } from '../../trust/crl.js';
 import { makeTestPki } from '../../trust/test-fixtures.js';
+import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { createRevocationCheck } from '../gateway/revocation-check.js';
 import { ServiceMetrics } from '../observability/metrics.js';
@@ -48,12 +49,14 @@ describe('a gateway fetching its CRL from the control plane (--crl-url)', () => 
     await h.close();
   });
 
-  /** A watch on `url` (no CRL file), its log lines and its metrics. */
+  let gateways = 0;
+  /** A watch on `url` (a CRL file of its own, none at first), its log lines and its metrics. */
   function gateway(url: URL, fetch: { caPem?: string; timeoutMs?: number; bytesMax?: number } = {}) {
+    gateways += 1;
     const lines: Array<{ code?: string; msg: string }> = [];
     const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as { code?: string; msg: string }); } });
     const watch = new CrlFileWatch({
-      path: join(h.dir, 'no-crl-file-here.pem'), intermediateCaPem: h.materials.intermediateCaPem, scheduler: new VirtualTime(), clock: h.clock, logger,
+      path: join(h.dir, `no-crl-file-here-${gateways}.pem`), intermediateCaPem: h.materials.intermediateCaPem, scheduler: new VirtualTime(), clock: h.clock, logger,
       fetch: { url, caPem: fetch.caPem ?? h.materials.rootCaPem, ...(fetch.timeoutMs === undefined ? {} : { timeoutMs: fetch.timeoutMs }), ...(fetch.bytesMax === undefined ? {} : { bytesMax: fetch.bytesMax }) },
     });
     const metrics = new ServiceMetrics();
@@ -156,6 +159,48 @@ describe('a gateway fetching its CRL from the control plane (--crl-url)', () => 
     assert.equal(watch.refusals().get('TRUST_CRL_ROLLED_BACK'), undefined, 'an older CRL is expected with --crl-url: not a rollback alarm');
     assert.deepEqual(lines.filter((line) => line.level >= 50).map((line) => line.code), [], 'no error line');
     assert.equal(lines.filter((line) => /older than the highest/.test(line.msg)).length, 2, 'each logged at info');
+  });
+
+  it('writes a fetched CRL newer than its file to the file (atomically, the file\'s mode kept, else 0644), so a restart with the control plane down starts from it; a file it cannot write is logged once', async () => {
+    const dir = await mkdtemp(join(h.dir, 'crl-keep-'));
+    const path = join(dir, 'crl.pem');
+    const lines: Array<{ msg: string; level: number }> = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as { msg: string; level: number }); } });
+    const watchOn = (file: string, url: URL) => new CrlFileWatch({ path: file, intermediateCaPem: h.materials.intermediateCaPem, scheduler: new VirtualTime(), clock: h.clock, logger, fetch: { url, caPem: h.materials.rootCaPem, timeoutMs: 2_000 } });
+    const serial = await enrolledSerial('crl-fetch-keep-1');
+    await h.cp.devices.revoke({ actor: 'root', deviceId: 'crl-fetch-keep-1', reason: 'keyCompromise' });
+    const running = watchOn(path, crlUrl);
+    await running.reload();
+    const fetched = await h.cp.devices.crlPem();
+    assert.equal(await readFile(path, 'utf8'), fetched, 'the fetched CRL is on disk');
+    assert.equal((await stat(path)).mode & 0o777, 0o644);
+    assert.deepEqual((await readdir(dir)).sort(), ['crl.pem'], 'no temporary file left beside it');
+
+    // Restarted while the control plane is down: the file alone carries the revocation.
+    standIn = { status: 503, body: '{}' };
+    const restarted = watchOn(path, standInUrl);
+    await restarted.reload();
+    assert.equal(restarted.freshness().state, 'fresh');
+    assert.equal(restarted.freshness().crlNumber, running.freshness().crlNumber);
+    assert.equal(restarted.serials().has(normalizeSerialHex(serial)), true, 'the revoked serial is held from the file');
+
+    // An existing file's mode is kept.
+    await chmod(path, 0o640);
+    await h.cp.devices.revoke({ actor: 'root', deviceId: (await enrolledSerial('crl-fetch-keep-2'), 'crl-fetch-keep-2'), reason: 'keyCompromise' });
+    await running.reload();
+    assert.equal(await readFile(path, 'utf8'), await h.cp.devices.crlPem());
+    assert.equal((await stat(path)).mode & 0o777, 0o640);
+    assert.equal(lines.filter((line) => /cannot be written/.test(line.msg)).length, 0, 'a writable file: nothing to report');
+
+    // A path it cannot write (its directory is a file): logged once, the fetched CRL still taken.
+    await writeFile(join(dir, 'a-file'), '');
+    const unwritable = watchOn(join(dir, 'a-file', 'crl.pem'), crlUrl);
+    for (let reload = 0; reload < 2; reload += 1) {
+      await h.cp.devices.revoke({ actor: 'root', deviceId: (await enrolledSerial(`crl-fetch-keep-ro-${reload}`), `crl-fetch-keep-ro-${reload}`), reason: 'keyCompromise' });
+      await unwritable.reload();
+      assert.equal(unwritable.freshness().crlNumber, BigInt((await readVerifiedCrl({ pem: await h.cp.devices.crlPem(), issuer: h.materials.pki.intermediate.certificate })).crlNumber));
+    }
+    assert.deepEqual(lines.map((line) => line.msg).filter((msg) => /cannot be written/.test(msg)).length, 1, 'logged once');
   });
 
   it('refuses a server whose certificate is not under the root CA it was given (TRUST_CRL_FETCH_FAILED)', async () => {

@@ -3,8 +3,10 @@ import { SdcError } from '../../core/errors/index.js';
 
 /**
  * Above the largest CRL the control plane signs: at most 100,000 entries (TRUST_CRL_INCOMPLETE
- * past that), about 55 DER bytes each (serial, revocation date, reason), so about 5.5 MB of DER and
- * 7.4 MB as PEM. The transfer is cut here, so a wrong or hostile server cannot fill the gateway's memory.
+ * past that), at most 56 DER bytes each (crlEntryDerBytesMax), so at most 7,588,928 characters of
+ * PEM (crlPemCharsMax; 6,635,200 measured with our 16-octet serials, 7,583,676 with the largest,
+ * 2026-12-06, morning): 8 MiB leaves 10 % over the largest. The transfer is cut here, so a wrong or
+ * hostile server cannot fill the gateway's memory.
  */
 export const crlFetchBytesMax = 8 * 1024 * 1024;
 

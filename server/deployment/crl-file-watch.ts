@@ -1,8 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { writeFileAtomic } from '../../runtime/atomic-file.js';
 import type { Logger } from 'pino';
 import { SdcError } from '../../core/errors/index.js';
 import type { Clock, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import type { BoundedValue, KeyValueStore } from '../stores/kv/kv-port.js';
+import { CrlRecordStore, crlRecordCharsMax, crlRecordHead, crlRecordPartCharsMax, type CrlRecordHead, type CrlRecordHeadRead } from './crl-record.js';
 import type { EnrollmentCheck } from '../gateway/enrollment-check.js';
 import { readVerifiedCrl, type VerifiedCrl } from '../../trust/crl.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
@@ -38,14 +40,22 @@ export interface CrlFreshness {
 }
 
 /**
- * Where the highest CRL taken is kept across restarts: the signed CRL itself (PEM), one key for
- * the whole deployment (kvKeys.gatewayCrl). Its number is a floor only once it verifies as our
- * intermediate's CRL, so a writer of the store can neither raise the floor past every CRL our CA
- * will sign nor lower it without our CA's key (decision 0021, 2026-12-06, review h9).
+ * Where the highest CRL taken is kept across restarts: the signed CRL itself (PEM), one record for
+ * the whole deployment under `key` (kvKeys.gatewayCrl): a head at `<key>:head` and the PEM in parts
+ * at `<key>:part:<sha256>:<index>` (crl-record.ts), so it holds a CRL of the revocation store's
+ * maximum of 100,000 entries; `key` itself holds the whole PEM as builds before 2026-12-06 wrote it,
+ * read (bounded at legacyRecordCharsMax) only while no head exists. Its number is a floor only once
+ * it verifies as our intermediate's CRL, so a writer of the store can neither raise the floor past
+ * every CRL our CA will sign nor lower it without our CA's key (decision 0021, review h9).
  */
 export interface CrlRecord {
   readonly kv: KeyValueStore;
   readonly key: string;
+}
+
+/** The record's head and parts under the deployment's key (see CrlRecord). */
+export function crlRecordKeysOf(key: string): { head: string; part: (sha256: string, index: number) => string } {
+  return { head: `${key}:head`, part: (sha256, index) => `${key}:part:${sha256}:${index}` };
 }
 
 export interface CrlFileWatchOptions {
@@ -68,14 +78,16 @@ export interface CrlFileWatchOptions {
 }
 
 /**
- * The largest record read or written: the key/value stores' value limit (1 MiB by default,
- * STORE_LIMIT past it). About 14,000 entries as PEM: a CRL larger than that is held but not
- * recorded (logged), and the record keeps the last one that fitted, still a verified floor. A
- * larger value found there is not one we wrote: it is never read (getBounded answers its size
- * only) nor sent back (deleteIfLarger removes it), so a store writer cannot make every gateway
- * load up to Redis's 512 MB at each reload (review h13, finding 1). PEM is ASCII: characters are bytes.
+ * The largest CRL recorded: that of the revocation store's maximum entries (crl-record.ts,
+ * 7,588,928 characters for 100,000), in parts of crlRecordPartCharsMax, within the stores' 1 MiB
+ * value limit. A CRL larger than that is held but not recorded (logged). A larger value found in
+ * the record is not one we wrote: it is never read (getBounded answers its size only) nor sent back
+ * (deleteIfLarger removes an oversized head), so a store writer cannot make every gateway load up
+ * to Redis's 512 MB at each reload (review h13, finding 1). PEM is ASCII: characters are bytes.
  */
-export const crlRecordCharsMax = 1024 * 1024;
+export { crlRecordCharsMax, crlRecordPartCharsMax };
+/** The single-key record of earlier builds (`key` itself): their bound, the stores' value limit. */
+const legacyRecordCharsMax = 1024 * 1024;
 /** Compare-and-set rounds when another process moves the record between our read and write. */
 const recordWriteAttemptsMax = 4;
 
@@ -120,6 +132,16 @@ export class CrlFileWatch {
   #highestOwnNumber: bigint | undefined;
   /** The number of the CRL held that was too large to record, once logged. */
   #unrecordedNumber: bigint | undefined;
+  /** The record's head for the CRL held. */
+  #takenHead: CrlRecordHead | undefined;
+  /** The record's text verified last (when not the CRL held): a head naming it again is not read again. */
+  #recordVerified: { sha256: string; crl: VerifiedCrl; text: string } | undefined;
+  /** The last file or fetched text verified, by source: an unchanged file is not parsed and verified again at each reload. */
+  readonly #verifiedTexts = new Map<'file' | 'url', ReadCrl>();
+  /** The head's parts were found missing: written again even when the head already names the CRL held. */
+  #partsMissing = false;
+  /** The CRL file could not be written with a fetched CRL: logged once (tried again at each newer one). */
+  #fileUnwritableLogged = false;
   #serials: ReadonlySet<string> = new Set();
   readonly #refusals = new Map<RefusalCode, number>();
   readonly #fetchFailures = new Map<CrlFetchFailure, number>();
@@ -174,6 +196,7 @@ export class CrlFileWatch {
     if (read !== undefined && (floor === undefined || read.crl.crlNumber >= floor)) {
       this.#take(read);
       this.#highestOwnNumber = maxNumber(this.#highestOwnNumber, read.crl.crlNumber);
+      if (read === fetched && (fromFile === undefined || fetched.crl.crlNumber > fromFile.crl.crlNumber)) await this.#keepOnDisk(fetched);
     } else {
       // The record's CRL is taken when it is the highest this gateway has: a restarted gateway
       // whose file is older, or whose fetch landed on an API replica that has not re-signed since,
@@ -195,7 +218,7 @@ export class CrlFileWatch {
       return undefined;
     }
     try {
-      return { crl: await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) }), text: pem };
+      return await this.#verifyText('file', pem);
     } catch (error) {
       this.#count('TRUST_CRL_INVALID');
       logger.error({ err: error, code: SdcError.is(error) ? error.code : undefined, path }, 'CRL file refused; keeping the last one');
@@ -217,7 +240,7 @@ export class CrlFileWatch {
       return undefined;
     }
     try {
-      return { crl: await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) }), text: pem };
+      return await this.#verifyText('url', pem);
     } catch (error) {
       this.#fetchFailures.set('TRUST_CRL_INVALID', (this.#fetchFailures.get('TRUST_CRL_INVALID') ?? 0) + 1);
       this.options.logger.error({ err: error, code: 'TRUST_CRL_INVALID', url: fetch.url.href }, 'CRL fetched from the control plane refused: not a CRL of our intermediate CA; keeping the one held');
@@ -225,7 +248,47 @@ export class CrlFileWatch {
     }
   }
 
+  /**
+   * `pem` verified as our intermediate's CRL; not again when it is the text this source gave last
+   * (a CRL of 100,000 entries takes about 0.4 s of CPU to parse and verify, measured 2026-12-06,
+   * morning, and an unchanged file was verified at every reload, once a minute).
+   */
+  async #verifyText(source: 'file' | 'url', pem: string): Promise<ReadCrl> {
+    const last = this.#verifiedTexts.get(source);
+    if (last !== undefined && last.text === pem) return last;
+    this.#verifiedTexts.delete(source);
+    const read = this.#takenText === pem && this.#taken !== undefined
+      ? { crl: this.#taken, text: pem }
+      : { crl: await readVerifiedCrl({ pem, issuer: parseCertificate(this.options.intermediateCaPem) }), text: pem };
+    this.#verifiedTexts.set(source, read);
+    return read;
+  }
+
+  /**
+   * A fetched CRL taken, numbered above the file's (or the file absent or refused), written to the
+   * file atomically (a temp file renamed over it, the file's mode kept, else 0644): a gateway
+   * restarted while the control plane is down starts from it, not from a copy made at install or
+   * none. A file that cannot be written (a read-only mount) is logged once and otherwise left
+   * alone: the record and the fetch still carry the CRL.
+   */
+  async #keepOnDisk({ crl, text }: ReadCrl): Promise<void> {
+    const { path, logger } = this.options;
+    try {
+      const mode = await stat(path).then((found) => found.mode & 0o777, (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return 0o644;
+        throw error;
+      });
+      await writeFileAtomic(path, text, { mode });
+      this.#verifiedTexts.set('file', { crl, text });
+    } catch (error) {
+      if (this.#fileUnwritableLogged) return;
+      this.#fileUnwritableLogged = true;
+      logger.warn({ err: error, path, crlNumber: crl.crlNumber.toString() }, 'the CRL file cannot be written with the CRL fetched from the control plane (logged once): a restart starts from the file as it is, the record and the fetch');
+    }
+  }
+
   #take({ crl, text }: ReadCrl): void {
+    if (this.#takenText !== text) this.#takenHead = crlRecordHead(text, crl.crlNumber);
     this.#taken = crl;
     this.#takenText = text;
     // Every entry of an older CRL is in this one unless its certificate expired meanwhile.
@@ -279,28 +342,72 @@ export class CrlFileWatch {
 
   /**
    * The record's CRL once it verifies; undefined when there is none, it cannot be read (logged, the
-   * CRL held still holds) or it does not verify: then it is ignored, logged at error
+   * CRL held still holds), it names a CRL below the one held (not read: #raiseRecord writes the CRL
+   * held over it), or it does not verify: then it is ignored, logged at error
    * (TRUST_CRL_RECORD_INVALID) and counted, and #raiseRecord writes the CRL held over it.
    */
   async #readRecord(): Promise<ReadCrl | undefined> {
     const record = this.options.record;
     if (record === undefined) return undefined;
-    let read: BoundedValue;
+    const store = new CrlRecordStore(record.kv, crlRecordKeysOf(record.key));
     try {
-      read = await record.kv.getBounded(record.key, crlRecordCharsMax);
+      for (let attempt = 0; attempt < recordWriteAttemptsMax; attempt += 1) {
+        const head = await store.readHead();
+        if (head.state === 'absent') return await this.#readLegacyRecord(record);
+        if (head.state === 'invalid') {
+          this.#recordInvalid({ reason: head.reason, bytes: head.bytes, bytesMax: crlRecordCharsMax }, `the highest CRL record's head is ${head.reason === 'too-large' ? `${head.bytes} bytes, above its bound: not read` : 'not one this build writes'}`);
+          return undefined;
+        }
+        const known = this.#knownRecord(head.head);
+        if (known !== undefined) return known;
+        // Its number is not trusted yet, but a head below the CRL held has nothing to give: not read.
+        if (this.#taken !== undefined && head.head.crlNumber < this.#taken.crlNumber) return undefined;
+        const body = await store.readBody(head.head);
+        if (body.state === 'missing') {
+          // A newer head removed these parts meanwhile (read the head again), or they expired.
+          const again = await store.readHead();
+          if (again.state === 'head' && again.head.text !== head.head.text) continue;
+          this.#partsMissing = true;
+          this.options.logger.warn({ key: record.key, crlNumber: head.head.crlNumber.toString() }, 'the highest CRL record names parts that are gone; written again from the CRL held');
+          return undefined;
+        }
+        if (body.state === 'invalid') {
+          this.#recordInvalid({ reason: body.reason, bytes: body.bytes, bytesMax: crlRecordPartCharsMax }, `the highest CRL record's parts are ${body.reason === 'too-large' ? `above their bound (${body.bytes} bytes): not read` : 'not the text its head names'}`);
+          return undefined;
+        }
+        const verified = await this.#verifyRecord(body.text);
+        if ('crl' in verified && verified.crl.crlNumber === head.head.crlNumber) {
+          this.#recordVerified = { sha256: head.head.sha256, crl: verified.crl, text: body.text };
+          return { crl: verified.crl, text: body.text };
+        }
+        this.#recordInvalid({ err: 'error' in verified ? verified.error : undefined, reason: 'not-our-crl', bytes: body.text.length },
+          'error' in verified ? 'the highest CRL record is not a CRL of our intermediate CA' : `the highest CRL record's head says CRL ${head.head.crlNumber}, its CRL is ${verified.crl.crlNumber}`);
+        return undefined;
+      }
+      return undefined;
     } catch (error) {
       this.options.logger.warn({ err: error, key: record.key }, 'the highest CRL record cannot be read; judged on the CRL held until the next reload');
       return undefined;
     }
-    if (read.state === 'absent') return undefined;
-    if (read.state === 'tooLarge') {
-      this.#recordInvalid({ reason: 'too-large', bytes: read.bytes, bytesMax: crlRecordCharsMax }, `the highest CRL record holds ${read.bytes} bytes, above the ${crlRecordCharsMax} bound: not read`);
-      return undefined;
-    }
-    const verified = await this.#verifyRecord(read.value);
-    if ('crl' in verified) return { crl: verified.crl, text: read.value };
-    this.#recordInvalid({ err: verified.error, reason: 'not-our-crl', bytes: read.value.length }, 'the highest CRL record is not a CRL of our intermediate CA');
+  }
+
+  /** The CRL a head names when this gateway verified that text already (the CRL held, or the record's last). */
+  #knownRecord(head: CrlRecordHead): ReadCrl | undefined {
+    if (this.#taken !== undefined && this.#takenText !== undefined && this.#takenHead?.text === head.text) return { crl: this.#taken, text: this.#takenText };
+    const last = this.#recordVerified;
+    if (last !== undefined && last.sha256 === head.sha256 && last.crl.crlNumber === head.crlNumber) return { crl: last.crl, text: last.text };
     return undefined;
+  }
+
+  /**
+   * The single-key record of builds before 2026-12-06 (the whole PEM at `key`), read only while no
+   * head exists (a deployment part way through its upgrade): a floor once it verifies, as before.
+   */
+  async #readLegacyRecord(record: CrlRecord): Promise<ReadCrl | undefined> {
+    const read: BoundedValue = await record.kv.getBounded(record.key, legacyRecordCharsMax);
+    if (read.state !== 'value') return undefined;
+    const verified = await this.#verifyRecord(read.value);
+    return 'crl' in verified ? { crl: verified.crl, text: read.value } : undefined;
   }
 
   /** The record set no floor: logged at error with its code and counted, at each reload that finds it so. */
@@ -321,16 +428,18 @@ export class CrlFileWatch {
   }
 
   /**
-   * Raises the record to the CRL held (compare-and-set, never lowered): after each take, and at
-   * each reload, so a record the store lost (a wipe) or one that does not verify is written again
-   * while the gateway runs. Only a verified CRL numbered at or above the one held is left in place.
-   * A failure is logged and tried again at the next reload.
+   * Raises the record to the CRL held (compare-and-set of the head, never lowered): after each
+   * take, and at each reload, so a record the store lost (a wipe, parts expired) or one that does
+   * not verify is written again while the gateway runs. Only a head naming a verified CRL numbered
+   * at or above the one held is left in place. The parts go first, then the head; the parts of the
+   * head replaced are removed. A failure is logged and tried again at the next reload.
    */
   async #raiseRecord(): Promise<void> {
     const record = this.options.record;
     const taken = this.#taken;
     const text = this.#takenText;
-    if (record === undefined || taken === undefined || text === undefined) return;
+    const mine = this.#takenHead;
+    if (record === undefined || taken === undefined || text === undefined || mine === undefined) return;
     if (text.length > crlRecordCharsMax) {
       // Once per CRL taken: the same CRL is not recorded at the next reload either.
       if (this.#unrecordedNumber !== taken.crlNumber) {
@@ -340,30 +449,48 @@ export class CrlFileWatch {
       }
       return;
     }
+    const store = new CrlRecordStore(record.kv, crlRecordKeysOf(record.key));
     try {
+      let partsWritten = false;
       for (let attempt = 0; attempt < recordWriteAttemptsMax; attempt += 1) {
-        const read = await record.kv.getBounded(record.key, crlRecordCharsMax);
-        if (read.state === 'tooLarge') {
+        const read = await store.readHead();
+        if (read.state === 'invalid' && read.reason === 'too-large') {
           // Removed by size on the server, never sent back as a compareAndSet's `expected`; the
           // next round finds the key absent and writes only if no other gateway did meanwhile.
-          await record.kv.deleteIfLarger(record.key, crlRecordCharsMax);
+          await store.removeOversizedHead();
           continue;
         }
-        const current = read.state === 'value' ? read.value : null;
-        if (current === text) return;
-        if (current !== null) {
-          const verified = await this.#verifyRecord(current);
-          if ('crl' in verified && verified.crl.crlNumber >= taken.crlNumber) return;
+        const current = read.state === 'head' ? read.head : undefined;
+        if (current?.text === mine.text && !this.#partsMissing) return;
+        if (current !== undefined && current.text !== mine.text && await this.#recordAtOrAbove(store, current, taken.crlNumber)) return;
+        if (!partsWritten) {
+          await store.writeParts(text, mine);
+          partsWritten = true;
+          this.#partsMissing = false;
         }
-        const written = current === null
-          ? await record.kv.set(record.key, text, { onlyIfAbsent: true })
-          : await record.kv.compareAndSet(record.key, current, text);
-        if (written) return;
+        if (current?.text === mine.text) return;
+        if (await store.writeHead(mine, headTextOf(read))) {
+          if (current !== undefined && current.sha256 !== mine.sha256) await store.removeParts(current);
+          return;
+        }
       }
       this.options.logger.warn({ key: record.key }, 'the highest CRL record kept moving; written at the next reload');
     } catch (error) {
       this.options.logger.warn({ err: error, key: record.key }, 'the highest CRL record not written; tried again at the next reload');
     }
+  }
+
+  /** Whether `head` names a CRL of our intermediate numbered at least `crlNumber` (verified, not merely claimed). */
+  async #recordAtOrAbove(store: CrlRecordStore, head: CrlRecordHead, crlNumber: bigint): Promise<boolean> {
+    if (head.crlNumber < crlNumber) return false;
+    const known = this.#knownRecord(head);
+    if (known !== undefined) return known.crl.crlNumber >= crlNumber;
+    const body = await store.readBody(head);
+    if (body.state !== 'text') return false;
+    const verified = await this.#verifyRecord(body.text);
+    if (!('crl' in verified) || verified.crl.crlNumber !== head.crlNumber) return false;
+    this.#recordVerified = { sha256: head.sha256, crl: verified.crl, text: body.text };
+    return verified.crl.crlNumber >= crlNumber;
   }
 
   /**
@@ -399,6 +526,13 @@ export class CrlFileWatch {
 const fetchFailureCodes: ReadonlySet<string> = new Set<CrlFetchFailureCode>(['TRUST_CRL_FETCH_FAILED', 'TRUST_CRL_FETCH_TIMEOUT', 'TRUST_CRL_FETCH_REFUSED', 'TRUST_CRL_FETCH_TOO_LARGE']);
 function isFetchFailureCode(code: string): code is CrlFetchFailureCode {
   return fetchFailureCodes.has(code);
+}
+
+/** What a compare-and-set of the head expects: its text as read (null: absent). */
+function headTextOf(read: CrlRecordHeadRead): string | null {
+  if (read.state === 'head') return read.head.text;
+  if (read.state === 'invalid') return read.text ?? null;
+  return null;
 }
 
 /** A verified CRL and the text it was read from. */

@@ -16,13 +16,43 @@ import type { KeyValueStore } from '../stores/kv/kv-port.js';
 import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { deleteKeysWithPrefix, testKeyPrefix } from '../stores/redis-test-keys.js';
-import { generateCrl } from '../../trust/crl.js';
-import { MemoryRevocationStore } from '../../trust/revocation.js';
+import { createCrl, generateCrl } from '../../trust/crl.js';
+import { MemoryRevocationStore, revocationEntriesMaxDefault } from '../../trust/revocation.js';
 import { makeTestPki, type TestPki } from '../../trust/test-fixtures.js';
-import { CrlFileWatch, crlRecordCharsMax } from './crl-file-watch.js';
+import { crlFetchBytesMax } from './crl-fetch.js';
+import { CrlFileWatch, crlRecordCharsMax, crlRecordKeysOf } from './crl-file-watch.js';
+import { CrlRecordStore, crlRecordHead, crlRecordHeadCharsMax, crlRecordPartCharsMax, crlRecordPartsMax } from './crl-record.js';
+
+const recordKeys = crlRecordKeysOf(kvKeys.gatewayCrl);
+
+/** The PEM the record's head names (parts joined, digest checked); null without a head. */
+async function recordedText(kv: KeyValueStore): Promise<string | null> {
+  const store = new CrlRecordStore(kv, recordKeys);
+  const head = await store.readHead();
+  if (head.state !== 'head') return null;
+  const body = await store.readBody(head.head);
+  return body.state === 'text' ? body.text : null;
+}
+
+/** What a store writer (or a gateway) puts in the record: `text` in parts and a head naming it, numbered `crlNumber`. */
+async function plantRecord(kv: KeyValueStore, text: string, crlNumber: bigint): Promise<void> {
+  const store = new CrlRecordStore(kv, recordKeys);
+  const head = crlRecordHead(text, crlNumber);
+  await store.writeParts(text, head);
+  await kv.set(recordKeys.head, head.text);
+}
+
+/** Removes the record's head and the parts it names. */
+async function removeRecord(kv: KeyValueStore): Promise<void> {
+  const store = new CrlRecordStore(kv, recordKeys);
+  const head = await store.readHead().catch(() => ({ state: 'absent' as const }));
+  if (head.state === 'head') await store.removeParts(head.head);
+  await kv.del(recordKeys.head);
+  await kv.del(kvKeys.gatewayCrl);
+}
 
 /** `kv` as seen through the port, noting the longest string that crossed it either way (arguments, answers, getBounded's value). */
-function measuredKv(kv: KeyValueStore): { kv: KeyValueStore; longestChars(): number } {
+function measuredKv(kv: KeyValueStore): { kv: KeyValueStore; longestChars(): number; reset(): void } {
   let longest = 0;
   const note = (value: unknown): void => {
     if (typeof value === 'string') longest = Math.max(longest, value.length);
@@ -39,7 +69,7 @@ function measuredKv(kv: KeyValueStore): { kv: KeyValueStore; longestChars(): num
       };
     },
   });
-  return { kv: proxy, longestChars: () => longest };
+  return { kv: proxy, longestChars: () => longest, reset: () => { longest = 0; } };
 }
 
 const redisUrl = process.env['REDIS_URL'];
@@ -94,7 +124,7 @@ for (const variant of variants) {
         await writeFile(path, newer);
         const first = watchOn(kv, path, time).watch;
         await first.start();
-        assert.equal(await kv.get(kvKeys.gatewayCrl), newer, 'the signed CRL taken is recorded');
+        assert.equal(await recordedText(kv), newer, 'the signed CRL taken is recorded');
         first.stop();
 
         await writeFile(path, older);
@@ -104,13 +134,13 @@ for (const variant of variants) {
         assert.equal(restarted.freshness().crlNumber, 2n);
         assert.deepEqual([...restarted.refusals()], [], 'a file behind the record is not one this gateway rolled back from (review h13, finding 2)');
         assert.deepEqual([...restarted.serials()].sort(), ['a1', 'b2']);
-        assert.equal(await kv.get(kvKeys.gatewayCrl), newer, 'the record is never lowered');
+        assert.equal(await recordedText(kv), newer, 'the record is never lowered');
 
         await writeFile(path, newest);
         await restarted.reload();
         assert.equal(restarted.freshness().crlNumber, 3n);
         assert.deepEqual([...restarted.serials()].sort(), ['a1', 'b2', 'c3']);
-        assert.equal(await kv.get(kvKeys.gatewayCrl), newest);
+        assert.equal(await recordedText(kv), newest);
 
         // Older than what this gateway took from its own file: a rollback, refused at error and counted.
         await writeFile(path, older);
@@ -121,35 +151,39 @@ for (const variant of variants) {
         await writeFile(path, newest);
 
         // A store that lost the record (a wipe) has it written again at the next reload.
-        await kv.del(kvKeys.gatewayCrl);
+        await removeRecord(kv);
         await restarted.reload();
-        assert.equal(await kv.get(kvKeys.gatewayCrl), newest);
+        assert.equal(await recordedText(kv), newest);
         restarted.stop();
       } finally {
-        await kv.del(kvKeys.gatewayCrl);
+        await removeRecord(kv);
         await kv.close();
       }
     });
 
-    it('a new gateway with no CRL of its own (a new pod) starts with the record\'s CRL: fresh, its revocations held', async () => {
-      const kv = variant.open();
-      const store = new MemoryRevocationStore();
-      await store.revoke('d4', 'keyCompromise', now);
-      const signed = await generateCrl({ issuer: pki.intermediate, store, now });
-      const time = new VirtualTime(now.getTime());
-      try {
-        await kv.set(kvKeys.gatewayCrl, signed.pem);
-        const { watch, lines } = watchOn(kv, join(dir, 'no-such-file.pem'), time);
-        await watch.start();
-        assert.deepEqual(watch.freshness(), { state: 'fresh', crlNumber: signed.crlNumber, nextUpdateMs: signed.nextUpdate.getTime() });
-        assert.deepEqual([...watch.serials()], ['d4']);
-        assert.deepEqual(lines, [], 'nothing to report');
-        watch.stop();
-      } finally {
-        await kv.del(kvKeys.gatewayCrl);
-        await kv.close();
-      }
-    });
+    for (const form of ['head and parts', 'the single key of builds before 2026-12-06'] as const) {
+      it(`a new gateway with no CRL of its own (a new pod) starts with the record's CRL (${form}): fresh, its revocations held`, async () => {
+        const kv = variant.open();
+        const store = new MemoryRevocationStore();
+        await store.revoke('d4', 'keyCompromise', now);
+        const signed = await generateCrl({ issuer: pki.intermediate, store, now });
+        const time = new VirtualTime(now.getTime());
+        try {
+          if (form === 'head and parts') await plantRecord(kv, signed.pem, signed.crlNumber);
+          else await kv.set(kvKeys.gatewayCrl, signed.pem);
+          const { watch, lines } = watchOn(kv, join(dir, 'no-such-file.pem'), time);
+          await watch.start();
+          assert.deepEqual(watch.freshness(), { state: 'fresh', crlNumber: signed.crlNumber, nextUpdateMs: signed.nextUpdate.getTime() });
+          assert.deepEqual([...watch.serials()], ['d4']);
+          assert.deepEqual(lines, [], 'nothing to report');
+          assert.equal(await recordedText(kv), signed.pem, 'recorded as head and parts');
+          watch.stop();
+        } finally {
+          await removeRecord(kv);
+          await kv.close();
+        }
+      });
+    }
 
     it('a gateway whose file copy is behind another gateway\'s record holds the record\'s CRL without an alarm; a file older than its own earlier one is still TRUST_CRL_ROLLED_BACK (review h13, finding 2)', async () => {
       const kv = variant.open();
@@ -170,7 +204,7 @@ for (const variant of variants) {
         await writeFile(pathB, third);
         const b = watchOn(kv, pathB, time).watch;
         await b.start();
-        assert.equal(await kv.get(kvKeys.gatewayCrl), third, 'gateway B recorded the newer CRL');
+        assert.equal(await recordedText(kv), third, 'gateway B recorded the newer CRL');
         b.stop();
         for (let reload = 0; reload < 3; reload += 1) {
           await a.watch.reload();
@@ -187,71 +221,99 @@ for (const variant of variants) {
         assert.equal(a.watch.freshness().crlNumber, 3n);
         a.watch.stop();
       } finally {
-        await kv.del(kvKeys.gatewayCrl);
+        await removeRecord(kv);
         await kv.close();
       }
     });
 
-    it('a record above the bound is neither read nor sent back: counted and logged TRUST_CRL_RECORD_INVALID, replaced with the CRL held (review h13, finding 1)', async () => {
-      const kv = variant.open();
-      const measured = measuredKv(kv);
-      const path = join(dir, 'crl-huge-record.pem');
-      const store = new MemoryRevocationStore();
-      await store.revoke('d81', 'keyCompromise', now);
-      const current = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
-      const huge = 'A'.repeat(2 * crlRecordCharsMax);
-      const time = new VirtualTime(now.getTime());
-      try {
-        await writeFile(path, current);
-        const { watch, lines } = watchOn(measured.kv, path, time);
-        await watch.start();
-        await kv.set(kvKeys.gatewayCrl, huge);
-        await watch.reload();
-        assert.equal(watch.freshness().crlNumber, 1n, 'the CRL held is kept');
-        assert.equal(watch.refusals().get('TRUST_CRL_RECORD_INVALID'), 1);
-        assert.deepEqual(lines.map((line) => [line.code, line.reason]), [['TRUST_CRL_RECORD_INVALID', 'too-large']]);
-        assert.equal(await kv.get(kvKeys.gatewayCrl), current, 'replaced with the CRL held');
-        // A restarted gateway reading the record first does the same.
-        await kv.set(kvKeys.gatewayCrl, huge);
-        const restarted = watchOn(measured.kv, path, time);
-        await restarted.watch.start();
-        assert.equal(restarted.watch.freshness().crlNumber, 1n);
-        assert.equal(restarted.watch.refusals().get('TRUST_CRL_RECORD_INVALID'), 1);
-        assert.equal(await kv.get(kvKeys.gatewayCrl), current);
-        assert.ok(measured.longestChars() <= crlRecordCharsMax, `no string above the bound crossed the port: ${measured.longestChars()} characters`);
-        restarted.watch.stop();
-        watch.stop();
-      } finally {
-        await kv.del(kvKeys.gatewayCrl);
-        await kv.close();
-      }
-    });
+    for (const where of ['head', 'part'] as const) {
+      it(`a record whose ${where} is above its bound is neither read nor sent back: counted and logged TRUST_CRL_RECORD_INVALID, replaced with the CRL held (review h13, finding 1)`, async () => {
+        const kv = variant.open();
+        const measured = measuredKv(kv);
+        const path = join(dir, `crl-huge-record-${where}.pem`);
+        const store = new MemoryRevocationStore();
+        await store.revoke('d81', 'keyCompromise', now);
+        const current = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
+        const huge = 'A'.repeat(2 * crlRecordCharsMax);
+        const plant = async (): Promise<void> => {
+          if (where === 'head') {
+            await kv.set(recordKeys.head, huge);
+            return;
+          }
+          // A head of the right form, claiming a high number, naming one part far above the part bound.
+          const head = crlRecordHead(huge, 99n);
+          await kv.set(recordKeys.part(head.sha256, 0), huge);
+          await kv.set(recordKeys.head, head.text.replace(/ [0-9]+$/, ' 1'));
+        };
+        const time = new VirtualTime(now.getTime());
+        try {
+          await writeFile(path, current);
+          const { watch, lines } = watchOn(measured.kv, path, time);
+          await watch.start();
+          await plant();
+          await watch.reload();
+          assert.equal(watch.freshness().crlNumber, 1n, 'the CRL held is kept');
+          assert.equal(watch.refusals().get('TRUST_CRL_RECORD_INVALID'), 1);
+          assert.deepEqual(lines.map((line) => [line.code, line.reason]), [['TRUST_CRL_RECORD_INVALID', 'too-large']]);
+          assert.equal(await recordedText(kv), current, 'replaced with the CRL held');
+          // A restarted gateway reading the record first does the same.
+          await plant();
+          const restarted = watchOn(measured.kv, path, time);
+          await restarted.watch.start();
+          assert.equal(restarted.watch.freshness().crlNumber, 1n);
+          assert.equal(restarted.watch.refusals().get('TRUST_CRL_RECORD_INVALID'), 1);
+          assert.equal(await recordedText(kv), current);
+          const bound = where === 'head' ? crlRecordHeadCharsMax : crlRecordPartCharsMax;
+          assert.ok(measured.longestChars() <= Math.max(bound, current.length), `no string above the bound crossed the port: ${measured.longestChars()} characters`);
+          if (where === 'part') assert.equal(await kv.get(recordKeys.part(crlRecordHead(huge, 99n).sha256, 0)), null, 'the parts of the head replaced are removed');
+          restarted.watch.stop();
+          watch.stop();
+        } finally {
+          await removeRecord(kv);
+          await kv.del(recordKeys.part(crlRecordHead(huge, 99n).sha256, 0));
+          await kv.close();
+        }
+      });
+    }
 
-    it('a record a store writer put there (a huge number, text, another CA\'s CRL) sets no floor and drops nothing held: ignored, logged TRUST_CRL_RECORD_INVALID, counted, written over', async () => {
+    it('a record a store writer put there (a huge number, text, a head whose number or digest lies, another CA\'s CRL) sets no floor and drops nothing held: ignored, logged TRUST_CRL_RECORD_INVALID, counted, written over', async () => {
       const kv = variant.open();
       const path = join(dir, 'crl-poison.pem');
       const store = new MemoryRevocationStore();
       const time = new VirtualTime(now.getTime());
       const otherPki = await makeTestPki(new Date(now.getTime() - 60_000));
       const foreign = (await generateCrl({ issuer: otherPki.intermediate, store: new MemoryRevocationStore(), now })).pem;
-      const written = ['9'.repeat(49), 'not a CRL', foreign];
+      const highest = 10n ** 48n;
+      let current = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
+      const plants: Array<() => Promise<void>> = [
+        async () => { await kv.set(recordKeys.head, '9'.repeat(49)); },
+        async () => { await kv.set(recordKeys.head, 'not a CRL'); },
+        // Our CA's CRL under a head claiming a higher number than it has.
+        () => plantRecord(kv, current, highest),
+        () => plantRecord(kv, foreign, highest),
+        // A head naming the digest of one text, its part holding another.
+        async () => {
+          const head = crlRecordHead(foreign, highest);
+          await kv.set(recordKeys.part(head.sha256, 0), current);
+          await kv.set(recordKeys.head, head.text);
+        },
+      ];
       try {
-        let current = (await generateCrl({ issuer: pki.intermediate, store, now })).pem;
         await writeFile(path, current);
         const { watch, lines } = watchOn(kv, path, time);
         await watch.start();
         let invalid = 0;
-        for (const [index, value] of written.entries()) {
-          await kv.set(kvKeys.gatewayCrl, value);
+        for (const [index, plant] of plants.entries()) {
+          await plant();
           // The CRL held is kept through a reload that reads the record...
           await watch.reload();
           invalid += 1;
           assert.equal(watch.freshness().state, 'fresh', `record ${index}: the CRL held is kept`);
           assert.equal(watch.refusals().get('TRUST_CRL_RECORD_INVALID'), invalid, `record ${index}: counted`);
           assert.equal(lines.filter((line) => line.code === 'TRUST_CRL_RECORD_INVALID').length, invalid, `record ${index}: logged at error with its code`);
-          assert.equal(await kv.get(kvKeys.gatewayCrl), current, `record ${index}: written over with the CRL held`);
+          assert.equal(await recordedText(kv), current, `record ${index}: written over with the CRL held`);
           // ...and a newer CRL our CA signs is taken, also by a restarted gateway reading the record first.
-          await kv.set(kvKeys.gatewayCrl, value);
+          await plant();
           await store.revoke(`e${index}`, 'keyCompromise', now);
           const next = await generateCrl({ issuer: pki.intermediate, store, now });
           current = next.pem;
@@ -263,12 +325,50 @@ for (const variant of variants) {
           restarted.stop();
           await watch.reload();
           assert.deepEqual([watch.freshness().state, watch.freshness().crlNumber], ['fresh', next.crlNumber], `record ${index}: the running gateway takes the newer CRL`);
-          assert.equal(await kv.get(kvKeys.gatewayCrl), current);
+          assert.equal(await recordedText(kv), current);
         }
         assert.equal(watch.refusals().get('TRUST_CRL_ROLLED_BACK'), undefined);
         watch.stop();
       } finally {
-        await kv.del(kvKeys.gatewayCrl);
+        await removeRecord(kv);
+        await kv.close();
+      }
+    });
+
+    it('a CRL of the revocation store\'s maximum entries (100,000, the largest serials) round-trips through the record: a restarted gateway with no file holds it, and its head alone is read while it does not change', async () => {
+      const kv = variant.open();
+      const measured = measuredKv(kv);
+      const path = join(dir, 'crl-largest.pem');
+      const entries = Array.from({ length: revocationEntriesMaxDefault }, (_, index) => ({
+        // 20 octets with the top bit set: the longest DER INTEGER a serial takes (21 octets).
+        // Revoked after 2049: a GeneralizedTime, two digits longer than a UTCTime.
+        serialHex: `f${index.toString(16).padStart(39, '0')}`, reason: 'superseded' as const, revokedAtMs: Date.UTC(2060, 0, 1),
+      }));
+      const largest = await createCrl({ issuer: pki.intermediate, entries, crlNumber: 7n, now });
+      assert.ok(largest.pem.length > (crlRecordPartsMax - 1) * crlRecordPartCharsMax, `${largest.pem.length} characters: the most parts the record allows`);
+      assert.ok(largest.pem.length <= crlRecordCharsMax, `${largest.pem.length} characters within the bound ${crlRecordCharsMax}`);
+      assert.ok(crlRecordCharsMax <= crlFetchBytesMax, `the bound ${crlRecordCharsMax} within the fetch's ${crlFetchBytesMax} bytes: a gateway fetches the largest CRL too`);
+      const time = new VirtualTime(now.getTime());
+      try {
+        await writeFile(path, largest.pem);
+        const first = watchOn(kv, path, time);
+        await first.watch.start();
+        first.watch.stop();
+        assert.deepEqual(first.lines, [], 'nothing to report');
+        assert.equal(await recordedText(kv), largest.pem, 'recorded whole');
+
+        const restarted = watchOn(measured.kv, join(dir, 'no-such-file.pem'), time);
+        await restarted.watch.start();
+        assert.equal(restarted.watch.freshness().crlNumber, 7n, 'the record\'s CRL is held');
+        assert.equal(restarted.watch.serials().size, revocationEntriesMaxDefault);
+        assert.ok(measured.longestChars() <= crlRecordPartCharsMax, `parts of at most ${crlRecordPartCharsMax} characters crossed the port: ${measured.longestChars()}`);
+        measured.reset();
+        await restarted.watch.reload();
+        assert.ok(measured.longestChars() <= crlRecordHeadCharsMax, `a reload of an unchanged record reads its head only: ${measured.longestChars()} characters crossed`);
+        restarted.watch.stop();
+        assert.deepEqual(restarted.lines, []);
+      } finally {
+        await removeRecord(kv);
         await kv.close();
       }
     });

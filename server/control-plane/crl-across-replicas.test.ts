@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readVerifiedCrl } from '../../trust/crl.js';
+import { createCrl, readVerifiedCrl } from '../../trust/crl.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { crlReadCacheMs } from './devices.js';
 import { SqlCrlStore, storedCrlsKeptMax } from './stores/sql-crl-store.js';
@@ -119,6 +119,21 @@ function suite(pair: StorePair): void {
       } finally {
         await h.db.execute('DELETE FROM crls WHERE crl_number = ?', [Number(top!.n) + 1]);
       }
+    });
+
+    it('a stored CRL numbered above the CRL-number counter (a counters table restored from an older backup) is passed: the next revocation\'s CRL is numbered above it and served', async () => {
+      const serial = await enroll('crl-replica-counter-behind');
+      const [top] = await h.db.query<{ n: number | string }>('SELECT MAX(crl_number) AS n FROM crls');
+      const ahead = BigInt(top!.n) + 10n;
+      const planted = await createCrl({ issuer: h.materials.pki.intermediate, entries: await h.cp.devices.revocations.list(), crlNumber: ahead, now: new Date(h.clock.nowMs()) });
+      await h.db.execute('INSERT INTO crls (crl_number, pem, this_update_ms, next_update_ms) VALUES (?, ?, ?, ?)',
+        [Number(ahead), planted.pem, planted.thisUpdate.getTime(), planted.nextUpdate.getTime()]);
+      const revoked = await h.cp.devices.revoke({ actor: 'root', deviceId: 'crl-replica-counter-behind', reason: 'keyCompromise' });
+      assert.ok(BigInt(revoked.crl_number) > ahead, `CRL ${revoked.crl_number} is numbered above the stored ${ahead}`);
+      h.clock.advance(crlReadCacheMs);
+      assert.equal((await fetchCrl()).has(serial), true, 'the CRL served lists the revocation');
+      const [counter] = await h.db.query<{ value: number | string }>("SELECT value FROM counters WHERE name = 'crl_number'");
+      assert.equal(BigInt(counter!.value), BigInt(revoked.crl_number), 'the counter follows');
     });
   });
 }

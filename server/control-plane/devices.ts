@@ -26,7 +26,6 @@ import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import { SqlPairingTokenStore } from './stores/sql-pairing-token-store.js';
 import { SqlRevocationStore } from './stores/sql-revocation-store.js';
 import { SqlCrlStore, type StoredCrl } from './stores/sql-crl-store.js';
-import { nextCounterValue } from './stores/counters.js';
 import type { SqlExecutor } from '../stores/sql/sql-port.js';
 import { TrustPublisher, type TrustPublishCounts } from './trust-publisher.js';
 import { DeviceKeyCache, deviceKeyCacheLimits, type DeviceKeyReadMark, type DeviceKeyRecord } from './device-key-cache.js';
@@ -726,7 +725,7 @@ export class DeviceService {
     try {
       if (crlNumber === undefined) {
         crl = await this.#ctx.db.transaction(async (tx) => {
-          const number = BigInt(await nextCounterValue(tx, 'crl_number'));
+          const number = await this.revocations.nextCrlNumberIn(tx);
           const signed = await sign(await this.revocations.listIn(tx), number);
           await this.#crls.storeIn(tx, signed);
           return signed;

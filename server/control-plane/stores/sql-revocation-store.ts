@@ -104,8 +104,20 @@ export class SqlRevocationStore implements RevocationStore {
     return BigInt(await this.#db.transaction((tx) => this.nextCrlNumberIn(tx)));
   }
 
-  /** `nextCrlNumber` inside the caller's transaction: the number of the CRL that will list what the transaction revokes. */
+  /**
+   * `nextCrlNumber` inside the caller's transaction: the number of the CRL that will list what the
+   * transaction revokes. Above every stored CRL too, not only the counter: a row numbered above the
+   * counter (a counters table restored from an older backup, or rows copied in from another
+   * database) would otherwise have the next CRL collide with it (the insert refused for ever) or
+   * go below it (signed and stored, never served: the highest stored CRL is). Under the counter's
+   * row lock, so two transactions never take the same number.
+   */
   async nextCrlNumberIn(tx: SqlExecutor): Promise<bigint> {
-    return BigInt(await nextCounterValue(tx, 'crl_number'));
+    const counted = BigInt(await nextCounterValue(tx, 'crl_number'));
+    const [stored] = await tx.query<{ n: number | string | null }>('SELECT MAX(crl_number) AS n FROM crls');
+    if (stored?.n === null || stored?.n === undefined || BigInt(stored.n) < counted) return counted;
+    const next = BigInt(stored.n) + 1n;
+    await tx.execute("UPDATE counters SET value = ? WHERE name = 'crl_number'", [Number(next)]);
+    return next;
   }
 }

@@ -2,19 +2,20 @@ import { SdcError } from '../../core/errors/index.js';
 import { decodeBusEntry, presenceRestoredReason, type BusEntryData } from '../bus-contract/entries.js';
 import { commandExecution, commandTerminalStates, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
-import { riskScore } from '../../core/protocol/risk-score.js';
+import type { MessageBody } from '../../core/protocol/messages/catalog.js';
+import { riskScore, type RiskResult, type RiskTelemetry } from '../../core/protocol/risk-score.js';
 import { traceLogFields } from '../../core/trace/trace-context.js';
 import type { BusEntry } from '../stores/bus/bus-port.js';
 import { AlertEpisodes, type RaiseAlert } from './alert-episodes.js';
 import { AlertMonitor, updateOpcodes } from './alert-monitor.js';
 import { AlertRateLimiter } from './alert-rate-limit.js';
 import { alertRulesDefault, type AlertRules } from './alert-rules.js';
-import { canonicalMetricsJson, sampleDigestOf, TelemetryRowWriter } from './telemetry-rows.js';
+import { canonicalMetricsJson, sampleDigestOf, TelemetryRowWriter, type TelemetryRow } from './telemetry-rows.js';
 import { PolicyBundleReports } from './policy-bundle-reports.js';
 import type { CommandService, TransitionOutcome } from './commands.js';
 import type { CommandRow } from './command-repository.js';
 import { actors, type ServiceContext } from './context.js';
-import type { DeviceService } from './devices.js';
+import type { DeviceService, TelemetryFrame } from './devices.js';
 import type { OpenEpisode } from './alert-episodes.js';
 import { carriesAuthFacts, type DeviceReportRead } from './compliance.js';
 import type { StoredCommand } from './command-repository.js';
@@ -64,6 +65,14 @@ export interface PresenceComplianceReads {
 /** What handleEvent read that the compliance record of the same entry needs (ComplianceService.onEventEntry). */
 export interface EventReads {
   readonly complianceReport?: DeviceReportRead;
+}
+
+/** A sample's metrics as the risk score reads them: one object, not a spread of an optional member into it (per sample, issue 17). */
+function riskTelemetryOf(m: MessageBody<'TELEMETRY'>['metrics']): RiskTelemetry {
+  const { cpu_pct: cpuPct, mem_pct: memPct, disk_pct: diskPct, net_rx_bytes_per_sec: netRxBytesPerSec, net_tx_bytes_per_sec: netTxBytesPerSec } = m;
+  return m.process_count === undefined
+    ? { cpuPct, memPct, diskPct, netRxBytesPerSec, netTxBytesPerSec }
+    : { cpuPct, memPct, diskPct, netRxBytesPerSec, netTxBytesPerSec, processCount: m.process_count };
 }
 
 const resultEvents: Record<'succeeded' | 'failed' | 'rejected', CommandEvent> = { succeeded: 'succeed', failed: 'fail', rejected: 'reject' };
@@ -358,45 +367,59 @@ export class EventHandlers {
    * own sampled_at (all of a frame's rows in one INSERT), the device's last-seen once per entry.
    * A sample stored already (same device, sampled_at and metrics: docs/decisions/0012-telemetry-sample-identity.md)
    * is not stored again, and its risk alert is not raised again (#alertsOwedBy).
+   *
+   * Not async: an entry with no sample over the risk threshold (nearly all) waits on its INSERT's
+   * promise through one `then`, not an async function's promise and its await (issue 17: two
+   * promises per sample, each paying the process's AsyncLocalStorage hooks). A refusal still
+   * comes as a rejected promise, never a throw.
    */
-  async handleTelemetry(entry: BusEntry): Promise<void> {
-    const decoded = decodeBusEntry(entry.fields);
-    if (decoded.kind !== 'telemetry') throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the telemetry stream`);
-    const data = decoded.data;
-    // The gateway named in the entry checked the session MAC (ADR 0004); a signed frame is verified again.
-    // Answered without a promise when the device's row is cached (DeviceService.telemetryFrame).
-    const checked = this.#devices.telemetryFrame(data.device_id, data.frame);
-    const frame = checked instanceof Promise ? await checked : checked;
+  handleTelemetry(entry: BusEntry): Promise<void> {
+    try {
+      const decoded = decodeBusEntry(entry.fields);
+      if (decoded.kind !== 'telemetry') throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the telemetry stream`);
+      const data = decoded.data;
+      // The gateway named in the entry checked the session MAC (ADR 0004); a signed frame is verified again.
+      // Answered without a promise when the device's row is cached (DeviceService.telemetryFrame).
+      const checked = this.#devices.telemetryFrame(data.device_id, data.frame);
+      return checked instanceof Promise ? checked.then((frame) => this.#storeTelemetry(entry, data, frame)) : this.#storeTelemetry(entry, data, checked);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** The frame's samples scored and stored (handleTelemetry); throws what refuses them, called where a throw becomes the entry's rejection. */
+  #storeTelemetry(entry: BusEntry, data: BusEntryData<'telemetry'>, frame: TelemetryFrame): Promise<void> {
     const samples = frame.type === 'TELEMETRY' ? [frame.body] : frame.body.samples;
-    const risks = samples.map((sample) => {
-      const m = sample.metrics;
-      return riskScore({
-        cpuPct: m.cpu_pct, memPct: m.mem_pct, diskPct: m.disk_pct, netRxBytesPerSec: m.net_rx_bytes_per_sec, netTxBytesPerSec: m.net_tx_bytes_per_sec,
-        ...(m.process_count === undefined ? {} : { processCount: m.process_count }),
-      });
-    });
-    // Canonical, so the same metrics are the same text and digest however a resend orders them.
-    const metricsJson = samples.map((sample) => canonicalMetricsJson(sample.metrics));
     // Below the rule's threshold (most samples) nothing is owed: no query, no promise.
     const threshold = this.alertMonitor.rules.riskScoreAbove;
-    const alerting = threshold === null ? [] : risks.flatMap((risk, index) => (risk.score >= threshold ? [index] : []));
-    const owed = alerting.length === 0 ? alerting : await this.#alertsOwedBy(entry, data.device_id, samples, metricsJson, alerting);
+    const risks = new Array<RiskResult>(samples.length);
+    const rows = new Array<TelemetryRow>(samples.length);
+    let alerting: number[] | undefined;
+    for (let index = 0; index < samples.length; index += 1) {
+      const { metrics, sampled_at: sampledAtMs } = samples[index]!;
+      const risk = riskScore(riskTelemetryOf(metrics));
+      risks[index] = risk;
+      // Canonical, so the same metrics are the same text and digest however a resend orders them.
+      rows[index] = { deviceId: data.device_id, sampledAtMs, metricsJson: canonicalMetricsJson(metrics), riskScore: risk.score };
+      if (threshold !== null && risk.score >= threshold) (alerting ??= []).push(index);
+    }
+    if (alerting !== undefined) return this.#storeAlertingTelemetry(entry, data, samples, rows, risks, alerting);
     // The INSERT's one promise for all its rows, and this entry's own outcome in it (TelemetryRowWriter.addFrame).
-    const stored = this.#telemetryRows.addFrame(samples.map((sample, index) => ({
-      deviceId: data.device_id, sampledAtMs: sample.sampled_at, metricsJson: metricsJson[index]!, riskScore: risks[index]!.score,
-    })));
+    const stored = this.#telemetryRows.addFrame(rows);
+    return stored.failures.then((failures) => {
+      if (failures !== undefined && failures.has(stored.index)) throw failures.get(stored.index);
+      return this.#telemetryStored(data, rows.length);
+    });
+  }
+
+  /** The same with samples over the threshold: whether their alerts are owed is judged before the INSERT, and they are raised after it. */
+  async #storeAlertingTelemetry(entry: BusEntry, data: BusEntryData<'telemetry'>, samples: readonly { sampled_at: number }[], rows: readonly TelemetryRow[],
+    risks: readonly RiskResult[], alerting: readonly number[]): Promise<void> {
+    const owed = await this.#alertsOwedBy(entry, data.device_id, samples, rows, alerting);
+    const stored = this.#telemetryRows.addFrame(rows);
     const failures = await stored.failures;
     if (failures !== undefined && failures.has(stored.index)) throw failures.get(stored.index);
-    for (let count = 0; count < samples.length; count += 1) this.#onTelemetryStored();
-    // The gateway's receive time, not the device's sample time: a device clock may be off.
-    // Not allowed to fail the entry once its rows are stored: its rows would be skipped as stored
-    // already on the retry, but nothing is gained by it; the next sample writes last-seen anyway.
-    const seen = this.#devices.recordSeen(data.device_id, data.received_at_ms);
-    if (seen !== undefined) {
-      await seen.catch((error: unknown) => {
-        this.#ctx.logger.warn({ err: error, device_id: data.device_id }, 'last-seen not written for a stored telemetry entry; the next sample writes it');
-      });
-    }
+    await this.#telemetryStored(data, rows.length);
     for (const index of owed) {
       const risk = risks[index]!;
       await this.alertMonitor.onRiskScore({
@@ -404,7 +427,22 @@ export class EventHandlers {
         detail: { score: risk.score, factors: risk.factors.map((f) => ({ name: f.name, contribution: f.contribution })) },
       });
     }
-    if (alerting.length > 0) this.#alertsOwed.delete(entry.id);
+    this.#alertsOwed.delete(entry.id);
+  }
+
+  /**
+   * After an entry's rows are stored: the stored counter, and the device's last-seen. Not allowed
+   * to fail the entry once its rows are stored: its rows would be skipped as stored already on the
+   * retry, but nothing is gained by it; the next sample writes last-seen anyway. No promise when
+   * last-seen needs no write (most samples).
+   */
+  #telemetryStored(data: BusEntryData<'telemetry'>, rowCount: number): Promise<void> | undefined {
+    for (let count = 0; count < rowCount; count += 1) this.#onTelemetryStored();
+    // The gateway's receive time, not the device's sample time: a device clock may be off.
+    const seen = this.#devices.recordSeen(data.device_id, data.received_at_ms);
+    return seen?.catch((error: unknown) => {
+      this.#ctx.logger.warn({ err: error, device_id: data.device_id }, 'last-seen not written for a stored telemetry entry; the next sample writes it');
+    });
   }
 
   /**
@@ -418,7 +456,7 @@ export class EventHandlers {
    * to one alert). An entry claimed again (deliveryCount above 1: its consumer crashed or gave
    * up) owes them all, since whether its first delivery raised them is not known.
    */
-  async #alertsOwedBy(entry: BusEntry, deviceId: string, samples: readonly { sampled_at: number }[], metricsJson: readonly string[], alerting: readonly number[]): Promise<readonly number[]> {
+  async #alertsOwedBy(entry: BusEntry, deviceId: string, samples: readonly { sampled_at: number }[], sampleRows: readonly TelemetryRow[], alerting: readonly number[]): Promise<readonly number[]> {
     const remembered = this.#alertsOwed.get(entry.id);
     if (remembered !== undefined) return remembered;
     let owed = alerting;
@@ -428,7 +466,7 @@ export class EventHandlers {
         `SELECT ts, sample_digest FROM telemetry WHERE device_id = ? AND ts IN (${times.map(() => '?').join(', ')})`, [deviceId, ...times]);
       if (rows.length > 0) {
         const storedKeys = new Set(rows.map((row) => `${Number(row.ts)} ${row.sample_digest === null ? null : Number(row.sample_digest)}`));
-        owed = alerting.filter((index) => !storedKeys.has(`${samples[index]!.sampled_at} ${sampleDigestOf(metricsJson[index]!)}`));
+        owed = alerting.filter((index) => !storedKeys.has(`${samples[index]!.sampled_at} ${sampleDigestOf(sampleRows[index]!.metricsJson)}`));
         if (owed.length < alerting.length) {
           this.#ctx.logger.info({ device_id: deviceId, samples: alerting.length - owed.length }, 'telemetry samples over the risk threshold stored already: their alerts are not raised again');
         }

@@ -307,31 +307,6 @@ export class StreamConsumer {
     if (this.#inFlight.size === 0) for (const idle of this.#idleWaiters.splice(0)) idle();
   }
 
-  /**
-   * Runs the handler in one of the partitionsInFlightMax handler slots (not held during retry
-   * pauses); throws a failure worth retrying (a store outage), returns the verdict otherwise. One
-   * async function for the slot, the handler and the verdict: each async layer was a promise and
-   * a job per entry (issue 17).
-   */
-  async #judgeInSlot(entry: BusEntry): Promise<Verdict> {
-    if (this.#slotsFree > 0) this.#slotsFree -= 1;
-    else await new Promise<void>((resolve) => { this.#slotWaiters.push(resolve); });
-    try {
-      await this.#o.handle(entry);
-      return acked;
-    } catch (error) {
-      const remote = SdcError.is(error) && error.fault === 'remote';
-      if (!remote && entry.deliveryCount < this.#o.deliveriesMax) throw error;
-      const reason = SdcError.is(error) ? `${error.code}: ${error.message}` : `after ${entry.deliveryCount} deliveries: ${(error as Error).message}`;
-      return { ack: false, reason: reason.slice(0, 512) };
-    } finally {
-      // The slot passes straight to the longest waiter; the waiters are bounded by the entries in flight.
-      const next = this.#slotWaiters.shift();
-      if (next !== undefined) next();
-      else this.#slotsFree += 1;
-    }
-  }
-
   /** Resolves once fewer than entriesInFlightMax entries are unfinished (or the loop is stopping). */
   async #roomForMore(): Promise<void> {
     while (this.#running && this.#inFlight.size >= this.#o.entriesInFlightMax) {
@@ -352,13 +327,37 @@ export class StreamConsumer {
    * handler that succeeded is not run again for a failed ack). Resolves true when the entry is
    * finished, false when the handler still fails after the last attempt (left pending for a
    * claim); rejects when the ack or dead-letter still fails (the bus is down).
+   *
+   * The handler runs in one of the partitionsInFlightMax handler slots, not held during retry
+   * pauses: a failure worth retrying (a store outage) is thrown on to the retry below, any other
+   * gives the verdict. The slot, the handler and the verdict are in this function, not in an async
+   * function of their own: each async layer and its await was two promises per entry (the process's
+   * AsyncLocalStorage hooks give every await a promise of its own), four of the telemetry
+   * consumer's nine (issue 17).
    */
   async #process(entry: BusEntry): Promise<boolean> {
     const { stream, logger } = this.#o;
     let verdict: Verdict | undefined;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        verdict ??= await this.#judgeInSlot(entry);
+        if (verdict === undefined) {
+          if (this.#slotsFree > 0) this.#slotsFree -= 1;
+          else await new Promise<void>((resolve) => { this.#slotWaiters.push(resolve); });
+          try {
+            await this.#o.handle(entry);
+            verdict = acked;
+          } catch (error) {
+            const remote = SdcError.is(error) && error.fault === 'remote';
+            if (!remote && entry.deliveryCount < this.#o.deliveriesMax) throw error;
+            const reason = SdcError.is(error) ? `${error.code}: ${error.message}` : `after ${entry.deliveryCount} deliveries: ${(error as Error).message}`;
+            verdict = { ack: false, reason: reason.slice(0, 512) };
+          } finally {
+            // The slot passes straight to the longest waiter; the waiters are bounded by the entries in flight.
+            const next = this.#slotWaiters.shift();
+            if (next !== undefined) next();
+            else this.#slotsFree += 1;
+          }
+        }
         if (verdict.ack) await this.#ack(entry.id);
         else await this.#deadLetter(entry, verdict.reason);
         return true;

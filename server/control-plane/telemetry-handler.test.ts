@@ -49,7 +49,7 @@ describe('the telemetry handler: a sample of a cached device', () => {
     await h.close();
   });
 
-  it('makes at most 5 promises per sample once the row is cached, last_seen_at is fresh and the score is below the alert threshold (12.6 before), and stores every sample', async () => {
+  it('makes at most 3 promises per sample once the row is cached, last_seen_at is fresh and the score is below the alert threshold (12.6 before issue 17\'s first pass, 3.6 while the handler was an async function), and stores every sample', async () => {
     const id = 'dev-handler-a';
     // The first sample reads the row and writes last_seen_at; the ones after it find both done.
     await h.cp.events.handleTelemetry(sample(id));
@@ -63,7 +63,7 @@ describe('the telemetry handler: a sample of a cached device', () => {
       hook.disable();
     }
     const perSample = promises / samples.length;
-    assert.ok(perSample <= 5, `${perSample.toFixed(2)} promises per sample`);
+    assert.ok(perSample <= 3, `${perSample.toFixed(2)} promises per sample`);
     const [row] = await h.db.query<{ n: number }>('SELECT COUNT(*) AS n FROM telemetry WHERE device_id = ?', [id]);
     assert.equal(Number(row?.n), 101);
   });

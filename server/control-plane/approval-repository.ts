@@ -32,9 +32,11 @@ export interface PendingApproval {
    * The facts admission judged the request with that release must judge it with again (absent in
    * rows stored before it was kept): the stated reason, and per rate-limit key the count before
    * this command, whose place in the window admission reserved and kept (counting it again at
-   * release would count the command twice).
+   * release would count the command twice); `rate_places`, the window buckets of those places,
+   * given back when the command ends without running (PolicyFacts.releasePlaces; absent in rows
+   * stored before 2026-12-06, whose places lapse with their window).
    */
-  readonly admission?: { readonly reason?: string; readonly rate_counts?: Readonly<Record<string, number>> };
+  readonly admission?: { readonly reason?: string; readonly rate_counts?: Readonly<Record<string, number>>; readonly rate_places?: readonly string[] };
 }
 
 /** One approver's stored decision. */

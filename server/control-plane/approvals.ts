@@ -140,6 +140,8 @@ export class ApprovalService {
 
   async #reject(row: ApprovalRow, command: CommandDetail): Promise<ApprovalOutcome> {
     await this.#repository.reject(row, decisionAudit(row, 'command.approval_rejected'));
+    // This process's compare-and-set ended it: it never ran, so its rate-limit places go back (a requester's cancel keeps them: CommandService.givePendingPlacesBack).
+    await this.#options.commands.givePendingPlacesBack(command.id, () => command.approval ?? undefined);
     await this.#afterChange(command, 'rejected', row.created_at);
     return { command: await this.#options.commands.get(command.id), released: false };
   }

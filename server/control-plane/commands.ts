@@ -26,7 +26,7 @@ import {
 import { actors, newId, type ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor, pageLimit } from './pagination.js';
 import type { PolicyStore } from './policy-store.js';
-import { PolicyFacts, policyBlockDetails, policyBlockRecord, policyRefusalCode } from './policy-facts.js';
+import { PolicyFacts, policyBlockDetails, policyBlockRecord, policyRefusalCode, type GatheredRequest } from './policy-facts.js';
 import type { DeviceComplianceReader } from '../../core/protocol/compliance.js';
 import { formatTraceparent, spanLogFields, traceLogFields, type TraceContext } from '../../core/trace/trace-context.js';
 import type { Role } from './users.js';
@@ -233,16 +233,18 @@ export class CommandService {
     if (facts.existing !== undefined) return { command: await this.#replay(facts.existing, fingerprint), created: false };
     const nowMs = this.#ctx.clock.nowMs();
     const pendingOut: { approval?: PendingRequirement } = {};
-    const policyRecord = await this.#admit(request, { opcode, nowMs, argsBytes: Buffer.byteLength(fingerprint.args, 'utf8'), facts }, pendingOut);
-    let signed: SignedCommand;
-    let gatewayId: string | undefined;
+    const { policyRecord, releasePlaces } = await this.#admit(request, { opcode, nowMs, argsBytes: Buffer.byteLength(fingerprint.args, 'utf8'), facts }, pendingOut);
+    let stored: { pendingId: string } | { signed: SignedCommand; gatewayId?: string };
     try {
-      if (pendingOut.approval !== undefined) {
-        const id = await this.#storePending(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord, approval: pendingOut.approval });
-        return { command: await this.get(id), created: true };
-      }
-      ({ signed, gatewayId } = await this.#store(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord }));
+      stored = pendingOut.approval !== undefined
+        ? { pendingId: await this.#storePending(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord, approval: pendingOut.approval }) }
+        : await this.#store(request, { opcode, nowMs, ttlMs, argsJson: fingerprint.args, policyRecord });
     } catch (error) {
+      // This request stored nothing (unless its COMMIT's outcome is unknown: it may have), so the
+      // rate-limit places it reserved go back: a create that lost its Idempotency-Key's race (and is
+      // answered with the winner's command) or found the store down must not use up the caller's
+      // limit for the window (review h1, finding 3).
+      if (!SdcError.is(error, 'STORE_COMMIT_UNKNOWN')) await this.#giveBackPlaces(releasePlaces, error);
       // Two requests with one key raced; the loser answers like a retry.
       if (key !== undefined && SdcError.is(error, 'STORE_UNIQUE_VIOLATION')) {
         const existing = await this.#repository.byIdempotencyKey(actor.name, key);
@@ -250,18 +252,34 @@ export class CommandService {
       }
       throw error;
     }
+    // Read outside the try: a failed read of a stored pending command must not give its places back.
+    if ('pendingId' in stored) return { command: await this.get(stored.pendingId), created: true };
     // Answered as committed and dispatched, not read back (issue 17: two SQL round trips less per command).
-    return { command: createdView(signed, actor.name, fingerprint.args, gatewayId ?? null), created: true };
+    return { command: createdView(stored.signed, actor.name, fingerprint.args, stored.gatewayId ?? null), created: true };
+  }
+
+  /**
+   * Gives back the rate-limit places of a create that stored nothing. A failure to (the key/value
+   * store down) is logged, not thrown over the create's own error: the places then lapse with
+   * their window, erring towards refusing.
+   */
+  async #giveBackPlaces(releasePlaces: () => Promise<void>, cause: unknown): Promise<void> {
+    try {
+      await releasePlaces();
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error, cause }, 'rate-limit places of a create that stored nothing could not be given back; they lapse with their window');
+    }
   }
 
   /**
    * The device's status and the policy decide whether the command may be stored; returns the policy
-   * record, or throws the refusal. `facts` are the device's status and the policy revision number,
-   * read by the create in one statement with its Idempotency-Key lookup (createFacts).
+   * record and how to give back the rate-limit places reserved for it (to call when it is not
+   * stored after all), or throws the refusal. `facts` are the device's status and the policy
+   * revision number, read by the create in one statement with its Idempotency-Key lookup (createFacts).
    */
   async #admit(
     request: CreateCommandRequest, asked: { opcode: string; nowMs: number; argsBytes: number; facts: AdmissionFacts }, pendingOut: { approval?: PendingRequirement },
-  ): Promise<JsonObject> {
+  ): Promise<{ policyRecord: JsonObject; releasePlaces: () => Promise<void> }> {
     const { actor, deviceId } = request;
     const { opcode, nowMs, argsBytes, facts: { deviceStatus, policyRevision } } = asked;
     const { policy, revision } = await this.#options.policy.at(policyRevision);
@@ -274,13 +292,16 @@ export class CommandService {
       policy: () => (decision = evaluatePolicy(policy, gathered?.request ?? base)),
     });
     // The audit names the revision that decided, so a decision can be traced to its policy, and the reason stated.
-    if (admission.admitted) return { ...admission.policyRecord, revision, ...(request.reason === undefined ? {} : { stated_reason: request.reason }) };
+    const releasePlaces = gathered === undefined ? async () => undefined : gathered.release;
+    if (admission.admitted) {
+      return { policyRecord: { ...admission.policyRecord, revision, ...(request.reason === undefined ? {} : { stated_reason: request.reason }) }, releasePlaces };
+    }
     // Allowed once approvals are in: stored pending_approval instead of refused (approvals.ts); `pendingOut` says so.
     const approval = (decision as PolicyDecision | undefined)?.approval;
     if (approval !== undefined) {
       // The facts release re-evaluates with (approvals.ts): the stated reason, and the rate counts this command's places were reserved at (kept).
-      pendingOut.approval = { ...approval, revision, admission: admissionFacts(request.reason, gathered?.request.rateCounts) };
-      return { decision: 'approval_required', reason: (decision as unknown as PolicyDecision).reason, rule_id: approval.ruleId, revision };
+      pendingOut.approval = { ...approval, revision, admission: admissionFacts(request.reason, gathered) };
+      return { policyRecord: { decision: 'approval_required', reason: (decision as unknown as PolicyDecision).reason, rule_id: approval.ruleId, revision }, releasePlaces };
     }
     await gathered?.release();
     const { refusal } = admission;
@@ -744,12 +765,32 @@ export class CommandService {
       if (!(await this.#repository.apply(decision.effects.transaction, { alone: attempt > 0 }))) continue;
       // No read-back of the command: the consumer applies several events per command and uses only from/to.
       await this.#afterCommit(decision.effects.afterCommit);
+      // Expired, or rejected at its device's revocation, while it waited for approvals: it never ran.
+      if (decision.from === 'pending_approval' && decision.to !== 'queued') await this.givePendingPlacesBack(commandId, () => pendingApprovalOf(row));
       if (row !== undefined && !isTerminal(commandTable, decision.from) && isTerminal(commandTable, decision.to)) {
         this.#options.onFinished?.({ opcode: row.opcode, state: decision.to, latencyMs: Math.max(0, atMs - Number(row.created_at)) });
       }
       return { applied: true, from: decision.from, to: decision.to };
     }
     throw new SdcError('STORE_CONFLICT', `command ${commandId} kept changing under concurrent updates`);
+  }
+
+  /**
+   * Gives back the rate-limit places a command that waited for approvals kept
+   * (PendingApproval.admission.rate_places), once it ended without running: rejected by an
+   * approver (ApprovalService), expired, or rejected at its device's revocation (transition). Not
+   * for a requester's own cancel: the place stays until its window passes, or a requester could
+   * ask, cancel and ask again without bound, each request in the approvers' inbox. Called once per
+   * command, by the process whose compare-and-set on pending_approval ended it. Never throws: a
+   * failure is logged and the places lapse with their window (erring towards refusing).
+   */
+  async givePendingPlacesBack(commandId: string, pendingOf: () => PendingApproval | undefined): Promise<void> {
+    try {
+      const places = pendingOf()?.admission?.rate_places;
+      if (places !== undefined && places.length > 0) await this.policyFacts.releasePlaces(places);
+    } catch (error) {
+      this.#ctx.logger.warn({ err: error, commandId }, 'rate-limit places of a command that ended without running could not be given back; they lapse with their window');
+    }
   }
 
   /**
@@ -869,8 +910,18 @@ interface PendingRequirement {
   readonly admission?: PendingApproval['admission'];
 }
 
-function admissionFacts(reason: string | undefined, rateCounts: Readonly<Record<string, number>> | undefined): PendingApproval['admission'] {
-  return { ...(reason === undefined ? {} : { reason }), ...(rateCounts === undefined ? {} : { rate_counts: { ...rateCounts } }) };
+/** A stored row's approval_json (a command that waits or waited for approvals), undefined for other commands. */
+function pendingApprovalOf(row: CommandRow | undefined): PendingApproval | undefined {
+  if (row?.approval_json === undefined || row.approval_json === null) return undefined;
+  return jsonObjectColumn(row.approval_json, `commands row ${row.id} approval_json`) as unknown as PendingApproval;
+}
+
+function admissionFacts(reason: string | undefined, gathered: GatheredRequest | undefined): PendingApproval['admission'] {
+  const rateCounts = gathered?.request.rateCounts;
+  return {
+    ...(reason === undefined ? {} : { reason }), ...(rateCounts === undefined ? {} : { rate_counts: { ...rateCounts } }),
+    ...(gathered === undefined || gathered.places.length === 0 ? {} : { rate_places: [...gathered.places] }),
+  };
 }
 
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());

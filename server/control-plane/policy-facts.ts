@@ -34,6 +34,8 @@ export interface GatheredRequest {
   readonly request: PolicyRequest;
   /** Gives the reservations back: call when the command is not stored. */
   release(): Promise<void>;
+  /** The reservations' buckets, kept with a command waiting for approvals (releasePlaces gives them back when it ends without running). */
+  readonly places: readonly string[];
 }
 
 /** Counter scope of the policy's rate limits: `sdc:rl:policy-rate:...` keys. */
@@ -83,7 +85,18 @@ export class PolicyFacts {
       release: async () => {
         await Promise.all(reservations.map((reservation) => reservation.release()));
       },
+      places: reservations.map((reservation) => reservation.place),
     };
+  }
+
+  /**
+   * Gives back the places a command waiting for approvals kept (GatheredRequest.places, stored in
+   * its row), when it ends without running: rejected by an approver, expired, or rejected at its
+   * device's revocation. The caller calls this once per command, after the change that ended it
+   * committed (a compare-and-set on pending_approval, so only one process does).
+   */
+  async releasePlaces(places: readonly string[]): Promise<void> {
+    await Promise.all(places.map((place) => this.#counter.releasePlace(place)));
   }
 
   async #reserveAll(uses: readonly RateLimitUse[]): Promise<WindowReservation[]> {

@@ -5,6 +5,7 @@ import { MemoryKeyValueStore } from '../stores/kv/memory-key-value-store.js';
 import { createEmbeddedKeyValueStore, createRedisKeyValueStore } from '../stores/kv/redis-key-value-store.js';
 import { testKeyPrefix } from '../stores/redis-test-keys.js';
 import type { KeyValueStore } from '../stores/kv/kv-port.js';
+import { SdcError } from '../../core/errors/index.js';
 import { SlidingWindowCounter } from './window-counter.js';
 
 /**
@@ -89,6 +90,23 @@ for (const store of stores) {
       assert.equal(await second.count('a', 60_000), 1, 'still inside the window');
       clock.nowMs += 6_001 + 1_000;
       assert.equal(await second.count('a', 60_000), 0, 'gone once the window and its last bucket have passed');
+      await kv.close();
+    });
+
+    it('a place released by another counter later (a command that waited for approvals) leaves the bucket it was counted in; only bucket keys are taken', async () => {
+      const clock = new StepClock();
+      const kv = store.create(clock);
+      const time = { nowMs: () => clock.nowMs };
+      const first = new SlidingWindowCounter({ kv, clock: time, scope: 'policy-rate' });
+      const later = new SlidingWindowCounter({ kv, clock: time, scope: 'policy-rate' });
+      const kept = await first.reserve('a', 60_000);
+      clock.nowMs += 30_000;
+      assert.equal((await first.reserve('a', 60_000)).countBefore, 1);
+      await later.releasePlace(kept.place);
+      assert.equal(await later.count('a', 60_000), 1, 'the earlier bucket lost its count, the current one kept its own');
+      for (const bad of ['sdc:rl:login-source:0123456789abcdef:6000:1', 'cp-test:anything', `${kept.place}x`]) {
+        await assert.rejects(later.releasePlace(bad), (e) => SdcError.is(e, 'STORE_CORRUPT'), bad);
+      }
       await kv.close();
     });
   });

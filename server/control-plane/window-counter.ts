@@ -78,6 +78,12 @@ export interface WindowReservation {
   readonly countBefore: number;
   /** Takes this count back out of the bucket it went into (a refused command does not count). */
   release(): Promise<void>;
+  /**
+   * The bucket this count went into, for a release by another request or process
+   * (SlidingWindowCounter.releasePlace): a command waiting for approvals keeps its place in its
+   * stored row and gives it back when it ends without running.
+   */
+  readonly place: string;
 }
 
 export interface SlidingWindowCounterOptions {
@@ -108,10 +114,13 @@ const bucketMsMin = 100;
  */
 export class SlidingWindowCounter {
   readonly #o: SlidingWindowCounterOptions;
+  /** A bucket key of this counter (#keys): what releasePlace takes back from. */
+  readonly #placePattern: RegExp;
 
   constructor(options: SlidingWindowCounterOptions) {
     if (!/^[a-z][a-z0-9-]{0,31}$/.test(options.scope)) throw new SdcError('API_INTERNAL', `window counter scope ${options.scope} is not a short lowercase name`);
     this.#o = options;
+    this.#placePattern = new RegExp(`^sdc:rl:${options.scope}:[0-9a-f]{${subjectHashHexChars}}:[0-9]{1,15}:-?[0-9]{1,16}$`);
   }
 
   /** The count in the window ending now, without adding to it (the dry run). */
@@ -130,15 +139,30 @@ export class SlidingWindowCounter {
     let released = false;
     return {
       countBefore: Math.max(0, before + added - 1),
+      place: current,
       release: async () => {
         if (released) return;
         released = true;
-        const left = await this.#o.kv.incr(current, -1);
-        // Below zero: the bucket had expired (a release long after its reservation) and the
-        // decrement made a new key without a TTL; nobody counts in a bucket that old, so drop it.
-        if (left < 0) await this.#o.kv.del(current);
+        await this.#takeBack(current);
       },
     };
+  }
+
+  /**
+   * Takes one count back out of a bucket a reservation named (WindowReservation.place). Once per
+   * reservation: the caller makes sure of it (a compare-and-set on the command's state). A text
+   * that is not a bucket key of this counter is refused (STORE_CORRUPT: it came from a stored row).
+   */
+  async releasePlace(place: string): Promise<void> {
+    if (!this.#placePattern.test(place)) throw new SdcError('STORE_CORRUPT', `${place.slice(0, 100)} is not a ${this.#o.scope} window bucket`);
+    await this.#takeBack(place);
+  }
+
+  async #takeBack(key: string): Promise<void> {
+    const left = await this.#o.kv.incr(key, -1);
+    // Below zero: the bucket had expired (a release long after its reservation) and the
+    // decrement made a new key without a TTL; nobody counts in a bucket that old, so drop it.
+    if (left < 0) await this.#o.kv.del(key);
   }
 
   async #read(key: string): Promise<number> {

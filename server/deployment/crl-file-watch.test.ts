@@ -9,7 +9,7 @@ import { VirtualTime } from '../../core/time/virtual-time.js';
 import { createCrl, generateCrl, readVerifiedCrl, revokedSerialsOfCrl } from '../../trust/crl.js';
 import { MemoryRevocationStore } from '../../trust/revocation.js';
 import { makeTestPki, type TestPki } from '../../trust/test-fixtures.js';
-import { CrlFileWatch } from './crl-file-watch.js';
+import { CrlFileWatch, crlRecordCharsMax } from './crl-file-watch.js';
 
 describe('the gateway reads revocations from the CRL file', () => {
   let pki: TestPki;
@@ -52,6 +52,21 @@ describe('the gateway reads revocations from the CRL file', () => {
     assert.deepEqual([...watch.serials()], ['a1'], 'a CRL another CA signed is not believed');
     watch.stop();
     assert.equal(time.pendingTimers, 0);
+  });
+
+  it('refuses a file larger than the largest CRL our CA signs without reading it (TRUST_CRL_INVALID), keeping the last good set', async () => {
+    const path = join(dir, 'crl-huge.pem');
+    const time = new VirtualTime();
+    const lines: Array<{ code?: string; bytes?: number }> = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => { lines.push(JSON.parse(line) as { code?: string }); } });
+    const watch = new CrlFileWatch({ path, intermediateCaPem: pki.intermediate.certificate.toString('pem'), scheduler: time, clock: time, logger });
+    await writeFile(path, await crlPem(pki, ['c1']));
+    await watch.reload();
+    await writeFile(path, Buffer.alloc(crlRecordCharsMax + 1, 0x41));
+    await watch.reload();
+    assert.deepEqual([...watch.serials()], ['c1'], 'the last good set is kept');
+    assert.deepEqual([...watch.refusals()], [['TRUST_CRL_INVALID', 1]]);
+    assert.deepEqual(lines.map((line) => [line.code, line.bytes]), [['TRUST_CRL_INVALID', crlRecordCharsMax + 1]], 'refused by its size, before any parse');
   });
 
   it('refuses a CRL that names another issuer although our intermediate signed it', async () => {

@@ -212,6 +212,14 @@ export class CrlFileWatch {
     const { path, logger } = this.options;
     let pem: string;
     try {
+      // Not read past the largest CRL our CA signs (that of the revocation store's maximum entries):
+      // a file that size is no CRL of ours, and reading it whole at each reload could fill the heap.
+      const { size } = await stat(path);
+      if (size > crlRecordCharsMax) {
+        this.#count('TRUST_CRL_INVALID');
+        logger.error({ code: 'TRUST_CRL_INVALID', path, bytes: size, bytesMax: crlRecordCharsMax }, 'CRL file refused: larger than the largest CRL our CA signs, not read; keeping the last one');
+        return undefined;
+      }
       pem = await readFile(path, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') logger.warn({ err: error, path }, 'CRL file unreadable; keeping the last one');

@@ -765,8 +765,9 @@ export class CommandService {
       if (!(await this.#repository.apply(decision.effects.transaction, { alone: attempt > 0 }))) continue;
       // No read-back of the command: the consumer applies several events per command and uses only from/to.
       await this.#afterCommit(decision.effects.afterCommit);
-      // Expired, or rejected at its device's revocation, while it waited for approvals: it never ran.
-      if (decision.from === 'pending_approval' && decision.to !== 'queued') await this.givePendingPlacesBack(commandId, () => pendingApprovalOf(row));
+      // Rejected at its device's revocation while it waited for approvals: it never ran. Not on
+      // expiry: the requester chose the TTL (givePendingPlacesBack says why).
+      if (decision.from === 'pending_approval' && decision.to === 'rejected') await this.givePendingPlacesBack(commandId, () => pendingApprovalOf(row));
       if (row !== undefined && !isTerminal(commandTable, decision.from) && isTerminal(commandTable, decision.to)) {
         this.#options.onFinished?.({ opcode: row.opcode, state: decision.to, latencyMs: Math.max(0, atMs - Number(row.created_at)) });
       }
@@ -778,9 +779,10 @@ export class CommandService {
   /**
    * Gives back the rate-limit places a command that waited for approvals kept
    * (PendingApproval.admission.rate_places), once it ended without running: rejected by an
-   * approver (ApprovalService), expired, or rejected at its device's revocation (transition). Not
-   * for a requester's own cancel: the place stays until its window passes, or a requester could
-   * ask, cancel and ask again without bound, each request in the approvers' inbox. Called once per
+   * approver (ApprovalService) or at its device's revocation (transition). Not for a requester's
+   * own cancel, nor for its expiry (the requester chooses `ttl_ms`, as low as 1): the place stays
+   * until its window passes, or a requester could ask, cancel or let expire, and ask again without
+   * bound, each request in the approvers' inbox and the audit. Called once per
    * command, by the process whose compare-and-set on pending_approval ended it. Never throws: a
    * failure is logged and the places lapse with their window (erring towards refusing).
    */

@@ -13,8 +13,9 @@ import { addAndLogIn, apiCaller, makeHarness, personMaker, refusalCodeOf, storeP
  * Review h1, finding 3: a command's rate-limit places (policy `rateLimit`, reserved at admission)
  * count only commands that were stored and could run. Given back: a create that stored nothing
  * (it lost its Idempotency-Key's race and is answered with the winner's command, or the store
- * failed), and a command that waited for approvals and ended without running (an approver's
- * rejection, expiry). Kept: a requester's own cancel (CommandService.givePendingPlacesBack says why).
+ * failed), and a command that waited for approvals and was rejected without running (by an
+ * approver, or at its device's revocation). Kept: a requester's own cancel, and an expiry (the
+ * requester chooses the TTL; CommandService.givePendingPlacesBack says why).
  * Through the HTTP API and the service on both store pairs (sql.js + memory kv; MySQL + Redis).
  */
 
@@ -113,19 +114,24 @@ function suite(pair: StorePair): void {
       assert.equal(await refusalCodeOf(ping(unlucky)), 'COMMAND_RATE_LIMITED');
     });
 
-    it('a command waiting for approvals holds its place; rejected by an approver or expired, it gives it back', async () => {
+    it('a command waiting for approvals holds its place; rejected by an approver, it gives it back', async () => {
       const waiting = await pending(rejected);
       assert.equal((await lock(rejected)).json().error?.code, 'COMMAND_RATE_LIMITED', 'held while it waits');
       const refused = await reject(adm, waiting);
       assert.equal(refused.json().command?.state, 'rejected', refused.text);
       await pending(rejected);
+      assert.equal((await lock(rejected)).json().error?.code, 'COMMAND_RATE_LIMITED');
+    });
 
-      const stale = await pending(expired, 60_000);
-      h.clock.advance(60_001);
-      assert.ok(await h.cp.commands.expireDue() >= 1);
-      assert.equal((await h.cp.commands.get(stale.id)).state, 'expired');
-      await pending(expired);
-      assert.equal((await lock(expired)).json().error?.code, 'COMMAND_RATE_LIMITED');
+    it('an expired request keeps its place: asking with ttl_ms 1 and letting it expire, again and again, puts one request in the inbox (review h9, finding 1)', async () => {
+      const states: string[] = [];
+      for (let round = 0; round < 20; round += 1) {
+        const asked = await lock(expired, 1);
+        states.push(asked.json().state ?? asked.json().error?.code);
+        h.clock.advance(5_000);
+        await h.cp.commands.expireDue();
+      }
+      assert.deepEqual(states, ['pending_approval', ...Array.from({ length: 19 }, () => 'COMMAND_RATE_LIMITED')], 'a limit of 1 an hour: 1 created in 100 s');
     });
 
     it('a requester\'s own cancel keeps the place until its window passes (asking and cancelling again is bounded)', async () => {

@@ -266,7 +266,18 @@ export class EmbeddedBlobStore implements BlobStore {
     return join(this.#options.directory, `${createHash('sha256').update(key, 'utf8').digest('hex')}.${extension}`);
   }
 
-  async put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: PutOptions): Promise<BlobInfo & { sha256: string }> {
+  put(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: PutOptions): Promise<BlobInfo & { sha256: string }> {
+    return this.#write(key, body, options, undefined);
+  }
+
+  /**
+   * `urlExpiresAtMs`: a presigned PUT's URL expiry. The URL is checked when the request starts, but
+   * the body may arrive for minutes after (Node's requestTimeout, 300 s by default, is the only
+   * bound): a write that ends at or after the expiry keeps nothing (OTA_UPLOAD_URL_EXPIRED), since
+   * the release uploads sweep deletes a pending object only once, some minutes after its URL expired,
+   * and an object renamed into place after that would never be deleted.
+   */
+  async #write(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: PutOptions, urlExpiresAtMs: number | undefined): Promise<BlobInfo & { sha256: string }> {
     checkKey(key);
     await mkdir(this.#options.directory, { recursive: true, mode: 0o700 });
     const temporary = join(this.#options.directory, `.put-${randomBytes(8).toString('hex')}.tmp`);
@@ -285,6 +296,11 @@ export class EmbeddedBlobStore implements BlobStore {
         await handle.sync();
       } finally {
         await handle.close();
+      }
+      // Checked last, after the sync, so that only a rename and a metadata write come after it.
+      if (urlExpiresAtMs !== undefined && this.#options.clock.nowMs() >= urlExpiresAtMs) {
+        throw new SdcError('OTA_UPLOAD_URL_EXPIRED', `the presigned URL expired at ${new Date(urlExpiresAtMs).toISOString()}, before the whole body had arrived: nothing was kept; ask for a new URL and PUT again`,
+          { expiresAtMs: urlExpiresAtMs });
       }
       const meta: ObjectMeta = { key, length, sha256: hash.digest('hex') };
       // Metadata first, then the object: a crash between the two leaves the old object with
@@ -346,7 +362,9 @@ export class EmbeddedBlobStore implements BlobStore {
       if (!response.headersSent) {
         const tooLarge = error instanceof SdcError && error.code === 'OTA_UPLOAD_TOO_LARGE';
         const incomplete = error instanceof SdcError && error.code === 'OTA_UPLOAD_DIGEST_MISMATCH';
-        if (tooLarge) sendError(response, 400, 'EntityTooLarge', error.message);
+        const expired = error instanceof SdcError && error.code === 'OTA_UPLOAD_URL_EXPIRED';
+        if (expired) sendError(response, 403, 'AccessDenied', `Request has expired: ${error.message}`);
+        else if (tooLarge) sendError(response, 400, 'EntityTooLarge', error.message);
         else if (incomplete) sendError(response, 400, 'IncompleteBody', error.message);
         else sendError(response, 500, 'InternalError', 'the object could not be read or written');
       } else {
@@ -382,7 +400,7 @@ export class EmbeddedBlobStore implements BlobStore {
       // A body that ends before its Content-Length (the connection closed early) keeps nothing; a
       // longer one cannot be sent (the HTTP parser stops at Content-Length), and a Content-Length
       // other than a presigned PUT's signed one fails the signature above.
-      const stored = await this.put(key, request, { bytesMax: this.#options.putBytesMax, ...(Number.isSafeInteger(declared) ? { lengthExact: declared } : {}) });
+      const stored = await this.#write(key, request, { bytesMax: this.#options.putBytesMax, ...(Number.isSafeInteger(declared) ? { lengthExact: declared } : {}) }, outcome.expiresAtMs);
       response.writeHead(200, { etag: stored.etag, 'content-length': '0' }).end();
       return;
     }

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { readdir, stat } from 'node:fs/promises';
+import { request } from 'node:http';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { storePairs, type Harness } from '../control-plane/test-support.js';
 import { s3, type BlobFixture } from './blob-store-test-support.js';
@@ -12,8 +15,11 @@ import { makeOtaHarness } from './test-support.js';
  * presigned PUT"): a release holds at most uploadUrlsPerReleaseMax URLs for distinct declared
  * artifacts, all releases together uploadUrlsMax (OTA_UPLOAD_URLS_LIMIT); each pending object is
  * recorded in SQL (migration 027) and deleted once its URL has expired, whether the upload was
- * completed or abandoned, including an object a late PUT wrote again after completion. On the
- * embedded store (through the control plane's HTTP app) and on S3 (s3rver), on both store pairs.
+ * completed or abandoned, including an object a late PUT wrote again after completion. One
+ * operator holds at most uploadUrlsPerActorMax of the total. A sweep pass skips a row asked for
+ * again after it read it; on the embedded store a PUT whose body ends after its URL expired keeps
+ * nothing. On the embedded store (through the control plane's HTTP app) and on S3 (s3rver), on
+ * both store pairs.
  */
 const urlSeconds = 300;
 const pastExpiryMs = urlSeconds * 1000 + releaseLimits.uploadSweepGraceMs + 1;
@@ -64,12 +70,19 @@ for (const [storeName, openFixture] of stores) {
         h.clock.advance(ms);
         operator = (await h.cp.auth.login('olga', 'operator password')).token;
       };
-      const call = async (url: string, body: object) => {
-        const answer = await h.cp.app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${operator}` }, payload: body });
+      /** A token for another operator (made on first use), logged in now. */
+      const operators = new Set<string>();
+      const loginAs = async (name: string) => {
+        if (!operators.has(name)) await h.cp.auth.users.add({ name, role: 'operator', password: 'operator password', nowMs: h.clock.nowMs() });
+        operators.add(name);
+        return (await h.cp.auth.login(name, 'operator password')).token;
+      };
+      const call = async (url: string, body: object, token = operator) => {
+        const answer = await h.cp.app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${token}` }, payload: body });
         return { status: answer.statusCode, json: answer.json() as Json, text: answer.body, retryAfter: answer.headers['retry-after'] };
       };
       const create = async (id: string) => assert.equal((await call('/v1/releases', createBody(id))).status, 201);
-      const presign = (id: string, declared: { sha256: string; length: number }) => call(`/v1/releases/${id}/artifact-upload-url`, { ...declared, expires_in_seconds: urlSeconds });
+      const presign = (id: string, declared: { sha256: string; length: number }, token = operator) => call(`/v1/releases/${id}/artifact-upload-url`, { ...declared, expires_in_seconds: urlSeconds }, token);
       const put = async (url: string, bytes: ReturnType<typeof artifactOf>) => fetch(url, { method: 'PUT', body: bytes, headers: { 'content-length': String(bytes.length) } });
       const stored = async (key: string) => (await h.cp.blobStore.head(key)) !== undefined;
       const rows = async () => Number((await h.db.query<{ n: number }>('SELECT COUNT(*) AS n FROM ota_release_uploads'))[0]?.n);
@@ -138,9 +151,11 @@ for (const [storeName, openFixture] of stores) {
         const perRelease = releaseLimits.uploadUrlsPerReleaseMax;
         const releases = Math.ceil(releaseLimits.uploadUrlsMax / perRelease) + 1;
         const answers: Array<Awaited<ReturnType<typeof presign>>> = [];
+        // One operator per release, each under the operator's cap.
         for (let r = 0; r < releases; r += 1) {
           await create(`all-${r}`);
-          for (let n = 0; n < perRelease; n += 1) answers.push(await presign(`all-${r}`, declaredOf(artifactOf(200 + n))));
+          const token = await loginAs(`all-operator-${r}`);
+          for (let n = 0; n < perRelease; n += 1) answers.push(await presign(`all-${r}`, declaredOf(artifactOf(200 + n)), token));
         }
         assert.equal(answers.filter((answer) => answer.status === 200).length, releaseLimits.uploadUrlsMax);
         const refused = answers.filter((answer) => answer.status !== 200);
@@ -152,11 +167,113 @@ for (const [storeName, openFixture] of stores) {
         }
         // The next presign sweeps first: once the URLs have expired, places are free without waiting for the periodic pass.
         await advance(pastExpiryMs);
-        assert.equal((await presign(`all-${releases - 1}`, declaredOf(artifactOf(300)))).status, 200);
+        assert.equal((await presign(`all-${releases - 1}`, declaredOf(artifactOf(300)), await loginAs(`all-operator-${releases - 1}`))).status, 200);
         assert.equal(await rows(), 1);
         await advance(pastExpiryMs);
         assert.equal(await h.ota.releases.sweepExpiredUploads(), 1);
       });
+
+      it('one operator holds at most uploadUrlsPerActorMax URLs; another can still presign', async () => {
+        const perRelease = releaseLimits.uploadUrlsPerReleaseMax;
+        const releases = releaseLimits.uploadUrlsPerActorMax / perRelease;
+        for (let r = 0; r <= releases; r += 1) await create(`actor-${r}`);
+        for (let r = 0; r < releases; r += 1) {
+          for (let n = 0; n < perRelease; n += 1) assert.equal((await presign(`actor-${r}`, declaredOf(artifactOf(600 + n)))).status, 200);
+        }
+        const refused = await presign(`actor-${releases}`, declaredOf(artifactOf(600)));
+        assert.equal(refused.status, 429);
+        assert.equal(refused.json.error.code, 'OTA_UPLOAD_URLS_LIMIT');
+        assert.match(refused.json.error.message, new RegExp(`^olga holds ${releaseLimits.uploadUrlsPerActorMax} upload URLs, the most one operator may hold \\(${releaseLimits.uploadUrlsPerActorMax}\\)`));
+        assert.equal(refused.retryAfter, String(Math.ceil((pastExpiryMs - 1) / 1000)));
+        // Asking again for an artifact olga holds takes no new place.
+        assert.equal((await presign('actor-0', declaredOf(artifactOf(600)))).status, 200);
+        assert.equal((await presign(`actor-${releases}`, declaredOf(artifactOf(600)), await loginAs('oskar'))).status, 200);
+        assert.equal(await rows(), releaseLimits.uploadUrlsPerActorMax + 1);
+        await advance(pastExpiryMs);
+        assert.equal(await h.ota.releases.sweepExpiredUploads(), releaseLimits.uploadUrlsPerActorMax + 1);
+      });
+
+      it('a sweep pass leaves a row asked for again after it read the row, and the fresh upload with it', async () => {
+        await create('race-1');
+        const bytes = artifactOf(700);
+        const declared = declaredOf(bytes);
+        assert.equal((await put((await presign('race-1', declared)).json.url, bytes)).status, 200);
+        await advance(pastExpiryMs);
+        // Between this pass's read of the due rows and its deletions, the same artifact is asked
+        // for again (that presign's own sweep pass, a concurrent pass, removes the stale object and
+        // row first) and PUT: the fresh object is what this pass would delete.
+        const db = h.db as { query: typeof h.db.query };
+        const query = db.query;
+        let interleaved = false;
+        db.query = async <T>(sql: string, params?: Parameters<typeof query>[1]) => {
+          const answer = await query.call(h.db, sql, params) as T[];
+          if (!interleaved && sql.startsWith('SELECT release_id, artifact_sha256, artifact_length, expires_at FROM ota_release_uploads WHERE expires_at <=')) {
+            interleaved = true;
+            const again = await presign('race-1', declared);
+            assert.equal(again.status, 200, again.text);
+            assert.equal((await put(again.json.url, bytes)).status, 200);
+          }
+          return answer;
+        };
+        try {
+          await h.ota.releases.sweepExpiredUploads();
+        } finally {
+          db.query = query;
+        }
+        assert.ok(interleaved);
+        assert.ok(await stored(pendingKey('race-1', declared)), 'the fresh upload is kept');
+        assert.equal(await rows(), 1);
+        const done = await call('/v1/releases/race-1/artifact-upload-complete', declared);
+        assert.equal(done.status, 200, done.text);
+        assert.equal(done.json.state, 'verified');
+        await advance(pastExpiryMs);
+        assert.equal(await h.ota.releases.sweepExpiredUploads(), 1);
+        assert.equal(await rows(), 0);
+      });
+
+      if (storeName === 'embedded') {
+        // Only the embedded store: s3rver checks no URLs (S3 checks expiry when a request starts;
+        // docs/ota.md names the lifecycle rule that removes what a slow PUT leaves there).
+        it('a PUT whose body ends after its URL expired (and after the sweep) keeps nothing', async () => {
+          await create('slow-1');
+          const bytes = artifactOf(800);
+          const declared = declaredOf(bytes);
+          const url = (await presign('slow-1', declared)).json.url as string;
+          let finish: () => void = () => undefined;
+          const answer = new Promise<{ status: number | undefined; body: string }>((resolve, reject) => {
+            const sending = request(url, { method: 'PUT', headers: { 'content-length': String(bytes.length) } }, (response) => {
+              let body = '';
+              response.on('data', (chunk: Buffer) => { body += chunk.toString('utf8'); });
+              response.on('end', () => resolve({ status: response.statusCode, body }));
+            });
+            sending.on('error', reject);
+            sending.write(bytes.subarray(0, 100));
+            finish = () => sending.end(bytes.subarray(100));
+          });
+          // The URL was checked (valid) once the store writes the first bytes to its temporary file.
+          const blobs = join(h.dir, 'blobs');
+          const started = async () => {
+            for (const name of (await readdir(blobs)).filter((file) => file.startsWith('.put-'))) {
+              if ((await stat(join(blobs, name)).catch(() => ({ size: 0 }))).size >= 100) return true;
+            }
+            return false;
+          };
+          for (let tries = 0; !(await started()); tries += 1) {
+            assert.ok(tries < 6_000, 'the PUT never reached the store');
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+          await advance(pastExpiryMs);
+          assert.equal(await h.ota.releases.sweepExpiredUploads(), 1);
+          finish();
+          const refused = await answer;
+          assert.equal(refused.status, 403);
+          assert.match(refused.body, /<Code>AccessDenied<\/Code>/);
+          assert.match(refused.body, /Request has expired: the presigned URL expired at .* nothing was kept/);
+          assert.equal(await stored(pendingKey('slow-1', declared)), false);
+          assert.equal(await rows(), 0);
+          assert.deepEqual((await readdir(blobs)).filter((file) => file.startsWith('.put-')), [], 'no temporary file left');
+        });
+      }
 
       it('the control plane runs the sweep as one of its periodic passes', async () => {
         await create('start-1');

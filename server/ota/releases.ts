@@ -42,6 +42,11 @@ export const releaseLimits = {
    * within a URL's lifetime are plenty; asking again for the same artifact takes no new one.
    */
   uploadUrlsPerReleaseMax: 4,
+  /**
+   * The same for one operator over every release (the `created_by` of the rows), so that one
+   * operator cannot take every place of uploadUrlsMax: two releases' worth, and four operators fill it.
+   */
+  uploadUrlsPerActorMax: 8,
   /** The same over every release: otherwise creating releases would raise the total without end (32 × 256 MiB = 8 GiB at most). */
   uploadUrlsMax: 32,
   /**
@@ -51,6 +56,11 @@ export const releaseLimits = {
   uploadSweepGraceMs: 5 * 60_000,
   /** Pending upload objects deleted per sweep pass (more than uploadUrlsMax: one pass clears them all). */
   uploadSweepBatchMax: 64,
+  /**
+   * How long a sweep pass holds a due row it claimed (by moving its expiry) while it deletes the
+   * object: another pass skips it meanwhile, and takes it again after this if the first one died.
+   */
+  uploadSweepClaimMs: 60_000,
 } as const;
 
 const artifactNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -218,22 +228,32 @@ export class ReleaseService {
    * The periodic pass (and the first step of every presign): deletes each pending upload object
    * whose URL expired uploadSweepGraceMs ago, then its row. Completed or not: completion deletes
    * the object, but a PUT to the still valid URL writes it again, and only now can none follow.
-   * The row goes only if the same upload was not asked for again meanwhile (its expiry unchanged).
-   * Returns how many were deleted; a failed deletion keeps its row for the next pass.
+   * Each row is claimed before its object is deleted (its expiry moved, on the value read): a row
+   * asked for again since it was read (a fresh URL, perhaps a fresh upload already PUT) or claimed
+   * by another pass is left alone. The row goes only if its expiry is still the claim's.
+   * Returns how many were deleted; a failed deletion keeps its row, due again after the claim.
    */
   async sweepExpiredUploads(): Promise<number> {
     const pending = this.#artifacts.pendingUploads;
     if (pending === undefined) return 0;
+    const nowMs = this.#ctx.clock.nowMs();
     const due = await this.#ctx.db.query<PendingUploadRow>(
       'SELECT release_id, artifact_sha256, artifact_length, expires_at FROM ota_release_uploads WHERE expires_at <= ? ORDER BY expires_at LIMIT ?',
-      [this.#ctx.clock.nowMs() - releaseLimits.uploadSweepGraceMs, releaseLimits.uploadSweepBatchMax]);
+      [nowMs - releaseLimits.uploadSweepGraceMs, releaseLimits.uploadSweepBatchMax]);
+    // Due again uploadSweepClaimMs from now; still in the past (the claim is shorter than the
+    // grace), so a presign of the same artifact meanwhile always moves it (to its new URL's expiry).
+    const claimedExpiresAtMs = nowMs - releaseLimits.uploadSweepGraceMs + releaseLimits.uploadSweepClaimMs;
     let deleted = 0;
     let failure: unknown;
     for (const row of due) {
+      const key = [row.release_id, row.artifact_sha256, Number(row.artifact_length)];
       try {
+        const claim = await this.#ctx.db.execute('UPDATE ota_release_uploads SET expires_at = ? WHERE release_id = ? AND artifact_sha256 = ? AND artifact_length = ? AND expires_at = ?',
+          [claimedExpiresAtMs, ...key, Number(row.expires_at)]);
+        if (claim.changes !== 1) continue;
         await pending.delete(pendingUploadName(row.release_id, { sha256: row.artifact_sha256, length: Number(row.artifact_length) }));
         await this.#ctx.db.execute('DELETE FROM ota_release_uploads WHERE release_id = ? AND artifact_sha256 = ? AND artifact_length = ? AND expires_at = ?',
-          [row.release_id, row.artifact_sha256, Number(row.artifact_length), Number(row.expires_at)]);
+          [...key, claimedExpiresAtMs]);
         deleted += 1;
       } catch (error) {
         failure ??= error;
@@ -245,9 +265,10 @@ export class ReleaseService {
 
   /**
    * Inside the presign's transaction, with the release row locked (so one release's count is
-   * exact across control planes; the total can pass its cap by one per control plane presigning
-   * at the same instant): the same declared artifact again only extends its row's expiry, a new
-   * one needs a free place under both caps (OTA_UPLOAD_URLS_LIMIT, with when the first one frees).
+   * exact across control planes; an operator's and the total can pass their caps by one per
+   * control plane presigning at the same instant): the same declared artifact again only extends
+   * its row's expiry, a new one needs a free place under the release's, the operator's and the
+   * total cap (OTA_UPLOAD_URLS_LIMIT, with when the first one frees).
    */
   async #recordPendingUpload(tx: SqlExecutor, id: string, declared: { sha256: string; length: number }, expiresAtMs: number, actor: string): Promise<void> {
     const held = await tx.query<PendingUploadRow>(
@@ -261,6 +282,11 @@ export class ReleaseService {
     const perRelease = releaseLimits.uploadUrlsPerReleaseMax;
     const nowMs = this.#ctx.clock.nowMs();
     if (held.length >= perRelease) throw uploadUrlsLimit(`release ${id} holds ${held.length} upload URLs, the most one release may hold`, 'release', perRelease, held, nowMs);
+    const [mine] = await tx.query<{ n: number; first: number | null }>('SELECT COUNT(*) AS n, MIN(expires_at) AS first FROM ota_release_uploads WHERE created_by = ?', [actor]);
+    const perActor = releaseLimits.uploadUrlsPerActorMax;
+    if (Number(mine?.n ?? 0) >= perActor) {
+      throw uploadUrlsLimit(`${actor} holds ${Number(mine?.n)} upload URLs, the most one operator may hold`, 'actor', perActor, [{ expires_at: Number(mine?.first) }], nowMs);
+    }
     const [all] = await tx.query<{ n: number; first: number | null }>('SELECT COUNT(*) AS n, MIN(expires_at) AS first FROM ota_release_uploads');
     const total = Number(all?.n ?? 0);
     if (total >= releaseLimits.uploadUrlsMax) {
@@ -537,7 +563,7 @@ function checkDeclared(declared: { sha256: string; length: number }, bytesMax: n
 interface PendingUploadRow { release_id: string; artifact_sha256: string; artifact_length: number; expires_at: number }
 
 /** OTA_UPLOAD_URLS_LIMIT: the earliest held URL's object is swept and its place freed at `retryAtMs` (the answer's Retry-After). */
-function uploadUrlsLimit(why: string, scope: 'release' | 'all', max: number, held: ReadonlyArray<{ expires_at: number }>, nowMs: number): SdcError {
+function uploadUrlsLimit(why: string, scope: 'release' | 'actor' | 'all', max: number, held: ReadonlyArray<{ expires_at: number }>, nowMs: number): SdcError {
   const retryAtMs = Math.min(...held.map((row) => Number(row.expires_at))) + releaseLimits.uploadSweepGraceMs;
   return new SdcError('OTA_UPLOAD_URLS_LIMIT',
     `${why} (${max}); each place frees ${releaseLimits.uploadSweepGraceMs / 60_000} minutes after its URL expires: retry after ${new Date(retryAtMs).toISOString()}`,

@@ -7,12 +7,13 @@ import { systemRandom } from '../runtime/system.js';
 import { EnrollmentService } from './enrollment.js';
 import {
   createPairingToken, createPairingTokens, deviceIdsFromPrefix, hashPairingToken, JsonFilePairingTokenStore, MemoryPairingTokenStore,
-  pairingRecordRetentionMs, pairingTokensPerBatchMax, type PairingTokenStore,
+  pairingRecordRetentionMs, pairingTokensPerBatchMax, type PairingConsumeResult, type PairingTokenStore,
 } from './pairing-tokens.js';
 import { codeOf, fixedNow, makeCsrPem, makeTestPki, withTempDir, type TestPki } from './test-fixtures.js';
 import { verifyDeviceCertificate } from './verify-device-certificate.js';
 
 const minuteMs = 60_000;
+const usedAtOf = (result: PairingConsumeResult) => (result.outcome === 'unknown' ? undefined : result.record.usedAtMs);
 
 function enrollmentContract(name: string, makeStore: (dir: string) => PairingTokenStore): void {
   describe(`enrollment with ${name} pairing tokens`, () => {
@@ -50,12 +51,28 @@ function enrollmentContract(name: string, makeStore: (dir: string) => PairingTok
       });
     });
 
-    it('refuses a token bound to another device, and burns it', async () => {
+    it('refuses a token bound to another device without spending it: its own device still enrolls with it (review h9, finding 4)', async () => {
       await withTempDir(async (dir) => {
         const { store, service } = await setup(dir);
         const { token } = await createPairingToken({ store, deviceId: 'dev-1', now: fixedNow, random: systemRandom });
         assert.equal(await codeOf(service.enroll({ token, deviceId: 'dev-2', csrPem: await makeCsrPem('dev-2'), now: fixedNow })), 'TRUST_PAIRING_DEVICE_MISMATCH');
-        assert.equal(await codeOf(service.enroll({ token, deviceId: 'dev-1', csrPem: await makeCsrPem('dev-1'), now: fixedNow })), 'TRUST_PAIRING_TOKEN_USED');
+        assert.equal(await codeOf(service.enroll({ token, deviceId: 'dev-2', csrPem: await makeCsrPem('dev-2'), now: fixedNow })), 'TRUST_PAIRING_DEVICE_MISMATCH', 'told the same again');
+        assert.equal((await service.enroll({ token, deviceId: 'dev-1', csrPem: await makeCsrPem('dev-1'), now: fixedNow })).chainPems.length, 2);
+        assert.equal(await codeOf(service.enroll({ token, deviceId: 'dev-2', csrPem: await makeCsrPem('dev-2'), now: fixedNow })), 'TRUST_PAIRING_TOKEN_USED', 'used is told before another device\'s');
+      });
+    });
+
+    it('an expired token is told expired each time, and not marked used', async () => {
+      await withTempDir(async (dir) => {
+        const { store } = await setup(dir);
+        const { token } = await createPairingToken({ store, deviceId: 'dev-1', now: fixedNow, random: systemRandom, ttlMs: minuteMs });
+        const hash = hashPairingToken(token);
+        const late = new Date(fixedNow.getTime() + minuteMs);
+        for (const deviceId of ['dev-1', 'dev-2', 'dev-1']) {
+          const result = await store.consume(hash, { deviceId, now: late });
+          assert.equal(result.outcome, 'expired', deviceId);
+          assert.equal(usedAtOf(result), null);
+        }
       });
     });
 
@@ -77,8 +94,12 @@ function enrollmentContract(name: string, makeStore: (dir: string) => PairingTok
         const store = makeStore(dir);
         const { token } = await createPairingToken({ store, deviceId: 'dev-1', now: fixedNow, random: systemRandom });
         const hash = hashPairingToken(token);
-        const outcomes = await Promise.all([store.consume(hash, fixedNow), store.consume(hash, fixedNow), store.consume(hash, fixedNow)]);
-        assert.deepEqual(outcomes.map((o) => o.outcome).sort(), ['already-used', 'already-used', 'consumed']);
+        const claim = { deviceId: 'dev-1', now: fixedNow };
+        const wrong = { deviceId: 'dev-2', now: fixedNow };
+        const outcomes = await Promise.all([store.consume(hash, claim), store.consume(hash, wrong), store.consume(hash, claim), store.consume(hash, claim)]);
+        // The wrong device's claim is told 'other-device' or, after the winner, 'already-used'; never consumed.
+        assert.ok(['other-device', 'already-used'].includes(outcomes[1]!.outcome), outcomes[1]!.outcome);
+        assert.deepEqual([outcomes[0], outcomes[2], outcomes[3]].map((o) => o!.outcome).sort(), ['already-used', 'already-used', 'consumed']);
       });
     });
   });
@@ -116,10 +137,9 @@ describe('pairing token stores', () => {
     ] as const) {
       await withTempDir(async (dir) => {
         const store: PairingTokenStore = makeStore(dir);
-        const hashes = (await createPairingTokens({ store, deviceIds: ['d-1', 'd-2', 'd-3'], now: fixedNow, random: systemRandom }))
-          .map((c) => hashPairingToken(c.token));
+        const created = await createPairingTokens({ store, deviceIds: ['d-1', 'd-2', 'd-3'], now: fixedNow, random: systemRandom });
         // Before the fix every record counted until a day after expiry, so a fleet enrolling in a row filled the store.
-        for (const hash of hashes) assert.equal((await store.consume(hash, fixedNow)).outcome, 'consumed', name);
+        for (const c of created) assert.equal((await store.consume(hashPairingToken(c.token), { deviceId: c.deviceId, now: fixedNow })).outcome, 'consumed', name);
         await createPairingTokens({ store, deviceIds: ['d-4', 'd-5', 'd-6'], now: fixedNow, random: systemRandom });
         const refusal = await createPairingToken({ store, deviceId: 'd-7', now: fixedNow, random: systemRandom }).then(() => undefined, (e: unknown) => e);
         assert.ok(SdcError.is(refusal, 'TRUST_PAIRING_CAPACITY'), `${name}: ${String(refusal)}`);
@@ -140,19 +160,19 @@ describe('pairing token stores', () => {
     const fit = await batch(['b-1', 'b-2'], 0);
     assert.deepEqual(fit.map((c) => c.deviceId), ['b-1', 'b-2'], 'the refused batch left nothing behind: b-1 and b-2 fit');
     // Spend every token, then three more full batches: 16 spent records for a table of 2 x 4.
-    const spent: string[] = [];
-    const spend = async (created: Array<{ token: string }>, minute: number) => {
+    const spent: Array<{ hash: string; deviceId: string }> = [];
+    const spend = async (created: Array<{ token: string; deviceId: string }>, minute: number) => {
       for (const c of created) {
-        spent.push(hashPairingToken(c.token));
-        assert.equal((await store.consume(spent.at(-1)!, new Date(fixedNow.getTime() + minute * minuteMs))).outcome, 'consumed');
+        spent.push({ hash: hashPairingToken(c.token), deviceId: c.deviceId });
+        assert.equal((await store.consume(spent.at(-1)!.hash, { deviceId: c.deviceId, now: new Date(fixedNow.getTime() + minute * minuteMs) })).outcome, 'consumed');
       }
     };
     await spend([...first, ...fit], 0);
     for (let minute = 1; minute <= 3; minute++) await spend(await batch(['c-1', 'c-2', 'c-3', 'c-4'].map((d) => `${d}-${minute}`), minute), minute);
     assert.equal(spent.length, 16);
     // The oldest spent records were forgotten ("unknown"); the newest still answer "used".
-    assert.equal((await store.consume(spent[0]!, fixedNow)).outcome, 'unknown');
-    assert.equal((await store.consume(spent.at(-1)!, fixedNow)).outcome, 'already-used');
+    assert.equal((await store.consume(spent[0]!.hash, { deviceId: spent[0]!.deviceId, now: fixedNow })).outcome, 'unknown');
+    assert.equal((await store.consume(spent.at(-1)!.hash, { deviceId: spent.at(-1)!.deviceId, now: fixedNow })).outcome, 'already-used');
   });
 
   it('a batch refuses a device id twice, an empty or oversized list, and an invalid id', async () => {

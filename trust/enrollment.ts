@@ -35,9 +35,11 @@ export class EnrollmentService {
 
   /**
    * Everything that can be checked without side effects (token syntax, device id, CSR) is checked
-   * before the token is consumed, so a malformed request does not burn a good token. A token
-   * presented for the wrong device *is* burned: its holder is not who the operator paired, or
-   * made a mistake; either way a fresh token is cheap and a leaked one must not stay usable.
+   * before the token is consumed, so a malformed request does not burn a good token. Nor does a
+   * token presented for the wrong device: the store consumes it only for its own device, unused
+   * and unexpired, in one step (PairingTokenStore.consume), so an installer who mistypes the
+   * device id can try again with the same token (review h9, finding 4). A leaked token stays
+   * bounded by its expiry, and guesses at its device id by the enrollment limits per address.
    */
   async enroll(options: EnrollOptions): Promise<EnrollmentResult> {
     const tokenHashHex = hashPairingToken(options.token);
@@ -46,13 +48,13 @@ export class EnrollmentService {
     if (csr.commonName !== deviceId) {
       throw new SdcError('TRUST_CSR_SUBJECT_MISMATCH', `CSR CN '${csr.commonName}' is not the device id '${deviceId}'`, { deviceId });
     }
-    const result = await this.#tokens.consume(tokenHashHex, options.now);
+    const result = await this.#tokens.consume(tokenHashHex, { deviceId, now: options.now });
     if (result.outcome === 'unknown') throw new SdcError('TRUST_PAIRING_TOKEN_INVALID', 'pairing token is unknown');
     if (result.outcome === 'already-used') throw new SdcError('TRUST_PAIRING_TOKEN_USED', 'pairing token was already used');
-    if (options.now.getTime() >= result.record.expiresAtMs) {
+    if (result.outcome === 'expired') {
       throw new SdcError('TRUST_PAIRING_TOKEN_EXPIRED', `pairing token expired at ${new Date(result.record.expiresAtMs).toISOString()}`);
     }
-    if (result.record.deviceId !== deviceId) {
+    if (result.outcome === 'other-device') {
       throw new SdcError('TRUST_PAIRING_DEVICE_MISMATCH', 'pairing token was created for a different device id', { deviceId });
     }
     // The CSR parsed and verified above, not again: ASN.1 decoding and the key import are a large part of an enrollment's CPU.

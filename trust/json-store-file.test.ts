@@ -11,7 +11,7 @@ import { fixedNow, withTempDir } from './test-fixtures.js';
 const corruptFiles = ['nope', '', 'null', '[]', '"text"', '{"version":2,"records":[],"entries":[],"lastCrlNumber":"0"}', '{"records":[],"entries":[]}'];
 
 const stores = {
-  'pairing tokens': async (path: string) => new JsonFilePairingTokenStore(path).consume('0'.repeat(64), fixedNow),
+  'pairing tokens': async (path: string) => new JsonFilePairingTokenStore(path).consume('0'.repeat(64), { deviceId: 'dev-1', now: fixedNow }),
   revocations: async (path: string) => (await JsonFileRevocationStore.open(path)).list(),
 };
 

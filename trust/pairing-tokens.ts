@@ -44,18 +44,38 @@ export interface PairingTokenRecord {
   readonly usedAtMs: number | null;
 }
 
+/** Why a known token cannot be used for a claim, in the order they are told: used, expired, another device's. */
+export type PairingRefusal = 'already-used' | 'expired' | 'other-device';
+
 export type PairingConsumeResult =
   | { readonly outcome: 'unknown' }
   | { readonly outcome: 'consumed'; readonly record: PairingTokenRecord }
-  | { readonly outcome: 'already-used'; readonly record: PairingTokenRecord };
+  | { readonly outcome: PairingRefusal; readonly record: PairingTokenRecord };
+
+/** Who presents a token, and when: a token is consumed only by its own device, unused and unexpired. */
+export interface PairingClaim {
+  readonly deviceId: string;
+  readonly now: Date;
+}
 
 /**
  * Storage port. `createBatch` stores all of its records or none (a refusal leaves the store as it
- * was). `consume` must be atomic: of two concurrent calls for one hash, exactly one sees 'consumed'.
+ * was). `consume` checks the claim and marks the token used in one atomic step: a token that is
+ * used, expired or another device's is left as it was (an installer who mistypes the device id
+ * does not spend the device's token), and of two concurrent calls for one hash exactly one sees
+ * 'consumed'.
  */
 export interface PairingTokenStore {
   createBatch(records: readonly PairingTokenRecord[], now: Date): Promise<void>;
-  consume(tokenHashHex: string, now: Date): Promise<PairingConsumeResult>;
+  consume(tokenHashHex: string, claim: PairingClaim): Promise<PairingConsumeResult>;
+}
+
+/** Why `record` cannot be consumed for `claim`, or undefined when it can. */
+export function pairingRefusalOf(record: PairingTokenRecord, claim: PairingClaim): PairingRefusal | undefined {
+  if (record.usedAtMs !== null) return 'already-used';
+  if (claim.now.getTime() >= record.expiresAtMs) return 'expired';
+  if (record.deviceId !== claim.deviceId) return 'other-device';
+  return undefined;
 }
 
 /** SHA-256 of a well-formed token, as lowercase hex; a malformed token is TRUST_PAIRING_TOKEN_INVALID. */
@@ -188,11 +208,12 @@ export class PairingTokenTable {
     for (const record of records) this.#records.set(record.tokenHashHex, record);
   }
 
-  consume(tokenHashHex: string, now: Date): PairingConsumeResult {
+  consume(tokenHashHex: string, claim: PairingClaim): PairingConsumeResult {
     const record = this.#records.get(tokenHashHex);
     if (!record) return { outcome: 'unknown' };
-    if (record.usedAtMs !== null) return { outcome: 'already-used', record };
-    const spent = { ...record, usedAtMs: now.getTime() };
+    const refusal = pairingRefusalOf(record, claim);
+    if (refusal !== undefined) return { outcome: refusal, record };
+    const spent = { ...record, usedAtMs: claim.now.getTime() };
     this.#records.set(tokenHashHex, spent);
     return { outcome: 'consumed', record: spent };
   }
@@ -226,8 +247,8 @@ export class MemoryPairingTokenStore implements PairingTokenStore {
     this.#table.createBatch(records, now);
   }
 
-  async consume(tokenHashHex: string, now: Date): Promise<PairingConsumeResult> {
-    return this.#table.consume(tokenHashHex, now);
+  async consume(tokenHashHex: string, claim: PairingClaim): Promise<PairingConsumeResult> {
+    return this.#table.consume(tokenHashHex, claim);
   }
 }
 
@@ -254,10 +275,10 @@ export class JsonFilePairingTokenStore implements PairingTokenStore {
     });
   }
 
-  async consume(tokenHashHex: string, now: Date): Promise<PairingConsumeResult> {
+  async consume(tokenHashHex: string, claim: PairingClaim): Promise<PairingConsumeResult> {
     return this.#serialized(async () => {
       const table = await this.#load();
-      const result = table.consume(tokenHashHex, now);
+      const result = table.consume(tokenHashHex, claim);
       if (result.outcome === 'consumed') await this.#save(table);
       return result;
     });

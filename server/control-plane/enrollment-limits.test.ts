@@ -104,14 +104,19 @@ for (const pair of pairs) {
       const used = await paired(h, 'dev-used');
       assert.equal((await enroll(h, { ...used, from: '192.0.2.151' })).status, 201);
       const codes: string[] = [];
+      const others: Array<Awaited<ReturnType<typeof paired>>> = [];
       for (let i = 0; i < authRateLimits.enrollmentFailuresPerSourceMax; i += 1) {
         // Alternately another device's (unused) token and an already used one, both naming the victim.
         const other = await paired(h, `dev-other-${i}`);
+        others.push(other);
         codes.push((await enroll(h, { ...victim, token: i % 2 === 0 ? other.token : used.token, from })).code);
       }
       assert.deepEqual([...new Set(codes)].sort(), ['TRUST_PAIRING_DEVICE_MISMATCH', 'TRUST_PAIRING_TOKEN_USED']);
       assert.equal((await enroll(h, { ...victim, token: used.token, from })).code, 'API_RATE_LIMITED');
       assert.equal((await enroll(h, { ...victim, from })).status, 201);
+      // Review h9, finding 4: a token refused for naming the wrong device is not spent; its own device enrolls with it (from the same address: it holds).
+      const mistyped = await enroll(h, { ...others[0]!, from });
+      assert.equal(mistyped.status, 201, mistyped.code);
     });
 
     it('a genuine token\'s own refusals count for its device only, up to enrollmentFailuresPerDeviceMax', async () => {

@@ -1,4 +1,7 @@
-import { pairingCapacityError, pairingRecordRetentionMs, pairingTokensMaxDefault, type PairingConsumeResult, type PairingTokenRecord, type PairingTokenStore } from '../../../trust/pairing-tokens.js';
+import {
+  pairingCapacityError, pairingRecordRetentionMs, pairingRefusalOf, pairingTokensMaxDefault, type PairingClaim, type PairingConsumeResult, type PairingTokenRecord,
+  type PairingTokenStore,
+} from '../../../trust/pairing-tokens.js';
 import type { SqlDatabase, SqlExecutor } from '../../stores/sql/sql-port.js';
 
 /** Rows per INSERT: 6 parameters each, well under every driver's placeholder limit (SQLite's 32,766, MySQL's 65,535). */
@@ -6,7 +9,7 @@ const insertRowsPerStatement = 500;
 
 interface TokenRow { token_hash: string; device_id: string; expires_at: number; used_at: number | null; created_at: number }
 
-/** Pairing tokens in the `pairing_tokens` table; `consume` is one conditional UPDATE, so exactly one caller wins. */
+/** Pairing tokens in the `pairing_tokens` table; `consume` is one conditional UPDATE (unused, unexpired, this device's), so exactly one caller wins. */
 export class SqlPairingTokenStore implements PairingTokenStore {
   readonly #db: SqlDatabase;
   readonly #createdBy: () => string;
@@ -48,13 +51,23 @@ export class SqlPairingTokenStore implements PairingTokenStore {
     });
   }
 
-  async consume(tokenHashHex: string, now: Date): Promise<PairingConsumeResult> {
+  /**
+   * The claim's checks are in the UPDATE's WHERE, so a token that is used, expired or another
+   * device's is never marked used; the row read after it says which refusal it was. A row that
+   * the UPDATE left but looks usable lost to a concurrent consumer: 'already-used'.
+   */
+  async consume(tokenHashHex: string, claim: PairingClaim): Promise<PairingConsumeResult> {
+    const nowMs = claim.now.getTime();
     return this.#db.transaction(async (tx) => {
-      const updated = await tx.execute('UPDATE pairing_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL', [now.getTime(), tokenHashHex]);
+      const updated = await tx.execute(
+        'UPDATE pairing_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? AND device_id = ?',
+        [nowMs, tokenHashHex, nowMs, claim.deviceId],
+      );
       const [row] = await tx.query<TokenRow>('SELECT * FROM pairing_tokens WHERE token_hash = ?', [tokenHashHex]);
       if (row === undefined) return { outcome: 'unknown' };
       const record = recordOf(row);
-      return updated.changes === 1 ? { outcome: 'consumed', record } : { outcome: 'already-used', record };
+      if (updated.changes === 1) return { outcome: 'consumed', record };
+      return { outcome: pairingRefusalOf(record, claim) ?? 'already-used', record };
     });
   }
 

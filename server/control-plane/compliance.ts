@@ -91,8 +91,8 @@ const deviceReportJoinSql = `SELECT d.cert_not_after, d.public_key, d.status, c.
 /**
  * sql.js: the same rows as parts of a UNION ALL (and, given an episode key, the open alert as a
  * third part; the caller's episode read): SQLite's LEFT JOIN of the two rows by key cost about
- * four times the parts (warm, 10,000 devices: 19.7 against 4.9 µs; with the alert 5.9 against
- * 24.1 for the join and the episode read apart; docs/benchmarks.md 2026-12-06 h5). Columns by
+ * four times the parts (warm, 10,000 devices: 19.7 against 5.0 µs; with the alert 6.0 against
+ * 22.7 for the join and the episode read apart; docs/benchmarks.md 2026-12-06 h5). Columns by
  * position: part, then n1, t1-t4, n2 as the part names them (reportRowsOf).
  */
 const deviceReportUnionSql = `SELECT 'd' AS part, cert_not_after AS n1, public_key AS t1, status AS t2, NULL AS t3, NULL AS t4, NULL AS n2 FROM devices WHERE id = ?

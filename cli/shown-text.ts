@@ -11,13 +11,17 @@
  */
 
 /**
- * C0 controls, DEL, C1 controls, the soft hyphen, the combining grapheme joiner, the Arabic letter
- * mark, the Mongolian vowel separator, the zero-width space, non-joiner and joiner, LRM/RLM, the
- * line and paragraph separators, the bidi embeddings and overrides, the word joiner and invisible
- * operators, the bidi isolates, the deprecated format characters, the zero-width no-break space
- * (BOM), the interlinear annotation characters and the tag characters (U+E0000-U+E007F).
+ * Controls (C0, DEL, C1), every Unicode default-ignorable code point (drawn as nothing: the soft
+ * hyphen, the combining grapheme joiner, the zero-width characters, the word joiner and invisible
+ * operators, the deprecated format characters, the BOM, the Hangul fillers, the variation
+ * selectors, the tag characters and the rest of the set), the bidi controls (LRM/RLM, the Arabic
+ * letter mark, embeddings, overrides and isolates), the line and paragraph separators and the
+ * interlinear annotation characters. By Unicode property rather than a list of ranges: a list
+ * missed the Hangul fillers and the variation selectors (review h9), so `rack-1` and `rack-1`
+ * followed by U+FE0F looked the same. An emoji's variation selector is shown escaped too: labels
+ * and reasons are told apart before they are pretty.
  */
-export const unshownCharacters = /[\u0000-\u001f\u007f-\u009f\u00ad\u034f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\u{e0000}-\u{e007f}]/gu;
+export const unshownCharacters = /[\p{Cc}\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\p{Zl}\p{Zp}\ufff9-\ufffb]/gu;
 
 /** A character as \u escapes of its UTF-16 units (a tag character as its surrogate pair, as JSON writes one). */
 function escaped(character: string): string {

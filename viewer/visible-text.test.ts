@@ -51,6 +51,20 @@ describe('peer-supplied text in the approval panels (viewer/visible-text.ts)', (
     assert.equal(visibleJson({ id: 'dev\u200d-1' }), '{"id":"dev\\u200d-1"}');
   });
 
+  it('shows every default-ignorable code point escaped: Hangul fillers, variation selectors and the rest draw as nothing (review h9)', () => {
+    assert.equal(visibleText('rack-1\ufe0f'), 'rack-1\\ufe0f');
+    assert.equal(visibleText('a\u115f\u1160\u3164\uffa0\u17b4\u180b\ufe00'), 'a\\u115f\\u1160\\u3164\\uffa0\\u17b4\\u180b\\ufe00');
+    assert.equal(visibleText('b\u{e0100}\u{1bca0}\u{1d173}'), 'b\\udb40\\udd00\\ud82f\\udca0\\ud834\\udd73');
+    // Every default-ignorable code point, whatever Unicode version the engine has, and no visible letter.
+    const ignorable = /\p{Default_Ignorable_Code_Point}/u;
+    for (let code = 0; code <= 0x10ffff; code++) {
+      if (code >= 0xd800 && code <= 0xdfff) continue;
+      const character = String.fromCodePoint(code);
+      if (ignorable.test(character)) assert.notEqual(visibleText(character), character, `U+${code.toString(16)}`);
+    }
+    assert.equal(visibleText('rack-1 é 中 ✓'), 'rack-1 é 中 ✓');
+  });
+
   it('escapes them in what the other views say from pure code: notices, cells, policy verdicts and refusals, artifact rows', () => {
     const alert = noticeFor({ type: 'alert', alert_id: 'a1', device_id: 'dev\u200b-1', severity: 'warning', kind: 'tamper\u202e', message: 'lid \u202eopen\r', at_ms: 0 })!;
     assert.equal(alert.title, 'Alert: tamper\\u202e on dev\\u200b-1');

@@ -4,6 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createCrl, readVerifiedCrl } from '../../trust/crl.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
+import { parseCertificate } from '../../trust/x509-provider.js';
+import { createRevocationCheck } from '../gateway/revocation-check.js';
 import { crlReadCacheMs } from './devices.js';
 import { SqlCrlStore, storedCrlsKeptMax } from './stores/sql-crl-store.js';
 import { makeDeviceKey, makeHarness, openSecondControlPlane, sqlJsTargetCountingReads, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
@@ -90,13 +92,15 @@ function suite(pair: StorePair): void {
 
     it('a re-enrollment whose CRL signing fails still has the superseded certificate in the CRL after the next republish (review h20, finding 1)', async () => {
       const superseded = await enroll('crl-replica-superseded');
-      // Storing the CRL fails once, as a failed signing would: after the enrollment committed.
+      await enroll('crl-replica-superseded');
+      // Storing the CRL fails once, as a failed signing would: the republish that signs the
+      // superseded certificate's CRL fails (logged by the timer), and the next one signs it.
       const { store, storeIn } = SqlCrlStore.prototype;
       const failing = async () => { throw new Error('CRL store failed (test)'); };
       SqlCrlStore.prototype.store = failing;
       SqlCrlStore.prototype.storeIn = failing;
       try {
-        await enroll('crl-replica-superseded');
+        await assert.rejects(second.cp.devices.republishCrl(), /CRL store failed/);
       } finally {
         SqlCrlStore.prototype.store = store;
         SqlCrlStore.prototype.storeIn = storeIn;
@@ -104,6 +108,43 @@ function suite(pair: StorePair): void {
       await second.cp.devices.republishCrl();
       h.clock.advance(crlReadCacheMs);
       assert.equal((await fetchCrl()).has(superseded), true);
+    });
+
+    it('renewals sign no CRL each: the gateways refuse the superseded certificates at once, and the next republish on any replica signs one CRL listing them all (h12)', async () => {
+      const devices = ['crl-renew-1', 'crl-renew-2', 'crl-renew-3'];
+      const certificates = new Map<string, { certPem: string; csrPem: string; superseded: string }>();
+      for (const deviceId of devices) {
+        const key = await makeDeviceKey(deviceId);
+        const { token } = await h.cp.devices.createPairingToken({ actor: 'root', deviceId });
+        const enrolled = (await h.cp.devices.enroll({ deviceId, token, csrPem: key.csrPem })).certificate_pem;
+        // A renewal keeps the certificate it presented (a lost answer can be retried): the second
+        // renewal, presenting the first's certificate, supersedes the enrolled one.
+        const renewed = await h.cp.devices.renew({ deviceId, csrPem: key.csrPem, presented: { certDer: new Uint8Array(parseCertificate(enrolled).rawData) } });
+        certificates.set(deviceId, { certPem: renewed.certificate_pem, csrPem: key.csrPem, superseded: normalizeSerialHex(parseCertificate(enrolled).serialNumber) });
+      }
+      await h.cp.devices.republishCrl();
+      const storedAbove = async (n: bigint): Promise<number> => {
+        const [row] = await h.db.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM crls WHERE crl_number > ?', [Number(n)]);
+        return Number(row?.n);
+      };
+      const [top] = await h.db.query<{ n: number | string }>('SELECT MAX(crl_number) AS n FROM crls');
+      const before = BigInt(top!.n);
+      const superseded: string[] = [];
+      for (const deviceId of devices) {
+        const { certPem, csrPem, superseded: serial } = certificates.get(deviceId)!;
+        superseded.push(serial);
+        await h.cp.devices.renew({ deviceId, csrPem, presented: { certDer: new Uint8Array(parseCertificate(certPem).rawData) } });
+      }
+      assert.equal(await storedAbove(before), 0, 'no CRL signed by the renewals');
+      const revokedInKv = createRevocationCheck({ kv: h.cp.context.kv });
+      for (const serial of superseded) assert.equal(await revokedInKv(serial), true, `superseded ${serial} refused by the gateways at once`);
+      // The first control plane could end here (its renewals committed, nothing signed): the other's republish signs.
+      await second.cp.devices.republishCrl();
+      await h.cp.devices.republishCrl();
+      assert.equal(await storedAbove(before), 1, 'one CRL for the three renewals');
+      h.clock.advance(crlReadCacheMs);
+      const listed = await fetchCrl();
+      for (const serial of superseded) assert.equal(listed.has(serial), true, `superseded ${serial} listed`);
     });
 
     it('a stored row above the highest that is not our CRL is skipped, the next one below served (review h20, finding 2)', async () => {

@@ -472,7 +472,8 @@ export class DeviceService {
         kind: 'device.enrolled', actor: actors.device(options.deviceId), subject: `device:${options.deviceId}`,
         payload: { serial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: revoked },
       });
-      return { revoked, crlNumber: await this.#supersededCrlNumberIn(tx, revoked) };
+      await this.#takeSupersededCrlNumberIn(tx, revoked);
+      return revoked;
     });
     this.#deviceKeys.invalidate();
     await this.#ctx.settleAudit();
@@ -537,7 +538,8 @@ export class DeviceService {
         kind: 'device.renewed', actor: actors.device(deviceId), subject: `device:${deviceId}`,
         payload: { serial, previous_serial: presentedSerial, not_after_ms: result.notAfter.getTime(), public_key: publicKey, superseded: revoked },
       });
-      return { revoked, crlNumber: await this.#supersededCrlNumberIn(tx, revoked) };
+      await this.#takeSupersededCrlNumberIn(tx, revoked);
+      return revoked;
     });
     this.#deviceKeys.invalidate();
     await this.#ctx.settleAudit();
@@ -614,23 +616,23 @@ export class DeviceService {
   }
 
   /**
-   * The number of the CRL that will list the certificates `revoked` superseded, taken in their
-   * transaction (as revoke does, review h20 finding 1): if the process ends or the signing fails
-   * after the commit, republishCrl's numberTakenWithoutCrl sees the gap and re-signs.
+   * A CRL number taken in the transaction that revokes certificates as superseded (as revoke does,
+   * review h20 finding 1), and no CRL signed for it: the counter is then ahead of every stored CRL,
+   * so the next republish on any replica (republishCrl's numberTakenWithoutCrl, every 60 s) signs
+   * one CRL listing every superseded certificate since (decision 0021, h12: one signing per
+   * interval, not a full CRL per renewal; a process that ends after the commit leaves the same gap).
    */
-  async #supersededCrlNumberIn(tx: SqlExecutor, revoked: readonly string[]): Promise<bigint | undefined> {
-    return revoked.length > 0 ? this.revocations.nextCrlNumberIn(tx) : undefined;
+  async #takeSupersededCrlNumberIn(tx: SqlExecutor, revoked: readonly string[]): Promise<void> {
+    if (revoked.length > 0) await this.revocations.nextCrlNumberIn(tx);
   }
 
   /**
-   * Superseded certificates are revoked like any other: gateways refuse them and close their
-   * sessions. Published to the gateways first, and a failed signing (logged with its code by
-   * #regenerateCrl) does not fail the enrollment or renewal that committed: its CRL number is
-   * taken, so the next republish on any replica signs it.
+   * Superseded certificates are revoked like any other, and the gateways are told at once (the kv
+   * revoked keys they check at AUTH, and the notice on which they close the sessions): they refuse
+   * the old certificate from now on, though the CRL lists it only after the next republish.
    */
-  async #publishSuperseded(deviceId: string, superseded: { revoked: readonly string[]; crlNumber: bigint | undefined }, nowMs: number): Promise<void> {
-    await this.trust.certificatesRevoked(deviceId, [...superseded.revoked], nowMs);
-    if (superseded.crlNumber !== undefined) await this.#regenerateCrl(nowMs, superseded.crlNumber).catch(() => undefined);
+  async #publishSuperseded(deviceId: string, revoked: readonly string[], nowMs: number): Promise<void> {
+    await this.trust.certificatesRevoked(deviceId, [...revoked], nowMs);
   }
 
   #answer(deviceId: string, certificatePem: string, chainPems: readonly string[]): EnrollmentAnswer {
@@ -766,7 +768,10 @@ export class DeviceService {
 
   /**
    * The scheduled re-publication (and the one at start): the CRL re-signed when due (crlPem), or
-   * when a revocation's CRL was never stored (numberTakenWithoutCrl), and the file rewritten when
+   * when a CRL number was taken and no CRL stored under it (numberTakenWithoutCrl: the superseded
+   * certificates of every renewal and re-enrollment since the last signing, one CRL for all of
+   * them, or a revocation whose own signing failed or whose process ended; a failed signing is
+   * logged by #regenerateCrl and tried again at the next interval), and the file rewritten when
    * it does not hold the served CRL, so a deleted or replaced file, a write that failed at a
    * revocation, or a CRL signed by another replica reaches the file within one interval.
    */

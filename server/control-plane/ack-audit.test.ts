@@ -127,6 +127,22 @@ function suite(target: SqlTarget): void {
       await h.cp.context.settleAudit();
       assert.deepEqual(entriesOf(await chain(), command.id).map((e) => e.kind), ['command.created', 'command.state']);
     });
+
+    it('the handler itself refuses a frameless ack or start COMMAND_ACK_UNSIGNED (given past the decoder) and changes nothing; a frameless deliver is still recorded', async () => {
+      const command = await newCommand();
+      const t0 = h.clock.nowMs();
+      const frameless = (event: 'deliver' | 'ack' | 'start', at: number) => ({
+        kind: 'command_progress' as const, data: { command_id: command.id, device_id: device, gateway_id: 'gw1', at_ms: at, event, attempt: 1 },
+      });
+      await h.cp.events.handleDecodedEvent(frameless('deliver', t0 + 1));
+      assert.equal((await h.cp.commands.get(command.id)).state, 'sent');
+      for (const [event, at] of [['ack', t0 + 2], ['start', t0 + 3]] as const) {
+        await assert.rejects(h.cp.events.handleDecodedEvent(frameless(event, at)), (e) => SdcError.is(e, 'COMMAND_ACK_UNSIGNED'));
+      }
+      assert.equal((await h.cp.commands.get(command.id)).state, 'sent');
+      await h.cp.context.settleAudit();
+      assert.deepEqual(entriesOf(await chain(), command.id).map((e) => e.kind), ['command.created', 'command.state']);
+    });
   });
 }
 

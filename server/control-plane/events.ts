@@ -1,5 +1,5 @@
 import { SdcError } from '../../core/errors/index.js';
-import { decodeBusEntry, presenceRestoredReason, type BusEntryData } from '../bus-contract/entries.js';
+import { decodeBusEntry, presenceRestoredReason, type BusEntryData, type DecodedBusEntry } from '../bus-contract/entries.js';
 import { commandExecution, commandTerminalStates, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
@@ -77,6 +77,13 @@ function riskTelemetryOf(m: MessageBody<'TELEMETRY'>['metrics']): RiskTelemetry 
 
 const resultEvents: Record<'succeeded' | 'failed' | 'rejected', CommandEvent> = { succeeded: 'succeed', failed: 'fail', rejected: 'reject' };
 
+/** The decoder's refusal of an ack or start without the device's frame (checkDeviceWord), with the same code: the consumer dead-letters it. */
+function unsignedAck(data: BusEntryData<'command_progress'>): SdcError {
+  return new SdcError('COMMAND_ACK_UNSIGNED', `command_progress ${data.event} for command ${data.command_id} from gateway ${data.gateway_id} carries no device frame`, {
+    commandId: data.command_id, deviceId: data.device_id, gatewayId: data.gateway_id,
+  });
+}
+
 /**
  * Handlers for the gateways' streams. Each handler finishes its SQL writes before it resolves, and
  * the StreamConsumer acks only then. Entries are validated on read (decodeBusEntry); frames
@@ -150,7 +157,11 @@ export class EventHandlers {
    * the same entry needs (EventReads), if anything.
    */
   async handleEvent(entry: BusEntry): Promise<EventReads | void> {
-    const decoded = decodeBusEntry(entry.fields);
+    return this.handleDecodedEvent(decodeBusEntry(entry.fields));
+  }
+
+  /** One events entry as decodeBusEntry gave it (handleEvent's second half; tests give one the decoder would refuse). */
+  async handleDecodedEvent(decoded: DecodedBusEntry): Promise<EventReads | void> {
     switch (decoded.kind) {
       case 'presence': return this.#presence(decoded.data);
       case 'command_progress': return this.#progress(decoded.data);
@@ -233,13 +244,17 @@ export class EventHandlers {
     }
     const detail: JsonObject = { gateway_id: data.gateway_id, attempt: data.attempt, ...(data.detail === undefined ? {} : { detail: data.detail }) };
     let outcome: TransitionOutcome;
-    if ((data.event === 'ack' || data.event === 'start') && data.frame !== undefined) {
+    if (data.event === 'ack' || data.event === 'start') {
+      // The decoder refuses these already (checkDeviceWord, server/bus-contract/entries.ts); refused
+      // here too, so no path to this handler records the gateway's word as the device's.
+      if (data.frame === undefined) throw unsignedAck(data);
       await this.#verifyAck(data, data.frame, command.device_seq);
       // Audited as `command.ack` with the device-signed frame, in the transition's own transaction (command-decisions.ts).
       outcome = await this.#commands.transition(data.command_id, data.event, data.at_ms, {
         detail, actor: actors.device(data.device_id), ack: { frame: data.frame, gatewayId: data.gateway_id }, current: command.row,
       });
     } else {
+      // deliver and dead_letter: the gateway's own events, which carry no device frame.
       outcome = await this.#commands.transition(data.command_id, data.event, data.at_ms, { detail, actor: actors.gateway(data.gateway_id), current: command.row });
     }
     this.#ctx.logger.debug({

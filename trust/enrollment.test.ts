@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { SdcError } from '../core/errors/index.js';
@@ -7,7 +7,7 @@ import { systemRandom } from '../runtime/system.js';
 import { EnrollmentService } from './enrollment.js';
 import {
   createPairingToken, createPairingTokens, deviceIdsFromPrefix, hashPairingToken, JsonFilePairingTokenStore, MemoryPairingTokenStore,
-  pairingRecordRetentionMs, pairingTokensPerBatchMax, type PairingConsumeResult, type PairingTokenStore,
+  pairingRecordRetentionMs, pairingTokensPerBatchMax, pairingWrongDeviceTriesMax, type PairingConsumeResult, type PairingTokenStore,
 } from './pairing-tokens.js';
 import { codeOf, fixedNow, makeCsrPem, makeTestPki, withTempDir, type TestPki } from './test-fixtures.js';
 import { verifyDeviceCertificate } from './verify-device-certificate.js';
@@ -59,6 +59,40 @@ function enrollmentContract(name: string, makeStore: (dir: string) => PairingTok
         assert.equal(await codeOf(service.enroll({ token, deviceId: 'dev-2', csrPem: await makeCsrPem('dev-2'), now: fixedNow })), 'TRUST_PAIRING_DEVICE_MISMATCH', 'told the same again');
         assert.equal((await service.enroll({ token, deviceId: 'dev-1', csrPem: await makeCsrPem('dev-1'), now: fixedNow })).chainPems.length, 2);
         assert.equal(await codeOf(service.enroll({ token, deviceId: 'dev-2', csrPem: await makeCsrPem('dev-2'), now: fixedNow })), 'TRUST_PAIRING_TOKEN_USED', 'used is told before another device\'s');
+      });
+    });
+
+    it('a token tried for other devices is spent at the third such try; after two its own device still enrolls', async () => {
+      await withTempDir(async (dir) => {
+        const { store, service } = await setup(dir);
+        const enrollAs = async (token: string, deviceId: string) => service.enroll({ token, deviceId, csrPem: await makeCsrPem(deviceId), now: fixedNow });
+        const stolen = await createPairingToken({ store, deviceId: 'dev-1', now: fixedNow, random: systemRandom });
+        const messages: string[] = [];
+        for (let i = 0; i < pairingWrongDeviceTriesMax; i += 1) {
+          const refusal = await enrollAs(stolen.token, `dev-guess-${i}`).then(() => undefined, (e: unknown) => e);
+          assert.ok(SdcError.is(refusal, 'TRUST_PAIRING_DEVICE_MISMATCH'), String(refusal));
+          messages.push(refusal.message);
+        }
+        assert.match(messages.at(-1)!, /now spent/);
+        assert.doesNotMatch(messages[0]!, /now spent/);
+        const own = await enrollAs(stolen.token, 'dev-1').then(() => undefined, (e: unknown) => e);
+        assert.ok(SdcError.is(own, 'TRUST_PAIRING_TOKEN_USED'), String(own));
+        assert.match(own.message, /spent by 3 tries for other device ids/);
+        const typo = await createPairingToken({ store, deviceId: 'dev-2', now: fixedNow, random: systemRandom });
+        for (const deviceId of ['dev-3', 'dev-4']) assert.equal(await codeOf(enrollAs(typo.token, deviceId)), 'TRUST_PAIRING_DEVICE_MISMATCH');
+        assert.equal((await enrollAs(typo.token, 'dev-2')).chainPems.length, 2);
+      });
+    });
+
+    it('of many concurrent claims for other devices, exactly the bound are told other-device; the token is spent', async () => {
+      await withTempDir(async (dir) => {
+        const store = makeStore(dir);
+        const { token } = await createPairingToken({ store, deviceId: 'dev-1', now: fixedNow, random: systemRandom });
+        const hash = hashPairingToken(token);
+        const outcomes = await Promise.all(Array.from({ length: 10 }, (_, i) => store.consume(hash, { deviceId: `dev-guess-${i}`, now: fixedNow })));
+        assert.equal(outcomes.filter((o) => o.outcome === 'other-device').length, pairingWrongDeviceTriesMax);
+        assert.equal(outcomes.filter((o) => o.outcome === 'already-used').length, 10 - pairingWrongDeviceTriesMax);
+        assert.equal((await store.consume(hash, { deviceId: 'dev-1', now: fixedNow })).outcome, 'already-used');
       });
     });
 
@@ -117,6 +151,26 @@ describe('pairing token stores', () => {
       assert.ok(!text.includes(token));
       assert.ok(text.includes(hashPairingToken(token)));
       assert.equal((await stat(path)).mode & 0o777, 0o600);
+    });
+  });
+
+  it('the JSON file keeps the count of tries for other devices; a file written before the count reads it as 0, a bad count is refused', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'pairing-tokens.json');
+      const { token } = await createPairingToken({ store: new JsonFilePairingTokenStore(path), deviceId: 'dev-1', now: fixedNow, random: systemRandom });
+      const hash = hashPairingToken(token);
+      const file = JSON.parse(await readFile(path, 'utf8')) as { records: Array<Record<string, unknown>> };
+      delete file.records[0]!['wrongDeviceTries'];
+      await writeFile(path, JSON.stringify(file));
+      // A store per try: the count is read back from the file each time, not kept in a process.
+      const outcomes = [];
+      for (let i = 0; i < pairingWrongDeviceTriesMax; i += 1) outcomes.push((await new JsonFilePairingTokenStore(path).consume(hash, { deviceId: `dev-guess-${i}`, now: fixedNow })));
+      assert.deepEqual(outcomes.map((o) => o.outcome === 'unknown' ? undefined : o.record.wrongDeviceTries), [1, 2, 3]);
+      assert.equal((await new JsonFilePairingTokenStore(path).consume(hash, { deviceId: 'dev-1', now: fixedNow })).outcome, 'already-used');
+      file.records[0]!['wrongDeviceTries'] = -1;
+      await writeFile(path, JSON.stringify(file));
+      const refusal = await new JsonFilePairingTokenStore(path).consume(hash, { deviceId: 'dev-1', now: fixedNow }).then(() => undefined, (e: unknown) => e);
+      assert.ok(SdcError.is(refusal, 'TRUST_STORE_CORRUPT'), String(refusal));
     });
   });
 

@@ -25,6 +25,13 @@ export const pairingTokenTtlMsMax = 24 * 60 * 60 * 1000;
 export const pairingTokensMaxDefault = 100_000;
 /** Tokens one bulk request creates at most: one transaction, one answer of about 130 bytes per token. */
 export const pairingTokensPerBatchMax = 10_000;
+/**
+ * Tries of one token for device ids other than its own before it is spent, the last one included.
+ * Such a try leaves the token usable (an installer who mistypes the id keeps the device's token;
+ * review h9, finding 4) but a stolen token must not be tried against every likely id (batch ids
+ * are `prefix + count`): the third wrong try spends it. Two typos are forgiven.
+ */
+export const pairingWrongDeviceTriesMax = 3;
 /** Spent and expired records are kept this long after expiry so a late attempt is told "used"/"expired", not "unknown". */
 export const pairingRecordRetentionMs = 24 * 60 * 60 * 1000;
 
@@ -42,6 +49,8 @@ export interface PairingTokenRecord {
   readonly createdAtMs: number;
   readonly expiresAtMs: number;
   readonly usedAtMs: number | null;
+  /** Tries for another device id so far; at pairingWrongDeviceTriesMax the token is spent (usedAtMs set). */
+  readonly wrongDeviceTries: number;
 }
 
 /** Why a known token cannot be used for a claim, in the order they are told: used, expired, another device's. */
@@ -61,13 +70,20 @@ export interface PairingClaim {
 /**
  * Storage port. `createBatch` stores all of its records or none (a refusal leaves the store as it
  * was). `consume` checks the claim and marks the token used in one atomic step: a token that is
- * used, expired or another device's is left as it was (an installer who mistypes the device id
- * does not spend the device's token), and of two concurrent calls for one hash exactly one sees
- * 'consumed'.
+ * used or expired is left as it was; one presented for another device is not spent (an installer
+ * who mistypes the device id keeps the device's token) but the try is counted in the same step,
+ * and the pairingWrongDeviceTriesMax-th such try spends it (answered 'other-device' with
+ * `usedAtMs` set; later tries 'already-used'), however many arrive at once. Of two concurrent
+ * calls for one hash exactly one sees 'consumed'.
  */
 export interface PairingTokenStore {
   createBatch(records: readonly PairingTokenRecord[], now: Date): Promise<void>;
   consume(tokenHashHex: string, claim: PairingClaim): Promise<PairingConsumeResult>;
+}
+
+/** Whether a token was spent by tries for other device ids rather than enrolled with. */
+export function spentByWrongDeviceTries(record: PairingTokenRecord): boolean {
+  return record.usedAtMs !== null && record.wrongDeviceTries >= pairingWrongDeviceTriesMax;
 }
 
 /** Why `record` cannot be consumed for `claim`, or undefined when it can. */
@@ -137,7 +153,7 @@ export async function createPairingTokens(options: CreatePairingTokensOptions): 
   const createdAtMs = options.now.getTime();
   const created = deviceIds.map((deviceId) => ({ token: newTokenSecret(options.random), deviceId }));
   const records = created.map(({ token, deviceId }): PairingTokenRecord => ({
-    tokenHashHex: hashPairingToken(token), deviceId, createdAtMs, expiresAtMs: createdAtMs + ttlMs, usedAtMs: null,
+    tokenHashHex: hashPairingToken(token), deviceId, createdAtMs, expiresAtMs: createdAtMs + ttlMs, usedAtMs: null, wrongDeviceTries: 0,
   }));
   await options.store.createBatch(records, options.now);
   const expiresAt = new Date(createdAtMs + ttlMs);
@@ -212,6 +228,12 @@ export class PairingTokenTable {
     const record = this.#records.get(tokenHashHex);
     if (!record) return { outcome: 'unknown' };
     const refusal = pairingRefusalOf(record, claim);
+    if (refusal === 'other-device') {
+      const wrongDeviceTries = record.wrongDeviceTries + 1;
+      const counted = { ...record, wrongDeviceTries, usedAtMs: wrongDeviceTries >= pairingWrongDeviceTriesMax ? claim.now.getTime() : null };
+      this.#records.set(tokenHashHex, counted);
+      return { outcome: refusal, record: counted };
+    }
     if (refusal !== undefined) return { outcome: refusal, record };
     const spent = { ...record, usedAtMs: claim.now.getTime() };
     this.#records.set(tokenHashHex, spent);
@@ -279,7 +301,8 @@ export class JsonFilePairingTokenStore implements PairingTokenStore {
     return this.#serialized(async () => {
       const table = await this.#load();
       const result = table.consume(tokenHashHex, claim);
-      if (result.outcome === 'consumed') await this.#save(table);
+      // A try for another device changed the record too (its count, perhaps spending it).
+      if (result.outcome === 'consumed' || result.outcome === 'other-device') await this.#save(table);
       return result;
     });
   }
@@ -311,9 +334,14 @@ function parsePairingFile(text: string, path: string): PairingTokenRecord[] {
     const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
     if (typeof r !== 'object' || r === null || typeof r.tokenHashHex !== 'string' || !/^[0-9a-f]{64}$/.test(r.tokenHashHex)
       || typeof r.deviceId !== 'string' || !isDeviceId(r.deviceId) || !isTime(r.createdAtMs) || !isTime(r.expiresAtMs)
-      || !(r.usedAtMs === null || isTime(r.usedAtMs))) {
-      return corrupt('a record lacks a valid tokenHashHex, deviceId or times');
+      || !(r.usedAtMs === null || isTime(r.usedAtMs))
+      // Files written before the count have none: 0.
+      || !(r.wrongDeviceTries === undefined || (Number.isSafeInteger(r.wrongDeviceTries) && r.wrongDeviceTries >= 0))) {
+      return corrupt('a record lacks a valid tokenHashHex, deviceId, times or wrongDeviceTries');
     }
-    return { tokenHashHex: r.tokenHashHex, deviceId: r.deviceId, createdAtMs: r.createdAtMs, expiresAtMs: r.expiresAtMs, usedAtMs: r.usedAtMs };
+    return {
+      tokenHashHex: r.tokenHashHex, deviceId: r.deviceId, createdAtMs: r.createdAtMs, expiresAtMs: r.expiresAtMs, usedAtMs: r.usedAtMs,
+      wrongDeviceTries: r.wrongDeviceTries ?? 0,
+    };
   });
 }

@@ -26,6 +26,7 @@ import { controlPlaneMigration024 } from '../stores/sql/control-plane-migrations
 import { controlPlaneMigration025 } from '../stores/sql/control-plane-migrations-025.js';
 import { controlPlaneMigration026 } from '../stores/sql/control-plane-migrations-026.js';
 import { controlPlaneMigration027 } from '../stores/sql/control-plane-migrations-027.js';
+import { controlPlaneMigration028 } from '../stores/sql/control-plane-migrations-028.js';
 import { controlPlaneMigration015 } from '../stores/sql/control-plane-migrations-015.js';
 import { migrate, type Migration } from '../stores/sql/migrate.js';
 import { createMysqlDatabase } from '../stores/sql/mysql-database.js';
@@ -33,7 +34,7 @@ import { openSqlJsDatabase } from '../stores/sql/sqljs-database.js';
 import type { SqlDatabase } from '../stores/sql/sql-port.js';
 
 /** Every migration the control plane runs, in order. */
-export const controlPlaneAllMigrations: readonly Migration[] = [...controlPlaneMigrations, controlPlaneMigration002, controlPlaneMigration003, controlPlaneMigration004, controlPlaneMigration005, controlPlaneMigration006, controlPlaneMigration007, controlPlaneMigration008, controlPlaneMigration009, controlPlaneMigration010, controlPlaneMigration011, controlPlaneMigration014, controlPlaneMigration012, controlPlaneMigration013, controlPlaneMigration015, controlPlaneMigration016, controlPlaneMigration017, controlPlaneMigration018, controlPlaneMigration019, controlPlaneMigration020, controlPlaneMigration021, controlPlaneMigration022, controlPlaneMigration023, controlPlaneMigration024, controlPlaneMigration025, controlPlaneMigration026, controlPlaneMigration027];
+export const controlPlaneAllMigrations: readonly Migration[] = [...controlPlaneMigrations, controlPlaneMigration002, controlPlaneMigration003, controlPlaneMigration004, controlPlaneMigration005, controlPlaneMigration006, controlPlaneMigration007, controlPlaneMigration008, controlPlaneMigration009, controlPlaneMigration010, controlPlaneMigration011, controlPlaneMigration014, controlPlaneMigration012, controlPlaneMigration013, controlPlaneMigration015, controlPlaneMigration016, controlPlaneMigration017, controlPlaneMigration018, controlPlaneMigration019, controlPlaneMigration020, controlPlaneMigration021, controlPlaneMigration022, controlPlaneMigration023, controlPlaneMigration024, controlPlaneMigration025, controlPlaneMigration026, controlPlaneMigration027, controlPlaneMigration028];
 
 /** Brings the schema up to date; safe to call from every process at start. */
 export async function migrateControlPlane(db: SqlDatabase, clock: Clock): Promise<string[]> {

@@ -1,6 +1,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { authRateLimits } from './http/rate-limit.js';
+import { pairingWrongDeviceTriesMax } from '../../trust/pairing-tokens.js';
 import { closeHarnessAndPair, makeDeviceKey, makeHarness, storePairs, type Harness } from './test-support.js';
 
 /**
@@ -117,6 +118,31 @@ for (const pair of pairs) {
       // Review h9, finding 4: a token refused for naming the wrong device is not spent; its own device enrolls with it (from the same address: it holds).
       const mistyped = await enroll(h, { ...others[0]!, from });
       assert.equal(mistyped.status, 201, mistyped.code);
+    });
+
+    it('a token tried for other device ids is spent at the third such try, from whatever addresses; two are forgiven', async () => {
+      const h = await freshWindow();
+      const stolen = await paired(h, 'dev-stolen');
+      const typo = await paired(h, 'dev-typo');
+      const tryFor = async (device: { token: string }, deviceId: string, from: string) => {
+        const response = await h.cp.app.inject({
+          method: 'POST', url: '/v1/enroll', remoteAddress: from,
+          payload: { device_id: deviceId, token: device.token, csr_pem: (await makeDeviceKey(deviceId)).csrPem },
+        });
+        return response.json() as { error: { code: string; message: string } };
+      };
+      // Guesses at the stolen token's device id, each from its own address (none near its limit).
+      const guesses = [];
+      for (let i = 0; i < pairingWrongDeviceTriesMax; i += 1) guesses.push(await tryFor(stolen, `dev-guess-${i}`, `198.51.100.${200 + i}`));
+      assert.deepEqual(guesses.map((g) => g.error.code), Array(pairingWrongDeviceTriesMax).fill('TRUST_PAIRING_DEVICE_MISMATCH'));
+      assert.match(guesses.at(-1)!.error.message, /now spent/, 'the refusal (and its log line) says the token was spent');
+      const own = await enroll(h, { ...stolen, from: '203.0.113.50' });
+      assert.equal(own.code, 'TRUST_PAIRING_TOKEN_USED', 'spent: even its own device is refused');
+      assert.equal((await tryFor(stolen, 'dev-guess-9', '198.51.100.250')).error.code, 'TRUST_PAIRING_TOKEN_USED');
+      // An installer's two typos: the token still enrolls its device.
+      for (const deviceId of ['dev-tpyo', 'dev-typ0']) assert.equal((await tryFor(typo, deviceId, '203.0.113.51')).error.code, 'TRUST_PAIRING_DEVICE_MISMATCH');
+      const enrolled = await enroll(h, { ...typo, from: '203.0.113.51' });
+      assert.equal(enrolled.status, 201, enrolled.code);
     });
 
     it('a genuine token\'s own refusals count for its device only, up to enrollmentFailuresPerDeviceMax', async () => {

@@ -16,7 +16,7 @@ export const trustErrors = defineErrors({
   TRUST_PAIRING_TOKEN_INVALID: { fault: 'remote', status: 401, summary: 'Pairing token is malformed or unknown' },
   TRUST_PAIRING_TOKEN_EXPIRED: { fault: 'remote', status: 401, summary: 'Pairing token has expired' },
   TRUST_PAIRING_TOKEN_USED: { fault: 'remote', status: 409, summary: 'Pairing token was already used' },
-  TRUST_PAIRING_DEVICE_MISMATCH: { fault: 'remote', status: 403, summary: 'Pairing token was issued for a different device id (the token is not spent: its own device can still use it)' },
+  TRUST_PAIRING_DEVICE_MISMATCH: { fault: 'remote', status: 403, summary: 'Pairing token was issued for a different device id (the token is not spent, its own device can still use it, unless this was its third such try: then it is spent)' },
   TRUST_PAIRING_CAPACITY: { fault: 'local', status: 503, summary: 'Pairing token store holds its maximum number of outstanding tokens' },
   TRUST_REVOCATION_REASON_INVALID: { fault: 'remote', status: 400, summary: 'Revocation reason is not one of the supported CRL reason codes' },
   TRUST_REVOCATION_CAPACITY: { fault: 'local', status: 503, summary: 'Revocation store holds its maximum number of entries (in the control plane: of revocations whose certificate has not expired; those of expired certificates are deleted first)' },

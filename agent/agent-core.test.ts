@@ -21,6 +21,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IoctlKernelBridge, type KernelBridge } from '../kernel/bridge/kernel-bridge.js';
+import { KernelStatus } from '../kernel/generated/contract.js';
+import { fakeNativeBindings } from '../kernel/native/fake-bindings.js';
+import { NativeIoctlDevice } from '../kernel/native/native-device.js';
 import { createSyntheticMetricsSource } from './telemetry/synthetic-metrics.js';
 
 const provider = createNodeEd25519Provider();
@@ -345,6 +348,20 @@ describe('agent core', () => {
     const result = h.messages('COMMAND_RESULT')[0]!.body;
     assert.equal(result.status, 'failed');
     assert.match(result.error?.code ?? '', /^KERNEL_/);
+  });
+
+  it('reports a native library\'s oversized response length as KERNEL_RESPONSE_INVALID, not a cancelled call', async () => {
+    const h = new Harness();
+    const device = new NativeIoctlDevice({
+      libraryPath: '/nonexistent/libsdc.so', sandboxDir: '/nonexistent', agentPublicKeyPath: '/nonexistent/a', serviceSeedPath: '/nonexistent/s',
+      bindings: fakeNativeBindings({ status: KernelStatus.OK, returnedBytes: (outLen) => outLen + 1 }),
+    });
+    h.createCore(new IoctlKernelBridge({ device, ed25519: provider, agentSeed: h.random.bytes(32), servicePublicKey: provider.publicKeyFromSeed(h.random.bytes(32)), counterStart: 1n }));
+    await h.core.idle();
+    h.connect();
+    await h.deliver(h.command('EXEC_PING_KERNEL'));
+    const result = h.messages('COMMAND_RESULT')[0]!.body;
+    assert.deepEqual([result.status, result.error?.code], ['failed', 'KERNEL_RESPONSE_INVALID']);
   });
 
   it('does not re-execute a command a crash left executing: it is reported AGENT_INTERRUPTED', async () => {

@@ -18,7 +18,8 @@ import { deviceCallLimits, SerialDeviceCalls } from '../serial-device-calls.js';
 /** sdc_open flag: EXEC_LOCK_SCREEN answers NOT_SUPPORTED without running the session manager. */
 export const OPEN_NO_LOCK_SCREEN = 0x1;
 
-interface NativeBindings {
+/** The library's functions (loadNativeLibrary); tests pass a fake (NativeDeviceOptions.bindings). */
+export interface NativeBindings {
   open: (sandbox: string, agentPub: string, serviceSeed: string, flags: number, status: [number]) => bigint | null;
   close: (handle: bigint) => void;
   servicePublicKey: (handle: bigint, out: Buffer, outLen: number) => number;
@@ -27,7 +28,7 @@ interface NativeBindings {
 
 type IoctlArgs = [handle: bigint, code: number, input: Buffer | null, inLen: number, out: Buffer, outLen: number, returned: [number]];
 /** The koffi function: callable, and `.async(...args, callback)` on a worker thread. */
-type IoctlFunction = ((...args: IoctlArgs) => number) & { async: (...args: [...IoctlArgs, (error: unknown, status: number) => void]) => void };
+export type IoctlFunction = ((...args: IoctlArgs) => number) & { async: (...args: [...IoctlArgs, (error: unknown, status: number) => void]) => void };
 
 /** The bound on calls waiting behind a native call still running (kernel/serial-device-calls.ts). */
 export const nativeDeviceLimits = deviceCallLimits;
@@ -67,6 +68,8 @@ export interface NativeDeviceOptions {
   serviceSeedPath: string;
   /** Run the session manager for EXEC_LOCK_SCREEN (default false: tests must not lock a developer's screen). */
   lockScreen?: boolean;
+  /** The library's functions; loaded from libraryPath by default, a fake in tests (a library that misreports lengths). */
+  bindings?: NativeBindings;
 }
 
 export class NativeIoctlDevice implements IoctlDevice {
@@ -76,7 +79,7 @@ export class NativeIoctlDevice implements IoctlDevice {
   private readonly calls = new SerialDeviceCalls({ deviceName: 'native kernel device', freeHandle: () => this.freeHandle() });
 
   constructor(options: NativeDeviceOptions) {
-    this.lib = loadNativeLibrary(options.libraryPath);
+    this.lib = options.bindings ?? loadNativeLibrary(options.libraryPath);
     const status: [number] = [-1];
     const flags = options.lockScreen ? 0 : OPEN_NO_LOCK_SCREEN;
     const handle = this.lib.open(options.sandboxDir, options.agentPublicKeyPath, options.serviceSeedPath, flags, status);
@@ -109,7 +112,10 @@ export class NativeIoctlDevice implements IoctlDevice {
         this.lib.ioctl.async(handle, code >>> 0, inBuffer, input.length, out, outLen, returned, (error, result) => (error ? reject(error) : resolve(result)));
       });
     }, signal);
-    if (returned[0] > outLen) throw new Error(`native library reported ${returned[0]} bytes for a ${outLen}-byte buffer`);
+    // The library's word on the length, not a cancelled call: typed so the bridge passes it on and the agent reports a malformed response.
+    if (returned[0] > outLen) {
+      throw new SdcError('KERNEL_RESPONSE_INVALID', `native library reported ${returned[0]} bytes for a ${outLen}-byte buffer`, { reportedBytes: returned[0], bufferBytes: outLen });
+    }
     return { status, output: new Uint8Array(out.buffer, out.byteOffset, returned[0]) };
   }
 

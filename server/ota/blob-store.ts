@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, opendir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -225,7 +225,27 @@ export interface EmbeddedBlobStoreOptions {
   /** The largest object a presigned PUT may write. */
   readonly putBytesMax: number;
   readonly region?: string;
+  /** Temporary files looked at per removeStaleTemporaries pass (default embeddedTemporaryLimits.examinedPerPassMax). */
+  readonly temporariesExaminedPerPassMax?: number;
 }
+
+/**
+ * Temporary files of writes that never finished: a PUT the control plane stopped (or crashed)
+ * during leaves `.put-<random>.tmp` (and, rarely, a `<object>.json.tmp`) in the data directory,
+ * which holds the database too. A write in this process removes its own on any failure.
+ */
+export const embeddedTemporaryLimits = {
+  /**
+   * A temporary file not written for this long belongs to no running write: a PUT's body is bound
+   * by Node's requestTimeout (300 s by default, left as is, docs/ota.md) and every chunk written
+   * moves the file's mtime; twice that, for a slow disk or a sync. Judged on the store's clock.
+   */
+  staleAfterMs: 10 * 60_000,
+  /** Temporary files looked at (a stat, perhaps an unlink) per pass; the next pass goes on from there. */
+  examinedPerPassMax: 64,
+} as const;
+
+const temporaryName = /^(?:\.put-[0-9a-f]{16}\.tmp|[0-9a-f]{64}\.json\.tmp)$/;
 
 interface ObjectMeta {
   readonly key: string;
@@ -249,6 +269,13 @@ export class EmbeddedBlobStore implements BlobStore {
   /** The presigner for the current public base (rebuilt only when the base changes). */
   #presigner: { base: string; presign: ReturnType<typeof createPresigner> } | undefined;
   readonly #region: string;
+  /**
+   * Names of the temporary files of this process's writes in progress, never removed as stale
+   * however old, each with its number of writes (two writes of one key share its `.json.tmp`).
+   */
+  readonly #writing = new Map<string, number>();
+  /** Where the next removeStaleTemporaries pass goes on: directory entries to pass over first. */
+  #temporariesScanFrom = 0;
 
   constructor(options: EmbeddedBlobStoreOptions) {
     this.#options = options;
@@ -280,7 +307,23 @@ export class EmbeddedBlobStore implements BlobStore {
   async #write(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: PutOptions, urlExpiresAtMs: number | undefined): Promise<BlobInfo & { sha256: string }> {
     checkKey(key);
     await mkdir(this.#options.directory, { recursive: true, mode: 0o700 });
-    const temporary = join(this.#options.directory, `.put-${randomBytes(8).toString('hex')}.tmp`);
+    const temporaryBase = `.put-${randomBytes(8).toString('hex')}.tmp`;
+    const metaTemporaryBase = `${createHash('sha256').update(key, 'utf8').digest('hex')}.json.tmp`;
+    const temporary = join(this.#options.directory, temporaryBase);
+    const names = [temporaryBase, metaTemporaryBase];
+    for (const name of names) this.#writing.set(name, (this.#writing.get(name) ?? 0) + 1);
+    try {
+      return await this.#writeTo(temporary, key, body, options, urlExpiresAtMs);
+    } finally {
+      for (const name of names) {
+        const writes = (this.#writing.get(name) ?? 1) - 1;
+        if (writes === 0) this.#writing.delete(name);
+        else this.#writing.set(name, writes);
+      }
+    }
+  }
+
+  async #writeTo(temporary: string, key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: PutOptions, urlExpiresAtMs: number | undefined): Promise<BlobInfo & { sha256: string }> {
     const handle = await open(temporary, 'wx', 0o600);
     const hash = createHash('sha256');
     let length = 0;
@@ -311,6 +354,56 @@ export class EmbeddedBlobStore implements BlobStore {
       return { length, etag: `"${meta.sha256}"`, sha256: meta.sha256 };
     } catch (error) {
       await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /**
+   * Removes temporary files left by writes that never finished (embeddedTemporaryLimits): one not
+   * modified for staleAfterMs on the store's clock and not of a write in progress here. Another
+   * control plane sharing the directory is covered by the age alone (its writes move the mtime).
+   * Looks at examinedPerPassMax temporary files at most; the next pass goes on after them, so
+   * fresh files first in the directory never hide stale ones after them. Returns how many it removed.
+   */
+  async removeStaleTemporaries(): Promise<number> {
+    const examinedMax = this.#options.temporariesExaminedPerPassMax ?? embeddedTemporaryLimits.examinedPerPassMax;
+    const staleBeforeMs = this.#options.clock.nowMs() - embeddedTemporaryLimits.staleAfterMs;
+    let directory;
+    try {
+      directory = await opendir(this.#options.directory, { bufferSize: 256 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw error;
+    }
+    let index = 0;
+    let examined = 0;
+    let removed = 0;
+    let stoppedAt: number | undefined;
+    // The iterator closes the directory when the loop ends, by break or throw too.
+    for await (const entry of directory) {
+      index += 1;
+      if (index <= this.#temporariesScanFrom || !temporaryName.test(entry.name) || this.#writing.has(entry.name)) continue;
+      if (examined === examinedMax) {
+        stoppedAt = index - 1;
+        break;
+      }
+      examined += 1;
+      if (await this.#removeIfStale(entry.name, staleBeforeMs)) removed += 1;
+    }
+    // Entries removed before the stop no longer come before it.
+    this.#temporariesScanFrom = stoppedAt === undefined ? 0 : stoppedAt - removed;
+    return removed;
+  }
+
+  async #removeIfStale(name: string, staleBeforeMs: number): Promise<boolean> {
+    const path = join(this.#options.directory, name);
+    try {
+      const { mtimeMs } = await stat(path);
+      if (mtimeMs > staleBeforeMs || this.#writing.has(name)) return false;
+      await unlink(path);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false; // renamed or removed meanwhile
       throw error;
     }
   }

@@ -58,6 +58,8 @@ export const otaSweepDefaults = {
   rolloutSweepIntervalMs: 1_000,
   /** A minute: expired presigned release uploads are deleted within it (every presign also sweeps first). */
   uploadSweepIntervalMs: 60_000,
+  /** A minute: the embedded store's temporary files of writes that never finished are removed within it once stale (at start too). */
+  blobTemporariesSweepIntervalMs: 60_000,
 } as const;
 
 /**
@@ -65,8 +67,9 @@ export const otaSweepDefaults = {
  * ota init`, and the routes then say so), its routes registered on the app before it is made
  * ready, its alarms raised as operator alerts (each with an audit entry; the log line is the
  * repository's), and the periodic passes the control plane schedules: re-signing the online roles
- * when due, checking expiries, ticking rollouts, and deleting the objects of expired presigned
- * release uploads. Passes are named so `every` logs their failures.
+ * when due, checking expiries, ticking rollouts, deleting the objects of expired presigned
+ * release uploads, and removing the embedded store's stale temporary files (that one also without
+ * an image repository). Passes are named so `every` logs their failures.
  */
 export async function attachOta(options: OtaAttachOptions): Promise<AttachedOta> {
   const { blobStore, onListening } = await openBlobStore(options);
@@ -80,10 +83,14 @@ export async function attachOta(options: OtaAttachOptions): Promise<AttachedOta>
   options.app.register(otaRoutes, { ota: () => services });
   options.app.register(rolloutRoutes, { rollouts: () => services?.rollouts });
   options.app.register(blobRoutes, { store: () => (blobStore instanceof EmbeddedBlobStore ? blobStore : undefined) });
-  if (services === undefined) return { services, sweeps: [], blobStore, onListening };
+  // With or without an image repository: devices' artifact uploads use the embedded store too.
+  const blobSweeps = blobStore instanceof EmbeddedBlobStore
+    ? [['Blob store temporaries sweep', otaSweepDefaults.blobTemporariesSweepIntervalMs, () => blobStore.removeStaleTemporaries()] as const] : [];
+  if (services === undefined) return { services, sweeps: blobSweeps, blobStore, onListening };
   return {
     services, blobStore, onListening,
     sweeps: [
+      ...blobSweeps,
       ['TUF online roles re-sign', otaSweepDefaults.resignCheckIntervalMs, () => services.repository.resignDue()],
       ['TUF expiry alarms', otaSweepDefaults.alarmCheckIntervalMs, () => services.repository.checkAlarms()],
       ['OTA rollouts sweep', options.rolloutSweepIntervalMs ?? otaSweepDefaults.rolloutSweepIntervalMs, () => services.rollouts.sweep()],

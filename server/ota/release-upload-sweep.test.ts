@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { storePairs, type Harness } from '../control-plane/test-support.js';
 import { s3, type BlobFixture } from './blob-store-test-support.js';
 import type { OtaServices } from './ota-service.js';
+import { embeddedTemporaryLimits } from './blob-store.js';
 import { releaseLimits } from './releases.js';
 import { makeOtaHarness } from './test-support.js';
 
@@ -281,9 +282,17 @@ for (const [storeName, openFixture] of stores) {
         const answer = await presign('start-1', declaredOf(bytes));
         assert.equal((await put(answer.json.url, bytes)).status, 200);
         await advance(pastExpiryMs);
+        // The temporary file of a PUT a stopped control plane was receiving, older than any PUT runs (embedded store only).
+        const leftover = join(h.dir, 'blobs', '.put-0123456789abcdef.tmp');
+        if (storeName === 'embedded') {
+          await writeFile(leftover, 'half a body');
+          const oldSeconds = (h.clock.nowMs() - embeddedTemporaryLimits.staleAfterMs - 1_000) / 1000;
+          await utimes(leftover, oldSeconds, oldSeconds);
+        }
         await h.cp.start(); // runs each OTA pass once at start, then on its interval
         assert.equal(await stored(pendingKey('start-1', declaredOf(bytes))), false);
         assert.equal(await rows(), 0);
+        if (storeName === 'embedded') assert.deepEqual((await readdir(join(h.dir, 'blobs'))).filter((file) => file.startsWith('.put-')), [], 'the leftover temporary file removed');
       });
     });
   }

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
 import type { MessageBody } from '../core/protocol/messages/catalog.js';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
+import { SdcError } from '../core/errors/index.js';
 import type { Opcode } from '../core/protocol/messages/opcodes.js';
 import { decodeEnvelope } from '../core/protocol/envelope.js';
 import { GatewayConnection, deviceKid, gatewayKid, type GatewayEvent } from '../core/protocol/session/gateway-connection.js';
@@ -394,6 +395,38 @@ describe('agent core', () => {
     await h.deliver(command, 2);
     assert.equal(h.kernel.calls(), 0);
     assert.equal(h.messages('COMMAND_RESULT').at(-1)!.body.error?.code, 'AGENT_INTERRUPTED');
+  });
+
+  // Review h16, finding 1: a journal write that failed (disk full) and was undone.
+  it('a delivery the journal could not record is not answered (the gateway retries); a command whose executing record failed is not run and is answered rejected, journaled', async () => {
+    const h = new Harness();
+    const failing = new Set<'received' | 'executing'>(['received', 'executing']);
+    const writeFailed = () => new SdcError('AGENT_JOURNAL_WRITE_FAILED', 'command journal write failed: ENOSPC');
+    class FullDiskJournal extends MemoryCommandJournal {
+      override received(command: SignedCommand, traceparent?: string): Promise<void> {
+        if (failing.delete('received')) return Promise.reject(writeFailed());
+        return super.received(command, traceparent);
+      }
+      override executing(commandId: string): Promise<void> {
+        if (failing.delete('executing')) return Promise.reject(writeFailed());
+        return super.executing(commandId);
+      }
+    }
+    h.journal = new FullDiskJournal();
+    h.createCore();
+    await h.core.idle();
+    h.connect();
+    const command = h.command();
+    await h.deliver(command, 1);
+    assert.equal(h.messages('COMMAND_ACK').length + h.messages('COMMAND_RESULT').length, 0, 'not answered: a rejected result not journaled could be overtaken by a redelivery that runs');
+    assert.equal(h.journal.get(command.id), undefined);
+    await h.deliver(command, 2);
+    assert.equal(h.kernel.calls(), 0);
+    const result = h.messages('COMMAND_RESULT').at(-1)!.body;
+    assert.deepEqual([result.status, result.error?.code], ['rejected', 'AGENT_JOURNAL_WRITE_FAILED']);
+    assert.equal(h.journal.get(command.id)?.result?.status, 'rejected', 'journaled: a redelivery gets the same answer');
+    await h.deliver(command, 3);
+    assert.equal(h.kernel.calls(), 0);
   });
 
   it('executes a command a crash left received but not started', async () => {

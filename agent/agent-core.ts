@@ -163,6 +163,9 @@ export interface AgentCore {
 
 const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
+/** Journal refusals of `received` that are back-pressure, not an answer (agent #handleDelivery). */
+const journalNotTakenCodes: ReadonlySet<string> = new Set(['AGENT_JOURNAL_FULL', 'AGENT_JOURNAL_WRITE_FAILED', 'AGENT_JOURNAL_UNUSABLE']);
+
 /** The agent core's defaults (each option above overrides its own) and its fixed bounds. */
 export const agentCoreLimits = Object.freeze({
   /** A gateway that has not answered AUTH in 30 s is not coming back on this connection: reconnect. */
@@ -874,10 +877,12 @@ class DefaultAgentCore implements AgentCore {
     try {
       await this.#o.journal.received(command, traceparent);
     } catch (error) {
-      if (SdcError.is(error) && error.code === 'AGENT_JOURNAL_FULL') {
+      if (SdcError.is(error) && journalNotTakenCodes.has(error.code)) {
         // Back-pressure, not a refusal: not answered, so the gateway retries; a signed `rejected`
-        // would tell the control plane it never runs, and a later delivery could run it.
-        this.#log.warn({ commandId: command.id, code: error.code }, 'delivery not taken: the journal is full');
+        // would tell the control plane it never runs, and a later delivery could run it (a full
+        // disk passes, and a refusal not journaled is not remembered). After UNUSABLE the record
+        // may be on disk: the next run answers from it, or takes the redelivery.
+        this.#log.warn({ commandId: command.id, code: error.code }, `delivery not taken: ${error.message}`);
         return;
       }
       throw error;
@@ -926,7 +931,7 @@ class DefaultAgentCore implements AgentCore {
       return;
     }
     // From here on the command counts as run, whatever happens next.
-    await this.#o.journal.executing(command.id);
+    if (!(await this.#markExecuting(command, traceparent))) return;
     this.#sendAck(command, 'executing', traceparent);
     let result: CommandResultBody;
     try {
@@ -944,6 +949,24 @@ class DefaultAgentCore implements AgentCore {
     }
     this.#log.info({ commandId: command.id, status: result.status, code: result.error?.code, ...traceLogFields(traceparent) }, 'command finished');
     await this.#finish(command, result);
+  }
+
+  /**
+   * The executing record, without which the command must not run (at most once). A write the
+   * journal undid (AGENT_JOURNAL_WRITE_FAILED: disk full, an I/O error) leaves it not run: it is
+   * finished rejected with that code, journaled, so the answer is final and a redelivery gets it.
+   * If that write fails too the entry stays `received` and the next run decides it.
+   */
+  async #markExecuting(command: SignedCommand, traceparent: string | undefined): Promise<boolean> {
+    try {
+      await this.#o.journal.executing(command.id);
+      return true;
+    } catch (error) {
+      if (!SdcError.is(error) || error.code !== 'AGENT_JOURNAL_WRITE_FAILED') throw error;
+      this.#log.error({ commandId: command.id, code: error.code }, `command not started: ${error.message}`);
+      await this.#finish(command, this.#result(command, 'rejected', {}, { code: error.code, message: error.message.slice(0, agentCoreLimits.errorMessageCharsMax) }, traceparent));
+      return false;
+    }
   }
 
   /**

@@ -116,6 +116,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   });
   const journal = await FileCommandJournal.open({
     path: current.paths.journal, onTornTail: (bytes) => logger.warn({ bytes }, 'dropped a torn journal tail'),
+    onCompactionFailed: (error) => logger.warn({ code: error.code }, `${error.message}; appending to the old file, compaction is tried again later`),
     // No journal file (a new device, or one lost while the identity stayed): commands issued before
     // the first session's AUTH_ACK are refused; the floor is taken then, not on this clock now
     // (command-journal-file.ts, agent-core #settleIssuedFloor).

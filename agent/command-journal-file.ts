@@ -1,4 +1,4 @@
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { SdcError } from '../core/errors/index.js';
 import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import { AsyncMutex } from '../runtime/async-mutex.js';
@@ -6,20 +6,51 @@ import { dirname } from 'node:path';
 import type { SignedCommand } from '../core/protocol/messages/command.js';
 import { parseTraceparent } from '../core/trace/trace-context.js';
 import {
-  JournalState, RecordJournal, defaultJournalLimits, type JournalLimits, type JournalRecord,
+  JournalState, RecordJournal, defaultJournalLimits, snapshotFixedBytesMax, type JournalLimits, type JournalRecord,
 } from './command-journal.js';
 
-export interface FileJournalOptions extends Partial<JournalLimits> {
+/** One open journal file; node's FileHandle is one. Tests inject failing ones. */
+export interface JournalFile {
+  appendFile(data: Uint8Array): Promise<void>;
+  sync(): Promise<void>;
+  truncate(bytes: number): Promise<void>;
+  stat(): Promise<{ size: number }>;
+  close(): Promise<void>;
+}
+
+/** How the journal reaches the disk; tests inject failures (a full disk, an I/O error). */
+export interface JournalFiles {
+  openForAppend(path: string): Promise<JournalFile>;
+  /** Replaces the file whole (runtime/atomic-file.ts): the old content or the new, never a mix. */
+  writeAtomic(path: string, text: string): Promise<void>;
+}
+
+const nodeJournalFiles: JournalFiles = {
+  openForAppend: (path) => open(path, 'a', privateFileMode),
+  writeAtomic: (path, text) => writeFileAtomic(path, text, { mode: privateFileMode }),
+};
+
+export interface FileJournalOptions extends Partial<Omit<JournalLimits, 'entryBytesMax'>> {
   path: string;
   /**
    * Records in the file before it is rewritten from the live state. Compaction also waits until
    * the file holds twice the live snapshot, so it always shrinks the file by at least half.
    */
   compactionRecords?: number;
+  /**
+   * The file's bound, also the most open reads (default 64 MiB). The file is compacted when it
+   * passes half of it, and the live entries are held to what fits a quarter of it
+   * (JournalLimits.entryBytesMax), so a compacted file is at most a quarter and compaction
+   * always halves the file. An append that would pass the bound compacts first, and is refused
+   * (AGENT_JOURNAL_WRITE_FAILED) if that fails, so the agent can always read its journal back.
+   */
+  fileBytesMax?: number;
   /** Calls waiting for the file; a stuck disk must not queue work without bound. */
   waitersMax?: number;
   /** Told when a torn last line was dropped on open. */
   onTornTail?: (bytes: number) => void;
+  /** Told when a compaction failed; the journal goes on appending to the old file and tries again later. */
+  onCompactionFailed?: (error: SdcError) => void;
   /**
    * When the file does not exist, the new file's issued floor is pending (issued_floor_pending):
    * every command is refused (agent/command-acceptance.ts) until the agent's first session records
@@ -29,53 +60,84 @@ export interface FileJournalOptions extends Partial<JournalLimits> {
   issuedFloorWhenCreated?: boolean;
   /** Told when the file did not exist and was created with its floor pending. */
   onCreated?: () => void;
+  /** The file system; absent: node's. */
+  files?: JournalFiles;
 }
 
-const journalBytesMax = 64 * 1024 * 1024;
+const journalBytesMaxDefault = 64 * 1024 * 1024;
+/** The least room for entries a fileBytesMax may leave (a few results); below it the option is refused. */
+const entryBytesMin = 32 * 1024;
+
+/** Records appended after a failed compaction before it is tried again: a failing disk is not rewritten on every append. */
+const compactionRetryRecords = 64;
+
+interface ResolvedOptions extends FileJournalOptions {
+  compactionRecords: number;
+  fileBytesMax: number;
+  files: JournalFiles;
+}
 
 /**
  * The command journal as an append-only JSON-lines file. Each mutation appends one record and
  * fsyncs before its promise resolves. On open the records are replayed; an unreadable last line
  * is a write torn by a crash (it was never acknowledged, because acknowledgement follows fsync)
  * and is dropped; an unreadable line before it is corruption (AGENT_JOURNAL_CORRUPT).
+ *
+ * A failed append (review h16, finding 1) is cut off again before its promise rejects: the file
+ * is truncated back to its committed length and fsynced. Left in place, its bytes would join the
+ * next record onto one line, which a crash then leaves last and open drops as a torn tail: an
+ * acknowledged `executing` would be lost and the command run twice. If the truncation fails too,
+ * the journal takes no more records until a restart (AGENT_JOURNAL_UNUSABLE).
  */
 export class FileCommandJournal extends RecordJournal {
   readonly #mutex: AsyncMutex;
-  readonly #options: FileJournalOptions & { compactionRecords: number };
-  #handle: FileHandle | undefined;
+  readonly #options: ResolvedOptions;
+  #handle: JournalFile | undefined;
   #recordsInFile: number;
+  /** The file's length after its last fsynced record: what a failed append is cut back to. */
+  #committedBytes: number;
+  /** Set for good once a failed append could not be undone. */
+  #unusable: SdcError | undefined;
+  /** After a failed compaction, the record count at which it is tried again. */
+  #compactionRetryAtRecords = 0;
 
-  private constructor(options: FileJournalOptions & { compactionRecords: number }, state: JournalState, handle: FileHandle, records: number) {
+  private constructor(options: ResolvedOptions, state: JournalState, handle: JournalFile, records: number, bytes: number) {
     super(state);
     this.#options = options;
     this.#handle = handle;
     this.#recordsInFile = records;
+    this.#committedBytes = bytes;
     this.#mutex = new AsyncMutex(options.waitersMax ?? 1024);
   }
 
   static async open(options: FileJournalOptions): Promise<FileCommandJournal> {
+    const fileBytesMax = options.fileBytesMax ?? journalBytesMaxDefault;
+    const entryBytesMax = Math.floor(fileBytesMax / 4) - snapshotFixedBytesMax;
+    if (entryBytesMax < entryBytesMin) {
+      throw new SdcError('AGENT_STATE_INVALID', `a command journal of ${fileBytesMax} bytes leaves no room for entries`);
+    }
     const limits: JournalLimits = {
       unfinishedMax: options.unfinishedMax ?? defaultJournalLimits.unfinishedMax,
       finishedRetain: options.finishedRetain ?? defaultJournalLimits.finishedRetain,
+      entryBytesMax,
     };
     const compactionRecords = options.compactionRecords ?? 4 * (limits.unfinishedMax + limits.finishedRetain) + 64;
+    const files = options.files ?? nodeJournalFiles;
     await ensurePrivateDirectory(dirname(options.path));
     const state = new JournalState(limits);
-    let text = '';
-    let missing = false;
+    let bytes: Buffer | undefined;
     try {
-      text = await readFile(options.path, 'utf8');
+      bytes = await readFile(options.path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new SdcError('AGENT_STATE_INVALID', `cannot read the command journal ${options.path}`, {}, { cause: error });
       }
-      missing = true;
     }
-    if (text.length > journalBytesMax) throw new SdcError('AGENT_JOURNAL_CORRUPT', `${options.path} is larger than ${journalBytesMax} bytes`);
-    const { records, tornBytes } = parseJournal(text, options.path);
+    if (bytes !== undefined && bytes.length > fileBytesMax) throw new SdcError('AGENT_JOURNAL_CORRUPT', `${options.path} is larger than ${fileBytesMax} bytes`);
+    const { records, tornBytes } = parseJournal(bytes?.toString('utf8') ?? '', options.path);
     for (const [index, record] of records.entries()) {
       try {
-        state.apply(record);
+        state.apply(record, lineBytes(record));
       } catch (error) {
         throw new SdcError('AGENT_JOURNAL_CORRUPT', `${options.path} line ${index + 1}: ${(error as Error).message}`);
       }
@@ -97,15 +159,22 @@ export class FileCommandJournal extends RecordJournal {
     // session opens only when the two are within clockOffsetLimits (the agent closes past 600 s,
     // the gateway refuses past 300 s), so both are then near the control plane's clock; and no
     // command arrives before AUTH, so the pending state refuses nothing a gateway could deliver.
-    if (missing && options.issuedFloorWhenCreated === true) {
+    if (bytes === undefined && options.issuedFloorWhenCreated === true) {
       state.apply({ r: 'issued_floor_pending' });
       options.onCreated?.();
     }
     // Rewrite from the replayed state: drops a torn tail and starts the file compact.
     const snapshot = state.snapshot();
-    await writeFileAtomic(options.path, serialize(snapshot), { mode: privateFileMode });
-    const handle = await open(options.path, 'a', privateFileMode);
-    return new FileCommandJournal({ ...options, compactionRecords }, state, handle, snapshot.length);
+    const text = serialize(snapshot);
+    let handle: JournalFile;
+    try {
+      await files.writeAtomic(options.path, text);
+      handle = await files.openForAppend(options.path);
+    } catch (error) {
+      throw new SdcError('AGENT_JOURNAL_WRITE_FAILED', `cannot write the command journal ${options.path}: ${(error as Error).message}`, {}, { cause: error });
+    }
+    const resolved: ResolvedOptions = { ...options, compactionRecords, fileBytesMax, files };
+    return new FileCommandJournal(resolved, state, handle, snapshot.length, Buffer.byteLength(text));
   }
 
   close(): Promise<void> {
@@ -118,28 +187,102 @@ export class FileCommandJournal extends RecordJournal {
 
   protected write(record: JournalRecord): Promise<void> {
     return this.#mutex.run(async () => {
-      const handle = this.#handle;
-      if (!handle) throw new SdcError('AGENT_STATE_INVALID', 'command journal is closed');
-      this.state.check(record);
-      await handle.appendFile(JSON.stringify(record) + '\n');
-      await handle.sync();
+      if (this.#unusable) throw this.#unusable;
+      if (!this.#handle) throw new SdcError('AGENT_STATE_INVALID', 'command journal is closed');
+      const line = Buffer.from(JSON.stringify(record) + '\n', 'utf8');
+      this.state.check(record, line.length);
+      if (this.#committedBytes + line.length > this.#options.fileBytesMax) await this.#compact();
+      if (this.#unusable) throw this.#unusable;
+      if (this.#committedBytes + line.length > this.#options.fileBytesMax) {
+        throw new SdcError('AGENT_JOURNAL_WRITE_FAILED', `the command journal is at its bound of ${this.#options.fileBytesMax} bytes and could not be compacted`);
+      }
+      await this.#append(line);
       // Applied only once durable: memory never runs ahead of the disk.
-      this.state.apply(record);
+      this.state.apply(record, line.length);
       this.#recordsInFile += 1;
-      await this.#compactIfDue();
+      // The record is durable whatever compaction does: a failed one is reported, not thrown.
+      if (this.#compactionDue()) await this.#compact();
     });
   }
 
-  async #compactIfDue(): Promise<void> {
-    if (this.#recordsInFile < this.#options.compactionRecords) return;
-    const snapshot = this.state.snapshot();
-    if (this.#recordsInFile < 2 * snapshot.length) return;
-    await this.#handle?.close();
-    this.#handle = undefined;
-    await writeFileAtomic(this.#options.path, serialize(snapshot), { mode: privateFileMode });
-    this.#handle = await open(this.#options.path, 'a', privateFileMode);
-    this.#recordsInFile = snapshot.length;
+  /** Appends and fsyncs `line`; on failure the file is cut back to its committed length first. */
+  async #append(line: Buffer): Promise<void> {
+    const handle = this.#handle!;
+    try {
+      await handle.appendFile(line);
+      await handle.sync();
+      this.#committedBytes += line.length;
+    } catch (error) {
+      const refusal = new SdcError('AGENT_JOURNAL_WRITE_FAILED', `command journal write failed: ${(error as Error).message}`, {}, { cause: error });
+      try {
+        await handle.truncate(this.#committedBytes);
+        await handle.sync();
+      } catch (undoError) {
+        await this.#makeUnusable(`a failed write (${(error as Error).message}) could not be cut off: ${(undoError as Error).message}`, undoError);
+        throw this.#unusable!;
+      }
+      throw refusal;
+    }
   }
+
+  async #makeUnusable(message: string, cause: unknown): Promise<void> {
+    this.#unusable = new SdcError('AGENT_JOURNAL_UNUSABLE', `command journal ${this.#options.path}: ${message}`, {}, { cause });
+    const handle = this.#handle;
+    this.#handle = undefined;
+    await handle?.close().catch(() => undefined);
+  }
+
+  #compactionDue(): boolean {
+    if (this.#recordsInFile < this.#compactionRetryAtRecords) return false;
+    // Past half the bound: a snapshot is at most a quarter (entryBytesMax), so this halves the file.
+    if (this.#committedBytes >= this.#options.fileBytesMax / 2) return true;
+    if (this.#recordsInFile < this.#options.compactionRecords) return false;
+    return this.#recordsInFile >= 2 * this.state.snapshot().length;
+  }
+
+  /**
+   * Rewrites the file from the live state. A failure (no space or inode for the temporary file,
+   * an I/O error) leaves the old file in place (runtime/atomic-file.ts renames only a complete,
+   * fsynced copy), so the journal reopens it by name and goes on appending; compaction is tried
+   * again after compactionRetryRecords more records (review h16, finding 2). Only if the file
+   * cannot be reopened does the journal become unusable.
+   */
+  async #compact(): Promise<void> {
+    const snapshot = this.state.snapshot();
+    const text = serialize(snapshot);
+    let failed: SdcError | undefined;
+    try {
+      await this.#options.files.writeAtomic(this.#options.path, text);
+    } catch (error) {
+      failed = new SdcError('AGENT_JOURNAL_WRITE_FAILED', `command journal compaction failed: ${(error as Error).message}`, {}, { cause: error });
+    }
+    // Reopened by name either way: if only the directory fsync failed, the rename happened and the
+    // old handle now points at an unlinked file. Both files hold the same state.
+    const old = this.#handle!;
+    let handle: JournalFile | undefined;
+    try {
+      handle = await this.#options.files.openForAppend(this.#options.path);
+      this.#committedBytes = failed ? (await handle.stat()).size : Buffer.byteLength(text);
+      this.#handle = handle;
+      await old.close().catch(() => undefined);
+    } catch (error) {
+      await handle?.close().catch(() => undefined);
+      await this.#makeUnusable(`cannot reopen after compaction: ${(error as Error).message}`, error);
+      return;
+    }
+    if (failed) {
+      this.#compactionRetryAtRecords = this.#recordsInFile + compactionRetryRecords;
+      this.#options.onCompactionFailed?.(failed);
+      return;
+    }
+    this.#recordsInFile = snapshot.length;
+    this.#compactionRetryAtRecords = 0;
+  }
+}
+
+/** A record's size as a snapshot writes it (JournalLimits.entryBytesMax counts these). */
+function lineBytes(record: JournalRecord): number {
+  return Buffer.byteLength(JSON.stringify(record)) + 1;
 }
 
 function serialize(records: readonly JournalRecord[]): string {

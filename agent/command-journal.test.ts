@@ -1,12 +1,13 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile, appendFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { SdcError } from '../core/errors/index.js';
 import { MemoryCommandJournal, type CommandJournal } from './command-journal.js';
-import { FileCommandJournal } from './command-journal-file.js';
+import { FileCommandJournal, type JournalFile, type JournalFiles } from './command-journal-file.js';
+import { writeFileAtomic } from '../runtime/atomic-file.js';
 import { runJournalContract, testCommand, testResult } from './command-journal-contract.js';
 
 runJournalContract('memory', {
@@ -203,5 +204,141 @@ describe('file command journal', () => {
       assert.equal(reopened.get('cmd-2')?.stage, cut === full.length ? 'received' : undefined);
       await reopened.close();
     }), { numRuns: 60 });
+  });
+});
+
+/** Faults to inject, each counted down by the call it fails. */
+interface Faults { halfAppends: number; truncates: number; atomicWrites: number }
+
+/** Node's files, except that the next `faults` calls fail as a full disk would. */
+function faultyFiles(faults: Faults): JournalFiles {
+  const full = () => Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+  return {
+    openForAppend: async (path) => {
+      const real = await open(path, 'a', 0o600);
+      const file: JournalFile = {
+        appendFile: async (data) => {
+          if (faults.halfAppends === 0) return real.appendFile(data);
+          faults.halfAppends -= 1;
+          // What a full disk does: part of the record reaches the file, then the write fails.
+          await real.appendFile(data.subarray(0, Math.floor(data.length / 2)));
+          throw full();
+        },
+        sync: () => real.sync(),
+        truncate: async (bytes) => {
+          if (faults.truncates === 0) return real.truncate(bytes);
+          faults.truncates -= 1;
+          throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+        },
+        stat: () => real.stat(),
+        close: () => real.close(),
+      };
+      return file;
+    },
+    writeAtomic: async (path, text) => {
+      if (faults.atomicWrites === 0) return writeFileAtomic(path, text, { mode: 0o600 });
+      faults.atomicWrites -= 1;
+      throw full();
+    },
+  };
+}
+
+const hasCode = (code: string) => (e: unknown) => SdcError.is(e) && e.code === code;
+
+describe('file command journal: failed writes and its size bound (review h16)', () => {
+  it('a failed append is cut off: the next record is durable on its own line and a command that reached executing never runs again', async () => {
+    const path = await tempPath();
+    const faults = { halfAppends: 0, truncates: 0, atomicWrites: 0 };
+    const journal = await FileCommandJournal.open({ path, files: faultyFiles(faults) });
+    await journal.received(testCommand(2));
+    faults.halfAppends = 1;
+    await assert.rejects(journal.received(testCommand(3)), hasCode('AGENT_JOURNAL_WRITE_FAILED'));
+    assert.equal(journal.get('cmd-3'), undefined, 'memory never runs ahead of the disk');
+    await journal.executing('cmd-2');
+    await journal.received(testCommand(4));
+    await journal.close();
+    let torn = 0;
+    const reopened = await FileCommandJournal.open({ path, onTornTail: (bytes) => { torn = bytes; } });
+    assert.equal(torn, 0, 'nothing of the failed write is left');
+    assert.equal(reopened.get('cmd-2')?.stage, 'executing');
+    assert.equal(reopened.isSeqDone(2), true, 'recovery reports it interrupted, never runs it again');
+    assert.equal(reopened.get('cmd-3'), undefined);
+    assert.equal(reopened.get('cmd-4')?.stage, 'received');
+    await reopened.close();
+  });
+
+  it('a failed append that cannot be cut off closes the journal for good (AGENT_JOURNAL_UNUSABLE); a restart drops the partial record', async () => {
+    const path = await tempPath();
+    const faults = { halfAppends: 1, truncates: 1, atomicWrites: 0 };
+    const journal = await FileCommandJournal.open({ path, files: faultyFiles(faults) });
+    await assert.rejects(journal.received(testCommand(1)), hasCode('AGENT_JOURNAL_UNUSABLE'));
+    // Were it to append now, the next record would join the partial one on a line a crash leaves torn.
+    await assert.rejects(journal.received(testCommand(2)), hasCode('AGENT_JOURNAL_UNUSABLE'));
+    await journal.close();
+    let torn = 0;
+    const reopened = await FileCommandJournal.open({ path, onTornTail: (bytes) => { torn = bytes; } });
+    assert.ok(torn > 0);
+    assert.deepEqual(reopened.entries(), []);
+    await reopened.received(testCommand(2));
+    await reopened.close();
+  });
+
+  it('a failed compaction keeps the journal open on the old file: the record that triggered it and the next ones are durable, and it is tried again later', async () => {
+    const path = await tempPath();
+    const faults = { halfAppends: 0, truncates: 0, atomicWrites: 0 };
+    const failures: string[] = [];
+    const options = { path, compactionRecords: 8, finishedRetain: 1, files: faultyFiles(faults), onCompactionFailed: (e: SdcError) => { failures.push(e.code); } };
+    const journal = await FileCommandJournal.open(options);
+    faults.atomicWrites = 1;
+    for (let seq = 1; seq <= 3; seq++) {
+      const command = testCommand(seq);
+      await journal.received(command);
+      await journal.executing(command.id);
+      await journal.finished(command.id, testResult(command));
+    }
+    assert.deepEqual(failures, ['AGENT_JOURNAL_WRITE_FAILED']);
+    await journal.received(testCommand(4));
+    // Retried after compactionRetryRecords (64) more records: the file shrinks again.
+    for (let seq = 5; seq <= 30; seq++) {
+      const command = testCommand(seq);
+      await journal.received(command);
+      await journal.executing(command.id);
+      await journal.finished(command.id, testResult(command));
+    }
+    const lines = (await readFile(path, 'utf8')).split('\n').filter((l) => l.length > 0);
+    assert.ok(lines.length < 40, `file has ${lines.length} records`);
+    const before = journal.entries();
+    await journal.close();
+    const reopened = await FileCommandJournal.open({ path, finishedRetain: 1 });
+    assert.deepEqual(reopened.entries(), before);
+    assert.equal(reopened.get('cmd-4')?.stage, 'received');
+    assert.deepEqual([1, 2, 3, 5, 30].map((seq) => reopened.isSeqDone(seq)), [true, true, true, true, true]);
+    await reopened.close();
+  });
+
+  it('the file stays within fileBytesMax with large unconfirmed results, and reopens', async () => {
+    const path = await tempPath();
+    const fileBytesMax = 512 * 1024;
+    let journal = await FileCommandJournal.open({ path, fileBytesMax });
+    const bigResult = (seq: number) => ({ ...testResult(testCommand(seq)), output: { processes: 'p'.repeat(2_000) } });
+    let largest = 0;
+    for (let seq = 1; seq <= 300; seq++) {
+      const command = testCommand(seq);
+      await journal.received(command);
+      await journal.executing(command.id);
+      await journal.finished(command.id, bigResult(seq));
+      largest = Math.max(largest, (await stat(path)).size);
+    }
+    assert.ok(largest <= fileBytesMax, `the file reached ${largest} bytes`);
+    const before = journal.entries();
+    assert.ok(before.length < 300 && before.length > 10, `${before.length} entries kept`);
+    assert.deepEqual(before.at(-1)?.result, bigResult(300), 'the oldest results go first');
+    journal = await (async () => { await journal.close(); return FileCommandJournal.open({ path, fileBytesMax }); })();
+    assert.deepEqual(journal.entries(), before);
+    assert.equal(journal.isSeqDone(1), true, 'a dropped entry still counts as run');
+    // One command larger than what unfinished commands may take is back-pressure, not a write.
+    const huge = { ...testCommand(301), args: { pad: 'x'.repeat(fileBytesMax / 8) } };
+    await assert.rejects(journal.received(huge), hasCode('AGENT_JOURNAL_FULL'));
+    await journal.close();
   });
 });

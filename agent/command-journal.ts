@@ -74,6 +74,16 @@ export interface JournalLimits {
    * redelivery of those is refused as COMMAND_SEQ_STALE, never executed again).
    */
   finishedRetain: number;
+  /**
+   * Bytes the live entries' records may take (each entry's received and finished lines, plus room
+   * for its executing record or its id in the confirmed list), counted only when the journal passes
+   * record sizes to `check` and `apply` (the file journal does; the memory journal does not, so it
+   * has no byte bound). Unfinished commands may take half: past it `received` is
+   * AGENT_JOURNAL_FULL. Past the whole, finished entries are dropped as past twice finishedRetain
+   * (confirmed first, then the oldest). The file journal derives it from its file bound so that a
+   * compacted file always fits (command-journal-file.ts).
+   */
+  entryBytesMax?: number;
 }
 
 export const defaultJournalLimits: Readonly<JournalLimits> = Object.freeze({ unfinishedMax: 256, finishedRetain: 1024 });
@@ -84,6 +94,17 @@ export const defaultJournalLimits: Readonly<JournalLimits> = Object.freeze({ unf
  * raised to the lowest of them, and anything older that has not arrived yet is refused as stale.
  */
 export const executedSeqsAboveWatermarkMax = 4096;
+
+/**
+ * Bytes a snapshot needs besides its entries: the watermark, floor and confirmed-list wrapper
+ * lines, and executed_seqs at its bound (each seq a safe integer: at most 16 digits and a comma).
+ */
+export const snapshotFixedBytesMax = 256 + executedSeqsAboveWatermarkMax * 17;
+
+/** An entry's executing record or its place in the confirmed list; an id char is at most 6 bytes of JSON (a \uXXXX escape). */
+function entryOverheadBytes(id: string): number {
+  return 32 + 6 * id.length;
+}
 
 /** One line of the file journal; the memory journal applies the same records. */
 export type JournalRecord =
@@ -129,6 +150,10 @@ export class JournalState {
   #finished = 0;
   #issuedFloorMs = 0;
   #issuedFloorPending = false;
+  /** Bytes charged to each entry (entryBytesMax); only entries applied with a size are here. */
+  readonly #bytesById = new Map<string, number>();
+  #entryBytes = 0;
+  #unfinishedBytes = 0;
 
   constructor(readonly limits: JournalLimits) {}
 
@@ -182,15 +207,23 @@ export class JournalState {
     while (this.#executedSeqs.delete(this.#watermark + 1)) this.#watermark += 1;
   }
 
-  /** Throws before anything is written when `record` is not a legal next step. */
-  check(record: JournalRecord): void {
+  /**
+   * Throws before anything is written when `record` is not a legal next step. `bytes`: the
+   * record's size on disk, counted against entryBytesMax (0: not counted).
+   */
+  check(record: JournalRecord, bytes = 0): void {
     switch (record.r) {
-      case 'received':
+      case 'received': {
         if (this.#entries.has(record.command.id)) throw bad(`command ${record.command.id} is already in the journal`);
         if (this.#unfinished >= this.limits.unfinishedMax) {
           throw new SdcError('AGENT_JOURNAL_FULL', `${this.limits.unfinishedMax} commands are not finished yet`);
         }
+        const unfinishedBytesMax = this.limits.entryBytesMax === undefined ? Infinity : Math.floor(this.limits.entryBytesMax / 2);
+        if (bytes > 0 && this.#unfinishedBytes + bytes + entryOverheadBytes(record.command.id) > unfinishedBytesMax) {
+          throw new SdcError('AGENT_JOURNAL_FULL', `unfinished commands would take more than ${unfinishedBytesMax} bytes of the journal`);
+        }
         return;
+      }
       case 'executing': {
         const entry = this.#entries.get(record.id);
         if (entry?.stage !== 'received') throw bad(`command ${record.id} cannot start from ${entry?.stage ?? 'nothing'}`);
@@ -220,8 +253,9 @@ export class JournalState {
     }
   }
 
-  apply(record: JournalRecord): void {
-    this.check(record);
+  /** `bytes`: the record's size on disk, counted against entryBytesMax (0: not counted). */
+  apply(record: JournalRecord, bytes = 0): void {
+    this.check(record, bytes);
     switch (record.r) {
       case 'received':
         this.#entries.set(record.command.id, {
@@ -229,6 +263,7 @@ export class JournalState {
           ...(record.traceparent === undefined ? {} : { traceparent: record.traceparent }),
         });
         this.#unfinished += 1;
+        if (bytes > 0) this.#charge(record.command.id, bytes + entryOverheadBytes(record.command.id), true);
         return;
       case 'executing': {
         const entry = this.#entries.get(record.id)!;
@@ -242,6 +277,8 @@ export class JournalState {
         entry.result = record.result;
         this.#unfinished -= 1;
         this.#finished += 1;
+        this.#unfinishedBytes -= this.#bytesById.get(record.id) ?? 0;
+        if (bytes > 0) this.#charge(record.id, bytes, false);
         this.#trimFinished();
         return;
       }
@@ -287,15 +324,23 @@ export class JournalState {
     return records;
   }
 
+  #charge(id: string, bytes: number, unfinished: boolean): void {
+    this.#bytesById.set(id, (this.#bytesById.get(id) ?? 0) + bytes);
+    this.#entryBytes += bytes;
+    if (unfinished) this.#unfinishedBytes += bytes;
+  }
+
   #trimFinished(): void {
     const { finishedRetain } = this.limits;
-    if (this.#finished <= finishedRetain) return;
+    const bytesMax = this.limits.entryBytesMax ?? Infinity;
+    if (this.#finished <= finishedRetain && this.#entryBytes <= bytesMax) return;
     for (const [id, entry] of this.#entries) {
-      if (this.#finished <= finishedRetain) return;
+      if (this.#finished <= finishedRetain && this.#entryBytes <= bytesMax) return;
       if (entry.stage === 'finished' && entry.confirmed) this.#drop(id);
     }
+    // Unfinished entries take at most half of bytesMax (check), so this always gets under it.
     for (const [id, entry] of this.#entries) {
-      if (this.#finished <= 2 * finishedRetain) return;
+      if (this.#finished <= 2 * finishedRetain && this.#entryBytes <= bytesMax) return;
       if (entry.stage === 'finished') this.#drop(id);
     }
   }
@@ -303,6 +348,8 @@ export class JournalState {
   #drop(id: string): void {
     this.#entries.delete(id);
     this.#finished -= 1;
+    this.#entryBytes -= this.#bytesById.get(id) ?? 0;
+    this.#bytesById.delete(id);
   }
 }
 

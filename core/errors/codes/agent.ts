@@ -9,6 +9,8 @@ export const agentErrors = defineErrors({
   AGENT_EXECUTION_FAILED: { fault: 'local', status: 500, summary: 'The command failed on the device for a reason without a more specific code' },
   AGENT_JOURNAL_CORRUPT: { fault: 'local', status: 500, summary: 'The command journal has an unreadable record before its last line' },
   AGENT_JOURNAL_FULL: { fault: 'local', status: 503, summary: 'The command journal holds its maximum of unfinished commands; the command was not taken' },
+  AGENT_JOURNAL_WRITE_FAILED: { fault: 'local', status: 503, summary: 'The command journal could not write a record (disk full or an I/O error); the file was cut back to its last whole record, the step was not taken and the journal stays open' },
+  AGENT_JOURNAL_UNUSABLE: { fault: 'local', status: 503, summary: 'A failed command journal write could not be undone (or the file could not be reopened after a compaction), so the journal takes no more records until the agent restarts; the last record may or may not be on disk' },
   AGENT_BUSY: { fault: 'local', status: 503, summary: 'Too many command deliveries are waiting to be processed; the delivery was dropped' },
   AGENT_COMMAND_BEFORE_JOURNAL: { fault: 'remote', status: 409, summary: 'The command was issued before the device\'s command journal was created (the journal was missing: restored from an older image, or deleted); what ran before is unknown, so it is refused and must be issued again' },
   AGENT_COMMAND_EXPIRED: { fault: 'local', status: 410, summary: 'The command was taken but its deadline passed before it could start; it was not run and never will be' },

@@ -8,39 +8,12 @@ import { encodeBusEntry } from '../bus-contract/entries.js';
 import { streamNames } from '../bus-contract/streams.js';
 import type { DevicePosture } from '../../core/protocol/messages/posture.js';
 import type { AuditEntry } from '../../core/protocol/audit-chain.js';
-import type { SqlDatabase, SqlTransaction } from '../stores/sql/sql-port.js';
 import { parseAlertRules } from './alert-rules.js';
-import { makeHarness, sqlJsTarget, type Harness, type SqlTarget } from './test-support.js';
+import { makeHarness, sqlJsTargetWatchingTransactions, type Harness } from './test-support.js';
 
 const offlineAfterMs = 30_000;
 const goodBinary = 'a'.repeat(64);
 const healthy: DevicePosture = { os_version: 'Linux 6.8.0', binary_sha256: goodBinary, kernel_attestation: 'unattested' };
-
-/** sql.js with every statement it runs, in or out of a transaction, written down in `statements`. */
-function sqlJsTargetWatchingAll(statements: string[]): SqlTarget {
-  return {
-    ...sqlJsTarget,
-    open: async (dataDir) => {
-      const db = await sqlJsTarget.open(dataDir);
-      const watched = (tx: SqlTransaction): SqlTransaction => ({
-        dialect: tx.dialect,
-        query: (sql, params) => { statements.push(sql); return tx.query(sql, params); },
-        execute: (sql, params) => { statements.push(sql); return tx.execute(sql, params); },
-        executeBatch: (batch, options) => { statements.push(...batch.map((statement) => statement.sql)); return tx.executeBatch(batch, options); },
-      });
-      return new Proxy(db, {
-        get(target, property, receiver) {
-          const value = Reflect.get(target, property, receiver) as unknown;
-          if (property === 'transaction') return <T>(fn: (tx: SqlTransaction) => Promise<T>) => target.transaction((tx) => fn(watched(tx)));
-          if (property === 'query' || property === 'execute') {
-            return (sql: string, params?: readonly unknown[]) => { statements.push(sql); return (value as (s: string, p?: readonly unknown[]) => unknown).call(target, sql, params); };
-          }
-          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-        },
-      }) as SqlDatabase;
-    },
-  };
-}
 
 /** The reads of the device's report: its devices row with its device_compliance row (a join on MySQL, a UNION ALL's parts on sql.js; not the write's look at the row). */
 const readsOfReport = (statements: readonly string[]) => statements.filter((sql) => /^\s*SELECT/.test(sql) && /FROM devices\b/.test(sql) && /\bdevice_compliance\b/.test(sql));
@@ -50,7 +23,7 @@ const readsOfEpisode = (statements: readonly string[]) => statements.filter((sql
 describe('a presence with AUTH facts: the compliance read rides with the episode read (issue 17)', () => {
   it('reads the device and its report once, in the episode read; records, clears and audits as before', async () => {
     const statements: string[] = [];
-    const h: Harness = await makeHarness(sqlJsTargetWatchingAll(statements), {
+    const h: Harness = await makeHarness(sqlJsTargetWatchingTransactions(statements, { outsideTransactions: true }), {
       controlPlane: { alertRules: parseAlertRules({ offlineAfterMs, sampleIntervalMs: 1_000 }), complianceRules: { binary_sha256_allowed: [goodBinary] } },
     });
     try {

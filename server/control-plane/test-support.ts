@@ -63,9 +63,11 @@ export const sqlJsTarget: SqlTarget = {
 
 /**
  * sql.js, with every statement run inside a transaction written down in `statements` (a batch's
- * statements each, in order): for tests that count what a write's transaction sends.
+ * statements each, in order): for tests that count what a write's transaction sends. With
+ * `outsideTransactions`, the database's own query and execute are written down too (every
+ * statement the code under test runs).
  */
-export function sqlJsTargetWatchingTransactions(statements: string[]): SqlTarget {
+export function sqlJsTargetWatchingTransactions(statements: string[], options: { outsideTransactions?: boolean } = {}): SqlTarget {
   return {
     ...sqlJsTarget,
     open: async (dataDir) => {
@@ -80,6 +82,9 @@ export function sqlJsTargetWatchingTransactions(statements: string[]): SqlTarget
         get(target, property, receiver) {
           const value = Reflect.get(target, property, receiver) as unknown;
           if (property === 'transaction') return <T>(fn: (tx: SqlTransaction) => Promise<T>) => target.transaction((tx) => fn(watched(tx)));
+          if (options.outsideTransactions === true && (property === 'query' || property === 'execute')) {
+            return (sql: string, params?: readonly unknown[]) => { statements.push(sql); return (value as (s: string, p?: readonly unknown[]) => unknown).call(target, sql, params); };
+          }
           return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
         },
       });
@@ -225,24 +230,33 @@ export async function makeHarness(target: SqlTarget, options: {
   });
   return {
     dir, clock, materials, db, bus, cp,
-    async close() {
-      // systemScheduler's timers are unref'd: a started control plane's consumers, blocked in a
-      // read until its timer fires, would otherwise leave the event loop empty while stop() waits,
-      // and the test runner would cancel the hook (device-tags-policy.test.ts did, every run).
-      const keepAlive = setInterval(() => undefined, 1_000);
-      try {
-        await cp.stop();
-        await bus.close();
-        await kv.close();
-        await db.close();
-        await rm(dir, { recursive: true, force: true });
-      } finally {
-        // The harness's own cp-test-<hex>: keys on Redis (they were left behind: 126 on the shared server).
-        if (!keepStores()) await options.kv?.removeKeys?.(keyPrefix);
-        clearInterval(keepAlive);
-      }
-    },
+    close: () => closeHarness({ cp, bus, kv, db, dir }, options.kv, keyPrefix),
   };
+}
+
+/**
+ * Stops a harness's control plane and closes its stores and directory; then removes the keys its
+ * kv factory left under `keyPrefix` (Redis), unless SDC_TEST_KEEP_STORES=1. makeHarness's and
+ * makeOtaHarness's close().
+ */
+export async function closeHarness(
+  parts: { cp: ControlPlane; bus: StreamBus; kv: KeyValueStore; db: SqlDatabase; dir: string }, kvFactory: KvFactory | undefined, keyPrefix: string,
+): Promise<void> {
+  // systemScheduler's timers are unref'd: a started control plane's consumers, blocked in a
+  // read until its timer fires, would otherwise leave the event loop empty while stop() waits,
+  // and the test runner would cancel the hook (device-tags-policy.test.ts did, every run).
+  const keepAlive = setInterval(() => undefined, 1_000);
+  try {
+    await parts.cp.stop();
+    await parts.bus.close();
+    await parts.kv.close();
+    await parts.db.close();
+    await rm(parts.dir, { recursive: true, force: true });
+  } finally {
+    // The harness's own cp-test-<hex>: keys on Redis (they were left behind: 126 on the shared server).
+    if (!keepStores()) await kvFactory?.removeKeys?.(keyPrefix);
+    clearInterval(keepAlive);
+  }
 }
 
 const provider = createNodeEd25519Provider();

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemRandom, systemScheduler } from '../../runtime/system.js';
 import { createControlPlane } from '../control-plane/control-plane.js';
-import { keepStores, ManualClock, type Harness, type KvFactory, type SqlTarget } from '../control-plane/test-support.js';
+import { closeHarness, ManualClock, type Harness, type KvFactory, type SqlTarget } from '../control-plane/test-support.js';
 import { initDeployment } from '../materials/materials.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { createEmbeddedKeyValueStore } from '../stores/kv/redis-key-value-store.js';
@@ -53,17 +53,7 @@ export async function makeOtaHarness(target: SqlTarget, options: {
   await cp.ota.repository.resignDue();
   return {
     dir, clock, materials, db, bus, cp, ota: cp.ota, keys,
-    async close() {
-      try {
-        await cp.stop();
-        await bus.close();
-        await kv.close();
-        await db.close();
-        await rm(dir, { recursive: true, force: true });
-      } finally {
-        if (!keepStores()) await options.kv?.removeKeys?.(keyPrefix);
-      }
-    },
+    close: () => closeHarness({ cp, bus, kv, db, dir }, options.kv, keyPrefix),
   };
 }
 

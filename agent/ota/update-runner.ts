@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { SdcError, errorRegistry } from '../../core/errors/index.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
@@ -12,7 +12,7 @@ import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import type { OtaReportEvent } from '../../core/protocol/messages/ota.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
 import type { TufCrypto } from '../../core/tuf/crypto-port.js';
-import { Updater } from '../../core/tuf/updater.js';
+import { quoteRoleName, Updater } from '../../core/tuf/updater.js';
 import { commandAuthorization } from '../../kernel/command/authorization.js';
 import type { KernelBridge } from '../../kernel/bridge/kernel-bridge.js';
 import type { AgentLogger } from '../agent-core.js';
@@ -535,7 +535,7 @@ export class UpdateRunner {
       // The held policy bundle before anything is downloaded: a device its bundle bars from updates fetches nothing.
       const refusal = this.#bundleRefusal(entry, 'stage') ?? this.#bundleRefusal(entry, 'commit');
       if (refusal !== undefined) throw refusal;
-      const file = join(this.#o.source.targetsDir, encodeURIComponent(approved.path));
+      const file = targetFileIn(this.#o.source.targetsDir, approved.path);
       await this.#save({ ...entry, approved: { version: approved.release.version, file, releaseCounter: approved.release.releaseCounter, rebootRequired: approved.release.rebootRequired } });
       await this.#move(this.#state.current!, 'prechecking', 'accept');
       return true;
@@ -802,6 +802,22 @@ export class UpdateRunner {
     const { source } = this.#o;
     return { metadata: source.metadata, targets: source.targets, fetcher: source.fetcher, timeouts: defaultTufTimeouts };
   }
+}
+
+/**
+ * The file a signed target is kept in: its path quoted as the TUF client names the file it writes
+ * (quoteRoleName), so the TUF route and a presigned download name the same file the kernel
+ * stages. Quoting leaves `.` and `..` as they are, and joined those name the directory itself or
+ * its parent: refused OTA_TARGET_PATH_INVALID, as is any name that would not land directly in
+ * `targetsDir`. Signed paths are the image repository's word, still not a licence to pick the file.
+ */
+export function targetFileIn(targetsDir: string, targetPath: string): string {
+  const name = quoteRoleName(targetPath);
+  const file = join(targetsDir, name);
+  if (name === '.' || name === '..' || dirname(resolve(file)) !== resolve(targetsDir)) {
+    throw new SdcError('OTA_TARGET_PATH_INVALID', `target path ${JSON.stringify(targetPath.slice(0, 64))} names no file of its own in the download directory`);
+  }
+  return file;
 }
 
 /**

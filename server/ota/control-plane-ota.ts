@@ -58,8 +58,6 @@ export const otaSweepDefaults = {
   rolloutSweepIntervalMs: 1_000,
   /** A minute: expired presigned release uploads are deleted within it (every presign also sweeps first). */
   uploadSweepIntervalMs: 60_000,
-  /** A minute: the embedded store's temporary files of writes that never finished are removed within it once stale (at start too). */
-  blobTemporariesSweepIntervalMs: 60_000,
 } as const;
 
 /**
@@ -68,8 +66,8 @@ export const otaSweepDefaults = {
  * ready, its alarms raised as operator alerts (each with an audit entry; the log line is the
  * repository's), and the periodic passes the control plane schedules: re-signing the online roles
  * when due, checking expiries, ticking rollouts, deleting the objects of expired presigned
- * release uploads, and removing the embedded store's stale temporary files (that one also without
- * an image repository). Passes are named so `every` logs their failures.
+ * release uploads with the embedded store's stale temporary files (which are also removed when the
+ * store opens, image repository or not). Passes are named so `every` logs their failures.
  */
 export async function attachOta(options: OtaAttachOptions): Promise<AttachedOta> {
   const { blobStore, onListening } = await openBlobStore(options);
@@ -83,20 +81,29 @@ export async function attachOta(options: OtaAttachOptions): Promise<AttachedOta>
   options.app.register(otaRoutes, { ota: () => services });
   options.app.register(rolloutRoutes, { rollouts: () => services?.rollouts });
   options.app.register(blobRoutes, { store: () => (blobStore instanceof EmbeddedBlobStore ? blobStore : undefined) });
-  // With or without an image repository: devices' artifact uploads use the embedded store too.
-  const blobSweeps = blobStore instanceof EmbeddedBlobStore
-    ? [['Blob store temporaries sweep', otaSweepDefaults.blobTemporariesSweepIntervalMs, () => blobStore.removeStaleTemporaries()] as const] : [];
-  if (services === undefined) return { services, sweeps: blobSweeps, blobStore, onListening };
+  if (services === undefined) return { services, sweeps: [], blobStore, onListening };
   return {
     services, blobStore, onListening,
     sweeps: [
-      ...blobSweeps,
       ['TUF online roles re-sign', otaSweepDefaults.resignCheckIntervalMs, () => services.repository.resignDue()],
       ['TUF expiry alarms', otaSweepDefaults.alarmCheckIntervalMs, () => services.repository.checkAlarms()],
       ['OTA rollouts sweep', options.rolloutSweepIntervalMs ?? otaSweepDefaults.rolloutSweepIntervalMs, () => services.rollouts.sweep()],
-      ['OTA release uploads sweep', otaSweepDefaults.uploadSweepIntervalMs, () => services.releases.sweepExpiredUploads()],
+      ['OTA release uploads sweep', otaSweepDefaults.uploadSweepIntervalMs, () => sweepUploads(services, blobStore)],
     ],
   };
+}
+
+/**
+ * Expired presigned release uploads, then the embedded store's stale temporary files (a PUT a
+ * stopped control plane was receiving); both run, the first failure is thrown after.
+ */
+async function sweepUploads(services: OtaServices, blobStore: BlobStore): Promise<void> {
+  const [uploads, temporaries] = await Promise.allSettled([
+    services.releases.sweepExpiredUploads(),
+    blobStore instanceof EmbeddedBlobStore ? blobStore.removeStaleTemporaries() : Promise.resolve(0),
+  ]);
+  if (uploads.status === 'rejected') throw uploads.reason;
+  if (temporaries.status === 'rejected') throw temporaries.reason;
 }
 
 /** S3 when configured, else the embedded store in `<dataDir>/blobs` with its key in `<dataDir>/blobs.key.json`. */
@@ -112,6 +119,8 @@ async function openBlobStore(options: OtaAttachOptions): Promise<{ blobStore: Bl
       return listenBase;
     }),
   });
+  // At open too, with or without an image repository (devices' artifact uploads use the store as well).
+  await blobStore.removeStaleTemporaries().catch((error: unknown) => options.context.logger.warn({ err: error }, 'removing the blob store\'s stale temporary files failed'));
   return { blobStore, onListening: (apiUrl) => { listenBase = publicBaseFromListenUrl(apiUrl); } };
 }
 

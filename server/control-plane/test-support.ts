@@ -119,7 +119,7 @@ export function sqlJsTargetCountingReads(sqlPrefix: string, onRead: () => void):
 }
 
 /** SDC_TEST_KEEP_STORES=1: the tests' own Redis keys and MySQL databases are kept for a post-mortem. */
-export const keepStores = (): boolean => process.env['SDC_TEST_KEEP_STORES'] === '1';
+const keepStores = (): boolean => process.env['SDC_TEST_KEEP_STORES'] === '1';
 
 /**
  * The databases mysqlTarget made in this process and cleanup() has not dropped (name -> server

@@ -93,3 +93,20 @@ describe('key files', () => {
     });
   });
 });
+
+// Review h2, finding 1: the offline keys of `sdc ota init` exist in no other copy.
+describe('key files written exclusively', () => {
+  it('an existing file is refused with TRUST_KEY_FILE_EXISTS and left as it was', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'offline', 'root-1.pem');
+      const { privateKey } = await generateEd25519KeyPair(systemRandom);
+      await writePrivateKeyFile({ path, privateKey, exclusive: true });
+      const before = await readFile(path, 'utf8');
+      const other = await generateEd25519KeyPair(systemRandom);
+      await assert.rejects(writePrivateKeyFile({ path, privateKey: other.privateKey, exclusive: true }),
+        (e) => SdcError.is(e, 'TRUST_KEY_FILE_EXISTS') && e.details.path === path);
+      assert.equal(await readFile(path, 'utf8'), before);
+      assert.ok(await sameKey(privateKey, await readPrivateKeyFile({ path })));
+    });
+  });
+});

@@ -3,7 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
 import { privateSeedFromPem } from '../runtime/ed25519-node.js';
-import { ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
+import { createFileExclusive, ensurePrivateDirectory, privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import { exportPkcs8Der, importEd25519PrivateKey } from './ed25519-keys.js';
 import { toPem } from './pem.js';
 
@@ -40,6 +40,12 @@ export interface WritePrivateKeyFileOptions {
    * generatedPassphraseKdfIterations. Never for a passphrase a person chose.
    */
   generatedPassphraseEntropyBits?: number;
+  /**
+   * The file must not exist yet: it is created exclusively, and a file (or anything else) already
+   * at the path is refused with TRUST_KEY_FILE_EXISTS, never replaced. For keys that exist in no
+   * other copy (the offline keys of `sdc ota init`): replacing one destroys it.
+   */
+  exclusive?: boolean;
 }
 
 /**
@@ -67,7 +73,13 @@ export async function writePrivateKeyFile(options: WritePrivateKeyFileOptions): 
     der.fill(0);
   }
   await ensurePrivateDirectory(dirname(options.path));
-  await writeFileAtomic(options.path, pem, { mode: privateFileMode });
+  if (options.exclusive !== true) {
+    await writeFileAtomic(options.path, pem, { mode: privateFileMode });
+    return;
+  }
+  if (!(await createFileExclusive(options.path, pem, { mode: privateFileMode }))) {
+    throw new SdcError('TRUST_KEY_FILE_EXISTS', `${options.path} exists; it was not replaced (move it away or write the keys elsewhere)`, { path: options.path });
+  }
 }
 
 export interface ReadPrivateKeyFileOptions {

@@ -1,4 +1,6 @@
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SdcError } from '../../core/errors/index.js';
 import { requireOption, type Command, type CommandGroup } from '../command.js';
 import { tufKeyPassphrase, tufKeyPassphraseEnv } from './tuf-key-passphrase.js';
 
@@ -22,17 +24,25 @@ const init: Command = {
     const dataDir = requireOption(args, 'dir');
     const keysOut = requireOption(args, 'keys-out');
     const passphrase = await tufKeyPassphrase(args, io);
-    const [{ generateRepositoryKeys, initialMetadata, writeRepositoryFiles }, { writePrivateKeyFile, requireStrongPassphrase }, { importEd25519PrivateKey }, { systemClock }] = await Promise.all([
+    const [{ generateRepositoryKeys, initialMetadata, offlineKeyCount, requireRepositoryUninitialised, writeRepositoryFiles }, { writePrivateKeyFile, requireStrongPassphrase }, { importEd25519PrivateKey }, { systemClock }] = await Promise.all([
       import('../../server/ota/repository-init.js'), import('../../trust/key-files.js'), import('../../trust/ed25519-keys.js'), import('../../runtime/system.js'),
     ]);
     requireStrongPassphrase(passphrase);
+    // Every refusal before the first key is written: the offline keys exist nowhere else, so a
+    // second run (or a --keys-out that holds another repository's keys) must leave them as they are.
+    await requireRepositoryUninitialised(dataDir);
+    const keyFile = (role: string, index: number) => join(keysOut, `${role}-${index + 1}.pem`);
+    for (const role of ['root', 'targets'] as const) {
+      for (let index = 0; index < offlineKeyCount; index++) await requireNoFile(keyFile(role, index));
+    }
     const keys = generateRepositoryKeys();
     const written: Array<{ role: string; file: string; keyid: string }> = [];
     for (const role of ['root', 'targets'] as const) {
       for (const [index, generated] of keys[role].entries()) {
-        const file = join(keysOut, `${role}-${index + 1}.pem`);
+        const file = keyFile(role, index);
         const der = new Uint8Array(generated.privateKey.export({ format: 'der', type: 'pkcs8' }));
-        await writePrivateKeyFile({ path: file, privateKey: await importEd25519PrivateKey(der), passphrase });
+        // exclusive: one that appeared since the check above is refused too, never replaced.
+        await writePrivateKeyFile({ path: file, privateKey: await importEd25519PrivateKey(der), passphrase, exclusive: true });
         der.fill(0);
         written.push({ role, file, keyid: generated.key.keyid });
       }
@@ -49,5 +59,16 @@ const init: Command = {
     return 0;
   },
 };
+
+/** TRUST_KEY_FILE_EXISTS when anything (a file, a link, even a dangling one) is at `path`. */
+async function requireNoFile(path: string): Promise<void> {
+  try {
+    await lstat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new SdcError('CLI_INPUT', `${path} cannot be checked`, { path }, { cause: error });
+  }
+  throw new SdcError('TRUST_KEY_FILE_EXISTS', `${path} exists; nothing was written (move the old keys away or name another --keys-out)`, { path });
+}
 
 export const otaCommands: CommandGroup = { name: 'ota', summary: 'The OTA image repository (TUF): sdc ota init', commands: [init] };

@@ -62,10 +62,19 @@ export function repositoryPaths(dataDir: string) {
   };
 }
 
+/**
+ * Refuses (CLI_USAGE) a data directory whose repository was initialised already. `sdc ota init`
+ * calls it before it writes any offline key, so a second run changes nothing on disk.
+ */
+export async function requireRepositoryUninitialised(dataDir: string): Promise<void> {
+  const paths = repositoryPaths(dataDir);
+  if (await fileExists(paths.root)) throw new SdcError('CLI_USAGE', `${paths.root} exists: the repository was initialised already`);
+}
+
 /** Writes the bootstrap metadata and the two online keys (unencrypted, 0600: the server signs unattended). Refuses to overwrite. */
 export async function writeRepositoryFiles(dataDir: string, keys: RepositoryKeys, metadata: { root: string; targets: string }): Promise<void> {
   const paths = repositoryPaths(dataDir);
-  if (await fileExists(paths.root)) throw new SdcError('CLI_USAGE', `${paths.root} exists: the repository was initialised already`);
+  await requireRepositoryUninitialised(dataDir);
   await ensurePrivateDirectory(join(dataDir, 'tuf', 'online'));
   await ensurePrivateDirectory(join(dataDir, 'tuf', 'metadata'));
   for (const [path, generated] of [[paths.snapshotKey, keys.snapshot], [paths.timestampKey, keys.timestamp]] as const) {

@@ -31,6 +31,7 @@ export const trustErrors = defineErrors({
   TRUST_CRL_FETCH_TOO_LARGE: { fault: 'local', status: 502, summary: 'Logged: the answer from --crl-url exceeds the CRL size limit (8 MiB, above a full CRL of 100,000 entries); the transfer is cut and the gateway keeps the CRL it holds (decision 0021)' },
   TRUST_STORE_CORRUPT: { fault: 'local', status: 500, summary: 'A trust store file (revocations, pairing tokens) cannot be parsed' },
   TRUST_KEY_FILE_INVALID: { fault: 'local', status: 500, summary: 'Private key file cannot be read or is not an Ed25519 PKCS#8 key' },
+  TRUST_KEY_FILE_EXISTS: { fault: 'remote', status: 409, summary: 'A new private key file was to be written where a file already exists; refused, the existing file is left as it was' },
   TRUST_KEY_FILE_PERMISSIONS: { fault: 'local', status: 500, summary: 'Private key file is readable or writable by group or others' },
   TRUST_KEY_PASSPHRASE_REQUIRED: { fault: 'local', status: 500, summary: 'Private key file is encrypted and no passphrase was given' },
   TRUST_KEY_PASSPHRASE_WRONG: { fault: 'local', status: 500, summary: 'Passphrase does not decrypt the private key file' },

@@ -96,8 +96,25 @@ export function renderRoundtripTable(summary: RoundtripSummary): string {
       + `max ${summary.commands_phase_load.event_loop_delay_ms.max} ms; CPU per wall time ${summary.commands_phase_load.cpu_per_wall}, `
       + `CPU per command ${summary.cpu_ms_per_command} ms`
       + (summary.sql_round_trips_per_command === null ? '' : `, SQL round trips per command ${summary.sql_round_trips_per_command}`),
+    ...ladderLines(summary),
     '',
   ].join('\n');
+}
+
+/** `--ladder`: the idle load, one line per open-loop step, and the highest rate sustained under the utilization bound. */
+export function ladderLines(summary: RoundtripSummary): string[] {
+  const ladder = summary.open_loop_ladder;
+  if (ladder === undefined) return [];
+  const idle = ladder.idle_load;
+  return [
+    '', `open-loop ladder (${ladder.step_ms} ms per step, sustained: every command succeeded and the last terminal event within ${ladder.drain_sustained_ms} ms of the last due time):`,
+    `  idle (no commands, ${ladder.idle_ms} ms): event-loop utilization ${idle.event_loop_utilization}, CPU per wall ${idle.cpu_per_wall}`,
+    ...ladder.steps.map((s) => `  ${s.rate_per_s}/s: ${s.commands.succeeded}/${s.commands.offered} succeeded, event-loop utilization ${s.load.event_loop_utilization}, `
+      + `CPU per wall ${s.load.cpu_per_wall}, CPU per command ${s.cpu_ms_per_command} ms, server p50/p99 ${s.server_ms.p50}/${s.server_ms.p99} ms, `
+      + `client p99 ${s.client_ms.p99} ms, drain ${s.drain_ms ?? '-'} ms, ${s.sustained ? 'sustained' : `NOT sustained (${s.not_sustained_because ?? '?'})`}`),
+    ...(ladder.rates_not_run.length > 0 ? [`  not run: ${ladder.rates_not_run.join(', ')}/s`] : []),
+    `  highest rate sustained with event-loop utilization under ${ladder.elu_max}: ${ladder.sustained_rate_below_elu_per_s === null ? 'none' : `${ladder.sustained_rate_below_elu_per_s}/s`}`,
+  ];
 }
 
 export function renderRoundtripSvg(summary: RoundtripSummary): string {
@@ -129,6 +146,7 @@ export function roundtripReportFiles(run: RoundtripBenchRun, commandLine: string
     headline(summary) + '.', '',
     renderMarkdownTable(latency.header, latency.rows),
     renderMarkdownTable(ratios.header, ratios.rows),
+    ...(summary.open_loop_ladder === undefined ? [] : [ladderLines(summary).slice(1).map((line) => line.replace(/^  /, '- ')).join('\n'), '']),
     '![percentiles](roundtrip.svg)', '',
     'Files: `roundtrip.json` (the bench report, the summary in `details`), `roundtrip.csv` (percentiles per measure), `roundtrip-histogram.csv` (counts per bucket, `le_ms` = upper edge, the last `+Inf`), `roundtrip-percentiles.csv` (the latency CDF: HdrHistogram value at fixed percentiles per measure), `roundtrip-samples.csv` (every latency sample, `series,latency_ms`), `roundtrip.svg`, `metrics-start.prom` and `metrics-end.prom` (the services\' /metrics just before and just after the commands phase, each sample stamped with its scrape time), `metrics-series.jsonl` (the same /metrics every scrape interval over the commands phase, from the first of those two scrapes to the last, each line stamped with its time).', '',
   ].join('\n');

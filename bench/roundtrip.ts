@@ -15,6 +15,7 @@ import { enrollAgents, waitForOnline } from './roundtrip-fleet.js';
 import { startAgentProcesses } from './roundtrip-agent-processes.js';
 import { roundtripLimits } from './roundtrip-limits.js';
 import { LiveTracker } from './roundtrip-live.js';
+import { checkLadderRates, runLadder, type LadderSummary } from './roundtrip-ladder.js';
 import type { LatencySummary } from './stats.js';
 import { hdrLatencyTableSummary } from './latency-hdr.js';
 import { runWsEchoBaseline, type WsEchoResult } from './ws-echo.js';
@@ -71,6 +72,12 @@ export interface RoundtripBenchOptions {
   ratePerS?: number;
   /** The control plane's commandAuditWindowMs (default the deployment's, 50 ms; null: each command commit awaits its drain). */
   commandAuditWindowMs?: number | null;
+  /**
+   * After the commands phase, with the same agents: an idle measurement, then open-loop steps at
+   * these rates (ascending), each stepMs long (bench/roundtrip-ladder.ts, `--ladder`): which rate the
+   * services sustain with their event loop under eluMax. Absent: no ladder.
+   */
+  ladder?: { ratesPerS: readonly number[]; stepMs: number; idleMs: number; eluMax: number };
 }
 
 export interface PercentileRatios {
@@ -157,6 +164,12 @@ export interface RoundtripSummary {
    * null on the embedded SQL store.
    */
   sql_round_trips_per_command: number | null;
+  /**
+   * `--ladder`: the open-loop steps run after the commands phase (bench/roundtrip-ladder.ts), and the
+   * highest rate sustained with the process's event-loop utilization under elu_max. Absent without
+   * --ladder (and from runs before 6 December 2026). Not part of `ok`: a step that falls behind is a finding.
+   */
+  open_loop_ladder?: LadderSummary;
   duration_ms: number;
   ok: boolean;
 }
@@ -224,7 +237,9 @@ export async function runRoundtripBench(options: RoundtripBenchOptions): Promise
 }
 
 /** Refuses, before starting anything, an agent or command count outside the limits (CLI_USAGE). */
-function checkRoundtripOptions({ agents, commandsPerAgent, ratePerS }: RoundtripBenchOptions): void {
+function checkRoundtripOptions({ agents, commandsPerAgent, ratePerS, ladder }: RoundtripBenchOptions): void {
+  const ladderProblem = ladder === undefined ? undefined : checkLadderRates(ladder.ratesPerS, ladder.stepMs);
+  if (ladderProblem !== undefined) throw new SdcError('CLI_USAGE', `ladder: ${ladderProblem}`);
   if (ratePerS !== undefined && !(ratePerS > 0 && ratePerS <= pacedRatePerSMax)) {
     throw new SdcError('CLI_USAGE', `rate must be above 0 and at most ${pacedRatePerSMax} per second`);
   }
@@ -296,10 +311,12 @@ async function enrollAndMeasure(run: RoundtripRun, bench: BenchDeployment, dataD
     const series = await scrapes.stop();
     const records = await readServerRecords(bench.api, measured.rounds.ids);
     if (records.unread > 0) progress(`${records.unread} command records could not be read back (API unreachable); counted as not terminal`);
+    const ladder = options.ladder === undefined ? undefined : await measureLadder(run, bench, enrolled.identities, options.ladder);
     const result = await summarize(run, {
       ...measured, ...records, baseline, online, identities: enrolled.identities, setupConflictRetries: enrolled.setupConflictRetries,
       phasesMs: { deployment: phases.deploymentMs, enrollment: enrollmentMs, baseline: baselineMs, agents_online: agentsOnlineMs, commands: commandsMs },
     });
+    if (ladder !== undefined) result.summary.open_loop_ladder = ladder;
     if (series.failures > 0) progress(`/metrics: ${series.failures} of ${series.entries.length} scrapes failed (noted in metrics-series.jsonl)`);
     const pair = seriesEnds(series);
     return { ...result, metricsSeries: series, ...(pair === undefined ? {} : { metricsScrapes: pair }) };
@@ -362,6 +379,19 @@ async function measureCommands(run: RoundtripRun, bench: BenchDeployment, identi
     run.progress(`commands ${rounds.terminalCount}/${identities.length * run.options.commandsPerAgent} terminal`);
     if (live.reconnects > 0) run.progress(`live stream: ${live.reconnects} reconnects (${live.reconnectFailures} gave up), drops ${JSON.stringify(live.dropsByReason)}`);
     return { rounds, load, liveStream: { reconnects: live.reconnects, drops: { ...live.dropsByReason }, reconnectFailures: live.reconnectFailures }, sqlRoundTrips };
+  } finally {
+    live.close();
+  }
+}
+
+/** Step (`--ladder`): the open-loop steps under a live stream of their own, after the commands phase and its scrapes. */
+async function measureLadder(run: RoundtripRun, bench: BenchDeployment, identities: readonly AgentIdentity[], ladder: NonNullable<RoundtripBenchOptions['ladder']>): Promise<LadderSummary> {
+  const live = await LiveTracker.open({ apiUrl: bench.apiUrl, caPem: bench.caPem, api: bench.api, currentToken: bench.currentToken, renewToken: bench.renewToken });
+  try {
+    return await runLadder({
+      api: bench.api, live, identities, runTag: bench.runTag, ...ladder, deadlineMs: run.deadlineMs, progress: run.progress,
+      readRecords: (ids) => readServerRecords(bench.api, ids),
+    });
   } finally {
     live.close();
   }

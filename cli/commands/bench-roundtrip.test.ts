@@ -149,3 +149,40 @@ test('bench roundtrip --rate refuses a rate that is not a positive number within
       (error: unknown) => error instanceof Error && (error as { code?: string }).code === 'CLI_USAGE', rate);
   }
 });
+
+// The ladder end to end (issue 17): after the closed loop, the idle load and one open-loop step per
+// rate with the same agents, in the summary and the table; the closed-loop figures are kept.
+test('bench roundtrip --ladder runs open-loop steps after the commands phase and names the highest rate under the utilization bound', async () => {
+  const io = captureIo();
+  const code = await roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, ['--agents', '2', '--commands', '1', '--ladder', '2,4', '--ladder-step', '1s', '--json']), io);
+  assert.equal(code, 0, io.err.join(''));
+  const report = JSON.parse(io.out.join('')) as BenchReport<RoundtripSummary>;
+  assert.deepEqual(benchReportErrors(report), []);
+  const summary = report.details!;
+  assert.equal(summary.rate_per_s, null, 'the main phase is still the closed loop');
+  assert.equal(summary.real.commands.succeeded, 2);
+  const ladder = summary.open_loop_ladder!;
+  assert.equal(ladder.elu_max, 0.5);
+  assert.equal(ladder.step_ms, 1_000);
+  assert.equal(typeof ladder.idle_load.event_loop_utilization, 'number');
+  // A step is run unless the one before fell behind or reached the bound; whichever ran, each is whole.
+  assert.equal(ladder.steps[0]!.rate_per_s, 2);
+  assert.equal(ladder.steps.length + ladder.rates_not_run.length, 2);
+  for (const step of ladder.steps) {
+    assert.equal(step.commands.offered, step.rate_per_s);
+    assert.equal(step.commands.created, step.commands.offered);
+    assert.equal(step.server_ms.count, step.commands.succeeded);
+  }
+  const expected = ladder.steps.filter((s) => s.sustained && s.load.event_loop_utilization < 0.5).map((s) => s.rate_per_s);
+  assert.equal(ladder.sustained_rate_below_elu_per_s, expected.length === 0 ? null : Math.max(...expected));
+  const table = captureIo();
+  assert.equal(await roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, ['--agents', '1', '--commands', '1', '--ladder', '2', '--ladder-step', '1s']), table), 0, table.err.join(''));
+  assert.match(table.out.join(''), /open-loop ladder \(1000 ms per step[\s\S]*idle \(no commands[\s\S]*2\/s: [\s\S]*highest rate sustained with event-loop utilization under 0\.5: /);
+});
+
+test('bench roundtrip --ladder refuses rates that are not ascending positive numbers', async () => {
+  for (const ladder of ['', '10,5', '0,10', 'fast', '10,,20', '20000']) {
+    await assert.rejects(roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, ['--agents', '1', '--ladder', ladder]), captureIo()),
+      (error: unknown) => error instanceof Error && (error as { code?: string }).code === 'CLI_USAGE', ladder);
+  }
+});

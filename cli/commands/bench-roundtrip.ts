@@ -8,12 +8,14 @@ import { roundtripLimits } from '../../bench/roundtrip-limits.js';
 import { scrapeIntervalOption } from '../../bench/metrics-series-option.js';
 import { metricsSeriesDefaults, renderMetricsSeriesJsonl } from '../../bench/metrics-series.js';
 import { pacedRatePerSMax } from '../../bench/paced-schedule.js';
+import { checkLadderRates, ladderEluMaxDefault, ladderIdleMsDefault, ladderStepMsDefault } from '../../bench/roundtrip-ladder.js';
 import { SdcError } from '../../core/errors/index.js';
 import { commandAuditWindowHelp, commandAuditWindowOptions, commandAuditWindowParseOptions } from '../command-audit-window-option.js';
 
 /** Descriptors one agent costs in this process: its WebSocket, the gateway's end, its journal, an API socket. */
 const openFilesPerAgent = 4;
 const openFilesReserve = 256;
+const ladderStep: DurationOptionSpec = { name: 'ladder-step', fallbackMs: ladderStepMsDefault, minMs: 1_000, maxMs: 600_000 };
 const runTimeout: DurationOptionSpec = { name: 'timeout', fallbackMs: 1_800_000, minMs: 5_000, maxMs: 86_400_000, legacy: { name: 'timeout-s', unitMs: 1_000 } };
 
 /** `--rate R`: a positive decimal number of commands per second, at most pacedRatePerSMax; absent: the closed loop. */
@@ -24,14 +26,29 @@ function rateOption(value: unknown): number | undefined {
   return rate;
 }
 
+/** `--ladder R1,R2,...`: ascending rates per second, each as --rate; absent: no ladder. */
+function ladderOption(value: unknown, stepMs: number): number[] | undefined {
+  if (value === undefined) return undefined;
+  const parts = typeof value === 'string' ? value.split(',') : [];
+  const rates = parts.map((part) => (/^\d+(\.\d+)?$/.test(part.trim()) ? Number(part.trim()) : Number.NaN));
+  if (rates.length === 0 || rates.some((rate) => !(rate > 0 && rate <= pacedRatePerSMax))) {
+    throw new SdcError('CLI_USAGE', `--ladder must be rates above 0 and at most ${pacedRatePerSMax}, separated by commas, got ${String(value)}`);
+  }
+  const problem = checkLadderRates(rates, stepMs);
+  if (problem !== undefined) throw new SdcError('CLI_USAGE', `--ladder: ${problem}`);
+  return rates;
+}
+
 export const roundtripBenchCommand: Command = {
   name: 'roundtrip',
   summary: 'Command round trip (created -> terminal) with N connected agents, against a bare TLS WebSocket echo baseline',
-  usage: '--agents N [--commands M] [--rate R] [--json] [--out DIR] [--redis URL] [--mysql URL] [--timeout 30m] [--scrape-interval-ms 1000]',
+  usage: '--agents N [--commands M] [--rate R] [--json] [--out DIR] [--redis URL] [--mysql URL] [--timeout 30m] [--scrape-interval-ms 1000] [--ladder R1,R2,... [--ladder-step 20s]]',
   optionHelp: [
     ['--agents N', `Agents to enroll and connect (1 to ${roundtripLimits.agentsMax})`],
     ['--commands M', 'EXEC_PING_KERNEL commands per agent, one after another, all agents at once (default 5; one more warm-up)'],
     ['--rate R', `Open loop: the commands (warm-up round first) and the baseline's echoes at R per second over the fleet on a fixed schedule, command k to agent k mod N, each timed from its due time (above 0, at most ${pacedRatePerSMax}; default: the closed loop above)`],
+    ['--ladder R1,R2,...', `After the commands phase, with the same agents: ${ladderIdleMsDefault / 1_000} s with no commands (idle load), then one open-loop step per rate (ascending, each as --rate), stopping after the first step that falls behind or whose event-loop utilization reaches ${ladderEluMaxDefault}; reports each step's utilization, CPU per command and latencies, and the highest rate sustained under ${ladderEluMaxDefault}`],
+    ['--ladder-step D', `Length of each ladder step, like 20s (default ${ladderStepMsDefault / 1_000}s)`],
     ['--json', 'Print the report as one JSON object (docs/benchmarks.md, "Output"; the summary in details)'],
     ['--out DIR', 'Also write roundtrip.json, roundtrip.csv, roundtrip-histogram.csv, roundtrip-percentiles.csv, roundtrip-samples.csv, roundtrip.svg, roundtrip.md, metrics-start.prom, metrics-end.prom and metrics-series.jsonl to DIR (with --repeat N: the merged report, and each repeat\'s scrapes as metrics-repeat-K-start.prom, -end.prom and -series.jsonl)'],
     ['--redis URL', 'Use Redis for the bus and key/value store (default: embedded)'],
@@ -47,6 +64,7 @@ export const roundtripBenchCommand: Command = {
     agents: { type: 'string' }, commands: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
     redis: { type: 'string' }, mysql: { type: 'string' }, ...durationOptions(runTimeout), verbose: { type: 'boolean' },
     'cpu-profile': { type: 'string' }, 'scrape-interval-ms': { type: 'string' }, rate: { type: 'string' },
+    ladder: { type: 'string' }, ...durationOptions(ladderStep),
     ...commandAuditWindowParseOptions,
   },
   async run(args, io) {
@@ -56,6 +74,8 @@ export const roundtripBenchCommand: Command = {
     const timeoutMs = durationOption(args, runTimeout, io.stderr);
     const scrapeIntervalMs = scrapeIntervalOption(args.values['scrape-interval-ms']);
     const ratePerS = rateOption(args.values.rate);
+    const ladderStepMs = durationOption(args, ladderStep, io.stderr);
+    const ladderRates = ladderOption(args.values.ladder, ladderStepMs);
     const auditWindow = commandAuditWindowOptions(args, io.env);
     // Loaded here, not at the top: the bench runs a whole deployment, most of the CLI's start-up time.
     const [{ openFilesLimit, runRoundtripBench }, { default: pino }] = await Promise.all([import('../../bench/roundtrip.js'), import('pino')]);
@@ -66,6 +86,7 @@ export const roundtripBenchCommand: Command = {
     }
     const run = await runRoundtripBench({
       agents, commandsPerAgent, timeoutMs, scrapeIntervalMs, ...(ratePerS === undefined ? {} : { ratePerS }),
+      ...(ladderRates === undefined ? {} : { ladder: { ratesPerS: ladderRates, stepMs: ladderStepMs, idleMs: ladderIdleMsDefault, eluMax: ladderEluMaxDefault } }),
       ...auditWindow,
       ...(typeof args.values.redis === 'string' ? { redisUrl: args.values.redis } : {}),
       ...(typeof args.values.mysql === 'string' ? { mysqlUrl: args.values.mysql } : {}),
@@ -89,6 +110,7 @@ export const roundtripBenchCommand: Command = {
     io.stdout(args.values.json === true ? renderBenchJson(report) : renderRoundtripTable(run.summary));
     if (typeof args.values.out === 'string') {
       const commandLine = `sdc bench roundtrip --agents ${agents} --commands ${commandsPerAgent}${ratePerS === undefined ? '' : ` --rate ${ratePerS}`}`
+        + `${ladderRates === undefined ? '' : ` --ladder ${ladderRates.join(',')} --ladder-step ${ladderStepMs / 1_000}s`}`
         + `${auditWindow.commandAuditWindowMs === undefined ? '' : ` --command-audit-window-ms ${auditWindow.commandAuditWindowMs ?? 'off'}`}`
         + `${typeof args.values.redis === 'string' ? ' --redis URL' : ''}${typeof args.values.mysql === 'string' ? ' --mysql URL' : ''}`;
       const paths = await writeReportFiles(args.values.out, roundtripReportFiles(run, commandLine, report));

@@ -116,7 +116,7 @@ test('an object changed between attempts is fetched whole again (200 after If-Ra
   }));
 });
 
-test('a server that answers 206 for a changed object (ignoring If-Range) is refused, nothing spliced', async () => {
+test('a server that answers 206 for a changed object (ignoring If-Range) never gets its bytes spliced: the partial is dropped, each fresh start too, then refused', async () => {
   const before = randomBytes(100_000);
   const after = randomBytes(100_000);
   const brokenRange: Handler = (request, response) => {
@@ -124,14 +124,17 @@ test('a server that answers 206 for a changed object (ignoring If-Range) is refu
     response.writeHead(206, { etag: etagOf(after), 'content-range': `bytes ${start}-${after.length - 1}/${after.length}` });
     response.end(after.subarray(start));
   };
-  await inTemp(async (directory) => withServer([serve(before, 40_000), brokenRange], async (url) => {
+  await inTemp(async (directory) => withServer([serve(before, 40_000), brokenRange], async (url, seen) => {
     const destination = join(directory, 'd.bin');
     await refusedWith(downloadResumable(options(url, destination, before)), 'OTA_DOWNLOAD_RANGE_INVALID');
     await assert.rejects(stat(`${destination}.part`), 'the partial is dropped');
+    // Asked to resume, then from zero (no Range) after each odd 206, until attemptsWithoutProgressMax (5) restarts.
+    assert.equal(seen.length, 6);
+    assert.deepEqual(seen.slice(2).map((request) => request.range), [undefined, undefined, undefined, undefined]);
   }));
 });
 
-test('a lying Content-Range (not the offset asked for) is OTA_DOWNLOAD_RANGE_INVALID', async () => {
+test('a lying Content-Range (not the offset asked for), every time, ends OTA_DOWNLOAD_RANGE_INVALID', async () => {
   const bytes = randomBytes(100_000);
   const lying: Handler = (_request, response) => {
     response.writeHead(206, { etag: etagOf(bytes), 'content-range': `bytes 0-${bytes.length - 1}/${bytes.length}` });

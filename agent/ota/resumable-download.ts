@@ -12,8 +12,9 @@ import { createNodeArtifactFetcher, nodeStagingStore } from './node-download-ada
  *
  * Per attempt, with a partial file of N bytes and an ETag: `Range: bytes=N-` and `If-Range: <ETag>`.
  * - 206 continues only if Content-Range is exactly `bytes N-(L-1)/L` for the expected length L and
- *   the ETag is unchanged; anything else is OTA_DOWNLOAD_RANGE_INVALID and the partial is dropped
- *   (a lying server never gets its bytes spliced in).
+ *   the ETag is unchanged; anything else (another range, `/*`, a 206 to a request without Range)
+ *   drops the partial, and the next attempt starts again from zero: a lying server never gets its
+ *   bytes spliced in, and a proxy or CDN that answers a range oddly once does not fail the update.
  * - 200 means the server sends the whole object (it ignored the range, or If-Range saw a changed
  *   object): start again from zero, so a changed object is never spliced onto the old bytes.
  * - 416 means the partial no longer fits the object: drop it and start again from zero.
@@ -28,6 +29,12 @@ import { createNodeArtifactFetcher, nodeStagingStore } from './node-download-ada
  * Never more than L bytes are written (OTA_DOWNLOAD_TOO_LARGE on the first byte beyond: an endless
  * response costs nothing — the failure mender #1632 describes), and the whole download has a total
  * deadline. At the end, length and SHA-256 are checked (OTA_DOWNLOAD_DIGEST_MISMATCH, partial dropped).
+ * A mismatch in a file that was resumed (bytes of two responses, or a partial left by an earlier
+ * run whose last writes a power loss undid before they were synced) is not proof the object is
+ * wrong: the partial is dropped and the object fetched again from zero. A mismatch in a file that
+ * one response brought whole is the failure. Each such restart from zero (a range anomaly, a 416, a
+ * resumed mismatch) counts against `attemptsWithoutProgressMax` (restartsFromZero below), so an
+ * object that never verifies, or a server that answers every range oddly, ends the download.
  * The GETs and the files go through ports (download-ports.ts): HTTP and files by default, the
  * simulator's in-process server and memory on virtual time.
  */
@@ -75,7 +82,11 @@ interface DownloadIo {
 }
 
 /** What one attempt ended with: done (all bytes on disk), or a retryable interruption. */
-type AttemptEnd = { kind: 'complete' } | { kind: 'interrupted'; error: SdcError };
+type AttemptEnd =
+  | { kind: 'complete'; writeFrom: number }
+  | { kind: 'interrupted'; error: SdcError }
+  /** The partial was dropped (the answer did not fit it): the next attempt starts from zero. */
+  | { kind: 'restart'; error: SdcError };
 
 export async function downloadResumable(options: ResumableDownloadOptions): Promise<ResumableDownloadResult> {
   const expectedSha = options.expected.sha256.toLowerCase();
@@ -96,6 +107,9 @@ export async function downloadResumable(options: ResumableDownloadOptions): Prom
   /** The furthest the partial has reached in this call: progress is passing it. */
   let furthestBytes = state === undefined ? 0 : await io.staging.size(part);
   let withoutProgress = 0;
+  /** Partials dropped to start again from zero; unlike withoutProgress, progress does not reset it. */
+  let restartsFromZero = 0;
+  let sha256: string | undefined;
   for (;;) {
     if (options.signal?.aborted) throw new SdcError('OTA_DOWNLOAD_FAILED', 'the download was cancelled; the partial file is kept');
     let offset = state === undefined ? 0 : await io.staging.size(part);
@@ -105,14 +119,33 @@ export async function downloadResumable(options: ResumableDownloadOptions): Prom
       state = undefined;
       offset = 0;
     }
-    if (offset === options.expected.length && state !== undefined && offset > 0) break;
-    startOffsets.push(offset);
-    const end = await attemptOnce(io, url, options, part, statePath, offset, state, deadlineMs, expectedSha);
+    let end: AttemptEnd;
+    if (offset === options.expected.length && state !== undefined && offset > 0) {
+      end = { kind: 'complete', writeFrom: offset };
+    } else {
+      startOffsets.push(offset);
+      end = await attemptOnce(io, url, options, part, statePath, offset, state, deadlineMs, expectedSha);
+    }
     if (end.kind === 'complete') {
       state = await readState(io.staging, statePath, options.expected.length, expectedSha);
-      break;
+      if (state === undefined || (await io.staging.size(part)) !== options.expected.length) break;
+      sha256 = await hashFile(io.staging, part);
+      if (sha256 === expectedSha) break;
+      const mismatch = new SdcError('OTA_DOWNLOAD_DIGEST_MISMATCH', `the downloaded artifact's SHA-256 is ${sha256}, not ${expectedSha}`, { expected: expectedSha, actual: sha256 });
+      await dropPartial(io.staging, part, statePath);
+      // One response brought the file whole: the object itself is not the one signed. Otherwise
+      // (writeFrom > 0: bytes of two responses, or of an earlier run) it may be the splice.
+      if (end.writeFrom === 0) throw mismatch;
+      end = { kind: 'restart', error: mismatch };
+      sha256 = undefined;
     }
     lastError = end.error;
+    if (end.kind === 'restart') {
+      restartsFromZero += 1;
+      if (restartsFromZero >= options.limits.attemptsWithoutProgressMax) throw end.error;
+      // The dropped bytes are no floor: the fresh start's bytes are progress again.
+      furthestBytes = 0;
+    }
     state = await readState(io.staging, statePath, options.expected.length, expectedSha);
     const reachedBytes = state === undefined ? 0 : await io.staging.size(part);
     if (reachedBytes > furthestBytes) {
@@ -127,13 +160,9 @@ export async function downloadResumable(options: ResumableDownloadOptions): Prom
     if (withoutProgress > 0) delayMs = Math.min(delayMs * 2, 30_000);
     if (options.clock.nowMs() >= deadlineMs) throw new SdcError('OTA_DOWNLOAD_TIMEOUT', `the download did not finish within ${options.limits.totalTimeoutMs} ms`, { limitMs: options.limits.totalTimeoutMs });
   }
-  if (state === undefined || (await io.staging.size(part)) !== options.expected.length) {
+  // sha256 is set only when the whole file was there and matched.
+  if (sha256 === undefined) {
     throw lastError ?? new SdcError('OTA_DOWNLOAD_FAILED', `the download brought no new bytes in ${options.limits.attemptsWithoutProgressMax} attempts in a row`);
-  }
-  const sha256 = await hashFile(io.staging, part);
-  if (sha256 !== expectedSha) {
-    await dropPartial(io.staging, part, statePath);
-    throw new SdcError('OTA_DOWNLOAD_DIGEST_MISMATCH', `the downloaded artifact's SHA-256 is ${sha256}, not ${expectedSha}`, { expected: expectedSha, actual: sha256 });
   }
   await io.staging.rename(part, options.destination);
   await io.staging.remove(statePath);
@@ -173,7 +202,8 @@ async function attemptOnce(io: DownloadIo, url: URL, options: ResumableDownloadO
     if (offset === 0 || first !== offset || last !== length - 1 || total !== length || etag !== state?.etag) {
       response.destroy();
       await dropPartial(io.staging, part, statePath);
-      throw new SdcError('OTA_DOWNLOAD_RANGE_INVALID', `asked for bytes ${offset}-${length - 1}/${length} of ${state?.etag ?? 'the object'}, got Content-Range "${String(response.contentRange ?? '')}" with ETag ${etag ?? 'none'}`, { offset, length });
+      const asked = offset === 0 ? 'the whole object (no Range)' : `bytes ${offset}-${length - 1}/${length} of ${state?.etag ?? 'the object'}`;
+      return { kind: 'restart', error: new SdcError('OTA_DOWNLOAD_RANGE_INVALID', `asked for ${asked}, got 206 with Content-Range "${String(response.contentRange ?? '')}" and ETag ${etag ?? 'none'}: the partial file was dropped`, { offset, length }) };
     }
     writeFrom = offset;
   } else if (status === 200) {
@@ -181,7 +211,7 @@ async function attemptOnce(io: DownloadIo, url: URL, options: ResumableDownloadO
   } else if (status === 416) {
     response.destroy();
     await dropPartial(io.staging, part, statePath);
-    return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_RANGE_INVALID', `the server answered 416 to bytes=${offset}-: the partial file was dropped`, { offset, length }) };
+    return { kind: 'restart', error: new SdcError('OTA_DOWNLOAD_RANGE_INVALID', `the server answered 416 to bytes=${offset}-: the partial file was dropped`, { offset, length }) };
   } else {
     response.destroy();
     const error = new SdcError('OTA_DOWNLOAD_FAILED', `HTTP ${status}`, { status });
@@ -208,7 +238,7 @@ async function attemptOnce(io: DownloadIo, url: URL, options: ResumableDownloadO
     await file.sync();
     if (ended.kind === 'interrupted') return ended;
     if (position !== length) return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_FAILED', `the response ended after ${position} of ${length} bytes`) };
-    return { kind: 'complete' };
+    return { kind: 'complete', writeFrom };
   } finally {
     await file.close();
   }
@@ -252,7 +282,7 @@ function timeoutError(options: ResumableDownloadOptions, deadlineMs: number): Sd
  * was written; a refusal from `write` (too many bytes) or the total deadline is thrown and stops
  * the download.
  */
-async function readBody(response: ArtifactResponse, options: ResumableDownloadOptions, deadlineMs: number, write: (chunk: Uint8Array) => Promise<void>): Promise<AttemptEnd> {
+async function readBody(response: ArtifactResponse, options: ResumableDownloadOptions, deadlineMs: number, write: (chunk: Uint8Array) => Promise<void>): Promise<{ kind: 'complete' } | { kind: 'interrupted'; error: SdcError }> {
   let timer: TimerHandle | undefined;
   let stalled: SdcError | undefined;
   const arm = () => {

@@ -1,0 +1,170 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { SdcError } from '../../core/errors/index.js';
+import { VirtualTime } from '../../core/time/virtual-time.js';
+import type { ArtifactFetcher, ArtifactResponse } from './download-ports.js';
+import { MemoryStagingStore } from './memory-staging-store.js';
+import { downloadResumable, type ResumableDownloadOptions } from './resumable-download.js';
+
+// What the downloader does with answers that do not fit the partial it holds (review h1 of the
+// OTA path, finding 8), and how fast a cancel stops it (finding 10). Scripted answers on the
+// download ports, time virtual: no socket, no file, no real waiting.
+
+const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+const artifact = Uint8Array.from({ length: 1_000 }, (_, i) => i % 251);
+const etag = '"e1"';
+
+interface Answer {
+  readonly status: number;
+  readonly contentRange?: string;
+  readonly bytes: Uint8Array;
+  /** The body breaks after its bytes (a cut connection) instead of ending. */
+  readonly cut?: boolean;
+}
+
+interface Seen { readonly range: string | undefined }
+
+/** A fetcher whose n-th GET gets script(range, n); the body comes as one chunk. */
+function scripted(script: (range: string | undefined, index: number) => Answer): ArtifactFetcher & { seen: Seen[] } {
+  const seen: Seen[] = [];
+  return {
+    seen,
+    async get(_url, headers) {
+      const answer = script(headers['range'], seen.length);
+      seen.push({ range: headers['range'] });
+      const chunks = [answer.bytes];
+      let destroyed: Error | undefined;
+      const response: ArtifactResponse = {
+        status: answer.status, etag, contentRange: answer.contentRange, contentLength: undefined,
+        next: async () => {
+          if (destroyed !== undefined) throw destroyed;
+          const chunk = chunks.shift();
+          if (chunk !== undefined) return chunk;
+          if (answer.cut === true) throw new Error('cut');
+          return undefined;
+        },
+        destroy: (reason) => { destroyed ??= reason ?? new Error('destroyed'); },
+      };
+      return response;
+    },
+  };
+}
+
+/** Runs the download to its end on virtual time (each timer, then the promise work it started). */
+async function onVirtualTime<T>(time: VirtualTime, work: Promise<T>): Promise<T> {
+  let settled = false;
+  void work.finally(() => { settled = true; }).catch(() => undefined);
+  for (let rounds = 0; !settled && rounds < 100_000; rounds += 1) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (!settled) await time.runUntil(time.nowMs() + 1, async () => undefined);
+  }
+  return work;
+}
+
+function optionsFor(time: VirtualTime, fetcher: ArtifactFetcher, staging: MemoryStagingStore, attemptsWithoutProgressMax = 5): ResumableDownloadOptions {
+  return {
+    url: 'https://cp.test/a.bin', destination: '/t/a.bin', expected: { length: artifact.length, sha256: sha(artifact) },
+    limits: { idleTimeoutMs: 5_000, totalTimeoutMs: 600_000, attemptsWithoutProgressMax }, scheduler: time, clock: time, retryDelayMs: 10, fetcher, staging,
+  };
+}
+
+/** First answer: a 200 cut after 400 bytes; then `resumed` to the ranged request; then an honest 200 to one without Range. */
+function cutThen(resumed: (range: string | undefined) => Answer): (range: string | undefined, index: number) => Answer {
+  return (range, index) => {
+    if (index === 0) return { status: 200, bytes: artifact.slice(0, 400), cut: true };
+    if (range !== undefined) return resumed(range);
+    return { status: 200, bytes: artifact };
+  };
+}
+
+test('finding 8: a 206 whose Content-Range does not fit the partial drops it and starts again from zero; the download completes', async () => {
+  const oddRanges: ReadonlyArray<readonly [string, Answer]> = [
+    ['unknown total', { status: 206, contentRange: 'bytes 400-999/*', bytes: artifact.slice(400) }],
+    ['another start', { status: 206, contentRange: 'bytes 0-999/1000', bytes: artifact }],
+    ['another total', { status: 206, contentRange: 'bytes 400-1999/2000', bytes: artifact.slice(400) }],
+    ['no Content-Range', { status: 206, bytes: artifact.slice(400) }],
+  ];
+  for (const [name, answer] of oddRanges) {
+    const time = new VirtualTime(1_000_000);
+    const staging = new MemoryStagingStore();
+    const fetcher = scripted(cutThen(() => answer));
+    const result = await onVirtualTime(time, downloadResumable(optionsFor(time, fetcher, staging)));
+    assert.deepEqual(result.startOffsets, [0, 400, 0], name);
+    assert.deepEqual(fetcher.seen.map((seen) => seen.range), [undefined, 'bytes=400-', undefined], name);
+    assert.equal(sha(staging.read('/t/a.bin')!), sha(artifact), name);
+  }
+});
+
+test('finding 8: a 206 to a request without Range is not written; the next request starts from zero again', async () => {
+  const time = new VirtualTime(1_000_000);
+  const staging = new MemoryStagingStore();
+  const fetcher = scripted((_range, index) => index === 0
+    ? { status: 206, contentRange: 'bytes 0-999/1000', bytes: artifact.map((byte) => byte ^ 1) }
+    : { status: 200, bytes: artifact });
+  const result = await onVirtualTime(time, downloadResumable(optionsFor(time, fetcher, staging)));
+  assert.deepEqual(result.startOffsets, [0, 0]);
+  assert.equal(sha(staging.read('/t/a.bin')!), sha(artifact));
+});
+
+test('finding 8: a server that answers every range oddly ends OTA_DOWNLOAD_RANGE_INVALID after attemptsWithoutProgressMax restarts from zero', async () => {
+  const time = new VirtualTime(1_000_000);
+  const staging = new MemoryStagingStore();
+  // Every answer brings 400 good bytes and is cut; every resume is answered with the wrong range.
+  const fetcher = scripted((range) => range === undefined
+    ? { status: 200, bytes: artifact.slice(0, 400), cut: true }
+    : { status: 206, contentRange: 'bytes 0-999/1000', bytes: artifact });
+  await assert.rejects(onVirtualTime(time, downloadResumable(optionsFor(time, fetcher, staging, 3))), (error: unknown) => SdcError.is(error, 'OTA_DOWNLOAD_RANGE_INVALID'));
+  assert.deepEqual(fetcher.seen.map((seen) => seen.range), [undefined, 'bytes=400-', undefined, 'bytes=400-', undefined, 'bytes=400-'], 'three restarts, then refused');
+  assert.equal(staging.read('/t/a.bin'), undefined);
+  assert.equal(staging.bytesHeld, 0, 'no partial kept');
+});
+
+test('finding 8: a digest mismatch in a resumed file (bytes lost before they were synced) drops it and fetches the whole object again', async () => {
+  // The first 400 bytes on "disk" are not what the server sent (a power loss undid unsynced writes): the resumed file does not verify.
+  const time = new VirtualTime(1_000_000);
+  const staging = new MemoryStagingStore();
+  const fetcher = scripted((_range, index) => [
+    { status: 200, bytes: new Uint8Array(400), cut: true },
+    { status: 206, contentRange: 'bytes 400-999/1000', bytes: artifact.slice(400) },
+  ][index] ?? { status: 200, bytes: artifact });
+  const result = await onVirtualTime(time, downloadResumable(optionsFor(time, fetcher, staging)));
+  assert.deepEqual(result.startOffsets, [0, 400, 0]);
+  assert.deepEqual(fetcher.seen.map((seen) => seen.range), [undefined, 'bytes=400-', undefined]);
+  assert.equal(sha(staging.read('/t/a.bin')!), sha(artifact));
+});
+
+test('finding 8: a partial left by an earlier run that no longer verifies once complete is fetched again from zero', async () => {
+  const time = new VirtualTime(1_000_000);
+  const staging = new MemoryStagingStore();
+  // An earlier run's partial: all 1,000 bytes and its state, but the last 100 zeros (never synced).
+  const writer = await staging.open('/t/a.bin.part', { truncate: true });
+  await writer.write(Uint8Array.from([...artifact.slice(0, 900), ...new Uint8Array(100)]), 0);
+  await staging.writeText('/t/a.bin.part.json', JSON.stringify({ sha256: sha(artifact), length: artifact.length, etag }));
+  const fetcher = scripted(() => ({ status: 200, bytes: artifact }));
+  const result = await onVirtualTime(time, downloadResumable(optionsFor(time, fetcher, staging)));
+  assert.deepEqual(result.startOffsets, [0]);
+  assert.deepEqual(fetcher.seen.map((seen) => seen.range), [undefined]);
+  assert.equal(sha(staging.read('/t/a.bin')!), sha(artifact));
+});
+
+test('finding 8: a mismatch in a file one response brought whole is still the failure, not retried', async () => {
+  const time = new VirtualTime(1_000_000);
+  const staging = new MemoryStagingStore();
+  const fetcher = scripted(() => ({ status: 200, bytes: artifact.map((byte) => byte ^ 1) }));
+  await assert.rejects(onVirtualTime(time, downloadResumable(optionsFor(time, fetcher, staging))), (error: unknown) => SdcError.is(error, 'OTA_DOWNLOAD_DIGEST_MISMATCH'));
+  assert.equal(fetcher.seen.length, 1);
+  assert.equal(staging.bytesHeld, 0);
+});
+
+test('finding 8: a resumed file that never verifies ends OTA_DOWNLOAD_DIGEST_MISMATCH after attemptsWithoutProgressMax restarts', async () => {
+  const time = new VirtualTime(1_000_000);
+  const staging = new MemoryStagingStore();
+  // Every whole answer is cut after 400 bytes; every resume brings wrong bytes of the right length.
+  const fetcher = scripted((range) => range === undefined
+    ? { status: 200, bytes: artifact.slice(0, 400), cut: true }
+    : { status: 206, contentRange: 'bytes 400-999/1000', bytes: artifact.slice(400).map((byte) => byte ^ 1) });
+  await assert.rejects(onVirtualTime(time, downloadResumable(optionsFor(time, fetcher, staging, 2))), (error: unknown) => SdcError.is(error, 'OTA_DOWNLOAD_DIGEST_MISMATCH'));
+  assert.equal(fetcher.seen.length, 4, 'two rounds of cut + resume');
+  assert.equal(staging.bytesHeld, 0);
+});

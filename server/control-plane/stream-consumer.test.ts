@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import pino from 'pino';
 import { SdcError } from '../../core/errors/index.js';
-import { deadLetterStream, type BusEntry } from '../stores/bus/bus-port.js';
+import { settledOrGuard } from '../stores/bus/bus-contract.js';
+import { deadLetterStream, type BusEntry, type StreamBus } from '../stores/bus/bus-port.js';
 import { MemoryStreamBus } from '../stores/bus/memory-stream-bus.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
 import { retryLimits, StreamConsumer } from './stream-consumer.js';
@@ -337,5 +338,69 @@ describe('StreamConsumer costs per entry', () => {
     assert.deepEqual(await bus.pending(stream, group), [], 'every entry acked');
     const perEntry = promises / read;
     assert.ok(perEntry <= 8, `${perEntry.toFixed(2)} promises per entry`);
+  });
+});
+
+/**
+ * stop() waited for the running loop, and the loop could be blocked in a read (or pausing after a
+ * failed one) until a timer on the bus's or the consumer's scheduler fired: on a virtual clock no
+ * one advances any more, or an unref'd timer in an otherwise empty event loop, never. stop() now
+ * aborts both. The guard is real time and only turns a hang into a failure.
+ */
+describe('StreamConsumer stop() ends its own blocked read and pause', () => {
+  /** The bus, with a promise resolved when the first blocking read is entered. */
+  function watched(bus: StreamBus, options: { failReads?: boolean } = {}): { bus: StreamBus; blocked: Promise<void> } {
+    let entered!: () => void;
+    const blocked = new Promise<void>((resolve) => { entered = resolve; });
+    const proxy = new Proxy(bus, {
+      get(target, property) {
+        const value: unknown = Reflect.get(target, property, target);
+        if (property !== 'readGroup') return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        return (...args: Parameters<StreamBus['readGroup']>) => {
+          if (options.failReads === true) return Promise.reject(new SdcError('STORE_UNAVAILABLE', 'bus down'));
+          const read = target.readGroup(...args);
+          if ((args[3].blockMs ?? 0) > 0) entered(); // the in-memory bus has registered the blocked reader by now
+          return read;
+        };
+      },
+    });
+    return { bus: proxy, blocked };
+  }
+
+  it('resolves while the loop is blocked in a read on a virtual clock no one advances; what is appended after goes to the next consumer', async () => {
+    const time = new VirtualTime();
+    const bus = new MemoryStreamBus({ clock: time, scheduler: time });
+    const { bus: watching, blocked } = watched(bus);
+    const handled: string[] = [];
+    const make = (name: string): StreamConsumer => new StreamConsumer({
+      bus: watching, stream, group, consumer: name, logger: pino({ level: 'silent' }), scheduler: time,
+      handle: async (entry) => { handled.push(`${name}:${entry.fields['n']}`); },
+    });
+    const first = make('c1');
+    first.start({ blockMs: 1_000 });
+    await blocked;
+    assert.equal(await settledOrGuard(first.stop().then(() => 'stopped')), 'stopped', 'stop() waited for the blocked read');
+    await bus.append(stream, { n: 'later' });
+    assert.deepEqual(await bus.pending(stream, group), [], 'the stopped consumer\'s read took nothing');
+    assert.equal(await make('c2').drain(), 1);
+    assert.deepEqual(handled, ['c2:later']);
+    await bus.close();
+  });
+
+  it('resolves while the loop pauses after a failed read on a scheduler no one advances', async () => {
+    const time = new VirtualTime();
+    const bus = new MemoryStreamBus({ clock: time, scheduler: time });
+    const { bus: failing } = watched(bus, { failReads: true });
+    let logged!: () => void;
+    const failedRead = new Promise<void>((resolve) => { logged = resolve; });
+    // The loop logs the failure and then, in the same turn, starts its pause.
+    const logger = pino({ level: 'error' }, { write: (line: string) => { if (line.includes('stream consumer read failed')) logged(); } });
+    const consumer = new StreamConsumer({ bus: failing, stream, group, consumer: 'c1', logger, scheduler: time, handle: async () => undefined });
+    consumer.start({ blockMs: 1_000 });
+    await failedRead;
+    assert.equal(time.pendingTimers, 1, 'the loop is pausing');
+    assert.equal(await settledOrGuard(consumer.stop().then(() => 'stopped')), 'stopped', 'stop() waited for the pause');
+    assert.equal(time.pendingTimers, 0, 'the pause was cut, not left to fire');
+    await bus.close();
   });
 });

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SdcError } from '../../../core/errors/index.js';
@@ -20,6 +21,21 @@ async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise
     assert.equal(error.code, code);
     return true;
   });
+}
+
+/**
+ * `promise`'s value, or 'guard' if it is still pending after guardMs of real time. The guard's
+ * timer is ref'd: a read that never ends fails the test instead of leaving an empty event loop
+ * (node:test then cancels it) or hanging it. A failure detector, not a timing assertion.
+ */
+export async function settledOrGuard<T>(promise: Promise<T>, guardMs = 10_000): Promise<T | 'guard'> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<'guard'>((resolve) => { timer = setTimeout(() => resolve('guard'), guardMs); });
+  try {
+    return await Promise.race([promise, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function idOrder(a: string, b: string): number {
@@ -237,6 +253,28 @@ export function runBusContract(name: string, target: BusContractTarget): void {
       const blocked = bus.readGroup('bt', 'g', 'c1', { count: 5, blockMs: 100 });
       await target.advance(150);
       assert.deepEqual(await blocked, []);
+    });
+
+    it('ends a blocked read when its signal aborts: nothing is delivered to it, the next read gets the entry, and blocking reads still work', async () => {
+      await bus.ensureGroup('ba', 'g', '$');
+      const stop = new AbortController();
+      // The longest block there is, and no time passes here: only the abort can end this read.
+      const blocked = bus.readGroup('ba', 'g', 'c1', { count: 5, blockMs: busLimits.blockMsMax, signal: stop.signal });
+      await bus.length('ba'); // a round trip first: an abort must end the read wherever it is
+      stop.abort();
+      assert.deepEqual(await settledOrGuard(blocked), [], 'the aborted read ends with nothing');
+      assert.deepEqual(getEventListeners(stop.signal, 'abort'), [], 'the read left no listener on the signal');
+      const id = await bus.append('ba', { n: 'after' });
+      assert.deepEqual(await bus.pending('ba', 'g'), [], 'nothing was delivered to the aborted reader');
+      assert.deepEqual(await bus.readGroup('ba', 'g', 'c1', { count: 5, blockMs: 10_000, signal: stop.signal }), [], 'an aborted signal reads nothing');
+      assert.deepEqual(await bus.readGroup('ba', 'g', 'c2', { count: 5 }), [{ id, fields: { n: 'after' }, deliveryCount: 1 }]);
+      // A later blocking read with a live signal is woken as usual, and leaves no listener behind either.
+      const live = new AbortController();
+      const next = bus.readGroup('ba', 'g', 'c1', { count: 5, blockMs: 10_000, signal: live.signal });
+      await bus.length('ba');
+      const woken = await bus.append('ba', { n: 'wake' });
+      assert.deepEqual(await settledOrGuard(next), [{ id: woken, fields: { n: 'wake' }, deliveryCount: 1 }]);
+      assert.deepEqual(getEventListeners(live.signal, 'abort'), []);
     });
 
     it('answers STORE_NO_GROUP once the store lost its streams (a blocked reader too), and ensureGroup brings the group back', async () => {

@@ -34,6 +34,15 @@ export interface ReadGroupOptions {
   readonly count: number;
   /** Wait up to this long for a new entry when none is ready. 0 or absent: return at once (unlike Redis, 0 never means forever). */
   readonly blockMs?: number;
+  /**
+   * Ends a blocked read early: it then resolves [] as at a timeout, and an already aborted signal
+   * reads nothing. A stopping consumer ends its own read with this instead of waiting out blockMs:
+   * that wait is a timer on the bus's scheduler, which may never fire again (a virtual clock no
+   * one advances any more, an unref'd timer in an otherwise empty event loop), and stop() then
+   * never resolved. On Redis the read's connection is dropped; an entry Redis delivered in that
+   * instant stays pending for this consumer, to be claimed (at least once, as after a crash).
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface PendingOptions {

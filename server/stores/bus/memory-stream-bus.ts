@@ -191,18 +191,30 @@ export class MemoryStreamBus implements StreamBus {
       checkCount('count', opts.count);
       const blockMs = opts.blockMs ?? 0;
       checkNonNegative('blockMs', blockMs, busLimits.blockMsMax);
+      const { signal } = opts;
+      if (signal?.aborted === true) return Promise.resolve([]);
       const entries = this.deliverNew(stream, group, consumer, opts.count);
       if (entries.length > 0 || blockMs === 0) return Promise.resolve(entries);
       if (this.waiters.size >= this.waitersMax) throw new SdcError('STORE_LIMIT', `more than ${this.waitersMax} blocked readers`);
       return new Promise<BusEntry[]>((resolve, reject) => {
+        // Every way out (entries, timeout, abort, wipe, close) removes the abort listener: a
+        // consumer passes one signal to all its reads, which must not pile listeners up on it.
+        const onAbort = (): void => {
+          if (!this.waiters.delete(waiter)) return;
+          this.scheduler.cancel(waiter.timer);
+          resolve([]);
+        };
         const waiter: Waiter = {
-          stream, group, consumer, count: opts.count, resolve, reject,
+          stream, group, consumer, count: opts.count,
+          resolve: (delivered) => { signal?.removeEventListener('abort', onAbort); resolve(delivered); },
+          reject: (error) => { signal?.removeEventListener('abort', onAbort); reject(error); },
           timer: this.scheduler.schedule(blockMs, () => {
             this.waiters.delete(waiter);
-            resolve([]);
+            waiter.resolve([]);
           }),
         };
         this.waiters.add(waiter);
+        signal?.addEventListener('abort', onAbort, { once: true });
       });
     } catch (error) {
       return Promise.reject(error);

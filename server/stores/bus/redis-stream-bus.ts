@@ -176,7 +176,7 @@ export class RedisStreamBus implements StreamBus {
   constructor(options: RedisStreamBusOptions) {
     // Auto-pipelining: the commands issued in one turn of the event loop (each handler's XACK, each
     // session's append) go to Redis as one pipeline instead of one round trip each. Blocking reads
-    // run on their own connections (withBlockingClient), so nothing here waits behind one.
+    // run on their own connections (blockingRead), so nothing here waits behind one.
     const { Redis } = ioredisLibrary();
     this.client = new Redis(options.url, { maxRetriesPerRequest: 3, lazyConnect: false, enableAutoPipelining: true });
     // Errors reach callers through rejected commands; without a listener ioredis would also print them.
@@ -268,9 +268,10 @@ export class RedisStreamBus implements StreamBus {
     checkCount('count', opts.count);
     const blockMs = opts.blockMs ?? 0;
     checkNonNegative('blockMs', blockMs, busLimits.blockMsMax);
+    if (opts.signal?.aborted === true) return [];
     const args = ['GROUP', group, consumer, 'COUNT', opts.count, ...(blockMs > 0 ? ['BLOCK', blockMs] : []), 'STREAMS', this.key(stream), '>'];
     const reply = blockMs > 0
-      ? await this.withBlockingClient((client) => this.command(client, 'XREADGROUP', ...args))
+      ? await this.blockingRead(args, opts.signal)
       : await this.command(this.client, 'XREADGROUP', ...args);
     if (reply === null) return [];
     if (!Array.isArray(reply) || !Array.isArray(reply[0])) throw new SdcError('STORE_CORRUPT', 'malformed XREADGROUP reply from Redis');
@@ -393,7 +394,14 @@ export class RedisStreamBus implements StreamBus {
     });
   }
 
-  private async withBlockingClient<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
+  /**
+   * A blocking XREADGROUP, on a dedicated connection since it holds its connection until it
+   * returns. An abort drops that connection, which ends the read at once; it then answers null,
+   * as at a timeout, and the connection is not reused. (CLIENT UNBLOCK from another connection is
+   * not sure to end it: sent before the read reaches Redis, it finds nothing to unblock, and the
+   * read then waits out its BLOCK time, which is what a stopping consumer must not wait for.)
+   */
+  private async blockingRead(args: ReadonlyArray<string | number>, signal: AbortSignal | undefined): Promise<unknown> {
     if (this.closed) throw new SdcError('STORE_CLOSED', 'stream bus is closed');
     let client = this.idleBlockingClients.pop();
     if (client === undefined) {
@@ -403,13 +411,24 @@ export class RedisStreamBus implements StreamBus {
       client = this.client.duplicate();
       client.on('error', () => undefined);
     }
-    this.busyBlockingClients.add(client);
+    const reader = client;
+    let aborted = false;
+    const onAbort = (): void => {
+      aborted = true;
+      reader.disconnect();
+    };
+    this.busyBlockingClients.add(reader);
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      return await fn(client);
+      return await this.command(reader, 'XREADGROUP', ...args);
+    } catch (error) {
+      if (aborted && !this.closed) return null;
+      throw error;
     } finally {
-      this.busyBlockingClients.delete(client);
-      if (this.closed) client.disconnect();
-      else this.idleBlockingClients.push(client);
+      signal?.removeEventListener('abort', onAbort);
+      this.busyBlockingClients.delete(reader);
+      if (this.closed || aborted) reader.disconnect();
+      else this.idleBlockingClients.push(reader);
     }
   }
 }

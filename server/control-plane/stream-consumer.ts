@@ -97,6 +97,13 @@ export class StreamConsumer {
   readonly #o: Required<StreamConsumerOptions>;
   #running = false;
   #loop: Promise<void> | undefined;
+  /**
+   * Aborted by stop(): ends the running loop's blocked read and its pause after a failed read. Both
+   * are timers on the bus's or our scheduler, which may never fire again once the caller stops
+   * driving it (a virtual clock no one advances, an unref'd timer in an empty event loop): stop()
+   * waited for them and never resolved (audit-atomicity.test.ts's restarted control plane, b17cb33).
+   */
+  #stopReads: AbortController | undefined;
   #groupReady = false;
   /**
    * Per partition key with an entry running, the entries waiting behind it: the next one runs
@@ -189,6 +196,8 @@ export class StreamConsumer {
   start(options: { blockMs: number; claimEveryPolls?: number }): void {
     if (this.#running) return;
     this.#running = true;
+    const stopReads = new AbortController();
+    this.#stopReads = stopReads;
     const claimEvery = options.claimEveryPolls ?? 30;
     this.#loop = (async () => {
       let polls = 0;
@@ -202,12 +211,12 @@ export class StreamConsumer {
           polls += 1;
           const count = Math.min(this.#o.batchSize, this.#o.entriesInFlightMax - this.#inFlight.size);
           if (count < 1) continue;
-          this.#submitAll(await this.#onGroup(() => this.#o.bus.readGroup(this.#o.stream, this.#o.group, this.#o.consumer, { count, blockMs: options.blockMs })));
+          this.#submitAll(await this.#onGroup(() => this.#o.bus.readGroup(this.#o.stream, this.#o.group, this.#o.consumer, { count, blockMs: options.blockMs, signal: stopReads.signal })));
         } catch (error) {
           // The bus itself failed (e.g. Redis down): log and keep going after the next block.
           this.#o.logger.error({ err: error, stream: this.#o.stream }, 'stream consumer read failed');
           if (!this.#running) break;
-          await new Promise<void>((resolve) => { this.#o.scheduler.schedule(Math.min(options.blockMs, 1_000), resolve); });
+          await this.#pause(Math.min(options.blockMs, 1_000));
         }
       }
     })();
@@ -217,6 +226,8 @@ export class StreamConsumer {
   async stop(): Promise<void> {
     this.#running = false;
     this.#stopping = true;
+    this.#stopReads?.abort();
+    this.#stopReads = undefined;
     this.#wakeRoom?.();
     for (const cut of [...this.#pauses]) cut();
     try {

@@ -7,6 +7,19 @@ import { passthroughStage, type HeldData, type StageContext, type ToxicStage, ty
 /** Toxicity is drawn as parts per million: integer ratios, so a seeded run replays exactly. */
 export const toxicityScale = 1_000_000;
 
+/**
+ * What one held piece (a Buffer, and latency's entry for it) costs beyond its bytes, counted
+ * against toxicHeldBytesMax with the bytes. Measured on node 20: a Buffer view about 105 bytes of
+ * heap, latency's entry 40 more. Counting bytes only, 1-byte pieces (a slicer of average_size 1,
+ * or a sender's 1-byte writes) held 671 KB in 109 MB of heap (review h2, finding 2).
+ */
+export const heldPieceOverheadBytes = 128;
+
+/** What a stage holds, as counted against toxicHeldBytesMax: its bytes plus heldPieceOverheadBytes per piece. */
+export function heldCostBytes(stage: { readonly heldBytes: number; readonly heldPieces: number }): number {
+  return stage.heldBytes + stage.heldPieces * heldPieceOverheadBytes;
+}
+
 export interface LinkOptions {
   readonly stream: ToxicStream;
   readonly source: Socket;
@@ -33,6 +46,8 @@ export interface LinkStats {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly heldBytes: number;
+  /** Pieces (buffers) the stages hold: each is counted as heldPieceOverheadBytes against the limit. */
+  readonly heldPieces: number;
   readonly paused: boolean;
   /** The reading socket ended (its FIN reached the first stage). */
   readonly sourceEnded: boolean;
@@ -43,9 +58,11 @@ export interface LinkStats {
 /**
  * One direction of one proxied connection: the reading socket, the chain of toxic stages (in the
  * order the toxics were added) and the writing socket. Backpressure: when any stage holds
- * `toxicHeldBytesMax` bytes or the writing socket's buffer is full, the reading socket is paused
- * until every stage is below the limit and the writer drained; so one stage holds at most the
- * limit plus one socket read.
+ * `toxicHeldBytesMax` (its bytes plus heldPieceOverheadBytes per piece) or the writing socket's
+ * buffer is full, the reading socket is paused until every stage is below the limit and the
+ * writer drained; so one stage holds at most the limit plus one socket read. A stage that cuts a
+ * read into many pieces (slicer) also stops passing on while a later stage is full
+ * (outputHasRoom), so one read's pieces do not pile up past the limit either.
  */
 export class Link {
   readonly #slots: Slot[] = [];
@@ -72,8 +89,9 @@ export class Link {
 
   stats(): LinkStats {
     const heldBytes = this.#slots.reduce((sum, slot) => sum + slot.stage.heldBytes, 0);
+    const heldPieces = this.#slots.reduce((sum, slot) => sum + slot.stage.heldPieces, 0);
     const { stream } = this.options;
-    return { stream, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, heldBytes, paused: this.#paused, sourceEnded: this.#sourceEnded, sinkEnded: this.#sinkEnded };
+    return { stream, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, heldBytes, heldPieces, paused: this.#paused, sourceEnded: this.#sourceEnded, sinkEnded: this.#sinkEnded };
   }
 
   /** A toxic added under live traffic goes to the end of the chain (Toxiproxy's order). */
@@ -118,6 +136,10 @@ export class Link {
       random: this.options.toxicRandom,
       output: { write: (chunk) => this.#forward(slot, chunk), end: () => this.#forwardEnd(slot) },
       heldChanged: () => this.#checkPressure(),
+      outputHasRoom: () => {
+        const index = this.#slots.indexOf(slot as Slot);
+        return index < 0 || !this.#fullAfter(index);
+      },
       closeConnection: (how) => (how === 'reset' ? this.options.onResetRequested() : this.#closeAfter(slot)),
     };
     slot.stage = applies ? toxic.kind.createStage(toxic.attributes, context) : passthroughStage(context.output);
@@ -164,12 +186,25 @@ export class Link {
     if (this.#closeAtSinkEnd) this.options.onCloseRequested();
   }
 
+  /** True when a stage after `index` (-1: any stage) is at its limit or the writing socket is full. */
+  #fullAfter(index: number): boolean {
+    if (this.options.sink.writableNeedDrain) return true;
+    for (let i = index + 1; i < this.#slots.length; i++) {
+      if (heldCostBytes(this.#slots[i]!.stage) >= this.options.toxicHeldBytesMax) return true;
+    }
+    return false;
+  }
+
   #checkPressure(): void {
-    const full = this.options.sink.writableNeedDrain
-      || this.#slots.some((slot) => slot.stage.heldBytes >= this.options.toxicHeldBytesMax);
+    const full = this.#fullAfter(-1);
     if (full === this.#paused) return;
     this.#paused = full;
-    if (full) this.options.source.pause();
-    else this.options.source.resume();
+    if (full) {
+      this.options.source.pause();
+      return;
+    }
+    this.options.source.resume();
+    // A stage that stopped because its output was full goes on (outputHasRoom is true for all now).
+    for (const slot of [...this.#slots]) slot.stage.resume?.();
   }
 }

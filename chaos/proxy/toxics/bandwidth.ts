@@ -27,6 +27,10 @@ class BandwidthStage implements ToxicStage {
     return this.#queue.bytes + (this.#sending?.length ?? 0);
   }
 
+  get heldPieces(): number {
+    return this.#queue.length + (this.#sending === undefined ? 0 : 1);
+  }
+
   write(chunk: Buffer): void {
     this.#queue.push(chunk);
     this.#pump();

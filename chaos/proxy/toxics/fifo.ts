@@ -68,6 +68,12 @@ export class ChunkFifo {
     return chunk;
   }
 
+  /** Puts a chunk (the rest of one shifted) back at the front. */
+  unshift(chunk: Buffer): void {
+    this.#queue.unshift(chunk);
+    this.#bytes += chunk.length;
+  }
+
   /** Takes up to `bytesMax` bytes from the front as one buffer, splitting a chunk if needed. */
   take(bytesMax: number): Buffer {
     const parts: Buffer[] = [];

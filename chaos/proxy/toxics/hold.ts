@@ -16,6 +16,10 @@ export class Hold {
     return this.#queue.bytes;
   }
 
+  get pieces(): number {
+    return this.#queue.length;
+  }
+
   write(chunk: Buffer): void {
     this.#queue.push(chunk);
     this.context.heldChanged();

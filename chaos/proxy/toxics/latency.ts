@@ -22,6 +22,10 @@ class LatencyStage implements ToxicStage {
     return this.#heldBytes;
   }
 
+  get heldPieces(): number {
+    return this.#queue.length;
+  }
+
   write(chunk: Buffer): void {
     const dueMs = Math.max(this.context.time.nowMs() + this.#delayMs(), this.#lastDueMs);
     this.#lastDueMs = dueMs;

@@ -9,6 +9,7 @@ class LimitDataStage implements ToxicStage {
   #passedBytes = 0;
   #closed = false;
   readonly heldBytes = 0;
+  readonly heldPieces = 0;
 
   constructor(private readonly values: AttributeValues, private readonly context: StageContext) {}
 

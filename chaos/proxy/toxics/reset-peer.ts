@@ -20,6 +20,10 @@ class ResetPeerStage implements ToxicStage {
     return this.#hold.bytes;
   }
 
+  get heldPieces(): number {
+    return this.#hold.pieces;
+  }
+
   write(chunk: Buffer): void {
     this.#hold.write(chunk);
     this.#trigger();

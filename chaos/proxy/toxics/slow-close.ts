@@ -6,6 +6,7 @@ class SlowCloseStage implements ToxicStage {
   readonly #timer: OneTimer;
   #endHeld = false;
   readonly heldBytes = 0;
+  readonly heldPieces = 0;
 
   constructor(private readonly values: AttributeValues, private readonly context: StageContext) {
     this.#timer = new OneTimer(context.time);

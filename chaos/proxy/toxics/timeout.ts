@@ -22,6 +22,10 @@ class TimeoutStage implements ToxicStage {
     return this.#hold.bytes;
   }
 
+  get heldPieces(): number {
+    return this.#hold.pieces;
+  }
+
   write(chunk: Buffer): void {
     this.#hold.write(chunk);
   }

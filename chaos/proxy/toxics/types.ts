@@ -22,6 +22,12 @@ export interface StageContext {
   readonly output: StageOutput;
   /** The stage's held bytes changed: the link re-checks backpressure. */
   heldChanged(): void;
+  /**
+   * False while a stage after this one (or the writing socket) is at its limit. A stage that cuts
+   * one chunk into many (slicer) stops passing on then and waits for `resume`: pausing the reading
+   * socket stops new chunks, not the pieces of one already read.
+   */
+  outputHasRoom(): boolean;
   /** Ends the whole connection: `close` sends FIN after the bytes already let through, `reset` sends RST. */
   closeConnection(how: 'close' | 'reset'): void;
 }
@@ -39,8 +45,15 @@ export interface ToxicStage {
   write(chunk: Buffer): void;
   /** The previous stage ended the stream. */
   end(): void;
-  /** Bytes held now; above the limit the link pauses its reading socket. */
+  /** Payload bytes held now. */
   readonly heldBytes: number;
+  /**
+   * Pieces (buffers) held now: each costs heap beyond its bytes, so the link counts
+   * heldPieceOverheadBytes for each against the limit too (1-byte pieces cost 100+ times their size).
+   */
+  readonly heldPieces: number;
+  /** The link has room again after outputHasRoom said no: pass on what waited. */
+  resume?(): void;
   /** The toxic is removed or replaced: cancel timers and hand back what is held. */
   release(): HeldData;
   /** The connection closed: cancel timers; what is held is dropped with the connection. */
@@ -73,6 +86,7 @@ export function passthroughStage(output: StageOutput): ToxicStage {
     write: (chunk) => output.write(chunk),
     end: () => output.end(),
     heldBytes: 0,
+    heldPieces: 0,
     release: () => ({ chunks: [], ended: false }),
     dispose: () => {},
   };

@@ -540,7 +540,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       for (const timer of timers.values()) scheduler.cancel(timer);
       timers.clear();
       // A pass still running would otherwise touch the stores after stop. Awaited only when there is
-      // one: an extra turn here lets the consumers enter a blocking read that stop then waits out.
+      // one. (The turns this takes once let the consumers enter a blocking read that stop then
+      // waited out; their stop() now ends such a read itself: stream-consumer.ts, af7345c.)
       if (passesInFlight.size > 0) await sweepsSettled();
       await Promise.all([eventsConsumer.stop(), telemetryConsumer.stop()]);
       // A retention pass the last rows started would otherwise touch the database after stop.

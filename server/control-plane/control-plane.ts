@@ -32,7 +32,7 @@ import { ApprovalService } from './approvals.js';
 import { SigningKeyStore } from './signing-keys.js';
 import type { LiveEvent, ServiceContext } from './context.js';
 import { migrateControlPlane } from './database.js';
-import { DeviceService } from './devices.js';
+import { crlRepublishIntervalMsDefault, DeviceService } from './devices.js';
 import { deviceIdOfEntry, EventHandlers } from './events.js';
 import { TelemetryTrimmer, type TelemetryRetention } from './telemetry-retention.js';
 import { buildHttpApp } from './http/app.js';
@@ -83,9 +83,12 @@ export interface ControlPlaneOptions {
    */
   readonly jwtRotationCheckIntervalMs?: number;
   /**
-   * How often the CRL is re-published (default 60 s, also at start and at every revocation):
-   * re-signed once a third of its validity is left, and the file rewritten when it does not hold
-   * the current CRL (deleted, replaced, or a write that failed).
+   * How often the CRL is re-published (default 60 s, also at start; a revocation signs its own):
+   * re-signed once a third of its validity is left, or for revocations no stored CRL lists yet once
+   * the latest stored CRL is crlSigningSpacingMs old (a tenth short of this; judged on the stored
+   * CRLs, so the replicas together sign about one CRL per interval: decision 0021, section "h7"),
+   * and the file rewritten when it does not hold the current CRL (deleted, replaced, or a write
+   * that failed).
    */
   readonly crlRepublishIntervalMs?: number;
   /**
@@ -269,8 +272,6 @@ async function busTrimTargets(kv: KeyValueStore): Promise<BusTrimTarget[]> {
 
 const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
 
-const crlRepublishIntervalMsDefault = 60_000;
-
 /**
  * A CRL is re-signed with a third of its validity left, at a republish pass: with a validity of
  * three intervals or less a pass could come only after it went stale, so such a setting is refused.
@@ -321,6 +322,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   metrics.addCollector(() => controlPlaneGauges(metrics, db, bus));
   const devices = new DeviceService({
     context, materials, gatewayUrls: options.gatewayUrls, ...(options.crlPath === undefined ? {} : { crlPath: options.crlPath }), ...(options.crlValidityMs === undefined ? {} : { crlValidityMs: options.crlValidityMs }),
+    ...(options.crlRepublishIntervalMs === undefined ? {} : { crlRepublishIntervalMs: options.crlRepublishIntervalMs }),
     ...(options.pairingTokensMax === undefined ? {} : { pairingTokensMax: options.pairingTokensMax }),
     // `commands` is created below; a revocation only comes once the control plane is up.
     onRevoked: (revocation) => commands.cancelForRevokedDevice(revocation),

@@ -6,7 +6,7 @@ import { createCrl, readVerifiedCrl } from '../../trust/crl.js';
 import { normalizeSerialHex } from '../../trust/serial-number.js';
 import { parseCertificate } from '../../trust/x509-provider.js';
 import { createRevocationCheck } from '../gateway/revocation-check.js';
-import { crlReadCacheMs } from './devices.js';
+import { crlReadCacheMs, crlRepublishIntervalMsDefault } from './devices.js';
 import { SqlCrlStore, storedCrlsKeptMax } from './stores/sql-crl-store.js';
 import { makeDeviceKey, makeHarness, openSecondControlPlane, sqlJsTargetCountingReads, storePairs, type Harness, type SecondControlPlane, type StorePair } from './test-support.js';
 
@@ -85,6 +85,8 @@ function suite(pair: StorePair): void {
         await h.cp.devices.revocations.revokeDeviceIn(tx, serial, 'keyCompromise', new Date(h.clock.nowMs()), 'crl-replica-lost');
         await h.cp.devices.revocations.nextCrlNumberIn(tx);
       });
+      // One republish interval on (decision 0021, h7: no pass signs within the spacing of the last CRL stored).
+      h.clock.advance(crlRepublishIntervalMsDefault);
       await second.cp.devices.republishCrl();
       h.clock.advance(crlReadCacheMs);
       assert.equal((await fetchCrl()).has(serial), true);
@@ -99,6 +101,7 @@ function suite(pair: StorePair): void {
       const failing = async () => { throw new Error('CRL store failed (test)'); };
       SqlCrlStore.prototype.store = failing;
       SqlCrlStore.prototype.storeIn = failing;
+      h.clock.advance(crlRepublishIntervalMsDefault);
       try {
         await assert.rejects(second.cp.devices.republishCrl(), /CRL store failed/);
       } finally {
@@ -138,6 +141,10 @@ function suite(pair: StorePair): void {
       assert.equal(await storedAbove(before), 0, 'no CRL signed by the renewals');
       const revokedInKv = createRevocationCheck({ kv: h.cp.context.kv });
       for (const serial of superseded) assert.equal(await revokedInKv(serial), true, `superseded ${serial} refused by the gateways at once`);
+      // Within the spacing of the CRL stored above, no pass signs (decision 0021, h7), on either replica.
+      await second.cp.devices.republishCrl();
+      assert.equal(await storedAbove(before), 0, 'nothing signed within the spacing');
+      h.clock.advance(crlRepublishIntervalMsDefault);
       // The first control plane could end here (its renewals committed, nothing signed): the other's republish signs.
       await second.cp.devices.republishCrl();
       await h.cp.devices.republishCrl();

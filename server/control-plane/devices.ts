@@ -87,6 +87,11 @@ export interface DeviceServiceOptions {
   readonly crlPath?: string;
   /** A CRL's validity, thisUpdate to nextUpdate (default crlNextUpdateMsDefault, 24 h); re-signed with a third of it left. */
   readonly crlValidityMs?: number;
+  /**
+   * How often the control plane runs republishCrl (default crlRepublishIntervalMsDefault, 60 s):
+   * the deployment-wide spacing of the CRLs the passes sign is derived from it (crlSigningSpacingMs).
+   */
+  readonly crlRepublishIntervalMs?: number;
   /** Outstanding pairing tokens at most (default pairingTokensMaxDefault, trust/pairing-tokens.ts). */
   readonly pairingTokensMax?: number;
   /**
@@ -116,6 +121,30 @@ const pendingLookupIdsMax = 500;
  * revocation made on another replica is served here at most 2 s after that replica stored its CRL.
  */
 export const crlReadCacheMs = 2_000;
+
+/** How often each control plane runs its CRL republish pass unless configured (ControlPlaneOptions.crlRepublishIntervalMs). */
+export const crlRepublishIntervalMsDefault = 60_000;
+
+/**
+ * How long after the latest stored CRL's thisUpdate a republish pass may sign another for a
+ * revocation set that changed (decision 0021, section "h7"): judged on the stored CRL, so the
+ * replicas together sign about one CRL per republish interval, as one replica does, not one each.
+ * A tenth short of the interval: the replica that signed last comes back one interval later and
+ * must still find it due when its previous pass ran a little late (its thisUpdate later than the
+ * timer's anchor) or its clock and the signer's disagree by a few seconds; otherwise its changes
+ * would wait for the interval after. Two signings are never closer than this.
+ */
+export function crlSigningSpacingMs(republishIntervalMs: number): number {
+  return republishIntervalMs - Math.floor(republishIntervalMs / 10);
+}
+
+/** A stored CRL is re-signed once a third of its validity is left (decision 0021: 8 h before nextUpdate at the default 24 h). */
+function crlRefreshDue(crl: StoredCrl, nowMs: number): boolean {
+  return nowMs >= crl.nextUpdateMs - (crl.nextUpdateMs - crl.thisUpdateMs) / 3;
+}
+
+/** Thrown out of the signing transaction (rolled back, the number it took given back) when another replica signed meanwhile. */
+class CrlSigningNotElected extends Error {}
 
 /**
  * How often a device may be given a new certificate (review h1, finding 2): every renewal revokes
@@ -217,8 +246,10 @@ export class DeviceService {
   #served: { crl: StoredCrl | undefined; readAtMs: number } | undefined;
   /** The read of the stored CRL in flight, shared by the requests that arrive meanwhile (a fetch storm makes one query). */
   #servedRead: Promise<StoredCrl | undefined> | undefined;
-  /** The signing in flight when the served CRL is due, shared likewise (one signature per replica, not one per request). */
+  /** The signing in flight when no stored CRL is valid, shared likewise (one signature per replica, not one per request). */
   #signing: Promise<SignedCrl> | undefined;
+  /** The republish pass's elected signing in flight (the pass at start and a timer's pass share it). */
+  #electedSigning: Promise<void> | undefined;
   #unsubscribeRevocations: (() => Promise<void>) | undefined;
 
   constructor(options: DeviceServiceOptions) {
@@ -618,9 +649,9 @@ export class DeviceService {
   /**
    * A CRL number taken in the transaction that revokes certificates as superseded (as revoke does,
    * review h20 finding 1), and no CRL signed for it: the counter is then ahead of every stored CRL,
-   * so the next republish on any replica (republishCrl's numberTakenWithoutCrl, every 60 s) signs
-   * one CRL listing every superseded certificate since (decision 0021, h12: one signing per
-   * interval, not a full CRL per renewal; a process that ends after the commit leaves the same gap).
+   * so a republish pass on some replica (republishCrl, every 60 s) signs one CRL listing every
+   * superseded certificate since (decision 0021, h12 and h7: about one signing per interval for the
+   * deployment, not a full CRL per renewal; a process that ends after the commit leaves the same gap).
    */
   async #takeSupersededCrlNumberIn(tx: SqlExecutor, revoked: readonly string[]): Promise<void> {
     if (revoked.length > 0) await this.revocations.nextCrlNumberIn(tx);
@@ -714,11 +745,11 @@ export class DeviceService {
    * that took a lower number have committed: the counter's row lock), signs and stores the CRL.
    * With `crlNumber` (a revocation's transaction took it and has committed): the revocations are
    * listed now, which includes that one and every one numbered lower, and the CRL is stored on its
-   * own; if the process ends before that, republishCrl's numberTakenWithoutCrl re-signs.
+   * own; if the process ends before that, a republish pass finds the number taken and re-signs.
    * So no stored CRL numbered N misses a revocation committed with a number below N, and serving the
    * highest stored one serves every committed revocation.
    */
-  async #regenerateCrl(nowMs: number, crlNumber?: bigint): Promise<SignedCrl> {
+  async #regenerateCrl(nowMs: number, crlNumber?: bigint, election?: { spacingMs: number }): Promise<SignedCrl> {
     const sign = (entries: Awaited<ReturnType<SqlRevocationStore['list']>>, number: bigint) => createCrl({
       issuer: this.#options.materials.pki.intermediate, entries, crlNumber: number, now: new Date(nowMs),
       ...(this.#options.crlValidityMs === undefined ? {} : { nextUpdateMs: this.#options.crlValidityMs }),
@@ -728,6 +759,13 @@ export class DeviceService {
       if (crlNumber === undefined) {
         crl = await this.#ctx.db.transaction(async (tx) => {
           const number = await this.revocations.nextCrlNumberIn(tx);
+          if (election !== undefined) {
+            // The election: under the counter's row lock, which a replica signing here holds until
+            // its CRL is stored, a CRL stored within the spacing means another replica signed it
+            // meanwhile (it lists what this one would); the rollback gives the number back.
+            const lastSignedMs = await this.#crls.lastSignedMsIn(tx, nowMs + election.spacingMs);
+            if (lastSignedMs !== undefined && nowMs - lastSignedMs < election.spacingMs) throw new CrlSigningNotElected();
+          }
           const signed = await sign(await this.revocations.listIn(tx), number);
           await this.#crls.storeIn(tx, signed);
           return signed;
@@ -737,6 +775,7 @@ export class DeviceService {
         await this.#crls.store(crl);
       }
     } catch (error) {
+      if (error instanceof CrlSigningNotElected) throw error;
       // TRUST_CRL_INCOMPLETE above all: loud, never a CRL that leaves revocations out.
       this.#ctx.logger.error({ err: error, code: SdcError.is(error) ? error.code : undefined }, 'CRL not signed; the previous one stays published');
       throw error;
@@ -767,16 +806,23 @@ export class DeviceService {
   }
 
   /**
-   * The scheduled re-publication (and the one at start): the CRL re-signed when due (crlPem), or
-   * when a CRL number was taken and no CRL stored under it (numberTakenWithoutCrl: the superseded
-   * certificates of every renewal and re-enrollment since the last signing, one CRL for all of
-   * them, or a revocation whose own signing failed or whose process ended; a failed signing is
-   * logged by #regenerateCrl and tried again at the next interval), and the file rewritten when
-   * it does not hold the served CRL, so a deleted or replaced file, a write that failed at a
-   * revocation, or a CRL signed by another replica reaches the file within one interval.
+   * The scheduled re-publication (and the one at start). A CRL is signed only when one is due for
+   * the deployment, judged on the stored CRLs (decision 0021, section "h7"), not per replica:
+   * - a CRL number was taken and no CRL stored under it (the superseded certificates of every
+   *   renewal and re-enrollment since, one CRL for all of them; or a revocation whose own signing
+   *   failed or whose process ended), and no CRL was stored within crlSigningSpacingMs; or
+   * - the highest valid stored CRL has a third of its validity left (or none is valid).
+   * The replica whose pass finds it due first signs, elected under the CRL-number counter's row
+   * lock (#regenerateCrl); the others find that CRL and sign nothing. So N replicas sign about as
+   * many CRLs as one, and a superseded serial is in the stored CRL within one interval of the
+   * replica that signed last. A failed signing is logged by #regenerateCrl and tried again at the
+   * next pass. The file is rewritten when it does not hold the served CRL, so a deleted or
+   * replaced file, a write that failed at a revocation, or a CRL signed by another replica reaches
+   * the file within one interval.
    */
   async republishCrl(): Promise<void> {
-    if (await this.#crls.numberTakenWithoutCrl()) await this.#signOnce(this.#ctx.clock.nowMs());
+    const nowMs = this.#ctx.clock.nowMs();
+    if (await this.#crlSigningDue(nowMs)) await this.#signIfElected(nowMs);
     const pem = await this.crlPem();
     const path = this.#options.crlPath;
     if (path === undefined) return;
@@ -784,18 +830,39 @@ export class DeviceService {
     if (onDisk !== pem) await this.#writeCrlFile(pem);
   }
 
+  get #crlSigningSpacingMs(): number {
+    return crlSigningSpacingMs(this.#options.crlRepublishIntervalMs ?? crlRepublishIntervalMsDefault);
+  }
+
+  /** republishCrl's judgement, before any lock: most passes end here (two reads). */
+  async #crlSigningDue(nowMs: number): Promise<boolean> {
+    const spacingMs = this.#crlSigningSpacingMs;
+    const { numberTakenWithoutCrl, lastSignedMs } = await this.#crls.signingState(nowMs + spacingMs);
+    if (lastSignedMs !== undefined && nowMs - lastSignedMs < spacingMs) return false;
+    if (numberTakenWithoutCrl) return true;
+    const served = await this.#servedCrl(nowMs);
+    return served === undefined || crlRefreshDue(served, nowMs);
+  }
+
+  async #signIfElected(nowMs: number): Promise<void> {
+    this.#electedSigning ??= this.#regenerateCrl(nowMs, undefined, { spacingMs: this.#crlSigningSpacingMs }).then(
+      () => undefined,
+      (error: unknown) => { if (!(error instanceof CrlSigningNotElected)) throw error; },
+    ).finally(() => { this.#electedSigning = undefined; });
+    return this.#electedSigning;
+  }
+
   /**
    * The highest-numbered valid CRL any control plane on the database stored, read through a cache
    * of crlReadCacheMs (a revocation committed on another replica is served here at most that long
-   * after its CRL was stored; one made here, at once). Re-signed when a third of its validity is
-   * left (or none is valid): by whichever replica is asked first, the others then serve that one.
+   * after its CRL was stored; one made here, at once). Signed here only when none is valid (nothing
+   * to serve otherwise); re-signing one with a third of its validity left is the republish pass's
+   * (every interval, elected across the replicas), so a fetch never signs a CRL out of step.
    */
   async crlPem(): Promise<string> {
     const nowMs = this.#ctx.clock.nowMs();
     const served = await this.#servedCrl(nowMs);
-    if (served === undefined || nowMs >= served.nextUpdateMs - (served.nextUpdateMs - served.thisUpdateMs) / 3) {
-      return (await this.#signOnce(nowMs)).pem;
-    }
+    if (served === undefined) return (await this.#signOnce(nowMs)).pem;
     return served.pem;
   }
 

@@ -83,14 +83,30 @@ export class SqlCrlStore {
   }
 
   /**
-   * Whether a CRL number was taken that no stored CRL reaches: a revocation committed (its
-   * transaction took the number) but its CRL was not stored (the process ended in between, or the
-   * signing failed). The caller re-signs, so the revocation is served within one republish interval.
+   * What a republish pass judges whether to sign on (decision 0021, section "h7"), outside any
+   * transaction and without a lock: `numberTakenWithoutCrl`, a CRL number was taken that no stored
+   * CRL reaches (a renewal's superseded certificates, or a revocation whose CRL was not stored: the
+   * process ended in between, or the signing failed); `lastSignedMs`, the latest thisUpdate of
+   * any stored CRL not after `notAfterMs` (see `lastSignedMsIn`).
    */
-  async numberTakenWithoutCrl(): Promise<boolean> {
+  async signingState(notAfterMs: number): Promise<{ numberTakenWithoutCrl: boolean; lastSignedMs: number | undefined }> {
     const [counter] = await this.#db.query<{ value: number | string }>("SELECT value FROM counters WHERE name = 'crl_number'");
-    if (counter === undefined) return false;
-    const [stored] = await this.#db.query<{ n: number | string | null }>('SELECT MAX(crl_number) AS n FROM crls');
-    return stored?.n === null || stored?.n === undefined || Number(stored.n) < Number(counter.value);
+    const [stored] = await this.#db.query<{ n: number | string | null; t: number | string | null }>(
+      'SELECT MAX(crl_number) AS n, MAX(CASE WHEN this_update_ms <= ? THEN this_update_ms END) AS t FROM crls', [notAfterMs]);
+    const numberTakenWithoutCrl = counter !== undefined
+      && (stored?.n === null || stored?.n === undefined || Number(stored.n) < Number(counter.value));
+    return { numberTakenWithoutCrl, lastSignedMs: stored?.t === null || stored?.t === undefined ? undefined : Number(stored.t) };
+  }
+
+  /**
+   * The latest thisUpdate of any stored CRL not after `notAfterMs`, inside the caller's
+   * transaction: the signing election reads it under the CRL-number counter's row lock, so a CRL
+   * another replica stored while this one waited for the lock is seen. A row dated later than
+   * `notAfterMs` (a clock stepped back, or a damaged row) is not counted: it would hold every
+   * replica off signing until that time.
+   */
+  async lastSignedMsIn(tx: SqlExecutor, notAfterMs: number): Promise<number | undefined> {
+    const [row] = await tx.query<{ t: number | string | null }>('SELECT MAX(this_update_ms) AS t FROM crls WHERE this_update_ms <= ?', [notAfterMs]);
+    return row?.t === null || row?.t === undefined ? undefined : Number(row.t);
   }
 }

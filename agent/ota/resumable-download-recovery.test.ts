@@ -168,3 +168,82 @@ test('finding 8: a resumed file that never verifies ends OTA_DOWNLOAD_DIGEST_MIS
   assert.equal(fetcher.seen.length, 4, 'two rounds of cut + resume');
   assert.equal(staging.bytesHeld, 0);
 });
+
+/** Lets promise work and immediates run without moving virtual time: what settles here settled without waiting for any timer. */
+async function settleWithoutTime<T>(work: Promise<T>): Promise<{ settled: boolean; error?: unknown }> {
+  let outcome: { settled: boolean; error?: unknown } = { settled: false };
+  work.then(() => { outcome = { settled: true }; }, (error: unknown) => { outcome = { settled: true, error }; });
+  for (let rounds = 0; rounds < 50 && !outcome.settled; rounds += 1) await new Promise<void>((resolve) => setImmediate(resolve));
+  return outcome;
+}
+
+const isCancel = (error: unknown) => SdcError.is(error, 'OTA_DOWNLOAD_FAILED') && error.details?.['cancelled'] === true;
+
+test('finding 10: a cancel while the server has not answered aborts the request at once, not after the idle limit', async () => {
+  const time = new VirtualTime(1_000_000);
+  const signals: AbortSignal[] = [];
+  // A server that takes the request and never answers; the request ends only when its signal aborts.
+  const silent: ArtifactFetcher = {
+    get: (_url, _headers, signal) => new Promise((_resolve, reject) => {
+      signals.push(signal);
+      signal.addEventListener('abort', () => reject(new Error('request aborted')), { once: true });
+    }),
+  };
+  const cancel = new AbortController();
+  const work = downloadResumable({ ...optionsFor(time, silent, new MemoryStagingStore()), signal: cancel.signal });
+  await settleWithoutTime(Promise.resolve());
+  assert.equal(signals.length, 1, 'the request is out');
+  cancel.abort();
+  const outcome = await settleWithoutTime(work);
+  assert.equal(outcome.settled, true, 'ended with no timer fired (the idle limit is 5,000 virtual ms)');
+  assert.ok(isCancel(outcome.error), String(outcome.error));
+  assert.equal(signals[0]!.aborted, true, 'the request itself was abandoned');
+  assert.equal(time.pendingTimers, 0, 'no timer left behind');
+});
+
+test('finding 10: a cancel during the wait before a retry wakes it at once; no further request is made', async () => {
+  const time = new VirtualTime(1_000_000);
+  const fetcher = scripted(() => ({ status: 503, bytes: new Uint8Array(0) }));
+  const cancel = new AbortController();
+  const work = downloadResumable({ ...optionsFor(time, fetcher, new MemoryStagingStore()), retryDelayMs: 30_000, signal: cancel.signal });
+  await settleWithoutTime(Promise.resolve());
+  assert.equal(fetcher.seen.length, 1, 'the first attempt failed with 503 and the download waits 30,000 ms');
+  assert.equal(time.pendingTimers, 1, 'the retry wait');
+  cancel.abort();
+  const outcome = await settleWithoutTime(work);
+  assert.equal(outcome.settled, true, 'ended with no timer fired');
+  assert.ok(isCancel(outcome.error), String(outcome.error));
+  assert.equal(fetcher.seen.length, 1);
+  assert.equal(time.pendingTimers, 0, 'the wait\'s timer was cancelled');
+});
+
+test('finding 10: a cancel while a body is read stops it, and the partial is kept for a later try', async () => {
+  const time = new VirtualTime(1_000_000);
+  const staging = new MemoryStagingStore();
+  const cancel = new AbortController();
+  let calls = 0;
+  const slowBody: ArtifactFetcher = {
+    async get() {
+      let destroyed: Error | undefined;
+      return {
+        status: 200, etag, contentRange: undefined, contentLength: artifact.length,
+        next: () => new Promise((resolve, reject) => {
+          if (destroyed !== undefined) return reject(destroyed);
+          calls += 1;
+          if (calls === 1) return resolve(artifact.slice(0, 300));
+          // The second chunk never comes unless destroyed.
+          const poll = () => (destroyed !== undefined ? reject(destroyed) : setImmediate(poll));
+          poll();
+        }),
+        destroy: (reason) => { destroyed ??= reason ?? new Error('destroyed'); },
+      };
+    },
+  };
+  const work = downloadResumable({ ...optionsFor(time, slowBody, staging), signal: cancel.signal });
+  await settleWithoutTime(Promise.resolve());
+  cancel.abort();
+  const outcome = await settleWithoutTime(work);
+  assert.equal(outcome.settled, true);
+  assert.ok(isCancel(outcome.error), String(outcome.error));
+  assert.equal(await staging.size('/t/a.bin.part'), 300, 'the partial is kept');
+});

@@ -111,7 +111,7 @@ export async function downloadResumable(options: ResumableDownloadOptions): Prom
   let restartsFromZero = 0;
   let sha256: string | undefined;
   for (;;) {
-    if (options.signal?.aborted) throw new SdcError('OTA_DOWNLOAD_FAILED', 'the download was cancelled; the partial file is kept');
+    if (options.signal?.aborted) throw cancelledError();
     let offset = state === undefined ? 0 : await io.staging.size(part);
     // Without an ETag a resumed range could splice two versions: only resume what If-Range can guard.
     if (state?.etag === undefined && offset > 0) {
@@ -156,7 +156,8 @@ export async function downloadResumable(options: ResumableDownloadOptions): Prom
       withoutProgress += 1;
       if (withoutProgress >= options.limits.attemptsWithoutProgressMax) break;
     }
-    await sleep(options.scheduler, Math.min(delayMs, Math.max(0, deadlineMs - options.clock.nowMs())));
+    await sleep(options.scheduler, Math.min(delayMs, Math.max(0, deadlineMs - options.clock.nowMs())), options.signal);
+    if (options.signal?.aborted) throw cancelledError();
     if (withoutProgress > 0) delayMs = Math.min(delayMs * 2, 30_000);
     if (options.clock.nowMs() >= deadlineMs) throw new SdcError('OTA_DOWNLOAD_TIMEOUT', `the download did not finish within ${options.limits.totalTimeoutMs} ms`, { limitMs: options.limits.totalTimeoutMs });
   }
@@ -191,6 +192,7 @@ async function attemptOnce(io: DownloadIo, url: URL, options: ResumableDownloadO
   try {
     response = await startRequest(io.fetcher, url, headers, options, deadlineMs);
   } catch (error) {
+    if (options.signal?.aborted) throw cancelledError();
     return interruptedOrThrow(error);
   }
   const status = response.status;
@@ -250,8 +252,13 @@ function interruptedOrThrow(error: unknown): AttemptEnd {
   return { kind: 'interrupted', error: new SdcError('OTA_DOWNLOAD_FAILED', (error as Error).message) };
 }
 
-/** The response's headers, or a rejection; waiting for them counts against the idle limit (and the total deadline). */
+/**
+ * The response's headers, or a rejection; waiting for them counts against the idle limit (and the
+ * total deadline). A cancel aborts the request at once: a server that never answers must not hold
+ * a cancelled rollout for the idle limit (review h1 of the OTA path, finding 10).
+ */
 async function startRequest(fetcher: ArtifactFetcher, url: URL, headers: Record<string, string>, options: ResumableDownloadOptions, deadlineMs: number): Promise<ArtifactResponse> {
+  if (options.signal?.aborted) throw cancelledError();
   const abort = new AbortController();
   let timedOut = false;
   const waitMs = Math.min(options.limits.idleTimeoutMs, Math.max(0, deadlineMs - options.clock.nowMs()));
@@ -259,14 +266,28 @@ async function startRequest(fetcher: ArtifactFetcher, url: URL, headers: Record<
     timedOut = true;
     abort.abort();
   });
+  const onCancel = () => abort.abort();
+  options.signal?.addEventListener('abort', onCancel, { once: true });
   try {
-    return await fetcher.get(url, headers, abort.signal);
+    const response = await fetcher.get(url, headers, abort.signal);
+    // Headers that came in the same turn as the cancel: the body is not read.
+    if (options.signal?.aborted) {
+      response.destroy();
+      throw cancelledError();
+    }
+    return response;
   } catch (error) {
+    if (options.signal?.aborted) throw cancelledError();
     if (timedOut) throw timeoutError(options, deadlineMs);
     throw error instanceof SdcError ? error : new SdcError('OTA_DOWNLOAD_FAILED', (error as Error).message);
   } finally {
     options.scheduler.cancel(timer);
+    options.signal?.removeEventListener('abort', onCancel);
   }
+}
+
+function cancelledError(): SdcError {
+  return new SdcError('OTA_DOWNLOAD_FAILED', 'the download was cancelled; the partial file is kept', { cancelled: true });
 }
 
 function timeoutError(options: ResumableDownloadOptions, deadlineMs: number): SdcError {
@@ -293,8 +314,9 @@ async function readBody(response: ArtifactResponse, options: ResumableDownloadOp
       response.destroy(stalled);
     });
   };
-  const onAbort = () => response.destroy(new SdcError('OTA_DOWNLOAD_FAILED', 'the download was cancelled; the partial file is kept'));
+  const onAbort = () => response.destroy(cancelledError());
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
   try {
     arm();
     for (let chunk = await response.next(); chunk !== undefined; chunk = await response.next()) {
@@ -345,6 +367,18 @@ async function hashFile(staging: StagingStore, path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-function sleep(scheduler: Scheduler, delayMs: number): Promise<void> {
-  return new Promise((resolve) => scheduler.schedule(delayMs, resolve));
+/** Waits `delayMs`, or less: a cancel wakes it at once (the wait before a retry can be 30 s). */
+function sleep(scheduler: Scheduler, delayMs: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const wake = () => {
+      scheduler.cancel(timer);
+      resolve();
+    };
+    const timer = scheduler.schedule(delayMs, () => {
+      signal?.removeEventListener('abort', wake);
+      resolve();
+    });
+    signal?.addEventListener('abort', wake, { once: true });
+  });
 }

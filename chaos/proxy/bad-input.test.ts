@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { ErrorCode } from '../../core/errors/index.js';
-import { connectClient, portOf, startTestChaos, Upstream, type TestChaos } from './test-support.js';
+import { connectClient, eventually, portOf, startTestChaos, Upstream, type TestChaos } from './test-support.js';
 
 // Bad input to the proxy API: each case is refused with Toxiproxy's status and error body, logged
 // with our typed code, and leaves the server and the other proxies as they were.
@@ -159,6 +159,35 @@ describe('chaos proxy API refuses bad input', () => {
   for (const c of [...proxyCases, ...toxicCases, ...routeCases]) {
     it(`refuses ${c.what} with ${c.status}`, () => assertRefusal(c));
   }
+
+  // Review h2, finding 4: `new URL` threw on these targets and the API answered 500, logged as CHAOS_INTERNAL.
+  for (const target of ['//[', 'http://[', '//[::1']) {
+    it(`refuses the request target ${target} with 400 CHAOS_BAD_REQUEST_TARGET`, async () => {
+      const from = chaos.logged.length;
+      const client = await connectClient(portOf(new URL(chaos.server.url).host));
+      client.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      await client.untilEnded();
+      assert.match(client.text, /^HTTP\/1\.1 400 /);
+      assert.ok(client.text.includes('{"error":"bad request target","status":400}'), client.text);
+      const logged = chaos.logged.slice(from);
+      assert.ok(logged.some((entry) => entry.fields.code === 'CHAOS_BAD_REQUEST_TARGET' && entry.level === 'warn'), JSON.stringify(logged));
+      assert.ok(!logged.some((entry) => entry.fields.code === 'CHAOS_INTERNAL'));
+      client.socket.destroy();
+    });
+  }
+
+  // Review h2, finding 5: a client gone mid-body was logged as an internal error (CHAOS_INTERNAL).
+  it('a client that closes the connection mid-body is logged as CHAOS_REQUEST_ABORTED at info, and nothing is created', async () => {
+    const from = chaos.logged.length;
+    const client = await connectClient(portOf(new URL(chaos.server.url).host));
+    client.write('POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"name": "half", "upst');
+    // The headers and part of the body go out before the FIN, so the server reads the request, then the close.
+    client.socket.end();
+    const entry = await eventually('the abort to be logged', () => chaos.logged.slice(from).find((e) => e.fields.code === 'CHAOS_REQUEST_ABORTED'));
+    assert.equal(entry.level, 'info');
+    assert.ok(!chaos.logged.slice(from).some((e) => e.level === 'error' || e.fields.code === 'CHAOS_INTERNAL'));
+    assert.equal((await call('GET', '/proxies/half')).status, 404);
+  });
 
   it('refuses a chunked body that grows past the limit with 413 (no content-length to check first)', async () => {
     const from = chaos.logged.length;

@@ -41,6 +41,19 @@ class PopulateFailed extends Error {
 const json = (body: unknown, status = 200): ApiReply => ({ status, body });
 const noContent: ApiReply = { status: 204 };
 
+/**
+ * The path of a request target. node:http passes on any target it can split off the request line
+ * (`//[`, `http://[`), and `new URL` throws on those: refused as CHAOS_BAD_REQUEST_TARGET (400),
+ * not answered as an internal error (review h2, finding 4).
+ */
+function requestPath(target: string): string {
+  try {
+    return new URL(target, 'http://chaos').pathname;
+  } catch {
+    throw new SdcError('CHAOS_BAD_REQUEST_TARGET', 'bad request target', { target: target.slice(0, 256) });
+  }
+}
+
 /** A path segment; one that does not decode cannot name a proxy, so it stays as it came. */
 function decodeSegment(segment: string): string {
   try {
@@ -74,7 +87,7 @@ export class ChaosApi {
 
   async #answer(request: IncomingMessage): Promise<ApiReply> {
     if ((request.headers['user-agent'] ?? '').startsWith('Mozilla/')) throw new SdcError('CHAOS_BROWSER_REFUSED', 'User agent not allowed');
-    const path = new URL(request.url ?? '/', 'http://chaos').pathname;
+    const path = requestPath(request.url ?? '/');
     const route = this.#routes.find((r) => r.path.test(path));
     if (route === undefined) throw new SdcError('CHAOS_ROUTE_NOT_FOUND', 'not found', { path });
     const handler = route.methods[request.method ?? ''];
@@ -107,8 +120,10 @@ export class ChaosApi {
         reject(tooLarge());
       });
       request.on('end', () => resolve(Buffer.concat(chunks, bytes)));
-      request.on('error', reject);
-      request.on('close', () => reject(new Error('request closed before its body ended')));
+      // The client went away mid-body: nothing was changed, and it is the client's doing, not ours.
+      const aborted = () => reject(new SdcError('CHAOS_REQUEST_ABORTED', 'the client closed the connection before the request body ended', { bytesRead: bytes }));
+      request.on('error', aborted);
+      request.on('close', aborted);
     });
   }
 
@@ -135,6 +150,7 @@ export class ChaosApi {
     const message = known?.message ?? 'internal error';
     const fields = { code, status, method: request.method, url: request.url, ...known?.details };
     if (known === undefined) this.logger.error({ ...fields, error: (cause as Error)?.stack ?? String(cause) }, 'chaos API request failed');
+    else if (known.code === 'CHAOS_REQUEST_ABORTED') this.logger.info(fields, message); // a client that left: nothing to act on
     else this.logger.warn(fields, message);
     const proxies = error instanceof PopulateFailed ? { proxies: error.proxies } : {};
     return json({ error: message, status, ...proxies }, status);

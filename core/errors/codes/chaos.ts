@@ -15,6 +15,8 @@ export const chaosErrors = defineErrors({
   CHAOS_LIMIT_REACHED: { fault: 'remote', status: 409, summary: 'The proxy server holds its maximum number of proxies, or the proxy its maximum number of toxics' },
   CHAOS_PROXY_NOT_FOUND: { fault: 'remote', status: 404, summary: 'No proxy has this name' },
   CHAOS_TOXIC_NOT_FOUND: { fault: 'remote', status: 404, summary: 'The proxy has no toxic with this name' },
+  CHAOS_BAD_REQUEST_TARGET: { fault: 'remote', status: 400, summary: 'The request target is not a path the API can parse (e.g. //[)' },
+  CHAOS_REQUEST_ABORTED: { fault: 'remote', status: 400, summary: 'Logged at info: the client closed the connection before its request body ended; nothing was changed and no answer could be sent' },
   CHAOS_ROUTE_NOT_FOUND: { fault: 'remote', status: 404, summary: 'No API endpoint has this path' },
   CHAOS_METHOD_NOT_ALLOWED: { fault: 'remote', status: 405, summary: 'The API endpoint does not take this HTTP method' },
   CHAOS_BODY_TOO_LARGE: { fault: 'remote', status: 413, summary: 'The request body is larger than the API accepts' },

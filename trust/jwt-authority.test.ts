@@ -310,3 +310,24 @@ test('file store: a ring written before generation files (at the path itself) is
     assert.equal((await store.load())?.keys.length, 2);
   });
 });
+
+// Review h2, finding 6: a clock stepped back made rotateIfDue skip the re-read until the clock
+// passed the reading of the last one, so another replica's rotation went unseen for that long.
+test('file store shared by two authorities: after the wall clock steps back, rotateIfDue re-reads the ring at once', async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'jwt', 'keys.json');
+    const clock = new FakeClock(startMs);
+    const a = await authority(clock, new FileJwtKeyStore({ path }), 'replica a');
+    const b = await authority(clock, new FileJwtKeyStore({ path }), 'replica b');
+    clock.advance(-hourMs);
+    const rotated = await a.rotateNow();
+    await b.rotateIfDue(clock.nowMs());
+    assert.equal(b.activeKid, rotated, 'read at the first call after the step');
+    const again = await a.rotateNow();
+    await b.rotateIfDue(clock.nowMs());
+    assert.equal(b.activeKid, rotated, 'then once per reloadIntervalMs from the new reading, as before');
+    clock.advance(60_000);
+    await b.rotateIfDue(clock.nowMs());
+    assert.equal(b.activeKid, again);
+  });
+});

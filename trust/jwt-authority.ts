@@ -159,7 +159,9 @@ export class JwtAuthority {
   async rotateIfDue(nowMs: number): Promise<void> {
     if (this.#maintenanceDue(nowMs)) {
       await this.#serial(() => this.#rotateLocked(nowMs, false));
-    } else if (nowMs - this.#loadedAtMs >= this.#config.reloadIntervalMs) {
+    } else if (nowMs < this.#loadedAtMs || nowMs - this.#loadedAtMs >= this.#config.reloadIntervalMs) {
+      // (nowMs < #loadedAtMs: the wall clock was stepped back since the last read; read now rather
+      // than when the clock passes that reading again.)
       await this.#serial(() => this.#reloadLocked(nowMs));
     }
   }

@@ -359,3 +359,38 @@ test('every last-character variant of the signature is refused (jose alone accep
     assert.ok(['JWT_MALFORMED', 'JWT_SIGNATURE_INVALID'].includes(await rejectionCode(verifier.verify(body + c))), c);
   }
 });
+
+// Review h2, finding 6: `nowMs - last < minRefreshIntervalMs` took a clock stepped back for "too
+// soon", so no refresh until the clock passed its old reading; a just-rotated key was refused.
+test('a wall clock stepped back: the next unknown kid refreshes at once, and the interval counts from the new reading', async () => {
+  const { clock, authority, verifier, fetches } = await setup();
+  const before = await authority.issue({ sub: 'alice', role: 'operator' });
+  await verifier.verify(before);
+  assert.equal(fetches(), 1);
+  clock.advance(-60 * minuteMs); // NTP steps the clock back an hour
+  await authority.rotateNow();
+  const after = await authority.issue({ sub: 'alice', role: 'operator' });
+  assert.equal((await verifier.verify(after)).sub, 'alice', 'the rotated-in key is fetched now');
+  assert.equal(fetches(), 2);
+  // The rate limit holds from the new reading on.
+  const stranger = await setup({}, 'stranger');
+  const unknown = await stranger.authority.issue({ sub: 'mallory', role: 'admin' });
+  clock.advance(29_999);
+  assert.equal(await rejectionCode(verifier.verify(unknown)), 'JWT_UNKNOWN_KID');
+  assert.equal(fetches(), 2, 'no fetch within minRefreshIntervalMs of the refresh after the step');
+  clock.advance(1);
+  assert.equal(await rejectionCode(verifier.verify(unknown)), 'JWT_UNKNOWN_KID');
+  assert.equal(fetches(), 3);
+});
+
+test('a wall clock stepped back: a key set fetched "after now" is not taken as fresh, so a known kid refreshes it once', async () => {
+  const { clock, authority, verifier, fetches } = await setup();
+  await verifier.verify(await authority.issue({ sub: 'alice', role: 'operator' }));
+  assert.equal(fetches(), 1);
+  clock.advance(-60 * minuteMs);
+  // New tokens (a verified token is answered from the verifier's cache) under the same, known kid.
+  await verifier.verify(await authority.issue({ sub: 'bob', role: 'operator' }));
+  assert.equal(fetches(), 2, 'its age is unknown: fetched again');
+  await verifier.verify(await authority.issue({ sub: 'carol', role: 'operator' }));
+  assert.equal(fetches(), 2, 'fresh again from the new reading');
+});

@@ -210,7 +210,9 @@ export class JwtVerifier {
   async #keyFor(kid: string): Promise<CryptoKey> {
     const cached = this.#keySet;
     const nowMs = this.#config.clock.nowMs();
-    const fresh = cached !== undefined && nowMs - cached.fetchedAtMs < this.#config.jwksMaxAgeMs;
+    // A set fetched "after now" (the wall clock was stepped back since) is not fresh: its age is
+    // unknown, and a key dropped from the JWKS would otherwise verify for as long as the step.
+    const fresh = cached !== undefined && nowMs >= cached.fetchedAtMs && nowMs - cached.fetchedAtMs < this.#config.jwksMaxAgeMs;
     const known = cached?.keysByKid.get(kid);
     if (known !== undefined && fresh) return known;
 
@@ -229,7 +231,11 @@ export class JwtVerifier {
   #refresh(nowMs: number): Promise<void> {
     if (this.#inFlight !== undefined) return this.#inFlight;
     const last = this.#lastAttemptMs;
-    if (last !== undefined && nowMs - last < this.#config.minRefreshIntervalMs) return Promise.resolve();
+    // Too soon only when the last attempt is behind us by less than the interval. A last attempt
+    // "after now" means the wall clock was stepped back: refresh now (and count the interval from
+    // this reading), or a key rotated in meanwhile is JWT_UNKNOWN_KID until the clock passes the
+    // old reading (review h2, finding 6).
+    if (last !== undefined && nowMs >= last && nowMs - last < this.#config.minRefreshIntervalMs) return Promise.resolve();
     this.#lastAttemptMs = nowMs;
     const run = this.#fetchKeySet(nowMs).finally(() => {
       this.#inFlight = undefined;

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createFileExclusive, writeFileAtomic } from './atomic-file.js';
+import { createFileExclusive, ensurePrivateDirectory, writeFileAtomic } from './atomic-file.js';
 import { SdcError } from '../core/errors/index.js';
 
 function scratch(t: { after: (fn: () => void) => void }): string {
@@ -80,4 +80,27 @@ test('createFileExclusive: a link failure other than "no hard links" is thrown, 
   };
   await assert.rejects(createFileExclusive(path, 'mine\n', { mode: 0o600, linkFile: diskFull }), /ENOSPC/);
   assert.deepEqual(readdirSync(directory), []);
+});
+
+// Review h2, finding 3: it chmodded any existing directory to 0700; `--keys-out /tmp` as root took /tmp's sticky bit.
+test('ensurePrivateDirectory: a new directory (and its parents) is 0700; an existing one keeps its mode, and a shared-writable one is refused', async (t) => {
+  const directory = scratch(t);
+  const created = join(directory, 'a', 'b');
+  await ensurePrivateDirectory(created);
+  assert.equal(statSync(created).mode & 0o7777, 0o700);
+  assert.equal(statSync(join(directory, 'a')).mode & 0o077, 0);
+
+  const readable = join(directory, 'readable');
+  mkdirSync(readable);
+  chmodSync(readable, 0o755);
+  await ensurePrivateDirectory(readable);
+  assert.equal(statSync(readable).mode & 0o7777, 0o755, 'an existing directory is used as it is');
+
+  for (const mode of [0o1777, 0o777, 0o775, 0o757]) {
+    const shared = join(directory, `shared-${mode.toString(8)}`);
+    mkdirSync(shared);
+    chmodSync(shared, mode);
+    await assert.rejects(ensurePrivateDirectory(shared), (error) => SdcError.is(error, 'STORE_DIRECTORY_PERMISSIONS') && error.details.path === shared);
+    assert.equal(statSync(shared).mode & 0o7777, mode, 'refused, never changed');
+  }
 });

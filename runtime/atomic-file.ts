@@ -180,10 +180,26 @@ export function writeFileAtomicSync(path: string, data: Uint8Array, options: { m
   syncDirectorySync(directory);
 }
 
-/** Creates `path` (and missing parents) and sets `path` itself to owner-only access. */
+/**
+ * Creates `path` (and missing parents) owner-only. The mode of a directory that was there already
+ * is never changed: it may be one the caller was only named (`--keys-out /tmp`), and chmod 0700
+ * on /tmp takes its sticky bit and every other user's access away. One that group or others may
+ * write to is refused (STORE_DIRECTORY_PERMISSIONS) rather than changed: another account could
+ * replace or remove the private files put there. A directory others may only read is used as it
+ * is: the files themselves are written 0600.
+ */
 export async function ensurePrivateDirectory(path: string): Promise<void> {
-  await mkdir(path, { recursive: true, mode: privateDirectoryMode });
-  await chmod(path, privateDirectoryMode);
+  // mkdir -p answers the first directory it created, or undefined when `path` existed.
+  if ((await mkdir(path, { recursive: true, mode: privateDirectoryMode })) !== undefined) {
+    // mkdir applied the umask; chmod makes the new directory's mode exact.
+    await chmod(path, privateDirectoryMode);
+    return;
+  }
+  if (process.platform === 'win32') return; // no POSIX modes
+  const mode = (await stat(path)).mode;
+  if ((mode & 0o022) !== 0) {
+    throw new SdcError('STORE_DIRECTORY_PERMISSIONS', `${path} has mode ${(mode & 0o7777).toString(8)}: group or others may write to it; name a directory of your own for private files (or chmod 700 it)`, { path });
+  }
 }
 
 /** Makes the rename durable; some platforms refuse to fsync a directory, which only weakens durability. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
-import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SdcError } from '../core/errors/index.js';
@@ -107,6 +107,28 @@ describe('key files written exclusively', () => {
         (e) => SdcError.is(e, 'TRUST_KEY_FILE_EXISTS') && e.details.path === path);
       assert.equal(await readFile(path, 'utf8'), before);
       assert.ok(await sameKey(privateKey, await readPrivateKeyFile({ path })));
+    });
+  });
+});
+
+// Review h2, finding 3: `--keys-out /tmp` as root chmodded /tmp to 0700 (its sticky bit and everyone's access gone).
+describe('the directory a key file is written to', () => {
+  it('a shared directory (mode 1777, as /tmp) is refused and keeps its mode; an existing private one is used unchanged', async () => {
+    await withTempDir(async (dir) => {
+      const shared = join(dir, 'tmp');
+      await mkdir(shared);
+      await chmod(shared, 0o1777);
+      const { privateKey } = await generateEd25519KeyPair(systemRandom);
+      await assert.rejects(writePrivateKeyFile({ path: join(shared, 'root-1.pem'), privateKey, passphrase }),
+        (e) => SdcError.is(e, 'STORE_DIRECTORY_PERMISSIONS'));
+      assert.equal((await stat(shared)).mode & 0o7777, 0o1777);
+      assert.deepEqual(await readdir(shared), []);
+      const own = join(dir, 'own');
+      await mkdir(own, { mode: 0o750 });
+      await chmod(own, 0o750);
+      await writePrivateKeyFile({ path: join(own, 'k.pem'), privateKey });
+      assert.equal((await stat(own)).mode & 0o7777, 0o750);
+      assert.equal((await stat(join(own, 'k.pem'))).mode & 0o777, 0o600);
     });
   });
 });

@@ -49,7 +49,9 @@ export interface WritePrivateKeyFileOptions {
 }
 
 /**
- * Writes a private key as PKCS#8 PEM, mode 0600, atomically, in a directory made 0700.
+ * Writes a private key as PKCS#8 PEM, mode 0600, atomically, in a directory made 0700 if it is
+ * created here (an existing one keeps its mode; a group- or other-writable one is refused:
+ * ensurePrivateDirectory).
  *
  * Encryption uses the standard encrypted PKCS#8 container (RFC 5958 / RFC 8018 PBES2) rather
  * than a format of our own such as scrypt + AES-GCM: OpenSSL and every other toolkit can read,

@@ -18,5 +18,6 @@ export const storeErrors = defineErrors({
   STORE_INVALID_ARGUMENT: { fault: 'local', status: 500, summary: 'A store function was called with an invalid argument (a bug in the caller)' },
   STORE_ENTRIES_TRIMMED_UNREAD: { fault: 'local', status: 500, summary: 'A stream trimmed (maxLen) entries its consumer group had not read: they are lost; logged, counted (sdc_bus_entries_trimmed_unread_total), audited and shown by /readyz, never thrown' },
   STORE_FILE_CREATE_LOCKED: { fault: 'local', status: 503, summary: 'Creating a key or ring file on a file system without hard links waited too long for another process\'s lock directory (<file>.create-lock); remove it if no process is starting' },
+  STORE_DIRECTORY_PERMISSIONS: { fault: 'local', status: 500, summary: 'A directory named for private files (keys, state, --keys-out) exists and group or others may write to it (a shared directory such as /tmp); refused, its mode is left as it was' },
   STORE_URL_INVALID: { fault: 'remote', status: 400, summary: 'A store URL (--mysql, --redis) is malformed, has the wrong scheme or lacks a host or database; the message shows it without its password' },
 });

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
 import { privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
@@ -44,18 +44,37 @@ function isStoredLogin(value: unknown): value is StoredLogin {
     && typeof v.token === 'string' && typeof v.name === 'string' && typeof v.role === 'string' && typeof v.expires_at_ms === 'number';
 }
 
-/** The stored login, or CLI_INPUT saying how to log in (none, unreadable or expired). */
+/**
+ * The stored login, or CLI_INPUT saying how to log in (none, unreadable or expired). A file that
+ * group or others may read or write is refused (CLI_SECRET_FILE_PERMISSIONS), as the passphrase
+ * files are: `sdc login` writes it 0600, so another mode means someone changed it, and the token
+ * in it is a bearer credential (review h2, finding 7). Its size is checked before it is read.
+ */
 export async function loadLogin(env: CliIo['env'], nowMs: number): Promise<StoredLogin> {
   const path = credentialsPath(env);
-  let text: string;
+  let text: string | undefined;
+  let handle;
   try {
-    text = await readFile(path, 'utf8');
+    handle = await open(path, 'r');
   } catch {
     throw new SdcError('CLI_INPUT', 'not logged in: run sdc login --server URL --name NAME', { path });
   }
+  try {
+    const info = await handle.stat();
+    if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
+      throw new SdcError('CLI_SECRET_FILE_PERMISSIONS', `the stored login ${path} has mode ${(info.mode & 0o777).toString(8)}: group or others may read it; run chmod 600 on it (or sdc logout, then sdc login)`, { path });
+    }
+    // Larger than any login we write: not our file, and not read into memory.
+    if (info.isFile() && info.size <= credentialsBytesMax) text = await handle.readFile('utf8');
+  } catch (error) {
+    if (SdcError.is(error)) throw error;
+    text = undefined;
+  } finally {
+    await handle.close();
+  }
   let parsed: unknown;
   try {
-    parsed = text.length <= credentialsBytesMax ? JSON.parse(text) : undefined;
+    parsed = text !== undefined && text.length <= credentialsBytesMax ? JSON.parse(text) : undefined;
   } catch {
     parsed = undefined;
   }
@@ -68,7 +87,7 @@ export async function loadLogin(env: CliIo['env'], nowMs: number): Promise<Store
 export async function removeLogin(env: CliIo['env']): Promise<boolean> {
   const path = credentialsPath(env);
   try {
-    await readFile(path);
+    await lstat(path); // whatever its mode or size: logging out removes it
   } catch {
     return false;
   }

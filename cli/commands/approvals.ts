@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SdcError } from '../../core/errors/index.js';
 import { base64urlFromBytes, bytesFromBase64url } from '../../core/crypto/bytes.js';
@@ -41,12 +41,31 @@ export function signingKeyPath(env: CliIo['env'], userName: string): string {
   return join(dirname(credentialsPath(env)), `signing-key-${userName}.json`);
 }
 
-/** The seed in the key file at `path`; undefined only when there is no such file (ENOENT). */
+/** A key file holds a name and a 32-byte seed: a few dozen bytes; anything larger is not ours. */
+const signingKeyFileBytesMax = 4096;
+
+/**
+ * The seed in the key file at `path`; undefined only when there is no such file (ENOENT). A file
+ * group or others may read or write is refused (TRUST_KEY_FILE_PERMISSIONS, as for every other
+ * private key; it is never replaced either), and its size is checked before it is read (review h2,
+ * finding 7).
+ */
 async function readSigningKey(path: string, userName: string): Promise<Uint8Array | undefined> {
-  let text: string;
+  let text = '{}';
   try {
-    text = await readFile(path, 'utf8');
+    const handle = await open(path, 'r');
+    try {
+      const info = await handle.stat();
+      // As trust/key-files.ts requirePrivateFileMode does (not imported: it loads the key-file codecs at CLI start).
+      if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
+        throw new SdcError('TRUST_KEY_FILE_PERMISSIONS', `${path} has mode ${(info.mode & 0o777).toString(8)}; run chmod 600 on it`, { path });
+      }
+      if (info.isFile() && info.size <= signingKeyFileBytesMax) text = await handle.readFile('utf8');
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
+    if (SdcError.is(error)) throw error;
     const errno = (error as NodeJS.ErrnoException).code;
     if (errno === 'ENOENT') return undefined;
     // An existing key that cannot be read now (permissions, a broken link) is never replaced by a new one.
@@ -54,7 +73,7 @@ async function readSigningKey(path: string, userName: string): Promise<Uint8Arra
   }
   let parsed: { seed?: unknown; name?: unknown } = {};
   try {
-    parsed = JSON.parse(text.length <= 4096 ? text : '{}') as { seed?: unknown; name?: unknown };
+    parsed = JSON.parse(text.length <= signingKeyFileBytesMax ? text : '{}') as { seed?: unknown; name?: unknown };
   } catch {
     // Refused below.
   }

@@ -14,24 +14,69 @@ const textEncoder = new TextEncoder();
  * that `keys` knows signed `envelope.signedBytes`. A key id listed without a key, a signature by
  * a key the role does not list, a malformed signature: each counts for nothing, so a single
  * compromised or broken key can never reach a threshold above one (key compromise below threshold).
+ * Distinct means distinct key material, not distinct key ids: the same public key listed under two
+ * ids (the id is only a name the metadata gives it) counts once, else one private key met a
+ * threshold of two (review h1 of the OTA path, finding 5). The material is the public value
+ * normalised (keyMaterial), without the key type: the crypto port verifies `ecdsa` and
+ * `ecdsa-sha2-nistp256` keys alike, so the same bytes under both types are still one key.
  */
 export function verifyThreshold(options: {
   roleName: string; role: RoleKeys; keys: ReadonlyMap<string, TufPublicKey>; envelope: Envelope<unknown>; crypto: TufCrypto;
 }): void {
   const { roleName, role, keys, envelope, crypto } = options;
   const signatures = new Map(envelope.signatures.map((signature) => [signature.keyid, signature.sig]));
-  let valid = 0;
+  const counted = new Set<string>();
   for (const keyid of new Set(role.keyids)) {
     const key = keys.get(keyid);
     const sigHex = signatures.get(keyid);
     if (key === undefined || sigHex === undefined) continue;
+    const material = keyMaterial(key.publicValue);
+    if (counted.has(material)) continue;
     const signature = bytesFromHexOrUndefined(sigHex);
-    if (signature !== undefined && crypto.verify(key, envelope.signedBytes, signature)) valid++;
+    if (signature !== undefined && crypto.verify(key, envelope.signedBytes, signature)) counted.add(material);
   }
+  const valid = counted.size;
   if (valid < role.threshold) {
     throw new SdcError('TUF_SIGNATURE_THRESHOLD', `${roleName} has ${valid} valid signature(s) of the ${role.threshold} required`,
       { role: roleName, valid, threshold: role.threshold });
   }
+}
+
+/**
+ * A key's public value in one form per key: hex (ed25519's keyval) lower-cased; PEM (ECDSA, RSA)
+ * as the hex of its DER bytes, so line breaks, header spacing and base64 padding make no second key.
+ * Anything else as it is (the crypto port verifies no such key, so it never counts anyway).
+ */
+export function keyMaterial(publicValue: string): string {
+  const trimmed = publicValue.trim();
+  if (/^[0-9a-fA-F]+$/.test(trimmed)) return `hex:${trimmed.toLowerCase()}`;
+  const pem = /^-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----$/.exec(trimmed);
+  if (pem !== null) {
+    const der = bytesFromBase64OrUndefined(pem[2]!.replace(/\s+/g, ''));
+    if (der !== undefined) return `der:${hexFromBytes(der)}`;
+  }
+  return `raw:${publicValue}`;
+}
+
+const base64Alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/** Standard base64 (padding optional); bits past the last whole byte are dropped, as decoders do. */
+function bytesFromBase64OrUndefined(text: string): Uint8Array | undefined {
+  const body = text.replace(/=+$/, '');
+  if (!/^[A-Za-z0-9+/]*$/.test(body) || body.length % 4 === 1) return undefined;
+  const bytes = new Uint8Array(Math.floor((body.length * 6) / 8));
+  let bits = 0;
+  let value = 0;
+  let index = 0;
+  for (const character of body) {
+    value = (value << 6) | base64Alphabet.indexOf(character);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes[index++] = (value >> bits) & 0xff;
+    }
+  }
+  return bytes;
 }
 
 function bytesFromHexOrUndefined(hex: string): Uint8Array | undefined {
